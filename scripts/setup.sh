@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages podway's demo and tests use, only those that are missing.
+# Idempotent; needs root for apt-get (skipped with a note otherwise).
+set -euo pipefail
+need=()
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
+python3 -c 'import scapy' >/dev/null 2>&1 || need+=(python3-scapy)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "podway setup: missing ${need[*]}; run as root (or install them) to use the demo and tests" >&2
+  exit 0
+fi
+echo "podway setup: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -4,7 +4,6 @@
       "target_name": "podway_native",
       "sources": [
         "native/addon.c",
-        "native/pool.c",
         "native/ports.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],

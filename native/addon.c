@@ -1,0 +1,561 @@
+/*
+ * N-API surface of the podway I/O addon.
+ *
+ * JS registers one frame pool (an ArrayBuffer of fixed-size slots) and its descriptor typed arrays
+ * once; afterwards every call passes only small integers (port id, first descriptor, count), so a
+ * batch costs one N-API call. Readiness comes from uv_poll on each port's fd: one JS callback per
+ * wake-up, in which JS drains the port with recv() in batches.
+ *
+ * State lives in per-instance data, so each worker_thread that loads the addon has its own pool and
+ * ports.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+#include <node_api.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "ports.h"
+
+struct poller {
+  uv_poll_t handle;
+  napi_env env;
+  napi_ref cb;
+  napi_async_context actx;
+  int id;
+  int active;
+};
+
+struct addon {
+  struct pool pool;
+  napi_ref pool_refs[9];
+  int pool_set;
+  struct port ports[MAX_PORTS];
+  struct poller *pollers[MAX_PORTS];
+  uint16_t bound_port[MAX_PORTS];
+};
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+static napi_value throw_errno(napi_env env, int err, const char *what) {
+  if (err < 0) err = -err;
+  const char *name = strerrorname_np(err);
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s: %s (%s)", what, strerror(err), name ? name : "E?");
+  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
+  return NULL;
+}
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, "EINVAL", msg);
+  return NULL;
+}
+
+#define CHECK(call)                                                                                \
+  do {                                                                                             \
+    if ((call) != napi_ok) {                                                                       \
+      const napi_extended_error_info *ei;                                                          \
+      napi_get_last_error_info(env, &ei);                                                          \
+      bool pending;                                                                                \
+      napi_is_exception_pending(env, &pending);                                                    \
+      if (!pending) napi_throw_error(env, "EINVAL", ei && ei->error_message ? ei->error_message : #call); \
+      return NULL;                                                                                 \
+    }                                                                                              \
+  } while (0)
+
+static struct addon *get_addon(napi_env env) {
+  struct addon *a = NULL;
+  napi_get_instance_data(env, (void **)&a);
+  return a;
+}
+
+/* ---- argument helpers ------------------------------------------------------------------- */
+
+static int arg_u32(napi_env env, napi_value v, uint32_t *out) {
+  return napi_get_value_uint32(env, v, out) == napi_ok ? 0 : -1;
+}
+
+static struct port *arg_port(napi_env env, struct addon *a, napi_value v, uint32_t *id) {
+  if (arg_u32(env, v, id) < 0 || *id >= MAX_PORTS || !a->ports[*id].in_use) {
+    napi_throw_error(env, "EBADF", "no such open port");
+    return NULL;
+  }
+  return &a->ports[*id];
+}
+
+static int opt_u32(napi_env env, napi_value obj, const char *key, uint32_t dflt, uint32_t *out) {
+  *out = dflt;
+  napi_valuetype t;
+  if (napi_typeof(env, obj, &t) != napi_ok || t != napi_object) return 0;
+  bool has = false;
+  napi_has_named_property(env, obj, key, &has);
+  if (!has) return 0;
+  napi_value v;
+  napi_get_named_property(env, obj, key, &v);
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined) return 0;
+  if (t == napi_boolean) {
+    bool b;
+    napi_get_value_bool(env, v, &b);
+    *out = b;
+    return 0;
+  }
+  return napi_get_value_uint32(env, v, out) == napi_ok ? 0 : -1;
+}
+
+static int arg_string(napi_env env, napi_value v, char *buf, size_t len) {
+  size_t n;
+  if (napi_get_value_string_utf8(env, v, buf, len, &n) != napi_ok) return -1;
+  return n >= len - 1 ? -2 : 0;
+}
+
+static void *typed_data(napi_env env, napi_value v, napi_typedarray_type want, size_t *count) {
+  bool is;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
+  napi_typedarray_type t;
+  size_t len, off;
+  void *data;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &t, &len, &data, &ab, &off) != napi_ok || t != want) return NULL;
+  *count = len;
+  return data;
+}
+
+/* ---- pool ------------------------------------------------------------------------------- */
+
+/* setPool(pool: ArrayBuffer, slotSize, headroom, slot: Uint32Array, off: Uint16Array,
+ *         len: Uint16Array, port: Uint16Array, flags: Uint16Array, addr: Uint32Array,
+ *         aport: Uint16Array, txlist: Uint32Array) */
+static napi_value set_pool(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 11;
+  napi_value argv[11];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 11) return throw_type(env, "setPool expects 11 arguments");
+  void *base;
+  size_t bytes;
+  bool isab;
+  napi_is_arraybuffer(env, argv[0], &isab);
+  if (!isab) return throw_type(env, "setPool: pool must be an ArrayBuffer");
+  CHECK(napi_get_arraybuffer_info(env, argv[0], &base, &bytes));
+  uint32_t slot_size, headroom;
+  if (arg_u32(env, argv[1], &slot_size) || arg_u32(env, argv[2], &headroom)) return throw_type(env, "setPool: bad sizes");
+  if (slot_size < 256 || slot_size > 65535 || headroom >= slot_size - 64) return throw_type(env, "setPool: slotSize must be 256..65535 and headroom leave room for a frame");
+  size_t n[8] = { 0 };
+  struct pool p;
+  memset(&p, 0, sizeof p);
+  p.d_slot = typed_data(env, argv[3], napi_uint32_array, &n[0]);
+  p.d_off = typed_data(env, argv[4], napi_uint16_array, &n[1]);
+  p.d_len = typed_data(env, argv[5], napi_uint16_array, &n[2]);
+  p.d_port = typed_data(env, argv[6], napi_uint16_array, &n[3]);
+  p.d_flags = typed_data(env, argv[7], napi_uint16_array, &n[4]);
+  p.d_addr = typed_data(env, argv[8], napi_uint32_array, &n[5]);
+  p.d_aport = typed_data(env, argv[9], napi_uint16_array, &n[6]);
+  p.txlist = typed_data(env, argv[10], napi_uint32_array, &n[7]);
+  if (!p.d_slot || !p.d_off || !p.d_len || !p.d_port || !p.d_flags || !p.d_addr || !p.d_aport || !p.txlist)
+    return throw_type(env, "setPool: descriptor arrays have the wrong types");
+  for (int k = 1; k < 7; k++)
+    if (n[k] != n[0]) return throw_type(env, "setPool: descriptor arrays differ in length");
+  p.base = base;
+  p.size = bytes;
+  p.slot_size = slot_size;
+  p.headroom = headroom;
+  p.nslots = (uint32_t)(bytes / slot_size);
+  p.ndesc = (uint32_t)n[0];
+  p.ntxlist = (uint32_t)n[7];
+  /* Keep every array alive as long as the addon may write into it. */
+  for (int k = 0; k < 9 && a->pool_set; k++) napi_delete_reference(env, a->pool_refs[k]);
+  napi_value keep[9] = { argv[0], argv[3], argv[4], argv[5], argv[6], argv[7], argv[8], argv[9], argv[10] };
+  for (int k = 0; k < 9; k++) CHECK(napi_create_reference(env, keep[k], 1, &a->pool_refs[k]));
+  a->pool = p;
+  a->pool_set = 1;
+  return NULL;
+}
+
+/* ---- open / close ----------------------------------------------------------------------- */
+
+static int free_port_id(struct addon *a) {
+  for (int i = 0; i < MAX_PORTS; i++)
+    if (!a->ports[i].in_use) return i;
+  return -1;
+}
+
+static napi_value ret_u32(napi_env env, uint32_t v) {
+  napi_value r;
+  napi_create_uint32(env, v, &r);
+  return r;
+}
+
+static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
+  struct addon *a = get_addon(env);
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[64] = "";
+  napi_value opts = argc > 1 ? argv[1] : NULL;
+  if (kind == PORT_UDP || kind == PORT_RAW) opts = argc > 0 ? argv[0] : NULL;
+  else if (argc < 1 || arg_string(env, argv[0], name, sizeof name) != 0)
+    return throw_type(env, "open: interface name must be a string shorter than 16 bytes");
+  struct open_opts o;
+  memset(&o, 0, sizeof o);
+  uint32_t v;
+  if (opts) {
+    if (opt_u32(env, opts, "multiQueue", 0, &v)) return throw_type(env, "multiQueue: boolean");
+    o.multi_queue = (int)v;
+    if (opt_u32(env, opts, "persist", 0, &v)) return throw_type(env, "persist: boolean");
+    o.persist = (int)v;
+    if (opt_u32(env, opts, "ring", 1, &v)) return throw_type(env, "ring: boolean");
+    o.ring = (int)v;
+    if (opt_u32(env, opts, "ringBlocks", 0, &v)) return throw_type(env, "ringBlocks: number");
+    o.ring_blocks = v;
+    if (opt_u32(env, opts, "ringBlockSize", 0, &v)) return throw_type(env, "ringBlockSize: number");
+    o.ring_block_size = v;
+    if (opt_u32(env, opts, "fanoutGroup", 0, &v)) return throw_type(env, "fanoutGroup: number");
+    o.fanout_group = (int)v;
+    if (opt_u32(env, opts, "ignoreOutgoing", 1, &v)) return throw_type(env, "ignoreOutgoing: boolean");
+    o.ignore_outgoing = (int)v;
+    if (opt_u32(env, opts, "addr", 0, &v)) return throw_type(env, "addr: IPv4 as uint32");
+    o.bind_addr = v;
+    if (opt_u32(env, opts, "port", 0, &v) || v > 65535) return throw_type(env, "port: 0..65535");
+    o.bind_port = (uint16_t)v;
+    if (opt_u32(env, opts, "proto", 0, &v)) return throw_type(env, "proto: 1..255");
+    o.proto = (int)v;
+    if (opt_u32(env, opts, "rcvbuf", 0, &v)) return throw_type(env, "rcvbuf: bytes");
+    o.rcvbuf = (int)v;
+    if (opt_u32(env, opts, "sndbuf", 0, &v)) return throw_type(env, "sndbuf: bytes");
+    o.sndbuf = (int)v;
+    if (opt_u32(env, opts, "reuseport", 0, &v)) return throw_type(env, "reuseport: boolean");
+    o.reuseport = (int)v;
+    bool has = false;
+    napi_has_named_property(env, opts, "bpf", &has);
+    if (has) {
+      napi_value b;
+      napi_get_named_property(env, opts, "bpf", &b);
+      size_t cnt = 0;
+      void *d = typed_data(env, b, napi_uint8_array, &cnt);
+      if (!d || cnt % 8 != 0 || cnt == 0) return throw_type(env, "bpf: Uint8Array of 8-byte sock_filter instructions");
+      o.bpf = d;
+      o.bpf_len = cnt;
+    }
+  } else {
+    o.ring = 1;
+    o.ignore_outgoing = 1;
+  }
+  char netns[256] = "";
+  if (opts) {
+    bool has = false;
+    napi_has_named_property(env, opts, "netns", &has);
+    if (has) {
+      napi_value ns;
+      napi_get_named_property(env, opts, "netns", &ns);
+      if (arg_string(env, ns, netns, sizeof netns) != 0) return throw_type(env, "netns: a path such as /run/netns/NAME");
+    }
+  }
+  int id = free_port_id(a);
+  if (id < 0) return throw_errno(env, EMFILE, "open: too many ports");
+  /* Open inside another network namespace: switch this thread there, open, switch back. A socket or
+   * device fd stays in the namespace it was created in, so the process can serve many namespaces. */
+  int home_ns = -1;
+  if (netns[0]) {
+    home_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int target = open(netns, O_RDONLY | O_CLOEXEC);
+    if (home_ns < 0 || target < 0) {
+      int e = errno;
+      if (home_ns >= 0) close(home_ns);
+      if (target >= 0) close(target);
+      char what[320];
+      snprintf(what, sizeof what, "open network namespace %s", netns);
+      return throw_errno(env, e, what);
+    }
+    int r = setns(target, CLONE_NEWNET);
+    int e = errno;
+    close(target);
+    if (r < 0) {
+      close(home_ns);
+      char what[320];
+      snprintf(what, sizeof what, "enter network namespace %s", netns);
+      return throw_errno(env, e, what);
+    }
+  }
+  struct port *p = &a->ports[id];
+  int err;
+  uint16_t bport = 0;
+  char what[96];
+  switch (kind) {
+  case PORT_TAP:
+  case PORT_TUN:
+    err = port_open_tuntap(p, name, kind == PORT_TAP, &o);
+    snprintf(what, sizeof what, "open %s %s", kind == PORT_TAP ? "tap" : "tun", name);
+    break;
+  case PORT_PACKET:
+    err = port_open_packet(p, name, &o);
+    snprintf(what, sizeof what, "open packet socket on %s", name);
+    break;
+  case PORT_UDP:
+    err = port_open_udp(p, &o, &bport);
+    snprintf(what, sizeof what, "open udp %u.%u.%u.%u:%u", o.bind_addr >> 24, (o.bind_addr >> 16) & 255,
+             (o.bind_addr >> 8) & 255, o.bind_addr & 255, o.bind_port);
+    break;
+  default:
+    err = port_open_raw(p, &o);
+    snprintf(what, sizeof what, "open raw ipv4 socket for protocol %d", o.proto);
+    break;
+  }
+  if (home_ns >= 0) {
+    if (setns(home_ns, CLONE_NEWNET) < 0) abort(); /* cannot continue in the wrong namespace */
+    close(home_ns);
+  }
+  if (err) return throw_errno(env, err, what);
+  a->bound_port[id] = bport;
+  return ret_u32(env, (uint32_t)id);
+}
+
+static napi_value open_tap(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_TAP); }
+static napi_value open_tun(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_TUN); }
+static napi_value open_packet(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_PACKET); }
+static napi_value open_udp(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_UDP); }
+static napi_value open_raw(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_RAW); }
+
+static void poller_closed(uv_handle_t *h) {
+  struct poller *pl = h->data;
+  free(pl);
+}
+
+static void stop_poller(napi_env env, struct addon *a, uint32_t id) {
+  struct poller *pl = a->pollers[id];
+  if (!pl) return;
+  a->pollers[id] = NULL;
+  uv_poll_stop(&pl->handle);
+  napi_delete_reference(env, pl->cb);
+  napi_async_destroy(env, pl->actx);
+  uv_close((uv_handle_t *)&pl->handle, poller_closed);
+}
+
+static napi_value close_port(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 1;
+  napi_value argv[1];
+  uint32_t id;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (arg_u32(env, argv[0], &id) < 0 || id >= MAX_PORTS) return throw_type(env, "close: port id");
+  if (!a->ports[id].in_use) return NULL; /* closing twice is harmless */
+  stop_poller(env, a, id);
+  port_close(&a->ports[id]);
+  return NULL;
+}
+
+/* ---- batch moves ------------------------------------------------------------------------ */
+
+/* recv(port, first, max) -> frames received into descriptors [first, first+n) */
+static napi_value recv_batch(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t id, first, max;
+  struct port *p = arg_port(env, a, argv[0], &id);
+  if (!p) return NULL;
+  if (!a->pool_set) return throw_type(env, "recv: setPool first");
+  if (arg_u32(env, argv[1], &first) || arg_u32(env, argv[2], &max)) return throw_type(env, "recv(port, first, max)");
+  int r = port_recv(p, (uint16_t)id, &a->pool, first, max);
+  if (r < 0) return throw_errno(env, r, p->name[0] ? p->name : "recv");
+  return ret_u32(env, (uint32_t)r);
+}
+
+/* send(port, first, count) -> frames accepted; sends descriptors txlist[first .. first+count) */
+static napi_value send_batch(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t id, first, count;
+  struct port *p = arg_port(env, a, argv[0], &id);
+  if (!p) return NULL;
+  if (!a->pool_set) return throw_type(env, "send: setPool first");
+  if (arg_u32(env, argv[1], &first) || arg_u32(env, argv[2], &count)) return throw_type(env, "send(port, first, count)");
+  int r = port_send(p, &a->pool, first, count);
+  if (r < 0) return throw_errno(env, r, p->name[0] ? p->name : "send");
+  return ret_u32(env, (uint32_t)r);
+}
+
+/* ---- info and counters ------------------------------------------------------------------ */
+
+static void set_num(napi_env env, napi_value obj, const char *k, double v) {
+  napi_value x;
+  napi_create_double(env, v, &x);
+  napi_set_named_property(env, obj, k, x);
+}
+
+static napi_value port_stats(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 1;
+  napi_value argv[1];
+  uint32_t id;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct port *p = arg_port(env, a, argv[0], &id);
+  if (!p) return NULL;
+  uint64_t kd = 0;
+  port_kernel_drops(p, &kd);
+  napi_value o;
+  napi_create_object(env, &o);
+  set_num(env, o, "rxPackets", (double)p->st.rx_packets);
+  set_num(env, o, "rxBytes", (double)p->st.rx_bytes);
+  set_num(env, o, "rxTruncated", (double)p->st.rx_truncated);
+  set_num(env, o, "rxKernelDrops", (double)p->st.rx_kernel_drops);
+  set_num(env, o, "rxCalls", (double)p->st.rx_calls);
+  set_num(env, o, "txPackets", (double)p->st.tx_packets);
+  set_num(env, o, "txBytes", (double)p->st.tx_bytes);
+  set_num(env, o, "txRetries", (double)p->st.tx_retries);
+  set_num(env, o, "txDroppedFull", (double)p->st.tx_dropped_full);
+  set_num(env, o, "txErrors", (double)p->st.tx_errors);
+  set_num(env, o, "txCalls", (double)p->st.tx_calls);
+  if (p->last_errno) {
+    napi_value s;
+    const char *nm = strerrorname_np(p->last_errno);
+    napi_create_string_utf8(env, nm ? nm : "E?", NAPI_AUTO_LENGTH, &s);
+    napi_set_named_property(env, o, "lastError", s);
+  }
+  return o;
+}
+
+static napi_value port_info(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 1;
+  napi_value argv[1];
+  uint32_t id;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct port *p = arg_port(env, a, argv[0], &id);
+  if (!p) return NULL;
+  static const char *kinds[] = { "?", "tap", "tun", "packet", "udp", "raw" };
+  napi_value o, s;
+  napi_create_object(env, &o);
+  napi_create_string_utf8(env, kinds[p->kind], NAPI_AUTO_LENGTH, &s);
+  napi_set_named_property(env, o, "kind", s);
+  napi_create_string_utf8(env, p->name, NAPI_AUTO_LENGTH, &s);
+  napi_set_named_property(env, o, "name", s);
+  set_num(env, o, "fd", p->fd);
+  set_num(env, o, "ifindex", p->ifindex);
+  set_num(env, o, "boundPort", a->bound_port[id]);
+  set_num(env, o, "ring", p->ring ? 1 : 0);
+  return o;
+}
+
+/* ---- readiness -------------------------------------------------------------------------- */
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  struct poller *pl = h->data;
+  napi_env env = pl->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value cb, global, args[2], result;
+  napi_get_reference_value(env, pl->cb, &cb);
+  napi_get_global(env, &global);
+  napi_create_uint32(env, (uint32_t)pl->id, &args[0]);
+  napi_create_int32(env, status, &args[1]);
+  /* make_callback runs queued microtasks and nextTicks afterwards, as node's own I/O does. */
+  napi_make_callback(env, pl->actx, global, cb, 2, args, &result);
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) {
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    napi_fatal_exception(env, exc);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* poll(port, callback(portId, status)) starts readiness notification; unpoll(port) stops it. */
+static napi_value start_poll(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 2;
+  napi_value argv[2];
+  uint32_t id;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct port *p = arg_port(env, a, argv[0], &id);
+  if (!p) return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[1], &t);
+  if (t != napi_function) return throw_type(env, "poll: callback must be a function");
+  stop_poller(env, a, id);
+  struct poller *pl = calloc(1, sizeof *pl);
+  if (!pl) return throw_errno(env, ENOMEM, "poll");
+  pl->env = env;
+  pl->id = (int)id;
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  int r = uv_poll_init(loop, &pl->handle, p->fd);
+  if (r) {
+    free(pl);
+    return throw_errno(env, -r, "uv_poll_init");
+  }
+  pl->handle.data = pl;
+  napi_create_reference(env, argv[1], 1, &pl->cb);
+  napi_value name;
+  napi_create_string_utf8(env, "podway:port", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &pl->actx);
+  a->pollers[id] = pl;
+  r = uv_poll_start(&pl->handle, UV_READABLE, on_poll);
+  if (r) {
+    stop_poller(env, a, id);
+    return throw_errno(env, -r, "uv_poll_start");
+  }
+  return NULL;
+}
+
+static napi_value stop_poll(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 1;
+  napi_value argv[1];
+  uint32_t id;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (arg_u32(env, argv[0], &id) < 0 || id >= MAX_PORTS) return throw_type(env, "unpoll: port id");
+  stop_poller(env, a, id);
+  return NULL;
+}
+
+/* ---- module ----------------------------------------------------------------------------- */
+
+static void addon_finalize(napi_env env, void *data, void *hint) {
+  struct addon *a = data;
+  for (int i = 0; i < MAX_PORTS; i++) {
+    if (a->pollers[i]) {
+      uv_poll_stop(&a->pollers[i]->handle);
+      /* handles are closed by the loop teardown; the memory goes with the process or worker */
+    }
+    if (a->ports[i].in_use) port_close(&a->ports[i]);
+  }
+  free(a);
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  struct addon *a = calloc(1, sizeof *a);
+  if (!a) return NULL;
+  for (int i = 0; i < MAX_PORTS; i++) a->ports[i].fd = -1;
+  napi_set_instance_data(env, a, addon_finalize, NULL);
+  napi_property_descriptor props[] = {
+    { "setPool", NULL, set_pool, NULL, NULL, NULL, napi_default, NULL },
+    { "openTap", NULL, open_tap, NULL, NULL, NULL, napi_default, NULL },
+    { "openTun", NULL, open_tun, NULL, NULL, NULL, napi_default, NULL },
+    { "openPacket", NULL, open_packet, NULL, NULL, NULL, napi_default, NULL },
+    { "openUdp", NULL, open_udp, NULL, NULL, NULL, napi_default, NULL },
+    { "openRaw", NULL, open_raw, NULL, NULL, NULL, napi_default, NULL },
+    { "close", NULL, close_port, NULL, NULL, NULL, napi_default, NULL },
+    { "recv", NULL, recv_batch, NULL, NULL, NULL, napi_default, NULL },
+    { "send", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL },
+    { "stats", NULL, port_stats, NULL, NULL, NULL, napi_default, NULL },
+    { "info", NULL, port_info, NULL, NULL, NULL, napi_default, NULL },
+    { "poll", NULL, start_poll, NULL, NULL, NULL, napi_default, NULL },
+    { "unpoll", NULL, stop_poll, NULL, NULL, NULL, napi_default, NULL },
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_value v;
+  napi_create_uint32(env, MAX_BATCH, &v);
+  napi_set_named_property(env, exports, "MAX_BATCH", v);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

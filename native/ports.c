@@ -1,0 +1,453 @@
+/*
+ * Port kinds and the batched moves between the kernel and the frame pool.
+ *
+ * Receive writes each frame at (slot * slot_size + headroom) so JS can prepend outer headers in
+ * place; send reads (slot * slot_size + off, len). One call moves a whole batch: recvmmsg/sendmmsg
+ * for sockets, a TPACKET_V3 ring for AF_PACKET, and a read/write loop for TUN/TAP (a TUN/TAP fd has
+ * no batch call: one packet per read or write is what the kernel offers without IFF_VNET_HDR).
+ */
+#define _GNU_SOURCE
+#include "ports.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
+/* Per-port scratch for recvmmsg/sendmmsg, allocated once at open: no allocation per batch. */
+struct mmsg_scratch {
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  union {
+    struct sockaddr_in in;
+    struct sockaddr_ll ll;
+  } names[MAX_BATCH];
+  /* PACKET_AUXDATA control messages (AF_PACKET without ring): checksum status, true length */
+  char cmsg[MAX_BATCH][CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+};
+
+static int set_int(int fd, int level, int opt, int v) {
+  return setsockopt(fd, level, opt, &v, sizeof v) < 0 ? -errno : 0;
+}
+
+static int alloc_scratch(struct port *p) {
+  p->scratch = calloc(1, sizeof(struct mmsg_scratch));
+  return p->scratch ? 0 : -ENOMEM;
+}
+
+static int fail(struct port *p, int err) {
+  port_close(p);
+  return err;
+}
+
+static void set_bufs(int fd, const struct open_opts *o) {
+  /* As root the FORCE variants bypass net.core.{r,w}mem_max; fall back to the plain ones. */
+  if (o->rcvbuf > 0 && set_int(fd, SOL_SOCKET, SO_RCVBUFFORCE, o->rcvbuf) < 0)
+    set_int(fd, SOL_SOCKET, SO_RCVBUF, o->rcvbuf);
+  if (o->sndbuf > 0 && set_int(fd, SOL_SOCKET, SO_SNDBUFFORCE, o->sndbuf) < 0)
+    set_int(fd, SOL_SOCKET, SO_SNDBUF, o->sndbuf);
+}
+
+int port_open_tuntap(struct port *p, const char *name, int tap, const struct open_opts *o) {
+  memset(p, 0, sizeof *p);
+  p->fd = -1;
+  if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ) return -ENAMETOOLONG;
+  p->kind = tap ? PORT_TAP : PORT_TUN;
+  p->fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (p->fd < 0) return fail(p, -errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = (tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI | (o->multi_queue ? IFF_MULTI_QUEUE : 0);
+  strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  if (ioctl(p->fd, TUNSETIFF, &ifr) < 0) return fail(p, -errno);
+  if (o->persist && ioctl(p->fd, TUNSETPERSIST, 1) < 0) return fail(p, -errno);
+  strncpy(p->name, ifr.ifr_name, sizeof p->name - 1);
+  p->ifindex = (int)if_nametoindex(p->name);
+  p->in_use = 1;
+  return 0;
+}
+
+static int setup_ring(struct port *p, const struct open_opts *o) {
+  int err = set_int(p->fd, SOL_PACKET, PACKET_VERSION, TPACKET_V3);
+  if (err) return err;
+  struct tpacket_req3 req;
+  memset(&req, 0, sizeof req);
+  req.tp_block_size = o->ring_block_size ? o->ring_block_size : (1u << 18);
+  req.tp_block_nr = o->ring_blocks ? o->ring_blocks : 16;
+  req.tp_frame_size = 2048;
+  req.tp_frame_nr = (req.tp_block_size / req.tp_frame_size) * req.tp_block_nr;
+  /* A block is handed to us when full or after this many ms: bounds the latency a quiet port adds. */
+  req.tp_retire_blk_tov = 1;
+  if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) return -errno;
+  p->ring_len = (size_t)req.tp_block_size * req.tp_block_nr;
+  void *m = mmap(NULL, p->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, p->fd, 0);
+  if (m == MAP_FAILED) m = mmap(NULL, p->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
+  if (m == MAP_FAILED) return -errno;
+  p->ring = m;
+  p->block_size = req.tp_block_size;
+  p->block_nr = req.tp_block_nr;
+  return 0;
+}
+
+int port_open_packet(struct port *p, const char *ifname, const struct open_opts *o) {
+  memset(p, 0, sizeof *p);
+  p->fd = -1;
+  p->kind = PORT_PACKET;
+  if (strlen(ifname) == 0 || strlen(ifname) >= IFNAMSIZ) return -ENAMETOOLONG;
+  p->ifindex = (int)if_nametoindex(ifname);
+  if (!p->ifindex) return -ENODEV;
+  strncpy(p->name, ifname, sizeof p->name - 1);
+  /* Protocol 0: nothing is queued before bind, so the filter and ring are in place first. */
+  p->fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (p->fd < 0) return fail(p, -errno);
+  int err;
+  if (o->ignore_outgoing && (err = set_int(p->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1))) return fail(p, err);
+  if (o->bpf && o->bpf_len) {
+    struct sock_fprog prog = { .len = (unsigned short)(o->bpf_len / sizeof(struct sock_filter)),
+                               .filter = (struct sock_filter *)o->bpf };
+    if (setsockopt(p->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) return fail(p, -errno);
+  }
+  set_bufs(p->fd, o);
+  if (o->ring) {
+    if ((err = setup_ring(p, o))) return fail(p, err);
+  } else {
+    if ((err = set_int(p->fd, SOL_PACKET, PACKET_AUXDATA, 1))) return fail(p, err);
+    if ((err = alloc_scratch(p))) return fail(p, err);
+  }
+  /* Send path always uses sendmmsg from pool slots. */
+  if (!p->scratch && (err = alloc_scratch(p))) return fail(p, err);
+  struct sockaddr_ll sll;
+  memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = p->ifindex;
+  if (bind(p->fd, (struct sockaddr *)&sll, sizeof sll) < 0) return fail(p, -errno);
+  if (o->fanout_group > 0) {
+    int arg = ((o->fanout_group - 1) & 0xffff) | (PACKET_FANOUT_HASH << 16);
+    if ((err = set_int(p->fd, SOL_PACKET, PACKET_FANOUT, arg))) return fail(p, err);
+  }
+  p->in_use = 1;
+  return 0;
+}
+
+int port_open_udp(struct port *p, const struct open_opts *o, uint16_t *bound_port) {
+  memset(p, 0, sizeof *p);
+  p->kind = PORT_UDP;
+  p->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (p->fd < 0) return fail(p, -errno);
+  int err;
+  if (o->reuseport && (err = set_int(p->fd, SOL_SOCKET, SO_REUSEPORT, 1))) return fail(p, err);
+  set_bufs(p->fd, o);
+  struct sockaddr_in sin;
+  memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(o->bind_addr);
+  sin.sin_port = htons(o->bind_port);
+  if (bind(p->fd, (struct sockaddr *)&sin, sizeof sin) < 0) return fail(p, -errno);
+  socklen_t sl = sizeof sin;
+  if (getsockname(p->fd, (struct sockaddr *)&sin, &sl) == 0) *bound_port = ntohs(sin.sin_port);
+  if ((err = alloc_scratch(p))) return fail(p, err);
+  p->in_use = 1;
+  return 0;
+}
+
+int port_open_raw(struct port *p, const struct open_opts *o) {
+  memset(p, 0, sizeof *p);
+  p->kind = PORT_RAW;
+  if (o->proto <= 0 || o->proto > 255) return -EPROTONOSUPPORT;
+  p->fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, o->proto);
+  if (p->fd < 0) return fail(p, -errno);
+  int err;
+  /* We write the whole IPv4 header ourselves (the outer header of IPIP, built in place). */
+  if ((err = set_int(p->fd, IPPROTO_IP, IP_HDRINCL, 1))) return fail(p, err);
+  set_bufs(p->fd, o);
+  if (o->bind_addr) {
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(o->bind_addr);
+    if (bind(p->fd, (struct sockaddr *)&sin, sizeof sin) < 0) return fail(p, -errno);
+  }
+  if ((err = alloc_scratch(p))) return fail(p, err);
+  p->in_use = 1;
+  return 0;
+}
+
+void port_close(struct port *p) {
+  if (p->ring) munmap(p->ring, p->ring_len);
+  if (p->fd >= 0) close(p->fd);
+  free(p->scratch);
+  p->ring = NULL;
+  p->scratch = NULL;
+  p->fd = -1;
+  p->in_use = 0;
+}
+
+static inline uint8_t *desc_rx_ptr(struct pool *pl, uint32_t i) {
+  pl->d_off[i] = (uint16_t)pl->headroom;
+  return pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
+}
+
+static inline int desc_ok(struct pool *pl, uint32_t i) {
+  return i < pl->ndesc && pl->d_slot[i] < pl->nslots;
+}
+
+/* TPACKET_V3: walk user-owned blocks, copying frames into pool slots (one memcpy in C; the frame
+ * then has headroom in front of it for in-place encapsulation, which the ring cannot offer). */
+static int recv_ring(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
+  uint32_t n = 0;
+  uint32_t cap = pl->slot_size - pl->headroom;
+  while (n < max) {
+    struct tpacket_block_desc *bd = (struct tpacket_block_desc *)(p->ring + (size_t)p->block_cur * p->block_size);
+    if (p->pkt_left == 0) {
+      if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) break;
+      p->pkt_left = bd->hdr.bh1.num_pkts;
+      p->pkt_next = (uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
+      if (p->pkt_left == 0) goto release;
+    }
+    {
+      struct tpacket3_hdr *h = (struct tpacket3_hdr *)p->pkt_next;
+      uint32_t i = first + n;
+      uint32_t len = h->tp_snaplen;
+      uint16_t flags = 0;
+      if (len > cap) { len = cap; flags |= DESC_F_TRUNCATED; }
+      if (h->tp_snaplen < h->tp_len) flags |= DESC_F_TRUNCATED;
+      if (h->tp_status & TP_STATUS_CSUMNOTREADY) flags |= DESC_F_CSUM_PARTIAL;
+      const struct sockaddr_ll *sll = (const struct sockaddr_ll *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
+      if (sll->sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
+      memcpy(desc_rx_ptr(pl, i), (uint8_t *)h + h->tp_mac, len);
+      pl->d_len[i] = (uint16_t)len;
+      pl->d_port[i] = port_id;
+      pl->d_flags[i] = flags;
+      if (flags & DESC_F_TRUNCATED) p->st.rx_truncated++;
+      p->st.rx_bytes += len;
+      n++;
+      p->pkt_left--;
+      p->pkt_next = h->tp_next_offset ? (uint8_t *)h + h->tp_next_offset : NULL;
+      if (p->pkt_left) continue;
+    }
+  release:
+    __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    p->block_cur = (p->block_cur + 1) % p->block_nr;
+  }
+  p->st.rx_packets += n;
+  return (int)n;
+}
+
+static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
+  struct mmsg_scratch *s = p->scratch;
+  uint32_t cap = pl->slot_size - pl->headroom;
+  for (uint32_t k = 0; k < max; k++) {
+    uint32_t i = first + k;
+    s->iov[k].iov_base = desc_rx_ptr(pl, i);
+    s->iov[k].iov_len = cap;
+    struct msghdr *m = &s->msgs[k].msg_hdr;
+    memset(m, 0, sizeof *m);
+    m->msg_iov = &s->iov[k];
+    m->msg_iovlen = 1;
+    if (p->kind != PORT_PACKET) {
+      m->msg_name = &s->names[k];
+      m->msg_namelen = sizeof s->names[k];
+    } else {
+      m->msg_control = s->cmsg[k];
+      m->msg_controllen = sizeof s->cmsg[k];
+    }
+  }
+  int r = recvmmsg(p->fd, s->msgs, max, MSG_DONTWAIT, NULL);
+  if (r < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -errno;
+  for (int k = 0; k < r; k++) {
+    uint32_t i = first + (uint32_t)k;
+    struct msghdr *m = &s->msgs[k].msg_hdr;
+    uint32_t len = s->msgs[k].msg_len;
+    uint16_t flags = 0;
+    if (len > cap) len = cap;
+    if (m->msg_flags & MSG_TRUNC) flags |= DESC_F_TRUNCATED;
+    if (p->kind == PORT_PACKET) {
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA) {
+          struct tpacket_auxdata aux;
+          memcpy(&aux, CMSG_DATA(c), sizeof aux);
+          if (aux.tp_status & TP_STATUS_CSUMNOTREADY) flags |= DESC_F_CSUM_PARTIAL;
+          if (aux.tp_snaplen < aux.tp_len) flags |= DESC_F_TRUNCATED;
+        }
+      }
+      pl->d_addr[i] = 0;
+      pl->d_aport[i] = 0;
+    } else {
+      pl->d_addr[i] = ntohl(s->names[k].in.sin_addr.s_addr);
+      pl->d_aport[i] = ntohs(s->names[k].in.sin_port);
+    }
+    pl->d_len[i] = (uint16_t)len;
+    pl->d_port[i] = port_id;
+    pl->d_flags[i] = flags;
+    if (flags & DESC_F_TRUNCATED) p->st.rx_truncated++;
+    p->st.rx_bytes += len;
+  }
+  p->st.rx_packets += (uint64_t)r;
+  return r;
+}
+
+static int recv_fd_loop(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
+  uint32_t n = 0;
+  uint32_t cap = pl->slot_size - pl->headroom;
+  while (n < max) {
+    uint32_t i = first + n;
+    ssize_t r = read(p->fd, desc_rx_ptr(pl, i), cap);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+      if (n) break; /* report the error on the next call; deliver what we have */
+      return -errno;
+    }
+    uint16_t flags = (size_t)r >= cap ? DESC_F_TRUNCATED : 0;
+    if (flags) p->st.rx_truncated++;
+    pl->d_len[i] = (uint16_t)r;
+    pl->d_port[i] = port_id;
+    pl->d_flags[i] = flags;
+    p->st.rx_bytes += (uint64_t)r;
+    n++;
+  }
+  p->st.rx_packets += n;
+  return (int)n;
+}
+
+int port_recv(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
+  if (max > MAX_BATCH) max = MAX_BATCH;
+  if (first > pl->ndesc || max > pl->ndesc - first) return -ERANGE;
+  for (uint32_t k = 0; k < max; k++)
+    if (!desc_ok(pl, first + k)) return -ERANGE;
+  p->st.rx_calls++;
+  switch (p->kind) {
+  case PORT_TAP:
+  case PORT_TUN:
+    return recv_fd_loop(p, port_id, pl, first, max);
+  case PORT_PACKET:
+    return p->ring ? recv_ring(p, port_id, pl, first, max) : recv_mmsg(p, port_id, pl, first, max);
+  default:
+    return recv_mmsg(p, port_id, pl, first, max);
+  }
+}
+
+/* Wait briefly for room in the socket's send queue: a full queue is retried a bounded number of
+ * times, then what is left is counted as dropped (never lost silently). */
+static int wait_writable(int fd) {
+  struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+  return poll(&pfd, 1, 1) > 0;
+}
+
+#define SEND_RETRIES 4
+
+static int send_fd_loop(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+  uint32_t sent = 0;
+  int retries = 0;
+  for (uint32_t k = 0; k < count; k++) {
+    uint32_t i = pl->txlist[first + k];
+    const uint8_t *src = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i];
+    ssize_t r = write(p->fd, src, pl->d_len[i]);
+    if (r < 0) {
+      if ((errno == EAGAIN || errno == ENOBUFS) && retries < SEND_RETRIES) {
+        retries++;
+        p->st.tx_retries++;
+        wait_writable(p->fd);
+        k--;
+        continue;
+      }
+      if (errno == EAGAIN || errno == ENOBUFS) p->st.tx_dropped_full++;
+      else { p->st.tx_errors++; p->last_errno = errno; }
+      continue;
+    }
+    sent++;
+    p->st.tx_bytes += (uint64_t)r;
+  }
+  p->st.tx_packets += sent;
+  return (int)sent;
+}
+
+static int send_mmsg(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+  struct mmsg_scratch *s = p->scratch;
+  for (uint32_t k = 0; k < count; k++) {
+    uint32_t i = pl->txlist[first + k];
+    s->iov[k].iov_base = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i];
+    s->iov[k].iov_len = pl->d_len[i];
+    struct msghdr *m = &s->msgs[k].msg_hdr;
+    memset(m, 0, sizeof *m);
+    m->msg_iov = &s->iov[k];
+    m->msg_iovlen = 1;
+    if (p->kind == PORT_UDP || p->kind == PORT_RAW) {
+      struct sockaddr_in *sin = &s->names[k].in;
+      memset(sin, 0, sizeof *sin);
+      sin->sin_family = AF_INET;
+      sin->sin_addr.s_addr = htonl(pl->d_addr[i]);
+      sin->sin_port = p->kind == PORT_UDP ? htons(pl->d_aport[i]) : 0;
+      m->msg_name = sin;
+      m->msg_namelen = sizeof *sin;
+    }
+  }
+  uint32_t done = 0, sent = 0;
+  int retries = 0;
+  while (done < count) {
+    int r = sendmmsg(p->fd, s->msgs + done, count - done, MSG_DONTWAIT);
+    if (r > 0) {
+      for (int k = 0; k < r; k++) p->st.tx_bytes += s->msgs[done + k].msg_len;
+      done += (uint32_t)r;
+      sent += (uint32_t)r;
+      continue;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+      if (retries++ < SEND_RETRIES) {
+        p->st.tx_retries++;
+        wait_writable(p->fd);
+        continue;
+      }
+      p->st.tx_dropped_full += count - done;
+      break;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    /* The message at `done` failed on its own (EMSGSIZE, ENETUNREACH, ...): count it, go on. */
+    p->st.tx_errors++;
+    p->last_errno = r < 0 ? errno : EIO;
+    done++;
+  }
+  p->st.tx_packets += sent;
+  return (int)sent;
+}
+
+int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+  if (count > MAX_BATCH) return -E2BIG;
+  if (first > pl->ntxlist || count > pl->ntxlist - first) return -ERANGE;
+  for (uint32_t k = 0; k < count; k++) {
+    uint32_t i = pl->txlist[first + k];
+    if (!desc_ok(pl, i)) return -ERANGE;
+    if ((uint32_t)pl->d_off[i] + pl->d_len[i] > pl->slot_size) return -ERANGE;
+  }
+  if (count == 0) return 0;
+  p->st.tx_calls++;
+  if (p->kind == PORT_TAP || p->kind == PORT_TUN) return send_fd_loop(p, pl, first, count);
+  return send_mmsg(p, pl, first, count);
+}
+
+int port_kernel_drops(struct port *p, uint64_t *drops) {
+  if (p->kind != PORT_PACKET) return 0;
+  /* Reading PACKET_STATISTICS resets the kernel's counters, so accumulate. */
+  struct tpacket_stats_v3 st3;
+  socklen_t sl = sizeof st3;
+  memset(&st3, 0, sizeof st3);
+  if (getsockopt(p->fd, SOL_PACKET, PACKET_STATISTICS, &st3, &sl) < 0) return -errno;
+  p->st.rx_kernel_drops += st3.tp_drops;
+  *drops = p->st.rx_kernel_drops;
+  return 0;
+}

@@ -1,0 +1,105 @@
+/*
+ * podway native I/O: port kinds and batch moves between the kernel and the frame pool.
+ *
+ * This layer opens devices and sockets and copies frames between the kernel and pool slots in
+ * batches. It makes no routing decision: which frame goes to which port is decided in JS.
+ */
+#ifndef PODWAY_PORTS_H
+#define PODWAY_PORTS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <linux/if_packet.h>
+
+enum port_kind {
+  PORT_TAP = 1,   /* L2 device: Ethernet frames */
+  PORT_TUN = 2,   /* L3 device: IP packets */
+  PORT_PACKET = 3,/* AF_PACKET bound to one interface: Ethernet frames */
+  PORT_UDP = 4,   /* UDP socket: datagram payloads, peer address in the descriptor */
+  PORT_RAW = 5,   /* raw IPv4 socket for one protocol: whole IP packets */
+};
+
+/* Descriptor flags written on receive. */
+#define DESC_F_TRUNCATED 0x1   /* the frame did not fit its slot (it was cut; counted) */
+#define DESC_F_CSUM_PARTIAL 0x2 /* AF_PACKET: L4 checksum not yet computed (TP_STATUS_CSUMNOTREADY) */
+#define DESC_F_OUTGOING 0x4    /* AF_PACKET: the frame was sent by this host (PACKET_OUTGOING) */
+
+/* Counters kept per port; read by JS off the hot path. */
+struct port_stats {
+  uint64_t rx_packets, rx_bytes, rx_truncated, rx_kernel_drops;
+  uint64_t tx_packets, tx_bytes, tx_retries, tx_dropped_full, tx_errors;
+  uint64_t rx_calls, tx_calls;
+};
+
+struct port {
+  int in_use;
+  int kind;
+  int fd;
+  int ifindex;
+  char name[32];
+  /* TPACKET_V3 receive ring (AF_PACKET with ring=1) */
+  uint8_t *ring;
+  size_t ring_len;
+  unsigned block_size, block_nr, block_cur;
+  /* position inside the current user-owned block when a batch filled up mid-block */
+  unsigned pkt_left;
+  uint8_t *pkt_next;
+  int last_errno; /* last send error other than EAGAIN, for diagnostics */
+  void *scratch;  /* mmsghdr/iovec/address arrays for one batch, allocated at open */
+  struct port_stats st;
+};
+
+/* The frame pool and descriptor arrays, registered once from JS (typed arrays kept alive by refs). */
+struct pool {
+  uint8_t *base;
+  size_t size;
+  uint32_t slot_size, headroom, nslots;
+  /* descriptors: index i describes one frame */
+  uint32_t *d_slot;   /* pool slot index */
+  uint16_t *d_off;    /* frame start inside the slot */
+  uint16_t *d_len;    /* frame length */
+  uint16_t *d_port;   /* port id it came from / goes to */
+  uint16_t *d_flags;  /* DESC_F_* */
+  uint32_t *d_addr;   /* UDP/raw: peer IPv4 address, host byte order */
+  uint16_t *d_aport;  /* UDP: peer port */
+  uint32_t ndesc;
+  uint32_t *txlist;   /* descriptor indices to send, filled by JS per output port */
+  uint32_t ntxlist;
+};
+
+#define MAX_PORTS 1024
+#define MAX_BATCH 1024
+
+struct open_opts {
+  int multi_queue;       /* TAP/TUN: IFF_MULTI_QUEUE */
+  int persist;           /* TAP/TUN: TUNSETPERSIST after create */
+  int ring;              /* AF_PACKET: TPACKET_V3 ring (else recvmmsg) */
+  unsigned ring_blocks;  /* AF_PACKET: number of ring blocks */
+  unsigned ring_block_size;
+  int fanout_group;      /* AF_PACKET: PACKET_FANOUT group id + 1 (0 = none) */
+  int ignore_outgoing;   /* AF_PACKET: PACKET_IGNORE_OUTGOING */
+  const void *bpf;       /* AF_PACKET: classic BPF program (struct sock_filter[]) */
+  size_t bpf_len;        /* bytes */
+  uint32_t bind_addr;    /* UDP/raw: local IPv4 (host order), 0 = any */
+  uint16_t bind_port;    /* UDP */
+  int proto;             /* raw: IP protocol number */
+  int rcvbuf, sndbuf;    /* socket buffer sizes in bytes (0 = leave) */
+  int reuseport;         /* UDP: SO_REUSEPORT */
+};
+
+/* Each returns 0 or -errno; on success *p is filled. */
+int port_open_tuntap(struct port *p, const char *name, int tap, const struct open_opts *o);
+int port_open_packet(struct port *p, const char *ifname, const struct open_opts *o);
+int port_open_udp(struct port *p, const struct open_opts *o, uint16_t *bound_port);
+int port_open_raw(struct port *p, const struct open_opts *o);
+void port_close(struct port *p);
+
+/* Receive up to max frames into descriptors [first, first+max). Returns count or -errno. */
+int port_recv(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max);
+/* Send the descriptors listed in txlist[first .. first+count). Returns frames accepted by the
+ * kernel; frames refused because the queue stayed full are counted in tx_dropped_full. */
+int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count);
+/* AF_PACKET: drops the kernel counted because our socket queue or ring was full (accumulated). */
+int port_kernel_drops(struct port *p, uint64_t *drops);
+
+#endif

@@ -8,6 +8,7 @@ command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 python3 -c 'import scapy' >/dev/null 2>&1 || need+=(python3-scapy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "podway setup: missing ${need[*]}; run as root (or install them) to use the demo and tests" >&2

@@ -1,0 +1,252 @@
+// LPM benchmark: our Poptrie FIB against DIR-24-8 and a binary trie, in one process.
+//   node dist/bench/lpm/run.js [--quick] [--json]
+// See bench/lpm/README.md for the design and the figures.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { NO_ROUTE } from '../../src/lpm/constants';
+import { Fib4 } from '../../src/lpm/fib4';
+import { Fib6 } from '../../src/lpm/fib6';
+import { RouteChange4, RouteTable4 } from '../../src/lpm/route-table4';
+import { RouteChange6, RouteTable6 } from '../../src/lpm/route-table6';
+import { mask32 } from '../../src/lpm/cidr';
+import { BinaryTrie, Dir248, Dir248x16, buildDir248, buildTrie4, buildTrie6 } from './baselines';
+import { NEXT_HOPS, Rng, Route4, Route6, calico4, generated4, loadAsn4, loadAsn6 } from './tables';
+
+const QUICK = process.argv.includes('--quick');
+const JSON_OUT = process.argv.includes('--json');
+const KEY_BITS = QUICK ? 16 : 20; // keys per mix: 64 Ki (quick) or 1 Mi
+const N = 1 << KEY_BITS;
+const MASK = N - 1;
+const REPS = QUICK ? 3 : 7; // best of REPS passes over the keys
+const log = (s: string) => { if (!JSON_OUT) console.log(s); };
+
+function now(): number {
+  return performance.now();
+}
+
+/** Runs fn REPS times and returns the best (least disturbed) time in ms. */
+function best(fn: () => number): number {
+  let min = Infinity;
+  for (let r = 0; r < REPS; r++) {
+    const t0 = now();
+    sink ^= fn();
+    min = Math.min(min, now() - t0);
+  }
+  return min;
+}
+let sink = 0;
+
+// One loop per structure, so every call site stays monomorphic.
+function indepFib4(f: Fib4, k: Int32Array): number { let a = 0; for (let i = 0; i < k.length; i++) a += f.lookup(k[i]); return a; }
+function depFib4(f: Fib4, k: Int32Array): number { let r = 0; for (let i = 0; i < k.length; i++) r = f.lookup(k[(i + r) & MASK]); return r; }
+function indepDir(f: Dir248, k: Int32Array): number { let a = 0; for (let i = 0; i < k.length; i++) a += f.lookup(k[i]); return a; }
+function depDir(f: Dir248, k: Int32Array): number { let r = 0; for (let i = 0; i < k.length; i++) r = f.lookup(k[(i + r) & MASK]); return r; }
+function indepTrie4(f: BinaryTrie, k: Int32Array): number { let a = 0; for (let i = 0; i < k.length; i++) a += f.lookup4(k[i]); return a; }
+function depTrie4(f: BinaryTrie, k: Int32Array): number { let r = 0; for (let i = 0; i < k.length; i++) r = f.lookup4(k[(i + r) & MASK]); return r; }
+function indepFib6(f: Fib6, k: Int32Array): number { let a = 0; for (let i = 0; i < k.length; i += 4) a += f.lookup(k[i], k[i + 1], k[i + 2], k[i + 3]); return a; }
+function depFib6(f: Fib6, k: Int32Array): number {
+  let r = 0;
+  for (let i = 0; i < N; i++) { const j = ((i + r) & MASK) << 2; r = f.lookup(k[j], k[j + 1], k[j + 2], k[j + 3]); }
+  return r;
+}
+function indepTrie6(f: BinaryTrie, k: Int32Array): number { let a = 0; for (let i = 0; i < k.length; i += 4) a += f.lookup6(k[i], k[i + 1], k[i + 2], k[i + 3]); return a; }
+function depTrie6(f: BinaryTrie, k: Int32Array): number {
+  let r = 0;
+  for (let i = 0; i < N; i++) { const j = ((i + r) & MASK) << 2; r = f.lookup6(k[j], k[j + 1], k[j + 2], k[j + 3]); }
+  return r;
+}
+
+const mlps = (ms: number) => N / ms / 1000;
+const depNs = (ms: number) => (ms * 1e6) / N;
+
+interface Row {
+  table: string; mix: string; mlps: number; depNs: number; bytes: number; buildMs: number; update1kMs: number;
+  dir248Mlps: number | null; dir248DepNs: number | null; dir248Bytes: number | null;
+  trieMlps: number; trieDepNs: number; trieBytes: number; routes: number;
+}
+const rows: Row[] = [];
+
+function keyMixes4(rng: Rng, routes: readonly Route4[]): [string, Int32Array][] {
+  const uniform = new Int32Array(N);
+  for (let i = 0; i < N; i++) uniform[i] = rng.u32() | 0;
+  const inPrefix = new Int32Array(N);
+  for (let i = 0; i < N; i++) {
+    const r = routes[rng.int(routes.length)];
+    inPrefix[i] = (r.addr + rng.int(2 ** (32 - r.len))) | 0;
+  }
+  const hot = new Int32Array(N);
+  for (let i = 0; i < N; i++) hot[i] = inPrefix[rng.int(4096)];
+  return [['uniform', uniform], ['in-prefix', inPrefix], ['hot-4096', hot]];
+}
+
+function keyMixes6(rng: Rng, routes: readonly Route6[]): [string, Int32Array][] {
+  const uniform = new Int32Array(4 * N);
+  // Uniform over 2000::/3 (global unicast), where all routes are; all of ::/0 would hit nothing.
+  for (let i = 0; i < 4 * N; i++) uniform[i] = i % 4 === 0 ? ((rng.u32() & 0x1fffffff) | 0x20000000) : rng.u32() | 0;
+  const inPrefix = new Int32Array(4 * N);
+  for (let i = 0; i < N; i++) {
+    const r = routes[rng.int(routes.length)];
+    for (let k = 0; k < 4; k++) inPrefix[4 * i + k] = r.w[k] | (rng.u32() & ~mask32(r.len - 32 * k));
+  }
+  const hot = new Int32Array(4 * N);
+  for (let i = 0; i < N; i++) { const j = rng.int(4096); hot.set(inPrefix.subarray(4 * j, 4 * j + 4), 4 * i); }
+  return [['uniform', uniform], ['in-prefix', inPrefix], ['hot-4096', hot]];
+}
+
+/** 1,000 changes like BGP churn: half withdrawals of existing routes, half new more-specifics. */
+function churn4(rng: Rng, routes: readonly Route4[]): RouteChange4[] {
+  const out: RouteChange4[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const r = routes[rng.int(routes.length)];
+    if (i & 1) { out.push({ op: 'delete', addr: r.addr, len: r.len }); continue; }
+    const len = Math.min(32, Math.max(r.len, 18 + rng.int(11)));
+    out.push({ op: 'set', addr: ((r.addr + rng.int(2 ** (32 - r.len))) & mask32(len)) >>> 0, len, nh: rng.int(NEXT_HOPS) });
+  }
+  return out;
+}
+
+function churn6(rng: Rng, routes: readonly Route6[]): RouteChange6[] {
+  const out: RouteChange6[] = [];
+  for (let i = 0; i < 1000; i++) {
+    const r = routes[rng.int(routes.length)];
+    if (i & 1) { out.push({ op: 'delete', w: r.w, len: r.len }); continue; }
+    const len = Math.min(128, r.len + rng.int(16));
+    const w = r.w.map((x, k) => ((x | (rng.u32() & ~mask32(r.len - 32 * k))) & mask32(len - 32 * k)) >>> 0);
+    out.push({ op: 'set', w, len, nh: rng.int(NEXT_HOPS) });
+  }
+  return out;
+}
+
+function median(a: number[]): number {
+  const s = a.slice().sort((x, y) => x - y);
+  return s[s.length >> 1];
+}
+
+function bench4(name: string, routes: Route4[], rng: Rng): void {
+  const t0 = now();
+  const table = new RouteTable4();
+  for (const r of routes) table.rib.insert(r.addr, r.len, r.nh);
+  const t1 = now();
+  table.rebuild(); // warm-up compile, then time a second one
+  const t2 = now();
+  table.rebuild();
+  const buildMs = now() - t2;
+  const fib = table.fib;
+  const ribMs = t1 - t0;
+  const d0 = now();
+  const dir = buildDir248(routes);
+  const dirBuildMs = now() - d0;
+  const trie = buildTrie4(routes);
+  log(`\n${name}: ${routes.length} routes; RIB load ${ribMs.toFixed(0)} ms, first compile ${(t2 - t1).toFixed(0)} ms, ` +
+    `compile ${buildMs.toFixed(0)} ms; DIR-24-8 build ${dirBuildMs.toFixed(0)} ms (${dir instanceof Dir248x16 ? '16' : '32'}-bit entries)`);
+  const mixes = keyMixes4(rng, routes);
+  // Answers must agree (DIR-24-8's 16-bit form says 0x7fff for no route).
+  for (const [mix, keys] of mixes) {
+    for (let i = 0; i < Math.min(N, 50000); i++) {
+      const want = trie.lookup4(keys[i]);
+      let d = dir.lookup(keys[i]);
+      if (dir instanceof Dir248x16 && d === 0x7fff) d = NO_ROUTE;
+      if (fib.lookup(keys[i]) !== want || d !== want) throw new Error(`${name}/${mix}: disagreement at ${keys[i] >>> 0}`);
+    }
+  }
+  // 1,000-change batches, applied to the live table: median of 5.
+  const upd: number[] = [];
+  for (let b = 0; b < 5; b++) {
+    const changes = churn4(rng, routes);
+    const u0 = now();
+    table.applyBatch(changes);
+    upd.push(now() - u0);
+  }
+  const update1kMs = median(upd);
+  table.rebuild(); // measure lookups on a freshly compiled FIB of the original routes + churn
+  const live = table.fib;
+  for (const [mix, keys] of mixes) {
+    const row: Row = {
+      table: name, mix, routes: routes.length,
+      mlps: mlps(best(() => indepFib4(live, keys))), depNs: depNs(best(() => depFib4(live, keys))),
+      bytes: live.bytes, buildMs, update1kMs,
+      dir248Mlps: mlps(best(() => indepDir(dir, keys))), dir248DepNs: depNs(best(() => depDir(dir, keys))), dir248Bytes: dir.bytes,
+      trieMlps: mlps(best(() => indepTrie4(trie, keys))), trieDepNs: depNs(best(() => depTrie4(trie, keys))), trieBytes: trie.bytes,
+    };
+    rows.push(row);
+    if (JSON_OUT) console.log(JSON.stringify(row));
+  }
+}
+
+function bench6(name: string, routes: Route6[], rng: Rng): void {
+  const t0 = now();
+  const table = new RouteTable6();
+  for (const r of routes) table.rib.insert(r.w, r.len, r.nh);
+  const t1 = now();
+  table.rebuild();
+  const t2 = now();
+  table.rebuild();
+  const buildMs = now() - t2;
+  const trie = buildTrie6(routes);
+  log(`\n${name}: ${routes.length} routes; RIB load ${(t1 - t0).toFixed(0)} ms, first compile ${(t2 - t1).toFixed(0)} ms, compile ${buildMs.toFixed(0)} ms`);
+  const mixes = keyMixes6(rng, routes);
+  const fib = table.fib;
+  for (const [mix, k] of mixes) {
+    for (let i = 0; i < Math.min(N, 50000); i++) {
+      const j = 4 * i;
+      if (fib.lookup(k[j], k[j + 1], k[j + 2], k[j + 3]) !== trie.lookup6(k[j], k[j + 1], k[j + 2], k[j + 3])) {
+        throw new Error(`${name}/${mix}: disagreement at key ${i}`);
+      }
+    }
+  }
+  const upd: number[] = [];
+  for (let b = 0; b < 5; b++) {
+    const changes = churn6(rng, routes);
+    const u0 = now();
+    table.applyBatch(changes);
+    upd.push(now() - u0);
+  }
+  table.rebuild();
+  const live = table.fib;
+  for (const [mix, keys] of mixes) {
+    const row: Row = {
+      table: name, mix, routes: routes.length,
+      mlps: mlps(best(() => indepFib6(live, keys))), depNs: depNs(best(() => depFib6(live, keys))),
+      bytes: live.bytes, buildMs, update1kMs: median(upd),
+      dir248Mlps: null, dir248DepNs: null, dir248Bytes: null,
+      trieMlps: mlps(best(() => indepTrie6(trie, keys))), trieDepNs: depNs(best(() => depTrie6(trie, keys))), trieBytes: trie.bytes,
+    };
+    rows.push(row);
+    if (JSON_OUT) console.log(JSON.stringify(row));
+  }
+}
+
+function machine(): string {
+  let cpu = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    const m = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) cpu = m[1];
+  } catch { /* not Linux */ }
+  return `${cpu}, ${os.cpus().length} cores, ${os.type()} ${os.release()}, Node ${process.version}`;
+}
+
+function printTable(): void {
+  const f = (x: number | null, d = 1) => (x === null ? '-' : x.toFixed(d));
+  const mb = (b: number | null) => (b === null ? '-' : (b / 1048576).toFixed(2));
+  console.log('\n| table | mix | M lookups/s | DIR-24-8 M/s | ratio | dep ns | DIR-24-8 dep ns | dep speedup | MiB | DIR-24-8 MiB | mem ratio | trie M/s | trie dep ns | build ms | 1k updates ms |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    const ratio = r.dir248Mlps ? f(r.mlps / r.dir248Mlps, 2) + 'x' : '-';
+    const dep = r.dir248DepNs ? f(r.dir248DepNs / r.depNs, 2) + 'x' : '-';
+    const mem = r.dir248Bytes ? '1/' + f(r.dir248Bytes / r.bytes, 1) : '-';
+    console.log(`| ${r.table} | ${r.mix} | ${f(r.mlps)} | ${f(r.dir248Mlps)} | ${ratio} | ${f(r.depNs)} | ${f(r.dir248DepNs)} | ${dep} | ${mb(r.bytes)} | ${mb(r.dir248Bytes)} | ${mem} | ${f(r.trieMlps)} | ${f(r.trieDepNs)} | ${f(r.buildMs, 0)} | ${f(r.update1kMs, 2)} |`);
+  }
+  console.log(`\n${machine()}; ${N} keys per mix, best of ${REPS}${QUICK ? ' (--quick)' : ''}`);
+}
+
+function main(): void {
+  log(`LPM benchmark on ${machine()}`);
+  bench4('calico-node', calico4(new Rng(11)), new Rng(1));
+  bench4('asn-ipv4', loadAsn4(), new Rng(2));
+  bench4('generated-1M', generated4(1_000_000, new Rng(3)), new Rng(3));
+  bench6('asn-ipv6', loadAsn6(), new Rng(4));
+  if (!JSON_OUT) printTable();
+  if (sink === 0.5) console.log(sink); // keep results alive
+}
+
+main();

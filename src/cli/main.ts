@@ -1,0 +1,124 @@
+/**
+ * The podway command line: `run` is the dataplane process; `status`, `routes`, `endpoints`,
+ * `counters` and `trace` ask a running one over its control socket; `demo` builds a local cluster.
+ */
+import { Command, Option } from 'commander';
+import { readdirSync } from 'node:fs';
+import { runNode } from './run';
+import { table } from './format';
+import { controlRequest, defaultControlPath } from '../dataplane/control-server';
+
+function controlPath(o: { node?: string; control?: string }): string {
+  if (o.control) return o.control;
+  const node = o.node ?? process.env.NODENAME;
+  if (node) return defaultControlPath(node);
+  let socks: string[] = [];
+  try {
+    socks = readdirSync('/run/podway').filter((f) => f.endsWith('.sock'));
+  } catch {
+    /* none */
+  }
+  if (socks.length === 1) return `/run/podway/${socks[0]}`;
+  throw new Error(socks.length ? `several podway processes run here (${socks.join(', ')}): pick one with --node` : 'podway is not running here (no /run/podway/*.sock); give --node or --control');
+}
+
+function clientCommand(program: Command, name: string, desc: string, show: (res: any) => string): void {
+  program
+    .command(name)
+    .description(desc)
+    .option('--node <name>', 'node whose podway to ask (default $NODENAME)')
+    .option('--control <path>', 'control socket path')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (o) => {
+      const res = await controlRequest(controlPath(o), { cmd: name });
+      process.stdout.write(o.output === 'json' ? JSON.stringify(res, null, 2) + '\n' : show(res));
+    });
+}
+
+export function buildProgram(): Command {
+  const program = new Command('podway')
+    .description('userspace packet dataplane for Calico-shaped pod networks')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('run')
+    .description('run the dataplane for one node')
+    .option('--node <name>', 'this node (default $NODENAME)')
+    .option('--datastore <spec>', 'file:PATH (default $PODWAY_DATASTORE)')
+    .option('--control <path>', 'control socket (default /run/podway/NODE.sock)')
+    .option('--batch <n>', 'frames per batch', (v) => Number(v), 256)
+    .action(async (o) => {
+      const node = o.node ?? process.env.NODENAME;
+      const datastore = o.datastore ?? process.env.PODWAY_DATASTORE;
+      if (!node) throw new Error('run: give --node NAME (or set NODENAME)');
+      if (!datastore) throw new Error('run: give --datastore file:PATH (or set PODWAY_DATASTORE)');
+      if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new Error('run: --batch must be 1..1024');
+      await runNode({ node, datastore, control: o.control, batch: o.batch });
+    });
+
+  clientCommand(program, 'status', 'show the running node dataplane', (s) => {
+    const lines = [
+      `podway is running on node ${s.node} (${s.nodeIp}), up ${s.uptimeSeconds}s`,
+      `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}`,
+      `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,
+      `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${s.knownNodes.join(', ')}`,
+    ];
+    for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
+    for (const h of s.hostChanges) lines.push(`host: ${h}`);
+    return lines.join('\n') + '\n';
+  });
+  clientCommand(program, 'routes', 'show the routing table', (r) => table(r, ['cidr', 'kind', 'node', 'via', 'vtepMac', 'nextHopMac', 'mtu', 'pool']));
+  clientCommand(program, 'endpoints', 'show local workload endpoints', (r) => table(r, ['workload', 'interface', 'type', 'networks', 'mac', 'rx', 'tx']));
+  clientCommand(program, 'counters', 'show per-port counters and drop reasons', (r) => {
+    const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
+    return table(r.ports) + '\n' + table(reasons);
+  });
+
+  program
+    .command('trace')
+    .description('show the life of the next N packets matching a filter, e.g. `podway trace host 10.244.0.66 and icmp -n 2`')
+    .argument('[filter...]', 'host|src|dst ADDR, icmp|tcp|udp, port N (joined by "and")')
+    .option('-n, --count <n>', 'packets to show', (v) => Number(v), 1)
+    .option('--timeout <seconds>', 'give up after', (v) => Number(v), 10)
+    .option('--node <name>', 'node whose podway to ask')
+    .option('--control <path>', 'control socket path')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+    .action(async (filter: string[], o) => {
+      const res = (await controlRequest(controlPath(o), { cmd: 'trace', filter, count: o.count, timeoutMs: o.timeout * 1000 }, o.timeout * 1000 + 5000)) as { filter: string; records: { at: string; ingress: string; stages: string[] }[] };
+      if (o.output === 'json') return void process.stdout.write(JSON.stringify(res, null, 2) + '\n');
+      process.stdout.write(formatTrace(res));
+    });
+
+  program
+    .command('demo')
+    .description('build a local cluster in network namespaces, run podway on each node, ping across every mode, clean up')
+    .option('--keep', 'leave the cluster running until Ctrl-C')
+    .action(async (o) => {
+      const { runDemo } = await import('./demo');
+      await runDemo({ keep: !!o.keep });
+    });
+  return program;
+}
+
+export function formatTrace(res: { filter: string; records: { at: string; ingress: string; stages: string[] }[] }): string {
+  if (res.records.length === 0) return `no packet matched "${res.filter}" in time\n`;
+  return res.records
+    .map((r, i) => [`packet ${i + 1} (${r.at}, in ${r.ingress}):`, ...r.stages.map((s) => `  -> ${s}`)].join('\n'))
+    .join('\n') + '\n';
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') return;
+    if (code?.startsWith('commander.')) {
+      process.exitCode = 2;
+      return;
+    }
+    throw e;
+  }
+}

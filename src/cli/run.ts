@@ -1,0 +1,76 @@
+/**
+ * `podway run`: the per-node dataplane process. Loads the datastore, computes this node's model,
+ * applies it to the engine, re-applies on every valid change (a bad change keeps the last good
+ * state forwarding), serves the control socket, and stops cleanly on SIGINT/SIGTERM.
+ */
+import { FileDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel } from '../control';
+import { Engine } from '../dataplane/engine';
+import { findUnderlay } from '../dataplane/host';
+import { startControlServer, defaultControlPath } from '../dataplane/control-server';
+
+export interface RunOptions {
+  node: string;
+  datastore: string;
+  control?: string;
+  batch?: number;
+}
+
+export function log(node: string, msg: string): void {
+  process.stderr.write(`${new Date().toISOString()} podway[${node}] ${msg}\n`);
+}
+
+export function parseDatastore(spec: string): { kind: 'file'; path: string } {
+  if (spec.startsWith('file:')) return { kind: 'file', path: spec.slice(5) };
+  if (spec.startsWith('etcd')) throw new Error(`datastore "${spec}": etcd is not supported yet; use file:PATH`);
+  throw new Error(`datastore "${spec}": expected file:PATH`);
+}
+
+function modelFor(snap: ClusterSnapshot, node: string): NodeDataplaneModel {
+  const first = computeNodeModel(snap, node);
+  // The underlay's real MTU decides the tunnel MTUs (1450 VXLAN, 1480 IPIP over 1500).
+  const mtu = findUnderlay(first.node.ip).mtu;
+  return mtu === first.mtu.underlay ? first : computeNodeModel(snap, node, { underlayMtu: mtu });
+}
+
+export async function runNode(opts: RunOptions): Promise<void> {
+  if (process.getuid && process.getuid() !== 0) throw new Error('podway run needs root (raw sockets, AF_PACKET, TAP devices)');
+  const ds = parseDatastore(opts.datastore);
+  const store = new FileDatastore(ds.path);
+  const snap = await store.start();
+  const say = (m: string) => log(opts.node, m);
+  const engine = new Engine({ batch: opts.batch, log: say });
+  try {
+    engine.apply(modelFor(snap, opts.node));
+  } catch (e) {
+    await store.close();
+    engine.stop();
+    throw e;
+  }
+  for (const n of engine.notes) say(`host: set ${n}`);
+  store.onSnapshot((s) => {
+    try {
+      engine.apply(modelFor(s, opts.node));
+    } catch (e) {
+      say(`update rejected, keeping the last good state: ${(e as Error).message}`);
+    }
+  });
+  store.onError((e) => say(`datastore: ${e.message} (keeping the last good state)`));
+  const sock = opts.control ?? defaultControlPath(opts.node);
+  const server = startControlServer(engine, sock);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
+  });
+  const st = engine.status();
+  say(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`);
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      say(`${sig}: stopping`);
+      server.close();
+      engine.stop();
+      void store.close().then(resolve);
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

@@ -1,0 +1,8 @@
+// The control plane's public surface: resources in, a per-node dataplane model out.
+export * from './ipv4';
+export * from './mac';
+export * from './resources';
+export * from './snapshot';
+export * from './datastore';
+export * from './file-datastore';
+export * from './route-calc';

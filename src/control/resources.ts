@@ -1,0 +1,255 @@
+// Zod schemas for the Calico v3 resources podway reads, in the shape `calicoctl get -o yaml` prints
+// them: { apiVersion: projectcalico.org/v3, kind, metadata: { name, ... }, spec }.
+//
+// Fields podway does not use (metadata.uid, spec.orchRefs, spec.profiles, ...) are accepted and
+// dropped, so real calicoctl output loads unchanged. Fields it does use are checked strictly and
+// defaults are applied here, so later stages never see a missing mode or block size.
+import { z } from 'zod';
+import { parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
+import { isMacText, normalizeMac } from './mac';
+
+export const CALICO_API_VERSION = 'projectcalico.org/v3';
+
+/** Kinds podway understands. */
+export const MODEL_KINDS = ['IPPool', 'Node', 'BlockAffinity', 'WorkloadEndpoint'] as const;
+export type ModelKind = (typeof MODEL_KINDS)[number];
+
+/**
+ * Other Calico kinds that may legitimately sit in a dumped datastore file. They are skipped rather
+ * than rejected; any other kind is an error, so that a typo such as `kind: IPpool` is not ignored.
+ */
+export const IGNORED_KINDS: ReadonlySet<string> = new Set([
+  'BGPConfiguration', 'BGPFilter', 'BGPPeer', 'CalicoNodeStatus', 'ClusterInformation',
+  'FelixConfiguration', 'GlobalNetworkPolicy', 'GlobalNetworkSet', 'HostEndpoint', 'IPAMConfiguration',
+  'IPReservation', 'KubeControllersConfiguration', 'NetworkPolicy', 'NetworkSet', 'Profile', 'Tier',
+  'StagedNetworkPolicy', 'StagedGlobalNetworkPolicy', 'StagedKubernetesNetworkPolicy',
+]);
+
+export const ENCAP_MODES = ['Never', 'Always', 'CrossSubnet'] as const;
+export type EncapMode = (typeof ENCAP_MODES)[number];
+
+export const INTERFACE_TYPES = ['veth', 'tap', 'tun'] as const;
+export type InterfaceType = (typeof INTERFACE_TYPES)[number];
+
+export const AFFINITY_STATES = ['confirmed', 'pending', 'pendingDeletion'] as const;
+export type AffinityState = (typeof AFFINITY_STATES)[number];
+
+// Kubernetes object names (RFC 1123 subdomain), which is what Calico requires of these names.
+const NAME_PATTERN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+// Linux IFNAMSIZ is 16 including the NUL, so an interface name holds at most 15 characters.
+const MAX_IFNAME_LEN = 15;
+
+const quoted = (v: unknown): string => JSON.stringify(v);
+
+const objectName = z
+  .string()
+  .min(1)
+  .max(253)
+  .refine((s) => NAME_PATTERN.test(s), {
+    error: (iss) => `expected a lowercase DNS name (a-z, 0-9, '-', '.'), got ${quoted(iss.input)}`,
+  });
+
+const metadata = z.object({ name: objectName });
+
+/** A canonical IPv4 or IPv6 network CIDR (host bits clear). */
+const networkCidr = z.string().check((ctx) => {
+  const text = ctx.value;
+  if (text.includes(':')) {
+    if (!parseIPv6Cidr(text)) ctx.issues.push({ code: 'custom', input: text, message: `expected an IPv6 CIDR, got ${quoted(text)}` });
+    return;
+  }
+  const withPrefix = parseIPv4WithPrefix(text);
+  if (!withPrefix) {
+    ctx.issues.push({ code: 'custom', input: text, message: `expected a CIDR like 10.244.0.0/16, got ${quoted(text)}` });
+  } else if (!parseIPv4Cidr(text)) {
+    ctx.issues.push({ code: 'custom', input: text, message: `${quoted(text)} has host bits set` });
+  }
+});
+
+const ipv4Address = z.string().refine((s) => parseIPv4(s) !== null, {
+  error: (iss) => `expected an IPv4 address, got ${quoted(iss.input)}`,
+});
+
+/** Node.spec.bgp.ipv4Address: the node IP with its subnet ("10.99.0.1/24"); a bare IP means /32. */
+const ipv4AddressWithSubnet = z.string().refine((s) => parseIPv4(s) !== null || parseIPv4WithPrefix(s) !== null, {
+  error: (iss) => `expected an IPv4 address with prefix length like 10.99.0.1/24, got ${quoted(iss.input)}`,
+});
+
+const macAddress = z
+  .string()
+  .refine(isMacText, { error: (iss) => `expected a MAC address like 66:0a:1b:2c:3d:4e, got ${quoted(iss.input)}` })
+  .transform(normalizeMac);
+
+/** A workload address: IPv4 /32 or IPv6 /128, as Calico's ipNetworks hold them. */
+const hostCidr = z.string().check((ctx) => {
+  const text = ctx.value;
+  const v6 = text.includes(':') ? parseIPv6Cidr(text) : null;
+  const v4 = text.includes(':') ? null : parseIPv4WithPrefix(text);
+  if (!(v4 && v4.prefixLen === 32) && !(v6 && v6.prefixLen === 128)) {
+    ctx.issues.push({ code: 'custom', input: text, message: `expected an IPv4 /32 (or IPv6 /128), got ${quoted(text)}` });
+  }
+});
+
+const encapMode = z.enum(ENCAP_MODES);
+
+// ---------------------------------------------------------------------------------------------
+// IPPool
+
+const ipPoolSpec = z
+  .object({
+    cidr: networkCidr,
+    // Default depends on the pool's family (26 for IPv4, 122 for IPv6), so it is filled in below.
+    blockSize: z.number().int().optional(),
+    ipipMode: encapMode.default('Never'),
+    vxlanMode: encapMode.default('Never'),
+    natOutgoing: z.boolean().default(false),
+    disabled: z.boolean().default(false),
+    disableBGPExport: z.boolean().default(false),
+    nodeSelector: z.string().default('all()'),
+  })
+  .check((ctx) => {
+    const spec = ctx.value;
+    const isV6 = spec.cidr.includes(':');
+    if (spec.blockSize !== undefined) {
+      const [min, max] = isV6 ? [116, 128] : [20, 32];
+      if (spec.blockSize < min || spec.blockSize > max) {
+        ctx.issues.push({
+          code: 'custom', path: ['blockSize'], input: spec.blockSize,
+          message: `expected ${min} to ${max} for an ${isV6 ? 'IPv6' : 'IPv4'} pool, got ${spec.blockSize}`,
+        });
+      }
+    }
+    const blockSize = spec.blockSize ?? (isV6 ? 122 : 26);
+    const prefixLen = Number(spec.cidr.split('/')[1]);
+    if (prefixLen > blockSize) {
+      ctx.issues.push({
+        code: 'custom', path: ['cidr'], input: spec.cidr,
+        message: `pool ${spec.cidr} is smaller than one block (/${blockSize})`,
+      });
+    }
+    if (spec.ipipMode !== 'Never' && spec.vxlanMode !== 'Never') {
+      ctx.issues.push({
+        code: 'custom', path: ['vxlanMode'], input: spec.vxlanMode,
+        message: `cannot be ${spec.vxlanMode} while ipipMode is ${spec.ipipMode}: enable at most one encapsulation`,
+      });
+    }
+    if (isV6 && spec.ipipMode !== 'Never') {
+      ctx.issues.push({ code: 'custom', path: ['ipipMode'], input: spec.ipipMode, message: 'IPIP is IPv4 only; use Never for an IPv6 pool' });
+    }
+  })
+  .transform((spec) => ({ ...spec, blockSize: spec.blockSize ?? (spec.cidr.includes(':') ? 122 : 26) }));
+
+export const IPPoolSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('IPPool'),
+  metadata,
+  spec: ipPoolSpec,
+});
+export type IPPool = z.output<typeof IPPoolSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// Node
+
+const nodeSpec = z.object({
+  bgp: z
+    .object({
+      ipv4Address: ipv4AddressWithSubnet.optional(),
+      ipv6Address: z.string().optional(),
+      asNumber: z.number().int().optional(),
+      ipv4IPIPTunnelAddr: ipv4Address.optional(),
+    })
+    .optional(),
+  ipv4VXLANTunnelAddr: ipv4Address.optional(),
+  // Unset means "derive it as Felix does" (see mac.ts deriveVtepMac).
+  vxlanTunnelMACAddr: macAddress.optional(),
+});
+
+export const NodeSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('Node'),
+  metadata,
+  // calicoctl prints `spec: {}` for a bare node; a missing spec means the same.
+  spec: nodeSpec.default({}),
+});
+export type Node = z.output<typeof NodeSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// BlockAffinity
+
+export const BlockAffinitySchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('BlockAffinity'),
+  metadata,
+  spec: z.object({
+    node: objectName,
+    cidr: networkCidr,
+    // Only `confirmed` affinities give routes; the others are IPAM's claims in progress.
+    state: z.enum(AFFINITY_STATES),
+    // Calico stores this as the string "true"/"false"; accept a boolean too.
+    deleted: z.union([z.boolean(), z.enum(['true', 'false'])]).optional(),
+  }),
+});
+export type BlockAffinity = z.output<typeof BlockAffinitySchema>;
+
+// ---------------------------------------------------------------------------------------------
+// WorkloadEndpoint
+
+export const WorkloadEndpointSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('WorkloadEndpoint'),
+  metadata: z.object({
+    name: objectName,
+    // Calico's WorkloadEndpoint is namespaced; calicoctl puts unqualified ones in "default".
+    namespace: objectName.default('default'),
+  }),
+  spec: z.object({
+    node: objectName,
+    /** The host-side interface (cali… for Calico veths). */
+    interfaceName: z
+      .string()
+      .min(1)
+      .refine((s) => s.length <= MAX_IFNAME_LEN && !/[\s/:]/.test(s), {
+        error: (iss) => `expected a Linux interface name (at most ${MAX_IFNAME_LEN} characters, no spaces, '/' or ':'), got ${quoted(iss.input)}`,
+      }),
+    ipNetworks: z.array(hostCidr).default([]),
+    /** The pod's own MAC (the far end of the veth), when known. */
+    mac: macAddress.optional(),
+    /**
+     * podway extension, not a Calico field: how the pod is attached. `veth` (Calico's only kind,
+     * the default), or `tap`/`tun` for workloads podway attaches through a TAP (L2) or TUN (L3)
+     * device. Calico tools ignore unknown spec fields, so the file stays usable with calicoctl.
+     */
+    interfaceType: z.enum(INTERFACE_TYPES).default('veth'),
+    /**
+     * podway extension: the network namespace (a path such as /run/netns/pod1) that holds a tap/tun
+     * interface, which podway opens from there. Absent: podway's own namespace.
+     */
+    interfaceNetns: z
+      .string()
+      .refine((s) => s.startsWith('/') && !s.includes('..'), { error: (iss) => `expected an absolute path such as /run/netns/NAME, got ${quoted(iss.input)}` })
+      .optional(),
+    // Accepted for compatibility with calicoctl output; podway does not use them.
+    orchestrator: z.string().optional(),
+    pod: z.string().optional(),
+    workload: z.string().optional(),
+    endpoint: z.string().optional(),
+    containerID: z.string().optional(),
+  }),
+});
+export type WorkloadEndpoint = z.output<typeof WorkloadEndpointSchema>;
+
+export type CalicoResource = IPPool | Node | BlockAffinity | WorkloadEndpoint;
+
+export const SCHEMA_BY_KIND = {
+  IPPool: IPPoolSchema,
+  Node: NodeSchema,
+  BlockAffinity: BlockAffinitySchema,
+  WorkloadEndpoint: WorkloadEndpointSchema,
+} as const;
+
+/** "name" for cluster-scoped kinds, "namespace/name" for WorkloadEndpoint: how documents are named in errors. */
+export function resourceDisplayName(resource: CalicoResource): string {
+  return resource.kind === 'WorkloadEndpoint'
+    ? `${resource.metadata.namespace}/${resource.metadata.name}`
+    : resource.metadata.name;
+}

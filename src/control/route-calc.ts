@@ -1,0 +1,408 @@
+// From a cluster snapshot to one node's dataplane model, computed the way Felix computes it
+// (felix/calc/l3_route_resolver.go for which CIDR goes to which node, felix/dataplane/linux/
+// route_mgr.go + vxlan_mgr.go for how each is reached, felix/routetable for conflict resolution).
+//
+// Pure: the same snapshot and node name always give the same model, so the dataplane can keep
+// the previous model and apply diffModels(previous, next) as one batch.
+//
+// Choices, following Felix:
+// - Only `confirmed` block affinities produce routes.
+// - Disabled pools still route their existing blocks with their encapsulation, and still count
+//   towards "encapsulation enabled" for MTUs: Felix's route resolver and encapsulation calculator
+//   do not look at `disabled`, which only stops IPAM from handing out new addresses.
+// - Only IPv4 is modelled; IPv6 pools and addresses are validated by the schema and ignored here.
+// - A remote route is withheld (listed in `withheld`, not in `routes`) while the remote node's IP
+//   is unknown, or, for a VXLAN tunnel route, while its VTEP IP (or our own) is unknown.
+//   Same-subnet (CrossSubnet) routes need only the node IP, as in Felix's route_mgr.
+// - Blackholes are not made for /32 blocks (Felix's routeIsLocalBlock): such a block is a single
+//   workload or tunnel address and a blackhole would fight its own /32 route.
+import { cidrContainsAddr, cidrContainsCidr, IPv4Cidr, makeIPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
+import { deriveVtepMac } from './mac';
+import type { InterfaceType, IPPool } from './resources';
+import type { ClusterSnapshot } from './snapshot';
+
+/**
+ * Felix's route classes (felix/routetable RouteClass, same numbers). When two routes have the same
+ * CIDR the lower class wins; among equals the newest (later in the snapshot) wins.
+ */
+export const RouteClass = {
+  LocalWorkload: 0,
+  VXLANSameSubnet: 3,
+  VXLANTunnel: 4,
+  IPIPSameSubnet: 5,
+  IPIPTunnel: 6,
+  NoEncap: 7,
+  IPAMBlockDrop: 8,
+} as const;
+export type RouteClass = (typeof RouteClass)[keyof typeof RouteClass];
+
+/** Bytes each encapsulation adds to an IPv4 packet (outer IP 20; VXLAN adds UDP 8 + VXLAN 8 + Ethernet 14). */
+export const ENCAP_OVERHEAD = { vxlan: 50, ipip: 20 } as const;
+export const DEFAULT_UNDERLAY_MTU = 1500;
+
+/**
+ * How a packet for the CIDR leaves this node:
+ * - local: to a workload on this node, through `endpoint`;
+ * - blackhole: unallocated address of one of our blocks, drop (ICMP unreachable);
+ * - vxlan: encapsulate to `vtepMac`/`vtepIp` inside UDP to `nodeIp`;
+ * - ipip: encapsulate in IP protocol 4 to `nodeIp`;
+ * - direct: send unchanged, at L2 to `nodeIp`, via the underlay NIC.
+ */
+export type RouteKind = 'local' | 'blackhole' | 'vxlan' | 'ipip' | 'direct';
+
+export interface Route {
+  /** Canonical CIDR text, e.g. "10.244.1.0/26" or "10.244.0.7/32". */
+  readonly cidr: string;
+  /** Network address as uint32. */
+  readonly addr: number;
+  readonly prefixLen: number;
+  readonly kind: RouteKind;
+  readonly class: RouteClass;
+  /** Host-side interface name of the local endpoint (kind 'local'), else null. */
+  readonly endpoint: string | null;
+  /** The node the destination lives on (this node for 'local' and 'blackhole'). */
+  readonly node: string;
+  /** Underlay next hop (remote node IP) for vxlan/ipip/direct, else null. */
+  readonly nodeIp: number | null;
+  /** Remote VTEP IP and MAC for kind 'vxlan', else null. */
+  readonly vtepIp: number | null;
+  readonly vtepMac: string | null;
+  /** Name of the IPPool containing the CIDR, if any. */
+  readonly pool: string | null;
+  /** Largest IP packet that fits this path; bigger DF packets get ICMP frag-needed with this MTU. */
+  readonly mtu: number;
+}
+
+export interface WithheldRoute {
+  readonly cidr: string;
+  readonly node: string;
+  readonly reason: string;
+}
+
+export interface LocalEndpoint {
+  /** "namespace/name" of the WorkloadEndpoint. */
+  readonly key: string;
+  readonly interfaceName: string;
+  readonly interfaceType: InterfaceType;
+  /** tap/tun: the namespace path holding the device (podway extension), else null. */
+  readonly interfaceNetns: string | null;
+  /** IPv4 addresses as uint32, in file order. */
+  readonly ips: readonly number[];
+  /** The same addresses as "/32" CIDR text. */
+  readonly cidrs: readonly string[];
+  /** The pod's MAC (lower case) when the endpoint declares it. */
+  readonly mac: string | null;
+}
+
+export interface LocalNodeIdentity {
+  readonly name: string;
+  /** Our underlay IP (from spec.bgp.ipv4Address). */
+  readonly ip: number;
+  /** Our underlay subnet (the CIDR of spec.bgp.ipv4Address; /32 when no prefix was given). */
+  readonly subnet: IPv4Cidr;
+  readonly vtepIp: number | null;
+  readonly vtepMac: string;
+  /** Underlay IPs of every node in the cluster (us included): tunnel traffic is accepted only from these. */
+  readonly knownNodeIps: ReadonlySet<number>;
+}
+
+export type PoolEncap = 'vxlan' | 'ipip' | 'none';
+
+export interface PoolModel {
+  readonly name: string;
+  readonly cidr: string;
+  readonly addr: number;
+  readonly prefixLen: number;
+  readonly blockSize: number;
+  readonly encap: PoolEncap;
+  readonly crossSubnet: boolean;
+  readonly natOutgoing: boolean;
+  readonly disabled: boolean;
+}
+
+export interface MtuModel {
+  readonly underlay: number;
+  readonly vxlan: number;
+  readonly ipip: number;
+  /** MTU for pod interfaces: the smallest of the enabled encapsulations (underlay when none). */
+  readonly pod: number;
+}
+
+export interface NodeDataplaneModel {
+  readonly node: LocalNodeIdentity;
+  readonly endpoints: readonly LocalEndpoint[];
+  /** One winning route per CIDR, sorted by address then prefix length. */
+  readonly routes: readonly Route[];
+  readonly withheld: readonly WithheldRoute[];
+  /** IPv4 pools, for natOutgoing (masquerade traffic from a NAT pool to outside all pools). */
+  readonly pools: readonly PoolModel[];
+  readonly mtu: MtuModel;
+  /** Whether any pool enables each encapsulation (the tunnel devices exist only then in Calico). */
+  readonly encap: { readonly vxlan: boolean; readonly ipip: boolean };
+}
+
+export interface RouteCalcOptions {
+  /** MTU of the underlay NIC (default 1500). */
+  readonly underlayMtu?: number;
+}
+
+interface NodeInfo {
+  readonly ip: number | null;
+  readonly subnet: IPv4Cidr | null;
+  readonly vtepIp: number | null;
+  readonly vtepMac: string;
+}
+
+function nodeInfoOf(node: ClusterSnapshot['nodes'][number]): NodeInfo {
+  const addrText = node.spec.bgp?.ipv4Address;
+  let ip: number | null = null;
+  let subnet: IPv4Cidr | null = null;
+  if (addrText !== undefined) {
+    const withPrefix = parseIPv4WithPrefix(addrText) ?? (parseIPv4(addrText) !== null ? { addr: parseIPv4(addrText)!, prefixLen: 32 } : null);
+    if (withPrefix) {
+      ip = withPrefix.addr;
+      subnet = makeIPv4Cidr(withPrefix.addr, withPrefix.prefixLen);
+    }
+  }
+  const vtepText = node.spec.ipv4VXLANTunnelAddr;
+  return {
+    ip,
+    subnet,
+    vtepIp: vtepText !== undefined ? parseIPv4(vtepText) : null,
+    vtepMac: node.spec.vxlanTunnelMACAddr ?? deriveVtepMac(node.metadata.name),
+  };
+}
+
+function poolModelOf(pool: IPPool, cidr: IPv4Cidr): PoolModel {
+  // Felix: vxlanMode != Never -> VXLAN pool; else ipipMode != Never -> IPIP; else no encapsulation.
+  const encap: PoolEncap = pool.spec.vxlanMode !== 'Never' ? 'vxlan' : pool.spec.ipipMode !== 'Never' ? 'ipip' : 'none';
+  const mode = encap === 'vxlan' ? pool.spec.vxlanMode : pool.spec.ipipMode;
+  return {
+    name: pool.metadata.name,
+    cidr: cidr.cidr,
+    addr: cidr.addr,
+    prefixLen: cidr.prefixLen,
+    blockSize: pool.spec.blockSize,
+    encap,
+    crossSubnet: encap !== 'none' && mode === 'CrossSubnet',
+    natOutgoing: pool.spec.natOutgoing,
+    disabled: pool.spec.disabled,
+  };
+}
+
+/**
+ * Computes `nodeName`'s dataplane model. Throws when the node is not in the snapshot or has no
+ * IPv4 address: without our own address there is no subnet to judge CrossSubnet by and no
+ * source address for tunnels, so there is no sensible partial model.
+ */
+export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, options: RouteCalcOptions = {}): NodeDataplaneModel {
+  const underlay = options.underlayMtu ?? DEFAULT_UNDERLAY_MTU;
+
+  const pools: PoolModel[] = [];
+  for (const pool of snapshot.ipPools) {
+    const cidr = parseIPv4Cidr(pool.spec.cidr);
+    if (cidr) pools.push(poolModelOf(pool, cidr));
+  }
+  const poolContaining = (cidr: IPv4Cidr): PoolModel | undefined =>
+    pools.find((p) => cidrContainsCidr({ cidr: p.cidr, addr: p.addr, prefixLen: p.prefixLen }, cidr));
+
+  const nodes = new Map<string, NodeInfo>();
+  for (const node of snapshot.nodes) nodes.set(node.metadata.name, nodeInfoOf(node));
+  const self = nodes.get(nodeName);
+  if (!self) throw new Error(`node ${JSON.stringify(nodeName)} is not in ${snapshot.source}`);
+  if (self.ip === null || self.subnet === null) {
+    throw new Error(`node ${JSON.stringify(nodeName)} has no spec.bgp.ipv4Address in ${snapshot.source}`);
+  }
+  const localSubnet = self.subnet;
+
+  const encap = { vxlan: pools.some((p) => p.encap === 'vxlan'), ipip: pools.some((p) => p.encap === 'ipip') };
+  const vxlanMtu = underlay - ENCAP_OVERHEAD.vxlan;
+  const ipipMtu = underlay - ENCAP_OVERHEAD.ipip;
+  const mtu: MtuModel = {
+    underlay,
+    vxlan: vxlanMtu,
+    ipip: ipipMtu,
+    pod: Math.min(underlay, encap.vxlan ? vxlanMtu : Infinity, encap.ipip ? ipipMtu : Infinity),
+  };
+
+  // Every candidate route, per CIDR, in the order found (later = newer for tie-breaking).
+  const candidates = new Map<string, Route[]>();
+  const addCandidate = (route: Route) => {
+    const list = candidates.get(route.cidr);
+    if (list) list.push(route);
+    else candidates.set(route.cidr, [route]);
+  };
+  const withheld: WithheldRoute[] = [];
+
+  // Local endpoints and their /32s.
+  const endpoints: LocalEndpoint[] = [];
+  for (const wep of snapshot.workloadEndpoints) {
+    if (wep.spec.node !== nodeName) continue;
+    const ips: number[] = [];
+    const cidrs: string[] = [];
+    for (const net of wep.spec.ipNetworks) {
+      const parsed = net.includes(':') ? null : parseIPv4WithPrefix(net);
+      if (!parsed) continue;
+      const cidr = makeIPv4Cidr(parsed.addr, 32);
+      ips.push(cidr.addr);
+      cidrs.push(cidr.cidr);
+      addCandidate({
+        ...cidrFields(cidr), kind: 'local', class: RouteClass.LocalWorkload, endpoint: wep.spec.interfaceName,
+        node: nodeName, nodeIp: null, vtepIp: null, vtepMac: null, pool: poolContaining(cidr)?.name ?? null, mtu: mtu.pod,
+      });
+    }
+    endpoints.push({
+      key: `${wep.metadata.namespace}/${wep.metadata.name}`,
+      interfaceName: wep.spec.interfaceName,
+      interfaceType: wep.spec.interfaceType,
+      interfaceNetns: wep.spec.interfaceNetns ?? null,
+      ips,
+      cidrs,
+      mac: wep.spec.mac ?? null,
+    });
+  }
+
+  // A route to something that lives on another node, reached the way its pool says.
+  const addRemote = (cidr: IPv4Cidr, remoteName: string, pool: PoolModel | undefined) => {
+    const remote = nodes.get(remoteName);
+    const withhold = (reason: string) => withheld.push({ cidr: cidr.cidr, node: remoteName, reason });
+    if (!remote) return withhold('node unknown');
+    if (remote.ip === null) return withhold('node IP unknown');
+    const poolEncap = pool?.encap ?? 'none';
+    const sameSubnet = (pool?.crossSubnet ?? false) && cidrContainsAddr(localSubnet, remote.ip);
+    const base = { ...cidrFields(cidr), endpoint: null, node: remoteName, nodeIp: remote.ip, pool: pool?.name ?? null };
+    const direct = { ...base, kind: 'direct' as const, vtepIp: null, vtepMac: null, mtu: underlay };
+    if (poolEncap === 'vxlan') {
+      if (sameSubnet) return addCandidate({ ...direct, class: RouteClass.VXLANSameSubnet });
+      if (remote.vtepIp === null) return withhold('VTEP IP unknown');
+      if (self.vtepIp === null) return withhold('local VTEP IP unknown');
+      return addCandidate({ ...base, kind: 'vxlan', class: RouteClass.VXLANTunnel, vtepIp: remote.vtepIp, vtepMac: remote.vtepMac, mtu: vxlanMtu });
+    }
+    if (poolEncap === 'ipip') {
+      if (sameSubnet) return addCandidate({ ...direct, class: RouteClass.IPIPSameSubnet });
+      return addCandidate({ ...base, kind: 'ipip', class: RouteClass.IPIPTunnel, vtepIp: null, vtepMac: null, mtu: ipipMtu });
+    }
+    return addCandidate({ ...direct, class: RouteClass.NoEncap });
+  };
+
+  // Blocks: ours become blackholes, other nodes' are routed to them.
+  const confirmedBlocks: { cidr: IPv4Cidr; node: string }[] = [];
+  for (const affinity of snapshot.blockAffinities) {
+    if (affinity.spec.state !== 'confirmed') continue;
+    const cidr = parseIPv4Cidr(affinity.spec.cidr);
+    if (!cidr) continue;
+    confirmedBlocks.push({ cidr, node: affinity.spec.node });
+    const pool = poolContaining(cidr);
+    if (affinity.spec.node === nodeName) {
+      if (cidr.prefixLen < 32) {
+        addCandidate({
+          ...cidrFields(cidr), kind: 'blackhole', class: RouteClass.IPAMBlockDrop, endpoint: null, node: nodeName,
+          nodeIp: null, vtepIp: null, vtepMac: null, pool: pool?.name ?? null, mtu: mtu.pod,
+        });
+      }
+    } else {
+      addRemote(cidr, affinity.spec.node, pool);
+    }
+  }
+
+  // Borrowed addresses: a remote workload whose IP is not inside a block affine to its own node
+  // (e.g. borrowed from another node's block, or from a block nobody holds) gets a /32 to its node.
+  for (const wep of snapshot.workloadEndpoints) {
+    if (wep.spec.node === nodeName) continue;
+    for (const net of wep.spec.ipNetworks) {
+      const parsed = net.includes(':') ? null : parseIPv4WithPrefix(net);
+      if (!parsed) continue;
+      const inOwnBlock = confirmedBlocks.some((b) => b.node === wep.spec.node && cidrContainsAddr(b.cidr, parsed.addr));
+      if (inOwnBlock) continue;
+      const cidr = makeIPv4Cidr(parsed.addr, 32);
+      addRemote(cidr, wep.spec.node, poolContaining(cidr));
+    }
+  }
+
+  const routes: Route[] = [];
+  for (const list of candidates.values()) {
+    let best = list[0]!;
+    for (const route of list) if (route.class <= best.class) best = route; // `<=`: newest wins ties
+    routes.push(best);
+  }
+  routes.sort(compareRoutes);
+
+  const knownNodeIps = new Set<number>();
+  for (const info of nodes.values()) if (info.ip !== null) knownNodeIps.add(info.ip);
+
+  return {
+    node: { name: nodeName, ip: self.ip, subnet: localSubnet, vtepIp: self.vtepIp, vtepMac: self.vtepMac, knownNodeIps },
+    endpoints,
+    routes,
+    withheld,
+    pools,
+    mtu,
+    encap,
+  };
+}
+
+function cidrFields(cidr: IPv4Cidr): { cidr: string; addr: number; prefixLen: number } {
+  return { cidr: cidr.cidr, addr: cidr.addr, prefixLen: cidr.prefixLen };
+}
+
+function compareRoutes(a: Route, b: Route): number {
+  return a.addr - b.addr || a.prefixLen - b.prefixLen;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diffing, so the dataplane can apply a change as one batch.
+
+export interface RouteReplacement {
+  readonly from: Route;
+  readonly to: Route;
+}
+
+export interface ModelDiff {
+  /** Routes for CIDRs that had none. */
+  readonly add: readonly Route[];
+  /** Routes whose CIDR has no route any more. */
+  readonly remove: readonly Route[];
+  /** CIDRs whose route changed in any field (next hop, kind, class, MTU...). */
+  readonly replace: readonly RouteReplacement[];
+  readonly endpointsChanged: boolean;
+  readonly nodeChanged: boolean;
+  readonly mtuChanged: boolean;
+  readonly poolsChanged: boolean;
+  /** True when nothing at all changed. */
+  readonly empty: boolean;
+}
+
+export function routesEqual(a: Route, b: Route): boolean {
+  return (
+    a.cidr === b.cidr && a.addr === b.addr && a.prefixLen === b.prefixLen && a.kind === b.kind && a.class === b.class &&
+    a.endpoint === b.endpoint && a.node === b.node && a.nodeIp === b.nodeIp && a.vtepIp === b.vtepIp &&
+    a.vtepMac === b.vtepMac && a.pool === b.pool && a.mtu === b.mtu
+  );
+}
+
+function nodesEqual(a: LocalNodeIdentity, b: LocalNodeIdentity): boolean {
+  if (a.name !== b.name || a.ip !== b.ip || a.subnet.cidr !== b.subnet.cidr || a.vtepIp !== b.vtepIp || a.vtepMac !== b.vtepMac) return false;
+  if (a.knownNodeIps.size !== b.knownNodeIps.size) return false;
+  for (const ip of a.knownNodeIps) if (!b.knownNodeIps.has(ip)) return false;
+  return true;
+}
+
+/** What changed from `previous` (null: nothing programmed yet) to `next`. Add/remove/replace are sorted like model routes. */
+export function diffModels(previous: NodeDataplaneModel | null, next: NodeDataplaneModel): ModelDiff {
+  const oldByCidr = new Map((previous?.routes ?? []).map((r) => [r.cidr, r] as const));
+  const newCidrs = new Set(next.routes.map((r) => r.cidr));
+  const add: Route[] = [];
+  const replace: RouteReplacement[] = [];
+  for (const route of next.routes) {
+    const old = oldByCidr.get(route.cidr);
+    if (!old) add.push(route);
+    else if (!routesEqual(old, route)) replace.push({ from: old, to: route });
+  }
+  const remove = (previous?.routes ?? []).filter((r) => !newCidrs.has(r.cidr));
+  const endpointsChanged = !previous || JSON.stringify(previous.endpoints) !== JSON.stringify(next.endpoints);
+  const nodeChanged = !previous || !nodesEqual(previous.node, next.node);
+  const mtuChanged = !previous || JSON.stringify(previous.mtu) !== JSON.stringify(next.mtu);
+  const poolsChanged = !previous || JSON.stringify(previous.pools) !== JSON.stringify(next.pools);
+  const empty = add.length === 0 && remove.length === 0 && replace.length === 0 && !endpointsChanged && !nodeChanged && !mtuChanged && !poolsChanged;
+  return { add, remove, replace, endpointsChanged, nodeChanged, mtuChanged, poolsChanged, empty };
+}

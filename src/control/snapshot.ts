@@ -1,0 +1,355 @@
+// Turns the text of a multi-document YAML file of Calico resources into a validated ClusterSnapshot.
+// Errors name the file, the document (1-based, as an editor would count them, with kind and name
+// when known) and the field path, e.g.
+//   cluster.yaml: document 3 (IPPool default-pool): spec.vxlanMode: expected one of Never|Always|CrossSubnet, got "Sometimes"
+import { parseAllDocuments } from 'yaml';
+import type { z } from 'zod';
+import { cidrContainsAddr, cidrContainsCidr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
+import {
+  BlockAffinity, CALICO_API_VERSION, CalicoResource, IGNORED_KINDS, IPPool, MODEL_KINDS, ModelKind, Node,
+  resourceDisplayName, SCHEMA_BY_KIND, WorkloadEndpoint,
+} from './resources';
+
+/** Everything the control plane knows at one moment. Arrays keep file order (later = newer). */
+export interface ClusterSnapshot {
+  /** The file (or other label) the snapshot was read from. */
+  readonly source: string;
+  readonly ipPools: readonly IPPool[];
+  readonly nodes: readonly Node[];
+  readonly blockAffinities: readonly BlockAffinity[];
+  readonly workloadEndpoints: readonly WorkloadEndpoint[];
+  /** Suspicious but legal things (e.g. one IP claimed on two nodes), for logs. */
+  readonly warnings: readonly string[];
+}
+
+/** Where a resource came from in the file, for error messages. */
+export interface SourceLocation {
+  /** 1-based document number in the YAML stream. */
+  readonly document: number;
+  /** 1-based item number when the document is a `kind: …List` with items. */
+  readonly item?: number;
+  readonly kind?: string;
+  readonly name?: string;
+}
+
+export interface ValidationIssue {
+  readonly file: string;
+  readonly location: SourceLocation | null;
+  /** Dotted field path, e.g. "spec.ipNetworks[0]"; empty for the document as a whole. */
+  readonly path: string;
+  readonly message: string;
+}
+
+const MAX_REPORTED_ISSUES = 20;
+
+export class DatastoreValidationError extends Error {
+  constructor(readonly file: string, readonly issues: readonly ValidationIssue[]) {
+    super(formatIssues(issues));
+    this.name = 'DatastoreValidationError';
+  }
+}
+
+export function formatLocation(location: SourceLocation): string {
+  let text = `document ${location.document}`;
+  if (location.item !== undefined) text += ` item ${location.item}`;
+  if (location.kind && location.name) text += ` (${location.kind} ${location.name})`;
+  else if (location.kind) text += ` (${location.kind})`;
+  return text;
+}
+
+export function formatIssue(issue: ValidationIssue): string {
+  const parts = [issue.file];
+  if (issue.location) parts.push(formatLocation(issue.location));
+  if (issue.path) parts.push(issue.path);
+  parts.push(issue.message);
+  return parts.join(': ');
+}
+
+function formatIssues(issues: readonly ValidationIssue[]): string {
+  const lines = issues.slice(0, MAX_REPORTED_ISSUES).map(formatIssue);
+  if (issues.length > MAX_REPORTED_ISSUES) lines.push(`... and ${issues.length - MAX_REPORTED_ISSUES} more problems`);
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Describing zod issues in words a YAML author understands.
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return JSON.stringify(value);
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  string: 'a string', number: 'a number', int: 'an integer', boolean: 'true or false',
+  object: 'a mapping', array: 'a list',
+};
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let text = '';
+  for (const key of path) {
+    if (typeof key === 'number') text += `[${key}]`;
+    else text += text ? `.${String(key)}` : String(key);
+  }
+  return text;
+}
+
+function zodIssueMessage(issue: z.core.$ZodIssue): string {
+  const input = (issue as { input?: unknown }).input;
+  switch (issue.code) {
+    case 'invalid_value':
+      return issue.values.length === 1
+        ? `expected ${JSON.stringify(issue.values[0])}, got ${describeValue(input)}`
+        : `expected one of ${issue.values.map(String).join('|')}, got ${describeValue(input)}`;
+    case 'invalid_type': {
+      const expected = TYPE_NAMES[issue.expected] ?? issue.expected;
+      return input === undefined ? `required (${expected})` : `expected ${expected}, got ${describeValue(input)}`;
+    }
+    case 'too_small':
+      if (issue.origin === 'string' && Number(issue.minimum) === 1) return 'must not be empty';
+      return `expected at least ${issue.minimum}, got ${describeValue(input)}`;
+    case 'too_big':
+      if (issue.origin === 'string') return `longer than ${issue.maximum} characters`;
+      return `expected at most ${issue.maximum}, got ${describeValue(input)}`;
+    default:
+      return issue.message;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+interface Located<T> {
+  readonly resource: T;
+  readonly location: SourceLocation;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Best-effort kind/name for labelling a document that may be invalid. */
+function peekIdentity(raw: Record<string, unknown>): { kind?: string; name?: string } {
+  const kind = typeof raw.kind === 'string' ? raw.kind : undefined;
+  const meta = isMapping(raw.metadata) ? raw.metadata : {};
+  let name = typeof meta.name === 'string' ? meta.name : undefined;
+  if (name !== undefined && kind === 'WorkloadEndpoint') {
+    name = `${typeof meta.namespace === 'string' ? meta.namespace : 'default'}/${name}`;
+  }
+  return { kind, name };
+}
+
+/**
+ * Parses and validates a whole file. Throws DatastoreValidationError listing every problem found
+ * (per-document problems first; cross-resource checks run only when every document is valid, so
+ * one typo does not cascade into a page of "unknown node" errors).
+ */
+export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
+  const issues: ValidationIssue[] = [];
+  const resources: Located<CalicoResource>[] = [];
+  const docs = parseAllDocuments(text);
+  // parseAllDocuments returns an EmptyStream (not an array) for an empty file.
+  const docList = Array.isArray(docs) ? docs : [];
+
+  docList.forEach((doc, index) => {
+    const document = index + 1;
+    if (doc.errors.length > 0) {
+      const first = doc.errors[0]!;
+      issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${first.message.split('\n')[0]!.replace(/:$/, '')}` });
+      return;
+    }
+    const raw: unknown = doc.toJS();
+    if (raw === null || raw === undefined) return; // empty document, e.g. a trailing "---"
+    if (!isMapping(raw)) {
+      issues.push({ file, location: { document }, path: '', message: `expected a mapping with apiVersion, kind, metadata and spec, got ${describeValue(raw)}` });
+      return;
+    }
+    // `calicoctl get -o yaml` prints several resources as `kind: IPPoolList` with `items`.
+    if (typeof raw.kind === 'string' && raw.kind.endsWith('List') && Array.isArray(raw.items)) {
+      raw.items.forEach((item, itemIndex) => {
+        parseResource(item, { document, item: itemIndex + 1 }, file, issues, resources);
+      });
+      return;
+    }
+    parseResource(raw, { document }, file, issues, resources);
+  });
+
+  if (issues.length > 0) throw new DatastoreValidationError(file, issues);
+  const warnings: string[] = [];
+  checkCrossResource(resources, file, issues, warnings);
+  if (issues.length > 0) throw new DatastoreValidationError(file, issues);
+
+  const ofKind = <K extends ModelKind>(kind: K) =>
+    resources.filter((r) => r.resource.kind === kind).map((r) => r.resource as Extract<CalicoResource, { kind: K }>);
+  return {
+    source: file,
+    ipPools: ofKind('IPPool'),
+    nodes: ofKind('Node'),
+    blockAffinities: ofKind('BlockAffinity'),
+    workloadEndpoints: ofKind('WorkloadEndpoint'),
+    warnings,
+  };
+}
+
+function parseResource(
+  raw: unknown,
+  position: { document: number; item?: number },
+  file: string,
+  issues: ValidationIssue[],
+  out: Located<CalicoResource>[],
+): void {
+  if (!isMapping(raw)) {
+    issues.push({ file, location: position, path: '', message: `expected a mapping with apiVersion, kind, metadata and spec, got ${describeValue(raw)}` });
+    return;
+  }
+  const location: SourceLocation = { ...position, ...peekIdentity(raw) };
+  if (raw.apiVersion !== CALICO_API_VERSION) {
+    issues.push({ file, location, path: 'apiVersion', message: `expected ${JSON.stringify(CALICO_API_VERSION)}, got ${describeValue(raw.apiVersion)}` });
+    return;
+  }
+  if (typeof raw.kind !== 'string') {
+    issues.push({ file, location, path: 'kind', message: raw.kind === undefined ? 'required (a string)' : `expected a string, got ${describeValue(raw.kind)}` });
+    return;
+  }
+  if (IGNORED_KINDS.has(raw.kind)) return;
+  if (!(MODEL_KINDS as readonly string[]).includes(raw.kind)) {
+    issues.push({ file, location, path: 'kind', message: `unknown kind ${JSON.stringify(raw.kind)} (podway reads ${MODEL_KINDS.join(', ')})` });
+    return;
+  }
+  const schema = SCHEMA_BY_KIND[raw.kind as ModelKind];
+  const result = schema.safeParse(raw, { reportInput: true });
+  if (!result.success) {
+    for (const zi of result.error.issues) {
+      issues.push({ file, location, path: formatPath(zi.path), message: zodIssueMessage(zi) });
+    }
+    return;
+  }
+  out.push({ resource: result.data, location });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-resource checks: things no single document can get wrong on its own.
+
+function where(location: SourceLocation): string {
+  return location.item === undefined ? `document ${location.document}` : `document ${location.document} item ${location.item}`;
+}
+
+function checkCrossResource(resources: Located<CalicoResource>[], file: string, issues: ValidationIssue[], warnings: string[]): void {
+  const fail = (location: SourceLocation, path: string, message: string) => issues.push({ file, location, path, message });
+
+  // Duplicate names, per kind (WorkloadEndpoints per namespace).
+  const seen = new Map<string, SourceLocation>();
+  for (const { resource, location } of resources) {
+    const key = `${resource.kind}\u0000${resourceDisplayName(resource)}`;
+    const first = seen.get(key);
+    if (first) fail(location, 'metadata.name', `duplicate ${resource.kind} ${JSON.stringify(resourceDisplayName(resource))} (first defined in ${where(first)})`);
+    else seen.set(key, location);
+  }
+
+  const pools = resources.filter((r): r is Located<IPPool> => r.resource.kind === 'IPPool');
+  const nodes = resources.filter((r): r is Located<Node> => r.resource.kind === 'Node');
+  const affinities = resources.filter((r): r is Located<BlockAffinity> => r.resource.kind === 'BlockAffinity');
+  const workloads = resources.filter((r): r is Located<WorkloadEndpoint> => r.resource.kind === 'WorkloadEndpoint');
+
+  // Pools must not overlap: an address must belong to exactly one pool to have one encapsulation.
+  const pools4: { pool: IPPool; cidr: IPv4Cidr; location: SourceLocation }[] = [];
+  for (const { resource: pool, location } of pools) {
+    const cidr = parseIPv4Cidr(pool.spec.cidr);
+    if (!cidr) continue; // IPv6: validated by the schema, not routed by podway.
+    const clash = pools4.find((p) => cidrsOverlap(p.cidr, cidr));
+    if (clash) fail(location, 'spec.cidr', `${pool.spec.cidr} overlaps IPPool ${JSON.stringify(clash.pool.metadata.name)} (${clash.pool.spec.cidr})`);
+    pools4.push({ pool, cidr, location });
+  }
+  const poolContainingAddr = (addr: number) => pools4.find((p) => cidrContainsAddr(p.cidr, addr));
+
+  // Nodes: their IPs and VTEP IPs identify them on the wire, so they must be unique.
+  const nodeNames = new Set<string>();
+  const nodeIps = new Map<number, string>();
+  const vtepIps = new Map<number, string>();
+  for (const { resource: node, location } of nodes) {
+    nodeNames.add(node.metadata.name);
+    const addrText = node.spec.bgp?.ipv4Address;
+    if (addrText !== undefined) {
+      const addr = parseIPv4(addrText) ?? parseIPv4WithPrefix(addrText)!.addr;
+      const owner = nodeIps.get(addr);
+      if (owner !== undefined) fail(location, 'spec.bgp.ipv4Address', `${formatIPv4(addr)} is also the address of Node ${JSON.stringify(owner)}`);
+      else nodeIps.set(addr, node.metadata.name);
+    }
+    const vtepText = node.spec.ipv4VXLANTunnelAddr;
+    if (vtepText !== undefined) {
+      const vtep = parseIPv4(vtepText)!;
+      const owner = vtepIps.get(vtep);
+      if (owner !== undefined) fail(location, 'spec.ipv4VXLANTunnelAddr', `${vtepText} is also the VXLAN tunnel address of Node ${JSON.stringify(owner)}`);
+      else vtepIps.set(vtep, node.metadata.name);
+    }
+  }
+
+  // Block affinities: a known node, a block that fits inside a pool, and one confirmed owner per block.
+  const confirmedBlocks: { cidr: IPv4Cidr; node: string; location: SourceLocation }[] = [];
+  for (const { resource: affinity, location } of affinities) {
+    const { node, cidr: cidrText, state } = affinity.spec;
+    if (!nodeNames.has(node)) fail(location, 'spec.node', `unknown node ${JSON.stringify(node)}`);
+    const cidr = parseIPv4Cidr(cidrText);
+    if (!cidr) continue;
+    const pool = pools4.find((p) => cidrContainsCidr(p.cidr, cidr));
+    if (!pool) {
+      fail(location, 'spec.cidr', `${cidrText} is outside every IPPool`);
+      continue;
+    }
+    if (cidr.prefixLen !== pool.pool.spec.blockSize) {
+      fail(location, 'spec.cidr', `/${cidr.prefixLen} does not match blockSize ${pool.pool.spec.blockSize} of IPPool ${JSON.stringify(pool.pool.metadata.name)}`);
+      continue;
+    }
+    if (state !== 'confirmed') continue;
+    const clash = confirmedBlocks.find((b) => cidrsOverlap(b.cidr, cidr));
+    if (clash) {
+      fail(location, 'spec.cidr', `${cidrText} is already confirmed for node ${JSON.stringify(clash.node)} (${where(clash.location)})`);
+      continue;
+    }
+    confirmedBlocks.push({ cidr, node, location });
+  }
+
+  // Workloads: a known node, addresses inside a pool, and no two endpoints on one node sharing an
+  // address or a host interface (the dataplane could not tell which one a packet is for).
+  const ipOwners = new Map<string, { node: string; name: string; location: SourceLocation }>();
+  const ifaceOwners = new Map<string, { name: string; location: SourceLocation }>();
+  const nodesByIp = new Map<string, Set<string>>();
+  for (const { resource: wep, location } of workloads) {
+    const wepName = resourceDisplayName(wep);
+    const { node, interfaceName, ipNetworks } = wep.spec;
+    if (!nodeNames.has(node)) fail(location, 'spec.node', `unknown node ${JSON.stringify(node)}`);
+    const ifaceKey = `${node}\u0000${interfaceName}`;
+    const ifaceOwner = ifaceOwners.get(ifaceKey);
+    if (ifaceOwner) {
+      fail(location, 'spec.interfaceName', `${JSON.stringify(interfaceName)} is already used on node ${JSON.stringify(node)} by WorkloadEndpoint ${ifaceOwner.name} (${where(ifaceOwner.location)})`);
+    } else {
+      ifaceOwners.set(ifaceKey, { name: wepName, location });
+    }
+    ipNetworks.forEach((net, i) => {
+      const path = `spec.ipNetworks[${i}]`;
+      const addr = net.includes(':') ? null : parseIPv4WithPrefix(net)!.addr;
+      if (addr !== null && !poolContainingAddr(addr)) {
+        fail(location, path, `${net} is outside every IPPool`);
+        return;
+      }
+      const ipKey = net.toLowerCase();
+      const ownerKey = `${node}\u0000${ipKey}`;
+      const owner = ipOwners.get(ownerKey);
+      if (owner) {
+        fail(location, path, `${net} is already claimed on node ${JSON.stringify(node)} by WorkloadEndpoint ${owner.name} (${where(owner.location)})`);
+        return;
+      }
+      ipOwners.set(ownerKey, { node, name: wepName, location });
+      const claimants = nodesByIp.get(ipKey) ?? new Set<string>();
+      claimants.add(node);
+      nodesByIp.set(ipKey, claimants);
+    });
+  }
+  for (const [ip, claimants] of nodesByIp) {
+    if (claimants.size > 1) {
+      warnings.push(`${file}: ${ip} is claimed by workloads on several nodes (${[...claimants].join(', ')}); local endpoints win, then the last one in the file`);
+    }
+  }
+}

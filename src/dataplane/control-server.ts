@@ -1,0 +1,98 @@
+/**
+ * The local control socket of a running podway: newline-delimited JSON requests
+ * ({"cmd":"status"|"routes"|"endpoints"|"counters"|"trace", ...}) answered with one JSON line.
+ */
+import * as net from 'node:net';
+import { existsSync, unlinkSync, mkdirSync } from 'node:fs';
+import * as path from 'node:path';
+import type { Engine } from './engine';
+import { parseTraceFilter, describeFilter } from './trace';
+
+export function defaultControlPath(node: string): string {
+  return `/run/podway/${node}.sock`;
+}
+
+export function startControlServer(engine: Engine, sockPath: string): net.Server {
+  mkdirSync(path.dirname(sockPath), { recursive: true });
+  if (existsSync(sockPath)) {
+    // A stale socket from a crashed run; a live one would refuse this bind below.
+    const probe = net.createConnection(sockPath);
+    probe.on('error', () => {});
+    probe.destroy();
+    unlinkSync(sockPath);
+  }
+  const server = net.createServer((conn) => {
+    let buf = '';
+    conn.setEncoding('utf8');
+    conn.on('error', () => {});
+    conn.on('data', (d) => {
+      buf += d;
+      if (buf.length > 65536) return conn.destroy();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        handle(engine, line).then(
+          (res) => conn.write(JSON.stringify({ ok: true, result: res }) + '\n'),
+          (err) => conn.write(JSON.stringify({ ok: false, error: (err as Error).message }) + '\n'),
+        );
+      }
+    });
+  });
+  server.listen(sockPath);
+  return server;
+}
+
+async function handle(engine: Engine, line: string): Promise<unknown> {
+  let req: { cmd?: string; filter?: string[]; count?: number; timeoutMs?: number };
+  try {
+    req = JSON.parse(line);
+  } catch {
+    throw new Error('request is not JSON');
+  }
+  switch (req.cmd) {
+    case 'status':
+      return engine.status();
+    case 'routes':
+      return engine.routes();
+    case 'endpoints':
+      return engine.endpointList();
+    case 'counters':
+      return engine.counters();
+    case 'trace': {
+      const f = parseTraceFilter(req.filter ?? []);
+      const records = await engine.trace(f, req.count ?? 1, Math.min(req.timeoutMs ?? 10_000, 120_000));
+      return { filter: describeFilter(f), records };
+    }
+    default:
+      throw new Error(`unknown command ${JSON.stringify(req.cmd)}`);
+  }
+}
+
+/** Client side: one request, one answer (bounded by a timeout). */
+export function controlRequest(sockPath: string, req: object, timeoutMs = 15_000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(sockPath);
+    let buf = '';
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new Error(`no answer from ${sockPath} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
+    c.on('data', (d) => {
+      buf += d.toString('utf8');
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      c.end();
+      const res = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
+      if (res.ok) resolve(res.result);
+      else reject(new Error(res.error));
+    });
+    c.on('error', (e) => {
+      clearTimeout(timer);
+      const code = (e as NodeJS.ErrnoException).code;
+      reject(new Error(code === 'ENOENT' || code === 'ECONNREFUSED' ? `podway is not running (no control socket at ${sockPath})` : e.message));
+    });
+  });
+}

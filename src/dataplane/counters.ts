@@ -1,0 +1,76 @@
+/**
+ * Drop and event counters of the forwarding engine. Validation drop reasons come from
+ * src/packet/drop.ts; the engine's own reasons follow them in one numbering, so one Float64Array
+ * indexed by reason holds every counter and the hot path only does `drops[r]++`.
+ */
+import { DROP_NAMES, DROP_REASON_COUNT } from '../packet';
+
+const base = DROP_REASON_COUNT;
+
+/** Why the engine dropped (or diverted) a frame, beyond header validation. */
+export const Reason = {
+  /** Source address is not one of the sending endpoint's addresses (Calico's anti-spoofing). */
+  SOURCE_CHECK: base + 0,
+  /** No route covers the destination (and it is not for the host). */
+  NO_ROUTE: base + 1,
+  /** Destination inside one of this node's blocks but not allocated: Calico's blackhole route. */
+  BLACKHOLE: base + 2,
+  /** TTL would reach 0: answered with ICMP time exceeded. */
+  TTL_EXPIRED: base + 3,
+  /** DF packet larger than the path MTU: answered with ICMP fragmentation needed. */
+  FRAG_NEEDED: base + 4,
+  /** Packet without DF larger than the path MTU: podway does not fragment. */
+  TOO_BIG_NO_DF: base + 5,
+  /** Tunnel packet from an address that is not a known cluster node. */
+  UNKNOWN_TUNNEL_SOURCE: base + 6,
+  /** Decapsulated packet not for a workload on this node. */
+  DECAP_NOT_LOCAL: base + 7,
+  /** ARP from a pod that is not a request for the gateway 169.254.1.1 (not answered). */
+  ARP_NOT_GATEWAY: base + 8,
+  /** Frame type podway does not forward (IPv6, VLAN, ...). */
+  UNSUPPORTED_ETHERTYPE: base + 9,
+  /** Direct route whose next-hop MAC is not resolved yet (ARP request sent). */
+  NEIGHBOR_UNRESOLVED: base + 10,
+  /** Local destination whose pod MAC is not known yet (it has sent nothing). */
+  POD_MAC_UNKNOWN: base + 11,
+  /** Frame cut by the kernel or the slot (bigger than the slot). */
+  TRUNCATED: base + 12,
+  /** Frame not addressed to us at L2 (another host's unicast). */
+  NOT_OUR_MAC: base + 13,
+  /** Underlay frame not for a pod here (the host kernel handles it). */
+  UNDERLAY_NOT_FOR_PODS: base + 14,
+  /** Would go out the port it came in on (a routing loop). */
+  HAIRPIN: base + 15,
+  /** Could not fix up a partial (offloaded) L4 checksum. */
+  BAD_PARTIAL_CSUM: base + 16,
+} as const;
+
+/** Not drops: frames handed to the host kernel or answered by podway itself. */
+export const Event = {
+  TO_HOST: base + 17,
+  ARP_REPLIED: base + 18,
+  ICMP_SENT: base + 19,
+  ARP_LEARNED: base + 20,
+} as const;
+
+export const COUNTER_COUNT = base + 21;
+
+export const COUNTER_NAMES: readonly string[] = (() => {
+  const names = DROP_NAMES.slice();
+  for (const [k, v] of Object.entries(Reason)) names[v] = k;
+  for (const [k, v] of Object.entries(Event)) names[v] = k;
+  return names.map((n) => n.toLowerCase());
+})();
+
+/** Index of the first non-drop counter: everything below it is a drop reason (0 = OK excluded). */
+export const FIRST_EVENT = Event.TO_HOST;
+
+/** Per-port counters kept by JS (the addon keeps syscall-level ones). */
+export const PortCounter = {
+  RX: 0,
+  RX_BYTES: 1,
+  TX: 2,
+  TX_BYTES: 3,
+  DROPS: 4,
+} as const;
+export const PORT_COUNTERS = 5;

@@ -1,0 +1,302 @@
+/**
+ * The engine: one per node. It turns the control plane's model into open ports, a next-hop table
+ * and a FIB, wires port readiness to the pipeline, and answers the operator's questions (status,
+ * routes, endpoints, counters, trace). Model changes are applied whole, between packet batches.
+ */
+import type { NodeDataplaneModel, LocalEndpoint } from '../control';
+import { formatIpv4, parseMac, formatMac } from '../packet';
+import { native, FramePool, errnoOf } from './native';
+import { Pipeline, Role } from './pipeline';
+import { buildNextHops, learnNeighbor, NH_KIND_NAMES } from './nexthops';
+import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
+import { findUnderlay, quietKernelOn, hostRouteToPod, removeHostRoute, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
+import { TraceSession, TraceFilter, TraceRecord } from './trace';
+
+export interface EngineOptions {
+  /** Frames per receive batch (and per send call). */
+  batch?: number;
+  /** Set host sysctls/routes (default true; tests of the pipeline alone may turn it off). */
+  manageHost?: boolean;
+  log?: (msg: string) => void;
+}
+
+interface EndpointPort {
+  ep: LocalEndpoint;
+  port: number;
+  kind: 'veth' | 'tap' | 'tun';
+}
+
+const VXLAN_PORT = 4789;
+const ARP_RETRY_MS = 1000;
+
+export class Engine {
+  readonly pool: FramePool;
+  readonly pipe: Pipeline;
+  private readonly batch: number;
+  private readonly log: (m: string) => void;
+  private readonly manageHost: boolean;
+  private model: NodeDataplaneModel | null = null;
+  private underlay: Underlay | null = null;
+  private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1 };
+  private readonly endpoints = new Map<string, EndpointPort>();
+  private readonly neighbors = new Map<number, Uint8Array>();
+  private readonly arpSent = new Map<number, number>();
+  private readonly arpSlot: number;
+  private started = Date.now();
+  readonly notes: string[] = [];
+  applied = 0;
+
+  constructor(opts: EngineOptions = {}) {
+    this.batch = Math.min(opts.batch ?? 256, native.MAX_BATCH);
+    this.log = opts.log ?? (() => {});
+    this.manageHost = opts.manageHost ?? true;
+    // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
+    this.pool = new FramePool(this.batch + 8);
+    this.arpSlot = this.batch;
+    this.pipe = new Pipeline(this.pool, this.batch);
+    this.pipe.onUnresolved = (ip) => this.resolve(ip);
+    this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
+  }
+
+  /** Apply a model: open/close ports for changed endpoints, rebuild next hops and FIB, swap. */
+  apply(model: NodeDataplaneModel): void {
+    const first = this.model === null;
+    if (first || this.model!.node.ip !== model.node.ip) this.openInfra(model);
+    this.syncEndpoints(model);
+    const nh = buildNextHops(model, {
+      portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,
+      neighbor: (ip) => this.neighbors.get(ip),
+    });
+    const known = new Set<number>(model.node.knownNodeIps);
+    // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
+    this.pipe.nh = nh;
+    this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
+    this.model = model;
+    this.applied++;
+    for (const r of model.routes) if (r.kind === 'direct' && r.nodeIp !== null && !this.neighbors.has(r.nodeIp)) this.resolve(r.nodeIp);
+    this.log(`applied model: ${model.routes.length} routes, ${this.endpoints.size} endpoints, ${model.withheld.length} withheld`);
+  }
+
+  private openInfra(model: NodeDataplaneModel): void {
+    this.closeInfra();
+    const ul = findUnderlay(model.node.ip);
+    this.underlay = ul;
+    if (this.manageHost) this.notes.push(...quietKernelOn(ul.name, false));
+    const nodeIp = model.node.ip;
+    try {
+      this.infra.tx4 = native.openRaw({ proto: 255, sndbuf: 4 << 20 });
+      this.pipe.setPort(this.infra.tx4, Role.TX4, 'tx4(raw)');
+      this.infra.vxlan = native.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: 4 << 20 });
+      this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
+      this.infra.ipip = native.openRaw({ proto: 4, addr: nodeIp, rcvbuf: 4 << 20 });
+      this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
+      this.infra.underlay = native.openPacket(ul.name, { ring: true, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20 });
+      this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
+    } catch (e) {
+      this.closeInfra();
+      const code = errnoOf(e);
+      if (code === 'EADDRINUSE') throw new Error(`UDP ${formatIpv4(nodeIp)}:${VXLAN_PORT} is busy: is a kernel vxlan device or another podway using it on this node? (${(e as Error).message})`);
+      throw e;
+    }
+    this.pipe.tx4Port = this.infra.tx4;
+    this.pipe.underlayPort = this.infra.underlay;
+    for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay]) this.watch(p);
+  }
+
+  private closeInfra(): void {
+    for (const k of ['tx4', 'vxlan', 'ipip', 'underlay'] as const) {
+      const p = this.infra[k];
+      if (p >= 0) {
+        native.close(p);
+        this.pipe.clearPort(p);
+        this.infra[k] = -1;
+      }
+    }
+  }
+
+  private watch(port: number): void {
+    native.poll(port, (p, status) => {
+      if (status < 0) {
+        this.log(`port ${this.pipe.portName[p]}: poll error ${status}`);
+        return;
+      }
+      try {
+        this.pipe.drain(p);
+      } catch (e) {
+        // A port whose device vanished (pod deleted) reports here; stop polling it, keep the rest.
+        this.log(`port ${this.pipe.portName[p]}: ${(e as Error).message}; no longer polled`);
+        native.unpoll(p);
+      }
+    });
+  }
+
+  private openEndpoint(ep: LocalEndpoint): EndpointPort {
+    const kind = ep.interfaceType;
+    const mac = ep.mac ? parseMac(ep.mac) : undefined;
+    let port: number;
+    const netns = ep.interfaceNetns ?? undefined;
+    if (kind === 'veth') {
+      if (!interfaceExists(ep.interfaceName)) throw Object.assign(new Error(`interface ${ep.interfaceName} of workload ${ep.key} does not exist`), { code: 'ENODEV' });
+      if (this.manageHost) {
+        this.notes.push(...quietKernelOn(ep.interfaceName, true));
+        hostRouteToPod(ep.interfaceName, ep.ips, ep.mac);
+      }
+      port = native.openPacket(ep.interfaceName, { ring: true, ignoreOutgoing: true });
+    } else if (kind === 'tap') {
+      port = native.openTap(ep.interfaceName, { netns });
+    } else {
+      port = native.openTun(ep.interfaceName, { netns });
+    }
+    this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac, kind === 'veth');
+    this.watch(port);
+    return { ep, port, kind };
+  }
+
+  private syncEndpoints(model: NodeDataplaneModel): void {
+    const want = new Map(model.endpoints.map((e) => [e.interfaceName, e]));
+    for (const [name, cur] of this.endpoints) {
+      const next = want.get(name);
+      if (!next || next.interfaceType !== cur.kind || next.interfaceNetns !== cur.ep.interfaceNetns) {
+        native.close(cur.port);
+        this.pipe.clearPort(cur.port);
+        if (this.manageHost && cur.kind === 'veth') removeHostRoute(name, cur.ep.ips);
+        this.endpoints.delete(name);
+      }
+    }
+    for (const [name, ep] of want) {
+      const cur = this.endpoints.get(name);
+      if (cur) {
+        // Same interface: refresh addresses (and MAC) in place.
+        cur.ep = ep;
+        this.pipe.setPort(cur.port, cur.kind === 'tun' ? Role.POD_TUN : Role.POD_L2, name, ep.ips, ep.mac ? parseMac(ep.mac) : undefined, cur.kind === 'veth');
+        if (this.manageHost && cur.kind === 'veth') hostRouteToPod(name, ep.ips, ep.mac);
+        continue;
+      }
+      try {
+        this.endpoints.set(name, this.openEndpoint(ep));
+      } catch (e) {
+        // A missing pod interface is not fatal: the route stays withheld until it appears.
+        this.log(`endpoint ${ep.key}: cannot attach ${name}: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /** Send an ARP request for an underlay neighbour (rate-limited per address). */
+  private resolve(ip: number): void {
+    const now = Date.now();
+    if (now - (this.arpSent.get(ip) ?? 0) < ARP_RETRY_MS || this.infra.underlay < 0 || !this.underlay || !this.model) return;
+    this.arpSent.set(ip, now);
+    const i = this.arpSlot;
+    const f = this.pool.start(i);
+    this.pool.len[i] = writeArpRequest(this.pool.bytes, f, this.underlay.mac, this.model.node.ip, ip);
+    this.pool.txList[this.batch] = i;
+    native.send(this.infra.underlay, this.batch, 1);
+  }
+
+  private learn(ip: number, b: Uint8Array, off: number): void {
+    const mac = b.slice(off, off + 6);
+    const old = this.neighbors.get(ip);
+    this.neighbors.set(ip, mac);
+    if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0 && (!old || formatMac(old) !== formatMac(mac))) {
+      this.pipe.counters[Event.ARP_LEARNED]++;
+      this.log(`neighbour ${formatIpv4(ip)} is ${formatMac(mac)}`);
+    }
+  }
+
+  stop(): void {
+    for (const [, ep] of this.endpoints) {
+      native.close(ep.port);
+      this.pipe.clearPort(ep.port);
+    }
+    this.endpoints.clear();
+    this.closeInfra();
+  }
+
+  // ---- the operator's view -------------------------------------------------------------------
+
+  status() {
+    const m = this.model;
+    return {
+      node: m?.node.name ?? null,
+      nodeIp: m ? formatIpv4(m.node.ip) : null,
+      underlay: this.underlay ? { name: this.underlay.name, mac: this.underlay.macText, mtu: this.underlay.mtu } : null,
+      vtep: m ? { ip: m.node.vtepIp !== null ? formatIpv4(m.node.vtepIp) : null, mac: m.node.vtepMac } : null,
+      uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
+      modelsApplied: this.applied,
+      routes: m?.routes.length ?? 0,
+      withheld: m?.withheld ?? [],
+      endpoints: this.endpoints.size,
+      mtu: m?.mtu ?? null,
+      knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],
+      hostChanges: this.notes,
+      batch: this.batch,
+    };
+  }
+
+  routes() {
+    const nh = this.pipe.nh;
+    if (!nh) return [];
+    return nh.routes.map((r, i) => ({
+      cidr: r.cidr,
+      kind: NH_KIND_NAMES[nh.kind[i]],
+      node: r.node,
+      via: r.nodeIp !== null ? formatIpv4(r.nodeIp) : r.endpoint ?? '',
+      vtepMac: r.vtepMac ?? '',
+      mtu: r.mtu,
+      nextHopMac: nh.macKnown[i] ? formatMac(nh.mac, i * 6) : '',
+      pool: r.pool ?? '',
+    }));
+  }
+
+  endpointList() {
+    return [...this.endpoints.values()].map(({ ep, port, kind }) => ({
+      workload: ep.key,
+      interface: ep.interfaceName,
+      type: kind,
+      networks: ep.cidrs,
+      mac: this.pipe.podMacKnown[port] ? formatMac(this.pipe.podMac, port * 6) : '',
+      rx: this.pipe.portCounters[port * PORT_COUNTERS + PortCounter.RX],
+      tx: this.pipe.portCounters[port * PORT_COUNTERS + PortCounter.TX],
+    }));
+  }
+
+  counters() {
+    const c = this.pipe.counters;
+    const reasons: Record<string, number> = {};
+    for (let r = 1; r < c.length; r++) if (c[r]) reasons[COUNTER_NAMES[r]] = c[r];
+    const ports: Record<string, unknown>[] = [];
+    const all = [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)].filter((p) => p >= 0);
+    for (const p of all) {
+      const pc = p * PORT_COUNTERS;
+      const st = native.stats(p);
+      ports.push({
+        port: this.pipe.portName[p],
+        rx: this.pipe.portCounters[pc + PortCounter.RX],
+        tx: this.pipe.portCounters[pc + PortCounter.TX],
+        drops: this.pipe.portCounters[pc + PortCounter.DROPS],
+        rxCalls: st.rxCalls,
+        txCalls: st.txCalls,
+        kernelDrops: st.rxKernelDrops,
+        txFull: st.txDroppedFull,
+        txErrors: st.txErrors,
+        ...(st.lastError ? { lastError: st.lastError } : {}),
+      });
+    }
+    return { reasons, ports };
+  }
+
+  /** Record the next `n` packets matching `filter`, or what came within `timeoutMs`. */
+  async trace(filter: TraceFilter, n: number, timeoutMs: number): Promise<TraceRecord[]> {
+    if (this.pipe.trace) throw new Error('a trace is already running');
+    const t = new TraceSession(filter, Math.max(1, Math.min(n, 100)));
+    this.pipe.trace = t;
+    const timer = setTimeout(() => t.finish(), timeoutMs);
+    try {
+      await t.finished;
+    } finally {
+      clearTimeout(timer);
+      if (this.pipe.trace === t) this.pipe.trace = null;
+    }
+    return t.records;
+  }
+}

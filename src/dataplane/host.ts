@@ -1,0 +1,136 @@
+/**
+ * What podway needs from the node's own kernel, set or checked once at start and on endpoint
+ * changes (never per packet):
+ * - the underlay interface (the one holding the node IP), its MAC and MTU;
+ * - the kernel must not forward pod transit traffic too: forwarding=0 on pod veths and the underlay,
+ *   proxy_arp=0 on pod veths (podway answers 169.254.1.1 itself);
+ * - traffic between a pod and its own node still uses the kernel: a /32 route and a permanent
+ *   neighbour entry per veth pod, as Felix programs them.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { formatIpv4, parseMac } from '../packet';
+
+export interface Underlay {
+  name: string;
+  mac: Uint8Array;
+  macText: string;
+  mtu: number;
+}
+
+export function findUnderlay(nodeIp: number): Underlay {
+  const want = formatIpv4(nodeIp);
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family === 'IPv4' && a.address === want) {
+        const mtuPath = `/sys/class/net/${name}/mtu`;
+        const mtu = existsSync(mtuPath) ? Number(readFileSync(mtuPath, 'utf8').trim()) : 1500;
+        return { name, mac: parseMac(a.mac), macText: a.mac, mtu };
+      }
+    }
+  }
+  throw new Error(`no interface holds the node IP ${want} (Node spec.bgp.ipv4Address); is podway running in the node's network namespace?`);
+}
+
+export function interfaceExists(name: string): boolean {
+  return existsSync(`/sys/class/net/${name}`);
+}
+
+/** Write a sysctl under /proc/sys/net; returns a note of what changed, or '' when already set. */
+export function setSysctl(path: string, value: string): string {
+  const full = `/proc/sys/${path.replace(/\./g, '/')}`;
+  let cur = '';
+  try {
+    cur = readFileSync(full, 'utf8').trim();
+  } catch (e) {
+    throw new Error(`sysctl ${path}: ${(e as Error).message}`);
+  }
+  if (cur === value) return '';
+  writeFileSync(full, value);
+  return `${path}=${value} (was ${cur})`;
+}
+
+function ipCmd(args: string[]): void {
+  try {
+    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+  } catch (e) {
+    throw new Error(`ip ${args.join(' ')}: ${((e as { stderr?: Buffer }).stderr ?? '').toString().trim() || (e as Error).message}`);
+  }
+}
+
+/** Keep the host kernel out of forwarding on an interface podway forwards for. */
+export function quietKernelOn(ifname: string, pod: boolean): string[] {
+  // Interface names come from the datastore: refuse anything that could escape the sysctl path.
+  if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(ifname) || ifname.includes('..')) throw new Error(`bad interface name "${ifname}"`);
+  const notes: string[] = [];
+  const conf = `net.ipv4.conf.${ifname.replace(/\./g, '/')}`;
+  const n1 = setSysctl(`${conf}.forwarding`, '0');
+  if (n1) notes.push(n1);
+  if (pod) {
+    const n2 = setSysctl(`${conf}.proxy_arp`, '0');
+    if (n2) notes.push(n2);
+  }
+  return notes;
+}
+
+/** Route and permanent neighbour for a veth pod, so the node itself can reach it (as Felix does). */
+export function hostRouteToPod(ifname: string, ips: readonly number[], mac: string | null): void {
+  for (const ip of ips) {
+    ipCmd(['route', 'replace', `${formatIpv4(ip)}/32`, 'dev', ifname, 'scope', 'link']);
+    if (mac) ipCmd(['neigh', 'replace', formatIpv4(ip), 'lladdr', mac, 'dev', ifname, 'nud', 'permanent']);
+  }
+}
+
+export function removeHostRoute(ifname: string, ips: readonly number[]): void {
+  for (const ip of ips) {
+    try {
+      ipCmd(['route', 'del', `${formatIpv4(ip)}/32`, 'dev', ifname]);
+    } catch {
+      /* already gone with the interface */
+    }
+  }
+}
+
+/** A classic BPF program for the underlay socket: ARP, or IPv4 not addressed to the node itself
+ * (tunnel packets to the node IP arrive on their own sockets; host traffic stays in the kernel). */
+export function underlayFilter(nodeIp: number): Uint8Array {
+  const prog: [number, number, number, number][] = [
+    [0x28, 0, 0, 12], //          ldh [12]
+    [0x15, 4, 0, 0x0806], //      jeq ARP -> accept
+    [0x15, 0, 4, 0x0800], //      jne IPv4 -> drop
+    [0x20, 0, 0, 30], //          ld [30] (IPv4 destination)
+    [0x15, 2, 0, nodeIp >>> 0], // jeq node IP -> drop
+    [0x06, 0, 0, 0x40000], //     accept (ARP lands here too)
+    [0x06, 0, 0, 0x40000], //     ret accept
+    [0x06, 0, 0, 0], //           ret drop
+  ];
+  // Fix the jump targets: ARP -> insn 6 (accept); not IPv4 -> insn 7 (drop); node IP -> insn 7.
+  prog[1] = [0x15, 4, 0, 0x0806];
+  prog[2] = [0x15, 0, 4, 0x0800];
+  prog[4] = [0x15, 2, 0, nodeIp >>> 0];
+  const out = new Uint8Array(prog.length * 8);
+  const dv = new DataView(out.buffer);
+  prog.forEach(([code, jt, jf, k], i) => {
+    dv.setUint16(i * 8, code, true);
+    out[i * 8 + 2] = jt;
+    out[i * 8 + 3] = jf;
+    dv.setUint32(i * 8 + 4, k, true);
+  });
+  return out;
+}
+
+/** Build an ARP request (who-has target tell us) at f; returns its length. */
+export function writeArpRequest(b: Uint8Array, f: number, mac: Uint8Array, ip: number, target: number): number {
+  b.fill(0xff, f, f + 6);
+  b.set(mac, f + 6);
+  b[f + 12] = 0x08; b[f + 13] = 0x06;
+  const a = f + 14;
+  b[a] = 0; b[a + 1] = 1; b[a + 2] = 0x08; b[a + 3] = 0; b[a + 4] = 6; b[a + 5] = 4; b[a + 6] = 0; b[a + 7] = 1;
+  b.set(mac, a + 8);
+  b[a + 14] = ip >>> 24; b[a + 15] = (ip >>> 16) & 255; b[a + 16] = (ip >>> 8) & 255; b[a + 17] = ip & 255;
+  b.fill(0, a + 18, a + 24);
+  b[a + 24] = target >>> 24; b[a + 25] = (target >>> 16) & 255; b[a + 26] = (target >>> 8) & 255; b[a + 27] = target & 255;
+  b.fill(0, a + 28, f + 60);
+  return 60;
+}

@@ -1,0 +1,112 @@
+/**
+ * The next-hop table: what the FIB's next-hop index means. Built from the control plane's model
+ * into typed arrays (plus prebuilt VXLAN header templates), swapped whole with its FIB between
+ * packet batches, so a batch never sees a FIB and a next-hop table from different models.
+ */
+import type { NodeDataplaneModel, Route } from '../control';
+import { RouteTable4, Fib4, NO_ROUTE } from '../lpm';
+import { buildVxlanTemplate, parseMac } from '../packet';
+
+export const NhKind = {
+  LOCAL: 1,
+  BLACKHOLE: 2,
+  VXLAN: 3,
+  IPIP: 4,
+  DIRECT: 5,
+} as const;
+
+export const NH_KIND_NAMES = ['', 'local', 'blackhole', 'vxlan', 'ipip', 'direct'];
+
+/** Calico's VXLAN network identifier. */
+export const CALICO_VNI = 4096;
+
+export interface NextHops {
+  readonly count: number;
+  readonly kind: Uint8Array;
+  /** LOCAL: the native port id of the endpoint's interface (-1 while the interface is missing). */
+  readonly port: Int32Array;
+  /** VXLAN/IPIP/DIRECT: the remote node's underlay IP. */
+  readonly ip: Uint32Array;
+  /** Largest IP packet this path carries. */
+  readonly mtu: Uint16Array;
+  /** DIRECT: the remote node's MAC (6 bytes per next hop) once ARP resolved it. */
+  readonly mac: Uint8Array;
+  readonly macKnown: Uint8Array;
+  /** VXLAN: outer IPv4/UDP/VXLAN + inner MAC template (see encapVxlan). */
+  readonly tpl: Uint8Array[];
+  /** The route each next hop was made for (for `podway routes` and trace). */
+  readonly routes: readonly Route[];
+  readonly fib: Fib4;
+  readonly table: RouteTable4;
+}
+
+export interface NextHopContext {
+  /** Native port id of each local endpoint's interface, by interface name. */
+  portOf(interfaceName: string): number;
+  /** A resolved underlay neighbour MAC (6 bytes) or undefined. */
+  neighbor(ip: number): Uint8Array | undefined;
+}
+
+const KIND_OF: Record<Route['kind'], number> = {
+  local: NhKind.LOCAL,
+  blackhole: NhKind.BLACKHOLE,
+  vxlan: NhKind.VXLAN,
+  ipip: NhKind.IPIP,
+  direct: NhKind.DIRECT,
+};
+
+/** One next hop per route: Calico node tables are small (about a thousand routes). */
+export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext): NextHops {
+  const routes = model.routes;
+  const n = routes.length;
+  if (n > NO_ROUTE) throw new Error(`too many routes (${n}) for 16-bit next hops`);
+  const kind = new Uint8Array(n);
+  const port = new Int32Array(n).fill(-1);
+  const ip = new Uint32Array(n);
+  const mtu = new Uint16Array(n);
+  const mac = new Uint8Array(n * 6);
+  const macKnown = new Uint8Array(n);
+  const tpl: Uint8Array[] = new Array(n);
+  const empty = new Uint8Array(0);
+  const localVtepMac = parseMac(model.node.vtepMac);
+  const table = new RouteTable4(routes.map((r, i) => ({ addr: r.addr, len: r.prefixLen, nh: i })));
+  for (let i = 0; i < n; i++) {
+    const r = routes[i];
+    kind[i] = KIND_OF[r.kind];
+    mtu[i] = Math.min(r.mtu, 0xffff);
+    tpl[i] = empty;
+    if (r.kind === 'local' && r.endpoint) port[i] = ctx.portOf(r.endpoint);
+    if (r.nodeIp !== null) ip[i] = r.nodeIp >>> 0;
+    if (r.kind === 'vxlan' && r.nodeIp !== null && r.vtepMac) {
+      tpl[i] = buildVxlanTemplate({
+        srcIp: model.node.ip,
+        dstIp: r.nodeIp,
+        vni: CALICO_VNI,
+        ttl: 64,
+        innerDstMac: parseMac(r.vtepMac),
+        innerSrcMac: localVtepMac,
+      });
+    }
+    if (r.kind === 'direct' && r.nodeIp !== null) {
+      const m = ctx.neighbor(r.nodeIp);
+      if (m) {
+        mac.set(m, i * 6);
+        macKnown[i] = 1;
+      }
+    }
+  }
+  return { count: n, kind, port, ip, mtu, mac, macKnown, tpl, routes, fib: table.fib, table };
+}
+
+/** Record a resolved neighbour in every DIRECT next hop that goes to it. */
+export function learnNeighbor(nh: NextHops, ip: number, b: Uint8Array, macOff: number): number {
+  let changed = 0;
+  for (let i = 0; i < nh.count; i++) {
+    if (nh.kind[i] === NhKind.DIRECT && nh.ip[i] === ip) {
+      for (let k = 0; k < 6; k++) nh.mac[i * 6 + k] = b[macOff + k];
+      nh.macKnown[i] = 1;
+      changed++;
+    }
+  }
+  return changed;
+}

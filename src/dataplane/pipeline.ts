@@ -1,0 +1,496 @@
+/**
+ * The forwarding pipeline: a batch of frames received from one port flows through small stages
+ * (ingress parse and checks, route lookup, rewrite or encapsulation in place) and leaves grouped by
+ * output port, one send call per output port per batch.
+ *
+ * Hot-path rules: no allocation per packet (frames are offsets into the pool, headers are written
+ * in place, templates are prebuilt per next hop), one JS call per batch in each direction,
+ * incremental checksums. Tracing costs one boolean test per packet while off.
+ */
+import {
+  Drop, ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED,
+  ICMP_TTL_EXCEEDED, ARP_REQUEST, ARP_REPLY, arpReplyInPlace, buildIcmpErrorInPlace, decapIpipPacket,
+  encapIpip, encapVxlan, formatIpv4, formatMac, innerFlowHash, ipv4DecrementTtl, mayReplyWithIcmpError,
+  validateArp, validateIpv4, vxlanSourcePort,
+} from '../packet';
+import { NO_ROUTE } from '../lpm';
+import { FramePool, DescFlag, SLOT_SHIFT, native } from './native';
+import { NextHops, NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
+import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS } from './counters';
+import { TraceSession, TraceRecord, traceMatches } from './trace';
+
+/** What a port is to the pipeline. */
+export const Role = {
+  NONE: 0,
+  /** A pod's L2 interface: veth host end (AF_PACKET) or TAP. */
+  POD_L2: 1,
+  /** A pod's TUN device: IP packets, no Ethernet, no ARP. */
+  POD_TUN: 2,
+  /** UDP socket on the node IP, port 4789: VXLAN payloads from other nodes. */
+  VXLAN_RX: 3,
+  /** Raw socket for protocol 4: IPIP packets from other nodes. */
+  IPIP_RX: 4,
+  /** AF_PACKET on the underlay NIC: unencapsulated pod traffic and ARP. */
+  UNDERLAY: 5,
+  /** Raw IPPROTO_RAW socket: sends the outer IPv4 packets we build (VXLAN and IPIP). */
+  TX4: 6,
+} as const;
+
+export const MAX_PORTS = 1024;
+export const GATEWAY_IP = 0xa9fe0101; // 169.254.1.1
+export const GATEWAY_MAC = new Uint8Array([0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
+const DROP = -1;
+/** Not a drop and not forwarded by us: the host kernel, which also received the frame, handles it. */
+const HOST = -2;
+
+export interface NodeAddressing {
+  nodeIp: number;
+  underlayMac: Uint8Array;
+  knownNodes: ReadonlySet<number>;
+}
+
+export class Pipeline {
+  readonly b: Uint8Array;
+  readonly counters = new Float64Array(COUNTER_COUNT);
+  readonly portCounters = new Float64Array(MAX_PORTS * PORT_COUNTERS);
+  readonly role = new Uint8Array(MAX_PORTS);
+  readonly portName: string[] = new Array(MAX_PORTS).fill('');
+  /** Pod MAC per port (6 bytes each), learned from its frames or given by the endpoint. */
+  readonly podMac = new Uint8Array(MAX_PORTS * 6);
+  readonly podMacKnown = new Uint8Array(MAX_PORTS);
+  /** Addresses each pod port may send from (source check), up to 4 per port. */
+  readonly podIps = new Uint32Array(MAX_PORTS * 4);
+  readonly podIpCount = new Uint8Array(MAX_PORTS);
+  /** 1 for veth host ends: the node kernel receives the pod's frames too (traffic to the node's own
+   * addresses is left to it). TAP/TUN pods reach only podway. */
+  readonly hostSees = new Uint8Array(MAX_PORTS);
+  private readonly out: Int32Array;
+  private readonly outPorts = new Int32Array(MAX_PORTS);
+  private readonly outMark = new Uint8Array(MAX_PORTS);
+  private nOut = 0;
+  nh!: NextHops;
+  addr: NodeAddressing = { nodeIp: 0, underlayMac: new Uint8Array(6), knownNodes: new Set() };
+  tx4Port = -1;
+  underlayPort = -1;
+  private ipId = 1;
+  private flowSeed = (Math.random() * 0xffffffff) >>> 0;
+  /** Set while `podway trace` runs. */
+  trace: TraceSession | null = null;
+  private tr: TraceRecord | null = null;
+  /** Called for unresolved DIRECT next hops (the engine sends an ARP request, rate-limited). */
+  onUnresolved: (ip: number) => void = () => {};
+  /** Called when an ARP reply on the underlay resolves a neighbour. */
+  onNeighbor: (ip: number, b: Uint8Array, macOff: number) => void = () => {};
+
+  constructor(readonly pool: FramePool, readonly batch: number) {
+    this.b = pool.bytes;
+    this.out = new Int32Array(batch);
+  }
+
+  setPort(id: number, role: number, name: string, ips: readonly number[] = [], mac?: Uint8Array, hostSees = false): void {
+    this.role[id] = role;
+    this.hostSees[id] = hostSees ? 1 : 0;
+    this.portName[id] = name;
+    this.podIpCount[id] = Math.min(ips.length, 4);
+    for (let k = 0; k < 4; k++) this.podIps[id * 4 + k] = k < ips.length ? ips[k] >>> 0 : 0;
+    this.podMacKnown[id] = mac ? 1 : 0;
+    if (mac) this.podMac.set(mac, id * 6);
+    this.portCounters.fill(0, id * PORT_COUNTERS, (id + 1) * PORT_COUNTERS);
+  }
+
+  clearPort(id: number): void {
+    this.role[id] = Role.NONE;
+    this.portName[id] = '';
+    this.podIpCount[id] = 0;
+    this.podMacKnown[id] = 0;
+  }
+
+  /** Drain one port: receive batches until it is empty (bounded, so one busy port cannot starve
+   * the others), process each batch, send. Returns frames received. */
+  drain(port: number, maxBatches = 16): number {
+    let total = 0;
+    for (let round = 0; round < maxBatches; round++) {
+      const n = native.recv(port, 0, this.batch);
+      if (n === 0) break;
+      total += n;
+      this.processBatch(port, n);
+      if (n < this.batch) break;
+    }
+    return total;
+  }
+
+  processBatch(port: number, n: number): void {
+    const role = this.role[port];
+    const pc = port * PORT_COUNTERS;
+    this.portCounters[pc + PortCounter.RX] += n;
+    const out = this.out;
+    for (let i = 0; i < n; i++) {
+      let o: number;
+      if ((this.pool.flags[i] & DescFlag.TRUNCATED) !== 0) o = this.drop(Reason.TRUNCATED);
+      else if (role === Role.POD_L2) o = this.fromPodL2(i, port);
+      else if (role === Role.POD_TUN) o = this.fromPodTun(i, port);
+      else if (role === Role.VXLAN_RX) o = this.fromVxlan(i);
+      else if (role === Role.IPIP_RX) o = this.fromIpip(i);
+      else if (role === Role.UNDERLAY) o = this.fromUnderlay(i);
+      else o = DROP;
+      if (this.tr !== null) this.finishTrace(o);
+      if (o >= 0) this.markOut(o);
+      else if (o === DROP) this.portCounters[pc + PortCounter.DROPS]++;
+      out[i] = o;
+    }
+    this.flush(n);
+  }
+
+  // ---- ingress stages ------------------------------------------------------------------------
+
+  private fromPodL2(i: number, port: number): number {
+    const b = this.b;
+    const f = this.pool.start(i);
+    const len = this.pool.len[i];
+    if (len < ETH_HLEN) return this.drop(Drop.TOO_SHORT);
+    const type = (b[f + 12] << 8) | b[f + 13];
+    if (this.podMacKnown[port] === 0) this.learnPodMac(port, f + 6);
+    if (type === ETHERTYPE_ARP) return this.podArp(i, port, f, len);
+    if (type !== ETHERTYPE_IPV4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
+    // IPv4 from a pod must be sent to the gateway MAC (it resolved 169.254.1.1 through us).
+    if (!this.isGatewayMac(f)) return this.drop(Reason.NOT_OUR_MAC);
+    return this.fromPodIp(i, port, f + ETH_HLEN, len - ETH_HLEN);
+  }
+
+  private fromPodTun(i: number, port: number): number {
+    const f = this.pool.start(i);
+    if ((this.b[f] >> 4) !== 4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
+    return this.fromPodIp(i, port, f, this.pool.len[i]);
+  }
+
+  private fromPodIp(i: number, port: number, ip: number, len: number): number {
+    const b = this.b;
+    const v = validateIpv4(b, ip, len);
+    if (v !== Drop.OK) return this.drop(v);
+    if (this.trace !== null) this.startTrace(ip, port);
+    // Source check: only the endpoint's own addresses may leave its interface.
+    const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+    const base = port * 4;
+    const cnt = this.podIpCount[port];
+    let ok = false;
+    for (let k = 0; k < cnt; k++) if (this.podIps[base + k] === src) ok = true;
+    if (!ok) return this.drop(Reason.SOURCE_CHECK);
+    if (this.tr !== null) this.tr.stages.push(`source check: ${formatIpv4(src)} belongs to ${this.portName[port]}: pass`);
+    if ((this.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
+    return this.route(i, port, ip, true);
+  }
+
+  private fromVxlan(i: number): number {
+    const b = this.b;
+    const f = this.pool.start(i);
+    const len = this.pool.len[i];
+    const peer = this.pool.addr[i];
+    if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+    if (len < 8 + ETH_HLEN) return this.drop(Drop.TOO_SHORT);
+    if ((b[f] & 0x08) === 0) return this.drop(Drop.BAD_VXLAN_FLAGS);
+    if (((b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]) !== CALICO_VNI) return this.drop(Drop.BAD_VNI);
+    const eth = f + 8;
+    if (((b[eth + 12] << 8) | b[eth + 13]) !== ETHERTYPE_IPV4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
+    const ip = eth + ETH_HLEN;
+    const v = validateIpv4(b, ip, len - 8 - ETH_HLEN);
+    if (v !== Drop.OK) return this.drop(v);
+    if (this.trace !== null) {
+      this.startTrace(ip, -1);
+      if (this.tr !== null) this.tr.stages.push(`vxlan decap: from node ${formatIpv4(peer)} (known), vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}`);
+    }
+    return this.deliverDecapsulated(i, ip);
+  }
+
+  private fromIpip(i: number): number {
+    const b = this.b;
+    const f = this.pool.start(i);
+    const peer = this.pool.addr[i];
+    if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+    const inner = decapIpipPacket(b, f, this.pool.len[i]);
+    if (inner < 0) return this.drop(-inner);
+    if (this.trace !== null) {
+      this.startTrace(inner, -1);
+      if (this.tr !== null) this.tr.stages.push(`ipip decap: outer ${formatIpv4(peer)} -> ${formatIpv4(this.addr.nodeIp)} proto 4 (known node)`);
+    }
+    return this.deliverDecapsulated(i, inner);
+  }
+
+  private fromUnderlay(i: number): number {
+    const b = this.b;
+    const f = this.pool.start(i);
+    const len = this.pool.len[i];
+    if (len < ETH_HLEN) return this.drop(Drop.TOO_SHORT);
+    const type = (b[f + 12] << 8) | b[f + 13];
+    if (type === ETHERTYPE_ARP) {
+      if (validateArp(b, f + ETH_HLEN, len - ETH_HLEN) === Drop.OK && ((b[f + 20] << 8) | b[f + 21]) === ARP_REPLY) {
+        const spa = ((b[f + 28] << 24) | (b[f + 29] << 16) | (b[f + 30] << 8) | b[f + 31]) >>> 0;
+        this.onNeighbor(spa, b, f + 22);
+      }
+      return HOST;
+    }
+    if (type !== ETHERTYPE_IPV4) return HOST;
+    const u = this.addr.underlayMac;
+    for (let k = 0; k < 6; k++) if (b[f + k] !== u[k]) return HOST;
+    const ip = f + ETH_HLEN;
+    const v = validateIpv4(b, ip, len - ETH_HLEN);
+    if (v !== Drop.OK) return this.drop(v);
+    const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
+    const nh = this.nh.fib.lookup(dst);
+    if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
+    if (this.trace !== null) {
+      this.startTrace(ip, -1);
+      if (this.tr !== null) this.tr.stages.push(`underlay: unencapsulated from ${formatMac(b, f + 6)}`);
+    }
+    return this.deliverDecapsulated(i, ip);
+  }
+
+  // ---- routing -------------------------------------------------------------------------------
+
+  /** Tunnel or underlay ingress: only local workloads are valid destinations. */
+  private deliverDecapsulated(i: number, ip: number): number {
+    const b = this.b;
+    const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
+    const nh = this.nh.fib.lookup(dst);
+    if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
+    return this.route(i, -1, ip, false);
+  }
+
+  /**
+   * Route the IPv4 packet at `ip` (descriptor i). fromPod: it entered through pod port `inPort`, so
+   * ICMP errors go back there. Leaves the frame ready to send and returns the output port.
+   */
+  private route(i: number, inPort: number, ip: number, fromPod: boolean): number {
+    const b = this.b;
+    const nhs = this.nh;
+    const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
+    const nh = nhs.fib.lookup(dst);
+    const tr = this.tr;
+    if (nh === NO_ROUTE) {
+      if (dst === this.addr.nodeIp && fromPod && this.hostSees[inPort] === 1) {
+        if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: this node's address: left to the host kernel`);
+        return this.count(Event.TO_HOST, HOST);
+      }
+      if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: no route`);
+      return this.drop(Reason.NO_ROUTE);
+    }
+    const kind = nhs.kind[nh];
+    if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: ${nhs.routes[nh].cidr} ${NH_KIND_NAMES[kind]}${nhs.routes[nh].node ? ' (node ' + nhs.routes[nh].node + ')' : ''}`);
+    if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
+    const total = (b[ip + 2] << 8) | b[ip + 3];
+    // TTL: forwarding decrements it (the kernel does so on each node, so a pod two nodes away sees 62).
+    if (b[ip + 8] <= 1) {
+      this.counters[Reason.TTL_EXPIRED]++;
+      if (tr !== null) tr.stages.push(`ttl ${b[ip + 8]}: expired`);
+      if (fromPod) return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
+      return DROP;
+    }
+    if (kind !== NhKind.LOCAL && total > nhs.mtu[nh]) {
+      if ((b[ip + 6] & 0x40) !== 0) {
+        this.counters[Reason.FRAG_NEEDED]++;
+        if (tr !== null) tr.stages.push(`mtu: ${total} > ${nhs.mtu[nh]} with DF: ICMP fragmentation needed`);
+        if (fromPod) return this.icmpError(i, inPort, ip, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, nhs.mtu[nh]);
+        return DROP;
+      }
+      return this.drop(Reason.TOO_BIG_NO_DF);
+    }
+    const ttl = ipv4DecrementTtl(b, ip);
+    if (tr !== null) tr.stages.push(`ttl ${ttl + 1} -> ${ttl}, header checksum updated incrementally`);
+    const eth = ip - ETH_HLEN;
+    switch (kind) {
+      case NhKind.LOCAL: {
+        const p = nhs.port[nh];
+        if (p < 0) return this.drop(Reason.NO_ROUTE);
+        if (p === inPort) return this.drop(Reason.HAIRPIN);
+        if (this.role[p] === Role.POD_TUN) {
+          this.setFrame(i, ip, total);
+        } else {
+          if (this.podMacKnown[p] === 0) return this.drop(Reason.POD_MAC_UNKNOWN);
+          const m = p * 6;
+          for (let k = 0; k < 6; k++) { b[eth + k] = this.podMac[m + k]; b[eth + 6 + k] = GATEWAY_MAC[k]; }
+          b[eth + 12] = 0x08; b[eth + 13] = 0x00;
+          this.setFrame(i, eth, total + ETH_HLEN);
+        }
+        if (tr !== null) tr.stages.push(`deliver to ${this.portName[p]} (${this.role[p] === Role.POD_TUN ? 'tun' : 'dst ' + formatMac(this.podMac, p * 6)})`);
+        return p;
+      }
+      case NhKind.VXLAN: {
+        b[eth + 12] = 0x08; b[eth + 13] = 0x00;
+        const sport = vxlanSourcePort(innerFlowHash(b, eth, total + ETH_HLEN, this.flowSeed));
+        const id = this.nextId();
+        const start = encapVxlan(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport, id);
+        this.setFrame(i, start, total + ETH_HLEN + 36);
+        this.pool.addr[i] = nhs.ip[nh];
+        if (tr !== null) tr.stages.push(`vxlan encap: outer ${formatIpv4(this.addr.nodeIp)}:${sport} -> ${formatIpv4(nhs.ip[nh])}:4789 udp csum 0, vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}, ${total + 50} bytes on the wire`);
+        return this.tx4Port;
+      }
+      case NhKind.IPIP: {
+        const start = encapIpip(b, ip, total, this.addr.nodeIp, nhs.ip[nh], 64, this.nextId());
+        this.setFrame(i, start, total + 20);
+        this.pool.addr[i] = nhs.ip[nh];
+        if (tr !== null) tr.stages.push(`ipip encap: outer ${formatIpv4(this.addr.nodeIp)} -> ${formatIpv4(nhs.ip[nh])} proto 4 ttl 64`);
+        return this.tx4Port;
+      }
+      case NhKind.DIRECT: {
+        if (nhs.macKnown[nh] === 0) {
+          this.onUnresolved(nhs.ip[nh]);
+          return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+        }
+        const m = nh * 6;
+        const u = this.addr.underlayMac;
+        for (let k = 0; k < 6; k++) { b[eth + k] = nhs.mac[m + k]; b[eth + 6 + k] = u[k]; }
+        b[eth + 12] = 0x08; b[eth + 13] = 0x00;
+        this.setFrame(i, eth, total + ETH_HLEN);
+        if (tr !== null) tr.stages.push(`direct: to ${formatMac(nhs.mac, m)} (node ${formatIpv4(nhs.ip[nh])}) via the underlay`);
+        return this.underlayPort;
+      }
+    }
+    return this.drop(Reason.NO_ROUTE);
+  }
+
+  // ---- replies podway makes itself -------------------------------------------------------------
+
+  private podArp(i: number, port: number, f: number, len: number): number {
+    const b = this.b;
+    const a = f + ETH_HLEN;
+    const v = validateArp(b, a, len - ETH_HLEN);
+    if (v !== Drop.OK) return this.drop(v);
+    const op = (b[a + 6] << 8) | b[a + 7];
+    const tpa = ((b[a + 24] << 24) | (b[a + 25] << 16) | (b[a + 26] << 8) | b[a + 27]) >>> 0;
+    if (op !== ARP_REQUEST || tpa !== GATEWAY_IP) return this.drop(Reason.ARP_NOT_GATEWAY);
+    // Calico's host answers the gateway with its own (ee:..) MAC through proxy ARP; we answer directly.
+    const n = arpReplyInPlace(b, f, GATEWAY_MAC, 0);
+    this.setFrame(i, f, n);
+    this.counters[Event.ARP_REPLIED]++;
+    if (this.trace !== null) {
+      const r: TraceRecord = { at: new Date().toISOString(), ingress: this.portName[port], stages: [`arp who-has 169.254.1.1 from ${formatMac(b, f)}: replied ee:ee:ee:ee:ee:ee`] };
+      this.trace.add(r);
+      if (this.trace.full) this.trace = null;
+    }
+    return port;
+  }
+
+  /** Turn the packet into an ICMP error from this node back to its sender (who is on inPort). */
+  private icmpError(i: number, inPort: number, ip: number, type: number, code: number, mtu: number): number {
+    const b = this.b;
+    if (!mayReplyWithIcmpError(b, ip)) return DROP;
+    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
+    const total = (b[n + ETH_HLEN + 2] << 8) | b[n + ETH_HLEN + 3];
+    if (this.role[inPort] === Role.POD_TUN) this.setFrame(i, n + ETH_HLEN, total);
+    else {
+      for (let k = 0; k < 6; k++) b[n + 6 + k] = GATEWAY_MAC[k];
+      this.setFrame(i, n, total + ETH_HLEN);
+    }
+    this.counters[Event.ICMP_SENT]++;
+    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code}${mtu ? ' mtu ' + mtu : ''} from ${formatIpv4(this.addr.nodeIp)} back to ${this.portName[inPort]}`);
+    return inPort;
+  }
+
+  /**
+   * The pod's kernel left the L4 checksum to "hardware" (veth offload): the field holds the folded
+   * pseudo-header sum, so the final checksum is the complement of the sum over the L4 bytes.
+   */
+  private completeL4Checksum(ip: number): boolean {
+    const b = this.b;
+    const proto = b[ip + 9];
+    const hl = (b[ip] & 15) << 2;
+    const total = (b[ip + 2] << 8) | b[ip + 3];
+    const l4 = ip + hl;
+    const l4len = total - hl;
+    const at = proto === 6 ? 16 : proto === 17 ? 6 : -1;
+    if (at < 0 || l4len < at + 2) return false;
+    let s = 0;
+    for (let k = 0; k + 1 < l4len; k += 2) s += (b[l4 + k] << 8) | b[l4 + k + 1];
+    if ((l4len & 1) !== 0) s += b[l4 + l4len - 1] << 8;
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    let c = ~s & 0xffff;
+    if (c === 0 && proto === 17) c = 0xffff;
+    b[l4 + at] = c >>> 8;
+    b[l4 + at + 1] = c & 255;
+    return true;
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------
+
+  private setFrame(i: number, start: number, len: number): void {
+    this.pool.off[i] = start - (this.pool.slot[i] << SLOT_SHIFT);
+    this.pool.len[i] = len;
+  }
+
+  private isGatewayMac(f: number): boolean {
+    const b = this.b;
+    return b[f] === 0xee && b[f + 1] === 0xee && b[f + 2] === 0xee && b[f + 3] === 0xee && b[f + 4] === 0xee && b[f + 5] === 0xee;
+  }
+
+  private learnPodMac(port: number, macOff: number): void {
+    for (let k = 0; k < 6; k++) this.podMac[port * 6 + k] = this.b[macOff + k];
+    this.podMacKnown[port] = 1;
+  }
+
+  private nextId(): number {
+    this.ipId = (this.ipId + 1) & 0xffff;
+    return this.ipId;
+  }
+
+  private drop(reason: number): number {
+    this.counters[reason]++;
+    if (this.tr !== null) this.tr.stages.push(`drop: ${reasonName(reason)}`);
+    return DROP;
+  }
+
+  private count(ev: number, verdict: number): number {
+    this.counters[ev]++;
+    return verdict;
+  }
+
+  private markOut(p: number): void {
+    if (this.outMark[p] === 0) {
+      this.outMark[p] = 1;
+      this.outPorts[this.nOut++] = p;
+    }
+  }
+
+  /** Group the batch by output port: one send call per port. */
+  private flush(n: number): void {
+    const out = this.out;
+    const tx = this.pool.txList;
+    for (let j = 0; j < this.nOut; j++) {
+      const p = this.outPorts[j];
+      this.outMark[p] = 0;
+      let k = 0;
+      for (let i = 0; i < n; i++) if (out[i] === p) tx[k++] = i;
+      const sent = native.send(p, 0, k);
+      const pc = p * PORT_COUNTERS;
+      this.portCounters[pc + PortCounter.TX] += sent;
+      if (sent < k) this.portCounters[pc + PortCounter.DROPS] += k - sent;
+    }
+    this.nOut = 0;
+  }
+
+  private startTrace(ip: number, port: number): void {
+    const t = this.trace!;
+    if (!traceMatches(t.filter, this.b, ip)) return;
+    const b = this.b;
+    const total = (b[ip + 2] << 8) | b[ip + 3];
+    this.tr = {
+      at: new Date().toISOString(),
+      ingress: port >= 0 ? this.portName[port] : 'tunnel/underlay',
+      stages: [`ipv4 ${formatIpv4(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0)} -> ${formatIpv4(((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0)} proto ${b[ip + 9]} len ${total} ttl ${b[ip + 8]} id ${(b[ip + 4] << 8) | b[ip + 5]}: valid (version, ihl, length, checksum)`],
+    };
+  }
+
+  private finishTrace(o: number): void {
+    const tr = this.tr!;
+    this.tr = null;
+    if (o >= 0) tr.stages.push(`queued to port ${this.portName[o]}`);
+    else if (o === HOST) tr.stages.push('handed to the host kernel');
+    const t = this.trace;
+    if (t === null) return;
+    t.add(tr);
+    if (t.full) this.trace = null;
+  }
+}
+
+import { COUNTER_NAMES } from './counters';
+function reasonName(r: number): string {
+  return COUNTER_NAMES[r] ?? String(r);
+}

@@ -1,0 +1,106 @@
+/**
+ * `podway trace`: the life of the next N real packets that match a filter. The hot path pays one
+ * boolean test per packet while no trace is running; a matching packet gets a record to which every
+ * stage appends what it saw and decided.
+ */
+import { formatIpv4, parseIpv4 } from '../packet';
+
+export interface TraceFilter {
+  /** Either address (src or dst) */
+  host?: number;
+  src?: number;
+  dst?: number;
+  /** IP protocol number */
+  proto?: number;
+  /** Either L4 port */
+  port?: number;
+}
+
+export interface TraceRecord {
+  at: string;
+  ingress: string;
+  stages: string[];
+}
+
+const PROTOS: Record<string, number> = { icmp: 1, ipip: 4, tcp: 6, udp: 17 };
+
+/** Parse a tcpdump-like filter: words such as `host 10.0.0.1 and icmp`, `src X`, `dst X`, `port 80`. */
+export function parseTraceFilter(words: string[]): TraceFilter {
+  const f: TraceFilter = {};
+  const w = words.flatMap((x) => x.split(/\s+/)).filter((x) => x && x !== 'and');
+  for (let i = 0; i < w.length; i++) {
+    const k = w[i].toLowerCase();
+    const next = () => {
+      if (i + 1 >= w.length) throw new Error(`trace filter: "${k}" needs a value`);
+      return w[++i];
+    };
+    const addr = (s: string) => {
+      const v = parseIpv4(s);
+      if (!Number.isFinite(v)) throw new Error(`trace filter: "${s}" is not an IPv4 address`);
+      return v;
+    };
+    if (k === 'host') f.host = addr(next());
+    else if (k === 'src') f.src = addr(next());
+    else if (k === 'dst') f.dst = addr(next());
+    else if (k === 'port') {
+      const p = Number(next());
+      if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`trace filter: bad port`);
+      f.port = p;
+    } else if (k === 'proto') {
+      const v = next();
+      f.proto = PROTOS[v] ?? Number(v);
+      if (!Number.isInteger(f.proto)) throw new Error(`trace filter: unknown protocol "${v}"`);
+    } else if (k in PROTOS) f.proto = PROTOS[k];
+    else if (/^\d+\.\d+\.\d+\.\d+$/.test(k)) f.host = addr(k);
+    else throw new Error(`trace filter: unknown word "${w[i]}" (use host/src/dst ADDR, icmp/tcp/udp, port N)`);
+  }
+  return f;
+}
+
+export function describeFilter(f: TraceFilter): string {
+  const parts: string[] = [];
+  if (f.host !== undefined) parts.push(`host ${formatIpv4(f.host)}`);
+  if (f.src !== undefined) parts.push(`src ${formatIpv4(f.src)}`);
+  if (f.dst !== undefined) parts.push(`dst ${formatIpv4(f.dst)}`);
+  if (f.proto !== undefined) parts.push(`proto ${f.proto}`);
+  if (f.port !== undefined) parts.push(`port ${f.port}`);
+  return parts.join(' and ') || 'all IPv4';
+}
+
+/** Does the IPv4 packet at ip match? (Called only while a trace runs.) */
+export function traceMatches(f: TraceFilter, b: Uint8Array, ip: number): boolean {
+  const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+  const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
+  const proto = b[ip + 9];
+  if (f.host !== undefined && src !== f.host && dst !== f.host) return false;
+  if (f.src !== undefined && src !== f.src) return false;
+  if (f.dst !== undefined && dst !== f.dst) return false;
+  if (f.proto !== undefined && proto !== f.proto) return false;
+  if (f.port !== undefined) {
+    if (proto !== 6 && proto !== 17) return false;
+    const l4 = ip + ((b[ip] & 15) << 2);
+    const sp = (b[l4] << 8) | b[l4 + 1];
+    const dp = (b[l4 + 2] << 8) | b[l4 + 3];
+    if (sp !== f.port && dp !== f.port) return false;
+  }
+  return true;
+}
+
+export class TraceSession {
+  readonly records: TraceRecord[] = [];
+  private done!: () => void;
+  readonly finished: Promise<void>;
+  constructor(readonly filter: TraceFilter, readonly wanted: number) {
+    this.finished = new Promise((r) => (this.done = r));
+  }
+  get full(): boolean {
+    return this.records.length >= this.wanted;
+  }
+  add(r: TraceRecord): void {
+    this.records.push(r);
+    if (this.full) this.done();
+  }
+  finish(): void {
+    this.done();
+  }
+}

@@ -1,0 +1,333 @@
+/**
+ * A local Calico-shaped cluster in network namespaces, for the demo, the end-to-end tests and the
+ * throughput benchmark. Everything it creates carries one random tag, and destroy() removes it all.
+ *
+ *   pods (veth / tap / tun, /32, default via 169.254.1.1)
+ *     -> node namespaces (podway runs here; underlay eth0)
+ *     -> fabric namespace: a bridge for subnet 10.99.0.0/24 and a routed link to 10.98.0.0/24
+ *
+ * Traffic only ever flows between addresses inside these namespaces.
+ */
+import { execFileSync, spawn, ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { controlRequest } from '../dataplane/control-server';
+
+export type PodType = 'veth' | 'tap' | 'tun';
+export type Mode = 'vxlan' | 'ipip' | 'direct' | 'crosssubnet' | 'ipip-crosssubnet';
+
+export interface LabPodSpec { name: string; type: PodType }
+export interface LabNodeSpec { name: string; subnet: 'a' | 'b'; pods: LabPodSpec[] }
+
+export interface LabPod {
+  name: string;
+  type: PodType;
+  node: string;
+  ns: string;
+  ip: string;
+  /** host-side interface name (veth) or device name in the pod namespace (tap/tun) */
+  ifname: string;
+  /** interface inside the pod namespace */
+  podIf: string;
+  mac: string | null;
+}
+
+export interface LabNode {
+  name: string;
+  ns: string;
+  ip: string;
+  prefix: number;
+  block: string;
+  vtep: string;
+  pods: LabPod[];
+  proc: ChildProcess | null;
+  control: string;
+  log: string[];
+}
+
+export interface PingResult { sent: number; received: number; loss: number; rttMs: number | null; ttl: number | null }
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+
+export function run(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 20_000 });
+  } catch (e) {
+    if (opts.allowFail) return ((e as { stdout?: string }).stdout ?? '') as string;
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')}: ${err.stderr?.toString().trim() || err.message}`);
+  }
+}
+
+export const POOL_CIDR = '10.244.0.0/16';
+
+/** Calico's host-side veth name: "cali" + the first 11 hex digits of sha1("<namespace>.<pod>"). */
+export function caliName(namespace: string, pod: string): string {
+  return 'cali' + createHash('sha1').update(`${namespace}.${pod}`).digest('hex').slice(0, 11);
+}
+
+export class Lab {
+  readonly tag = randomBytes(3).toString('hex');
+  readonly dir = mkdtempSync(path.join(tmpdir(), 'podway-lab-'));
+  readonly file = path.join(this.dir, 'cluster.yaml');
+  readonly fabric = `pw-fab-${this.tag}`;
+  readonly nodes: LabNode[] = [];
+  private readonly namespaces: string[] = [];
+  mode: Mode = 'vxlan';
+
+  constructor(private readonly spec: LabNodeSpec[]) {}
+
+  static defaultSpec(): LabNodeSpec[] {
+    return [
+      { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'tap-1', type: 'tap' }] },
+      { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }, { name: 'tap-2', type: 'tap' }] },
+      { name: 'node3', subnet: 'b', pods: [{ name: 'web-3', type: 'veth' }, { name: 'tun-3', type: 'tun' }] },
+    ];
+  }
+
+  private addNs(name: string): string {
+    run('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+    run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+    return name;
+  }
+
+  /** Build namespaces, links, addresses and pods. On failure everything made so far is removed. */
+  build(): void {
+    try {
+      this.buildInner();
+    } catch (e) {
+      this.destroy();
+      throw e;
+    }
+  }
+
+  private buildInner(): void {
+    const fab = this.addNs(this.fabric);
+    run('ip', ['-n', fab, 'link', 'add', 'br0', 'type', 'bridge']);
+    run('ip', ['-n', fab, 'addr', 'add', '10.99.0.254/24', 'dev', 'br0']);
+    run('ip', ['-n', fab, 'link', 'set', 'br0', 'up']);
+    run('ip', ['netns', 'exec', fab, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    let bIndex = 0;
+    this.spec.forEach((ns, k) => {
+      const nsName = this.addNs(`pw-${ns.name}-${this.tag}`);
+      const inA = ns.subnet === 'a';
+      const ip = inA ? `10.99.0.${k + 1}` : `10.98.${bIndex}.${k + 1}`;
+      const fabIf = `u${k + 1}`;
+      run('ip', ['link', 'add', 'eth0', 'netns', nsName, 'type', 'veth', 'peer', 'name', fabIf, 'netns', fab]);
+      run('ip', ['-n', nsName, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+      run('ip', ['-n', nsName, 'link', 'set', 'eth0', 'up']);
+      if (inA) {
+        run('ip', ['-n', fab, 'link', 'set', fabIf, 'master', 'br0']);
+        run('ip', ['-n', nsName, 'route', 'add', 'default', 'via', '10.99.0.254']);
+      } else {
+        run('ip', ['-n', fab, 'addr', 'add', `10.98.${bIndex}.254/24`, 'dev', fabIf]);
+        run('ip', ['-n', nsName, 'route', 'add', 'default', 'via', `10.98.${bIndex}.254`]);
+        bIndex++;
+      }
+      run('ip', ['-n', fab, 'link', 'set', fabIf, 'up']);
+      const blockBase = 64 * k;
+      const node: LabNode = {
+        name: ns.name, ns: nsName, ip, prefix: 24, block: `10.244.0.${blockBase}/26`, vtep: `10.244.0.${blockBase}`,
+        pods: [], proc: null, control: path.join(this.dir, `${ns.name}.sock`), log: [],
+      };
+      ns.pods.forEach((p, j) => node.pods.push(this.addPod(node, p, `10.244.0.${blockBase + 2 + j}`)));
+      this.nodes.push(node);
+    });
+    this.setMode(this.mode);
+  }
+
+  private addPod(node: LabNode, p: LabPodSpec, ip: string): LabPod {
+    const podNs = this.addNs(`pw-${p.name}-${this.tag}`);
+    const short = createHash('sha1').update(`${this.tag}.${p.name}`).digest('hex').slice(0, 8);
+    let ifname: string;
+    let podIf: string;
+    let mac: string | null = null;
+    if (p.type === 'veth') {
+      ifname = caliName('default', `${p.name}-${this.tag}`);
+      podIf = 'eth0';
+      run('ip', ['link', 'add', ifname, 'netns', node.ns, 'type', 'veth', 'peer', 'name', podIf, 'netns', podNs]);
+      run('ip', ['-n', node.ns, 'link', 'set', ifname, 'address', 'ee:ee:ee:ee:ee:ee']);
+      run('ip', ['-n', node.ns, 'link', 'set', ifname, 'up']);
+    } else {
+      ifname = `${p.type}${short}`;
+      podIf = ifname;
+      // A persistent device inside the pod namespace; podway opens its fd from there.
+      run('ip', ['-n', podNs, 'tuntap', 'add', 'dev', ifname, 'mode', p.type]);
+    }
+    run('ip', ['-n', podNs, 'addr', 'add', `${ip}/32`, 'dev', podIf]);
+    run('ip', ['-n', podNs, 'link', 'set', podIf, 'up']);
+    if (p.type === 'tun') {
+      run('ip', ['-n', podNs, 'route', 'add', 'default', 'dev', podIf]);
+    } else {
+      run('ip', ['-n', podNs, 'route', 'add', '169.254.1.1', 'dev', podIf, 'scope', 'link']);
+      run('ip', ['-n', podNs, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', podIf]);
+      mac = JSON.parse(run('ip', ['-j', '-n', podNs, 'link', 'show', podIf]))[0].address;
+      // Offloads off in the pod, as userspace dataplanes require: no TSO super-frames, full checksums.
+      if (p.type === 'veth') run('ip', ['netns', 'exec', podNs, 'ethtool', '-K', podIf, 'tx', 'off', 'tso', 'off', 'gso', 'off'], { allowFail: true });
+    }
+    return { name: p.name, type: p.type, node: node.name, ns: podNs, ip, ifname, podIf, mac };
+  }
+
+  /** Pod MTU Calico gives for the mode (1500 underlay). */
+  static podMtu(mode: Mode): number {
+    return mode === 'vxlan' || mode === 'crosssubnet' ? 1450 : mode === 'ipip' || mode === 'ipip-crosssubnet' ? 1480 : 1500;
+  }
+
+  /** Write the resource file for the mode (a running podway picks it up) and set pod MTUs. */
+  setMode(mode: Mode): void {
+    this.mode = mode;
+    writeFileSync(this.file + '.tmp', this.resources(mode));
+    // rename: watchers see one complete file, never a half-written one
+    run('mv', [this.file + '.tmp', this.file]);
+    const mtu = Lab.podMtu(mode);
+    for (const n of this.nodes) for (const p of n.pods) run('ip', ['-n', p.ns, 'link', 'set', p.podIf, 'mtu', String(mtu)]);
+  }
+
+  resources(mode: Mode): string {
+    const ipip = mode === 'ipip' ? 'Always' : mode === 'ipip-crosssubnet' ? 'CrossSubnet' : 'Never';
+    const vxlan = mode === 'vxlan' ? 'Always' : mode === 'crosssubnet' ? 'CrossSubnet' : 'Never';
+    const docs: string[] = [
+      `apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv4-ippool
+spec:
+  cidr: ${POOL_CIDR}
+  blockSize: 26
+  ipipMode: ${ipip}
+  vxlanMode: ${vxlan}
+  natOutgoing: false`,
+    ];
+    for (const n of this.nodes) {
+      docs.push(`apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: ${n.name}
+spec:
+  bgp:
+    ipv4Address: ${n.ip}/${n.prefix}
+  ipv4VXLANTunnelAddr: ${n.vtep}`);
+      docs.push(`apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata:
+  name: ${n.name}-${n.block.replace(/[./]/g, '-')}
+spec:
+  node: ${n.name}
+  cidr: ${n.block}
+  state: confirmed`);
+      for (const p of n.pods) {
+        docs.push(`apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: ${n.name}-k8s-${p.name}-eth0
+  namespace: default
+spec:
+  node: ${n.name}
+  orchestrator: k8s
+  pod: ${p.name}
+  interfaceName: ${p.ifname}
+  interfaceType: ${p.type}${p.type !== 'veth' ? `\n  interfaceNetns: /run/netns/${p.ns}` : ''}
+  ipNetworks:
+    - ${p.ip}/32${p.mac ? `\n  mac: "${p.mac}"` : ''}`);
+      }
+    }
+    return docs.join('\n---\n') + '\n';
+  }
+
+  node(name: string): LabNode {
+    const n = this.nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no node ${name}`);
+    return n;
+  }
+
+  pod(name: string): LabPod {
+    for (const n of this.nodes) for (const p of n.pods) if (p.name === name) return p;
+    throw new Error(`no pod ${name}`);
+  }
+
+  /** Start podway in the node's namespace and wait (bounded) until its control socket answers. */
+  async startPodway(nodeName: string, timeoutMs = 15_000): Promise<void> {
+    const n = this.node(nodeName);
+    const bin = path.join(ROOT, 'bin', 'podway.js');
+    const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'run', '--node', n.name, '--datastore', `file:${this.file}`, '--control', n.control], { stdio: ['ignore', 'ignore', 'pipe'] });
+    n.proc = proc;
+    proc.stderr!.setEncoding('utf8');
+    proc.stderr!.on('data', (d: string) => {
+      n.log.push(...d.split('\n').filter(Boolean));
+      if (n.log.length > 500) n.log.splice(0, n.log.length - 500);
+    });
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      if (proc.exitCode !== null) throw new Error(`podway on ${n.name} exited (${proc.exitCode}): ${n.log.slice(-5).join(' | ')}`);
+      if (existsSync(n.control)) {
+        try {
+          await controlRequest(n.control, { cmd: 'status' }, 2000);
+          return;
+        } catch {
+          /* not yet */
+        }
+      }
+      await sleep(50);
+    }
+    throw new Error(`podway on ${n.name} did not come up in ${timeoutMs} ms: ${n.log.slice(-5).join(' | ')}`);
+  }
+
+  async stopPodway(nodeName: string): Promise<number | null> {
+    const n = this.node(nodeName);
+    const p = n.proc;
+    if (!p) return null;
+    n.proc = null;
+    if (p.exitCode !== null) return p.exitCode;
+    p.kill('SIGTERM');
+    const code = await Promise.race([new Promise<number | null>((r) => p.once('exit', (c) => r(c))), sleep(5000).then(() => 'timeout' as const)]);
+    if (code === 'timeout') {
+      p.kill('SIGKILL');
+      return null;
+    }
+    return code;
+  }
+
+  /** Wait until every running podway has applied the current file (its routes show the mode). */
+  async waitApplied(check: (routes: { cidr: string; kind: string }[], node: LabNode) => boolean, timeoutMs = 10_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    for (const n of this.nodes) {
+      if (!n.proc) continue;
+      for (;;) {
+        const routes = (await controlRequest(n.control, { cmd: 'routes' })) as { cidr: string; kind: string }[];
+        if (check(routes, n)) break;
+        if (Date.now() > end) throw new Error(`podway on ${n.name} did not apply the new resources in time`);
+        await sleep(50);
+      }
+    }
+  }
+
+  ping(from: string, toIp: string, count = 3, size = 56, extra: string[] = []): PingResult {
+    const p = this.pod(from);
+    const out = run('ip', ['netns', 'exec', p.ns, 'ping', '-n', '-c', String(count), '-i', '0.2', '-W', '1', '-s', String(size), ...extra, toIp], { allowFail: true, timeoutMs: 5000 + count * 1500 });
+    return parsePing(out, count);
+  }
+
+  destroy(): void {
+    for (const n of this.nodes) {
+      if (n.proc && n.proc.exitCode === null) n.proc.kill('SIGKILL');
+      n.proc = null;
+    }
+    for (const ns of this.namespaces.reverse()) run('ip', ['netns', 'del', ns], { allowFail: true });
+    this.namespaces.length = 0;
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function parsePing(out: string, count: number): PingResult {
+  const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(out);
+  const sent = m ? Number(m[1]) : count;
+  const received = m ? Number(m[2]) : 0;
+  const rtt = /= [\d.]+\/([\d.]+)\//.exec(out);
+  const ttl = /ttl=(\d+)/.exec(out);
+  return { sent, received, loss: sent ? Math.round(((sent - received) / sent) * 100) : 100, rttMs: rtt ? Number(rtt[1]) : null, ttl: ttl ? Number(ttl[1]) : null };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,158 @@
+// Parsing and formatting of IPv4/IPv6 addresses and CIDR prefixes.
+//
+// IPv4 addresses are unsigned 32-bit numbers (0..2^32-1). IPv6 addresses are four unsigned 32-bit
+// words, most significant first, so the lookup path never needs BigInt. Every parse error throws
+// an Error whose message quotes the input and says what is wrong.
+
+export interface Cidr4 {
+  readonly addr: number; // unsigned, host bits zero
+  readonly len: number; // 0..32
+}
+
+export interface Cidr6 {
+  readonly w: readonly [number, number, number, number]; // unsigned words, host bits zero
+  readonly len: number; // 0..128
+}
+
+/** Mask with the top `len` bits of a 32-bit word set (len 0..32), as an unsigned number. */
+export function mask32(len: number): number {
+  return len <= 0 ? 0 : len >= 32 ? 0xffffffff : (0xffffffff << (32 - len)) >>> 0;
+}
+
+const DEC_OCTET = /^(?:0|[1-9]\d{0,2})$/;
+
+export function parseIp4(text: string): number {
+  const parts = text.split('.');
+  if (parts.length !== 4) throw new Error(`invalid IPv4 address "${text}": expected four dotted octets`);
+  let v = 0;
+  for (const p of parts) {
+    if (!DEC_OCTET.test(p) || Number(p) > 255) {
+      throw new Error(`invalid IPv4 address "${text}": octet "${p}" is not a number 0..255`);
+    }
+    v = v * 256 + Number(p);
+  }
+  return v;
+}
+
+export function formatIp4(addr: number): string {
+  return `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`;
+}
+
+function splitCidr(text: string, family: string, maxLen: number): [string, number] {
+  if (typeof text !== 'string') throw new Error(`invalid ${family} CIDR ${String(text)}: not a string`);
+  const slash = text.indexOf('/');
+  if (slash < 0) throw new Error(`invalid ${family} CIDR "${text}": missing "/length"`);
+  const lenText = text.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(lenText)) {
+    throw new Error(`invalid ${family} CIDR "${text}": prefix length "${lenText}" is not a number`);
+  }
+  const len = Number(lenText);
+  if (len > maxLen) {
+    throw new Error(`invalid ${family} CIDR "${text}": prefix length ${len} is out of range 0..${maxLen}`);
+  }
+  return [text.slice(0, slash), len];
+}
+
+export function parseCidr4(text: string): Cidr4 {
+  const [ip, len] = splitCidr(text, 'IPv4', 32);
+  let addr: number;
+  try {
+    addr = parseIp4(ip);
+  } catch (e) {
+    throw new Error(`invalid IPv4 CIDR "${text}": ${(e as Error).message}`);
+  }
+  if ((addr & ~mask32(len)) !== 0) {
+    throw new Error(`invalid IPv4 CIDR "${text}": host bits are set (did you mean ${formatIp4((addr & mask32(len)) >>> 0)}/${len}?)`);
+  }
+  return { addr, len };
+}
+
+export function formatCidr4(addr: number, len: number): string {
+  return `${formatIp4(addr)}/${len}`;
+}
+
+/** Parses an IPv6 address, full or `::`-compressed, optionally with a trailing dotted IPv4 part. */
+export function parseIp6(text: string): [number, number, number, number] {
+  const bad = (why: string): never => {
+    throw new Error(`invalid IPv6 address "${text}": ${why}`);
+  };
+  if (typeof text !== 'string' || text.length === 0) bad('empty');
+  const dbl = text.indexOf('::');
+  if (dbl >= 0 && text.indexOf('::', dbl + 1) >= 0) bad('"::" appears more than once');
+  const groupsOf = (s: string): number[] => {
+    if (s === '') return [];
+    const out: number[] = [];
+    const parts = s.split(':');
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i];
+      if (i === parts.length - 1 && p.includes('.')) {
+        const v4 = parseIp4(p);
+        out.push(v4 >>> 16, v4 & 0xffff);
+      } else if (/^[0-9a-fA-F]{1,4}$/.test(p)) {
+        out.push(parseInt(p, 16));
+      } else {
+        bad(`group "${p}" is not 1-4 hex digits`);
+      }
+    }
+    return out;
+  };
+  let groups: number[];
+  if (dbl >= 0) {
+    const head = groupsOf(text.slice(0, dbl));
+    const tail = groupsOf(text.slice(dbl + 2));
+    if (head.length + tail.length > 7) bad('too many groups around "::"');
+    groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+  } else {
+    groups = groupsOf(text);
+    if (groups.length !== 8) bad(`expected 8 groups, found ${groups.length}`);
+  }
+  return [
+    (groups[0] * 65536 + groups[1]),
+    (groups[2] * 65536 + groups[3]),
+    (groups[4] * 65536 + groups[5]),
+    (groups[6] * 65536 + groups[7]),
+  ];
+}
+
+/** RFC 5952 text: lower case, leading zeros dropped, longest run (>= 2) of zero groups as "::". */
+export function formatIp6(w0: number, w1: number, w2: number, w3: number): string {
+  const g = [w0 >>> 16, w0 & 0xffff, w1 >>> 16, w1 & 0xffff, w2 >>> 16, w2 & 0xffff, w3 >>> 16, w3 & 0xffff];
+  let bestAt = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(':');
+  if (bestAt < 0) return hex(g);
+  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
+}
+
+/** Word i (0..3) of the IPv6 netmask for a prefix of `len` bits. */
+export function mask6Word(len: number, i: number): number {
+  return mask32(len - 32 * i);
+}
+
+export function parseCidr6(text: string): Cidr6 {
+  const [ip, len] = splitCidr(text, 'IPv6', 128);
+  let w: [number, number, number, number];
+  try {
+    w = parseIp6(ip);
+  } catch (e) {
+    throw new Error(`invalid IPv6 CIDR "${text}": ${(e as Error).message}`);
+  }
+  for (let i = 0; i < 4; i++) {
+    if ((w[i] & ~mask6Word(len, i)) !== 0) {
+      const fixed = w.map((x, k) => (x & mask6Word(len, k)) >>> 0);
+      throw new Error(`invalid IPv6 CIDR "${text}": host bits are set (did you mean ${formatIp6(fixed[0], fixed[1], fixed[2], fixed[3])}/${len}?)`);
+    }
+  }
+  return { w, len };
+}
+
+export function formatCidr6(w: readonly number[], len: number): string {
+  return `${formatIp6(w[0], w[1], w[2], w[3])}/${len}`;
+}

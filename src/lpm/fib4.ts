@@ -1,0 +1,56 @@
+// The compiled, immutable IPv4 lookup table (a Poptrie; layout in poptrie-layout.ts).
+//
+// Direct pointing on the top 18 bits (1 MiB) means the dominant /19../24 routes of an Internet
+// table resolve after one node: dir -> node -> leaf, three dependent loads. /25../30 take one
+// more node and /31../32 two more. Everything is int32 so V8 keeps the lookup in registers.
+
+import { NODE_SHIFT } from './poptrie-layout';
+
+export class Fib4 {
+  constructor(
+    /** 2^18 entries: leaf (negative, LEAF_FLAG | nh) or node index. */
+    readonly dir: Int32Array,
+    readonly nodes: Int32Array,
+    readonly leaves: Uint16Array,
+  ) {}
+
+  /** Longest-prefix match of an IPv4 address (unsigned or int32); returns the next hop or NO_ROUTE. */
+  lookup(ip: number): number {
+    const e = this.dir[ip >>> 14];
+    if (e < 0) return e & 0xffff;
+    const nodes = this.nodes;
+    // Level 1: bits 18..23.
+    let o = e << NODE_SHIFT;
+    let s = (ip >>> 8) & 63;
+    let h = s >>> 5;
+    let b = s & 31;
+    let vec = nodes[o + h];
+    if (((vec >>> b) & 1) === 0) return this.leaves[nodes[o + 6 + h] + pop(nodes[o + 2 + h] & ((2 << b) - 1))];
+    o = (nodes[o + 4 + h] + pop(vec & ((2 << b) - 1))) << NODE_SHIFT;
+    // Level 2: bits 24..29.
+    s = (ip >>> 2) & 63;
+    h = s >>> 5;
+    b = s & 31;
+    vec = nodes[o + h];
+    if (((vec >>> b) & 1) === 0) return this.leaves[nodes[o + 6 + h] + pop(nodes[o + 2 + h] & ((2 << b) - 1))];
+    o = (nodes[o + 4 + h] + pop(vec & ((2 << b) - 1))) << NODE_SHIFT;
+    // Level 3: bits 30..31, padded with four zero bits (always a leaf: nothing is longer than /32).
+    s = (ip << 4) & 63;
+    h = s >>> 5;
+    b = s & 31;
+    return this.leaves[nodes[o + 6 + h] + pop(nodes[o + 2 + h] & ((2 << b) - 1))];
+  }
+
+  /** Bytes held by the table's typed arrays (including spare capacity kept for updates). */
+  get bytes(): number {
+    return this.dir.byteLength + this.nodes.byteLength + this.leaves.byteLength;
+  }
+}
+
+// Local copy of popcount32 so the lookup's call target is a module-local function V8 inlines.
+function pop(x: number): number {
+  x = x - ((x >>> 1) & 0x55555555);
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  x = (x + (x >>> 4)) & 0x0f0f0f0f;
+  return Math.imul(x, 0x01010101) >>> 24;
+}

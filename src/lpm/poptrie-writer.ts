@@ -1,0 +1,192 @@
+// Builds Poptrie subtrees (see poptrie-layout.ts) from a sorted list of prefixes of one direct
+// chunk, appending nodes and leaves to growable typed arrays.
+//
+// The arrays are append-only between full rebuilds: an incremental update writes the rebuilt
+// subtrees of touched chunks after the used part, so a FIB published earlier, which shares the
+// same arrays but only points below the old high-water mark, keeps returning its old answers.
+// Replaced subtrees become garbage that the owner reclaims with a full rebuild once it grows large.
+
+import { NODE_SHIFT, NODE_WORDS, STRIDE } from './poptrie-layout';
+import { popcount32 } from './popcount';
+
+/** Prefixes of one chunk, sorted by address then length (so a covering prefix comes first). */
+export class ChunkPrefixes {
+  count = 0;
+  /** `wordsPerKey` words per prefix: the full address, most significant word first. */
+  words: Int32Array;
+  lens: Uint8Array;
+  nhs: Uint16Array;
+
+  constructor(readonly wordsPerKey: number, capacity = 1024) {
+    this.words = new Int32Array(capacity * wordsPerKey);
+    this.lens = new Uint8Array(capacity);
+    this.nhs = new Uint16Array(capacity);
+  }
+
+  reset(capacity: number): void {
+    this.count = 0;
+    if (capacity > this.lens.length) {
+      let c = this.lens.length;
+      while (c < capacity) c *= 2;
+      this.words = new Int32Array(c * this.wordsPerKey);
+      this.lens = new Uint8Array(c);
+      this.nhs = new Uint16Array(c);
+    }
+  }
+
+  /** The 6-bit slot index of prefix i at bit offset b (bits past the key read as zero). */
+  slotAt(i: number, b: number): number {
+    const W = this.wordsPerKey;
+    const wi = b >>> 5;
+    const sh = b & 31;
+    const a = wi < W ? this.words[i * W + wi] : 0;
+    if (sh <= 32 - STRIDE) return (a >>> (32 - STRIDE - sh)) & 63;
+    const next = wi + 1 < W ? this.words[i * W + wi + 1] : 0;
+    return ((a << (sh - (32 - STRIDE))) | (next >>> (64 - STRIDE - sh))) & 63;
+  }
+}
+
+const MAX_LEVELS = 24;
+
+export class PoptrieWriter {
+  nodes: Int32Array;
+  leaves: Uint16Array;
+  nodeCount = 0;
+  leafCount = 0;
+  /** Nodes and leaves no longer reachable from the newest dir (replaced subtrees). */
+  garbageNodes = 0;
+  garbageLeaves = 0;
+
+  // Per-level scratch, so the recursion allocates nothing.
+  private readonly slotNh: Int32Array[] = [];
+  private readonly grpStart: Int32Array[] = [];
+  private readonly grpEnd: Int32Array[] = [];
+  private p!: ChunkPrefixes;
+
+  constructor(nodeCapacity = 1024, leafCapacity = 4096) {
+    this.nodes = new Int32Array(Math.max(1, nodeCapacity) * NODE_WORDS);
+    this.leaves = new Uint16Array(Math.max(1, leafCapacity));
+    for (let i = 0; i < MAX_LEVELS; i++) {
+      this.slotNh.push(new Int32Array(64));
+      this.grpStart.push(new Int32Array(64));
+      this.grpEnd.push(new Int32Array(64));
+    }
+  }
+
+  /**
+   * Builds the subtree for a chunk whose prefixes (all at least `b` bits long, inside the chunk)
+   * are in `p`, with `inherited` the next hop of the longest prefix shorter than `b` covering
+   * the chunk. Returns the root node index.
+   */
+  buildChunk(p: ChunkPrefixes, b: number, inherited: number): number {
+    this.p = p;
+    const root = this.allocNodes(1);
+    this.buildNode(0, b, 0, p.count, inherited, root);
+    return root;
+  }
+
+  /** Counts the nodes and leaves of the subtree at `node` as garbage (it is being replaced). */
+  discardSubtree(node: number): void {
+    const n = this.nodes;
+    const o = node << NODE_SHIFT;
+    this.garbageNodes++;
+    this.garbageLeaves += popcount32(n[o + 2]) + popcount32(n[o + 3]);
+    const kids = popcount32(n[o]) + popcount32(n[o + 1]);
+    const first = n[o + 4] + 1;
+    for (let k = 0; k < kids; k++) this.discardSubtree(first + k);
+  }
+
+  private allocNodes(k: number): number {
+    const at = this.nodeCount;
+    const need = (at + k) * NODE_WORDS;
+    if (need > this.nodes.length) {
+      const grown = new Int32Array(Math.max(need, this.nodes.length * 2));
+      grown.set(this.nodes.subarray(0, at * NODE_WORDS));
+      this.nodes = grown;
+    }
+    this.nodeCount = at + k;
+    return at;
+  }
+
+  private allocLeaves(k: number): number {
+    const at = this.leafCount;
+    if (at + k > this.leaves.length) {
+      const grown = new Uint16Array(Math.max(at + k, this.leaves.length * 2));
+      grown.set(this.leaves.subarray(0, at));
+      this.leaves = grown;
+    }
+    this.leafCount = at + k;
+    return at;
+  }
+
+  private buildNode(level: number, b: number, lo: number, hi: number, inherited: number, target: number): void {
+    const p = this.p;
+    const slots = this.slotNh[level];
+    const gs = this.grpStart[level];
+    const ge = this.grpEnd[level];
+    slots.fill(inherited);
+    gs.fill(-1);
+    const end = b + STRIDE;
+    let vecLo = 0;
+    let vecHi = 0;
+    // Paint the prefixes that end in this stride; sorted order puts a covering prefix before the
+    // ones nested in it, so the more specific one wins. Longer prefixes are grouped per slot
+    // (contiguous, because the list is sorted by address).
+    for (let i = lo; i < hi; i++) {
+      const len = p.lens[i];
+      const s = p.slotAt(i, b);
+      if (len <= end) {
+        slots.fill(p.nhs[i], s, s + (1 << (end - len)));
+      } else {
+        if (gs[s] < 0) gs[s] = i;
+        ge[s] = i + 1;
+        if (s < 32) vecLo |= 1 << s;
+        else vecHi |= 1 << (s - 32);
+      }
+    }
+    // Leaf compression: one stored leaf per run of equal leaf slots (child slots do not break a run).
+    let leafLo = 0;
+    let leafHi = 0;
+    let runs = 0;
+    let prev = -1;
+    for (let s = 0; s < 64; s++) {
+      const isChild = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
+      if (isChild) continue;
+      if (slots[s] !== prev) {
+        prev = slots[s];
+        runs++;
+        if (s < 32) leafLo |= 1 << s;
+        else leafHi |= 1 << (s - 32);
+      }
+    }
+    const kids = popcount32(vecLo) + popcount32(vecHi);
+    const childBase = kids ? this.allocNodes(kids) : 0;
+    const leafBase = this.allocLeaves(runs);
+    const leaves = this.leaves;
+    let w = leafBase;
+    prev = -1;
+    for (let s = 0; s < 64; s++) {
+      const isChild = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
+      if (isChild) continue;
+      if (slots[s] !== prev) {
+        prev = slots[s];
+        leaves[w++] = prev;
+      }
+    }
+    const n = this.nodes; // read after the allocations above, which may have grown it
+    const o = target << NODE_SHIFT;
+    n[o] = vecLo;
+    n[o + 1] = vecHi;
+    n[o + 2] = leafLo;
+    n[o + 3] = leafHi;
+    n[o + 4] = childBase - 1;
+    n[o + 5] = childBase - 1 + popcount32(vecLo);
+    n[o + 6] = leafBase - 1;
+    n[o + 7] = leafBase - 1 + popcount32(leafLo);
+    if (!kids) return;
+    let k = childBase;
+    for (let s = 0; s < 64; s++) {
+      if (gs[s] >= 0) this.buildNode(level + 1, end, gs[s], ge[s], slots[s], k++);
+    }
+  }
+}

@@ -1,0 +1,217 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseIPv4 } from '../../src/control/ipv4';
+import { computeNodeModel, diffModels, NodeDataplaneModel, Route, RouteClass } from '../../src/control/route-calc';
+import { parseClusterYaml } from '../../src/control/snapshot';
+import { affinity, EXAMPLES_DIR, node, pool, snapshotOf, wep } from './fixtures';
+
+const ip = (text: string): number => parseIPv4(text)!;
+const routeFor = (model: NodeDataplaneModel, cidr: string): Route | undefined => model.routes.find((r) => r.cidr === cidr);
+
+// node1 and node2 share 10.99.0.0/24; node3 is on another subnet.
+const nodes = [
+  node('node1', '10.99.0.1/24', '10.244.0.0'),
+  node('node2', '10.99.0.2/24', '10.244.0.64'),
+  node('node3', '10.98.0.3/24', '10.244.0.128'),
+];
+const blocks = [
+  affinity('node1', '10.244.0.0/26'),
+  affinity('node2', '10.244.0.64/26'),
+  affinity('node3', '10.244.0.128/26'),
+];
+const modelFor = (poolSpec: Record<string, unknown>, nodeName = 'node1') =>
+  computeNodeModel(snapshotOf(pool('p', '10.244.0.0/16', poolSpec), ...nodes, ...blocks), nodeName);
+
+test('example two-node VXLAN file: full model for node1', () => {
+  const file = path.join(EXAMPLES_DIR, 'two-node-vxlan.yaml');
+  const model = computeNodeModel(parseClusterYaml(readFileSync(file, 'utf8'), file), 'node1');
+  assert.equal(model.node, {
+    name: 'node1', ip: ip('10.99.0.1'), subnet: { cidr: '10.99.0.0/24', addr: ip('10.99.0.0'), prefixLen: 24 },
+    vtepIp: ip('10.244.0.0'), vtepMac: '66:f9:37:c3:7e:94', knownNodeIps: new Set([ip('10.99.0.1'), ip('10.99.0.2')]),
+  });
+  assert.equal(model.endpoints, [
+    { key: 'default/node1-k8s-web--1-eth0', interfaceName: 'cali0761ccbeace', interfaceType: 'veth', interfaceNetns: null, ips: [ip('10.244.0.1')], cidrs: ['10.244.0.1/32'], mac: '2a:5f:10:00:01:01' },
+    { key: 'default/node1-k8s-web--2-eth0', interfaceName: 'cali9fb0db7f13e', interfaceType: 'veth', interfaceNetns: null, ips: [ip('10.244.0.2')], cidrs: ['10.244.0.2/32'], mac: '2a:5f:10:00:01:02' },
+  ]);
+  const p = 'default-ipv4-ippool';
+  assert.equal(model.routes, [
+    { cidr: '10.244.0.0/26', addr: ip('10.244.0.0'), prefixLen: 26, kind: 'blackhole', class: RouteClass.IPAMBlockDrop, endpoint: null, node: 'node1', nodeIp: null, vtepIp: null, vtepMac: null, pool: p, mtu: 1450 },
+    { cidr: '10.244.0.1/32', addr: ip('10.244.0.1'), prefixLen: 32, kind: 'local', class: RouteClass.LocalWorkload, endpoint: 'cali0761ccbeace', node: 'node1', nodeIp: null, vtepIp: null, vtepMac: null, pool: p, mtu: 1450 },
+    { cidr: '10.244.0.2/32', addr: ip('10.244.0.2'), prefixLen: 32, kind: 'local', class: RouteClass.LocalWorkload, endpoint: 'cali9fb0db7f13e', node: 'node1', nodeIp: null, vtepIp: null, vtepMac: null, pool: p, mtu: 1450 },
+    { cidr: '10.244.0.64/26', addr: ip('10.244.0.64'), prefixLen: 26, kind: 'vxlan', class: RouteClass.VXLANTunnel, endpoint: null, node: 'node2', nodeIp: ip('10.99.0.2'), vtepIp: ip('10.244.0.64'), vtepMac: '66:2d:bf:44:a6:8b', pool: p, mtu: 1450 },
+  ]);
+  assert.equal(model.withheld, []);
+  assert.equal(model.mtu, { underlay: 1500, vxlan: 1450, ipip: 1480, pod: 1450 });
+  assert.equal(model.encap, { vxlan: true, ipip: false });
+  assert.equal(model.pools, [{ name: p, cidr: '10.244.0.0/16', addr: ip('10.244.0.0'), prefixLen: 16, blockSize: 26, encap: 'vxlan', crossSubnet: false, natOutgoing: true, disabled: false }]);
+});
+
+test('route classes follow Felix: local < VXLAN same-subnet < VXLAN tunnel < IPIP same-subnet < IPIP tunnel < no-encap < blackhole', () => {
+  const order = [RouteClass.LocalWorkload, RouteClass.VXLANSameSubnet, RouteClass.VXLANTunnel, RouteClass.IPIPSameSubnet,
+    RouteClass.IPIPTunnel, RouteClass.NoEncap, RouteClass.IPAMBlockDrop];
+  assert.equal([...order].sort((a, b) => a - b), order);
+  assert.is(new Set(order).size, order.length);
+});
+
+test('VXLAN Always: both remote nodes tunnelled, whatever their subnet', () => {
+  const m = modelFor({ vxlanMode: 'Always' });
+  for (const [cidr, name, nodeIp, vtep] of [['10.244.0.64/26', 'node2', '10.99.0.2', '10.244.0.64'], ['10.244.0.128/26', 'node3', '10.98.0.3', '10.244.0.128']] as const) {
+    const r = routeFor(m, cidr)!;
+    assert.is(r.kind, 'vxlan');
+    assert.is(r.class, RouteClass.VXLANTunnel);
+    assert.is(r.node, name);
+    assert.is(r.nodeIp, ip(nodeIp));
+    assert.is(r.vtepIp, ip(vtep));
+    assert.is(r.mtu, 1450);
+  }
+  // Derived MAC; computed with: python3 -c "import hashlib; h=hashlib.sha1(b'node3').digest(); print(':'.join('%02x'%b for b in bytes([0x66])+h[:5]))"
+  assert.is(routeFor(m, '10.244.0.128/26')!.vtepMac, '66:a4:6f:e0:c4:da');
+});
+
+test('VXLAN CrossSubnet: same subnet goes direct, other subnet is tunnelled', () => {
+  const m = modelFor({ vxlanMode: 'CrossSubnet' });
+  const same = routeFor(m, '10.244.0.64/26')!;
+  assert.equal([same.kind, same.class, same.nodeIp, same.vtepIp, same.vtepMac, same.mtu], ['direct', RouteClass.VXLANSameSubnet, ip('10.99.0.2'), null, null, 1500]);
+  const other = routeFor(m, '10.244.0.128/26')!;
+  assert.equal([other.kind, other.class, other.nodeIp, other.vtepIp, other.mtu], ['vxlan', RouteClass.VXLANTunnel, ip('10.98.0.3'), ip('10.244.0.128'), 1450]);
+  assert.is(m.pools[0]!.crossSubnet, true);
+});
+
+test('IPIP Always and CrossSubnet', () => {
+  const always = modelFor({ ipipMode: 'Always' });
+  for (const cidr of ['10.244.0.64/26', '10.244.0.128/26']) {
+    const r = routeFor(always, cidr)!;
+    assert.equal([r.kind, r.class, r.vtepIp, r.mtu], ['ipip', RouteClass.IPIPTunnel, null, 1480]);
+  }
+  assert.equal(always.mtu, { underlay: 1500, vxlan: 1450, ipip: 1480, pod: 1480 });
+  const cross = modelFor({ ipipMode: 'CrossSubnet' });
+  const same = routeFor(cross, '10.244.0.64/26')!;
+  assert.equal([same.kind, same.class, same.nodeIp, same.mtu], ['direct', RouteClass.IPIPSameSubnet, ip('10.99.0.2'), 1500]);
+  const other = routeFor(cross, '10.244.0.128/26')!;
+  assert.equal([other.kind, other.class, other.nodeIp, other.mtu], ['ipip', RouteClass.IPIPTunnel, ip('10.98.0.3'), 1480]);
+});
+
+test('no encapsulation: every remote block direct via its node, pod MTU = underlay', () => {
+  const m = modelFor({});
+  const r = routeFor(m, '10.244.0.128/26')!;
+  assert.equal([r.kind, r.class, r.nodeIp, r.mtu], ['direct', RouteClass.NoEncap, ip('10.98.0.3'), 1500]);
+  assert.equal(m.encap, { vxlan: false, ipip: false });
+  assert.is(m.mtu.pod, 1500);
+});
+
+test('blackholes: only own confirmed blocks; pending blocks route nowhere; /32 blocks get none', () => {
+  const s = snapshotOf(pool('p', '10.244.0.0/16', { vxlanMode: 'Always' }), ...nodes,
+    affinity('node1', '10.244.0.0/26'), affinity('node1', '10.244.1.0/26', 'pending'), affinity('node2', '10.244.2.0/26', 'pendingDeletion'),
+    pool('tunnels', '10.250.0.0/24', { blockSize: 32 }), affinity('node1', '10.250.0.1/32'));
+  const m = computeNodeModel(s, 'node1');
+  assert.equal(m.routes.map((r) => `${r.cidr} ${r.kind}`), ['10.244.0.0/26 blackhole']);
+});
+
+test('borrowed addresses: /32 to the borrowing node, overriding the lender\'s blackhole', () => {
+  const s = snapshotOf(pool('p', '10.244.0.0/16', { vxlanMode: 'Always' }), ...nodes, ...blocks,
+    wep('node2', 'borrower', ['10.244.0.5/32'], 'cali2'), wep('node2', 'owner', ['10.244.0.70/32'], 'cali3'));
+  // node1 lent 10.244.0.5 from its block: its blackhole stays, the /32 goes to node2.
+  const m1 = computeNodeModel(s, 'node1');
+  assert.is(routeFor(m1, '10.244.0.0/26')!.kind, 'blackhole');
+  const b1 = routeFor(m1, '10.244.0.5/32')!;
+  assert.equal([b1.kind, b1.node, b1.vtepIp], ['vxlan', 'node2', ip('10.244.0.64')]);
+  assert.is(routeFor(m1, '10.244.0.70/32'), undefined, 'an address in its own node\'s block needs no /32');
+  // node3 routes node1's block to node1 and the borrowed /32 to node2.
+  const m3 = computeNodeModel(s, 'node3');
+  assert.is(routeFor(m3, '10.244.0.0/26')!.node, 'node1');
+  assert.is(routeFor(m3, '10.244.0.5/32')!.node, 'node2');
+  // node2 sees it as its own local endpoint.
+  const m2 = computeNodeModel(s, 'node2');
+  assert.equal([routeFor(m2, '10.244.0.5/32')!.kind, routeFor(m2, '10.244.0.5/32')!.endpoint], ['local', 'cali2']);
+});
+
+test('withheld: remote node IP unknown, remote VTEP unknown, local VTEP unknown', () => {
+  const p = pool('p', '10.244.0.0/16', { vxlanMode: 'CrossSubnet' });
+  const s = snapshotOf(p, node('node1', '10.99.0.1/24', '10.244.0.0'), node('node2'), node('node3', '10.98.0.3/24'), node('node4', '10.99.0.4/24'),
+    affinity('node1', '10.244.0.0/26'), affinity('node2', '10.244.0.64/26'), affinity('node3', '10.244.0.128/26'), affinity('node4', '10.244.0.192/26'));
+  const m = computeNodeModel(s, 'node1');
+  assert.equal(m.withheld, [
+    { cidr: '10.244.0.64/26', node: 'node2', reason: 'node IP unknown' },
+    { cidr: '10.244.0.128/26', node: 'node3', reason: 'VTEP IP unknown' },
+  ]);
+  // Same subnet needs no VTEP: node4's block goes direct.
+  assert.is(routeFor(m, '10.244.0.192/26')!.kind, 'direct');
+  assert.equal(m.node.knownNodeIps, new Set([ip('10.99.0.1'), ip('10.98.0.3'), ip('10.99.0.4')]));
+
+  const noLocalVtep = snapshotOf(pool('p', '10.244.0.0/16', { vxlanMode: 'Always' }), node('node1', '10.99.0.1/24'), nodes[1]!, blocks[1]!);
+  const m2 = computeNodeModel(noLocalVtep, 'node1');
+  assert.equal(m2.withheld, [{ cidr: '10.244.0.64/26', node: 'node2', reason: 'local VTEP IP unknown' }]);
+  assert.is(m2.node.vtepIp, null);
+});
+
+test('same CIDR from several sources: lowest class wins, then the newest', () => {
+  const p = pool('p', '10.244.0.0/16', { vxlanMode: 'Always' });
+  // 10.244.0.70 is claimed by a local workload and by one on node2 (whose block holds it).
+  const s = snapshotOf(p, ...nodes, ...blocks, wep('node1', 'here', ['10.244.0.70/32'], 'cali1'),
+    wep('node2', 'there', ['10.244.0.70/32'], 'cali2'));
+  const local = routeFor(computeNodeModel(s, 'node1'), '10.244.0.70/32')!;
+  assert.equal([local.kind, local.class, local.endpoint], ['local', RouteClass.LocalWorkload, 'cali1']);
+  // Claimed (outside their blocks) by workloads on node2 and node3: the later document wins.
+  const tie = snapshotOf(p, ...nodes, ...blocks, wep('node2', 'a', ['10.244.0.10/32'], 'cali2'), wep('node3', 'b', ['10.244.0.10/32'], 'cali3'));
+  assert.is(routeFor(computeNodeModel(tie, 'node1'), '10.244.0.10/32')!.node, 'node3');
+  // With IPIP for node2's address and no-encap for node3's, the better class wins regardless of order.
+  const mixed = snapshotOf(pool('a', '10.244.0.0/16', { ipipMode: 'Always' }), pool('b', '10.245.0.0/16'), ...nodes,
+    affinity('node2', '10.245.0.0/26'), wep('node2', 'x', ['10.244.9.9/32'], 'cali2'), wep('node3', 'y', ['10.244.9.9/32'], 'cali3'));
+  assert.equal(computeNodeModel(mixed, 'node1').routes.map((r) => [r.cidr, r.kind, r.node]), [
+    ['10.244.9.9/32', 'ipip', 'node3'],
+    ['10.245.0.0/26', 'direct', 'node2'],
+  ]);
+});
+
+test('MTU: smallest enabled encapsulation, underlay option, disabled pools still count and still route', () => {
+  const s = snapshotOf(pool('v', '10.244.0.0/16', { vxlanMode: 'Always' }), pool('i', '10.245.0.0/16', { ipipMode: 'Always', disabled: true }),
+    ...nodes, affinity('node2', '10.245.0.0/26'));
+  const m = computeNodeModel(s, 'node1', { underlayMtu: 9000 });
+  assert.equal(m.mtu, { underlay: 9000, vxlan: 8950, ipip: 8980, pod: 8950 });
+  assert.equal(m.encap, { vxlan: true, ipip: true });
+  const r = routeFor(m, '10.245.0.0/26')!;
+  assert.equal([r.kind, r.mtu, r.pool], ['ipip', 8980, 'i']);
+});
+
+test('the local node must exist and have an address', () => {
+  const s = snapshotOf(pool('p', '10.244.0.0/16'), node('node1'));
+  assert.throws(() => computeNodeModel(s, 'nodeX'), /node "nodeX" is not in test\.yaml/);
+  assert.throws(() => computeNodeModel(s, 'node1'), /node "node1" has no spec\.bgp\.ipv4Address in test\.yaml/);
+});
+
+test('explicit vxlanTunnelMACAddr overrides the derived MAC', () => {
+  const s = snapshotOf(pool('p', '10.244.0.0/16', { vxlanMode: 'Always' }), nodes[0]!,
+    node('node2', '10.99.0.2/24', '10.244.0.64', { vxlanTunnelMACAddr: '02:AA:BB:CC:DD:EE' }), blocks[1]!);
+  assert.is(routeFor(computeNodeModel(s, 'node1'), '10.244.0.64/26')!.vtepMac, '02:aa:bb:cc:dd:ee');
+});
+
+test('diffModels: first model adds everything, same model is empty, edits become add/remove/replace', () => {
+  const p = pool('p', '10.244.0.0/16', { vxlanMode: 'Always' });
+  const before = computeNodeModel(snapshotOf(p, ...nodes, ...blocks, wep('node1', 'a', ['10.244.0.1/32'], 'cali1')), 'node1');
+  const first = diffModels(null, before);
+  assert.is(first.add.length, before.routes.length);
+  assert.ok(first.nodeChanged && first.endpointsChanged && first.mtuChanged && first.poolsChanged);
+  assert.ok(diffModels(before, before).empty);
+
+  // Pod a moves to 10.244.0.2, node3's block goes away, node2 moves to another subnet IP.
+  const after = computeNodeModel(snapshotOf(p, nodes[0]!, node('node2', '10.99.0.22/24', '10.244.0.64'), nodes[2]!,
+    blocks[0]!, blocks[1]!, wep('node1', 'a', ['10.244.0.2/32'], 'cali1')), 'node1');
+  const d = diffModels(before, after);
+  assert.equal(d.add.map((r) => r.cidr), ['10.244.0.2/32']);
+  assert.equal(d.remove.map((r) => r.cidr), ['10.244.0.1/32', '10.244.0.128/26']);
+  assert.equal(d.replace.map((x) => [x.from.cidr, x.from.nodeIp, x.to.nodeIp]), [['10.244.0.64/26', ip('10.99.0.2'), ip('10.99.0.22')]]);
+  assert.ok(d.endpointsChanged);
+  assert.ok(d.nodeChanged, 'known node IPs changed');
+  assert.not.ok(d.mtuChanged);
+  assert.not.ok(d.empty);
+
+  // An MTU change replaces every route whose MTU moved.
+  const bigger = computeNodeModel(snapshotOf(p, ...nodes, ...blocks, wep('node1', 'a', ['10.244.0.1/32'], 'cali1')), 'node1', { underlayMtu: 9000 });
+  const m = diffModels(before, bigger);
+  assert.is(m.replace.length, before.routes.length);
+  assert.ok(m.mtuChanged);
+});
+
+test.run();

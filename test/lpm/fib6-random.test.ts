@@ -1,0 +1,93 @@
+// Property tests of the IPv6 FIB against the linear-scan reference on random nested tables,
+// including incremental batches and the immutability of previously published FIBs.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mask32 } from '../../src/lpm/cidr';
+import { RouteChange6, RouteTable6 } from '../../src/lpm/route-table6';
+import { R6, Rng, naive6 } from './helpers';
+
+function masked(w: number[], len: number): number[] {
+  return w.map((x, i) => (x & mask32(len - 32 * i)) >>> 0);
+}
+
+/** Nested random table: prefixes of all lengths carved out of a few random seed addresses. */
+function randomTable(rng: Rng, n: number): R6[] {
+  const seeds = Array.from({ length: 3 }, () => [rng.u32(), rng.u32(), rng.u32(), rng.u32()]);
+  const out = new Map<string, R6>();
+  while (out.size < n) {
+    const len = rng.int(4) === 0 ? rng.int(129) : [0, 16, 32, 48, 64, 127, 128][rng.int(7)] + rng.int(9) - 4;
+    if (len < 0 || len > 128) continue;
+    const s = seeds[rng.int(seeds.length)];
+    const flip = rng.int(128);
+    const w = s.slice();
+    if (rng.int(2)) w[flip >>> 5] = (w[flip >>> 5] ^ (1 << (31 - (flip & 31)))) >>> 0;
+    const p = masked(w, len);
+    out.set(`${p}/${len}`, { w: p, len, nh: rng.int(40) });
+  }
+  return [...out.values()];
+}
+
+function probeKeys(rng: Rng, routes: R6[], n: number): number[][] {
+  const keys: number[][] = [[0, 0, 0, 0], [0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff]];
+  for (let i = 0; i < n; i++) {
+    const r = routes[rng.int(routes.length)];
+    const rand = [rng.u32(), rng.u32(), rng.u32(), rng.u32()];
+    const pick = rng.int(4);
+    if (pick === 0) keys.push(r.w.slice());
+    else if (pick === 1) keys.push(r.w.map((x, k) => (x | (rand[k] & ~mask32(r.len - 32 * k))) >>> 0)); // inside
+    else if (pick === 2) keys.push(r.w.map((x, k) => (x | ~mask32(r.len - 32 * k)) >>> 0)); // last address
+    else keys.push(rand);
+  }
+  return keys;
+}
+
+function check(t: RouteTable6, routes: R6[], keys: number[][], what: string): void {
+  for (const k of keys) {
+    const want = naive6(routes, k);
+    const got = t.fib.lookup(k[0], k[1], k[2], k[3]);
+    if (got !== want) assert.unreachable(`${what}: lookup(${k}) = ${got}, want ${want}`);
+    if (t.fib.lookup(k[0] | 0, k[1] | 0, k[2] | 0, k[3] | 0) !== want) assert.unreachable(`${what}: int32 words ${k}`);
+  }
+}
+
+test('random nested IPv6 tables match the linear scan', () => {
+  for (let seed = 1; seed <= 30; seed++) {
+    const rng = new Rng(seed * 31337);
+    const routes = randomTable(rng, 1 + rng.int(250));
+    check(new RouteTable6(routes), routes, probeKeys(rng, routes, 400), `seed ${seed}`);
+  }
+});
+
+test('IPv6 incremental batches match and leave old FIBs untouched', () => {
+  for (let seed = 1; seed <= 10; seed++) {
+    const rng = new Rng(seed * 65537);
+    const live = new Map<string, R6>(randomTable(rng, 150).map((r) => [`${r.w}/${r.len}`, r]));
+    const t = new RouteTable6(live.values());
+    for (let batch = 0; batch < 8; batch++) {
+      const before = t.fib;
+      const beforeRoutes = [...live.values()];
+      const changes: RouteChange6[] = [];
+      for (let i = 0; i < 20; i++) {
+        if (rng.int(2) && live.size) {
+          const r = [...live.values()][rng.int(live.size)];
+          changes.push({ op: 'delete', w: r.w, len: r.len });
+          live.delete(`${r.w}/${r.len}`);
+        } else {
+          const r = randomTable(rng, 1)[0];
+          changes.push({ op: 'set', w: r.w, len: r.len, nh: r.nh });
+          live.set(`${r.w}/${r.len}`, r);
+        }
+      }
+      t.applyBatch(changes);
+      const routes = [...live.values()];
+      assert.is(t.rib.size, routes.length);
+      const keys = probeKeys(rng, routes.concat(beforeRoutes), 300);
+      check(t, routes, keys, `seed ${seed} batch ${batch}`);
+      for (const k of keys) {
+        if (before.lookup(k[0], k[1], k[2], k[3]) !== naive6(beforeRoutes, k)) assert.unreachable(`old FIB changed at ${k}`);
+      }
+    }
+  }
+});
+
+test.run();

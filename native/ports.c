@@ -260,10 +260,9 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
     memset(m, 0, sizeof *m);
     m->msg_iov = &s->iov[k];
     m->msg_iovlen = 1;
-    if (p->kind != PORT_PACKET) {
-      m->msg_name = &s->names[k];
-      m->msg_namelen = sizeof s->names[k];
-    } else {
+    m->msg_name = &s->names[k];
+    m->msg_namelen = sizeof s->names[k];
+    if (p->kind == PORT_PACKET) {
       m->msg_control = s->cmsg[k];
       m->msg_controllen = sizeof s->cmsg[k];
     }
@@ -286,6 +285,7 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
           if (aux.tp_snaplen < aux.tp_len) flags |= DESC_F_TRUNCATED;
         }
       }
+      if (s->names[k].ll.sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
       pl->d_addr[i] = 0;
       pl->d_aport[i] = 0;
     } else {
@@ -310,11 +310,12 @@ static int recv_fd_loop(struct port *p, uint16_t port_id, struct pool *pl, uint3
     ssize_t r = read(p->fd, desc_rx_ptr(pl, i), cap);
     if (r < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+      /* A frame larger than the slot: the kernel drops it with EFAULT; count it and go on. */
+      if (errno == EFAULT) { p->st.rx_truncated++; continue; }
       if (n) break; /* report the error on the next call; deliver what we have */
       return -errno;
     }
-    uint16_t flags = (size_t)r >= cap ? DESC_F_TRUNCATED : 0;
-    if (flags) p->st.rx_truncated++;
+    uint16_t flags = 0;
     pl->d_len[i] = (uint16_t)r;
     pl->d_port[i] = port_id;
     pl->d_flags[i] = flags;
@@ -417,6 +418,11 @@ static int send_mmsg(struct port *p, struct pool *pl, uint32_t first, uint32_t c
       break;
     }
     if (r < 0 && errno == EINTR) continue;
+    if (r == 0) { /* nothing taken and no error: treat as a full queue */
+      if (retries++ < SEND_RETRIES) { p->st.tx_retries++; wait_writable(p->fd); continue; }
+      p->st.tx_dropped_full += count - done;
+      break;
+    }
     /* The message at `done` failed on its own (EMSGSIZE, ENETUNREACH, ...): count it, go on. */
     p->st.tx_errors++;
     p->last_errno = r < 0 ? errno : EIO;

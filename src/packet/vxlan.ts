@@ -100,8 +100,10 @@ export function encapVxlan(b: Uint8Array, off: number, len: number, tpl: Uint8Ar
   const n = tpl.length;
   const hl = n - 12;
   const o = off - hl;
-  // A plain loop: for ~60 bytes it beats TypedArray#set (bench/packet.ts measures both).
-  for (let i = 0; i < n; i++) b[o + i] = tpl[i];
+  // TypedArray#set (a memcpy) measured ~3x faster than a byte loop for these 62 bytes, on par with
+  // DataView 32-bit word stores and ahead of copyWithin from a template kept in the pool
+  // (bench/packet.ts runs all four).
+  b.set(tpl, o);
   const ipT = hl - 36; // IPv4 offset inside the template: 14 or 0
   const ip = o + ipT;
   const total = len + 36;

@@ -8,6 +8,12 @@
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
       "defines": ["NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "pktgen",
+      "type": "executable",
+      "sources": ["bench/e2e/pktgen.c"],
+      "cflags": ["-O2", "-Wall", "-std=gnu11"]
     }
   ]
 }

@@ -270,7 +270,7 @@ async function main(): Promise<void> {
   );
   console.log(`\nmachine: ${cpuModel()}, Node ${process.version}, ${os.platform()} ${os.arch()}`);
   console.log('ns/packet:');
-  for (const [name, ns] of nsPerPacket) console.log(`  ${name.padEnd(48)} ${ns.toFixed(2).padStart(8)}`);
+  for (const [name, ns] of nsPerPacket) console.log(`  ${name.padEnd(52)} ${ns.toFixed(2).padStart(8)}`);
   const fast = nsPerPacket.get('parse + TTL + hash + VXLAN encap (fast path)');
   const naive = nsPerPacket.get('naive baseline: Buffer parse + concat encap');
   if (fast !== undefined && naive !== undefined) console.log(`naive / fast path: ${(naive / fast).toFixed(1)}x  (goal: fast path < 30 ns/packet: ${fast < 30 ? 'met' : 'NOT met'})`);

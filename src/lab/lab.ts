@@ -77,7 +77,12 @@ export class Lab {
   private readonly namespaces: string[] = [];
   mode: Mode = 'vxlan';
 
-  constructor(private readonly spec: LabNodeSpec[]) {}
+  /**
+   * underlay 'fabric' (default): nodes hang off a bridge (subnet a) or a router (subnet b) in a
+   * fabric namespace. 'p2p': exactly two nodes joined by one veth, nothing in between (the
+   * benchmark topology: pod -> node -> underlay veth -> node -> pod).
+   */
+  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p' } = {}) {}
 
   static defaultSpec(): LabNodeSpec[] {
     return [
@@ -105,6 +110,7 @@ export class Lab {
   }
 
   private buildInner(): void {
+    if (this.opts.underlay === 'p2p') return this.buildP2p();
     const fab = this.addNs(this.fabric);
     run('ip', ['-n', fab, 'link', 'add', 'br0', 'type', 'bridge']);
     run('ip', ['-n', fab, 'addr', 'add', '10.99.0.254/24', 'dev', 'br0']);
@@ -134,6 +140,27 @@ export class Lab {
         pods: [], proc: null, control: path.join(this.dir, `${ns.name}.sock`), log: [],
       };
       ns.pods.forEach((p, j) => node.pods.push(this.addPod(node, p, `10.244.0.${blockBase + 2 + j}`)));
+      this.nodes.push(node);
+    });
+    this.setMode(this.mode);
+  }
+
+  private buildP2p(): void {
+    if (this.spec.length !== 2) throw new Error('a p2p lab has exactly two nodes');
+    const ns = this.spec.map((n) => this.addNs(`pw-${n.name}-${this.tag}`));
+    run('ip', ['link', 'add', 'eth0', 'netns', ns[0], 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns[1]]);
+    this.spec.forEach((spec, k) => {
+      const ip = `10.99.0.${k + 1}`;
+      run('ip', ['-n', ns[k], 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+      run('ip', ['-n', ns[k], 'link', 'set', 'eth0', 'up']);
+      // a default route, so the kernel's proxy ARP (which needs a route to 169.254.1.1) works
+      run('ip', ['-n', ns[k], 'route', 'add', 'default', 'via', `10.99.0.${2 - k}`]);
+      const blockBase = 64 * k;
+      const node: LabNode = {
+        name: spec.name, ns: ns[k], ip, prefix: 24, block: `10.244.0.${blockBase}/26`, vtep: `10.244.0.${blockBase}`,
+        pods: [], proc: null, control: path.join(this.dir, `${spec.name}.sock`), log: [],
+      };
+      spec.pods.forEach((p, j) => node.pods.push(this.addPod(node, p, `10.244.0.${blockBase + 2 + j}`)));
       this.nodes.push(node);
     });
     this.setMode(this.mode);
@@ -249,10 +276,10 @@ spec:
   }
 
   /** Start podway in the node's namespace and wait (bounded) until its control socket answers. */
-  async startPodway(nodeName: string, timeoutMs = 15_000): Promise<void> {
+  async startPodway(nodeName: string, timeoutMs = 15_000, extraArgs: string[] = []): Promise<void> {
     const n = this.node(nodeName);
     const bin = path.join(ROOT, 'bin', 'podway.js');
-    const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'run', '--node', n.name, '--datastore', `file:${this.file}`, '--control', n.control], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'run', '--node', n.name, '--datastore', `file:${this.file}`, '--control', n.control, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
     n.proc = proc;
     proc.stderr!.setEncoding('utf8');
     proc.stderr!.on('data', (d: string) => {

@@ -1,0 +1,207 @@
+/*
+ * pktgen: the traffic generator and sink of the end-to-end benchmark (bench/e2e).
+ *
+ *   pktgen send IFNAME SRC_MAC DST_MAC SRC_IP DST_IP SIZE FLOWS PPS SECONDS
+ *     Floods IPv4/UDP frames of SIZE bytes (Ethernet frame length, >= 60) out of IFNAME through
+ *     AF_PACKET with sendmmsg batches (PACKET_QDISC_BYPASS), spreading FLOWS source ports. PPS = 0
+ *     means as fast as possible; otherwise a token bucket holds the offered rate. Every frame
+ *     carries a sequence number and a CLOCK_MONOTONIC send time (same clock in every namespace).
+ *     Prints one JSON line: {"sent":N,"seconds":S}.
+ *   pktgen sink PORT SECONDS
+ *     Receives UDP on PORT (any address) with recvmmsg for SECONDS, counts datagrams and records
+ *     one-way latency from the embedded timestamps. Prints {"received":N,"p50us":..,"p99us":..}.
+ *
+ * Only ever sends to the addresses it is given (the benchmark's own namespaces).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 64
+#define MAGIC 0x70647779u /* "pdwy" */
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int parse_mac(const char *s, uint8_t *m) {
+  return sscanf(s, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6 ? 0 : -1;
+}
+
+static uint16_t csum(const uint8_t *p, int len) {
+  uint32_t s = 0;
+  for (int i = 0; i + 1 < len; i += 2) s += (p[i] << 8) | p[i + 1];
+  if (len & 1) s += p[len - 1] << 8;
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return (uint16_t)~s;
+}
+
+struct payload {
+  uint32_t magic;
+  uint32_t seq;
+  uint64_t t_ns;
+};
+
+static int do_send(int argc, char **argv) {
+  if (argc != 11) {
+    fprintf(stderr, "usage: pktgen send IFNAME SRC_MAC DST_MAC SRC_IP DST_IP SIZE FLOWS PPS SECONDS\n");
+    return 2;
+  }
+  const char *ifname = argv[2];
+  uint8_t smac[6], dmac[6];
+  struct in_addr sip, dip;
+  if (parse_mac(argv[3], smac) || parse_mac(argv[4], dmac) || !inet_aton(argv[5], &sip) || !inet_aton(argv[6], &dip)) {
+    fprintf(stderr, "pktgen: bad MAC or IP\n");
+    return 2;
+  }
+  int size = atoi(argv[7]), flows = atoi(argv[8]);
+  double pps = atof(argv[9]), seconds = atof(argv[10]);
+  if (size < 60 || size > 1514 || flows < 1 || flows > 65535 || seconds <= 0 || seconds > 600) {
+    fprintf(stderr, "pktgen: size 60..1514, flows 1..65535, seconds 0..600\n");
+    return 2;
+  }
+  int fd = socket(AF_PACKET, SOCK_RAW, 0);
+  if (fd < 0) { perror("socket"); return 1; }
+  int one = 1;
+  setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
+  int sndbuf = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+  struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_ifindex = (int)if_nametoindex(ifname), .sll_halen = 6 };
+  if (!sll.sll_ifindex) { fprintf(stderr, "pktgen: no interface %s\n", ifname); return 1; }
+  if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) { perror("bind"); return 1; }
+
+  static uint8_t frames[BATCH][1514];
+  struct iovec iov[BATCH];
+  struct mmsghdr msgs[BATCH];
+  memset(msgs, 0, sizeof msgs);
+  int iplen = size - 14, udplen = iplen - 20;
+  for (int k = 0; k < BATCH; k++) {
+    uint8_t *f = frames[k];
+    memset(f, 0, sizeof frames[k]);
+    memcpy(f, dmac, 6);
+    memcpy(f + 6, smac, 6);
+    f[12] = 0x08; f[13] = 0x00;
+    uint8_t *ip = f + 14;
+    ip[0] = 0x45; ip[2] = iplen >> 8; ip[3] = iplen & 255; ip[6] = 0x40; ip[8] = 64; ip[9] = 17;
+    memcpy(ip + 12, &sip, 4);
+    memcpy(ip + 16, &dip, 4);
+    uint8_t *udp = ip + 20;
+    udp[2] = 0x23; udp[3] = 0x29; /* dst port 9001 */
+    udp[4] = udplen >> 8; udp[5] = udplen & 255;
+    iov[k].iov_base = f;
+    iov[k].iov_len = (size_t)size;
+    msgs[k].msg_hdr.msg_iov = &iov[k];
+    msgs[k].msg_hdr.msg_iovlen = 1;
+  }
+  uint32_t seq = 0;
+  uint64_t sent = 0;
+  double start = now(), end = start + seconds, t = start;
+  double credit = 0, last = start;
+  while ((t = now()) < end) {
+    int n = BATCH;
+    if (pps > 0) {
+      credit += (t - last) * pps;
+      last = t;
+      if (credit > BATCH * 4) credit = BATCH * 4;
+      if (credit < 1) { struct timespec ts = { 0, 20000 }; nanosleep(&ts, NULL); continue; }
+      n = credit < BATCH ? (int)credit : BATCH;
+    }
+    uint64_t tns = (uint64_t)(t * 1e9);
+    for (int k = 0; k < n; k++) {
+      uint8_t *ip = frames[k] + 14;
+      uint8_t *udp = ip + 20;
+      uint16_t sport = (uint16_t)(10000 + (seq % (uint32_t)flows));
+      udp[0] = sport >> 8; udp[1] = sport & 255;
+      ip[4] = (seq >> 8) & 255; ip[5] = seq & 255;
+      ip[10] = ip[11] = 0;
+      uint16_t c = csum(ip, 20);
+      ip[10] = c >> 8; ip[11] = c & 255;
+      struct payload pl = { htonl(MAGIC), htonl(seq), tns };
+      if (udplen >= 8 + (int)sizeof pl) memcpy(udp + 8, &pl, sizeof pl);
+      udp[6] = udp[7] = 0; /* UDP checksum 0: allowed over IPv4 */
+      seq++;
+    }
+    int r = sendmmsg(fd, msgs, n, 0);
+    if (r > 0) { sent += (uint64_t)r; if (pps > 0) credit -= r; }
+    else if (r < 0 && errno != EAGAIN && errno != ENOBUFS && errno != EINTR) { perror("sendmmsg"); break; }
+  }
+  printf("{\"sent\":%llu,\"seconds\":%.3f}\n", (unsigned long long)sent, now() - start);
+  return 0;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int do_sink(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: pktgen sink PORT SECONDS\n");
+    return 2;
+  }
+  int port = atoi(argv[2]);
+  double seconds = atof(argv[3]);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  int rcvbuf = 8 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
+  struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+  if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) { perror("bind"); return 1; }
+  struct timeval tv = { 0, 100000 };
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  static uint8_t bufs[BATCH][2048];
+  struct iovec iov[BATCH];
+  struct mmsghdr msgs[BATCH];
+  memset(msgs, 0, sizeof msgs);
+  for (int k = 0; k < BATCH; k++) {
+    iov[k].iov_base = bufs[k];
+    iov[k].iov_len = sizeof bufs[k];
+    msgs[k].msg_hdr.msg_iov = &iov[k];
+    msgs[k].msg_hdr.msg_iovlen = 1;
+  }
+  size_t cap = 1 << 20, nl = 0;
+  uint32_t *lat = malloc(cap * sizeof *lat);
+  uint64_t received = 0;
+  double end = now() + seconds;
+  while (now() < end) {
+    int r = recvmmsg(fd, msgs, BATCH, 0, NULL);
+    if (r <= 0) continue;
+    uint64_t tns = (uint64_t)(now() * 1e9);
+    for (int k = 0; k < r; k++) {
+      struct payload pl;
+      if (msgs[k].msg_len < sizeof pl) continue;
+      memcpy(&pl, bufs[k], sizeof pl);
+      if (ntohl(pl.magic) != MAGIC) continue;
+      received++;
+      /* sample every latency until the buffer is full */
+      if (nl < cap && tns >= pl.t_ns) lat[nl++] = (uint32_t)((tns - pl.t_ns) / 1000);
+    }
+  }
+  double p50 = -1, p99 = -1;
+  if (nl) {
+    qsort(lat, nl, sizeof *lat, cmp_u32);
+    p50 = lat[nl / 2];
+    p99 = lat[(size_t)(nl * 0.99)];
+  }
+  printf("{\"received\":%llu,\"p50us\":%.0f,\"p99us\":%.0f}\n", (unsigned long long)received, p50, p99);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "send") == 0) return do_send(argc, argv);
+  if (argc >= 2 && strcmp(argv[1], "sink") == 0) return do_sink(argc, argv);
+  fprintf(stderr, "usage: pktgen send|sink ...\n");
+  return 2;
+}

@@ -1,0 +1,55 @@
+/**
+ * A lab node run by the Linux kernel the way Calico's Felix programs it, as the baseline podway is
+ * compared with (and the peer it must interoperate with):
+ * - per veth pod: proxy_arp=1, proxy_delay=0, `<pod>/32 dev caliX scope link`;
+ * - forwarding on; the node's own block blackholed;
+ * - VXLAN: a `vxlan.calico` device (VNI 4096, dstport 4789, learning off, the node's VTEP MAC and
+ *   address), and per remote node a permanent neighbour, a permanent FDB entry and
+ *   `<block> via <remote VTEP> dev vxlan.calico onlink`;
+ * - unencapsulated: `<block> via <remote node IP> dev eth0 onlink`.
+ * IPIP is not possible: this kernel has no ipip module.
+ */
+import { deriveVtepMac } from '../control';
+import { Lab, LabNode, run } from './lab';
+
+export type KernelMode = 'vxlan' | 'direct';
+
+function nsRun(node: LabNode, args: string[], allowFail = false): string {
+  return run('ip', ['netns', 'exec', node.ns, ...args], { allowFail });
+}
+
+/** Undo whatever a previous kernel configuration (or podway) left on the node. */
+export function resetNode(lab: Lab, node: LabNode): void {
+  nsRun(node, ['ip', 'link', 'del', 'vxlan.calico'], true);
+  for (const other of lab.nodes) if (other !== node) nsRun(node, ['ip', 'route', 'del', other.block], true);
+  nsRun(node, ['ip', 'route', 'del', 'blackhole', node.block], true);
+}
+
+export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode): void {
+  resetNode(lab, node);
+  // ip_forward=1 also resets every interface's forwarding to 1 (podway had set some to 0).
+  nsRun(node, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  nsRun(node, ['ip', 'route', 'replace', 'blackhole', node.block]);
+  for (const p of node.pods) {
+    if (p.type !== 'veth') throw new Error(`the kernel baseline serves veth pods only (${p.name} is ${p.type})`);
+    nsRun(node, ['sysctl', '-qw', `net.ipv4.conf.${p.ifname}.proxy_arp=1`, `net.ipv4.neigh.${p.ifname}.proxy_delay=0`, `net.ipv4.conf.${p.ifname}.forwarding=1`]);
+    nsRun(node, ['ip', 'route', 'replace', `${p.ip}/32`, 'dev', p.ifname, 'scope', 'link']);
+    if (p.mac) nsRun(node, ['ip', 'neigh', 'replace', p.ip, 'lladdr', p.mac, 'dev', p.ifname, 'nud', 'permanent']);
+  }
+  if (mode === 'vxlan') {
+    nsRun(node, ['ip', 'link', 'add', 'vxlan.calico', 'type', 'vxlan', 'id', '4096', 'dstport', '4789', 'local', node.ip, 'dev', 'eth0', 'nolearning']);
+    nsRun(node, ['ip', 'link', 'set', 'vxlan.calico', 'address', deriveVtepMac(node.name), 'mtu', '1450', 'up']);
+    nsRun(node, ['ip', 'addr', 'add', `${node.vtep}/32`, 'dev', 'vxlan.calico']);
+    for (const other of lab.nodes) {
+      if (other === node) continue;
+      const mac = deriveVtepMac(other.name);
+      nsRun(node, ['ip', 'neigh', 'replace', other.vtep, 'lladdr', mac, 'dev', 'vxlan.calico', 'nud', 'permanent']);
+      nsRun(node, ['bridge', 'fdb', 'replace', mac, 'dev', 'vxlan.calico', 'dst', other.ip, 'self', 'permanent']);
+      nsRun(node, ['ip', 'route', 'replace', other.block, 'via', other.vtep, 'dev', 'vxlan.calico', 'onlink']);
+    }
+  } else {
+    for (const other of lab.nodes) {
+      if (other !== node) nsRun(node, ['ip', 'route', 'replace', other.block, 'via', other.ip, 'dev', 'eth0', 'onlink']);
+    }
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Shared pieces of the interop and live end-to-end tests: cleanup that survives crashes and
+ * signals, a background ping with per-sequence results, a TCP transfer checked by sha256 on both
+ * sides, and bounded waits on podway's control socket and log.
+ */
+import { spawn, ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { Lab, LabNode, parsePing, PingResult, sleep } from '../../src/lab/lab';
+import { controlRequest } from '../../src/dataplane/control-server';
+
+export { sleep };
+
+export interface RouteRow { cidr: string; kind: string; node: string; via: string }
+
+const live = new Set<Lab>();
+const children = new Set<ChildProcess>();
+let installed = false;
+
+function cleanupAll(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  children.clear();
+  for (const lab of live) {
+    try {
+      lab.destroy();
+    } catch {
+      /* best effort at exit */
+    }
+  }
+  live.clear();
+}
+
+/**
+ * Track a lab (and later its helper processes) so that namespaces never outlive this process:
+ * destroyed on 'exit' (including uncaught errors) and on SIGINT/SIGTERM (the test runner's
+ * timeout sends SIGTERM).
+ */
+export function guard(lab: Lab): Lab {
+  if (!installed) {
+    installed = true;
+    process.on('exit', cleanupAll);
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.on(sig, () => {
+        cleanupAll();
+        process.exit(130);
+      });
+    }
+  }
+  live.add(lab);
+  return lab;
+}
+
+/** lab.destroy() and forget it (use in finally). */
+export async function teardown(lab: Lab): Promise<void> {
+  for (const n of lab.nodes) await lab.stopPodway(n.name).catch(() => null);
+  lab.destroy();
+  live.delete(lab);
+}
+
+export function track(c: ChildProcess): ChildProcess {
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  return c;
+}
+
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+// ---- background ping ---------------------------------------------------------------------------
+
+export interface PingRun extends PingResult {
+  out: string;
+  /** icmp_seq numbers that got a reply */
+  replied: Set<number>;
+  /** sequence numbers 1..sent with no reply */
+  lost: number[];
+  ttls: Set<number>;
+}
+
+/** Start `ping -i interval -c count` in a pod's namespace; resolves when ping ends (bounded). */
+export function backgroundPing(lab: Lab, from: string, toIp: string, count: number, intervalS = 0.05): { done: Promise<PingRun>; proc: ChildProcess } {
+  const p = lab.pod(from);
+  const proc = track(spawn('ip', ['netns', 'exec', p.ns, 'ping', '-n', '-i', String(intervalS), '-c', String(count), '-W', '1', toIp], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stdout!.on('data', (d: string) => (out += d));
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (d: string) => (out += d));
+  const limitMs = count * intervalS * 1000 + 15_000;
+  const done = new Promise<PingRun>((resolve) => {
+    const timer = setTimeout(() => proc.kill('SIGINT'), limitMs);
+    proc.once('exit', () => {
+      clearTimeout(timer);
+      const r = parsePing(out, count);
+      const replied = new Set<number>();
+      const ttls = new Set<number>();
+      for (const m of out.matchAll(/icmp_seq=(\d+) ttl=(\d+)/g)) {
+        replied.add(Number(m[1]));
+        ttls.add(Number(m[2]));
+      }
+      const lost: number[] = [];
+      for (let s = 1; s <= r.sent; s++) if (!replied.has(s)) lost.push(s);
+      resolve({ ...r, out, replied, lost, ttls });
+    });
+  });
+  return { done, proc };
+}
+
+// ---- TCP transfer --------------------------------------------------------------------------------
+
+const PEER = path.join(__dirname, 'tcp-peer.js');
+
+export interface Transfer { sent: { bytes: number; sha256: string }; received: { bytes: number; sha256: string }; ms: number }
+
+function runPeer(ns: string, args: string[], onLine?: (l: string) => void): Promise<{ code: number | null; out: string; err: string }> {
+  const proc = track(spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stdout!.on('data', (d: string) => {
+    out += d;
+    if (onLine) for (const l of d.split('\n')) if (l) onLine(l);
+  });
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (d: string) => (err += d));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 70_000);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+/** Send `bytes` random bytes over TCP from one pod to another; returns both sides' sha256. */
+export async function tcpTransfer(lab: Lab, from: string, to: string, bytes: number, port = 5201): Promise<Transfer> {
+  const src = lab.pod(from);
+  const dst = lab.pod(to);
+  let listening!: () => void;
+  const ready = new Promise<void>((r) => (listening = r));
+  const server = runPeer(dst.ns, ['recv', dst.ip, String(port)], (l) => l === 'listening' && listening());
+  const up = await Promise.race([ready.then(() => true), server.then(() => false), sleep(10_000).then(() => false)]);
+  if (!up) throw new Error(`tcp receiver in ${to} did not start: ${(await Promise.race([server, sleep(100)]) as { err?: string } | undefined)?.err ?? ''}`);
+  const t0 = Date.now();
+  const client = await runPeer(src.ns, ['send', dst.ip, String(port), String(bytes)]);
+  const srv = await server;
+  const ms = Date.now() - t0;
+  if (client.code !== 0) throw new Error(`tcp sender ${from} -> ${to} failed (${client.code}): ${client.err.trim()}`);
+  if (srv.code !== 0) throw new Error(`tcp receiver ${to} failed (${srv.code}): ${srv.err.trim()}`);
+  const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).pop()!);
+  return { sent: last(client.out), received: last(srv.out), ms };
+}
+
+// ---- control socket and log ------------------------------------------------------------------------
+
+export async function routes(n: LabNode): Promise<RouteRow[]> {
+  return (await controlRequest(n.control, { cmd: 'routes' }, 5000)) as RouteRow[];
+}
+
+export async function status(n: LabNode): Promise<{ modelsApplied: number; routes: number; endpoints: number; withheld: unknown[] }> {
+  return (await controlRequest(n.control, { cmd: 'status' }, 5000)) as { modelsApplied: number; routes: number; endpoints: number; withheld: unknown[] };
+}
+
+export async function kindOf(n: LabNode, cidr: string): Promise<string | undefined> {
+  return (await routes(n)).find((r) => r.cidr === cidr)?.kind;
+}
+
+/** Poll until cond() holds; false when the time is up. */
+export async function until(cond: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await sleep(stepMs);
+  }
+  return await cond();
+}
+
+/** Wait for a log line (added after index `from`) matching re. */
+export async function waitLog(n: LabNode, re: RegExp, from: number, timeoutMs = 5000): Promise<string | null> {
+  let hit: string | null = null;
+  await until(() => {
+    hit = n.log.slice(from).find((l) => re.test(l)) ?? null;
+    return hit !== null;
+  }, timeoutMs);
+  return hit;
+}
+
+export function logTail(lab: Lab, lines = 15): string {
+  return lab.nodes.map((n) => `--- ${n.name}:\n${n.log.slice(-lines).join('\n')}`).join('\n');
+}

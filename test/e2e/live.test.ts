@@ -1,0 +1,305 @@
+/**
+ * Live operations on running podways (root, network namespaces): edits of the resource file while
+ * traffic flows (mode switch, a node joining, bad edits), restart, and a second instance on a
+ * node that already runs one. Each test builds its own Lab and removes it in `finally`; guard()
+ * also removes it on any exit or signal.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import { writeFileSync, renameSync, existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { Lab, LabNodeSpec, Mode, run } from '../../src/lab/lab';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { guard, teardown, isRoot, kindOf, routes, status, backgroundPing, until, waitLog, logTail, sleep, track } from './e2e-kit';
+
+const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+
+const TWO: LabNodeSpec[] = [
+  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'tap-1', type: 'tap' }] },
+  { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }, { name: 'tap-2', type: 'tap' }] },
+];
+
+/** Build a lab, start podway on the given nodes, run fn, always clean up (and show logs on failure). */
+async function withLab(spec: LabNodeSpec[], start: string[], fn: (lab: Lab) => Promise<void>, before?: (lab: Lab) => void): Promise<void> {
+  if (!isRoot()) throw new Error('live tests need root (network namespaces)');
+  const lab = guard(new Lab(spec));
+  try {
+    lab.build();
+    before?.(lab);
+    for (const n of start) await lab.startPodway(n);
+    await fn(lab);
+  } catch (e) {
+    console.log(logTail(lab, 20));
+    throw e;
+  } finally {
+    await teardown(lab);
+  }
+}
+
+/** Write the resource file atomically (as Lab.setMode does): watchers never see half a file. */
+function writeResources(lab: Lab, text: string): void {
+  writeFileSync(lab.file + '.tmp', text);
+  renameSync(lab.file + '.tmp', lab.file);
+}
+
+async function waitKind(lab: Lab, node: string, cidr: string, kind: string | undefined, timeoutMs = 10_000): Promise<void> {
+  const ok = await until(async () => (await kindOf(lab.node(node), cidr)) === kind, timeoutMs);
+  assert.ok(ok, `${node}: route ${cidr} should be ${kind ?? 'absent'}, is ${await kindOf(lab.node(node), cidr)}`);
+}
+
+async function switchTo(lab: Lab, mode: Mode): Promise<number> {
+  const t0 = Date.now();
+  lab.setMode(mode);
+  await waitKind(lab, 'node1', lab.node('node2').block, mode);
+  await waitKind(lab, 'node2', lab.node('node1').block, mode);
+  return Date.now() - t0;
+}
+
+test('mode switch vxlan -> ipip -> vxlan while a 20/s ping flows: routes change, little loss, ends clean', async () => {
+  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+    const n2block = lab.node('node2').block;
+    assert.is(await kindOf(lab.node('node1'), n2block), 'vxlan');
+    const COUNT = 160; // 8 s at 50 ms
+    const ping = backgroundPing(lab, 'web-1', lab.pod('web-2').ip, COUNT);
+    await sleep(1500);
+    const toIpip = await switchTo(lab, 'ipip');
+    assert.is((await routes(lab.node('node1'))).find((r) => r.cidr === n2block)?.via, lab.node('node2').ip);
+    await sleep(1500);
+    const toVxlan = await switchTo(lab, 'vxlan');
+    const r = await ping.done;
+    assert.is(r.sent, COUNT, r.out.slice(-300));
+    assert.ok(r.lost.length < COUNT * 0.1, `lost ${r.lost.length}/${COUNT} (seqs ${r.lost.join(',')}); switches took ${toIpip} and ${toVxlan} ms`);
+    // ends at 0: the last 2 s (40 packets, all sent well after the switch back was applied) all answered
+    const tail = r.lost.filter((s) => s > COUNT - 40);
+    assert.equal(tail, [], `losses at the end: ${tail.join(',')}`);
+    assert.equal([...r.ttls], [62]);
+    // the tunnel packets changed with the mode: both IPIP and VXLAN were received on node2
+    const c = (await controlRequest(lab.node('node2').control, { cmd: 'counters' })) as { ports: { port: string; rx: number }[] };
+    const rx = (re: RegExp) => c.ports.find((p) => re.test(p.port))?.rx ?? 0;
+    assert.ok(rx(/^ipip/) > 10 && rx(/^vxlan/) > 10, `node2 tunnel rx: ${JSON.stringify(c.ports)}`);
+  });
+});
+
+test('a node added to the file while podway runs: its block gets routed and its pods reached', async () => {
+  const spec = Lab.defaultSpec(); // node3 is behind the router (another subnet)
+  let withoutNode3 = '';
+  await withLab(
+    spec,
+    ['node1', 'node2'],
+    async (lab) => {
+      const n3 = lab.node('node3');
+      const n1 = lab.node('node1');
+      assert.is(await kindOf(n1, n3.block), undefined, 'node3 block must not be routed before node3 exists');
+      assert.ok(!(await routes(n1)).some((r) => r.node === 'node3'));
+      assert.is(lab.ping('web-1', lab.pod('web-3').ip, 1).received, 0);
+      const applied = (await status(n1)).modelsApplied;
+      lab.setMode('vxlan'); // the whole cluster again, node3 included
+      await waitKind(lab, 'node1', n3.block, 'vxlan');
+      await waitKind(lab, 'node2', n3.block, 'vxlan');
+      assert.ok((await status(n1)).modelsApplied > applied);
+      const r = (await routes(n1)).find((x) => x.cidr === n3.block)!;
+      assert.is(r.via, n3.ip);
+      await lab.startPodway('node3');
+      for (const [a, b] of [['web-1', 'web-3'], ['tap-1', 'tun-3'], ['web-3', 'web-2']]) {
+        const p = lab.ping(a, lab.pod(b).ip, 4);
+        assert.is(p.loss, 0, `${a} -> ${b}: ${JSON.stringify(p)}`);
+        assert.is(p.ttl, b === 'tun-3' ? 63 : 62, `${a} -> ${b} ttl`);
+      }
+    },
+    (lab) => {
+      // Before any podway starts: the file without node3's documents (Node, BlockAffinity, WEPs).
+      const docs = lab.resources('vxlan').split('\n---\n');
+      const kept = docs.filter((d) => !/^\s*(name|node): node3$/m.test(d));
+      assert.is(docs.length - kept.length, 2 + lab.node('node3').pods.length);
+      withoutNode3 = kept.join('\n---\n');
+      writeResources(lab, withoutNode3);
+    },
+  );
+  assert.ok(withoutNode3.length > 0);
+});
+
+test('bad edits are rejected with file/document/field named; forwarding goes on; a fix applies', async () => {
+  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+    const n1 = lab.node('node1');
+    const n2block = lab.node('node2').block;
+    const good = lab.resources('vxlan');
+    const file = lab.file;
+
+    // 1. not YAML at all in the third document
+    let mark = n1.log.length;
+    const docs = good.split('\n---\n');
+    docs[2] = docs[2].replace('spec:', 'spec: [unclosed');
+    writeResources(lab, docs.join('\n---\n'));
+    let line = await waitLog(n1, /datastore:/, mark);
+    assert.ok(line, `no error logged for invalid YAML; log: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(line!.includes(file), `error names the file: ${line}`);
+    assert.match(line!, /document 3\b/);
+    assert.match(line!, /YAML/i);
+    let p = lab.ping('web-1', lab.pod('web-2').ip, 5);
+    assert.is(p.loss, 0, `forwarding after invalid YAML: ${JSON.stringify(p)}`);
+    assert.is(await kindOf(n1, n2block), 'vxlan');
+
+    // 2. valid YAML, invalid value
+    mark = n1.log.length;
+    const applied = (await status(n1)).modelsApplied;
+    writeResources(lab, good.replace('vxlanMode: Always', 'vxlanMode: Sometimes'));
+    line = await waitLog(n1, /vxlanMode/, mark);
+    assert.ok(line, `no error logged for vxlanMode: Sometimes; log: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(line!.includes(file), `error names the file: ${line}`);
+    assert.match(line!, /document 1 \(IPPool default-ipv4-ippool\): spec\.vxlanMode: .*Never\|Always\|CrossSubnet.*"Sometimes"/);
+    p = lab.ping('web-1', lab.pod('web-2').ip, 5);
+    assert.is(p.loss, 0, `forwarding after vxlanMode: Sometimes: ${JSON.stringify(p)}`);
+    p = lab.ping('tap-2', lab.pod('tap-1').ip, 5);
+    assert.is(p.loss, 0, `forwarding after vxlanMode: Sometimes: ${JSON.stringify(p)}`);
+    assert.is(await kindOf(n1, n2block), 'vxlan');
+    assert.is((await status(n1)).modelsApplied, applied, 'a rejected edit must not be applied');
+
+    // 3. valid YAML, but the node itself vanishes from the file: the model cannot be computed
+    mark = n1.log.length;
+    writeResources(lab, good.split('\n---\n').filter((d) => !/kind: Node\n[\s\S]*name: node1$/m.test(d)).join('\n---\n'));
+    line = await waitLog(n1, /node1/, mark);
+    assert.ok(line, `no error logged when node1 is missing; log: ${n1.log.slice(mark).join(' | ')}`);
+    p = lab.ping('web-1', lab.pod('web-2').ip, 5);
+    assert.is(p.loss, 0, `forwarding after node1 vanished from the file: ${JSON.stringify(p)}`);
+
+    // 4. the fix (to ipip, so that "applied" is visible in the routes)
+    lab.setMode('ipip');
+    await waitKind(lab, 'node1', n2block, 'ipip');
+    await waitKind(lab, 'node2', lab.node('node1').block, 'ipip');
+    assert.ok((await status(n1)).modelsApplied > applied);
+    p = lab.ping('web-1', lab.pod('web-2').ip, 5);
+    assert.is(p.loss, 0, `after the fix: ${JSON.stringify(p)}`);
+    assert.is(p.ttl, 62);
+  });
+});
+
+function ifindex(ns: string, dev: string): number {
+  return JSON.parse(run('ip', ['-j', '-n', ns, 'link', 'show', dev]))[0].ifindex;
+}
+
+test('restart: SIGTERM exits 0 promptly; a new podway re-attaches to the same veth and tap; counters start at zero', async () => {
+  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+    const n1 = lab.node('node1');
+    const web1 = lab.pod('web-1');
+    const tap1 = lab.pod('tap-1');
+    for (const [a, b] of [['web-1', 'web-2'], ['tap-1', 'tap-2']]) assert.is(lab.ping(a, lab.pod(b).ip, 10).loss, 0);
+    type Ports = { ports: { port: string; rx: number; tx: number }[] };
+    const podRx = (c: Ports) => c.ports.filter((p) => p.port === web1.ifname || p.port === tap1.ifname).reduce((s, p) => s + p.rx, 0);
+    const before = (await controlRequest(n1.control, { cmd: 'counters' })) as Ports;
+    assert.ok(podRx(before) >= 20, JSON.stringify(before.ports));
+    const idx = { veth: ifindex(n1.ns, web1.ifname), tap: ifindex(tap1.ns, tap1.ifname) };
+
+    const mark = n1.log.length;
+    const t0 = Date.now();
+    const code = await lab.stopPodway('node1');
+    const stopMs = Date.now() - t0;
+    assert.is(code, 0, `exit code ${code}; log: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(stopMs < 2000, `stopped in ${stopMs} ms`);
+    assert.ok(n1.log.slice(mark).some((l) => /SIGTERM/.test(l)), 'logs the signal');
+    assert.not.ok(existsSync(n1.control), 'control socket removed on exit');
+    // while it is down, node1's pods are cut off (nobody forwards for them)
+    assert.is(lab.ping('web-1', lab.pod('web-2').ip, 1).received, 0);
+
+    await lab.startPodway('node1');
+    assert.is(ifindex(n1.ns, web1.ifname), idx.veth, 'veth not recreated');
+    assert.is(ifindex(tap1.ns, tap1.ifname), idx.tap, 'tap not recreated');
+    assert.is((await status(n1)).endpoints, 2);
+    assert.not.ok(n1.log.slice(mark).some((l) => /cannot attach/.test(l)), n1.log.slice(mark).join(' | '));
+    const after = (await controlRequest(n1.control, { cmd: 'counters' })) as Ports & { reasons: Record<string, number> };
+    assert.ok(podRx(after) < 5, `pod counters after restart: ${JSON.stringify(after.ports)}`);
+    for (const [a, b] of [['web-1', 'web-2'], ['tap-1', 'tap-2'], ['tap-2', 'web-1']]) {
+      const p = lab.ping(a, lab.pod(b).ip, 5);
+      assert.is(p.loss, 0, `${a} -> ${b} after restart: ${JSON.stringify(p)}`);
+      assert.is(p.ttl, 62);
+    }
+  });
+});
+
+/** Run a second podway by hand; resolves with its exit code and stderr (bounded). */
+function secondPodway(lab: Lab, node: string, control: string): Promise<{ code: number | null; err: string; ms: number }> {
+  const n = lab.node(node);
+  const t0 = Date.now();
+  const proc = track(spawn('ip', ['netns', 'exec', n.ns, process.execPath, BIN, 'run', '--node', node, '--datastore', `file:${lab.file}`, '--control', control], { stdio: ['ignore', 'ignore', 'pipe'] }));
+  let err = '';
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (d: string) => (err += d));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, err, ms: Date.now() - t0 });
+    });
+  });
+}
+
+test('a second podway on the same node fails clearly (busy UDP 4789); the first keeps working', async () => {
+  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+    const n1 = lab.node('node1');
+    const r = await secondPodway(lab, 'node1', n1.control);
+    assert.ok(r.code !== null && r.code !== 0, `second podway exit code ${r.code}: ${r.err}`);
+    assert.match(r.err, /4789/);
+    assert.match(r.err, /busy|in use/i);
+    assert.not.match(r.err, /^\s+at /m, `a clear message, not a stack trace: ${r.err}`);
+    // the first one is untouched: control socket answers, forwarding goes on
+    assert.is((await status(n1)).endpoints, 2);
+    assert.is(lab.ping('web-1', lab.pod('web-2').ip, 5).loss, 0);
+    assert.is(lab.ping('tap-1', lab.pod('tap-2').ip, 5).loss, 0);
+  });
+});
+
+test('a control socket held by a running podway is not taken over by another one', async () => {
+  await withLab(TWO, ['node1'], async (lab) => {
+    const n1 = lab.node('node1');
+    // node2's podway (other namespace, so its UDP port is free) pointed at node1's control socket
+    const r = await Promise.race([secondPodway(lab, 'node2', n1.control), sleep(4000).then(() => null)]);
+    try {
+      assert.ok(r !== null, 'the second podway kept running with a control socket that belongs to node1');
+      assert.ok(r!.code !== 0, `exit code ${r!.code}`);
+      assert.match(r!.err, /control socket/i);
+      assert.ok(r!.err.includes(n1.control), r!.err);
+    } finally {
+      // node1's own podway must still answer on its socket, whatever happened
+      const st = (await controlRequest(n1.control, { cmd: 'status' }, 3000)) as { node: string };
+      assert.is(st.node, 'node1', 'node1 control socket now answers for another node');
+    }
+  });
+});
+
+test('a missing pod interface is reported, the other pods are served, and it is attached once it exists', async () => {
+  let saved: { mac: string } | null = null;
+  await withLab(
+    TWO,
+    ['node1', 'node2'],
+    async (lab) => {
+      const n2 = lab.node('node2');
+      const web2 = lab.pod('web-2');
+      const line = n2.log.find((l) => l.includes(web2.ifname) && /cannot attach|does not exist/.test(l));
+      assert.ok(line, `no log naming ${web2.ifname}: ${n2.log.join(' | ')}`);
+      assert.is((await status(n2)).endpoints, 1);
+      assert.is(lab.ping('tap-1', lab.pod('tap-2').ip, 3).loss, 0, 'other pods still served');
+      // the interface comes back (same name, same pod MAC), as when a CNI ADD completes late
+      run('ip', ['link', 'add', web2.ifname, 'netns', n2.ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', web2.ns]);
+      run('ip', ['-n', n2.ns, 'link', 'set', web2.ifname, 'address', 'ee:ee:ee:ee:ee:ee', 'up']);
+      run('ip', ['-n', web2.ns, 'link', 'set', 'eth0', 'address', saved!.mac, 'mtu', '1450', 'up']);
+      run('ip', ['-n', web2.ns, 'addr', 'add', `${web2.ip}/32`, 'dev', 'eth0']);
+      run('ip', ['-n', web2.ns, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
+      run('ip', ['-n', web2.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
+      run('ip', ['netns', 'exec', web2.ns, 'ethtool', '-K', 'eth0', 'tx', 'off', 'tso', 'off', 'gso', 'off'], { allowFail: true });
+      // A resource change makes podway retry the endpoint (Felix would notice the link itself).
+      lab.setMode('ipip');
+      assert.ok(await until(async () => (await status(n2)).endpoints === 2, 10_000), 'web-2 attached after the edit');
+      await waitKind(lab, 'node1', n2.block, 'ipip');
+      const p = lab.ping('web-1', web2.ip, 4);
+      assert.is(p.loss, 0, `web-1 -> web-2 once attached: ${JSON.stringify(p)}`);
+    },
+    (lab) => {
+      // delete web-2's veth before node2's podway starts
+      const web2 = lab.pod('web-2');
+      saved = { mac: web2.mac! };
+      run('ip', ['-n', lab.node('node2').ns, 'link', 'del', web2.ifname]);
+    },
+  );
+});
+
+test.run();

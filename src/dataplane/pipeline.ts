@@ -7,13 +7,18 @@
  * in place, templates are prebuilt per next hop), one JS call per batch in each direction,
  * incremental checksums. Tracing costs one boolean test per packet while off.
  */
-import {
-  Drop, ETH_HLEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED,
-  ICMP_TTL_EXCEEDED, ARP_REQUEST, ARP_REPLY, arpReplyInPlace, buildIcmpErrorInPlace, decapIpipPacket,
-  encapIpip, encapVxlan, formatIpv4, formatMac, innerFlowHash, ipv4DecrementTtl, mayReplyWithIcmpError,
-  validateArp, validateIpv4, vxlanSourcePort,
-} from '../packet';
-import { NO_ROUTE } from '../lpm';
+// Hot path: import from the modules themselves, not the packet/ index (whose `export *` re-exports
+// are getters on every call).
+import { Drop } from '../packet/drop';
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4, formatMac } from '../packet/ethernet';
+import { ETH_HLEN } from '../packet/layout';
+import { ARP_REQUEST, ARP_REPLY, arpReplyInPlace, validateArp } from '../packet/arp';
+import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
+import { ipv4DecrementTtl, validateIpv4, formatIpv4 } from '../packet/ipv4';
+import { encapVxlan } from '../packet/vxlan';
+import { decapIpipPacket, encapIpip } from '../packet/ipip';
+import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
+import { NO_ROUTE } from '../lpm/constants';
 import { FramePool, DescFlag, SLOT_SHIFT, native } from './native';
 import { NextHops, NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS } from './counters';

@@ -210,6 +210,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.persist = (int)v;
     if (opt_u32(env, opts, "ring", 1, &v)) return throw_type(env, "ring: boolean");
     o.ring = (int)v;
+    if (opt_u32(env, opts, "ringVersion", 2, &v) || (v != 2 && v != 3)) return throw_type(env, "ringVersion: 2 or 3");
+    o.ring_version = (int)v;
     if (opt_u32(env, opts, "ringBlocks", 0, &v)) return throw_type(env, "ringBlocks: number");
     o.ring_blocks = v;
     if (opt_u32(env, opts, "ringBlockSize", 0, &v)) return throw_type(env, "ringBlockSize: number");
@@ -440,7 +442,7 @@ static napi_value port_info(napi_env env, napi_callback_info info) {
   set_num(env, o, "fd", p->fd);
   set_num(env, o, "ifindex", p->ifindex);
   set_num(env, o, "boundPort", a->bound_port[id]);
-  set_num(env, o, "ring", p->ring ? 1 : 0);
+  set_num(env, o, "ring", p->ring ? p->ring_version : 0);
   return o;
 }
 

@@ -82,7 +82,7 @@ int port_open_tuntap(struct port *p, const char *name, int tap, const struct ope
   return 0;
 }
 
-static int setup_ring(struct port *p, const struct open_opts *o) {
+static int setup_ring_v3(struct port *p, const struct open_opts *o) {
   int err = set_int(p->fd, SOL_PACKET, PACKET_VERSION, TPACKET_V3);
   if (err) return err;
   struct tpacket_req3 req;
@@ -95,12 +95,36 @@ static int setup_ring(struct port *p, const struct open_opts *o) {
   req.tp_retire_blk_tov = 1;
   if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) return -errno;
   p->ring_len = (size_t)req.tp_block_size * req.tp_block_nr;
+  p->block_size = req.tp_block_size;
+  p->block_nr = req.tp_block_nr;
+  return 0;
+}
+
+static int setup_ring_v2(struct port *p, const struct open_opts *o) {
+  int err = set_int(p->fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2);
+  if (err) return err;
+  struct tpacket_req req;
+  memset(&req, 0, sizeof req);
+  /* 2048-byte frames hold a full 1514-byte Ethernet frame after the tpacket2 header. */
+  req.tp_frame_size = 2048;
+  req.tp_block_size = o->ring_block_size ? o->ring_block_size : (1u << 16);
+  req.tp_block_nr = o->ring_blocks ? o->ring_blocks : 64;
+  req.tp_frame_nr = (req.tp_block_size / req.tp_frame_size) * req.tp_block_nr;
+  if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) return -errno;
+  p->ring_len = (size_t)req.tp_block_size * req.tp_block_nr;
+  p->frame_size = req.tp_frame_size;
+  p->frame_nr = req.tp_frame_nr;
+  return 0;
+}
+
+static int setup_ring(struct port *p, const struct open_opts *o) {
+  p->ring_version = o->ring_version == 3 ? 3 : 2;
+  int err = p->ring_version == 3 ? setup_ring_v3(p, o) : setup_ring_v2(p, o);
+  if (err) return err;
   void *m = mmap(NULL, p->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, p->fd, 0);
   if (m == MAP_FAILED) m = mmap(NULL, p->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
   if (m == MAP_FAILED) return -errno;
   p->ring = m;
-  p->block_size = req.tp_block_size;
-  p->block_nr = req.tp_block_nr;
   return 0;
 }
 
@@ -207,9 +231,40 @@ static inline int desc_ok(struct pool *pl, uint32_t i) {
   return i < pl->ndesc && pl->d_slot[i] < pl->nslots;
 }
 
+/* TPACKET_V2: frames in fixed slots; each is ours while TP_STATUS_USER is set. The socket polls
+ * readable as soon as one frame is ready, so a quiet port adds no batching delay. */
+static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
+  uint32_t n = 0;
+  uint32_t cap = pl->slot_size - pl->headroom;
+  while (n < max) {
+    struct tpacket2_hdr *h = (struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
+    uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+    if (!(st & TP_STATUS_USER)) break;
+    uint32_t i = first + n;
+    uint32_t len = h->tp_snaplen;
+    uint16_t flags = 0;
+    if (len > cap) { len = cap; flags |= DESC_F_TRUNCATED; }
+    if (h->tp_snaplen < h->tp_len || (st & TP_STATUS_COPY)) flags |= DESC_F_TRUNCATED;
+    if (st & TP_STATUS_CSUMNOTREADY) flags |= DESC_F_CSUM_PARTIAL;
+    const struct sockaddr_ll *sll = (const struct sockaddr_ll *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
+    if (sll->sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
+    memcpy(desc_rx_ptr(pl, i), (uint8_t *)h + h->tp_mac, len);
+    pl->d_len[i] = (uint16_t)len;
+    pl->d_port[i] = port_id;
+    pl->d_flags[i] = flags;
+    if (flags & DESC_F_TRUNCATED) p->st.rx_truncated++;
+    p->st.rx_bytes += len;
+    __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+    p->frame_cur = (p->frame_cur + 1) % p->frame_nr;
+    n++;
+  }
+  p->st.rx_packets += n;
+  return (int)n;
+}
+
 /* TPACKET_V3: walk user-owned blocks, copying frames into pool slots (one memcpy in C; the frame
  * then has headroom in front of it for in-place encapsulation, which the ring cannot offer). */
-static int recv_ring(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
+static int recv_ring_v3(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   uint32_t n = 0;
   uint32_t cap = pl->slot_size - pl->headroom;
   while (n < max) {
@@ -337,7 +392,8 @@ int port_recv(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first,
   case PORT_TUN:
     return recv_fd_loop(p, port_id, pl, first, max);
   case PORT_PACKET:
-    return p->ring ? recv_ring(p, port_id, pl, first, max) : recv_mmsg(p, port_id, pl, first, max);
+    if (!p->ring) return recv_mmsg(p, port_id, pl, first, max);
+    return p->ring_version == 3 ? recv_ring_v3(p, port_id, pl, first, max) : recv_ring_v2(p, port_id, pl, first, max);
   default:
     return recv_mmsg(p, port_id, pl, first, max);
   }

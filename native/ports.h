@@ -37,9 +37,12 @@ struct port {
   int fd;
   int ifindex;
   char name[32];
-  /* TPACKET_V3 receive ring (AF_PACKET with ring=1) */
+  /* PACKET_MMAP receive ring (AF_PACKET with ring=1): TPACKET_V2 (per-frame, wakes per frame) or
+   * TPACKET_V3 (variable-size frames in blocks, wakes per block or after 1 ms) */
   uint8_t *ring;
   size_t ring_len;
+  int ring_version;
+  unsigned frame_size, frame_nr, frame_cur;
   unsigned block_size, block_nr, block_cur;
   /* position inside the current user-owned block when a batch filled up mid-block */
   unsigned pkt_left;
@@ -73,7 +76,8 @@ struct pool {
 struct open_opts {
   int multi_queue;       /* TAP/TUN: IFF_MULTI_QUEUE */
   int persist;           /* TAP/TUN: TUNSETPERSIST after create */
-  int ring;              /* AF_PACKET: TPACKET_V3 ring (else recvmmsg) */
+  int ring;              /* AF_PACKET: PACKET_MMAP receive ring (else recvmmsg) */
+  int ring_version;      /* AF_PACKET: 2 (default) or 3 */
   unsigned ring_blocks;  /* AF_PACKET: number of ring blocks */
   unsigned ring_block_size;
   int fanout_group;      /* AF_PACKET: PACKET_FANOUT group id + 1 (0 = none) */

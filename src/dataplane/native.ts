@@ -16,8 +16,11 @@ export interface PortOptions {
   multiQueue?: boolean;
   /** TAP/TUN: keep the device after the fd closes (TUNSETPERSIST). */
   persist?: boolean;
-  /** AF_PACKET: receive through a TPACKET_V3 ring (default true) rather than recvmmsg. */
+  /** AF_PACKET: receive through a PACKET_MMAP ring (default true) rather than recvmmsg. */
   ring?: boolean;
+  /** AF_PACKET ring: TPACKET_V2 (default: wakes per frame, no added latency) or TPACKET_V3
+   * (blocks of frames, woken when a block fills or after 1 ms). */
+  ringVersion?: 2 | 3;
   ringBlocks?: number;
   ringBlockSize?: number;
   /** AF_PACKET: PACKET_FANOUT_HASH group id (spreads flows across sockets/workers). */
@@ -43,7 +46,7 @@ export interface PortStats {
   lastError?: string;
 }
 
-export interface PortInfo { kind: 'tap' | 'tun' | 'packet' | 'udp' | 'raw'; name: string; fd: number; ifindex: number; boundPort: number; ring: number }
+export interface PortInfo { kind: 'tap' | 'tun' | 'packet' | 'udp' | 'raw'; name: string; fd: number; ifindex: number; boundPort: number; /** 0 = no ring, else the TPACKET version */ ring: number }
 
 interface NativeAddon {
   MAX_BATCH: number;

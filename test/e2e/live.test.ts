@@ -31,6 +31,12 @@ async function withLab(spec: LabNodeSpec[], start: string[], fn: (lab: Lab) => P
     await fn(lab);
   } catch (e) {
     console.log(logTail(lab, 20));
+    for (const n of lab.nodes) {
+      if (!n.proc) continue;
+      const st = n.proc.exitCode !== null ? `exited ${n.proc.exitCode}` : n.proc.signalCode ? `killed ${n.proc.signalCode}` : 'running';
+      const c = await controlRequest(n.control, { cmd: 'counters' }, 2000).catch((err) => (err as Error).message);
+      console.log(`${n.name} podway ${st}; counters: ${JSON.stringify(c)}`);
+    }
     throw e;
   } finally {
     await teardown(lab);

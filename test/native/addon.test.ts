@@ -124,11 +124,13 @@ test('UDP: a batch of 64 datagrams crosses two namespaces with sendmmsg/recvmmsg
   });
 });
 
-for (const ring of [true, false]) {
-  test(`AF_PACKET (${ring ? 'TPACKET_V3 ring' : 'recvmmsg'}): frames cross a veth; own frames not read back; BPF filter`, async () => {
+for (const version of [2, 3, 0] as const) {
+  const ring = version !== 0;
+  const ringVersion = version === 0 ? undefined : version;
+  test(`AF_PACKET (${ring ? `TPACKET_V${version} ring` : 'recvmmsg'}): frames cross a veth; own frames not read back; BPF filter`, async () => {
     await withNetns(['pka', 'pkb'], async ([A, B]) => {
       veth(A, 'pa0', B, 'pb0');
-      const pa = native.openPacket('pa0', { netns: ns(A), ring });
+      const pa = native.openPacket('pa0', { netns: ns(A), ring, ringVersion });
       // only ethertype 0x88b5 (IEEE local experimental): ldh [12]; jeq #0x88b5 ? accept : drop
       const bpf = new Uint8Array(32);
       const dv = new DataView(bpf.buffer);
@@ -136,9 +138,9 @@ for (const ring of [true, false]) {
         dv.setUint16(i * 8, code, true); bpf[i * 8 + 2] = jt; bpf[i * 8 + 3] = jf; dv.setUint32(i * 8 + 4, k, true);
       };
       ins(0, 0x28, 0, 0, 12); ins(1, 0x15, 0, 1, 0x88b5); ins(2, 0x06, 0, 0, 0x40000); ins(3, 0x06, 0, 0, 0);
-      const pb = native.openPacket('pb0', { netns: ns(B), ring, bpf });
+      const pb = native.openPacket('pb0', { netns: ns(B), ring, ringVersion, bpf });
       try {
-        assert.is(native.info(pa).ring, ring ? 1 : 0);
+        assert.is(native.info(pa).ring, version);
         const N = 40;
         for (let i = 0; i < N; i++) {
           const o = pool.start(i);

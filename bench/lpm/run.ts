@@ -94,7 +94,7 @@ function keyMixes6(rng: Rng, routes: readonly Route6[]): [string, Int32Array][] 
 }
 
 /** 1,000 changes like BGP churn: half withdrawals of existing routes, half new more-specifics. */
-function churn4(rng: Rng, routes: readonly Route4[]): RouteChange4[] {
+export function churn4(rng: Rng, routes: readonly Route4[]): RouteChange4[] {
   const out: RouteChange4[] = [];
   for (let i = 0; i < 1000; i++) {
     const r = routes[rng.int(routes.length)];
@@ -105,7 +105,7 @@ function churn4(rng: Rng, routes: readonly Route4[]): RouteChange4[] {
   return out;
 }
 
-function churn6(rng: Rng, routes: readonly Route6[]): RouteChange6[] {
+export function churn6(rng: Rng, routes: readonly Route6[]): RouteChange6[] {
   const out: RouteChange6[] = [];
   for (let i = 0; i < 1000; i++) {
     const r = routes[rng.int(routes.length)];
@@ -249,4 +249,4 @@ function main(): void {
   if (sink === 0.5) console.log(sink); // keep results alive
 }
 
-main();
+if (require.main === module) main();

@@ -14,13 +14,6 @@ export function defaultControlPath(node: string): string {
 
 export function startControlServer(engine: Engine, sockPath: string): net.Server {
   mkdirSync(path.dirname(sockPath), { recursive: true });
-  if (existsSync(sockPath)) {
-    // A stale socket from a crashed run; a live one would refuse this bind below.
-    const probe = net.createConnection(sockPath);
-    probe.on('error', () => {});
-    probe.destroy();
-    unlinkSync(sockPath);
-  }
   const server = net.createServer((conn) => {
     let buf = '';
     conn.setEncoding('utf8');
@@ -39,7 +32,25 @@ export function startControlServer(engine: Engine, sockPath: string): net.Server
       }
     });
   });
-  server.listen(sockPath);
+  if (!existsSync(sockPath)) {
+    server.listen(sockPath);
+    return server;
+  }
+  // A socket file is there: a stale one from a crashed run (nobody accepts: remove it and bind), or
+  // a live podway's (it accepts: fail, never unlink a running instance's socket from under it).
+  const probe = net.createConnection(sockPath);
+  probe.once('connect', () => {
+    probe.destroy();
+    server.emit('error', new Error('in use by a running podway (stop it first, or pass another --control path)'));
+  });
+  probe.once('error', () => {
+    try {
+      unlinkSync(sockPath);
+    } catch {
+      /* already gone */
+    }
+    server.listen(sockPath);
+  });
   return server;
 }
 

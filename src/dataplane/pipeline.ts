@@ -241,6 +241,8 @@ export class Pipeline {
     if (v !== Drop.OK) return this.drop(v);
     const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
     const nh = this.nh.fib.lookup(dst);
+    // An unallocated address of this node's own block: Calico's blackhole route drops it here.
+    if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
     if (this.trace !== null) {
       this.startTrace(ip, -1);
@@ -256,6 +258,8 @@ export class Pipeline {
     const b = this.b;
     const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
     const nh = this.nh.fib.lookup(dst);
+    // An unallocated address of this node's own block: Calico's blackhole route drops it here.
+    if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
     return this.route(i, -1, ip, false);
   }

@@ -27,8 +27,9 @@ export function resetNode(lab: Lab, node: LabNode): void {
 
 export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode): void {
   resetNode(lab, node);
-  // ip_forward=1 also resets every interface's forwarding to 1 (podway had set some to 0).
-  nsRun(node, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  // Writing ip_forward only propagates to the interfaces when the value changes, so the per-interface
+  // switches podway turned off (forwarding=0 on the underlay and pod veths) are set back one by one.
+  nsRun(node, ['sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.eth0.forwarding=1']);
   nsRun(node, ['ip', 'route', 'replace', 'blackhole', node.block]);
   for (const p of node.pods) {
     if (p.type !== 'veth') throw new Error(`the kernel baseline serves veth pods only (${p.name} is ${p.type})`);

@@ -2,22 +2,29 @@
 //
 // Direct pointing on the top 18 bits (1 MiB) means the dominant /19../24 routes of an Internet
 // table resolve after one node: dir -> node -> leaf, three dependent loads. /25../30 take one
-// more node and /31../32 two more. Everything is int32 so V8 keeps the lookup in registers.
+// more node and /31../32 two more. Small tables (few populated chunks, e.g. a Calico node) use
+// flat blocks instead: dir -> one Uint16 leaf per address of the chunk, two dependent loads.
+// Everything is int32 so V8 keeps the lookup in registers.
 
-import { NODE_SHIFT } from './poptrie-layout';
+import { FLAT_FLAG, NODE_SHIFT } from './poptrie-layout';
+
+const NO_FLAT = new Uint16Array(0);
 
 export class Fib4 {
   constructor(
-    /** 2^18 entries: leaf (negative, LEAF_FLAG | nh) or node index. */
+    /** 2^18 entries: leaf (negative, LEAF_FLAG | nh), FLAT_FLAG | flat block, or node index. */
     readonly dir: Int32Array,
     readonly nodes: Int32Array,
     readonly leaves: Uint16Array,
+    /** Flat blocks (small tables only): 2^14 leaves per chunk whose dir entry is FLAT_FLAG | block. */
+    readonly flat: Uint16Array = NO_FLAT,
   ) {}
 
   /** Longest-prefix match of an IPv4 address (unsigned or int32); returns the next hop or NO_ROUTE. */
   lookup(ip: number): number {
     const e = this.dir[ip >>> 14];
     if (e < 0) return e & 0xffff;
+    if (e >= FLAT_FLAG) return this.flat[((e & 0xffff) << 14) | (ip & 0x3fff)];
     const nodes = this.nodes;
     // Level 1: bits 18..23.
     let o = e << NODE_SHIFT;
@@ -43,7 +50,7 @@ export class Fib4 {
 
   /** Bytes held by the table's typed arrays (including spare capacity kept for updates). */
   get bytes(): number {
-    return this.dir.byteLength + this.nodes.byteLength + this.leaves.byteLength;
+    return this.dir.byteLength + this.nodes.byteLength + this.leaves.byteLength + this.flat.byteLength;
   }
 }
 

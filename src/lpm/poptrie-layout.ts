@@ -21,6 +21,13 @@ export const NODE_WORDS = 8;
 export const NODE_SHIFT = 3; // log2(NODE_WORDS)
 export const STRIDE = 6;
 export const LEAF_FLAG = 0x80000000 | 0; // as int32: negative
+/**
+ * IPv4 only: a dir entry >= FLAT_FLAG points to a flat block of 2^FLAT_BITS Uint16 leaves, one
+ * per address of the /18 chunk (block index in the low 16 bits): two dependent loads, like
+ * DIR-24-8. Used for tables with few populated chunks (a Calico node table), see route-table4.ts.
+ */
+export const FLAT_FLAG = 0x40000000;
+export const FLAT_BITS = 14;
 
 /** A dir entry that resolves the whole chunk to `nh`. */
 export function dirLeaf(nh: number): number {

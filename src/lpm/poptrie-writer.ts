@@ -6,7 +6,7 @@
 // same arrays but only points below the old high-water mark, keeps returning its old answers.
 // Replaced subtrees become garbage that the owner reclaims with a full rebuild once it grows large.
 
-import { NODE_SHIFT, NODE_WORDS, STRIDE } from './poptrie-layout';
+import { FLAT_BITS, FLAT_FLAG, NODE_SHIFT, NODE_WORDS, STRIDE } from './poptrie-layout';
 import { popcount32 } from './popcount';
 
 /** Prefixes of one chunk, sorted by address then length (so a covering prefix comes first). */
@@ -56,6 +56,10 @@ export class PoptrieWriter {
   /** Nodes and leaves no longer reachable from the newest dir (replaced subtrees). */
   garbageNodes = 0;
   garbageLeaves = 0;
+  /** Flat chunks (IPv4 small-table mode): blocks of 2^FLAT_BITS leaves, see buildFlat(). */
+  flat: Uint16Array = new Uint16Array(0);
+  flatCount = 0;
+  garbageFlat = 0;
 
   // Per-level scratch, so the recursion allocates nothing.
   private readonly slotNh: Int32Array[] = [];
@@ -83,6 +87,37 @@ export class PoptrieWriter {
     const root = this.allocNodes(1);
     this.buildNode(0, b, 0, p.count, inherited, root);
     return root;
+  }
+
+  /**
+   * Builds a flat block for a chunk (IPv4, FLAT_BITS address bits below the dir): one leaf per
+   * address, painted from the sorted prefixes (a covering prefix sorts before the ones nested in
+   * it, so the most specific one is painted last). Returns the dir entry (FLAT_FLAG | block).
+   */
+  buildFlat(p: ChunkPrefixes, inherited: number): number {
+    const block = this.flatCount++;
+    const need = this.flatCount << FLAT_BITS;
+    if (need > this.flat.length) {
+      const grown = new Uint16Array(Math.max(need, this.flat.length * 2));
+      grown.set(this.flat.subarray(0, block << FLAT_BITS));
+      this.flat = grown;
+    }
+    const base = block << FLAT_BITS;
+    const f = this.flat;
+    f.fill(inherited, base, base + (1 << FLAT_BITS));
+    const words = p.words;
+    for (let i = 0; i < p.count; i++) {
+      const from = base + (words[i] & ((1 << FLAT_BITS) - 1));
+      f.fill(p.nhs[i], from, from + 2 ** (32 - p.lens[i]));
+    }
+    return FLAT_FLAG | block;
+  }
+
+  /** Counts the subtree or flat block a dir entry points to as garbage (it is being replaced). */
+  discardEntry(e: number): void {
+    if (e < 0) return;
+    if (e >= FLAT_FLAG) this.garbageFlat++;
+    else this.discardSubtree(e);
   }
 
   /** Counts the nodes and leaves of the subtree at `node` as garbage (it is being replaced). */

@@ -1,22 +1,28 @@
 // RouteTable4: an IPv4 RIB plus the FIB compiled from it, updated in batches.
 //
 // applyBatch() applies the changes to the RIB, then rebuilds only the /18 chunks they touch:
-// a prefix of 18+ bits touches one chunk; a shorter one changes the inherited next hop of every
-// chunk it spans. The new FIB gets a copy of the 1 MiB dir and shares the node/leaf arrays, to
-// which the rebuilt subtrees are appended (see poptrie-writer.ts), so the FIB that packets are
-// using right now is never modified: the caller swaps `fib` between packet batches. Once the
-// replaced subtrees (garbage) outweigh the live ones, the batch does a full rebuild instead,
-// which also compacts the arrays.
+// a prefix of 18+ bits touches one chunk; a shorter one may change the inherited next hop of the
+// chunks it spans, which are recomputed over that span and rebuilt only where it changed. The
+// new FIB gets a copy of the 1 MiB dir and shares the node/leaf arrays, to which the rebuilt
+// subtrees are appended (see poptrie-writer.ts), so the FIB that packets are using right now is
+// never modified: the caller swaps `fib` between packet batches. Once the replaced subtrees
+// (garbage) outweigh the live ones, the batch does a full rebuild instead, which also compacts.
+//
+// Small tables (at most FLAT_MAX_CHUNKS populated chunks at the last full build, e.g. a Calico
+// node: every route inside one /16) compile each populated chunk to a flat block of 2^14 leaves
+// instead of a subtree, so every lookup is dir -> leaf (at most 32 KiB per chunk, 2 MiB in all).
 
-import { formatCidr4, parseCidr4 } from './cidr';
-import { NO_ROUTE, checkNextHop } from './constants';
+import { parseCidr4 } from './cidr';
+import { NO_ROUTE } from './constants';
 import { Fib4 } from './fib4';
 import { dirLeaf } from './poptrie-layout';
 import { ChunkPrefixes, PoptrieWriter } from './poptrie-writer';
-import { CHUNK_BITS4, Rib4, Route4, checkPrefix4 } from './rib4';
+import { CHUNK_BITS4, Rib4, Route4, checkNextHop4, checkPrefix4 } from './rib4';
 
 const CHUNKS = 1 << CHUNK_BITS4;
 const LOW_BITS = 32 - CHUNK_BITS4;
+/** Tables with at most this many populated chunks use flat blocks (see above). */
+export const FLAT_MAX_CHUNKS = 64;
 
 export type RouteChange4 =
   | { op: 'set'; addr: number; len: number; nh: number }
@@ -33,22 +39,32 @@ export class RouteTable4 {
   private writer = new PoptrieWriter();
   /** Per chunk, the next hop inherited from prefixes shorter than 18 bits. */
   private readonly inherited = new Uint16Array(CHUNKS).fill(NO_ROUTE);
+  private readonly inhScratch = new Uint16Array(CHUNKS);
   private readonly scratch = new ChunkPrefixes(1);
-  private keyScratch = new Float64Array(1024);
   private readonly touched = new Uint8Array(CHUNKS);
   private touchedList = new Int32Array(1024);
+  private nTouched = 0;
+  /** Short prefixes changed by the current batch: (first chunk, length) pairs. */
+  private shortList = new Int32Array(64);
   private current: Fib4;
+  /** Whether populated chunks compile to flat blocks (decided at each full build). */
+  private flatMode = false;
   /** Number of full rebuilds done, for tests and the benchmark. */
   fullRebuilds = 0;
 
   constructor(routes?: Iterable<Route4>) {
-    if (routes) for (const r of routes) this.rib.insert(r.addr, r.len, r.nh);
-    this.current = this.rebuild();
+    if (routes) this.rib.bulkLoad(routes);
+    this.current = this.compileAll();
   }
 
   /** The FIB to use for lookups; replaced (never mutated) by applyBatch(). */
   get fib(): Fib4 {
     return this.current;
+  }
+
+  /** Whether the current FIB uses flat blocks (small-table mode). */
+  get flat(): boolean {
+    return this.flatMode;
   }
 
   /** Longest-prefix match through the current FIB. */
@@ -62,60 +78,66 @@ export class RouteTable4 {
    */
   applyBatch(changes: Iterable<RouteChange4>): Fib4 {
     const batch = Array.isArray(changes) ? (changes as RouteChange4[]) : [...changes];
-    for (const ch of batch) {
+    for (let i = 0; i < batch.length; i++) {
+      const ch = batch[i];
       if (ch.op !== 'set' && ch.op !== 'delete') {
         throw new Error(`invalid route change op ${JSON.stringify((ch as { op: unknown }).op)}`);
       }
       checkPrefix4(ch.addr, ch.len);
-      if (ch.op === 'set') checkNextHop(ch.nh, formatCidr4(ch.addr, ch.len));
+      if (ch.op === 'set') checkNextHop4(ch.nh, ch.addr, ch.len);
     }
-    let nTouched = 0;
-    let full = false;
-    const touch = (c: number) => {
-      if (this.touched[c]) return;
-      this.touched[c] = 1;
-      if (nTouched === this.touchedList.length) {
-        const grown = new Int32Array(nTouched * 2);
-        grown.set(this.touchedList);
-        this.touchedList = grown;
-      }
-      this.touchedList[nTouched++] = c;
-    };
-    for (const ch of batch) {
-      if (ch.op === 'set') this.rib.insert(ch.addr, ch.len, ch.nh);
-      else this.rib.delete(ch.addr, ch.len);
-      if (full) continue;
+    this.nTouched = 0;
+    let nShort = 0;
+    const rib = this.rib;
+    for (let i = 0; i < batch.length; i++) {
+      const ch = batch[i];
+      if (ch.op === 'set') rib.insert(ch.addr, ch.len, ch.nh);
+      else rib.delete(ch.addr, ch.len);
       if (ch.len >= CHUNK_BITS4) {
-        touch(ch.addr >>> LOW_BITS);
-      } else if (ch.len < 6) {
-        full = true; // spans 4096+ chunks: cheaper to rebuild everything
+        this.touch(ch.addr >>> LOW_BITS);
       } else {
-        // A short prefix changes the inherited next hop of every chunk it spans.
-        const span = 1 << (CHUNK_BITS4 - ch.len);
-        const first = ch.addr >>> LOW_BITS;
-        for (let c = first; c < first + span; c++) touch(c);
+        if (2 * nShort + 2 > this.shortList.length) {
+          const grown = new Int32Array(this.shortList.length * 2);
+          grown.set(this.shortList);
+          this.shortList = grown;
+        }
+        this.shortList[2 * nShort] = ch.len === 0 ? 0 : (ch.addr >>> LOW_BITS);
+        this.shortList[2 * nShort + 1] = ch.len;
+        nShort++;
       }
     }
-    if (!full) {
-      for (let i = 0; i < nTouched; i++) {
-        const c = this.touchedList[i];
-        this.inherited[c] = this.rib.shortCover(c);
+    // A short prefix changes the inherited next hop of (some of) the chunks it spans: recompute it
+    // over the span and rebuild the chunks where it changed.
+    const inh = this.inherited;
+    const fresh = this.inhScratch;
+    for (let i = 0; i < nShort; i++) {
+      const first = this.shortList[2 * i];
+      const len = this.shortList[2 * i + 1];
+      rib.fillCover(first, len, fresh);
+      const end = first + (1 << (CHUNK_BITS4 - len));
+      for (let c = first; c < end; c++) {
+        if (fresh[c] !== inh[c]) {
+          inh[c] = fresh[c];
+          this.touch(c);
+        }
       }
     }
     const w = this.writer;
-    if (full || w.garbageNodes * 2 > w.nodeCount || w.garbageLeaves * 2 > w.leafCount) {
-      for (let i = 0; i < nTouched; i++) this.touched[this.touchedList[i]] = 0;
+    const nTouched = this.nTouched;
+    const list = this.touchedList;
+    if (w.garbageNodes * 2 > w.nodeCount || w.garbageLeaves * 2 > w.leafCount || w.garbageFlat * 2 > w.flatCount) {
+      for (let i = 0; i < nTouched; i++) this.touched[list[i]] = 0;
       this.current = this.compileAll();
       return this.current;
     }
     const dir = this.current.dir.slice();
     for (let i = 0; i < nTouched; i++) {
-      const c = this.touchedList[i];
+      const c = list[i];
       this.touched[c] = 0;
-      if (dir[c] >= 0) w.discardSubtree(dir[c]);
+      w.discardEntry(dir[c]);
       dir[c] = this.compileChunk(c);
     }
-    this.current = new Fib4(dir, w.nodes, w.leaves);
+    this.current = new Fib4(dir, w.nodes, w.leaves, w.flat);
     return this.current;
   }
 
@@ -128,49 +150,64 @@ export class RouteTable4 {
     return this.current;
   }
 
+  private touch(c: number): void {
+    if (this.touched[c]) return;
+    this.touched[c] = 1;
+    if (this.nTouched === this.touchedList.length) {
+      const grown = new Int32Array(this.nTouched * 2);
+      grown.set(this.touchedList);
+      this.touchedList = grown;
+    }
+    this.touchedList[this.nTouched++] = c;
+  }
+
   private compileAll(): Fib4 {
     this.fullRebuilds++;
-    // Size the arrays from the RIB: about one node per 10 chunk-bucketed routes, 2 leaves per route.
-    const n = this.rib.size;
-    this.writer = new PoptrieWriter(1024 + (n >>> 2), 4096 + n * 2);
+    const rib = this.rib;
+    let populated = 0;
+    for (let c = 0; c < CHUNKS && populated <= FLAT_MAX_CHUNKS; c++) if (rib.runLen[c]) populated++;
+    this.flatMode = populated <= FLAT_MAX_CHUNKS;
+    // Size the arrays from the RIB: about one node per 4 routes, 2 leaves per route.
+    const n = rib.size;
+    this.writer = this.flatMode ? new PoptrieWriter(16, 64) : new PoptrieWriter(1024 + (n >>> 2), 4096 + n * 2);
     const inh = this.inherited;
     inh.fill(NO_ROUTE);
-    this.rib.forEachShort((first, span, nh) => inh.fill(nh, first, first + span));
+    rib.forEachShort((first, span, nh) => inh.fill(nh, first, first + span));
     const dir = new Int32Array(CHUNKS);
-    for (let c = 0; c < CHUNKS; c++) dir[c] = dirLeaf(inh[c]);
-    for (const c of this.rib.chunks.keys()) dir[c] = this.compileChunk(c);
+    for (let c = 0; c < CHUNKS; c++) dir[c] = rib.runLen[c] ? this.compileChunk(c) : dirLeaf(inh[c]);
     const w = this.writer;
     // Trim to the used size plus 1/8 headroom for incremental updates.
     w.nodes = w.nodes.slice(0, w.nodeCount * 8 + ((w.nodeCount >>> 3) + 16) * 8);
     w.leaves = w.leaves.slice(0, w.leafCount + (w.leafCount >>> 3) + 64);
-    return new Fib4(dir, w.nodes, w.leaves);
+    return new Fib4(dir, w.nodes, w.leaves, w.flat);
   }
 
-  /** Returns the dir entry for chunk `c`: a leaf, or the root of a freshly built subtree. */
+  /** Returns the dir entry for chunk `c`: a leaf, a flat block or the root of a fresh subtree. */
   private compileChunk(c: number): number {
-    const bucket = this.rib.chunks.get(c);
+    const rib = this.rib;
+    const n = rib.runLen[c];
     const inherited = this.inherited[c];
-    if (!bucket) return dirLeaf(inherited);
-    const n = bucket.size;
-    if (this.keyScratch.length < n) this.keyScratch = new Float64Array(Math.max(n, this.keyScratch.length * 2));
-    const keys = this.keyScratch.subarray(0, n);
-    let i = 0;
-    // key (18 bits: address bits, then length) * 2^16 + nh sorts by address then length.
-    for (const [k, nh] of bucket) keys[i++] = k * 65536 + nh;
-    keys.sort();
+    if (n === 0) return dirLeaf(inherited);
+    const off = rib.runOff[c];
+    const keys = rib.keys;
+    const nhs = rib.nhs;
     // A lone /18 covers the whole chunk: no subtree needed.
-    if (n === 1 && Math.floor(keys[0] / 65536) === 0) return dirLeaf(keys[0] % 65536);
+    if (n === 1 && keys[off] === 0) return dirLeaf(nhs[off]);
     const p = this.scratch;
     p.reset(n);
     const base = c << LOW_BITS;
-    for (i = 0; i < n; i++) {
-      const kv = keys[i];
-      const k = Math.floor(kv / 65536);
-      p.words[i] = base | (k >>> 4);
-      p.lens[i] = (k & 15) + CHUNK_BITS4;
-      p.nhs[i] = kv - k * 65536;
+    const words = p.words;
+    const lens = p.lens;
+    const pn = p.nhs;
+    for (let i = 0; i < n; i++) {
+      const k = keys[off + i];
+      words[i] = base | (k >>> 4);
+      lens[i] = (k & 15) + CHUNK_BITS4;
+      pn[i] = nhs[off + i];
     }
     p.count = n;
-    return this.writer.buildChunk(p, CHUNK_BITS4, inherited);
+    const w = this.writer;
+    if (this.flatMode && w.flatCount - w.garbageFlat < FLAT_MAX_CHUNKS) return w.buildFlat(p, inherited);
+    return w.buildChunk(p, CHUNK_BITS4, inherited);
   }
 }

@@ -24,6 +24,7 @@ const TWO: LabNodeSpec[] = [
 async function withLab(spec: LabNodeSpec[], start: string[], fn: (lab: Lab) => Promise<void>, before?: (lab: Lab) => void): Promise<void> {
   if (!isRoot()) throw new Error('live tests need root (network namespaces)');
   const lab = guard(new Lab(spec));
+  const t0 = Date.now();
   try {
     lab.build();
     before?.(lab);
@@ -40,7 +41,13 @@ async function withLab(spec: LabNodeSpec[], start: string[], fn: (lab: Lab) => P
     throw e;
   } finally {
     await teardown(lab);
+    console.log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   }
+}
+
+/** Lab.ping, but a reply may take up to 3 s (a loaded CI host): loss, not latency, is under test. */
+function ping(lab: Lab, from: string, toIp: string, count: number) {
+  return lab.ping(from, toIp, count, 56, ['-W', '3']);
 }
 
 /** Write the resource file atomically (as Lab.setMode does): watchers never see half a file. */
@@ -98,7 +105,7 @@ test('a node added to the file while podway runs: its block gets routed and its 
       const n1 = lab.node('node1');
       assert.is(await kindOf(n1, n3.block), undefined, 'node3 block must not be routed before node3 exists');
       assert.ok(!(await routes(n1)).some((r) => r.node === 'node3'));
-      assert.is(lab.ping('web-1', lab.pod('web-3').ip, 1).received, 0);
+      assert.is(ping(lab, 'web-1', lab.pod('web-3').ip, 1).received, 0);
       const applied = (await status(n1)).modelsApplied;
       lab.setMode('vxlan'); // the whole cluster again, node3 included
       await waitKind(lab, 'node1', n3.block, 'vxlan');
@@ -108,9 +115,9 @@ test('a node added to the file while podway runs: its block gets routed and its 
       assert.is(r.via, n3.ip);
       await lab.startPodway('node3');
       for (const [a, b] of [['web-1', 'web-3'], ['tap-1', 'tun-3'], ['web-3', 'web-2']]) {
-        const p = lab.ping(a, lab.pod(b).ip, 4);
+        const p = ping(lab, a, lab.pod(b).ip, 4);
         assert.is(p.loss, 0, `${a} -> ${b}: ${JSON.stringify(p)}`);
-        assert.is(p.ttl, b === 'tun-3' ? 63 : 62, `${a} -> ${b} ttl`);
+        assert.is(p.ttl, 62, `${a} -> ${b} ttl (one hop on each node)`);
       }
     },
     (lab) => {
@@ -142,7 +149,7 @@ test('bad edits are rejected with file/document/field named; forwarding goes on;
     assert.ok(line!.includes(file), `error names the file: ${line}`);
     assert.match(line!, /document 3\b/);
     assert.match(line!, /YAML/i);
-    let p = lab.ping('web-1', lab.pod('web-2').ip, 5);
+    let p = ping(lab, 'web-1', lab.pod('web-2').ip, 5);
     assert.is(p.loss, 0, `forwarding after invalid YAML: ${JSON.stringify(p)}`);
     assert.is(await kindOf(n1, n2block), 'vxlan');
 
@@ -154,9 +161,9 @@ test('bad edits are rejected with file/document/field named; forwarding goes on;
     assert.ok(line, `no error logged for vxlanMode: Sometimes; log: ${n1.log.slice(mark).join(' | ')}`);
     assert.ok(line!.includes(file), `error names the file: ${line}`);
     assert.match(line!, /document 1 \(IPPool default-ipv4-ippool\): spec\.vxlanMode: .*Never\|Always\|CrossSubnet.*"Sometimes"/);
-    p = lab.ping('web-1', lab.pod('web-2').ip, 5);
+    p = ping(lab, 'web-1', lab.pod('web-2').ip, 5);
     assert.is(p.loss, 0, `forwarding after vxlanMode: Sometimes: ${JSON.stringify(p)}`);
-    p = lab.ping('tap-2', lab.pod('tap-1').ip, 5);
+    p = ping(lab, 'tap-2', lab.pod('tap-1').ip, 5);
     assert.is(p.loss, 0, `forwarding after vxlanMode: Sometimes: ${JSON.stringify(p)}`);
     assert.is(await kindOf(n1, n2block), 'vxlan');
     assert.is((await status(n1)).modelsApplied, applied, 'a rejected edit must not be applied');
@@ -166,7 +173,7 @@ test('bad edits are rejected with file/document/field named; forwarding goes on;
     writeResources(lab, good.split('\n---\n').filter((d) => !/kind: Node\n[\s\S]*name: node1$/m.test(d)).join('\n---\n'));
     line = await waitLog(n1, /node1/, mark);
     assert.ok(line, `no error logged when node1 is missing; log: ${n1.log.slice(mark).join(' | ')}`);
-    p = lab.ping('web-1', lab.pod('web-2').ip, 5);
+    p = ping(lab, 'web-1', lab.pod('web-2').ip, 5);
     assert.is(p.loss, 0, `forwarding after node1 vanished from the file: ${JSON.stringify(p)}`);
 
     // 4. the fix (to ipip, so that "applied" is visible in the routes)
@@ -174,7 +181,7 @@ test('bad edits are rejected with file/document/field named; forwarding goes on;
     await waitKind(lab, 'node1', n2block, 'ipip');
     await waitKind(lab, 'node2', lab.node('node1').block, 'ipip');
     assert.ok((await status(n1)).modelsApplied > applied);
-    p = lab.ping('web-1', lab.pod('web-2').ip, 5);
+    p = ping(lab, 'web-1', lab.pod('web-2').ip, 5);
     assert.is(p.loss, 0, `after the fix: ${JSON.stringify(p)}`);
     assert.is(p.ttl, 62);
   });
@@ -189,7 +196,7 @@ test('restart: SIGTERM exits 0 promptly; a new podway re-attaches to the same ve
     const n1 = lab.node('node1');
     const web1 = lab.pod('web-1');
     const tap1 = lab.pod('tap-1');
-    for (const [a, b] of [['web-1', 'web-2'], ['tap-1', 'tap-2']]) assert.is(lab.ping(a, lab.pod(b).ip, 10).loss, 0);
+    for (const [a, b] of [['web-1', 'web-2'], ['tap-1', 'tap-2']]) assert.is(ping(lab, a, lab.pod(b).ip, 10).loss, 0);
     type Ports = { ports: { port: string; rx: number; tx: number }[] };
     const podRx = (c: Ports) => c.ports.filter((p) => p.port === web1.ifname || p.port === tap1.ifname).reduce((s, p) => s + p.rx, 0);
     const before = (await controlRequest(n1.control, { cmd: 'counters' })) as Ports;
@@ -201,11 +208,11 @@ test('restart: SIGTERM exits 0 promptly; a new podway re-attaches to the same ve
     const code = await lab.stopPodway('node1');
     const stopMs = Date.now() - t0;
     assert.is(code, 0, `exit code ${code}; log: ${n1.log.slice(mark).join(' | ')}`);
-    assert.ok(stopMs < 2000, `stopped in ${stopMs} ms`);
+    assert.ok(stopMs < 3000, `stopped in ${stopMs} ms`);
     assert.ok(n1.log.slice(mark).some((l) => /SIGTERM/.test(l)), 'logs the signal');
     assert.not.ok(existsSync(n1.control), 'control socket removed on exit');
     // while it is down, node1's pods are cut off (nobody forwards for them)
-    assert.is(lab.ping('web-1', lab.pod('web-2').ip, 1).received, 0);
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 1).received, 0);
 
     await lab.startPodway('node1');
     assert.is(ifindex(n1.ns, web1.ifname), idx.veth, 'veth not recreated');
@@ -215,10 +222,18 @@ test('restart: SIGTERM exits 0 promptly; a new podway re-attaches to the same ve
     const after = (await controlRequest(n1.control, { cmd: 'counters' })) as Ports & { reasons: Record<string, number> };
     assert.ok(podRx(after) < 5, `pod counters after restart: ${JSON.stringify(after.ports)}`);
     for (const [a, b] of [['web-1', 'web-2'], ['tap-1', 'tap-2'], ['tap-2', 'web-1']]) {
-      const p = lab.ping(a, lab.pod(b).ip, 5);
+      const p = ping(lab, a, lab.pod(b).ip, 5);
       assert.is(p.loss, 0, `${a} -> ${b} after restart: ${JSON.stringify(p)}`);
       assert.is(p.ttl, 62);
     }
+
+    // A crash (SIGKILL) leaves a stale control socket behind: the next start must reuse the path.
+    n1.proc!.kill('SIGKILL');
+    assert.ok(await until(() => n1.proc!.exitCode !== null || n1.proc!.signalCode !== null, 5000));
+    n1.proc = null;
+    assert.ok(existsSync(n1.control), 'stale socket left by the crash');
+    await lab.startPodway('node1');
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0, 'after a restart over a stale socket');
   });
 });
 
@@ -246,11 +261,12 @@ test('a second podway on the same node fails clearly (busy UDP 4789); the first 
     assert.ok(r.code !== null && r.code !== 0, `second podway exit code ${r.code}: ${r.err}`);
     assert.match(r.err, /4789/);
     assert.match(r.err, /busy|in use/i);
+    if (process.env.E2E_VERBOSE) console.log(r.err);
     assert.not.match(r.err, /^\s+at /m, `a clear message, not a stack trace: ${r.err}`);
     // the first one is untouched: control socket answers, forwarding goes on
     assert.is((await status(n1)).endpoints, 2);
-    assert.is(lab.ping('web-1', lab.pod('web-2').ip, 5).loss, 0);
-    assert.is(lab.ping('tap-1', lab.pod('tap-2').ip, 5).loss, 0);
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 5).loss, 0);
+    assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 5).loss, 0);
   });
 });
 
@@ -264,6 +280,7 @@ test('a control socket held by a running podway is not taken over by another one
       assert.ok(r!.code !== 0, `exit code ${r!.code}`);
       assert.match(r!.err, /control socket/i);
       assert.ok(r!.err.includes(n1.control), r!.err);
+      if (process.env.E2E_VERBOSE) console.log(r!.err);
     } finally {
       // node1's own podway must still answer on its socket, whatever happened
       const st = (await controlRequest(n1.control, { cmd: 'status' }, 3000)) as { node: string };
@@ -283,7 +300,7 @@ test('a missing pod interface is reported, the other pods are served, and it is 
       const line = n2.log.find((l) => l.includes(web2.ifname) && /cannot attach|does not exist/.test(l));
       assert.ok(line, `no log naming ${web2.ifname}: ${n2.log.join(' | ')}`);
       assert.is((await status(n2)).endpoints, 1);
-      assert.is(lab.ping('tap-1', lab.pod('tap-2').ip, 3).loss, 0, 'other pods still served');
+      assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 3).loss, 0, 'other pods still served');
       // the interface comes back (same name, same pod MAC), as when a CNI ADD completes late
       run('ip', ['link', 'add', web2.ifname, 'netns', n2.ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', web2.ns]);
       run('ip', ['-n', n2.ns, 'link', 'set', web2.ifname, 'address', 'ee:ee:ee:ee:ee:ee', 'up']);
@@ -296,7 +313,7 @@ test('a missing pod interface is reported, the other pods are served, and it is 
       lab.setMode('ipip');
       assert.ok(await until(async () => (await status(n2)).endpoints === 2, 10_000), 'web-2 attached after the edit');
       await waitKind(lab, 'node1', n2.block, 'ipip');
-      const p = lab.ping('web-1', web2.ip, 4);
+      const p = ping(lab, 'web-1', web2.ip, 4);
       assert.is(p.loss, 0, `web-1 -> web-2 once attached: ${JSON.stringify(p)}`);
     },
     (lab) => {

@@ -6,6 +6,7 @@
  * Traffic: bench/e2e/pktgen.c in pod A (AF_PACKET sendmmsg flooder), counted by its sink in pod B.
  *
  *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,ipip] [-- --seconds 2]
+ *                 [-- --podway-args "--rx-ring 3 --batch 128"]
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -94,6 +95,7 @@ class Bench {
     { name: 'node2', subnet: 'a', pods: [{ name: 'pod-b', type: 'veth' }] },
   ], { underlay: 'p2p' });
   private naive: ChildProcess | null = null;
+  constructor(readonly podwayArgs: string[] = []) {}
   private current = '';
 
   async configure(s: Setup): Promise<void> {
@@ -107,7 +109,7 @@ class Bench {
     const roles: [LabNode, NodeRole][] = [[lab.nodes[0], s.node1], [lab.nodes[1], s.node2]];
     for (const [n, role] of roles) {
       if (role === 'kernel') configureKernelNode(lab, n, s.mode === 'direct' ? 'direct' : 'vxlan');
-      else if (role === 'podway') await lab.startPodway(n.name);
+      else if (role === 'podway') await lab.startPodway(n.name, 15_000, this.podwayArgs);
       else this.startNaive(n, role === 'naive-ipip' ? 'ipip' : 'vxlan');
     }
     this.current = key;
@@ -213,7 +215,8 @@ async function main() {
   const sizes = quick ? [64] : [64, 1400];
   const flowsList = quick ? [1] : [1, 1024];
   if (process.getuid && process.getuid() !== 0) throw new Error('the e2e benchmark needs root (network namespaces)');
-  const bench = new Bench();
+  const podwayArgs = args.includes('--podway-args') ? args[args.indexOf('--podway-args') + 1].split(' ').filter(Boolean) : [];
+  const bench = new Bench(podwayArgs);
   const onExit = () => bench.lab.destroy();
   process.once('SIGINT', () => { onExit(); process.exit(130); });
   const rows: Row[] = [];

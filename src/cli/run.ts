@@ -13,6 +13,7 @@ export interface RunOptions {
   datastore: string;
   control?: string;
   batch?: number;
+  ringVersion?: 2 | 3;
 }
 
 export function log(node: string, msg: string): void {
@@ -38,7 +39,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const store = new FileDatastore(ds.path);
   const snap = await store.start();
   const say = (m: string) => log(opts.node, m);
-  const engine = new Engine({ batch: opts.batch, log: say });
+  const engine = new Engine({ batch: opts.batch, ringVersion: opts.ringVersion, log: say });
   try {
     engine.apply(modelFor(snap, opts.node));
   } catch (e) {

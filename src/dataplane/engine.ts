@@ -18,6 +18,9 @@ export interface EngineOptions {
   /** Set host sysctls/routes (default true; tests of the pipeline alone may turn it off). */
   manageHost?: boolean;
   log?: (msg: string) => void;
+  /** AF_PACKET receive ring: 3 (default: block batching, measured 1.4x the throughput of 2 in
+   * bench/e2e) or 2 (per-frame wake-up: no 1 ms block timer on a quiet port). */
+  ringVersion?: 2 | 3;
 }
 
 interface EndpointPort {
@@ -35,6 +38,7 @@ export class Engine {
   private readonly batch: number;
   private readonly log: (m: string) => void;
   private readonly manageHost: boolean;
+  private readonly ringVersion: 2 | 3;
   private model: NodeDataplaneModel | null = null;
   private underlay: Underlay | null = null;
   private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1 };
@@ -50,6 +54,7 @@ export class Engine {
     this.batch = Math.min(opts.batch ?? 256, native.MAX_BATCH);
     this.log = opts.log ?? (() => {});
     this.manageHost = opts.manageHost ?? true;
+    this.ringVersion = opts.ringVersion ?? 3;
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
     this.pool = new FramePool(this.batch + 8);
     this.arpSlot = this.batch;
@@ -90,7 +95,7 @@ export class Engine {
       this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
       this.infra.ipip = native.openRaw({ proto: 4, addr: nodeIp, rcvbuf: 4 << 20 });
       this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
-      this.infra.underlay = native.openPacket(ul.name, { ring: true, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20 });
+      this.infra.underlay = native.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20 });
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
       this.closeInfra();
@@ -141,7 +146,7 @@ export class Engine {
         this.notes.push(...quietKernelOn(ep.interfaceName, true));
         hostRouteToPod(ep.interfaceName, ep.ips, ep.mac);
       }
-      port = native.openPacket(ep.interfaceName, { ring: true, ignoreOutgoing: true });
+      port = native.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, ignoreOutgoing: true });
     } else if (kind === 'tap') {
       port = native.openTap(ep.interfaceName, { netns });
     } else {

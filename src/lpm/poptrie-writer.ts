@@ -65,6 +65,7 @@ export class PoptrieWriter {
   private readonly slotNh: Int32Array[] = [];
   private readonly grpStart: Int32Array[] = [];
   private readonly grpEnd: Int32Array[] = [];
+  private readonly runBuf = new Int32Array(64);
   private p!: ChunkPrefixes;
 
   constructor(nodeCapacity = 1024, leafCapacity = 4096) {
@@ -164,14 +165,21 @@ export class PoptrieWriter {
     const end = b + STRIDE;
     let vecLo = 0;
     let vecHi = 0;
+    const W = p.wordsPerKey;
+    const words = p.words;
+    const lens = p.lens;
+    const nhs = p.nhs;
     // Paint the prefixes that end in this stride; sorted order puts a covering prefix before the
     // ones nested in it, so the more specific one wins. Longer prefixes are grouped per slot
     // (contiguous, because the list is sorted by address).
     for (let i = lo; i < hi; i++) {
-      const len = p.lens[i];
-      const s = p.slotAt(i, b);
+      const len = lens[i];
+      let s: number;
+      if (W === 1) s = b <= 32 - STRIDE ? (words[i] >>> (32 - STRIDE - b)) & 63 : (words[i] << (b - (32 - STRIDE))) & 63;
+      else s = p.slotAt(i, b);
       if (len <= end) {
-        slots.fill(p.nhs[i], s, s + (1 << (end - len)));
+        if (len === end) slots[s] = nhs[i];
+        else slots.fill(nhs[i], s, s + (1 << (end - len)));
       } else {
         if (gs[s] < 0) gs[s] = i;
         ge[s] = i + 1;
@@ -180,34 +188,34 @@ export class PoptrieWriter {
       }
     }
     // Leaf compression: one stored leaf per run of equal leaf slots (child slots do not break a run).
+    const run = this.runBuf;
     let leafLo = 0;
     let leafHi = 0;
     let runs = 0;
     let prev = -1;
-    for (let s = 0; s < 64; s++) {
-      const isChild = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
-      if (isChild) continue;
-      if (slots[s] !== prev) {
-        prev = slots[s];
-        runs++;
-        if (s < 32) leafLo |= 1 << s;
-        else leafHi |= 1 << (s - 32);
+    for (let s = 0; s < 32; s++) {
+      if ((vecLo >>> s) & 1) continue;
+      const v = slots[s];
+      if (v !== prev) {
+        prev = v;
+        run[runs++] = v;
+        leafLo |= 1 << s;
+      }
+    }
+    for (let s = 32; s < 64; s++) {
+      if ((vecHi >>> (s - 32)) & 1) continue;
+      const v = slots[s];
+      if (v !== prev) {
+        prev = v;
+        run[runs++] = v;
+        leafHi |= 1 << (s - 32);
       }
     }
     const kids = popcount32(vecLo) + popcount32(vecHi);
     const childBase = kids ? this.allocNodes(kids) : 0;
     const leafBase = this.allocLeaves(runs);
     const leaves = this.leaves;
-    let w = leafBase;
-    prev = -1;
-    for (let s = 0; s < 64; s++) {
-      const isChild = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
-      if (isChild) continue;
-      if (slots[s] !== prev) {
-        prev = slots[s];
-        leaves[w++] = prev;
-      }
-    }
+    for (let r = 0; r < runs; r++) leaves[leafBase + r] = run[r];
     const n = this.nodes; // read after the allocations above, which may have grown it
     const o = target << NODE_SHIFT;
     n[o] = vecLo;
@@ -220,8 +228,13 @@ export class PoptrieWriter {
     n[o + 7] = leafBase - 1 + popcount32(leafLo);
     if (!kids) return;
     let k = childBase;
-    for (let s = 0; s < 64; s++) {
-      if (gs[s] >= 0) this.buildNode(level + 1, end, gs[s], ge[s], slots[s], k++);
+    for (let v = vecLo; v !== 0; v &= v - 1) {
+      const s = 31 - Math.clz32(v & -v);
+      this.buildNode(level + 1, end, gs[s], ge[s], slots[s], k++);
+    }
+    for (let v = vecHi; v !== 0; v &= v - 1) {
+      const s = 63 - Math.clz32(v & -v);
+      this.buildNode(level + 1, end, gs[s], ge[s], slots[s], k++);
     }
   }
 }

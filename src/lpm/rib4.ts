@@ -254,7 +254,6 @@ export class Rib4 {
       nhs[w++] = b & 0xffff;
     }
     if (prevC >= 0) this.runCap[prevC] = this.runLen[prevC] = w - this.runOff[prevC];
-    if (prevC >= 0) this.runCap[prevC] = this.runLen[prevC] = w - this.runOff[prevC];
     this.keys = keys;
     this.nhs = nhs;
     this.used = w;

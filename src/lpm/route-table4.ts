@@ -52,7 +52,14 @@ export class RouteTable4 {
   /** Number of full rebuilds done, for tests and the benchmark. */
   fullRebuilds = 0;
 
-  constructor(routes?: Iterable<Route4>) {
+  private readonly flatMax: number;
+
+  /**
+   * `routes` are bulk-loaded (duplicates: the last one wins). `opts.flatMaxChunks` overrides
+   * FLAT_MAX_CHUNKS (0 disables flat blocks; tests use it to force either layout).
+   */
+  constructor(routes?: Iterable<Route4>, opts?: { flatMaxChunks?: number }) {
+    this.flatMax = opts?.flatMaxChunks ?? FLAT_MAX_CHUNKS;
     if (routes) this.rib.bulkLoad(routes);
     this.current = this.compileAll();
   }
@@ -165,8 +172,8 @@ export class RouteTable4 {
     this.fullRebuilds++;
     const rib = this.rib;
     let populated = 0;
-    for (let c = 0; c < CHUNKS && populated <= FLAT_MAX_CHUNKS; c++) if (rib.runLen[c]) populated++;
-    this.flatMode = populated <= FLAT_MAX_CHUNKS;
+    for (let c = 0; c < CHUNKS && populated <= this.flatMax; c++) if (rib.runLen[c]) populated++;
+    this.flatMode = this.flatMax > 0 && populated <= this.flatMax;
     // Size the arrays from the RIB: about one node per 4 routes, 2 leaves per route.
     const n = rib.size;
     this.writer = this.flatMode ? new PoptrieWriter(16, 64) : new PoptrieWriter(1024 + (n >>> 2), 4096 + n * 2);
@@ -207,7 +214,7 @@ export class RouteTable4 {
     }
     p.count = n;
     const w = this.writer;
-    if (this.flatMode && w.flatCount - w.garbageFlat < FLAT_MAX_CHUNKS) return w.buildFlat(p, inherited);
+    if (this.flatMode && w.flatCount - w.garbageFlat < this.flatMax) return w.buildFlat(p, inherited);
     return w.buildChunk(p, CHUNK_BITS4, inherited);
   }
 }

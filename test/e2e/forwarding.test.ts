@@ -45,6 +45,20 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
+// However the tests end, the suite's after-hook removes the lab (uvu runs it in a finally); the
+// exit handler covers a crash. Without it a failed teardown test would leave podway children
+// keeping this process (and the namespaces) alive.
+test.after(() => cleanup());
+
+// Per-test durations on stderr (PODWAY_E2E_TIMES=1), to keep the file's runtime in view.
+let t0 = 0;
+test.before.each(() => {
+  t0 = Date.now();
+});
+test.after.each((ctx) => {
+  if (process.env.PODWAY_E2E_TIMES) process.stderr.write(`${((Date.now() - t0) / 1000).toFixed(1)}s ${(ctx as { __test__: string }).__test__}\n`);
+});
+
 function L(): Lab {
   if (!lab) throw new Error('the lab was not built (first test failed)');
   return lab;
@@ -576,11 +590,13 @@ spec:
 
 test('lab: podway stops cleanly on SIGTERM, and destroy() leaves no namespace behind', async () => {
   const l = L();
-  for (const n of l.nodes) {
-    const code = await l.stopPodway(n.name);
-    assert.is(code, 0, `podway on ${n.name} exit code on SIGTERM: ${n.log.slice(-3).join(' | ')}`);
+  const codes: Record<string, number | null> = {};
+  try {
+    for (const n of l.nodes) codes[n.name] = await l.stopPodway(n.name);
+  } finally {
+    cleanup();
   }
-  cleanup();
+  assert.equal(codes, { node1: 0, node2: 0, node3: 0 }, `exit codes on SIGTERM: ${l.nodes.map((n) => n.log.slice(-2).join(' | ')).join(' || ')}`);
   const left = run('ip', ['netns', 'list']).split('\n').filter((x) => x.includes(l.tag));
   assert.equal(left, [], 'namespaces left behind');
   assert.is(children.size, 0, 'child processes left running');

@@ -9,7 +9,7 @@ import { native, FramePool, errnoOf } from './native';
 import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, NH_KIND_NAMES } from './nexthops';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
-import { findUnderlay, quietKernelOn, hostRouteToPod, removeHostRoute, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
+import { findUnderlay, underlayNextHops, quietKernelOn, hostRouteToPod, removeHostRoute, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 
 export interface EngineOptions {
@@ -68,9 +68,12 @@ export class Engine {
     const first = this.model === null;
     if (first || this.model!.node.ip !== model.node.ip) this.openInfra(model);
     this.syncEndpoints(model);
+    const remote = model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip')).map((r) => r.nodeIp!);
+    const gateways = underlayNextHops(new Set(remote));
     const nh = buildNextHops(model, {
       portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,
       neighbor: (ip) => this.neighbors.get(ip),
+      nextHop: (ip) => gateways.get(ip) ?? ip,
     });
     const known = new Set<number>(model.node.knownNodeIps);
     // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
@@ -78,7 +81,7 @@ export class Engine {
     this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
     this.model = model;
     this.applied++;
-    for (const r of model.routes) if (r.kind === 'direct' && r.nodeIp !== null && !this.neighbors.has(r.nodeIp)) this.resolve(r.nodeIp);
+    for (let i = 0; i < nh.count; i++) if (nh.gw[i] !== 0 && !this.neighbors.has(nh.gw[i])) this.resolve(nh.gw[i]);
     this.log(`applied model: ${model.routes.length} routes, ${this.endpoints.size} endpoints, ${model.withheld.length} withheld`);
   }
 
@@ -189,6 +192,7 @@ export class Engine {
   /** Send an ARP request for an underlay neighbour (rate-limited per address). */
   private resolve(ip: number): void {
     const now = Date.now();
+    if (this.arpSent.size > 4096) this.arpSent.clear();
     if (now - (this.arpSent.get(ip) ?? 0) < ARP_RETRY_MS || this.infra.underlay < 0 || !this.underlay || !this.model) return;
     this.arpSent.set(ip, now);
     const i = this.arpSlot;

@@ -134,3 +134,33 @@ export function writeArpRequest(b: Uint8Array, f: number, mac: Uint8Array, ip: n
   b.fill(0, a + 28, f + 60);
   return 60;
 }
+
+/**
+ * The underlay next hop for a remote node: the node itself when on-link, else the gateway of the
+ * kernel's best route to it. Read from the main table once per model (control path only).
+ */
+export function underlayNextHops(ips: Iterable<number>): Map<number, number> {
+  let routes: { dst: string; gateway?: string }[] = [];
+  try {
+    routes = JSON.parse(execFileSync('ip', ['-j', '-4', 'route', 'show', 'table', 'main'], { encoding: 'utf8', timeout: 10_000 }));
+  } catch {
+    /* no table: every node is treated as on-link */
+  }
+  const table = routes.map((r) => {
+    const [a, len] = r.dst === 'default' ? ['0.0.0.0', '0'] : r.dst.split('/');
+    const l = len === undefined ? 32 : Number(len);
+    return { addr: ipv4ToNumber(a), mask: l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0, len: l, gw: r.gateway ? ipv4ToNumber(r.gateway) : 0 };
+  });
+  const out = new Map<number, number>();
+  for (const ip of ips) {
+    let best: (typeof table)[number] | undefined;
+    for (const r of table) if (((ip & r.mask) >>> 0) === r.addr && (!best || r.len > best.len)) best = r;
+    out.set(ip, best && best.gw ? best.gw : ip);
+  }
+  return out;
+}
+
+function ipv4ToNumber(s: string): number {
+  const p = s.split('.').map(Number);
+  return (((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0);
+}

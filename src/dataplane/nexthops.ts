@@ -29,7 +29,12 @@ export interface NextHops {
   readonly ip: Uint32Array;
   /** Largest IP packet this path carries. */
   readonly mtu: Uint16Array;
-  /** DIRECT: the remote node's MAC (6 bytes per next hop) once ARP resolved it. */
+  /** VXLAN/IPIP/DIRECT: the underlay neighbour the frame goes to: the remote node when it is on
+   * our subnet, else the gateway towards it. */
+  readonly gw: Uint32Array;
+  /** That neighbour's MAC (6 bytes per next hop) once ARP resolved it. With it, tunnel packets get
+   * their outer Ethernet header from us and leave through the underlay AF_PACKET socket; without
+   * it (or for a DIRECT next hop, not at all) they go through the kernel's raw IPv4 socket. */
   readonly mac: Uint8Array;
   readonly macKnown: Uint8Array;
   /** VXLAN: outer IPv4/UDP/VXLAN + inner MAC template (see encapVxlan). */
@@ -45,6 +50,8 @@ export interface NextHopContext {
   portOf(interfaceName: string): number;
   /** A resolved underlay neighbour MAC (6 bytes) or undefined. */
   neighbor(ip: number): Uint8Array | undefined;
+  /** The underlay next hop towards a remote node IP. */
+  nextHop(nodeIp: number): number;
 }
 
 const KIND_OF: Record<Route['kind'], number> = {
@@ -63,6 +70,7 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext): N
   const kind = new Uint8Array(n);
   const port = new Int32Array(n).fill(-1);
   const ip = new Uint32Array(n);
+  const gw = new Uint32Array(n);
   const mtu = new Uint16Array(n);
   const mac = new Uint8Array(n * 6);
   const macKnown = new Uint8Array(n);
@@ -87,22 +95,25 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext): N
         innerSrcMac: localVtepMac,
       });
     }
-    if (r.kind === 'direct' && r.nodeIp !== null) {
-      const m = ctx.neighbor(r.nodeIp);
+    if (r.nodeIp !== null && (r.kind === 'direct' || r.kind === 'vxlan' || r.kind === 'ipip')) {
+      // Unencapsulated routes are on-link (Calico: `via <node IP> onlink`); tunnels follow the underlay.
+      gw[i] = r.kind === 'direct' ? r.nodeIp >>> 0 : ctx.nextHop(r.nodeIp) >>> 0;
+      const m = ctx.neighbor(gw[i]);
       if (m) {
         mac.set(m, i * 6);
         macKnown[i] = 1;
       }
     }
   }
-  return { count: n, kind, port, ip, mtu, mac, macKnown, tpl, routes, fib: table.fib, table };
+  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, routes, fib: table.fib, table };
 }
 
-/** Record a resolved neighbour in every DIRECT next hop that goes to it. */
+/** Record a resolved underlay neighbour in every next hop that goes through it. */
 export function learnNeighbor(nh: NextHops, ip: number, b: Uint8Array, macOff: number): number {
   let changed = 0;
   for (let i = 0; i < nh.count; i++) {
-    if (nh.kind[i] === NhKind.DIRECT && nh.ip[i] === ip) {
+    const k = nh.kind[i];
+    if ((k === NhKind.DIRECT || k === NhKind.VXLAN || k === NhKind.IPIP) && nh.gw[i] === ip) {
       for (let k = 0; k < 6; k++) nh.mac[i * 6 + k] = b[macOff + k];
       nh.macKnown[i] = 1;
       changed++;

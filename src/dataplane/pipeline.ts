@@ -327,17 +327,13 @@ export class Pipeline {
         const sport = vxlanSourcePort(innerFlowHash(b, eth, total + ETH_HLEN, this.flowSeed));
         const id = this.nextId();
         const start = encapVxlan(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport, id);
-        this.setFrame(i, start, total + ETH_HLEN + 36);
-        this.pool.addr[i] = nhs.ip[nh];
         if (tr !== null) tr.stages.push(`vxlan encap: outer ${formatIpv4(this.addr.nodeIp)}:${sport} -> ${formatIpv4(nhs.ip[nh])}:4789 udp csum 0, vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}, ${total + 50} bytes on the wire`);
-        return this.tx4Port;
+        return this.sendOuter(i, nh, start, total + ETH_HLEN + 36);
       }
       case NhKind.IPIP: {
         const start = encapIpip(b, ip, total, this.addr.nodeIp, nhs.ip[nh], 64, this.nextId());
-        this.setFrame(i, start, total + 20);
-        this.pool.addr[i] = nhs.ip[nh];
         if (tr !== null) tr.stages.push(`ipip encap: outer ${formatIpv4(this.addr.nodeIp)} -> ${formatIpv4(nhs.ip[nh])} proto 4 ttl 64`);
-        return this.tx4Port;
+        return this.sendOuter(i, nh, start, total + 20);
       }
       case NhKind.DIRECT: {
         if (nhs.macKnown[nh] === 0) {
@@ -354,6 +350,31 @@ export class Pipeline {
       }
     }
     return this.drop(Reason.NO_ROUTE);
+  }
+
+  /**
+   * An outer IPv4 packet at `start`: with the underlay neighbour's MAC known, prepend Ethernet and
+   * send it on the underlay AF_PACKET socket (no kernel routing or neighbour lookup per packet);
+   * otherwise hand it to the kernel's raw socket and ask ARP for the neighbour.
+   */
+  private sendOuter(i: number, nh: number, start: number, len: number): number {
+    const nhs = this.nh;
+    if (nhs.macKnown[nh] === 0) {
+      this.onUnresolved(nhs.gw[nh]);
+      this.setFrame(i, start, len);
+      this.pool.addr[i] = nhs.ip[nh];
+      if (this.tr !== null) this.tr.stages.push(`underlay neighbour ${formatIpv4(nhs.gw[nh])} unresolved: through the kernel (raw socket)`);
+      return this.tx4Port;
+    }
+    const b = this.b;
+    const e = start - ETH_HLEN;
+    const m = nh * 6;
+    const u = this.addr.underlayMac;
+    for (let k = 0; k < 6; k++) { b[e + k] = nhs.mac[m + k]; b[e + 6 + k] = u[k]; }
+    b[e + 12] = 0x08; b[e + 13] = 0x00;
+    this.setFrame(i, e, len + ETH_HLEN);
+    if (this.tr !== null) this.tr.stages.push(`outer ethernet ${formatMac(u, 0)} -> ${formatMac(nhs.mac, m)} (${formatIpv4(nhs.gw[nh])}), out the underlay`);
+    return this.underlayPort;
   }
 
   // ---- replies podway makes itself -------------------------------------------------------------

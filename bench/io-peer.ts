@@ -335,7 +335,7 @@ async function recv(a: Args): Promise<unknown> {
   let port: number;
   if (kind === 'udp') port = native.openUdp({ addr: ip4(a.addr), port: num(a, 'port'), rcvbuf });
   else if (kind === 'raw') port = native.openRaw({ proto: 4, addr: a.addr ? ip4(a.addr) : 0, rcvbuf });
-  else if (kind === 'packet') port = native.openPacket(a.ifname, { ring: a.ring !== '0', bpf: ACCEPT_88B5, rcvbuf });
+  else if (kind === 'packet') port = native.openPacket(a.ifname, { ring: a.ring !== '0', ringVersion: a.ring === '2' ? 2 : 3, bpf: ACCEPT_88B5, rcvbuf });
   else if (kind === 'tap') port = native.openTap(a.ifname);
   else throw new Error(`recv: kind=${kind}?`);
   let count = 0;

@@ -40,9 +40,18 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const snap = await store.start();
   const say = (m: string) => log(opts.node, m);
   const engine = new Engine({ batch: opts.batch, ringVersion: opts.ringVersion, log: say });
+  // The control socket first: a podway already serving this node refuses us before we touch
+  // any port or host setting.
+  const sock = opts.control ?? defaultControlPath(opts.node);
+  const server = startControlServer(engine, sock);
   try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
+    });
     engine.apply(modelFor(snap, opts.node));
   } catch (e) {
+    server.close();
     await store.close();
     engine.stop();
     throw e;
@@ -56,12 +65,6 @@ export async function runNode(opts: RunOptions): Promise<void> {
     }
   });
   store.onError((e) => say(`datastore: ${e.message} (keeping the last good state)`));
-  const sock = opts.control ?? defaultControlPath(opts.node);
-  const server = startControlServer(engine, sock);
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
-  });
   const st = engine.status();
   say(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`);
   await new Promise<void>((resolve) => {

@@ -43,6 +43,9 @@ export class Engine {
   private underlay: Underlay | null = null;
   private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1 };
   private readonly endpoints = new Map<string, EndpointPort>();
+  /** Endpoints whose interface could not be opened yet (pod not wired yet): retried on a timer. */
+  private readonly pending = new Map<string, { ep: LocalEndpoint; error: string }>();
+  private retryTimer: NodeJS.Timeout | null = null;
   private readonly neighbors = new Map<number, Uint8Array>();
   private readonly arpSent = new Map<number, number>();
   private readonly arpSlot: number;
@@ -182,11 +185,46 @@ export class Engine {
       }
       try {
         this.endpoints.set(name, this.openEndpoint(ep));
+        this.pending.delete(name);
       } catch (e) {
-        // A missing pod interface is not fatal: the route stays withheld until it appears.
-        this.log(`endpoint ${ep.key}: cannot attach ${name}: ${(e as Error).message}`);
+        // A missing pod interface is not fatal: its route is withheld (no next hop port) and the
+        // attach is retried every second until the interface appears.
+        const error = (e as Error).message;
+        if (this.pending.get(name)?.error !== error) this.log(`endpoint ${ep.key}: cannot attach ${name}: ${error}; retrying`);
+        this.pending.set(name, { ep, error });
       }
     }
+    for (const name of [...this.pending.keys()]) if (!want.has(name)) this.pending.delete(name);
+    if (this.pending.size > 0 && !this.retryTimer) {
+      this.retryTimer = setInterval(() => this.retryPending(), 1000);
+      this.retryTimer.unref();
+    } else if (this.pending.size === 0 && this.retryTimer) {
+      clearInterval(this.retryTimer);
+      this.retryTimer = null;
+    }
+  }
+
+  private retryPending(): void {
+    if (!this.model) return;
+    let attached = 0;
+    for (const [name, { ep }] of this.pending) {
+      if (!this.canOpen(ep)) continue;
+      try {
+        this.endpoints.set(name, this.openEndpoint(ep));
+        this.pending.delete(name);
+        attached++;
+        this.log(`endpoint ${ep.key}: attached ${name}`);
+      } catch {
+        /* still missing */
+      }
+    }
+    // Rebuild next hops so the newly attached interfaces get their routes.
+    if (attached > 0) this.apply(this.model);
+  }
+
+  /** Cheap check before a retry: a veth must exist here; tap/tun devices are looked up by open. */
+  private canOpen(ep: LocalEndpoint): boolean {
+    return ep.interfaceType !== 'veth' || interfaceExists(ep.interfaceName);
   }
 
   /** Send an ARP request for an underlay neighbour (rate-limited per address). */
@@ -213,6 +251,8 @@ export class Engine {
   }
 
   stop(): void {
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    this.retryTimer = null;
     for (const [, ep] of this.endpoints) {
       native.close(ep.port);
       this.pipe.clearPort(ep.port);
@@ -233,7 +273,7 @@ export class Engine {
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
       modelsApplied: this.applied,
       routes: m?.routes.length ?? 0,
-      withheld: m?.withheld ?? [],
+      withheld: [...(m?.withheld ?? []), ...[...this.pending.values()].map(({ ep, error }) => ({ cidr: ep.cidrs.join(','), node: m?.node.name ?? '', reason: `interface ${ep.interfaceName} not attached: ${error}` }))],
       endpoints: this.endpoints.size,
       mtu: m?.mtu ?? null,
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],

@@ -9,7 +9,7 @@ import { native, FramePool, errnoOf } from './native';
 import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, NH_KIND_NAMES } from './nexthops';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
-import { findUnderlay, underlayNextHops, quietKernelOn, hostRouteToPod, removeHostRoute, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
+import { findUnderlay, underlayNextHops, quietKernelOn, hostRouteToPod, setInterfaceMtu, removeHostRoute, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 
 export interface EngineOptions {
@@ -50,6 +50,8 @@ export class Engine {
   private readonly arpSent = new Map<number, number>();
   private readonly arpSlot: number;
   private started = Date.now();
+  /** MTU given to pod interfaces podway attaches (the model's pod MTU). */
+  private podMtu = 0;
   readonly notes: string[] = [];
   applied = 0;
 
@@ -70,6 +72,9 @@ export class Engine {
   apply(model: NodeDataplaneModel): void {
     const first = this.model === null;
     if (first || this.model!.node.ip !== model.node.ip) this.openInfra(model);
+    // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
+    // running pods keep theirs.
+    this.podMtu = model.mtu.pod;
     this.syncEndpoints(model);
     const remote = model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip')).map((r) => r.nodeIp!);
     const gateways = underlayNextHops(new Set(remote));
@@ -159,6 +164,16 @@ export class Engine {
       port = native.openTun(ep.interfaceName, { netns });
     }
     this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac, kind === 'veth');
+    // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would.
+    // A veth's host end keeps its MTU: podway must receive oversize DF packets to answer them with
+    // ICMP fragmentation needed (a smaller host-end MTU would make the veth drop them silently).
+    if (this.manageHost && this.podMtu > 0 && kind !== 'veth') {
+      try {
+        setInterfaceMtu(ep.interfaceName, this.podMtu, netns ?? null);
+      } catch (e) {
+        this.log(`endpoint ${ep.key}: ${(e as Error).message}`);
+      }
+    }
     this.watch(port);
     return { ep, port, kind };
   }

@@ -82,6 +82,21 @@ export function hostRouteToPod(ifname: string, ips: readonly number[], mac: stri
   }
 }
 
+/**
+ * Give a pod interface podway attaches the pod MTU of the enabled encapsulations (Calico sets the
+ * same on both veth ends; the pod end is the CNI's). A tap/tun device in another namespace is
+ * reached through nsenter.
+ */
+export function setInterfaceMtu(ifname: string, mtu: number, netns: string | null): void {
+  const args = ['link', 'set', 'dev', ifname, 'mtu', String(mtu)];
+  if (!netns) return ipCmd(args);
+  try {
+    execFileSync('nsenter', [`--net=${netns}`, 'ip', ...args], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+  } catch (e) {
+    throw new Error(`set mtu ${mtu} on ${ifname} in ${netns}: ${((e as { stderr?: Buffer }).stderr ?? '').toString().trim() || (e as Error).message}`);
+  }
+}
+
 export function removeHostRoute(ifname: string, ips: readonly number[]): void {
   for (const ip of ips) {
     try {

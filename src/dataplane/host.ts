@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
-import { formatIpv4, parseMac } from '../packet';
+import { formatIpv4, parseIpv4, parseMac } from '../packet';
 
 export interface Underlay {
   name: string;
@@ -164,7 +164,7 @@ export function underlayNextHops(ips: Iterable<number>): Map<number, number> {
   const table = routes.map((r) => {
     const [a, len] = r.dst === 'default' ? ['0.0.0.0', '0'] : r.dst.split('/');
     const l = len === undefined ? 32 : Number(len);
-    return { addr: ipv4ToNumber(a), mask: l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0, len: l, gw: r.gateway ? ipv4ToNumber(r.gateway) : 0 };
+    return { addr: parseIpv4(a), mask: l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0, len: l, gw: r.gateway ? parseIpv4(r.gateway) : 0 };
   });
   const out = new Map<number, number>();
   for (const ip of ips) {
@@ -173,9 +173,4 @@ export function underlayNextHops(ips: Iterable<number>): Map<number, number> {
     out.set(ip, best && best.gw ? best.gw : ip);
   }
   return out;
-}
-
-function ipv4ToNumber(s: string): number {
-  const p = s.split('.').map(Number);
-  return (((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0);
 }

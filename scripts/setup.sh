@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages podway's demo and tests use, only those that are missing.
+# (Regenerating test/fixtures with scripts/gen-fixtures.py also needs python3-scapy.)
 # Idempotent; needs root for apt-get (skipped with a note otherwise).
 set -euo pipefail
 need=()
 command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
-python3 -c 'import scapy' >/dev/null 2>&1 || need+=(python3-scapy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

@@ -77,13 +77,18 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext): N
   const tpl: Uint8Array[] = new Array(n);
   const empty = new Uint8Array(0);
   const localVtepMac = parseMac(model.node.vtepMac);
-  const table = new RouteTable4(routes.map((r, i) => ({ addr: r.addr, len: r.prefixLen, nh: i })));
+  const ports = routes.map((r) => (r.kind === 'local' && r.endpoint ? ctx.portOf(r.endpoint) : -1));
+  // A local endpoint whose interface is not attached is left out of the FIB, so its address falls
+  // back to the block's blackhole (as in Calico, where the /32 route only exists with the interface).
+  const table = new RouteTable4(
+    routes.flatMap((r, i) => (r.kind === 'local' && ports[i] < 0 ? [] : [{ addr: r.addr, len: r.prefixLen, nh: i }])),
+  );
   for (let i = 0; i < n; i++) {
     const r = routes[i];
     kind[i] = KIND_OF[r.kind];
     mtu[i] = Math.min(r.mtu, 0xffff);
     tpl[i] = empty;
-    if (r.kind === 'local' && r.endpoint) port[i] = ctx.portOf(r.endpoint);
+    port[i] = ports[i];
     if (r.nodeIp !== null) ip[i] = r.nodeIp >>> 0;
     if (r.kind === 'vxlan' && r.nodeIp !== null && r.vtepMac) {
       tpl[i] = buildVxlanTemplate({

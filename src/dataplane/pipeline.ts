@@ -182,7 +182,7 @@ export class Pipeline {
     if (!ok) return this.drop(Reason.SOURCE_CHECK);
     if (this.tr !== null) this.tr.stages.push(`source check: ${formatIpv4(src)} belongs to ${this.portName[port]}: pass`);
     if ((this.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
-    return this.route(i, port, ip, true);
+    return this.route(i, port, ip, true, false);
   }
 
   private fromVxlan(i: number): number {
@@ -261,14 +261,14 @@ export class Pipeline {
     // An unallocated address of this node's own block: Calico's blackhole route drops it here.
     if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
-    return this.route(i, -1, ip, false);
+    return this.route(i, -1, ip, false, false);
   }
 
   /**
    * Route the IPv4 packet at `ip` (descriptor i). fromPod: it entered through pod port `inPort`, so
    * ICMP errors go back there. Leaves the frame ready to send and returns the output port.
    */
-  private route(i: number, inPort: number, ip: number, fromPod: boolean): number {
+  private route(i: number, inPort: number, ip: number, fromPod: boolean, originated: boolean): number {
     const b = this.b;
     const nhs = this.nh;
     const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
@@ -291,6 +291,7 @@ export class Pipeline {
       this.counters[Reason.TTL_EXPIRED]++;
       if (tr !== null) tr.stages.push(`ttl ${b[ip + 8]}: expired`);
       if (fromPod) return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
+      if (!originated) return this.icmpErrorRouted(i, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED);
       return DROP;
     }
     if (kind !== NhKind.LOCAL && total > nhs.mtu[nh]) {
@@ -302,8 +303,11 @@ export class Pipeline {
       }
       return this.drop(Reason.TOO_BIG_NO_DF);
     }
-    const ttl = ipv4DecrementTtl(b, ip);
-    if (tr !== null) tr.stages.push(`ttl ${ttl + 1} -> ${ttl}, header checksum updated incrementally`);
+    // A packet podway originates (an ICMP error) leaves with its TTL; forwarded ones lose one.
+    if (!originated) {
+      const ttl = ipv4DecrementTtl(b, ip);
+      if (tr !== null) tr.stages.push(`ttl ${ttl + 1} -> ${ttl}, header checksum updated incrementally`);
+    }
     const eth = ip - ETH_HLEN;
     switch (kind) {
       case NhKind.LOCAL: {
@@ -413,6 +417,20 @@ export class Pipeline {
     this.counters[Event.ICMP_SENT]++;
     if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code}${mtu ? ' mtu ' + mtu : ''} from ${formatIpv4(this.addr.nodeIp)} back to ${this.portName[inPort]}`);
     return inPort;
+  }
+
+  /**
+   * An ICMP error for a packet that came through a tunnel or the underlay: its sender is on another
+   * node, so the error is routed like any packet (back through the tunnel), as the node's kernel
+   * would send it. It is built in place in front of the offending packet.
+   */
+  private icmpErrorRouted(i: number, ip: number, type: number, code: number): number {
+    const b = this.b;
+    if (!mayReplyWithIcmpError(b, ip)) return DROP;
+    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, 0, this.addr.nodeIp, 64, this.nextId());
+    this.counters[Event.ICMP_SENT]++;
+    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: routed back to the sender`);
+    return this.route(i, -1, n + ETH_HLEN, false, true);
   }
 
   /**

@@ -418,12 +418,16 @@ test('ttl: ping -t 1 gets "Time to live exceeded" from the first node (veth, tap
     assert.is(delta(before, after, 'ttl_expired'), 1, `${a}: ${JSON.stringify(after)}`);
     assert.is(delta(before, after, 'icmp_sent'), 1);
   }
-  // TTL 2 expires on the second node (after decap): counted there.
+  // TTL 2 expires on the second node (after decap): node2 counts it and, as its kernel would, sends
+  // the error back through the tunnel to the pod on node1.
   const n2 = node('node2');
   const b2 = await reasons(n2);
   const p = await ping('web-1', ipOf('web-2'), 1, ['-t', '2']);
   assert.is(p.r.received, 0, p.out);
-  assert.is(delta(b2, await reasons(n2), 'ttl_expired'), 1, 'node2 counts the expiry');
+  assert.match(p.out, /From 10\.99\.0\.2 icmp_seq=1 Time to live exceeded/, `web-1 -> web-2 with ttl 2:\n${p.out}`);
+  const a2 = await reasons(n2);
+  assert.is(delta(b2, a2, 'ttl_expired'), 1, 'node2 counts the expiry');
+  assert.is(delta(b2, a2, 'icmp_sent'), 1, 'node2 sends the error');
   const ok = await ping('web-1', ipOf('web-2'), 1, ['-t', '3']);
   assert.is(ok.r.received, 1, `ttl 3 is enough for two forwarding hops:\n${ok.out}`);
   assert.equal(ok.ttls, [62]);

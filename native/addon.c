@@ -220,6 +220,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.fanout_group = (int)v;
     if (opt_u32(env, opts, "ignoreOutgoing", 1, &v)) return throw_type(env, "ignoreOutgoing: boolean");
     o.ignore_outgoing = (int)v;
+    if (opt_u32(env, opts, "qdiscBypass", 0, &v)) return throw_type(env, "qdiscBypass: boolean");
+    o.qdisc_bypass = (int)v;
     if (opt_u32(env, opts, "addr", 0, &v)) return throw_type(env, "addr: IPv4 as uint32");
     o.bind_addr = v;
     if (opt_u32(env, opts, "port", 0, &v) || v > 65535) return throw_type(env, "port: 0..65535");

@@ -141,6 +141,7 @@ int port_open_packet(struct port *p, const char *ifname, const struct open_opts 
   if (p->fd < 0) return fail(p, -errno);
   int err;
   if (o->ignore_outgoing && (err = set_int(p->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1))) return fail(p, err);
+  if (o->qdisc_bypass && (err = set_int(p->fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1))) return fail(p, err);
   if (o->bpf && o->bpf_len) {
     struct sock_fprog prog = { .len = (unsigned short)(o->bpf_len / sizeof(struct sock_filter)),
                                .filter = (struct sock_filter *)o->bpf };

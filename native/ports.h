@@ -82,6 +82,7 @@ struct open_opts {
   unsigned ring_block_size;
   int fanout_group;      /* AF_PACKET: PACKET_FANOUT group id + 1 (0 = none) */
   int ignore_outgoing;   /* AF_PACKET: PACKET_IGNORE_OUTGOING */
+  int qdisc_bypass;      /* AF_PACKET: PACKET_QDISC_BYPASS (transmit straight to the driver) */
   const void *bpf;       /* AF_PACKET: classic BPF program (struct sock_filter[]) */
   size_t bpf_len;        /* bytes */
   uint32_t bind_addr;    /* UDP/raw: local IPv4 (host order), 0 = any */

@@ -60,7 +60,8 @@ const mlps = (ms: number) => N / ms / 1000;
 const depNs = (ms: number) => (ms * 1e6) / N;
 
 interface Row {
-  table: string; mix: string; mlps: number; depNs: number; bytes: number; buildMs: number; update1kMs: number;
+  table: string; mix: string; mlps: number; depNs: number; bytes: number; buildMs: number; compileMs: number;
+  update1kMs: number; update1kMeanMs: number; fullRebuilds: number; update1kRecycleMs: number; update1kRecycleMeanMs: number;
   dir248Mlps: number | null; dir248DepNs: number | null; dir248Bytes: number | null;
   trieMlps: number; trieDepNs: number; trieBytes: number; routes: number;
 }
@@ -122,23 +123,41 @@ function median(a: number[]): number {
   return s[s.length >> 1];
 }
 
+const UPDATE_BATCHES = 9;
+
+/** Applies UPDATE_BATCHES 1,000-change batches; returns [median ms, mean ms (full rebuilds included), full rebuilds]. */
+function updates<C>(make: () => C, apply: (batch: C) => void, fullRebuilds: () => number): [number, number, number] {
+  const upd: number[] = [];
+  const full0 = fullRebuilds();
+  for (let b = 0; b < UPDATE_BATCHES; b++) {
+    const batch = make();
+    const u0 = now();
+    apply(batch);
+    upd.push(now() - u0);
+  }
+  return [median(upd), upd.reduce((x, y) => x + y, 0) / upd.length, fullRebuilds() - full0];
+}
+
 function bench4(name: string, routes: Route4[], rng: Rng): void {
+  // "build" = from a route list to a FIB: new RouteTable4(routes) (bulk RIB load + compile).
+  // The first one also warms up the JIT; the second is the figure.
   const t0 = now();
-  const table = new RouteTable4();
-  for (const r of routes) table.rib.insert(r.addr, r.len, r.nh);
+  new RouteTable4(routes);
+  const coldMs = now() - t0;
   const t1 = now();
-  table.rebuild(); // warm-up compile, then time a second one
+  const table = new RouteTable4(routes);
+  const buildMs = now() - t1;
   const t2 = now();
   table.rebuild();
-  const buildMs = now() - t2;
+  const compileMs = now() - t2;
   const fib = table.fib;
-  const ribMs = t1 - t0;
   const d0 = now();
   const dir = buildDir248(routes);
   const dirBuildMs = now() - d0;
   const trie = buildTrie4(routes);
-  log(`\n${name}: ${routes.length} routes; RIB load ${ribMs.toFixed(0)} ms, first compile ${(t2 - t1).toFixed(0)} ms, ` +
-    `compile ${buildMs.toFixed(0)} ms; DIR-24-8 build ${dirBuildMs.toFixed(0)} ms (${dir instanceof Dir248x16 ? '16' : '32'}-bit entries)`);
+  log(`\n${name}: ${routes.length} routes; build from list ${buildMs.toFixed(0)} ms (first ${coldMs.toFixed(0)} ms), ` +
+    `compile only ${compileMs.toFixed(0)} ms; DIR-24-8 build ${dirBuildMs.toFixed(0)} ms (${dir instanceof Dir248x16 ? '16' : '32'}-bit entries)` +
+    `${table.flat ? '; flat blocks' : ''}`);
   const mixes = keyMixes4(rng, routes);
   // Answers must agree (DIR-24-8's 16-bit form says 0x7fff for no route).
   for (const [mix, keys] of mixes) {
@@ -149,22 +168,19 @@ function bench4(name: string, routes: Route4[], rng: Rng): void {
       if (fib.lookup(keys[i]) !== want || d !== want) throw new Error(`${name}/${mix}: disagreement at ${keys[i] >>> 0}`);
     }
   }
-  // 1,000-change batches, applied to the live table: median of 5.
-  const upd: number[] = [];
-  for (let b = 0; b < 5; b++) {
-    const changes = churn4(rng, routes);
-    const u0 = now();
-    table.applyBatch(changes);
-    upd.push(now() - u0);
-  }
-  const update1kMs = median(upd);
+  // 1,000-change batches, applied to the live table.
+  const [update1kMs, update1kMeanMs, fullRebuilds] = updates(() => churn4(rng, routes), (b) => table.applyBatch(b), () => table.fullRebuilds);
+  log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds)`);
+  const rt = new RouteTable4(routes, { recycleDirs: true });
+  const [update1kRecycleMs, update1kRecycleMeanMs, fullRecycle] = updates(() => churn4(rng, routes), (b) => rt.applyBatch(b), () => rt.fullRebuilds);
+  log(`  1k updates with recycleDirs: median ${update1kRecycleMs.toFixed(2)} ms, mean ${update1kRecycleMeanMs.toFixed(2)} ms (${fullRecycle} full rebuilds)`);
   table.rebuild(); // measure lookups on a freshly compiled FIB of the original routes + churn
   const live = table.fib;
   for (const [mix, keys] of mixes) {
     const row: Row = {
       table: name, mix, routes: routes.length,
       mlps: mlps(best(() => indepFib4(live, keys))), depNs: depNs(best(() => depFib4(live, keys))),
-      bytes: live.bytes, buildMs, update1kMs,
+      bytes: live.bytes, buildMs, compileMs, update1kMs, update1kMeanMs, fullRebuilds, update1kRecycleMs, update1kRecycleMeanMs,
       dir248Mlps: mlps(best(() => indepDir(dir, keys))), dir248DepNs: depNs(best(() => depDir(dir, keys))), dir248Bytes: dir.bytes,
       trieMlps: mlps(best(() => indepTrie4(trie, keys))), trieDepNs: depNs(best(() => depTrie4(trie, keys))), trieBytes: trie.bytes,
     };
@@ -175,15 +191,16 @@ function bench4(name: string, routes: Route4[], rng: Rng): void {
 
 function bench6(name: string, routes: Route6[], rng: Rng): void {
   const t0 = now();
-  const table = new RouteTable6();
-  for (const r of routes) table.rib.insert(r.w, r.len, r.nh);
+  new RouteTable6(routes);
+  const coldMs = now() - t0;
   const t1 = now();
-  table.rebuild();
+  const table = new RouteTable6(routes);
+  const buildMs = now() - t1;
   const t2 = now();
   table.rebuild();
-  const buildMs = now() - t2;
+  const compileMs = now() - t2;
   const trie = buildTrie6(routes);
-  log(`\n${name}: ${routes.length} routes; RIB load ${(t1 - t0).toFixed(0)} ms, first compile ${(t2 - t1).toFixed(0)} ms, compile ${buildMs.toFixed(0)} ms`);
+  log(`\n${name}: ${routes.length} routes; build from list ${buildMs.toFixed(0)} ms (first ${coldMs.toFixed(0)} ms), compile only ${compileMs.toFixed(0)} ms`);
   const mixes = keyMixes6(rng, routes);
   const fib = table.fib;
   for (const [mix, k] of mixes) {
@@ -194,20 +211,18 @@ function bench6(name: string, routes: Route6[], rng: Rng): void {
       }
     }
   }
-  const upd: number[] = [];
-  for (let b = 0; b < 5; b++) {
-    const changes = churn6(rng, routes);
-    const u0 = now();
-    table.applyBatch(changes);
-    upd.push(now() - u0);
-  }
+  const [update1kMs, update1kMeanMs, fullRebuilds] = updates(() => churn6(rng, routes), (b) => table.applyBatch(b), () => table.fullRebuilds);
+  log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds)`);
+  const rt = new RouteTable6(routes, { recycleDirs: true });
+  const [update1kRecycleMs, update1kRecycleMeanMs, fullRecycle] = updates(() => churn6(rng, routes), (b) => rt.applyBatch(b), () => rt.fullRebuilds);
+  log(`  1k updates with recycleDirs: median ${update1kRecycleMs.toFixed(2)} ms, mean ${update1kRecycleMeanMs.toFixed(2)} ms (${fullRecycle} full rebuilds)`);
   table.rebuild();
   const live = table.fib;
   for (const [mix, keys] of mixes) {
     const row: Row = {
       table: name, mix, routes: routes.length,
       mlps: mlps(best(() => indepFib6(live, keys))), depNs: depNs(best(() => depFib6(live, keys))),
-      bytes: live.bytes, buildMs, update1kMs: median(upd),
+      bytes: live.bytes, buildMs, compileMs, update1kMs, update1kMeanMs, fullRebuilds, update1kRecycleMs, update1kRecycleMeanMs,
       dir248Mlps: null, dir248DepNs: null, dir248Bytes: null,
       trieMlps: mlps(best(() => indepTrie6(trie, keys))), trieDepNs: depNs(best(() => depTrie6(trie, keys))), trieBytes: trie.bytes,
     };
@@ -228,13 +243,13 @@ function machine(): string {
 function printTable(): void {
   const f = (x: number | null, d = 1) => (x === null ? '-' : x.toFixed(d));
   const mb = (b: number | null) => (b === null ? '-' : (b / 1048576).toFixed(2));
-  console.log('\n| table | mix | M lookups/s | DIR-24-8 M/s | ratio | dep ns | DIR-24-8 dep ns | dep speedup | MiB | DIR-24-8 MiB | mem ratio | trie M/s | trie dep ns | build ms | 1k updates ms |');
-  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('\n| table | mix | M lookups/s | DIR-24-8 M/s | ratio | dep ns | DIR-24-8 dep ns | dep speedup | MiB | DIR-24-8 MiB | mem ratio | trie M/s | trie dep ns | build ms | 1k upd median ms | 1k upd mean ms | recycled: median | mean |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     const ratio = r.dir248Mlps ? f(r.mlps / r.dir248Mlps, 2) + 'x' : '-';
     const dep = r.dir248DepNs ? f(r.dir248DepNs / r.depNs, 2) + 'x' : '-';
     const mem = r.dir248Bytes ? '1/' + f(r.dir248Bytes / r.bytes, 1) : '-';
-    console.log(`| ${r.table} | ${r.mix} | ${f(r.mlps)} | ${f(r.dir248Mlps)} | ${ratio} | ${f(r.depNs)} | ${f(r.dir248DepNs)} | ${dep} | ${mb(r.bytes)} | ${mb(r.dir248Bytes)} | ${mem} | ${f(r.trieMlps)} | ${f(r.trieDepNs)} | ${f(r.buildMs, 0)} | ${f(r.update1kMs, 2)} |`);
+    console.log(`| ${r.table} | ${r.mix} | ${f(r.mlps)} | ${f(r.dir248Mlps)} | ${ratio} | ${f(r.depNs)} | ${f(r.dir248DepNs)} | ${dep} | ${mb(r.bytes)} | ${mb(r.dir248Bytes)} | ${mem} | ${f(r.trieMlps)} | ${f(r.trieDepNs)} | ${f(r.buildMs, 0)} | ${f(r.update1kMs, 2)} | ${f(r.update1kMeanMs, 2)} | ${f(r.update1kRecycleMs, 2)} | ${f(r.update1kRecycleMeanMs, 2)} |`);
   }
   console.log(`\n${machine()}; ${N} keys per mix, best of ${REPS}${QUICK ? ' (--quick)' : ''}`);
 }

@@ -14,6 +14,7 @@ export interface RunOptions {
   control?: string;
   batch?: number;
   ringVersion?: 2 | 3;
+  qdiscBypass?: boolean;
 }
 
 export function log(node: string, msg: string): void {
@@ -39,7 +40,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const store = new FileDatastore(ds.path);
   const snap = await store.start();
   const say = (m: string) => log(opts.node, m);
-  const engine = new Engine({ batch: opts.batch, ringVersion: opts.ringVersion, log: say });
+  const engine = new Engine({ batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, log: say });
   // The control socket first: a podway already serving this node refuses us before we touch
   // any port or host setting.
   const sock = opts.control ?? defaultControlPath(opts.node);

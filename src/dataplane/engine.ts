@@ -21,6 +21,8 @@ export interface EngineOptions {
   /** AF_PACKET receive ring: 3 (default: block batching, measured 1.4x the throughput of 2 in
    * bench/e2e) or 2 (per-frame wake-up: no 1 ms block timer on a quiet port). */
   ringVersion?: 2 | 3;
+  /** Send on the underlay and pod veths with PACKET_QDISC_BYPASS (skips tc on those devices). */
+  qdiscBypass?: boolean;
 }
 
 interface EndpointPort {
@@ -39,6 +41,7 @@ export class Engine {
   private readonly log: (m: string) => void;
   private readonly manageHost: boolean;
   private readonly ringVersion: 2 | 3;
+  private readonly qdiscBypass: boolean;
   private model: NodeDataplaneModel | null = null;
   private underlay: Underlay | null = null;
   private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1 };
@@ -60,6 +63,7 @@ export class Engine {
     this.log = opts.log ?? (() => {});
     this.manageHost = opts.manageHost ?? true;
     this.ringVersion = opts.ringVersion ?? 3;
+    this.qdiscBypass = opts.qdiscBypass ?? false;
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
     this.pool = new FramePool(this.batch + 8);
     this.arpSlot = this.batch;
@@ -106,7 +110,7 @@ export class Engine {
       this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
       this.infra.ipip = native.openRaw({ proto: 4, addr: nodeIp, rcvbuf: 4 << 20 });
       this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
-      this.infra.underlay = native.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20 });
+      this.infra.underlay = native.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20 });
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
       this.closeInfra();
@@ -157,7 +161,7 @@ export class Engine {
         this.notes.push(...quietKernelOn(ep.interfaceName, true));
         hostRouteToPod(ep.interfaceName, ep.ips, ep.mac);
       }
-      port = native.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, ignoreOutgoing: true });
+      port = native.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, ignoreOutgoing: true });
     } else if (kind === 'tap') {
       port = native.openTap(ep.interfaceName, { netns });
     } else {

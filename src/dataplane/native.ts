@@ -27,6 +27,8 @@ export interface PortOptions {
   fanoutGroup?: number;
   /** AF_PACKET: PACKET_IGNORE_OUTGOING (default true): never read back frames we or the host sent. */
   ignoreOutgoing?: boolean;
+  /** AF_PACKET: PACKET_QDISC_BYPASS: transmit straight to the driver, skipping the qdisc (and tc). */
+  qdiscBypass?: boolean;
   /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */
   bpf?: Uint8Array;
   /** UDP/raw: local IPv4 address as uint32 (0 = any). */

@@ -91,6 +91,176 @@ export class PoptrieWriter {
   }
 
   /**
+   * Rebuilds a chunk's subtree after changes, reusing every subtree the changes cannot affect
+   * (path copying: only the nodes on the paths to the changes are written again; an untouched
+   * child is copied into its parent's new child block, its descendants are shared).
+   * `root` holds the chunk's prefixes that end in the root stride (all of them); `slotLists[s]`
+   * the longer prefixes of slot s (sorted; needed for every slot a change falls in or covers);
+   * `changes` the prefixes (of at least `b` bits) added, removed or modified in the chunk since
+   * `oldRoot` was built. Slots in forceLo/forceHi are rebuilt from scratch (e.g. every slot when
+   * the inherited next hop changed). Counts the replaced nodes and leaves as garbage.
+   */
+  rebuildChunk(root: ChunkPrefixes, b: number, inherited: number, oldRoot: number, forceLo: number, forceHi: number,
+    slotLists: (ChunkPrefixes | undefined)[], changes: ChunkPrefixes): number {
+    this.chg = changes;
+    const idx = this.chgIdx(0, changes.count);
+    for (let i = 0; i < changes.count; i++) idx[i] = i;
+    const target = this.allocNodes(1);
+    this.rebuildNode(0, b, root, 0, root.count, inherited, oldRoot, target, changes.count, forceLo, forceHi, slotLists);
+    return target;
+  }
+
+  private chg!: ChunkPrefixes;
+  private readonly chgIdxs: Int32Array[] = [];
+
+  private chgIdx(level: number, n: number): Int32Array {
+    let a = this.chgIdxs[level];
+    if (!a || a.length < n) a = this.chgIdxs[level] = new Int32Array(Math.max(16, n * 2));
+    return a;
+  }
+
+  /**
+   * Rebuilds node `old` (prefixes p[lo, hi) of its range, all longer than b) into `target`, given
+   * the changes chgIdx[level][0, nChg) inside its range. At level 0 the children's prefixes come
+   * from slotLists instead of p.
+   */
+  private rebuildNode(level: number, b: number, p: ChunkPrefixes, lo: number, hi: number, inherited: number, old: number,
+    target: number, nChg: number, fdLo: number, fdHi: number, slotLists: (ChunkPrefixes | undefined)[] | null): void {
+    const end = b + STRIDE;
+    const chg = this.chg;
+    const idx = this.chgIdxs[level];
+    // Slots whose painting changed (fd: rebuild the child from scratch) or that hold a change
+    // deeper down (rd: rebuild the child with reuse).
+    let rdLo = 0;
+    let rdHi = 0;
+    for (let j = 0; j < nChg; j++) {
+      const i = idx[j];
+      const s = chg.slotAt(i, b);
+      const len = chg.lens[i];
+      if (len <= end) {
+        for (let t = s; t < s + (1 << (end - len)); t++) {
+          if (t < 32) fdLo |= 1 << t;
+          else fdHi |= 1 << (t - 32);
+        }
+      } else if (s < 32) rdLo |= 1 << s;
+      else rdHi |= 1 << (s - 32);
+    }
+    rdLo &= ~fdLo;
+    rdHi &= ~fdHi;
+    const slots = this.slotNh[level];
+    const gs = this.grpStart[level];
+    const ge = this.grpEnd[level];
+    slots.fill(inherited);
+    gs.fill(-1);
+    let vecLo = 0;
+    let vecHi = 0;
+    for (let i = lo; i < hi; i++) {
+      const len = p.lens[i];
+      const s = p.slotAt(i, b);
+      if (len <= end) {
+        slots.fill(p.nhs[i], s, s + (1 << (end - len)));
+      } else {
+        if (gs[s] < 0) gs[s] = i;
+        ge[s] = i + 1;
+        if (s < 32) vecLo |= 1 << s;
+        else vecHi |= 1 << (s - 32);
+      }
+    }
+    const on = this.nodes;
+    const oo = old << NODE_SHIFT;
+    const oldVecLo = on[oo];
+    const oldVecHi = on[oo + 1];
+    const oldFirst = on[oo + 4] + 1;
+    if (slotLists) {
+      // Root level: p holds only the prefixes ending here; children come from the slot lists.
+      const dirtyLo = fdLo | rdLo;
+      const dirtyHi = fdHi | rdHi;
+      vecLo = oldVecLo & ~dirtyLo;
+      vecHi = oldVecHi & ~dirtyHi;
+      for (let s = 0; s < 64; s++) {
+        const d = s < 32 ? (dirtyLo >>> s) & 1 : (dirtyHi >>> (s - 32)) & 1;
+        const l = slotLists[s];
+        if (d && l && l.count > 0) {
+          if (s < 32) vecLo |= 1 << s;
+          else vecHi |= 1 << (s - 32);
+        }
+      }
+    }
+    const run = this.runBuf;
+    let leafLo = 0;
+    let leafHi = 0;
+    let runs = 0;
+    let prev = -1;
+    for (let s = 0; s < 64; s++) {
+      if (s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1) continue;
+      const v = slots[s];
+      if (v !== prev) {
+        prev = v;
+        run[runs++] = v;
+        if (s < 32) leafLo |= 1 << s;
+        else leafHi |= 1 << (s - 32);
+      }
+    }
+    // Garbage: the old node and its leaves; old children that are neither copied nor rebuilt
+    // with reuse (which accounts for its own old node) go whole.
+    this.garbageNodes++;
+    this.garbageLeaves += popcount32(on[oo + 2]) + popcount32(on[oo + 3]);
+    let r = 0;
+    for (let s = 0; s < 64; s++) {
+      if (!(s < 32 ? (oldVecLo >>> s) & 1 : (oldVecHi >>> (s - 32)) & 1)) continue;
+      const has = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
+      const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
+      const rd = s < 32 ? (rdLo >>> s) & 1 : (rdHi >>> (s - 32)) & 1;
+      if (!has || fd) this.discardSubtree(oldFirst + r);
+      else if (!rd) this.garbageNodes++;
+      r++;
+    }
+    const kids = popcount32(vecLo) + popcount32(vecHi);
+    const childBase = kids ? this.allocNodes(kids) : 0;
+    const leafBase = this.allocLeaves(runs);
+    const leaves = this.leaves;
+    for (let k = 0; k < runs; k++) leaves[leafBase + k] = run[k];
+    const n = this.nodes;
+    const o = target << NODE_SHIFT;
+    n[o] = vecLo;
+    n[o + 1] = vecHi;
+    n[o + 2] = leafLo;
+    n[o + 3] = leafHi;
+    n[o + 4] = childBase - 1;
+    n[o + 5] = childBase - 1 + popcount32(vecLo);
+    n[o + 6] = leafBase - 1;
+    n[o + 7] = leafBase - 1 + popcount32(leafLo);
+    let k = childBase;
+    r = 0;
+    for (let s = 0; s < 64; s++) {
+      const had = s < 32 ? (oldVecLo >>> s) & 1 : (oldVecHi >>> (s - 32)) & 1;
+      const has = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
+      if (has) {
+        const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
+        const rd = s < 32 ? (rdLo >>> s) & 1 : (rdHi >>> (s - 32)) & 1;
+        const cp = slotLists ? slotLists[s]! : p;
+        const clo = slotLists ? 0 : gs[s];
+        const chi = slotLists ? (cp ? cp.count : 0) : ge[s];
+        if (had && !fd && !rd) {
+          const from = (oldFirst + r) << NODE_SHIFT;
+          this.nodes.copyWithin(k << NODE_SHIFT, from, from + NODE_WORDS);
+        } else if (had && !fd) {
+          // Changes below: pass on those inside slot s.
+          const next = this.chgIdx(level + 1, nChg);
+          let m = 0;
+          for (let j = 0; j < nChg; j++) if (chg.slotAt(idx[j], b) === s && chg.lens[idx[j]] > end) next[m++] = idx[j];
+          this.rebuildNode(level + 1, end, cp, clo, chi, slots[s], oldFirst + r, k, m, 0, 0, null);
+        } else {
+          this.p = cp;
+          this.buildNode(level + 1, end, clo, chi, slots[s], k);
+        }
+        k++;
+      }
+      if (had) r++;
+    }
+  }
+
+  /**
    * Builds a flat block for a chunk (IPv4, FLAT_BITS address bits below the dir): one leaf per
    * address, painted from the sorted prefixes (a covering prefix sorts before the ones nested in
    * it, so the most specific one is painted last). Returns the dir entry (FLAT_FLAG | block).

@@ -1,13 +1,19 @@
 // IPv6 RIB: the mutable source of truth for the IPv6 routes (prefix -> next-hop index).
 //
-// Like Rib4, prefixes of at least CHUNK_BITS6 bits are bucketed by their direct chunk (the top
-// 16 bits) so the FIB compiler can rebuild one chunk from one bucket; shorter prefixes live in
-// one map per length. A 128-bit prefix is four unsigned 32-bit words, most significant first.
+// Indexed the way the FIB compiler consumes it, in sorted typed-array lists (no strings, no
+// per-route objects, no sorting at compile time):
+// * prefixes shorter than CHUNK_BITS6 (/16, the direct-pointing unit): one Map per length;
+// * /16../22 (they end in the first 6-bit stride below the dir): one sorted list per /16 chunk;
+// * /23 and longer: one sorted list per /22 "slot" (chunk and first-stride slot), so an update
+//   shifts a few hundred entries at most, and the compiler can rebuild only the first-level
+//   subtrees (slots) a batch touched (see route-table6.ts).
 
 import { formatCidr6, mask32, parseCidr6 } from './cidr';
-import { NO_ROUTE, checkNextHop } from './constants';
+import { MAX_NEXT_HOP, NO_ROUTE, checkNextHop } from './constants';
 
 export const CHUNK_BITS6 = 16;
+/** Prefixes longer than this are listed per slot (/22); /16 up to this long, per chunk. */
+export const SLOT_BITS6 = CHUNK_BITS6 + 6;
 
 export interface Route6 {
   w: readonly number[]; // four unsigned words
@@ -29,69 +35,182 @@ export function checkPrefix6(w: readonly number[], len: number): void {
   }
 }
 
-function keyOf(w: readonly number[], len: number): string {
-  return `${w[0]},${w[1]},${w[2]},${w[3]}/${len}`;
+/** Validates a next hop, formatting the prefix only when it is invalid. */
+export function checkNextHop6(nh: number, w: readonly number[], len: number): void {
+  if (!(nh >= 0 && nh <= MAX_NEXT_HOP && (nh | 0) === nh)) checkNextHop(nh, formatCidr6(w, len));
 }
 
 function shortKey(w0: number, len: number): number {
   return len === 0 ? 0 : w0 >>> (32 - len);
 }
 
+/** A sorted list of prefixes (by address, then length): 4 words, length and next hop each. */
+export class PrefixList6 {
+  n = 0;
+  words: Int32Array;
+  lens: Uint8Array;
+  nhs: Uint16Array;
+
+  constructor(cap = 4) {
+    this.words = new Int32Array(cap * 4);
+    this.lens = new Uint8Array(cap);
+    this.nhs = new Uint16Array(cap);
+  }
+
+  /** First index whose (address, length) is >= (w, len). */
+  search(w: readonly number[], len: number): number {
+    const W = this.words;
+    const w0 = w[0] >>> 0;
+    const w1 = w[1] >>> 0;
+    const w2 = w[2] >>> 0;
+    const w3 = w[3] >>> 0;
+    let a = 0;
+    let b = this.n;
+    while (a < b) {
+      const m = (a + b) >>> 1;
+      const o = m * 4;
+      let less: boolean;
+      const x0 = W[o] >>> 0;
+      if (x0 !== w0) less = x0 < w0;
+      else {
+        const x1 = W[o + 1] >>> 0;
+        if (x1 !== w1) less = x1 < w1;
+        else {
+          const x2 = W[o + 2] >>> 0;
+          if (x2 !== w2) less = x2 < w2;
+          else {
+            const x3 = W[o + 3] >>> 0;
+            less = x3 !== w3 ? x3 < w3 : this.lens[m] < len;
+          }
+        }
+      }
+      if (less) a = m + 1;
+      else b = m;
+    }
+    return a;
+  }
+
+  private equalAt(i: number, w: readonly number[], len: number): boolean {
+    const o = i * 4;
+    const W = this.words;
+    return i < this.n && this.lens[i] === len && W[o] === (w[0] | 0) && W[o + 1] === (w[1] | 0) &&
+      W[o + 2] === (w[2] | 0) && W[o + 3] === (w[3] | 0);
+  }
+
+  get(w: readonly number[], len: number): number | undefined {
+    const i = this.search(w, len);
+    return this.equalAt(i, w, len) ? this.nhs[i] : undefined;
+  }
+
+  /** Inserts or replaces; returns the previous next hop or NO_ROUTE. */
+  set(w: readonly number[], len: number, nh: number): number {
+    const i = this.search(w, len);
+    if (this.equalAt(i, w, len)) {
+      const prev = this.nhs[i];
+      this.nhs[i] = nh;
+      return prev;
+    }
+    const n = this.n;
+    if (n === this.lens.length) {
+      const cap = n * 2;
+      const words = new Int32Array(cap * 4);
+      words.set(this.words);
+      const lens = new Uint8Array(cap);
+      lens.set(this.lens);
+      const nhs = new Uint16Array(cap);
+      nhs.set(this.nhs);
+      this.words = words;
+      this.lens = lens;
+      this.nhs = nhs;
+    }
+    this.words.copyWithin(4 * i + 4, 4 * i, 4 * n);
+    this.lens.copyWithin(i + 1, i, n);
+    this.nhs.copyWithin(i + 1, i, n);
+    const o = 4 * i;
+    this.words[o] = w[0];
+    this.words[o + 1] = w[1];
+    this.words[o + 2] = w[2];
+    this.words[o + 3] = w[3];
+    this.lens[i] = len;
+    this.nhs[i] = nh;
+    this.n = n + 1;
+    return NO_ROUTE;
+  }
+
+  delete(w: readonly number[], len: number): boolean {
+    const i = this.search(w, len);
+    if (!this.equalAt(i, w, len)) return false;
+    const n = this.n;
+    this.words.copyWithin(4 * i, 4 * i + 4, 4 * n);
+    this.lens.copyWithin(i, i + 1, n);
+    this.nhs.copyWithin(i, i + 1, n);
+    this.n = n - 1;
+    return true;
+  }
+}
+
 export class Rib6 {
   private readonly short: Map<number, number>[] = [];
-  /** Chunk index (w0 >>> 16) -> (text key -> route) for prefixes of CHUNK_BITS6..128 bits. */
-  readonly chunks = new Map<number, Map<string, Route6>>();
-  private count = 0;
+  private shortCount = 0;
+  /** Chunk (w0 >>> 16) -> its /16../22 prefixes. */
+  readonly roots = new Map<number, PrefixList6>();
+  /** Slot (w0 >>> 10) -> its /23../128 prefixes. */
+  readonly slots = new Map<number, PrefixList6>();
+  /** Per chunk, the number of prefixes of CHUNK_BITS6 bits or more in it. */
+  readonly chunkCount = new Int32Array(1 << CHUNK_BITS6);
+  private longCount = 0;
 
   constructor() {
     for (let len = 0; len < CHUNK_BITS6; len++) this.short.push(new Map());
   }
 
   get size(): number {
-    return this.count;
+    return this.shortCount + this.longCount;
   }
 
   /** Adds or replaces a route; returns the previous next hop, or NO_ROUTE if it was new. */
   insert(w: readonly number[], len: number, nh: number): number {
     checkPrefix6(w, len);
-    checkNextHop(nh, formatCidr6(w, len));
-    let prev: number | undefined;
+    checkNextHop6(nh, w, len);
     if (len < CHUNK_BITS6) {
       const m = this.short[len];
       const k = shortKey(w[0], len);
-      prev = m.get(k);
+      const prev = m.get(k);
       m.set(k, nh);
-    } else {
-      const chunk = w[0] >>> (32 - CHUNK_BITS6);
-      let m = this.chunks.get(chunk);
-      if (!m) this.chunks.set(chunk, (m = new Map()));
-      const k = keyOf(w, len);
-      prev = m.get(k)?.nh;
-      m.set(k, { w: [w[0], w[1], w[2], w[3]], len, nh });
+      if (prev === undefined) this.shortCount++;
+      return prev === undefined ? NO_ROUTE : prev;
     }
-    if (prev === undefined) this.count++;
-    return prev === undefined ? NO_ROUTE : prev;
+    const list = this.listFor(w[0], len, true)!;
+    const prev = list.set(w, len, nh);
+    if (prev === NO_ROUTE) {
+      this.longCount++;
+      this.chunkCount[w[0] >>> (32 - CHUNK_BITS6)]++;
+    }
+    return prev;
   }
 
   delete(w: readonly number[], len: number): boolean {
     checkPrefix6(w, len);
-    let ok: boolean;
     if (len < CHUNK_BITS6) {
-      ok = this.short[len].delete(shortKey(w[0], len));
-    } else {
-      const chunk = w[0] >>> (32 - CHUNK_BITS6);
-      const m = this.chunks.get(chunk);
-      ok = !!m && m.delete(keyOf(w, len));
-      if (ok && m!.size === 0) this.chunks.delete(chunk);
+      const ok = this.short[len].delete(shortKey(w[0], len));
+      if (ok) this.shortCount--;
+      return ok;
     }
-    if (ok) this.count--;
-    return ok;
+    const list = this.listFor(w[0], len, false);
+    if (!list || !list.delete(w, len)) return false;
+    this.longCount--;
+    this.chunkCount[w[0] >>> (32 - CHUNK_BITS6)]--;
+    if (list.n === 0) {
+      if (len <= SLOT_BITS6) this.roots.delete(w[0] >>> (32 - CHUNK_BITS6));
+      else this.slots.delete(w[0] >>> (32 - SLOT_BITS6));
+    }
+    return true;
   }
 
   get(w: readonly number[], len: number): number | undefined {
     checkPrefix6(w, len);
     if (len < CHUNK_BITS6) return this.short[len].get(shortKey(w[0], len));
-    return this.chunks.get(w[0] >>> (32 - CHUNK_BITS6))?.get(keyOf(w, len))?.nh;
+    return this.listFor(w[0], len, false)?.get(w, len);
   }
 
   insertCidr(cidr: string, nh: number): number {
@@ -109,7 +228,14 @@ export class Rib6 {
     for (let len = 0; len < CHUNK_BITS6; len++) {
       for (const [k, nh] of this.short[len]) yield { w: [len === 0 ? 0 : k * 2 ** (32 - len), 0, 0, 0], len, nh };
     }
-    for (const m of this.chunks.values()) for (const r of m.values()) yield { w: r.w.slice(), len: r.len, nh: r.nh };
+    for (const lists of [this.roots, this.slots]) {
+      for (const l of lists.values()) {
+        for (let i = 0; i < l.n; i++) {
+          const o = 4 * i;
+          yield { w: [l.words[o] >>> 0, l.words[o + 1] >>> 0, l.words[o + 2] >>> 0, l.words[o + 3] >>> 0], len: l.lens[i], nh: l.nhs[i] };
+        }
+      }
+    }
   }
 
   /** Next hop of the longest prefix shorter than CHUNK_BITS6 covering `chunk` (or NO_ROUTE). */
@@ -128,5 +254,13 @@ export class Rib6 {
       const span = 1 << (CHUNK_BITS6 - len);
       for (const [k, nh] of this.short[len]) fn(len === 0 ? 0 : k * span, span, nh);
     }
+  }
+
+  private listFor(w0: number, len: number, create: boolean): PrefixList6 | undefined {
+    const map = len <= SLOT_BITS6 ? this.roots : this.slots;
+    const key = w0 >>> (32 - (len <= SLOT_BITS6 ? CHUNK_BITS6 : SLOT_BITS6));
+    let l = map.get(key);
+    if (!l && create) map.set(key, (l = new PrefixList6()));
+    return l;
   }
 }

@@ -23,6 +23,11 @@ const CHUNKS = 1 << CHUNK_BITS4;
 const LOW_BITS = 32 - CHUNK_BITS4;
 /** Tables with at most this many populated chunks use flat blocks (see above). */
 export const FLAT_MAX_CHUNKS = 64;
+// Garbage allowed beyond "as much as live" before a batch compacts with a full rebuild, so small
+// tables do not recompile every other batch (at most 1 MiB of flat blocks, ~1.3 MiB of nodes+leaves).
+const FLAT_SLACK = 32;
+const NODE_SLACK = 32768;
+const LEAF_SLACK = 131072;
 
 export type RouteChange4 =
   | { op: 'set'; addr: number; len: number; nh: number }
@@ -58,8 +63,22 @@ export class RouteTable4 {
    * `routes` are bulk-loaded (duplicates: the last one wins). `opts.flatMaxChunks` overrides
    * FLAT_MAX_CHUNKS (0 disables flat blocks; tests use it to force either layout).
    */
-  constructor(routes?: Iterable<Route4>, opts?: { flatMaxChunks?: number }) {
+  private readonly recycle: boolean;
+  /** recycleDirs: the dir of the FIB before the previous one, reused by the next batch. */
+  private spareDir: Int32Array | null = null;
+  private prevDir: Int32Array | null = null;
+
+  /**
+   * `routes` are bulk-loaded (duplicates: the last one wins). Options:
+   * - `flatMaxChunks` overrides FLAT_MAX_CHUNKS (0 disables flat blocks; tests force either layout);
+   * - `recycleDirs`: a batch writes its new dir into the buffer of the FIB published two batches
+   *   ago instead of a fresh 1 MiB array (a fresh one costs ~4 ms of page faults on a VM). Then a
+   *   FIB stays unchanged only until the batch after the one that replaced it (a grace period of
+   *   one batch, like RCU): use it only if nothing keeps a FIB across two applyBatch calls.
+   */
+  constructor(routes?: Iterable<Route4>, opts?: { flatMaxChunks?: number; recycleDirs?: boolean }) {
     this.flatMax = opts?.flatMaxChunks ?? FLAT_MAX_CHUNKS;
+    this.recycle = opts?.recycleDirs ?? false;
     if (routes) this.rib.bulkLoad(routes);
     this.current = this.compileAll();
   }
@@ -113,8 +132,17 @@ export class RouteTable4 {
         nShort++;
       }
     }
+    const w = this.writer;
+    if (w.garbageNodes > Math.max(w.nodeCount - w.garbageNodes, NODE_SLACK) ||
+        w.garbageLeaves > Math.max(w.leafCount - w.garbageLeaves, LEAF_SLACK) ||
+        w.garbageFlat > Math.max(w.flatCount - w.garbageFlat, FLAT_SLACK)) {
+      for (let i = 0; i < this.nTouched; i++) this.touched[this.touchedList[i]] = 0;
+      this.current = this.compileAll();
+      return this.current;
+    }
+    const dir = this.nextDir();
     // A short prefix changes the inherited next hop of (some of) the chunks it spans: recompute it
-    // over the span and rebuild the chunks where it changed.
+    // over the span; chunks without long prefixes just get the new leaf, the others are rebuilt.
     const inh = this.inherited;
     const fresh = this.inhScratch;
     for (let i = 0; i < nShort; i++) {
@@ -122,22 +150,16 @@ export class RouteTable4 {
       const len = this.shortList[2 * i + 1];
       rib.fillCover(first, len, fresh);
       const end = first + (1 << (CHUNK_BITS4 - len));
+      const runLen = rib.runLen;
       for (let c = first; c < end; c++) {
-        if (fresh[c] !== inh[c]) {
-          inh[c] = fresh[c];
-          this.touch(c);
-        }
+        if (fresh[c] === inh[c]) continue;
+        inh[c] = fresh[c];
+        if (runLen[c] === 0 && dir[c] < 0) dir[c] = dirLeaf(fresh[c]);
+        else this.touch(c);
       }
     }
-    const w = this.writer;
     const nTouched = this.nTouched;
     const list = this.touchedList;
-    if (w.garbageNodes * 2 > w.nodeCount || w.garbageLeaves * 2 > w.leafCount || w.garbageFlat * 2 > w.flatCount) {
-      for (let i = 0; i < nTouched; i++) this.touched[list[i]] = 0;
-      this.current = this.compileAll();
-      return this.current;
-    }
-    const dir = this.current.dir.slice();
     for (let i = 0; i < nTouched; i++) {
       const c = list[i];
       this.touched[c] = 0;
@@ -155,6 +177,17 @@ export class RouteTable4 {
   rebuild(): Fib4 {
     this.current = this.compileAll();
     return this.current;
+  }
+
+  /** A copy of the current dir to edit: a fresh array, or with recycleDirs a retired one. */
+  private nextDir(): Int32Array {
+    const cur = this.current.dir;
+    if (!this.recycle) return cur.slice();
+    const dir = this.spareDir ?? new Int32Array(CHUNKS);
+    dir.set(cur);
+    this.spareDir = this.prevDir;
+    this.prevDir = cur;
+    return dir;
   }
 
   private touch(c: number): void {

@@ -24,7 +24,12 @@ export class Fib4 {
   lookup(ip: number): number {
     const e = this.dir[ip >>> 14];
     if (e < 0) return e & 0xffff;
-    if (e >= FLAT_FLAG) return this.flat[((e & 0xffff) << 14) | (ip & 0x3fff)];
+    // Kept small so V8 inlines it into the caller's loop; the node walk is its own function.
+    if (e < FLAT_FLAG) return this.walk(e, ip);
+    return this.flat[((e & 0xffff) << 14) | (ip & 0x3fff)];
+  }
+
+  private walk(e: number, ip: number): number {
     const nodes = this.nodes;
     // Level 1: bits 18..23.
     let o = e << NODE_SHIFT;

@@ -113,6 +113,14 @@ export class PoptrieWriter {
   private chg!: ChunkPrefixes;
   private readonly chgIdxs: Int32Array[] = [];
 
+  private readonly chgSlots: Int32Array[] = [];
+
+  private chgSlot(level: number, n: number): Int32Array {
+    let a = this.chgSlots[level];
+    if (!a || a.length < n) a = this.chgSlots[level] = new Int32Array(Math.max(16, n * 2));
+    return a;
+  }
+
   private chgIdx(level: number, n: number): Int32Array {
     let a = this.chgIdxs[level];
     if (!a || a.length < n) a = this.chgIdxs[level] = new Int32Array(Math.max(16, n * 2));
@@ -129,6 +137,7 @@ export class PoptrieWriter {
     const end = b + STRIDE;
     const chg = this.chg;
     const idx = this.chgIdxs[level];
+    const cs = this.chgSlot(level, nChg);
     // Slots whose painting changed (fd: rebuild the child from scratch) or that hold a change
     // deeper down (rd: rebuild the child with reuse).
     let rdLo = 0;
@@ -137,6 +146,7 @@ export class PoptrieWriter {
       const i = idx[j];
       const s = chg.slotAt(i, b);
       const len = chg.lens[i];
+      cs[j] = len <= end ? -1 : s;
       if (len <= end) {
         for (let t = s; t < s + (1 << (end - len)); t++) {
           if (t < 32) fdLo |= 1 << t;
@@ -154,9 +164,13 @@ export class PoptrieWriter {
     gs.fill(-1);
     let vecLo = 0;
     let vecHi = 0;
+    const W = p.wordsPerKey;
+    const pw = p.words;
+    const wi = b >>> 5;
+    const sh = b & 31;
     for (let i = lo; i < hi; i++) {
       const len = p.lens[i];
-      const s = p.slotAt(i, b);
+      const s = slotOf(pw, i * W + wi, sh, wi + 1 < W);
       if (len <= end) {
         slots.fill(p.nhs[i], s, s + (1 << (end - len)));
       } else {
@@ -248,7 +262,7 @@ export class PoptrieWriter {
           // Changes below: pass on those inside slot s.
           const next = this.chgIdx(level + 1, nChg);
           let m = 0;
-          for (let j = 0; j < nChg; j++) if (chg.slotAt(idx[j], b) === s && chg.lens[idx[j]] > end) next[m++] = idx[j];
+          for (let j = 0; j < nChg; j++) if (cs[j] === s) next[m++] = idx[j];
           this.rebuildNode(level + 1, end, cp, clo, chi, slots[s], oldFirst + r, k, m, 0, 0, null);
         } else {
           this.p = cp;
@@ -339,6 +353,8 @@ export class PoptrieWriter {
     const words = p.words;
     const lens = p.lens;
     const nhs = p.nhs;
+    const wi = b >>> 5;
+    const sh = b & 31;
     // Paint the prefixes that end in this stride; sorted order puts a covering prefix before the
     // ones nested in it, so the more specific one wins. Longer prefixes are grouped per slot
     // (contiguous, because the list is sorted by address).
@@ -346,7 +362,7 @@ export class PoptrieWriter {
       const len = lens[i];
       let s: number;
       if (W === 1) s = b <= 32 - STRIDE ? (words[i] >>> (32 - STRIDE - b)) & 63 : (words[i] << (b - (32 - STRIDE))) & 63;
-      else s = p.slotAt(i, b);
+      else s = slotOf(words, i * W + wi, sh, wi + 1 < W);
       if (len <= end) {
         if (len === end) slots[s] = nhs[i];
         else slots.fill(nhs[i], s, s + (1 << (end - len)));
@@ -407,4 +423,15 @@ export class PoptrieWriter {
       this.buildNode(level + 1, end, gs[s], ge[s], slots[s], k++);
     }
   }
+}
+
+/**
+ * The 6-bit slot at bit offset `sh` of key word words[at] (continuing into words[at + 1] when
+ * `hasNext`; bits past the key read as zero). Same as ChunkPrefixes.slotAt, for the hot loops.
+ */
+function slotOf(words: Int32Array, at: number, sh: number, hasNext: boolean): number {
+  const a = words[at];
+  if (sh <= 32 - STRIDE) return (a >>> (32 - STRIDE - sh)) & 63;
+  const next = hasNext ? words[at + 1] : 0;
+  return ((a << (sh - (32 - STRIDE))) | (next >>> (64 - STRIDE - sh))) & 63;
 }

@@ -51,9 +51,11 @@ export const Event = {
   ARP_REPLIED: base + 18,
   ICMP_SENT: base + 19,
   ARP_LEARNED: base + 20,
+  /** Pod traffic to outside the pools, handed to the node's routing. */
+  EGRESS: base + 21,
 } as const;
 
-export const COUNTER_COUNT = base + 21;
+export const COUNTER_COUNT = base + 22;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -9,7 +9,7 @@ import { native, FramePool, errnoOf } from './native';
 import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, NH_KIND_NAMES } from './nexthops';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
-import { findUnderlay, underlayNextHops, quietKernelOn, hostRouteToPod, setInterfaceMtu, removeHostRoute, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
+import { findUnderlay, underlayNextHops, quietKernelOn, hostRouteToPod, setInterfaceMtu, linkUp, addRoute, delRoute, removeHostRoute, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 
 export interface EngineOptions {
@@ -32,6 +32,8 @@ interface EndpointPort {
 }
 
 const VXLAN_PORT = 4789;
+/** The TUN device joining the node's stack to the pod network. */
+export const HOST_PORT_NAME = 'podway0';
 const ARP_RETRY_MS = 1000;
 
 export class Engine {
@@ -44,7 +46,9 @@ export class Engine {
   private readonly qdiscBypass: boolean;
   private model: NodeDataplaneModel | null = null;
   private underlay: Underlay | null = null;
-  private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1 };
+  private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1, host: -1 };
+  /** Pool routes installed into the host port (cidr text). */
+  private hostRoutes = new Set<string>();
   private readonly endpoints = new Map<string, EndpointPort>();
   /** Endpoints whose interface could not be opened yet (pod not wired yet): retried on a timer. */
   private readonly pending = new Map<string, { ep: LocalEndpoint; error: string }>();
@@ -91,6 +95,9 @@ export class Engine {
     // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
     this.pipe.nh = nh;
     this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
+    this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
+    this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
+    if (this.manageHost) this.syncHostRoutes(model);
     this.model = model;
     this.applied++;
     for (let i = 0; i < nh.count; i++) if (nh.gw[i] !== 0 && !this.neighbors.has(nh.gw[i])) this.resolve(nh.gw[i]);
@@ -110,6 +117,14 @@ export class Engine {
       this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
       this.infra.ipip = native.openRaw({ proto: 4, addr: nodeIp, rcvbuf: 4 << 20 });
       this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
+      // The host port: the node's own stack reaches pods through it (pool routes point at it), and
+      // tap/tun pods reach the node through it. Not persistent: it goes away with the process.
+      this.infra.host = native.openTun(HOST_PORT_NAME, {});
+      this.pipe.setPort(this.infra.host, Role.HOST_TUN, `host(${HOST_PORT_NAME})`);
+      if (this.manageHost) {
+        this.notes.push(...quietKernelOn(HOST_PORT_NAME, false));
+        linkUp(HOST_PORT_NAME);
+      }
       this.infra.underlay = native.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20 });
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
@@ -120,11 +135,13 @@ export class Engine {
     }
     this.pipe.tx4Port = this.infra.tx4;
     this.pipe.underlayPort = this.infra.underlay;
-    for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay]) this.watch(p);
+    this.pipe.hostPort = this.infra.host;
+    this.hostRoutes.clear();
+    for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host]) this.watch(p);
   }
 
   private closeInfra(): void {
-    for (const k of ['tx4', 'vxlan', 'ipip', 'underlay'] as const) {
+    for (const k of ['tx4', 'vxlan', 'ipip', 'underlay', 'host'] as const) {
       const p = this.infra[k];
       if (p >= 0) {
         native.close(p);
@@ -244,6 +261,21 @@ export class Engine {
   /** Cheap check before a retry: a veth must exist here; tap/tun devices are looked up by open. */
   private canOpen(ep: LocalEndpoint): boolean {
     return ep.interfaceType !== 'veth' || interfaceExists(ep.interfaceName);
+  }
+
+  /** The node's routes to the pools through the host port (veth pods' /32s stay more specific). */
+  private syncHostRoutes(model: NodeDataplaneModel): void {
+    const want = new Set(model.pools.map((p) => p.cidr));
+    for (const cidr of this.hostRoutes) if (!want.has(cidr)) { delRoute(cidr, HOST_PORT_NAME); this.hostRoutes.delete(cidr); }
+    for (const cidr of want) {
+      if (this.hostRoutes.has(cidr)) continue;
+      try {
+        addRoute(cidr, HOST_PORT_NAME);
+        this.hostRoutes.add(cidr);
+      } catch (e) {
+        this.log(`host route ${cidr} dev ${HOST_PORT_NAME}: ${(e as Error).message}`);
+      }
+    }
   }
 
   /** Send an ARP request for an underlay neighbour (rate-limited per address). */

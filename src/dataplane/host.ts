@@ -74,6 +74,22 @@ export function quietKernelOn(ifname: string, pod: boolean): string[] {
   return notes;
 }
 
+export function linkUp(ifname: string): void {
+  ipCmd(['link', 'set', 'dev', ifname, 'up']);
+}
+
+export function addRoute(cidr: string, dev: string): void {
+  ipCmd(['route', 'replace', cidr, 'dev', dev, 'scope', 'link']);
+}
+
+export function delRoute(cidr: string, dev: string): void {
+  try {
+    ipCmd(['route', 'del', cidr, 'dev', dev]);
+  } catch {
+    /* gone with the device */
+  }
+}
+
 /** Route and permanent neighbour for a veth pod, so the node itself can reach it (as Felix does). */
 export function hostRouteToPod(ifname: string, ips: readonly number[], mac: string | null): void {
   for (const ip of ips) {

@@ -37,8 +37,12 @@ export const Role = {
   IPIP_RX: 4,
   /** AF_PACKET on the underlay NIC: unencapsulated pod traffic and ARP. */
   UNDERLAY: 5,
-  /** Raw IPPROTO_RAW socket: sends the outer IPv4 packets we build (VXLAN and IPIP). */
+  /** Raw IPPROTO_RAW socket: sends IPv4 packets through the kernel's routing (outer VXLAN/IPIP
+   * packets while the underlay neighbour is unresolved, and pod egress outside the pools). */
   TX4: 6,
+  /** The host port: a TUN device (podway0) joining the node's own stack to the pod network. The
+   * kernel routes the pools into it (node -> pods), and podway hands it pod traffic for the node. */
+  HOST_TUN: 7,
 } as const;
 
 export const MAX_PORTS = 1024;
@@ -77,6 +81,10 @@ export class Pipeline {
   addr: NodeAddressing = { nodeIp: 0, underlayMac: new Uint8Array(6), knownNodes: new Set() };
   tx4Port = -1;
   underlayPort = -1;
+  hostPort = -1;
+  /** The IP pools (address, mask): pod egress to anything outside them goes to the kernel. */
+  poolAddr = new Uint32Array(0);
+  poolMask = new Uint32Array(0);
   private ipId = 1;
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
   /** Set while `podway trace` runs. */
@@ -137,6 +145,7 @@ export class Pipeline {
       else if (role === Role.VXLAN_RX) o = this.fromVxlan(i);
       else if (role === Role.IPIP_RX) o = this.fromIpip(i);
       else if (role === Role.UNDERLAY) o = this.fromUnderlay(i);
+      else if (role === Role.HOST_TUN) o = this.fromHost(i, port);
       else o = DROP;
       if (this.tr !== null) this.finishTrace(o);
       if (o >= 0) this.markOut(o);
@@ -183,6 +192,17 @@ export class Pipeline {
     if (this.tr !== null) this.tr.stages.push(`source check: ${formatIpv4(src)} belongs to ${this.portName[port]}: pass`);
     if ((this.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
     return this.route(i, port, ip, true, false);
+  }
+
+  /** From the node's own stack (podway0): the node talking to a pod here or on another node. */
+  private fromHost(i: number, port: number): number {
+    const f = this.pool.start(i);
+    if ((this.b[f] >> 4) !== 4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
+    const v = validateIpv4(this.b, f, this.pool.len[i]);
+    if (v !== Drop.OK) return this.drop(v);
+    if (this.trace !== null) this.startTrace(f, port);
+    // The kernel originated it: no TTL decrement; ICMP errors (frag needed) go back to the host.
+    return this.route(i, port, f, true, true);
   }
 
   private fromVxlan(i: number): number {
@@ -265,8 +285,9 @@ export class Pipeline {
   }
 
   /**
-   * Route the IPv4 packet at `ip` (descriptor i). fromPod: it entered through pod port `inPort`, so
-   * ICMP errors go back there. Leaves the frame ready to send and returns the output port.
+   * Route the IPv4 packet at `ip` (descriptor i). fromPod: it entered through port `inPort` (a pod's
+   * or the host's), so ICMP errors go back there. originated: the node itself sent it (no TTL
+   * decrement). Leaves the frame ready to send and returns the output port.
    */
   private route(i: number, inPort: number, ip: number, fromPod: boolean, originated: boolean): number {
     const b = this.b;
@@ -275,10 +296,7 @@ export class Pipeline {
     const nh = nhs.fib.lookup(dst);
     const tr = this.tr;
     if (nh === NO_ROUTE) {
-      if (dst === this.addr.nodeIp && fromPod && this.hostSees[inPort] === 1) {
-        if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: this node's address: left to the host kernel`);
-        return this.count(Event.TO_HOST, HOST);
-      }
+      if (fromPod && !originated) return this.noRouteFromPod(i, inPort, ip, dst);
       if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: no route`);
       return this.drop(Reason.NO_ROUTE);
     }
@@ -381,6 +399,43 @@ export class Pipeline {
     return this.underlayPort;
   }
 
+  /**
+   * A pod's packet for something that is not a pod: the node itself goes to the node's stack (a
+   * veth pod's frame already reached it; a tap/tun pod's goes through the host port); anything
+   * outside the pools leaves through the kernel's routing, unencapsulated and not NATed (Calico
+   * with natOutgoing off). Pool addresses without a route are dropped: never loop them back.
+   */
+  private noRouteFromPod(i: number, inPort: number, ip: number, dst: number): number {
+    const tr = this.tr;
+    const total = (this.b[ip + 2] << 8) | this.b[ip + 3];
+    if (dst === this.addr.nodeIp) {
+      if (this.hostSees[inPort] === 1) {
+        if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: this node's address: the node's kernel has the frame`);
+        return this.count(Event.TO_HOST, HOST);
+      }
+      if (this.hostPort < 0) return this.drop(Reason.NO_ROUTE);
+      this.setFrame(i, ip, total);
+      if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: this node's address: into the host port`);
+      return this.count(Event.TO_HOST, this.hostPort);
+    }
+    for (let k = 0; k < this.poolAddr.length; k++) {
+      if (((dst & this.poolMask[k]) >>> 0) === this.poolAddr[k]) {
+        if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: in a pool but no route`);
+        return this.drop(Reason.NO_ROUTE);
+      }
+    }
+    if (this.tx4Port < 0 || this.role[inPort] === Role.HOST_TUN) return this.drop(Reason.NO_ROUTE);
+    if (this.b[ip + 8] <= 1) {
+      this.counters[Reason.TTL_EXPIRED]++;
+      return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
+    }
+    ipv4DecrementTtl(this.b, ip);
+    this.setFrame(i, ip, total);
+    this.pool.addr[i] = dst;
+    if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: outside the pools: through the node's routing (no NAT)`);
+    return this.count(Event.EGRESS, this.tx4Port);
+  }
+
   // ---- replies podway makes itself -------------------------------------------------------------
 
   private podArp(i: number, port: number, f: number, len: number): number {
@@ -409,7 +464,8 @@ export class Pipeline {
     if (!mayReplyWithIcmpError(b, ip)) return DROP;
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
     const total = (b[n + ETH_HLEN + 2] << 8) | b[n + ETH_HLEN + 3];
-    if (this.role[inPort] === Role.POD_TUN) this.setFrame(i, n + ETH_HLEN, total);
+    const r = this.role[inPort];
+    if (r === Role.POD_TUN || r === Role.HOST_TUN) this.setFrame(i, n + ETH_HLEN, total);
     else {
       for (let k = 0; k < 6; k++) b[n + 6 + k] = GATEWAY_MAC[k];
       this.setFrame(i, n, total + ETH_HLEN);

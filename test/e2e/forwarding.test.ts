@@ -477,6 +477,40 @@ async function podwayRun(args: string[], ns?: string): Promise<{ code: number | 
   return { code: r.code, stderr: r.stderr };
 }
 
+async function nodePing(nodeName: string, to: string, count = 3): Promise<Ping> {
+  const n = node(nodeName);
+  const res = await execBounded('ip', ['netns', 'exec', n.ns, 'ping', '-n', '-c', String(count), '-i', '0.2', '-W', '1', to], 5000 + count * 1500);
+  const out = res.stdout + res.stderr;
+  return { out, r: parsePing(out, count), ttls: replyTtls(out) };
+}
+
+test('host port: nodes reach local tap/tun pods and remote pods through podway0; pods reach their node and other nodes (no NAT)', async () => {
+  for (const mode of ['vxlan', 'ipip'] as Mode[]) {
+    await useMode(mode);
+    // the node's own stack -> a local tap pod, a local tun pod, and pods on other nodes
+    const cases: [string, string][] = [['node1', 'tap-1'], ['node3', 'tun-3'], ['node1', 'web-2'], ['node1', 'tap-2'], ['node2', 'web-1']];
+    for (const [n, pod] of cases) {
+      const p = await nodePing(n, ipOf(pod));
+      assert.is(p.r.loss, 0, `${mode}: ${n} -> ${pod}:\n${p.out}`);
+    }
+    // tap and tun pods -> their own node (podway hands it to the node's stack), veth pods too (the kernel has the frame)
+    for (const [pod, ip] of [['tap-1', node('node1').ip], ['tun-3', node('node3').ip], ['web-1', node('node1').ip]] as const) {
+      const p = await ping(pod, ip, 3);
+      assert.is(p.r.loss, 0, `${mode}: ${pod} -> its node ${ip}:\n${p.out}`);
+    }
+    // a pod -> another node's own address: out through the node's routing, the reply comes back
+    // through that node's pool route into its podway and the tunnel
+    const n1 = node('node1');
+    const before = await reasons(n1);
+    const p = await ping('web-1', node('node2').ip, 3);
+    assert.is(p.r.loss, 0, `${mode}: web-1 -> node2's address:\n${p.out}`);
+    assert.ok(delta(before, await reasons(n1), 'egress') >= 3, 'counted as egress on node1');
+  }
+  // the host port exists on every podway node, with the pool routed into it
+  const routes = run('ip', ['-n', node('node1').ns, 'route', 'show', 'dev', 'podway0']);
+  assert.match(routes, /10\.244\.0\.0\/16/);
+});
+
 test('config: a bad resource file is refused naming the file, the document and the field; unknown node; not root', async () => {
   const l = L();
   const scratch = `pw-cfg-${l.tag}`;

@@ -9,7 +9,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
 import { formatIpv4, parseIpv4, parseMac } from '../packet';
 
 export interface Underlay {
@@ -21,13 +20,18 @@ export interface Underlay {
 
 export function findUnderlay(nodeIp: number): Underlay {
   const want = formatIpv4(nodeIp);
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    for (const a of addrs ?? []) {
-      if (a.family === 'IPv4' && a.address === want) {
-        const mtuPath = `/sys/class/net/${name}/mtu`;
-        const mtu = existsSync(mtuPath) ? Number(readFileSync(mtuPath, 'utf8').trim()) : 1500;
-        return { name, mac: parseMac(a.mac), macText: a.mac, mtu };
-      }
+  // iproute2 rather than os.networkInterfaces(): libuv lists only interfaces that are up and
+  // running, and a veth's operstate trails its carrier by up to a second (linkwatch).
+  let links: { ifname: string; mtu: number; address?: string; addr_info?: { local?: string }[] }[] = [];
+  try {
+    links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 }));
+  } catch (e) {
+    throw new Error(`cannot list interfaces (ip -j addr): ${(e as Error).message}`);
+  }
+  for (const l of links) {
+    if ((l.addr_info ?? []).some((a) => a.local === want)) {
+      if (!l.address) throw new Error(`interface ${l.ifname} holding the node IP ${want} has no MAC address (not Ethernet?)`);
+      return { name: l.ifname, mac: parseMac(l.address), macText: l.address, mtu: l.mtu ?? 1500 };
     }
   }
   throw new Error(`no interface holds the node IP ${want} (Node spec.bgp.ipv4Address); is podway running in the node's network namespace?`);

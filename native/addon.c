@@ -354,37 +354,25 @@ static napi_value close_port(napi_env env, napi_callback_info info) {
 
 /* ---- batch moves ------------------------------------------------------------------------ */
 
-/* recv(port, first, max) -> frames received into descriptors [first, first+n) */
-static napi_value recv_batch(napi_env env, napi_callback_info info) {
+/* recv(port, first, max) -> frames received into descriptors [first, first+n)
+ * send(port, first, count) -> frames accepted; sends descriptors txlist[first .. first+count) */
+static napi_value batch_move(napi_env env, napi_callback_info info, int is_send) {
   struct addon *a = get_addon(env);
   size_t argc = 3;
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint32_t id, first, max;
+  uint32_t id, first, n;
   struct port *p = arg_port(env, a, argv[0], &id);
   if (!p) return NULL;
-  if (!a->pool_set) return throw_type(env, "recv: setPool first");
-  if (arg_u32(env, argv[1], &first) || arg_u32(env, argv[2], &max)) return throw_type(env, "recv(port, first, max)");
-  int r = port_recv(p, (uint16_t)id, &a->pool, first, max);
-  if (r < 0) return throw_errno(env, r, p->name[0] ? p->name : "recv");
+  if (!a->pool_set) return throw_type(env, "setPool first");
+  if (arg_u32(env, argv[1], &first) || arg_u32(env, argv[2], &n)) return throw_type(env, is_send ? "send(port, first, count)" : "recv(port, first, max)");
+  int r = is_send ? port_send(p, &a->pool, first, n) : port_recv(p, (uint16_t)id, &a->pool, first, n);
+  if (r < 0) return throw_errno(env, r, p->name[0] ? p->name : (is_send ? "send" : "recv"));
   return ret_u32(env, (uint32_t)r);
 }
 
-/* send(port, first, count) -> frames accepted; sends descriptors txlist[first .. first+count) */
-static napi_value send_batch(napi_env env, napi_callback_info info) {
-  struct addon *a = get_addon(env);
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  uint32_t id, first, count;
-  struct port *p = arg_port(env, a, argv[0], &id);
-  if (!p) return NULL;
-  if (!a->pool_set) return throw_type(env, "send: setPool first");
-  if (arg_u32(env, argv[1], &first) || arg_u32(env, argv[2], &count)) return throw_type(env, "send(port, first, count)");
-  int r = port_send(p, &a->pool, first, count);
-  if (r < 0) return throw_errno(env, r, p->name[0] ? p->name : "send");
-  return ret_u32(env, (uint32_t)r);
-}
+static napi_value recv_batch(napi_env env, napi_callback_info info) { return batch_move(env, info, 0); }
+static napi_value send_batch(napi_env env, napi_callback_info info) { return batch_move(env, info, 1); }
 
 /* ---- info and counters ------------------------------------------------------------------ */
 

@@ -263,7 +263,7 @@ async function main() {
             if (!json) process.stderr.write(`${sc.name} ${base.label} ${size}B ${flows} flows: ${Math.round(bm.pps)} pps\n`);
             rows.push({
               scenario: sc.name, size, flows, setup: sc.podway.label, baseline: base.label,
-              pps: Math.round(p.pps), baselinePps: Math.round(bm.pps), ratio: bm.pps ? +(p.pps / bm.pps).toFixed(2) : 0,
+              pps: Math.round(p.pps), baselinePps: Math.round(bm.pps), ratio: bm.pps ? +(p.pps / bm.pps).toFixed(2) : Infinity,
               gbps: +p.gbps.toFixed(3),
               cpuUsPerPkt: p.received ? +((p.machineCpu * 1e6) / p.received).toFixed(2) : 0,
               baselineCpuUsPerPkt: bm.received ? +((bm.machineCpu * 1e6) / bm.received).toFixed(2) : 0,
@@ -278,7 +278,7 @@ async function main() {
   if (json) {
     for (const r of rows) {
       const { scenario, size, flows, pps, baselinePps, ratio, cpuUsPerPkt, baselineCpuUsPerPkt } = r;
-      process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, machine: info }) + '\n');
+      process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio: Number.isFinite(ratio) ? ratio : null, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, machine: info }) + '\n');
     }
     return;
   }
@@ -286,7 +286,7 @@ async function main() {
   console.log('| scenario | size | flows | podway setup | baseline | podway pps | baseline pps | ratio | Gb/s | loss-free pps (<0.1%) | p50/p99 µs at half that | machine CPU µs/pkt podway / baseline | podway process µs/pkt |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
-    console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${r.ratio}x | ${r.gbps} | ${r.lossFreePps} | ${r.p50us}/${r.p99us} | ${r.cpuUsPerPkt} / ${r.baselineCpuUsPerPkt} | ${r.podwayCpuUsPerPkt} |`);
+    console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : 'baseline delivered 0'} | ${r.gbps} | ${r.lossFreePps} | ${r.p50us}/${r.p99us} | ${r.cpuUsPerPkt} / ${r.baselineCpuUsPerPkt} | ${r.podwayCpuUsPerPkt} |`);
   }
   for (const e of errors) console.log(`\nscenario failed: ${e}`);
   if (errors.length) process.exitCode = 1;

@@ -19,6 +19,7 @@
  * The one Lab (one podway, one kernel node) is shared by the tests of this file and removed at the
  * end, and also on any exit or signal (guard()).
  */
+import { configureKernelNode } from '../../src/lab/kernel';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
@@ -35,34 +36,6 @@ const SPEC = [
 let lab: Lab | null = null;
 let ok = false;
 
-function inNs(n: LabNode, cmd: string, args: string[]): string {
-  return run('ip', ['netns', 'exec', n.ns, cmd, ...args]);
-}
-
-/** Program node2 as Felix would for VXLAN (no podway there). */
-function felixVxlanNode(self: LabNode, peer: LabNode): void {
-  const ip = (...a: string[]) => run('ip', ['-n', self.ns, ...a]);
-  const sysctl = (kv: string) => inNs(self, 'sysctl', ['-qw', kv]);
-  sysctl('net.ipv4.ip_forward=1');
-  ip('link', 'add', 'vxlan.calico', 'type', 'vxlan', 'id', '4096', 'dstport', '4789', 'local', self.ip, 'dev', 'eth0', 'nolearning');
-  ip('link', 'set', 'vxlan.calico', 'address', deriveVtepMac(self.name), 'mtu', '1450');
-  ip('addr', 'add', `${self.vtep}/32`, 'dev', 'vxlan.calico');
-  ip('link', 'set', 'vxlan.calico', 'up');
-  // the remote node
-  ip('neigh', 'add', peer.vtep, 'lladdr', deriveVtepMac(peer.name), 'dev', 'vxlan.calico', 'nud', 'permanent');
-  inNs(self, 'bridge', ['fdb', 'add', deriveVtepMac(peer.name), 'dev', 'vxlan.calico', 'dst', peer.ip, 'permanent']);
-  ip('route', 'add', peer.block, 'via', peer.vtep, 'dev', 'vxlan.calico', 'onlink');
-  // own workloads
-  for (const p of self.pods) {
-    if (p.type !== 'veth') throw new Error(`the kernel node cannot serve ${p.type} pod ${p.name}`);
-    sysctl(`net.ipv4.conf.${p.ifname}.proxy_arp=1`);
-    sysctl(`net.ipv4.neigh.${p.ifname}.proxy_delay=0`);
-    sysctl(`net.ipv4.conf.${p.ifname}.forwarding=1`);
-    ip('route', 'add', `${p.ip}/32`, 'dev', p.ifname, 'scope', 'link');
-    ip('neigh', 'replace', p.ip, 'lladdr', p.mac!, 'dev', p.ifname, 'nud', 'permanent');
-  }
-  ip('route', 'add', 'blackhole', self.block);
-}
 
 test.before(async () => {
   if (!isRoot()) throw new Error('interop tests need root (network namespaces)');
@@ -75,7 +48,8 @@ test.before(async () => {
   }
   lab = guard(new Lab(SPEC));
   lab.build(); // writes the resource file with node1 and node2 (Node with VTEP, BlockAffinity, WEPs)
-  felixVxlanNode(lab.node('node2'), lab.node('node1'));
+  // node2 programmed as Felix does for VXLAN (no podway there): src/lab/kernel.ts
+  configureKernelNode(lab, lab.node('node2'), 'vxlan');
   await lab.startPodway('node1');
   const n2block = lab.node('node2').block;
   const up = await until(async () => (await kindOf(lab!.node('node1'), n2block)) === 'vxlan', 10_000);

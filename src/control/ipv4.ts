@@ -1,3 +1,4 @@
+import { parseIpv4, formatIpv4 as formatIPv4 } from '../packet/ipv4';
 // IPv4 helpers for the control plane. Addresses are uint32 numbers (always normalised with `>>> 0`)
 // because that is how the data path holds them; strings only appear at the edges (YAML, logs).
 import { isIPv6 } from 'node:net';
@@ -10,27 +11,17 @@ export interface IPv4Cidr {
   readonly prefixLen: number;
 }
 
-const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
 /** Parses "a.b.c.d" into a uint32, or null when it is not a plain dotted quad (no leading zeros). */
 export function parseIPv4(text: string): number | null {
-  const m = DOTTED_QUAD.exec(text);
-  if (!m) return null;
-  let value = 0;
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i]!;
-    // Leading zeros are rejected: some parsers read them as octal, so they are ambiguous.
-    if (part.length > 1 && part.startsWith('0')) return null;
-    const octet = Number(part);
-    if (octet > 255) return null;
-    value = value * 256 + octet;
+  try {
+    return parseIpv4(text);
+  } catch {
+    return null;
   }
-  return value >>> 0;
 }
 
-export function formatIPv4(addr: number): string {
-  return `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`;
-}
+/** Dotted-quad text of a uint32 address. */
+export { formatIpv4 as formatIPv4 } from '../packet/ipv4';
 
 /** The netmask for a prefix length, as a uint32 (prefix 0 gives 0). */
 export function prefixMask(prefixLen: number): number {

@@ -19,24 +19,9 @@ export function mask32(len: number): number {
   return len <= 0 ? 0 : len >= 32 ? 0xffffffff : (0xffffffff << (32 - len)) >>> 0;
 }
 
-const DEC_OCTET = /^(?:0|[1-9]\d{0,2})$/;
-
-export function parseIp4(text: string): number {
-  const parts = text.split('.');
-  if (parts.length !== 4) throw new Error(`invalid IPv4 address "${text}": expected four dotted octets`);
-  let v = 0;
-  for (const p of parts) {
-    if (!DEC_OCTET.test(p) || Number(p) > 255) {
-      throw new Error(`invalid IPv4 address "${text}": octet "${p}" is not a number 0..255`);
-    }
-    v = v * 256 + Number(p);
-  }
-  return v;
-}
-
-export function formatIp4(addr: number): string {
-  return `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`;
-}
+// IPv4 text <-> uint32 lives with the other IPv4 helpers (src/packet/ipv4.ts).
+export { parseIpv4 as parseIp4, formatIpv4 as formatIp4 } from '../packet/ipv4';
+import { parseIpv4 as parseIp4, formatIpv4 as formatIp4 } from '../packet/ipv4';
 
 function splitCidr(text: string, family: string, maxLen: number): [string, number] {
   if (typeof text !== 'string') throw new Error(`invalid ${family} CIDR ${String(text)}: not a string`);

@@ -240,17 +240,24 @@ export function formatIpv4(ip: number): string {
   return `${ip >>> 24}.${(ip >>> 16) & 0xff}.${(ip >>> 8) & 0xff}.${ip & 0xff}`;
 }
 
-/** Parses a dotted quad into a uint32; throws on bad input. */
-export function parseIpv4(s: string): number {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) throw new Error(`bad IPv4 address: ${s}`);
-  let ip = 0;
-  for (let i = 1; i <= 4; i++) {
-    const o = Number(m[i]);
-    if (o > 255) throw new Error(`bad IPv4 address: ${s}`);
-    ip = ip * 256 + o;
+/** A decimal octet: 0..255 written without leading zeros (which some parsers read as octal). */
+const DEC_OCTET = /^(?:0|[1-9]\d{0,2})$/;
+
+/**
+ * Parses a dotted quad into a uint32; throws a message naming the input and what is wrong. The one
+ * IPv4 text parser of the project (src/lpm and src/control build on it).
+ */
+export function parseIpv4(text: string): number {
+  const parts = typeof text === 'string' ? text.split('.') : [];
+  if (parts.length !== 4) throw new Error(`invalid IPv4 address "${text}": expected four dotted octets`);
+  let v = 0;
+  for (const p of parts) {
+    if (!DEC_OCTET.test(p) || Number(p) > 255) {
+      throw new Error(`invalid IPv4 address "${text}": octet "${p}" is not a number 0..255`);
+    }
+    v = v * 256 + Number(p);
   }
-  return ip >>> 0;
+  return v >>> 0;
 }
 
 export interface Ipv4Repr {

@@ -6,7 +6,7 @@
  * Traffic: bench/e2e/pktgen.c in pod A (AF_PACKET sendmmsg flooder), counted by its sink in pod B.
  *
  *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,ipip] [-- --seconds 2]
- *                 [-- --podway-args "--rx-ring 3 --batch 128"]
+ *                 [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -219,7 +219,7 @@ async function main() {
   const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : null;
   const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : quick ? 1 : 2;
   const sizes = quick ? [64] : [64, 1400];
-  const flowsList = quick ? [1] : [1, 1024];
+  const flowsList = args.includes('--flows') ? args[args.indexOf('--flows') + 1].split(',').map(Number) : quick ? [1] : [1, 1024];
   if (process.getuid && process.getuid() !== 0) throw new Error('the e2e benchmark needs root (network namespaces)');
   const podwayArgs = args.includes('--podway-args') ? args[args.indexOf('--podway-args') + 1].split(' ').filter(Boolean) : [];
   const bench = new Bench(podwayArgs);

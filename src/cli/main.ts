@@ -50,13 +50,15 @@ export function buildProgram(): Command {
     .option('--batch <n>', 'frames per batch', (v) => Number(v), 256)
     .addOption(new Option('--rx-ring <version>', 'AF_PACKET receive ring: 2 = wake per frame (latency), 3 = block batching (throughput)').choices(['2', '3']).default('3'))
     .option('--qdisc-bypass', 'send on AF_PACKET sockets straight to the driver, skipping qdiscs (tc)')
+    .option('--workers <n>', 'forwarding threads (flows spread by PACKET_FANOUT/SO_REUSEPORT; veth pods only when > 1)', (v) => Number(v), 1)
     .action(async (o) => {
       const node = o.node ?? process.env.NODENAME;
       const datastore = o.datastore ?? process.env.PODWAY_DATASTORE;
       if (!node) throw new Error('run: give --node NAME (or set NODENAME)');
       if (!datastore) throw new Error('run: give --datastore file:PATH (or set PODWAY_DATASTORE)');
       if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new Error('run: --batch must be 1..1024');
-      await runNode({ node, datastore, control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass });
+      if (!Number.isInteger(o.workers) || o.workers < 1 || o.workers > 64) throw new Error('run: --workers must be 1..64');
+      await runNode({ node, datastore, control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {

@@ -7,6 +7,8 @@ import { FileDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel } 
 import { Engine } from '../dataplane/engine';
 import { findUnderlay } from '../dataplane/host';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
+import { Worker } from 'node:worker_threads';
+import * as path from 'node:path';
 
 export interface RunOptions {
   node: string;
@@ -15,6 +17,8 @@ export interface RunOptions {
   batch?: number;
   ringVersion?: 2 | 3;
   qdiscBypass?: boolean;
+  /** Forwarding workers (1 = the main thread alone). */
+  workers?: number;
 }
 
 export function log(node: string, msg: string): void {
@@ -40,7 +44,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const store = new FileDatastore(ds.path);
   const snap = await store.start();
   const say = (m: string) => log(opts.node, m);
-  const engine = new Engine({ batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, log: say });
+  const count = Math.max(1, opts.workers ?? 1);
+  const workers: Worker[] = [];
+  const engine = new Engine({
+    batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, log: say,
+    worker: { index: 0, count },
+    onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
+  });
+  const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };
   // The control socket first: a podway already serving this node refuses us before we touch
   // any port or host setting.
   const sock = opts.control ?? defaultControlPath(opts.node);
@@ -50,8 +61,26 @@ export async function runNode(opts: RunOptions): Promise<void> {
       server.once('listening', resolve);
       server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
     });
-    engine.apply(modelFor(snap, opts.node));
+    const model = modelFor(snap, opts.node);
+    engine.apply(model);
+    // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
+    for (let index = 1; index < count; index++) {
+      const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
+        workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass },
+      });
+      w.on('message', (m: { type: string; ip?: number; mac?: number[]; message?: string }) => {
+        if (m.type === 'neighbor') {
+          engine.learnShared(m.ip!, Uint8Array.from(m.mac!));
+          for (const o of workers) if (o !== w) o.postMessage(m);
+        } else if (m.type === 'error') say(`worker ${index}: ${m.message}`);
+      });
+      w.on('error', (e) => say(`worker ${index} failed: ${e.message}`));
+      w.postMessage({ type: 'model', model });
+      workers.push(w);
+    }
+    if (count > 1) say(`${count} forwarding workers`);
   } catch (e) {
+    for (const w of workers) void w.terminate();
     server.close();
     await store.close();
     engine.stop();
@@ -60,7 +89,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
   for (const n of engine.notes) say(`host: set ${n}`);
   store.onSnapshot((s) => {
     try {
-      engine.apply(modelFor(s, opts.node));
+      const model = modelFor(s, opts.node);
+      engine.apply(model);
+      broadcast({ type: 'model', model });
     } catch (e) {
       say(`update rejected, keeping the last good state: ${(e as Error).message}`);
     }
@@ -72,8 +103,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const stop = (sig: string) => {
       say(`${sig}: stopping`);
       server.close();
+      broadcast({ type: 'stop' });
       engine.stop();
-      void store.close().then(resolve);
+      void Promise.all(workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); })))
+        .then(() => store.close())
+        .then(resolve);
     };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));

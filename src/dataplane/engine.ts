@@ -3,6 +3,7 @@
  * and a FIB, wires port readiness to the pipeline, and answers the operator's questions (status,
  * routes, endpoints, counters, trace). Model changes are applied whole, between packet batches.
  */
+import { readFileSync } from 'node:fs';
 import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
 import { native, FramePool, errnoOf } from './native';
@@ -23,6 +24,15 @@ export interface EngineOptions {
   ringVersion?: 2 | 3;
   /** Send on the underlay and pod veths with PACKET_QDISC_BYPASS (skips tc on those devices). */
   qdiscBypass?: boolean;
+  /**
+   * This engine is worker `index` of `count` (worker_threads, one engine each). With count > 1 the
+   * veth and underlay sockets join a PACKET_FANOUT group per interface and the VXLAN socket uses
+   * SO_REUSEPORT, so the kernel spreads flows across workers; IPIP receive and the host port stay
+   * with worker 0, and TAP/TUN pods (single-queue devices) are refused.
+   */
+  worker?: { index: number; count: number };
+  /** Called when this engine resolves an underlay neighbour (to share it with the other workers). */
+  onNeighbor?: (ip: number, mac: Uint8Array) => void;
 }
 
 interface EndpointPort {
@@ -44,6 +54,8 @@ export class Engine {
   private readonly manageHost: boolean;
   private readonly ringVersion: 2 | 3;
   private readonly qdiscBypass: boolean;
+  private readonly worker: { index: number; count: number };
+  private readonly shareNeighbor: (ip: number, mac: Uint8Array) => void;
   private model: NodeDataplaneModel | null = null;
   private underlay: Underlay | null = null;
   private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1, host: -1 };
@@ -68,6 +80,8 @@ export class Engine {
     this.manageHost = opts.manageHost ?? true;
     this.ringVersion = opts.ringVersion ?? 3;
     this.qdiscBypass = opts.qdiscBypass ?? false;
+    this.worker = opts.worker ?? { index: 0, count: 1 };
+    this.shareNeighbor = opts.onNeighbor ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
     this.pool = new FramePool(this.batch + 8);
     this.arpSlot = this.batch;
@@ -97,7 +111,7 @@ export class Engine {
     this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
     this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
     this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
-    if (this.manageHost) this.syncHostRoutes(model);
+    if (this.manageHost && this.primary) this.syncHostRoutes(model);
     this.model = model;
     this.applied++;
     for (let i = 0; i < nh.count; i++) if (nh.gw[i] !== 0 && !this.neighbors.has(nh.gw[i])) this.resolve(nh.gw[i]);
@@ -113,19 +127,22 @@ export class Engine {
     try {
       this.infra.tx4 = native.openRaw({ proto: 255, sndbuf: 4 << 20 });
       this.pipe.setPort(this.infra.tx4, Role.TX4, 'tx4(raw)');
-      this.infra.vxlan = native.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: 4 << 20 });
+      this.infra.vxlan = native.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: 4 << 20, reuseport: this.worker.count > 1 });
       this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
-      this.infra.ipip = native.openRaw({ proto: 4, addr: nodeIp, rcvbuf: 4 << 20 });
-      this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
-      // The host port: the node's own stack reaches pods through it (pool routes point at it), and
-      // tap/tun pods reach the node through it. Not persistent: it goes away with the process.
-      this.infra.host = native.openTun(HOST_PORT_NAME, {});
-      this.pipe.setPort(this.infra.host, Role.HOST_TUN, `host(${HOST_PORT_NAME})`);
-      if (this.manageHost) {
-        this.notes.push(...quietKernelOn(HOST_PORT_NAME, false));
-        linkUp(HOST_PORT_NAME);
+      // A raw socket gets a copy of every packet (no fanout), and the TUN is single-queue: worker 0.
+      if (this.primary) {
+        this.infra.ipip = native.openRaw({ proto: 4, addr: nodeIp, rcvbuf: 4 << 20 });
+        this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
+        // The host port: the node's own stack reaches pods through it (pool routes point at it), and
+        // tap/tun pods reach the node through it. Not persistent: it goes away with the process.
+        this.infra.host = native.openTun(HOST_PORT_NAME, {});
+        this.pipe.setPort(this.infra.host, Role.HOST_TUN, `host(${HOST_PORT_NAME})`);
+        if (this.manageHost) {
+          this.notes.push(...quietKernelOn(HOST_PORT_NAME, false));
+          linkUp(HOST_PORT_NAME);
+        }
       }
-      this.infra.underlay = native.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20 });
+      this.infra.underlay = native.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20, fanoutGroup: this.fanout(ul.name) });
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
       this.closeInfra();
@@ -137,7 +154,7 @@ export class Engine {
     this.pipe.underlayPort = this.infra.underlay;
     this.pipe.hostPort = this.infra.host;
     this.hostRoutes.clear();
-    for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host]) this.watch(p);
+    for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host]) if (p >= 0) this.watch(p);
   }
 
   private closeInfra(): void {
@@ -149,6 +166,17 @@ export class Engine {
         this.infra[k] = -1;
       }
     }
+  }
+
+  /** PACKET_FANOUT group for an interface when several workers share it (0 = none). */
+  private fanout(ifname: string): number {
+    if (this.worker.count <= 1) return 0;
+    const idx = Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8'));
+    return (idx % 0xfffe) + 1; // distinct per interface (a group binds to one device)
+  }
+
+  private get primary(): boolean {
+    return this.worker.index === 0;
   }
 
   private watch(port: number): void {
@@ -178,7 +206,9 @@ export class Engine {
         this.notes.push(...quietKernelOn(ep.interfaceName, true));
         hostRouteToPod(ep.interfaceName, ep.ips, ep.mac);
       }
-      port = native.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, ignoreOutgoing: true });
+      port = native.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, ignoreOutgoing: true, fanoutGroup: this.fanout(ep.interfaceName) });
+    } else if (this.worker.count > 1) {
+      throw new Error(`${kind} pods are single-queue devices: run one worker to serve ${ep.interfaceName}`);
     } else if (kind === 'tap') {
       port = native.openTap(ep.interfaceName, { netns });
     } else {
@@ -291,8 +321,14 @@ export class Engine {
     native.send(this.infra.underlay, this.batch, 1);
   }
 
-  private learn(ip: number, b: Uint8Array, off: number): void {
+  /** A neighbour another worker resolved. */
+  learnShared(ip: number, mac: Uint8Array): void {
+    this.learn(ip, mac, 0, false);
+  }
+
+  private learn(ip: number, b: Uint8Array, off: number, share = true): void {
     const mac = b.slice(off, off + 6);
+    if (share) this.shareNeighbor(ip, mac);
     const old = this.neighbors.get(ip);
     this.neighbors.set(ip, mac);
     if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0 && (!old || formatMac(old) !== formatMac(mac))) {

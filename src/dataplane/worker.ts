@@ -1,0 +1,37 @@
+/**
+ * A forwarding worker (worker_threads): its own frame pool, ports and FIB, fed the same model as
+ * the main engine. The kernel spreads flows across workers (PACKET_FANOUT, SO_REUSEPORT); see
+ * EngineOptions.worker. Messages: {type:'model', model} | {type:'neighbor', ip, mac} |
+ * {type:'counters', id} | {type:'stop'}.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Engine } from './engine';
+
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; qdiscBypass?: boolean; node: string }
+
+if (parentPort) {
+  const port = parentPort;
+  const init = workerData as WorkerInit;
+  const engine = new Engine({
+    batch: init.batch,
+    ringVersion: init.ringVersion,
+    qdiscBypass: init.qdiscBypass,
+    manageHost: false,
+    worker: { index: init.index, count: init.count },
+    log: (m) => process.stderr.write(`${new Date().toISOString()} podway[${init.node}/worker ${init.index}] ${m}\n`),
+    onNeighbor: (ip, mac) => port.postMessage({ type: 'neighbor', ip, mac: [...mac] }),
+  });
+  port.on('message', (msg: { type: string; model?: never; ip?: number; mac?: number[]; id?: number }) => {
+    try {
+      if (msg.type === 'model') engine.apply(msg.model!);
+      else if (msg.type === 'neighbor') engine.learnShared(msg.ip!, Uint8Array.from(msg.mac!));
+      else if (msg.type === 'counters') port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });
+      else if (msg.type === 'stop') {
+        engine.stop();
+        port.close();
+      }
+    } catch (e) {
+      port.postMessage({ type: 'error', message: (e as Error).message });
+    }
+  });
+}

@@ -55,7 +55,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // The control socket first: a podway already serving this node refuses us before we touch
   // any port or host setting.
   const sock = opts.control ?? defaultControlPath(opts.node);
-  const server = startControlServer(engine, sock);
+  let nextId = 0;
+  const pending = new Map<number, (c: ReturnType<Engine['counters']> | null) => void>();
+  const workerCounters = () =>
+    Promise.all(workers.map((w) => new Promise<ReturnType<Engine['counters']> | null>((resolve) => {
+      const id = ++nextId;
+      pending.set(id, resolve);
+      w.postMessage({ type: 'counters', id });
+      setTimeout(() => { if (pending.delete(id)) resolve(null); }, 2000).unref();
+    }))).then((all) => all.filter((c): c is ReturnType<Engine['counters']> => c !== null));
+  const server = startControlServer(engine, sock, workerCounters);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
@@ -72,6 +81,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
         if (m.type === 'neighbor') {
           engine.learnShared(m.ip!, Uint8Array.from(m.mac!));
           for (const o of workers) if (o !== w) o.postMessage(m);
+        } else if (m.type === 'counters') {
+          const c = m as unknown as { id: number; counters: ReturnType<Engine['counters']> };
+          pending.get(c.id)?.(c.counters);
+          pending.delete(c.id);
         } else if (m.type === 'error') say(`worker ${index}: ${m.message}`);
       });
       w.on('error', (e) => say(`worker ${index} failed: ${e.message}`));

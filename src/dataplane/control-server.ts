@@ -12,7 +12,12 @@ export function defaultControlPath(node: string): string {
   return `/run/podway/${node}.sock`;
 }
 
-export function startControlServer(engine: Engine, sockPath: string): net.Server {
+type Counters = ReturnType<Engine['counters']>;
+
+/** Counters of the other forwarding workers (podway run --workers N), merged into `counters`. */
+export type WorkerCounters = () => Promise<Counters[]>;
+
+export function startControlServer(engine: Engine, sockPath: string, workerCounters: WorkerCounters = async () => []): net.Server {
   mkdirSync(path.dirname(sockPath), { recursive: true });
   const server = net.createServer((conn) => {
     let buf = '';
@@ -25,7 +30,7 @@ export function startControlServer(engine: Engine, sockPath: string): net.Server
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        handle(engine, line).then(
+        handle(engine, line, workerCounters).then(
           (res) => conn.write(JSON.stringify({ ok: true, result: res }) + '\n'),
           (err) => conn.write(JSON.stringify({ ok: false, error: (err as Error).message }) + '\n'),
         );
@@ -54,7 +59,7 @@ export function startControlServer(engine: Engine, sockPath: string): net.Server
   return server;
 }
 
-async function handle(engine: Engine, line: string): Promise<unknown> {
+async function handle(engine: Engine, line: string, workerCounters: WorkerCounters): Promise<unknown> {
   let req: { cmd?: string; filter?: string[]; count?: number; timeoutMs?: number };
   try {
     req = JSON.parse(line);
@@ -69,7 +74,7 @@ async function handle(engine: Engine, line: string): Promise<unknown> {
     case 'endpoints':
       return engine.endpointList();
     case 'counters':
-      return engine.counters();
+      return mergeCounters(engine.counters(), await workerCounters());
     case 'trace': {
       const f = parseTraceFilter(req.filter ?? []);
       const records = await engine.trace(f, req.count ?? 1, Math.min(req.timeoutMs ?? 10_000, 120_000));
@@ -78,6 +83,18 @@ async function handle(engine: Engine, line: string): Promise<unknown> {
     default:
       throw new Error(`unknown command ${JSON.stringify(req.cmd)}`);
   }
+}
+
+/** Drop reasons add up across workers; each worker's ports are listed with its index. */
+export function mergeCounters(main: Counters, others: Counters[]): Counters {
+  if (others.length === 0) return main;
+  const reasons: Record<string, number> = { ...main.reasons };
+  const ports = main.ports.map((p) => ({ ...p, port: `${p.port as string} [w0]` }));
+  others.forEach((c, k) => {
+    for (const [r, n] of Object.entries(c.reasons)) reasons[r] = (reasons[r] ?? 0) + n;
+    for (const p of c.ports) ports.push({ ...p, port: `${p.port as string} [w${k + 1}]` });
+  });
+  return { reasons, ports };
 }
 
 /** Client side: one request, one answer (bounded by a timeout). */

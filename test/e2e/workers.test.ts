@@ -36,6 +36,13 @@ test('two workers forward veth pods across nodes; a TAP pod is refused clearly',
     }
     const st = (await controlRequest(n1.control, { cmd: 'status' })) as { endpoints: number };
     assert.is(st.endpoints, 1, 'the veth pod is attached, the tap pod is not');
+    // counters cover both workers: every port twice, tagged, and the pod's frames add up
+    const c = (await controlRequest(n1.control, { cmd: 'counters' })) as { ports: { port: string; rx: number }[] };
+    const pod = lab.pod('web-1').ifname;
+    const w0 = c.ports.find((p) => p.port === `${pod} [w0]`);
+    const w1 = c.ports.find((p) => p.port === `${pod} [w1]`);
+    assert.ok(w0 && w1, `both workers list ${pod}: ${JSON.stringify(c.ports.map((p) => p.port))}`);
+    assert.ok(w0!.rx + w1!.rx >= 24, `the pod's echo requests and replies were received: ${w0!.rx} + ${w1!.rx}`);
   } finally {
     for (const n of ['node1', 'node2']) await lab?.stopPodway(n);
     cleanup();

@@ -191,7 +191,7 @@ export class Pipeline {
     if (!ok) return this.drop(Reason.SOURCE_CHECK);
     if (this.tr !== null) this.tr.stages.push(`source check: ${formatIpv4(src)} belongs to ${this.portName[port]}: pass`);
     if ((this.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
-    return this.route(i, port, ip, true, false);
+    return this.forward(i, port, ip, true, false);
   }
 
   /** From the node's own stack (podway0): the node talking to a pod here or on another node. */
@@ -202,7 +202,7 @@ export class Pipeline {
     if (v !== Drop.OK) return this.drop(v);
     if (this.trace !== null) this.startTrace(f, port);
     // The kernel originated it: no TTL decrement; ICMP errors (frag needed) go back to the host.
-    return this.route(i, port, f, true, true);
+    return this.forward(i, port, f, true, true);
   }
 
   private fromVxlan(i: number): number {
@@ -268,7 +268,7 @@ export class Pipeline {
       this.startTrace(ip, -1);
       if (this.tr !== null) this.tr.stages.push(`underlay: unencapsulated from ${formatMac(b, f + 6)}`);
     }
-    return this.deliverDecapsulated(i, ip);
+    return this.route(i, -1, ip, false, false, dst, nh);
   }
 
   // ---- routing -------------------------------------------------------------------------------
@@ -281,19 +281,25 @@ export class Pipeline {
     // An unallocated address of this node's own block: Calico's blackhole route drops it here.
     if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
-    return this.route(i, -1, ip, false, false);
+    return this.route(i, -1, ip, false, false, dst, nh);
+  }
+
+  /** Look the destination up once, then route. */
+  private forward(i: number, inPort: number, ip: number, fromPod: boolean, originated: boolean): number {
+    const b = this.b;
+    const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
+    return this.route(i, inPort, ip, fromPod, originated, dst, this.nh.fib.lookup(dst));
   }
 
   /**
    * Route the IPv4 packet at `ip` (descriptor i). fromPod: it entered through port `inPort` (a pod's
    * or the host's), so ICMP errors go back there. originated: the node itself sent it (no TTL
-   * decrement). Leaves the frame ready to send and returns the output port.
+   * decrement). `nh` is the FIB's answer for `dst`, looked up once by the caller. Leaves the frame
+   * ready to send and returns the output port.
    */
-  private route(i: number, inPort: number, ip: number, fromPod: boolean, originated: boolean): number {
+  private route(i: number, inPort: number, ip: number, fromPod: boolean, originated: boolean, dst: number, nh: number): number {
     const b = this.b;
     const nhs = this.nh;
-    const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
-    const nh = nhs.fib.lookup(dst);
     const tr = this.tr;
     if (nh === NO_ROUTE) {
       if (fromPod && !originated) return this.noRouteFromPod(i, inPort, ip, dst);
@@ -486,7 +492,7 @@ export class Pipeline {
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, 0, this.addr.nodeIp, 64, this.nextId());
     this.counters[Event.ICMP_SENT]++;
     if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: routed back to the sender`);
-    return this.route(i, -1, n + ETH_HLEN, false, true);
+    return this.forward(i, -1, n + ETH_HLEN, false, true);
   }
 
   /**

@@ -200,21 +200,6 @@ export class PoptrieWriter {
         }
       }
     }
-    const run = this.runBuf;
-    let leafLo = 0;
-    let leafHi = 0;
-    let runs = 0;
-    let prev = -1;
-    for (let s = 0; s < 64; s++) {
-      if (s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1) continue;
-      const v = slots[s];
-      if (v !== prev) {
-        prev = v;
-        run[runs++] = v;
-        if (s < 32) leafLo |= 1 << s;
-        else leafHi |= 1 << (s - 32);
-      }
-    }
     // Garbage: the old node and its leaves; old children that are neither copied nor rebuilt
     // with reuse (which accounts for its own old node) go whole.
     this.garbageNodes++;
@@ -229,21 +214,7 @@ export class PoptrieWriter {
       else if (!rd) this.garbageNodes++;
       r++;
     }
-    const kids = popcount32(vecLo) + popcount32(vecHi);
-    const childBase = kids ? this.allocNodes(kids) : 0;
-    const leafBase = this.allocLeaves(runs);
-    const leaves = this.leaves;
-    for (let k = 0; k < runs; k++) leaves[leafBase + k] = run[k];
-    const n = this.nodes;
-    const o = target << NODE_SHIFT;
-    n[o] = vecLo;
-    n[o + 1] = vecHi;
-    n[o + 2] = leafLo;
-    n[o + 3] = leafHi;
-    n[o + 4] = childBase - 1;
-    n[o + 5] = childBase - 1 + popcount32(vecLo);
-    n[o + 6] = leafBase - 1;
-    n[o + 7] = leafBase - 1 + popcount32(leafLo);
+    const childBase = this.writeNode(target, vecLo, vecHi, slots);
     let k = childBase;
     r = 0;
     for (let s = 0; s < 64; s++) {
@@ -373,7 +344,26 @@ export class PoptrieWriter {
         else vecHi |= 1 << (s - 32);
       }
     }
-    // Leaf compression: one stored leaf per run of equal leaf slots (child slots do not break a run).
+    const childBase = this.writeNode(target, vecLo, vecHi, slots);
+    const kids = popcount32(vecLo) + popcount32(vecHi);
+    if (!kids) return;
+    let k = childBase;
+    for (let v = vecLo; v !== 0; v &= v - 1) {
+      const s = 31 - Math.clz32(v & -v);
+      this.buildNode(level + 1, end, gs[s], ge[s], slots[s], k++);
+    }
+    for (let v = vecHi; v !== 0; v &= v - 1) {
+      const s = 63 - Math.clz32(v & -v);
+      this.buildNode(level + 1, end, gs[s], ge[s], slots[s], k++);
+    }
+  }
+
+  /**
+   * Writes node `target`: its child and leaf bitmaps, with leaf compression (one stored leaf per run
+   * of equal leaf slots; child slots do not break a run), and allocates its children (returned:
+   * the first child's index) and leaves.
+   */
+  private writeNode(target: number, vecLo: number, vecHi: number, slots: ArrayLike<number>): number {
     const run = this.runBuf;
     let leafLo = 0;
     let leafHi = 0;
@@ -412,17 +402,9 @@ export class PoptrieWriter {
     n[o + 5] = childBase - 1 + popcount32(vecLo);
     n[o + 6] = leafBase - 1;
     n[o + 7] = leafBase - 1 + popcount32(leafLo);
-    if (!kids) return;
-    let k = childBase;
-    for (let v = vecLo; v !== 0; v &= v - 1) {
-      const s = 31 - Math.clz32(v & -v);
-      this.buildNode(level + 1, end, gs[s], ge[s], slots[s], k++);
-    }
-    for (let v = vecHi; v !== 0; v &= v - 1) {
-      const s = 63 - Math.clz32(v & -v);
-      this.buildNode(level + 1, end, gs[s], ge[s], slots[s], k++);
-    }
+    return childBase;
   }
+
 }
 
 /**

@@ -87,6 +87,17 @@ static struct port *arg_port(napi_env env, struct addon *a, napi_value v, uint32
   return &a->ports[*id];
 }
 
+/* The one argument of a per-port call: an open port's id. Throws (returns NULL) otherwise. */
+static struct port *port_of_call(napi_env env, napi_callback_info info, uint32_t *id) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
+    napi_throw_type_error(env, "EINVAL", "expected a port id");
+    return NULL;
+  }
+  return arg_port(env, get_addon(env), argv[0], id);
+}
+
 static int opt_u32(napi_env env, napi_value obj, const char *key, uint32_t dflt, uint32_t *out) {
   *out = dflt;
   napi_valuetype t;
@@ -383,12 +394,8 @@ static void set_num(napi_env env, napi_value obj, const char *k, double v) {
 }
 
 static napi_value port_stats(napi_env env, napi_callback_info info) {
-  struct addon *a = get_addon(env);
-  size_t argc = 1;
-  napi_value argv[1];
   uint32_t id;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  struct port *p = arg_port(env, a, argv[0], &id);
+  struct port *p = port_of_call(env, info, &id);
   if (!p) return NULL;
   uint64_t kd = 0;
   port_kernel_drops(p, &kd);
@@ -416,11 +423,8 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
 
 static napi_value port_info(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
-  size_t argc = 1;
-  napi_value argv[1];
   uint32_t id;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  struct port *p = arg_port(env, a, argv[0], &id);
+  struct port *p = port_of_call(env, info, &id);
   if (!p) return NULL;
   static const char *kinds[] = { "?", "tap", "tun", "packet", "udp", "raw" };
   napi_value o, s;

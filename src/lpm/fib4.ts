@@ -1,14 +1,17 @@
 // The compiled, immutable IPv4 lookup table (a Poptrie; layout in poptrie-layout.ts).
 //
 // Direct pointing on the top 18 bits (1 MiB) means the dominant /19../24 routes of an Internet
-// table resolve after one node: dir -> node -> leaf, three dependent loads. /25../30 take one
-// more node and /31../32 two more. Small tables (few populated chunks, e.g. a Calico node) use
+// table resolve in the chunk's root stride. A root without children (92% of the ASN table's
+// in-prefix keys land in one) is a run record: dir -> record, two dependent loads, the leaf sitting
+// next to its bitmap. Other roots are nodes: dir -> node -> leaf, and /25../30 take one more node,
+// /31../32 two more. Small tables (few populated chunks, e.g. a Calico node) use
 // flat blocks instead: dir -> one Uint16 leaf per address of the chunk, two dependent loads.
 // Everything is int32 so V8 keeps the lookup in registers.
 
-import { FLAT_FLAG, NODE_SHIFT } from './poptrie-layout';
+import { FLAT_FLAG, NODE_SHIFT, RUN_FLAG, RUN_SHIFT } from './poptrie-layout';
 
 const NO_FLAT = new Uint16Array(0);
+const NO_RUNS = new Int32Array(0);
 
 export class Fib4 {
   constructor(
@@ -18,15 +21,28 @@ export class Fib4 {
     readonly leaves: Uint16Array,
     /** Flat blocks (small tables only): 2^14 leaves per chunk whose dir entry is FLAT_FLAG | block. */
     readonly flat: Uint16Array = NO_FLAT,
-  ) {}
+    /** Run records (leaf-only chunk roots) whose dir entry is RUN_FLAG | unit; see poptrie-layout.ts. */
+    readonly runs: Int32Array = NO_RUNS,
+  ) {
+    this.runs16 = new Uint16Array(runs.buffer, runs.byteOffset, runs.length * 2);
+  }
+
+  /** The same buffer as `runs`, for the records' Uint16 leaves. */
+  private readonly runs16: Uint16Array;
 
   /** Longest-prefix match of an IPv4 address (unsigned or int32); returns the next hop or NO_ROUTE. */
   lookup(ip: number): number {
     const e = this.dir[ip >>> 14];
     if (e < 0) return e & 0xffff;
     // Kept small so V8 inlines it into the caller's loop; the node walk is its own function.
-    if (e < FLAT_FLAG) return this.walk(e, ip);
-    return this.flat[((e & 0xffff) << 14) | (ip & 0x3fff)];
+    if (e < RUN_FLAG) return this.walk(e, ip);
+    if (e >= FLAT_FLAG) return this.flat[((e & 0xffff) << 14) | (ip & 0x3fff)];
+    // Run record: bits 18..23 pick the slot; rank its run among the record's leaves.
+    const o = (e - RUN_FLAG) << RUN_SHIFT;
+    const s = (ip >>> 8) & 63;
+    const h = s >>> 5;
+    const r = this.runs;
+    return this.runs16[2 * o + 5 + (r[o + 2] & -h) + pop(r[o + h] & ((2 << (s & 31)) - 1))];
   }
 
   private walk(e: number, ip: number): number {
@@ -55,7 +71,7 @@ export class Fib4 {
 
   /** Bytes held by the table's typed arrays (including spare capacity kept for updates). */
   get bytes(): number {
-    return this.dir.byteLength + this.nodes.byteLength + this.leaves.byteLength + this.flat.byteLength;
+    return this.dir.byteLength + this.nodes.byteLength + this.leaves.byteLength + this.flat.byteLength + this.runs.byteLength;
   }
 }
 

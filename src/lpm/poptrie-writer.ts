@@ -6,7 +6,7 @@
 // same arrays but only points below the old high-water mark, keeps returning its old answers.
 // Replaced subtrees become garbage that the owner reclaims with a full rebuild once it grows large.
 
-import { FLAT_BITS, FLAT_FLAG, NODE_SHIFT, NODE_WORDS, STRIDE } from './poptrie-layout';
+import { FLAT_BITS, FLAT_FLAG, NODE_SHIFT, NODE_WORDS, RUN_FLAG, RUN_SHIFT, STRIDE, runWords } from './poptrie-layout';
 import { popcount32 } from './popcount';
 
 /** Prefixes of one chunk, sorted by address then length (so a covering prefix comes first). */
@@ -60,6 +60,10 @@ export class PoptrieWriter {
   flat: Uint16Array = new Uint16Array(0);
   flatCount = 0;
   garbageFlat = 0;
+  /** Run records (IPv4 leaf-only chunk roots, see poptrie-layout.ts); counts are in words. */
+  runs: Int32Array = new Int32Array(0);
+  runWordCount = 0;
+  garbageRunWords = 0;
 
   // Per-level scratch, so the recursion allocates nothing.
   private readonly slotNh: Int32Array[] = [];
@@ -68,9 +72,10 @@ export class PoptrieWriter {
   private readonly runBuf = new Int32Array(64);
   private p!: ChunkPrefixes;
 
-  constructor(nodeCapacity = 1024, leafCapacity = 4096) {
+  constructor(nodeCapacity = 1024, leafCapacity = 4096, runWordCapacity = 0) {
     this.nodes = new Int32Array(Math.max(1, nodeCapacity) * NODE_WORDS);
     this.leaves = new Uint16Array(Math.max(1, leafCapacity));
+    this.runs = new Int32Array(runWordCapacity);
     for (let i = 0; i < MAX_LEVELS; i++) {
       this.slotNh.push(new Int32Array(64));
       this.grpStart.push(new Int32Array(64));
@@ -88,6 +93,45 @@ export class PoptrieWriter {
     const root = this.allocNodes(1);
     this.buildNode(0, b, 0, p.count, inherited, root);
     return root;
+  }
+
+  /**
+   * IPv4: builds a chunk like buildChunk() and returns its dir entry: the root node index, or, when
+   * the root has no children, a run record (RUN_FLAG | unit), which saves a dependent load per
+   * lookup. The root and its leaves are then taken back: they were the last things allocated and
+   * nothing published points at them yet.
+   */
+  buildChunkEntry(p: ChunkPrefixes, b: number, inherited: number): number {
+    const root = this.buildChunk(p, b, inherited);
+    const n = this.nodes;
+    const o = root << NODE_SHIFT;
+    if (n[o] !== 0 || n[o + 1] !== 0) return root;
+    const leafLo = n[o + 2];
+    const leafHi = n[o + 3];
+    const lowRuns = popcount32(leafLo);
+    const k = lowRuns + popcount32(leafHi);
+    const first = n[o + 6] + 1;
+    const at = this.allocRunWords(runWords(k));
+    const r = this.runs;
+    r[at] = leafLo;
+    r[at + 1] = leafHi;
+    r[at + 2] = lowRuns;
+    const r16 = new Uint16Array(r.buffer, r.byteOffset + 4 * at + 12, k);
+    r16.set(this.leaves.subarray(first, first + k));
+    this.nodeCount = root;
+    this.leafCount = first;
+    return RUN_FLAG | (at >>> RUN_SHIFT);
+  }
+
+  private allocRunWords(words: number): number {
+    const at = this.runWordCount;
+    if (at + words > this.runs.length) {
+      const grown = new Int32Array(Math.max(at + words, this.runs.length * 2, 1024));
+      grown.set(this.runs.subarray(0, at));
+      this.runs = grown;
+    }
+    this.runWordCount = at + words;
+    return at;
   }
 
   /**
@@ -272,8 +316,14 @@ export class PoptrieWriter {
   /** Counts the subtree or flat block a dir entry points to as garbage (it is being replaced). */
   discardEntry(e: number): void {
     if (e < 0) return;
-    if (e >= FLAT_FLAG) this.garbageFlat++;
-    else this.discardSubtree(e);
+    if (e >= FLAT_FLAG) {
+      this.garbageFlat++;
+    } else if (e >= RUN_FLAG) {
+      const at = (e - RUN_FLAG) << RUN_SHIFT;
+      this.garbageRunWords += runWords(popcount32(this.runs[at]) + popcount32(this.runs[at + 1]));
+    } else {
+      this.discardSubtree(e);
+    }
   }
 
   /** Counts the nodes and leaves of the subtree at `node` as garbage (it is being replaced). */

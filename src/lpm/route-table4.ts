@@ -28,6 +28,7 @@ export const FLAT_MAX_CHUNKS = 64;
 const FLAT_SLACK = 32;
 const NODE_SLACK = 32768;
 const LEAF_SLACK = 131072;
+const RUN_SLACK = 65536; // words (256 KiB)
 
 export type RouteChange4 =
   | { op: 'set'; addr: number; len: number; nh: number }
@@ -135,7 +136,8 @@ export class RouteTable4 {
     const w = this.writer;
     if (w.garbageNodes > Math.max(w.nodeCount - w.garbageNodes, NODE_SLACK) ||
         w.garbageLeaves > Math.max(w.leafCount - w.garbageLeaves, LEAF_SLACK) ||
-        w.garbageFlat > Math.max(w.flatCount - w.garbageFlat, FLAT_SLACK)) {
+        w.garbageFlat > Math.max(w.flatCount - w.garbageFlat, FLAT_SLACK) ||
+        w.garbageRunWords > Math.max(w.runWordCount - w.garbageRunWords, RUN_SLACK)) {
       for (let i = 0; i < this.nTouched; i++) this.touched[this.touchedList[i]] = 0;
       this.current = this.compileAll();
       return this.current;
@@ -166,7 +168,7 @@ export class RouteTable4 {
       w.discardEntry(dir[c]);
       dir[c] = this.compileChunk(c);
     }
-    this.current = new Fib4(dir, w.nodes, w.leaves, w.flat);
+    this.current = new Fib4(dir, w.nodes, w.leaves, w.flat, w.runs);
     return this.current;
   }
 
@@ -207,9 +209,10 @@ export class RouteTable4 {
     let populated = 0;
     for (let c = 0; c < CHUNKS && populated <= this.flatMax; c++) if (rib.runLen[c]) populated++;
     this.flatMode = this.flatMax > 0 && populated <= this.flatMax;
-    // Size the arrays from the RIB: about one node per 4 routes, 2 leaves per route.
+    // Size the arrays from the RIB: about one node per 4 routes, 2 leaves per route, one run-record
+    // word per route (the ASN table: 0.89 words per route).
     const n = rib.size;
-    this.writer = this.flatMode ? new PoptrieWriter(16, 64) : new PoptrieWriter(1024 + (n >>> 2), 4096 + n * 2);
+    this.writer = this.flatMode ? new PoptrieWriter(16, 64) : new PoptrieWriter(1024 + (n >>> 2), 4096 + n * 2, 1024 + n);
     const inh = this.inherited;
     inh.fill(NO_ROUTE);
     rib.forEachShort((first, span, nh) => inh.fill(nh, first, first + span));
@@ -219,10 +222,11 @@ export class RouteTable4 {
     // Trim to the used size plus 1/8 headroom for incremental updates.
     w.nodes = w.nodes.slice(0, w.nodeCount * 8 + ((w.nodeCount >>> 3) + 16) * 8);
     w.leaves = w.leaves.slice(0, w.leafCount + (w.leafCount >>> 3) + 64);
-    return new Fib4(dir, w.nodes, w.leaves, w.flat);
+    w.runs = w.runs.slice(0, w.runWordCount + (w.runWordCount >>> 3) + 256);
+    return new Fib4(dir, w.nodes, w.leaves, w.flat, w.runs);
   }
 
-  /** Returns the dir entry for chunk `c`: a leaf, a flat block or the root of a fresh subtree. */
+  /** Returns the dir entry for chunk `c`: a leaf, a flat block, a run record or the root of a fresh subtree. */
   private compileChunk(c: number): number {
     const rib = this.rib;
     const n = rib.runLen[c];
@@ -248,6 +252,6 @@ export class RouteTable4 {
     p.count = n;
     const w = this.writer;
     if (this.flatMode && w.flatCount - w.garbageFlat < this.flatMax) return w.buildFlat(p, inherited);
-    return w.buildChunk(p, CHUNK_BITS4, inherited);
+    return w.buildChunkEntry(p, CHUNK_BITS4, inherited);
   }
 }

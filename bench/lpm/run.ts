@@ -1,5 +1,5 @@
 // LPM benchmark: our Poptrie FIB against DIR-24-8 and a binary trie, in one process.
-//   node dist/bench/lpm/run.js [--quick] [--json]
+//   node dist/bench/lpm/run.js [--quick] [--json] [--only calico-node,asn-ipv4,generated-1M,asn-ipv6]
 // See bench/lpm/README.md for the design and the figures.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -79,7 +79,7 @@ const depNs = (ms: number) => (ms * 1e6) / N;
 
 interface Row {
   table: string; mix: string; mlps: number; depNs: number; bytes: number; buildMs: number; compileMs: number;
-  update1kMs: number; update1kMeanMs: number; fullRebuilds: number; update1kRecycleMs: number; update1kRecycleMeanMs: number;
+  update1kMs: number; update1kMeanMs: number; fullRebuilds: number; update1kSnapshotMs: number; update1kSnapshotMeanMs: number;
   dir248Mlps: number | null; dir248DepNs: number | null; dir248Bytes: number | null;
   trieMlps: number; trieDepNs: number; trieBytes: number; routes: number;
 }
@@ -142,10 +142,14 @@ function median(a: number[]): number {
 }
 
 const UPDATE_BATCHES = 9;
+const UPDATE_WARMUP = 3;
 
 /** Applies UPDATE_BATCHES 1,000-change batches; returns [median ms, mean ms (full rebuilds included), full rebuilds]. */
 function updates<C>(make: () => C, apply: (batch: C) => void, fullRebuilds: () => number): [number, number, number] {
   const upd: number[] = [];
+  // Untimed warm-up batches: the first batches of a table run cold JIT code (10-17 ms), which
+  // would otherwise bias whichever table the benchmark happens to update first.
+  for (let b = 0; b < UPDATE_WARMUP; b++) apply(make());
   const full0 = fullRebuilds();
   for (let b = 0; b < UPDATE_BATCHES; b++) {
     const batch = make();
@@ -189,9 +193,9 @@ function bench4(name: string, routes: Route4[], rng: Rng): void {
   // 1,000-change batches, applied to the live table.
   const [update1kMs, update1kMeanMs, fullRebuilds] = updates(() => churn4(rng, routes), (b) => table.applyBatch(b), () => table.fullRebuilds);
   log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds)`);
-  const rt = new RouteTable4(routes, { recycleDirs: true });
-  const [update1kRecycleMs, update1kRecycleMeanMs, fullRecycle] = updates(() => churn4(rng, routes), (b) => rt.applyBatch(b), () => rt.fullRebuilds);
-  log(`  1k updates with recycleDirs: median ${update1kRecycleMs.toFixed(2)} ms, mean ${update1kRecycleMeanMs.toFixed(2)} ms (${fullRecycle} full rebuilds)`);
+  const rt = new RouteTable4(routes, { recycleDirs: false });
+  const [update1kSnapshotMs, update1kSnapshotMeanMs, fullSnapshot] = updates(() => churn4(rng, routes), (b) => rt.applyBatch(b), () => rt.fullRebuilds);
+  log(`  1k updates, snapshots (recycleDirs: false): median ${update1kSnapshotMs.toFixed(2)} ms, mean ${update1kSnapshotMeanMs.toFixed(2)} ms (${fullSnapshot} full rebuilds)`);
   table.rebuild(); // measure lookups on a freshly compiled FIB of the original routes + churn
   const live = table.fib;
   for (const [mix, keys] of mixes) {
@@ -201,7 +205,7 @@ function bench4(name: string, routes: Route4[], rng: Rng): void {
     const row: Row = {
       table: name, mix, routes: routes.length,
       mlps: mlps(ind), depNs: depNs(dep),
-      bytes: live.bytes, buildMs, compileMs, update1kMs, update1kMeanMs, fullRebuilds, update1kRecycleMs, update1kRecycleMeanMs,
+      bytes: live.bytes, buildMs, compileMs, update1kMs, update1kMeanMs, fullRebuilds, update1kSnapshotMs, update1kSnapshotMeanMs,
       dir248Mlps: mlps(indDir), dir248DepNs: depNs(depDir248), dir248Bytes: dir.bytes,
       trieMlps: mlps(best(() => indepTrie4(trie, keys))), trieDepNs: depNs(best(() => depTrie4(trie, keys))), trieBytes: trie.bytes,
     };
@@ -234,16 +238,16 @@ function bench6(name: string, routes: Route6[], rng: Rng): void {
   }
   const [update1kMs, update1kMeanMs, fullRebuilds] = updates(() => churn6(rng, routes), (b) => table.applyBatch(b), () => table.fullRebuilds);
   log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds)`);
-  const rt = new RouteTable6(routes, { recycleDirs: true });
-  const [update1kRecycleMs, update1kRecycleMeanMs, fullRecycle] = updates(() => churn6(rng, routes), (b) => rt.applyBatch(b), () => rt.fullRebuilds);
-  log(`  1k updates with recycleDirs: median ${update1kRecycleMs.toFixed(2)} ms, mean ${update1kRecycleMeanMs.toFixed(2)} ms (${fullRecycle} full rebuilds)`);
+  const rt = new RouteTable6(routes, { recycleDirs: false });
+  const [update1kSnapshotMs, update1kSnapshotMeanMs, fullSnapshot] = updates(() => churn6(rng, routes), (b) => rt.applyBatch(b), () => rt.fullRebuilds);
+  log(`  1k updates, snapshots (recycleDirs: false): median ${update1kSnapshotMs.toFixed(2)} ms, mean ${update1kSnapshotMeanMs.toFixed(2)} ms (${fullSnapshot} full rebuilds)`);
   table.rebuild();
   const live = table.fib;
   for (const [mix, keys] of mixes) {
     const row: Row = {
       table: name, mix, routes: routes.length,
       mlps: mlps(best(() => indepFib6(live, keys))), depNs: depNs(best(() => depFib6(live, keys))),
-      bytes: live.bytes, buildMs, compileMs, update1kMs, update1kMeanMs, fullRebuilds, update1kRecycleMs, update1kRecycleMeanMs,
+      bytes: live.bytes, buildMs, compileMs, update1kMs, update1kMeanMs, fullRebuilds, update1kSnapshotMs, update1kSnapshotMeanMs,
       dir248Mlps: null, dir248DepNs: null, dir248Bytes: null,
       trieMlps: mlps(best(() => indepTrie6(trie, keys))), trieDepNs: depNs(best(() => depTrie6(trie, keys))), trieBytes: trie.bytes,
     };
@@ -264,23 +268,27 @@ function machine(): string {
 function printTable(): void {
   const f = (x: number | null, d = 1) => (x === null ? '-' : x.toFixed(d));
   const mb = (b: number | null) => (b === null ? '-' : (b / 1048576).toFixed(2));
-  console.log('\n| table | mix | M lookups/s | DIR-24-8 M/s | ratio | dep ns | DIR-24-8 dep ns | dep speedup | MiB | DIR-24-8 MiB | mem ratio | trie M/s | trie dep ns | build ms | 1k upd median ms | 1k upd mean ms | recycled: median | mean |');
+  console.log('\n| table | mix | M lookups/s | DIR-24-8 M/s | ratio | dep ns | DIR-24-8 dep ns | dep speedup | MiB | DIR-24-8 MiB | mem ratio | trie M/s | trie dep ns | build ms | 1k upd median ms | 1k upd mean ms | snapshots: median | mean |');
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     const ratio = r.dir248Mlps ? f(r.mlps / r.dir248Mlps, 2) + 'x' : '-';
     const dep = r.dir248DepNs ? f(r.dir248DepNs / r.depNs, 2) + 'x' : '-';
     const mem = r.dir248Bytes ? '1/' + f(r.dir248Bytes / r.bytes, 1) : '-';
-    console.log(`| ${r.table} | ${r.mix} | ${f(r.mlps)} | ${f(r.dir248Mlps)} | ${ratio} | ${f(r.depNs)} | ${f(r.dir248DepNs)} | ${dep} | ${mb(r.bytes)} | ${mb(r.dir248Bytes)} | ${mem} | ${f(r.trieMlps)} | ${f(r.trieDepNs)} | ${f(r.buildMs, 0)} | ${f(r.update1kMs, 2)} | ${f(r.update1kMeanMs, 2)} | ${f(r.update1kRecycleMs, 2)} | ${f(r.update1kRecycleMeanMs, 2)} |`);
+    console.log(`| ${r.table} | ${r.mix} | ${f(r.mlps)} | ${f(r.dir248Mlps)} | ${ratio} | ${f(r.depNs)} | ${f(r.dir248DepNs)} | ${dep} | ${mb(r.bytes)} | ${mb(r.dir248Bytes)} | ${mem} | ${f(r.trieMlps)} | ${f(r.trieDepNs)} | ${f(r.buildMs, 0)} | ${f(r.update1kMs, 2)} | ${f(r.update1kMeanMs, 2)} | ${f(r.update1kSnapshotMs, 2)} | ${f(r.update1kSnapshotMeanMs, 2)} |`);
   }
   console.log(`\n${machine()}; ${N} keys per mix, best of ${REPS}${QUICK ? ' (--quick)' : ''}`);
 }
 
 function main(): void {
   log(`LPM benchmark on ${machine()}`);
-  bench4('calico-node', calico4(new Rng(11)), new Rng(1));
-  bench4('asn-ipv4', loadAsn4(), new Rng(2));
-  bench4('generated-1M', generated4(1_000_000, new Rng(3)), new Rng(3));
-  bench6('asn-ipv6', loadAsn6(), new Rng(4));
+  // --only <table>[,<table>...] runs a subset (the seeds stay per table, so figures compare).
+  const i = process.argv.indexOf('--only');
+  const only = i > 0 ? new Set(process.argv[i + 1].split(',')) : null;
+  const want = (t: string) => !only || only.has(t);
+  if (want('calico-node')) bench4('calico-node', calico4(new Rng(11)), new Rng(1));
+  if (want('asn-ipv4')) bench4('asn-ipv4', loadAsn4(), new Rng(2));
+  if (want('generated-1M')) bench4('generated-1M', generated4(1_000_000, new Rng(3)), new Rng(3));
+  if (want('asn-ipv6')) bench6('asn-ipv6', loadAsn6(), new Rng(4));
   if (!JSON_OUT) printTable();
   if (sink === 0.5) console.log(sink); // keep results alive
 }

@@ -60,6 +60,13 @@ export class PoptrieWriter {
   flat: Uint16Array = new Uint16Array(0);
   flatCount = 0;
   garbageFlat = 0;
+  /**
+   * Flat-block reuse under a grace period (RouteTable4's recycleDirs): blocks replaced in the
+   * current batch are only still read by the FIB before it, so the next batch may overwrite them.
+   */
+  reuseFlat = false;
+  private retiredFlat: number[] = [];
+  private freeFlat: number[] = [];
   /** Run records (IPv4 leaf-only chunk roots, see poptrie-layout.ts); counts are in words. */
   runs: Int32Array = new Int32Array(0);
   runWordCount = 0;
@@ -295,12 +302,18 @@ export class PoptrieWriter {
    * it, so the most specific one is painted last). Returns the dir entry (FLAT_FLAG | block).
    */
   buildFlat(p: ChunkPrefixes, inherited: number): number {
-    const block = this.flatCount++;
-    const need = this.flatCount << FLAT_BITS;
-    if (need > this.flat.length) {
-      const grown = new Uint16Array(Math.max(need, this.flat.length * 2));
-      grown.set(this.flat.subarray(0, block << FLAT_BITS));
-      this.flat = grown;
+    let block: number;
+    if (this.freeFlat.length > 0) {
+      block = this.freeFlat.pop()!;
+      this.garbageFlat--;
+    } else {
+      block = this.flatCount++;
+      const need = this.flatCount << FLAT_BITS;
+      if (need > this.flat.length) {
+        const grown = new Uint16Array(Math.max(need, this.flat.length * 2));
+        grown.set(this.flat.subarray(0, block << FLAT_BITS));
+        this.flat = grown;
+      }
     }
     const base = block << FLAT_BITS;
     const f = this.flat;
@@ -318,12 +331,20 @@ export class PoptrieWriter {
     if (e < 0) return;
     if (e >= FLAT_FLAG) {
       this.garbageFlat++;
+      if (this.reuseFlat) this.retiredFlat.push(e & 0xffff);
     } else if (e >= RUN_FLAG) {
       const at = (e - RUN_FLAG) << RUN_SHIFT;
       this.garbageRunWords += runWords(popcount32(this.runs[at]) + popcount32(this.runs[at + 1]));
     } else {
       this.discardSubtree(e);
     }
+  }
+
+  /** Starts a batch: blocks retired by the previous batch become free (see reuseFlat). */
+  startBatch(): void {
+    if (this.retiredFlat.length === 0) return;
+    for (const b of this.retiredFlat) this.freeFlat.push(b);
+    this.retiredFlat.length = 0;
   }
 
   /** Counts the nodes and leaves of the subtree at `node` as garbage (it is being replaced). */

@@ -5,8 +5,10 @@
 // chunks it spans, which are recomputed over that span and rebuilt only where it changed. The
 // new FIB gets a copy of the 1 MiB dir and shares the node/leaf arrays, to which the rebuilt
 // subtrees are appended (see poptrie-writer.ts), so the FIB that packets are using right now is
-// never modified: the caller swaps `fib` between packet batches. Once the replaced subtrees
-// (garbage) outweigh the live ones, the batch does a full rebuild instead, which also compacts.
+// never modified: the caller swaps `fib` between packet batches. (By default the dir copy goes
+// into the buffer of the FIB before the previous one: a grace period of one batch, see the
+// constructor.) Once the replaced subtrees (garbage) outweigh the live ones, the batch does a
+// full rebuild instead, which also compacts.
 //
 // Small tables (at most FLAT_MAX_CHUNKS populated chunks at the last full build, e.g. a Calico
 // node: every route inside one /16) compile each populated chunk to a flat block of 2^14 leaves
@@ -60,31 +62,30 @@ export class RouteTable4 {
 
   private readonly flatMax: number;
 
-  /**
-   * `routes` are bulk-loaded (duplicates: the last one wins). `opts.flatMaxChunks` overrides
-   * FLAT_MAX_CHUNKS (0 disables flat blocks; tests use it to force either layout).
-   */
   private readonly recycle: boolean;
-  /** recycleDirs: the dir of the FIB before the previous one, reused by the next batch. */
+  /** With recycling: the dir of the FIB before the previous one, reused by the next batch. */
   private spareDir: Int32Array | null = null;
   private prevDir: Int32Array | null = null;
 
   /**
    * `routes` are bulk-loaded (duplicates: the last one wins). Options:
    * - `flatMaxChunks` overrides FLAT_MAX_CHUNKS (0 disables flat blocks; tests force either layout);
-   * - `recycleDirs`: a batch writes its new dir into the buffer of the FIB published two batches
-   *   ago instead of a fresh 1 MiB array (a fresh one costs ~4 ms of page faults on a VM). Then a
-   *   FIB stays unchanged only until the batch after the one that replaced it (a grace period of
-   *   one batch, like RCU): use it only if nothing keeps a FIB across two applyBatch calls.
+   * - `recycleDirs` (default true): a batch writes its new dir into the buffer of the FIB published
+   *   two batches ago, and flat blocks replaced by one batch are reused by the next, instead of
+   *   fresh memory: V8 frees an ArrayBuffer only at a GC, so back-to-back batches would each
+   *   page-fault a new 1 MiB dir (~3.3 ms on this VM). The contract is a grace period of one batch,
+   *   like RCU: a FIB stays unchanged until the batch after the one that replaced it, which is
+   *   what a reader that swaps `fib` between packet batches needs. Pass false for snapshots that
+   *   never change however long they are kept (each batch then allocates a fresh dir).
    */
   constructor(routes?: Iterable<Route4>, opts?: { flatMaxChunks?: number; recycleDirs?: boolean }) {
     this.flatMax = opts?.flatMaxChunks ?? FLAT_MAX_CHUNKS;
-    this.recycle = opts?.recycleDirs ?? false;
+    this.recycle = opts?.recycleDirs ?? true;
     if (routes) this.rib.bulkLoad(routes);
     this.current = this.compileAll();
   }
 
-  /** The FIB to use for lookups; replaced (never mutated) by applyBatch(). */
+  /** The FIB to use for lookups; replaced by applyBatch() (see recycleDirs for how long an old one lasts). */
   get fib(): Fib4 {
     return this.current;
   }
@@ -143,6 +144,7 @@ export class RouteTable4 {
       return this.current;
     }
     const dir = this.nextDir();
+    w.startBatch();
     // A short prefix changes the inherited next hop of (some of) the chunks it spans: recompute it
     // over the span; chunks without long prefixes just get the new leaf, the others are rebuilt.
     const inh = this.inherited;
@@ -213,6 +215,7 @@ export class RouteTable4 {
     // word per route (the ASN table: 0.89 words per route).
     const n = rib.size;
     this.writer = this.flatMode ? new PoptrieWriter(16, 64) : new PoptrieWriter(1024 + (n >>> 2), 4096 + n * 2, 1024 + n);
+    this.writer.reuseFlat = this.recycle;
     const inh = this.inherited;
     inh.fill(NO_ROUTE);
     rib.forEachShort((first, span, nh) => inh.fill(nh, first, first + span));

@@ -21,7 +21,10 @@ const CHUNKS = 1 << CHUNK_BITS6;
 // Garbage allowed beyond "as much as live" before a batch compacts with a full rebuild.
 const NODE_SLACK = 32768;
 const LEAF_SLACK = 131072;
-const L2_SLACK = 64; // second-level blocks
+// Second-level blocks: 4 MiB of them. Without recycleDirs every batch leaves ~50 replaced blocks
+// (one per touched chunk), so a smaller slack made the blocks, not the nodes, force a compaction
+// every 2-3 batches.
+const L2_SLACK = (4 << 20) / (4 * L2_SIZE6);
 /** Second-level entries per /22 slot (the RIB lists /23+ prefixes per slot). */
 const SLOT_ENTRIES = 1 << (L2_BITS6 - (SLOT_BITS6 - CHUNK_BITS6));
 /** Address span of one second-level entry in the first word. */

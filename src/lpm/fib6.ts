@@ -23,6 +23,8 @@ export class Fib6 {
     readonly l2: Int32Array,
     readonly nodes: Int32Array,
     readonly leaves: Uint16Array,
+    /** Entries of `l2` in use when this FIB was published (the rest is reserved, untouched). */
+    private readonly l2Used = l2.length,
   ) {}
 
   /** Longest-prefix match of the address w0:w1:w2:w3 (words unsigned or int32). */
@@ -59,7 +61,7 @@ export class Fib6 {
   }
 
   get bytes(): number {
-    return this.dir.byteLength + this.l2.byteLength + this.nodes.byteLength + this.leaves.byteLength;
+    return this.dir.byteLength + 4 * this.l2Used + this.nodes.byteLength + this.leaves.byteLength;
   }
 }
 

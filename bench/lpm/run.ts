@@ -98,7 +98,7 @@ function keyMixes4(rng: Rng, routes: readonly Route4[]): [string, Int32Array][] 
   return [['uniform', uniform], ['in-prefix', inPrefix], ['hot-4096', hot]];
 }
 
-function keyMixes6(rng: Rng, routes: readonly Route6[]): [string, Int32Array][] {
+export function keyMixes6(rng: Rng, routes: readonly Route6[]): [string, Int32Array][] {
   const uniform = new Int32Array(4 * N);
   // Uniform over 2000::/3 (global unicast), where all routes are; all of ::/0 would hit nothing.
   for (let i = 0; i < 4 * N; i++) uniform[i] = i % 4 === 0 ? ((rng.u32() & 0x1fffffff) | 0x20000000) : rng.u32() | 0;

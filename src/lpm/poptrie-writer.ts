@@ -77,7 +77,8 @@ export class PoptrieWriter {
   private readonly grpStart: Int32Array[] = [];
   private readonly grpEnd: Int32Array[] = [];
   private readonly runBuf = new Int32Array(64);
-  private p!: ChunkPrefixes;
+  /** The list buildNode() reads (public for the IPv6 subtree patcher, poptrie-patch6.ts). */
+  p!: ChunkPrefixes;
 
   constructor(nodeCapacity = 1024, leafCapacity = 4096, runWordCapacity = 0) {
     this.nodes = new Int32Array(Math.max(1, nodeCapacity) * NODE_WORDS);
@@ -93,12 +94,13 @@ export class PoptrieWriter {
   /**
    * Builds the subtree for a chunk whose prefixes (all at least `b` bits long, inside the chunk)
    * are in `p`, with `inherited` the next hop of the longest prefix shorter than `b` covering
-   * the chunk. Returns the root node index.
+   * the chunk. Returns the root node index. `lo`/`hi` select a sub-range of `p` (IPv6 builds one
+   * subtree per second-level entry straight from a RIB list).
    */
-  buildChunk(p: ChunkPrefixes, b: number, inherited: number): number {
+  buildChunk(p: ChunkPrefixes, b: number, inherited: number, lo = 0, hi = p.count): number {
     this.p = p;
     const root = this.allocNodes(1);
-    this.buildNode(0, b, 0, p.count, inherited, root);
+    this.buildNode(0, b, lo, hi, inherited, root);
     return root;
   }
 
@@ -358,7 +360,7 @@ export class PoptrieWriter {
     for (let k = 0; k < kids; k++) this.discardSubtree(first + k);
   }
 
-  private allocNodes(k: number): number {
+  allocNodes(k: number): number {
     const at = this.nodeCount;
     const need = (at + k) * NODE_WORDS;
     if (need > this.nodes.length) {
@@ -381,7 +383,7 @@ export class PoptrieWriter {
     return at;
   }
 
-  private buildNode(level: number, b: number, lo: number, hi: number, inherited: number, target: number): void {
+  buildNode(level: number, b: number, lo: number, hi: number, inherited: number, target: number): void {
     const p = this.p;
     const slots = this.slotNh[level];
     const gs = this.grpStart[level];
@@ -434,7 +436,7 @@ export class PoptrieWriter {
    * of equal leaf slots; child slots do not break a run), and allocates its children (returned:
    * the first child's index) and leaves.
    */
-  private writeNode(target: number, vecLo: number, vecHi: number, slots: ArrayLike<number>): number {
+  writeNode(target: number, vecLo: number, vecHi: number, slots: ArrayLike<number>): number {
     const run = this.runBuf;
     let leafLo = 0;
     let leafHi = 0;

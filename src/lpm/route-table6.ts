@@ -1,15 +1,19 @@
 // RouteTable6: an IPv6 RIB plus the FIB compiled from it, updated in batches. Same scheme as
 // RouteTable4 (see route-table4.ts): rebuilt parts are appended to the shared arrays, the 256 KiB
-// dir is copied, and the published FIB is never mutated. IPv6 chunks are big (2a01::/16 holds
-// 14k prefixes of the ASN table), so a touched chunk is not rebuilt whole: only its root node is,
-// plus the first-level subtrees (/22 slots) the batch made dirty; the others are reused. A slot is
-// dirty when a prefix of /23 or longer in it changed, or a /16../22 prefix covering it changed; a
-// change of the chunk's inherited next hop (a prefix shorter than /16) rebuilds the whole chunk.
+// dir is copied, and the published FIB is never mutated. Layout: dir (16 bits) -> per populated
+// chunk a second-level block of L2_SIZE6 entries (fib6.ts) -> Poptrie subtrees from NODE_START6.
+// IPv6 chunks are big (2a01::/16 holds 24k prefixes of the ASN table), so a touched chunk is not
+// rebuilt whole: its block is copied, the /22 slots holding a changed prefix of NODE_START6 bits
+// or less are repainted (entries whose covering next hop changed get their subtree rebuilt), and
+// each entry holding a longer change gets its subtree path-copied (poptrie-patch6.ts);
+// every other entry keeps its subtree. A change of the chunk's inherited next hop (a prefix
+// shorter than /16) rebuilds the whole chunk.
 
 import { parseCidr6 } from './cidr';
 import { NO_ROUTE } from './constants';
-import { Fib6 } from './fib6';
-import { dirLeaf } from './poptrie-layout';
+import { Fib6, L2_BITS6, L2_SIZE6, NODE_START6 } from './fib6';
+import { LEAF_FLAG, dirLeaf } from './poptrie-layout';
+import { SubtreePatcher6 } from './poptrie-patch6';
 import { ChunkPrefixes, PoptrieWriter } from './poptrie-writer';
 import { CHUNK_BITS6, PrefixList6, Rib6, Route6, SLOT_BITS6, checkNextHop6, checkPrefix6 } from './rib6';
 
@@ -17,6 +21,14 @@ const CHUNKS = 1 << CHUNK_BITS6;
 // Garbage allowed beyond "as much as live" before a batch compacts with a full rebuild.
 const NODE_SLACK = 32768;
 const LEAF_SLACK = 131072;
+// Second-level blocks: 4 MiB of them. Without recycleDirs every batch leaves ~50 replaced blocks
+// (one per touched chunk), so a smaller slack made the blocks, not the nodes, force a compaction
+// every 2-3 batches.
+const L2_SLACK = (4 << 20) / (4 * L2_SIZE6);
+/** Second-level entries per /22 slot (the RIB lists /23+ prefixes per slot). */
+const SLOT_ENTRIES = 1 << (L2_BITS6 - (SLOT_BITS6 - CHUNK_BITS6));
+/** Address span of one second-level entry in the first word. */
+const ENTRY_SPAN = 2 ** (32 - NODE_START6);
 
 export type RouteChange6 =
   | { op: 'set'; w: readonly number[]; len: number; nh: number }
@@ -32,25 +44,50 @@ export class RouteTable6 {
   readonly rib = new Rib6();
   private writer = new PoptrieWriter();
   private readonly inherited = new Uint16Array(CHUNKS).fill(NO_ROUTE);
-  private readonly scratch = new ChunkPrefixes(4);
   private readonly touched = new Uint8Array(CHUNKS);
-  /** Per touched chunk: dirty slots (64-bit mask as two words) and whether it needs a full rebuild. */
-  private readonly dirtyLo = new Int32Array(CHUNKS);
-  private readonly dirtyHi = new Int32Array(CHUNKS);
+  /** Per touched chunk: /22 slots holding a changed prefix of NODE_START6 bits or less (two words). */
+  private readonly paintLo = new Int32Array(CHUNKS);
+  private readonly paintHi = new Int32Array(CHUNKS);
+  /** Per touched chunk: its inherited next hop changed, rebuild it whole. */
   private readonly dirtyAll = new Uint8Array(CHUNKS);
   private touchedList: number[] = [];
-  /** Per touched chunk, the batch indices of its changes of /16 or longer. */
-  private readonly chunkChanges = new Map<number, number[]>();
+  /** Per touched chunk, the batch indices of its changes longer than NODE_START6. */
+  private readonly deepChanges = new Map<number, number[]>();
   private readonly changes = new ChunkPrefixes(4, 64);
-  private readonly views: ChunkPrefixes[] = Array.from({ length: 65 }, () => new ChunkPrefixes(4, 1));
+  /** A RIB list seen as ChunkPrefixes (the writer reads words/lens/nhs/count only). */
+  private readonly view = new ChunkPrefixes(4, 1);
+  /**
+   * Per chunk with a second-level block: every entry's painted next hop (the longest prefix of
+   * NODE_START6 bits or less covering it, else the chunk's inherited one). An entry holding a
+   * subtree stores a node index, not this value, and the subtree needs it as its inherited next
+   * hop when it is rebuilt. Writer-side state: always that of the newest FIB.
+   */
+  private covers = new Map<number, Uint16Array>();
+  private readonly paint = new Uint16Array(SLOT_ENTRIES);
+  private readonly done = new Uint8Array(L2_SIZE6);
+  private readonly doneList: number[] = [];
+  private readonly patcher = new SubtreePatcher6();
+  private readonly start = new Int32Array(4);
   private current: Fib6;
   fullRebuilds = 0;
+
+  /** Second-level blocks (L2_SIZE6 entries each), append-only like the writer's nodes. */
+  private l2 = new Int32Array(L2_SIZE6);
+  private l2Blocks = 0;
+  /** Blocks no longer referenced by the newest dir. */
+  garbageL2 = 0;
+  /** recycleDirs: blocks free for reuse now, and blocks released by this batch (reusable by the next one). */
+  private freeL2: number[] = [];
+  private pendingL2: number[] = [];
 
   private readonly recycle: boolean;
   private spareDir: Int32Array | null = null;
   private prevDir: Int32Array | null = null;
 
-  /** `recycleDirs`: as for RouteTable4 (a FIB stays unchanged for one more batch only). */
+  /**
+   * `recycleDirs`: as for RouteTable4 (a FIB stays unchanged for one more batch only); here it
+   * also lets a batch reuse the second-level blocks the previous batch replaced.
+   */
   constructor(routes?: Iterable<Route6>, opts?: { recycleDirs?: boolean }) {
     this.recycle = opts?.recycleDirs ?? false;
     if (routes) for (const r of routes) this.rib.insert(r.w, r.len, r.nh);
@@ -86,10 +123,20 @@ export class RouteTable6 {
       const w0 = ch.w[0];
       if (len >= CHUNK_BITS6) {
         const c = w0 >>> (32 - CHUNK_BITS6);
-        this.markSlots(c, (w0 >>> (32 - SLOT_BITS6)) & 63, len > SLOT_BITS6 ? 1 : 1 << (SLOT_BITS6 - len));
-        const l = this.chunkChanges.get(c);
-        if (l) l.push(i);
-        else this.chunkChanges.set(c, [i]);
+        this.touch(c);
+        if (len <= NODE_START6) {
+          // Repaint every /22 slot the prefix covers (one, unless it is /16../21).
+          const first = (w0 >>> (32 - SLOT_BITS6)) & 63;
+          const count = len >= SLOT_BITS6 ? 1 : 1 << (SLOT_BITS6 - len);
+          for (let s = first; s < first + count; s++) {
+            if (s < 32) this.paintLo[c] |= 1 << s;
+            else this.paintHi[c] |= 1 << (s - 32);
+          }
+        } else {
+          const l = this.deepChanges.get(c);
+          if (l) l.push(i);
+          else this.deepChanges.set(c, [i]);
+        }
       } else {
         // A short prefix may change the inherited next hop of the chunks it spans.
         const span = 1 << (CHUNK_BITS6 - len);
@@ -98,7 +145,7 @@ export class RouteTable6 {
           const nh = this.rib.shortCover(c);
           if (nh !== this.inherited[c]) {
             this.inherited[c] = nh;
-            this.markSlots(c, 0, 64);
+            this.touch(c);
             this.dirtyAll[c] = 1;
           }
         }
@@ -106,9 +153,10 @@ export class RouteTable6 {
     }
     const w = this.writer;
     if (w.garbageNodes > Math.max(w.nodeCount - w.garbageNodes, NODE_SLACK) ||
-        w.garbageLeaves > Math.max(w.leafCount - w.garbageLeaves, LEAF_SLACK)) {
+        w.garbageLeaves > Math.max(w.leafCount - w.garbageLeaves, LEAF_SLACK) ||
+        this.garbageL2 > Math.max(this.l2Blocks - this.garbageL2, L2_SLACK)) {
       for (const c of list) this.clearMarks(c);
-      this.chunkChanges.clear();
+      this.deepChanges.clear();
       this.current = this.compileAll();
       return this.current;
     }
@@ -118,21 +166,24 @@ export class RouteTable6 {
       dir.set(this.current.dir);
       this.spareDir = this.prevDir;
       this.prevDir = this.current.dir;
+      // Blocks the previous batch replaced are referenced only by FIBs older than the current one.
+      for (const b of this.pendingL2) this.freeL2.push(b);
+      this.pendingL2.length = 0;
     } else {
       dir = this.current.dir.slice();
     }
     for (const c of list) {
       const old = dir[c];
       if (old < 0 || this.dirtyAll[c] || this.rib.chunkCount[c] === 0) {
-        w.discardEntry(old);
+        this.discardChunk(old);
         dir[c] = this.compileChunk(c);
       } else {
-        dir[c] = this.recompileChunk(c, old, batch);
+        dir[c] = this.updateChunk(c, old, batch);
       }
       this.clearMarks(c);
     }
-    this.chunkChanges.clear();
-    this.current = new Fib6(dir, w.nodes, w.leaves);
+    this.deepChanges.clear();
+    this.current = new Fib6(dir, this.l2, w.nodes, w.leaves, this.l2Blocks * L2_SIZE6);
     return this.current;
   }
 
@@ -145,27 +196,22 @@ export class RouteTable6 {
     return this.current;
   }
 
-  /** Marks `count` slots of chunk c dirty, starting at slot `first` (count 64: all). */
-  private markSlots(c: number, first: number, count: number): void {
+  /** Second-level blocks in use by the newest FIB. */
+  get liveL2Blocks(): number {
+    return this.l2Blocks - this.garbageL2;
+  }
+
+  private touch(c: number): void {
     if (!this.touched[c]) {
       this.touched[c] = 1;
       this.touchedList.push(c);
-    }
-    if (count >= 64) {
-      this.dirtyLo[c] = -1;
-      this.dirtyHi[c] = -1;
-      return;
-    }
-    for (let s = first; s < first + count; s++) {
-      if (s < 32) this.dirtyLo[c] |= 1 << s;
-      else this.dirtyHi[c] |= 1 << (s - 32);
     }
   }
 
   private clearMarks(c: number): void {
     this.touched[c] = 0;
-    this.dirtyLo[c] = 0;
-    this.dirtyHi[c] = 0;
+    this.paintLo[c] = 0;
+    this.paintHi[c] = 0;
     this.dirtyAll[c] = 0;
   }
 
@@ -173,88 +219,254 @@ export class RouteTable6 {
     this.fullRebuilds++;
     const n = this.rib.size;
     this.writer = new PoptrieWriter(1024 + n, 4096 + n * 4);
+    const counts = this.rib.chunkCount;
+    let populated = 0;
+    for (let c = 0; c < CHUNKS; c++) if (counts[c]) populated++;
+    // Room for every block the batches until the next compaction can copy (garbage up to
+    // max(live, L2_SLACK)), so the array never grows by doubling in a batch: a grown array is
+    // fresh memory, copied whole (~3 ms per MiB of page faults on this VM). Pages not yet written
+    // cost nothing, and Fib6.bytes counts the blocks in use only.
+    this.l2 = new Int32Array((2 * populated + L2_SLACK + 4) * L2_SIZE6);
+    this.l2Blocks = 0;
+    this.garbageL2 = 0;
+    this.freeL2 = [];
+    this.pendingL2 = [];
+    this.covers = new Map();
     const inh = this.inherited;
     inh.fill(NO_ROUTE);
     this.rib.forEachShort((first, span, nh) => inh.fill(nh, first, first + span));
     const dir = new Int32Array(CHUNKS);
-    const counts = this.rib.chunkCount;
     for (let c = 0; c < CHUNKS; c++) dir[c] = counts[c] ? this.compileChunk(c) : dirLeaf(inh[c]);
     const w = this.writer;
     w.nodes = w.nodes.slice(0, w.nodeCount * 8 + ((w.nodeCount >>> 3) + 16) * 8);
     w.leaves = w.leaves.slice(0, w.leafCount + (w.leafCount >>> 3) + 64);
-    return new Fib6(dir, w.nodes, w.leaves);
+    return new Fib6(dir, this.l2, w.nodes, w.leaves, this.l2Blocks * L2_SIZE6);
   }
 
-  /** Fills the scratch list with the chunk's /16../22 prefixes, then those of the selected slots. */
-  private gather(c: number, dirtyLo: number, dirtyHi: number): ChunkPrefixes {
-    const rib = this.rib;
-    const root = rib.roots.get(c);
-    let total = root ? root.n : 0;
-    const lists = this.slotLists as (PrefixList6 | undefined)[];
-    for (let s = 0; s < 64; s++) {
-      const sel = s < 32 ? (dirtyLo >>> s) & 1 : (dirtyHi >>> (s - 32)) & 1;
-      const l = sel ? rib.slots.get((c << 6) | s) : undefined;
-      lists[s] = l;
-      if (l) total += l.n;
+  private allocBlock(): number {
+    const free = this.freeL2.pop();
+    if (free !== undefined) {
+      this.garbageL2--;
+      return free;
     }
-    const p = this.scratch;
-    p.reset(total);
-    let k = 0;
-    const append = (l: PrefixList6) => {
-      p.words.set(l.words.subarray(0, 4 * l.n), 4 * k);
-      p.lens.set(l.lens.subarray(0, l.n), k);
-      p.nhs.set(l.nhs.subarray(0, l.n), k);
-      k += l.n;
-    };
-    if (root) append(root);
-    for (let s = 0; s < 64; s++) if (lists[s]) append(lists[s]!);
-    p.count = k;
-    return p;
+    const at = this.l2Blocks * L2_SIZE6;
+    if (at + L2_SIZE6 > this.l2.length) {
+      const grown = new Int32Array(Math.max(at + L2_SIZE6, this.l2.length * 2));
+      grown.set(this.l2.subarray(0, at));
+      this.l2 = grown;
+    }
+    this.l2Blocks++;
+    return at;
   }
 
-  private readonly slotLists: (PrefixList6 | ChunkPrefixes | undefined)[] = new Array(64);
+  private releaseBlock(base: number): void {
+    this.garbageL2++;
+    if (this.recycle) this.pendingL2.push(base);
+  }
 
+  /** Counts a dir entry's block and its subtrees as garbage (the chunk is rebuilt whole). */
+  private discardChunk(e: number): void {
+    if (e < 0) return;
+    const l2 = this.l2;
+    for (let i = e; i < e + L2_SIZE6; i++) if (l2[i] >= 0) this.writer.discardSubtree(l2[i]);
+    this.releaseBlock(e);
+  }
+
+  private viewOf(l: PrefixList6): ChunkPrefixes {
+    const v = this.view;
+    v.words = l.words;
+    v.lens = l.lens;
+    v.nhs = l.nhs;
+    v.count = l.n;
+    return v;
+  }
+
+  /** Compiles chunk c from the RIB into a new block; returns its dir entry. */
   private compileChunk(c: number): number {
-    const inherited = this.inherited[c];
-    if (this.rib.chunkCount[c] === 0) return dirLeaf(inherited);
-    const p = this.gather(c, -1, -1);
-    if (p.count === 1 && p.lens[0] === CHUNK_BITS6) return dirLeaf(p.nhs[0]);
-    return this.writer.buildChunk(p, CHUNK_BITS6, inherited);
-  }
-
-  /** Rebuilds chunk c's subtree along the paths to the batch's changes in it, reusing the rest. */
-  private recompileChunk(c: number, oldRoot: number, batch: RouteChange6[]): number {
+    const inh = this.inherited[c];
     const rib = this.rib;
-    const chg = this.changes;
-    const ids = this.chunkChanges.get(c) ?? [];
-    chg.reset(ids.length);
-    for (let j = 0; j < ids.length; j++) {
-      const ch = batch[ids[j]];
-      chg.words[4 * j] = ch.w[0];
-      chg.words[4 * j + 1] = ch.w[1];
-      chg.words[4 * j + 2] = ch.w[2];
-      chg.words[4 * j + 3] = ch.w[3];
-      chg.lens[j] = ch.len;
-    }
-    chg.count = ids.length;
-    const view = (v: ChunkPrefixes, l: PrefixList6 | undefined): ChunkPrefixes | undefined => {
-      if (!l) return undefined;
-      v.words = l.words;
-      v.lens = l.lens;
-      v.nhs = l.nhs;
-      v.count = l.n;
-      return v;
-    };
-    const lists = this.slotLists as (ChunkPrefixes | undefined)[];
-    const dLo = this.dirtyLo[c];
-    const dHi = this.dirtyHi[c];
+    if (rib.chunkCount[c] === 0) return dirLeaf(inh);
+    const root = rib.roots.get(c);
+    if (rib.chunkCount[c] === 1 && root && root.lens[0] === CHUNK_BITS6) return dirLeaf(root.nhs[0]);
+    const base = this.allocBlock();
+    let cover = this.covers.get(c);
+    if (!cover) this.covers.set(c, (cover = new Uint16Array(L2_SIZE6)));
+    cover.fill(inh);
+    // /16../22 first: every /23+ prefix is more specific than any of them.
+    if (root) paintShort(root, cover, 0);
+    const l2 = this.l2;
     for (let s = 0; s < 64; s++) {
-      const d = s < 32 ? (dLo >>> s) & 1 : (dHi >>> (s - 32)) & 1;
-      lists[s] = d ? view(this.views[s], rib.slots.get((c << 6) | s)) : undefined;
+      const l = rib.slots.get((c << 6) | s);
+      const e0 = s * SLOT_ENTRIES;
+      if (l) paintShort(l, cover, 0);
+      for (let e = e0; e < e0 + SLOT_ENTRIES; e++) l2[base + e] = LEAF_FLAG | cover[e];
+      if (!l) continue;
+      // Prefixes longer than NODE_START6, grouped per entry (contiguous: the list is sorted).
+      const lens = l.lens;
+      const words = l.words;
+      for (let i = 0; i < l.n;) {
+        if (lens[i] <= NODE_START6) { i++; continue; }
+        const e = (words[4 * i] >>> (32 - NODE_START6)) & (L2_SIZE6 - 1);
+        let j = i + 1;
+        while (j < l.n && ((words[4 * j] >>> (32 - NODE_START6)) & (L2_SIZE6 - 1)) === e) j++;
+        l2[base + e] = this.writer.buildChunk(this.viewOf(l), NODE_START6, cover[e], i, j);
+        i = j;
+      }
     }
-    const root = view(this.views[64], rib.roots.get(c)) ?? this.emptyList;
-    return this.writer.rebuildChunk(root, CHUNK_BITS6, this.inherited[c], oldRoot, 0, 0, lists, chg);
+    return base;
   }
 
-  private readonly emptyList = new ChunkPrefixes(4, 1);
+  /**
+   * Copies chunk c's block (at `oldBase`) and rebuilds only what the batch's changes in it touch.
+   * Returns the new block's dir entry.
+   */
+  private updateChunk(c: number, oldBase: number, batch: RouteChange6[]): number {
+    const base = this.allocBlock();
+    const l2 = this.l2; // after allocBlock, which may have grown it
+    l2.copyWithin(base, oldBase, oldBase + L2_SIZE6);
+    this.releaseBlock(oldBase);
+    const rib = this.rib;
+    const cover = this.covers.get(c)!;
+    const w = this.writer;
+    const done = this.done;
+    const doneList = this.doneList;
+    // 1. Slots with a changed prefix of NODE_START6 bits or less: recompute every entry's painted
+    // next hop; an entry whose value changed gets a leaf, or its subtree rebuilt (it inherits it).
+    const pLo = this.paintLo[c];
+    const pHi = this.paintHi[c];
+    if (pLo | pHi) {
+      const root = rib.roots.get(c);
+      const paint = this.paint;
+      for (let s = 0; s < 64; s++) {
+        if (!(s < 32 ? (pLo >>> s) & 1 : (pHi >>> (s - 32)) & 1)) continue;
+        const l = rib.slots.get((c << 6) | s);
+        const e0 = s * SLOT_ENTRIES;
+        paint.fill(root ? rootCover(root, s, this.inherited[c]) : this.inherited[c]);
+        if (l) paintShort(l, paint, e0);
+        for (let k = 0; k < SLOT_ENTRIES; k++) {
+          const e = e0 + k;
+          const nv = paint[k];
+          if (nv === cover[e]) continue;
+          cover[e] = nv;
+          const old = l2[base + e];
+          if (old >= 0) {
+            w.discardSubtree(old);
+            l2[base + e] = this.freshEntry(l, c, e, nv);
+            done[e] = 1;
+            doneList.push(e);
+          } else {
+            l2[base + e] = LEAF_FLAG | nv;
+          }
+        }
+      }
+    }
+    // 2. Entries holding longer changes: path-copy their subtrees (or build / drop them).
+    const ids = this.deepChanges.get(c);
+    if (ids) {
+      const entryOf = (i: number) => (batch[i].w[0] >>> (32 - NODE_START6)) & (L2_SIZE6 - 1);
+      if (ids.length > 1) ids.sort((a, b) => entryOf(a) - entryOf(b));
+      const chg = this.changes;
+      for (let g = 0; g < ids.length;) {
+        const e = entryOf(ids[g]);
+        let h = g + 1;
+        while (h < ids.length && entryOf(ids[h]) === e) h++;
+        if (!done[e]) {
+          const old = l2[base + e];
+          const l = rib.slots.get((c << 6) | (e >>> (L2_BITS6 - 6)));
+          if (old < 0 || !l) {
+            l2[base + e] = this.freshEntry(l, c, e, cover[e]);
+          } else {
+            const lo = entryStart(l, c, e);
+            const hi = lowerBound(l, entryAddr(c, e) + ENTRY_SPAN);
+            if (lo === hi) {
+              w.discardSubtree(old);
+              l2[base + e] = LEAF_FLAG | cover[e];
+            } else {
+              chg.reset(h - g);
+              for (let j = g; j < h; j++) {
+                const ch = batch[ids[j]];
+                const o = 4 * (j - g);
+                chg.words[o] = ch.w[0];
+                chg.words[o + 1] = ch.w[1];
+                chg.words[o + 2] = ch.w[2];
+                chg.words[o + 3] = ch.w[3];
+                chg.lens[j - g] = ch.len;
+              }
+              chg.count = h - g;
+              const start = this.start;
+              start[0] = entryAddr(c, e) | 0;
+              l2[base + e] = this.patcher.patch(w, this.viewOf(l), lo, hi, NODE_START6, start, cover[e], old, chg);
+            }
+          }
+        }
+        g = h;
+      }
+    }
+    for (const e of doneList) done[e] = 0;
+    doneList.length = 0;
+    return base;
+  }
+
+  /** Entry e of chunk c built from scratch: a leaf, or a subtree of its longer prefixes in list l. */
+  private freshEntry(l: PrefixList6 | undefined, c: number, e: number, inherited: number): number {
+    if (!l) return LEAF_FLAG | inherited;
+    const lo = entryStart(l, c, e);
+    const hi = lowerBound(l, entryAddr(c, e) + ENTRY_SPAN);
+    if (lo === hi) return LEAF_FLAG | inherited;
+    return this.writer.buildChunk(this.viewOf(l), NODE_START6, inherited, lo, hi);
+  }
+}
+
+/** First address word (unsigned) of second-level entry e of chunk c. */
+function entryAddr(c: number, e: number): number {
+  return (c * 65536) + e * ENTRY_SPAN;
+}
+
+/** First index of list l whose first address word (unsigned) is >= x. */
+function lowerBound(l: PrefixList6, x: number): number {
+  const words = l.words;
+  let a = 0;
+  let b = l.n;
+  while (a < b) {
+    const m = (a + b) >>> 1;
+    if (words[4 * m] >>> 0 < x) a = m + 1;
+    else b = m;
+  }
+  return a;
+}
+
+/**
+ * First index of entry e's prefixes longer than NODE_START6 in its slot list: those of
+ * NODE_START6 bits or less inside the entry all start at its first address and sort first.
+ */
+function entryStart(l: PrefixList6, c: number, e: number): number {
+  let i = lowerBound(l, entryAddr(c, e));
+  while (i < l.n && l.lens[i] <= NODE_START6 && (l.words[4 * i] >>> 0) === entryAddr(c, e)) i++;
+  return i;
+}
+
+/**
+ * Paints the prefixes of NODE_START6 bits or less of a sorted list over `out` (indexed by
+ * second-level entry minus `e0`). Sorted order puts a covering prefix before the ones nested in
+ * it, so the most specific one is painted last.
+ */
+function paintShort(l: PrefixList6, out: Uint16Array, e0: number): void {
+  const lens = l.lens;
+  const words = l.words;
+  for (let i = 0; i < l.n; i++) {
+    const len = lens[i];
+    if (len > NODE_START6) continue;
+    const from = ((words[4 * i] >>> (32 - NODE_START6)) & (L2_SIZE6 - 1)) - e0;
+    out.fill(l.nhs[i], from, from + (1 << (NODE_START6 - len)));
+  }
+}
+
+/** Next hop of the longest /16../22 prefix (root list) covering /22 slot s, else `inherited`. */
+function rootCover(root: PrefixList6, s: number, inherited: number): number {
+  let v = inherited;
+  for (let i = 0; i < root.n; i++) {
+    const first = (root.words[4 * i] >>> (32 - SLOT_BITS6)) & 63;
+    if (s >= first && s < first + (1 << (SLOT_BITS6 - root.lens[i]))) v = root.nhs[i];
+  }
+  return v;
 }

@@ -1,0 +1,331 @@
+// Incremental update of one IPv6 subtree (below a second-level entry, see route-table6.ts) by path
+// copying, without rescanning the subtree's prefixes at every level.
+//
+// PoptrieWriter.rebuildChunk repaints a rebuilt node from every prefix in its range: at the top of
+// a second-level entry that is ~700 prefixes on average for a changed ASN prefix (the big entries
+// take most changes), at every level, for every change. Here a rebuilt node takes the leaf values
+// of its untouched slots from the old node (decoded from its leaf bitmap and runs), and finds what
+// it must recompute with binary searches in the sorted prefix list: the painted next hop of a slot
+// (one exact-match search per prefix length ending in the stride: at most 6) and the range of a
+// child's prefixes (two searches). A node therefore costs O(64 + changes * log n), not O(n).
+//
+// Same contract as rebuildChunk: the old subtree is only read, the new nodes and leaves are
+// appended (the previous FIB keeps working), the replaced ones are counted as garbage.
+
+import { mask32 } from './cidr';
+import { NODE_SHIFT, NODE_WORDS, STRIDE } from './poptrie-layout';
+import { popcount32 } from './popcount';
+import { ChunkPrefixes, PoptrieWriter } from './poptrie-writer';
+
+const LEVELS = 24;
+
+export class SubtreePatcher6 {
+  private w!: PoptrieWriter;
+  private p!: ChunkPrefixes;
+  private chg!: ChunkPrefixes;
+  private readonly slots: Int32Array[] = [];
+  private readonly gs: Int32Array[] = [];
+  private readonly ge: Int32Array[] = [];
+  /** Per level: the changes inside the node (indices into chg) and their slot (-1: painted here). */
+  private readonly idx: Int32Array[] = [];
+  private readonly cs: Int32Array[] = [];
+  /** Per level: the node's first address (4 words); per level a scratch address. */
+  private readonly base: Int32Array[] = [];
+  private readonly tmp = new Int32Array(4);
+
+  constructor() {
+    for (let i = 0; i < LEVELS; i++) {
+      this.slots.push(new Int32Array(64));
+      this.gs.push(new Int32Array(64));
+      this.ge.push(new Int32Array(64));
+      this.idx.push(new Int32Array(16));
+      this.cs.push(new Int32Array(16));
+      this.base.push(new Int32Array(4));
+    }
+  }
+
+  /**
+   * Rebuilds the subtree `old`, built for the prefixes p[lo, hi) (all longer than `b`, inside the
+   * range starting at address `start`) with inherited next hop `inherited` (unchanged), after the
+   * changes in `chg` (prefixes longer than `b` inside the range; p already holds their new state).
+   * Returns the new root.
+   */
+  patch(w: PoptrieWriter, p: ChunkPrefixes, lo: number, hi: number, b: number, start: ArrayLike<number>,
+    inherited: number, old: number, chg: ChunkPrefixes): number {
+    this.w = w;
+    this.p = p;
+    this.chg = chg;
+    const idx = this.ensure(0, chg.count);
+    for (let i = 0; i < chg.count; i++) idx[i] = i;
+    const a = this.base[0];
+    for (let k = 0; k < 4; k++) a[k] = start[k];
+    const target = w.allocNodes(1);
+    this.node(0, b, lo, hi, inherited, old, target, chg.count);
+    return target;
+  }
+
+  private ensure(level: number, n: number): Int32Array {
+    if (this.idx[level].length < n) {
+      this.idx[level] = new Int32Array(n * 2);
+      this.cs[level] = new Int32Array(n * 2);
+    }
+    return this.idx[level];
+  }
+
+  private node(level: number, b: number, lo: number, hi: number, inherited: number, old: number, target: number, nChg: number): void {
+    const w = this.w;
+    const p = this.p;
+    const chg = this.chg;
+    const end = b + STRIDE;
+    const idx = this.idx[level];
+    const cs = this.cs[level];
+    // fd: slots painted by a change (rebuilt from scratch: their inherited value may differ);
+    // rd: slots holding a deeper change (patched recursively).
+    let fdLo = 0;
+    let fdHi = 0;
+    let rdLo = 0;
+    let rdHi = 0;
+    for (let j = 0; j < nChg; j++) {
+      const i = idx[j];
+      const s = chg.slotAt(i, b);
+      const len = chg.lens[i];
+      if (len <= end) {
+        cs[j] = -1;
+        for (let t = s; t < s + (1 << (end - len)); t++) {
+          if (t < 32) fdLo |= 1 << t;
+          else fdHi |= 1 << (t - 32);
+        }
+      } else {
+        cs[j] = s;
+        if (s < 32) rdLo |= 1 << s;
+        else rdHi |= 1 << (s - 32);
+      }
+    }
+    rdLo &= ~fdLo;
+    rdHi &= ~fdHi;
+    if ((fdLo | fdHi) === 0 && this.fast(level, b, lo, hi, inherited, old, target, nChg, rdLo, rdHi)) return;
+    // The old node: leaf values of its leaf slots (runs decoded), -1 for its child slots.
+    const on = w.nodes;
+    const oo = old << NODE_SHIFT;
+    const oldVecLo = on[oo];
+    const oldVecHi = on[oo + 1];
+    const oldLeafLo = on[oo + 2];
+    const oldLeafHi = on[oo + 3];
+    const oldFirst = on[oo + 4] + 1;
+    const leafBase = on[oo + 6] + 1;
+    const leaves = w.leaves;
+    const slots = this.slots[level];
+    let run = -1;
+    for (let s = 0; s < 64; s++) {
+      const child = s < 32 ? (oldVecLo >>> s) & 1 : (oldVecHi >>> (s - 32)) & 1;
+      const starts = s < 32 ? (oldLeafLo >>> s) & 1 : (oldLeafHi >>> (s - 32)) & 1;
+      if (starts) run++;
+      slots[s] = child ? -1 : leaves[leafBase + run];
+    }
+    // Dirty slots: recompute the painted value where it may have changed or is unknown, and the
+    // range of their longer prefixes (whether they still have / now have a child).
+    const gs = this.gs[level];
+    const ge = this.ge[level];
+    let vecLo = oldVecLo & ~(fdLo | rdLo);
+    let vecHi = oldVecHi & ~(fdHi | rdHi);
+    const dLo = fdLo | rdLo;
+    const dHi = fdHi | rdHi;
+    const nb = this.base[level];
+    const sa = this.tmp;
+    for (let s = 0; s < 64; s++) {
+      if (!(s < 32 ? (dLo >>> s) & 1 : (dHi >>> (s - 32)) & 1)) continue;
+      const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
+      if (fd || slots[s] < 0) slots[s] = this.cover(nb, b, s, lo, hi, inherited);
+      slotAddr(sa, nb, b, s);
+      let g = lowerBound(p, lo, hi, sa, 0);
+      // Prefixes ending in this stride inside slot s all start at its first address and sort first.
+      while (g < hi && p.lens[g] <= end && sameAddr(p, g, sa)) g++;
+      let gEnd = hi;
+      if (s < 63) {
+        slotAddr(sa, nb, b, s + 1);
+        gEnd = lowerBound(p, g, hi, sa, 0);
+      }
+      gs[s] = g;
+      ge[s] = gEnd;
+      if (g < gEnd) {
+        if (s < 32) vecLo |= 1 << s;
+        else vecHi |= 1 << (s - 32);
+      }
+    }
+    // Garbage: the old node and its leaves; old children neither copied nor patched go whole.
+    w.garbageNodes++;
+    w.garbageLeaves += popcount32(oldLeafLo) + popcount32(oldLeafHi);
+    let r = 0;
+    for (let s = 0; s < 64; s++) {
+      if (!(s < 32 ? (oldVecLo >>> s) & 1 : (oldVecHi >>> (s - 32)) & 1)) continue;
+      const has = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
+      const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
+      const rd = s < 32 ? (rdLo >>> s) & 1 : (rdHi >>> (s - 32)) & 1;
+      if (!has || fd) w.discardSubtree(oldFirst + r);
+      else if (!rd) w.garbageNodes++; // copied into the new child block
+      r++;
+    }
+    const childBase = w.writeNode(target, vecLo, vecHi, slots);
+    let k = childBase;
+    r = 0;
+    for (let s = 0; s < 64; s++) {
+      const had = s < 32 ? (oldVecLo >>> s) & 1 : (oldVecHi >>> (s - 32)) & 1;
+      const has = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
+      if (has) {
+        const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
+        const rd = s < 32 ? (rdLo >>> s) & 1 : (rdHi >>> (s - 32)) & 1;
+        if (had && !fd && !rd) {
+          const from = (oldFirst + r) << NODE_SHIFT;
+          w.nodes.copyWithin(k << NODE_SHIFT, from, from + NODE_WORDS);
+        } else if (had && !fd) {
+          const next = this.ensure(level + 1, nChg);
+          let m = 0;
+          for (let j = 0; j < nChg; j++) if (cs[j] === s) next[m++] = idx[j];
+          slotAddr(this.base[level + 1], nb, b, s);
+          this.node(level + 1, end, gs[s], ge[s], slots[s], oldFirst + r, k, m);
+        } else {
+          w.p = p;
+          w.buildNode(level + 1, end, gs[s], ge[s], slots[s], k);
+        }
+        k++;
+      }
+      if (had) r++;
+    }
+  }
+
+  /**
+   * The common case: every change lies below an existing child that keeps children. Then the
+   * node's bitmaps and leaves are unchanged, so the new node shares the old leaf run (leaves are
+   * never overwritten) and only needs a new child block: the old one copied whole, the changed
+   * children patched in place. Returns false (nothing written) when the case does not apply.
+   */
+  private fast(level: number, b: number, lo: number, hi: number, inherited: number, old: number, target: number,
+    nChg: number, rdLo: number, rdHi: number): boolean {
+    const w = this.w;
+    const p = this.p;
+    const end = b + STRIDE;
+    let on = w.nodes;
+    const oo = old << NODE_SHIFT;
+    const vecLo = on[oo];
+    const vecHi = on[oo + 1];
+    if ((rdLo & ~vecLo) !== 0 || (rdHi & ~vecHi) !== 0) return false;
+    const slots = this.slots[level];
+    const gs = this.gs[level];
+    const ge = this.ge[level];
+    const nb = this.base[level];
+    const sa = this.tmp;
+    for (let h = 0; h < 2; h++) {
+      for (let v = h ? rdHi : rdLo; v !== 0; v &= v - 1) {
+        const s = 31 - Math.clz32(v & -v) + 32 * h;
+        slotAddr(sa, nb, b, s);
+        let g = lowerBound(p, lo, hi, sa, 0);
+        while (g < hi && p.lens[g] <= end && sameAddr(p, g, sa)) g++;
+        let gEnd = hi;
+        if (s < 63) {
+          slotAddr(sa, nb, b, s + 1);
+          gEnd = lowerBound(p, g, hi, sa, 0);
+        }
+        if (g === gEnd) return false; // the child goes away: the bitmaps change
+        gs[s] = g;
+        ge[s] = gEnd;
+        slots[s] = this.cover(nb, b, s, lo, hi, inherited);
+      }
+    }
+    const kids = popcount32(vecLo) + popcount32(vecHi);
+    const oldFirst = on[oo + 4] + 1;
+    const first = w.allocNodes(kids);
+    on = w.nodes; // allocNodes may have grown it
+    const o = target << NODE_SHIFT;
+    on.copyWithin(o, oo, oo + NODE_WORDS);
+    on[o + 4] = first - 1;
+    on[o + 5] = first - 1 + popcount32(vecLo);
+    on.copyWithin(first << NODE_SHIFT, oldFirst << NODE_SHIFT, (oldFirst + kids) << NODE_SHIFT);
+    // Garbage: the old node and the old copies of the children copied as they are (the patched
+    // ones are counted by the recursion); the leaves stay in use.
+    w.garbageNodes += 1 + kids - popcount32(rdLo) - popcount32(rdHi);
+    const idx = this.idx[level];
+    const cs = this.cs[level];
+    for (let h = 0; h < 2; h++) {
+      for (let v = h ? rdHi : rdLo; v !== 0; v &= v - 1) {
+        const bit = 31 - Math.clz32(v & -v);
+        const s = bit + 32 * h;
+        const rank = (h ? popcount32(vecLo) : 0) + popcount32((h ? vecHi : vecLo) & ((1 << bit) - 1));
+        const next = this.ensure(level + 1, nChg);
+        let m = 0;
+        for (let j = 0; j < nChg; j++) if (cs[j] === s) next[m++] = idx[j];
+        slotAddr(this.base[level + 1], nb, b, s);
+        this.node(level + 1, end, gs[s], ge[s], slots[s], oldFirst + rank, first + rank, m);
+      }
+    }
+    return true;
+  }
+
+  /**
+   * The painted next hop of slot s of the node at address `nb`, stride at bit b: the longest
+   * prefix of p[lo, hi) ending in this stride that covers the slot, else `inherited`.
+   */
+  private cover(nb: Int32Array, b: number, s: number, lo: number, hi: number, inherited: number): number {
+    const p = this.p;
+    const sa = this.tmp;
+    for (let len = b + STRIDE; len > b; len--) {
+      slotAddr(sa, nb, b, s);
+      for (let k = 0; k < 4; k++) sa[k] &= mask32(len - 32 * k);
+      const i = lowerBound(p, lo, hi, sa, len);
+      if (i < hi && p.lens[i] === len && sameAddr(p, i, sa)) return p.nhs[i];
+    }
+    return inherited;
+  }
+}
+
+/** out = the address nb with the 6 bits at offset b set to s (nb has zeros there). */
+function slotAddr(out: Int32Array, nb: Int32Array, b: number, s: number): void {
+  out[0] = nb[0];
+  out[1] = nb[1];
+  out[2] = nb[2];
+  out[3] = nb[3];
+  const wi = b >>> 5;
+  const sh = b & 31;
+  if (sh <= 32 - STRIDE) {
+    out[wi] |= s << (32 - STRIDE - sh);
+  } else {
+    out[wi] |= s >>> (sh - (32 - STRIDE));
+    if (wi < 3) out[wi + 1] |= s << (64 - STRIDE - sh);
+  }
+}
+
+function sameAddr(p: ChunkPrefixes, i: number, a: Int32Array): boolean {
+  const o = 4 * i;
+  const x = p.words;
+  return x[o] === a[0] && x[o + 1] === a[1] && x[o + 2] === a[2] && x[o + 3] === a[3];
+}
+
+/** First index in p[lo, hi) whose (address, length) is >= (a, len), addresses compared unsigned. */
+function lowerBound(p: ChunkPrefixes, lo: number, hi: number, a: Int32Array, len: number): number {
+  const x = p.words;
+  const a0 = a[0] >>> 0;
+  const a1 = a[1] >>> 0;
+  const a2 = a[2] >>> 0;
+  const a3 = a[3] >>> 0;
+  while (lo < hi) {
+    const m = (lo + hi) >>> 1;
+    const o = 4 * m;
+    let less: boolean;
+    const x0 = x[o] >>> 0;
+    if (x0 !== a0) less = x0 < a0;
+    else {
+      const x1 = x[o + 1] >>> 0;
+      if (x1 !== a1) less = x1 < a1;
+      else {
+        const x2 = x[o + 2] >>> 0;
+        if (x2 !== a2) less = x2 < a2;
+        else {
+          const x3 = x[o + 3] >>> 0;
+          less = x3 !== a3 ? x3 < a3 : p.lens[m] < len;
+        }
+      }
+    }
+    if (less) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+}

@@ -61,7 +61,9 @@ export class Fib6 {
   }
 
   get bytes(): number {
-    return this.dir.byteLength + 4 * this.l2Used + this.nodes.byteLength + this.leaves.byteLength;
+    // Leaves share the nodes' buffer when the writer inlines them (route-table6 always does).
+    const leaves = this.leaves.buffer === this.nodes.buffer ? 0 : this.leaves.byteLength;
+    return this.dir.byteLength + 4 * this.l2Used + this.nodes.byteLength + leaves;
   }
 }
 

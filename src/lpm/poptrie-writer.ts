@@ -47,6 +47,8 @@ export class ChunkPrefixes {
 }
 
 const MAX_LEVELS = 24;
+/** Leaf runs a childless node holds in its own record in inline mode (words 4..5 = 4 Uint16). */
+const INLINE_LEAVES = 4;
 
 export class PoptrieWriter {
   nodes: Int32Array;
@@ -80,9 +82,21 @@ export class PoptrieWriter {
   /** The list buildNode() reads (public for the IPv6 subtree patcher, poptrie-patch6.ts). */
   p!: ChunkPrefixes;
 
-  constructor(nodeCapacity = 1024, leafCapacity = 4096, runWordCapacity = 0) {
-    this.nodes = new Int32Array(Math.max(1, nodeCapacity) * NODE_WORDS);
-    this.leaves = new Uint16Array(Math.max(1, leafCapacity));
+  /**
+   * Inline leaves (IPv6): `leaves` is a Uint16 view of the nodes' own buffer, leaf runs are
+   * allocated in node-sized units there, and a node without children keeps up to INLINE_LEAVES
+   * runs in its child-base words [4..5], which a childless node never reads. Two thirds of the
+   * ASN IPv6 table's in-prefix keys end in such a node, so their last load hits the node's own
+   * cache line instead of missing in a separate leaf array. The lookup code is unchanged.
+   */
+  readonly inline: boolean;
+  private unitNext = 0;
+  private unitFree = 0;
+
+  constructor(nodeCapacity = 1024, leafCapacity = 4096, runWordCapacity = 0, inline = false) {
+    this.inline = inline;
+    this.nodes = new Int32Array(Math.max(1, nodeCapacity + (inline ? (leafCapacity + 15) >>> 4 : 0)) * NODE_WORDS);
+    this.leaves = inline ? new Uint16Array(this.nodes.buffer) : new Uint16Array(Math.max(1, leafCapacity));
     this.runs = new Int32Array(runWordCapacity);
     for (let i = 0; i < MAX_LEVELS; i++) {
       this.slotNh.push(new Int32Array(64));
@@ -342,6 +356,14 @@ export class PoptrieWriter {
     }
   }
 
+  /** After a full build: trims the arrays to the used size plus 1/8 headroom for incremental updates. */
+  trim(): void {
+    this.nodes = this.nodes.slice(0, this.nodeCount * NODE_WORDS + ((this.nodeCount >>> 3) + 16) * NODE_WORDS);
+    if (this.inline) this.leaves = new Uint16Array(this.nodes.buffer);
+    else this.leaves = this.leaves.slice(0, this.leafCount + (this.leafCount >>> 3) + 64);
+    this.runs = this.runs.slice(0, this.runWordCount + (this.runWordCount >>> 3) + 256);
+  }
+
   /** Starts a batch: blocks retired by the previous batch become free (see reuseFlat). */
   startBatch(): void {
     if (this.retiredFlat.length === 0) return;
@@ -367,12 +389,26 @@ export class PoptrieWriter {
       const grown = new Int32Array(Math.max(need, this.nodes.length * 2));
       grown.set(this.nodes.subarray(0, at * NODE_WORDS));
       this.nodes = grown;
+      if (this.inline) this.leaves = new Uint16Array(grown.buffer);
     }
     this.nodeCount = at + k;
     return at;
   }
 
   private allocLeaves(k: number): number {
+    if (this.inline) {
+      this.leafCount += k;
+      // Packed into node-sized units (16 Uint16 leaves each), a unit's rest used by the next runs.
+      if (k > this.unitFree) {
+        const units = (k + 15) >>> 4;
+        this.unitNext = this.allocNodes(units) << 4;
+        this.unitFree = units << 4;
+      }
+      const at = this.unitNext;
+      this.unitNext += k;
+      this.unitFree -= k;
+      return at;
+    }
     const at = this.leafCount;
     if (at + k > this.leaves.length) {
       const grown = new Uint16Array(Math.max(at + k, this.leaves.length * 2));
@@ -462,11 +498,11 @@ export class PoptrieWriter {
     }
     const kids = popcount32(vecLo) + popcount32(vecHi);
     const childBase = kids ? this.allocNodes(kids) : 0;
-    const leafBase = this.allocLeaves(runs);
-    const leaves = this.leaves;
-    for (let r = 0; r < runs; r++) leaves[leafBase + r] = run[r];
-    const n = this.nodes; // read after the allocations above, which may have grown it
     const o = target << NODE_SHIFT;
+    const inl = this.inline && kids === 0 && runs <= INLINE_LEAVES;
+    if (inl) this.leafCount += runs;
+    const leafBase = inl ? 2 * (o + 4) : this.allocLeaves(runs);
+    const n = this.nodes; // read after the allocations above, which may have grown it
     n[o] = vecLo;
     n[o + 1] = vecHi;
     n[o + 2] = leafLo;
@@ -475,6 +511,9 @@ export class PoptrieWriter {
     n[o + 5] = childBase - 1 + popcount32(vecLo);
     n[o + 6] = leafBase - 1;
     n[o + 7] = leafBase - 1 + popcount32(leafLo);
+    // After the header: inline leaves overwrite the (unused) child bases.
+    const leaves = this.leaves;
+    for (let r = 0; r < runs; r++) leaves[leafBase + r] = run[r];
     return childBase;
   }
 

@@ -222,10 +222,7 @@ export class RouteTable4 {
     const dir = new Int32Array(CHUNKS);
     for (let c = 0; c < CHUNKS; c++) dir[c] = rib.runLen[c] ? this.compileChunk(c) : dirLeaf(inh[c]);
     const w = this.writer;
-    // Trim to the used size plus 1/8 headroom for incremental updates.
-    w.nodes = w.nodes.slice(0, w.nodeCount * 8 + ((w.nodeCount >>> 3) + 16) * 8);
-    w.leaves = w.leaves.slice(0, w.leafCount + (w.leafCount >>> 3) + 64);
-    w.runs = w.runs.slice(0, w.runWordCount + (w.runWordCount >>> 3) + 256);
+    w.trim();
     return new Fib4(dir, w.nodes, w.leaves, w.flat, w.runs);
   }
 

@@ -218,7 +218,7 @@ export class RouteTable6 {
   private compileAll(): Fib6 {
     this.fullRebuilds++;
     const n = this.rib.size;
-    this.writer = new PoptrieWriter(1024 + n, 4096 + n * 4);
+    this.writer = new PoptrieWriter(1024 + n, 4096 + n * 4, 0, true);
     const counts = this.rib.chunkCount;
     let populated = 0;
     for (let c = 0; c < CHUNKS; c++) if (counts[c]) populated++;
@@ -238,8 +238,7 @@ export class RouteTable6 {
     const dir = new Int32Array(CHUNKS);
     for (let c = 0; c < CHUNKS; c++) dir[c] = counts[c] ? this.compileChunk(c) : dirLeaf(inh[c]);
     const w = this.writer;
-    w.nodes = w.nodes.slice(0, w.nodeCount * 8 + ((w.nodeCount >>> 3) + 16) * 8);
-    w.leaves = w.leaves.slice(0, w.leafCount + (w.leafCount >>> 3) + 64);
+    w.trim();
     return new Fib6(dir, this.l2, w.nodes, w.leaves, this.l2Blocks * L2_SIZE6);
   }
 

@@ -1,15 +1,15 @@
 // Incremental update of one IPv6 subtree (below a second-level entry, see route-table6.ts) by path
 // copying, without rescanning the subtree's prefixes at every level.
 //
-// PoptrieWriter.rebuildChunk repaints a rebuilt node from every prefix in its range: at the top of
-// a second-level entry that is ~700 prefixes on average for a changed ASN prefix (the big entries
+// The round-2 path copier (PoptrieWriter.rebuildChunk, since removed) repainted a rebuilt node from
+// every prefix in its range: at the top of a second-level entry that is ~700 prefixes on average for a changed ASN prefix (the big entries
 // take most changes), at every level, for every change. Here a rebuilt node takes the leaf values
 // of its untouched slots from the old node (decoded from its leaf bitmap and runs), and finds what
 // it must recompute with binary searches in the sorted prefix list: the painted next hop of a slot
 // (one exact-match search per prefix length ending in the stride: at most 6) and the range of a
 // child's prefixes (two searches). A node therefore costs O(64 + changes * log n), not O(n).
 //
-// Same contract as rebuildChunk: the old subtree is only read, the new nodes and leaves are
+// Same contract as before: the old subtree is only read, the new nodes and leaves are
 // appended (the previous FIB keeps working), the replaced ones are counted as garbage.
 
 import { mask32 } from './cidr';

@@ -85,11 +85,12 @@ export class RouteTable6 {
   private prevDir: Int32Array | null = null;
 
   /**
-   * `recycleDirs`: as for RouteTable4 (a FIB stays unchanged for one more batch only); here it
-   * also lets a batch reuse the second-level blocks the previous batch replaced.
+   * `recycleDirs` (default true): as for RouteTable4, a grace period of one batch (a FIB stays
+   * unchanged until the batch after the one that replaced it); here it also lets a batch reuse
+   * the second-level blocks the previous batch replaced. false: snapshots that never change.
    */
   constructor(routes?: Iterable<Route6>, opts?: { recycleDirs?: boolean }) {
-    this.recycle = opts?.recycleDirs ?? false;
+    this.recycle = opts?.recycleDirs ?? true;
     if (routes) for (const r of routes) this.rib.insert(r.w, r.len, r.nh);
     this.current = this.compileAll();
   }

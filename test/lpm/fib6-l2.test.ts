@@ -88,7 +88,7 @@ test('second level: chunks with and without a block, prefixes around the second-
 test('second level: scripted batches (block created and dropped, covering deletes, repaints); every earlier FIB unchanged', () => {
   const rng = new Rng(77);
   const live = new Map<string, R6>();
-  const t = new RouteTable6();
+  const t = new RouteTable6(undefined, { recycleDirs: false }); // snapshots: every earlier FIB must hold
   const held: { fib: Fib6; keys: number[][]; ans: number[] }[] = [];
   const all: R6[] = [];
   const apply = (what: string, changes: RouteChange6[]) => {
@@ -163,5 +163,33 @@ for (const recycleDirs of [false, true]) {
     }
   });
 }
+
+test('inline leaves: a childless node keeps its few leaf runs in its own record, others in the shared buffer', () => {
+  // 2a01:4::/32 split into /36s: the node for bits 28..33 has children (the /36s go one stride
+  // deeper), the nodes below them are childless with 1..4 runs.
+  const routes = [r6('2a01::/16', 1), r6('2a01:4::/32', 2), r6('2a01:4:1000::/36', 3), r6('2a01:4:2000::/36', 4),
+    r6('2a01:4:2000::/40', 5), r6('2a01:4:2100::/40', 6), r6('2a01:4:2200::/40', 7), r6('2a01:4:2300::/40', 8), r6('2a01:4:2400::/40', 9)];
+  const fib = new RouteTable6(routes).fib;
+  assert.ok(fib.leaves.buffer === fib.nodes.buffer, 'leaves share the nodes buffer');
+  let inline = 0;
+  let outside = 0;
+  const used = fib.nodes.length >> 3;
+  for (let i = 0; i < used; i++) {
+    const o = i << 3;
+    if (fib.nodes[o + 2] === 0 && fib.nodes[o + 3] === 0) continue; // unused or no leaves
+    if (fib.nodes[o + 6] + 1 === 2 * (o + 4)) {
+      inline++;
+      assert.is(fib.nodes[o] | fib.nodes[o + 1], 0, 'only childless nodes inline their leaves');
+    } else outside++;
+  }
+  assert.ok(inline > 0, 'some node holds its leaves inline');
+  assert.ok(outside > 0, 'the node with children keeps its leaves outside');
+  const l = (a: string) => { const w = parseIp6(a); return fib.lookup(w[0], w[1], w[2], w[3]); };
+  assert.is(l('2a01:4:2300::1'), 8);
+  assert.is(l('2a01:4:2500::1'), 4);
+  assert.is(l('2a01:4:1fff::1'), 3);
+  assert.is(l('2a01:4:3000::1'), 2);
+  assert.is(l('2a01:5::1'), 1);
+});
 
 test.run();

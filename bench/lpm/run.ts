@@ -1,8 +1,9 @@
-// LPM benchmark: our Poptrie FIB against DIR-24-8 and a binary trie, in one process.
+// LPM benchmark: our Poptrie FIB against DIR-24-8 and a binary trie, each table in a process of its own.
 //   node dist/bench/lpm/run.js [--quick] [--json] [--only calico-node,asn-ipv4,generated-1M,asn-ipv6]
 // See bench/lpm/README.md for the design and the figures.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { NO_ROUTE } from '../../src/lpm/constants';
 import { Fib4 } from '../../src/lpm/fib4';
 import { Fib6 } from '../../src/lpm/fib6';
@@ -18,7 +19,10 @@ const KEY_BITS = QUICK ? 16 : 20; // keys per mix: 64 Ki (quick) or 1 Mi
 const N = 1 << KEY_BITS;
 const MASK = N - 1;
 const REPS = QUICK ? 3 : 7; // best of REPS passes over the keys
-const log = (s: string) => { if (!JSON_OUT) console.log(s); };
+const CHILD = process.argv.includes('--child');
+const QUIET = process.argv.includes('--quiet');
+// Children (one per table, see main) print rows as JSON on stdout and their log on stderr.
+const log = (s: string) => { if (CHILD) { if (!QUIET) console.error(s); } else if (!JSON_OUT) console.log(s); };
 
 function now(): number {
   return performance.now();
@@ -144,20 +148,32 @@ function median(a: number[]): number {
 const UPDATE_BATCHES = 9;
 const UPDATE_WARMUP = 3;
 
-/** Applies UPDATE_BATCHES 1,000-change batches; returns [median ms, mean ms (full rebuilds included), full rebuilds]. */
-function updates<C>(make: () => C, apply: (batch: C) => void, fullRebuilds: () => number): [number, number, number] {
-  const upd: number[] = [];
+/**
+ * Applies UPDATE_BATCHES 1,000-change batches to two tables built from the same routes (the
+ * default, recycling, and snapshots), each batch to both, in alternating order, so load that comes
+ * and goes hits both alike. Returns per table [median ms, mean ms (full rebuilds included), full rebuilds].
+ */
+function updatePair<C>(make: () => C, a: { applyBatch(b: C): unknown; fullRebuilds: number },
+  b: { applyBatch(b: C): unknown; fullRebuilds: number }): [number, number, number][] {
   // Untimed warm-up batches: the first batches of a table run cold JIT code (10-17 ms), which
   // would otherwise bias whichever table the benchmark happens to update first.
-  for (let b = 0; b < UPDATE_WARMUP; b++) apply(make());
-  const full0 = fullRebuilds();
-  for (let b = 0; b < UPDATE_BATCHES; b++) {
+  for (let i = 0; i < UPDATE_WARMUP; i++) {
     const batch = make();
-    const u0 = now();
-    apply(batch);
-    upd.push(now() - u0);
+    a.applyBatch(batch);
+    b.applyBatch(batch);
   }
-  return [median(upd), upd.reduce((x, y) => x + y, 0) / upd.length, fullRebuilds() - full0];
+  const tables = [a, b];
+  const times: number[][] = [[], []];
+  const full0 = tables.map((t) => t.fullRebuilds);
+  for (let i = 0; i < UPDATE_BATCHES; i++) {
+    const batch = make();
+    for (const k of i & 1 ? [1, 0] : [0, 1]) {
+      const u0 = now();
+      tables[k].applyBatch(batch);
+      times[k].push(now() - u0);
+    }
+  }
+  return times.map((upd, k) => [median(upd), upd.reduce((x, y) => x + y, 0) / upd.length, tables[k].fullRebuilds - full0[k]]);
 }
 
 function bench4(name: string, routes: Route4[], rng: Rng): void {
@@ -191,10 +207,10 @@ function bench4(name: string, routes: Route4[], rng: Rng): void {
     }
   }
   // 1,000-change batches, applied to the live table.
-  const [update1kMs, update1kMeanMs, fullRebuilds] = updates(() => churn4(rng, routes), (b) => table.applyBatch(b), () => table.fullRebuilds);
+  const snap = new RouteTable4(routes, { recycleDirs: false });
+  const [[update1kMs, update1kMeanMs, fullRebuilds], [update1kSnapshotMs, update1kSnapshotMeanMs, fullSnapshot]] =
+    updatePair(() => churn4(rng, routes), table, snap);
   log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds)`);
-  const rt = new RouteTable4(routes, { recycleDirs: false });
-  const [update1kSnapshotMs, update1kSnapshotMeanMs, fullSnapshot] = updates(() => churn4(rng, routes), (b) => rt.applyBatch(b), () => rt.fullRebuilds);
   log(`  1k updates, snapshots (recycleDirs: false): median ${update1kSnapshotMs.toFixed(2)} ms, mean ${update1kSnapshotMeanMs.toFixed(2)} ms (${fullSnapshot} full rebuilds)`);
   table.rebuild(); // measure lookups on a freshly compiled FIB of the original routes + churn
   const live = table.fib;
@@ -236,10 +252,10 @@ function bench6(name: string, routes: Route6[], rng: Rng): void {
       }
     }
   }
-  const [update1kMs, update1kMeanMs, fullRebuilds] = updates(() => churn6(rng, routes), (b) => table.applyBatch(b), () => table.fullRebuilds);
+  const snap = new RouteTable6(routes, { recycleDirs: false });
+  const [[update1kMs, update1kMeanMs, fullRebuilds], [update1kSnapshotMs, update1kSnapshotMeanMs, fullSnapshot]] =
+    updatePair(() => churn6(rng, routes), table, snap);
   log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds)`);
-  const rt = new RouteTable6(routes, { recycleDirs: false });
-  const [update1kSnapshotMs, update1kSnapshotMeanMs, fullSnapshot] = updates(() => churn6(rng, routes), (b) => rt.applyBatch(b), () => rt.fullRebuilds);
   log(`  1k updates, snapshots (recycleDirs: false): median ${update1kSnapshotMs.toFixed(2)} ms, mean ${update1kSnapshotMeanMs.toFixed(2)} ms (${fullSnapshot} full rebuilds)`);
   table.rebuild();
   const live = table.fib;
@@ -279,18 +295,43 @@ function printTable(): void {
   console.log(`\n${machine()}; ${N} keys per mix, best of ${REPS}${QUICK ? ' (--quick)' : ''}`);
 }
 
+const TABLES = ['calico-node', 'asn-ipv4', 'generated-1M', 'asn-ipv6'];
+
+function runTable(t: string): void {
+  if (t === 'calico-node') bench4(t, calico4(new Rng(11)), new Rng(1));
+  else if (t === 'asn-ipv4') bench4(t, loadAsn4(), new Rng(2));
+  else if (t === 'generated-1M') bench4(t, generated4(1_000_000, new Rng(3)), new Rng(3));
+  else if (t === 'asn-ipv6') bench6(t, loadAsn6(), new Rng(4));
+  else throw new Error(`unknown table ${t} (tables: ${TABLES.join(', ')})`);
+}
+
 function main(): void {
-  log(`LPM benchmark on ${machine()}`);
   // --only <table>[,<table>...] runs a subset (the seeds stay per table, so figures compare).
   const i = process.argv.indexOf('--only');
-  const only = i > 0 ? new Set(process.argv[i + 1].split(',')) : null;
-  const want = (t: string) => !only || only.has(t);
-  if (want('calico-node')) bench4('calico-node', calico4(new Rng(11)), new Rng(1));
-  if (want('asn-ipv4')) bench4('asn-ipv4', loadAsn4(), new Rng(2));
-  if (want('generated-1M')) bench4('generated-1M', generated4(1_000_000, new Rng(3)), new Rng(3));
-  if (want('asn-ipv6')) bench6('asn-ipv6', loadAsn6(), new Rng(4));
+  const only = i > 0 ? process.argv[i + 1].split(',') : TABLES;
+  if (process.argv.includes('--child')) {
+    // One table in this process: human log on stderr, its rows as JSON lines on stdout.
+    for (const t of only) runTable(t);
+    if (sink === 0.5) console.error(sink); // keep results alive
+    return;
+  }
+  log(`LPM benchmark on ${machine()}`);
+  // Each table runs in a process of its own: a table measured after the others ran in a heap
+  // holding their garbage (DIR-24-8 of 1M prefixes alone is 136 MiB) and lost up to 2x to GC and
+  // cache/TLB pressure (IPv6 in-prefix 8.8-12.1 M/s after the IPv4 tables, 21.0 alone).
+  for (const t of only) {
+    const args = [__filename, '--child', '--json', '--only', t];
+    if (QUICK) args.push('--quick');
+    if (JSON_OUT) args.push('--quiet');
+    const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 1 << 24 });
+    if (r.status !== 0) throw new Error(`benchmark of ${t} failed (exit ${r.status ?? r.signal})`);
+    for (const line of r.stdout.split('\n')) {
+      if (!line.trim()) continue;
+      if (JSON_OUT) console.log(line);
+      rows.push(JSON.parse(line) as Row);
+    }
+  }
   if (!JSON_OUT) printTable();
-  if (sink === 0.5) console.log(sink); // keep results alive
 }
 
 if (require.main === module) main();

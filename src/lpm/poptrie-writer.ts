@@ -72,6 +72,8 @@ export class PoptrieWriter {
   /** Run records (IPv4 leaf-only chunk roots, see poptrie-layout.ts); counts are in words. */
   runs: Int32Array = new Int32Array(0);
   runWordCount = 0;
+  /** The same buffer as `runs`, for writing the records' Uint16 leaves. */
+  private runs16: Uint16Array = new Uint16Array(0);
   garbageRunWords = 0;
 
   // Per-level scratch, so the recursion allocates nothing.
@@ -98,6 +100,7 @@ export class PoptrieWriter {
     this.nodes = new Int32Array(Math.max(1, nodeCapacity + (inline ? (leafCapacity + 15) >>> 4 : 0)) * NODE_WORDS);
     this.leaves = inline ? new Uint16Array(this.nodes.buffer) : new Uint16Array(Math.max(1, leafCapacity));
     this.runs = new Int32Array(runWordCapacity);
+    this.runs16 = new Uint16Array(this.runs.buffer);
     for (let i = 0; i < MAX_LEVELS; i++) {
       this.slotNh.push(new Int32Array(64));
       this.grpStart.push(new Int32Array(64));
@@ -139,8 +142,9 @@ export class PoptrieWriter {
     r[at] = leafLo;
     r[at + 1] = leafHi;
     r[at + 2] = lowRuns;
-    const r16 = new Uint16Array(r.buffer, r.byteOffset + 4 * at + 12, k);
-    r16.set(this.leaves.subarray(first, first + k));
+    const r16 = this.runs16;
+    const leaves = this.leaves;
+    for (let i = 0, d = 2 * at + 6; i < k; i++) r16[d + i] = leaves[first + i];
     this.nodeCount = root;
     this.leafCount = first;
     return RUN_FLAG | (at >>> RUN_SHIFT);
@@ -152,6 +156,7 @@ export class PoptrieWriter {
       const grown = new Int32Array(Math.max(at + words, this.runs.length * 2, 1024));
       grown.set(this.runs.subarray(0, at));
       this.runs = grown;
+      this.runs16 = new Uint16Array(grown.buffer);
     }
     this.runWordCount = at + words;
     return at;
@@ -207,6 +212,7 @@ export class PoptrieWriter {
     if (this.inline) this.leaves = new Uint16Array(this.nodes.buffer);
     else this.leaves = this.leaves.slice(0, this.leafCount + (this.leafCount >>> 3) + 64);
     this.runs = this.runs.slice(0, this.runWordCount + (this.runWordCount >>> 3) + 256);
+    this.runs16 = new Uint16Array(this.runs.buffer);
   }
 
   /** Starts a batch: blocks retired by the previous batch become free (see reuseFlat). */

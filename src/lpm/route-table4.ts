@@ -103,6 +103,8 @@ export class RouteTable4 {
   /**
    * Applies a batch of changes (in order) and returns the new FIB, which `fib` now returns.
    * The batch is validated first: if any change is invalid it throws and nothing is applied.
+   * A change the RIB already holds (the same next hop again, a delete of an absent route) is
+   * skipped, so after editing `rib` directly call rebuild(), not applyBatch with the same change.
    */
   applyBatch(changes: Iterable<RouteChange4>): Fib4 {
     const batch = Array.isArray(changes) ? (changes as RouteChange4[]) : [...changes];
@@ -119,8 +121,10 @@ export class RouteTable4 {
     const rib = this.rib;
     for (let i = 0; i < batch.length; i++) {
       const ch = batch[i];
-      if (ch.op === 'set') rib.insert(ch.addr, ch.len, ch.nh);
-      else rib.delete(ch.addr, ch.len);
+      // A change the RIB already had (same next hop, or a delete of an absent route) changes no
+      // lookup: skip its rebuild work.
+      const changed = ch.op === 'set' ? rib.insert(ch.addr, ch.len, ch.nh) !== ch.nh : rib.delete(ch.addr, ch.len);
+      if (!changed) continue;
       if (ch.len >= CHUNK_BITS4) {
         this.touch(ch.addr >>> LOW_BITS);
       } else {

@@ -118,8 +118,10 @@ export class RouteTable6 {
     list.length = 0;
     for (let i = 0; i < batch.length; i++) {
       const ch = batch[i];
-      if (ch.op === 'set') this.rib.insert(ch.w, ch.len, ch.nh);
-      else this.rib.delete(ch.w, ch.len);
+      // A change the RIB already had (same next hop, or a delete of an absent route) changes no
+      // lookup: skip its rebuild work.
+      const changed = ch.op === 'set' ? this.rib.insert(ch.w, ch.len, ch.nh) !== ch.nh : this.rib.delete(ch.w, ch.len);
+      if (!changed) continue;
       const len = ch.len;
       const w0 = ch.w[0];
       if (len >= CHUNK_BITS6) {

@@ -47,6 +47,7 @@ test('IPv4: default, hosts, overlaps, covering delete, duplicates', () => {
   // Duplicate insert replaces the value and does not grow the RIB.
   const size = t.rib.size;
   assert.is(t.rib.insertCidr('10.1.2.0/24', 9), 4);
+  t.rebuild(); // after editing the RIB directly; the same change as a batch is then a no-op
   t.applyBatch([change4('10.1.2.0/24', 9)]);
   assert.is(t.rib.size, size);
   assert.is(t.lookup(ip('10.1.2.9')), 9);
@@ -95,6 +96,28 @@ test('IPv6: default, /128 hosts, overlaps, covering delete, duplicates', () => {
   assert.is(l6(t, '2001:db8:1::2'), 9);
   assert.is(t.rib.get(parseIp6('2001:db8:1::'), 48), 9);
   assert.is([...t.rib.entries()].length, size);
+});
+
+test('no-op changes (same next hop again, delete of an absent route) change nothing; order within a batch holds', () => {
+  const t4 = new RouteTable4([{ addr: parseIp4('10.0.0.0'), len: 8, nh: 1 }, { addr: parseIp4('10.1.2.0'), len: 24, nh: 2 }]);
+  const l4 = (a: string) => t4.lookup(parseIp4(a));
+  t4.applyBatch([change4('10.1.2.0/24', 2), change4('10.9.0.0/16'), change4('10.1.2.128/25')]);
+  assert.is(l4('10.1.2.200'), 2);
+  assert.is(l4('10.9.0.1'), 1);
+  // Set, same set again, delete, set again: the last one wins.
+  t4.applyBatch([change4('10.7.7.0/24', 5), change4('10.7.7.0/24', 5), change4('10.7.7.0/24'), change4('10.7.7.0/24', 6)]);
+  assert.is(l4('10.7.7.7'), 6);
+  t4.applyBatch([change4('10.7.7.0/24', 6), change4('10.7.7.0/24')]);
+  assert.is(l4('10.7.7.7'), 1);
+  const t6 = new RouteTable6([{ w: parseIp6('2001:db8::'), len: 32, nh: 1 }, { w: parseIp6('2001:db8:1::'), len: 48, nh: 2 }]);
+  const l6 = (a: string) => { const w = parseIp6(a); return t6.lookup(w[0], w[1], w[2], w[3]); };
+  t6.applyBatch([change6('2001:db8:1::/48', 2), change6('2001:db8:2::/48'), change6('2001:db8:1:8000::/49')]);
+  assert.is(l6('2001:db8:1:8000::1'), 2);
+  assert.is(l6('2001:db8:2::1'), 1);
+  t6.applyBatch([change6('2001:db8:7::/48', 5), change6('2001:db8:7::/48', 5), change6('2001:db8:7::/48'), change6('2001:db8:7::/48', 6)]);
+  assert.is(l6('2001:db8:7::7'), 6);
+  t6.applyBatch([change6('2001:db8:7::/48', 6), change6('2001:db8:7::/48')]);
+  assert.is(l6('2001:db8:7::7'), 1);
 });
 
 test('an invalid change rejects the whole batch', () => {

@@ -13,6 +13,7 @@
 // appended (the previous FIB keeps working), the replaced ones are counted as garbage.
 
 import { mask32 } from './cidr';
+import { lowerBound6 } from './rib6';
 import { NODE_SHIFT, NODE_WORDS, STRIDE } from './poptrie-layout';
 import { popcount32 } from './popcount';
 import { ChunkPrefixes, PoptrieWriter } from './poptrie-writer';
@@ -131,23 +132,12 @@ export class SubtreePatcher6 {
     const dLo = fdLo | rdLo;
     const dHi = fdHi | rdHi;
     const nb = this.base[level];
-    const sa = this.tmp;
     for (let s = 0; s < 64; s++) {
       if (!(s < 32 ? (dLo >>> s) & 1 : (dHi >>> (s - 32)) & 1)) continue;
       const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
       if (fd || slots[s] < 0) slots[s] = this.cover(nb, b, s, lo, hi, inherited);
-      slotAddr(sa, nb, b, s);
-      let g = lowerBound(p, lo, hi, sa, 0);
-      // Prefixes ending in this stride inside slot s all start at its first address and sort first.
-      while (g < hi && p.lens[g] <= end && sameAddr(p, g, sa)) g++;
-      let gEnd = hi;
-      if (s < 63) {
-        slotAddr(sa, nb, b, s + 1);
-        gEnd = lowerBound(p, g, hi, sa, 0);
-      }
-      gs[s] = g;
-      ge[s] = gEnd;
-      if (g < gEnd) {
+      this.slotRange(level, b, lo, hi, s);
+      if (gs[s] < ge[s]) {
         if (s < 32) vecLo |= 1 << s;
         else vecHi |= 1 << (s - 32);
       }
@@ -202,7 +192,6 @@ export class SubtreePatcher6 {
   private fast(level: number, b: number, lo: number, hi: number, inherited: number, old: number, target: number,
     nChg: number, rdLo: number, rdHi: number): boolean {
     const w = this.w;
-    const p = this.p;
     const end = b + STRIDE;
     let on = w.nodes;
     const oo = old << NODE_SHIFT;
@@ -213,21 +202,11 @@ export class SubtreePatcher6 {
     const gs = this.gs[level];
     const ge = this.ge[level];
     const nb = this.base[level];
-    const sa = this.tmp;
     for (let h = 0; h < 2; h++) {
       for (let v = h ? rdHi : rdLo; v !== 0; v &= v - 1) {
         const s = 31 - Math.clz32(v & -v) + 32 * h;
-        slotAddr(sa, nb, b, s);
-        let g = lowerBound(p, lo, hi, sa, 0);
-        while (g < hi && p.lens[g] <= end && sameAddr(p, g, sa)) g++;
-        let gEnd = hi;
-        if (s < 63) {
-          slotAddr(sa, nb, b, s + 1);
-          gEnd = lowerBound(p, g, hi, sa, 0);
-        }
-        if (g === gEnd) return false; // the child goes away: the bitmaps change
-        gs[s] = g;
-        ge[s] = gEnd;
+        this.slotRange(level, b, lo, hi, s);
+        if (gs[s] === ge[s]) return false; // the child goes away: the bitmaps change
         slots[s] = this.cover(nb, b, s, lo, hi, inherited);
       }
     }
@@ -258,6 +237,28 @@ export class SubtreePatcher6 {
       }
     }
     return true;
+  }
+
+  /**
+   * Sets gs/ge[level][s] to the range of p[lo, hi) holding the prefixes longer than this stride
+   * inside slot s of the node at this.base[level] (stride at bit b): slot s's child's prefixes.
+   */
+  private slotRange(level: number, b: number, lo: number, hi: number, s: number): void {
+    const p = this.p;
+    const sa = this.tmp;
+    const nb = this.base[level];
+    const end = b + STRIDE;
+    slotAddr(sa, nb, b, s);
+    let g = lowerBound(p, lo, hi, sa, 0);
+    // Prefixes ending in this stride inside slot s all start at its first address and sort first.
+    while (g < hi && p.lens[g] <= end && sameAddr(p, g, sa)) g++;
+    let gEnd = hi;
+    if (s < 63) {
+      slotAddr(sa, nb, b, s + 1);
+      gEnd = lowerBound(p, g, hi, sa, 0);
+    }
+    this.gs[level][s] = g;
+    this.ge[level][s] = gEnd;
   }
 
   /**
@@ -299,33 +300,7 @@ function sameAddr(p: ChunkPrefixes, i: number, a: Int32Array): boolean {
   return x[o] === a[0] && x[o + 1] === a[1] && x[o + 2] === a[2] && x[o + 3] === a[3];
 }
 
-/** First index in p[lo, hi) whose (address, length) is >= (a, len), addresses compared unsigned. */
+/** First index in p[lo, hi) whose (address, length) is >= (a, len): the lists' order (rib6.ts). */
 function lowerBound(p: ChunkPrefixes, lo: number, hi: number, a: Int32Array, len: number): number {
-  const x = p.words;
-  const a0 = a[0] >>> 0;
-  const a1 = a[1] >>> 0;
-  const a2 = a[2] >>> 0;
-  const a3 = a[3] >>> 0;
-  while (lo < hi) {
-    const m = (lo + hi) >>> 1;
-    const o = 4 * m;
-    let less: boolean;
-    const x0 = x[o] >>> 0;
-    if (x0 !== a0) less = x0 < a0;
-    else {
-      const x1 = x[o + 1] >>> 0;
-      if (x1 !== a1) less = x1 < a1;
-      else {
-        const x2 = x[o + 2] >>> 0;
-        if (x2 !== a2) less = x2 < a2;
-        else {
-          const x3 = x[o + 3] >>> 0;
-          less = x3 !== a3 ? x3 < a3 : p.lens[m] < len;
-        }
-      }
-    }
-    if (less) lo = m + 1;
-    else hi = m;
-  }
-  return lo;
+  return lowerBound6(p.words, p.lens, lo, hi, a[0], a[1], a[2], a[3], len);
 }

@@ -48,6 +48,41 @@ function shortKey(w0: number, len: number): number {
   return len === 0 ? 0 : w0 >>> (32 - len);
 }
 
+/**
+ * The order of every sorted IPv6 prefix list (RIB lists, the writer's ChunkPrefixes): the first
+ * index in [lo, hi) whose (address w0:w1:w2:w3 compared unsigned, length) is >= the given one.
+ * `words` holds 4 words per entry.
+ */
+export function lowerBound6(words: Int32Array, lens: Uint8Array, lo: number, hi: number,
+  w0: number, w1: number, w2: number, w3: number, len: number): number {
+  const a0 = w0 >>> 0;
+  const a1 = w1 >>> 0;
+  const a2 = w2 >>> 0;
+  const a3 = w3 >>> 0;
+  while (lo < hi) {
+    const m = (lo + hi) >>> 1;
+    const o = 4 * m;
+    let less: boolean;
+    const x0 = words[o] >>> 0;
+    if (x0 !== a0) less = x0 < a0;
+    else {
+      const x1 = words[o + 1] >>> 0;
+      if (x1 !== a1) less = x1 < a1;
+      else {
+        const x2 = words[o + 2] >>> 0;
+        if (x2 !== a2) less = x2 < a2;
+        else {
+          const x3 = words[o + 3] >>> 0;
+          less = x3 !== a3 ? x3 < a3 : lens[m] < len;
+        }
+      }
+    }
+    if (less) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+}
+
 /** A sorted list of prefixes (by address, then length): 4 words, length and next hop each. */
 export class PrefixList6 {
   n = 0;
@@ -63,35 +98,7 @@ export class PrefixList6 {
 
   /** First index whose (address, length) is >= (w, len). */
   search(w: readonly number[], len: number): number {
-    const W = this.words;
-    const w0 = w[0] >>> 0;
-    const w1 = w[1] >>> 0;
-    const w2 = w[2] >>> 0;
-    const w3 = w[3] >>> 0;
-    let a = 0;
-    let b = this.n;
-    while (a < b) {
-      const m = (a + b) >>> 1;
-      const o = m * 4;
-      let less: boolean;
-      const x0 = W[o] >>> 0;
-      if (x0 !== w0) less = x0 < w0;
-      else {
-        const x1 = W[o + 1] >>> 0;
-        if (x1 !== w1) less = x1 < w1;
-        else {
-          const x2 = W[o + 2] >>> 0;
-          if (x2 !== w2) less = x2 < w2;
-          else {
-            const x3 = W[o + 3] >>> 0;
-            less = x3 !== w3 ? x3 < w3 : this.lens[m] < len;
-          }
-        }
-      }
-      if (less) a = m + 1;
-      else b = m;
-    }
-    return a;
+    return lowerBound6(this.words, this.lens, 0, this.n, w[0], w[1], w[2], w[3], len);
   }
 
   private equalAt(i: number, w: readonly number[], len: number): boolean {

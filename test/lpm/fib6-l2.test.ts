@@ -4,11 +4,11 @@
 // previously published FIB checked unchanged after every batch.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mask32, parseCidr6, parseIp6 } from '../../src/lpm/cidr';
+import { mask32, parseCidr6 } from '../../src/lpm/cidr';
 import { NO_ROUTE } from '../../src/lpm/constants';
 import { Fib6, NODE_START6 } from '../../src/lpm/fib6';
 import { RouteChange6, RouteTable6, change6 } from '../../src/lpm/route-table6';
-import { R6, Rng, naive6 } from './helpers';
+import { R6, Rng, lookupText6, naive6 } from './helpers';
 
 const r6 = (cidr: string, nh: number): R6 => {
   const c = parseCidr6(cidr);
@@ -70,7 +70,7 @@ test('second level: chunks with and without a block, prefixes around the second-
   assert.ok(t.fib.dir[0x2402] < 0, '2402::/16: no prefix of its own');
   const live = new Map(routes.map((r) => [key(r), r]));
   checkAll(t, live, keysFor(new Rng(5), routes, 20000), 'static');
-  const l = (a: string) => { const w = parseIp6(a); return t.lookup(w[0], w[1], w[2], w[3]); };
+  const l = (a: string) => lookupText6(t, a);
   assert.is(l('2401:1110::1'), 10);
   assert.is(l('2401:1110::2'), 9);
   assert.is(l('2401:1110:1::'), 7);
@@ -183,7 +183,7 @@ test('inline leaves: a childless node keeps its few leaf runs in its own record,
   }
   assert.ok(inline > 0, 'some node holds its leaves inline');
   assert.ok(outside > 0, 'the node with children keeps its leaves outside');
-  const l = (a: string) => { const w = parseIp6(a); return fib.lookup(w[0], w[1], w[2], w[3]); };
+  const l = (a: string) => lookupText6(fib, a);
   assert.is(l('2a01:4:2000::1'), 5);
   assert.is(l('2a01:4:21ff::1'), 6);
   assert.is(l('2a01:4:2200::1'), 2);

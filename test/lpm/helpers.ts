@@ -1,11 +1,17 @@
 // Shared helpers for the LPM tests: a seeded RNG, naive reference matchers and the data loader.
-import { mask32 } from '../../src/lpm/cidr';
+import { mask32, parseIp6 } from '../../src/lpm/cidr';
 import { NO_ROUTE } from '../../src/lpm/constants';
 
 /** Small deterministic RNG (xorshift32) so failures are reproducible. */
 export { Rng } from '../../bench/lpm/tables';
 export interface R4 { addr: number; len: number; nh: number }
 export interface R6 { w: number[]; len: number; nh: number }
+
+/** Looks up an IPv6 address given as text in a RouteTable6 or Fib6 (for readable assertions). */
+export function lookupText6(t: { lookup(w0: number, w1: number, w2: number, w3: number): number }, a: string): number {
+  const w = parseIp6(a);
+  return t.lookup(w[0], w[1], w[2], w[3]);
+}
 
 /** The obviously-correct reference: scan every route, keep the longest match. */
 export function naive4(routes: readonly R4[], ip: number): number {

@@ -7,6 +7,7 @@
 // Replaced subtrees become garbage that the owner reclaims with a full rebuild once it grows large.
 
 import { FLAT_BITS, FLAT_FLAG, NODE_SHIFT, NODE_WORDS, RUN_FLAG, RUN_SHIFT, STRIDE, runWords } from './poptrie-layout';
+import { GracePool } from './grace';
 import { popcount32 } from './popcount';
 
 /** Prefixes of one chunk, sorted by address then length (so a covering prefix comes first). */
@@ -38,11 +39,7 @@ export class ChunkPrefixes {
   slotAt(i: number, b: number): number {
     const W = this.wordsPerKey;
     const wi = b >>> 5;
-    const sh = b & 31;
-    const a = wi < W ? this.words[i * W + wi] : 0;
-    if (sh <= 32 - STRIDE) return (a >>> (32 - STRIDE - sh)) & 63;
-    const next = wi + 1 < W ? this.words[i * W + wi + 1] : 0;
-    return ((a << (sh - (32 - STRIDE))) | (next >>> (64 - STRIDE - sh))) & 63;
+    return wi < W ? slotOf(this.words, i * W + wi, b & 31, wi + 1 < W) : 0;
   }
 }
 
@@ -62,13 +59,8 @@ export class PoptrieWriter {
   flat: Uint16Array = new Uint16Array(0);
   flatCount = 0;
   garbageFlat = 0;
-  /**
-   * Flat-block reuse under a grace period (RouteTable4's recycleDirs): blocks replaced in the
-   * current batch are only still read by the FIB before it, so the next batch may overwrite them.
-   */
-  reuseFlat = false;
-  private retiredFlat: number[] = [];
-  private freeFlat: number[] = [];
+  /** Flat blocks replaced by a batch, reused from the next one on (RouteTable4's recycleDirs). */
+  flatPool = new GracePool(false);
   /** Run records (IPv4 leaf-only chunk roots, see poptrie-layout.ts); counts are in words. */
   runs: Int32Array = new Int32Array(0);
   runWordCount = 0;
@@ -168,9 +160,8 @@ export class PoptrieWriter {
    * it, so the most specific one is painted last). Returns the dir entry (FLAT_FLAG | block).
    */
   buildFlat(p: ChunkPrefixes, inherited: number): number {
-    let block: number;
-    if (this.freeFlat.length > 0) {
-      block = this.freeFlat.pop()!;
+    let block = this.flatPool.take();
+    if (block >= 0) {
       this.garbageFlat--;
     } else {
       block = this.flatCount++;
@@ -197,7 +188,7 @@ export class PoptrieWriter {
     if (e < 0) return;
     if (e >= FLAT_FLAG) {
       this.garbageFlat++;
-      if (this.reuseFlat) this.retiredFlat.push(e & 0xffff);
+      this.flatPool.retire(e & 0xffff);
     } else if (e >= RUN_FLAG) {
       const at = (e - RUN_FLAG) << RUN_SHIFT;
       this.garbageRunWords += runWords(popcount32(this.runs[at]) + popcount32(this.runs[at + 1]));
@@ -213,13 +204,6 @@ export class PoptrieWriter {
     else this.leaves = this.leaves.slice(0, this.leafCount + (this.leafCount >>> 3) + 64);
     this.runs = this.runs.slice(0, this.runWordCount + (this.runWordCount >>> 3) + 256);
     this.runs16 = new Uint16Array(this.runs.buffer);
-  }
-
-  /** Starts a batch: blocks retired by the previous batch become free (see reuseFlat). */
-  startBatch(): void {
-    if (this.retiredFlat.length === 0) return;
-    for (const b of this.retiredFlat) this.freeFlat.push(b);
-    this.retiredFlat.length = 0;
   }
 
   /** Counts the nodes and leaves of the subtree at `node` as garbage (it is being replaced). */
@@ -372,7 +356,7 @@ export class PoptrieWriter {
 
 /**
  * The 6-bit slot at bit offset `sh` of key word words[at] (continuing into words[at + 1] when
- * `hasNext`; bits past the key read as zero). Same as ChunkPrefixes.slotAt, for the hot loops.
+ * `hasNext`; bits past the key read as zero). ChunkPrefixes.slotAt is this for prefix i.
  */
 function slotOf(words: Int32Array, at: number, sh: number, hasNext: boolean): number {
   const a = words[at];

@@ -17,6 +17,7 @@
 import { parseCidr4 } from './cidr';
 import { NO_ROUTE } from './constants';
 import { Fib4 } from './fib4';
+import { DirRecycler, GracePool } from './grace';
 import { dirLeaf } from './poptrie-layout';
 import { ChunkPrefixes, PoptrieWriter } from './poptrie-writer';
 import { CHUNK_BITS4, Rib4, Route4, checkNextHop4, checkPrefix4 } from './rib4';
@@ -63,9 +64,8 @@ export class RouteTable4 {
   private readonly flatMax: number;
 
   private readonly recycle: boolean;
-  /** With recycling: the dir of the FIB before the previous one, reused by the next batch. */
-  private spareDir: Int32Array | null = null;
-  private prevDir: Int32Array | null = null;
+  /** With recycling: where the next batch's dir comes from. */
+  private readonly dirs = new DirRecycler(CHUNKS);
 
   /**
    * `routes` are bulk-loaded (duplicates: the last one wins). Options:
@@ -147,8 +147,8 @@ export class RouteTable4 {
       this.current = this.compileAll();
       return this.current;
     }
-    const dir = this.nextDir();
-    w.startBatch();
+    const dir = this.recycle ? this.dirs.next(this.current.dir) : this.current.dir.slice();
+    w.flatPool.startBatch();
     // A short prefix changes the inherited next hop of (some of) the chunks it spans: recompute it
     // over the span; chunks without long prefixes just get the new leaf, the others are rebuilt.
     const inh = this.inherited;
@@ -187,17 +187,6 @@ export class RouteTable4 {
     return this.current;
   }
 
-  /** A copy of the current dir to edit: a fresh array, or with recycleDirs a retired one. */
-  private nextDir(): Int32Array {
-    const cur = this.current.dir;
-    if (!this.recycle) return cur.slice();
-    const dir = this.spareDir ?? new Int32Array(CHUNKS);
-    dir.set(cur);
-    this.spareDir = this.prevDir;
-    this.prevDir = cur;
-    return dir;
-  }
-
   private touch(c: number): void {
     if (this.touched[c]) return;
     this.touched[c] = 1;
@@ -221,7 +210,7 @@ export class RouteTable4 {
     // memory until written; trim() cuts it down afterwards.
     const n = rib.size;
     this.writer = this.flatMode ? new PoptrieWriter(16, 64) : new PoptrieWriter(1024 + (n >>> 2), 4096 + n * 2, 1024 + n + (n >>> 1));
-    this.writer.reuseFlat = this.recycle;
+    this.writer.flatPool = new GracePool(this.recycle);
     const inh = this.inherited;
     inh.fill(NO_ROUTE);
     rib.forEachShort((first, span, nh) => inh.fill(nh, first, first + span));

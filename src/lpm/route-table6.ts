@@ -11,6 +11,7 @@
 
 import { parseCidr6 } from './cidr';
 import { NO_ROUTE } from './constants';
+import { DirRecycler, GracePool } from './grace';
 import { Fib6, L2_BITS6, L2_SIZE6, NODE_START6 } from './fib6';
 import { LEAF_FLAG, dirLeaf } from './poptrie-layout';
 import { SubtreePatcher6 } from './poptrie-patch6';
@@ -76,13 +77,11 @@ export class RouteTable6 {
   private l2Blocks = 0;
   /** Blocks no longer referenced by the newest dir. */
   garbageL2 = 0;
-  /** recycleDirs: blocks free for reuse now, and blocks released by this batch (reusable by the next one). */
-  private freeL2: number[] = [];
-  private pendingL2: number[] = [];
+  /** Second-level blocks a batch replaced, reused from the next batch on (recycleDirs). */
+  private l2Pool = new GracePool(false);
 
   private readonly recycle: boolean;
-  private spareDir: Int32Array | null = null;
-  private prevDir: Int32Array | null = null;
+  private readonly dirs = new DirRecycler(CHUNKS);
 
   /**
    * `recycleDirs` (default true): as for RouteTable4, a grace period of one batch (a FIB stays
@@ -163,18 +162,9 @@ export class RouteTable6 {
       this.current = this.compileAll();
       return this.current;
     }
-    let dir: Int32Array;
-    if (this.recycle) {
-      dir = this.spareDir ?? new Int32Array(CHUNKS);
-      dir.set(this.current.dir);
-      this.spareDir = this.prevDir;
-      this.prevDir = this.current.dir;
-      // Blocks the previous batch replaced are referenced only by FIBs older than the current one.
-      for (const b of this.pendingL2) this.freeL2.push(b);
-      this.pendingL2.length = 0;
-    } else {
-      dir = this.current.dir.slice();
-    }
+    const dir = this.recycle ? this.dirs.next(this.current.dir) : this.current.dir.slice();
+    // Blocks the previous batch replaced are referenced only by FIBs older than the current one.
+    this.l2Pool.startBatch();
     for (const c of list) {
       const old = dir[c];
       if (old < 0 || this.dirtyAll[c] || this.rib.chunkCount[c] === 0) {
@@ -232,8 +222,7 @@ export class RouteTable6 {
     this.l2 = new Int32Array((2 * populated + L2_SLACK + 4) * L2_SIZE6);
     this.l2Blocks = 0;
     this.garbageL2 = 0;
-    this.freeL2 = [];
-    this.pendingL2 = [];
+    this.l2Pool = new GracePool(this.recycle);
     this.covers = new Map();
     const inh = this.inherited;
     inh.fill(NO_ROUTE);
@@ -246,8 +235,8 @@ export class RouteTable6 {
   }
 
   private allocBlock(): number {
-    const free = this.freeL2.pop();
-    if (free !== undefined) {
+    const free = this.l2Pool.take();
+    if (free >= 0) {
       this.garbageL2--;
       return free;
     }
@@ -263,7 +252,7 @@ export class RouteTable6 {
 
   private releaseBlock(base: number): void {
     this.garbageL2++;
-    if (this.recycle) this.pendingL2.push(base);
+    this.l2Pool.retire(base);
   }
 
   /** Counts a dir entry's block and its subtrees as garbage (the chunk is rebuilt whole). */

@@ -1,0 +1,52 @@
+// Memory reuse under a one-batch grace period, shared by RouteTable4 and RouteTable6 (their
+// `recycleDirs` option). A FIB replaced by batch k is still read until batch k+1 starts, never
+// after, so what only it referenced may be overwritten from batch k+1 on. Reusing warm memory
+// matters on a VM: a fresh typed array page-faults on first write (~3 ms per MiB measured here),
+// and V8 frees an ArrayBuffer only when a GC collects it (bench/lpm/README.md, "Recycling").
+
+/**
+ * The dir a batch edits: a copy of the current one, written into the buffer of the FIB published
+ * two batches earlier (fresh only for the first two batches).
+ */
+export class DirRecycler {
+  private spare: Int32Array | null = null;
+  private prev: Int32Array | null = null;
+
+  constructor(private readonly size: number) {}
+
+  /** A copy of `cur` (the current FIB's dir) to edit for the next FIB. */
+  next(cur: Int32Array): Int32Array {
+    const dir = this.spare ?? new Int32Array(this.size);
+    dir.set(cur);
+    this.spare = this.prev;
+    this.prev = cur;
+    return dir;
+  }
+}
+
+/**
+ * Fixed-size blocks (by index or offset) a batch replaced: free for reuse once the next batch
+ * starts. With `enabled` false nothing is ever reused (snapshot semantics).
+ */
+export class GracePool {
+  private retired: number[] = [];
+  private free: number[] = [];
+
+  constructor(readonly enabled: boolean) {}
+
+  /** The block is no longer referenced by the FIB being built. */
+  retire(block: number): void {
+    if (this.enabled) this.retired.push(block);
+  }
+
+  /** A new batch starts: the blocks retired by the previous one become free. */
+  startBatch(): void {
+    for (const b of this.retired) this.free.push(b);
+    this.retired.length = 0;
+  }
+
+  /** A free block, or -1. */
+  take(): number {
+    return this.free.length > 0 ? this.free.pop()! : -1;
+  }
+}

@@ -25,28 +25,35 @@ export class DirRecycler {
 }
 
 /**
- * Fixed-size blocks (by index or offset) a batch replaced: free for reuse once the next batch
- * starts. With `enabled` false nothing is ever reused (snapshot semantics).
+ * Blocks (by index or offset) a batch replaced: free for reuse once the next batch starts. Blocks
+ * come in `classes` size classes (class c holds blocks of one size, chosen by the owner), and a
+ * block is only reused for its own class. With `enabled` false nothing is ever reused (snapshot
+ * semantics).
  */
 export class GracePool {
+  /** Pairs (block, class) retired by the batch being built. */
   private retired: number[] = [];
-  private free: number[] = [];
+  private readonly free: number[][] = [];
 
-  constructor(readonly enabled: boolean) {}
+  constructor(readonly enabled: boolean, classes = 1) {
+    for (let c = 0; c < classes; c++) this.free.push([]);
+  }
 
   /** The block is no longer referenced by the FIB being built. */
-  retire(block: number): void {
-    if (this.enabled) this.retired.push(block);
+  retire(block: number, cls = 0): void {
+    if (this.enabled) this.retired.push(block, cls);
   }
 
   /** A new batch starts: the blocks retired by the previous one become free. */
   startBatch(): void {
-    for (const b of this.retired) this.free.push(b);
-    this.retired.length = 0;
+    const r = this.retired;
+    for (let i = 0; i < r.length; i += 2) this.free[r[i + 1]].push(r[i]);
+    r.length = 0;
   }
 
-  /** A free block, or -1. */
-  take(): number {
-    return this.free.length > 0 ? this.free.pop()! : -1;
+  /** A free block of class `cls`, or -1. */
+  take(cls = 0): number {
+    const l = this.free[cls];
+    return l.length > 0 ? l.pop()! : -1;
   }
 }

@@ -9,8 +9,9 @@
 // (one exact-match search per prefix length ending in the stride: at most 6) and the range of a
 // child's prefixes (two searches). A node therefore costs O(64 + changes * log n), not O(n).
 //
-// Same contract as before: the old subtree is only read, the new nodes and leaves are
-// appended (the previous FIB keeps working), the replaced ones are counted as garbage.
+// Same contract as a fresh build: the old subtree is only read, the new nodes and leaves go to
+// memory the current FIB does not reference (the writer's contract), and every block replaced is
+// released exactly (for reuse from the next batch on, with the writer's `recycle`).
 
 import { mask32 } from './cidr';
 import { lowerBound6 } from './rib6';
@@ -49,7 +50,7 @@ export class SubtreePatcher6 {
    * Rebuilds the subtree `old`, built for the prefixes p[lo, hi) (all longer than `b`, inside the
    * range starting at address `start`) with inherited next hop `inherited` (unchanged), after the
    * changes in `chg` (prefixes longer than `b` inside the range; p already holds their new state).
-   * Returns the new root.
+   * Returns the new root; the old root (a block of one) is released.
    */
   patch(w: PoptrieWriter, p: ChunkPrefixes, lo: number, hi: number, b: number, start: ArrayLike<number>,
     inherited: number, old: number, chg: ChunkPrefixes): number {
@@ -62,6 +63,7 @@ export class SubtreePatcher6 {
     for (let k = 0; k < 4; k++) a[k] = start[k];
     const target = w.allocNodes(1);
     this.node(0, b, lo, hi, inherited, old, target, chg.count);
+    w.releaseNodes(old, 1);
     return target;
   }
 
@@ -142,17 +144,15 @@ export class SubtreePatcher6 {
         else vecHi |= 1 << (s - 32);
       }
     }
-    // Garbage: the old node and its leaves; old children neither copied nor patched go whole.
-    w.garbageNodes++;
-    w.garbageLeaves += popcount32(oldLeafLo) + popcount32(oldLeafHi);
+    // Released: the old node's leaves, its child block (below, once read) and what old children
+    // neither copied nor patched own. (Its own record is released by the caller's block.)
+    w.releaseLeaves(old);
     let r = 0;
     for (let s = 0; s < 64; s++) {
       if (!(s < 32 ? (oldVecLo >>> s) & 1 : (oldVecHi >>> (s - 32)) & 1)) continue;
       const has = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
       const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
-      const rd = s < 32 ? (rdLo >>> s) & 1 : (rdHi >>> (s - 32)) & 1;
-      if (!has || fd) w.discardSubtree(oldFirst + r);
-      else if (!rd) w.garbageNodes++; // copied into the new child block
+      if (!has || fd) w.releaseContents(oldFirst + r);
       r++;
     }
     const childBase = w.writeNode(target, vecLo, vecHi, slots);
@@ -165,8 +165,7 @@ export class SubtreePatcher6 {
         const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
         const rd = s < 32 ? (rdLo >>> s) & 1 : (rdHi >>> (s - 32)) & 1;
         if (had && !fd && !rd) {
-          const from = (oldFirst + r) << NODE_SHIFT;
-          w.nodes.copyWithin(k << NODE_SHIFT, from, from + NODE_WORDS);
+          w.copyNodes(k, oldFirst + r, 1);
         } else if (had && !fd) {
           const next = this.ensure(level + 1, nChg);
           let m = 0;
@@ -181,6 +180,7 @@ export class SubtreePatcher6 {
       }
       if (had) r++;
     }
+    if (r > 0) w.releaseNodes(oldFirst, r);
   }
 
   /**
@@ -218,10 +218,10 @@ export class SubtreePatcher6 {
     on.copyWithin(o, oo, oo + NODE_WORDS);
     on[o + 4] = first - 1;
     on[o + 5] = first - 1 + popcount32(vecLo);
-    on.copyWithin(first << NODE_SHIFT, oldFirst << NODE_SHIFT, (oldFirst + kids) << NODE_SHIFT);
-    // Garbage: the old node and the old copies of the children copied as they are (the patched
-    // ones are counted by the recursion); the leaves stay in use.
-    w.garbageNodes += 1 + kids - popcount32(rdLo) - popcount32(rdHi);
+    w.copyNodes(first, oldFirst, kids);
+    // Released: the old child block (the patched children's contents by the recursion); the
+    // leaves stay in use. (The old node's own record is released by the caller's block.)
+    w.releaseNodes(oldFirst, kids);
     const idx = this.idx[level];
     const cs = this.cs[level];
     for (let h = 0; h < 2; h++) {

@@ -1,10 +1,12 @@
 // Builds Poptrie subtrees (see poptrie-layout.ts) from a sorted list of prefixes of one direct
 // chunk, appending nodes and leaves to growable typed arrays.
 //
-// The arrays are append-only between full rebuilds: an incremental update writes the rebuilt
-// subtrees of touched chunks after the used part, so a FIB published earlier, which shares the
-// same arrays but only points below the old high-water mark, keeps returning its old answers.
-// Replaced subtrees become garbage that the owner reclaims with a full rebuild once it grows large.
+// Between full rebuilds an incremental update never overwrites what the current FIB references:
+// rebuilt subtrees go to memory that is either past the used part (append) or, with `recycle`,
+// a block released by an earlier batch (a one-batch grace period, see grace.ts). So a FIB
+// published earlier, which shares the same arrays, keeps returning its old answers (the one
+// before the current one until the next batch, with recycling; every one, without). Released
+// blocks are counted as garbage, which the owner reclaims with a full rebuild once it grows large.
 
 import { FLAT_BITS, FLAT_FLAG, NODE_SHIFT, NODE_WORDS, RUN_FLAG, RUN_SHIFT, STRIDE, runWords } from './poptrie-layout';
 import { GracePool } from './grace';
@@ -52,9 +54,15 @@ export class PoptrieWriter {
   leaves: Uint16Array;
   nodeCount = 0;
   leafCount = 0;
-  /** Nodes and leaves no longer reachable from the newest dir (replaced subtrees). */
+  /** Nodes and leaves no longer reachable from the newest dir (released, not yet reused). */
   garbageNodes = 0;
   garbageLeaves = 0;
+  /**
+   * With `recycle`: released node blocks by size (class = node count, 1..64) and, in inline mode,
+   * leaf runs by size (class = quads of 4 leaves, 1..16), reused from the next batch on.
+   */
+  private nodePool: GracePool;
+  private leafPool: GracePool;
   /** Flat chunks (IPv4 small-table mode): blocks of 2^FLAT_BITS leaves, see buildFlat(). */
   flat: Uint16Array = new Uint16Array(0);
   flatCount = 0;
@@ -87,8 +95,10 @@ export class PoptrieWriter {
   private unitNext = 0;
   private unitFree = 0;
 
-  constructor(nodeCapacity = 1024, leafCapacity = 4096, runWordCapacity = 0, inline = false) {
+  constructor(nodeCapacity = 1024, leafCapacity = 4096, runWordCapacity = 0, inline = false, recycle = false) {
     this.inline = inline;
+    this.nodePool = new GracePool(recycle, 65);
+    this.leafPool = new GracePool(recycle && inline, 17);
     this.nodes = new Int32Array(Math.max(1, nodeCapacity + (inline ? (leafCapacity + 15) >>> 4 : 0)) * NODE_WORDS);
     this.leaves = inline ? new Uint16Array(this.nodes.buffer) : new Uint16Array(Math.max(1, leafCapacity));
     this.runs = new Int32Array(runWordCapacity);
@@ -117,7 +127,7 @@ export class PoptrieWriter {
    * IPv4: builds a chunk like buildChunk() and returns its dir entry: the root node index, or, when
    * the root has no children, a run record (RUN_FLAG | unit), which saves a dependent load per
    * lookup. The root and its leaves are then taken back: they were the last things allocated and
-   * nothing published points at them yet.
+   * nothing published points at them yet (IPv4 does not recycle, so they were appended).
    */
   buildChunkEntry(p: ChunkPrefixes, b: number, inherited: number): number {
     const root = this.buildChunk(p, b, inherited);
@@ -193,8 +203,14 @@ export class PoptrieWriter {
       const at = (e - RUN_FLAG) << RUN_SHIFT;
       this.garbageRunWords += runWords(popcount32(this.runs[at]) + popcount32(this.runs[at + 1]));
     } else {
-      this.discardSubtree(e);
+      this.discardRoot(e);
     }
+  }
+
+  /** A new batch starts: blocks released by the previous one may be reused (with `recycle`). */
+  startBatch(): void {
+    this.nodePool.startBatch();
+    this.leafPool.startBatch();
   }
 
   /** After a full build: trims the arrays to the used size plus 1/8 headroom for incremental updates. */
@@ -206,18 +222,75 @@ export class PoptrieWriter {
     this.runs16 = new Uint16Array(this.runs.buffer);
   }
 
-  /** Counts the nodes and leaves of the subtree at `node` as garbage (it is being replaced). */
-  discardSubtree(node: number): void {
+  /**
+   * Releases what the node at `node` owns (it is being replaced): its leaves, its child block and
+   * everything below. Not its own record, which belongs to its parent's child block (released
+   * with it) or, for a subtree root, is a block of its own (discardRoot).
+   */
+  releaseContents(node: number): void {
     const n = this.nodes;
     const o = node << NODE_SHIFT;
-    this.garbageNodes++;
-    this.garbageLeaves += popcount32(n[o + 2]) + popcount32(n[o + 3]);
+    this.releaseLeaves(node);
     const kids = popcount32(n[o]) + popcount32(n[o + 1]);
+    if (kids === 0) return;
     const first = n[o + 4] + 1;
-    for (let k = 0; k < kids; k++) this.discardSubtree(first + k);
+    for (let k = 0; k < kids; k++) this.releaseContents(first + k);
+    this.releaseNodes(first, kids);
+  }
+
+  /** Releases a subtree root (allocated alone, as buildChunk and the IPv6 patcher do) and its contents. */
+  discardRoot(node: number): void {
+    this.releaseContents(node);
+    this.releaseNodes(node, 1);
+  }
+
+  /** The block of `k` nodes at `first` (one allocNodes(k)) is no longer referenced by the FIB being built. */
+  releaseNodes(first: number, k: number): void {
+    this.garbageNodes += k;
+    this.nodePool.retire(first, k);
+  }
+
+  /** Releases the leaf run of the node at `node` (not inline leaves: they are part of its record). */
+  releaseLeaves(node: number): void {
+    const n = this.nodes;
+    const o = node << NODE_SHIFT;
+    const runs = popcount32(n[o + 2]) + popcount32(n[o + 3]);
+    if (runs === 0) return;
+    if (!this.inline) {
+      this.garbageLeaves += runs;
+      return;
+    }
+    const base = n[o + 6] + 1;
+    if (base === 2 * (o + 4)) return;
+    const quads = (runs + 3) >>> 2;
+    this.garbageLeaves += 4 * quads;
+    this.leafPool.retire(base, quads);
+  }
+
+  /**
+   * Copies `count` node records from `from` to `to` (unchanged nodes moving to a new child block),
+   * moving the leaf bases of inline leaves with them: the old records may be reused.
+   */
+  copyNodes(to: number, from: number, count: number): void {
+    const n = this.nodes;
+    n.copyWithin(to << NODE_SHIFT, from << NODE_SHIFT, (from + count) << NODE_SHIFT);
+    if (!this.inline) return;
+    const d = (to - from) << (NODE_SHIFT + 1); // in Uint16 leaves
+    for (let i = 0; i < count; i++) {
+      const o = (to + i) << NODE_SHIFT;
+      if (n[o + 6] + 1 === 2 * (((from + i) << NODE_SHIFT) + 4)) {
+        n[o + 6] += d;
+        n[o + 7] += d;
+      }
+    }
   }
 
   allocNodes(k: number): number {
+    const free = this.nodePool.take(k);
+    if (free >= 0) {
+      this.garbageNodes -= k;
+      return free;
+    }
     const at = this.nodeCount;
     const need = (at + k) * NODE_WORDS;
     if (need > this.nodes.length) {
@@ -232,16 +305,24 @@ export class PoptrieWriter {
 
   private allocLeaves(k: number): number {
     if (this.inline) {
-      this.leafCount += k;
-      // Packed into node-sized units (16 Uint16 leaves each), a unit's rest used by the next runs.
-      if (k > this.unitFree) {
-        const units = (k + 15) >>> 4;
+      // In quads of 4 leaves (the reuse unit), packed into node-sized units (16 Uint16 leaves
+      // each), a unit's rest used by the next runs.
+      const quads = (k + 3) >>> 2;
+      const free = this.leafPool.take(quads);
+      if (free >= 0) {
+        this.garbageLeaves -= 4 * quads;
+        return free;
+      }
+      const size = 4 * quads;
+      this.leafCount += size;
+      if (size > this.unitFree) {
+        const units = (size + 15) >>> 4;
         this.unitNext = this.allocNodes(units) << 4;
         this.unitFree = units << 4;
       }
       const at = this.unitNext;
-      this.unitNext += k;
-      this.unitFree -= k;
+      this.unitNext += size;
+      this.unitFree -= size;
       return at;
     }
     const at = this.leafCount;
@@ -335,7 +416,6 @@ export class PoptrieWriter {
     const childBase = kids ? this.allocNodes(kids) : 0;
     const o = target << NODE_SHIFT;
     const inl = this.inline && kids === 0 && runs <= INLINE_LEAVES;
-    if (inl) this.leafCount += runs;
     const leafBase = inl ? 2 * (o + 4) : this.allocLeaves(runs);
     const n = this.nodes; // read after the allocations above, which may have grown it
     n[o] = vecLo;

@@ -165,6 +165,7 @@ export class RouteTable6 {
     const dir = this.recycle ? this.dirs.next(this.current.dir) : this.current.dir.slice();
     // Blocks the previous batch replaced are referenced only by FIBs older than the current one.
     this.l2Pool.startBatch();
+    w.startBatch();
     for (const c of list) {
       const old = dir[c];
       if (old < 0 || this.dirtyAll[c] || this.rib.chunkCount[c] === 0) {
@@ -194,6 +195,19 @@ export class RouteTable6 {
     return this.l2Blocks - this.garbageL2;
   }
 
+  /**
+   * Allocation counters since the last full build: node records allocated (leaf pages included)
+   * and released (garbage, not yet reused); the same for leaves (in the shared buffer) and
+   * second-level blocks.
+   */
+  get memory(): { nodes: number; garbageNodes: number; leaves: number; garbageLeaves: number; l2Blocks: number; garbageL2: number } {
+    const w = this.writer;
+    return {
+      nodes: w.nodeCount, garbageNodes: w.garbageNodes, leaves: w.leafCount, garbageLeaves: w.garbageLeaves,
+      l2Blocks: this.l2Blocks, garbageL2: this.garbageL2,
+    };
+  }
+
   private touch(c: number): void {
     if (!this.touched[c]) {
       this.touched[c] = 1;
@@ -211,7 +225,7 @@ export class RouteTable6 {
   private compileAll(): Fib6 {
     this.fullRebuilds++;
     const n = this.rib.size;
-    this.writer = new PoptrieWriter(1024 + n, 4096 + n * 4, 0, true);
+    this.writer = new PoptrieWriter(1024 + n, 4096 + n * 4, 0, true, this.recycle);
     const counts = this.rib.chunkCount;
     let populated = 0;
     for (let c = 0; c < CHUNKS; c++) if (counts[c]) populated++;
@@ -259,7 +273,7 @@ export class RouteTable6 {
   private discardChunk(e: number): void {
     if (e < 0) return;
     const l2 = this.l2;
-    for (let i = e; i < e + L2_SIZE6; i++) if (l2[i] >= 0) this.writer.discardSubtree(l2[i]);
+    for (let i = e; i < e + L2_SIZE6; i++) if (l2[i] >= 0) this.writer.discardRoot(l2[i]);
     this.releaseBlock(e);
   }
 
@@ -341,7 +355,7 @@ export class RouteTable6 {
           cover[e] = nv;
           const old = l2[base + e];
           if (old >= 0) {
-            w.discardSubtree(old);
+            w.discardRoot(old);
             l2[base + e] = this.freshEntry(l, c, e, nv);
             done[e] = 1;
             doneList.push(e);
@@ -370,7 +384,7 @@ export class RouteTable6 {
             const lo = entryStart(l, c, e);
             const hi = lowerBound(l, entryAddr(c, e) + ENTRY_SPAN);
             if (lo === hi) {
-              w.discardSubtree(old);
+              w.discardRoot(old);
               l2[base + e] = LEAF_FLAG | cover[e];
             } else {
               chg.reset(h - g);

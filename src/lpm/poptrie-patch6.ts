@@ -268,11 +268,25 @@ export class SubtreePatcher6 {
   private cover(nb: Int32Array, b: number, s: number, lo: number, hi: number, inherited: number): number {
     const p = this.p;
     const sa = this.tmp;
+    slotAddr(sa, nb, b, s);
+    const a0 = sa[0];
+    const a1 = sa[1];
+    const a2 = sa[2];
+    const a3 = sa[3];
+    // Longest first. (mask(a, len), len) sorts after (mask(a, len - 1), len - 1), so the match
+    // (or insertion point) for a length bounds the search for the shorter ones.
     for (let len = b + STRIDE; len > b; len--) {
-      slotAddr(sa, nb, b, s);
-      for (let k = 0; k < 4; k++) sa[k] &= mask32(len - 32 * k);
-      const i = lowerBound(p, lo, hi, sa, len);
-      if (i < hi && p.lens[i] === len && sameAddr(p, i, sa)) return p.nhs[i];
+      const x0 = a0 & mask32(len);
+      const x1 = a1 & mask32(len - 32);
+      const x2 = a2 & mask32(len - 64);
+      const x3 = a3 & mask32(len - 96);
+      const i = lowerBound6(p.words, p.lens, lo, hi, x0, x1, x2, x3, len);
+      if (i < hi && p.lens[i] === len) {
+        const o = 4 * i;
+        const w = p.words;
+        if (w[o] === x0 && w[o + 1] === x1 && w[o + 2] === x2 && w[o + 3] === x3) return p.nhs[i];
+      }
+      hi = i;
     }
     return inherited;
   }

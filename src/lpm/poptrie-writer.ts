@@ -273,7 +273,12 @@ export class PoptrieWriter {
    */
   copyNodes(to: number, from: number, count: number): void {
     const n = this.nodes;
-    n.copyWithin(to << NODE_SHIFT, from << NODE_SHIFT, (from + count) << NODE_SHIFT);
+    if (count <= 2) {
+      // A plain loop: copyWithin's call overhead is ~2x the copy of one 32-byte record.
+      for (let d = to << NODE_SHIFT, f = from << NODE_SHIFT, e = f + (count << NODE_SHIFT); f < e; d++, f++) n[d] = n[f];
+    } else {
+      n.copyWithin(to << NODE_SHIFT, from << NODE_SHIFT, (from + count) << NODE_SHIFT);
+    }
     if (!this.inline) return;
     const d = (to - from) << (NODE_SHIFT + 1); // in Uint16 leaves
     for (let i = 0; i < count; i++) {

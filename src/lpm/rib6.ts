@@ -183,6 +183,11 @@ export class Rib6 {
   insert(w: readonly number[], len: number, nh: number): number {
     checkPrefix6(w, len);
     checkNextHop6(nh, w, len);
+    return this.put(w, len, nh);
+  }
+
+  /** insert() without validation, for a caller that validated the route (a whole batch first). */
+  put(w: readonly number[], len: number, nh: number): number {
     if (len < CHUNK_BITS6) {
       const m = this.short[len];
       const k = shortKey(w[0], len);
@@ -202,6 +207,11 @@ export class Rib6 {
 
   delete(w: readonly number[], len: number): boolean {
     checkPrefix6(w, len);
+    return this.remove(w, len);
+  }
+
+  /** delete() without validation, for a caller that validated the prefix. */
+  remove(w: readonly number[], len: number): boolean {
     if (len < CHUNK_BITS6) {
       const ok = this.short[len].delete(shortKey(w[0], len));
       if (ok) this.shortCount--;

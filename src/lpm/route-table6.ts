@@ -30,6 +30,8 @@ const L2_SLACK = (4 << 20) / (4 * L2_SIZE6);
 const SLOT_ENTRIES = 1 << (L2_BITS6 - (SLOT_BITS6 - CHUNK_BITS6));
 /** Address span of one second-level entry in the first word. */
 const ENTRY_SPAN = 2 ** (32 - NODE_START6);
+/** Multiplier of the second-level entry in a deep change's sort key (see deepChanges). */
+const ENTRY_KEY = 2 ** 32;
 
 export type RouteChange6 =
   | { op: 'set'; w: readonly number[]; len: number; nh: number }
@@ -52,8 +54,12 @@ export class RouteTable6 {
   /** Per touched chunk: its inherited next hop changed, rebuild it whole. */
   private readonly dirtyAll = new Uint8Array(CHUNKS);
   private touchedList: number[] = [];
-  /** Per touched chunk, the batch indices of its changes longer than NODE_START6. */
+  /**
+   * Per touched chunk, its changes longer than NODE_START6 as sort keys: second-level entry *
+   * 2^32 + batch index (sorted numerically in a typed array, they group by entry).
+   */
   private readonly deepChanges = new Map<number, number[]>();
+  private deepKeys = new Float64Array(64);
   private readonly changes = new ChunkPrefixes(4, 64);
   /** A RIB list seen as ChunkPrefixes (the writer reads words/lens/nhs/count only). */
   private readonly view = new ChunkPrefixes(4, 1);
@@ -119,7 +125,7 @@ export class RouteTable6 {
       const ch = batch[i];
       // A change the RIB already had (same next hop, or a delete of an absent route) changes no
       // lookup: skip its rebuild work.
-      const changed = ch.op === 'set' ? this.rib.insert(ch.w, ch.len, ch.nh) !== ch.nh : this.rib.delete(ch.w, ch.len);
+      const changed = ch.op === 'set' ? this.rib.put(ch.w, ch.len, ch.nh) !== ch.nh : this.rib.remove(ch.w, ch.len);
       if (!changed) continue;
       const len = ch.len;
       const w0 = ch.w[0];
@@ -135,9 +141,10 @@ export class RouteTable6 {
             else this.paintHi[c] |= 1 << (s - 32);
           }
         } else {
+          const k = ((w0 >>> (32 - NODE_START6)) & (L2_SIZE6 - 1)) * ENTRY_KEY + i;
           const l = this.deepChanges.get(c);
-          if (l) l.push(i);
-          else this.deepChanges.set(c, [i]);
+          if (l) l.push(k);
+          else this.deepChanges.set(c, [k]);
         }
       } else {
         // A short prefix may change the inherited next hop of the chunks it spans.
@@ -366,15 +373,19 @@ export class RouteTable6 {
       }
     }
     // 2. Entries holding longer changes: path-copy their subtrees (or build / drop them).
-    const ids = this.deepChanges.get(c);
-    if (ids) {
-      const entryOf = (i: number) => (batch[i].w[0] >>> (32 - NODE_START6)) & (L2_SIZE6 - 1);
-      if (ids.length > 1) ids.sort((a, b) => entryOf(a) - entryOf(b));
+    const deep = this.deepChanges.get(c);
+    if (deep) {
+      const n = deep.length;
+      if (n > this.deepKeys.length) this.deepKeys = new Float64Array(2 * n);
+      const keys = this.deepKeys;
+      for (let j = 0; j < n; j++) keys[j] = deep[j];
+      if (n > 1) keys.subarray(0, n).sort();
+      const entryOf = (j: number): number => Math.floor(keys[j] / ENTRY_KEY);
       const chg = this.changes;
-      for (let g = 0; g < ids.length;) {
-        const e = entryOf(ids[g]);
+      for (let g = 0; g < n;) {
+        const e = entryOf(g);
         let h = g + 1;
-        while (h < ids.length && entryOf(ids[h]) === e) h++;
+        while (h < n && entryOf(h) === e) h++;
         if (!done[e]) {
           const old = l2[base + e];
           const l = rib.slots.get((c << 6) | (e >>> (L2_BITS6 - 6)));
@@ -389,7 +400,7 @@ export class RouteTable6 {
             } else {
               chg.reset(h - g);
               for (let j = g; j < h; j++) {
-                const ch = batch[ids[j]];
+                const ch = batch[keys[j] % ENTRY_KEY];
                 const o = 4 * (j - g);
                 chg.words[o] = ch.w[0];
                 chg.words[o + 1] = ch.w[1];

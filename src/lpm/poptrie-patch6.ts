@@ -20,6 +20,9 @@ import { popcount32 } from './popcount';
 import { ChunkPrefixes, PoptrieWriter } from './poptrie-writer';
 
 const LEVELS = 24;
+/** Per prefix length 0..128, its mask as four int32 words (cover() masks up to 6 lengths per call). */
+const MASK6 = new Int32Array(4 * 129);
+for (let len = 0; len <= 128; len++) for (let k = 0; k < 4; k++) MASK6[4 * len + k] = mask32(len - 32 * k);
 
 export class SubtreePatcher6 {
   private w!: PoptrieWriter;
@@ -52,7 +55,7 @@ export class SubtreePatcher6 {
    * changes in `chg` (prefixes longer than `b` inside the range; p already holds their new state).
    * Returns the new root; the old root (a block of one) is released.
    */
-  patch(w: PoptrieWriter, p: ChunkPrefixes, lo: number, hi: number, b: number, start: ArrayLike<number>,
+  patch(w: PoptrieWriter, p: ChunkPrefixes, lo: number, hi: number, b: number, start: Int32Array,
     inherited: number, old: number, chg: ChunkPrefixes): number {
     this.w = w;
     this.p = p;
@@ -275,11 +278,12 @@ export class SubtreePatcher6 {
     const a3 = sa[3];
     // Longest first. (mask(a, len), len) sorts after (mask(a, len - 1), len - 1), so the match
     // (or insertion point) for a length bounds the search for the shorter ones.
-    for (let len = b + STRIDE; len > b; len--) {
-      const x0 = a0 & mask32(len);
-      const x1 = a1 & mask32(len - 32);
-      const x2 = a2 & mask32(len - 64);
-      const x3 = a3 & mask32(len - 96);
+    // (The last stride ends past bit 128: no prefix is that long.)
+    for (let len = Math.min(b + STRIDE, 128); len > b; len--) {
+      const x0 = a0 & MASK6[4 * len];
+      const x1 = a1 & MASK6[4 * len + 1];
+      const x2 = a2 & MASK6[4 * len + 2];
+      const x3 = a3 & MASK6[4 * len + 3];
       const i = lowerBound6(p.words, p.lens, lo, hi, x0, x1, x2, x3, len);
       if (i < hi && p.lens[i] === len) {
         const o = 4 * i;

@@ -137,53 +137,73 @@ export class SubtreePatcher6 {
     const dLo = fdLo | rdLo;
     const dHi = fdHi | rdHi;
     const nb = this.base[level];
-    for (let s = 0; s < 64; s++) {
-      if (!(s < 32 ? (dLo >>> s) & 1 : (dHi >>> (s - 32)) & 1)) continue;
-      const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
-      if (fd || slots[s] < 0) slots[s] = this.cover(nb, b, s, lo, hi, inherited);
-      this.slotRange(level, b, lo, hi, s);
-      if (gs[s] < ge[s]) {
-        if (s < 32) vecLo |= 1 << s;
-        else vecHi |= 1 << (s - 32);
+    for (let h = 0; h < 2; h++) {
+      for (let v = h ? dHi : dLo; v !== 0; v &= v - 1) {
+        const bit = 31 - Math.clz32(v & -v);
+        const s = bit + 32 * h;
+        if ((((h ? fdHi : fdLo) >>> bit) & 1) !== 0 || slots[s] < 0) slots[s] = this.cover(nb, b, s, lo, hi, inherited);
+        this.slotRange(level, b, lo, hi, s);
+        if (gs[s] < ge[s]) {
+          if (h) vecHi |= 1 << bit;
+          else vecLo |= 1 << bit;
+        }
       }
     }
     // Released: the old node's leaves, its child block (below, once read) and what old children
     // neither copied nor patched own. (Its own record is released by the caller's block.)
     w.releaseLeaves(old);
     let r = 0;
-    for (let s = 0; s < 64; s++) {
-      if (!(s < 32 ? (oldVecLo >>> s) & 1 : (oldVecHi >>> (s - 32)) & 1)) continue;
-      const has = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
-      const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
-      if (!has || fd) w.releaseContents(oldFirst + r);
-      r++;
+    for (let h = 0; h < 2; h++) {
+      const keep = (h ? vecHi & ~fdHi : vecLo & ~fdLo);
+      for (let v = h ? oldVecHi : oldVecLo; v !== 0; v &= v - 1, r++) {
+        if (((keep >>> (31 - Math.clz32(v & -v))) & 1) === 0) w.releaseContents(oldFirst + r);
+      }
     }
+    const oldKids = r;
     const childBase = w.writeNode(target, vecLo, vecHi, slots);
+    // Children in slot order (old rank r, new index k). Runs of children kept as they are get
+    // one copy each.
     let k = childBase;
     r = 0;
-    for (let s = 0; s < 64; s++) {
-      const had = s < 32 ? (oldVecLo >>> s) & 1 : (oldVecHi >>> (s - 32)) & 1;
-      const has = s < 32 ? (vecLo >>> s) & 1 : (vecHi >>> (s - 32)) & 1;
-      if (has) {
-        const fd = s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1;
-        const rd = s < 32 ? (rdLo >>> s) & 1 : (rdHi >>> (s - 32)) & 1;
-        if (had && !fd && !rd) {
-          w.copyNodes(k, oldFirst + r, 1);
-        } else if (had && !fd) {
-          const next = this.ensure(level + 1, nChg);
-          let m = 0;
-          for (let j = 0; j < nChg; j++) if (cs[j] === s) next[m++] = idx[j];
-          slotAddr(this.base[level + 1], nb, b, s);
-          this.node(level + 1, end, gs[s], ge[s], slots[s], oldFirst + r, k, m);
-        } else {
-          w.p = p;
-          w.buildNode(level + 1, end, gs[s], ge[s], slots[s], k);
+    let runFrom = 0;
+    let runTo = 0;
+    let runLen = 0;
+    for (let h = 0; h < 2; h++) {
+      const had = h ? oldVecHi : oldVecLo;
+      const has = h ? vecHi : vecLo;
+      const fd = h ? fdHi : fdLo;
+      const rd = h ? rdHi : rdLo;
+      for (let v = had | has; v !== 0; v &= v - 1) {
+        const bit = 31 - Math.clz32(v & -v);
+        const s = bit + 32 * h;
+        const oldChild = (had >>> bit) & 1;
+        if ((has >>> bit) & 1) {
+          if (oldChild && !((fd | rd) >>> bit & 1)) {
+            if (runLen > 0 && runFrom + runLen === oldFirst + r && runTo + runLen === k) {
+              runLen++;
+            } else {
+              if (runLen > 0) w.copyNodes(runTo, runFrom, runLen);
+              runFrom = oldFirst + r;
+              runTo = k;
+              runLen = 1;
+            }
+          } else if (oldChild && !((fd >>> bit) & 1)) {
+            const next = this.ensure(level + 1, nChg);
+            let m = 0;
+            for (let j = 0; j < nChg; j++) if (cs[j] === s) next[m++] = idx[j];
+            slotAddr(this.base[level + 1], nb, b, s);
+            this.node(level + 1, end, gs[s], ge[s], slots[s], oldFirst + r, k, m);
+          } else {
+            w.p = p;
+            w.buildNode(level + 1, end, gs[s], ge[s], slots[s], k);
+          }
+          k++;
         }
-        k++;
+        if (oldChild) r++;
       }
-      if (had) r++;
     }
-    if (r > 0) w.releaseNodes(oldFirst, r);
+    if (runLen > 0) w.copyNodes(runTo, runFrom, runLen);
+    if (oldKids > 0) w.releaseNodes(oldFirst, oldKids);
   }
 
   /**

@@ -13,16 +13,12 @@
 // memory the current FIB does not reference (the writer's contract), and every block replaced is
 // released exactly (for reuse from the next batch on, with the writer's `recycle`).
 
-import { mask32 } from './cidr';
-import { lowerBound6 } from './rib6';
+import { MASK6, lowerBound6 } from './rib6';
 import { NODE_SHIFT, NODE_WORDS, STRIDE } from './poptrie-layout';
 import { popcount32 } from './popcount';
 import { ChunkPrefixes, PoptrieWriter } from './poptrie-writer';
 
 const LEVELS = 24;
-/** Per prefix length 0..128, its mask as four int32 words (cover() masks up to 6 lengths per call). */
-const MASK6 = new Int32Array(4 * 129);
-for (let len = 0; len <= 128; len++) for (let k = 0; k < 4; k++) MASK6[4 * len + k] = mask32(len - 32 * k);
 
 export class SubtreePatcher6 {
   private w!: PoptrieWriter;

@@ -21,21 +21,22 @@ export interface Route6 {
   nh: number;
 }
 
+/** Per prefix length 0..128, its mask as four int32 words (validation and the patcher's searches). */
+export const MASK6 = new Int32Array(4 * 129);
+for (let len = 0; len <= 128; len++) for (let k = 0; k < 4; k++) MASK6[4 * len + k] = mask32(len - 32 * k);
+
 export function checkPrefix6(w: readonly number[], len: number): void {
-  if (!Number.isInteger(len) || len < 0 || len > 128) {
+  // (x >>> 0) === x holds exactly for the integers 0..2^32-1. This runs once per change of an
+  // update batch, so it stays branch-light and allocation-free.
+  if ((len >>> 0) !== len || len > 128) {
     throw new Error(`invalid IPv6 prefix length ${len}: out of range 0..128`);
   }
-  // A plain loop, not w.some(closure): this runs twice per change in a 1k-change update batch.
-  let ok = !!w && w.length === 4;
-  for (let i = 0; ok && i < 4; i++) {
-    const x = w[i];
-    ok = x >= 0 && x <= 0xffffffff && Math.floor(x) === x;
+  if (!w || w.length !== 4 || (w[0] >>> 0) !== w[0] || (w[1] >>> 0) !== w[1] || (w[2] >>> 0) !== w[2] || (w[3] >>> 0) !== w[3]) {
+    throw new Error(`invalid IPv6 address [${w}]/${len}: expected four unsigned 32-bit words`);
   }
-  if (!ok) throw new Error(`invalid IPv6 address [${w}]/${len}: expected four unsigned 32-bit words`);
-  for (let i = 0; i < 4; i++) {
-    if ((w[i] & ~mask32(len - 32 * i)) !== 0) {
-      throw new Error(`invalid IPv6 prefix ${formatCidr6(w, len)}: host bits are set`);
-    }
+  const m = 4 * len;
+  if (((w[0] & ~MASK6[m]) | (w[1] & ~MASK6[m + 1]) | (w[2] & ~MASK6[m + 2]) | (w[3] & ~MASK6[m + 3])) !== 0) {
+    throw new Error(`invalid IPv6 prefix ${formatCidr6(w, len)}: host bits are set`);
   }
 }
 

@@ -57,6 +57,17 @@ test('invalid IPv6 input is a clear error naming the input', () => {
   throwsWith(() => parseCidr6('2001:db8:0:0:0:0:0/32'), '2001:db8:0:0:0:0:0', '8 groups');
   throwsWith(() => parseCidr6('2001:xyz::/32'), 'xyz', 'hex');
   throwsWith(() => new Rib6().insert([0, 0, 0, 1], 64, 1), 'host bits');
+  // Words must be integers 0..2^32-1, the length an integer 0..128 (checked without parsing).
+  for (const bad of [[-1, 0, 0, 0], [2 ** 32, 0, 0, 0], [0.5, 0, 0, 0], [0, NaN, 0, 0], [0, 0, 0], [0, 0, 0, '1']]) {
+    throwsWith(() => new Rib6().insert(bad as number[], 0, 1), 'unsigned 32-bit words');
+  }
+  for (const len of [-1, 129, 64.5, NaN]) throwsWith(() => new Rib6().insert([0, 0, 0, 0], len, 1), 'out of range');
+  throwsWith(() => new Rib6().insert([0x20010db8, 0, 0, 0], 28, 1), '2001:db8::/28', 'host bits');
+  throwsWith(() => new Rib6().insert([0, 0, 0, 1], 127, 1), 'host bits');
+  const rib = new Rib6();
+  rib.insert([0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff], 128, 1);
+  rib.insert([0x20010db8, 0x80000000, 0, 0], 33, 2);
+  assert.is(rib.size, 2);
 });
 
 test.run();

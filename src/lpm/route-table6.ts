@@ -30,8 +30,12 @@ const L2_SLACK = (4 << 20) / (4 * L2_SIZE6);
 const SLOT_ENTRIES = 1 << (L2_BITS6 - (SLOT_BITS6 - CHUNK_BITS6));
 /** Address span of one second-level entry in the first word. */
 const ENTRY_SPAN = 2 ** (32 - NODE_START6);
-/** Multiplier of the second-level entry in a deep change's sort key (see deepChanges). */
+/** Multiplier of the second-level entry in a deep change's key (see deepKeys). */
 const ENTRY_KEY = 2 ** 32;
+/** Multiplier of the chunk and entry (28 bits) in a change's sort key (see order); keys stay below 2^53. */
+const ORDER_KEY = 2 ** 24;
+/** Largest batch applied incrementally (the batch index must fit below ORDER_KEY). */
+const MAX_SORTED = ORDER_KEY;
 
 export type RouteChange6 =
   | { op: 'set'; w: readonly number[]; len: number; nh: number }
@@ -54,11 +58,12 @@ export class RouteTable6 {
   /** Per touched chunk: its inherited next hop changed, rebuild it whole. */
   private readonly dirtyAll = new Uint8Array(CHUNKS);
   private touchedList: number[] = [];
+  /** The batch's changes of CHUNK_BITS6 bits or more as sort keys (w0 >>> 4) * ORDER_KEY + index. */
+  private order = new Float64Array(1024);
   /**
-   * Per touched chunk, its changes longer than NODE_START6 as sort keys: second-level entry *
-   * 2^32 + batch index (sorted numerically in a typed array, they group by entry).
+   * The chunk being compiled: its changes longer than NODE_START6 as second-level entry *
+   * ENTRY_KEY + batch index, in that order.
    */
-  private readonly deepChanges = new Map<number, number[]>();
   private deepKeys = new Float64Array(64);
   private readonly changes = new ChunkPrefixes(4, 64);
   /** A RIB list seen as ChunkPrefixes (the writer reads words/lens/nhs/count only). */
@@ -121,71 +126,105 @@ export class RouteTable6 {
     }
     const list = this.touchedList;
     list.length = 0;
-    for (let i = 0; i < batch.length; i++) {
+    const n = batch.length;
+    if (n > MAX_SORTED) {
+      // Too many changes for the sort keys below: apply them in order and rebuild whole.
+      for (const ch of batch) {
+        if (ch.op === 'set') this.rib.put(ch.w, ch.len, ch.nh);
+        else this.rib.remove(ch.w, ch.len);
+      }
+      return this.rebuild();
+    }
+    // Prefixes shorter than a chunk first: they change the inherited next hop of whole chunks.
+    // The others are applied chunk by chunk, right before the chunk is recompiled, so the RIB
+    // lists they edit are still in cache when the subtree patcher searches them. Sorting by
+    // (second-level entry, batch index) keeps the batch order among changes of one prefix.
+    if (n > this.order.length) this.order = new Float64Array(Math.max(n, 2 * this.order.length));
+    const order = this.order;
+    let m = 0;
+    for (let i = 0; i < n; i++) {
       const ch = batch[i];
-      // A change the RIB already had (same next hop, or a delete of an absent route) changes no
-      // lookup: skip its rebuild work.
-      const changed = ch.op === 'set' ? this.rib.put(ch.w, ch.len, ch.nh) !== ch.nh : this.rib.remove(ch.w, ch.len);
-      if (!changed) continue;
       const len = ch.len;
-      const w0 = ch.w[0];
       if (len >= CHUNK_BITS6) {
-        const c = w0 >>> (32 - CHUNK_BITS6);
-        this.touch(c);
-        if (len <= NODE_START6) {
-          // Repaint every /22 slot the prefix covers (one, unless it is /16../21).
-          const first = (w0 >>> (32 - SLOT_BITS6)) & 63;
-          const count = len >= SLOT_BITS6 ? 1 : 1 << (SLOT_BITS6 - len);
-          for (let s = first; s < first + count; s++) {
-            if (s < 32) this.paintLo[c] |= 1 << s;
-            else this.paintHi[c] |= 1 << (s - 32);
-          }
-        } else {
-          const k = ((w0 >>> (32 - NODE_START6)) & (L2_SIZE6 - 1)) * ENTRY_KEY + i;
-          const l = this.deepChanges.get(c);
-          if (l) l.push(k);
-          else this.deepChanges.set(c, [k]);
-        }
-      } else {
-        // A short prefix may change the inherited next hop of the chunks it spans.
-        const span = 1 << (CHUNK_BITS6 - len);
-        const first = len === 0 ? 0 : (w0 >>> (32 - CHUNK_BITS6));
-        for (let c = first; c < first + span; c++) {
-          const nh = this.rib.shortCover(c);
-          if (nh !== this.inherited[c]) {
-            this.inherited[c] = nh;
-            this.touch(c);
-            this.dirtyAll[c] = 1;
-          }
+        order[m++] = (ch.w[0] >>> (32 - NODE_START6)) * ORDER_KEY + i;
+        continue;
+      }
+      const changed = ch.op === 'set' ? this.rib.put(ch.w, len, ch.nh) !== ch.nh : this.rib.remove(ch.w, len);
+      if (!changed) continue;
+      const span = 1 << (CHUNK_BITS6 - len);
+      const first = len === 0 ? 0 : (ch.w[0] >>> (32 - CHUNK_BITS6));
+      for (let c = first; c < first + span; c++) {
+        const nh = this.rib.shortCover(c);
+        if (nh !== this.inherited[c]) {
+          this.inherited[c] = nh;
+          this.touch(c);
+          this.dirtyAll[c] = 1;
         }
       }
     }
+    if (m > 1) order.subarray(0, m).sort();
     const w = this.writer;
     if (w.garbageNodes > Math.max(w.nodeCount - w.garbageNodes, NODE_SLACK) ||
         w.garbageLeaves > Math.max(w.leafCount - w.garbageLeaves, LEAF_SLACK) ||
         this.garbageL2 > Math.max(this.l2Blocks - this.garbageL2, L2_SLACK)) {
+      for (let g = 0; g < m; g++) {
+        const ch = batch[order[g] % ORDER_KEY];
+        if (ch.op === 'set') this.rib.put(ch.w, ch.len, ch.nh);
+        else this.rib.remove(ch.w, ch.len);
+      }
       for (const c of list) this.clearMarks(c);
-      this.deepChanges.clear();
-      this.current = this.compileAll();
-      return this.current;
+      return this.rebuild();
     }
     const dir = this.recycle ? this.dirs.next(this.current.dir) : this.current.dir.slice();
     // Blocks the previous batch replaced are referenced only by FIBs older than the current one.
     this.l2Pool.startBatch();
     w.startBatch();
-    for (const c of list) {
-      const old = dir[c];
-      if (old < 0 || this.dirtyAll[c] || this.rib.chunkCount[c] === 0) {
-        this.discardChunk(old);
-        dir[c] = this.compileChunk(c);
-      } else {
-        dir[c] = this.updateChunk(c, old, batch);
+    if (m > this.deepKeys.length) this.deepKeys = new Float64Array(Math.max(m, 2 * this.deepKeys.length));
+    const deep = this.deepKeys;
+    for (let g = 0; g < m;) {
+      const c = Math.floor(order[g] / ORDER_KEY) >>> L2_BITS6;
+      let nDeep = 0;
+      for (; g < m; g++) {
+        const key = order[g];
+        const e28 = Math.floor(key / ORDER_KEY);
+        if (e28 >>> L2_BITS6 !== c) break;
+        const i = key - e28 * ORDER_KEY;
+        const ch = batch[i];
+        // A change the RIB already had (same next hop, or a delete of an absent route) changes
+        // no lookup: skip its rebuild work.
+        const changed = ch.op === 'set' ? this.rib.put(ch.w, ch.len, ch.nh) !== ch.nh : this.rib.remove(ch.w, ch.len);
+        if (!changed) continue;
+        this.touch(c);
+        if (ch.len <= NODE_START6) {
+          // Repaint every /22 slot the prefix covers (one, unless it is /16../21).
+          const first = (ch.w[0] >>> (32 - SLOT_BITS6)) & 63;
+          const count = ch.len >= SLOT_BITS6 ? 1 : 1 << (SLOT_BITS6 - ch.len);
+          for (let s = first; s < first + count; s++) {
+            if (s < 32) this.paintLo[c] |= 1 << s;
+            else this.paintHi[c] |= 1 << (s - 32);
+          }
+        } else {
+          deep[nDeep++] = (e28 & (L2_SIZE6 - 1)) * ENTRY_KEY + i;
+        }
       }
-      this.clearMarks(c);
+      if (this.touched[c]) this.compileTouched(dir, c, batch, nDeep);
     }
-    this.deepChanges.clear();
+    // Chunks only a short prefix touched.
+    for (const c of list) if (this.touched[c]) this.compileTouched(dir, c, batch, 0);
     this.current = new Fib6(dir, this.l2, w.nodes, w.leaves, this.l2Blocks * L2_SIZE6);
     return this.current;
+  }
+
+  /** Recompiles touched chunk c into `dir`: whole, or by updating its block (nDeep deep changes in deepKeys). */
+  private compileTouched(dir: Int32Array, c: number, batch: RouteChange6[], nDeep: number): void {
+    const old = dir[c];
+    if (old < 0 || this.dirtyAll[c] || this.rib.chunkCount[c] === 0) {
+      this.discardChunk(old);
+      dir[c] = this.compileChunk(c);
+    } else {
+      dir[c] = this.updateChunk(c, old, batch, nDeep);
+    }
+    this.clearMarks(c);
   }
 
   /**
@@ -332,7 +371,7 @@ export class RouteTable6 {
    * Copies chunk c's block (at `oldBase`) and rebuilds only what the batch's changes in it touch.
    * Returns the new block's dir entry.
    */
-  private updateChunk(c: number, oldBase: number, batch: RouteChange6[]): number {
+  private updateChunk(c: number, oldBase: number, batch: RouteChange6[], nDeep: number): number {
     const base = this.allocBlock();
     const l2 = this.l2; // after allocBlock, which may have grown it
     l2.copyWithin(base, oldBase, oldBase + L2_SIZE6);
@@ -373,13 +412,9 @@ export class RouteTable6 {
       }
     }
     // 2. Entries holding longer changes: path-copy their subtrees (or build / drop them).
-    const deep = this.deepChanges.get(c);
-    if (deep) {
-      const n = deep.length;
-      if (n > this.deepKeys.length) this.deepKeys = new Float64Array(2 * n);
+    if (nDeep > 0) {
+      const n = nDeep;
       const keys = this.deepKeys;
-      for (let j = 0; j < n; j++) keys[j] = deep[j];
-      if (n > 1) keys.subarray(0, n).sort();
       const entryOf = (j: number): number => Math.floor(keys[j] / ENTRY_KEY);
       const chg = this.changes;
       for (let g = 0; g < n;) {

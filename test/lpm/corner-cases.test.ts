@@ -115,6 +115,17 @@ test('no-op changes (same next hop again, delete of an absent route) change noth
   assert.is(l6(t6, '2001:db8:7::7'), 6);
   t6.applyBatch([change6('2001:db8:7::/48', 6), change6('2001:db8:7::/48')]);
   assert.is(l6(t6, '2001:db8:7::7'), 1);
+  // Changes of several chunks interleaved with a short prefix (the table applies short prefixes
+  // first and the rest chunk by chunk): the batch order still holds per prefix.
+  t6.applyBatch([change6('2001:db9:5::/48', 3), change6('2001:db8:7::/48', 8), change6('2000::/8', 4),
+    change6('2001:db9:5::/48', 9), change6('2001:db8:7::/48'), change6('2000::/8', 5)]);
+  assert.is(l6(t6, '2001:db9:5::1'), 9);
+  assert.is(l6(t6, '2001:db8:7::7'), 1);
+  assert.is(l6(t6, '2001:dba::1'), 5);
+  t6.applyBatch([change6('2000::/8'), change6('2001:db9:5::/48')]);
+  assert.is(l6(t6, '2001:dba::1'), NO_ROUTE);
+  assert.is(l6(t6, '2001:db9:5::1'), NO_ROUTE);
+  assert.is(l6(t6, '2001:db8:7::7'), 1);
 });
 
 test('an invalid change rejects the whole batch', () => {

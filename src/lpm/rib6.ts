@@ -97,27 +97,31 @@ export class PrefixList6 {
     this.nhs = new Uint16Array(cap);
   }
 
-  /** First index whose (address, length) is >= (w, len). */
-  search(w: readonly number[], len: number): number {
-    return lowerBound6(this.words, this.lens, 0, this.n, w[0], w[1], w[2], w[3], len);
+  // The address is passed as four words (unsigned or int32), not an array: callers hold it in
+  // whatever they have (a route's array, a batch's typed array), and one array type seen here
+  // keeps these functions monomorphic.
+
+  /** First index whose (address, length) is >= (w0:w1:w2:w3, len). */
+  search(w0: number, w1: number, w2: number, w3: number, len: number): number {
+    return lowerBound6(this.words, this.lens, 0, this.n, w0, w1, w2, w3, len);
   }
 
-  private equalAt(i: number, w: readonly number[], len: number): boolean {
+  private equalAt(i: number, w0: number, w1: number, w2: number, w3: number, len: number): boolean {
     const o = i * 4;
     const W = this.words;
-    return i < this.n && this.lens[i] === len && W[o] === (w[0] | 0) && W[o + 1] === (w[1] | 0) &&
-      W[o + 2] === (w[2] | 0) && W[o + 3] === (w[3] | 0);
+    return i < this.n && this.lens[i] === len && W[o] === (w0 | 0) && W[o + 1] === (w1 | 0) &&
+      W[o + 2] === (w2 | 0) && W[o + 3] === (w3 | 0);
   }
 
-  get(w: readonly number[], len: number): number | undefined {
-    const i = this.search(w, len);
-    return this.equalAt(i, w, len) ? this.nhs[i] : undefined;
+  get(w0: number, w1: number, w2: number, w3: number, len: number): number | undefined {
+    const i = this.search(w0, w1, w2, w3, len);
+    return this.equalAt(i, w0, w1, w2, w3, len) ? this.nhs[i] : undefined;
   }
 
   /** Inserts or replaces; returns the previous next hop or NO_ROUTE. */
-  set(w: readonly number[], len: number, nh: number): number {
-    const i = this.search(w, len);
-    if (this.equalAt(i, w, len)) {
+  set(w0: number, w1: number, w2: number, w3: number, len: number, nh: number): number {
+    const i = this.search(w0, w1, w2, w3, len);
+    if (this.equalAt(i, w0, w1, w2, w3, len)) {
       const prev = this.nhs[i];
       this.nhs[i] = nh;
       return prev;
@@ -139,19 +143,19 @@ export class PrefixList6 {
     this.lens.copyWithin(i + 1, i, n);
     this.nhs.copyWithin(i + 1, i, n);
     const o = 4 * i;
-    this.words[o] = w[0];
-    this.words[o + 1] = w[1];
-    this.words[o + 2] = w[2];
-    this.words[o + 3] = w[3];
+    this.words[o] = w0;
+    this.words[o + 1] = w1;
+    this.words[o + 2] = w2;
+    this.words[o + 3] = w3;
     this.lens[i] = len;
     this.nhs[i] = nh;
     this.n = n + 1;
     return NO_ROUTE;
   }
 
-  delete(w: readonly number[], len: number): boolean {
-    const i = this.search(w, len);
-    if (!this.equalAt(i, w, len)) return false;
+  delete(w0: number, w1: number, w2: number, w3: number, len: number): boolean {
+    const i = this.search(w0, w1, w2, w3, len);
+    if (!this.equalAt(i, w0, w1, w2, w3, len)) return false;
     const n = this.n;
     this.words.copyWithin(4 * i, 4 * i + 4, 4 * n);
     this.lens.copyWithin(i, i + 1, n);
@@ -184,47 +188,50 @@ export class Rib6 {
   insert(w: readonly number[], len: number, nh: number): number {
     checkPrefix6(w, len);
     checkNextHop6(nh, w, len);
-    return this.put(w, len, nh);
+    return this.put(w[0], w[1], w[2], w[3], len, nh);
   }
 
-  /** insert() without validation, for a caller that validated the route (a whole batch first). */
-  put(w: readonly number[], len: number, nh: number): number {
+  /**
+   * insert() without validation, for a caller that validated the route (a whole batch first),
+   * the address as four words.
+   */
+  put(w0: number, w1: number, w2: number, w3: number, len: number, nh: number): number {
     if (len < CHUNK_BITS6) {
       const m = this.short[len];
-      const k = shortKey(w[0], len);
+      const k = shortKey(w0, len);
       const prev = m.get(k);
       m.set(k, nh);
       if (prev === undefined) this.shortCount++;
       return prev === undefined ? NO_ROUTE : prev;
     }
-    const list = this.listFor(w[0], len, true)!;
-    const prev = list.set(w, len, nh);
+    const list = this.listFor(w0, len, true)!;
+    const prev = list.set(w0, w1, w2, w3, len, nh);
     if (prev === NO_ROUTE) {
       this.longCount++;
-      this.chunkCount[w[0] >>> (32 - CHUNK_BITS6)]++;
+      this.chunkCount[w0 >>> (32 - CHUNK_BITS6)]++;
     }
     return prev;
   }
 
   delete(w: readonly number[], len: number): boolean {
     checkPrefix6(w, len);
-    return this.remove(w, len);
+    return this.remove(w[0], w[1], w[2], w[3], len);
   }
 
-  /** delete() without validation, for a caller that validated the prefix. */
-  remove(w: readonly number[], len: number): boolean {
+  /** delete() without validation, for a caller that validated the prefix (four words). */
+  remove(w0: number, w1: number, w2: number, w3: number, len: number): boolean {
     if (len < CHUNK_BITS6) {
-      const ok = this.short[len].delete(shortKey(w[0], len));
+      const ok = this.short[len].delete(shortKey(w0, len));
       if (ok) this.shortCount--;
       return ok;
     }
-    const list = this.listFor(w[0], len, false);
-    if (!list || !list.delete(w, len)) return false;
+    const list = this.listFor(w0, len, false);
+    if (!list || !list.delete(w0, w1, w2, w3, len)) return false;
     this.longCount--;
-    this.chunkCount[w[0] >>> (32 - CHUNK_BITS6)]--;
+    this.chunkCount[w0 >>> (32 - CHUNK_BITS6)]--;
     if (list.n === 0) {
-      if (len <= SLOT_BITS6) this.roots.delete(w[0] >>> (32 - CHUNK_BITS6));
-      else this.slots.delete(w[0] >>> (32 - SLOT_BITS6));
+      if (len <= SLOT_BITS6) this.roots.delete(w0 >>> (32 - CHUNK_BITS6));
+      else this.slots.delete(w0 >>> (32 - SLOT_BITS6));
     }
     return true;
   }
@@ -232,7 +239,7 @@ export class Rib6 {
   get(w: readonly number[], len: number): number | undefined {
     checkPrefix6(w, len);
     if (len < CHUNK_BITS6) return this.short[len].get(shortKey(w[0], len));
-    return this.listFor(w[0], len, false)?.get(w, len);
+    return this.listFor(w[0], len, false)?.get(w[0], w[1], w[2], w[3], len);
   }
 
   insertCidr(cidr: string, nh: number): number {

@@ -65,6 +65,8 @@ export class RouteTable6 {
    * ENTRY_KEY + batch index, in that order.
    */
   private deepKeys = new Float64Array(64);
+  /** The batch's addresses, four words per change (see applyBatch). */
+  private bw = new Int32Array(4096);
   private readonly changes = new ChunkPrefixes(4, 64);
   /** A RIB list seen as ChunkPrefixes (the writer reads words/lens/nhs/count only). */
   private readonly view = new ChunkPrefixes(4, 1);
@@ -116,7 +118,8 @@ export class RouteTable6 {
   /** Like RouteTable4.applyBatch: validated first (all or nothing), then touched parts rebuilt. */
   applyBatch(changes: Iterable<RouteChange6>): Fib6 {
     const batch = Array.isArray(changes) ? (changes as RouteChange6[]) : [...changes];
-    for (let i = 0; i < batch.length; i++) {
+    const n = batch.length;
+    for (let i = 0; i < n; i++) {
       const ch = batch[i];
       if (ch.op !== 'set' && ch.op !== 'delete') {
         throw new Error(`invalid route change op ${JSON.stringify((ch as { op: unknown }).op)}`);
@@ -124,17 +127,27 @@ export class RouteTable6 {
       checkPrefix6(ch.w, ch.len);
       if (ch.op === 'set') checkNextHop6(ch.nh, ch.w, ch.len);
     }
-    const list = this.touchedList;
-    list.length = 0;
-    const n = batch.length;
     if (n > MAX_SORTED) {
       // Too many changes for the sort keys below: apply them in order and rebuild whole.
       for (const ch of batch) {
-        if (ch.op === 'set') this.rib.put(ch.w, ch.len, ch.nh);
-        else this.rib.remove(ch.w, ch.len);
+        if (ch.op === 'set') this.rib.insert(ch.w, ch.len, ch.nh);
+        else this.rib.delete(ch.w, ch.len);
       }
       return this.rebuild();
     }
+    // The addresses once into a typed array: every later pass reads them from there (cache
+    // friendly, and one array type for the RIB and the patcher whatever arrays the batch holds).
+    if (4 * n > this.bw.length) this.bw = new Int32Array(Math.max(4 * n, 2 * this.bw.length));
+    const bw = this.bw;
+    for (let i = 0; i < n; i++) {
+      const w = batch[i].w;
+      bw[4 * i] = w[0];
+      bw[4 * i + 1] = w[1];
+      bw[4 * i + 2] = w[2];
+      bw[4 * i + 3] = w[3];
+    }
+    const list = this.touchedList;
+    list.length = 0;
     // Prefixes shorter than a chunk first: they change the inherited next hop of whole chunks.
     // The others are applied chunk by chunk, right before the chunk is recompiled, so the RIB
     // lists they edit are still in cache when the subtree patcher searches them. Sorting by
@@ -146,13 +159,12 @@ export class RouteTable6 {
       const ch = batch[i];
       const len = ch.len;
       if (len >= CHUNK_BITS6) {
-        order[m++] = (ch.w[0] >>> (32 - NODE_START6)) * ORDER_KEY + i;
+        order[m++] = (bw[4 * i] >>> (32 - NODE_START6)) * ORDER_KEY + i;
         continue;
       }
-      const changed = ch.op === 'set' ? this.rib.put(ch.w, len, ch.nh) !== ch.nh : this.rib.remove(ch.w, len);
-      if (!changed) continue;
+      if (!this.applyToRib(ch, i)) continue;
       const span = 1 << (CHUNK_BITS6 - len);
-      const first = len === 0 ? 0 : (ch.w[0] >>> (32 - CHUNK_BITS6));
+      const first = len === 0 ? 0 : (bw[4 * i] >>> (32 - CHUNK_BITS6));
       for (let c = first; c < first + span; c++) {
         const nh = this.rib.shortCover(c);
         if (nh !== this.inherited[c]) {
@@ -168,9 +180,8 @@ export class RouteTable6 {
         w.garbageLeaves > Math.max(w.leafCount - w.garbageLeaves, LEAF_SLACK) ||
         this.garbageL2 > Math.max(this.l2Blocks - this.garbageL2, L2_SLACK)) {
       for (let g = 0; g < m; g++) {
-        const ch = batch[order[g] % ORDER_KEY];
-        if (ch.op === 'set') this.rib.put(ch.w, ch.len, ch.nh);
-        else this.rib.remove(ch.w, ch.len);
+        const i = order[g] % ORDER_KEY;
+        this.applyToRib(batch[i], i);
       }
       for (const c of list) this.clearMarks(c);
       return this.rebuild();
@@ -190,14 +201,11 @@ export class RouteTable6 {
         if (e28 >>> L2_BITS6 !== c) break;
         const i = key - e28 * ORDER_KEY;
         const ch = batch[i];
-        // A change the RIB already had (same next hop, or a delete of an absent route) changes
-        // no lookup: skip its rebuild work.
-        const changed = ch.op === 'set' ? this.rib.put(ch.w, ch.len, ch.nh) !== ch.nh : this.rib.remove(ch.w, ch.len);
-        if (!changed) continue;
+        if (!this.applyToRib(ch, i)) continue;
         this.touch(c);
         if (ch.len <= NODE_START6) {
           // Repaint every /22 slot the prefix covers (one, unless it is /16../21).
-          const first = (ch.w[0] >>> (32 - SLOT_BITS6)) & 63;
+          const first = (bw[4 * i] >>> (32 - SLOT_BITS6)) & 63;
           const count = ch.len >= SLOT_BITS6 ? 1 : 1 << (SLOT_BITS6 - ch.len);
           for (let s = first; s < first + count; s++) {
             if (s < 32) this.paintLo[c] |= 1 << s;
@@ -213,6 +221,19 @@ export class RouteTable6 {
     for (const c of list) if (this.touched[c]) this.compileTouched(dir, c, batch, 0);
     this.current = new Fib6(dir, this.l2, w.nodes, w.leaves, this.l2Blocks * L2_SIZE6);
     return this.current;
+  }
+
+  /**
+   * Applies change i of the batch (its address in this.bw) to the RIB. Returns false when the
+   * RIB already had it (same next hop again, or a delete of an absent route): it changes no
+   * lookup, so it needs no rebuild work.
+   */
+  private applyToRib(ch: RouteChange6, i: number): boolean {
+    const W = this.bw;
+    const o = 4 * i;
+    return ch.op === 'set'
+      ? this.rib.put(W[o], W[o + 1], W[o + 2], W[o + 3], ch.len, ch.nh) !== ch.nh
+      : this.rib.remove(W[o], W[o + 1], W[o + 2], W[o + 3], ch.len);
   }
 
   /** Recompiles touched chunk c into `dir`: whole, or by updating its block (nDeep deep changes in deepKeys). */
@@ -415,6 +436,7 @@ export class RouteTable6 {
     if (nDeep > 0) {
       const n = nDeep;
       const keys = this.deepKeys;
+      const bw = this.bw;
       const entryOf = (j: number): number => Math.floor(keys[j] / ENTRY_KEY);
       const chg = this.changes;
       for (let g = 0; g < n;) {
@@ -435,13 +457,13 @@ export class RouteTable6 {
             } else {
               chg.reset(h - g);
               for (let j = g; j < h; j++) {
-                const ch = batch[keys[j] % ENTRY_KEY];
+                const i = keys[j] % ENTRY_KEY;
                 const o = 4 * (j - g);
-                chg.words[o] = ch.w[0];
-                chg.words[o + 1] = ch.w[1];
-                chg.words[o + 2] = ch.w[2];
-                chg.words[o + 3] = ch.w[3];
-                chg.lens[j - g] = ch.len;
+                chg.words[o] = bw[4 * i];
+                chg.words[o + 1] = bw[4 * i + 1];
+                chg.words[o + 2] = bw[4 * i + 2];
+                chg.words[o + 3] = bw[4 * i + 3];
+                chg.lens[j - g] = batch[i].len;
               }
               chg.count = h - g;
               const start = this.start;

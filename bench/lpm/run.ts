@@ -145,35 +145,31 @@ function median(a: number[]): number {
   return s[s.length >> 1];
 }
 
-const UPDATE_BATCHES = 9;
+const UPDATE_BATCHES = 15;
 const UPDATE_WARMUP = 3;
 
 /**
- * Applies UPDATE_BATCHES 1,000-change batches to two tables built from the same routes (the
- * default, recycling, and snapshots), each batch to both, in alternating order, so load that comes
- * and goes hits both alike. Returns per table [median ms, mean ms (full rebuilds included), full rebuilds].
+ * Applies the same 1,000-change batches to each table built from the same routes (the default,
+ * recycling, and snapshots): per table UPDATE_WARMUP untimed batches (the first batches of a table
+ * run cold JIT code, 10-17 ms), then UPDATE_BATCHES timed ones. The batches are generated before
+ * any is applied, and the tables run one after the other, so neither the generator's garbage nor
+ * the other table's updates land in a timed batch (alternating the tables per batch, as round 3
+ * did, made each evict the other's cache lines: in a dataplane the lookups between two batches
+ * read the same table). Returns per table [median ms, mean ms (full rebuilds included), full rebuilds].
  */
-function updatePair<C>(make: () => C, a: { applyBatch(b: C): unknown; fullRebuilds: number },
-  b: { applyBatch(b: C): unknown; fullRebuilds: number }): [number, number, number][] {
-  // Untimed warm-up batches: the first batches of a table run cold JIT code (10-17 ms), which
-  // would otherwise bias whichever table the benchmark happens to update first.
-  for (let i = 0; i < UPDATE_WARMUP; i++) {
-    const batch = make();
-    a.applyBatch(batch);
-    b.applyBatch(batch);
-  }
-  const tables = [a, b];
-  const times: number[][] = [[], []];
-  const full0 = tables.map((t) => t.fullRebuilds);
-  for (let i = 0; i < UPDATE_BATCHES; i++) {
-    const batch = make();
-    for (const k of i & 1 ? [1, 0] : [0, 1]) {
+function updateRuns<C>(make: () => C, ...tables: { applyBatch(b: C): unknown; fullRebuilds: number }[]): [number, number, number][] {
+  const batches = Array.from({ length: UPDATE_WARMUP + UPDATE_BATCHES }, make);
+  return tables.map((t) => {
+    for (let i = 0; i < UPDATE_WARMUP; i++) t.applyBatch(batches[i]);
+    const full0 = t.fullRebuilds;
+    const times: number[] = [];
+    for (let i = UPDATE_WARMUP; i < batches.length; i++) {
       const u0 = now();
-      tables[k].applyBatch(batch);
-      times[k].push(now() - u0);
+      t.applyBatch(batches[i]);
+      times.push(now() - u0);
     }
-  }
-  return times.map((upd, k) => [median(upd), upd.reduce((x, y) => x + y, 0) / upd.length, tables[k].fullRebuilds - full0[k]]);
+    return [median(times), times.reduce((x, y) => x + y, 0) / times.length, t.fullRebuilds - full0];
+  });
 }
 
 function bench4(name: string, routes: Route4[], rng: Rng): void {
@@ -209,8 +205,8 @@ function bench4(name: string, routes: Route4[], rng: Rng): void {
   // 1,000-change batches, applied to the live table.
   const snap = new RouteTable4(routes, { recycleDirs: false });
   const [[update1kMs, update1kMeanMs, fullRebuilds], [update1kSnapshotMs, update1kSnapshotMeanMs, fullSnapshot]] =
-    updatePair(() => churn4(rng, routes), table, snap);
-  log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds)`);
+    updateRuns(() => churn4(rng, routes), table, snap);
+  log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds); a full compile takes ${(compileMs / update1kMs).toFixed(1)}x the median`);
   log(`  1k updates, snapshots (recycleDirs: false): median ${update1kSnapshotMs.toFixed(2)} ms, mean ${update1kSnapshotMeanMs.toFixed(2)} ms (${fullSnapshot} full rebuilds)`);
   table.rebuild(); // measure lookups on a freshly compiled FIB of the original routes + churn
   const live = table.fib;
@@ -254,8 +250,8 @@ function bench6(name: string, routes: Route6[], rng: Rng): void {
   }
   const snap = new RouteTable6(routes, { recycleDirs: false });
   const [[update1kMs, update1kMeanMs, fullRebuilds], [update1kSnapshotMs, update1kSnapshotMeanMs, fullSnapshot]] =
-    updatePair(() => churn6(rng, routes), table, snap);
-  log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds)`);
+    updateRuns(() => churn6(rng, routes), table, snap);
+  log(`  1k updates: median ${update1kMs.toFixed(2)} ms, mean ${update1kMeanMs.toFixed(2)} ms over ${UPDATE_BATCHES} batches (${fullRebuilds} full rebuilds); a full compile takes ${(compileMs / update1kMs).toFixed(1)}x the median`);
   log(`  1k updates, snapshots (recycleDirs: false): median ${update1kSnapshotMs.toFixed(2)} ms, mean ${update1kSnapshotMeanMs.toFixed(2)} ms (${fullSnapshot} full rebuilds)`);
   table.rebuild();
   const live = table.fib;

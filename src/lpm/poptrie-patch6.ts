@@ -133,12 +133,22 @@ export class SubtreePatcher6 {
     const dLo = fdLo | rdLo;
     const dHi = fdHi | rdHi;
     const nb = this.base[level];
+    // Slots painted by a change: whole aligned blocks at a time (one cover search and one scan).
+    for (let s = 0; s < 64;) {
+      if (!(s < 32 ? (fdLo >>> s) & 1 : (fdHi >>> (s - 32)) & 1)) { s++; continue; }
+      let k = 0;
+      while (k < 6 && (s & ((2 << k) - 1)) === 0 && allSet(fdLo, fdHi, s, 2 << k)) k++;
+      this.paintBlock(level, b, lo, hi, s, k, inherited);
+      s += 1 << k;
+    }
     for (let h = 0; h < 2; h++) {
       for (let v = h ? dHi : dLo; v !== 0; v &= v - 1) {
         const bit = 31 - Math.clz32(v & -v);
         const s = bit + 32 * h;
-        if ((((h ? fdHi : fdLo) >>> bit) & 1) !== 0 || slots[s] < 0) slots[s] = this.cover(nb, b, s, lo, hi, inherited);
-        this.slotRange(level, b, lo, hi, s);
+        if ((((h ? fdHi : fdLo) >>> bit) & 1) === 0) {
+          if (slots[s] < 0) slots[s] = this.cover(nb, b, s, lo, hi, inherited);
+          this.slotRange(level, b, lo, hi, s);
+        }
         if (gs[s] < ge[s]) {
           if (h) vecHi |= 1 << bit;
           else vecLo |= 1 << bit;
@@ -259,6 +269,52 @@ export class SubtreePatcher6 {
   }
 
   /**
+   * For the aligned block of 2^k slots from s0 of the node at `level`: sets slots[s] (the painted
+   * next hop) and gs/ge[s] (the range of the slot's longer prefixes) of each, from the RIB list,
+   * like cover() and slotRange() per slot but in one pass: the longest prefix covering the whole
+   * block (one search per length ending above it), then one scan of the prefixes inside the
+   * block, painting those that end in this stride (sorted order: nested ones after) and jumping
+   * over each slot's longer ones with one search.
+   */
+  private paintBlock(level: number, b: number, lo: number, hi: number, s0: number, k: number, inherited: number): void {
+    const p = this.p;
+    const slots = this.slots[level];
+    const gs = this.gs[level];
+    const ge = this.ge[level];
+    const nb = this.base[level];
+    const end = b + STRIDE;
+    const s1 = s0 + (1 << k);
+    const v = this.cover(nb, b, s0, lo, hi, inherited, end - k);
+    for (let s = s0; s < s1; s++) {
+      slots[s] = v;
+      gs[s] = 0;
+      ge[s] = 0;
+    }
+    const sa = this.tmp;
+    slotAddr(sa, nb, b, s0);
+    let i = lowerBound(p, lo, hi, sa, end - k + 1);
+    while (i < hi) {
+      const s = p.slotAt(i, b);
+      if (s >= s1) break;
+      const len = p.lens[i];
+      if (len <= end) {
+        slots.fill(p.nhs[i], s, s + (1 << (end - len)));
+        i++;
+      } else {
+        // The first longer prefix of slot s: the slot's own short ones sort before it.
+        gs[s] = i;
+        if (s < 63) {
+          slotAddr(sa, nb, b, s + 1);
+          i = lowerBound(p, i, hi, sa, 0);
+        } else {
+          i = hi;
+        }
+        ge[s] = i;
+      }
+    }
+  }
+
+  /**
    * Sets gs/ge[level][s] to the range of p[lo, hi) holding the prefixes longer than this stride
    * inside slot s of the node at this.base[level] (stride at bit b): slot s's child's prefixes.
    */
@@ -282,9 +338,10 @@ export class SubtreePatcher6 {
 
   /**
    * The painted next hop of slot s of the node at address `nb`, stride at bit b: the longest
-   * prefix of p[lo, hi) ending in this stride that covers the slot, else `inherited`.
+   * prefix of p[lo, hi) ending in this stride (and no longer than maxLen) that covers the slot,
+   * else `inherited`.
    */
-  private cover(nb: Int32Array, b: number, s: number, lo: number, hi: number, inherited: number): number {
+  private cover(nb: Int32Array, b: number, s: number, lo: number, hi: number, inherited: number, maxLen = b + STRIDE): number {
     const p = this.p;
     const sa = this.tmp;
     slotAddr(sa, nb, b, s);
@@ -295,7 +352,7 @@ export class SubtreePatcher6 {
     // Longest first. (mask(a, len), len) sorts after (mask(a, len - 1), len - 1), so the match
     // (or insertion point) for a length bounds the search for the shorter ones.
     // (The last stride ends past bit 128: no prefix is that long.)
-    for (let len = Math.min(b + STRIDE, 128); len > b; len--) {
+    for (let len = Math.min(maxLen, 128); len > b; len--) {
       const x0 = a0 & MASK6[4 * len];
       const x1 = a1 & MASK6[4 * len + 1];
       const x2 = a2 & MASK6[4 * len + 2];
@@ -310,6 +367,13 @@ export class SubtreePatcher6 {
     }
     return inherited;
   }
+}
+
+/** Whether the `count` bits of the 64-bit mask hi:lo from bit s on are all set (an aligned block). */
+function allSet(lo: number, hi: number, s: number, count: number): boolean {
+  if (count === 64) return (lo & hi) === -1;
+  const m = count === 32 ? -1 : ((1 << count) - 1) << (s & 31);
+  return ((s < 32 ? lo : hi) & m) === m;
 }
 
 /** out = the address nb with the 6 bits at offset b set to s (nb has zeros there). */

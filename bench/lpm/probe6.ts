@@ -42,7 +42,7 @@ const build = performance.now() - t0;
 console.log(`build ${build.toFixed(0)} ms (first ${cold.toFixed(0)}), ${(table.fib.bytes / 1048576).toFixed(2)} MiB`);
 const rng = new Rng(4);
 const mixes = keyMixes6(rng, routes);
-// The first table also warms the JIT up: run.ts's alternating pairs are the fairer comparison.
+// The first table also warms the JIT up: run.ts, which runs each table after its own warm-up batches, is the fairer comparison.
 console.log(`updates default (recycling): ${updates(table, rng, routes)}`);
 const rt = new RouteTable6(routes, { recycleDirs: false });
 console.log(`updates snapshots:           ${updates(rt, rng, routes)}`);

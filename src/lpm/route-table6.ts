@@ -447,6 +447,9 @@ export class RouteTable6 {
           const old = l2[base + e];
           const l = rib.slots.get((c << 6) | (e >>> (L2_BITS6 - 6)));
           if (old < 0 || !l) {
+            // No subtree yet, or its slot list went away with its last prefix (then the old
+            // subtree is released: leaking it here grew the arrays under steady churn).
+            if (old >= 0) w.discardRoot(old);
             l2[base + e] = this.freshEntry(l, c, e, cover[e]);
           } else {
             const lo = entryStart(l, c, e);

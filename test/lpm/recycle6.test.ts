@@ -115,4 +115,21 @@ test('IPv6 recycling: reachable memory never overlaps, answers equal a fresh bui
   assert.ok(snap.fullRebuilds > 0 || snap.last > snap.first * 1.3, `snapshots: ${snap.first} -> ${snap.last} records, ${snap.fullRebuilds} compactions`);
 });
 
+test('IPv6 recycling: a subtree whose slot list empties is released (add/delete cycles stay bounded)', () => {
+  // 2a00:400:1:2:3::/80 is alone in its /22 slot list: its delete drops the list.
+  const t = new RouteTable6([{ w: [0x2a000000, 0, 0, 0], len: 16, nh: 1 }, { w: [0x2a000000, 0, 0, 0], len: 32, nh: 2 }]);
+  const w = [0x2a000400, 0x00010002, 0x00030000, 0];
+  let after2 = 0;
+  for (let i = 0; i < 300; i++) {
+    t.applyBatch([{ op: 'set', w, len: 80, nh: 3 }]);
+    assert.is(t.fib.lookup(w[0], w[1], w[2], 5), 3);
+    t.applyBatch([{ op: 'delete', w, len: 80 }]);
+    assert.is(t.fib.lookup(w[0], w[1], w[2], 5), 1);
+    if (i === 1) after2 = t.memory.nodes;
+  }
+  const m = t.memory;
+  checkDisjoint(t.fib, 'after the cycles');
+  assert.ok(m.nodes <= after2 + 16, `node records allocated grew from ${after2} to ${m.nodes} over 300 add/delete cycles`);
+});
+
 test.run();

@@ -14,7 +14,7 @@
 // released exactly (for reuse from the next batch on, with the writer's `recycle`).
 
 import { MASK6, lowerBound6 } from './rib6';
-import { NODE_SHIFT, NODE_WORDS, STRIDE } from './poptrie-layout';
+import { NODE_SHIFT, STRIDE } from './poptrie-layout';
 import { popcount32 } from './popcount';
 import { ChunkPrefixes, PoptrieWriter } from './poptrie-writer';
 
@@ -244,7 +244,7 @@ export class SubtreePatcher6 {
     const first = w.allocNodes(kids);
     on = w.nodes; // allocNodes may have grown it
     const o = target << NODE_SHIFT;
-    on.copyWithin(o, oo, oo + NODE_WORDS);
+    w.copyNodes(target, old, 1);
     on[o + 4] = first - 1;
     on[o + 5] = first - 1 + popcount32(vecLo);
     w.copyNodes(first, oldFirst, kids);

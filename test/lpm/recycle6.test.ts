@@ -25,12 +25,43 @@ function randomRoute(rng: Rng): R6 {
 const keyOf = (r: R6): string => `${r.w}/${r.len}`;
 
 /**
+ * Walks everything a FIB reaches: each chunk's second-level block, each node block (a subtree
+ * root is a block of one), each node record, and each leaf run kept outside its node's record.
+ */
+function walkFib6(f: Fib6, v: {
+  l2Block?(e: number): void; nodeBlock?(first: number, count: number): void;
+  record?(node: number): void; leafRun?(base: number, runs: number): void;
+}): void {
+  const n = f.nodes;
+  const visit = (node: number): void => {
+    v.record?.(node);
+    const o = node << NODE_SHIFT;
+    const runs = popcount32(n[o + 2]) + popcount32(n[o + 3]);
+    const base = n[o + 6] + 1;
+    if (runs > 0 && base !== 2 * (o + 4)) v.leafRun?.(base, runs);
+    const kids = popcount32(n[o]) + popcount32(n[o + 1]);
+    if (kids === 0) return;
+    v.nodeBlock?.(n[o + 4] + 1, kids);
+    for (let k = 0; k < kids; k++) visit(n[o + 4] + 1 + k);
+  };
+  for (let c = 0; c < f.dir.length; c++) {
+    const e = f.dir[c];
+    if (e < 0) continue;
+    v.l2Block?.(e);
+    for (let i = e; i < e + L2_SIZE6; i++) {
+      if (f.l2[i] < 0) continue;
+      v.nodeBlock?.(f.l2[i], 1);
+      visit(f.l2[i]);
+    }
+  }
+}
+
+/**
  * Marks the memory every reachable node record and out-of-record leaf run occupies (in Uint16
  * units of the shared buffer) and fails on the first overlap. Returns the records reached.
  */
 function checkDisjoint(f: Fib6, what: string): number {
-  const n = f.nodes;
-  const used = new Uint8Array(n.length * 2);
+  const used = new Uint8Array(f.nodes.length * 2);
   const claim = (from: number, count: number, kind: string): void => {
     for (let i = from; i < from + count; i++) {
       if (used[i]) assert.unreachable(`${what}: ${kind} at ${from} overlaps memory already reachable`);
@@ -38,24 +69,20 @@ function checkDisjoint(f: Fib6, what: string): number {
     }
   };
   let records = 0;
-  const visit = (node: number): void => {
-    records++;
-    const o = node << NODE_SHIFT;
-    claim(2 * o, 16, 'node record');
-    const runs = popcount32(n[o + 2]) + popcount32(n[o + 3]);
-    const base = n[o + 6] + 1;
-    if (runs > 0 && base !== 2 * (o + 4)) claim(base, runs, 'leaf run');
-    const kids = popcount32(n[o]) + popcount32(n[o + 1]);
-    for (let k = 0; k < kids; k++) visit(n[o + 4] + 1 + k);
-  };
   const blocks = new Set<number>();
-  for (let c = 0; c < f.dir.length; c++) {
-    const e = f.dir[c];
-    if (e < 0) continue;
-    if (blocks.has(e)) assert.unreachable(`${what}: two chunks share second-level block ${e}`);
-    blocks.add(e);
-    for (let i = e; i < e + L2_SIZE6; i++) if (f.l2[i] >= 0) visit(f.l2[i]);
-  }
+  walkFib6(f, {
+    l2Block(e) {
+      if (blocks.has(e)) assert.unreachable(`${what}: two chunks share second-level block ${e}`);
+      blocks.add(e);
+    },
+    record(node) {
+      records++;
+      claim(2 * (node << NODE_SHIFT), 16, 'node record');
+    },
+    leafRun(base, runs) {
+      claim(base, runs, 'leaf run');
+    },
+  });
   return records;
 }
 
@@ -191,28 +218,12 @@ function ledger(): { check(t: RouteTable6, what: string): void; stop(): void } {
       const w = (t as unknown as { writer: PoptrieWriter }).writer;
       const b = book(w);
       const errors = b.errors.splice(0);
-      const f = t.fib;
-      const n = f.nodes;
       const blocks = new Map<number, number>();
       const runs = new Map<number, number>();
-      const visit = (node: number): void => {
-        const o = node << NODE_SHIFT;
-        const leafRuns = popcount32(n[o + 2]) + popcount32(n[o + 3]);
-        const base = n[o + 6] + 1;
-        if (leafRuns > 0 && base !== 2 * (o + 4)) runs.set(base, (leafRuns + 3) >>> 2);
-        const kids = popcount32(n[o]) + popcount32(n[o + 1]);
-        if (kids === 0) return;
-        blocks.set(n[o + 4] + 1, kids);
-        for (let k = 0; k < kids; k++) visit(n[o + 4] + 1 + k);
-      };
-      for (let c = 0; c < f.dir.length; c++) {
-        if (f.dir[c] < 0) continue;
-        for (let i = f.dir[c]; i < f.dir[c] + L2_SIZE6; i++) {
-          if (f.l2[i] < 0) continue;
-          blocks.set(f.l2[i], 1);
-          visit(f.l2[i]);
-        }
-      }
+      walkFib6(t.fib, {
+        nodeBlock: (first, count) => blocks.set(first, count),
+        leafRun: (base, leafRuns) => runs.set(base, (leafRuns + 3) >>> 2),
+      });
       for (const [kind, reach, books2] of [['node block', blocks, b.nodes], ['leaf run', runs, b.leaves]] as const) {
         for (const [at, size] of reach) {
           const e = books2.get(at);

@@ -194,11 +194,7 @@ export class SubtreePatcher6 {
               runLen = 1;
             }
           } else if (oldChild && !((fd >>> bit) & 1)) {
-            const next = this.ensure(level + 1, nChg);
-            let m = 0;
-            for (let j = 0; j < nChg; j++) if (cs[j] === s) next[m++] = idx[j];
-            slotAddr(this.base[level + 1], nb, b, s);
-            this.node(level + 1, end, gs[s], ge[s], slots[s], oldFirst + r, k, m);
+            this.descend(level, b, s, nChg, oldFirst + r, k);
           } else {
             w.p = p;
             w.buildNode(level + 1, end, gs[s], ge[s], slots[s], k);
@@ -221,7 +217,6 @@ export class SubtreePatcher6 {
   private fast(level: number, b: number, lo: number, hi: number, inherited: number, old: number, target: number,
     nChg: number, rdLo: number, rdHi: number): boolean {
     const w = this.w;
-    const end = b + STRIDE;
     let on = w.nodes;
     const oo = old << NODE_SHIFT;
     const vecLo = on[oo];
@@ -251,21 +246,30 @@ export class SubtreePatcher6 {
     // Released: the old child block (the patched children's contents by the recursion); the
     // leaves stay in use. (The old node's own record is released by the caller's block.)
     w.releaseNodes(oldFirst, kids);
-    const idx = this.idx[level];
-    const cs = this.cs[level];
     for (let h = 0; h < 2; h++) {
       for (let v = h ? rdHi : rdLo; v !== 0; v &= v - 1) {
         const bit = 31 - Math.clz32(v & -v);
         const s = bit + 32 * h;
         const rank = (h ? popcount32(vecLo) : 0) + popcount32((h ? vecHi : vecLo) & ((1 << bit) - 1));
-        const next = this.ensure(level + 1, nChg);
-        let m = 0;
-        for (let j = 0; j < nChg; j++) if (cs[j] === s) next[m++] = idx[j];
-        slotAddr(this.base[level + 1], nb, b, s);
-        this.node(level + 1, end, gs[s], ge[s], slots[s], oldFirst + rank, first + rank, m);
+        this.descend(level, b, s, nChg, oldFirst + rank, first + rank);
       }
     }
     return true;
+  }
+
+  /**
+   * Patches the child in slot s of the node at `level` (old record `old`, new record `target`)
+   * with the node's changes that lie below that slot; slots/gs/ge[level][s] hold its inherited
+   * next hop and prefix range.
+   */
+  private descend(level: number, b: number, s: number, nChg: number, old: number, target: number): void {
+    const idx = this.idx[level];
+    const cs = this.cs[level];
+    const next = this.ensure(level + 1, nChg);
+    let m = 0;
+    for (let j = 0; j < nChg; j++) if (cs[j] === s) next[m++] = idx[j];
+    slotAddr(this.base[level + 1], this.base[level], b, s);
+    this.node(level + 1, b + STRIDE, this.gs[level][s], this.ge[level][s], this.slots[level][s], old, target, m);
   }
 
   /**

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { mask32 } from '../../src/lpm/cidr';
 import { RouteChange4, RouteTable4 } from '../../src/lpm/route-table4';
 import { RouteChange6, RouteTable6 } from '../../src/lpm/route-table6';
-import { HashRef4, HashRef6, R4, R6, Rng, addNesting4, addNesting6, dataDir, loadAsn4, loadAsn6 } from './helpers';
+import { HashRef4, HashRef6, R4, R6, Rng, addNesting4, addNesting6, dataDir, loadAsn4, loadAsn6, lookupBatch6 } from './helpers';
 
 const KEYS = 200_000;
 
@@ -85,11 +85,13 @@ test('ASN IPv6 with nesting: 200k sampled keys, then a batch of 1,000 changes', 
     return r.w.map((x, i) => (x | ((pick === 1 ? rand[i] : 0xffffffff) & ~mask32(r.len - 32 * i))) >>> 0);
   });
   const check = (ks: number[][], what: string) => {
-    for (const k of ks) {
+    const batch = lookupBatch6(t.fib, ks);
+    ks.forEach((k, i) => {
       const want = ref.lookup(k);
       const got = t.fib.lookup(k[0], k[1], k[2], k[3]);
       if (got !== want) assert.unreachable(`${what}: lookup(${k}) = ${got}, want ${want}`);
-    }
+      if (batch[i] !== want) assert.unreachable(`${what}: lookupBatch at ${i} (${k}) = ${batch[i]}, want ${want}`);
+    });
   };
   check(keys(KEYS / 2, routes), 'full build');
   const changes: RouteChange6[] = [];

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mask32 } from '../../src/lpm/cidr';
 import { RouteChange6, RouteTable6 } from '../../src/lpm/route-table6';
-import { R6, Rng, naive6 } from './helpers';
+import { R6, Rng, lookupBatch6, naive6 } from './helpers';
 
 function masked(w: number[], len: number): number[] {
   return w.map((x, i) => (x & mask32(len - 32 * i)) >>> 0);
@@ -42,12 +42,14 @@ function probeKeys(rng: Rng, routes: R6[], n: number): number[][] {
 }
 
 function check(t: RouteTable6, routes: R6[], keys: number[][], what: string): void {
-  for (const k of keys) {
+  const batch = lookupBatch6(t.fib, keys);
+  keys.forEach((k, i) => {
     const want = naive6(routes, k);
     const got = t.fib.lookup(k[0], k[1], k[2], k[3]);
     if (got !== want) assert.unreachable(`${what}: lookup(${k}) = ${got}, want ${want}`);
     if (t.fib.lookup(k[0] | 0, k[1] | 0, k[2] | 0, k[3] | 0) !== want) assert.unreachable(`${what}: int32 words ${k}`);
-  }
+    if (batch[i] !== want) assert.unreachable(`${what}: lookupBatch at ${i} (${k}) = ${batch[i]}, want ${want}`);
+  });
 }
 
 test('random nested IPv6 tables match the linear scan', () => {
@@ -88,6 +90,30 @@ test('IPv6 incremental batches match and leave old FIBs untouched', () => {
       }
     }
   }
+});
+
+test('lookupBatch: any count, in place of lookup(), and a clear error when the arrays are short', () => {
+  const rng = new Rng(99);
+  const routes = randomTable(rng, 200);
+  const fib = new RouteTable6(routes).fib;
+  const keys = probeKeys(rng, routes, 64);
+  const words = new Int32Array(4 * keys.length);
+  keys.forEach((k, i) => words.set(k, 4 * i));
+  const want = keys.map((k) => naive6(routes, k));
+  // Every prefix of the key list, so the first and last keys of a batch (the pipeline's edges) are covered.
+  for (let n = 0; n <= keys.length; n++) {
+    const out = new Uint16Array(keys.length + 1).fill(0xbeef);
+    fib.lookupBatch(words, out, n);
+    assert.equal([...out.subarray(0, n)], want.slice(0, n), `count ${n}`);
+    assert.ok(out.subarray(n).every((x) => x === 0xbeef), `count ${n}: nothing written past the batch`);
+  }
+  const out = new Uint16Array(keys.length);
+  fib.lookupBatch(words, out);
+  assert.equal([...out], want, 'count defaults to keys.length / 4');
+  assert.throws(() => fib.lookupBatch(words, new Uint16Array(3), 4), /count 4 does not fit .* 3 results/);
+  assert.throws(() => fib.lookupBatch(words, out, keys.length + 1), /does not fit/);
+  assert.throws(() => fib.lookupBatch(words, out, -1), /does not fit/);
+  assert.throws(() => fib.lookupBatch(words, out, 1.5), /does not fit/);
 });
 
 test.run();

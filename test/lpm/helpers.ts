@@ -13,6 +13,18 @@ export function lookupText6(t: { lookup(w0: number, w1: number, w2: number, w3: 
   return t.lookup(w[0], w[1], w[2], w[3]);
 }
 
+/**
+ * Looks every key up with Fib6.lookupBatch (keys as int32 words, one call) and returns the
+ * answers in key order, for comparing the batch path with lookup() and the references.
+ */
+export function lookupBatch6(fib: { lookupBatch(keys: Int32Array, out: Uint16Array, count?: number): void }, keys: readonly (readonly number[])[]): Uint16Array {
+  const words = new Int32Array(4 * keys.length);
+  keys.forEach((k, i) => words.set(k, 4 * i));
+  const out = new Uint16Array(keys.length);
+  fib.lookupBatch(words, out);
+  return out;
+}
+
 /** The obviously-correct reference: scan every route, keep the longest match. */
 export function naive4(routes: readonly R4[], ip: number): number {
   let best = -1;

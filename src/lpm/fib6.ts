@@ -52,9 +52,11 @@ export class Fib6 {
    * Why a batch: a key's walk ends at a depth the branch predictor cannot guess (1 to 5 nodes
    * for the ASN table), so with lookup() in a loop every key costs a misprediction, and the CPU
    * throws away the next key's loads it had started; each key's chain of cache misses then runs
-   * alone. Here the loads of key i+1's dir entry, second-level entry and first node are issued
-   * before key i's walk branches, so they survive the misprediction and overlap its misses
-   * (ASN in-prefix keys: 1.8x lookup() in a loop, see bench/lpm/README.md).
+   * alone. Here the walk is software-pipelined over three keys: while key i is walked, key i+1's
+   * first node and key i+2's dir and second-level entries are loaded, and those loads come before
+   * key i's branches, so they survive a misprediction and overlap its misses. ASN in-prefix keys:
+   * 1.6-2.0x lookup() in a loop; two keys deep measured 1.07-1.15x over one, a third stage (the
+   * second node, stepped to without a branch) no better (bench/lpm/README.md).
    */
   lookupBatch(keys: Int32Array, out: Uint16Array, count = keys.length >>> 2): void {
     if (!(Number.isInteger(count) && count >= 0 && 4 * count <= keys.length && count <= out.length)) {
@@ -65,26 +67,30 @@ export class Fib6 {
     const l2 = this.l2;
     const nodes = this.nodes;
     const leaves = this.leaves;
-    // Key i's state carried from the previous iteration: words 0-1, second-level entry (leaf if
-    // negative), first node offset and stride, and the first node's child vector for the stride.
+    const last = 4 * (count - 1);
+    // Key i (walked this iteration): words 0-1, second-level entry (a leaf if negative), first
+    // node's offset, stride and child vector for the stride.
     let w0 = keys[0];
     let w1 = keys[1];
-    let e = dir[w0 >>> 16];
-    let f = e < 0 ? e : l2[e + ((w0 >>> L2_SHIFT) & L2_MASK)];
+    let f = secondLevel(dir, l2, w0);
     let s = firstStride(w0, w1);
     let o = f << SHIFT;
     let vec = f < 0 ? 0 : nodes[o + (s >>> 5)];
-    const last = 4 * (count - 1);
+    // Key i+1: words 0-1 and second-level entry. (Past the end, the last key stands in.)
+    let y = last < 4 ? last : 4;
+    let y0 = keys[y];
+    let y1 = keys[y + 1];
+    let fy = secondLevel(dir, l2, y0);
     for (let i = 0, j = 0; j <= last; i++, j += 4) {
-      // Key i+1 (the last key again at the end): loads that must not wait for key i's branches.
-      const k = j < last ? j + 4 : last;
-      const x0 = keys[k];
-      const x1 = keys[k + 1];
-      const e1 = dir[x0 >>> 16];
-      const f1 = e1 < 0 ? e1 : l2[e1 + ((x0 >>> L2_SHIFT) & L2_MASK)];
-      const s1 = firstStride(x0, x1);
-      const o1 = f1 << SHIFT;
-      const vec1 = f1 < 0 ? 0 : nodes[o1 + (s1 >>> 5)];
+      // Key i+2: dir and second-level entries.
+      const x = j + 8 < last ? j + 8 : last;
+      const x0 = keys[x];
+      const x1 = keys[x + 1];
+      const fx = secondLevel(dir, l2, x0);
+      // Key i+1: first node.
+      const sy = firstStride(y0, y1);
+      const oy = fy << SHIFT;
+      const vy = fy < 0 ? 0 : nodes[oy + (sy >>> 5)];
       // Key i: a leaf in dir or second level, a leaf in the first node, or a deeper walk.
       if (f < 0) {
         out[i] = f & 0xffff;
@@ -95,12 +101,15 @@ export class Fib6 {
           ? leaves[nodes[o + 6 + h] + pop(nodes[o + 2 + h] & m)]
           : walk(nodes, leaves, (nodes[o + 4 + h] + pop(vec & m)) << SHIFT, SECOND, w0, w1, keys[j + 2], keys[j + 3]);
       }
-      w0 = x0;
-      w1 = x1;
-      f = f1;
-      s = s1;
-      o = o1;
-      vec = vec1;
+      w0 = y0;
+      w1 = y1;
+      f = fy;
+      s = sy;
+      o = oy;
+      vec = vy;
+      y0 = x0;
+      y1 = x1;
+      fy = fx;
     }
   }
 
@@ -134,6 +143,12 @@ function walk(nodes: Int32Array, leaves: Uint16Array, o: number, b: number, w0: 
     if (((vec >>> (s & 31)) & 1) === 0) return leaves[nodes[o + 6 + h] + pop(nodes[o + 2 + h] & m)];
     o = (nodes[o + 4 + h] + pop(vec & m)) << SHIFT;
   }
+}
+
+/** The second-level entry of a key (a dir leaf passes through: both are negative). */
+function secondLevel(dir: Int32Array, l2: Int32Array, w0: number): number {
+  const e = dir[w0 >>> 16];
+  return e < 0 ? e : l2[e + ((w0 >>> L2_SHIFT) & L2_MASK)];
 }
 
 /** The first node stride: key bits NODE_START6..+5, which straddle words 0 and 1. */

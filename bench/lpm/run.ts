@@ -94,10 +94,12 @@ const depNs = (ms: number) => (ms * 1e6) / N;
 
 interface Row {
   table: string; mix: string; mlps: number; depNs: number; bytes: number; buildMs: number; compileMs: number;
-  /** Cold phase (batches 4-18 of a fresh process, see updateRuns), as in rounds 3 and 4. */
-  update1kMs: number; update1kMeanMs: number; fullRebuilds: number; update1kSnapshotMs: number; update1kSnapshotMeanMs: number;
-  /** Warm phase (batches 34-48). */
-  update1kWarmMs: number; update1kWarmMeanMs: number; update1kSnapshotWarmMs: number;
+  /** Cold phase (each table's batches 4-18, see UpdateBench), as in rounds 3 and 4. */
+  update1kMs: number; update1kMeanMs: number; fullRebuilds: number;
+  update1kSnapshotMs: number; update1kSnapshotMeanMs: number; fullRebuildsSnapshot: number;
+  /** Warm phase (each table's batches 34-48). */
+  update1kWarmMs: number; update1kWarmMeanMs: number; fullRebuildsWarm: number;
+  update1kSnapshotWarmMs: number; update1kSnapshotWarmMeanMs: number; fullRebuildsSnapshotWarm: number;
   dir248Mlps: number | null; dir248DepNs: number | null; dir248Bytes: number | null;
   /** IPv6: Fib6.lookupBatch in batches of BATCH keys, measured interleaved with `mlps` (null for IPv4). */
   batchMlps: number | null;
@@ -168,57 +170,76 @@ const UPDATE_SETTLE = 15;
 /** Median ms, mean ms (full rebuilds included) and full rebuilds of a run of timed batches. */
 type UpdateFigures = [number, number, number];
 
+interface Updatable<C> { applyBatch(b: C): unknown; fullRebuilds: number }
+
 /**
- * Applies the same 1,000-change batches to each table built from the same routes (the default,
- * recycling, and snapshots), in two timed phases per table:
- * - "cold": UPDATE_WARMUP untimed batches (the very first run interpreted code, 10-38 ms), then
- *   UPDATE_BATCHES timed ones. This is the protocol of rounds 3 and 4; it still measures the JIT
- *   settling: `node --trace-opt --trace-deopt` on the IPv6 table shows functions of the update path
- *   completing optimization up to batch ~8, and rare paths (a short prefix, a compaction, a
- *   new array shape in a batch) deoptimizing applyBatch, updateChunk or checkPrefix6 as late as
- *   batches 11-23, each costing 2-4 batches at 2x until reoptimized.
- * - "warm": UPDATE_SETTLE more untimed batches, then UPDATE_BATCHES timed ones: what a dataplane
- *   that has been running for a while pays per batch.
- * The batches are generated before any is applied, and the tables run one after the other, so
- * neither the generator's garbage nor the other table's updates land in a timed batch (alternating
- * the tables per batch, as round 3 did, made each evict the other's cache lines: in a dataplane
- * the lookups between two batches read the same table). Returns per table [cold, warm].
+ * The update benchmark: the same 1,000-change batches applied to each table built from the same
+ * routes (the default, recycling, and snapshots), in two timed phases:
+ * - cold(): per table, UPDATE_WARMUP untimed batches (the very first ran interpreted code, 10-38
+ *   ms), then UPDATE_BATCHES timed ones. This is the protocol of rounds 3 and 4, figures
+ *   comparable with theirs; it still measures the JIT settling: `node --trace-opt --trace-deopt`
+ *   on the IPv6 table shows functions of the update path completing optimization up to batch
+ *   ~8, and rare paths (a short prefix, a compaction, a new array shape in a batch) deoptimizing
+ *   applyBatch, updateChunk or checkPrefix6 as late as batches 11-23, each costing 2-4 batches
+ *   at about 2x until reoptimized.
+ * - warm(): per table, UPDATE_SETTLE more untimed batches, then UPDATE_BATCHES timed ones: what a
+ *   dataplane that has been running for a while pays per batch.
+ * The caller measures lookups between the two, on the table as round 4 did (after the cold
+ * phase). The batches are generated before any is applied, and the tables run one after the
+ * other, so neither the generator's garbage nor the other table's updates land in a timed batch
+ * (alternating the tables per batch, as round 3 did, made each evict the other's cache lines: in
+ * a dataplane the lookups between two batches read the same table).
  */
-function updateRuns<C>(make: () => C, ...tables: { applyBatch(b: C): unknown; fullRebuilds: number }[]): [UpdateFigures, UpdateFigures][] {
-  const batches = Array.from({ length: UPDATE_WARMUP + 2 * UPDATE_BATCHES + UPDATE_SETTLE }, make);
-  return tables.map((t) => {
-    let i = 0;
-    const timed = (): UpdateFigures => {
-      const full0 = t.fullRebuilds;
-      const times: number[] = [];
-      for (const end = i + UPDATE_BATCHES; i < end; i++) {
-        const u0 = now();
-        t.applyBatch(batches[i]);
-        times.push(now() - u0);
-      }
-      return [median(times), times.reduce((x, y) => x + y, 0) / times.length, t.fullRebuilds - full0];
-    };
-    for (; i < UPDATE_WARMUP; i++) t.applyBatch(batches[i]);
-    const cold = timed();
-    for (const end = i + UPDATE_SETTLE; i < end; i++) t.applyBatch(batches[i]);
-    return [cold, timed()];
-  });
+class UpdateBench<C> {
+  private readonly batches: C[];
+
+  constructor(make: () => C, private readonly tables: Updatable<C>[]) {
+    this.batches = Array.from({ length: UPDATE_WARMUP + 2 * UPDATE_BATCHES + UPDATE_SETTLE }, make);
+  }
+
+  cold(): UpdateFigures[] {
+    return this.tables.map((t) => {
+      this.untimed(t, 0, UPDATE_WARMUP);
+      return this.timed(t, UPDATE_WARMUP);
+    });
+  }
+
+  warm(): UpdateFigures[] {
+    const from = UPDATE_WARMUP + UPDATE_BATCHES;
+    return this.tables.map((t) => {
+      this.untimed(t, from, from + UPDATE_SETTLE);
+      return this.timed(t, from + UPDATE_SETTLE);
+    });
+  }
+
+  private untimed(t: Updatable<C>, from: number, to: number): void {
+    for (let i = from; i < to; i++) t.applyBatch(this.batches[i]);
+  }
+
+  private timed(t: Updatable<C>, from: number): UpdateFigures {
+    const full0 = t.fullRebuilds;
+    const times: number[] = [];
+    for (let i = from; i < from + UPDATE_BATCHES; i++) {
+      const u0 = now();
+      t.applyBatch(this.batches[i]);
+      times.push(now() - u0);
+    }
+    return [median(times), times.reduce((x, y) => x + y, 0) / times.length, t.fullRebuilds - full0];
+  }
 }
 
-/** Logs the update figures of a default table and a snapshot table. */
-function logUpdates(compileMs: number, [cold, warm]: [UpdateFigures, UpdateFigures], [snapCold, snapWarm]: [UpdateFigures, UpdateFigures]): void {
+/** Logs the update figures of the default table and the snapshot table; returns their Row fields. */
+function updateFields(compileMs: number, [cold, snapCold]: UpdateFigures[], [warm, snapWarm]: UpdateFigures[]) {
   const fig = ([med, mean, full]: UpdateFigures) => `median ${med.toFixed(2)} ms, mean ${mean.toFixed(2)} ms (${full} full rebuilds)`;
+  const last = UPDATE_WARMUP + 2 * UPDATE_BATCHES + UPDATE_SETTLE;
   log(`  1k updates, batches ${UPDATE_WARMUP + 1}-${UPDATE_WARMUP + UPDATE_BATCHES} (cold): ${fig(cold)}; ` +
-    `batches ${UPDATE_WARMUP + UPDATE_BATCHES + UPDATE_SETTLE + 1}-${UPDATE_WARMUP + 2 * UPDATE_BATCHES + UPDATE_SETTLE} (warm): ${fig(warm)}; ` +
-    `a full compile takes ${(compileMs / warm[0]).toFixed(1)}x the warm median`);
+    `batches ${last - UPDATE_BATCHES + 1}-${last} (warm): ${fig(warm)}; a full compile takes ${(compileMs / warm[0]).toFixed(1)}x the warm median`);
   log(`  1k updates, snapshots (recycleDirs: false): cold ${fig(snapCold)}; warm ${fig(snapWarm)}`);
-}
-
-function updateFields([cold, warm]: [UpdateFigures, UpdateFigures], [snapCold, snapWarm]: [UpdateFigures, UpdateFigures]) {
   return {
-    update1kMs: cold[0], update1kMeanMs: cold[1], fullRebuilds: cold[2] + warm[2],
-    update1kSnapshotMs: snapCold[0], update1kSnapshotMeanMs: snapCold[1],
-    update1kWarmMs: warm[0], update1kWarmMeanMs: warm[1], update1kSnapshotWarmMs: snapWarm[0],
+    update1kMs: cold[0], update1kMeanMs: cold[1], fullRebuilds: cold[2],
+    update1kSnapshotMs: snapCold[0], update1kSnapshotMeanMs: snapCold[1], fullRebuildsSnapshot: snapCold[2],
+    update1kWarmMs: warm[0], update1kWarmMeanMs: warm[1], fullRebuildsWarm: warm[2],
+    update1kSnapshotWarmMs: snapWarm[0], update1kSnapshotWarmMeanMs: snapWarm[1], fullRebuildsSnapshotWarm: snapWarm[2],
   };
 }
 
@@ -254,22 +275,27 @@ function bench4(name: string, routes: Route4[], rng: Rng): void {
   }
   // 1,000-change batches, applied to the live table.
   const snap = new RouteTable4(routes, { recycleDirs: false });
-  const [def, sn] = updateRuns(() => churn4(rng, routes), table, snap);
-  logUpdates(compileMs, def, sn);
-  const updates = updateFields(def, sn);
-  table.rebuild(); // measure lookups on a freshly compiled FIB of the original routes + churn
+  const upd = new UpdateBench(() => churn4(rng, routes), [table, snap]);
+  const cold = upd.cold();
+  table.rebuild(); // measure lookups on a freshly compiled FIB of the original routes + the cold phase's churn
   const live = table.fib;
-  for (const [mix, keys] of mixes) {
+  const bytes = live.bytes;
+  const lookups = mixes.map(([mix, keys]) => {
     // Ours and DIR-24-8 interleaved (bestPair), so the ratio is fair on a shared machine.
     const [ind, indDir] = bestPair(() => indepFib4(live, keys), () => indepDir(dir, keys));
     const [dep, depDir248] = bestPair(() => depFib4(live, keys), () => depDir(dir, keys));
-    const row: Row = {
-      table: name, mix, routes: routes.length,
-      mlps: mlps(ind), depNs: depNs(dep),
-      bytes: live.bytes, buildMs, compileMs, ...updates,
+    return {
+      table: name, mix, routes: routes.length, mlps: mlps(ind), depNs: depNs(dep), bytes, buildMs, compileMs,
       dir248Mlps: mlps(indDir), dir248DepNs: depNs(depDir248), dir248Bytes: dir.bytes, batchMlps: null,
       trieMlps: mlps(best(() => indepTrie4(trie, keys))), trieDepNs: depNs(best(() => depTrie4(trie, keys))), trieBytes: trie.bytes,
     };
+  });
+  addRows(lookups, updateFields(compileMs, cold, upd.warm()));
+}
+
+function addRows(lookups: Omit<Row, keyof ReturnType<typeof updateFields>>[], updates: ReturnType<typeof updateFields>): void {
+  for (const l of lookups) {
+    const row: Row = { ...l, ...updates };
     rows.push(row);
     if (JSON_OUT) console.log(JSON.stringify(row));
   }
@@ -301,24 +327,26 @@ function bench6(name: string, routes: Route6[], rng: Rng): void {
     }
   }
   const snap = new RouteTable6(routes, { recycleDirs: false });
-  const [def, sn] = updateRuns(() => churn6(rng, routes), table, snap);
-  logUpdates(compileMs, def, sn);
-  const updates = updateFields(def, sn);
+  const upd = new UpdateBench(() => churn6(rng, routes), [table, snap]);
+  const cold = upd.cold();
   table.rebuild();
   const live = table.fib;
-  for (const [mix, keys] of mixes) {
+  const bytes = live.bytes;
+  const lookups = mixes.map(([mix, keys]) => {
+    // The timed FIB answers like the one checked above on its first keys (both paths).
+    live.lookupBatch(keys.subarray(0, 4 * 50000), out);
+    for (let i = 0, j = 0; i < 50000; i++, j += 4) {
+      if (out[i] !== live.lookup(keys[j], keys[j + 1], keys[j + 2], keys[j + 3])) throw new Error(`${name}/${mix}: lookupBatch disagrees at key ${i}`);
+    }
     // Per-key lookup() and lookupBatch interleaved (bestPair), so their ratio is fair on a shared machine.
     const [ind, batch] = bestPair(() => indepFib6(live, keys), () => batchFib6(live, keys, out));
-    const row: Row = {
-      table: name, mix, routes: routes.length,
-      mlps: mlps(ind), depNs: depNs(best(() => depFib6(live, keys))),
-      bytes: live.bytes, buildMs, compileMs, ...updates,
+    return {
+      table: name, mix, routes: routes.length, mlps: mlps(ind), depNs: depNs(best(() => depFib6(live, keys))), bytes, buildMs, compileMs,
       dir248Mlps: null, dir248DepNs: null, dir248Bytes: null, batchMlps: mlps(batch),
       trieMlps: mlps(best(() => indepTrie6(trie, keys))), trieDepNs: depNs(best(() => depTrie6(trie, keys))), trieBytes: trie.bytes,
     };
-    rows.push(row);
-    if (JSON_OUT) console.log(JSON.stringify(row));
-  }
+  });
+  addRows(lookups, updateFields(compileMs, cold, upd.warm()));
 }
 
 function machine(): string {
@@ -333,13 +361,13 @@ function machine(): string {
 function printTable(): void {
   const f = (x: number | null, d = 1) => (x === null ? '-' : x.toFixed(d));
   const mb = (b: number | null) => (b === null ? '-' : (b / 1048576).toFixed(2));
-  console.log('\n| table | mix | M lookups/s | batch M/s | DIR-24-8 M/s | ratio | dep ns | DIR-24-8 dep ns | dep speedup | MiB | DIR-24-8 MiB | mem ratio | trie M/s | trie dep ns | build ms | 1k upd median ms (cold) | mean (cold) | median (warm) | mean (warm) | snapshots: median (cold) | median (warm) |');
-  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('\n| table | mix | M lookups/s | batch M/s | DIR-24-8 M/s | ratio | dep ns | DIR-24-8 dep ns | dep speedup | MiB | DIR-24-8 MiB | mem ratio | trie M/s | trie dep ns | build ms | 1k upd median ms (cold) | mean (cold) | median (warm) | mean (warm) | snapshots: median (cold) | mean (cold) | median (warm) |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     const ratio = r.dir248Mlps ? f(r.mlps / r.dir248Mlps, 2) + 'x' : '-';
     const dep = r.dir248DepNs ? f(r.dir248DepNs / r.depNs, 2) + 'x' : '-';
     const mem = r.dir248Bytes ? '1/' + f(r.dir248Bytes / r.bytes, 1) : '-';
-    console.log(`| ${r.table} | ${r.mix} | ${f(r.mlps)} | ${f(r.batchMlps ?? null)} | ${f(r.dir248Mlps)} | ${ratio} | ${f(r.depNs)} | ${f(r.dir248DepNs)} | ${dep} | ${mb(r.bytes)} | ${mb(r.dir248Bytes)} | ${mem} | ${f(r.trieMlps)} | ${f(r.trieDepNs)} | ${f(r.buildMs, 0)} | ${f(r.update1kMs, 2)} | ${f(r.update1kMeanMs, 2)} | ${f(r.update1kWarmMs, 2)} | ${f(r.update1kWarmMeanMs, 2)} | ${f(r.update1kSnapshotMs, 2)} | ${f(r.update1kSnapshotWarmMs, 2)} |`);
+    console.log(`| ${r.table} | ${r.mix} | ${f(r.mlps)} | ${f(r.batchMlps ?? null)} | ${f(r.dir248Mlps)} | ${ratio} | ${f(r.depNs)} | ${f(r.dir248DepNs)} | ${dep} | ${mb(r.bytes)} | ${mb(r.dir248Bytes)} | ${mem} | ${f(r.trieMlps)} | ${f(r.trieDepNs)} | ${f(r.buildMs, 0)} | ${f(r.update1kMs, 2)} | ${f(r.update1kMeanMs, 2)} | ${f(r.update1kWarmMs, 2)} | ${f(r.update1kWarmMeanMs, 2)} | ${f(r.update1kSnapshotMs, 2)} | ${f(r.update1kSnapshotMeanMs, 2)} | ${f(r.update1kSnapshotWarmMs, 2)} |`);
   }
   console.log(`\n${machine()}; ${N} keys per mix, best of ${REPS}${QUICK ? ' (--quick)' : ''}`);
 }

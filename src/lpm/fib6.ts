@@ -10,14 +10,14 @@
 import { NODE_SHIFT } from './poptrie-layout';
 
 /** Width of the per-chunk second-level table (see bench/lpm/README.md for the choice). */
-export const L2_BITS6 = 12;
+export const L2_BITS6 = 14;
 export const L2_SIZE6 = 1 << L2_BITS6;
 /** Bit offset of the first node stride (16 + L2_BITS6). */
 export const NODE_START6 = 16 + L2_BITS6;
 
-// The same values as module-local constants for the lookup code: V8 folds these into the
-// compiled loop, while every `exports.X` that tsc emits for an exported constant stayed a load
-// (the batch lookup measured 1.1-1.2x faster with local constants).
+// The same values as module-local constants for the lookup code: the batch lookup measured as
+// fast with these as with literals, and 1.1-1.2x slower reading the `exports.X` properties that
+// tsc emits for exported constants.
 const L2_SHIFT = 16 - L2_BITS6;
 const L2_MASK = L2_SIZE6 - 1;
 const FIRST = NODE_START6;
@@ -49,14 +49,15 @@ export class Fib6 {
    * Longest-prefix match of `count` addresses, four words each from `keys[4 * i]`, into `out[i]`:
    * the same answers as lookup(), for a batch of independent keys (a vector of packets).
    *
-   * Why a batch: a key's walk ends at a depth the branch predictor cannot guess (1 to 5 nodes
-   * for the ASN table), so with lookup() in a loop every key costs a misprediction, and the CPU
-   * throws away the next key's loads it had started; each key's chain of cache misses then runs
-   * alone. Here the walk is software-pipelined over three keys: while key i is walked, key i+1's
-   * first node and key i+2's dir and second-level entries are loaded, and those loads come before
-   * key i's branches, so they survive a misprediction and overlap its misses. ASN in-prefix keys:
-   * 1.6-2.0x lookup() in a loop; two keys deep measured 1.07-1.15x over one, a third stage (the
-   * second node, stepped to without a branch) no better (bench/lpm/README.md).
+   * Why a batch: a key's walk ends at a depth the branch predictor cannot guess (ASN in-prefix
+   * keys: 0 to 17 nodes, 95% 1-5), so with lookup() in a loop nearly every key costs a
+   * misprediction, and the CPU throws away the next key's loads it had started: each key's chain
+   * of cache misses then runs alone. Here the walk is software-pipelined over three keys: while
+   * key i is walked, key i+1's first node and key i+2's dir and second-level entries are loaded,
+   * and those loads come before key i's branches, so they survive a misprediction and overlap
+   * its misses. Figures (bench/lpm/README.md, round 5): on ASN in-prefix keys 1.3-1.9x lookup()
+   * in a loop, depending on the host's load; on keys that end in dir (uniform) it is slower
+   * (0.65-0.98x), both well above 100 M/s.
    */
   lookupBatch(keys: Int32Array, out: Uint16Array, count = keys.length >>> 2): void {
     if (!(Number.isInteger(count) && count >= 0 && 4 * count <= keys.length && count <= out.length)) {

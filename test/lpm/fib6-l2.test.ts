@@ -55,11 +55,11 @@ function checkAll(t: RouteTable6, live: Map<string, R6>, keys: number[][], what:
 const key = (r: R6) => `${r.w}/${r.len}`;
 
 test('second level: chunks with and without a block, prefixes around the second-level width', () => {
-  assert.is(NODE_START6, 28);
+  assert.is(NODE_START6, 30); // the prefixes below sit around bits 28-33, either side of it
   const routes = [
     r6('2001::/16', 1), // alone in its chunk: a dir leaf, no block
     r6('2400::/12', 2), // shorter than a chunk: inherited by 2400..240f
-    r6('2401:1000::/20', 3), r6('2401:1100::/24', 4), r6('2401:1110::/28', 5), r6('2401:1118::/29', 6),
+    r6('2401:1000::/20', 3), r6('2401:1100::/24', 4), r6('2401:1110::/28', 5), r6('2401:1118::/29', 6), r6('2401:111c::/30', 18), r6('2401:111a::/31', 19),
     r6('2401:1110::/32', 7), r6('2401:1110:8000::/33', 8), r6('2401:1110::/48', 9), r6('2401:1110::1/128', 10),
     r6('2401:111f:ffff:ffff::/64', 11), r6('2401:1400::/22', 12), r6('2401:1200::/23', 13),
     r6('2a01::/16', 14), r6('2a01:4::/30', 15), r6('2a01:f0::/28', 16), r6('2a01:ffff::/32', 17),
@@ -76,6 +76,11 @@ test('second level: chunks with and without a block, prefixes around the second-
   assert.is(l('2401:1110:1::'), 7);
   assert.is(l('2401:1111::'), 5);
   assert.is(l('2401:1118::'), 6);
+  assert.is(l('2401:111c::'), 18);
+  assert.is(l('2401:111f:ffff::'), 18);
+  assert.is(l('2401:111a::'), 19);
+  assert.is(l('2401:111b:ffff::'), 19);
+  assert.is(l('2401:1119::'), 6);
   assert.is(l('2401:1120::'), 4);
   assert.is(l('2401:1500::'), 12);
   assert.is(l('2401:1300::'), 13);

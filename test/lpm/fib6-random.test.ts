@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mask32 } from '../../src/lpm/cidr';
+import { Fib6 } from '../../src/lpm/fib6';
 import { RouteChange6, RouteTable6 } from '../../src/lpm/route-table6';
 import { R6, Rng, lookupBatch6, naive6 } from './helpers';
 
@@ -114,6 +115,38 @@ test('lookupBatch: any count, in place of lookup(), and a clear error when the a
   assert.throws(() => fib.lookupBatch(words, out, keys.length + 1), /does not fit/);
   assert.throws(() => fib.lookupBatch(words, out, -1), /does not fit/);
   assert.throws(() => fib.lookupBatch(words, out, 1.5), /does not fit/);
+});
+
+/**
+ * `a` behind a Proxy that throws on any element access at or past `limit` (or negative): an
+ * out-of-range typed-array read gives undefined, which a lookup would silently turn into 0.
+ */
+function fenced<T extends Int32Array | Uint16Array>(a: T, limit: number, what: string): T {
+  const check = (k: string | symbol) => {
+    if (typeof k === 'string' && /^-?\d+$/.test(k) && (+k < 0 || +k >= limit)) throw new Error(`${what}[${k}] accessed (limit ${limit})`);
+  };
+  return new Proxy(a, {
+    get(t, k) { check(k); return Reflect.get(t, k); },
+    set(t, k, v) { check(k); return Reflect.set(t, k, v); },
+  });
+}
+
+test('lookupBatch touches no key or result past count and no table entry out of range', () => {
+  const rng = new Rng(4242);
+  // Walks ending in dir, in the second level, in the first node and deeper; an empty chunk.
+  const routes = randomTable(rng, 150).concat([{ w: [0x20010db8, 0, 0, 0], len: 32, nh: 7 }, { w: [0, 0, 0, 0], len: 1, nh: 3 }]);
+  const f = new RouteTable6(routes).fib;
+  const g = new Fib6(fenced(f.dir, f.dir.length, 'dir'), fenced(f.l2, f.l2.length, 'l2'), fenced(f.nodes, f.nodes.length, 'nodes'),
+    fenced(f.leaves, f.leaves.length, 'leaves'));
+  const keys = probeKeys(rng, routes, 40);
+  const words = new Int32Array(4 * keys.length);
+  keys.forEach((k, i) => words.set(k, 4 * i));
+  const want = keys.map((k) => naive6(routes, k));
+  for (let n = 0; n <= keys.length; n++) {
+    const out = new Uint16Array(n);
+    g.lookupBatch(fenced(words, 4 * n, 'keys'), fenced(out, n, 'out'), n);
+    assert.equal([...out], want.slice(0, n), `count ${n}`);
+  }
 });
 
 test.run();

@@ -3,8 +3,8 @@
 // dir is copied, and the published FIB is never mutated. Layout: dir (16 bits) -> per populated
 // chunk a second-level block of L2_SIZE6 entries (fib6.ts) -> Poptrie subtrees from NODE_START6.
 // IPv6 chunks are big (2a01::/16 holds 24k prefixes of the ASN table), so a touched chunk is not
-// rebuilt whole: its block is copied, the /22 slots holding a changed prefix of NODE_START6 bits
-// or less are repainted (entries whose covering next hop changed get their subtree rebuilt), and
+// rebuilt whole: its block is copied (with recycleDirs, into its twin, see `twin`), the /22 slots
+// holding a changed prefix of NODE_START6 bits or less are repainted (entries whose covering next hop changed get their subtree rebuilt), and
 // each entry holding a longer change gets its subtree path-copied (poptrie-patch6.ts);
 // every other entry keeps its subtree. A change of the chunk's inherited next hop (a prefix
 // shorter than /16) rebuilds the whole chunk.
@@ -89,9 +89,14 @@ export class RouteTable6 {
   /** Second-level blocks (L2_SIZE6 entries each), append-only like the writer's nodes. */
   private l2 = new Int32Array(L2_SIZE6);
   private l2Blocks = 0;
-  /** Blocks no longer referenced by the newest dir. */
+  /** Blocks no longer referenced by the newest dir (twins not counted: they are kept). */
   garbageL2 = 0;
-  /** Second-level blocks a batch replaced, reused from the next batch on (recycleDirs). */
+  /** Chunks holding a twin block (see `twin`). */
+  private twinBlocks = 0;
+  /**
+   * Second-level blocks a batch released (whole-chunk rebuilds, dropped twins, and with snapshots
+   * every replaced block), reused from the next batch on (recycleDirs).
+   */
   private l2Pool = new GracePool(false);
   /**
    * With recycleDirs, each chunk's blocks are double-buffered: a batch that updates chunk c
@@ -268,21 +273,21 @@ export class RouteTable6 {
     return this.current;
   }
 
-  /** Second-level blocks in use by the newest FIB. */
+  /** Second-level blocks in use by the newest FIB (twins not counted). */
   get liveL2Blocks(): number {
-    return this.l2Blocks - this.garbageL2;
+    return this.l2Blocks - this.garbageL2 - this.twinBlocks;
   }
 
   /**
    * Allocation counters since the last full build: node records allocated (leaf pages included)
    * and released (garbage, not yet reused); the same for leaves (in the shared buffer) and
-   * second-level blocks.
+   * second-level blocks, plus the twin blocks kept (neither in use by the newest FIB nor garbage).
    */
-  get memory(): { nodes: number; garbageNodes: number; leaves: number; garbageLeaves: number; l2Blocks: number; garbageL2: number } {
+  get memory(): { nodes: number; garbageNodes: number; leaves: number; garbageLeaves: number; l2Blocks: number; garbageL2: number; twinL2: number } {
     const w = this.writer;
     return {
       nodes: w.nodeCount, garbageNodes: w.garbageNodes, leaves: w.leafCount, garbageLeaves: w.garbageLeaves,
-      l2Blocks: this.l2Blocks, garbageL2: this.garbageL2,
+      l2Blocks: this.l2Blocks, garbageL2: this.garbageL2, twinL2: this.twinBlocks,
     };
   }
 
@@ -307,15 +312,17 @@ export class RouteTable6 {
     const counts = this.rib.chunkCount;
     let populated = 0;
     for (let c = 0; c < CHUNKS; c++) if (counts[c]) populated++;
-    // Room for every block the batches until the next compaction can copy (garbage up to
-    // max(live, L2_SLACK)), so the array never grows by doubling in a batch: a grown array is
-    // fresh memory, copied whole (~3 ms per MiB of page faults on this VM). Pages not yet written
-    // cost nothing, and Fib6.bytes counts the blocks in use only.
-    this.l2 = new Int32Array((2 * populated + L2_SLACK + 4) * L2_SIZE6);
+    // Room for every block the batches until the next compaction can hold: current blocks and
+    // their twins, plus garbage up to max(both, L2_SLACK), so the array does not grow by doubling
+    // in a batch while the number of chunks with a block stays near `populated` (a grown array is
+    // fresh memory, copied whole: ~3 ms per MiB of page faults on this VM). Pages not yet
+    // written cost nothing, and Fib6.bytes counts the blocks in use only.
+    this.l2 = new Int32Array((4 * populated + L2_SLACK + 4) * L2_SIZE6);
     this.l2Blocks = 0;
     this.garbageL2 = 0;
     this.l2Pool = new GracePool(this.recycle);
     this.twin.fill(-1);
+    this.twinBlocks = 0;
     this.stale.clear();
     this.covers = new Map();
     const inh = this.inherited;
@@ -362,6 +369,7 @@ export class RouteTable6 {
     if (this.twin[c] < 0) return;
     this.releaseBlock(this.twin[c]);
     this.twin[c] = -1;
+    this.twinBlocks--;
   }
 
   private viewOf(l: PrefixList6): ChunkPrefixes {
@@ -409,8 +417,9 @@ export class RouteTable6 {
   }
 
   /**
-   * Copies chunk c's block (at `oldBase`) and rebuilds only what the batch's changes in it touch.
-   * Returns the new block's dir entry.
+   * Makes a copy of chunk c's block (at `oldBase`): its twin brought up to date, or a new block
+   * copied whole; then rebuilds only what the batch's changes in it touch. Returns the new
+   * block's dir entry.
    */
   private updateChunk(c: number, oldBase: number, batch: RouteChange6[], nDeep: number): number {
     let stale = this.stale.get(c);
@@ -423,8 +432,9 @@ export class RouteTable6 {
       base = this.allocBlock();
       this.l2.copyWithin(base, oldBase, oldBase + L2_SIZE6); // after allocBlock, which may grow l2
     }
+    if (!this.recycle) this.releaseBlock(oldBase);
+    else if (this.twin[c] < 0) this.twinBlocks++;
     if (this.recycle) this.twin[c] = oldBase;
-    else this.releaseBlock(oldBase);
     // From here on: the entries written, i.e. those the twin (oldBase) lacks.
     stale.length = 0;
     const l2 = this.l2;

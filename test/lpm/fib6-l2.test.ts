@@ -114,11 +114,12 @@ test('second level: scripted batches (block created and dropped, covering delete
   apply('deep in one entry', [change6('2a02:1230:1::/48', 2), change6('2a02:1230:1:1::/64', 3), change6('2a02:1231::/32', 4),
     change6('2a02:123f:ffff::/48', 5), change6('2a02:1240::/44', 6)]);
   // Covering prefixes at and above the second-level width, painted under existing subtrees.
-  apply('covering /28 and /20', [change6('2a02:1230::/28', 7), change6('2a02:1000::/20', 8)]);
+  apply('covering /20, /28, /30 (second level) and /31 (first node)', [change6('2a02:1230::/28', 7), change6('2a02:1000::/20', 8),
+    change6('2a02:1234::/30', 15), change6('2a02:1236::/31', 16)]);
   apply('/16 and /22 covering', [change6('2a02::/16', 9), change6('2a02:1000::/22', 10), change6('2a02:1230::/29', 11)]);
   apply('change a cover next hop', [change6('2a02:1000::/22', 12), change6('2a02:1230::/28', 13)]);
   // Deletes of covering prefixes: the subtrees below must inherit the next shorter one.
-  apply('delete covers', [change6('2a02:1230::/28'), change6('2a02:1000::/22')]);
+  apply('delete covers', [change6('2a02:1230::/28'), change6('2a02:1000::/22'), change6('2a02:1234::/30'), change6('2a02:1236::/31')]);
   apply('delete the last long prefix of an entry', [change6('2a02:1231::/32'), change6('2a02:1240::/44')]);
   apply('shorter than a chunk', [change6('2a00::/8', 14)]);
   apply('delete /16 and /8', [change6('2a02::/16'), change6('2a00::/8')]);

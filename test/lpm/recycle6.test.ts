@@ -120,6 +120,11 @@ function run(recycleDirs: boolean): { first: number; last: number; fullRebuilds:
     const reached = checkDisjoint(t.fib, what);
     const m = t.memory;
     assert.ok(reached <= m.nodes - m.garbageNodes, `${what}: ${reached} records reachable, only ${m.nodes - m.garbageNodes} counted live`);
+    // Second-level blocks: live = those the dir reaches; with recycling each updated chunk keeps a twin.
+    const blocks = new Set([...t.fib.dir].filter((e) => e >= 0)).size;
+    assert.is(t.liveL2Blocks, blocks, `${what}: live second-level blocks`);
+    assert.is(m.l2Blocks, blocks + m.twinL2 + m.garbageL2, `${what}: blocks = live + twins + garbage`);
+    assert.ok(recycleDirs ? m.twinL2 > 0 && m.twinL2 <= blocks : m.twinL2 === 0, `${what}: ${m.twinL2} twins`);
     if (b % 6 === 5) {
       const fresh = new RouteTable6(live.values()).fib;
       const keys = [...live.values()].slice(0, 3000).map((r) => r.w.map((x, i) => (x | (rng.u32() & ~mask32(r.len - 32 * i))) >>> 0));
@@ -247,7 +252,7 @@ test('IPv6 recycling: exact allocation ledger under a dense fuzz (every block re
   try {
     for (let seed = 1; seed <= 40; seed++) {
       const rng = new Rng(seed * 131);
-      // One or two /16s, a few /22 slot lists (that empty now and then) and /28 entries, so
+      // One or two /16s, a few /22 slot lists (that empty now and then) and second-level entries, so
       // changes pile up in the same subtrees; lengths from short (inherited next hops) to /128
       // (the last stride).
       const slots = 1 + rng.int(8);

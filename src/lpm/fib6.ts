@@ -55,9 +55,8 @@ export class Fib6 {
    * of cache misses then runs alone. Here the walk is software-pipelined over three keys: while
    * key i is walked, key i+1's first node and key i+2's dir and second-level entries are loaded,
    * and those loads come before key i's branches, so they survive a misprediction and overlap
-   * its misses. Figures (bench/lpm/README.md, round 5): on ASN in-prefix keys 1.3-1.9x lookup()
-   * in a loop, depending on the host's load; on keys that end in dir (uniform) it is slower
-   * (0.65-0.98x), both well above 100 M/s.
+   * its misses. Figures (bench/lpm/README.md, round 5): ASN in-prefix keys 1.38-1.45x lookup()
+   * in a loop; keys that end in dir (uniform) 0.66-0.69x, still above 100 M/s.
    */
   lookupBatch(keys: Int32Array, out: Uint16Array, count = keys.length >>> 2): void {
     if (!(Number.isInteger(count) && count >= 0 && 4 * count <= keys.length && count <= out.length)) {

@@ -4,10 +4,10 @@
 // chunk a second-level block of L2_SIZE6 entries (fib6.ts) -> Poptrie subtrees from NODE_START6.
 // IPv6 chunks are big (2a01::/16 holds 24k prefixes of the ASN table), so a touched chunk is not
 // rebuilt whole: its block is copied (with recycleDirs, into its twin, see `twin`), the /22 slots
-// holding a changed prefix of NODE_START6 bits or less are repainted (entries whose covering next hop changed get their subtree rebuilt), and
-// each entry holding a longer change gets its subtree path-copied (poptrie-patch6.ts);
-// every other entry keeps its subtree. A change of the chunk's inherited next hop (a prefix
-// shorter than /16) rebuilds the whole chunk.
+// holding a changed prefix of NODE_START6 bits or less are repainted (entries whose covering next
+// hop changed get their subtree rebuilt), and each entry holding a longer change gets its
+// subtree path-copied (poptrie-patch6.ts); every other entry keeps its subtree. A change of
+// the chunk's inherited next hop (a prefix shorter than /16) rebuilds the whole chunk.
 
 import { parseCidr6 } from './cidr';
 import { NO_ROUTE } from './constants';
@@ -432,9 +432,12 @@ export class RouteTable6 {
       base = this.allocBlock();
       this.l2.copyWithin(base, oldBase, oldBase + L2_SIZE6); // after allocBlock, which may grow l2
     }
-    if (!this.recycle) this.releaseBlock(oldBase);
-    else if (this.twin[c] < 0) this.twinBlocks++;
-    if (this.recycle) this.twin[c] = oldBase;
+    if (this.recycle) {
+      if (this.twin[c] < 0) this.twinBlocks++;
+      this.twin[c] = oldBase; // the next update of c writes into it
+    } else {
+      this.releaseBlock(oldBase);
+    }
     // From here on: the entries written, i.e. those the twin (oldBase) lacks.
     stale.length = 0;
     const l2 = this.l2;

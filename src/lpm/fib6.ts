@@ -38,9 +38,7 @@ export class Fib6 {
 
   /** Longest-prefix match of the address w0:w1:w2:w3 (words unsigned or int32). */
   lookup(w0: number, w1: number, w2: number, w3: number): number {
-    const e = this.dir[w0 >>> 16];
-    if (e < 0) return e & 0xffff;
-    const f = this.l2[e + ((w0 >>> L2_SHIFT) & L2_MASK)];
+    const f = secondLevel(this.dir, this.l2, w0);
     if (f < 0) return f & 0xffff;
     return walk(this.nodes, this.leaves, f << SHIFT, FIRST, w0, w1, w2, w3);
   }

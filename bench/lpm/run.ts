@@ -94,7 +94,7 @@ const depNs = (ms: number) => (ms * 1e6) / N;
 
 interface Row {
   table: string; mix: string; mlps: number; depNs: number; bytes: number; buildMs: number; compileMs: number;
-  /** Cold phase (each table's batches 4-18, see UpdateBench), as in rounds 3 and 4. */
+  /** Cold phase (each table's batches 4-18, see UpdateBench), as in round 4. */
   update1kMs: number; update1kMeanMs: number; fullRebuilds: number;
   update1kSnapshotMs: number; update1kSnapshotMeanMs: number; fullRebuildsSnapshot: number;
   /** Warm phase (each table's batches 34-48). */
@@ -176,8 +176,8 @@ interface Updatable<C> { applyBatch(b: C): unknown; fullRebuilds: number }
  * The update benchmark: the same 1,000-change batches applied to each table built from the same
  * routes (the default, recycling, and snapshots), in two timed phases:
  * - cold(): per table, UPDATE_WARMUP untimed batches (the very first ran interpreted code, 10-38
- *   ms), then UPDATE_BATCHES timed ones. This is the protocol of rounds 3 and 4, figures
- *   comparable with theirs; it still measures the JIT settling: `node --trace-opt --trace-deopt`
+ *   ms), then UPDATE_BATCHES timed ones. This is the protocol of round 4, figures
+ *   comparable with its; it still measures the JIT settling: `node --trace-opt --trace-deopt`
  *   on the IPv6 table shows functions of the update path completing optimization up to batch
  *   ~8, and rare paths (a short prefix, a compaction, a new array shape in a batch) deoptimizing
  *   applyBatch, updateChunk or checkPrefix6 as late as batches 11-23, each costing 2-4 batches
@@ -316,16 +316,7 @@ function bench6(name: string, routes: Route6[], rng: Rng): void {
   const mixes = keyMixes6(rng, routes);
   const fib = table.fib;
   const out = new Uint16Array(N);
-  for (const [mix, k] of mixes) {
-    fib.lookupBatch(k, out);
-    for (let i = 0; i < Math.min(N, 50000); i++) {
-      const j = 4 * i;
-      const want = trie.lookup6(k[j], k[j + 1], k[j + 2], k[j + 3]);
-      if (fib.lookup(k[j], k[j + 1], k[j + 2], k[j + 3]) !== want || out[i] !== want) {
-        throw new Error(`${name}/${mix}: disagreement at key ${i}`);
-      }
-    }
-  }
+  for (const [mix, k] of mixes) agree6(fib, k, out, (j) => trie.lookup6(k[j], k[j + 1], k[j + 2], k[j + 3]), `${name}/${mix}`);
   const snap = new RouteTable6(routes, { recycleDirs: false });
   const upd = new UpdateBench(() => churn6(rng, routes), [table, snap]);
   const cold = upd.cold();
@@ -333,11 +324,8 @@ function bench6(name: string, routes: Route6[], rng: Rng): void {
   const live = table.fib;
   const bytes = live.bytes;
   const lookups = mixes.map(([mix, keys]) => {
-    // The timed FIB answers like the one checked above on its first keys (both paths).
-    live.lookupBatch(keys.subarray(0, 4 * 50000), out);
-    for (let i = 0, j = 0; i < 50000; i++, j += 4) {
-      if (out[i] !== live.lookup(keys[j], keys[j + 1], keys[j + 2], keys[j + 3])) throw new Error(`${name}/${mix}: lookupBatch disagrees at key ${i}`);
-    }
+    // The timed FIB (the routes plus the cold phase's churn): its two lookup paths agree.
+    agree6(live, keys, out, (j) => live.lookup(keys[j], keys[j + 1], keys[j + 2], keys[j + 3]), `${name}/${mix} after churn`);
     // Per-key lookup() and lookupBatch interleaved (bestPair), so their ratio is fair on a shared machine.
     const [ind, batch] = bestPair(() => indepFib6(live, keys), () => batchFib6(live, keys, out));
     return {
@@ -347,6 +335,16 @@ function bench6(name: string, routes: Route6[], rng: Rng): void {
     };
   });
   addRows(lookups, updateFields(compileMs, cold, upd.warm()));
+}
+
+/** Throws unless lookup() and lookupBatch both give `want(4 * i)` for the first 50,000 keys. */
+function agree6(f: Fib6, k: Int32Array, out: Uint16Array, want: (j: number) => number, what: string): void {
+  const n = Math.min(N, 50000);
+  f.lookupBatch(k.subarray(0, 4 * n), out, n);
+  for (let i = 0, j = 0; i < n; i++, j += 4) {
+    const w = want(j);
+    if (f.lookup(k[j], k[j + 1], k[j + 2], k[j + 3]) !== w || out[i] !== w) throw new Error(`${what}: disagreement at key ${i}`);
+  }
 }
 
 function machine(): string {
@@ -367,7 +365,7 @@ function printTable(): void {
     const ratio = r.dir248Mlps ? f(r.mlps / r.dir248Mlps, 2) + 'x' : '-';
     const dep = r.dir248DepNs ? f(r.dir248DepNs / r.depNs, 2) + 'x' : '-';
     const mem = r.dir248Bytes ? '1/' + f(r.dir248Bytes / r.bytes, 1) : '-';
-    console.log(`| ${r.table} | ${r.mix} | ${f(r.mlps)} | ${f(r.batchMlps ?? null)} | ${f(r.dir248Mlps)} | ${ratio} | ${f(r.depNs)} | ${f(r.dir248DepNs)} | ${dep} | ${mb(r.bytes)} | ${mb(r.dir248Bytes)} | ${mem} | ${f(r.trieMlps)} | ${f(r.trieDepNs)} | ${f(r.buildMs, 0)} | ${f(r.update1kMs, 2)} | ${f(r.update1kMeanMs, 2)} | ${f(r.update1kWarmMs, 2)} | ${f(r.update1kWarmMeanMs, 2)} | ${f(r.update1kSnapshotMs, 2)} | ${f(r.update1kSnapshotMeanMs, 2)} | ${f(r.update1kSnapshotWarmMs, 2)} |`);
+    console.log(`| ${r.table} | ${r.mix} | ${f(r.mlps)} | ${f(r.batchMlps)} | ${f(r.dir248Mlps)} | ${ratio} | ${f(r.depNs)} | ${f(r.dir248DepNs)} | ${dep} | ${mb(r.bytes)} | ${mb(r.dir248Bytes)} | ${mem} | ${f(r.trieMlps)} | ${f(r.trieDepNs)} | ${f(r.buildMs, 0)} | ${f(r.update1kMs, 2)} | ${f(r.update1kMeanMs, 2)} | ${f(r.update1kWarmMs, 2)} | ${f(r.update1kWarmMeanMs, 2)} | ${f(r.update1kSnapshotMs, 2)} | ${f(r.update1kSnapshotMeanMs, 2)} | ${f(r.update1kSnapshotWarmMs, 2)} |`);
   }
   console.log(`\n${machine()}; ${N} keys per mix, best of ${REPS}${QUICK ? ' (--quick)' : ''}`);
 }

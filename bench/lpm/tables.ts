@@ -1,5 +1,5 @@
-// Route tables for the LPM benchmark and tests: the real ASN tables from ../shared/data (with
-// generated nesting, since that data set is flattened), a generated 1M-prefix IPv4 table and a
+// Route tables for the LPM benchmark and tests: the real ASN tables from data/asn/ in this repo
+// (with generated nesting, since that data set is flattened), a generated 1M-prefix IPv4 table and a
 // Calico node table. Everything is seeded, so runs are reproducible.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -38,13 +38,22 @@ export function repoRoot(): string {
   return d;
 }
 
+/** Where the ASN tables live: data/asn/ in the repository (see data/asn/README.md). */
 export function dataDir(): string {
-  return path.resolve(repoRoot(), '..', 'shared', 'data');
+  return path.join(repoRoot(), 'data', 'asn');
 }
 
-function readLines(file: string): string[] {
+/** The IPv4 and IPv6 ASN table files, by name inside dataDir(). */
+export const ASN4_FILE = 'asn-ipv4-prefixes.txt.gz';
+export const ASN6_FILE = 'asn-ipv6-prefixes.txt.gz';
+
+/** Lines of a gzipped data file (the last one empty, since the files end with a newline). */
+export function readLines(file: string): string[] {
   const full = path.join(dataDir(), file);
-  if (!fs.existsSync(full)) throw new Error(`LPM data file ${full} is missing (see ../shared/data/README.md)`);
+  if (!fs.existsSync(full)) {
+    const rel = path.relative(repoRoot(), full);
+    throw new Error(`LPM data file ${rel} is missing (expected at ${full}; it is part of the repository, see data/asn/README.md)`);
+  }
   return zlib.gunzipSync(fs.readFileSync(full)).toString('latin1').split('\n');
 }
 
@@ -53,7 +62,7 @@ export const NEXT_HOPS = 4096;
 
 export function loadAsn4(): Route4[] {
   const out: Route4[] = [];
-  for (const line of readLines('asn-ipv4-prefixes.txt.gz')) {
+  for (const line of readLines(ASN4_FILE)) {
     if (!line) continue;
     const sp = line.indexOf(' ');
     const c = parseCidr4(line.slice(0, sp));
@@ -64,7 +73,7 @@ export function loadAsn4(): Route4[] {
 
 export function loadAsn6(): Route6[] {
   const out: Route6[] = [];
-  for (const line of readLines('asn-ipv6-prefixes.txt.gz')) {
+  for (const line of readLines(ASN6_FILE)) {
     if (!line) continue;
     const sp = line.indexOf(' ');
     const c = parseCidr6(line.slice(0, sp));

@@ -83,4 +83,4 @@ export class HashRef6 {
   }
 }
 
-export { repoRoot, dataDir, loadAsn4, loadAsn6, addNesting4, addNesting6 } from '../../bench/lpm/tables';
+export { repoRoot, dataDir, readLines, ASN4_FILE, ASN6_FILE, NEXT_HOPS, loadAsn4, loadAsn6, addNesting4, addNesting6 } from '../../bench/lpm/tables';

@@ -513,6 +513,32 @@ static napi_value stop_poll(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- control socket peer -------------------------------------------------------------- */
+
+/* peerCred(fd) -> { pid, uid, gid } of the process at the other end of a connected AF_UNIX socket,
+ * as the kernel recorded them at connect() (SO_PEERCRED). The control server checks the uid on
+ * every accepted connection; the peer cannot forge these, unlike anything it could send. */
+static napi_value peer_cred(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_valuetype t = napi_undefined;
+  if (argc >= 1) CHECK(napi_typeof(env, argv[0], &t));
+  int32_t fd = -1;
+  if (t != napi_number || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
+    return throw_type(env, "peerCred(fd): fd must be a non-negative integer");
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return throw_errno(env, errno, "peerCred: getsockopt(SO_PEERCRED)");
+  napi_value o;
+  CHECK(napi_create_object(env, &o));
+  set_num(env, o, "pid", (double)cred.pid);
+  set_num(env, o, "uid", (double)cred.uid);
+  set_num(env, o, "gid", (double)cred.gid);
+  return o;
+}
+
 /* ---- module ----------------------------------------------------------------------------- */
 
 static void addon_finalize(napi_env env, void *data, void *hint) {
@@ -546,6 +572,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "info", NULL, port_info, NULL, NULL, NULL, napi_default, NULL },
     { "poll", NULL, start_poll, NULL, NULL, NULL, napi_default, NULL },
     { "unpoll", NULL, stop_poll, NULL, NULL, NULL, napi_default, NULL },
+    { "peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value v;

@@ -66,6 +66,7 @@ interface NativeAddon {
   info(port: number): PortInfo;
   poll(port: number, cb: (port: number, status: number) => void): void;
   unpoll(port: number): void;
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
 }
 
 /** Descriptor flags set by receive (mirrors native/ports.h). */

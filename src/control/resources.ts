@@ -51,6 +51,18 @@ const objectName = z
 
 const metadata = z.object({ name: objectName });
 
+/**
+ * A Kubernetes node name as podway accepts it outside the datastore (`--node`, $NODENAME): the same
+ * DNS-1123 subdomain rule as object names. It becomes a file name (/run/podway/NODE.sock), so
+ * anything else, such as `../x` or `a/b`, is refused here rather than escaping that directory.
+ * Returns the name; throws an error naming the bad value.
+ */
+export function validateNodeName(name: string, source = 'node name'): string {
+  if (name.length >= 1 && name.length <= 253 && NAME_PATTERN.test(name)) return name;
+  const why = name.length > 253 ? `${name.length} characters, at most 253 allowed` : "lowercase a-z, 0-9, '-' and '.', starting and ending with a letter or digit";
+  throw new Error(`invalid ${source} ${quoted(name)}: a Kubernetes node name is a DNS-1123 subdomain (${why})`);
+}
+
 /** A canonical IPv4 or IPv6 network CIDR (host bits clear). */
 const networkCidr = z.string().check((ctx) => {
   const text = ctx.value;
@@ -194,6 +206,20 @@ export type BlockAffinity = z.output<typeof BlockAffinitySchema>;
 // ---------------------------------------------------------------------------------------------
 // WorkloadEndpoint
 
+// Only the two places network namespaces are named: `ip netns` bind mounts and a process's own
+// handle. Root setns()es into whatever this names, so any other path (a device, a file under /etc,
+// a symlink trick through `..`) is refused.
+const NETNS_NAMED = /^\/run\/netns\/([A-Za-z0-9_.-]+)$/;
+const NETNS_OF_PID = /^\/proc\/[0-9]+\/ns\/net$/;
+
+const netnsPath = z.string().refine(
+  (s) => {
+    const named = NETNS_NAMED.exec(s);
+    return named ? named[1] !== '.' && named[1] !== '..' : NETNS_OF_PID.test(s);
+  },
+  { error: (iss) => `expected /run/netns/NAME (NAME of A-Z, a-z, 0-9, '_', '.', '-') or /proc/PID/ns/net, got ${quoted(iss.input)}` },
+);
+
 export const WorkloadEndpointSchema = z.object({
   apiVersion: z.literal(CALICO_API_VERSION),
   kind: z.literal('WorkloadEndpoint'),
@@ -221,13 +247,10 @@ export const WorkloadEndpointSchema = z.object({
      */
     interfaceType: z.enum(INTERFACE_TYPES).default('veth'),
     /**
-     * podway extension: the network namespace (a path such as /run/netns/pod1) that holds a tap/tun
-     * interface, which podway opens from there. Absent: podway's own namespace.
+     * podway extension: the network namespace that holds a tap/tun interface, which podway (as
+     * root) enters with setns to open it. Absent: podway's own namespace.
      */
-    interfaceNetns: z
-      .string()
-      .refine((s) => s.startsWith('/') && !s.includes('..'), { error: (iss) => `expected an absolute path such as /run/netns/NAME, got ${quoted(iss.input)}` })
-      .optional(),
+    interfaceNetns: netnsPath.optional(),
     // Accepted for compatibility with calicoctl output; podway does not use them.
     orchestrator: z.string().optional(),
     pod: z.string().optional(),

@@ -4,6 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DatastoreValidationError, parseClusterYaml } from '../../src/control/snapshot';
 import { deriveVtepMac, macToBytes } from '../../src/control/mac';
+import { validateNodeName } from '../../src/control/resources';
 import { affinity, EXAMPLES_DIR, errorOf, node, pool, snapshotOf, wep, yamlOf } from './fixtures';
 
 const basePool = pool('default-pool', '10.244.0.0/16', { vxlanMode: 'Always' });
@@ -115,6 +116,32 @@ test('rejects bad BlockAffinity and WorkloadEndpoint fields', () => {
   delete (noNode.spec as Record<string, unknown>).node;
   assert.is(errorOf(yamlOf(basePool, n1, noNode)),
     'cluster.yaml: document 3 (WorkloadEndpoint default/node1-k8s-a-eth0): spec.node: required (a string)');
+});
+
+test('interfaceNetns: /run/netns/NAME and /proc/PID/ns/net load; any other path is refused naming the field', () => {
+  const tapIn = (netns: string) => wep('node1', 'a', ['10.244.0.1/32'], 'tap0', { interfaceType: 'tap', interfaceNetns: netns });
+  for (const ok of ['/run/netns/pod1', '/run/netns/Pod_1.a-b', '/run/netns/...', '/proc/1/ns/net', '/proc/4242/ns/net']) {
+    assert.is(snapshotOf(basePool, n1, tapIn(ok)).workloadEndpoints[0]!.spec.interfaceNetns, ok, ok);
+  }
+  const bad = [
+    '/etc/shadow', '/run/netns/..', '/run/netns/.', '/run/netns/', '/run/netns/a/b', '/run/netns/../../etc/x',
+    'run/netns/pod1', '/var/run/netns/pod1', '/run/netns/pod 1', '/proc/self/ns/net', '/proc/1/ns/mnt',
+    '/proc/1/ns/net/', '/proc//ns/net', '/run/netns/pod1\n', '',
+  ];
+  for (const path of bad) {
+    assert.is(errorOf(yamlOf(basePool, n1, tapIn(path))),
+      `cluster.yaml: document 3 (WorkloadEndpoint default/node1-k8s-a-eth0): spec.interfaceNetns: expected /run/netns/NAME (NAME of A-Z, a-z, 0-9, '_', '.', '-') or /proc/PID/ns/net, got ${JSON.stringify(path)}`, path);
+  }
+});
+
+test('validateNodeName: DNS-1123 subdomains pass unchanged; path tricks, capitals, edges and overlong names are refused naming the value', () => {
+  for (const ok of ['node1', 'a', 'ip-10-0-0-1.eu-west-1.compute.internal', '0', 'x'.repeat(253)]) assert.is(validateNodeName(ok), ok);
+  const rule = "a Kubernetes node name is a DNS-1123 subdomain (lowercase a-z, 0-9, '-' and '.', starting and ending with a letter or digit)";
+  for (const bad of ['../../etc/foo', 'a/b', 'Node1', '-node', 'node-', '.node', 'node.', 'no de', 'node_1', '', 'node\n']) {
+    assert.throws(() => validateNodeName(bad), (e: Error) => e.message === `invalid node name ${JSON.stringify(bad)}: ${rule}`, bad);
+  }
+  assert.throws(() => validateNodeName('x'.repeat(254), '$NODENAME'),
+    (e: Error) => e.message === `invalid $NODENAME "${'x'.repeat(254)}": a Kubernetes node name is a DNS-1123 subdomain (254 characters, at most 253 allowed)`);
 });
 
 test('rejects wrong apiVersion, unknown kind, non-mapping documents, YAML syntax errors', () => {

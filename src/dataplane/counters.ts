@@ -43,19 +43,21 @@ export const Reason = {
   HAIRPIN: base + 15,
   /** Could not fix up a partial (offloaded) L4 checksum. */
   BAD_PARTIAL_CSUM: base + 16,
+  /** The output port refused a whole send call (device gone, bad descriptor): frames lost there. */
+  TX_ERROR: base + 17,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
 export const Event = {
-  TO_HOST: base + 17,
-  ARP_REPLIED: base + 18,
-  ICMP_SENT: base + 19,
-  ARP_LEARNED: base + 20,
+  TO_HOST: base + 18,
+  ARP_REPLIED: base + 19,
+  ICMP_SENT: base + 20,
+  ARP_LEARNED: base + 21,
   /** Pod traffic to outside the pools, handed to the node's routing. */
-  EGRESS: base + 21,
+  EGRESS: base + 22,
 } as const;
 
-export const COUNTER_COUNT = base + 22;
+export const COUNTER_COUNT = base + 23;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();
@@ -74,5 +76,9 @@ export const PortCounter = {
   TX: 2,
   TX_BYTES: 3,
   DROPS: 4,
+  /** Send calls the port refused as a whole (its frames are in DROPS). */
+  TX_ERRORS: 5,
+  /** Receive calls that failed (the port is re-polled after a pause). */
+  RX_ERRORS: 6,
 } as const;
-export const PORT_COUNTERS = 5;
+export const PORT_COUNTERS = 7;

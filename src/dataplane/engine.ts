@@ -6,7 +6,9 @@
 import { readFileSync } from 'node:fs';
 import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
-import { native, FramePool, errnoOf } from './native';
+import { FramePool } from './frame-pool';
+import { PacketIO, errnoOf } from './io';
+import { nativeIO } from './native';
 import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, NH_KIND_NAMES } from './nexthops';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
@@ -33,6 +35,8 @@ export interface EngineOptions {
   worker?: { index: number; count: number };
   /** Called when this engine resolves an underlay neighbour (to share it with the other workers). */
   onNeighbor?: (ip: number, mac: Uint8Array) => void;
+  /** Packet I/O (default: the native addon). */
+  io?: PacketIO;
 }
 
 interface EndpointPort {
@@ -46,7 +50,17 @@ const VXLAN_PORT = 4789;
 export const HOST_PORT_NAME = 'podway0';
 const ARP_RETRY_MS = 1000;
 
+/** A receive port whose recv failed is re-polled after this pause (doubling up to the max). */
+const REPOLL_MIN_MS = 100;
+const REPOLL_MAX_MS = 10_000;
+
+/** Same addresses and MAC: nothing to change on the port or in the host's routes. */
+function sameEndpointAddressing(a: LocalEndpoint, b: LocalEndpoint): boolean {
+  return a.mac === b.mac && a.ips.length === b.ips.length && a.ips.every((ip, k) => ip === b.ips[k]);
+}
+
 export class Engine {
+  readonly io: PacketIO;
   readonly pool: FramePool;
   readonly pipe: Pipeline;
   private readonly batch: number;
@@ -75,7 +89,8 @@ export class Engine {
   applied = 0;
 
   constructor(opts: EngineOptions = {}) {
-    this.batch = Math.min(opts.batch ?? 256, native.MAX_BATCH);
+    this.io = opts.io ?? nativeIO();
+    this.batch = Math.min(opts.batch ?? 256, this.io.MAX_BATCH);
     this.log = opts.log ?? (() => {});
     this.manageHost = opts.manageHost ?? true;
     this.ringVersion = opts.ringVersion ?? 3;
@@ -84,8 +99,10 @@ export class Engine {
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
     this.pool = new FramePool(this.batch + 8);
+    this.io.setPool(this.pool);
     this.arpSlot = this.batch;
-    this.pipe = new Pipeline(this.pool, this.batch);
+    this.pipe = new Pipeline(this.pool, this.batch, this.io);
+    this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip) => this.resolve(ip);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
   }
@@ -125,24 +142,24 @@ export class Engine {
     if (this.manageHost) this.notes.push(...quietKernelOn(ul.name, false));
     const nodeIp = model.node.ip;
     try {
-      this.infra.tx4 = native.openRaw({ proto: 255, sndbuf: 4 << 20 });
+      this.infra.tx4 = this.io.openRaw({ proto: 255, sndbuf: 4 << 20 });
       this.pipe.setPort(this.infra.tx4, Role.TX4, 'tx4(raw)');
-      this.infra.vxlan = native.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: 4 << 20, reuseport: this.worker.count > 1 });
+      this.infra.vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: 4 << 20, reuseport: this.worker.count > 1 });
       this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
       // A raw socket gets a copy of every packet (no fanout), and the TUN is single-queue: worker 0.
       if (this.primary) {
-        this.infra.ipip = native.openRaw({ proto: 4, addr: nodeIp, rcvbuf: 4 << 20 });
+        this.infra.ipip = this.io.openRaw({ proto: 4, addr: nodeIp, rcvbuf: 4 << 20 });
         this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
         // The host port: the node's own stack reaches pods through it (pool routes point at it), and
         // tap/tun pods reach the node through it. Not persistent: it goes away with the process.
-        this.infra.host = native.openTun(HOST_PORT_NAME, {});
+        this.infra.host = this.io.openTun(HOST_PORT_NAME, {});
         this.pipe.setPort(this.infra.host, Role.HOST_TUN, `host(${HOST_PORT_NAME})`);
         if (this.manageHost) {
           this.notes.push(...quietKernelOn(HOST_PORT_NAME, false));
           linkUp(HOST_PORT_NAME);
         }
       }
-      this.infra.underlay = native.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20, fanoutGroup: this.fanout(ul.name) });
+      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20, fanoutGroup: this.fanout(ul.name) });
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
       this.closeInfra();
@@ -161,8 +178,7 @@ export class Engine {
     for (const k of ['tx4', 'vxlan', 'ipip', 'underlay', 'host'] as const) {
       const p = this.infra[k];
       if (p >= 0) {
-        native.close(p);
-        this.pipe.clearPort(p);
+        this.forgetPort(p);
         this.infra[k] = -1;
       }
     }
@@ -180,19 +196,57 @@ export class Engine {
   }
 
   private watch(port: number): void {
-    native.poll(port, (p, status) => {
+    this.io.poll(port, (p, status) => {
       if (status < 0) {
-        this.log(`port ${this.pipe.portName[p]}: poll error ${status}`);
+        this.portError(p, 'recv', Object.assign(new Error(`poll error ${status}`), { code: `poll ${status}` }));
         return;
       }
       try {
         this.pipe.drain(p);
       } catch (e) {
-        // A port whose device vanished (pod deleted) reports here; stop polling it, keep the rest.
-        this.log(`port ${this.pipe.portName[p]}: ${(e as Error).message}; no longer polled`);
-        native.unpoll(p);
+        // Only this port's receive failed (sends are handled per output port in the pipeline):
+        // count it and pause this port's polling; it is polled again after a growing pause, and a
+        // port whose endpoint went away is closed by the next model apply anyway.
+        this.portError(p, 'recv', e as Error);
       }
     });
+  }
+
+  /** Ports whose receive failed, with the timer that polls them again. */
+  private readonly repoll = new Map<number, NodeJS.Timeout>();
+  /** The last pause per port (doubled on each failure, up to REPOLL_MAX_MS). */
+  private readonly repollDelay = new Map<number, number>();
+  /** One log line per port and kind of error, not one per failure. */
+  private readonly loggedErrors = new Map<number, string>();
+
+  private portError(p: number, op: 'send' | 'recv', e: Error): void {
+    const key = `${op} ${errnoOf(e) ?? e.message}`;
+    if (this.loggedErrors.get(p) !== key) {
+      this.loggedErrors.set(p, key);
+      this.log(`port ${this.pipe.portName[p]}: ${op} failed: ${e.message}${op === 'recv' ? '; polling it again shortly' : '; frames for it are counted as dropped'}`);
+    }
+    if (op === 'send') return;
+    this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.RX_ERRORS]++;
+    if (this.repoll.has(p)) return;
+    this.io.unpoll(p);
+    const delay = Math.min(REPOLL_MAX_MS, Math.max(REPOLL_MIN_MS, (this.repollDelay.get(p) ?? 0) * 2));
+    this.repollDelay.set(p, delay);
+    const timer = setTimeout(() => {
+      this.repoll.delete(p);
+      if (this.pipe.role[p] !== Role.NONE) this.watch(p);
+    }, delay);
+    timer.unref();
+    this.repoll.set(p, timer);
+  }
+
+  /** A port is closed: forget its error state (its id will be reused by another port). */
+  private forgetPort(p: number): void {
+    clearTimeout(this.repoll.get(p));
+    this.repoll.delete(p);
+    this.repollDelay.delete(p);
+    this.loggedErrors.delete(p);
+    this.io.close(p);
+    this.pipe.clearPort(p);
   }
 
   private openEndpoint(ep: LocalEndpoint): EndpointPort {
@@ -206,13 +260,13 @@ export class Engine {
         this.notes.push(...quietKernelOn(ep.interfaceName, true));
         hostRouteToPod(ep.interfaceName, ep.ips, ep.mac);
       }
-      port = native.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, ignoreOutgoing: true, fanoutGroup: this.fanout(ep.interfaceName) });
+      port = this.io.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, ignoreOutgoing: true, fanoutGroup: this.fanout(ep.interfaceName) });
     } else if (this.worker.count > 1) {
       throw new Error(`${kind} pods are single-queue devices: run one worker to serve ${ep.interfaceName}`);
     } else if (kind === 'tap') {
-      port = native.openTap(ep.interfaceName, { netns });
+      port = this.io.openTap(ep.interfaceName, { netns });
     } else {
-      port = native.openTun(ep.interfaceName, { netns });
+      port = this.io.openTun(ep.interfaceName, { netns });
     }
     this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac, kind === 'veth');
     // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would.
@@ -234,8 +288,7 @@ export class Engine {
     for (const [name, cur] of this.endpoints) {
       const next = want.get(name);
       if (!next || next.interfaceType !== cur.kind || next.interfaceNetns !== cur.ep.interfaceNetns) {
-        native.close(cur.port);
-        this.pipe.clearPort(cur.port);
+        this.forgetPort(cur.port);
         if (this.manageHost && cur.kind === 'veth') removeHostRoute(name, cur.ep.ips);
         this.endpoints.delete(name);
       }
@@ -243,10 +296,15 @@ export class Engine {
     for (const [name, ep] of want) {
       const cur = this.endpoints.get(name);
       if (cur) {
-        // Same interface: refresh addresses (and MAC) in place.
+        // Same interface: refresh addresses (and a MAC the endpoint states) in place. What the
+        // port learned (the pod's MAC) and its counters stay: a model that does not change this
+        // pod must not interrupt its traffic.
+        const changed = !sameEndpointAddressing(cur.ep, ep);
         cur.ep = ep;
-        this.pipe.setPort(cur.port, cur.kind === 'tun' ? Role.POD_TUN : Role.POD_L2, name, ep.ips, ep.mac ? parseMac(ep.mac) : undefined, cur.kind === 'veth');
-        if (this.manageHost && cur.kind === 'veth') hostRouteToPod(name, ep.ips, ep.mac);
+        if (changed) {
+          this.pipe.updatePort(cur.port, ep.ips, ep.mac ? parseMac(ep.mac) : undefined);
+          if (this.manageHost && cur.kind === 'veth') hostRouteToPod(name, ep.ips, ep.mac);
+        }
         continue;
       }
       try {
@@ -318,7 +376,7 @@ export class Engine {
     const f = this.pool.start(i);
     this.pool.len[i] = writeArpRequest(this.pool.bytes, f, this.underlay.mac, this.model.node.ip, ip);
     this.pool.txList[this.batch] = i;
-    native.send(this.infra.underlay, this.batch, 1);
+    this.io.send(this.infra.underlay, this.batch, 1);
   }
 
   /** A neighbour another worker resolved. */
@@ -340,10 +398,7 @@ export class Engine {
   stop(): void {
     if (this.retryTimer) clearInterval(this.retryTimer);
     this.retryTimer = null;
-    for (const [, ep] of this.endpoints) {
-      native.close(ep.port);
-      this.pipe.clearPort(ep.port);
-    }
+    for (const [, ep] of this.endpoints) this.forgetPort(ep.port);
     this.endpoints.clear();
     this.closeInfra();
   }
@@ -404,7 +459,7 @@ export class Engine {
     const all = [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)].filter((p) => p >= 0);
     for (const p of all) {
       const pc = p * PORT_COUNTERS;
-      const st = native.stats(p);
+      const st = this.io.stats(p);
       ports.push({
         port: this.pipe.portName[p],
         rx: this.pipe.portCounters[pc + PortCounter.RX],
@@ -415,6 +470,9 @@ export class Engine {
         kernelDrops: st.rxKernelDrops,
         txFull: st.txDroppedFull,
         txErrors: st.txErrors,
+        sendRefused: this.pipe.portCounters[pc + PortCounter.TX_ERRORS],
+        rxErrors: this.pipe.portCounters[pc + PortCounter.RX_ERRORS],
+        ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });
     }

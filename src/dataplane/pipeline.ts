@@ -19,10 +19,11 @@ import { encapVxlan } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
 import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
-import { FramePool, DescFlag, SLOT_SHIFT, native } from './native';
+import { FramePool, DescFlag, SLOT_SHIFT } from './frame-pool';
+import type { PacketIO } from './io';
 import { NextHops, NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS } from './counters';
-import { TraceSession, TraceRecord, traceMatches } from './trace';
+import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
 
 /** What a port is to the pipeline. */
 export const Role = {
@@ -95,7 +96,11 @@ export class Pipeline {
   /** Called when an ARP reply on the underlay resolves a neighbour. */
   onNeighbor: (ip: number, b: Uint8Array, macOff: number) => void = () => {};
 
-  constructor(readonly pool: FramePool, readonly batch: number) {
+  /** Called once per kind of I/O error on a port (send refused as a whole, receive failed), for
+   * the log; the error is counted on the port either way. */
+  onPortError: (port: number, op: 'send' | 'recv', e: Error) => void = () => {};
+
+  constructor(readonly pool: FramePool, readonly batch: number, readonly io: PacketIO) {
     this.b = pool.bytes;
     this.out = new Int32Array(batch);
   }
@@ -104,11 +109,22 @@ export class Pipeline {
     this.role[id] = role;
     this.hostSees[id] = hostSees ? 1 : 0;
     this.portName[id] = name;
+    this.podMacKnown[id] = 0;
+    this.updatePort(id, ips, mac);
+    this.portCounters.fill(0, id * PORT_COUNTERS, (id + 1) * PORT_COUNTERS);
+  }
+
+  /**
+   * New addresses (and a MAC the endpoint now states) for a port already in use: its role, name,
+   * counters and the MAC it learned from the pod's own frames stay.
+   */
+  updatePort(id: number, ips: readonly number[], mac?: Uint8Array): void {
     this.podIpCount[id] = Math.min(ips.length, 4);
     for (let k = 0; k < 4; k++) this.podIps[id * 4 + k] = k < ips.length ? ips[k] >>> 0 : 0;
-    this.podMacKnown[id] = mac ? 1 : 0;
-    if (mac) this.podMac.set(mac, id * 6);
-    this.portCounters.fill(0, id * PORT_COUNTERS, (id + 1) * PORT_COUNTERS);
+    if (mac) {
+      this.podMac.set(mac, id * 6);
+      this.podMacKnown[id] = 1;
+    }
   }
 
   clearPort(id: number): void {
@@ -123,7 +139,7 @@ export class Pipeline {
   drain(port: number, maxBatches = 16): number {
     let total = 0;
     for (let round = 0; round < maxBatches; round++) {
-      const n = native.recv(port, 0, this.batch);
+      const n = this.io.recv(port, 0, this.batch);
       if (n === 0) break;
       total += n;
       this.processBatch(port, n);
@@ -452,11 +468,12 @@ export class Pipeline {
     const op = (b[a + 6] << 8) | b[a + 7];
     const tpa = ((b[a + 24] << 24) | (b[a + 25] << 16) | (b[a + 26] << 8) | b[a + 27]) >>> 0;
     if (op !== ARP_REQUEST || tpa !== GATEWAY_IP) return this.drop(Reason.ARP_NOT_GATEWAY);
+    const spa = ((b[a + 14] << 24) | (b[a + 15] << 16) | (b[a + 16] << 8) | b[a + 17]) >>> 0;
     // Calico's host answers the gateway with its own (ee:..) MAC through proxy ARP; we answer directly.
     const n = arpReplyInPlace(b, f, GATEWAY_MAC, 0);
     this.setFrame(i, f, n);
     this.counters[Event.ARP_REPLIED]++;
-    if (this.trace !== null) {
+    if (this.trace !== null && traceMatchesArp(this.trace.filter, spa, tpa)) {
       const r: TraceRecord = { at: new Date().toISOString(), ingress: this.portName[port], stages: [`arp who-has 169.254.1.1 from ${formatMac(b, f)}: replied ee:ee:ee:ee:ee:ee`] };
       this.trace.add(r);
       if (this.trace.full) this.trace = null;
@@ -568,8 +585,18 @@ export class Pipeline {
       this.outMark[p] = 0;
       let k = 0;
       for (let i = 0; i < n; i++) if (out[i] === p) tx[k++] = i;
-      const sent = native.send(p, 0, k);
       const pc = p * PORT_COUNTERS;
+      let sent: number;
+      try {
+        sent = this.io.send(p, 0, k);
+      } catch (e) {
+        // A port that refuses the whole call (a device gone, a bad descriptor) costs this batch's
+        // frames for that port only: counted there, and the other ports' frames still go out.
+        sent = 0;
+        this.portCounters[pc + PortCounter.TX_ERRORS]++;
+        this.counters[Reason.TX_ERROR] += k;
+        this.onPortError(p, 'send', e as Error);
+      }
       this.portCounters[pc + PortCounter.TX] += sent;
       if (sent < k) this.portCounters[pc + PortCounter.DROPS] += k - sent;
     }

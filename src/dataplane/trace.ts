@@ -86,6 +86,16 @@ export function traceMatches(f: TraceFilter, b: Uint8Array, ip: number): boolean
   return true;
 }
 
+/** Does an ARP request (sender address spa asking for tpa) match? An IP protocol or port in the
+ * filter never matches ARP; addresses match the sender (src) and the target (dst). */
+export function traceMatchesArp(f: TraceFilter, spa: number, tpa: number): boolean {
+  if (f.proto !== undefined || f.port !== undefined) return false;
+  if (f.host !== undefined && spa !== f.host && tpa !== f.host) return false;
+  if (f.src !== undefined && spa !== f.src) return false;
+  if (f.dst !== undefined && tpa !== f.dst) return false;
+  return true;
+}
+
 export class TraceSession {
   readonly records: TraceRecord[] = [];
   private done!: () => void;

@@ -1,0 +1,65 @@
+/**
+ * The one frame pool of a process (or worker) and its descriptor arrays, in plain typed arrays: it
+ * exists without the native addon, so the pipeline runs (and is unit-tested) in any Node process.
+ * A PacketIO implementation is handed the pool once (`io.setPool(pool)`) and then moves frames
+ * between its ports and the pool's slots.
+ *
+ * A frame is described by descriptor i: pool slot `slot[i]`, start `off[i]` inside the slot, length
+ * `len[i]`, the port it came from or goes to, flags, and for UDP/raw sockets the peer address.
+ * Receive writes frames at HEADROOM inside their slot, so outer headers can be prepended in place.
+ * Send takes the descriptor indices listed in `txList[first .. first+count)`.
+ */
+import { SLOT_SIZE, HEADROOM } from '../packet/layout';
+
+export { SLOT_SIZE, HEADROOM };
+/** log2(SLOT_SIZE): slot index -> byte offset by a shift. */
+export const SLOT_SHIFT = 11;
+
+/** Descriptor flags set by receive (mirrors native/ports.h). */
+export const DescFlag = {
+  TRUNCATED: 0x1,
+  CSUM_PARTIAL: 0x2,
+  OUTGOING: 0x4,
+} as const;
+
+export class FramePool {
+  readonly buffer: ArrayBuffer;
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  readonly slot: Uint32Array;
+  readonly off: Uint16Array;
+  readonly len: Uint16Array;
+  readonly port: Uint16Array;
+  readonly flags: Uint16Array;
+  readonly addr: Uint32Array;
+  readonly aport: Uint16Array;
+  readonly txList: Uint32Array;
+
+  constructor(readonly slots: number, readonly descriptors = slots) {
+    if (descriptors > slots) throw new Error(`FramePool: ${descriptors} descriptors need at least as many slots (${slots})`);
+    if (1 << SLOT_SHIFT !== SLOT_SIZE) throw new Error('FramePool: SLOT_SHIFT does not match SLOT_SIZE');
+    this.buffer = new ArrayBuffer(slots * SLOT_SIZE);
+    this.bytes = new Uint8Array(this.buffer);
+    this.view = new DataView(this.buffer);
+    // Each array gets its own ArrayBuffer well above V8's on-heap limit, so its memory never moves
+    // while C holds a pointer to it.
+    const n = Math.max(descriptors, 64);
+    this.slot = new Uint32Array(new ArrayBuffer(n * 4));
+    this.off = new Uint16Array(new ArrayBuffer(n * 2));
+    this.len = new Uint16Array(new ArrayBuffer(n * 2));
+    this.port = new Uint16Array(new ArrayBuffer(n * 2));
+    this.flags = new Uint16Array(new ArrayBuffer(n * 2));
+    this.addr = new Uint32Array(new ArrayBuffer(n * 4));
+    this.aport = new Uint16Array(new ArrayBuffer(n * 2));
+    this.txList = new Uint32Array(new ArrayBuffer(n * 4));
+    for (let i = 0; i < n; i++) {
+      this.slot[i] = i < slots ? i : 0;
+      this.off[i] = HEADROOM;
+    }
+  }
+
+  /** Byte offset of descriptor i's frame in the pool. */
+  start(i: number): number {
+    return (this.slot[i] << SLOT_SHIFT) + this.off[i];
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Packet I/O as the pipeline and engine see it: open ports, receive a batch into the frame pool,
+ * send a batch from it, and readiness callbacks. Two implementations: the native addon
+ * (`nativeIO()` in native.ts: devices and sockets, root) and `MemoryIO` (memory-io.ts: queues in
+ * memory, for tests of the forwarding logic in a plain Node process).
+ *
+ * Contract (the addon's): recv(port, first, max) writes up to `max` frames into descriptors
+ * [first, first+n) at HEADROOM inside their slots and returns n; send(port, first, count) sends the
+ * descriptors listed in pool.txList[first .. first+count) and returns how many the port accepted
+ * (the rest are counted in its stats); both throw an Error with an errno `code` only for a broken
+ * port or bad arguments, never for a single frame.
+ */
+import type { FramePool } from './frame-pool';
+
+export interface PortOptions {
+  /** Open the device or socket inside this network namespace (e.g. /run/netns/NAME). */
+  netns?: string;
+  /** TAP/TUN: IFF_MULTI_QUEUE (one fd per queue, for several workers). */
+  multiQueue?: boolean;
+  /** TAP/TUN: keep the device after the fd closes (TUNSETPERSIST). */
+  persist?: boolean;
+  /** AF_PACKET: receive through a PACKET_MMAP ring (default true) rather than recvmmsg. */
+  ring?: boolean;
+  /** AF_PACKET ring: TPACKET_V2 (default: wakes per frame, no added latency) or TPACKET_V3
+   * (blocks of frames, woken when a block fills or after 1 ms). */
+  ringVersion?: 2 | 3;
+  ringBlocks?: number;
+  ringBlockSize?: number;
+  /** AF_PACKET: PACKET_FANOUT_HASH group id (spreads flows across sockets/workers). */
+  fanoutGroup?: number;
+  /** AF_PACKET: PACKET_IGNORE_OUTGOING (default true): never read back frames we or the host sent. */
+  ignoreOutgoing?: boolean;
+  /** AF_PACKET: PACKET_QDISC_BYPASS: transmit straight to the driver, skipping the qdisc (and tc). */
+  qdiscBypass?: boolean;
+  /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */
+  bpf?: Uint8Array;
+  /** UDP/raw: local IPv4 address as uint32 (0 = any). */
+  addr?: number;
+  /** UDP: local port (0 = ephemeral). */
+  port?: number;
+  /** raw: IP protocol number (4 for IPIP). */
+  proto?: number;
+  rcvbuf?: number;
+  sndbuf?: number;
+  reuseport?: boolean;
+}
+
+export interface PortStats {
+  rxPackets: number; rxBytes: number; rxTruncated: number; rxKernelDrops: number; rxCalls: number;
+  txPackets: number; txBytes: number; txRetries: number; txDroppedFull: number; txErrors: number; txCalls: number;
+  /** Frames the kernel refused for now, held by the port until it is writable again. */
+  txBacklog?: number;
+  lastError?: string;
+}
+
+export interface PortInfo { kind: 'tap' | 'tun' | 'packet' | 'udp' | 'raw'; name: string; fd: number; ifindex: number; boundPort: number; /** 0 = no ring, else the TPACKET version */ ring: number }
+
+/** Readiness callback: one call per readable event of a port; status < 0 is a poll error. */
+export type PollCallback = (port: number, status: number) => void;
+
+export interface PacketIO {
+  /** Largest batch one recv/send call moves. */
+  readonly MAX_BATCH: number;
+  /** Hand the pool to the I/O layer (once per pool, before any recv/send). */
+  setPool(pool: FramePool): void;
+  openTap(name: string, opts?: PortOptions): number;
+  openTun(name: string, opts?: PortOptions): number;
+  openPacket(ifname: string, opts?: PortOptions): number;
+  openUdp(opts: PortOptions): number;
+  openRaw(opts: PortOptions): number;
+  close(port: number): void;
+  recv(port: number, first: number, max: number): number;
+  send(port: number, first: number, count: number): number;
+  stats(port: number): PortStats;
+  info(port: number): PortInfo;
+  poll(port: number, cb: PollCallback): void;
+  unpoll(port: number): void;
+}
+
+/** An errno-carrying error from the I/O layer: `code` is the errno name (EPERM, ENODEV, ...). */
+export function errnoOf(e: unknown): string | undefined {
+  return (e as { code?: string })?.code;
+}

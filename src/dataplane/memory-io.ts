@@ -1,0 +1,198 @@
+/**
+ * PacketIO in memory: ports are queues. Frames injected into a port are received by the pipeline
+ * exactly as the addon delivers them (copied into pool slots at HEADROOM, flags and peer address
+ * set); frames the pipeline sends are copied out and kept per port. It lets the forwarding logic
+ * run and be tested byte for byte in a plain Node process, without root or the addon.
+ */
+import { FramePool, HEADROOM, SLOT_SIZE, DescFlag } from './frame-pool';
+import type { PacketIO, PortOptions, PortStats, PortInfo, PollCallback } from './io';
+
+/** A frame handed to a port: bytes plus, for UDP/raw ports, the peer address and port. */
+export interface MemFrame {
+  bytes: Uint8Array;
+  /** UDP/raw: peer IPv4 address (host order). */
+  addr?: number;
+  /** UDP: peer port. */
+  aport?: number;
+  /** Descriptor flags to deliver with it (e.g. DescFlag.CSUM_PARTIAL). */
+  flags?: number;
+}
+
+interface MemPort {
+  kind: PortInfo['kind'];
+  name: string;
+  opts: PortOptions;
+  rx: MemFrame[];
+  tx: MemFrame[];
+  stats: PortStats;
+  cb: PollCallback | null;
+  /** Error code the next recv/send throws (fault injection). */
+  failRecv: string | null;
+  failSend: string | null;
+}
+
+function errno(code: string, what: string): Error {
+  return Object.assign(new Error(`${what}: ${code}`), { code });
+}
+
+export class MemoryIO implements PacketIO {
+  readonly MAX_BATCH = 1024;
+  private pool: FramePool | null = null;
+  private readonly ports: (MemPort | undefined)[] = [];
+
+  setPool(pool: FramePool): void {
+    this.pool = pool;
+  }
+
+  private open(kind: PortInfo['kind'], name: string, opts: PortOptions = {}): number {
+    let id = this.ports.findIndex((p) => p === undefined);
+    if (id < 0) id = this.ports.length;
+    this.ports[id] = {
+      kind, name, opts, rx: [], tx: [], cb: null, failRecv: null, failSend: null,
+      stats: { rxPackets: 0, rxBytes: 0, rxTruncated: 0, rxKernelDrops: 0, rxCalls: 0, txPackets: 0, txBytes: 0, txRetries: 0, txDroppedFull: 0, txErrors: 0, txCalls: 0 },
+    };
+    return id;
+  }
+
+  openTap(name: string, opts?: PortOptions): number { return this.open('tap', name, opts); }
+  openTun(name: string, opts?: PortOptions): number { return this.open('tun', name, opts); }
+  openPacket(ifname: string, opts?: PortOptions): number { return this.open('packet', ifname, opts); }
+  openUdp(opts: PortOptions): number { return this.open('udp', `udp:${opts.port ?? 0}`, opts); }
+  openRaw(opts: PortOptions): number { return this.open('raw', `raw:${opts.proto ?? 0}`, opts); }
+
+  close(port: number): void {
+    this.get(port);
+    this.ports[port] = undefined;
+  }
+
+  private get(port: number): MemPort {
+    const p = this.ports[port];
+    if (!p) throw errno('EBADF', `port ${port}`);
+    return p;
+  }
+
+  recv(port: number, first: number, max: number): number {
+    const p = this.get(port);
+    const pool = this.pool;
+    if (!pool) throw new TypeError('setPool first');
+    if (p.failRecv) {
+      const code = p.failRecv;
+      p.failRecv = null;
+      throw errno(code, p.name);
+    }
+    p.stats.rxCalls++;
+    const cap = SLOT_SIZE - HEADROOM;
+    let n = 0;
+    while (n < max && n < this.MAX_BATCH && p.rx.length > 0) {
+      const f = p.rx.shift()!;
+      const i = first + n;
+      pool.off[i] = HEADROOM;
+      const len = Math.min(f.bytes.length, cap);
+      pool.bytes.set(f.bytes.subarray(0, len), pool.start(i));
+      pool.len[i] = len;
+      pool.port[i] = port;
+      pool.flags[i] = (f.flags ?? 0) | (f.bytes.length > cap ? DescFlag.TRUNCATED : 0);
+      pool.addr[i] = f.addr ?? 0;
+      pool.aport[i] = f.aport ?? 0;
+      if (f.bytes.length > cap) p.stats.rxTruncated++;
+      p.stats.rxBytes += len;
+      n++;
+    }
+    p.stats.rxPackets += n;
+    return n;
+  }
+
+  send(port: number, first: number, count: number): number {
+    const p = this.get(port);
+    const pool = this.pool;
+    if (!pool) throw new TypeError('setPool first');
+    if (count > this.MAX_BATCH) throw errno('E2BIG', p.name);
+    if (p.failSend) {
+      const code = p.failSend;
+      p.failSend = null;
+      throw errno(code, p.name);
+    }
+    if (count === 0) return 0;
+    p.stats.txCalls++;
+    for (let k = 0; k < count; k++) {
+      const i = pool.txList[first + k];
+      if (pool.off[i] + pool.len[i] > SLOT_SIZE) throw errno('ERANGE', p.name);
+      const s = pool.start(i);
+      p.tx.push({ bytes: pool.bytes.slice(s, s + pool.len[i]), addr: pool.addr[i], aport: pool.aport[i] });
+      p.stats.txBytes += pool.len[i];
+    }
+    p.stats.txPackets += count;
+    return count;
+  }
+
+  stats(port: number): PortStats {
+    return { ...this.get(port).stats };
+  }
+
+  info(port: number): PortInfo {
+    const p = this.get(port);
+    return { kind: p.kind, name: p.name, fd: -1, ifindex: 0, boundPort: p.opts.port ?? 0, ring: 0 };
+  }
+
+  poll(port: number, cb: PollCallback): void {
+    this.get(port).cb = cb;
+  }
+
+  unpoll(port: number): void {
+    const p = this.ports[port];
+    if (p) p.cb = null;
+  }
+
+  // ---- the test's side -------------------------------------------------------------------------
+
+  /** Queue frames for the pipeline to receive on `port`. */
+  inject(port: number, ...frames: (Uint8Array | MemFrame)[]): void {
+    const p = this.get(port);
+    for (const f of frames) p.rx.push(f instanceof Uint8Array ? { bytes: f } : f);
+  }
+
+  /** Frames sent on `port` since the last call (taken out). */
+  take(port: number): MemFrame[] {
+    const p = this.get(port);
+    const out = p.tx;
+    p.tx = [];
+    return out;
+  }
+
+  /** The id of the open port named `name` (device or interface name), or -1. */
+  portNamed(name: string): number {
+    return this.ports.findIndex((p) => p?.name === name);
+  }
+
+  isPolled(port: number): boolean {
+    return this.ports[port]?.cb != null;
+  }
+
+  /** The next recv (or send) on `port` throws an errno error with this code. */
+  failNext(port: number, op: 'recv' | 'send', code: string): void {
+    const p = this.get(port);
+    if (op === 'recv') p.failRecv = code;
+    else p.failSend = code;
+  }
+
+  /**
+   * Readiness, as the event loop would deliver it: call the callback of every polled port with
+   * frames queued (or an injected receive fault), until no port has any or `maxRounds` passed.
+   * Returns the number of callbacks made.
+   */
+  pump(maxRounds = 100): number {
+    let calls = 0;
+    for (let round = 0; round < maxRounds; round++) {
+      let any = false;
+      this.ports.forEach((p, id) => {
+        if (p && p.cb && (p.rx.length > 0 || p.failRecv)) {
+          any = true;
+          calls++;
+          p.cb(id, 0);
+        }
+      });
+      if (!any) break;
+    }
+    return calls;
+  }
+}

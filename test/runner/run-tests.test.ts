@@ -1,0 +1,150 @@
+// Self-test of scripts/run-tests.js, the runner CI trusts for its "N passed, N failed" line: it is
+// pointed (PODWAY_TEST_ROOT) at a temporary directory of small fake compiled test files, each one a
+// case the counting must get right: passes, failures, test.skip (uvu's Total leaves skipped tests
+// out), a throwing `before` hook (uvu drops its error), a crash before uvu reports, and a test that
+// needs root run by a non-root user.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+function repoRoot(): string {
+  let d = __dirname;
+  while (!fs.existsSync(path.join(d, 'package.json'))) {
+    const up = path.dirname(d);
+    if (up === d) throw new Error(`package.json not found above ${__dirname}`);
+    d = up;
+  }
+  return d;
+}
+
+const RUNNER = path.join(repoRoot(), 'scripts', 'run-tests.js');
+const TAG = Math.random().toString(36).slice(2, 10); // makes the messages we look for unique
+const NOBODY = 65534;
+
+const HEADER = `const { test } = require('uvu');\nconst assert = require('uvu/assert');\n`;
+const FILES: Record<string, string> = {
+  'a/pass.test.js': `${HEADER}
+test('one', () => assert.is(1 + 1, 2));
+test('two', () => assert.ok(true));
+test.run();
+`,
+  'a/fail.test.js': `${HEADER}
+test('passes', () => assert.ok(true));
+test('fails', () => assert.is(1, 2, 'plain-failure-${TAG}'));
+test.run();
+`,
+  'b/skip.test.js': `${HEADER}
+test('passes', () => assert.ok(true));
+test.skip('skipped', () => assert.ok(false));
+test.run();
+`,
+  'b/hook.test.js': `${HEADER}
+test.before(() => { throw new Error('before-hook-exploded-${TAG}'); });
+test('first', () => assert.ok(true));
+test('second', () => assert.ok(true));
+test.run();
+`,
+  'c/crash.test.js': `${HEADER}
+test('never reported', () => assert.ok(true));
+console.log('about-to-exit-3-${TAG}');
+process.exit(3);
+`,
+};
+
+interface RunResult { status: number | null; out: string; lines: string[] }
+
+/** Writes `files` into a fresh temp dir (readable by everyone), runs the runner on it, removes it. */
+function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number } = {}): RunResult {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `podway-runner-${TAG}-`));
+  try {
+    fs.chmodSync(dir, 0o755);
+    // The fake files require('uvu') like real ones; they find it through this link.
+    fs.symlinkSync(path.join(repoRoot(), 'node_modules'), path.join(dir, 'node_modules'));
+    for (const [rel, text] of Object.entries(files)) {
+      fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true, mode: 0o755 });
+      fs.writeFileSync(path.join(dir, rel), text, { mode: 0o644 });
+    }
+    const args = [RUNNER, ...(opts.filter ? [opts.filter] : [])];
+    const r = spawnSync(process.execPath, args, {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, PODWAY_TEST_ROOT: dir, FORCE_COLOR: '0' },
+      ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
+    });
+    if (r.error) throw r.error;
+    const out = r.stdout + r.stderr;
+    return { status: r.status, out, lines: r.stdout.trimEnd().split('\n') };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The runner's per-file line for `rel`. */
+function fileLine(res: RunResult, rel: string): string {
+  const line = res.lines.find((l) => l.slice(5).startsWith(`${rel} (`));
+  assert.ok(line, `no line for ${rel} in:\n${res.out}`);
+  return line as string;
+}
+
+test('counts passes, failures, skips, a throwing before hook and a crash; shows why each file failed', () => {
+  const res = runOn(FILES);
+  assert.is(res.status, 1, res.out);
+  // 2 + 1 + 1 passed; 1 (fail) + 2 (both tests of the hook file) + 1 (crash) failed; 1 skipped.
+  assert.is(res.lines[res.lines.length - 1], '4 passed, 4 failed, 1 skipped', res.out);
+  assert.match(fileLine(res, 'a/pass.test.js'), /^ok {3}a\/pass\.test\.js \(2 passed, 0 failed, /);
+  assert.match(fileLine(res, 'a/fail.test.js'), /^FAIL a\/fail\.test\.js \(1 passed, 1 failed, /);
+  assert.match(fileLine(res, 'b/skip.test.js'), /^ok {3}b\/skip\.test\.js \(1 passed, 0 failed, 1 skipped, /);
+  assert.match(fileLine(res, 'b/hook.test.js'), /^FAIL b\/hook\.test\.js \(0 passed, 2 failed, /);
+  assert.match(fileLine(res, 'c/crash.test.js'), /^FAIL c\/crash\.test\.js \(0 passed, 1 failed, /);
+  // The reasons: uvu's failure message, the hook's error (uvu alone would print nothing), the
+  // crashing file's own output and its exit status.
+  assert.ok(res.out.includes(`plain-failure-${TAG}`), res.out);
+  assert.ok(res.out.includes(`uvu hook error (before): Error: before-hook-exploded-${TAG}`), res.out);
+  assert.ok(res.out.includes(`about-to-exit-3-${TAG}`), res.out);
+  assert.ok(res.out.includes('exit status 3'), res.out);
+  assert.ok(res.out.includes('failed files: a/fail.test.js, b/hook.test.js, c/crash.test.js'), res.out);
+  assert.not.ok(res.out.includes('note: not root'), 'no root note when no file needs root');
+});
+
+test('without skips the closing line is exactly "N passed, N failed"; a filter selects files', () => {
+  const ok = runOn(FILES, { filter: '^a/pass' });
+  assert.is(ok.status, 0, ok.out);
+  assert.is(ok.lines[ok.lines.length - 1], '2 passed, 0 failed', ok.out);
+  const bad = runOn(FILES, { filter: '^a/' });
+  assert.is(bad.status, 1, bad.out);
+  assert.is(bad.lines[bad.lines.length - 1], '3 passed, 1 failed', bad.out);
+});
+
+test('a skipped test no longer hides a failure in the same file', () => {
+  const res = runOn({
+    'mixed.test.js': `${HEADER}
+test('passes', () => assert.ok(true));
+test('fails 1', () => assert.ok(false));
+test('fails 2', () => assert.ok(false));
+test.skip('skipped', () => {});
+test.run();
+`,
+  });
+  assert.is(res.lines[res.lines.length - 1], '1 passed, 2 failed, 1 skipped', res.out);
+});
+
+test('as non-root, files that fail because they need root are named in a note and still count as failed', () => {
+  const needsRoot = `${HEADER}
+test('makes a namespace', () => {
+  if (process.getuid() !== 0) throw new Error('this test needs root (network namespaces)');
+});
+test.run();
+`;
+  // Run as nobody when we are root; otherwise we are non-root already.
+  const isRoot = process.getuid?.() === 0;
+  const res = runOn({ 'netns.test.js': needsRoot, 'plain.test.js': FILES['a/pass.test.js'] }, isRoot ? { uid: NOBODY } : {});
+  assert.is(res.status, 1, res.out);
+  assert.ok(res.out.includes('note: not root: 1 file needs root (network namespaces) and failed for that reason: netns.test.js'), res.out);
+  assert.is(res.lines[res.lines.length - 1], '2 passed, 1 failed', res.out);
+});
+
+test.run();

@@ -2,7 +2,7 @@
  * Interop with the Linux kernel's own Calico dataplane (root, network namespaces).
  *
  * node1 runs podway. node2 runs NO podway: its namespace is programmed the way Felix programs a
- * VXLAN node (see /work/shared/reference/calico-dataplane.md): a `vxlan.calico` device (VNI 4096,
+ * VXLAN node (per Calico's documented felix/ behaviour): a `vxlan.calico` device (VNI 4096,
  * port 4789, learning off, MAC 0x66+sha1(nodename)[0:5], VTEP IP /32, MTU 1450), for node1 a
  * permanent neighbour VTEP-IP -> VTEP-MAC, a permanent FDB entry VTEP-MAC -> node IP and the
  * route `<block> via <VTEP IP> dev vxlan.calico onlink`; for its own pods the kernel routes

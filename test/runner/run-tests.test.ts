@@ -56,23 +56,59 @@ process.exit(3);
 
 interface RunResult { status: number | null; out: string; lines: string[] }
 
-/** Writes `files` into a fresh temp dir (readable by everyone), runs the runner on it, removes it. */
+/**
+ * Copies package `name` and, recursively, its dependencies from the repo's node_modules into
+ * `into` (flat, as npm laid them out), so a user who cannot read the repo can still load them.
+ */
+function copyPackage(name: string, into: string, done = new Set<string>()): void {
+  if (done.has(name)) return;
+  done.add(name);
+  const from = path.join(repoRoot(), 'node_modules', name);
+  fs.cpSync(from, path.join(into, name), { recursive: true });
+  const deps = JSON.parse(fs.readFileSync(path.join(from, 'package.json'), 'utf8')).dependencies ?? {};
+  for (const dep of Object.keys(deps)) copyPackage(dep, into, done);
+}
+
+/** Makes every file and directory under `dir` readable by everyone (for the uid 65534 run). */
+function openUp(dir: string): void {
+  fs.chmodSync(dir, 0o755);
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) openUp(p);
+    else if (e.isFile()) fs.chmodSync(p, 0o644);
+  }
+}
+
+/**
+ * Writes `files` into a fresh temp dir, runs the runner on it (PODWAY_TEST_ROOT), removes it.
+ * With `uid`, the runner runs as that user; the repo may not be readable to it (a checkout under
+ * /root is not), so the runner's two scripts and uvu with its dependencies are copied in first.
+ */
 function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number } = {}): RunResult {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `podway-runner-${TAG}-`));
   try {
-    fs.chmodSync(dir, 0o755);
-    // The fake files require('uvu') like real ones; they find it through this link.
-    fs.symlinkSync(path.join(repoRoot(), 'node_modules'), path.join(dir, 'node_modules'));
-    for (const [rel, text] of Object.entries(files)) {
-      fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true, mode: 0o755 });
-      fs.writeFileSync(path.join(dir, rel), text, { mode: 0o644 });
+    const tests = path.join(dir, 'tests');
+    let runner = RUNNER;
+    if (opts.uid === undefined) {
+      // The fake files require('uvu') like real ones; they find it through this link.
+      fs.symlinkSync(path.join(repoRoot(), 'node_modules'), path.join(dir, 'node_modules'));
+    } else {
+      fs.mkdirSync(path.join(dir, 'scripts'));
+      for (const f of ['run-tests.js', 'uvu-hook-errors.js']) fs.copyFileSync(path.join(path.dirname(RUNNER), f), path.join(dir, 'scripts', f));
+      runner = path.join(dir, 'scripts', 'run-tests.js');
+      copyPackage('uvu', path.join(dir, 'node_modules'));
     }
-    const args = [RUNNER, ...(opts.filter ? [opts.filter] : [])];
+    for (const [rel, text] of Object.entries(files)) {
+      fs.mkdirSync(path.dirname(path.join(tests, rel)), { recursive: true });
+      fs.writeFileSync(path.join(tests, rel), text);
+    }
+    if (opts.uid !== undefined) openUp(dir);
+    const args = [runner, ...(opts.filter ? [opts.filter] : [])];
     const r = spawnSync(process.execPath, args, {
       cwd: dir,
       encoding: 'utf8',
       timeout: 60_000,
-      env: { ...process.env, PODWAY_TEST_ROOT: dir, FORCE_COLOR: '0' },
+      env: { ...process.env, PODWAY_TEST_ROOT: tests, FORCE_COLOR: '0' },
       ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
     });
     if (r.error) throw r.error;

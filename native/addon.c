@@ -21,13 +21,21 @@
 
 #include "ports.h"
 
+/* One per port that is watched: by JS for readability (poll()), and/or by the addon itself for
+ * writability while the port has a transmit backlog (see port_send). */
 struct poller {
   uv_poll_t handle;
+  uv_timer_t retry;    /* backs off a backlog the kernel refuses although the fd polls writable */
+  struct addon *a;
   napi_env env;
-  napi_ref cb;
+  napi_ref cb;         /* JS readiness callback; NULL while JS does not poll this port */
   napi_async_context actx;
   int id;
-  int active;
+  int events;          /* what the handle watches now: UV_READABLE, UV_WRITABLE */
+  int retry_armed;
+  unsigned backoff_ms; /* the retry delay last used; 0 after a flush that made progress */
+  int closing;         /* released: callbacks already queued for it return at once */
+  int open_handles;    /* handles not yet closed by libuv; the struct is freed at 0 */
 };
 
 struct addon {
@@ -335,19 +343,137 @@ static napi_value open_packet(napi_env env, napi_callback_info info) { return op
 static napi_value open_udp(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_UDP); }
 static napi_value open_raw(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_RAW); }
 
-static void poller_closed(uv_handle_t *h) {
+/* ---- pollers: JS readability and the addon's own backlog flushing -------------------------
+ *
+ * A port's backlog (frames the kernel refused, see port_send) is flushed from here: the handle
+ * watches UV_WRITABLE as well while the backlog is non-empty, and on_poll sends from it in C. JS's
+ * callback runs only for readability; a port JS never polls (a transmit-only raw socket) gets a
+ * writable-only poller while it has a backlog. If the fd polls writable but the kernel still refuses
+ * (ENOBUFS: a full qdisc or device queue does not block the socket), POLLOUT would fire again at
+ * once, so the flush then waits on a timer instead (1 ms, doubling to 64 ms while nothing moves). */
+
+#define RETRY_MAX_MS 64
+
+static void on_poll(uv_poll_t *h, int status, int events);
+static void on_retry(uv_timer_t *t);
+
+static void poller_handle_closed(uv_handle_t *h) {
   struct poller *pl = h->data;
-  free(pl);
+  if (--pl->open_handles == 0) free(pl);
 }
 
-static void stop_poller(napi_env env, struct addon *a, uint32_t id) {
+static void poller_drop_js(napi_env env, struct poller *pl) {
+  if (!pl->cb) return;
+  napi_delete_reference(env, pl->cb);
+  napi_async_destroy(env, pl->actx);
+  pl->cb = NULL;
+}
+
+/* Stop and detach a port's poller. uv_close is asynchronous: the memory is freed when libuv has
+ * closed both handles, so an on_poll running for it right now (JS closed the port from its own
+ * callback) still reads valid memory and sees `closing`. */
+static void poller_release(napi_env env, struct addon *a, uint32_t id) {
   struct poller *pl = a->pollers[id];
   if (!pl) return;
   a->pollers[id] = NULL;
+  pl->closing = 1;
+  poller_drop_js(env, pl);
   uv_poll_stop(&pl->handle);
-  napi_delete_reference(env, pl->cb);
-  napi_async_destroy(env, pl->actx);
-  uv_close((uv_handle_t *)&pl->handle, poller_closed);
+  uv_timer_stop(&pl->retry);
+  uv_close((uv_handle_t *)&pl->handle, poller_handle_closed);
+  uv_close((uv_handle_t *)&pl->retry, poller_handle_closed);
+}
+
+/* The port's poller, made (watching nothing yet) if it has none. Returns NULL with *err (libuv). */
+static struct poller *poller_get(napi_env env, struct addon *a, uint32_t id, int *err) {
+  if (a->pollers[id]) return a->pollers[id];
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    *err = UV_EINVAL;
+    return NULL;
+  }
+  struct poller *pl = calloc(1, sizeof *pl);
+  if (!pl) {
+    *err = UV_ENOMEM;
+    return NULL;
+  }
+  int r = uv_poll_init(loop, &pl->handle, a->ports[id].fd);
+  if (r) {
+    free(pl);
+    *err = r;
+    return NULL;
+  }
+  uv_timer_init(loop, &pl->retry);
+  pl->handle.data = pl;
+  pl->retry.data = pl;
+  pl->open_handles = 2;
+  pl->a = a;
+  pl->env = env;
+  pl->id = (int)id;
+  a->pollers[id] = pl;
+  return pl;
+}
+
+/* Make the handle watch what is wanted now: readable while JS polls, writable while a backlog waits
+ * and no retry timer is armed. A poller wanted for nothing is released. Returns 0 or a libuv error. */
+static int poller_sync(napi_env env, struct addon *a, uint32_t id) {
+  struct poller *pl = a->pollers[id];
+  if (!pl) return 0;
+  int backlog = port_backlog(&a->ports[id]) > 0;
+  if (!backlog && pl->retry_armed) {
+    uv_timer_stop(&pl->retry);
+    pl->retry_armed = 0;
+  }
+  if (!backlog) pl->backoff_ms = 0;
+  int want = (pl->cb ? UV_READABLE : 0) | (backlog && !pl->retry_armed ? UV_WRITABLE : 0);
+  if (!want && !pl->retry_armed) {
+    poller_release(env, a, id);
+    return 0;
+  }
+  if (want == pl->events) return 0;
+  int r = want ? uv_poll_start(&pl->handle, want, on_poll) : uv_poll_stop(&pl->handle);
+  if (r == 0) pl->events = want;
+  return r;
+}
+
+/* After port_send left frames in the backlog: make sure something will flush it. If no handle can
+ * be had, the backlog is discarded and counted (tx_errors) rather than left waiting forever. */
+static void backlog_watch(napi_env env, struct addon *a, uint32_t id) {
+  int err = 0;
+  struct poller *pl = poller_get(env, a, id, &err);
+  if (pl) err = poller_sync(env, a, id);
+  if (err) {
+    port_drop_backlog(&a->ports[id], -err);
+    poller_sync(env, a, id);
+  }
+}
+
+static void arm_retry(struct poller *pl) {
+  pl->backoff_ms = pl->backoff_ms ? pl->backoff_ms * 2 : 1;
+  if (pl->backoff_ms > RETRY_MAX_MS) pl->backoff_ms = RETRY_MAX_MS;
+  pl->retry_armed = 1;
+  uv_timer_start(&pl->retry, on_retry, pl->backoff_ms, 0);
+}
+
+/* Send from the backlog; when the kernel took nothing although we were told there is room, back
+ * off on the timer. Then watch whatever is wanted now (this may release the poller). */
+static void flush_backlog(struct poller *pl) {
+  struct addon *a = pl->a;
+  struct port *p = &a->ports[pl->id];
+  uint32_t moved = port_flush(p);
+  if (moved) pl->backoff_ms = 0;
+  if (!moved && port_backlog(p)) arm_retry(pl);
+  if (poller_sync(pl->env, a, (uint32_t)pl->id)) {
+    port_drop_backlog(p, EIO);
+    poller_sync(pl->env, a, (uint32_t)pl->id);
+  }
+}
+
+static void on_retry(uv_timer_t *t) {
+  struct poller *pl = t->data;
+  if (pl->closing) return;
+  pl->retry_armed = 0;
+  flush_backlog(pl);
 }
 
 static napi_value close_port(napi_env env, napi_callback_info info) {
@@ -358,15 +484,16 @@ static napi_value close_port(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (arg_u32(env, argv[0], &id) < 0 || id >= MAX_PORTS) return throw_type(env, "close: port id");
   if (!a->ports[id].in_use) return NULL; /* closing twice is harmless */
-  stop_poller(env, a, id);
-  port_close(&a->ports[id]);
+  poller_release(env, a, id);
+  port_close(&a->ports[id]); /* frees the backlog too */
   return NULL;
 }
 
 /* ---- batch moves ------------------------------------------------------------------------ */
 
 /* recv(port, first, max) -> frames received into descriptors [first, first+n)
- * send(port, first, count) -> frames accepted; sends descriptors txlist[first .. first+count) */
+ * send(port, first, count) -> frames accepted (sent now, or queued in the port's backlog when the
+ *   kernel is full; never blocks); sends descriptors txlist[first .. first+count) */
 static napi_value batch_move(napi_env env, napi_callback_info info, int is_send) {
   struct addon *a = get_addon(env);
   size_t argc = 3;
@@ -379,6 +506,7 @@ static napi_value batch_move(napi_env env, napi_callback_info info, int is_send)
   if (arg_u32(env, argv[1], &first) || arg_u32(env, argv[2], &n)) return throw_type(env, is_send ? "send(port, first, count)" : "recv(port, first, max)");
   int r = is_send ? port_send(p, &a->pool, first, n) : port_recv(p, (uint16_t)id, &a->pool, first, n);
   if (r < 0) return throw_errno(env, r, p->name[0] ? p->name : (is_send ? "send" : "recv"));
+  if (is_send && port_backlog(p)) backlog_watch(env, a, id);
   return ret_u32(env, (uint32_t)r);
 }
 
@@ -409,6 +537,8 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "txPackets", (double)p->st.tx_packets);
   set_num(env, o, "txBytes", (double)p->st.tx_bytes);
   set_num(env, o, "txRetries", (double)p->st.tx_retries);
+  set_num(env, o, "txQueued", (double)p->st.tx_queued);
+  set_num(env, o, "txBacklog", (double)port_backlog(p));
   set_num(env, o, "txDroppedFull", (double)p->st.tx_dropped_full);
   set_num(env, o, "txErrors", (double)p->st.tx_errors);
   set_num(env, o, "txCalls", (double)p->st.tx_calls);
@@ -442,8 +572,7 @@ static napi_value port_info(napi_env env, napi_callback_info info) {
 
 /* ---- readiness -------------------------------------------------------------------------- */
 
-static void on_poll(uv_poll_t *h, int status, int events) {
-  struct poller *pl = h->data;
+static void call_js(struct poller *pl, int status) {
   napi_env env = pl->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -464,7 +593,25 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
-/* poll(port, callback(portId, status)) starts readiness notification; unpoll(port) stops it. */
+static void on_poll(uv_poll_t *h, int status, int events) {
+  struct poller *pl = h->data;
+  if (pl->closing) return;
+  if (status < 0) {
+    /* libuv has stopped the handle (POLLERR: the fd failed, e.g. its device went away). Frames
+     * still queued for it are counted as errors; JS hears of it if it polls this port. */
+    pl->events = 0;
+    port_drop_backlog(&pl->a->ports[pl->id], -status);
+    if (pl->cb) call_js(pl, status);
+    else poller_sync(pl->env, pl->a, (uint32_t)pl->id);
+    return;
+  }
+  if (events & UV_WRITABLE) flush_backlog(pl); /* may release pl when JS does not poll the port */
+  /* JS is woken for readability only, never for a writable-only wake-up. */
+  if ((events & UV_READABLE) && !pl->closing && pl->cb) call_js(pl, 0);
+}
+
+/* poll(port, callback(portId, status)) starts readiness notification (a second call replaces the
+ * callback); unpoll(port) stops it. Neither disturbs the flushing of a transmit backlog. */
 static napi_value start_poll(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
   size_t argc = 2;
@@ -476,28 +623,26 @@ static napi_value start_poll(napi_env env, napi_callback_info info) {
   napi_valuetype t;
   napi_typeof(env, argv[1], &t);
   if (t != napi_function) return throw_type(env, "poll: callback must be a function");
-  stop_poller(env, a, id);
-  struct poller *pl = calloc(1, sizeof *pl);
-  if (!pl) return throw_errno(env, ENOMEM, "poll");
-  pl->env = env;
-  pl->id = (int)id;
-  uv_loop_t *loop;
-  CHECK(napi_get_uv_event_loop(env, &loop));
-  int r = uv_poll_init(loop, &pl->handle, p->fd);
-  if (r) {
-    free(pl);
-    return throw_errno(env, -r, "uv_poll_init");
-  }
-  pl->handle.data = pl;
-  napi_create_reference(env, argv[1], 1, &pl->cb);
+  int err = 0;
+  struct poller *pl = poller_get(env, a, id, &err);
+  if (!pl) return throw_errno(env, -err, "uv_poll_init");
+  poller_drop_js(env, pl);
   napi_value name;
   napi_create_string_utf8(env, "podway:port", NAPI_AUTO_LENGTH, &name);
-  napi_async_init(env, NULL, name, &pl->actx);
-  a->pollers[id] = pl;
-  r = uv_poll_start(&pl->handle, UV_READABLE, on_poll);
-  if (r) {
-    stop_poller(env, a, id);
-    return throw_errno(env, -r, "uv_poll_start");
+  if (napi_async_init(env, NULL, name, &pl->actx) != napi_ok) {
+    poller_sync(env, a, id);
+    return throw_errno(env, EINVAL, "poll: napi_async_init");
+  }
+  if (napi_create_reference(env, argv[1], 1, &pl->cb) != napi_ok) {
+    napi_async_destroy(env, pl->actx);
+    poller_sync(env, a, id);
+    return throw_errno(env, EINVAL, "poll: napi_create_reference");
+  }
+  err = poller_sync(env, a, id);
+  if (err) {
+    poller_drop_js(env, pl);
+    poller_sync(env, a, id);
+    return throw_errno(env, -err, "uv_poll_start");
   }
   return NULL;
 }
@@ -509,7 +654,10 @@ static napi_value stop_poll(napi_env env, napi_callback_info info) {
   uint32_t id;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (arg_u32(env, argv[0], &id) < 0 || id >= MAX_PORTS) return throw_type(env, "unpoll: port id");
-  stop_poller(env, a, id);
+  struct poller *pl = a->pollers[id];
+  if (!pl) return NULL;
+  poller_drop_js(env, pl);
+  poller_sync(env, a, id); /* keeps watching for writability while a backlog waits */
   return NULL;
 }
 
@@ -545,7 +693,9 @@ static void addon_finalize(napi_env env, void *data, void *hint) {
   struct addon *a = data;
   for (int i = 0; i < MAX_PORTS; i++) {
     if (a->pollers[i]) {
+      a->pollers[i]->closing = 1;
       uv_poll_stop(&a->pollers[i]->handle);
+      uv_timer_stop(&a->pollers[i]->retry);
       /* handles are closed by the loop teardown; the memory goes with the process or worker */
     }
     if (a->ports[i].in_use) port_close(&a->ports[i]);

@@ -17,12 +17,12 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #ifndef PACKET_IGNORE_OUTGOING
@@ -217,8 +217,10 @@ void port_close(struct port *p) {
   if (p->ring) munmap(p->ring, p->ring_len);
   if (p->fd >= 0) close(p->fd);
   free(p->scratch);
+  free(p->txq); /* frames still waiting go with the port */
   p->ring = NULL;
   p->scratch = NULL;
+  p->txq = NULL;
   p->fd = -1;
   p->in_use = 0;
 }
@@ -358,24 +360,43 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
   return r;
 }
 
+/* TUN/TAP: one read per packet (the fd has no batch call without IFF_VNET_HDR).
+ *
+ * A packet longer than the slot: what the kernel does depends on its version. Checked on 6.18
+ * (tun_put_user -> skb_copy_datagram_iter, which stops quietly when the buffer is full): read()
+ * returns the bytes copied, i.e. exactly the buffer size, and the rest of the packet is discarded;
+ * a 2028-byte packet read into 1000 bytes returns 1000. Some kernels instead return the whole packet
+ * length (more than was copied), and old ones fail the read with EFAULT or EINVAL and drop the
+ * packet. So a read of exactly the slot capacity cannot tell a packet that fitted from one that was
+ * cut. We read with a second, one-byte iovec behind the slot: a packet that fits never reaches it,
+ * so any result above the capacity means the packet was cut (flagged, counted, length clamped), and
+ * an EFAULT/EINVAL is counted as truncated too (that packet is gone; the next read goes on). */
 static int recv_fd_loop(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   uint32_t n = 0;
   uint32_t cap = pl->slot_size - pl->headroom;
+  uint8_t spill;
+  uint32_t cut = 0; /* packets the kernel failed outright: bounded, so this loop always ends */
   while (n < max) {
     uint32_t i = first + n;
-    ssize_t r = read(p->fd, desc_rx_ptr(pl, i), cap);
+    struct iovec iov[2] = { { desc_rx_ptr(pl, i), cap }, { &spill, 1 } };
+    ssize_t r = readv(p->fd, iov, 2);
     if (r < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
-      /* A frame larger than the slot: the kernel drops it with EFAULT; count it and go on. */
-      if (errno == EFAULT) { p->st.rx_truncated++; continue; }
+      if ((errno == EFAULT || errno == EINVAL) && cut++ < max) { p->st.rx_truncated++; continue; }
       if (n) break; /* report the error on the next call; deliver what we have */
       return -errno;
     }
     uint16_t flags = 0;
-    pl->d_len[i] = (uint16_t)r;
+    uint32_t len = (uint32_t)r;
+    if (len > cap) {
+      len = cap;
+      flags |= DESC_F_TRUNCATED;
+      p->st.rx_truncated++;
+    }
+    pl->d_len[i] = (uint16_t)len;
     pl->d_port[i] = port_id;
     pl->d_flags[i] = flags;
-    p->st.rx_bytes += (uint64_t)r;
+    p->st.rx_bytes += len;
     n++;
   }
   p->st.rx_packets += n;
@@ -400,93 +421,196 @@ int port_recv(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first,
   }
 }
 
-/* Wait briefly for room in the socket's send queue: a full queue is retried a bounded number of
- * times, then what is left is counted as dropped (never lost silently). */
-static int wait_writable(int fd) {
-  struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-  return poll(&pfd, 1, 1) > 0;
+/* ---- transmit: send what the kernel takes now, queue the rest behind a backlog ----------------
+ *
+ * Sending never blocks: the caller is Node's event loop, which forwards for every port. When the
+ * kernel refuses frames (EAGAIN/EWOULDBLOCK: the socket's send buffer is full; ENOBUFS: the qdisc or
+ * device queue dropped it, so it was not delivered; sendmmsg returning 0), the frames not taken are
+ * copied into the port's backlog and port_send returns at once. The addon watches the fd for
+ * POLLOUT while a backlog exists and calls port_flush when it is writable. */
+
+struct tx_backlog {
+  uint32_t head, count; /* FIFO in a ring of TXQ_FRAMES entries */
+  uint32_t frame_cap;   /* bytes an entry holds: the pool's slot size when the backlog formed */
+  uint16_t len[TXQ_FRAMES];
+  uint16_t aport[TXQ_FRAMES]; /* UDP: peer port */
+  uint32_t addr[TXQ_FRAMES];  /* UDP/raw: peer IPv4, host order */
+  uint8_t data[];             /* TXQ_FRAMES * frame_cap */
+};
+
+static inline uint32_t txq_pos(const struct tx_backlog *q, uint32_t k) {
+  return (q->head + k) % TXQ_FRAMES;
 }
 
-#define SEND_RETRIES 4
+static inline uint8_t *txq_data(struct tx_backlog *q, uint32_t pos) {
+  return q->data + (size_t)pos * q->frame_cap;
+}
 
-static int send_fd_loop(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
-  uint32_t sent = 0;
-  int retries = 0;
+static int refused(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
+}
+
+/* Copy txlist[first .. first+count) behind the backlog. Returns frames queued; the ones that do not
+ * fit (backlog full, or no memory for one) are counted in tx_dropped_full. */
+static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+  struct tx_backlog *q = p->txq;
+  if (!q) {
+    q = malloc(sizeof *q + (size_t)TXQ_FRAMES * pl->slot_size);
+    if (!q) {
+      p->st.tx_dropped_full += count;
+      return 0;
+    }
+    q->head = q->count = 0;
+    q->frame_cap = pl->slot_size;
+    p->txq = q;
+  }
+  uint32_t queued = 0;
   for (uint32_t k = 0; k < count; k++) {
     uint32_t i = pl->txlist[first + k];
-    const uint8_t *src = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i];
-    ssize_t r = write(p->fd, src, pl->d_len[i]);
-    if (r < 0) {
-      if ((errno == EAGAIN || errno == ENOBUFS) && retries < SEND_RETRIES) {
-        retries++;
-        p->st.tx_retries++;
-        wait_writable(p->fd);
-        k--;
-        continue;
-      }
-      if (errno == EAGAIN || errno == ENOBUFS) p->st.tx_dropped_full++;
-      else { p->st.tx_errors++; p->last_errno = errno; }
+    /* (a frame longer than an entry can only come after setPool grew the slots mid-backlog) */
+    if (q->count == TXQ_FRAMES || pl->d_len[i] > q->frame_cap) {
+      p->st.tx_dropped_full++;
       continue;
     }
-    sent++;
-    p->st.tx_bytes += (uint64_t)r;
+    uint32_t pos = txq_pos(q, q->count);
+    memcpy(txq_data(q, pos), pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i], pl->d_len[i]);
+    q->len[pos] = pl->d_len[i];
+    q->addr[pos] = pl->d_addr[i];
+    q->aport[pos] = pl->d_aport[i];
+    q->count++;
+    queued++;
   }
-  p->st.tx_packets += sent;
-  return (int)sent;
+  p->st.tx_queued += queued;
+  if (q->count == 0) { /* nothing fitted a fresh backlog: do not keep an empty one */
+    free(q);
+    p->txq = NULL;
+  }
+  return queued;
 }
 
-static int send_mmsg(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+static void txq_pop(struct port *p, uint32_t n) {
+  struct tx_backlog *q = p->txq;
+  q->head = txq_pos(q, n);
+  q->count -= n;
+  if (q->count == 0) {
+    free(q);
+    p->txq = NULL;
+  }
+}
+
+uint32_t port_backlog(const struct port *p) {
+  return p->txq ? p->txq->count : 0;
+}
+
+void port_drop_backlog(struct port *p, int err) {
+  if (!p->txq) return;
+  p->st.tx_errors += p->txq->count;
+  p->last_errno = err;
+  free(p->txq);
+  p->txq = NULL;
+}
+
+/* One write to a TUN/TAP fd (no batch call exists for them). Returns 1 when the frame is dealt with
+ * (written, or rejected on its own and counted in tx_errors), 0 when the kernel refused it. */
+static int xmit_fd_one(struct port *p, const uint8_t *buf, uint32_t len) {
+  for (;;) {
+    ssize_t r = write(p->fd, buf, len);
+    if (r >= 0) {
+      p->st.tx_packets++;
+      p->st.tx_bytes += (uint64_t)r;
+      return 1;
+    }
+    if (errno == EINTR) continue;
+    if (refused(errno)) {
+      p->st.tx_retries++;
+      return 0;
+    }
+    p->st.tx_errors++;
+    p->last_errno = errno;
+    return 1;
+  }
+}
+
+/* sendmmsg msgs[0 .. count) in as few calls as the kernel allows. Returns how many are dealt with
+ * (sent, or rejected on their own: EMSGSIZE, ENETUNREACH... counted in tx_errors); fewer than count
+ * means the kernel refused msgs[returned] and everything after it. */
+static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count) {
+  uint32_t done = 0;
+  while (done < count) {
+    int r = sendmmsg(p->fd, msgs + done, count - done, MSG_DONTWAIT);
+    if (r > 0) {
+      for (int k = 0; k < r; k++) p->st.tx_bytes += msgs[done + k].msg_len;
+      p->st.tx_packets += (uint32_t)r;
+      done += (uint32_t)r;
+      continue;
+    }
+    if (r == 0 || refused(errno)) { /* 0 taken and no error: the queue is full all the same */
+      p->st.tx_retries++;
+      break;
+    }
+    if (errno == EINTR) continue;
+    /* The message at `done` failed on its own: count it and go on with the next. */
+    p->st.tx_errors++;
+    p->last_errno = errno;
+    done++;
+  }
+  return done;
+}
+
+static void fill_msg(struct port *p, struct mmsg_scratch *s, uint32_t k, void *buf, uint32_t len,
+                     uint32_t addr, uint16_t aport) {
+  s->iov[k].iov_base = buf;
+  s->iov[k].iov_len = len;
+  struct msghdr *m = &s->msgs[k].msg_hdr;
+  memset(m, 0, sizeof *m);
+  m->msg_iov = &s->iov[k];
+  m->msg_iovlen = 1;
+  if (p->kind == PORT_UDP || p->kind == PORT_RAW) {
+    struct sockaddr_in *sin = &s->names[k].in;
+    memset(sin, 0, sizeof *sin);
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(addr);
+    sin->sin_port = p->kind == PORT_UDP ? htons(aport) : 0;
+    m->msg_name = sin;
+    m->msg_namelen = sizeof *sin;
+  }
+}
+
+/* Send straight from the pool. Returns the index of the first frame the kernel refused (count when
+ * none was). */
+static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+  if (p->kind == PORT_TAP || p->kind == PORT_TUN) {
+    for (uint32_t k = 0; k < count; k++) {
+      uint32_t i = pl->txlist[first + k];
+      if (!xmit_fd_one(p, pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i], pl->d_len[i])) return k;
+    }
+    return count;
+  }
   struct mmsg_scratch *s = p->scratch;
   for (uint32_t k = 0; k < count; k++) {
     uint32_t i = pl->txlist[first + k];
-    s->iov[k].iov_base = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i];
-    s->iov[k].iov_len = pl->d_len[i];
-    struct msghdr *m = &s->msgs[k].msg_hdr;
-    memset(m, 0, sizeof *m);
-    m->msg_iov = &s->iov[k];
-    m->msg_iovlen = 1;
-    if (p->kind == PORT_UDP || p->kind == PORT_RAW) {
-      struct sockaddr_in *sin = &s->names[k].in;
-      memset(sin, 0, sizeof *sin);
-      sin->sin_family = AF_INET;
-      sin->sin_addr.s_addr = htonl(pl->d_addr[i]);
-      sin->sin_port = p->kind == PORT_UDP ? htons(pl->d_aport[i]) : 0;
-      m->msg_name = sin;
-      m->msg_namelen = sizeof *sin;
-    }
+    fill_msg(p, s, k, pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i], pl->d_len[i],
+             pl->d_addr[i], pl->d_aport[i]);
   }
-  uint32_t done = 0, sent = 0;
-  int retries = 0;
-  while (done < count) {
-    int r = sendmmsg(p->fd, s->msgs + done, count - done, MSG_DONTWAIT);
-    if (r > 0) {
-      for (int k = 0; k < r; k++) p->st.tx_bytes += s->msgs[done + k].msg_len;
-      done += (uint32_t)r;
-      sent += (uint32_t)r;
-      continue;
+  return xmit_mmsg(p, s->msgs, count);
+}
+
+uint32_t port_flush(struct port *p) {
+  struct tx_backlog *q = p->txq;
+  if (!q) return 0;
+  uint32_t n = q->count, done = 0;
+  if (p->kind == PORT_TAP || p->kind == PORT_TUN) {
+    while (done < n && xmit_fd_one(p, txq_data(q, txq_pos(q, done)), q->len[txq_pos(q, done)])) done++;
+  } else {
+    struct mmsg_scratch *s = p->scratch;
+    for (uint32_t k = 0; k < n; k++) {
+      uint32_t pos = txq_pos(q, k);
+      fill_msg(p, s, k, txq_data(q, pos), q->len[pos], q->addr[pos], q->aport[pos]);
     }
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-      if (retries++ < SEND_RETRIES) {
-        p->st.tx_retries++;
-        wait_writable(p->fd);
-        continue;
-      }
-      p->st.tx_dropped_full += count - done;
-      break;
-    }
-    if (r < 0 && errno == EINTR) continue;
-    if (r == 0) { /* nothing taken and no error: treat as a full queue */
-      if (retries++ < SEND_RETRIES) { p->st.tx_retries++; wait_writable(p->fd); continue; }
-      p->st.tx_dropped_full += count - done;
-      break;
-    }
-    /* The message at `done` failed on its own (EMSGSIZE, ENETUNREACH, ...): count it, go on. */
-    p->st.tx_errors++;
-    p->last_errno = r < 0 ? errno : EIO;
-    done++;
+    done = xmit_mmsg(p, s->msgs, n);
   }
-  p->st.tx_packets += sent;
-  return (int)sent;
+  if (done) txq_pop(p, done);
+  return done;
 }
 
 int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
@@ -499,8 +623,11 @@ int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
   }
   if (count == 0) return 0;
   p->st.tx_calls++;
-  if (p->kind == PORT_TAP || p->kind == PORT_TUN) return send_fd_loop(p, pl, first, count);
-  return send_mmsg(p, pl, first, count);
+  uint64_t sent_before = p->st.tx_packets;
+  /* Behind an existing backlog nothing is sent ahead of it: frames would be reordered. */
+  uint32_t k = p->txq ? 0 : send_direct(p, pl, first, count);
+  uint32_t queued = k < count ? txq_append(p, pl, first + k, count - k) : 0;
+  return (int)(p->st.tx_packets - sent_before + queued);
 }
 
 int port_kernel_drops(struct port *p, uint64_t *drops) {

@@ -27,9 +27,17 @@ enum port_kind {
 /* Counters kept per port; read by JS off the hot path. */
 struct port_stats {
   uint64_t rx_packets, rx_bytes, rx_truncated, rx_kernel_drops;
-  uint64_t tx_packets, tx_bytes, tx_retries, tx_dropped_full, tx_errors;
+  uint64_t tx_packets, tx_bytes, tx_dropped_full, tx_errors;
+  uint64_t tx_retries; /* times the kernel refused frames (a send or a backlog flush hit a full queue) */
+  uint64_t tx_queued;  /* frames copied into the transmit backlog */
   uint64_t rx_calls, tx_calls;
 };
+
+/* Transmit backlog: frames the kernel refused (full socket or device queue), copied out of the pool
+ * and sent later, in order, when the fd polls writable. Allocated the first time a port is refused
+ * and freed when it drains, so idle and uncongested ports cost nothing. */
+#define TXQ_FRAMES 256
+struct tx_backlog;
 
 struct port {
   int in_use;
@@ -49,6 +57,7 @@ struct port {
   uint8_t *pkt_next;
   int last_errno; /* last send error other than EAGAIN, for diagnostics */
   void *scratch;  /* mmsghdr/iovec/address arrays for one batch, allocated at open */
+  struct tx_backlog *txq; /* NULL unless frames are waiting for room in the kernel */
   struct port_stats st;
 };
 
@@ -101,9 +110,19 @@ void port_close(struct port *p);
 
 /* Receive up to max frames into descriptors [first, first+max). Returns count or -errno. */
 int port_recv(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max);
-/* Send the descriptors listed in txlist[first .. first+count). Returns frames accepted by the
- * kernel; frames refused because the queue stayed full are counted in tx_dropped_full. */
+/* Send the descriptors listed in txlist[first .. first+count) without blocking. Returns the frames
+ * accepted: sent now, or copied into the port's backlog when the kernel refused them (and behind a
+ * backlog that already exists, so order is kept). Frames the backlog has no room for are counted in
+ * tx_dropped_full, frames the kernel rejects on their own (EMSGSIZE, ENETUNREACH...) in tx_errors.
+ * Negative (-errno) only for a bad argument: a count over MAX_BATCH or a descriptor out of range. */
 int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count);
+/* Frames waiting in the backlog (0 when there is none). */
+uint32_t port_backlog(const struct port *p);
+/* Send from the backlog until it is empty or the kernel refuses again; frees it once empty.
+ * Returns the frames taken off the backlog (sent, or failed on their own); 0 = refused at once. */
+uint32_t port_flush(struct port *p);
+/* Discard the backlog, counting its frames as tx_errors with this errno (the fd failed). */
+void port_drop_backlog(struct port *p, int err);
 /* AF_PACKET: drops the kernel counted because our socket queue or ring was full (accumulated). */
 int port_kernel_drops(struct port *p, uint64_t *drops);
 

@@ -184,6 +184,49 @@ for (const version of [2, 3, 0] as const) {
   });
 }
 
+test('send: a frame the kernel rejects on its own is counted, the rest of the batch still goes; bad ranges throw', async () => {
+  await withNetns(['sea', 'seb'], async ([A, B]) => {
+    veth(A, 'sa0', B, 'sb0');
+    A.ip('addr', 'add', '10.205.0.1/24', 'dev', 'sa0');
+    B.ip('addr', 'add', '10.205.0.2/24', 'dev', 'sb0');
+    const tx = native.openUdp({ netns: ns(A), addr: ip4('10.205.0.1'), port: 7000 });
+    const rx = native.openUdp({ netns: ns(B), addr: ip4('10.205.0.2'), port: 7000 });
+    try {
+      // 192.0.2.1 (TEST-NET-1) has no route in A: sendmmsg fails that one message with ENETUNREACH
+      const dst = [ip4('10.205.0.2'), ip4('192.0.2.1'), ip4('10.205.0.2'), ip4('192.0.2.1'), ip4('10.205.0.2')];
+      for (let i = 0; i < dst.length; i++) {
+        put32(pool.start(i), i);
+        pool.len[i] = 20; pool.addr[i] = dst[i]; pool.aport[i] = 7000; pool.txList[i] = i;
+      }
+      assert.is(native.send(tx, 0, dst.length), 3, 'the three routable datagrams are accepted');
+      const st = native.stats(tx);
+      assert.is(st.txPackets, 3);
+      assert.is(st.txErrors, 2);
+      assert.is(st.lastError, 'ENETUNREACH');
+      assert.is(st.txDroppedFull, 0);
+      const seen: number[] = [];
+      await waitFor(() => {
+        const n = native.recv(rx, 100, 16);
+        for (let k = 0; k < n; k++) seen.push(get32(pool.start(100 + k)));
+        return seen.length >= 3;
+      }, 3000);
+      assert.equal(seen, [0, 2, 4]);
+      // argument errors (not per-frame problems) still throw
+      let code: string | undefined;
+      pool.txList[0] = 100_000; // no such descriptor
+      try { native.send(tx, 0, 1); } catch (e) { code = errnoOf(e); }
+      assert.is(code, 'ERANGE');
+      code = undefined;
+      try { native.send(tx, 0, native.MAX_BATCH + 1); } catch (e) { code = errnoOf(e); }
+      assert.is(code, 'E2BIG');
+      assert.is(native.stats(tx).txCalls, 1, 'refused calls are not counted as sends');
+    } finally {
+      native.close(tx);
+      native.close(rx);
+    }
+  });
+});
+
 test('AF_PACKET sees kernel-built UDP with the kernel\'s own IPv4 checksum (and partial L4 checksum flagged)', async () => {
   await withNetns(['cka', 'ckb'], async ([A, B]) => {
     veth(A, 'ca0', B, 'cb0');

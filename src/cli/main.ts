@@ -7,16 +7,25 @@ import { readdirSync } from 'node:fs';
 import { runNode } from './run';
 import { table } from './format';
 import { controlRequest, defaultControlPath } from '../dataplane/control-server';
+import { validateNodeName } from '../control/resources';
+
+/** The node name from --node or $NODENAME, checked where it is accepted (it names a file). */
+function nodeOption(flag: string | undefined): string | undefined {
+  if (flag !== undefined) return validateNodeName(flag, '--node');
+  const env = process.env.NODENAME;
+  return env ? validateNodeName(env, '$NODENAME') : undefined;
+}
 
 function controlPath(o: { node?: string; control?: string }): string {
   if (o.control) return o.control;
-  const node = o.node ?? process.env.NODENAME;
+  const node = nodeOption(o.node);
   if (node) return defaultControlPath(node);
   let socks: string[] = [];
   try {
     socks = readdirSync('/run/podway').filter((f) => f.endsWith('.sock'));
-  } catch {
-    /* none */
+  } catch (e) {
+    // 0700 and root's: say so rather than "not running".
+    if ((e as NodeJS.ErrnoException).code === 'EACCES') throw new Error('cannot list /run/podway (permission denied): the control socket is for root and the user podway runs as');
   }
   if (socks.length === 1) return `/run/podway/${socks[0]}`;
   throw new Error(socks.length ? `several podway processes run here (${socks.join(', ')}): pick one with --node` : 'podway is not running here (no /run/podway/*.sock); give --node or --control');
@@ -52,7 +61,7 @@ export function buildProgram(): Command {
     .option('--qdisc-bypass', 'send on AF_PACKET sockets straight to the driver, skipping qdiscs (tc)')
     .option('--workers <n>', 'forwarding threads (flows spread by PACKET_FANOUT/SO_REUSEPORT; veth pods only when > 1)', (v) => Number(v), 1)
     .action(async (o) => {
-      const node = o.node ?? process.env.NODENAME;
+      const node = nodeOption(o.node);
       const datastore = o.datastore ?? process.env.PODWAY_DATASTORE;
       if (!node) throw new Error('run: give --node NAME (or set NODENAME)');
       if (!datastore) throw new Error('run: give --datastore file:PATH (or set PODWAY_DATASTORE)');

@@ -3,13 +3,17 @@
  * ({"cmd":"status"|"routes"|"endpoints"|"counters"|"trace", ...}) answered with one JSON line.
  */
 import * as net from 'node:net';
-import { existsSync, unlinkSync, mkdirSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import type { Engine } from './engine';
 import { parseTraceFilter, describeFilter } from './trace';
+import { peerRefusal } from './peer-cred';
+import { validateNodeName } from '../control/resources';
 
+/** The node name becomes a file name, so it is checked here too (no `../` out of /run/podway). */
 export function defaultControlPath(node: string): string {
-  return `/run/podway/${node}.sock`;
+  return `/run/podway/${validateNodeName(node)}.sock`;
 }
 
 type Counters = ReturnType<Engine['counters']>;
@@ -17,12 +21,26 @@ type Counters = ReturnType<Engine['counters']>;
 /** Counters of the other forwarding workers (podway run --workers N), merged into `counters`. */
 export type WorkerCounters = () => Promise<Counters[]>;
 
+/**
+ * Listens on `sockPath` for root and for podway's own uid only: the directory is ours and 0700,
+ * the socket 0600, and every connection's peer uid is checked (SO_PEERCRED). Every failure,
+ * including a refusal to touch what sits at the path, arrives as the server's 'error' event.
+ */
 export function startControlServer(engine: Engine, sockPath: string, workerCounters: WorkerCounters = async () => []): net.Server {
-  mkdirSync(path.dirname(sockPath), { recursive: true });
+  const ownerUid = process.getuid ? process.getuid() : -1;
   const server = net.createServer((conn) => {
+    conn.on('error', () => {});
+    const refusal = peerRefusal(conn, ownerUid);
+    if (refusal) {
+      // Whatever it sends is read and dropped (closing on unread data would reset its pending write
+      // before it reads the answer); it closes after the answer, or is cut off after 2 s.
+      conn.resume();
+      conn.setTimeout(2000, () => conn.destroy());
+      conn.end(JSON.stringify({ ok: false, error: refusal }) + '\n');
+      return;
+    }
     let buf = '';
     conn.setEncoding('utf8');
-    conn.on('error', () => {});
     conn.on('data', (d) => {
       buf += d;
       if (buf.length > 65536) return conn.destroy();
@@ -37,8 +55,32 @@ export function startControlServer(engine: Engine, sockPath: string, workerCount
       }
     });
   });
-  if (!existsSync(sockPath)) {
-    server.listen(sockPath);
+  // Errors are emitted on a later tick, after the caller has attached its 'error' listener.
+  const fail = (message: string) => process.nextTick(() => server.emit('error', new Error(message)));
+  server.once('listening', () => {
+    try {
+      chmodSync(sockPath, 0o600);
+    } catch (e) {
+      server.close();
+      server.emit('error', new Error(`cannot make ${sockPath} mode 0600: ${(e as Error).message}`));
+    }
+  });
+
+  const dirProblem = prepareSocketDir(path.dirname(sockPath), ownerUid);
+  if (dirProblem) {
+    fail(dirProblem);
+    return server;
+  }
+  let existing: Stats;
+  try {
+    existing = lstatSync(sockPath);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') listenPrivately(server, sockPath);
+    else fail(`cannot check ${sockPath}: ${(e as Error).message}`);
+    return server;
+  }
+  if (!existing.isSocket()) {
+    fail(`${sockPath} exists and is not a socket (${fileKind(existing)}); refusing to remove it`);
     return server;
   }
   // A socket file is there: a stale one from a crashed run (nobody accepts: remove it and bind), or
@@ -48,15 +90,81 @@ export function startControlServer(engine: Engine, sockPath: string, workerCount
     probe.destroy();
     server.emit('error', new Error('in use by a running podway (stop it first, or pass another --control path)'));
   });
-  probe.once('error', () => {
-    try {
-      unlinkSync(sockPath);
-    } catch {
-      /* already gone */
+  probe.once('error', (e) => {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return listenPrivately(server, sockPath);
+    if (code !== 'ECONNREFUSED') {
+      server.emit('error', new Error(`cannot tell whether a podway still serves ${sockPath} (${e.message}); not removing it`));
+      return;
     }
-    server.listen(sockPath);
+    // Stale. Remove it only if it is still the socket that refused (not something put there since).
+    try {
+      const now = lstatSync(sockPath);
+      if (!now.isSocket() || now.ino !== existing.ino || now.dev !== existing.dev) {
+        server.emit('error', new Error(`${sockPath} changed while podway checked it; not removing it`));
+        return;
+      }
+      unlinkSync(sockPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        server.emit('error', new Error(`cannot remove the stale socket ${sockPath}: ${(err as Error).message}`));
+        return;
+      }
+    }
+    listenPrivately(server, sockPath);
   });
   return server;
+}
+
+/**
+ * The socket's directory must be a directory owned by us. Created here (with any missing parents)
+ * it is mode 0700 whatever the umask; one that exists keeps its mode (it may be a shared place such
+ * as /tmp, where other files live), but someone else's directory is refused: its owner could swap
+ * the socket. Returns the problem, or null.
+ */
+function prepareSocketDir(dir: string, ownerUid: number): string | null {
+  let created: string | undefined;
+  try {
+    created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (created !== undefined) chmodSync(dir, 0o700);
+  } catch (e) {
+    return `cannot create the control socket directory ${dir}: ${(e as Error).message}`;
+  }
+  let st: Stats;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    return `cannot check the control socket directory ${dir}: ${(e as Error).message}`;
+  }
+  if (!st.isDirectory()) return `${dir} is not a directory (${fileKind(st)}); cannot put the control socket there`;
+  if (st.uid !== ownerUid) {
+    return `the control socket directory ${dir} is owned by uid ${st.uid}, not by this podway's uid ${ownerUid}; refusing to use it`;
+  }
+  return null;
+}
+
+/**
+ * bind() with umask 0177, so the socket file is 0600 from the moment it exists (the 'listening'
+ * handler chmods it too: worker threads cannot change the umask). bind runs synchronously inside
+ * listen(), so the umask is back before any other code runs.
+ */
+function listenPrivately(server: net.Server, sockPath: string): void {
+  const oldMask = isMainThread ? process.umask(0o177) : null;
+  try {
+    server.listen(sockPath);
+  } finally {
+    if (oldMask !== null) process.umask(oldMask);
+  }
+}
+
+function fileKind(st: Stats): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  return 'an unknown file type';
 }
 
 async function handle(engine: Engine, line: string, workerCounters: WorkerCounters): Promise<unknown> {
@@ -120,7 +228,9 @@ export function controlRequest(sockPath: string, req: object, timeoutMs = 15_000
     c.on('error', (e) => {
       clearTimeout(timer);
       const code = (e as NodeJS.ErrnoException).code;
-      reject(new Error(code === 'ENOENT' || code === 'ECONNREFUSED' ? `podway is not running (no control socket at ${sockPath})` : e.message));
+      if (code === 'ENOENT' || code === 'ECONNREFUSED') reject(new Error(`podway is not running (no control socket at ${sockPath})`));
+      else if (code === 'EACCES') reject(new Error(`permission denied on ${sockPath}: the control socket is for root and the user podway runs as`));
+      else reject(new Error(e.message));
     });
   });
 }

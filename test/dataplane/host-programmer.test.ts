@@ -1,0 +1,367 @@
+/**
+ * HostProgrammer against a real kernel: every test programs a network namespace of its own
+ * (`ip -n NAME`), never the host's tables, and reads the result back with `ip -j`.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { HostProgrammer, HostPodRoutes, HostState, parseBatchOutcome } from '../../src/dataplane/host-programmer';
+import { formatIpv4, parseIpv4 } from '../../src/packet';
+import { Netns, sh, waitFor, withNetns } from '../helpers/netns';
+
+const hex = (n: number) => (n & 255).toString(16).padStart(2, '0');
+
+/** Pod i: interface hp<i>, address 10.77.<salt>.<i + 1>, a MAC made of salt and i. */
+function pod(i: number, salt = 0): HostPodRoutes {
+  return { ifname: `hp${i}`, ips: [parseIpv4(`10.77.${salt}.${i + 1}`)], mac: `02:00:00:${hex(salt)}:${hex(i >> 8)}:${hex(i)}` };
+}
+
+function state(pods: HostPodRoutes[], pools: HostState['pools'] = [], mtus: HostState['mtus'] = []): HostState {
+  return { pods, pools, mtus };
+}
+
+/** Veth pairs (hp<i> with peer hq<i>, other names with peer <name>p), both ends up, made by one
+ * `ip -batch`. */
+function makeVeths(ns: Netns, names: string[]): void {
+  const peer = (n: string) => (n.startsWith('hp') ? `hq${n.slice(2)}` : `${n}p`);
+  const lines = names.flatMap((n) => [`link add ${n} type veth peer name ${peer(n)}`, `link set ${n} up`, `link set ${peer(n)} up`]);
+  execFileSync('ip', ['-n', ns.name, '-batch', '-'], { input: lines.join('\n') + '\n', stdio: ['pipe', 'ignore', 'pipe'], timeout: 20_000 });
+}
+
+/** The namespace's IPv4 routes and permanent neighbours, as comparable text. */
+function tables(ns: Netns): { routes: string[]; neigh: string[] } {
+  const routes = JSON.parse(ns.ip('-4', '-j', 'route', 'show', 'table', 'main')) as { dst: string; dev: string; scope?: string }[];
+  const neigh = JSON.parse(ns.ip('-4', '-j', 'neigh', 'show', 'nud', 'permanent')) as { dst: string; dev: string; lladdr?: string }[];
+  return {
+    routes: routes.map((r) => `${r.dst.includes('/') ? r.dst : `${r.dst}/32`} dev ${r.dev} scope ${r.scope ?? 'global'}`).sort(),
+    neigh: neigh.map((n) => `${n.dst} dev ${n.dev} lladdr ${n.lladdr}`).sort(),
+  };
+}
+
+function expected(s: HostState): { routes: string[]; neigh: string[] } {
+  const routes = s.pools.map((p) => `${p.cidr} dev ${p.dev} scope link`);
+  const neigh: string[] = [];
+  for (const p of s.pods) {
+    for (const ip of p.ips) {
+      routes.push(`${formatIpv4(ip)}/32 dev ${p.ifname} scope link`);
+      if (p.mac) neigh.push(`${formatIpv4(ip)} dev ${p.ifname} lladdr ${p.mac}`);
+    }
+  }
+  return { routes: routes.sort(), neigh: neigh.sort() };
+}
+
+function range(n: number): number[] {
+  return [...Array(n).keys()];
+}
+
+/** A programmer for a test namespace; its log lines are kept for assertions. */
+function programmer(ns: Netns | null, opts: { timeoutMs?: number } = {}): { hp: HostProgrammer; logs: string[] } {
+  const logs: string[] = [];
+  const hp = new HostProgrammer({ netns: ns?.name ?? null, log: (m) => logs.push(m), retryMs: 0, timeoutMs: opts.timeoutMs });
+  return { hp, logs };
+}
+
+test('50 pods programmed by diff: one pod changing address and MAC runs exactly its commands', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, [...range(50).map((i) => `hp${i}`), 'podway0']);
+    const { hp, logs } = programmer(ns);
+    try {
+      const pools = [{ cidr: '10.78.0.0/16', dev: 'podway0' }];
+      const first = state(range(50).map((i) => pod(i)), pools);
+      hp.sync(first);
+      await hp.idle();
+      let st = hp.status();
+      assert.equal(logs, []);
+      assert.is(st.failures, 0);
+      assert.is(st.pendingItems, 0);
+      assert.is(st.children, 1, 'one ip child for the whole state');
+      assert.is(st.lastCommands.length, 50 + 50 + 1);
+      assert.equal(tables(ns), expected(first));
+
+      // Pod 7 gets a new address and a new MAC.
+      const moved = pod(7, 1);
+      const second = state(first.pods.map((p, i) => (i === 7 ? moved : p)), pools);
+      hp.sync(second);
+      await hp.idle();
+      st = hp.status();
+      assert.equal([...st.lastCommands].sort(), [
+        'neigh flush to 10.77.0.8 dev hp7 nud permanent',
+        'neigh replace 10.77.1.8 lladdr 02:00:00:01:00:07 dev hp7 nud permanent',
+        'route del 10.77.0.8/32 dev hp7',
+        'route replace 10.77.1.8/32 dev hp7 scope link',
+      ]);
+      // Removals run first: an address moving between interfaces is deleted before it is added.
+      assert.ok(st.lastCommands.indexOf('route del 10.77.0.8/32 dev hp7') < st.lastCommands.indexOf('route replace 10.77.1.8/32 dev hp7 scope link'));
+      assert.is(st.children, 2);
+      assert.equal(tables(ns), expected(second));
+
+      // A MAC-only change is one neighbour replace; a pool moving to another device one route replace.
+      const third = state(second.pods.map((p, i) => (i === 8 ? { ...p, mac: '02:00:00:aa:bb:cc' } : p)), [{ cidr: '10.78.0.0/16', dev: 'hp49' }]);
+      hp.sync(third);
+      await hp.idle();
+      assert.equal([...hp.status().lastCommands].sort(), ['neigh replace 10.77.0.9 lladdr 02:00:00:aa:bb:cc dev hp8 nud permanent', 'route replace 10.78.0.0/16 dev hp49 scope link']);
+      assert.equal(tables(ns), expected(third));
+
+      // The same state again: nothing to do, no child at all.
+      hp.sync(third);
+      await hp.idle();
+      assert.is(hp.status().children, 3);
+      assert.equal(hp.status().lastCommands, []);
+      assert.is(hp.status().failures, 0);
+      assert.equal(logs, []);
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
+test('a pod whose interface was deleted meanwhile is removed without a failure', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, range(5).map((i) => `hp${i}`));
+    const { hp, logs } = programmer(ns);
+    try {
+      const all = state(range(5).map((i) => pod(i)));
+      hp.sync(all);
+      await hp.idle();
+      assert.equal(tables(ns), expected(all));
+      ns.ip('link', 'del', 'hp3'); // takes its route and neighbour with it
+      const rest = state(all.pods.filter((p) => p.ifname !== 'hp3'));
+      hp.sync(rest);
+      await hp.idle();
+      const st = hp.status();
+      assert.equal([...st.lastCommands].sort(), ['neigh flush to 10.77.0.4 dev hp3 nud permanent', 'route del 10.77.0.4/32 dev hp3']);
+      assert.is(st.failures, 0);
+      assert.is(st.pendingItems, 0);
+      assert.is(st.lastError, null);
+      assert.equal(logs, []);
+      assert.equal(tables(ns), expected(rest));
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
+test('a route to a missing device fails with its interface and address, is retried, and converges', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, range(3).map((i) => `hp${i}`));
+    const { hp, logs } = programmer(ns);
+    try {
+      const missing: HostPodRoutes = { ifname: 'hpmissing', ips: [parseIpv4('10.77.9.9')], mac: '02:00:00:09:09:09' };
+      const s = state([...range(3).map((i) => pod(i)), missing]);
+      hp.sync(s);
+      await hp.idle();
+      let st = hp.status();
+      assert.is(st.failures, 2, 'its route and its neighbour');
+      assert.is(st.pendingItems, 2);
+      assert.is(logs.length, 2);
+      for (const l of logs) assert.ok(l.includes('hpmissing') && l.includes('10.77.9.9') && l.includes('Cannot find device'), l);
+      assert.ok(st.lastError?.includes('hpmissing'));
+      // The other pods are programmed all the same.
+      assert.equal(tables(ns), expected(state(s.pods.slice(0, 3))));
+
+      // The next sync (same state) retries exactly the failed items; the failure is not logged again.
+      hp.sync(s);
+      await hp.idle();
+      st = hp.status();
+      assert.equal([...st.lastCommands].sort(), ['neigh replace 10.77.9.9 lladdr 02:00:00:09:09:09 dev hpmissing nud permanent', 'route replace 10.77.9.9/32 dev hpmissing scope link']);
+      assert.is(st.failures, 4);
+      assert.is(logs.length, 2);
+
+      makeVeths(ns, ['hpmissing']);
+      hp.sync(s);
+      await hp.idle();
+      st = hp.status();
+      assert.is(st.failures, 4);
+      assert.is(st.pendingItems, 0);
+      assert.equal(tables(ns), expected(s));
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
+test('a neighbour the kernel rejects ends ip\'s batch: it alone fails, the lines after it still run', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, range(10).map((i) => `hp${i}`));
+    // Below 68 bytes the kernel drops lo's IPv4 state: a neighbour on it is refused (EINVAL), and
+    // iproute2 exits on that instead of reporting the line (the marker command still works on lo).
+    ns.ip('link', 'set', 'lo', 'mtu', '60');
+    const { hp, logs } = programmer(ns);
+    try {
+      const bad: HostPodRoutes = { ifname: 'lo', ips: [parseIpv4('10.77.200.1')], mac: '02:00:00:c8:00:01' };
+      const pods = range(10).map((i) => pod(i));
+      const s = state([...pods.slice(0, 3), bad, ...pods.slice(3)]);
+      hp.sync(s);
+      await hp.idle();
+      let st = hp.status();
+      assert.is(st.aborts, 1);
+      assert.is(st.children, 2, 'the lines after the rejected neighbour run in a second batch');
+      assert.is(st.failures, 2, 'the route on lo (reported) and its neighbour (ended the batch)');
+      assert.is(st.pendingItems, 2);
+      assert.ok(logs.some((l) => l.includes('neigh replace 10.77.200.1') && l.includes('dev lo') && l.includes('Invalid argument')), logs.join('\n'));
+      assert.equal(tables(ns), expected(state(pods)));
+
+      // Next time the neighbour that ended a batch goes last: one child, nothing left behind it.
+      hp.sync(s);
+      await hp.idle();
+      st = hp.status();
+      assert.is(st.children, 3);
+      assert.equal(st.lastCommands, ['route replace 10.77.200.1/32 dev lo scope link', 'neigh replace 10.77.200.1 lladdr 02:00:00:c8:00:01 dev lo nud permanent']);
+      assert.is(st.pendingItems, 2);
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
+test('ten syncs fired while a child runs coalesce into one more run with the last state', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, range(30).map((i) => `hp${i}`));
+    const { hp, logs } = programmer(ns);
+    try {
+      const states = range(10).map((k) => state(range(3 * (k + 1)).map((i) => pod(i, k % 3))));
+      hp.sync(states[0]);
+      // One turn of the loop later the first child is in flight; nine more syncs arrive meanwhile.
+      await new Promise((r) => setImmediate(r));
+      assert.ok(hp.status().running);
+      for (const s of states.slice(1)) hp.sync(s);
+      await hp.idle();
+      const st = hp.status();
+      assert.is(st.children, 2);
+      assert.is(st.failures, 0);
+      assert.equal(logs, []);
+      assert.equal(tables(ns), expected(states[9]));
+
+      // Ten back to back with nothing in flight: a single child.
+      const more = range(10).map((k) => state(range(30 - k).map((i) => pod(i, 5))));
+      for (const s of more) hp.sync(s);
+      await hp.idle();
+      assert.is(hp.status().children, 3);
+      assert.equal(tables(ns), expected(more[9]));
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
+test('sync() returns before any ip child exists; the event loop runs while the child works', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, range(50).map((i) => `hp${i}`));
+    const { hp } = programmer(ns);
+    try {
+      let idle = false;
+      const s = state(range(50).map((i) => pod(i)));
+      const returned = hp.sync(s);
+      assert.is(returned, undefined);
+      assert.is(hp.status().children, 0, 'sync() spawned nothing');
+      void hp.idle().then(() => (idle = true));
+      await Promise.resolve();
+      assert.is(idle, false);
+      // The run starts on the next turn; this callback is queued after it, so it sees the child in
+      // flight: JavaScript runs on this thread while `ip` works.
+      await new Promise((r) => setImmediate(r));
+      const st = hp.status();
+      assert.ok(st.running);
+      assert.is(st.children, 1);
+      assert.type(st.childPid, 'number');
+      assert.is(idle, false);
+      await hp.idle();
+      assert.ok(idle);
+      assert.is(hp.status().childPid, null);
+      assert.equal(tables(ns), expected(s));
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
+test('MTUs of devices in other namespaces: /run/netns by name, any other path through nsenter', async () => {
+  await withNetns(['hp', 'ta', 'tb'], async ([ns, ta, tb]) => {
+    ta.ip('tuntap', 'add', 'mode', 'tun', 'name', 'tn0');
+    tb.ip('tuntap', 'add', 'mode', 'tap', 'name', 'tp0');
+    const viaNsenter = `/var/run/netns/${tb.name}`; // not /run/netns/...: exercises nsenter
+    assert.ok(existsSync(viaNsenter), `${viaNsenter} (is /var/run a link to /run here?)`);
+    const mtuOf = (n: Netns, dev: string) => (JSON.parse(n.ip('-j', 'link', 'show', 'dev', dev)) as { mtu: number }[])[0].mtu;
+    const { hp, logs } = programmer(ns);
+    try {
+      hp.sync(state([], [], [{ ifname: 'tn0', netns: ta.path, mtu: 1400 }, { ifname: 'tp0', netns: viaNsenter, mtu: 1410 }]));
+      await hp.idle();
+      assert.equal(logs, []);
+      assert.is(hp.status().children, 2, 'one batch per namespace');
+      assert.is(mtuOf(ta, 'tn0'), 1400);
+      assert.is(mtuOf(tb, 'tp0'), 1410);
+      hp.sync(state([], [], [{ ifname: 'tn0', netns: ta.path, mtu: 1380 }, { ifname: 'tp0', netns: viaNsenter, mtu: 1410 }]));
+      await hp.idle();
+      assert.is(hp.status().children, 3);
+      assert.equal(hp.status().lastCommands, ['link set dev tn0 mtu 1380']);
+      assert.is(mtuOf(ta, 'tn0'), 1380);
+      assert.is(hp.status().pendingItems, 0);
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
+test('a child that hangs is killed after the timeout and retried; stop() kills the one in flight', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    // nsenter blocks opening a FIFO as a namespace path (no writer ever comes): a real child that
+    // never finishes.
+    const dir = mkdtempSync(path.join(tmpdir(), 'podway-hp-'));
+    const fifo = path.join(dir, 'netns');
+    sh('mkfifo', [fifo]);
+    const { hp, logs } = programmer(ns, { timeoutMs: 300 });
+    const { hp: hp2 } = programmer(ns);
+    try {
+      const s = state([], [], [{ ifname: 'tn0', netns: fifo, mtu: 1400 }]);
+      hp.sync(s);
+      await hp.idle();
+      let st = hp.status();
+      assert.is(st.timeouts, 1);
+      assert.is(st.aborts, 1);
+      assert.is(st.failures, 1);
+      assert.is(st.pendingItems, 1);
+      assert.ok(st.lastError?.includes('killed after 300 ms'), String(st.lastError));
+      assert.is(logs.length, 1);
+      hp.sync(s);
+      await hp.idle();
+      st = hp.status();
+      assert.is(st.children, 2, 'retried on the next sync');
+      assert.is(st.timeouts, 2);
+
+      hp2.sync(s);
+      assert.ok(await waitFor(() => hp2.status().childPid !== null, 5000));
+      const pid = hp2.status().childPid!;
+      await hp2.stop(200);
+      assert.is(hp2.status().running, false);
+      assert.throws(() => process.kill(pid, 0), /ESRCH/);
+    } finally {
+      await hp.stop();
+      await hp2.stop(200);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+test('batch output parsing: failures by line, an exit after a marker, a kill', () => {
+  // As iproute2 6.1 prints them (captured on the development machine).
+  const normal = parseBatchOutcome('Cannot find device "nosuch"\nCommand failed -:2\nRTNETLINK answers: No such process\nCommand failed -:4\n', 0, [], 5, 1, null);
+  assert.equal([...normal.failed], [[1, 'Cannot find device "nosuch"'], [3, 'RTNETLINK answers: No such process']]);
+  assert.is(normal.abort, null);
+  assert.is(normal.notRunFrom, 5);
+  // route, marker, neigh, marker, neigh (exits), marker, neigh: two markers printed.
+  const ended = parseBatchOutcome('Error: Device for nexthop is not up.\nCommand failed -:1\nError: Invalid link address.\n', 2, [1, 3, 5], 7, 2, null);
+  assert.is(ended.endedBy, 4);
+  assert.is(ended.notRunFrom, 5);
+  assert.equal([...ended.failed.keys()], [0, 4]);
+  assert.ok(ended.abort?.includes('Invalid link address'));
+  // Killed: what ran is unknown after the last marker seen.
+  const killed = parseBatchOutcome('', 1, [1, 3], 4, null, 'killed after 300 ms');
+  assert.is(killed.endedBy, null);
+  assert.equal([...killed.failed.keys()], [2]);
+  assert.is(parseBatchOutcome('', 0, [], 3, 0, null).failed.size, 0);
+});
+
+test.run();

@@ -1,6 +1,6 @@
 // The control socket's access rules, on real unix sockets in a temp dir: modes 0700/0600, the
 // SO_PEERCRED check (clients run as another uid through child_process uid/gid), and stale-socket
-// cleanup that removes only a socket nobody serves. Needs root (to run processes as uid 65534).
+// cleanup that removes only a socket nobody serves. Three tests need root (processes as uid 65534).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as net from 'node:net';
@@ -42,6 +42,11 @@ function closeServer(server: net.Server): Promise<void> {
 }
 
 const mode = (p: string) => statSync(p).mode & 0o777;
+
+/** Running a process as another uid and chown need root; the test runner recognizes this message. */
+function needsRoot(): void {
+  if (process.getuid?.() !== 0) throw new Error('this test needs root (it runs processes as uid 65534 and chowns to it)');
+}
 
 interface ChildResult { code: number | null; out: string }
 
@@ -110,6 +115,7 @@ test('an existing directory of ours keeps its mode; the socket in it is still 06
 });
 
 test('another uid is refused by the peer check even when file permissions would let it in', async () => {
+  needsRoot();
   const root = tempRoot();
   const dir = path.join(root, 'run');
   const sock = path.join(dir, 'x.sock');
@@ -132,6 +138,7 @@ test('another uid is refused by the peer check even when file permissions would 
 });
 
 test('a podway running as a non-root uid answers that uid and root', async () => {
+  needsRoot();
   const root = tempRoot();
   const home = path.join(root, 'nobody');
   mkdirSync(home, { mode: 0o700 });
@@ -196,6 +203,7 @@ test('a regular file, a symlink or a directory at the socket path is left alone 
 });
 
 test('a directory owned by another uid, or a file where the directory should be, is refused', async () => {
+  needsRoot();
   const root = tempRoot();
   try {
     const theirs = path.join(root, 'theirs');

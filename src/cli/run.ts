@@ -5,7 +5,8 @@
  */
 import { FileDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel } from '../control';
 import { Engine } from '../dataplane/engine';
-import { findUnderlay } from '../dataplane/host';
+import { findUnderlay, readKernelRoutes, underlayNextHops, KernelRoute4 } from '../dataplane/host';
+import { performance } from 'node:perf_hooks';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
@@ -31,11 +32,28 @@ export function parseDatastore(spec: string): { kind: 'file'; path: string } {
   throw new Error(`datastore "${spec}": expected file:PATH`);
 }
 
+/** The underlay MTU by node IP, read once per address (an `ip` call must not run per edit). */
+const underlayMtu = new Map<number, number>();
+
 function modelFor(snap: ClusterSnapshot, node: string): NodeDataplaneModel {
   const first = computeNodeModel(snap, node);
   // The underlay's real MTU decides the tunnel MTUs (1450 VXLAN, 1480 IPIP over 1500).
-  const mtu = findUnderlay(first.node.ip).mtu;
+  let mtu = underlayMtu.get(first.node.ip);
+  if (mtu === undefined) {
+    mtu = findUnderlay(first.node.ip).mtu;
+    underlayMtu.set(first.node.ip, mtu);
+  }
   return mtu === first.mtu.underlay ? first : computeNodeModel(snap, node, { underlayMtu: mtu });
+}
+
+/**
+ * What an apply depends on, for "nothing changed": the model (Sets as sorted arrays, so equal
+ * models compare equal) and the underlay next hop towards each node. Not the whole kernel table:
+ * podway's own routes (pools, pods) change it without changing any next hop.
+ */
+function modelKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[]): string {
+  const gateways = [...underlayNextHops(routes, model.node.knownNodeIps)];
+  return JSON.stringify([model, gateways], (_k, v) => (v instanceof Set ? [...v].sort() : v));
 }
 
 export async function runNode(opts: RunOptions): Promise<void> {
@@ -65,13 +83,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
       setTimeout(() => { if (pending.delete(id)) resolve(null); }, 2000).unref();
     }))).then((all) => all.filter((c): c is ReturnType<Engine['counters']> => c !== null));
   const server = startControlServer(engine, sock, workerCounters);
+  let kernelRoutes: KernelRoute4[] = [];
+  let lastKey = '';
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
       server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
     });
     const model = modelFor(snap, opts.node);
-    engine.apply(model);
+    kernelRoutes = await readKernelRoutes();
+    engine.apply(model, kernelRoutes);
+    lastKey = modelKey(model, kernelRoutes);
     // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
     for (let index = 1; index < count; index++) {
       const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
@@ -88,7 +110,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } else if (m.type === 'error') say(`worker ${index}: ${m.message}`);
       });
       w.on('error', (e) => say(`worker ${index} failed: ${e.message}`));
-      w.postMessage({ type: 'model', model });
+      w.postMessage({ type: 'model', model, kernelRoutes });
       workers.push(w);
     }
     if (count > 1) say(`${count} forwarding workers`);
@@ -100,14 +122,41 @@ export async function runNode(opts: RunOptions): Promise<void> {
     throw e;
   }
   for (const n of engine.notes) say(`host: set ${n}`);
-  store.onSnapshot((s) => {
+  // Snapshots are applied one at a time, the newest winning: the kernel's routes are read
+  // asynchronously (no `ip` call blocks the forwarding thread), then the model is applied whole
+  // between two batches. A model identical to the one in force is not applied again.
+  let latest: ClusterSnapshot | null = null;
+  let applying = false;
+  const applyLatest = async () => {
+    if (applying) return;
+    applying = true;
     try {
-      const model = modelFor(s, opts.node);
-      engine.apply(model);
-      broadcast({ type: 'model', model });
-    } catch (e) {
-      say(`update rejected, keeping the last good state: ${(e as Error).message}`);
+      while (latest) {
+        const snapshot = latest;
+        latest = null;
+        try {
+          const t0 = performance.now();
+          const model = modelFor(snapshot, opts.node);
+          kernelRoutes = await readKernelRoutes();
+          const key = modelKey(model, kernelRoutes);
+          if (key === lastKey) {
+            say(`datastore change: this node's model is unchanged (${(performance.now() - t0).toFixed(1)} ms)`);
+            continue;
+          }
+          engine.apply(model, kernelRoutes);
+          lastKey = key;
+          broadcast({ type: 'model', model, kernelRoutes });
+        } catch (e) {
+          say(`update rejected, keeping the last good state: ${(e as Error).message}`);
+        }
+      }
+    } finally {
+      applying = false;
     }
+  };
+  store.onSnapshot((s) => {
+    latest = s;
+    void applyLatest();
   });
   store.onError((e) => say(`datastore: ${e.message} (keeping the last good state)`));
   const st = engine.status();

@@ -7,7 +7,7 @@
  * - traffic between a pod and its own node still uses the kernel: a /32 route and a permanent
  *   neighbour entry per veth pod, as Felix programs them.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { formatIpv4, parseIpv4, parseMac } from '../packet';
 
@@ -170,25 +170,50 @@ export function writeArpRequest(b: Uint8Array, f: number, mac: Uint8Array, ip: n
   return 60;
 }
 
-/**
- * The underlay next hop for a remote node: the node itself when on-link, else the gateway of the
- * kernel's best route to it. Read from the main table once per model (control path only).
- */
-export function underlayNextHops(ips: Iterable<number>): Map<number, number> {
-  let routes: { dst: string; gateway?: string }[] = [];
-  try {
-    routes = JSON.parse(execFileSync('ip', ['-j', '-4', 'route', 'show', 'table', 'main'], { encoding: 'utf8', timeout: 10_000 }));
-  } catch {
-    /* no table: every node is treated as on-link */
-  }
-  const table = routes.map((r) => {
+/** One IPv4 route of the kernel's main table, as the underlay next-hop choice needs it. */
+export interface KernelRoute4 { addr: number; mask: number; len: number; gw: number }
+
+function parseRoutes(json: string): KernelRoute4[] {
+  const routes = JSON.parse(json) as { dst: string; gateway?: string }[];
+  return routes.map((r) => {
     const [a, len] = r.dst === 'default' ? ['0.0.0.0', '0'] : r.dst.split('/');
     const l = len === undefined ? 32 : Number(len);
     return { addr: parseIpv4(a), mask: l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0, len: l, gw: r.gateway ? parseIpv4(r.gateway) : 0 };
   });
+}
+
+const ROUTE_ARGS = ['-j', '-4', 'route', 'show', 'table', 'main'];
+
+/** The kernel's main IPv4 table, read synchronously (start-up only; empty when unreadable). */
+export function readKernelRoutesSync(): KernelRoute4[] {
+  try {
+    return parseRoutes(execFileSync('ip', ROUTE_ARGS, { encoding: 'utf8', timeout: 10_000 }));
+  } catch {
+    return []; // no table: every node is treated as on-link
+  }
+}
+
+/** The same, without blocking the event loop (the forwarding thread never waits on `ip`). */
+export function readKernelRoutes(): Promise<KernelRoute4[]> {
+  return new Promise((resolve) => {
+    execFile('ip', ROUTE_ARGS, { encoding: 'utf8', timeout: 10_000 }, (err, out) => {
+      try {
+        resolve(err ? [] : parseRoutes(out));
+      } catch {
+        resolve([]);
+      }
+    });
+  });
+}
+
+/**
+ * The underlay next hop for each remote node: the node itself when on-link, else the gateway of
+ * the kernel's best route to it (control path only).
+ */
+export function underlayNextHops(table: readonly KernelRoute4[], ips: Iterable<number>): Map<number, number> {
   const out = new Map<number, number>();
   for (const ip of ips) {
-    let best: (typeof table)[number] | undefined;
+    let best: KernelRoute4 | undefined;
     for (const r of table) if (((ip & r.mask) >>> 0) === r.addr && (!best || r.len > best.len)) best = r;
     out.set(ip, best && best.gw ? best.gw : ip);
   }

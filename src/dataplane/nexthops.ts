@@ -5,6 +5,7 @@
  */
 import type { NodeDataplaneModel, Route } from '../control';
 import { RouteTable4, Fib4, NO_ROUTE } from '../lpm';
+import type { Route4, RouteChange4 } from '../lpm';
 import { buildVxlanTemplate, parseMac } from '../packet';
 
 export const NhKind = {
@@ -62,8 +63,16 @@ const KIND_OF: Record<Route['kind'], number> = {
   direct: NhKind.DIRECT,
 };
 
-/** One next hop per route: Calico node tables are small (about a thousand routes). */
-export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext): NextHops {
+/**
+ * One next hop per route: Calico node tables are small (about a thousand routes).
+ *
+ * With `table` (the engine's long-lived one), the FIB is brought to the new routes by one
+ * incremental batch of the differences instead of being compiled from nothing: a fresh
+ * RouteTable4 allocates and fills its 1 MiB dir (3-50 ms), which would stall forwarding on every
+ * model apply. Route indices (= next-hop ids) may shift between models; the batch rewrites every
+ * prefix whose id changed, and the new FIB is swapped in together with the new next hops.
+ */
+export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, table?: RouteTable4): NextHops {
   const routes = model.routes;
   const n = routes.length;
   if (n > NO_ROUTE) throw new Error(`too many routes (${n}) for 16-bit next hops`);
@@ -80,9 +89,9 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext): N
   const ports = routes.map((r) => (r.kind === 'local' && r.endpoint ? ctx.portOf(r.endpoint) : -1));
   // A local endpoint whose interface is not attached is left out of the FIB, so its address falls
   // back to the block's blackhole (as in Calico, where the /32 route only exists with the interface).
-  const table = new RouteTable4(
-    routes.flatMap((r, i) => (r.kind === 'local' && ports[i] < 0 ? [] : [{ addr: r.addr, len: r.prefixLen, nh: i }])),
-  );
+  const wanted = routes.flatMap((r, i) => (r.kind === 'local' && ports[i] < 0 ? [] : [{ addr: r.addr >>> 0, len: r.prefixLen, nh: i }]));
+  if (!table) table = new RouteTable4(wanted);
+  else syncTable(table, wanted);
   for (let i = 0; i < n; i++) {
     const r = routes[i];
     kind[i] = KIND_OF[r.kind];
@@ -111,6 +120,19 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext): N
     }
   }
   return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, routes, fib: table.fib, table };
+}
+
+/** Bring `table` to exactly `wanted` with one batch (sets for new or renumbered prefixes, deletes
+ * for the ones gone). */
+function syncTable(table: RouteTable4, wanted: readonly Route4[]): void {
+  const keep = new Set<string>();
+  const changes: RouteChange4[] = [];
+  for (const w of wanted) {
+    keep.add(`${w.addr}/${w.len}`);
+    if (table.rib.get(w.addr, w.len) !== w.nh) changes.push({ op: 'set', addr: w.addr, len: w.len, nh: w.nh });
+  }
+  for (const r of table.rib.entries()) if (!keep.has(`${r.addr}/${r.len}`)) changes.push({ op: 'delete', addr: r.addr, len: r.len });
+  if (changes.length > 0) table.applyBatch(changes);
 }
 
 /** Record a resolved underlay neighbour in every next hop that goes through it. */

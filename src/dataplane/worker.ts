@@ -1,11 +1,12 @@
 /**
  * A forwarding worker (worker_threads): its own frame pool, ports and FIB, fed the same model as
  * the main engine. The kernel spreads flows across workers (PACKET_FANOUT, SO_REUSEPORT); see
- * EngineOptions.worker. Messages: {type:'model', model} | {type:'neighbor', ip, mac} |
+ * EngineOptions.worker. Messages: {type:'model', model, kernelRoutes} | {type:'neighbor', ip, mac} |
  * {type:'counters', id} | {type:'stop'}.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from './engine';
+import type { KernelRoute4 } from './host';
 
 interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; qdiscBypass?: boolean; node: string }
 
@@ -21,9 +22,9 @@ if (parentPort) {
     log: (m) => process.stderr.write(`${new Date().toISOString()} podway[${init.node}/worker ${init.index}] ${m}\n`),
     onNeighbor: (ip, mac) => port.postMessage({ type: 'neighbor', ip, mac: [...mac] }),
   });
-  port.on('message', (msg: { type: string; model?: never; ip?: number; mac?: number[]; id?: number }) => {
+  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; mac?: number[]; id?: number }) => {
     try {
-      if (msg.type === 'model') engine.apply(msg.model!);
+      if (msg.type === 'model') engine.apply(msg.model!, msg.kernelRoutes);
       else if (msg.type === 'neighbor') engine.learnShared(msg.ip!, Uint8Array.from(msg.mac!));
       else if (msg.type === 'counters') port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });
       else if (msg.type === 'stop') {

@@ -1,0 +1,65 @@
+/**
+ * A steady UDP stream between two pods, for measuring forwarding gaps (a benchmark/test peer, run
+ * inside a pod's namespace as a child process):
+ *   node udp-stream.js send DST_IP PORT RATE_PPS SECONDS
+ *   node udp-stream.js recv PORT SECONDS
+ * Each datagram carries a 32-bit sequence number. The sender keeps the schedule (it sends what is
+ * due every 2 ms, so a slow tick does not lower the rate). The receiver prints, when it ends
+ * (after SECONDS or on SIGTERM), one JSON line: {received, arrivals: [[seq, epochMs], ...]}, with
+ * epoch milliseconds (performance.timeOrigin + now()) so the test can line them up with its own
+ * clock.
+ */
+import * as dgram from 'node:dgram';
+import { performance } from 'node:perf_hooks';
+
+const epochMs = () => performance.timeOrigin + performance.now();
+
+function send(dst: string, port: number, rate: number, seconds: number): void {
+  const sock = dgram.createSocket('udp4');
+  const t0 = performance.now();
+  let seq = 0;
+  const total = Math.round(rate * seconds);
+  const timer = setInterval(() => {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate));
+    while (seq < due) {
+      // A buffer per datagram: dgram sends asynchronously, so a reused one would be rewritten
+      // before it leaves (duplicate sequence numbers). A test peer, not a hot path.
+      const buf = Buffer.alloc(64);
+      buf.writeUInt32BE(seq++, 0);
+      sock.send(buf, port, dst);
+    }
+    if (seq >= total) {
+      clearInterval(timer);
+      setTimeout(() => sock.close(), 100);
+    }
+  }, 2);
+}
+
+function recv(port: number, seconds: number): void {
+  const sock = dgram.createSocket('udp4');
+  const seqs: number[] = [];
+  const times: number[] = [];
+  sock.on('message', (m) => {
+    if (m.length < 4) return;
+    seqs.push(m.readUInt32BE(0));
+    times.push(epochMs());
+  });
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    sock.close();
+    process.stdout.write(JSON.stringify({ received: seqs.length, arrivals: seqs.map((s, k) => [s, Math.round(times[k] * 1000) / 1000]) }) + '\n');
+  };
+  sock.bind(port, () => process.stdout.write('ready\n'));
+  setTimeout(finish, seconds * 1000);
+  process.once('SIGTERM', finish);
+}
+
+const [mode, ...args] = process.argv.slice(2);
+if (mode === 'send') send(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
+else if (mode === 'recv') recv(Number(args[0]), Number(args[1]));
+else {
+  process.stderr.write('usage: udp-stream send DST PORT RATE SECONDS | recv PORT SECONDS\n');
+  process.exit(2);
+}

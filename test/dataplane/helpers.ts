@@ -1,0 +1,361 @@
+// A node's forwarding pipeline wired the way Engine.apply/openInfra wire it, on MemoryIO ports, so
+// the tests of test/dataplane/pipeline-*.test.ts run in a plain Node process (no root, no addon)
+// and compare what the pipeline sends with frames scapy built (test/fixtures/scapy-frames.json,
+// the `pipe_*` fixtures of scripts/gen-fixtures.py). Also: checksum and byte-comparison helpers
+// written here from scratch (so they do not share code with what they check), and a classic BPF
+// interpreter for the underlay socket filter.
+import * as assert from 'uvu/assert';
+import { computeNodeModel, parseClusterYaml, NodeDataplaneModel } from '../../src/control';
+import { MemoryIO, MemFrame } from '../../src/dataplane/memory-io';
+import { FramePool } from '../../src/dataplane/frame-pool';
+import { Pipeline, Role } from '../../src/dataplane/pipeline';
+import { buildNextHops, learnNeighbor, NextHops } from '../../src/dataplane/nexthops';
+import { underlayFilter } from '../../src/dataplane/host';
+import { PORT_COUNTERS } from '../../src/dataplane/counters';
+import { fromHex, parseIpv4, parseMac, toHex } from '../../src/packet';
+import { fixture } from '../packet/helpers';
+
+export const NODE1 = parseIpv4('10.99.0.1');
+export const NODE2 = parseIpv4('10.99.0.2');
+export const NODE1_MAC = '52:54:00:99:00:01';
+export const NODE2_MAC = '52:54:00:99:00:02';
+export const VTEP1_MAC = '66:99:00:00:00:01';
+export const VTEP2_MAC = '66:99:00:00:00:02';
+export const A = parseIpv4('10.244.0.1');
+export const B = parseIpv4('10.244.0.2');
+export const T = parseIpv4('10.245.0.3');
+export const U = parseIpv4('10.246.0.4');
+export const RV = parseIpv4('10.244.0.65');
+
+/**
+ * Two nodes on 10.99.0.0/24 and three pools: 10.244/16 VXLAN, 10.245/16 IPIP, 10.246/16 without
+ * encapsulation, with a /26 block per node in each. node1's pods: veths caliA (10.244.0.1) and
+ * caliB (10.244.0.2) with declared MACs, tap tapT (10.245.0.3, MAC learned from its frames), tun
+ * tunU (10.246.0.4). node2's pods sit at .65 (and 10.244.0.66) of its blocks.
+ * The same addresses as the pipe_* fixtures of scripts/gen-fixtures.py.
+ */
+export const CLUSTER_YAML = `
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: { name: vxlan-pool }
+spec: { cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: Always, ipipMode: Never }
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: { name: ipip-pool }
+spec: { cidr: 10.245.0.0/16, blockSize: 26, vxlanMode: Never, ipipMode: Always }
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: { name: plain-pool }
+spec: { cidr: 10.246.0.0/16, blockSize: 26, vxlanMode: Never, ipipMode: Never }
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: { name: node1 }
+spec:
+  bgp: { ipv4Address: 10.99.0.1/24 }
+  ipv4VXLANTunnelAddr: 10.244.0.0
+  vxlanTunnelMACAddr: "${VTEP1_MAC}"
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: { name: node2 }
+spec:
+  bgp: { ipv4Address: 10.99.0.2/24 }
+  ipv4VXLANTunnelAddr: 10.244.0.64
+  vxlanTunnelMACAddr: "${VTEP2_MAC}"
+${['10.244.0.0', '10.245.0.0', '10.246.0.0'].map((c) => affinity('node1', c)).join('')}
+${['10.244.0.64', '10.245.0.64', '10.246.0.64'].map((c) => affinity('node2', c)).join('')}
+${wep('node1', 'pod-a', 'caliA', '10.244.0.1', 'mac: "2a:5f:10:00:01:01"')}
+${wep('node1', 'pod-b', 'caliB', '10.244.0.2', 'mac: "2a:5f:10:00:01:02"')}
+${wep('node1', 'pod-t', 'tapT', '10.245.0.3', 'interfaceType: tap')}
+${wep('node1', 'pod-u', 'tunU', '10.246.0.4', 'interfaceType: tun')}
+${wep('node2', 'pod-rv', 'caliRV', '10.244.0.65', '')}
+${wep('node2', 'pod-rv2', 'caliRV2', '10.244.0.66', '')}
+${wep('node2', 'pod-ri', 'caliRI', '10.245.0.65', '')}
+${wep('node2', 'pod-rd', 'caliRD', '10.246.0.65', '')}
+`;
+
+function affinity(node: string, addr: string): string {
+  return `---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata: { name: ${node}-${addr.replace(/\./g, '-')}-26 }
+spec: { node: ${node}, cidr: ${addr}/26, state: confirmed, deleted: "false" }
+`;
+}
+
+function wep(node: string, pod: string, ifname: string, ip: string, extra: string): string {
+  return `---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: { name: ${node}-k8s-${pod}-eth0, namespace: default }
+spec:
+  node: ${node}
+  pod: ${pod}
+  interfaceName: ${ifname}
+  ipNetworks: [${ip}/32]
+  ${extra}
+`;
+}
+
+export function clusterModel(node = 'node1', yaml = CLUSTER_YAML): NodeDataplaneModel {
+  return computeNodeModel(parseClusterYaml(yaml, 'test-cluster.yaml'), node);
+}
+
+export interface HarnessOptions {
+  /** Underlay neighbours already resolved (IP text -> MAC text). */
+  neighbors?: Record<string, string>;
+  /** Underlay next hop per remote node IP (default: the node itself, on-link). */
+  gateways?: Record<string, string>;
+  batch?: number;
+  model?: NodeDataplaneModel;
+}
+
+export interface Harness {
+  io: MemoryIO;
+  pool: FramePool;
+  pipe: Pipeline;
+  model: NodeDataplaneModel;
+  nh: NextHops;
+  infra: { tx4: number; vxlan: number; ipip: number; underlay: number; host: number };
+  /** Port of each local endpoint, by interface name. */
+  ports: Map<string, number>;
+  /** Addresses the pipeline asked to resolve (onUnresolved), in order. */
+  unresolved: number[];
+  /** Send errors the pipeline reported (onPortError). */
+  portErrors: { port: number; op: string; code: string }[];
+  port(ifname: string): number;
+  /** Queue frames on a port and let the pipeline drain it. */
+  receive(port: number, ...frames: (Uint8Array | MemFrame)[]): void;
+  /** A port's counter (PortCounter.*). */
+  portCounter(port: number, which: number): number;
+}
+
+/** The wiring of Engine.openInfra + openEndpoint + apply, minus the host (sysctls, routes, ARP). */
+export function makeHarness(opts: HarnessOptions = {}): Harness {
+  const model = opts.model ?? clusterModel();
+  const io = new MemoryIO();
+  const batch = opts.batch ?? 64;
+  const pool = new FramePool(batch + 8);
+  io.setPool(pool);
+  const pipe = new Pipeline(pool, batch, io);
+  const nodeIp = model.node.ip;
+  const infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1, host: -1 };
+  infra.tx4 = io.openRaw({ proto: 255 });
+  pipe.setPort(infra.tx4, Role.TX4, 'tx4(raw)');
+  infra.vxlan = io.openUdp({ addr: nodeIp, port: 4789 });
+  pipe.setPort(infra.vxlan, Role.VXLAN_RX, 'vxlan');
+  infra.ipip = io.openRaw({ proto: 4, addr: nodeIp });
+  pipe.setPort(infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
+  infra.host = io.openTun('podway0');
+  pipe.setPort(infra.host, Role.HOST_TUN, 'host(podway0)');
+  infra.underlay = io.openPacket('eth0', { bpf: underlayFilter(nodeIp) });
+  pipe.setPort(infra.underlay, Role.UNDERLAY, 'underlay(eth0)');
+  pipe.tx4Port = infra.tx4;
+  pipe.underlayPort = infra.underlay;
+  pipe.hostPort = infra.host;
+
+  const ports = new Map<string, number>();
+  for (const ep of model.endpoints) {
+    const kind = ep.interfaceType;
+    const port = kind === 'veth' ? io.openPacket(ep.interfaceName) : kind === 'tap' ? io.openTap(ep.interfaceName) : io.openTun(ep.interfaceName);
+    pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, ep.mac ? parseMac(ep.mac) : undefined, kind === 'veth');
+    ports.set(ep.interfaceName, port);
+  }
+
+  const neighbors = new Map<number, Uint8Array>();
+  for (const [ip, mac] of Object.entries(opts.neighbors ?? {})) neighbors.set(parseIpv4(ip), parseMac(mac));
+  const gateways = new Map<number, number>();
+  for (const [ip, gw] of Object.entries(opts.gateways ?? {})) gateways.set(parseIpv4(ip), parseIpv4(gw));
+  const nh = buildNextHops(model, {
+    portOf: (ifname) => ports.get(ifname) ?? -1,
+    neighbor: (ip) => neighbors.get(ip),
+    nextHop: (ip) => gateways.get(ip) ?? ip,
+  });
+  pipe.nh = nh;
+  pipe.addr = { nodeIp, underlayMac: parseMac(NODE1_MAC), knownNodes: new Set(model.node.knownNodeIps) };
+  pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
+  pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
+
+  const unresolved: number[] = [];
+  const portErrors: Harness['portErrors'] = [];
+  pipe.onUnresolved = (ip) => unresolved.push(ip);
+  // As Engine.learn: a resolved underlay neighbour goes into every next hop through it.
+  pipe.onNeighbor = (ip, b, off) => {
+    learnNeighbor(pipe.nh, ip, b, off);
+  };
+  pipe.onPortError = (port, op, e) => portErrors.push({ port, op, code: (e as { code?: string }).code ?? e.message });
+
+  const h: Harness = {
+    io, pool, pipe, model, nh, infra, ports, unresolved, portErrors,
+    port(ifname) {
+      const p = ports.get(ifname);
+      if (p === undefined) throw new Error(`no port ${ifname}`);
+      return p;
+    },
+    receive(port, ...frames) {
+      io.inject(port, ...frames);
+      pipe.drain(port);
+    },
+    portCounter(port, which) {
+      return pipe.portCounters[port * PORT_COUNTERS + which];
+    },
+  };
+  return h;
+}
+
+/** Every port the harness opened, and how many frames each has sent since the last take. */
+export function allPorts(h: Harness): number[] {
+  return [...Object.values(h.infra), ...h.ports.values()];
+}
+
+/** Take everything sent on every port: port -> frames (only ports that sent). */
+export function takeAll(h: Harness): Map<number, MemFrame[]> {
+  const out = new Map<number, MemFrame[]>();
+  for (const p of allPorts(h)) {
+    const f = h.io.take(p);
+    if (f.length > 0) out.set(p, f);
+  }
+  return out;
+}
+
+/** Assert that exactly one frame left, on `port`, and return it. */
+export function onlyFrame(h: Harness, port: number, what: string): MemFrame {
+  const sent = takeAll(h);
+  const where = [...sent.entries()].map(([p, f]) => `${h.pipe.portName[p]}:${f.length}`).join(', ') || 'nothing';
+  assert.is(sent.size, 1, `${what}: one port sent (sent: ${where})`);
+  const frames = sent.get(port);
+  assert.ok(frames, `${what}: sent on ${h.pipe.portName[port]} (sent: ${where})`);
+  assert.is(frames!.length, 1, `${what}: one frame`);
+  return frames![0];
+}
+
+/** Assert nothing was sent anywhere. */
+export function nothingSent(h: Harness, what: string): void {
+  const sent = takeAll(h);
+  const where = [...sent.entries()].map(([p, f]) => `${h.pipe.portName[p]}:${f.length}`).join(', ');
+  assert.is(sent.size, 0, `${what}: nothing sent (sent: ${where})`);
+}
+
+// ---- fixtures ------------------------------------------------------------------------------------
+
+/** A pipe_* fixture's bytes. */
+export function frame(name: string): Uint8Array {
+  return fromHex(fixture(`pipe_${name}`).hex);
+}
+
+/** A pipe_* fixture's build record. */
+export function build(name: string): Record<string, any> {
+  const b = fixture(`pipe_${name}`).build;
+  if (!b) throw new Error(`fixture pipe_${name} has no build record`);
+  return b;
+}
+
+// ---- checksums and comparison, independent of src/packet -----------------------------------------
+
+/** RFC 1071 sum of 16-bit big-endian words, folded. */
+export function onesSum(b: Uint8Array, off: number, len: number, initial = 0): number {
+  let s = initial;
+  for (let k = 0; k + 1 < len; k += 2) s += b[off + k] * 256 + b[off + k + 1];
+  if (len % 2 === 1) s += b[off + len - 1] * 256;
+  while (s > 0xffff) s = (s % 0x10000) + Math.floor(s / 0x10000);
+  return s;
+}
+
+/** The header checksum of the IPv4 header at `off`, computed from scratch (its field taken as 0). */
+export function ipHeaderChecksum(b: Uint8Array, off: number): number {
+  const hl = (b[off] & 15) * 4;
+  const copy = b.slice(off, off + hl);
+  copy[10] = 0;
+  copy[11] = 0;
+  return 0xffff - onesSum(copy, 0, hl);
+}
+
+/** Write the from-scratch header checksum into the IPv4 header at `off`. */
+export function fixIpChecksum(b: Uint8Array, off: number): void {
+  const c = ipHeaderChecksum(b, off);
+  b[off + 10] = c >> 8;
+  b[off + 11] = c & 255;
+}
+
+/** Assert two byte strings are equal, naming the first differing offset. */
+export function assertBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
+  let first = -1;
+  const n = Math.max(actual.length, expected.length);
+  for (let k = 0; k < n; k++) {
+    if (actual[k] !== expected[k]) {
+      first = k;
+      break;
+    }
+  }
+  if (first >= 0) {
+    const from = Math.max(0, first - 4);
+    assert.fixture(toHex(actual, from, Math.min(24, actual.length - from)), toHex(expected, from, Math.min(24, expected.length - from)),
+      `${what}: first difference at byte ${first} (lengths ${actual.length} vs ${expected.length}; showing from byte ${from})`);
+  }
+  assert.is(actual.length, expected.length, `${what}: length`);
+}
+
+/** The 16-bit big-endian value at `off`. */
+export function u16(b: Uint8Array, off: number): number {
+  return (b[off] << 8) | b[off + 1];
+}
+
+/**
+ * The expected frame with the fields podway picks taken from the actual one: `fields` are
+ * [offset, length] ranges copied over; `ipHeaders` the offsets of IPv4 headers whose checksum is
+ * then recomputed from scratch in the expected copy. The actual frame must still match every other
+ * byte, and its header checksums must equal those recomputations.
+ */
+export function adopt(expected: Uint8Array, actual: Uint8Array, fields: [number, number][], ipHeaders: number[]): Uint8Array {
+  const e = expected.slice();
+  for (const [off, len] of fields) e.set(actual.subarray(off, off + len), off);
+  for (const ip of ipHeaders) fixIpChecksum(e, ip);
+  return e;
+}
+
+// ---- classic BPF ----------------------------------------------------------------------------------
+
+/**
+ * Runs a classic BPF program (8 bytes per instruction: code u16 LE, jt, jf, k u32 LE, as in
+ * struct sock_filter) over a packet, like the kernel's socket filter: returns the accept length
+ * (0 = drop). Knows only the instructions podway's filter needs: ld/ldh absolute, jeq k, ret k.
+ * Anything else throws, as do jumps out of the program and running off its end. A load beyond the
+ * packet ends the program with 0, as in the kernel.
+ */
+export function runBpf(prog: Uint8Array, pkt: Uint8Array): number {
+  if (prog.length % 8 !== 0 || prog.length === 0) throw new Error(`bpf: program length ${prog.length} is not a positive multiple of 8`);
+  const dv = new DataView(prog.buffer, prog.byteOffset, prog.byteLength);
+  const n = prog.length / 8;
+  let a = 0;
+  let pc = 0;
+  for (let steps = 0; steps <= n; steps++) {
+    if (pc < 0 || pc >= n) throw new Error(`bpf: pc ${pc} outside the program (${n} instructions)`);
+    const code = dv.getUint16(pc * 8, true);
+    const jt = prog[pc * 8 + 2];
+    const jf = prog[pc * 8 + 3];
+    const k = dv.getUint32(pc * 8 + 4, true);
+    switch (code) {
+      case 0x28: // BPF_LD | BPF_H | BPF_ABS
+        if (k + 2 > pkt.length) return 0;
+        a = (pkt[k] << 8) | pkt[k + 1];
+        pc++;
+        break;
+      case 0x20: // BPF_LD | BPF_W | BPF_ABS
+        if (k + 4 > pkt.length) return 0;
+        a = ((pkt[k] << 24) | (pkt[k + 1] << 16) | (pkt[k + 2] << 8) | pkt[k + 3]) >>> 0;
+        pc++;
+        break;
+      case 0x15: // BPF_JMP | BPF_JEQ | BPF_K
+        pc += 1 + (a >>> 0 === k ? jt : jf);
+        break;
+      case 0x06: // BPF_RET | BPF_K
+        return k;
+      default:
+        throw new Error(`bpf: unknown opcode 0x${code.toString(16)} at instruction ${pc}`);
+    }
+  }
+  throw new Error('bpf: program did not return (classic BPF only jumps forward, so this is a loop bug)');
+}

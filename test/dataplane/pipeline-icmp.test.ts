@@ -1,0 +1,151 @@
+// ICMP errors the pipeline sends back to a pod (TTL expired, fragmentation needed), byte for byte
+// against scapy's (pipe_* fixtures), and the drops that must not produce one.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Reason, Event } from '../../src/dataplane/counters';
+import { innerFlowHash, vxlanSourcePort } from '../../src/packet';
+import { makeHarness, frame, build, onlyFrame, nothingSent, assertBytes, adopt, ipHeaderChecksum, onesSum, u16, fixIpChecksum, NODE2, NODE2_MAC } from './helpers';
+
+const RESOLVED = { neighbors: { '10.99.0.2': NODE2_MAC } };
+
+/** Compare an ICMP error (IPv4 at `ip`) with the expected fixture; podway picks only the IPv4 id. */
+function checkIcmpError(out: Uint8Array, name: string, ip: number): void {
+  const b = build(name);
+  assert.equal(b.adopt, ['id']);
+  const expected = frame(name).subarray(14 - ip);
+  assertBytes(out, adopt(expected, out, [[ip + 4, 2]], [ip]), name);
+  assert.is(u16(out, ip + 10), ipHeaderChecksum(out, ip), `${name}: header checksum`);
+  // The ICMP checksum verifies over the whole message (header + quote), computed from scratch.
+  const total = u16(out, ip + 2);
+  assert.is(onesSum(out, ip + 20, total - 20), 0xffff, `${name}: icmp checksum`);
+}
+
+test('TTL 1 from a veth pod: ICMP time exceeded from the node IP back to the pod, quoting header + 8 bytes', () => {
+  const h = makeHarness(RESOLVED);
+  const a = h.port('caliA');
+  h.receive(a, frame('a_ttl1'));
+  const out = onlyFrame(h, a, 'time exceeded').bytes;
+  checkIcmpError(out, 'a_ttl1_icmp', 14);
+  assert.is(out[34], 11);
+  assert.is(out[35], 0);
+  // The quote is the offending header as received (TTL 1) and the first 8 bytes of its payload.
+  assertBytes(out.subarray(42), frame('a_ttl1').subarray(14, 14 + 28), 'quote');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+});
+
+test('TTL 1 from a tun pod: the ICMP error goes back without Ethernet', () => {
+  const h = makeHarness(RESOLVED);
+  const u = h.port('tunU');
+  h.receive(u, frame('u_ttl1').subarray(14));
+  assert.is(build('u_ttl1_icmp').l3, true);
+  checkIcmpError(onlyFrame(h, u, 'time exceeded (tun)').bytes, 'u_ttl1_icmp', 0);
+});
+
+test('TTL 1 on a local delivery expires too; TTL 2 is delivered with TTL 1', () => {
+  const h = makeHarness();
+  const a = h.port('caliA');
+  const f = frame('a_to_b');
+  f[22] = 1;
+  f[24] = 0; f[25] = 0;
+  const c = ipHeaderChecksum(f, 14);
+  f[24] = c >> 8; f[25] = c & 255;
+  h.receive(a, f);
+  const out = onlyFrame(h, a, 'expired locally').bytes;
+  assert.is(out[34], 11);
+  assert.is(u16(out, 14 + 10), ipHeaderChecksum(out, 14));
+  f[22] = 2;
+  const c2 = ipHeaderChecksum(f, 14);
+  f[24] = c2 >> 8; f[25] = c2 & 255;
+  h.receive(a, f);
+  const ok = onlyFrame(h, h.port('caliB'), 'ttl 2').bytes;
+  assert.is(ok[22], 1);
+  assert.is(u16(ok, 24), ipHeaderChecksum(ok, 14));
+});
+
+test('no ICMP error about an ICMP error: expired, counted, nothing sent', () => {
+  const h = makeHarness(RESOLVED);
+  h.receive(h.port('caliA'), frame('a_ttl1_icmperr'));
+  nothingSent(h, 'icmp error about an icmp error');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 0);
+});
+
+test('MTU: a DF packet over the VXLAN path MTU gets fragmentation needed with next-hop MTU 1450', () => {
+  const h = makeHarness(RESOLVED);
+  const a = h.port('caliA');
+  h.receive(a, frame('a_big_df'));
+  const out = onlyFrame(h, a, 'frag needed').bytes;
+  checkIcmpError(out, 'a_big_df_icmp', 14);
+  assert.is(out[34], 3);
+  assert.is(out[35], 4);
+  assert.is(u16(out, 40), 1450, 'next-hop MTU');
+  assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+});
+
+test('MTU: the same packet without DF is dropped (TOO_BIG_NO_DF); exactly 1450 bytes with DF goes out in a 1500-byte outer packet', () => {
+  const h = makeHarness(RESOLVED);
+  h.receive(h.port('caliA'), frame('a_big_nodf'));
+  nothingSent(h, 'no DF');
+  assert.is(h.pipe.counters[Reason.TOO_BIG_NO_DF], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 0);
+  h.receive(h.port('caliA'), frame('a_max_df'));
+  const out = onlyFrame(h, h.infra.underlay, '1450 DF').bytes;
+  assert.is(u16(out, 16), 1500, 'outer total length');
+  assert.is(out.length, 1514);
+  assert.is(u16(out, 14 + 10), ipHeaderChecksum(out, 14));
+  // Inner packet intact behind the 50 bytes of outer headers, TTL 63.
+  const inner = frame('a_max_df');
+  assertBytes(out.subarray(50 + 14 + 20), inner.subarray(14 + 20), 'inner payload');
+  assert.is(out[50 + 22], 63);
+});
+
+test('MTU: a big DF packet to a local pod is delivered (no path MTU on local delivery)', () => {
+  const h = makeHarness();
+  const f = frame('a_big_df');
+  f.set([10, 244, 0, 2], 30);
+  f[24] = 0; f[25] = 0;
+  const c = ipHeaderChecksum(f, 14);
+  f[24] = c >> 8; f[25] = c & 255;
+  h.receive(h.port('caliA'), f);
+  const out = onlyFrame(h, h.port('caliB'), 'big local').bytes;
+  assert.is(out.length, 1465);
+  assert.is(out[22], 63);
+});
+
+test('TTL 1 inside a VXLAN packet: time exceeded from the node IP, routed back to the sender through the tunnel', () => {
+  const h = makeHarness(RESOLVED);
+  h.receive(h.infra.vxlan, { bytes: frame('vxlan_rv_to_a_ttl1').subarray(42), addr: NODE2 });
+  const out = onlyFrame(h, h.infra.underlay, 'time exceeded via vxlan').bytes;
+  assert.equal(build('vxlan_rv_to_a_ttl1_icmp').adopt, ['outer_id', 'vxlan_sport', 'inner_id']);
+  // podway picks the outer id, the source port and the ICMP error's own id.
+  assertBytes(out, adopt(frame('vxlan_rv_to_a_ttl1_icmp'), out, [[18, 2], [34, 2], [68, 2]], [14, 64]), 'icmp error in vxlan');
+  assert.is(u16(out, 24), ipHeaderChecksum(out, 14));
+  assert.is(u16(out, 74), ipHeaderChecksum(out, 64));
+  const seed = (h.pipe as unknown as { flowSeed: number }).flowSeed;
+  assert.is(u16(out, 34), vxlanSourcePort(innerFlowHash(out, 50, out.length - 50, seed)));
+  assert.is(onesSum(out, 84, out.length - 84), 0xffff, 'icmp checksum');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+});
+
+// The node's own packets (host port) are not forwarded by a router hop: podway does not decrement
+// their TTL (pipeline.ts fromHost/route: "originated"), so a TTL it does not decrement cannot expire
+// either. With Calico the node reaches a local pod directly (`ping -t 1 <pod>` is answered by the
+// pod, traceroute shows the pod as hop 1), and a remote pod's node expires TTL 1 after decap.
+test('the node\'s own TTL 1 packet to a local pod is delivered with TTL 1, not expired by podway', () => {
+  const h = makeHarness();
+  const f = frame('host_to_a').slice(14);
+  f[8] = 1;
+  fixIpChecksum(f, 0);
+  h.receive(h.infra.host, f);
+  const out = onlyFrame(h, h.port('caliA'), 'host TTL 1 to A').bytes;
+  const expected = frame('host_to_a_out');
+  expected[22] = 1;
+  fixIpChecksum(expected, 14);
+  assertBytes(out, expected, 'delivered unchanged');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 0);
+});
+
+test.run();

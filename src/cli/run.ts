@@ -5,7 +5,7 @@
  */
 import { FileDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel } from '../control';
 import { Engine } from '../dataplane/engine';
-import { findUnderlay, readKernelRoutes, underlayNextHops, KernelRoute4 } from '../dataplane/host';
+import { findUnderlay, readKernelRoutes, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { performance } from 'node:perf_hooks';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { Worker } from 'node:worker_threads';
@@ -91,7 +91,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
     });
     const model = modelFor(snap, opts.node);
-    kernelRoutes = await readKernelRoutes();
+    // Synchronously at start: the control socket must not answer before the first model is in force.
+    kernelRoutes = readKernelRoutesSync();
     engine.apply(model, kernelRoutes);
     lastKey = modelKey(model, kernelRoutes);
     // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.

@@ -11,9 +11,11 @@ import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role } from './pipeline';
-import { buildNextHops, learnNeighbor, NH_KIND_NAMES } from './nexthops';
+import { buildNextHops, learnNeighbor, forgetNeighbor, NH_KIND_NAMES } from './nexthops';
+import { NeighborTable } from './neighbors';
+import { HostProgrammer, HostState } from './host-programmer';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
-import { findUnderlay, underlayNextHops, readKernelRoutesSync, KernelRoute4, quietKernelOn, hostRouteToPod, setInterfaceMtu, linkUp, addRoute, delRoute, removeHostRoute, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 
 export interface EngineOptions {
@@ -44,12 +46,15 @@ interface EndpointPort {
   ep: LocalEndpoint;
   port: number;
   kind: 'veth' | 'tap' | 'tun';
+  /** The pod MTU given to a tap/tun device when it was attached (0: a veth, or none given). */
+  mtu: number;
 }
 
 const VXLAN_PORT = 4789;
 /** The TUN device joining the node's stack to the pod network. */
 export const HOST_PORT_NAME = 'podway0';
-const ARP_RETRY_MS = 1000;
+/** How often the neighbour table ages its entries and re-probes stale ones. */
+const NEIGHBOR_TICK_MS = 1000;
 
 /** A receive port whose recv failed is re-polled after this pause (doubling up to the max). */
 const REPOLL_MIN_MS = 100;
@@ -74,14 +79,15 @@ export class Engine {
   private model: NodeDataplaneModel | null = null;
   private underlay: Underlay | null = null;
   private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1, host: -1 };
-  /** Pool routes installed into the host port (cidr text). */
-  private hostRoutes = new Set<string>();
+  /** Programs the node's routes, neighbours and MTUs by diff, in a child `ip` (never blocking). */
+  private readonly host: HostProgrammer | null;
   private readonly endpoints = new Map<string, EndpointPort>();
   /** Endpoints whose interface could not be opened yet (pod not wired yet): retried on a timer. */
   private readonly pending = new Map<string, { ep: LocalEndpoint; error: string }>();
   private retryTimer: NodeJS.Timeout | null = null;
-  private readonly neighbors = new Map<number, Uint8Array>();
-  private readonly arpSent = new Map<number, number>();
+  /** Underlay neighbours (remote nodes, gateways) with kernel-like ageing and a bound. */
+  private readonly neighbors = new NeighborTable();
+  private neighborTimer: NodeJS.Timeout | null = null;
   private readonly arpSlot: number;
   private started = Date.now();
   /** MTU given to pod interfaces podway attaches (the model's pod MTU). */
@@ -106,6 +112,7 @@ export class Engine {
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip) => this.resolve(ip);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
+    this.host = this.manageHost && this.primary ? new HostProgrammer({ log: (m) => this.log(`host: ${m}`) }) : null;
   }
 
   /** The kernel's main table as last read (for underlay next hops towards remote nodes). */
@@ -131,7 +138,7 @@ export class Engine {
     const t2 = performance.now();
     const nh = buildNextHops(model, {
       portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,
-      neighbor: (ip) => this.neighbors.get(ip),
+      neighbor: (ip) => this.neighbors.mac(ip),
       nextHop: (ip) => gateways.get(ip) ?? ip,
     }, this.pipe.nh?.table);
     const known = new Set<number>(model.node.knownNodeIps);
@@ -140,10 +147,18 @@ export class Engine {
     this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
     this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
     this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
-    if (this.manageHost && this.primary) this.syncHostRoutes(model);
     this.model = model;
     this.applied++;
-    for (let i = 0; i < nh.count; i++) if (nh.gw[i] !== 0 && !this.neighbors.has(nh.gw[i])) this.resolve(nh.gw[i]);
+    const gws = new Set<number>();
+    for (let i = 0; i < nh.count; i++) if (nh.gw[i] !== 0) gws.add(nh.gw[i]);
+    const w = this.neighbors.want(gws);
+    if (w.firstRefusal) this.log(`neighbour table full (${this.neighbors.maxEntries} entries): ${w.refused} underlay next hops left unresolved (their traffic goes through the kernel)`);
+    for (const gw of gws) if (!this.neighbors.mac(gw)) this.resolve(gw);
+    if (!this.neighborTimer) {
+      this.neighborTimer = setInterval(() => this.ageNeighbors(), NEIGHBOR_TICK_MS);
+      this.neighborTimer.unref();
+    }
+    this.programHost();
     this.log(`applied model: ${model.routes.length} routes, ${this.endpoints.size} endpoints, ${model.withheld.length} withheld (${(performance.now() - t0).toFixed(1)} ms; endpoints ${(t1 - t0).toFixed(1)}, gw ${(t2 - t1).toFixed(1)})`);
   }
 
@@ -182,7 +197,6 @@ export class Engine {
     this.pipe.tx4Port = this.infra.tx4;
     this.pipe.underlayPort = this.infra.underlay;
     this.pipe.hostPort = this.infra.host;
-    this.hostRoutes.clear();
     for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host]) if (p >= 0) this.watch(p);
   }
 
@@ -268,10 +282,7 @@ export class Engine {
     const netns = ep.interfaceNetns ?? undefined;
     if (kind === 'veth') {
       if (!interfaceExists(ep.interfaceName)) throw Object.assign(new Error(`interface ${ep.interfaceName} of workload ${ep.key} does not exist`), { code: 'ENODEV' });
-      if (this.manageHost) {
-        this.notes.push(...quietKernelOn(ep.interfaceName, true));
-        hostRouteToPod(ep.interfaceName, ep.ips, ep.mac);
-      }
+      if (this.manageHost) this.notes.push(...quietKernelOn(ep.interfaceName, true));
       port = this.io.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, ignoreOutgoing: true, fanoutGroup: this.fanout(ep.interfaceName) });
     } else if (this.worker.count > 1) {
       throw new Error(`${kind} pods are single-queue devices: run one worker to serve ${ep.interfaceName}`);
@@ -281,18 +292,12 @@ export class Engine {
       port = this.io.openTun(ep.interfaceName, { netns });
     }
     this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac, kind === 'veth');
-    // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would.
-    // A veth's host end keeps its MTU: podway must receive oversize DF packets to answer them with
-    // ICMP fragmentation needed (a smaller host-end MTU would make the veth drop them silently).
-    if (this.manageHost && this.podMtu > 0 && kind !== 'veth') {
-      try {
-        setInterfaceMtu(ep.interfaceName, this.podMtu, netns ?? null);
-      } catch (e) {
-        this.log(`endpoint ${ep.key}: ${(e as Error).message}`);
-      }
-    }
     this.watch(port);
-    return { ep, port, kind };
+    // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would
+    // (programmed with the host state). A veth's host end keeps its MTU: podway must receive
+    // oversize DF packets to answer them with ICMP fragmentation needed (a smaller host-end MTU
+    // would make the veth drop them silently).
+    return { ep, port, kind, mtu: kind === 'veth' ? 0 : this.podMtu };
   }
 
   private syncEndpoints(model: NodeDataplaneModel): void {
@@ -301,7 +306,6 @@ export class Engine {
       const next = want.get(name);
       if (!next || next.interfaceType !== cur.kind || next.interfaceNetns !== cur.ep.interfaceNetns) {
         this.forgetPort(cur.port);
-        if (this.manageHost && cur.kind === 'veth') removeHostRoute(name, cur.ep.ips);
         this.endpoints.delete(name);
       }
     }
@@ -313,10 +317,7 @@ export class Engine {
         // pod must not interrupt its traffic.
         const changed = !sameEndpointAddressing(cur.ep, ep);
         cur.ep = ep;
-        if (changed) {
-          this.pipe.updatePort(cur.port, ep.ips, ep.mac ? parseMac(ep.mac) : undefined);
-          if (this.manageHost && cur.kind === 'veth') hostRouteToPod(name, ep.ips, ep.mac);
-        }
+        if (changed) this.pipe.updatePort(cur.port, ep.ips, ep.mac ? parseMac(ep.mac) : undefined);
         continue;
       }
       try {
@@ -363,32 +364,52 @@ export class Engine {
     return ep.interfaceType !== 'veth' || interfaceExists(ep.interfaceName);
   }
 
-  /** The node's routes to the pools through the host port (veth pods' /32s stay more specific). */
-  private syncHostRoutes(model: NodeDataplaneModel): void {
-    const want = new Set(model.pools.map((p) => p.cidr));
-    for (const cidr of this.hostRoutes) if (!want.has(cidr)) { delRoute(cidr, HOST_PORT_NAME); this.hostRoutes.delete(cidr); }
-    for (const cidr of want) {
-      if (this.hostRoutes.has(cidr)) continue;
-      try {
-        addRoute(cidr, HOST_PORT_NAME);
-        this.hostRoutes.add(cidr);
-      } catch (e) {
-        this.log(`host route ${cidr} dev ${HOST_PORT_NAME}: ${(e as Error).message}`);
-      }
+  /**
+   * What the node's kernel should hold for us: a /32 route and permanent neighbour per attached
+   * veth pod (the node reaches its pods through the kernel, as with Felix), the pools through the
+   * host port (veth pods' /32s stay more specific), and tap/tun MTUs. The programmer diffs it
+   * against what it already programmed and runs only the changes, off the forwarding thread.
+   */
+  private hostState(model: NodeDataplaneModel): HostState {
+    const eps = [...this.endpoints.values()];
+    return {
+      pods: eps.filter((e) => e.kind === 'veth').map((e) => ({ ifname: e.ep.interfaceName, ips: e.ep.ips, mac: e.ep.mac })),
+      pools: model.pools.map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME })),
+      mtus: eps.filter((e) => e.mtu > 0).map((e) => ({ ifname: e.ep.interfaceName, netns: e.ep.interfaceNetns ?? null, mtu: e.mtu })),
+    };
+  }
+
+  private programHost(): void {
+    if (this.host && this.model) this.host.sync(this.hostState(this.model));
+  }
+
+  /** Age the neighbour table: re-probe stale entries, withdraw the MACs of silent ones. */
+  private ageNeighbors(): void {
+    const t = this.neighbors.tick(Date.now());
+    for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
+    for (const c of t.changed) {
+      if (c.mac === null && this.pipe.nh && forgetNeighbor(this.pipe.nh, c.ip) > 0) this.log(`neighbour ${formatIpv4(c.ip)} stopped answering: its next hops are unresolved again`);
     }
   }
 
-  /** Send an ARP request for an underlay neighbour (rate-limited per address). */
+  /** Ask ARP for an underlay neighbour (the table rate-limits per address and ignores unwanted ones). */
   private resolve(ip: number): void {
-    const now = Date.now();
-    if (this.arpSent.size > 4096) this.arpSent.clear();
-    if (now - (this.arpSent.get(ip) ?? 0) < ARP_RETRY_MS || this.infra.underlay < 0 || !this.underlay || !this.model) return;
-    this.arpSent.set(ip, now);
+    if (this.neighbors.request(ip, Date.now())) this.sendArpRequest(ip);
+  }
+
+  /** Send an ARP request for `ip`: broadcast, or unicast to `to` (re-probing a known neighbour). */
+  private sendArpRequest(ip: number, to?: Uint8Array): void {
+    if (this.infra.underlay < 0 || !this.underlay || !this.model) return;
     const i = this.arpSlot;
     const f = this.pool.start(i);
     this.pool.len[i] = writeArpRequest(this.pool.bytes, f, this.underlay.mac, this.model.node.ip, ip);
+    if (to) this.pool.bytes.set(to, f);
     this.pool.txList[this.batch] = i;
-    this.io.send(this.infra.underlay, this.batch, 1);
+    try {
+      this.io.send(this.infra.underlay, this.batch, 1);
+    } catch (e) {
+      this.portError(this.infra.underlay, 'send', e as Error);
+    }
   }
 
   /** A neighbour another worker resolved. */
@@ -396,20 +417,22 @@ export class Engine {
     this.learn(ip, mac, 0, false);
   }
 
+  /** An ARP reply on the underlay (or one another worker saw): only wanted neighbours are learned. */
   private learn(ip: number, b: Uint8Array, off: number, share = true): void {
-    const mac = b.slice(off, off + 6);
-    if (share) this.shareNeighbor(ip, mac);
-    const old = this.neighbors.get(ip);
-    this.neighbors.set(ip, mac);
-    if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0 && (!old || formatMac(old) !== formatMac(mac))) {
+    if (!this.neighbors.onReply(ip, b, off, Date.now())) return; // unsolicited, or nothing new
+    if (share) this.shareNeighbor(ip, b.slice(off, off + 6));
+    if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;
-      this.log(`neighbour ${formatIpv4(ip)} is ${formatMac(mac)}`);
+      this.log(`neighbour ${formatIpv4(ip)} is ${formatMac(b, off)}`);
     }
   }
 
   stop(): void {
     if (this.retryTimer) clearInterval(this.retryTimer);
     this.retryTimer = null;
+    if (this.neighborTimer) clearInterval(this.neighborTimer);
+    this.neighborTimer = null;
+    void this.host?.stop();
     for (const [, ep] of this.endpoints) this.forgetPort(ep.port);
     this.endpoints.clear();
     this.closeInfra();
@@ -432,6 +455,8 @@ export class Engine {
       mtu: m?.mtu ?? null,
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],
       hostChanges: this.notes,
+      hostProgramming: this.host ? (({ lastCommands, ...st }) => st)(this.host.status()) : null,
+      neighbors: { entries: this.neighbors.entries(), counters: this.neighbors.counters() },
       batch: this.batch,
     };
   }
@@ -484,6 +509,7 @@ export class Engine {
         txErrors: st.txErrors,
         sendRefused: this.pipe.portCounters[pc + PortCounter.TX_ERRORS],
         rxErrors: this.pipe.portCounters[pc + PortCounter.RX_ERRORS],
+        txQueued: st.txQueued ?? 0,
         ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });

@@ -48,7 +48,9 @@ export interface PortOptions {
 export interface PortStats {
   rxPackets: number; rxBytes: number; rxTruncated: number; rxKernelDrops: number; rxCalls: number;
   txPackets: number; txBytes: number; txRetries: number; txDroppedFull: number; txErrors: number; txCalls: number;
-  /** Frames the kernel refused for now, held by the port until it is writable again. */
+  /** Frames the kernel refused for now that the port queued (in all), and holds right now; they
+   * are sent when the port is writable again (native/README.md). */
+  txQueued?: number;
   txBacklog?: number;
   lastError?: string;
 }

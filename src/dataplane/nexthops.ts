@@ -135,6 +135,19 @@ function syncTable(table: RouteTable4, wanted: readonly Route4[]): void {
   if (changes.length > 0) table.applyBatch(changes);
 }
 
+/** A neighbour that stopped answering: every next hop through it goes back to unresolved (tunnel
+ * packets then take the kernel's path and direct ones ask ARP again). */
+export function forgetNeighbor(nh: NextHops, ip: number): number {
+  let changed = 0;
+  for (let i = 0; i < nh.count; i++) {
+    if (nh.macKnown[i] === 1 && nh.gw[i] === ip >>> 0) {
+      nh.macKnown[i] = 0;
+      changed++;
+    }
+  }
+  return changed;
+}
+
 /** Record a resolved underlay neighbour in every next hop that goes through it. */
 export function learnNeighbor(nh: NextHops, ip: number, b: Uint8Array, macOff: number): number {
   let changed = 0;

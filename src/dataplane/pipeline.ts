@@ -327,12 +327,13 @@ export class Pipeline {
     if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     const total = (b[ip + 2] << 8) | b[ip + 3];
     // TTL: forwarding decrements it (the kernel does so on each node, so a pod two nodes away sees 62).
-    if (b[ip + 8] <= 1) {
+    // A packet the node itself sent (through the host port) is not forwarded by this hop, so its
+    // TTL is neither checked nor decremented here, as in the kernel's own output path.
+    if (!originated && b[ip + 8] <= 1) {
       this.counters[Reason.TTL_EXPIRED]++;
       if (tr !== null) tr.stages.push(`ttl ${b[ip + 8]}: expired`);
       if (fromPod) return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
-      if (!originated) return this.icmpErrorRouted(i, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED);
-      return DROP;
+      return this.icmpErrorRouted(i, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED);
     }
     if (kind !== NhKind.LOCAL && total > nhs.mtu[nh]) {
       if ((b[ip + 6] & 0x40) !== 0) {

@@ -34,11 +34,7 @@ export function parseTraceFilter(words: string[]): TraceFilter {
       if (i + 1 >= w.length) throw new Error(`trace filter: "${k}" needs a value`);
       return w[++i];
     };
-    const addr = (s: string) => {
-      const v = parseIpv4(s);
-      if (!Number.isFinite(v)) throw new Error(`trace filter: "${s}" is not an IPv4 address`);
-      return v;
-    };
+    const addr = (s: string) => parseIpv4(s); // throws "invalid IPv4 address ..." itself
     if (k === 'host') f.host = addr(next());
     else if (k === 'src') f.src = addr(next());
     else if (k === 'dst') f.dst = addr(next());

@@ -140,7 +140,7 @@ export class Engine {
       portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,
       neighbor: (ip) => this.neighbors.mac(ip),
       nextHop: (ip) => gateways.get(ip) ?? ip,
-    }, this.pipe.nh?.table);
+    }, this.pipe.nh);
     const known = new Set<number>(model.node.knownNodeIps);
     // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
     this.pipe.nh = nh;

@@ -5,7 +5,7 @@
  */
 import type { NodeDataplaneModel, Route } from '../control';
 import { RouteTable4, Fib4, NO_ROUTE } from '../lpm';
-import type { Route4, RouteChange4 } from '../lpm';
+import type { RouteChange4 } from '../lpm';
 import { buildVxlanTemplate, parseMac } from '../packet';
 
 export const NhKind = {
@@ -44,6 +44,8 @@ export interface NextHops {
   readonly routes: readonly Route[];
   readonly fib: Fib4;
   readonly table: RouteTable4;
+  /** What `table` holds: prefix key (addr * 64 + len) -> next hop, for the next model's diff. */
+  readonly installed: ReadonlyMap<number, number>;
 }
 
 export interface NextHopContext {
@@ -72,7 +74,7 @@ const KIND_OF: Record<Route['kind'], number> = {
  * model apply. Route indices (= next-hop ids) may shift between models; the batch rewrites every
  * prefix whose id changed, and the new FIB is swapped in together with the new next hops.
  */
-export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, table?: RouteTable4): NextHops {
+export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, prev?: NextHops): NextHops {
   const routes = model.routes;
   const n = routes.length;
   if (n > NO_ROUTE) throw new Error(`too many routes (${n}) for 16-bit next hops`);
@@ -89,9 +91,17 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, ta
   const ports = routes.map((r) => (r.kind === 'local' && r.endpoint ? ctx.portOf(r.endpoint) : -1));
   // A local endpoint whose interface is not attached is left out of the FIB, so its address falls
   // back to the block's blackhole (as in Calico, where the /32 route only exists with the interface).
-  const wanted = routes.flatMap((r, i) => (r.kind === 'local' && ports[i] < 0 ? [] : [{ addr: r.addr >>> 0, len: r.prefixLen, nh: i }]));
-  if (!table) table = new RouteTable4(wanted);
-  else syncTable(table, wanted);
+  const installed = new Map<number, number>();
+  routes.forEach((r, i) => {
+    if (!(r.kind === 'local' && ports[i] < 0)) installed.set(prefixKey(r.addr >>> 0, r.prefixLen), i);
+  });
+  let table: RouteTable4;
+  if (prev) {
+    table = prev.table;
+    syncTable(table, prev.installed, installed);
+  } else {
+    table = new RouteTable4([...installed].map(([k, nh]) => ({ addr: Math.floor(k / 64), len: k % 64, nh })));
+  }
   for (let i = 0; i < n; i++) {
     const r = routes[i];
     kind[i] = KIND_OF[r.kind];
@@ -119,19 +129,19 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, ta
       }
     }
   }
-  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, routes, fib: table.fib, table };
+  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, routes, fib: table.fib, table, installed };
 }
 
-/** Bring `table` to exactly `wanted` with one batch (sets for new or renumbered prefixes, deletes
- * for the ones gone). */
-function syncTable(table: RouteTable4, wanted: readonly Route4[]): void {
-  const keep = new Set<string>();
+function prefixKey(addr: number, len: number): number {
+  return addr * 64 + len;
+}
+
+/** Bring `table` from what it holds (`was`) to `want` with one batch: sets for new or renumbered
+ * prefixes, deletes for the ones gone. */
+function syncTable(table: RouteTable4, was: ReadonlyMap<number, number>, want: ReadonlyMap<number, number>): void {
   const changes: RouteChange4[] = [];
-  for (const w of wanted) {
-    keep.add(`${w.addr}/${w.len}`);
-    if (table.rib.get(w.addr, w.len) !== w.nh) changes.push({ op: 'set', addr: w.addr, len: w.len, nh: w.nh });
-  }
-  for (const r of table.rib.entries()) if (!keep.has(`${r.addr}/${r.len}`)) changes.push({ op: 'delete', addr: r.addr, len: r.len });
+  for (const [k, nh] of want) if (was.get(k) !== nh) changes.push({ op: 'set', addr: Math.floor(k / 64), len: k % 64, nh });
+  for (const k of was.keys()) if (!want.has(k)) changes.push({ op: 'delete', addr: Math.floor(k / 64), len: k % 64 });
   if (changes.length > 0) table.applyBatch(changes);
 }
 

@@ -129,4 +129,24 @@ test('the harness builds the same table from its MemoryIO ports', () => {
   assert.is(h.pipe.nh, h.nh);
 });
 
+test('a new model updates the previous table incrementally: same answers as a fresh build, routes renumbered, added, removed', () => {
+  const first = buildNextHops(model, ctx(PORTS));
+  // drop a pod (its /32 falls back to the block's blackhole), reverse the order (every next hop
+  // renumbered), and add a route that was not there
+  const routes = [...model.routes].filter((r) => r.endpoint !== 'caliB').reverse();
+  const extra = { ...routes.find((r) => r.kind === 'vxlan')!, cidr: '10.244.200.0/26', addr: ip('10.244.200.0'), prefixLen: 26 };
+  const next = { ...model, routes: [...routes, extra] };
+  const inc = buildNextHops(next, ctx(PORTS), first);
+  const fresh = buildNextHops(next, ctx(PORTS));
+  assert.ok(inc.table === first.table, 'the table is kept, not rebuilt');
+  const keys = ['10.244.0.1', '10.244.0.2', '10.244.0.9', '10.245.0.3', '10.246.0.4', '10.244.0.65', '10.244.200.7', '10.244.201.1', '10.245.1.1', '8.8.8.8'];
+  for (const k of keys) assert.is(inc.fib.lookup(ip(k)), fresh.fib.lookup(ip(k)), `lookup ${k}`);
+  assert.is(inc.kind[inc.fib.lookup(ip('10.244.0.2'))], NhKind.BLACKHOLE, 'the removed pod falls back to the blackhole');
+  assert.is(inc.routes[inc.fib.lookup(ip('10.244.200.7'))].cidr, '10.244.200.0/26');
+  // and back again
+  const back = buildNextHops(model, ctx(PORTS), inc);
+  const fresh0 = buildNextHops(model, ctx(PORTS));
+  for (const k of keys) assert.is(back.fib.lookup(ip(k)), fresh0.fib.lookup(ip(k)), `lookup ${k} after the way back`);
+});
+
 test.run();

@@ -1,12 +1,13 @@
 /**
- * `podway run`: the per-node dataplane process. Loads the datastore, computes this node's model,
- * applies it to the engine, re-applies on every valid change (a bad change keeps the last good
- * state forwarding), serves the control socket, and stops cleanly on SIGINT/SIGTERM.
+ * `podway run`: the per-node dataplane process. A model thread (model-worker.ts) watches the
+ * datastore and computes this node's model; the main thread applies it to the engine, re-applies
+ * on every change that alters it (a bad change keeps the last good state forwarding), serves the
+ * control socket, and stops cleanly on SIGINT/SIGTERM.
  */
-import { FileDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel } from '../control';
+import type { NodeDataplaneModel } from '../control';
+import { ModelSource, ModelMessage } from './model-source';
 import { Engine } from '../dataplane/engine';
-import { findUnderlay, readKernelRoutes, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
-import { performance } from 'node:perf_hooks';
+import { readKernelRoutes, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
@@ -32,35 +33,18 @@ export function parseDatastore(spec: string): { kind: 'file'; path: string } {
   throw new Error(`datastore "${spec}": expected file:PATH`);
 }
 
-/** The underlay MTU by node IP, read once per address (an `ip` call must not run per edit). */
-const underlayMtu = new Map<number, number>();
-
-function modelFor(snap: ClusterSnapshot, node: string): NodeDataplaneModel {
-  const first = computeNodeModel(snap, node);
-  // The underlay's real MTU decides the tunnel MTUs (1450 VXLAN, 1480 IPIP over 1500).
-  let mtu = underlayMtu.get(first.node.ip);
-  if (mtu === undefined) {
-    mtu = findUnderlay(first.node.ip).mtu;
-    underlayMtu.set(first.node.ip, mtu);
-  }
-  return mtu === first.mtu.underlay ? first : computeNodeModel(snap, node, { underlayMtu: mtu });
-}
-
-/**
- * What an apply depends on, for "nothing changed": the model (Sets as sorted arrays, so equal
- * models compare equal) and the underlay next hop towards each node. Not the whole kernel table:
- * podway's own routes (pools, pods) change it without changing any next hop.
- */
-function modelKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[]): string {
-  const gateways = [...underlayNextHops(routes, model.node.knownNodeIps)];
-  return JSON.stringify([model, gateways], (_k, v) => (v instanceof Set ? [...v].sort() : v));
+/** The underlay next hop towards each node, as a key: a change re-applies the model. */
+function gatewaysKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[]): string {
+  return JSON.stringify([...underlayNextHops(routes, model.node.knownNodeIps)]);
 }
 
 export async function runNode(opts: RunOptions): Promise<void> {
   if (process.getuid && process.getuid() !== 0) throw new Error('podway run needs root (raw sockets, AF_PACKET, TAP devices)');
   const ds = parseDatastore(opts.datastore);
-  const store = new FileDatastore(ds.path);
-  const snap = await store.start();
+  // Parsing, validation and the model run in their own thread from the start: the forwarding
+  // thread only ever receives finished models. A file that cannot be used stops us here.
+  const { source, first } = await ModelSource.start(ds.path, opts.node);
+  let current: NodeDataplaneModel = first;
   const say = (m: string) => log(opts.node, m);
   const count = Math.max(1, opts.workers ?? 1);
   const workers: Worker[] = [];
@@ -84,17 +68,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
     }))).then((all) => all.filter((c): c is ReturnType<Engine['counters']> => c !== null));
   const server = startControlServer(engine, sock, workerCounters);
   let kernelRoutes: KernelRoute4[] = [];
-  let lastKey = '';
+  let lastGateways = '';
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
       server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
     });
-    const model = modelFor(snap, opts.node);
+    const model = first;
     // Synchronously at start: the control socket must not answer before the first model is in force.
     kernelRoutes = readKernelRoutesSync();
     engine.apply(model, kernelRoutes);
-    lastKey = modelKey(model, kernelRoutes);
+    lastGateways = gatewaysKey(model, kernelRoutes);
     // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
     for (let index = 1; index < count; index++) {
       const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
@@ -118,34 +102,35 @@ export async function runNode(opts: RunOptions): Promise<void> {
   } catch (e) {
     for (const w of workers) void w.terminate();
     server.close();
-    await store.close();
+    await source.close();
     engine.stop();
     throw e;
   }
   for (const n of engine.notes) say(`host: set ${n}`);
-  // Snapshots are applied one at a time, the newest winning: the kernel's routes are read
+  // Models are applied one at a time, the newest winning: the kernel's routes are read
   // asynchronously (no `ip` call blocks the forwarding thread), then the model is applied whole
-  // between two batches. A model identical to the one in force is not applied again.
-  let latest: ClusterSnapshot | null = null;
+  // between two batches. An unchanged model is applied again only if a node's underlay next hop
+  // moved.
+  let latest: { model: NodeDataplaneModel | null; ms: number } | null = null;
   let applying = false;
   const applyLatest = async () => {
     if (applying) return;
     applying = true;
     try {
       while (latest) {
-        const snapshot = latest;
+        const { model: changed, ms } = latest;
         latest = null;
         try {
-          const t0 = performance.now();
-          const model = modelFor(snapshot, opts.node);
           kernelRoutes = await readKernelRoutes();
-          const key = modelKey(model, kernelRoutes);
-          if (key === lastKey) {
-            say(`datastore change: this node's model is unchanged (${(performance.now() - t0).toFixed(1)} ms)`);
+          const model = changed ?? current;
+          const gw = gatewaysKey(model, kernelRoutes);
+          if (!changed && gw === lastGateways) {
+            say(`datastore change: this node's model is unchanged (${ms} ms in the model thread)`);
             continue;
           }
           engine.apply(model, kernelRoutes);
-          lastKey = key;
+          current = model;
+          lastGateways = gw;
           broadcast({ type: 'model', model, kernelRoutes });
         } catch (e) {
           say(`update rejected, keeping the last good state: ${(e as Error).message}`);
@@ -155,11 +140,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
       applying = false;
     }
   };
-  store.onSnapshot((s) => {
-    latest = s;
-    void applyLatest();
+  source.onMessage((m: ModelMessage) => {
+    if (m.type === 'model' || m.type === 'unchanged') {
+      // A newer "unchanged" never hides an older pending model.
+      latest = m.type === 'model' ? { model: m.model, ms: m.ms } : { model: latest?.model ?? null, ms: m.ms };
+      void applyLatest();
+    } else if (m.type === 'rejected') say(`update rejected, keeping the last good state: ${m.message}`);
+    else say(`datastore: ${m.message} (keeping the last good state)`);
   });
-  store.onError((e) => say(`datastore: ${e.message} (keeping the last good state)`));
   const st = engine.status();
   say(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`);
   await new Promise<void>((resolve) => {
@@ -169,7 +157,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       broadcast({ type: 'stop' });
       engine.stop();
       void Promise.all(workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); })))
-        .then(() => store.close())
+        .then(() => source.close())
         .then(resolve);
     };
     process.once('SIGINT', () => stop('SIGINT'));

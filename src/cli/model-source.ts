@@ -1,0 +1,64 @@
+/**
+ * The main thread's handle on the model worker (model-worker.ts): starts it, waits for the first
+ * model (or the error that stops `podway run` before it touches anything), then hands every later
+ * message to the caller.
+ */
+import { Worker } from 'node:worker_threads';
+import * as path from 'node:path';
+import type { NodeDataplaneModel } from '../control';
+
+export type ModelMessage =
+  | { type: 'model'; model: NodeDataplaneModel; ms: number }
+  | { type: 'unchanged'; ms: number }
+  | { type: 'rejected'; message: string }
+  | { type: 'error'; message: string }
+  | { type: 'fatal'; message: string };
+
+export class ModelSource {
+  private listener: (m: ModelMessage) => void = () => {};
+
+  private constructor(private readonly worker: Worker) {}
+
+  /** Start watching `file` for `node`; resolves with the first model, rejects with a clear error. */
+  static start(file: string, node: string): Promise<{ source: ModelSource; first: NodeDataplaneModel }> {
+    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { file, node } });
+    const source = new ModelSource(worker);
+    return new Promise((resolve, reject) => {
+      let started = false;
+      worker.on('message', (m: ModelMessage) => {
+        if (started) return source.listener(m);
+        if (m.type === 'model') {
+          started = true;
+          resolve({ source, first: m.model });
+        } else if (m.type === 'fatal' || m.type === 'rejected' || m.type === 'error') {
+          void worker.terminate();
+          reject(new Error(m.message));
+        }
+      });
+      worker.once('error', (e) => {
+        if (!started) reject(e);
+        else source.listener({ type: 'error', message: `model worker failed: ${e.message}` });
+      });
+      worker.once('exit', (code) => {
+        if (!started) reject(new Error(`model worker exited (${code}) before the first model`));
+      });
+    });
+  }
+
+  onMessage(fn: (m: ModelMessage) => void): void {
+    this.listener = fn;
+  }
+
+  /** Stop watching (bounded: the thread is terminated after 2 s). */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => void this.worker.terminate(), 2000);
+      timer.unref();
+      this.worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.worker.postMessage({ type: 'stop' });
+    });
+  }
+}

@@ -12,7 +12,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include <node_api.h>
 #include <stdlib.h>
@@ -20,6 +23,7 @@
 #include <uv.h>
 
 #include "ports.h"
+#include "gso.h"
 
 /* One per port that is watched: by JS for readability (poll()), and/or by the addon itself for
  * writability while the port has a transmit backlog (see port_send). */
@@ -45,6 +49,7 @@ struct addon {
   struct port ports[MAX_PORTS];
   struct poller *pollers[MAX_PORTS];
   uint16_t bound_port[MAX_PORTS];
+  struct port test_port; /* offloadDeliverForTest's port: its cursor and counters */
 };
 
 /* ---- errors ------------------------------------------------------------------------------- */
@@ -209,6 +214,40 @@ static napi_value ret_u32(napi_env env, uint32_t v) {
   return r;
 }
 
+/* Switch this thread into the network namespace at `path`; *home gets the fd to come back with.
+ * Returns 0 with a JS error thrown on failure. */
+static int netns_enter(napi_env env, const char *path, int *home) {
+  int home_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (home_ns < 0 || target < 0) {
+    int e = errno;
+    if (home_ns >= 0) close(home_ns);
+    if (target >= 0) close(target);
+    char what[320];
+    snprintf(what, sizeof what, "open network namespace %s", path);
+    throw_errno(env, e, what);
+    return 0;
+  }
+  int r = setns(target, CLONE_NEWNET);
+  int e = errno;
+  close(target);
+  if (r < 0) {
+    close(home_ns);
+    char what[320];
+    snprintf(what, sizeof what, "enter network namespace %s", path);
+    throw_errno(env, e, what);
+    return 0;
+  }
+  *home = home_ns;
+  return 1;
+}
+
+static void netns_leave(int home_ns) {
+  if (home_ns < 0) return;
+  if (setns(home_ns, CLONE_NEWNET) < 0) abort(); /* cannot continue in the wrong namespace */
+  close(home_ns);
+}
+
 static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
   struct addon *a = get_addon(env);
   size_t argc = 2;
@@ -253,6 +292,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.sndbuf = (int)v;
     if (opt_u32(env, opts, "reuseport", 0, &v)) return throw_type(env, "reuseport: boolean");
     o.reuseport = (int)v;
+    if (opt_u32(env, opts, "vnetHdr", 1, &v)) return throw_type(env, "vnetHdr: boolean");
+    o.vnet_hdr = (int)v;
     bool has = false;
     napi_has_named_property(env, opts, "bpf", &has);
     if (has) {
@@ -267,6 +308,7 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
   } else {
     o.ring = 1;
     o.ignore_outgoing = 1;
+    o.vnet_hdr = 1;
   }
   char netns[256] = "";
   if (opts) {
@@ -283,27 +325,7 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
   /* Open inside another network namespace: switch this thread there, open, switch back. A socket or
    * device fd stays in the namespace it was created in, so the process can serve many namespaces. */
   int home_ns = -1;
-  if (netns[0]) {
-    home_ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    int target = open(netns, O_RDONLY | O_CLOEXEC);
-    if (home_ns < 0 || target < 0) {
-      int e = errno;
-      if (home_ns >= 0) close(home_ns);
-      if (target >= 0) close(target);
-      char what[320];
-      snprintf(what, sizeof what, "open network namespace %s", netns);
-      return throw_errno(env, e, what);
-    }
-    int r = setns(target, CLONE_NEWNET);
-    int e = errno;
-    close(target);
-    if (r < 0) {
-      close(home_ns);
-      char what[320];
-      snprintf(what, sizeof what, "enter network namespace %s", netns);
-      return throw_errno(env, e, what);
-    }
-  }
+  if (netns[0] && !netns_enter(env, netns, &home_ns)) return NULL;
   struct port *p = &a->ports[id];
   int err;
   uint16_t bport = 0;
@@ -328,10 +350,7 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     snprintf(what, sizeof what, "open raw ipv4 socket for protocol %d", o.proto);
     break;
   }
-  if (home_ns >= 0) {
-    if (setns(home_ns, CLONE_NEWNET) < 0) abort(); /* cannot continue in the wrong namespace */
-    close(home_ns);
-  }
+  netns_leave(home_ns);
   if (err) return throw_errno(env, err, what);
   a->bound_port[id] = bport;
   return ret_u32(env, (uint32_t)id);
@@ -542,6 +561,13 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "txDroppedFull", (double)p->st.tx_dropped_full);
   set_num(env, o, "txErrors", (double)p->st.tx_errors);
   set_num(env, o, "txCalls", (double)p->st.tx_calls);
+  if (p->kind == PORT_PACKET) {
+    set_num(env, o, "rxGsoFrames", (double)p->st.rx_gso_frames);
+    set_num(env, o, "rxGsoSegments", (double)p->st.rx_gso_segments);
+    set_num(env, o, "rxGsoBad", (double)p->st.rx_gso_bad);
+    set_num(env, o, "rxGsoDropped", (double)p->st.rx_gso_dropped);
+    set_num(env, o, "rxCsumCompleted", (double)p->st.rx_csum_completed);
+  }
   if (p->last_errno) {
     napi_value s;
     const char *nm = strerrorname_np(p->last_errno);
@@ -567,6 +593,7 @@ static napi_value port_info(napi_env env, napi_callback_info info) {
   set_num(env, o, "ifindex", p->ifindex);
   set_num(env, o, "boundPort", a->bound_port[id]);
   set_num(env, o, "ring", p->ring ? p->ring_version : 0);
+  set_num(env, o, "vnetHdr", p->vnet_len ? 1 : 0);
   return o;
 }
 
@@ -687,6 +714,94 @@ static napi_value peer_cred(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* ---- for tests only ---------------------------------------------------------------------------
+ *
+ * offloadDeliverForTest(frame: Uint8Array, vnetHdr: Uint8Array | null, first, max, resume)
+ *   -> { n, done, gsoFrames, gsoSegments, gsoBad, gsoDropped, csumCompleted, truncated }
+ * runs the receive path's delivery (rx_deliver, the code every AF_PACKET recv uses) on a frame
+ * given from JS, as if a vnet-header socket had received it, into descriptors [first, first+max)
+ * of the registered pool. Counters are cumulative. `resume` false forgets a half-delivered
+ * super-frame first. It makes no syscall: malformed metadata the kernel would refuse to build can
+ * be fed to the segmenter.
+ *
+ * vnetTapForTest(name, netnsPath) -> fd of a new TAP device with IFF_VNET_HDR in that namespace: a
+ * write of (virtio_net_hdr, frame) to it makes the device *receive* the frame as the kernel builds
+ * it from that header (a GSO super-frame, a partial checksum), which AF_PACKET sockets on the
+ * device then see. The device goes away when the fd is closed. */
+
+static napi_value offload_deliver_for_test(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 5) return throw_type(env, "offloadDeliverForTest(frame, vnetHdr, first, max, resume)");
+  if (!a->pool_set) return throw_type(env, "setPool first");
+  size_t flen = 0, vlen = 0;
+  const uint8_t *frame = typed_data(env, argv[0], napi_uint8_array, &flen);
+  if (!frame || flen == 0) return throw_type(env, "frame: non-empty Uint8Array");
+  napi_valuetype t;
+  napi_typeof(env, argv[1], &t);
+  const struct virtio_net_hdr *vh = NULL;
+  if (t != napi_null) {
+    vh = typed_data(env, argv[1], napi_uint8_array, &vlen);
+    if (!vh || vlen != VNET_HDR_LEN) return throw_type(env, "vnetHdr: null or a 10-byte Uint8Array");
+  }
+  uint32_t first, max;
+  bool resume = false;
+  if (arg_u32(env, argv[2], &first) || arg_u32(env, argv[3], &max) || napi_get_value_bool(env, argv[4], &resume) != napi_ok)
+    return throw_type(env, "offloadDeliverForTest(frame, vnetHdr, first, max, resume)");
+  struct pool *pl = &a->pool;
+  if (max == 0 || max > MAX_BATCH || first > pl->ndesc || max > pl->ndesc - first) return throw_errno(env, ERANGE, "offloadDeliverForTest");
+  for (uint32_t k = 0; k < max; k++)
+    if (pl->d_slot[first + k] >= pl->nslots) return throw_errno(env, ERANGE, "offloadDeliverForTest");
+  struct port *p = &a->test_port;
+  p->kind = PORT_PACKET;
+  p->vnet_len = VNET_HDR_LEN;
+  if (!resume) p->gso_next = 0;
+  int done = 1;
+  uint32_t n = rx_deliver(p, 0, pl, first, max, frame, (uint32_t)flen, (uint32_t)flen, vh, 0, &done);
+  p->st.rx_packets += n;
+  napi_value o;
+  napi_create_object(env, &o);
+  set_num(env, o, "n", n);
+  set_num(env, o, "done", done);
+  set_num(env, o, "gsoFrames", (double)p->st.rx_gso_frames);
+  set_num(env, o, "gsoSegments", (double)p->st.rx_gso_segments);
+  set_num(env, o, "gsoBad", (double)p->st.rx_gso_bad);
+  set_num(env, o, "gsoDropped", (double)p->st.rx_gso_dropped);
+  set_num(env, o, "csumCompleted", (double)p->st.rx_csum_completed);
+  set_num(env, o, "truncated", (double)p->st.rx_truncated);
+  return o;
+}
+
+static napi_value vnet_tap_for_test(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[64], netns[256];
+  if (argc != 2 || arg_string(env, argv[0], name, sizeof name) != 0 || strlen(name) >= IFNAMSIZ ||
+      arg_string(env, argv[1], netns, sizeof netns) != 0)
+    return throw_type(env, "vnetTapForTest(name, netnsPath)");
+  int home = -1;
+  if (!netns_enter(env, netns, &home)) return NULL;
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  int err = fd < 0 ? errno : 0;
+  if (fd >= 0) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    memcpy(ifr.ifr_name, name, strlen(name) + 1); /* shorter than IFNAMSIZ: checked above */
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+      err = errno;
+      close(fd);
+      fd = -1;
+    }
+  }
+  netns_leave(home);
+  if (fd < 0) return throw_errno(env, err, "vnetTapForTest");
+  return ret_u32(env, (uint32_t)fd);
+}
+
 /* ---- module ----------------------------------------------------------------------------- */
 
 static void addon_finalize(napi_env env, void *data, void *hint) {
@@ -723,6 +838,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "poll", NULL, start_poll, NULL, NULL, NULL, napi_default, NULL },
     { "unpoll", NULL, stop_poll, NULL, NULL, NULL, napi_default, NULL },
     { "peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL },
+    { "offloadDeliverForTest", NULL, offload_deliver_for_test, NULL, NULL, NULL, napi_default, NULL },
+    { "vnetTapForTest", NULL, vnet_tap_for_test, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value v;

@@ -5,9 +5,15 @@
  * place; send reads (slot * slot_size + off, len). One call moves a whole batch: recvmmsg/sendmmsg
  * for sockets, a TPACKET_V3 ring for AF_PACKET, and a read/write loop for TUN/TAP (a TUN/TAP fd has
  * no batch call: one packet per read or write is what the kernel offers without IFF_VNET_HDR).
+ *
+ * AF_PACKET ports use PACKET_VNET_HDR by default: a pod's veth (offloads on, as CNIs leave them)
+ * hands over TSO/GSO super-frames of up to 64 KiB with partial checksums, and an underlay NIC can
+ * hand over GRO'd ones. They are received whole with their virtio_net_hdr and cut into wire-size
+ * segments in C (gso.c), so JS only ever sees frames that fit a slot, with complete checksums.
  */
 #define _GNU_SOURCE
 #include "ports.h"
+#include "gso.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,7 +38,7 @@
 /* Per-port scratch for recvmmsg/sendmmsg, allocated once at open: no allocation per batch. */
 struct mmsg_scratch {
   struct mmsghdr msgs[MAX_BATCH];
-  struct iovec iov[MAX_BATCH];
+  struct iovec iov[MAX_BATCH][2]; /* [vnet header,] frame */
   union {
     struct sockaddr_in in;
     struct sockaddr_ll ll;
@@ -40,6 +46,21 @@ struct mmsg_scratch {
   /* PACKET_AUXDATA control messages (AF_PACKET without ring): checksum status, true length */
   char cmsg[MAX_BATCH][CMSG_SPACE(sizeof(struct tpacket_auxdata))];
 };
+
+/* AF_PACKET without a ring, with a vnet header: frames are received whole (up to RX_BIG) into these
+ * buffers, then copied or segmented into the pool. A super-frame whose segments did not all fit
+ * the batch stays here (cur) until the next recv. */
+#define RX_STAGE 16
+struct rx_stage {
+  uint32_t count, cur;          /* frames held, next to deliver */
+  uint32_t len[RX_STAGE];       /* bytes received (vnet header included) */
+  uint32_t wire[RX_STAGE];      /* the frame's whole length (vnet header included) */
+  uint8_t pkttype[RX_STAGE];
+  uint8_t buf[RX_STAGE][RX_BIG];
+};
+
+/* Sent in front of every frame on a vnet-header socket: no offload asked, a plain frame. */
+static struct virtio_net_hdr vnet_plain;
 
 static int set_int(int fd, int level, int opt, int v) {
   return setsockopt(fd, level, opt, &v, sizeof v) < 0 ? -errno : 0;
@@ -82,6 +103,8 @@ int port_open_tuntap(struct port *p, const char *name, int tap, const struct ope
   return 0;
 }
 
+/* TPACKET_V3 blocks hold variable-size frames, up to a block (less its header): the default 256 KiB
+ * blocks take a 64 KiB super-frame whole. tp_frame_size only sizes the kernel's bookkeeping. */
 static int setup_ring_v3(struct port *p, const struct open_opts *o) {
   int err = set_int(p->fd, SOL_PACKET, PACKET_VERSION, TPACKET_V3);
   if (err) return err;
@@ -142,14 +165,32 @@ int port_open_packet(struct port *p, const char *ifname, const struct open_opts 
   int err;
   if (o->ignore_outgoing && (err = set_int(p->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1))) return fail(p, err);
   if (o->qdisc_bypass && (err = set_int(p->fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1))) return fail(p, err);
+  /* Before the ring: the kernel refuses PACKET_VNET_HDR once a ring exists. */
+  if (o->vnet_hdr) {
+    if ((err = set_int(p->fd, SOL_PACKET, PACKET_VNET_HDR, 1))) return fail(p, err);
+    p->vnet_len = VNET_HDR_LEN;
+  }
   if (o->bpf && o->bpf_len) {
     struct sock_fprog prog = { .len = (unsigned short)(o->bpf_len / sizeof(struct sock_filter)),
                                .filter = (struct sock_filter *)o->bpf };
     if (setsockopt(p->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) return fail(p, -errno);
   }
-  set_bufs(p->fd, o);
+  struct open_opts bo = *o;
+  /* A super-frame on the socket queue (no ring, or a V2 ring's copy of it) costs ~64 KiB of
+   * receive buffer; the default (~208 KiB) would drop the third of a burst. */
+  if (o->vnet_hdr && !bo.rcvbuf && (!o->ring || o->ring_version != 3)) bo.rcvbuf = 4 << 20;
+  set_bufs(p->fd, &bo);
   if (o->ring) {
     if ((err = setup_ring(p, o))) return fail(p, err);
+    if (p->vnet_len && p->ring_version == 2) {
+      /* A V2 slot is 2 KiB: a bigger frame is cut in the ring and also queued whole on the socket
+       * (TP_STATUS_COPY), from where recv_ring_v2 reads it. */
+      if ((err = set_int(p->fd, SOL_PACKET, PACKET_COPY_THRESH, 1))) return fail(p, err);
+      if (!(p->rx_big = malloc(RX_BIG))) return fail(p, -ENOMEM);
+    }
+  } else if (p->vnet_len) {
+    if (!(p->stage = malloc(sizeof *p->stage))) return fail(p, -ENOMEM);
+    p->stage->count = p->stage->cur = 0;
   } else {
     if ((err = set_int(p->fd, SOL_PACKET, PACKET_AUXDATA, 1))) return fail(p, err);
     if ((err = alloc_scratch(p))) return fail(p, err);
@@ -218,6 +259,10 @@ void port_close(struct port *p) {
   if (p->fd >= 0) close(p->fd);
   free(p->scratch);
   free(p->txq); /* frames still waiting go with the port */
+  free(p->rx_big);
+  free(p->stage);
+  p->rx_big = NULL;
+  p->stage = NULL;
   p->ring = NULL;
   p->scratch = NULL;
   p->txq = NULL;
@@ -235,42 +280,63 @@ static inline int desc_ok(struct pool *pl, uint32_t i) {
 }
 
 /* TPACKET_V2: frames in fixed slots; each is ours while TP_STATUS_USER is set. The socket polls
- * readable as soon as one frame is ready, so a quiet port adds no batching delay. */
+ * readable as soon as one frame is ready, so a quiet port adds no batching delay.
+ *
+ * With a vnet header, a frame bigger than a slot (a super-frame) is cut in the ring but flagged
+ * TP_STATUS_COPY: the kernel queued it whole on the socket too, in ring order, and it is read from
+ * there. A frame is released only once delivered whole: when the batch fills in the middle of a
+ * super-frame, it stays (with its copy in rx_big) for the next call. At most `max` ring frames are
+ * looked at per call, so frames dropped in C cannot keep the loop going. */
 static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   uint32_t n = 0;
-  uint32_t cap = pl->slot_size - pl->headroom;
-  while (n < max) {
+  for (uint32_t seen = 0; n < max && seen < max; seen++) {
     struct tpacket2_hdr *h = (struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
     uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
     if (!(st & TP_STATUS_USER)) break;
-    uint32_t i = first + n;
-    uint32_t len = h->tp_snaplen;
+    const uint8_t *frame = (uint8_t *)h + h->tp_mac;
+    uint32_t len = h->tp_snaplen, wire = h->tp_len;
+    const struct virtio_net_hdr *vh = p->vnet_len ? (const struct virtio_net_hdr *)(frame - p->vnet_len) : NULL;
     uint16_t flags = 0;
-    if (len > cap) { len = cap; flags |= DESC_F_TRUNCATED; }
-    if (h->tp_snaplen < h->tp_len || (st & TP_STATUS_COPY)) flags |= DESC_F_TRUNCATED;
-    if (st & TP_STATUS_CSUMNOTREADY) flags |= DESC_F_CSUM_PARTIAL;
+    if (st & TP_STATUS_COPY) {
+      if (p->rx_big && !p->copy_ready) {
+        struct iovec iov = { p->rx_big, RX_BIG };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t r = recvmsg(p->fd, &m, MSG_DONTWAIT | MSG_TRUNC); /* MSG_TRUNC: returns the whole length */
+        if (r >= (ssize_t)p->vnet_len) {
+          p->copy_wire = (uint32_t)r;
+          p->copy_len = r > RX_BIG ? RX_BIG : (uint32_t)r;
+          p->copy_ready = 1;
+        }
+      }
+      if (p->copy_ready) {
+        vh = (const struct virtio_net_hdr *)p->rx_big;
+        frame = p->rx_big + p->vnet_len;
+        len = p->copy_len - p->vnet_len;
+        wire = p->copy_wire - p->vnet_len;
+      }
+      /* else: no copy (the socket's buffer was full): delivered cut, flagged, counted */
+    }
+    if (!p->vnet_len && (st & TP_STATUS_CSUMNOTREADY)) flags |= DESC_F_CSUM_PARTIAL;
     const struct sockaddr_ll *sll = (const struct sockaddr_ll *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
     if (sll->sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
-    memcpy(desc_rx_ptr(pl, i), (uint8_t *)h + h->tp_mac, len);
-    pl->d_len[i] = (uint16_t)len;
-    pl->d_port[i] = port_id;
-    pl->d_flags[i] = flags;
-    if (flags & DESC_F_TRUNCATED) p->st.rx_truncated++;
-    p->st.rx_bytes += len;
+    int done;
+    n += rx_deliver(p, port_id, pl, first + n, max - n, frame, len, wire, vh, flags, &done);
+    if (!done) break; /* the rest of this super-frame goes out with the next call */
+    p->copy_ready = 0;
     __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     p->frame_cur = (p->frame_cur + 1) % p->frame_nr;
-    n++;
   }
   p->st.rx_packets += n;
   return (int)n;
 }
 
 /* TPACKET_V3: walk user-owned blocks, copying frames into pool slots (one memcpy in C; the frame
- * then has headroom in front of it for in-place encapsulation, which the ring cannot offer). */
+ * then has headroom in front of it for in-place encapsulation, which the ring cannot offer). A
+ * super-frame is whole in its block; when its segments do not all fit the batch, the position stays
+ * on it and the block is kept until the next call. */
 static int recv_ring_v3(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   uint32_t n = 0;
-  uint32_t cap = pl->slot_size - pl->headroom;
-  while (n < max) {
+  for (uint32_t seen = 0; n < max && seen < max;) {
     struct tpacket_block_desc *bd = (struct tpacket_block_desc *)(p->ring + (size_t)p->block_cur * p->block_size);
     if (p->pkt_left == 0) {
       if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) break;
@@ -280,21 +346,16 @@ static int recv_ring_v3(struct port *p, uint16_t port_id, struct pool *pl, uint3
     }
     {
       struct tpacket3_hdr *h = (struct tpacket3_hdr *)p->pkt_next;
-      uint32_t i = first + n;
-      uint32_t len = h->tp_snaplen;
+      const uint8_t *frame = (uint8_t *)h + h->tp_mac;
+      const struct virtio_net_hdr *vh = p->vnet_len ? (const struct virtio_net_hdr *)(frame - p->vnet_len) : NULL;
       uint16_t flags = 0;
-      if (len > cap) { len = cap; flags |= DESC_F_TRUNCATED; }
-      if (h->tp_snaplen < h->tp_len) flags |= DESC_F_TRUNCATED;
-      if (h->tp_status & TP_STATUS_CSUMNOTREADY) flags |= DESC_F_CSUM_PARTIAL;
+      if (!p->vnet_len && (h->tp_status & TP_STATUS_CSUMNOTREADY)) flags |= DESC_F_CSUM_PARTIAL;
       const struct sockaddr_ll *sll = (const struct sockaddr_ll *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
       if (sll->sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
-      memcpy(desc_rx_ptr(pl, i), (uint8_t *)h + h->tp_mac, len);
-      pl->d_len[i] = (uint16_t)len;
-      pl->d_port[i] = port_id;
-      pl->d_flags[i] = flags;
-      if (flags & DESC_F_TRUNCATED) p->st.rx_truncated++;
-      p->st.rx_bytes += len;
-      n++;
+      int done;
+      n += rx_deliver(p, port_id, pl, first + n, max - n, frame, h->tp_snaplen, h->tp_len, vh, flags, &done);
+      seen++;
+      if (!done) break; /* keep this frame (and its block) for the next call */
       p->pkt_left--;
       p->pkt_next = h->tp_next_offset ? (uint8_t *)h + h->tp_next_offset : NULL;
       if (p->pkt_left) continue;
@@ -307,16 +368,68 @@ static int recv_ring_v3(struct port *p, uint16_t port_id, struct pool *pl, uint3
   return (int)n;
 }
 
+/* AF_PACKET without a ring, with a vnet header: recvmmsg up to RX_STAGE whole frames into the
+ * port's stage, then copy or segment them into the pool. A super-frame left half-delivered when the
+ * batch filled stays staged for the next call. */
+static int recv_staged(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
+  struct rx_stage *sg = p->stage;
+  struct mmsg_scratch *s = p->scratch;
+  uint32_t n = 0, seen = 0;
+  while (n < max && seen < max) {
+    if (sg->cur == sg->count) {
+      for (uint32_t k = 0; k < RX_STAGE; k++) {
+        s->iov[k][0].iov_base = sg->buf[k];
+        s->iov[k][0].iov_len = RX_BIG;
+        struct msghdr *m = &s->msgs[k].msg_hdr;
+        memset(m, 0, sizeof *m);
+        m->msg_iov = s->iov[k];
+        m->msg_iovlen = 1;
+        m->msg_name = &s->names[k];
+        m->msg_namelen = sizeof s->names[k];
+      }
+      int r = recvmmsg(p->fd, s->msgs, RX_STAGE, MSG_DONTWAIT | MSG_TRUNC, NULL);
+      if (r < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || n) break;
+        return -errno;
+      }
+      if (r == 0) break;
+      for (int k = 0; k < r; k++) {
+        uint32_t got = s->msgs[k].msg_len;
+        sg->wire[k] = got;
+        sg->len[k] = got > RX_BIG ? RX_BIG : got;
+        sg->pkttype[k] = s->names[k].ll.sll_pkttype;
+      }
+      sg->count = (uint32_t)r;
+      sg->cur = 0;
+    }
+    uint32_t k = sg->cur;
+    if (sg->len[k] < p->vnet_len) { /* cannot happen: the kernel always writes the header */
+      sg->cur++;
+      seen++;
+      continue;
+    }
+    uint16_t flags = sg->pkttype[k] == PACKET_OUTGOING ? DESC_F_OUTGOING : 0;
+    int done;
+    n += rx_deliver(p, port_id, pl, first + n, max - n, sg->buf[k] + p->vnet_len, sg->len[k] - p->vnet_len,
+                    sg->wire[k] - p->vnet_len, (const struct virtio_net_hdr *)sg->buf[k], flags, &done);
+    seen++;
+    if (!done) break;
+    sg->cur++;
+  }
+  p->st.rx_packets += n;
+  return (int)n;
+}
+
 static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   struct mmsg_scratch *s = p->scratch;
   uint32_t cap = pl->slot_size - pl->headroom;
   for (uint32_t k = 0; k < max; k++) {
     uint32_t i = first + k;
-    s->iov[k].iov_base = desc_rx_ptr(pl, i);
-    s->iov[k].iov_len = cap;
+    s->iov[k][0].iov_base = desc_rx_ptr(pl, i);
+    s->iov[k][0].iov_len = cap;
     struct msghdr *m = &s->msgs[k].msg_hdr;
     memset(m, 0, sizeof *m);
-    m->msg_iov = &s->iov[k];
+    m->msg_iov = s->iov[k];
     m->msg_iovlen = 1;
     m->msg_name = &s->names[k];
     m->msg_namelen = sizeof s->names[k];
@@ -414,6 +527,7 @@ int port_recv(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first,
   case PORT_TUN:
     return recv_fd_loop(p, port_id, pl, first, max);
   case PORT_PACKET:
+    if (p->stage) return recv_staged(p, port_id, pl, first, max);
     if (!p->ring) return recv_mmsg(p, port_id, pl, first, max);
     return p->ring_version == 3 ? recv_ring_v3(p, port_id, pl, first, max) : recv_ring_v2(p, port_id, pl, first, max);
   default:
@@ -539,7 +653,7 @@ static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count) 
   while (done < count) {
     int r = sendmmsg(p->fd, msgs + done, count - done, MSG_DONTWAIT);
     if (r > 0) {
-      for (int k = 0; k < r; k++) p->st.tx_bytes += msgs[done + k].msg_len;
+      for (int k = 0; k < r; k++) p->st.tx_bytes += msgs[done + k].msg_len - p->vnet_len;
       p->st.tx_packets += (uint32_t)r;
       done += (uint32_t)r;
       continue;
@@ -559,12 +673,19 @@ static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count) 
 
 static void fill_msg(struct port *p, struct mmsg_scratch *s, uint32_t k, void *buf, uint32_t len,
                      uint32_t addr, uint16_t aport) {
-  s->iov[k].iov_base = buf;
-  s->iov[k].iov_len = len;
+  struct iovec *iov = s->iov[k];
   struct msghdr *m = &s->msgs[k].msg_hdr;
   memset(m, 0, sizeof *m);
-  m->msg_iov = &s->iov[k];
+  m->msg_iov = iov;
   m->msg_iovlen = 1;
+  if (p->vnet_len) { /* a vnet-header socket reads one in front of every frame it sends */
+    iov->iov_base = &vnet_plain;
+    iov->iov_len = p->vnet_len;
+    iov++;
+    m->msg_iovlen = 2;
+  }
+  iov->iov_base = buf;
+  iov->iov_len = len;
   if (p->kind == PORT_UDP || p->kind == PORT_RAW) {
     struct sockaddr_in *sin = &s->names[k].in;
     memset(sin, 0, sizeof *sin);

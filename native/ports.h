@@ -31,6 +31,14 @@ struct port_stats {
   uint64_t tx_retries; /* times the kernel refused frames (a send or a backlog flush hit a full queue) */
   uint64_t tx_queued;  /* frames copied into the transmit backlog */
   uint64_t rx_calls, tx_calls;
+  /* receive offloads (ports with a vnet header, see gso.h) */
+  uint64_t rx_gso_frames;     /* super-frames cut into segments */
+  uint64_t rx_gso_segments;   /* descriptors those made */
+  uint64_t rx_gso_bad;        /* dropped: offload metadata or headers inconsistent (GSO, or a
+                                 partial checksum whose offsets lie outside the frame) */
+  uint64_t rx_gso_dropped;    /* dropped: well formed but not segmented here (IPv6 GSO, UFO,
+                                 VLAN-tagged, a segment larger than a slot) */
+  uint64_t rx_csum_completed; /* frames whose partial L4 checksum was completed in C */
 };
 
 /* Transmit backlog: frames the kernel refused (full socket or device queue), copied out of the pool
@@ -38,6 +46,7 @@ struct port_stats {
  * and freed when it drains, so idle and uncongested ports cost nothing. */
 #define TXQ_FRAMES 256
 struct tx_backlog;
+struct rx_stage;
 
 struct port {
   int in_use;
@@ -57,6 +66,16 @@ struct port {
   uint8_t *pkt_next;
   int last_errno; /* last send error other than EAGAIN, for diagnostics */
   void *scratch;  /* mmsghdr/iovec/address arrays for one batch, allocated at open */
+  /* AF_PACKET with PACKET_VNET_HDR: every frame received comes after a struct virtio_net_hdr, and
+   * every frame sent is preceded by one (all zero: a plain frame). 0 = no vnet header. */
+  uint32_t vnet_len;
+  uint32_t gso_next;  /* next segment of the super-frame being delivered (0 = none in progress) */
+  /* TPACKET_V2: a frame too big for a ring slot is also queued whole on the socket
+   * (PACKET_COPY_THRESH, TP_STATUS_COPY); it is read into this buffer (RX_BIG bytes) */
+  uint8_t *rx_big;
+  uint32_t copy_len, copy_wire; /* bytes in rx_big (vnet header included) and the frame's length */
+  int copy_ready;               /* rx_big holds the copy of the ring frame at frame_cur */
+  struct rx_stage *stage;       /* no ring, vnet header: frames received whole, then delivered */
   struct tx_backlog *txq; /* NULL unless frames are waiting for room in the kernel */
   struct port_stats st;
 };
@@ -79,6 +98,10 @@ struct pool {
   uint32_t ntxlist;
 };
 
+/* Largest frame received whole: a 64 KiB GSO super-frame (the kernel's default gso_max_size) with
+ * its Ethernet header, after the vnet header. */
+#define RX_BIG (65536 + 512)
+
 #define MAX_PORTS 1024
 #define MAX_BATCH 1024
 
@@ -99,6 +122,7 @@ struct open_opts {
   int proto;             /* raw: IP protocol number */
   int rcvbuf, sndbuf;    /* socket buffer sizes in bytes (0 = leave) */
   int reuseport;         /* UDP: SO_REUSEPORT */
+  int vnet_hdr;          /* AF_PACKET: PACKET_VNET_HDR (receive offloaded frames whole, see gso.h) */
 };
 
 /* Each returns 0 or -errno; on success *p is filled. */

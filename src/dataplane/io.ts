@@ -32,6 +32,13 @@ export interface PortOptions {
   ignoreOutgoing?: boolean;
   /** AF_PACKET: PACKET_QDISC_BYPASS: transmit straight to the driver, skipping the qdisc (and tc). */
   qdiscBypass?: boolean;
+  /** AF_PACKET: PACKET_VNET_HDR (default true). Frames are received whole with their offload
+   * metadata: a TSO/GSO super-frame from a pod's veth (offloads on, as CNIs leave them) or a GRO'd
+   * one from a NIC is cut into wire-size segments in C, and a partial L4 checksum is completed in C
+   * (the descriptor never says CSUM_PARTIAL then). Frames sent get a zero vnet header in front. See
+   * native/README.md. false: frames over a slot arrive cut (TRUNCATED) and partial checksums are
+   * left to JS. */
+  vnetHdr?: boolean;
   /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */
   bpf?: Uint8Array;
   /** UDP/raw: local IPv4 address as uint32 (0 = any). */
@@ -52,6 +59,10 @@ export interface PortStats {
    * are sent when the port is writable again (native/README.md). */
   txQueued?: number;
   txBacklog?: number;
+  /** AF_PACKET with vnetHdr (native/README.md): super-frames segmented, the segments they made,
+   * frames dropped for inconsistent offload metadata, frames dropped as not segmentable here (IPv6
+   * GSO, UFO, a segment larger than a slot), partial checksums completed in C. */
+  rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number;
   lastError?: string;
 }
 

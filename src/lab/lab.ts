@@ -81,8 +81,12 @@ export class Lab {
    * underlay 'fabric' (default): nodes hang off a bridge (subnet a) or a router (subnet b) in a
    * fabric namespace. 'p2p': exactly two nodes joined by one veth, nothing in between (the
    * benchmark topology: pod -> node -> underlay veth -> node -> pod).
+   *
+   * podOffloads (default true): veth pods keep their interface offloads (TSO/GSO, checksum) on, as
+   * any CNI leaves them, so they hand podway 64 KiB super-frames with partial checksums (podway
+   * segments them, native/README.md). false turns them off in every veth pod (tx, tso, gso).
    */
-  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p' } = {}) {}
+  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p'; podOffloads?: boolean } = {}) {}
 
   static defaultSpec(): LabNodeSpec[] {
     return [
@@ -192,8 +196,8 @@ export class Lab {
       run('ip', ['-n', podNs, 'route', 'add', '169.254.1.1', 'dev', podIf, 'scope', 'link']);
       run('ip', ['-n', podNs, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', podIf]);
       mac = JSON.parse(run('ip', ['-j', '-n', podNs, 'link', 'show', podIf]))[0].address;
-      // Offloads off in the pod, as userspace dataplanes require: no TSO super-frames, full checksums.
-      if (p.type === 'veth') run('ip', ['netns', 'exec', podNs, 'ethtool', '-K', podIf, 'tx', 'off', 'tso', 'off', 'gso', 'off'], { allowFail: true });
+      // Offloads stay on unless asked otherwise (podway receives super-frames whole and segments them).
+      if (p.type === 'veth' && this.opts.podOffloads === false) run('ip', ['netns', 'exec', podNs, 'ethtool', '-K', podIf, 'tx', 'off', 'tso', 'off', 'gso', 'off']);
     }
     return { name: p.name, type: p.type, node: node.name, ns: podNs, ip, ifname, podIf, mac };
   }

@@ -1,0 +1,262 @@
+/*
+ * Software segmentation of TSO/GSO super-frames and completion of partial checksums, for frames an
+ * AF_PACKET socket received with a virtio_net_hdr (see gso.h).
+ *
+ * The rules follow what the kernel's own software GSO does (inet_gso_segment, tcp_gso_segment,
+ * __udp_gso_segment), so a pod sees on the wire what its kernel would have sent without offloads:
+ *   IPv4: every segment repeats the header (options too); total length per segment; the id of
+ *         segment k is the super-frame's id + k; header checksum recomputed.
+ *   TCP:  sequence number advanced by the payload before the segment; FIN and PSH only on the last
+ *         segment, CWR only on the first; checksum computed in full (pseudo-header + segment).
+ *   UDP (USO): length per segment; checksum in full, 0 sent as 0xffff.
+ * The super-frame's own L4 checksum field (a partial sum, or garbage) is never trusted: every
+ * checksum is computed over the bytes actually sent.
+ */
+#include "gso.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t rd32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static inline void wr32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+/* One's complement sum of [p, p+len) as 16-bit words in memory order, accumulated in 64 bits (RFC
+ * 1071: the sum can be taken in the host's byte order and stored back unswapped). Word boundaries
+ * are counted from p, so every range summed into one checksum starts on an even offset. */
+static uint64_t sum_words(const uint8_t *p, uint32_t len, uint64_t acc) {
+  while (len >= 8) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    acc += (uint32_t)w;
+    acc += w >> 32;
+    p += 8;
+    len -= 8;
+  }
+  if (len >= 4) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    acc += w;
+    p += 4;
+    len -= 4;
+  }
+  if (len >= 2) {
+    uint16_t w;
+    memcpy(&w, p, 2);
+    acc += w;
+    p += 2;
+    len -= 2;
+  }
+  if (len) {
+    uint8_t last[2] = { p[0], 0 }; /* an odd last byte is the high byte of a zero-padded word */
+    uint16_t w;
+    memcpy(&w, last, 2);
+    acc += w;
+  }
+  return acc;
+}
+
+static inline uint16_t fold(uint64_t acc) {
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  return (uint16_t)acc;
+}
+
+/* Store ~sum in memory order (the sum is in memory order already). */
+static inline void put_csum(uint8_t *at, uint16_t c) { memcpy(at, &c, 2); }
+
+static void ipv4_header_csum(uint8_t *ip, uint32_t ihl) {
+  ip[10] = ip[11] = 0;
+  put_csum(ip + 10, (uint16_t)~fold(sum_words(ip, ihl, 0)));
+}
+
+/* TCP/UDP checksum over pseudo-header + [l4, l4 + l4len); the field must be zero. */
+static uint16_t l4_csum(const uint8_t *ip, const uint8_t *l4, uint32_t l4len, uint8_t proto) {
+  uint64_t acc = sum_words(ip + 12, 8, 0); /* source and destination addresses */
+  acc += htons(proto);
+  acc += htons((uint16_t)l4len);
+  acc = sum_words(l4, l4len, acc);
+  return (uint16_t)~fold(acc);
+}
+
+int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset) {
+  if (csum_start >= len || csum_offset > len - csum_start || len - csum_start - csum_offset < 2) return -1;
+  /* The field holds the folded pseudo-header sum; summing over it adds it in. */
+  uint16_t c = (uint16_t)~fold(sum_words(f + csum_start, len - csum_start, 0));
+  if (c == 0) c = 0xffff;
+  put_csum(f + csum_start + csum_offset, c);
+  return 0;
+}
+
+int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
+                   struct gso_plan *g) {
+  unsigned type = vh->gso_type & (unsigned)~VIRTIO_NET_HDR_GSO_ECN;
+  if (type == VIRTIO_NET_HDR_GSO_TCPV6 || type == VIRTIO_NET_HDR_GSO_UDP) return GSO_UNSUPPORTED;
+  if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_UDP_L4) return GSO_BAD;
+  if (vh->gso_size == 0 || vh->hdr_len > len || len < 14) return GSO_BAD;
+  uint16_t ethertype = rd16(f + 12);
+  if (ethertype != 0x0800) {
+    /* A VLAN tag in front, or USO over IPv6: well formed, but podway forwards neither. TCPV4 over
+     * anything but IPv4 contradicts itself. */
+    if (ethertype == 0x8100 || ethertype == 0x88a8) return GSO_UNSUPPORTED;
+    if (ethertype == 0x86dd && type == VIRTIO_NET_HDR_GSO_UDP_L4) return GSO_UNSUPPORTED;
+    return GSO_BAD;
+  }
+  const uint32_t l3 = 14;
+  if (len < l3 + 20) return GSO_BAD;
+  const uint8_t *ip = f + l3;
+  uint32_t ihl = (uint32_t)(ip[0] & 15) * 4;
+  if ((ip[0] >> 4) != 4 || ihl < 20 || l3 + ihl > len) return GSO_BAD;
+  uint32_t tot = rd16(ip + 2);
+  if (tot == 0 && len - l3 > 0xffff) return GSO_UNSUPPORTED; /* BIG TCP (total length 0) */
+  if (tot != len - l3) return GSO_BAD;
+  if (rd16(ip + 6) & 0x3fff) return GSO_BAD; /* a fragment cannot be a super-frame */
+  uint8_t proto = type == VIRTIO_NET_HDR_GSO_TCPV4 ? 6 : 17;
+  if (ip[9] != proto) return GSO_BAD;
+  uint32_t l4 = l3 + ihl, hdrs, csum_at;
+  if (proto == 6) {
+    if (l4 + 20 > len) return GSO_BAD;
+    uint32_t doff = (uint32_t)(f[l4 + 12] >> 4) * 4;
+    if (doff < 20 || l4 + doff > len) return GSO_BAD;
+    hdrs = l4 + doff;
+    csum_at = 16;
+  } else {
+    if (l4 + 8 > len) return GSO_BAD;
+    hdrs = l4 + 8;
+    csum_at = 6;
+  }
+  /* csum_start/offset, when given, must name this L4 checksum (we compute it ourselves anyway). */
+  if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && (vh->csum_start != l4 || vh->csum_offset != csum_at)) return GSO_BAD;
+  g->l3 = l3;
+  g->l4 = l4;
+  g->hdrs = hdrs;
+  g->payload = len - hdrs;
+  g->mss = vh->gso_size;
+  g->proto = proto;
+  /* A payload of at most gso_size is one segment: the kernel sends such a frame unchanged. */
+  g->nseg = g->payload == 0 ? 1 : (g->payload + g->mss - 1) / g->mss;
+  uint32_t biggest = hdrs + (g->payload < g->mss ? g->payload : g->mss);
+  if (biggest > cap) return GSO_UNSUPPORTED;
+  return GSO_OK;
+}
+
+uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst) {
+  uint32_t off = k * g->mss;
+  uint32_t seg = g->payload - off < g->mss ? g->payload - off : g->mss;
+  memcpy(dst, f, g->hdrs);
+  memcpy(dst + g->hdrs, f + g->hdrs + off, seg);
+  uint8_t *ip = dst + g->l3;
+  uint32_t ihl = g->l4 - g->l3;
+  uint32_t l4len = g->hdrs - g->l4 + seg;
+  wr16(ip + 2, (uint16_t)(ihl + l4len));
+  wr16(ip + 4, (uint16_t)(rd16(f + g->l3 + 4) + k));
+  ipv4_header_csum(ip, ihl);
+  uint8_t *l4 = dst + g->l4;
+  if (g->proto == 6) {
+    wr32(l4 + 4, rd32(f + g->l4 + 4) + off);
+    uint8_t fl = l4[13];
+    if (k + 1 < g->nseg) fl &= (uint8_t)~(0x01 | 0x08); /* FIN, PSH: last segment only */
+    if (k > 0) fl &= (uint8_t)~0x80;                     /* CWR: first segment only */
+    l4[13] = fl;
+    l4[16] = l4[17] = 0;
+    put_csum(l4 + 16, l4_csum(ip, l4, l4len, 6));
+  } else {
+    wr16(l4 + 4, (uint16_t)l4len);
+    l4[6] = l4[7] = 0;
+    uint16_t c = l4_csum(ip, l4, l4len, 17);
+    put_csum(l4 + 6, c ? c : 0xffff); /* 0 means "no checksum" in UDP */
+  }
+  return g->hdrs + seg;
+}
+
+/* ---- delivery into the pool ------------------------------------------------------------------ */
+
+static inline uint8_t *rx_slot(struct pool *pl, uint32_t i) {
+  pl->d_off[i] = (uint16_t)pl->headroom;
+  return pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
+}
+
+static inline void rx_desc(struct pool *pl, uint32_t i, uint16_t port_id, uint32_t len, uint16_t flags) {
+  pl->d_len[i] = (uint16_t)len;
+  pl->d_port[i] = port_id;
+  pl->d_flags[i] = flags;
+  pl->d_addr[i] = 0;
+  pl->d_aport[i] = 0;
+}
+
+/* One frame into one descriptor as it is; cut to the slot (flagged, counted) if it does not fit or
+ * the kernel already cut it. */
+static uint32_t deliver_copy(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i,
+                             const uint8_t *frame, uint32_t len, uint32_t wire_len, uint16_t flags) {
+  uint32_t cap = pl->slot_size - pl->headroom;
+  if (len > cap) {
+    len = cap;
+    flags |= DESC_F_TRUNCATED;
+  }
+  if (len < wire_len) flags |= DESC_F_TRUNCATED;
+  memcpy(rx_slot(pl, i), frame, len);
+  rx_desc(pl, i, port_id, len, flags);
+  if (flags & DESC_F_TRUNCATED) p->st.rx_truncated++;
+  p->st.rx_bytes += len;
+  return 1;
+}
+
+uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t room,
+                    const uint8_t *frame, uint32_t len, uint32_t wire_len,
+                    const struct virtio_net_hdr *vh, uint16_t flags, int *done) {
+  *done = 1;
+  if (!vh) return deliver_copy(p, port_id, pl, first, frame, len, wire_len, flags);
+  /* The vnet header says what the checksum state is; JS never has to complete one from here. */
+  flags &= (uint16_t)~DESC_F_CSUM_PARTIAL;
+  uint32_t cap = pl->slot_size - pl->headroom;
+  struct virtio_net_hdr h;
+  memcpy(&h, vh, sizeof h); /* the ring is shared memory: read the header once */
+  if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
+    if (len < wire_len || len > cap) return deliver_copy(p, port_id, pl, first, frame, len, wire_len, flags);
+    uint8_t *dst = rx_slot(pl, first);
+    memcpy(dst, frame, len);
+    if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+      if (csum_complete_partial(dst, len, h.csum_start, h.csum_offset) < 0) {
+        p->st.rx_gso_bad++;
+        return 0;
+      }
+      p->st.rx_csum_completed++;
+    }
+    rx_desc(pl, first, port_id, len, flags);
+    p->st.rx_bytes += len;
+    return 1;
+  }
+  if (len < wire_len) { /* a cut super-frame cannot be segmented: delivered flagged, as any cut frame */
+    p->gso_next = 0;
+    return deliver_copy(p, port_id, pl, first, frame, len, wire_len, flags);
+  }
+  struct gso_plan g;
+  int v = gso_plan_frame(frame, len, &h, cap, &g);
+  if (v != GSO_OK) {
+    p->gso_next = 0;
+    if (v == GSO_BAD) p->st.rx_gso_bad++;
+    else p->st.rx_gso_dropped++;
+    return 0;
+  }
+  uint32_t k = p->gso_next, n = 0;
+  if (k >= g.nseg) k = 0; /* cannot happen for the same frame; never index past the plan */
+  for (; k < g.nseg && n < room; k++, n++) {
+    uint32_t i = first + n;
+    uint32_t sl = gso_write_segment(frame, &g, k, rx_slot(pl, i));
+    rx_desc(pl, i, port_id, sl, flags);
+    p->st.rx_bytes += sl;
+  }
+  p->st.rx_gso_segments += n;
+  if (k < g.nseg) {
+    p->gso_next = k;
+    *done = 0;
+  } else {
+    p->gso_next = 0;
+    p->st.rx_gso_frames++;
+  }
+  return n;
+}

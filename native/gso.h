@@ -1,0 +1,59 @@
+/*
+ * Receive offloads in software: frames an AF_PACKET socket hands over with a virtio_net_hdr
+ * (PACKET_VNET_HDR) are delivered to the pool as plain wire frames. A TSO/GSO super-frame (up to
+ * 64 KiB, one TCP or UDP header for many segments) is cut into segments of gso_size payload bytes,
+ * each in its own descriptor with complete headers and checksums; a frame whose L4 checksum was left
+ * to "hardware" (NEEDS_CSUM) gets it completed. Nothing is allocated per frame.
+ */
+#ifndef PODWAY_GSO_H
+#define PODWAY_GSO_H
+
+#include <stdint.h>
+#include <linux/virtio_net.h>
+
+#include "ports.h"
+
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5 /* GSO frame, UDP payload split in gso_size pieces (USO) */
+#endif
+
+#define VNET_HDR_LEN ((uint32_t)sizeof(struct virtio_net_hdr))
+
+/* How a super-frame is cut (offsets from the start of the Ethernet frame). */
+struct gso_plan {
+  uint32_t l3;      /* IPv4 header */
+  uint32_t l4;      /* TCP or UDP header */
+  uint32_t hdrs;    /* first payload byte: every segment repeats frame[0, hdrs) */
+  uint32_t payload; /* payload bytes in the super-frame */
+  uint32_t mss;     /* payload bytes per segment (gso_size) */
+  uint32_t nseg;    /* segments it makes */
+  uint8_t proto;    /* 6 (TCP) or 17 (UDP) */
+};
+
+enum gso_verdict {
+  GSO_OK = 0,
+  GSO_BAD = -1,         /* metadata or headers inconsistent: drop, count rx_gso_bad */
+  GSO_UNSUPPORTED = -2, /* well formed but not segmented here (IPv6, other types, segment > slot) */
+};
+
+/* Check a GSO frame and plan its segments; a segment must fit `cap` bytes. */
+int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
+                   struct gso_plan *g);
+/* Write segment k of the plan to dst (complete headers, checksums); returns its length. */
+uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst);
+/* Complete a partial checksum in place: the 16-bit field at csum_start + csum_offset holds the
+ * folded pseudo-header sum; it becomes the checksum of [csum_start, len) (0 written as 0xffff, as
+ * the kernel's skb_checksum_help does). Returns 0, or -1 when the offsets are outside the frame. */
+int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset);
+
+/* Deliver one received frame into descriptors [first, first + room) (room >= 1). vh is NULL when
+ * the socket has no vnet header; `flags` are the DESC_F_* the caller already knows (OUTGOING, and
+ * CSUM_PARTIAL without a vnet header). wire_len > len means the kernel cut the frame. Returns the
+ * descriptors written (0 when the frame was dropped, counted). *done is 0 when a super-frame's
+ * segments did not all fit: the caller keeps the frame and calls again with it; p->gso_next says
+ * which segment comes next. Adds rx_bytes and the offload counters, not rx_packets. */
+uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t room,
+                    const uint8_t *frame, uint32_t len, uint32_t wire_len,
+                    const struct virtio_net_hdr *vh, uint16_t flags, int *done);
+
+#endif

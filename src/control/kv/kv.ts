@@ -1,0 +1,71 @@
+/**
+ * A writable key-value datastore, as Calico uses etcd v3: string keys in one ordered space
+ * (`/calico/resources/v3/...`, `/calico/ipam/v2/...`), JSON values, and one store-wide revision
+ * that every write advances. Each entry carries the revision that created it and the one that last
+ * modified it; writers compare-and-swap on the latter, which is how Calico's IPAM keeps two nodes
+ * from claiming one block and two pods from getting one address.
+ *
+ * Two implementations: etcd v3 (etcd-kv.ts, for clusters) and an embedded store on local files
+ * (file-kv.ts, the single-machine default: several processes may write at once; a write is whole
+ * or absent after a crash).
+ */
+
+export interface KvEntry {
+  readonly key: string;
+  readonly value: string;
+  /** Store revision of the write that created the key (etcd CreateRevision). */
+  readonly createRevision: number;
+  /** Store revision of the last write to the key (etcd ModRevision; Calico's resourceVersion). */
+  readonly modRevision: number;
+}
+
+export interface KvList {
+  readonly entries: readonly KvEntry[];
+  /** The store revision the list was read at: watch from revision + 1 to miss nothing. */
+  readonly revision: number;
+}
+
+export type KvEvent =
+  | { readonly type: 'put'; readonly entry: KvEntry }
+  | { readonly type: 'delete'; readonly key: string; readonly modRevision: number };
+
+export interface KvWatch {
+  /** Stop watching; no callback runs after the returned promise resolves. */
+  close(): Promise<void>;
+}
+
+export interface KvWatchHandlers {
+  /** Events in revision order, each exactly once. */
+  onEvents(events: readonly KvEvent[]): void;
+  /**
+   * The watch could not continue from where it was (the store compacted past it, or it was
+   * unreachable long enough that events may be lost): the caller must re-list and watch again
+   * from the new list's revision. The watch is closed when this is called.
+   */
+  onResync(reason: string): void;
+  /** The store became unreachable or reachable again (for logs and health). */
+  onStatus?(status: 'up' | 'down', detail: string): void;
+}
+
+export interface KvStore {
+  /** A short description for logs, e.g. `etcd http://127.0.0.1:2379` or `embedded /var/lib/podway`. */
+  readonly description: string;
+  get(key: string): Promise<KvEntry | null>;
+  /** Every key starting with `prefix`, in key order. */
+  list(prefix: string): Promise<KvList>;
+  /** Create `key` only if it does not exist; null when it does (someone else won). */
+  create(key: string, value: string): Promise<KvEntry | null>;
+  /** Replace `key` only if its modRevision is still `modRevision`; null on a conflict or if gone. */
+  update(key: string, value: string, modRevision: number): Promise<KvEntry | null>;
+  /** Delete `key` (only if its modRevision is still `modRevision`, when given); false when the
+   * comparison failed or the key was absent. */
+  delete(key: string, modRevision?: number): Promise<boolean>;
+  /** Watch keys under `prefix` from `fromRevision` (inclusive). */
+  watch(prefix: string, fromRevision: number, handlers: KvWatchHandlers): KvWatch;
+  close(): Promise<void>;
+}
+
+/** Thrown when the store cannot be reached (callers retry with backoff; nothing was written). */
+export class KvUnavailableError extends Error {
+  readonly code = 'KV_UNAVAILABLE';
+}

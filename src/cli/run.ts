@@ -113,8 +113,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // moved.
   let latest: { model: NodeDataplaneModel | null; ms: number } | null = null;
   let applying = false;
+  let stopping = false;
   const applyLatest = async () => {
-    if (applying) return;
+    if (applying || stopping) return;
     applying = true;
     try {
       while (latest) {
@@ -122,6 +123,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         latest = null;
         try {
           kernelRoutes = await readKernelRoutes();
+          if (stopping) return;
           const model = changed ?? current;
           const gw = gatewaysKey(model, kernelRoutes);
           if (!changed && gw === lastGateways) {
@@ -141,6 +143,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     }
   };
   source.onMessage((m: ModelMessage) => {
+    if (stopping) return;
     if (m.type === 'model' || m.type === 'unchanged') {
       // A newer "unchanged" never hides an older pending model.
       latest = m.type === 'model' ? { model: m.model, ms: m.ms } : { model: latest?.model ?? null, ms: m.ms };
@@ -153,6 +156,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       say(`${sig}: stopping`);
+      stopping = true; // a model still on its way is not applied after this
       server.close();
       broadcast({ type: 'stop' });
       engine.stop();

@@ -124,6 +124,8 @@ export class Engine {
    * nodes are on-link and which go through a gateway; without it the last table read is used.
    */
   apply(model: NodeDataplaneModel, kernelRoutes?: readonly KernelRoute4[]): void {
+    // After stop() nothing is opened again (a late model would keep the process alive).
+    if (this.stopped) throw new Error('engine stopped');
     if (kernelRoutes) this.kernelRoutes = kernelRoutes;
     const t0 = performance.now();
     const first = this.model === null;
@@ -427,7 +429,10 @@ export class Engine {
     }
   }
 
+  private stopped = false;
+
   stop(): void {
+    this.stopped = true;
     if (this.retryTimer) clearInterval(this.retryTimer);
     this.retryTimer = null;
     if (this.neighborTimer) clearInterval(this.neighborTimer);
@@ -510,6 +515,9 @@ export class Engine {
         sendRefused: this.pipe.portCounters[pc + PortCounter.TX_ERRORS],
         rxErrors: this.pipe.portCounters[pc + PortCounter.RX_ERRORS],
         txQueued: st.txQueued ?? 0,
+        ...(st.rxGsoFrames ? { rxGsoFrames: st.rxGsoFrames, rxGsoSegments: st.rxGsoSegments } : {}),
+        ...(st.rxGsoBad || st.rxGsoDropped ? { rxGsoBad: st.rxGsoBad, rxGsoDropped: st.rxGsoDropped } : {}),
+        ...(st.rxCsumCompleted ? { rxCsumCompleted: st.rxCsumCompleted } : {}),
         ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });

@@ -1,0 +1,332 @@
+// One IPAM allocation block, in exactly the JSON Calico's libcalico-go writes for
+// model.AllocationBlock (fields in struct order, Go's nil-vs-empty distinctions kept):
+//   {"cidr","affinity","affinity_claim_time"?,"allocations","unallocated","attributes",
+//    "sequenceNumber","sequenceNumberForAllocation","deleted","hostAffinity"?}
+// `allocations[ordinal]` is null for a free address, else an index into `attributes`;
+// `unallocated` lists free ordinals in the order they will be handed out (a released ordinal goes to
+// its end, so an address is not reused at once).
+import { compareGoStrings, goString, goStringMap, GoJsonValue, parseGoJson } from './gojson';
+import { formatIp, IpNet, netSize, parseIp, parseNet } from './net';
+
+/** model.AllocationAttribute: the handle and the owner's attributes ("secondary"). */
+export interface AllocationAttribute {
+  readonly handleId: string | null;
+  readonly secondary: Readonly<Record<string, string>> | null;
+  /** Live-migration target/source owner (Calico ≥ 3.31); kept when read, never set by podway. */
+  readonly alternate: Readonly<Record<string, string>> | null;
+}
+
+/** Calico's handle-in-attribute cleanup: text after a '\r' is debris from an old migration bug. */
+export function sanitizeHandle(handleId: string): string {
+  return handleId.split('\r')[0];
+}
+
+const sameMap = (a: Readonly<Record<string, string>> | null, b: Readonly<Record<string, string>> | null): boolean => {
+  // Go's reflect.DeepEqual: a nil map differs from an empty one.
+  if (a === null || b === null) return a === b;
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && a[k] === b[k]);
+};
+
+export class BlockDecodeError extends Error {}
+
+export class AllocationBlock {
+  constructor(
+    readonly cidr: IpNet,
+    /** "host:<node>" (or "virtual:<name>"), null for a block nobody owns. */
+    public affinity: string | null,
+    /** RFC 3339 UTC seconds, as metav1.Time marshals; null = omitted. */
+    public affinityClaimTime: string | null,
+    readonly allocations: (number | null)[],
+    /** null mirrors a Go nil slice (written as JSON null). */
+    public unallocated: number[] | null,
+    public attributes: AllocationAttribute[] | null,
+    public sequenceNumber: bigint,
+    public sequenceNumberForAllocation: Map<string, bigint> | null,
+    public deleted: boolean,
+  ) {}
+
+  /** A new block as newBlock() + claimAffineBlock make it: all free, in order, no attributes. */
+  static create(cidr: IpNet, affinity: string | null, nowNs: bigint, claimTime: Date | null): AllocationBlock {
+    const size = Number(netSize(cidr));
+    return new AllocationBlock(
+      cidr, affinity, claimTime ? formatClaimTime(claimTime) : null,
+      new Array<number | null>(size).fill(null), Array.from({ length: size }, (_, i) => i), null,
+      nowNs, new Map(), false,
+    );
+  }
+
+  get size(): number {
+    return this.allocations.length;
+  }
+
+  /** The node of a "host:" affinity; '' otherwise. */
+  host(): string {
+    return this.affinity !== null && this.affinity.startsWith('host:') ? this.affinity.slice(5) : '';
+  }
+
+  numFree(): number {
+    return this.unallocated?.length ?? 0;
+  }
+
+  numInUse(): number {
+    let n = 0;
+    for (const a of this.allocations) if (a !== null) n++;
+    return n;
+  }
+
+  /** No address in use (Calico's empty(); Windows-reserved handles count as free there too). */
+  empty(): boolean {
+    const attrs = this.attributes ?? [];
+    return this.allocations.every((a) => a === null || (attrs[a]?.handleId ?? '').toLowerCase() === 'windows-reserved-ipam-handle');
+  }
+
+  ordinalToIp(ordinal: number): string {
+    return formatIp(this.cidr.version, this.cidr.base + BigInt(ordinal));
+  }
+
+  /** The ordinal of `ip` in this block, or null when it lies outside. */
+  ipToOrdinal(ip: string): number | null {
+    const parsed = parseIp(ip);
+    if (!parsed || parsed.version !== this.cidr.version) return null;
+    const ord = parsed.value - this.cidr.base;
+    return ord >= 0n && ord < BigInt(this.size) ? Number(ord) : null;
+  }
+
+  /** The attribute an allocated ordinal points at (null when free or dangling). */
+  attributeOf(ordinal: number): AllocationAttribute | null {
+    const idx = this.allocations[ordinal];
+    return idx === null || idx === undefined ? null : (this.attributes ?? [])[idx] ?? null;
+  }
+
+  /** findOrAddAttribute: identical (handle, secondary) pairs share one entry. */
+  private findOrAddAttribute(handleId: string | null, secondary: Readonly<Record<string, string>> | null): number {
+    const attrs = this.attributes ?? [];
+    const found = attrs.findIndex((a) => a.handleId === handleId && sameMap(a.secondary, secondary) && a.alternate === null);
+    if (found >= 0) return found;
+    this.attributes = [...attrs, { handleId, secondary: secondary ? { ...secondary } : null, alternate: null }];
+    return this.attributes.length - 1;
+  }
+
+  private setSequenceForOrdinal(ordinal: number): void {
+    if (this.sequenceNumberForAllocation === null) this.sequenceNumberForAllocation = new Map();
+    this.sequenceNumberForAllocation.set(String(ordinal), this.sequenceNumber);
+  }
+
+  /**
+   * Takes up to `num` ordinals from the front of `unallocated` for one handle. Does not check
+   * affinity; the caller decides whether this node may use the block. Returns the ordinals taken.
+   */
+  autoAssign(num: number, handleId: string | null, secondary: Readonly<Record<string, string>> | null): number[] {
+    const free = this.unallocated ?? [];
+    const take = free.slice(0, Math.max(0, num));
+    if (take.length === 0) return [];
+    const attrIdx = this.findOrAddAttribute(handleId, secondary);
+    for (const ordinal of take) {
+      this.allocations[ordinal] = attrIdx;
+      this.setSequenceForOrdinal(ordinal);
+    }
+    this.unallocated = free.slice(take.length);
+    return take;
+  }
+
+  /** Assigns one given ordinal; throws when it is already in use. */
+  assign(ordinal: number, handleId: string | null, secondary: Readonly<Record<string, string>> | null): void {
+    if (ordinal < 0 || ordinal >= this.size) throw new Error(`ordinal ${ordinal} outside block ${this.cidr.text}`);
+    // Calico sets the sequence number before the in-use check; harmless either way, kept in order.
+    this.setSequenceForOrdinal(ordinal);
+    if (this.allocations[ordinal] !== null) throw new Error(`address ${this.ordinalToIp(ordinal)} is already assigned in block ${this.cidr.text}`);
+    this.allocations[ordinal] = this.findOrAddAttribute(handleId, secondary);
+    const free = this.unallocated ?? [];
+    const at = free.indexOf(ordinal);
+    if (at >= 0) this.unallocated = [...free.slice(0, at), ...free.slice(at + 1)];
+  }
+
+  private attributeRefCounts(): Map<number, number> {
+    const counts = new Map<number, number>();
+    for (const a of this.allocations) if (a !== null) counts.set(a, (counts.get(a) ?? 0) + 1);
+    return counts;
+  }
+
+  /** Drops the given attribute indexes and renumbers the allocations that point past them. */
+  private deleteAttributes(drop: ReadonlySet<number>): void {
+    const attrs = this.attributes ?? [];
+    const newIndex: (number | null)[] = [];
+    const kept: AllocationAttribute[] = [];
+    attrs.forEach((a, i) => {
+      if (drop.has(i)) newIndex.push(null);
+      else { newIndex.push(kept.length); kept.push(a); }
+    });
+    this.attributes = kept;
+    for (let o = 0; o < this.allocations.length; o++) {
+      const a = this.allocations[o];
+      if (a !== null) this.allocations[o] = newIndex[a] ?? null;
+    }
+  }
+
+  /**
+   * Releases the given ordinals (as Calico's release()): ones already free are returned in
+   * `notAllocated`; `countByHandle` says how many were released per (sanitized) handle, for the
+   * handle decrements. When `expectHandle` is given, an address held by another handle makes the
+   * whole call throw and changes nothing.
+   */
+  release(ordinals: readonly number[], expectHandle?: string): { released: number[]; notAllocated: number[]; countByHandle: Map<string, number> } {
+    const unique = [...new Set(ordinals)];
+    const released: number[] = [];
+    const notAllocated: number[] = [];
+    const countByHandle = new Map<string, number>();
+    const dropRefs = new Map<number, number>();
+    for (const o of unique) {
+      const idx = this.allocations[o];
+      if (idx === null || idx === undefined) { notAllocated.push(o); continue; }
+      const h = this.attributes?.[idx]?.handleId;
+      const handle = h === null || h === undefined ? '' : sanitizeHandle(h);
+      if (expectHandle !== undefined && expectHandle !== '' && handle !== expectHandle) {
+        throw new Error(`address ${this.ordinalToIp(o)} is held by handle ${JSON.stringify(handle)}, not ${JSON.stringify(expectHandle)}`);
+      }
+      released.push(o);
+      dropRefs.set(idx, (dropRefs.get(idx) ?? 0) + 1);
+      if (handle !== '') countByHandle.set(handle, (countByHandle.get(handle) ?? 0) + 1);
+    }
+    const refs = this.attributeRefCounts();
+    const drop = new Set<number>();
+    for (const [idx, n] of dropRefs) if (refs.get(idx) === n) drop.add(idx);
+    if (drop.size > 0) this.deleteAttributes(drop);
+    const free = this.unallocated ?? [];
+    for (const o of released) {
+      this.allocations[o] = null;
+      free.push(o);
+      this.sequenceNumberForAllocation?.delete(String(o));
+    }
+    this.unallocated = free;
+    return { released, notAllocated, countByHandle };
+  }
+
+  /** Ordinals held by a handle, in ordinal order. */
+  ordinalsOfHandle(handleId: string): number[] {
+    const attrs = this.attributes ?? [];
+    const out: number[] = [];
+    this.allocations.forEach((a, o) => {
+      if (a !== null && attrs[a]?.handleId !== null && attrs[a]?.handleId !== undefined && sanitizeHandle(attrs[a].handleId!) === handleId) out.push(o);
+    });
+    return out;
+  }
+
+  /**
+   * Releases every address of a handle (Calico's releaseByHandle: attributes of the handle are
+   * dropped first, then the ordinals freed in ordinal order; like Calico it leaves their
+   * sequenceNumberForAllocation entries, which the next assignment overwrites). Returns the
+   * ordinals released.
+   */
+  releaseByHandle(handleId: string): number[] {
+    const attrs = this.attributes ?? [];
+    const drop = new Set<number>();
+    attrs.forEach((a, i) => { if (a.handleId !== null && sanitizeHandle(a.handleId) === handleId) drop.add(i); });
+    if (drop.size === 0) return [];
+    const ordinals: number[] = [];
+    this.allocations.forEach((a, o) => { if (a !== null && drop.has(a)) ordinals.push(o); });
+    this.deleteAttributes(drop);
+    const free = this.unallocated ?? [];
+    for (const o of ordinals) { this.allocations[o] = null; free.push(o); }
+    this.unallocated = free;
+    return ordinals;
+  }
+
+  /** The bytes Calico's json.Marshal(model.AllocationBlock) produces for this block. */
+  encode(): string {
+    const parts: string[] = [];
+    parts.push(`"cidr":${goString(this.cidr.text)}`);
+    parts.push(`"affinity":${this.affinity === null ? 'null' : goString(this.affinity)}`);
+    if (this.affinityClaimTime !== null) parts.push(`"affinity_claim_time":${goString(this.affinityClaimTime)}`);
+    parts.push(`"allocations":[${this.allocations.map((a) => (a === null ? 'null' : String(a))).join(',')}]`);
+    parts.push(`"unallocated":${this.unallocated === null ? 'null' : `[${this.unallocated.join(',')}]`}`);
+    parts.push(`"attributes":${this.attributes === null ? 'null' : `[${this.attributes.map(encodeAttribute).join(',')}]`}`);
+    parts.push(`"sequenceNumber":${this.sequenceNumber.toString()}`);
+    const seq = this.sequenceNumberForAllocation;
+    parts.push(`"sequenceNumberForAllocation":${seq === null ? 'null' : `{${[...seq.keys()].sort(compareGoStrings).map((k) => `${goString(k)}:${seq.get(k)!.toString()}`).join(',')}}`}`);
+    parts.push(`"deleted":${this.deleted}`);
+    return `{${parts.join(',')}}`;
+  }
+
+  /** Reads a block value; `cidrFromKey` (from the key) must agree with the value's cidr. */
+  static decode(text: string, cidrFromKey?: IpNet): AllocationBlock {
+    const fail = (why: string): never => { throw new BlockDecodeError(`block ${cidrFromKey?.text ?? '?'}: ${why}`); };
+    let v: GoJsonValue;
+    try { v = parseGoJson(text); } catch (e) { return fail((e as Error).message); }
+    if (!isObject(v)) return fail('value is not a JSON object');
+    const cidr = typeof v.cidr === 'string' ? parseNet(v.cidr) : null;
+    if (!cidr) return fail(`bad cidr ${JSON.stringify(v.cidr)}`);
+    if (cidrFromKey && cidrFromKey.text !== cidr.text) fail(`value cidr ${cidr.text} differs from the key's`);
+    const size = Number(netSize(cidr));
+    let affinity: string | null = null;
+    if (typeof v.affinity === 'string') affinity = v.affinity;
+    else if (v.affinity !== null && v.affinity !== undefined) fail('affinity is not a string');
+    // The deprecated hostAffinity field means "host:<it>" when affinity is unset (Calico reads it so).
+    if (affinity === null && typeof v.hostAffinity === 'string' && v.hostAffinity !== '') affinity = `host:${v.hostAffinity}`;
+    const claim = typeof v.affinity_claim_time === 'string' ? v.affinity_claim_time : null;
+    if (!Array.isArray(v.allocations) || v.allocations.length !== size) fail(`allocations must be an array of ${size} entries`);
+    const allocations = (v.allocations as GoJsonValue[]).map((a, i) => {
+      if (a === null) return null;
+      if (typeof a !== 'number' || !Number.isInteger(a) || a < 0) return fail(`allocations[${i}] is not null or an attribute index`);
+      return a;
+    });
+    const unallocated = v.unallocated === null || v.unallocated === undefined ? null : Array.isArray(v.unallocated)
+      ? v.unallocated.map((o, i) => (typeof o === 'number' && Number.isInteger(o) && o >= 0 && o < size ? o : fail(`unallocated[${i}] is not an ordinal`)))
+      : fail('unallocated is not an array');
+    const attributes = v.attributes === null || v.attributes === undefined ? null : Array.isArray(v.attributes)
+      ? v.attributes.map((a, i) => decodeAttribute(a, `attributes[${i}]`, fail))
+      : fail('attributes is not an array');
+    let seqNo = 0n;
+    if (typeof v.sequenceNumber === 'number' || typeof v.sequenceNumber === 'bigint') seqNo = BigInt(v.sequenceNumber);
+    else if (v.sequenceNumber !== undefined) fail('sequenceNumber is not a number');
+    let seqFor: Map<string, bigint> | null = null;
+    if (isObject(v.sequenceNumberForAllocation)) {
+      seqFor = new Map();
+      for (const [k, n] of Object.entries(v.sequenceNumberForAllocation)) {
+        if (typeof n !== 'number' && typeof n !== 'bigint') fail(`sequenceNumberForAllocation[${k}] is not a number`);
+        seqFor.set(k, BigInt(n as number | bigint));
+      }
+    }
+    return new AllocationBlock(cidr, affinity, claim, allocations, unallocated, attributes, seqNo, seqFor, v.deleted === true);
+  }
+}
+
+function isObject(v: GoJsonValue | undefined): v is { [key: string]: GoJsonValue } {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function decodeStringMap(v: GoJsonValue | undefined, where: string, fail: (why: string) => never): Record<string, string> | null {
+  if (v === null || v === undefined) return null;
+  if (!isObject(v)) return fail(`${where} is not an object`);
+  const out: Record<string, string> = {};
+  for (const [k, s] of Object.entries(v)) {
+    if (typeof s !== 'string') fail(`${where}.${k} is not a string`);
+    out[k] = s as string;
+  }
+  return out;
+}
+
+function decodeAttribute(v: GoJsonValue, where: string, fail: (why: string) => never): AllocationAttribute {
+  if (!isObject(v)) return fail(`${where} is not an object`);
+  const h = v.handle_id;
+  if (h !== null && h !== undefined && typeof h !== 'string') fail(`${where}.handle_id is not a string`);
+  return {
+    handleId: typeof h === 'string' ? h : null,
+    secondary: decodeStringMap(v.secondary, `${where}.secondary`, fail),
+    alternate: decodeStringMap(v.alternate, `${where}.alternate`, fail),
+  };
+}
+
+/** model.AllocationAttribute: every field omitempty (a nil or empty map is left out). */
+function encodeAttribute(a: AllocationAttribute): string {
+  const parts: string[] = [];
+  if (a.handleId !== null) parts.push(`"handle_id":${goString(a.handleId)}`);
+  if (a.secondary !== null && Object.keys(a.secondary).length > 0) parts.push(`"secondary":${goStringMap(a.secondary)}`);
+  if (a.alternate !== null && Object.keys(a.alternate).length > 0) parts.push(`"alternate":${goStringMap(a.alternate)}`);
+  return `{${parts.join(',')}}`;
+}
+
+/** metav1.Time's JSON: RFC 3339 in UTC with whole seconds ("2024-05-01T12:00:00Z"). */
+export function formatClaimTime(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}

@@ -1,0 +1,870 @@
+// IP address management with Calico's block/affinity algorithm (libcalico-go lib/ipam), over
+// podway's KvStore, reading and writing exactly Calico's keys and values — so podway and Calico
+// tools can share one datastore.
+//
+// Each node owns ("is affine to") blocks carved from IP pools; it assigns from its own blocks,
+// claims a new block when they are full (pending affinity → create block → confirmed affinity),
+// and, unless strict_affinity is set, borrows single addresses from other nodes' blocks when it
+// cannot claim more. A handle (one per pod, "k8s-pod-network.<containerID>") counts its addresses
+// per block so they can be released together. All writes are compare-and-swap on the key's
+// modRevision and retried (Calico's datastoreRetries = 100) when another writer got there first;
+// the handle is incremented before the block write and decremented if that write fails, so a
+// crash can leave a handle over-counted but never an address without a handle.
+import { KvEntry, KvStore } from '../kv/kv';
+import { AllocationBlock, sanitizeHandle } from './block';
+import {
+  affinityKey, BLOCK_PREFIX, blockKey, blockPrefix, checkSegment, handleKey, HANDLE_PREFIX, HOST_AFFINITY_PREFIX,
+  IPAM_CONFIG_KEY, IPAM_PREFIX, IPPOOL_PREFIX, nodeAffinityPrefix, nodeKey, parseAffinityKey, parseBlockKey, parseHandleKey,
+} from './keys';
+import { IpNet, makeNet, netContains, netContainsNet, netSize, parseIp, parseNet } from './net';
+import {
+  AffinityState, decodeAffinity, decodeHandle, decodeIpamConfig, decodeNodeLabels, decodePool, DEFAULT_IPAM_CONFIG,
+  DEFAULT_MAX_BLOCKS_PER_HOST, encodeAffinity, encodeHandle, HandleBlocks, IpamConfig, PoolInfo,
+} from './records';
+import { Labels } from './selector';
+
+/** Calico's datastoreRetries: how often a compare-and-swap loop retries after a conflict. */
+export const DATASTORE_RETRIES = 100;
+
+export interface IpamOptions {
+  /** Clock for block sequence numbers and affinity claim times. */
+  readonly now?: () => Date;
+  /**
+   * Where a node starts looking for a free block in a pool. 'spread' (default, like Calico's
+   * hostname-seeded random start) puts different nodes at different places, so they rarely race
+   * for one block; 'sequential' takes the lowest free block first (predictable, for tests).
+   */
+  readonly blockSearch?: 'spread' | 'sequential';
+  readonly retries?: number;
+}
+
+export interface AutoAssignRequest {
+  readonly node: string;
+  readonly count: number;
+  /** Usually "k8s-pod-network.<containerID>"; null assigns without a handle (then only releaseIps frees it). */
+  readonly handleId: string | null;
+  /** Stored as the allocation's "secondary" attributes (node, pod, namespace, timestamp, ...). */
+  readonly attrs?: Readonly<Record<string, string>>;
+  /** Pool names or CIDRs to use instead of all enabled pools whose nodeSelector matches. */
+  readonly pools?: readonly string[];
+}
+
+export interface AutoAssignResult {
+  /** Assigned addresses (possibly fewer than asked; then `errors` says why). */
+  readonly ips: string[];
+  readonly errors?: string[];
+}
+
+export interface AssignIpRequest {
+  readonly ip: string;
+  readonly handleId: string | null;
+  readonly attrs?: Readonly<Record<string, string>>;
+  readonly node: string;
+}
+
+export interface ReleaseResult {
+  readonly released: string[];
+  /** Addresses that were not assigned (already free, or in no block). */
+  readonly notAllocated: string[];
+}
+
+export interface NodeBlock {
+  readonly cidr: string;
+  readonly state: AffinityState | '';
+  /** False when the affinity exists but its block does not (a claim in progress or a leftover). */
+  readonly exists: boolean;
+  readonly size: number;
+  readonly inUse: number;
+  readonly free: number;
+}
+
+export type IpamProblemKind =
+  | 'address-without-handle' // allocated with a handle that has no handle key
+  | 'handle-count-mismatch' // handle's count for a block differs from the addresses it holds there
+  | 'handle-missing-block' // handle references a block that does not exist
+  | 'affinity-mismatch' // affinity key and block's affinity field disagree
+  | 'pending-affinity' // an affinity not confirmed (a claim in progress or abandoned)
+  | 'empty-non-affine-block' // a block with no affinity and no addresses (should have been deleted)
+  | 'block-outside-pools' // a block in no IP pool
+  | 'bad-block' // a block value that is malformed or internally inconsistent
+  | 'bad-value'; // an affinity or handle value that cannot be read
+
+export interface IpamProblem {
+  readonly kind: IpamProblemKind;
+  /** The datastore key at fault. */
+  readonly key: string;
+  readonly message: string;
+  readonly block?: string;
+  readonly node?: string;
+  readonly handle?: string;
+  readonly ips?: readonly string[];
+}
+
+export interface BlockUsage {
+  readonly cidr: string;
+  /** "host:<node>", or null for a block no node owns. */
+  readonly affinity: string | null;
+  readonly size: number;
+  readonly inUse: number;
+  readonly free: number;
+  /** Addresses in use by another node than the block's owner (borrowed). */
+  readonly borrowed: number;
+}
+
+export interface PoolUsage {
+  /** Pool name; "orphaned allocation blocks" (as calicoctl says) for blocks in no pool. */
+  readonly name: string;
+  readonly cidr: string;
+  readonly disabled: boolean;
+  /** Addresses in the pool (a bigint text for IPv6-sized pools is not needed yet; number). */
+  readonly size: number;
+  readonly inUse: number;
+  readonly free: number;
+  readonly blocks: BlockUsage[];
+}
+
+/** What route calculation needs from IPAM. */
+export interface RouteInputs {
+  readonly affinities: { readonly node: string; readonly cidr: string; readonly state: AffinityState | '' }[];
+  /** Addresses used by a node other than the block's owner: each needs a /32 route to `node`. */
+  readonly borrowed: { readonly ip: string; readonly node: string; readonly block: string; readonly blockNode: string }[];
+}
+
+class CasConflict extends Error {}
+class BlockClaimConflict extends Error {}
+class StaleAffinity extends Error {}
+
+type Located = { entry: KvEntry; block: AllocationBlock };
+
+/** FNV-1a of the node name: a stable per-node starting point in a pool. */
+function nameHash(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+const noAttrs = (attrs: Readonly<Record<string, string>> | undefined): Readonly<Record<string, string>> | null =>
+  attrs && Object.keys(attrs).length > 0 ? attrs : null;
+
+export class Ipam {
+  private readonly now: () => Date;
+  private readonly spread: boolean;
+  private readonly retries: number;
+
+  constructor(readonly kv: KvStore, options: IpamOptions = {}) {
+    this.now = options.now ?? (() => new Date());
+    this.spread = (options.blockSearch ?? 'spread') === 'spread';
+    this.retries = options.retries ?? DATASTORE_RETRIES;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Reading configuration
+
+  /** The IPAM config (Calico's defaults when /calico/ipam/v2/config is absent). */
+  async getConfig(): Promise<IpamConfig> {
+    const e = await this.kv.get(IPAM_CONFIG_KEY);
+    if (!e) return DEFAULT_IPAM_CONFIG;
+    try {
+      return decodeIpamConfig(e.value);
+    } catch (err) {
+      throw new Error(`${IPAM_CONFIG_KEY}: ${(err as Error).message}`);
+    }
+  }
+
+  /** All IPv4 pools, enabled or not. */
+  async listPools(): Promise<PoolInfo[]> {
+    const list = await this.kv.list(IPPOOL_PREFIX);
+    return list.entries.map((e) => decodePool(e.value, e.key)).filter((p) => p.cidr.version === 4);
+  }
+
+  private async nodeLabels(node: string): Promise<Labels> {
+    const key = nodeKey(node);
+    const e = await this.kv.get(key);
+    if (!e) throw new Error(`node ${node} does not exist (no ${key}); IPAM needs its labels for the pools' nodeSelectors`);
+    return decodeNodeLabels(e.value, key);
+  }
+
+  /** Enabled pools for this request: the requested ones, or every pool whose nodeSelector matches. */
+  private choosePools(all: PoolInfo[], requested: readonly string[] | undefined, labels: Labels): PoolInfo[] {
+    const enabled = all.filter((p) => !p.disabled);
+    if (requested && requested.length > 0) {
+      // As in Calico, explicitly requested pools are used whatever their nodeSelector says.
+      return requested.map((r) => {
+        const p = enabled.find((q) => q.name === r || q.cidr.text === r);
+        if (!p) throw new Error(`the given pool (${r}) does not exist, or is not enabled`);
+        return p;
+      });
+    }
+    return enabled.filter((p) => p.nodeSelector.matches(labels));
+  }
+
+  /** Block CIDRs of a pool in this node's search order. */
+  private *blockCidrs(pool: PoolInfo, node: string): Generator<IpNet> {
+    const count = Number(netSize(pool.cidr) >> BigInt(pool.cidr.bits - pool.blockSize));
+    const start = this.spread ? nameHash(node) % count : 0;
+    const step = 1n << BigInt(pool.cidr.bits - pool.blockSize);
+    for (let i = 0; i < count; i++) {
+      const index = (start + i) % count;
+      yield makeNet(pool.cidr.version, pool.cidr.base + BigInt(index) * step, pool.blockSize);
+    }
+  }
+
+  private decodeBlock(entry: KvEntry): AllocationBlock {
+    return AllocationBlock.decode(entry.value, parseBlockKey(entry.key) ?? undefined);
+  }
+
+  private nowNs(): bigint {
+    return BigInt(this.now().getTime()) * 1_000_000n;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Handles
+
+  private async incrementHandle(handleId: string, cidr: IpNet, num: number): Promise<void> {
+    const key = handleKey(handleId);
+    for (let i = 0; i < this.retries; i++) {
+      const e = await this.kv.get(key);
+      if (!e) {
+        if (await this.kv.create(key, encodeHandle(new Map([[cidr.text, num]])))) return;
+        continue;
+      }
+      const blocks = decodeHandle(e.value);
+      blocks.set(cidr.text, (blocks.get(cidr.text) ?? 0) + num);
+      if (await this.kv.update(key, encodeHandle(blocks), e.modRevision)) return;
+    }
+    throw new Error(`handle ${handleId}: max retries hit incrementing (excessive concurrent IPAM requests)`);
+  }
+
+  /** Takes `num` off the handle's count for a block; drops the entry at 0 and the key when empty. */
+  private async decrementHandle(handleId: string, cidr: IpNet, num: number): Promise<void> {
+    const key = handleKey(handleId);
+    for (let i = 0; i < this.retries; i++) {
+      const e = await this.kv.get(key);
+      if (!e) return;
+      const blocks = decodeHandle(e.value);
+      const current = blocks.get(cidr.text);
+      if (current === undefined) return;
+      // Calico refuses to go below zero and leaves the handle as it is; clamping removes the entry
+      // instead, which is what every caller wants (check() reports the disagreement either way).
+      if (current - num > 0) blocks.set(cidr.text, current - num);
+      else blocks.delete(cidr.text);
+      const ok = blocks.size === 0 ? await this.kv.delete(key, e.modRevision) : (await this.kv.update(key, encodeHandle(blocks), e.modRevision)) !== null;
+      if (ok) return;
+    }
+    throw new Error(`handle ${handleId}: max retries hit decrementing (excessive concurrent IPAM requests)`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Affinities and claiming blocks (ipam_block_reader_writer.go)
+
+  /** Creates this node's pending affinity for a block, or returns the existing one (re-marked pending unless confirmed). */
+  private async getPendingAffinity(node: string, cidr: IpNet): Promise<KvEntry> {
+    const key = affinityKey(node, cidr);
+    const created = await this.kv.create(key, encodeAffinity('pending'));
+    if (created) return created;
+    const existing = await this.kv.get(key);
+    if (!existing) throw new CasConflict(key);
+    const { state } = decodeAffinity(existing.value);
+    if (state === 'confirmed') return existing;
+    const updated = await this.kv.update(key, encodeAffinity('pending'), existing.modRevision);
+    if (!updated) throw new CasConflict(key);
+    return updated;
+  }
+
+  private async confirmAffinity(aff: KvEntry): Promise<void> {
+    if (await this.kv.update(aff.key, encodeAffinity('confirmed'), aff.modRevision)) return;
+    // Another process of this node may have confirmed it already; that is as good.
+    const now = await this.kv.get(aff.key);
+    if (now && decodeAffinity(now.value).state === 'confirmed') return;
+    throw new CasConflict(aff.key);
+  }
+
+  /** Creates the block for a pending affinity and confirms it; if another node made the block first, withdraws the affinity. */
+  private async claimAffineBlock(node: string, cidr: IpNet, pending: KvEntry): Promise<Located> {
+    const key = blockKey(cidr);
+    const now = this.now();
+    const fresh = AllocationBlock.create(cidr, `host:${node}`, this.nowNs(), now);
+    const created = await this.kv.create(key, fresh.encode());
+    if (created) {
+      await this.confirmAffinity(pending);
+      return { entry: created, block: fresh };
+    }
+    const existing = await this.kv.get(key);
+    if (!existing) throw new CasConflict(key);
+    const block = this.decodeBlock(existing);
+    if (block.affinity === `host:${node}`) {
+      // Another process on this node claimed it: confirm and share it.
+      await this.confirmAffinity(pending);
+      return { entry: existing, block };
+    }
+    await this.kv.delete(pending.key, pending.modRevision);
+    throw new BlockClaimConflict(`block ${cidr.text} is owned by ${block.affinity ?? 'nobody'}`);
+  }
+
+  /** The block an affinity names, creating it if missing and confirming the affinity if needed. */
+  private async getBlockFromAffinity(node: string, cidr: IpNet, aff: KvEntry): Promise<Located> {
+    const key = blockKey(cidr);
+    const entry = await this.kv.get(key);
+    if (!entry) {
+      const pending = await this.kv.update(aff.key, encodeAffinity('pending'), aff.modRevision);
+      if (!pending) throw new CasConflict(aff.key);
+      return this.claimAffineBlock(node, cidr, pending);
+    }
+    const block = this.decodeBlock(entry);
+    if (block.affinity !== `host:${node}`) {
+      await this.kv.delete(aff.key, aff.modRevision);
+      throw new StaleAffinity(`affinity ${aff.key} is stale: block is owned by ${block.affinity ?? 'nobody'}`);
+    }
+    const { state } = decodeAffinity(aff.value);
+    if (state !== 'confirmed' && state !== '') {
+      // Block is ours but the affinity was left unconfirmed: re-pend, bump the block's revision
+      // (invalidating anyone working from an older read), then confirm.
+      const pending = await this.kv.update(aff.key, encodeAffinity('pending'), aff.modRevision);
+      if (!pending) throw new CasConflict(aff.key);
+      block.sequenceNumber += 1n;
+      const bumped = await this.kv.update(key, block.encode(), entry.modRevision);
+      if (!bumped) throw new CasConflict(key);
+      if (!(await this.kv.update(aff.key, encodeAffinity('confirmed'), pending.modRevision))) throw new CasConflict(aff.key);
+      return { entry: bumped, block };
+    }
+    return { entry, block };
+  }
+
+  /** A block CIDR in the pools that has no block yet, or one of ours with room; null when none. */
+  private async findUsableBlock(node: string, pools: PoolInfo[]): Promise<IpNet | null> {
+    const existing = new Map<string, AllocationBlock>();
+    for (const e of (await this.kv.list(blockPrefix(4))).entries) {
+      const cidr = parseBlockKey(e.key);
+      if (cidr) existing.set(cidr.text, this.decodeBlock(e));
+    }
+    for (const pool of pools) {
+      for (const cidr of this.blockCidrs(pool, node)) {
+        const b = existing.get(cidr.text);
+        if (!b) return cidr;
+        if (b.affinity === `host:${node}` && b.numFree() > 0) return cidr;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Releases a node's affinity to a block (releaseBlockAffinity): an empty block is deleted, a
+   * non-empty one loses its affinity (its addresses stay until released). With `requireEmpty`,
+   * a block in use is left alone. Returns what happened.
+   */
+  async releaseAffinity(node: string, cidrText: string, requireEmpty: boolean): Promise<'released' | 'absent' | 'not-empty' | 'stale'> {
+    checkSegment('node name', node);
+    const cidr = parseNet(cidrText);
+    if (!cidr) throw new Error(`invalid block CIDR ${JSON.stringify(cidrText)}`);
+    for (let i = 0; i < this.retries; i++) {
+      const aff = await this.kv.get(affinityKey(node, cidr));
+      if (!aff) return 'absent';
+      const be = await this.kv.get(blockKey(cidr));
+      if (!be) {
+        if (await this.kv.delete(aff.key, aff.modRevision)) return 'released';
+        continue;
+      }
+      const block = this.decodeBlock(be);
+      if (block.affinity !== null && block.affinity !== `host:${node}`) {
+        await this.kv.delete(aff.key, aff.modRevision);
+        return 'stale';
+      }
+      if (requireEmpty && !block.empty()) return 'not-empty';
+      const marked = await this.kv.update(aff.key, encodeAffinity('pendingDeletion'), aff.modRevision);
+      if (!marked) continue;
+      let ok: boolean;
+      if (block.empty()) ok = await this.kv.delete(be.key, be.modRevision);
+      else {
+        block.affinity = null;
+        block.affinityClaimTime = null;
+        block.sequenceNumber += 1n;
+        ok = (await this.kv.update(be.key, block.encode(), be.modRevision)) !== null;
+      }
+      if (!ok) continue;
+      await this.kv.delete(aff.key, marked.modRevision);
+      return 'released';
+    }
+    throw new Error(`release affinity ${node} ${cidr.text}: max retries hit (excessive concurrent IPAM requests)`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Assignment
+
+  /**
+   * Writes up to `num` addresses of one block for a handle: handle first, then the block by CAS.
+   * Throws CasConflict (handle already undone) when the block changed since it was read.
+   */
+  private async assignFromBlock(at: Located, num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null): Promise<string[]> {
+    const { block, entry } = at;
+    const ordinals = block.autoAssign(num, handleId, attrs);
+    if (ordinals.length === 0) return [];
+    if (handleId !== null) await this.incrementHandle(handleId, block.cidr, ordinals.length);
+    block.sequenceNumber += 1n;
+    let written: KvEntry | null = null;
+    try {
+      written = await this.kv.update(entry.key, block.encode(), entry.modRevision);
+    } finally {
+      if (!written && handleId !== null) await this.decrementHandle(handleId, block.cidr, ordinals.length);
+    }
+    if (!written) throw new CasConflict(entry.key);
+    return ordinals.map((o) => block.ordinalToIp(o));
+  }
+
+  /** assignFromBlock with re-reads of the block on conflicts. Returns [] when the block is full or gone. */
+  private async assignWithRetries(first: Located, num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null, mayUse: (b: AllocationBlock) => boolean): Promise<string[]> {
+    let at: Located | null = first;
+    for (let i = 0; i < this.retries && at; i++) {
+      if (!mayUse(at.block)) return [];
+      try {
+        return await this.assignFromBlock(at, num, handleId, attrs);
+      } catch (e) {
+        if (!(e instanceof CasConflict)) throw e;
+        const entry = await this.kv.get(at.entry.key);
+        at = entry ? { entry, block: this.decodeBlock(entry) } : null;
+      }
+    }
+    return [];
+  }
+
+  /**
+   * Assigns `count` addresses to a node (Calico's AutoAssign for one IP version): from the node's
+   * blocks, then by claiming new blocks (up to maxBlocksPerHost), then — unless strict_affinity —
+   * by borrowing from other nodes' blocks. Returns what it got and, when short, why.
+   */
+  async autoAssign(req: AutoAssignRequest): Promise<AutoAssignResult> {
+    const node = checkSegment('node name', req.node);
+    if (req.handleId !== null) checkSegment('handle ID', req.handleId);
+    if (!Number.isInteger(req.count) || req.count < 0) throw new Error(`count must be a non-negative integer, got ${req.count}`);
+    const attrs = noAttrs(req.attrs);
+    const handleId = req.handleId === null ? null : sanitizeHandle(req.handleId);
+    const [config, allPools, labels] = await Promise.all([this.getConfig(), this.listPools(), this.nodeLabels(node)]);
+    const pools = this.choosePools(allPools, req.pools, labels);
+    const poolList = `[${pools.map((p) => p.cidr.text).join(', ')}]`;
+    if (pools.length === 0) {
+      const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, nodeSelector ${JSON.stringify(p.nodeSelector.text)})`);
+      return { ips: [], errors: [`no enabled IPv4 pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : 'none'}`] };
+    }
+    if (req.count === 0) return { ips: [] };
+
+    // This node's affinities: those in the chosen pools are used; empty ones in enabled pools that no
+    // longer select the node are given back (Calico's prepareAffinityBlocksForHost).
+    const affine: IpNet[] = [];
+    for (const e of (await this.kv.list(nodeAffinityPrefix(node, 4))).entries) {
+      const parsed = parseAffinityKey(e.key);
+      if (!parsed) continue;
+      if (pools.some((p) => netContainsNet(p.cidr, parsed.cidr))) affine.push(parsed.cidr);
+      else if (!req.pools?.length) {
+        const owner = allPools.find((p) => !p.disabled && netContainsNet(p.cidr, parsed.cidr));
+        if (owner && !owner.nodeSelector.matches(labels)) await this.releaseAffinity(node, parsed.cidr.text, true);
+      }
+    }
+    let owned = affine.length;
+    const maxBlocks = config.maxBlocksPerHost > 0 ? config.maxBlocksPerHost : DEFAULT_MAX_BLOCKS_PER_HOST;
+    const ips: string[] = [];
+    const errors: string[] = [];
+    const ours = (b: AllocationBlock): boolean => b.affinity === `host:${node}`;
+    let limitHit = false;
+
+    // Bounded: each pass either assigns, uses up an affine block, or claims/finds a block.
+    for (let pass = 0; ips.length < req.count && pass < req.count + 4 * this.retries; pass++) {
+      const found = await this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config);
+      if (found === 'limit') {
+        limitHit = true;
+        if (config.strictAffinity) errors.push(`pools ${poolList}: node ${node} already has maxBlocksPerHost=${maxBlocks} blocks and strict_affinity is set`);
+        break;
+      }
+      if (found === 'no-free-blocks') {
+        if (config.strictAffinity) errors.push(`pools ${poolList}: no free blocks left for node ${node} and strict_affinity is set`);
+        break;
+      }
+      if (found === 'no-auto') {
+        if (config.strictAffinity) errors.push(`pools ${poolList}: node ${node} has no affine block with free addresses, auto_allocate_blocks is false and strict_affinity is set`);
+        break;
+      }
+      if (found.newlyClaimed) owned++;
+      ips.push(...(await this.assignWithRetries(found.at, req.count - ips.length, handleId, attrs, ours)));
+    }
+
+    if (ips.length < req.count && !config.strictAffinity) {
+      ips.push(...(await this.borrow(node, pools, req.count - ips.length, handleId, attrs)));
+    }
+    if (ips.length < req.count && errors.length === 0) {
+      const why = limitHit ? `node ${node} has maxBlocksPerHost=${maxBlocks} blocks and borrowing found no free address` : `no free addresses in pools ${poolList} for node ${node}`;
+      errors.push(`${why}: assigned ${ips.length} of ${req.count}`);
+    }
+    return errors.length > 0 ? { ips, errors } : { ips };
+  }
+
+  private async findOrClaimBlock(node: string, affine: IpNet[], pools: PoolInfo[], allowNewClaim: boolean, config: IpamConfig): Promise<{ at: Located; newlyClaimed: boolean } | 'limit' | 'no-free-blocks' | 'no-auto'> {
+    while (affine.length > 0) {
+      const cidr = affine.shift()!;
+      for (let i = 0; i < this.retries; i++) {
+        const aff = await this.kv.get(affinityKey(node, cidr));
+        if (!aff) break;
+        let at: Located;
+        try {
+          at = await this.getBlockFromAffinity(node, cidr, aff);
+        } catch (e) {
+          if (e instanceof CasConflict) continue;
+          if (e instanceof StaleAffinity || e instanceof BlockClaimConflict) break;
+          throw e;
+        }
+        if (at.block.numFree() > 0) {
+          // Come back to this block next time if it still has room after this assignment.
+          affine.unshift(cidr);
+          return { at, newlyClaimed: false };
+        }
+        break;
+      }
+    }
+    if (!allowNewClaim) return 'limit';
+    if (!config.autoAllocateBlocks) return 'no-auto';
+    for (let outer = 0; outer < this.retries; outer++) {
+      const subnet = await this.findUsableBlock(node, pools);
+      if (!subnet) return 'no-free-blocks';
+      for (let inner = 0; inner < this.retries; inner++) {
+        let at: Located;
+        try {
+          const pending = await this.getPendingAffinity(node, subnet);
+          at = await this.getBlockFromAffinity(node, subnet, pending);
+        } catch (e) {
+          if (e instanceof CasConflict) continue;
+          if (e instanceof BlockClaimConflict || e instanceof StaleAffinity) break;
+          throw e;
+        }
+        if (at.block.numFree() === 0) break; // filled by another process of this node meanwhile
+        return { at, newlyClaimed: true };
+      }
+    }
+    throw new Error(`node ${node}: max retries hit claiming a block (excessive concurrent IPAM requests)`);
+  }
+
+  /** Takes free addresses from any existing block in the pools (the non-affine fallback). */
+  private async borrow(node: string, pools: PoolInfo[], num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null): Promise<string[]> {
+    const got: string[] = [];
+    const entries = new Map<string, KvEntry>();
+    for (const e of (await this.kv.list(blockPrefix(4))).entries) {
+      const cidr = parseBlockKey(e.key);
+      if (cidr) entries.set(cidr.text, e);
+    }
+    for (const pool of pools) {
+      for (const cidr of this.blockCidrs(pool, node)) {
+        if (got.length >= num) return got;
+        const entry = entries.get(cidr.text);
+        if (!entry) continue;
+        const block = this.decodeBlock(entry);
+        if (block.numFree() === 0) continue;
+        got.push(...(await this.assignWithRetries({ entry, block }, num - got.length, handleId, attrs, () => true)));
+      }
+    }
+    return got;
+  }
+
+  /** Assigns one given address to a node (Calico's AssignIP), claiming its block if nobody has. */
+  async assignIp(req: AssignIpRequest): Promise<void> {
+    const node = checkSegment('node name', req.node);
+    if (req.handleId !== null) checkSegment('handle ID', req.handleId);
+    const handleId = req.handleId === null ? null : sanitizeHandle(req.handleId);
+    const parsed = parseIp(req.ip);
+    if (!parsed) throw new Error(`invalid IPv4 address ${JSON.stringify(req.ip)}`);
+    const pool = (await this.listPools()).find((p) => !p.disabled && netContains(p.cidr, parsed.value));
+    if (!pool) throw new Error(`${req.ip} is not in an enabled IP pool`);
+    const config = await this.getConfig();
+    const cidr = makeNet(parsed.version, parsed.value, pool.blockSize);
+    const attrs = noAttrs(req.attrs);
+    for (let i = 0; i < this.retries; i++) {
+      let at: Located;
+      const entry = await this.kv.get(blockKey(cidr));
+      if (entry) at = { entry, block: this.decodeBlock(entry) };
+      else {
+        try {
+          const pending = await this.getPendingAffinity(node, cidr);
+          at = await this.claimAffineBlock(node, cidr, pending);
+        } catch (e) {
+          if (e instanceof CasConflict || e instanceof BlockClaimConflict) continue;
+          throw e;
+        }
+      }
+      const { block } = at;
+      if (config.strictAffinity && block.affinity !== `host:${node}`) {
+        throw new Error(`cannot assign ${req.ip} to node ${node}: block ${cidr.text} is affine to ${block.affinity ?? 'no node'} and strict_affinity is set`);
+      }
+      block.assign(block.ipToOrdinal(req.ip)!, handleId, attrs);
+      if (handleId !== null) await this.incrementHandle(handleId, cidr, 1);
+      block.sequenceNumber += 1n;
+      let written: KvEntry | null = null;
+      try {
+        written = await this.kv.update(at.entry.key, block.encode(), at.entry.modRevision);
+      } finally {
+        if (!written && handleId !== null) await this.decrementHandle(handleId, cidr, 1);
+      }
+      if (written) return;
+    }
+    throw new Error(`assign ${req.ip}: max retries hit (excessive concurrent IPAM requests)`);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Release
+
+  /** Writes a block after a release: deleted when empty and nobody's, else updated. False on conflict. */
+  private async writeReleased(entry: KvEntry, block: AllocationBlock): Promise<boolean> {
+    if (block.empty() && block.affinity === null) return this.kv.delete(entry.key, entry.modRevision);
+    block.sequenceNumber += 1n;
+    return (await this.kv.update(entry.key, block.encode(), entry.modRevision)) !== null;
+  }
+
+  /** Releases every address of a handle and then the handle. `found` is false when the handle did not exist. */
+  async releaseByHandle(handleIdIn: string): Promise<{ found: boolean; released: string[] }> {
+    const handleId = sanitizeHandle(checkSegment('handle ID', handleIdIn));
+    const he = await this.kv.get(handleKey(handleId));
+    if (!he) return { found: false, released: [] };
+    const released: string[] = [];
+    for (const cidrText of decodeHandle(he.value).keys()) {
+      const cidr = parseNet(cidrText);
+      if (!cidr) continue;
+      let freed: string[] | null = null;
+      for (let i = 0; i < this.retries && freed === null; i++) {
+        const entry = await this.kv.get(blockKey(cidr));
+        if (!entry) { freed = []; break; }
+        const block = this.decodeBlock(entry);
+        const ordinals = block.releaseByHandle(handleId);
+        if (ordinals.length === 0) { freed = []; break; }
+        if (await this.writeReleased(entry, block)) freed = ordinals.map((o) => block.ordinalToIp(o));
+      }
+      if (freed === null) throw new Error(`release handle ${handleId}: max retries hit on block ${cidr.text}`);
+      // Like Calico, take off only what was released: a concurrent assignment for this handle
+      // increments before writing its block, and must not lose its count here.
+      if (freed.length > 0) await this.decrementHandle(handleId, cidr, freed.length);
+      released.push(...freed);
+    }
+    return { found: true, released };
+  }
+
+  /** Releases the given addresses, whoever holds them, and decrements their handles. */
+  async releaseIps(ips: readonly string[]): Promise<ReleaseResult> {
+    const pools = await this.listPools();
+    let blockList: IpNet[] | null = null;
+    const byBlock = new Map<string, { cidr: IpNet; ips: string[] }>();
+    const notAllocated: string[] = [];
+    for (const ip of ips) {
+      const parsed = parseIp(ip);
+      if (!parsed) throw new Error(`invalid IPv4 address ${JSON.stringify(ip)}`);
+      const pool = pools.find((p) => netContains(p.cidr, parsed.value));
+      let cidr: IpNet | null = pool ? makeNet(parsed.version, parsed.value, pool.blockSize) : null;
+      if (!cidr) {
+        // Not in any pool (deleted pool): find its block by scanning, as Calico does.
+        blockList ??= (await this.kv.list(BLOCK_PREFIX)).entries.map((e) => parseBlockKey(e.key)).filter((c): c is IpNet => c !== null);
+        cidr = blockList.find((c) => netContains(c, parsed.value)) ?? null;
+      }
+      if (!cidr) { notAllocated.push(ip); continue; }
+      const group = byBlock.get(cidr.text) ?? { cidr, ips: [] };
+      group.ips.push(ip);
+      byBlock.set(cidr.text, group);
+    }
+    const released: string[] = [];
+    for (const { cidr, ips: wanted } of byBlock.values()) {
+      let done = false;
+      for (let i = 0; i < this.retries && !done; i++) {
+        const entry = await this.kv.get(blockKey(cidr));
+        if (!entry) { notAllocated.push(...wanted); done = true; break; }
+        const block = this.decodeBlock(entry);
+        const result = block.release(wanted.map((ip) => block.ipToOrdinal(ip)!));
+        if (result.released.length === 0) { notAllocated.push(...wanted); done = true; break; }
+        if (!(await this.writeReleased(entry, block))) continue;
+        done = true;
+        released.push(...result.released.map((o) => block.ordinalToIp(o)));
+        notAllocated.push(...result.notAllocated.map((o) => block.ordinalToIp(o)));
+        for (const [h, n] of result.countByHandle) await this.decrementHandle(h, cidr, n);
+      }
+      if (!done) throw new Error(`release in block ${cidr.text}: max retries hit (excessive concurrent IPAM requests)`);
+    }
+    return { released, notAllocated };
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Inspection
+
+  /** The blocks a node has affinity to, with their usage. */
+  async blocksOf(nodeIn: string): Promise<NodeBlock[]> {
+    const node = checkSegment('node name', nodeIn);
+    const out: NodeBlock[] = [];
+    for (const e of (await this.kv.list(nodeAffinityPrefix(node, 4))).entries) {
+      const parsed = parseAffinityKey(e.key);
+      if (!parsed) continue;
+      const be = await this.kv.get(blockKey(parsed.cidr));
+      const block = be ? this.decodeBlock(be) : null;
+      const size = Number(netSize(parsed.cidr));
+      out.push({
+        cidr: parsed.cidr.text, state: decodeAffinity(e.value).state, exists: block !== null, size,
+        inUse: block?.numInUse() ?? 0, free: block ? block.numFree() : size,
+      });
+    }
+    return out;
+  }
+
+  /** Every IPAM key, read at one revision, decoded. */
+  private async readAll(): Promise<{ blocks: Map<string, { key: string; block: AllocationBlock | null; error?: string }>; affinities: { key: string; node: string; cidr: IpNet; state: AffinityState | '' | null }[]; handles: Map<string, { key: string; blocks: HandleBlocks | null }> }> {
+    const list = await this.kv.list(IPAM_PREFIX);
+    const blocks = new Map<string, { key: string; block: AllocationBlock | null; error?: string }>();
+    const affinities: { key: string; node: string; cidr: IpNet; state: AffinityState | '' | null }[] = [];
+    const handles = new Map<string, { key: string; blocks: HandleBlocks | null }>();
+    for (const e of list.entries) {
+      const bc = parseBlockKey(e.key);
+      if (bc) {
+        try { blocks.set(bc.text, { key: e.key, block: this.decodeBlock(e) }); } catch (err) { blocks.set(bc.text, { key: e.key, block: null, error: (err as Error).message }); }
+        continue;
+      }
+      const aff = parseAffinityKey(e.key);
+      if (aff) {
+        let state: AffinityState | '' | null = null;
+        try { state = decodeAffinity(e.value).state; } catch { state = null; }
+        affinities.push({ key: e.key, node: aff.node, cidr: aff.cidr, state });
+        continue;
+      }
+      const h = parseHandleKey(e.key);
+      if (h !== null) {
+        let hb: HandleBlocks | null = null;
+        try { hb = decodeHandle(e.value); } catch { hb = null; }
+        handles.set(h, { key: e.key, blocks: hb });
+      }
+    }
+    return { blocks, affinities, handles };
+  }
+
+  /**
+   * Consistency check of the IPAM data (calicoctl ipam check's questions): addresses whose handle
+   * is missing or miscounted, handles pointing at missing blocks, affinity keys and block affinity
+   * fields that disagree, unconfirmed affinities, empty blocks nobody owns, blocks outside pools,
+   * malformed blocks.
+   */
+  async check(): Promise<IpamProblem[]> {
+    const { blocks, affinities, handles } = await this.readAll();
+    const pools = await this.listPools();
+    const problems: IpamProblem[] = [];
+    // Per block, per handle: the addresses held.
+    const held = new Map<string, Map<string, string[]>>();
+    for (const [cidrText, { key, block, error }] of blocks) {
+      if (!block) { problems.push({ kind: 'bad-block', key, block: cidrText, message: `block ${cidrText} cannot be read: ${error}` }); continue; }
+      const internal = blockInconsistencies(block);
+      if (internal.length > 0) problems.push({ kind: 'bad-block', key, block: cidrText, message: `block ${cidrText}: ${internal.join('; ')}` });
+      if (!pools.some((p) => netContainsNet(p.cidr, block.cidr))) problems.push({ kind: 'block-outside-pools', key, block: cidrText, message: `block ${cidrText} is in no IP pool` });
+      if (block.affinity === null && block.numInUse() === 0) problems.push({ kind: 'empty-non-affine-block', key, block: cidrText, message: `block ${cidrText} has no affinity and no addresses in use; it should have been deleted` });
+      const perHandle = new Map<string, string[]>();
+      const noHandle: string[] = [];
+      block.allocations.forEach((_, o) => {
+        const attr = block.attributeOf(o);
+        if (block.allocations[o] === null) return;
+        const h = attr?.handleId;
+        if (h === null || h === undefined) { noHandle.push(block.ordinalToIp(o)); return; }
+        const id = sanitizeHandle(h);
+        perHandle.set(id, [...(perHandle.get(id) ?? []), block.ordinalToIp(o)]);
+      });
+      held.set(cidrText, perHandle);
+      for (const [h, addrs] of perHandle) {
+        const handle = handles.get(h);
+        if (!handle) {
+          problems.push({ kind: 'address-without-handle', key, block: cidrText, handle: h, ips: addrs, message: `${addrs.length} address(es) in block ${cidrText} held by handle ${h}, which has no handle key (leaked): ${addrs.join(', ')}` });
+        } else if (handle.blocks && handle.blocks.get(cidrText) !== addrs.length) {
+          problems.push({ kind: 'handle-count-mismatch', key: handle.key, block: cidrText, handle: h, ips: addrs, message: `handle ${h} counts ${handle.blocks.get(cidrText) ?? 0} address(es) in block ${cidrText} but the block holds ${addrs.length}` });
+        }
+      }
+      // An owner of a non-empty block with affinity "host:N" must have the affinity key too.
+      const host = block.host();
+      if (host !== '' && !affinities.some((a) => a.node === host && a.cidr.text === cidrText)) {
+        problems.push({ kind: 'affinity-mismatch', key, block: cidrText, node: host, message: `block ${cidrText} says affinity host:${host} but ${affinityKey(host, block.cidr)} does not exist` });
+      }
+    }
+    for (const [h, { key, blocks: hb }] of handles) {
+      if (!hb) { problems.push({ kind: 'bad-value', key, handle: h, message: `handle ${h} cannot be read` }); continue; }
+      for (const [cidrText, n] of hb) {
+        if (!blocks.has(cidrText)) {
+          problems.push({ kind: 'handle-missing-block', key, block: cidrText, handle: h, message: `handle ${h} counts ${n} address(es) in block ${cidrText}, which does not exist` });
+        } else if (!(held.get(cidrText)?.has(h))) {
+          problems.push({ kind: 'handle-count-mismatch', key, block: cidrText, handle: h, message: `handle ${h} counts ${n} address(es) in block ${cidrText} but the block holds none` });
+        }
+      }
+    }
+    for (const a of affinities) {
+      if (a.state === null) { problems.push({ kind: 'bad-value', key: a.key, node: a.node, block: a.cidr.text, message: `affinity ${a.key} cannot be read` }); continue; }
+      if (a.state !== 'confirmed' && a.state !== '') {
+        problems.push({ kind: 'pending-affinity', key: a.key, node: a.node, block: a.cidr.text, message: `affinity of node ${a.node} to ${a.cidr.text} is ${a.state}` });
+        continue;
+      }
+      const b = blocks.get(a.cidr.text)?.block;
+      if (b === undefined) problems.push({ kind: 'affinity-mismatch', key: a.key, node: a.node, block: a.cidr.text, message: `node ${a.node} has a confirmed affinity to ${a.cidr.text} but the block does not exist` });
+      else if (b !== null && b.affinity !== `host:${a.node}`) problems.push({ kind: 'affinity-mismatch', key: a.key, node: a.node, block: a.cidr.text, message: `node ${a.node} has an affinity to ${a.cidr.text} but the block's affinity is ${b.affinity ?? 'null'}` });
+    }
+    return problems;
+  }
+
+  /** Per-pool and per-block usage, for a calicoctl-shaped `ipam show` (and `--show-blocks`). */
+  async show(): Promise<PoolUsage[]> {
+    const pools = await this.listPools();
+    const { blocks } = await this.readAll();
+    const usage = pools.map((p) => ({ pool: p, blocks: [] as BlockUsage[] }));
+    const orphans: BlockUsage[] = [];
+    for (const [cidrText, { block }] of [...blocks].sort((a, b) => (a[1].block?.cidr.base ?? 0n) < (b[1].block?.cidr.base ?? 0n) ? -1 : 1)) {
+      if (!block) continue;
+      const host = block.host();
+      let borrowed = 0;
+      block.allocations.forEach((a, o) => { if (a !== null && (block.attributeOf(o)?.secondary?.node ?? '') !== host) borrowed++; });
+      const row: BlockUsage = { cidr: cidrText, affinity: block.affinity, size: block.size, inUse: block.numInUse(), free: block.numFree(), borrowed };
+      const owner = usage.find((u) => netContainsNet(u.pool.cidr, block.cidr));
+      (owner ? owner.blocks : orphans).push(row);
+    }
+    const out: PoolUsage[] = usage.map(({ pool, blocks: rows }) => {
+      const size = Number(netSize(pool.cidr));
+      const inUse = rows.reduce((n, r) => n + r.inUse, 0);
+      return { name: pool.name, cidr: pool.cidr.text, disabled: pool.disabled, size, inUse, free: size - inUse, blocks: rows };
+    });
+    if (orphans.length > 0) {
+      const inUse = orphans.reduce((n, r) => n + r.inUse, 0);
+      const size = orphans.reduce((n, r) => n + r.size, 0);
+      out.push({ name: 'orphaned allocation blocks', cidr: '0.0.0.0/0', disabled: false, size, inUse, free: size - inUse, blocks: orphans });
+    }
+    return out;
+  }
+
+  /** Affinities and borrowed addresses, for route calculation. */
+  async routeInputs(): Promise<RouteInputs> {
+    const { blocks, affinities } = await this.readAll();
+    const borrowed: { ip: string; node: string; block: string; blockNode: string }[] = [];
+    for (const [cidrText, { block }] of blocks) {
+      if (!block) continue;
+      const host = block.host();
+      block.allocations.forEach((a, o) => {
+        if (a === null) return;
+        const user = block.attributeOf(o)?.secondary?.node ?? '';
+        // Calico's NonAffineAllocations: in use by a node that is not the block's owner.
+        if (user !== '' && user !== host) borrowed.push({ ip: block.ordinalToIp(o), node: user, block: cidrText, blockNode: host });
+      });
+    }
+    return {
+      affinities: affinities.filter((a) => a.state !== null).map((a) => ({ node: a.node, cidr: a.cidr.text, state: a.state as AffinityState | '' })),
+      borrowed,
+    };
+  }
+}
+
+/** Internal consistency of one block: every ordinal exactly once in allocations xor unallocated, attribute indexes valid and used. */
+export function blockInconsistencies(block: AllocationBlock): string[] {
+  const out: string[] = [];
+  const attrs = block.attributes ?? [];
+  const free = block.unallocated ?? [];
+  const freeSet = new Set<number>();
+  for (const o of free) {
+    if (freeSet.has(o)) out.push(`ordinal ${o} is listed twice in unallocated`);
+    freeSet.add(o);
+  }
+  const used = new Set<number>();
+  block.allocations.forEach((a, o) => {
+    if (a === null && !freeSet.has(o)) out.push(`ordinal ${o} (${block.ordinalToIp(o)}) is neither allocated nor in unallocated`);
+    if (a !== null && freeSet.has(o)) out.push(`ordinal ${o} (${block.ordinalToIp(o)}) is allocated and also in unallocated`);
+    if (a !== null && a >= attrs.length) out.push(`ordinal ${o} points at attribute ${a}, past the ${attrs.length} attributes`);
+    if (a !== null) used.add(a);
+  });
+  attrs.forEach((_, i) => { if (!used.has(i)) out.push(`attribute ${i} is used by no allocation`); });
+  return out;
+}
+
+export { HANDLE_PREFIX, HOST_AFFINITY_PREFIX };

@@ -1,0 +1,77 @@
+// Addresses and CIDRs for IPAM. Values are bigints so that IPv6 (/122 blocks in /64-sized pools)
+// can follow without a second code path; only IPv4 is parsed today, and everything above this
+// file talks in `IpNet` and ordinals, never in 32-bit numbers.
+import { formatIPv4, parseIPv4 } from '../ipv4';
+
+export type IpVersion = 4 | 6;
+
+/** A network: canonical text ("10.244.1.0/26"), first address and prefix length. */
+export interface IpNet {
+  readonly version: IpVersion;
+  readonly text: string;
+  readonly base: bigint;
+  readonly prefixLen: number;
+  /** 32 or 128. */
+  readonly bits: number;
+}
+
+export function addressBits(version: IpVersion): number {
+  return version === 4 ? 32 : 128;
+}
+
+/** Parses an address; null when it is not one (IPv6 not supported yet: null as well). */
+export function parseIp(text: string): { version: IpVersion; value: bigint } | null {
+  const v4 = parseIPv4(text);
+  if (v4 !== null) return { version: 4, value: BigInt(v4) };
+  return null;
+}
+
+export function formatIp(version: IpVersion, value: bigint): string {
+  if (version === 4) return formatIPv4(Number(value));
+  throw new Error('IPv6 IPAM is not implemented yet');
+}
+
+/** Parses a canonical network CIDR (host bits clear); null otherwise. */
+export function parseNet(text: string): IpNet | null {
+  const slash = text.indexOf('/');
+  if (slash < 0) return null;
+  const addr = parseIp(text.slice(0, slash));
+  const lenText = text.slice(slash + 1);
+  if (!addr || !/^\d{1,3}$/.test(lenText)) return null;
+  const prefixLen = Number(lenText);
+  const bits = addressBits(addr.version);
+  if (prefixLen > bits) return null;
+  const net = makeNet(addr.version, addr.value, prefixLen);
+  return net.base === addr.value ? net : null;
+}
+
+/** The network of `prefixLen` that holds `value`. */
+export function makeNet(version: IpVersion, value: bigint, prefixLen: number): IpNet {
+  const bits = addressBits(version);
+  const hostBits = BigInt(bits - prefixLen);
+  const base = (value >> hostBits) << hostBits;
+  return { version, base, prefixLen, bits, text: `${formatIp(version, base)}/${prefixLen}` };
+}
+
+/** Number of addresses in a network. */
+export function netSize(net: IpNet): bigint {
+  return 1n << BigInt(net.bits - net.prefixLen);
+}
+
+export function netContains(net: IpNet, value: bigint): boolean {
+  return value >= net.base && value < net.base + netSize(net);
+}
+
+export function netContainsNet(outer: IpNet, inner: IpNet): boolean {
+  return inner.version === outer.version && inner.prefixLen >= outer.prefixLen && netContains(outer, inner.base);
+}
+
+/** How Calico writes a CIDR inside a key: the one '/' becomes '-'. */
+export function netKeyPart(net: IpNet): string {
+  return net.text.replace('/', '-');
+}
+
+/** The inverse of netKeyPart; null when the text is not a canonical CIDR. */
+export function netFromKeyPart(part: string): IpNet | null {
+  return parseNet(part.replace('-', '/'));
+}

@@ -1,0 +1,132 @@
+// The small IPAM values, in Calico's JSON (libcalico-go model):
+//   BlockAffinity  {"state":"pending"|"confirmed"|"pendingDeletion","deleted":false}
+//   IPAMHandle     {"block":{"10.244.1.0/26":1},"deleted":false}     (map keys sorted, as Go writes)
+//   IPAMConfig     {"strict_affinity"?,"auto_allocate_blocks"?,"maxBlocksPerHost"?} (all omitempty)
+// and the v3 resources IPAM reads (IPPool, Node), parsed with podway's own schemas.
+import { AFFINITY_STATES, AffinityState, CALICO_API_VERSION, IPPoolSchema, NodeSchema } from '../resources';
+import { compareGoStrings, goString, GoJsonValue, parseGoJson } from './gojson';
+import { IpNet, parseNet } from './net';
+import { Labels, Selector } from './selector';
+
+export type { AffinityState };
+
+const isObject = (v: GoJsonValue | undefined): v is { [key: string]: GoJsonValue } => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function encodeAffinity(state: AffinityState): string {
+  return `{"state":${goString(state)},"deleted":false}`;
+}
+
+export function decodeAffinity(text: string): { state: AffinityState | ''; deleted: boolean } {
+  const v = parseGoJson(text);
+  if (!isObject(v)) throw new Error('affinity value is not a JSON object');
+  const state = v.state === undefined || v.state === '' ? '' : v.state;
+  if (state !== '' && !(AFFINITY_STATES as readonly GoJsonValue[]).includes(state)) throw new Error(`unknown affinity state ${JSON.stringify(state)}`);
+  // An empty state is what affinities written before states existed hold; Calico treats it as confirmed.
+  return { state: state as AffinityState | '', deleted: v.deleted === true };
+}
+
+/** Handle counts per block CIDR. */
+export type HandleBlocks = Map<string, number>;
+
+export function encodeHandle(blocks: HandleBlocks): string {
+  const keys = [...blocks.keys()].sort(compareGoStrings);
+  return `{"block":{${keys.map((k) => `${goString(k)}:${blocks.get(k)}`).join(',')}},"deleted":false}`;
+}
+
+export function decodeHandle(text: string): HandleBlocks {
+  const v = parseGoJson(text);
+  if (!isObject(v)) throw new Error('handle value is not a JSON object');
+  const out: HandleBlocks = new Map();
+  if (v.block === null || v.block === undefined) return out;
+  if (!isObject(v.block)) throw new Error('handle "block" is not an object');
+  for (const [k, n] of Object.entries(v.block)) {
+    if (typeof n !== 'number' || !Number.isInteger(n)) throw new Error(`handle count for ${k} is not an integer`);
+    out.set(k, n);
+  }
+  return out;
+}
+
+export interface IpamConfig {
+  readonly strictAffinity: boolean;
+  readonly autoAllocateBlocks: boolean;
+  /** As stored: 0 means "not set" (the limit used is then DEFAULT_MAX_BLOCKS_PER_HOST). */
+  readonly maxBlocksPerHost: number;
+}
+
+export const DEFAULT_MAX_BLOCKS_PER_HOST = 20;
+
+/** What Calico's GetIPAMConfig returns when /calico/ipam/v2/config does not exist. */
+export const DEFAULT_IPAM_CONFIG: IpamConfig = { strictAffinity: false, autoAllocateBlocks: true, maxBlocksPerHost: 0 };
+
+/**
+ * Reads the config value as Go's json.Unmarshal would: a field that is absent is false/0 (only a
+ * missing key gives the defaults, which is why Calico writes {"auto_allocate_blocks":true}).
+ */
+export function decodeIpamConfig(text: string): IpamConfig {
+  const v = parseGoJson(text);
+  if (!isObject(v)) throw new Error('IPAM config is not a JSON object');
+  const bool = (k: string): boolean => {
+    if (v[k] === undefined || v[k] === null) return false;
+    if (typeof v[k] !== 'boolean') throw new Error(`IPAM config ${k} is not a boolean`);
+    return v[k] as boolean;
+  };
+  const max = v.maxBlocksPerHost ?? 0;
+  if (typeof max !== 'number' || !Number.isInteger(max) || max < 0) throw new Error('IPAM config maxBlocksPerHost is not a non-negative integer');
+  return { strictAffinity: bool('strict_affinity'), autoAllocateBlocks: bool('auto_allocate_blocks'), maxBlocksPerHost: max };
+}
+
+export function encodeIpamConfig(c: IpamConfig): string {
+  const parts: string[] = [];
+  if (c.strictAffinity) parts.push('"strict_affinity":true');
+  if (c.autoAllocateBlocks) parts.push('"auto_allocate_blocks":true');
+  if (c.maxBlocksPerHost !== 0) parts.push(`"maxBlocksPerHost":${c.maxBlocksPerHost}`);
+  return `{${parts.join(',')}}`;
+}
+
+/** An IP pool as IPAM uses it. */
+export interface PoolInfo {
+  readonly name: string;
+  readonly cidr: IpNet;
+  readonly blockSize: number;
+  readonly disabled: boolean;
+  readonly nodeSelector: Selector;
+}
+
+/** Fills in apiVersion/kind when a stored value leaves them out, so the schema can check the rest. */
+const asResource = (v: unknown, kind: string): unknown =>
+  isObject(v as GoJsonValue) ? { apiVersion: CALICO_API_VERSION, kind, ...(v as object) } : v;
+
+export function decodePool(text: string, key: string): PoolInfo {
+  const raw = JSON.parse(text) as unknown;
+  const parsed = IPPoolSchema.safeParse(asResource(raw, 'IPPool'));
+  if (!parsed.success) throw new Error(`${key}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const pool = parsed.data;
+  const cidr = parseNet(pool.spec.cidr);
+  if (!cidr) throw new Error(`${key}: IPv6 pool ${pool.spec.cidr} is not supported by podway IPAM yet`);
+  let nodeSelector: Selector;
+  try {
+    nodeSelector = new Selector(pool.spec.nodeSelector);
+  } catch (e) {
+    throw new Error(`${key}: spec.nodeSelector: ${(e as Error).message}`);
+  }
+  return { name: pool.metadata.name, cidr, blockSize: pool.spec.blockSize, disabled: pool.spec.disabled, nodeSelector };
+}
+
+/**
+ * A node's labels. NodeSchema validates the resource but keeps only metadata.name, so the labels
+ * are read from the raw value here (string values only, as Kubernetes labels are).
+ */
+export function decodeNodeLabels(text: string, key: string): Labels {
+  const raw = JSON.parse(text) as { metadata?: { labels?: unknown } };
+  const parsed = NodeSchema.safeParse(asResource(raw, 'Node'));
+  if (!parsed.success) throw new Error(`${key}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const labels = raw.metadata?.labels;
+  if (labels === undefined || labels === null) return {};
+  if (typeof labels !== 'object' || Array.isArray(labels)) throw new Error(`${key}: metadata.labels is not an object`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels)) {
+    if (typeof v !== 'string') throw new Error(`${key}: metadata.labels.${k} is not a string`);
+    out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,405 @@
+// KvStore on etcd v3, through the npm `etcd3` client (gRPC), the way Calico's libcalico-go uses etcd:
+//   create  = txn(if Version(key) == 0 then put)          (create-if-absent)
+//   update  = txn(if ModRevision(key) == R && Version(key) > 0 then put, returning the old entry)
+//   delete  = txn(if ModRevision(key) == R then delete) or a plain delete
+// Every call carries a deadline (timeoutMs); an unreachable or silent etcd becomes a
+// KvUnavailableError naming the endpoints. The client's own retry policy is replaced by a
+// pass-through: retrying a transaction whose reply was lost could report "someone else won" for a
+// write that was ours, so retries belong to the caller, which re-reads first.
+//
+// Watches use etcd3's watcher, which re-subscribes by itself after a disconnection. It resumes from
+// the last response header's revision + 1, which can skip events when the connection drops while
+// etcd is still replaying history (the header then carries the store's current revision, not the
+// last event's), so on every disconnection we point it back at the last revision we delivered + 1.
+// A watch etcd cancels (its start revision was compacted, possibly while we were disconnected) is
+// reported through onResync('compacted').
+import { readFileSync } from 'node:fs';
+import {
+  Etcd3,
+  EtcdWatchStreamEnded,
+  GRPCDeadlineExceededError,
+  GRPCUnavailableError,
+  IKeyValue,
+  IOptions,
+  IWatchResponse,
+  Watcher,
+  isRecoverableError,
+} from 'etcd3';
+import { prefixRangeEnd } from './keys';
+import {
+  KvEntry,
+  KvEvent,
+  KvList,
+  KvStore,
+  KvUnavailableError,
+  KvWatch,
+  KvWatchHandlers,
+} from './kv';
+
+export interface EtcdTlsFiles {
+  /** PEM CA bundle that signed the etcd server certificates (Calico's ETCD_CA_CERT_FILE). */
+  readonly caFile?: string;
+  /** PEM client certificate (ETCD_CERT_FILE); needs keyFile. */
+  readonly certFile?: string;
+  /** PEM client key (ETCD_KEY_FILE); needs certFile. */
+  readonly keyFile?: string;
+}
+
+export interface EtcdKvOptions {
+  /** Client URLs, e.g. `http://127.0.0.1:2379`; all http or all https. */
+  readonly endpoints: readonly string[];
+  readonly tls?: EtcdTlsFiles;
+  /** Deadline of each call, in ms (default 5000). */
+  readonly timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 5000;
+/** With several endpoints, one that refused a call is skipped for this long. */
+const HOST_COOLDOWN_MS = 1000;
+/** Watch re-subscription backoff: 100 ms doubling to at most 1 s, so a restarted etcd is found fast. */
+const WATCH_BACKOFF_MIN_MS = 100;
+const WATCH_BACKOFF_MAX_MS = 1000;
+
+/** Raised by the endpoint cooldown policy instead of calling a host that just failed. */
+class HostCoolingDown extends Error {}
+
+/** The policy shape etcd3 calls: only `execute` is used (for hosts and for the whole call). */
+interface CallPolicy {
+  execute<T>(fn: (context: unknown) => PromiseLike<T> | T): Promise<T>;
+}
+
+const passThrough: CallPolicy = {
+  execute: async fn => fn({}),
+};
+
+function cooldownPolicy(): CallPolicy {
+  let downUntil = 0;
+  return {
+    async execute(fn) {
+      if (Date.now() < downUntil) throw new HostCoolingDown('endpoint failed recently');
+      try {
+        return await fn({});
+      } catch (e) {
+        if (e instanceof GRPCUnavailableError) downUntil = Date.now() + HOST_COOLDOWN_MS;
+        throw e;
+      }
+    },
+  };
+}
+
+interface Backoff {
+  readonly duration: number;
+  next(): Backoff;
+}
+function watchBackoff(attempt: number): Backoff {
+  return {
+    duration: Math.min(WATCH_BACKOFF_MIN_MS * 2 ** attempt, WATCH_BACKOFF_MAX_MS),
+    next: () => watchBackoff(Math.min(attempt + 1, 10)),
+  };
+}
+
+function readTlsFile(what: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new Error(`etcd TLS: cannot read the ${what} file ${path}: ${(e as Error).message}`);
+  }
+}
+
+function toEntry(kv: IKeyValue): KvEntry {
+  return {
+    key: kv.key.toString('utf8'),
+    value: kv.value.toString('utf8'),
+    createRevision: Number(kv.create_revision),
+    modRevision: Number(kv.mod_revision),
+  };
+}
+
+export class EtcdKv implements KvStore {
+  readonly description: string;
+  private readonly client: Etcd3;
+  private readonly endpoints: readonly string[];
+  private readonly timeoutMs: number;
+  private readonly watches = new Set<EtcdWatch>();
+  private closed = false;
+
+  constructor(options: EtcdKvOptions) {
+    if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
+    this.endpoints = [...options.endpoints];
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.description = `etcd ${this.endpoints.join(',')}`;
+    const etcdOptions: IOptions = {
+      hosts: [...this.endpoints],
+      credentials: EtcdKv.credentials(options.tls),
+      grpcOptions: {
+        // Finds a silently dead connection under a long-lived watch; etcd accepts pings every 5 s
+        // or slower while a stream is open (and none without one, hence no pings when idle).
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        'grpc.keepalive_permit_without_calls': 0,
+      },
+      faultHandling: {
+        host: () => (this.endpoints.length > 1 ? cooldownPolicy() : passThrough) as never,
+        global: passThrough as never,
+        watchBackoff: { next: () => watchBackoff(0) } as never,
+      },
+    };
+    this.client = new Etcd3(etcdOptions);
+  }
+
+  private static credentials(tls: EtcdTlsFiles | undefined): IOptions['credentials'] {
+    if (!tls || (!tls.caFile && !tls.certFile && !tls.keyFile)) return undefined;
+    if (!tls.certFile !== !tls.keyFile) {
+      throw new Error('etcd TLS: a client certificate file and a key file go together; only one was given');
+    }
+    if (!tls.caFile) throw new Error('etcd TLS: a client certificate needs the CA certificate file too');
+    return {
+      rootCertificate: readTlsFile('CA certificate', tls.caFile),
+      certChain: tls.certFile ? readTlsFile('client certificate', tls.certFile) : undefined,
+      privateKey: tls.keyFile ? readTlsFile('client key', tls.keyFile) : undefined,
+    };
+  }
+
+  private callOptions(): { deadline: number } {
+    return { deadline: Date.now() + this.timeoutMs };
+  }
+
+  /** etcd errors that mean "not reachable" become KvUnavailableError; others pass unchanged. */
+  private mapError(e: unknown, what: string): Error {
+    const err = e instanceof Error ? e : new Error(String(e));
+    if (
+      err instanceof GRPCUnavailableError ||
+      err instanceof GRPCDeadlineExceededError ||
+      err instanceof HostCoolingDown ||
+      err instanceof EtcdWatchStreamEnded ||
+      isRecoverableError(err)
+    ) {
+      const kvErr = new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${err.message}`);
+      (kvErr as { cause?: unknown }).cause = err;
+      return kvErr;
+    }
+    return err;
+  }
+
+  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new Error(`${this.description}: store is closed`);
+    try {
+      return await fn();
+    } catch (e) {
+      throw this.mapError(e, what);
+    }
+  }
+
+  async get(key: string): Promise<KvEntry | null> {
+    const res = await this.call(`get ${key}`, () =>
+      this.client.kv.range({ key: Buffer.from(key) }, this.callOptions()),
+    );
+    return res.kvs.length > 0 ? toEntry(res.kvs[0]) : null;
+  }
+
+  async list(prefix: string): Promise<KvList> {
+    const start = Buffer.from(prefix);
+    const res = await this.call(`list ${prefix}`, () =>
+      this.client.kv.range({ key: start, range_end: prefixRangeEnd(start) }, this.callOptions()),
+    );
+    // etcd returns a range in key (byte) order unless asked otherwise.
+    return { entries: res.kvs.map(toEntry), revision: Number(res.header.revision) };
+  }
+
+  async create(key: string, value: string): Promise<KvEntry | null> {
+    const k = Buffer.from(key);
+    const res = await this.call(`create ${key}`, () =>
+      this.client.kv.txn(
+        {
+          compare: [{ key: k, target: 'Version' as never, result: 'Equal' as never, version: 0 }],
+          success: [{ request_put: { key: k, value: Buffer.from(value) } }],
+          failure: [],
+        },
+        this.callOptions(),
+      ),
+    );
+    if (!res.succeeded) return null;
+    const revision = Number(res.header.revision);
+    return { key, value, createRevision: revision, modRevision: revision };
+  }
+
+  async update(key: string, value: string, modRevision: number): Promise<KvEntry | null> {
+    const k = Buffer.from(key);
+    const res = await this.call(`update ${key}`, () =>
+      this.client.kv.txn(
+        {
+          compare: [
+            { key: k, target: 'Mod' as never, result: 'Equal' as never, mod_revision: modRevision },
+            // An absent key has ModRevision 0: without this, update(key, v, 0) would create it.
+            { key: k, target: 'Version' as never, result: 'Greater' as never, version: 0 },
+          ],
+          success: [{ request_put: { key: k, value: Buffer.from(value), prev_kv: true } }],
+          failure: [],
+        },
+        this.callOptions(),
+      ),
+    );
+    if (!res.succeeded) return null;
+    const prev = res.responses[0]?.response_put?.prev_kv;
+    if (!prev) throw new Error(`etcd: update of ${key} succeeded without returning the previous entry`);
+    return {
+      key,
+      value,
+      createRevision: Number(prev.create_revision),
+      modRevision: Number(res.header.revision),
+    };
+  }
+
+  async delete(key: string, modRevision?: number): Promise<boolean> {
+    const k = Buffer.from(key);
+    if (modRevision === undefined) {
+      const res = await this.call(`delete ${key}`, () =>
+        this.client.kv.deleteRange({ key: k }, this.callOptions()),
+      );
+      return Number(res.deleted) > 0;
+    }
+    const res = await this.call(`delete ${key}`, () =>
+      this.client.kv.txn(
+        {
+          compare: [
+            { key: k, target: 'Mod' as never, result: 'Equal' as never, mod_revision: modRevision },
+            { key: k, target: 'Version' as never, result: 'Greater' as never, version: 0 },
+          ],
+          success: [{ request_delete_range: { key: k } }],
+          failure: [],
+        },
+        this.callOptions(),
+      ),
+    );
+    return res.succeeded && Number(res.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
+  }
+
+  /** Discards etcd's history up to `revision` (watches from at or before it must resync). */
+  async compact(revision: number): Promise<void> {
+    await this.call(`compact ${revision}`, () =>
+      this.client.kv.compact({ revision, physical: true }, this.callOptions()),
+    );
+  }
+
+  watch(prefix: string, fromRevision: number, handlers: KvWatchHandlers): KvWatch {
+    if (this.closed) throw new Error(`${this.description}: store is closed`);
+    if (!Number.isInteger(fromRevision) || fromRevision < 1) {
+      throw new RangeError(`watch: fromRevision must be an integer >= 1, got ${fromRevision}`);
+    }
+    const w = new EtcdWatch(this, this.client, prefix, fromRevision, handlers, this.timeoutMs);
+    this.watches.add(w);
+    w.onClosed = () => this.watches.delete(w);
+    return w;
+  }
+
+  /** Whether a read at `revision` fails because etcd compacted it (used to name a canceled watch). */
+  async isCompacted(prefix: string, revision: number): Promise<boolean> {
+    const start = Buffer.from(prefix);
+    try {
+      await this.client.kv.range(
+        { key: start, range_end: prefixRangeEnd(start), revision, limit: 1 },
+        this.callOptions(),
+      );
+      return false;
+    } catch (e) {
+      return /compacted/i.test((e as Error).message);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await Promise.all([...this.watches].map(w => w.close()));
+    this.closed = true;
+    this.client.close();
+  }
+}
+
+class EtcdWatch implements KvWatch {
+  onClosed: () => void = () => undefined;
+  private closed = false;
+  /** The highest revision whose events were all delivered (fromRevision - 1 at first). */
+  private delivered: number;
+  private down = false;
+  /** Set once etcd canceled the watch: the compaction probe whose answer names the resync. */
+  private resync: Promise<void> | undefined;
+  private readonly watcher: Watcher;
+
+  constructor(
+    private readonly store: EtcdKv,
+    client: Etcd3,
+    private readonly prefix: string,
+    fromRevision: number,
+    private readonly handlers: KvWatchHandlers,
+    private readonly timeoutMs: number,
+  ) {
+    this.delivered = fromRevision - 1;
+    // watcher() attaches synchronously, so no response can arrive before our listeners are on.
+    this.watcher = client.watch().prefix(prefix).startRevision(String(fromRevision)).watcher();
+    this.watcher.on('data', res => this.onData(res));
+    this.watcher.on('disconnected', err => this.onDisconnected(err));
+    this.watcher.on('connected', () => this.onConnected());
+    // etcd canceled the watch (its start revision was compacted); must stay attached after close
+    // too, or EventEmitter would throw the 'error' event.
+    this.watcher.on('error', err => void this.onCanceled(err));
+  }
+
+  private onData(res: IWatchResponse): void {
+    if (this.closed) return;
+    if (res.events.length === 0) {
+      // A progress notification: etcd sends them only to watchers that are caught up.
+      this.delivered = Math.max(this.delivered, Number(res.header.revision));
+      return;
+    }
+    const events: KvEvent[] = [];
+    let last = this.delivered;
+    for (const ev of res.events) {
+      const rev = Number(ev.kv.mod_revision);
+      if (rev <= this.delivered) continue; // replayed after a re-subscription
+      last = Math.max(last, rev);
+      if (ev.type === 'Put') events.push({ type: 'put', entry: toEntry(ev.kv) });
+      else events.push({ type: 'delete', key: ev.kv.key.toString('utf8'), modRevision: rev });
+    }
+    this.delivered = last;
+    if (events.length > 0) this.handlers.onEvents(events);
+  }
+
+  private onDisconnected(err: Error): void {
+    if (this.closed) return;
+    // Resubscribe from what we delivered, not from the last header etcd3 saw (see module comment).
+    (this.watcher.request as { start_revision?: number | string }).start_revision = this.delivered + 1;
+    if (!this.down) {
+      this.down = true;
+      this.handlers.onStatus?.('down', `${this.store.description}: ${err.message}`);
+    }
+  }
+
+  private onConnected(): void {
+    if (this.closed || !this.down) return;
+    this.down = false;
+    this.handlers.onStatus?.('up', `${this.store.description}: watch resumed from revision ${this.delivered + 1}`);
+  }
+
+  private async onCanceled(err: Error): Promise<void> {
+    if (this.closed || this.resync) return;
+    this.onClosed();
+    this.resync = this.store.isCompacted(this.prefix, this.delivered + 1).then(compacted => {
+      if (this.closed) return;
+      this.closed = true;
+      this.handlers.onResync(compacted ? 'compacted' : `watch canceled by etcd: ${err.message}`);
+    });
+    await this.resync;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.onClosed();
+    if (this.resync) return; // etcd already ended the watch
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.watcher.cancel().catch(() => undefined),
+      new Promise<void>(resolve => (timer = setTimeout(resolve, this.timeoutMs))),
+    ]);
+    clearTimeout(timer);
+  }
+}

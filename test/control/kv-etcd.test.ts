@@ -1,0 +1,179 @@
+// EtcdKv against a real etcd (test/helpers/etcd.ts starts one for this file): the shared
+// conformance suite, a watch across an etcd restart and a compaction while it is down, and the
+// unreachable cases (nothing listening; a listener that never answers).
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { connect, createServer, Socket } from 'node:net';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { KvEvent, KvUnavailableError } from '../../src/control/kv/kv';
+import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
+import { collectEvents, conformanceSuite, freshPrefix } from '../helpers/kv-conformance';
+
+let etcd: EtcdServer | undefined;
+const getEtcd = async () => (etcd ??= await startEtcd());
+
+const conformance = conformanceSuite({
+  name: 'etcd',
+  open: async () => new EtcdKv({ endpoints: [(await getEtcd()).endpoint], timeoutMs: 3000 }),
+  compact: (store, revision) => (store as EtcdKv).compact(revision),
+});
+conformance.run();
+
+const test = suite('EtcdKv specifics');
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+test('a watch across an etcd restart: down, then up, then the events written after it', async () => {
+  const server = await getEtcd();
+  const store = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  try {
+    const p = freshPrefix('restart');
+    const a = (await store.create(`${p}a`, '1'))!;
+    const statuses: string[] = [];
+    const events: KvEvent[] = [];
+    let resync = '';
+    const w = store.watch(p, a.modRevision + 1, {
+      onEvents: evs => events.push(...evs),
+      onResync: r => (resync = r),
+      onStatus: s => statuses.push(s),
+    });
+    const b = (await store.create(`${p}b`, 'before'))!;
+    await until('the event before the restart', () => events.length === 1, 5000);
+
+    const oldPid = server.pid();
+    await server.kill();
+    await until('the watch to report down', () => statuses.includes('down'), 5000);
+    const downErr = await store.get(`${p}a`).then(() => null, (e: Error) => e);
+    assert.ok(downErr instanceof KvUnavailableError, `while down: ${downErr}`);
+    await server.start();
+    assert.is.not(server.pid(), oldPid);
+    const c = (await store.create(`${p}c`, 'after'))!;
+    const b2 = (await store.update(`${p}b`, 'after', b.modRevision))!;
+    await until('the events after the restart', () => events.length === 3, 10_000);
+    assert.equal(statuses, ['down', 'up']);
+    assert.is(resync, '');
+    assert.equal(
+      events.map(e => (e.type === 'put' ? `${e.entry.key}=${e.entry.value}@${e.entry.modRevision}` : 'delete')),
+      [`${p}b=before@${b.modRevision}`, `${p}c=after@${c.modRevision}`, `${p}b=after@${b2.modRevision}`],
+    );
+    await w.close();
+  } finally {
+    await store.close();
+  }
+});
+
+/** A TCP relay to etcd that can be cut (every connection dropped, port closed) and restored. */
+async function relayTo(target: number) {
+  const port = await freePort();
+  const conns = new Set<Socket>();
+  let server: ReturnType<typeof createServer> | undefined;
+  const open = () =>
+    new Promise<void>(resolve => {
+      server = createServer(client => {
+        const upstream = connect(target, '127.0.0.1');
+        conns.add(client).add(upstream);
+        const drop = () => { client.destroy(); upstream.destroy(); conns.delete(client); conns.delete(upstream); };
+        client.on('error', drop).on('close', drop);
+        upstream.on('error', drop).on('close', drop);
+        client.pipe(upstream).pipe(client);
+      });
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+  const cut = async () => {
+    for (const c of conns) c.destroy();
+    conns.clear();
+    await new Promise(r => server!.close(r));
+  };
+  await open();
+  return { endpoint: `http://127.0.0.1:${port}`, cut, restore: open };
+}
+
+test('a watch cut off while etcd compacted past it resyncs with reason compacted after reconnecting', async () => {
+  const server = await getEtcd();
+  const relay = await relayTo(server.clientPort);
+  const store = new EtcdKv({ endpoints: [relay.endpoint], timeoutMs: 2000 });
+  const direct = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  try {
+    const p = freshPrefix('down-compact');
+    const a = (await direct.create(`${p}a`, '0'))!;
+    const statuses: string[] = [];
+    const events: KvEvent[] = [];
+    let resync = '';
+    const w = store.watch(p, a.modRevision + 1, {
+      onEvents: evs => events.push(...evs),
+      onResync: r => (resync = r),
+      onStatus: s => statuses.push(s),
+    });
+    const a1 = (await direct.update(`${p}a`, '1', a.modRevision))!;
+    await until('the first event', () => events.length === 1, 5000);
+    await relay.cut();
+    await until('down', () => statuses.includes('down'), 5000);
+    let cur = a1;
+    for (let i = 2; i <= 4; i++) cur = (await direct.update(`${p}a`, String(i), cur.modRevision))!;
+    await direct.compact(cur.modRevision);
+    await relay.restore();
+    await until('the resync', () => resync !== '', 10_000);
+    assert.is(resync, 'compacted');
+    assert.is(events.length, 1, 'nothing delivered from the compacted range');
+    await w.close();
+  } finally {
+    await store.close();
+    await direct.close();
+    await relay.cut().catch(() => undefined);
+  }
+});
+
+test('unreachable: nothing listening → KvUnavailableError naming the endpoint, quickly', async () => {
+  const port = await freePort();
+  const endpoint = `http://127.0.0.1:${port}`;
+  const store = new EtcdKv({ endpoints: [endpoint], timeoutMs: 1500 });
+  try {
+    const t0 = Date.now();
+    const err = await store.create('/x', 'y').then(() => null, (e: Error) => e);
+    assert.ok(err instanceof KvUnavailableError, `got ${err}`);
+    assert.match(err!.message, endpoint);
+    assert.ok(Date.now() - t0 < 1500 + 1000, `took ${Date.now() - t0} ms`);
+  } finally {
+    await store.close();
+  }
+});
+
+test('unreachable: a listener that never answers → KvUnavailableError within the timeout', async () => {
+  const sockets = new Set<Socket>();
+  const silent = createServer(s => { sockets.add(s); s.on('error', () => undefined); });
+  await new Promise<void>(r => silent.listen(0, '127.0.0.1', r));
+  const port = (silent.address() as { port: number }).port;
+  const endpoint = `http://127.0.0.1:${port}`;
+  const store = new EtcdKv({ endpoints: [endpoint], timeoutMs: 800 });
+  try {
+    const t0 = Date.now();
+    const err = await store.list('/x/').then(() => null, (e: Error) => e);
+    const took = Date.now() - t0;
+    assert.ok(err instanceof KvUnavailableError, `got ${err}`);
+    assert.match(err!.message, endpoint);
+    assert.ok(took >= 700 && took < 800 + 1000, `took ${took} ms`);
+  } finally {
+    await store.close();
+    for (const s of sockets) s.destroy();
+    await new Promise(r => silent.close(r));
+  }
+});
+
+test('TLS files that cannot be read are named in the error', () => {
+  assert.throws(
+    () => new EtcdKv({ endpoints: ['https://127.0.0.1:2379'], tls: { caFile: '/nonexistent/podway-ca.pem' } }),
+    /CA certificate file \/nonexistent\/podway-ca\.pem/,
+  );
+});
+
+test.after(async () => {
+  await etcd?.stop();
+});
+test.run();

@@ -1,0 +1,165 @@
+// FileKv, the embedded store: the shared conformance suite, then what only a file store must
+// prove: eight processes writing at once, a writer SIGKILLed mid-stream (stale lock recovered,
+// store readable), a torn log line ignored and cut, and the log folded into snapshots.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile, spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileKv } from '../../src/control/kv/file-kv';
+import { collectEvents, conformanceSuite } from '../helpers/kv-conformance';
+
+const WORKER = join(__dirname, '..', 'helpers', 'file-kv-worker.js');
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'podway-filekv-'));
+  dirs.push(d);
+  return d;
+}
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+conformanceSuite({
+  name: 'embedded (FileKv)',
+  open: async () => new FileKv({ dir: tempDir() }),
+  compact: (store, revision) => (store as FileKv).compact(revision),
+}).run();
+
+const test = suite('FileKv specifics');
+
+test('8 processes: 200 create-if-absent each on 400 shared keys + 200 CAS increments of one counter', async () => {
+  const dir = tempDir();
+  const runs = Array.from({ length: 8 }, (_, id) =>
+    new Promise<string[]>((resolve, reject) => {
+      execFile(process.execPath, [WORKER, 'contend', dir, String(id)], { timeout: 50_000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`worker ${id}: ${err.message}\n${stderr}`));
+        else resolve(JSON.parse(stdout) as string[]);
+      });
+    }),
+  );
+  const t0 = Date.now();
+  const won = await Promise.all(runs);
+  const ms = Date.now() - t0;
+  const allWon = won.flat();
+  assert.is(allWon.length, 400, 'every key created exactly once');
+  assert.is(new Set(allWon).size, 400);
+  const store = new FileKv({ dir });
+  try {
+    const keys = await store.list('/keys/');
+    assert.is(keys.entries.length, 400);
+    won.forEach((ks, id) => {
+      for (const k of ks) assert.is(keys.entries.find(e => e.key === k)!.value, String(id), `${k} holds its winner`);
+    });
+    const counter = await store.get('/counter');
+    assert.is(counter!.value, '1600');
+    const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
+    assert.is(state.format, 'podway-kv/1');
+    console.log(`    (8 processes, 3,200 successful writes in ${ms} ms)`);
+  } finally {
+    await store.close();
+  }
+});
+
+test('a writer SIGKILLed mid-stream leaves a readable store and a stale lock the next writer recovers', async () => {
+  const dir = tempDir();
+  const child = spawn(process.execPath, [WORKER, 'churn', dir], { stdio: 'ignore' });
+  const exited = new Promise(r => child.once('exit', r));
+  let killedHolding = false;
+  const watcher = new FileKv({ dir });
+  try {
+    // Let it write a while, then kill it while it holds the lock (most of its loop does).
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && ((await watcher.get('/churn'))?.modRevision ?? 0) < 100) await sleep(5);
+    while (Date.now() < deadline) {
+      let holder = '';
+      try { holder = readFileSync(join(dir, 'lock'), 'utf8'); } catch { /* not held right now */ }
+      if (holder.startsWith(`${child.pid} `)) {
+        process.kill(child.pid!, 'SIGKILL');
+        killedHolding = true;
+        break;
+      }
+      await sleep(1);
+    }
+  } finally {
+    if (!killedHolding) process.kill(child.pid!, 'SIGKILL');
+    await exited;
+    await watcher.close();
+  }
+  assert.ok(killedHolding, 'caught the writer holding the lock');
+  // Whether or not the kill landed before the lock was released, it is its lock or none.
+  const lockLeft = existsSync(join(dir, 'lock'));
+  const store = new FileKv({ dir, lockTimeoutMs: 2000 });
+  try {
+    const before = await store.get('/churn');
+    assert.ok(before, 'readable after the kill');
+    assert.ok(before!.modRevision >= 100 && /^\d+$/.test(before!.value), JSON.stringify(before));
+    const t0 = Date.now();
+    const after = await store.update('/churn', 'recovered', before!.modRevision);
+    assert.ok(after, 'the next writer got the lock');
+    assert.ok(Date.now() - t0 < 2000);
+    assert.is((await store.get('/churn'))!.value, 'recovered');
+    assert.not.ok(existsSync(join(dir, 'lock')), 'lock released');
+    const tokens = readdirSync(dir).filter(n => n.startsWith(`lock.${child.pid}.`));
+    if (lockLeft) assert.equal(tokens, [], 'the dead writer\'s token file was cleaned up');
+    console.log(`    (stale lock ${lockLeft ? 'was left and recovered' : 'was already released'})`);
+  } finally {
+    await store.close();
+  }
+});
+
+test('a torn last line (a crash mid-append) is ignored by readers and cut by the next writer', async () => {
+  const dir = tempDir();
+  const store = new FileKv({ dir });
+  try {
+    const a = (await store.create('/a', 'whole'))!;
+    const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
+    const log = join(dir, `log.${state.generation}`);
+    appendFileSync(log, '1234abcd {"r":' + (a.modRevision + 1) + ',"k":"/a","v":"ha');
+    const reader = new FileKv({ dir });
+    try {
+      assert.is((await reader.get('/a'))!.value, 'whole');
+      assert.is((await reader.list('/')).revision, a.modRevision);
+      const b = (await reader.update('/a', 'next', a.modRevision))!;
+      assert.is(b.modRevision, a.modRevision + 1);
+      assert.is((await store.get('/a'))!.value, 'next', 'the other instance reads past the cut');
+      assert.not.match(readFileSync(log, 'utf8'), '"ha');
+    } finally {
+      await reader.close();
+    }
+  } finally {
+    await store.close();
+  }
+});
+
+test('log rotation: snapshots keep entries and recent history; another instance follows', async () => {
+  const dir = tempDir();
+  const store = new FileKv({ dir, historyLimit: 50, rotateAfter: 40 });
+  const follower = new FileKv({ dir, historyLimit: 50 });
+  try {
+    const first = (await store.create('/r/x', '0'))!;
+    const w = collectEvents(follower, '/r/', first.modRevision, 120, 10_000);
+    let cur = first;
+    for (let i = 1; i < 120; i++) cur = (await store.update('/r/x', String(i), cur.modRevision))!;
+    const events = await w.done;
+    assert.equal(events.map(e => (e.type === 'put' ? e.entry.value : 'del')), Array.from({ length: 120 }, (_, i) => String(i)));
+    await w.close();
+    const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
+    assert.ok(state.generation >= 3, `generation ${state.generation}`);
+    assert.ok(state.history.length <= 50);
+    assert.equal(readdirSync(dir).filter(n => n.startsWith('log.')), [`log.${state.generation}`]);
+    assert.is((await follower.get('/r/x'))!.value, '119');
+    // Older than the kept history: resync.
+    const reason = await new Promise<string>(resolve => {
+      follower.watch('/r/', first.modRevision, { onEvents: () => undefined, onResync: resolve });
+    });
+    assert.is(reason, 'compacted');
+  } finally {
+    await store.close();
+    await follower.close();
+  }
+});
+
+test.after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+test.run();

@@ -1,0 +1,143 @@
+// Starts a real etcd (Debian's etcd-server, /usr/bin/etcd) for one test file: loopback only, free
+// ports, a temporary data dir; stopped by PID and its dir removed when the test stops it or, at
+// the latest, when the test process exits.
+import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const ETCD_BINARY = '/usr/bin/etcd';
+const HEALTHY_WITHIN_MS = 20_000;
+
+export interface EtcdServer {
+  readonly endpoint: string;
+  readonly clientPort: number;
+  readonly dataDir: string;
+  /** PID of the running etcd (changes across restart). */
+  pid(): number;
+  /** SIGKILLs etcd and waits for it to exit (the data dir stays). */
+  kill(): Promise<void>;
+  /** Starts etcd again on the same data dir and ports, and waits until it answers. */
+  start(): Promise<void>;
+  /** Kills etcd and removes its data dir. */
+  stop(): Promise<void>;
+}
+
+/** A port nobody listens on now: bind port 0 on loopback, read it, release it. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const running = new Set<ChildProcess>();
+const dirs = new Set<string>();
+process.on('exit', () => {
+  for (const p of running) if (p.pid) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function healthy(endpoint: string, deadline: number, proc: ChildProcess, log: () => string): Promise<void> {
+  for (;;) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`etcd exited (${proc.exitCode ?? proc.signalCode}) before it was healthy:\n${log()}`);
+    }
+    try {
+      const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+      const body = (await res.json()) as { health?: string };
+      if (body.health === 'true') return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`etcd at ${endpoint} not healthy within ${HEALTHY_WITHIN_MS} ms:\n${log()}`);
+    await new Promise(r => setTimeout(r, 100));
+  }
+}
+
+export async function startEtcd(): Promise<EtcdServer> {
+  if (!existsSync(ETCD_BINARY)) {
+    throw new Error(`${ETCD_BINARY} is missing: run \`bash scripts/setup.sh\` (as root), which installs Debian's etcd-server`);
+  }
+  const dataDir = mkdtempSync(join(tmpdir(), 'podway-etcd-'));
+  dirs.add(dataDir);
+  let proc: ChildProcess | undefined;
+  let output = '';
+  let clientPort = 0;
+  let peerPort = 0;
+
+  const launch = async (): Promise<void> => {
+    const name = 'podway-test';
+    const client = `http://127.0.0.1:${clientPort}`;
+    const peer = `http://127.0.0.1:${peerPort}`;
+    output = '';
+    const p = spawn(
+      ETCD_BINARY,
+      [
+        '--name', name,
+        '--data-dir', dataDir,
+        '--listen-client-urls', client,
+        '--advertise-client-urls', client,
+        '--listen-peer-urls', peer,
+        '--initial-advertise-peer-urls', peer,
+        '--initial-cluster', `${name}=${peer}`,
+        '--log-level', 'warn',
+        '--logger', 'zap',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const keep = (b: Buffer) => { output = (output + b.toString()).slice(-4000); };
+    p.stdout!.on('data', keep);
+    p.stderr!.on('data', keep);
+    running.add(p);
+    p.once('exit', () => running.delete(p));
+    proc = p;
+    await healthy(client, Date.now() + HEALTHY_WITHIN_MS, p, () => output);
+  };
+
+  const kill = async (): Promise<void> => {
+    const p = proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>(resolve => p.once('exit', () => resolve()));
+    process.kill(p.pid!, 'SIGKILL');
+    await exited;
+  };
+
+  // Ports can be taken between freePort() and etcd's bind: retry with new ones a few times.
+  for (let attempt = 1; ; attempt++) {
+    clientPort = await freePort();
+    peerPort = await freePort();
+    try {
+      await launch();
+      break;
+    } catch (e) {
+      await kill();
+      if (attempt >= 3 || !/address already in use/.test(output)) {
+        rmSync(dataDir, { recursive: true, force: true });
+        dirs.delete(dataDir);
+        throw e;
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }
+
+  return {
+    endpoint: `http://127.0.0.1:${clientPort}`,
+    clientPort,
+    dataDir,
+    pid: () => proc!.pid!,
+    kill,
+    start: launch,
+    async stop() {
+      await kill();
+      rmSync(dataDir, { recursive: true, force: true });
+      dirs.delete(dataDir);
+    },
+  };
+}

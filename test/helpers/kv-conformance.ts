@@ -1,0 +1,189 @@
+// The KvStore conformance suite, run against every backend (test/control/kv-*.test.ts): the same
+// assertions for etcd and the embedded store, so IPAM can rely on one behaviour.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { KvEvent, KvStore } from '../../src/control/kv/kv';
+
+export interface KvBackend {
+  readonly name: string;
+  /** A store to test with (tests use their own key prefixes, so it may be shared). */
+  open(): Promise<KvStore>;
+  /** Discards the store's history up to `revision`. */
+  compact(store: KvStore, revision: number): Promise<void>;
+}
+
+let unique = 0;
+/** A key prefix no other test (or earlier run against the same store) uses. */
+export function freshPrefix(tag: string): string {
+  return `/t-${process.pid}-${Date.now().toString(36)}-${unique++}/${tag}/`;
+}
+
+/** Collects watch events until `count` arrived (or rejects after `timeoutMs`). */
+export function collectEvents(
+  store: KvStore,
+  prefix: string,
+  fromRevision: number,
+  count: number,
+  timeoutMs = 5000,
+): { done: Promise<KvEvent[]>; events: KvEvent[]; close(): Promise<void> } {
+  const events: KvEvent[] = [];
+  let resolve!: (e: KvEvent[]) => void;
+  let reject!: (e: Error) => void;
+  const done = new Promise<KvEvent[]>((res, rej) => { resolve = res; reject = rej; });
+  const timer = setTimeout(
+    () => reject(new Error(`watch ${prefix}: ${events.length} of ${count} events within ${timeoutMs} ms: ${JSON.stringify(events)}`)),
+    timeoutMs,
+  );
+  const w = store.watch(prefix, fromRevision, {
+    onEvents(evs) {
+      events.push(...evs);
+      if (events.length >= count) { clearTimeout(timer); resolve(events); }
+    },
+    onResync(reason) { clearTimeout(timer); reject(new Error(`unexpected resync: ${reason}`)); },
+  });
+  return { done, events, close: () => { clearTimeout(timer); return w.close(); } };
+}
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+function describe(ev: KvEvent): string {
+  return ev.type === 'put'
+    ? `put ${ev.entry.key}=${ev.entry.value}@${ev.entry.modRevision}/${ev.entry.createRevision}`
+    : `delete ${ev.key}@${ev.modRevision}`;
+}
+
+export function conformanceSuite(backend: KvBackend) {
+  const test = suite(`KvStore conformance: ${backend.name}`);
+  let store: KvStore;
+  test.before(async () => { store = await backend.open(); });
+  test.after(async () => { await store?.close(); });
+
+  test('get, create-if-absent (the second create loses), get again', async () => {
+    const p = freshPrefix('create');
+    assert.is(await store.get(`${p}a`), null);
+    const a = await store.create(`${p}a`, '{"n":1}');
+    assert.ok(a);
+    assert.is(a!.key, `${p}a`);
+    assert.is(a!.value, '{"n":1}');
+    assert.ok(a!.modRevision > 0);
+    assert.is(a!.createRevision, a!.modRevision);
+    assert.equal(await store.get(`${p}a`), a);
+    assert.is(await store.create(`${p}a`, '{"n":2}'), null);
+    assert.equal(await store.get(`${p}a`), a, 'the losing create changed nothing');
+  });
+
+  test('update compares modRevision: stale revision, absent key and revision 0 all fail', async () => {
+    const p = freshPrefix('update');
+    const a = (await store.create(`${p}a`, 'v1'))!;
+    const b = await store.update(`${p}a`, 'v2', a.modRevision);
+    assert.ok(b);
+    assert.is(b!.value, 'v2');
+    assert.is(b!.createRevision, a.createRevision);
+    assert.ok(b!.modRevision > a.modRevision);
+    assert.equal(await store.get(`${p}a`), b);
+    assert.is(await store.update(`${p}a`, 'v3', a.modRevision), null, 'stale revision');
+    assert.is((await store.get(`${p}a`))!.value, 'v2');
+    assert.is(await store.update(`${p}absent`, 'x', b!.modRevision), null, 'absent key');
+    assert.is(await store.update(`${p}absent`, 'x', 0), null, 'revision 0 does not create');
+    assert.is(await store.get(`${p}absent`), null);
+  });
+
+  test('delete with and without a revision', async () => {
+    const p = freshPrefix('delete');
+    const a = (await store.create(`${p}a`, 'v'))!;
+    const a2 = (await store.update(`${p}a`, 'v2', a.modRevision))!;
+    assert.is(await store.delete(`${p}a`, a.modRevision), false, 'stale revision');
+    assert.ok(await store.get(`${p}a`));
+    assert.is(await store.delete(`${p}a`, a2.modRevision), true);
+    assert.is(await store.get(`${p}a`), null);
+    assert.is(await store.delete(`${p}a`), false, 'already gone');
+    await store.create(`${p}b`, 'v');
+    assert.is(await store.delete(`${p}b`), true, 'unconditional');
+    assert.is(await store.get(`${p}b`), null);
+    assert.is(await store.delete(`${p}b`, 1), false);
+    // A deleted key can be created again, with a new createRevision.
+    const again = (await store.create(`${p}a`, 'v3'))!;
+    assert.ok(again.createRevision > a2.modRevision);
+  });
+
+  test('revisions increase with every write; list reports a revision at or after them', async () => {
+    const p = freshPrefix('revs');
+    const revs: number[] = [];
+    const x = (await store.create(`${p}x`, '0'))!;
+    revs.push(x.modRevision);
+    let cur = x;
+    for (let i = 1; i <= 5; i++) {
+      cur = (await store.update(`${p}x`, String(i), cur.modRevision))!;
+      revs.push(cur.modRevision);
+      revs.push((await store.create(`${p}y${i}`, 'y'))!.modRevision);
+    }
+    for (let i = 1; i < revs.length; i++) assert.ok(revs[i] > revs[i - 1], `revisions ${revs.join(',')}`);
+    const l = await store.list(p);
+    assert.ok(l.revision >= revs[revs.length - 1]);
+  });
+
+  test('list: key order and prefix boundaries (/a/b vs /a/bc)', async () => {
+    const p = freshPrefix('list');
+    for (const k of ['a/bc', 'a/b/x', 'a/b', 'a/a', 'a/c', 'a/b/a', 'a', 'b/a']) await store.create(`${p}${k}`, k);
+    const keys = async (pre: string) => (await store.list(`${p}${pre}`)).entries.map(e => e.key.slice(p.length));
+    assert.equal(await keys('a/b/'), ['a/b/a', 'a/b/x']);
+    assert.equal(await keys('a/b'), ['a/b', 'a/b/a', 'a/b/x', 'a/bc']);
+    assert.equal(await keys(''), ['a', 'a/a', 'a/b', 'a/b/a', 'a/b/x', 'a/bc', 'a/c', 'b/a']);
+    assert.equal(await keys('a/d'), []);
+    const all = await store.list(p);
+    for (const e of all.entries) assert.is(e.value, e.key.slice(p.length));
+  });
+
+  test('watch from an older revision delivers exactly the later events, in order, then live ones', async () => {
+    const p = freshPrefix('watch');
+    const a = (await store.create(`${p}a`, '1'))!;
+    const start = (await store.list(p)).revision;
+    // After `start`: an update, a create, a write outside the prefix, a delete.
+    const a2 = (await store.update(`${p}a`, '2', a.modRevision))!;
+    const b = (await store.create(`${p}b`, 'b'))!;
+    await store.create(`${p.slice(0, -1)}x/outside`, 'no');
+    assert.ok(await store.delete(`${p}a`));
+    const w = collectEvents(store, p, start + 1, 4);
+    await sleep(50);
+    const c = (await store.create(`${p}c`, 'c'))!; // live, after the watch started
+    const events = await w.done;
+    const expected = [
+      `put ${p}a=2@${a2.modRevision}/${a.createRevision}`,
+      `put ${p}b=b@${b.modRevision}/${b.modRevision}`,
+      `delete ${p}a@${b.modRevision + 2}`,
+      `put ${p}c=c@${c.modRevision}/${c.modRevision}`,
+    ];
+    // The delete's revision: the outside write came between b and it.
+    assert.equal(events.map(describe), expected);
+    await sleep(300);
+    assert.is(events.length, 4, `no extra events: ${events.map(describe).join('; ')}`);
+    await w.close();
+    await store.create(`${p}after-close`, 'x');
+    await sleep(300);
+    assert.is(events.length, 4, 'no events after close');
+  });
+
+  test('a watch from a compacted revision resyncs with reason compacted', async () => {
+    const p = freshPrefix('compact');
+    const a = (await store.create(`${p}a`, '1'))!;
+    const a2 = (await store.update(`${p}a`, '2', a.modRevision))!;
+    await store.update(`${p}a`, '3', a2.modRevision);
+    const now = (await store.list(p)).revision;
+    await backend.compact(store, now);
+    const reason = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no resync within 5 s')), 5000);
+      store.watch(p, a.modRevision, {
+        onEvents: evs => reject(new Error(`events from a compacted revision: ${JSON.stringify(evs)}`)),
+        onResync: r => { clearTimeout(timer); resolve(r); },
+      });
+    });
+    assert.is(reason, 'compacted');
+    // From the list's revision + 1 the watch works again.
+    const w = collectEvents(store, p, now + 1, 1);
+    const d = (await store.create(`${p}d`, 'd'))!;
+    assert.equal((await w.done).map(describe), [`put ${p}d=d@${d.modRevision}/${d.modRevision}`]);
+    await w.close();
+  });
+
+  return test;
+}

@@ -65,7 +65,11 @@ export interface KvStore {
   close(): Promise<void>;
 }
 
-/** Thrown when the store cannot be reached (callers retry with backoff; nothing was written). */
+/**
+ * Thrown when the store cannot be reached (callers retry with backoff). When the call failed to
+ * connect nothing was written; when a write timed out after being sent it may have been applied,
+ * so a retrying writer re-reads first (a repeated create then returns null for its own write).
+ */
 export class KvUnavailableError extends Error {
   readonly code = 'KV_UNAVAILABLE';
 }

@@ -3,11 +3,10 @@
 // two nodes for one block.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { KvEntry, KvList, KvStore, KvWatch, KvWatchHandlers } from '../../../src/control/kv/kv';
 import { Ipam } from '../../../src/control/ipam/ipam';
-import { affinityKey, BLOCK_PREFIX } from '../../../src/control/ipam/keys';
+import { affinityKey } from '../../../src/control/ipam/keys';
 import { parseNet } from '../../../src/control/ipam/net';
-import { assertClean, setup } from './helpers';
+import { assertClean, BlockCreateBarrier, setup } from './helpers';
 import { MemKv } from './mem-kv';
 import { allocateMany, prepareScenario, releaseEven, verifyScenario } from './scenario';
 
@@ -31,43 +30,6 @@ test(`${CLIENTS} concurrent clients on ${NODES} nodes, ${PER_CLIENT} addresses e
   await verifyScenario(kv, remaining, NODES, 'after releasing half');
   console.log(`  memory store: ${CLIENTS * PER_CLIENT} assignments in ${allocMs} ms, ${kv.ops.conflicts} CAS conflicts`);
 });
-
-/**
- * Holds the first `parties` creates of block keys until all of them have arrived, then lets them
- * through together: two nodes that picked the same free block both get to write their pending
- * affinity before either creates the block.
- */
-class BlockCreateBarrier implements KvStore {
-  readonly description = 'barrier';
-  arrived: string[] = [];
-  private release: (() => void) | null = null;
-  private readonly gate: Promise<void>;
-
-  constructor(private readonly inner: KvStore, private readonly parties: number, timeoutMs: number) {
-    let timer: NodeJS.Timeout;
-    this.gate = new Promise<void>((resolve, reject) => {
-      this.release = resolve;
-      timer = setTimeout(() => reject(new Error(`barrier: only ${this.arrived.length} of ${parties} block creates arrived`)), timeoutMs);
-    }).finally(() => clearTimeout(timer));
-    this.gate.catch(() => {});
-  }
-
-  get(key: string): Promise<KvEntry | null> { return this.inner.get(key); }
-  list(prefix: string): Promise<KvList> { return this.inner.list(prefix); }
-  update(key: string, value: string, rev: number): Promise<KvEntry | null> { return this.inner.update(key, value, rev); }
-  delete(key: string, rev?: number): Promise<boolean> { return this.inner.delete(key, rev); }
-  watch(prefix: string, from: number, h: KvWatchHandlers): KvWatch { return this.inner.watch(prefix, from, h); }
-  close(): Promise<void> { return this.inner.close(); }
-
-  async create(key: string, value: string): Promise<KvEntry | null> {
-    if (key.startsWith(BLOCK_PREFIX) && this.arrived.length < this.parties) {
-      this.arrived.push(key);
-      if (this.arrived.length === this.parties) this.release!();
-      await this.gate;
-    }
-    return this.inner.create(key, value);
-  }
-}
 
 test('race: two nodes claim the same free block at once — one owns it, the other gets another, no pending affinity left', async () => {
   const kv = new MemKv();

@@ -3,9 +3,9 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as assert from 'uvu/assert';
-import type { KvStore } from '../../../src/control/kv/kv';
+import type { KvEntry, KvList, KvStore, KvWatch, KvWatchHandlers } from '../../../src/control/kv/kv';
 import { Ipam } from '../../../src/control/ipam/ipam';
-import { IPAM_CONFIG_KEY, IPPOOL_PREFIX, NODE_PREFIX } from '../../../src/control/ipam/keys';
+import { BLOCK_PREFIX, IPAM_CONFIG_KEY, IPPOOL_PREFIX, NODE_PREFIX } from '../../../src/control/ipam/keys';
 
 /** Source fixtures (tests run from dist/, fixtures stay in test/). */
 export const FIXTURE_DIR = path.resolve(__dirname, '..', '..', '..', '..', 'test', 'control', 'ipam', 'fixtures');
@@ -66,3 +66,41 @@ export async function handleCountsFromStore(kv: KvStore): Promise<{ fromHandles:
   }
   return { fromHandles, fromBlocks };
 }
+
+/**
+ * Holds the first `parties` creates of block keys until all of them have arrived, then lets them
+ * through together: two nodes that picked the same free block both get to write their pending
+ * affinity before either creates the block.
+ */
+export class BlockCreateBarrier implements KvStore {
+  readonly description = 'barrier';
+  arrived: string[] = [];
+  private release: (() => void) | null = null;
+  private readonly gate: Promise<void>;
+
+  constructor(private readonly inner: KvStore, private readonly parties: number, timeoutMs: number) {
+    let timer: NodeJS.Timeout;
+    this.gate = new Promise<void>((resolve, reject) => {
+      this.release = resolve;
+      timer = setTimeout(() => reject(new Error(`barrier: only ${this.arrived.length} of ${parties} block creates arrived`)), timeoutMs);
+    }).finally(() => clearTimeout(timer));
+    this.gate.catch(() => {});
+  }
+
+  get(key: string): Promise<KvEntry | null> { return this.inner.get(key); }
+  list(prefix: string): Promise<KvList> { return this.inner.list(prefix); }
+  update(key: string, value: string, rev: number): Promise<KvEntry | null> { return this.inner.update(key, value, rev); }
+  delete(key: string, rev?: number): Promise<boolean> { return this.inner.delete(key, rev); }
+  watch(prefix: string, from: number, h: KvWatchHandlers): KvWatch { return this.inner.watch(prefix, from, h); }
+  close(): Promise<void> { return this.inner.close(); }
+
+  async create(key: string, value: string): Promise<KvEntry | null> {
+    if (key.startsWith(BLOCK_PREFIX) && this.arrived.length < this.parties) {
+      this.arrived.push(key);
+      if (this.arrived.length === this.parties) this.release!();
+      await this.gate;
+    }
+    return this.inner.create(key, value);
+  }
+}
+

@@ -13,7 +13,7 @@
 import { KvEntry, KvStore } from '../kv/kv';
 import { AllocationBlock, sanitizeHandle } from './block';
 import {
-  affinityKey, BLOCK_PREFIX, blockKey, blockPrefix, checkSegment, handleKey, HANDLE_PREFIX, HOST_AFFINITY_PREFIX,
+  affinityKey, BLOCK_PREFIX, blockKey, blockPrefix, checkSegment, handleKey,
   IPAM_CONFIG_KEY, IPAM_PREFIX, IPPOOL_PREFIX, nodeAffinityPrefix, nodeKey, parseAffinityKey, parseBlockKey, parseHandleKey,
 } from './keys';
 import { IpNet, makeNet, netContains, netContainsNet, netSize, parseIp, parseNet } from './net';
@@ -867,4 +867,3 @@ export function blockInconsistencies(block: AllocationBlock): string[] {
   return out;
 }
 
-export { HANDLE_PREFIX, HOST_AFFINITY_PREFIX };

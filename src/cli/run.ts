@@ -7,7 +7,7 @@
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
 import { Engine } from '../dataplane/engine';
-import { readKernelRoutes, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
+import { readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
@@ -122,7 +122,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const { model: changed, ms } = latest;
         latest = null;
         try {
-          kernelRoutes = await readKernelRoutes();
+          kernelRoutes = await engine.readKernelRoutes();
           if (stopping) return;
           const model = changed ?? current;
           const gw = gatewaysKey(model, kernelRoutes);

@@ -14,8 +14,9 @@ import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, forgetNeighbor, NH_KIND_NAMES } from './nexthops';
 import { NeighborTable } from './neighbors';
 import { HostProgrammer, HostState } from './host-programmer';
+import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
-import { findUnderlay, underlayNextHops, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 
 export interface EngineOptions {
@@ -81,6 +82,8 @@ export class Engine {
   private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1, host: -1 };
   /** Programs the node's routes, neighbours and MTUs by diff, in a child `ip` (never blocking). */
   private readonly host: HostProgrammer | null;
+  /** Runs commands (`ip`) in a small helper process instead of forking this one. */
+  private readonly spawner: Spawner | null;
   private readonly endpoints = new Map<string, EndpointPort>();
   /** Endpoints whose interface could not be opened yet (pod not wired yet): retried on a timer. */
   private readonly pending = new Map<string, { ep: LocalEndpoint; error: string }>();
@@ -112,7 +115,16 @@ export class Engine {
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip) => this.resolve(ip);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
-    this.host = this.manageHost && this.primary ? new HostProgrammer({ log: (m) => this.log(`host: ${m}`) }) : null;
+    // The spawner's helper process is forked here, before any packet ring is mapped: later
+    // commands fork it, not this (by then large) process.
+    this.spawner = this.manageHost && this.primary ? new Spawner((m) => this.log(m)) : null;
+    this.host = this.spawner ? new HostProgrammer({ log: (m) => this.log(`host: ${m}`), spawn: this.spawner.spawn }) : null;
+  }
+
+  /** Read the kernel's main IPv4 table without blocking (through the spawner when there is one). */
+  readKernelRoutes(): Promise<KernelRoute4[]> {
+    const sp = this.spawner;
+    return readKernelRoutes(sp ? (f, a, t) => sp.exec(f, a, t) : undefined);
   }
 
   /** The kernel's main table as last read (for underlay next hops towards remote nodes). */
@@ -437,7 +449,8 @@ export class Engine {
     this.retryTimer = null;
     if (this.neighborTimer) clearInterval(this.neighborTimer);
     this.neighborTimer = null;
-    void this.host?.stop();
+    const spawner = this.spawner;
+    void (this.host?.stop() ?? Promise.resolve()).then(() => spawner?.close());
     for (const [, ep] of this.endpoints) this.forgetPort(ep.port);
     this.endpoints.clear();
     this.closeInfra();

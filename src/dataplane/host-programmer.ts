@@ -27,7 +27,7 @@
  *   with `neigh flush to IP dev IF nud permanent` (flushing nothing succeeds).
  * All commands are idempotent (replace, del, flush), so re-running an unconfirmed one is harmless.
  */
-import { spawn, ChildProcess } from 'node:child_process';
+import { ChildLike, SpawnFn, localSpawn } from './spawner';
 import { formatIpv4 } from '../packet';
 
 /** A veth pod: the node reaches its addresses through a /32 route and a permanent neighbour. */
@@ -64,6 +64,9 @@ export interface HostProgrammerOptions {
   log?: (msg: string) => void;
   /** Kill an `ip` child that has not finished after this long (default 30 s). */
   timeoutMs?: number;
+  /** How commands are started (default: in this process; podway run passes a Spawner's, which
+   * does not fork podway itself). */
+  spawn?: SpawnFn;
   /** Re-run the diff this long after a run left items unprogrammed, without waiting for the next
    * sync() (default 10 s; 0: only sync() retries). */
   retryMs?: number;
@@ -146,6 +149,7 @@ export class HostProgrammer {
   private readonly log: (msg: string) => void;
   private readonly netns: string | null;
   private readonly timeoutMs: number;
+  private readonly spawnFn: SpawnFn;
   private readonly retryMs: number;
   /** The latest state passed to sync() and not yet diffed (coalesced: the last one wins). */
   private desired: HostState | null = null;
@@ -161,7 +165,7 @@ export class HostProgrammer {
   private scheduled = false;
   private running = false;
   private stopped = false;
-  private child: ChildProcess | null = null;
+  private child: ChildLike | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
   /** Last message logged per item key: a failure repeating on every retry is logged once. */
@@ -173,6 +177,7 @@ export class HostProgrammer {
     this.netns = opts.netns ?? null;
     if (this.netns !== null && !SAFE_NETNS_NAME.test(this.netns)) throw new Error(`bad network namespace name "${this.netns}"`);
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.spawnFn = opts.spawn ?? localSpawn;
     this.retryMs = opts.retryMs ?? DEFAULT_RETRY_MS;
   }
 
@@ -385,7 +390,7 @@ export class HostProgrammer {
       let markersSeen = 0;
       let timedOut = false;
       let settled = false;
-      const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = this.spawnFn(file, args);
       this.child = child;
       this.stats.children++;
       const timer = setTimeout(() => {

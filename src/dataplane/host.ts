@@ -193,17 +193,24 @@ export function readKernelRoutesSync(): KernelRoute4[] {
   }
 }
 
+/** Runs a command and collects its output (a Spawner's exec, which does not fork podway). */
+export type ExecFn = (file: string, args: string[], timeoutMs?: number) => Promise<{ code: number | null; stdout: string }>;
+
 /** The same, without blocking the event loop (the forwarding thread never waits on `ip`). */
-export function readKernelRoutes(): Promise<KernelRoute4[]> {
-  return new Promise((resolve) => {
-    execFile('ip', ROUTE_ARGS, { encoding: 'utf8', timeout: 10_000 }, (err, out) => {
+export function readKernelRoutes(exec?: ExecFn): Promise<KernelRoute4[]> {
+  const run: ExecFn = exec ?? ((file, args, timeoutMs) => new Promise((resolve) => {
+    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out) => resolve({ code: err ? 1 : 0, stdout: out }));
+  }));
+  return run('ip', ROUTE_ARGS, 10_000).then(
+    (r) => {
       try {
-        resolve(err ? [] : parseRoutes(out));
+        return r.code === 0 ? parseRoutes(r.stdout) : [];
       } catch {
-        resolve([]);
+        return [];
       }
-    });
-  });
+    },
+    () => [],
+  );
 }
 
 /**

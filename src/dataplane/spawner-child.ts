@@ -1,0 +1,44 @@
+/**
+ * The spawner process (see spawner.ts): a small Node process started before podway maps any
+ * packet ring, which runs the `ip` (and `nsenter`) commands podway needs and streams their output
+ * back over IPC. Forking this process is cheap; forking podway itself, with a receive ring per pod
+ * mapped, copies page tables for gigabytes and blocks the forwarding thread for tens of ms per
+ * spawn (measured in bench/stall).
+ *
+ * Messages in:  {op:'spawn', id, file, args, input} | {op:'kill', id, signal}
+ * Messages out: {ev:'spawn', id, pid} | {ev:'stdout'|'stderr', id, data} | {ev:'error', id, message}
+ *               | {ev:'close', id, code, signal}
+ */
+import { spawn, ChildProcess } from 'node:child_process';
+
+interface SpawnRequest { op: 'spawn'; id: number; file: string; args: string[]; input: string }
+interface KillRequest { op: 'kill'; id: number; signal: NodeJS.Signals }
+
+const children = new Map<number, ChildProcess>();
+const send = (m: object) => process.send?.(m);
+
+process.on('message', (m: SpawnRequest | KillRequest) => {
+  if (m.op === 'kill') {
+    children.get(m.id)?.kill(m.signal);
+    return;
+  }
+  const child = spawn(m.file, m.args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  children.set(m.id, child);
+  child.once('spawn', () => send({ ev: 'spawn', id: m.id, pid: child.pid }));
+  child.stdout!.setEncoding('utf8');
+  child.stderr!.setEncoding('utf8');
+  child.stdout!.on('data', (data: string) => send({ ev: 'stdout', id: m.id, data }));
+  child.stderr!.on('data', (data: string) => send({ ev: 'stderr', id: m.id, data }));
+  child.stdin!.on('error', () => {}); // EPIPE from a child that exits early: its status says more
+  child.on('error', (e) => send({ ev: 'error', id: m.id, message: e.message }));
+  child.on('close', (code, signal) => {
+    children.delete(m.id);
+    send({ ev: 'close', id: m.id, code, signal });
+  });
+  child.stdin!.end(m.input);
+});
+// The parent went away: nothing left to do for it.
+process.on('disconnect', () => {
+  for (const c of children.values()) c.kill('SIGKILL');
+  process.exit(0);
+});

@@ -6,3 +6,8 @@ export * from './snapshot';
 export * from './datastore';
 export * from './file-datastore';
 export * from './route-calc';
+export * from './calico-kinds';
+export * from './v3-store';
+export * from './kv-datastore';
+export * from './node-registration';
+export * from './open-datastore';

@@ -1,0 +1,479 @@
+// A Datastore over a KvStore holding Calico's etcd v3 layout (etcd, or the embedded FileKv): the
+// v3 resources under /calico/resources/v3/projectcalico.org/ and the block affinities under
+// /calico/ipam/v2/host/, listed, then watched from the list's revision + 1.
+//
+// Unlike the YAML file, a cluster datastore is written by many hands at once, so one bad value must
+// not take the node's routing down: a value that is not JSON or fails its schema is skipped with
+// one error naming the key and the field, and the rest of the state is used. Cross-resource
+// surprises (an endpoint on an unknown node, overlapping pools...) are warnings; only two local
+// endpoints that cannot both be served (same host interface, or same address, on one node) make
+// the later-created one skipped.
+//
+// Watch events are applied as they come and a snapshot is emitted per burst (debounced, and at
+// least every maxDelayMs during a long one). When the store goes away the last snapshot stays in
+// force (one 'datastore unreachable' error); the KvStore's watch resumes by itself when it is back,
+// or asks for a resync (compacted meanwhile), which re-lists with backoff and watches again.
+import type { Datastore, DatastoreErrorListener, SnapshotListener } from './datastore';
+import { cidrContainsAddr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
+import { KvEntry, KvEvent, KvStore, KvUnavailableError, KvWatch } from './kv/kv';
+import { BlockAffinity, IPPool, Node, WorkloadEndpoint } from './resources';
+import type { ClusterSnapshot } from './snapshot';
+import { blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
+
+/** The prefixes a KvDatastore lists and watches. */
+export const KV_DATASTORE_PREFIXES = [RESOURCES_PREFIX, HOST_AFFINITY_PREFIX] as const;
+
+export interface KvDatastoreOptions {
+  /** Quiet time after the last event before a snapshot is emitted (default 30 ms). */
+  readonly debounceMs?: number;
+  /** Longest a snapshot waits during a steady stream of events (default 250 ms). */
+  readonly maxDelayMs?: number;
+  /** start() gives up after this long without reaching the store (default: never, as calico-node). */
+  readonly startTimeoutMs?: number;
+  /** First retry delay (default 1000 ms), doubled per attempt up to retryMaxMs (default 10 s). */
+  readonly retryInitialMs?: number;
+  readonly retryMaxMs?: number;
+  /** Close the KvStore when the datastore is closed (default false: the caller owns it). */
+  readonly ownsStore?: boolean;
+}
+
+/** Informational lines (resyncs, reconnection) for logs; errors go to onError. */
+export type DatastoreStatusListener = (line: string) => void;
+
+type Item =
+  | { readonly kind: 'IPPool'; readonly resource: IPPool }
+  | { readonly kind: 'Node'; readonly resource: Node }
+  | { readonly kind: 'WorkloadEndpoint'; readonly resource: WorkloadEndpoint }
+  | { readonly kind: 'BlockAffinity'; readonly resource: BlockAffinity };
+
+/** One key as last seen: its revisions and what it parsed to (null: skipped or not modelled). */
+interface Slot {
+  readonly modRevision: number;
+  readonly createRevision: number;
+  readonly value: string;
+  readonly item: Item | null;
+}
+
+const sleepAbortable = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+export class KvDatastore implements Datastore {
+  private readonly debounceMs: number;
+  private readonly maxDelayMs: number;
+  private readonly retryInitialMs: number;
+  private readonly retryMaxMs: number;
+  private readonly snapshotListeners = new Set<SnapshotListener>();
+  private readonly errorListeners = new Set<DatastoreErrorListener>();
+  private readonly statusListeners = new Set<DatastoreStatusListener>();
+  /** Every key under the watched prefixes that the model reads, by prefix. */
+  private readonly slots = new Map<string, Map<string, Slot>>();
+  private readonly watches = new Map<string, KvWatch>();
+  private readonly abort = new AbortController();
+  private snapshot: ClusterSnapshot | undefined;
+  private started = false;
+  private closed = false;
+  private down = false;
+  private dirtySince: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly resyncs = new Set<Promise<void>>();
+
+  constructor(readonly kv: KvStore, private readonly options: KvDatastoreOptions = {}) {
+    this.debounceMs = options.debounceMs ?? 30;
+    this.maxDelayMs = options.maxDelayMs ?? 250;
+    this.retryInitialMs = options.retryInitialMs ?? 1000;
+    this.retryMaxMs = options.retryMaxMs ?? 10_000;
+    for (const p of KV_DATASTORE_PREFIXES) this.slots.set(p, new Map());
+  }
+
+  get source(): string {
+    return this.kv.description;
+  }
+
+  async start(): Promise<ClusterSnapshot> {
+    if (this.started || this.closed) throw new Error(`${this.source}: datastore already started or closed`);
+    this.started = true;
+    const deadline = this.options.startTimeoutMs === undefined ? Infinity : Date.now() + this.options.startTimeoutMs;
+    const lists = new Map<string, number>();
+    try {
+      for (const prefix of KV_DATASTORE_PREFIXES) {
+        lists.set(prefix, await this.listWithRetry(prefix, deadline, true));
+      }
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+    const snapshot = this.buildSnapshot();
+    this.snapshot = snapshot;
+    this.emitSnapshot(snapshot);
+    for (const [prefix, revision] of lists) this.watchFrom(prefix, revision + 1);
+    return snapshot;
+  }
+
+  current(): ClusterSnapshot | undefined {
+    return this.snapshot;
+  }
+
+  onSnapshot(listener: SnapshotListener): () => void {
+    this.snapshotListeners.add(listener);
+    return () => this.snapshotListeners.delete(listener);
+  }
+
+  onError(listener: DatastoreErrorListener): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  /** Resyncs and reconnections, for logs. */
+  onStatus(listener: DatastoreStatusListener): () => void {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const watches = [...this.watches.values()];
+    this.watches.clear();
+    await Promise.all(watches.map((w) => w.close().catch(() => undefined)));
+    await Promise.all([...this.resyncs]);
+    if (this.options.ownsStore) await this.kv.close();
+  }
+
+  // ---- listing ------------------------------------------------------------------------------
+
+  /**
+   * Lists `prefix` into its slots, retrying an unreachable store with backoff until `deadline`. Returns the list's revision. Other errors are thrown.
+   */
+  private async listWithRetry(prefix: string, deadline: number, reportEach: boolean): Promise<number> {
+    let delay = this.retryInitialMs;
+    for (let attempt = 1; ; attempt++) {
+      if (this.closed) throw new Error(`${this.source}: datastore closed`);
+      try {
+        const list = await this.kv.list(prefix);
+        if (this.closed) throw new Error(`${this.source}: datastore closed`);
+        this.replaceSlots(prefix, list.entries);
+        if (this.down) this.markUp(`listed ${prefix} at revision ${list.revision}`);
+        return list.revision;
+      } catch (e) {
+        if (!(e instanceof KvUnavailableError) || this.closed) throw e;
+        const wait = Math.min(delay, this.retryMaxMs);
+        if (Date.now() + wait > deadline) {
+          throw new Error(`datastore unreachable: gave up after ${attempt} attempts (start timeout ${this.options.startTimeoutMs} ms): ${e.message}`);
+        }
+        // At start every attempt is logged (nothing else shows we are alive); while running, one
+        // 'unreachable' per outage.
+        if (reportEach || !this.down) {
+          this.emitError(new Error(`datastore unreachable (attempt ${attempt}, retrying in ${wait / 1000} s): ${e.message}`));
+        }
+        this.down = true;
+        await sleepAbortable(wait, this.abort.signal);
+        delay = Math.min(delay * 2, this.retryMaxMs);
+      }
+    }
+  }
+
+  private replaceSlots(prefix: string, entries: readonly KvEntry[]): void {
+    const old = this.slots.get(prefix)!;
+    const next = new Map<string, Slot>();
+    for (const entry of entries) {
+      const prev = old.get(entry.key);
+      // Unchanged keys keep their parse (and a bad value is not reported again after a resync).
+      next.set(entry.key, prev && prev.modRevision === entry.modRevision ? prev : this.parse(entry));
+    }
+    this.slots.set(prefix, next);
+  }
+
+  /** Parses one value; a bad one is reported once (naming key and field) and skipped. */
+  private parse(entry: KvEntry): Slot {
+    const slot = (item: Item | null): Slot => ({ modRevision: entry.modRevision, createRevision: entry.createRevision, value: entry.value, item });
+    if (entry.key.startsWith(HOST_AFFINITY_PREFIX)) {
+      // Other IPAM host keys (none today) are not affinities: only .../ipvN/block/CIDR is.
+      if (!/\/ipv[46]\/block\/[^/]+$/.test(entry.key)) return slot(null);
+      try {
+        return slot({ kind: 'BlockAffinity', resource: blockAffinityFromKv(entry.key, entry.value) });
+      } catch (e) {
+        this.emitError(new Error(`${entry.key}: ${errorText(e)} (skipped)`));
+        return slot(null);
+      }
+    }
+    const id = parseResourceKey(entry.key);
+    if (!id || !['IPPool', 'Node', 'WorkloadEndpoint'].includes(id.info.kind)) return slot(null);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(entry.value);
+    } catch (e) {
+      this.emitError(new Error(`${entry.key}: not valid JSON (${errorText(e)}) (skipped)`));
+      return slot(null);
+    }
+    const result = validateResource(raw);
+    if (!result.ok) {
+      const text = result.issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ');
+      this.emitError(new Error(`${entry.key}: ${text} (skipped)`));
+      return slot(null);
+    }
+    if (result.info !== id.info) {
+      this.emitError(new Error(`${entry.key}: kind: ${result.info.kind} stored under ${id.info.plural}/ (skipped)`));
+      return slot(null);
+    }
+    const meta = (result.value as { metadata: { name: string; namespace?: string } }).metadata;
+    if (meta.name !== id.name || (id.namespace !== undefined && meta.namespace !== id.namespace)) {
+      const where = id.namespace !== undefined ? `${id.namespace}/${id.name}` : id.name;
+      this.emitError(new Error(`${entry.key}: metadata.name: ${id.namespace !== undefined ? `${meta.namespace}/` : ''}${meta.name} does not match the key (${where}) (skipped)`));
+      return slot(null);
+    }
+    return slot({ kind: id.info.kind, resource: result.value } as Item);
+  }
+
+  // ---- watching -----------------------------------------------------------------------------
+
+  private watchFrom(prefix: string, fromRevision: number): void {
+    if (this.closed) return;
+    const watch = this.kv.watch(prefix, fromRevision, {
+      onEvents: (events) => {
+        if (this.watches.get(prefix) !== watch || this.closed) return;
+        try {
+          this.applyEvents(prefix, events);
+        } catch (e) {
+          this.emitError(new Error(`${this.source}: ${errorText(e)}`));
+        }
+      },
+      onResync: (reason) => {
+        if (this.watches.get(prefix) !== watch || this.closed) return;
+        this.watches.delete(prefix);
+        this.resync(prefix, reason);
+      },
+      onStatus: (status, detail) => {
+        if (this.watches.get(prefix) !== watch || this.closed) return;
+        if (status === 'down') this.markDown(detail);
+        else if (this.down) this.markUp(detail);
+      },
+    });
+    this.watches.set(prefix, watch);
+  }
+
+  private applyEvents(prefix: string, events: readonly KvEvent[]): void {
+    const slots = this.slots.get(prefix)!;
+    let changed = false;
+    for (const ev of events) {
+      if (ev.type === 'put') {
+        const slot = this.parse(ev.entry);
+        const prev = slots.get(ev.entry.key);
+        slots.set(ev.entry.key, slot);
+        if (slot.item || prev?.item) changed = true;
+      } else {
+        const prev = slots.get(ev.key);
+        slots.delete(ev.key);
+        if (prev?.item) changed = true;
+      }
+    }
+    if (changed) this.scheduleSnapshot();
+  }
+
+  private resync(prefix: string, reason: string): void {
+    this.emitStatus(`${this.source}: watch of ${prefix} must resync (${reason}): listing again`);
+    const run = (async () => {
+      let revision: number;
+      try {
+        revision = await this.listWithRetry(prefix, Infinity, false);
+      } catch (e) {
+        if (!this.closed) this.emitError(new Error(`${this.source}: resync of ${prefix} failed: ${errorText(e)}`));
+        return;
+      }
+      this.scheduleSnapshot(true);
+      this.watchFrom(prefix, revision + 1);
+    })();
+    this.resyncs.add(run);
+    void run.finally(() => this.resyncs.delete(run));
+  }
+
+  private markDown(detail: string): void {
+    if (this.down) return;
+    this.down = true;
+    this.emitError(new Error(`datastore unreachable: ${detail} (keeping the last snapshot)`));
+  }
+
+  private markUp(detail: string): void {
+    this.down = false;
+    this.emitStatus(`datastore reachable again: ${detail}`);
+  }
+
+  // ---- snapshots ----------------------------------------------------------------------------
+
+  private scheduleSnapshot(now = false): void {
+    if (this.closed) return;
+    const t = Date.now();
+    this.dirtySince ??= t;
+    if (this.timer) clearTimeout(this.timer);
+    const wait = now ? 0 : Math.max(0, Math.min(this.debounceMs, this.dirtySince + this.maxDelayMs - t));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.dirtySince = undefined;
+      if (this.closed) return;
+      try {
+        const snapshot = this.buildSnapshot();
+        this.snapshot = snapshot;
+        this.emitSnapshot(snapshot);
+      } catch (e) {
+        this.emitError(new Error(`${this.source}: could not build a snapshot: ${errorText(e)}`));
+      }
+    }, wait);
+  }
+
+  /** The snapshot of the slots: resources oldest-written first (later = newer, as in a file). */
+  private buildSnapshot(): ClusterSnapshot {
+    const all: { slot: Slot; key: string }[] = [];
+    for (const slots of this.slots.values()) for (const [key, slot] of slots) if (slot.item) all.push({ slot, key });
+    all.sort((a, b) => a.slot.modRevision - b.slot.modRevision || (a.key < b.key ? -1 : 1));
+    const ipPools: IPPool[] = [];
+    const nodes: Node[] = [];
+    const blockAffinities: BlockAffinity[] = [];
+    const weps: { wep: WorkloadEndpoint; createRevision: number }[] = [];
+    for (const { slot } of all) {
+      const item = slot.item!;
+      if (item.kind === 'IPPool') ipPools.push(item.resource);
+      else if (item.kind === 'Node') nodes.push(item.resource);
+      else if (item.kind === 'BlockAffinity') {
+        // Pending and pendingDeletion are IPAM's claims in progress; only confirmed ones route.
+        if (item.resource.spec.state === 'confirmed' && item.resource.spec.deleted !== 'true' && item.resource.spec.deleted !== true) {
+          blockAffinities.push(item.resource);
+        }
+      } else weps.push({ wep: item.resource, createRevision: slot.createRevision });
+    }
+    const warnings: string[] = [];
+    const workloadEndpoints = checkSnapshot(this.source, ipPools, nodes, blockAffinities, weps, warnings);
+    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, warnings };
+  }
+
+  private emitSnapshot(snapshot: ClusterSnapshot): void {
+    if (this.closed) return;
+    for (const listener of [...this.snapshotListeners]) {
+      try {
+        listener(snapshot);
+      } catch (err) {
+        this.emitError(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+  }
+
+  private emitError(error: Error): void {
+    if (this.closed) return;
+    for (const listener of [...this.errorListeners]) {
+      try {
+        listener(error);
+      } catch {
+        // An error handler that fails has nobody left to tell; keep the watch alive.
+      }
+    }
+  }
+
+  private emitStatus(line: string): void {
+    if (this.closed) return;
+    for (const listener of [...this.statusListeners]) {
+      try {
+        listener(line);
+      } catch {
+        // as above
+      }
+    }
+  }
+}
+
+/**
+ * Cross-resource checks on live cluster state, where transient inconsistency is normal: warnings,
+ * except that of two endpoints on one node with the same host interface or address the one
+ * created later is left out (the dataplane could not tell which one a packet is for).
+ * Returns the endpoints to use, in the order given.
+ */
+function checkSnapshot(
+  source: string,
+  pools: readonly IPPool[],
+  nodes: readonly Node[],
+  affinities: readonly BlockAffinity[],
+  weps: readonly { wep: WorkloadEndpoint; createRevision: number }[],
+  warnings: string[],
+): WorkloadEndpoint[] {
+  const warn = (text: string) => warnings.push(`${source}: ${text}`);
+  const pools4: { name: string; cidr: IPv4Cidr }[] = [];
+  for (const pool of pools) {
+    const cidr = parseIPv4Cidr(pool.spec.cidr);
+    if (!cidr) continue;
+    const clash = pools4.find((p) => cidrsOverlap(p.cidr, cidr));
+    if (clash) warn(`IPPool ${pool.metadata.name} (${pool.spec.cidr}) overlaps IPPool ${clash.name} (${clash.cidr.cidr})`);
+    pools4.push({ name: pool.metadata.name, cidr });
+  }
+  const nodeNames = new Set(nodes.map((n) => n.metadata.name));
+  const nodeIps = new Map<number, string>();
+  const vteps = new Map<number, string>();
+  for (const node of nodes) {
+    const text = node.spec.bgp?.ipv4Address;
+    const addr = text === undefined ? null : parseIPv4(text) ?? parseIPv4WithPrefix(text)?.addr ?? null;
+    if (addr !== null) {
+      const owner = nodeIps.get(addr);
+      if (owner !== undefined) warn(`Node ${node.metadata.name} has the address ${formatIPv4(addr)} of Node ${owner}`);
+      else nodeIps.set(addr, node.metadata.name);
+    }
+    const vtep = node.spec.ipv4VXLANTunnelAddr === undefined ? null : parseIPv4(node.spec.ipv4VXLANTunnelAddr);
+    if (vtep !== null) {
+      const owner = vteps.get(vtep);
+      if (owner !== undefined) warn(`Node ${node.metadata.name} has the VXLAN tunnel address ${formatIPv4(vtep)} of Node ${owner}`);
+      else vteps.set(vtep, node.metadata.name);
+    }
+  }
+  const blocks: { cidr: IPv4Cidr; node: string }[] = [];
+  for (const affinity of affinities) {
+    const { node, cidr: cidrText } = affinity.spec;
+    if (!nodeNames.has(node)) warn(`block ${cidrText} is affine to unknown node ${node}`);
+    const cidr = parseIPv4Cidr(cidrText);
+    if (!cidr) continue;
+    if (!pools4.some((p) => cidrsOverlap(p.cidr, cidr))) warn(`block ${cidrText} of node ${node} is outside every IPPool`);
+    const clash = blocks.find((b) => cidrsOverlap(b.cidr, cidr));
+    if (clash) warn(`block ${cidrText} is confirmed for node ${node} and for node ${clash.node}`);
+    blocks.push({ cidr, node });
+  }
+  // Which endpoint keeps a contested interface or address: the one created first.
+  const byAge = [...weps].sort((a, b) => a.createRevision - b.createRevision);
+  const ifaceOwner = new Map<string, string>();
+  const ipOwner = new Map<string, string>();
+  const dropped = new Set<WorkloadEndpoint>();
+  for (const { wep } of byAge) {
+    const name = `${wep.metadata.namespace}/${wep.metadata.name}`;
+    const { node, interfaceName, ipNetworks } = wep.spec;
+    if (!nodeNames.has(node)) warn(`WorkloadEndpoint ${name} is on unknown node ${node}`);
+    const ifaceKey = `${node}\u0000${interfaceName}`;
+    const ifaceClash = ifaceOwner.get(ifaceKey);
+    if (ifaceClash !== undefined) {
+      warn(`WorkloadEndpoint ${name} left out: interface ${interfaceName} on node ${node} belongs to WorkloadEndpoint ${ifaceClash}`);
+      dropped.add(wep);
+      continue;
+    }
+    const ipClash = ipNetworks.map((n) => ({ n, owner: ipOwner.get(`${node}\u0000${n.toLowerCase()}`) })).find((c) => c.owner !== undefined);
+    if (ipClash) {
+      warn(`WorkloadEndpoint ${name} left out: ${ipClash.n} on node ${node} belongs to WorkloadEndpoint ${ipClash.owner}`);
+      dropped.add(wep);
+      continue;
+    }
+    ifaceOwner.set(ifaceKey, name);
+    for (const net of ipNetworks) {
+      ipOwner.set(`${node}\u0000${net.toLowerCase()}`, name);
+      const v4 = net.includes(':') ? null : parseIPv4WithPrefix(net);
+      if (v4 && !pools4.some((p) => cidrContainsAddr(p.cidr, v4.addr))) warn(`WorkloadEndpoint ${name}: ${net} is outside every IPPool`);
+    }
+  }
+  return weps.filter((w) => !dropped.has(w.wep)).map((w) => w.wep);
+}

@@ -1,0 +1,169 @@
+// What calico-node does at startup against the datastore, for podway run: register this node's
+// Node resource (its address, VXLAN tunnel address and VTEP MAC), keeping whatever others set on
+// it (labels, spec.bgp.asNumber, orchRefs...), and mark the datastore ready
+// (ClusterInformation "default", spec.datastoreReady: true). Both are compare-and-swap loops on
+// the key's modRevision, so they compose with calicoctl, IPAM and other nodes writing meanwhile.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { parseIPv4, parseIPv4WithPrefix } from './ipv4';
+import { isMacText, normalizeMac } from './mac';
+import { KvEntry, KvStore } from './kv/kv';
+import { kindInfo, resourceKey } from './calico-kinds';
+import { CALICO_API_VERSION, validateNodeName } from './resources';
+import { calicoTimestamp, JsonObject, objectForStorage } from './v3-store';
+
+const CAS_ATTEMPTS = 20;
+
+export interface NodeRegistration {
+  readonly name: string;
+  /** The node's address with its subnet, as Calico stores it: "10.0.0.1/24". */
+  readonly ipv4Address: string;
+  /** The VXLAN tunnel (VTEP) address, e.g. from IPAM handle vxlan-tunnel-addr-<node>. */
+  readonly vxlanTunnelAddr?: string;
+  /** The VTEP MAC; unset leaves Felix's derived MAC (see mac.ts deriveVtepMac). */
+  readonly vtepMac?: string;
+  /** Labels to set (merged over the labels already there). */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+export type RegistrationAction = 'created' | 'updated' | 'unchanged';
+
+export interface RegistrationResult {
+  readonly action: RegistrationAction;
+  readonly key: string;
+  /** The entry as it is now (its modRevision is the Node's resourceVersion). */
+  readonly entry: KvEntry;
+}
+
+function isMapping(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function checkRegistration(reg: NodeRegistration): void {
+  validateNodeName(reg.name, 'node name');
+  const cidr = parseIPv4WithPrefix(reg.ipv4Address);
+  if (!cidr) throw new Error(`registerNode ${reg.name}: ipv4Address must be an address with its prefix length, like 10.0.0.1/24; got ${JSON.stringify(reg.ipv4Address)}`);
+  if (reg.vxlanTunnelAddr !== undefined && parseIPv4(reg.vxlanTunnelAddr) === null) {
+    throw new Error(`registerNode ${reg.name}: vxlanTunnelAddr must be an IPv4 address; got ${JSON.stringify(reg.vxlanTunnelAddr)}`);
+  }
+  if (reg.vtepMac !== undefined && !isMacText(reg.vtepMac)) {
+    throw new Error(`registerNode ${reg.name}: vtepMac must be a MAC like 66:0a:1b:2c:3d:4e; got ${JSON.stringify(reg.vtepMac)}`);
+  }
+}
+
+/** The Node object with this node's fields set over `existing` (whose other fields are kept). */
+function mergedNode(existing: JsonObject, reg: NodeRegistration): JsonObject {
+  const meta: JsonObject = { ...(isMapping(existing.metadata) ? existing.metadata : {}), name: reg.name };
+  if (reg.labels && Object.keys(reg.labels).length > 0) {
+    meta.labels = { ...(isMapping(meta.labels) ? meta.labels : {}), ...reg.labels };
+  }
+  const spec: JsonObject = { ...(isMapping(existing.spec) ? existing.spec : {}) };
+  spec.bgp = { ...(isMapping(spec.bgp) ? spec.bgp : {}), ipv4Address: reg.ipv4Address };
+  if (reg.vxlanTunnelAddr !== undefined) spec.ipv4VXLANTunnelAddr = reg.vxlanTunnelAddr;
+  if (reg.vtepMac !== undefined) spec.vxlanTunnelMACAddr = normalizeMac(reg.vtepMac);
+  // Go's NodeSpec and NodeBGPSpec field order.
+  const bgp = spec.bgp as JsonObject;
+  spec.bgp = Object.fromEntries(
+    ['asNumber', 'ipv4Address', 'ipv6Address', 'ipv4IPIPTunnelAddr', 'routeReflectorClusterID']
+      .filter((k) => bgp[k] !== undefined)
+      .map((k) => [k, bgp[k]] as const)
+      .concat(Object.entries(bgp).filter(([k]) => !['asNumber', 'ipv4Address', 'ipv6Address', 'ipv4IPIPTunnelAddr', 'routeReflectorClusterID'].includes(k))),
+  );
+  const specOrder = ['bgp', 'ipv4VXLANTunnelAddr', 'ipv6VXLANTunnelAddr', 'vxlanTunnelMACAddr', 'vxlanTunnelMACAddrV6', 'orchRefs', 'wireguard', 'addresses'];
+  const orderedSpec: JsonObject = {};
+  for (const k of specOrder) if (spec[k] !== undefined) orderedSpec[k] = spec[k];
+  for (const [k, v] of Object.entries(spec)) if (!(k in orderedSpec)) orderedSpec[k] = v;
+  return { ...existing, kind: 'Node', apiVersion: CALICO_API_VERSION, metadata: meta, spec: orderedSpec };
+}
+
+/**
+ * Creates or updates (compare-and-swap) /calico/resources/v3/projectcalico.org/nodes/<name> with
+ * this node's address, tunnel address and VTEP MAC, keeping the fields others set. Writes nothing
+ * when the stored Node already says all of it.
+ */
+export async function registerNode(kv: KvStore, reg: NodeRegistration, now: () => Date = () => new Date()): Promise<RegistrationResult> {
+  checkRegistration(reg);
+  const info = kindInfo('Node')!;
+  const key = resourceKey(info, reg.name);
+  const id = { info, name: reg.name };
+  for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+    const current = await kv.get(key);
+    if (!current) {
+      const value = objectForStorage(mergedNode({}, reg), id, randomUUID(), calicoTimestamp(now()));
+      const entry = await kv.create(key, JSON.stringify(value));
+      if (entry) return { action: 'created', key, entry };
+      continue; // created meanwhile (another podway, calicoctl): merge into theirs
+    }
+    let existing: JsonObject;
+    try {
+      const parsed = JSON.parse(current.value) as unknown;
+      if (!isMapping(parsed)) throw new Error('not a JSON object');
+      existing = parsed;
+    } catch (e) {
+      throw new Error(`registerNode ${reg.name}: ${key} holds a value podway cannot read (${(e as Error).message}); fix or delete it`);
+    }
+    const oldMeta = isMapping(existing.metadata) ? existing.metadata : {};
+    const uid = typeof oldMeta.uid === 'string' && oldMeta.uid ? oldMeta.uid : randomUUID();
+    const created = typeof oldMeta.creationTimestamp === 'string' ? oldMeta.creationTimestamp : calicoTimestamp(now());
+    const value = JSON.stringify(objectForStorage(mergedNode(existing, reg), id, uid, created));
+    if (value === current.value) return { action: 'unchanged', key, entry: current };
+    const entry = await kv.update(key, value, current.modRevision);
+    if (entry) return { action: 'updated', key, entry };
+  }
+  throw new Error(`registerNode ${reg.name}: ${key} kept changing under us (${CAS_ATTEMPTS} attempts)`);
+}
+
+export const CLUSTER_INFORMATION_KEY = '/calico/resources/v3/projectcalico.org/clusterinformations/default';
+
+export interface DatastoreReadyOptions {
+  /** spec.clusterType when the ClusterInformation is created (Calico's CLUSTER_TYPE, e.g. "k8s,bgp"). */
+  readonly clusterType?: string;
+  readonly now?: () => Date;
+}
+
+/**
+ * Sets ClusterInformation "default" spec.datastoreReady to true: created when absent (with a new
+ * clusterGUID: 32 hex digits, as Calico generates it), else updated by compare-and-swap, keeping
+ * its other fields (and filling a missing clusterGUID). Returns the entry as it is now.
+ */
+export async function markDatastoreReady(kv: KvStore, options: DatastoreReadyOptions = {}): Promise<{ action: RegistrationAction; entry: KvEntry }> {
+  const info = kindInfo('ClusterInformation')!;
+  const id = { info, name: 'default' };
+  const now = options.now ?? (() => new Date());
+  for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+    const current = await kv.get(CLUSTER_INFORMATION_KEY);
+    if (!current) {
+      const spec: JsonObject = { clusterGUID: randomBytes(16).toString('hex') };
+      if (options.clusterType) spec.clusterType = options.clusterType;
+      spec.datastoreReady = true;
+      const obj = { kind: 'ClusterInformation', apiVersion: CALICO_API_VERSION, metadata: { name: 'default' }, spec };
+      const entry = await kv.create(CLUSTER_INFORMATION_KEY, JSON.stringify(objectForStorage(obj, id, randomUUID(), calicoTimestamp(now()))));
+      if (entry) return { action: 'created', entry };
+      continue;
+    }
+    let existing: JsonObject;
+    try {
+      const parsed = JSON.parse(current.value) as unknown;
+      if (!isMapping(parsed)) throw new Error('not a JSON object');
+      existing = parsed;
+    } catch (e) {
+      throw new Error(`markDatastoreReady: ${CLUSTER_INFORMATION_KEY} holds a value podway cannot read (${(e as Error).message}); fix or delete it`);
+    }
+    const spec: JsonObject = { ...(isMapping(existing.spec) ? existing.spec : {}) };
+    if (spec.datastoreReady === true && typeof spec.clusterGUID === 'string' && spec.clusterGUID !== '') {
+      return { action: 'unchanged', entry: current };
+    }
+    if (typeof spec.clusterGUID !== 'string' || spec.clusterGUID === '') spec.clusterGUID = randomBytes(16).toString('hex');
+    spec.datastoreReady = true;
+    const order = ['clusterGUID', 'clusterType', 'calicoVersion', 'datastoreReady', 'variant'];
+    const orderedSpec: JsonObject = {};
+    for (const k of order) if (spec[k] !== undefined) orderedSpec[k] = spec[k];
+    for (const [k, v] of Object.entries(spec)) if (!(k in orderedSpec)) orderedSpec[k] = v;
+    const meta = isMapping(existing.metadata) ? existing.metadata : {};
+    const uid = typeof meta.uid === 'string' && meta.uid ? meta.uid : randomUUID();
+    const created = typeof meta.creationTimestamp === 'string' ? meta.creationTimestamp : calicoTimestamp(now());
+    const value = objectForStorage({ ...existing, spec: orderedSpec }, id, uid, created);
+    const entry = await kv.update(CLUSTER_INFORMATION_KEY, JSON.stringify(value), current.modRevision);
+    if (entry) return { action: 'updated', entry };
+  }
+  throw new Error(`markDatastoreReady: ${CLUSTER_INFORMATION_KEY} kept changing under us (${CAS_ATTEMPTS} attempts)`);
+}

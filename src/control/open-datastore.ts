@@ -1,0 +1,29 @@
+// The datastore a spec names (see kv/spec.ts): `file:PATH` is the read-only YAML file, `etcd:` and
+// `embedded:` are Calico's etcd v3 layout in a KvStore, read through KvDatastore. This is the
+// factory `podway run --datastore SPEC` uses.
+import type { Datastore } from './datastore';
+import { FileDatastore } from './file-datastore';
+import { KvDatastore, KvDatastoreOptions } from './kv-datastore';
+import { openKvStore } from './kv/open';
+import { DatastoreEnv, DatastoreSpec, parseDatastoreSpec } from './kv/spec';
+
+export interface OpenDatastoreOptions extends Omit<KvDatastoreOptions, 'ownsStore'> {
+  /** Environment for Calico's DATASTORE_TYPE / ETCD_* when no spec is given (default process.env). */
+  readonly env?: DatastoreEnv;
+  /** Per-call deadline of the KvStore (etcd calls, embedded lock waits), ms. */
+  readonly kvTimeoutMs?: number;
+}
+
+/** The spec in force: the text given, else $PODWAY_DATASTORE, else Calico's env, else the embedded default. */
+export function resolveDatastoreSpec(specText: string | undefined, env: DatastoreEnv = process.env): DatastoreSpec {
+  const text = specText !== undefined && specText.trim() !== '' ? specText : env.PODWAY_DATASTORE;
+  return parseDatastoreSpec(text, env);
+}
+
+/** Opens (does not start) the datastore for a spec; closing it closes the KvStore it opened. */
+export function openDatastore(spec: string | DatastoreSpec | undefined, options: OpenDatastoreOptions = {}): Datastore {
+  const parsed = typeof spec === 'object' ? spec : resolveDatastoreSpec(spec, options.env ?? process.env);
+  if (parsed.kind === 'file') return new FileDatastore(parsed.path);
+  const kv = openKvStore(parsed, { timeoutMs: options.kvTimeoutMs });
+  return new KvDatastore(kv, { ...options, ownsStore: true });
+}

@@ -1,0 +1,409 @@
+// KvDatastore on the embedded FileKv and on a real etcd (test/helpers/etcd.ts): the snapshot built
+// from resources written in Calico's layout, bad values skipped by name, a burst of writes, and
+// (etcd) a restart under the datastore, a compaction while it was cut off (through a TCP proxy),
+// start() retrying an unreachable store; (FileKv) a compaction while the directory was away.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KvDatastore, KvDatastoreOptions } from '../../src/control/kv-datastore';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { FileKv } from '../../src/control/kv/file-kv';
+import { KvStore } from '../../src/control/kv/kv';
+import { createResource, deleteResource, identityOf } from '../../src/control/v3-store';
+import { ClusterSnapshot } from '../../src/control/snapshot';
+import { computeNodeModel } from '../../src/control/route-calc';
+import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
+import { startTcpProxy } from '../helpers/tcp-proxy';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const pool = (name: string, cidr: string, extra: object = {}) => ({
+  apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name }, spec: { cidr, vxlanMode: 'Always', ...extra },
+});
+const node = (name: string, ip: string, vtep: string) => ({
+  apiVersion: 'projectcalico.org/v3', kind: 'Node', metadata: { name }, spec: { bgp: { ipv4Address: ip }, ipv4VXLANTunnelAddr: vtep },
+});
+const wep = (ns: string, name: string, nodeName: string, iface: string, ip: string) => ({
+  apiVersion: 'projectcalico.org/v3', kind: 'WorkloadEndpoint', metadata: { name, namespace: ns },
+  spec: { orchestrator: 'k8s', node: nodeName, pod: name, endpoint: 'eth0', interfaceName: iface, ipNetworks: [`${ip}/32`] },
+});
+const affinityKey = (n: string, cidr: string) => `/calico/ipam/v2/host/${n}/ipv4/block/${cidr.replace('/', '-')}`;
+
+/** Two nodes, a VXLAN pool, a confirmed block each (and a pending one), two pods. */
+async function writeCluster(kv: KvStore): Promise<void> {
+  await createResource(kv, pool('default-ipv4-ippool', '10.244.0.0/16'));
+  await createResource(kv, node('node1', '10.99.0.1/24', '10.244.0.0'));
+  await createResource(kv, node('node2', '10.99.0.2/24', '10.244.0.64'));
+  await kv.create(affinityKey('node1', '10.244.0.0/26'), '{"state":"confirmed","deleted":false}');
+  await kv.create(affinityKey('node2', '10.244.0.64/26'), '{"state":"confirmed","deleted":false}');
+  await kv.create(affinityKey('node2', '10.244.0.128/26'), '{"state":"pending","deleted":false}');
+  await createResource(kv, wep('default', 'node1-k8s-web--1-eth0', 'node1', 'cali0761ccbeace', '10.244.0.1'));
+  await createResource(kv, wep('prod', 'node2-k8s-db--1-eth0', 'node2', 'cali1111ccbeace', '10.244.0.65'));
+}
+
+interface Harness {
+  ds: KvDatastore;
+  snapshots: ClusterSnapshot[];
+  errors: string[];
+  statuses: string[];
+  waitFor(what: string, pred: (s: ClusterSnapshot) => boolean, timeoutMs?: number): Promise<ClusterSnapshot>;
+  waitError(what: string, pred: (e: string) => boolean, timeoutMs?: number): Promise<string>;
+}
+
+function harness(kv: KvStore, options: KvDatastoreOptions = {}): Harness {
+  const ds = new KvDatastore(kv, options);
+  const snapshots: ClusterSnapshot[] = [];
+  const errors: string[] = [];
+  const statuses: string[] = [];
+  ds.onSnapshot((s) => snapshots.push(s));
+  ds.onError((e) => errors.push(e.message));
+  ds.onStatus((l) => statuses.push(l));
+  const until = async <T>(what: string, get: () => T | undefined, timeoutMs: number): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = get();
+      if (v !== undefined) return v;
+      if (Date.now() > deadline) {
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; errors: ${JSON.stringify(errors)}; statuses: ${JSON.stringify(statuses)}`);
+      }
+      await sleep(20);
+    }
+  };
+  return {
+    ds, snapshots, errors, statuses,
+    waitFor: (what, pred, timeoutMs = 10_000) => until(what, () => { const s = ds.current(); return s && pred(s) ? s : undefined; }, timeoutMs),
+    waitError: (what, pred, timeoutMs = 10_000) => until(what, () => errors.find(pred), timeoutMs),
+  };
+}
+
+const names = (items: readonly { metadata: { name: string } }[]) => items.map((i) => i.metadata.name).sort();
+
+interface Backend {
+  readonly name: string;
+  open(): Promise<{ kv: KvStore; done(): Promise<void> }>;
+}
+
+function commonSuite(backend: Backend) {
+  const test = suite(`KvDatastore on ${backend.name}`);
+
+  test('the snapshot holds the resources written in Calico layout; confirmed affinities only; the model computes', async () => {
+    const { kv, done } = await backend.open();
+    const h = harness(kv);
+    try {
+      await writeCluster(kv);
+      const snap = await h.ds.start();
+      assert.equal(names(snap.ipPools), ['default-ipv4-ippool']);
+      assert.is(snap.ipPools[0]!.spec.blockSize, 26);
+      assert.equal(names(snap.nodes), ['node1', 'node2']);
+      assert.equal(snap.blockAffinities.map((a) => `${a.spec.node} ${a.spec.cidr} ${a.spec.state}`).sort(), [
+        'node1 10.244.0.0/26 confirmed', 'node2 10.244.0.64/26 confirmed',
+      ]);
+      assert.equal(names(snap.blockAffinities), ['node1-10-244-0-0-26', 'node2-10-244-0-64-26']);
+      assert.equal(snap.workloadEndpoints.map((w) => `${w.metadata.namespace}/${w.metadata.name}`).sort(), [
+        'default/node1-k8s-web--1-eth0', 'prod/node2-k8s-db--1-eth0',
+      ]);
+      assert.equal(snap.warnings, []);
+      assert.equal(h.errors, []);
+      assert.is(h.snapshots.length, 1, 'start() delivered the first snapshot to listeners');
+      const model = computeNodeModel(snap, 'node1');
+      const toNode2 = model.routes.find((r) => r.cidr === '10.244.0.64/26');
+      assert.ok(toNode2, JSON.stringify(model.routes));
+      assert.is(toNode2!.kind, 'vxlan');
+      assert.is(model.endpoints.length, 1);
+
+      // Live changes: a new node and pod, a deleted pod, a block confirmed.
+      await createResource(kv, node('node3', '10.99.0.3/24', '10.244.0.192'));
+      await deleteResource(kv, identityOf(wep('prod', 'node2-k8s-db--1-eth0', 'node2', 'x', '1.1.1.1')));
+      const aff = (await kv.get(affinityKey('node2', '10.244.0.128/26')))!;
+      await kv.update(aff.key, '{"state":"confirmed","deleted":false}', aff.modRevision);
+      const later = await h.waitFor('the live changes', (s) => s.nodes.length === 3 && s.workloadEndpoints.length === 1 && s.blockAffinities.length === 3);
+      assert.equal(names(later.nodes), ['node1', 'node2', 'node3']);
+      assert.equal(h.errors, []);
+    } finally {
+      await h.ds.close();
+      await done();
+    }
+  });
+
+  test('bad values are skipped with the key and the field named; the rest is used; a fix brings it back', async () => {
+    const { kv, done } = await backend.open();
+    const h = harness(kv);
+    try {
+      await writeCluster(kv);
+      const badPoolKey = '/calico/resources/v3/projectcalico.org/ippools/bad-pool';
+      await kv.create(badPoolKey, JSON.stringify({ ...pool('bad-pool', '10.250.0.0/16'), spec: { cidr: '10.250.0.0/33' } }));
+      const notJsonKey = '/calico/resources/v3/projectcalico.org/nodes/garbled';
+      await kv.create(notJsonKey, '{"kind":"Node",');
+      const badAffKey = affinityKey('node1', '10.244.1.0/26');
+      await kv.create(badAffKey, '{"state":"maybe"}');
+      const snap = await h.ds.start();
+      assert.equal(names(snap.ipPools), ['default-ipv4-ippool']);
+      assert.equal(names(snap.nodes), ['node1', 'node2']);
+      assert.is(snap.workloadEndpoints.length, 2);
+      assert.is(snap.blockAffinities.length, 2);
+      assert.is(h.errors.length, 3, JSON.stringify(h.errors));
+      const poolErr = h.errors.find((e) => e.startsWith(badPoolKey));
+      assert.ok(poolErr && /spec\.cidr: /.test(poolErr) && /skipped/.test(poolErr), String(poolErr));
+      const jsonErr = h.errors.find((e) => e.startsWith(notJsonKey));
+      assert.ok(jsonErr && /not valid JSON/.test(jsonErr), String(jsonErr));
+      const affErr = h.errors.find((e) => e.startsWith(badAffKey));
+      assert.ok(affErr && /state: expected one of/.test(affErr), String(affErr));
+
+      // A good value turning bad: reported once, that resource is skipped, the others stay.
+      const n2 = (await kv.get('/calico/resources/v3/projectcalico.org/nodes/node2'))!;
+      const broken = JSON.parse(n2.value);
+      broken.spec.ipv4VXLANTunnelAddr = 'not-an-ip';
+      await kv.update(n2.key, JSON.stringify(broken), n2.modRevision);
+      await h.waitFor('node2 skipped', (s) => s.nodes.length === 1);
+      const nodeErr = await h.waitError('the node2 error', (e) => e.includes('/nodes/node2'));
+      assert.match(nodeErr, /spec\.ipv4VXLANTunnelAddr: expected an IPv4 address/);
+      assert.is(h.ds.current()!.ipPools.length, 1);
+      assert.is(h.ds.current()!.workloadEndpoints.length, 2);
+      // The key's name must match its metadata.name.
+      await kv.create('/calico/resources/v3/projectcalico.org/nodes/node9', JSON.stringify(node('node8', '10.99.0.9/24', '10.244.3.0')));
+      const nameErr = await h.waitError('the name mismatch', (e) => e.includes('/nodes/node9'));
+      assert.match(nameErr, /metadata\.name: node8 does not match the key/);
+
+      const n2b = (await kv.get(n2.key))!;
+      await kv.update(n2.key, n2.value, n2b.modRevision);
+      await h.waitFor('node2 back', (s) => s.nodes.length === 2);
+      const errorCount = h.errors.length;
+      await createResource(kv, node('node4', '10.99.0.4/24', '10.244.0.250'));
+      await h.waitFor('node4', (s) => s.nodes.length === 3);
+      assert.is(h.errors.length, errorCount, 'no bad value reported twice');
+    } finally {
+      await h.ds.close();
+      await done();
+    }
+  });
+
+  test('a burst of 100 writes gives a few snapshots, the last with all of them', async () => {
+    const { kv, done } = await backend.open();
+    const h = harness(kv, { debounceMs: 30 });
+    try {
+      await writeCluster(kv);
+      await h.ds.start();
+      const before = h.snapshots.length;
+      await Promise.all(Array.from({ length: 100 }, (_, i) =>
+        createResource(kv, wep('burst', `node1-k8s-p${i}-eth0`, 'node1', `calib${String(i).padStart(10, '0')}`, `10.244.0.${2 + (i % 60)}`))));
+      // Addresses repeat every 60 pods, so pods 60..99 clash with 0..39 on node1: left out with a warning.
+      const snap = await h.waitFor('all 100 burst endpoints seen', (s) => s.workloadEndpoints.length + s.warnings.filter((w) => w.includes('left out')).length === 102, 15_000);
+      const emitted = h.snapshots.length - before;
+      assert.ok(emitted >= 1 && emitted <= 25, `${emitted} snapshots for 100 writes`);
+      assert.is(snap.workloadEndpoints.filter((w) => w.metadata.namespace === 'burst').length, 60);
+      assert.is(snap.warnings.filter((w) => w.includes('left out')).length, 40);
+      // The endpoint created first keeps a contested address.
+      const owner = snap.workloadEndpoints.find((w) => w.spec.ipNetworks[0] === '10.244.0.2/32');
+      assert.ok(owner);
+      const ownerEntry = (await kv.get(`/calico/resources/v3/projectcalico.org/workloadendpoints/burst/${owner!.metadata.name}`))!;
+      const rival = owner!.metadata.name === 'node1-k8s-p0-eth0' ? 'node1-k8s-p60-eth0' : 'node1-k8s-p0-eth0';
+      const rivalEntry = (await kv.get(`/calico/resources/v3/projectcalico.org/workloadendpoints/burst/${rival}`))!;
+      assert.ok(ownerEntry.createRevision < rivalEntry.createRevision);
+    } finally {
+      await h.ds.close();
+      await done();
+    }
+  });
+
+  return test;
+}
+
+// ---------------------------------------------------------------------------------------------
+// FileKv
+
+const tempDirs: string[] = [];
+process.on('exit', () => { for (const d of tempDirs) rmSync(d, { recursive: true, force: true }); });
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'podway-kvds-'));
+  tempDirs.push(d);
+  return d;
+}
+
+const fileBackend: Backend = {
+  name: 'FileKv',
+  async open() {
+    const dir = join(tempDir(), 'store');
+    const kv = new FileKv({ dir, pollMs: 50 });
+    return { kv, done: () => kv.close() };
+  },
+};
+commonSuite(fileBackend).run();
+
+const fileSpecific = suite('KvDatastore on FileKv: compaction while the store was away');
+fileSpecific('the directory moved away, written and compacted by another process, moved back: resync, correct snapshot', async () => {
+  const base = tempDir();
+  const dir = join(base, 'store');
+  const kv = new FileKv({ dir, pollMs: 50 });
+  const h = harness(kv);
+  try {
+    await writeCluster(kv);
+    await h.ds.start();
+    const away = join(base, 'away');
+    renameSync(dir, away);
+    const other = new FileKv({ dir: away });
+    try {
+      await createResource(other, node('node3', '10.99.0.3/24', '10.244.0.192'));
+      await deleteResource(other, identityOf(wep('default', 'node1-k8s-web--1-eth0', 'node1', 'x', '1.1.1.1')));
+      const head = await other.list('/');
+      await other.compact(head.revision);
+    } finally {
+      await other.close();
+    }
+    await sleep(300);
+    assert.is(h.ds.current()!.nodes.length, 2, 'nothing seen while away');
+    renameSync(away, dir);
+    const snap = await h.waitFor('the resynced snapshot', (s) => s.nodes.length === 3 && s.workloadEndpoints.length === 1);
+    assert.equal(names(snap.workloadEndpoints), ['node2-k8s-db--1-eth0']);
+    assert.ok(h.statuses.some((l) => /resync \(compacted\)/.test(l)), JSON.stringify(h.statuses));
+    // And it keeps watching after the resync.
+    await createResource(kv, node('node5', '10.99.0.5/24', '10.244.1.0'));
+    await h.waitFor('node5', (s) => s.nodes.length === 4);
+  } finally {
+    await h.ds.close();
+    await kv.close();
+  }
+});
+fileSpecific.run();
+
+// ---------------------------------------------------------------------------------------------
+// etcd
+
+let etcd: EtcdServer | undefined;
+const getEtcd = async () => (etcd ??= await startEtcd());
+
+/** Empties /calico/ so each test starts from a clean cluster. */
+async function wipe(kv: KvStore): Promise<void> {
+  const list = await kv.list('/calico/');
+  for (const e of list.entries) await kv.delete(e.key);
+}
+
+const etcdBackend: Backend = {
+  name: 'etcd',
+  async open() {
+    const server = await getEtcd();
+    const kv = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 3000 });
+    await wipe(kv);
+    return { kv, done: () => kv.close() };
+  },
+};
+commonSuite(etcdBackend).run();
+
+const etcdSpecific = suite('KvDatastore on etcd: outages');
+
+etcdSpecific('an etcd restart under the datastore: one error, the last snapshot kept, updates after it arrive', async () => {
+  const server = await getEtcd();
+  const kv = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  await wipe(kv);
+  const h = harness(kv);
+  try {
+    await writeCluster(kv);
+    const first = await h.ds.start();
+    await server.kill();
+    const err = await h.waitError('the unreachable error', (e) => e.startsWith('datastore unreachable'));
+    assert.match(err, /keeping the last snapshot/);
+    await sleep(500);
+    assert.is(h.ds.current(), first, 'the last snapshot stays in force');
+    assert.is(h.errors.filter((e) => e.startsWith('datastore unreachable')).length, 1, JSON.stringify(h.errors));
+    await server.start();
+    const writer = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 3000 });
+    try {
+      await createResource(writer, node('node3', '10.99.0.3/24', '10.244.0.192'));
+      await createResource(writer, wep('default', 'node3-k8s-x-eth0', 'node3', 'cali3333ccbeace', '10.244.0.193'));
+    } finally {
+      await writer.close();
+    }
+    const snap = await h.waitFor('the writes after the restart', (s) => s.nodes.length === 3 && s.workloadEndpoints.length === 3, 20_000);
+    assert.equal(names(snap.nodes), ['node1', 'node2', 'node3']);
+    assert.ok(h.statuses.some((l) => l.startsWith('datastore reachable again')), JSON.stringify(h.statuses));
+    assert.is(h.errors.filter((e) => e.startsWith('datastore unreachable')).length, 1, JSON.stringify(h.errors));
+  } finally {
+    await h.ds.close();
+    await kv.close();
+  }
+});
+
+etcdSpecific('a compaction while the datastore was cut off: resync on reconnect, correct snapshot', async () => {
+  const server = await getEtcd();
+  const proxy = await startTcpProxy(server.clientPort);
+  const kv = new EtcdKv({ endpoints: [proxy.endpoint], timeoutMs: 2000 });
+  const writer = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 3000 });
+  await wipe(writer);
+  const h = harness(kv);
+  try {
+    await writeCluster(writer);
+    await h.ds.start();
+    await proxy.down();
+    await h.waitError('the unreachable error', (e) => e.startsWith('datastore unreachable'));
+    await createResource(writer, node('node3', '10.99.0.3/24', '10.244.0.192'));
+    await deleteResource(writer, identityOf(wep('default', 'node1-k8s-web--1-eth0', 'node1', 'x', '1.1.1.1')));
+    const aff = (await writer.get(affinityKey('node2', '10.244.0.128/26')))!;
+    await writer.update(aff.key, '{"state":"confirmed","deleted":false}', aff.modRevision);
+    const head = await writer.list('/calico/');
+    await writer.compact(head.revision);
+    await sleep(200);
+    assert.is(h.ds.current()!.nodes.length, 2, 'nothing seen while cut off');
+    await proxy.up();
+    const snap = await h.waitFor('the resynced snapshot', (s) => s.nodes.length === 3 && s.workloadEndpoints.length === 1 && s.blockAffinities.length === 3, 20_000);
+    assert.equal(names(snap.workloadEndpoints), ['node2-k8s-db--1-eth0']);
+    assert.ok(h.statuses.some((l) => /resync \(compacted\)/.test(l)), JSON.stringify(h.statuses));
+    await createResource(writer, node('node5', '10.99.0.5/24', '10.244.1.0'));
+    await h.waitFor('a write after the resync', (s) => s.nodes.length === 4, 10_000);
+  } finally {
+    await h.ds.close();
+    await kv.close();
+    await writer.close();
+    await proxy.close();
+  }
+});
+
+etcdSpecific('start() on an unreachable etcd retries with backoff, logs each attempt, and gives up at its timeout', async () => {
+  const port = await freePort();
+  const kv = new EtcdKv({ endpoints: [`http://127.0.0.1:${port}`], timeoutMs: 300 });
+  const h = harness(kv, { startTimeoutMs: 1500, retryInitialMs: 200, retryMaxMs: 400 });
+  const t0 = Date.now();
+  try {
+    const err = await h.ds.start().then(() => null, (e: Error) => e);
+    assert.ok(err, 'start() rejected');
+    assert.match(err!.message, /datastore unreachable: gave up after \d+ attempts/);
+    const elapsed = Date.now() - t0;
+    assert.ok(elapsed < 4000, `gave up after ${elapsed} ms`);
+    const attempts = h.errors.filter((e) => /^datastore unreachable \(attempt \d+, retrying in/.test(e));
+    assert.ok(attempts.length >= 2, JSON.stringify(h.errors));
+    assert.match(attempts[0]!, /attempt 1, retrying in 0.2 s/);
+    assert.match(attempts[1]!, /attempt 2, retrying in 0.4 s/);
+  } finally {
+    await h.ds.close();
+    await kv.close();
+  }
+});
+
+etcdSpecific('start() waits for an etcd that comes up later (no timeout), then delivers the snapshot', async () => {
+  const server = await getEtcd();
+  const writer = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 3000 });
+  await wipe(writer);
+  await writeCluster(writer);
+  await writer.close();
+  const proxy = await startTcpProxy(server.clientPort);
+  await proxy.down();
+  const kv = new EtcdKv({ endpoints: [proxy.endpoint], timeoutMs: 500 });
+  const h = harness(kv, { retryInitialMs: 200, retryMaxMs: 400 });
+  try {
+    const started = h.ds.start();
+    await h.waitError('a failed attempt', (e) => /attempt 2/.test(e), 10_000);
+    await proxy.up();
+    const snap = await started;
+    assert.equal(names(snap.nodes), ['node1', 'node2']);
+    assert.ok(h.statuses.some((l) => l.startsWith('datastore reachable again')), JSON.stringify(h.statuses));
+  } finally {
+    await h.ds.close();
+    await kv.close();
+    await proxy.close();
+  }
+});
+
+etcdSpecific.after(async () => {
+  await etcd?.stop();
+});
+etcdSpecific.run();

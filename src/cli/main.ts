@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { readdirSync } from 'node:fs';
 import { runNode } from './run';
 import { table } from './format';
+import { addResourceCommands } from './resources-cmd';
 import { controlRequest, defaultControlPath } from '../dataplane/control-server';
 import { validateNodeName } from '../control/resources';
 
@@ -111,6 +112,9 @@ export function buildProgram(): Command {
       const { runDemo } = await import('./demo');
       await runDemo({ keep: !!o.keep });
     });
+
+  // apply, create, replace, delete, get: calicoctl-shaped resource commands on the datastore.
+  addResourceCommands(program);
   return program;
 }
 

@@ -60,19 +60,7 @@ function mergedNode(existing: JsonObject, reg: NodeRegistration): JsonObject {
   spec.bgp = { ...(isMapping(spec.bgp) ? spec.bgp : {}), ipv4Address: reg.ipv4Address };
   if (reg.vxlanTunnelAddr !== undefined) spec.ipv4VXLANTunnelAddr = reg.vxlanTunnelAddr;
   if (reg.vtepMac !== undefined) spec.vxlanTunnelMACAddr = normalizeMac(reg.vtepMac);
-  // Go's NodeSpec and NodeBGPSpec field order.
-  const bgp = spec.bgp as JsonObject;
-  spec.bgp = Object.fromEntries(
-    ['asNumber', 'ipv4Address', 'ipv6Address', 'ipv4IPIPTunnelAddr', 'routeReflectorClusterID']
-      .filter((k) => bgp[k] !== undefined)
-      .map((k) => [k, bgp[k]] as const)
-      .concat(Object.entries(bgp).filter(([k]) => !['asNumber', 'ipv4Address', 'ipv6Address', 'ipv4IPIPTunnelAddr', 'routeReflectorClusterID'].includes(k))),
-  );
-  const specOrder = ['bgp', 'ipv4VXLANTunnelAddr', 'ipv6VXLANTunnelAddr', 'vxlanTunnelMACAddr', 'vxlanTunnelMACAddrV6', 'orchRefs', 'wireguard', 'addresses'];
-  const orderedSpec: JsonObject = {};
-  for (const k of specOrder) if (spec[k] !== undefined) orderedSpec[k] = spec[k];
-  for (const [k, v] of Object.entries(spec)) if (!(k in orderedSpec)) orderedSpec[k] = v;
-  return { ...existing, kind: 'Node', apiVersion: CALICO_API_VERSION, metadata: meta, spec: orderedSpec };
+  return { ...existing, kind: 'Node', apiVersion: CALICO_API_VERSION, metadata: meta, spec };
 }
 
 /**
@@ -154,14 +142,10 @@ export async function markDatastoreReady(kv: KvStore, options: DatastoreReadyOpt
     }
     if (typeof spec.clusterGUID !== 'string' || spec.clusterGUID === '') spec.clusterGUID = randomBytes(16).toString('hex');
     spec.datastoreReady = true;
-    const order = ['clusterGUID', 'clusterType', 'calicoVersion', 'datastoreReady', 'variant'];
-    const orderedSpec: JsonObject = {};
-    for (const k of order) if (spec[k] !== undefined) orderedSpec[k] = spec[k];
-    for (const [k, v] of Object.entries(spec)) if (!(k in orderedSpec)) orderedSpec[k] = v;
     const meta = isMapping(existing.metadata) ? existing.metadata : {};
     const uid = typeof meta.uid === 'string' && meta.uid ? meta.uid : randomUUID();
     const created = typeof meta.creationTimestamp === 'string' ? meta.creationTimestamp : calicoTimestamp(now());
-    const value = objectForStorage({ ...existing, spec: orderedSpec }, id, uid, created);
+    const value = objectForStorage({ ...existing, spec }, id, uid, created);
     const entry = await kv.update(CLUSTER_INFORMATION_KEY, JSON.stringify(value), current.modRevision);
     if (entry) return { action: 'updated', entry };
   }

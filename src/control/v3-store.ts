@@ -47,6 +47,16 @@ const METADATA_ORDER = [
 const IPPOOL_SPEC_ORDER = [
   'cidr', 'vxlanMode', 'ipipMode', 'natOutgoing', 'disabled', 'disableBGPExport', 'blockSize', 'nodeSelector', 'allowedUses',
 ];
+/** Go struct field order of the specs podway writes most (fields podway does not know go last). */
+const SPEC_ORDER: Record<string, readonly string[]> = {
+  Node: ['bgp', 'ipv4VXLANTunnelAddr', 'ipv6VXLANTunnelAddr', 'vxlanTunnelMACAddr', 'vxlanTunnelMACAddrV6', 'orchRefs', 'wireguard', 'addresses'],
+  WorkloadEndpoint: [
+    'orchestrator', 'workload', 'node', 'containerID', 'pod', 'endpoint', 'serviceAccountName', 'ipNetworks', 'ipv4NAT', 'ipv6NAT',
+    'profiles', 'interfaceName', 'mac', 'ports', 'allowSpoofedSourcePrefixes', 'qosControls',
+  ],
+  ClusterInformation: ['clusterGUID', 'clusterType', 'calicoVersion', 'datastoreReady', 'variant'],
+};
+const NODE_BGP_ORDER = ['asNumber', 'ipv4Address', 'ipv6Address', 'ipv4IPIPTunnelAddr', 'routeReflectorClusterID'];
 
 function isMapping(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -118,6 +128,9 @@ export function objectForStorage(obj: JsonObject, id: Identity, uid: string, cre
   meta.creationTimestamp = creationTimestamp;
   let spec = isMapping(obj.spec) ? obj.spec : {};
   if (id.info.kind === 'IPPool') spec = poolSpecForStorage(spec);
+  const specOrder = SPEC_ORDER[id.info.kind];
+  if (specOrder) spec = ordered(spec, specOrder);
+  if (id.info.kind === 'Node' && isMapping(spec.bgp)) spec = { ...spec, bgp: ordered(spec.bgp, NODE_BGP_ORDER) };
   if (id.info.kind === 'WorkloadEndpoint') {
     const labels: JsonObject = { ...(isMapping(meta.labels) ? meta.labels : {}) };
     labels['projectcalico.org/namespace'] = id.namespace;

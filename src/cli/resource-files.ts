@@ -1,0 +1,93 @@
+// Reads the resource files given to `podway apply|create|replace|delete -f FILE`: YAML or JSON, one
+// document or several (`---`), each a resource or a `kind: List` / `kind: IPPoolList` with items
+// (what `podway get -o yaml` and `calicoctl get -o yaml` print). Every document is validated before
+// anything is written; problems are worded as snapshot.ts words them:
+//   pools.yaml: document 2 (IPPool default-pool): spec.cidr: expected a CIDR like 10.244.0.0/16, got "x"
+import { readFileSync } from 'node:fs';
+import { parseAllDocuments } from 'yaml';
+import { kindInfo, peekIdentity, validateResource } from '../control/calico-kinds';
+import { formatIssue, SourceLocation, ValidationIssue } from '../control/snapshot';
+import type { JsonObject } from '../control/v3-store';
+
+export interface FileResource {
+  /** The document as written (unknown fields kept: they are stored as given). */
+  readonly object: JsonObject;
+  readonly location: SourceLocation;
+}
+
+export class ResourceFileError extends Error {
+  constructor(readonly issues: readonly ValidationIssue[]) {
+    super(issues.slice(0, 20).map(formatIssue).join('\n') + (issues.length > 20 ? `\n... and ${issues.length - 20} more problems` : ''));
+    this.name = 'ResourceFileError';
+  }
+}
+
+function isMapping(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function locate(raw: unknown, position: { document: number; item?: number }): SourceLocation {
+  const { kind, name, namespace } = peekIdentity(raw);
+  const shown = name !== undefined && kind === 'WorkloadEndpoint' ? `${namespace ?? 'default'}/${name}` : name;
+  return { ...position, kind, name: shown };
+}
+
+/**
+ * The resources in `text` (named `file` in errors). `mode` 'full' validates each against its
+ * kind's schema; 'identity' (for delete) needs only a known kind and a name.
+ */
+export function parseResourceText(text: string, file: string, mode: 'full' | 'identity' = 'full'): FileResource[] {
+  const issues: ValidationIssue[] = [];
+  const out: FileResource[] = [];
+  const docs = parseAllDocuments(text);
+  const list = Array.isArray(docs) ? docs : [];
+  const take = (raw: unknown, position: { document: number; item?: number }) => {
+    const location = locate(raw, position);
+    if (mode === 'identity') {
+      const id = peekIdentity(raw);
+      if (!isMapping(raw)) issues.push({ file, location, path: '', message: 'expected a mapping with apiVersion, kind, metadata and spec' });
+      else if (!id.kind || !kindInfo(id.kind)) issues.push({ file, location, path: 'kind', message: `unknown kind ${JSON.stringify(id.kind)}` });
+      else if (!id.name) issues.push({ file, location, path: 'metadata.name', message: 'required (a string)' });
+      else out.push({ object: raw, location });
+      return;
+    }
+    const result = validateResource(raw);
+    if (!result.ok) {
+      for (const issue of result.issues) issues.push({ file, location, path: issue.path, message: issue.message });
+      return;
+    }
+    out.push({ object: raw as JsonObject, location });
+  };
+  list.forEach((doc, index) => {
+    const document = index + 1;
+    if (doc.errors.length > 0) {
+      issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '')}` });
+      return;
+    }
+    const raw: unknown = doc.toJS();
+    if (raw === null || raw === undefined) return; // an empty document, e.g. a trailing '---'
+    if (isMapping(raw) && typeof raw.kind === 'string' && raw.kind.endsWith('List') && !kindInfo(raw.kind)) {
+      if (!Array.isArray(raw.items)) {
+        issues.push({ file, location: { document, kind: raw.kind }, path: 'items', message: 'required (a list)' });
+        return;
+      }
+      raw.items.forEach((item, i) => take(item, { document, item: i + 1 }));
+      return;
+    }
+    take(raw, { document });
+  });
+  if (issues.length > 0) throw new ResourceFileError(issues);
+  if (out.length === 0) throw new ResourceFileError([{ file, location: null, path: '', message: 'no resources in the file' }]);
+  return out;
+}
+
+/** Reads FILE ('-' for standard input) and parses it (see parseResourceText). */
+export function readResourceFile(file: string, mode: 'full' | 'identity' = 'full'): FileResource[] {
+  let text: string;
+  try {
+    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (e) {
+    throw new Error(`${file}: cannot read: ${(e as Error).message}`);
+  }
+  return parseResourceText(text, file === '-' ? '<stdin>' : file, mode);
+}

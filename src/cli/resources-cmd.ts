@@ -1,0 +1,289 @@
+/**
+ * calicoctl-shaped resource commands on the cluster datastore:
+ *   podway apply|create|replace -f FILE [-n NS]      (YAML or JSON, one or many documents, Lists)
+ *   podway delete -f FILE | podway delete KIND NAME [-n NS]
+ *   podway get KIND [NAME] [-n NS | -A] [-o yaml|json|wide]
+ * each with --datastore SPEC (default $PODWAY_DATASTORE, then Calico's DATASTORE_TYPE/ETCD_*
+ * environment, then the embedded store). Values are written as Calico writes them (v3-store.ts),
+ * so calicoctl on the same etcd reads them, and podway reads what calicoctl wrote.
+ */
+import { Command, Option } from 'commander';
+import { stringify } from 'yaml';
+import { kindFromArgument, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
+import { formatLocation } from '../control/snapshot';
+import { openKvStore } from '../control/kv/open';
+import type { KvStore } from '../control/kv/kv';
+import type { DatastoreSpec } from '../control/kv/spec';
+import { resolveDatastoreSpec } from '../control/open-datastore';
+import { CALICO_API_VERSION } from '../control/resources';
+import {
+  applyResource, createResource, deleteResource, describeIdentity, getResource, Identity, identityOf, JsonObject,
+  listResources, replaceResource, ResourceError, requestedRevision,
+} from '../control/v3-store';
+import { FileResource, readResourceFile } from './resource-files';
+
+export const FILE_DATASTORE_READ_ONLY = 'file: datastores are read-only (edit the file); use etcd: or embedded:';
+
+type Out = (text: string) => void;
+
+interface DatastoreOpts {
+  datastore?: string;
+}
+
+function specOf(o: DatastoreOpts): DatastoreSpec {
+  return resolveDatastoreSpec(o.datastore, process.env);
+}
+
+/** Runs `fn` with the KvStore the options name, closing it after. */
+async function withKv<T>(spec: Exclude<DatastoreSpec, { kind: 'file' }>, fn: (kv: KvStore) => Promise<T>): Promise<T> {
+  const kv = openKvStore(spec);
+  try {
+    return await fn(kv);
+  } finally {
+    await kv.close();
+  }
+}
+
+function writableSpec(o: DatastoreOpts): Exclude<DatastoreSpec, { kind: 'file' }> {
+  const spec = specOf(o);
+  if (spec.kind === 'file') throw new Error(FILE_DATASTORE_READ_ONLY);
+  return spec;
+}
+
+function where(r: FileResource, file: string): string {
+  return `${file}: ${formatLocation(r.location)}`;
+}
+
+type WriteVerb = 'apply' | 'create' | 'replace' | 'delete';
+const PAST: Record<WriteVerb, string> = { apply: 'applied', create: 'created', replace: 'replaced', delete: 'deleted' };
+
+/** "'IPPool' resource(s)" when one kind, "resource(s)" when several, as calicoctl words it. */
+function resourcesWord(resources: readonly FileResource[]): string {
+  const kinds = new Set(resources.map((r) => peekIdentity(r.object).kind));
+  return kinds.size === 1 ? `'${[...kinds][0]}' resource(s)` : 'resource(s)';
+}
+
+/** Writes each resource in file order; stops at the first failure (naming file, document and reason). */
+async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { namespace?: string; skipNotExists?: boolean }, out: Out): Promise<void> {
+  const spec = writableSpec(o);
+  const resources = readResourceFile(file, verb === 'delete' ? 'identity' : 'full');
+  const options = { namespace: o.namespace };
+  let done = 0;
+  let skipped = 0;
+  await withKv(spec, async (kv) => {
+    for (const r of resources) {
+      try {
+        if (verb === 'apply') await applyResource(kv, r.object, options);
+        else if (verb === 'create') await createResource(kv, r.object, options);
+        else if (verb === 'replace') await replaceResource(kv, r.object, options);
+        else await deleteResource(kv, identityOf(r.object, o.namespace), requestedRevision(r.object));
+        done++;
+      } catch (e) {
+        if (verb === 'delete' && o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found') {
+          skipped++;
+          continue;
+        }
+        const reason = e instanceof ResourceError ? e.message : `${(e as Error).message}`;
+        const prefix = done === 0
+          ? `Failed to ${verb} any ${resourcesWord(resources)}`
+          : `Partial success: ${PAST[verb]} the first ${done} out of ${resources.length} resources`;
+        throw new Error(`${prefix}: ${where(r, file === '-' ? '<stdin>' : file)}: ${reason}`);
+      }
+    }
+  });
+  out(`Successfully ${PAST[verb]} ${done} ${resourcesWord(resources)}${skipped ? ` (${skipped} did not exist)` : ''}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// get
+
+interface Column {
+  readonly header: string;
+  readonly value: (obj: JsonObject) => string;
+}
+
+const str = (v: unknown): string => (v === undefined || v === null ? '' : Array.isArray(v) ? v.join(',') : String(v));
+const meta = (o: JsonObject) => (o.metadata ?? {}) as JsonObject;
+const spec = (o: JsonObject) => (o.spec ?? {}) as JsonObject;
+const bgp = (o: JsonObject) => (spec(o).bgp ?? {}) as JsonObject;
+const name: Column = { header: 'NAME', value: (o) => str(meta(o).name) };
+const namespace: Column = { header: 'NAMESPACE', value: (o) => str(meta(o).namespace) };
+
+/** calicoctl's table columns per kind (default, then wide). */
+function columnsFor(info: KindInfo, wide: boolean, allNamespaces: boolean, defaultAsn: string): Column[] {
+  switch (info.kind) {
+    case 'IPPool':
+      return wide
+        ? [name, { header: 'CIDR', value: (o) => str(spec(o).cidr) }, { header: 'NAT', value: (o) => str(spec(o).natOutgoing ?? false) },
+          { header: 'IPIPMODE', value: (o) => str(spec(o).ipipMode ?? 'Never') }, { header: 'VXLANMODE', value: (o) => str(spec(o).vxlanMode ?? 'Never') },
+          { header: 'DISABLED', value: (o) => str(spec(o).disabled ?? false) }, { header: 'DISABLEBGPEXPORT', value: (o) => str(spec(o).disableBGPExport ?? false) },
+          { header: 'SELECTOR', value: (o) => str(spec(o).nodeSelector ?? 'all()') }]
+        : [name, { header: 'CIDR', value: (o) => str(spec(o).cidr) }, { header: 'SELECTOR', value: (o) => str(spec(o).nodeSelector ?? 'all()') }];
+    case 'Node':
+      return wide
+        ? [name, { header: 'ASN', value: (o) => (bgp(o).asNumber !== undefined ? str(bgp(o).asNumber) : `(${defaultAsn})`) },
+          { header: 'IPV4', value: (o) => str(bgp(o).ipv4Address) }, { header: 'IPV6', value: (o) => str(bgp(o).ipv6Address) }]
+        : [name];
+    case 'WorkloadEndpoint': {
+      const cols: Column[] = [
+        { header: 'WORKLOAD', value: (o) => str(spec(o).workload || spec(o).pod || meta(o).name) },
+        { header: 'NODE', value: (o) => str(spec(o).node) },
+        { header: 'NETWORKS', value: (o) => str(spec(o).ipNetworks) },
+        { header: 'INTERFACE', value: (o) => str(spec(o).interfaceName) },
+      ];
+      if (wide) cols.unshift(name);
+      if (wide) cols.push({ header: 'PROFILES', value: (o) => str(spec(o).profiles) });
+      if (allNamespaces) cols.unshift(namespace);
+      return cols;
+    }
+    case 'BlockAffinity':
+      return [name, { header: 'NODE', value: (o) => str(spec(o).node) }, { header: 'CIDR', value: (o) => str(spec(o).cidr) },
+        { header: 'STATE', value: (o) => str(spec(o).state) }];
+    case 'BGPConfiguration':
+      return [name, { header: 'LOGSEVERITY', value: (o) => str(spec(o).logSeverityScreen) },
+        { header: 'MESHENABLED', value: (o) => str(spec(o).nodeToNodeMeshEnabled) }, { header: 'ASNUMBER', value: (o) => str(spec(o).asNumber) }];
+    case 'BGPPeer':
+      return [name, { header: 'PEERIP', value: (o) => str(spec(o).peerIP || spec(o).peerSelector) },
+        { header: 'NODE', value: (o) => str(spec(o).node || spec(o).nodeSelector || '(global)') }, { header: 'ASN', value: (o) => str(spec(o).asNumber) }];
+    case 'ClusterInformation':
+      return [name, { header: 'CLUSTERGUID', value: (o) => str(spec(o).clusterGUID) }, { header: 'CLUSTERTYPE', value: (o) => str(spec(o).clusterType) },
+        { header: 'DATASTOREREADY', value: (o) => str(spec(o).datastoreReady) }];
+    default:
+      return [name];
+  }
+}
+
+/** A calicoctl table: upper-case headers (always printed), columns padded, three spaces apart. */
+export function renderTable(columns: readonly Column[], rows: readonly JsonObject[]): string {
+  const cells = rows.map((r) => columns.map((c) => c.value(r)));
+  const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((row) => row[i]!.length)));
+  const line = (vals: readonly string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('   ').trimEnd();
+  return [line(columns.map((c) => c.header)), ...cells.map(line)].join('\n') + '\n';
+}
+
+/** Recursively sorted keys: calicoctl's YAML goes through JSON and prints map keys sorted. */
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(
+    Object.keys(value as JsonObject).sort().map((k) => [k, sortKeys((value as JsonObject)[k])] as const),
+  );
+}
+
+function printObject(obj: unknown, format: string): string {
+  return format === 'json' ? JSON.stringify(obj, null, 2) + '\n' : stringify(sortKeys(obj), { indentSeq: false });
+}
+
+interface GetOpts extends DatastoreOpts {
+  namespace?: string;
+  allNamespaces?: boolean;
+  output: string;
+}
+
+/** The objects of a kind in a file: datastore (no resourceVersion: a file has none). */
+function fromFile(path: string, info: KindInfo): JsonObject[] {
+  return readResourceFile(path).map((r) => r.object).filter((o) => o.kind === info.kind);
+}
+
+async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOpts, out: Out, err: Out): Promise<void> {
+  const info = kindFromArgument(kindArg);
+  if (o.allNamespaces && o.namespace) throw new Error('get: give -n NAMESPACE or -A, not both');
+  const ns = info.namespaced ? (o.allNamespaces ? undefined : o.namespace || 'default') : undefined;
+  const ds = specOf(o);
+  let items: JsonObject[];
+  let revision: string | undefined;
+  let defaultAsn = '64512';
+  if (ds.kind === 'file') {
+    items = fromFile(ds.path, info).filter((obj) => ns === undefined || (meta(obj).namespace ?? 'default') === ns);
+  } else {
+    const result = await withKv(ds, async (kv) => {
+      if (nameArg !== undefined) {
+        const one = await getResource(kv, info, nameArg, ns);
+        return { items: one ? [one.object] : [], revision: undefined, asn: undefined };
+      }
+      const list = await listResources(kv, info, ns);
+      for (const p of list.problems) err(`warning: ${p} (skipped)\n`);
+      let asn: unknown;
+      if (info.kind === 'Node' && o.output === 'wide') {
+        asn = spec(((await getResource(kv, kindFromArgument('bgpconfiguration'), 'default'))?.object ?? {}) as JsonObject).asNumber;
+      }
+      return { items: list.items.map((r) => r.object), revision: String(list.revision), asn };
+    });
+    items = result.items;
+    revision = result.revision;
+    if (result.asn !== undefined) defaultAsn = String(result.asn);
+  }
+  if (nameArg !== undefined) {
+    const one = items.find((obj) => meta(obj).name === nameArg);
+    if (!one) {
+      const id: Identity = { info, name: nameArg, namespace: ns };
+      throw new Error(`resource does not exist: ${describeIdentity(id)}`);
+    }
+    items = [one];
+  }
+  if (o.output === 'yaml' || o.output === 'json') {
+    if (nameArg !== undefined) return out(printObject(items[0], o.output));
+    const list: JsonObject = { kind: `${info.kind}List`, apiVersion: CALICO_API_VERSION, metadata: revision ? { resourceVersion: revision } : {}, items };
+    return out(printObject(list, o.output));
+  }
+  out(renderTable(columnsFor(info, o.output === 'wide', info.namespaced && !!o.allNamespaces, defaultAsn), items));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const DATASTORE_HELP = 'etcd:URL[,URL], embedded:DIR or file:PATH (default $PODWAY_DATASTORE, then DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)';
+
+/** Adds apply, create, replace, delete and get to `program`. */
+export function addResourceCommands(program: Command, out: Out = (t) => void process.stdout.write(t), err: Out = (t) => void process.stderr.write(t)): void {
+  const writer = (verb: Exclude<WriteVerb, 'delete'>, desc: string) =>
+    program
+      .command(verb)
+      .description(desc)
+      .requiredOption('-f, --filename <file>', 'YAML or JSON file of resources (- for standard input)')
+      .option('-n, --namespace <ns>', 'namespace for namespaced resources that do not name one', 'default')
+      .option('--datastore <spec>', DATASTORE_HELP)
+      .action((o) => writeAll(verb, o.filename, o, out));
+  writer('apply', 'create or replace the resources in a file');
+  writer('create', 'create the resources in a file (fails on one that exists)');
+  writer('replace', 'replace the resources in a file (fails on one that does not exist)');
+
+  program
+    .command('delete')
+    .description('delete the resources in a file, or one resource: `podway delete ippool NAME`')
+    .argument('[kind]', `resource type (${KINDS.filter((k) => k.writable).map((k) => k.aliases[0]).join(', ')})`)
+    .argument('[name]', 'resource name')
+    .option('-f, --filename <file>', 'YAML or JSON file of resources to delete')
+    .option('-n, --namespace <ns>', 'namespace (namespaced kinds)', 'default')
+    .option('--skip-not-exists', 'do not fail on a resource that does not exist')
+    .option('--datastore <spec>', DATASTORE_HELP)
+    .action(async (kind: string | undefined, nameArg: string | undefined, o) => {
+      if (o.filename) {
+        if (kind !== undefined) throw new Error('delete: give -f FILE or KIND NAME, not both');
+        return writeAll('delete', o.filename, o, out);
+      }
+      if (kind === undefined || nameArg === undefined) throw new Error('delete: give -f FILE, or KIND NAME (e.g. podway delete ippool my-pool)');
+      const info = kindFromArgument(kind);
+      const ds = writableSpec(o);
+      const id: Identity = { info, name: nameArg, namespace: info.namespaced ? o.namespace : undefined };
+      await withKv(ds, async (kv) => {
+        try {
+          await deleteResource(kv, id);
+        } catch (e) {
+          if (o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found') return;
+          throw e;
+        }
+      });
+      out(`Successfully deleted 1 '${info.kind}' resource(s)\n`);
+    });
+
+  program
+    .command('get')
+    .description('show resources, e.g. `podway get ippool -o yaml`, `podway get wep -A`')
+    .argument('<kind>', `resource type (${KINDS.map((k) => k.aliases[0]).join(', ')})`)
+    .argument('[name]', 'one resource (printed as a single object)')
+    .option('-n, --namespace <ns>', 'namespace (namespaced kinds; default "default")')
+    .option('-A, --all-namespaces', 'every namespace')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['ps', 'wide', 'yaml', 'json']).default('ps'))
+    .option('--datastore <spec>', DATASTORE_HELP)
+    .action((kind: string, nameArg: string | undefined, o: GetOpts) => getCommand(kind, nameArg, o, out, err));
+}

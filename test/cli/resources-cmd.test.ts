@@ -1,0 +1,285 @@
+// `podway apply|create|replace|delete|get` as a user runs them: `node bin/podway.js ...` (built by
+// `npm run build:ts`) against an embedded store in a temp dir and against a real etcd. The values
+// written are compared field by field (and in Go's key order) with hand-written Calico fixtures.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { FileKv } from '../../src/control/kv/file-kv';
+import { KvStore } from '../../src/control/kv/kv';
+import { EtcdServer, startEtcd } from '../helpers/etcd';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const BIN = path.join(ROOT, 'bin', 'podway.js');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'calico-v3');
+const CLUSTER = path.join(FIXTURES, 'cluster.yaml');
+const RES = '/calico/resources/v3/projectcalico.org/';
+
+interface Run { code: number; out: string; err: string }
+
+/** Runs the CLI with a clean environment (no PODWAY_DATASTORE/ETCD_* from the caller) plus `env`. */
+function podway(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const clean: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !/^(PODWAY_|ETCD_|DATASTORE_TYPE$)/.test(k)) clean[k] = v;
+  }
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      resolve({ code, out: stdout, err: stderr });
+    });
+  });
+}
+
+async function ok(args: string[], env?: Record<string, string>): Promise<string> {
+  const r = await podway(args, env);
+  assert.is(r.code, 0, `podway ${args.join(' ')} exited ${r.code}: ${r.err}${r.out}`);
+  return r.out;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
+
+/** Compares a stored value with a fixture: same keys in the same order at every level, same leaves. */
+function assertSameShape(actual: unknown, expected: unknown, where = '$'): void {
+  if (expected === '<uuid>') return assert.ok(typeof actual === 'string' && UUID.test(actual), `${where}: ${JSON.stringify(actual)} is not a UUID`);
+  if (expected === '<rfc3339>') return assert.ok(typeof actual === 'string' && RFC3339.test(actual), `${where}: ${JSON.stringify(actual)} is not RFC 3339`);
+  if (Array.isArray(expected)) {
+    assert.ok(Array.isArray(actual), `${where}: expected a list, got ${JSON.stringify(actual)}`);
+    assert.is((actual as unknown[]).length, expected.length, `${where}: length`);
+    expected.forEach((e, i) => assertSameShape((actual as unknown[])[i], e, `${where}[${i}]`));
+    return;
+  }
+  if (typeof expected === 'object' && expected !== null) {
+    assert.ok(typeof actual === 'object' && actual !== null && !Array.isArray(actual), `${where}: expected an object, got ${JSON.stringify(actual)}`);
+    assert.equal(Object.keys(actual as object), Object.keys(expected), `${where}: keys (and their order)`);
+    for (const k of Object.keys(expected)) assertSameShape((actual as Record<string, unknown>)[k], (expected as Record<string, unknown>)[k], `${where}.${k}`);
+    return;
+  }
+  assert.is(actual, expected, where);
+}
+
+const tempDirs: string[] = [];
+process.on('exit', () => { for (const d of tempDirs) rmSync(d, { recursive: true, force: true }); });
+function tempDir(): string {
+  const d = mkdtempSync(path.join(tmpdir(), 'podway-cli-'));
+  tempDirs.push(d);
+  return d;
+}
+
+interface Target {
+  readonly name: string;
+  /** A fresh, empty datastore: its --datastore spec and a KvStore on it for checking. */
+  open(): Promise<{ spec: string; kv: KvStore }>;
+}
+
+function cliSuite(target: Target) {
+  const test = suite(`podway resource commands on ${target.name}`);
+  let spec = '';
+  let kv: KvStore;
+  let work = '';
+  test.before.each(async () => {
+    ({ spec, kv } = await target.open());
+    work = tempDir();
+  });
+  test.after.each(async () => {
+    await kv.close();
+  });
+  const ds = () => ['--datastore', spec];
+
+  test('apply a multi-document YAML; the stored JSON is Calico\'s, field by field', async () => {
+    const out = await ok(['apply', '-f', CLUSTER, ...ds()]);
+    assert.is(out, 'Successfully applied 5 resource(s)\n');
+    const fixture = (f: string) => JSON.parse(readFileSync(path.join(FIXTURES, f), 'utf8'));
+    const pool = (await kv.get(`${RES}ippools/pool-a`))!;
+    assertSameShape(JSON.parse(pool.value), fixture('ippool-pool-a.json'));
+    assert.not.match(pool.value, /resourceVersion/);
+    const node1 = (await kv.get(`${RES}nodes/node1`))!;
+    assertSameShape(JSON.parse(node1.value), fixture('node-node1.json'));
+    const web = (await kv.get(`${RES}workloadendpoints/prod/node1-k8s-web--1-eth0`))!;
+    assertSameShape(JSON.parse(web.value), fixture('wep-prod-web-1.json'));
+    // The WEP without a namespace went to "default".
+    assert.ok(await kv.get(`${RES}workloadendpoints/default/node2-k8s-db--1-eth0`));
+
+    // A second apply replaces in place: same uid and creation time, a new revision.
+    const before = JSON.parse(pool.value);
+    writeFileSync(path.join(work, 'pool.yaml'), 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool-a}\nspec: {cidr: 10.244.0.0/16, vxlanMode: CrossSubnet}\n');
+    assert.is(await ok(['apply', '-f', path.join(work, 'pool.yaml'), ...ds()]), "Successfully applied 1 'IPPool' resource(s)\n");
+    const pool2 = (await kv.get(`${RES}ippools/pool-a`))!;
+    const after = JSON.parse(pool2.value);
+    assert.ok(pool2.modRevision > pool.modRevision);
+    assert.is(after.metadata.uid, before.metadata.uid);
+    assert.is(after.metadata.creationTimestamp, before.metadata.creationTimestamp);
+    assert.is(after.spec.vxlanMode, 'CrossSubnet');
+    assert.is(after.spec.natOutgoing, undefined, 'natOutgoing false is omitted, as Go does');
+  });
+
+  test('get -o json|yaml round-trips; tables as calicoctl prints them', async () => {
+    await ok(['apply', '-f', CLUSTER, ...ds()]);
+    const list = JSON.parse(await ok(['get', 'ippool', '-o', 'json', ...ds()]));
+    assert.is(list.kind, 'IPPoolList');
+    assert.is(list.apiVersion, 'projectcalico.org/v3');
+    assert.ok(Number(list.metadata.resourceVersion) >= 5);
+    assert.is(list.items.length, 1);
+    const item = list.items[0];
+    const stored = (await kv.get(`${RES}ippools/pool-a`))!;
+    assert.equal(Object.keys(item), ['kind', 'apiVersion', 'metadata', 'spec']);
+    assert.is(item.metadata.resourceVersion, String(stored.modRevision));
+    assert.equal({ ...item.metadata, resourceVersion: undefined }, { ...JSON.parse(stored.value).metadata, resourceVersion: undefined });
+    assert.equal(item.spec, JSON.parse(stored.value).spec);
+
+    const one = JSON.parse(await ok(['get', 'ippool', 'pool-a', '-o', 'json', ...ds()]));
+    assert.equal(one, item, 'NAME prints the single object');
+    // The YAML of one object, edited and applied back (its resourceVersion is current: accepted).
+    const yamlText = await ok(['get', 'ippool', 'pool-a', '-o', 'yaml', ...ds()]);
+    const fromYaml = parseYaml(yamlText);
+    assert.equal(fromYaml, item);
+    writeFileSync(path.join(work, 'edited.yaml'), yamlText.replace('natOutgoing: true', 'natOutgoing: false'));
+    await ok(['replace', '-f', path.join(work, 'edited.yaml'), ...ds()]);
+    const edited = JSON.parse((await kv.get(`${RES}ippools/pool-a`))!.value);
+    assert.is(edited.spec.natOutgoing, undefined);
+    assert.is(edited.metadata.uid, item.metadata.uid);
+    // The same file again: its resourceVersion is stale now.
+    const stale = await podway(['replace', '-f', path.join(work, 'edited.yaml'), ...ds()]);
+    assert.is(stale.code, 1);
+    assert.match(stale.err, /update conflict: IPPool\(pool-a\) has resourceVersion \d+, not \d+/);
+
+    // A list printed by get -o yaml is accepted by apply (kind: IPPoolList with items).
+    const listYaml = await ok(['get', 'nodes', '-o', 'yaml', ...ds()]);
+    assert.match(listYaml, /^kind: NodeList$/m);
+    writeFileSync(path.join(work, 'nodes.yaml'), listYaml.replace(/^  resourceVersion: .*$/gm, ''));
+    assert.is(await ok(['apply', '-f', path.join(work, 'nodes.yaml'), ...ds()]), "Successfully applied 2 'Node' resource(s)\n");
+
+    assert.is(await ok(['get', 'ippool', ...ds()]), 'NAME     CIDR            SELECTOR\npool-a   10.244.0.0/16   all()\n');
+    assert.is(await ok(['get', 'node', ...ds()]), 'NAME\nnode1\nnode2\n');
+    assert.is(await ok(['get', 'node', '-o', 'wide', ...ds()]),
+      'NAME    ASN       IPV4           IPV6\nnode1   64513     10.99.0.1/24\nnode2   (64512)   10.99.0.2/24\n');
+    assert.is(await ok(['get', 'workloadendpoints', ...ds()]),
+      'WORKLOAD   NODE    NETWORKS         INTERFACE\ndb-1       node2   10.244.0.65/32   cali1111ccbeace\n');
+    assert.is(await ok(['get', 'wep', '-n', 'prod', ...ds()]),
+      'WORKLOAD   NODE    NETWORKS        INTERFACE\nweb-1      node1   10.244.0.1/32   cali0761ccbeace\n');
+    assert.is(await ok(['get', 'wep', '-A', ...ds()]),
+      'NAMESPACE   WORKLOAD   NODE    NETWORKS         INTERFACE\ndefault     db-1       node2   10.244.0.65/32   cali1111ccbeace\nprod        web-1      node1   10.244.0.1/32    cali0761ccbeace\n');
+
+    // Block affinities are IPAM keys, shown as BlockAffinity objects.
+    await kv.create('/calico/ipam/v2/host/node1/ipv4/block/10.244.0.0-26', '{"state":"confirmed","deleted":false}');
+    await kv.create('/calico/ipam/v2/host/node2/ipv4/block/10.244.0.64-26', '{"state":"pending","deleted":false}');
+    assert.is(await ok(['get', 'blockaffinity', ...ds()]),
+      'NAME                   NODE    CIDR             STATE\nnode1-10-244-0-0-26    node1   10.244.0.0/26    confirmed\nnode2-10-244-0-64-26   node2   10.244.0.64/26   pending\n');
+    const aff = JSON.parse(await ok(['get', 'affinity', 'node1-10-244-0-0-26', '-o', 'json', ...ds()]));
+    assert.equal(aff.spec, { node: 'node1', cidr: '10.244.0.0/26', state: 'confirmed', deleted: 'false' });
+    assert.is(aff.kind, 'BlockAffinity');
+    // ... and not something apply writes.
+    writeFileSync(path.join(work, 'aff.yaml'), 'apiVersion: projectcalico.org/v3\nkind: BlockAffinity\nmetadata: {name: x}\nspec: {node: node1, cidr: 10.244.1.0/26, state: confirmed}\n');
+    const refused = await podway(['apply', '-f', path.join(work, 'aff.yaml'), ...ds()]);
+    assert.is(refused.code, 1);
+    assert.match(refused.err, /aff\.yaml: document 1 \(BlockAffinity x\): BlockAffinity is IPAM state/);
+  });
+
+  test('create of an existing resource fails naming it (exit 1); replace of an absent one too; delete removes', async () => {
+    await ok(['apply', '-f', CLUSTER, ...ds()]);
+    const again = await podway(['create', '-f', CLUSTER, ...ds()]);
+    assert.is(again.code, 1);
+    assert.is(again.err, `podway: Failed to create any resource(s): ${CLUSTER}: document 1 (IPPool pool-a): resource already exists: IPPool(pool-a)\n`);
+
+    writeFileSync(path.join(work, 'new.yaml'), [
+      'apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: rr1}\nspec: {peerIP: 10.99.0.10, asNumber: 64514}',
+      'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool-a}\nspec: {cidr: 10.244.0.0/16}',
+    ].join('\n---\n'));
+    const partial = await podway(['create', '-f', path.join(work, 'new.yaml'), ...ds()]);
+    assert.is(partial.code, 1);
+    assert.match(partial.err, /Partial success: created the first 1 out of 2 resources: .*new\.yaml: document 2 \(IPPool pool-a\): resource already exists: IPPool\(pool-a\)/);
+    assert.match(await ok(['get', 'bgppeer', ...ds()]), /^rr1\s+10\.99\.0\.10\s+\(global\)\s+64514$/m);
+
+    writeFileSync(path.join(work, 'absent.yaml'), 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: nope}\nspec: {cidr: 10.245.0.0/16}\n');
+    const absent = await podway(['replace', '-f', path.join(work, 'absent.yaml'), ...ds()]);
+    assert.is(absent.code, 1);
+    assert.match(absent.err, /absent\.yaml: document 1 \(IPPool nope\): resource does not exist: IPPool\(nope\)/);
+
+    // Overlapping pools are refused, as Calico refuses them.
+    writeFileSync(path.join(work, 'overlap.yaml'), 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool-b}\nspec: {cidr: 10.244.128.0/17}\n');
+    const overlap = await podway(['create', '-f', path.join(work, 'overlap.yaml'), ...ds()]);
+    assert.is(overlap.code, 1);
+    assert.match(overlap.err, /spec\.cidr 10\.244\.128\.0\/17 overlaps IPPool\(pool-a\) 10\.244\.0\.0\/16/);
+
+    assert.is(await ok(['delete', 'wep', 'node1-k8s-web--1-eth0', '-n', 'prod', ...ds()]), "Successfully deleted 1 'WorkloadEndpoint' resource(s)\n");
+    assert.is(await kv.get(`${RES}workloadendpoints/prod/node1-k8s-web--1-eth0`), null);
+    const gone = await podway(['delete', 'wep', 'node1-k8s-web--1-eth0', '-n', 'prod', ...ds()]);
+    assert.is(gone.code, 1);
+    assert.match(gone.err, /resource does not exist: WorkloadEndpoint\(prod\/node1-k8s-web--1-eth0\)/);
+    const missing = await podway(['get', 'ippool', 'nope', ...ds()]);
+    assert.is(missing.code, 1);
+    assert.match(missing.err, /resource does not exist: IPPool\(nope\)/);
+
+    assert.is(await ok(['delete', '-f', CLUSTER, '--skip-not-exists', ...ds()]), 'Successfully deleted 4 resource(s) (1 did not exist)\n');
+    const left = await kv.list(RES);
+    assert.equal(left.entries.map((e) => e.key), [`${RES}bgppeers/rr1`]);
+  });
+
+  test('invalid files name the file, the document and the field, and write nothing', async () => {
+    const bad = path.join(work, 'bad.json');
+    // JSON works too, and a List's items are counted per item.
+    writeFileSync(bad, JSON.stringify({
+      apiVersion: 'v1', kind: 'List', items: [
+        { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'ok-pool' }, spec: { cidr: '10.244.0.0/16' } },
+        { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'p2' }, spec: { cidr: '10.245.0.0/16', vxlanMode: 'Sometimes' } },
+        { apiVersion: 'projectcalico.org/v3', kind: 'BGPPeer', metadata: { name: 'peer' }, spec: { peerIP: '10.0.0.300' } },
+      ],
+    }));
+    const r = await podway(['apply', '-f', bad, ...ds()]);
+    assert.is(r.code, 1);
+    assert.match(r.err, /bad\.json: document 1 item 2 \(IPPool p2\): spec\.vxlanMode: expected one of Never\|Always\|CrossSubnet, got "Sometimes"/);
+    assert.match(r.err, /bad\.json: document 1 item 3 \(BGPPeer peer\): spec\.peerIP: expected an IP address/);
+    assert.match(r.err, /bad\.json: document 1 item 3 \(BGPPeer peer\): spec\.asNumber: required/);
+    assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+    const unknown = path.join(work, 'unknown.yaml');
+    writeFileSync(unknown, 'apiVersion: projectcalico.org/v3\nkind: IPpool\nmetadata: {name: x}\nspec: {}\n---\n: : bad yaml [\n');
+    const u = await podway(['apply', '-f', unknown, ...ds()]);
+    assert.is(u.code, 1);
+    assert.match(u.err, /unknown\.yaml: document 1 \(IPpool x\): kind: unknown kind "IPpool"/);
+    assert.match(u.err, /unknown\.yaml: document 2: invalid YAML/);
+  });
+
+  test('the datastore comes from PODWAY_DATASTORE when --datastore is not given; file: is read-only', async () => {
+    await ok(['apply', '-f', CLUSTER], { PODWAY_DATASTORE: spec });
+    assert.ok(await kv.get(`${RES}ippools/pool-a`));
+    assert.match(await ok(['get', 'node'], { PODWAY_DATASTORE: spec }), /node2/);
+    const ro = await podway(['apply', '-f', CLUSTER, '--datastore', `file:${CLUSTER}`]);
+    assert.is(ro.code, 1);
+    assert.is(ro.err, 'podway: file: datastores are read-only (edit the file); use etcd: or embedded:\n');
+    const del = await podway(['delete', 'ippool', 'pool-a'], { PODWAY_DATASTORE: `file:${CLUSTER}` });
+    assert.is(del.code, 1);
+    assert.match(del.err, /file: datastores are read-only/);
+    // get reads a file: datastore.
+    assert.is(await ok(['get', 'ippool', '--datastore', `file:${CLUSTER}`]), 'NAME     CIDR            SELECTOR\npool-a   10.244.0.0/16   all()\n');
+  });
+
+  return test;
+}
+
+cliSuite({
+  name: 'an embedded store',
+  async open() {
+    const dir = path.join(tempDir(), 'store');
+    return { spec: `embedded:${dir}`, kv: new FileKv({ dir }) };
+  },
+}).run();
+
+let etcd: EtcdServer | undefined;
+const etcdSuite = cliSuite({
+  name: 'etcd',
+  async open() {
+    etcd ??= await startEtcd();
+    const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
+    for (const e of (await kv.list('/calico/')).entries) await kv.delete(e.key);
+    return { spec: `etcd:${etcd.endpoint}`, kv };
+  },
+});
+etcdSuite.after(async () => {
+  await etcd?.stop();
+});
+etcdSuite.run();

@@ -1,0 +1,151 @@
+// registerNode and markDatastoreReady on the embedded store: Calico's Node shape, others' fields
+// kept, nothing written when nothing changed, two writers racing both land (CAS), ClusterInformation.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { FileKv } from '../../src/control/kv/file-kv';
+import { CLUSTER_INFORMATION_KEY, markDatastoreReady, registerNode } from '../../src/control/node-registration';
+import { applyResource } from '../../src/control/v3-store';
+import { KvDatastore } from '../../src/control/kv-datastore';
+
+const NODE1 = '/calico/resources/v3/projectcalico.org/nodes/node1';
+const dirs: string[] = [];
+process.on('exit', () => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+function store(): { kv: FileKv; dir: string } {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-reg-')), 'store');
+  dirs.push(path.dirname(dir));
+  return { kv: new FileKv({ dir }), dir };
+}
+
+test('registerNode creates the Node as Calico stores it, then writes nothing when nothing changed', async () => {
+  const { kv } = store();
+  try {
+    const r = await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', vxlanTunnelAddr: '10.244.0.0', labels: { zone: 'a', 'kubernetes.io/hostname': 'node1' } });
+    assert.is(r.action, 'created');
+    const fixture = JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', '..', 'test', 'fixtures', 'calico-v3', 'node-node1.json'), 'utf8'));
+    const stored = JSON.parse(r.entry.value);
+    // The fixture has asNumber (set by calicoctl in the CLI test); registration sets no AS.
+    delete fixture.spec.bgp.asNumber;
+    assert.equal(Object.keys(stored), Object.keys(fixture));
+    assert.equal(Object.keys(stored.metadata), Object.keys(fixture.metadata));
+    assert.equal(stored.metadata.labels, fixture.metadata.labels);
+    assert.equal(stored.spec, fixture.spec);
+    assert.match(stored.metadata.uid, /^[0-9a-f-]{36}$/);
+    assert.match(stored.metadata.creationTimestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    const again = await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', vxlanTunnelAddr: '10.244.0.0', labels: { zone: 'a' } });
+    assert.is(again.action, 'unchanged');
+    assert.is(again.entry.modRevision, r.entry.modRevision);
+  } finally {
+    await kv.close();
+  }
+});
+
+test('registerNode keeps what others set (labels, asNumber, orchRefs, uid) and updates its own fields', async () => {
+  const { kv } = store();
+  try {
+    const first = await applyResource(kv, {
+      apiVersion: 'projectcalico.org/v3', kind: 'Node',
+      metadata: { name: 'node1', labels: { rack: 'r1' }, annotations: { note: 'x' } },
+      spec: { bgp: { ipv4Address: '10.99.0.7/24', asNumber: 64600 }, orchRefs: [{ nodeName: 'node1', orchestrator: 'k8s' }] },
+    });
+    const r = await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', vxlanTunnelAddr: '10.244.0.0', vtepMac: '66:0A:1B:2C:3D:4E', labels: { zone: 'a' } });
+    assert.is(r.action, 'updated');
+    const v = JSON.parse(r.entry.value);
+    assert.equal(v.metadata.labels, { rack: 'r1', zone: 'a' });
+    assert.equal(v.metadata.annotations, { note: 'x' });
+    assert.is(v.metadata.uid, (first.resource.object.metadata as { uid: string }).uid);
+    assert.equal(v.spec, {
+      bgp: { asNumber: 64600, ipv4Address: '10.99.0.1/24' },
+      ipv4VXLANTunnelAddr: '10.244.0.0', vxlanTunnelMACAddr: '66:0a:1b:2c:3d:4e',
+      orchRefs: [{ nodeName: 'node1', orchestrator: 'k8s' }],
+    });
+    assert.not.ok('resourceVersion' in v.metadata);
+  } finally {
+    await kv.close();
+  }
+});
+
+test('two registrations racing from two processes\' stores both land (compare-and-swap retries)', async () => {
+  const { kv, dir } = store();
+  const other = new FileKv({ dir });
+  try {
+    await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24' });
+    const results = await Promise.all([
+      ...Array.from({ length: 5 }, (_, i) => registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', labels: { [`a${i}`]: 'x' } })),
+      ...Array.from({ length: 5 }, (_, i) => registerNode(other, { name: 'node1', ipv4Address: '10.99.0.1/24', labels: { [`b${i}`]: 'y' } })),
+    ]);
+    assert.ok(results.every((r) => r.action === 'updated'), JSON.stringify(results.map((r) => r.action)));
+    const v = JSON.parse((await kv.get(NODE1))!.value);
+    assert.equal(Object.keys(v.metadata.labels).sort(), ['a0', 'a1', 'a2', 'a3', 'a4', 'b0', 'b1', 'b2', 'b3', 'b4']);
+  } finally {
+    await other.close();
+    await kv.close();
+  }
+});
+
+test('registerNode refuses bad input before writing', async () => {
+  const { kv } = store();
+  try {
+    for (const [reg, re] of [
+      [{ name: 'node1', ipv4Address: '10.99.0.1' }, /ipv4Address must be an address with its prefix length/],
+      [{ name: 'Node_1', ipv4Address: '10.99.0.1/24' }, /invalid node name/],
+      [{ name: 'node1', ipv4Address: '10.99.0.1/24', vxlanTunnelAddr: '10.244.0' }, /vxlanTunnelAddr must be an IPv4 address/],
+      [{ name: 'node1', ipv4Address: '10.99.0.1/24', vtepMac: 'zz' }, /vtepMac must be a MAC/],
+    ] as const) {
+      const err = await registerNode(kv, reg).then(() => null, (e: Error) => e);
+      assert.ok(err && re.test(err.message), String(err));
+    }
+    assert.equal((await kv.list('/calico/')).entries, []);
+  } finally {
+    await kv.close();
+  }
+});
+
+test('markDatastoreReady: created with a clusterGUID; an existing not-ready one is updated keeping its fields; then unchanged', async () => {
+  const { kv } = store();
+  try {
+    const created = await markDatastoreReady(kv, { clusterType: 'podway' });
+    assert.is(created.action, 'created');
+    const v = JSON.parse(created.entry.value);
+    assert.equal(Object.keys(v), ['kind', 'apiVersion', 'metadata', 'spec']);
+    assert.is(v.kind, 'ClusterInformation');
+    assert.is(v.metadata.name, 'default');
+    assert.match(v.spec.clusterGUID, /^[0-9a-f]{32}$/);
+    assert.equal(Object.keys(v.spec), ['clusterGUID', 'clusterType', 'datastoreReady']);
+    assert.is(v.spec.datastoreReady, true);
+    assert.is((await markDatastoreReady(kv)).action, 'unchanged');
+
+    const cur = (await kv.get(CLUSTER_INFORMATION_KEY))!;
+    const paused = { ...v, spec: { ...v.spec, calicoVersion: 'v3.28.0', datastoreReady: false } };
+    await kv.update(CLUSTER_INFORMATION_KEY, JSON.stringify(paused), cur.modRevision);
+    const updated = await markDatastoreReady(kv);
+    assert.is(updated.action, 'updated');
+    const u = JSON.parse(updated.entry.value);
+    assert.equal(u.spec, { clusterGUID: v.spec.clusterGUID, clusterType: 'podway', calicoVersion: 'v3.28.0', datastoreReady: true });
+    assert.is(u.metadata.uid, v.metadata.uid);
+  } finally {
+    await kv.close();
+  }
+});
+
+test('a KvDatastore sees the node podway registered', async () => {
+  const { kv } = store();
+  const ds = new KvDatastore(kv);
+  try {
+    await ds.start();
+    await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', vxlanTunnelAddr: '10.244.0.0' });
+    const deadline = Date.now() + 5000;
+    while (!(ds.current()?.nodes.length) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const nodes = ds.current()!.nodes;
+    assert.is(nodes.length, 1);
+    assert.is(nodes[0]!.spec.bgp?.ipv4Address, '10.99.0.1/24');
+    assert.is(nodes[0]!.spec.ipv4VXLANTunnelAddr, '10.244.0.0');
+  } finally {
+    await ds.close();
+    await kv.close();
+  }
+});
+
+test.run();

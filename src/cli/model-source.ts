@@ -19,9 +19,13 @@ export class ModelSource {
 
   private constructor(private readonly worker: Worker) {}
 
-  /** Start watching `file` for `node`; resolves with the first model, rejects with a clear error. */
-  static start(file: string, node: string): Promise<{ source: ModelSource; first: NodeDataplaneModel }> {
-    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { file, node } });
+  /**
+   * Start watching the datastore `spec` for `node`; resolves with the first model, rejects with a
+   * clear error. Errors before the first model that the datastore retries on (etcd not reachable
+   * yet) go to `say` and the wait goes on, as calico-node waits for its datastore.
+   */
+  static start(spec: string, node: string, say: (m: string) => void = () => {}): Promise<{ source: ModelSource; first: NodeDataplaneModel }> {
+    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node } });
     const source = new ModelSource(worker);
     return new Promise((resolve, reject) => {
       let started = false;
@@ -30,7 +34,9 @@ export class ModelSource {
         if (m.type === 'model') {
           started = true;
           resolve({ source, first: m.model });
-        } else if (m.type === 'fatal' || m.type === 'rejected' || m.type === 'error') {
+        } else if (m.type === 'error') {
+          say(`datastore: ${m.message} (waiting for it)`);
+        } else if (m.type === 'fatal' || m.type === 'rejected') {
           void worker.terminate();
           reject(new Error(m.message));
         }

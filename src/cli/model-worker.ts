@@ -4,19 +4,20 @@
  * file of 1,000 endpoints) ever runs on the forwarding thread. The main thread receives only
  * finished models, or word that the model did not change.
  *
- * workerData: { file, node }. Messages posted:
+ * workerData: { spec, node } (spec as `podway run --datastore`). Messages posted:
  *   {type:'model', model, ms}      a new model (the first one too)
  *   {type:'unchanged', ms}         a valid change that leaves this node's model as it is
  *   {type:'rejected', message}     a valid snapshot this node cannot use (e.g. its Node is gone)
- *   {type:'error', message}        an invalid edit or a read error (the last good state stays)
- *   {type:'fatal', message}        the datastore could not be read at start
+ *   {type:'error', message}        an invalid edit, a read error, the store unreachable (the last
+ *                                  good state stays; before the first model: still trying)
+ *   {type:'fatal', message}        the datastore could not be used at start
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { FileDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel } from '../control';
+import { openDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel } from '../control';
 import { findUnderlay } from '../dataplane/host';
 
-interface ModelWorkerInit { file: string; node: string }
+interface ModelWorkerInit { spec: string; node: string }
 
 /** A model's identity for "nothing changed" (Sets as sorted arrays, so equal models compare equal). */
 export function modelKey(model: NodeDataplaneModel): string {
@@ -26,7 +27,8 @@ export function modelKey(model: NodeDataplaneModel): string {
 if (parentPort) {
   const port = parentPort;
   const init = workerData as ModelWorkerInit;
-  const store = new FileDatastore(init.file);
+  // file:PATH (the YAML file), etcd:URL[,URL] or embedded:DIR (Calico's etcd v3 layout)
+  const store = openDatastore(init.spec);
   /** The underlay MTU by node IP, read once per address (it decides the tunnel MTUs). */
   const underlayMtu = new Map<number, number>();
   let lastKey = '';

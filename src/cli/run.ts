@@ -4,8 +4,10 @@
  * on every change that alters it (a bad change keeps the last good state forwarding), serves the
  * control socket, and stops cleanly on SIGINT/SIGTERM.
  */
+import { resolveDatastoreSpec } from '../control';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
+import { joinCluster } from './join';
 import { Engine } from '../dataplane/engine';
 import { readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
@@ -21,17 +23,14 @@ export interface RunOptions {
   qdiscBypass?: boolean;
   /** Forwarding workers (1 = the main thread alone). */
   workers?: number;
+  /** This node's address with its prefix, registered in a writable datastore (else first-found). */
+  ip?: string;
 }
 
 export function log(node: string, msg: string): void {
   process.stderr.write(`${new Date().toISOString()} podway[${node}] ${msg}\n`);
 }
 
-export function parseDatastore(spec: string): { kind: 'file'; path: string } {
-  if (spec.startsWith('file:')) return { kind: 'file', path: spec.slice(5) };
-  if (spec.startsWith('etcd')) throw new Error(`datastore "${spec}": etcd is not supported yet; use file:PATH`);
-  throw new Error(`datastore "${spec}": expected file:PATH`);
-}
 
 /** The underlay next hop towards each node, as a key: a change re-applies the model. */
 function gatewaysKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[]): string {
@@ -40,13 +39,18 @@ function gatewaysKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[])
 
 export async function runNode(opts: RunOptions): Promise<void> {
   if (process.getuid && process.getuid() !== 0) throw new Error('podway run needs root (raw sockets, AF_PACKET, TAP devices)');
-  const ds = parseDatastore(opts.datastore);
-  // Parsing, validation and the model run in their own thread from the start: the forwarding
-  // thread only ever receives finished models. A file that cannot be used stops us here.
-  const { source, first } = await ModelSource.start(ds.path, opts.node);
-  let current: NodeDataplaneModel = first;
+  // A spec that does not parse stops us here, with the reason; '' means the default (see main.ts).
+  const spec = resolveDatastoreSpec(opts.datastore || undefined);
+  const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   const say = (m: string) => log(opts.node, m);
-  const count = Math.max(1, opts.workers ?? 1);
+  // On etcd or the embedded store, register this node first (as calico-node does).
+  await joinCluster(spec, { node: opts.node, ip: opts.ip }, say);
+  // Parsing, validation and the model run in their own thread from the start: the forwarding
+  // thread only ever receives finished models. A datastore that cannot be used stops us here.
+  const { source, first } = await ModelSource.start(opts.datastore, opts.node, say);
+  say(`datastore ${specText}`);
+  let current: NodeDataplaneModel = first;
+    const count = Math.max(1, opts.workers ?? 1);
   const workers: Worker[] = [];
   const engine = new Engine({
     batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, log: say,

@@ -37,6 +37,29 @@ export function findUnderlay(nodeIp: number): Underlay {
   throw new Error(`no interface holds the node IP ${want} (Node spec.bgp.ipv4Address); is podway running in the node's network namespace?`);
 }
 
+/** Interfaces Calico's `first-found` autodetection skips (pods, tunnels, bridges, loopback). */
+const NOT_A_NODE_INTERFACE = /^(lo|docker|cbr|dummy|virbr|lxcbr|veth|cali|tunl|flannel|kube-ipvs|cni|vxlan\.calico|vxlan-v6\.calico|wireguard\.cali|wg-v6\.cali|nodelocaldns|podway|tap|tun)/;
+
+/**
+ * The node's address as Calico's default `first-found` finds it: the first global IPv4 address
+ * (with its prefix, "10.0.0.1/24") of an interface that is up and not a pod, tunnel or bridge
+ * device. Undefined when there is none. (Start-up only: it runs `ip`.)
+ */
+export function firstFoundIPv4(): string | undefined {
+  let links: { ifname: string; operstate?: string; flags?: string[]; addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string }[] }[] = [];
+  try {
+    links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 }));
+  } catch {
+    return undefined;
+  }
+  for (const l of links) {
+    if (NOT_A_NODE_INTERFACE.test(l.ifname) || !(l.flags ?? []).includes('UP')) continue;
+    const a = (l.addr_info ?? []).find((x) => x.family === 'inet' && x.scope === 'global' && x.local);
+    if (a) return `${a.local}/${a.prefixlen ?? 32}`;
+  }
+  return undefined;
+}
+
 export function interfaceExists(name: string): boolean {
   return existsSync(`/sys/class/net/${name}`);
 }

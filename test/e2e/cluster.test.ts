@@ -1,0 +1,86 @@
+/**
+ * A two-node cluster on the embedded datastore (root, network namespaces): the pool and the pods'
+ * WorkloadEndpoints are written in Calico's etcd v3 layout, IPAM holds the pods' addresses, and
+ * each `podway run --datastore embedded:DIR` registers its own Node (address by first-found, a
+ * VXLAN tunnel address from IPAM), marks the datastore ready, and forwards from what it reads.
+ * A change written while they run (the pool to IPIP) is applied through the watch.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { Lab, LabNodeSpec } from '../../src/lab/lab';
+import { FileKv } from '../../src/control/kv/file-kv';
+import { applyResource, JsonObject } from '../../src/control/v3-store';
+import { Ipam } from '../../src/control/ipam';
+import { guard, teardown, isRoot, kindOf, until, logTail } from './e2e-kit';
+
+const TWO: LabNodeSpec[] = [
+  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'tap-1', type: 'tap' }] },
+  { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }, { name: 'tap-2', type: 'tap' }] },
+];
+
+/** The lab's IPPool and WorkloadEndpoints for `mode`, as objects (its Nodes are left to podway). */
+function labResources(lab: Lab, mode: 'vxlan' | 'ipip'): JsonObject[] {
+  return parseAllDocuments(lab.resources(mode)).map((d) => d.toJS() as JsonObject).filter((o) => o.kind === 'IPPool' || o.kind === 'WorkloadEndpoint');
+}
+
+test('two podways on the embedded datastore register themselves, get VTEP addresses from IPAM and forward; a pool change applies live', async () => {
+  if (!isRoot()) throw new Error('cluster tests need root (network namespaces)');
+  const lab = guard(new Lab(TWO));
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-kv-'));
+  const kv = new FileKv({ dir });
+  try {
+    lab.build();
+    for (const obj of labResources(lab, 'vxlan')) await applyResource(kv, obj);
+    // The pods' addresses are IPAM's: each one claims its node's block, as a CNI ADD would.
+    const ipam = new Ipam(kv);
+    for (const n of lab.nodes) for (const p of n.pods) await ipam.assignIp({ ip: p.ip, handleId: `lab.${p.name}`, attrs: { node: n.name, pod: p.name }, node: n.name });
+    for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--datastore', `embedded:${dir}`]);
+
+    // registered by podway itself: first-found address and a tunnel address inside its own block
+    for (const n of lab.nodes) {
+      const e = await kv.get(`/calico/resources/v3/projectcalico.org/nodes/${n.name}`);
+      assert.ok(e, `Node ${n.name} registered`);
+      const node = JSON.parse(e!.value) as { kind: string; metadata: { uid?: string }; spec: { bgp: { ipv4Address: string }; ipv4VXLANTunnelAddr?: string } };
+      assert.is(node.kind, 'Node');
+      assert.ok(node.metadata.uid, 'uid set on create');
+      assert.is(node.spec.bgp.ipv4Address, `${n.ip}/${n.prefix}`);
+      const vtep = node.spec.ipv4VXLANTunnelAddr!;
+      assert.ok(vtep, `${n.name} has a VXLAN tunnel address`);
+      const base = Number(n.block.split('.')[3].split('/')[0]);
+      const last = Number(vtep.split('.')[3]);
+      assert.ok(vtep.startsWith('10.244.0.') && last >= base && last < base + 64, `${n.name} VTEP ${vtep} inside its block ${n.block}`);
+      assert.ok(n.log.some((l) => /VXLAN tunnel address .* assigned/.test(l)), n.log.join(' | '));
+    }
+    const ready = await kv.get('/calico/resources/v3/projectcalico.org/clusterinformations/default');
+    assert.ok(ready && (JSON.parse(ready.value) as { spec: { datastoreReady: boolean } }).spec.datastoreReady, 'datastore marked ready');
+    assert.equal((await ipam.check()).length, 0, 'IPAM consistent');
+
+    const n2block = lab.node('node2').block;
+    assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'vxlan', 10_000), `node1 routes ${n2block} over vxlan`);
+    for (const [a, b] of [['web-1', 'web-2'], ['tap-2', 'tap-1'], ['web-2', 'tap-1']]) {
+      const p = lab.ping(a, lab.pod(b).ip, 4, 56, ['-W', '3']);
+      assert.is(p.loss, 0, `${a} -> ${b}: ${JSON.stringify(p)}`);
+      assert.is(p.ttl, 62);
+    }
+
+    // a change through the datastore while both run: the pool to IPIP
+    for (const obj of labResources(lab, 'ipip')) if (obj.kind === 'IPPool') await applyResource(kv, obj);
+    lab.setMode('ipip'); // pod MTUs as the CNI would set them (the file it also writes is not read)
+    assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'ipip', 10_000), `node1 routes ${n2block} over ipip after the edit`);
+    const p = lab.ping('web-1', lab.pod('web-2').ip, 4, 56, ['-W', '3']);
+    assert.is(p.loss, 0, `web-1 -> web-2 over ipip: ${JSON.stringify(p)}`);
+  } catch (e) {
+    console.log(logTail(lab, 20));
+    throw e;
+  } finally {
+    await teardown(lab);
+    await kv.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();

@@ -55,20 +55,20 @@ export function buildProgram(): Command {
     .command('run')
     .description('run the dataplane for one node')
     .option('--node <name>', 'this node (default $NODENAME)')
-    .option('--datastore <spec>', 'file:PATH (default $PODWAY_DATASTORE)')
+    .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore (default: the Node\'s own, else first-found; Calico\'s IP env)')
+    .option('--datastore <spec>', 'file:PATH (a YAML file), etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, then Calico\'s DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)')
     .option('--control <path>', 'control socket (default /run/podway/NODE.sock)')
     .option('--batch <n>', 'frames per batch', (v) => Number(v), 256)
-    .addOption(new Option('--rx-ring <version>', 'AF_PACKET receive ring: 2 = wake per frame (latency), 3 = block batching (throughput)').choices(['2', '3']).default('3'))
+    .addOption(new Option('--rx-ring <version>', 'AF_PACKET receive ring: 2 = wake per frame (default: no block timer on the path), 3 = block batching').choices(['2', '3']).default('2'))
     .option('--qdisc-bypass', 'send on AF_PACKET sockets straight to the driver, skipping qdiscs (tc)')
     .option('--workers <n>', 'forwarding threads (flows spread by PACKET_FANOUT/SO_REUSEPORT; veth pods only when > 1)', (v) => Number(v), 1)
     .action(async (o) => {
       const node = nodeOption(o.node);
-      const datastore = o.datastore ?? process.env.PODWAY_DATASTORE;
+      const datastore: string = o.datastore ?? '';
       if (!node) throw new Error('run: give --node NAME (or set NODENAME)');
-      if (!datastore) throw new Error('run: give --datastore file:PATH (or set PODWAY_DATASTORE)');
       if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new Error('run: --batch must be 1..1024');
       if (!Number.isInteger(o.workers) || o.workers < 1 || o.workers > 64) throw new Error('run: --workers must be 1..64');
-      await runNode({ node, datastore, control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers });
+      await runNode({ node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {

@@ -9,21 +9,13 @@
 // shown as BlockAffinity objects named <node>-<cidr with '.', ':' and '/' as '-'>.
 import { z } from 'zod';
 import { parseIPv4, parseIPv6Cidr, parseIPv4WithPrefix } from './ipv4';
-import { AFFINITY_STATES, BlockAffinity, BlockAffinitySchema, CALICO_API_VERSION, IPPoolSchema, NodeSchema, WorkloadEndpointSchema } from './resources';
+import { AFFINITY_STATES, BlockAffinity, BlockAffinitySchema, CALICO_API_VERSION, IPPoolSchema, NodeSchema, WorkloadEndpointSchema, objectName } from './resources';
+import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
 
 export const RESOURCES_PREFIX = '/calico/resources/v3/projectcalico.org/';
 export const HOST_AFFINITY_PREFIX = '/calico/ipam/v2/host/';
 
-const NAME_PATTERN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const quoted = (v: unknown): string => JSON.stringify(v);
-
-const objectName = z
-  .string()
-  .min(1)
-  .max(253)
-  .refine((s) => NAME_PATTERN.test(s), {
-    error: (iss) => `expected a lowercase DNS name (a-z, 0-9, '-', '.'), got ${quoted(iss.input)}`,
-  });
 
 const looseMetadata = z.looseObject({ name: objectName });
 const asNumber = z.number().int().min(0).max(4294967295);
@@ -258,46 +250,6 @@ export interface FieldIssue {
   /** Dotted field path, e.g. "spec.cidr"; empty for the object as a whole. */
   readonly path: string;
   readonly message: string;
-}
-
-function describeValue(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  if (typeof value === 'object') return 'a mapping';
-  return JSON.stringify(value);
-}
-
-const TYPE_NAMES: Record<string, string> = {
-  string: 'a string', number: 'a number', int: 'an integer', boolean: 'true or false', object: 'a mapping', array: 'a list',
-};
-
-export function formatFieldPath(path: readonly PropertyKey[]): string {
-  let text = '';
-  for (const key of path) text += typeof key === 'number' ? `[${key}]` : text ? `.${String(key)}` : String(key);
-  return text;
-}
-
-function zodIssueMessage(issue: z.core.$ZodIssue): string {
-  const input = (issue as { input?: unknown }).input;
-  switch (issue.code) {
-    case 'invalid_value':
-      return issue.values.length === 1
-        ? `expected ${JSON.stringify(issue.values[0])}, got ${describeValue(input)}`
-        : `expected one of ${issue.values.map(String).join('|')}, got ${describeValue(input)}`;
-    case 'invalid_type': {
-      const expected = TYPE_NAMES[issue.expected] ?? issue.expected;
-      return input === undefined ? `required (${expected})` : `expected ${expected}, got ${describeValue(input)}`;
-    }
-    case 'too_small':
-      if (issue.origin === 'string' && Number(issue.minimum) === 1) return 'must not be empty';
-      return `expected at least ${issue.minimum}, got ${describeValue(input)}`;
-    case 'too_big':
-      if (issue.origin === 'string') return `longer than ${issue.maximum} characters`;
-      return `expected at most ${issue.maximum}, got ${describeValue(input)}`;
-    default:
-      return issue.message;
-  }
 }
 
 function isMapping(value: unknown): value is Record<string, unknown> {

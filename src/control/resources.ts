@@ -41,7 +41,8 @@ const MAX_IFNAME_LEN = 15;
 
 const quoted = (v: unknown): string => JSON.stringify(v);
 
-const objectName = z
+/** A resource name: a lowercase DNS name, as Kubernetes and Calico require. */
+export const objectName = z
   .string()
   .min(1)
   .max(253)

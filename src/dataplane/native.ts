@@ -6,31 +6,19 @@
  */
 import * as path from 'node:path';
 import { FramePool as PlainFramePool, SLOT_SIZE, HEADROOM } from './frame-pool';
-import type { PacketIO, PortOptions, PortStats, PortInfo, PollCallback } from './io';
+import type { PacketIO, PollCallback } from './io';
 
 export { SLOT_SIZE, SLOT_SHIFT, HEADROOM, DescFlag } from './frame-pool';
 export type { PortOptions, PortStats, PortInfo } from './io';
 export { errnoOf } from './io';
 
-/** The addon's exports, as native/addon.c defines them. */
-interface NativeAddon {
-  MAX_BATCH: number;
+/** The addon's exports, as native/addon.c defines them: a PacketIO whose setPool takes the pool's
+ * arrays one by one, plus the control socket's peer check. */
+type NativeAddon = Omit<PacketIO, 'setPool'> & {
   setPool(pool: ArrayBuffer, slotSize: number, headroom: number, slot: Uint32Array, off: Uint16Array,
     len: Uint16Array, port: Uint16Array, flags: Uint16Array, addr: Uint32Array, aport: Uint16Array, txList: Uint32Array): void;
-  openTap(name: string, opts?: PortOptions): number;
-  openTun(name: string, opts?: PortOptions): number;
-  openPacket(ifname: string, opts?: PortOptions): number;
-  openUdp(opts: PortOptions): number;
-  openRaw(opts: PortOptions): number;
-  close(port: number): void;
-  recv(port: number, first: number, max: number): number;
-  send(port: number, first: number, count: number): number;
-  stats(port: number): PortStats;
-  info(port: number): PortInfo;
-  poll(port: number, cb: (port: number, status: number) => void): void;
-  unpoll(port: number): void;
   peerCred(fd: number): { pid: number; uid: number; gid: number };
-}
+};
 
 function loadAddon(): NativeAddon {
   // dist/src/dataplane/native.js -> repo root is three levels up; src/ (ts-node) is two.

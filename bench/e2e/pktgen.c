@@ -10,6 +10,16 @@
  *   pktgen sink PORT SECONDS
  *     Receives UDP on PORT (any address) with recvmmsg for SECONDS, counts datagrams and records
  *     one-way latency from the embedded timestamps. Prints {"received":N,"p50us":..,"p99us":..}.
+ *   pktgen rr-server tcp|udp PORT SECONDS
+ *     Echoes every request back (UDP: each datagram; TCP: the byte stream, TCP_NODELAY, one
+ *     connection at a time) for SECONDS at most.
+ *   pktgen rr-client tcp|udp IP PORT SIZE RATE SECONDS [WINDOW]
+ *     Request/response round trips of SIZE-byte requests (>= 16: sequence number and send time).
+ *     RATE > 0: open loop, a request every 1/RATE s whatever the replies do (the latency a pod
+ *     feels at that load). RATE = 0: closed loop with WINDOW (default 1) requests outstanding, as
+ *     fast as the path answers (the maximum rate). One thread, ppoll() with ns timeouts between
+ *     sends. Prints {"sent":N,"received":N,"seconds":S,"rate":R,"p50us":..,"p99us":..,
+ *     "p999us":..,"maxus":..} (rate: replies per second).
  *
  * Only ever sends to the addresses it is given (the benchmark's own namespaces).
  */
@@ -20,6 +30,8 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,9 +211,155 @@ static int do_sink(int argc, char **argv) {
   return 0;
 }
 
+/* ---- request/response ------------------------------------------------------------------------ */
+
+struct rr_msg {
+  uint32_t magic;
+  uint32_t seq;
+  uint64_t t_ns;
+};
+
+static int rr_socket(const char *proto) {
+  if (strcmp(proto, "tcp") == 0) return socket(AF_INET, SOCK_STREAM, 0);
+  if (strcmp(proto, "udp") == 0) return socket(AF_INET, SOCK_DGRAM, 0);
+  return -1;
+}
+
+static int do_rr_server(int argc, char **argv) {
+  if (argc != 5) {
+    fprintf(stderr, "usage: pktgen rr-server tcp|udp PORT SECONDS\n");
+    return 2;
+  }
+  int tcp = strcmp(argv[2], "tcp") == 0;
+  int fd = rr_socket(argv[2]);
+  if (fd < 0) { fprintf(stderr, "pktgen: proto tcp or udp\n"); return 2; }
+  double end = now() + atof(argv[4]);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[3])) };
+  if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) { perror("bind"); return 1; }
+  if (tcp && listen(fd, 4) < 0) { perror("listen"); return 1; }
+  static uint8_t buf[65536];
+  int conn = -1;
+  while (now() < end) {
+    struct pollfd pfd = { .fd = conn >= 0 ? conn : fd, .events = POLLIN };
+    if (poll(&pfd, 1, 100) <= 0) continue;
+    if (!tcp) {
+      struct sockaddr_in from;
+      socklen_t fl = sizeof from;
+      ssize_t r = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+      if (r > 0) sendto(fd, buf, (size_t)r, 0, (struct sockaddr *)&from, fl);
+    } else if (conn < 0) {
+      conn = accept(fd, NULL, NULL);
+      if (conn >= 0) setsockopt(conn, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    } else {
+      ssize_t r = recv(conn, buf, sizeof buf, 0);
+      if (r <= 0) { close(conn); conn = -1; continue; }
+      for (ssize_t off = 0; off < r;) {
+        ssize_t w = send(conn, buf + off, (size_t)(r - off), MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += w;
+      }
+    }
+  }
+  if (conn >= 0) close(conn);
+  return 0;
+}
+
+static int do_rr_client(int argc, char **argv) {
+  if (argc != 8 && argc != 9) {
+    fprintf(stderr, "usage: pktgen rr-client tcp|udp IP PORT SIZE RATE SECONDS [WINDOW]\n");
+    return 2;
+  }
+  int tcp = strcmp(argv[2], "tcp") == 0;
+  int fd = rr_socket(argv[2]);
+  struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[4])) };
+  int size = atoi(argv[5]), window = argc == 9 ? atoi(argv[8]) : 1;
+  double rate = atof(argv[6]), seconds = atof(argv[7]);
+  if (fd < 0 || !inet_aton(argv[3], &sin.sin_addr) || size < (int)sizeof(struct rr_msg) || size > 1400 || rate < 0 || seconds <= 0 || seconds > 600 || window < 1 || window > 1024) {
+    fprintf(stderr, "pktgen: tcp|udp, an IPv4 address, size 16..1400, rate >= 0, seconds 0..600, window 1..1024\n");
+    return 2;
+  }
+  int one = 1;
+  if (tcp) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) { perror("connect"); return 1; }
+  size_t cap = 1 << 22, nl = 0;
+  uint32_t *lat = malloc(cap * sizeof *lat); /* round trips in ns */
+  static uint8_t req[1400], in[65536 + 1400];
+  memset(req, 0xa5, sizeof req);
+  size_t have = 0; /* TCP: bytes of a partial reply kept at the front of in[] */
+  uint64_t sent = 0, received = 0;
+  int outstanding = 0;
+  double start = now(), end = start + seconds, next = start, last_rx = start;
+  double drain_end = 0;
+  for (;;) {
+    double t = now();
+    if (t >= end && drain_end == 0) drain_end = t + 0.2; /* replies still in flight */
+    if (drain_end && (t >= drain_end || received >= sent)) break;
+    if (!drain_end) {
+      int burst = 0;
+      while (burst < 64 && (rate > 0 ? next <= t : outstanding < window)) {
+        struct rr_msg m = { MAGIC, (uint32_t)sent, (uint64_t)(now() * 1e9) };
+        memcpy(req, &m, sizeof m);
+        ssize_t w = send(fd, req, (size_t)size, MSG_NOSIGNAL);
+        if (w != size) { if (tcp && w > 0) { fprintf(stderr, "pktgen: short TCP send\n"); return 1; } break; }
+        sent++;
+        outstanding++;
+        burst++;
+        if (rate > 0) next += 1.0 / rate;
+      }
+    }
+    double wait = drain_end ? drain_end - t : rate > 0 ? next - now() : 0.1;
+    if (!drain_end && wait > end - t) wait = end - t;
+    if (wait < 0) wait = 0;
+    struct timespec ts = { (time_t)wait, (long)((wait - (time_t)wait) * 1e9) };
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    int pr = ppoll(&pfd, 1, &ts, NULL);
+    if (pr <= 0) {
+      /* closed loop over UDP: a lost reply must not stall the window for good */
+      if (rate == 0 && !tcp && now() - last_rx > 0.1) outstanding = 0;
+      continue;
+    }
+    for (;;) {
+      ssize_t r = recv(fd, in + have, tcp ? sizeof in - have : (size_t)size, MSG_DONTWAIT);
+      if (r <= 0) break;
+      uint64_t tns = (uint64_t)(now() * 1e9);
+      last_rx = now();
+      size_t total = have + (size_t)r, off = 0;
+      if (!tcp) total = (size_t)r == (size_t)size ? (size_t)size : 0;
+      for (; off + (size_t)size <= total; off += (size_t)size) {
+        struct rr_msg m;
+        memcpy(&m, in + off, sizeof m);
+        if (m.magic != MAGIC) continue;
+        received++;
+        if (outstanding > 0) outstanding--;
+        if (nl < cap && tns >= m.t_ns) lat[nl++] = (uint32_t)((tns - m.t_ns) > 0xffffffffu ? 0xffffffffu : tns - m.t_ns);
+      }
+      if (tcp) {
+        have = total - off;
+        if (have) memmove(in, in + off, have);
+      }
+    }
+  }
+  double took = now() - start;
+  double p50 = -1, p99 = -1, p999 = -1, mx = -1;
+  if (nl) {
+    qsort(lat, nl, sizeof *lat, cmp_u32);
+    p50 = lat[nl / 2] / 1e3;
+    p99 = lat[(size_t)(nl * 0.99)] / 1e3;
+    p999 = lat[(size_t)(nl * 0.999)] / 1e3;
+    mx = lat[nl - 1] / 1e3;
+  }
+  printf("{\"sent\":%llu,\"received\":%llu,\"seconds\":%.3f,\"rate\":%.0f,\"p50us\":%.1f,\"p99us\":%.1f,\"p999us\":%.1f,\"maxus\":%.1f}\n",
+         (unsigned long long)sent, (unsigned long long)received, took, received / (took < seconds ? took : seconds), p50, p99, p999, mx);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "send") == 0) return do_send(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "sink") == 0) return do_sink(argc, argv);
-  fprintf(stderr, "usage: pktgen send|sink ...\n");
+  if (argc >= 2 && strcmp(argv[1], "rr-server") == 0) return do_rr_server(argc, argv);
+  if (argc >= 2 && strcmp(argv[1], "rr-client") == 0) return do_rr_client(argc, argv);
+  fprintf(stderr, "usage: pktgen send|sink|rr-server|rr-client ...\n");
   return 2;
 }

@@ -3,12 +3,27 @@
  * by side in the same run, in packets per second and CPU per packet.
  *
  * Topology (network namespaces, src/lab): pod A -> node1 -> underlay veth -> node2 -> pod B.
- * Traffic: bench/e2e/pktgen.c in pod A (AF_PACKET sendmmsg flooder), counted by its sink in pod B.
+ * Pods are veth pods with their offloads on (TSO/GSO, checksum offload), as CNIs leave them; the
+ * underlay veth between the nodes has tx offloads off, like a wire (see Bench.build).
+ * Scenario kinds:
+ * - pps (vxlan-encap, vxlan-decap, direct, ipip, podway-both): bench/e2e/pktgen.c in pod A
+ *   (AF_PACKET sendmmsg flooder), counted by its sink in pod B.
+ * - tcp-bulk: iperf3 pod A -> pod B and B -> A (-R), 1 and 8 streams: Gb/s and CPU per GB.
+ * - rr-latency: pktgen rr-client/rr-server (C, one thread each), TCP and UDP 64 B request/response:
+ *   the maximum rate (16 outstanding), then p50/p99/p99.9 round trips open loop at 100/s and at half
+ *   that maximum.
+ * - idle: `podway run` with 100 veth endpoints and no traffic: its CPU over 10 s.
  *
- *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,ipip] [-- --seconds 2]
- *                 [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
+ *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,tcp-bulk,rr-latency,idle]
+ *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
+ *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
+ *                 [-- --underlay-offloads]   (leave the underlay veth's tx offloads on: see Bench.build)
+ *
+ * --seconds sets every measurement's length; without it pps measurements take 2 s (1 with --quick),
+ * tcp-bulk and rr-latency runs 10 s each.
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
+import { controlRequest } from '../../src/dataplane/control-server';
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,8 +35,10 @@ const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PKTGEN = path.join(ROOT, 'build', 'Release', 'pktgen');
 
 type NodeRole = 'podway' | 'kernel' | 'naive-ipip' | 'naive-vxlan';
-interface Setup { label: string; node1: NodeRole; node2: NodeRole; mode: Mode }
-interface Scenario { name: string; podway: Setup; baselines: Setup[] }
+/** args: podway's extra command-line arguments for this setup (default: --podway-args). */
+interface Setup { label: string; node1: NodeRole; node2: NodeRole; mode: Mode; args?: string[] }
+type Kind = 'pps' | 'tcp-bulk' | 'rr-latency' | 'idle';
+interface Scenario { name: string; kind?: Kind; podway: Setup; baselines: Setup[] }
 
 const SCENARIOS: Scenario[] = [
   {
@@ -52,7 +69,32 @@ const SCENARIOS: Scenario[] = [
     podway: { label: 'podway -> podway', node1: 'podway', node2: 'podway', mode: 'vxlan' },
     baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
   },
+  // What a pod feels: node1 is podway or the kernel, node2 is always a kernel vxlan.calico node.
+  {
+    name: 'tcp-bulk',
+    kind: 'tcp-bulk',
+    podway: { label: 'podway -> kernel', node1: 'podway', node2: 'kernel', mode: 'vxlan' },
+    baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
+  },
+  {
+    name: 'rr-latency',
+    kind: 'rr-latency',
+    podway: { label: 'podway -> kernel', node1: 'podway', node2: 'kernel', mode: 'vxlan' },
+    baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
+  },
+  {
+    name: 'idle',
+    kind: 'idle',
+    podway: { label: 'podway, 100 veth endpoints', node1: 'podway', node2: 'kernel', mode: 'vxlan' },
+    baselines: [],
+  },
 ];
+
+/** `setup` with podway's arguments in its label when they are not the default ones. */
+function withArgs(s: Setup, args: string[] | undefined): Setup {
+  if (!args) return s;
+  return { ...s, args, label: s.label.replace('podway', `podway (${args.join(' ') || 'defaults'})`) };
+}
 
 interface Measurement {
   sent: number;
@@ -73,6 +115,15 @@ function machineBusySeconds(): number {
   const idle = line[3] + line[4];
   const total = line.reduce((a, b) => a + b, 0);
   return (total - idle) / 100; // USER_HZ
+}
+
+/** Seconds of CPU time per /proc/stat column (user nice system idle iowait irq softirq steal). */
+function machineColumns(): number[] {
+  return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map((v) => Number(v) / 100);
+}
+
+function loadAverage(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 }
 
 function procCpuSeconds(pids: number[]): number {
@@ -109,7 +160,7 @@ class Bench {
     const roles: [LabNode, NodeRole][] = [[lab.nodes[0], s.node1], [lab.nodes[1], s.node2]];
     for (const [n, role] of roles) {
       if (role === 'kernel') configureKernelNode(lab, n, s.mode === 'direct' ? 'direct' : 'vxlan');
-      else if (role === 'podway') await lab.startPodway(n.name, 15_000, this.podwayArgs);
+      else if (role === 'podway') await lab.startPodway(n.name, 15_000, s.args ?? this.podwayArgs);
       else this.startNaive(n, role === 'naive-ipip' ? 'ipip' : 'vxlan');
     }
     this.current = key;
@@ -153,7 +204,7 @@ class Bench {
     run('ip', ['netns', 'exec', n.ns, 'ip', 'route', 'flush', 'table', '100'], { allowFail: true });
   }
 
-  private forwarderPids(): number[] {
+  forwarderPids(): number[] {
     const pids: number[] = [];
     for (const n of this.lab.nodes) if (n.proc?.pid) pids.push(n.proc.pid);
     if (this.naive?.pid) pids.push(this.naive.pid);
@@ -194,10 +245,127 @@ class Bench {
     return 0;
   }
 
+  private nextPort = 5301;
+
+  /** Podway's port counters summed over its ports (kernel drops, GSO segmentation), or null. */
+  async podwayPortTotals(): Promise<Record<string, number> | null> {
+    const n = this.lab.nodes[0];
+    if (!n.proc) return null;
+    const c = (await controlRequest(n.control, { cmd: 'counters' })) as { ports?: Record<string, unknown>[] };
+    const t: Record<string, number> = { kernelDrops: 0, rxGsoFrames: 0, rxGsoSegments: 0, rxGsoBad: 0, rxGsoDropped: 0, txFull: 0 };
+    for (const p of c.ports ?? []) for (const k of Object.keys(t)) t[k] += Number(p[k] ?? 0);
+    return t;
+  }
+
+  /**
+   * iperf3 pod A -> pod B (reverse: pod B sends, -R) with `streams` parallel streams.
+   * CPU: the podway process's own time, and the machine's non-idle time (/proc/stat) minus what
+   * iperf3 reports for its two ends (getrusage: cpu_utilization_percent host_total/remote_total):
+   * the forwarding and the pods' kernel stacks, for the kernel node and podway alike.
+   */
+  async tcpBulk(streams: number, reverse: boolean, seconds: number): Promise<TcpMeasurement> {
+    const a = this.lab.pod('pod-a');
+    const b = this.lab.pod('pod-b');
+    const port = this.nextPort++;
+    const server = spawn('ip', ['netns', 'exec', b.ns, 'iperf3', '-s', '-1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      await waitListening(b.ns, 'tcp', port);
+      const before = await this.podwayPortTotals();
+      const pids = this.forwarderPids();
+      const cpu0 = procCpuSeconds(pids);
+      const m0 = machineColumns();
+      const out = await runAsync('ip', ['netns', 'exec', a.ns, 'iperf3', '-c', b.ip, '-p', String(port), '-t', String(seconds), '-P', String(streams), '-J', ...(reverse ? ['-R'] : [])], (seconds + 20) * 1000);
+      const cpu1 = procCpuSeconds(pids);
+      const m1 = machineColumns();
+      const after = await this.podwayPortTotals();
+      const r = JSON.parse(out) as { error?: string; end: { sum_received: { bits_per_second: number; bytes: number; seconds: number }; sum_sent: { retransmits?: number }; cpu_utilization_percent: { host_total: number; remote_total: number } } };
+      if (r.error) throw new Error(`iperf3: ${r.error}`);
+      const e = r.end;
+      const busy = (c: number[]) => c.reduce((x, y) => x + y, 0) - c[3] - c[4];
+      const iperfCpu = ((e.cpu_utilization_percent.host_total + e.cpu_utilization_percent.remote_total) / 100) * e.sum_received.seconds;
+      const counters: Record<string, number> = {};
+      if (before && after) for (const k of Object.keys(after)) counters[k] = after[k] - before[k];
+      return {
+        gbps: e.sum_received.bits_per_second / 1e9, bytes: e.sum_received.bytes, seconds: e.sum_received.seconds,
+        retransmits: e.sum_sent.retransmits ?? 0, procCpu: cpu1 - cpu0, machineCpu: busy(m1) - busy(m0),
+        softirqCpu: m1[6] - m0[6], iperfCpu, counters,
+      };
+    } finally {
+      if (server.exitCode === null) server.kill('SIGKILL');
+    }
+  }
+
+  /** One request/response run: pktgen rr-server in pod B, rr-client in pod A. rate 0: closed loop. */
+  async rr(proto: 'tcp' | 'udp', rate: number, seconds: number, window = 1): Promise<RrMeasurement> {
+    const a = this.lab.pod('pod-a');
+    const b = this.lab.pod('pod-b');
+    const port = this.nextPort++;
+    const server = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'rr-server', proto, String(port), String(seconds + 5)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      await waitListening(b.ns, proto, port);
+      const out = await runAsync('ip', ['netns', 'exec', a.ns, PKTGEN, 'rr-client', proto, b.ip, String(port), '64', String(rate), String(seconds), String(window)], (seconds + 10) * 1000);
+      return JSON.parse(out) as RrMeasurement;
+    } finally {
+      if (server.exitCode === null) server.kill('SIGKILL');
+    }
+  }
+
+  /**
+   * Build the lab. The underlay veth stands for a wire between two NICs: its ends get tx checksum
+   * offload off (and with it TSO), so frames cross it whole, at most the MTU, with their checksums
+   * filled, as a NIC puts them on a wire. Left on, the kernel hands the other node's socket
+   * VXLAN datagrams whose inner TCP checksum is only partial (CHECKSUM_PARTIAL travels across a
+   * veth), and a userspace VXLAN receiver forwards them with that checksum: the pod drops them.
+   */
+  build(underlayOffloads = false): void {
+    this.lab.build();
+    if (underlayOffloads) return;
+    for (const n of this.lab.nodes) run('ip', ['netns', 'exec', n.ns, 'ethtool', '-K', 'eth0', 'tx', 'off']);
+  }
+
   async destroy(): Promise<void> {
     await this.stopNaive();
     this.lab.destroy();
   }
+}
+
+interface TcpMeasurement {
+  gbps: number; bytes: number; seconds: number; retransmits: number;
+  /** CPU seconds: podway's process; the machine's non-idle time; its softirq part; iperf3's ends */
+  procCpu: number; machineCpu: number; softirqCpu: number; iperfCpu: number;
+  /** podway's port counters over the run (kernelDrops, rxGsoFrames, ...), empty for the kernel */
+  counters: Record<string, number>;
+}
+
+interface RrMeasurement { sent: number; received: number; seconds: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number }
+
+/** Wait (bounded: 10 s) until a server in namespace `ns` has bound `port`: a loaded machine starts it late. */
+async function waitListening(ns: string, proto: 'tcp' | 'udp', port: number): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (Date.now() < end) {
+    const out = run('ip', ['netns', 'exec', ns, 'ss', '-Hn', proto === 'tcp' ? '-lt' : '-lu', 'sport', '=', `:${port}`], { allowFail: true });
+    if (out.trim()) return;
+    await sleep(50);
+  }
+  throw new Error(`no ${proto} server on port ${port} in ${ns} after 10 s`);
+}
+
+/** Run a command without blocking the event loop (podway's stderr pipes keep draining). */
+function runAsync(cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.stderr!.on('data', (d) => (err += d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.once('exit', (code) => {
+      clearTimeout(timer);
+      // iperf3 -J reports its errors in the JSON (exit 1): let the caller read them
+      if (code === 0 || out.trim().startsWith('{')) resolve(out);
+      else reject(new Error(`${cmd} ${args.slice(3).join(' ')}: exit ${code}: ${err.trim().slice(-300)}`));
+    });
+  });
 }
 
 interface Row {
@@ -207,32 +375,110 @@ interface Row {
   lossFreePps: number; p50us: number; p99us: number;
 }
 
+/** tcp-bulk rows: size is null (a byte stream), flows the iperf3 streams. CPU in seconds per GB. */
+interface TcpRow {
+  scenario: string; size: null; flows: number; direction: string; setup: string; baseline: string;
+  gbps: number; baselineGbps: number; ratio: number; retransmits: number; baselineRetransmits: number;
+  /** machine non-idle CPU minus iperf3's, per GB delivered */
+  cpuSecPerGB: number; baselineCpuSecPerGB: number;
+  /** podway's process alone */
+  podwayCpuSecPerGB: number;
+  softirqSecPerGB: number; baselineSoftirqSecPerGB: number;
+  counters: Record<string, number>;
+}
+
+/** rr-latency rows: size 64 B requests, flows 1 (one connection / socket pair). */
+interface RrRow {
+  scenario: string; size: number; flows: number; proto: string; load: string; setup: string; baseline: string;
+  rate: number; baselineRate: number; maxRate: number; baselineMaxRate: number;
+  p50us: number; p99us: number; p999us: number; baselineP50us: number; baselineP99us: number; baselineP999us: number;
+  /** podway p50 minus the kernel's; podway p99 over the kernel's */
+  p50DeltaUs: number; p99Ratio: number; samples: number; baselineSamples: number;
+}
+
+interface IdleRow { scenario: string; size: null; flows: null; setup: string; baseline: null; endpoints: number; seconds: number; cpuSeconds: number; percentOfCore: number }
+
 function machineInfo() {
   const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown';
-  return { cpu, cores: os.cpus().length, kernel: os.release(), node: process.version, date: new Date().toISOString() };
+  return { cpu, cores: os.cpus().length, kernel: os.release(), node: process.version, date: new Date().toISOString(), loadavg: loadAverage() };
+}
+
+const r2 = (x: number) => +x.toFixed(2);
+
+/**
+ * `podway run` idle with 100 veth endpoints (a lab of its own: node1 with 100 pods): CPU seconds of
+ * the process (all its threads, /proc/PID/stat) over `seconds`, after every endpoint is open.
+ */
+async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[]): Promise<IdleRow[]> {
+  const pods = Array.from({ length: 100 }, (_, k) => ({ name: `idle-${k}`, type: 'veth' as const }));
+  const lab = new Lab([{ name: 'node1', subnet: 'a', pods }, { name: 'node2', subnet: 'a', pods: [] }], { underlay: 'p2p' });
+  const rows: IdleRow[] = [];
+  try {
+    lab.build();
+    for (const s of setups) {
+      await lab.startPodway('node1', 60_000, s.args ?? podwayArgs);
+      try {
+        const n = lab.node('node1');
+        const end = Date.now() + 30_000;
+        for (;;) {
+          const eps = (await controlRequest(n.control, { cmd: 'endpoints' })) as unknown[];
+          if (eps.length >= 100) break;
+          if (Date.now() > end) throw new Error(`idle: podway opened ${eps.length} of 100 endpoints in 30 s`);
+          await sleep(200);
+        }
+        await sleep(2000); // let the start-up work (host programming, first ARP) finish
+        const pid = n.proc!.pid!;
+        const c0 = procCpuSeconds([pid]);
+        const t0 = performance.now();
+        await sleep(seconds * 1000);
+        const cpu = procCpuSeconds([pid]) - c0;
+        const took = (performance.now() - t0) / 1000;
+        rows.push({ scenario: 'idle', size: null, flows: null, setup: s.label, baseline: null, endpoints: 100, seconds: r2(took), cpuSeconds: r2(cpu), percentOfCore: r2((cpu / took) * 100) });
+      } finally {
+        await lab.stopPodway('node1');
+      }
+    }
+  } finally {
+    lab.destroy();
+  }
+  return rows;
 }
 
 async function main() {
   const args = process.argv.slice(2);
+  const opt = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
   const json = args.includes('--json');
   const quick = args.includes('--quick');
-  const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : null;
-  const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : quick ? 1 : 2;
+  const only = opt('--only')?.split(',') ?? null;
+  const secondsArg = opt('--seconds') !== undefined ? Number(opt('--seconds')) : null;
+  const seconds = secondsArg ?? (quick ? 1 : 2);
+  const longSeconds = secondsArg ?? (quick ? 3 : 10);
   const sizes = quick ? [64] : [64, 1400];
-  const flowsList = args.includes('--flows') ? args[args.indexOf('--flows') + 1].split(',').map(Number) : quick ? [1] : [1, 1024];
+  const flowsList = opt('--flows')?.split(',').map(Number) ?? (quick ? [1] : [1, 1024]);
   if (process.getuid && process.getuid() !== 0) throw new Error('the e2e benchmark needs root (network namespaces)');
-  const podwayArgs = args.includes('--podway-args') ? args[args.indexOf('--podway-args') + 1].split(' ').filter(Boolean) : [];
+  const podwayArgs = opt('--podway-args')?.split(' ').filter(Boolean) ?? [];
+  const compareArgs = opt('--compare-podway-args')?.split(' ').filter(Boolean);
+  const info = machineInfo();
   const bench = new Bench(podwayArgs);
   const onExit = () => bench.lab.destroy();
   process.once('SIGINT', () => { onExit(); process.exit(130); });
   const rows: Row[] = [];
+  const tcpRows: TcpRow[] = [];
+  const rrRows: RrRow[] = [];
+  const idleRows: IdleRow[] = [];
   const errors: string[] = [];
+  const say = (m: string) => { if (!json) process.stderr.write(m + '\n'); };
   try {
-    bench.lab.build();
+    bench.build(args.includes('--underlay-offloads'));
     for (const sc of SCENARIOS) {
-      if (only && !only.includes(sc.name)) continue;
+      if (only ? !only.includes(sc.name) : sc.kind !== undefined && sc.kind !== 'pps') continue;
+      // the podway setup as asked (--podway-args), and the --compare-podway-args one beside it
+      const podways = [sc.podway, ...(compareArgs ? [withArgs(sc.podway, compareArgs)] : [])];
       try {
-        await runScenario(sc);
+        if (sc.kind === 'tcp-bulk') await runTcp(sc, podways);
+        else if (sc.kind === 'rr-latency') await runRr(sc, podways);
+        else if (sc.kind === 'idle') idleRows.push(...(await measureIdle(podways, quick ? 3 : 10, podwayArgs)));
+        else await runPps(sc, podways);
       } catch (e) {
         // one broken setup must not throw away the other scenarios' figures
         process.stderr.write(`bench: ${sc.name}: ${(e as Error).message}\n`);
@@ -242,51 +488,151 @@ async function main() {
   } finally {
     await bench.destroy();
   }
-  async function runScenario(sc: Scenario): Promise<void> {
-      const podwayRes: Record<string, Measurement & { lossFree: number; lat: Measurement }> = {};
-      await bench.configure(sc.podway);
+
+  async function runPps(sc: Scenario, podways: Setup[]): Promise<void> {
+    const podwayRes = new Map<string, Measurement & { lossFree: number; lat: Measurement }>();
+    for (const pw of podways) {
+      await bench.configure(pw);
       for (const size of sizes) {
         for (const flows of flowsList) {
           const m = await bench.measure(size, flows, 0, seconds);
           const lossFree = await bench.lossFreeRate(size, flows, m.pps, seconds, quick ? [0.9, 0.5] : [1.0, 0.7, 0.4]);
           const lat = await bench.measure(size, flows, Math.max(1000, Math.floor((lossFree || m.pps * 0.3) / 2)), seconds);
-          podwayRes[`${size}/${flows}`] = { ...m, lossFree, lat };
-          if (!json) process.stderr.write(`${sc.name} ${sc.podway.label} ${size}B ${flows} flows: ${Math.round(m.pps)} pps\n`);
+          podwayRes.set(`${pw.label}/${size}/${flows}`, { ...m, lossFree, lat });
+          say(`${sc.name} ${pw.label} ${size}B ${flows} flows: ${Math.round(m.pps)} pps`);
         }
       }
-      for (const base of sc.baselines) {
-        await bench.configure(base);
-        for (const size of sizes) {
-          for (const flows of flowsList) {
-            const bm = await bench.measure(size, flows, 0, seconds);
-            const p = podwayRes[`${size}/${flows}`];
-            if (!json) process.stderr.write(`${sc.name} ${base.label} ${size}B ${flows} flows: ${Math.round(bm.pps)} pps\n`);
+    }
+    for (const base of sc.baselines) {
+      await bench.configure(base);
+      for (const size of sizes) {
+        for (const flows of flowsList) {
+          const bm = await bench.measure(size, flows, 0, seconds);
+          say(`${sc.name} ${base.label} ${size}B ${flows} flows: ${Math.round(bm.pps)} pps`);
+          for (const pw of podways) {
+            const p = podwayRes.get(`${pw.label}/${size}/${flows}`)!;
             rows.push({
-              scenario: sc.name, size, flows, setup: sc.podway.label, baseline: base.label,
-              pps: Math.round(p.pps), baselinePps: Math.round(bm.pps), ratio: bm.pps ? +(p.pps / bm.pps).toFixed(2) : Infinity,
+              scenario: sc.name, size, flows, setup: pw.label, baseline: base.label,
+              pps: Math.round(p.pps), baselinePps: Math.round(bm.pps), ratio: bm.pps ? r2(p.pps / bm.pps) : Infinity,
               gbps: +p.gbps.toFixed(3),
-              cpuUsPerPkt: p.received ? +((p.machineCpu * 1e6) / p.received).toFixed(2) : 0,
-              baselineCpuUsPerPkt: bm.received ? +((bm.machineCpu * 1e6) / bm.received).toFixed(2) : 0,
-              podwayCpuUsPerPkt: p.received ? +((p.procCpu * 1e6) / p.received).toFixed(2) : 0,
+              cpuUsPerPkt: p.received ? r2((p.machineCpu * 1e6) / p.received) : 0,
+              baselineCpuUsPerPkt: bm.received ? r2((bm.machineCpu * 1e6) / bm.received) : 0,
+              podwayCpuUsPerPkt: p.received ? r2((p.procCpu * 1e6) / p.received) : 0,
               lossFreePps: p.lossFree, p50us: p.lat.p50us, p99us: p.lat.p99us,
             });
           }
         }
       }
+    }
   }
-  const info = machineInfo();
+
+  async function runTcp(sc: Scenario, podways: Setup[]): Promise<void> {
+    const cases = [1, 8].flatMap((streams) => [false, true].map((reverse) => ({ streams, reverse })));
+    const res = new Map<string, TcpMeasurement>();
+    for (const setup of [...podways, ...sc.baselines]) {
+      await bench.configure(setup);
+      for (const c of cases) {
+        const m = await bench.tcpBulk(c.streams, c.reverse, longSeconds);
+        res.set(`${setup.label}/${c.streams}/${c.reverse}`, m);
+        say(`${sc.name} ${setup.label} ${c.reverse ? 'B -> A' : 'A -> B'} ${c.streams} streams: ${m.gbps.toFixed(2)} Gb/s, ${m.retransmits} retransmits${Object.keys(m.counters).length ? ' ' + JSON.stringify(m.counters) : ''}`);
+      }
+    }
+    const perGB = (cpu: number, m: TcpMeasurement) => (m.bytes ? r2(cpu / (m.bytes / 1e9)) : 0);
+    const fwdCpu = (m: TcpMeasurement) => m.machineCpu - m.iperfCpu;
+    for (const base of sc.baselines) {
+      for (const pw of podways) {
+        for (const c of cases) {
+          const p = res.get(`${pw.label}/${c.streams}/${c.reverse}`)!;
+          const b = res.get(`${base.label}/${c.streams}/${c.reverse}`)!;
+          tcpRows.push({
+            scenario: sc.name, size: null, flows: c.streams, direction: c.reverse ? 'B -> A' : 'A -> B', setup: pw.label, baseline: base.label,
+            gbps: r2(p.gbps), baselineGbps: r2(b.gbps), ratio: b.gbps ? r2(p.gbps / b.gbps) : Infinity,
+            retransmits: p.retransmits, baselineRetransmits: b.retransmits,
+            cpuSecPerGB: perGB(fwdCpu(p), p), baselineCpuSecPerGB: perGB(fwdCpu(b), b), podwayCpuSecPerGB: perGB(p.procCpu, p),
+            softirqSecPerGB: perGB(p.softirqCpu, p), baselineSoftirqSecPerGB: perGB(b.softirqCpu, b), counters: p.counters,
+          });
+        }
+      }
+    }
+  }
+
+  async function runRr(sc: Scenario, podways: Setup[]): Promise<void> {
+    type Res = { max: RrMeasurement; low: RrMeasurement; half: RrMeasurement };
+    const res = new Map<string, Res>();
+    for (const setup of [...podways, ...sc.baselines]) {
+      await bench.configure(setup);
+      for (const proto of ['tcp', 'udp'] as const) {
+        // the maximum: 16 requests outstanding, as fast as replies come back
+        const max = await bench.rr(proto, 0, Math.min(longSeconds, 3), 16);
+        const low = await bench.rr(proto, 100, longSeconds);
+        const half = await bench.rr(proto, Math.max(100, Math.floor(max.rate / 2)), longSeconds);
+        res.set(`${setup.label}/${proto}`, { max, low, half });
+        say(`${sc.name} ${setup.label} ${proto}: max ${max.rate}/s; 100/s p50/p99/p99.9 ${low.p50us}/${low.p99us}/${low.p999us} µs; ${half.rate}/s ${half.p50us}/${half.p99us}/${half.p999us} µs`);
+      }
+    }
+    for (const base of sc.baselines) {
+      for (const pw of podways) {
+        for (const proto of ['tcp', 'udp'] as const) {
+          const p = res.get(`${pw.label}/${proto}`)!;
+          const b = res.get(`${base.label}/${proto}`)!;
+          for (const load of ['low', 'half'] as const) {
+            const pm = p[load];
+            const bm = b[load];
+            rrRows.push({
+              scenario: sc.name, size: 64, flows: 1, proto, load: load === 'low' ? '100/s' : 'half of max', setup: pw.label, baseline: base.label,
+              rate: Math.round(pm.received / pm.seconds), baselineRate: Math.round(bm.received / bm.seconds), maxRate: p.max.rate, baselineMaxRate: b.max.rate,
+              p50us: pm.p50us, p99us: pm.p99us, p999us: pm.p999us, baselineP50us: bm.p50us, baselineP99us: bm.p99us, baselineP999us: bm.p999us,
+              p50DeltaUs: +(pm.p50us - bm.p50us).toFixed(1), p99Ratio: bm.p99us > 0 ? r2(pm.p99us / bm.p99us) : Infinity,
+              samples: pm.received, baselineSamples: bm.received,
+            });
+          }
+        }
+      }
+    }
+  }
+
   if (json) {
     for (const r of rows) {
       const { scenario, size, flows, pps, baselinePps, ratio, cpuUsPerPkt, baselineCpuUsPerPkt } = r;
-      process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio: Number.isFinite(ratio) ? ratio : null, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, machine: info }) + '\n');
+      process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio: Number.isFinite(ratio) ? ratio : null, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, setup: r.setup, machine: info }) + '\n');
     }
+    for (const r of [...tcpRows, ...rrRows, ...idleRows]) {
+      const ratio = 'ratio' in r ? r.ratio : 'p99Ratio' in r ? r.p99Ratio : null;
+      process.stdout.write(JSON.stringify({ ...r, ratio: ratio !== null && Number.isFinite(ratio) ? ratio : null, machine: info }) + '\n');
+    }
+    if (errors.length) process.exitCode = 1;
     return;
   }
-  console.log(`\nmachine: ${info.cpu}, ${info.cores} cores, kernel ${info.kernel}, Node ${info.node}, ${info.date}; ${seconds}s per measurement\n`);
-  console.log('| scenario | size | flows | podway setup | baseline | podway pps | baseline pps | ratio | Gb/s | loss-free pps (<0.1%) | p50/p99 µs at half that | machine CPU µs/pkt podway / baseline | podway process µs/pkt |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const r of rows) {
-    console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : 'baseline delivered 0'} | ${r.gbps} | ${r.lossFreePps} | ${r.p50us}/${r.p99us} | ${r.cpuUsPerPkt} / ${r.baselineCpuUsPerPkt} | ${r.podwayCpuUsPerPkt} |`);
+  console.log(`\nmachine: ${info.cpu}, ${info.cores} cores, kernel ${info.kernel}, Node ${info.node}, ${info.date}; load average at start ${info.loadavg}, at end ${loadAverage()}; pps ${seconds}s, tcp/rr ${longSeconds}s per measurement\n`);
+  if (rows.length) {
+    console.log('| scenario | size | flows | podway setup | baseline | podway pps | baseline pps | ratio | Gb/s | loss-free pps (<0.1%) | p50/p99 µs at half that | machine CPU µs/pkt podway / baseline | podway process µs/pkt |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of rows) {
+      console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : 'baseline delivered 0'} | ${r.gbps} | ${r.lossFreePps} | ${r.p50us}/${r.p99us} | ${r.cpuUsPerPkt} / ${r.baselineCpuUsPerPkt} | ${r.podwayCpuUsPerPkt} |`);
+    }
+    console.log('');
+  }
+  if (tcpRows.length) {
+    console.log('| tcp-bulk | streams | podway setup | baseline | podway Gb/s | baseline Gb/s | ratio | retransmits podway / baseline | CPU s/GB (machine - iperf3) podway / baseline | podway process s/GB | softirq s/GB podway / baseline | podway port counters |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of tcpRows) {
+      const ctr = Object.entries(r.counters).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ');
+      console.log(`| ${r.direction} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.gbps} | ${r.baselineGbps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : '-'} | ${r.retransmits} / ${r.baselineRetransmits} | ${r.cpuSecPerGB} / ${r.baselineCpuSecPerGB} | ${r.podwayCpuSecPerGB} | ${r.softirqSecPerGB} / ${r.baselineSoftirqSecPerGB} | ${ctr} |`);
+    }
+    console.log('');
+  }
+  if (rrRows.length) {
+    console.log('| rr-latency | load | podway setup | baseline | rate podway / baseline (max) | podway p50/p99/p99.9 µs | baseline p50/p99/p99.9 µs | p50 podway - baseline | p99 ratio | samples |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of rrRows) {
+      console.log(`| ${r.proto} 64 B | ${r.load} | ${r.setup} | ${r.baseline} | ${r.rate} (${r.maxRate}) / ${r.baselineRate} (${r.baselineMaxRate}) | ${r.p50us}/${r.p99us}/${r.p999us} | ${r.baselineP50us}/${r.baselineP99us}/${r.baselineP999us} | ${r.p50DeltaUs >= 0 ? '+' : ''}${r.p50DeltaUs} µs | ${Number.isFinite(r.p99Ratio) ? r.p99Ratio + 'x' : '-'} | ${r.samples} / ${r.baselineSamples} |`);
+    }
+    console.log('');
+  }
+  if (idleRows.length) {
+    console.log('| idle | endpoints | seconds | podway CPU s | % of a core |');
+    console.log('|---|---|---|---|---|');
+    for (const r of idleRows) console.log(`| ${r.setup} | ${r.endpoints} | ${r.seconds} | ${r.cpuSeconds} | ${r.percentOfCore}% |`);
   }
   for (const e of errors) console.log(`\nscenario failed: ${e}`);
   if (errors.length) process.exitCode = 1;

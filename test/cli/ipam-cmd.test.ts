@@ -1,0 +1,270 @@
+// `podway ipam show|check|release|assign|configure` as a user runs them: `node bin/podway.js ...`
+// (built by `npm run build:ts`) against an embedded store in a temp dir and against a real etcd.
+// Pools and nodes go in with `podway apply -f`; a leak is planted by writing a block directly
+// through the KvStore, as a crashed or buggy writer would leave it.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { AllocationBlock, BLOCK_PREFIX, HANDLE_PREFIX, parseBlockKey } from '../../src/control/ipam';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { FileKv } from '../../src/control/kv/file-kv';
+import { KvStore } from '../../src/control/kv/kv';
+import { goG5, renderBoxTable, withPercentage } from '../../src/cli/ipam-cmd';
+import { EtcdServer, startEtcd } from '../helpers/etcd';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const BIN = path.join(ROOT, 'bin', 'podway.js');
+
+interface Run { code: number; out: string; err: string }
+
+/** Runs the CLI with a clean environment (no PODWAY_DATASTORE/ETCD_* from the caller) plus `env`. */
+function podway(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const clean: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !/^(PODWAY_|ETCD_|DATASTORE_TYPE$)/.test(k)) clean[k] = v;
+  }
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      resolve({ code, out: stdout, err: stderr });
+    });
+  });
+}
+
+async function ok(args: string[], env?: Record<string, string>): Promise<string> {
+  const r = await podway(args, env);
+  assert.is(r.code, 0, `podway ${args.join(' ')} exited ${r.code}: ${r.err}${r.out}`);
+  return r.out;
+}
+
+const tempDirs: string[] = [];
+process.on('exit', () => { for (const d of tempDirs) rmSync(d, { recursive: true, force: true }); });
+function tempDir(): string {
+  const d = mkdtempSync(path.join(tmpdir(), 'podway-ipam-cli-'));
+  tempDirs.push(d);
+  return d;
+}
+
+const CLUSTER = `apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pool-a}
+spec: {cidr: 10.244.0.0/16, vxlanMode: Always}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node1}
+spec: {bgp: {ipv4Address: 10.99.0.1/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node2}
+spec: {bgp: {ipv4Address: 10.99.0.2/24}}
+`;
+
+// 4 addresses per block: with one block per node and strict affinity, node2 can hold 4.
+const SMALL_POOL = `apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: tiny}
+spec: {cidr: 10.250.0.0/24, blockSize: 30}
+`;
+
+const ipToInt = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+const intToIp = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+const block26 = (ip: string) => `${intToIp(ipToInt(ip) & ~63 >>> 0)}/26`;
+
+const formatting = suite('ipam table formatting (Go\'s %.5g and %.f, tablewriter boxes)');
+formatting('numbers as calicoctl prints them', () => {
+  assert.is(goG5(0), '0');
+  assert.is(goG5(64), '64');
+  assert.is(goG5(65536), '65536');
+  assert.is(goG5(100000), '1e+05');
+  assert.is(goG5(131072), '1.3107e+05');
+  assert.is(goG5(1048576), '1.0486e+06');
+  assert.is(goG5(4294967296), '4.295e+09');
+  assert.is(goG5(999995), '1e+06', 'a tie rounds to even, and 99999.5 carries into the exponent');
+  assert.is(withPercentage(8, 65536), '8 (0%)');
+  assert.is(withPercentage(65528, 65536), '65528 (100%)');
+  assert.is(withPercentage(1, 8), '1 (12%)', 'Go rounds an exact .5 to even');
+  assert.is(withPercentage(3, 8), '3 (38%)');
+  assert.is(renderBoxTable(['A', 'LONGER'], [['x', '12'], ['yy', 'a b']]),
+    '+----+--------+\n| A  | LONGER |\n+----+--------+\n| x  |     12 |\n| yy | a b    |\n+----+--------+\n');
+});
+formatting.run();
+
+interface Target {
+  readonly name: string;
+  /** A fresh, empty datastore: its --datastore spec and a KvStore on it for planting and checking. */
+  open(): Promise<{ spec: string; kv: KvStore }>;
+}
+
+function ipamSuite(target: Target) {
+  const test = suite(`podway ipam on ${target.name}`);
+  let spec = '';
+  let kv: KvStore;
+  let work = '';
+  test.before.each(async () => {
+    ({ spec, kv } = await target.open());
+    work = tempDir();
+    writeFileSync(path.join(work, 'cluster.yaml'), CLUSTER);
+    writeFileSync(path.join(work, 'tiny.yaml'), SMALL_POOL);
+  });
+  test.after.each(async () => {
+    await kv.close();
+  });
+  const ds = () => ['--datastore', spec];
+
+  test('assign 5, show and show --show-blocks, check clean, plant a leak, check names it, release', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const assigned = (await ok(['ipam', 'assign', '--node', 'node1', '--count', '5', '--handle', 'k8s-pod-network.abc', ...ds()])).trim().split('\n');
+    assert.is(assigned.length, 5, `five addresses: ${assigned.join(' ')}`);
+    assert.is(new Set(assigned).size, 5);
+    for (const ip of assigned) assert.match(ip, /^10\.244\.\d+\.\d+$/);
+    // A fresh block hands out its ordinals in order: one /26, from its base.
+    const cidr = block26(assigned[0]!);
+    assert.ok(assigned.every((ip) => block26(ip) === cidr));
+    assert.is(`${assigned[0]}/26`, cidr);
+
+    assert.is(await ok(['ipam', 'show', ...ds()]), [
+      '+----------+---------------+-----------+------------+--------------+',
+      '| GROUPING |     CIDR      | IPS TOTAL | IPS IN USE |   IPS FREE   |',
+      '+----------+---------------+-----------+------------+--------------+',
+      '| IP Pool  | 10.244.0.0/16 |     65536 | 5 (0%)     | 65531 (100%) |',
+      '+----------+---------------+-----------+------------+--------------+',
+      '',
+    ].join('\n'));
+    const blocks = await ok(['ipam', 'show', '--show-blocks', ...ds()]);
+    const w = Math.max(13, cidr.length);
+    assert.ok(blocks.includes(`| IP Pool  | ${'10.244.0.0/16'.padEnd(w)} |     65536 | 5 (0%)     | 65531 (100%) |\n`), blocks);
+    assert.ok(blocks.includes(`| Block    | ${cidr.padEnd(w)} |        64 | 5 (8%)     | 59 (92%)     |\n`), blocks);
+    const json = JSON.parse(await ok(['ipam', 'show', '--show-blocks', '-o', 'json', ...ds()]));
+    assert.equal(json.map((p: { name: string; inUse: number }) => [p.name, p.inUse]), [['pool-a', 5]]);
+    assert.equal(json[0].blocks.map((b: { cidr: string; affinity: string; inUse: number }) => [b.cidr, b.affinity, b.inUse]), [[cidr, 'host:node1', 5]]);
+
+    const clean = await podway(['ipam', 'check', ...ds()]);
+    assert.is(clean.code, 0, clean.err + clean.out);
+    assert.match(clean.out, /^Checking IPAM for inconsistencies\.\.\.\n\nLoading all IPAM blocks\.\.\.\nFound 1 IPAM blocks\.\n/);
+    assert.ok(clean.out.includes(` IPAM block ${cidr} affinity=host:node1:\n`), clean.out);
+    assert.ok(clean.out.endsWith('\nCheck complete; found 0 problems.\n'), clean.out);
+
+    // The leak: an address written into the block for a handle that has no handle key.
+    const entry = (await kv.list(BLOCK_PREFIX)).entries.find((e) => parseBlockKey(e.key)?.text === cidr)!;
+    const block = AllocationBlock.decode(entry.value, parseBlockKey(entry.key)!);
+    const [ordinal] = block.autoAssign(1, 'k8s-pod-network.leaked', { node: 'node1', pod: 'ghost', namespace: 'default' });
+    block.sequenceNumber += 1n;
+    assert.ok(await kv.update(entry.key, block.encode(), entry.modRevision), 'planted the leak');
+    const leakedIp = block.ordinalToIp(ordinal!);
+    assert.is(await kv.get(`${HANDLE_PREFIX}k8s-pod-network.leaked`), null);
+
+    const dirty = await podway(['ipam', 'check', ...ds()]);
+    assert.is(dirty.code, 1, 'problems found: exit 1');
+    assert.ok(dirty.out.includes(` IPAM block ${cidr} affinity=host:node1:\n  ${leakedIp} leaked; attrs Main:k8s-pod-network.leaked Extra:namespace=default,node=node1,pod=ghost\n`), dirty.out);
+    assert.ok(dirty.out.endsWith('\nCheck complete; found 1 problems.\n'), dirty.out);
+    const dirtyJson = await podway(['ipam', 'check', '-o', 'json', ...ds()]);
+    assert.is(dirtyJson.code, 1);
+    const report = JSON.parse(dirtyJson.out);
+    assert.is(report.problemCount, 1);
+    assert.equal(report.problems.map((p: { kind: string; ips: string[] }) => [p.kind, p.ips]), [['address-without-handle', [leakedIp]]]);
+    assert.match(await ok(['ipam', 'show', ...ds()]), /\| 6 \(0%\) +\| 65530 \(100%\) \|/);
+
+    // release --ip frees the leaked one; release --handle the pod's five.
+    assert.is(await ok(['ipam', 'release', '--ip', leakedIp, ...ds()]), `Successfully released IP address ${leakedIp}\n`);
+    assert.is((await podway(['ipam', 'check', ...ds()])).code, 0);
+    assert.is(await ok(['ipam', 'release', '--handle', 'k8s-pod-network.abc', ...ds()]),
+      `Successfully released 5 IP address(es) of handle k8s-pod-network.abc: ${assigned.join(', ')}\n`);
+    assert.is(await kv.get(`${HANDLE_PREFIX}k8s-pod-network.abc`), null, 'the handle key is gone');
+    assert.match(await ok(['ipam', 'show', ...ds()]), /\| IP Pool  \| 10\.244\.0\.0\/16 \|     65536 \| 0 \(0%\)     \| 65536 \(100%\) \|/);
+    const again = await podway(['ipam', 'release', '--handle', 'k8s-pod-network.abc', ...ds()]);
+    assert.is(again.code, 1);
+    assert.is(again.err, 'podway: handle k8s-pod-network.abc does not exist\n');
+    const twice = await podway(['ipam', 'release', '--ip', assigned[0]!, ...ds()]);
+    assert.is(twice.code, 1);
+    assert.is(twice.err, `podway: IP address ${assigned[0]} is not assigned\n`);
+  });
+
+  test('a full pool: strict affinity and one block per node; assign exits 1 naming the pool and the limit', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    await ok(['apply', '-f', path.join(work, 'tiny.yaml'), ...ds()]);
+    assert.is(await ok(['ipam', 'configure', '--strictaffinity', 'true', '--max-blocks-per-host', '1', ...ds()]),
+      'Successfully set StrictAffinity to: true\nSuccessfully set MaxBlocksPerHost to: 1\n');
+    assert.is((await kv.get('/calico/ipam/v2/config'))!.value, '{"strict_affinity":true,"auto_allocate_blocks":true,"maxBlocksPerHost":1}');
+    assert.match(await ok(['ipam', 'show', '--show-configuration', ...ds()]), /\| StrictAffinity     \| true  \|\n\| AutoAllocateBlocks \| true  \|\n\| MaxBlocksPerHost   \|     1 \|/);
+
+    const r = await podway(['ipam', 'assign', '--node', 'node2', '--count', '5', '--pool', '10.250.0.0/24', '--handle', 'h-full', ...ds()]);
+    assert.is(r.code, 1, r.err + r.out);
+    const got = r.out.trim().split('\n');
+    assert.is(got.length, 4, 'the one /30 block held four; they are printed (and held) even though the call failed');
+    assert.ok(got.every((ip) => ip.startsWith('10.250.0.')), r.out);
+    assert.is(r.err, 'podway: assigned 4 of 5 address(es): pools [10.250.0.0/24]: node node2 already has maxBlocksPerHost=1 blocks and strict_affinity is set\n');
+    assert.match(await ok(['ipam', 'show', ...ds()]), /\| IP Pool  \| 10\.250\.0\.0\/24 \|       256 \| 4 \(2%\)     \| 252 \(98%\) +\|/);
+
+    // --ip outside node2's block (nobody's yet) claims that block for node1; --pool with --ip is refused.
+    const node2Base = ipToInt(got[0]!) & ~3;
+    assert.ok(got.every((ip) => (ipToInt(ip) & ~3) === node2Base), 'all four from one /30');
+    const elsewhere = intToIp(ipToInt('10.250.0.0') + ((node2Base + 4 - ipToInt('10.250.0.0')) % 256) + 1);
+    const both = await podway(['ipam', 'assign', '--node', 'node1', '--ip', elsewhere, '--pool', '10.250.0.0/24', ...ds()]);
+    assert.is(both.code, 1);
+    assert.match(both.err, /--pool chooses pools for --count/);
+    assert.is(await ok(['ipam', 'assign', '--node', 'node1', '--ip', elsewhere, ...ds()]), `${elsewhere}\n`);
+    // ... and an address in node2's block is refused to node1 under strict affinity.
+    const strict = await podway(['ipam', 'assign', '--node', 'node1', '--ip', intToIp(node2Base + 3), ...ds()]);
+    assert.is(strict.code, 1);
+    assert.ok(strict.err.includes(`block ${intToIp(node2Base)}/30 is affine to host:node2 and strict_affinity is set`), strict.err);
+    const borrowedNone = await ok(['ipam', 'show', '--show-borrowed', ...ds()]);
+    assert.is(borrowedNone.trim().split('\n').length, 4, 'no borrowed addresses: header and borders only');
+    // Without strict affinity node1 may borrow: release one of node2's and take it for node1.
+    assert.is(await ok(['ipam', 'configure', '--strictaffinity', 'false', ...ds()]), 'Successfully set StrictAffinity to: false\n');
+    await ok(['ipam', 'release', '--ip', got[3]!, ...ds()]);
+    assert.is(await ok(['ipam', 'assign', '--node', 'node1', '--ip', got[3]!, '--handle', 'borrower', ...ds()]), `${got[3]}\n`);
+    const borrowed = (await ok(['ipam', 'show', '--show-borrowed', ...ds()])).split('\n');
+    const cells = (line: string) => line.split('|').slice(1, -1).map((c) => c.trim());
+    assert.equal(cells(borrowed[1]!), ['IP', 'BORROWING-NODE', 'BLOCK', 'BLOCK OWNER', 'TYPE', 'ALLOCATED-TO']);
+    assert.equal(cells(borrowed[3]!), [got[3], 'node1', `${intToIp(node2Base)}/30`, 'node2', '', '']);
+    assert.ok(borrowed[3]!.startsWith(`| ${got[3]} `), 'the address left-aligned');
+    assert.is(borrowed.length, 6);
+    assert.is((await podway(['ipam', 'check', ...ds()])).code, 0, 'a borrowed address is not a problem');
+
+    const ghost = await podway(['ipam', 'assign', '--node', 'ghost', ...ds()]);
+    assert.is(ghost.code, 1);
+    assert.match(ghost.err, /node ghost does not exist/);
+  });
+
+  test('the datastore from PODWAY_DATASTORE; a file: datastore is refused with the reason', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml')], { PODWAY_DATASTORE: spec });
+    assert.match(await ok(['ipam', 'assign', '--node', 'node2'], { PODWAY_DATASTORE: spec }), /^10\.244\.\d+\.\d+\n$/);
+    assert.match(await ok(['ipam', 'show'], { PODWAY_DATASTORE: spec }), /\| 1 \(0%\) /);
+    const file = await podway(['ipam', 'show', '--datastore', `file:${path.join(work, 'cluster.yaml')}`]);
+    assert.is(file.code, 1);
+    assert.is(file.err, 'podway: file: datastores hold no IPAM data (blocks, handles, affinities); use etcd: or embedded:\n');
+    const write = await podway(['ipam', 'release', '--ip', '10.244.0.1', '--datastore', `file:${path.join(work, 'cluster.yaml')}`]);
+    assert.is(write.code, 1);
+    assert.match(write.err, /file: datastores are read-only/);
+  });
+
+  return test;
+}
+
+ipamSuite({
+  name: 'an embedded store',
+  async open() {
+    const dir = path.join(tempDir(), 'store');
+    return { spec: `embedded:${dir}`, kv: new FileKv({ dir }) };
+  },
+}).run();
+
+let etcd: EtcdServer | undefined;
+const etcdSuite = ipamSuite({
+  name: 'etcd',
+  async open() {
+    etcd ??= await startEtcd();
+    const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
+    for (const e of (await kv.list('/calico/')).entries) await kv.delete(e.key);
+    return { spec: `etcd:${etcd.endpoint}`, kv };
+  },
+});
+etcdSuite.after(async () => {
+  await etcd?.stop();
+});
+etcdSuite.run();

@@ -4,10 +4,19 @@
  * and cross-node in every mode (switching the IPPool's mode by editing the resource file while
  * podway runs), a results table, then the life of one cross-node packet on both nodes. It always
  * cleans up.
+ *
+ * `--datastore etcd` runs the same cluster on a real etcd (Debian's /usr/bin/etcd, started inside
+ * the lab's fabric namespace with a temporary data dir), `--datastore embedded` on the embedded
+ * store in a temporary directory: the pool and the pods' endpoints are written in Calico's layout,
+ * the pods' addresses come from IPAM, each podway registers its own Node, and the mode switches
+ * are writes of the IPPool. Without the option the demo uses the YAML file, as before.
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Lab, Mode, LabPod } from '../lab/lab';
+import type { KvStore } from '../control/kv/kv';
+import { EtcdKv } from '../control/kv/etcd-kv';
+import { FileKv } from '../control/kv/file-kv';
 import { table } from './format';
 import { formatTrace } from './main';
 import { controlRequest } from '../dataplane/control-server';
@@ -31,7 +40,25 @@ function expectedKind(mode: Mode, from: string, to: string, subnetOf: (n: string
   return mode;
 }
 
-export async function runDemo(opts: { keep: boolean }): Promise<void> {
+/** Where the demo's cluster state lives: the YAML file (default), etcd, or the embedded store. */
+export type DemoDatastore = 'file' | 'etcd' | 'embedded';
+
+/** Put the lab on a KV datastore; returns the store (closed by the caller) and what to print. */
+async function openKvDatastore(lab: Lab, kind: 'etcd' | 'embedded'): Promise<{ kv: KvStore; text: string }> {
+  if (kind === 'etcd') {
+    const etcd = await lab.startEtcd();
+    const kv = new EtcdKv({ endpoints: [etcd.localEndpoint] });
+    await lab.useKvDatastore(kv, `etcd:${etcd.endpoint}`);
+    return { kv, text: `etcd ${etcd.endpoint} (pid ${etcd.pid()} in namespace ${lab.fabric}, data ${etcd.dataDir})` };
+  }
+  const dir = path.join(lab.dir, 'datastore'); // removed with the lab
+  const kv = new FileKv({ dir });
+  await lab.useKvDatastore(kv, `embedded:${dir}`);
+  return { kv, text: `embedded ${dir}` };
+}
+
+export async function runDemo(opts: { keep: boolean; datastore?: DemoDatastore }): Promise<void> {
+  const datastore = opts.datastore ?? 'file';
   if (process.getuid && process.getuid() !== 0) {
     throw new Error('the demo builds network namespaces and needs root: run `sudo npx podway demo`');
   }
@@ -40,7 +67,8 @@ export async function runDemo(opts: { keep: boolean }): Promise<void> {
     execFileSync('bash', [path.resolve(__dirname, '..', '..', '..', 'scripts', 'setup.sh')], { stdio: 'inherit' });
   }
   const lab = new Lab(Lab.defaultSpec());
-  const cleanup = () => lab.destroy();
+  let kv: KvStore | null = null;
+  const cleanup = () => lab.destroy(); // also kills the demo's etcd and removes its data
   const onSignal = () => {
     cleanup();
     process.exit(130);
@@ -51,14 +79,19 @@ export async function runDemo(opts: { keep: boolean }): Promise<void> {
     lab.build();
     const subnetOf = (node: string) => (lab.node(node).ip.startsWith('10.99.') ? 'a' : 'b');
     console.log(`cluster ${lab.tag}: ${lab.nodes.map((n) => `${n.name} ${n.ip} (${n.pods.map((p) => `${p.name} ${p.type} ${p.ip}`).join(', ')})`).join('; ')}`);
-    console.log(`resources: ${lab.file}`);
+    if (datastore === 'file') console.log(`resources: ${lab.file}`);
+    else {
+      const opened = await openKvDatastore(lab, datastore);
+      kv = opened.kv;
+      console.log(`datastore: ${opened.text}`);
+    }
     for (const n of lab.nodes) await lab.startPodway(n.name);
     console.log(`podway running on ${lab.nodes.length} nodes\n`);
 
     const paths: [string, string][] = [['web-1', 'tap-1'], ['web-1', 'web-2'], ['tap-1', 'tap-2'], ['web-1', 'web-3'], ['tap-1', 'tun-3']];
     const rows: Record<string, unknown>[] = [];
     for (const mode of MODES) {
-      lab.setMode(mode);
+      await lab.applyMode(mode);
       const n3block = lab.node('node3').block;
       const n2block = lab.node('node2').block;
       await lab.waitApplied((routes, n) => {
@@ -85,7 +118,7 @@ export async function runDemo(opts: { keep: boolean }): Promise<void> {
     process.stdout.write(table(rows, ['mode', 'path', 'route', 'loss', 'rtt', 'ttl']));
 
     // The life of one cross-node packet, seen by the podway of each node it crosses.
-    lab.setMode('vxlan');
+    await lab.applyMode('vxlan');
     await lab.waitApplied((routes, n) => n.name !== 'node1' || routes.find((r) => r.cidr === lab.node('node2').block)?.kind === 'vxlan');
     const src = lab.pod('web-1');
     const dst = lab.pod('web-2');
@@ -110,6 +143,7 @@ export async function runDemo(opts: { keep: boolean }): Promise<void> {
     console.log('\nall paths delivered; cleaning up');
   } finally {
     for (const n of lab.nodes) await lab.stopPodway(n.name).catch(() => null);
+    await kv?.close().catch(() => undefined);
     cleanup();
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);

@@ -13,7 +13,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { controlRequest } from '../dataplane/control-server';
+import type { KvStore } from '../control/kv/kv';
+import { applyResource, JsonObject } from '../control/v3-store';
+import { Ipam } from '../control/ipam';
+import { LabEtcd } from './etcd';
 
 export type PodType = 'veth' | 'tap' | 'tun';
 export type Mode = 'vxlan' | 'ipip' | 'direct' | 'crosssubnet' | 'ipip-crosssubnet';
@@ -76,6 +81,9 @@ export class Lab {
   readonly nodes: LabNode[] = [];
   private readonly namespaces: string[] = [];
   mode: Mode = 'vxlan';
+  /** When set (useKvDatastore), podway reads this KV datastore and mode switches are written to it. */
+  private kvDatastore: { kv: KvStore; spec: string } | null = null;
+  private etcd: LabEtcd | null = null;
 
   /**
    * underlay 'fabric' (default): nodes hang off a bridge (subnet a) or a router (subnet b) in a
@@ -217,6 +225,69 @@ export class Lab {
     for (const n of this.nodes) for (const p of n.pods) run('ip', ['-n', p.ns, 'link', 'set', p.podIf, 'mtu', String(mtu)]);
   }
 
+  /** The --datastore podway is started with: the YAML file, or the KV datastore in use. */
+  get datastoreSpec(): string {
+    return this.kvDatastore?.spec ?? `file:${this.file}`;
+  }
+
+  /**
+   * A real etcd in the fabric namespace, listening on the bridge address the nodes reach
+   * (http://10.99.0.254:2379); this process talks to it over `localEndpoint` (a unix socket).
+   * destroy() kills it and removes its data.
+   */
+  async startEtcd(): Promise<LabEtcd> {
+    if (this.opts.underlay === 'p2p') throw new Error('etcd runs in the fabric namespace: a p2p lab has none');
+    if (this.etcd) return this.etcd;
+    this.etcd = await LabEtcd.start({ netns: this.fabric, host: '10.99.0.254' });
+    return this.etcd;
+  }
+
+  /** The IPPool and WorkloadEndpoints for `mode` as objects (Nodes are left to podway, which registers itself). */
+  kvResources(mode: Mode): JsonObject[] {
+    return parseAllDocuments(this.resources(mode))
+      .map((d) => d.toJS() as JsonObject)
+      .filter((o) => o.kind === 'IPPool' || o.kind === 'WorkloadEndpoint');
+  }
+
+  /**
+   * Use a KV datastore (etcd, or the embedded store) in Calico's layout instead of the YAML file:
+   * writes the IPPool for the current mode and the pods' WorkloadEndpoints (all but `withoutEndpoints`),
+   * and gives every pod its address through IPAM, as the CNI plugin would. Podways started after
+   * this read `spec` and register their own Nodes (with a VXLAN tunnel address from IPAM).
+   */
+  async useKvDatastore(kv: KvStore, spec: string, opts: { withoutEndpoints?: string[] } = {}): Promise<void> {
+    const skip = new Set(opts.withoutEndpoints ?? []);
+    for (const obj of this.kvResources(this.mode)) {
+      const pod = (obj.spec as { pod?: string }).pod;
+      if (obj.kind === 'WorkloadEndpoint' && pod !== undefined && skip.has(pod)) continue;
+      await applyResource(kv, obj);
+    }
+    const ipam = new Ipam(kv);
+    for (const n of this.nodes) for (const p of n.pods) await ipam.assignIp({ ip: p.ip, handleId: `lab.${p.name}`, attrs: { node: n.name, pod: p.name }, node: n.name });
+    this.kvDatastore = { kv, spec };
+  }
+
+  /** Write `pod`'s WorkloadEndpoint to the KV datastore (one left out by useKvDatastore). */
+  async addEndpoint(pod: string): Promise<void> {
+    if (!this.kvDatastore) throw new Error('addEndpoint needs a KV datastore (useKvDatastore)');
+    const wep = this.kvResources(this.mode).find((o) => o.kind === 'WorkloadEndpoint' && (o.spec as { pod?: string }).pod === pod);
+    if (!wep) throw new Error(`no pod ${pod}`);
+    await applyResource(this.kvDatastore.kv, wep);
+  }
+
+  /**
+   * Switch the pool's mode where podway reads it: the file (setMode), or the IPPool in the KV
+   * datastore; pod MTUs follow as the CNI would set them.
+   */
+  async applyMode(mode: Mode): Promise<void> {
+    if (!this.kvDatastore) return this.setMode(mode);
+    const pool = this.kvResources(mode).find((o) => o.kind === 'IPPool')!;
+    await applyResource(this.kvDatastore.kv, pool);
+    this.mode = mode;
+    const mtu = Lab.podMtu(mode);
+    for (const n of this.nodes) for (const p of n.pods) run('ip', ['-n', p.ns, 'link', 'set', p.podIf, 'mtu', String(mtu)]);
+  }
+
   resources(mode: Mode): string {
     const ipip = mode === 'ipip' ? 'Always' : mode === 'ipip-crosssubnet' ? 'CrossSubnet' : 'Never';
     const vxlan = mode === 'vxlan' ? 'Always' : mode === 'crosssubnet' ? 'CrossSubnet' : 'Never';
@@ -283,7 +354,7 @@ spec:
   async startPodway(nodeName: string, timeoutMs = 15_000, extraArgs: string[] = []): Promise<void> {
     const n = this.node(nodeName);
     const bin = path.join(ROOT, 'bin', 'podway.js');
-    const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'run', '--node', n.name, '--datastore', `file:${this.file}`, '--control', n.control, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'run', '--node', n.name, '--datastore', this.datastoreSpec, '--control', n.control, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
     n.proc = proc;
     proc.stderr!.setEncoding('utf8');
     proc.stderr!.on('data', (d: string) => {
@@ -346,6 +417,8 @@ spec:
       if (n.proc && n.proc.exitCode === null) n.proc.kill('SIGKILL');
       n.proc = null;
     }
+    this.etcd?.destroySync();
+    this.etcd = null;
     for (const ns of this.namespaces.reverse()) run('ip', ['netns', 'del', ns], { allowFail: true });
     this.namespaces.length = 0;
     rmSync(this.dir, { recursive: true, force: true });

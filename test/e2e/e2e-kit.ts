@@ -188,3 +188,64 @@ export async function waitLog(n: LabNode, re: RegExp, from: number, timeoutMs = 
 export function logTail(lab: Lab, lines = 15): string {
   return lab.nodes.map((n) => `--- ${n.name}:\n${n.log.slice(-lines).join('\n')}`).join('\n');
 }
+
+// ---- steady UDP stream ------------------------------------------------------------------------------
+
+const STREAM = path.join(__dirname, 'udp-stream.js');
+
+/** What a stream's receiver saw: every arrival as [sequence number, epoch ms]. */
+export interface StreamResult { received: number; arrivals: [number, number][] }
+
+/**
+ * A steady UDP stream (udp-stream.ts) from pod `from` to pod `to` for `seconds` at `rate` packets
+ * per second: the receiver starts first (bounded wait), then the sender. Returns a function that
+ * waits for the sender to finish and returns the receiver's arrivals.
+ */
+export async function udpStream(lab: Lab, from: string, to: string, seconds: number, opts: { rate?: number; port?: number } = {}): Promise<() => Promise<StreamResult>> {
+  const rate = opts.rate ?? 1000;
+  const port = opts.port ?? 5201;
+  const rx = track(spawn('ip', ['netns', 'exec', lab.pod(to).ns, process.execPath, STREAM, 'recv', String(port), String(seconds + 5)], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  rx.stdout!.setEncoding('utf8');
+  rx.stdout!.on('data', (d: string) => (out += d));
+  const ready = await until(() => out.includes('ready'), 5000);
+  if (!ready) throw new Error(`udp receiver in ${to} did not start`);
+  const tx = track(spawn('ip', ['netns', 'exec', lab.pod(from).ns, process.execPath, STREAM, 'send', lab.pod(to).ip, String(port), String(rate), String(seconds)], { stdio: 'ignore' }));
+  return async () => {
+    await new Promise<void>((r) => (tx.exitCode !== null ? r() : tx.once('exit', () => r())));
+    await sleep(300);
+    rx.kill('SIGTERM');
+    await new Promise<void>((r) => (rx.exitCode !== null ? r() : rx.once('exit', () => r())));
+    const line = out.split('\n').find((l) => l.startsWith('{'));
+    if (!line) throw new Error(`no result from the receiver in ${to}: ${out.slice(0, 200)}`);
+    return JSON.parse(line) as StreamResult;
+  };
+}
+
+/** The longest gap between consecutive arrivals inside [t0, t1] (epoch ms), where, and how many arrived. */
+export function gapIn(r: StreamResult, t0: number, t1: number): { maxGapMs: number; at: number; count: number } {
+  let maxGapMs = 0;
+  let at = 0;
+  let count = 0;
+  let prev = -1;
+  for (const [, t] of r.arrivals) {
+    if (t < t0 - 1000) continue;
+    if (t > t1) break;
+    if (prev >= 0 && t >= t0 && t - prev > maxGapMs) {
+      maxGapMs = t - prev;
+      at = t;
+    }
+    if (t >= t0) count++;
+    prev = t;
+  }
+  return { maxGapMs, at, count };
+}
+
+/** Sequence numbers 0..total-1 that never arrived. */
+export function lostSeqs(r: StreamResult, total: number): number[] {
+  const seen = new Uint8Array(total);
+  for (const [s] of r.arrivals) if (s < total) seen[s] = 1;
+  const lost: number[] = [];
+  for (let s = 0; s < total; s++) if (!seen[s]) lost.push(s);
+  return lost;
+}

@@ -6,69 +6,19 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import { writeFileSync, renameSync } from 'node:fs';
-import * as path from 'node:path';
 import { Lab, LabNodeSpec, Mode } from '../../src/lab/lab';
-import { guard, teardown, isRoot, kindOf, until, waitLog, logTail, sleep, track } from './e2e-kit';
+import { guard, teardown, isRoot, kindOf, waitLog, logTail, sleep, udpStream, gapIn, lostSeqs } from './e2e-kit';
 
-const STREAM = path.join(__dirname, 'udp-stream.js');
 const RATE = 1000; // packets per second
-const PORT = 5201;
 
 const TWO: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'tap-1', type: 'tap' }] },
   { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }, { name: 'tap-2', type: 'tap' }] },
 ];
 
-interface StreamResult { received: number; arrivals: [number, number][] }
-
-/** A receiver in `to`'s namespace and a sender in `from`'s, for `seconds`; resolves with arrivals. */
-async function stream(lab: Lab, from: string, to: string, seconds: number): Promise<() => Promise<StreamResult>> {
-  const rx = track(spawn('ip', ['netns', 'exec', lab.pod(to).ns, process.execPath, STREAM, 'recv', String(PORT), String(seconds + 5)], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  rx.stdout!.setEncoding('utf8');
-  rx.stdout!.on('data', (d: string) => (out += d));
-  const ready = await until(() => out.includes('ready'), 5000);
-  if (!ready) throw new Error(`udp receiver in ${to} did not start`);
-  const tx = track(spawn('ip', ['netns', 'exec', lab.pod(from).ns, process.execPath, STREAM, 'send', lab.pod(to).ip, String(PORT), String(RATE), String(seconds)], { stdio: 'ignore' }));
-  return async () => {
-    await new Promise<void>((r) => (tx.exitCode !== null ? r() : tx.once('exit', () => r())));
-    await sleep(300);
-    rx.kill('SIGTERM');
-    await new Promise<void>((r) => (rx.exitCode !== null ? r() : rx.once('exit', () => r())));
-    const line = out.split('\n').find((l) => l.startsWith('{'));
-    if (!line) throw new Error(`no result from the receiver in ${to}: ${out.slice(0, 200)}`);
-    return JSON.parse(line) as StreamResult;
-  };
-}
-
-/** The longest gap between consecutive arrivals inside [t0, t1] (epoch ms), and what was lost. */
-function gapIn(r: StreamResult, t0: number, t1: number): { maxGapMs: number; at: number; count: number } {
-  let maxGapMs = 0;
-  let at = 0;
-  let count = 0;
-  let prev = -1;
-  for (const [, t] of r.arrivals) {
-    if (t < t0 - 1000) continue;
-    if (t > t1) break;
-    if (prev >= 0 && t >= t0 && t - prev > maxGapMs) {
-      maxGapMs = t - prev;
-      at = t;
-    }
-    if (t >= t0) count++;
-    prev = t;
-  }
-  return { maxGapMs, at, count };
-}
-
-function lostSeqs(r: StreamResult, total: number): number[] {
-  const seen = new Uint8Array(total);
-  for (const [s] of r.arrivals) if (s < total) seen[s] = 1;
-  const lost: number[] = [];
-  for (let s = 0; s < total; s++) if (!seen[s]) lost.push(s);
-  return lost;
-}
+/** A stream at RATE (the kit's udpStream). */
+const stream = (lab: Lab, from: string, to: string, seconds: number) => udpStream(lab, from, to, seconds, { rate: RATE });
 
 function writeAtomically(file: string, text: string): void {
   writeFileSync(file + '.tmp', text);

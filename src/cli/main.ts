@@ -109,9 +109,10 @@ export function buildProgram(): Command {
     .command('demo')
     .description('build a local cluster in network namespaces, run podway on each node, ping across every mode, clean up')
     .option('--keep', 'leave the cluster running until Ctrl-C')
+    .addOption(new Option('--datastore <kind>', 'where the cluster state lives: the YAML file (default), a real etcd the demo starts, or the embedded store').choices(['file', 'etcd', 'embedded']).default('file'))
     .action(async (o) => {
       const { runDemo } = await import('./demo');
-      await runDemo({ keep: !!o.keep });
+      await runDemo({ keep: !!o.keep, datastore: o.datastore });
     });
 
   // apply, create, replace, delete, get: calicoctl-shaped resource commands on the datastore.

@@ -6,8 +6,8 @@ import * as assert from 'uvu/assert';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, chownSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { controlRequest, defaultControlPath, startControlServer } from '../../src/dataplane/control-server';
 import { peerRefusal } from '../../src/dataplane/peer-cred';
 import type { Engine } from '../../src/dataplane/engine';
@@ -15,7 +15,24 @@ import type { Engine } from '../../src/dataplane/engine';
 // The server calls only what a request names; these tests send `status`.
 const engine = { status: () => ({ node: 'cs-test' }) } as unknown as Engine;
 const NOBODY = 65534;
-const CONTROL_SERVER_JS = path.resolve(__dirname, '..', '..', 'src', 'dataplane', 'control-server.js');
+/**
+ * control-server.js as uid 65534 can load it: the checkout may sit where that uid cannot read
+ * (a clone under /root), so the compiled sources and the addon are copied, in the same relative
+ * layout, into a temp dir anyone may read. Removed at exit.
+ */
+function readableControlServer(): string {
+  const top = mkdtempSync(path.join(os.tmpdir(), 'podway-cs-code-'));
+  process.on('exit', () => rmSync(top, { recursive: true, force: true }));
+  const dist = path.resolve(__dirname, '..', '..');
+  cpSync(path.join(dist, 'src'), path.join(top, 'dist', 'src'), { recursive: true });
+  const addon = path.resolve(dist, '..', 'build', 'Release', 'podway_native.node');
+  mkdirSync(path.join(top, 'build', 'Release'), { recursive: true });
+  cpSync(addon, path.join(top, 'build', 'Release', 'podway_native.node'));
+  // the one package it needs at run time (node name validation)
+  cpSync(path.resolve(dist, '..', 'node_modules', 'zod'), path.join(top, 'node_modules', 'zod'), { recursive: true });
+  execFileSync('chmod', ['-R', 'a+rX', top]);
+  return path.join(top, 'dist', 'src', 'dataplane', 'control-server.js');
+}
 
 /** A fresh temp dir others may traverse (0711) but not list, so a uid-65534 client can reach a socket below it. */
 function tempRoot(): string {
@@ -151,7 +168,7 @@ s.on('listening', () => process.stdout.write('up\\n'));
 s.on('error', (e) => { process.stdout.write('ERROR ' + e.message + '\\n'); process.exit(1); });
 setTimeout(() => process.exit(2), 20000);
 `;
-  const child = spawn(process.execPath, ['-e', serverScript, CONTROL_SERVER_JS, sock], { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['-e', serverScript, readableControlServer(), sock], { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'] });
   try {
     let out = '';
     await new Promise<void>((resolve, reject) => {

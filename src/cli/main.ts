@@ -7,6 +7,7 @@ import { readdirSync } from 'node:fs';
 import { runNode } from './run';
 import { table } from './format';
 import { addResourceCommands } from './resources-cmd';
+import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
 import { controlRequest, defaultControlPath } from '../dataplane/control-server';
 import { validateNodeName } from '../control/resources';
@@ -117,6 +118,8 @@ export function buildProgram(): Command {
 
   // apply, create, replace, delete, get: calicoctl-shaped resource commands on the datastore.
   addResourceCommands(program);
+  // cni install|uninstall: podway's CNI plugin for container runtimes.
+  addCniCommands(program);
   // ipam show/check/release/assign/configure: calicoctl-shaped IPAM commands on the datastore.
   addIpamCommands(program);
   return program;

@@ -1,0 +1,34 @@
+// `podway cni install` and `podway cni uninstall` (registered by src/cli/main.ts).
+import { Command, Option } from 'commander';
+import { installCni, uninstallCni } from './install';
+
+export function addCniCommands(program: Command): void {
+  const cni = program.command('cni').description('install or remove podway\'s CNI plugin (so a container runtime attaches pods itself)');
+  cni
+    .command('install')
+    .description('write the plugin (a shim running this build) to the CNI bin dir and a NN-NAME.conflist to the CNI config dir')
+    .option('--bin-dir <dir>', 'CNI plugin directory', '/opt/cni/bin')
+    .option('--conf-dir <dir>', 'CNI network config directory', '/etc/cni/net.d')
+    .option('--datastore <spec>', 'etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, Calico\'s env, the embedded store)')
+    .option('--node <name>', 'this node, as `podway run --node` (default $NODENAME, else the hostname)')
+    .option('--name <name>', 'network name', 'podway')
+    .option('--priority <n>', 'conflist file name prefix (runtimes use the first file)', (v) => Number(v), 10)
+    .option('--mtu <n>', 'pod MTU (default: 1450 with a VXLAN pool, 1480 IPIP, else 1500)', (v) => Number(v))
+    .addOption(new Option('--interface-type <type>', 'how pods are attached').choices(['veth', 'tap', 'tun']).default('veth'))
+    .action((o) => {
+      if (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > 99) throw new Error('cni install: --priority must be 0..99');
+      if (o.mtu !== undefined && (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535)) throw new Error('cni install: --mtu must be 576..65535');
+      const done = installCni({ binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType });
+      process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
+    });
+  cni
+    .command('uninstall')
+    .description('remove the plugin shim and the network\'s conflist that `podway cni install` wrote')
+    .option('--bin-dir <dir>', 'CNI plugin directory', '/opt/cni/bin')
+    .option('--conf-dir <dir>', 'CNI network config directory', '/etc/cni/net.d')
+    .option('--name <name>', 'network name', 'podway')
+    .action((o) => {
+      const removed = uninstallCni({ binDir: o.binDir, confDir: o.confDir, name: o.name });
+      process.stdout.write(removed.length ? removed.map((f) => `removed ${f}\n`).join('') : 'nothing to remove\n');
+    });
+}

@@ -1,0 +1,155 @@
+// The network configuration a runtime passes on stdin (one plugin entry of a conflist, with
+// cniVersion and name filled in by the runtime), checked field by field: an error names the field.
+import { CniError, CNI_CODES } from './errors';
+import { validateNodeName } from '../control/resources';
+import { INTERFACE_TYPES, InterfaceType } from '../control/resources';
+import { DatastoreEnv, DatastoreSpec, parseDatastoreSpec } from '../control/kv/spec';
+import { hostname } from 'node:os';
+
+export const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0', '1.1.0'] as const;
+export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
+
+export interface ValidAttachment {
+  readonly containerID: string;
+  readonly ifname: string;
+}
+
+export interface NetConf {
+  readonly cniVersion: CniVersion;
+  /** The network name: part of every IPAM handle ("<name>.<containerID>"). */
+  readonly name: string;
+  readonly datastore: DatastoreSpec;
+  readonly nodename: string;
+  /** From the config; null: from the pools (1450 VXLAN, 1480 IPIP, 1500 none). */
+  readonly mtu: number | null;
+  readonly interfaceType: InterfaceType;
+  /** null: podway's own IPAM (type podway or no ipam section). */
+  readonly ipam: { readonly type: string; readonly [key: string]: unknown } | null;
+  /** Per-call deadline of the datastore, ms. */
+  readonly datastoreTimeoutMs: number;
+  readonly prevResult: unknown;
+  readonly validAttachments: readonly ValidAttachment[] | null;
+  /** The whole config as received (passed on to a delegated IPAM plugin unchanged). */
+  readonly raw: Record<string, unknown>;
+}
+
+const NETWORK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+function bad(field: string, why: string): CniError {
+  return new CniError(CNI_CODES.INVALID_CONFIG, `network config: ${field}: ${why}`);
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function optString(raw: Record<string, unknown>, field: string): string | undefined {
+  const v = raw[field];
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') throw bad(field, `expected a string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Parses stdin's JSON (code 6 when it is not JSON). */
+export function decodeConfig(text: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new CniError(CNI_CODES.DECODE_FAILURE, `network config on stdin is not JSON: ${(e as Error).message}`);
+  }
+  if (!isObject(parsed)) throw new CniError(CNI_CODES.DECODE_FAILURE, 'network config on stdin is not a JSON object');
+  return parsed;
+}
+
+/** The config's cniVersion, checked against the versions this plugin speaks (code 1 otherwise). */
+export function configVersion(raw: Record<string, unknown>): CniVersion {
+  const v = raw.cniVersion;
+  if (typeof v !== 'string' || v === '') throw bad('cniVersion', `required (one of ${SUPPORTED_VERSIONS.join(', ')})`);
+  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(v)) {
+    throw new CniError(CNI_CODES.INCOMPATIBLE_VERSION, `incompatible CNI version ${JSON.stringify(v)}: podway supports ${SUPPORTED_VERSIONS.join(', ')}`);
+  }
+  return v as CniVersion;
+}
+
+/** The datastore: `datastore` (podway spec), else Calico's datastore_type/etcd_* keys, else $PODWAY_DATASTORE / Calico env / the embedded default. */
+function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): DatastoreSpec {
+  const spec = optString(raw, 'datastore');
+  const calicoType = optString(raw, 'datastore_type');
+  const endpoints = optString(raw, 'etcd_endpoints');
+  // etcd TLS files may be given in the config (Calico's keys) as well as in the environment.
+  const tlsEnv: DatastoreEnv = {
+    ...env,
+    ETCD_CA_CERT_FILE: optString(raw, 'etcd_ca_cert_file') ?? env.ETCD_CA_CERT_FILE,
+    ETCD_CERT_FILE: optString(raw, 'etcd_cert_file') ?? env.ETCD_CERT_FILE,
+    ETCD_KEY_FILE: optString(raw, 'etcd_key_file') ?? env.ETCD_KEY_FILE,
+  };
+  let parsed: DatastoreSpec;
+  try {
+    if (spec !== undefined) parsed = parseDatastoreSpec(spec, tlsEnv);
+    else if (calicoType !== undefined || endpoints !== undefined) {
+      parsed = parseDatastoreSpec(undefined, { ...tlsEnv, DATASTORE_TYPE: calicoType ?? 'etcdv3', ETCD_ENDPOINTS: endpoints });
+    } else {
+      // As resolveDatastoreSpec (open-datastore.ts) does, without loading the datastore readers a plugin never uses.
+      parsed = parseDatastoreSpec(env.PODWAY_DATASTORE, tlsEnv);
+    }
+  } catch (e) {
+    const field = spec !== undefined ? 'datastore' : calicoType !== undefined || endpoints !== undefined ? 'datastore_type/etcd_endpoints' : 'datastore (from the environment)';
+    throw bad(field, (e as Error).message);
+  }
+  if (parsed.kind === 'file') throw bad('datastore', 'file: is the read-only YAML datastore; the CNI plugin writes addresses and endpoints, so give etcd:URL or embedded:DIR');
+  return parsed;
+}
+
+export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): NetConf {
+  const cniVersion = configVersion(raw);
+  const name = raw.name;
+  if (typeof name !== 'string' || !NETWORK_NAME.test(name)) throw bad('name', `expected a network name (alphanumerics, '_', '.', '-'), got ${JSON.stringify(name)}`);
+  if (raw.type !== 'podway') throw bad('type', `expected "podway", got ${JSON.stringify(raw.type)}`);
+  const nodeText = optString(raw, 'nodename') ?? (env.NODENAME || hostname());
+  let nodename: string;
+  try {
+    nodename = validateNodeName(nodeText, 'node name');
+  } catch (e) {
+    throw bad('nodename', (e as Error).message);
+  }
+  let mtu: number | null = null;
+  if (raw.mtu !== undefined && raw.mtu !== null && raw.mtu !== 0) {
+    if (typeof raw.mtu !== 'number' || !Number.isInteger(raw.mtu) || raw.mtu < 576 || raw.mtu > 65535) throw bad('mtu', `expected an integer 576..65535, got ${JSON.stringify(raw.mtu)}`);
+    mtu = raw.mtu;
+  }
+  const typeText = optString(raw, 'interfaceType') ?? 'veth';
+  if (!(INTERFACE_TYPES as readonly string[]).includes(typeText)) throw bad('interfaceType', `expected one of ${INTERFACE_TYPES.join(', ')}, got ${JSON.stringify(typeText)}`);
+  let ipam: NetConf['ipam'] = null;
+  if (raw.ipam !== undefined && raw.ipam !== null) {
+    if (!isObject(raw.ipam)) throw bad('ipam', `expected an object like {"type": "host-local", ...}, got ${JSON.stringify(raw.ipam)}`);
+    const t = raw.ipam.type;
+    if (t !== undefined && (typeof t !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(t))) throw bad('ipam.type', `expected a plugin name, got ${JSON.stringify(t)}`);
+    if (typeof t === 'string' && t !== 'podway' && t !== 'calico-ipam') ipam = { ...raw.ipam, type: t };
+  }
+  let datastoreTimeoutMs = 5000;
+  if (raw.datastoreTimeoutMs !== undefined) {
+    const t = raw.datastoreTimeoutMs;
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 100 || t > 120_000) throw bad('datastoreTimeoutMs', `expected an integer 100..120000 (ms), got ${JSON.stringify(t)}`);
+    datastoreTimeoutMs = t;
+  }
+  let validAttachments: ValidAttachment[] | null = null;
+  const va = raw['cni.dev/valid-attachments'] ?? raw['cni.dev/attachments'];
+  if (va !== undefined) {
+    if (!Array.isArray(va)) throw bad('cni.dev/valid-attachments', 'expected a list of {containerID, ifname}');
+    validAttachments = va.map((a, i) => {
+      if (!isObject(a) || typeof a.containerID !== 'string' || typeof a.ifname !== 'string') throw bad(`cni.dev/valid-attachments[${i}]`, `expected {containerID, ifname} strings, got ${JSON.stringify(a)}`);
+      return { containerID: a.containerID, ifname: a.ifname };
+    });
+  }
+  return {
+    cniVersion, name, datastore: datastoreOf(raw, env), nodename, mtu, interfaceType: typeText as InterfaceType, ipam,
+    datastoreTimeoutMs, prevResult: raw.prevResult, validAttachments, raw,
+  };
+}
+
+/** a >= b for dotted versions. */
+export function versionAtLeast(a: string, b: string): boolean {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < 3; i++) if ((pa[i] ?? 0) !== (pb[i] ?? 0)) return (pa[i] ?? 0) > (pb[i] ?? 0);
+  return true;
+}

@@ -1,0 +1,72 @@
+// A delegated IPAM plugin (`"ipam": {"type": "host-local", ...}`): found in CNI_PATH, run with the
+// same environment and stdin, its result's addresses used for the pod.
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import { CniError, CNI_CODES } from './errors';
+import type { CniEnv } from './env';
+import { versionAtLeast } from './config';
+
+export function findPlugin(type: string, cniPath: readonly string[]): string {
+  for (const dir of cniPath) {
+    const file = join(dir, type);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      /* next directory */
+    }
+  }
+  throw new CniError(CNI_CODES.INVALID_ENV, `CNI_PATH: the IPAM plugin ${JSON.stringify(type)} is in none of [${cniPath.join(', ')}]`);
+}
+
+/**
+ * Runs the IPAM plugin for `command` (ADD/DEL/CHECK) and returns its parsed stdout (null when
+ * empty). A plugin older than the config's version (host-local 1.1 speaks up to 1.0.0 when the
+ * runtime chose 1.1.0) is asked VERSION and called again with the highest version both speak:
+ * the IPAM result's addresses read the same in 0.4.0 and 1.x.
+ */
+export function runIpamPlugin(type: string, command: 'ADD' | 'DEL' | 'CHECK', env: CniEnv, stdin: string): Record<string, unknown> | null {
+  const file = findPlugin(type, env.path);
+  try {
+    return execIpam(file, type, command, stdin);
+  } catch (e) {
+    if (!(e instanceof CniError && e.code === CNI_CODES.INCOMPATIBLE_VERSION)) throw e;
+    const theirs = execIpam(file, type, 'VERSION', '{}')?.supportedVersions;
+    const config = JSON.parse(stdin) as Record<string, unknown>;
+    const ours = ['1.1.0', '1.0.0', '0.4.0'].filter((v) => versionAtLeast(String(config.cniVersion), v));
+    const common = ours.find((v) => Array.isArray(theirs) && theirs.includes(v));
+    if (!common) throw e;
+    return execIpam(file, type, command, JSON.stringify({ ...config, cniVersion: common }));
+  }
+}
+
+function execIpam(file: string, type: string, command: string, stdin: string): Record<string, unknown> | null {
+  const res = spawnSync(file, [], { input: stdin, encoding: 'utf8', env: { ...process.env, CNI_COMMAND: command }, timeout: 30_000 });
+  if (res.error) throw new CniError(CNI_CODES.IPAM_FAILED, `IPAM plugin ${file} (${command}) could not run: ${res.error.message}`);
+  const out = (res.stdout ?? '').trim();
+  let parsed: Record<string, unknown> | null = null;
+  if (out !== '') {
+    try {
+      parsed = JSON.parse(out) as Record<string, unknown>;
+    } catch {
+      throw new CniError(CNI_CODES.IPAM_FAILED, `IPAM plugin ${file} (${command}) printed something that is not JSON`, out.slice(0, 500));
+    }
+  }
+  if (res.status !== 0) {
+    const msg = parsed && typeof parsed.msg === 'string' ? parsed.msg : (res.stderr ?? '').trim() || `exit status ${res.status}`;
+    const code = parsed && typeof parsed.code === 'number' && parsed.code < 100 ? parsed.code : CNI_CODES.IPAM_FAILED;
+    throw new CniError(code, `IPAM plugin ${type} (${command}): ${msg}`, parsed && typeof parsed.details === 'string' ? parsed.details : '');
+  }
+  return parsed;
+}
+
+/** The first IPv4 address of an IPAM result (0.4.0 or 1.x shape). */
+export function firstIpv4(result: Record<string, unknown> | null, type: string): string {
+  const ips = Array.isArray(result?.ips) ? (result!.ips as { address?: unknown }[]) : [];
+  for (const ip of ips) {
+    const a = typeof ip.address === 'string' ? ip.address.split('/')[0] : '';
+    if (/^\d+\.\d+\.\d+\.\d+$/.test(a)) return a;
+  }
+  throw new CniError(CNI_CODES.IPAM_FAILED, `IPAM plugin ${type} returned no IPv4 address`, JSON.stringify(result).slice(0, 500));
+}

@@ -1,0 +1,145 @@
+// `podway cni install|uninstall`: the plugin executable (a small shell shim that runs this
+// checkout's compiled plugin with this Node) in the CNI bin directory, and a conflist naming it in
+// the CNI config directory. Both carry what the runtime's minimal environment lacks: the absolute
+// paths of node and the plugin, a PATH with iproute2 and nsenter, the datastore and the node name.
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import * as path from 'node:path';
+import { resolveDatastoreSpec } from '../control/open-datastore';
+import { parseDatastoreSpec } from '../control/kv/spec';
+import { validateNodeName } from '../control/resources';
+
+export const SHIM_MARKER = '# podway CNI plugin shim, written by `podway cni install`';
+
+export interface InstallOptions {
+  readonly binDir: string;
+  readonly confDir: string;
+  /** Datastore spec (default: $PODWAY_DATASTORE, Calico's env, the embedded default), written into the conflist. */
+  readonly datastore?: string;
+  /** Node name (default $NODENAME, else the hostname), written into the conflist. */
+  readonly node?: string;
+  /** Network name (default "podway"): the conflist's name, and the IPAM handle prefix. */
+  readonly name?: string;
+  /** The conflist's file name prefix (runtimes take the first file in name order), default 10. */
+  readonly priority?: number;
+  /** Pod MTU (default: from the pools). */
+  readonly mtu?: number;
+  readonly interfaceType?: 'veth' | 'tap' | 'tun';
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface Installed {
+  readonly plugin: string;
+  readonly conflist: string;
+}
+
+const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** The shim's text: exec node on the compiled plugin, with a PATH that finds ip and nsenter. */
+export function shimText(nodePath: string, pluginJs: string): string {
+  return [
+    '#!/bin/sh',
+    SHIM_MARKER,
+    '# Runtimes run plugins with a minimal environment: the paths are absolute, and PATH gets the',
+    '# usual system directories (iproute2 and nsenter live in sbin).',
+    'PATH="${PATH:+$PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"',
+    'export PATH',
+    `exec ${quote(nodePath)} ${quote(pluginJs)} "$@"`,
+    '',
+  ].join('\n');
+}
+
+function datastoreText(spec: string | undefined, env: NodeJS.ProcessEnv): { datastore: string; tls: Record<string, string> } {
+  const parsed = spec ? parseDatastoreSpec(spec, env) : resolveDatastoreSpec(undefined, env);
+  if (parsed.kind === 'file') throw new Error('cni install: --datastore file: is read-only; the plugin needs etcd:URL or embedded:DIR');
+  if (parsed.kind === 'embedded') return { datastore: `embedded:${path.resolve(parsed.dir)}`, tls: {} };
+  const tls: Record<string, string> = {};
+  if (parsed.tls?.caFile) tls.etcd_ca_cert_file = path.resolve(parsed.tls.caFile);
+  if (parsed.tls?.certFile) tls.etcd_cert_file = path.resolve(parsed.tls.certFile);
+  if (parsed.tls?.keyFile) tls.etcd_key_file = path.resolve(parsed.tls.keyFile);
+  return { datastore: `etcd:${parsed.endpoints.join(',')}`, tls };
+}
+
+const CONFLIST_NAME = /^(\d+)-(.+)\.conflist$/;
+
+export function conflistPath(confDir: string, name: string, priority = 10): string {
+  return path.join(confDir, `${String(priority).padStart(2, '0')}-${name}.conflist`);
+}
+
+/** The conflist for this network. */
+export function conflistText(opts: InstallOptions): string {
+  const env = opts.env ?? process.env;
+  const name = opts.name ?? 'podway';
+  const node = validateNodeName(opts.node ?? (env.NODENAME || hostname()), '--node');
+  const { datastore, tls } = datastoreText(opts.datastore, env);
+  const plugin: Record<string, unknown> = { type: 'podway', datastore, ...tls, nodename: node };
+  if (opts.mtu) plugin.mtu = opts.mtu;
+  if (opts.interfaceType && opts.interfaceType !== 'veth') plugin.interfaceType = opts.interfaceType;
+  plugin.ipam = { type: 'podway' };
+  const conf = { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name, plugins: [plugin] };
+  return JSON.stringify(conf, null, 2) + '\n';
+}
+
+function writeAtomically(file: string, text: string, mode: number): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, text, { mode });
+  renameSync(tmp, file);
+}
+
+export function installCni(opts: InstallOptions): Installed {
+  const name = opts.name ?? 'podway';
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`cni install: --name ${JSON.stringify(name)}: a network name is alphanumerics, '_', '.', '-'`);
+  const pluginJs = path.resolve(__dirname, 'main.js');
+  if (!existsSync(pluginJs)) throw new Error(`cni install: ${pluginJs} is missing (run npm run build:ts first)`);
+  const text = conflistText(opts);
+  mkdirSync(opts.binDir, { recursive: true });
+  mkdirSync(opts.confDir, { recursive: true });
+  const plugin = path.join(path.resolve(opts.binDir), 'podway');
+  if (existsSync(plugin) && !readFileSync(plugin, 'utf8').includes(SHIM_MARKER)) {
+    throw new Error(`cni install: ${plugin} exists and was not written by podway cni install; not replacing it`);
+  }
+  writeAtomically(plugin, shimText(process.execPath, pluginJs), 0o755);
+  // One conflist per network name: a reinstall with another priority replaces the old file.
+  for (const old of ourConflists(opts.confDir, name)) unlinkSync(old);
+  const conflist = conflistPath(path.resolve(opts.confDir), name, opts.priority);
+  writeAtomically(conflist, text, 0o644);
+  return { plugin, conflist };
+}
+
+/** Conflists in confDir that are this network's podway config (name and a podway plugin). */
+function ourConflists(confDir: string, name: string): string[] {
+  let files: string[];
+  try {
+    files = readdirSync(confDir);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const f of files) {
+    const m = CONFLIST_NAME.exec(f);
+    if (!m || m[2] !== name) continue;
+    const file = path.join(confDir, f);
+    try {
+      const conf = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; plugins?: { type?: unknown }[] };
+      if (conf.name === name && Array.isArray(conf.plugins) && conf.plugins.some((p) => p?.type === 'podway')) out.push(file);
+    } catch {
+      /* not ours: unreadable or not JSON */
+    }
+  }
+  return out;
+}
+
+/** Removes the shim (only if podway wrote it) and this network's podway conflist; returns what was removed. */
+export function uninstallCni(opts: { binDir: string; confDir: string; name?: string }): string[] {
+  const removed: string[] = [];
+  const plugin = path.join(opts.binDir, 'podway');
+  if (existsSync(plugin) && readFileSync(plugin, 'utf8').includes(SHIM_MARKER)) {
+    unlinkSync(plugin);
+    removed.push(plugin);
+  }
+  for (const f of ourConflists(opts.confDir, opts.name ?? 'podway')) {
+    unlinkSync(f);
+    removed.push(f);
+  }
+  return removed;
+}

@@ -1,0 +1,116 @@
+// The interfaces, addresses and routes of one attachment, through iproute2 (a plugin process is
+// short-lived, so synchronous `ip` calls are fine here).
+//
+// How the veth reaches the pod: iproute2 (checked on 6.1) takes a namespace *path* wherever it takes
+// `netns NAME` (a value containing '/' is opened as a file), so
+//   ip link add caliX type veth peer name eth0 netns /proc/PID/ns/net
+// creates both ends in one netlink request with the pod end already inside the pod's namespace
+// under its final name: there is no moment where a half-made pair or a temporary name exists, and
+// concurrent ADDs never see each other's pod ends. `ip -n` takes only a name under /run/netns, so
+// everything inside the pod's namespace runs as `nsenter --net=PATH ip ...` (one `ip -batch` for
+// the addresses and routes).
+import { execFileSync } from 'node:child_process';
+import { CniError, CNI_CODES } from './errors';
+import type { InterfaceType } from '../control/resources';
+
+export const HOST_MAC = 'ee:ee:ee:ee:ee:ee';
+export const GATEWAY = '169.254.1.1';
+
+function run(cmd: string, args: string[], input?: string): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'], timeout: 15_000 });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new CniError(CNI_CODES.NETLINK_FAILED, `${cmd} ${args.join(' ')}: ${(err.stderr ?? '').toString().trim() || err.message}`);
+  }
+}
+
+/** `ip ...` in the pod's namespace. */
+function podIp(netns: string, args: string[], input?: string): string {
+  return run('nsenter', [`--net=${netns}`, 'ip', ...args], input);
+}
+
+const missingDevice = (e: unknown): boolean => e instanceof CniError && /Cannot find device|does not exist/.test(e.message);
+
+export function hostLinkExists(name: string): boolean {
+  try {
+    run('ip', ['link', 'show', 'dev', name]);
+    return true;
+  } catch (e) {
+    if (missingDevice(e)) return false;
+    throw e;
+  }
+}
+
+/** Deletes a host interface; false when it was not there. */
+export function deleteHostLink(name: string): boolean {
+  try {
+    run('ip', ['link', 'del', 'dev', name]);
+    return true;
+  } catch (e) {
+    if (missingDevice(e)) return false;
+    throw e;
+  }
+}
+
+/** Deletes the pod's interface (with a veth, both ends go); false when it was not there. */
+export function deletePodLink(netns: string, ifname: string): boolean {
+  try {
+    podIp(netns, ['link', 'del', 'dev', ifname]);
+    return true;
+  } catch (e) {
+    if (missingDevice(e)) return false;
+    throw e;
+  }
+}
+
+export interface PodLink {
+  readonly name: string;
+  readonly mac: string | null;
+  readonly mtu: number;
+}
+
+/** The veth: host end `hostName` (MAC ee:ee:ee:ee:ee:ee, up) in this namespace, pod end `ifname` in `netns`. */
+export function createVeth(hostName: string, netns: string, ifname: string, mtu: number): void {
+  run('ip', ['link', 'add', hostName, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', ifname, 'mtu', String(mtu), 'netns', netns]);
+  run('ip', ['link', 'set', 'dev', hostName, 'address', HOST_MAC, 'up']);
+}
+
+/** A persistent tap/tun device inside the pod's namespace: it is the pod's interface, podway opens it from there. */
+export function createTunTap(netns: string, ifname: string, mode: 'tap' | 'tun', mtu: number): void {
+  podIp(netns, ['tuntap', 'add', 'dev', ifname, 'mode', mode]);
+  podIp(netns, ['link', 'set', 'dev', ifname, 'mtu', String(mtu)]);
+}
+
+/** The pod end: up, its /32, and the routes Calico gives a pod (tun: a device route, it has no L2). */
+export function configurePod(netns: string, ifname: string, type: InterfaceType, ip: string): PodLink {
+  const lines = [`link set dev ${ifname} up`, `addr add ${ip}/32 dev ${ifname}`];
+  if (type === 'tun') lines.push(`route add default dev ${ifname}`);
+  else lines.push(`route add ${GATEWAY} dev ${ifname} scope link`, `route add default via ${GATEWAY} dev ${ifname}`);
+  podIp(netns, ['-batch', '-'], lines.join('\n') + '\n');
+  return podLink(netns, ifname)!;
+}
+
+interface IpLinkJson { ifname: string; address?: string; mtu: number; link_type?: string; addr_info?: { family: string; local: string; prefixlen: number }[] }
+
+/** The pod's interface as the kernel has it, or null when it does not exist. */
+export function podLink(netns: string, ifname: string): (PodLink & { addresses: string[] }) | null {
+  let out: string;
+  try {
+    out = podIp(netns, ['-j', 'addr', 'show', 'dev', ifname]);
+  } catch (e) {
+    if (missingDevice(e)) return null;
+    throw e;
+  }
+  const [link] = JSON.parse(out) as IpLinkJson[];
+  if (!link) return null;
+  const mac = link.link_type === 'ether' && link.address ? link.address : null;
+  const addresses = (link.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`);
+  return { name: link.ifname, mac, mtu: link.mtu, addresses };
+}
+
+export interface RouteJson { dst: string; gateway?: string; dev?: string; scope?: string }
+
+export function podRoutes(netns: string): RouteJson[] {
+  return JSON.parse(podIp(netns, ['-j', 'route', 'show', 'table', 'main'])) as RouteJson[];
+}

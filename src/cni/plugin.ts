@@ -1,0 +1,436 @@
+// podway's CNI plugin: the verbs (ADD, DEL, CHECK, VERSION, STATUS, GC) over the pod's network
+// namespace (netlink.ts), IPAM (podway's Calico-compatible one, or a delegated plugin) and the
+// WorkloadEndpoint a running `podway run` attaches. Calico's CNI plugin is the model: the same
+// veth names, host MAC, pod routes, IPAM handle and WorkloadEndpoint names and fields.
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { CniError, CNI_CODES, errorResult } from './errors';
+import { readEnv, CniEnv } from './env';
+import { configVersion, decodeConfig, NetConf, parseConfig, SUPPORTED_VERSIONS, versionAtLeast } from './config';
+import { handleId, hostVethName, podIdentity, PodIdentity, workloadEndpointName } from './names';
+import * as netlink from './netlink';
+import { Attachment, readPrevResult, successResult } from './result';
+import { firstIpv4, runIpamPlugin } from './delegate';
+import type { KvStore } from '../control/kv/kv';
+import { KvUnavailableError } from '../control/kv/kv';
+import { FileLockTimeoutError } from '../control/kv/file-lock';
+import { Ipam } from '../control/ipam/ipam';
+import { AllocationBlock } from '../control/ipam/block';
+import { blockPrefix, HANDLE_PREFIX, nodeKey, parseBlockKey } from '../control/ipam/keys';
+import { kindInfo } from '../control/calico-kinds';
+import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
+import { CALICO_API_VERSION } from '../control/resources';
+
+/** Annotation on the WorkloadEndpoints this plugin writes: which CNI network made it (GC keys on it). */
+export const NETWORK_ANNOTATION = 'cni.podway.io/network';
+
+export interface PluginOutput {
+  /** What goes to stdout ('' for DEL/STATUS/GC success). */
+  readonly stdout: string;
+  readonly exitCode: number;
+}
+
+const WEP = kindInfo('WorkloadEndpoint')!;
+const IPPOOL = kindInfo('IPPool')!;
+
+// ---------------------------------------------------------------------------------------------
+// Datastore access
+
+async function openStore(conf: NetConf): Promise<KvStore> {
+  // Loaded on demand: the etcd client (gRPC) costs a plugin process ~100 ms to load.
+  if (conf.datastore.kind === 'etcd') {
+    const { EtcdKv } = await import('../control/kv/etcd-kv');
+    return new EtcdKv({ endpoints: conf.datastore.endpoints, tls: conf.datastore.tls, timeoutMs: conf.datastoreTimeoutMs });
+  }
+  if (conf.datastore.kind !== 'embedded') throw new CniError(CNI_CODES.INVALID_CONFIG, 'network config: datastore: not a writable datastore');
+  const { FileKv } = await import('../control/kv/file-kv');
+  return new FileKv({ dir: conf.datastore.dir, lockTimeoutMs: conf.datastoreTimeoutMs });
+}
+
+function datastoreText(conf: NetConf): string {
+  const d = conf.datastore;
+  return d.kind === 'etcd' ? `etcd ${d.endpoints.join(',')}` : d.kind === 'embedded' ? `embedded ${d.dir}` : d.path;
+}
+
+/** Datastore failures as CNI errors: unreachable (or its lock held too long) is "try again later". */
+function datastoreError(conf: NetConf, e: unknown): unknown {
+  if (e instanceof CniError) return e;
+  if (e instanceof KvUnavailableError || e instanceof FileLockTimeoutError) {
+    return new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} unreachable: ${(e as Error).message}`);
+  }
+  if (e instanceof ResourceError) return new CniError(CNI_CODES.DATASTORE_FAILED, `datastore ${datastoreText(conf)}: ${e.message}`);
+  return e;
+}
+
+async function withStore<T>(conf: NetConf, fn: (kv: KvStore) => Promise<T>): Promise<T> {
+  const kv = await openStore(conf);
+  try {
+    return await fn(kv);
+  } catch (e) {
+    throw datastoreError(conf, e);
+  } finally {
+    await kv.close().catch(() => undefined);
+  }
+}
+
+async function requireNode(kv: KvStore, conf: NetConf): Promise<void> {
+  if (!(await kv.get(nodeKey(conf.nodename)))) {
+    throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `node ${conf.nodename} is not registered in datastore ${datastoreText(conf)} (no ${nodeKey(conf.nodename)}): start \`podway run --node ${conf.nodename}\` on this host, or set "nodename" in the network config`);
+  }
+}
+
+/** The pod MTU Calico picks when the config has none: 1450 with an enabled VXLAN pool, 1480 IPIP, else 1500. */
+async function poolMtu(kv: KvStore): Promise<number> {
+  const pools = (await listResources(kv, IPPOOL)).items.map((r) => (r.object.spec ?? {}) as JsonObject).filter((s) => s.disabled !== true);
+  if (pools.some((s) => s.vxlanMode && s.vxlanMode !== 'Never')) return 1450;
+  if (pools.some((s) => s.ipipMode && s.ipipMode !== 'Never')) return 1480;
+  return 1500;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Namespaces
+
+const NETNS_NAMED = /^\/run\/netns\/[A-Za-z0-9_.-]+$/;
+const NETNS_OF_PID = /^\/proc\/[0-9]+\/ns\/net$/;
+
+function requireNetns(path: string): void {
+  if (!existsSync(path)) throw new CniError(CNI_CODES.INVALID_ENV, `CNI_NETNS: ${path} does not exist (the container's network namespace is gone or was never made)`);
+}
+
+/**
+ * The namespace path podway run opens a tap/tun device from (WorkloadEndpoint interfaceNetns):
+ * /run/netns/NAME or /proc/PID/ns/net, also when given through a symlinked directory such as
+ * /var/run/netns.
+ */
+export function endpointNetns(path: string): string {
+  if ((NETNS_NAMED.test(path) && basename(path) !== '.' && basename(path) !== '..') || NETNS_OF_PID.test(path)) return path;
+  // Only bind mounts are resolved: /proc/self or /proc/thread-self would name this short-lived process.
+  if (!path.startsWith('/proc/')) try {
+    const real = join(realpathSync(dirname(path)), basename(path));
+    if (NETNS_NAMED.test(real) || NETNS_OF_PID.test(real)) return real;
+  } catch {
+    /* fall through */
+  }
+  throw new CniError(CNI_CODES.INVALID_ENV, `CNI_NETNS: ${path}: a tap/tun endpoint needs a namespace path podway can open later, /run/netns/NAME or /proc/PID/ns/net`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ADD
+
+function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ip: string, interfaceName: string, mac: string | null): JsonObject {
+  const spec: JsonObject = {
+    orchestrator: id.orchestrator,
+    workload: id.orchestrator === 'cni' ? env.containerId : undefined,
+    node: conf.nodename,
+    containerID: env.containerId,
+    pod: id.orchestrator === 'k8s' ? id.pod : undefined,
+    endpoint: env.ifname,
+    ipNetworks: [`${ip}/32`],
+    profiles: id.orchestrator === 'k8s' ? [`kns.${id.namespace}`] : [conf.name],
+    interfaceName,
+    mac: mac ?? undefined,
+  };
+  if (conf.interfaceType !== 'veth') {
+    spec.interfaceType = conf.interfaceType;
+    spec.interfaceNetns = endpointNetns(env.netns);
+  }
+  return {
+    apiVersion: CALICO_API_VERSION,
+    kind: 'WorkloadEndpoint',
+    metadata: {
+      name: workloadEndpointName(conf.nodename, id, env.containerId, env.ifname),
+      namespace: id.namespace,
+      annotations: { [NETWORK_ANNOTATION]: conf.name },
+    },
+    spec,
+  };
+}
+
+async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
+  requireNetns(env.netns);
+  if (conf.interfaceType !== 'veth') endpointNetns(env.netns);
+  const id = podIdentity(env.args, env.containerId);
+  const handle = handleId(conf.name, env.containerId);
+  return withStore(conf, async (kv) => {
+    const mtu = conf.mtu ?? (await poolMtu(kv));
+    // Everything made so far, undone in reverse order when a later step fails.
+    const undo: (() => unknown)[] = [];
+    try {
+      let ip: string;
+      if (conf.ipam) {
+        ip = firstIpv4(runIpamPlugin(conf.ipam.type, 'ADD', env, stdin), conf.ipam.type);
+        undo.push(() => runIpamPlugin(conf.ipam!.type, 'DEL', env, stdin));
+      } else {
+        await requireNode(kv, conf);
+        const ipam = new Ipam(kv);
+        const attrs: Record<string, string> = { node: conf.nodename, timestamp: new Date().toISOString() };
+        if (id.orchestrator === 'k8s') Object.assign(attrs, { namespace: id.namespace, pod: id.pod });
+        undo.push(() => ipam.releaseByHandle(handle));
+        const got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs });
+        if (got.ips.length === 0) {
+          throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `IPAM: no address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}`);
+        }
+        ip = got.ips[0];
+      }
+
+      let host: Attachment['host'] = null;
+      let interfaceName: string;
+      if (conf.interfaceType === 'veth') {
+        interfaceName = hostVethName(id, env.containerId);
+        // A veth of this pod's previous sandbox (k8s names are per pod, not per container): Calico replaces it too.
+        netlink.deleteHostLink(interfaceName);
+        netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
+        undo.push(() => netlink.deleteHostLink(interfaceName));
+        host = { name: interfaceName, mac: netlink.HOST_MAC };
+      } else {
+        interfaceName = env.ifname;
+        netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu);
+        undo.push(() => netlink.deletePodLink(env.netns, env.ifname));
+      }
+      const link = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ip);
+
+      const wep = workloadEndpoint(conf, env, id, ip, interfaceName, link.mac);
+      const wepName = `${id.namespace}/${(wep.metadata as JsonObject).name as string}`;
+      let written: Awaited<ReturnType<typeof applyResource>>;
+      try {
+        written = await applyResource(kv, wep);
+      } catch (e) {
+        if (e instanceof ResourceError) throw new CniError(CNI_CODES.DATASTORE_FAILED, `WorkloadEndpoint ${wepName}: ${e.message}`);
+        throw e;
+      }
+      undo.push(() => deleteResource(kv, { info: WEP, name: (wep.metadata as JsonObject).name as string, namespace: id.namespace }, written.resource.entry.modRevision));
+
+      return successResult(conf.cniVersion, {
+        host, ip, gateway: conf.interfaceType === 'tun' ? null : netlink.GATEWAY,
+        pod: { name: env.ifname, mac: link.mac, sandbox: env.netns, mtu: link.mtu },
+      });
+    } catch (e) {
+      for (const step of undo.reverse()) {
+        try {
+          await step();
+        } catch {
+          /* best effort: the original error is what the runtime needs to see */
+        }
+      }
+      throw e;
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// DEL
+
+/** This attachment's endpoint names: the one ADD wrote, and the plain-CNI one when ADD saw no pod name. */
+function endpointCandidates(conf: NetConf, env: CniEnv): { name: string; namespace: string }[] {
+  const id = podIdentity(env.args, env.containerId);
+  const out = [{ name: workloadEndpointName(conf.nodename, id, env.containerId, env.ifname), namespace: id.namespace }];
+  if (id.orchestrator === 'k8s') {
+    const cni = podIdentity({}, env.containerId);
+    out.push({ name: workloadEndpointName(conf.nodename, cni, env.containerId, env.ifname), namespace: cni.namespace });
+  }
+  return out;
+}
+
+async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+  // The pod's interface first (with a veth, the host end goes with it); a namespace already gone
+  // took its interfaces with it.
+  if (env.netns !== '' && existsSync(env.netns)) {
+    try {
+      netlink.deletePodLink(env.netns, env.ifname);
+    } catch (e) {
+      // Not a namespace any more (e.g. an unmounted bind-mount point): nothing of ours is in it.
+      if (!(e instanceof CniError && /nsenter/.test(e.message) && /reassociate|Invalid argument|No such file/.test(e.message))) throw e;
+    }
+  }
+  if (conf.ipam) runIpamPlugin(conf.ipam.type, 'DEL', env, stdin);
+  await withStore(conf, async (kv) => {
+    if (!conf.ipam) await new Ipam(kv).releaseByHandle(handleId(conf.name, env.containerId));
+    for (const c of endpointCandidates(conf, env)) {
+      const found = await getResource(kv, WEP, c.name, c.namespace);
+      if (!found) continue;
+      const spec = (found.object.spec ?? {}) as JsonObject;
+      // A newer sandbox of the same pod owns it now: leave it (and its veth, which has the same name).
+      if (typeof spec.containerID === 'string' && spec.containerID !== '' && spec.containerID !== env.containerId) continue;
+      try {
+        await deleteResource(kv, { info: WEP, name: c.name, namespace: c.namespace }, found.entry.modRevision);
+      } catch (e) {
+        if (!(e instanceof ResourceError && e.reason === 'not-found')) throw e;
+      }
+      if (typeof spec.interfaceName === 'string' && (spec.interfaceType ?? 'veth') === 'veth') netlink.deleteHostLink(spec.interfaceName);
+    }
+  });
+  // Plain CNI veth names come from the container ID alone, so this one can be nobody else's.
+  if (conf.interfaceType === 'veth' && !('K8S_POD_NAME' in env.args && env.args.K8S_POD_NAME)) {
+    netlink.deleteHostLink(hostVethName(podIdentity({}, env.containerId), env.containerId));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CHECK
+
+async function check(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+  const prev = readPrevResult(conf.prevResult);
+  requireNetns(env.netns);
+  const problems: string[] = [];
+  const where = `${env.ifname} in ${env.netns}`;
+  const link = netlink.podLink(env.netns, env.ifname);
+  const podIf = prev.interfaces.find((i) => i.name === env.ifname && i.sandbox);
+  const addrs = prev.ips.filter((ip) => ip.interface === undefined || prev.interfaces[ip.interface]?.name === env.ifname).map((ip) => ip.address);
+  if (!link) {
+    problems.push(`interface ${where} is missing`);
+  } else {
+    if (podIf?.mac && link.mac && podIf.mac.toLowerCase() !== link.mac.toLowerCase()) problems.push(`interface ${where} has MAC ${link.mac}, ADD gave ${podIf.mac}`);
+    for (const a of addrs) if (!link.addresses.includes(a)) problems.push(`address ${a} is missing on ${where} (it has ${link.addresses.join(', ') || 'none'})`);
+    const routes = netlink.podRoutes(env.netns);
+    const has = (want: (r: netlink.RouteJson) => boolean): boolean => routes.some(want);
+    if (conf.interfaceType === 'tun') {
+      if (!has((r) => r.dst === 'default' && r.dev === env.ifname)) problems.push(`route "default dev ${env.ifname}" is missing in ${env.netns}`);
+    } else {
+      if (!has((r) => r.dst === netlink.GATEWAY && r.dev === env.ifname && r.scope === 'link')) problems.push(`route "${netlink.GATEWAY} dev ${env.ifname} scope link" is missing in ${env.netns}`);
+      if (!has((r) => r.dst === 'default' && r.gateway === netlink.GATEWAY && r.dev === env.ifname)) problems.push(`route "default via ${netlink.GATEWAY} dev ${env.ifname}" is missing in ${env.netns}`);
+    }
+  }
+  const hostIf = prev.interfaces.find((i) => !i.sandbox);
+  if (conf.interfaceType === 'veth' && hostIf && !netlink.hostLinkExists(hostIf.name)) problems.push(`host interface ${hostIf.name} is missing`);
+  if (conf.ipam) runIpamPlugin(conf.ipam.type, 'CHECK', env, stdin);
+  await withStore(conf, async (kv) => {
+    const [c] = endpointCandidates(conf, env);
+    const found = await getResource(kv, WEP, c.name, c.namespace);
+    if (!found) {
+      problems.push(`WorkloadEndpoint ${c.namespace}/${c.name} is missing from datastore ${datastoreText(conf)}`);
+    } else {
+      const nets = ((found.object.spec as JsonObject).ipNetworks ?? []) as string[];
+      for (const a of addrs) if (!nets.includes(`${a.split('/')[0]}/32`)) problems.push(`WorkloadEndpoint ${c.namespace}/${c.name} does not list ${a} (it has ${nets.join(', ') || 'none'})`);
+    }
+    if (!conf.ipam && !(await kv.get(HANDLE_PREFIX + handleId(conf.name, env.containerId)))) {
+      problems.push(`IPAM handle ${handleId(conf.name, env.containerId)} is missing (the address is not held for this container)`);
+    }
+  });
+  if (problems.length > 0) throw new CniError(CNI_CODES.CHECK_FAILED, `CHECK ${env.containerId}: ${problems.join('; ')}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// STATUS and GC (CNI 1.1.0)
+
+async function status(conf: NetConf): Promise<void> {
+  try {
+    await withStore(conf, async (kv) => {
+      await requireNode(kv, conf);
+      if (!conf.ipam) {
+        const pools = await new Ipam(kv).listPools();
+        if (!pools.some((p) => !p.disabled)) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} has no enabled IPv4 pool to assign pod addresses from`);
+      }
+    });
+  } catch (e) {
+    const err = e instanceof CniError ? e : (datastoreError(conf, e) as Error);
+    throw new CniError(CNI_CODES.CANNOT_SERVE_ADD, `cannot serve ADD: ${err.message}`);
+  }
+}
+
+async function gc(conf: NetConf): Promise<void> {
+  const valid = conf.validAttachments ?? [];
+  const validIds = new Set(valid.map((a) => a.containerID));
+  const validPairs = new Set(valid.map((a) => `${a.containerID}/${a.ifname}`));
+  const failures: string[] = [];
+  const prefix = `${conf.name}.`;
+  await withStore(conf, async (kv) => {
+    // Addresses: handles of this network held on this node (a block allocation's node attribute)
+    // whose container is not a valid attachment.
+    if (!conf.ipam) {
+      const ipam = new Ipam(kv);
+      const stale = new Set<string>();
+      for (const e of (await kv.list(blockPrefix(4))).entries) {
+        let block: AllocationBlock;
+        try {
+          block = AllocationBlock.decode(e.value, parseBlockKey(e.key) ?? undefined);
+        } catch (err) {
+          failures.push(`block ${e.key}: ${(err as Error).message}`);
+          continue;
+        }
+        block.allocations.forEach((a, o) => {
+          if (a === null) return;
+          const attr = block.attributeOf(o);
+          const h = attr?.handleId ?? '';
+          if (h.startsWith(prefix) && attr?.secondary?.node === conf.nodename && !validIds.has(h.slice(prefix.length))) stale.add(h);
+        });
+      }
+      for (const h of stale) {
+        try {
+          await ipam.releaseByHandle(h);
+        } catch (err) {
+          failures.push(`release ${h}: ${(err as Error).message}`);
+        }
+      }
+    }
+    // Endpoints this network wrote on this node for attachments that are not valid.
+    const weps = await listResources(kv, WEP);
+    const keep = new Set<string>();
+    const drop: { name: string; namespace: string; rev: number; iface: string | null }[] = [];
+    for (const r of weps.items) {
+      const meta = r.object.metadata as JsonObject;
+      const spec = (r.object.spec ?? {}) as JsonObject;
+      const ann = (meta.annotations ?? {}) as Record<string, string>;
+      if (spec.node !== conf.nodename || ann[NETWORK_ANNOTATION] !== conf.name) continue;
+      const iface = (spec.interfaceType ?? 'veth') === 'veth' && typeof spec.interfaceName === 'string' ? spec.interfaceName : null;
+      if (validPairs.has(`${spec.containerID}/${spec.endpoint}`)) {
+        if (iface) keep.add(iface);
+      } else {
+        drop.push({ name: String(meta.name), namespace: String(meta.namespace), rev: r.entry.modRevision, iface });
+      }
+    }
+    for (const d of drop) {
+      try {
+        await deleteResource(kv, { info: WEP, name: d.name, namespace: d.namespace }, d.rev);
+        if (d.iface && !keep.has(d.iface)) netlink.deleteHostLink(d.iface);
+      } catch (err) {
+        failures.push(`WorkloadEndpoint ${d.namespace}/${d.name}: ${(err as Error).message}`);
+      }
+    }
+  });
+  if (failures.length > 0) throw new CniError(CNI_CODES.GC_INCOMPLETE, `GC: ${failures.length} item(s) could not be removed`, failures.join('\n'));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch
+
+/** Runs one plugin call: the CNI env and stdin in, stdout and exit code out. */
+export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): Promise<PluginOutput> {
+  let version = '1.1.0';
+  try {
+    const env = readEnv(processEnv);
+    if (env.command === 'VERSION') {
+      let asked = '1.1.0';
+      try {
+        const v = (JSON.parse(stdin || '{}') as { cniVersion?: unknown }).cniVersion;
+        if (typeof v === 'string' && v !== '') asked = v;
+      } catch {
+        /* VERSION answers whatever stdin holds */
+      }
+      return { stdout: JSON.stringify({ cniVersion: asked, supportedVersions: [...SUPPORTED_VERSIONS] }) + '\n', exitCode: 0 };
+    }
+    const raw = decodeConfig(stdin);
+    if (typeof raw.cniVersion === 'string' && (SUPPORTED_VERSIONS as readonly string[]).includes(raw.cniVersion)) version = raw.cniVersion;
+    configVersion(raw);
+    const conf = parseConfig(raw, processEnv);
+    switch (env.command) {
+      case 'ADD':
+        return { stdout: JSON.stringify(await add(env, conf, stdin)) + '\n', exitCode: 0 };
+      case 'DEL':
+        await del(env, conf, stdin);
+        return { stdout: '', exitCode: 0 };
+      case 'CHECK':
+        await check(env, conf, stdin);
+        return { stdout: '', exitCode: 0 };
+      case 'STATUS':
+      case 'GC':
+        if (!versionAtLeast(conf.cniVersion, '1.1.0')) {
+          throw new CniError(CNI_CODES.INCOMPATIBLE_VERSION, `${env.command} needs cniVersion 1.1.0, the config says ${conf.cniVersion}`);
+        }
+        if (env.command === 'STATUS') await status(conf);
+        else await gc(conf);
+        return { stdout: '', exitCode: 0 };
+    }
+  } catch (e) {
+    return { stdout: JSON.stringify(errorResult(version, e)) + '\n', exitCode: 1 };
+  }
+}

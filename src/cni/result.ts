@@ -1,0 +1,48 @@
+// ADD's success result in the shape each CNI version expects, and prevResult read back for CHECK.
+import type { CniVersion } from './config';
+import { CniError, CNI_CODES } from './errors';
+
+export interface Attachment {
+  /** Host end of a veth (no sandbox); absent for tap/tun, whose device is the pod's interface. */
+  readonly host: { readonly name: string; readonly mac: string } | null;
+  readonly pod: { readonly name: string; readonly mac: string | null; readonly sandbox: string; readonly mtu: number };
+  readonly ip: string;
+  /** Default route's gateway; null for tun (a device route). */
+  readonly gateway: string | null;
+}
+
+export function successResult(version: CniVersion, a: Attachment): Record<string, unknown> {
+  const interfaces: Record<string, unknown>[] = [];
+  if (a.host) interfaces.push({ name: a.host.name, mac: a.host.mac });
+  const podIf: Record<string, unknown> = { name: a.pod.name };
+  if (a.pod.mac) podIf.mac = a.pod.mac;
+  // `mtu` on interfaces is new in 1.1.0.
+  if (version === '1.1.0') podIf.mtu = a.pod.mtu;
+  podIf.sandbox = a.pod.sandbox;
+  interfaces.push(podIf);
+  const ip: Record<string, unknown> = version === '0.4.0' ? { version: '4' } : {};
+  ip.address = `${a.ip}/32`;
+  if (a.gateway) ip.gateway = a.gateway;
+  ip.interface = interfaces.length - 1;
+  const route: Record<string, unknown> = { dst: '0.0.0.0/0' };
+  if (a.gateway) route.gw = a.gateway;
+  return { cniVersion: version, interfaces, ips: [ip], routes: [route], dns: {} };
+}
+
+export interface PrevResult {
+  readonly interfaces: { name: string; mac?: string; sandbox?: string }[];
+  readonly ips: { address: string; interface?: number }[];
+}
+
+/** prevResult from CHECK's config: at least one address on an interface of the sandbox. */
+export function readPrevResult(raw: unknown): PrevResult {
+  const bad = (why: string): CniError => new CniError(CNI_CODES.INVALID_CONFIG, `network config: prevResult: ${why}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('required for CHECK (the result ADD returned)');
+  const r = raw as { interfaces?: unknown; ips?: unknown };
+  if (!Array.isArray(r.interfaces) || !r.interfaces.every((i) => typeof i === 'object' && i !== null && typeof (i as { name?: unknown }).name === 'string')) throw bad('interfaces: expected a list of {name, mac?, sandbox?}');
+  if (!Array.isArray(r.ips) || r.ips.length === 0) throw bad('ips: expected a non-empty list of {address, interface?}');
+  for (const [k, ip] of r.ips.entries()) {
+    if (typeof ip !== 'object' || ip === null || typeof (ip as { address?: unknown }).address !== 'string') throw bad(`ips[${k}].address: expected "A.B.C.D/N"`);
+  }
+  return { interfaces: r.interfaces as PrevResult['interfaces'], ips: r.ips as PrevResult['ips'] };
+}

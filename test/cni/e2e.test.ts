@@ -1,0 +1,109 @@
+/**
+ * The plugin with a running dataplane (root, network namespaces): `podway run --datastore
+ * embedded:DIR` in a node namespace (underlay veth to an uplink namespace), two pods created by
+ * the plugin's ADD on that node, ping between them through podway, and the time from ADD's return
+ * to the first packet forwarded to the new pod (the watch debounce + model apply + port open).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { CniHarness } from './harness';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { Ipam } from '../../src/control/ipam';
+import { isRoot, sh, sleep } from '../helpers/netns';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+
+async function until(cond: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await cond()) return true;
+    await sleep(stepMs);
+  }
+  return cond();
+}
+
+async function stop(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  proc.kill('SIGTERM');
+  if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
+  proc.kill('SIGKILL');
+  await exited;
+}
+
+test('pods made by the plugin\'s ADD ping each other through a running podway; ADD return -> first forwarded packet', async () => {
+  if (!isRoot()) throw new Error('this test needs root (network namespaces)');
+  const h = new CniHarness();
+  let podway: ChildProcess | null = null;
+  const log: string[] = [];
+  try {
+    await h.setup({ cidr: '10.249.0.0/24', blockSize: 26 });
+    // underlay: node eth0 10.99.0.1/24 <-> uplink 10.99.0.254/24
+    const uplink = h.addNs('up');
+    sh('ip', ['link', 'add', 'eth0', 'netns', h.node.name, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', uplink.name]);
+    h.node.ip('addr', 'add', '10.99.0.1/24', 'dev', 'eth0');
+    uplink.ip('addr', 'add', '10.99.0.254/24', 'dev', 'eth0');
+    h.node.ip('link', 'set', 'eth0', 'up');
+    uplink.ip('link', 'set', 'eth0', 'up');
+    h.node.ip('route', 'add', 'default', 'via', '10.99.0.254');
+
+    const control = path.join(h.dir, 'podway.sock');
+    podway = spawn('ip', ['netns', 'exec', h.node.name, process.execPath, path.join(ROOT, 'bin', 'podway.js'), 'run', '--node', h.nodeName, '--datastore', `embedded:${h.storeDir}`, '--ip', '10.99.0.1/24', '--control', control], { stdio: ['ignore', 'ignore', 'pipe'] });
+    podway.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
+    const up = await until(async () => {
+      if (!existsSync(control)) return false;
+      try {
+        await controlRequest(control, { cmd: 'status' }, 1000);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 20_000, 100);
+    assert.ok(up, `podway came up: ${log.slice(-5).join(' | ')}`);
+
+    const podA = h.pod('a');
+    const podB = h.pod('b');
+    const addA = await h.add(podA, 'cnie2ea', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a' });
+    const hostA = addA.json.interfaces[0].name as string;
+    const attachedA = await until(async () => ((await controlRequest(control, { cmd: 'endpoints' })) as { interface: string }[]).some((e) => e.interface === hostA), 15_000);
+    assert.ok(attachedA, `podway attached ${hostA}: ${log.slice(-5).join(' | ')}`);
+
+    // pod B: ping from A starts the moment ADD returns; the first reply's timestamp (ping -D) is
+    // the first packet forwarded to B and back
+    const addB = await h.add(podB, 'cnie2eb', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-b' });
+    const ipB = (addB.json.ips[0].address as string).split('/')[0];
+    const out = sh('ip', ['netns', 'exec', podA.name, 'ping', '-D', '-n', '-i', '0.005', '-c', '1', '-w', '15', ipB], { allowFail: true, timeoutMs: 20_000 });
+    const first = /^\[(\d+\.\d+)\] \d+ bytes from/m.exec(out);
+    assert.ok(first, `A -> B answered within 15 s: ${out.slice(-300)} | ${log.slice(-5).join(' | ')}`);
+    const addToFirstMs = Math.round(Number(first![1]) * 1000 - addB.endedAt);
+    console.log(`  ADD of pod B took ${addB.ms} ms; ADD return -> first forwarded packet (reply) ${addToFirstMs} ms`);
+    assert.ok(addToFirstMs >= 0 && addToFirstMs < 15_000, String(addToFirstMs));
+
+    const ping = sh('ip', ['netns', 'exec', podA.name, 'ping', '-n', '-c', '5', '-i', '0.2', '-W', '2', ipB], { allowFail: true });
+    assert.match(ping, '5 packets transmitted, 5 received', ping);
+    const ipA = (addA.json.ips[0].address as string).split('/')[0];
+    const back = sh('ip', ['netns', 'exec', podB.name, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', ipA], { allowFail: true });
+    assert.match(back, '3 packets transmitted, 3 received', back);
+
+    // DEL both: podway drops the endpoints, IPAM is empty of pod addresses
+    for (const [pod, id, name] of [[podA, 'cnie2ea', 'pod-a'], [podB, 'cnie2eb', 'pod-b']] as const) {
+      const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', args: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${name}` });
+      assert.is(d.exitCode, 0, d.stdout);
+    }
+    const detached = await until(async () => ((await controlRequest(control, { cmd: 'endpoints' })) as unknown[]).length === 0, 15_000);
+    assert.ok(detached, 'podway dropped both endpoints');
+    assert.equal(await new Ipam(h.kv).check(), []);
+    assert.ok((await h.handles()).every((x) => !x.startsWith('podway.')), 'no pod handles left');
+  } catch (e) {
+    console.log(log.slice(-20).join('\n'));
+    throw e;
+  } finally {
+    if (podway) await stop(podway);
+    await h.cleanup();
+  }
+});
+
+test.run();

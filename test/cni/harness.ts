@@ -1,0 +1,172 @@
+/**
+ * A small container runtime for the CNI plugin tests: installs the plugin (shim + conflist) into
+ * temporary directories with `installCni`, runs it as a runtime does (CNI_* environment only, the
+ * network config on stdin, inside a "node" network namespace so its host-side veths stay there),
+ * and reads the pod's namespace back with `ip -j`. Every namespace and directory carries a random
+ * tag and is removed by cleanup().
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { FileKv } from '../../src/control/kv/file-kv';
+import type { KvStore } from '../../src/control/kv/kv';
+import { applyResource } from '../../src/control/v3-store';
+import { registerNode } from '../../src/control/node-registration';
+import { installCni, uninstallCni } from '../../src/cni/install';
+import { ip, Netns, sh, tag } from '../helpers/netns';
+
+export interface PluginRun {
+  readonly exitCode: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** stdout parsed, or null when empty. */
+  readonly json: any;
+  /** When the plugin process ended (Date.now()). */
+  readonly endedAt: number;
+  readonly ms: number;
+}
+
+export interface CallOptions {
+  readonly command: string;
+  readonly containerId?: string;
+  /** A path (default: none); pass a pod's `path`. */
+  readonly netns?: string;
+  readonly ifname?: string;
+  readonly args?: string;
+  readonly cniPath?: string;
+  /** Replaces the whole config (an object is JSON-encoded; a string is sent as is). */
+  readonly config?: object | string;
+  /** Merged over the network's plugin config. */
+  readonly extra?: Record<string, unknown>;
+  /** Environment entries to drop (to test missing variables) or override. */
+  readonly env?: Record<string, string | undefined>;
+}
+
+export class CniHarness {
+  readonly tag = tag();
+  readonly dir = mkdtempSync(path.join(tmpdir(), `podway-cni-${this.tag}-`));
+  readonly storeDir = path.join(this.dir, 'store');
+  readonly binDir = path.join(this.dir, 'bin');
+  readonly confDir = path.join(this.dir, 'net.d');
+  readonly node: Netns;
+  readonly kv: KvStore;
+  private readonly namespaces: Netns[] = [];
+  conflist!: { cniVersion: string; name: string; plugins: Record<string, unknown>[] };
+
+  /**
+   * inNodeNetns false runs the plugin in this process's namespace (to reach a datastore on the
+   * host's loopback); use it with tap/tun pods only, which make nothing outside the pod namespace.
+   */
+  constructor(readonly nodeName = `node-${tag()}`, readonly inNodeNetns = true) {
+    this.node = this.addNs('node');
+    this.kv = new FileKv({ dir: this.storeDir });
+  }
+
+  /** Pool(s), this node registered, the plugin installed. */
+  async setup(pool: { cidr: string; blockSize?: number; vxlanMode?: string; ipipMode?: string } = { cidr: '10.251.0.0/24', blockSize: 26 }): Promise<void> {
+    await applyResource(this.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `pool-${this.tag}` }, spec: pool });
+    await registerNode(this.kv, { name: this.nodeName, ipv4Address: '10.99.0.1/24' });
+    const done = installCni({ binDir: this.binDir, confDir: this.confDir, datastore: `embedded:${this.storeDir}`, node: this.nodeName, name: 'podway', env: {} });
+    this.conflist = JSON.parse(readFileSync(done.conflist, 'utf8'));
+  }
+
+  addNs(label: string): Netns {
+    const ns = new Netns(`pw-cni-${label}-${this.tag}`);
+    ip('netns', 'add', ns.name);
+    this.namespaces.push(ns);
+    ns.ip('link', 'set', 'lo', 'up');
+    return ns;
+  }
+
+  /** A fresh pod network namespace. */
+  pod(label: string): Netns {
+    return this.addNs(label);
+  }
+
+  /** The network config the runtime would pass: the conflist's plugin with cniVersion and name. */
+  config(version = '1.1.0', extra: Record<string, unknown> = {}): Record<string, unknown> {
+    return { cniVersion: version, name: this.conflist.name, ...this.conflist.plugins[0], ...extra };
+  }
+
+  /** Runs the installed plugin (the shim) inside the node namespace with only the CNI environment. */
+  call(o: CallOptions): Promise<PluginRun> {
+    const env: Record<string, string> = { CNI_COMMAND: o.command };
+    if (o.containerId !== undefined) env.CNI_CONTAINERID = o.containerId;
+    if (o.netns !== undefined) env.CNI_NETNS = o.netns;
+    if (o.ifname !== undefined) env.CNI_IFNAME = o.ifname;
+    if (o.args !== undefined) env.CNI_ARGS = o.args;
+    env.CNI_PATH = o.cniPath ?? this.binDir;
+    for (const [k, v] of Object.entries(o.env ?? {})) {
+      if (v === undefined) delete env[k];
+      else env[k] = v;
+    }
+    const config = o.config ?? this.config('1.1.0', o.extra);
+    const stdin = typeof config === 'string' ? config : JSON.stringify(config);
+    const started = Date.now();
+    return new Promise((resolve, reject) => {
+      // `ip netns exec` keeps the environment it is given: the plugin sees only the CNI_* variables.
+      const shim = path.join(this.binDir, 'podway');
+      const [cmd, argv] = this.inNodeNetns ? ['/usr/bin/ip', ['netns', 'exec', this.node.name, shim]] : [shim, []];
+      const child = spawn(cmd, argv, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        const endedAt = Date.now();
+        let json: any = null;
+        if (stdout.trim() !== '') {
+          try {
+            json = JSON.parse(stdout);
+          } catch {
+            json = { unparsable: stdout };
+          }
+        }
+        resolve({ exitCode: code, stdout, stderr, json, endedAt, ms: endedAt - started });
+      });
+      child.stdin.end(stdin);
+    });
+  }
+
+  /** ADD a pod with defaults; throws with the plugin's answer when it fails. */
+  async add(pod: Netns, containerId: string, more: Partial<CallOptions> = {}): Promise<PluginRun> {
+    const r = await this.call({ command: 'ADD', containerId, netns: pod.path, ifname: 'eth0', ...more });
+    if (r.exitCode !== 0) throw new Error(`ADD ${containerId} failed (${r.exitCode}): ${r.stdout} ${r.stderr}`);
+    return r;
+  }
+
+  /** `ip -j ARGS` in a namespace, parsed. */
+  ipJson(ns: Netns, ...args: string[]): any[] {
+    const out = sh('ip', ['-j', '-n', ns.name, ...args]);
+    return out.trim() === '' ? [] : JSON.parse(out);
+  }
+
+  /** Host-side cali* interfaces in the node namespace. */
+  caliLinks(): string[] {
+    return this.ipJson(this.node, 'link', 'show').map((l) => l.ifname as string).filter((n) => n.startsWith('cali'));
+  }
+
+  async workloadEndpoints(): Promise<any[]> {
+    const list = await this.kv.list('/calico/resources/v3/projectcalico.org/workloadendpoints/');
+    return list.entries.map((e) => JSON.parse(e.value));
+  }
+
+  async handles(): Promise<string[]> {
+    return (await this.kv.list('/calico/ipam/v2/handle/')).entries.map((e) => e.key.slice('/calico/ipam/v2/handle/'.length));
+  }
+
+  async cleanup(): Promise<void> {
+    try {
+      uninstallCni({ binDir: this.binDir, confDir: this.confDir });
+    } catch {
+      /* the directory goes anyway */
+    }
+    await this.kv.close().catch(() => undefined);
+    for (const ns of this.namespaces.reverse()) sh('ip', ['netns', 'del', ns.name], { allowFail: true });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

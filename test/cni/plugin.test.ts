@@ -1,0 +1,417 @@
+/**
+ * podway's CNI plugin, run as a runtime runs it (harness.ts: the installed shim, CNI_* env only,
+ * config on stdin, inside a node namespace), against an embedded datastore in a temp dir (and one
+ * real etcd case): every verb, result shapes per version, repeated and late DELs, CHECK after a
+ * route is removed, GC with a partial valid list, STATUS, bad input with its codes, failed ADDs
+ * that leave nothing behind, tap pods, a delegated host-local IPAM, 20 ADDs and 20 DELs at once.
+ * Root and network namespaces.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { CniHarness } from './harness';
+import { Ipam } from '../../src/control/ipam';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { applyResource } from '../../src/control/v3-store';
+import { registerNode } from '../../src/control/node-registration';
+import { hostVethName, workloadEndpointName } from '../../src/cni/names';
+import { installCni, uninstallCni, SHIM_MARKER } from '../../src/cni/install';
+import { freePort, startEtcd, ETCD_BINARY } from '../helpers/etcd';
+import { isRoot, sh } from '../helpers/netns';
+
+if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
+
+async function withHarness(fn: (h: CniHarness) => Promise<void>, pool?: Parameters<CniHarness['setup']>[0]): Promise<void> {
+  const h = new CniHarness();
+  try {
+    await h.setup(pool);
+    await fn(h);
+  } finally {
+    await h.cleanup();
+  }
+}
+
+const cid = (n: string | number): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
+
+test('VERSION answers the versions it speaks', async () => {
+  await withHarness(async (h) => {
+    const r = await h.call({ command: 'VERSION', config: { cniVersion: '1.0.0' } });
+    assert.is(r.exitCode, 0, r.stdout);
+    assert.equal(r.json, { cniVersion: '1.0.0', supportedVersions: ['0.4.0', '1.0.0', '1.1.0'] });
+    const empty = await h.call({ command: 'VERSION', config: '' });
+    assert.equal(empty.json.supportedVersions, ['0.4.0', '1.0.0', '1.1.0']);
+  });
+});
+
+test('ADD wires the pod as Calico does and writes its WorkloadEndpoint; result shape per version; CHECK passes; DEL twice', async () => {
+  await withHarness(async (h) => {
+    for (const version of ['0.4.0', '1.0.0', '1.1.0']) {
+      const pod = h.pod(`v${version.replace(/\./g, '')}`);
+      const id = cid('v');
+      const r = await h.add(pod, id, { config: h.config(version), args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=web;K8S_POD_NAME=shop-${version.replace(/\./g, '')}` });
+      const res = r.json;
+      assert.is(res.cniVersion, version);
+      const hostName = hostVethName({ orchestrator: 'k8s', namespace: 'web', pod: `shop-${version.replace(/\./g, '')}` }, id);
+      assert.equal(res.interfaces[0], { name: hostName, mac: 'ee:ee:ee:ee:ee:ee' });
+      assert.is(res.interfaces[1].name, 'eth0');
+      assert.is(res.interfaces[1].sandbox, pod.path);
+      assert.is('mtu' in res.interfaces[1], version === '1.1.0', `mtu only in 1.1.0 (${version})`);
+      assert.is(res.ips.length, 1);
+      assert.is(res.ips[0].interface, 1);
+      assert.is(res.ips[0].gateway, '169.254.1.1');
+      assert.is('version' in res.ips[0], version === '0.4.0', `ips[].version only in 0.4.0 (${version})`);
+      assert.ok(/^10\.251\.0\.\d+\/32$/.test(res.ips[0].address), res.ips[0].address);
+      assert.equal(res.routes, [{ dst: '0.0.0.0/0', gw: '169.254.1.1' }]);
+      assert.equal(res.dns, {});
+
+      // the namespace as the kernel has it
+      const [link] = h.ipJson(pod, 'addr', 'show', 'dev', 'eth0');
+      assert.is(link.mtu, 1500, 'no encapsulation in the pool: MTU 1500');
+      assert.ok(link.flags.includes('UP'));
+      assert.is(link.address, res.interfaces[1].mac);
+      assert.ok(link.addr_info.some((a: any) => a.family === 'inet' && `${a.local}/${a.prefixlen}` === res.ips[0].address));
+      const routes = h.ipJson(pod, 'route', 'show');
+      assert.ok(routes.some((x) => x.dst === '169.254.1.1' && x.dev === 'eth0' && x.scope === 'link'), JSON.stringify(routes));
+      assert.ok(routes.some((x) => x.dst === 'default' && x.gateway === '169.254.1.1' && x.dev === 'eth0'), JSON.stringify(routes));
+      const [host] = h.ipJson(h.node, 'link', 'show', 'dev', hostName);
+      assert.is(host.address, 'ee:ee:ee:ee:ee:ee');
+      assert.ok(host.flags.includes('UP'));
+
+      // the WorkloadEndpoint, in Calico's shape
+      // Calico's name: <node>-k8s-<pod>-<iface>, each '-' inside a part doubled
+      const name = `${h.nodeName.replace(/-/g, '--')}-k8s-shop--${version.replace(/\./g, '')}-eth0`;
+      assert.is(workloadEndpointName(h.nodeName, { orchestrator: 'k8s', namespace: 'web', pod: `shop-${version.replace(/\./g, '')}` }, id, 'eth0'), name);
+      const e = await h.kv.get(`/calico/resources/v3/projectcalico.org/workloadendpoints/web/${name}`);
+      assert.ok(e, `WorkloadEndpoint web/${name} written`);
+      const wep = JSON.parse(e!.value);
+      assert.is(wep.spec.orchestrator, 'k8s');
+      assert.is(wep.spec.node, h.nodeName);
+      assert.is(wep.spec.pod, `shop-${version.replace(/\./g, '')}`);
+      assert.is(wep.spec.endpoint, 'eth0');
+      assert.is(wep.spec.containerID, id);
+      assert.is(wep.spec.interfaceName, hostName);
+      assert.is(wep.spec.mac, link.address);
+      assert.equal(wep.spec.ipNetworks, [res.ips[0].address]);
+      assert.equal(wep.spec.profiles, ['kns.web']);
+      assert.is(wep.metadata.labels['projectcalico.org/orchestrator'], 'k8s');
+
+      // the IPAM handle and its attributes
+      const hk = await h.kv.get(`/calico/ipam/v2/handle/podway.${id}`);
+      assert.ok(hk, 'handle podway.<containerID>');
+      const blocks = await h.kv.list('/calico/ipam/v2/assignment/');
+      const attrs = blocks.entries.flatMap((b) => JSON.parse(b.value).attributes).find((a: any) => a.handle_id === `podway.${id}`);
+      assert.is(attrs.secondary.node, h.nodeName);
+      assert.is(attrs.secondary.pod, `shop-${version.replace(/\./g, '')}`);
+      assert.is(attrs.secondary.namespace, 'web');
+      assert.ok(attrs.secondary.timestamp);
+
+      const chk = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', args: `K8S_POD_NAMESPACE=web;K8S_POD_NAME=shop-${version.replace(/\./g, '')}`, config: h.config(version, { prevResult: res }) });
+      assert.is(chk.exitCode, 0, `CHECK ${version}: ${chk.stdout}`);
+      assert.is(chk.stdout, '');
+
+      for (let i = 0; i < 2; i++) {
+        const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', args: `K8S_POD_NAMESPACE=web;K8S_POD_NAME=shop-${version.replace(/\./g, '')}`, config: h.config(version) });
+        assert.is(d.exitCode, 0, `DEL #${i + 1}: ${d.stdout}`);
+        assert.is(d.stdout, '');
+      }
+      assert.is(h.ipJson(pod, 'link', 'show').filter((l) => l.ifname === 'eth0').length, 0, 'pod interface gone');
+      assert.not.ok(h.caliLinks().includes(hostName), 'host end gone');
+      assert.not.ok(await h.kv.get(`/calico/resources/v3/projectcalico.org/workloadendpoints/web/${name}`), 'WorkloadEndpoint gone');
+      assert.not.ok(await h.kv.get(`/calico/ipam/v2/handle/podway.${id}`), 'handle gone');
+    }
+    assert.equal(await new Ipam(h.kv).check(), []);
+  });
+});
+
+test('plain CNI orchestrator: WorkloadEndpoint <node>-cni-<containerID>-<iface>; MTU from a VXLAN pool; DEL after the netns is gone', async () => {
+  await withHarness(async (h) => {
+    const pod = h.pod('plain');
+    const id = cid('p');
+    const r = await h.add(pod, id, { ifname: 'net-1' });
+    assert.is(h.ipJson(pod, 'link', 'show', 'dev', 'net-1')[0].mtu, 1450, 'VXLAN pool: 1450');
+    const name = `${h.nodeName.replace(/-/g, '--')}-cni-${id}-net--1`;
+    const wep = JSON.parse((await h.kv.get(`/calico/resources/v3/projectcalico.org/workloadendpoints/default/${name}`))!.value);
+    assert.is(wep.spec.orchestrator, 'cni');
+    assert.is(wep.spec.workload, id);
+    assert.equal(wep.spec.profiles, ['podway']);
+    assert.is(wep.spec.interfaceName, hostVethName({ orchestrator: 'cni', namespace: 'default', pod: id }, id));
+    assert.is(r.json.interfaces[1].mtu, 1450);
+
+    sh('ip', ['netns', 'del', pod.name]);
+    const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'net-1' });
+    assert.is(d.exitCode, 0, d.stdout);
+    const d2 = await h.call({ command: 'DEL', containerId: id, ifname: 'net-1' }); // no CNI_NETNS at all
+    assert.is(d2.exitCode, 0, d2.stdout);
+    assert.equal(h.caliLinks(), []);
+    assert.equal(await h.workloadEndpoints(), []);
+    assert.equal(await h.handles(), []);
+    assert.equal(await new Ipam(h.kv).check(), []);
+  }, { cidr: '10.252.0.0/24', blockSize: 26, vxlanMode: 'Always' });
+});
+
+test('CHECK fails with a clear message when someone deletes the pod\'s route or address', async () => {
+  await withHarness(async (h) => {
+    const pod = h.pod('chk');
+    const id = cid('k');
+    const r = await h.add(pod, id);
+    pod.ip('route', 'del', 'default');
+    const c1 = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', config: h.config('1.1.0', { prevResult: r.json }) });
+    assert.is.not(c1.exitCode, 0);
+    assert.is(c1.json.code, 100);
+    assert.match(c1.json.msg, `route "default via 169.254.1.1 dev eth0" is missing in ${pod.path}`);
+    pod.ip('addr', 'flush', 'dev', 'eth0');
+    const c2 = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', config: h.config('1.1.0', { prevResult: r.json }) });
+    assert.match(c2.json.msg, `address ${r.json.ips[0].address} is missing on eth0`);
+    const c3 = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0' });
+    assert.is(c3.json.code, 7);
+    assert.match(c3.json.msg, 'prevResult');
+    await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0' });
+  });
+});
+
+test('GC with a partial valid list removes the other attachments\' addresses and endpoints, keeps the valid one', async () => {
+  await withHarness(async (h) => {
+    const ids = [cid('g'), cid('g'), cid('g')];
+    const pods = ids.map((_, i) => h.pod(`gc${i}`));
+    for (let i = 0; i < 3; i++) await h.add(pods[i], ids[i]);
+    // another network's handle on this node is not ours to collect
+    const other = await new Ipam(h.kv).autoAssign({ node: h.nodeName, count: 1, handleId: 'other-net.keepme', attrs: { node: h.nodeName } });
+    assert.is(other.ips.length, 1);
+    const r = await h.call({ command: 'GC', config: h.config('1.1.0', { 'cni.dev/valid-attachments': [{ containerID: ids[0], ifname: 'eth0' }] }) });
+    assert.is(r.exitCode, 0, r.stdout);
+    assert.is(r.stdout, '');
+    assert.equal((await h.handles()).sort(), [`other-net.keepme`, `podway.${ids[0]}`].sort());
+    const weps = await h.workloadEndpoints();
+    assert.equal(weps.map((w) => w.spec.containerID), [ids[0]]);
+    assert.equal(h.caliLinks(), [hostVethName({ orchestrator: 'cni', namespace: 'default', pod: ids[0] }, ids[0])]);
+    assert.equal(await new Ipam(h.kv).check(), []);
+    const gc10 = await h.call({ command: 'GC', config: h.config('1.0.0', { 'cni.dev/valid-attachments': [] }) });
+    assert.is(gc10.json.code, 1, 'GC needs cniVersion 1.1.0');
+  });
+});
+
+test('STATUS: 0 when ADD can be served, 50 when the datastore is unreachable or the node is not registered', async () => {
+  await withHarness(async (h) => {
+    const ok = await h.call({ command: 'STATUS' });
+    assert.is(ok.exitCode, 0, ok.stdout);
+    assert.is(ok.stdout, '');
+    const port = await freePort();
+    const down = await h.call({ command: 'STATUS', extra: { datastore: `etcd:http://127.0.0.1:${port}`, datastoreTimeoutMs: 500 } });
+    assert.is.not(down.exitCode, 0);
+    assert.is(down.json.code, 50);
+    assert.match(down.json.msg, `127.0.0.1:${port}`);
+    const nonode = await h.call({ command: 'STATUS', extra: { nodename: 'no-such-node' } });
+    assert.is(nonode.json.code, 50);
+    assert.match(nonode.json.msg, 'node no-such-node is not registered');
+    // ADD against the unreachable store: try again later, nothing made
+    const pod = h.pod('down');
+    const add = await h.call({ command: 'ADD', containerId: cid('d'), netns: pod.path, ifname: 'eth0', extra: { datastore: `etcd:http://127.0.0.1:${port}`, datastoreTimeoutMs: 500 } });
+    assert.is(add.json.code, 11, add.stdout);
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo']);
+  });
+});
+
+test('bad environment and config: codes 1, 4, 6, 7 naming what is wrong', async () => {
+  await withHarness(async (h) => {
+    const pod = h.pod('bad');
+    const base = { containerId: cid('b'), netns: pod.path, ifname: 'eth0' };
+    const cases: [string, Parameters<CniHarness['call']>[0], number, string][] = [
+      ['no CNI_COMMAND', { command: 'ADD', ...base, env: { CNI_COMMAND: undefined } }, 4, 'CNI_COMMAND'],
+      ['unknown verb', { command: 'FROB', ...base }, 4, 'CNI_COMMAND'],
+      ['no CNI_CONTAINERID', { command: 'ADD', netns: pod.path, ifname: 'eth0' }, 4, 'CNI_CONTAINERID'],
+      ['bad CNI_CONTAINERID', { command: 'ADD', ...base, containerId: '-x' }, 4, 'CNI_CONTAINERID'],
+      ['no CNI_IFNAME', { command: 'ADD', containerId: base.containerId, netns: pod.path }, 4, 'CNI_IFNAME'],
+      ['long CNI_IFNAME', { command: 'ADD', ...base, ifname: 'a-very-long-ifname' }, 4, 'CNI_IFNAME'],
+      ['no CNI_NETNS', { command: 'ADD', containerId: base.containerId, ifname: 'eth0' }, 4, 'CNI_NETNS'],
+      ['missing netns', { command: 'ADD', ...base, netns: '/run/netns/pw-cni-nope-000000' }, 4, '/run/netns/pw-cni-nope-000000'],
+      ['bad CNI_ARGS', { command: 'ADD', ...base, args: 'K8S_POD_NAME' }, 4, 'CNI_ARGS'],
+      ['not JSON', { command: 'ADD', ...base, config: '{"cniVersion": ' }, 6, 'not JSON'],
+      ['unknown version', { command: 'ADD', ...base, config: h.config('9.9.9') }, 1, '9.9.9'],
+      ['wrong type', { command: 'ADD', ...base, extra: { type: 'calico' } }, 7, 'type'],
+      ['bad mtu', { command: 'ADD', ...base, extra: { mtu: 'big' } }, 7, 'mtu'],
+      ['bad interfaceType', { command: 'ADD', ...base, extra: { interfaceType: 'macvlan' } }, 7, 'interfaceType'],
+      ['bad nodename', { command: 'ADD', ...base, extra: { nodename: 'Bad_Node' } }, 7, 'nodename'],
+      ['bad datastore', { command: 'ADD', ...base, extra: { datastore: 'consul:x' } }, 7, 'datastore'],
+      ['kubernetes datastore_type', { command: 'ADD', ...base, extra: { datastore: undefined, datastore_type: 'kubernetes' } }, 7, 'datastore_type'],
+      ['read-only datastore', { command: 'ADD', ...base, extra: { datastore: 'file:/tmp/x.yaml' } }, 7, 'datastore'],
+      ['bad ipam', { command: 'ADD', ...base, extra: { ipam: 'host-local' } }, 7, 'ipam'],
+      ['tap in an odd netns path', { command: 'ADD', ...base, netns: '/proc/self/ns/net', extra: { interfaceType: 'tap' } }, 4, 'CNI_NETNS'],
+    ];
+    for (const [what, call, code, mention] of cases) {
+      const r = await h.call(call);
+      assert.is.not(r.exitCode, 0, what);
+      assert.is(r.json?.code, code, `${what}: ${r.stdout}`);
+      assert.ok(typeof r.json.msg === 'string' && r.json.msg.includes(mention), `${what}: message names ${mention}: ${r.json.msg}`);
+      assert.ok(typeof r.json.cniVersion === 'string', what);
+    }
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo'], 'nothing made in the pod');
+    assert.equal(h.caliLinks(), []);
+    assert.equal(await h.handles(), []);
+  });
+});
+
+test('a failed ADD leaves nothing half-made: pool exhausted (11, names the pool), WorkloadEndpoint write refused after the veth', async () => {
+  await withHarness(async (h) => {
+    const pods = [0, 1, 2, 3, 4].map((i) => h.pod(`ex${i}`));
+    const ids = pods.map((_, i) => cid(`x${i}`));
+    for (let i = 0; i < 4; i++) await h.add(pods[i], ids[i]);
+    const r = await h.call({ command: 'ADD', containerId: ids[4], netns: pods[4].path, ifname: 'eth0' });
+    assert.is(r.json.code, 11, r.stdout);
+    assert.match(r.json.msg, '10.253.0.0/30');
+    assert.equal(h.ipJson(pods[4], 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.is(h.caliLinks().length, 4);
+    assert.not.ok((await h.handles()).includes(`podway.${ids[4]}`));
+    for (let i = 0; i < 4; i++) assert.is((await h.call({ command: 'DEL', containerId: ids[i], netns: pods[i].path, ifname: 'eth0' })).exitCode, 0);
+
+    // A container ID Calico's endpoint names cannot hold (upper case): the veth and address are
+    // made, the WorkloadEndpoint write is refused, and both are undone.
+    const late = await h.call({ command: 'ADD', containerId: `Upper${ids[4]}`, netns: pods[4].path, ifname: 'eth0' });
+    assert.is.not(late.exitCode, 0);
+    assert.is(late.json.code, 104, late.stdout);
+    assert.match(late.json.msg, 'WorkloadEndpoint');
+    assert.equal(h.ipJson(pods[4], 'link', 'show').map((l) => l.ifname), ['lo'], 'pod end removed');
+    assert.equal(h.caliLinks(), [], 'host end removed');
+    assert.equal(await h.handles(), [], 'address released');
+    assert.equal(await h.workloadEndpoints(), []);
+    assert.equal(await new Ipam(h.kv).check(), []);
+  }, { cidr: '10.253.0.0/30', blockSize: 30 });
+});
+
+test('interfaceType tap: the device is made inside the pod namespace and named in interfaceNetns', async () => {
+  await withHarness(async (h) => {
+    const pod = h.pod('tap');
+    const id = cid('t');
+    const r = await h.add(pod, id, { extra: { interfaceType: 'tap' } });
+    assert.is(r.json.interfaces.length, 1);
+    assert.is(r.json.ips[0].interface, 0);
+    const [link] = h.ipJson(pod, '-d', 'link', 'show', 'dev', 'eth0');
+    assert.is(link.linkinfo.info_kind, 'tun');
+    assert.is(link.linkinfo.info_data.type, 'tap');
+    const wep = (await h.workloadEndpoints())[0];
+    assert.is(wep.spec.interfaceType, 'tap');
+    assert.is(wep.spec.interfaceNetns, pod.path);
+    assert.is(wep.spec.interfaceName, 'eth0');
+    assert.is(wep.spec.mac, link.address);
+    const chk = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', extra: { interfaceType: 'tap', prevResult: r.json } });
+    assert.is(chk.exitCode, 0, chk.stdout);
+    const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra: { interfaceType: 'tap' } });
+    assert.is(d.exitCode, 0, d.stdout);
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.equal(await h.handles(), []);
+  });
+});
+
+test('ipam delegated to host-local (from CNI_PATH): its address on the pod, released by DEL', async () => {
+  const hostLocal = '/usr/lib/cni/host-local';
+  if (!existsSync(hostLocal)) throw new Error(`${hostLocal} is missing: apt-get install containernetworking-plugins`);
+  await withHarness(async (h) => {
+    const dataDir = path.join(h.dir, 'host-local');
+    const ipam = { type: 'host-local', dataDir, ranges: [[{ subnet: '10.254.7.0/24' }]] };
+    const pod = h.pod('hl');
+    const id = cid('h');
+    const r = await h.add(pod, id, { cniPath: `${h.binDir}:/usr/lib/cni`, extra: { ipam } });
+    assert.ok(/^10\.254\.7\.\d+\/32$/.test(r.json.ips[0].address), r.stdout);
+    assert.equal(await h.handles(), [], 'podway IPAM not used');
+    const ipOnly = r.json.ips[0].address.split('/')[0];
+    assert.ok(existsSync(path.join(dataDir, 'podway', ipOnly)), 'host-local holds the address');
+    const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', cniPath: `${h.binDir}:/usr/lib/cni`, extra: { ipam } });
+    assert.is(d.exitCode, 0, d.stdout);
+    assert.not.ok(existsSync(path.join(dataDir, 'podway', ipOnly)), 'host-local released it');
+    const missing = await h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0', extra: { ipam: { type: 'no-such-ipam' } } });
+    assert.is(missing.json.code, 4);
+    assert.match(missing.json.msg, 'no-such-ipam');
+  });
+});
+
+test('20 ADDs in parallel on one node: 20 distinct addresses and endpoints; 20 DELs leave IPAM empty', async () => {
+  await withHarness(async (h) => {
+    const pods = Array.from({ length: 20 }, (_, i) => h.pod(`par${i}`));
+    const ids = pods.map((_, i) => cid(`q${i}`));
+    const adds = await Promise.all(pods.map((p, i) => h.call({ command: 'ADD', containerId: ids[i], netns: p.path, ifname: 'eth0' })));
+    adds.forEach((r, i) => assert.is(r.exitCode, 0, `ADD ${i}: ${r.stdout} ${r.stderr}`));
+    const addrs = adds.map((r) => r.json.ips[0].address);
+    assert.is(new Set(addrs).size, 20, addrs.join(' '));
+    pods.forEach((p, i) => assert.ok(h.ipJson(p, 'addr', 'show', 'dev', 'eth0')[0].addr_info.some((a: any) => `${a.local}/32` === addrs[i])));
+    assert.is((await h.workloadEndpoints()).length, 20);
+    assert.is(h.caliLinks().length, 20);
+    const ipam = new Ipam(h.kv);
+    assert.equal(await ipam.check(), []);
+    console.log(`  20 parallel ADDs: slowest ${Math.max(...adds.map((r) => r.ms))} ms, fastest ${Math.min(...adds.map((r) => r.ms))} ms`);
+
+    const dels = await Promise.all(pods.map((p, i) => h.call({ command: 'DEL', containerId: ids[i], netns: p.path, ifname: 'eth0' })));
+    dels.forEach((r, i) => assert.is(r.exitCode, 0, `DEL ${i}: ${r.stdout} ${r.stderr}`));
+    assert.equal(await ipam.check(), []);
+    assert.equal(await h.handles(), []);
+    assert.equal(await h.workloadEndpoints(), []);
+    assert.equal(h.caliLinks(), []);
+    const inUse = (await ipam.show()).reduce((n, p) => n + p.inUse, 0);
+    assert.is(inUse, 0);
+  }, { cidr: '10.251.0.0/24', blockSize: 28 });
+});
+
+test('etcd datastore: ADD, CHECK and DEL against a real etcd (Calico\'s etcd_endpoints keys)', async () => {
+  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
+  const etcd = await startEtcd();
+  // etcd listens on the host's loopback: the plugin runs here, with a tap pod (nothing made outside the pod namespace)
+  const h = new CniHarness(undefined, false);
+  const kv = new EtcdKv({ endpoints: [etcd.endpoint] });
+  try {
+    await h.setup();
+    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'etcd-pool' }, spec: { cidr: '10.250.8.0/24', blockSize: 26 } });
+    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
+    const extra = { datastore: undefined, datastore_type: 'etcdv3', etcd_endpoints: etcd.endpoint, interfaceType: 'tap' };
+    const pod = h.pod('etcd');
+    const id = cid('e');
+    const r = await h.add(pod, id, { extra });
+    assert.ok(r.json.ips[0].address.startsWith('10.250.8.'), r.stdout);
+    assert.ok(await kv.get(`/calico/ipam/v2/handle/podway.${id}`));
+    assert.is((await kv.list('/calico/resources/v3/projectcalico.org/workloadendpoints/')).entries.length, 1);
+    const c = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', extra: { ...extra, prevResult: r.json } });
+    assert.is(c.exitCode, 0, c.stdout);
+    const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra });
+    assert.is(d.exitCode, 0, d.stdout);
+    assert.not.ok(await kv.get(`/calico/ipam/v2/handle/podway.${id}`));
+    assert.equal(await new Ipam(kv).check(), []);
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.equal(await h.workloadEndpoints(), [], 'the embedded store was not touched');
+  } finally {
+    await kv.close();
+    await h.cleanup();
+    await etcd.stop();
+  }
+});
+
+test('podway cni install writes the shim and the conflist; uninstall removes only those', async () => {
+  const h = new CniHarness();
+  try {
+    const binDir = path.join(h.dir, 'i-bin');
+    const confDir = path.join(h.dir, 'i-conf');
+    mkdirSync(confDir, { recursive: true });
+    writeFileSync(path.join(confDir, '05-other.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'other', plugins: [{ type: 'bridge' }] }));
+    const out = sh(process.execPath, [path.resolve(__dirname, '../../../bin/podway.js'), 'cni', 'install', '--bin-dir', binDir, '--conf-dir', confDir, '--datastore', `embedded:${h.storeDir}`, '--node', 'n-1', '--name', 'pw-net', '--priority', '20']);
+    assert.match(out, 'installed');
+    const shim = readFileSync(path.join(binDir, 'podway'), 'utf8');
+    assert.ok(shim.includes(SHIM_MARKER));
+    assert.ok(shim.includes(process.execPath) && shim.includes(path.resolve(__dirname, '../../src/cni/main.js')), shim);
+    const conf = JSON.parse(readFileSync(path.join(confDir, '20-pw-net.conflist'), 'utf8'));
+    assert.equal(conf, { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name: 'pw-net', plugins: [{ type: 'podway', datastore: `embedded:${h.storeDir}`, nodename: 'n-1', ipam: { type: 'podway' } }] });
+    // the shim answers VERSION with no environment but CNI_COMMAND
+    const v = sh('/usr/bin/env', ['-i', 'CNI_COMMAND=VERSION', path.join(binDir, 'podway')]);
+    assert.equal(JSON.parse(v).supportedVersions, ['0.4.0', '1.0.0', '1.1.0']);
+    // a foreign plugin named podway is not replaced
+    const foreignBin = path.join(h.dir, 'f-bin');
+    mkdirSync(foreignBin);
+    writeFileSync(path.join(foreignBin, 'podway'), '#!/bin/sh\n');
+    assert.throws(() => installCni({ binDir: foreignBin, confDir, datastore: `embedded:${h.storeDir}`, node: 'n-1' }), /not written by podway/);
+    const removed = uninstallCni({ binDir, confDir, name: 'pw-net' });
+    assert.equal(removed.sort(), [path.join(binDir, 'podway'), path.join(confDir, '20-pw-net.conflist')].sort());
+    assert.ok(existsSync(path.join(confDir, '05-other.conflist')), 'others\' conflists stay');
+    assert.equal(uninstallCni({ binDir: foreignBin, confDir }), [], 'a foreign podway binary stays');
+    assert.ok(existsSync(path.join(foreignBin, 'podway')));
+  } finally {
+    await h.cleanup();
+  }
+});
+
+test.run();

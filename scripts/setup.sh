@@ -10,6 +10,8 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 [ -x /usr/bin/etcd ] || need+=(etcd-server) # the etcd datastore tests start a real etcd
+[ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins) # CNI tests delegate IPAM to host-local
+command -v iperf3 >/dev/null 2>&1 || need+=(iperf3) # bench/e2e tcp-bulk rows
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "podway setup: missing ${need[*]}; run as root (or install them) to use the demo and tests" >&2

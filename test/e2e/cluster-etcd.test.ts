@@ -130,10 +130,13 @@ test('etcd SIGKILLed for 3 s under a 1,000 pps stream: nothing lost, podway says
     for (const [name, r] of [['web-1 -> web-2', ra], ['tap-2 -> tap-1', rb]] as const) {
       const lost = lostSeqs(r, total);
       const outage = gapIn(r, tDown, tUp + 1000);
-      if (verbose) console.log(`${name}: received ${r.received}/${total}, lost ${lost.length}; etcd down ${tUp - tDown} ms, ${outage.count} arrivals then, longest gap ${outage.maxGapMs.toFixed(1)} ms`);
+      if (verbose) console.log(`${name}: received ${r.received}/${total}, lost ${lost.length}; etcd down ${tUp - tDown} ms, ${outage.count} arrivals then, longest gap ${outage.maxGapMs.toFixed(1)} ms at +${(outage.at - tDown).toFixed(0)} ms (etcd back at +${tUp - tDown} ms)`);
       // podway forwards on its last state: the stream does not notice etcd at all.
       assert.ok(outage.count >= (tUp + 1000 - tDown) * 0.98, `${name}: ${outage.count} arrivals in the ${tUp + 1000 - tDown} ms of the outage`);
-      assert.ok(outage.maxGapMs < 100, `${name}: ${outage.maxGapMs.toFixed(1)} ms without packets while etcd was away`);
+      // A datastore outage that touched forwarding would cost its whole length (3 s or more) or lose
+      // packets; a gap of a few tens of ms with nothing lost is this 2-core host's scheduling while
+      // etcd starts (it has been seen at 140 ms under other jobs' load), hence the loose bound.
+      assert.ok(outage.maxGapMs < 500, `${name}: ${outage.maxGapMs.toFixed(1)} ms without packets while etcd was away (at +${(outage.at - tDown).toFixed(0)} ms)`);
       assert.ok(lost.length <= total * 0.001, `${name}: lost ${lost.length}/${total} (first ${lost.slice(0, 10).join(',')})`);
     }
 
@@ -146,7 +149,7 @@ test('etcd SIGKILLed for 3 s under a 1,000 pps stream: nothing lost, podway says
     // Last, so that everything above is checked whatever this says: podway tells its operator
     // that the datastore is back (it said when it went away).
     for (const [k, n] of [n1, n2].entries()) {
-      const line = await waitLog(n, /datastore.*(reachable again|resumed|back)/i, marks[k], 2000);
+      const line = await waitLog(n, /datastore reachable again/, marks[k], 2000);
       assert.ok(line, `${n.name} logs that the datastore came back: ${since(n, marks[k]).join(' | ')}`);
     }
     if (verbose) for (const [k, n] of [n1, n2].entries()) console.log(`${n.name} while etcd was down and after:\n  ${since(n, marks[k]).join('\n  ')}`);

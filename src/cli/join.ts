@@ -12,6 +12,7 @@ import { Ipam } from '../control/ipam';
 import { registerNode, markDatastoreReady } from '../control/node-registration';
 import { kindInfo, kindPrefix, resourceKey } from '../control/calico-kinds';
 import { firstFoundIPv4 } from '../dataplane/host';
+import { deriveVtepMac } from '../control/mac';
 
 export interface JoinOptions {
   node: string;
@@ -58,7 +59,8 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
     if (r.ips.length === 0) throw new Error(`node ${opts.node}: no VXLAN tunnel address: ${(r.errors ?? []).join('; ')}`);
     vxlanTunnelAddr = r.ips[0];
     say(`VXLAN tunnel address ${vxlanTunnelAddr} assigned (handle vxlan-tunnel-addr-${opts.node})`);
-    const again = await registerNode(kv, { name: opts.node, ipv4Address, vxlanTunnelAddr });
+    // Felix records the VTEP's MAC on the Node (vxlanTunnelMACAddr); podway's is the one Felix derives.
+    const again = await registerNode(kv, { name: opts.node, ipv4Address, vxlanTunnelAddr, vtepMac: deriveVtepMac(opts.node) });
     reg = { ...again, action: reg.action === 'created' ? 'created' : again.action };
   }
   say(`node ${opts.node} ${reg.action} in ${kv.description} (${ipv4Address}${vxlanTunnelAddr ? `, vxlan ${vxlanTunnelAddr}` : ''})`);

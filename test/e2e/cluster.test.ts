@@ -15,6 +15,7 @@ import { Lab, LabNodeSpec } from '../../src/lab/lab';
 import { FileKv } from '../../src/control/kv/file-kv';
 import { applyResource, JsonObject } from '../../src/control/v3-store';
 import { Ipam } from '../../src/control/ipam';
+import { deriveVtepMac } from '../../src/control/mac';
 import { guard, teardown, isRoot, kindOf, until, logTail } from './e2e-kit';
 
 const TWO: LabNodeSpec[] = [
@@ -44,7 +45,8 @@ test('two podways on the embedded datastore register themselves, get VTEP addres
     for (const n of lab.nodes) {
       const e = await kv.get(`/calico/resources/v3/projectcalico.org/nodes/${n.name}`);
       assert.ok(e, `Node ${n.name} registered`);
-      const node = JSON.parse(e!.value) as { kind: string; metadata: { uid?: string }; spec: { bgp: { ipv4Address: string }; ipv4VXLANTunnelAddr?: string } };
+      const node = JSON.parse(e!.value) as { kind: string; metadata: { uid?: string }; spec: { bgp: { ipv4Address: string }; ipv4VXLANTunnelAddr?: string; vxlanTunnelMACAddr?: string } };
+      assert.is(node.spec.vxlanTunnelMACAddr, deriveVtepMac(n.name), 'the VTEP MAC Felix derives');
       assert.is(node.kind, 'Node');
       assert.ok(node.metadata.uid, 'uid set on create');
       assert.is(node.spec.bgp.ipv4Address, `${n.ip}/${n.prefix}`);

@@ -12,6 +12,7 @@ export type ModelMessage =
   | { type: 'unchanged'; ms: number }
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string }
+  | { type: 'status'; message: string }
   | { type: 'fatal'; message: string };
 
 export class ModelSource {
@@ -34,8 +35,8 @@ export class ModelSource {
         if (m.type === 'model') {
           started = true;
           resolve({ source, first: m.model });
-        } else if (m.type === 'error') {
-          say(`datastore: ${m.message} (waiting for it)`);
+        } else if (m.type === 'error' || m.type === 'status') {
+          say(`datastore: ${m.message}${m.type === 'error' ? ' (waiting for it)' : ''}`);
         } else if (m.type === 'fatal' || m.type === 'rejected') {
           void worker.terminate();
           reject(new Error(m.message));

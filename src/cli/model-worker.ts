@@ -10,11 +10,12 @@
  *   {type:'rejected', message}     a valid snapshot this node cannot use (e.g. its Node is gone)
  *   {type:'error', message}        an invalid edit, a read error, the store unreachable (the last
  *                                  good state stays; before the first model: still trying)
+ *   {type:'status', message}       the datastore is reachable again, or re-listing (for the log)
  *   {type:'fatal', message}        the datastore could not be used at start
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { openDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel } from '../control';
+import { openDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel, KvDatastore } from '../control';
 import { findUnderlay } from '../dataplane/host';
 
 interface ModelWorkerInit { spec: string; node: string }
@@ -56,6 +57,8 @@ if (parentPort) {
   };
 
   store.onError((e) => port.postMessage({ type: 'error', message: e.message }));
+  // Informational lines of a KV datastore: reachable again, resyncing after a compaction.
+  if (store instanceof KvDatastore) store.onStatus((line) => port.postMessage({ type: 'status', message: line }));
   const onChange = (snap: ClusterSnapshot): void => {
     const t0 = performance.now();
     try {

@@ -118,6 +118,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
   let latest: { model: NodeDataplaneModel | null; ms: number } | null = null;
   let applying = false;
   let stopping = false;
+  // A pool turned to VXLAN after this node registered: it needs a tunnel address now (calico-node
+  // keeps reconciling it too). The join is idempotent: it only assigns what is missing.
+  let joining = false;
+  const ensureTunnelAddress = () => {
+    if (joining || stopping || spec.kind === 'file') return;
+    joining = true;
+    joinCluster(spec, { node: opts.node, ip: opts.ip }, say)
+      .catch((e) => say(`cannot assign a VXLAN tunnel address: ${(e as Error).message}`))
+      .finally(() => (joining = false));
+  };
   const applyLatest = async () => {
     if (applying || stopping) return;
     applying = true;
@@ -136,6 +146,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
           }
           engine.apply(model, kernelRoutes);
           current = model;
+          if (model.encap.vxlan && model.node.vtepIp === null) ensureTunnelAddress();
           lastGateways = gw;
           broadcast({ type: 'model', model, kernelRoutes });
         } catch (e) {
@@ -153,7 +164,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       latest = m.type === 'model' ? { model: m.model, ms: m.ms } : { model: latest?.model ?? null, ms: m.ms };
       void applyLatest();
     } else if (m.type === 'rejected') say(`update rejected, keeping the last good state: ${m.message}`);
-    else say(`datastore: ${m.message} (keeping the last good state)`);
+    else if (m.type === 'status') say(`datastore: ${m.message}`);
+    else say(`datastore: ${m.message}${/keeping the last/.test(m.message) ? '' : ' (keeping the last good state)'}`);
   });
   const st = engine.status();
   say(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`);

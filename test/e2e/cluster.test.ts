@@ -85,4 +85,41 @@ test('two podways on the embedded datastore register themselves, get VTEP addres
   }
 });
 
+test('nodes that joined on an IPIP pool get VXLAN tunnel addresses when the pool turns to VXLAN, and forward over it', async () => {
+  if (!isRoot()) throw new Error('cluster tests need root (network namespaces)');
+  const lab = guard(new Lab(TWO));
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-kv-'));
+  const kv = new FileKv({ dir });
+  const vtepOf = async (node: string) => {
+    const e = await kv.get(`/calico/resources/v3/projectcalico.org/nodes/${node}`);
+    return e ? (JSON.parse(e.value) as { spec: { ipv4VXLANTunnelAddr?: string } }).spec.ipv4VXLANTunnelAddr : undefined;
+  };
+  try {
+    lab.build();
+    lab.setMode('ipip');
+    for (const obj of labResources(lab, 'ipip')) await applyResource(kv, obj);
+    const ipam = new Ipam(kv);
+    for (const n of lab.nodes) for (const p of n.pods) await ipam.assignIp({ ip: p.ip, handleId: `lab.${p.name}`, attrs: { node: n.name, pod: p.name }, node: n.name });
+    for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--datastore', `embedded:${dir}`]);
+    for (const n of lab.nodes) assert.is(await vtepOf(n.name), undefined, `${n.name} has no tunnel address while no pool uses VXLAN`);
+    const n2block = lab.node('node2').block;
+    assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'ipip', 10_000));
+
+    for (const obj of labResources(lab, 'vxlan')) if (obj.kind === 'IPPool') await applyResource(kv, obj);
+    lab.setMode('vxlan');
+    for (const n of lab.nodes) assert.ok(await until(async () => (await vtepOf(n.name)) !== undefined, 15_000), `${n.name} got a tunnel address: ${n.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'vxlan', 15_000), `node1 routes ${n2block} over vxlan`);
+    const p = lab.ping('web-1', lab.pod('web-2').ip, 4, 56, ['-W', '3']);
+    assert.is(p.loss, 0, `web-1 -> web-2 over vxlan: ${JSON.stringify(p)}`);
+    assert.equal((await ipam.check()).length, 0, 'IPAM consistent');
+  } catch (e) {
+    console.log(logTail(lab, 20));
+    throw e;
+  } finally {
+    await teardown(lab);
+    await kv.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

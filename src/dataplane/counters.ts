@@ -55,9 +55,11 @@ export const Event = {
   ARP_LEARNED: base + 21,
   /** Pod traffic to outside the pools, handed to the node's routing. */
   EGRESS: base + 22,
+  /** A tunnelled packet's partial (offloaded) TCP/UDP checksum completed (a same-host kernel node). */
+  CSUM_COMPLETED: base + 23,
 } as const;
 
-export const COUNTER_COUNT = base + 23;
+export const COUNTER_COUNT = base + 24;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

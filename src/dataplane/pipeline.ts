@@ -297,7 +297,34 @@ export class Pipeline {
     // An unallocated address of this node's own block: Calico's blackhole route drops it here.
     if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
+    this.completeTunnelledChecksum(ip);
     return this.route(i, -1, ip, false, false, dst, nh);
+  }
+
+  /**
+   * A kernel node on the same host (a veth underlay: containers as nodes, kind-style) sends its
+   * pods' TCP/UDP with the inner checksum left to offload: the field holds only the folded
+   * pseudo-header sum, and our UDP/raw tunnel sockets hand it over as it is (no NIC computed it).
+   * The pod would drop every such segment. A field equal to the pseudo-header sum is completed;
+   * on a packet whose checksum was already right, completing it writes the same value back (see
+   * completeL4Checksum), so a real checksum is never changed. Costs a 12-byte sum per packet, and
+   * the full sum only when the field matches.
+   */
+  private completeTunnelledChecksum(ip: number): void {
+    const b = this.b;
+    const proto = b[ip + 9];
+    if (proto !== 6 && proto !== 17) return;
+    if (((b[ip + 6] & 0x3f) | b[ip + 7]) !== 0) return; // a fragment: no partial checksum there
+    const hl = (b[ip] & 15) << 2;
+    const l4len = ((b[ip + 2] << 8) | b[ip + 3]) - hl;
+    const at = ip + hl + (proto === 6 ? 16 : 6);
+    if (l4len < (proto === 6 ? 20 : 8)) return;
+    let s = ((b[ip + 12] << 8) | b[ip + 13]) + ((b[ip + 14] << 8) | b[ip + 15]) + ((b[ip + 16] << 8) | b[ip + 17]) + ((b[ip + 18] << 8) | b[ip + 19]) + proto + l4len;
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    if (((b[at] << 8) | b[at + 1]) === s) {
+      this.completeL4Checksum(ip);
+      this.counters[Event.CSUM_COMPLETED]++;
+    }
   }
 
   /** Look the destination up once, then route. */

@@ -359,6 +359,30 @@ test('partial L4 checksums (CSUM_PARTIAL) are completed as scapy computes them, 
   assert.is(h.pipe.counters[Reason.BAD_PARTIAL_CSUM], 1);
 });
 
+test('tunnelled TCP/UDP with a partial checksum (a kernel node on the same host) is completed; a right checksum is left alone', () => {
+  const vxlan = (inner: Uint8Array) => {
+    const v = new Uint8Array(8 + inner.length);
+    v[0] = 0x08; v[4] = 0x00; v[5] = 0x10; v[6] = 0x00; // I flag, VNI 4096
+    v.set(inner, 8);
+    return v;
+  };
+  for (const proto of ['tcp', 'udp']) {
+    const h = makeHarness();
+    const name = `a_to_b_partial_${proto}_out`;
+    const partial = Uint8Array.from(Buffer.from(build(name).input_hex, 'hex'));
+    const expected = frame(name);
+    h.receive(h.infra.vxlan, { bytes: vxlan(partial), addr: NODE2, aport: 50000 });
+    assertBytes(onlyFrame(h, h.port('caliB'), `${proto} decap`).bytes, expected, `${proto}: completed on decap`);
+    assert.is(h.pipe.counters[Event.CSUM_COMPLETED], 1);
+    // the delivered frame again (right checksum, TTL one lower): only the TTL and IP checksum change
+    h.receive(h.infra.vxlan, { bytes: vxlan(expected), addr: NODE2, aport: 50000 });
+    const again = onlyFrame(h, h.port('caliB'), `${proto} decap of a complete packet`).bytes;
+    const at = 34 + (proto === 'tcp' ? 16 : 6);
+    assert.is(u16(again, at), u16(expected, at), `${proto}: a right checksum is unchanged`);
+    assert.is(h.pipe.counters[Event.CSUM_COMPLETED], 1, 'not counted as completed');
+  }
+});
+
 // ---- fault isolation -------------------------------------------------------------------------------
 
 test('a send refused by one output port costs only that port: the batch\'s other frames go out', () => {

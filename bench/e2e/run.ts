@@ -311,16 +311,12 @@ class Bench {
   }
 
   /**
-   * Build the lab. The underlay veth stands for a wire between two NICs: its ends get tx checksum
-   * offload off (and with it TSO), so frames cross it whole, at most the MTU, with their checksums
-   * filled, as a NIC puts them on a wire. Left on, the kernel hands the other node's socket
-   * VXLAN datagrams whose inner TCP checksum is only partial (CHECKSUM_PARTIAL travels across a
-   * veth), and a userspace VXLAN receiver forwards them with that checksum: the pod drops them.
+   * Build the lab. Its underlay veths stand for wires (tx offloads off: see Lab's
+   * underlayOffloads); `--underlay-offloads` turns them back on to show what a veth underlay does.
    */
   build(underlayOffloads = false): void {
     this.lab.build();
-    if (underlayOffloads) return;
-    for (const n of this.lab.nodes) run('ip', ['netns', 'exec', n.ns, 'ethtool', '-K', 'eth0', 'tx', 'off']);
+    if (underlayOffloads) for (const n of this.lab.nodes) run('ip', ['netns', 'exec', n.ns, 'ethtool', '-K', 'eth0', 'tx', 'on']);
   }
 
   async destroy(): Promise<void> {

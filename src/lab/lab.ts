@@ -93,8 +93,20 @@ export class Lab {
    * podOffloads (default true): veth pods keep their interface offloads (TSO/GSO, checksum) on, as
    * any CNI leaves them, so they hand podway 64 KiB super-frames with partial checksums (podway
    * segments them, native/README.md). false turns them off in every veth pod (tx, tso, gso).
+   *
+   * underlayOffloads (default false): a node's underlay veth stands for a wire between two NICs, so
+   * its tx checksum offload (and with it TSO/GSO) is off: frames cross it whole, at most the MTU,
+   * with their checksums filled, as a NIC puts them on a wire. Left on, a veth carries a kernel
+   * node's GSO super-datagrams (VXLAN with a 64 KiB inner TCP segment and a partial checksum) to
+   * the other node's sockets as they are, which no real underlay does (kind-style clusters whose
+   * "nodes" share one kernel: see README, known limits).
    */
-  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p'; podOffloads?: boolean } = {}) {}
+  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p'; podOffloads?: boolean; underlayOffloads?: boolean } = {}) {}
+
+  /** The node's underlay veth as a wire (see the constructor's underlayOffloads). */
+  private wire(ns: string): void {
+    if (!this.opts.underlayOffloads) run('ip', ['netns', 'exec', ns, 'ethtool', '-K', 'eth0', 'tx', 'off']);
+  }
 
   static defaultSpec(): LabNodeSpec[] {
     return [
@@ -137,6 +149,7 @@ export class Lab {
       run('ip', ['link', 'add', 'eth0', 'netns', nsName, 'type', 'veth', 'peer', 'name', fabIf, 'netns', fab]);
       run('ip', ['-n', nsName, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
       run('ip', ['-n', nsName, 'link', 'set', 'eth0', 'up']);
+      this.wire(nsName);
       if (inA) {
         run('ip', ['-n', fab, 'link', 'set', fabIf, 'master', 'br0']);
         run('ip', ['-n', nsName, 'route', 'add', 'default', 'via', '10.99.0.254']);
@@ -165,6 +178,7 @@ export class Lab {
       const ip = `10.99.0.${k + 1}`;
       run('ip', ['-n', ns[k], 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
       run('ip', ['-n', ns[k], 'link', 'set', 'eth0', 'up']);
+      this.wire(ns[k]);
       // a default route, so the kernel's proxy ARP (which needs a route to 169.254.1.1) works
       run('ip', ['-n', ns[k], 'route', 'add', 'default', 'via', `10.99.0.${2 - k}`]);
       const blockBase = 64 * k;

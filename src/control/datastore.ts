@@ -22,3 +22,47 @@ export interface Datastore {
   /** Called when an update is rejected (the previous snapshot stays in force) or the watch fails. */
   onError(listener: DatastoreErrorListener): () => void;
 }
+
+/**
+ * The listener side every datastore shares: subscriptions, and delivery that goes on when one
+ * listener throws (a consumer that cannot use a snapshot is reported like a rejected edit, and
+ * must not stop the watch or starve the other listeners).
+ */
+export abstract class DatastoreEvents {
+  private readonly snapshotListeners = new Set<SnapshotListener>();
+  private readonly errorListeners = new Set<DatastoreErrorListener>();
+  /** Set by close(): nothing is delivered after it. */
+  protected closed = false;
+
+  onSnapshot(listener: SnapshotListener): () => void {
+    this.snapshotListeners.add(listener);
+    return () => this.snapshotListeners.delete(listener);
+  }
+
+  onError(listener: DatastoreErrorListener): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  protected emitSnapshot(snapshot: ClusterSnapshot): void {
+    if (this.closed) return;
+    for (const listener of [...this.snapshotListeners]) {
+      try {
+        listener(snapshot);
+      } catch (err) {
+        this.emitError(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+  }
+
+  protected emitError(error: Error): void {
+    if (this.closed) return;
+    for (const listener of [...this.errorListeners]) {
+      try {
+        listener(error);
+      } catch {
+        // An error handler that fails has nobody left to tell; keep the watch alive.
+      }
+    }
+  }
+}

@@ -7,7 +7,7 @@
 import { FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Datastore, DatastoreErrorListener, SnapshotListener } from './datastore';
+import { Datastore, DatastoreEvents } from './datastore';
 import { ClusterSnapshot, parseClusterYaml } from './snapshot';
 
 export interface FileDatastoreOptions {
@@ -26,10 +26,8 @@ export async function loadClusterFile(filePath: string): Promise<ClusterSnapshot
   return parseClusterYaml(text, filePath);
 }
 
-export class FileDatastore implements Datastore {
+export class FileDatastore extends DatastoreEvents implements Datastore {
   private readonly debounceMs: number;
-  private readonly snapshotListeners = new Set<SnapshotListener>();
-  private readonly errorListeners = new Set<DatastoreErrorListener>();
   private snapshot: ClusterSnapshot | undefined;
   private watcher: FSWatcher | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
@@ -37,9 +35,9 @@ export class FileDatastore implements Datastore {
   private lastSeenText: string | undefined;
   private reloading: Promise<void> | undefined;
   private reloadAgain = false;
-  private closed = false;
 
   constructor(readonly filePath: string, options: FileDatastoreOptions = {}) {
+    super();
     this.debounceMs = options.debounceMs ?? 100;
   }
 
@@ -67,16 +65,6 @@ export class FileDatastore implements Datastore {
 
   current(): ClusterSnapshot | undefined {
     return this.snapshot;
-  }
-
-  onSnapshot(listener: SnapshotListener): () => void {
-    this.snapshotListeners.add(listener);
-    return () => this.snapshotListeners.delete(listener);
-  }
-
-  onError(listener: DatastoreErrorListener): () => void {
-    this.errorListeners.add(listener);
-    return () => this.errorListeners.delete(listener);
   }
 
   async close(): Promise<void> {
@@ -143,27 +131,5 @@ export class FileDatastore implements Datastore {
     }
   }
 
-  private emitSnapshot(snapshot: ClusterSnapshot): void {
-    if (this.closed) return;
-    for (const listener of [...this.snapshotListeners]) {
-      // A consumer that cannot use a snapshot (e.g. its own node is missing) must not stop the
-      // watch or starve the other listeners; it is reported like a rejected edit.
-      try {
-        listener(snapshot);
-      } catch (err) {
-        this.emitError(err instanceof Error ? err : new Error(String(err)));
-      }
-    }
-  }
 
-  private emitError(error: Error): void {
-    if (this.closed) return;
-    for (const listener of [...this.errorListeners]) {
-      try {
-        listener(error);
-      } catch {
-        // An error handler that fails has nobody left to tell; keep the watch alive.
-      }
-    }
-  }
 }

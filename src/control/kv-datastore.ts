@@ -13,7 +13,7 @@
 // least every maxDelayMs during a long one). When the store goes away the last snapshot stays in
 // force (one 'datastore unreachable' error); the KvStore's watch resumes by itself when it is back,
 // or asks for a resync (compacted meanwhile), which re-lists with backoff and watches again.
-import type { Datastore, DatastoreErrorListener, SnapshotListener } from './datastore';
+import { Datastore, DatastoreEvents } from './datastore';
 import { cidrContainsAddr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import { KvEntry, KvEvent, KvStore, KvUnavailableError, KvWatch } from './kv/kv';
 import { BlockAffinity, IPPool, Node, WorkloadEndpoint } from './resources';
@@ -70,13 +70,11 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-export class KvDatastore implements Datastore {
+export class KvDatastore extends DatastoreEvents implements Datastore {
   private readonly debounceMs: number;
   private readonly maxDelayMs: number;
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
-  private readonly snapshotListeners = new Set<SnapshotListener>();
-  private readonly errorListeners = new Set<DatastoreErrorListener>();
   private readonly statusListeners = new Set<DatastoreStatusListener>();
   /** Every key under the watched prefixes that the model reads, by prefix. */
   private readonly slots = new Map<string, Map<string, Slot>>();
@@ -84,13 +82,13 @@ export class KvDatastore implements Datastore {
   private readonly abort = new AbortController();
   private snapshot: ClusterSnapshot | undefined;
   private started = false;
-  private closed = false;
   private down = false;
   private dirtySince: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly resyncs = new Set<Promise<void>>();
 
   constructor(readonly kv: KvStore, private readonly options: KvDatastoreOptions = {}) {
+    super();
     this.debounceMs = options.debounceMs ?? 30;
     this.maxDelayMs = options.maxDelayMs ?? 250;
     this.retryInitialMs = options.retryInitialMs ?? 1000;
@@ -124,16 +122,6 @@ export class KvDatastore implements Datastore {
 
   current(): ClusterSnapshot | undefined {
     return this.snapshot;
-  }
-
-  onSnapshot(listener: SnapshotListener): () => void {
-    this.snapshotListeners.add(listener);
-    return () => this.snapshotListeners.delete(listener);
-  }
-
-  onError(listener: DatastoreErrorListener): () => void {
-    this.errorListeners.add(listener);
-    return () => this.errorListeners.delete(listener);
   }
 
   /** Resyncs and reconnections, for logs. */
@@ -360,27 +348,7 @@ export class KvDatastore implements Datastore {
     return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, warnings };
   }
 
-  private emitSnapshot(snapshot: ClusterSnapshot): void {
-    if (this.closed) return;
-    for (const listener of [...this.snapshotListeners]) {
-      try {
-        listener(snapshot);
-      } catch (err) {
-        this.emitError(err instanceof Error ? err : new Error(String(err)));
-      }
-    }
-  }
 
-  private emitError(error: Error): void {
-    if (this.closed) return;
-    for (const listener of [...this.errorListeners]) {
-      try {
-        listener(error);
-      } catch {
-        // An error handler that fails has nobody left to tell; keep the watch alive.
-      }
-    }
-  }
 
   private emitStatus(line: string): void {
     if (this.closed) return;

@@ -4,49 +4,17 @@
 // through the KvStore, as a crashed or buggy writer would leave it.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { AllocationBlock, BLOCK_PREFIX, HANDLE_PREFIX, parseBlockKey } from '../../src/control/ipam';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { FileKv } from '../../src/control/kv/file-kv';
 import { KvStore } from '../../src/control/kv/kv';
 import { goG5, renderBoxTable, withPercentage } from '../../src/cli/ipam-cmd';
-import { EtcdServer, startEtcd } from '../helpers/etcd';
+import { podway, ok, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const BIN = path.join(ROOT, 'bin', 'podway.js');
 
-interface Run { code: number; out: string; err: string }
 
-/** Runs the CLI with a clean environment (no PODWAY_DATASTORE/ETCD_* from the caller) plus `env`. */
-function podway(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !/^(PODWAY_|ETCD_|DATASTORE_TYPE$)/.test(k)) clean[k] = v;
-  }
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, out: stdout, err: stderr });
-    });
-  });
-}
 
-async function ok(args: string[], env?: Record<string, string>): Promise<string> {
-  const r = await podway(args, env);
-  assert.is(r.code, 0, `podway ${args.join(' ')} exited ${r.code}: ${r.err}${r.out}`);
-  return r.out;
-}
 
-const tempDirs: string[] = [];
-process.on('exit', () => { for (const d of tempDirs) rmSync(d, { recursive: true, force: true }); });
-function tempDir(): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'podway-ipam-cli-'));
-  tempDirs.push(d);
-  return d;
-}
 
 const CLUSTER = `apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -94,11 +62,6 @@ formatting('numbers as calicoctl prints them', () => {
 });
 formatting.run();
 
-interface Target {
-  readonly name: string;
-  /** A fresh, empty datastore: its --datastore spec and a KvStore on it for planting and checking. */
-  open(): Promise<{ spec: string; kv: KvStore }>;
-}
 
 function ipamSuite(target: Target) {
   const test = suite(`podway ipam on ${target.name}`);
@@ -246,25 +209,8 @@ function ipamSuite(target: Target) {
   return test;
 }
 
-ipamSuite({
-  name: 'an embedded store',
-  async open() {
-    const dir = path.join(tempDir(), 'store');
-    return { spec: `embedded:${dir}`, kv: new FileKv({ dir }) };
-  },
-}).run();
+ipamSuite(embeddedTarget).run();
 
-let etcd: EtcdServer | undefined;
-const etcdSuite = ipamSuite({
-  name: 'etcd',
-  async open() {
-    etcd ??= await startEtcd();
-    const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
-    for (const e of (await kv.list('/calico/')).entries) await kv.delete(e.key);
-    return { spec: `etcd:${etcd.endpoint}`, kv };
-  },
-});
-etcdSuite.after(async () => {
-  await etcd?.stop();
-});
+const etcdSuite = ipamSuite(etcdTarget);
+etcdSuite.after(stopEtcd);
 etcdSuite.run();

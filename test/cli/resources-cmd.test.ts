@@ -3,43 +3,18 @@
 // written are compared field by field (and in Go's key order) with hand-written Calico fixtures.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { FileKv } from '../../src/control/kv/file-kv';
 import { KvStore } from '../../src/control/kv/kv';
-import { EtcdServer, startEtcd } from '../helpers/etcd';
+import { podway, ok, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd, ROOT } from './cli-kit';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const BIN = path.join(ROOT, 'bin', 'podway.js');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'calico-v3');
 const CLUSTER = path.join(FIXTURES, 'cluster.yaml');
 const RES = '/calico/resources/v3/projectcalico.org/';
 
-interface Run { code: number; out: string; err: string }
 
-/** Runs the CLI with a clean environment (no PODWAY_DATASTORE/ETCD_* from the caller) plus `env`. */
-function podway(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !/^(PODWAY_|ETCD_|DATASTORE_TYPE$)/.test(k)) clean[k] = v;
-  }
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, out: stdout, err: stderr });
-    });
-  });
-}
 
-async function ok(args: string[], env?: Record<string, string>): Promise<string> {
-  const r = await podway(args, env);
-  assert.is(r.code, 0, `podway ${args.join(' ')} exited ${r.code}: ${r.err}${r.out}`);
-  return r.out;
-}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
@@ -63,19 +38,7 @@ function assertSameShape(actual: unknown, expected: unknown, where = '$'): void 
   assert.is(actual, expected, where);
 }
 
-const tempDirs: string[] = [];
-process.on('exit', () => { for (const d of tempDirs) rmSync(d, { recursive: true, force: true }); });
-function tempDir(): string {
-  const d = mkdtempSync(path.join(tmpdir(), 'podway-cli-'));
-  tempDirs.push(d);
-  return d;
-}
 
-interface Target {
-  readonly name: string;
-  /** A fresh, empty datastore: its --datastore spec and a KvStore on it for checking. */
-  open(): Promise<{ spec: string; kv: KvStore }>;
-}
 
 function cliSuite(target: Target) {
   const test = suite(`podway resource commands on ${target.name}`);
@@ -261,25 +224,8 @@ function cliSuite(target: Target) {
   return test;
 }
 
-cliSuite({
-  name: 'an embedded store',
-  async open() {
-    const dir = path.join(tempDir(), 'store');
-    return { spec: `embedded:${dir}`, kv: new FileKv({ dir }) };
-  },
-}).run();
+cliSuite(embeddedTarget).run();
 
-let etcd: EtcdServer | undefined;
-const etcdSuite = cliSuite({
-  name: 'etcd',
-  async open() {
-    etcd ??= await startEtcd();
-    const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 3000 });
-    for (const e of (await kv.list('/calico/')).entries) await kv.delete(e.key);
-    return { spec: `etcd:${etcd.endpoint}`, kv };
-  },
-});
-etcdSuite.after(async () => {
-  await etcd?.stop();
-});
+const etcdSuite = cliSuite(etcdTarget);
+etcdSuite.after(stopEtcd);
 etcdSuite.run();

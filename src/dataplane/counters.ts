@@ -55,7 +55,9 @@ export const Event = {
   ARP_LEARNED: base + 21,
   /** Pod traffic to outside the pools, handed to the node's routing. */
   EGRESS: base + 22,
-  /** A tunnelled packet's partial (offloaded) TCP/UDP checksum completed (a same-host kernel node). */
+  /** A tunnelled TCP/UDP packet whose checksum field held its pseudo-header sum, completed: a
+   * partial (offloaded) checksum from a same-host kernel node, or one right checksum in about
+   * 65,536 that happens to match (completing it leaves it as it was). */
   CSUM_COMPLETED: base + 23,
 } as const;
 

@@ -10,10 +10,8 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { Lab, LabNodeSpec } from '../../src/lab/lab';
 import { FileKv } from '../../src/control/kv/file-kv';
-import { applyResource, JsonObject } from '../../src/control/v3-store';
 import { Ipam } from '../../src/control/ipam';
 import { deriveVtepMac } from '../../src/control/mac';
 import { guard, teardown, isRoot, kindOf, until, logTail } from './e2e-kit';
@@ -23,23 +21,35 @@ const TWO: LabNodeSpec[] = [
   { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }, { name: 'tap-2', type: 'tap' }] },
 ];
 
-/** The lab's IPPool and WorkloadEndpoints for `mode`, as objects (its Nodes are left to podway). */
-function labResources(lab: Lab, mode: 'vxlan' | 'ipip'): JsonObject[] {
-  return parseAllDocuments(lab.resources(mode)).map((d) => d.toJS() as JsonObject).filter((o) => o.kind === 'IPPool' || o.kind === 'WorkloadEndpoint');
-}
-
-test('two podways on the embedded datastore register themselves, get VTEP addresses from IPAM and forward; a pool change applies live', async () => {
+/**
+ * A two-node lab on a fresh embedded datastore holding its pool (in `mode`) and WorkloadEndpoints,
+ * the pods' addresses assigned through IPAM as a CNI ADD would (Lab.useKvDatastore); both podways
+ * started on it. Always torn down.
+ */
+async function withKvLab(mode: 'vxlan' | 'ipip', fn: (lab: Lab, kv: FileKv) => Promise<void>): Promise<void> {
   if (!isRoot()) throw new Error('cluster tests need root (network namespaces)');
   const lab = guard(new Lab(TWO));
   const dir = mkdtempSync(path.join(tmpdir(), 'podway-kv-'));
   const kv = new FileKv({ dir });
   try {
     lab.build();
-    for (const obj of labResources(lab, 'vxlan')) await applyResource(kv, obj);
-    // The pods' addresses are IPAM's: each one claims its node's block, as a CNI ADD would.
+    lab.setMode(mode);
+    await lab.useKvDatastore(kv, `embedded:${dir}`);
+    for (const n of lab.nodes) await lab.startPodway(n.name, 20_000);
+    await fn(lab, kv);
+  } catch (e) {
+    console.log(logTail(lab, 20));
+    throw e;
+  } finally {
+    await teardown(lab);
+    await kv.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('two podways on the embedded datastore register themselves, get VTEP addresses from IPAM and forward; a pool change applies live', async () => {
+  await withKvLab('vxlan', async (lab, kv) => {
     const ipam = new Ipam(kv);
-    for (const n of lab.nodes) for (const p of n.pods) await ipam.assignIp({ ip: p.ip, handleId: `lab.${p.name}`, attrs: { node: n.name, pod: p.name }, node: n.name });
-    for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--datastore', `embedded:${dir}`]);
 
     // registered by podway itself: first-found address and a tunnel address inside its own block
     for (const n of lab.nodes) {
@@ -70,56 +80,30 @@ test('two podways on the embedded datastore register themselves, get VTEP addres
     }
 
     // a change through the datastore while both run: the pool to IPIP
-    for (const obj of labResources(lab, 'ipip')) if (obj.kind === 'IPPool') await applyResource(kv, obj);
-    lab.setMode('ipip'); // pod MTUs as the CNI would set them (the file it also writes is not read)
+    await lab.applyMode('ipip');
     assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'ipip', 10_000), `node1 routes ${n2block} over ipip after the edit`);
     const p = lab.ping('web-1', lab.pod('web-2').ip, 4, 56, ['-W', '3']);
     assert.is(p.loss, 0, `web-1 -> web-2 over ipip: ${JSON.stringify(p)}`);
-  } catch (e) {
-    console.log(logTail(lab, 20));
-    throw e;
-  } finally {
-    await teardown(lab);
-    await kv.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('nodes that joined on an IPIP pool get VXLAN tunnel addresses when the pool turns to VXLAN, and forward over it', async () => {
-  if (!isRoot()) throw new Error('cluster tests need root (network namespaces)');
-  const lab = guard(new Lab(TWO));
-  const dir = mkdtempSync(path.join(tmpdir(), 'podway-kv-'));
-  const kv = new FileKv({ dir });
-  const vtepOf = async (node: string) => {
-    const e = await kv.get(`/calico/resources/v3/projectcalico.org/nodes/${node}`);
-    return e ? (JSON.parse(e.value) as { spec: { ipv4VXLANTunnelAddr?: string } }).spec.ipv4VXLANTunnelAddr : undefined;
-  };
-  try {
-    lab.build();
-    lab.setMode('ipip');
-    for (const obj of labResources(lab, 'ipip')) await applyResource(kv, obj);
-    const ipam = new Ipam(kv);
-    for (const n of lab.nodes) for (const p of n.pods) await ipam.assignIp({ ip: p.ip, handleId: `lab.${p.name}`, attrs: { node: n.name, pod: p.name }, node: n.name });
-    for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--datastore', `embedded:${dir}`]);
+  await withKvLab('ipip', async (lab, kv) => {
+    const vtepOf = async (node: string) => {
+      const e = await kv.get(`/calico/resources/v3/projectcalico.org/nodes/${node}`);
+      return e ? (JSON.parse(e.value) as { spec: { ipv4VXLANTunnelAddr?: string } }).spec.ipv4VXLANTunnelAddr : undefined;
+    };
     for (const n of lab.nodes) assert.is(await vtepOf(n.name), undefined, `${n.name} has no tunnel address while no pool uses VXLAN`);
     const n2block = lab.node('node2').block;
     assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'ipip', 10_000));
 
-    for (const obj of labResources(lab, 'vxlan')) if (obj.kind === 'IPPool') await applyResource(kv, obj);
-    lab.setMode('vxlan');
+    await lab.applyMode('vxlan');
     for (const n of lab.nodes) assert.ok(await until(async () => (await vtepOf(n.name)) !== undefined, 15_000), `${n.name} got a tunnel address: ${n.log.slice(-5).join(' | ')}`);
     assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'vxlan', 15_000), `node1 routes ${n2block} over vxlan`);
     const p = lab.ping('web-1', lab.pod('web-2').ip, 4, 56, ['-W', '3']);
     assert.is(p.loss, 0, `web-1 -> web-2 over vxlan: ${JSON.stringify(p)}`);
-    assert.equal((await ipam.check()).length, 0, 'IPAM consistent');
-  } catch (e) {
-    console.log(logTail(lab, 20));
-    throw e;
-  } finally {
-    await teardown(lab);
-    await kv.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+    assert.equal((await new Ipam(kv).check()).length, 0, 'IPAM consistent');
+  });
 });
 
 test.run();

@@ -235,6 +235,11 @@ export class Lab {
     writeFileSync(this.file + '.tmp', this.resources(mode));
     // rename: watchers see one complete file, never a half-written one
     run('mv', [this.file + '.tmp', this.file]);
+    this.setPodMtus(mode);
+  }
+
+  /** Give every pod interface the mode's pod MTU, as the CNI would. */
+  private setPodMtus(mode: Mode): void {
     const mtu = Lab.podMtu(mode);
     for (const n of this.nodes) for (const p of n.pods) run('ip', ['-n', p.ns, 'link', 'set', p.podIf, 'mtu', String(mtu)]);
   }
@@ -298,8 +303,7 @@ export class Lab {
     const pool = this.kvResources(mode).find((o) => o.kind === 'IPPool')!;
     await applyResource(this.kvDatastore.kv, pool);
     this.mode = mode;
-    const mtu = Lab.podMtu(mode);
-    for (const n of this.nodes) for (const p of n.pods) run('ip', ['-n', p.ns, 'link', 'set', p.podIf, 'mtu', String(mtu)]);
+    this.setPodMtus(mode);
   }
 
   resources(mode: Mode): string {

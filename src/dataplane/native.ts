@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 import { FramePool as PlainFramePool, SLOT_SIZE, HEADROOM } from './frame-pool';
-import type { PacketIO, PollCallback } from './io';
+import type { PacketIO } from './io';
 
 export { SLOT_SIZE, SLOT_SHIFT, HEADROOM, DescFlag } from './frame-pool';
 export type { PortOptions, PortStats, PortInfo } from './io';
@@ -67,7 +67,7 @@ export function nativeIO(): PacketIO {
     setPool: (p: PlainFramePool) => registerPool(a, p),
     openTap: a.openTap, openTun: a.openTun, openPacket: a.openPacket, openUdp: a.openUdp, openRaw: a.openRaw,
     close: a.close, recv: a.recv, send: a.send, stats: a.stats, info: a.info,
-    poll: a.poll as (port: number, cb: PollCallback) => void, unpoll: a.unpoll,
+    poll: a.poll, unpoll: a.unpoll,
   };
   return io;
 }

@@ -232,21 +232,29 @@ export class NeighborTable {
     return false;
   }
 
+  /** The entry an ARP sender `ip` with the MAC at b[macOff..+6] may update: undefined (and
+   * counted) when the address is not wanted or the MAC cannot be a neighbour's. */
+  private wantedSender(ip: number, b: Uint8Array, macOff: number) {
+    const e = this.byIp.get(ip | 0);
+    if (e === undefined) {
+      this.c.unsolicited++;
+      return undefined;
+    }
+    if (!isNeighborMac(b, macOff)) {
+      this.c.invalid++;
+      return undefined;
+    }
+    return e;
+  }
+
   /**
    * An ARP reply from `ip` with its MAC at b[macOff..+6]. Returns true when the next hops through
    * `ip` must be given this MAC (learned, or changed); false when it only confirmed the known MAC
    * or was ignored. No allocation.
    */
   onReply(ip: number, b: Uint8Array, macOff: number, now: number): boolean {
-    const e = this.byIp.get(ip | 0);
-    if (e === undefined) {
-      this.c.unsolicited++;
-      return false;
-    }
-    if (!isNeighborMac(b, macOff)) {
-      this.c.invalid++;
-      return false;
-    }
+    const e = this.wantedSender(ip, b, macOff);
+    if (e === undefined) return false;
     if (e.known) {
       if (macEquals(e.mac, 0, b, macOff)) {
         if (e.state !== REACHABLE) e.updatedAt = now;
@@ -276,15 +284,8 @@ export class NeighborTable {
    * when the next hops must be given this MAC. No allocation.
    */
   onAnnounce(ip: number, b: Uint8Array, macOff: number, now: number): boolean {
-    const e = this.byIp.get(ip | 0);
-    if (e === undefined) {
-      this.c.unsolicited++;
-      return false;
-    }
-    if (!isNeighborMac(b, macOff)) {
-      this.c.invalid++;
-      return false;
-    }
+    const e = this.wantedSender(ip, b, macOff);
+    if (e === undefined) return false;
     if (e.known && macEquals(e.mac, 0, b, macOff)) return false;
     if (e.known) this.c.macChanged++;
     else this.c.learned++;

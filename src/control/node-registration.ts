@@ -34,6 +34,17 @@ export interface RegistrationResult {
   readonly entry: KvEntry;
 }
 
+/** A stored resource value as an object; a value that is not one is an error naming `where`. */
+function storedObject(value: string, where: string): JsonObject {
+  try {
+    const parsed = JSON.parse(value) as unknown;
+    if (!isMapping(parsed)) throw new Error('not a JSON object');
+    return parsed;
+  } catch (e) {
+    throw new Error(`${where} holds a value podway cannot read (${(e as Error).message}); fix or delete it`);
+  }
+}
+
 function isMapping(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -81,14 +92,7 @@ export async function registerNode(kv: KvStore, reg: NodeRegistration, now: () =
       if (entry) return { action: 'created', key, entry };
       continue; // created meanwhile (another podway, calicoctl): merge into theirs
     }
-    let existing: JsonObject;
-    try {
-      const parsed = JSON.parse(current.value) as unknown;
-      if (!isMapping(parsed)) throw new Error('not a JSON object');
-      existing = parsed;
-    } catch (e) {
-      throw new Error(`registerNode ${reg.name}: ${key} holds a value podway cannot read (${(e as Error).message}); fix or delete it`);
-    }
+    const existing = storedObject(current.value, `registerNode ${reg.name}: ${key}`);
     const oldMeta = isMapping(existing.metadata) ? existing.metadata : {};
     const uid = typeof oldMeta.uid === 'string' && oldMeta.uid ? oldMeta.uid : randomUUID();
     const created = typeof oldMeta.creationTimestamp === 'string' ? oldMeta.creationTimestamp : calicoTimestamp(now());
@@ -128,14 +132,7 @@ export async function markDatastoreReady(kv: KvStore, options: DatastoreReadyOpt
       if (entry) return { action: 'created', entry };
       continue;
     }
-    let existing: JsonObject;
-    try {
-      const parsed = JSON.parse(current.value) as unknown;
-      if (!isMapping(parsed)) throw new Error('not a JSON object');
-      existing = parsed;
-    } catch (e) {
-      throw new Error(`markDatastoreReady: ${CLUSTER_INFORMATION_KEY} holds a value podway cannot read (${(e as Error).message}); fix or delete it`);
-    }
+    const existing = storedObject(current.value, `markDatastoreReady: ${CLUSTER_INFORMATION_KEY}`);
     const spec: JsonObject = { ...(isMapping(existing.spec) ? existing.spec : {}) };
     if (spec.datastoreReady === true && typeof spec.clusterGUID === 'string' && spec.clusterGUID !== '') {
       return { action: 'unchanged', entry: current };

@@ -371,22 +371,27 @@ static int recv_ring_v3(struct port *p, uint16_t port_id, struct pool *pl, uint3
 /* AF_PACKET without a ring, with a vnet header: recvmmsg up to RX_STAGE whole frames into the
  * port's stage, then copy or segment them into the pool. A super-frame left half-delivered when the
  * batch filled stays staged for the next call. */
+
+/* Message k of a recvmmsg batch: one iovec of `len` bytes at `buf`, room for the peer address. */
+static struct msghdr *rx_msg(struct mmsg_scratch *s, uint32_t k, void *buf, size_t len) {
+  s->iov[k][0].iov_base = buf;
+  s->iov[k][0].iov_len = len;
+  struct msghdr *m = &s->msgs[k].msg_hdr;
+  memset(m, 0, sizeof *m);
+  m->msg_iov = s->iov[k];
+  m->msg_iovlen = 1;
+  m->msg_name = &s->names[k];
+  m->msg_namelen = sizeof s->names[k];
+  return m;
+}
+
 static int recv_staged(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   struct rx_stage *sg = p->stage;
   struct mmsg_scratch *s = p->scratch;
   uint32_t n = 0, seen = 0;
   while (n < max && seen < max) {
     if (sg->cur == sg->count) {
-      for (uint32_t k = 0; k < RX_STAGE; k++) {
-        s->iov[k][0].iov_base = sg->buf[k];
-        s->iov[k][0].iov_len = RX_BIG;
-        struct msghdr *m = &s->msgs[k].msg_hdr;
-        memset(m, 0, sizeof *m);
-        m->msg_iov = s->iov[k];
-        m->msg_iovlen = 1;
-        m->msg_name = &s->names[k];
-        m->msg_namelen = sizeof s->names[k];
-      }
+      for (uint32_t k = 0; k < RX_STAGE; k++) rx_msg(s, k, sg->buf[k], RX_BIG);
       int r = recvmmsg(p->fd, s->msgs, RX_STAGE, MSG_DONTWAIT | MSG_TRUNC, NULL);
       if (r < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || n) break;
@@ -425,14 +430,7 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
   uint32_t cap = pl->slot_size - pl->headroom;
   for (uint32_t k = 0; k < max; k++) {
     uint32_t i = first + k;
-    s->iov[k][0].iov_base = desc_rx_ptr(pl, i);
-    s->iov[k][0].iov_len = cap;
-    struct msghdr *m = &s->msgs[k].msg_hdr;
-    memset(m, 0, sizeof *m);
-    m->msg_iov = s->iov[k];
-    m->msg_iovlen = 1;
-    m->msg_name = &s->names[k];
-    m->msg_namelen = sizeof s->names[k];
+    struct msghdr *m = rx_msg(s, k, desc_rx_ptr(pl, i), cap);
     if (p->kind == PORT_PACKET) {
       m->msg_control = s->cmsg[k];
       m->msg_controllen = sizeof s->cmsg[k];

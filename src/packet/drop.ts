@@ -34,6 +34,13 @@ export const Drop = {
   BAD_VNI: 14,
   /** ARP not Ethernet/IPv4 (htype 1, ptype 0x0800, hlen 6, plen 4) or unknown opcode. */
   BAD_ARP: 15,
+  /** IPv6 extension header cut short by the end of the packet, or with a length past it. */
+  BAD_EXT_HEADER: 16,
+  /** IPv6 extension header chain longer than podway walks (see IPV6_MAX_EXT_HEADERS). */
+  EXT_CHAIN_TOO_LONG: 17,
+  /** NDP message failing RFC 4861 validation: hop limit != 255, code != 0, too short, an option
+   * of length 0 or past the end, or a source link-layer option where the source is unspecified. */
+  BAD_NDP: 18,
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];

@@ -16,3 +16,6 @@ export * from './vxlan';
 export * from './ipip';
 export * from './flowhash';
 export * from './frame';
+export * from './ipv6';
+export * from './icmpv6';
+export * from './ndp';

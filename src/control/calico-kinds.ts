@@ -92,6 +92,9 @@ export const BGPPeerSchema = z.object({
     }),
 });
 
+export type BGPConfiguration = z.output<typeof BGPConfigurationSchema>;
+export type BGPPeer = z.output<typeof BGPPeerSchema>;
+
 export const ClusterInformationSchema = z.object({
   apiVersion: z.literal(CALICO_API_VERSION),
   kind: z.literal('ClusterInformation'),

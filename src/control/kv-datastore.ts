@@ -18,7 +18,7 @@ import { cidrContainsAddr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseI
 import { KvEntry, KvEvent, KvStore, KvUnavailableError, KvWatch } from './kv/kv';
 import { BlockAffinity, IPPool, Node, WorkloadEndpoint } from './resources';
 import type { ClusterSnapshot } from './snapshot';
-import { blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
+import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
 
 /** The prefixes a KvDatastore lists and watches. */
 export const KV_DATASTORE_PREFIXES = [RESOURCES_PREFIX, HOST_AFFINITY_PREFIX] as const;
@@ -44,7 +44,9 @@ type Item =
   | { readonly kind: 'IPPool'; readonly resource: IPPool }
   | { readonly kind: 'Node'; readonly resource: Node }
   | { readonly kind: 'WorkloadEndpoint'; readonly resource: WorkloadEndpoint }
-  | { readonly kind: 'BlockAffinity'; readonly resource: BlockAffinity };
+  | { readonly kind: 'BlockAffinity'; readonly resource: BlockAffinity }
+  | { readonly kind: 'BGPConfiguration'; readonly resource: BGPConfiguration }
+  | { readonly kind: 'BGPPeer'; readonly resource: BGPPeer };
 
 /** One key as last seen: its revisions and what it parsed to (null: skipped or not modelled). */
 interface Slot {
@@ -201,7 +203,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
       }
     }
     const id = parseResourceKey(entry.key);
-    if (!id || !['IPPool', 'Node', 'WorkloadEndpoint'].includes(id.info.kind)) return slot(null);
+    if (!id || !['IPPool', 'Node', 'WorkloadEndpoint', 'BGPConfiguration', 'BGPPeer'].includes(id.info.kind)) return slot(null);
     let raw: unknown;
     try {
       raw = JSON.parse(entry.value);
@@ -331,6 +333,8 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     const ipPools: IPPool[] = [];
     const nodes: Node[] = [];
     const blockAffinities: BlockAffinity[] = [];
+    const bgpConfigurations: BGPConfiguration[] = [];
+    const bgpPeers: BGPPeer[] = [];
     const weps: { wep: WorkloadEndpoint; createRevision: number }[] = [];
     for (const { slot } of all) {
       const item = slot.item!;
@@ -341,11 +345,13 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         if (item.resource.spec.state === 'confirmed' && item.resource.spec.deleted !== 'true' && item.resource.spec.deleted !== true) {
           blockAffinities.push(item.resource);
         }
-      } else weps.push({ wep: item.resource, createRevision: slot.createRevision });
+      } else if (item.kind === 'BGPConfiguration') bgpConfigurations.push(item.resource);
+      else if (item.kind === 'BGPPeer') bgpPeers.push(item.resource);
+      else weps.push({ wep: item.resource, createRevision: slot.createRevision });
     }
     const warnings: string[] = [];
     const workloadEndpoints = checkSnapshot(this.source, ipPools, nodes, blockAffinities, weps, warnings);
-    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, warnings };
+    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, warnings };
   }
 
 

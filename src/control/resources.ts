@@ -168,8 +168,10 @@ const nodeSpec = z.object({
     .object({
       ipv4Address: ipv4AddressWithSubnet.optional(),
       ipv6Address: z.string().optional(),
-      asNumber: z.number().int().optional(),
+      asNumber: z.number().int().min(0).max(4294967295).optional(),
       ipv4IPIPTunnelAddr: ipv4Address.optional(),
+      /** Set on route reflectors: the cluster ID they reflect for (Calico skips their mesh). */
+      routeReflectorClusterID: ipv4Address.optional(),
     })
     .optional(),
   ipv4VXLANTunnelAddr: ipv4Address.optional(),
@@ -180,7 +182,8 @@ const nodeSpec = z.object({
 export const NodeSchema = z.object({
   apiVersion: z.literal(CALICO_API_VERSION),
   kind: z.literal('Node'),
-  metadata,
+  // Labels are what BGPPeer nodeSelector/peerSelector and IPPool nodeSelector match.
+  metadata: metadata.extend({ labels: z.record(z.string(), z.string()).optional() }),
   // calicoctl prints `spec: {}` for a bare node; a missing spec means the same.
   spec: nodeSpec.default({}),
 });

@@ -16,6 +16,11 @@
 //   Same-subnet (CrossSubnet) routes need only the node IP, as in Felix's route_mgr.
 // - Blackholes are not made for /32 blocks (Felix's routeIsLocalBlock): such a block is a single
 //   workload or tunnel address and a blackhole would fight its own /32 route.
+// - BGP mode (`options.bgp`, `podway run --bgp`): as with Calico's BIRD backend, routes to other
+//   nodes' blocks and borrowed /32s of IPIP and unencapsulated pools come from BGP, not from the
+//   datastore; VXLAN pools stay the datastore's (BIRD never programs them). Learned routes are the
+//   class BGP, after every other class, so a learned copy of our own block never beats its
+//   blackhole. See addLearned() for how each learned prefix is reached.
 import { cidrContainsAddr, cidrContainsCidr, IPv4Cidr, makeIPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import { deriveVtepMac } from './mac';
 import type { InterfaceType, IPPool } from './resources';
@@ -33,6 +38,8 @@ export const RouteClass = {
   IPIPTunnel: 6,
   NoEncap: 7,
   IPAMBlockDrop: 8,
+  /** Learned from a BGP peer (podway's own class: BIRD's routes in Calico's kernel table). */
+  BGP: 9,
 } as const;
 export type RouteClass = (typeof RouteClass)[keyof typeof RouteClass];
 
@@ -141,9 +148,19 @@ export interface NodeDataplaneModel {
   readonly encap: { readonly vxlan: boolean; readonly ipip: boolean };
 }
 
+/** One best route learned over BGP (see bgp/learned-routes.ts), in the speaker's text form. */
+export interface LearnedRoute {
+  readonly prefix: string;
+  readonly nextHop: string;
+  /** The peer it was learned from. */
+  readonly peer: string;
+}
+
 export interface RouteCalcOptions {
   /** MTU of the underlay NIC (default 1500). */
   readonly underlayMtu?: number;
+  /** BGP mode: routes of IPIP and unencapsulated pools come from these learned routes. */
+  readonly bgp?: { readonly learned: readonly LearnedRoute[] };
 }
 
 interface NodeInfo {
@@ -285,6 +302,9 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     return addCandidate({ ...direct, class: RouteClass.NoEncap });
   };
 
+  // In BGP mode other nodes' IPIP and unencapsulated routes are BGP's, not the datastore's.
+  const fromDatastore = (pool: PoolModel | undefined): boolean => !options.bgp || pool?.encap === 'vxlan';
+
   // Blocks: ours become blackholes, other nodes' are routed to them.
   const confirmedBlocks: { cidr: IPv4Cidr; node: string }[] = [];
   for (const affinity of snapshot.blockAffinities) {
@@ -300,7 +320,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
           nodeIp: null, vtepIp: null, vtepMac: null, pool: pool?.name ?? null, mtu: mtu.pod,
         });
       }
-    } else {
+    } else if (fromDatastore(pool)) {
       addRemote(cidr, affinity.spec.node, pool);
     }
   }
@@ -315,7 +335,42 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
       const inOwnBlock = confirmedBlocks.some((b) => b.node === wep.spec.node && cidrContainsAddr(b.cidr, parsed.addr));
       if (inOwnBlock) continue;
       const cidr = makeIPv4Cidr(parsed.addr, 32);
-      addRemote(cidr, wep.spec.node, poolContaining(cidr));
+      const pool = poolContaining(cidr);
+      if (fromDatastore(pool)) addRemote(cidr, wep.spec.node, pool);
+    }
+  }
+
+  // Routes learned over BGP:
+  // - inside a VXLAN pool: ignored (the datastore routes those, as Felix does with BIRD);
+  // - inside an IPIP pool: IPIP to the next hop, or unencapsulated when the pool is CrossSubnet
+  //   and the next hop is on our subnet;
+  // - inside an unencapsulated pool, or outside every pool (a ToR's default route: pod egress):
+  //   unencapsulated to the next hop, which must be on our subnet (these routes are on-link);
+  // - a next hop that is our own address (our routes reflected back) is ignored. A learned prefix
+  //   that holds our own address is installed around it, so a pod still reaches its node.
+  if (options.bgp) {
+    const nodeByIp = new Map<number, string>();
+    for (const [name, info] of nodes) if (info.ip !== null && !nodeByIp.has(info.ip)) nodeByIp.set(info.ip, name);
+    for (const learned of options.bgp.learned) {
+      const cidr = parseIPv4Cidr(learned.prefix);
+      const nextHop = parseIPv4(learned.nextHop);
+      if (!cidr || nextHop === null || nextHop === self.ip) continue;
+      const pool = poolContaining(cidr);
+      if (pool?.encap === 'vxlan') continue;
+      const via = nodeByIp.get(nextHop) ?? learned.nextHop;
+      const onLink = cidrContainsAddr(localSubnet, nextHop);
+      const base = { endpoint: null, node: via, nodeIp: nextHop, vtepIp: null, vtepMac: null, pool: pool?.name ?? null, class: RouteClass.BGP };
+      if (pool?.encap === 'ipip' && !(pool.crossSubnet && onLink)) {
+        addCandidate({ ...cidrFields(cidr), ...base, kind: 'ipip', mtu: ipipMtu });
+        continue;
+      }
+      if (!onLink) {
+        withheld.push({ cidr: cidr.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${learned.nextHop}, not on ${localSubnet.cidr}` });
+        continue;
+      }
+      for (const part of cidrContainsAddr(cidr, self.ip) ? cidrsAround(cidr, self.ip) : [cidr]) {
+        addCandidate({ ...cidrFields(part), ...base, kind: 'direct', mtu: underlay });
+      }
     }
   }
 
@@ -343,6 +398,14 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
 
 function cidrFields(cidr: IPv4Cidr): { cidr: string; addr: number; prefixLen: number } {
   return { cidr: cidr.cidr, addr: cidr.addr, prefixLen: cidr.prefixLen };
+}
+
+/** `cidr` without the single address `addr`: one prefix per bit below cidr's length, the sibling
+ * of addr's own prefix at that length (0.0.0.0/0 around 10.0.0.1 is 32 prefixes). */
+export function cidrsAround(cidr: IPv4Cidr, addr: number): IPv4Cidr[] {
+  const out: IPv4Cidr[] = [];
+  for (let len = cidr.prefixLen + 1; len <= 32; len++) out.push(makeIPv4Cidr((addr ^ (1 << (32 - len))) >>> 0, len));
+  return out;
 }
 
 function compareRoutes(a: Route, b: Route): number {

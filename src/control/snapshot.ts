@@ -10,6 +10,7 @@ import {
   resourceDisplayName, SCHEMA_BY_KIND, WorkloadEndpoint,
 } from './resources';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
+import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema } from './calico-kinds';
 
 /** Everything the control plane knows at one moment. Arrays keep file order (later = newer). */
 export interface ClusterSnapshot {
@@ -19,6 +20,9 @@ export interface ClusterSnapshot {
   readonly nodes: readonly Node[];
   readonly blockAffinities: readonly BlockAffinity[];
   readonly workloadEndpoints: readonly WorkloadEndpoint[];
+  /** BGP settings (read by `podway run --bgp`); absent means none were given. */
+  readonly bgpConfigurations?: readonly BGPConfiguration[];
+  readonly bgpPeers?: readonly BGPPeer[];
   /** Suspicious but legal things (e.g. one IP claimed on two nodes), for logs. */
   readonly warnings: readonly string[];
 }
@@ -106,6 +110,7 @@ function peekIdentity(raw: Record<string, unknown>): { kind?: string; name?: str
 export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
   const issues: ValidationIssue[] = [];
   const resources: Located<CalicoResource>[] = [];
+  const bgp: Located<BgpResource>[] = [];
   const docs = parseAllDocuments(text);
   // parseAllDocuments returns an EmptyStream (not an array) for an empty file.
   const docList = Array.isArray(docs) ? docs : [];
@@ -126,16 +131,17 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
     // `calicoctl get -o yaml` prints several resources as `kind: IPPoolList` with `items`.
     if (typeof raw.kind === 'string' && raw.kind.endsWith('List') && Array.isArray(raw.items)) {
       raw.items.forEach((item, itemIndex) => {
-        parseResource(item, { document, item: itemIndex + 1 }, file, issues, resources);
+        parseResource(item, { document, item: itemIndex + 1 }, file, issues, resources, bgp);
       });
       return;
     }
-    parseResource(raw, { document }, file, issues, resources);
+    parseResource(raw, { document }, file, issues, resources, bgp);
   });
 
   if (issues.length > 0) throw new DatastoreValidationError(file, issues);
   const warnings: string[] = [];
   checkCrossResource(resources, file, issues, warnings);
+  checkBgpNames(bgp, file, issues);
   if (issues.length > 0) throw new DatastoreValidationError(file, issues);
 
   const ofKind = <K extends ModelKind>(kind: K) =>
@@ -146,8 +152,24 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
     nodes: ofKind('Node'),
     blockAffinities: ofKind('BlockAffinity'),
     workloadEndpoints: ofKind('WorkloadEndpoint'),
+    bgpConfigurations: bgp.filter((r) => r.resource.kind === 'BGPConfiguration').map((r) => r.resource as BGPConfiguration),
+    bgpPeers: bgp.filter((r) => r.resource.kind === 'BGPPeer').map((r) => r.resource as BGPPeer),
     warnings,
   };
+}
+
+type BgpResource = BGPConfiguration | BGPPeer;
+const BGP_SCHEMAS: Readonly<Record<string, z.ZodType<BgpResource>>> = { BGPConfiguration: BGPConfigurationSchema, BGPPeer: BGPPeerSchema };
+
+/** Two BGP resources of one kind with one name: the later would silently replace the earlier. */
+function checkBgpNames(bgp: readonly Located<BgpResource>[], file: string, issues: ValidationIssue[]): void {
+  const seen = new Map<string, SourceLocation>();
+  for (const { resource, location } of bgp) {
+    const key = `${resource.kind}\u0000${resource.metadata.name}`;
+    const first = seen.get(key);
+    if (first) issues.push({ file, location, path: 'metadata.name', message: `duplicate ${resource.kind} ${JSON.stringify(resource.metadata.name)} (first defined in ${where(first)})` });
+    else seen.set(key, location);
+  }
 }
 
 function parseResource(
@@ -156,6 +178,7 @@ function parseResource(
   file: string,
   issues: ValidationIssue[],
   out: Located<CalicoResource>[],
+  bgpOut: Located<BgpResource>[],
 ): void {
   if (!isMapping(raw)) {
     issues.push({ file, location: position, path: '', message: `expected a mapping with apiVersion, kind, metadata and spec, got ${describeValue(raw)}` });
@@ -168,6 +191,14 @@ function parseResource(
   }
   if (typeof raw.kind !== 'string') {
     issues.push({ file, location, path: 'kind', message: raw.kind === undefined ? 'required (a string)' : `expected a string, got ${describeValue(raw.kind)}` });
+    return;
+  }
+  const bgpSchema = Object.prototype.hasOwnProperty.call(BGP_SCHEMAS, raw.kind) ? BGP_SCHEMAS[raw.kind] : undefined;
+  if (bgpSchema) {
+    const parsed = bgpSchema.safeParse(raw, { reportInput: true });
+    if (!parsed.success) {
+      for (const zi of parsed.error.issues) issues.push({ file, location, path: formatFieldPath(zi.path), message: zodIssueMessage(zi) });
+    } else bgpOut.push({ resource: parsed.data, location });
     return;
   }
   if (IGNORED_KINDS.has(raw.kind)) return;

@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseIPv4 } from '../../src/control/ipv4';
-import { computeNodeModel, diffModels, NodeDataplaneModel, Route, RouteClass } from '../../src/control/route-calc';
+import { cidrsAround, computeNodeModel, diffModels, LearnedRoute, NodeDataplaneModel, Route, RouteClass } from '../../src/control/route-calc';
+import { parseIPv4Cidr } from '../../src/control/ipv4';
 import { parseClusterYaml } from '../../src/control/snapshot';
 import { affinity, EXAMPLES_DIR, node, pool, snapshotOf, wep } from './fixtures';
 
@@ -48,9 +49,9 @@ test('example two-node VXLAN file: full model for node1', () => {
   assert.equal(model.pools, [{ name: p, cidr: '10.244.0.0/16', addr: ip('10.244.0.0'), prefixLen: 16, blockSize: 26, encap: 'vxlan', crossSubnet: false, natOutgoing: true, disabled: false }]);
 });
 
-test('route classes follow Felix: local < VXLAN same-subnet < VXLAN tunnel < IPIP same-subnet < IPIP tunnel < no-encap < blackhole', () => {
+test('route classes follow Felix: local < VXLAN same-subnet < VXLAN tunnel < IPIP same-subnet < IPIP tunnel < no-encap < blackhole < BGP', () => {
   const order = [RouteClass.LocalWorkload, RouteClass.VXLANSameSubnet, RouteClass.VXLANTunnel, RouteClass.IPIPSameSubnet,
-    RouteClass.IPIPTunnel, RouteClass.NoEncap, RouteClass.IPAMBlockDrop];
+    RouteClass.IPIPTunnel, RouteClass.NoEncap, RouteClass.IPAMBlockDrop, RouteClass.BGP];
   assert.equal([...order].sort((a, b) => a - b), order);
   assert.is(new Set(order).size, order.length);
 });
@@ -212,6 +213,62 @@ test('diffModels: first model adds everything, same model is empty, edits become
   const m = diffModels(before, bigger);
   assert.is(m.replace.length, before.routes.length);
   assert.ok(m.mtuChanged);
+});
+
+// ---- BGP mode: routes of IPIP and unencapsulated pools come from learned routes -----------------
+
+const learned = (prefix: string, nextHop: string, peer = nextHop): LearnedRoute => ({ prefix, nextHop, peer });
+const bgpModel = (poolSpec: Record<string, unknown>, routes: LearnedRoute[], extra: Record<string, unknown>[] = []) =>
+  computeNodeModel(snapshotOf(pool('p', '10.244.0.0/16', poolSpec), ...nodes, ...blocks, ...extra), 'node1', { bgp: { learned: routes } });
+const shape = (r: Route | undefined) => (r ? [r.kind, r.class, r.node, r.nodeIp, r.pool, r.mtu] : undefined);
+
+test('BGP mode, unencapsulated pool: nothing from the datastore for other nodes, learned blocks go direct to the next hop', () => {
+  const none = bgpModel({}, []);
+  assert.equal(none.routes.map((r) => [r.cidr, r.kind]), [['10.244.0.0/26', 'blackhole']]);
+  const borrowed = wep('node2', 'b', ['10.244.0.7/32'], 'calib');
+  const m = bgpModel({}, [learned('10.244.0.64/26', '10.99.0.2'), learned('10.244.0.7/32', '10.99.0.2'), learned('10.244.0.128/26', '10.98.0.3')], [borrowed]);
+  assert.equal(shape(routeFor(m, '10.244.0.64/26')), ['direct', RouteClass.BGP, 'node2', ip('10.99.0.2'), 'p', 1500]);
+  // A borrowed /32 out of our own block beats the block's blackhole by being longer.
+  assert.equal(shape(routeFor(m, '10.244.0.7/32')), ['direct', RouteClass.BGP, 'node2', ip('10.99.0.2'), 'p', 1500]);
+  assert.is(routeFor(m, '10.244.0.0/26')!.kind, 'blackhole');
+  // Next hop off our subnet: unencapsulated routes are on-link, so it is withheld with the reason.
+  assert.is(routeFor(m, '10.244.0.128/26'), undefined);
+  assert.equal(m.withheld, [{ cidr: '10.244.0.128/26', node: 'node3', reason: 'learned from 10.98.0.3 with next hop 10.98.0.3, not on 10.99.0.0/24' }]);
+  // Without BGP mode the same snapshot routes every block from the datastore, as before.
+  const plain = computeNodeModel(snapshotOf(pool('p', '10.244.0.0/16'), ...nodes, ...blocks, borrowed), 'node1');
+  assert.equal(shape(routeFor(plain, '10.244.0.64/26')), ['direct', RouteClass.NoEncap, 'node2', ip('10.99.0.2'), 'p', 1500]);
+});
+
+test('BGP mode, IPIP pools: IPIP to the next hop; CrossSubnet goes direct on our subnet; VXLAN pools stay the datastore\'s', () => {
+  const routes = [learned('10.244.0.64/26', '10.99.0.2'), learned('10.244.0.128/26', '10.98.0.3')];
+  const always = bgpModel({ ipipMode: 'Always' }, routes);
+  assert.equal(shape(routeFor(always, '10.244.0.64/26')), ['ipip', RouteClass.BGP, 'node2', ip('10.99.0.2'), 'p', 1480]);
+  assert.equal(shape(routeFor(always, '10.244.0.128/26')), ['ipip', RouteClass.BGP, 'node3', ip('10.98.0.3'), 'p', 1480]);
+  const cross = bgpModel({ ipipMode: 'CrossSubnet' }, routes);
+  assert.equal(shape(routeFor(cross, '10.244.0.64/26')), ['direct', RouteClass.BGP, 'node2', ip('10.99.0.2'), 'p', 1500]);
+  assert.equal(shape(routeFor(cross, '10.244.0.128/26')), ['ipip', RouteClass.BGP, 'node3', ip('10.98.0.3'), 'p', 1480]);
+  const vxlan = bgpModel({ vxlanMode: 'Always' }, [learned('10.244.0.64/26', '10.99.0.9')]);
+  assert.equal(shape(routeFor(vxlan, '10.244.0.64/26')), ['vxlan', RouteClass.VXLANTunnel, 'node2', ip('10.99.0.2'), 'p', 1450]);
+});
+
+test('BGP mode: a ToR\'s default route serves pod egress around our own address; our own routes reflected back are ignored', () => {
+  const m = bgpModel({}, [learned('0.0.0.0/0', '10.99.0.254'), learned('10.244.0.0/26', '10.99.0.1'), learned('192.0.2.0/24', '10.99.0.254')]);
+  const egress = m.routes.filter((r) => r.node === '10.99.0.254');
+  // 0.0.0.0/0 minus 10.99.0.1: 32 prefixes that together cover everything else.
+  assert.is(egress.filter((r) => r.cidr !== '192.0.2.0/24').length, 32);
+  for (const r of egress) assert.equal([r.kind, r.class, r.nodeIp, r.pool, r.mtu], ['direct', RouteClass.BGP, ip('10.99.0.254'), null, 1500]);
+  const covers = (addr: number) => egress.some((r) => ((addr ^ r.addr) >>> (32 - r.prefixLen || 0)) === 0 || r.prefixLen === 0);
+  assert.ok(covers(ip('8.8.8.8')));
+  assert.ok(covers(ip('10.99.0.2')));
+  assert.not.ok(covers(ip('10.99.0.1')), 'the node itself stays a miss (the pipeline hands it to the node)');
+  assert.equal(shape(routeFor(m, '192.0.2.0/24')), ['direct', RouteClass.BGP, '10.99.0.254', ip('10.99.0.254'), null, 1500]);
+  assert.is(routeFor(m, '10.244.0.0/26')!.kind, 'blackhole');
+});
+
+test('cidrsAround: the prefixes left when one address is taken out', () => {
+  const around = cidrsAround(parseIPv4Cidr('10.0.0.0/30')!, ip('10.0.0.2'));
+  assert.equal(around.map((c) => c.cidr), ['10.0.0.0/31', '10.0.0.3/32']);
+  assert.equal(cidrsAround(parseIPv4Cidr('0.0.0.0/0')!, ip('10.0.0.1')).slice(0, 2).map((c) => c.cidr), ['128.0.0.0/1', '64.0.0.0/2']);
 });
 
 test.run();

@@ -1,0 +1,229 @@
+// Calico's BGP peering model, computed from the datastore the way calico-node's confd renders
+// BIRD's configuration (confd/etc/calico/confd/templates/bird.cfg.template and its Go helpers):
+//
+// - AS: the Node's spec.bgp.asNumber, else BGPConfiguration `default` asNumber, else 64512.
+// - Router ID and source address: the node's IPv4 address.
+// - Node-to-node mesh (BGPConfiguration nodeToNodeMeshEnabled, default on): one session to every
+//   other node that has an IPv4 address, named Mesh_<ip with '_'>. Only one side connects: the
+//   node whose address is the smaller *string* (Calico compares them as text) is active, the other
+//   passive, so a restart never races a second connection from the far side.
+// - Route reflectors: a node with spec.bgp.routeReflectorClusterID skips the mesh, and mesh nodes
+//   do not mesh with it (its sessions come from BGPPeers). A reflector treats same-AS peers that
+//   are not reflectors themselves as `rr client`, with its cluster ID.
+// - BGPPeers: `node` (that node only) or `nodeSelector` (nodes whose labels match) make a peer
+//   "node specific"; neither makes it "global" (every node). `peerIP`[:port] + `asNumber` names
+//   one peer; `peerSelector` names the Calico nodes it selects (their address and AS), and between
+//   two Calico nodes the same string rule as the mesh picks the passive side.
+// - Our own address is never a peer; an address reached by two rules keeps the first (mesh, then
+//   BGPPeers in datastore order) and the others are reported.
+//
+// Pure: the same snapshot gives the same plan, so `podway run --bgp` can compare plans by value.
+import { formatIPv4, parseIPv4, parseIPv4WithPrefix } from '../ipv4';
+import type { Node } from '../resources';
+import type { BGPConfiguration } from '../calico-kinds';
+import type { ClusterSnapshot } from '../snapshot';
+import { Selector } from '../ipam/selector';
+import type { BgpExport, BgpPeerConfig, BgpSpeakerOptions } from './speaker-api';
+import { computeExports } from './exports';
+
+export const DEFAULT_AS_NUMBER = 64512;
+/** Calico's BIRD graceful-restart time (bird.cfg.template `graceful restart time 120`). */
+export const GRACEFUL_RESTART_SECONDS = 120;
+
+/** The peer types `calicoctl node status` prints. */
+export type PeerType = 'node-to-node mesh' | 'global' | 'node specific';
+
+export interface CalicoPeer extends BgpPeerConfig {
+  readonly type: PeerType;
+  /** BIRD's protocol name in Calico's config: Mesh_10_0_0_2, Node_10_0_0_9, Global_10_0_0_1. */
+  readonly name: string;
+  /** What asked for the session: "mesh", or "BGPPeer <name>". */
+  readonly source: string;
+}
+
+export interface BgpPlan {
+  readonly node: string;
+  readonly speaker: BgpSpeakerOptions;
+  readonly peers: readonly CalicoPeer[];
+  readonly exports: readonly BgpExport[];
+  /** Things skipped and why (a bad selector, an unresolvable password, a duplicate peer), for logs. */
+  readonly warnings: readonly string[];
+}
+
+export interface BgpPlanOptions {
+  /**
+   * The value of a BGPPeer password's secretKeyRef (Kubernetes secret `name`, key `key`); undefined
+   * when unknown. Without it, a peer that wants a password is left out (never peered without one).
+   */
+  readonly resolveSecret?: (name: string, key: string) => string | undefined;
+}
+
+interface NodeBgp {
+  readonly name: string;
+  readonly ip: number | null;
+  readonly ipText: string | null;
+  readonly asNumber: number;
+  readonly rrClusterId: string | null;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+function nodeBgpOf(node: Node, defaultAs: number): NodeBgp {
+  const text = node.spec.bgp?.ipv4Address;
+  const ip = text === undefined ? null : parseIPv4(text) ?? parseIPv4WithPrefix(text)?.addr ?? null;
+  return {
+    name: node.metadata.name,
+    ip,
+    ipText: ip === null ? null : formatIPv4(ip),
+    asNumber: node.spec.bgp?.asNumber ?? defaultAs,
+    rrClusterId: node.spec.bgp?.routeReflectorClusterID ?? null,
+    labels: node.metadata.labels ?? {},
+  };
+}
+
+/** BIRD protocol name suffix: the address with '.' (and ':') as '_'. */
+function protocolSuffix(ip: string): string {
+  return ip.replace(/[.:]/g, '_');
+}
+
+/** BGPPeer.spec.peerIP as address and optional port ("10.0.0.1", "10.0.0.1:1179"); null for IPv6. */
+export function splitPeerIp(text: string): { address: string; port?: number } | null {
+  if (parseIPv4(text) !== null) return { address: formatIPv4(parseIPv4(text)!) };
+  const m = /^(\d+\.\d+\.\d+\.\d+):(\d{1,5})$/.exec(text);
+  if (m && parseIPv4(m[1]!) !== null) return { address: formatIPv4(parseIPv4(m[1]!)!), port: Number(m[2]) };
+  return null;
+}
+
+/** The BGPConfiguration named `default` (Calico's global one), if any. */
+function globalConfig(snapshot: ClusterSnapshot): BGPConfiguration | undefined {
+  return (snapshot.bgpConfigurations ?? []).find((c) => c.metadata.name === 'default');
+}
+
+/**
+ * `nodeName`'s BGP speaker settings, sessions and exports. Throws when the node is not in the
+ * snapshot or has no IPv4 address (no router ID, no source address: nothing sensible to run).
+ */
+export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, options: BgpPlanOptions = {}): BgpPlan {
+  const config = globalConfig(snapshot);
+  const defaultAs = config?.spec.asNumber ?? DEFAULT_AS_NUMBER;
+  const meshEnabled = config?.spec.nodeToNodeMeshEnabled ?? true;
+  const nodes = snapshot.nodes.map((n) => nodeBgpOf(n, defaultAs));
+  const self = nodes.find((n) => n.name === nodeName);
+  if (!self) throw new Error(`node ${JSON.stringify(nodeName)} is not in ${snapshot.source}`);
+  if (self.ip === null || self.ipText === null) throw new Error(`node ${JSON.stringify(nodeName)} has no spec.bgp.ipv4Address in ${snapshot.source}`);
+  const selfIp = self.ipText;
+
+  const warnings: string[] = [];
+  const peers: CalicoPeer[] = [];
+  const taken = new Map<string, string>();
+  const nodeByIp = new Map<string, NodeBgp>();
+  for (const n of nodes) if (n.ipText !== null && !nodeByIp.has(n.ipText)) nodeByIp.set(n.ipText, n);
+
+  const add = (peer: CalicoPeer): void => {
+    if (peer.address === selfIp) return; // ourselves (a global peer list naming every node, say)
+    const first = taken.get(peer.address);
+    if (first !== undefined) {
+      if (first !== peer.source) warnings.push(`${peer.source}: ${peer.address} is already peered by ${first}; skipped`);
+      return;
+    }
+    taken.set(peer.address, peer.source);
+    peers.push(peer);
+  };
+  // A reflector reflects for same-AS peers that are not reflectors themselves (BIRD refuses
+  // `rr client` on eBGP sessions, and reflectors of one cluster peer as equals).
+  const rrClientOf = (asNumber: number, peerRr: string | null): boolean =>
+    self.rrClusterId !== null && peerRr === null && asNumber === self.asNumber;
+
+  if (meshEnabled && self.rrClusterId === null) {
+    for (const other of nodes) {
+      if (other.name === nodeName || other.ipText === null || other.rrClusterId !== null) continue;
+      add({
+        address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, localAddress: selfIp,
+        type: 'node-to-node mesh', name: `Mesh_${protocolSuffix(other.ipText)}`, source: 'mesh', description: `Mesh_${protocolSuffix(other.ipText)}`,
+      });
+    }
+  }
+
+  for (const bgpPeer of snapshot.bgpPeers ?? []) {
+    const spec = bgpPeer.spec;
+    const source = `BGPPeer ${bgpPeer.metadata.name}`;
+    const selector = (field: 'nodeSelector' | 'peerSelector', text: string): Selector | null => {
+      try {
+        return new Selector(text);
+      } catch (e) {
+        warnings.push(`${source}: spec.${field}: ${(e as Error).message}; skipped`);
+        return null;
+      }
+    };
+    if (spec.node !== undefined && spec.node !== '') {
+      if (spec.node !== nodeName) continue;
+    } else if (spec.nodeSelector !== undefined && spec.nodeSelector !== '') {
+      const sel = selector('nodeSelector', spec.nodeSelector);
+      if (!sel || !sel.matches(self.labels)) continue;
+    }
+    const type: PeerType = (spec.node ?? '') !== '' || (spec.nodeSelector ?? '') !== '' ? 'node specific' : 'global';
+    const prefix = type === 'global' ? 'Global' : 'Node';
+
+    let password: string | undefined;
+    const ref = spec.password?.secretKeyRef;
+    if (ref) {
+      password = options.resolveSecret?.(ref.name, ref.key);
+      if (password === undefined) {
+        warnings.push(`${source}: spec.password: secret ${ref.name}/${ref.key} is not available; peer left out`);
+        continue;
+      }
+    }
+    const common = {
+      localAddress: selfIp, type, source,
+      ...(password !== undefined ? { password } : {}),
+      ...(spec.keepOriginalNextHop ? { keepOriginalNextHop: true } : {}),
+    };
+
+    if (spec.peerSelector !== undefined && spec.peerSelector !== '') {
+      const sel = selector('peerSelector', spec.peerSelector);
+      if (!sel) continue;
+      for (const other of nodes) {
+        if (other.name === nodeName || other.ipText === null || !sel.matches(other.labels)) continue;
+        const name = `${prefix}_${protocolSuffix(other.ipText)}`;
+        add({
+          ...common, address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, name, description: name,
+          ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
+        });
+      }
+      continue;
+    }
+    const target = spec.peerIP === undefined ? null : splitPeerIp(spec.peerIP);
+    if (!target) {
+      warnings.push(`${source}: spec.peerIP ${JSON.stringify(spec.peerIP)}: only IPv4 peers are supported; skipped`);
+      continue;
+    }
+    const asNumber = spec.asNumber!;
+    const name = `${prefix}_${protocolSuffix(target.address)}`;
+    const peerNode = nodeByIp.get(target.address);
+    add({
+      ...common, address: target.address, asNumber, name, description: name,
+      ...(target.port !== undefined ? { port: target.port } : {}),
+      ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null) ? { routeReflectorClient: true } : {}),
+    });
+  }
+
+  const speaker: BgpSpeakerOptions = {
+    localAs: self.asNumber,
+    routerId: selfIp,
+    gracefulRestartSeconds: GRACEFUL_RESTART_SECONDS,
+    ...(self.rrClusterId !== null ? { clusterId: self.rrClusterId } : {}),
+    ...(config?.spec.listenPort !== undefined ? { listenPort: config.spec.listenPort } : {}),
+    ...(config?.spec.bindMode === 'NodeIP' ? { listenAddress: selfIp } : {}),
+  };
+  return { node: nodeName, speaker, peers, exports: computeExports(snapshot, nodeName), warnings };
+}
+
+/** Whether two plans need a new speaker (its constructor options differ). */
+export function speakerOptionsEqual(a: BgpSpeakerOptions, b: BgpSpeakerOptions): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** The type a peer address has in `plan` (for `podway node status`); null when not planned. */
+export function peerTypeOf(plan: BgpPlan, address: string): PeerType | null {
+  return plan.peers.find((p) => p.address === address)?.type ?? null;
+}
+

@@ -1,0 +1,140 @@
+// Calico's peering model (src/control/bgp/peering.ts) and exports (exports.ts) from datastore
+// resources, checked against what confd renders for BIRD in the same situations.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { computeBgpPlan, DEFAULT_AS_NUMBER } from '../../src/control/bgp/peering';
+import { computeExports } from '../../src/control/bgp/exports';
+import { affinity, node, pool, snapshotOf, wep, errorOf, yamlOf } from '../control/fixtures';
+
+const API = 'projectcalico.org/v3';
+type Obj = Record<string, unknown>;
+const bgpConfig = (spec: Obj): Obj => ({ apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec });
+const bgpPeer = (name: string, spec: Obj): Obj => ({ apiVersion: API, kind: 'BGPPeer', metadata: { name }, spec });
+const labelled = (n: Obj, labels: Record<string, string>): Obj => ({ ...n, metadata: { ...(n.metadata as Obj), labels } });
+
+// 10.99.0.10 < 10.99.0.2 < 10.99.0.3 as strings (Calico's comparison), unlike as numbers.
+const nodes = [node('node1', '10.99.0.2/24'), node('node2', '10.99.0.3/24'), node('node3', '10.99.0.10/24')];
+const ippool = pool('p', '10.244.0.0/16');
+
+test('mesh by default: AS 64512, one session per other node, passive when the other address is the larger string', () => {
+  const plan = computeBgpPlan(snapshotOf(ippool, ...nodes), 'node1');
+  assert.equal(plan.speaker, { localAs: DEFAULT_AS_NUMBER, routerId: '10.99.0.2', gracefulRestartSeconds: 120 });
+  assert.equal(plan.peers.map((p) => [p.name, p.address, p.asNumber, p.passive, p.type, p.localAddress]), [
+    ['Mesh_10_99_0_3', '10.99.0.3', 64512, true, 'node-to-node mesh', '10.99.0.2'],
+    ['Mesh_10_99_0_10', '10.99.0.10', 64512, false, 'node-to-node mesh', '10.99.0.2'],
+  ]);
+  // Each pair is active on exactly one side.
+  const plans = ['node1', 'node2', 'node3'].map((n) => computeBgpPlan(snapshotOf(ippool, ...nodes), n));
+  for (const a of plans) {
+    for (const b of plans) {
+      if (a === b) continue;
+      const ab = a.peers.find((p) => p.address === b.speaker.routerId)!;
+      const ba = b.peers.find((p) => p.address === a.speaker.routerId)!;
+      assert.is(ab.passive !== ba.passive, true, `${a.node}<->${b.node}`);
+    }
+  }
+  assert.equal(plan.warnings, []);
+});
+
+test('BGPConfiguration asNumber and Node asNumber; mesh off leaves no mesh sessions', () => {
+  const snap = snapshotOf(ippool, bgpConfig({ asNumber: 65001 }), node('node1', '10.99.0.2/24', undefined, { bgp: { ipv4Address: '10.99.0.2/24', asNumber: 65100 } }), nodes[1]!);
+  assert.is(computeBgpPlan(snap, 'node1').speaker.localAs, 65100);
+  const plan2 = computeBgpPlan(snap, 'node2');
+  assert.is(plan2.speaker.localAs, 65001);
+  assert.equal(plan2.peers.map((p) => [p.address, p.asNumber]), [['10.99.0.2', 65100]]);
+  const off = computeBgpPlan(snapshotOf(ippool, bgpConfig({ nodeToNodeMeshEnabled: false, listenPort: 1179, bindMode: 'NodeIP' }), ...nodes), 'node1');
+  assert.equal(off.peers, []);
+  assert.equal(off.speaker, { localAs: 64512, routerId: '10.99.0.2', gracefulRestartSeconds: 120, listenPort: 1179, listenAddress: '10.99.0.2' });
+});
+
+test('global and node-specific BGPPeers: node, nodeSelector, peerIP with port, keepOriginalNextHop', () => {
+  const snap = snapshotOf(
+    ippool,
+    labelled(nodes[0]!, { rack: 'a' }), labelled(nodes[1]!, { rack: 'b' }), nodes[2]!,
+    bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000 }),
+    bgpPeer('rack-a', { nodeSelector: "rack == 'a'", peerIP: '10.99.0.253:1179', asNumber: 65000, keepOriginalNextHop: true }),
+    bgpPeer('only-node2', { node: 'node2', peerIP: '10.99.0.252', asNumber: 64512 }),
+  );
+  const one = computeBgpPlan(snap, 'node1');
+  assert.equal(one.peers.map((p) => [p.name, p.type, p.address, p.port, p.asNumber, p.keepOriginalNextHop, p.passive, p.source]), [
+    ['Global_10_99_0_254', 'global', '10.99.0.254', undefined, 65000, undefined, undefined, 'BGPPeer tor'],
+    ['Node_10_99_0_253', 'node specific', '10.99.0.253', 1179, 65000, true, undefined, 'BGPPeer rack-a'],
+  ]);
+  const two = computeBgpPlan(snap, 'node2');
+  assert.equal(two.peers.map((p) => [p.name, p.type]), [['Global_10_99_0_254', 'global'], ['Node_10_99_0_252', 'node specific']]);
+  const three = computeBgpPlan(snap, 'node3');
+  assert.equal(three.peers.map((p) => p.address), ['10.99.0.254']);
+});
+
+test('route reflectors: the reflector skips the mesh, others do not mesh with it, peerSelector makes clients', () => {
+  const rr = node('rr1', '10.99.0.100/24', undefined, { bgp: { ipv4Address: '10.99.0.100/24', routeReflectorClusterID: '224.0.0.1' } });
+  const snap = snapshotOf(
+    ippool, labelled(rr, { 'route-reflector': 'true' }), ...nodes,
+    bgpPeer('to-rr', { nodeSelector: '!has(route-reflector)', peerSelector: 'has(route-reflector)' }),
+    bgpPeer('rr-clients', { nodeSelector: 'has(route-reflector)', peerSelector: '!has(route-reflector)' }),
+  );
+  const reflector = computeBgpPlan(snap, 'rr1');
+  assert.is(reflector.speaker.clusterId, '224.0.0.1');
+  assert.equal(reflector.peers.map((p) => [p.address, p.type, p.routeReflectorClient, p.passive]), [
+    ['10.99.0.2', 'node specific', true, true],
+    ['10.99.0.3', 'node specific', true, true],
+    ['10.99.0.10', 'node specific', true, false],
+  ]);
+  const client = computeBgpPlan(snap, 'node1');
+  assert.is(client.speaker.clusterId, undefined);
+  // Mesh with the two other clients, and the reflector through the BGPPeer (active: "10.99.0.100" < "10.99.0.2").
+  assert.equal(client.peers.map((p) => [p.address, p.type, p.routeReflectorClient, p.passive]), [
+    ['10.99.0.3', 'node-to-node mesh', undefined, true],
+    ['10.99.0.10', 'node-to-node mesh', undefined, false],
+    ['10.99.0.100', 'node specific', undefined, false],
+  ]);
+});
+
+test('duplicates keep the first rule, our own address is never a peer, bad selectors and missing secrets are reported', () => {
+  const snap = snapshotOf(
+    ippool, ...nodes,
+    bgpPeer('dup', { peerIP: '10.99.0.3', asNumber: 64512 }),
+    bgpPeer('self', { peerIP: '10.99.0.2', asNumber: 64512 }),
+    bgpPeer('bad', { nodeSelector: 'rack ==', peerIP: '10.99.0.250', asNumber: 65000 }),
+    bgpPeer('secret', { peerIP: '10.99.0.251', asNumber: 65000, password: { secretKeyRef: { name: 'bgp', key: 'tor' } } }),
+    bgpPeer('v6', { peerIP: 'fd00::1', asNumber: 65000 }),
+  );
+  const plan = computeBgpPlan(snap, 'node1');
+  assert.equal(plan.peers.map((p) => [p.address, p.source]), [['10.99.0.3', 'mesh'], ['10.99.0.10', 'mesh']]);
+  assert.is(plan.warnings.length, 4);
+  assert.match(plan.warnings[0]!, /BGPPeer dup: 10.99.0.3 is already peered by mesh/);
+  assert.match(plan.warnings[1]!, /BGPPeer bad: spec.nodeSelector: /);
+  assert.match(plan.warnings[2]!, /BGPPeer secret: spec.password: secret bgp\/tor is not available/);
+  assert.match(plan.warnings[3]!, /BGPPeer v6: .*only IPv4/);
+  const withSecret = computeBgpPlan(snap, 'node1', { resolveSecret: (name, key) => (name === 'bgp' && key === 'tor' ? 's3cret' : undefined) });
+  assert.equal(withSecret.peers.find((p) => p.address === '10.99.0.251')?.password, 's3cret');
+});
+
+test('a node without an address has no plan; a bad BGPPeer in a file is an error naming the field', () => {
+  assert.throws(() => computeBgpPlan(snapshotOf(ippool, node('node1')), 'node1'), /node1.*no spec.bgp.ipv4Address/);
+  assert.throws(() => computeBgpPlan(snapshotOf(ippool, ...nodes), 'nope'), /"nope" is not in/);
+  const text = yamlOf(ippool, nodes[0]!, bgpPeer('x', { asNumber: 65000 }));
+  assert.match(errorOf(text), /document 3 \(BGPPeer x\): spec.peerIP: required/);
+  assert.match(errorOf(yamlOf(ippool, bgpPeer('x', { peerIP: '1.2.3.4', asNumber: 1 }), bgpPeer('x', { peerIP: '1.2.3.5', asNumber: 1 }))), /duplicate BGPPeer "x"/);
+});
+
+test('exports: confirmed affine blocks and borrowed /32s; not pending blocks, other nodes, disabled or disableBGPExport pools', () => {
+  const snap = snapshotOf(
+    pool('p', '10.244.0.0/16'), pool('off', '10.245.0.0/16', { disabled: true }), pool('quiet', '10.246.0.0/16', { disableBGPExport: true }),
+    pool('vx', '10.247.0.0/16', { vxlanMode: 'Always' }),
+    ...nodes,
+    affinity('node1', '10.244.0.0/26'), affinity('node1', '10.244.1.0/26', 'pending'), affinity('node2', '10.244.0.64/26'),
+    affinity('node1', '10.245.0.0/26'), affinity('node1', '10.246.0.0/26'), affinity('node1', '10.247.0.0/26'),
+    wep('node1', 'a', ['10.244.0.5/32'], 'calia'),
+    wep('node1', 'borrowed', ['10.244.0.70/32'], 'calib'),
+    wep('node1', 'quiet', ['10.246.3.3/32'], 'calic'),
+    wep('node2', 'b', ['10.244.0.66/32'], 'calid'),
+  );
+  assert.equal(computeExports(snap, 'node1'), [{ prefix: '10.244.0.0/26' }, { prefix: '10.244.0.70/32' }, { prefix: '10.247.0.0/26' }]);
+  assert.equal(computeExports(snap, 'node2'), [{ prefix: '10.244.0.64/26' }]);
+  assert.equal(computeExports(snap, 'node3'), []);
+  assert.equal(computeBgpPlan(snap, 'node1').exports, computeExports(snap, 'node1'));
+});
+
+test.run();

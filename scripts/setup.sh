@@ -12,6 +12,13 @@ command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 [ -x /usr/bin/etcd ] || need+=(etcd-server) # the etcd datastore tests start a real etcd
 [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins) # CNI tests delegate IPAM to host-local
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3) # bench/e2e tcp-bulk rows
+# test/cni/podman.test.ts: a real runtime (podman 4.3, CNI backend) with runc, busybox containers
+[ -x /usr/bin/podman ] || need+=(podman)
+[ -x /usr/bin/conmon ] || need+=(conmon)
+[ -x /usr/sbin/runc ] || need+=(runc)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+# the containers' /bin/busybox must be the static one (a dynamic busybox has no libc in the container)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "podway setup: missing ${need[*]}; run as root (or install them) to use the demo and tests" >&2

@@ -1,0 +1,226 @@
+/**
+ * A real container runtime for the CNI tests: podman 4.3 (Debian) with its CNI backend, run as
+ * one "host" per lab node. Each host has its own temporary directory holding everything podman
+ * writes (containers.conf and storage.conf given through CONTAINERS_CONF and
+ * CONTAINERS_STORAGE_CONF: storage root and run root, tmp dir with file locks and exit files,
+ * events log, the CNI config and plugin directories), so nothing on the machine is touched. podman
+ * runs in the node's network namespace through `nsenter --net` (not `ip netns exec`, whose private
+ * mount namespace would hide the container namespaces podman bind-mounts under /run/netns), so the
+ * plugin runs there and the veths' host ends land there, as on a real node.
+ *
+ * Containers run from a root filesystem built from Debian's busybox-static (--rootfs, no registry).
+ * destroy() removes the containers (podman's CNI DEL runs), kills any conmon left by PID, unmounts
+ * and deletes the directory, and removes the container namespaces podman left behind.
+ */
+import { execFileSync, spawn, ChildProcess } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+export const PODMAN = '/usr/bin/podman';
+export const BUSYBOX = '/bin/busybox';
+/** Applets the tests call inside the containers (links to /bin/busybox). */
+const APPLETS = ['sh', 'sleep', 'ip', 'ping', 'nc', 'dd', 'sha256sum', 'wc', 'cat', 'true'];
+
+/** The flags containers need on this machine kind (see README, "podman"): runc's cgroupfs, rlimits the host allows. */
+const RUN_FLAGS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--cap-add', 'NET_RAW'];
+
+/** Where libcni (inside podman) caches each attachment's result until its DEL; podman 4.3 has no setting for it. */
+export const CNI_CACHE_DIRS = ['/var/lib/cni', '/var/lib/cni/results'];
+
+/**
+ * The cache directories that do not exist yet: podman creates them, and forgetCniCacheDirs
+ * removes those of them that are empty again afterwards (rmdir: never anyone else's files).
+ */
+export function missingCniCacheDirs(): string[] {
+  return CNI_CACHE_DIRS.filter((d) => !existsSync(d));
+}
+
+export function forgetCniCacheDirs(created: string[]): void {
+  for (const d of [...created].reverse()) {
+    try {
+      rmdirSync(d);
+    } catch {
+      /* not empty (another runtime uses it) or already gone */
+    }
+  }
+}
+
+export interface PodmanRun {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+export function podmanMissing(): string | null {
+  for (const f of [PODMAN, '/usr/sbin/runc', '/usr/bin/conmon', BUSYBOX, '/usr/bin/nsenter']) {
+    if (!existsSync(f)) return `${f} is missing: run \`bash scripts/setup.sh\` as root (podman, runc, conmon, busybox-static)`;
+  }
+  return null;
+}
+
+export class PodmanHost {
+  readonly dir: string;
+  readonly binDir: string;
+  readonly confDir: string;
+  private readonly env: NodeJS.ProcessEnv;
+  /** Container namespaces seen (inspect's SandboxKey), removed by destroy() if podman left one. */
+  private readonly sandboxes = new Set<string>();
+  private readonly children = new Set<ChildProcess>();
+
+  /** `nodeNs`: the lab node's network namespace name (under /run/netns). */
+  constructor(readonly nodeNs: string, label: string) {
+    this.dir = mkdtempSync(path.join(tmpdir(), `podway-podman-${label}-`));
+    this.binDir = path.join(this.dir, 'cni-bin');
+    this.confDir = path.join(this.dir, 'net.d');
+    for (const d of [this.binDir, this.confDir, path.join(this.dir, 'tmp')]) mkdirSync(d, { recursive: true });
+    const conf = path.join(this.dir, 'containers.conf');
+    const storage = path.join(this.dir, 'storage.conf');
+    const q = (p: string) => JSON.stringify(path.join(this.dir, p));
+    writeFileSync(conf, [
+      '[engine]',
+      'cgroup_manager = "cgroupfs"',
+      'runtime = "runc"',
+      'events_logger = "file"',
+      `events_logfile_path = ${q('events.log')}`,
+      // file locks in tmp_dir: the default SHM segment (/dev/shm/libpod_lock) is machine-wide
+      'lock_type = "file"',
+      `tmp_dir = ${q('tmp')}`,
+      `static_dir = ${q('static')}`,
+      `volume_path = ${q('volumes')}`,
+      '[network]',
+      'network_backend = "cni"',
+      `cni_plugin_dirs = [${q('cni-bin')}]`,
+      `network_config_dir = ${q('net.d')}`,
+      '',
+    ].join('\n'));
+    // vfs: the image is 2 MB, and overlay over the machine's own filesystem may be refused
+    writeFileSync(storage, ['[storage]', 'driver = "vfs"', `runroot = ${q('run')}`, `graphroot = ${q('root')}`, ''].join('\n'));
+    this.env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CONTAINERS_CONF: conf, CONTAINERS_STORAGE_CONF: storage, HOME: this.dir };
+  }
+
+  private argv(args: string[]): string[] {
+    return [`--net=/run/netns/${this.nodeNs}`, PODMAN, ...args];
+  }
+
+  /** Runs podman in the node namespace; throws with its stderr when it fails. */
+  podman(args: string[], timeoutMs = 60_000): string {
+    try {
+      return execFileSync('nsenter', this.argv(args), { env: this.env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs });
+    } catch (e) {
+      const err = e as { stderr?: string; stdout?: string; message: string };
+      throw new Error(`podman ${args.join(' ')}: ${(err.stderr || err.stdout || err.message).toString().trim()}`);
+    }
+  }
+
+  /** Runs podman in the background (bounded by timeoutMs, then SIGKILL); resolves with its output. */
+  podmanAsync(args: string[], timeoutMs = 60_000): Promise<PodmanRun> {
+    const p = spawn('nsenter', this.argv(args), { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.children.add(p);
+    let out = '';
+    let err = '';
+    p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+      p.once('close', (code) => {
+        clearTimeout(timer);
+        this.children.delete(p);
+        resolve({ code, out, err });
+      });
+    });
+  }
+
+  /**
+   * A container's root filesystem: /bin/busybox (busybox-static) and links to it. Containers run
+   * from it with --rootfs: no registry and no image store; `podman import` would also write
+   * containers/image's blob cache under /var/lib/containers, outside this host's directory.
+   */
+  private rootfs(name: string): string {
+    const rootfs = path.join(this.dir, 'rootfs', name);
+    for (const d of ['bin', 'tmp', 'etc', 'proc', 'sys', 'dev']) mkdirSync(path.join(rootfs, d), { recursive: true });
+    copyFileSync(BUSYBOX, path.join(rootfs, 'bin', 'busybox'));
+    chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
+    for (const a of APPLETS) symlinkSync('busybox', path.join(rootfs, 'bin', a));
+    return rootfs;
+  }
+
+  /** `podman run -d` a busybox container on `network` that sleeps; returns its ID. */
+  runContainer(name: string, network: string): string {
+    const id = this.podman(['run', '-d', '--name', name, '--network', network, ...RUN_FLAGS, '--rootfs', this.rootfs(name), '/bin/sleep', '600']).trim();
+    this.sandboxes.add(this.inspect(name).NetworkSettings.SandboxKey);
+    return id;
+  }
+
+  inspect(name: string): any {
+    return JSON.parse(this.podman(['inspect', name]))[0];
+  }
+
+  /** `podman exec NAME sh -c SCRIPT`. */
+  exec(name: string, script: string, timeoutMs = 60_000): string {
+    return this.podman(['exec', name, '/bin/sh', '-c', script], timeoutMs);
+  }
+
+  execAsync(name: string, script: string, timeoutMs = 60_000): Promise<PodmanRun> {
+    return this.podmanAsync(['exec', name, '/bin/sh', '-c', script], timeoutMs);
+  }
+
+  /** Container namespaces podman made that still exist. */
+  leftSandboxes(): string[] {
+    return [...this.sandboxes].filter((s) => s && existsSync(s));
+  }
+
+  /** conmon processes of this host (their command line names this host's directory). */
+  conmonPids(): number[] {
+    const pids: number[] = [];
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
+        if (cmd.startsWith('/usr/bin/conmon\0') && cmd.includes(this.dir)) pids.push(Number(e));
+      } catch {
+        /* gone */
+      }
+    }
+    return pids;
+  }
+
+  /** Removes everything: containers (CNI DEL), leftover processes, mounts, namespaces, the directory. */
+  destroy(): string[] {
+    const problems: string[] = [];
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    try {
+      this.podman(['rm', '-a', '-f', '-t', '0'], 60_000);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+    for (const pid of this.conmonPids()) {
+      problems.push(`conmon ${pid} was still running`);
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter((m) => m && m.startsWith(this.dir + '/'));
+    for (const m of mounts.reverse()) {
+      problems.push(`${m} was still mounted`);
+      try {
+        execFileSync('umount', ['-l', m]);
+      } catch {
+        /* best effort */
+      }
+    }
+    for (const s of this.leftSandboxes()) {
+      problems.push(`container namespace ${s} was left`);
+      try {
+        execFileSync('umount', ['-l', s]);
+      } catch {
+        /* not mounted */
+      }
+      rmSync(s, { force: true });
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+    return problems;
+  }
+}

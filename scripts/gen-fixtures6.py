@@ -151,16 +151,16 @@ rs.dst = "33:33:00:00:00:02"
 add("v6_rs", rs, "pod A's router solicitation with SLLA")
 add("v6_ra", Ether(dst=A_MAC, src=GW_MAC) / IPv6(src=GW6, dst=A_LL, hlim=255) /
     ICMPv6ND_RA(chlim=64, M=0, O=0, routerlifetime=1800, reachabletime=0, retranstimer=0, prf=0) /
-    ICMPv6NDOptSrcLLAddr(lladdr=GW_MAC) / ICMPv6NDOptMTU(mtu=1450),
-    "podway's router advertisement answering v6_rs (pod MTU 1450, no prefix)",
-    {"kind": "ra", "from": "v6_rs", "mac": GW_MAC, "src": GW6, "mtu": 1450})
+    ICMPv6NDOptSrcLLAddr(lladdr=GW_MAC) / ICMPv6NDOptMTU(mtu=1430),
+    "podway's router advertisement answering v6_rs (pod MTU 1430: IPv6 VXLAN, no prefix)",
+    {"kind": "ra", "from": "v6_rs", "mac": GW_MAC, "src": GW6, "mtu": 1430})
 rs_dad = pod() / IPv6(src="::", dst="ff02::2", hlim=255) / ICMPv6ND_RS()
 rs_dad.dst = "33:33:00:00:00:02"
 add("v6_rs_unspec", rs_dad, "router solicitation from :: (answered to all-nodes)")
 add("v6_ra_unspec", Ether(dst="33:33:00:00:00:01", src=GW_MAC) / IPv6(src=GW6, dst="ff02::1", hlim=255) /
     ICMPv6ND_RA(chlim=64, M=0, O=0, routerlifetime=1800, reachabletime=0, retranstimer=0, prf=0) /
-    ICMPv6NDOptSrcLLAddr(lladdr=GW_MAC) / ICMPv6NDOptMTU(mtu=1450),
-    "the answer to v6_rs_unspec", {"kind": "ra", "from": "v6_rs_unspec", "mac": GW_MAC, "src": GW6, "mtu": 1450})
+    ICMPv6NDOptSrcLLAddr(lladdr=GW_MAC) / ICMPv6NDOptMTU(mtu=1430),
+    "the answer to v6_rs_unspec", {"kind": "ra", "from": "v6_rs_unspec", "mac": GW_MAC, "src": GW6, "mtu": 1430})
 add("v6_ra_from_router", Ether(dst="33:33:00:00:00:01", src="52:54:00:00:00:09") / IPv6(src="fe80::1", dst="ff02::1", hlim=255) /
     ICMPv6ND_RA(routerlifetime=600) / ICMPv6NDOptSrcLLAddr(lladdr="52:54:00:00:00:09") / ICMPv6NDOptMTU(mtu=1500) /
     ICMPv6NDOptPrefixInfo(prefix="2001:db8::", prefixlen=64),

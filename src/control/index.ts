@@ -6,6 +6,7 @@ export * from './snapshot';
 export * from './datastore';
 export * from './file-datastore';
 export * from './route-calc';
+export * from './route-calc6';
 export * from './calico-kinds';
 export * from './v3-store';
 export * from './kv-datastore';

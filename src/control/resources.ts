@@ -93,6 +93,13 @@ const macAddress = z
   .refine(isMacText, { error: (iss) => `expected a MAC address like 66:0a:1b:2c:3d:4e, got ${quoted(iss.input)}` })
   .transform(normalizeMac);
 
+/** A plain IPv6 address (no prefix), e.g. Node.spec.ipv6VXLANTunnelAddr. */
+const ipv6Address = z.string().check((ctx) => {
+  if (ctx.value.includes('/') || !parseIPv6Cidr(`${ctx.value}/128`)) {
+    ctx.issues.push({ code: 'custom', input: ctx.value, message: `expected an IPv6 address, got ${quoted(ctx.value)}` });
+  }
+});
+
 /** A workload address: IPv4 /32 or IPv6 /128, as Calico's ipNetworks hold them. */
 const hostCidr = z.string().check((ctx) => {
   const text = ctx.value;
@@ -177,6 +184,10 @@ const nodeSpec = z.object({
   ipv4VXLANTunnelAddr: ipv4Address.optional(),
   // Unset means "derive it as Felix does" (see mac.ts deriveVtepMac).
   vxlanTunnelMACAddr: macAddress.optional(),
+  // The IPv6 VTEP (vxlan-v6.calico): an address of the node's own IPv6 block, and its MAC
+  // (unset: derived from sha1(nodename + "-v6")).
+  ipv6VXLANTunnelAddr: ipv6Address.optional(),
+  vxlanTunnelMACAddrV6: macAddress.optional(),
 });
 
 export const NodeSchema = z.object({

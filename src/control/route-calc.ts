@@ -10,7 +10,7 @@
 // - Disabled pools still route their existing blocks with their encapsulation, and still count
 //   towards "encapsulation enabled" for MTUs: Felix's route resolver and encapsulation calculator
 //   do not look at `disabled`, which only stops IPAM from handing out new addresses.
-// - Only IPv4 is modelled; IPv6 pools and addresses are validated by the schema and ignored here.
+// - IPv6 pools, blocks and addresses are modelled by route-calc6.ts (model.v6).
 // - A remote route is withheld (listed in `withheld`, not in `routes`) while the remote node's IP
 //   is unknown, or, for a VXLAN tunnel route, while its VTEP IP (or our own) is unknown.
 //   Same-subnet (CrossSubnet) routes need only the node IP, as in Felix's route_mgr.
@@ -25,6 +25,7 @@ import { cidrContainsAddr, cidrContainsCidr, IPv4Cidr, makeIPv4Cidr, parseIPv4, 
 import { deriveVtepMac } from './mac';
 import type { InterfaceType, IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
+import { computeNodeModel6, type NodeModel6 } from './route-calc6';
 
 /**
  * Felix's route classes (felix/routetable RouteClass, same numbers). When two routes have the same
@@ -146,6 +147,8 @@ export interface NodeDataplaneModel {
   readonly mtu: MtuModel;
   /** Whether any pool enables each encapsulation (the tunnel devices exist only then in Calico). */
   readonly encap: { readonly vxlan: boolean; readonly ipip: boolean };
+  /** The IPv6 half (route-calc6.ts): endpoints' /128s, IPv6 blocks and routes. */
+  readonly v6: NodeModel6;
 }
 
 /** One best route learned over BGP (see bgp/learned-routes.ts), in the speaker's text form. */
@@ -393,6 +396,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     pools,
     mtu,
     encap,
+    v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod),
   };
 }
 
@@ -431,6 +435,8 @@ export interface ModelDiff {
   readonly nodeChanged: boolean;
   readonly mtuChanged: boolean;
   readonly poolsChanged: boolean;
+  /** Anything of the IPv6 half (routes, endpoints' addresses, node addresses). */
+  readonly v6Changed: boolean;
   /** True when nothing at all changed. */
   readonly empty: boolean;
 }
@@ -466,6 +472,7 @@ export function diffModels(previous: NodeDataplaneModel | null, next: NodeDatapl
   const nodeChanged = !previous || !nodesEqual(previous.node, next.node);
   const mtuChanged = !previous || JSON.stringify(previous.mtu) !== JSON.stringify(next.mtu);
   const poolsChanged = !previous || JSON.stringify(previous.pools) !== JSON.stringify(next.pools);
-  const empty = add.length === 0 && remove.length === 0 && replace.length === 0 && !endpointsChanged && !nodeChanged && !mtuChanged && !poolsChanged;
-  return { add, remove, replace, endpointsChanged, nodeChanged, mtuChanged, poolsChanged, empty };
+  const v6Changed = !previous || JSON.stringify(previous.v6) !== JSON.stringify(next.v6);
+  const empty = add.length === 0 && remove.length === 0 && replace.length === 0 && !endpointsChanged && !nodeChanged && !mtuChanged && !poolsChanged && !v6Changed;
+  return { add, remove, replace, endpointsChanged, nodeChanged, mtuChanged, poolsChanged, v6Changed, empty };
 }

@@ -61,16 +61,31 @@ export const Event = {
   CSUM_COMPLETED: base + 23,
 } as const;
 
-export const COUNTER_COUNT = base + 24;
+/** IPv6 (pipeline6.ts), numbered after the IPv4 ones so those keep their numbers. */
+export const Reason6 = {
+  /** An NDP message from a pod podway does not answer: a solicitation for another address
+   * (DAD for its own, another pod's), an advertisement, a redirect or an RA from a pod. */
+  NDP_NOT_GATEWAY: base + 24,
+  /** IPv6 multicast from a pod (MLD reports, ...): podway routes no multicast. */
+  MULTICAST6: base + 25,
+} as const;
+export const Event6 = {
+  /** Neighbor/Router Solicitations from pods answered for the gateway (NA, RA). */
+  NDP_REPLIED: base + 26,
+} as const;
+
+export const COUNTER_COUNT = base + 27;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();
   for (const [k, v] of Object.entries(Reason)) names[v] = k;
   for (const [k, v] of Object.entries(Event)) names[v] = k;
+  for (const [k, v] of Object.entries(Reason6)) names[v] = k;
+  for (const [k, v] of Object.entries(Event6)) names[v] = k;
   return names.map((n) => n.toLowerCase());
 })();
 
-/** Index of the first non-drop counter: everything below it is a drop reason (0 = OK excluded). */
+/** Index of the first IPv4 event counter (the IPv6 drop reasons, Reason6, come after the events). */
 export const FIRST_EVENT = Event.TO_HOST;
 
 /** Per-port counters kept by JS (the addon keeps syscall-level ones). */

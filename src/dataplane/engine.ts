@@ -12,6 +12,7 @@ import { PacketIO, errnoOf } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, forgetNeighbor, NH_KIND_NAMES } from './nexthops';
+import { applyModel6 } from './engine6';
 import { NeighborTable } from './neighbors';
 import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
@@ -171,6 +172,7 @@ export class Engine {
     this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
     this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
     this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
+    applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: () => undefined });
     this.model = model;
     this.applied++;
     const gws = new Set<number>();

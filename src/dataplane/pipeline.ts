@@ -10,7 +10,7 @@
 // Hot path: import from the modules themselves, not the packet/ index (whose `export *` re-exports
 // are getters on every call).
 import { Drop } from '../packet/drop';
-import { ETHERTYPE_ARP, ETHERTYPE_IPV4, formatMac } from '../packet/ethernet';
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, formatMac } from '../packet/ethernet';
 import { ETH_HLEN } from '../packet/layout';
 import { ARP_REQUEST, ARP_REPLY, arpReplyInPlace, validateArp } from '../packet/arp';
 import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
@@ -24,6 +24,7 @@ import type { PacketIO } from './io';
 import { NextHops, NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS } from './counters';
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
+import { Pipeline6 } from './pipeline6';
 
 /** What a port is to the pipeline. */
 export const Role = {
@@ -100,9 +101,13 @@ export class Pipeline {
    * the log; the error is counted on the port either way. */
   onPortError: (port: number, op: 'send' | 'recv', e: Error) => void = () => {};
 
+  /** The IPv6 half (pipeline6.ts): IPv6 frames are handed to it. */
+  readonly v6: Pipeline6;
+
   constructor(readonly pool: FramePool, readonly batch: number, readonly io: PacketIO) {
     this.b = pool.bytes;
     this.out = new Int32Array(batch);
+    this.v6 = new Pipeline6(this, MAX_PORTS);
   }
 
   setPort(id: number, role: number, name: string, ips: readonly number[] = [], mac?: Uint8Array, hostSees = false): void {
@@ -132,6 +137,7 @@ export class Pipeline {
     this.portName[id] = '';
     this.podIpCount[id] = 0;
     this.podMacKnown[id] = 0;
+    this.v6.clearPort(id);
   }
 
   /** Drain one port: receive batches until it is empty (bounded, so one busy port cannot starve
@@ -181,6 +187,7 @@ export class Pipeline {
     const type = (b[f + 12] << 8) | b[f + 13];
     if (this.podMacKnown[port] === 0) this.learnPodMac(port, f + 6);
     if (type === ETHERTYPE_ARP) return this.podArp(i, port, f, len);
+    if (type === ETHERTYPE_IPV6) return this.v6.fromPodL2(i, port, f, len);
     if (type !== ETHERTYPE_IPV4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
     // IPv4 from a pod must be sent to the gateway MAC (it resolved 169.254.1.1 through us).
     if (!this.isGatewayMac(f)) return this.drop(Reason.NOT_OUR_MAC);
@@ -189,6 +196,7 @@ export class Pipeline {
 
   private fromPodTun(i: number, port: number): number {
     const f = this.pool.start(i);
+    if ((this.b[f] >> 4) === 6) return this.v6.fromPodTun(i, port, f, this.pool.len[i]);
     if ((this.b[f] >> 4) !== 4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
     return this.fromPodIp(i, port, f, this.pool.len[i]);
   }

@@ -19,3 +19,4 @@ export * from './frame';
 export * from './ipv6';
 export * from './icmpv6';
 export * from './ndp';
+export * from './vxlan6';

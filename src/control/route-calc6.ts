@@ -1,0 +1,279 @@
+// The IPv6 half of a node's dataplane model, computed the way Felix computes its IPv6 routes
+// (felix/calc/l3_route_resolver.go over the IPv6 pools, blocks and workload /128s; vxlan_mgr.go
+// with vxlan-v6.calico for tunnels). Kept apart from route-calc.ts (IPv4) so each stays small;
+// computeNodeModel calls it and puts the result in NodeDataplaneModel.v6.
+//
+// Choices, following Felix:
+// - IPv6 VXLAN runs over IPv6 between the nodes' `bgp.ipv6Address`es (vxlan-v6.calico, outer
+//   IPv6 + UDP 4789, overhead 70), with `ipv6VXLANTunnelAddr` as VTEP and `vxlanTunnelMACAddrV6`
+//   or the MAC derived from sha1(nodename + "-v6"). Felix never carries IPv6 pods inside IPv4
+//   VXLAN, so neither does podway: a remote IPv6 block of a VXLAN pool is withheld while either
+//   node lacks an IPv6 address or VTEP.
+// - Unencapsulated pools (and CrossSubnet within the node's IPv6 subnet) route `via <remote node
+//   IPv6>` on the underlay, the neighbour found by NDP.
+// - Same route classes, tie-breaking, blackholes for our own blocks (not for /128 blocks) and
+//   borrowed /128s as for IPv4.
+import { formatCidr6, parseIp6, mask6Word } from '../lpm/cidr';
+import { deriveVtepMac } from './mac';
+import type { IPPool } from './resources';
+import type { ClusterSnapshot } from './snapshot';
+import { RouteClass, type WithheldRoute } from './route-calc';
+
+/** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14 (Calico: IPv6 VXLAN MTU = host MTU - 70). */
+export const VXLAN6_OVERHEAD = 70;
+
+export type Route6Kind = 'local' | 'blackhole' | 'vxlan' | 'direct';
+
+export interface Route6 {
+  /** Canonical CIDR text, e.g. "fd00:10:244::40/122". */
+  readonly cidr: string;
+  /** The network address as four uint32 words (what Fib6 and RouteTable6 take). */
+  readonly w: readonly [number, number, number, number];
+  readonly prefixLen: number;
+  readonly kind: Route6Kind;
+  readonly class: RouteClass;
+  /** Host-side interface of the local endpoint (kind 'local'), else null. */
+  readonly endpoint: string | null;
+  readonly node: string;
+  /** The remote node's underlay IPv6 (outer destination for vxlan, next hop for direct), else null. */
+  readonly nodeIp6: string | null;
+  /** Remote VTEP (kind 'vxlan'), else null. */
+  readonly vtepIp6: string | null;
+  readonly vtepMac: string | null;
+  readonly pool: string | null;
+  /** Largest IPv6 packet this path carries; bigger ones get ICMPv6 packet too big with it. */
+  readonly mtu: number;
+}
+
+export interface LocalEndpoint6 {
+  readonly interfaceName: string;
+  /** The endpoint's IPv6 addresses (canonical text, no prefix), in file order. */
+  readonly ips6: readonly string[];
+}
+
+export interface PoolModel6 {
+  readonly name: string;
+  readonly cidr: string;
+  readonly blockSize: number;
+  readonly encap: 'vxlan' | 'none';
+  readonly crossSubnet: boolean;
+  readonly natOutgoing: boolean;
+}
+
+export interface NodeModel6 {
+  /** Our underlay IPv6 (spec.bgp.ipv6Address), the source of IPv6 tunnels and ICMPv6 errors. */
+  readonly ip6: string | null;
+  /** Its subnet (CIDR text; /128 when no prefix was given), for CrossSubnet. */
+  readonly subnet6: string | null;
+  readonly vtepIp6: string | null;
+  /** Our IPv6 VTEP MAC (inner source MAC of IPv6 VXLAN). */
+  readonly vtepMac6: string;
+  /** Underlay IPv6 of every node (us included), sorted: IPv6 VXLAN is accepted only from these. */
+  readonly knownNodeIps6: readonly string[];
+  readonly endpoints: readonly LocalEndpoint6[];
+  /** One winning route per CIDR, sorted by address then prefix length. */
+  readonly routes: readonly Route6[];
+  readonly withheld: readonly WithheldRoute[];
+  readonly pools: readonly PoolModel6[];
+  /** IPv6 VXLAN path MTU (underlay - 70) and whether an IPv6 pool enables VXLAN. */
+  readonly vxlanMtu: number;
+  readonly vxlan: boolean;
+}
+
+interface Cidr6 {
+  readonly cidr: string;
+  readonly w: [number, number, number, number];
+  readonly prefixLen: number;
+}
+
+/** CIDR text (host bits allowed, cleared) -> canonical network; null when it is not IPv6. */
+function cidr6(text: string): Cidr6 | null {
+  const m = /^([0-9a-fA-F:.]+)\/(\d{1,3})$/.exec(text);
+  if (!m || Number(m[2]) > 128) return null;
+  const len = Number(m[2]);
+  try {
+    const a = parseIp6(m[1]);
+    const w = [0, 1, 2, 3].map((i) => (a[i] & mask6Word(len, i)) >>> 0) as [number, number, number, number];
+    return { cidr: formatCidr6(w, len), w, prefixLen: len };
+  } catch {
+    return null;
+  }
+}
+
+/** "fd99::1/64" or "fd99::1" -> the address (canonical) and its subnet. */
+function addressWithSubnet(text: string | undefined): { ip: string; subnet: Cidr6 } | null {
+  if (text === undefined) return null;
+  const withLen = text.includes('/') ? text : `${text}/128`;
+  const host = cidr6(`${withLen.split('/')[0]}/128`);
+  const subnet = cidr6(withLen);
+  if (!host || !subnet) return null;
+  return { ip: host.cidr.slice(0, -4), subnet };
+}
+
+function canonicalIp6(text: string | undefined): string | null {
+  if (text === undefined) return null;
+  const c = cidr6(`${text}/128`);
+  return c ? c.cidr.slice(0, -4) : null;
+}
+
+function contains(outer: Cidr6, inner: Cidr6): boolean {
+  if (inner.prefixLen < outer.prefixLen) return false;
+  for (let i = 0; i < 4; i++) if (((inner.w[i] & mask6Word(outer.prefixLen, i)) >>> 0) !== outer.w[i]) return false;
+  return true;
+}
+
+interface Node6Info {
+  readonly ip6: string | null;
+  readonly subnet6: Cidr6 | null;
+  readonly vtepIp6: string | null;
+  readonly vtepMac6: string;
+}
+
+function node6InfoOf(node: ClusterSnapshot['nodes'][number]): Node6Info {
+  const a = addressWithSubnet(node.spec.bgp?.ipv6Address);
+  return {
+    ip6: a?.ip ?? null,
+    subnet6: a?.subnet ?? null,
+    vtepIp6: canonicalIp6(node.spec.ipv6VXLANTunnelAddr),
+    vtepMac6: (node.spec.vxlanTunnelMACAddrV6 ?? deriveVtepMac(node.metadata.name, 6)).toLowerCase(),
+  };
+}
+
+function pool6Of(pool: IPPool, cidr: Cidr6): PoolModel6 {
+  const encap = pool.spec.vxlanMode !== 'Never' ? 'vxlan' : 'none';
+  return {
+    name: pool.metadata.name,
+    cidr: cidr.cidr,
+    blockSize: pool.spec.blockSize,
+    encap,
+    crossSubnet: encap === 'vxlan' && pool.spec.vxlanMode === 'CrossSubnet',
+    natOutgoing: pool.spec.natOutgoing,
+  };
+}
+
+/** `nodeName`'s IPv6 model. Never throws for missing IPv6 data: a node without IPv6 has no IPv6 routes. */
+export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, underlayMtu: number, podMtu: number): NodeModel6 {
+  const pools: (PoolModel6 & { c: Cidr6 })[] = [];
+  for (const pool of snapshot.ipPools) {
+    if (!pool.spec.cidr.includes(':')) continue;
+    const c = cidr6(pool.spec.cidr);
+    if (c) pools.push({ ...pool6Of(pool, c), c });
+  }
+  const poolContaining = (c: Cidr6) => pools.find((p) => contains(p.c, c));
+
+  const nodes = new Map<string, Node6Info>();
+  for (const node of snapshot.nodes) nodes.set(node.metadata.name, node6InfoOf(node));
+  const self = nodes.get(nodeName) ?? { ip6: null, subnet6: null, vtepIp6: null, vtepMac6: deriveVtepMac(nodeName, 6) };
+  const vxlanMtu = underlayMtu - VXLAN6_OVERHEAD;
+  const vxlan = pools.some((p) => p.encap === 'vxlan');
+  const localMtu = Math.min(podMtu, vxlan ? vxlanMtu : Infinity);
+
+  const candidates = new Map<string, Route6[]>();
+  const add = (r: Route6) => {
+    const list = candidates.get(r.cidr);
+    if (list) list.push(r);
+    else candidates.set(r.cidr, [r]);
+  };
+  const withheld: WithheldRoute[] = [];
+
+  const endpoints: LocalEndpoint6[] = [];
+  for (const wep of snapshot.workloadEndpoints) {
+    if (wep.spec.node !== nodeName) continue;
+    const ips6: string[] = [];
+    for (const net of wep.spec.ipNetworks) {
+      if (!net.includes(':')) continue;
+      const c = cidr6(net);
+      if (!c || c.prefixLen !== 128) continue;
+      ips6.push(c.cidr.slice(0, -4));
+      add({
+        cidr: c.cidr, w: c.w, prefixLen: 128, kind: 'local', class: RouteClass.LocalWorkload, endpoint: wep.spec.interfaceName,
+        node: nodeName, nodeIp6: null, vtepIp6: null, vtepMac: null, pool: poolContaining(c)?.name ?? null, mtu: localMtu,
+      });
+    }
+    if (ips6.length > 0) endpoints.push({ interfaceName: wep.spec.interfaceName, ips6 });
+  }
+
+  const addRemote = (c: Cidr6, remoteName: string, pool: PoolModel6 | undefined) => {
+    const remote = nodes.get(remoteName);
+    const withhold = (reason: string) => withheld.push({ cidr: c.cidr, node: remoteName, reason });
+    if (!remote) return withhold('node unknown');
+    if (remote.ip6 === null) return withhold('node IPv6 address unknown');
+    const base = { cidr: c.cidr, w: c.w, prefixLen: c.prefixLen, endpoint: null, node: remoteName, nodeIp6: remote.ip6, pool: pool?.name ?? null };
+    const direct = { ...base, kind: 'direct' as const, vtepIp6: null, vtepMac: null, mtu: underlayMtu };
+    if (pool?.encap === 'vxlan') {
+      const remoteAddr = cidr6(`${remote.ip6}/128`)!;
+      if (pool.crossSubnet && self.subnet6 !== null && contains(self.subnet6, remoteAddr)) return add({ ...direct, class: RouteClass.VXLANSameSubnet });
+      if (self.ip6 === null) return withhold('local IPv6 address unknown');
+      if (remote.vtepIp6 === null) return withhold('IPv6 VTEP unknown');
+      if (self.vtepIp6 === null) return withhold('local IPv6 VTEP unknown');
+      return add({ ...base, kind: 'vxlan', class: RouteClass.VXLANTunnel, vtepIp6: remote.vtepIp6, vtepMac: remote.vtepMac6, mtu: vxlanMtu });
+    }
+    return add({ ...direct, class: RouteClass.NoEncap });
+  };
+
+  const confirmed: { c: Cidr6; node: string }[] = [];
+  for (const affinity of snapshot.blockAffinities) {
+    if (affinity.spec.state !== 'confirmed' || !affinity.spec.cidr.includes(':')) continue;
+    const c = cidr6(affinity.spec.cidr);
+    if (!c) continue;
+    confirmed.push({ c, node: affinity.spec.node });
+    const pool = poolContaining(c);
+    if (affinity.spec.node === nodeName) {
+      if (c.prefixLen < 128) {
+        add({
+          cidr: c.cidr, w: c.w, prefixLen: c.prefixLen, kind: 'blackhole', class: RouteClass.IPAMBlockDrop, endpoint: null, node: nodeName,
+          nodeIp6: null, vtepIp6: null, vtepMac: null, pool: pool?.name ?? null, mtu: localMtu,
+        });
+      }
+    } else {
+      addRemote(c, affinity.spec.node, pool);
+    }
+  }
+
+  for (const wep of snapshot.workloadEndpoints) {
+    if (wep.spec.node === nodeName) continue;
+    for (const net of wep.spec.ipNetworks) {
+      if (!net.includes(':')) continue;
+      const c = cidr6(net);
+      if (!c || c.prefixLen !== 128) continue;
+      if (confirmed.some((b) => b.node === wep.spec.node && contains(b.c, c))) continue;
+      addRemote(c, wep.spec.node, poolContaining(c));
+    }
+  }
+
+  const routes: Route6[] = [];
+  for (const list of candidates.values()) {
+    let best = list[0]!;
+    for (const r of list) if (r.class <= best.class) best = r;
+    routes.push(best);
+  }
+  routes.sort((a, b) => a.w[0] - b.w[0] || a.w[1] - b.w[1] || a.w[2] - b.w[2] || a.w[3] - b.w[3] || a.prefixLen - b.prefixLen);
+
+  const knownNodeIps6 = [...nodes.values()].map((n) => n.ip6).filter((x): x is string => x !== null).sort();
+  return {
+    ip6: self.ip6,
+    subnet6: self.subnet6?.cidr ?? null,
+    vtepIp6: self.vtepIp6,
+    vtepMac6: self.vtepMac6,
+    knownNodeIps6,
+    endpoints,
+    routes,
+    withheld,
+    pools: pools.map(({ c: _c, ...p }) => p),
+    vxlanMtu,
+    vxlan,
+  };
+}
+
+/** The 16 bytes of an address text (for the dataplane's typed arrays). */
+export function ip6Bytes(text: string): Uint8Array {
+  const w = parseIp6(text);
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 4; i++) {
+    out[4 * i] = w[i] >>> 24;
+    out[4 * i + 1] = w[i] >>> 16;
+    out[4 * i + 2] = w[i] >>> 8;
+    out[4 * i + 3] = w[i];
+  }
+  return out;
+}

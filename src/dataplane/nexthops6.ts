@@ -1,0 +1,113 @@
+/**
+ * The IPv6 next-hop table: what the IPv6 FIB's next-hop index means, built from model.v6 into
+ * typed arrays (as nexthops.ts does for IPv4) and swapped whole with its FIB between batches.
+ */
+import type { NodeModel6, Route6 } from '../control/route-calc6';
+import { ip6Bytes } from '../control/route-calc6';
+import { RouteTable6 } from '../lpm/route-table6';
+import type { Fib6 } from '../lpm/fib6';
+import type { RouteChange6 } from '../lpm/route-table6';
+import { NO_ROUTE } from '../lpm/constants';
+import { parseMac } from '../packet/ethernet';
+import { buildVxlan6Template } from '../packet/vxlan6';
+import { NhKind, CALICO_VNI } from './nexthops';
+
+export interface NextHops6 {
+  readonly count: number;
+  readonly kind: Uint8Array;
+  /** LOCAL: the endpoint's port (-1 while its interface is missing). */
+  readonly port: Int32Array;
+  readonly mtu: Uint16Array;
+  /** VXLAN/DIRECT: the remote node's underlay IPv6 (16 bytes per next hop). */
+  readonly ip6: Uint8Array;
+  /** That neighbour's MAC on the underlay once NDP resolved it (6 bytes per next hop). */
+  readonly mac: Uint8Array;
+  readonly macKnown: Uint8Array;
+  /** VXLAN: outer Ethernet (MACs left for sendOuter) + IPv6 + UDP + VXLAN + inner Ethernet template. */
+  readonly tpl: Uint8Array[];
+  readonly routes: readonly Route6[];
+  readonly fib: Fib6;
+  readonly table: RouteTable6;
+  /** CIDR text -> next hop installed in `table`, for the next model's diff. */
+  readonly installed: ReadonlyMap<string, number>;
+}
+
+export interface NextHop6Context {
+  portOf(interfaceName: string): number;
+  /** A resolved underlay IPv6 neighbour's MAC, by address text. */
+  neighbor6(ip6: string): Uint8Array | undefined;
+}
+
+const KIND_OF: Record<Route6['kind'], number> = { local: NhKind.LOCAL, blackhole: NhKind.BLACKHOLE, vxlan: NhKind.VXLAN, direct: NhKind.DIRECT };
+
+/** One next hop per route; the FIB is brought to the new routes by one batch of differences. */
+export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: NextHops6): NextHops6 {
+  const routes = model.routes;
+  const n = routes.length;
+  if (n > NO_ROUTE) throw new Error(`too many IPv6 routes (${n}) for 16-bit next hops`);
+  const kind = new Uint8Array(n);
+  const port = new Int32Array(n).fill(-1);
+  const mtu = new Uint16Array(n);
+  const ip6 = new Uint8Array(n * 16);
+  const mac = new Uint8Array(n * 6);
+  const macKnown = new Uint8Array(n);
+  const tpl: Uint8Array[] = new Array(n);
+  const empty = new Uint8Array(0);
+  const ports = routes.map((r) => (r.kind === 'local' && r.endpoint ? ctx.portOf(r.endpoint) : -1));
+  // A local endpoint without its interface falls back to the block's blackhole, as for IPv4.
+  const installed = new Map<string, number>();
+  routes.forEach((r, i) => {
+    if (!(r.kind === 'local' && ports[i] < 0)) installed.set(r.cidr, i);
+  });
+  let table: RouteTable6;
+  if (prev) {
+    table = prev.table;
+    const changes: RouteChange6[] = [];
+    const byCidr = new Map(routes.map((r) => [r.cidr, r] as const));
+    const prevByCidr = new Map(prev.routes.map((r) => [r.cidr, r] as const));
+    for (const [c, nh] of installed) if (prev.installed.get(c) !== nh) changes.push({ op: 'set', w: byCidr.get(c)!.w, len: byCidr.get(c)!.prefixLen, nh });
+    for (const c of prev.installed.keys()) if (!installed.has(c)) changes.push({ op: 'delete', w: prevByCidr.get(c)!.w, len: prevByCidr.get(c)!.prefixLen });
+    if (changes.length > 0) table.applyBatch(changes);
+  } else {
+    table = new RouteTable6([...installed].map(([c, nh]) => {
+      const r = routes[nh];
+      return { w: r.w, len: r.prefixLen, nh };
+    }));
+  }
+  const localVtepMac = parseMac(model.vtepMac6);
+  for (let i = 0; i < n; i++) {
+    const r = routes[i];
+    kind[i] = KIND_OF[r.kind];
+    mtu[i] = Math.min(r.mtu, 0xffff);
+    port[i] = ports[i];
+    tpl[i] = empty;
+    if (r.nodeIp6 !== null) {
+      ip6.set(ip6Bytes(r.nodeIp6), i * 16);
+      const m = ctx.neighbor6(r.nodeIp6);
+      if (m) {
+        mac.set(m, i * 6);
+        macKnown[i] = 1;
+      }
+    }
+    if (r.kind === 'vxlan' && r.nodeIp6 !== null && r.vtepMac !== null && model.ip6 !== null) {
+      tpl[i] = buildVxlan6Template({ srcIp: ip6Bytes(model.ip6), dstIp: ip6Bytes(r.nodeIp6), vni: CALICO_VNI, hopLimit: 64, innerDstMac: parseMac(r.vtepMac), innerSrcMac: localVtepMac });
+    }
+  }
+  return { count: n, kind, port, mtu, ip6, mac, macKnown, tpl, routes, fib: table.fib, table, installed };
+}
+
+/** Record a resolved underlay IPv6 neighbour (16 bytes at b[ipOff]) in every next hop through it. */
+export function learnNeighbor6(nh: NextHops6, b: Uint8Array, ipOff: number, macB: Uint8Array, macOff: number): number {
+  let changed = 0;
+  for (let i = 0; i < nh.count; i++) {
+    const k = nh.kind[i];
+    if (k !== NhKind.VXLAN && k !== NhKind.DIRECT) continue;
+    let same = true;
+    for (let j = 0; j < 16; j++) if (nh.ip6[i * 16 + j] !== b[ipOff + j]) { same = false; break; }
+    if (!same) continue;
+    for (let j = 0; j < 6; j++) nh.mac[i * 6 + j] = macB[macOff + j];
+    nh.macKnown[i] = 1;
+    changed++;
+  }
+  return changed;
+}

@@ -1,0 +1,340 @@
+/**
+ * The IPv6 half of the forwarding pipeline. Pipeline hands it IPv6 frames from pods (and, from
+ * tunnels and the underlay, IPv6 inner packets); it answers the pods' Neighbor and Router
+ * Solicitations for the gateway fe80::ecee:eeff:feee:eeee with ee:ee:ee:ee:ee:ee (what Calico's
+ * host does through the cali veth's link-local address and proxy NDP), checks sources, looks the
+ * destination up in the IPv6 FIB (src/lpm/fib6.ts), decrements the hop limit, answers with
+ * ICMPv6 time exceeded / packet too big, and delivers or encapsulates in place.
+ *
+ * Same hot-path rules as pipeline.ts: no allocation per packet, addresses compared as bytes in
+ * place, the FIB read with four 32-bit words. It shares the Pipeline's frame pool, counters, pod
+ * MACs and ports; verdicts are the Pipeline's (a port, DROP or HOST).
+ */
+import { Drop } from '../packet/drop';
+import { ETH_HLEN } from '../packet/layout';
+import { IPPROTO_ICMPV6, IPPROTO_TCP6, IPPROTO_UDP6, IPV6_HEADER_LEN, formatIpv6, ipv6WalkExtHeaders, validateIpv6 } from '../packet/ipv6';
+import {
+  ICMPV6_DEST_UNREACH, ICMPV6_HOP_LIMIT_EXCEEDED, ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_NO_ROUTE, ICMPV6_PACKET_TOO_BIG, ICMPV6_ROUTER_SOLICIT,
+  ICMPV6_TIME_EXCEEDED, buildIcmpv6ErrorInPlace, mayReplyWithIcmpv6Error, validateIcmpv6,
+} from '../packet/icmpv6';
+import { answerNeighborSolicitInPlace, answerRouterSolicitInPlace, isNdpType, linkLocalFromMac, validateNdp } from '../packet/ndp';
+import { encapVxlan6 } from '../packet/vxlan6';
+import { jhash3, vxlanSourcePort } from '../packet/flowhash';
+import { NO_ROUTE } from '../lpm/constants';
+import { DescFlag, SLOT_SHIFT } from './frame-pool';
+import { NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
+import type { NextHops6 } from './nexthops6';
+import { Reason, Event, Reason6, Event6 } from './counters';
+import type { Pipeline } from './pipeline';
+
+// The Pipeline's verdicts (pipeline.ts): a port number >= 0, or these.
+const DROP = -1;
+const HOST = -2;
+/** Roles of pipeline.ts read here (Role.POD_TUN, Role.HOST_TUN). */
+const ROLE_POD_TUN = 2;
+const ROLE_HOST_TUN = 7;
+/** IPv6 addresses per pod port for the source check (Calico gives one per family; room for two). */
+export const MAX_POD_IPS6 = 2;
+
+const GATEWAY_MAC6 = new Uint8Array([0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
+/** Calico's IPv6 pod gateway, fe80::ecee:eeff:feee:eeee: the EUI-64 link-local of ee:ee:ee:ee:ee:ee. */
+export const GATEWAY_IP6 = linkLocalFromMac(GATEWAY_MAC6);
+
+export class Pipeline6 {
+  private readonly b: Uint8Array;
+  /** Each pod port's IPv6 addresses (16 bytes each, MAX_POD_IPS6 per port). */
+  readonly podIps6: Uint8Array;
+  readonly podIp6Count: Uint8Array;
+  /** The IPv6 next hops and FIB; null until a model with IPv6 is applied (IPv6 is then dropped as NO_ROUTE). */
+  nh: NextHops6 | null = null;
+  /** This node's underlay IPv6 address (source of ICMPv6 errors and IPv6 tunnels), when it has one. */
+  readonly nodeIp6 = new Uint8Array(16);
+  hasNodeIp6 = false;
+  /** The MTU podway advertises to pods in its RAs. */
+  podMtu = 1500;
+  /** Results of the extension-header walk of the packet in hand (ipv6WalkExtHeaders). */
+  private readonly walk = new Int32Array(4);
+  private flowSeed = (Math.random() * 0xffffffff) >>> 0;
+  /** Called for a next hop whose underlay neighbour (16 bytes at b[off]) is not resolved (the engine sends an NS). */
+  onUnresolved6: (b: Uint8Array, off: number) => void = () => {};
+
+  constructor(private readonly p: Pipeline, maxPorts: number) {
+    this.b = p.b;
+    this.podIps6 = new Uint8Array(maxPorts * MAX_POD_IPS6 * 16);
+    this.podIp6Count = new Uint8Array(maxPorts);
+  }
+
+  /** The port's IPv6 addresses (16-byte arrays), replacing what it had. */
+  setPortAddrs(port: number, ips: readonly Uint8Array[]): void {
+    const n = Math.min(ips.length, MAX_POD_IPS6);
+    this.podIp6Count[port] = n;
+    this.podIps6.fill(0, port * MAX_POD_IPS6 * 16, (port + 1) * MAX_POD_IPS6 * 16);
+    for (let k = 0; k < n; k++) this.podIps6.set(ips[k].subarray(0, 16), (port * MAX_POD_IPS6 + k) * 16);
+  }
+
+  clearPort(port: number): void {
+    this.podIp6Count[port] = 0;
+  }
+
+  // ---- ingress ---------------------------------------------------------------------------------
+
+  /** An IPv6 frame from a pod's L2 port (veth or tap); `f` is the Ethernet header. */
+  fromPodL2(i: number, port: number, f: number, len: number): number {
+    const b = this.b;
+    const ip = f + ETH_HLEN;
+    const v = validateIpv6(b, ip, len - ETH_HLEN);
+    if (v !== Drop.OK) return this.drop(v);
+    const w = ipv6WalkExtHeaders(b, ip, this.walk);
+    if (w !== Drop.OK) return this.drop(w);
+    const end = ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
+    // Neighbor Discovery is link traffic: answered here when it is for the gateway, never forwarded.
+    if (this.walk[0] === IPPROTO_ICMPV6 && this.walk[2] === 0 && this.walk[1] < end && isNdpType(b[this.walk[1]])) {
+      return this.podNdp(i, port, f, ip, this.walk[1], end - this.walk[1]);
+    }
+    // Anything else must be routed, i.e. sent to the gateway's MAC (multicast such as MLD reports is not).
+    if (!(b[f] === 0xee && b[f + 1] === 0xee && b[f + 2] === 0xee && b[f + 3] === 0xee && b[f + 4] === 0xee && b[f + 5] === 0xee)) {
+      return this.drop((b[f] & 1) !== 0 ? Reason6.MULTICAST6 : Reason.NOT_OUR_MAC);
+    }
+    return this.fromPodIp(i, port, ip);
+  }
+
+  /** An IPv6 packet from a pod's TUN device (no Ethernet, no NDP). */
+  fromPodTun(i: number, port: number, ip: number, len: number): number {
+    const v = validateIpv6(this.b, ip, len);
+    if (v !== Drop.OK) return this.drop(v);
+    const w = ipv6WalkExtHeaders(this.b, ip, this.walk);
+    if (w !== Drop.OK) return this.drop(w);
+    return this.fromPodIp(i, port, ip);
+  }
+
+  private fromPodIp(i: number, port: number, ip: number): number {
+    const b = this.b;
+    // Source check: only the endpoint's own IPv6 addresses may leave its interface (its
+    // link-local address is for the link only and fails here too).
+    const cnt = this.podIp6Count[port];
+    let ok = false;
+    for (let k = 0; k < cnt && !ok; k++) {
+      const a = (port * MAX_POD_IPS6 + k) * 16;
+      let same = true;
+      for (let j = 0; j < 16; j++) if (this.podIps6[a + j] !== b[ip + 8 + j]) { same = false; break; }
+      ok = same;
+    }
+    if (!ok) return this.drop(Reason.SOURCE_CHECK);
+    if (b[ip + 24] === 0xff) return this.drop(Reason6.MULTICAST6);
+    if ((this.p.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
+    return this.route(i, port, ip, true);
+  }
+
+  /**
+   * An IPv6 packet decapsulated from a tunnel or received unencapsulated on the underlay: only
+   * local workloads are valid destinations (validated and walked by the caller via validateInner).
+   */
+  fromNetwork(i: number, ip: number, len: number): number {
+    const b = this.b;
+    const v = validateIpv6(b, ip, len);
+    if (v !== Drop.OK) return this.drop(v);
+    const w = ipv6WalkExtHeaders(b, ip, this.walk);
+    if (w !== Drop.OK) return this.drop(w);
+    const nhs = this.nh;
+    if (nhs === null) return this.drop(Reason.NO_ROUTE);
+    const nh = nhs.fib.lookup(word(b, ip + 24), word(b, ip + 28), word(b, ip + 32), word(b, ip + 36));
+    if (nh !== NO_ROUTE && nhs.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
+    if (nh === NO_ROUTE || nhs.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
+    return this.route(i, -1, ip, false);
+  }
+
+  // ---- routing ---------------------------------------------------------------------------------
+
+  private route(i: number, inPort: number, ip: number, fromPod: boolean): number {
+    const b = this.b;
+    const nhs = this.nh;
+    if (nhs === null) return this.drop(Reason.NO_ROUTE);
+    const nh = nhs.fib.lookup(word(b, ip + 24), word(b, ip + 28), word(b, ip + 32), word(b, ip + 36));
+    if (nh === NO_ROUTE) {
+      if (fromPod && this.hasNodeIp6 && this.isNodeIp6(ip + 24) && this.p.hostSees[inPort] === 1) return this.count(Event.TO_HOST, HOST);
+      if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_DEST_UNREACH, ICMPV6_NO_ROUTE, 0, Reason.NO_ROUTE);
+      return this.drop(Reason.NO_ROUTE);
+    }
+    const kind = nhs.kind[nh];
+    if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
+    const total = IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
+    // Hop limit: forwarding decrements it (RFC 8200 section 3); at 1 it is time exceeded.
+    if (b[ip + 7] <= 1) {
+      if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_TIME_EXCEEDED, ICMPV6_HOP_LIMIT_EXCEEDED, 0, Reason.TTL_EXPIRED);
+      return this.drop(Reason.TTL_EXPIRED);
+    }
+    // IPv6 routers never fragment: too big is always "packet too big" with the path MTU.
+    if (kind !== NhKind.LOCAL && total > nhs.mtu[nh]) {
+      if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_PACKET_TOO_BIG, 0, nhs.mtu[nh], Reason.FRAG_NEEDED);
+      return this.drop(Reason.FRAG_NEEDED);
+    }
+    b[ip + 7]--;
+    const eth = ip - ETH_HLEN;
+    switch (kind) {
+      case NhKind.LOCAL: {
+        const p = nhs.port[nh];
+        if (p < 0) return this.drop(Reason.NO_ROUTE);
+        if (p === inPort) return this.drop(Reason.HAIRPIN);
+        if (this.p.role[p] === ROLE_POD_TUN) {
+          this.setFrame(i, ip, total);
+          return p;
+        }
+        if (this.p.podMacKnown[p] === 0) return this.drop(Reason.POD_MAC_UNKNOWN);
+        const m = p * 6;
+        for (let k = 0; k < 6; k++) { b[eth + k] = this.p.podMac[m + k]; b[eth + 6 + k] = 0xee; }
+        b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
+        this.setFrame(i, eth, total + ETH_HLEN);
+        return p;
+      }
+      case NhKind.VXLAN: {
+        if (nhs.macKnown[nh] === 0) {
+          this.onUnresolved6(nhs.ip6, nh * 16);
+          return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+        }
+        b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
+        const start = encapVxlan6(b, eth, total + ETH_HLEN, nhs.tpl[nh], vxlanSourcePort(this.flowHash(ip)));
+        return this.toUnderlay(i, nh, start, total + ETH_HLEN + 56);
+      }
+      case NhKind.DIRECT: {
+        if (nhs.macKnown[nh] === 0) {
+          this.onUnresolved6(nhs.ip6, nh * 16);
+          return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+        }
+        return this.toUnderlay(i, nh, ip, total);
+      }
+    }
+    return this.drop(Reason.NO_ROUTE);
+  }
+
+  /** Prepends the underlay Ethernet header (to the resolved neighbour, from our NIC) to the IPv6 packet at `start`. */
+  private toUnderlay(i: number, nh: number, start: number, len: number): number {
+    const b = this.b;
+    const nhs = this.nh!;
+    const e = start - ETH_HLEN;
+    const u = this.p.addr.underlayMac;
+    for (let k = 0; k < 6; k++) { b[e + k] = nhs.mac[nh * 6 + k]; b[e + 6 + k] = u[k]; }
+    b[e + 12] = 0x86; b[e + 13] = 0xdd;
+    this.setFrame(i, e, len + ETH_HLEN);
+    return this.p.underlayPort;
+  }
+
+  // ---- what podway answers itself ---------------------------------------------------------------
+
+  private podNdp(i: number, port: number, f: number, ip: number, icmp: number, len: number): number {
+    const b = this.b;
+    const c = validateIcmpv6(b, ip, icmp, len);
+    if (c !== Drop.OK) return this.drop(c);
+    const v = validateNdp(b, ip, icmp, len);
+    if (v !== Drop.OK) return this.drop(v);
+    const type = b[icmp];
+    if (type === ICMPV6_NEIGHBOR_SOLICIT) {
+      let gw = true;
+      for (let k = 0; k < 16; k++) if (b[icmp + 8 + k] !== GATEWAY_IP6[k]) { gw = false; break; }
+      if (!gw) return this.drop(Reason6.NDP_NOT_GATEWAY);
+      this.setFrame(i, f, answerNeighborSolicitInPlace(b, f, icmp, len, GATEWAY_MAC6, 0, true));
+      return this.count(Event6.NDP_REPLIED, port);
+    }
+    if (type === ICMPV6_ROUTER_SOLICIT) {
+      this.setFrame(i, f, answerRouterSolicitInPlace(b, f, icmp, len, GATEWAY_IP6, 0, GATEWAY_MAC6, 0, this.podMtu));
+      return this.count(Event6.NDP_REPLIED, port);
+    }
+    // Advertisements and redirects from a pod (and solicitations for others) are not ours to act on.
+    return this.drop(Reason6.NDP_NOT_GATEWAY);
+  }
+
+  /**
+   * Turns the packet into an ICMPv6 error back to the pod on `inPort` (counted under `reason`),
+   * from this node's IPv6 address (or the gateway's link-local address when the node has none).
+   */
+  private icmpError(i: number, inPort: number, ip: number, type: number, code: number, word32: number, reason: number): number {
+    const b = this.b;
+    this.p.counters[reason]++;
+    const l4 = this.walk[2] === 0 ? this.walk[1] : -1;
+    if (!mayReplyWithIcmpv6Error(b, ip, this.walk[0], l4)) return DROP;
+    const src = this.hasNodeIp6 ? this.nodeIp6 : GATEWAY_IP6;
+    const n = buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, src, 0, 64);
+    const total = IPV6_HEADER_LEN + ((b[n + ETH_HLEN + 4] << 8) | b[n + ETH_HLEN + 5]);
+    const r = this.p.role[inPort];
+    if (r === ROLE_POD_TUN || r === ROLE_HOST_TUN) this.setFrame(i, n + ETH_HLEN, total);
+    else {
+      for (let k = 0; k < 6; k++) b[n + 6 + k] = 0xee;
+      this.setFrame(i, n, total + ETH_HLEN);
+    }
+    return this.count(Event.ICMP_SENT, inPort);
+  }
+
+  /** The pod left its TCP/UDP checksum to offload: the field holds the pseudo-header sum. */
+  private completeL4Checksum(ip: number): boolean {
+    const b = this.b;
+    const proto = this.walk[0];
+    if (this.walk[2] !== 0) return false;
+    const at = proto === IPPROTO_TCP6 ? 16 : proto === IPPROTO_UDP6 ? 6 : -1;
+    const l4 = this.walk[1];
+    const l4len = ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]) - l4;
+    if (at < 0 || l4len < at + 2) return false;
+    let s = 0;
+    for (let k = 0; k + 1 < l4len; k += 2) s += (b[l4 + k] << 8) | b[l4 + k + 1];
+    if ((l4len & 1) !== 0) s += b[l4 + l4len - 1] << 8;
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    let c = ~s & 0xffff;
+    if (c === 0 && proto === IPPROTO_UDP6) c = 0xffff;
+    b[l4 + at] = c >>> 8;
+    b[l4 + at + 1] = c & 255;
+    return true;
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------------
+
+  /** Inner flow hash for the outer UDP source port: addresses folded to a word each (ordered, so
+   * both directions agree), the upper protocol and, for TCP/UDP, the ports. */
+  private flowHash(ip: number): number {
+    const b = this.b;
+    let s = (word(b, ip + 8) ^ word(b, ip + 12) ^ word(b, ip + 16) ^ word(b, ip + 20)) >>> 0;
+    let d = (word(b, ip + 24) ^ word(b, ip + 28) ^ word(b, ip + 32) ^ word(b, ip + 36)) >>> 0;
+    if (d < s) { const t = s; s = d; d = t; }
+    const proto = this.walk[0];
+    let ports = 0;
+    if ((proto === IPPROTO_TCP6 || proto === IPPROTO_UDP6) && this.walk[2] === 0) {
+      const l4 = this.walk[1];
+      const sp = (b[l4] << 8) | b[l4 + 1];
+      const dp = (b[l4 + 2] << 8) | b[l4 + 3];
+      ports = sp < dp ? ((sp << 16) | dp) >>> 0 : ((dp << 16) | sp) >>> 0;
+    }
+    const h = jhash3(d, (s ^ proto) >>> 0, ports, this.flowSeed);
+    return h === 0 ? 1 : h;
+  }
+
+  private isNodeIp6(a: number): boolean {
+    for (let k = 0; k < 16; k++) if (this.b[a + k] !== this.nodeIp6[k]) return false;
+    return true;
+  }
+
+  private setFrame(i: number, start: number, len: number): void {
+    const pool = this.p.pool;
+    pool.off[i] = start - (pool.slot[i] << SLOT_SHIFT);
+    pool.len[i] = len;
+  }
+
+  private drop(reason: number): number {
+    this.p.counters[reason]++;
+    return DROP;
+  }
+
+  private count(ev: number, verdict: number): number {
+    this.p.counters[ev]++;
+    return verdict;
+  }
+}
+
+function word(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+/** For `podway routes` and trace: a next hop's description. */
+export function describeNextHop6(nhs: NextHops6, nh: number): string {
+  const r = nhs.routes[nh];
+  const via = r.nodeIp6 ? ` via ${r.nodeIp6}` : '';
+  return `${r.cidr} ${NH_KIND_NAMES[nhs.kind[nh]]}${via}${r.kind === 'vxlan' ? ` vni ${CALICO_VNI}` : ''}`;
+}
+
+export { formatIpv6 };

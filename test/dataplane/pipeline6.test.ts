@@ -1,0 +1,200 @@
+// The IPv6 half of the pipeline on MemoryIO ports: the gateway's NDP answers, pod-to-pod
+// forwarding through the IPv6 FIB, hop limit and ICMPv6 errors, the source check, and bad input
+// dropped and counted. Expected frames are scapy's (test/fixtures/scapy-frames6.json).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Reason, Event, Reason6, Event6 } from '../../src/dataplane/counters';
+import { Drop, parseIpv6Bytes, toHex } from '../../src/packet';
+import { onlyFrame, nothingSent, assertBytes, u16, frame } from './helpers';
+import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
+import { fixture6, icmpv6Sum, fixIcmpv6Checksum } from '../packet/helpers6';
+
+test('the model: IPv6 /128s per pod, our /122 blackholed, node2\'s block over IPv6 VXLAN (MTU 1430)', () => {
+  const h = makeHarness6();
+  const v6 = h.model.v6;
+  const byCidr = new Map(v6.routes.map((r) => [r.cidr, r]));
+  assert.is(byCidr.get('fd00:10:244::1/128')?.kind, 'local');
+  assert.is(byCidr.get('fd00:10:244::1/128')?.endpoint, 'caliA');
+  assert.is(byCidr.get('fd00:10:244::/122')?.kind, 'blackhole');
+  const remote = byCidr.get('fd00:10:244::40/122');
+  assert.is(remote?.kind, 'vxlan');
+  assert.is(remote?.nodeIp6, NODE2_6);
+  assert.is(remote?.vtepIp6, 'fd00:10:244::40');
+  assert.is(remote?.mtu, 1430);
+  assert.is(v6.ip6, 'fd99::1');
+  assert.is(v6.vtepMac6.slice(0, 3), '66:');
+  assert.is(h.pipe.v6.podMtu, 1430);
+});
+
+test('NS for the gateway (multicast, with SLLA) is answered with ee:ee:ee:ee:ee:ee on the same port', () => {
+  const h = makeHarness6();
+  const a = h.port('caliA');
+  h.receive(a, frame6('v6_ns_gw'));
+  assertBytes(onlyFrame(h, a, 'NA').bytes, frame6('v6_na_gw'), 'NA');
+  h.receive(a, frame6('v6_ns_gw_nud'));
+  assertBytes(onlyFrame(h, a, 'NA (NUD)').bytes, frame6('v6_na_gw_nud'), 'NA to the NUD probe');
+  assert.is(h.pipe.counters[Event6.NDP_REPLIED], 2);
+});
+
+test('RS is answered with an RA carrying the pod MTU; from :: to all-nodes', () => {
+  const h = makeHarness6();
+  const a = h.port('caliA');
+  h.receive(a, frame6('v6_rs'));
+  assertBytes(onlyFrame(h, a, 'RA').bytes, frame6('v6_ra'), 'RA');
+  h.receive(a, frame6('v6_rs_unspec'));
+  assertBytes(onlyFrame(h, a, 'RA to all-nodes').bytes, frame6('v6_ra_unspec'), 'RA (unspecified source)');
+});
+
+test('DAD and solicitations for other addresses are not answered (counted)', () => {
+  const h = makeHarness6();
+  const a = h.port('caliA');
+  h.receive(a, frame6('v6_ns_dad'), frame6('v6_ns_other'), frame6('v6_na_gw'));
+  nothingSent(h, 'DAD / other targets / an NA from a pod');
+  assert.is(h.pipe.counters[Reason6.NDP_NOT_GATEWAY], 3);
+});
+
+test('bad NDP (hop limit 64, option length 0 or past the end, DAD with SLLA, multicast target, code, short, checksum) is dropped and counted', () => {
+  const h = makeHarness6();
+  const a = h.port('caliA');
+  const bad = ['v6_ns_hlim64', 'v6_ns_optlen0', 'v6_ns_opt_past_end', 'v6_ns_dad_slla', 'v6_ns_mcast_target', 'v6_ns_code1', 'v6_ns_short'].map((n) => {
+    const f = frame6(n);
+    if (fixture6(n).build?.fix_icmpv6_checksum) fixIcmpv6Checksum(f);
+    return f;
+  });
+  h.receive(a, ...bad, frame6('v6_ns_bad_csum'));
+  nothingSent(h, 'bad NDP');
+  assert.is(h.pipe.counters[Drop.BAD_NDP], 7);
+  assert.is(h.pipe.counters[Drop.BAD_L4_CHECKSUM], 1);
+  assert.is(h.pipe.counters[Event6.NDP_REPLIED], 0);
+});
+
+test('pod A -> pod B over IPv6: delivered with B\'s MAC, hop limit 63; and back', () => {
+  const h = makeHarness6();
+  h.receive(h.port('caliA'), frame6('v6pipe_a_to_b'));
+  assertBytes(onlyFrame(h, h.port('caliB'), 'A -> B').bytes, frame6('v6pipe_a_to_b_out'), 'A -> B');
+  // A's MAC was learned from its frames: B's reply reaches it.
+  h.receive(h.port('caliB'), frame6('v6pipe_b_to_a'));
+  const back = onlyFrame(h, h.port('caliA'), 'B -> A').bytes;
+  assert.is(toHex(back, 0, 6), '2a5f10000101');
+  assert.is(back[14 + 7], 63);
+});
+
+test('extension headers are carried through unchanged; long and truncated chains are dropped and counted', () => {
+  const h = makeHarness6();
+  const a = h.port('caliA');
+  h.receive(a, frame6('v6pipe_a_to_b_ext'));
+  assertBytes(onlyFrame(h, h.port('caliB'), 'with ext headers').bytes, frame6('v6pipe_a_to_b_ext_out'), 'ext');
+  h.receive(a, frame6('v6_ext_too_long'), frame6('v6_ext_truncated'), frame6('v6_ext_cut'), frame6('v6_hbh_not_first'));
+  nothingSent(h, 'bad chains');
+  assert.is(h.pipe.counters[Drop.EXT_CHAIN_TOO_LONG], 1);
+  assert.is(h.pipe.counters[Drop.BAD_EXT_HEADER], 3);
+});
+
+test('source check: a foreign address and a link-local source are dropped and counted', () => {
+  const h = makeHarness6();
+  h.receive(h.port('caliA'), frame6('v6pipe_a_spoof'), frame6('v6pipe_a_ll_src'));
+  nothingSent(h, 'spoofed');
+  assert.is(h.pipe.counters[Reason.SOURCE_CHECK], 2);
+  // Pod B may not send from A's address either.
+  const f = frame6('v6pipe_a_to_b');
+  f.set(parseIpv6Bytes('fd00:10:244::2'), 14 + 24);
+  f.set([0x2a, 0x5f, 0x10, 0, 1, 2], 6);
+  h.receive(h.port('caliB'), f);
+  nothingSent(h, 'B as A');
+  assert.is(h.pipe.counters[Reason.SOURCE_CHECK], 3);
+});
+
+test('an unallocated address of our block is blackholed', () => {
+  const h = makeHarness6();
+  h.receive(h.port('caliA'), frame6('v6pipe_a_to_hole'));
+  nothingSent(h, 'hole');
+  assert.is(h.pipe.counters[Reason.BLACKHOLE], 1);
+});
+
+test('hop limit 1: ICMPv6 time exceeded from the node\'s IPv6 address, as scapy builds it', () => {
+  const h = makeHarness6();
+  const a = h.port('caliA');
+  h.receive(a, frame6('v6pipe_a_hlim1'));
+  assertBytes(onlyFrame(h, a, 'time exceeded').bytes, frame6('v6pipe_a_hlim1_err'), 'time exceeded');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+  // No error about an error: the time-exceeded message itself with hop limit 1 is only counted.
+  const err = frame6('v6pipe_a_hlim1_err');
+  err.set([0xee, 0xee, 0xee, 0xee, 0xee, 0xee], 0);
+  err.set([0x2a, 0x5f, 0x10, 0, 1, 1], 6);
+  err.set(parseIpv6Bytes('fd00:10:244::1'), 14 + 8);
+  err.set(parseIpv6Bytes('fd00:10:244::2'), 14 + 24);
+  err[14 + 7] = 1;
+  h.receive(a, err);
+  nothingSent(h, 'error about an error');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 2);
+});
+
+test('packet too big: a 1448-byte packet for node2 gets ICMPv6 type 2 with MTU 1430, quote cut to 1280', () => {
+  const h = makeHarness6({ neighbors6: { [NODE2_6]: NODE2_MAC6 } });
+  const a = h.port('caliA');
+  const big = frame6('v6_big');
+  big.set(parseIpv6Bytes(RV6), 14 + 24);
+  h.receive(a, big);
+  const out = onlyFrame(h, a, 'packet too big').bytes;
+  assert.is(out.length, 14 + 1280);
+  assert.is(out[14 + 40], 2);
+  assert.is(u16(out, 14 + 44) * 65536 + u16(out, 14 + 46), 1430);
+  assert.is(icmpv6Sum(out, 14, 54, 1240), 0xffff, 'ICMPv6 checksum');
+  assertBytes(out.subarray(62), big.subarray(14, 14 + 1232), 'quote');
+  assert.is(toHex(out, 14 + 8, 16), toHex(parseIpv6Bytes('fd99::1')), 'from the node');
+  assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
+});
+
+test('to node2 over IPv6 VXLAN with its neighbour unresolved: dropped, counted, resolution asked', () => {
+  const h = makeHarness6();
+  const asked: string[] = [];
+  h.pipe.v6.onUnresolved6 = (b, off) => asked.push(toHex(b, off, 16));
+  const f = frame6('v6pipe_a_to_b');
+  f.set(parseIpv6Bytes(RV6), 14 + 24);
+  h.receive(h.port('caliA'), f);
+  nothingSent(h, 'unresolved');
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_UNRESOLVED], 1);
+  assert.equal(asked, [toHex(parseIpv6Bytes(NODE2_6))]);
+});
+
+test('tun pod: IPv6 from U reaches A with Ethernet; A -> U leaves without Ethernet', () => {
+  const h = makeHarness6();
+  const u = h.port('tunU');
+  const a = h.port('caliA');
+  const f = frame6('v6pipe_a_to_b').subarray(14).slice();
+  f.set(parseIpv6Bytes('fd00:10:244::4'), 8);
+  f.set(parseIpv6Bytes('fd00:10:244::1'), 24);
+  h.receive(a, frame6('v6_ns_gw')); // A's MAC is declared anyway; its NS is answered
+  onlyFrame(h, a, 'NA');
+  h.receive(u, f);
+  const toA = onlyFrame(h, a, 'U -> A').bytes;
+  assert.is(toHex(toA, 12, 2), '86dd');
+  assert.is(toA[14 + 7], 63);
+  const back = frame6('v6pipe_a_to_b');
+  back.set(parseIpv6Bytes('fd00:10:244::4'), 14 + 24);
+  h.receive(a, back);
+  const toU = onlyFrame(h, u, 'A -> U').bytes;
+  assert.is(toU[0] >> 4, 6);
+  assert.is(toU.length, back.length - 14);
+});
+
+test('multicast from a pod (an MLD report) is not routed, counted', () => {
+  const h = makeHarness6();
+  const f = frame6('v6pipe_a_to_b');
+  f.set([0x33, 0x33, 0, 0, 0, 0x16], 0);
+  f.set(parseIpv6Bytes('ff02::16'), 14 + 24);
+  h.receive(h.port('caliA'), f);
+  nothingSent(h, 'multicast');
+  assert.is(h.pipe.counters[Reason6.MULTICAST6], 1);
+});
+
+test('IPv4 still works beside IPv6 on the same ports', () => {
+  const h = makeHarness6();
+  // An IPv4 pod-to-pod packet from the IPv4 fixtures (a_to_b) still goes A -> B.
+  h.receive(h.port('caliA'), frame('a_to_b'));
+  const out = onlyFrame(h, h.port('caliB'), 'IPv4 A -> B').bytes;
+  assert.is(u16(out, 12), 0x0800);
+});
+
+test.run();

@@ -19,6 +19,7 @@ command -v iperf3 >/dev/null 2>&1 || need+=(iperf3) # bench/e2e tcp-bulk rows
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 # the containers' /bin/busybox must be the static one (a dynamic busybox has no libc in the container)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
+[ -x /usr/sbin/bird ] || need+=(bird2) # the BGP speaker's tests peer with a real BIRD 2
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "podway setup: missing ${need[*]}; run as root (or install them) to use the demo and tests" >&2
@@ -32,4 +33,8 @@ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # etcd-server's package starts a system etcd where a service manager runs; the tests start their own.
 if [[ " ${need[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+# Likewise bird2's system BIRD: the BGP tests run their own on loopback.
+if [[ " ${need[*]} " == *" bird2 "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now bird >/dev/null 2>&1 || true
 fi

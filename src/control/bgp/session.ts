@@ -1,0 +1,405 @@
+// One BGP peer: the RFC 4271 finite state machine with its connect-retry, hold and keepalive
+// timers, over at most two TCP connections at a time (ours and the peer's) until collision
+// detection (section 6.8) keeps one. Route handling lives in the speaker; this file only moves
+// messages and reports what happened.
+import { Socket, connect as tcpConnect } from 'node:net';
+import {
+  Afi, BgpError, CeaseSub, describeError, decodeMessage, encodeNotification, encodeOpen, ErrCode, Framer,
+  KEEPALIVE, MsgType, OpenMessage, openAs, OpenSub, SAFI_UNICAST, UpdateContext, UpdateMessage,
+} from './wire';
+
+export type BgpState = 'Idle' | 'Connect' | 'Active' | 'OpenSent' | 'OpenConfirm' | 'Established';
+
+export interface PeerSettings {
+  address: string;
+  asNumber: number;
+  passive?: boolean;
+  port?: number;
+  holdTimeSeconds?: number;
+  localAddress?: string;
+}
+
+/** What a session needs from the speaker that owns it. */
+export interface SessionHost {
+  readonly localAs: number;
+  readonly routerId: string;
+  readonly gracefulRestartSeconds: number;
+  readonly connectRetryMs: number;
+  /** MD5 signatures are the speaker's business (native code); it may prepare outgoing sockets. */
+  readonly openSocket?: (peer: PeerSettings) => Socket;
+  established(peer: PeerSession): void;
+  update(peer: PeerSession, msg: UpdateMessage): void;
+  routeRefresh(peer: PeerSession, afi: Afi): void;
+  /** The established session ended; `graceful` when the speaker itself is restarting. */
+  down(peer: PeerSession): void;
+  stateChanged(peer: PeerSession): void;
+  log(level: 'info' | 'warn', msg: string): void;
+}
+
+type ConnState = 'Connect' | 'OpenSent' | 'OpenConfirm' | 'Established';
+
+const OPEN_HOLD_MS = 240_000; // RFC 4271 section 8: "large" hold time until the OPEN arrives
+const DEFAULT_HOLD = 90;
+const ORDER: Record<BgpState, number> = { Idle: 0, Connect: 1, Active: 1, OpenSent: 2, OpenConfirm: 3, Established: 4 };
+
+/** "connection refused" from ECONNREFUSED and friends, for status lines. */
+function socketErrorText(e: NodeJS.ErrnoException): string {
+  const known: Record<string, string> = {
+    ECONNREFUSED: 'connection refused',
+    ECONNRESET: 'connection reset',
+    ETIMEDOUT: 'connection timed out',
+    EHOSTUNREACH: 'host unreachable',
+    ENETUNREACH: 'network unreachable',
+    EADDRNOTAVAIL: 'local address not available',
+    EPIPE: 'broken pipe',
+  };
+  return (e.code && known[e.code]) ?? e.message;
+}
+
+export function stripMapped(addr: string | undefined): string {
+  return addr?.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr ?? '';
+}
+
+/** One TCP connection to the peer and the part of the FSM that runs on it. */
+export class Connection {
+  state: ConnState;
+  remote?: OpenMessage;
+  /** Negotiated per RFC 4271 4.2 / RFC 6793 / RFC 4760; valid from OpenConfirm on. */
+  ctx: UpdateContext = { fourOctetAs: false, ebgp: false };
+  families = new Set<Afi>();
+  private readonly framer = new Framer();
+  private holdTimer?: NodeJS.Timeout;
+  private keepaliveTimer?: NodeJS.Timeout;
+  private holdMs = OPEN_HOLD_MS;
+  private closed = false;
+
+  constructor(private readonly peer: PeerSession, readonly socket: Socket, readonly outgoing: boolean) {
+    this.state = outgoing ? 'Connect' : 'OpenSent';
+    socket.setNoDelay(true);
+    socket.on('data', chunk => this.onData(chunk));
+    socket.on('error', e => this.close(`${this.state}: ${socketErrorText(e)}`, false));
+    socket.on('close', () => this.close(this.state === 'Established' ? 'connection closed by peer' : `${this.state}: connection closed`, false));
+    if (outgoing) socket.once('connect', () => this.sendOpen());
+    else this.sendOpen();
+  }
+
+  get localAddress(): string {
+    return stripMapped(this.socket.localAddress);
+  }
+
+  send(buf: Buffer): void {
+    if (this.closed) return;
+    this.socket.write(buf);
+    this.peer.counters.messagesOut++;
+  }
+
+  private sendOpen(): void {
+    const host = this.peer.host;
+    this.state = 'OpenSent';
+    const hold = this.peer.config.holdTimeSeconds ?? DEFAULT_HOLD;
+    const gr = host.gracefulRestartSeconds;
+    const families = [{ afi: Afi.Ipv4, safi: SAFI_UNICAST }, { afi: Afi.Ipv6, safi: SAFI_UNICAST }];
+    this.send(encodeOpen(host.localAs, hold, host.routerId, {
+      multiprotocol: families,
+      routeRefresh: true,
+      fourOctetAs: host.localAs,
+      gracefulRestart: gr > 0 ? { restarting: false, time: Math.min(gr, 4095), families: families.map(f => ({ ...f, forwarding: true })) } : undefined,
+      unknown: [],
+    }));
+    this.armHold(OPEN_HOLD_MS);
+    this.peer.refreshState();
+  }
+
+  private armHold(ms: number): void {
+    clearTimeout(this.holdTimer);
+    this.holdMs = ms;
+    if (ms > 0) this.holdTimer = setTimeout(() => this.fail(new BgpError(ErrCode.HoldTimerExpired, 0)), ms);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.framer.push(chunk);
+    try {
+      for (let m = this.framer.next(); m && !this.closed; m = this.framer.next()) this.onMessage(m);
+    } catch (e) {
+      if (e instanceof BgpError) this.fail(e);
+      else {
+        // A bug of ours must not take the process down; it ends this session only.
+        this.peer.host.log('warn', `bgp ${this.peer.config.address}: internal error: ${(e as Error).stack}`);
+        this.fail(new BgpError(ErrCode.Cease, 0, Buffer.alloc(0), 'internal error'));
+      }
+    }
+  }
+
+  private onMessage(raw: Buffer): void {
+    const c = this.peer.counters;
+    c.messagesIn++;
+    const msg = decodeMessage(raw, this.ctx);
+    if (msg.type === MsgType.Notification) {
+      const text = describeError(msg.code, msg.subcode);
+      this.peer.lastError = `Received: ${text}`;
+      this.close(`Received: ${text}`, false);
+      return;
+    }
+    switch (this.state) {
+      case 'OpenSent':
+        if (msg.type !== MsgType.Open) throw new BgpError(ErrCode.Fsm, 1, Buffer.alloc(0), `message type ${msg.type} in OpenSent`);
+        this.onOpen(msg);
+        return;
+      case 'OpenConfirm':
+        if (msg.type !== MsgType.Keepalive) throw new BgpError(ErrCode.Fsm, 2, Buffer.alloc(0), `message type ${msg.type} in OpenConfirm`);
+        this.armHold(this.holdMs);
+        this.state = 'Established';
+        this.peer.connectionEstablished(this);
+        return;
+      case 'Established':
+        this.armHold(this.holdMs);
+        if (msg.type === MsgType.Update) {
+          c.updatesIn++;
+          this.peer.host.update(this.peer, msg);
+        } else if (msg.type === MsgType.RouteRefresh) {
+          if (msg.safi === SAFI_UNICAST && this.families.has(msg.afi)) this.peer.host.routeRefresh(this.peer, msg.afi);
+        } else if (msg.type === MsgType.Open) {
+          throw new BgpError(ErrCode.Fsm, 3, Buffer.alloc(0), 'OPEN in Established');
+        }
+        return;
+      default:
+        throw new BgpError(ErrCode.Fsm, 0, Buffer.alloc(0), `message in ${this.state}`);
+    }
+  }
+
+  private onOpen(m: OpenMessage): void {
+    const host = this.peer.host;
+    const cfg = this.peer.config;
+    const asn = openAs(m);
+    if (asn !== cfg.asNumber) {
+      const data = Buffer.alloc(2);
+      data.writeUInt16BE(m.myAs);
+      throw new BgpError(ErrCode.Open, OpenSub.BadPeerAs, data, `peer says AS ${asn}, configured ${cfg.asNumber}`);
+    }
+    if (asn === host.localAs && m.routerId === host.routerId) throw new BgpError(ErrCode.Open, OpenSub.BadBgpId, Buffer.alloc(0), `router id ${m.routerId} is ours`);
+    this.remote = m;
+    this.ctx = { fourOctetAs: m.caps.fourOctetAs !== undefined, ebgp: asn !== host.localAs };
+    // RFC 4760: no multiprotocol capability at all means IPv4 unicast only.
+    const offered = m.caps.multiprotocol.length ? m.caps.multiprotocol : [{ afi: Afi.Ipv4, safi: SAFI_UNICAST }];
+    for (const f of offered) if (f.safi === SAFI_UNICAST && (f.afi === Afi.Ipv4 || f.afi === Afi.Ipv6)) this.families.add(f.afi);
+    if (!this.peer.collisionAllows(this)) return;
+    const hold = Math.min(cfg.holdTimeSeconds ?? DEFAULT_HOLD, m.holdTime);
+    this.state = 'OpenConfirm';
+    this.send(KEEPALIVE);
+    this.armHold(hold * 1000);
+    if (hold > 0) this.keepaliveTimer = setInterval(() => this.send(KEEPALIVE), Math.max(1000, (hold * 1000) / 3));
+    this.peer.refreshState();
+  }
+
+  /** Sends the NOTIFICATION for `e` and closes. */
+  fail(e: BgpError): void {
+    if (this.closed) return;
+    const text = `${this.state === 'Established' ? '' : this.state + ': '}Sent: ${e.message}`;
+    this.peer.lastError = text;
+    this.peer.host.log('warn', `bgp ${this.peer.config.address}: ${text}`);
+    this.send(encodeNotification(e.code, e.subcode, e.data));
+    this.close(text, true);
+  }
+
+  /** Ends the connection: with `notified` the socket is flushed first (the NOTIFICATION goes out). */
+  close(reason: string, notified: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.holdTimer);
+    clearInterval(this.keepaliveTimer);
+    if (notified) this.socket.end();
+    // Do not wait forever for a FIN from a peer that stopped reading.
+    const s = this.socket;
+    if (notified) setTimeout(() => s.destroy(), 1000).unref();
+    else s.destroy();
+    this.peer.connectionClosed(this, reason);
+  }
+
+  /** Closes without NOTIFICATION, as a restarting speaker does (RFC 4724). */
+  drop(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.holdTimer);
+    clearInterval(this.keepaliveTimer);
+    this.socket.destroy();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+export interface PeerCounters {
+  messagesIn: number;
+  messagesOut: number;
+  updatesIn: number;
+  updatesOut: number;
+}
+
+/** The FSM of one configured peer. */
+export class PeerSession {
+  state: BgpState = 'Idle';
+  since = new Date();
+  info = 'Idle';
+  lastError = '';
+  counters: PeerCounters = { messagesIn: 0, messagesOut: 0, updatesIn: 0, updatesOut: 0 };
+  established?: Connection;
+  private conns: Connection[] = [];
+  private retryTimer?: NodeJS.Timeout;
+  private running = false;
+
+  constructor(readonly host: SessionHost, readonly config: PeerSettings) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.begin();
+  }
+
+  /** Idle -> Connect (we dial) or Active (passive: we wait for the peer). */
+  private begin(): void {
+    clearTimeout(this.retryTimer);
+    if (!this.running) return;
+    if (this.config.passive) {
+      this.setState('Active', this.lastError || 'Waiting for the peer to connect');
+      return;
+    }
+    if (this.conns.some(c => c.outgoing)) return;
+    const cfg = this.config;
+    let socket: Socket;
+    try {
+      socket = this.host.openSocket
+        ? this.host.openSocket(cfg)
+        : tcpConnect({ host: cfg.address, port: cfg.port ?? 179, localAddress: cfg.localAddress });
+    } catch (e) {
+      this.setState('Active', `Connect: ${(e as Error).message}`);
+      this.retryLater();
+      return;
+    }
+    this.conns.push(new Connection(this, socket, true));
+    this.refreshState();
+  }
+
+  private retryLater(): void {
+    clearTimeout(this.retryTimer);
+    if (!this.running) return;
+    this.retryTimer = setTimeout(() => this.begin(), this.host.connectRetryMs);
+  }
+
+  /** A connection the peer opened to our listener. */
+  accept(socket: Socket): void {
+    if (!this.running) {
+      socket.destroy();
+      return;
+    }
+    const est = this.established;
+    if (est) {
+      // RFC 4724 section 4.2: a graceful-restart peer reconnecting replaces its old session;
+      // otherwise a new connection colliding with an Established one is the one closed (6.8).
+      if (est.remote?.caps.gracefulRestart) {
+        est.close('peer restarted (new connection)', false);
+      } else {
+        socket.end(encodeNotification(ErrCode.Cease, CeaseSub.CollisionResolution));
+        setTimeout(() => socket.destroy(), 1000).unref();
+        return;
+      }
+    }
+    this.conns.push(new Connection(this, socket, false));
+    this.refreshState();
+  }
+
+  /**
+   * Collision detection (RFC 4271 section 6.8) when `conn` has just received the peer's OPEN:
+   * the connection opened by the speaker with the higher BGP identifier survives.
+   */
+  collisionAllows(conn: Connection): boolean {
+    for (const other of this.conns) {
+      if (other === conn || other.isClosed || other.state === 'Connect') continue;
+      if (other.state === 'Established') {
+        conn.fail(new BgpError(ErrCode.Cease, CeaseSub.CollisionResolution));
+        return false;
+      }
+      const remoteId = conn.remote!.routerId;
+      const weWin = ipNumber(this.host.routerId) > ipNumber(remoteId);
+      // Keep the connection we opened when our identifier is higher, theirs otherwise.
+      const loser = (other.outgoing === weWin) ? conn : other;
+      loser.fail(new BgpError(ErrCode.Cease, CeaseSub.CollisionResolution));
+      if (loser === conn) return false;
+    }
+    return true;
+  }
+
+  connectionEstablished(conn: Connection): void {
+    for (const other of this.conns) if (other !== conn) other.fail(new BgpError(ErrCode.Cease, CeaseSub.CollisionResolution));
+    this.established = conn;
+    this.lastError = '';
+    this.refreshState();
+    this.host.established(this);
+  }
+
+  connectionClosed(conn: Connection, reason: string): void {
+    this.conns = this.conns.filter(c => c !== conn);
+    if (this.established === conn) {
+      this.established = undefined;
+      this.host.log('info', `bgp ${this.config.address}: session down: ${reason}`);
+      this.host.down(this);
+    }
+    if (!this.running) return;
+    if (this.conns.length) {
+      this.refreshState();
+      return;
+    }
+    // Back to Idle (after an error) or Active, and try again after the connect-retry time.
+    this.setState(this.config.passive || conn.state === 'Connect' ? 'Active' : 'Idle', reason);
+    this.retryLater();
+  }
+
+  /** The peer's state is the most advanced of its connections' states. */
+  refreshState(): void {
+    let best: BgpState | undefined;
+    for (const c of this.conns) if (!c.isClosed && (!best || ORDER[c.state] > ORDER[best])) best = c.state;
+    if (!best) return;
+    const info = best === 'Established' ? 'Established' : best === 'Connect' ? 'Connect' : `${best}${this.lastError ? ` (last: ${this.lastError})` : ''}`;
+    this.setState(best, info);
+  }
+
+  private setState(state: BgpState, info: string): void {
+    if (state === this.state && info === this.info) return;
+    if (state !== this.state) this.since = new Date();
+    this.state = state;
+    this.info = info;
+    this.host.stateChanged(this);
+  }
+
+  /**
+   * Stops the FSM: NOTIFICATION Cease on every connection, or (graceful) a silent close. Resolves
+   * when the sockets are closed (at most about a second later).
+   */
+  stop(opts: { graceful?: boolean; subcode?: number } = {}): Promise<void> {
+    this.running = false;
+    clearTimeout(this.retryTimer);
+    const conns = this.conns;
+    const wasEstablished = this.established;
+    this.conns = [];
+    this.established = undefined;
+    const closed = conns.map(c => new Promise<void>(resolve => {
+      if (c.socket.destroyed) resolve();
+      else c.socket.once('close', () => resolve());
+    }));
+    for (const c of conns) {
+      if (opts.graceful) c.drop();
+      else {
+        c.send(encodeNotification(ErrCode.Cease, opts.subcode ?? CeaseSub.AdminShutdown));
+        c.close('Stopped', true);
+      }
+    }
+    if (wasEstablished) this.host.down(this);
+    this.setState('Idle', opts.graceful ? 'Stopped (graceful restart)' : 'Stopped');
+    return Promise.all(closed).then(() => undefined);
+  }
+}
+
+function ipNumber(text: string): number {
+  return text.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}

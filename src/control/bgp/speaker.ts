@@ -1,0 +1,566 @@
+// podway's BGP-4 speaker: peers (session.ts), the Adj-RIBs-In, best-path selection, and what is
+// advertised to whom (iBGP rules, eBGP next-hop-self and AS prepend, RFC 4456 route reflection).
+// The public API (BgpSpeaker and the types) is what the Calico peering model builds on.
+import { EventEmitter } from 'node:events';
+import { createServer, Server, Socket } from 'node:net';
+import { PeerSession, SessionHost, stripMapped, BgpState } from './session';
+import {
+  Afi, AsPathSegment, AsSegment, asPathLength, BgpError, CeaseSub, encodeAnnounce, encodeEndOfRib,
+  encodeRouteRefresh, encodeWithdraw, ErrCode, PathAttrs, Prefix, SAFI_UNICAST, UpdateMessage,
+  addressOctets, addressText, parsePrefix,
+} from './wire';
+
+export type { BgpState } from './session';
+
+export interface BgpPeerConfig {
+  address: string;
+  asNumber: number;
+  /** Wait for the peer to connect; never dial (Calico makes one side of each mesh pair passive). */
+  passive?: boolean;
+  /** The peer's TCP port (default 179). */
+  port?: number;
+  /** TCP-MD5 (RFC 2385) key. */
+  password?: string;
+  /** The peer is our route-reflector client (we reflect only when clusterId is set). */
+  routeReflectorClient?: boolean;
+  /** Toward an external peer, keep a learned route's next hop instead of setting ourselves. */
+  keepOriginalNextHop?: boolean;
+  holdTimeSeconds?: number;
+  /** Source address for our connection to the peer. */
+  localAddress?: string;
+  description?: string;
+  /** Most prefixes accepted from this peer before the session is closed (Cease 1); default 250000. */
+  maxPrefixes?: number;
+}
+
+export interface BgpSpeakerOptions {
+  localAs: number;
+  routerId: string;
+  listenAddress?: string;
+  /** TCP port to listen on; 179 by default, 0 = do not listen (outgoing sessions only). */
+  listenPort?: number;
+  /** Set = we are a route reflector with this cluster id. */
+  clusterId?: string;
+  /** Restart time we announce (RFC 4724); 0 = no graceful restart capability. Default 120. */
+  gracefulRestartSeconds?: number;
+  /** Wait between connection attempts and after a session error; default 5. */
+  connectRetrySeconds?: number;
+  /** Where the speaker reports session events; default: warnings to stderr. */
+  log?: (level: 'info' | 'warn', msg: string) => void;
+}
+
+export interface BgpExport {
+  prefix: string;
+  /** Default: our local address on the session. */
+  nextHop?: string;
+  /** "65000:100" style. */
+  communities?: string[];
+}
+
+export interface BgpRoute {
+  prefix: string;
+  nextHop: string;
+  /** Address of the peer it was learned from. */
+  peer: string;
+  asPath: number[];
+  localPref?: number;
+  med?: number;
+  communities: string[];
+  originatorId?: string;
+  clusterList?: string[];
+}
+
+export interface BgpPeerStatus {
+  address: string;
+  asNumber: number;
+  description?: string;
+  state: BgpState;
+  since: Date;
+  info: string;
+  messagesIn: number;
+  messagesOut: number;
+  updatesIn: number;
+  updatesOut: number;
+  prefixesReceived: number;
+  prefixesAccepted: number;
+  /** UPDATEs whose announcements RFC 7606 made withdrawals (malformed attributes). */
+  updatesTreatedAsWithdraw: number;
+  /** Path attributes dropped under RFC 7606 "attribute discard". */
+  attributesDiscarded: number;
+  /** iBGP or eBGP, once the session knows. */
+  type: 'internal' | 'external';
+}
+
+const NO_EXPORT = 0xffffff01;
+const NO_ADVERTISE = 0xffffff02;
+const DEFAULT_LOCAL_PREF = 100;
+const DEFAULT_MAX_PREFIXES = 250_000;
+
+/** One route in a peer's Adj-RIB-In. `attrs` is shared by all prefixes of one UPDATE. */
+interface Path {
+  readonly prefix: string;
+  readonly afi: Afi;
+  readonly peer: Peer;
+  readonly attrs: PathAttrs;
+  readonly nextHop: string;
+  /** Import checks passed (no AS or cluster loop). */
+  readonly accepted: boolean;
+}
+
+interface Peer {
+  config: BgpPeerConfig;
+  session: PeerSession;
+  ribIn: Map<string, Path>;
+  /** What we last announced to the peer: prefix -> attribute signature. */
+  ribOut: Map<string, string>;
+  accepted: number;
+  treatedAsWithdraw: number;
+  discarded: number;
+}
+
+export function communityText(c: number): string {
+  return `${c >>> 16}:${c & 0xffff}`;
+}
+
+export function parseCommunity(text: string): number {
+  const m = /^(\d{1,5}):(\d{1,5})$/.exec(text);
+  if (!m || Number(m[1]) > 0xffff || Number(m[2]) > 0xffff) throw new Error(`invalid BGP community "${text}": expected "asn:value" with both parts 0..65535`);
+  return (Number(m[1]) * 65536 + Number(m[2])) >>> 0;
+}
+
+function canonicalAddress(text: string): string {
+  return addressText(addressOctets(text));
+}
+
+function flatAsPath(segs: AsPathSegment[] | undefined): number[] {
+  return (segs ?? []).flatMap(s => s.asns);
+}
+
+function prepend(asn: number, segs: AsPathSegment[] | undefined): AsPathSegment[] {
+  const path = segs ?? [];
+  if (path.length && path[0].type === AsSegment.Sequence && path[0].asns.length < 255) {
+    return [{ type: AsSegment.Sequence, asns: [asn, ...path[0].asns] }, ...path.slice(1)];
+  }
+  return [{ type: AsSegment.Sequence, asns: [asn] }, ...path];
+}
+
+function ipNumber(text: string): number {
+  return text.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+export class BgpSpeaker extends EventEmitter {
+  private readonly peers = new Map<string, Peer>();
+  private exports = new Map<string, { exp: BgpExport; prefix: Prefix; communities: number[] }>();
+  /** Best accepted learned path per prefix (Loc-RIB without our own exports). */
+  private readonly best = new Map<string, Path>();
+  private readonly dirty = new Set<string>();
+  private flushScheduled = false;
+  private server?: Server;
+  private started = false;
+  private readonly host: SessionHost;
+  private readonly log: (level: 'info' | 'warn', msg: string) => void;
+
+  constructor(readonly opts: BgpSpeakerOptions) {
+    super();
+    if (!Number.isInteger(opts.localAs) || opts.localAs < 1 || opts.localAs > 0xffffffff) throw new Error(`BgpSpeaker: localAs ${opts.localAs} is not an AS number (1..4294967295)`);
+    if (!/^\d+\.\d+\.\d+\.\d+$/.test(opts.routerId) || ipNumber(opts.routerId) === 0) throw new Error(`BgpSpeaker: routerId "${opts.routerId}" is not a non-zero dotted quad`);
+    this.log = opts.log ?? ((level, msg) => { if (level === 'warn') process.stderr.write(`${msg}\n`); });
+    const speaker = this;
+    this.host = {
+      localAs: opts.localAs,
+      routerId: opts.routerId,
+      gracefulRestartSeconds: opts.gracefulRestartSeconds ?? 120,
+      connectRetryMs: (opts.connectRetrySeconds ?? 5) * 1000,
+      established: s => speaker.onEstablished(speaker.peerOf(s)),
+      update: (s, m) => speaker.onUpdate(speaker.peerOf(s), m),
+      routeRefresh: (s, afi) => speaker.onRouteRefresh(speaker.peerOf(s), afi),
+      down: s => speaker.onDown(speaker.peerOf(s)),
+      stateChanged: s => { const p = speaker.peerOf(s, true); if (p) speaker.emit('peer', speaker.statusOf(p)); },
+      log: (level, msg) => speaker.log(level, msg),
+    };
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const port = this.opts.listenPort ?? 179;
+    if (port !== 0) {
+      const server = createServer(socket => this.onIncoming(socket));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ port, host: this.opts.listenAddress ?? '::' }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      server.on('error', e => this.log('warn', `bgp listener: ${e.message}`));
+      this.server = server;
+    }
+    for (const p of this.peers.values()) p.session.start();
+  }
+
+  /** Ends every session: with NOTIFICATION Cease, or (graceful) silently so peers keep our routes. */
+  async stop(opts: { graceful?: boolean } = {}): Promise<void> {
+    this.started = false;
+    const server = this.server;
+    this.server = undefined;
+    const closing = server ? new Promise<void>(resolve => server.close(() => resolve())) : Promise.resolve();
+    await Promise.all([...this.peers.values()].map(p => p.session.stop({ graceful: opts.graceful })));
+    await closing;
+  }
+
+  setPeers(peers: BgpPeerConfig[]): void {
+    const wanted = new Map<string, BgpPeerConfig>();
+    for (const cfg of peers) {
+      const address = canonicalAddress(cfg.address);
+      if (!Number.isInteger(cfg.asNumber) || cfg.asNumber < 1 || cfg.asNumber > 0xffffffff) throw new Error(`BGP peer ${cfg.address}: asNumber ${cfg.asNumber} is not an AS number`);
+      wanted.set(address, { ...cfg, address });
+    }
+    for (const [address, peer] of this.peers) {
+      const next = wanted.get(address);
+      if (next && JSON.stringify(next) === JSON.stringify(peer.config)) continue;
+      this.peers.delete(address);
+      void peer.session.stop({ subcode: next ? CeaseSub.ConfigChange : CeaseSub.PeerDeconfigured });
+      this.forgetRoutes(peer);
+    }
+    for (const [address, cfg] of wanted) {
+      if (this.peers.has(address)) continue;
+      const peer: Peer = {
+        config: cfg,
+        session: new PeerSession(this.host, cfg),
+        ribIn: new Map(),
+        ribOut: new Map(),
+        accepted: 0,
+        treatedAsWithdraw: 0,
+        discarded: 0,
+      };
+      this.peers.set(address, peer);
+      if (this.started) peer.session.start();
+    }
+  }
+
+  setExports(routes: BgpExport[]): void {
+    const next = new Map<string, { exp: BgpExport; prefix: Prefix; communities: number[] }>();
+    for (const exp of routes) {
+      const prefix = parsePrefix(exp.prefix);
+      if (exp.nextHop !== undefined) canonicalAddress(exp.nextHop);
+      next.set(prefix.text, { exp, prefix, communities: (exp.communities ?? []).map(parseCommunity) });
+    }
+    for (const [key, e] of next) {
+      const old = this.exports.get(key);
+      if (!old || JSON.stringify(old.exp) !== JSON.stringify(e.exp)) this.dirty.add(key);
+    }
+    for (const key of this.exports.keys()) if (!next.has(key)) this.dirty.add(key);
+    this.exports = next;
+    this.scheduleFlush();
+  }
+
+  learned(): BgpRoute[] {
+    return [...this.best.values()].map(p => ({
+      prefix: p.prefix,
+      nextHop: p.nextHop,
+      peer: p.peer.config.address,
+      asPath: flatAsPath(p.attrs.asPath),
+      localPref: p.attrs.localPref,
+      med: p.attrs.med,
+      communities: (p.attrs.communities ?? []).map(communityText),
+      originatorId: p.attrs.originatorId,
+      clusterList: p.attrs.clusterList,
+    }));
+  }
+
+  status(): BgpPeerStatus[] {
+    return [...this.peers.values()].map(p => this.statusOf(p));
+  }
+
+  /** Asks every established peer to send its routes again (ROUTE-REFRESH, RFC 2918). */
+  refresh(): void {
+    for (const p of this.peers.values()) {
+      const conn = p.session.established;
+      if (!conn || !conn.remote?.caps.routeRefresh) continue;
+      for (const afi of conn.families) {
+        conn.send(encodeRouteRefresh(afi, SAFI_UNICAST));
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private statusOf(p: Peer): BgpPeerStatus {
+    const s = p.session;
+    return {
+      address: p.config.address,
+      asNumber: p.config.asNumber,
+      description: p.config.description,
+      state: s.state,
+      since: s.since,
+      info: s.info,
+      ...s.counters,
+      prefixesReceived: p.ribIn.size,
+      prefixesAccepted: p.accepted,
+      updatesTreatedAsWithdraw: p.treatedAsWithdraw,
+      attributesDiscarded: p.discarded,
+      type: p.config.asNumber === this.opts.localAs ? 'internal' : 'external',
+    };
+  }
+
+  private peerOf(s: PeerSession): Peer;
+  private peerOf(s: PeerSession, maybe: true): Peer | undefined;
+  private peerOf(s: PeerSession, maybe?: true): Peer | undefined {
+    const p = this.peers.get(s.config.address);
+    if (p && p.session === s) return p;
+    if (maybe) return undefined;
+    // A session we already replaced: give it a throwaway record so its last events go nowhere.
+    return { config: s.config as BgpPeerConfig, session: s, ribIn: new Map(), ribOut: new Map(), accepted: 0, treatedAsWithdraw: 0, discarded: 0 };
+  }
+
+  private onIncoming(socket: Socket): void {
+    socket.on('error', () => undefined);
+    const remote = stripMapped(socket.remoteAddress);
+    let peer: Peer | undefined;
+    try {
+      peer = this.peers.get(canonicalAddress(remote));
+    } catch {
+      peer = undefined;
+    }
+    if (!peer) {
+      // Not a configured peer: RFC 4271 lets us refuse without a word.
+      this.log('info', `bgp: refused connection from unconfigured ${remote}`);
+      socket.destroy();
+      return;
+    }
+    peer.session.accept(socket);
+  }
+
+  private isEbgp(p: Peer): boolean {
+    return p.config.asNumber !== this.opts.localAs;
+  }
+
+  /** RFC 4271 9.1.2 / RFC 4456 8: would we use this path at all (loops)? */
+  private importable(p: Peer, attrs: PathAttrs): boolean {
+    if (this.isEbgp(p)) return !flatAsPath(attrs.asPath).includes(this.opts.localAs);
+    if (attrs.originatorId === this.opts.routerId) return false;
+    const cluster = this.opts.clusterId ?? this.opts.routerId;
+    return !(attrs.clusterList ?? []).includes(cluster);
+  }
+
+  private onUpdate(p: Peer, m: UpdateMessage): void {
+    if (m.discarded.length) p.discarded += m.discarded.length;
+    const gone = [...m.withdrawn, ...(m.attrs.mpUnreach?.withdrawn ?? [])];
+    const announced: { prefix: string; afi: Afi; nextHop: string }[] = [];
+    for (const prefix of m.nlri) announced.push({ prefix, afi: Afi.Ipv4, nextHop: m.attrs.nextHop ?? '' });
+    const mp = m.attrs.mpReach;
+    if (mp && mp.safi === SAFI_UNICAST && (mp.afi === Afi.Ipv4 || mp.afi === Afi.Ipv6)) {
+      for (const prefix of mp.nlri) announced.push({ prefix, afi: mp.afi, nextHop: mp.nextHop });
+    }
+    if (m.treatAsWithdraw) {
+      p.treatedAsWithdraw++;
+      this.log('warn', `bgp ${p.config.address}: UPDATE treated as withdraw (RFC 7606): ${m.treatAsWithdraw}`);
+      for (const a of announced) gone.push(a.prefix);
+      announced.length = 0;
+    }
+    for (const prefix of gone) this.removePath(p, prefix);
+    if (announced.length) {
+      const { mpReach: _r, mpUnreach: _u, ...attrs } = m.attrs;
+      const accepted = this.importable(p, attrs);
+      for (const a of announced) {
+        this.removePath(p, a.prefix);
+        p.ribIn.set(a.prefix, { prefix: a.prefix, afi: a.afi, peer: p, attrs, nextHop: a.nextHop, accepted });
+        if (accepted) p.accepted++;
+        this.dirty.add(a.prefix);
+      }
+      const max = p.config.maxPrefixes ?? DEFAULT_MAX_PREFIXES;
+      if (p.ribIn.size > max) {
+        this.log('warn', `bgp ${p.config.address}: ${p.ribIn.size} prefixes exceed the limit of ${max}; closing the session (Cease: maximum number of prefixes reached)`);
+        const data = Buffer.alloc(7);
+        data.writeUInt16BE(Afi.Ipv4, 0);
+        data[2] = SAFI_UNICAST;
+        data.writeUInt32BE(max, 3);
+        p.session.established?.fail(new BgpError(ErrCode.Cease, CeaseSub.MaxPrefixes, data));
+      }
+    }
+    this.scheduleFlush();
+  }
+
+  private removePath(p: Peer, prefix: string): void {
+    const old = p.ribIn.get(prefix);
+    if (!old) return;
+    p.ribIn.delete(prefix);
+    if (old.accepted) p.accepted--;
+    this.dirty.add(prefix);
+  }
+
+  private forgetRoutes(p: Peer): void {
+    for (const prefix of p.ribIn.keys()) this.dirty.add(prefix);
+    p.ribIn.clear();
+    p.ribOut.clear();
+    p.accepted = 0;
+    this.scheduleFlush();
+  }
+
+  private onDown(p: Peer): void {
+    this.forgetRoutes(p);
+  }
+
+  private onEstablished(p: Peer): void {
+    p.ribOut.clear();
+    const conn = p.session.established!;
+    const all = new Set<string>([...this.exports.keys(), ...this.best.keys()]);
+    this.advertise(p, all);
+    for (const afi of conn.families) this.sendTo(p, [encodeEndOfRib(afi)]);
+    this.log('info', `bgp ${p.config.address}: Established`);
+  }
+
+  private onRouteRefresh(p: Peer, afi: Afi): void {
+    const all = new Set<string>();
+    for (const key of [...this.exports.keys(), ...this.best.keys()]) {
+      if (parsePrefix(key).afi !== afi) continue;
+      p.ribOut.delete(key);
+      all.add(key);
+    }
+    this.advertise(p, all);
+    this.sendTo(p, [encodeEndOfRib(afi)]);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Re-selects best paths for changed prefixes, tells every established peer, emits 'routes'. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (!this.dirty.size) return;
+    const changed = new Set(this.dirty);
+    this.dirty.clear();
+    let learnedChanged = false;
+    for (const prefix of changed) {
+      const next = this.select(prefix);
+      const prev = this.best.get(prefix);
+      if (next === prev) continue;
+      learnedChanged = true;
+      if (next) this.best.set(prefix, next);
+      else this.best.delete(prefix);
+    }
+    for (const p of this.peers.values()) if (p.session.established) this.advertise(p, changed);
+    if (learnedChanged) this.emit('routes', this.learned());
+  }
+
+  private select(prefix: string): Path | undefined {
+    let best: Path | undefined;
+    for (const p of this.peers.values()) {
+      const path = p.ribIn.get(prefix);
+      if (path?.accepted && (!best || this.better(path, best))) best = path;
+    }
+    return best;
+  }
+
+  /** RFC 4271 9.1.2.2 decision process (MED compared across neighbour ASes, as "always-compare"). */
+  private better(a: Path, b: Path): boolean {
+    const lp = (x: Path) => x.attrs.localPref ?? DEFAULT_LOCAL_PREF;
+    if (lp(a) !== lp(b)) return lp(a) > lp(b);
+    const al = asPathLength(a.attrs.asPath ?? []);
+    const bl = asPathLength(b.attrs.asPath ?? []);
+    if (al !== bl) return al < bl;
+    if ((a.attrs.origin ?? 2) !== (b.attrs.origin ?? 2)) return (a.attrs.origin ?? 2) < (b.attrs.origin ?? 2);
+    if ((a.attrs.med ?? 0) !== (b.attrs.med ?? 0)) return (a.attrs.med ?? 0) < (b.attrs.med ?? 0);
+    const ae = this.isEbgp(a.peer);
+    if (ae !== this.isEbgp(b.peer)) return ae;
+    const cl = (x: Path) => x.attrs.clusterList?.length ?? 0;
+    if (cl(a) !== cl(b)) return cl(a) < cl(b);
+    const id = (x: Path) => ipNumber(x.attrs.originatorId ?? x.peer.session.established?.remote?.routerId ?? '255.255.255.255');
+    if (id(a) !== id(b)) return id(a) < id(b);
+    return a.peer.config.address < b.peer.config.address;
+  }
+
+  /** Our next hop on this session for a family (IPv4-mapped when an IPv6 route rides IPv4). */
+  private selfNextHop(p: Peer, afi: Afi): string {
+    const local = p.session.established!.localAddress;
+    const v6 = local.includes(':');
+    if (afi === Afi.Ipv4) return v6 ? '0.0.0.0' : local;
+    return v6 ? local : `::ffff:${local}`;
+  }
+
+  /** The attributes to announce `prefix` to `p` with, or null when `p` should not have it. */
+  private outbound(p: Peer, prefix: string, afi: Afi): PathAttrs | null {
+    const toEbgp = this.isEbgp(p);
+    const own = this.exports.get(prefix);
+    if (own) {
+      return {
+        origin: 0,
+        asPath: toEbgp ? [{ type: AsSegment.Sequence, asns: [this.opts.localAs] }] : [],
+        nextHop: own.exp.nextHop !== undefined ? canonicalAddress(own.exp.nextHop) : this.selfNextHop(p, afi),
+        localPref: toEbgp ? undefined : DEFAULT_LOCAL_PREF,
+        communities: own.communities.length ? own.communities : undefined,
+      };
+    }
+    const best = this.best.get(prefix);
+    if (!best || best.peer === p) return null;
+    const a = best.attrs;
+    const communities = a.communities ?? [];
+    if (communities.includes(NO_ADVERTISE) || (toEbgp && communities.includes(NO_EXPORT))) return null;
+    const fromEbgp = this.isEbgp(best.peer);
+    if (toEbgp) {
+      return {
+        origin: a.origin,
+        asPath: prepend(this.opts.localAs, a.asPath),
+        nextHop: p.config.keepOriginalNextHop ? best.nextHop : this.selfNextHop(p, afi),
+        communities: a.communities,
+        atomicAggregate: a.atomicAggregate,
+        aggregator: a.aggregator,
+        unknown: a.unknown,
+      };
+    }
+    if (fromEbgp) return { ...a, nextHop: best.nextHop, localPref: a.localPref ?? DEFAULT_LOCAL_PREF };
+    // iBGP to iBGP: only a route reflector passes routes on (RFC 4456 section 6).
+    if (this.opts.clusterId === undefined) return null;
+    if (!best.peer.config.routeReflectorClient && !p.config.routeReflectorClient) return null;
+    const originatorId = a.originatorId ?? best.peer.session.established?.remote?.routerId ?? best.peer.config.address;
+    if (p.session.established?.remote?.routerId === originatorId) return null;
+    return {
+      ...a,
+      nextHop: best.nextHop,
+      localPref: a.localPref ?? DEFAULT_LOCAL_PREF,
+      originatorId,
+      clusterList: [this.opts.clusterId, ...(a.clusterList ?? [])],
+    };
+  }
+
+  /** Brings `p`'s Adj-RIB-Out for `prefixes` up to date: withdrawals, then grouped announcements. */
+  private advertise(p: Peer, prefixes: Iterable<string>): void {
+    const conn = p.session.established;
+    if (!conn) return;
+    const groups = new Map<string, { attrs: PathAttrs; prefixes: Prefix[] }>();
+    const withdraw: Record<number, Prefix[]> = { [Afi.Ipv4]: [], [Afi.Ipv6]: [] };
+    for (const key of prefixes) {
+      const prefix = parsePrefix(key);
+      if (!conn.families.has(prefix.afi)) continue;
+      const attrs = this.outbound(p, key, prefix.afi);
+      const sig = attrs ? `${prefix.afi}|${JSON.stringify(attrs)}` : undefined;
+      const prev = p.ribOut.get(key);
+      if (sig === prev) continue;
+      if (attrs && sig) {
+        p.ribOut.set(key, sig);
+        const g = groups.get(sig) ?? { attrs, prefixes: [] };
+        g.prefixes.push(prefix);
+        groups.set(sig, g);
+      } else {
+        p.ribOut.delete(key);
+        withdraw[prefix.afi].push(prefix);
+      }
+    }
+    const out: Buffer[] = [...encodeWithdraw(withdraw[Afi.Ipv4]), ...encodeWithdraw(withdraw[Afi.Ipv6])];
+    for (const g of groups.values()) out.push(...encodeAnnounce(g.prefixes, g.attrs, conn.ctx));
+    this.sendTo(p, out);
+  }
+
+  private sendTo(p: Peer, msgs: Buffer[]): void {
+    const conn = p.session.established;
+    if (!conn) return;
+    for (const m of msgs) {
+      conn.send(m);
+      p.session.counters.updatesOut++;
+    }
+  }
+}

@@ -1,0 +1,148 @@
+// Runs a real BIRD 2 (Debian's bird2) for BGP tests: its own config, control socket and pid file
+// in a temporary directory; every process is killed by PID and the directory removed on stop()
+// or, at the latest, when the test process exits. Peers on loopback with per-test 127.x
+// addresses and high ports, so nothing leaves the machine and tests do not collide.
+import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomInt } from 'node:crypto';
+
+export const BIRD_BINARY = '/usr/sbin/bird';
+export const BIRDC_BINARY = '/usr/sbin/birdc';
+
+const running = new Set<ChildProcess>();
+const dirs = new Set<string>();
+process.on('exit', () => {
+  for (const p of running) if (p.pid) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh 127.a.b.0 base for one test: addresses base+1.. are ours alone. */
+export function loopbackNet(): (host: number) => string {
+  const a = randomInt(1, 255);
+  const b = randomInt(0, 256);
+  return host => `127.${a}.${b}.${host}`;
+}
+
+export function randomPort(): number {
+  return randomInt(20000, 60000);
+}
+
+export interface Bird {
+  readonly dir: string;
+  readonly socket: string;
+  pid(): number;
+  /** Output of `birdc -s SOCKET <args>`. */
+  birdc(...args: string[]): Promise<string>;
+  /** Prefixes in BIRD's table (optionally only those from one protocol). */
+  routes(protocol?: string): Promise<string[]>;
+  /** `show protocols all NAME` text. */
+  protocol(name: string): Promise<string>;
+  /** SIGKILLs BIRD and waits for it to exit. */
+  kill(): Promise<void>;
+  /** Starts BIRD again with the same config. */
+  start(): Promise<void>;
+  signal(sig: 'SIGSTOP' | 'SIGCONT'): void;
+  /** Kills BIRD and removes its directory. */
+  stop(): Promise<void>;
+  log(): string;
+}
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+export async function startBird(config: string): Promise<Bird> {
+  if (!existsSync(BIRD_BINARY)) throw new Error(`${BIRD_BINARY} is missing: run \`bash scripts/setup.sh\` (as root), which installs Debian's bird2`);
+  const dir = mkdtempSync(join(tmpdir(), 'podway-bird-'));
+  dirs.add(dir);
+  const conf = join(dir, 'bird.conf');
+  const socket = join(dir, 'bird.ctl');
+  writeFileSync(conf, config);
+  let proc: ChildProcess | undefined;
+  let output = '';
+
+  const birdc = (...args: string[]) => new Promise<string>((resolve, reject) => {
+    execFile(BIRDC_BINARY, ['-s', socket, ...args], { timeout: 5000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`birdc ${args.join(' ')}: ${err.message} ${stderr}`));
+      else resolve(stdout);
+    });
+  });
+
+  const launch = async () => {
+    output = '';
+    const p = spawn(BIRD_BINARY, ['-f', '-c', conf, '-s', socket, '-P', join(dir, 'bird.pid')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const keep = (b: Buffer) => { output = (output + b.toString()).slice(-20000); };
+    p.stdout!.on('data', keep);
+    p.stderr!.on('data', keep);
+    running.add(p);
+    p.once('exit', () => running.delete(p));
+    proc = p;
+    for (let i = 0; ; i++) {
+      if (p.exitCode !== null) throw new Error(`bird exited (${p.exitCode}) at start:\n${output}`);
+      try {
+        await birdc('show', 'status');
+        return;
+      } catch (e) {
+        if (i > 100) throw new Error(`bird not answering on ${socket}: ${(e as Error).message}\n${output}`);
+      }
+      await sleep(50);
+    }
+  };
+
+  const kill = async () => {
+    const p = proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise<void>(resolve => p.once('exit', () => resolve()));
+    process.kill(p.pid!, 'SIGKILL');
+    await exited;
+  };
+
+  try {
+    await launch();
+  } catch (e) {
+    await kill();
+    rmSync(dir, { recursive: true, force: true });
+    dirs.delete(dir);
+    throw e;
+  }
+
+  return {
+    dir,
+    socket,
+    pid: () => proc!.pid!,
+    birdc,
+    async routes(protocol?: string) {
+      const out = await birdc('show', 'route', ...(protocol ? ['protocol', protocol] : []));
+      return out.split('\n').map(l => /^([0-9a-f.:]+\/\d+)\s/.exec(l)?.[1]).filter((x): x is string => !!x).sort();
+    },
+    protocol: name => birdc('show', 'protocols', 'all', name),
+    kill,
+    start: launch,
+    signal(sig) {
+      process.kill(proc!.pid!, sig);
+    },
+    async stop() {
+      if (proc && proc.signalCode === 'SIGSTOP') process.kill(proc.pid!, 'SIGCONT');
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+      dirs.delete(dir);
+    },
+    log: () => output,
+  };
+}
+
+/** Polls `check` every 100 ms until it returns a truthy value or `ms` pass; throws with `what`. */
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, ms = 15000): Promise<Exclude<T, null | undefined | false | 0 | ''>> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v as Exclude<T, null | undefined | false | 0 | ''>;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(100);
+  }
+}

@@ -20,6 +20,8 @@ command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 # the containers' /bin/busybox must be the static one (a dynamic busybox has no libc in the container)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 [ -x /usr/sbin/bird ] || need+=(bird2) # the BGP speaker's tests peer with a real BIRD 2
+command -v nft >/dev/null 2>&1 || need+=(nftables) # natOutgoing: podway's own table (podway run needs it)
+command -v traceroute >/dev/null 2>&1 || need+=(traceroute) # natOutgoing test: ICMP errors translated back
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "podway setup: missing ${need[*]}; run as root (or install them) to use the demo and tests" >&2

@@ -67,6 +67,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--rx-ring <version>', 'AF_PACKET receive ring: 2 = wake per frame (default: no block timer on the path), 3 = block batching').choices(['2', '3']).default('2'))
     .option('--qdisc-bypass', 'send on AF_PACKET sockets straight to the driver, skipping qdiscs (tc)')
     .option('--workers <n>', 'forwarding threads (flows spread by PACKET_FANOUT/SO_REUSEPORT; veth pods only when > 1)', (v) => Number(v), 1)
+    .option('--nat-port-range <low-high>', 'natOutgoing: TCP/UDP source ports (default: above net.ipv4.ip_local_port_range, 61000-65535 on most nodes)')
+    .option('--nat-udp-timeout <seconds>', 'natOutgoing: idle timeout of a NATed UDP flow (default 30 unreplied, 120 replied)', (v) => Number(v))
     .action(async (o) => {
       const node = nodeOption(o.node);
       const datastore: string = o.datastore ?? '';
@@ -77,7 +79,8 @@ export function buildProgram(): Command {
       if (!node) throw new Error('run: give --node NAME (or set NODENAME)');
       if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new Error('run: --batch must be 1..1024');
       if (!Number.isInteger(o.workers) || o.workers < 1 || o.workers > 64) throw new Error('run: --workers must be 1..64');
-      await runNode({ node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers });
+      if (o.natUdpTimeout !== undefined && (!Number.isInteger(o.natUdpTimeout) || o.natUdpTimeout < 1 || o.natUdpTimeout > 86400)) throw new Error('run: --nat-udp-timeout must be 1..86400 seconds');
+      await runNode({ natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {
@@ -89,13 +92,16 @@ export function buildProgram(): Command {
     ];
     for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
     for (const h of s.hostChanges) lines.push(`host: ${h}`);
+    if (s.nat?.table) lines.push(`nat: table ${s.nat.table}; natOutgoing from ${s.nat.natPools.join(', ') || 'no pool'}; ports ${s.nat.portRange}; udp timeout ${s.nat.udpTimeout.unreplied}/${s.nat.udpTimeout.replied} s${s.nat.lastError ? '; last error: ' + s.nat.lastError : ''}`);
+    else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
     return lines.join('\n') + '\n';
   });
   clientCommand(program, 'routes', 'show the routing table', (r) => table(r, ['cidr', 'kind', 'node', 'via', 'vtepMac', 'nextHopMac', 'mtu', 'pool']));
   clientCommand(program, 'endpoints', 'show local workload endpoints', (r) => table(r, ['workload', 'interface', 'type', 'networks', 'mac', 'rx', 'tx']));
   clientCommand(program, 'counters', 'show per-port counters and drop reasons', (r) => {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
-    return table(r.ports) + '\n' + table(reasons);
+    const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods\n` : '';
+    return table(r.ports) + '\n' + table(reasons) + nat;
   });
 
   program

@@ -8,7 +8,10 @@ import { resolveDatastoreSpec } from '../control';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
 import { joinCluster } from './join';
-import { Engine } from '../dataplane/engine';
+import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
+import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, parseNatPortRange } from '../dataplane/nft-nat';
+import { VXLAN_PORT } from '../packet/vxlan';
+import { formatIpv4 } from '../packet/ipv4';
 import { readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { Worker } from 'node:worker_threads';
@@ -25,6 +28,23 @@ export interface RunOptions {
   workers?: number;
   /** This node's address with its prefix, registered in a writable datastore (else first-found). */
   ip?: string;
+  /** natOutgoing: TCP/UDP ports masquerading uses ("LOW-HIGH"; default above the ephemeral range). */
+  natPortRange?: string;
+  /** natOutgoing: idle timeout of a NATed UDP flow, seconds (default the kernel's 30 unreplied / 120). */
+  natUdpTimeout?: number;
+}
+
+/** What podway's nftables table should hold for this model. */
+function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout']): NatSpec {
+  const nodes = new Set<number>([model.node.ip, ...model.node.knownNodeIps]);
+  return {
+    hostPort: HOST_PORT_NAME,
+    natPools: model.pools.filter((p) => p.natOutgoing).map((p) => p.cidr),
+    pools: model.pools.map((p) => p.cidr),
+    nodes: [...nodes].sort((a, b) => a - b).map(formatIpv4),
+    portRange,
+    udpTimeout,
+  };
 }
 
 export function log(node: string, msg: string): void {
@@ -50,6 +70,25 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const { source, first } = await ModelSource.start(opts.datastore, opts.node, say);
   say(`datastore ${specText}`);
   let current: NodeDataplaneModel = first;
+  // natOutgoing's port range and timeouts are checked before anything is touched.
+  const ephemeral = ephemeralPorts();
+  const natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
+  const udpTimeout = opts.natUdpTimeout !== undefined ? { unreplied: opts.natUdpTimeout, replied: opts.natUdpTimeout } : { unreplied: 30, replied: 120 };
+  const nat = new NftNat(say);
+  // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
+  // error only once a pool asks for natOutgoing.
+  const syncNat = (model: NodeDataplaneModel) => {
+    const want = natSpecOf(model, natPorts, udpTimeout);
+    if (nat.active) return nat.update(want);
+    try {
+      nat.start(want);
+      say(`nat: table ip podway created; ${want.natPools.length ? 'natOutgoing from ' + want.natPools.join(', ') : 'no pool has natOutgoing'}, ports ${natPorts[0]}-${natPorts[1]}`);
+    } catch (e) {
+      if (want.natPools.length) throw e;
+      nat.lastError = (e as Error).message;
+      say(`nat: ${nat.lastError} (no pool has natOutgoing now)`);
+    }
+  };
     const count = Math.max(1, opts.workers ?? 1);
   const workers: Worker[] = [];
   const engine = new Engine({
@@ -70,7 +109,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       w.postMessage({ type: 'counters', id });
       setTimeout(() => { if (pending.delete(id)) resolve(null); }, 2000).unref();
     }))).then((all) => all.filter((c): c is ReturnType<Engine['counters']> => c !== null));
-  const server = startControlServer(engine, sock, workerCounters);
+  const server = startControlServer(engine, sock, workerCounters, { nat });
   let kernelRoutes: KernelRoute4[] = [];
   let lastGateways = '';
   try {
@@ -83,6 +122,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     kernelRoutes = readKernelRoutesSync();
     engine.apply(model, kernelRoutes);
     lastGateways = gatewaysKey(model, kernelRoutes);
+    // After the host port exists: the table's reply rule names it.
+    syncNat(model);
     // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
     for (let index = 1; index < count; index++) {
       const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
@@ -108,6 +149,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     server.close();
     await source.close();
     engine.stop();
+    nat.stop();
     throw e;
   }
   for (const n of engine.notes) say(`host: set ${n}`);
@@ -146,6 +188,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
           }
           engine.apply(model, kernelRoutes);
           current = model;
+          try {
+            syncNat(model);
+          } catch (e) {
+            say(`nat: ${(e as Error).message}: this node's pods leave unNATed until it is fixed`);
+          }
           if (model.encap.vxlan && model.node.vtepIp === null) ensureTunnelAddress();
           lastGateways = gw;
           broadcast({ type: 'model', model, kernelRoutes });
@@ -176,6 +223,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       server.close();
       broadcast({ type: 'stop' });
       engine.stop();
+      nat.stop();
       void Promise.all(workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); })))
         .then(() => source.close())
         .then(resolve);

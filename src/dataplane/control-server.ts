@@ -21,12 +21,15 @@ type Counters = ReturnType<Engine['counters']>;
 /** Counters of the other forwarding workers (podway run --workers N), merged into `counters`. */
 export type WorkerCounters = () => Promise<Counters[]>;
 
+/** What the process adds beside the engine's view (natOutgoing's nftables table), if anything. */
+export interface ControlExtras { nat?: { status(): unknown; counters(): Promise<unknown> } }
+
 /**
  * Listens on `sockPath` for root and for podway's own uid only: the directory is ours and 0700,
  * the socket 0600, and every connection's peer uid is checked (SO_PEERCRED). Every failure,
  * including a refusal to touch what sits at the path, arrives as the server's 'error' event.
  */
-export function startControlServer(engine: Engine, sockPath: string, workerCounters: WorkerCounters = async () => []): net.Server {
+export function startControlServer(engine: Engine, sockPath: string, workerCounters: WorkerCounters = async () => [], extras: ControlExtras = {}): net.Server {
   const ownerUid = process.getuid ? process.getuid() : -1;
   const server = net.createServer((conn) => {
     conn.on('error', () => {});
@@ -48,7 +51,7 @@ export function startControlServer(engine: Engine, sockPath: string, workerCount
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        handle(engine, line, workerCounters).then(
+        handle(engine, line, workerCounters, extras).then(
           (res) => conn.write(JSON.stringify({ ok: true, result: res }) + '\n'),
           (err) => conn.write(JSON.stringify({ ok: false, error: (err as Error).message }) + '\n'),
         );
@@ -167,7 +170,7 @@ function fileKind(st: Stats): string {
   return 'an unknown file type';
 }
 
-async function handle(engine: Engine, line: string, workerCounters: WorkerCounters): Promise<unknown> {
+async function handle(engine: Engine, line: string, workerCounters: WorkerCounters, extras: ControlExtras): Promise<unknown> {
   let req: { cmd?: string; filter?: string[]; count?: number; timeoutMs?: number };
   try {
     req = JSON.parse(line);
@@ -176,13 +179,15 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
   }
   switch (req.cmd) {
     case 'status':
-      return engine.status();
+      return extras.nat ? { ...engine.status(), nat: extras.nat.status() } : engine.status();
     case 'routes':
       return engine.routes();
     case 'endpoints':
       return engine.endpointList();
-    case 'counters':
-      return mergeCounters(engine.counters(), await workerCounters());
+    case 'counters': {
+      const merged = mergeCounters(engine.counters(), await workerCounters());
+      return extras.nat ? { ...merged, nat: await extras.nat.counters() } : merged;
+    }
     case 'trace': {
       const f = parseTraceFilter(req.filter ?? []);
       const records = await engine.trace(f, req.count ?? 1, Math.min(req.timeoutMs ?? 10_000, 120_000));

@@ -59,6 +59,9 @@ export const Event = {
    * partial (offloaded) checksum from a same-host kernel node, or one right checksum in about
    * 65,536 that happens to match (completing it leaves it as it was). */
   CSUM_COMPLETED: base + 23,
+  /** Pod egress to outside the pools from a natOutgoing pool: handed to the node's routing, where
+   * podway's nftables table masquerades it (nft-nat.ts). */
+  EGRESS_NAT: base + 27,
 } as const;
 
 /** IPv6 (pipeline6.ts), numbered after the IPv4 ones so those keep their numbers. */
@@ -74,7 +77,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 27;
+export const COUNTER_COUNT = base + 28;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

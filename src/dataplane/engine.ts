@@ -173,6 +173,7 @@ export class Engine {
     this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
     this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
     applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: () => undefined });
+    this.pipe.natSources.set(model.pools.filter((p) => p.natOutgoing));
     this.model = model;
     this.applied++;
     const gws = new Set<number>();

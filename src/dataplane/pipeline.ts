@@ -25,6 +25,7 @@ import { NextHops, NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS } from './counters';
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
 import { Pipeline6 } from './pipeline6';
+import { NatSources } from './nat';
 
 /** What a port is to the pipeline. */
 export const Role = {
@@ -87,6 +88,8 @@ export class Pipeline {
   /** The IP pools (address, mask): pod egress to anything outside them goes to the kernel. */
   poolAddr = new Uint32Array(0);
   poolMask = new Uint32Array(0);
+  /** Pools with natOutgoing: their egress is masqueraded by the kernel (counted and traced here). */
+  readonly natSources = new NatSources();
   private ipId = 1;
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
   /** Set while `podway trace` runs. */
@@ -460,8 +463,8 @@ export class Pipeline {
   /**
    * A pod's packet for something that is not a pod: the node itself goes to the node's stack (a
    * veth pod's frame already reached it; a tap/tun pod's goes through the host port); anything
-   * outside the pools leaves through the kernel's routing, unencapsulated and not NATed (Calico
-   * with natOutgoing off). Pool addresses without a route are dropped: never loop them back.
+   * outside the pools leaves through the kernel's routing, unencapsulated, masqueraded there when
+   * its pool has natOutgoing (nft-nat.ts). Pool addresses without a route are dropped: never loop them back.
    */
   private noRouteFromPod(i: number, inPort: number, ip: number, dst: number): number {
     const tr = this.tr;
@@ -490,8 +493,10 @@ export class Pipeline {
     ipv4DecrementTtl(this.b, ip);
     this.setFrame(i, ip, total);
     this.pool.addr[i] = dst;
-    if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: outside the pools: through the node's routing (no NAT)`);
-    return this.count(Event.EGRESS, this.tx4Port);
+    const b = this.b;
+    const nat = dst !== 0 && !this.addr.knownNodes.has(dst) && this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0);
+    if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: outside the pools: through the node's routing (${nat ? 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip podway' : 'no NAT'})`);
+    return this.count(nat ? Event.EGRESS_NAT : Event.EGRESS, this.tx4Port);
   }
 
   // ---- replies podway makes itself -------------------------------------------------------------

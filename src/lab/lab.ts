@@ -81,6 +81,10 @@ export class Lab {
   readonly nodes: LabNode[] = [];
   private readonly namespaces: string[] = [];
   mode: Mode = 'vxlan';
+  /** The pool's natOutgoing (written by setMode/applyMode with the mode). */
+  natOutgoing = false;
+  /** The "outside" (addOutside): a namespace behind the fabric router, outside every pool. */
+  outside: { ns: string; ip: string } | null = null;
   /** When set (useKvDatastore), podway reads this KV datastore and mode switches are written to it. */
   private kvDatastore: { kv: KvStore; spec: string } | null = null;
   private etcd: LabEtcd | null = null;
@@ -168,6 +172,26 @@ export class Lab {
       this.nodes.push(node);
     });
     this.setMode(this.mode);
+  }
+
+  /**
+   * An "outside" host, stand-in for the internet: a namespace on its own link to the fabric router
+   * (203.0.113.10/24, TEST-NET-3, outside every pool and node subnet), reached by every node
+   * through its default route. Fabric underlay only; destroy() removes it.
+   */
+  addOutside(): { ns: string; ip: string } {
+    if (this.outside) return this.outside;
+    if (this.opts.underlay === 'p2p') throw new Error('the outside hangs off the fabric router: a p2p lab has none');
+    const ns = this.addNs(`pw-out-${this.tag}`);
+    run('ip', ['link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', 'out0', 'netns', this.fabric]);
+    run('ip', ['-n', this.fabric, 'addr', 'add', '203.0.113.1/24', 'dev', 'out0']);
+    run('ip', ['-n', this.fabric, 'link', 'set', 'out0', 'up']);
+    run('ip', ['-n', ns, 'addr', 'add', '203.0.113.10/24', 'dev', 'eth0']);
+    run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    run('ip', ['-n', ns, 'route', 'add', 'default', 'via', '203.0.113.1']);
+    this.wire(ns);
+    this.outside = { ns, ip: '203.0.113.10' };
+    return this.outside;
   }
 
   private buildP2p(): void {
@@ -319,7 +343,7 @@ spec:
   blockSize: 26
   ipipMode: ${ipip}
   vxlanMode: ${vxlan}
-  natOutgoing: false`,
+  natOutgoing: ${this.natOutgoing}`,
     ];
     for (const n of this.nodes) {
       docs.push(`apiVersion: projectcalico.org/v3

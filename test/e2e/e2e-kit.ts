@@ -110,7 +110,7 @@ export function backgroundPing(lab: Lab, from: string, toIp: string, count: numb
 
 const PEER = path.join(__dirname, 'tcp-peer.js');
 
-export interface Transfer { sent: { bytes: number; sha256: string }; received: { bytes: number; sha256: string }; ms: number }
+export interface Transfer { sent: { bytes: number; sha256: string }; received: { bytes: number; sha256: string; peer: string }; ms: number }
 
 function runPeer(ns: string, args: string[], onLine?: (l: string) => void): Promise<{ code: number | null; out: string; err: string }> {
   const proc = track(spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -134,8 +134,15 @@ function runPeer(ns: string, args: string[], onLine?: (l: string) => void): Prom
 
 /** Send `bytes` random bytes over TCP from one pod to another; returns both sides' sha256. */
 export async function tcpTransfer(lab: Lab, from: string, to: string, bytes: number, port = 5201): Promise<Transfer> {
-  const src = lab.pod(from);
   const dst = lab.pod(to);
+  return tcpTransferTo(lab, from, { name: to, ns: dst.ns, ip: dst.ip }, bytes, port);
+}
+
+/** The same towards any namespace and address (a pod, a node, the lab's outside); the receiver
+ * reports the peer address it saw (`received.peer`, "ip:port"). */
+export async function tcpTransferTo(lab: Lab, from: string, dst: { name: string; ns: string; ip: string }, bytes: number, port = 5201): Promise<Transfer> {
+  const src = lab.pod(from);
+  const to = dst.name;
   let listening!: () => void;
   const ready = new Promise<void>((r) => (listening = r));
   const server = runPeer(dst.ns, ['recv', dst.ip, String(port)], (l) => l === 'listening' && listening());

@@ -1,7 +1,7 @@
 /**
  * A tiny TCP peer for the end-to-end tests (run inside a pod namespace with `ip netns exec`):
  *   node tcp-peer.js recv <ip> <port>        listen, print "listening", then after the sender closes
- *                                           print one JSON line {bytes, sha256} and exit
+ *                                           print one JSON line {bytes, sha256, peer} and exit
  *   node tcp-peer.js send <ip> <port> <n>   send n random bytes, print {bytes, sha256}, exit
  * Both sides give up after 60 s so a broken path never hangs a test.
  */
@@ -17,6 +17,7 @@ setTimeout(() => {
 
 if (mode === 'recv') {
   const server = net.createServer((c) => {
+    const peer = `${c.remoteAddress}:${c.remotePort}`;
     const h = createHash('sha256');
     let bytes = 0;
     c.on('data', (d) => {
@@ -24,7 +25,7 @@ if (mode === 'recv') {
       bytes += d.length;
     });
     c.on('end', () => {
-      process.stdout.write(JSON.stringify({ bytes, sha256: h.digest('hex') }) + '\n');
+      process.stdout.write(JSON.stringify({ bytes, sha256: h.digest('hex'), peer }) + '\n');
       c.end();
       server.close();
     });

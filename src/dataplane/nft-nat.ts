@@ -1,0 +1,276 @@
+/**
+ * natOutgoing through the kernel's conntrack: podway owns one nftables table (`table ip podway`),
+ * created at start (replacing any copy a crashed run left), updated live when pools or nodes
+ * change (its sets only, so counters and conntrack timeouts stay), deleted at stop. Nothing outside
+ * that table is touched.
+ *
+ * Why the kernel and not a flow table of podway's own: the pipeline already hands pod egress
+ * outside the pools to the kernel through its raw socket, and those packets cross the kernel's
+ * OUTPUT and POSTROUTING hooks like any locally sent packet; conntrack gives masquerading with port
+ * allocation that never collides with other conntrack entries, ICMP errors translated back (inner
+ * header included), TCP state tracking and timeouts, in one table podway only describes (measured
+ * in README and bench/e2e: the `nat-udp` rows).
+ *
+ * The path of a NATed flow:
+ * - pod -> podway -> raw socket: OUTPUT (`output` chain: a UDP flow gets podway's ct timeout
+ *   policy), POSTROUTING (`postrouting`: pool source, destination outside every pool and not a
+ *   node -> `masquerade fully-random`, TCP/UDP ports from podway's range).
+ * - replies (and ICMP errors about the flow) arrive on the underlay, where podway keeps the kernel
+ *   from forwarding (forwarding=0). Conntrack has translated them back to the pod's address in
+ *   PREROUTING (dstnat); the `prerouting` chain then sends a copy into the host port (`dup to <pod>
+ *   device podway0`) and drops the original, which forwarding=0 would drop anyway: podway delivers
+ *   it to the pod like any packet from the node.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+export const NAT_TABLE = 'podway';
+
+export interface NatSpec {
+  /** The host port replies are handed to (podway0). */
+  hostPort: string;
+  /** CIDRs of the pools with natOutgoing: true. */
+  natPools: readonly string[];
+  /** CIDRs of every pool (never NATed as destinations; replies to them are taken back). */
+  pools: readonly string[];
+  /** Node addresses (never NATed as destinations). */
+  nodes: readonly string[];
+  /** TCP/UDP source ports masquerading may use. */
+  portRange: readonly [number, number];
+  /** UDP conntrack timeouts (seconds) of NATed flows: podway's own policy, not the sysctls. */
+  udpTimeout: { unreplied: number; replied: number };
+}
+
+const MATCH = 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes';
+
+function elements(xs: readonly string[]): string {
+  return xs.length ? ` elements = { ${xs.join(', ')} }` : '';
+}
+
+/**
+ * The whole table, as one nft transaction: `add` then `delete` makes the create idempotent (a
+ * table left by a crashed run, or none, ends the same way), and the kernel applies it atomically.
+ */
+export function natTableProgram(s: NatSpec): string {
+  const [lo, hi] = s.portRange;
+  return `add table ip ${NAT_TABLE}
+delete table ip ${NAT_TABLE}
+table ip ${NAT_TABLE} {
+  set pools { type ipv4_addr; flags interval; auto-merge;${elements(s.pools)} }
+  set natpools { type ipv4_addr; flags interval; auto-merge;${elements(s.natPools)} }
+  set nodes { type ipv4_addr;${elements(s.nodes)} }
+  counter nat_flows { }
+  counter nat_out { }
+  counter nat_in { }
+  ct timeout udp_nat {
+    protocol udp; l3proto ip;
+    policy = { unreplied: ${s.udpTimeout.unreplied}, replied: ${s.udpTimeout.replied} }
+  }
+  chain output {
+    type filter hook output priority mangle; policy accept;
+    ${MATCH} meta l4proto udp ct state new ct timeout set "udp_nat"
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ${MATCH} meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :${lo}-${hi} fully-random
+    ${MATCH} counter name "nat_flows" masquerade fully-random
+  }
+  chain counting {
+    type filter hook postrouting priority srcnat + 10; policy accept;
+    ct direction original ct status snat ct original ip saddr @pools counter name "nat_out"
+  }
+  chain prerouting {
+    type filter hook prerouting priority filter; policy accept;
+    ct direction reply ct status snat ip daddr @pools counter name "nat_in" dup to ip daddr device "${s.hostPort}" drop
+  }
+}
+`;
+}
+
+/** A live update: the sets only, replaced in one transaction. */
+export function natSetsProgram(s: NatSpec): string {
+  const lines: string[] = [];
+  for (const [set, xs] of [['pools', s.pools], ['natpools', s.natPools], ['nodes', s.nodes]] as const) {
+    lines.push(`flush set ip ${NAT_TABLE} ${set}`);
+    if (xs.length) lines.push(`add element ip ${NAT_TABLE} ${set} { ${xs.join(', ')} }`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** The kernel's ephemeral port range (net.ipv4.ip_local_port_range). */
+export function ephemeralPorts(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (lo > 0 && hi >= lo) return [lo, hi];
+  } catch {
+    /* not Linux: the kernel's default */
+  }
+  return [32768, 60999];
+}
+
+/**
+ * Masquerading ports that never meet the kernel's own sockets' ephemeral ports nor the VXLAN port:
+ * above the ephemeral range when that leaves at least 1,024 ports (61000-65535 by default), else
+ * between the VXLAN port and the ephemeral range.
+ */
+export function defaultNatPortRange(ephemeral: readonly [number, number], vxlanPort: number): [number, number] {
+  if (65535 - ephemeral[1] >= 1024) return [ephemeral[1] + 1, 65535];
+  return [Math.max(1024, vxlanPort + 1), ephemeral[0] - 1];
+}
+
+/** Parse and check `--nat-port-range LO-HI`: a clear error naming the option otherwise. */
+export function parseNatPortRange(text: string, ephemeral: readonly [number, number], vxlanPort: number): [number, number] {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
+  const lo = m ? Number(m[1]) : NaN;
+  const hi = m ? Number(m[2]) : NaN;
+  if (!m || lo < 1024 || hi > 65535 || lo > hi) throw new Error(`--nat-port-range: "${text}" is not LOW-HIGH within 1024-65535`);
+  if (lo <= vxlanPort && vxlanPort <= hi) throw new Error(`--nat-port-range: ${text} holds the VXLAN port ${vxlanPort}`);
+  if (lo <= ephemeral[1] && ephemeral[0] <= hi) throw new Error(`--nat-port-range: ${text} overlaps the kernel's ephemeral ports ${ephemeral[0]}-${ephemeral[1]} (net.ipv4.ip_local_port_range)`);
+  return [lo, hi];
+}
+
+export interface NatCounters { flows: number; outPackets: number; outBytes: number; inPackets: number; inBytes: number }
+
+function nftError(e: unknown, what: string): Error {
+  const err = e as NodeJS.ErrnoException & { stderr?: Buffer | string };
+  if (err.code === 'ENOENT') return new Error(`natOutgoing needs nftables: the nft command was not found (install the nftables package; scripts/setup.sh does)`);
+  const msg = (err.stderr ?? '').toString().trim() || err.message;
+  return new Error(`nft (${what}): ${msg}`);
+}
+
+/**
+ * The table's owner. start/stop are synchronous (they run once, before forwarding and at exit);
+ * updates run in a child process the event loop never waits for, one at a time, the newest spec
+ * winning, so forwarding is never stalled by `nft`.
+ */
+export class NftNat {
+  private spec: NatSpec | null = null;
+  private tableKey = '';
+  private setsKey = '';
+  private running = false;
+  private pending: NatSpec | null = null;
+  lastError: string | null = null;
+  updates = 0;
+
+  constructor(private readonly log: (m: string) => void, private readonly nft = 'nft') {}
+
+  /** Create (or re-create) the table. Throws a clear error when nft is missing or refuses. */
+  start(s: NatSpec): void {
+    this.run(natTableProgram(s), 'create table');
+    this.spec = s;
+    this.tableKey = tableKeyOf(s);
+    this.setsKey = setsKeyOf(s);
+    this.lastError = null;
+  }
+
+  get active(): boolean {
+    return this.spec !== null;
+  }
+
+  /** Apply a new spec: the sets when only they changed, else the whole table. */
+  update(s: NatSpec): void {
+    if (!this.spec) return;
+    if (tableKeyOf(s) === this.tableKey && setsKeyOf(s) === this.setsKey) return;
+    this.pending = s;
+    if (!this.running) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.pending && this.spec) {
+        const s = this.pending;
+        this.pending = null;
+        const whole = tableKeyOf(s) !== this.tableKey;
+        try {
+          await this.runAsync(whole ? natTableProgram(s) : natSetsProgram(s), whole ? 'replace table' : 'update sets');
+          this.tableKey = tableKeyOf(s);
+          this.setsKey = setsKeyOf(s);
+          this.updates++;
+          this.lastError = null;
+          this.log(`nat: ${s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing'} (table ip ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'})`);
+        } catch (e) {
+          this.lastError = (e as Error).message;
+          this.log(`nat: ${this.lastError} (retrying on the next change)`);
+          this.tableKey = '';
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Remove the table (at stop). Never throws: a table already gone is fine. */
+  stop(): void {
+    if (!this.spec) return;
+    this.spec = null;
+    this.pending = null;
+    try {
+      this.run(`delete table ip ${NAT_TABLE}\n`, 'delete table');
+    } catch (e) {
+      this.log(`nat: ${(e as Error).message}`);
+    }
+  }
+
+  /** The table's counters (packets NATed out, replies taken back), read without blocking. */
+  counters(): Promise<NatCounters | null> {
+    if (!this.spec) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      execFile(this.nft, ['-j', 'list', 'counters', 'table', 'ip', NAT_TABLE], { timeout: 5000 }, (err, out) => {
+        if (err) return resolve(null);
+        try {
+          resolve(parseCounters(out));
+        } catch {
+          resolve(null);
+        }
+      });
+    });
+  }
+
+  status() {
+    const s = this.spec;
+    return s
+      ? { table: `ip ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, updates: this.updates, lastError: this.lastError }
+      : { table: null, lastError: this.lastError };
+  }
+
+  private run(program: string, what: string): void {
+    try {
+      execFileSync(this.nft, ['-f', '-'], { input: program, stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
+    } catch (e) {
+      throw nftError(e, what);
+    }
+  }
+
+  private runAsync(program: string, what: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const c = execFile(this.nft, ['-f', '-'], { timeout: 10_000 }, (err, _out, stderr) => {
+        if (err) reject(nftError(Object.assign(err, { stderr }), what));
+        else resolve();
+      });
+      c.stdin?.end(program);
+    });
+  }
+}
+
+/** What only a whole-table replace changes (the chains' constants). */
+function tableKeyOf(s: NatSpec): string {
+  return JSON.stringify([s.hostPort, s.portRange, s.udpTimeout]);
+}
+
+function setsKeyOf(s: NatSpec): string {
+  return JSON.stringify([s.pools, s.natPools, s.nodes]);
+}
+
+export function parseCounters(json: string): NatCounters {
+  const c: NatCounters = { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0 };
+  const doc = JSON.parse(json) as { nftables?: { counter?: { name: string; packets: number; bytes: number } }[] };
+  for (const item of doc.nftables ?? []) {
+    const k = item.counter;
+    if (!k) continue;
+    if (k.name === 'nat_flows') c.flows = k.packets;
+    else if (k.name === 'nat_out') { c.outPackets = k.packets; c.outBytes = k.bytes; }
+    else if (k.name === 'nat_in') { c.inPackets = k.packets; c.inBytes = k.bytes; }
+  }
+  return c;
+}

@@ -1,0 +1,262 @@
+/**
+ * natOutgoing end to end (root, network namespaces): two podway nodes with ten pods (veth, tap,
+ * tun) in a natOutgoing pool, and an "outside" namespace behind the fabric router (203.0.113.10,
+ * outside every pool). Pods reach it over TCP, UDP and ICMP with their node's address; 1,000
+ * concurrent flows; ICMP errors come back translated (traceroute); an idle UDP flow expires on
+ * podway's own ct timeout; pool-to-pool and pod-to-node traffic keeps the pod's address; the flag
+ * flips live; a crashed run's table is replaced at the next start and removed at stop.
+ * One lab for the whole file (built in `before`, removed in `after`, and by guard() on any exit).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo } from './e2e-kit';
+
+const PEER = path.join(__dirname, 'nat-peer.js');
+const UDP_TIMEOUT_S = 3;
+
+const SPEC: LabNodeSpec[] = [
+  { name: 'node1', subnet: 'a', pods: [...['a', 'b', 'c', 'd'].map((x) => ({ name: `n1-${x}`, type: 'veth' as const })), { name: 'n1-tap', type: 'tap' }] },
+  { name: 'node2', subnet: 'a', pods: [...['a', 'b', 'c', 'd'].map((x) => ({ name: `n2-${x}`, type: 'veth' as const })), { name: 'n2-tun', type: 'tun' }] },
+];
+
+let lab: Lab;
+let outside: { ns: string; ip: string };
+/** Every IPv4 source address the outside's interface received (tcpdump), until the flag flips. */
+let dump: ChildProcess | null = null;
+let dumpOut = '';
+
+function nodeIps(): Set<string> {
+  return new Set(lab.nodes.map((n) => n.ip));
+}
+
+function inNs(ns: string, args: string[], allowFail = false): string {
+  return run('ip', ['netns', 'exec', ns, ...args], { allowFail, timeoutMs: 30_000 });
+}
+
+/** A nat-peer server in `ns`; resolves once it is ready. Its "peer" lines are collected. */
+async function server(ns: string, mode: 'udp-echo' | 'tcp-echo', ip: string, port: number, seconds = 60): Promise<{ proc: ChildProcess; peers: () => string[] }> {
+  const proc = track(spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, mode, ip, String(port), String(seconds)], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stdout!.on('data', (d: string) => (out += d));
+  if (!(await until(() => out.includes('ready') || proc.exitCode !== null, 10_000))) throw new Error(`${mode} in ${ns} did not start`);
+  if (!out.includes('ready')) throw new Error(`${mode} in ${ns} exited`);
+  return { proc, peers: () => [...out.matchAll(/^peer (\S+)$/gm)].map((m) => m[1]) };
+}
+
+function peerJson(ns: string, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  const proc = track(spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stdout!.on('data', (d: string) => (out += d));
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (d: string) => (err += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs + 5000);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (!line) reject(new Error(`nat-peer ${args[0]} (${code}): ${err.trim() || out.trim()}`));
+      else resolve(JSON.parse(line));
+    });
+  });
+}
+
+function kill(p: ChildProcess | null): void {
+  if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+}
+
+function portRange(): [number, number] {
+  const [lo, hi] = run('cat', ['/proc/sys/net/ipv4/ip_local_port_range']).trim().split(/\s+/).map(Number);
+  return 65535 - hi >= 1024 ? [hi + 1, 65535] : [4790, lo - 1];
+}
+
+function splitPeer(p: string): { ip: string; port: number } {
+  const i = p.lastIndexOf(':');
+  return { ip: p.slice(0, i).replace(/^::ffff:/, ''), port: Number(p.slice(i + 1)) };
+}
+
+/** The node's conntrack entries (the kernel's own table, read in the node's namespace). */
+function conntrack(node: string): string[] {
+  return inNs(lab.node(node).ns, ['cat', '/proc/net/nf_conntrack']).split('\n').filter(Boolean);
+}
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('nat tests need root (network namespaces)');
+  lab = guard(new Lab(SPEC));
+  lab.build();
+  outside = lab.addOutside();
+  lab.natOutgoing = true;
+  lab.setMode('vxlan');
+  dump = track(spawn('ip', ['netns', 'exec', outside.ns, 'tcpdump', '-n', '-l', '-i', 'eth0', '-c', '200000', 'ip'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  dump.stdout!.setEncoding('utf8');
+  dump.stdout!.on('data', (d: string) => (dumpOut += d));
+  for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--nat-udp-timeout', String(UDP_TIMEOUT_S)]);
+  await sleep(1000); // tcpdump is listening
+});
+
+test.after(async () => {
+  kill(dump);
+  if (lab) await teardown(lab);
+});
+
+test('podway creates its own table ip podway with the natOutgoing pool, nothing else', async () => {
+  for (const n of lab.nodes) {
+    const tables = inNs(n.ns, ['nft', 'list', 'tables']).trim().split('\n');
+    assert.equal(tables, ['table ip podway'], `${n.name}: only podway's table`);
+    const set = inNs(n.ns, ['nft', 'list', 'set', 'ip', 'podway', 'natpools']);
+    assert.match(set, '10.244.0.0/16');
+    const st = (await controlRequest(n.control, { cmd: 'status' }, 5000)) as { nat: { table: string; natPools: string[]; portRange: string } };
+    assert.equal(st.nat.table, 'ip podway');
+    assert.equal(st.nat.natPools, ['10.244.0.0/16']);
+    assert.equal(st.nat.portRange, portRange().join('-'));
+  }
+});
+
+test('ping from veth, tap and tun pods to the outside, traced as natOutgoing', async () => {
+  const trace = controlRequest(lab.node('node1').control, { cmd: 'trace', filter: ['dst', outside.ip, 'and', 'icmp'], count: 1, timeoutMs: 10_000 }, 15_000) as Promise<{ records: { stages: string[] }[] }>;
+  await sleep(200);
+  for (const pod of ['n1-a', 'n1-tap', 'n2-tun', 'n2-b']) {
+    const r = lab.ping(pod, outside.ip, 3, 56, ['-W', '3']);
+    assert.is(r.received, 3, `${pod} -> outside: ${JSON.stringify(r)}\n${logTail(lab)}`);
+  }
+  const t = await trace;
+  assert.ok(t.records[0].stages.some((s) => s.includes('natOutgoing: masqueraded')), t.records[0].stages.join('\n'));
+  const c = (await controlRequest(lab.node('node1').control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number>; nat: { flows: number; outPackets: number; inPackets: number } };
+  assert.ok(c.reasons.egress_nat >= 6, JSON.stringify(c.reasons));
+  assert.ok(c.nat.outPackets >= 6 && c.nat.inPackets >= 6 && c.nat.flows >= 2, JSON.stringify(c.nat));
+});
+
+test('TCP 10 MB from a pod to the outside, content checked; the outside sees the node address from the NAT range', async () => {
+  const [lo, hi] = portRange();
+  for (const [pod, node, port] of [['n1-a', 'node1', 7001], ['n2-tun', 'node2', 7002]] as const) {
+    const t = await tcpTransferTo(lab, pod, { name: 'outside', ns: outside.ns, ip: outside.ip }, 10 * 1024 * 1024, port);
+    assert.is(t.received.bytes, 10 * 1024 * 1024);
+    assert.is(t.received.sha256, t.sent.sha256);
+    const peer = splitPeer(t.received.peer);
+    assert.is(peer.ip, lab.node(node).ip, `${pod}: the outside saw ${t.received.peer}`);
+    assert.ok(peer.port >= lo && peer.port <= hi && peer.port !== 4789, `source port ${peer.port} outside ${lo}-${hi}`);
+  }
+});
+
+test('UDP from a tap pod to the outside and back, with the node address', async () => {
+  const srv = await server(outside.ns, 'udp-echo', outside.ip, 7003);
+  try {
+    const r = await peerJson(lab.pod('n1-tap').ns, ['udp-ask', outside.ip, '7003', '0', '3000'], 3000);
+    assert.is(r.answered, true, JSON.stringify(r));
+    const peers = srv.peers().map(splitPeer);
+    assert.ok(peers.length >= 1 && peers.every((p) => p.ip === lab.node('node1').ip), JSON.stringify(peers));
+  } finally {
+    kill(srv.proc);
+  }
+});
+
+test('traceroute from a pod: the router\'s time exceeded and the outside\'s port unreachable come back translated', async () => {
+  const out = inNs(lab.pod('n2-c').ns, ['traceroute', '-n', '-q', '1', '-w', '2', '-m', '5', outside.ip], true);
+  const hops = [...out.matchAll(/^\s*(\d+)\s+(\S+)/gm)].map((m) => m[2]);
+  // 1: podway itself (ttl expired on node2), 2: the fabric router, 3: the outside (port unreachable)
+  assert.equal(hops, [lab.node('node2').ip, '10.99.0.254', outside.ip], out);
+});
+
+test('1,000 concurrent TCP flows from 10 pods: every echo comes back, 1,000 distinct node address:port pairs', async () => {
+  const srv = await server(outside.ns, 'tcp-echo', outside.ip, 7004);
+  try {
+    const pods = lab.nodes.flatMap((n) => n.pods);
+    assert.is(pods.length, 10);
+    const results = await Promise.all(pods.map((p) => peerJson(p.ns, ['tcp-flows', outside.ip, '7004', '100', '20000'], 20_000)));
+    for (let k = 0; k < pods.length; k++) assert.equal([results[k].ok, results[k].failed], [100, 0], `${pods[k].name}: ${JSON.stringify(results[k])}`);
+    const peers = srv.peers();
+    assert.is(peers.length, 1000);
+    assert.is(new Set(peers).size, 1000, 'every flow its own address:port');
+    const ips = nodeIps();
+    assert.ok(peers.every((p) => ips.has(splitPeer(p).ip)), 'only node addresses');
+  } finally {
+    kill(srv.proc);
+  }
+});
+
+test('an idle UDP flow expires on podway\'s ct timeout (3 s, table ip podway) and its port is reused', async () => {
+  const srv = await server(outside.ns, 'udp-echo', outside.ip, 7005);
+  try {
+    const pod = lab.pod('n1-b');
+    const entry = () => conntrack('node1').find((l) => l.includes(`src=${pod.ip}`) && l.includes('sport=40404 ') && l.includes('dport=7005 '));
+    const r1 = await peerJson(pod.ns, ['udp-ask', outside.ip, '7005', '40404', '3000'], 3000);
+    assert.is(r1.answered, true);
+    const e = entry();
+    assert.ok(e, 'conntrack entry of the flow');
+    const ttl = Number(e!.split(/\s+/)[4]);
+    assert.ok(ttl <= UDP_TIMEOUT_S, `entry's timeout ${ttl} s is podway's ${UDP_TIMEOUT_S} s, not the kernel's 30/120: ${e}`);
+    const t0 = Date.now();
+    assert.ok(await until(() => entry() === undefined, 15_000, 250), 'entry gone');
+    assert.ok(Date.now() - t0 <= (UDP_TIMEOUT_S + 3) * 1000);
+    const r2 = await peerJson(pod.ns, ['udp-ask', outside.ip, '7005', '40404', '3000'], 3000);
+    assert.is(r2.answered, true, 'the same pod port talks again after expiry');
+    assert.ok(entry(), 'a new entry');
+  } finally {
+    kill(srv.proc);
+  }
+});
+
+test('pool to pool and pod to node keep the pod address', async () => {
+  const a = lab.pod('n1-c');
+  const t = await tcpTransferTo(lab, 'n1-c', { name: 'n2-d', ns: lab.pod('n2-d').ns, ip: lab.pod('n2-d').ip }, 200_000, 7006);
+  assert.is(t.received.sha256, t.sent.sha256);
+  assert.is(splitPeer(t.received.peer).ip, a.ip);
+  const n2 = lab.node('node2');
+  const u = await tcpTransferTo(lab, 'n1-c', { name: 'node2', ns: n2.ns, ip: n2.ip }, 200_000, 7007);
+  assert.is(u.received.sha256, u.sent.sha256);
+  assert.is(splitPeer(u.received.peer).ip, a.ip);
+});
+
+test('the outside saw nothing but node addresses', async () => {
+  await sleep(500);
+  const srcs = new Set([...dumpOut.matchAll(/ IP (\d+\.\d+\.\d+\.\d+)(?:\.\d+)? > /g)].map((m) => m[1]));
+  srcs.delete(outside.ip);
+  srcs.delete('203.0.113.1'); // the router, about its own link
+  assert.ok(srcs.size >= 1);
+  const ips = nodeIps();
+  assert.ok([...srcs].every((s) => ips.has(s)), `sources seen: ${[...srcs].join(', ')}`);
+  kill(dump);
+});
+
+test('natOutgoing flips live: off leaves with the pod address, on again with the node address', async () => {
+  const srv = await server(outside.ns, 'udp-echo', outside.ip, 7008);
+  const natpools = () => inNs(lab.node('node1').ns, ['nft', 'list', 'set', 'ip', 'podway', 'natpools']);
+  try {
+    const pod = lab.pod('n1-d');
+    lab.natOutgoing = false;
+    lab.setMode('vxlan');
+    assert.ok(await until(() => !natpools().includes('10.244.0.0/16'), 10_000), 'set emptied');
+    const off = await peerJson(pod.ns, ['udp-ask', outside.ip, '7008', '0', '1500'], 1500);
+    assert.is(off.answered, false, 'no route back to a pod address from the outside');
+    assert.ok(srv.peers().map(splitPeer).some((p) => p.ip === pod.ip), `the outside saw the pod address: ${srv.peers()}`);
+    lab.natOutgoing = true;
+    lab.setMode('vxlan');
+    assert.ok(await until(() => natpools().includes('10.244.0.0/16'), 10_000), 'set filled');
+    const on = await peerJson(pod.ns, ['udp-ask', outside.ip, '7008', '0', '3000'], 3000);
+    assert.is(on.answered, true);
+    assert.is(splitPeer(srv.peers().pop()!).ip, lab.node('node1').ip);
+  } finally {
+    kill(srv.proc);
+  }
+});
+
+test('a crashed run\'s table is replaced at the next start, and removed at stop', async () => {
+  const n = lab.node('node2');
+  n.proc!.kill('SIGKILL');
+  await until(() => n.proc!.exitCode !== null || n.proc!.signalCode !== null, 5000);
+  n.proc = null;
+  assert.equal(inNs(n.ns, ['nft', 'list', 'tables']).trim(), 'table ip podway', 'left behind by the crash');
+  await lab.startPodway('node2', 20_000, ['--nat-udp-timeout', String(UDP_TIMEOUT_S)]);
+  assert.equal(inNs(n.ns, ['nft', 'list', 'tables']).trim(), 'table ip podway');
+  assert.is(lab.ping('n2-a', outside.ip, 3, 56, ['-W', '3']).received, 3, 'NAT works after the restart');
+  assert.is(await lab.stopPodway('node2'), 0);
+  assert.is(inNs(n.ns, ['nft', 'list', 'tables']).trim(), '', 'removed at stop');
+});
+
+test.run();

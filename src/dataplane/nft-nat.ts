@@ -114,8 +114,13 @@ export function ephemeralPorts(): [number, number] {
  * between the VXLAN port and the ephemeral range.
  */
 export function defaultNatPortRange(ephemeral: readonly [number, number], vxlanPort: number): [number, number] {
-  if (65535 - ephemeral[1] >= 1024) return [ephemeral[1] + 1, 65535];
-  return [Math.max(1024, vxlanPort + 1), ephemeral[0] - 1];
+  const above: [number, number] = [ephemeral[1] + 1, 65535];
+  const below: [number, number] = [Math.max(1024, vxlanPort + 1), ephemeral[0] - 1];
+  const size = (r: [number, number]) => r[1] - r[0] + 1;
+  if (size(above) >= 1024 || size(above) >= size(below)) {
+    if (size(above) > 0) return above;
+  } else if (size(below) > 0) return below;
+  throw new Error(`no ports for natOutgoing outside the kernel's ephemeral range ${ephemeral[0]}-${ephemeral[1]} (net.ipv4.ip_local_port_range): give --nat-port-range LOW-HIGH`);
 }
 
 /** Parse and check `--nat-port-range LO-HI`: a clear error naming the option otherwise. */

@@ -327,6 +327,29 @@ test('egress outside the pools goes to the kernel (tx4) with TTL - 1; a pool add
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 1);
 });
 
+test('egress from a natOutgoing pool leaves unchanged for the kernel to masquerade, counted as egress_nat; to a node it is plain egress', () => {
+  const h = makeHarness();
+  h.pipe.natSources.set(h.model.pools);
+  const f = retarget(frame('a_to_b'), '8.8.8.8');
+  h.receive(h.port('caliA'), f);
+  const out = onlyFrame(h, h.infra.tx4, 'nat egress');
+  const expected = f.slice(14);
+  expected[8] = 63;
+  fixIpChecksum(expected, 0);
+  assertBytes(out.bytes, expected, 'podway leaves the translation to the kernel');
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], 1);
+  assert.is(h.pipe.counters[Event.EGRESS], 0);
+  const otherNode = [...h.model.node.knownNodeIps].find((ip) => ip !== h.model.node.ip)!;
+  h.receive(h.port('caliA'), retarget(frame('a_to_b'), formatIpv4(otherNode)));
+  onlyFrame(h, h.infra.tx4, 'to a node');
+  assert.is(h.pipe.counters[Event.EGRESS], 1, 'a node address is never NATed');
+  h.pipe.natSources.set([]);
+  h.receive(h.port('caliA'), retarget(frame('a_to_b'), '8.8.8.8'));
+  onlyFrame(h, h.infra.tx4, 'flag off');
+  assert.is(h.pipe.counters[Event.EGRESS], 2);
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], 1);
+});
+
 // ---- receive flags -------------------------------------------------------------------------------
 
 test('truncated frames (flag from the port, or longer than a slot) are counted and dropped', () => {

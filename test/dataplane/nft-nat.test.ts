@@ -1,0 +1,64 @@
+/**
+ * natOutgoing's nftables program (nft-nat.ts) without root: the port range podway picks and
+ * checks, the table it writes, the live set update and the counters it reads back. The kernel
+ * side runs in test/e2e/nat.test.ts.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { NatSpec, natTableProgram, natSetsProgram, defaultNatPortRange, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
+
+const SPEC: NatSpec = {
+  hostPort: 'podway0', natPools: ['10.244.0.0/16'], pools: ['10.244.0.0/16', '10.250.0.0/16'], nodes: ['10.99.0.1', '10.99.0.2'],
+  portRange: [61000, 65535], udpTimeout: { unreplied: 30, replied: 120 },
+};
+
+test('the NAT port range stays off the ephemeral ports and the VXLAN port', () => {
+  assert.equal(defaultNatPortRange([32768, 60999], 4789), [61000, 65535]);
+  assert.equal(defaultNatPortRange([20000, 65000], 4789), [4790, 19999], 'the larger gap when the upper one is small');
+  assert.throws(() => defaultNatPortRange([1024, 65535], 4789), /no ports for natOutgoing .* give --nat-port-range/);
+  assert.equal(defaultNatPortRange([10000, 65535], 4789), [4790, 9999]);
+  assert.equal(parseNatPortRange('20000-30000', [32768, 60999], 4789), [20000, 30000]);
+  assert.throws(() => parseNatPortRange('4000-5000', [32768, 60999], 4789), /--nat-port-range: 4000-5000 holds the VXLAN port 4789/);
+  assert.throws(() => parseNatPortRange('30000-40000', [32768, 60999], 4789), /overlaps the kernel's ephemeral ports 32768-60999/);
+  assert.throws(() => parseNatPortRange('65000-70000', [32768, 60999], 4789), /not LOW-HIGH within 1024-65535/);
+  assert.throws(() => parseNatPortRange('abc', [32768, 60999], 4789), /--nat-port-range: "abc"/);
+});
+
+test('the table: idempotent create, masquerade fully-random for NAT pools to outside pools and nodes, replies into the host port', () => {
+  const p = natTableProgram(SPEC);
+  assert.ok(p.startsWith('add table ip podway\ndelete table ip podway\ntable ip podway {'), 'replaces a leftover table in one transaction');
+  assert.match(p, 'set natpools { type ipv4_addr; flags interval; auto-merge; elements = { 10.244.0.0/16 } }');
+  assert.match(p, 'elements = { 10.244.0.0/16, 10.250.0.0/16 }');
+  assert.match(p, 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :61000-65535 fully-random');
+  assert.match(p, 'ct direction reply ct status snat ip daddr @pools counter name "nat_in" dup to ip daddr device "podway0" drop');
+  assert.match(p, 'policy = { unreplied: 30, replied: 120 }');
+  // no NAT pool: the sets are empty, the rules stay (a pool can turn natOutgoing on live)
+  const none = natTableProgram({ ...SPEC, natPools: [] });
+  assert.match(none, 'set natpools { type ipv4_addr; flags interval; auto-merge; }');
+});
+
+test('a live update replaces the sets only', () => {
+  assert.is(natSetsProgram({ ...SPEC, natPools: [] }), [
+    'flush set ip podway pools', 'add element ip podway pools { 10.244.0.0/16, 10.250.0.0/16 }',
+    'flush set ip podway natpools',
+    'flush set ip podway nodes', 'add element ip podway nodes { 10.99.0.1, 10.99.0.2 }', '',
+  ].join('\n'));
+});
+
+test('counters are read from nft -j', () => {
+  const json = JSON.stringify({ nftables: [
+    { metainfo: { version: '1.0.6' } },
+    { counter: { family: 'ip', name: 'nat_flows', table: 'podway', handle: 1, packets: 12, bytes: 900 } },
+    { counter: { family: 'ip', name: 'nat_out', table: 'podway', handle: 2, packets: 40, bytes: 4000 } },
+    { counter: { family: 'ip', name: 'nat_in', table: 'podway', handle: 3, packets: 38, bytes: 3800 } },
+  ] });
+  assert.equal(parseCounters(json), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800 });
+});
+
+test('nft missing: a clear error naming the package', () => {
+  const nat = new NftNat(() => {}, 'nft-not-installed-here');
+  assert.throws(() => nat.start(SPEC), /natOutgoing needs nftables: the nft command was not found \(install the nftables package/);
+  assert.is(nat.active, false);
+});
+
+test.run();

@@ -13,6 +13,10 @@
  *   the maximum rate (16 outstanding), then p50/p99/p99.9 round trips open loop at 100/s and at half
  *   that maximum.
  * - idle: `podway run` with 100 veth endpoints and no traffic: its CPU over 10 s.
+ * - nat-udp (pps): natOutgoing, pod A -> an "outside" address (203.0.113.10 on node2's loopback,
+ *   outside every pool), 64 B, 1 and 1,000 flows: podway (masquerading in its nftables table)
+ *   against the kernel forwarding with the same masquerade rule (Calico's MASQUERADE
+ *   --random-fully), and against podway's unNATed egress (what the NAT stage costs).
  *
  *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,tcp-bulk,rr-latency,idle]
  *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
@@ -27,18 +31,23 @@ import { controlRequest } from '../../src/dataplane/control-server';
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Lab, LabNode, Mode, run, sleep } from '../../src/lab/lab';
-import { configureKernelNode, resetNode } from '../../src/lab/kernel';
+import { Lab, LabNode, Mode, POOL_CIDR, run, sleep } from '../../src/lab/lab';
+import { configureKernelNode, kernelMasquerade, resetNode } from '../../src/lab/kernel';
 import { deriveVtepMac } from '../../src/control';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PKTGEN = path.join(ROOT, 'build', 'Release', 'pktgen');
 
 type NodeRole = 'podway' | 'kernel' | 'naive-ipip' | 'naive-vxlan';
-/** args: podway's extra command-line arguments for this setup (default: --podway-args). */
-interface Setup { label: string; node1: NodeRole; node2: NodeRole; mode: Mode; args?: string[] }
+/** args: podway's extra command-line arguments for this setup (default: --podway-args).
+ * nat: the pool's natOutgoing (a kernel node1 masquerades as Calico's iptables would); outside:
+ * pod A sends to OUTSIDE_IP on node2 instead of pod B. */
+interface Setup { label: string; node1: NodeRole; node2: NodeRole; mode: Mode; args?: string[]; nat?: boolean; outside?: boolean }
+/** An address outside every pool, held by node2's loopback in the nat scenarios (TEST-NET-3). */
+const OUTSIDE_IP = '203.0.113.10';
 type Kind = 'pps' | 'tcp-bulk' | 'rr-latency' | 'idle';
-interface Scenario { name: string; kind?: Kind; podway: Setup; baselines: Setup[] }
+/** sizes/flows: this scenario's own (instead of the run's). */
+interface Scenario { name: string; kind?: Kind; podway: Setup; baselines: Setup[]; sizes?: number[]; flows?: number[] }
 
 const SCENARIOS: Scenario[] = [
   {
@@ -68,6 +77,16 @@ const SCENARIOS: Scenario[] = [
     name: 'podway-both',
     podway: { label: 'podway -> podway', node1: 'podway', node2: 'podway', mode: 'vxlan' },
     baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
+  },
+  {
+    name: 'nat-udp',
+    podway: { label: 'podway natOutgoing -> outside', node1: 'podway', node2: 'kernel', mode: 'vxlan', nat: true, outside: true },
+    baselines: [
+      { label: 'kernel MASQUERADE -> outside', node1: 'kernel', node2: 'kernel', mode: 'vxlan', nat: true, outside: true },
+      { label: 'podway unNATed -> outside', node1: 'podway', node2: 'kernel', mode: 'vxlan', nat: false, outside: true },
+    ],
+    sizes: [64],
+    flows: [1, 1000],
   },
   // What a pod feels: node1 is podway or the kernel, node2 is always a kernel vxlan.calico node.
   {
@@ -156,14 +175,19 @@ class Bench {
     for (const n of lab.nodes) await lab.stopPodway(n.name);
     await this.stopNaive();
     for (const n of lab.nodes) resetNode(lab, n);
+    lab.natOutgoing = !!s.nat;
     lab.setMode(s.mode);
     const roles: [LabNode, NodeRole][] = [[lab.nodes[0], s.node1], [lab.nodes[1], s.node2]];
     for (const [n, role] of roles) {
-      if (role === 'kernel') configureKernelNode(lab, n, s.mode === 'direct' ? 'direct' : 'vxlan');
+      if (role === 'kernel') {
+        configureKernelNode(lab, n, s.mode === 'direct' ? 'direct' : 'vxlan');
+        if (s.nat && n === lab.nodes[0]) kernelMasquerade(lab, n, POOL_CIDR);
+      }
       else if (role === 'podway') await lab.startPodway(n.name, 15_000, s.args ?? this.podwayArgs);
       else this.startNaive(n, role === 'naive-ipip' ? 'ipip' : 'vxlan');
     }
     this.current = key;
+    this.dst = s.outside ? { ns: lab.nodes[1].ns, ip: OUTSIDE_IP } : { ns: lab.pod('pod-b').ns, ip: lab.pod('pod-b').ip };
     // The per-packet forwarders carry one direction only (pod A -> pod B), so a ping cannot
     // check them; their rows show what arrives.
     if (s.node1.startsWith('naive')) {
@@ -173,11 +197,15 @@ class Bench {
     // warm up: ARP for 169.254.1.1 and the underlay neighbours
     for (let k = 0; k < 10; k++) {
       const r = lab.ping('pod-a', lab.pod('pod-b').ip, 1);
-      if (r.received === 1) return;
+      // a NATed ping comes back only through the masquerade, so it checks that path too
+      if (r.received === 1 && (!s.outside || lab.ping('pod-a', OUTSIDE_IP, 1).received === 1)) return;
       await sleep(200);
     }
-    throw new Error(`setup ${s.label} (${s.mode}): pod-a cannot reach pod-b`);
+    throw new Error(`setup ${s.label} (${s.mode}): pod-a cannot reach ${s.outside ? 'pod-b or ' + OUTSIDE_IP : 'pod-b'}`);
   }
+
+  /** Where measure() sends: pod B, or the outside address on node2 (Setup.outside). */
+  private dst = { ns: '', ip: '' };
 
   /** node1 hands the pod's packets for node2's block to a per-packet userspace forwarder. */
   private startNaive(n: LabNode, mode: 'ipip' | 'vxlan'): void {
@@ -213,7 +241,7 @@ class Bench {
 
   async measure(size: number, flows: number, pps: number, seconds: number): Promise<Measurement> {
     const a = this.lab.pod('pod-a');
-    const b = this.lab.pod('pod-b');
+    const b = this.dst;
     const sink = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'sink', '9001', String(seconds + 1.5)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let sinkOut = '';
     sink.stdout!.on('data', (d) => (sinkOut += d));
@@ -316,6 +344,8 @@ class Bench {
    */
   build(underlayOffloads = false): void {
     this.lab.build();
+    // the nat scenarios' outside: an address on node2 outside every pool, reached by node1's default route
+    run('ip', ['netns', 'exec', this.lab.nodes[1].ns, 'ip', 'addr', 'add', `${OUTSIDE_IP}/32`, 'dev', 'lo']);
     if (underlayOffloads) for (const n of this.lab.nodes) run('ip', ['netns', 'exec', n.ns, 'ethtool', '-K', 'eth0', 'tx', 'on']);
   }
 
@@ -489,8 +519,8 @@ async function main() {
     const podwayRes = new Map<string, Measurement & { lossFree: number; lat: Measurement }>();
     for (const pw of podways) {
       await bench.configure(pw);
-      for (const size of sizes) {
-        for (const flows of flowsList) {
+      for (const size of sc.sizes ?? sizes) {
+        for (const flows of sc.flows ?? flowsList) {
           const m = await bench.measure(size, flows, 0, seconds);
           const lossFree = await bench.lossFreeRate(size, flows, m.pps, seconds, quick ? [0.9, 0.5] : [1.0, 0.7, 0.4]);
           const lat = await bench.measure(size, flows, Math.max(1000, Math.floor((lossFree || m.pps * 0.3) / 2)), seconds);
@@ -501,8 +531,8 @@ async function main() {
     }
     for (const base of sc.baselines) {
       await bench.configure(base);
-      for (const size of sizes) {
-        for (const flows of flowsList) {
+      for (const size of sc.sizes ?? sizes) {
+        for (const flows of sc.flows ?? flowsList) {
           const bm = await bench.measure(size, flows, 0, seconds);
           say(`${sc.name} ${base.label} ${size}B ${flows} flows: ${Math.round(bm.pps)} pps`);
           for (const pw of podways) {

@@ -9,10 +9,14 @@
  * - unencapsulated: `<block> via <remote node IP> dev eth0 onlink`.
  * IPIP is not possible: this kernel has no ipip module.
  */
+import { execFileSync } from 'node:child_process';
 import { deriveVtepMac } from '../control';
 import { Lab, LabNode, run } from './lab';
 
 export type KernelMode = 'vxlan' | 'direct';
+
+/** The kernel baseline's masquerade table (only ever inside a lab node's namespace). */
+const LAB_MASQ_TABLE = 'lab-masq';
 
 function nsRun(node: LabNode, args: string[], allowFail = false): string {
   return run('ip', ['netns', 'exec', node.ns, ...args], { allowFail });
@@ -21,6 +25,7 @@ function nsRun(node: LabNode, args: string[], allowFail = false): string {
 /** Undo whatever a previous kernel configuration (or podway) left on the node. */
 export function resetNode(lab: Lab, node: LabNode): void {
   nsRun(node, ['ip', 'link', 'del', 'vxlan.calico'], true);
+  nsRun(node, ['nft', 'delete', 'table', 'ip', LAB_MASQ_TABLE], true);
   for (const other of lab.nodes) if (other !== node) nsRun(node, ['ip', 'route', 'del', other.block], true);
   nsRun(node, ['ip', 'route', 'del', 'blackhole', node.block], true);
 }
@@ -53,4 +58,23 @@ export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode): 
       if (other !== node) nsRun(node, ['ip', 'route', 'replace', other.block, 'via', other.ip, 'dev', 'eth0', 'onlink']);
     }
   }
+}
+
+/**
+ * Calico's natOutgoing on a kernel node: `MASQUERADE --random-fully` for traffic from the pool to
+ * anything outside the pool and the nodes, in nftables form (the rule podway's own table holds, so
+ * the two are compared on the same translation).
+ */
+export function kernelMasquerade(lab: Lab, node: LabNode, pool: string): void {
+  const nodes = lab.nodes.map((n) => n.ip).join(', ');
+  const match = `ip saddr ${pool} ip daddr != ${pool} ip daddr != { ${nodes} }`;
+  const program = `table ip ${LAB_MASQ_TABLE} {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ${match} meta l4proto { tcp, udp } masquerade to :61000-65535 fully-random
+    ${match} masquerade fully-random
+  }
+}
+`;
+  execFileSync('ip', ['netns', 'exec', node.ns, 'nft', '-f', '-'], { input: program, stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
 }

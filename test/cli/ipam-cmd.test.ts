@@ -160,7 +160,7 @@ function ipamSuite(target: Target) {
     const got = r.out.trim().split('\n');
     assert.is(got.length, 4, 'the one /30 block held four; they are printed (and held) even though the call failed');
     assert.ok(got.every((ip) => ip.startsWith('10.250.0.')), r.out);
-    assert.is(r.err, 'podway: assigned 4 of 5 address(es): pools [10.250.0.0/24]: node node2 already has maxBlocksPerHost=1 blocks and strict_affinity is set\n');
+    assert.is(r.err, 'podway: assigned 4 of 5 address(es): pools [10.250.0.0/24]: node node2 has reached maxBlocksPerHost=1 blocks and they are full (a node at its block limit does not borrow)\n');
     assert.match(await ok(['ipam', 'show', ...ds()]), /\| IP Pool  \| 10\.250\.0\.0\/24 \|       256 \| 4 \(2%\)     \| 252 \(98%\) +\|/);
 
     // --ip outside node2's block (nobody's yet) claims that block for node1; --pool with --ip is refused.

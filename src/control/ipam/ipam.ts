@@ -428,8 +428,8 @@ export class Ipam {
 
   /**
    * Assigns `count` addresses to a node (Calico's AutoAssign for one IP version): from the node's
-   * blocks, then by claiming new blocks (up to maxBlocksPerHost), then — unless strict_affinity —
-   * by borrowing from other nodes' blocks. Returns what it got and, when short, why.
+   * blocks, then by claiming new blocks (up to maxBlocksPerHost; at the limit it stops), then —
+   * when the pools have no free block and strict_affinity is off — by borrowing from other nodes' blocks. Returns what it got and, when short, why.
    */
   async autoAssign(req: AutoAssignRequest): Promise<AutoAssignResult> {
     const node = checkSegment('node name', req.node);
@@ -463,14 +463,18 @@ export class Ipam {
     const ips: string[] = [];
     const errors: string[] = [];
     const ours = (b: AllocationBlock): boolean => b.affinity === `host:${node}`;
-    let limitHit = false;
+    // As libcalico-go's autoAssign: a node at maxBlocksPerHost whose blocks are full gets an error
+    // (ErrBlockLimit) and does NOT borrow, strict_affinity or not; so does a node that may not
+    // claim blocks (auto_allocate_blocks false). Only when the pools have no free block left does
+    // a node borrow single addresses from other nodes' blocks, and then only without strict_affinity.
+    let refused = false;
 
     // Bounded: each pass either assigns, uses up an affine block, or claims/finds a block.
     for (let pass = 0; ips.length < req.count && pass < req.count + 4 * this.retries; pass++) {
       const found = await this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config);
       if (found === 'limit') {
-        limitHit = true;
-        if (config.strictAffinity) errors.push(`pools ${poolList}: node ${node} already has maxBlocksPerHost=${maxBlocks} blocks and strict_affinity is set`);
+        refused = true;
+        errors.push(`pools ${poolList}: node ${node} has reached maxBlocksPerHost=${maxBlocks} blocks and they are full (a node at its block limit does not borrow)`);
         break;
       }
       if (found === 'no-free-blocks') {
@@ -478,19 +482,19 @@ export class Ipam {
         break;
       }
       if (found === 'no-auto') {
-        if (config.strictAffinity) errors.push(`pools ${poolList}: node ${node} has no affine block with free addresses, auto_allocate_blocks is false and strict_affinity is set`);
+        refused = true;
+        errors.push(`pools ${poolList}: node ${node} has no affine block with free addresses and auto_allocate_blocks is false`);
         break;
       }
       if (found.newlyClaimed) owned++;
       ips.push(...(await this.assignWithRetries(found.at, req.count - ips.length, handleId, attrs, ours)));
     }
 
-    if (ips.length < req.count && !config.strictAffinity) {
+    if (ips.length < req.count && !refused && !config.strictAffinity) {
       ips.push(...(await this.borrow(node, pools, req.count - ips.length, handleId, attrs)));
     }
     if (ips.length < req.count && errors.length === 0) {
-      const why = limitHit ? `node ${node} has maxBlocksPerHost=${maxBlocks} blocks and borrowing found no free address` : `no free addresses in pools ${poolList} for node ${node}`;
-      errors.push(`${why}: assigned ${ips.length} of ${req.count}`);
+      errors.push(`no free addresses in pools ${poolList} for node ${node}: assigned ${ips.length} of ${req.count}`);
     }
     return errors.length > 0 ? { ips, errors } : { ips };
   }

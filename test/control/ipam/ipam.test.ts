@@ -54,19 +54,44 @@ test('the default search spreads nodes over the pool; each node keeps to its own
   await assertClean(ipam, 'two nodes');
 });
 
-test('maxBlocksPerHost reached: borrows from another node\'s block (no strict affinity)', async () => {
+test('maxBlocksPerHost reached with full blocks: refuses (does not borrow), as libcalico-go does, strict or not', async () => {
+  for (const strict of [false, true]) {
+    const kv = new MemKv();
+    await setup(kv, {
+      pools: [{ name: 'p', cidr: '10.246.0.0/28', spec: { blockSize: 30 } }], nodes: ['node1', 'node2'],
+      config: { strict_affinity: strict, auto_allocate_blocks: true, maxBlocksPerHost: 1 },
+    });
+    const ipam = seq(kv);
+    assert.equal((await ipam.autoAssign({ node: 'node2', count: 1, handleId: 'n2', attrs: attrs('node2') })).ips, ['10.246.0.0']);
+    assert.equal((await ipam.autoAssign({ node: 'node1', count: 4, handleId: 'n1a', attrs: attrs('node1') })).ips, ['10.246.0.4', '10.246.0.5', '10.246.0.6', '10.246.0.7']);
+    // node1 owns its one allowed block, full; node2's block has 3 free and two blocks are unclaimed:
+    // still nothing for node1 (Calico's ErrBlockLimit).
+    const r = await ipam.autoAssign({ node: 'node1', count: 2, handleId: 'n1b', attrs: attrs('node1') });
+    assert.equal(r, { ips: [], errors: ['pools [10.246.0.0/28]: node node1 has reached maxBlocksPerHost=1 blocks and they are full (a node at its block limit does not borrow)'] }, `strict=${strict}`);
+    assert.is((await ipam.blocksOf('node1')).length, 1, 'no second block claimed');
+    assert.equal((await ipam.routeInputs()).borrowed, [], 'nothing borrowed');
+    assert.is(kv.peek(handleKey('n1b')), undefined, 'no handle left for a failed assignment');
+    // Part of a request can be met before the limit stops it.
+    await ipam.releaseIps(['10.246.0.7']);
+    const part = await ipam.autoAssign({ node: 'node1', count: 3, handleId: 'n1c', attrs: attrs('node1') });
+    assert.equal(part.ips, ['10.246.0.7']);
+    assert.match(part.errors![0], /maxBlocksPerHost=1 /);
+    await assertClean(ipam, `after refusing (strict=${strict})`);
+  }
+});
+
+test('no free block left in the pools: borrows from another node\'s block unless strict_affinity', async () => {
   const kv = new MemKv();
   await setup(kv, {
-    pools: [{ name: 'p', cidr: '10.246.0.0/28', spec: { blockSize: 30 } }], nodes: ['node1', 'node2'],
-    config: { auto_allocate_blocks: true, maxBlocksPerHost: 1 },
+    pools: [{ name: 'p', cidr: '10.246.0.0/29', spec: { blockSize: 30 } }], nodes: ['node1', 'node2', 'node3'],
   });
   const ipam = seq(kv);
-  assert.equal((await ipam.autoAssign({ node: 'node2', count: 1, handleId: 'n2', attrs: attrs('node2') })).ips, ['10.246.0.0']);
-  assert.equal((await ipam.autoAssign({ node: 'node1', count: 4, handleId: 'n1a', attrs: attrs('node1') })).ips, ['10.246.0.4', '10.246.0.5', '10.246.0.6', '10.246.0.7']);
-  // node1 owns its one allowed block, full: the next two come from node2's block.
-  const r = await ipam.autoAssign({ node: 'node1', count: 2, handleId: 'n1b', attrs: attrs('node1') });
+  await ipam.autoAssign({ node: 'node2', count: 1, handleId: 'n2', attrs: attrs('node2') });
+  await ipam.autoAssign({ node: 'node3', count: 1, handleId: 'n3', attrs: attrs('node3') });
+  // node1 may claim blocks (limit 20) but both blocks of the pool are taken: it borrows.
+  const r = await ipam.autoAssign({ node: 'node1', count: 2, handleId: 'n1', attrs: attrs('node1') });
   assert.equal(r, { ips: ['10.246.0.1', '10.246.0.2'] });
-  assert.is((await ipam.blocksOf('node1')).length, 1, 'no second block claimed');
+  assert.is((await ipam.blocksOf('node1')).length, 0);
   assert.equal((await ipam.routeInputs()).borrowed, [
     { ip: '10.246.0.1', node: 'node1', block: '10.246.0.0/30', blockNode: 'node2' },
     { ip: '10.246.0.2', node: 'node1', block: '10.246.0.0/30', blockNode: 'node2' },
@@ -76,19 +101,13 @@ test('maxBlocksPerHost reached: borrows from another node\'s block (no strict af
   await assertClean(ipam, 'after borrowing');
 });
 
-test('strict_affinity: refuses to borrow, error names the pool and the limit', async () => {
+test('auto_allocate_blocks false: no new block and no borrowing, a clear error', async () => {
   const kv = new MemKv();
-  await setup(kv, {
-    pools: [{ name: 'p', cidr: '10.246.0.0/28', spec: { blockSize: 30 } }], nodes: ['node1', 'node2'],
-    config: { strict_affinity: true, auto_allocate_blocks: true, maxBlocksPerHost: 1 },
-  });
+  await setup(kv, { pools: [{ name: 'p', cidr: '10.246.0.0/28', spec: { blockSize: 30 } }], nodes: ['node1', 'node2'], config: { auto_allocate_blocks: false } });
   const ipam = seq(kv);
-  await ipam.autoAssign({ node: 'node2', count: 1, handleId: 'n2', attrs: attrs('node2') });
-  assert.is((await ipam.autoAssign({ node: 'node1', count: 4, handleId: 'n1a', attrs: attrs('node1') })).ips.length, 4);
-  const r = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'n1b', attrs: attrs('node1') });
-  assert.equal(r, { ips: [], errors: ['pools [10.246.0.0/28]: node node1 already has maxBlocksPerHost=1 blocks and strict_affinity is set'] });
-  assert.is(kv.peek(handleKey('n1b')), undefined, 'no handle left for a failed assignment');
-  await assertClean(ipam, 'after refusing');
+  const r = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h', attrs: attrs('node1') });
+  assert.equal(r, { ips: [], errors: ['pools [10.246.0.0/28]: node node1 has no affine block with free addresses and auto_allocate_blocks is false'] });
+  assert.equal(kv.keys('/calico/ipam/v2/assignment/'), []);
 });
 
 test('pool exhausted: strict reports no free blocks; non-strict borrows the rest, then reports the shortfall', async () => {

@@ -13,7 +13,8 @@
 //    `podway run` uses (30 ms) and with none. This is the datastore half of "a new pod forwarded
 //    within 100 ms"; applying the model to the dataplane is measured by bench/stall.
 //
-// Usage: node dist/bench/ipam/run.js [--seconds 4] [--window 64] [--writes 200] [--json]
+// Usage: node dist/bench/ipam/run.js [--seconds 4] [--window 64] [--writes 200] [--stores embedded,etcd]
+//        [--only rate,watch] [--json]
 import { execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
@@ -27,10 +28,10 @@ import { createResource } from '../../src/control/v3-store';
 import { startEtcd } from '../../test/helpers/etcd';
 import type { ClientConfig, ClientResult } from './client';
 
-interface Args { seconds: number; window: number; writes: number; json: boolean }
+interface Args { seconds: number; window: number; writes: number; json: boolean; stores: string[]; parts: string[] }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seconds: 4, window: 64, writes: 200, json: false };
+  const args: Args = { seconds: 4, window: 64, writes: 200, json: false, stores: ['embedded', 'etcd'], parts: ['rate', 'watch'] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const num = () => {
@@ -42,7 +43,12 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--window') args.window = Math.floor(num());
     else if (a === '--writes') args.writes = Math.floor(num());
     else if (a === '--json') args.json = true;
-    else throw new Error(`unknown argument ${a} (expected --seconds N, --window N, --writes N, --json)`);
+    else if (a === '--stores' || a === '--only') {
+      const allowed = a === '--stores' ? ['embedded', 'etcd'] : ['rate', 'watch'];
+      const list = (argv[++i] ?? '').split(',').filter(Boolean);
+      if (list.length === 0 || list.some((x) => !allowed.includes(x))) throw new Error(`${a} takes a comma-separated subset of ${allowed.join(',')}`);
+      if (a === '--stores') args.stores = list; else args.parts = list;
+    } else throw new Error(`unknown argument ${a} (expected --seconds N, --window N, --writes N, --stores embedded,etcd, --only rate,watch, --json)`);
   }
   return args;
 }
@@ -237,13 +243,13 @@ async function main(): Promise<void> {
   const rates: RateResult[] = [];
   const watches: WatchResult[] = [];
   try {
-    for (const store of [embedded, etcdStore]) {
-      for (const [clients, nodes, hostLock] of [[1, 1, false], [8, 8, false], [8, 1, false], [8, 1, true]] as const) {
+    for (const store of [embedded, etcdStore].filter((st) => args.stores.includes(st.name))) {
+      for (const [clients, nodes, hostLock] of args.parts.includes('rate') ? [[1, 1, false], [8, 8, false], [8, 1, false], [8, 1, true]] as const : []) {
         const r = await measureRate(store, clients, nodes, hostLock, args);
         rates.push(r);
         if (!args.json) console.error(`${r.store}: ${clients} client(s) on ${nodes} node(s)${hostLock ? ' with a host lock' : ''}: ${r.assignsPerSecond.toFixed(0)} assigns/s, p50 ${fmt(r.assignP50Ms)} ms, p99 ${fmt(r.assignP99Ms)} ms`);
       }
-      for (const debounce of [30, 0]) {
+      for (const debounce of args.parts.includes('watch') ? [30, 0] : []) {
         const w = await measureWatch(store, debounce, args);
         watches.push(w);
         if (!args.json) console.error(`${w.store}: watch to snapshot (debounce ${debounce} ms): p50 ${fmt(w.p50Ms)} ms, p99 ${fmt(w.p99Ms)} ms`);

@@ -1,6 +1,7 @@
 /**
  * The podway command line: `run` is the dataplane process; `status`, `routes`, `endpoints`,
- * `counters` and `trace` ask a running one over its control socket; `demo` builds a local cluster.
+ * `counters`, `trace`, `capture` and `top` ask a running one over its control socket; `demo` builds a
+ * local cluster.
  */
 import { Command, Option } from 'commander';
 import { readdirSync } from 'node:fs';
@@ -117,6 +118,32 @@ export function buildProgram(): Command {
       const res = (await controlRequest(controlPath(o), { cmd: 'trace', filter, count: o.count, timeoutMs: o.timeout * 1000 }, o.timeout * 1000 + 5000)) as { filter: string; records: { at: string; ingress: string; stages: string[] }[] };
       if (o.output === 'json') return void process.stdout.write(JSON.stringify(res, null, 2) + '\n');
       process.stdout.write(formatTrace(res));
+    });
+
+  program
+    .command('capture')
+    .description('write matching frames at one pipeline stage as pcapng, e.g. `podway capture host 10.244.0.66 -w - | tcpdump -r -`')
+    .argument('[filter...]', 'host|src|dst ADDR, icmp|tcp|udp, port N (joined by "and"), as for trace')
+    .requiredOption('-w, --write <file>', 'pcapng file to write, or - for stdout')
+    .option('-n, --count <n>', 'stop after N packets', (v) => Number(v))
+    .addOption(new Option('--stage <stage>', 'where to take the frames: as received, decapsulated, routed (before encapsulation), as sent, or dropped (with the reason as a comment)').choices(['rx', 'decap', 'route', 'tx', 'drop']).default('rx'))
+    .option('--node <name>', 'node whose podway to ask')
+    .option('--control <path>', 'control socket path')
+    .action(async (filter: string[], o) => {
+      const { runCapture, sayToStderr } = await import('./capture');
+      const r = await runCapture({ sock: controlPath(o), filter, stage: o.stage, count: o.count, write: o.write, say: sayToStderr });
+      sayToStderr(`${r.written} packets captured${r.lost ? `, ${r.lost} lost (the reader was too slow)` : ''}`);
+    });
+
+  program
+    .command('top')
+    .description('live view of the running podway: pps/bps per port, drops by reason, busiest routes (q to quit)')
+    .option('--once', 'print one frame (two samples a second apart) and exit; the default when stdout is not a terminal')
+    .option('--node <name>', 'node whose podway to ask')
+    .option('--control <path>', 'control socket path')
+    .action(async (o) => {
+      const { runTop } = await import('./top');
+      await runTop({ sock: controlPath(o), once: !!o.once });
     });
 
   program

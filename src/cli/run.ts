@@ -14,6 +14,7 @@ import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
+import { Taps } from '../dataplane/taps';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 
@@ -109,7 +110,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       w.postMessage({ type: 'counters', id });
       setTimeout(() => { if (pending.delete(id)) resolve(null); }, 2000).unref();
     }))).then((all) => all.filter((c): c is ReturnType<Engine['counters']> => c !== null));
-  const server = startControlServer(engine, sock, workerCounters, { nat });
+  // Trace and capture run in every forwarding thread.
+  const taps = new Taps(engine, () => workers.map((w) => ({ post: (m: object, transfer?: ArrayBuffer[]) => w.postMessage(m, transfer) })));
+  const server = startControlServer(engine, sock, workerCounters, { nat, taps });
   let kernelRoutes: KernelRoute4[] = [];
   let lastGateways = '';
   try {
@@ -130,6 +133,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass },
       });
       w.on('message', (m: { type: string; ip?: number; mac?: number[]; message?: string }) => {
+        if (taps.handle(index, m)) return;
         if (m.type === 'neighbor') {
           engine.learnShared(m.ip!, Uint8Array.from(m.mac!));
           for (const o of workers) if (o !== w) o.postMessage(m);

@@ -1,6 +1,8 @@
 /**
  * The local control socket of a running podway: newline-delimited JSON requests
  * ({"cmd":"status"|"routes"|"endpoints"|"counters"|"trace", ...}) answered with one JSON line.
+ * {"cmd":"capture", ...} is answered with one JSON line too, after which the connection carries
+ * the capture's frames (see CaptureFrame) until the capture ends or the client closes it.
  */
 import * as net from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
@@ -8,6 +10,8 @@ import * as path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import type { Engine } from './engine';
 import { parseTraceFilter, describeFilter } from './trace';
+import { Taps } from './taps';
+import { countRecords, parseStage, STAGE_NAMES } from './capture';
 import { peerRefusal } from './peer-cred';
 import { validateNodeName } from '../control/resources';
 
@@ -22,7 +26,11 @@ type Counters = ReturnType<Engine['counters']>;
 export type WorkerCounters = () => Promise<Counters[]>;
 
 /** What the process adds beside the engine's view (natOutgoing's nftables table), if anything. */
-export interface ControlExtras { nat?: { status(): unknown; counters(): Promise<unknown> } }
+export interface ControlExtras {
+  nat?: { status(): unknown; counters(): Promise<unknown> };
+  /** Trace and capture across the forwarding workers (default: this engine alone). */
+  taps?: Taps;
+}
 
 /**
  * Listens on `sockPath` for root and for podway's own uid only: the directory is ours and 0700,
@@ -30,6 +38,7 @@ export interface ControlExtras { nat?: { status(): unknown; counters(): Promise<
  * including a refusal to touch what sits at the path, arrives as the server's 'error' event.
  */
 export function startControlServer(engine: Engine, sockPath: string, workerCounters: WorkerCounters = async () => [], extras: ControlExtras = {}): net.Server {
+  const taps = extras.taps ?? new Taps(engine);
   const ownerUid = process.getuid ? process.getuid() : -1;
   const server = net.createServer((conn) => {
     conn.on('error', () => {});
@@ -51,7 +60,13 @@ export function startControlServer(engine: Engine, sockPath: string, workerCount
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        handle(engine, line, workerCounters, extras).then(
+        // A capture turns the connection into a stream of frames: nothing after it is read.
+        if (/"cmd"\s*:\s*"capture"/.test(line)) {
+          conn.removeAllListeners('data');
+          serveCapture(taps, engine, conn, line);
+          return;
+        }
+        handle(engine, line, workerCounters, extras, taps).then(
           (res) => conn.write(JSON.stringify({ ok: true, result: res }) + '\n'),
           (err) => conn.write(JSON.stringify({ ok: false, error: (err as Error).message }) + '\n'),
         );
@@ -170,7 +185,7 @@ function fileKind(st: Stats): string {
   return 'an unknown file type';
 }
 
-async function handle(engine: Engine, line: string, workerCounters: WorkerCounters, extras: ControlExtras): Promise<unknown> {
+async function handle(engine: Engine, line: string, workerCounters: WorkerCounters, extras: ControlExtras, taps: Taps): Promise<unknown> {
   let req: { cmd?: string; filter?: string[]; count?: number; timeoutMs?: number };
   try {
     req = JSON.parse(line);
@@ -190,7 +205,7 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
     }
     case 'trace': {
       const f = parseTraceFilter(req.filter ?? []);
-      const records = await engine.trace(f, req.count ?? 1, Math.min(req.timeoutMs ?? 10_000, 120_000));
+      const records = await taps.trace(f, req.count ?? 1, Math.min(req.timeoutMs ?? 10_000, 120_000));
       return { filter: describeFilter(f), records };
     }
     default:
@@ -198,16 +213,84 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
   }
 }
 
-/** Drop reasons add up across workers; each worker's ports are listed with its index. */
+/** Drop reasons and route packets add up across workers; each worker's ports are listed with its
+ * index. */
 export function mergeCounters(main: Counters, others: Counters[]): Counters {
   if (others.length === 0) return main;
   const reasons: Record<string, number> = { ...main.reasons };
   const ports = main.ports.map((p) => ({ ...p, port: `${p.port as string} [w0]` }));
+  const routes = new Map(main.routes.map((r) => [r.cidr, { ...r }]));
   others.forEach((c, k) => {
     for (const [r, n] of Object.entries(c.reasons)) reasons[r] = (reasons[r] ?? 0) + n;
     for (const p of c.ports) ports.push({ ...p, port: `${p.port as string} [w${k + 1}]` });
+    for (const r of c.routes ?? []) {
+      const have = routes.get(r.cidr);
+      if (have) have.packets += r.packets;
+      else routes.set(r.cidr, { ...r });
+    }
   });
-  return { reasons, ports };
+  return { reasons, ports, routes: [...routes.values()] };
+}
+
+/**
+ * The frames of a capture stream after its JSON answer line: a 4-byte little-endian payload
+ * length, one byte of kind, the payload. RECORDS carries capture records (capture.ts), LOST and
+ * END a JSON object ({lost} / {taken, lost}).
+ */
+export const CaptureFrame = { RECORDS: 1, LOST: 2, END: 3 } as const;
+
+/** Bytes queued to a capture client beyond which records are dropped (counted) instead: a slow
+ * reader never makes the process buffer without bound, and forwarding never waits for it. */
+const CAPTURE_QUEUE_BYTES = 8 << 20;
+
+function frameOf(kind: number, payload: Uint8Array): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32LE(payload.length, 0);
+  head[4] = kind;
+  return Buffer.concat([head, payload]);
+}
+
+function serveCapture(taps: Taps, engine: Engine, conn: net.Socket, line: string): void {
+  let stop: (() => void) | null = null;
+  try {
+    const req = JSON.parse(line) as { filter?: string[]; stage?: string; count?: number };
+    const filter = parseTraceFilter(req.filter ?? []);
+    const stage = parseStage(req.stage);
+    const count = Number.isInteger(req.count) && req.count! > 0 ? req.count! : Number.MAX_SAFE_INTEGER;
+    let lost = 0;
+    let taken = 0;
+    const json = (kind: number, v: object) => {
+      if (!conn.destroyed) conn.write(frameOf(kind, Buffer.from(JSON.stringify(v))));
+    };
+    stop = taps.capture({ filter, stage, count }, {
+      chunk: (c) => {
+        const n = countRecords(c);
+        if (conn.destroyed || conn.writableLength > CAPTURE_QUEUE_BYTES) {
+          lost += n;
+          json(CaptureFrame.LOST, { lost });
+          return;
+        }
+        taken += n;
+        conn.write(frameOf(CaptureFrame.RECORDS, c));
+      },
+      lost: (n) => {
+        lost += n;
+        json(CaptureFrame.LOST, { lost });
+      },
+      end: () => {
+        json(CaptureFrame.END, { taken, lost });
+        conn.end();
+      },
+    }, countRecords);
+    conn.write(JSON.stringify({ ok: true, result: { filter: describeFilter(filter), stage: STAGE_NAMES[stage], ports: engine.portNames() } }) + '\n');
+  } catch (e) {
+    conn.end(JSON.stringify({ ok: false, error: (e as Error).message }) + '\n');
+    return;
+  }
+  // The client closing (Ctrl-C, -n reached) switches capture off in every thread.
+  const s = stop;
+  conn.on('close', () => s());
+  conn.resume();
 }
 
 /** Client side: one request, one answer (bounded by a timeout). */

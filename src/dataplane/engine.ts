@@ -19,6 +19,7 @@ import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
+import { CaptureTap, CaptureOptions } from './capture';
 
 export interface EngineOptions {
   /** Frames per receive batch (and per send call). */
@@ -56,6 +57,8 @@ interface EndpointPort {
 const VXLAN_PORT = 4789;
 /** The TUN device joining the node's stack to the pod network. */
 export const HOST_PORT_NAME = 'podway0';
+/** How often a running capture hands its records on. */
+const CAPTURE_FLUSH_MS = 20;
 /** How often the neighbour table ages its entries and re-probes stale ones. */
 const NEIGHBOR_TICK_MS = 1000;
 
@@ -532,6 +535,8 @@ export class Engine {
         port: this.pipe.portName[p],
         rx: this.pipe.portCounters[pc + PortCounter.RX],
         tx: this.pipe.portCounters[pc + PortCounter.TX],
+        rxBytes: this.pipe.portCounters[pc + PortCounter.RX_BYTES],
+        txBytes: this.pipe.portCounters[pc + PortCounter.TX_BYTES],
         drops: this.pipe.portCounters[pc + PortCounter.DROPS],
         rxCalls: st.rxCalls,
         txCalls: st.txCalls,
@@ -548,21 +553,78 @@ export class Engine {
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });
     }
-    return { reasons, ports };
+    return { reasons, ports, routes: this.routeHits() };
+  }
+
+  /** Packets routed per route so far (routes that carried none are left out). */
+  routeHits(): { cidr: string; kind: string; node: string; packets: number }[] {
+    const nh = this.pipe.nh;
+    const out: { cidr: string; kind: string; node: string; packets: number }[] = [];
+    if (!nh) return out;
+    for (let i = 0; i < nh.count; i++) {
+      if (nh.hits[i] > 0) out.push({ cidr: nh.routes[i].cidr, kind: NH_KIND_NAMES[nh.kind[i]], node: nh.routes[i].node, packets: nh.hits[i] });
+    }
+    return out;
+  }
+
+  /** Names of the ports open now (a capture describes them up front). */
+  portNames(): string[] {
+    const all = [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)].filter((p) => p >= 0);
+    return all.map((p) => this.pipe.portName[p]);
+  }
+
+  /** Start recording the next `n` packets matching `filter` (one trace at a time). */
+  openTrace(filter: TraceFilter, n: number): TraceSession {
+    if (this.pipe.trace) throw new Error('a trace is already running');
+    const t = new TraceSession(filter, Math.max(1, Math.min(n, 100)));
+    this.pipe.trace = t;
+    return t;
+  }
+
+  closeTrace(t: TraceSession): void {
+    if (this.pipe.trace === t) this.pipe.trace = null;
+    t.finish();
   }
 
   /** Record the next `n` packets matching `filter`, or what came within `timeoutMs`. */
   async trace(filter: TraceFilter, n: number, timeoutMs: number): Promise<TraceRecord[]> {
-    if (this.pipe.trace) throw new Error('a trace is already running');
-    const t = new TraceSession(filter, Math.max(1, Math.min(n, 100)));
-    this.pipe.trace = t;
+    const t = this.openTrace(filter, n);
     const timer = setTimeout(() => t.finish(), timeoutMs);
     try {
       await t.finished;
     } finally {
       clearTimeout(timer);
-      if (this.pipe.trace === t) this.pipe.trace = null;
+      this.closeTrace(t);
     }
     return t.records;
+  }
+
+  /**
+   * Start a capture (one at a time). Its records go to `onChunk` every few milliseconds, with the
+   * records lost since the last call (buffer full); the last call has `end` set, after the capture
+   * took `opts.count` records or stop() was called. Returns stop().
+   */
+  startCapture(opts: CaptureOptions, onChunk: (chunk: Uint8Array | null, lost: number, end: boolean) => void): () => void {
+    if (this.pipe.capture) throw new Error('a capture is already running');
+    const tap = new CaptureTap(opts, this.batch);
+    this.pipe.capture = tap;
+    let reported = 0;
+    let ended = false;
+    const flush = (end: boolean) => {
+      const chunk = tap.take();
+      const lost = tap.lost - reported;
+      reported = tap.lost;
+      if (chunk || lost > 0 || end) onChunk(chunk, lost, end);
+    };
+    const stop = () => {
+      if (ended) return;
+      ended = true;
+      clearInterval(timer);
+      if (this.pipe.capture === tap) this.pipe.capture = null;
+      flush(true);
+    };
+    const timer = setInterval(() => (tap.done ? stop() : flush(false)), CAPTURE_FLUSH_MS);
+    timer.unref();
+    return stop;
   }
 }

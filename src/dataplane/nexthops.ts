@@ -40,6 +40,9 @@ export interface NextHops {
   readonly macKnown: Uint8Array;
   /** VXLAN: outer IPv4/UDP/VXLAN + inner MAC template (see encapVxlan). */
   readonly tpl: Uint8Array[];
+  /** Packets routed through each next hop (for `podway top`); carried over to the next model's
+   * table by prefix. */
+  readonly hits: Float64Array;
   /** The route each next hop was made for (for `podway routes` and trace). */
   readonly routes: readonly Route[];
   readonly fib: Fib4;
@@ -129,7 +132,13 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
       }
     }
   }
-  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, routes, fib: table.fib, table, installed };
+  const hits = new Float64Array(n);
+  if (prev) {
+    const was = new Map<string, number>();
+    prev.routes.forEach((r, i) => was.set(r.cidr, prev.hits[i]));
+    routes.forEach((r, i) => (hits[i] = was.get(r.cidr) ?? 0));
+  }
+  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed };
 }
 
 function prefixKey(addr: number, len: number): number {

@@ -5,7 +5,8 @@
  *
  * Hot-path rules: no allocation per packet (frames are offsets into the pool, headers are written
  * in place, templates are prebuilt per next hop), one JS call per batch in each direction,
- * incremental checksums. Tracing costs one boolean test per packet while off.
+ * incremental checksums. Tracing costs one boolean test per packet while off; capture one test per
+ * batch (a capturing batch takes processBatchCaptured).
  */
 // Hot path: import from the modules themselves, not the packet/ index (whose `export *` re-exports
 // are getters on every call).
@@ -26,6 +27,7 @@ import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS } from './coun
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
 import { Pipeline6 } from './pipeline6';
 import { NatSources } from './nat';
+import { CaptureTap, CapturePorts, Link } from './capture';
 
 /** What a port is to the pipeline. */
 export const Role = {
@@ -61,7 +63,7 @@ export interface NodeAddressing {
   knownNodes: ReadonlySet<number>;
 }
 
-export class Pipeline {
+export class Pipeline implements CapturePorts {
   readonly b: Uint8Array;
   readonly counters = new Float64Array(COUNTER_COUNT);
   readonly portCounters = new Float64Array(MAX_PORTS * PORT_COUNTERS);
@@ -94,6 +96,11 @@ export class Pipeline {
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
   /** Set while `podway trace` runs. */
   trace: TraceSession | null = null;
+  /** Set while `podway capture` runs (tested once per batch). */
+  capture: CaptureTap | null = null;
+  /** The reason of the last drop (read per packet only by a capturing batch; pipeline6 sets it too). */
+  lastDrop = 0;
+  private readonly reasons: Uint16Array;
   private tr: TraceRecord | null = null;
   /** Called for unresolved DIRECT next hops (the engine sends an ARP request, rate-limited). */
   onUnresolved: (ip: number) => void = () => {};
@@ -111,6 +118,19 @@ export class Pipeline {
     this.b = pool.bytes;
     this.out = new Int32Array(batch);
     this.v6 = new Pipeline6(this, MAX_PORTS);
+    this.reasons = new Uint16Array(batch);
+  }
+
+  get nodeIp(): number {
+    return this.addr.nodeIp;
+  }
+
+  /** How a port's frames are laid out, for capture. */
+  linkOf(port: number): number {
+    const r = this.role[port];
+    if (r === Role.POD_L2 || r === Role.UNDERLAY) return Link.ETHERNET;
+    if (r === Role.VXLAN_RX) return Link.VXLAN;
+    return Link.IP;
   }
 
   setPort(id: number, role: number, name: string, ips: readonly number[] = [], mac?: Uint8Array, hostSees = false): void {
@@ -158,11 +178,14 @@ export class Pipeline {
   }
 
   processBatch(port: number, n: number): void {
+    if (this.capture !== null) return this.processBatchCaptured(port, n, this.capture);
     const role = this.role[port];
     const pc = port * PORT_COUNTERS;
     this.portCounters[pc + PortCounter.RX] += n;
     const out = this.out;
+    let bytes = 0;
     for (let i = 0; i < n; i++) {
+      bytes += this.pool.len[i];
       let o: number;
       if ((this.pool.flags[i] & DescFlag.TRUNCATED) !== 0) o = this.drop(Reason.TRUNCATED);
       else if (role === Role.POD_L2) o = this.fromPodL2(i, port);
@@ -177,6 +200,39 @@ export class Pipeline {
       else if (o === DROP) this.portCounters[pc + PortCounter.DROPS]++;
       out[i] = o;
     }
+    this.portCounters[pc + PortCounter.RX_BYTES] += bytes;
+    this.flush(n);
+  }
+
+  /** The same batch while a capture runs: the tap sees the frames before and after processing,
+   * with each drop's reason. */
+  private processBatchCaptured(port: number, n: number, cap: CaptureTap): void {
+    const role = this.role[port];
+    const pc = port * PORT_COUNTERS;
+    this.portCounters[pc + PortCounter.RX] += n;
+    const out = this.out;
+    cap.before(this.pool, n, port, this);
+    let bytes = 0;
+    for (let i = 0; i < n; i++) {
+      bytes += this.pool.len[i];
+      this.lastDrop = 0;
+      let o: number;
+      if ((this.pool.flags[i] & DescFlag.TRUNCATED) !== 0) o = this.drop(Reason.TRUNCATED);
+      else if (role === Role.POD_L2) o = this.fromPodL2(i, port);
+      else if (role === Role.POD_TUN) o = this.fromPodTun(i, port);
+      else if (role === Role.VXLAN_RX) o = this.fromVxlan(i);
+      else if (role === Role.IPIP_RX) o = this.fromIpip(i);
+      else if (role === Role.UNDERLAY) o = this.fromUnderlay(i);
+      else if (role === Role.HOST_TUN) o = this.fromHost(i, port);
+      else o = DROP;
+      if (this.tr !== null) this.finishTrace(o);
+      if (o >= 0) this.markOut(o);
+      else if (o === DROP) this.portCounters[pc + PortCounter.DROPS]++;
+      out[i] = o;
+      this.reasons[i] = o === DROP ? this.lastDrop : 0;
+    }
+    this.portCounters[pc + PortCounter.RX_BYTES] += bytes;
+    cap.after(this.pool, n, port, out, this.reasons, DROP, this);
     this.flush(n);
   }
 
@@ -361,6 +417,7 @@ export class Pipeline {
       return this.drop(Reason.NO_ROUTE);
     }
     const kind = nhs.kind[nh];
+    nhs.hits[nh]++;
     if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: ${nhs.routes[nh].cidr} ${NH_KIND_NAMES[kind]}${nhs.routes[nh].node ? ' (node ' + nhs.routes[nh].node + ')' : ''}`);
     if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     const total = (b[ip + 2] << 8) | b[ip + 3];
@@ -378,7 +435,7 @@ export class Pipeline {
         this.counters[Reason.FRAG_NEEDED]++;
         if (tr !== null) tr.stages.push(`mtu: ${total} > ${nhs.mtu[nh]} with DF: ICMP fragmentation needed`);
         if (fromPod) return this.icmpError(i, inPort, ip, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, nhs.mtu[nh]);
-        return DROP;
+        return this.dropCounted(Reason.FRAG_NEEDED);
       }
       return this.drop(Reason.TOO_BIG_NO_DF);
     }
@@ -525,7 +582,7 @@ export class Pipeline {
   /** Turn the packet into an ICMP error from this node back to its sender (who is on inPort). */
   private icmpError(i: number, inPort: number, ip: number, type: number, code: number, mtu: number): number {
     const b = this.b;
-    if (!mayReplyWithIcmpError(b, ip)) return DROP;
+    if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
     const total = (b[n + ETH_HLEN + 2] << 8) | b[n + ETH_HLEN + 3];
     const r = this.role[inPort];
@@ -546,7 +603,7 @@ export class Pipeline {
    */
   private icmpErrorRouted(i: number, ip: number, type: number, code: number): number {
     const b = this.b;
-    if (!mayReplyWithIcmpError(b, ip)) return DROP;
+    if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, 0, this.addr.nodeIp, 64, this.nextId());
     this.counters[Event.ICMP_SENT]++;
     if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: routed back to the sender`);
@@ -601,6 +658,14 @@ export class Pipeline {
 
   private drop(reason: number): number {
     this.counters[reason]++;
+    this.lastDrop = reason;
+    if (this.tr !== null) this.tr.stages.push(`drop: ${reasonName(reason)}`);
+    return DROP;
+  }
+
+  /** A drop whose reason the caller already counted (TTL expired, fragmentation needed). */
+  private dropCounted(reason: number): number {
+    this.lastDrop = reason;
     if (this.tr !== null) this.tr.stages.push(`drop: ${reasonName(reason)}`);
     return DROP;
   }
@@ -639,6 +704,9 @@ export class Pipeline {
         this.onPortError(p, 'send', e as Error);
       }
       this.portCounters[pc + PortCounter.TX] += sent;
+      let bytes = 0;
+      for (let j = 0; j < sent; j++) bytes += this.pool.len[tx[j]];
+      this.portCounters[pc + PortCounter.TX_BYTES] += bytes;
       if (sent < k) this.portCounters[pc + PortCounter.DROPS] += k - sent;
     }
     this.nOut = 0;

@@ -317,6 +317,7 @@ export class Pipeline6 {
 
   private drop(reason: number): number {
     this.p.counters[reason]++;
+    this.p.lastDrop = reason;
     return DROP;
   }
 

@@ -40,7 +40,7 @@ export function parseTraceFilter(words: string[]): TraceFilter {
     else if (k === 'dst') f.dst = addr(next());
     else if (k === 'port') {
       const p = Number(next());
-      if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`trace filter: bad port`);
+      if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`trace filter: bad port "${w[i]}" (a number 0..65535)`);
       f.port = p;
     } else if (k === 'proto') {
       const v = next();
@@ -96,6 +96,8 @@ export class TraceSession {
   readonly records: TraceRecord[] = [];
   private done!: () => void;
   readonly finished: Promise<void>;
+  /** Called with each record as it is added (to stream records from a worker thread). */
+  onRecord: (r: TraceRecord) => void = () => {};
   constructor(readonly filter: TraceFilter, readonly wanted: number) {
     this.finished = new Promise((r) => (this.done = r));
   }
@@ -104,6 +106,7 @@ export class TraceSession {
   }
   add(r: TraceRecord): void {
     this.records.push(r);
+    this.onRecord(r);
     if (this.full) this.done();
   }
   finish(): void {

@@ -1,0 +1,369 @@
+/**
+ * `podway capture`: copies of the frames that match a filter, taken at one stage of the pipeline,
+ * written as compact records into a bounded buffer that the engine hands out in chunks (to the
+ * control socket, or from a worker thread to the main one). The client turns the records into
+ * pcapng (pcapng.ts).
+ *
+ * Cost: while no capture runs the pipeline pays one test per batch. While one runs, every frame
+ * of a batch is matched against the filter (a few header reads) and only matching frames are
+ * copied. A full buffer never waits: the record is counted as lost.
+ *
+ * Every record is an Ethernet frame (one link type for the whole file, which tcpdump needs): frames
+ * from IP-only ports (TUN devices, the raw sockets) get a 14-byte pseudo Ethernet header with zero
+ * addresses, and VXLAN payloads from the UDP socket get the outer IPv4/UDP headers they arrived in.
+ */
+import { ETH_HLEN, SLOT_SIZE } from '../packet/layout';
+import { TraceFilter, traceMatches, traceMatchesArp } from './trace';
+import { COUNTER_NAMES } from './counters';
+import { DROP_REASON_COUNT } from '../packet/drop';
+import type { FramePool } from './frame-pool';
+
+export const Stage = { RX: 0, DECAP: 1, ROUTE: 2, TX: 3, DROP: 4 } as const;
+export const STAGE_NAMES = ['rx', 'decap', 'route', 'tx', 'drop'] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+
+export function parseStage(s: string | undefined): number {
+  const k = STAGE_NAMES.indexOf((s ?? 'rx') as StageName);
+  if (k < 0) throw new Error(`capture: unknown stage "${s}" (use ${STAGE_NAMES.join(', ')})`);
+  return k;
+}
+
+/** How frames of a port are laid out (from the pipeline's Role). */
+export const Link = {
+  /** Ethernet frames (pod veth/TAP, underlay). */
+  ETHERNET: 0,
+  /** Bare IPv4 packets (TUN devices, raw IPv4 sockets). */
+  IP: 1,
+  /** VXLAN payloads from the UDP socket (VXLAN header, inner Ethernet). */
+  VXLAN: 2,
+} as const;
+
+/**
+ * One record: a 24-byte header, the interface name, the comment, the frame, padded to 4 bytes.
+ *   0 u32 record length   4 u32 timestamp µs (high)   8 u32 timestamp µs (low)
+ *  12 u16 name length    14 u16 comment length      16 u32 frame length   20 u32 original length
+ */
+export const RECORD_HEADER = 24;
+
+export interface CaptureRecord {
+  iface: string;
+  comment: string;
+  tsMicros: number;
+  data: Uint8Array;
+  origLen: number;
+}
+
+/** Decode the records of a chunk (client side). */
+export function* readRecords(chunk: Uint8Array): Generator<CaptureRecord> {
+  const dv = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  const td = new TextDecoder();
+  let at = 0;
+  while (at + RECORD_HEADER <= chunk.length) {
+    const len = dv.getUint32(at, true);
+    if (len < RECORD_HEADER || at + len > chunk.length) throw new Error(`capture: corrupt record at byte ${at} of a ${chunk.length}-byte chunk`);
+    const tsMicros = dv.getUint32(at + 4, true) * 2 ** 32 + dv.getUint32(at + 8, true);
+    const nl = dv.getUint16(at + 12, true);
+    const cl = dv.getUint16(at + 14, true);
+    const dl = dv.getUint32(at + 16, true);
+    const origLen = dv.getUint32(at + 20, true);
+    let p = at + RECORD_HEADER;
+    const iface = td.decode(chunk.subarray(p, p + nl));
+    p += nl;
+    const comment = td.decode(chunk.subarray(p, p + cl));
+    p += cl;
+    yield { iface, comment, tsMicros, data: chunk.subarray(p, p + dl), origLen };
+    at += len;
+  }
+}
+
+/** Records in a chunk, counted by walking the headers (for loss accounting). */
+export function countRecords(chunk: Uint8Array): number {
+  const dv = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  let n = 0;
+  for (let at = 0; at + RECORD_HEADER <= chunk.length; n++) {
+    const len = dv.getUint32(at, true);
+    if (len < RECORD_HEADER) break;
+    at += len;
+  }
+  return n;
+}
+
+/** Validation and tunnel drops happen before (or during) decapsulation: such a packet never got
+ * to the decap stage. */
+function failedBeforeDecap(reason: number, unknownTunnel: number, unsupported: number, truncated: number): boolean {
+  return reason < DROP_REASON_COUNT || reason === unknownTunnel || reason === unsupported || reason === truncated;
+}
+
+export interface CaptureOptions {
+  filter: TraceFilter;
+  stage: number;
+  /** Records to take at most (this engine alone). */
+  count: number;
+  /** Bytes of record buffer (default 1 MiB). */
+  bufferBytes?: number;
+}
+
+/** What the pipeline tells the tap about the ports of a batch. */
+export interface CapturePorts {
+  readonly portName: readonly string[];
+  /** Link layout of a port (Link.*). */
+  linkOf(port: number): number;
+  readonly nodeIp: number;
+}
+
+const UNKNOWN_TUNNEL_SOURCE = COUNTER_NAMES.indexOf('unknown_tunnel_source');
+const UNSUPPORTED_ETHERTYPE = COUNTER_NAMES.indexOf('unsupported_ethertype');
+const TRUNCATED = COUNTER_NAMES.indexOf('truncated');
+
+/** One engine's capture: matching, copying and the bounded record buffer. */
+export class CaptureTap {
+  readonly filter: TraceFilter;
+  readonly stage: number;
+  private remaining: number;
+  private buf: Uint8Array;
+  private dv: DataView;
+  private used = 0;
+  /** Records refused because the buffer was full (the reader is slow). */
+  lost = 0;
+  /** Records taken. */
+  taken = 0;
+  /** Per descriptor of the current batch: matched (1), and where its (inner) IPv4 header is. */
+  private readonly matched: Uint8Array;
+  private readonly ipAt: Int32Array;
+  /** drop/decap stages: the frame as it was before processing, kept until its fate is known. */
+  private readonly scratch: Uint8Array;
+  private readonly scratchLen: Uint16Array;
+  private readonly names = new Map<string, Uint8Array>();
+  private readonly comments: Uint8Array[] = [];
+  private ts = 0;
+  private readonly enc = new TextEncoder();
+
+  constructor(opts: CaptureOptions, batch: number) {
+    this.filter = opts.filter;
+    this.stage = opts.stage;
+    this.remaining = Math.max(1, opts.count);
+    this.buf = new Uint8Array(opts.bufferBytes ?? 1 << 20);
+    this.dv = new DataView(this.buf.buffer);
+    this.matched = new Uint8Array(batch);
+    this.ipAt = new Int32Array(batch);
+    const keepsCopies = opts.stage === Stage.DROP || opts.stage === Stage.DECAP;
+    this.scratch = new Uint8Array(keepsCopies ? batch * (SLOT_SIZE + 64) : 0);
+    this.scratchLen = new Uint16Array(batch);
+  }
+
+  /** Taken all it was asked for. */
+  get done(): boolean {
+    return this.remaining <= 0;
+  }
+
+  /** Hand out what was recorded (a copy; the buffer is reused). */
+  take(): Uint8Array | null {
+    if (this.used === 0) return null;
+    const out = this.buf.slice(0, this.used);
+    this.used = 0;
+    return out;
+  }
+
+  /** Before the pipeline touches the batch: match each frame; rx records now, drop/decap copies kept. */
+  before(pool: FramePool, n: number, port: number, ports: CapturePorts): void {
+    const b = pool.bytes;
+    this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    const link = ports.linkOf(port);
+    const stage = this.stage;
+    for (let i = 0; i < n; i++) {
+      this.matched[i] = 0;
+      this.scratchLen[i] = 0;
+      if (this.remaining <= 0) continue;
+      const f = pool.start(i);
+      const len = pool.len[i];
+      const ip = innerIp(b, f, len, link);
+      this.ipAt[i] = ip;
+      if (!this.matches(b, f, len, ip, link)) continue;
+      this.matched[i] = 1;
+      const peer = link === Link.VXLAN ? pool.addr[i] : 0;
+      const sport = link === Link.VXLAN ? pool.aport[i] : 0;
+      if (stage === Stage.RX) this.record(ports.portName[port], '', b, f, len, link, ports.nodeIp, peer, sport);
+      else if (stage === Stage.DROP) this.keep(i, b, f, len, link, ports.nodeIp, peer, sport);
+      else if (stage === Stage.DECAP && ip >= 0) {
+        if (link === Link.VXLAN && len >= 8 + ETH_HLEN) this.keep(i, b, f + 8, len - 8, Link.ETHERNET, 0, 0, 0);
+        else if (link === Link.IP && b[f + 9] === 4) this.keep(i, b, ip, f + len - ip, Link.IP, 0, 0, 0);
+      }
+    }
+  }
+
+  /**
+   * After the pipeline decided every frame (verdict per descriptor: an output port, or a negative
+   * number; `dropVerdict` marks drops, with their reasons in `reasons`).
+   */
+  after(pool: FramePool, n: number, port: number, verdicts: Int32Array, reasons: Uint16Array, dropVerdict: number, ports: CapturePorts): void {
+    const stage = this.stage;
+    const b = pool.bytes;
+    if (stage === Stage.RX) return;
+    for (let i = 0; i < n; i++) {
+      if (this.matched[i] === 0 || this.remaining <= 0) continue;
+      const o = verdicts[i];
+      if (stage === Stage.DROP) {
+        if (o === dropVerdict) this.recordKept(i, ports.portName[port], this.comment(reasons[i]));
+      } else if (stage === Stage.DECAP) {
+        if (this.scratchLen[i] > 0 && !(o === dropVerdict && failedBeforeDecap(reasons[i], UNKNOWN_TUNNEL_SOURCE, UNSUPPORTED_ETHERTYPE, TRUNCATED))) this.recordKept(i, ports.portName[port], '');
+      } else if (o >= 0) {
+        const f = pool.start(i);
+        const len = pool.len[i];
+        const outLink = ports.linkOf(o);
+        const ip = this.ipAt[i];
+        // The routed packet is still where it was received (encapsulation and Ethernet rewrites
+        // happen in front of it): it ends where the frame ends. Packets podway built instead (an
+        // ICMP error) are taken from the frame itself.
+        if (stage === Stage.ROUTE && ip >= f - 256 && ip + 20 <= f + len && ip + ((b[ip + 2] << 8) | b[ip + 3]) === f + len) {
+          this.record(ports.portName[o], '', b, ip, f + len - ip, Link.IP, 0, 0, 0);
+        } else {
+          this.record(ports.portName[o], '', b, f, len, outLink === Link.VXLAN ? Link.IP : outLink, 0, 0, 0);
+        }
+      }
+    }
+  }
+
+  private matches(b: Uint8Array, f: number, len: number, ip: number, link: number): boolean {
+    const flt = this.filter;
+    if (flt.host === undefined && flt.src === undefined && flt.dst === undefined && flt.proto === undefined && flt.port === undefined) return true;
+    if (ip >= 0) {
+      const end = f + len;
+      if (flt.port !== undefined) {
+        const l4 = ip + ((b[ip] & 15) << 2);
+        if (l4 + 4 > end) return false;
+      }
+      return traceMatches(flt, b, ip);
+    }
+    // ARP on an Ethernet port: the sender and target addresses.
+    if (link === Link.ETHERNET && len >= ETH_HLEN + 28 && b[f + 12] === 0x08 && b[f + 13] === 0x06) {
+      const a = f + ETH_HLEN;
+      const spa = ((b[a + 14] << 24) | (b[a + 15] << 16) | (b[a + 16] << 8) | b[a + 17]) >>> 0;
+      const tpa = ((b[a + 24] << 24) | (b[a + 25] << 16) | (b[a + 26] << 8) | b[a + 27]) >>> 0;
+      return traceMatchesArp(flt, spa, tpa);
+    }
+    return false;
+  }
+
+  private comment(reason: number): string {
+    return reason > 0 ? `drop: ${COUNTER_NAMES[reason] ?? reason}` : 'drop';
+  }
+
+  /** Keep a copy of the frame (as an Ethernet frame) until its verdict is known. */
+  private keep(i: number, b: Uint8Array, f: number, len: number, link: number, nodeIp: number, peer: number, sport: number): void {
+    const at = i * (SLOT_SIZE + 64);
+    const n = writeAsEthernet(this.scratch, at, b, f, len, link, nodeIp, peer, sport);
+    this.scratchLen[i] = n;
+  }
+
+  private recordKept(i: number, iface: string, comment: string): void {
+    const at = i * (SLOT_SIZE + 64);
+    this.record(iface, comment, this.scratch, at, this.scratchLen[i], Link.ETHERNET, 0, 0, 0);
+  }
+
+  private nameBytes(s: string): Uint8Array {
+    let v = this.names.get(s);
+    if (!v) {
+      v = this.enc.encode(s);
+      this.names.set(s, v);
+    }
+    return v;
+  }
+
+  /** Append one record (the frame converted to Ethernet), or count it lost when it does not fit. */
+  private record(iface: string, comment: string, b: Uint8Array, f: number, len: number, link: number, nodeIp: number, peer: number, sport: number): void {
+    const name = this.nameBytes(iface);
+    const com = comment ? this.commentBytes(comment) : EMPTY;
+    const dataMax = len + ETH_HLEN + 28;
+    const need = (RECORD_HEADER + name.length + com.length + dataMax + 3) & ~3;
+    if (this.used + need > this.buf.length) {
+      this.lost++;
+      return;
+    }
+    const at = this.used;
+    let p = at + RECORD_HEADER;
+    this.buf.set(name, p);
+    p += name.length;
+    this.buf.set(com, p);
+    p += com.length;
+    const dl = writeAsEthernet(this.buf, p, b, f, len, link, nodeIp, peer, sport);
+    const total = (RECORD_HEADER + name.length + com.length + dl + 3) & ~3;
+    const dv = this.dv;
+    dv.setUint32(at, total, true);
+    dv.setUint32(at + 4, Math.floor(this.ts / 2 ** 32), true);
+    dv.setUint32(at + 8, this.ts >>> 0, true);
+    dv.setUint16(at + 12, name.length, true);
+    dv.setUint16(at + 14, com.length, true);
+    dv.setUint32(at + 16, dl, true);
+    dv.setUint32(at + 20, dl, true);
+    this.used = at + total;
+    this.taken++;
+    this.remaining--;
+  }
+
+  private commentBytes(s: string): Uint8Array {
+    const k = this.nameBytes(`\0${s}`);
+    return k.subarray(1);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Where the IPv4 header a filter looks at starts: the packet itself, or for tunnel traffic the
+ * inner one (filters select pod traffic, as `podway trace` does). -1: not IPv4 (or too short).
+ */
+function innerIp(b: Uint8Array, f: number, len: number, link: number): number {
+  let ip: number;
+  if (link === Link.ETHERNET) {
+    if (len < ETH_HLEN + 20 || b[f + 12] !== 0x08 || b[f + 13] !== 0x00) return -1;
+    ip = f + ETH_HLEN;
+  } else if (link === Link.VXLAN) {
+    if (len < 8 + ETH_HLEN + 20 || b[f + 8 + 12] !== 0x08 || b[f + 8 + 13] !== 0x00) return -1;
+    ip = f + 8 + ETH_HLEN;
+  } else {
+    if (len < 20 || b[f] >> 4 !== 4) return -1;
+    ip = f;
+    // IP-in-IP: the inner packet.
+    const hl = (b[f] & 15) << 2;
+    if (b[f + 9] === 4 && len >= hl + 20 && b[f + hl] >> 4 === 4) ip = f + hl;
+  }
+  return (b[ip] >> 4) === 4 && ip + 20 <= f + len ? ip : -1;
+}
+
+/**
+ * Copy a frame to `out` at `at` as an Ethernet frame: as it is, behind a pseudo Ethernet header
+ * (IP), or behind a pseudo Ethernet header and the outer IPv4/UDP headers it arrived in (VXLAN
+ * payloads: from the tunnel peer's address and port to the node's port 4789). Returns the bytes
+ * written.
+ */
+function writeAsEthernet(out: Uint8Array, at: number, b: Uint8Array, f: number, len: number, link: number, nodeIp: number, peer: number, sport: number): number {
+  if (link === Link.ETHERNET) {
+    out.set(b.subarray(f, f + len), at);
+    return len;
+  }
+  out.fill(0, at, at + 12);
+  out[at + 12] = 0x08;
+  out[at + 13] = 0x00;
+  let p = at + ETH_HLEN;
+  if (link === Link.VXLAN) {
+    const total = 28 + len;
+    const h = p;
+    out[h] = 0x45; out[h + 1] = 0; out[h + 2] = total >> 8; out[h + 3] = total & 255;
+    out[h + 4] = 0; out[h + 5] = 0; out[h + 6] = 0x40; out[h + 7] = 0; out[h + 8] = 64; out[h + 9] = 17;
+    out[h + 10] = 0; out[h + 11] = 0;
+    out[h + 12] = peer >>> 24; out[h + 13] = (peer >>> 16) & 255; out[h + 14] = (peer >>> 8) & 255; out[h + 15] = peer & 255;
+    out[h + 16] = nodeIp >>> 24; out[h + 17] = (nodeIp >>> 16) & 255; out[h + 18] = (nodeIp >>> 8) & 255; out[h + 19] = nodeIp & 255;
+    let s = 0;
+    for (let k = 0; k < 20; k += 2) s += (out[h + k] << 8) | out[h + k + 1];
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    const c = ~s & 0xffff;
+    out[h + 10] = c >> 8; out[h + 11] = c & 255;
+    const u = h + 20;
+    const ul = 8 + len;
+    out[u] = sport >> 8; out[u + 1] = sport & 255; out[u + 2] = 4789 >> 8; out[u + 3] = 4789 & 255;
+    out[u + 4] = ul >> 8; out[u + 5] = ul & 255; out[u + 6] = 0; out[u + 7] = 0;
+    p = u + 8;
+  }
+  out.set(b.subarray(f, f + len), p);
+  return p + len - at;
+}

@@ -166,6 +166,14 @@ add("v6_ra_from_router", Ether(dst="33:33:00:00:00:01", src="52:54:00:00:00:09")
     ICMPv6NDOptPrefixInfo(prefix="2001:db8::", prefixlen=64),
     "a router advertisement with SLLA, MTU and prefix options (validates)")
 
+ns_node = Ether(dst="33:33:ff:00:00:02", src="52:54:00:99:00:01") / IPv6(src=NODE1_6, dst="ff02::1:ff00:2", hlim=255) / \
+    ICMPv6ND_NS(tgt="fd99::2") / ICMPv6NDOptSrcLLAddr(lladdr="52:54:00:99:00:01")
+add("v6_ns_resolve", ns_node, "node1 resolving node2's underlay address fd99::2 (what podway sends for an IPv6 next hop)",
+    {"kind": "ns", "mac": "52:54:00:99:00:01", "src": NODE1_6, "target": "fd99::2"})
+add("v6_na_node2", Ether(dst="52:54:00:99:00:01", src="52:54:00:99:00:02") / IPv6(src="fd99::2", dst=NODE1_6, hlim=255) /
+    ICMPv6ND_NA(tgt="fd99::2", R=0, S=1, O=1) / ICMPv6NDOptDstLLAddr(lladdr="52:54:00:99:00:02"),
+    "node2's kernel answering v6_ns_resolve")
+
 # Bad NDP: each must be dropped and counted, never answered.
 bad = pod() / IPv6(src=A_LL, dst="ff02::1:ffee:eeee", hlim=64) / ICMPv6ND_NS(tgt=GW6) / ICMPv6NDOptSrcLLAddr(lladdr=A_MAC)
 bad.dst = "33:33:ff:ee:ee:ee"

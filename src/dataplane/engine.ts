@@ -12,7 +12,7 @@ import { PacketIO, errnoOf } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, forgetNeighbor, NH_KIND_NAMES } from './nexthops';
-import { applyModel6 } from './engine6';
+import { applyModel6, Neighbors6 } from './engine6';
 import { NeighborTable } from './neighbors';
 import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
@@ -104,6 +104,7 @@ export class Engine {
   private retryTimer: NodeJS.Timeout | null = null;
   /** Underlay neighbours (remote nodes, gateways) with kernel-like ageing and a bound. */
   private readonly neighbors = new NeighborTable();
+  private readonly neighbors6: Neighbors6;
   private neighborTimer: NodeJS.Timeout | null = null;
   private readonly arpSlot: number;
   private started = Date.now();
@@ -129,6 +130,9 @@ export class Engine {
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip) => this.resolve(ip);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
+    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m) => this.log(m));
+    this.pipe.v6.onUnresolved6 = (b, off) => this.neighbors6.request(b, off);
+    this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
     // The spawner's helper process is forked here, before any packet ring is mapped: later
     // commands fork it, not this (by then large) process.
     this.spawner = this.manageHost && this.primary ? new Spawner((m) => this.log(m)) : null;
@@ -175,7 +179,9 @@ export class Engine {
     this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
     this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
     this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
-    applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: () => undefined });
+    const nh6 = applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip) });
+    // Solicit the IPv6 underlay neighbours of the IPv6 tunnels and direct routes now, not on the first packet.
+    this.neighbors6.solicitMissing(nh6);
     this.pipe.natSources.set(model.pools.filter((p) => p.natOutgoing));
     this.model = model;
     this.applied++;
@@ -216,7 +222,7 @@ export class Engine {
           linkUp(HOST_PORT_NAME);
         }
       }
-      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp), sndbuf: 4 << 20, fanoutGroup: this.fanout(ul.name) });
+      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp, { ipv6: model.v6.ip6 !== null }), sndbuf: 4 << 20, fanoutGroup: this.fanout(ul.name) });
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
       this.closeInfra();
@@ -425,6 +431,19 @@ export class Engine {
   /** Ask ARP for an underlay neighbour (the table rate-limits per address and ignores unwanted ones). */
   private resolve(ip: number): void {
     if (this.neighbors.request(ip, Date.now())) this.sendArpRequest(ip);
+  }
+
+  /** Send one control frame (an IPv6 Neighbor Solicitation) on the underlay from the ARP slot. */
+  private sendOnUnderlay(write: (b: Uint8Array, f: number) => number): void {
+    if (this.infra.underlay < 0) return;
+    const i = this.arpSlot;
+    this.pool.len[i] = write(this.pool.bytes, this.pool.start(i));
+    this.pool.txList[this.batch] = i;
+    try {
+      this.io.send(this.infra.underlay, this.batch, 1);
+    } catch (e) {
+      this.portError(this.infra.underlay, 'send', e as Error);
+    }
   }
 
   /** Send an ARP request for `ip`: broadcast, or unicast to `to` (re-probing a known neighbour). */

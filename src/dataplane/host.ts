@@ -151,22 +151,32 @@ export function removeHostRoute(ifname: string, ips: readonly number[]): void {
 }
 
 /** A classic BPF program for the underlay socket: ARP, or IPv4 not addressed to the node itself
- * (tunnel packets to the node IP arrive on their own sockets; host traffic stays in the kernel). */
-export function underlayFilter(nodeIp: number): Uint8Array {
-  const prog: [number, number, number, number][] = [
-    [0x28, 0, 0, 12], //          ldh [12]
-    [0x15, 4, 0, 0x0806], //      jeq ARP -> accept
-    [0x15, 0, 4, 0x0800], //      jne IPv4 -> drop
-    [0x20, 0, 0, 30], //          ld [30] (IPv4 destination)
-    [0x15, 2, 0, nodeIp >>> 0], // jeq node IP -> drop
-    [0x06, 0, 0, 0x40000], //     accept (ARP lands here too)
-    [0x06, 0, 0, 0x40000], //     ret accept
-    [0x06, 0, 0, 0], //           ret drop
-  ];
-  // Fix the jump targets: ARP -> insn 6 (accept); not IPv4 -> insn 7 (drop); node IP -> insn 7.
-  prog[1] = [0x15, 4, 0, 0x0806];
-  prog[2] = [0x15, 0, 4, 0x0800];
-  prog[4] = [0x15, 2, 0, nodeIp >>> 0];
+ * (tunnel packets to the node IP arrive on their own sockets; host traffic stays in the kernel).
+ * With `ipv6`, IPv6 frames too: IPv6 VXLAN and NDP answers arrive on this socket (pipeline6.ts
+ * hands what is not for pods back to the kernel, which received its own copy). */
+export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean } = {}): Uint8Array {
+  const prog: [number, number, number, number][] = opts.ipv6
+    ? [
+        [0x28, 0, 0, 12], //          ldh [12]
+        [0x15, 5, 0, 0x0806], //      jeq ARP -> accept (7)
+        [0x15, 4, 0, 0x86dd], //      jeq IPv6 -> accept (7)
+        [0x15, 0, 4, 0x0800], //      jne IPv4 -> drop (8)
+        [0x20, 0, 0, 30], //          ld [30] (IPv4 destination)
+        [0x15, 2, 0, nodeIp >>> 0], // jeq node IP -> drop (8)
+        [0x06, 0, 0, 0x40000], //     accept
+        [0x06, 0, 0, 0x40000], //     ret accept
+        [0x06, 0, 0, 0], //           ret drop
+      ]
+    : [
+        [0x28, 0, 0, 12], //          ldh [12]
+        [0x15, 4, 0, 0x0806], //      jeq ARP -> accept (6)
+        [0x15, 0, 4, 0x0800], //      jne IPv4 -> drop (7)
+        [0x20, 0, 0, 30], //          ld [30] (IPv4 destination)
+        [0x15, 2, 0, nodeIp >>> 0], // jeq node IP -> drop (7)
+        [0x06, 0, 0, 0x40000], //     accept (ARP lands here too)
+        [0x06, 0, 0, 0x40000], //     ret accept
+        [0x06, 0, 0, 0], //           ret drop
+      ];
   const out = new Uint8Array(prog.length * 8);
   const dv = new DataView(out.buffer);
   prog.forEach(([code, jt, jf, k], i) => {

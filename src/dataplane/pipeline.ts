@@ -336,6 +336,7 @@ export class Pipeline implements CapturePorts {
       }
       return HOST;
     }
+    if (type === ETHERTYPE_IPV6) return this.v6.fromUnderlay(i, f, len);
     if (type !== ETHERTYPE_IPV4) return HOST;
     const u = this.addr.underlayMac;
     for (let k = 0; k < 6; k++) if (b[f + k] !== u[k]) return HOST;

@@ -14,11 +14,12 @@ import { Drop } from '../packet/drop';
 import { ETH_HLEN } from '../packet/layout';
 import { IPPROTO_ICMPV6, IPPROTO_TCP6, IPPROTO_UDP6, IPV6_HEADER_LEN, formatIpv6, ipv6WalkExtHeaders, validateIpv6 } from '../packet/ipv6';
 import {
-  ICMPV6_DEST_UNREACH, ICMPV6_HOP_LIMIT_EXCEEDED, ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_NO_ROUTE, ICMPV6_PACKET_TOO_BIG, ICMPV6_ROUTER_SOLICIT,
+  ICMPV6_DEST_UNREACH, ICMPV6_HOP_LIMIT_EXCEEDED, ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_NO_ROUTE, ICMPV6_PACKET_TOO_BIG, ICMPV6_ROUTER_SOLICIT,
   ICMPV6_TIME_EXCEEDED, buildIcmpv6ErrorInPlace, mayReplyWithIcmpv6Error, validateIcmpv6,
 } from '../packet/icmpv6';
-import { answerNeighborSolicitInPlace, answerRouterSolicitInPlace, isNdpType, linkLocalFromMac, validateNdp } from '../packet/ndp';
-import { encapVxlan6 } from '../packet/vxlan6';
+import { NDP_OPT_TARGET_LLADDR, answerNeighborSolicitInPlace, answerRouterSolicitInPlace, isNdpType, linkLocalFromMac, ndpFindOption, validateNdp } from '../packet/ndp';
+import { decapVxlan6Packet, encapVxlan6 } from '../packet/vxlan6';
+import { VXLAN_PORT } from '../packet/vxlan';
 import { jhash3, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { DescFlag, SLOT_SHIFT } from './frame-pool';
@@ -57,6 +58,10 @@ export class Pipeline6 {
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
   /** Called for a next hop whose underlay neighbour (16 bytes at b[off]) is not resolved (the engine sends an NS). */
   onUnresolved6: (b: Uint8Array, off: number) => void = () => {};
+  /** Called for a valid Neighbor Advertisement on the underlay: target at b[targetOff], its MAC at b[macOff]. */
+  onNeighbor6: (b: Uint8Array, targetOff: number, macOff: number) => void = () => {};
+  /** Underlay IPv6 addresses of the cluster's nodes (16 bytes each): IPv6 VXLAN is accepted only from them. */
+  knownNodes6 = new Uint8Array(0);
 
   constructor(private readonly p: Pipeline, maxPorts: number) {
     this.b = p.b;
@@ -141,6 +146,51 @@ export class Pipeline6 {
     if (nh !== NO_ROUTE && nhs.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     if (nh === NO_ROUTE || nhs.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
     return this.route(i, -1, ip, false);
+  }
+
+  /**
+   * An IPv6 frame on the underlay NIC: an NA answering our resolution (learned; the kernel gets
+   * it too), IPv6 VXLAN from a known node to our address (decapsulated), or unencapsulated
+   * traffic for a local pod; anything else is the node's own and left to the kernel.
+   */
+  fromUnderlay(i: number, f: number, len: number): number {
+    const b = this.b;
+    const ip = f + ETH_HLEN;
+    if (validateIpv6(b, ip, len - ETH_HLEN) !== Drop.OK) return HOST;
+    const nhdr = b[ip + 6];
+    const end = ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
+    if (nhdr === IPPROTO_ICMPV6 && end - ip >= IPV6_HEADER_LEN + 32 && b[ip + IPV6_HEADER_LEN] === ICMPV6_NEIGHBOR_ADVERT) {
+      const icmp = ip + IPV6_HEADER_LEN;
+      if (validateIcmpv6(b, ip, icmp, end - icmp) !== Drop.OK || validateNdp(b, ip, icmp, end - icmp) !== Drop.OK) return this.count(Drop.BAD_NDP, HOST);
+      const tlla = ndpFindOption(b, icmp, end - icmp, NDP_OPT_TARGET_LLADDR);
+      this.onNeighbor6(b, icmp + 8, tlla >= 0 ? tlla + 2 : f + 6);
+      return HOST;
+    }
+    const u = this.p.addr.underlayMac;
+    for (let k = 0; k < 6; k++) if (b[f + k] !== u[k]) return HOST;
+    if (nhdr === IPPROTO_UDP6 && this.hasNodeIp6 && this.isNodeIp6(ip + 24) && end - ip >= IPV6_HEADER_LEN + 8 && ((b[ip + 42] << 8) | b[ip + 43]) === VXLAN_PORT) {
+      if (!this.isKnownNode6(ip + 8)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+      const inner = decapVxlan6Packet(b, ip, len - ETH_HLEN, CALICO_VNI);
+      if (inner < 0) return this.drop(-inner);
+      if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
+      return this.fromNetwork(i, inner + ETH_HLEN, end - inner - ETH_HLEN);
+    }
+    const nhs = this.nh;
+    if (nhs === null) return HOST;
+    const nh = nhs.fib.lookup(word(b, ip + 24), word(b, ip + 28), word(b, ip + 32), word(b, ip + 36));
+    if (nh === NO_ROUTE || (nhs.kind[nh] !== NhKind.LOCAL && nhs.kind[nh] !== NhKind.BLACKHOLE)) return HOST;
+    return this.fromNetwork(i, ip, len - ETH_HLEN);
+  }
+
+  private isKnownNode6(a: number): boolean {
+    const k6 = this.knownNodes6;
+    const b = this.b;
+    for (let o = 0; o < k6.length; o += 16) {
+      let same = true;
+      for (let j = 0; j < 16; j++) if (k6[o + j] !== b[a + j]) { same = false; break; }
+      if (same) return true;
+    }
+    return false;
   }
 
   // ---- routing ---------------------------------------------------------------------------------

@@ -237,3 +237,37 @@ export function linkLocalFromMac(mac: Uint8Array): Uint8Array {
   a[15] = mac[5];
   return a;
 }
+
+/** Bytes of the solicitation writeNeighborSolicit writes (Ethernet + IPv6 + NS + SLLA option). */
+export const NS_FRAME_LEN = ETH_HLEN + IPV6_HEADER_LEN + 24 + 8; // 86
+
+/**
+ * Writes a multicast Neighbor Solicitation at `f` (address resolution, RFC 4861 section 7.2.2):
+ * from `mac` and the IPv6 address at src[srcOff] to the solicited-node group of the target at
+ * target[targetOff] (Ethernet 33:33:ff:XX:XX:XX), hop limit 255, with a source link-layer option.
+ * Returns NS_FRAME_LEN.
+ */
+export function writeNeighborSolicit(b: Uint8Array, f: number, mac: Uint8Array, src: Uint8Array, srcOff: number, target: Uint8Array, targetOff: number): number {
+  b[f] = 0x33; b[f + 1] = 0x33; b[f + 2] = 0xff;
+  b[f + 3] = target[targetOff + 13]; b[f + 4] = target[targetOff + 14]; b[f + 5] = target[targetOff + 15];
+  copyMac(b, f + 6, mac, 0);
+  b[f + 12] = 0x86;
+  b[f + 13] = 0xdd;
+  const ip = f + ETH_HLEN;
+  writeIpv6Fixed(b, ip, 0, 0, 32, IPPROTO_ICMPV6, NDP_HOP_LIMIT);
+  for (let k = 0; k < 16; k++) b[ip + IPV6_SRC + k] = src[srcOff + k];
+  const d = ip + IPV6_DST;
+  b.fill(0, d, d + 16);
+  b[d] = 0xff; b[d + 1] = 0x02; b[d + 11] = 1; b[d + 12] = 0xff;
+  b[d + 13] = target[targetOff + 13]; b[d + 14] = target[targetOff + 14]; b[d + 15] = target[targetOff + 15];
+  const ns = ip + IPV6_HEADER_LEN;
+  b[ns] = ICMPV6_NEIGHBOR_SOLICIT;
+  b[ns + 1] = 0;
+  b.fill(0, ns + 4, ns + 8);
+  for (let k = 0; k < 16; k++) b[ns + 8 + k] = target[targetOff + k];
+  b[ns + 24] = NDP_OPT_SOURCE_LLADDR;
+  b[ns + 25] = 1;
+  copyMac(b, ns + 26, mac, 0);
+  icmpv6FillChecksum(b, ip, ns, 32);
+  return NS_FRAME_LEN;
+}

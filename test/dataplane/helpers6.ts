@@ -2,9 +2,9 @@
 // pool fd00:10:244::/64 (VXLAN, /122 blocks), node IPv6 addresses fd99::1 and fd99::2 with IPv6
 // VTEPs, and an IPv6 /128 beside each pod's IPv4 address (the addresses of the v6pipe_* fixtures
 // of scripts/gen-fixtures6.py). makeHarness6 wires the IPv6 half as Engine.apply does.
-import { CLUSTER_YAML, clusterModel, makeHarness, Harness, HarnessOptions } from './helpers';
+import { CLUSTER_YAML, NODE2_MAC, clusterModel, makeHarness, Harness, HarnessOptions } from './helpers';
 import { applyModel6 } from '../../src/dataplane/engine6';
-import { fromHex } from '../../src/packet';
+import { fromHex, parseMac } from '../../src/packet';
 import { fixture6 } from '../packet/helpers6';
 
 export const A6 = 'fd00:10:244::1';
@@ -48,11 +48,14 @@ export interface Harness6Options extends HarnessOptions {
   /** Underlay IPv6 neighbours already resolved (address text -> MAC text). */
   neighbors6?: Record<string, string>;
   yaml?: string;
+  /** The node the harness is (default node1; node2 gets node2's underlay MAC). */
+  node?: 'node1' | 'node2';
 }
 
 export function makeHarness6(opts: Harness6Options = {}): Harness {
-  const model = clusterModel('node1', opts.yaml ?? dualStackYaml());
+  const model = clusterModel(opts.node ?? 'node1', opts.yaml ?? dualStackYaml());
   const h = makeHarness({ ...opts, model });
+  if (opts.node === 'node2') h.pipe.addr = { ...h.pipe.addr, underlayMac: parseMac(NODE2_MAC) };
   const n6 = new Map(Object.entries(opts.neighbors6 ?? {}).map(([ip, mac]) => [ip, Uint8Array.from(mac.split(':'), (x) => parseInt(x, 16))] as const));
   applyModel6(h.pipe, model, { portOf: (ifname) => h.ports.get(ifname) ?? -1, neighbor6: (ip) => n6.get(ip) });
   return h;

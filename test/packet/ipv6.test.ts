@@ -215,4 +215,15 @@ test('every IPv6 fixture: validation and the walk never throw on any cut of the 
   }
 });
 
+test('NS for address resolution written as scapy builds it', () => {
+  const b = fixture6('v6_ns_resolve').build!;
+  const pool = makePool(1);
+  const off = P.slotFrameOffset(0);
+  const n = P.writeNeighborSolicit(pool, off, P.parseMac(b.mac), P.parseIpv6Bytes(b.src), 0, P.parseIpv6Bytes(b.target), 0);
+  assert.is(n, P.NS_FRAME_LEN);
+  assert.equal(P.toHex(pool, off, n), fixture6('v6_ns_resolve').hex);
+  const na = bytes6('v6_na_node2');
+  assert.is(P.validateNdp(na, 14, 54, na.length - 54), P.Drop.OK);
+});
+
 test.run();

@@ -1,0 +1,117 @@
+// The IPv6 half of the model (src/control/route-calc6.ts): routes per Felix's rules for IPv6
+// pools, /128 workloads, blocks, IPv6 VXLAN (MTU underlay - 70, VTEP MAC from sha1(name-v6)),
+// CrossSubnet, unencapsulated pools and borrowed addresses.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createHash } from 'node:crypto';
+import { computeNodeModel, parseClusterYaml, diffModels } from '../../src/control';
+
+function yaml(mode: string, opts: { node2Vtep?: boolean; node2Addr?: string; extraWep?: string } = {}): string {
+  const n2addr = opts.node2Addr ?? 'fd99::2/64';
+  return `
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: { name: v4 }
+spec: { cidr: 10.244.0.0/16, vxlanMode: Always }
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: { name: v6 }
+spec: { cidr: "fd00:10:244::/64", vxlanMode: ${mode} }
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: { name: node1 }
+spec:
+  bgp: { ipv4Address: 10.99.0.1/24, ipv6Address: "fd99::1/64" }
+  ipv6VXLANTunnelAddr: "fd00:10:244::"
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: { name: node2 }
+spec:
+  bgp: { ipv4Address: 10.99.0.2/24, ipv6Address: "${n2addr}" }
+${opts.node2Vtep === false ? '' : '  ipv6VXLANTunnelAddr: "fd00:10:244::40"'}
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata: { name: a1 }
+spec: { node: node1, cidr: "fd00:10:244::/122", state: confirmed, deleted: "false" }
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata: { name: a2 }
+spec: { node: node2, cidr: "fd00:10:244::40/122", state: confirmed, deleted: "false" }
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata: { name: a3 }
+spec: { node: node2, cidr: "fd00:10:244::80/122", state: pending, deleted: "false" }
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: { name: node1-k8s-a-eth0, namespace: default }
+spec: { node: node1, pod: a, interfaceName: caliA, ipNetworks: [10.244.0.1/32, "fd00:10:244::1/128"] }
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: { name: node2-k8s-b-eth0, namespace: default }
+spec: { node: node2, pod: b, interfaceName: caliB, ipNetworks: [10.244.0.65/32, "fd00:10:244::7/128"] }
+${opts.extraWep ?? ''}`;
+}
+
+const model = (y: string, node = 'node1') => computeNodeModel(parseClusterYaml(y, 't.yaml'), node);
+const routes = (y: string) => new Map(model(y).v6.routes.map((r) => [r.cidr, r]));
+
+test('VXLAN Always: local /128, our block blackholed, node2\'s block via IPv6 VXLAN with Felix\'s VTEP MAC', () => {
+  const m = model(yaml('Always'));
+  const r = new Map(m.v6.routes.map((x) => [x.cidr, x]));
+  assert.is(r.get('fd00:10:244::1/128')!.kind, 'local');
+  assert.is(r.get('fd00:10:244::/122')!.kind, 'blackhole');
+  const remote = r.get('fd00:10:244::40/122')!;
+  assert.is(remote.kind, 'vxlan');
+  assert.is(remote.mtu, 1430);
+  assert.is(remote.nodeIp6, 'fd99::2');
+  const sha = createHash('sha1').update('node2-v6').digest('hex');
+  assert.is(remote.vtepMac, `66:${sha.slice(0, 2)}:${sha.slice(2, 4)}:${sha.slice(4, 6)}:${sha.slice(6, 8)}:${sha.slice(8, 10)}`);
+  assert.not.ok(r.has('fd00:10:244::80/122'), 'pending affinity: no route');
+  assert.is(r.get('fd00:10:244::7/128')!.kind, 'vxlan', 'borrowed /128 routed to its node');
+  assert.equal(m.v6.endpoints, [{ interfaceName: 'caliA', ips6: ['fd00:10:244::1'] }]);
+  assert.equal(m.v6.knownNodeIps6, ['fd99::1', 'fd99::2']);
+  // The IPv4 half is unchanged by the IPv6 addresses beside it.
+  assert.equal(m.endpoints[0].ips.length, 1);
+});
+
+test('CrossSubnet inside the IPv6 subnet is unencapsulated; outside it, VXLAN', () => {
+  assert.is(routes(yaml('CrossSubnet')).get('fd00:10:244::40/122')!.kind, 'direct');
+  assert.is(routes(yaml('CrossSubnet', { node2Addr: 'fd98::2/64' })).get('fd00:10:244::40/122')!.kind, 'vxlan');
+});
+
+test('Never: unencapsulated via the node\'s IPv6 address (MTU of the underlay)', () => {
+  const r = routes(yaml('Never')).get('fd00:10:244::40/122')!;
+  assert.is(r.kind, 'direct');
+  assert.is(r.nodeIp6, 'fd99::2');
+  assert.is(r.mtu, 1500);
+});
+
+test('withheld while the remote IPv6 VTEP is unknown', () => {
+  const m = model(yaml('Always', { node2Vtep: false }));
+  assert.not.ok(m.v6.routes.some((r) => r.cidr === 'fd00:10:244::40/122'));
+  assert.ok(m.v6.withheld.some((w) => w.cidr === 'fd00:10:244::40/122' && /VTEP/.test(w.reason)));
+});
+
+test('a change of IPv6 data alone is a model change', () => {
+  const a = model(yaml('Always'));
+  const b = model(yaml('Never'));
+  assert.ok(diffModels(a, a).empty);
+  const d = diffModels(a, b);
+  assert.ok(d.v6Changed);
+  assert.not.ok(d.empty);
+});
+
+test('bad IPv6 input in the file is a named error', () => {
+  assert.throws(() => parseClusterYaml(yaml('Always').replace('ipv6VXLANTunnelAddr: "fd00:10:244::"', 'ipv6VXLANTunnelAddr: "fd00::zz"'), 't.yaml'), /ipv6VXLANTunnelAddr/);
+  assert.throws(() => parseClusterYaml(yaml('Always').replace('"fd00:10:244::1/128"', '"fd00:10:244::1/64"'), 't.yaml'), /IPv6 \/128/);
+});
+
+test.run();

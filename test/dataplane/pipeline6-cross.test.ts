@@ -1,0 +1,144 @@
+// IPv6 between two podway nodes on MemoryIO: node1 resolves node2's underlay address with its
+// own Neighbor Solicitation, encapsulates pod traffic in VXLAN over IPv6 (full UDP checksum, VNI
+// 4096, IPv6 VTEP MACs), and node2 decapsulates it from its underlay port and delivers it; plus
+// the underlay filter with IPv6 and unknown tunnel sources.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Reason } from '../../src/dataplane/counters';
+import { Neighbors6 } from '../../src/dataplane/engine6';
+import { underlayFilter } from '../../src/dataplane/host';
+import { parseIpv6Bytes, parseMac, toHex, deriveVtepMacBytes } from './helpers6-extra';
+import { onlyFrame, nothingSent, u16, runBpf, NODE1, NODE2_MAC, NODE1_MAC } from './helpers';
+import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
+import { icmpv6Sum } from '../packet/helpers6';
+
+/** Independent check of the outer UDP checksum over IPv6 (pseudo-header + datagram). */
+function udp6Sum(b: Uint8Array, ip: number): number {
+  const len = u16(b, ip + 4);
+  let s = 17 + len;
+  for (let k = 8; k < 40; k += 2) s += b[ip + k] * 256 + b[ip + k + 1];
+  for (let k = 0; k + 1 < len; k += 2) s += b[ip + 40 + k] * 256 + b[ip + 40 + k + 1];
+  if (len % 2 === 1) s += b[ip + 40 + len - 1] * 256;
+  while (s > 0xffff) s = (s % 0x10000) + Math.floor(s / 0x10000);
+  return s;
+}
+
+function aToRv(): Uint8Array {
+  const f = frame6('v6pipe_a_to_b');
+  f.set(parseIpv6Bytes(RV6), 14 + 24);
+  fixChecksum(f);
+  return f;
+}
+
+test('node1 solicits node2\'s IPv6 address, learns it from the NA, then tunnels A -> RV over IPv6 VXLAN', () => {
+  const h = makeHarness6();
+  const sent: Uint8Array[] = [];
+  const n6 = new Neighbors6(h.pipe, (write) => {
+    const b = new Uint8Array(2048);
+    sent.push(b.slice(128, 128 + write(b, 128)));
+  }, () => parseMac(NODE1_MAC), () => {});
+  h.pipe.v6.onUnresolved6 = (b, off) => n6.request(b, off, 1000);
+  h.pipe.v6.onNeighbor6 = (b, t, m) => n6.onAdvert(b, t, m);
+  const a = h.port('caliA');
+  h.receive(a, aToRv());
+  nothingSent(h, 'unresolved');
+  assert.is(sent.length, 1, 'one NS');
+  assert.is(toHex(sent[0]), toHex(frame6('v6_ns_resolve')), 'the NS as scapy builds it');
+  // A second packet within the second does not solicit again.
+  h.receive(a, aToRv());
+  assert.is(sent.length, 1);
+  // node2's NA arrives on the underlay: learned (and left to the kernel too).
+  h.receive(h.infra.underlay, frame6('v6_na_node2'));
+  nothingSent(h, 'the NA is not forwarded');
+  assert.is(toHex(n6.neighbor6(NODE2_6)!), '525400990002');
+  h.receive(a, aToRv());
+  const out = onlyFrame(h, h.infra.underlay, 'tunnelled').bytes;
+  assert.is(toHex(out, 0, 14), '525400990002' + '525400990001' + '86dd', 'outer Ethernet');
+  const ip = 14;
+  assert.is(out[ip] >> 4, 6);
+  assert.is(out[ip + 6], 17, 'UDP');
+  assert.is(out[ip + 7], 64, 'outer hop limit');
+  assert.is(toHex(out, ip + 8, 16), toHex(parseIpv6Bytes('fd99::1')));
+  assert.is(toHex(out, ip + 24, 16), toHex(parseIpv6Bytes(NODE2_6)));
+  assert.is(u16(out, ip + 42), 4789);
+  const sport = u16(out, ip + 40);
+  assert.ok(sport >= 32768 && sport < 60999, `source port ${sport}`);
+  assert.is(u16(out, ip + 44), out.length - 14 - 40, 'UDP length');
+  assert.is(udp6Sum(out, ip), 0xffff, 'outer UDP checksum');
+  assert.is(toHex(out, ip + 48, 8), '0800000000100000', 'VXLAN I flag, VNI 4096');
+  const inner = ip + 56;
+  assert.is(toHex(out, inner, 6), deriveVtepMacBytes('node2'), 'inner dst: node2\'s IPv6 VTEP MAC');
+  assert.is(toHex(out, inner + 6, 6), deriveVtepMacBytes('node1'), 'inner src: our IPv6 VTEP MAC');
+  assert.is(u16(out, inner + 12), 0x86dd);
+  assert.is(out[inner + 14 + 7], 63, 'inner hop limit decremented once');
+  assert.is(out.length, 14 + 56 + aToRv().length);
+});
+
+test('node2 decapsulates IPv6 VXLAN from a known node and delivers to its pod (hop limit 62)', () => {
+  const h1 = makeHarness6({ neighbors6: { [NODE2_6]: NODE2_MAC6 } });
+  h1.receive(h1.port('caliA'), aToRv());
+  const wire = onlyFrame(h1, h1.infra.underlay, 'from node1').bytes;
+  const h2 = makeHarness6({ node: 'node2' });
+  // RV's MAC is learned from its first frame (its NS for the gateway).
+  const rv = h2.port('caliRV');
+  const ns = frame6('v6_ns_gw');
+  ns.set([0x2a, 0x5f, 0x20, 0, 0, 0x65], 6);
+  ns.set([0x2a, 0x5f, 0x20, 0, 0, 0x65], 14 + 40 + 24 + 2);
+  fixChecksum(ns);
+  h2.receive(rv, ns);
+  onlyFrame(h2, rv, 'NA to RV');
+  h2.receive(h2.infra.underlay, wire);
+  const got = onlyFrame(h2, rv, 'delivered on node2').bytes;
+  assert.is(toHex(got, 0, 6), '2a5f20000065');
+  assert.is(u16(got, 12), 0x86dd);
+  assert.is(got[14 + 7], 62, 'hop limit 62, as through two kernels');
+  assert.is(icmpv6Sum(got, 14, 54, got.length - 54), 0xffff, 'inner ICMPv6 intact');
+  // The same frame from an address that is not a cluster node: dropped, counted.
+  const forged = wire.slice();
+  forged[14 + 8 + 15] = 0x77;
+  fixUdp6(forged);
+  h2.receive(h2.infra.underlay, forged);
+  nothingSent(h2, 'unknown source');
+  assert.is(h2.pipe.counters[Reason.UNKNOWN_TUNNEL_SOURCE], 1);
+  // A zero or wrong outer UDP checksum is dropped (IPv6 requires it).
+  const zero = wire.slice();
+  zero[14 + 46] = 0; zero[14 + 47] = 0;
+  h2.receive(h2.infra.underlay, zero);
+  const bad = wire.slice();
+  bad[bad.length - 1] ^= 0xff;
+  h2.receive(h2.infra.underlay, bad);
+  nothingSent(h2, 'bad checksums');
+});
+
+test('underlay filter with IPv6: IPv6 and ARP accepted, IPv4 for the node still left to its sockets', () => {
+  const prog = underlayFilter(NODE1, { ipv6: true });
+  const f = frame6('v6_na_node2');
+  assert.ok(runBpf(prog, f) > 0, 'IPv6');
+  const v4 = new Uint8Array(60);
+  v4[12] = 0x08; v4[13] = 0x00;
+  v4[30] = NODE1 >>> 24; v4[31] = (NODE1 >>> 16) & 255; v4[32] = (NODE1 >>> 8) & 255; v4[33] = NODE1 & 255;
+  assert.is(runBpf(prog, v4), 0, 'IPv4 to the node');
+  v4[33] ^= 1;
+  assert.ok(runBpf(prog, v4) > 0, 'IPv4 to a pod');
+  v4[12] = 0x08; v4[13] = 0x06;
+  assert.ok(runBpf(prog, v4) > 0, 'ARP');
+  v4[12] = 0x81; v4[13] = 0x00;
+  assert.is(runBpf(prog, v4), 0, 'VLAN');
+  assert.is(runBpf(underlayFilter(NODE1), f), 0, 'IPv6 without the option');
+  void NODE2_MAC;
+});
+
+function fixChecksum(f: Uint8Array): void {
+  const len = u16(f, 18);
+  f[56] = 0; f[57] = 0;
+  const c = 0xffff - icmpv6Sum(f, 14, 54, len);
+  f[56] = c >> 8; f[57] = c & 255;
+}
+
+function fixUdp6(f: Uint8Array): void {
+  f[14 + 46] = 0; f[14 + 47] = 0;
+  const c = 0xffff - udp6Sum(f, 14);
+  f[14 + 46] = c >> 8; f[14 + 47] = c & 255;
+}
+
+test.run();

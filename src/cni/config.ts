@@ -27,6 +27,8 @@ export interface NetConf {
   readonly ipam: { readonly type: string; readonly [key: string]: unknown } | null;
   /** Per-call deadline of the datastore, ms. */
   readonly datastoreTimeoutMs: number;
+  /** The control socket of this node's `podway run` (STATUS asks it); null: its default path. */
+  readonly control: string | null;
   readonly prevResult: unknown;
   readonly validAttachments: readonly ValidAttachment[] | null;
   /** The whole config as received (passed on to a delegated IPAM plugin unchanged). */
@@ -131,6 +133,8 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     if (typeof t !== 'number' || !Number.isInteger(t) || t < 100 || t > 120_000) throw bad('datastoreTimeoutMs', `expected an integer 100..120000 (ms), got ${JSON.stringify(t)}`);
     datastoreTimeoutMs = t;
   }
+  const control = optString(raw, 'control') ?? null;
+  if (control !== null && !control.startsWith('/')) throw bad('control', `expected the absolute path of podway run's control socket, got ${JSON.stringify(control)}`);
   let validAttachments: ValidAttachment[] | null = null;
   const va = raw['cni.dev/valid-attachments'] ?? raw['cni.dev/attachments'];
   if (va !== undefined) {
@@ -142,7 +146,7 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
   }
   return {
     cniVersion, name, datastore: datastoreOf(raw, env), nodename, mtu, interfaceType: typeText as InterfaceType, ipam,
-    datastoreTimeoutMs, prevResult: raw.prevResult, validAttachments, raw,
+    datastoreTimeoutMs, control, prevResult: raw.prevResult, validAttachments, raw,
   };
 }
 

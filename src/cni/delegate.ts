@@ -41,6 +41,19 @@ export function runIpamPlugin(type: string, command: 'ADD' | 'DEL' | 'CHECK', en
   }
 }
 
+/**
+ * Forwards STATUS or GC to the delegated IPAM plugin, as the spec asks of a plugin that delegates;
+ * only to one that speaks CNI 1.1.0 (older ones, such as host-local 1.1, have neither verb).
+ * Returns whether it was forwarded; the plugin's failure is thrown.
+ */
+export function forwardToIpam(type: string, command: 'STATUS' | 'GC', env: CniEnv, stdin: string): boolean {
+  const file = findPlugin(type, env.path);
+  const theirs = execIpam(file, type, 'VERSION', JSON.stringify({ cniVersion: '1.1.0' }))?.supportedVersions;
+  if (!Array.isArray(theirs) || !theirs.includes('1.1.0')) return false;
+  execIpam(file, type, command, stdin);
+  return true;
+}
+
 function execIpam(file: string, type: string, command: string, stdin: string): Record<string, unknown> | null {
   const res = spawnSync(file, [], { input: stdin, encoding: 'utf8', env: { ...process.env, CNI_COMMAND: command }, timeout: 30_000 });
   if (res.error) throw new CniError(CNI_CODES.IPAM_FAILED, `IPAM plugin ${file} (${command}) could not run: ${res.error.message}`);

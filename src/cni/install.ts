@@ -25,6 +25,8 @@ export interface InstallOptions {
   /** Pod MTU (default: from the pools). */
   readonly mtu?: number;
   readonly interfaceType?: 'veth' | 'tap' | 'tun';
+  /** podway run's control socket on this node, for STATUS (default: podway run's default for the node). */
+  readonly control?: string;
   readonly env?: NodeJS.ProcessEnv;
 }
 
@@ -75,6 +77,7 @@ export function conflistText(opts: InstallOptions): string {
   const plugin: Record<string, unknown> = { type: 'podway', datastore, ...tls, nodename: node };
   if (opts.mtu) plugin.mtu = opts.mtu;
   if (opts.interfaceType && opts.interfaceType !== 'veth') plugin.interfaceType = opts.interfaceType;
+  if (opts.control) plugin.control = path.resolve(opts.control);
   plugin.ipam = { type: 'podway' };
   const conf = { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name, plugins: [plugin] };
   return JSON.stringify(conf, null, 2) + '\n';

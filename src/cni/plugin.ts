@@ -10,7 +10,7 @@ import { configVersion, decodeConfig, NetConf, parseConfig, SUPPORTED_VERSIONS, 
 import { handleId, hostVethName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
-import { firstIpv4, runIpamPlugin } from './delegate';
+import { firstIpv4, forwardToIpam, runIpamPlugin } from './delegate';
 import type { KvStore } from '../control/kv/kv';
 import { KvUnavailableError } from '../control/kv/kv';
 import { FileLockTimeoutError } from '../control/kv/file-lock';
@@ -312,7 +312,19 @@ async function check(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // STATUS and GC (CNI 1.1.0)
 
-async function status(conf: NetConf): Promise<void> {
+/** Asks this node's `podway run` for its status over its control socket (a pod ADDed while it is down is not forwarded). */
+async function requirePodway(conf: NetConf): Promise<void> {
+  // Loaded here only: the control client is of no use to the other verbs.
+  const { controlRequest, defaultControlPath } = await import('../dataplane/control-server');
+  const sock = conf.control ?? defaultControlPath(conf.nodename);
+  try {
+    await controlRequest(sock, { cmd: 'status' }, Math.min(conf.datastoreTimeoutMs, 3000));
+  } catch (e) {
+    throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `podway run of node ${conf.nodename} does not answer on ${sock} ("control" in the network config): ${(e as Error).message}`);
+  }
+}
+
+async function status(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   try {
     await withStore(conf, async (kv) => {
       await requireNode(kv, conf);
@@ -321,13 +333,15 @@ async function status(conf: NetConf): Promise<void> {
         if (!pools.some((p) => !p.disabled)) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} has no enabled IPv4 pool to assign pod addresses from`);
       }
     });
+    await requirePodway(conf);
+    if (conf.ipam) forwardToIpam(conf.ipam.type, 'STATUS', env, stdin);
   } catch (e) {
     const err = e instanceof CniError ? e : (datastoreError(conf, e) as Error);
     throw new CniError(CNI_CODES.CANNOT_SERVE_ADD, `cannot serve ADD: ${err.message}`);
   }
 }
 
-async function gc(conf: NetConf): Promise<void> {
+async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   const valid = conf.validAttachments ?? [];
   const validIds = new Set(valid.map((a) => a.containerID));
   const validPairs = new Set(valid.map((a) => `${a.containerID}/${a.ifname}`));
@@ -387,6 +401,13 @@ async function gc(conf: NetConf): Promise<void> {
       }
     }
   });
+  if (conf.ipam) {
+    try {
+      forwardToIpam(conf.ipam.type, 'GC', env, stdin);
+    } catch (err) {
+      failures.push(`IPAM plugin ${conf.ipam.type}: ${(err as Error).message}`);
+    }
+  }
   if (failures.length > 0) throw new CniError(CNI_CODES.GC_INCOMPLETE, `GC: ${failures.length} item(s) could not be removed`, failures.join('\n'));
 }
 
@@ -426,8 +447,8 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): P
         if (!versionAtLeast(conf.cniVersion, '1.1.0')) {
           throw new CniError(CNI_CODES.INCOMPATIBLE_VERSION, `${env.command} needs cniVersion 1.1.0, the config says ${conf.cniVersion}`);
         }
-        if (env.command === 'STATUS') await status(conf);
-        else await gc(conf);
+        if (env.command === 'STATUS') await status(env, conf, stdin);
+        else await gc(env, conf, stdin);
         return { stdout: '', exitCode: 0 };
     }
   } catch (e) {

@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CniHarness } from './harness';
 import { controlRequest } from '../../src/dataplane/control-server';
@@ -50,7 +50,7 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     uplink.ip('link', 'set', 'eth0', 'up');
     h.node.ip('route', 'add', 'default', 'via', '10.99.0.254');
 
-    const control = path.join(h.dir, 'podway.sock');
+    const control = h.control;
     podway = spawn('ip', ['netns', 'exec', h.node.name, process.execPath, path.join(ROOT, 'bin', 'podway.js'), 'run', '--node', h.nodeName, '--datastore', `embedded:${h.storeDir}`, '--ip', '10.99.0.1/24', '--control', control], { stdio: ['ignore', 'ignore', 'pipe'] });
     podway.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
     const up = await until(async () => {
@@ -63,6 +63,19 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
       }
     }, 20_000, 100);
     assert.ok(up, `podway came up: ${log.slice(-5).join(' | ')}`);
+    // STATUS: ADD can be served now; a delegated IPAM plugin that speaks 1.1.0 is asked too.
+    const st = await h.call({ command: 'STATUS' });
+    assert.is(st.exitCode, 0, st.stdout);
+    assert.is(st.stdout, '');
+    const recDir = path.join(h.dir, 'rec-ipam');
+    const rec = h.writeRecordingIpam(recDir);
+    const fwdOk = await h.call({ command: 'STATUS', cniPath: `${h.binDir}:${recDir}`, extra: { ipam: { type: rec } } });
+    assert.is(fwdOk.exitCode, 0, fwdOk.stdout);
+    writeFileSync(path.join(recDir, 'down'), '');
+    const fwdDown = await h.call({ command: 'STATUS', cniPath: `${h.binDir}:${recDir}`, extra: { ipam: { type: rec } } });
+    assert.is(fwdDown.json?.code, 50, fwdDown.stdout);
+    assert.match(fwdDown.json.msg, 'its pool is offline');
+    assert.equal(readFileSync(path.join(recDir, 'calls.log'), 'utf8').trim().split('\n'), ['VERSION', 'STATUS', 'VERSION', 'STATUS']);
 
     const podA = h.pod('a');
     const podB = h.pod('b');
@@ -97,6 +110,11 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     assert.ok(detached, 'podway dropped both endpoints');
     assert.equal(await new Ipam(h.kv).check(), []);
     assert.ok((await h.handles()).every((x) => !x.startsWith('podway.')), 'no pod handles left');
+    // podway stopped: STATUS says ADD cannot be served (its pods would not be forwarded)
+    await stop(podway);
+    const gone = await h.call({ command: 'STATUS' });
+    assert.is(gone.json?.code, 50, gone.stdout);
+    assert.match(gone.json.msg, `does not answer on ${control}`);
   } catch (e) {
     console.log(log.slice(-20).join('\n'));
     throw e;

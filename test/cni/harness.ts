@@ -6,7 +6,7 @@
  * tag and is removed by cleanup().
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { FileKv } from '../../src/control/kv/file-kv';
@@ -49,6 +49,8 @@ export class CniHarness {
   readonly storeDir = path.join(this.dir, 'store');
   readonly binDir = path.join(this.dir, 'bin');
   readonly confDir = path.join(this.dir, 'net.d');
+  /** Where a test's `podway run --control` listens; the conflist names it for STATUS. */
+  readonly control = path.join(this.dir, 'podway.sock');
   readonly node: Netns;
   readonly kv: KvStore;
   private readonly namespaces: Netns[] = [];
@@ -67,7 +69,7 @@ export class CniHarness {
   async setup(pool: { cidr: string; blockSize?: number; vxlanMode?: string; ipipMode?: string } = { cidr: '10.251.0.0/24', blockSize: 26 }): Promise<void> {
     await applyResource(this.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `pool-${this.tag}` }, spec: pool });
     await registerNode(this.kv, { name: this.nodeName, ipv4Address: '10.99.0.1/24' });
-    const done = installCni({ binDir: this.binDir, confDir: this.confDir, datastore: `embedded:${this.storeDir}`, node: this.nodeName, name: 'podway', env: {} });
+    const done = installCni({ binDir: this.binDir, confDir: this.confDir, datastore: `embedded:${this.storeDir}`, node: this.nodeName, name: 'podway', control: this.control, env: {} });
     this.conflist = JSON.parse(readFileSync(done.conflist, 'utf8'));
   }
 
@@ -157,6 +159,28 @@ export class CniHarness {
 
   async handles(): Promise<string[]> {
     return (await this.kv.list('/calico/ipam/v2/handle/')).entries.map((e) => e.key.slice('/calico/ipam/v2/handle/'.length));
+  }
+
+  /**
+   * An IPAM plugin speaking CNI 1.1.0 (none of Debian's does), in `dir`, to see STATUS and GC
+   * forwarded: it appends each CNI_COMMAND to dir/calls.log, keeps GC's stdin in dir/gc.json, and
+   * fails STATUS with code 50 while dir/down exists. Returns its type name.
+   */
+  writeRecordingIpam(dir: string): string {
+    mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'recording-ipam');
+    writeFileSync(file, [
+      '#!/bin/sh',
+      'd="$(dirname "$0")"',
+      'echo "$CNI_COMMAND" >> "$d/calls.log"',
+      'case "$CNI_COMMAND" in',
+      '  VERSION) echo \'{"cniVersion":"1.1.0","supportedVersions":["0.4.0","1.0.0","1.1.0"]}\' ;;',
+      '  STATUS) if [ -e "$d/down" ]; then echo \'{"cniVersion":"1.1.0","code":50,"msg":"recording-ipam: its pool is offline"}\'; exit 1; fi ;;',
+      '  GC) cat > "$d/gc.json" ;;',
+      'esac',
+      '',
+    ].join('\n'), { mode: 0o755 });
+    return 'recording-ipam';
   }
 
   async cleanup(): Promise<void> {

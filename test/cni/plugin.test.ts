@@ -188,14 +188,24 @@ test('GC with a partial valid list removes the other attachments\' addresses and
     assert.equal(await new Ipam(h.kv).check(), []);
     const gc10 = await h.call({ command: 'GC', config: h.config('1.0.0', { 'cni.dev/valid-attachments': [] }) });
     assert.is(gc10.json.code, 1, 'GC needs cniVersion 1.1.0');
+    // A delegated IPAM plugin gets GC too when it speaks 1.1.0 (host-local 1.1 does not: not forwarded, no error).
+    const recDir = path.join(h.dir, 'rec-ipam');
+    const rec = h.writeRecordingIpam(recDir);
+    const valid = [{ containerID: ids[0], ifname: 'eth0' }];
+    const fwd = await h.call({ command: 'GC', cniPath: `${h.binDir}:${recDir}`, config: h.config('1.1.0', { ipam: { type: rec }, 'cni.dev/valid-attachments': valid }) });
+    assert.is(fwd.exitCode, 0, fwd.stdout);
+    assert.equal(readFileSync(path.join(recDir, 'calls.log'), 'utf8').trim().split('\n'), ['VERSION', 'GC']);
+    assert.equal(JSON.parse(readFileSync(path.join(recDir, 'gc.json'), 'utf8'))['cni.dev/valid-attachments'], valid);
+    const hl = await h.call({ command: 'GC', cniPath: `${h.binDir}:/usr/lib/cni`, config: h.config('1.1.0', { ipam: { type: 'host-local', ranges: [[{ subnet: '10.254.8.0/24' }]], dataDir: path.join(h.dir, 'hl') }, 'cni.dev/valid-attachments': valid }) });
+    assert.is(hl.exitCode, 0, hl.stdout);
   });
 });
 
-test('STATUS: 0 when ADD can be served, 50 when the datastore is unreachable or the node is not registered', async () => {
+test('STATUS: 50 when podway run does not answer, the datastore is unreachable or the node is not registered (0: test/cni/e2e)', async () => {
   await withHarness(async (h) => {
-    const ok = await h.call({ command: 'STATUS' });
-    assert.is(ok.exitCode, 0, ok.stdout);
-    assert.is(ok.stdout, '');
+    const noPodway = await h.call({ command: 'STATUS' });
+    assert.is(noPodway.json.code, 50, noPodway.stdout);
+    assert.match(noPodway.json.msg, `does not answer on ${h.control}`);
     const port = await freePort();
     const down = await h.call({ command: 'STATUS', extra: { datastore: `etcd:http://127.0.0.1:${port}`, datastoreTimeoutMs: 500 } });
     assert.is.not(down.exitCode, 0);

@@ -137,7 +137,6 @@ export class Connection {
     const msg = decodeMessage(raw, this.ctx);
     if (msg.type === MsgType.Notification) {
       const text = describeError(msg.code, msg.subcode);
-      this.peer.lastError = `Received: ${text}`;
       this.close(`Received: ${text}`, false);
       return;
     }
@@ -196,7 +195,6 @@ export class Connection {
   fail(e: BgpError): void {
     if (this.closed) return;
     const text = `${this.state === 'Established' ? '' : this.state + ': '}Sent: ${e.message}`;
-    this.peer.lastError = text;
     this.peer.host.log('warn', `bgp ${this.peer.config.address}: ${text}`);
     this.send(encodeNotification(e.code, e.subcode, e.data));
     this.close(text, true);
@@ -333,13 +331,14 @@ export class PeerSession {
   connectionEstablished(conn: Connection): void {
     for (const other of this.conns) if (other !== conn) other.fail(new BgpError(ErrCode.Cease, CeaseSub.CollisionResolution));
     this.established = conn;
-    this.lastError = '';
     this.refreshState();
     this.host.established(this);
   }
 
   connectionClosed(conn: Connection, reason: string): void {
     this.conns = this.conns.filter(c => c !== conn);
+    // A collision loser is not news while the other connection carries on.
+    if (this.established === conn || !this.conns.length) this.lastError = reason;
     if (this.established === conn) {
       this.established = undefined;
       this.host.log('info', `bgp ${this.config.address}: session down: ${reason}`);

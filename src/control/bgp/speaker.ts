@@ -77,6 +77,8 @@ export interface BgpPeerStatus {
   state: BgpState;
   since: Date;
   info: string;
+  /** The last error of this peer's sessions (NOTIFICATION sent or received, socket error); kept after recovery. */
+  lastError: string;
   messagesIn: number;
   messagesOut: number;
   updatesIn: number;
@@ -295,6 +297,7 @@ export class BgpSpeaker extends EventEmitter {
       state: s.state,
       since: s.since,
       info: s.info,
+      lastError: s.lastError,
       ...s.counters,
       prefixesReceived: p.ribIn.size,
       prefixesAccepted: p.accepted,

@@ -1,0 +1,257 @@
+// The speaker's FSM and RIB against itself and against a hand-driven peer on loopback: the
+// podway<->podway mesh with collision detection, OPEN errors, hold timer expiry, RFC 7606
+// treat-as-withdraw on a live session, prefix limits, a fuzzer, and config diffs.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BgpSpeaker, BgpSpeakerOptions } from '../../src/control/bgp/speaker';
+import { encodeAnnounce, encodeNotification, MsgType, parsePrefix, HEADER_LEN, encodeWithdraw } from '../../src/control/bgp/wire';
+import { loopbackNet, randomPort, waitFor } from './bird';
+import { RawPeer } from './raw-peer';
+
+const quiet = () => undefined;
+const speakers: BgpSpeaker[] = [];
+const peers: RawPeer[] = [];
+
+function speaker(opts: BgpSpeakerOptions): BgpSpeaker {
+  const s = new BgpSpeaker({ connectRetrySeconds: 1, log: quiet, ...opts });
+  speakers.push(s);
+  return s;
+}
+
+async function cleanup(): Promise<void> {
+  for (const p of peers.splice(0)) p.close();
+  await Promise.all(speakers.splice(0).map(s => s.stop()));
+}
+
+const state = (s: BgpSpeaker, addr?: string) => (addr ? s.status().find(p => p.address === addr) : s.status()[0])!;
+
+test('two podway speakers, both dialling: collision leaves one session; IPv4 and IPv6 routes both ways', async () => {
+  const ip = loopbackNet();
+  const [pa, pb] = [randomPort(), randomPort()];
+  const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: pa });
+  const b = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: pb });
+  try {
+    a.setPeers([{ address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2) }]);
+    b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, localAddress: ip(3) }]);
+    a.setExports([{ prefix: '10.244.1.0/26' }, { prefix: 'fd00:10:244:1::/122', nextHop: 'fd00::2' }]);
+    b.setExports([{ prefix: '10.244.2.0/26', communities: ['64512:100'] }]);
+    await Promise.all([a.start(), b.start()]);
+    await waitFor('both Established', () => state(a).state === 'Established' && state(b).state === 'Established');
+    await waitFor('routes at b', () => b.learned().length === 2);
+    await waitFor('routes at a', () => a.learned().length === 1);
+    const atB = Object.fromEntries(b.learned().map(r => [r.prefix, r]));
+    assert.is(atB['10.244.1.0/26'].nextHop, ip(2));
+    assert.is(atB['10.244.1.0/26'].peer, ip(2));
+    assert.is(atB['fd00:10:244:1::/122'].nextHop, 'fd00::2');
+    assert.equal(a.learned()[0], {
+      prefix: '10.244.2.0/26', nextHop: ip(3), peer: ip(3), asPath: [], localPref: 100, med: undefined,
+      communities: ['64512:100'], originatorId: undefined, clusterList: undefined,
+    });
+    // Still exactly one session each way after collision handling settled.
+    await new Promise(r => setTimeout(r, 1500));
+    assert.is(state(a).state, 'Established');
+    assert.is(state(b).state, 'Established');
+
+    a.setExports([{ prefix: 'fd00:10:244:1::/122', nextHop: 'fd00::2' }]);
+    await waitFor('IPv4 withdrawal at b', () => b.learned().length === 1 && b.learned()[0].prefix === 'fd00:10:244:1::/122');
+    a.setExports([]);
+    await waitFor('IPv6 withdrawal at b', () => b.learned().length === 0);
+
+    // Stopping one side with a NOTIFICATION: the other sees it and drops its routes.
+    await a.stop();
+    await waitFor('b notices', () => /Received: Cease: administrative shutdown/.test(state(b).info) && a.learned().length === 0 && b.learned().length === 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('passive peer: only the other side dials; peer changes are diffed', async () => {
+  const ip = loopbackNet();
+  const [pa, pb] = [randomPort(), randomPort()];
+  const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: pa });
+  const b = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: pb });
+  try {
+    a.setPeers([{ address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2), passive: true }]);
+    b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, localAddress: ip(3) }]);
+    b.setExports([{ prefix: '10.0.0.0/8' }]);
+    await a.start();
+    assert.is(state(a).state, 'Active');
+    await b.start();
+    await waitFor('Established', () => state(a).state === 'Established');
+    await waitFor('route', () => a.learned().length === 1);
+    const before = state(b).since;
+    // The same config again changes nothing; a changed one restarts the session (Cease 6).
+    b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, localAddress: ip(3) }]);
+    assert.is(state(b).since, before);
+    b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, localAddress: ip(3), holdTimeSeconds: 30 }]);
+    await waitFor('a sees the config-change Cease', () => /Received: Cease: other configuration change/.test(state(a).lastError));
+    await waitFor('re-established', () => state(a).state === 'Established' && state(b).state === 'Established');
+    await waitFor('route back', () => a.learned().length === 1);
+    // Removing the peer: Cease 3, routes gone.
+    b.setPeers([]);
+    assert.equal(b.status(), []);
+    await waitFor('a sees de-configuration', () => /peer de-configured/.test(state(a).info) && a.learned().length === 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+/** A speaker at ip(2) waiting for a hand-driven peer at ip(5) (AS 65005, eBGP). */
+async function withRawPeer(opts: { maxPrefixes?: number; hold?: number } = {}) {
+  const ip = loopbackNet();
+  const port = randomPort();
+  const s = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: port });
+  s.setPeers([{ address: ip(5), asNumber: 65005, passive: true, maxPrefixes: opts.maxPrefixes, holdTimeSeconds: opts.hold }]);
+  s.setExports([{ prefix: '10.244.9.0/26' }]);
+  await s.start();
+  const raw = await RawPeer.connect(ip(2), port, ip(5), { fourOctetAs: true, ebgp: true });
+  peers.push(raw);
+  return { s, raw, ip, port };
+}
+
+test('OPEN with the wrong AS gets NOTIFICATION OPEN error / bad peer AS', async () => {
+  try {
+    const { s, raw } = await withRawPeer();
+    await raw.establish(65099, '192.0.2.5').catch(() => undefined);
+    const n = await raw.next(MsgType.Notification);
+    assert.equal([n.code, n.subcode], [2, 2]);
+    assert.ok(await raw.waitClosed());
+    assert.match(state(s).info, /Sent: OPEN message error: bad peer AS/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('hold timer: a silent peer gets NOTIFICATION 4 after the negotiated hold time', async () => {
+  try {
+    const { s, raw } = await withRawPeer({ hold: 3 });
+    await raw.establish(65005, '192.0.2.5', 3);
+    await waitFor('Established', () => state(s).state === 'Established');
+    // The speaker sent our export (eBGP: AS prepended, next hop self) and End-of-RIB.
+    const u = await raw.next(MsgType.Update);
+    assert.equal(u.nlri, ['10.244.9.0/26']);
+    assert.equal(u.attrs.asPath, [{ type: 2, asns: [64512] }]);
+    const n = await raw.next(MsgType.Notification, 8000);
+    assert.equal([n.code, n.subcode], [4, 0]);
+    assert.match(state(s).info, /Hold timer expired/);
+    assert.is(raw.undecodable.length, 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('RFC 7606 on a live session: malformed attribute withdraws the route, session stays up', async () => {
+  try {
+    const { s, raw, ip } = await withRawPeer();
+    await raw.establish(65005, '192.0.2.5');
+    await waitFor('Established', () => state(s).state === 'Established');
+    const ctx = { fourOctetAs: true, ebgp: true };
+    raw.send(encodeAnnounce([parsePrefix('198.51.100.0/24')], { origin: 0, asPath: [{ type: 2, asns: [65005] }], nextHop: ip(5) }, ctx)[0]);
+    await waitFor('learned', () => s.learned().length === 1);
+    // Same prefix again with a 3-octet COMMUNITIES: treat-as-withdraw.
+    const [good] = encodeAnnounce([parsePrefix('198.51.100.0/24')], { origin: 0, asPath: [{ type: 2, asns: [65005] }], nextHop: ip(5), communities: [1] }, ctx);
+    const bad = Buffer.from(good);
+    const at = bad.indexOf(Buffer.from([0xc0, 8, 4]));
+    bad[at + 2] = 3; // value length 3: the last octet becomes the next attribute's header -> overrun too
+    raw.send(bad);
+    await waitFor('withdrawn', () => s.learned().length === 0);
+    assert.is(state(s).state, 'Established');
+    assert.is(state(s).updatesTreatedAsWithdraw, 1);
+    // AS loop (our AS in the path from an eBGP peer): received, not accepted.
+    raw.send(encodeAnnounce([parsePrefix('198.51.101.0/24')], { origin: 0, asPath: [{ type: 2, asns: [65005, 64512] }], nextHop: ip(5) }, ctx)[0]);
+    await waitFor('received', () => state(s).prefixesReceived === 1);
+    assert.is(state(s).prefixesAccepted, 0);
+    assert.is(s.learned().length, 0);
+    raw.send(encodeWithdraw([parsePrefix('198.51.101.0/24')])[0]);
+    await waitFor('gone', () => state(s).prefixesReceived === 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('maxPrefixes: a flooding peer is cut off with Cease / maximum prefixes', async () => {
+  try {
+    const { s, raw, ip } = await withRawPeer({ maxPrefixes: 1000 });
+    await raw.establish(65005, '192.0.2.5');
+    await waitFor('Established', () => state(s).state === 'Established');
+    const flood = Array.from({ length: 5000 }, (_, i) => parsePrefix(`100.${i >> 8}.${i & 255}.0/24`));
+    for (const m of encodeAnnounce(flood, { origin: 0, asPath: [{ type: 2, asns: [65005] }], nextHop: ip(5) }, { fourOctetAs: true, ebgp: true })) raw.send(m);
+    const n = await raw.next(MsgType.Notification);
+    assert.equal([n.code, n.subcode], [6, 1]);
+    await waitFor('routes dropped', () => s.learned().length === 0 && state(s).state !== 'Established');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('connections from unconfigured addresses are closed', async () => {
+  try {
+    const { ip, port } = await withRawPeer();
+    const stranger = await RawPeer.connect(ip(2), port, ip(77));
+    peers.push(stranger);
+    assert.ok(await stranger.waitClosed(3000));
+    assert.is(stranger.messages.length, 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('fuzz on live sessions: mutated messages end in NOTIFICATION or treat-as-withdraw; the process and other sessions live on', async () => {
+  const ip = loopbackNet();
+  const port = randomPort();
+  const s = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: port });
+  const other = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: port });
+  try {
+    s.setPeers([{ address: ip(5), asNumber: 65005, passive: true }, { address: ip(3), asNumber: 64512, port, localAddress: ip(2) }]);
+    other.setPeers([{ address: ip(2), asNumber: 64512, passive: true }]);
+    other.setExports([{ prefix: '10.1.0.0/16' }]);
+    await Promise.all([s.start(), other.start()]);
+    await waitFor('mesh up', () => state(s, ip(3)).state === 'Established' && s.learned().length === 1);
+    const rand = seededRandom(4242);
+    const ctx = { fourOctetAs: true, ebgp: true };
+    const base = encodeAnnounce([parsePrefix('198.51.100.0/24'), parsePrefix('fd00:1::/64')].slice(0, 1), {
+      origin: 0, asPath: [{ type: 2, asns: [65005] }], nextHop: ip(5), communities: [7], med: 1,
+    }, ctx)[0];
+    let notified = 0;
+    let withdrawn = 0;
+    for (let i = 0; i < 60; i++) {
+      const raw = await RawPeer.connect(ip(2), port, ip(5), ctx);
+      peers.push(raw);
+      await raw.establish(65005, '192.0.2.5');
+      await waitFor('fuzz session up', () => state(s, ip(5)).state === 'Established');
+      const before = state(s, ip(5)).updatesTreatedAsWithdraw;
+      const msg = Buffer.from(base);
+      // Mostly the body (header errors are one case each); sometimes the marker too.
+      for (let k = 0; k < 1 + rand(2); k++) msg[HEADER_LEN + rand(msg.length - HEADER_LEN)] = rand(256);
+      if (rand(10) === 0) msg[rand(16)] = 0;
+      if (rand(6) === 0) msg.writeUInt16BE(HEADER_LEN + rand(msg.length), 16); // a length that lies
+      raw.send(msg);
+      raw.send(encodeNotification(6, 2)); // then leave, so each case starts clean
+      await raw.waitClosed(5000);
+      if (raw.messages.some(m => m.type === MsgType.Notification)) notified++;
+      if (state(s, ip(5)).updatesTreatedAsWithdraw > before) withdrawn++;
+      assert.is(raw.undecodable.length, 0);
+      await waitFor('fuzz peer down', () => state(s, ip(5)).state !== 'Established');
+    }
+    assert.ok(notified > 0, 'some cases got a NOTIFICATION');
+    assert.ok(withdrawn > 0 && notified + withdrawn < 60, `${notified} notified, ${withdrawn} withdrawn`);
+    assert.is(state(s, ip(3)).state, 'Established', 'the other session stayed up');
+    assert.is(s.learned().length, 1);
+  } finally {
+    await cleanup();
+  }
+});
+
+/** Deterministic integers in [0, n) (mulberry32), so a failing case can be replayed. */
+function seededRandom(seed: number): (n: number) => number {
+  let a = seed >>> 0;
+  return n => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+  };
+}
+
+test.run();

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker, BgpPeerStatus } from '../../src/control/bgp/speaker';
-import { Bird, loopbackNet, randomPort, startBird, waitFor } from './bird';
+import { Bird, birdBgpConfig, loopbackNet, randomPort, startBird, waitFor } from './bird';
 
 interface Setup {
   speaker: BgpSpeaker;
@@ -13,39 +13,33 @@ interface Setup {
 
 const quiet = () => undefined;
 
-/** BIRD at ip(3) with `statics` and one BGP protocol "podway" toward our speaker at ip(2). */
-function birdConfig(ip: (h: number) => string, birdPort: number, ourPort: number, opts: { birdAs: number; ourAs: number; statics: string[]; extra?: string }): string {
-  return `
-router id ${ip(3)};
-log stderr all;
-protocol device {}
-protocol static s4 {
-  ipv4;
-${opts.statics.map(p => `  route ${p} unreachable;`).join('\n')}
-}
-protocol bgp podway {
-  local ${ip(3)} port ${birdPort} as ${opts.birdAs};
-  neighbor ${ip(2)} port ${ourPort} as ${opts.ourAs};
-  strict bind;
-  ${opts.birdAs !== opts.ourAs ? 'multihop; # loopback peers are not on a shared subnet' : ''}
-  hold time 3;
-  keepalive time 1;
-  connect retry time 1;
-  connect delay time 1;
-  error wait time 1, 2;
-  ipv4 { import all; export where proto = "s4"; ${opts.extra ?? ''} };
-}
-`;
+interface SetupOptions {
+  birdAs: number;
+  ourAs: number;
+  statics: string[];
+  statics6?: string[];
+  birdIpv6?: string;
+  birdExtra?: string;
+  hold?: number;
+  gracefulRestartSeconds?: number;
 }
 
-async function setup(opts: { birdAs: number; ourAs: number; statics: string[]; hold?: number }): Promise<Setup> {
+/** BIRD at ip(3) with `statics`, one BGP protocol "podway" toward our speaker at ip(2). */
+async function setup(opts: SetupOptions): Promise<Setup & { again: () => BgpSpeaker }> {
   const ip = loopbackNet();
   const birdPort = randomPort();
   const ourPort = birdPort + 1;
-  const bird = await startBird(birdConfig(ip, birdPort, ourPort, opts));
-  const speaker = new BgpSpeaker({ localAs: opts.ourAs, routerId: ip(2), listenAddress: ip(2), listenPort: ourPort, connectRetrySeconds: 1, log: quiet });
-  speaker.setPeers([{ address: ip(3), asNumber: opts.birdAs, port: birdPort, localAddress: ip(2), holdTimeSeconds: opts.hold ?? 9, description: 'bird' }]);
-  return { speaker, bird, ip };
+  const bird = await startBird(birdBgpConfig({
+    address: ip(3), port: birdPort, as: opts.birdAs, statics: opts.statics, statics6: opts.statics6,
+    neighbors: [{ name: 'podway', address: ip(2), port: ourPort, as: opts.ourAs, extra: opts.birdExtra, ipv6: opts.statics6 ? opts.birdIpv6 ?? '' : undefined }],
+  }));
+  // `again` builds the same speaker anew, as a restarted process would.
+  const again = () => {
+    const s = new BgpSpeaker({ localAs: opts.ourAs, routerId: ip(2), listenAddress: ip(2), listenPort: ourPort, connectRetrySeconds: 1, log: quiet, gracefulRestartSeconds: opts.gracefulRestartSeconds });
+    s.setPeers([{ address: ip(3), asNumber: opts.birdAs, port: birdPort, localAddress: ip(2), holdTimeSeconds: opts.hold ?? 9, description: 'bird' }]);
+    return s;
+  };
+  return { speaker: again(), bird, ip, again };
 }
 
 const peerState = (s: BgpSpeaker): BgpPeerStatus => s.status()[0];
@@ -132,6 +126,78 @@ test('hold timer expires when BIRD is frozen; BIRD restart re-establishes', asyn
     await waitFor('Established after BIRD restart', () => established(speaker), 20000);
     await waitFor('routes back', () => speaker.learned().length === 1);
   } finally {
+    await speaker.stop();
+    await bird.stop();
+  }
+});
+
+test('IPv6 unicast over the IPv4 session, both ways (MP_REACH / MP_UNREACH)', async () => {
+  const { speaker, bird } = await setup({ birdAs: 64512, ourAs: 64512, statics: [], statics6: ['fd00:99::/64'], birdIpv6: 'next hop address fd00::3;' });
+  try {
+    speaker.setExports([{ prefix: 'fd00:10:244:1::/122', nextHop: 'fd00::2' }, { prefix: '10.244.3.0/26' }]);
+    await speaker.start();
+    await waitFor('Established', () => established(speaker));
+    const r = await waitFor('IPv6 route learned', () => speaker.learned().find(x => x.prefix === 'fd00:99::/64'));
+    assert.is(r.nextHop, 'fd00::3');
+    await waitFor('our IPv6 export in BIRD', async () => (await bird.routes('podway')).includes('fd00:10:244:1::/122'));
+    assert.match(await bird.birdc('show', 'route', 'all', 'fd00:10:244:1::/122'), /BGP\.next_hop: fd00::2/);
+    speaker.setExports([{ prefix: '10.244.3.0/26' }]);
+    await waitFor('IPv6 withdrawal in BIRD', async () => (await bird.routes('podway')).join() === '10.244.3.0/26');
+    await bird.birdc('disable', 's6');
+    await waitFor('IPv6 withdrawal learned', () => speaker.learned().length === 0);
+  } finally {
+    await speaker.stop();
+    await bird.stop();
+  }
+});
+
+test('graceful restart: BIRD keeps our routes across stop({graceful}) and drops stale ones after End-of-RIB', async () => {
+  const { speaker, bird, again } = await setup({ birdAs: 64512, ourAs: 64512, statics: ['10.99.0.0/24'], gracefulRestartSeconds: 30 });
+  let second: BgpSpeaker | undefined;
+  try {
+    speaker.setExports([{ prefix: '10.244.5.0/26' }, { prefix: '10.244.5.64/26' }]);
+    await speaker.start();
+    await waitFor('Established', () => established(speaker));
+    await waitFor('both in BIRD', async () => (await bird.routes('podway')).length === 2);
+    await speaker.stop({ graceful: true });
+    // Well past BIRD's hold time (3 s): the routes stay, marked stale, while BIRD waits for us.
+    await new Promise(r => setTimeout(r, 4000));
+    assert.equal(await bird.routes('podway'), ['10.244.5.0/26', '10.244.5.64/26']);
+    assert.match(await bird.protocol('podway'), /Neighbor graceful restart active/);
+    // The restarted speaker exports one of the two: the other goes once End-of-RIB arrives.
+    second = again();
+    second.setExports([{ prefix: '10.244.5.64/26' }]);
+    await second.start();
+    await waitFor('Established again', () => established(second!));
+    await waitFor('stale route flushed', async () => (await bird.routes('podway')).join() === '10.244.5.64/26');
+  } finally {
+    await second?.stop();
+    await speaker.stop();
+    await bird.stop();
+  }
+});
+
+test('graceful restart: without a return BIRD drops our routes after the restart time; a plain stop withdraws at once', async () => {
+  const { speaker, bird, again } = await setup({ birdAs: 64512, ourAs: 64512, statics: [], gracefulRestartSeconds: 2 });
+  let second: BgpSpeaker | undefined;
+  try {
+    speaker.setExports([{ prefix: '10.244.6.0/26' }]);
+    await speaker.start();
+    await waitFor('in BIRD', async () => (await bird.routes('podway')).length === 1);
+    await speaker.stop({ graceful: true });
+    await new Promise(r => setTimeout(r, 500));
+    assert.is((await bird.routes('podway')).length, 1, 'kept during the restart time');
+    await waitFor('dropped after the restart time', async () => (await bird.routes('podway')).length === 0, 10000);
+
+    second = again();
+    second.setExports([{ prefix: '10.244.6.0/26' }]);
+    await second.start();
+    await waitFor('back in BIRD', async () => (await bird.routes('podway')).length === 1);
+    await second.stop();
+    await waitFor('withdrawn by the NOTIFICATION', async () => (await bird.routes('podway')).length === 0, 2000);
+    assert.match(await bird.protocol('podway'), /Received: Administrative shutdown/);
+  } finally {
+    await second?.stop();
     await speaker.stop();
     await bird.stop();
   }

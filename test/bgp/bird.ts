@@ -146,3 +146,48 @@ export async function waitFor<T>(what: string, check: () => T | Promise<T>, ms =
     await sleep(100);
   }
 }
+
+export interface BirdBgpNeighbor {
+  name: string;
+  address: string;
+  port: number;
+  as: number;
+  /** Extra lines in the protocol block (e.g. "graceful restart on;"). */
+  extra?: string;
+  /** Extra lines in its ipv6 channel; IPv6 is only configured when this is given. */
+  ipv6?: string;
+}
+
+/**
+ * A bird.conf for BIRD at `address`:`port` in AS `as`, originating `statics` (and `statics6`) as
+ * unreachable routes from protocol s4/s6, with one BGP protocol per neighbour that imports
+ * everything and exports the statics plus whatever BGP learned. Timers are short so tests are.
+ */
+export function birdBgpConfig(opts: { address: string; port: number; as: number; statics: string[]; statics6?: string[]; neighbors: BirdBgpNeighbor[] }): string {
+  const protos = opts.neighbors.map(n => `
+protocol bgp ${n.name} {
+  local ${opts.address} port ${opts.port} as ${opts.as};
+  neighbor ${n.address} port ${n.port} as ${n.as};
+  strict bind;
+  ${n.as !== opts.as ? 'multihop; # loopback peers share no subnet' : ''}
+  hold time 3;
+  keepalive time 1;
+  connect retry time 1;
+  connect delay time 1;
+  error wait time 1, 2;
+  ${n.extra ?? ''}
+  ipv4 { import all; export where proto = "s4" || source = RTS_BGP; };
+  ${n.ipv6 !== undefined ? `ipv6 { import all; export where proto = "s6" || source = RTS_BGP; ${n.ipv6} };` : ''}
+}`).join('\n');
+  return `
+router id ${opts.address};
+log stderr all;
+protocol device {}
+protocol static s4 {
+  ipv4;
+${opts.statics.map(p => `  route ${p} unreachable;`).join('\n')}
+}
+${opts.statics6 ? `protocol static s6 {\n  ipv6;\n${opts.statics6.map(p => `  route ${p} unreachable;`).join('\n')}\n}` : ''}
+${protos}
+`;
+}

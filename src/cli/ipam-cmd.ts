@@ -16,6 +16,7 @@ import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { resolveDatastoreSpec } from '../control/open-datastore';
+import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { FILE_DATASTORE_READ_ONLY } from './resources-cmd';
 
 type Out = (text: string) => void;
@@ -24,8 +25,8 @@ const DATASTORE_HELP = 'etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTOR
 const NO_IPAM_IN_FILE = 'file: datastores hold no IPAM data (blocks, handles, affinities); use etcd: or embedded:';
 
 /** The KvStore the options name (the file: datastore has no IPAM keys: refused). */
-function kvSpec(o: { datastore?: string }, writing: boolean): Exclude<DatastoreSpec, { kind: 'file' }> {
-  const spec = resolveDatastoreSpec(o.datastore, process.env);
+function kvSpec(o: { datastore?: string } & EtcdTlsFlags, writing: boolean): Exclude<DatastoreSpec, { kind: 'file' }> {
+  const spec = resolveDatastoreSpec(o.datastore, envWithEtcdTlsFlags(o));
   if (spec.kind === 'file') throw new Error(writing ? FILE_DATASTORE_READ_ONLY : NO_IPAM_IN_FILE);
   return spec;
 }
@@ -361,6 +362,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--show-configuration', 'the IPAM configuration (StrictAffinity, AutoAllocateBlocks, MaxBlocksPerHost)')
     .addOption(output())
     .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action((o: ShowOpts) => showCommand(o, out));
 
   ipam
@@ -368,6 +370,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .description('look for inconsistencies in the IPAM data; exits 1 when it finds any')
     .addOption(output())
     .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action(async (o: { datastore?: string; output: string }) => {
       if ((await checkCommand(o, out)) > 0) process.exitCode = 1;
     });
@@ -378,6 +381,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--ip <ip>', 'an address to release (repeatable)', collect, [])
     .option('--handle <id>', 'release every address of this handle, and the handle')
     .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action((o) => releaseCommand(o, out));
 
   ipam
@@ -389,6 +393,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--ip <ip>', 'assign this one address instead')
     .option('--pool <cidr-or-name>', 'use this pool, whatever its nodeSelector (repeatable; default: enabled pools selecting the node)', collect, [])
     .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action((o: AssignOpts) => assignCommand(o, out));
 
   ipam
@@ -397,5 +402,6 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--strictaffinity <bool>', 'true: a node never borrows addresses from other nodes\' blocks')
     .option('--max-blocks-per-host <n>', 'most blocks a node may own (0: Calico\'s default, 20)')
     .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action((o) => configureCommand(o, out));
 }

@@ -10,6 +10,7 @@ import { table } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
+import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { controlRequest, defaultControlPath } from '../dataplane/control-server';
 import { validateNodeName } from '../control/resources';
 
@@ -58,9 +59,7 @@ export function buildProgram(): Command {
     .command('run')
     .description('run the dataplane for one node')
     .option('--node <name>', 'this node (default $NODENAME)')
-    .option('--etcd-ca-cert-file <path>', 'CA certificate for an https:// etcd (or ETCD_CA_CERT_FILE)')
-    .option('--etcd-cert-file <path>', 'client certificate for etcd (or ETCD_CERT_FILE)')
-    .option('--etcd-key-file <path>', 'client key for etcd (or ETCD_KEY_FILE)')
+    .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore (default: the Node\'s own, else first-found; Calico\'s IP env)')
     .option('--datastore <spec>', 'file:PATH (a YAML file), etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, then Calico\'s DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)')
     .option('--control <path>', 'control socket (default /run/podway/NODE.sock)')
@@ -74,9 +73,8 @@ export function buildProgram(): Command {
       const node = nodeOption(o.node);
       const datastore: string = o.datastore ?? '';
       // The flags win over Calico's environment names, which every datastore user reads.
-      if (o.etcdCaCertFile) process.env.ETCD_CA_CERT_FILE = o.etcdCaCertFile;
-      if (o.etcdCertFile) process.env.ETCD_CERT_FILE = o.etcdCertFile;
-      if (o.etcdKeyFile) process.env.ETCD_KEY_FILE = o.etcdKeyFile;
+      // (process.env, because the model thread reads it too.)
+      Object.assign(process.env, envWithEtcdTlsFlags(o));
       if (!node) throw new Error('run: give --node NAME (or set NODENAME)');
       if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new Error('run: --batch must be 1..1024');
       if (!Number.isInteger(o.workers) || o.workers < 1 || o.workers > 64) throw new Error('run: --workers must be 1..64');

@@ -15,6 +15,7 @@ import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { resolveDatastoreSpec } from '../control/open-datastore';
+import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { CALICO_API_VERSION } from '../control/resources';
 import {
   applyResource, createResource, deleteResource, describeIdentity, getResource, Identity, identityOf, JsonObject,
@@ -26,12 +27,12 @@ export const FILE_DATASTORE_READ_ONLY = 'file: datastores are read-only (edit th
 
 type Out = (text: string) => void;
 
-interface DatastoreOpts {
+interface DatastoreOpts extends EtcdTlsFlags {
   datastore?: string;
 }
 
 function specOf(o: DatastoreOpts): DatastoreSpec {
-  return resolveDatastoreSpec(o.datastore, process.env);
+  return resolveDatastoreSpec(o.datastore, envWithEtcdTlsFlags(o));
 }
 
 /** Runs `fn` with the KvStore the options name, closing it after. */
@@ -242,6 +243,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
       .requiredOption('-f, --filename <file>', 'YAML or JSON file of resources (- for standard input)')
       .option('-n, --namespace <ns>', 'namespace for namespaced resources that do not name one', 'default')
       .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
       .action((o) => writeAll(verb, o.filename, o, out));
   writer('apply', 'create or replace the resources in a file');
   writer('create', 'create the resources in a file (fails on one that exists)');
@@ -256,6 +258,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     .option('-n, --namespace <ns>', 'namespace (namespaced kinds)', 'default')
     .option('--skip-not-exists', 'do not fail on a resource that does not exist')
     .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action(async (kind: string | undefined, nameArg: string | undefined, o) => {
       if (o.filename) {
         if (kind !== undefined) throw new Error('delete: give -f FILE or KIND NAME, not both');
@@ -285,5 +288,6 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     .option('-A, --all-namespaces', 'every namespace')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['ps', 'wide', 'yaml', 'json']).default('ps'))
     .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action((kind: string, nameArg: string | undefined, o: GetOpts) => getCommand(kind, nameArg, o, out, err));
 }

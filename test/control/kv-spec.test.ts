@@ -52,7 +52,7 @@ test('errors name the bad part', () => {
   );
   assert.throws(
     () => parseDatastoreSpec('etcd:https://a:1', { ETCD_CA_CERT_FILE: 'ca.pem', ETCD_CERT_FILE: 'c.pem' }),
-    /ETCD_CERT_FILE and ETCD_KEY_FILE/,
+    /ETCD_CERT_FILE \(--etcd-cert-file\) and ETCD_KEY_FILE \(--etcd-key-file\) must be given together/,
   );
 });
 

@@ -13,6 +13,7 @@
 // last event's), so on every disconnection we point it back at the last revision we delivered + 1.
 // A watch etcd cancels (its start revision was compacted, possibly while we were disconnected) is
 // reported through onResync('compacted').
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   Etcd3,
@@ -98,12 +99,30 @@ function watchBackoff(attempt: number): Backoff {
   };
 }
 
-function readTlsFile(what: string, path: string): Buffer {
+/** Where each TLS file comes from, for errors a user can act on. */
+const TLS_FILES = {
+  ca: { what: 'CA certificate', names: '--etcd-ca-cert-file / ETCD_CA_CERT_FILE' },
+  cert: { what: 'client certificate', names: '--etcd-cert-file / ETCD_CERT_FILE' },
+  key: { what: 'client key', names: '--etcd-key-file / ETCD_KEY_FILE' },
+} as const;
+
+/** Reads a TLS file and checks it holds what it should (PEM certificate or key), so a wrong file
+ * is a clear error at start rather than a TLS handshake that fails on every retry. */
+function readTlsFile(kind: keyof typeof TLS_FILES, path: string): Buffer {
+  const { what, names } = TLS_FILES[kind];
+  let data: Buffer;
   try {
-    return readFileSync(path);
+    data = readFileSync(path);
   } catch (e) {
-    throw new Error(`etcd TLS: cannot read the ${what} file ${path}: ${(e as Error).message}`);
+    throw new Error(`etcd TLS: cannot read the ${what} file ${path} (${names}): ${(e as Error).message}`);
   }
+  try {
+    if (kind === 'key') createPrivateKey(data);
+    else new X509Certificate(data);
+  } catch (e) {
+    throw new Error(`etcd TLS: the ${what} file ${path} (${names}) is not a PEM ${kind === 'key' ? 'private key' : 'certificate'}: ${(e as Error).message}`);
+  }
+  return data;
 }
 
 function toEntry(kv: IKeyValue): KvEntry {
@@ -150,13 +169,13 @@ export class EtcdKv implements KvStore {
   private static credentials(tls: EtcdTlsFiles | undefined): IOptions['credentials'] {
     if (!tls || (!tls.caFile && !tls.certFile && !tls.keyFile)) return undefined;
     if (!tls.certFile !== !tls.keyFile) {
-      throw new Error('etcd TLS: a client certificate file and a key file go together; only one was given');
+      throw new Error(`etcd TLS: a client certificate file (${TLS_FILES.cert.names}) and a key file (${TLS_FILES.key.names}) go together; only one was given`);
     }
-    if (!tls.caFile) throw new Error('etcd TLS: a client certificate needs the CA certificate file too');
+    if (!tls.caFile) throw new Error(`etcd TLS: a client certificate needs the CA certificate file too (${TLS_FILES.ca.names})`);
     return {
-      rootCertificate: readTlsFile('CA certificate', tls.caFile),
-      certChain: tls.certFile ? readTlsFile('client certificate', tls.certFile) : undefined,
-      privateKey: tls.keyFile ? readTlsFile('client key', tls.keyFile) : undefined,
+      rootCertificate: readTlsFile('ca', tls.caFile),
+      certChain: tls.certFile ? readTlsFile('cert', tls.certFile) : undefined,
+      privateKey: tls.keyFile ? readTlsFile('key', tls.keyFile) : undefined,
     };
   }
 

@@ -53,12 +53,12 @@ function etcdSpec(endpointList: string, source: string, env: DatastoreEnv): Data
   const anyTls = tls.caFile || tls.certFile || tls.keyFile;
   if (!anyTls) return { kind: 'etcd', endpoints };
   if (!endpoints[0].startsWith('https:')) {
-    throw new Error(`${source}: ETCD_CA_CERT_FILE/ETCD_CERT_FILE/ETCD_KEY_FILE are set but the etcd endpoints are http://, not https://`);
+    throw new Error(`${source}: etcd TLS files are given (--etcd-*-file / ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE) but the etcd endpoints are http://, not https://`);
   }
   if (!tls.certFile !== !tls.keyFile) {
-    throw new Error(`${source}: ETCD_CERT_FILE and ETCD_KEY_FILE must be given together`);
+    throw new Error(`${source}: ETCD_CERT_FILE (--etcd-cert-file) and ETCD_KEY_FILE (--etcd-key-file) must be given together`);
   }
-  if (!tls.caFile) throw new Error(`${source}: ETCD_CERT_FILE needs ETCD_CA_CERT_FILE too`);
+  if (!tls.caFile) throw new Error(`${source}: ETCD_CERT_FILE (--etcd-cert-file) needs ETCD_CA_CERT_FILE (--etcd-ca-cert-file) too`);
   return { kind: 'etcd', endpoints, tls };
 }
 

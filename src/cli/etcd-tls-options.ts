@@ -1,0 +1,24 @@
+// The etcd TLS flags every datastore-taking command accepts, and how they combine with Calico's
+// environment names (the flag wins). The files themselves are read and checked by EtcdKv.
+import { Option } from 'commander';
+import type { DatastoreEnv } from '../control/kv/spec';
+
+export interface EtcdTlsFlags {
+  readonly etcdCaCertFile?: string;
+  readonly etcdCertFile?: string;
+  readonly etcdKeyFile?: string;
+}
+
+export const etcdCaCertOption = () => new Option('--etcd-ca-cert-file <path>', 'CA certificate for an https:// etcd (or ETCD_CA_CERT_FILE)');
+export const etcdCertOption = () => new Option('--etcd-cert-file <path>', 'client certificate for etcd (or ETCD_CERT_FILE)');
+export const etcdKeyOption = () => new Option('--etcd-key-file <path>', 'client key for etcd (or ETCD_KEY_FILE)');
+
+/** Calico's environment names with the flags merged in (a flag wins over its variable). */
+export function envWithEtcdTlsFlags(o: EtcdTlsFlags, env: DatastoreEnv = process.env): DatastoreEnv {
+  return {
+    ...env,
+    ...(o.etcdCaCertFile ? { ETCD_CA_CERT_FILE: o.etcdCaCertFile } : {}),
+    ...(o.etcdCertFile ? { ETCD_CERT_FILE: o.etcdCertFile } : {}),
+    ...(o.etcdKeyFile ? { ETCD_KEY_FILE: o.etcdKeyFile } : {}),
+  };
+}

@@ -1,0 +1,198 @@
+/**
+ * etcd over TLS with client-certificate auth (root: a network namespace of its own). A CA, a
+ * server certificate for 127.0.0.1 and a client certificate are made with openssl in a temp dir;
+ * etcd serves https only and demands a client certificate signed by that CA. Then:
+ *   - `podway apply/get/ipam` reach it with --etcd-ca-cert-file/--etcd-cert-file/--etcd-key-file,
+ *     and with Calico's env names (DATASTORE_TYPE=etcdv3, ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ...);
+ *   - `podway run` registers its Node and marks the datastore ready through TLS;
+ *   - a client certificate from another CA is refused by etcd (podway says it cannot reach etcd);
+ *   - a missing file, a file that is not PEM, and a cert without its key are clear errors naming
+ *     the file and the flag, at once (no retrying against a handshake that cannot succeed).
+ * etcd and every podway process run inside the test's own namespace, so only its loopback is used.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { isRoot, until } from './e2e-kit';
+
+const PODWAY = resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+const tag = Math.random().toString(16).slice(2, 8);
+const NS = `pwtls-${tag}`;
+const ENDPOINT = 'https://127.0.0.1:23790';
+const procs: ChildProcess[] = [];
+let dir = '';
+
+function openssl(args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A CA, and certificates it signs (server: SAN IP 127.0.0.1; client: clientAuth). */
+function makeCerts(prefix: string): void {
+  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${prefix}-ca`, '-keyout', `${prefix}-ca.key`, '-out', `${prefix}-ca.pem`]);
+  for (const [name, ext] of [['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth'], ['client', 'extendedKeyUsage=clientAuth']] as const) {
+    writeFileSync(join(dir, `${prefix}-${name}.ext`), `${ext}\n`);
+    openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${prefix}-${name}`, '-keyout', `${prefix}-${name}.key`, '-out', `${prefix}-${name}.csr`]);
+    openssl(['x509', '-req', '-in', `${prefix}-${name}.csr`, '-CA', `${prefix}-ca.pem`, '-CAkey', `${prefix}-ca.key`, '-CAcreateserial', '-days', '1', '-extfile', `${prefix}-${name}.ext`, '-out', `${prefix}-${name}.pem`]);
+  }
+}
+
+const f = (name: string) => join(dir, name);
+
+interface Result { code: number | null; out: string; err: string }
+
+/** `podway ARGS` inside the namespace, bounded in time. */
+function podway(args: string[], env: Record<string, string> = {}): Result {
+  const r = spawnSync('ip', ['netns', 'exec', NS, process.execPath, PODWAY, ...args], {
+    encoding: 'utf8', timeout: 30_000,
+    // Only what the test sets: no DATASTORE_TYPE/ETCD_* from the caller's environment.
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+const tlsFlags = (ca = 'main-ca.pem', cert = 'main-client.pem', key = 'main-client.key') =>
+  ['--datastore', `etcd:${ENDPOINT}`, '--etcd-ca-cert-file', f(ca), '--etcd-cert-file', f(cert), '--etcd-key-file', f(key)];
+
+test.before(() => {
+  if (!isRoot()) return;
+  dir = mkdtempSync(join(tmpdir(), 'podway-etcdtls-'));
+  makeCerts('main');
+  makeCerts('rogue');
+  writeFileSync(f('not-pem.pem'), 'this is not a certificate\n');
+  execFileSync('ip', ['netns', 'add', NS]);
+  execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
+  const etcd = spawn('ip', ['netns', 'exec', NS, '/usr/bin/etcd',
+    '--name', 'tls', '--data-dir', f('etcd-data'),
+    '--listen-client-urls', ENDPOINT, '--advertise-client-urls', ENDPOINT,
+    '--listen-peer-urls', 'http://127.0.0.1:23800', '--initial-advertise-peer-urls', 'http://127.0.0.1:23800',
+    '--initial-cluster', 'tls=http://127.0.0.1:23800',
+    '--cert-file', f('main-server.pem'), '--key-file', f('main-server.key'),
+    '--trusted-ca-file', f('main-ca.pem'), '--client-cert-auth',
+    '--log-level', 'warn', '--logger', 'zap'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  procs.push(etcd);
+});
+
+test.after(() => {
+  for (const p of procs) if (p.pid && p.exitCode === null && p.signalCode === null) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+  // `ip netns exec` runs etcd as its child: kill whatever is left in the namespace.
+  try {
+    for (const pid of execFileSync('ip', ['netns', 'pids', NS], { encoding: 'utf8' }).split('\n').filter(Boolean)) {
+      try { process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+    }
+  } catch { /* namespace never made */ }
+  spawnSync('ip', ['netns', 'del', NS]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const POOL = `apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: tls-pool}
+spec: {cidr: 10.77.0.0/24, blockSize: 28}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: tls-a}
+spec: {bgp: {ipv4Address: 10.78.0.1/24}}
+`;
+
+test('podway apply/get/ipam through TLS with the flags, and with Calico\'s env names', async () => {
+  if (!isRoot()) { console.log('    (skipped: needs root for a network namespace)'); return; }
+  writeFileSync(f('pool.yaml'), POOL);
+  // etcd takes a moment to serve: the first apply is retried, bounded.
+  let applied: Result = { code: null, out: '', err: '' };
+  assert.ok(await until(() => (applied = podway(['apply', '-f', f('pool.yaml'), ...tlsFlags()])).code === 0, 20_000, 200), `apply: ${applied.err}`);
+  assert.is(applied.out, "Successfully applied 2 resource(s)\n");
+  const got = podway(['get', 'ippool', 'tls-pool', '-o', 'json', ...tlsFlags()]);
+  assert.is(got.code, 0, got.err);
+  assert.is(JSON.parse(got.out).spec.cidr, '10.77.0.0/24');
+
+  const env = {
+    DATASTORE_TYPE: 'etcdv3', ETCD_ENDPOINTS: ENDPOINT,
+    ETCD_CA_CERT_FILE: f('main-ca.pem'), ETCD_CERT_FILE: f('main-client.pem'), ETCD_KEY_FILE: f('main-client.key'),
+  };
+  const assigned = podway(['ipam', 'assign', '--node', 'tls-a', '--count', '3', '--handle', 'tls-h'], env);
+  assert.is(assigned.code, 0, assigned.err);
+  const ips = assigned.out.trim().split('\n');
+  assert.is(ips.length, 3, assigned.out);
+  assert.ok(ips.every((ip) => /^10\.77\.0\.\d+$/.test(ip)), assigned.out);
+  const check = podway(['ipam', 'check'], env);
+  assert.is(check.code, 0, check.out + check.err);
+  const nodes = podway(['get', 'node', '-o', 'json'], env);
+  assert.is(nodes.code, 0, nodes.err);
+  // A flag wins over its env name: a bad env CA with a good --etcd-ca-cert-file still works.
+  const mixed = podway(['get', 'ippool', '--etcd-ca-cert-file', f('main-ca.pem')], { ...env, ETCD_CA_CERT_FILE: f('not-pem.pem') });
+  assert.is(mixed.code, 0, mixed.err);
+  assert.match(mixed.out, /tls-pool/);
+});
+
+test('podway run registers its Node and marks the datastore ready through TLS', async () => {
+  if (!isRoot()) return;
+  const run = spawn('ip', ['netns', 'exec', NS, process.execPath, PODWAY, 'run', '--node', 'tls-run', '--ip', '10.78.0.9/24',
+    '--control', f('run.sock'), ...tlsFlags()], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  procs.push(run);
+  let log = '';
+  run.stdout!.on('data', (b: Buffer) => { log += b.toString(); });
+  run.stderr!.on('data', (b: Buffer) => { log += b.toString(); });
+  try {
+    let node: { spec?: { bgp?: { ipv4Address?: string } } } | null = null;
+    const registered = await until(() => {
+      const r = podway(['get', 'node', 'tls-run', '-o', 'json', ...tlsFlags()]);
+      node = r.code === 0 ? JSON.parse(r.out) : null;
+      return node !== null;
+    }, 20_000, 250);
+    assert.ok(registered, `podway run did not register tls-run:\n${log.slice(-2000)}`);
+    assert.is(node!.spec?.bgp?.ipv4Address, '10.78.0.9/24');
+    const ready = await until(() => /"datastoreReady": *true/.test(podway(['get', 'clusterinformation', 'default', '-o', 'json', ...tlsFlags()]).out), 10_000, 250);
+    assert.ok(ready, `datastoreReady not set:\n${log.slice(-2000)}`);
+  } finally {
+    if (run.pid && run.exitCode === null) {
+      const exited = new Promise((r) => run.once('exit', r));
+      process.kill(run.pid, 'SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      try { for (const pid of execFileSync('ip', ['netns', 'pids', NS], { encoding: 'utf8' }).split('\n').filter(Boolean)) if (/bin\/podway\.js/.test(execFileSync('cat', [`/proc/${pid}/cmdline`], { encoding: 'utf8' }))) process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
+    }
+  }
+});
+
+test('a client certificate from another CA is refused; podway says it cannot reach etcd, bounded', () => {
+  if (!isRoot()) return;
+  const good = podway(['get', 'ippool', ...tlsFlags()]);
+  assert.is(good.code, 0, `control: the right certificate still works: ${good.err}`);
+  const t0 = Date.now();
+  const r = podway(['get', 'ippool', ...tlsFlags('main-ca.pem', 'rogue-client.pem', 'rogue-client.key')]);
+  assert.is(r.code, 1, r.out);
+  assert.match(r.err, /etcd https:\/\/127\.0\.0\.1:23790 unreachable/);
+  assert.match(r.err, /bad certificate/, "etcd refused the handshake");
+  console.log(`    (refused: ${r.err.trim().split("\n").filter((l) => l.startsWith("podway:")).join(" ").slice(0, 300)})`);
+  assert.not.match(r.out, /tls-pool/);
+  assert.ok(Date.now() - t0 < 30_000, 'gave up in bounded time');
+});
+
+test('bad TLS files: clear errors naming the file and the flag, at once', () => {
+  if (!isRoot()) return;
+  const cases: [string[], RegExp][] = [
+    [tlsFlags('missing-ca.pem'), new RegExp(`cannot read the CA certificate file ${f('missing-ca.pem')} \\(--etcd-ca-cert-file / ETCD_CA_CERT_FILE\\)`)],
+    [tlsFlags('main-ca.pem', 'not-pem.pem'), new RegExp(`the client certificate file ${f('not-pem.pem')} \\(--etcd-cert-file / ETCD_CERT_FILE\\) is not a PEM certificate`)],
+    [tlsFlags('main-ca.pem', 'main-client.pem', 'not-pem.pem'), new RegExp(`the client key file ${f('not-pem.pem')} \\(--etcd-key-file / ETCD_KEY_FILE\\) is not a PEM private key`)],
+    [['--datastore', `etcd:${ENDPOINT}`, '--etcd-ca-cert-file', f('main-ca.pem'), '--etcd-cert-file', f('main-client.pem')], /ETCD_CERT_FILE \(--etcd-cert-file\) and ETCD_KEY_FILE \(--etcd-key-file\) must be given together/],
+    [['--datastore', 'etcd:http://127.0.0.1:23790', '--etcd-ca-cert-file', f('main-ca.pem')], /etcd TLS files are given .* but the etcd endpoints are http:\/\//],
+  ];
+  for (const [args, want] of cases) {
+    for (const cmd of [['get', 'ippool'], ['ipam', 'show']]) {
+      const t0 = Date.now();
+      const r = podway([...cmd, ...args]);
+      assert.is(r.code, 1, `${cmd.join(' ')} ${args.join(' ')}: ${r.out}`);
+      assert.match(r.err, want);
+      assert.ok(Date.now() - t0 < 10_000, `${cmd.join(' ')}: failed at once`);
+    }
+  }
+  // podway run stops at start with the same error instead of retrying.
+  const run = podway(['run', '--node', 'tls-bad', '--ip', '10.78.0.10/24', '--control', f('bad.sock'), ...tlsFlags('missing-ca.pem')]);
+  assert.is(run.code, 1, 'exited with an error, not killed by the 30 s bound');
+  assert.match(run.err + run.out, /cannot read the CA certificate file .*missing-ca\.pem \(--etcd-ca-cert-file \/ ETCD_CA_CERT_FILE\)/);
+});
+
+test.run();

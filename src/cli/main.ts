@@ -69,6 +69,7 @@ export function buildProgram(): Command {
     .option('--workers <n>', 'forwarding threads (flows spread by PACKET_FANOUT/SO_REUSEPORT; veth pods only when > 1)', (v) => Number(v), 1)
     .option('--nat-port-range <low-high>', 'natOutgoing: TCP/UDP source ports (default: above net.ipv4.ip_local_port_range, 61000-65535 on most nodes)')
     .option('--nat-udp-timeout <seconds>', 'natOutgoing: idle timeout of a NATed UDP flow (default 30 unreplied, 120 replied)', (v) => Number(v))
+    .option('--nat-max-flows <n>', 'natOutgoing: NATed flows at once; new ones beyond are refused and counted', (v) => Number(v), 65536)
     .action(async (o) => {
       const node = nodeOption(o.node);
       const datastore: string = o.datastore ?? '';
@@ -79,7 +80,8 @@ export function buildProgram(): Command {
       if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new Error('run: --batch must be 1..1024');
       if (!Number.isInteger(o.workers) || o.workers < 1 || o.workers > 64) throw new Error('run: --workers must be 1..64');
       if (o.natUdpTimeout !== undefined && (!Number.isInteger(o.natUdpTimeout) || o.natUdpTimeout < 1 || o.natUdpTimeout > 86400)) throw new Error('run: --nat-udp-timeout must be 1..86400 seconds');
-      await runNode({ natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers });
+      if (!Number.isInteger(o.natMaxFlows) || o.natMaxFlows < 1 || o.natMaxFlows > 16_777_216) throw new Error('run: --nat-max-flows must be 1..16777216');
+      await runNode({ natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {
@@ -91,7 +93,7 @@ export function buildProgram(): Command {
     ];
     for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
     for (const h of s.hostChanges) lines.push(`host: ${h}`);
-    if (s.nat?.table) lines.push(`nat: table ${s.nat.table}; natOutgoing from ${s.nat.natPools.join(', ') || 'no pool'}; ports ${s.nat.portRange}; udp timeout ${s.nat.udpTimeout.unreplied}/${s.nat.udpTimeout.replied} s${s.nat.lastError ? '; last error: ' + s.nat.lastError : ''}`);
+    if (s.nat?.table) lines.push(`nat: table ${s.nat.table}; natOutgoing from ${s.nat.natPools.join(', ') || 'no pool'}; ports ${s.nat.portRange}; udp timeout ${s.nat.udpTimeout.unreplied}/${s.nat.udpTimeout.replied} s; at most ${s.nat.maxFlows} flows${s.nat.lastError ? '; last error: ' + s.nat.lastError : ''}`);
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
     return lines.join('\n') + '\n';
   });
@@ -99,7 +101,7 @@ export function buildProgram(): Command {
   clientCommand(program, 'endpoints', 'show local workload endpoints', (r) => table(r, ['workload', 'interface', 'type', 'networks', 'mac', 'rx', 'tx']));
   clientCommand(program, 'counters', 'show per-port counters and drop reasons', (r) => {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
-    const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods\n` : '';
+    const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods, ${r.nat.refused} new flows refused (table full)\n` : '';
     return table(r.ports) + '\n' + table(reasons) + nat;
   });
 

@@ -33,10 +33,12 @@ export interface RunOptions {
   natPortRange?: string;
   /** natOutgoing: idle timeout of a NATed UDP flow, seconds (default the kernel's 30 unreplied / 120). */
   natUdpTimeout?: number;
+  /** natOutgoing: NATed flows at once before new ones are refused (default 65,536). */
+  natMaxFlows?: number;
 }
 
 /** What podway's nftables table should hold for this model. */
-function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout']): NatSpec {
+function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number): NatSpec {
   const nodes = new Set<number>([model.node.ip, ...model.node.knownNodeIps]);
   return {
     hostPort: HOST_PORT_NAME,
@@ -45,6 +47,7 @@ function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, numbe
     nodes: [...nodes].sort((a, b) => a - b).map(formatIpv4),
     portRange,
     udpTimeout,
+    maxFlows,
   };
 }
 
@@ -79,7 +82,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
   // error only once a pool asks for natOutgoing.
   const syncNat = (model: NodeDataplaneModel) => {
-    const want = natSpecOf(model, natPorts, udpTimeout);
+    const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536);
     if (nat.active) return nat.update(want);
     try {
       nat.start(want);

@@ -12,8 +12,8 @@
  * in README and bench/e2e: the `nat-udp` rows).
  *
  * The path of a NATed flow:
- * - pod -> podway -> raw socket: OUTPUT (`output` chain: a UDP flow gets podway's ct timeout
- *   policy), POSTROUTING (`postrouting`: pool source, destination outside every pool and not a
+ * - pod -> podway -> raw socket: OUTPUT (`output` chain: a new flow beyond maxFlows is refused and
+ *   counted, a UDP flow gets podway's ct timeout policy), POSTROUTING (`postrouting`: pool source, destination outside every pool and not a
  *   node -> `masquerade fully-random`, TCP/UDP ports from podway's range).
  * - replies (and ICMP errors about the flow) arrive on the underlay, where podway keeps the kernel
  *   from forwarding (forwarding=0). Conntrack has translated them back to the pod's address in
@@ -39,6 +39,8 @@ export interface NatSpec {
   portRange: readonly [number, number];
   /** UDP conntrack timeouts (seconds) of NATed flows: podway's own policy, not the sysctls. */
   udpTimeout: { unreplied: number; replied: number };
+  /** NATed flows at once: a new one beyond it is refused (dropped) and counted. */
+  maxFlows: number;
 }
 
 const MATCH = 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes';
@@ -62,12 +64,14 @@ table ip ${NAT_TABLE} {
   counter nat_flows { }
   counter nat_out { }
   counter nat_in { }
+  counter nat_refused { }
   ct timeout udp_nat {
     protocol udp; l3proto ip;
     policy = { unreplied: ${s.udpTimeout.unreplied}, replied: ${s.udpTimeout.replied} }
   }
   chain output {
     type filter hook output priority mangle; policy accept;
+    ${MATCH} ct state new ct count over ${s.maxFlows} counter name "nat_refused" drop
     ${MATCH} meta l4proto udp ct state new ct timeout set "udp_nat"
   }
   chain postrouting {
@@ -134,7 +138,7 @@ export function parseNatPortRange(text: string, ephemeral: readonly [number, num
   return [lo, hi];
 }
 
-export interface NatCounters { flows: number; outPackets: number; outBytes: number; inPackets: number; inBytes: number }
+export interface NatCounters { flows: number; outPackets: number; outBytes: number; inPackets: number; inBytes: number; refused: number }
 
 function nftError(e: unknown, what: string): Error {
   const err = e as NodeJS.ErrnoException & { stderr?: Buffer | string };
@@ -235,7 +239,7 @@ export class NftNat {
   status() {
     const s = this.spec;
     return s
-      ? { table: `ip ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, updates: this.updates, lastError: this.lastError }
+      ? { table: `ip ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, maxFlows: s.maxFlows, updates: this.updates, lastError: this.lastError }
       : { table: null, lastError: this.lastError };
   }
 
@@ -260,7 +264,7 @@ export class NftNat {
 
 /** What only a whole-table replace changes (the chains' constants). */
 function tableKeyOf(s: NatSpec): string {
-  return JSON.stringify([s.hostPort, s.portRange, s.udpTimeout]);
+  return JSON.stringify([s.hostPort, s.portRange, s.udpTimeout, s.maxFlows]);
 }
 
 function setsKeyOf(s: NatSpec): string {
@@ -268,7 +272,7 @@ function setsKeyOf(s: NatSpec): string {
 }
 
 export function parseCounters(json: string): NatCounters {
-  const c: NatCounters = { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0 };
+  const c: NatCounters = { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0, refused: 0 };
   const doc = JSON.parse(json) as { nftables?: { counter?: { name: string; packets: number; bytes: number } }[] };
   for (const item of doc.nftables ?? []) {
     const k = item.counter;
@@ -276,6 +280,7 @@ export function parseCounters(json: string): NatCounters {
     if (k.name === 'nat_flows') c.flows = k.packets;
     else if (k.name === 'nat_out') { c.outPackets = k.packets; c.outBytes = k.bytes; }
     else if (k.name === 'nat_in') { c.inPackets = k.packets; c.inBytes = k.bytes; }
+    else if (k.name === 'nat_refused') c.refused = k.packets;
   }
   return c;
 }

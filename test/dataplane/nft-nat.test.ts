@@ -9,7 +9,7 @@ import { NatSpec, natTableProgram, natSetsProgram, defaultNatPortRange, parseNat
 
 const SPEC: NatSpec = {
   hostPort: 'podway0', natPools: ['10.244.0.0/16'], pools: ['10.244.0.0/16', '10.250.0.0/16'], nodes: ['10.99.0.1', '10.99.0.2'],
-  portRange: [61000, 65535], udpTimeout: { unreplied: 30, replied: 120 },
+  portRange: [61000, 65535], udpTimeout: { unreplied: 30, replied: 120 }, maxFlows: 65536,
 };
 
 test('the NAT port range stays off the ephemeral ports and the VXLAN port', () => {
@@ -32,6 +32,7 @@ test('the table: idempotent create, masquerade fully-random for NAT pools to out
   assert.match(p, 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :61000-65535 fully-random');
   assert.match(p, 'ct direction reply ct status snat ip daddr @pools counter name "nat_in" dup to ip daddr device "podway0" drop');
   assert.match(p, 'policy = { unreplied: 30, replied: 120 }');
+  assert.match(p, 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes ct state new ct count over 65536 counter name "nat_refused" drop');
   // no NAT pool: the sets are empty, the rules stay (a pool can turn natOutgoing on live)
   const none = natTableProgram({ ...SPEC, natPools: [] });
   assert.match(none, 'set natpools { type ipv4_addr; flags interval; auto-merge; }');
@@ -51,8 +52,9 @@ test('counters are read from nft -j', () => {
     { counter: { family: 'ip', name: 'nat_flows', table: 'podway', handle: 1, packets: 12, bytes: 900 } },
     { counter: { family: 'ip', name: 'nat_out', table: 'podway', handle: 2, packets: 40, bytes: 4000 } },
     { counter: { family: 'ip', name: 'nat_in', table: 'podway', handle: 3, packets: 38, bytes: 3800 } },
+    { counter: { family: 'ip', name: 'nat_refused', table: 'podway', handle: 4, packets: 2, bytes: 120 } },
   ] });
-  assert.equal(parseCounters(json), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800 });
+  assert.equal(parseCounters(json), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800, refused: 2 });
 });
 
 test('nft missing: a clear error naming the package', () => {

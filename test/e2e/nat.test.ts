@@ -246,15 +246,27 @@ test('natOutgoing flips live: off leaves with the pod address, on again with the
   }
 });
 
-test('a crashed run\'s table is replaced at the next start, and removed at stop', async () => {
+test('a crashed run\'s table is replaced at the next start; --nat-max-flows refuses and counts; the table goes at stop', async () => {
   const n = lab.node('node2');
   n.proc!.kill('SIGKILL');
   await until(() => n.proc!.exitCode !== null || n.proc!.signalCode !== null, 5000);
   n.proc = null;
   assert.equal(inNs(n.ns, ['nft', 'list', 'tables']).trim(), 'table ip podway', 'left behind by the crash');
-  await lab.startPodway('node2', 20_000, ['--nat-udp-timeout', String(UDP_TIMEOUT_S)]);
+  await lab.startPodway('node2', 20_000, ['--nat-udp-timeout', String(UDP_TIMEOUT_S), '--nat-max-flows', '40']);
   assert.equal(inNs(n.ns, ['nft', 'list', 'tables']).trim(), 'table ip podway');
+  assert.match(inNs(n.ns, ['nft', 'list', 'chain', 'ip', 'podway', 'output']), 'ct count over 40');
   assert.is(lab.ping('n2-a', outside.ip, 3, 56, ['-W', '3']).received, 3, 'NAT works after the restart');
+  // The table is bounded: with 40 flows held, the next ones are refused and counted.
+  const srv = await server(outside.ns, 'tcp-echo', outside.ip, 7009);
+  try {
+    const r = await peerJson(lab.pod('n2-b').ns, ['tcp-flows', outside.ip, '7009', '50', '4000'], 4000);
+    assert.ok((r.ok as number) <= 40 && (r.ok as number) >= 30, `at most the limit answered: ${JSON.stringify(r)}`);
+    assert.ok((r.failed as number) >= 10, JSON.stringify(r));
+    const c = (await controlRequest(n.control, { cmd: 'counters' }, 5000)) as { nat: { refused: number } };
+    assert.ok(c.nat.refused >= 10, `refusals counted: ${JSON.stringify(c.nat)}`);
+  } finally {
+    kill(srv.proc);
+  }
   assert.is(await lab.stopPodway('node2'), 0);
   assert.is(inNs(n.ns, ['nft', 'list', 'tables']).trim(), '', 'removed at stop');
 });

@@ -32,7 +32,7 @@ test('the table: idempotent create, masquerade fully-random for NAT pools to out
   assert.match(p, 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :61000-65535 fully-random');
   assert.match(p, 'ct direction reply ct status snat ip daddr @pools counter name "nat_in" dup to ip daddr device "podway0" drop');
   assert.match(p, 'policy = { unreplied: 30, replied: 120 }');
-  assert.match(p, 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes ct state new ct count over 65536 counter name "nat_refused" drop');
+  assert.match(p, 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes ct status ! confirmed ct count over 65536 counter name "nat_refused" drop');
   // no NAT pool: the sets are empty, the rules stay (a pool can turn natOutgoing on live)
   const none = natTableProgram({ ...SPEC, natPools: [] });
   assert.match(none, 'set natpools { type ipv4_addr; flags interval; auto-merge; }');

@@ -12,7 +12,7 @@ import { PacketIO, errnoOf } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, forgetNeighbor, NH_KIND_NAMES } from './nexthops';
-import { applyModel6, Neighbors6 } from './engine6';
+import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import { NeighborTable } from './neighbors';
 import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
@@ -517,7 +517,7 @@ export class Engine {
   routes() {
     const nh = this.pipe.nh;
     if (!nh) return [];
-    return nh.routes.map((r, i) => ({
+    const v4 = nh.routes.map((r, i) => ({
       cidr: r.cidr,
       kind: NH_KIND_NAMES[nh.kind[i]],
       node: r.node,
@@ -527,6 +527,7 @@ export class Engine {
       nextHopMac: nh.macKnown[i] ? formatMac(nh.mac, i * 6) : '',
       pool: r.pool ?? '',
     }));
+    return [...v4, ...routeRows6(this.pipe.v6.nh)];
   }
 
   endpointList() {

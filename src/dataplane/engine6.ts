@@ -9,7 +9,7 @@ import { buildNextHops6, learnNeighbor6, NextHops6 } from './nexthops6';
 import { formatIpv6 } from '../packet/ipv6';
 import { formatMac } from '../packet/ethernet';
 import type { Pipeline } from './pipeline';
-import { NhKind } from './nexthops';
+import { NhKind, NH_KIND_NAMES } from './nexthops';
 import { writeNeighborSolicit } from '../packet/ndp';
 
 export interface Apply6Context {
@@ -98,4 +98,19 @@ export class Neighbors6 {
     const nh = this.pipe.v6.nh;
     if (nh && learnNeighbor6(nh, b, targetOff, b, macOff) > 0) this.log(`IPv6 neighbour ${key} is ${formatMac(b, macOff)}`);
   }
+}
+
+/** `podway routes` rows for the IPv6 table (same columns as IPv4's). */
+export function routeRows6(nh: NextHops6 | null): { cidr: string; kind: string; node: string; via: string; vtepMac: string; mtu: number; nextHopMac: string; pool: string }[] {
+  if (!nh) return [];
+  return nh.routes.map((r, i) => ({
+    cidr: r.cidr,
+    kind: NH_KIND_NAMES[nh.kind[i]],
+    node: r.node,
+    via: r.nodeIp6 ?? r.endpoint ?? '',
+    vtepMac: r.vtepMac ?? '',
+    mtu: r.mtu,
+    nextHopMac: nh.macKnown[i] ? formatMac(nh.mac, i * 6) : '',
+    pool: r.pool ?? '',
+  }));
 }

@@ -37,6 +37,8 @@ export interface LabPod {
   /** interface inside the pod namespace */
   podIf: string;
   mac: string | null;
+  /** The pod's IPv6 address in a dual-stack lab, else null. */
+  ip6: string | null;
 }
 
 export interface LabNode {
@@ -46,6 +48,10 @@ export interface LabNode {
   prefix: number;
   block: string;
   vtep: string;
+  /** Dual-stack lab: the node's underlay IPv6, its IPv6 block (/122) and IPv6 VTEP; else null. */
+  ip6: string | null;
+  block6: string | null;
+  vtep6: string | null;
   pods: LabPod[];
   proc: ChildProcess | null;
   control: string;
@@ -67,6 +73,19 @@ export function run(cmd: string, args: string[], opts: { allowFail?: boolean; ti
 }
 
 export const POOL_CIDR = '10.244.0.0/16';
+export const POOL6_CIDR = 'fd00:10:244::/64';
+/** Calico's IPv6 pod gateway (the EUI-64 link-local of ee:ee:ee:ee:ee:ee). */
+export const GATEWAY6 = 'fe80::ecee:eeff:feee:eeee';
+
+/** Node k's IPv6 underlay address, block, VTEP, and its pod j's address (dual-stack labs). */
+function v6For(k: number): { ip6: string; block6: string; vtep6: string } {
+  // Canonical text (RFC 5952), as podway prints it: node 0's block is fd00:10:244::/122.
+  const base = k === 0 ? '' : (64 * k).toString(16);
+  return { ip6: `fd99::${k + 1}`, block6: `fd00:10:244::${base}/122`, vtep6: `fd00:10:244::${base}` };
+}
+function pod6For(k: number, j: number): string {
+  return `fd00:10:244::${(64 * k + 2 + j).toString(16)}`;
+}
 
 /** Calico's host-side veth name: "cali" + the first 11 hex digits of sha1("<namespace>.<pod>"). */
 export function caliName(namespace: string, pod: string): string {
@@ -104,8 +123,18 @@ export class Lab {
    * node's GSO super-datagrams (VXLAN with a 64 KiB inner TCP segment and a partial checksum) to
    * the other node's sockets as they are, which no real underlay does (kind-style clusters whose
    * "nodes" share one kernel: see README, known limits).
+   *
+   * dualStack (default false): every node on subnet a (or in a p2p lab) gets an IPv6 underlay
+   * address fd99::N/64 and an IPv6 block of fd00:10:244::/64 (/122, VXLAN over IPv6 in the vxlan
+   * and crosssubnet modes, unencapsulated otherwise), and its pods an IPv6 /128 beside the IPv4
+   * one with `default via fe80::ecee:eeff:feee:eeee` (tun pods: `default dev`). DAD is off in
+   * the lab's namespaces so addresses are usable at once.
    */
-  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p'; podOffloads?: boolean; underlayOffloads?: boolean } = {}) {}
+  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p'; podOffloads?: boolean; underlayOffloads?: boolean; dualStack?: boolean } = {}) {}
+
+  get dualStack(): boolean {
+    return this.opts.dualStack === true;
+  }
 
   /** The node's underlay veth as a wire (see the constructor's underlayOffloads). */
   private wire(ns: string): void {
@@ -123,6 +152,7 @@ export class Lab {
   private addNs(name: string): string {
     run('ip', ['netns', 'add', name]);
     this.namespaces.push(name);
+    if (this.dualStack) run('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
     run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
     return name;
   }
@@ -164,11 +194,14 @@ export class Lab {
       }
       run('ip', ['-n', fab, 'link', 'set', fabIf, 'up']);
       const blockBase = 64 * k;
+      const v6 = this.dualStack && inA ? v6For(k) : null;
+      if (v6) run('ip', ['-n', nsName, '-6', 'addr', 'add', `${v6.ip6}/64`, 'dev', 'eth0', 'nodad']);
       const node: LabNode = {
         name: ns.name, ns: nsName, ip, prefix: 24, block: `10.244.0.${blockBase}/26`, vtep: `10.244.0.${blockBase}`,
+        ip6: v6?.ip6 ?? null, block6: v6?.block6 ?? null, vtep6: v6?.vtep6 ?? null,
         pods: [], proc: null, control: path.join(this.dir, `${ns.name}.sock`), log: [],
       };
-      ns.pods.forEach((p, j) => node.pods.push(this.addPod(node, p, `10.244.0.${blockBase + 2 + j}`)));
+      ns.pods.forEach((p, j) => node.pods.push(this.addPod(node, p, `10.244.0.${blockBase + 2 + j}`, v6 ? pod6For(k, j) : null)));
       this.nodes.push(node);
     });
     this.setMode(this.mode);
@@ -206,17 +239,20 @@ export class Lab {
       // a default route, so the kernel's proxy ARP (which needs a route to 169.254.1.1) works
       run('ip', ['-n', ns[k], 'route', 'add', 'default', 'via', `10.99.0.${2 - k}`]);
       const blockBase = 64 * k;
+      const v6 = this.dualStack ? v6For(k) : null;
+      if (v6) run('ip', ['-n', ns[k], '-6', 'addr', 'add', `${v6.ip6}/64`, 'dev', 'eth0', 'nodad']);
       const node: LabNode = {
         name: spec.name, ns: ns[k], ip, prefix: 24, block: `10.244.0.${blockBase}/26`, vtep: `10.244.0.${blockBase}`,
+        ip6: v6?.ip6 ?? null, block6: v6?.block6 ?? null, vtep6: v6?.vtep6 ?? null,
         pods: [], proc: null, control: path.join(this.dir, `${spec.name}.sock`), log: [],
       };
-      spec.pods.forEach((p, j) => node.pods.push(this.addPod(node, p, `10.244.0.${blockBase + 2 + j}`)));
+      spec.pods.forEach((p, j) => node.pods.push(this.addPod(node, p, `10.244.0.${blockBase + 2 + j}`, v6 ? pod6For(k, j) : null)));
       this.nodes.push(node);
     });
     this.setMode(this.mode);
   }
 
-  private addPod(node: LabNode, p: LabPodSpec, ip: string): LabPod {
+  private addPod(node: LabNode, p: LabPodSpec, ip: string, ip6: string | null = null): LabPod {
     const podNs = this.addNs(`pw-${p.name}-${this.tag}`);
     const short = createHash('sha1').update(`${this.tag}.${p.name}`).digest('hex').slice(0, 8);
     let ifname: string;
@@ -235,17 +271,20 @@ export class Lab {
       run('ip', ['-n', podNs, 'tuntap', 'add', 'dev', ifname, 'mode', p.type]);
     }
     run('ip', ['-n', podNs, 'addr', 'add', `${ip}/32`, 'dev', podIf]);
+    if (ip6) run('ip', ['-n', podNs, '-6', 'addr', 'add', `${ip6}/128`, 'dev', podIf, 'nodad']);
     run('ip', ['-n', podNs, 'link', 'set', podIf, 'up']);
     if (p.type === 'tun') {
       run('ip', ['-n', podNs, 'route', 'add', 'default', 'dev', podIf]);
+      if (ip6) run('ip', ['-n', podNs, '-6', 'route', 'add', 'default', 'dev', podIf]);
     } else {
+      if (ip6) run('ip', ['-n', podNs, '-6', 'route', 'add', 'default', 'via', GATEWAY6, 'dev', podIf]);
       run('ip', ['-n', podNs, 'route', 'add', '169.254.1.1', 'dev', podIf, 'scope', 'link']);
       run('ip', ['-n', podNs, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', podIf]);
       mac = JSON.parse(run('ip', ['-j', '-n', podNs, 'link', 'show', podIf]))[0].address;
       // Offloads stay on unless asked otherwise (podway receives super-frames whole and segments them).
       if (p.type === 'veth' && this.opts.podOffloads === false) run('ip', ['netns', 'exec', podNs, 'ethtool', '-K', podIf, 'tx', 'off', 'tso', 'off', 'gso', 'off']);
     }
-    return { name: p.name, type: p.type, node: node.name, ns: podNs, ip, ifname, podIf, mac };
+    return { name: p.name, type: p.type, node: node.name, ns: podNs, ip, ifname, podIf, mac, ip6 };
   }
 
   /** Pod MTU Calico gives for the mode (1500 underlay). */
@@ -264,7 +303,8 @@ export class Lab {
 
   /** Give every pod interface the mode's pod MTU, as the CNI would. */
   private setPodMtus(mode: Mode): void {
-    const mtu = Lab.podMtu(mode);
+    // Dual-stack VXLAN: IPv6 VXLAN's overhead (70) sets the pods' MTU, as in Calico.
+    const mtu = this.dualStack && (mode === 'vxlan' || mode === 'crosssubnet') ? 1430 : Lab.podMtu(mode);
     for (const n of this.nodes) for (const p of n.pods) run('ip', ['-n', p.ns, 'link', 'set', p.podIf, 'mtu', String(mtu)]);
   }
 
@@ -345,6 +385,18 @@ spec:
   vxlanMode: ${vxlan}
   natOutgoing: ${this.natOutgoing}`,
     ];
+    if (this.dualStack) {
+      docs.push(`apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv6-ippool
+spec:
+  cidr: "${POOL6_CIDR}"
+  blockSize: 122
+  ipipMode: Never
+  vxlanMode: ${vxlan}
+  natOutgoing: false`);
+    }
     for (const n of this.nodes) {
       docs.push(`apiVersion: projectcalico.org/v3
 kind: Node
@@ -352,8 +404,8 @@ metadata:
   name: ${n.name}
 spec:
   bgp:
-    ipv4Address: ${n.ip}/${n.prefix}
-  ipv4VXLANTunnelAddr: ${n.vtep}`);
+    ipv4Address: ${n.ip}/${n.prefix}${n.ip6 ? `\n    ipv6Address: "${n.ip6}/64"` : ''}
+  ipv4VXLANTunnelAddr: ${n.vtep}${n.vtep6 ? `\n  ipv6VXLANTunnelAddr: "${n.vtep6}"` : ''}`);
       docs.push(`apiVersion: projectcalico.org/v3
 kind: BlockAffinity
 metadata:
@@ -362,6 +414,16 @@ spec:
   node: ${n.name}
   cidr: ${n.block}
   state: confirmed`);
+      if (n.block6) {
+        docs.push(`apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata:
+  name: ${n.name}-${n.block6.replace(/[:/]/g, '-')}
+spec:
+  node: ${n.name}
+  cidr: "${n.block6}"
+  state: confirmed`);
+      }
       for (const p of n.pods) {
         docs.push(`apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
@@ -375,7 +437,7 @@ spec:
   interfaceName: ${p.ifname}
   interfaceType: ${p.type}${p.type !== 'veth' ? `\n  interfaceNetns: /run/netns/${p.ns}` : ''}
   ipNetworks:
-    - ${p.ip}/32${p.mac ? `\n  mac: "${p.mac}"` : ''}`);
+    - ${p.ip}/32${p.ip6 ? `\n    - "${p.ip6}/128"` : ''}${p.mac ? `\n  mac: "${p.mac}"` : ''}`);
       }
     }
     return docs.join('\n---\n') + '\n';

@@ -9,7 +9,7 @@ import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
 import { joinCluster } from './join';
 import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
-import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, parseNatPortRange } from '../dataplane/nft-nat';
+import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
@@ -42,6 +42,7 @@ function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, numbe
   const nodes = new Set<number>([model.node.ip, ...model.node.knownNodeIps]);
   return {
     hostPort: HOST_PORT_NAME,
+    hostPortIndex: ifindexOf(HOST_PORT_NAME),
     natPools: model.pools.filter((p) => p.natOutgoing).map((p) => p.cidr),
     pools: model.pools.map((p) => p.cidr),
     nodes: [...nodes].sort((a, b) => a - b).map(formatIpv4),

@@ -27,8 +27,10 @@ import { readFileSync } from 'node:fs';
 export const NAT_TABLE = 'podway';
 
 export interface NatSpec {
-  /** The host port replies are handed to (podway0). */
+  /** The host port replies are handed to (podway0), and its ifindex: nft resolves the name when
+   * the rule is loaded, so a re-created device needs the table re-created. */
   hostPort: string;
+  hostPortIndex: number;
   /** CIDRs of the pools with natOutgoing: true. */
   natPools: readonly string[];
   /** CIDRs of every pool (never NATed as destinations; replies to them are taken back). */
@@ -101,6 +103,15 @@ export function natSetsProgram(s: NatSpec): string {
     if (xs.length) lines.push(`add element ip ${NAT_TABLE} ${set} { ${xs.join(', ')} }`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** A device's ifindex (0 when it does not exist). */
+export function ifindexOf(name: string): number {
+  try {
+    return Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8').trim()) || 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** The kernel's ephemeral port range (net.ipv4.ip_local_port_range). */
@@ -266,7 +277,7 @@ export class NftNat {
 
 /** What only a whole-table replace changes (the chains' constants). */
 function tableKeyOf(s: NatSpec): string {
-  return JSON.stringify([s.hostPort, s.portRange, s.udpTimeout, s.maxFlows]);
+  return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows]);
 }
 
 function setsKeyOf(s: NatSpec): string {

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { NatSpec, natTableProgram, natSetsProgram, defaultNatPortRange, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
 
 const SPEC: NatSpec = {
-  hostPort: 'podway0', natPools: ['10.244.0.0/16'], pools: ['10.244.0.0/16', '10.250.0.0/16'], nodes: ['10.99.0.1', '10.99.0.2'],
+  hostPort: 'podway0', hostPortIndex: 7, natPools: ['10.244.0.0/16'], pools: ['10.244.0.0/16', '10.250.0.0/16'], nodes: ['10.99.0.1', '10.99.0.2'],
   portRange: [61000, 65535], udpTimeout: { unreplied: 30, replied: 120 }, maxFlows: 65536,
 };
 

@@ -23,6 +23,17 @@ export function hostVethName(id: PodIdentity, containerId: string): string {
   return 'cali' + createHash('sha1').update(key).digest('hex').slice(0, 11);
 }
 
+/**
+ * The name podway knows a tap/tun pod's device by: "tap"/"tun" + the veth name's 11 hex digits.
+ * The device itself is named CNI_IFNAME ("eth0" in every pod), while podway keys endpoints by
+ * node and interfaceName, so the plugin gives each device this unique alternative name (kernel
+ * 5.5+); the kernel resolves alternative names wherever it looks a device up by name, TUNSETIFF
+ * included, so podway opens the pod's device by it.
+ */
+export function podDeviceName(type: 'tap' | 'tun', id: PodIdentity, containerId: string): string {
+  return type + hostVethName(id, containerId).slice('cali'.length);
+}
+
 /** Calico's WorkloadEndpoint name: "<node>-k8s-<pod>-<iface>" or "<node>-cni-<containerID>-<iface>", each '-' inside a part doubled. */
 export function workloadEndpointName(node: string, id: PodIdentity, containerId: string, ifname: string): string {
   const esc = (s: string): string => s.replace(/-/g, '--');

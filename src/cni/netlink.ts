@@ -76,10 +76,12 @@ export function createVeth(hostName: string, netns: string, ifname: string, mtu:
   run('ip', ['link', 'set', 'dev', hostName, 'address', HOST_MAC, 'up']);
 }
 
-/** A persistent tap/tun device inside the pod's namespace: it is the pod's interface, podway opens it from there. */
-export function createTunTap(netns: string, ifname: string, mode: 'tap' | 'tun', mtu: number): void {
-  podIp(netns, ['tuntap', 'add', 'dev', ifname, 'mode', mode]);
-  podIp(netns, ['link', 'set', 'dev', ifname, 'mtu', String(mtu)]);
+/**
+ * A persistent tap/tun device inside the pod's namespace: it is the pod's interface, podway opens it
+ * from there by `altName` (names.ts, podDeviceName).
+ */
+export function createTunTap(netns: string, ifname: string, mode: 'tap' | 'tun', mtu: number, altName: string): void {
+  podIp(netns, ['-batch', '-'], [`tuntap add dev ${ifname} mode ${mode}`, `link set dev ${ifname} mtu ${mtu}`, `link property add dev ${ifname} altname ${altName}`].join('\n') + '\n');
 }
 
 /** The pod end: up, its /32, and the routes Calico gives a pod (tun: a device route, it has no L2). */

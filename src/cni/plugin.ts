@@ -7,7 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
 import { configVersion, decodeConfig, NetConf, parseConfig, SUPPORTED_VERSIONS, versionAtLeast } from './config';
-import { handleId, hostVethName, podIdentity, PodIdentity, workloadEndpointName } from './names';
+import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
 import { firstIpv4, forwardToIpam, runIpamPlugin } from './delegate';
@@ -179,13 +179,14 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         interfaceName = hostVethName(id, env.containerId);
         // A veth of this pod's previous sandbox (k8s names are per pod, not per container): Calico replaces it too.
         netlink.deleteHostLink(interfaceName);
-        netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
+        // Undo first: a create that fails half-way (the pair made, its set-up refused) leaves nothing.
         undo.push(() => netlink.deleteHostLink(interfaceName));
+        netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
         host = { name: interfaceName, mac: netlink.HOST_MAC };
       } else {
-        interfaceName = env.ifname;
-        netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu);
+        interfaceName = podDeviceName(conf.interfaceType, id, env.containerId);
         undo.push(() => netlink.deletePodLink(env.netns, env.ifname));
+        netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName);
       }
       const link = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ip);
 

@@ -101,13 +101,27 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     const back = sh('ip', ['netns', 'exec', podB.name, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', ipA], { allowFail: true });
     assert.match(back, '3 packets transmitted, 3 received', back);
 
-    // DEL both: podway drops the endpoints, IPAM is empty of pod addresses
-    for (const [pod, id, name] of [[podA, 'cnie2ea', 'pod-a'], [podB, 'cnie2eb', 'pod-b']] as const) {
-      const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', args: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${name}` });
+    // tap and tun pods made by the plugin: podway opens the devices from the pods' namespaces
+    const podT = h.pod('tap');
+    const podU = h.pod('tun');
+    const addT = await h.add(podT, 'cnie2et', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-t', extra: { interfaceType: 'tap' } });
+    const addU = await h.add(podU, 'cnie2eu', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-u', extra: { interfaceType: 'tun' } });
+    const attachedTU = await until(async () => ((await controlRequest(control, { cmd: 'endpoints' })) as unknown[]).length === 4, 15_000);
+    assert.ok(attachedTU, `podway attached the tap and tun pods: ${log.slice(-5).join(' | ')}`);
+    for (const [what, add] of [['tap', addT], ['tun', addU]] as const) {
+      const ip = (add.json.ips[0].address as string).split('/')[0];
+      const p = sh('ip', ['netns', 'exec', podA.name, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', ip], { allowFail: true, timeoutMs: 20_000 });
+      assert.match(p, '3 packets transmitted, 3 received', `veth pod A -> ${what} pod ${ip}: ${p} | ${log.slice(-5).join(' | ')}`);
+    }
+
+    // DEL all: podway drops the endpoints, IPAM is empty of pod addresses
+    for (const [pod, id, name] of [[podA, 'cnie2ea', 'pod-a'], [podB, 'cnie2eb', 'pod-b'], [podT, 'cnie2et', 'pod-t'], [podU, 'cnie2eu', 'pod-u']] as const) {
+      const type = id === 'cnie2et' ? 'tap' : id === 'cnie2eu' ? 'tun' : 'veth';
+      const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', args: `K8S_POD_NAMESPACE=default;K8S_POD_NAME=${name}`, extra: { interfaceType: type } });
       assert.is(d.exitCode, 0, d.stdout);
     }
     const detached = await until(async () => ((await controlRequest(control, { cmd: 'endpoints' })) as unknown[]).length === 0, 15_000);
-    assert.ok(detached, 'podway dropped both endpoints');
+    assert.ok(detached, 'podway dropped every endpoint');
     assert.equal(await new Ipam(h.kv).check(), []);
     assert.ok((await h.handles()).every((x) => !x.startsWith('podway.')), 'no pod handles left');
     // podway stopped: STATUS says ADD cannot be served (its pods would not be forwarded)

@@ -15,7 +15,7 @@ import { Ipam } from '../../src/control/ipam';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
-import { hostVethName, workloadEndpointName } from '../../src/cni/names';
+import { hostVethName, podDeviceName, workloadEndpointName } from '../../src/cni/names';
 import { installCni, uninstallCni, SHIM_MARKER } from '../../src/cni/install';
 import { freePort, startEtcd, ETCD_BINARY } from '../helpers/etcd';
 import { isRoot, sh } from '../helpers/netns';
@@ -288,7 +288,7 @@ test('a failed ADD leaves nothing half-made: pool exhausted (11, names the pool)
   }, { cidr: '10.253.0.0/30', blockSize: 30 });
 });
 
-test('interfaceType tap: the device is made inside the pod namespace and named in interfaceNetns', async () => {
+test('interfaceType tap: the device is made inside the pod namespace (eth0, with a unique altname podway opens it by) and named in interfaceNetns', async () => {
   await withHarness(async (h) => {
     const pod = h.pod('tap');
     const id = cid('t');
@@ -301,7 +301,11 @@ test('interfaceType tap: the device is made inside the pod namespace and named i
     const wep = (await h.workloadEndpoints())[0];
     assert.is(wep.spec.interfaceType, 'tap');
     assert.is(wep.spec.interfaceNetns, pod.path);
-    assert.is(wep.spec.interfaceName, 'eth0');
+    // the device is eth0 in the pod; podway knows it by a unique alternative name (names.ts)
+    const alt = podDeviceName('tap', { orchestrator: 'cni', namespace: 'default', pod: id }, id);
+    assert.match(alt, /^tap[0-9a-f]{11}$/);
+    assert.is(wep.spec.interfaceName, alt);
+    assert.equal(link.altnames, [alt]);
     assert.is(wep.spec.mac, link.address);
     const chk = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', extra: { interfaceType: 'tap', prevResult: r.json } });
     assert.is(chk.exitCode, 0, chk.stdout);

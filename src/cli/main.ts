@@ -101,7 +101,7 @@ export function buildProgram(): Command {
   clientCommand(program, 'endpoints', 'show local workload endpoints', (r) => table(r, ['workload', 'interface', 'type', 'networks', 'mac', 'rx', 'tx']));
   clientCommand(program, 'counters', 'show per-port counters and drop reasons', (r) => {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
-    const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods, ${r.nat.refused} new flows refused (table full)\n` : '';
+    const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods, ${r.nat.refused} new flows refused (table full), ${r.nat.icmpUnmatched} ICMP errors quoting no known flow\n` : '';
     return table(r.ports) + '\n' + table(reasons) + nat;
   });
 

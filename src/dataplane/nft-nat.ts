@@ -67,6 +67,7 @@ table ip ${NAT_TABLE} {
   counter nat_out { }
   counter nat_in { }
   counter nat_refused { }
+  counter icmp_unmatched { }
   ct timeout udp_nat {
     protocol udp; l3proto ip;
     policy = { unreplied: ${s.udpTimeout.unreplied}, replied: ${s.udpTimeout.replied} }
@@ -90,6 +91,7 @@ table ip ${NAT_TABLE} {
   chain prerouting {
     type filter hook prerouting priority filter; policy accept;
     ct direction reply ct status snat ip daddr @pools counter name "nat_in" dup to ip daddr device "${s.hostPort}" drop
+    icmp type { destination-unreachable, time-exceeded, parameter-problem } ct state invalid counter name "icmp_unmatched"
   }
 }
 `;
@@ -151,7 +153,9 @@ export function parseNatPortRange(text: string, ephemeral: readonly [number, num
   return [lo, hi];
 }
 
-export interface NatCounters { flows: number; outPackets: number; outBytes: number; inPackets: number; inBytes: number; refused: number }
+/** icmpUnmatched: ICMP errors that reached the node quoting no known flow (not translated; the
+ * node's stack ignores them). */
+export interface NatCounters { flows: number; outPackets: number; outBytes: number; inPackets: number; inBytes: number; refused: number; icmpUnmatched: number }
 
 function nftError(e: unknown, what: string): Error {
   const err = e as NodeJS.ErrnoException & { stderr?: Buffer | string };
@@ -285,7 +289,7 @@ function setsKeyOf(s: NatSpec): string {
 }
 
 export function parseCounters(json: string): NatCounters {
-  const c: NatCounters = { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0, refused: 0 };
+  const c: NatCounters = { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0, refused: 0, icmpUnmatched: 0 };
   const doc = JSON.parse(json) as { nftables?: { counter?: { name: string; packets: number; bytes: number } }[] };
   for (const item of doc.nftables ?? []) {
     const k = item.counter;
@@ -294,6 +298,7 @@ export function parseCounters(json: string): NatCounters {
     else if (k.name === 'nat_out') { c.outPackets = k.packets; c.outBytes = k.bytes; }
     else if (k.name === 'nat_in') { c.inPackets = k.packets; c.inBytes = k.bytes; }
     else if (k.name === 'nat_refused') c.refused = k.packets;
+    else if (k.name === 'icmp_unmatched') c.icmpUnmatched = k.packets;
   }
   return c;
 }

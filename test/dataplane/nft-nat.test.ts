@@ -54,7 +54,7 @@ test('counters are read from nft -j', () => {
     { counter: { family: 'ip', name: 'nat_in', table: 'podway', handle: 3, packets: 38, bytes: 3800 } },
     { counter: { family: 'ip', name: 'nat_refused', table: 'podway', handle: 4, packets: 2, bytes: 120 } },
   ] });
-  assert.equal(parseCounters(json), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800, refused: 2 });
+  assert.equal(parseCounters(json), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800, refused: 2, icmpUnmatched: 0 });
 });
 
 test('nft missing: a clear error naming the package', () => {

@@ -13,6 +13,8 @@ import { spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
+import { native, FramePool } from '../../src/dataplane/native';
+import { parseIpv4 } from '../../src/packet/ipv4';
 import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo } from './e2e-kit';
 
 const PEER = path.join(__dirname, 'nat-peer.js');
@@ -200,6 +202,57 @@ test('an idle UDP flow expires on podway\'s ct timeout (3 s, table ip podway) an
   } finally {
     kill(srv.proc);
   }
+});
+
+/** IPv4 header + ICMP time exceeded quoting a UDP datagram src:sport -> dst:dport, from `from` to `to`. */
+function forgedTimeExceeded(b: Uint8Array, o: number, from: string, to: string, src: string, sport: number, dst: string, dport: number): number {
+  const put16 = (at: number, v: number) => { b[at] = (v >>> 8) & 255; b[at + 1] = v & 255; };
+  const put32 = (at: number, v: number) => { put16(at, v >>> 16); put16(at + 2, v & 0xffff); };
+  const sum = (at: number, len: number) => {
+    let s2 = 0;
+    for (let k = 0; k < len; k += 2) s2 += (b[at + k] << 8) | b[at + k + 1];
+    while (s2 > 0xffff) s2 = (s2 & 0xffff) + (s2 >>> 16);
+    return ~s2 & 0xffff;
+  };
+  const ipHdr = (at: number, total: number, proto: number, s: string, d: string) => {
+    b.fill(0, at, at + 20);
+    b[at] = 0x45; put16(at + 2, total); b[at + 8] = 64; b[at + 9] = proto;
+    put32(at + 12, parseIpv4(s)); put32(at + 16, parseIpv4(d));
+    put16(at + 10, sum(at, 20));
+  };
+  const total = 20 + 8 + 28;
+  ipHdr(o, total, 1, from, to);
+  const icmp = o + 20;
+  b.fill(0, icmp, icmp + 8);
+  b[icmp] = 11;
+  ipHdr(icmp + 8, 36, 17, src, dst);
+  put16(icmp + 28, sport); put16(icmp + 30, dport); put16(icmp + 32, 16); put16(icmp + 34, 0);
+  put16(icmp + 2, sum(icmp, 36));
+  return total;
+}
+
+test('ICMP errors quoting no known flow are not translated, and counted', async () => {
+  const n1 = lab.node('node1');
+  const before = ((await controlRequest(n1.control, { cmd: 'counters' }, 5000)) as { nat: { icmpUnmatched: number; inPackets: number } }).nat;
+  const pool = new FramePool(8);
+  const raw = native.openRaw({ netns: `/run/netns/${outside.ns}`, proto: 255 });
+  try {
+    for (let i = 0; i < 5; i++) {
+      const o = pool.start(i);
+      pool.len[i] = forgedTimeExceeded(pool.bytes, o, outside.ip, n1.ip, n1.ip, 61999 - i, outside.ip, 9999);
+      pool.addr[i] = parseIpv4(n1.ip);
+      pool.txList[i] = i;
+    }
+    assert.is(native.send(raw, 0, 5), 5);
+  } finally {
+    native.close(raw);
+  }
+  let after = before;
+  assert.ok(await until(async () => {
+    after = ((await controlRequest(n1.control, { cmd: 'counters' }, 5000)) as { nat: typeof before }).nat;
+    return after.icmpUnmatched >= before.icmpUnmatched + 5;
+  }, 5000), `counted: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
+  assert.is(after.inPackets, before.inPackets, 'nothing taken back to a pod');
 });
 
 test('pool to pool and pod to node keep the pod address', async () => {

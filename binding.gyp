@@ -5,7 +5,8 @@
       "sources": [
         "native/addon.c",
         "native/ports.c",
-        "native/gso.c"
+        "native/gso.c",
+        "native/tcp_md5.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
       "defines": ["NAPI_VERSION=8"]

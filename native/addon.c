@@ -25,6 +25,8 @@
 #include "ports.h"
 #include "gso.h"
 
+void tcp_md5_init(napi_env env, napi_value exports);
+
 /* One per port that is watched: by JS for readability (poll()), and/or by the addon itself for
  * writability while the port has a transmit backlog (see port_send). */
 struct poller {
@@ -842,6 +844,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "vnetTapForTest", NULL, vnet_tap_for_test, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  tcp_md5_init(env, exports); /* tcp_md5.c: TCP-MD5 sockets for BGP sessions */
   napi_value v;
   napi_create_uint32(env, MAX_BATCH, &v);
   napi_set_named_property(env, exports, "MAX_BATCH", v);

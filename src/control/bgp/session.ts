@@ -7,6 +7,7 @@ import {
   Afi, BgpError, CeaseSub, describeError, decodeMessage, encodeNotification, encodeOpen, ErrCode, Framer,
   KEEPALIVE, MsgType, OpenMessage, openAs, OpenSub, SAFI_UNICAST, UpdateContext, UpdateMessage,
 } from './wire';
+import { connectWithKey } from './md5';
 
 export type BgpState = 'Idle' | 'Connect' | 'Active' | 'OpenSent' | 'OpenConfirm' | 'Established';
 
@@ -17,6 +18,8 @@ export interface PeerSettings {
   port?: number;
   holdTimeSeconds?: number;
   localAddress?: string;
+  /** TCP-MD5 key (RFC 2385). */
+  password?: string;
 }
 
 /** What a session needs from the speaker that owns it. */
@@ -25,8 +28,6 @@ export interface SessionHost {
   readonly routerId: string;
   readonly gracefulRestartSeconds: number;
   readonly connectRetryMs: number;
-  /** MD5 signatures are the speaker's business (native code); it may prepare outgoing sockets. */
-  readonly openSocket?: (peer: PeerSettings) => Socket;
   established(peer: PeerSession): void;
   update(peer: PeerSession, msg: UpdateMessage): void;
   routeRefresh(peer: PeerSession, afi: Afi): void;
@@ -38,6 +39,7 @@ export interface SessionHost {
 
 type ConnState = 'Connect' | 'OpenSent' | 'OpenConfirm' | 'Established';
 
+const CONNECT_TIMEOUT_MS = 30_000;
 const OPEN_HOLD_MS = 240_000; // RFC 4271 section 8: "large" hold time until the OPEN arrives
 const DEFAULT_HOLD = 90;
 const ORDER: Record<BgpState, number> = { Idle: 0, Connect: 1, Active: 1, OpenSent: 2, OpenConfirm: 3, Established: 4 };
@@ -79,7 +81,8 @@ export class Connection {
     socket.on('data', chunk => this.onData(chunk));
     socket.on('error', e => this.close(`${this.state}: ${socketErrorText(e)}`, false));
     socket.on('close', () => this.close(this.state === 'Established' ? 'connection closed by peer' : `${this.state}: connection closed`, false));
-    if (outgoing) socket.once('connect', () => this.sendOpen());
+    // Our own dial is still connecting, unless it came connected (TCP-MD5 sockets do).
+    if (outgoing && socket.connecting) socket.once('connect', () => this.sendOpen());
     else this.sendOpen();
   }
 
@@ -246,6 +249,8 @@ export class PeerSession {
   private conns: Connection[] = [];
   private retryTimer?: NodeJS.Timeout;
   private running = false;
+  /** A TCP-MD5 dial under way (it becomes a Connection once connected). */
+  private dialing?: { cancel(): void };
 
   constructor(readonly host: SessionHost, readonly config: PeerSettings) {}
 
@@ -263,20 +268,50 @@ export class PeerSession {
       this.setState('Active', this.lastError || 'Waiting for the peer to connect');
       return;
     }
-    if (this.conns.some(c => c.outgoing)) return;
+    if (this.conns.some(c => c.outgoing) || this.dialing) return;
     const cfg = this.config;
-    let socket: Socket;
+    if (cfg.password) {
+      this.dialKeyed(cfg.password);
+      return;
+    }
+    const socket = tcpConnect({ host: cfg.address, port: cfg.port ?? 179, localAddress: cfg.localAddress, timeout: CONNECT_TIMEOUT_MS });
+    socket.once('timeout', () => { if (socket.connecting) socket.destroy(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })); });
+    socket.once('connect', () => socket.setTimeout(0)); // the hold timer watches the session from here
+    this.conns.push(new Connection(this, socket, true));
+    this.refreshState();
+  }
+
+  private dialKeyed(password: string): void {
+    const cfg = this.config;
+    let dial: ReturnType<typeof connectWithKey>;
     try {
-      socket = this.host.openSocket
-        ? this.host.openSocket(cfg)
-        : tcpConnect({ host: cfg.address, port: cfg.port ?? 179, localAddress: cfg.localAddress });
+      dial = connectWithKey(cfg.address, cfg.port ?? 179, cfg.localAddress, password, CONNECT_TIMEOUT_MS);
     } catch (e) {
-      this.setState('Active', `Connect: ${(e as Error).message}`);
+      this.lastError = `Connect: ${socketErrorText(e as NodeJS.ErrnoException)}`;
+      this.setState('Active', this.lastError);
       this.retryLater();
       return;
     }
-    this.conns.push(new Connection(this, socket, true));
-    this.refreshState();
+    this.dialing = dial;
+    if (!this.conns.length) this.setState('Connect', 'Connect');
+    dial.socket.then(
+      socket => {
+        if (this.dialing !== dial) {
+          socket.destroy();
+          return;
+        }
+        this.dialing = undefined;
+        this.conns.push(new Connection(this, socket, true));
+        this.refreshState();
+      },
+      (e: NodeJS.ErrnoException) => {
+        if (this.dialing !== dial) return;
+        this.dialing = undefined;
+        this.lastError = `Connect: ${socketErrorText(e)}`;
+        if (!this.conns.length) this.setState('Active', this.lastError);
+        this.retryLater();
+      },
+    );
   }
 
   private retryLater(): void {
@@ -378,6 +413,8 @@ export class PeerSession {
   stop(opts: { graceful?: boolean; subcode?: number } = {}): Promise<void> {
     this.running = false;
     clearTimeout(this.retryTimer);
+    this.dialing?.cancel();
+    this.dialing = undefined;
     const conns = this.conns;
     const wasEstablished = this.established;
     this.conns = [];

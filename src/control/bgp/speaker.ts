@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, Server, Socket } from 'node:net';
 import { PeerSession, SessionHost, stripMapped, BgpState } from './session';
+import { setListenerKey } from './md5';
 import {
   Afi, AsPathSegment, AsSegment, asPathLength, BgpError, CeaseSub, encodeAnnounce, encodeEndOfRib,
   encodeRouteRefresh, encodeWithdraw, ErrCode, PathAttrs, Prefix, SAFI_UNICAST, UpdateMessage,
@@ -197,6 +198,7 @@ export class BgpSpeaker extends EventEmitter {
       });
       server.on('error', e => this.log('warn', `bgp listener: ${e.message}`));
       this.server = server;
+      for (const p of this.peers.values()) this.keyListener(p.config, p.config.password ?? '');
     }
     for (const p of this.peers.values()) p.session.start();
   }
@@ -222,6 +224,7 @@ export class BgpSpeaker extends EventEmitter {
       const next = wanted.get(address);
       if (next && JSON.stringify(next) === JSON.stringify(peer.config)) continue;
       this.peers.delete(address);
+      if (peer.config.password) this.keyListener(peer.config, '');
       void peer.session.stop({ subcode: next ? CeaseSub.ConfigChange : CeaseSub.PeerDeconfigured });
       this.forgetRoutes(peer);
     }
@@ -237,6 +240,7 @@ export class BgpSpeaker extends EventEmitter {
         discarded: 0,
       };
       this.peers.set(address, peer);
+      if (cfg.password) this.keyListener(cfg, cfg.password);
       if (this.started) peer.session.start();
     }
   }
@@ -333,6 +337,16 @@ export class BgpSpeaker extends EventEmitter {
       return;
     }
     peer.session.accept(socket);
+  }
+
+  /** Sets (or with '' removes) the peer's TCP-MD5 key on our listener. */
+  private keyListener(cfg: BgpPeerConfig, key: string): void {
+    if (!this.server || (!key && !cfg.password)) return;
+    try {
+      setListenerKey(this.server, cfg.address, key);
+    } catch (e) {
+      this.log('warn', `bgp ${cfg.address}: cannot set the TCP-MD5 key on the listener: ${(e as Error).message}`);
+    }
   }
 
   private isEbgp(p: Peer): boolean {

@@ -96,6 +96,34 @@ test('passive peer: only the other side dials; peer changes are diffed', async (
   }
 });
 
+test('FSM transitions as peer events: Connect -> Active on refusal and retry, then OpenSent -> OpenConfirm -> Established', async () => {
+  const ip = loopbackNet();
+  const [pa, pb] = [randomPort(), randomPort()];
+  const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: 0 });
+  const states: string[] = [];
+  a.on('peer', st => { if (states[states.length - 1] !== st.state) states.push(st.state); });
+  try {
+    a.setPeers([{ address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2) }]);
+    assert.is(state(a).state, 'Idle');
+    await a.start();
+    await waitFor('refused', () => state(a).info === 'Connect: connection refused');
+    assert.is(state(a).state, 'Active');
+    await waitFor('retried', () => states.filter(x => x === 'Connect').length >= 2, 5000);
+    // Now the peer appears (passive, so only our retries can bring the session up).
+    const b = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: pb });
+    b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, passive: true }]);
+    await b.start();
+    await waitFor('Established', () => state(a).state === 'Established');
+    const tail = states.slice(states.lastIndexOf('Connect'));
+    assert.equal(tail, ['Connect', 'OpenSent', 'OpenConfirm', 'Established']);
+    await b.stop();
+    await waitFor('down after the peer stops', () => state(a).state !== 'Established');
+    assert.match(state(a).lastError, /Received: Cease: administrative shutdown/);
+  } finally {
+    await cleanup();
+  }
+});
+
 /** A speaker at ip(2) waiting for a hand-driven peer at ip(5) (AS 65005, eBGP). */
 async function withRawPeer(opts: { maxPrefixes?: number; hold?: number } = {}) {
   const ip = loopbackNet();

@@ -397,7 +397,14 @@ process.stdout.write(String(Number(process.hrtime.bigint()-t)/1e6/${2 * count}))
 
 /** A log line's own timestamp on the monotonic clock (null when the line has none). */
 function logTime(line: string): number | null {
-  const t = Date.parse(line.split(' ', 1)[0]);
+  // podway logs JSON lines ({"time":"2026-...Z",...}) when stderr is not a terminal.
+  let time: unknown;
+  try {
+    time = (JSON.parse(line) as { time?: unknown }).time;
+  } catch {
+    time = line.split(' ', 1)[0];
+  }
+  const t = typeof time === 'string' ? Date.parse(time) : NaN;
   return Number.isFinite(t) ? t - WALL_OFFSET : null;
 }
 

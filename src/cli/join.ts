@@ -18,6 +18,8 @@ export interface JoinOptions {
   node: string;
   /** This node's address with its prefix ("10.0.0.1/24"); else the Node's own, else first-found. */
   ip?: string;
+  /** Told of IPAM operations (metrics): 'tunnel_address_assigned'. */
+  onIpam?: (event: string) => void;
 }
 
 interface StoredNode { spec?: { bgp?: { ipv4Address?: string }; ipv4VXLANTunnelAddr?: string } }
@@ -58,6 +60,7 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
     const r = await ipam.autoAssign({ node: opts.node, count: 1, handleId: `vxlan-tunnel-addr-${opts.node}`, attrs: { node: opts.node, type: 'vxlanTunnelAddress' } });
     if (r.ips.length === 0) throw new Error(`node ${opts.node}: no VXLAN tunnel address: ${(r.errors ?? []).join('; ')}`);
     vxlanTunnelAddr = r.ips[0];
+    opts.onIpam?.('tunnel_address_assigned');
     say(`VXLAN tunnel address ${vxlanTunnelAddr} assigned (handle vxlan-tunnel-addr-${opts.node})`);
     // Felix records the VTEP's MAC on the Node (vxlanTunnelMACAddr); podway's is the one Felix derives.
     const again = await registerNode(kv, { name: opts.node, ipv4Address, vxlanTunnelAddr, vtepMac: deriveVtepMac(opts.node) });

@@ -13,6 +13,22 @@ import { addIpamCommands } from './ipam-cmd';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { controlRequest, defaultControlPath } from '../dataplane/control-server';
 import { validateNodeName } from '../control/resources';
+import { startLevel, parseLogLevel } from '../observe/log';
+
+/**
+ * The metrics port: --metrics-port, else Felix's FELIX_PROMETHEUSMETRICSENABLED=true with
+ * FELIX_PROMETHEUSMETRICSPORT (default 9091, as Felix); off otherwise.
+ */
+export function metricsPortOption(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const check = (text: string, where: string) => {
+    const n = Number(text);
+    if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${where}: ${JSON.stringify(text)} is not a port (1..65535)`);
+    return n;
+  };
+  if (flag !== undefined) return check(flag, '--metrics-port');
+  if ((env.FELIX_PROMETHEUSMETRICSENABLED ?? '').toLowerCase() !== 'true') return undefined;
+  return env.FELIX_PROMETHEUSMETRICSPORT ? check(env.FELIX_PROMETHEUSMETRICSPORT, '$FELIX_PROMETHEUSMETRICSPORT') : 9091;
+}
 
 /** The node name from --node or $NODENAME, checked where it is accepted (it names a file). */
 function nodeOption(flag: string | undefined): string | undefined {
@@ -70,6 +86,9 @@ export function buildProgram(): Command {
     .option('--nat-port-range <low-high>', 'natOutgoing: TCP/UDP source ports (default: above net.ipv4.ip_local_port_range, 61000-65535 on most nodes)')
     .option('--nat-udp-timeout <seconds>', 'natOutgoing: idle timeout of a NATed UDP flow (default 30 unreplied, 120 replied)', (v) => Number(v))
     .option('--nat-max-flows <n>', 'natOutgoing: NATed flows at once; new ones beyond are refused and counted', (v) => Number(v), 65536)
+    .option('--metrics-port <port>', 'serve Prometheus /metrics, /livez and /readyz on this port (or FELIX_PROMETHEUSMETRICSENABLED=true and FELIX_PROMETHEUSMETRICSPORT, default 9091)')
+    .option('--metrics-host <addr>', 'address for the metrics port (default every address; or FELIX_PROMETHEUSMETRICSHOST)')
+    .option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix\'s FELIX_LOGSEVERITYSCREEN; default info); change it later with `podway log-level`')
     .action(async (o) => {
       const node = nodeOption(o.node);
       const datastore: string = o.datastore ?? '';
@@ -81,21 +100,27 @@ export function buildProgram(): Command {
       if (!Number.isInteger(o.workers) || o.workers < 1 || o.workers > 64) throw new Error('run: --workers must be 1..64');
       if (o.natUdpTimeout !== undefined && (!Number.isInteger(o.natUdpTimeout) || o.natUdpTimeout < 1 || o.natUdpTimeout > 86400)) throw new Error('run: --nat-udp-timeout must be 1..86400 seconds');
       if (!Number.isInteger(o.natMaxFlows) || o.natMaxFlows < 1 || o.natMaxFlows > 16_777_216) throw new Error('run: --nat-max-flows must be 1..16777216');
-      await runNode({ natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers });
+      const logLevel = startLevel(o.logLevel);
+      const metricsPort = metricsPortOption(o.metricsPort);
+      const metricsHost: string | undefined = o.metricsHost ?? (process.env.FELIX_PROMETHEUSMETRICSHOST || undefined);
+      await runNode({ natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers, logLevel, metricsPort, metricsHost });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {
     const lines = [
       `podway is running on node ${s.node} (${s.nodeIp}), up ${s.uptimeSeconds}s`,
+      s.ready === undefined ? null : s.ready ? 'ready' : `not ready: ${(s.notReady as string[]).join('; ')}`,
       `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}`,
       `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,
       `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${s.knownNodes.join(', ')}`,
     ];
     for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
+    for (const w of s.waiting ?? []) lines.push(`waiting for: ${w}`);
     for (const h of s.hostChanges) lines.push(`host: ${h}`);
     if (s.nat?.table) lines.push(`nat: table ${s.nat.table}; natOutgoing from ${s.nat.natPools.join(', ') || 'no pool'}; ports ${s.nat.portRange}; udp timeout ${s.nat.udpTimeout.unreplied}/${s.nat.udpTimeout.replied} s; at most ${s.nat.maxFlows} flows${s.nat.lastError ? '; last error: ' + s.nat.lastError : ''}`);
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
-    return lines.join('\n') + '\n';
+    if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
+    return lines.filter((l) => l !== null).join('\n') + '\n';
   });
   clientCommand(program, 'routes', 'show the routing table', (r) => table(r, ['cidr', 'kind', 'node', 'via', 'vtepMac', 'nextHopMac', 'mtu', 'pool']));
   clientCommand(program, 'endpoints', 'show local workload endpoints', (r) => table(r, ['workload', 'interface', 'type', 'networks', 'mac', 'rx', 'tx']));
@@ -118,6 +143,17 @@ export function buildProgram(): Command {
       const res = (await controlRequest(controlPath(o), { cmd: 'trace', filter, count: o.count, timeoutMs: o.timeout * 1000 }, o.timeout * 1000 + 5000)) as { filter: string; records: { at: string; ingress: string; stages: string[] }[] };
       if (o.output === 'json') return void process.stdout.write(JSON.stringify(res, null, 2) + '\n');
       process.stdout.write(formatTrace(res));
+    });
+
+  program
+    .command('log-level')
+    .description('show or set the log level of the running podway (trace|debug|info|warn|error|fatal|silent)')
+    .argument('[level]', 'the new level (Felix\'s Debug, Info, Warning, Error too)')
+    .option('--node <name>', 'node whose podway to ask (default $NODENAME)')
+    .option('--control <path>', 'control socket path')
+    .action(async (level: string | undefined, o) => {
+      const res = (await controlRequest(controlPath(o), { cmd: 'log-level', ...(level !== undefined ? { level: parseLogLevel(level, 'log-level') } : {}) })) as { level: string };
+      process.stdout.write(`${res.level}\n`);
     });
 
   program

@@ -11,8 +11,8 @@ export type ModelMessage =
   | { type: 'model'; model: NodeDataplaneModel; ms: number }
   | { type: 'unchanged'; ms: number }
   | { type: 'rejected'; message: string }
-  | { type: 'error'; message: string }
-  | { type: 'status'; message: string }
+  | { type: 'error'; message: string; inSync?: boolean }
+  | { type: 'status'; message: string; inSync?: boolean }
   | { type: 'fatal'; message: string };
 
 export class ModelSource {

@@ -12,6 +12,8 @@
  *                                  good state stays; before the first model: still trying)
  *   {type:'status', message}       the datastore is reachable again, or re-listing (for the log)
  *   {type:'fatal', message}        the datastore could not be used at start
+ * 'error' and 'status' from etcd or the embedded store carry inSync: whether the store is reachable
+ * and not re-listing (readiness; a file datastore is always in sync).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
@@ -56,9 +58,10 @@ if (parentPort) {
     port.postMessage({ type: 'model', model, ms });
   };
 
-  store.onError((e) => port.postMessage({ type: 'error', message: e.message }));
+  const inSync = (): boolean | undefined => (store instanceof KvDatastore ? store.inSync : undefined);
+  store.onError((e) => port.postMessage({ type: 'error', message: e.message, inSync: inSync() }));
   // Informational lines of a KV datastore: reachable again, resyncing after a compaction.
-  if (store instanceof KvDatastore) store.onStatus((line) => port.postMessage({ type: 'status', message: line }));
+  if (store instanceof KvDatastore) store.onStatus((line) => port.postMessage({ type: 'status', message: line, inSync: inSync() }));
   const onChange = (snap: ClusterSnapshot): void => {
     const t0 = performance.now();
     try {

@@ -2,7 +2,8 @@
  * `podway run`: the per-node dataplane process. A model thread (model-worker.ts) watches the
  * datastore and computes this node's model; the main thread applies it to the engine, re-applies
  * on every change that alters it (a bad change keeps the last good state forwarding), serves the
- * control socket, and stops cleanly on SIGINT/SIGTERM.
+ * control socket and (with --metrics-port) Prometheus metrics and health, and stops cleanly on
+ * SIGINT/SIGTERM. It logs through one pino logger (src/observe/log.ts).
  */
 import { resolveDatastoreSpec } from '../control';
 import type { NodeDataplaneModel } from '../control';
@@ -15,7 +16,16 @@ import { formatIpv4 } from '../packet/ipv4';
 import { readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { Taps } from '../dataplane/taps';
+import { createLogger, parseLogLevel, type LogLevel } from '../observe/log';
+import { PodwayMetrics } from '../observe/metrics';
+import { DataplaneCollector } from '../observe/dataplane-metrics';
+import { NodeMetrics } from '../observe/node-metrics';
+import { Health, type EngineReadiness } from '../observe/health';
+import { startMetricsServer } from '../observe/http';
+import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
 import { Worker } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import type { Server } from 'node:http';
 import * as path from 'node:path';
 
 export interface RunOptions {
@@ -29,6 +39,11 @@ export interface RunOptions {
   workers?: number;
   /** This node's address with its prefix, registered in a writable datastore (else first-found). */
   ip?: string;
+  /** Starting log level (changed at run time by `podway log-level`). */
+  logLevel?: LogLevel;
+  /** Serve /metrics, /livez and /readyz on this port (off when undefined). */
+  metricsPort?: number;
+  metricsHost?: string;
   /** natOutgoing: TCP/UDP ports masquerading uses ("LOW-HIGH"; default above the ephemeral range). */
   natPortRange?: string;
   /** natOutgoing: idle timeout of a NATed UDP flow, seconds (default the kernel's 30 unreplied / 120). */
@@ -52,191 +67,281 @@ function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, numbe
   };
 }
 
-export function log(node: string, msg: string): void {
-  process.stderr.write(`${new Date().toISOString()} podway[${node}] ${msg}\n`);
-}
-
-
 /** The underlay next hop towards each node, as a key: a change re-applies the model. */
 function gatewaysKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[]): string {
   return JSON.stringify([...underlayNextHops(routes, model.node.knownNodeIps)]);
 }
 
+type Counters = ReturnType<Engine['counters']>;
+interface WorkerState { snapshot: DataplaneSnapshot; readiness: EngineReadiness }
+/** How long the main thread waits for a worker's answer (counters, snapshot). */
+const WORKER_ANSWER_MS = 2000;
+
 export async function runNode(opts: RunOptions): Promise<void> {
   if (process.getuid && process.getuid() !== 0) throw new Error('podway run needs root (raw sockets, AF_PACKET, TAP devices)');
+  const log = createLogger({ level: opts.logLevel, base: { node: opts.node } });
   // A spec that does not parse stops us here, with the reason; '' means the default (see main.ts).
   const spec = resolveDatastoreSpec(opts.datastore || undefined);
   const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
-  const say = (m: string) => log(opts.node, m);
-  // On etcd or the embedded store, register this node first (as calico-node does).
-  await joinCluster(spec, { node: opts.node, ip: opts.ip }, say);
-  // Parsing, validation and the model run in their own thread from the start: the forwarding
-  // thread only ever receives finished models. A datastore that cannot be used stops us here.
-  const { source, first } = await ModelSource.start(opts.datastore, opts.node, say);
-  say(`datastore ${specText}`);
-  let current: NodeDataplaneModel = first;
-  // natOutgoing's port range and timeouts are checked before anything is touched.
-  const ephemeral = ephemeralPorts();
-  const natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
-  const udpTimeout = opts.natUdpTimeout !== undefined ? { unreplied: opts.natUdpTimeout, replied: opts.natUdpTimeout } : { unreplied: 30, replied: 120 };
-  const nat = new NftNat(say);
-  // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
-  // error only once a pool asks for natOutgoing.
-  const syncNat = (model: NodeDataplaneModel) => {
-    const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536);
-    if (nat.active) return nat.update(want);
-    try {
-      nat.start(want);
-      say(`nat: table ip podway created; ${want.natPools.length ? 'natOutgoing from ' + want.natPools.join(', ') : 'no pool has natOutgoing'}, ports ${natPorts[0]}-${natPorts[1]}`);
-    } catch (e) {
-      if (want.natPools.length) throw e;
-      nat.lastError = (e as Error).message;
-      say(`nat: ${nat.lastError} (no pool has natOutgoing now)`);
-    }
-  };
-    const count = Math.max(1, opts.workers ?? 1);
+  const dsLog = log.child({ datastore: specText });
+  const count = Math.max(1, opts.workers ?? 1);
+  const health = new Health();
+  let current: NodeDataplaneModel | null = null;
+  let engine: Engine | null = null;
   const workers: Worker[] = [];
-  const engine = new Engine({
-    batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, log: say,
-    worker: { index: 0, count },
-    onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
-  });
-  const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };
-  // The control socket first: a podway already serving this node refuses us before we touch
-  // any port or host setting.
-  const sock = opts.control ?? defaultControlPath(opts.node);
+
+  // Questions to the workers (counters, snapshots): one id per question, answered or given up on.
   let nextId = 0;
-  const pending = new Map<number, (c: ReturnType<Engine['counters']> | null) => void>();
-  const workerCounters = () =>
-    Promise.all(workers.map((w) => new Promise<ReturnType<Engine['counters']> | null>((resolve) => {
+  const pending = new Map<number, (answer: unknown) => void>();
+  const askWorkers = <T>(type: 'counters' | 'snapshot', pick: (m: Record<string, unknown>) => T): Promise<(T | null)[]> =>
+    Promise.all(workers.map((w) => new Promise<T | null>((resolve) => {
       const id = ++nextId;
-      pending.set(id, resolve);
-      w.postMessage({ type: 'counters', id });
-      setTimeout(() => { if (pending.delete(id)) resolve(null); }, 2000).unref();
-    }))).then((all) => all.filter((c): c is ReturnType<Engine['counters']> => c !== null));
-  // Trace and capture run in every forwarding thread.
-  const taps = new Taps(engine, () => workers.map((w) => ({ post: (m: object, transfer?: ArrayBuffer[]) => w.postMessage(m, transfer) })));
-  const server = startControlServer(engine, sock, workerCounters, { nat, taps });
-  let kernelRoutes: KernelRoute4[] = [];
-  let lastGateways = '';
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('listening', resolve);
-      server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
-    });
-    const model = first;
-    // Synchronously at start: the control socket must not answer before the first model is in force.
-    kernelRoutes = readKernelRoutesSync();
-    engine.apply(model, kernelRoutes);
-    lastGateways = gatewaysKey(model, kernelRoutes);
-    // After the host port exists: the table's reply rule names it.
-    syncNat(model);
-    // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
-    for (let index = 1; index < count; index++) {
-      const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-        workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass },
-      });
-      w.on('message', (m: { type: string; ip?: number; mac?: number[]; message?: string }) => {
-        if (taps.handle(index, m)) return;
-        if (m.type === 'neighbor') {
-          engine.learnShared(m.ip!, Uint8Array.from(m.mac!));
-          for (const o of workers) if (o !== w) o.postMessage(m);
-        } else if (m.type === 'counters') {
-          const c = m as unknown as { id: number; counters: ReturnType<Engine['counters']> };
-          pending.get(c.id)?.(c.counters);
-          pending.delete(c.id);
-        } else if (m.type === 'error') say(`worker ${index}: ${m.message}`);
-      });
-      w.on('error', (e) => say(`worker ${index} failed: ${e.message}`));
-      w.postMessage({ type: 'model', model, kernelRoutes });
-      workers.push(w);
-    }
-    if (count > 1) say(`${count} forwarding workers`);
-  } catch (e) {
-    for (const w of workers) void w.terminate();
-    server.close();
-    await source.close();
-    engine.stop();
-    nat.stop();
-    throw e;
+      pending.set(id, (m) => resolve(pick(m as Record<string, unknown>)));
+      w.postMessage({ type, id });
+      setTimeout(() => { if (pending.delete(id)) resolve(null); }, WORKER_ANSWER_MS).unref();
+    })));
+  // Scrapes and readiness probes that overlap share one round of questions.
+  let asking: Promise<(WorkerState | null)[]> | null = null;
+  const workerStates = () => (asking ??= askWorkers('snapshot', (m) => ({ snapshot: m.snapshot, readiness: m.readiness }) as WorkerState).finally(() => (asking = null)));
+
+  // Metrics and health first: a port in use stops us before anything else, and /readyz answers
+  // (503, with the reason) while podway waits for its datastore.
+  let httpServer: Server | null = null;
+  let nodeMetrics: NodeMetrics | null = null;
+  if (opts.metricsPort !== undefined) {
+    const metrics = new PodwayMetrics();
+    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count });
+    metrics.add(health);
+    metrics.add(nodeMetrics);
+    metrics.add(new DataplaneCollector(async () => {
+      if (!engine) return mergeSnapshots([]);
+      const main = engine.metricsSnapshot();
+      const others = await workerStates();
+      return mergeSnapshots([main, ...others.filter((o): o is WorkerState => o !== null).map((o) => o.snapshot)]);
+    }));
+    httpServer = await startMetricsServer({ port: opts.metricsPort, host: opts.metricsHost, metrics, health, log: log.child({ component: 'metrics' }) });
+    log.info(`metrics on ${opts.metricsHost ?? '*'}:${opts.metricsPort} (/metrics, /livez, /readyz)`, { metricsPort: opts.metricsPort });
   }
-  for (const n of engine.notes) say(`host: set ${n}`);
-  // Models are applied one at a time, the newest winning: the kernel's routes are read
-  // asynchronously (no `ip` call blocks the forwarding thread), then the model is applied whole
-  // between two batches. An unchanged model is applied again only if a node's underlay next hop
-  // moved.
-  let latest: { model: NodeDataplaneModel | null; ms: number } | null = null;
-  let applying = false;
-  let stopping = false;
-  // A pool turned to VXLAN after this node registered: it needs a tunnel address now (calico-node
-  // keeps reconciling it too). The join is idempotent: it only assigns what is missing.
-  let joining = false;
-  const ensureTunnelAddress = () => {
-    if (joining || stopping || spec.kind === 'file') return;
-    joining = true;
-    joinCluster(spec, { node: opts.node, ip: opts.ip }, say)
-      .catch((e) => say(`cannot assign a VXLAN tunnel address: ${(e as Error).message}`))
-      .finally(() => (joining = false));
-  };
-  const applyLatest = async () => {
-    if (applying || stopping) return;
-    applying = true;
-    try {
-      while (latest) {
-        const { model: changed, ms } = latest;
-        latest = null;
-        try {
-          kernelRoutes = await engine.readKernelRoutes();
-          if (stopping) return;
-          const model = changed ?? current;
-          const gw = gatewaysKey(model, kernelRoutes);
-          if (!changed && gw === lastGateways) {
-            say(`datastore change: this node's model is unchanged (${ms} ms in the model thread)`);
-            continue;
-          }
-          engine.apply(model, kernelRoutes);
-          current = model;
-          try {
-            syncNat(model);
-          } catch (e) {
-            say(`nat: ${(e as Error).message}: this node's pods leave unNATed until it is fixed`);
-          }
-          if (model.encap.vxlan && model.node.vtepIp === null) ensureTunnelAddress();
-          lastGateways = gw;
-          broadcast({ type: 'model', model, kernelRoutes });
-        } catch (e) {
-          say(`update rejected, keeping the last good state: ${(e as Error).message}`);
-        }
+  try {
+    await serve();
+  } finally {
+    httpServer?.close();
+    httpServer?.closeAllConnections();
+  }
+
+  async function serve(): Promise<void> {
+    const say = (m: string) => dsLog.info(m);
+    const onIpam = (event: string) => nodeMetrics?.ipamEvent(event);
+    // On etcd or the embedded store, register this node first (as calico-node does).
+    health.setDatastore(false, `joining ${specText}`);
+    await joinCluster(spec, { node: opts.node, ip: opts.ip, onIpam }, (m) => {
+      if (/unreachable/.test(m)) health.setDatastore(false, m);
+      say(m);
+    });
+    health.setDatastore(false, 'waiting for the first snapshot');
+    // Parsing, validation and the model run in their own thread from the start: the forwarding
+    // thread only ever receives finished models. A datastore that cannot be used stops us here.
+    const { source, first } = await ModelSource.start(opts.datastore, opts.node, (m) => {
+      dsLog.warn(m);
+      health.setDatastore(false, m.replace(/^datastore: /, ''));
+    });
+    health.setDatastore(true);
+    say(`datastore ${specText}`);
+    current = first;
+    // natOutgoing's port range and timeouts are checked before anything is touched.
+    const ephemeral = ephemeralPorts();
+    const natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
+    const udpTimeout = opts.natUdpTimeout !== undefined ? { unreplied: opts.natUdpTimeout, replied: opts.natUdpTimeout } : { unreplied: 30, replied: 120 };
+    const natLog = log.child({ component: 'nat' });
+    const nat = new NftNat((m) => natLog.info(m));
+    // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
+    // error only once a pool asks for natOutgoing.
+    const syncNat = (model: NodeDataplaneModel) => {
+      const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536);
+      if (nat.active) return nat.update(want);
+      try {
+        nat.start(want);
+        natLog.info(`nat: table ip podway created; ${want.natPools.length ? 'natOutgoing from ' + want.natPools.join(', ') : 'no pool has natOutgoing'}, ports ${natPorts[0]}-${natPorts[1]}`);
+      } catch (e) {
+        if (want.natPools.length) throw e;
+        nat.lastError = (e as Error).message;
+        natLog.warn(`nat: ${nat.lastError} (no pool has natOutgoing now)`);
       }
-    } finally {
-      applying = false;
-    }
-  };
-  source.onMessage((m: ModelMessage) => {
-    if (stopping) return;
-    if (m.type === 'model' || m.type === 'unchanged') {
-      // A newer "unchanged" never hides an older pending model.
-      latest = m.type === 'model' ? { model: m.model, ms: m.ms } : { model: latest?.model ?? null, ms: m.ms };
-      void applyLatest();
-    } else if (m.type === 'rejected') say(`update rejected, keeping the last good state: ${m.message}`);
-    else if (m.type === 'status') say(`datastore: ${m.message}`);
-    else say(`datastore: ${m.message}${/keeping the last/.test(m.message) ? '' : ' (keeping the last good state)'}`);
-  });
-  const st = engine.status();
-  say(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`);
-  await new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      say(`${sig}: stopping`);
-      stopping = true; // a model still on its way is not applied after this
-      server.close();
-      broadcast({ type: 'stop' });
-      engine.stop();
-      nat.stop();
-      void Promise.all(workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); })))
-        .then(() => source.close())
-        .then(resolve);
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+    const eng = new Engine({
+      batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, log,
+      worker: { index: 0, count },
+      onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
+    });
+    engine = eng;
+    const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };
+    const exited = new Set<number>();
+    health.setEngines(async () => {
+      const others = await workerStates();
+      return [eng.readiness(), ...others.map((o, k) => o?.readiness ?? { problems: [exited.has(k + 1) ? `worker ${k + 1} exited` : `worker ${k + 1} does not answer`], waiting: [] })];
+    });
+    // The control socket first: a podway already serving this node refuses us before we touch
+    // any port or host setting.
+    const sock = opts.control ?? defaultControlPath(opts.node);
+    const workerCounters = () => askWorkers<Counters>('counters', (m) => m.counters as Counters).then((all) => all.filter((c): c is Counters => c !== null));
+    // Trace and capture run in every forwarding thread.
+    const taps = new Taps(eng, () => workers.map((w) => ({ post: (m: object, transfer?: ArrayBuffer[]) => w.postMessage(m, transfer) })));
+    const server = startControlServer(eng, sock, workerCounters, {
+      nat,
+      taps,
+      status: async () => {
+        const r = await health.report();
+        return { ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
+      },
+      commands: {
+        'log-level': (req) => {
+          if (req.level !== undefined) {
+            const level = parseLogLevel(String(req.level), 'log-level');
+            const was = log.level;
+            log.level = level;
+            broadcast({ type: 'log-level', level });
+            log.warn(`log level ${was} -> ${level}`, { level, was });
+          }
+          return { level: log.level };
+        },
+      },
+    });
+    let kernelRoutes: KernelRoute4[] = [];
+    let lastGateways = '';
+    const applyTimed = (model: NodeDataplaneModel, routes: KernelRoute4[]) => {
+      const t0 = performance.now();
+      eng.apply(model, routes);
+      nodeMetrics?.applied((performance.now() - t0) / 1000);
+    };
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('listening', resolve);
+        server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
+      });
+      const model = first;
+      // Synchronously at start: the control socket must not answer before the first model is in force.
+      kernelRoutes = readKernelRoutesSync();
+      applyTimed(model, kernelRoutes);
+      lastGateways = gatewaysKey(model, kernelRoutes);
+      // After the host port exists: the table's reply rule names it.
+      syncNat(model);
+      // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
+      for (let index = 1; index < count; index++) {
+        const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, logLevel: log.level },
+        });
+        w.on('message', (m: { type: string; id?: number; ip?: number; mac?: number[]; message?: string }) => {
+          if (taps.handle(index, m)) return;
+          if (m.type === 'neighbor') {
+            eng.learnShared(m.ip!, Uint8Array.from(m.mac!));
+            for (const o of workers) if (o !== w) o.postMessage(m);
+          } else if (m.type === 'counters' || m.type === 'snapshot') {
+            pending.get(m.id!)?.(m);
+            pending.delete(m.id!);
+          } else if (m.type === 'error') log.error(`worker ${index}: ${m.message}`, { worker: index });
+        });
+        w.on('error', (e) => log.error(`worker ${index} failed: ${e.message}`, { worker: index }));
+        w.on('exit', () => exited.add(index));
+        w.postMessage({ type: 'model', model, kernelRoutes });
+        workers.push(w);
+      }
+      if (count > 1) log.info(`${count} forwarding workers`, { workers: count });
+    } catch (e) {
+      for (const w of workers) void w.terminate();
+      server.close();
+      await source.close();
+      eng.stop();
+      nat.stop();
+      throw e;
+    }
+    for (const n of eng.notes) log.info(`host: set ${n}`);
+    // Models are applied one at a time, the newest winning: the kernel's routes are read
+    // asynchronously (no `ip` call blocks the forwarding thread), then the model is applied whole
+    // between two batches. An unchanged model is applied again only if a node's underlay next hop
+    // moved.
+    let latest: { model: NodeDataplaneModel | null; ms: number } | null = null;
+    let applying = false;
+    let stopping = false;
+    // A pool turned to VXLAN after this node registered: it needs a tunnel address now (calico-node
+    // keeps reconciling it too). The join is idempotent: it only assigns what is missing.
+    let joining = false;
+    const ensureTunnelAddress = () => {
+      if (joining || stopping || spec.kind === 'file') return;
+      joining = true;
+      joinCluster(spec, { node: opts.node, ip: opts.ip, onIpam }, say)
+        .catch((e) => {
+          nodeMetrics?.ipamEvent('tunnel_address_failed');
+          dsLog.error(`cannot assign a VXLAN tunnel address: ${(e as Error).message}`);
+        })
+        .finally(() => (joining = false));
+    };
+    const applyLatest = async () => {
+      if (applying || stopping) return;
+      applying = true;
+      try {
+        while (latest) {
+          const { model: changed, ms } = latest;
+          latest = null;
+          try {
+            kernelRoutes = await eng.readKernelRoutes();
+            if (stopping) return;
+            const model = changed ?? current!;
+            const gw = gatewaysKey(model, kernelRoutes);
+            if (!changed && gw === lastGateways) {
+              dsLog.info(`datastore change: this node's model is unchanged (${ms} ms in the model thread)`, { ms });
+              continue;
+            }
+            applyTimed(model, kernelRoutes);
+            current = model;
+            try {
+              syncNat(model);
+            } catch (e) {
+              natLog.error(`nat: ${(e as Error).message}: this node's pods leave unNATed until it is fixed`);
+            }
+            if (model.encap.vxlan && model.node.vtepIp === null) ensureTunnelAddress();
+            lastGateways = gw;
+            broadcast({ type: 'model', model, kernelRoutes });
+          } catch (e) {
+            nodeMetrics?.applyFailed();
+            log.error(`update rejected, keeping the last good state: ${(e as Error).message}`);
+          }
+        }
+      } finally {
+        applying = false;
+      }
+    };
+    source.onMessage((m: ModelMessage) => {
+      if (stopping) return;
+      nodeMetrics?.datastoreEvent(m.type);
+      if (m.type === 'model' || m.type === 'unchanged') {
+        nodeMetrics?.computed(m.ms / 1000);
+        health.setDatastore(true);
+        // A newer "unchanged" never hides an older pending model.
+        latest = m.type === 'model' ? { model: m.model, ms: m.ms } : { model: latest?.model ?? null, ms: m.ms };
+        void applyLatest();
+      } else if (m.type === 'rejected') dsLog.error(`update rejected, keeping the last good state: ${m.message}`);
+      else {
+        if ('inSync' in m && m.inSync !== undefined) health.setDatastore(m.inSync, m.message);
+        if (m.type === 'status') dsLog.info(`datastore: ${m.message}`);
+        else dsLog.warn(`datastore: ${m.message}${/keeping the last/.test(m.message) ? '' : ' (keeping the last good state)'}`);
+      }
+    });
+    const st = eng.status();
+    log.info(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });
+    await new Promise<void>((resolve) => {
+      const stop = (sig: string) => {
+        log.info(`${sig}: stopping`);
+        stopping = true; // a model still on its way is not applied after this
+        server.close();
+        broadcast({ type: 'stop' });
+        eng.stop();
+        nat.stop();
+        void Promise.all(workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); })))
+          .then(() => source.close())
+          .then(resolve);
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+  }
 }

@@ -98,6 +98,11 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     for (const p of KV_DATASTORE_PREFIXES) this.slots.set(p, new Map());
   }
 
+  /** Reachable and not re-listing after a lost watch: what this node forwards on is current. */
+  get inSync(): boolean {
+    return !this.down && this.resyncs.size === 0;
+  }
+
   get source(): string {
     return this.kv.description;
   }
@@ -276,7 +281,6 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
   }
 
   private resync(prefix: string, reason: string): void {
-    this.emitStatus(`${this.source}: watch of ${prefix} must resync (${reason}): listing again`);
     const run = (async () => {
       let revision: number;
       try {
@@ -290,6 +294,8 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     })();
     this.resyncs.add(run);
     void run.finally(() => this.resyncs.delete(run));
+    // After the resync is recorded, so the line's listeners see inSync false.
+    this.emitStatus(`${this.source}: watch of ${prefix} must resync (${reason}): listing again`);
   }
 
   private markDown(detail: string): void {

@@ -3,6 +3,8 @@
  * ({"cmd":"status"|"routes"|"endpoints"|"counters"|"trace", ...}) answered with one JSON line.
  * {"cmd":"capture", ...} is answered with one JSON line too, after which the connection carries
  * the capture's frames (see CaptureFrame) until the capture ends or the client closes it.
+ * `podway run` adds to the status (readiness, log level) and adds commands (log-level) through
+ * ControlExtras.
  */
 import * as net from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
@@ -30,6 +32,10 @@ export interface ControlExtras {
   nat?: { status(): unknown; counters(): Promise<unknown> };
   /** Trace and capture across the forwarding workers (default: this engine alone). */
   taps?: Taps;
+  /** Merged into the status answer (readiness, log level). */
+  status?: () => Promise<Record<string, unknown>>;
+  /** More commands, by name (e.g. log-level): the request in, the answer out. */
+  commands?: Record<string, (req: Record<string, unknown>) => unknown>;
 }
 
 /**
@@ -194,7 +200,7 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
   }
   switch (req.cmd) {
     case 'status':
-      return extras.nat ? { ...engine.status(), nat: extras.nat.status() } : engine.status();
+      return { ...engine.status(), ...(extras.nat ? { nat: extras.nat.status() } : {}), ...(await extras.status?.()) };
     case 'routes':
       return engine.routes();
     case 'endpoints':
@@ -208,8 +214,11 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
       const records = await taps.trace(f, req.count ?? 1, Math.min(req.timeoutMs ?? 10_000, 120_000));
       return { filter: describeFilter(f), records };
     }
-    default:
+    default: {
+      const extra = typeof req.cmd === 'string' && Object.hasOwn(extras.commands ?? {}, req.cmd) ? extras.commands![req.cmd] : undefined;
+      if (extra) return extra(req as Record<string, unknown>);
       throw new Error(`unknown command ${JSON.stringify(req.cmd)}`);
+    }
   }
 }
 

@@ -104,3 +104,16 @@ export const PortCounter = {
   RX_ERRORS: 6,
 } as const;
 export const PORT_COUNTERS = 7;
+
+/**
+ * Batch-size histograms (frames per receive batch, per send call): bucket k counts batches of
+ * 2^(k-1) < n <= 2^k frames (bucket 0: one frame), up to 1024; the slot after the buckets holds
+ * the sum of n. One increment per batch, read at scrape time.
+ */
+export const BATCH_BUCKETS = 11;
+export const BATCH_HIST_SIZE = BATCH_BUCKETS + 1;
+export const BATCH_SUM = BATCH_BUCKETS;
+/** The bucket of a batch of n >= 1 frames: ceil(log2 n). */
+export function batchBucket(n: number): number {
+  return n <= 1 ? 0 : Math.min(BATCH_BUCKETS - 1, 32 - Math.clz32(n - 1));
+}

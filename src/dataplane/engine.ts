@@ -20,13 +20,16 @@ import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
+import { type Log, silentLog } from '../observe/log';
+import { pipelineSnapshot, type DataplaneSnapshot } from '../observe/snapshot';
 
 export interface EngineOptions {
   /** Frames per receive batch (and per send call). */
   batch?: number;
   /** Set host sysctls/routes (default true; tests of the pipeline alone may turn it off). */
   manageHost?: boolean;
-  log?: (msg: string) => void;
+  /** Where the engine logs (fields name the port, workload, neighbour). */
+  log?: Log;
   /** AF_PACKET receive ring: 2 (default: wakes per frame, no 1 ms block timer on the path; request/
    * response RTT p50 5x lower than 3 in bench/e2e) or 3 (block batching: a higher 64-byte flood
    * rate, median 1.2x of 2, at up to 1 ms per hop). */
@@ -85,7 +88,7 @@ export class Engine {
   readonly pool: FramePool;
   readonly pipe: Pipeline;
   private readonly batch: number;
-  private readonly log: (m: string) => void;
+  private readonly log: Log;
   private readonly manageHost: boolean;
   private readonly ringVersion: 2 | 3;
   private readonly qdiscBypass: boolean;
@@ -112,11 +115,13 @@ export class Engine {
   private podMtu = 0;
   readonly notes: string[] = [];
   applied = 0;
+  /** How long the last model apply took (ms), for the metrics. */
+  lastApplyMs = 0;
 
   constructor(opts: EngineOptions = {}) {
     this.io = opts.io ?? nativeIO();
     this.batch = Math.min(opts.batch ?? 256, this.io.MAX_BATCH);
-    this.log = opts.log ?? (() => {});
+    this.log = opts.log ?? silentLog;
     this.manageHost = opts.manageHost ?? true;
     this.ringVersion = opts.ringVersion ?? 2;
     this.qdiscBypass = opts.qdiscBypass ?? false;
@@ -135,8 +140,8 @@ export class Engine {
     this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
     // The spawner's helper process is forked here, before any packet ring is mapped: later
     // commands fork it, not this (by then large) process.
-    this.spawner = this.manageHost && this.primary ? new Spawner((m) => this.log(m)) : null;
-    this.host = this.spawner ? new HostProgrammer({ log: (m) => this.log(`host: ${m}`), spawn: this.spawner.spawn }) : null;
+    this.spawner = this.manageHost && this.primary ? new Spawner((m) => this.log.warn(m)) : null;
+    this.host = this.spawner ? new HostProgrammer({ log: (m) => this.log.warn(`host: ${m}`), spawn: this.spawner.spawn }) : null;
   }
 
   /** Read the kernel's main IPv4 table without blocking (through the spawner when there is one). */
@@ -188,14 +193,15 @@ export class Engine {
     const gws = new Set<number>();
     for (let i = 0; i < nh.count; i++) if (nh.gw[i] !== 0) gws.add(nh.gw[i]);
     const w = this.neighbors.want(gws);
-    if (w.firstRefusal) this.log(`neighbour table full (${this.neighbors.maxEntries} entries): ${w.refused} underlay next hops left unresolved (their traffic goes through the kernel)`);
+    if (w.firstRefusal) this.log.warn(`neighbour table full (${this.neighbors.maxEntries} entries): ${w.refused} underlay next hops left unresolved (their traffic goes through the kernel)`, { refused: w.refused });
     for (const gw of gws) if (!this.neighbors.mac(gw)) this.resolve(gw);
     if (!this.neighborTimer) {
       this.neighborTimer = setInterval(() => this.ageNeighbors(), NEIGHBOR_TICK_MS);
       this.neighborTimer.unref();
     }
     this.programHost();
-    this.log(`applied model: ${model.routes.length} routes, ${this.endpoints.size} endpoints, ${model.withheld.length} withheld (${(performance.now() - t0).toFixed(1)} ms; endpoints ${(t1 - t0).toFixed(1)}, gw ${(t2 - t1).toFixed(1)})`);
+    this.lastApplyMs = performance.now() - t0;
+    this.log.info(`applied model: ${model.routes.length} routes, ${this.endpoints.size} endpoints, ${model.withheld.length} withheld (${this.lastApplyMs.toFixed(1)} ms; endpoints ${(t1 - t0).toFixed(1)}, gw ${(t2 - t1).toFixed(1)})`, { routes: model.routes.length, endpoints: this.endpoints.size, withheld: model.withheld.length, ms: Math.round(this.lastApplyMs * 10) / 10 });
   }
 
   private openInfra(model: NodeDataplaneModel): void {
@@ -285,7 +291,7 @@ export class Engine {
     const key = `${op} ${errnoOf(e) ?? e.message}`;
     if (this.loggedErrors.get(p) !== key) {
       this.loggedErrors.set(p, key);
-      this.log(`port ${this.pipe.portName[p]}: ${op} failed: ${e.message}${op === 'recv' ? '; polling it again shortly' : '; frames for it are counted as dropped'}`);
+      this.log.warn(`port ${this.pipe.portName[p]}: ${op} failed: ${e.message}${op === 'recv' ? '; polling it again shortly' : '; frames for it are counted as dropped'}`, { port: this.pipe.portName[p], op, errno: errnoOf(e) });
     }
     if (op === 'send') return;
     this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.RX_ERRORS]++;
@@ -363,7 +369,7 @@ export class Engine {
         // A missing pod interface is not fatal: its route is withheld (no next hop port) and the
         // attach is retried every second until the interface appears.
         const error = (e as Error).message;
-        if (this.pending.get(name)?.error !== error) this.log(`endpoint ${ep.key}: cannot attach ${name}: ${error}; retrying`);
+        if (this.pending.get(name)?.error !== error) this.log.warn(`endpoint ${ep.key}: cannot attach ${name}: ${error}; retrying`, { workload: ep.key, interface: name });
         this.pending.set(name, { ep, error });
       }
     }
@@ -386,7 +392,7 @@ export class Engine {
         this.endpoints.set(name, this.openEndpoint(ep));
         this.pending.delete(name);
         attached++;
-        this.log(`endpoint ${ep.key}: attached ${name}`);
+        this.log.info(`endpoint ${ep.key}: attached ${name}`, { workload: ep.key, interface: name });
       } catch {
         /* still missing */
       }
@@ -424,7 +430,7 @@ export class Engine {
     const t = this.neighbors.tick(Date.now());
     for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
     for (const c of t.changed) {
-      if (c.mac === null && this.pipe.nh && forgetNeighbor(this.pipe.nh, c.ip) > 0) this.log(`neighbour ${formatIpv4(c.ip)} stopped answering: its next hops are unresolved again`);
+      if (c.mac === null && this.pipe.nh && forgetNeighbor(this.pipe.nh, c.ip) > 0) this.log.warn(`neighbour ${formatIpv4(c.ip)} stopped answering: its next hops are unresolved again`, { neighbor: formatIpv4(c.ip) });
     }
   }
 
@@ -472,7 +478,7 @@ export class Engine {
     if (share) this.shareNeighbor(ip, b.slice(off, off + 6));
     if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;
-      this.log(`neighbour ${formatIpv4(ip)} is ${formatMac(b, off)}`);
+      this.log.info(`neighbour ${formatIpv4(ip)} is ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });
     }
   }
 
@@ -604,6 +610,33 @@ export class Engine {
   closeTrace(t: TraceSession): void {
     if (this.pipe.trace === t) this.pipe.trace = null;
     t.finish();
+  }
+
+  /** The counters as plain numbers, read now (metrics scrapes; one call per port, none per packet). */
+  metricsSnapshot(): DataplaneSnapshot {
+    const ports = Object.entries(this.infra).filter(([, p]) => p >= 0).map(([kind, port]) => ({ port, kind, workload: '' }));
+    for (const e of this.endpoints.values()) ports.push({ port: e.port, kind: e.kind, workload: e.ep.key });
+    return pipelineSnapshot(this.pipe, this.io, ports);
+  }
+
+  /**
+   * Why this engine is not ready to forward ([] when it is): no model applied yet, a node port
+   * (underlay, VXLAN, IPIP, host) not open or failing to receive. Pods whose interface does not
+   * exist yet are listed in `waiting`: a pod being wired is normal and does not make the node unready.
+   */
+  readiness(): { problems: string[]; waiting: string[] } {
+    const problems: string[] = [];
+    if (!this.model) problems.push('no model applied yet');
+    else {
+      const want: (keyof Engine['infra'])[] = this.primary ? ['tx4', 'vxlan', 'underlay', 'ipip', 'host'] : ['tx4', 'vxlan', 'underlay'];
+      for (const k of want) {
+        const p = this.infra[k];
+        if (p < 0) problems.push(`port ${k} is not open`);
+        else if (this.repoll.has(p)) problems.push(`port ${this.pipe.portName[p]}: receive failing (${this.loggedErrors.get(p) ?? 'error'})`);
+      }
+    }
+    const waiting = [...this.pending.values()].map(({ ep, error }) => `${ep.key}: ${error}`);
+    return { problems, waiting };
   }
 
   /** Record the next `n` packets matching `filter`, or what came within `timeoutMs`. */

@@ -23,7 +23,7 @@ import { NO_ROUTE } from '../lpm/constants';
 import { FramePool, DescFlag, SLOT_SHIFT } from './frame-pool';
 import type { PacketIO } from './io';
 import { NextHops, NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
-import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS } from './counters';
+import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS, BATCH_HIST_SIZE, BATCH_SUM, batchBucket } from './counters';
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
 import { Pipeline6 } from './pipeline6';
 import { NatSources } from './nat';
@@ -66,6 +66,12 @@ export interface NodeAddressing {
 export class Pipeline implements CapturePorts {
   readonly b: Uint8Array;
   readonly counters = new Float64Array(COUNTER_COUNT);
+  /** Bytes of the frames dropped, by reason (added once per dropped frame; frames answered with
+   * ICMP are not dropped). */
+  readonly counterBytes = new Float64Array(COUNTER_COUNT);
+  /** Frames per receive batch and per send call (counters.ts BATCH_*), read by the metrics. */
+  readonly rxBatches = new Float64Array(BATCH_HIST_SIZE);
+  readonly txBatches = new Float64Array(BATCH_HIST_SIZE);
   readonly portCounters = new Float64Array(MAX_PORTS * PORT_COUNTERS);
   readonly role = new Uint8Array(MAX_PORTS);
   readonly portName: string[] = new Array(MAX_PORTS).fill('');
@@ -182,6 +188,8 @@ export class Pipeline implements CapturePorts {
     const role = this.role[port];
     const pc = port * PORT_COUNTERS;
     this.portCounters[pc + PortCounter.RX] += n;
+    this.rxBatches[batchBucket(n)]++;
+    this.rxBatches[BATCH_SUM] += n;
     const out = this.out;
     let bytes = 0;
     for (let i = 0; i < n; i++) {
@@ -197,7 +205,10 @@ export class Pipeline implements CapturePorts {
       else o = DROP;
       if (this.tr !== null) this.finishTrace(o);
       if (o >= 0) this.markOut(o);
-      else if (o === DROP) this.portCounters[pc + PortCounter.DROPS]++;
+      else if (o === DROP) {
+        this.portCounters[pc + PortCounter.DROPS]++;
+        this.counterBytes[this.lastDrop] += this.pool.len[i];
+      }
       out[i] = o;
     }
     this.portCounters[pc + PortCounter.RX_BYTES] += bytes;
@@ -210,6 +221,8 @@ export class Pipeline implements CapturePorts {
     const role = this.role[port];
     const pc = port * PORT_COUNTERS;
     this.portCounters[pc + PortCounter.RX] += n;
+    this.rxBatches[batchBucket(n)]++;
+    this.rxBatches[BATCH_SUM] += n;
     const out = this.out;
     cap.before(this.pool, n, port, this);
     let bytes = 0;
@@ -227,7 +240,10 @@ export class Pipeline implements CapturePorts {
       else o = DROP;
       if (this.tr !== null) this.finishTrace(o);
       if (o >= 0) this.markOut(o);
-      else if (o === DROP) this.portCounters[pc + PortCounter.DROPS]++;
+      else if (o === DROP) {
+        this.portCounters[pc + PortCounter.DROPS]++;
+        this.counterBytes[this.lastDrop] += this.pool.len[i];
+      }
       out[i] = o;
       this.reasons[i] = o === DROP ? this.lastDrop : 0;
     }
@@ -693,6 +709,8 @@ export class Pipeline implements CapturePorts {
       let k = 0;
       for (let i = 0; i < n; i++) if (out[i] === p) tx[k++] = i;
       const pc = p * PORT_COUNTERS;
+      this.txBatches[batchBucket(k)]++;
+      this.txBatches[BATCH_SUM] += k;
       let sent: number;
       try {
         sent = this.io.send(p, 0, k);
@@ -702,6 +720,7 @@ export class Pipeline implements CapturePorts {
         sent = 0;
         this.portCounters[pc + PortCounter.TX_ERRORS]++;
         this.counters[Reason.TX_ERROR] += k;
+        for (let q = 0; q < k; q++) this.counterBytes[Reason.TX_ERROR] += this.pool.len[tx[q]];
         this.onPortError(p, 'send', e as Error);
       }
       this.portCounters[pc + PortCounter.TX] += sent;

@@ -2,34 +2,39 @@
  * A forwarding worker (worker_threads): its own frame pool, ports and FIB, fed the same model as
  * the main engine. The kernel spreads flows across workers (PACKET_FANOUT, SO_REUSEPORT); see
  * EngineOptions.worker. Messages: {type:'model', model, kernelRoutes} | {type:'neighbor', ip, mac} |
- * {type:'counters', id} | {type:'stop'}, and the trace/capture sessions of taps.ts.
+ * {type:'counters', id} | {type:'snapshot', id} (metrics) | {type:'log-level', level} | {type:'stop'},
+ * and the trace/capture sessions of taps.ts.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from './engine';
 import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
+import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; qdiscBypass?: boolean; node: string }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; qdiscBypass?: boolean; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
   const init = workerData as WorkerInit;
+  const log = createLogger({ level: init.logLevel, base: { node: init.node, worker: init.index } });
   const engine = new Engine({
     batch: init.batch,
     ringVersion: init.ringVersion,
     qdiscBypass: init.qdiscBypass,
     manageHost: false,
     worker: { index: init.index, count: init.count },
-    log: (m) => process.stderr.write(`${new Date().toISOString()} podway[${init.node}/worker ${init.index}] ${m}\n`),
+    log,
     onNeighbor: (ip, mac) => port.postMessage({ type: 'neighbor', ip, mac: [...mac] }),
   });
   const taps = serveTaps(engine, (m, transfer) => port.postMessage(m, transfer));
-  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; mac?: number[]; id?: number }) => {
+  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; mac?: number[]; id?: number; level?: LogLevel }) => {
     try {
       if (taps(msg)) return;
       if (msg.type === 'model') engine.apply(msg.model!, msg.kernelRoutes);
       else if (msg.type === 'neighbor') engine.learnShared(msg.ip!, Uint8Array.from(msg.mac!));
       else if (msg.type === 'counters') port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });
+      else if (msg.type === 'snapshot') port.postMessage({ type: 'snapshot', id: msg.id, snapshot: engine.metricsSnapshot(), readiness: engine.readiness() });
+      else if (msg.type === 'log-level') log.level = msg.level!;
       else if (msg.type === 'stop') {
         engine.stop();
         port.close();

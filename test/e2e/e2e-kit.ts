@@ -192,6 +192,16 @@ export async function waitLog(n: LabNode, re: RegExp, from: number, timeoutMs = 
   return hit;
 }
 
+/** A log line's message: podway logs JSON lines (src/observe/log.ts); other lines as they are. */
+export function logMessage(line: string): string {
+  try {
+    const o = JSON.parse(line) as { msg?: unknown };
+    return typeof o.msg === 'string' ? o.msg : line;
+  } catch {
+    return line;
+  }
+}
+
 export function logTail(lab: Lab, lines = 15): string {
   return lab.nodes.map((n) => `--- ${n.name}:\n${n.log.slice(-lines).join('\n')}`).join('\n');
 }

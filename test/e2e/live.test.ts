@@ -11,7 +11,7 @@ import { writeFileSync, renameSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LabNodeSpec, Mode, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, kindOf, routes, status, backgroundPing, until, waitLog, logTail, sleep, track } from './e2e-kit';
+import { guard, teardown, isRoot, kindOf, routes, status, backgroundPing, until, waitLog, logTail, logMessage, sleep, track } from './e2e-kit';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -161,7 +161,7 @@ test('bad edits are rejected with file/document/field named; forwarding goes on;
     line = await waitLog(n1, /vxlanMode/, mark);
     assert.ok(line, `no error logged for vxlanMode: Sometimes; log: ${n1.log.slice(mark).join(' | ')}`);
     assert.ok(line!.includes(file), `error names the file: ${line}`);
-    assert.match(line!, /document 1 \(IPPool default-ipv4-ippool\): spec\.vxlanMode: .*Never\|Always\|CrossSubnet.*"Sometimes"/);
+    assert.match(logMessage(line!), /document 1 \(IPPool default-ipv4-ippool\): spec\.vxlanMode: .*Never\|Always\|CrossSubnet.*"Sometimes"/);
     p = ping(lab, 'web-1', lab.pod('web-2').ip, 5);
     assert.is(p.loss, 0, `forwarding after vxlanMode: Sometimes: ${JSON.stringify(p)}`);
     p = ping(lab, 'tap-2', lab.pod('tap-1').ip, 5);

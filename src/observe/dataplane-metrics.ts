@@ -1,0 +1,67 @@
+/**
+ * The forwarding counters as Prometheus metrics: per port (packets, bytes, drops, kernel drops,
+ * errors), per drop reason (packets and bytes), events, batch sizes, active endpoints. Each scrape
+ * takes one snapshot of every worker's typed arrays (refresh) and the collect callbacks read that:
+ * the forwarding path keeps doing `counters[r]++` and never calls prom-client.
+ */
+import type { Registry } from 'prom-client';
+import { COUNTER_NAMES, FIRST_EVENT, COUNTER_COUNT, BATCH_BUCKETS, BATCH_SUM } from '../dataplane/counters';
+import type { DataplaneSnapshot, PortSample } from './snapshot';
+import { Collector, Sample, snapshotCounter, snapshotGauge, snapshotHistogram } from './metrics';
+
+const BATCH_BOUNDS = Array.from({ length: BATCH_BUCKETS }, (_, k) => 2 ** k);
+
+export const EMPTY_SNAPSHOT: DataplaneSnapshot = { ports: [], counters: [], counterBytes: [], rxBatches: [], txBatches: [] };
+
+export class DataplaneCollector implements Collector {
+  /** The last snapshot taken (the collect callbacks read it). */
+  snapshot: DataplaneSnapshot = EMPTY_SNAPSHOT;
+
+  /** `take` returns the node's snapshot: every worker's, merged (mergeSnapshots). */
+  constructor(private readonly take: () => Promise<DataplaneSnapshot>) {}
+
+  async refresh(): Promise<void> {
+    this.snapshot = await this.take();
+  }
+
+  register(reg: Registry): void {
+    const labels = ['port', 'kind', 'workload'];
+    const perPort = (name: string, help: string, field: keyof PortSample) =>
+      snapshotCounter(reg, name, help, labels, () => this.snapshot.ports.map((p): Sample => [portLabels(p), p[field] as number]));
+    perPort('podway_port_rx_packets_total', 'Frames received on a port (TSO/GSO super-frames count as their segments).', 'rxPackets');
+    perPort('podway_port_rx_bytes_total', 'Bytes received on a port.', 'rxBytes');
+    perPort('podway_port_tx_packets_total', 'Frames sent on a port (accepted by the kernel or queued in its backlog).', 'txPackets');
+    perPort('podway_port_tx_bytes_total', 'Bytes sent on a port.', 'txBytes');
+    perPort('podway_port_dropped_packets_total', 'Frames podway dropped that arrived on, or were bound for, a port.', 'drops');
+    perPort('podway_port_kernel_dropped_packets_total', 'Frames the kernel dropped before podway read them (ring or socket buffer full).', 'kernelDrops');
+    perPort('podway_port_tx_full_dropped_packets_total', 'Frames the kernel refused on send that did not fit the port\'s backlog.', 'txFull');
+    snapshotCounter(reg, 'podway_port_errors_total', 'Receive or send calls that failed on a port, by direction.', [...labels, 'direction'], () =>
+      this.snapshot.ports.flatMap((p): Sample[] => [[{ ...portLabels(p), direction: 'rx' }, p.rxErrors], [{ ...portLabels(p), direction: 'tx' }, p.txErrors]]));
+
+    const reasons = (from: number, to: number, arr: () => number[]) => (): Sample[] => {
+      const a = arr();
+      const out: Sample[] = [];
+      for (let r = from; r < to; r++) out.push([{ reason: COUNTER_NAMES[r] }, a[r] ?? 0]);
+      return out;
+    };
+    snapshotCounter(reg, 'podway_dropped_packets_total', 'Frames dropped, by reason (ttl_expired and frag_needed are answered with ICMP).', ['reason'], reasons(1, FIRST_EVENT, () => this.snapshot.counters));
+    snapshotCounter(reg, 'podway_dropped_bytes_total', 'Bytes of the frames dropped, by reason.', ['reason'], reasons(1, FIRST_EVENT, () => this.snapshot.counterBytes));
+    snapshotCounter(reg, 'podway_events_total', 'Frames handed to the host, ARP answered or learned, ICMP sent, pod egress, checksums completed.', ['event'], () =>
+      reasons(FIRST_EVENT, COUNTER_COUNT, () => this.snapshot.counters)().map(([l, v]): Sample => [{ event: l.reason }, v]));
+
+    const hist = (arr: () => number[]) => () => {
+      const a = arr();
+      return { buckets: a.slice(0, BATCH_BUCKETS), sum: a[BATCH_SUM] ?? 0 };
+    };
+    snapshotHistogram(reg, 'podway_rx_batch_size', 'Frames per receive batch (higher: podway is batching to keep up).', BATCH_BOUNDS, hist(() => this.snapshot.rxBatches));
+    snapshotHistogram(reg, 'podway_tx_batch_size', 'Frames per send call.', BATCH_BOUNDS, hist(() => this.snapshot.txBatches));
+
+    const endpoints = (): Sample[] => [[{}, new Set(this.snapshot.ports.filter((p) => p.workload !== '').map((p) => p.name)).size]];
+    snapshotGauge(reg, 'podway_active_local_endpoints', 'Workload endpoints attached on this node.', [], endpoints);
+    snapshotGauge(reg, 'felix_active_local_endpoints', 'Number of active endpoints on this host (Felix\'s name for podway_active_local_endpoints).', [], endpoints);
+  }
+}
+
+function portLabels(p: PortSample): Record<string, string> {
+  return { port: p.name, kind: p.kind, workload: p.workload };
+}

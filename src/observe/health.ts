@@ -1,0 +1,69 @@
+/**
+ * Readiness of `podway run`: ready when a model is applied, the node's ports are open and
+ * receiving (every worker's), and the datastore is in sync (reachable, not re-listing). Served as
+ * /readyz on the metrics port and shown by `podway status`; /livez only says the process answers.
+ */
+import type { Collector } from './metrics';
+
+export interface EngineReadiness {
+  /** Why an engine cannot forward ([] when it can). */
+  problems: string[];
+  /** Pods whose interface is not there yet (normal while a pod is wired; not a problem). */
+  waiting: string[];
+}
+
+export interface ReadinessReport {
+  ready: boolean;
+  /** Why not ready, one line each ([] when ready). */
+  reasons: string[];
+  checks: { modelApplied: boolean; portsAttached: boolean; datastoreInSync: boolean };
+  waiting: string[];
+}
+
+export class Health implements Collector {
+  private datastore = { inSync: false, reason: 'waiting for the first datastore snapshot' };
+  private engines: (() => Promise<EngineReadiness[]>) | null = null;
+  /** The last report (the podway_ready gauge reads it). */
+  last: ReadinessReport | null = null;
+
+  /** Track the datastore: in sync, or not and why. */
+  setDatastore(inSync: boolean, reason = ''): void {
+    this.datastore = { inSync, reason: inSync ? '' : reason || 'datastore not in sync' };
+  }
+
+  get datastoreInSync(): boolean {
+    return this.datastore.inSync;
+  }
+
+  /** Where the engines' readiness comes from, once they exist (the main engine, then workers). */
+  setEngines(fn: () => Promise<EngineReadiness[]>): void {
+    this.engines = fn;
+  }
+
+  async report(): Promise<ReadinessReport> {
+    const reasons: string[] = [];
+    const waiting: string[] = [];
+    let modelApplied = false;
+    let portsAttached = false;
+    if (!this.engines) reasons.push('no model applied yet (starting)');
+    else {
+      const all = await this.engines();
+      modelApplied = all.length > 0 && all.every((e) => !e.problems.includes('no model applied yet'));
+      portsAttached = modelApplied && all.every((e) => e.problems.length === 0);
+      all.forEach((e, k) => {
+        for (const p of e.problems) reasons.push(all.length > 1 ? `worker ${k}: ${p}` : p);
+      });
+      for (const w of all[0]?.waiting ?? []) waiting.push(w);
+    }
+    if (!this.datastore.inSync) reasons.push(`datastore: ${this.datastore.reason}`);
+    const report = { ready: reasons.length === 0, reasons, checks: { modelApplied, portsAttached, datastoreInSync: this.datastore.inSync }, waiting };
+    this.last = report;
+    return report;
+  }
+
+  register(): void {}
+
+  async refresh(): Promise<void> {
+    await this.report();
+  }
+}

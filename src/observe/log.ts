@@ -1,0 +1,108 @@
+/**
+ * podway's one logger (pino): JSON lines on stderr for log shippers, plain human lines when stderr
+ * is a terminal. Every line carries `node` (and `worker` in a forwarding thread); a message that
+ * names a resource also carries it as a field (`workload`, `interface`, `port`, `neighbor`,
+ * `datastore`, ...), so a shipper can filter without parsing the text. Nothing logs per packet.
+ *
+ * The level is set at start (--log-level, $LOG_LEVEL or Felix's $FELIX_LOGSEVERITYSCREEN) and at
+ * run time over the control socket (`podway log-level debug`).
+ */
+import pino from 'pino';
+import { writeSync } from 'node:fs';
+import { isatty } from 'node:tty';
+
+export type Fields = Record<string, unknown>;
+
+/** What podway's modules log through: a message, and the resources it names as fields. */
+export interface Log {
+  debug(msg: string, fields?: Fields): void;
+  info(msg: string, fields?: Fields): void;
+  warn(msg: string, fields?: Fields): void;
+  error(msg: string, fields?: Fields): void;
+  /** A logger whose lines all carry `fields` too. */
+  child(fields: Fields): Log;
+  level: LogLevel;
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Felix's severities (Debug, Info, Warning, Error, Fatal, Panic) and pino's names, any case. */
+export function parseLogLevel(text: string, where: string): LogLevel {
+  const t = text.trim().toLowerCase();
+  const alias: Record<string, LogLevel> = { warning: 'warn', panic: 'fatal', none: 'silent' };
+  const level = alias[t] ?? t;
+  if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
+  throw new Error(`${where}: unknown log level ${JSON.stringify(text)} (one of ${LOG_LEVELS.join(', ')}; Felix's Warning and Panic too)`);
+}
+
+/** The starting level: the flag, else $LOG_LEVEL, else $FELIX_LOGSEVERITYSCREEN, else info. */
+export function startLevel(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): LogLevel {
+  if (flag) return parseLogLevel(flag, '--log-level');
+  if (env.LOG_LEVEL) return parseLogLevel(env.LOG_LEVEL, '$LOG_LEVEL');
+  if (env.FELIX_LOGSEVERITYSCREEN) return parseLogLevel(env.FELIX_LOGSEVERITYSCREEN, '$FELIX_LOGSEVERITYSCREEN');
+  return 'info';
+}
+
+/** One JSON log line as a person reads it: `time LEVEL message key=value ...`. */
+export function humanLine(json: string): string {
+  let o: Fields;
+  try {
+    o = JSON.parse(json) as Fields;
+  } catch {
+    return json;
+  }
+  const { time, level, msg, node, worker, pid: _pid, hostname: _host, ...rest } = o;
+  const who = worker !== undefined ? `${String(node)}/w${String(worker)}` : String(node ?? '');
+  const extra = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' && !/\s/.test(v) ? v : JSON.stringify(v)}`);
+  const t = typeof time === 'string' ? time.slice(11, 23) : String(time ?? '');
+  return [t, String(level ?? '').toUpperCase().padEnd(5), who ? `[${who}]` : '', String(msg ?? ''), ...extra].filter(Boolean).join(' ') + '\n';
+}
+
+export interface LoggerOptions {
+  level?: LogLevel;
+  /** Fields on every line (node, worker). */
+  base?: Fields;
+  /** Human lines instead of JSON (default: when stderr is a terminal). */
+  human?: boolean;
+  /** Where lines go (default stderr, written synchronously so nothing is lost at exit). */
+  write?: (line: string) => void;
+}
+
+export function createLogger(opts: LoggerOptions = {}): Log {
+  const human = opts.human ?? isatty(2);
+  const write = opts.write ?? ((s: string) => void writeSync(2, s));
+  const stream = { write: human ? (s: string) => write(humanLine(s)) : write };
+  const p = pino(
+    {
+      level: opts.level ?? 'info',
+      base: opts.base ?? {},
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    stream,
+  );
+  return wrap(p);
+}
+
+/** Children bind fields on the same pino logger (not pino's child loggers), so one level change
+ * at run time reaches every module's logger. */
+function wrap(p: pino.Logger, bound?: Fields): Log {
+  const f = (fields?: Fields) => (bound ? { ...bound, ...fields } : fields);
+  return {
+    debug: (msg, fields) => void (p.isLevelEnabled('debug') && p.debug(f(fields) ?? {}, msg)),
+    info: (msg, fields) => void (p.isLevelEnabled('info') && p.info(f(fields) ?? {}, msg)),
+    warn: (msg, fields) => p.warn(f(fields) ?? {}, msg),
+    error: (msg, fields) => p.error(f(fields) ?? {}, msg),
+    child: (fields) => wrap(p, { ...bound, ...fields }),
+    get level() {
+      return p.level as LogLevel;
+    },
+    set level(l: LogLevel) {
+      p.level = l;
+    },
+  };
+}
+
+/** A logger that drops everything (tests, library use without a logger). */
+export const silentLog: Log = createLogger({ level: 'silent', write: () => {} });

@@ -1,0 +1,90 @@
+/**
+ * The control side of `podway run` as metrics: model applies (time, failures), the model thread's
+ * compute time, datastore and IPAM events, routes by kind and Felix route class, cluster size,
+ * readiness. These change on control events (never per packet), so they are plain prom-client
+ * metrics updated where the event happens, plus gauges read from the current model at scrape time.
+ */
+import { Counter, Histogram, Summary, type Registry } from 'prom-client';
+import type { NodeDataplaneModel } from '../control';
+import { RouteClass } from '../control/route-calc';
+import { Collector, Sample, snapshotGauge } from './metrics';
+
+const CLASS_NAMES = new Map<number, string>(Object.entries(RouteClass).map(([k, v]) => [v, k]));
+/** Model applies take from well under a millisecond (no-op) to seconds (thousands of pods). */
+const APPLY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export interface NodeState {
+  model(): NodeDataplaneModel | null;
+  ready(): boolean;
+  datastoreInSync(): boolean;
+  workers(): number;
+}
+
+export class NodeMetrics implements Collector {
+  private applySeconds!: Histogram;
+  private felixApply!: Summary;
+  private computeSeconds!: Histogram;
+  private felixCalc!: Summary;
+  private applies!: Counter;
+  private failures!: Counter;
+  private felixFailures!: Counter;
+  private datastoreEvents!: Counter;
+  private ipamEvents!: Counter;
+
+  constructor(private readonly state: NodeState) {}
+
+  register(reg: Registry): void {
+    const registers = [reg];
+    this.applySeconds = new Histogram({ name: 'podway_model_apply_duration_seconds', help: 'Time to apply a model to the forwarding engine (ports, next hops, FIB swap).', buckets: APPLY_BUCKETS, registers });
+    this.felixApply = new Summary({ name: 'felix_int_dataplane_apply_time_seconds', help: 'Time in seconds that it took to apply a dataplane update (Felix\'s name; podway_model_apply_duration_seconds).', percentiles: [0.5, 0.9, 0.99], maxAgeSeconds: 600, ageBuckets: 5, registers });
+    this.computeSeconds = new Histogram({ name: 'podway_model_compute_duration_seconds', help: 'Time the model thread took to turn a datastore change into this node\'s model.', buckets: APPLY_BUCKETS, registers });
+    this.felixCalc = new Summary({ name: 'felix_calc_graph_update_time_seconds', help: 'Seconds to update the calculation graph for a datastore change (Felix\'s name; podway_model_compute_duration_seconds).', percentiles: [0.5, 0.9, 0.99], maxAgeSeconds: 600, ageBuckets: 5, registers });
+    this.applies = new Counter({ name: 'podway_model_applies_total', help: 'Models applied to the forwarding engine.', registers });
+    this.failures = new Counter({ name: 'podway_model_apply_failures_total', help: 'Models that could not be applied (the last good state kept forwarding).', registers });
+    this.felixFailures = new Counter({ name: 'felix_int_dataplane_failures', help: 'Number of times dataplane updates failed (Felix\'s name; podway_model_apply_failures_total).', registers });
+    this.datastoreEvents = new Counter({ name: 'podway_datastore_events_total', help: 'What the datastore watch delivered: model, unchanged, rejected, error, status.', labelNames: ['event'], registers });
+    this.ipamEvents = new Counter({ name: 'podway_ipam_events_total', help: 'IPAM operations podway run made (tunnel address assignments and their failures).', labelNames: ['event'], registers });
+    for (const event of ['model', 'unchanged', 'rejected', 'error', 'status']) this.datastoreEvents.inc({ event }, 0);
+
+    snapshotGauge(reg, 'podway_routes', 'Routes in this node\'s model, by kind and Felix route class.', ['kind', 'class'], () => {
+      const counts = new Map<string, Sample>();
+      for (const r of this.state.model()?.routes ?? []) {
+        const key = `${r.kind}/${r.class}`;
+        const s = counts.get(key) ?? [{ kind: r.kind, class: CLASS_NAMES.get(r.class) ?? String(r.class) }, 0];
+        s[1]++;
+        counts.set(key, s);
+      }
+      return [...counts.values()];
+    });
+    const hosts = (): Sample[] => [[{}, this.state.model()?.node.knownNodeIps.size ?? 0]];
+    snapshotGauge(reg, 'podway_cluster_nodes', 'Nodes with an address in the cluster (this one included).', [], hosts);
+    snapshotGauge(reg, 'felix_cluster_num_hosts', 'Total number of Calico hosts in the cluster (Felix\'s name; podway_cluster_nodes).', [], hosts);
+    snapshotGauge(reg, 'podway_ready', '1 when the node is ready to forward (see /readyz).', [], () => [[{}, this.state.ready() ? 1 : 0]]);
+    snapshotGauge(reg, 'podway_datastore_in_sync', '1 while the datastore is reachable and this node\'s view of it is current.', [], () => [[{}, this.state.datastoreInSync() ? 1 : 0]]);
+    snapshotGauge(reg, 'podway_forwarding_workers', 'Forwarding threads (podway run --workers).', [], () => [[{}, this.state.workers()]]);
+  }
+
+  applied(seconds: number): void {
+    this.applies.inc();
+    this.applySeconds.observe(seconds);
+    this.felixApply.observe(seconds);
+  }
+
+  applyFailed(): void {
+    this.failures.inc();
+    this.felixFailures.inc();
+  }
+
+  computed(seconds: number): void {
+    this.computeSeconds.observe(seconds);
+    this.felixCalc.observe(seconds);
+  }
+
+  datastoreEvent(event: string): void {
+    this.datastoreEvents.inc({ event });
+  }
+
+  ipamEvent(event: string): void {
+    this.ipamEvents.inc({ event });
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * Metrics, health and logs of a running `podway run` (root, network namespaces, a real etcd):
+ *   - started with --metrics-port while etcd is down: /livez answers, /readyz is 503 naming the
+ *     datastore; once etcd is up, /readyz is 200 and `podway status` says ready;
+ *   - 100 pings from a pod: a Prometheus text-format parser reads the scrape, and the pod port's
+ *     rx/tx packet and byte counters cover them, summed over both forwarding workers; Felix's
+ *     names are there;
+ *   - its stderr is JSON lines; `podway log-level debug` makes debug lines appear at once.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as path from 'node:path';
+import { Lab, LabNodeSpec } from '../../src/lab/lab';
+import type { LabEtcd } from '../../src/lab/etcd';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { guard, teardown, isRoot, until, backgroundPing, logTail, sleep } from './e2e-kit';
+import { execBounded } from './tools';
+import { parseMetrics, valueOf, family } from '../observe/prom-text';
+
+const SPEC: LabNodeSpec[] = [
+  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
+  { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
+];
+const PORT = 9091;
+const HTTP_GET = path.join(__dirname, 'http-get.js');
+const PODWAY = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+
+let lab: Lab;
+let etcd: LabEtcd;
+let kv: EtcdKv;
+
+/** GET a path of node1's metrics port, from inside node1's namespace. */
+async function get(pathname: string): Promise<{ status: number; body: string; error?: string }> {
+  const r = await execBounded('ip', ['netns', 'exec', lab.node('node1').ns, process.execPath, HTTP_GET, `http://127.0.0.1:${PORT}${pathname}`], 10_000);
+  if (r.code !== 0) throw new Error(`http-get ${pathname}: exit ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim()) as { status: number; body: string; error?: string };
+}
+
+async function cli(args: string[]): Promise<string> {
+  const r = await execBounded(process.execPath, [PODWAY, ...args, '--control', lab.node('node1').control], 15_000);
+  if (r.code !== 0) throw new Error(`podway ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('metrics e2e tests need root (network namespaces)');
+  lab = guard(new Lab(SPEC));
+  lab.build();
+  etcd = await lab.startEtcd();
+  kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 3000 });
+  await lab.useKvDatastore(kv, `etcd:${etcd.endpoint}`);
+});
+
+test.after(async () => {
+  await kv?.close();
+  if (lab) await teardown(lab);
+});
+
+test('/readyz is 503 naming the datastore while etcd is down, 200 once podway is in sync; status agrees', async () => {
+  const n1 = lab.node('node1');
+  await etcd.kill();
+  const starting = lab.startPodway('node1', 40_000, ['--metrics-port', String(PORT), '--workers', '2']);
+  starting.catch(() => undefined); // awaited below
+  try {
+    let live: { status: number; body: string } = { status: 0, body: '' };
+    assert.ok(await until(async () => (live = await get('/livez')).status === 200, 10_000), `livez: ${JSON.stringify(live)} ${n1.log.join(' | ')}`);
+    const r = await get('/readyz');
+    assert.is(r.status, 503, r.body);
+    const why = JSON.parse(r.body) as { ready: boolean; reasons: string[]; checks: Record<string, boolean> };
+    assert.is(why.ready, false);
+    assert.is(why.checks.datastoreInSync, false);
+    assert.is(why.checks.modelApplied, false);
+    assert.ok(why.reasons.some((x) => /^datastore: .*unreachable/.test(x)), `the reason names the datastore: ${r.body}`);
+    // the scrape works while not ready, and says so
+    const m = parseMetrics((await get('/metrics')).body);
+    assert.is(valueOf(m, 'podway_ready'), 0);
+    assert.is(valueOf(m, 'podway_datastore_in_sync'), 0);
+
+    await etcd.start();
+    await starting;
+    let ready = { status: 0, body: '' };
+    assert.ok(await until(async () => (ready = await get('/readyz')).status === 200, 15_000), `ready after etcd is up: ${JSON.stringify(ready)}`);
+    assert.equal(JSON.parse(ready.body).checks, { modelApplied: true, portsAttached: true, datastoreInSync: true });
+    const st = (await controlRequest(n1.control, { cmd: 'status' })) as { ready: boolean; notReady: string[] };
+    assert.is(st.ready, true, st.notReady.join('; '));
+    assert.match(await cli(['status']), /^ready$/m);
+  } catch (e) {
+    console.log(logTail(lab, 20));
+    throw e;
+  }
+});
+
+test('a scrape parsed as Prometheus text: 100 pings counted on the pod port over both workers; Felix names', async () => {
+  const n1 = lab.node('node1');
+  await lab.startPodway('node2', 20_000);
+  try {
+    const web1 = lab.pod('web-1');
+    // the pod's path is up (routes learned both ways) before the counted run
+    assert.ok(await until(() => lab.ping('web-1', lab.pod('web-2').ip, 1, 56, ['-W', '1']).loss === 0, 15_000), 'web-1 reaches web-2');
+    const before = parseMetrics((await get('/metrics')).body);
+    const rx0 = valueOf(before, 'podway_port_rx_packets_total', { port: web1.ifname });
+    const tx0 = valueOf(before, 'podway_port_tx_packets_total', { port: web1.ifname });
+    const bytes0 = valueOf(before, 'podway_port_rx_bytes_total', { port: web1.ifname });
+    const p = await backgroundPing(lab, 'web-1', lab.pod('web-2').ip, 100, 0.01).done;
+    assert.ok(p.received >= 95, `pings answered: ${p.received}/100`);
+    const m = parseMetrics((await get('/metrics')).body);
+    const rx = valueOf(m, 'podway_port_rx_packets_total', { port: web1.ifname }) - rx0;
+    const tx = valueOf(m, 'podway_port_tx_packets_total', { port: web1.ifname }) - tx0;
+    assert.ok(rx >= 100, `echo requests received on ${web1.ifname}: ${rx}`);
+    assert.ok(tx >= p.received, `echo replies sent to ${web1.ifname}: ${tx} (${p.received} answered)`);
+    assert.ok(valueOf(m, 'podway_port_rx_bytes_total', { port: web1.ifname }) - bytes0 >= 100 * 98, 'at least 98 bytes per echo request frame');
+    assert.is(family(m, 'podway_port_rx_packets_total').type, 'COUNTER');
+    assert.is(family(m, 'podway_port_rx_packets_total').metrics.find((s) => s.labels?.port === web1.ifname)!.labels!.kind, 'veth');
+    // each port appears once: both workers' counters are merged
+    assert.is(family(m, 'podway_port_rx_packets_total').metrics.filter((s) => s.labels?.port === web1.ifname).length, 1);
+    assert.is(valueOf(m, 'podway_forwarding_workers'), 2);
+    // Felix's names, for existing dashboards
+    assert.is(valueOf(m, 'felix_active_local_endpoints'), 1);
+    assert.is(valueOf(m, 'felix_cluster_num_hosts'), 2);
+    assert.ok(Number(family(m, 'felix_int_dataplane_apply_time_seconds').metrics[0].count) >= 1);
+    assert.ok(Number(family(m, 'podway_rx_batch_size').metrics[0].count) >= 100);
+    assert.ok(valueOf(m, 'podway_routes', { kind: 'vxlan', class: 'VXLANTunnel' }) >= 1);
+    assert.ok(m.has('process_resident_memory_bytes'));
+  } catch (e) {
+    console.log(logTail(lab, 20));
+    throw e;
+  } finally {
+    void n1;
+  }
+});
+
+test('stderr is JSON lines naming the node; `podway log-level debug` shows debug lines from then on', async () => {
+  const n1 = lab.node('node1');
+  const parsed = n1.log.map((l) => {
+    try {
+      return JSON.parse(l) as { level: string; time: string; node: string; msg: string; [k: string]: unknown };
+    } catch {
+      throw new Error(`not a JSON line: ${l}`);
+    }
+  });
+  assert.ok(parsed.length > 3);
+  for (const o of parsed) {
+    assert.is(o.node, 'node1');
+    assert.ok(typeof o.msg === 'string' && Number.isFinite(Date.parse(o.time)), JSON.stringify(o));
+  }
+  assert.not.ok(parsed.some((o) => o.level === 'debug'), 'no debug lines at the default level');
+  const attached = parsed.find((o) => /applied model/.test(o.msg));
+  assert.ok(attached && typeof attached.routes === 'number', 'the apply line carries its numbers as fields');
+  assert.ok(parsed.some((o) => o.datastore === `etcd:${etcd.endpoint}`), 'datastore lines say which datastore');
+
+  assert.is((await cli(['log-level'])).trim(), 'info');
+  const mark = n1.log.length;
+  assert.is((await cli(['log-level', 'debug'])).trim(), 'debug');
+  await get('/metrics');
+  let line: string | undefined;
+  assert.ok(await until(() => (line = n1.log.slice(mark).find((l) => /"level":"debug"/.test(l) && /GET \/metrics 200/.test(l))) !== undefined, 5000), `a debug line after the change: ${n1.log.slice(mark).join(' | ')}`);
+  assert.is(JSON.parse(line!).path, '/metrics');
+  assert.is((await cli(['log-level', 'Warning'])).trim(), 'warn', "Felix's severity names work too");
+  const mark2 = n1.log.length;
+  await get('/metrics');
+  await sleep(300);
+  assert.not.ok(n1.log.slice(mark2).some((l) => /"level":"(debug|info)"/.test(l)), `nothing below warn: ${n1.log.slice(mark2).join(' | ')}`);
+  const bad = await execBounded(process.execPath, [PODWAY, 'log-level', 'loud', '--control', n1.control], 15_000);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /unknown log level "loud"/);
+});
+
+test('a metrics port already in use is refused at start, clearly', async () => {
+  // node1's podway holds 9091 in node1's namespace: a second podway there (another node name and
+  // socket) must stop at once, naming the port, before touching anything.
+  const n1 = lab.node('node1');
+  const r = await execBounded('ip', ['netns', 'exec', n1.ns, process.execPath, PODWAY, 'run', '--node', 'other', '--datastore', `file:${lab.file}`, '--control', path.join(lab.dir, 'other.sock'), '--metrics-port', String(PORT)], 15_000);
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, `metrics port *:${PORT} is already in use`);
+});
+
+test.run();

@@ -28,6 +28,44 @@ export function resetNode(lab: Lab, node: LabNode): void {
   nsRun(node, ['nft', 'delete', 'table', 'ip', LAB_MASQ_TABLE], true);
   for (const other of lab.nodes) if (other !== node) nsRun(node, ['ip', 'route', 'del', other.block], true);
   nsRun(node, ['ip', 'route', 'del', 'blackhole', node.block], true);
+  nsRun(node, ['ip', 'link', 'del', 'vxlan-v6.calico'], true);
+  for (const other of lab.nodes) if (other !== node && other.block6) nsRun(node, ['ip', '-6', 'route', 'del', other.block6], true);
+  if (node.block6) nsRun(node, ['ip', '-6', 'route', 'del', 'blackhole', node.block6], true);
+}
+
+/**
+ * The IPv6 half of a dual-stack kernel node, as Felix programs it: IPv6 forwarding, the node's
+ * IPv6 block blackholed, per veth pod `<pod6>/128 dev caliX` with a permanent neighbour and
+ * proxy_ndp=1 (the pod's gateway fe80::ecee:eeff:feee:eeee is the cali veth's own link-local
+ * address, answered by the kernel); VXLAN: `vxlan-v6.calico` (VNI 4096, dstport 4789, local =
+ * the node's IPv6, learning off, MAC 0x66 + sha1(name + "-v6"), the IPv6 VTEP /128, MTU 1430),
+ * per remote node a permanent neighbour, FDB entry and `<block6> via <VTEP6> dev vxlan-v6.calico
+ * onlink`; unencapsulated: `<block6> via <node IPv6> dev eth0 onlink`.
+ */
+function configureKernelNode6(lab: Lab, node: LabNode, mode: KernelMode): void {
+  if (!node.ip6 || !node.block6 || !node.vtep6) return;
+  nsRun(node, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.eth0.forwarding=1']);
+  nsRun(node, ['ip', '-6', 'route', 'replace', 'blackhole', node.block6]);
+  for (const p of node.pods) {
+    if (!p.ip6) continue;
+    nsRun(node, ['sysctl', '-qw', `net.ipv6.conf.${p.ifname}.proxy_ndp=1`, `net.ipv6.conf.${p.ifname}.accept_ra=0`, `net.ipv6.conf.${p.ifname}.forwarding=1`]);
+    nsRun(node, ['ip', '-6', 'route', 'replace', `${p.ip6}/128`, 'dev', p.ifname]);
+    if (p.mac) nsRun(node, ['ip', '-6', 'neigh', 'replace', p.ip6, 'lladdr', p.mac, 'dev', p.ifname, 'nud', 'permanent']);
+  }
+  const others = lab.nodes.filter((o) => o !== node && o.ip6 && o.block6 && o.vtep6);
+  if (mode === 'vxlan') {
+    nsRun(node, ['ip', 'link', 'add', 'vxlan-v6.calico', 'type', 'vxlan', 'id', '4096', 'dstport', '4789', 'local', node.ip6, 'dev', 'eth0', 'nolearning']);
+    nsRun(node, ['ip', 'link', 'set', 'vxlan-v6.calico', 'address', deriveVtepMac(node.name, 6), 'mtu', '1430', 'up']);
+    nsRun(node, ['ip', '-6', 'addr', 'add', `${node.vtep6}/128`, 'dev', 'vxlan-v6.calico', 'nodad']);
+    for (const other of others) {
+      const mac = deriveVtepMac(other.name, 6);
+      nsRun(node, ['ip', '-6', 'neigh', 'replace', other.vtep6!, 'lladdr', mac, 'dev', 'vxlan-v6.calico', 'nud', 'permanent']);
+      nsRun(node, ['bridge', 'fdb', 'replace', mac, 'dev', 'vxlan-v6.calico', 'dst', other.ip6!, 'self', 'permanent']);
+      nsRun(node, ['ip', '-6', 'route', 'replace', other.block6!, 'via', other.vtep6!, 'dev', 'vxlan-v6.calico', 'onlink']);
+    }
+  } else {
+    for (const other of others) nsRun(node, ['ip', '-6', 'route', 'replace', other.block6!, 'via', other.ip6!, 'dev', 'eth0', 'onlink']);
+  }
 }
 
 export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode): void {
@@ -58,6 +96,7 @@ export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode): 
       if (other !== node) nsRun(node, ['ip', 'route', 'replace', other.block, 'via', other.ip, 'dev', 'eth0', 'onlink']);
     }
   }
+  if (lab.dualStack) configureKernelNode6(lab, node, mode);
 }
 
 /**

@@ -1,0 +1,81 @@
+/**
+ * IPv6 interop with the Linux kernel's own Calico dataplane (root, network namespaces): node1
+ * runs podway, node2 runs NO podway and is programmed as Felix programs a dual-stack VXLAN node
+ * (src/lab/kernel.ts: `vxlan-v6.calico` with MAC 0x66 + sha1("node2-v6"), the IPv6 VTEP, a
+ * permanent neighbour, FDB entry and `<block6> via <VTEP6> dev vxlan-v6.calico onlink` for node1;
+ * proxy_ndp and `/128` routes for its pods). Pods on both ping each other over IPv6 both ways and
+ * move TCP with the content checked; then the same unencapsulated.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { configureKernelNode } from '../../src/lab/kernel';
+import { Lab, run } from '../../src/lab/lab';
+import { deriveVtepMac } from '../../src/control';
+import { guard, teardown, isRoot, routes, tcpTransferTo, logTail, until } from './e2e-kit';
+
+const SPEC = [
+  { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'tap-1', type: 'tap' as const }] },
+  { name: 'node2', subnet: 'a' as const, pods: [{ name: 'web-2', type: 'veth' as const }] },
+];
+
+let lab: Lab | null = null;
+let ok = false;
+
+const ip6Of = (pod: string) => lab!.pod(pod).ip6!;
+const reachable = (from: string, to: string) => until(() => lab!.ping(from, ip6Of(to), 1).received === 1, 10_000, 100);
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('IPv6 interop tests need root (network namespaces)');
+  lab = guard(new Lab(SPEC, { dualStack: true, podOffloads: false }));
+  lab.build();
+  configureKernelNode(lab, lab.node('node2'), 'vxlan');
+  await lab.startPodway('node1');
+  const b6 = lab.node('node2').block6!;
+  assert.ok(await until(async () => (await routes(lab!.node('node1'))).some((r) => r.cidr === b6 && r.kind === 'vxlan'), 10_000), `node1 routes ${b6} over VXLAN`);
+});
+
+test.after(async () => {
+  if (!lab) return;
+  if (!ok) console.log(logTail(lab));
+  await teardown(lab);
+});
+
+test('the kernel node has vxlan-v6.calico with Felix\'s IPv6 VTEP MAC, and podway uses it as the inner destination', async () => {
+  const n2 = lab!.node('node2');
+  const link = JSON.parse(run('ip', ['-j', '-n', n2.ns, 'link', 'show', 'vxlan-v6.calico']))[0];
+  assert.is(link.address, deriveVtepMac('node2', 6));
+  const r = (await routes(lab!.node('node1'))).find((x) => x.cidr === n2.block6) as unknown as { vtepMac: string; via: string };
+  assert.is(r.vtepMac, deriveVtepMac('node2', 6));
+  assert.is(r.via, n2.ip6);
+});
+
+test('VXLAN over IPv6 with a kernel node: ping6 both ways (hop limit 62), TCP 4 MB both ways, content checked', async () => {
+  for (const [a, b] of [['web-1', 'web-2'], ['web-2', 'web-1'], ['tap-1', 'web-2'], ['web-2', 'tap-1']]) {
+    assert.ok(await reachable(a, b), `${a} -> ${b} reachable`);
+    const p = lab!.ping(a, ip6Of(b), 5);
+    assert.is(p.loss, 0, `${a} -> ${b}: loss`);
+    assert.is(p.ttl, 62, `${a} -> ${b}: hop limit`);
+  }
+  for (const [a, b] of [['web-1', 'web-2'], ['web-2', 'web-1']]) {
+    const dst = lab!.pod(b);
+    const t = await tcpTransferTo(lab!, a, { name: b, ns: dst.ns, ip: ip6Of(b) }, 4 << 20, 5311);
+    assert.is(t.received.sha256, t.sent.sha256, `${a} -> ${b}: content`);
+  }
+});
+
+test('unencapsulated IPv6 with a kernel node: ping6 both ways, TCP', async () => {
+  lab!.setMode('direct');
+  configureKernelNode(lab!, lab!.node('node2'), 'direct');
+  const b6 = lab!.node('node2').block6!;
+  assert.ok(await until(async () => (await routes(lab!.node('node1'))).some((r) => r.cidr === b6 && r.kind === 'direct'), 10_000), 'node1 switched');
+  for (const [a, b] of [['web-1', 'web-2'], ['web-2', 'web-1']]) {
+    assert.ok(await reachable(a, b), `${a} -> ${b} reachable`);
+    assert.is(lab!.ping(a, ip6Of(b), 5).loss, 0, `${a} -> ${b}: loss`);
+  }
+  const dst = lab!.pod('web-2');
+  const t = await tcpTransferTo(lab!, 'web-1', { name: 'web-2', ns: dst.ns, ip: ip6Of('web-2') }, 2 << 20, 5312);
+  assert.is(t.received.sha256, t.sent.sha256, 'content');
+  ok = true;
+});
+
+test.run();

@@ -20,6 +20,7 @@ import { FileKv } from '../control/kv/file-kv';
 import { table } from './format';
 import { formatTrace } from './main';
 import { controlRequest } from '../dataplane/control-server';
+import { humanLine } from '../observe/log';
 
 const MODES: Mode[] = ['vxlan', 'ipip', 'direct', 'crosssubnet'];
 
@@ -137,7 +138,7 @@ export async function runDemo(opts: { keep: boolean; datastore?: DemoDatastore }
       await new Promise(() => {});
     }
     if (failed.length) {
-      for (const n of lab.nodes) console.error(`--- ${n.name} log tail:\n${n.log.slice(-10).join('\n')}`);
+      for (const n of lab.nodes) console.error(`--- ${n.name} log tail:\n${n.log.slice(-10).map((l) => humanLine(l).trimEnd()).join('\n')}`);
       throw new Error(`${failed.length} path(s) lost packets`);
     }
     console.log('\nall paths delivered; cleaning up');

@@ -21,6 +21,7 @@
  *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,tcp-bulk,rr-latency,idle]
  *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
  *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
+ *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
  *                 [-- --underlay-offloads]   (leave the underlay veth's tx offloads on: see Bench.build)
  *
  * --seconds sets every measurement's length; without it pps measurements take 2 s (1 with --quick),
@@ -165,6 +166,8 @@ class Bench {
     { name: 'node2', subnet: 'a', pods: [{ name: 'pod-b', type: 'veth' }] },
   ], { underlay: 'p2p' });
   private naive: ChildProcess | null = null;
+  /** Scrapers of podways that serve metrics (--metrics-port in their args): one GET a second. */
+  private scrapers: ChildProcess[] = [];
   constructor(readonly podwayArgs: string[] = []) {}
   private current = '';
 
@@ -174,6 +177,7 @@ class Bench {
     const lab = this.lab;
     for (const n of lab.nodes) await lab.stopPodway(n.name);
     await this.stopNaive();
+    this.stopScrapers();
     for (const n of lab.nodes) resetNode(lab, n);
     lab.natOutgoing = !!s.nat;
     lab.setMode(s.mode);
@@ -183,7 +187,12 @@ class Bench {
         configureKernelNode(lab, n, s.mode === 'direct' ? 'direct' : 'vxlan');
         if (s.nat && n === lab.nodes[0]) kernelMasquerade(lab, n, POOL_CIDR);
       }
-      else if (role === 'podway') await lab.startPodway(n.name, 15_000, s.args ?? this.podwayArgs);
+      else if (role === 'podway') {
+        const args = s.args ?? this.podwayArgs;
+        await lab.startPodway(n.name, 15_000, args);
+        const port = args.indexOf('--metrics-port');
+        if (port >= 0) this.startScraper(n, Number(args[port + 1]));
+      }
       else this.startNaive(n, role === 'naive-ipip' ? 'ipip' : 'vxlan');
     }
     this.current = key;
@@ -219,6 +228,18 @@ class Bench {
     ns(['ip', 'rule', 'add', 'iif', pod.ifname, 'lookup', '100', 'pref', '100']);
     const js = path.join(ROOT, 'dist', 'bench', 'e2e', 'naive-forwarder.js');
     this.naive = spawn('ip', ['netns', 'exec', n.ns, process.execPath, js, mode, other.ip, deriveVtepMac(n.name), deriveVtepMac(other.name)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+
+  /** Scrape the node's podway every second for as long as this setup runs (the issue's goal:
+   * forwarding with metrics scraped every second >= 0.98x of the same without). */
+  private startScraper(n: LabNode, port: number): void {
+    const p = spawn('ip', ['netns', 'exec', n.ns, process.execPath, path.join(__dirname, 'scraper.js'), `http://127.0.0.1:${port}/metrics`, '1000'], { stdio: 'ignore' });
+    this.scrapers.push(p);
+  }
+
+  private stopScrapers(): void {
+    for (const p of this.scrapers) if (p.exitCode === null) p.kill('SIGTERM');
+    this.scrapers = [];
   }
 
   private async stopNaive(): Promise<void> {
@@ -350,6 +371,7 @@ class Bench {
   }
 
   async destroy(): Promise<void> {
+    this.stopScrapers();
     await this.stopNaive();
     this.lab.destroy();
   }

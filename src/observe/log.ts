@@ -8,7 +8,6 @@
  * run time over the control socket (`podway log-level debug`).
  */
 import pino from 'pino';
-import { writeSync } from 'node:fs';
 import { isatty } from 'node:tty';
 
 export type Fields = Record<string, unknown>;
@@ -71,8 +70,9 @@ export interface LoggerOptions {
 
 export function createLogger(opts: LoggerOptions = {}): Log {
   const human = opts.human ?? isatty(2);
-  const write = opts.write ?? ((s: string) => void writeSync(2, s));
-  const stream = { write: human ? (s: string) => write(humanLine(s)) : write };
+  // sonic-boom, synchronous: nothing is lost at exit, and a full pipe (EAGAIN) is retried.
+  const dest: { write(s: string): unknown } = opts.write ? { write: opts.write } : pino.destination({ dest: 2, sync: true });
+  const stream = human ? { write: (s: string) => void dest.write(humanLine(s)) } : dest;
   const p = pino(
     {
       level: opts.level ?? 'info',

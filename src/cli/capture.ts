@@ -27,10 +27,13 @@ export interface CaptureSummary {
   lost: number;
 }
 
-/** An output that never blocks the event loop for long: a file written synchronously in small
- * blocks, or stdout through its stream (whose errors, such as EPIPE, end the capture). */
+/** An output: a file written synchronously, or stdout through its stream (whose errors, such as
+ * EPIPE, end the capture). */
 interface Output {
-  write(b: Uint8Array): void;
+  /** false: the reader is behind; stop reading from podway until `onDrain` (podway then counts
+   * what it cannot queue as lost instead of this process buffering without bound). */
+  write(b: Uint8Array): boolean;
+  onDrain(f: () => void): void;
   close(): void;
   /** Close, and remove the file if this capture created it (nothing was captured). */
   discard(): void;
@@ -39,7 +42,7 @@ interface Output {
 function openOutput(path: string, onGone: () => void): Output {
   if (path === '-') {
     process.stdout.on('error', onGone);
-    return { write: (b) => void process.stdout.write(b), close: () => {}, discard: () => {} };
+    return { write: (b) => process.stdout.write(b), onDrain: (f) => process.stdout.once('drain', f), close: () => {}, discard: () => {} };
   }
   const existed = existsSync(path);
   let fd: number;
@@ -52,7 +55,9 @@ function openOutput(path: string, onGone: () => void): Output {
     write: (b) => {
       let off = 0;
       while (off < b.length) off += writeSync(fd, b, off, b.length - off);
+      return true;
     },
+    onDrain: () => {},
     close: () => closeSync(fd),
     discard: () => {
       closeSync(fd);
@@ -98,7 +103,19 @@ export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> 
     fail(e);
   };
   const out = openOutput(o.write, end);
-  const pcap = new PcapngWriter((b) => out.write(b));
+  let behind = false;
+  const pcap = new PcapngWriter((b) => {
+    if (!out.write(b) && !behind) behind = true;
+  });
+  /** After each chunk from podway: wait for a slow reader of stdout before reading more. */
+  const keepPace = () => {
+    if (!behind || over) return;
+    conn?.pause();
+    out.onDrain(() => {
+      behind = false;
+      conn?.resume();
+    });
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
@@ -149,6 +166,7 @@ export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> 
         return end();
       }
     }
+    keepPace();
   });
   return result;
 }

@@ -13,7 +13,8 @@
  * addresses, and VXLAN payloads from the UDP socket get the outer IPv4/UDP headers they arrived in.
  */
 import { ETH_HLEN, SLOT_SIZE } from '../packet/layout';
-import { TraceFilter, traceMatches, traceMatchesArp } from './trace';
+import { SLOT_SHIFT } from './frame-pool';
+import { TraceFilter, traceMatchesArp } from './trace';
 import { COUNTER_NAMES } from './counters';
 import { DROP_REASON_COUNT } from '../packet/drop';
 import type { FramePool } from './frame-pool';
@@ -127,9 +128,10 @@ export class CaptureTap {
   lost = 0;
   /** Records taken. */
   taken = 0;
-  /** Per descriptor of the current batch: matched (1), and where its (inner) IPv4 header is. */
-  private readonly matched: Uint8Array;
+  /** The descriptors of the current batch that matched, and where their (inner) IPv4 header is. */
+  private readonly matchedList: Uint16Array;
   private readonly ipAt: Int32Array;
+  private nMatched = 0;
   /** drop/decap stages: the frame as it was before processing, kept until its fate is known. */
   private readonly scratch: Uint8Array;
   private readonly scratchLen: Uint16Array;
@@ -137,14 +139,28 @@ export class CaptureTap {
   private readonly comments: Uint8Array[] = [];
   private ts = 0;
   private readonly enc = new TextEncoder();
+  /** The filter as numbers (-1: not given), so matching reads no optional properties. */
+  private readonly fHost: number;
+  private readonly fSrc: number;
+  private readonly fDst: number;
+  private readonly fProto: number;
+  private readonly fPort: number;
+  private readonly fAll: boolean;
 
   constructor(opts: CaptureOptions, batch: number) {
     this.filter = opts.filter;
+    const f = opts.filter;
+    this.fHost = f.host ?? -1;
+    this.fSrc = f.src ?? -1;
+    this.fDst = f.dst ?? -1;
+    this.fProto = f.proto ?? -1;
+    this.fPort = f.port ?? -1;
+    this.fAll = this.fHost < 0 && this.fSrc < 0 && this.fDst < 0 && this.fProto < 0 && this.fPort < 0;
     this.stage = opts.stage;
     this.remaining = Math.max(1, opts.count);
     this.buf = new Uint8Array(opts.bufferBytes ?? 1 << 20);
     this.dv = new DataView(this.buf.buffer);
-    this.matched = new Uint8Array(batch);
+    this.matchedList = new Uint16Array(batch);
     this.ipAt = new Int32Array(batch);
     const keepsCopies = opts.stage === Stage.DROP || opts.stage === Stage.DECAP;
     this.scratch = new Uint8Array(keepsCopies ? batch * (SLOT_SIZE + 64) : 0);
@@ -167,19 +183,33 @@ export class CaptureTap {
   /** Before the pipeline touches the batch: match each frame; rx records now, drop/decap copies kept. */
   before(pool: FramePool, n: number, port: number, ports: CapturePorts): void {
     const b = pool.bytes;
-    this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    const slot = pool.slot;
+    const off = pool.off;
+    const lens = pool.len;
     const link = ports.linkOf(port);
-    const stage = this.stage;
+    const list = this.matchedList;
+    const ipAt = this.ipAt;
+    // The part every frame pays: find the header, compare a few fields.
+    let k = 0;
     for (let i = 0; i < n; i++) {
-      this.matched[i] = 0;
-      this.scratchLen[i] = 0;
-      if (this.remaining <= 0) continue;
-      const f = pool.start(i);
-      const len = pool.len[i];
+      const f = (slot[i] << SLOT_SHIFT) + off[i];
+      const len = lens[i];
       const ip = innerIp(b, f, len, link);
-      this.ipAt[i] = ip;
       if (!this.matches(b, f, len, ip, link)) continue;
-      this.matched[i] = 1;
+      list[k] = i;
+      ipAt[k] = ip;
+      k++;
+    }
+    this.nMatched = k;
+    if (k === 0) return;
+    this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    const stage = this.stage;
+    for (let j = 0; j < k && this.remaining > 0; j++) {
+      const i = list[j];
+      const ip = ipAt[j];
+      const f = pool.start(i);
+      const len = lens[i];
+      this.scratchLen[i] = 0;
       const peer = link === Link.VXLAN ? pool.addr[i] : 0;
       const sport = link === Link.VXLAN ? pool.aport[i] : 0;
       if (stage === Stage.RX) this.record(ports.portName[port], '', b, f, len, link, ports.nodeIp, peer, sport);
@@ -199,8 +229,8 @@ export class CaptureTap {
     const stage = this.stage;
     const b = pool.bytes;
     if (stage === Stage.RX) return;
-    for (let i = 0; i < n; i++) {
-      if (this.matched[i] === 0 || this.remaining <= 0) continue;
+    for (let j = 0; j < this.nMatched && this.remaining > 0; j++) {
+      const i = this.matchedList[j];
       const o = verdicts[i];
       if (stage === Stage.DROP) {
         if (o === dropVerdict) this.recordKept(i, ports.portName[port], this.comment(reasons[i]));
@@ -210,7 +240,7 @@ export class CaptureTap {
         const f = pool.start(i);
         const len = pool.len[i];
         const outLink = ports.linkOf(o);
-        const ip = this.ipAt[i];
+        const ip = this.ipAt[j];
         // The routed packet is still where it was received (encapsulation and Ethernet rewrites
         // happen in front of it): it ends where the frame ends. Packets podway built instead (an
         // ICMP error) are taken from the frame itself.
@@ -224,24 +254,33 @@ export class CaptureTap {
   }
 
   private matches(b: Uint8Array, f: number, len: number, ip: number, link: number): boolean {
-    const flt = this.filter;
-    if (flt.host === undefined && flt.src === undefined && flt.dst === undefined && flt.proto === undefined && flt.port === undefined) return true;
-    if (ip >= 0) {
-      const end = f + len;
-      if (flt.port !== undefined) {
-        const l4 = ip + ((b[ip] & 15) << 2);
-        if (l4 + 4 > end) return false;
-      }
-      return traceMatches(flt, b, ip);
+    if (this.fAll) return true;
+    if (ip < 0) return this.matchesArp(b, f, len, link);
+    // traceMatches' rules on numbers, reading only the fields the filter names; the L4 ports are
+    // bounds-checked.
+    const proto = b[ip + 9];
+    if (this.fProto >= 0 && proto !== this.fProto) return false;
+    if (this.fPort >= 0) {
+      if (proto !== 6 && proto !== 17) return false;
+      const l4 = ip + ((b[ip] & 15) << 2);
+      if (l4 + 4 > f + len) return false;
+      if (((b[l4] << 8) | b[l4 + 1]) !== this.fPort && ((b[l4 + 2] << 8) | b[l4 + 3]) !== this.fPort) return false;
     }
-    // ARP on an Ethernet port: the sender and target addresses.
-    if (link === Link.ETHERNET && len >= ETH_HLEN + 28 && b[f + 12] === 0x08 && b[f + 13] === 0x06) {
-      const a = f + ETH_HLEN;
-      const spa = ((b[a + 14] << 24) | (b[a + 15] << 16) | (b[a + 16] << 8) | b[a + 17]) >>> 0;
-      const tpa = ((b[a + 24] << 24) | (b[a + 25] << 16) | (b[a + 26] << 8) | b[a + 27]) >>> 0;
-      return traceMatchesArp(flt, spa, tpa);
-    }
-    return false;
+    if (this.fHost < 0 && this.fSrc < 0 && this.fDst < 0) return true;
+    const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+    const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
+    if (this.fHost >= 0 && src !== this.fHost && dst !== this.fHost) return false;
+    if (this.fSrc >= 0 && src !== this.fSrc) return false;
+    return this.fDst < 0 || dst === this.fDst;
+  }
+
+  /** ARP on an Ethernet port: the sender and target addresses. */
+  private matchesArp(b: Uint8Array, f: number, len: number, link: number): boolean {
+    if (link !== Link.ETHERNET || len < ETH_HLEN + 28 || b[f + 12] !== 0x08 || b[f + 13] !== 0x06) return false;
+    const a = f + ETH_HLEN;
+    const spa = ((b[a + 14] << 24) | (b[a + 15] << 16) | (b[a + 16] << 8) | b[a + 17]) >>> 0;
+    const tpa = ((b[a + 24] << 24) | (b[a + 25] << 16) | (b[a + 26] << 8) | b[a + 27]) >>> 0;
+    return traceMatchesArp(this.filter, spa, tpa);
   }
 
   private comment(reason: number): string {

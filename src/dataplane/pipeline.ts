@@ -6,7 +6,7 @@
  * Hot-path rules: no allocation per packet (frames are offsets into the pool, headers are written
  * in place, templates are prebuilt per next hop), one JS call per batch in each direction,
  * incremental checksums. Tracing costs one boolean test per packet while off; capture one test per
- * batch (a capturing batch takes processBatchCaptured).
+ * batch.
  */
 // Hot path: import from the modules themselves, not the packet/ index (whose `export *` re-exports
 // are getters on every call).
@@ -104,7 +104,8 @@ export class Pipeline implements CapturePorts {
   trace: TraceSession | null = null;
   /** Set while `podway capture` runs (tested once per batch). */
   capture: CaptureTap | null = null;
-  /** The reason of the last drop (read per packet only by a capturing batch; pipeline6 sets it too). */
+  /** The reason of the last drop, noted per dropped frame in `reasons` for capture (every path
+   * that returns DROP sets it, pipeline6's too). */
   lastDrop = 0;
   private readonly reasons: Uint16Array;
   private tr: TraceRecord | null = null;
@@ -184,7 +185,10 @@ export class Pipeline implements CapturePorts {
   }
 
   processBatch(port: number, n: number): void {
-    if (this.capture !== null) return this.processBatchCaptured(port, n, this.capture);
+    // Capture is tested once per batch here and once after; a drop notes its reason for it on the
+    // drop path only.
+    const cap = this.capture;
+    if (cap !== null) cap.before(this.pool, n, port, this);
     const role = this.role[port];
     const pc = port * PORT_COUNTERS;
     this.portCounters[pc + PortCounter.RX] += n;
@@ -202,53 +206,18 @@ export class Pipeline implements CapturePorts {
       else if (role === Role.IPIP_RX) o = this.fromIpip(i);
       else if (role === Role.UNDERLAY) o = this.fromUnderlay(i);
       else if (role === Role.HOST_TUN) o = this.fromHost(i, port);
-      else o = DROP;
+      else o = this.dropCounted(0);
       if (this.tr !== null) this.finishTrace(o);
       if (o >= 0) this.markOut(o);
       else if (o === DROP) {
         this.portCounters[pc + PortCounter.DROPS]++;
         this.counterBytes[this.lastDrop] += this.pool.len[i];
+        this.reasons[i] = this.lastDrop;
       }
       out[i] = o;
     }
     this.portCounters[pc + PortCounter.RX_BYTES] += bytes;
-    this.flush(n);
-  }
-
-  /** The same batch while a capture runs: the tap sees the frames before and after processing,
-   * with each drop's reason. */
-  private processBatchCaptured(port: number, n: number, cap: CaptureTap): void {
-    const role = this.role[port];
-    const pc = port * PORT_COUNTERS;
-    this.portCounters[pc + PortCounter.RX] += n;
-    this.rxBatches[batchBucket(n)]++;
-    this.rxBatches[BATCH_SUM] += n;
-    const out = this.out;
-    cap.before(this.pool, n, port, this);
-    let bytes = 0;
-    for (let i = 0; i < n; i++) {
-      bytes += this.pool.len[i];
-      this.lastDrop = 0;
-      let o: number;
-      if ((this.pool.flags[i] & DescFlag.TRUNCATED) !== 0) o = this.drop(Reason.TRUNCATED);
-      else if (role === Role.POD_L2) o = this.fromPodL2(i, port);
-      else if (role === Role.POD_TUN) o = this.fromPodTun(i, port);
-      else if (role === Role.VXLAN_RX) o = this.fromVxlan(i);
-      else if (role === Role.IPIP_RX) o = this.fromIpip(i);
-      else if (role === Role.UNDERLAY) o = this.fromUnderlay(i);
-      else if (role === Role.HOST_TUN) o = this.fromHost(i, port);
-      else o = DROP;
-      if (this.tr !== null) this.finishTrace(o);
-      if (o >= 0) this.markOut(o);
-      else if (o === DROP) {
-        this.portCounters[pc + PortCounter.DROPS]++;
-        this.counterBytes[this.lastDrop] += this.pool.len[i];
-      }
-      out[i] = o;
-      this.reasons[i] = o === DROP ? this.lastDrop : 0;
-    }
-    this.portCounters[pc + PortCounter.RX_BYTES] += bytes;
-    cap.after(this.pool, n, port, out, this.reasons, DROP, this);
+    if (cap !== null) cap.after(this.pool, n, port, out, this.reasons, DROP, this);
     this.flush(n);
   }
 

@@ -300,7 +300,10 @@ export class Pipeline6 {
     const b = this.b;
     this.p.counters[reason]++;
     const l4 = this.walk[2] === 0 ? this.walk[1] : -1;
-    if (!mayReplyWithIcmpv6Error(b, ip, this.walk[0], l4)) return DROP;
+    if (!mayReplyWithIcmpv6Error(b, ip, this.walk[0], l4)) {
+      this.p.lastDrop = reason; // counted above
+      return DROP;
+    }
     const src = this.hasNodeIp6 ? this.nodeIp6 : GATEWAY_IP6;
     const n = buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, src, 0, 64);
     const total = IPV6_HEADER_LEN + ((b[n + ETH_HLEN + 4] << 8) | b[n + ETH_HLEN + 5]);

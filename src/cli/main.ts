@@ -10,6 +10,7 @@ import { table } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
+import { addNodeCommands } from './node-status';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { controlRequest, defaultControlPath } from '../dataplane/control-server';
 import { validateNodeName } from '../control/resources';
@@ -88,6 +89,8 @@ export function buildProgram(): Command {
     .option('--nat-max-flows <n>', 'natOutgoing: NATed flows at once; new ones beyond are refused and counted', (v) => Number(v), 65536)
     .option('--metrics-port <port>', 'serve Prometheus /metrics, /livez and /readyz on this port (or FELIX_PROMETHEUSMETRICSENABLED=true and FELIX_PROMETHEUSMETRICSPORT, default 9091)')
     .option('--metrics-host <addr>', 'address for the metrics port (default every address; or FELIX_PROMETHEUSMETRICSHOST)')
+    .option('--bgp', 'run the BGP speaker with Calico\'s peering model (also CALICO_NETWORKING_BACKEND=bird)')
+    .option('--bgp-secrets <dir>', 'BGPPeer password secrets, read from DIR/<secret>/<key> (a mounted Kubernetes secret\'s layout)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix\'s FELIX_LOGSEVERITYSCREEN; default info); change it later with `podway log-level`')
     .action(async (o) => {
       const node = nodeOption(o.node);
@@ -103,7 +106,8 @@ export function buildProgram(): Command {
       const logLevel = startLevel(o.logLevel);
       const metricsPort = metricsPortOption(o.metricsPort);
       const metricsHost: string | undefined = o.metricsHost ?? (process.env.FELIX_PROMETHEUSMETRICSHOST || undefined);
-      await runNode({ natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers, logLevel, metricsPort, metricsHost });
+      const bgp = !!o.bgp || process.env.CALICO_NETWORKING_BACKEND === 'bird';
+      await runNode({ bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, qdiscBypass: !!o.qdiscBypass, workers: o.workers, logLevel, metricsPort, metricsHost });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {
@@ -127,8 +131,11 @@ export function buildProgram(): Command {
   clientCommand(program, 'counters', 'show per-port counters and drop reasons', (r) => {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
     const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods, ${r.nat.refused} new flows refused (table full), ${r.nat.icmpUnmatched} ICMP errors quoting no known flow\n` : '';
-    return table(r.ports) + '\n' + table(reasons) + nat;
+    const bgp = r.bgpPeers ? '\n' + table(r.bgpPeers, ['peer', 'type', 'state', 'messagesIn', 'messagesOut', 'updatesIn', 'updatesOut', 'prefixesReceived', 'prefixesAccepted']) : '';
+    return table(r.ports) + '\n' + table(reasons) + nat + bgp;
   });
+  // node status: the BGP sessions, as calicoctl node status.
+  addNodeCommands(program, controlPath);
 
   program
     .command('trace')

@@ -6,6 +6,15 @@
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import type { NodeDataplaneModel } from '../control';
+import type { NodeStatus } from '../control/bgp/agent';
+
+/** BGP in the model thread (`podway run --bgp`). */
+export interface ModelSourceBgp {
+  readonly bgp?: boolean;
+  readonly bgpSecretsDir?: string;
+  /** The BGP agent's log lines (sessions up and down, skipped peers). */
+  readonly onLog?: (level: 'info' | 'warn', message: string) => void;
+}
 
 export type ModelMessage =
   | { type: 'model'; model: NodeDataplaneModel; ms: number }
@@ -13,10 +22,13 @@ export type ModelMessage =
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string; inSync?: boolean }
   | { type: 'status'; message: string; inSync?: boolean }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string }
+  | { type: 'log'; level: 'info' | 'warn'; message: string };
 
 export class ModelSource {
   private listener: (m: ModelMessage) => void = () => {};
+  private nextId = 0;
+  private readonly pendingStatus = new Map<number, (s: NodeStatus | null) => void>();
 
   private constructor(private readonly worker: Worker) {}
 
@@ -25,12 +37,18 @@ export class ModelSource {
    * clear error. Errors before the first model that the datastore retries on (etcd not reachable
    * yet) go to `say` and the wait goes on, as calico-node waits for its datastore.
    */
-  static start(spec: string, node: string, say: (m: string) => void = () => {}): Promise<{ source: ModelSource; first: NodeDataplaneModel }> {
-    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node } });
+  static start(spec: string, node: string, say: (m: string) => void = () => {}, bgp: ModelSourceBgp = {}): Promise<{ source: ModelSource; first: NodeDataplaneModel }> {
+    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir } });
     const source = new ModelSource(worker);
     return new Promise((resolve, reject) => {
       let started = false;
-      worker.on('message', (m: ModelMessage) => {
+      worker.on('message', (m: ModelMessage | { type: 'bgp-status'; id: number; status: NodeStatus }) => {
+        if (m.type === 'bgp-status') {
+          source.pendingStatus.get(m.id)?.(m.status);
+          source.pendingStatus.delete(m.id);
+          return;
+        }
+        if (m.type === 'log') return bgp.onLog?.(m.level, m.message);
         if (started) return source.listener(m);
         if (m.type === 'model') {
           started = true;
@@ -49,6 +67,18 @@ export class ModelSource {
       worker.once('exit', (code) => {
         if (!started) reject(new Error(`model worker exited (${code}) before the first model`));
       });
+    });
+  }
+
+  /** The BGP sessions as the model thread sees them (null: no answer within 2 s). */
+  bgpStatus(): Promise<NodeStatus | null> {
+    return new Promise((resolve) => {
+      const id = ++this.nextId;
+      this.pendingStatus.set(id, resolve);
+      this.worker.postMessage({ type: 'bgp-status', id });
+      setTimeout(() => {
+        if (this.pendingStatus.delete(id)) resolve(null);
+      }, 2000).unref();
     });
   }
 

@@ -12,15 +12,30 @@
  *                                  good state stays; before the first model: still trying)
  *   {type:'status', message}       the datastore is reachable again, or re-listing (for the log)
  *   {type:'fatal', message}        the datastore could not be used at start
+ *   {type:'log', level, message}   a line for the log (BGP sessions coming and going)
+ *   {type:'bgp-status', id, status} the answer to {type:'bgp-status', id} (`podway node status`)
  * 'error' and 'status' from etcd or the embedded store carry inSync: whether the store is reachable
  * and not re-listing (readiness; a file datastore is always in sync).
+ *
+ * With workerData.bgp the thread also runs the BGP speaker (control/bgp/agent.ts), as calico-node
+ * runs BIRD beside Felix: each snapshot updates its peers and exports, and each change of the
+ * learned routes recomputes the model from the last snapshot.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { openDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel, KvDatastore } from '../control';
 import { findUnderlay } from '../dataplane/host';
+import { BgpAgent, NodeStatus } from '../control/bgp/agent';
+import { BgpSpeaker } from '../control/bgp/speaker';
+import type { LearnedRoute } from '../control/route-calc';
+import { secretFromDir } from './bgp-secrets';
 
-interface ModelWorkerInit { spec: string; node: string }
+interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string }
+
+/** What `podway node status` gets when BGP is off. */
+export function bgpDisabledStatus(node: string): NodeStatus {
+  return { enabled: false, node, asNumber: null, routerId: null, peers: [], exported: 0, learned: 0 };
+}
 
 /** A model's identity for "nothing changed" (Sets as sorted arrays, so equal models compare equal). */
 export function modelKey(model: NodeDataplaneModel): string {
@@ -35,18 +50,44 @@ if (parentPort) {
   /** The underlay MTU by node IP, read once per address (it decides the tunnel MTUs). */
   const underlayMtu = new Map<number, number>();
   let lastKey = '';
+  let lastSnapshot: ClusterSnapshot | null = null;
+  let learned: readonly LearnedRoute[] = [];
+  const agent = init.bgp
+    ? new BgpAgent({
+        node: init.node,
+        createSpeaker: (options) => new BgpSpeaker({ ...options, log: (level, message) => port.postMessage({ type: 'log', level, message }) }),
+        resolveSecret: init.bgpSecretsDir ? (name, key) => secretFromDir(init.bgpSecretsDir!, name, key) : undefined,
+        log: (message) => port.postMessage({ type: 'log', level: 'info', message }),
+        onLearned: (routes) => {
+          learned = routes;
+          if (lastSnapshot) onChange(lastSnapshot, false);
+        },
+      })
+    : null;
 
   const modelFor = (snap: ClusterSnapshot): NodeDataplaneModel => {
-    const first = computeNodeModel(snap, init.node);
+    const bgp = agent ? { bgp: { learned } } : {};
+    const first = computeNodeModel(snap, init.node, bgp);
     let mtu = underlayMtu.get(first.node.ip);
     if (mtu === undefined) {
       mtu = findUnderlay(first.node.ip).mtu;
       underlayMtu.set(first.node.ip, mtu);
     }
-    return mtu === first.mtu.underlay ? first : computeNodeModel(snap, init.node, { underlayMtu: mtu });
+    return mtu === first.mtu.underlay ? first : computeNodeModel(snap, init.node, { underlayMtu: mtu, ...bgp });
+  };
+
+  /** A new snapshot updates the speaker's peers and exports; a bad plan keeps the last one. */
+  const updateBgp = (snap: ClusterSnapshot): void => {
+    if (!agent) return;
+    try {
+      agent.update(snap);
+    } catch (e) {
+      port.postMessage({ type: 'error', message: `bgp: ${(e as Error).message} (keeping the last BGP settings)`, inSync: inSync() });
+    }
   };
 
   const publish = (snap: ClusterSnapshot, t0: number): void => {
+    lastSnapshot = snap;
     const model = modelFor(snap);
     const key = modelKey(model);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
@@ -62,21 +103,28 @@ if (parentPort) {
   store.onError((e) => port.postMessage({ type: 'error', message: e.message, inSync: inSync() }));
   // Informational lines of a KV datastore: reachable again, resyncing after a compaction.
   if (store instanceof KvDatastore) store.onStatus((line) => port.postMessage({ type: 'status', message: line, inSync: inSync() }));
-  const onChange = (snap: ClusterSnapshot): void => {
+  const onChange = (snap: ClusterSnapshot, fromDatastore = true): void => {
     const t0 = performance.now();
+    if (fromDatastore) updateBgp(snap);
     try {
       publish(snap, t0);
     } catch (e) {
       port.postMessage({ type: 'rejected', message: (e as Error).message });
     }
   };
-  port.on('message', (m: { type: string }) => {
-    if (m.type === 'stop') void store.close().then(() => port.close());
+  port.on('message', (m: { type: string; id?: number }) => {
+    if (m.type === 'stop') {
+      // Graceful: our peers keep our routes for the restart time (a restart is not a withdrawal).
+      void (agent ? agent.stop(true) : Promise.resolve()).then(() => store.close()).then(() => port.close());
+    } else if (m.type === 'bgp-status') {
+      port.postMessage({ type: 'bgp-status', id: m.id, status: agent ? agent.status() : bgpDisabledStatus(init.node) });
+    }
   });
   // The first snapshot: a model this node cannot compute is fatal at start (not later).
   const t0 = performance.now();
   store.start().then(
     (snap) => {
+      updateBgp(snap);
       try {
         publish(snap, t0);
       } catch (e) {

@@ -50,6 +50,10 @@ export interface RunOptions {
   natUdpTimeout?: number;
   /** natOutgoing: NATed flows at once before new ones are refused (default 65,536). */
   natMaxFlows?: number;
+  /** Run the BGP speaker with Calico's peering model (`--bgp`, CALICO_NETWORKING_BACKEND=bird). */
+  bgp?: boolean;
+  /** Where BGPPeer password secrets are read from (DIR/<secret>/<key>). */
+  bgpSecretsDir?: string;
 }
 
 /** What podway's nftables table should hold for this model. */
@@ -141,10 +145,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
     health.setDatastore(false, 'waiting for the first snapshot');
     // Parsing, validation and the model run in their own thread from the start: the forwarding
     // thread only ever receives finished models. A datastore that cannot be used stops us here.
+    const bgpLog = log.child({ component: 'bgp' });
     const { source, first } = await ModelSource.start(opts.datastore, opts.node, (m) => {
       dsLog.warn(m);
       health.setDatastore(false, m.replace(/^datastore: /, ''));
-    });
+    }, { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level, m) => (level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)) });
     health.setDatastore(true);
     say(`datastore ${specText}`);
     current = first;
@@ -189,6 +194,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const server = startControlServer(eng, sock, workerCounters, {
       nat,
       taps,
+      bgpStatus: () => source.bgpStatus(),
       status: async () => {
         const r = await health.report();
         return { ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, logLevel: log.level, metricsPort: opts.metricsPort ?? null };

@@ -1,6 +1,7 @@
 /**
  * The local control socket of a running podway: newline-delimited JSON requests
- * ({"cmd":"status"|"routes"|"endpoints"|"counters"|"trace", ...}) answered with one JSON line.
+ * ({"cmd":"status"|"routes"|"endpoints"|"counters"|"trace"|"node-status", ...}) answered with one
+ * JSON line.
  * {"cmd":"capture", ...} is answered with one JSON line too, after which the connection carries
  * the capture's frames (see CaptureFrame) until the capture ends or the client closes it.
  * `podway run` adds to the status (readiness, log level) and adds commands (log-level) through
@@ -16,6 +17,7 @@ import { Taps } from './taps';
 import { countRecords, parseStage, STAGE_NAMES } from './capture';
 import { peerRefusal } from './peer-cred';
 import { validateNodeName } from '../control/resources';
+import type { NodeStatus as BgpNodeStatus } from '../control/bgp/agent';
 
 /** The node name becomes a file name, so it is checked here too (no `../` out of /run/podway). */
 export function defaultControlPath(node: string): string {
@@ -32,6 +34,8 @@ export interface ControlExtras {
   nat?: { status(): unknown; counters(): Promise<unknown> };
   /** Trace and capture across the forwarding workers (default: this engine alone). */
   taps?: Taps;
+  /** The BGP sessions of `podway run --bgp` (null: the model thread did not answer). */
+  bgpStatus?: () => Promise<BgpNodeStatus | null>;
   /** Merged into the status answer (readiness, log level). */
   status?: () => Promise<Record<string, unknown>>;
   /** More commands, by name (e.g. log-level): the request in, the answer out. */
@@ -207,7 +211,20 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
       return engine.endpointList();
     case 'counters': {
       const merged = mergeCounters(engine.counters(), await workerCounters());
-      return extras.nat ? { ...merged, nat: await extras.nat.counters() } : merged;
+      const withNat = extras.nat ? { ...merged, nat: await extras.nat.counters() } : merged;
+      // Per BGP peer: messages, updates, prefixes received/accepted (only when BGP runs).
+      const bgp = extras.bgpStatus ? await extras.bgpStatus() : null;
+      if (!bgp?.enabled) return withNat;
+      const bgpPeers = bgp.peers.map((p) => ({
+        peer: p.address, type: p.type, state: p.bgpState, messagesIn: p.messagesIn, messagesOut: p.messagesOut,
+        updatesIn: p.updatesIn, updatesOut: p.updatesOut, prefixesReceived: p.prefixesReceived, prefixesAccepted: p.prefixesAccepted,
+      }));
+      return { ...withNat, bgpPeers };
+    }
+    case 'node-status': {
+      const status = extras.bgpStatus ? await extras.bgpStatus() : null;
+      if (extras.bgpStatus && status === null) throw new Error('the model thread did not answer within 2 s');
+      return status ?? { enabled: false, peers: [] };
     }
     case 'trace': {
       const f = parseTraceFilter(req.filter ?? []);

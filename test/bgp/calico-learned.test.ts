@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bestLearnedRoutes, learnedEqual } from '../../src/control/bgp/learned-routes';
-import type { BgpRoute } from '../../src/control/bgp/speaker-api';
+import type { BgpRoute } from '../../src/control/bgp/speaker';
 
 const r = (prefix: string, peer: string, extra: Partial<BgpRoute> = {}): BgpRoute => ({ prefix, nextHop: peer, peer, asPath: [], communities: [], ...extra });
 

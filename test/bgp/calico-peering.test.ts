@@ -42,6 +42,8 @@ test('BGPConfiguration asNumber and Node asNumber; mesh off leaves no mesh sessi
   const plan2 = computeBgpPlan(snap, 'node2');
   assert.is(plan2.speaker.localAs, 65001);
   assert.equal(plan2.peers.map((p) => [p.address, p.asNumber]), [['10.99.0.2', 65100]]);
+  const ported = computeBgpPlan(snapshotOf(ippool, bgpConfig({ listenPort: 1179 }), ...nodes), 'node1');
+  assert.equal(ported.peers.map((p) => p.port), [1179, 1179], 'mesh peers listen on the cluster\'s port too');
   const off = computeBgpPlan(snapshotOf(ippool, bgpConfig({ nodeToNodeMeshEnabled: false, listenPort: 1179, bindMode: 'NodeIP' }), ...nodes), 'node1');
   assert.equal(off.peers, []);
   assert.equal(off.speaker, { localAs: 64512, routerId: '10.99.0.2', gracefulRestartSeconds: 120, listenPort: 1179, listenAddress: '10.99.0.2' });

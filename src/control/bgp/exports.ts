@@ -4,7 +4,7 @@
 // and addresses of disabled pools, and of pools with disableBGPExport, are not announced.
 import { cidrContainsAddr, cidrContainsCidr, IPv4Cidr, makeIPv4Cidr, parseIPv4Cidr, parseIPv4WithPrefix } from '../ipv4';
 import type { ClusterSnapshot } from '../snapshot';
-import type { BgpExport } from './speaker-api';
+import type { BgpExport } from './speaker';
 
 /** The prefixes `nodeName` announces, sorted by address then length, each once. */
 export function computeExports(snapshot: ClusterSnapshot, nodeName: string): BgpExport[] {

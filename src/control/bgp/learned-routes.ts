@@ -5,7 +5,7 @@
 // order. IPv6 prefixes are left out (the route calculation is IPv4).
 import { parseIPv4, parseIPv4Cidr } from '../ipv4';
 import type { LearnedRoute } from '../route-calc';
-import type { BgpRoute } from './speaker-api';
+import type { BgpRoute } from './speaker';
 
 const DEFAULT_LOCAL_PREF = 100;
 

@@ -6,7 +6,8 @@
 // - Node-to-node mesh (BGPConfiguration nodeToNodeMeshEnabled, default on): one session to every
 //   other node that has an IPv4 address, named Mesh_<ip with '_'>. Only one side connects: the
 //   node whose address is the smaller *string* (Calico compares them as text) is active, the other
-//   passive, so a restart never races a second connection from the far side.
+//   passive, so a restart never races a second connection from the far side. Every node listens
+//   on BGPConfiguration listenPort (default 179), so sessions to other nodes use that port.
 // - Route reflectors: a node with spec.bgp.routeReflectorClusterID skips the mesh, and mesh nodes
 //   do not mesh with it (its sessions come from BGPPeers). A reflector treats same-AS peers that
 //   are not reflectors themselves as `rr client`, with its cluster ID.
@@ -23,7 +24,7 @@ import type { Node } from '../resources';
 import type { BGPConfiguration } from '../calico-kinds';
 import type { ClusterSnapshot } from '../snapshot';
 import { Selector } from '../ipam/selector';
-import type { BgpExport, BgpPeerConfig, BgpSpeakerOptions } from './speaker-api';
+import type { BgpExport, BgpPeerConfig, BgpSpeakerOptions } from './speaker';
 import { computeExports } from './exports';
 
 export const DEFAULT_AS_NUMBER = 64512;
@@ -133,11 +134,14 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   const rrClientOf = (asNumber: number, peerRr: string | null): boolean =>
     self.rrClusterId !== null && peerRr === null && asNumber === self.asNumber;
 
+  // Other Calico nodes listen on the cluster's port (BGPConfiguration listenPort), as we do.
+  const nodePort = config?.spec.listenPort !== undefined ? { port: config.spec.listenPort } : {};
+
   if (meshEnabled && self.rrClusterId === null) {
     for (const other of nodes) {
       if (other.name === nodeName || other.ipText === null || other.rrClusterId !== null) continue;
       add({
-        address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, localAddress: selfIp,
+        address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, localAddress: selfIp, ...nodePort,
         type: 'node-to-node mesh', name: `Mesh_${protocolSuffix(other.ipText)}`, source: 'mesh', description: `Mesh_${protocolSuffix(other.ipText)}`,
       });
     }
@@ -185,7 +189,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
         if (other.name === nodeName || other.ipText === null || !sel.matches(other.labels)) continue;
         const name = `${prefix}_${protocolSuffix(other.ipText)}`;
         add({
-          ...common, address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, name, description: name,
+          ...common, ...nodePort, address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, name, description: name,
           ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
         });
       }

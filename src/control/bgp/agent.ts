@@ -1,0 +1,164 @@
+// The BGP side of `podway run --bgp`, in the model thread next to the route calculation (as
+// calico-node runs BIRD beside Felix): every datastore snapshot becomes a plan (peering.ts), which
+// is handed to the speaker; the speaker's learned routes, reduced to one per prefix, come back to
+// the caller, which recomputes the node's model with them. The speaker is made anew only when its
+// own settings (AS, router ID, cluster ID, listen port) change; peers and exports are updated in
+// place, so sessions that stay in the plan are not reset.
+import type { ClusterSnapshot } from '../snapshot';
+import type { LearnedRoute } from '../route-calc';
+import { BgpPlan, BgpPlanOptions, computeBgpPlan, PeerType, speakerOptionsEqual } from './peering';
+import { bestLearnedRoutes, learnedEqual } from './learned-routes';
+import type { BgpPeerStatus, BgpSpeaker, BgpSpeakerOptions, BgpState } from './speaker';
+
+/** One row of `podway node status` (calicoctl's columns, then the per-peer counters). */
+export interface NodeStatusPeer {
+  readonly address: string;
+  readonly type: PeerType;
+  readonly name: string;
+  readonly asNumber: number;
+  /** BIRD's protocol state as calicoctl shows it: `up` when Established, else `start`. */
+  readonly state: 'up' | 'start';
+  /** When the session entered its present state (ISO time). */
+  readonly since: string;
+  /** The BGP state, with the speaker's last error while not Established. */
+  readonly info: string;
+  readonly bgpState: BgpState;
+  readonly messagesIn: number;
+  readonly messagesOut: number;
+  readonly updatesIn: number;
+  readonly updatesOut: number;
+  readonly prefixesReceived: number;
+  readonly prefixesAccepted: number;
+}
+
+export interface NodeStatus {
+  readonly enabled: boolean;
+  readonly node: string;
+  readonly asNumber: number | null;
+  readonly routerId: string | null;
+  readonly peers: readonly NodeStatusPeer[];
+  readonly exported: number;
+  readonly learned: number;
+}
+
+export interface BgpAgentOptions extends BgpPlanOptions {
+  readonly node: string;
+  readonly createSpeaker: (options: BgpSpeakerOptions) => BgpSpeaker;
+  readonly log: (line: string) => void;
+  /** Called (coalesced) when the best learned routes change. */
+  readonly onLearned: (learned: readonly LearnedRoute[]) => void;
+  /** Quiet time after a burst of route changes before onLearned (default 20 ms). */
+  readonly settleMs?: number;
+}
+
+export class BgpAgent {
+  private speaker: BgpSpeaker | null = null;
+  private plan: BgpPlan | null = null;
+  private best: readonly LearnedRoute[] = [];
+  private warningsKey = '';
+  private timer: NodeJS.Timeout | undefined;
+  /** Speaker starts and stops, one at a time and in order. */
+  private chain: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly options: BgpAgentOptions) {}
+
+  /** The routes in use (one per prefix). */
+  learned(): readonly LearnedRoute[] {
+    return this.best;
+  }
+
+  /**
+   * Applies a snapshot. Throws (nothing changed) when this node has no plan, e.g. no address yet;
+   * the previous plan then stays in force, as the dataplane keeps its last good model.
+   */
+  update(snapshot: ClusterSnapshot): void {
+    if (this.stopped) return;
+    const plan = computeBgpPlan(snapshot, this.options.node, this.options);
+    const warningsKey = plan.warnings.join('\n');
+    if (warningsKey !== this.warningsKey) for (const w of plan.warnings) this.options.log(`bgp: ${w}`);
+    this.warningsKey = warningsKey;
+    const previous = this.plan;
+    this.plan = plan;
+    if (!this.speaker || !previous || !speakerOptionsEqual(previous.speaker, plan.speaker)) {
+      this.replaceSpeaker(plan);
+      return;
+    }
+    this.speaker.setPeers(plan.peers.map(toPeerConfig));
+    this.speaker.setExports([...plan.exports]);
+  }
+
+  status(): NodeStatus {
+    const plan = this.plan;
+    const live = new Map<string, BgpPeerStatus>();
+    for (const s of this.speaker?.status() ?? []) live.set(s.address, s);
+    const peers = (plan?.peers ?? []).map((p): NodeStatusPeer => {
+      const s = live.get(p.address);
+      const bgpState: BgpState = s?.state ?? 'Idle';
+      // The speaker's info is the state, with the last error while not Established ("Active (last: ...)").
+      const info = s?.info || bgpState;
+      return {
+        address: p.address, type: p.type, name: p.name, asNumber: p.asNumber,
+        state: bgpState === 'Established' ? 'up' : 'start',
+        since: (s?.since ?? new Date()).toISOString(), info, bgpState,
+        messagesIn: s?.messagesIn ?? 0, messagesOut: s?.messagesOut ?? 0, updatesIn: s?.updatesIn ?? 0, updatesOut: s?.updatesOut ?? 0,
+        prefixesReceived: s?.prefixesReceived ?? 0, prefixesAccepted: s?.prefixesAccepted ?? 0,
+      };
+    });
+    return {
+      enabled: true, node: this.options.node, asNumber: plan?.speaker.localAs ?? null, routerId: plan?.speaker.routerId ?? null,
+      peers, exported: plan?.exports.length ?? 0, learned: this.best.length,
+    };
+  }
+
+  /** Stops the speaker; graceful: peers keep our routes for the restart time (a restart, not a withdrawal). */
+  stop(graceful = true): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    const speaker = this.speaker;
+    this.speaker = null;
+    this.chain = this.chain.then(() => speaker?.stop({ graceful })).catch((e) => this.options.log(`bgp: stop: ${(e as Error).message}`));
+    return this.chain;
+  }
+
+  private replaceSpeaker(plan: BgpPlan): void {
+    const old = this.speaker;
+    const speaker = this.options.createSpeaker({ ...plan.speaker });
+    this.speaker = speaker;
+    speaker.on('routes', () => this.routesChanged(speaker));
+    speaker.on('error', (e: unknown) => this.options.log(`bgp: ${e instanceof Error ? e.message : String(e)}`));
+    speaker.setPeers(plan.peers.map(toPeerConfig));
+    speaker.setExports([...plan.exports]);
+    const o = plan.speaker;
+    this.chain = this.chain
+      .then(async () => {
+        if (old) {
+          this.options.log('bgp: speaker settings changed; restarting the speaker');
+          await old.stop({ graceful: false });
+        }
+        if (this.speaker !== speaker) return; // replaced again meanwhile
+        await speaker.start();
+        this.options.log(`bgp: speaker up: AS ${o.localAs}, router ID ${o.routerId}${o.clusterId ? `, route reflector cluster ${o.clusterId}` : ''}, ${plan.peers.length} peers, ${plan.exports.length} prefixes exported`);
+      })
+      .catch((e) => this.options.log(`bgp: cannot start the speaker: ${(e as Error).message}`));
+    this.routesChanged(speaker);
+  }
+
+  private routesChanged(speaker: BgpSpeaker): void {
+    if (speaker !== this.speaker || this.stopped) return;
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.stopped || !this.speaker) return;
+      const best = bestLearnedRoutes(this.speaker.learned());
+      if (learnedEqual(best, this.best)) return;
+      this.best = best;
+      this.options.onLearned(best);
+    }, this.options.settleMs ?? 20);
+  }
+}
+
+function toPeerConfig(p: BgpPlan['peers'][number]) {
+  const { type: _type, name: _name, source: _source, ...config } = p;
+  return config;
+}

@@ -1,0 +1,83 @@
+// The BGP agent of `podway run --bgp` (src/control/bgp/agent.ts) with real speakers over loopback
+// (127.0.0.1 and 127.0.0.2, a free port, no root): two nodes of one snapshot mesh, learn each
+// other's exports, report them once settled, follow a datastore change, and show in node status.
+// Also `podway node status`'s table against calicoctl's.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createServer } from 'node:net';
+import { BgpAgent } from '../../src/control/bgp/agent';
+import { BgpSpeaker } from '../../src/control/bgp/speaker';
+import type { LearnedRoute } from '../../src/control/route-calc';
+import { boxTable, formatNodeStatus, formatSince } from '../../src/cli/node-status';
+import { affinity, node, pool, snapshotOf } from '../control/fixtures';
+
+const API = 'projectcalico.org/v3';
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+test('two agents mesh over loopback, learn each other\'s blocks, follow a new block, and report status', async () => {
+  const port = await freePort();
+  const config = { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { listenPort: port, bindMode: 'NodeIP' } };
+  const docs = [pool('p', '10.244.0.0/16'), config, node('node1', '127.0.0.1/8'), node('node2', '127.0.0.2/8'), affinity('node1', '10.244.0.0/26'), affinity('node2', '10.244.0.64/26')];
+  const learned = new Map<string, readonly LearnedRoute[]>();
+  const logs: string[] = [];
+  const agents = ['node1', 'node2'].map((name) => new BgpAgent({
+    node: name,
+    createSpeaker: (o) => new BgpSpeaker({ ...o, connectRetrySeconds: 1, log: (_l, m) => logs.push(`${name}: ${m}`) }),
+    log: (m) => logs.push(`${name}: ${m}`),
+    onLearned: (routes) => learned.set(name, routes),
+  }));
+  try {
+    for (const a of agents) a.update(snapshotOf(...docs));
+    const ok = await until(() => learned.get('node1')?.[0]?.prefix === '10.244.0.64/26' && learned.get('node2')?.[0]?.prefix === '10.244.0.0/26', 15_000);
+    assert.ok(ok, `learned: ${JSON.stringify([...learned])}\n${logs.join('\n')}`);
+    assert.equal(learned.get('node1'), [{ prefix: '10.244.0.64/26', nextHop: '127.0.0.2', peer: '127.0.0.2' }]);
+
+    const st = agents[0]!.status();
+    assert.equal([st.enabled, st.asNumber, st.routerId, st.exported, st.learned], [true, 64512, '127.0.0.1', 1, 1]);
+    assert.equal(st.peers.map((p) => [p.address, p.type, p.state, p.info, p.bgpState]), [['127.0.0.2', 'node-to-node mesh', 'up', 'Established', 'Established']]);
+    assert.ok(st.peers[0]!.updatesIn >= 1 && st.peers[0]!.prefixesAccepted === 1, JSON.stringify(st.peers[0]));
+
+    // node2 gets a second block: node1 learns it without any session being reset.
+    const since = st.peers[0]!.since;
+    for (const a of agents) a.update(snapshotOf(...docs, affinity('node2', '10.244.1.0/26')));
+    assert.ok(await until(() => learned.get('node1')?.length === 2, 10_000), JSON.stringify(learned.get('node1')));
+    assert.is(agents[0]!.status().peers[0]!.since, since, 'the session stayed up');
+  } finally {
+    await Promise.all(agents.map((a) => a.stop(false)));
+  }
+});
+
+test('node status: calicoctl\'s table (centred headers, left-aligned cells), the empty and disabled cases', () => {
+  assert.is(boxTable(['PEER ADDRESS', 'PEER TYPE', 'STATE', 'SINCE', 'INFO'], [['172.17.8.102', 'node-to-node mesh', 'up', '23:30:04', 'Established']]), [
+    '+--------------+-------------------+-------+----------+-------------+',
+    '| PEER ADDRESS |     PEER TYPE     | STATE |  SINCE   |    INFO     |',
+    '+--------------+-------------------+-------+----------+-------------+',
+    '| 172.17.8.102 | node-to-node mesh | up    | 23:30:04 | Established |',
+    '+--------------+-------------------+-------+----------+-------------+',
+    '',
+  ].join('\n'));
+  const now = new Date(2026, 11, 4, 20, 0, 0);
+  assert.is(formatSince(new Date(2026, 11, 4, 9, 5, 7).toISOString(), now), '09:05:07');
+  assert.is(formatSince(new Date(2026, 10, 30, 9, 5, 7).toISOString(), now), '2026-11-30');
+  const base = { enabled: true, node: 'n', asNumber: 64512, routerId: '10.0.0.1', exported: 0, learned: 0 };
+  assert.is(formatNodeStatus({ ...base, peers: [] }, now), 'podway process is running.\n\nIPv4 BGP status\nNo IPv4 peers found.\n\nIPv6 BGP status\nNo IPv6 peers found.\n\n');
+  assert.match(formatNodeStatus({ ...base, enabled: false, peers: [] }, now), /BGP is not enabled on this node/);
+});
+
+test.run();

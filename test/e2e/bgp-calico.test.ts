@@ -1,0 +1,177 @@
+/**
+ * Calico's BGP networking end to end (root, network namespaces, BIRD 2): three nodes on one subnet
+ * in the unencapsulated mode, each running `podway run --bgp`, and nothing else telling a node
+ * where the other nodes' blocks are (in BGP mode the route calculation takes them from BGP only).
+ * The nodes mesh (one side of each pair passive), learn each other's blocks and pods ping across.
+ * BIRD in the fabric namespace plays the top-of-rack router: a global BGPPeer (eBGP, AS 65000)
+ * with every node; it learns the pod blocks (`birdc show route`), installs them in its kernel so a
+ * host outside the cluster pings a pod with no encapsulation and no NAT, and announces a prefix of
+ * its own that the nodes use for pod egress.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, ChildProcess, execFileSync } from 'node:child_process';
+import { writeFileSync, renameSync, existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { guard, teardown, isRoot, until, logTail, track } from './e2e-kit';
+
+const THREE: LabNodeSpec[] = [
+  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
+  { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
+  { name: 'node3', subnet: 'a', pods: [{ name: 'web-3', type: 'veth' }] },
+];
+const TOR_IP = '10.99.0.254';
+const TOR_AS = 65000;
+/** A network behind the ToR, announced by BIRD to the nodes. */
+const OUTSIDE_NET = '198.51.100.0/24';
+const OUTSIDE_HOST = '198.51.100.1';
+const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+
+function birdConf(lab: Lab): string {
+  const neighbours = lab.nodes.map((n) => `
+protocol bgp ${n.name} {
+  local ${TOR_IP} as ${TOR_AS};
+  neighbor ${n.ip} as 64512;
+  connect retry time 2;
+  error wait time 1, 5;
+  ipv4 { import all; export where source = RTS_STATIC; };
+}`).join('\n');
+  return `router id ${TOR_IP};
+protocol device { scan time 2; }
+protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
+protocol static { ipv4; route ${OUTSIDE_NET} unreachable; }
+${neighbours}
+`;
+}
+
+/**
+ * The lab's direct-mode resources plus the ToR as a global BGPPeer, written atomically. Every node
+ * also passes on the blocks it learned from its mesh peers; keepOriginalNextHop keeps their owner
+ * as next hop (what BIRD does by itself on a shared subnet), so the ToR sends straight to the node
+ * that holds the pod rather than through another node.
+ */
+function writeResources(lab: Lab): void {
+  const peer = `apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: tor
+spec:
+  peerIP: ${TOR_IP}
+  asNumber: ${TOR_AS}
+  keepOriginalNextHop: true
+`;
+  writeFileSync(lab.file + '.bgp', lab.resources('direct') + '---\n' + peer);
+  renameSync(lab.file + '.bgp', lab.file);
+}
+
+function podway(args: string[]): string {
+  return execFileSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+}
+
+interface RouteRow { cidr: string; kind: string; node: string; via: string }
+
+test('three podways mesh over BGP, route each other\'s blocks unencapsulated, and a BIRD ToR learns the blocks', async () => {
+  if (!isRoot()) throw new Error('BGP e2e tests need root (network namespaces)');
+  const lab = guard(new Lab(THREE));
+  let bird: ChildProcess | null = null;
+  const birdSock = path.join(lab.dir, 'bird.ctl');
+  const birdc = (...args: string[]) => run('ip', ['netns', 'exec', lab.fabric, 'birdc', '-s', birdSock, ...args], { timeoutMs: 5000 });
+  try {
+    lab.build();
+    lab.setMode('direct');
+    writeResources(lab);
+    // The outside host: an address behind the ToR (on the fabric namespace's loopback).
+    run('ip', ['-n', lab.fabric, 'addr', 'add', `${OUTSIDE_HOST}/32`, 'dev', 'lo']);
+    const conf = path.join(lab.dir, 'bird.conf');
+    writeFileSync(conf, birdConf(lab));
+    // -f: stay in the foreground, so the PID we hold is BIRD's own.
+    bird = track(spawn('ip', ['netns', 'exec', lab.fabric, 'bird', '-f', '-c', conf, '-s', birdSock], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let birdErr = '';
+    bird.stderr!.setEncoding('utf8');
+    bird.stderr!.on('data', (d: string) => (birdErr += d));
+    assert.ok(await until(() => existsSync(birdSock) || bird!.exitCode !== null, 10_000), 'BIRD started');
+    assert.is(bird.exitCode, null, `BIRD runs: ${birdErr}`);
+
+    for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--bgp']);
+
+    // Every node learns the two other blocks from its mesh peers and routes them unencapsulated.
+    const routesOf = async (name: string) => (await controlRequest(lab.node(name).control, { cmd: 'routes' })) as RouteRow[];
+    const converged = await until(async () => {
+      for (const n of lab.nodes) {
+        const routes = await routesOf(n.name);
+        for (const other of lab.nodes) {
+          if (other === n) continue;
+          const r = routes.find((x) => x.cidr === other.block);
+          if (!r || r.kind !== 'direct' || r.via !== other.ip) return false;
+        }
+      }
+      return true;
+    }, 60_000, 250);
+    assert.ok(converged, `every node routes the other blocks over BGP: ${JSON.stringify(await routesOf('node1'))}`);
+
+    for (const [from, to] of [['web-1', 'web-2'], ['web-2', 'web-3'], ['web-3', 'web-1']] as const) {
+      const r = lab.ping(from, lab.pod(to).ip, 3);
+      assert.is(r.loss, 0, `${from} -> ${to}: ${JSON.stringify(r)}`);
+      assert.is(r.ttl, 62, 'two forwarding hops, as with the kernel');
+    }
+
+    // calicoctl node status shape, asked from the running process.
+    const n1 = lab.node('node1');
+    const table = podway(['node', 'status', '--control', n1.control]);
+    assert.match(table, /^podway process is running\.\n\nIPv4 BGP status\n\+-+\+/);
+    assert.match(table, /\| PEER ADDRESS \|\s+PEER TYPE\s+\| STATE \|\s+SINCE\s+\|\s+INFO\s+\|/);
+    assert.match(table, /\| 10\.99\.0\.2\s+\| node-to-node mesh \| up\s+\| \d\d:\d\d:\d\d \| Established \|/);
+    assert.match(table, /\| 10\.99\.0\.3\s+\| node-to-node mesh \| up\s+\| \d\d:\d\d:\d\d \| Established \|/);
+    assert.match(table, /\| 10\.99\.0\.254\s+\| global\s+\| up\s+\| \d\d:\d\d:\d\d \| Established \|/);
+    assert.match(table, /IPv6 BGP status\nNo IPv6 peers found\./);
+    const json = JSON.parse(podway(['node', 'status', '--control', n1.control, '-o', 'json'])) as { enabled: boolean; asNumber: number; peers: { address: string; type: string; bgpState: string; prefixesAccepted: number }[] };
+    assert.is(json.enabled, true);
+    assert.is(json.asNumber, 64512);
+    assert.equal(json.peers.map((p) => [p.address, p.type, p.bgpState]), [
+      ['10.99.0.2', 'node-to-node mesh', 'Established'], ['10.99.0.3', 'node-to-node mesh', 'Established'], [TOR_IP, 'global', 'Established'],
+    ]);
+    // One side of each mesh pair is passive: node1 has the smallest address string, so it opened both.
+    const counters = (await controlRequest(n1.control, { cmd: 'counters' })) as { bgpPeers: { peer: string; updatesIn: number; prefixesAccepted: number }[] };
+    const mesh2 = counters.bgpPeers.find((p) => p.peer === '10.99.0.2')!;
+    assert.ok(mesh2.updatesIn >= 1 && mesh2.prefixesAccepted >= 1, JSON.stringify(counters.bgpPeers));
+    assert.match(podway(['counters', '--control', n1.control]), /PEER\s+TYPE\s+STATE\s+MESSAGESIN/);
+
+    // The ToR learned every block, from every node, with the owner as next hop.
+    const viaOwner = (n: (typeof lab.nodes)[number]) => {
+      const out = birdc('show', 'route', n.block, 'all');
+      const vias = [...out.matchAll(/via (\d+\.\d+\.\d+\.\d+) on br0/g)].map((m) => m[1]);
+      return vias.length === lab.nodes.length && vias.every((v) => v === n.ip);
+    };
+    const learned = await until(() => lab.nodes.every(viaOwner), 20_000, 250);
+    assert.ok(learned, `birdc show route:\n${birdc('show', 'route')}`);
+    // An outside host (behind the ToR, not a node) reaches a pod: no encapsulation, no NAT.
+    const outside = run('ip', ['netns', 'exec', lab.fabric, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '1', '-I', OUTSIDE_HOST, lab.pod('web-2').ip], { allowFail: true, timeoutMs: 10_000 });
+    assert.match(outside, /3 packets transmitted, 3 received/, outside);
+
+    // The ToR's own prefix is learned by the nodes and used for pod egress, direct to the ToR.
+    const egress = await until(async () => (await routesOf('node1')).some((r) => r.cidr === OUTSIDE_NET && r.kind === 'direct' && r.via === TOR_IP), 15_000, 250);
+    assert.ok(egress, `node1 routes ${OUTSIDE_NET} to the ToR: ${JSON.stringify(await routesOf('node1'))}`);
+    const out = lab.ping('web-1', OUTSIDE_HOST, 3);
+    assert.is(out.loss, 0, `web-1 -> ${OUTSIDE_HOST}: ${JSON.stringify(out)}`);
+
+    // A node that stops withdraws nothing at once (graceful restart), and comes back Established.
+    await lab.stopPodway('node3');
+    await lab.startPodway('node3', 20_000, ['--bgp']);
+    const back = await until(async () => {
+      const st = JSON.parse(podway(['node', 'status', '--control', n1.control, '-o', 'json'])) as { peers: { address: string; bgpState: string }[] };
+      return st.peers.every((p) => p.bgpState === 'Established');
+    }, 60_000, 500);
+    assert.ok(back, 'sessions with node3 Established again after its restart');
+    assert.is(lab.ping('web-1', lab.pod('web-3').ip, 3).loss, 0);
+  } catch (e) {
+    console.log(logTail(lab, 30));
+    throw e;
+  } finally {
+    if (bird && bird.exitCode === null && bird.pid !== undefined) process.kill(bird.pid, 'SIGKILL');
+    await teardown(lab);
+  }
+});
+
+test.run();

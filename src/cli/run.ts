@@ -112,8 +112,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // (503, with the reason) while podway waits for its datastore.
   let httpServer: Server | null = null;
   let nodeMetrics: NodeMetrics | null = null;
+  /** The registry (null without --metrics-port): more collectors (BGP, ...) join with metrics?.add(). */
+  let metrics: PodwayMetrics | null = null;
   if (opts.metricsPort !== undefined) {
-    const metrics = new PodwayMetrics();
+    metrics = new PodwayMetrics();
     nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count });
     metrics.add(health);
     metrics.add(nodeMetrics);

@@ -104,5 +104,10 @@ function wrap(p: pino.Logger, bound?: Fields): Log {
   };
 }
 
+/** For modules that log as (level, message), e.g. the BGP speaker: through `log`. */
+export function levelLogger(log: Log): (level: 'debug' | 'info' | 'warn' | 'error', msg: string) => void {
+  return (level, msg) => log[level](msg);
+}
+
 /** A logger that drops everything (tests, library use without a logger). */
 export const silentLog: Log = createLogger({ level: 'silent', write: () => {} });

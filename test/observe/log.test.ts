@@ -3,7 +3,7 @@
 // and the level and metrics-port settings from flags and Felix's environment.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createLogger, humanLine, parseLogLevel, startLevel } from '../../src/observe/log';
+import { createLogger, humanLine, levelLogger, parseLogLevel, startLevel } from '../../src/observe/log';
 import { metricsPortOption } from '../../src/cli/main';
 
 function capture(level: 'info' | 'debug' = 'info') {
@@ -43,6 +43,15 @@ test('a level change reaches child loggers made before it', () => {
   log.error('kept');
   assert.is(lines.length, 2);
   assert.is(log.level, 'error');
+});
+
+test('(level, message) loggers (the BGP speaker) go through the same logger and level', () => {
+  const { log, lines } = capture();
+  const say = levelLogger(log.child({ component: 'bgp' }));
+  say('info', 'peer 10.0.0.2 established');
+  say('debug', 'keepalive');
+  assert.is(lines.length, 1);
+  assert.equal([JSON.parse(lines[0]).level, JSON.parse(lines[0]).component], ['info', 'bgp']);
 });
 
 test('human lines for a terminal: time, LEVEL, node/worker, message, fields', () => {

@@ -5,11 +5,14 @@
  * the forwarding path keeps doing `counters[r]++` and never calls prom-client.
  */
 import type { Registry } from 'prom-client';
-import { COUNTER_NAMES, FIRST_EVENT, COUNTER_COUNT, BATCH_BUCKETS, BATCH_SUM } from '../dataplane/counters';
+import { COUNTER_NAMES, COUNTER_COUNT, BATCH_BUCKETS, BATCH_SUM, Event, Event6 } from '../dataplane/counters';
 import type { DataplaneSnapshot, PortSample } from './snapshot';
 import { Collector, Sample, snapshotCounter, snapshotGauge, snapshotHistogram } from './metrics';
 
 const BATCH_BOUNDS = Array.from({ length: BATCH_BUCKETS }, (_, k) => 2 ** k);
+/** Counter indices that are events (frames answered or handed on), and the drop reasons (the rest but 0). */
+const EVENTS: readonly number[] = [...Object.values(Event), ...Object.values(Event6)].sort((a, b) => a - b);
+const DROPS: readonly number[] = Array.from({ length: COUNTER_COUNT }, (_, r) => r).filter((r) => r > 0 && !EVENTS.includes(r));
 
 export const EMPTY_SNAPSHOT: DataplaneSnapshot = { ports: [], counters: [], counterBytes: [], rxBatches: [], txBatches: [] };
 
@@ -38,16 +41,13 @@ export class DataplaneCollector implements Collector {
     snapshotCounter(reg, 'podway_port_errors_total', 'Receive or send calls that failed on a port, by direction.', [...labels, 'direction'], () =>
       this.snapshot.ports.flatMap((p): Sample[] => [[{ ...portLabels(p), direction: 'rx' }, p.rxErrors], [{ ...portLabels(p), direction: 'tx' }, p.txErrors]]));
 
-    const reasons = (from: number, to: number, arr: () => number[]) => (): Sample[] => {
+    const byIndex = (label: string, which: readonly number[], arr: () => number[]) => (): Sample[] => {
       const a = arr();
-      const out: Sample[] = [];
-      for (let r = from; r < to; r++) out.push([{ reason: COUNTER_NAMES[r] }, a[r] ?? 0]);
-      return out;
+      return which.map((r): Sample => [{ [label]: COUNTER_NAMES[r] }, a[r] ?? 0]);
     };
-    snapshotCounter(reg, 'podway_dropped_packets_total', 'Frames dropped, by reason (ttl_expired and frag_needed are answered with ICMP).', ['reason'], reasons(1, FIRST_EVENT, () => this.snapshot.counters));
-    snapshotCounter(reg, 'podway_dropped_bytes_total', 'Bytes of the frames dropped, by reason.', ['reason'], reasons(1, FIRST_EVENT, () => this.snapshot.counterBytes));
-    snapshotCounter(reg, 'podway_events_total', 'Frames handed to the host, ARP answered or learned, ICMP sent, pod egress, checksums completed.', ['event'], () =>
-      reasons(FIRST_EVENT, COUNTER_COUNT, () => this.snapshot.counters)().map(([l, v]): Sample => [{ event: l.reason }, v]));
+    snapshotCounter(reg, 'podway_dropped_packets_total', 'Frames dropped, by reason (ttl_expired and frag_needed count the frames answered with ICMP too).', ['reason'], byIndex('reason', DROPS, () => this.snapshot.counters));
+    snapshotCounter(reg, 'podway_dropped_bytes_total', 'Bytes of the frames dropped, by reason (frames answered with ICMP are not dropped).', ['reason'], byIndex('reason', DROPS, () => this.snapshot.counterBytes));
+    snapshotCounter(reg, 'podway_events_total', 'Frames handed to the host, ARP/NDP answered or learned, ICMP sent, pod egress, checksums completed.', ['event'], byIndex('event', EVENTS, () => this.snapshot.counters));
 
     const hist = (arr: () => number[]) => () => {
       const a = arr();

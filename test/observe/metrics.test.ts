@@ -48,6 +48,10 @@ test('port, drop-reason and batch counters read from the pipeline match the fram
   assert.is(valueOf(m, 'podway_dropped_packets_total', { reason: 'source_check' }), 3);
   assert.is(valueOf(m, 'podway_dropped_bytes_total', { reason: 'source_check' }), 3 * spoof.length);
   assert.is(valueOf(m, 'podway_dropped_packets_total', { reason: 'no_route' }), 0, 'every reason is exported, zero or not');
+  assert.is(valueOf(m, 'podway_dropped_packets_total', { reason: 'multicast6' }), 0, 'IPv6 reasons are drops too');
+  assert.is(valueOf(m, 'podway_events_total', { event: 'ndp_replied' }), 0);
+  assert.not.ok(family(m, 'podway_events_total').metrics.some((s) => s.labels?.event === 'multicast6'), 'a drop reason is not an event');
+  assert.not.ok(family(m, 'podway_dropped_packets_total').metrics.some((s) => s.labels?.reason === 'to_host' || s.labels?.reason === 'ok'), 'an event is not a drop');
 
   // receive batches: 30 + 5 of one frame, one of 10 (bucket le=16), one of 3 (le=4)
   const rx = family(m, 'podway_rx_batch_size');

@@ -235,9 +235,10 @@ function endpointCandidates(conf: NetConf, env: CniEnv): { name: string; namespa
 async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   // The pod's interface first (with a veth, the host end goes with it); a namespace already gone
   // took its interfaces with it.
+  let podLinkDeleted = false;
   if (env.netns !== '' && existsSync(env.netns)) {
     try {
-      netlink.deletePodLink(env.netns, env.ifname);
+      podLinkDeleted = netlink.deletePodLink(env.netns, env.ifname);
     } catch (e) {
       // Not a namespace any more (e.g. an unmounted bind-mount point): nothing of ours is in it.
       if (!(e instanceof CniError && /nsenter/.test(e.message) && /reassociate|Invalid argument|No such file/.test(e.message))) throw e;
@@ -257,11 +258,12 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
       } catch (e) {
         if (!(e instanceof ResourceError && e.reason === 'not-found')) throw e;
       }
-      if (typeof spec.interfaceName === 'string' && (spec.interfaceType ?? 'veth') === 'veth') netlink.deleteHostLink(spec.interfaceName);
+      // This container's veth went with its pod end above; otherwise (namespace gone first) remove the host end.
+      if (!podLinkDeleted && typeof spec.interfaceName === 'string' && (spec.interfaceType ?? 'veth') === 'veth') netlink.deleteHostLink(spec.interfaceName);
     }
   });
   // Plain CNI veth names come from the container ID alone, so this one can be nobody else's.
-  if (conf.interfaceType === 'veth' && !('K8S_POD_NAME' in env.args && env.args.K8S_POD_NAME)) {
+  if (!podLinkDeleted && conf.interfaceType === 'veth' && !('K8S_POD_NAME' in env.args && env.args.K8S_POD_NAME)) {
     netlink.deleteHostLink(hostVethName(podIdentity({}, env.containerId), env.containerId));
   }
 }

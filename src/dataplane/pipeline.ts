@@ -108,7 +108,8 @@ export class Pipeline implements CapturePorts {
    * that returns DROP sets it, pipeline6's too). */
   lastDrop = 0;
   private readonly reasons: Uint16Array;
-  private tr: TraceRecord | null = null;
+  /** The trace record of the packet in hand (also written by pipeline6.ts). */
+  tr: TraceRecord | null = null;
   /** Called for unresolved DIRECT next hops (the engine sends an ARP request, rate-limited). */
   onUnresolved: (ip: number) => void = () => {};
   /** Called when an ARP reply on the underlay resolves a neighbour. */

@@ -27,6 +27,8 @@ import { NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
 import type { NextHops6 } from './nexthops6';
 import { Reason, Event, Reason6, Event6 } from './counters';
 import type { Pipeline } from './pipeline';
+import { COUNTER_NAMES } from './counters';
+import { traceMatches6 } from './trace';
 
 // The Pipeline's verdicts (pipeline.ts): a port number >= 0, or these.
 const DROP = -1;
@@ -114,6 +116,7 @@ export class Pipeline6 {
 
   private fromPodIp(i: number, port: number, ip: number): number {
     const b = this.b;
+    if (this.p.trace !== null) this.startTrace(ip, port);
     // Source check: only the endpoint's own IPv6 addresses may leave its interface (its
     // link-local address is for the link only and fails here too).
     const cnt = this.podIp6Count[port];
@@ -125,6 +128,7 @@ export class Pipeline6 {
       ok = same;
     }
     if (!ok) return this.drop(Reason.SOURCE_CHECK);
+    if (this.p.tr !== null) this.p.tr.stages.push(`source check: ${formatIpv6(b, ip + 8)} belongs to ${this.p.portName[port]}: pass`);
     if (b[ip + 24] === 0xff) return this.drop(Reason6.MULTICAST6);
     if ((this.p.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
     return this.route(i, port, ip, true);
@@ -140,6 +144,7 @@ export class Pipeline6 {
     if (v !== Drop.OK) return this.drop(v);
     const w = ipv6WalkExtHeaders(b, ip, this.walk);
     if (w !== Drop.OK) return this.drop(w);
+    if (this.p.trace !== null) this.startTrace(ip, -1);
     const nhs = this.nh;
     if (nhs === null) return this.drop(Reason.NO_ROUTE);
     const nh = nhs.fib.lookup(word(b, ip + 24), word(b, ip + 28), word(b, ip + 32), word(b, ip + 36));
@@ -206,6 +211,8 @@ export class Pipeline6 {
       return this.drop(Reason.NO_ROUTE);
     }
     const kind = nhs.kind[nh];
+    const tr = this.p.tr;
+    if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: ${describeNextHop6(nhs, nh)}${nhs.routes[nh].node ? ' (node ' + nhs.routes[nh].node + ')' : ''}`);
     if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     const total = IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
     // Hop limit: forwarding decrements it (RFC 8200 section 3); at 1 it is time exceeded.
@@ -219,12 +226,14 @@ export class Pipeline6 {
       return this.drop(Reason.FRAG_NEEDED);
     }
     b[ip + 7]--;
+    if (tr !== null) tr.stages.push(`hop limit ${b[ip + 7] + 1} -> ${b[ip + 7]}`);
     const eth = ip - ETH_HLEN;
     switch (kind) {
       case NhKind.LOCAL: {
         const p = nhs.port[nh];
         if (p < 0) return this.drop(Reason.NO_ROUTE);
         if (p === inPort) return this.drop(Reason.HAIRPIN);
+        if (tr !== null) tr.stages.push(`deliver to ${this.p.portName[p]}`);
         if (this.p.role[p] === ROLE_POD_TUN) {
           this.setFrame(i, ip, total);
           return p;
@@ -242,7 +251,9 @@ export class Pipeline6 {
           return this.drop(Reason.NEIGHBOR_UNRESOLVED);
         }
         b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
-        const start = encapVxlan6(b, eth, total + ETH_HLEN, nhs.tpl[nh], vxlanSourcePort(this.flowHash(ip)));
+        const sport = vxlanSourcePort(this.flowHash(ip));
+        const start = encapVxlan6(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport);
+        if (tr !== null) tr.stages.push(`vxlan over ipv6: outer -> ${nhs.routes[nh].nodeIp6}:4789 from port ${sport}, udp checksum computed, vni ${CALICO_VNI}, inner dst ${nhs.routes[nh].vtepMac}`);
         return this.toUnderlay(i, nh, start, total + ETH_HLEN + 56);
       }
       case NhKind.DIRECT: {
@@ -250,6 +261,7 @@ export class Pipeline6 {
           this.onUnresolved6(nhs.ip6, nh * 16);
           return this.drop(Reason.NEIGHBOR_UNRESOLVED);
         }
+        if (tr !== null) tr.stages.push(`direct: to ${nhs.routes[nh].nodeIp6} via the underlay`);
         return this.toUnderlay(i, nh, ip, total);
       }
     }
@@ -281,10 +293,12 @@ export class Pipeline6 {
       let gw = true;
       for (let k = 0; k < 16; k++) if (b[icmp + 8 + k] !== GATEWAY_IP6[k]) { gw = false; break; }
       if (!gw) return this.drop(Reason6.NDP_NOT_GATEWAY);
+      if (this.p.trace !== null) this.traceNdp(port, ip, `ndp neighbor solicitation for ${formatIpv6(GATEWAY_IP6)} from ${formatIpv6(b, ip + 8)}: answered ee:ee:ee:ee:ee:ee (router)`);
       this.setFrame(i, f, answerNeighborSolicitInPlace(b, f, icmp, len, GATEWAY_MAC6, 0, true));
       return this.count(Event6.NDP_REPLIED, port);
     }
     if (type === ICMPV6_ROUTER_SOLICIT) {
+      if (this.p.trace !== null) this.traceNdp(port, ip, `ndp router solicitation from ${formatIpv6(b, ip + 8)}: answered with an RA (mtu ${this.podMtu})`);
       this.setFrame(i, f, answerRouterSolicitInPlace(b, f, icmp, len, GATEWAY_IP6, 0, GATEWAY_MAC6, 0, this.podMtu));
       return this.count(Event6.NDP_REPLIED, port);
     }
@@ -300,6 +314,7 @@ export class Pipeline6 {
     const b = this.b;
     this.p.counters[reason]++;
     const l4 = this.walk[2] === 0 ? this.walk[1] : -1;
+    if (this.p.tr !== null) this.p.tr.stages.push(`${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} back to ${this.p.portName[inPort]}`);
     if (!mayReplyWithIcmpv6Error(b, ip, this.walk[0], l4)) {
       this.p.lastDrop = reason; // counted above
       return DROP;
@@ -371,7 +386,29 @@ export class Pipeline6 {
   private drop(reason: number): number {
     this.p.counters[reason]++;
     this.p.lastDrop = reason;
+    if (this.p.tr !== null) this.p.tr.stages.push(`drop: ${COUNTER_NAMES[reason] ?? reason}`);
     return DROP;
+  }
+
+  /** Opens the trace record of the IPv6 packet at `ip` (walked) when it matches the filter. */
+  private startTrace(ip: number, port: number): void {
+    const b = this.b;
+    const w = this.walk;
+    if (!traceMatches6(this.p.trace!.filter, b, ip, w[0], w[2] === 0 ? w[1] : -1)) return;
+    const ext = w[1] - ip - IPV6_HEADER_LEN;
+    this.p.tr = {
+      at: new Date().toISOString(),
+      ingress: port >= 0 ? this.p.portName[port] : 'tunnel/underlay',
+      stages: [`ipv6 ${formatIpv6(b, ip + 8)} -> ${formatIpv6(b, ip + 24)} next header ${w[0]} len ${IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5])} hop limit ${b[ip + 7]}: valid (version, length${ext > 0 ? `, ${ext} bytes of extension headers` : ''})`],
+    };
+  }
+
+  /** A trace record for an NDP message answered for the gateway, as ARP gets one. */
+  private traceNdp(port: number, ip: number, what: string): void {
+    const t = this.p.trace;
+    if (t === null || !traceMatches6(t.filter, this.b, ip, IPPROTO_ICMPV6, -1)) return;
+    t.add({ at: new Date().toISOString(), ingress: this.p.portName[port], stages: [what] });
+    if (t.full) this.p.trace = null;
   }
 
   private count(ev: number, verdict: number): number {

@@ -3,7 +3,7 @@
  * boolean test per packet while no trace is running; a matching packet gets a record to which every
  * stage appends what it saw and decided.
  */
-import { formatIpv4, parseIpv4 } from '../packet';
+import { formatIpv4, parseIpv4, formatIpv6, parseIpv6Bytes } from '../packet';
 
 export interface TraceFilter {
   /** Either address (src or dst) */
@@ -14,6 +14,11 @@ export interface TraceFilter {
   proto?: number;
   /** Either L4 port */
   port?: number;
+  /** IPv6 addresses (canonical text): either, source, destination. A filter naming an IPv6
+   * address matches IPv6 packets only, one naming an IPv4 address IPv4 only. */
+  host6?: string;
+  src6?: string;
+  dst6?: string;
 }
 
 export interface TraceRecord {
@@ -22,7 +27,7 @@ export interface TraceRecord {
   stages: string[];
 }
 
-const PROTOS: Record<string, number> = { icmp: 1, ipip: 4, tcp: 6, udp: 17 };
+const PROTOS: Record<string, number> = { icmp: 1, ipip: 4, tcp: 6, udp: 17, icmp6: 58, icmpv6: 58 };
 
 /** Parse a tcpdump-like filter: words such as `host 10.0.0.1 and icmp`, `src X`, `dst X`, `port 80`. */
 export function parseTraceFilter(words: string[]): TraceFilter {
@@ -35,7 +40,13 @@ export function parseTraceFilter(words: string[]): TraceFilter {
       return w[++i];
     };
     const addr = (s: string) => parseIpv4(s); // throws "invalid IPv4 address ..." itself
-    if (k === 'host') f.host = addr(next());
+    const addr6 = (s: string) => formatIpv6(parseIpv6Bytes(s)); // throws "invalid IPv6 address ..."
+    if ((k === 'host' || k === 'src' || k === 'dst') && i + 1 < w.length && w[i + 1].includes(':')) {
+      const a = addr6(next());
+      if (k === 'host') f.host6 = a;
+      else if (k === 'src') f.src6 = a;
+      else f.dst6 = a;
+    } else if (k === 'host') f.host = addr(next());
     else if (k === 'src') f.src = addr(next());
     else if (k === 'dst') f.dst = addr(next());
     else if (k === 'port') {
@@ -48,6 +59,7 @@ export function parseTraceFilter(words: string[]): TraceFilter {
       if (!Number.isInteger(f.proto)) throw new Error(`trace filter: unknown protocol "${v}"`);
     } else if (k in PROTOS) f.proto = PROTOS[k];
     else if (/^\d+\.\d+\.\d+\.\d+$/.test(k)) f.host = addr(k);
+    else if (k.includes(':')) f.host6 = addr6(k);
     else throw new Error(`trace filter: unknown word "${w[i]}" (use host/src/dst ADDR, icmp/tcp/udp, port N)`);
   }
   return f;
@@ -58,13 +70,17 @@ export function describeFilter(f: TraceFilter): string {
   if (f.host !== undefined) parts.push(`host ${formatIpv4(f.host)}`);
   if (f.src !== undefined) parts.push(`src ${formatIpv4(f.src)}`);
   if (f.dst !== undefined) parts.push(`dst ${formatIpv4(f.dst)}`);
+  if (f.host6 !== undefined) parts.push(`host ${f.host6}`);
+  if (f.src6 !== undefined) parts.push(`src ${f.src6}`);
+  if (f.dst6 !== undefined) parts.push(`dst ${f.dst6}`);
   if (f.proto !== undefined) parts.push(`proto ${f.proto}`);
   if (f.port !== undefined) parts.push(`port ${f.port}`);
-  return parts.join(' and ') || 'all IPv4';
+  return parts.join(' and ') || 'all IPv4 and IPv6';
 }
 
 /** Does the IPv4 packet at ip match? (Called only while a trace runs.) */
 export function traceMatches(f: TraceFilter, b: Uint8Array, ip: number): boolean {
+  if (f.host6 !== undefined || f.src6 !== undefined || f.dst6 !== undefined) return false;
   const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
   const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
   const proto = b[ip + 9];
@@ -112,4 +128,24 @@ export class TraceSession {
   finish(): void {
     this.done();
   }
+}
+
+/** Does the IPv6 packet at ip (upper-layer protocol `upper` at `l4`, -1 when not parseable) match? */
+export function traceMatches6(f: TraceFilter, b: Uint8Array, ip: number, upper: number, l4: number): boolean {
+  if (f.host !== undefined || f.src !== undefined || f.dst !== undefined) return false;
+  if (f.host6 !== undefined || f.src6 !== undefined || f.dst6 !== undefined) {
+    const src = formatIpv6(b, ip + 8);
+    const dst = formatIpv6(b, ip + 24);
+    if (f.host6 !== undefined && src !== f.host6 && dst !== f.host6) return false;
+    if (f.src6 !== undefined && src !== f.src6) return false;
+    if (f.dst6 !== undefined && dst !== f.dst6) return false;
+  }
+  if (f.proto !== undefined && upper !== f.proto) return false;
+  if (f.port !== undefined) {
+    if ((upper !== 6 && upper !== 17) || l4 < 0) return false;
+    const sp = (b[l4] << 8) | b[l4 + 1];
+    const dp = (b[l4 + 2] << 8) | b[l4 + 3];
+    if (sp !== f.port && dp !== f.port) return false;
+  }
+  return true;
 }

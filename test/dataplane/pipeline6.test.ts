@@ -5,6 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Reason, Event, Reason6, Event6 } from '../../src/dataplane/counters';
 import { Drop, parseIpv6Bytes, toHex } from '../../src/packet';
+import { TraceSession, parseTraceFilter, describeFilter } from '../../src/dataplane/trace';
 import { onlyFrame, nothingSent, assertBytes, u16, frame } from './helpers';
 import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 import { fixture6, icmpv6Sum, fixIcmpv6Checksum } from '../packet/helpers6';
@@ -195,6 +196,39 @@ test('IPv4 still works beside IPv6 on the same ports', () => {
   h.receive(h.port('caliA'), frame('a_to_b'));
   const out = onlyFrame(h, h.port('caliB'), 'IPv4 A -> B').bytes;
   assert.is(u16(out, 12), 0x0800);
+});
+
+test('podway trace follows IPv6 packets (filter by IPv6 host): stages from ingress to the queue, drops named', () => {
+  const h = makeHarness6();
+  const t = new TraceSession(parseTraceFilter(['host', 'fd00:10:244::2']), 2);
+  h.pipe.trace = t;
+  h.receive(h.port('caliA'), frame6('v6pipe_a_to_b'));
+  h.receive(h.port('caliA'), frame6('v6pipe_a_to_hole')); // not matching the filter
+  h.receive(h.port('caliA'), frame6('v6pipe_a_hlim1'));
+  assert.is(t.records.length, 2);
+  const s = t.records[0].stages.join('\n');
+  assert.match(s, /^ipv6 fd00:10:244::1 -> fd00:10:244::2 next header 58 len 104 hop limit 64/);
+  assert.match(s, /source check: fd00:10:244::1 belongs to caliA: pass/);
+  assert.match(s, /lookup fd00:10:244::2: fd00:10:244::2\/128 local/);
+  assert.match(s, /hop limit 64 -> 63/);
+  assert.match(s, /queued to port caliB/);
+  assert.match(t.records[1].stages.join('\n'), /ttl_expired: icmpv6 type 3 code 0 back to caliA\nqueued to port caliA/);
+  // An IPv4 filter never matches IPv6, and the other way round.
+  const t4 = new TraceSession(parseTraceFilter(['host', '10.244.0.2']), 1);
+  h.pipe.trace = t4;
+  h.receive(h.port('caliA'), frame6('v6pipe_a_to_b'));
+  assert.is(t4.records.length, 0);
+  assert.is(describeFilter(parseTraceFilter(['host', 'fd00:10:244:0::2', 'and', 'icmp6'])), 'host fd00:10:244::2 and proto 58');
+  assert.throws(() => parseTraceFilter(['host', 'fd00::zz']), /invalid IPv6 address/);
+});
+
+test('podway trace records the gateway NS podway answered', () => {
+  const h = makeHarness6();
+  const t = new TraceSession(parseTraceFilter(['icmp6']), 1);
+  h.pipe.trace = t;
+  h.receive(h.port('caliA'), frame6('v6_ns_gw'));
+  assert.is(t.records.length, 1);
+  assert.match(t.records[0].stages[0], /neighbor solicitation for fe80::ecee:eeff:feee:eeee .*answered ee:ee:ee:ee:ee:ee/);
 });
 
 test.run();

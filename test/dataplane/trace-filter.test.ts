@@ -19,7 +19,7 @@ test('parseTraceFilter: host/src/dst, protocols by name or number, port, bare ad
   assert.equal(parseTraceFilter(['10.99.0.2']), { host: ip('10.99.0.2') });
   assert.equal(parseTraceFilter(['HOST', '10.99.0.2']), { host: ip('10.99.0.2') });
   assert.is(describeFilter(parseTraceFilter(['host 10.244.0.1 and udp port 53'])), 'host 10.244.0.1 and proto 17 and port 53');
-  assert.is(describeFilter({}), 'all IPv4');
+  assert.is(describeFilter({}), 'all IPv4 and IPv6');
 });
 
 test('parseTraceFilter refuses what it does not understand', () => {

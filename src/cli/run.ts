@@ -262,7 +262,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       nat.stop();
       throw e;
     }
-    for (const n of eng.notes) log.info(`host: set ${n}`);
+    for (const n of eng.notes) log.info(`host: set ${n}`, { component: 'host' });
     // Models are applied one at a time, the newest winning: the kernel's routes are read
     // asynchronously (no `ip` call blocks the forwarding thread), then the model is applied whole
     // between two batches. An unchanged model is applied again only if a node's underlay next hop

@@ -135,13 +135,13 @@ export class Engine {
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip) => this.resolve(ip);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
-    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m) => this.log.info(m));
+    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m) => this.log.info(m, { component: 'neighbors6' }));
     this.pipe.v6.onUnresolved6 = (b, off) => this.neighbors6.request(b, off);
     this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
     // The spawner's helper process is forked here, before any packet ring is mapped: later
     // commands fork it, not this (by then large) process.
-    this.spawner = this.manageHost && this.primary ? new Spawner((m) => this.log.warn(m)) : null;
-    this.host = this.spawner ? new HostProgrammer({ log: (m) => this.log.warn(`host: ${m}`), spawn: this.spawner.spawn }) : null;
+    this.spawner = this.manageHost && this.primary ? new Spawner((m) => this.log.warn(m, { component: 'spawner' })) : null;
+    this.host = this.spawner ? new HostProgrammer({ log: (m) => this.log.warn(`host: ${m}`, { component: 'host' }), spawn: this.spawner.spawn }) : null;
   }
 
   /** Read the kernel's main IPv4 table without blocking (through the spawner when there is one). */

@@ -65,6 +65,12 @@ test('/metrics, /livez, /readyz (503 then 200), 404; a busy port is refused clea
     } catch (e) {
       assert.match((e as Error).message, `metrics port 127.0.0.1:${port} is already in use`);
     }
+    try {
+      await startMetricsServer({ port: 0, host: '192.0.2.77', metrics, health, log });
+      assert.unreachable('an address this machine does not have must fail');
+    } catch (e) {
+      assert.match((e as Error).message, 'metrics address 192.0.2.77:0: not an address of this node');
+    }
   } finally {
     server.close();
   }

@@ -6,6 +6,7 @@
         "native/addon.c",
         "native/ports.c",
         "native/gso.c",
+        "native/gro.c",
         "native/tcp_md5.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],

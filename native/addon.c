@@ -24,6 +24,7 @@
 
 #include "ports.h"
 #include "gso.h"
+#include "gro.h"
 
 void tcp_md5_init(napi_env env, napi_value exports);
 
@@ -296,6 +297,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.reuseport = (int)v;
     if (opt_u32(env, opts, "vnetHdr", 1, &v)) return throw_type(env, "vnetHdr: boolean");
     o.vnet_hdr = (int)v;
+    if (opt_u32(env, opts, "gro", 0, &v)) return throw_type(env, "gro: boolean");
+    o.gro = (int)v;
     bool has = false;
     napi_has_named_property(env, opts, "bpf", &has);
     if (has) {
@@ -569,6 +572,8 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "rxGsoBad", (double)p->st.rx_gso_bad);
     set_num(env, o, "rxGsoDropped", (double)p->st.rx_gso_dropped);
     set_num(env, o, "rxCsumCompleted", (double)p->st.rx_csum_completed);
+    set_num(env, o, "txGroFrames", (double)p->st.tx_gro_frames);
+    set_num(env, o, "txGroSegments", (double)p->st.tx_gro_segments);
   }
   if (p->last_errno) {
     napi_value s;
@@ -776,6 +781,72 @@ static napi_value offload_deliver_for_test(napi_env env, napi_callback_info info
   return o;
 }
 
+/* groCoalesceForTest(frames: Uint8Array[]) -> [{ frames, frame, vnetHdr }] runs the transmit
+ * coalescing (gro_span, gro_write_header: the code a pod port's send uses) on frames given from
+ * JS, as if they were one batch for one port, and returns what each message would carry: the
+ * number of input frames, the bytes after the vnet header (the merged frame, or the frame itself),
+ * and the vnet header (null for a frame sent on its own). No syscall. */
+static napi_value gro_coalesce_for_test(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  bool isarr = false;
+  if (argc != 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr)
+    return throw_type(env, "groCoalesceForTest(frames: Uint8Array[])");
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[0], &n);
+  if (n == 0 || n > MAX_BATCH) return throw_errno(env, ERANGE, "groCoalesceForTest");
+  static const uint8_t *f[MAX_BATCH];
+  static uint32_t lens[MAX_BATCH];
+  for (uint32_t k = 0; k < n; k++) {
+    napi_value e;
+    size_t len = 0;
+    napi_get_element(env, argv[0], k, &e);
+    f[k] = typed_data(env, e, napi_uint8_array, &len);
+    if (!f[k] || len == 0 || len > 0xffff) return throw_type(env, "groCoalesceForTest: each frame a non-empty Uint8Array");
+    lens[k] = (uint32_t)len;
+  }
+  napi_value out;
+  napi_create_array(env, &out);
+  uint32_t nm = 0;
+  for (uint32_t k = 0; k < n;) {
+    struct gro_merge m;
+    uint32_t c = gro_span(f + k, lens + k, n - k, &m);
+    napi_value o, buf, vbuf, ab;
+    napi_create_object(env, &o);
+    set_num(env, o, "frames", c);
+    void *data;
+    if (c == 1) {
+      napi_create_arraybuffer(env, lens[k], &data, &ab);
+      memcpy(data, f[k], lens[k]);
+      napi_create_typedarray(env, napi_uint8_array, lens[k], ab, 0, &buf);
+      napi_get_null(env, &vbuf);
+    } else {
+      size_t total = m.hdrs + m.payload;
+      napi_create_arraybuffer(env, total, &data, &ab);
+      struct virtio_net_hdr vh;
+      gro_write_header(f[k], &m, data, &vh);
+      size_t at = m.hdrs;
+      for (uint32_t j = 0; j < c; j++) {
+        uint32_t plen, off = gro_payload(f[k + j], &m, &plen);
+        memcpy((uint8_t *)data + at, f[k + j] + off, plen);
+        at += plen;
+      }
+      napi_create_typedarray(env, napi_uint8_array, total, ab, 0, &buf);
+      void *vd;
+      napi_value vab;
+      napi_create_arraybuffer(env, sizeof vh, &vd, &vab);
+      memcpy(vd, &vh, sizeof vh);
+      napi_create_typedarray(env, napi_uint8_array, sizeof vh, vab, 0, &vbuf);
+    }
+    napi_set_named_property(env, o, "frame", buf);
+    napi_set_named_property(env, o, "vnetHdr", vbuf);
+    napi_set_element(env, out, nm++, o);
+    k += c;
+  }
+  return out;
+}
+
 static napi_value vnet_tap_for_test(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -841,6 +912,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "unpoll", NULL, stop_poll, NULL, NULL, NULL, napi_default, NULL },
     { "peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL },
     { "offloadDeliverForTest", NULL, offload_deliver_for_test, NULL, NULL, NULL, napi_default, NULL },
+    { "groCoalesceForTest", NULL, gro_coalesce_for_test, NULL, NULL, NULL, napi_default, NULL },
     { "vnetTapForTest", NULL, vnet_tap_for_test, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

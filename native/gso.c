@@ -66,6 +66,9 @@ static inline uint16_t fold(uint64_t acc) {
   return (uint16_t)acc;
 }
 
+uint64_t csum_add(const uint8_t *p, uint32_t len, uint64_t acc) { return sum_words(p, len, acc); }
+uint16_t csum_fold(uint64_t acc) { return fold(acc); }
+
 /* Store ~sum in memory order (the sum is in memory order already). */
 static inline void put_csum(uint8_t *at, uint16_t c) { memcpy(at, &c, 2); }
 

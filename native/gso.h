@@ -44,6 +44,10 @@ uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t 
 /* Complete a partial checksum in place: the 16-bit field at csum_start + csum_offset holds the
  * folded pseudo-header sum; it becomes the checksum of [csum_start, len) (0 written as 0xffff, as
  * the kernel's skb_checksum_help does). Returns 0, or -1 when the offsets are outside the frame. */
+/* One's complement arithmetic shared with gro.c: the sum of [p, p+len) in memory order added to
+ * acc (len may be odd only for the last range of a checksum), and its fold to 16 bits. */
+uint64_t csum_add(const uint8_t *p, uint32_t len, uint64_t acc);
+uint16_t csum_fold(uint64_t acc);
 int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset);
 
 /* Deliver one received frame into descriptors [first, first + room) (room >= 1). vh is NULL when

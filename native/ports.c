@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "ports.h"
 #include "gso.h"
+#include "gro.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -169,6 +170,7 @@ int port_open_packet(struct port *p, const char *ifname, const struct open_opts 
   if (o->vnet_hdr) {
     if ((err = set_int(p->fd, SOL_PACKET, PACKET_VNET_HDR, 1))) return fail(p, err);
     p->vnet_len = VNET_HDR_LEN;
+    p->gro = o->gro;
   }
   if (o->bpf && o->bpf_len) {
     struct sock_fprog prog = { .len = (unsigned short)(o->bpf_len / sizeof(struct sock_filter)),
@@ -646,13 +648,16 @@ static int xmit_fd_one(struct port *p, const uint8_t *buf, uint32_t len) {
 /* sendmmsg msgs[0 .. count) in as few calls as the kernel allows. Returns how many are dealt with
  * (sent, or rejected on their own: EMSGSIZE, ENETUNREACH... counted in tx_errors); fewer than count
  * means the kernel refused msgs[returned] and everything after it. */
-static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count) {
+static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, const uint32_t *weight) {
   uint32_t done = 0;
   while (done < count) {
     int r = sendmmsg(p->fd, msgs + done, count - done, MSG_DONTWAIT);
     if (r > 0) {
       for (int k = 0; k < r; k++) p->st.tx_bytes += msgs[done + k].msg_len - p->vnet_len;
-      p->st.tx_packets += (uint32_t)r;
+      if (weight)
+        for (int k = 0; k < r; k++) p->st.tx_packets += weight[done + k];
+      else
+        p->st.tx_packets += (uint32_t)r;
       done += (uint32_t)r;
       continue;
     }
@@ -662,7 +667,7 @@ static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count) 
     }
     if (errno == EINTR) continue;
     /* The message at `done` failed on its own: count it and go on with the next. */
-    p->st.tx_errors++;
+    p->st.tx_errors += weight ? weight[done] : 1;
     p->last_errno = errno;
     done++;
   }
@@ -695,6 +700,65 @@ static void fill_msg(struct port *p, struct mmsg_scratch *s, uint32_t k, void *b
   }
 }
 
+/* Per-thread scratch for coalescing (one per worker thread; a send runs to completion on it). */
+struct gro_scratch {
+  const uint8_t *f[MAX_BATCH];
+  uint32_t len[MAX_BATCH];
+  uint32_t start[MAX_BATCH];  /* message m begins at frame start[m] */
+  uint32_t frames[MAX_BATCH]; /* and carries that many frames */
+  struct virtio_net_hdr vh[MAX_BATCH];
+  uint8_t hdr[MAX_BATCH][GRO_HDR_MAX];
+  struct iovec iov[MAX_BATCH * 2 + MAX_BATCH];
+};
+static __thread struct gro_scratch *gro_tls;
+
+/* Send with runs of one TCP flow's segments merged (gro.h): one message per run, its headers
+ * rewritten in the scratch, the payloads read in place from the pool. Returns the index of the
+ * first frame the kernel refused (count when none was); frames from there on go to the backlog
+ * unmerged, in order. */
+static uint32_t send_gro(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+  struct gro_scratch *g = gro_tls ? gro_tls : (gro_tls = malloc(sizeof *gro_tls));
+  struct mmsg_scratch *s = p->scratch;
+  if (!g) return UINT32_MAX;
+  for (uint32_t k = 0; k < count; k++) {
+    uint32_t i = pl->txlist[first + k];
+    g->f[k] = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i];
+    g->len[k] = pl->d_len[i];
+  }
+  uint32_t nm = 0, niov = 0;
+  for (uint32_t k = 0; k < count;) {
+    struct gro_merge m;
+    uint32_t c = gro_span(g->f + k, g->len + k, count - k, &m);
+    struct msghdr *mh = &s->msgs[nm].msg_hdr;
+    memset(mh, 0, sizeof *mh);
+    mh->msg_iov = &g->iov[niov];
+    if (c == 1) {
+      g->iov[niov++] = (struct iovec){ &vnet_plain, p->vnet_len };
+      g->iov[niov++] = (struct iovec){ (void *)g->f[k], g->len[k] };
+    } else {
+      gro_write_header(g->f[k], &m, g->hdr[nm], &g->vh[nm]);
+      g->iov[niov++] = (struct iovec){ &g->vh[nm], p->vnet_len };
+      g->iov[niov++] = (struct iovec){ g->hdr[nm], m.hdrs };
+      for (uint32_t j = 0; j < c; j++) {
+        uint32_t plen, at = gro_payload(g->f[k + j], &m, &plen);
+        g->iov[niov++] = (struct iovec){ (void *)(g->f[k + j] + at), plen };
+      }
+    }
+    mh->msg_iovlen = (size_t)(&g->iov[niov] - mh->msg_iov);
+    g->start[nm] = k;
+    g->frames[nm] = c;
+    nm++;
+    k += c;
+  }
+  uint32_t done = xmit_mmsg(p, s->msgs, nm, g->frames);
+  for (uint32_t m = 0; m < done; m++) {
+    if (g->frames[m] < 2) continue;
+    p->st.tx_gro_frames++;
+    p->st.tx_gro_segments += g->frames[m];
+  }
+  return done < nm ? g->start[done] : count;
+}
+
 /* Send straight from the pool. Returns the index of the first frame the kernel refused (count when
  * none was). */
 static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
@@ -705,13 +769,17 @@ static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uin
     }
     return count;
   }
+  if (p->gro && count > 1) {
+    uint32_t r = send_gro(p, pl, first, count);
+    if (r != UINT32_MAX) return r;
+  }
   struct mmsg_scratch *s = p->scratch;
   for (uint32_t k = 0; k < count; k++) {
     uint32_t i = pl->txlist[first + k];
     fill_msg(p, s, k, pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i], pl->d_len[i],
              pl->d_addr[i], pl->d_aport[i]);
   }
-  return xmit_mmsg(p, s->msgs, count);
+  return xmit_mmsg(p, s->msgs, count, NULL);
 }
 
 uint32_t port_flush(struct port *p) {
@@ -726,7 +794,7 @@ uint32_t port_flush(struct port *p) {
       uint32_t pos = txq_pos(q, k);
       fill_msg(p, s, k, txq_data(q, pos), q->len[pos], q->addr[pos], q->aport[pos]);
     }
-    done = xmit_mmsg(p, s->msgs, n);
+    done = xmit_mmsg(p, s->msgs, n, NULL);
   }
   if (done) txq_pop(p, done);
   return done;

@@ -39,6 +39,9 @@ struct port_stats {
   uint64_t rx_gso_dropped;    /* dropped: well formed but not segmented here (IPv6 GSO, UFO,
                                  VLAN-tagged, a segment larger than a slot) */
   uint64_t rx_csum_completed; /* frames whose partial L4 checksum was completed in C */
+  /* transmit coalescing towards pods (gro.h) */
+  uint64_t tx_gro_frames;     /* super-frames sent */
+  uint64_t tx_gro_segments;   /* frames they carried (counted in tx_packets too) */
 };
 
 /* Transmit backlog: frames the kernel refused (full socket or device queue), copied out of the pool
@@ -69,6 +72,7 @@ struct port {
   /* AF_PACKET with PACKET_VNET_HDR: every frame received comes after a struct virtio_net_hdr, and
    * every frame sent is preceded by one (all zero: a plain frame). 0 = no vnet header. */
   uint32_t vnet_len;
+  int gro;            /* vnet header: coalesce TCP segments of a flow into super-frames on send */
   uint32_t gso_next;  /* next segment of the super-frame being delivered (0 = none in progress) */
   /* TPACKET_V2: a frame too big for a ring slot is also queued whole on the socket
    * (PACKET_COPY_THRESH, TP_STATUS_COPY); it is read into this buffer (RX_BIG bytes) */
@@ -123,6 +127,7 @@ struct open_opts {
   int rcvbuf, sndbuf;    /* socket buffer sizes in bytes (0 = leave) */
   int reuseport;         /* UDP: SO_REUSEPORT */
   int vnet_hdr;          /* AF_PACKET: PACKET_VNET_HDR (receive offloaded frames whole, see gso.h) */
+  int gro;               /* AF_PACKET with vnet_hdr: send TCP runs as super-frames (gro.h) */
 };
 
 /* Each returns 0 or -errno; on success *p is filled. */

@@ -36,6 +36,8 @@ export interface EngineOptions {
   ringVersion?: 2 | 3;
   /** Send on the underlay and pod veths with PACKET_QDISC_BYPASS (skips tc on those devices). */
   qdiscBypass?: boolean;
+  /** Pod ports: send runs of one TCP flow's segments as one super-frame (native/gro.c; default true). */
+  gro?: boolean;
   /**
    * This engine is worker `index` of `count` (worker_threads, one engine each). With count > 1 the
    * veth and underlay sockets join a PACKET_FANOUT group per interface and the VXLAN socket uses
@@ -92,6 +94,7 @@ export class Engine {
   private readonly manageHost: boolean;
   private readonly ringVersion: 2 | 3;
   private readonly qdiscBypass: boolean;
+  private readonly gro: boolean;
   private readonly worker: { index: number; count: number };
   private readonly shareNeighbor: (ip: number, mac: Uint8Array) => void;
   private model: NodeDataplaneModel | null = null;
@@ -125,6 +128,7 @@ export class Engine {
     this.manageHost = opts.manageHost ?? true;
     this.ringVersion = opts.ringVersion ?? 2;
     this.qdiscBypass = opts.qdiscBypass ?? false;
+    this.gro = opts.gro ?? true;
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
@@ -325,7 +329,7 @@ export class Engine {
     if (kind === 'veth') {
       if (!interfaceExists(ep.interfaceName)) throw Object.assign(new Error(`interface ${ep.interfaceName} of workload ${ep.key} does not exist`), { code: 'ENODEV' });
       if (this.manageHost) this.notes.push(...quietKernelOn(ep.interfaceName, true));
-      port = this.io.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, ignoreOutgoing: true, fanoutGroup: this.fanout(ep.interfaceName) });
+      port = this.io.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, ignoreOutgoing: true, fanoutGroup: this.fanout(ep.interfaceName) });
     } else if (this.worker.count > 1) {
       throw new Error(`${kind} pods are single-queue devices: run one worker to serve ${ep.interfaceName}`);
     } else if (kind === 'tap') {

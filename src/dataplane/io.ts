@@ -39,6 +39,10 @@ export interface PortOptions {
    * native/README.md. false: frames over a slot arrive cut (TRUNCATED) and partial checksums are
    * left to JS. */
   vnetHdr?: boolean;
+  /** AF_PACKET with vnetHdr: software GRO on send (native/gro.c). Consecutive in-order TCP/IPv4
+   * segments of one flow in a batch go out as one super-frame with a virtio_net_hdr (TCPV4,
+   * gso_size, partial checksum), as the kernel's GRO hands them to a pod. For pod ports. */
+  gro?: boolean;
   /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */
   bpf?: Uint8Array;
   /** UDP/raw: local IPv4 address as uint32 (0 = any). */
@@ -63,6 +67,8 @@ export interface PortStats {
    * frames dropped for inconsistent offload metadata, frames dropped as not segmentable here (IPv6
    * GSO, UFO, a segment larger than a slot), partial checksums completed in C. */
   rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number;
+  /** AF_PACKET with gro: super-frames sent, and the frames they carried (in txPackets too). */
+  txGroFrames?: number; txGroSegments?: number;
   lastError?: string;
 }
 

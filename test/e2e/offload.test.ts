@@ -25,11 +25,12 @@ const pool = new FramePool(256);
 interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number }
 interface Counters { reasons: Record<string, number>; ports: PortRow[] }
 
-/** Watch a pod's host-side veth with a vnet-header AF_PACKET port of our own, drained every 5 ms. */
-function observe(lab: Lab, pod: string): { stop: () => { gsoFrames: number; gsoSegments: number; packets: number } } {
+/** Watch a pod's host-side veth with a vnet-header AF_PACKET port of our own, drained every 5 ms;
+ * `towardsPod`: also the frames sent to the pod (podway's transmissions), not only the pod's own. */
+function observe(lab: Lab, pod: string, towardsPod = false): { stop: () => { gsoFrames: number; gsoSegments: number; packets: number } } {
   const p = lab.pod(pod);
   const n = lab.node(p.node);
-  const port = native.openPacket(p.ifname, { netns: `/run/netns/${n.ns}`, ringVersion: 3 });
+  const port = native.openPacket(p.ifname, { netns: `/run/netns/${n.ns}`, ringVersion: 3, ignoreOutgoing: !towardsPod });
   const timer = setInterval(() => {
     for (let k = 0; k < 64 && native.recv(port, 0, 128) > 0; k++) { /* only the counters matter */ }
   }, 5);
@@ -47,17 +48,23 @@ function observe(lab: Lab, pod: string): { stop: () => { gsoFrames: number; gsoS
 async function transferBothWays(lab: Lab, label: string, offloads: boolean, portBase: number): Promise<void> {
   for (const [from, to, port] of [['web-1', 'web-2', portBase], ['web-2', 'web-1', portBase + 1]] as const) {
     const obs = observe(lab, from);
+    const toObs = observe(lab, to, true);
     let seen = { gsoFrames: 0, gsoSegments: 0, packets: 0 };
+    let gro = { gsoFrames: 0, gsoSegments: 0, packets: 0 };
     let t;
     try {
       t = await tcpTransfer(lab, from, to, MB10, port);
     } finally {
       seen = obs.stop();
+      gro = toObs.stop();
     }
     assert.is(t.sent.bytes, MB10, `${label} ${from} -> ${to}: sent`);
     assert.is(t.received.bytes, MB10, `${label} ${from} -> ${to}: received`);
     assert.is(t.received.sha256, t.sent.sha256, `${label} ${from} -> ${to}: sha256`);
     console.log(`  ${label} ${from} -> ${to}: 10 MB in ${t.ms} ms; ${from}'s veth carried ${seen.gsoFrames} super-frames (${seen.gsoSegments} segments) of ${seen.packets} frames`);
+    console.log(`  ${label} ${to}'s veth: podway sent it ${gro.gsoFrames} coalesced super-frames (${gro.gsoSegments} segments) of ${gro.packets} frames (GRO)`);
+    // the pod's only super-frames on its veth are podway's: it sends ACKs back, nothing to segment
+    assert.ok(gro.gsoFrames > 0, `${label}: GRO on, yet podway sent ${to} no super-frame`);
     if (offloads) assert.ok(seen.gsoFrames > 0, `${label}: offloads on, yet ${from} sent no super-frame`);
     else assert.is(seen.gsoFrames, 0, `${label}: offloads off, yet ${from} sent super-frames`);
   }

@@ -1,0 +1,166 @@
+/*
+ * Software GRO towards pods (see gro.h). The rules are the kernel's (tcp_gro_receive,
+ * inet_gro_receive), kept strict where in doubt; a frame that breaks one is simply sent on its own:
+ *   - IPv4 without options, not a fragment, TCP; same Ethernet header, addresses, ports, TOS, TTL,
+ *     DF; IPv4 ids incrementing by one (as Linux senders make them; stricter than the kernel, which
+ *     also takes fixed ids with DF, so that segmenting the merged frame gives back the inputs);
+ *   - TCP: same header except the sequence number and checksum (ack, window, options equal), only
+ *     ACK set, PSH allowed on the last segment (it ends the run), sequence numbers contiguous;
+ *   - every segment has gso_size (the first one's) payload bytes, except a shorter last one (it ends
+ *     the run); at most GRO_MAX_SEGS segments and 65535 bytes of IPv4 total length;
+ *   - IPv4 header and TCP checksums verified: the merged frame carries a partial checksum the pod
+ *     trusts, so a corrupted segment must never be hidden inside it (it goes alone, the pod drops it).
+ * The merged frame: the first segment's headers with the total length, the IPv4 header checksum,
+ * PSH (when the last had it) and, in the TCP checksum field, the folded pseudo-header sum over the
+ * whole TCP length (VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start at the TCP header, offset 16).
+ */
+#include "gro.h"
+#include "gso.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+#define TCP_ACK 0x10
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t rd32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+
+/* A frame's TCP/IPv4 layout, when it is a candidate at all. */
+struct seg {
+  uint32_t hdrs;    /* 14 + 20 + TCP header */
+  uint32_t payload; /* TCP payload bytes (from the IPv4 total length; Ethernet padding ignored) */
+  uint8_t flags;    /* TCP flags */
+};
+
+static int candidate(const uint8_t *f, uint32_t len, struct seg *s) {
+  if (len < 14 + 20 + 20 || rd16(f + 12) != 0x0800) return 0;
+  const uint8_t *ip = f + 14;
+  if (ip[0] != 0x45 || ip[9] != 6) return 0;       /* IPv4, no options, TCP */
+  if (rd16(ip + 6) & 0x3fff) return 0;             /* a fragment */
+  uint32_t tot = rd16(ip + 2);
+  if (tot > len - 14) return 0;
+  uint32_t thl = (uint32_t)(ip[20 + 12] >> 4) * 4;
+  if (thl < 20 || 20 + thl > tot) return 0;
+  uint8_t fl = ip[20 + 13];
+  if ((fl & ~TCP_PSH) != TCP_ACK) return 0;        /* data segments: ACK, maybe PSH, nothing else */
+  if (tot == 20 + thl) return 0;                   /* a pure ACK carries nothing to merge */
+  s->hdrs = 14 + 20 + thl;
+  s->payload = tot - 20 - thl;
+  s->flags = fl;
+  return 1;
+}
+
+static int checksums_ok(const uint8_t *f, const struct seg *s) {
+  const uint8_t *ip = f + 14;
+  if (csum_fold(csum_add(ip, 20, 0)) != 0xffff) return 0;
+  uint32_t l4len = s->hdrs - 34 + s->payload;
+  uint64_t acc = csum_add(ip + 12, 8, 0);
+  acc += htons(6);
+  acc += htons((uint16_t)l4len);
+  return csum_fold(csum_add(ip + 20, l4len, acc)) == 0xffff;
+}
+
+/* Does b follow a (the run's previous frame) in the same flow, with the same headers? */
+static int follows(const uint8_t *a, const struct seg *sa, const uint8_t *b, const struct seg *sb, uint32_t k,
+                   const uint8_t *first) {
+  if (sb->hdrs != sa->hdrs) return 0;
+  if (memcmp(a, b, 14) != 0) return 0;                       /* Ethernet header */
+  const uint8_t *ia = a + 14, *ib = b + 14;
+  if (ia[1] != ib[1] || ia[8] != ib[8]) return 0;            /* TOS, TTL */
+  if ((ia[6] & 0x40) != (ib[6] & 0x40)) return 0;            /* DF */
+  if (memcmp(ia + 12, ib + 12, 8) != 0) return 0;            /* addresses */
+  uint16_t id0 = rd16(first + 18), idb = rd16(ib + 4);
+  if (idb != (uint16_t)(id0 + k)) return 0; /* the pod may resegment: ids must come back the same */
+  const uint8_t *ta = ia + 20, *tb = ib + 20;
+  if (memcmp(ta, tb, 4) != 0) return 0;                      /* ports */
+  if (rd32(tb + 4) != rd32(ta + 4) + sa->payload) return 0;  /* contiguous */
+  if (memcmp(ta + 8, tb + 8, 6) != 0) return 0;              /* ack, data offset, flags (PSH aside) */
+  if (memcmp(ta + 14, tb + 14, 2) != 0) return 0;            /* window */
+  if (memcmp(ta + 20, tb + 20, sa->hdrs - 54) != 0) return 0; /* options */
+  return 1;
+}
+
+uint32_t gro_span(const uint8_t *const *f, const uint32_t *lens, uint32_t n, struct gro_merge *m) {
+  struct seg s0, prev, cur;
+  m->count = 1;
+  m->psh = 0;
+  if (n < 2 || !candidate(f[0], lens[0], &s0)) return 1;
+  m->hdrs = s0.hdrs;
+  m->mss = s0.payload;
+  m->payload = s0.payload;
+  m->psh = (s0.flags & TCP_PSH) != 0;
+  if (m->psh) return 1; /* PSH ends a run: nothing may follow it */
+  prev = s0;
+  int first_checked = 0;
+  uint32_t k = 1;
+  for (; k < n && k < GRO_MAX_SEGS; k++) {
+    /* ACK without PSH in ta[13] and tb[13] equal is checked by follows() through the flags byte,
+     * so compare with PSH masked: build cur, then mask. */
+    if (!candidate(f[k], lens[k], &cur)) break;
+    if (cur.payload > m->mss) break;
+    if (20 + (m->hdrs - 34) + m->payload + cur.payload > 0xffff) break;
+    uint8_t saved_psh = cur.flags & TCP_PSH;
+    if (!follows(f[k - 1], &prev, f[k], &cur, k, f[0])) {
+      /* follows() compares the flags byte: a PSH on f[k] alone differs from f[k-1]'s ACK */
+      if (!saved_psh) break;
+      /* PSH on this one: compare again as if it were not set (headers must match otherwise) */
+      uint8_t tmp[GRO_HDR_MAX];
+      memcpy(tmp, f[k], cur.hdrs);
+      tmp[14 + 20 + 13] &= (uint8_t)~TCP_PSH;
+      if (!follows(f[k - 1], &prev, tmp, &cur, k, f[0])) break;
+    }
+    if (!first_checked) {
+      if (!checksums_ok(f[0], &s0)) return 1;
+      first_checked = 1;
+    }
+    if (!checksums_ok(f[k], &cur)) break;
+    m->payload += cur.payload;
+    prev = cur;
+    if (saved_psh) {
+      m->psh = 1;
+      k++;
+      break;
+    }
+    if (cur.payload < m->mss) {
+      k++;
+      break;
+    }
+  }
+  m->count = k;
+  if (k == 1) m->psh = 0;
+  return k;
+}
+
+uint32_t gro_payload(const uint8_t *f, const struct gro_merge *m, uint32_t *len) {
+  *len = (uint32_t)rd16(f + 16) - (m->hdrs - 14);
+  return m->hdrs;
+}
+
+void gro_write_header(const uint8_t *first, const struct gro_merge *m, uint8_t *hdr, struct virtio_net_hdr *vh) {
+  memcpy(hdr, first, m->hdrs);
+  uint8_t *ip = hdr + 14, *th = ip + 20;
+  uint32_t l4len = m->hdrs - 34 + m->payload;
+  wr16(ip + 2, (uint16_t)(20 + l4len));
+  ip[10] = ip[11] = 0;
+  uint16_t ic = (uint16_t)~csum_fold(csum_add(ip, 20, 0));
+  memcpy(ip + 10, &ic, 2);
+  if (m->psh) th[13] |= TCP_PSH;
+  /* the partial checksum: folded pseudo-header sum, not complemented (what tcp_v4_send_check leaves) */
+  uint64_t acc = csum_add(ip + 12, 8, 0);
+  acc += htons(6);
+  acc += htons((uint16_t)l4len);
+  uint16_t pc = csum_fold(acc);
+  memcpy(th + 16, &pc, 2);
+  memset(vh, 0, sizeof *vh);
+  vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  vh->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+  vh->hdr_len = (uint16_t)m->hdrs;
+  vh->gso_size = (uint16_t)m->mss;
+  vh->csum_start = 34;
+  vh->csum_offset = 16;
+}

@@ -1,0 +1,210 @@
+/**
+ * Software GRO towards pods (native/gro.c): runs of one TCP flow's in-order segments in a send batch
+ * become one super-frame with a virtio_net_hdr. Checked through the addon's own code paths without
+ * a syscall (groCoalesceForTest: what each message of the batch would carry): a merged frame, cut
+ * again by the addon's GSO segmenter (offloadDeliverForTest, the receive path's code), gives back
+ * its input frames byte for byte, its partial checksum completes to a valid one, and frames that
+ * break a rule (other flow, out of order, bad checksum, flags, sizes, TTL...) go out on their own.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { nativeAddon, FramePool } from '../../src/dataplane/native';
+
+interface Message { frames: number; frame: Uint8Array; vnetHdr: Uint8Array | null }
+interface TestHooks {
+  groCoalesceForTest(frames: Uint8Array[]): Message[];
+  offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean): { n: number; done: number };
+}
+const hooks = nativeAddon() as unknown as TestHooks;
+const pool = new FramePool(256);
+
+const ACK = 0x10, PSH = 0x08, SYN = 0x02, FIN = 0x01;
+const rd16 = (b: Uint8Array, o: number) => (b[o] << 8) | b[o + 1];
+const rd32 = (b: Uint8Array, o: number) => ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+function wr16(b: Uint8Array, o: number, v: number) { b[o] = (v >>> 8) & 255; b[o + 1] = v & 255; }
+function wr32(b: Uint8Array, o: number, v: number) { wr16(b, o, v >>> 16); wr16(b, o + 2, v & 0xffff); }
+function sum16(b: Uint8Array, off: number, len: number, acc = 0): number {
+  for (let i = 0; i + 1 < len; i += 2) acc += (b[off + i] << 8) | b[off + i + 1];
+  if (len & 1) acc += b[off + len - 1] << 8;
+  return acc;
+}
+function fold(s: number): number {
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  return s;
+}
+const pseudo = (b: Uint8Array, l4len: number) => sum16(b, 26, 8) + 6 + l4len;
+
+/** One TCP/IPv4 segment with valid checksums (timestamps option: 32-byte TCP header). */
+function segment(o: { payload: number; seq: number; id: number; flags?: number; sport?: number; ttl?: number; seed?: number; ts?: number }): Uint8Array {
+  const f = new Uint8Array(14 + 20 + 32 + o.payload);
+  f.set([0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0x02, 0, 0, 0x77, 0, 1], 0);
+  wr16(f, 12, 0x0800);
+  f[14] = 0x45; wr16(f, 16, f.length - 14); wr16(f, 18, o.id & 0xffff); wr16(f, 20, 0x4000);
+  f[22] = o.ttl ?? 63; f[23] = 6;
+  f.set([10, 77, 0, 1, 10, 77, 1, 2], 26);
+  wr16(f, 24, ~fold(sum16(f, 14, 20)) & 0xffff);
+  wr16(f, 34, o.sport ?? 40001); wr16(f, 36, 5201); wr32(f, 38, o.seq >>> 0); wr32(f, 42, 0x01020304);
+  f[46] = 8 << 4; f[47] = o.flags ?? ACK; wr16(f, 48, 502);
+  f.set([1, 1, 8, 10, 0, 0, 0x12, o.ts ?? 0x34, 0, 0, 0x56, 0x78], 54);
+  for (let i = 0; i < o.payload; i++) f[66 + i] = ((o.seed ?? 1) * 31 + i * 7 + (i >>> 8) + (o.seq & 255)) & 255;
+  wr16(f, 50, ~fold(pseudo(f, f.length - 34) + sum16(f, 34, f.length - 34)) & 0xffff);
+  return f;
+}
+
+/** n segments of a flow as a sender makes them: contiguous seq, incrementing ids, PSH on the last. */
+function run(n: number, o: { mss?: number; last?: number; seq?: number; id?: number; sport?: number; psh?: boolean } = {}): Uint8Array[] {
+  const mss = o.mss ?? 1448;
+  const out: Uint8Array[] = [];
+  let seq = o.seq ?? 0xfffff000;
+  for (let k = 0; k < n; k++) {
+    const payload = k === n - 1 && o.last !== undefined ? o.last : mss;
+    out.push(segment({ payload, seq, id: (o.id ?? 0xfff0) + k, sport: o.sport, flags: k === n - 1 && (o.psh ?? true) ? ACK | PSH : ACK }));
+    seq = (seq + payload) >>> 0;
+  }
+  return out;
+}
+
+/** What the pod's side sees again when it cuts a message into wire segments (the addon's GSO code). */
+function resegment(m: Message): Uint8Array[] {
+  if (!m.vnetHdr) return [m.frame];
+  const r = hooks.offloadDeliverForTest(m.frame, m.vnetHdr, 0, 128, false);
+  assert.is(r.done, 1);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < r.n; i++) out.push(pool.bytes.slice(pool.start(i), pool.start(i) + pool.len[i]));
+  return out;
+}
+
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+}
+
+/** Every message, cut again, gives back its inputs in order; returns the frames per message. */
+function checkRoundTrip(inputs: Uint8Array[], label: string): number[] {
+  const msgs = hooks.groCoalesceForTest(inputs);
+  let at = 0;
+  for (const [j, m] of msgs.entries()) {
+    const segs = resegment(m);
+    assert.is(segs.length, m.frames, `${label}: message ${j} resegments into its frame count`);
+    for (const s of segs) {
+      if (!same(s, inputs[at])) assert.unreachable(`${label}: frame ${at} (message ${j}) differs after merge + resegment`);
+      at++;
+    }
+  }
+  assert.is(at, inputs.length, `${label}: every input frame accounted for`);
+  return msgs.map((m) => m.frames);
+}
+
+test('a 42-segment run becomes one super-frame: vnet header, headers, partial checksum; resegmented byte for byte', () => {
+  const inputs = run(42, { last: 60000 - 41 * 1448 });
+  const msgs = hooks.groCoalesceForTest(inputs);
+  assert.is(msgs.length, 1);
+  const m = msgs[0];
+  assert.is(m.frames, 42);
+  const v = new DataView(m.vnetHdr!.buffer);
+  assert.is(m.vnetHdr![0], 1, 'NEEDS_CSUM');
+  assert.is(m.vnetHdr![1], 1, 'GSO_TCPV4');
+  assert.is(v.getUint16(2, true), 66, 'hdr_len');
+  assert.is(v.getUint16(4, true), 1448, 'gso_size');
+  assert.is(v.getUint16(6, true), 34, 'csum_start');
+  assert.is(v.getUint16(8, true), 16, 'csum_offset');
+  const f = m.frame;
+  assert.is(f.length, 66 + 60000);
+  assert.is(rd16(f, 16), f.length - 14, 'IPv4 total length');
+  assert.is(fold(sum16(f, 14, 20)), 0xffff, 'IPv4 header checksum');
+  assert.is(rd16(f, 18), 0xfff0, 'the first segment\'s id');
+  assert.is(rd32(f, 38), 0xfffff000, 'the first segment\'s seq');
+  assert.is(f[47], ACK | PSH, 'PSH of the last segment');
+  assert.is(rd16(f, 50), fold(pseudo(f, f.length - 34)), 'partial checksum: folded pseudo-header sum');
+  // completed as the pod's side would, the checksum verifies over the whole payload
+  const c = f.slice();
+  wr16(c, 50, ~fold(sum16(c, 34, c.length - 34)) & 0xffff);
+  assert.is(fold(pseudo(c, c.length - 34) + sum16(c, 34, c.length - 34)), 0xffff);
+  checkRoundTrip(inputs, 'one run');
+});
+
+test('runs end where the rules say: other flow, gap in seq, shorter segment, PSH, size cap; each resegments to its inputs', () => {
+  const a = run(5, { psh: false });
+  const b = run(3, { sport: 40002, seq: 77 });
+  const tail = run(4, { seq: (rd32(a[4], 38) + 1448) >>> 0, id: 0xfff5, mss: 1000 }); // continues a but with a smaller mss
+  const gap = run(2, { seq: (rd32(tail[3], 38) + 5000) >>> 0, id: 0xfff9 });
+  assert.equal(checkRoundTrip([...a, ...b, ...tail, ...gap], 'mixed'), [5, 3, 4, 2]);
+  // a shorter segment ends a run and the next starts a new one; a longer one never joins
+  const s = run(3, { psh: false, mss: 1000 });
+  const longer = segment({ payload: 1400, seq: (rd32(s[2], 38) + 1000) >>> 0, id: 0xfff3 });
+  assert.equal(checkRoundTrip([...s, longer], 'longer'), [3, 1]);
+  const short = run(3, { last: 500, psh: false });
+  const after = segment({ payload: 1448, seq: (rd32(short[2], 38) + 500) >>> 0, id: 0xfff3 });
+  assert.equal(checkRoundTrip([...short, after], 'short'), [3, 1]);
+  // 64 segments at most, and never over 65535 bytes of IPv4
+  assert.equal(checkRoundTrip(run(70, { mss: 500 }), 'count cap'), [64, 6]);
+  assert.equal(checkRoundTrip(run(50, { mss: 1448 }), 'size cap'), [45, 5]);
+});
+
+test('frames that must not merge go alone: SYN/FIN, pure ACK, bad checksums, TTL, options, ids, IPv4 options, UDP', () => {
+  const base = run(4, { psh: false });
+  const variants: Array<[string, (f: Uint8Array[]) => void]> = [
+    ['FIN', (f) => { f[1][47] = ACK | FIN; }],
+    ['SYN', (f) => { f[1][47] = ACK | SYN; }],
+    ['bad TCP checksum', (f) => { f[1][100] ^= 0x40; }],
+    ['bad IPv4 checksum', (f) => { f[1][24] ^= 1; }],
+    ['TTL', (f) => { f[1][22] = 62; wr16(f[1], 24, 0); wr16(f[1], 24, ~fold(sum16(f[1], 14, 20)) & 0xffff); }],
+    ['timestamp option', (f) => { f[1][61] ^= 1; }],
+    ['ack', (f) => { f[1][45] ^= 1; }],
+    ['window', (f) => { f[1][49] ^= 1; }],
+    ['id not incrementing', (f) => { f[1][19] ^= 4; }],
+  ];
+  for (const [what, spoil] of variants) {
+    const frames = base.map((x) => x.slice());
+    spoil(frames);
+    // fix the TCP checksum after a header change, unless the checksum itself is what is spoiled
+    if (!what.startsWith('bad')) {
+      const f = frames[1];
+      if (what !== 'TTL' && what !== 'id not incrementing') { wr16(f, 50, 0); wr16(f, 50, ~fold(pseudo(f, f.length - 34) + sum16(f, 34, f.length - 34)) & 0xffff); }
+      if (what === 'id not incrementing') { wr16(f, 24, 0); wr16(f, 24, ~fold(sum16(f, 14, 20)) & 0xffff); }
+    }
+    const counts = hooks.groCoalesceForTest(frames).map((m) => m.frames);
+    assert.is(counts[0], 1, `${what}: the run stops before the odd frame`);
+    assert.is(counts.reduce((x, y) => x + y, 0), 4);
+    if (!what.startsWith('bad')) checkRoundTrip(frames, what);
+  }
+  // a bad checksum on the first frame: it goes alone, the rest still merge
+  const bad0 = base.map((x) => x.slice());
+  bad0[0][90] ^= 1;
+  assert.equal(hooks.groCoalesceForTest(bad0).map((m) => m.frames), [1, 3]);
+  const pureAcks = [segment({ payload: 0, seq: 1, id: 1 }), segment({ payload: 0, seq: 1, id: 2 })];
+  assert.equal(checkRoundTrip(pureAcks, 'pure ACKs'), [1, 1]);
+  const udp = base.map((x) => x.slice());
+  udp[0][23] = 17;
+  assert.is(hooks.groCoalesceForTest(udp)[0].frames, 1);
+});
+
+test('fuzz: 2000 mutated batches; every message resegments to exactly its inputs, all frames accounted for', () => {
+  let seed = 12345;
+  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) >>> 0; return (seed >>> 8) % n; };
+  for (let iter = 0; iter < 2000; iter++) {
+    const frames: Uint8Array[] = [];
+    const groups = 1 + rnd(4);
+    for (let g = 0; g < groups; g++) frames.push(...run(1 + rnd(12), { mss: 200 + rnd(1300), last: rnd(3) === 0 ? 1 + rnd(150) : undefined, sport: 40000 + rnd(2), seq: rnd(3) ? 1000 : 1000 + rnd(3000), id: rnd(2) ? 5 : rnd(65536), psh: rnd(2) === 0 }));
+    for (let m = rnd(4); m > 0; m--) {
+      const f = frames[rnd(frames.length)];
+      const at = rnd(f.length);
+      f[at] = rnd(256); // anywhere: headers, checksums, payload
+    }
+    if (rnd(3) === 0 && frames.length > 2) { const i = rnd(frames.length - 1); [frames[i], frames[i + 1]] = [frames[i + 1], frames[i]]; }
+    const msgs = hooks.groCoalesceForTest(frames);
+    let at = 0;
+    for (const m of msgs) {
+      if (m.frames > 1) {
+        const segs = resegment(m);
+        assert.is(segs.length, m.frames);
+        for (const s of segs) { if (!same(s, frames[at])) assert.unreachable(`iteration ${iter}: frame ${at} changed by merge + resegment`); at++; }
+      } else {
+        assert.ok(same(m.frame, frames[at]), `iteration ${iter}: a lone frame is sent as it is`);
+        at++;
+      }
+    }
+    assert.is(at, frames.length);
+  }
+});
+
+test.run();

@@ -67,7 +67,9 @@ export async function runDemo(opts: { keep: boolean; datastore?: DemoDatastore }
     process.stderr.write('demo: installing ping and ethtool (scripts/setup.sh)\n');
     execFileSync('bash', [path.resolve(__dirname, '..', '..', '..', 'scripts', 'setup.sh')], { stdio: 'inherit' });
   }
-  const lab = new Lab(Lab.defaultSpec());
+  // Dual-stack with the resource file: the nodes on subnet a (node1, node2) and their pods get
+  // IPv6 too. (On a KV datastore podway registers its Nodes itself, without IPv6 yet.)
+  const lab = new Lab(Lab.defaultSpec(), { dualStack: datastore === 'file' });
   let kv: KvStore | null = null;
   const cleanup = () => lab.destroy(); // also kills the demo's etcd and removes its data
   const onSignal = () => {
@@ -79,7 +81,7 @@ export async function runDemo(opts: { keep: boolean; datastore?: DemoDatastore }
   try {
     lab.build();
     const subnetOf = (node: string) => (lab.node(node).ip.startsWith('10.99.') ? 'a' : 'b');
-    console.log(`cluster ${lab.tag}: ${lab.nodes.map((n) => `${n.name} ${n.ip} (${n.pods.map((p) => `${p.name} ${p.type} ${p.ip}`).join(', ')})`).join('; ')}`);
+    console.log(`cluster ${lab.tag}: ${lab.nodes.map((n) => `${n.name} ${n.ip}${n.ip6 ? ' ' + n.ip6 : ''} (${n.pods.map((p) => `${p.name} ${p.type} ${p.ip}${p.ip6 ? ' ' + p.ip6 : ''}`).join(', ')})`).join('; ')}`);
     if (datastore === 'file') console.log(`resources: ${lab.file}`);
     else {
       const opened = await openKvDatastore(lab, datastore);
@@ -115,6 +117,18 @@ export async function runDemo(opts: { keep: boolean; datastore?: DemoDatastore }
         const r = lab.ping(a, to.ip, 4);
         rows.push({ mode, path: label, route: kind, loss: `${r.loss}%`, rtt: r.rttMs !== null ? `${r.rttMs.toFixed(3)} ms` : '-', ttl: r.ttl ?? '-' });
       }
+      // IPv6 between the dual-stack pods: VXLAN over IPv6 in the VXLAN modes, else unencapsulated
+      // (IPIP is IPv4 only, so the IPv6 pool is Never there).
+      for (const [a, b] of paths) {
+        const from: LabPod = lab.pod(a);
+        const to: LabPod = lab.pod(b);
+        if (!from.ip6 || !to.ip6) continue;
+        const kind6 = from.node === to.node ? 'local' : mode === 'vxlan' ? 'vxlan' : 'direct';
+        // The first packet may wait for the gateway's NA and the underlay neighbour: one warm-up ping.
+        lab.ping(a, to.ip6, 1);
+        const r = lab.ping(a, to.ip6, 4);
+        rows.push({ mode, path: `${a} -> ${b} over IPv6`, route: kind6, loss: `${r.loss}%`, rtt: r.rttMs !== null ? `${r.rttMs.toFixed(3)} ms` : '-', ttl: r.ttl ?? '-' });
+      }
     }
     process.stdout.write(table(rows, ['mode', 'path', 'route', 'loss', 'rtt', 'ttl']));
 
@@ -131,6 +145,16 @@ export async function runDemo(opts: { keep: boolean; datastore?: DemoDatastore }
     const [r1, r2] = (await Promise.all([t1, t2])) as Parameters<typeof formatTrace>[0][];
     console.log(`\nlife of one packet ${src.name} ${src.ip} -> ${dst.name} ${dst.ip} (vxlan):`);
     process.stdout.write(`node1:\n${formatTrace(r1)}node2:\n${formatTrace(r2)}`);
+    if (src.ip6 && dst.ip6) {
+      const filter6 = ['host', dst.ip6, 'and', 'icmp6'];
+      const u1 = controlRequest(lab.node('node1').control, { cmd: 'trace', filter: filter6, count: 1, timeoutMs: 5000 }, 10_000);
+      const u2 = controlRequest(lab.node('node2').control, { cmd: 'trace', filter: filter6, count: 1, timeoutMs: 5000 }, 10_000);
+      await new Promise((r) => setTimeout(r, 100));
+      lab.ping(src.name, dst.ip6, 1);
+      const [s1, s2] = (await Promise.all([u1, u2])) as Parameters<typeof formatTrace>[0][];
+      console.log(`\nlife of one IPv6 packet ${src.name} ${src.ip6} -> ${dst.name} ${dst.ip6} (vxlan over IPv6):`);
+      process.stdout.write(`node1:\n${formatTrace(s1)}node2:\n${formatTrace(s2)}`);
+    }
 
     const failed = rows.filter((r) => r.loss !== 'n/a' && r.loss !== '0%');
     if (opts.keep) {

@@ -253,7 +253,7 @@ export class Pipeline6 {
         b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
         const sport = vxlanSourcePort(this.flowHash(ip));
         const start = encapVxlan6(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport);
-        if (tr !== null) tr.stages.push(`vxlan over ipv6: outer -> ${nhs.routes[nh].nodeIp6}:4789 from port ${sport}, udp checksum computed, vni ${CALICO_VNI}, inner dst ${nhs.routes[nh].vtepMac}`);
+        if (tr !== null) tr.stages.push(`vxlan over ipv6: outer -> [${nhs.routes[nh].nodeIp6}]:4789 from port ${sport}, udp checksum computed, vni ${CALICO_VNI}, inner dst ${nhs.routes[nh].vtepMac}`);
         return this.toUnderlay(i, nh, start, total + ETH_HLEN + 56);
       }
       case NhKind.DIRECT: {

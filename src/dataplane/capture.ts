@@ -244,7 +244,7 @@ export class CaptureTap {
         // The routed packet is still where it was received (encapsulation and Ethernet rewrites
         // happen in front of it): it ends where the frame ends. Packets podway built instead (an
         // ICMP error) are taken from the frame itself.
-        if (stage === Stage.ROUTE && ip >= f - 256 && ip + 20 <= f + len && ip + ((b[ip + 2] << 8) | b[ip + 3]) === f + len) {
+        if (stage === Stage.ROUTE && ip >= f && ip + 20 <= f + len && ip + ((b[ip + 2] << 8) | b[ip + 3]) === f + len) {
           this.record(ports.portName[o], '', b, ip, f + len - ip, Link.IP, 0, 0, 0);
         } else {
           this.record(ports.portName[o], '', b, f, len, outLink === Link.VXLAN ? Link.IP : outLink, 0, 0, 0);

@@ -10,6 +10,7 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 [ -x /usr/bin/etcd ] || need+=(etcd-server) # the etcd datastore tests start a real etcd
+command -v openssl >/dev/null || need+=(openssl) # the etcd TLS test makes its CA and certificates
 [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins) # CNI tests delegate IPAM to host-local
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3) # bench/e2e tcp-bulk rows
 # test/cni/podman.test.ts: a real runtime (podman 4.3, CNI backend) with runc, busybox containers

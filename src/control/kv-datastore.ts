@@ -9,8 +9,8 @@
 // endpoints that cannot both be served (same host interface, or same address, on one node) make
 // the later-created one skipped.
 //
-// Watch events are applied as they come and a snapshot is emitted per burst (debounced, and at
-// least every maxDelayMs during a long one). When the store goes away the last snapshot stays in
+// Watch events are applied as they come; the first change after a quiet spell is emitted at once,
+// later ones per burst (debounced, and at least every maxDelayMs during a long one). When the store goes away the last snapshot stays in
 // force (one 'datastore unreachable' error); the KvStore's watch resumes by itself when it is back,
 // or asks for a resync (compacted meanwhile), which re-lists with backoff and watches again.
 import { Datastore, DatastoreEvents } from './datastore';
@@ -24,7 +24,8 @@ import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, p
 export const KV_DATASTORE_PREFIXES = [RESOURCES_PREFIX, HOST_AFFINITY_PREFIX] as const;
 
 export interface KvDatastoreOptions {
-  /** Quiet time after the last event before a snapshot is emitted (default 30 ms). */
+  /** Quiet time after the last event before a snapshot is emitted (default 30 ms); the first
+   * change after this much quiet is emitted at once. */
   readonly debounceMs?: number;
   /** Longest a snapshot waits during a steady stream of events (default 250 ms). */
   readonly maxDelayMs?: number;
@@ -74,6 +75,9 @@ function errorText(e: unknown): string {
 
 export class KvDatastore extends DatastoreEvents implements Datastore {
   private readonly debounceMs: number;
+  /** When the last snapshot was built (Date.now()), and whether the pending timer is a leading one. */
+  private lastEmitAt = -Infinity;
+  private leading = false;
   private readonly maxDelayMs: number;
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
@@ -314,12 +318,23 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
   private scheduleSnapshot(now = false): void {
     if (this.closed) return;
     const t = Date.now();
+    // A snapshot already on its way at once is built when it fires, so it includes this change.
+    if (this.timer && this.leading) return;
+    // A change after a quiet spell (no snapshot for debounceMs) goes out at once, on the next
+    // macrotask so that the events of one watch response make one snapshot: a new pod is not
+    // held back by the debounce (it cost 30 ms of the 100 ms watch-to-forwarding budget,
+    // bench/watch). Changes that follow within debounceMs are gathered until debounceMs of quiet
+    // (at most maxDelayMs), as a burst or a re-list needs.
+    const leading = now || (this.timer === undefined && t - this.lastEmitAt >= this.debounceMs);
     this.dirtySince ??= t;
     if (this.timer) clearTimeout(this.timer);
-    const wait = now ? 0 : Math.max(0, Math.min(this.debounceMs, this.dirtySince + this.maxDelayMs - t));
+    const wait = leading ? 0 : Math.max(0, Math.min(this.debounceMs, this.dirtySince + this.maxDelayMs - t));
+    this.leading = leading;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.leading = false;
       this.dirtySince = undefined;
+      this.lastEmitAt = Date.now();
       if (this.closed) return;
       try {
         const snapshot = this.buildSnapshot();

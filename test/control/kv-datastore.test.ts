@@ -179,6 +179,28 @@ function commonSuite(backend: Backend) {
     }
   });
 
+  test('after a quiet spell a change is emitted at once, not after the debounce; changes right after it wait for the debounce', async () => {
+    const { kv, done } = await backend.open();
+    // A debounce far longer than any wait below: only a leading-edge snapshot can arrive in time.
+    const h = harness(kv, { debounceMs: 4000, maxDelayMs: 8000 });
+    try {
+      await writeCluster(kv);
+      await h.ds.start();
+      await sleep(4100); // quiet for longer than the debounce
+      const before = h.snapshots.length;
+      await createResource(kv, wep('lead', 'node1-k8s-first-eth0', 'node1', 'califirst0000', '10.244.0.20'));
+      await h.waitFor('the first change, before the 4 s debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-first-eth0'), 2000);
+      assert.is(h.snapshots.length, before + 1, 'one snapshot for the first change');
+      await createResource(kv, wep('lead', 'node1-k8s-second-eth0', 'node1', 'calisecond000', '10.244.0.21'));
+      await sleep(1000);
+      assert.not.ok(h.ds.current()!.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-second-eth0'), 'a change right after a snapshot waits for the debounce');
+      await h.waitFor('the second change, after the debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-second-eth0'), 8000);
+    } finally {
+      await h.ds.close();
+      await done();
+    }
+  });
+
   test('a burst of 100 writes gives a few snapshots, the last with all of them', async () => {
     const { kv, done } = await backend.open();
     const h = harness(kv, { debounceMs: 30 });

@@ -100,6 +100,9 @@ test('nodes that joined on an IPIP pool get VXLAN tunnel addresses when the pool
     await lab.applyMode('vxlan');
     for (const n of lab.nodes) assert.ok(await until(async () => (await vtepOf(n.name)) !== undefined, 15_000), `${n.name} got a tunnel address: ${n.log.slice(-5).join(' | ')}`);
     assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'vxlan', 15_000), `node1 routes ${n2block} over vxlan`);
+    // The reply needs the way back too: node2 learns node1's tunnel address on its own schedule.
+    const n1block = lab.node('node1').block;
+    assert.ok(await until(async () => (await kindOf(lab.node('node2'), n1block)) === 'vxlan', 15_000), `node2 routes ${n1block} over vxlan`);
     const p = lab.ping('web-1', lab.pod('web-2').ip, 4, 56, ['-W', '3']);
     assert.is(p.loss, 0, `web-1 -> web-2 over vxlan: ${JSON.stringify(p)}`);
     assert.equal((await new Ipam(kv).check()).length, 0, 'IPAM consistent');

@@ -12,7 +12,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { Lab, LabNode, LabNodeSpec, run } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
@@ -142,7 +144,12 @@ test('etcd SIGKILLed for 3 s under a 1,000 pps stream: nothing lost, podway says
 
     // A change after the restart: late-2's WorkloadEndpoint, which node2 opens and both route to.
     assert.is((await status(n2)).endpoints, 2, 'node2 serves web-2 and tap-2 only');
-    await lab.addEndpoint('late-2');
+    // Written as an operator would: `podway apply -f` run on node2 against the cluster's etcd.
+    const wep = lab.kvResources(lab.mode).find((o) => o.kind === 'WorkloadEndpoint' && (o.spec as { pod?: string }).pod === 'late-2')!;
+    const wepFile = join(lab.dir, 'late-2.yaml');
+    writeFileSync(wepFile, stringify(wep));
+    const applied = run('ip', ['netns', 'exec', n2.ns, process.execPath, join(__dirname, '..', '..', '..', 'bin', 'podway.js'), 'apply', '-f', wepFile, '--datastore', `etcd:${etcd.endpoint}`], { timeoutMs: 30_000 });
+    assert.is(applied, "Successfully applied 1 'WorkloadEndpoint' resource(s)\n");
     assert.ok(await until(async () => (await status(n2)).endpoints === 3, 10_000), `node2 takes late-2's endpoint: ${n2.log.slice(-5).join(' | ')}`);
     pingOk('web-1', 'late-2');
 

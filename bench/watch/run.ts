@@ -80,7 +80,17 @@ interface StoreResult {
   parts: Record<string, { p50: number; p99: number }>;
 }
 
-const APPLIED = /^(\S+) podway\[\S+\] datastore change applied: \d+ endpoints \(model thread ([\d.]+) ms, apply ([\d.]+) ms\)/;
+const APPLIED = /datastore change applied: \d+ endpoints \(model thread ([\d.]+) ms, apply ([\d.]+) ms\)/;
+
+/** The time and message of a podway log line (JSON lines, or the older "<ISO time> podway[node] msg"). */
+function logLine(line: string): { time: number; msg: string } | null {
+  try {
+    const o = JSON.parse(line) as { time?: string | number; msg?: string };
+    if (typeof o.msg === 'string') return { time: typeof o.time === 'number' ? o.time : Date.parse(String(o.time)), msg: o.msg };
+  } catch { /* not JSON */ }
+  const m = /^(\S+) podway\[\S+\] (.*)$/.exec(line);
+  return m ? { time: Date.parse(m[1]!), msg: m[2]! } : null;
+}
 
 async function measure(store: 'etcd' | 'embedded', args: Args): Promise<StoreResult> {
   const specs = [{ name: 'src', type: 'veth' as const }, ...Array.from({ length: args.pods }, (_, i) => ({ name: `w${i}`, type: 'veth' as const }))];
@@ -127,11 +137,14 @@ async function measure(store: 'etcd' | 'embedded', args: Args): Promise<StoreRes
         const ok = await Promise.race([replied.then(() => true), sleep(5000).then(() => false)]);
         if (!ok) throw new Error(`${store}: no reply from ${name} (${target.ip}) within 5 s of writing its endpoint; podway log: ${lab.node('node1').log.slice(-5).join(' | ')}`);
         samples.push(first! - t0);
-        const m = log.slice(mark).map((l) => APPLIED.exec(l)).find((x) => x !== null);
-        if (m) {
-          parts.appliedAt.push(Date.parse(m[1]!) - t0);
-          parts.modelThread.push(Number(m[2]));
-          parts.apply.push(Number(m[3]));
+        for (const l of log.slice(mark)) {
+          const line = logLine(l);
+          const m = line && APPLIED.exec(line.msg);
+          if (!line || !m) continue;
+          parts.appliedAt.push(line.time - t0);
+          parts.modelThread.push(Number(m[1]));
+          parts.apply.push(Number(m[2]));
+          break;
         }
       } finally {
         stop(ping);

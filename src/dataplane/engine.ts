@@ -579,6 +579,7 @@ export class Engine {
         ...(st.rxGsoFrames ? { rxGsoFrames: st.rxGsoFrames, rxGsoSegments: st.rxGsoSegments } : {}),
         ...(st.rxGsoBad || st.rxGsoDropped ? { rxGsoBad: st.rxGsoBad, rxGsoDropped: st.rxGsoDropped } : {}),
         ...(st.rxCsumCompleted ? { rxCsumCompleted: st.rxCsumCompleted } : {}),
+        ...(st.txGroFrames ? { txGroFrames: st.txGroFrames, txGroSegments: st.txGroSegments } : {}),
         ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });

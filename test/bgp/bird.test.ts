@@ -64,13 +64,22 @@ test('iBGP with BIRD: session, routes both ways, withdrawals both ways', async (
     assert.match(detail, /BGP\.community: \(64512,7\)/);
     assert.match(detail, new RegExp(`BGP\\.next_hop: ${peerState(speaker).address.replace(/\d+$/, '2').replace(/\./g, '\\.')}`));
 
+    // ROUTE-REFRESH both ways: BIRD asks (reload in) and we resend; we ask and BIRD resends.
+    const out0 = peerState(speaker).updatesOut;
+    await bird.birdc('reload', 'in', 'podway');
+    await waitFor('our routes resent on BIRD\'s ROUTE-REFRESH', () => peerState(speaker).updatesOut > out0);
+    const in0 = peerState(speaker).updatesIn;
+    speaker.refresh();
+    await waitFor('BIRD resends on our ROUTE-REFRESH', () => peerState(speaker).updatesIn > in0);
+    assert.is(speaker.learned().length, 2);
+
     // Withdraw from our side.
     speaker.setExports([{ prefix: '10.244.1.0/26' }]);
     await waitFor('withdrawal in BIRD', async () => (await bird.routes('podway')).join() === '10.244.1.0/26');
 
     // Withdraw from BIRD's side: disable its static protocol.
     const routesEvents: number[] = [];
-    speaker.on('routes', r => routesEvents.push(r.length));
+    speaker.on('routes', () => routesEvents.push(speaker.learned().length));
     await bird.birdc('disable', 's4');
     await waitFor('BIRD withdrawal in learned()', () => speaker.learned().length === 0);
     assert.ok(routesEvents.includes(0), 'routes event with the empty table');

@@ -212,6 +212,37 @@ test('maxPrefixes: a flooding peer is cut off with Cease / maximum prefixes', as
   }
 });
 
+test('a full table in many UPDATEs: all learned, few coalesced routes events, announced on to an iBGP peer', async () => {
+  try {
+    const { s, raw, ip } = await withRawPeer();
+    const port2 = randomPort();
+    const other = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: port2 });
+    other.setPeers([{ address: ip(2), asNumber: 64512, passive: true }]);
+    await other.start();
+    s.setPeers([{ address: ip(5), asNumber: 65005, passive: true }, { address: ip(3), asNumber: 64512, port: port2, localAddress: ip(2) }]);
+    await raw.establish(65005, '192.0.2.5');
+    await waitFor('both Established', () => s.status().every(x => x.state === 'Established'));
+    let events = 0;
+    s.on('routes', () => events++);
+    const N = 20000;
+    const msgs: Buffer[] = [];
+    for (let k = 0; k < N; k += 100) {
+      const chunk = Array.from({ length: 100 }, (_, i) => parsePrefix(`${20 + ((k + i) >> 16)}.${((k + i) >> 8) & 255}.${(k + i) & 255}.0/24`));
+      msgs.push(...encodeAnnounce(chunk, { origin: 0, asPath: [{ type: 2, asns: [65005, 1000 + k / 100] }], nextHop: ip(5) }, { fourOctetAs: true, ebgp: true }));
+    }
+    for (const m of msgs) raw.send(m);
+    await waitFor('all learned', () => state(s, ip(5)).prefixesAccepted === N, 60000);
+    // ... plus s's own export (10.244.9.0/26).
+    await waitFor('all passed on', () => state(other).prefixesAccepted === N + 1, 60000);
+    await waitFor('last routes event', () => events > 0 && s.learned().length === N);
+    assert.ok(events < msgs.length / 2, `${events} routes events for ${msgs.length} UPDATEs`);
+    const r = other.learned().find(x => x.prefix === '20.0.5.0/24')!;
+    assert.equal([r.asPath, r.nextHop, r.localPref], [[65005, 1000], ip(5), 100], 'eBGP route to iBGP: path and next hop unchanged');
+  } finally {
+    await cleanup();
+  }
+});
+
 test('connections from unconfigured addresses are closed', async () => {
   try {
     const { ip, port } = await withRawPeer();

@@ -98,6 +98,7 @@ const NO_EXPORT = 0xffffff01;
 const NO_ADVERTISE = 0xffffff02;
 const DEFAULT_LOCAL_PREF = 100;
 const DEFAULT_MAX_PREFIXES = 250_000;
+const ROUTES_EVENT_MS = 100;
 
 /** One route in a peer's Adj-RIB-In. `attrs` is shared by all prefixes of one UPDATE. */
 interface Path {
@@ -147,6 +148,11 @@ function prepend(asn: number, segs: AsPathSegment[] | undefined): AsPathSegment[
   return [{ type: AsSegment.Sequence, asns: [asn] }, ...path];
 }
 
+/** The family of a canonical prefix text, without parsing it. */
+function afiOf(prefix: string): Afi {
+  return prefix.includes(':') ? Afi.Ipv6 : Afi.Ipv4;
+}
+
 function ipNumber(text: string): number {
   return text.split('.').reduce((n, o) => n * 256 + Number(o), 0);
 }
@@ -158,6 +164,8 @@ export class BgpSpeaker extends EventEmitter {
   private readonly best = new Map<string, Path>();
   private readonly dirty = new Set<string>();
   private flushScheduled = false;
+  private routesTimer?: NodeJS.Timeout;
+  private lastRoutesEvent = 0;
   private server?: Server;
   private started = false;
   private readonly host: SessionHost;
@@ -206,6 +214,8 @@ export class BgpSpeaker extends EventEmitter {
   /** Ends every session: with NOTIFICATION Cease, or (graceful) silently so peers keep our routes. */
   async stop(opts: { graceful?: boolean } = {}): Promise<void> {
     this.started = false;
+    clearTimeout(this.routesTimer);
+    this.routesTimer = undefined;
     const server = this.server;
     this.server = undefined;
     const closing = server ? new Promise<void>(resolve => server.close(() => resolve())) : Promise.resolve();
@@ -431,7 +441,7 @@ export class BgpSpeaker extends EventEmitter {
   private onRouteRefresh(p: Peer, afi: Afi): void {
     const all = new Set<string>();
     for (const key of [...this.exports.keys(), ...this.best.keys()]) {
-      if (parsePrefix(key).afi !== afi) continue;
+      if (afiOf(key) !== afi) continue;
       p.ribOut.delete(key);
       all.add(key);
     }
@@ -461,7 +471,27 @@ export class BgpSpeaker extends EventEmitter {
       else this.best.delete(prefix);
     }
     for (const p of this.peers.values()) if (p.session.established) this.advertise(p, changed);
-    if (learnedChanged) this.emit('routes', this.learned());
+    if (learnedChanged) this.routesChanged();
+  }
+
+  /**
+   * Emits 'routes' (no payload: listeners call learned()) at most every ROUTES_EVENT_MS while
+   * routes keep changing, and always once after the last change, so a full table arriving in
+   * thousands of UPDATEs does not make listeners rebuild it thousands of times.
+   */
+  private routesChanged(): void {
+    if (this.routesTimer) return;
+    const wait = this.lastRoutesEvent + ROUTES_EVENT_MS - Date.now();
+    if (wait <= 0) {
+      this.lastRoutesEvent = Date.now();
+      this.emit('routes');
+      return;
+    }
+    this.routesTimer = setTimeout(() => {
+      this.routesTimer = undefined;
+      this.lastRoutesEvent = Date.now();
+      this.emit('routes');
+    }, wait);
   }
 
   private select(prefix: string): Path | undefined {
@@ -499,21 +529,22 @@ export class BgpSpeaker extends EventEmitter {
     return v6 ? local : `::ffff:${local}`;
   }
 
-  /** The attributes to announce `prefix` to `p` with, or null when `p` should not have it. */
-  private outbound(p: Peer, prefix: string, afi: Afi): PathAttrs | null {
+  /** The attributes to announce our own export with to `p`. */
+  private outboundOwn(p: Peer, own: { exp: BgpExport; communities: number[] }, afi: Afi): PathAttrs {
     const toEbgp = this.isEbgp(p);
-    const own = this.exports.get(prefix);
-    if (own) {
-      return {
-        origin: 0,
-        asPath: toEbgp ? [{ type: AsSegment.Sequence, asns: [this.opts.localAs] }] : [],
-        nextHop: own.exp.nextHop !== undefined ? canonicalAddress(own.exp.nextHop) : this.selfNextHop(p, afi),
-        localPref: toEbgp ? undefined : DEFAULT_LOCAL_PREF,
-        communities: own.communities.length ? own.communities : undefined,
-      };
-    }
-    const best = this.best.get(prefix);
-    if (!best || best.peer === p) return null;
+    return {
+      origin: 0,
+      asPath: toEbgp ? [{ type: AsSegment.Sequence, asns: [this.opts.localAs] }] : [],
+      nextHop: own.exp.nextHop !== undefined ? canonicalAddress(own.exp.nextHop) : this.selfNextHop(p, afi),
+      localPref: toEbgp ? undefined : DEFAULT_LOCAL_PREF,
+      communities: own.communities.length ? own.communities : undefined,
+    };
+  }
+
+  /** The attributes to pass the learned `best` on to `p` with, or null when `p` should not have it. */
+  private outboundLearned(p: Peer, best: Path, afi: Afi): PathAttrs | null {
+    if (best.peer === p) return null;
+    const toEbgp = this.isEbgp(p);
     const a = best.attrs;
     const communities = a.communities ?? [];
     if (communities.includes(NO_ADVERTISE) || (toEbgp && communities.includes(NO_EXPORT))) return null;
@@ -550,21 +581,42 @@ export class BgpSpeaker extends EventEmitter {
     if (!conn) return;
     const groups = new Map<string, { attrs: PathAttrs; prefixes: Prefix[] }>();
     const withdraw: Record<number, Prefix[]> = { [Afi.Ipv4]: [], [Afi.Ipv6]: [] };
+    // Prefixes of one UPDATE share one attrs object: work out what to send for it once.
+    const memo = new Map<PathAttrs, Map<string, { attrs: PathAttrs; sig: string } | null>>();
+    const learnedOut = (best: Path, afi: Afi) => {
+      let byHop = memo.get(best.attrs);
+      if (!byHop) memo.set(best.attrs, (byHop = new Map()));
+      const k = `${afi}|${best.nextHop}|${best.peer.config.address}`;
+      let out = byHop.get(k);
+      if (out === undefined) {
+        const attrs = this.outboundLearned(p, best, afi);
+        out = attrs ? { attrs, sig: `${afi}|${JSON.stringify(attrs)}` } : null;
+        byHop.set(k, out);
+      }
+      return out;
+    };
     for (const key of prefixes) {
-      const prefix = parsePrefix(key);
-      if (!conn.families.has(prefix.afi)) continue;
-      const attrs = this.outbound(p, key, prefix.afi);
-      const sig = attrs ? `${prefix.afi}|${JSON.stringify(attrs)}` : undefined;
+      const afi = afiOf(key);
+      if (!conn.families.has(afi)) continue;
+      const own = this.exports.get(key);
+      const best = own ? undefined : this.best.get(key);
+      let out: { attrs: PathAttrs; sig: string } | null = null;
+      if (own) {
+        const attrs = this.outboundOwn(p, own, afi);
+        out = { attrs, sig: `${afi}|${JSON.stringify(attrs)}` };
+      } else if (best) {
+        out = learnedOut(best, afi);
+      }
       const prev = p.ribOut.get(key);
-      if (sig === prev) continue;
-      if (attrs && sig) {
-        p.ribOut.set(key, sig);
-        const g = groups.get(sig) ?? { attrs, prefixes: [] };
-        g.prefixes.push(prefix);
-        groups.set(sig, g);
+      if (out?.sig === prev) continue;
+      if (out) {
+        p.ribOut.set(key, out.sig);
+        const g = groups.get(out.sig) ?? { attrs: out.attrs, prefixes: [] };
+        g.prefixes.push(own ? own.prefix : parsePrefix(key));
+        groups.set(out.sig, g);
       } else {
         p.ribOut.delete(key);
-        withdraw[prefix.afi].push(prefix);
+        withdraw[afi].push(parsePrefix(key));
       }
     }
     const out: Buffer[] = [...encodeWithdraw(withdraw[Afi.Ipv4]), ...encodeWithdraw(withdraw[Afi.Ipv6])];

@@ -83,6 +83,15 @@ export function decodeNlri(afi: Afi, b: Buffer): string[] {
     const n = (len + 7) >> 3;
     if (len > size * 8) throw new BgpError(ErrCode.Update, UpdateSub.InvalidNetwork, Buffer.alloc(0), `prefix length ${len} in NLRI`);
     if (at + 1 + n > b.length) throw new BgpError(ErrCode.Update, UpdateSub.InvalidNetwork, Buffer.alloc(0), 'NLRI entry overruns its field');
+    if (size === 4) {
+      // The common case, a full table of them: text straight from the octets, no buffer.
+      const o = [0, 0, 0, 0];
+      for (let i = 0; i < n; i++) o[i] = b[at + 1 + i];
+      if (len & 7) o[n - 1] &= (0xff00 >> (len & 7)) & 0xff;
+      out.push(`${o[0]}.${o[1]}.${o[2]}.${o[3]}/${len}`);
+      at += 1 + n;
+      continue;
+    }
     const octets = Buffer.alloc(size);
     b.copy(octets, 0, at + 1, at + 1 + n);
     clearHostBits(octets, len);

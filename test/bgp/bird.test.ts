@@ -82,7 +82,7 @@ test('iBGP with BIRD: session, routes both ways, withdrawals both ways', async (
     speaker.on('routes', () => routesEvents.push(speaker.learned().length));
     await bird.birdc('disable', 's4');
     await waitFor('BIRD withdrawal in learned()', () => speaker.learned().length === 0);
-    assert.ok(routesEvents.includes(0), 'routes event with the empty table');
+    await waitFor('routes event with the empty table', () => routesEvents.includes(0), 2000);
     const st = peerState(speaker);
     assert.ok(st.updatesIn >= 2 && st.updatesOut >= 2, JSON.stringify(st));
     assert.is(st.prefixesReceived, 0);

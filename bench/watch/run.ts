@@ -10,7 +10,7 @@
 // The sample is the time from just before the write to the first echo reply: the watch, the
 // debounce, the model thread, the engine's apply, the pod's ARP and the request and the reply
 // through podway. It is an upper bound of "first packet forwarded" by one round trip (~0.1 ms).
-// podway's "datastore change applied" log line splits it: when the engine had applied the change
+// write: until the writer's call returned (the store's commit). podway's "datastore change applied" log line splits it: when the engine had applied the change
 // (appliedAt, ms resolution) and, inside that, the model thread and the engine's apply.
 //
 // Usage: node dist/bench/watch/run.js [--pods 50] [--stores etcd,embedded] [--json]
@@ -114,7 +114,7 @@ async function measure(store: 'etcd' | 'embedded', args: Args): Promise<StoreRes
     await lab.startPodway('node1', 30_000);
     const src = lab.pod('src');
     const samples: number[] = [];
-    const parts: Record<string, number[]> = { appliedAt: [], modelThread: [], apply: [] };
+    const parts: Record<string, number[]> = { write: [], appliedAt: [], modelThread: [], apply: [] };
     const log = lab.node('node1').log;
     for (const name of late) {
       const target = lab.pod(name);
@@ -134,6 +134,7 @@ async function measure(store: 'etcd' | 'embedded', args: Args): Promise<StoreRes
         const mark = log.length;
         const t0 = nowMs();
         await lab.addEndpoint(name);
+        parts.write.push(nowMs() - t0); // the store's commit (etcd: raft + fsync), as the writer sees it
         const ok = await Promise.race([replied.then(() => true), sleep(5000).then(() => false)]);
         if (!ok) throw new Error(`${store}: no reply from ${name} (${target.ip}) within 5 s of writing its endpoint; podway log: ${lab.node('node1').log.slice(-5).join(' | ')}`);
         samples.push(first! - t0);

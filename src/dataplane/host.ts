@@ -97,6 +97,14 @@ export function quietKernelOn(ifname: string, pod: boolean): string[] {
   if (pod) {
     const n2 = setSysctl(`${conf}.proxy_arp`, '0');
     if (n2) notes.push(n2);
+    // IPv6 (when the kernel has it on this interface): never take router advertisements from a
+    // pod, as Felix sets. The kernel's IPv6 forwarding is global only (no per-interface switch
+    // like IPv4's), so a node with net.ipv6.conf.all.forwarding=1 would forward pod IPv6 too.
+    const conf6 = `net.ipv6.conf.${ifname.replace(/\./g, '/')}`;
+    if (existsSync(`/proc/sys/${conf6.replace(/\./g, '/')}`)) {
+      const n3 = setSysctl(`${conf6}.accept_ra`, '0');
+      if (n3) notes.push(n3);
+    }
   }
   return notes;
 }

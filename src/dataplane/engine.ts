@@ -541,11 +541,12 @@ export class Engine {
   }
 
   endpointList() {
+    const v6 = new Map((this.model?.v6.endpoints ?? []).map((e) => [e.interfaceName, e.ips6.map((ip) => `${ip}/128`)] as const));
     return [...this.endpoints.values()].map(({ ep, port, kind }) => ({
       workload: ep.key,
       interface: ep.interfaceName,
       type: kind,
-      networks: ep.cidrs,
+      networks: [...ep.cidrs, ...(v6.get(ep.interfaceName) ?? [])],
       mac: this.pipe.podMacKnown[port] ? formatMac(this.pipe.podMac, port * 6) : '',
       rx: this.pipe.portCounters[port * PORT_COUNTERS + PortCounter.RX],
       tx: this.pipe.portCounters[port * PORT_COUNTERS + PortCounter.TX],

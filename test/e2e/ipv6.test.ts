@@ -62,6 +62,13 @@ test('podway routes lists the IPv6 table: local /128s, the own /122 blackholed, 
   assert.is(remote.mtu, 1430);
 });
 
+test('podway endpoints lists both families of each pod', async () => {
+  const eps = (await controlRequest(lab!.node('node1').control, { cmd: 'endpoints' })) as { interface: string; networks: string[] }[];
+  const web1 = lab!.pod('web-1');
+  const row = eps.find((e) => e.interface === web1.ifname);
+  assert.equal(row?.networks, [`${web1.ip}/32`, `${web1.ip6}/128`]);
+});
+
 test('VXLAN over IPv6: ping6 both ways between veth, tap and tun pods on two nodes, hop limit 62', async () => {
   for (const [a, b] of [['web-1', 'web-2'], ['web-2', 'web-1'], ['tap-1', 'web-2'], ['tun-2', 'tap-1'], ['web-1', 'tun-2']]) {
     assert.ok(await reachable(a, b), `${a} -> ${b} reachable over IPv6`);

@@ -1,6 +1,8 @@
 // The speaker against a real BIRD 2 on loopback: sessions, routes both ways, withdrawals, hold
 // timer expiry, BIRD restarts, eBGP.
 import { test } from 'uvu';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker, BgpPeerStatus } from '../../src/control/bgp/speaker';
 import { Bird, birdBgpConfig, loopbackNet, randomPort, startBird, waitFor } from './bird';
@@ -25,21 +27,22 @@ interface SetupOptions {
 }
 
 /** BIRD at ip(3) with `statics`, one BGP protocol "podway" toward our speaker at ip(2). */
-async function setup(opts: SetupOptions): Promise<Setup & { again: () => BgpSpeaker }> {
+async function setup(opts: SetupOptions): Promise<Setup & { again: () => BgpSpeaker; config: (statics: string[]) => string }> {
   const ip = loopbackNet();
   const birdPort = randomPort();
   const ourPort = birdPort + 1;
-  const bird = await startBird(birdBgpConfig({
-    address: ip(3), port: birdPort, as: opts.birdAs, statics: opts.statics, statics6: opts.statics6,
+  const config = (statics: string[]) => birdBgpConfig({
+    address: ip(3), port: birdPort, as: opts.birdAs, statics, statics6: opts.statics6,
     neighbors: [{ name: 'podway', address: ip(2), port: ourPort, as: opts.ourAs, extra: opts.birdExtra, ipv6: opts.statics6 ? opts.birdIpv6 ?? '' : undefined }],
-  }));
+  });
+  const bird = await startBird(config(opts.statics));
   // `again` builds the same speaker anew, as a restarted process would.
   const again = () => {
     const s = new BgpSpeaker({ localAs: opts.ourAs, routerId: ip(2), listenAddress: ip(2), listenPort: ourPort, connectRetrySeconds: 1, log: quiet, gracefulRestartSeconds: opts.gracefulRestartSeconds });
     s.setPeers([{ address: ip(3), asNumber: opts.birdAs, port: birdPort, localAddress: ip(2), holdTimeSeconds: opts.hold ?? 9, description: 'bird' }]);
     return s;
   };
-  return { speaker: again(), bird, ip, again };
+  return { speaker: again(), bird, ip, again, config };
 }
 
 const peerState = (s: BgpSpeaker): BgpPeerStatus => s.status()[0];
@@ -207,6 +210,26 @@ test('graceful restart: without a return BIRD drops our routes after the restart
     assert.match(await bird.protocol('podway'), /Received: Administrative shutdown/);
   } finally {
     await second?.stop();
+    await speaker.stop();
+    await bird.stop();
+  }
+});
+
+test('graceful restart helper with BIRD: its routes stay while it restarts; stale ones go at its End-of-RIB', async () => {
+  const { speaker, bird, config } = await setup({ birdAs: 64512, ourAs: 64512, statics: ['10.99.0.0/24', '10.99.1.0/24'], birdExtra: 'graceful restart on; graceful restart time 30;' });
+  try {
+    await speaker.start();
+    await waitFor('learned', () => speaker.learned().length === 2);
+    await bird.kill();
+    await waitFor('session down', () => !established(speaker));
+    await new Promise(r => setTimeout(r, 1000));
+    assert.is(speaker.learned().length, 2, 'kept while BIRD restarts');
+    // BIRD comes back originating one of the two.
+    writeFileSync(join(bird.dir, 'bird.conf'), config(['10.99.1.0/24']));
+    await bird.start();
+    await waitFor('Established again', () => established(speaker), 20000);
+    await waitFor('stale route gone', () => speaker.learned().map(r => r.prefix).join() === '10.99.1.0/24');
+  } finally {
     await speaker.stop();
     await bird.stop();
   }

@@ -65,6 +65,44 @@ test('two podway speakers, both dialling: collision leaves one session; IPv4 and
   }
 });
 
+test('graceful restart helper: a peer that restarts keeps its routes with us until End-of-RIB or its restart time', async () => {
+  const ip = loopbackNet();
+  const [pa, pb] = [randomPort(), randomPort()];
+  const makeA = (gr: number) => {
+    const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: pa, gracefulRestartSeconds: gr });
+    a.setPeers([{ address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2) }]);
+    return a;
+  };
+  const b = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: pb });
+  try {
+    b.setPeers([{ address: ip(2), asNumber: 64512, passive: true }]);
+    await b.start();
+    const a1 = makeA(30);
+    a1.setExports([{ prefix: '10.244.1.0/26' }, { prefix: '10.244.1.64/26' }]);
+    await a1.start();
+    await waitFor('learned', () => b.learned().length === 2);
+    await a1.stop({ graceful: true });
+    await waitFor('b sees the session go', () => state(b).state !== 'Established');
+    await new Promise(r => setTimeout(r, 1000));
+    assert.is(b.learned().length, 2, 'routes kept while the peer restarts');
+
+    // Back with one export: the other is stale and goes with End-of-RIB.
+    const a2 = makeA(2);
+    a2.setExports([{ prefix: '10.244.1.64/26' }]);
+    await a2.start();
+    await waitFor('re-established', () => state(b).state === 'Established');
+    await waitFor('stale route gone after End-of-RIB', () => b.learned().map(r => r.prefix).join() === '10.244.1.64/26');
+
+    // Gone for good: dropped once its restart time (2 s) is over.
+    await a2.stop({ graceful: true });
+    await waitFor('b sees the session go', () => state(b).state !== 'Established');
+    assert.is(b.learned().length, 1);
+    await waitFor('dropped after the restart time', () => b.learned().length === 0, 6000);
+  } finally {
+    await cleanup();
+  }
+});
+
 test('passive peer: only the other side dials; peer changes are diffed', async () => {
   const ip = loopbackNet();
   const [pa, pb] = [randomPort(), randomPort()];

@@ -31,8 +31,12 @@ export interface SessionHost {
   established(peer: PeerSession): void;
   update(peer: PeerSession, msg: UpdateMessage): void;
   routeRefresh(peer: PeerSession, afi: Afi): void;
-  /** The established session ended; `graceful` when the speaker itself is restarting. */
-  down(peer: PeerSession): void;
+  /**
+   * The established session ended. `restartFamilies`: it ended without a NOTIFICATION from a peer
+   * that announced graceful restart for these families, so (RFC 4724) the peer may be restarting
+   * and its routes of those families are kept, stale, for `restartSeconds`.
+   */
+  down(peer: PeerSession, restartFamilies: Afi[], restartSeconds: number): void;
   stateChanged(peer: PeerSession): void;
   log(level: 'info' | 'warn', msg: string): void;
 }
@@ -74,6 +78,8 @@ export class Connection {
   private keepaliveTimer?: NodeJS.Timeout;
   private holdMs = OPEN_HOLD_MS;
   private closed = false;
+  /** Ended by a NOTIFICATION (either way), not by the transport. */
+  notified = false;
 
   constructor(private readonly peer: PeerSession, readonly socket: Socket, readonly outgoing: boolean) {
     this.state = outgoing ? 'Connect' : 'OpenSent';
@@ -140,6 +146,7 @@ export class Connection {
     const msg = decodeMessage(raw, this.ctx);
     if (msg.type === MsgType.Notification) {
       const text = describeError(msg.code, msg.subcode);
+      this.notified = true;
       this.close(`Received: ${text}`, false);
       return;
     }
@@ -207,6 +214,7 @@ export class Connection {
   close(reason: string, notified: boolean): void {
     if (this.closed) return;
     this.closed = true;
+    if (notified) this.notified = true;
     clearTimeout(this.holdTimer);
     clearInterval(this.keepaliveTimer);
     if (notified) this.socket.end();
@@ -377,7 +385,9 @@ export class PeerSession {
     if (this.established === conn) {
       this.established = undefined;
       this.host.log('info', `bgp ${this.config.address}: session down: ${reason}`);
-      this.host.down(this);
+      const gr = conn.remote?.caps.gracefulRestart;
+      const families = !conn.notified && gr && gr.time > 0 ? gr.families.filter(f => f.safi === SAFI_UNICAST).map(f => f.afi as Afi) : [];
+      this.host.down(this, families, gr?.time ?? 0);
     }
     if (!this.running) return;
     if (this.conns.length) {
@@ -430,7 +440,7 @@ export class PeerSession {
         c.close('Stopped', true);
       }
     }
-    if (wasEstablished) this.host.down(this);
+    if (wasEstablished) this.host.down(this, [], 0);
     this.setState('Idle', opts.graceful ? 'Stopped (graceful restart)' : 'Stopped');
     return Promise.all(closed).then(() => undefined);
   }

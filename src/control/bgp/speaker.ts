@@ -7,7 +7,7 @@ import { PeerSession, SessionHost, stripMapped, BgpState } from './session';
 import { setListenerKey } from './md5';
 import {
   Afi, AsPathSegment, AsSegment, asPathLength, BgpError, CeaseSub, encodeAnnounce, encodeEndOfRib,
-  encodeRouteRefresh, encodeWithdraw, ErrCode, PathAttrs, Prefix, SAFI_UNICAST, UpdateMessage,
+  encodeRouteRefresh, encodeWithdraw, endOfRibFamily, ErrCode, PathAttrs, Prefix, SAFI_UNICAST, UpdateMessage,
   addressOctets, addressText, parsePrefix,
 } from './wire';
 
@@ -120,6 +120,9 @@ interface Peer {
   accepted: number;
   treatedAsWithdraw: number;
   discarded: number;
+  /** RFC 4724 helper: prefixes kept from a restarting peer until its End-of-RIB or the timer. */
+  stale?: Set<string>;
+  staleTimer?: NodeJS.Timeout;
 }
 
 export function communityText(c: number): string {
@@ -185,7 +188,7 @@ export class BgpSpeaker extends EventEmitter {
       established: s => speaker.onEstablished(speaker.peerOf(s)),
       update: (s, m) => speaker.onUpdate(speaker.peerOf(s), m),
       routeRefresh: (s, afi) => speaker.onRouteRefresh(speaker.peerOf(s), afi),
-      down: s => speaker.onDown(speaker.peerOf(s)),
+      down: (s, families, seconds) => speaker.onDown(speaker.peerOf(s), families, seconds),
       stateChanged: s => { const p = speaker.peerOf(s, true); if (p) speaker.emit('peer', speaker.statusOf(p)); },
       log: (level, msg) => speaker.log(level, msg),
     };
@@ -214,6 +217,7 @@ export class BgpSpeaker extends EventEmitter {
   /** Ends every session: with NOTIFICATION Cease, or (graceful) silently so peers keep our routes. */
   async stop(opts: { graceful?: boolean } = {}): Promise<void> {
     this.started = false;
+    for (const p of this.peers.values()) clearTimeout(p.staleTimer);
     clearTimeout(this.routesTimer);
     this.routesTimer = undefined;
     const server = this.server;
@@ -373,6 +377,11 @@ export class BgpSpeaker extends EventEmitter {
 
   private onUpdate(p: Peer, m: UpdateMessage): void {
     if (m.discarded.length) p.discarded += m.discarded.length;
+    const eor = endOfRibFamily(m);
+    if (eor !== null) {
+      this.dropStale(p, eor);
+      return;
+    }
     const gone = [...m.withdrawn, ...(m.attrs.mpUnreach?.withdrawn ?? [])];
     const announced: { prefix: string; afi: Afi; nextHop: string }[] = [];
     for (const prefix of m.nlri) announced.push({ prefix, afi: Afi.Ipv4, nextHop: m.attrs.nextHop ?? '' });
@@ -386,11 +395,15 @@ export class BgpSpeaker extends EventEmitter {
       for (const a of announced) gone.push(a.prefix);
       announced.length = 0;
     }
-    for (const prefix of gone) this.removePath(p, prefix);
+    for (const prefix of gone) {
+      p.stale?.delete(prefix);
+      this.removePath(p, prefix);
+    }
     if (announced.length) {
       const { mpReach: _r, mpUnreach: _u, ...attrs } = m.attrs;
       const accepted = this.importable(p, attrs);
       for (const a of announced) {
+        p.stale?.delete(a.prefix);
         this.removePath(p, a.prefix);
         p.ribIn.set(a.prefix, { prefix: a.prefix, afi: a.afi, peer: p, attrs, nextHop: a.nextHop, accepted });
         if (accepted) p.accepted++;
@@ -418,6 +431,8 @@ export class BgpSpeaker extends EventEmitter {
   }
 
   private forgetRoutes(p: Peer): void {
+    clearTimeout(p.staleTimer);
+    p.stale = undefined;
     for (const prefix of p.ribIn.keys()) this.dirty.add(prefix);
     p.ribIn.clear();
     p.ribOut.clear();
@@ -425,13 +440,54 @@ export class BgpSpeaker extends EventEmitter {
     this.scheduleFlush();
   }
 
-  private onDown(p: Peer): void {
-    this.forgetRoutes(p);
+  private onDown(p: Peer, restartFamilies: Afi[], restartSeconds: number): void {
+    p.ribOut.clear();
+    this.dropStale(p);
+    if (!restartFamilies.length) {
+      this.forgetRoutes(p);
+      return;
+    }
+    // Graceful restart helper (RFC 4724 section 4.2): keep forwarding on the peer's routes of the
+    // families it named, marked stale, until it is back and says End-of-RIB, or until its restart
+    // time runs out. Routes of other families go now.
+    p.stale = new Set();
+    for (const prefix of [...p.ribIn.keys()]) {
+      if (restartFamilies.includes(afiOf(prefix))) p.stale.add(prefix);
+      else this.removePath(p, prefix);
+    }
+    this.log('info', `bgp ${p.config.address}: peer restarting; keeping ${p.stale.size} routes for up to ${restartSeconds} s`);
+    p.staleTimer = setTimeout(() => {
+      this.log('info', `bgp ${p.config.address}: restart time over; dropping its stale routes`);
+      this.dropStale(p);
+    }, restartSeconds * 1000);
+  }
+
+  /** Withdraws the peer's routes still stale (of `afi`, or all). */
+  private dropStale(p: Peer, afi?: Afi): void {
+    const stale = p.stale;
+    if (!stale) return;
+    for (const prefix of [...stale]) {
+      if (afi !== undefined && afiOf(prefix) !== afi) continue;
+      stale.delete(prefix);
+      this.removePath(p, prefix);
+    }
+    if (afi === undefined || !stale.size) {
+      clearTimeout(p.staleTimer);
+      p.stale = undefined;
+    }
+    this.scheduleFlush();
   }
 
   private onEstablished(p: Peer): void {
     p.ribOut.clear();
     const conn = p.session.established!;
+    // A restarted peer that no longer preserves forwarding for a family: its stale routes go now.
+    if (p.stale) {
+      const gr = conn.remote?.caps.gracefulRestart;
+      for (const afi of [Afi.Ipv4, Afi.Ipv6]) {
+        if (!gr?.families.some(f => f.afi === afi && f.safi === SAFI_UNICAST && f.forwarding)) this.dropStale(p, afi);
+      }
+    }
     const all = new Set<string>([...this.exports.keys(), ...this.best.keys()]);
     this.advertise(p, all);
     for (const afi of conn.families) this.sendTo(p, [encodeEndOfRib(afi)]);

@@ -566,6 +566,12 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "txDroppedFull", (double)p->st.tx_dropped_full);
   set_num(env, o, "txErrors", (double)p->st.tx_errors);
   set_num(env, o, "txCalls", (double)p->st.tx_calls);
+  set_num(env, o, "rxWaitNs", (double)p->st.rx_wait_ns);
+  set_num(env, o, "rxWaitSamples", (double)p->st.rx_wait_samples);
+  set_num(env, o, "jsNs", (double)p->st.js_ns);
+  set_num(env, o, "jsSamples", (double)p->st.js_samples);
+  set_num(env, o, "txSyscallNs", (double)p->st.tx_ns);
+  set_num(env, o, "txSyscalls", (double)p->st.tx_syscalls);
   if (p->kind == PORT_PACKET) {
     set_num(env, o, "rxGsoFrames", (double)p->st.rx_gso_frames);
     set_num(env, o, "rxGsoSegments", (double)p->st.rx_gso_segments);

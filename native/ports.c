@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef PACKET_IGNORE_OUTGOING
@@ -289,12 +290,28 @@ static inline int desc_ok(struct pool *pl, uint32_t i) {
  * there. A frame is released only once delivered whole: when the batch fills in the middle of a
  * super-frame, it stays (with its copy in rx_big) for the next call. At most `max` ring frames are
  * looked at per call, so frames dropped in C cannot keep the loop going. */
+static inline uint64_t now_ns(clockid_t c) {
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* When this thread's last recv that returned frames ended (CLOCK_MONOTONIC ns; 0 = sampled). */
+static __thread uint64_t last_rx_done;
+
 static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   uint32_t n = 0;
   for (uint32_t seen = 0; n < max && seen < max; seen++) {
     struct tpacket2_hdr *h = (struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
     uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
     if (!(st & TP_STATUS_USER)) break;
+    if (seen == 0 && h->tp_sec) { /* the kernel stamps frames with CLOCK_REALTIME */
+      uint64_t stamp = (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec, t = now_ns(CLOCK_REALTIME);
+      if (t > stamp && t - stamp < 1000000000u) {
+        p->st.rx_wait_ns += t - stamp;
+        p->st.rx_wait_samples++;
+      }
+    }
     const uint8_t *frame = (uint8_t *)h + h->tp_mac;
     uint32_t len = h->tp_snaplen, wire = h->tp_len;
     const struct virtio_net_hdr *vh = p->vnet_len ? (const struct virtio_net_hdr *)(frame - p->vnet_len) : NULL;
@@ -516,12 +533,20 @@ static int recv_fd_loop(struct port *p, uint16_t port_id, struct pool *pl, uint3
   return (int)n;
 }
 
+static int port_recv_kind(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max);
+
 int port_recv(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   if (max > MAX_BATCH) max = MAX_BATCH;
   if (first > pl->ndesc || max > pl->ndesc - first) return -ERANGE;
   for (uint32_t k = 0; k < max; k++)
     if (!desc_ok(pl, first + k)) return -ERANGE;
   p->st.rx_calls++;
+  int r = port_recv_kind(p, port_id, pl, first, max);
+  if (r > 0) last_rx_done = now_ns(CLOCK_MONOTONIC);
+  return r;
+}
+
+static int port_recv_kind(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   switch (p->kind) {
   case PORT_TAP:
   case PORT_TUN:
@@ -651,7 +676,10 @@ static int xmit_fd_one(struct port *p, const uint8_t *buf, uint32_t len) {
 static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, const uint32_t *weight) {
   uint32_t done = 0;
   while (done < count) {
+    uint64_t t0 = now_ns(CLOCK_MONOTONIC);
     int r = sendmmsg(p->fd, msgs + done, count - done, MSG_DONTWAIT);
+    p->st.tx_ns += now_ns(CLOCK_MONOTONIC) - t0;
+    p->st.tx_syscalls++;
     if (r > 0) {
       for (int k = 0; k < r; k++) p->st.tx_bytes += msgs[done + k].msg_len - p->vnet_len;
       if (weight)
@@ -810,6 +838,11 @@ int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
   }
   if (count == 0) return 0;
   p->st.tx_calls++;
+  if (last_rx_done) {
+    p->st.js_ns += now_ns(CLOCK_MONOTONIC) - last_rx_done;
+    p->st.js_samples++;
+    last_rx_done = 0;
+  }
   uint64_t sent_before = p->st.tx_packets;
   /* Behind an existing backlog nothing is sent ahead of it: frames would be reordered. */
   uint32_t k = p->txq ? 0 : send_direct(p, pl, first, count);

@@ -42,6 +42,11 @@ struct port_stats {
   /* transmit coalescing towards pods (gro.h) */
   uint64_t tx_gro_frames;     /* super-frames sent */
   uint64_t tx_gro_segments;   /* frames they carried (counted in tx_packets too) */
+  /* where a forwarded frame's time goes (one sample per batch, a clock read each: see README) */
+  uint64_t rx_wait_ns, rx_wait_samples; /* V2 ring: kernel receive timestamp of a batch's first
+                                           frame to the recv that takes it (wake-up + queueing) */
+  uint64_t js_ns, js_samples;           /* end of the thread's last recv to this port's send */
+  uint64_t tx_ns, tx_syscalls;          /* time inside sendmmsg (incl. the softirq work it runs) */
 };
 
 /* Transmit backlog: frames the kernel refused (full socket or device queue), copied out of the pool

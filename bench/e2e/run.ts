@@ -301,7 +301,7 @@ class Bench {
     const n = this.lab.nodes[0];
     if (!n.proc) return null;
     const c = (await controlRequest(n.control, { cmd: 'counters' })) as { ports?: Record<string, unknown>[] };
-    const t: Record<string, number> = { kernelDrops: 0, rxGsoFrames: 0, rxGsoSegments: 0, rxGsoBad: 0, rxGsoDropped: 0, txGroFrames: 0, txGroSegments: 0, txFull: 0 };
+    const t: Record<string, number> = { kernelDrops: 0, rxGsoFrames: 0, rxGsoSegments: 0, rxGsoBad: 0, rxGsoDropped: 0, txGroFrames: 0, txGroSegments: 0, txFull: 0, rxWaitNs: 0, rxWaitSamples: 0, jsNs: 0, jsSamples: 0, txSyscallNs: 0, txSyscalls: 0 };
     for (const p of c.ports ?? []) for (const k of Object.keys(t)) t[k] += Number(p[k] ?? 0);
     return t;
   }
@@ -352,8 +352,16 @@ class Bench {
     const server = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'rr-server', proto, String(port), String(seconds + 5)], { stdio: ['ignore', 'ignore', 'pipe'] });
     try {
       await waitListening(b.ns, proto, port);
+      const before = await this.podwayPortTotals();
       const out = await runAsync('ip', ['netns', 'exec', a.ns, PKTGEN, 'rr-client', proto, b.ip, String(port), '64', String(rate), String(seconds), String(window)], (seconds + 10) * 1000);
-      return JSON.parse(out) as RrMeasurement;
+      const m = JSON.parse(out) as RrMeasurement;
+      const after = await this.podwayPortTotals();
+      if (before && after) {
+        // podway's own timing, averaged per batch (native/README.md): where a traversal's time goes
+        const avg = (ns: string, n: string) => { const c = after[n] - before[n]; return c > 0 ? +((after[ns] - before[ns]) / c / 1000).toFixed(1) : 0; };
+        m.podwayUs = { rxWait: avg('rxWaitNs', 'rxWaitSamples'), js: avg('jsNs', 'jsSamples'), sendmmsg: avg('txSyscallNs', 'txSyscalls') };
+      }
+      return m;
     } finally {
       if (server.exitCode === null) server.kill('SIGKILL');
     }
@@ -385,7 +393,10 @@ interface TcpMeasurement {
   counters: Record<string, number>;
 }
 
-interface RrMeasurement { sent: number; received: number; seconds: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number }
+interface RrMeasurement { sent: number; received: number; seconds: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number;
+  /** podway's average per batch in µs: ring wait (kernel stamp -> recv), recv end -> send, sendmmsg */
+  podwayUs?: { rxWait: number; js: number; sendmmsg: number };
+}
 
 /** Wait (bounded: 10 s) until a server in namespace `ns` has bound `port`: a loaded machine starts it late. */
 async function waitListening(ns: string, proto: 'tcp' | 'udp', port: number): Promise<void> {
@@ -615,7 +626,7 @@ async function main() {
         const low = await bench.rr(proto, 100, longSeconds);
         const half = await bench.rr(proto, Math.max(100, Math.floor(max.rate / 2)), longSeconds);
         res.set(`${setup.label}/${proto}`, { max, low, half });
-        say(`${sc.name} ${setup.label} ${proto}: max ${max.rate}/s; 100/s p50/p99/p99.9 ${low.p50us}/${low.p99us}/${low.p999us} µs; ${half.rate}/s ${half.p50us}/${half.p99us}/${half.p999us} µs`);
+        say(`${sc.name} ${setup.label} ${proto}: max ${max.rate}/s; 100/s p50/p99/p99.9 ${low.p50us}/${low.p99us}/${low.p999us} µs${low.podwayUs ? ` (podway per batch: ring wait ${low.podwayUs.rxWait} µs, recv->send ${low.podwayUs.js} µs, sendmmsg ${low.podwayUs.sendmmsg} µs)` : ''}; ${half.rate}/s ${half.p50us}/${half.p99us}/${half.p999us} µs`);
       }
     }
     for (const base of sc.baselines) {

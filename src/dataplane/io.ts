@@ -69,6 +69,9 @@ export interface PortStats {
   rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number;
   /** AF_PACKET with gro: super-frames sent, and the frames they carried (in txPackets too). */
   txGroFrames?: number; txGroSegments?: number;
+  /** Where time goes, one sample per batch: V2 ring kernel receive stamp -> recv (rxWait), end of
+   * the thread's last recv -> this port's send (js), inside sendmmsg (txSyscall); ns summed. */
+  rxWaitNs?: number; rxWaitSamples?: number; jsNs?: number; jsSamples?: number; txSyscallNs?: number; txSyscalls?: number;
   lastError?: string;
 }
 

@@ -116,6 +116,9 @@ test('UDP: a batch of 64 datagrams crosses two namespaces with sendmmsg/recvmmsg
       const st = native.stats(tx);
       assert.is(st.txPackets, N);
       assert.is(st.txCalls, 1);
+      // the timing counters (one sample per sendmmsg call): one call, a time above zero
+      assert.is(st.txSyscalls, 1);
+      assert.ok((st.txSyscallNs ?? 0) > 0 && (st.txSyscallNs ?? 0) < 1e9, `sendmmsg time ${st.txSyscallNs} ns`);
       assert.is(native.stats(rx).rxPackets, N);
     } finally {
       native.close(tx);

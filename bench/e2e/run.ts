@@ -453,6 +453,8 @@ interface RrRow {
   p50us: number; p99us: number; p999us: number; baselineP50us: number; baselineP99us: number; baselineP999us: number;
   /** podway p50 minus the kernel's; podway p99 over the kernel's */
   p50DeltaUs: number; p99Ratio: number; samples: number; baselineSamples: number;
+  /** podway's own timing per batch over this measurement (RrMeasurement.podwayUs) */
+  podwayUs?: { rxWait: number; js: number; sendmmsg: number };
 }
 
 interface IdleRow { scenario: string; size: null; flows: null; setup: string; baseline: null; endpoints: number; seconds: number; cpuSeconds: number; percentOfCore: number }
@@ -642,7 +644,7 @@ async function main() {
               rate: Math.round(pm.received / pm.seconds), baselineRate: Math.round(bm.received / bm.seconds), maxRate: p.max.rate, baselineMaxRate: b.max.rate,
               p50us: pm.p50us, p99us: pm.p99us, p999us: pm.p999us, baselineP50us: bm.p50us, baselineP99us: bm.p99us, baselineP999us: bm.p999us,
               p50DeltaUs: +(pm.p50us - bm.p50us).toFixed(1), p99Ratio: bm.p99us > 0 ? r2(pm.p99us / bm.p99us) : Infinity,
-              samples: pm.received, baselineSamples: bm.received,
+              samples: pm.received, baselineSamples: bm.received, ...(pm.podwayUs ? { podwayUs: pm.podwayUs } : {}),
             });
           }
         }

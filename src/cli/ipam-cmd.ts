@@ -53,8 +53,9 @@ function goRound(v: number): number {
 
 /** fmt.Sprintf("%.5g", float64(n)) for a non-negative integer: 5 significant digits, trailing zeros dropped, %e from 1e5 up. */
 export function goG5(n: number): string {
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`goG5: ${n} is not a non-negative integer`);
-  const digits = String(n);
+  // Integer-valued doubles beyond 2^53 are fine: an IPv6 pool's size (2^64 for a /64) is a float64 in calicoctl too.
+  if (!Number.isInteger(n) || n < 0) throw new Error(`goG5: ${n} is not a non-negative integer`);
+  const digits = BigInt(n).toString();
   if (digits.length <= 5) return digits;
   // Round to 5 significant digits, half to even on an exact tie (Go rounds the exact decimal).
   let head = BigInt(digits.slice(0, 5));
@@ -289,11 +290,13 @@ interface AssignOpts {
   count?: string;
   ip?: string;
   pool: string[];
+  ipv6?: boolean;
 }
 
 async function assignCommand(o: AssignOpts, out: Out): Promise<void> {
   if (o.ip !== undefined && o.count !== undefined) throw new Error('ipam assign: give --count K or --ip IP, not both');
   if (o.ip !== undefined && o.pool.length > 0) throw new Error('ipam assign: --pool chooses pools for --count; --ip names its address already');
+  if (o.ip !== undefined && o.ipv6) throw new Error('ipam assign: --ipv6 chooses the family for --count; --ip names its address already');
   const count = o.count === undefined ? 1 : Number(o.count);
   if (!Number.isInteger(count) || count < 1 || count > 65536) throw new Error(`ipam assign: --count must be 1..65536, got ${JSON.stringify(o.count)}`);
   const attrs = { node: o.node };
@@ -304,7 +307,7 @@ async function assignCommand(o: AssignOpts, out: Out): Promise<void> {
       out(`${o.ip}\n`);
       return;
     }
-    const r = await ipam.autoAssign({ node: o.node, count, handleId, attrs, pools: o.pool.length ? o.pool : undefined });
+    const r = await ipam.autoAssign({ node: o.node, count, handleId, attrs, pools: o.pool.length ? o.pool : undefined, version: o.ipv6 ? 6 : 4 });
     // What was assigned is printed even on a shortfall: those addresses are held until released.
     for (const ip of r.ips) out(`${ip}\n`);
     if (r.ips.length < count) {
@@ -392,6 +395,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--count <n>', 'how many addresses (default 1)')
     .option('--ip <ip>', 'assign this one address instead')
     .option('--pool <cidr-or-name>', 'use this pool, whatever its nodeSelector (repeatable; default: enabled pools selecting the node)', collect, [])
+    .option('--ipv6', 'assign IPv6 addresses from the IPv6 pools (default: IPv4)')
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action((o: AssignOpts) => assignCommand(o, out));

@@ -52,6 +52,7 @@ formatting('numbers as calicoctl prints them', () => {
   assert.is(goG5(131072), '1.3107e+05');
   assert.is(goG5(1048576), '1.0486e+06');
   assert.is(goG5(4294967296), '4.295e+09');
+  assert.is(goG5(2 ** 64), '1.8447e+19', 'an IPv6 /64 pool');
   assert.is(goG5(999995), '1e+06', 'a tie rounds to even, and 99999.5 carries into the exponent');
   assert.is(withPercentage(8, 65536), '8 (0%)');
   assert.is(withPercentage(65528, 65536), '65528 (100%)');
@@ -192,6 +193,29 @@ function ipamSuite(target: Target) {
     const ghost = await podway(['ipam', 'assign', '--node', 'ghost', ...ds()]);
     assert.is(ghost.code, 1);
     assert.match(ghost.err, /node ghost does not exist/);
+  });
+
+  test('IPv6: assign --ipv6 from a /64 pool (/122 blocks), show and check with both families, release', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    writeFileSync(path.join(work, 'v6.yaml'), 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool-v6}\nspec: {cidr: "fd00:10:244::/64", vxlanMode: Always}\n');
+    await ok(['apply', '-f', path.join(work, 'v6.yaml'), ...ds()]);
+    assert.match(await ok(['ipam', 'assign', '--node', 'node1', ...ds()]), /^10\.244\.\d+\.\d+\n$/, 'IPv4 stays the default');
+    const v6 = (await ok(['ipam', 'assign', '--node', 'node1', '--ipv6', '--count', '3', '--handle', 'k8s-pod-network.six', ...ds()])).trim().split('\n');
+    assert.is(v6.length, 3);
+    for (const ip of v6) assert.match(ip, /^fd00:10:244:[0-9a-f:]+$/);
+    const blocks = await ok(['ipam', 'show', '--show-blocks', ...ds()]);
+    assert.match(blocks, /\| IP Pool  \| fd00:10:244::\/64 +\| 1\.8447e\+19 \| 3 \(0%\) +\| 1\.8447e\+19 \(100%\) \|/);
+    assert.match(blocks, /\| Block    \| fd00:10:244:[0-9a-f:]*\/122 +\| +64 \| 3 \(5%\) +\| 61 \(95%\) +\|/);
+    const clean = await podway(['ipam', 'check', ...ds()]);
+    assert.is(clean.code, 0, clean.err + clean.out);
+    assert.ok(clean.out.includes('Found 2 IPAM blocks.'), clean.out);
+    assert.ok(clean.out.includes('  fd00:10:244::/64\n'), clean.out);
+    assert.is(await ok(['ipam', 'release', '--ip', v6[2]!, ...ds()]), `Successfully released IP address ${v6[2]}\n`);
+    assert.is(await ok(['ipam', 'release', '--handle', 'k8s-pod-network.six', ...ds()]),
+      `Successfully released 2 IP address(es) of handle k8s-pod-network.six: ${v6[0]}, ${v6[1]}\n`);
+    const none = await podway(['ipam', 'assign', '--node', 'node1', '--ipv6', '--pool', 'pool-a', ...ds()]);
+    assert.is(none.code, 1);
+    assert.match(none.err, /pool-a\) does not exist, or is not enabled/, 'an IPv4 pool is no IPv6 pool');
   });
 
   test('the datastore from PODWAY_DATASTORE; a file: datastore is refused with the reason', async () => {

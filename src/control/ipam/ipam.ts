@@ -16,7 +16,7 @@ import {
   affinityKey, BLOCK_PREFIX, blockKey, blockPrefix, checkSegment, handleKey,
   IPAM_CONFIG_KEY, IPAM_PREFIX, IPPOOL_PREFIX, nodeAffinityPrefix, nodeKey, parseAffinityKey, parseBlockKey, parseHandleKey,
 } from './keys';
-import { IpNet, makeNet, netContains, netContainsNet, netSize, parseIp, parseNet } from './net';
+import { IpNet, IpVersion, makeNet, netContains, netContainsNet, netSize, parseIp, parseNet } from './net';
 import {
   AffinityState, decodeAffinity, decodeHandle, decodeIpamConfig, decodeNodeLabels, decodePool, DEFAULT_IPAM_CONFIG,
   DEFAULT_MAX_BLOCKS_PER_HOST, encodeAffinity, encodeHandle, HandleBlocks, IpamConfig, PoolInfo,
@@ -47,6 +47,8 @@ export interface AutoAssignRequest {
   readonly attrs?: Readonly<Record<string, string>>;
   /** Pool names or CIDRs to use instead of all enabled pools whose nodeSelector matches. */
   readonly pools?: readonly string[];
+  /** IP version to assign (Calico's Num4/Num6 of AutoAssignArgs, one per call); default 4. */
+  readonly version?: IpVersion;
 }
 
 export interface AutoAssignResult {
@@ -171,10 +173,10 @@ export class Ipam {
     }
   }
 
-  /** All IPv4 pools, enabled or not. */
-  async listPools(): Promise<PoolInfo[]> {
+  /** All pools of one IP version (of both when `version` is not given), enabled or not. */
+  async listPools(version?: IpVersion): Promise<PoolInfo[]> {
     const list = await this.kv.list(IPPOOL_PREFIX);
-    return list.entries.map((e) => decodePool(e.value, e.key)).filter((p) => p.cidr.version === 4);
+    return list.entries.map((e) => decodePool(e.value, e.key)).filter((p) => version === undefined || p.cidr.version === version);
   }
 
   private async nodeLabels(node: string): Promise<Labels> {
@@ -198,15 +200,33 @@ export class Ipam {
     return enabled.filter((p) => p.nodeSelector.matches(labels));
   }
 
-  /** Block CIDRs of a pool in this node's search order. */
+  /**
+   * Block CIDRs of a pool in this node's search order. Bigint throughout: a /64 IPv6 pool of /122
+   * blocks has 2^58 of them, so callers stop at the first usable one and never list them all.
+   */
   private *blockCidrs(pool: PoolInfo, node: string): Generator<IpNet> {
-    const count = Number(netSize(pool.cidr) >> BigInt(pool.cidr.bits - pool.blockSize));
-    const start = this.spread ? nameHash(node) % count : 0;
+    const count = this.blockCount(pool);
+    const start = this.blockSearchStart(pool, node);
     const step = 1n << BigInt(pool.cidr.bits - pool.blockSize);
-    for (let i = 0; i < count; i++) {
+    for (let i = 0n; i < count; i++) {
       const index = (start + i) % count;
-      yield makeNet(pool.cidr.version, pool.cidr.base + BigInt(index) * step, pool.blockSize);
+      yield makeNet(pool.cidr.version, pool.cidr.base + index * step, pool.blockSize);
     }
+  }
+
+  private blockCount(pool: PoolInfo): bigint {
+    return netSize(pool.cidr) >> BigInt(pool.cidr.bits - pool.blockSize);
+  }
+
+  private blockSearchStart(pool: PoolInfo, node: string): bigint {
+    return this.spread ? BigInt(nameHash(node)) % this.blockCount(pool) : 0n;
+  }
+
+  /** Where a block lies in this node's search order of its pool (the index blockCidrs yields it at). */
+  private searchRank(pool: PoolInfo, node: string, cidr: IpNet): bigint {
+    const count = this.blockCount(pool);
+    const index = (cidr.base - pool.cidr.base) >> BigInt(pool.cidr.bits - pool.blockSize);
+    return (index - this.blockSearchStart(pool, node) + count) % count;
   }
 
   private decodeBlock(entry: KvEntry): AllocationBlock {
@@ -331,9 +351,9 @@ export class Ipam {
   }
 
   /** A block CIDR in the pools that has no block yet, or one of ours with room; null when none. */
-  private async findUsableBlock(node: string, pools: PoolInfo[]): Promise<IpNet | null> {
+  private async findUsableBlock(node: string, pools: PoolInfo[], version: IpVersion): Promise<IpNet | null> {
     const existing = new Map<string, AllocationBlock>();
-    for (const e of (await this.kv.list(blockPrefix(4))).entries) {
+    for (const e of (await this.kv.list(blockPrefix(version))).entries) {
       const cidr = parseBlockKey(e.key);
       if (cidr) existing.set(cidr.text, this.decodeBlock(e));
     }
@@ -435,21 +455,23 @@ export class Ipam {
     const node = checkSegment('node name', req.node);
     if (req.handleId !== null) checkSegment('handle ID', req.handleId);
     if (!Number.isInteger(req.count) || req.count < 0) throw new Error(`count must be a non-negative integer, got ${req.count}`);
+    const version = req.version ?? 4;
+    if (version !== 4 && version !== 6) throw new Error(`version must be 4 or 6, got ${String(version)}`);
     const attrs = noAttrs(req.attrs);
     const handleId = req.handleId === null ? null : sanitizeHandle(req.handleId);
-    const [config, allPools, labels] = await Promise.all([this.getConfig(), this.listPools(), this.nodeLabels(node)]);
+    const [config, allPools, labels] = await Promise.all([this.getConfig(), this.listPools(version), this.nodeLabels(node)]);
     const pools = this.choosePools(allPools, req.pools, labels);
     const poolList = `[${pools.map((p) => p.cidr.text).join(', ')}]`;
     if (pools.length === 0) {
       const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, nodeSelector ${JSON.stringify(p.nodeSelector.text)})`);
-      return { ips: [], errors: [`no enabled IPv4 pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : 'none'}`] };
+      return { ips: [], errors: [`no enabled IPv${version} pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : 'none'}`] };
     }
     if (req.count === 0) return { ips: [] };
 
     // This node's affinities: those in the chosen pools are used; empty ones in enabled pools that no
     // longer select the node are given back (Calico's prepareAffinityBlocksForHost).
     const affine: IpNet[] = [];
-    for (const e of (await this.kv.list(nodeAffinityPrefix(node, 4))).entries) {
+    for (const e of (await this.kv.list(nodeAffinityPrefix(node, version))).entries) {
       const parsed = parseAffinityKey(e.key);
       if (!parsed) continue;
       if (pools.some((p) => netContainsNet(p.cidr, parsed.cidr))) affine.push(parsed.cidr);
@@ -471,7 +493,7 @@ export class Ipam {
 
     // Bounded: each pass either assigns, uses up an affine block, or claims/finds a block.
     for (let pass = 0; ips.length < req.count && pass < req.count + 4 * this.retries; pass++) {
-      const found = await this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config);
+      const found = await this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config, version);
       if (found === 'limit') {
         refused = true;
         errors.push(`pools ${poolList}: node ${node} has reached maxBlocksPerHost=${maxBlocks} blocks and they are full (a node at its block limit does not borrow)`);
@@ -491,7 +513,7 @@ export class Ipam {
     }
 
     if (ips.length < req.count && !refused && !config.strictAffinity) {
-      ips.push(...(await this.borrow(node, pools, req.count - ips.length, handleId, attrs)));
+      ips.push(...(await this.borrow(node, pools, req.count - ips.length, handleId, attrs, version)));
     }
     if (ips.length < req.count && errors.length === 0) {
       errors.push(`no free addresses in pools ${poolList} for node ${node}: assigned ${ips.length} of ${req.count}`);
@@ -499,7 +521,7 @@ export class Ipam {
     return errors.length > 0 ? { ips, errors } : { ips };
   }
 
-  private async findOrClaimBlock(node: string, affine: IpNet[], pools: PoolInfo[], allowNewClaim: boolean, config: IpamConfig): Promise<{ at: Located; newlyClaimed: boolean } | 'limit' | 'no-free-blocks' | 'no-auto'> {
+  private async findOrClaimBlock(node: string, affine: IpNet[], pools: PoolInfo[], allowNewClaim: boolean, config: IpamConfig, version: IpVersion): Promise<{ at: Located; newlyClaimed: boolean } | 'limit' | 'no-free-blocks' | 'no-auto'> {
     while (affine.length > 0) {
       const cidr = affine.shift()!;
       for (let i = 0; i < this.retries; i++) {
@@ -524,7 +546,7 @@ export class Ipam {
     if (!allowNewClaim) return 'limit';
     if (!config.autoAllocateBlocks) return 'no-auto';
     for (let outer = 0; outer < this.retries; outer++) {
-      const subnet = await this.findUsableBlock(node, pools);
+      const subnet = await this.findUsableBlock(node, pools, version);
       if (!subnet) return 'no-free-blocks';
       for (let inner = 0; inner < this.retries; inner++) {
         let at: Located;
@@ -543,19 +565,25 @@ export class Ipam {
     throw new Error(`node ${node}: max retries hit claiming a block (excessive concurrent IPAM requests)`);
   }
 
-  /** Takes free addresses from any existing block in the pools (the non-affine fallback). */
-  private async borrow(node: string, pools: PoolInfo[], num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null): Promise<string[]> {
+  /**
+   * Takes free addresses from any existing block in the pools (the non-affine fallback), in this
+   * node's block search order. Walks the blocks that exist, not the pool's block space (2^58
+   * blocks in a /64 IPv6 pool).
+   */
+  private async borrow(node: string, pools: PoolInfo[], num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null, version: IpVersion): Promise<string[]> {
     const got: string[] = [];
-    const entries = new Map<string, KvEntry>();
-    for (const e of (await this.kv.list(blockPrefix(4))).entries) {
+    const existing: { cidr: IpNet; entry: KvEntry }[] = [];
+    for (const e of (await this.kv.list(blockPrefix(version))).entries) {
       const cidr = parseBlockKey(e.key);
-      if (cidr) entries.set(cidr.text, e);
+      if (cidr) existing.push({ cidr, entry: e });
     }
     for (const pool of pools) {
-      for (const cidr of this.blockCidrs(pool, node)) {
+      const inPool = existing
+        .filter(({ cidr }) => cidr.prefixLen === pool.blockSize && netContainsNet(pool.cidr, cidr))
+        .map((b) => ({ ...b, rank: this.searchRank(pool, node, b.cidr) }))
+        .sort((a, b) => (a.rank < b.rank ? -1 : a.rank > b.rank ? 1 : 0));
+      for (const { entry } of inPool) {
         if (got.length >= num) return got;
-        const entry = entries.get(cidr.text);
-        if (!entry) continue;
         const block = this.decodeBlock(entry);
         if (block.numFree() === 0) continue;
         got.push(...(await this.assignWithRetries({ entry, block }, num - got.length, handleId, attrs, () => true)));
@@ -570,8 +598,8 @@ export class Ipam {
     if (req.handleId !== null) checkSegment('handle ID', req.handleId);
     const handleId = req.handleId === null ? null : sanitizeHandle(req.handleId);
     const parsed = parseIp(req.ip);
-    if (!parsed) throw new Error(`invalid IPv4 address ${JSON.stringify(req.ip)}`);
-    const pool = (await this.listPools()).find((p) => !p.disabled && netContains(p.cidr, parsed.value));
+    if (!parsed) throw new Error(`invalid IP address ${JSON.stringify(req.ip)}`);
+    const pool = (await this.listPools(parsed.version)).find((p) => !p.disabled && netContains(p.cidr, parsed.value));
     if (!pool) throw new Error(`${req.ip} is not in an enabled IP pool`);
     const config = await this.getConfig();
     const cidr = makeNet(parsed.version, parsed.value, pool.blockSize);
@@ -652,13 +680,13 @@ export class Ipam {
     const notAllocated: string[] = [];
     for (const ip of ips) {
       const parsed = parseIp(ip);
-      if (!parsed) throw new Error(`invalid IPv4 address ${JSON.stringify(ip)}`);
-      const pool = pools.find((p) => netContains(p.cidr, parsed.value));
+      if (!parsed) throw new Error(`invalid IP address ${JSON.stringify(ip)}`);
+      const pool = pools.find((p) => p.cidr.version === parsed.version && netContains(p.cidr, parsed.value));
       let cidr: IpNet | null = pool ? makeNet(parsed.version, parsed.value, pool.blockSize) : null;
       if (!cidr) {
         // Not in any pool (deleted pool): find its block by scanning, as Calico does.
         blockList ??= (await this.kv.list(BLOCK_PREFIX)).entries.map((e) => parseBlockKey(e.key)).filter((c): c is IpNet => c !== null);
-        cidr = blockList.find((c) => netContains(c, parsed.value)) ?? null;
+        cidr = blockList.find((c) => c.version === parsed.version && netContains(c, parsed.value)) ?? null;
       }
       if (!cidr) { notAllocated.push(ip); continue; }
       const group = byBlock.get(cidr.text) ?? { cidr, ips: [] };
@@ -688,11 +716,12 @@ export class Ipam {
   // ------------------------------------------------------------------------------------------
   // Inspection
 
-  /** The blocks a node has affinity to, with their usage. */
+  /** The blocks a node has affinity to (IPv4 ones, then IPv6), with their usage. */
   async blocksOf(nodeIn: string): Promise<NodeBlock[]> {
     const node = checkSegment('node name', nodeIn);
     const out: NodeBlock[] = [];
-    for (const e of (await this.kv.list(nodeAffinityPrefix(node, 4))).entries) {
+    const affinities = [...(await this.kv.list(nodeAffinityPrefix(node, 4))).entries, ...(await this.kv.list(nodeAffinityPrefix(node, 6))).entries];
+    for (const e of affinities) {
       const parsed = parseAffinityKey(e.key);
       if (!parsed) continue;
       const be = await this.kv.get(blockKey(parsed.cidr));

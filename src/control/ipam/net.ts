@@ -1,6 +1,7 @@
-// Addresses and CIDRs for IPAM. Values are bigints so that IPv6 (/122 blocks in /64-sized pools)
-// can follow without a second code path; only IPv4 is parsed today, and everything above this
-// file talks in `IpNet` and ordinals, never in 32-bit numbers.
+// Addresses and CIDRs for IPAM. Values are bigints so that IPv4 and IPv6 (/122 blocks in
+// /64-sized pools) share one code path; everything above this file talks in `IpNet` and
+// ordinals, never in 32-bit numbers.
+import { formatIpv6, parseIpv6Bytes } from '../../packet/ipv6';
 import { formatIPv4, parseIPv4 } from '../ipv4';
 
 export type IpVersion = 4 | 6;
@@ -19,16 +20,32 @@ export function addressBits(version: IpVersion): number {
   return version === 4 ? 32 : 128;
 }
 
-/** Parses an address; null when it is not one (IPv6 not supported yet: null as well). */
+/** Parses an address (dotted IPv4, or IPv6 full or `::`-compressed); null when it is not one. */
 export function parseIp(text: string): { version: IpVersion; value: bigint } | null {
   const v4 = parseIPv4(text);
   if (v4 !== null) return { version: 4, value: BigInt(v4) };
-  return null;
+  if (!text.includes(':')) return null;
+  let bytes: Uint8Array;
+  try {
+    bytes = parseIpv6Bytes(text);
+  } catch {
+    return null;
+  }
+  let value = 0n;
+  for (const b of bytes) value = (value << 8n) | BigInt(b);
+  return { version: 6, value };
 }
 
+/** Canonical text: dotted IPv4, or RFC 5952 IPv6 (what Go's net.IP.String writes for it). */
 export function formatIp(version: IpVersion, value: bigint): string {
   if (version === 4) return formatIPv4(Number(value));
-  throw new Error('IPv6 IPAM is not implemented yet');
+  const bytes = new Uint8Array(16);
+  let v = value;
+  for (let i = 15; i >= 0; i--) {
+    bytes[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return formatIpv6(bytes);
 }
 
 /** Parses a canonical network CIDR (host bits clear); null otherwise. */

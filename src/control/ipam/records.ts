@@ -102,7 +102,7 @@ export function decodePool(text: string, key: string): PoolInfo {
   if (!parsed.success) throw new Error(`${key}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const pool = parsed.data;
   const cidr = parseNet(pool.spec.cidr);
-  if (!cidr) throw new Error(`${key}: IPv6 pool ${pool.spec.cidr} is not supported by podway IPAM yet`);
+  if (!cidr) throw new Error(`${key}: spec.cidr: ${pool.spec.cidr} is not a canonical network CIDR`);
   let nodeSelector: Selector;
   try {
     nodeSelector = new Selector(pool.spec.nodeSelector);

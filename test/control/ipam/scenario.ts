@@ -4,9 +4,12 @@
 import * as assert from 'uvu/assert';
 import type { KvStore } from '../../../src/control/kv/kv';
 import { Ipam } from '../../../src/control/ipam/ipam';
+import type { IpVersion } from '../../../src/control/ipam/net';
 import { assertClean, handleCountsFromStore, setup } from './helpers';
 
 export const SCENARIO_POOL = { name: 'default-ipv4-ippool', cidr: '10.244.0.0/16' };
+/** The IPv6 run's pool: a /64 of /122 blocks (Calico's IPv6 default), 2^58 of them. */
+export const SCENARIO_POOL6 = { name: 'default-ipv6-ippool', cidr: 'fd00:10:244::/64' };
 
 export function nodeName(client: number, nodes: number): string {
   return `node${client % nodes}`;
@@ -17,12 +20,12 @@ export function handleOf(client: number, i: number): string {
 }
 
 /** One client's work: `count` single-address assignments, each with its own handle. */
-export async function allocateMany(kv: KvStore, client: number, nodes: number, count: number): Promise<string[]> {
+export async function allocateMany(kv: KvStore, client: number, nodes: number, count: number, version: IpVersion = 4): Promise<string[]> {
   const ipam = new Ipam(kv);
   const node = nodeName(client, nodes);
   const ips: string[] = [];
   for (let i = 0; i < count; i++) {
-    const r = await ipam.autoAssign({ node, count: 1, handleId: handleOf(client, i), attrs: { node, pod: `pod-${client}-${i}`, namespace: 'default' } });
+    const r = await ipam.autoAssign({ node, count: 1, handleId: handleOf(client, i), attrs: { node, pod: `pod-${client}-${i}`, namespace: 'default' }, version });
     if (r.errors || r.ips.length !== 1) throw new Error(`client ${client} assignment ${i}: ${JSON.stringify(r)}`);
     ips.push(r.ips[0]);
   }
@@ -41,8 +44,8 @@ export async function releaseEven(kv: KvStore, client: number, count: number): P
   return released;
 }
 
-export async function prepareScenario(kv: KvStore, nodes: number): Promise<void> {
-  await setup(kv, { pools: [SCENARIO_POOL], nodes: Array.from({ length: nodes }, (_, n) => `node${n}`) });
+export async function prepareScenario(kv: KvStore, nodes: number, pool: { name: string; cidr: string } = SCENARIO_POOL): Promise<void> {
+  await setup(kv, { pools: [pool], nodes: Array.from({ length: nodes }, (_, n) => `node${n}`) });
 }
 
 /** Asserts the state after allocation (or after the release, with `released`). */

@@ -41,6 +41,8 @@ export interface RunOptions {
   workers?: number;
   /** This node's address with its prefix, registered in a writable datastore (else first-found). */
   ip?: string;
+  /** IPv6 address with prefix, "autodetect" or "none" (see JoinOptions.ip6). */
+  ip6?: string;
   /** Starting log level (changed at run time by `podway log-level`). */
   logLevel?: LogLevel;
   /** Serve /metrics, /livez and /readyz on this port (off when undefined). */
@@ -142,7 +144,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const onIpam = (event: string) => nodeMetrics?.ipamEvent(event);
     // On etcd or the embedded store, register this node first (as calico-node does).
     health.setDatastore(false, `joining ${specText}`);
-    await joinCluster(spec, { node: opts.node, ip: opts.ip, onIpam }, (m) => {
+    await joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam }, (m) => {
       if (/unreachable/.test(m)) health.setDatastore(false, m);
       say(m);
     });
@@ -277,7 +279,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const ensureTunnelAddress = () => {
       if (joining || stopping || spec.kind === 'file') return;
       joining = true;
-      joinCluster(spec, { node: opts.node, ip: opts.ip, onIpam }, say)
+      joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam }, say)
         .catch((e) => {
           nodeMetrics?.ipamEvent('tunnel_address_failed');
           dsLog.error(`cannot assign a VXLAN tunnel address: ${(e as Error).message}`);

@@ -4,7 +4,8 @@
 // (ClusterInformation "default", spec.datastoreReady: true). Both are compare-and-swap loops on
 // the key's modRevision, so they compose with calicoctl, IPAM and other nodes writing meanwhile.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { parseIPv4, parseIPv4WithPrefix } from './ipv4';
+import { isIPv6 } from 'node:net';
+import { parseIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
 import { isMacText, normalizeMac } from './mac';
 import { KvEntry, KvStore } from './kv/kv';
 import { kindInfo, resourceKey } from './calico-kinds';
@@ -21,6 +22,12 @@ export interface NodeRegistration {
   readonly vxlanTunnelAddr?: string;
   /** The VTEP MAC; unset leaves Felix's derived MAC (see mac.ts deriveVtepMac). */
   readonly vtepMac?: string;
+  /** The node's IPv6 address with its subnet (spec.bgp.ipv6Address): "fd00:99::1/64". */
+  readonly ipv6Address?: string;
+  /** The IPv6 VTEP address (spec.ipv6VXLANTunnelAddr), IPAM handle vxlan-v6-tunnel-addr-<node>. */
+  readonly vxlanTunnelAddrV6?: string;
+  /** The IPv6 VTEP MAC (spec.vxlanTunnelMACAddrV6). */
+  readonly vtepMacV6?: string;
   /** Labels to set (merged over the labels already there). */
   readonly labels?: Readonly<Record<string, string>>;
 }
@@ -56,6 +63,15 @@ function checkRegistration(reg: NodeRegistration): void {
   if (reg.vxlanTunnelAddr !== undefined && parseIPv4(reg.vxlanTunnelAddr) === null) {
     throw new Error(`registerNode ${reg.name}: vxlanTunnelAddr must be an IPv4 address; got ${JSON.stringify(reg.vxlanTunnelAddr)}`);
   }
+  if (reg.ipv6Address !== undefined && !parseIPv6Cidr(reg.ipv6Address)) {
+    throw new Error(`registerNode ${reg.name}: ipv6Address must be an IPv6 address with its prefix length, like fd00:99::1/64; got ${JSON.stringify(reg.ipv6Address)}`);
+  }
+  if (reg.vxlanTunnelAddrV6 !== undefined && !isIPv6(reg.vxlanTunnelAddrV6)) {
+    throw new Error(`registerNode ${reg.name}: vxlanTunnelAddrV6 must be an IPv6 address; got ${JSON.stringify(reg.vxlanTunnelAddrV6)}`);
+  }
+  if (reg.vtepMacV6 !== undefined && !isMacText(reg.vtepMacV6)) {
+    throw new Error(`registerNode ${reg.name}: vtepMacV6 must be a MAC like 66:0a:1b:2c:3d:4e; got ${JSON.stringify(reg.vtepMacV6)}`);
+  }
   if (reg.vtepMac !== undefined && !isMacText(reg.vtepMac)) {
     throw new Error(`registerNode ${reg.name}: vtepMac must be a MAC like 66:0a:1b:2c:3d:4e; got ${JSON.stringify(reg.vtepMac)}`);
   }
@@ -69,8 +85,11 @@ function mergedNode(existing: JsonObject, reg: NodeRegistration): JsonObject {
   }
   const spec: JsonObject = { ...(isMapping(existing.spec) ? existing.spec : {}) };
   spec.bgp = { ...(isMapping(spec.bgp) ? spec.bgp : {}), ipv4Address: reg.ipv4Address };
+  if (reg.ipv6Address !== undefined) (spec.bgp as JsonObject).ipv6Address = reg.ipv6Address;
   if (reg.vxlanTunnelAddr !== undefined) spec.ipv4VXLANTunnelAddr = reg.vxlanTunnelAddr;
   if (reg.vtepMac !== undefined) spec.vxlanTunnelMACAddr = normalizeMac(reg.vtepMac);
+  if (reg.vxlanTunnelAddrV6 !== undefined) spec.ipv6VXLANTunnelAddr = reg.vxlanTunnelAddrV6;
+  if (reg.vtepMacV6 !== undefined) spec.vxlanTunnelMACAddrV6 = normalizeMac(reg.vtepMacV6);
   return { ...existing, kind: 'Node', apiVersion: CALICO_API_VERSION, metadata: meta, spec };
 }
 

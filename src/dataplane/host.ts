@@ -60,6 +60,26 @@ export function firstFoundIPv4(): string | undefined {
   return undefined;
 }
 
+/**
+ * The first global IPv6 address of an up interface that is not podway's or a pod's, with its
+ * prefix ("fd00:99::1/64"), as Calico's IP6 autodetection (first-found) picks; undefined when none.
+ * Deprecated (preferred_lft 0) and tentative addresses are skipped: nothing can be sent from them.
+ */
+export function firstFoundIPv6(): string | undefined {
+  let links: { ifname: string; flags?: string[]; addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string; deprecated?: boolean; tentative?: boolean; dadfailed?: boolean }[] }[] = [];
+  try {
+    links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 }));
+  } catch {
+    return undefined;
+  }
+  for (const l of links) {
+    if (NOT_A_NODE_INTERFACE.test(l.ifname) || !(l.flags ?? []).includes('UP')) continue;
+    const a = (l.addr_info ?? []).find((x) => x.family === 'inet6' && x.scope === 'global' && x.local && !x.deprecated && !x.tentative && !x.dadfailed);
+    if (a) return `${a.local}/${a.prefixlen ?? 128}`;
+  }
+  return undefined;
+}
+
 export function interfaceExists(name: string): boolean {
   return existsSync(`/sys/class/net/${name}`);
 }

@@ -335,8 +335,9 @@ export class Lab {
   /**
    * Use a KV datastore (etcd, or the embedded store) in Calico's layout instead of the YAML file:
    * writes the IPPool for the current mode and the pods' WorkloadEndpoints (all but `withoutEndpoints`),
-   * and gives every pod its address through IPAM, as the CNI plugin would. Podways started after
-   * this read `spec` and register their own Nodes (with a VXLAN tunnel address from IPAM).
+   * and gives every pod its addresses (IPv6 too in a dual-stack lab) through IPAM, as the CNI plugin
+   * would. No Node is written: podways started after this read `spec` and register their own
+   * Nodes (IPv4 and IPv6 addresses found on their underlay, VXLAN tunnel addresses from IPAM).
    */
   async useKvDatastore(kv: KvStore, spec: string, opts: { withoutEndpoints?: string[] } = {}): Promise<void> {
     const skip = new Set(opts.withoutEndpoints ?? []);
@@ -346,7 +347,12 @@ export class Lab {
       await applyResource(kv, obj);
     }
     const ipam = new Ipam(kv);
-    for (const n of this.nodes) for (const p of n.pods) await ipam.assignIp({ ip: p.ip, handleId: `lab.${p.name}`, attrs: { node: n.name, pod: p.name }, node: n.name });
+    for (const n of this.nodes) {
+      for (const p of n.pods) {
+        // One handle for both families, as the CNI plugin holds a dual-stack pod's addresses.
+        for (const ip of p.ip6 ? [p.ip, p.ip6] : [p.ip]) await ipam.assignIp({ ip, handleId: `lab.${p.name}`, attrs: { node: n.name, pod: p.name }, node: n.name });
+      }
+    }
     this.kvDatastore = { kv, spec };
   }
 

@@ -85,6 +85,30 @@ test('two registrations racing from two processes\' stores both land (compare-an
   }
 });
 
+test('registerNode writes the IPv6 fields Calico uses (bgp.ipv6Address, ipv6VXLANTunnelAddr, vxlanTunnelMACAddrV6) and keeps them', async () => {
+  const { kv } = store();
+  try {
+    const r = await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', ipv6Address: 'fd99::1/64', vxlanTunnelAddrV6: 'fd00:10:244::', vtepMacV6: '66:AA:BB:CC:DD:EE' });
+    const spec = JSON.parse(r.entry.value).spec;
+    assert.equal(spec.bgp, { ipv4Address: '10.99.0.1/24', ipv6Address: 'fd99::1/64' });
+    assert.is(spec.ipv6VXLANTunnelAddr, 'fd00:10:244::');
+    assert.is(spec.vxlanTunnelMACAddrV6, '66:aa:bb:cc:dd:ee');
+    // A later registration that does not name them (IPv4 only) leaves them as they are.
+    const again = await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24' });
+    assert.is(again.action, 'unchanged');
+    for (const [bad, field] of [[{ ipv6Address: 'fd99::1' }, 'ipv6Address'], [{ ipv6Address: '10.0.0.1/24' }, 'ipv6Address'], [{ vxlanTunnelAddrV6: '10.244.0.1' }, 'vxlanTunnelAddrV6'], [{ vtepMacV6: 'nope' }, 'vtepMacV6']] as const) {
+      try {
+        await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', ...bad });
+        assert.unreachable(`${field} accepted`);
+      } catch (e) {
+        assert.match((e as Error).message, new RegExp(`registerNode node1: ${field} must be`));
+      }
+    }
+  } finally {
+    await kv.close();
+  }
+});
+
 test('registerNode refuses bad input before writing', async () => {
   const { kv } = store();
   try {

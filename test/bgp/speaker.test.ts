@@ -281,6 +281,30 @@ test('a full table in many UPDATEs: all learned, few coalesced routes events, an
   }
 });
 
+test('stop() while our dial is still connecting leaves no hold timer behind', async () => {
+  const ip = loopbackNet();
+  const port = randomPort();
+  const { createServer } = await import('node:net');
+  const accepted: import('node:net').Socket[] = [];
+  const server = createServer(sock => { accepted.push(sock); sock.on('error', () => undefined); });
+  await new Promise<void>(r => server.listen(port, ip(3), () => r()));
+  try {
+    const before = process.getActiveResourcesInfo().filter(x => x === 'Timeout').length;
+    for (let i = 0; i < 5; i++) {
+      const s = new BgpSpeaker({ localAs: 64512, routerId: ip(2), listenPort: 0, connectRetrySeconds: 1, log: quiet });
+      s.setPeers([{ address: ip(3), asNumber: 64512, port, localAddress: ip(2) }]);
+      await s.start(); // dials at once; stop in the same tick, before the connect completes
+      await s.stop();
+    }
+    await new Promise(r => setTimeout(r, 300));
+    const after = process.getActiveResourcesInfo().filter(x => x === 'Timeout').length;
+    assert.ok(after <= before, `${after - before} more timers running: a hold or keepalive timer left behind`);
+  } finally {
+    for (const a of accepted) a.destroy();
+    server.close();
+  }
+});
+
 test('connections from unconfigured addresses are closed', async () => {
   try {
     const { ip, port } = await withRawPeer();

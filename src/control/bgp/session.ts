@@ -103,6 +103,7 @@ export class Connection {
   }
 
   private sendOpen(): void {
+    if (this.closed) return; // our dial connected after we gave up on it
     const host = this.peer.host;
     this.state = 'OpenSent';
     const hold = this.peer.config.holdTimeSeconds ?? DEFAULT_HOLD;
@@ -121,6 +122,7 @@ export class Connection {
 
   private armHold(ms: number): void {
     clearTimeout(this.holdTimer);
+    if (this.closed) return;
     this.holdMs = ms;
     if (ms > 0) this.holdTimer = setTimeout(() => this.fail(new BgpError(ErrCode.HoldTimerExpired, 0)), ms);
   }
@@ -217,11 +219,15 @@ export class Connection {
     if (notified) this.notified = true;
     clearTimeout(this.holdTimer);
     clearInterval(this.keepaliveTimer);
-    if (notified) this.socket.end();
-    // Do not wait forever for a FIN from a peer that stopped reading.
     const s = this.socket;
-    if (notified) setTimeout(() => s.destroy(), 1000).unref();
-    else s.destroy();
+    // A NOTIFICATION goes out before the FIN; a dial still connecting has nothing to flush.
+    if (notified && !s.connecting) {
+      s.end();
+      // Do not wait forever for a FIN from a peer that stopped reading.
+      setTimeout(() => s.destroy(), 1000).unref();
+    } else {
+      s.destroy();
+    }
     this.peer.connectionClosed(this, reason);
   }
 

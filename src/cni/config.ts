@@ -25,6 +25,13 @@ export interface NetConf {
   readonly interfaceType: InterfaceType;
   /** null: podway's own IPAM (type podway or no ipam section). */
   readonly ipam: { readonly type: string; readonly [key: string]: unknown } | null;
+  /** podway's IPAM: Calico's ipam.assign_ipv4 (default true). */
+  readonly assignIpv4: boolean;
+  /**
+   * podway's IPAM: Calico's ipam.assign_ipv6. Unset ('auto'): an IPv6 address when an enabled IPv6
+   * pool selects the node; "true": required; "false": never.
+   */
+  readonly assignIpv6: boolean | 'auto';
   /** Per-call deadline of the datastore, ms. */
   readonly datastoreTimeoutMs: number;
   /** The control socket of this node's `podway run` (STATUS asks it); null: its default path. */
@@ -48,6 +55,15 @@ function optString(raw: Record<string, unknown>, field: string): string | undefi
   if (v === undefined || v === null || v === '') return undefined;
   if (typeof v !== 'string') throw bad(field, `expected a string, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/** Calico's assign_ipv4/assign_ipv6: the strings "true"/"false" (booleans accepted too); undefined when unset. */
+function assignFlag(section: Record<string, unknown>, key: string): boolean | undefined {
+  const v = section[key];
+  if (v === undefined || v === null || v === '') return undefined;
+  if (v === true || v === 'true') return true;
+  if (v === false || v === 'false') return false;
+  throw bad(`ipam.${key}`, `expected "true" or "false", got ${JSON.stringify(v)}`);
 }
 
 /** Parses stdin's JSON (code 6 when it is not JSON). */
@@ -127,6 +143,10 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     if (t !== undefined && (typeof t !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(t))) throw bad('ipam.type', `expected a plugin name, got ${JSON.stringify(t)}`);
     if (typeof t === 'string' && t !== 'podway' && t !== 'calico-ipam') ipam = { ...raw.ipam, type: t };
   }
+  const ipamSection = isObject(raw.ipam) && ipam === null ? raw.ipam : {};
+  const assignIpv4 = assignFlag(ipamSection, 'assign_ipv4') ?? true;
+  const assignIpv6 = assignFlag(ipamSection, 'assign_ipv6') ?? 'auto';
+  if (!assignIpv4 && assignIpv6 === false) throw bad('ipam.assign_ipv4', 'assign_ipv4 and assign_ipv6 are both "false": the pod would get no address');
   let datastoreTimeoutMs = 5000;
   if (raw.datastoreTimeoutMs !== undefined) {
     const t = raw.datastoreTimeoutMs;
@@ -145,7 +165,7 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     });
   }
   return {
-    cniVersion, name, datastore: datastoreOf(raw, env), nodename, mtu, interfaceType: typeText as InterfaceType, ipam,
+    cniVersion, name, datastore: datastoreOf(raw, env), nodename, mtu, interfaceType: typeText as InterfaceType, ipam, assignIpv4, assignIpv6,
     datastoreTimeoutMs, control, prevResult: raw.prevResult, validAttachments, raw,
   };
 }

@@ -15,6 +15,8 @@ import type { InterfaceType } from '../control/resources';
 
 export const HOST_MAC = 'ee:ee:ee:ee:ee:ee';
 export const GATEWAY = '169.254.1.1';
+/** Calico's IPv6 pod gateway: the EUI-64 link-local address of the host end's ee:ee:ee:ee:ee:ee. */
+export const GATEWAY6 = 'fe80::ecee:eeff:feee:eeee';
 
 function run(cmd: string, args: string[], input?: string): string {
   try {
@@ -84,11 +86,25 @@ export function createTunTap(netns: string, ifname: string, mode: 'tap' | 'tun',
   podIp(netns, ['-batch', '-'], [`tuntap add dev ${ifname} mode ${mode}`, `link set dev ${ifname} mtu ${mtu}`, `link property add dev ${ifname} altname ${altName}`].join('\n') + '\n');
 }
 
-/** The pod end: up, its /32, and the routes Calico gives a pod (tun: a device route, it has no L2). */
-export function configurePod(netns: string, ifname: string, type: InterfaceType, ip: string): PodLink {
-  const lines = [`link set dev ${ifname} up`, `addr add ${ip}/32 dev ${ifname}`];
-  if (type === 'tun') lines.push(`route add default dev ${ifname}`);
-  else lines.push(`route add ${GATEWAY} dev ${ifname} scope link`, `route add default via ${GATEWAY} dev ${ifname}`);
+/**
+ * The pod end: up, its /32 (and /128), and the routes Calico gives a pod: IPv4 default via
+ * 169.254.1.1 (scope link), IPv6 default via fe80::ecee:eeff:feee:eeee (tun: device routes, it
+ * has no L2). The IPv6 address skips DAD (`nodad`): it is the pod's alone by IPAM, and a
+ * tentative address could not be used for the first second.
+ */
+export function configurePod(netns: string, ifname: string, type: InterfaceType, ips: readonly string[]): PodLink {
+  const lines = [`link set dev ${ifname} up`];
+  for (const ip of ips) {
+    if (!ip.includes(':')) {
+      lines.push(`addr add ${ip}/32 dev ${ifname}`);
+      if (type === 'tun') lines.push(`route add default dev ${ifname}`);
+      else lines.push(`route add ${GATEWAY} dev ${ifname} scope link`, `route add default via ${GATEWAY} dev ${ifname}`);
+    } else {
+      lines.push(`addr add ${ip}/128 dev ${ifname} nodad`);
+      if (type === 'tun') lines.push(`route add ::/0 dev ${ifname}`);
+      else lines.push(`route add ::/0 via ${GATEWAY6} dev ${ifname}`);
+    }
+  }
   podIp(netns, ['-batch', '-'], lines.join('\n') + '\n');
   return podLink(netns, ifname)!;
 }
@@ -107,7 +123,7 @@ export function podLink(netns: string, ifname: string): (PodLink & { addresses: 
   const [link] = JSON.parse(out) as IpLinkJson[];
   if (!link) return null;
   const mac = link.link_type === 'ether' && link.address ? link.address : null;
-  const addresses = (link.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`);
+  const addresses = (link.addr_info ?? []).filter((a) => a.family === 'inet' || (a.family === 'inet6' && !a.local.startsWith('fe80:'))).map((a) => `${a.local}/${a.prefixlen}`);
   return { name: link.ifname, mac, mtu: link.mtu, addresses };
 }
 
@@ -115,4 +131,8 @@ export interface RouteJson { dst: string; gateway?: string; dev?: string; scope?
 
 export function podRoutes(netns: string): RouteJson[] {
   return JSON.parse(podIp(netns, ['-j', 'route', 'show', 'table', 'main'])) as RouteJson[];
+}
+
+export function podRoutes6(netns: string): RouteJson[] {
+  return JSON.parse(podIp(netns, ['-j', '-6', 'route', 'show', 'table', 'main'])) as RouteJson[];
 }

@@ -79,10 +79,15 @@ async function requireNode(kv: KvStore, conf: NetConf): Promise<void> {
   }
 }
 
-/** The pod MTU Calico picks when the config has none: 1450 with an enabled VXLAN pool, 1480 IPIP, else 1500. */
+/**
+ * The pod MTU Calico picks when the config has none: 1430 with an enabled IPv6 VXLAN pool (outer
+ * IPv6: 70 bytes), 1450 with an IPv4 VXLAN pool, 1480 IPIP, else 1500.
+ */
 async function poolMtu(kv: KvStore): Promise<number> {
   const pools = (await listResources(kv, IPPOOL)).items.map((r) => (r.object.spec ?? {}) as JsonObject).filter((s) => s.disabled !== true);
-  if (pools.some((s) => s.vxlanMode && s.vxlanMode !== 'Never')) return 1450;
+  const vxlan = pools.filter((s) => s.vxlanMode && s.vxlanMode !== 'Never');
+  if (vxlan.some((s) => String(s.cidr ?? '').includes(':'))) return 1430;
+  if (vxlan.length > 0) return 1450;
   if (pools.some((s) => s.ipipMode && s.ipipMode !== 'Never')) return 1480;
   return 1500;
 }
@@ -117,7 +122,7 @@ export function endpointNetns(path: string): string {
 // ---------------------------------------------------------------------------------------------
 // ADD
 
-function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ip: string, interfaceName: string, mac: string | null): JsonObject {
+function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ips: readonly string[], interfaceName: string, mac: string | null): JsonObject {
   const spec: JsonObject = {
     orchestrator: id.orchestrator,
     workload: id.orchestrator === 'cni' ? env.containerId : undefined,
@@ -125,7 +130,7 @@ function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ip: strin
     containerID: env.containerId,
     pod: id.orchestrator === 'k8s' ? id.pod : undefined,
     endpoint: env.ifname,
-    ipNetworks: [`${ip}/32`],
+    ipNetworks: ips.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`)),
     profiles: id.orchestrator === 'k8s' ? [`kns.${id.namespace}`] : [conf.name],
     interfaceName,
     mac: mac ?? undefined,
@@ -156,21 +161,26 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
     // Everything made so far, undone in reverse order when a later step fails.
     const undo: (() => unknown)[] = [];
     try {
-      let ip: string;
+      // IPv4 first, then IPv6 (Calico's order in ipNetworks and the result).
+      const ips: string[] = [];
       if (conf.ipam) {
-        ip = firstIpv4(runIpamPlugin(conf.ipam.type, 'ADD', env, stdin), conf.ipam.type);
+        ips.push(firstIpv4(runIpamPlugin(conf.ipam.type, 'ADD', env, stdin), conf.ipam.type));
         undo.push(() => runIpamPlugin(conf.ipam!.type, 'DEL', env, stdin));
       } else {
         await requireNode(kv, conf);
         const ipam = new Ipam(kv);
         const attrs: Record<string, string> = { node: conf.nodename, timestamp: new Date().toISOString() };
         if (id.orchestrator === 'k8s') Object.assign(attrs, { namespace: id.namespace, pod: id.pod });
+        // One handle holds both families, so DEL's releaseByHandle frees both.
         undo.push(() => ipam.releaseByHandle(handle));
-        const got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs });
-        if (got.ips.length === 0) {
-          throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `IPAM: no address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}`);
+        const families: (4 | 6)[] = [...(conf.assignIpv4 ? [4 as const] : []), ...(conf.assignIpv6 !== false ? [6 as const] : [])];
+        for (const version of families) {
+          const got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version });
+          if (got.ips.length > 0) { ips.push(got.ips[0]); continue; }
+          // Unset assign_ipv6 means "if the cluster has IPv6 for this node": none is no error.
+          if (version === 6 && conf.assignIpv6 === 'auto' && got.noPool) continue;
+          throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `IPAM: no IPv${version} address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}`);
         }
-        ip = got.ips[0];
       }
 
       let host: Attachment['host'] = null;
@@ -188,9 +198,9 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         undo.push(() => netlink.deletePodLink(env.netns, env.ifname));
         netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName);
       }
-      const link = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ip);
+      const link = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ips);
 
-      const wep = workloadEndpoint(conf, env, id, ip, interfaceName, link.mac);
+      const wep = workloadEndpoint(conf, env, id, ips, interfaceName, link.mac);
       const wepName = `${id.namespace}/${(wep.metadata as JsonObject).name as string}`;
       let written: Awaited<ReturnType<typeof applyResource>>;
       try {
@@ -202,7 +212,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
       undo.push(() => deleteResource(kv, { info: WEP, name: (wep.metadata as JsonObject).name as string, namespace: id.namespace }, written.resource.entry.modRevision));
 
       return successResult(conf.cniVersion, {
-        host, ip, gateway: conf.interfaceType === 'tun' ? null : netlink.GATEWAY,
+        host,
+        ips: ips.map((address) => ({ address, gateway: conf.interfaceType === 'tun' ? null : address.includes(':') ? netlink.GATEWAY6 : netlink.GATEWAY })),
         pod: { name: env.ifname, mac: link.mac, sandbox: env.netns, mtu: link.mtu },
       });
     } catch (e) {
@@ -292,6 +303,11 @@ async function check(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
       if (!has((r) => r.dst === netlink.GATEWAY && r.dev === env.ifname && r.scope === 'link')) problems.push(`route "${netlink.GATEWAY} dev ${env.ifname} scope link" is missing in ${env.netns}`);
       if (!has((r) => r.dst === 'default' && r.gateway === netlink.GATEWAY && r.dev === env.ifname)) problems.push(`route "default via ${netlink.GATEWAY} dev ${env.ifname}" is missing in ${env.netns}`);
     }
+    if (addrs.some((a) => a.includes(':'))) {
+      const routes6 = netlink.podRoutes6(env.netns);
+      const want6 = conf.interfaceType === 'tun' ? `default dev ${env.ifname}` : `default via ${netlink.GATEWAY6} dev ${env.ifname}`;
+      if (!routes6.some((r) => r.dst === 'default' && r.dev === env.ifname && (conf.interfaceType === 'tun' || r.gateway === netlink.GATEWAY6))) problems.push(`IPv6 route "${want6}" is missing in ${env.netns}`);
+    }
   }
   const hostIf = prev.interfaces.find((i) => !i.sandbox);
   if (conf.interfaceType === 'veth' && hostIf && !netlink.hostLinkExists(hostIf.name)) problems.push(`host interface ${hostIf.name} is missing`);
@@ -303,7 +319,7 @@ async function check(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
       problems.push(`WorkloadEndpoint ${c.namespace}/${c.name} is missing from datastore ${datastoreText(conf)}`);
     } else {
       const nets = ((found.object.spec as JsonObject).ipNetworks ?? []) as string[];
-      for (const a of addrs) if (!nets.includes(`${a.split('/')[0]}/32`)) problems.push(`WorkloadEndpoint ${c.namespace}/${c.name} does not list ${a} (it has ${nets.join(', ') || 'none'})`);
+      for (const a of addrs) if (!nets.includes(`${a.split('/')[0]}/${a.includes(':') ? 128 : 32}`)) problems.push(`WorkloadEndpoint ${c.namespace}/${c.name} does not list ${a} (it has ${nets.join(', ') || 'none'})`);
     }
     if (!conf.ipam && !(await kv.get(HANDLE_PREFIX + handleId(conf.name, env.containerId)))) {
       problems.push(`IPAM handle ${handleId(conf.name, env.containerId)} is missing (the address is not held for this container)`);
@@ -332,8 +348,11 @@ async function status(env: CniEnv, conf: NetConf, stdin: string): Promise<void> 
     await withStore(conf, async (kv) => {
       await requireNode(kv, conf);
       if (!conf.ipam) {
-        const pools = await new Ipam(kv).listPools();
-        if (!pools.some((p) => !p.disabled)) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} has no enabled IPv4 pool to assign pod addresses from`);
+        const ipam = new Ipam(kv);
+        const required: (4 | 6)[] = [...(conf.assignIpv4 ? [4 as const] : []), ...(conf.assignIpv6 === true ? [6 as const] : [])];
+        for (const v of required) {
+          if (!(await ipam.listPools(v)).some((p) => !p.disabled)) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} has no enabled IPv${v} pool to assign pod addresses from`);
+        }
       }
     });
     await requirePodway(conf);
@@ -356,7 +375,7 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     if (!conf.ipam) {
       const ipam = new Ipam(kv);
       const stale = new Set<string>();
-      for (const e of (await kv.list(blockPrefix(4))).entries) {
+      for (const e of [...(await kv.list(blockPrefix(4))).entries, ...(await kv.list(blockPrefix(6))).entries]) {
         let block: AllocationBlock;
         try {
           block = AllocationBlock.decode(e.value, parseBlockKey(e.key) ?? undefined);

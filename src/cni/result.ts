@@ -6,9 +6,8 @@ export interface Attachment {
   /** Host end of a veth (no sandbox); absent for tap/tun, whose device is the pod's interface. */
   readonly host: { readonly name: string; readonly mac: string } | null;
   readonly pod: { readonly name: string; readonly mac: string | null; readonly sandbox: string; readonly mtu: number };
-  readonly ip: string;
-  /** Default route's gateway; null for tun (a device route). */
-  readonly gateway: string | null;
+  /** The pod's addresses (IPv4 first), each with its default route's gateway; null for tun (a device route). */
+  readonly ips: readonly { readonly address: string; readonly gateway: string | null }[];
 }
 
 export function successResult(version: CniVersion, a: Attachment): Record<string, unknown> {
@@ -20,13 +19,20 @@ export function successResult(version: CniVersion, a: Attachment): Record<string
   if (version === '1.1.0') podIf.mtu = a.pod.mtu;
   podIf.sandbox = a.pod.sandbox;
   interfaces.push(podIf);
-  const ip: Record<string, unknown> = version === '0.4.0' ? { version: '4' } : {};
-  ip.address = `${a.ip}/32`;
-  if (a.gateway) ip.gateway = a.gateway;
-  ip.interface = interfaces.length - 1;
-  const route: Record<string, unknown> = { dst: '0.0.0.0/0' };
-  if (a.gateway) route.gw = a.gateway;
-  return { cniVersion: version, interfaces, ips: [ip], routes: [route], dns: {} };
+  const ips: Record<string, unknown>[] = [];
+  const routes: Record<string, unknown>[] = [];
+  for (const { address, gateway } of a.ips) {
+    const v6 = address.includes(':');
+    const ip: Record<string, unknown> = version === '0.4.0' ? { version: v6 ? '6' : '4' } : {};
+    ip.address = `${address}/${v6 ? 128 : 32}`;
+    if (gateway) ip.gateway = gateway;
+    ip.interface = interfaces.length - 1;
+    ips.push(ip);
+    const route: Record<string, unknown> = { dst: v6 ? '::/0' : '0.0.0.0/0' };
+    if (gateway) route.gw = gateway;
+    routes.push(route);
+  }
+  return { cniVersion: version, interfaces, ips, routes, dns: {} };
 }
 
 export interface PrevResult {

@@ -55,6 +55,8 @@ export interface AutoAssignResult {
   /** Assigned addresses (possibly fewer than asked; then `errors` says why). */
   readonly ips: string[];
   readonly errors?: string[];
+  /** Set when no enabled pool of the version selects the node (nothing to assign from, not a shortage). */
+  readonly noPool?: true;
 }
 
 export interface AssignIpRequest {
@@ -464,7 +466,7 @@ export class Ipam {
     const poolList = `[${pools.map((p) => p.cidr.text).join(', ')}]`;
     if (pools.length === 0) {
       const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, nodeSelector ${JSON.stringify(p.nodeSelector.text)})`);
-      return { ips: [], errors: [`no enabled IPv${version} pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : 'none'}`] };
+      return { ips: [], noPool: true, errors: [`no enabled IPv${version} pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : 'none'}`] };
     }
     if (req.count === 0) return { ips: [] };
 

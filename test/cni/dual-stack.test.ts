@@ -1,0 +1,171 @@
+/**
+ * The CNI plugin on a dual-stack datastore (root, network namespaces): with an IPv6 pool beside
+ * the IPv4 one, ADD gives the pod an IPv6 /128 too (one IPAM handle for both), routes it via
+ * Calico's fe80::ecee:eeff:feee:eeee, writes both ipNetworks and returns both addresses; CHECK
+ * sees a missing IPv6 route; DEL frees both. Calico's ipam.assign_ipv4/assign_ipv6 choose the
+ * families. Then a running `podway run` forwards IPv6 between pods the plugin made.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { CniHarness } from './harness';
+import { applyResource } from '../../src/control/v3-store';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { Ipam } from '../../src/control/ipam';
+import { isRoot, sh, sleep } from '../helpers/netns';
+
+if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const V6_POOL = 'fd00:251::/120';
+const cid = (n: string): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
+
+async function withDualStack(fn: (h: CniHarness) => Promise<void>, v6 = true, v6Mode = 'Always'): Promise<void> {
+  const h = new CniHarness();
+  try {
+    await h.setup({ cidr: '10.251.0.0/24', blockSize: 26 });
+    if (v6) await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `pool6-${h.tag}` }, spec: { cidr: V6_POOL, vxlanMode: v6Mode } });
+    await fn(h);
+  } finally {
+    await h.cleanup();
+  }
+}
+
+const args = (pod: string) => `K8S_POD_NAMESPACE=web;K8S_POD_NAME=${pod}`;
+
+test('ADD on a dual-stack datastore: /32 and /128, both default routes, both ipNetworks, both in the result; CHECK; DEL frees both', async () => {
+  await withDualStack(async (h) => {
+    for (const version of ['0.4.0', '1.1.0']) {
+      const pod = h.pod(`d${version.replace(/\./g, '')}`);
+      const id = cid('d');
+      const name = `dual-${version.replace(/\./g, '')}`;
+      const res = (await h.add(pod, id, { config: h.config(version), args: args(name) })).json;
+      assert.is(res.ips.length, 2, JSON.stringify(res.ips));
+      assert.match(res.ips[0].address, /^10\.251\.0\.\d+\/32$/);
+      assert.match(res.ips[1].address, /^fd00:251::[0-9a-f]*\/128$/);
+      assert.is(res.ips[1].gateway, 'fe80::ecee:eeff:feee:eeee');
+      assert.is(res.ips[1].interface, 1);
+      if (version === '0.4.0') assert.equal(res.ips.map((i: { version: string }) => i.version), ['4', '6']);
+      assert.equal(res.routes, [{ dst: '0.0.0.0/0', gw: '169.254.1.1' }, { dst: '::/0', gw: 'fe80::ecee:eeff:feee:eeee' }]);
+      const [link] = h.ipJson(pod, 'addr', 'show', 'dev', 'eth0');
+      assert.is(link.mtu, 1430, 'an IPv6 VXLAN pool: outer IPv6 costs 70 bytes');
+      const v6addr = link.addr_info.find((a: { family: string; scope: string }) => a.family === 'inet6' && a.scope === 'global');
+      assert.is(`${v6addr.local}/${v6addr.prefixlen}`, res.ips[1].address);
+      assert.ok(!v6addr.tentative, 'no DAD wait');
+      const routes6 = h.ipJson(pod, '-6', 'route', 'show');
+      assert.ok(routes6.some((r) => r.dst === 'default' && r.gateway === 'fe80::ecee:eeff:feee:eeee' && r.dev === 'eth0'), JSON.stringify(routes6));
+      const wep = (await h.workloadEndpoints()).find((w) => w.spec.containerID === id);
+      assert.equal(wep.spec.ipNetworks, [res.ips[0].address, res.ips[1].address]);
+      const handle = await h.kv.get(`/calico/ipam/v2/handle/podway.${id}`);
+      const counts = JSON.parse(handle!.value).block as Record<string, number>;
+      assert.equal(Object.values(counts), [1, 1], `one handle, one address in each family's block: ${handle!.value}`);
+      assert.ok(Object.keys(counts).some((b) => b.startsWith('fd00:251::') && b.endsWith('/122')));
+
+      const chk = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', args: args(name), config: h.config(version, { prevResult: res }) });
+      assert.is(chk.exitCode, 0, chk.stdout);
+      pod.ip('-6', 'route', 'del', 'default');
+      const bad = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', args: args(name), config: h.config(version, { prevResult: res }) });
+      assert.is(bad.json?.code, 100, bad.stdout);
+      assert.match(bad.json.msg, 'IPv6 route "default via fe80::ecee:eeff:feee:eeee dev eth0" is missing');
+
+      const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', args: args(name), config: h.config(version) });
+      assert.is(d.exitCode, 0, d.stdout);
+      assert.is(await h.kv.get(`/calico/ipam/v2/handle/podway.${id}`), null);
+    }
+    const ipam = new Ipam(h.kv);
+    assert.equal(await ipam.check(), []);
+    assert.ok((await ipam.show()).every((p) => p.inUse === 0), 'both families released');
+  });
+});
+
+test('assign_ipv4/assign_ipv6: "false" leaves a family out; "true" without an IPv6 pool fails; unset without one is IPv4 only', async () => {
+  await withDualStack(async (h) => {
+    const only4 = (await h.add(h.pod('o4'), cid('o4'), { args: args('o4'), extra: { ipam: { type: 'calico-ipam', assign_ipv6: 'false' } } })).json;
+    assert.equal(only4.ips.map((i: { address: string }) => i.address.includes(':')), [false]);
+    const podTun = h.pod('o6');
+    const only6 = (await h.add(podTun, cid('o6'), { args: args('o6'), extra: { interfaceType: 'tun', ipam: { type: 'calico-ipam', assign_ipv4: 'false', assign_ipv6: 'true' } } })).json;
+    assert.equal(only6.ips.length, 1);
+    assert.match(only6.ips[0].address, /^fd00:251::/);
+    assert.is(only6.ips[0].gateway, undefined, 'tun: a device route');
+    assert.ok(h.ipJson(podTun, '-6', 'route', 'show').some((r) => r.dst === 'default' && r.dev === 'eth0' && !r.gateway));
+    assert.equal(h.ipJson(podTun, '-4', 'addr', 'show', 'dev', 'eth0')[0]?.addr_info ?? [], [], 'no IPv4 address');
+    const none = await h.call({ command: 'ADD', containerId: cid('n'), netns: h.pod('n').path, ifname: 'eth0', args: args('n'), extra: { ipam: { assign_ipv4: 'false', assign_ipv6: 'false' } } });
+    assert.is(none.json?.code, 7, none.stdout);
+    assert.match(none.json.msg, 'ipam.assign_ipv4');
+    const junk = await h.call({ command: 'ADD', containerId: cid('j'), netns: h.pod('j').path, ifname: 'eth0', args: args('j'), extra: { ipam: { assign_ipv6: 'yes' } } });
+    assert.match(junk.json?.msg ?? '', /ipam\.assign_ipv6: expected "true" or "false"/);
+  });
+  await withDualStack(async (h) => {
+    const plain = (await h.add(h.pod('p'), cid('p'), { args: args('p') })).json;
+    assert.is(plain.ips.length, 1, 'no IPv6 pool: IPv4 only, no error');
+    const want6 = await h.call({ command: 'ADD', containerId: cid('w'), netns: h.pod('w').path, ifname: 'eth0', args: args('w'), extra: { ipam: { assign_ipv6: 'true' } } });
+    assert.is(want6.json?.code, 11, want6.stdout);
+    assert.match(want6.json.msg, 'no enabled IPv6 pool');
+    assert.equal(await new Ipam(h.kv).check(), [], 'the failed ADD gave its IPv4 address back');
+  }, false);
+});
+
+async function stop(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  proc.kill('SIGTERM');
+  if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
+  proc.kill('SIGKILL');
+  await exited;
+}
+
+test('podway run forwards IPv6 between veth, tap and tun pods the plugin made', async () => {
+  await withDualStack(async (h) => {
+    let podway: ChildProcess | null = null;
+    const log: string[] = [];
+    try {
+      const uplink = h.addNs('up');
+      sh('ip', ['link', 'add', 'eth0', 'netns', h.node.name, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', uplink.name]);
+      h.node.ip('addr', 'add', '10.99.0.1/24', 'dev', 'eth0');
+      h.node.ip('link', 'set', 'eth0', 'up');
+      uplink.ip('link', 'set', 'eth0', 'up');
+      podway = spawn('ip', ['netns', 'exec', h.node.name, process.execPath, path.join(ROOT, 'bin', 'podway.js'), 'run', '--node', h.nodeName, '--datastore', `embedded:${h.storeDir}`, '--ip', '10.99.0.1/24', '--ip6', 'none', '--control', h.control], { stdio: ['ignore', 'ignore', 'pipe'] });
+      podway.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
+      const deadline = Date.now() + 20_000;
+      let up = false;
+      while (!up && Date.now() < deadline) {
+        up = existsSync(h.control) && (await controlRequest(h.control, { cmd: 'status' }, 1000).then(() => true, () => false));
+        if (!up) await sleep(100);
+      }
+      assert.ok(up, `podway came up: ${log.slice(-5).join(' | ')}`);
+      const pods = [
+        { label: 'va', type: 'veth' }, { label: 'vb', type: 'veth' }, { label: 'ta', type: 'tap' }, { label: 'ua', type: 'tun' },
+      ].map((p) => ({ ...p, ns: h.pod(p.label), id: cid(p.label) }));
+      const ip6: Record<string, string> = {};
+      for (const p of pods) {
+        const r = (await h.add(p.ns, p.id, { args: args(`pod-${p.label}`), extra: { interfaceType: p.type } })).json;
+        ip6[p.label] = (r.ips[1].address as string).split('/')[0];
+      }
+      let attached = false;
+      for (let i = 0; i < 150 && !attached; i++) {
+        attached = ((await controlRequest(h.control, { cmd: 'endpoints' })) as unknown[]).length === pods.length;
+        if (!attached) await sleep(100);
+      }
+      assert.ok(attached, `podway attached the four pods: ${log.slice(-5).join(' | ')}`);
+      for (const [a, b] of [['va', 'vb'], ['vb', 'ta'], ['ta', 'ua'], ['ua', 'va']]) {
+        const from = pods.find((p) => p.label === a)!;
+        const out = sh('ip', ['netns', 'exec', from.ns.name, 'ping', '-6', '-n', '-c', '3', '-i', '0.2', '-w', '10', ip6[b]], { allowFail: true, timeoutMs: 15_000 });
+        assert.match(out, /3 packets transmitted, 3 received/, `${a} -> ${b} (${ip6[b]}): ${out} | ${log.slice(-5).join(' | ')}`);
+      }
+      for (const p of pods) {
+        const d = await h.call({ command: 'DEL', containerId: p.id, netns: p.ns.path, ifname: 'eth0', args: args(`pod-${p.label}`), extra: { interfaceType: p.type } });
+        assert.is(d.exitCode, 0, d.stdout);
+      }
+      assert.equal(await new Ipam(h.kv).check(), []);
+    } catch (e) {
+      console.log(log.slice(-20).join('\n'));
+      throw e;
+    } finally {
+      if (podway) await stop(podway);
+    }
+  }, true, 'Never');
+});
+
+test.run();

@@ -21,6 +21,7 @@ command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 # the containers' /bin/busybox must be the static one (a dynamic busybox has no libc in the container)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 [ -x /usr/sbin/bird ] || need+=(bird2) # the BGP speaker's tests peer with a real BIRD 2
+[ -x /usr/bin/gobgpd ] || need+=(gobgpd) # ...and with GoBGP, a second implementation (test/bgp/gobgp.test.ts)
 command -v nft >/dev/null 2>&1 || need+=(nftables) # natOutgoing: podway's own table (podway run needs it)
 command -v traceroute >/dev/null 2>&1 || need+=(traceroute) # natOutgoing test: ICMP errors translated back
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
@@ -40,4 +41,7 @@ fi
 # Likewise bird2's system BIRD: the BGP tests run their own on loopback.
 if [[ " ${need[*]} " == *" bird2 "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   systemctl disable --now bird >/dev/null 2>&1 || true
+fi
+if [[ " ${need[*]} " == *" gobgpd "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now gobgpd >/dev/null 2>&1 || true
 fi

@@ -1,6 +1,7 @@
 // A Datastore over a KvStore holding Calico's etcd v3 layout (etcd, or the embedded FileKv): the
 // v3 resources under /calico/resources/v3/projectcalico.org/ and the block affinities under
-// /calico/ipam/v2/host/, listed, then watched from the list's revision + 1.
+// /calico/ipam/v2/host/ and the blocks' borrowed addresses under /calico/ipam/v2/assignment/,
+// listed, then watched from the list's revision + 1.
 //
 // Unlike the YAML file, a cluster datastore is written by many hands at once, so one bad value must
 // not take the node's routing down: a value that is not JSON or fails its schema is skipped with
@@ -17,11 +18,15 @@ import { Datastore, DatastoreEvents } from './datastore';
 import { cidrContainsAddr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import { KvEntry, KvEvent, KvStore, KvUnavailableError, KvWatch } from './kv/kv';
 import { BlockAffinity, IPPool, Node, WorkloadEndpoint } from './resources';
-import type { ClusterSnapshot } from './snapshot';
+import type { ClusterSnapshot, IpamBlockBorrowed } from './snapshot';
+import { AllocationBlock } from './ipam/block';
+import { BLOCK_PREFIX, parseBlockKey } from './ipam/keys';
 import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
 
 /** The prefixes a KvDatastore lists and watches. */
-export const KV_DATASTORE_PREFIXES = [RESOURCES_PREFIX, HOST_AFFINITY_PREFIX] as const;
+// The blocks are read for their borrowed addresses (allocations used by another node than the
+// block's), which Felix routes as /32s to the node using them.
+export const KV_DATASTORE_PREFIXES = [RESOURCES_PREFIX, HOST_AFFINITY_PREFIX, BLOCK_PREFIX] as const;
 
 export interface KvDatastoreOptions {
   /** Quiet time after the last event before a snapshot is emitted (default 30 ms); the first
@@ -47,7 +52,8 @@ type Item =
   | { readonly kind: 'WorkloadEndpoint'; readonly resource: WorkloadEndpoint }
   | { readonly kind: 'BlockAffinity'; readonly resource: BlockAffinity }
   | { readonly kind: 'BGPConfiguration'; readonly resource: BGPConfiguration }
-  | { readonly kind: 'BGPPeer'; readonly resource: BGPPeer };
+  | { readonly kind: 'BGPPeer'; readonly resource: BGPPeer }
+  | { readonly kind: 'IPAMBlock'; readonly resource: IpamBlockBorrowed };
 
 /** One key as last seen: its revisions and what it parsed to (null: skipped or not modelled). */
 interface Slot {
@@ -211,6 +217,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         return slot(null);
       }
     }
+    if (entry.key.startsWith(BLOCK_PREFIX)) return slot(this.parseBlock(entry));
     const id = parseResourceKey(entry.key);
     if (!id || !['IPPool', 'Node', 'WorkloadEndpoint', 'BGPConfiguration', 'BGPPeer'].includes(id.info.kind)) return slot(null);
     let raw: unknown;
@@ -237,6 +244,22 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
       return slot(null);
     }
     return slot({ kind: id.info.kind, resource: result.value } as Item);
+  }
+
+  /** A block's borrowed addresses; null (nothing to route) when it has none or is not a block. */
+  private parseBlock(entry: KvEntry): Item | null {
+    const cidr = parseBlockKey(entry.key);
+    if (!cidr) return null;
+    try {
+      const block = AllocationBlock.decode(entry.value, cidr);
+      const allocations = block.deleted ? [] : block.nonAffineAllocations();
+      if (allocations.length === 0) return null;
+      const host = block.host();
+      return { kind: 'IPAMBlock', resource: { cidr: cidr.text, host: host === '' ? null : host, allocations } };
+    } catch (e) {
+      this.emitError(new Error(`${entry.key}: ${errorText(e)} (skipped)`));
+      return null;
+    }
   }
 
   // ---- watching -----------------------------------------------------------------------------
@@ -274,6 +297,9 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         const slot = this.parse(ev.entry);
         const prev = slots.get(ev.entry.key);
         slots.set(ev.entry.key, slot);
+        // Most block writes (an address assigned or released in its own node's block) change no
+        // borrowed address: they must not cost a snapshot (nor delay the endpoint write after them).
+        if (slot.item?.kind === 'IPAMBlock' && prev?.item?.kind === 'IPAMBlock' && JSON.stringify(slot.item.resource) === JSON.stringify(prev.item.resource)) continue;
         if (slot.item || prev?.item) changed = true;
       } else {
         const prev = slots.get(ev.key);
@@ -356,6 +382,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     const blockAffinities: BlockAffinity[] = [];
     const bgpConfigurations: BGPConfiguration[] = [];
     const bgpPeers: BGPPeer[] = [];
+    const ipamBlocks: IpamBlockBorrowed[] = [];
     const weps: { wep: WorkloadEndpoint; createRevision: number }[] = [];
     for (const { slot } of all) {
       const item = slot.item!;
@@ -368,11 +395,12 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         }
       } else if (item.kind === 'BGPConfiguration') bgpConfigurations.push(item.resource);
       else if (item.kind === 'BGPPeer') bgpPeers.push(item.resource);
+      else if (item.kind === 'IPAMBlock') ipamBlocks.push(item.resource);
       else weps.push({ wep: item.resource, createRevision: slot.createRevision });
     }
     const warnings: string[] = [];
     const workloadEndpoints = checkSnapshot(this.source, ipPools, nodes, blockAffinities, weps, warnings);
-    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, warnings };
+    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, ipamBlocks, warnings };
   }
 
 

@@ -328,6 +328,8 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     }
   }
 
+  /** "CIDR node" of the borrowed /32s added, so an endpoint and its block allocation make one route. */
+  const borrowedTo = new Set<string>();
   // Borrowed addresses: a remote workload whose IP is not inside a block affine to its own node
   // (e.g. borrowed from another node's block, or from a block nobody holds) gets a /32 to its node.
   for (const wep of snapshot.workloadEndpoints) {
@@ -339,7 +341,26 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
       if (inOwnBlock) continue;
       const cidr = makeIPv4Cidr(parsed.addr, 32);
       const pool = poolContaining(cidr);
+      borrowedTo.add(`${cidr.cidr} ${wep.spec.node}`);
       if (fromDatastore(pool)) addRemote(cidr, wep.spec.node, pool);
+    }
+  }
+
+  // Borrowed addresses from the IPAM blocks (Felix's L3 route resolver: the block's
+  // NonAffineAllocations, each to the node its allocation names), so an address with no endpoint
+  // (a VXLAN tunnel address borrowed from another node's block, an `ipam assign`) is routed too.
+  // Ours need no route here (our own endpoints are local routes); one naming no node cannot be
+  // routed. IPv6 blocks are route-calc6's.
+  for (const block of snapshot.ipamBlocks ?? []) {
+    for (const alloc of block.allocations) {
+      if (alloc.node === '' || alloc.node === nodeName || alloc.ip.includes(':')) continue;
+      const addr = parseIPv4(alloc.ip);
+      if (addr === null) continue;
+      const cidr = makeIPv4Cidr(addr, 32);
+      if (borrowedTo.has(`${cidr.cidr} ${alloc.node}`)) continue;
+      borrowedTo.add(`${cidr.cidr} ${alloc.node}`);
+      const pool = poolContaining(cidr);
+      if (fromDatastore(pool)) addRemote(cidr, alloc.node, pool);
     }
   }
 

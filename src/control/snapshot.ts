@@ -23,8 +23,24 @@ export interface ClusterSnapshot {
   /** BGP settings (read by `podway run --bgp`); absent means none were given. */
   readonly bgpConfigurations?: readonly BGPConfiguration[];
   readonly bgpPeers?: readonly BGPPeer[];
+  /** IPAM blocks (read from /calico/ipam/v2/assignment/ by a cluster datastore) that hold
+   * addresses used by a node other than the block's own: only blocks with such allocations are
+   * listed. Absent for a YAML file (it has no blocks). */
+  readonly ipamBlocks?: readonly IpamBlockBorrowed[];
   /** Suspicious but legal things (e.g. one IP claimed on two nodes), for logs. */
   readonly warnings: readonly string[];
+}
+
+/** A block's non-affine allocations, as Calico's AllocationBlock.NonAffineAllocations() gives them:
+ * every allocated address whose attributes name a node (`node`) other than the block's affinity
+ * host, or any allocated address of a block nobody holds. */
+export interface IpamBlockBorrowed {
+  /** The block's CIDR ("10.244.1.0/26", or IPv6). */
+  readonly cidr: string;
+  /** The block's affinity host; null when it is not a host: affinity. */
+  readonly host: string | null;
+  /** The addresses and the node each is used on ('' when the allocation names none). */
+  readonly allocations: readonly { readonly ip: string; readonly node: string }[];
 }
 
 /** Where a resource came from in the file, for error messages. */

@@ -14,6 +14,7 @@ import { KvStore } from '../../src/control/kv/kv';
 import { createResource, deleteResource, identityOf } from '../../src/control/v3-store';
 import { ClusterSnapshot } from '../../src/control/snapshot';
 import { computeNodeModel } from '../../src/control/route-calc';
+import { Ipam } from '../../src/control/ipam/ipam';
 import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
 import { startTcpProxy } from '../helpers/tcp-proxy';
 
@@ -120,6 +121,38 @@ function commonSuite(backend: Backend) {
       await kv.update(aff.key, '{"state":"confirmed","deleted":false}', aff.modRevision);
       const later = await h.waitFor('the live changes', (s) => s.nodes.length === 3 && s.workloadEndpoints.length === 1 && s.blockAffinities.length === 3);
       assert.equal(names(later.nodes), ['node1', 'node2', 'node3']);
+      assert.equal(h.errors, []);
+    } finally {
+      await h.ds.close();
+      await done();
+    }
+  });
+
+  test('borrowed addresses come from the blocks: an allocation for another node is routed to it, without an endpoint', async () => {
+    const { kv, done } = await backend.open();
+    const h = harness(kv);
+    try {
+      await createResource(kv, pool('default-ipv4-ippool', '10.244.0.0/16'));
+      await createResource(kv, node('node1', '10.99.0.1/24', '10.244.0.0'));
+      await createResource(kv, node('node2', '10.99.0.2/24', '10.244.0.64'));
+      const ipam = new Ipam(kv);
+      // node1 claims the block with its own address: nothing borrowed yet.
+      await ipam.assignIp({ ip: '10.244.0.5', node: 'node1', handleId: 'h1', attrs: { node: 'node1' } });
+      const snap = await h.ds.start();
+      assert.equal(snap.ipamBlocks, []);
+      assert.ok(snap.blockAffinities.some((a) => a.spec.node === 'node1' && a.spec.cidr === '10.244.0.0/26'));
+      assert.is(computeNodeModel(snap, 'node1').routes.find((r) => r.cidr === '10.244.0.9/32'), undefined);
+      // node2's tunnel address out of node1's block (as `ipam assign` or a borrowing join writes it):
+      // no WorkloadEndpoint names it, the block's allocation does.
+      await ipam.assignIp({ ip: '10.244.0.9', node: 'node2', handleId: 'vxlan-tunnel-addr-node2', attrs: { node: 'node2', type: 'vxlanTunnelAddress' } });
+      const later = await h.waitFor('the borrowed allocation', (s) => (s.ipamBlocks ?? []).length === 1);
+      assert.equal(later.ipamBlocks, [{ cidr: '10.244.0.0/26', host: 'node1', allocations: [{ ip: '10.244.0.9', node: 'node2' }] }]);
+      const r = computeNodeModel(later, 'node1').routes.find((x) => x.cidr === '10.244.0.9/32');
+      assert.ok(r, 'node1 routes the borrowed /32');
+      assert.equal([r!.kind, r!.node], ['vxlan', 'node2']);
+      // Released: the route goes.
+      await ipam.releaseIps(['10.244.0.9']);
+      await h.waitFor('the release', (s) => (s.ipamBlocks ?? []).length === 0);
       assert.equal(h.errors, []);
     } finally {
       await h.ds.close();

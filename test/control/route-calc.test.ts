@@ -128,6 +128,44 @@ test('borrowed addresses: /32 to the borrowing node, overriding the lender\'s bl
   assert.equal([routeFor(m2, '10.244.0.5/32')!.kind, routeFor(m2, '10.244.0.5/32')!.endpoint], ['local', 'cali2']);
 });
 
+test('borrowed addresses from the blocks: non-affine allocations go to the node they name (Felix\'s L3 resolver)', () => {
+  const base = snapshotOf(pool('p', '10.244.0.0/16', { vxlanMode: 'Always' }), ...nodes, ...blocks, pool('plain', '10.60.0.0/16'),
+    wep('node2', 'pod', ['10.244.0.6/32'], 'cali6'));
+  const s = {
+    ...base,
+    ipamBlocks: [
+      // node2's tunnel address and an `ipam assign` for node3, both out of node1's block, no endpoint.
+      { cidr: '10.244.0.0/26', host: 'node1', allocations: [{ ip: '10.244.0.9', node: 'node2' }, { ip: '10.244.0.10', node: 'node3' }, { ip: '10.244.0.6', node: 'node2' }] },
+      // node1's own address out of node2's block; one naming no node; one for a node we do not know.
+      { cidr: '10.244.0.64/26', host: 'node2', allocations: [{ ip: '10.244.0.77', node: 'node1' }, { ip: '10.244.0.78', node: '' }, { ip: '10.244.0.79', node: 'node9' }] },
+      // A block nobody holds, in an unencapsulated pool.
+      { cidr: '10.60.0.0/26', host: null, allocations: [{ ip: '10.60.0.3', node: 'node2' }] },
+    ],
+  };
+  const m1 = computeNodeModel(s, 'node1');
+  const r9 = routeFor(m1, '10.244.0.9/32')!;
+  assert.equal([r9.kind, r9.node, r9.vtepIp, r9.class], ['vxlan', 'node2', ip('10.244.0.64'), RouteClass.VXLANTunnel]);
+  assert.equal([routeFor(m1, '10.244.0.10/32')!.kind, routeFor(m1, '10.244.0.10/32')!.node], ['vxlan', 'node3']);
+  assert.is(routeFor(m1, '10.244.0.0/26')!.kind, 'blackhole', 'the lender keeps its block\'s blackhole');
+  // An endpoint and its allocation make one route, not two candidates.
+  assert.is(m1.routes.filter((r) => r.cidr === '10.244.0.6/32').length, 1);
+  assert.is(routeFor(m1, '10.244.0.77/32'), undefined, 'our own borrowed address needs no route to us');
+  assert.is(routeFor(m1, '10.244.0.78/32'), undefined, 'an allocation naming no node cannot be routed');
+  assert.is(routeFor(m1, '10.244.0.79/32'), undefined);
+  assert.ok(m1.withheld.some((w) => w.cidr === '10.244.0.79/32' && w.node === 'node9' && w.reason === 'node unknown'));
+  assert.equal([routeFor(m1, '10.60.0.3/32')!.kind, routeFor(m1, '10.60.0.3/32')!.node], ['direct', 'node2']);
+  // node2 routes node1's /32 out of its own block to node1; its own borrowed addresses get none.
+  const m2 = computeNodeModel(s, 'node2');
+  assert.equal([routeFor(m2, '10.244.0.77/32')!.kind, routeFor(m2, '10.244.0.77/32')!.node], ['vxlan', 'node1']);
+  assert.is(routeFor(m2, '10.244.0.9/32'), undefined);
+  // Without blocks (a YAML file) nothing changes.
+  assert.is(routeFor(computeNodeModel(base, 'node1'), '10.244.0.9/32'), undefined);
+  // BGP mode: unencapsulated and IPIP borrowed /32s are BGP's; VXLAN ones stay the datastore's.
+  const mb = computeNodeModel(s, 'node1', { bgp: { learned: [] } } as Parameters<typeof computeNodeModel>[2]);
+  assert.ok(routeFor(mb, '10.244.0.9/32'));
+  assert.is(routeFor(mb, '10.60.0.3/32'), undefined);
+});
+
 test('withheld: remote node IP unknown, remote VTEP unknown, local VTEP unknown', () => {
   const p = pool('p', '10.244.0.0/16', { vxlanMode: 'CrossSubnet' });
   const s = snapshotOf(p, node('node1', '10.99.0.1/24', '10.244.0.0'), node('node2'), node('node3', '10.98.0.3/24'), node('node4', '10.99.0.4/24'),

@@ -93,6 +93,25 @@ export class AllocationBlock {
     return ord >= 0n && ord < BigInt(this.size) ? Number(ord) : null;
   }
 
+  /**
+   * Allocated addresses used by a node other than the block's affinity host (Calico's
+   * NonAffineAllocations): the node is the allocation's `node` attribute ('' when none); every
+   * allocation of a block with no host: affinity is listed. Dangling attribute indexes are skipped.
+   */
+  nonAffineAllocations(): { ip: string; node: string }[] {
+    const host = this.host();
+    const out: { ip: string; node: string }[] = [];
+    this.allocations.forEach((a, o) => {
+      if (a === null) return;
+      const attr = this.attributeOf(o);
+      if (!attr) return;
+      const node = attr.secondary?.node ?? '';
+      if (host !== '' && node === host) return;
+      out.push({ ip: this.ordinalToIp(o), node });
+    });
+    return out;
+  }
+
   /** The attribute an allocated ordinal points at (null when free or dangling). */
   attributeOf(ordinal: number): AllocationAttribute | null {
     const idx = this.allocations[ordinal];

@@ -6,6 +6,9 @@
  * __udp_gso_segment), so a pod sees on the wire what its kernel would have sent without offloads:
  *   IPv4: every segment repeats the header (options too); total length per segment; the id of
  *         segment k is the super-frame's id + k; header checksum recomputed.
+ *   IPv6: every segment repeats the fixed header; payload length per segment (ipv6_gso_segment).
+ *         Only TCP or UDP right after the fixed header: a super-frame with extension headers, or
+ *         a BIG TCP one (payload length 0, hop-by-hop jumbo), is not segmented (counted dropped).
  *   TCP:  sequence number advanced by the payload before the segment; FIN and PSH only on the last
  *         segment, CWR only on the first; checksum computed in full (pseudo-header + segment).
  *   UDP (USO): length per segment; checksum in full, 0 sent as 0xffff.
@@ -77,9 +80,10 @@ static void ipv4_header_csum(uint8_t *ip, uint32_t ihl) {
   put_csum(ip + 10, (uint16_t)~fold(sum_words(ip, ihl, 0)));
 }
 
-/* TCP/UDP checksum over pseudo-header + [l4, l4 + l4len); the field must be zero. */
-static uint16_t l4_csum(const uint8_t *ip, const uint8_t *l4, uint32_t l4len, uint8_t proto) {
-  uint64_t acc = sum_words(ip + 12, 8, 0); /* source and destination addresses */
+/* TCP/UDP checksum over pseudo-header + [l4, l4 + l4len); the field must be zero. The IPv6
+ * pseudo-header's 32-bit length and next header sum the same as IPv4's 16-bit ones below 64 KiB. */
+static uint16_t l4_csum(const uint8_t *ip, const uint8_t *l4, uint32_t l4len, uint8_t proto, int v6) {
+  uint64_t acc = v6 ? sum_words(ip + 8, 32, 0) : sum_words(ip + 12, 8, 0); /* source and destination */
   acc += htons(proto);
   acc += htons((uint16_t)l4len);
   acc = sum_words(l4, l4len, acc);
@@ -95,20 +99,72 @@ int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_
   return 0;
 }
 
+/* The L4 header at l4 (TCP or UDP), its end into *hdrs and its checksum's offset into *csum_at. */
+static int l4_bounds(const uint8_t *f, uint32_t len, uint32_t l4, uint8_t proto, uint32_t *hdrs, uint32_t *csum_at) {
+  if (proto == 6) {
+    if (l4 + 20 > len) return GSO_BAD;
+    uint32_t doff = (uint32_t)(f[l4 + 12] >> 4) * 4;
+    if (doff < 20 || l4 + doff > len) return GSO_BAD;
+    *hdrs = l4 + doff;
+    *csum_at = 16;
+  } else {
+    if (l4 + 8 > len) return GSO_BAD;
+    *hdrs = l4 + 8;
+    *csum_at = 6;
+  }
+  return GSO_OK;
+}
+
+/* Segment count and the slot check, once l3/l4/hdrs/payload/proto are known. */
+static int plan_segments(struct gso_plan *g, const struct virtio_net_hdr *vh, uint32_t cap) {
+  g->mss = vh->gso_size;
+  /* A payload of at most gso_size is one segment: the kernel sends such a frame unchanged. */
+  g->nseg = g->payload == 0 ? 1 : (g->payload + g->mss - 1) / g->mss;
+  uint32_t biggest = g->hdrs + (g->payload < g->mss ? g->payload : g->mss);
+  if (biggest > cap) return GSO_UNSUPPORTED;
+  return GSO_OK;
+}
+
+static int gso_plan_v6(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, unsigned type,
+                       uint32_t cap, struct gso_plan *g) {
+  const uint32_t l3 = 14, l4 = l3 + 40;
+  if (len < l4) return GSO_BAD;
+  const uint8_t *ip = f + l3;
+  if ((ip[0] >> 4) != 6) return GSO_BAD;
+  uint32_t plen = rd16(ip + 4);
+  if (plen == 0 && len - l4 > 0xffff) return GSO_UNSUPPORTED; /* BIG TCP (hop-by-hop jumbo) */
+  if (plen != len - l4) return GSO_BAD;
+  uint8_t proto = type == VIRTIO_NET_HDR_GSO_TCPV6 ? 6 : 17;
+  uint8_t nh = ip[6];
+  if (nh != proto) {
+    /* An extension header before the L4 one: well formed, not segmented here. */
+    if (nh == 0 || nh == 43 || nh == 44 || nh == 60 || nh == 51 || nh == 135 || nh == 139 || nh == 140) return GSO_UNSUPPORTED;
+    return GSO_BAD;
+  }
+  uint32_t hdrs, csum_at;
+  if (l4_bounds(f, len, l4, proto, &hdrs, &csum_at) != GSO_OK) return GSO_BAD;
+  if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && (vh->csum_start != l4 || vh->csum_offset != csum_at)) return GSO_BAD;
+  g->l3 = l3;
+  g->l4 = l4;
+  g->hdrs = hdrs;
+  g->payload = len - hdrs;
+  g->proto = proto;
+  g->v6 = 1;
+  return plan_segments(g, vh, cap);
+}
+
 int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
                    struct gso_plan *g) {
   unsigned type = vh->gso_type & (unsigned)~VIRTIO_NET_HDR_GSO_ECN;
-  if (type == VIRTIO_NET_HDR_GSO_TCPV6 || type == VIRTIO_NET_HDR_GSO_UDP) return GSO_UNSUPPORTED;
-  if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_UDP_L4) return GSO_BAD;
+  if (type == VIRTIO_NET_HDR_GSO_UDP) return GSO_UNSUPPORTED;
+  if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6 && type != VIRTIO_NET_HDR_GSO_UDP_L4) return GSO_BAD;
   if (vh->gso_size == 0 || vh->hdr_len > len || len < 14) return GSO_BAD;
   uint16_t ethertype = rd16(f + 12);
-  if (ethertype != 0x0800) {
-    /* A VLAN tag in front, or USO over IPv6: well formed, but podway forwards neither. TCPV4 over
-     * anything but IPv4 contradicts itself. */
-    if (ethertype == 0x8100 || ethertype == 0x88a8) return GSO_UNSUPPORTED;
-    if (ethertype == 0x86dd && type == VIRTIO_NET_HDR_GSO_UDP_L4) return GSO_UNSUPPORTED;
-    return GSO_BAD;
-  }
+  /* A VLAN tag in front: well formed, but podway forwards none. */
+  if (ethertype == 0x8100 || ethertype == 0x88a8) return GSO_UNSUPPORTED;
+  /* TCPV4 over IPv6 or TCPV6 over IPv4 contradicts itself; USO runs over either. */
+  if (ethertype == 0x86dd && type != VIRTIO_NET_HDR_GSO_TCPV4) return gso_plan_v6(f, len, vh, type, cap, g);
+  if (ethertype != 0x0800 || type == VIRTIO_NET_HDR_GSO_TCPV6) return GSO_BAD;
   const uint32_t l3 = 14;
   if (len < l3 + 20) return GSO_BAD;
   const uint8_t *ip = f + l3;
@@ -121,30 +177,16 @@ int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *
   uint8_t proto = type == VIRTIO_NET_HDR_GSO_TCPV4 ? 6 : 17;
   if (ip[9] != proto) return GSO_BAD;
   uint32_t l4 = l3 + ihl, hdrs, csum_at;
-  if (proto == 6) {
-    if (l4 + 20 > len) return GSO_BAD;
-    uint32_t doff = (uint32_t)(f[l4 + 12] >> 4) * 4;
-    if (doff < 20 || l4 + doff > len) return GSO_BAD;
-    hdrs = l4 + doff;
-    csum_at = 16;
-  } else {
-    if (l4 + 8 > len) return GSO_BAD;
-    hdrs = l4 + 8;
-    csum_at = 6;
-  }
+  if (l4_bounds(f, len, l4, proto, &hdrs, &csum_at) != GSO_OK) return GSO_BAD;
   /* csum_start/offset, when given, must name this L4 checksum (we compute it ourselves anyway). */
   if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && (vh->csum_start != l4 || vh->csum_offset != csum_at)) return GSO_BAD;
   g->l3 = l3;
   g->l4 = l4;
   g->hdrs = hdrs;
   g->payload = len - hdrs;
-  g->mss = vh->gso_size;
   g->proto = proto;
-  /* A payload of at most gso_size is one segment: the kernel sends such a frame unchanged. */
-  g->nseg = g->payload == 0 ? 1 : (g->payload + g->mss - 1) / g->mss;
-  uint32_t biggest = hdrs + (g->payload < g->mss ? g->payload : g->mss);
-  if (biggest > cap) return GSO_UNSUPPORTED;
-  return GSO_OK;
+  g->v6 = 0;
+  return plan_segments(g, vh, cap);
 }
 
 uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst) {
@@ -155,9 +197,13 @@ uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t 
   uint8_t *ip = dst + g->l3;
   uint32_t ihl = g->l4 - g->l3;
   uint32_t l4len = g->hdrs - g->l4 + seg;
-  wr16(ip + 2, (uint16_t)(ihl + l4len));
-  wr16(ip + 4, (uint16_t)(rd16(f + g->l3 + 4) + k));
-  ipv4_header_csum(ip, ihl);
+  if (g->v6) {
+    wr16(ip + 4, (uint16_t)l4len); /* payload length: no extension headers (gso_plan_v6) */
+  } else {
+    wr16(ip + 2, (uint16_t)(ihl + l4len));
+    wr16(ip + 4, (uint16_t)(rd16(f + g->l3 + 4) + k));
+    ipv4_header_csum(ip, ihl);
+  }
   uint8_t *l4 = dst + g->l4;
   if (g->proto == 6) {
     wr32(l4 + 4, rd32(f + g->l4 + 4) + off);
@@ -166,11 +212,11 @@ uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t 
     if (k > 0) fl &= (uint8_t)~0x80;                     /* CWR: first segment only */
     l4[13] = fl;
     l4[16] = l4[17] = 0;
-    put_csum(l4 + 16, l4_csum(ip, l4, l4len, 6));
+    put_csum(l4 + 16, l4_csum(ip, l4, l4len, 6, g->v6));
   } else {
     wr16(l4 + 4, (uint16_t)l4len);
     l4[6] = l4[7] = 0;
-    uint16_t c = l4_csum(ip, l4, l4len, 17);
+    uint16_t c = l4_csum(ip, l4, l4len, 17, g->v6);
     put_csum(l4 + 6, c ? c : 0xffff); /* 0 means "no checksum" in UDP */
   }
   return g->hdrs + seg;

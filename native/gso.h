@@ -28,12 +28,13 @@ struct gso_plan {
   uint32_t mss;     /* payload bytes per segment (gso_size) */
   uint32_t nseg;    /* segments it makes */
   uint8_t proto;    /* 6 (TCP) or 17 (UDP) */
+  uint8_t v6;       /* 1: IPv6 header (payload length per segment, no id, no header checksum) */
 };
 
 enum gso_verdict {
   GSO_OK = 0,
   GSO_BAD = -1,         /* metadata or headers inconsistent: drop, count rx_gso_bad */
-  GSO_UNSUPPORTED = -2, /* well formed but not segmented here (IPv6, other types, segment > slot) */
+  GSO_UNSUPPORTED = -2, /* well formed but not segmented here (VLAN, IPv6 extension headers, UFO, segment > slot) */
 };
 
 /* Check a GSO frame and plan its segments; a segment must fit `cap` bytes. */

@@ -5,7 +5,9 @@
  * IPv6, move 4 MB of TCP with the content checked, and a kernel TCP sender whose pod MTU is too
  * big for the IPv6 VXLAN path learns the path MTU from podway's ICMPv6 packet too big.
  *
- * The veth pods run with offloads off: podway does not forward IPv6 GSO super-frames yet (README).
+ * The veth pods keep the kernel's defaults (TSO/GSO on): their IPv6 TCP super-frames are segmented
+ * by podway (native/gso.c), which the TCP test checks in the port counters. Pods with offloads off
+ * are covered by test/e2e/ipv6-interop.test.ts and cluster-ipv6.test.ts.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -37,7 +39,7 @@ async function kind6(node: string, cidr: string): Promise<string | undefined> {
 
 test.before(async () => {
   if (!isRoot()) throw new Error('IPv6 end-to-end tests need root (network namespaces)');
-  lab = guard(new Lab(SPEC, { dualStack: true, podOffloads: false }));
+  lab = guard(new Lab(SPEC, { dualStack: true }));
   lab.build();
   await lab.startPodway('node1');
   await lab.startPodway('node2');
@@ -88,7 +90,9 @@ test('the pod resolved its gateway through podway\'s NA: ee:ee:ee:ee:ee:ee, rout
   assert.ok(n[0].router === null || n[0].router === true || String(JSON.stringify(n[0])).includes('router'), 'router flag');
 });
 
-test('TCP over IPv6 VXLAN: 4 MB with the content checked, both directions', async () => {
+test('TCP over IPv6 VXLAN: 4 MB with the content checked, both directions; the veth pod\'s IPv6 super-frames segmented', async () => {
+  const portRow = async (pod: string) => ((await controlRequest(lab!.node(lab!.pod(pod).node).control, { cmd: 'counters' })) as { ports: { port: string; rxGsoFrames?: number; rxGsoSegments?: number; rxGsoDropped?: number; rxGsoBad?: number }[] }).ports.find((r) => r.port === lab!.pod(pod).ifname);
+  const before = (await portRow('web-1'))?.rxGsoFrames ?? 0;
   for (const [a, b] of [['web-1', 'web-2'], ['web-2', 'tap-1']]) {
     const dst = lab!.pod(b);
     const t = await tcpTransferTo(lab!, a, { name: b, ns: dst.ns, ip: ip6Of(b) }, 4 << 20, 5301);
@@ -96,6 +100,10 @@ test('TCP over IPv6 VXLAN: 4 MB with the content checked, both directions', asyn
     assert.is(t.received.sha256, t.sent.sha256, `${a} -> ${b}: content`);
     assert.ok(t.received.peer.startsWith(ip6Of(a)), `${a} -> ${b}: seen from ${t.received.peer}`);
   }
+  const row = await portRow('web-1');
+  assert.ok((row?.rxGsoFrames ?? 0) > before, `web-1 (offloads on) sent IPv6 TCP super-frames that podway segmented: ${JSON.stringify(row)}`);
+  assert.is(row?.rxGsoDropped ?? 0, 0, 'none dropped');
+  assert.is(row?.rxGsoBad ?? 0, 0, 'none malformed');
 });
 
 test('PMTU: a pod with MTU 1500 sending TCP over IPv6 VXLAN (path 1430) gets packet too big and completes', async () => {

@@ -149,9 +149,80 @@ function wireValid(s: Uint8Array): string | null {
   return null;
 }
 
+// IPv6: the same frames behind a 40-byte fixed header (fd00::1 -> fd00::2), no extension headers.
+function pseudoSum6(b: Uint8Array, ip: number, proto: number, l4len: number): number {
+  return sum16(b, ip + 8, 32) + proto + l4len;
+}
+
+function frame6(o: { proto?: 6 | 17; payload: number; flags?: number; seq?: number; partial?: boolean; seed?: number }): Uint8Array {
+  const v4 = frame({ ...o, partial: true });
+  const l4h = (o.proto ?? 6) === 6 ? 32 : 8;
+  const f = new Uint8Array(v4.length + 20);
+  f.set(v4.subarray(0, 12), 0);
+  wr16(f, 12, 0x86dd);
+  const ip = 14;
+  f[ip] = 0x60; f[ip + 1] = 0x0a; f[ip + 2] = 0xbc; f[ip + 3] = 0xde; // traffic class 0, flow label 0xabcde
+  wr16(f, ip + 4, f.length - 54); f[ip + 6] = o.proto ?? 6; f[ip + 7] = 64;
+  f[ip + 8] = 0xfd; f[ip + 23] = 1; f[ip + 24] = 0xfd; f[ip + 39] = 2;
+  f.set(v4.subarray(34), 54);
+  const l4len = f.length - 54;
+  const proto = o.proto ?? 6;
+  const at = 54 + (proto === 6 ? 16 : 6);
+  wr16(f, at, 0);
+  if (o.partial ?? true) wr16(f, at, fold(pseudoSum6(f, ip, proto, l4len)));
+  else {
+    const c = ~fold(pseudoSum6(f, ip, proto, l4len) + sum16(f, 54, l4len)) & 0xffff;
+    wr16(f, at, c === 0 && proto === 17 ? 0xffff : c);
+  }
+  void l4h;
+  return f;
+}
+
+/** IPv6 segments by the rules: fixed header repeated with its payload length; TCP/UDP as for IPv4. */
+function referenceSegments6(f: Uint8Array, mss: number): Uint8Array[] {
+  const ip = 14, l4 = 54;
+  const proto = f[ip + 6];
+  const hdrs = l4 + (proto === 6 ? (f[l4 + 12] >> 4) * 4 : 8);
+  const payload = f.length - hdrs;
+  const n = Math.max(1, Math.ceil(payload / mss));
+  const out: Uint8Array[] = [];
+  for (let k = 0; k < n; k++) {
+    const len = Math.min(mss, payload - k * mss);
+    const s = new Uint8Array(hdrs + len);
+    s.set(f.subarray(0, hdrs));
+    s.set(f.subarray(hdrs + k * mss, hdrs + k * mss + len), hdrs);
+    const l4len = s.length - l4;
+    wr16(s, ip + 4, l4len);
+    if (proto === 6) {
+      wr32(s, l4 + 4, (rd32(f, l4 + 4) + k * mss) >>> 0);
+      if (k < n - 1) s[l4 + 13] &= ~(FIN | PSH);
+      if (k > 0) s[l4 + 13] &= ~CWR;
+      wr16(s, l4 + 16, 0);
+      wr16(s, l4 + 16, ~fold(pseudoSum6(s, ip, 6, l4len) + sum16(s, l4, l4len)) & 0xffff);
+    } else {
+      wr16(s, l4 + 4, l4len);
+      wr16(s, l4 + 6, 0);
+      const c = ~fold(pseudoSum6(s, ip, 17, l4len) + sum16(s, l4, l4len)) & 0xffff;
+      wr16(s, l4 + 6, c === 0 ? 0xffff : c);
+    }
+    out.push(s);
+  }
+  return out;
+}
+
+function wireValid6(s: Uint8Array): string | null {
+  if (s.length < 54 || rd16(s, 12) !== 0x86dd) return 'not IPv6';
+  if (rd16(s, 18) !== s.length - 54) return `payload length ${rd16(s, 18)} in a ${s.length}-byte frame`;
+  if (fold(pseudoSum6(s, 14, s[20], s.length - 54) + sum16(s, 54, s.length - 54)) !== 0xffff) return 'L4 checksum';
+  return null;
+}
+
 const tcpVnet = (mss: number, extra: Partial<Parameters<typeof vnetHdr>[0]> = {}) =>
   vnetHdr({ flags: NEEDS_CSUM, gsoType: GSO_TCPV4, hdrLen: 66, gsoSize: mss, csumStart: 34, csumOffset: 16, ...extra });
 const udpVnet = (mss: number) => vnetHdr({ flags: NEEDS_CSUM, gsoType: GSO_UDP_L4, hdrLen: 42, gsoSize: mss, csumStart: 34, csumOffset: 6 });
+const tcp6Vnet = (mss: number, extra: Partial<Parameters<typeof vnetHdr>[0]> = {}) =>
+  vnetHdr({ flags: NEEDS_CSUM, gsoType: GSO_TCPV6, hdrLen: 86, gsoSize: mss, csumStart: 54, csumOffset: 16, ...extra });
+const udp6Vnet = (mss: number) => vnetHdr({ flags: NEEDS_CSUM, gsoType: GSO_UDP_L4, hdrLen: 62, gsoSize: mss, csumStart: 54, csumOffset: 6 });
 
 function frameAt(i: number): Uint8Array {
   return pool.bytes.slice(pool.start(i), pool.start(i) + pool.len[i]);
@@ -225,6 +296,39 @@ test('UDP GSO (USO): segments of gso_size payload with their own length and chec
   assert.is(rd16(got[4], 38), 8 + 200);
 });
 
+test('TCPv6 super-frame: segments match the rules byte for byte (payload length, seq, flags, checksums with the IPv6 pseudo-header)', () => {
+  const f = frame6({ payload: 10000, flags: ACK | PSH | FIN | CWR, seq: 0xffffe000, seed: 5 });
+  const r = hooks.offloadDeliverForTest(f, tcp6Vnet(1428, { gsoType: GSO_TCPV6 | GSO_ECN }), 0, 64, false);
+  assert.is(r.n, 8);
+  assert.is(r.done, 1);
+  const got = descs(0, 8);
+  sameFrames(got, referenceSegments6(f, 1428), 'tcp6');
+  for (let k = 0; k < 8; k++) assert.is(wireValid6(got[k]), null, `segment ${k}`);
+  assert.is(rd16(got[0], 18), 32 + 1428);
+  assert.is(rd16(got[7], 18), 32 + 10000 - 7 * 1428);
+  assert.equal([...got[7].subarray(14, 18)], [0x60, 0x0a, 0xbc, 0xde], 'traffic class and flow label kept');
+  assert.is(got[0][67], ACK | CWR);
+  assert.is(got[7][67], ACK | PSH | FIN);
+});
+
+test('UDP GSO (USO) over IPv6: segments with their own length and checksum', () => {
+  const f = frame6({ proto: 17, payload: 5000, seed: 11 });
+  const r = hooks.offloadDeliverForTest(f, udp6Vnet(1200), 0, 64, false);
+  assert.is(r.n, 5);
+  const got = descs(0, 5);
+  sameFrames(got, referenceSegments6(f, 1200), 'udp6');
+  for (const seg of got) assert.is(wireValid6(seg), null);
+});
+
+test('a plain IPv6 frame with a partial checksum is completed in C', () => {
+  for (const proto of [6, 17] as const) {
+    const f = frame6({ proto, payload: 555, seed: proto });
+    const r = hooks.offloadDeliverForTest(f, vnetHdr({ flags: NEEDS_CSUM, csumStart: 54, csumOffset: proto === 6 ? 16 : 6 }), 0, 1, false);
+    assert.is(r.n, 1);
+    assert.equal(frameAt(0), frame6({ proto, payload: 555, seed: proto, partial: false }));
+  }
+});
+
 test('a plain frame with a partial checksum (NEEDS_CSUM) is completed in C, TCP and UDP', () => {
   for (const proto of [6, 17] as const) {
     const f = frame({ proto, payload: 777, partial: true, seed: proto });
@@ -271,7 +375,13 @@ function badCases(): Array<[string, Uint8Array, Uint8Array, 'bad' | 'dropped']> 
     ['frame shorter than an Ethernet header', new Uint8Array(10), tcpVnet(1448, { hdrLen: 0 }), 'bad'],
     ['plain frame, partial checksum offset past the end', frame({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 34, csumOffset: 531 }), 'bad'],
     ['plain frame, csum_start past the end', frame({ payload: 500 }), vnetHdr({ flags: NEEDS_CSUM, csumStart: 566, csumOffset: 0 }), 'bad'],
-    ['IPv6 TCP GSO (not forwarded by podway)', ipv6, tcpVnet(1448, { gsoType: GSO_TCPV6 }), 'dropped'],
+    ['TCPV6 on an IPv4 packet behind an IPv6 ethertype', ipv6, tcpVnet(1448, { gsoType: GSO_TCPV6 }), 'bad'],
+    ['TCPV6 on an IPv4 frame', f(), tcpVnet(1448, { gsoType: GSO_TCPV6 }), 'bad'],
+    ['TCPV4 on an IPv6 frame', frame6({ payload: 4000 }), tcp6Vnet(1428, { gsoType: GSO_TCPV4 }), 'bad'],
+    ['IPv6 payload length shorter than the frame', (() => { const x = frame6({ payload: 4000 }); wr16(x, 18, 100); return x; })(), tcp6Vnet(1428), 'bad'],
+    ['IPv6 TCPV6 on a UDP packet', frame6({ proto: 17, payload: 4000 }), tcp6Vnet(1428, { csumOffset: 6 }), 'bad'],
+    ['IPv6 csum_start not at the TCP header', frame6({ payload: 4000 }), tcp6Vnet(1428, { csumStart: 34 }), 'bad'],
+    ['IPv6 super-frame with a hop-by-hop header (not segmented here)', (() => { const x = frame6({ payload: 4000 }); x[20] = 0; return x; })(), tcp6Vnet(1428), 'dropped'],
     ['legacy UFO', f(), tcpVnet(1448, { gsoType: 3 }), 'dropped'],
     ['segments larger than a slot', f(), tcpVnet(CAP), 'dropped'],
   ];

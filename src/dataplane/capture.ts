@@ -5,16 +5,17 @@
  * pcapng (pcapng.ts).
  *
  * Cost: while no capture runs the pipeline pays one test per batch. While one runs, every frame
- * of a batch is matched against the filter (a few header reads) and only matching frames are
- * copied. A full buffer never waits: the record is counted as lost.
+ * of a batch is matched against the filter (compiled once per capture into a loop of byte
+ * compares, capture-match.ts) and only matching frames are copied. A full buffer never waits:
+ * the record is counted as lost.
  *
  * Every record is an Ethernet frame (one link type for the whole file, which tcpdump needs): frames
  * from IP-only ports (TUN devices, the raw sockets) get a 14-byte pseudo Ethernet header with zero
  * addresses, and VXLAN payloads from the UDP socket get the outer IPv4/UDP headers they arrived in.
  */
 import { ETH_HLEN, SLOT_SIZE } from '../packet/layout';
-import { SLOT_SHIFT } from './frame-pool';
-import { TraceFilter, traceMatchesArp } from './trace';
+import { TraceFilter } from './trace';
+import { compileBatchMatcher, BatchMatcher } from './capture-match';
 import { COUNTER_NAMES } from './counters';
 import { DROP_REASON_COUNT } from '../packet/drop';
 import type { FramePool } from './frame-pool';
@@ -139,23 +140,13 @@ export class CaptureTap {
   private readonly comments: Uint8Array[] = [];
   private ts = 0;
   private readonly enc = new TextEncoder();
-  /** The filter as numbers (-1: not given), so matching reads no optional properties. */
-  private readonly fHost: number;
-  private readonly fSrc: number;
-  private readonly fDst: number;
-  private readonly fProto: number;
-  private readonly fPort: number;
-  private readonly fAll: boolean;
+  /** The filter compiled per port layout (Link.*), on first use. */
+  private readonly matchers: (BatchMatcher | undefined)[] = [];
 
   constructor(opts: CaptureOptions, batch: number) {
     this.filter = opts.filter;
-    const f = opts.filter;
-    this.fHost = f.host ?? -1;
-    this.fSrc = f.src ?? -1;
-    this.fDst = f.dst ?? -1;
-    this.fProto = f.proto ?? -1;
-    this.fPort = f.port ?? -1;
-    this.fAll = this.fHost < 0 && this.fSrc < 0 && this.fDst < 0 && this.fProto < 0 && this.fPort < 0;
+    // Compile for every layout now: a filter that cannot compile fails at start, not mid-batch.
+    for (const link of [Link.ETHERNET, Link.IP, Link.VXLAN]) this.matchers[link] = compileBatchMatcher(opts.filter, link);
     this.stage = opts.stage;
     this.remaining = Math.max(1, opts.count);
     this.buf = new Uint8Array(opts.bufferBytes ?? 1 << 20);
@@ -183,23 +174,13 @@ export class CaptureTap {
   /** Before the pipeline touches the batch: match each frame; rx records now, drop/decap copies kept. */
   before(pool: FramePool, n: number, port: number, ports: CapturePorts): void {
     const b = pool.bytes;
-    const slot = pool.slot;
-    const off = pool.off;
     const lens = pool.len;
     const link = ports.linkOf(port);
     const list = this.matchedList;
     const ipAt = this.ipAt;
-    // The part every frame pays: find the header, compare a few fields.
-    let k = 0;
-    for (let i = 0; i < n; i++) {
-      const f = (slot[i] << SLOT_SHIFT) + off[i];
-      const len = lens[i];
-      const ip = innerIp(b, f, len, link);
-      if (!this.matches(b, f, len, ip, link)) continue;
-      list[k] = i;
-      ipAt[k] = ip;
-      k++;
-    }
+    // The part every frame pays: find the header, compare a few fields (compiled per filter).
+    const match = this.matchers[link] ?? (this.matchers[link] = compileBatchMatcher(this.filter, link));
+    const k = match(b, pool.slot, pool.off, lens, n, list, ipAt);
     this.nMatched = k;
     if (k === 0) return;
     this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
@@ -251,36 +232,6 @@ export class CaptureTap {
         }
       }
     }
-  }
-
-  private matches(b: Uint8Array, f: number, len: number, ip: number, link: number): boolean {
-    if (this.fAll) return true;
-    if (ip < 0) return this.matchesArp(b, f, len, link);
-    // traceMatches' rules on numbers, reading only the fields the filter names; the L4 ports are
-    // bounds-checked.
-    const proto = b[ip + 9];
-    if (this.fProto >= 0 && proto !== this.fProto) return false;
-    if (this.fPort >= 0) {
-      if (proto !== 6 && proto !== 17) return false;
-      const l4 = ip + ((b[ip] & 15) << 2);
-      if (l4 + 4 > f + len) return false;
-      if (((b[l4] << 8) | b[l4 + 1]) !== this.fPort && ((b[l4 + 2] << 8) | b[l4 + 3]) !== this.fPort) return false;
-    }
-    if (this.fHost < 0 && this.fSrc < 0 && this.fDst < 0) return true;
-    const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
-    const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
-    if (this.fHost >= 0 && src !== this.fHost && dst !== this.fHost) return false;
-    if (this.fSrc >= 0 && src !== this.fSrc) return false;
-    return this.fDst < 0 || dst === this.fDst;
-  }
-
-  /** ARP on an Ethernet port: the sender and target addresses. */
-  private matchesArp(b: Uint8Array, f: number, len: number, link: number): boolean {
-    if (link !== Link.ETHERNET || len < ETH_HLEN + 28 || b[f + 12] !== 0x08 || b[f + 13] !== 0x06) return false;
-    const a = f + ETH_HLEN;
-    const spa = ((b[a + 14] << 24) | (b[a + 15] << 16) | (b[a + 16] << 8) | b[a + 17]) >>> 0;
-    const tpa = ((b[a + 24] << 24) | (b[a + 25] << 16) | (b[a + 26] << 8) | b[a + 27]) >>> 0;
-    return traceMatchesArp(this.filter, spa, tpa);
   }
 
   private comment(reason: number): string {
@@ -346,28 +297,6 @@ export class CaptureTap {
 }
 
 const EMPTY = new Uint8Array(0);
-
-/**
- * Where the IPv4 header a filter looks at starts: the packet itself, or for tunnel traffic the
- * inner one (filters select pod traffic, as `podway trace` does). -1: not IPv4 (or too short).
- */
-function innerIp(b: Uint8Array, f: number, len: number, link: number): number {
-  let ip: number;
-  if (link === Link.ETHERNET) {
-    if (len < ETH_HLEN + 20 || b[f + 12] !== 0x08 || b[f + 13] !== 0x00) return -1;
-    ip = f + ETH_HLEN;
-  } else if (link === Link.VXLAN) {
-    if (len < 8 + ETH_HLEN + 20 || b[f + 8 + 12] !== 0x08 || b[f + 8 + 13] !== 0x00) return -1;
-    ip = f + 8 + ETH_HLEN;
-  } else {
-    if (len < 20 || b[f] >> 4 !== 4) return -1;
-    ip = f;
-    // IP-in-IP: the inner packet.
-    const hl = (b[f] & 15) << 2;
-    if (b[f + 9] === 4 && len >= hl + 20 && b[f + hl] >> 4 === 4) ip = f + hl;
-  }
-  return (b[ip] >> 4) === 4 && ip + 20 <= f + len ? ip : -1;
-}
 
 /**
  * Copy a frame to `out` at `at` as an Ethernet frame: as it is, behind a pseudo Ethernet header

@@ -1,0 +1,94 @@
+/**
+ * The capture filter compiled once, when a capture starts, into a JavaScript function specialised
+ * for one filter and one port layout: a loop over the batch whose per-frame work is the header
+ * checks of that layout and byte compares against the filter's constants. Interpreting the filter
+ * per frame (reading which fields it names, calling a matcher per frame) cost about as much as the
+ * compare itself; the compiled loop has neither.
+ *
+ * The generated source holds only numbers that were validated here (integers in range), never text
+ * from the filter, so a filter cannot inject code.
+ */
+import { ETH_HLEN } from '../packet/layout';
+import { SLOT_SHIFT } from './frame-pool';
+import { traceMatchesArp, TraceFilter } from './trace';
+
+/** Layouts, as capture.ts's Link (kept numeric here to avoid an import cycle). */
+const ETHERNET = 0;
+const VXLAN = 2;
+
+/**
+ * Match frames 0..n-1 of a batch: writes the indices of matching frames to `list` and where their
+ * (inner) IPv4 header starts (-1: not IPv4) to `ipAt`; returns how many matched.
+ */
+export type BatchMatcher = (
+  b: Uint8Array, slot: Uint32Array, off: Uint16Array, lens: Uint16Array, n: number, list: Uint16Array, ipAt: Int32Array,
+) => number;
+
+function checked(v: number | undefined, max: number, what: string): number {
+  if (v === undefined) return -1;
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new Error(`capture filter: ${what} ${v} out of range 0..${max}`);
+  return v;
+}
+
+/** `b[at]===x0 && b[at+1]===x1 ...`: an IPv4 address compared byte by byte (the first differing
+ * byte ends it). */
+function addrEquals(at: string, a: number): string {
+  return `(b[${at}+0]===${a >>> 24}&&b[${at}+1]===${(a >>> 16) & 255}&&b[${at}+2]===${(a >>> 8) & 255}&&b[${at}+3]===${a & 255})`;
+}
+
+/** Compile the filter for frames of one layout (capture.ts's Link). */
+export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher {
+  const host = checked(f.host, 0xffffffff, 'address');
+  const src = checked(f.src, 0xffffffff, 'address');
+  const dst = checked(f.dst, 0xffffffff, 'address');
+  const proto = checked(f.proto, 255, 'protocol');
+  const port = checked(f.port, 65535, 'port');
+  const all = host < 0 && src < 0 && dst < 0 && proto < 0 && port < 0;
+
+  // Where the IPv4 header a filter looks at starts (the inner one for tunnel traffic), or -1.
+  let findIp: string;
+  if (link === ETHERNET) {
+    findIp = `ip=(len>=${ETH_HLEN + 20}&&b[f+12]===8&&b[f+13]===0&&(b[f+${ETH_HLEN}]>>4)===4)?f+${ETH_HLEN}:-1;`;
+  } else if (link === VXLAN) {
+    const e = 8;
+    findIp = `ip=(len>=${e + ETH_HLEN + 20}&&b[f+${e + 12}]===8&&b[f+${e + 13}]===0&&(b[f+${e + ETH_HLEN}]>>4)===4)?f+${e + ETH_HLEN}:-1;`;
+  } else {
+    // Bare IPv4; IP-in-IP: the inner packet.
+    findIp = `ip=-1;if(len>=20&&(b[f]>>4)===4){ip=f;if(b[f+9]===4){const hl=(b[f]&15)<<2;if(len>=hl+20&&(b[f+hl]>>4)===4)ip=f+hl;}}`;
+  }
+
+  // The filter's tests on the IPv4 header at ip, cheapest and most selective first.
+  const tests: string[] = [];
+  if (port >= 0) {
+    tests.push(proto >= 0 ? `b[ip+9]===${proto}` : `(b[ip+9]===6||b[ip+9]===17)`);
+    if (proto >= 0 && proto !== 6 && proto !== 17) tests.push('false');
+    tests.push(`(l4=ip+((b[ip]&15)<<2))+4<=f+len`);
+    tests.push(`((((b[l4]<<8)|b[l4+1])===${port})||(((b[l4+2]<<8)|b[l4+3])===${port}))`);
+  } else if (proto >= 0) tests.push(`b[ip+9]===${proto}`);
+  if (host >= 0) tests.push(`(${addrEquals('ip+12', host)}||${addrEquals('ip+16', host)})`);
+  if (src >= 0) tests.push(addrEquals('ip+12', src));
+  if (dst >= 0) tests.push(addrEquals('ip+16', dst));
+  const ipTest = tests.length ? tests.join('&&') : 'true';
+
+  // Not IPv4: everything matches an empty filter; ARP on Ethernet ports is matched by address
+  // (rare frames: the shared rule in trace.ts decides).
+  const arpPossible = link === ETHERNET && proto < 0 && port < 0;
+  const otherTest = all ? 'true' : arpPossible
+    ? `len>=${ETH_HLEN + 28}&&b[f+12]===8&&b[f+13]===6&&arp(((b[f+${ETH_HLEN + 14}]<<24)|(b[f+${ETH_HLEN + 15}]<<16)|(b[f+${ETH_HLEN + 16}]<<8)|b[f+${ETH_HLEN + 17}])>>>0,((b[f+${ETH_HLEN + 24}]<<24)|(b[f+${ETH_HLEN + 25}]<<16)|(b[f+${ETH_HLEN + 26}]<<8)|b[f+${ETH_HLEN + 27}])>>>0)`
+    : 'false';
+
+  const body = `
+"use strict";
+return function matchBatch(b, slot, off, lens, n, list, ipAt) {
+  let k = 0, ip = -1, l4 = 0;
+  for (let i = 0; i < n; i++) {
+    const f = (slot[i] << ${SLOT_SHIFT}) + off[i];
+    const len = lens[i];
+    ${findIp}
+    if (ip >= 0 ? (${ipTest}) : (${otherTest})) { list[k] = i; ipAt[k] = ip; k++; }
+  }
+  return k;
+};`;
+  const arp = (spa: number, tpa: number): boolean => traceMatchesArp(f, spa, tpa);
+  return new Function('arp', body)(arp) as BatchMatcher;
+}

@@ -13,6 +13,11 @@
  *   the maximum rate (16 outstanding), then p50/p99/p99.9 round trips open loop at 100/s and at half
  *   that maximum.
  * - idle: `podway run` with 100 veth endpoints and no traffic: its CPU over 10 s.
+ * - observe (issue 17's goal): vxlan-encap 64 B, 100 flows, one podway run with --metrics-port:
+ *   alternately plain (A), scraped every second + `podway capture port 1 -w /dev/null` (matches
+ *   nothing: B), plain, scraped + `podway capture port 10000` (pktgen's source ports are 10000 +
+ *   seq % flows: 1 packet in 100, C), ... ending with A; each B or C is divided by the mean of
+ *   the A runs either side of it. --rounds N (default 5, 3 with --quick) B/C pairs.
  * - nat-udp (pps): natOutgoing, pod A -> an "outside" address (203.0.113.10 on node2's loopback,
  *   outside every pool), 64 B, 1 and 1,000 flows: podway (masquerading in its nftables table)
  *   against the kernel forwarding with the same masquerade rule (Calico's MASQUERADE
@@ -22,6 +27,7 @@
  *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
  *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
+ *                 [-- --only observe [-- --rounds 5]]   (metrics + capture cost: issue 17's goal)
  *                 [-- --underlay-offloads]   (leave the underlay veth's tx offloads on: see Bench.build)
  *
  * --seconds sets every measurement's length; without it pps measurements take 2 s (1 with --quick),
@@ -46,7 +52,7 @@ type NodeRole = 'podway' | 'kernel' | 'naive-ipip' | 'naive-vxlan';
 interface Setup { label: string; node1: NodeRole; node2: NodeRole; mode: Mode; args?: string[]; nat?: boolean; outside?: boolean }
 /** An address outside every pool, held by node2's loopback in the nat scenarios (TEST-NET-3). */
 const OUTSIDE_IP = '203.0.113.10';
-type Kind = 'pps' | 'tcp-bulk' | 'rr-latency' | 'idle';
+type Kind = 'pps' | 'tcp-bulk' | 'rr-latency' | 'idle' | 'observe';
 /** sizes/flows: this scenario's own (instead of the run's). */
 interface Scenario { name: string; kind?: Kind; podway: Setup; baselines: Setup[]; sizes?: number[]; flows?: number[] }
 
@@ -101,6 +107,15 @@ const SCENARIOS: Scenario[] = [
     kind: 'rr-latency',
     podway: { label: 'podway -> kernel', node1: 'podway', node2: 'kernel', mode: 'vxlan' },
     baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
+  },
+  // Issue 17's goal: vxlan-encap 64 B pps of one podway serving metrics, scraped every second and
+  // capturing (a filter matching nothing, then one matching 1% of the packets), against the same
+  // podway with neither, interleaved A B A C A ... (runObserve).
+  {
+    name: 'observe',
+    kind: 'observe',
+    podway: { label: 'podway -> kernel', node1: 'podway', node2: 'kernel', mode: 'vxlan' },
+    baselines: [],
   },
   {
     name: 'idle',
@@ -232,14 +247,45 @@ class Bench {
 
   /** Scrape the node's podway every second for as long as this setup runs (the issue's goal:
    * forwarding with metrics scraped every second >= 0.98x of the same without). */
-  private startScraper(n: LabNode, port: number): void {
-    const p = spawn('ip', ['netns', 'exec', n.ns, process.execPath, path.join(__dirname, 'scraper.js'), `http://127.0.0.1:${port}/metrics`, '1000'], { stdio: 'ignore' });
+  startScraper(n: LabNode, port: number): ChildProcess {
+    // stdout: its one line at exit (scrapes done and failed)
+    const p = spawn('ip', ['netns', 'exec', n.ns, process.execPath, path.join(__dirname, 'scraper.js'), `http://127.0.0.1:${port}/metrics`, '1000'], { stdio: ['ignore', 'pipe', 'ignore'] });
     this.scrapers.push(p);
+    return p;
   }
 
-  private stopScrapers(): void {
+  stopScrapers(): void {
     for (const p of this.scrapers) if (p.exitCode === null) p.kill('SIGTERM');
     this.scrapers = [];
+  }
+
+  /** `podway capture FILTER -w /dev/null` against node1's podway, resolved once the dataplane
+   * captures (the client says "capturing"). */
+  async startCapture(filter: string[]): Promise<ChildProcess> {
+    const bin = path.join(ROOT, 'bin', 'podway.js');
+    const p = spawn(process.execPath, [bin, 'capture', '--control', this.lab.nodes[0].control, ...filter, '-w', '/dev/null'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr!.setEncoding('utf8');
+    p.stderr!.on('data', (d: string) => (err += d));
+    (p as ChildProcess & { errText: () => string }).errText = () => err;
+    const end = Date.now() + 10_000;
+    while (Date.now() < end && !/capturing/.test(err) && p.exitCode === null) await sleep(50);
+    if (!/capturing/.test(err) || p.exitCode !== null) {
+      if (p.exitCode === null) p.kill('SIGKILL');
+      throw new Error(`podway capture ${filter.join(' ')} did not start: ${err.trim().slice(-300)}`);
+    }
+    return p;
+  }
+
+  /** End a capture as Ctrl-C does; returns the packets it wrote and lost (its last line). */
+  async stopCapture(p: ChildProcess): Promise<{ written: number; lost: number }> {
+    p.kill('SIGINT');
+    await Promise.race([new Promise((r) => p.once('exit', r)), sleep(10_000)]);
+    if (p.exitCode === null) p.kill('SIGKILL');
+    const err = (p as ChildProcess & { errText: () => string }).errText();
+    const m = /(\d+) packets captured(?:, (\d+) lost)?/.exec(err);
+    if (!m) throw new Error(`podway capture: no summary at exit: ${err.trim().slice(-300)}`);
+    return { written: Number(m[1]), lost: Number(m[2] ?? 0) };
   }
 
   private async stopNaive(): Promise<void> {
@@ -457,6 +503,13 @@ interface RrRow {
   podwayUs?: { rxWait: number; js: number; sendmmsg: number };
 }
 
+/** observe rows: a treatment's pps over the plain podway's, per interleaved pair and summarised. */
+interface ObserveRow {
+  scenario: 'observe'; size: number; flows: number; setup: string; baseline: string;
+  pps: number; baselinePps: number; ratio: number; ratioMin: number; ratioMax: number; ratios: number[];
+  goal: number; met: boolean; captured: number; lost: number; sent: number; scrapes: string;
+}
+
 interface IdleRow { scenario: string; size: null; flows: null; setup: string; baseline: null; endpoints: number; seconds: number; cpuSeconds: number; percentOfCore: number }
 
 function machineInfo() {
@@ -527,6 +580,8 @@ async function main() {
   const tcpRows: TcpRow[] = [];
   const rrRows: RrRow[] = [];
   const idleRows: IdleRow[] = [];
+  const observeRows: ObserveRow[] = [];
+  const rounds = Number(opt('--rounds') ?? (quick ? 3 : 5));
   const errors: string[] = [];
   const say = (m: string) => { if (!json) process.stderr.write(m + '\n'); };
   try {
@@ -538,6 +593,7 @@ async function main() {
       try {
         if (sc.kind === 'tcp-bulk') await runTcp(sc, podways);
         else if (sc.kind === 'rr-latency') await runRr(sc, podways);
+        else if (sc.kind === 'observe') await runObserve(sc);
         else if (sc.kind === 'idle') idleRows.push(...(await measureIdle(podways, quick ? 3 : 10, podwayArgs)));
         else await runPps(sc, podways);
       } catch (e) {
@@ -584,6 +640,77 @@ async function main() {
           }
         }
       }
+    }
+  }
+
+  /**
+   * Issue 17's goal on the real path: one podway run serving metrics; A = nobody scrapes, no
+   * capture; B = scraped every second + a capture matching nothing; C = scraped + a capture
+   * matching 1% (pktgen flow 10000 of 100). Sequence A B A C A B A C ... A: every B and C sits
+   * between two A runs, and its ratio is over their mean, so slow drift of the shared machine's
+   * load cancels; the spread of the per-pair ratios shows what the load did not.
+   */
+  async function runObserve(sc: Scenario): Promise<void> {
+    const metricsPort = 9091;
+    const args = [...podwayArgs, '--metrics-port', String(metricsPort)];
+    const setup = withArgs(sc.podway, args);
+    await bench.configure(setup);
+    const node = bench.lab.nodes[0];
+    const size = 64;
+    const flows = 100;
+    const treatments = [
+      { key: 'nothing', filter: ['udp', 'and', 'port', '1'], goal: 0.98, what: 'metrics scraped 1/s + capture "udp and port 1" (matches nothing)' },
+      { key: 'one-percent', filter: ['udp', 'and', 'port', '10000'], goal: 0.9, what: 'metrics scraped 1/s + capture "udp and port 10000" (1 flow of 100: 1% of packets)' },
+    ];
+    const plain = async () => {
+      bench.stopScrapers();
+      const m = await bench.measure(size, flows, 0, seconds);
+      say(`observe plain: ${Math.round(m.pps)} pps`);
+      return m;
+    };
+    type Acc = { ratios: number[]; pps: number[]; base: number[]; captured: number; lost: number; sent: number; scrapes: string[] };
+    const acc = new Map(treatments.map((t) => [t.key, { ratios: [], pps: [], base: [], captured: 0, lost: 0, sent: 0, scrapes: [] } as Acc]));
+    let before = await plain();
+    for (let r = 0; r < rounds; r++) {
+      for (const t of treatments) {
+        bench.stopScrapers();
+        const scraper = bench.startScraper(node, metricsPort);
+        let scrapes = '';
+        scraper.stdout?.on('data', (d) => (scrapes += d));
+        const cap = await bench.startCapture(t.filter);
+        let m: Measurement;
+        let got: { written: number; lost: number };
+        try {
+          m = await bench.measure(size, flows, 0, seconds);
+        } finally {
+          got = await bench.stopCapture(cap);
+          bench.stopScrapers();
+          await Promise.race([new Promise((res) => scraper.once('exit', res)), sleep(3000)]);
+        }
+        const after = await plain();
+        const base = (before.pps + after.pps) / 2;
+        const a = acc.get(t.key)!;
+        a.ratios.push(base ? m.pps / base : 0);
+        a.pps.push(m.pps);
+        a.base.push(base);
+        a.captured += got.written;
+        a.lost += got.lost;
+        a.sent += m.sent;
+        a.scrapes.push(scrapes.trim());
+        say(`observe ${t.key} round ${r + 1}: ${Math.round(m.pps)} pps, ${(m.pps / base).toFixed(3)}x of the plain runs either side (${Math.round(before.pps)}, ${Math.round(after.pps)}); captured ${got.written}, lost ${got.lost}; ${scrapes.trim()}`);
+        before = after;
+      }
+    }
+    const median = (xs: number[]) => { const v = xs.slice().sort((x, y) => x - y); return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2; };
+    const r3 = (x: number) => +x.toFixed(3);
+    for (const t of treatments) {
+      const a = acc.get(t.key)!;
+      const ratio = median(a.ratios);
+      observeRows.push({
+        scenario: 'observe', size, flows, setup: `${setup.label}, ${t.what}`, baseline: `the same podway, not scraped, no capture (interleaved)`,
+        pps: Math.round(median(a.pps)), baselinePps: Math.round(median(a.base)), ratio: r3(ratio), ratioMin: r3(Math.min(...a.ratios)), ratioMax: r3(Math.max(...a.ratios)),
+        ratios: a.ratios.map(r3), goal: t.goal, met: ratio >= t.goal, captured: a.captured, lost: a.lost, sent: a.sent, scrapes: a.scrapes.join('; '),
+      });
     }
   }
 
@@ -657,7 +784,7 @@ async function main() {
       const { scenario, size, flows, pps, baselinePps, ratio, cpuUsPerPkt, baselineCpuUsPerPkt } = r;
       process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio: Number.isFinite(ratio) ? ratio : null, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, setup: r.setup, machine: info }) + '\n');
     }
-    for (const r of [...tcpRows, ...rrRows, ...idleRows]) {
+    for (const r of [...tcpRows, ...rrRows, ...idleRows, ...observeRows]) {
       const ratio = 'ratio' in r ? r.ratio : 'p99Ratio' in r ? r.p99Ratio : null;
       process.stdout.write(JSON.stringify({ ...r, ratio: ratio !== null && Number.isFinite(ratio) ? ratio : null, machine: info }) + '\n');
     }
@@ -694,6 +821,11 @@ async function main() {
     console.log('| idle | endpoints | seconds | podway CPU s | % of a core |');
     console.log('|---|---|---|---|---|');
     for (const r of idleRows) console.log(`| ${r.setup} | ${r.endpoints} | ${r.seconds} | ${r.cpuSeconds} | ${r.percentOfCore}% |`);
+  }
+  if (observeRows.length) {
+    console.log('\n| observe | size | flows | setup | pps (median) | plain pps (median) | ratio (median of pairs) | min..max | goal | met | captured / lost | packets sent |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of observeRows) console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.pps} | ${r.baselinePps} | ${r.ratio}x | ${r.ratioMin}..${r.ratioMax} | ${r.goal}x | ${r.met ? 'yes' : 'no'} | ${r.captured} / ${r.lost} | ${r.sent} |`);
   }
   for (const e of errors) console.log(`\nscenario failed: ${e}`);
   if (errors.length) process.exitCode = 1;

@@ -183,6 +183,20 @@ test('three podways mesh over BGP, route each other\'s blocks unencapsulated, an
     const again = await until(async () => (await routesOf('node3')).filter((r) => r.kind === 'direct' && r.cidr.endsWith('/26')).length === 2, 30_000, 250);
     assert.ok(again, `node3 learned the other blocks again: ${JSON.stringify(await routesOf('node3'))}`);
     assert.is(lab.ping('web-1', lab.pod('web-3').ip, 3).loss, 0);
+    // node1's session to node3 is Established again and stays so for longer than the connect-retry
+    // time (5 s) armed when the old session went down (it used to flip back to Active then).
+    const stateOf = async (name: string, peer: string) => {
+      const st = JSON.parse(podway(['node', 'status', '--control', lab.node(name).control, '-o', 'json'])) as { peers: { address: string; bgpState: string; info: string }[] };
+      return st.peers.find((p) => p.address === peer);
+    };
+    const n3 = lab.node('node3').ip;
+    assert.ok(await until(async () => (await stateOf('node1', n3))?.bgpState === 'Established', 20_000, 250), `node1 -> node3 Established: ${JSON.stringify(await stateOf('node1', n3))}`);
+    for (let i = 0; i < 14; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const s1 = await stateOf('node1', n3);
+      assert.is(s1?.bgpState, 'Established', `node1 -> node3 after the restart (${i * 0.5} s): ${JSON.stringify(s1)}`);
+      assert.is((await stateOf('node3', n1.ip))?.bgpState, 'Established', 'node3 -> node1');
+    }
   } catch (e) {
     console.log(logTail(lab, 30));
     throw e;

@@ -278,11 +278,16 @@ export class PeerSession {
   private begin(): void {
     clearTimeout(this.retryTimer);
     if (!this.running) return;
-    if (this.config.passive) {
+    // The retry timer may fire after the peer has connected to us (a restarted peer is often
+    // back within the connect-retry time): a live connection's state is the session's state then.
+    if (this.conns.some(c => !c.isClosed)) {
+      this.refreshState();
+      if (this.config.passive || this.established || this.conns.some(c => c.outgoing) || this.dialing) return;
+    } else if (this.config.passive) {
       this.setState('Active', this.lastError || 'Waiting for the peer to connect');
       return;
     }
-    if (this.conns.some(c => c.outgoing) || this.dialing) return;
+    if (this.dialing) return;
     const cfg = this.config;
     if (cfg.password) {
       this.dialKeyed(cfg.password);
@@ -380,6 +385,7 @@ export class PeerSession {
   connectionEstablished(conn: Connection): void {
     for (const other of this.conns) if (other !== conn) other.fail(new BgpError(ErrCode.Cease, CeaseSub.CollisionResolution));
     this.established = conn;
+    clearTimeout(this.retryTimer); // armed when an earlier session went down; nothing to retry now
     this.refreshState();
     this.host.established(this);
   }

@@ -2,6 +2,7 @@
 // advertised to whom (iBGP rules, eBGP next-hop-self and AS prepend, RFC 4456 route reflection).
 // The public API (BgpSpeaker and the types) is what the Calico peering model builds on.
 import { EventEmitter } from 'node:events';
+import { networkInterfaces } from 'node:os';
 import { createServer, Server, Socket } from 'node:net';
 import { PeerSession, SessionHost, stripMapped, BgpState } from './session';
 import { setListenerKey } from './md5';
@@ -123,6 +124,56 @@ interface Peer {
   /** RFC 4724 helper: prefixes kept from a restarting peer until its End-of-RIB or the timer. */
   stale?: Set<string>;
   staleTimer?: NodeJS.Timeout;
+  /** The subnet of our interface on this session, when the peer is on it (one hop away). */
+  sharedSubnet?: Subnet;
+}
+
+interface Subnet {
+  net: Buffer;
+  bits: number;
+}
+
+function inSubnet(addr: Buffer, s: Subnet): boolean {
+  if (addr.length !== s.net.length) return false;
+  const whole = s.bits >> 3;
+  for (let i = 0; i < whole; i++) if (addr[i] !== s.net[i]) return false;
+  const rest = s.bits & 7;
+  if (!rest) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (addr[whole] & mask) === (s.net[whole] & mask);
+}
+
+/**
+ * The subnet of our interface that holds both our session address `local` and `peer` (the most
+ * specific one): then the peer is one hop away and shares that subnet with us (RFC 4271 5.1.3).
+ * Read from the kernel's interface list.
+ */
+function sharedSubnetOf(local: string, peer: string): Subnet | undefined {
+  let localOctets: Buffer;
+  let peerOctets: Buffer;
+  try {
+    localOctets = addressOctets(local);
+    peerOctets = addressOctets(peer);
+  } catch {
+    return undefined;
+  }
+  let best: Subnet | undefined;
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (!a.cidr) continue;
+      let net: Buffer;
+      try {
+        net = addressOctets(a.address.split('%')[0]);
+      } catch {
+        continue;
+      }
+      const subnet = { net, bits: Number(a.cidr.split('/')[1]) };
+      // A /32 (or /128) host address shares no subnet with anyone.
+      if (subnet.bits >= net.length * 8 || (best && best.bits >= subnet.bits)) continue;
+      if (inSubnet(localOctets, subnet) && inSubnet(peerOctets, subnet)) best = subnet;
+    }
+  }
+  return best;
 }
 
 export function communityText(c: number): string {
@@ -481,6 +532,7 @@ export class BgpSpeaker extends EventEmitter {
   private onEstablished(p: Peer): void {
     p.ribOut.clear();
     const conn = p.session.established!;
+    p.sharedSubnet = this.isEbgp(p) ? sharedSubnetOf(conn.localAddress, p.config.address) : undefined;
     // A restarted peer that no longer preserves forwarding for a family: its stale routes go now.
     if (p.stale) {
       const gr = conn.remote?.caps.gracefulRestart;
@@ -585,6 +637,21 @@ export class BgpSpeaker extends EventEmitter {
     return v6 ? local : `::ffff:${local}`;
   }
 
+  /**
+   * RFC 4271 5.1.3 (BIRD's default toward eBGP peers): a learned route's next hop on the subnet we
+   * share with the one-hop peer `p` is passed on as it is, so `p` sends straight to it rather than
+   * through us. Never the peer's own address (that would point it at itself).
+   */
+  private thirdPartyNextHop(p: Peer, nextHop: string): boolean {
+    const subnet = p.sharedSubnet;
+    if (!subnet || !nextHop || nextHop === p.config.address) return false;
+    try {
+      return inSubnet(addressOctets(nextHop), subnet);
+    } catch {
+      return false;
+    }
+  }
+
   /** The attributes to announce our own export with to `p`. */
   private outboundOwn(p: Peer, own: { exp: BgpExport; communities: number[] }, afi: Afi): PathAttrs {
     const toEbgp = this.isEbgp(p);
@@ -609,7 +676,7 @@ export class BgpSpeaker extends EventEmitter {
       return {
         origin: a.origin,
         asPath: prepend(this.opts.localAs, a.asPath),
-        nextHop: p.config.keepOriginalNextHop ? best.nextHop : this.selfNextHop(p, afi),
+        nextHop: p.config.keepOriginalNextHop || this.thirdPartyNextHop(p, best.nextHop) ? best.nextHop : this.selfNextHop(p, afi),
         communities: a.communities,
         atomicAggregate: a.atomicAggregate,
         aggregator: a.aggregator,

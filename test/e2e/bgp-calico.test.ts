@@ -49,9 +49,9 @@ ${neighbours}
 
 /**
  * The lab's direct-mode resources plus the ToR as a global BGPPeer, written atomically. Every node
- * also passes on the blocks it learned from its mesh peers; keepOriginalNextHop keeps their owner
- * as next hop (what BIRD does by itself on a shared subnet), so the ToR sends straight to the node
- * that holds the pod rather than through another node.
+ * also passes on the blocks it learned from its mesh peers, keeping their owner as next hop (on
+ * the subnet shared with the ToR, as BIRD does), so the ToR sends straight to the node that holds
+ * the pod rather than through another node.
  */
 function writeResources(lab: Lab, mode: 'direct' | 'ipip' = 'direct'): void {
   const peer = `apiVersion: projectcalico.org/v3
@@ -61,7 +61,6 @@ metadata:
 spec:
   peerIP: ${TOR_IP}
   asNumber: ${TOR_AS}
-  keepOriginalNextHop: true
 `;
   writeFileSync(lab.file + '.bgp', lab.resources(mode) + '---\n' + peer);
   renameSync(lab.file + '.bgp', lab.file);

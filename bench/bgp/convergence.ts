@@ -1,0 +1,86 @@
+// Convergence (root: a namespace lab): three nodes on one subnet, each running `podway run --bgp`
+// on the embedded datastore, in Calico's full node-to-node mesh. Per sample, a confirmed block
+// affinity (/calico/ipam/v2/host/<node>/ipv4/block/<cidr>, as IPAM writes it when a node claims a
+// block) is created for one node, round robin, and the time is taken from just before the write
+// to the block being routed (kind direct, via the owner) on both other nodes, polled every 5 ms
+// through their control sockets. It covers the owner's watch and model, its UPDATE, the peers'
+// UPDATE processing, their route calculation and the engine apply.
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { FileKv } from '../../src/control/kv/file-kv';
+import { affinityKey } from '../../src/control/ipam/keys';
+import { parseNet } from '../../src/control/ipam/net';
+import { encodeAffinity } from '../../src/control/ipam/records';
+import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
+import { guard, isRoot, routes, teardown } from '../../test/e2e/e2e-kit';
+
+const THREE: LabNodeSpec[] = [
+  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
+  { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
+  { name: 'node3', subnet: 'a', pods: [{ name: 'web-3', type: 'veth' }] },
+];
+
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
+
+function percentile(samples: readonly number[], p: number): number {
+  const s = [...samples].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+
+export interface ConvergenceResult { nodes: number; samples: number[]; p50Ms: number; p99Ms: number; maxMs: number }
+
+async function routedEverywhere(others: LabNode[], cidr: string, via: string): Promise<boolean> {
+  for (const n of others) {
+    const r = (await routes(n)).find(x => x.cidr === cidr);
+    if (!r || r.kind !== 'direct' || r.via !== via) return false;
+  }
+  return true;
+}
+
+export async function runConvergenceBench(opts: { writes: number; log: (s: string) => void }): Promise<ConvergenceResult> {
+  if (!isRoot()) throw new Error('the convergence bench needs root (network namespaces); run it with sudo or use --only updates');
+  const lab = guard(new Lab(THREE));
+  const dir = mkdtempSync(join(os.tmpdir(), 'podway-bgpbench-'));
+  const kv = new FileKv({ dir });
+  try {
+    lab.build();
+    lab.setMode('direct');
+    await lab.useKvDatastore(kv, `embedded:${dir}`);
+    for (const n of lab.nodes) await lab.startPodway(n.name, 30_000, ['--bgp']);
+    opts.log('3 podways started with --bgp; waiting for the mesh to route each other\'s blocks');
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      let ok = true;
+      for (const n of lab.nodes) ok = ok && await routedEverywhere(lab.nodes.filter(o => o !== n), n.block, n.ip);
+      if (ok) break;
+      if (Date.now() > deadline) throw new Error('the mesh did not converge within 60 s');
+      await sleep(250);
+    }
+    const samples: number[] = [];
+    for (let i = 0; i < opts.writes; i++) {
+      const owner = lab.nodes[i % lab.nodes.length]!;
+      const others = lab.nodes.filter(n => n !== owner);
+      // Blocks from 10.244.128.0 up: inside the lab's pool, clear of the nodes' own blocks.
+      const cidr = `10.244.${128 + Math.floor(i / 4)}.${(i % 4) * 64}/26`;
+      const net = parseNet(cidr);
+      if (!net) throw new Error(`bad block ${cidr}`);
+      const t0 = performance.now();
+      if (!await kv.create(affinityKey(owner.name, net), encodeAffinity('confirmed'))) throw new Error(`affinity for ${cidr} exists already`);
+      const until = Date.now() + 10_000;
+      while (!await routedEverywhere(others, cidr, owner.ip)) {
+        if (Date.now() > until) throw new Error(`${cidr} of ${owner.name} not routed on ${others.map(n => n.name).join(' and ')} within 10 s`);
+        await sleep(5);
+      }
+      const ms = performance.now() - t0;
+      samples.push(ms);
+      opts.log(`write ${i + 1}: ${cidr} of ${owner.name} routed on both other nodes after ${ms.toFixed(0)} ms`);
+      await sleep(200);
+    }
+    return { nodes: lab.nodes.length, samples: samples.map(s => Number(s.toFixed(1))), p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), maxMs: Math.max(...samples) };
+  } finally {
+    await teardown(lab);
+    await kv.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -230,6 +230,8 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
     }
   }
 
+  /** "CIDR node" of the /128s routed to another node's address, so an endpoint and its block allocation make one route. */
+  const borrowedTo = new Set<string>();
   for (const wep of snapshot.workloadEndpoints) {
     if (wep.spec.node === nodeName) continue;
     for (const net of wep.spec.ipNetworks) {
@@ -237,7 +239,21 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
       const c = cidr6(net);
       if (!c || c.prefixLen !== 128) continue;
       if (confirmed.some((b) => b.node === wep.spec.node && contains(b.c, c))) continue;
+      borrowedTo.add(`${c.cidr} ${wep.spec.node}`);
       addRemote(c, wep.spec.node, poolContaining(c));
+    }
+  }
+  // IPv6 addresses borrowed from IPAM blocks (Felix's NonAffineAllocations), as route-calc.ts does
+  // for IPv4: an address with no endpoint (an IPv6 VTEP borrowed from another node's block) is
+  // routed to the node its allocation names too.
+  for (const block of snapshot.ipamBlocks ?? []) {
+    for (const alloc of block.allocations) {
+      if (alloc.node === '' || alloc.node === nodeName || !alloc.ip.includes(':')) continue;
+      const c = cidr6(`${alloc.ip}/128`);
+      if (!c || borrowedTo.has(`${c.cidr} ${alloc.node}`)) continue;
+      if (confirmed.some((b) => b.node === alloc.node && contains(b.c, c))) continue;
+      borrowedTo.add(`${c.cidr} ${alloc.node}`);
+      addRemote(c, alloc.node, poolContaining(c));
     }
   }
 

@@ -100,6 +100,28 @@ test('withheld while the remote IPv6 VTEP is unknown', () => {
   assert.ok(m.v6.withheld.some((w) => w.cidr === 'fd00:10:244::40/122' && /VTEP/.test(w.reason)));
 });
 
+test('borrowed IPv6 addresses from the IPAM blocks go to the node their allocation names; an endpoint and its allocation make one route', () => {
+  const snap = parseClusterYaml(yaml('Always'), 't.yaml');
+  const s = {
+    ...snap,
+    ipamBlocks: [
+      // node2's IPv6 VTEP and pod b's address out of node1's block (b's endpoint names it too); one naming no node.
+      { cidr: 'fd00:10:244::/122', host: 'node1', allocations: [{ ip: 'fd00:10:244::9', node: 'node2' }, { ip: 'fd00:10:244::7', node: 'node2' }, { ip: 'fd00:10:244::a', node: '' }] },
+      // node1's own address out of node2's block: no route to ourselves.
+      { cidr: 'fd00:10:244::40/122', host: 'node2', allocations: [{ ip: 'fd00:10:244::45', node: 'node1' }, { ip: '10.244.0.70', node: 'node1' }] },
+    ],
+  };
+  const m1 = computeNodeModel(s, 'node1').v6;
+  const r9 = m1.routes.find((r) => r.cidr === 'fd00:10:244::9/128');
+  assert.equal([r9?.kind, r9?.node, r9?.vtepIp6], ['vxlan', 'node2', 'fd00:10:244::40']);
+  assert.is(m1.routes.filter((r) => r.cidr === 'fd00:10:244::7/128').length, 1);
+  assert.is(m1.routes.find((r) => r.cidr === 'fd00:10:244::a/128'), undefined, 'no node named: not routed');
+  assert.is(m1.routes.find((r) => r.cidr === 'fd00:10:244::45/128'), undefined);
+  const m2 = computeNodeModel(s, 'node2').v6;
+  assert.equal(m2.routes.find((r) => r.cidr === 'fd00:10:244::45/128')?.node, 'node1');
+  assert.is(m2.routes.find((r) => r.cidr === 'fd00:10:244::9/128'), undefined, 'its own borrowed address needs no route to itself');
+});
+
 test('a change of IPv6 data alone is a model change', () => {
   const a = model(yaml('Always'));
   const b = model(yaml('Never'));

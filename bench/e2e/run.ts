@@ -508,6 +508,10 @@ interface ObserveRow {
   scenario: 'observe'; size: number; flows: number; setup: string; baseline: string;
   pps: number; baselinePps: number; ratio: number; ratioMin: number; ratioMax: number; ratios: number[];
   goal: number; met: boolean; captured: number; lost: number; sent: number; scrapes: string;
+  /** podway process CPU µs per forwarded packet (median), the plain runs' beside it, and
+   * plain / treatment per pair (median, min, max): the capacity ratio, which a loaded machine's
+   * scheduling disturbs less than pps. */
+  cpuUsPerPkt: number; baselineCpuUsPerPkt: number; cpuRatio: number; cpuRatioMin: number; cpuRatioMax: number;
 }
 
 interface IdleRow { scenario: string; size: null; flows: null; setup: string; baseline: null; endpoints: number; seconds: number; cpuSeconds: number; percentOfCore: number }
@@ -668,8 +672,9 @@ async function main() {
       say(`observe plain: ${Math.round(m.pps)} pps`);
       return m;
     };
-    type Acc = { ratios: number[]; pps: number[]; base: number[]; captured: number; lost: number; sent: number; scrapes: string[] };
-    const acc = new Map(treatments.map((t) => [t.key, { ratios: [], pps: [], base: [], captured: 0, lost: 0, sent: 0, scrapes: [] } as Acc]));
+    type Acc = { ratios: number[]; pps: number[]; base: number[]; cpu: number[]; baseCpu: number[]; cpuRatios: number[]; captured: number; lost: number; sent: number; scrapes: string[] };
+    const acc = new Map(treatments.map((t) => [t.key, { ratios: [], pps: [], base: [], cpu: [], baseCpu: [], cpuRatios: [], captured: 0, lost: 0, sent: 0, scrapes: [] } as Acc]));
+    const usPerPkt = (m: Measurement) => (m.received ? (m.procCpu * 1e6) / m.received : Infinity);
     let before = await plain();
     for (let r = 0; r < rounds; r++) {
       for (const t of treatments) {
@@ -693,11 +698,15 @@ async function main() {
         a.ratios.push(base ? m.pps / base : 0);
         a.pps.push(m.pps);
         a.base.push(base);
+        const baseCpu = (usPerPkt(before) + usPerPkt(after)) / 2;
+        a.cpu.push(usPerPkt(m));
+        a.baseCpu.push(baseCpu);
+        a.cpuRatios.push(baseCpu / usPerPkt(m));
         a.captured += got.written;
         a.lost += got.lost;
         a.sent += m.sent;
         a.scrapes.push(scrapes.trim());
-        say(`observe ${t.key} round ${r + 1}: ${Math.round(m.pps)} pps, ${(m.pps / base).toFixed(3)}x of the plain runs either side (${Math.round(before.pps)}, ${Math.round(after.pps)}); captured ${got.written}, lost ${got.lost}; ${scrapes.trim()}`);
+        say(`observe ${t.key} round ${r + 1}: ${Math.round(m.pps)} pps, ${(m.pps / base).toFixed(3)}x of the plain runs either side (${Math.round(before.pps)}, ${Math.round(after.pps)}); podway CPU ${usPerPkt(m).toFixed(2)} µs/pkt, plain ${baseCpu.toFixed(2)} (${(baseCpu / usPerPkt(m)).toFixed(3)}x); captured ${got.written}, lost ${got.lost}; ${scrapes.trim()}`);
         before = after;
       }
     }
@@ -710,6 +719,7 @@ async function main() {
         scenario: 'observe', size, flows, setup: `${setup.label}, ${t.what}`, baseline: `the same podway, not scraped, no capture (interleaved)`,
         pps: Math.round(median(a.pps)), baselinePps: Math.round(median(a.base)), ratio: r3(ratio), ratioMin: r3(Math.min(...a.ratios)), ratioMax: r3(Math.max(...a.ratios)),
         ratios: a.ratios.map(r3), goal: t.goal, met: ratio >= t.goal, captured: a.captured, lost: a.lost, sent: a.sent, scrapes: a.scrapes.join('; '),
+        cpuUsPerPkt: r3(median(a.cpu)), baselineCpuUsPerPkt: r3(median(a.baseCpu)), cpuRatio: r3(median(a.cpuRatios)), cpuRatioMin: r3(Math.min(...a.cpuRatios)), cpuRatioMax: r3(Math.max(...a.cpuRatios)),
       });
     }
   }
@@ -823,9 +833,9 @@ async function main() {
     for (const r of idleRows) console.log(`| ${r.setup} | ${r.endpoints} | ${r.seconds} | ${r.cpuSeconds} | ${r.percentOfCore}% |`);
   }
   if (observeRows.length) {
-    console.log('\n| observe | size | flows | setup | pps (median) | plain pps (median) | ratio (median of pairs) | min..max | goal | met | captured / lost | packets sent |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
-    for (const r of observeRows) console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.pps} | ${r.baselinePps} | ${r.ratio}x | ${r.ratioMin}..${r.ratioMax} | ${r.goal}x | ${r.met ? 'yes' : 'no'} | ${r.captured} / ${r.lost} | ${r.sent} |`);
+    console.log('\n| observe | size | flows | setup | pps (median) | plain pps (median) | pps ratio (median of pairs) | min..max | goal | met (pps) | podway µs/pkt / plain | CPU ratio (plain / this) min..max | captured / lost | packets sent |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of observeRows) console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.pps} | ${r.baselinePps} | ${r.ratio}x | ${r.ratioMin}..${r.ratioMax} | ${r.goal}x | ${r.met ? 'yes' : 'no'} | ${r.cpuUsPerPkt} / ${r.baselineCpuUsPerPkt} | ${r.cpuRatio}x ${r.cpuRatioMin}..${r.cpuRatioMax} | ${r.captured} / ${r.lost} | ${r.sent} |`);
   }
   for (const e of errors) console.log(`\nscenario failed: ${e}`);
   if (errors.length) process.exitCode = 1;

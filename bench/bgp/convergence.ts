@@ -12,6 +12,8 @@ import { FileKv } from '../../src/control/kv/file-kv';
 import { affinityKey } from '../../src/control/ipam/keys';
 import { parseNet } from '../../src/control/ipam/net';
 import { encodeAffinity } from '../../src/control/ipam/records';
+import { applyResource } from '../../src/control/v3-store';
+import { controlRequest } from '../../src/dataplane/control-server';
 import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import { guard, isRoot, routes, teardown } from '../../test/e2e/e2e-kit';
 
@@ -28,7 +30,8 @@ function percentile(samples: readonly number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
 }
 
-export interface ConvergenceResult { nodes: number; samples: number[]; p50Ms: number; p99Ms: number; maxMs: number }
+export type Topology = 'mesh' | 'reflector';
+export interface ConvergenceResult { topology: Topology; nodes: number; samples: number[]; p50Ms: number; p99Ms: number; maxMs: number }
 
 async function routedEverywhere(others: LabNode[], cidr: string, via: string): Promise<boolean> {
   for (const n of others) {
@@ -38,7 +41,7 @@ async function routedEverywhere(others: LabNode[], cidr: string, via: string): P
   return true;
 }
 
-export async function runConvergenceBench(opts: { writes: number; log: (s: string) => void }): Promise<ConvergenceResult> {
+export async function runConvergenceBench(opts: { writes: number; topology: Topology; log: (s: string) => void }): Promise<ConvergenceResult> {
   if (!isRoot()) throw new Error('the convergence bench needs root (network namespaces); run it with sudo or use --only updates');
   const lab = guard(new Lab(THREE));
   const dir = mkdtempSync(join(os.tmpdir(), 'podway-bgpbench-'));
@@ -47,8 +50,16 @@ export async function runConvergenceBench(opts: { writes: number; log: (s: strin
     lab.build();
     lab.setMode('direct');
     await lab.useKvDatastore(kv, `embedded:${dir}`);
+    if (opts.topology === 'reflector') {
+      const rr = lab.nodes[0]!;
+      // podway's own Node registration keeps these fields (it merges into the stored Node).
+      await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'Node', metadata: { name: rr.name, labels: { 'route-reflector': 'true' } }, spec: { bgp: { ipv4Address: `${rr.ip}/${rr.prefix}`, routeReflectorClusterID: '224.0.0.1' } } });
+      await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { nodeToNodeMeshEnabled: false, asNumber: 64512 } });
+      await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'BGPPeer', metadata: { name: 'to-rr' }, spec: { nodeSelector: '!has(route-reflector)', peerSelector: 'has(route-reflector)' } });
+      await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'BGPPeer', metadata: { name: 'rr-clients' }, spec: { nodeSelector: 'has(route-reflector)', peerSelector: '!has(route-reflector)' } });
+    }
     for (const n of lab.nodes) await lab.startPodway(n.name, 30_000, ['--bgp']);
-    opts.log('3 podways started with --bgp; waiting for the mesh to route each other\'s blocks');
+    opts.log(`3 podways started with --bgp (${opts.topology}); waiting for them to route each other's blocks`);
     const deadline = Date.now() + 60_000;
     for (;;) {
       let ok = true;
@@ -57,12 +68,21 @@ export async function runConvergenceBench(opts: { writes: number; log: (s: strin
       if (Date.now() > deadline) throw new Error('the mesh did not converge within 60 s');
       await sleep(250);
     }
+    if (opts.topology === 'reflector') {
+      // The topology is what it claims: each client peers with the reflector alone.
+      for (const client of lab.nodes.slice(1)) {
+        const c = (await controlRequest(client.control, { cmd: 'counters' })) as { bgpPeers: { peer: string }[] };
+        const peers = c.bgpPeers.map(p => p.peer).join();
+        if (peers !== lab.nodes[0]!.ip) throw new Error(`${client.name} peers with ${peers}, expected only the reflector ${lab.nodes[0]!.ip}`);
+      }
+    }
     const samples: number[] = [];
     for (let i = 0; i < opts.writes; i++) {
-      const owner = lab.nodes[i % lab.nodes.length]!;
+      const owners = opts.topology === 'reflector' ? lab.nodes.slice(1) : lab.nodes;
+      const owner = owners[i % owners.length]!;
       const others = lab.nodes.filter(n => n !== owner);
       // Blocks from 10.244.128.0 up: inside the lab's pool, clear of the nodes' own blocks.
-      const cidr = `10.244.${128 + Math.floor(i / 4)}.${(i % 4) * 64}/26`;
+      const cidr = `10.244.${(opts.topology === 'reflector' ? 192 : 128) + Math.floor(i / 4)}.${(i % 4) * 64}/26`;
       const net = parseNet(cidr);
       if (!net) throw new Error(`bad block ${cidr}`);
       const t0 = performance.now();
@@ -77,7 +97,7 @@ export async function runConvergenceBench(opts: { writes: number; log: (s: strin
       opts.log(`write ${i + 1}: ${cidr} of ${owner.name} routed on both other nodes after ${ms.toFixed(0)} ms`);
       await sleep(200);
     }
-    return { nodes: lab.nodes.length, samples: samples.map(s => Number(s.toFixed(1))), p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), maxMs: Math.max(...samples) };
+    return { topology: opts.topology, nodes: lab.nodes.length, samples: samples.map(s => Number(s.toFixed(1))), p50Ms: percentile(samples, 50), p99Ms: percentile(samples, 99), maxMs: Math.max(...samples) };
   } finally {
     await teardown(lab);
     await kv.close();

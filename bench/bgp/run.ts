@@ -66,11 +66,13 @@ async function main(): Promise<void> {
   }
   if (args.only.includes('convergence')) {
     const { runConvergenceBench } = await import('./convergence');
-    const conv = await runConvergenceBench({ writes: args.writes, log });
-    out.convergence = conv;
+    const results = [];
+    for (const topology of ['mesh', 'reflector'] as const) results.push(await runConvergenceBench({ writes: args.writes, topology, log }));
+    out.convergence = results;
     if (!args.json) {
-      console.log(`\n### Convergence: affinity written → route installed on every other node (${conv.nodes}-node mesh, ${conv.samples.length} writes)\n`);
-      console.log(`p50 ${conv.p50Ms.toFixed(0)} ms, p99 ${conv.p99Ms.toFixed(0)} ms, max ${conv.maxMs.toFixed(0)} ms`);
+      console.log(`\n### Convergence: affinity written → route installed on every other node (3 nodes, ${args.writes} writes)\n`);
+      console.log('| topology | p50 | p99 | max |\n| --- | ---: | ---: | ---: |');
+      for (const c of results) console.log(`| ${c.topology === 'mesh' ? 'full mesh' : 'node1 route reflector, writes on its clients'} | ${c.p50Ms.toFixed(0)} ms | ${c.p99Ms.toFixed(0)} ms | ${c.maxMs.toFixed(0)} ms |`);
     }
   }
   const machine = { cpus: os.cpus()[0]?.model, nproc: os.availableParallelism(), kernel: os.release(), node: process.version, loadavgStart, loadavgEnd: os.loadavg().map(x => Number(x.toFixed(2))) };

@@ -47,12 +47,16 @@ async function main(): Promise<void> {
     const podInst = median(of('podway', s => s.establishedToInstalledMs));
     const birdLast = median(of('bird', s => s.establishedToLastMs));
     const rate = (ms: number) => Math.round(args.prefixes / (ms / 1000));
+    const podCpu = median(of('podway', s => s.receiverCpuMs));
+    const birdCpu = median(of('bird', s => s.receiverCpuMs));
     const updates = {
       prefixes: args.prefixes,
+      receiverCpuMs: { podway: Math.round(podCpu), bird: Math.round(birdCpu), podwayOverBird: Number((podCpu / birdCpu).toFixed(2)) },
+      senderCpuMs: { towardPodway: Math.round(median(of('podway', s => s.senderCpuMs))), towardBird: Math.round(median(of('bird', s => s.senderCpuMs))) },
       podway: { lastPrefixMs: Math.round(podLast), installedMs: Math.round(podInst), prefixesPerSecond: rate(podLast), installedPerSecond: rate(podInst) },
       bird: { lastPrefixMs: Math.round(birdLast), prefixesPerSecond: rate(birdLast) },
       podwayOverBird: Number((rate(podLast) / rate(birdLast)).toFixed(2)),
-      samples: samples.map(s => ({ ...s, establishedToLastMs: Math.round(s.establishedToLastMs), establishedToInstalledMs: s.establishedToInstalledMs === undefined ? undefined : Math.round(s.establishedToInstalledMs) })),
+      samples: samples.map(s => ({ ...s, receiverCpuMs: Math.round(s.receiverCpuMs), senderCpuMs: Math.round(s.senderCpuMs), establishedToLastMs: Math.round(s.establishedToLastMs), establishedToInstalledMs: s.establishedToInstalledMs === undefined ? undefined : Math.round(s.establishedToInstalledMs) })),
     };
     out.updates = updates;
     if (!args.json) {
@@ -62,6 +66,7 @@ async function main(): Promise<void> {
       console.log(`| podway | ${updates.podway.lastPrefixMs} ms | ${updates.podway.prefixesPerSecond} | ${updates.podway.installedMs} ms | ${updates.podway.installedPerSecond} |`);
       console.log(`| BIRD 2 | ${updates.bird.lastPrefixMs} ms | ${updates.bird.prefixesPerSecond} | | |`);
       console.log(`\npodway / BIRD (prefixes per second to the last prefix): ${updates.podwayOverBird}`);
+      console.log(`receiver CPU time (median): podway ${updates.receiverCpuMs.podway} ms, BIRD ${updates.receiverCpuMs.bird} ms (podway / BIRD ${updates.receiverCpuMs.podwayOverBird}); the sending BIRD's: ${updates.senderCpuMs.towardPodway} ms toward podway, ${updates.senderCpuMs.towardBird} ms toward BIRD`);
     }
   }
   if (args.only.includes('convergence')) {

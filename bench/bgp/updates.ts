@@ -12,13 +12,33 @@
 //    debounced by 100 ms inside the speaker, so "installed" includes up to 100 ms of that wait);
 //  - BIRD: `show protocols all` on the receiver reporting N imported (polled with birdc every
 //    ~10 ms; Established is likewise the first poll that saw it).
+// Also the CPU time (user + system) of the receiver and of the sending BIRD over each sample
+// (podway: this whole process, the bench's polling included; BIRD: /proc/PID/stat, 10 ms ticks).
+// When the sender's CPU time is close to the wall time, the sender sets the pace and the
+// receivers' CPU time is the fairer comparison.
 import { gunzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BgpSpeaker } from '../../src/control/bgp/speaker';
 import { Bird, birdBgpConfig, loopbackNet, randomPort, startBird } from '../../test/bgp/bird';
 
-export interface UpdateSample { receiver: 'podway' | 'bird'; establishedToLastMs: number; establishedToInstalledMs?: number; prefixes: number }
+export interface UpdateSample {
+  receiver: 'podway' | 'bird';
+  establishedToLastMs: number;
+  establishedToInstalledMs?: number;
+  prefixes: number;
+  /** CPU time (user + system) the receiver and the sending BIRD used while the sample ran. */
+  receiverCpuMs: number;
+  senderCpuMs: number;
+}
+
+/** User + system CPU time of a process, from /proc/PID/stat (clock ticks, 100 per second). */
+function procCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14 and 15)
+}
+const selfCpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
@@ -86,24 +106,32 @@ export async function runUpdateBench(opts: { prefixes: number; rounds: number; l
       const onRoutes = () => { if (!installedAt && speaker.learned().length === statics.length) installedAt = performance.now(); };
       speaker.on('routes', onRoutes);
       try {
+        const cpu0 = selfCpuMs();
+        const send0 = procCpuMs(sender!.pid());
         await sender!.birdc('enable', 'topodway');
         const up = await until('podway Established', () => st()?.state === 'Established', 30000, 2);
         const last = await until('podway: all prefixes received', () => st().prefixesReceived === statics.length, 120000, 2);
         await until('podway: all installed', () => installedAt > 0, 30000, 5);
+        const receiverCpuMs = selfCpuMs() - cpu0;
+        const senderCpuMs = procCpuMs(sender!.pid()) - send0;
         await sender!.birdc('disable', 'topodway');
         await until('podway emptied', () => st()?.state !== 'Established' && speaker.learned().length === 0, 30000, 20);
-        return { receiver: 'podway', establishedToLastMs: last - up, establishedToInstalledMs: installedAt - up, prefixes: statics.length };
+        return { receiver: 'podway', establishedToLastMs: last - up, establishedToInstalledMs: installedAt - up, prefixes: statics.length, receiverCpuMs, senderCpuMs };
       } finally {
         speaker.off('routes', onRoutes);
       }
     };
     const measureBird = async (): Promise<UpdateSample> => {
+      const cpu0 = procCpuMs(receiver!.pid());
+      const send0 = procCpuMs(sender!.pid());
       await sender!.birdc('enable', 'tobird');
       const up = await until('BIRD Established', async () => (await birdImported(receiver!, 'sender')).up, 30000, 2);
       const last = await until('BIRD: all prefixes imported', async () => (await birdImported(receiver!, 'sender')).imported === statics.length, 120000, 2);
+      const receiverCpuMs = procCpuMs(receiver!.pid()) - cpu0;
+      const senderCpuMs = procCpuMs(sender!.pid()) - send0;
       await sender!.birdc('disable', 'tobird');
       await until('BIRD emptied', async () => (await birdImported(receiver!, 'sender')).imported === 0, 30000, 50);
-      return { receiver: 'bird', establishedToLastMs: last - up, prefixes: statics.length };
+      return { receiver: 'bird', establishedToLastMs: last - up, prefixes: statics.length, receiverCpuMs, senderCpuMs };
     };
     // One unrecorded round of each first: the sender's first export of the table is slower.
     for (const m of [measurePodway, measureBird]) {
@@ -114,7 +142,7 @@ export async function runUpdateBench(opts: { prefixes: number; rounds: number; l
       const order = r % 2 === 0 ? [measurePodway, measureBird] : [measureBird, measurePodway];
       for (const m of order) {
         const s = await m();
-        opts.log(`round ${r + 1}: ${s.receiver} ${s.establishedToLastMs.toFixed(0)} ms to the last prefix${s.establishedToInstalledMs !== undefined ? `, ${s.establishedToInstalledMs.toFixed(0)} ms to learned()` : ''}`);
+        opts.log(`round ${r + 1}: ${s.receiver} ${s.establishedToLastMs.toFixed(0)} ms to the last prefix${s.establishedToInstalledMs !== undefined ? `, ${s.establishedToInstalledMs.toFixed(0)} ms to learned()` : ''}; CPU receiver ${s.receiverCpuMs.toFixed(0)} ms, sender ${s.senderCpuMs.toFixed(0)} ms`);
         samples.push(s);
         await sleep(500);
       }

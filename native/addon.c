@@ -45,6 +45,9 @@ struct poller {
   int open_handles;    /* handles not yet closed by libuv; the struct is freed at 0 */
 };
 
+#define MAX_SPARES 2
+struct spare;
+
 struct addon {
   struct pool pool;
   napi_ref pool_refs[9];
@@ -53,6 +56,18 @@ struct addon {
   struct poller *pollers[MAX_PORTS];
   uint16_t bound_port[MAX_PORTS];
   struct port test_port; /* offloadDeliverForTest's port: its cursor and counters */
+  /* AF_PACKET ports prepared ahead (preparePacket): socket and ring set up on a libuv worker
+   * thread, so opening a pod's port is a bind, not an RCU grace period on the forwarding thread. */
+  struct spare *spares[MAX_SPARES];
+  int nspares, spares_pending;
+};
+
+struct spare {
+  struct port port;
+  struct open_opts opts;
+  int err;
+  napi_async_work work;
+  struct addon *a;
 };
 
 /* ---- errors ------------------------------------------------------------------------------- */
@@ -251,6 +266,74 @@ static void netns_leave(int home_ns) {
   close(home_ns);
 }
 
+/* Not a port kind: open_common parses the options and prepares a spare packet port. */
+#define PREPARE_PACKET 100
+
+/* A spare is used only for options it was prepared with (fanout is set at bind, so it may differ). */
+static int spare_fits(const struct open_opts *s, const struct open_opts *o) {
+  return o->bpf_len == 0 && s->ring == o->ring && s->ring_version == o->ring_version && s->ring_blocks == o->ring_blocks &&
+         s->ring_block_size == o->ring_block_size && s->ignore_outgoing == o->ignore_outgoing &&
+         s->qdisc_bypass == o->qdisc_bypass && s->vnet_hdr == o->vnet_hdr && s->gro == o->gro &&
+         s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
+}
+
+static int take_spare(struct addon *a, const struct open_opts *o, struct port *p) {
+  for (int i = 0; i < a->nspares; i++) {
+    struct spare *s = a->spares[i];
+    if (!spare_fits(&s->opts, o)) continue;
+    *p = s->port;
+    free(s);
+    a->spares[i] = a->spares[--a->nspares];
+    return 1;
+  }
+  return 0;
+}
+
+static void spare_execute(napi_env env, void *data) {
+  (void)env;
+  struct spare *s = data;
+  s->err = port_prepare_packet(&s->port, &s->opts);
+}
+
+static void spare_complete(napi_env env, napi_status status, void *data) {
+  struct spare *s = data;
+  struct addon *a = s->a;
+  a->spares_pending--;
+  napi_delete_async_work(env, s->work);
+  if (status == napi_ok && s->err == 0 && a->nspares < MAX_SPARES) {
+    a->spares[a->nspares++] = s;
+    return;
+  }
+  if (s->err == 0) port_close(&s->port);
+  free(s);
+}
+
+/* Queue the preparation of a spare for these options; false when none is needed or possible. */
+static napi_value prepare_spare(napi_env env, struct addon *a, const struct open_opts *o) {
+  napi_value res;
+  bool queued = false;
+  if (o->ring && o->bpf_len == 0 && a->nspares + a->spares_pending < MAX_SPARES) {
+    struct spare *s = calloc(1, sizeof *s);
+    if (s) {
+      s->opts = *o;
+      s->opts.bpf = NULL;
+      s->opts.fanout_group = 0;
+      s->a = a;
+      napi_value name;
+      napi_create_string_utf8(env, "podway:preparePacket", NAPI_AUTO_LENGTH, &name);
+      if (napi_create_async_work(env, NULL, name, spare_execute, spare_complete, s, &s->work) == napi_ok &&
+          napi_queue_async_work(env, s->work) == napi_ok) {
+        a->spares_pending++;
+        queued = true;
+      } else {
+        free(s);
+      }
+    }
+  }
+  napi_get_boolean(env, queued, &res);
+  return res;
+}
+
 static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
   struct addon *a = get_addon(env);
   size_t argc = 2;
@@ -258,7 +341,7 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char name[64] = "";
   napi_value opts = argc > 1 ? argv[1] : NULL;
-  if (kind == PORT_UDP || kind == PORT_RAW) opts = argc > 0 ? argv[0] : NULL;
+  if (kind == PORT_UDP || kind == PORT_RAW || kind == PREPARE_PACKET) opts = argc > 0 ? argv[0] : NULL;
   else if (argc < 1 || arg_string(env, argv[0], name, sizeof name) != 0)
     return throw_type(env, "open: interface name must be a string shorter than 16 bytes");
   struct open_opts o;
@@ -325,6 +408,11 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
       if (arg_string(env, ns, netns, sizeof netns) != 0) return throw_type(env, "netns: a path such as /run/netns/NAME");
     }
   }
+  /* Spares are made in this process's own namespace, for interfaces there. */
+  if (kind == PREPARE_PACKET) {
+    if (netns[0]) return throw_type(env, "preparePacket: netns is not supported");
+    return prepare_spare(env, a, &o);
+  }
   int id = free_port_id(a);
   if (id < 0) return throw_errno(env, EMFILE, "open: too many ports");
   /* Open inside another network namespace: switch this thread there, open, switch back. A socket or
@@ -342,7 +430,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     snprintf(what, sizeof what, "open %s %s", kind == PORT_TAP ? "tap" : "tun", name);
     break;
   case PORT_PACKET:
-    err = port_open_packet(p, name, &o);
+    if (!netns[0] && take_spare(a, &o, p)) err = port_bind_packet(p, name, &o);
+    else err = port_open_packet(p, name, &o);
     snprintf(what, sizeof what, "open packet socket on %s", name);
     break;
   case PORT_UDP:
@@ -366,6 +455,7 @@ static napi_value open_tun(napi_env env, napi_callback_info info) { return open_
 static napi_value open_packet(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_PACKET); }
 static napi_value open_udp(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_UDP); }
 static napi_value open_raw(napi_env env, napi_callback_info info) { return open_common(env, info, PORT_RAW); }
+static napi_value prepare_packet(napi_env env, napi_callback_info info) { return open_common(env, info, PREPARE_PACKET); }
 
 /* ---- pollers: JS readability and the addon's own backlog flushing -------------------------
  *
@@ -894,6 +984,10 @@ static void addon_finalize(napi_env env, void *data, void *hint) {
     }
     if (a->ports[i].in_use) port_close(&a->ports[i]);
   }
+  for (int i = 0; i < a->nspares; i++) {
+    port_close(&a->spares[i]->port);
+    free(a->spares[i]);
+  }
   free(a);
 }
 
@@ -909,6 +1003,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "openPacket", NULL, open_packet, NULL, NULL, NULL, napi_default, NULL },
     { "openUdp", NULL, open_udp, NULL, NULL, NULL, napi_default, NULL },
     { "openRaw", NULL, open_raw, NULL, NULL, NULL, napi_default, NULL },
+    { "preparePacket", NULL, prepare_packet, NULL, NULL, NULL, napi_default, NULL },
     { "close", NULL, close_port, NULL, NULL, NULL, napi_default, NULL },
     { "recv", NULL, recv_batch, NULL, NULL, NULL, napi_default, NULL },
     { "send", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL },

@@ -138,6 +138,9 @@ struct open_opts {
 /* Each returns 0 or -errno; on success *p is filled. */
 int port_open_tuntap(struct port *p, const char *name, int tap, const struct open_opts *o);
 int port_open_packet(struct port *p, const char *ifname, const struct open_opts *o);
+/* port_open_packet in two steps: prepare (socket, options, ring; no interface) then bind. */
+int port_prepare_packet(struct port *p, const struct open_opts *o);
+int port_bind_packet(struct port *p, const char *ifname, const struct open_opts *o);
 int port_open_udp(struct port *p, const struct open_opts *o, uint16_t *bound_port);
 int port_open_raw(struct port *p, const struct open_opts *o);
 void port_close(struct port *p);

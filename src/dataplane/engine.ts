@@ -204,6 +204,7 @@ export class Engine {
       this.neighborTimer.unref();
     }
     this.programHost();
+    this.prepareSparePort();
     this.lastApplyMs = performance.now() - t0;
     this.log.info(`applied model: ${model.routes.length} routes, ${this.endpoints.size} endpoints, ${model.withheld.length} withheld (${this.lastApplyMs.toFixed(1)} ms; endpoints ${(t1 - t0).toFixed(1)}, gw ${(t2 - t1).toFixed(1)})`, { routes: model.routes.length, endpoints: this.endpoints.size, withheld: model.withheld.length, ms: Math.round(this.lastApplyMs * 10) / 10 });
   }
@@ -329,7 +330,8 @@ export class Engine {
     if (kind === 'veth') {
       if (!interfaceExists(ep.interfaceName)) throw Object.assign(new Error(`interface ${ep.interfaceName} of workload ${ep.key} does not exist`), { code: 'ENODEV' });
       if (this.manageHost) this.notes.push(...quietKernelOn(ep.interfaceName, true));
-      port = this.io.openPacket(ep.interfaceName, { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, ignoreOutgoing: true, fanoutGroup: this.fanout(ep.interfaceName) });
+      port = this.io.openPacket(ep.interfaceName, { ...this.podPortOptions(), fanoutGroup: this.fanout(ep.interfaceName) });
+      this.prepareSparePort();
     } else if (this.worker.count > 1) {
       throw new Error(`${kind} pods are single-queue devices: run one worker to serve ${ep.interfaceName}`);
     } else if (kind === 'tap') {
@@ -344,6 +346,21 @@ export class Engine {
     // oversize DF packets to answer them with ICMP fragmentation needed (a smaller host-end MTU
     // would make the veth drop them silently).
     return { ep, port, kind, mtu: kind === 'veth' ? 0 : this.podMtu };
+  }
+
+  private podPortOptions() {
+    return { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, ignoreOutgoing: true };
+  }
+
+  /**
+   * Keep a veth pod's port prepared ahead: setting up a receive ring waits for an RCU grace period
+   * in the kernel (8-15 ms under load, bench/watch), which a new pod would otherwise spend on the
+   * forwarding thread before its first packet. The addon prepares it on a libuv worker thread; the
+   * next openPacket with these options only binds it. One worker only: the addon's spares are not
+   * shared between threads' fanout groups.
+   */
+  private prepareSparePort(): void {
+    if (this.worker.count === 1 && !this.stopped) this.io.preparePacket?.(this.podPortOptions());
   }
 
   private syncEndpoints(model: NodeDataplaneModel): void {

@@ -88,6 +88,9 @@ export interface PacketIO {
   openTap(name: string, opts?: PortOptions): number;
   openTun(name: string, opts?: PortOptions): number;
   openPacket(ifname: string, opts?: PortOptions): number;
+  /** Prepare an AF_PACKET port (socket and ring, no interface) on another thread, so that a later
+   * openPacket with the same options only binds it; true when one was queued (at most 2 are kept). */
+  preparePacket?(opts: PortOptions): boolean;
   openUdp(opts: PortOptions): number;
   openRaw(opts: PortOptions): number;
   close(port: number): void;

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, FramePool, HEADROOM, DescFlag, errnoOf } from '../../src/dataplane/native';
-import { withNetns, veth, waitFor, Netns } from '../helpers/netns';
+import { withNetns, veth, waitFor, Netns, ip, sh, sleep } from '../helpers/netns';
 
 const pool = new FramePool(512);
 const b = pool.bytes;
@@ -268,6 +268,51 @@ test('AF_PACKET sees kernel-built UDP with the kernel\'s own IPv4 checksum (and 
     } finally {
       native.close(pb);
       native.close(tx);
+    }
+  });
+});
+
+test('preparePacket: ports prepared ahead (at most 2) are bound by openPacket with the same options and receive frames', async () => {
+  await withNetns(['spa'], async ([A]) => {
+    // Spares are made in the process's own namespace: the receiving end is a uniquely named veth
+    // end here, its peer in the test's namespace; nothing in this namespace has an address on it.
+    const host = `pws${Math.random().toString(36).slice(2, 8)}`;
+    ip('link', 'add', host, 'type', 'veth', 'peer', 'name', 'spa0', 'netns', A.name);
+    const ports: number[] = [];
+    try {
+      ip('link', 'set', host, 'up');
+      A.ip('link', 'set', 'spa0', 'up');
+      A.ip('addr', 'add', '10.205.0.1/24', 'dev', 'spa0');
+      A.ip('neigh', 'add', '10.205.0.2', 'lladdr', '02:00:00:00:00:02', 'dev', 'spa0');
+      const opts = { ring: true, ringVersion: 2 as const, ringBlocks: 4 };
+      assert.is(native.preparePacket!(opts), true);
+      assert.is(native.preparePacket!(opts), true);
+      assert.is(native.preparePacket!(opts), false, 'two spares at most');
+      assert.throws(() => native.preparePacket!({ ...opts, netns: A.path }), /netns/);
+      await sleep(300); // the worker thread's ring setups
+      // Two from the spares, a third opened directly; all on the interface, all receive.
+      for (let k = 0; k < 3; k++) ports.push(native.openPacket(host, opts));
+      assert.is(native.preparePacket!({ ...opts, ringBlocks: 8 }), true, 'room again once the spares were used');
+      const ifindex = Number(sh('cat', [`/sys/class/net/${host}/ifindex`]).trim());
+      for (const p of ports) assert.is(native.info(p).ifindex, ifindex);
+      const tx = native.openUdp({ netns: A.path, addr: ip4('10.205.0.1'), port: 5556 });
+      try {
+        const i = 0;
+        pool.len[i] = 20; pool.addr[i] = ip4('10.205.0.2'); pool.aport[i] = 6667; pool.txList[0] = i;
+        assert.is(native.send(tx, 0, 1), 1);
+        for (const p of ports) {
+          let n = 0;
+          await waitFor(() => (n = native.recv(p, 10, 8)) > 0, 3000);
+          assert.is(n, 1, `port ${p} received the frame`);
+          assert.is(get16(pool.start(10) + 12), 0x0800);
+          assert.is(get16(pool.start(10) + 14 + 22), 6667);
+        }
+      } finally {
+        native.close(tx);
+      }
+    } finally {
+      for (const p of ports) native.close(p);
+      sh('ip', ['link', 'del', host], { allowFail: true });
     }
   });
 });

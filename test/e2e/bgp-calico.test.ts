@@ -132,7 +132,7 @@ test('three podways mesh over BGP, route each other\'s blocks unencapsulated, an
     assert.equal(json.peers.map((p) => [p.address, p.type, p.bgpState]), [
       ['10.99.0.2', 'node-to-node mesh', 'Established'], ['10.99.0.3', 'node-to-node mesh', 'Established'], [TOR_IP, 'global', 'Established'],
     ]);
-    // One side of each mesh pair is passive: node1 has the smallest address string, so it opened both.
+    // One side of each mesh pair is passive: node1 has the smallest address string, so it waited for both.
     const counters = (await controlRequest(n1.control, { cmd: 'counters' })) as { bgpPeers: { peer: string; updatesIn: number; prefixesAccepted: number }[] };
     const mesh2 = counters.bgpPeers.find((p) => p.peer === '10.99.0.2')!;
     assert.ok(mesh2.updatesIn >= 1 && mesh2.prefixesAccepted >= 1, JSON.stringify(counters.bgpPeers));

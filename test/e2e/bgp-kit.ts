@@ -1,0 +1,177 @@
+/**
+ * Shared pieces of the BGP end-to-end tests: BIRD 2 started in a lab namespace (foreground, so the
+ * PID we hold is BIRD's own, killed by that PID), birdc on its socket, the podway CLI, a node's
+ * routes and BGP peer states from its control socket, and a ping from any namespace with the
+ * sequence numbers that got no reply.
+ */
+import { spawn, ChildProcess, execFileSync } from 'node:child_process';
+import { writeFileSync, existsSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { Lab, run, POOL_CIDR } from '../../src/lab/lab';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { track, until, RouteRow } from './e2e-kit';
+
+export type { RouteRow };
+
+const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+
+export interface BirdProcess {
+  readonly name: string;
+  proc: ChildProcess;
+  birdc(...args: string[]): string;
+  /** SIGKILL by PID (no NOTIFICATION: its peers see the session drop). */
+  kill(): Promise<void>;
+  /** Started again with the same configuration. */
+  restart(): Promise<void>;
+}
+
+/** BIRD in namespace `ns` with configuration `conf`; resolves once its control socket exists. */
+export async function startBird(lab: Lab, ns: string, name: string, conf: string): Promise<BirdProcess> {
+  const confFile = path.join(lab.dir, `${name}.conf`);
+  const sock = path.join(lab.dir, `${name}.ctl`);
+  writeFileSync(confFile, conf);
+  const launch = async (): Promise<ChildProcess> => {
+    rmSync(sock, { force: true });
+    const p = track(spawn('ip', ['netns', 'exec', ns, 'bird', '-f', '-c', confFile, '-s', sock], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let err = '';
+    p.stderr!.setEncoding('utf8');
+    p.stderr!.on('data', (d: string) => (err += d));
+    const up = () => p.exitCode === null && existsSync(sock) && run('ip', ['netns', 'exec', ns, 'birdc', '-s', sock, 'show', 'status'], { allowFail: true, timeoutMs: 5000 }).includes('Daemon is up');
+    if (!(await until(() => up() || p.exitCode !== null, 10_000)) || p.exitCode !== null) {
+      throw new Error(`BIRD ${name} did not start: ${err}`);
+    }
+    return p;
+  };
+  const bird: BirdProcess = {
+    name,
+    proc: await launch(),
+    birdc: (...args) => run('ip', ['netns', 'exec', ns, 'birdc', '-s', sock, ...args], { timeoutMs: 5000, allowFail: true }),
+    kill: async () => {
+      const p = bird.proc;
+      if (p.exitCode !== null || p.signalCode !== null || p.pid === undefined) return;
+      const exited = new Promise<void>((r) => p.once('exit', () => r()));
+      process.kill(p.pid, 'SIGKILL');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    },
+    restart: async () => {
+      await bird.kill();
+      bird.proc = await launch();
+    },
+  };
+  return bird;
+}
+
+export function podwayCli(args: string[]): string {
+  return execFileSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+}
+
+export async function routesOf(lab: Lab, node: string): Promise<RouteRow[]> {
+  return (await controlRequest(lab.node(node).control, { cmd: 'routes' })) as RouteRow[];
+}
+
+export interface PeerRow { address: string; type: string; bgpState: string; info: string }
+
+/** `podway node status -o json` of a running node: its BGP peers. */
+export function peersOf(lab: Lab, node: string): PeerRow[] {
+  return (JSON.parse(podwayCli(['node', 'status', '--control', lab.node(node).control, '-o', 'json'])) as { peers: PeerRow[] }).peers;
+}
+
+export function peerState(lab: Lab, node: string, peer: string): string | undefined {
+  return peersOf(lab, node).find((p) => p.address === peer)?.bgpState;
+}
+
+/** The learned route of `node` for `cidr` is of `kind` via `via`. */
+export async function routesVia(lab: Lab, node: string, cidr: string, kind: string, via: string): Promise<boolean> {
+  return (await routesOf(lab, node)).some((r) => r.cidr === cidr && r.kind === kind && r.via === via);
+}
+
+export interface NsPing { sent: number; replied: Set<number>; lost: number[]; out: string }
+
+/**
+ * `ping -c count -i interval` from namespace `ns` (source `src` if given) to `dst`, in the
+ * background; bounded (SIGINT after its planned time plus 15 s).
+ */
+export function pingFrom(ns: string, dst: string, count: number, intervalS: number, src?: string): { done: Promise<NsPing>; proc: ChildProcess } {
+  const proc = track(spawn('ip', ['netns', 'exec', ns, 'ping', '-n', '-i', String(intervalS), '-c', String(count), '-W', '1', ...(src ? ['-I', src] : []), dst], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stdout!.on('data', (d: string) => (out += d));
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (d: string) => (out += d));
+  const done = new Promise<NsPing>((resolve) => {
+    const timer = setTimeout(() => proc.kill('SIGINT'), count * intervalS * 1000 + 15_000);
+    proc.once('exit', () => {
+      clearTimeout(timer);
+      const replied = new Set<number>();
+      for (const m of out.matchAll(/icmp_seq=(\d+) ttl=/g)) replied.add(Number(m[1]));
+      const sentM = /(\d+) packets transmitted/.exec(out);
+      const sent = sentM ? Number(sentM[1]) : count;
+      const lost: number[] = [];
+      for (let i = 1; i <= sent; i++) if (!replied.has(i)) lost.push(i);
+      resolve({ sent, replied, lost, out });
+    });
+  });
+  return { done, proc };
+}
+
+/** The ToR: BIRD on the fabric (10.99.0.254, AS torAs) with an eBGP session to every node. */
+export function torConf(lab: Lab, torIp: string, torAs: number, outsideNet: string): string {
+  const neighbours = lab.nodes.map((n) => `
+protocol bgp ${n.name} {
+  local ${torIp} as ${torAs};
+  neighbor ${n.ip} as 64512;
+  connect retry time 2;
+  error wait time 1, 5;
+  graceful restart aware;
+  ipv4 { import all; export where source = RTS_STATIC; };
+}`).join('\n');
+  return `router id ${torIp};
+protocol device { scan time 2; }
+protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
+protocol static { ipv4; route ${outsideNet} unreachable; }
+${neighbours}
+`;
+}
+
+/** calico-node's BIRD for `node` (confd's bird.cfg for an unencapsulated pool, stock BIRD 2). */
+export function calicoNodeBird(node: { ip: string; block: string }, meshPeers: { ip: string }[]): string {
+  const mesh = meshPeers.map((p) => `
+protocol bgp Mesh_${p.ip.replace(/\./g, '_')} from bgp_template {
+  local ${node.ip} as 64512;
+  neighbor ${p.ip} as 64512;
+  source address ${node.ip};
+${p.ip > node.ip ? '  passive on; # Calico: toward a greater address (as strings) we wait for the peer\n' : ''}}`).join('\n');
+  return `router id ${node.ip};
+filter calico_export_to_bgp_peers {
+  if ( net ~ ${POOL_CIDR} ) then { accept; }
+  reject;
+}
+filter calico_kernel_programming {
+  # Calico's own BIRD build sets krt_tunnel here for IPIP pools; an unencapsulated pool needs none.
+  accept;
+}
+protocol kernel {
+  learn;
+  persist;
+  scan time 2;
+  ipv4 { import all; export filter calico_kernel_programming; };
+  graceful restart;
+  merge paths on;
+}
+protocol device { scan time 2; }
+protocol direct { ipv4; interface -"cali*", "*"; }
+# Calico's static routes for the node's affine blocks.
+protocol static { ipv4; route ${node.block} blackhole; }
+template bgp bgp_template {
+  description "Connection to BGP peer";
+  local as 64512;
+  ipv4 { import all; export filter calico_export_to_bgp_peers; };
+  graceful restart;
+  connect delay time 2;
+  connect retry time 5;
+  error wait time 5,30;
+}
+${mesh}
+`;
+}
+

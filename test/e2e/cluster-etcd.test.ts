@@ -100,6 +100,19 @@ test('two podways on etcd register themselves (VTEPs from IPAM, datastore ready)
     const n2block = lab.node('node2').block;
     assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'vxlan', 10_000), `node1 routes ${n2block} over vxlan`);
     for (const [a, b] of [['web-1', 'web-2'], ['tap-2', 'tap-1'], ['web-2', 'tap-1']]) pingOk(a, b);
+
+    // An address of node1's block assigned to node2 with no endpoint (as `podway ipam assign
+    // --node node2` writes it): node1 routes its /32 to node2 from the block alone; released, it goes.
+    const n1 = lab.node('node1');
+    const lent = `10.244.0.${Number(n1.block.split('.')[3].split('/')[0]) + 62}`;
+    const ipam = new Ipam(kv);
+    await ipam.assignIp({ ip: lent, node: 'node2', handleId: 'e2e-borrowed', attrs: { node: 'node2' } });
+    assert.ok(await until(async () => (await kindOf(n1, `${lent}/32`)) === 'vxlan', 10_000), `node1 routes the lent ${lent}/32 to node2`);
+    assert.is(await kindOf(n1, n1.block), 'blackhole', 'node1 keeps its block');
+    assert.is(await kindOf(lab.node('node2'), `${lent}/32`), undefined, 'node2 needs no route to its own address');
+    await ipam.releaseByHandle('e2e-borrowed');
+    assert.ok(await until(async () => (await kindOf(n1, `${lent}/32`)) === undefined, 10_000), 'released: the /32 goes');
+    assert.equal(await ipam.check(), [], 'IPAM consistent after');
   } catch (e) {
     console.log(logTail(lab, 20));
     throw e;

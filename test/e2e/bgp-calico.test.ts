@@ -11,12 +11,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, ChildProcess, execFileSync } from 'node:child_process';
-import { writeFileSync, renameSync, existsSync } from 'node:fs';
-import * as path from 'node:path';
+import { writeFileSync, renameSync } from 'node:fs';
 import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, until, logTail, track } from './e2e-kit';
+import { guard, teardown, isRoot, until, logTail } from './e2e-kit';
+import { BirdProcess, startBird, torConf, podwayCli as podway, routesOf as labRoutesOf, peersOf } from './bgp-kit';
 
 const THREE: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
@@ -28,24 +27,6 @@ const TOR_AS = 65000;
 /** A network behind the ToR, announced by BIRD to the nodes. */
 const OUTSIDE_NET = '198.51.100.0/24';
 const OUTSIDE_HOST = '198.51.100.1';
-const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
-
-function birdConf(lab: Lab): string {
-  const neighbours = lab.nodes.map((n) => `
-protocol bgp ${n.name} {
-  local ${TOR_IP} as ${TOR_AS};
-  neighbor ${n.ip} as 64512;
-  connect retry time 2;
-  error wait time 1, 5;
-  ipv4 { import all; export where source = RTS_STATIC; };
-}`).join('\n');
-  return `router id ${TOR_IP};
-protocol device { scan time 2; }
-protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
-protocol static { ipv4; route ${OUTSIDE_NET} unreachable; }
-${neighbours}
-`;
-}
 
 /**
  * The lab's direct-mode resources plus the ToR as a global BGPPeer, written atomically. Every node
@@ -66,38 +47,23 @@ spec:
   renameSync(lab.file + '.bgp', lab.file);
 }
 
-function podway(args: string[]): string {
-  return execFileSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
-}
-
-interface RouteRow { cidr: string; kind: string; node: string; via: string }
-
 test('three podways mesh over BGP, route each other\'s blocks unencapsulated, and a BIRD ToR learns the blocks', async () => {
   if (!isRoot()) throw new Error('BGP e2e tests need root (network namespaces)');
   const lab = guard(new Lab(THREE));
-  let bird: ChildProcess | null = null;
-  const birdSock = path.join(lab.dir, 'bird.ctl');
-  const birdc = (...args: string[]) => run('ip', ['netns', 'exec', lab.fabric, 'birdc', '-s', birdSock, ...args], { timeoutMs: 5000 });
+  let bird: BirdProcess | null = null;
   try {
     lab.build();
     lab.setMode('direct');
     writeResources(lab);
     // The outside host: an address behind the ToR (on the fabric namespace's loopback).
     run('ip', ['-n', lab.fabric, 'addr', 'add', `${OUTSIDE_HOST}/32`, 'dev', 'lo']);
-    const conf = path.join(lab.dir, 'bird.conf');
-    writeFileSync(conf, birdConf(lab));
-    // -f: stay in the foreground, so the PID we hold is BIRD's own.
-    bird = track(spawn('ip', ['netns', 'exec', lab.fabric, 'bird', '-f', '-c', conf, '-s', birdSock], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let birdErr = '';
-    bird.stderr!.setEncoding('utf8');
-    bird.stderr!.on('data', (d: string) => (birdErr += d));
-    assert.ok(await until(() => existsSync(birdSock) || bird!.exitCode !== null, 10_000), 'BIRD started');
-    assert.is(bird.exitCode, null, `BIRD runs: ${birdErr}`);
+    bird = await startBird(lab, lab.fabric, 'tor', torConf(lab, TOR_IP, TOR_AS, OUTSIDE_NET));
+    const birdc = bird.birdc;
 
     for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--bgp']);
 
     // Every node learns the two other blocks from its mesh peers and routes them unencapsulated.
-    const routesOf = async (name: string) => (await controlRequest(lab.node(name).control, { cmd: 'routes' })) as RouteRow[];
+    const routesOf = (name: string) => labRoutesOf(lab, name);
     const converged = await until(async () => {
       for (const n of lab.nodes) {
         const routes = await routesOf(n.name);
@@ -184,23 +150,20 @@ test('three podways mesh over BGP, route each other\'s blocks unencapsulated, an
     assert.is(lab.ping('web-1', lab.pod('web-3').ip, 3).loss, 0);
     // node1's session to node3 is Established again and stays so for longer than the connect-retry
     // time (5 s) armed when the old session went down (it used to flip back to Active then).
-    const stateOf = async (name: string, peer: string) => {
-      const st = JSON.parse(podway(['node', 'status', '--control', lab.node(name).control, '-o', 'json'])) as { peers: { address: string; bgpState: string; info: string }[] };
-      return st.peers.find((p) => p.address === peer);
-    };
+    const stateOf = (name: string, peer: string) => peersOf(lab, name).find((p) => p.address === peer);
     const n3 = lab.node('node3').ip;
-    assert.ok(await until(async () => (await stateOf('node1', n3))?.bgpState === 'Established', 20_000, 250), `node1 -> node3 Established: ${JSON.stringify(await stateOf('node1', n3))}`);
+    assert.ok(await until(async () => (stateOf('node1', n3))?.bgpState === 'Established', 20_000, 250), `node1 -> node3 Established: ${JSON.stringify(stateOf('node1', n3))}`);
     for (let i = 0; i < 14; i++) {
       await new Promise((r) => setTimeout(r, 500));
-      const s1 = await stateOf('node1', n3);
+      const s1 = stateOf('node1', n3);
       assert.is(s1?.bgpState, 'Established', `node1 -> node3 after the restart (${i * 0.5} s): ${JSON.stringify(s1)}`);
-      assert.is((await stateOf('node3', n1.ip))?.bgpState, 'Established', 'node3 -> node1');
+      assert.is((stateOf('node3', n1.ip))?.bgpState, 'Established', 'node3 -> node1');
     }
   } catch (e) {
     console.log(logTail(lab, 30));
     throw e;
   } finally {
-    if (bird && bird.exitCode === null && bird.pid !== undefined) process.kill(bird.pid, 'SIGKILL');
+    await bird?.kill();
     await teardown(lab);
   }
 });

@@ -4,6 +4,9 @@
  *   for its node (static blackhole for its block, export of pool routes, kernel programming, the
  *   passive side of the pair): both learn each other's block, and pods behind the two nodes reach
  *   each other unencapsulated (the BIRD node forwards with its kernel, on the routes BIRD put there).
+ *   Both nodes sit on one subnet (the fabric's bridge), so pod traffic between them is switched,
+ *   not routed: podway withholds a learned block whose next hop is off its subnet. The fabric's
+ *   router (BIRD, eBGP with both) learns both blocks and a host behind it reaches both pods.
  * - BIRD as the route reflector of three podway nodes (mesh off, a global BGPPeer to the RR):
  *   every node learns every block through it; the RR killed by PID, the nodes keep its routes
  *   (graceful restart) and pods keep reaching each other; back, it gives them the routes again.
@@ -22,7 +25,7 @@ const TOR_AS = 65000;
 const OUTSIDE_NET = '198.51.100.0/24';
 const OUTSIDE_HOST = '198.51.100.1';
 
-test('podway and BIRD (as calico-node) in one node-to-node mesh: both learn each other\'s block; pods reach each other unencapsulated', async () => {
+test('podway and BIRD (as calico-node) in one node-to-node mesh: both learn each other\'s block; pods reach each other unencapsulated; a router learns both blocks', async () => {
   if (!isRoot()) throw new Error('BGP e2e tests need root (network namespaces)');
   const spec: LabNodeSpec[] = [
     { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
@@ -30,6 +33,7 @@ test('podway and BIRD (as calico-node) in one node-to-node mesh: both learn each
   ];
   const lab = guard(new Lab(spec));
   let bird: BirdProcess | null = null;
+  let tor: BirdProcess | null = null;
   try {
     lab.build();
     lab.setMode('direct');
@@ -40,7 +44,21 @@ test('podway and BIRD (as calico-node) in one node-to-node mesh: both learn each
     run('ip', ['netns', 'exec', n2.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     run('ip', ['netns', 'exec', n2.ns, 'sysctl', '-qw', `net.ipv4.conf.${web2.ifname}.proxy_arp=1`]);
     run('ip', ['-n', n2.ns, 'route', 'add', `${web2.ip}/32`, 'dev', web2.ifname, 'scope', 'link']);
-    bird = await startBird(lab, n2.ns, 'node2-bird', calicoNodeBird(n2, [n1]));
+    // The fabric router (ToR, eBGP) peers with both nodes: with podway through a global BGPPeer,
+    // with node2's BIRD through its Global_ protocol, as calico-node's BIRD would have it.
+    writeFileSync(lab.file + '.bgp', lab.resources('direct') + `---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: tor
+spec:
+  peerIP: ${TOR_IP}
+  asNumber: ${TOR_AS}
+`);
+    renameSync(lab.file + '.bgp', lab.file);
+    run('ip', ['-n', lab.fabric, 'addr', 'add', `${OUTSIDE_HOST}/32`, 'dev', 'lo']);
+    tor = await startBird(lab, lab.fabric, 'tor', torConf(lab, TOR_IP, TOR_AS, OUTSIDE_NET));
+    bird = await startBird(lab, n2.ns, 'node2-bird', calicoNodeBird(n2, [n1], [{ ip: TOR_IP, asNumber: TOR_AS }]));
 
     await lab.startPodway('node1', 20_000, ['--bgp']);
     // podway learns node2's block from BIRD, next hop node2, routed unencapsulated.
@@ -63,11 +81,23 @@ test('podway and BIRD (as calico-node) in one node-to-node mesh: both learn each
     const back = lab.ping('web-2', lab.pod('web-1').ip, 5);
     assert.is(back.loss, 0, `web-2 -> web-1: ${JSON.stringify(back)}`);
     assert.is(back.ttl, 62);
+
+    // The router learns both blocks, each with its owner as next hop (from podway and from BIRD),
+    // and a host behind it reaches both pods, no encapsulation, no NAT.
+    const torVia = (n: typeof n1) => run('ip', ['-n', lab.fabric, 'route', 'show', n.block]).includes(`via ${n.ip}`);
+    assert.ok(await until(() => torVia(n1) && torVia(n2), 30_000, 250), `the router's kernel:\n${run('ip', ['-n', lab.fabric, 'route'])}\n${tor.birdc('show', 'route', 'all')}`);
+    assert.ok(await until(() => routesVia(lab, 'node1', OUTSIDE_NET, 'direct', TOR_IP), 20_000, 250), 'node1 routes the outside net to the router');
+    assert.ok(await until(() => run('ip', ['-n', n2.ns, 'route', 'show', OUTSIDE_NET]).includes(`via ${TOR_IP}`), 20_000, 250), 'node2\'s BIRD put the outside net in its kernel');
+    for (const pod of ['web-1', 'web-2']) {
+      const out = run('ip', ['netns', 'exec', lab.fabric, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '1', '-I', OUTSIDE_HOST, lab.pod(pod).ip], { allowFail: true, timeoutMs: 10_000 });
+      assert.match(out, /3 packets transmitted, 3 received/, `outside -> ${pod}: ${out}`);
+    }
   } catch (e) {
     console.log(logTail(lab, 30));
     throw e;
   } finally {
     await bird?.kill();
+    await tor?.kill();
     await teardown(lab);
   }
 });

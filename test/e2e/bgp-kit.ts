@@ -134,7 +134,13 @@ ${neighbours}
 }
 
 /** calico-node's BIRD for `node` (confd's bird.cfg for an unencapsulated pool, stock BIRD 2). */
-export function calicoNodeBird(node: { ip: string; block: string }, meshPeers: { ip: string }[]): string {
+export function calicoNodeBird(node: { ip: string; block: string }, meshPeers: { ip: string }[], globalPeers: { ip: string; asNumber: number }[] = []): string {
+  const globals = globalPeers.map((p) => `
+protocol bgp Global_${p.ip.replace(/\./g, '_')} from bgp_template {
+  local ${node.ip} as 64512;
+  neighbor ${p.ip} as ${p.asNumber};
+  source address ${node.ip};
+}`).join('\n');
   const mesh = meshPeers.map((p) => `
 protocol bgp Mesh_${p.ip.replace(/\./g, '_')} from bgp_template {
   local ${node.ip} as 64512;
@@ -172,6 +178,7 @@ template bgp bgp_template {
   error wait time 5,30;
 }
 ${mesh}
+${globals}
 `;
 }
 

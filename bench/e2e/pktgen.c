@@ -6,10 +6,14 @@
  *     AF_PACKET with sendmmsg batches (PACKET_QDISC_BYPASS), spreading FLOWS source ports. PPS = 0
  *     means as fast as possible; otherwise a token bucket holds the offered rate. Every frame
  *     carries a sequence number and a CLOCK_MONOTONIC send time (same clock in every namespace).
+ *     IPv6 addresses (SRC_IP and DST_IP both IPv6) send IPv6/UDP frames instead, SIZE >= 78
+ *     (14 + 40 + 8 + the 16-byte payload), each with its UDP checksum (mandatory over IPv6),
+ *     updated per frame from a precomputed sum over the constant parts.
  *     Prints one JSON line: {"sent":N,"seconds":S}.
- *   pktgen sink PORT SECONDS
- *     Receives UDP on PORT (any address) with recvmmsg for SECONDS, counts datagrams and records
- *     one-way latency from the embedded timestamps. Prints {"received":N,"p50us":..,"p99us":..}.
+ *   pktgen sink PORT SECONDS [6]
+ *     Receives UDP on PORT (any IPv4 address; with 6, any IPv6 address) with recvmmsg for SECONDS,
+ *     counts datagrams and records one-way latency from the embedded timestamps.
+ *     Prints {"received":N,"p50us":..,"p99us":..}.
  *   pktgen rr-server tcp|udp PORT SECONDS
  *     Echoes every request back (UDP: each datagram; TCP: the byte stream, TCP_NODELAY, one
  *     connection at a time) for SECONDS at most.
@@ -53,6 +57,19 @@ static int parse_mac(const char *s, uint8_t *m) {
   return sscanf(s, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) == 6 ? 0 : -1;
 }
 
+/* One's-complement sum of big-endian 16-bit words, not folded (callers add more, then fold). */
+static uint32_t sum16(const uint8_t *p, int len) {
+  uint32_t s = 0;
+  for (int i = 0; i + 1 < len; i += 2) s += (p[i] << 8) | p[i + 1];
+  if (len & 1) s += p[len - 1] << 8;
+  return s;
+}
+
+static uint16_t fold(uint32_t s) {
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return (uint16_t)s;
+}
+
 static uint16_t csum(const uint8_t *p, int len) {
   uint32_t s = 0;
   for (int i = 0; i + 1 < len; i += 2) s += (p[i] << 8) | p[i + 1];
@@ -75,14 +92,19 @@ static int do_send(int argc, char **argv) {
   const char *ifname = argv[2];
   uint8_t smac[6], dmac[6];
   struct in_addr sip, dip;
-  if (parse_mac(argv[3], smac) || parse_mac(argv[4], dmac) || !inet_aton(argv[5], &sip) || !inet_aton(argv[6], &dip)) {
-    fprintf(stderr, "pktgen: bad MAC or IP\n");
+  struct in6_addr sip6, dip6;
+  int v6 = strchr(argv[5], ':') != NULL;
+  int ipok = v6 ? inet_pton(AF_INET6, argv[5], &sip6) == 1 && inet_pton(AF_INET6, argv[6], &dip6) == 1
+                : inet_aton(argv[5], &sip) && inet_aton(argv[6], &dip);
+  if (parse_mac(argv[3], smac) || parse_mac(argv[4], dmac) || !ipok) {
+    fprintf(stderr, "pktgen: bad MAC or IP (SRC_IP and DST_IP: both IPv4 or both IPv6)\n");
     return 2;
   }
   int size = atoi(argv[7]), flows = atoi(argv[8]);
   double pps = atof(argv[9]), seconds = atof(argv[10]);
-  if (size < 60 || size > 1514 || flows < 1 || flows > 65535 || seconds <= 0 || seconds > 600) {
-    fprintf(stderr, "pktgen: size 60..1514, flows 1..65535, seconds 0..600\n");
+  int minsize = v6 ? 14 + 40 + 8 + (int)sizeof(struct payload) : 60;
+  if (size < minsize || size > 1514 || flows < 1 || flows > 65535 || seconds <= 0 || seconds > 600) {
+    fprintf(stderr, "pktgen: size %d..1514 (%s), flows 1..65535, seconds 0..600\n", minsize, v6 ? "IPv6" : "IPv4");
     return 2;
   }
   int fd = socket(AF_PACKET, SOCK_RAW, 0);
@@ -99,24 +121,38 @@ static int do_send(int argc, char **argv) {
   struct iovec iov[BATCH];
   struct mmsghdr msgs[BATCH];
   memset(msgs, 0, sizeof msgs);
-  int iplen = size - 14, udplen = iplen - 20;
+  int iplen = size - 14, iphl = v6 ? 40 : 20, udplen = iplen - iphl;
+  /* IPv6: the UDP checksum's sum over everything but the source port and the payload's first 16
+   * bytes (the rest of the payload is zeros): the pseudo-header, the destination port, the length. */
+  uint32_t udp6_base = 0;
   for (int k = 0; k < BATCH; k++) {
     uint8_t *f = frames[k];
     memset(f, 0, sizeof frames[k]);
     memcpy(f, dmac, 6);
     memcpy(f + 6, smac, 6);
-    f[12] = 0x08; f[13] = 0x00;
     uint8_t *ip = f + 14;
-    ip[0] = 0x45; ip[2] = iplen >> 8; ip[3] = iplen & 255; ip[6] = 0x40; ip[8] = 64; ip[9] = 17;
-    memcpy(ip + 12, &sip, 4);
-    memcpy(ip + 16, &dip, 4);
-    uint8_t *udp = ip + 20;
+    if (v6) {
+      f[12] = 0x86; f[13] = 0xdd;
+      ip[0] = 0x60; ip[4] = udplen >> 8; ip[5] = udplen & 255; ip[6] = 17; ip[7] = 64;
+      memcpy(ip + 8, &sip6, 16);
+      memcpy(ip + 24, &dip6, 16);
+    } else {
+      f[12] = 0x08; f[13] = 0x00;
+      ip[0] = 0x45; ip[2] = iplen >> 8; ip[3] = iplen & 255; ip[6] = 0x40; ip[8] = 64; ip[9] = 17;
+      memcpy(ip + 12, &sip, 4);
+      memcpy(ip + 16, &dip, 4);
+    }
+    uint8_t *udp = ip + iphl;
     udp[2] = 0x23; udp[3] = 0x29; /* dst port 9001 */
     udp[4] = udplen >> 8; udp[5] = udplen & 255;
     iov[k].iov_base = f;
     iov[k].iov_len = (size_t)size;
     msgs[k].msg_hdr.msg_iov = &iov[k];
     msgs[k].msg_hdr.msg_iovlen = 1;
+  }
+  if (v6) {
+    uint8_t *ip = frames[0] + 14;
+    udp6_base = sum16(ip + 8, 32) + (uint32_t)udplen + 17 /* pseudo-header */ + 9001 + (uint32_t)udplen /* UDP header */;
   }
   uint32_t seq = 0;
   uint64_t sent = 0;
@@ -134,16 +170,22 @@ static int do_send(int argc, char **argv) {
     uint64_t tns = (uint64_t)(t * 1e9);
     for (int k = 0; k < n; k++) {
       uint8_t *ip = frames[k] + 14;
-      uint8_t *udp = ip + 20;
+      uint8_t *udp = ip + iphl;
       uint16_t sport = (uint16_t)(10000 + (seq % (uint32_t)flows));
       udp[0] = sport >> 8; udp[1] = sport & 255;
-      ip[4] = (seq >> 8) & 255; ip[5] = seq & 255;
-      ip[10] = ip[11] = 0;
-      uint16_t c = csum(ip, 20);
-      ip[10] = c >> 8; ip[11] = c & 255;
       struct payload pl = { htonl(MAGIC), htonl(seq), tns };
       if (udplen >= 8 + (int)sizeof pl) memcpy(udp + 8, &pl, sizeof pl);
-      udp[6] = udp[7] = 0; /* UDP checksum 0: allowed over IPv4 */
+      if (v6) {
+        uint16_t c = (uint16_t)~fold(udp6_base + sport + sum16(udp + 8, (int)sizeof pl));
+        if (c == 0) c = 0xffff; /* 0 means "no checksum", forbidden over IPv6 */
+        udp[6] = c >> 8; udp[7] = c & 255;
+      } else {
+        ip[4] = (seq >> 8) & 255; ip[5] = seq & 255;
+        ip[10] = ip[11] = 0;
+        uint16_t c = csum(ip, 20);
+        ip[10] = c >> 8; ip[11] = c & 255;
+        udp[6] = udp[7] = 0; /* UDP checksum 0: allowed over IPv4 */
+      }
       seq++;
     }
     int r = sendmmsg(fd, msgs, n, 0);
@@ -160,17 +202,20 @@ static int cmp_u32(const void *a, const void *b) {
 }
 
 static int do_sink(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: pktgen sink PORT SECONDS\n");
+  if (argc != 4 && !(argc == 5 && strcmp(argv[4], "6") == 0)) {
+    fprintf(stderr, "usage: pktgen sink PORT SECONDS [6]\n");
     return 2;
   }
   int port = atoi(argv[2]);
   double seconds = atof(argv[3]);
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  int v6 = argc == 5;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
   int rcvbuf = 8 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
   struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-  if (bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) { perror("bind"); return 1; }
+  struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = IN6ADDR_ANY_INIT };
+  int b = v6 ? bind(fd, (struct sockaddr *)&sin6, sizeof sin6) : bind(fd, (struct sockaddr *)&sin, sizeof sin);
+  if (b < 0) { perror("bind"); return 1; }
   struct timeval tv = { 0, 100000 };
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   static uint8_t bufs[BATCH][2048];

@@ -22,8 +22,13 @@
  *   outside every pool), 64 B, 1 and 1,000 flows: podway (masquerading in its nftables table)
  *   against the kernel forwarding with the same masquerade rule (Calico's MASQUERADE
  *   --random-fully), and against podway's unNATed egress (what the NAT stage costs).
+ * - vxlan6-encap (pps, issue 15's goal): vxlan-encap over IPv6 in a dual-stack lab of its own (its
+ *   pods' MTU is 1430, IPv6 VXLAN's overhead, so the IPv4 rows keep the IPv4 lab): pod A sends
+ *   IPv6/UDP to pod B's IPv6 address, podway encapsulating against a kernel node1 with Felix's
+ *   `vxlan-v6.calico`, node2 a kernel `vxlan-v6.calico` node in both. The smallest IPv6 frame
+ *   pktgen sends is 78 B (14 + 40 + 8 + its 16-byte payload): the 64 B row is run and labelled 78.
  *
- *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,tcp-bulk,rr-latency,idle]
+ *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,vxlan6-encap,tcp-bulk,rr-latency,idle]
  *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
  *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
@@ -49,7 +54,11 @@ type NodeRole = 'podway' | 'kernel' | 'naive-ipip' | 'naive-vxlan';
 /** args: podway's extra command-line arguments for this setup (default: --podway-args).
  * nat: the pool's natOutgoing (a kernel node1 masquerades as Calico's iptables would); outside:
  * pod A sends to OUTSIDE_IP on node2 instead of pod B. */
-interface Setup { label: string; node1: NodeRole; node2: NodeRole; mode: Mode; args?: string[]; nat?: boolean; outside?: boolean }
+interface Setup { label: string; node1: NodeRole; node2: NodeRole; mode: Mode; args?: string[]; nat?: boolean; outside?: boolean;
+  /** pod A sends IPv6/UDP to pod B's IPv6 address (in the dual-stack Bench) */
+  ipv6?: boolean }
+/** The smallest IPv6/UDP frame pktgen sends: Ethernet 14 + IPv6 40 + UDP 8 + its 16-byte payload. */
+const MIN_FRAME6 = 78;
 /** An address outside every pool, held by node2's loopback in the nat scenarios (TEST-NET-3). */
 const OUTSIDE_IP = '203.0.113.10';
 type Kind = 'pps' | 'tcp-bulk' | 'rr-latency' | 'idle' | 'observe';
@@ -84,6 +93,11 @@ const SCENARIOS: Scenario[] = [
     name: 'podway-both',
     podway: { label: 'podway -> podway', node1: 'podway', node2: 'podway', mode: 'vxlan' },
     baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
+  },
+  {
+    name: 'vxlan6-encap',
+    podway: { label: 'podway -> kernel (IPv6 VXLAN)', node1: 'podway', node2: 'kernel', mode: 'vxlan', ipv6: true },
+    baselines: [{ label: 'kernel vxlan-v6.calico -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan', ipv6: true }],
   },
   {
     name: 'nat-udp',
@@ -176,14 +190,17 @@ function procCpuSeconds(pids: number[]): number {
 }
 
 class Bench {
-  readonly lab = new Lab([
-    { name: 'node1', subnet: 'a', pods: [{ name: 'pod-a', type: 'veth' }] },
-    { name: 'node2', subnet: 'a', pods: [{ name: 'pod-b', type: 'veth' }] },
-  ], { underlay: 'p2p' });
+  readonly lab: Lab;
   private naive: ChildProcess | null = null;
   /** Scrapers of podways that serve metrics (--metrics-port in their args): one GET a second. */
   private scrapers: ChildProcess[] = [];
-  constructor(readonly podwayArgs: string[] = []) {}
+  /** dualStack: the IPv6 scenarios' lab (pods and nodes with IPv6 too, pod MTU 1430 in vxlan). */
+  constructor(readonly podwayArgs: string[] = [], dualStack = false) {
+    this.lab = new Lab([
+      { name: 'node1', subnet: 'a', pods: [{ name: 'pod-a', type: 'veth' }] },
+      { name: 'node2', subnet: 'a', pods: [{ name: 'pod-b', type: 'veth' }] },
+    ], { underlay: 'p2p', dualStack });
+  }
   private current = '';
 
   async configure(s: Setup): Promise<void> {
@@ -211,7 +228,10 @@ class Bench {
       else this.startNaive(n, role === 'naive-ipip' ? 'ipip' : 'vxlan');
     }
     this.current = key;
-    this.dst = s.outside ? { ns: lab.nodes[1].ns, ip: OUTSIDE_IP } : { ns: lab.pod('pod-b').ns, ip: lab.pod('pod-b').ip };
+    const podB = lab.pod('pod-b');
+    if (s.ipv6 && !podB.ip6) throw new Error(`setup ${s.label}: IPv6 needs the dual-stack lab`);
+    this.dst = s.outside ? { ns: lab.nodes[1].ns, ip: OUTSIDE_IP } : { ns: podB.ns, ip: s.ipv6 ? podB.ip6! : podB.ip };
+    this.ipv6 = !!s.ipv6;
     // The per-packet forwarders carry one direction only (pod A -> pod B), so a ping cannot
     // check them; their rows show what arrives.
     if (s.node1.startsWith('naive')) {
@@ -220,13 +240,16 @@ class Bench {
     }
     // warm up: ARP for 169.254.1.1 and the underlay neighbours
     for (let k = 0; k < 10; k++) {
-      const r = lab.ping('pod-a', lab.pod('pod-b').ip, 1);
+      const r = lab.ping('pod-a', this.dst.ip === OUTSIDE_IP ? podB.ip : this.dst.ip, 1);
       // a NATed ping comes back only through the masquerade, so it checks that path too
       if (r.received === 1 && (!s.outside || lab.ping('pod-a', OUTSIDE_IP, 1).received === 1)) return;
       await sleep(200);
     }
-    throw new Error(`setup ${s.label} (${s.mode}): pod-a cannot reach ${s.outside ? 'pod-b or ' + OUTSIDE_IP : 'pod-b'}`);
+    throw new Error(`setup ${s.label} (${s.mode}): pod-a cannot reach ${s.outside ? 'pod-b or ' + OUTSIDE_IP : `pod-b (${this.dst.ip})`}`);
   }
+
+  /** measure() sends IPv6 (pod A's and pod B's IPv6 addresses; the sink listens on IPv6). */
+  private ipv6 = false;
 
   /** Where measure() sends: pod B, or the outside address on node2 (Setup.outside). */
   private dst = { ns: '', ip: '' };
@@ -309,14 +332,14 @@ class Bench {
   async measure(size: number, flows: number, pps: number, seconds: number): Promise<Measurement> {
     const a = this.lab.pod('pod-a');
     const b = this.dst;
-    const sink = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'sink', '9001', String(seconds + 1.5)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const sink = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'sink', '9001', String(seconds + 1.5), ...(this.ipv6 ? ['6'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     let sinkOut = '';
     sink.stdout!.on('data', (d) => (sinkOut += d));
     await sleep(300);
     const pids = this.forwarderPids();
     const cpu0 = procCpuSeconds(pids);
     const m0 = machineBusySeconds();
-    const sendOut = execFileSync('ip', ['netns', 'exec', a.ns, PKTGEN, 'send', 'eth0', a.mac!, 'ee:ee:ee:ee:ee:ee', a.ip, b.ip, String(size), String(flows), String(pps), String(seconds)], { encoding: 'utf8', timeout: (seconds + 10) * 1000 });
+    const sendOut = execFileSync('ip', ['netns', 'exec', a.ns, PKTGEN, 'send', 'eth0', a.mac!, 'ee:ee:ee:ee:ee:ee', this.ipv6 ? a.ip6! : a.ip, b.ip, String(size), String(flows), String(pps), String(seconds)], { encoding: 'utf8', timeout: (seconds + 10) * 1000 });
     const cpu1 = procCpuSeconds(pids);
     const m1 = machineBusySeconds();
     await Promise.race([new Promise((r) => sink.once('exit', r)), sleep((seconds + 5) * 1000)]);
@@ -578,7 +601,17 @@ async function main() {
   const compareArgs = opt('--compare-podway-args')?.split(' ').filter(Boolean);
   const info = machineInfo();
   const bench = new Bench(podwayArgs);
-  const onExit = () => bench.lab.destroy();
+  // the IPv6 scenarios' dual-stack lab, built when one of them runs (its pods' MTU differs)
+  const dual: { bench: Bench | null } = { bench: null };
+  const benchFor = (sc: Scenario): Bench => {
+    if (!sc.podway.ipv6) return bench;
+    if (!dual.bench) {
+      dual.bench = new Bench(podwayArgs, true);
+      dual.bench.build(args.includes('--underlay-offloads'));
+    }
+    return dual.bench;
+  };
+  const onExit = () => { bench.lab.destroy(); dual.bench?.lab.destroy(); };
   process.once('SIGINT', () => { onExit(); process.exit(130); });
   const rows: Row[] = [];
   const tcpRows: TcpRow[] = [];
@@ -608,13 +641,17 @@ async function main() {
     }
   } finally {
     await bench.destroy();
+    await dual.bench?.destroy();
   }
 
   async function runPps(sc: Scenario, podways: Setup[]): Promise<void> {
+    const bench = benchFor(sc);
+    // IPv6 frames are at least MIN_FRAME6: the 64 B size becomes 78, and its rows say 78
+    const scSizes = [...new Set((sc.sizes ?? sizes).map((sz) => (sc.podway.ipv6 ? Math.max(sz, MIN_FRAME6) : sz)))];
     const podwayRes = new Map<string, Measurement & { lossFree: number; lat: Measurement }>();
     for (const pw of podways) {
       await bench.configure(pw);
-      for (const size of sc.sizes ?? sizes) {
+      for (const size of scSizes) {
         for (const flows of sc.flows ?? flowsList) {
           const m = await bench.measure(size, flows, 0, seconds);
           const lossFree = await bench.lossFreeRate(size, flows, m.pps, seconds, quick ? [0.9, 0.5] : [1.0, 0.7, 0.4]);
@@ -626,7 +663,7 @@ async function main() {
     }
     for (const base of sc.baselines) {
       await bench.configure(base);
-      for (const size of sc.sizes ?? sizes) {
+      for (const size of scSizes) {
         for (const flows of sc.flows ?? flowsList) {
           const bm = await bench.measure(size, flows, 0, seconds);
           say(`${sc.name} ${base.label} ${size}B ${flows} flows: ${Math.round(bm.pps)} pps`);

@@ -61,3 +61,59 @@ export function csumReplace32(check: number, oldValue: number, newValue: number)
 export function ipv4PseudoHeaderSum(b: Uint8Array, ipOff: number, protocol: number, l4Len: number): number {
   return get16(b, ipOff + 12) + get16(b, ipOff + 14) + get16(b, ipOff + 16) + get16(b, ipOff + 18) + protocol + l4Len;
 }
+
+/**
+ * Local Checksum Offload (Linux's lco_csum, Documentation/networking/checksum-offloads.rst): an
+ * unfolded sum congruent (mod 0xffff) to sum16 over the whole Ethernet frame at [eth, eth+len),
+ * found without reading its L4 payload, or -1 where that is not possible.
+ *
+ * A valid L4 checksum makes pseudo-header + segment sum to -0, so the segment alone sums to
+ * ~pseudo: the frame's sum is then its Ethernet and IP headers plus ~fold(pseudo). IPv4 ICMP has
+ * no pseudo-header; its valid message sums to -0 on its own (adds 0). The segment starts at an
+ * even offset (IP headers are even-length), so the word alignment matches the full sum's.
+ *
+ * Taken only for inner IPv4 TCP/UDP/ICMP (not a fragment) and inner IPv6 TCP/UDP/ICMPv6 directly
+ * after the fixed header, with a nonzero checksum field, the IP length filling the frame exactly
+ * (no Ethernet padding) and the segment long enough to hold that field. The checksum is trusted
+ * as the sender's: a wrong inner checksum yields a wrong outer one, so the receiver drops the
+ * tunnel packet rather than the inner stack dropping the inner one (dropped either way).
+ * Offloaded (partial) checksums must be completed before this is called.
+ */
+export function lcoFrameSum(b: Uint8Array, eth: number, len: number): number {
+  if (len < 14 + 20) return -1;
+  const type = (b[eth + 12] << 8) | b[eth + 13];
+  const ip = eth + 14;
+  let pseudo: number;
+  let l4: number;
+  let proto: number;
+  if (type === 0x0800) {
+    const ihl = (b[ip] & 0x0f) << 2;
+    const total = (b[ip + 2] << 8) | b[ip + 3];
+    if (b[ip] >>> 4 !== 4 || ihl < 20 || total < ihl || 14 + total !== len) return -1;
+    if ((((b[ip + 6] << 8) | b[ip + 7]) & 0x3fff) !== 0) return -1; // MF or a fragment offset
+    proto = b[ip + 9];
+    l4 = ip + ihl;
+    const l4len = total - ihl;
+    pseudo = proto === 1 ? 0 : ipv4PseudoHeaderSum(b, ip, proto, l4len);
+    if (!lcoChecksumPresent(b, l4, l4len, proto, proto === 1)) return -1;
+  } else if (type === 0x86dd) {
+    if (len < 14 + 40 || b[ip] >>> 4 !== 6) return -1;
+    const plen = (b[ip + 4] << 8) | b[ip + 5];
+    if (14 + 40 + plen !== len) return -1; // also refuses jumbograms (payload length 0)
+    proto = b[ip + 6];
+    l4 = ip + 40;
+    pseudo = sum16(b, ip + 8, 32, proto + plen);
+    if (!lcoChecksumPresent(b, l4, plen, proto, proto === 58)) return -1;
+  } else {
+    return -1;
+  }
+  return sum16(b, eth, l4 - eth, ~fold16(pseudo) & 0xffff);
+}
+
+/** The segment's protocol is one LCO handles (TCP, UDP, or ICMP/ICMPv6 when `icmp`), it holds its
+ * checksum field, and that field is nonzero (zero: UDP without a checksum, or not filled in). */
+function lcoChecksumPresent(b: Uint8Array, l4: number, l4len: number, proto: number, icmp: boolean): boolean {
+  const at = proto === 6 ? 16 : proto === 17 ? 6 : icmp ? 2 : -1;
+  if (at < 0 || l4len < at + 2) return false;
+  return (b[l4 + at] | b[l4 + at + 1]) !== 0;
+}

@@ -1,12 +1,14 @@
 // VXLAN over IPv6 (RFC 7348 with an IPv6 outer header, as Linux's vxlan-v6.calico sends it):
 // per-route template and in-place encapsulation, and validating decapsulation.
 //
-// The outer UDP checksum is computed in full: over IPv6 a zero UDP checksum is allowed for
+// The outer UDP checksum is always filled in: over IPv6 a zero UDP checksum is allowed for
 // tunnels only where the receiver opts in (RFC 6935/6936; Linux's udp6zerocsumrx, off by default
-// and not set by Felix), so a kernel vxlan-v6.calico drops VXLAN with checksum 0.
+// and not set by Felix), so a kernel vxlan-v6.calico drops VXLAN with checksum 0. Like Linux's
+// Local Checksum Offload it reuses the inner L4 checksum when there is one (lcoFrameSum), so a
+// 1400-byte frame costs a sum over its ~130 header bytes instead of the whole datagram.
 
 import { copyMac } from './ethernet';
-import { fold16, sum16 } from './checksum';
+import { fold16, lcoFrameSum, sum16 } from './checksum';
 import { Drop } from './drop';
 import { IPPROTO_UDP6, IPV6_HEADER_LEN, writeIpv6Fixed } from './ipv6';
 import { UDP_HLEN, VXLAN_HLEN, ETH_HLEN } from './layout';
@@ -48,7 +50,8 @@ export function buildVxlan6Template(spec: Vxlan6TemplateSpec): Uint8Array {
  * Encapsulates the inner Ethernet frame at [off, off+len) in place behind the template's outer
  * IPv6/UDP/VXLAN (its last 12 bytes rewrite the inner MACs). Returns the new start (off - 56);
  * new length len + 56. Fills payload and UDP lengths, the source port and the UDP checksum over
- * the pseudo-header and the whole datagram.
+ * the pseudo-header and the whole datagram (the inner frame's part via LCO where its own L4
+ * checksum allows: that checksum must be complete, not an offload's partial one).
  */
 export function encapVxlan6(b: Uint8Array, off: number, len: number, tpl: Uint8Array, srcPort: number): number {
   const o = off - VXLAN6_OUTER_LEN;
@@ -64,7 +67,9 @@ export function encapVxlan6(b: Uint8Array, off: number, len: number, tpl: Uint8A
   b[udp + 6] = 0;
   b[udp + 7] = 0;
   let s = sum16(b, o + 8, 32, IPPROTO_UDP6 + ulen);
-  s = sum16(b, udp, ulen, s);
+  s = sum16(b, udp, UDP_HLEN + VXLAN_HLEN, s);
+  const inner = lcoFrameSum(b, off, len);
+  s = inner >= 0 ? s + inner : sum16(b, off, len, s);
   let c = ~fold16(s) & 0xffff;
   if (c === 0) c = 0xffff; // RFC 8200 8.1: a computed zero is sent as ffff
   b[udp + 6] = c >>> 8;

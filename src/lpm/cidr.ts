@@ -22,6 +22,7 @@ export function mask32(len: number): number {
 // IPv4 text <-> uint32 lives with the other IPv4 helpers (src/packet/ipv4.ts).
 export { parseIpv4 as parseIp4, formatIpv4 as formatIp4 } from '../packet/ipv4';
 import { parseIpv4 as parseIp4, formatIpv4 as formatIp4 } from '../packet/ipv4';
+import { formatIpv6Groups } from '../packet/ipv6';
 
 function splitCidr(text: string, family: string, maxLen: number): [string, number] {
   if (typeof text !== 'string') throw new Error(`invalid ${family} CIDR ${String(text)}: not a string`);
@@ -99,21 +100,9 @@ export function parseIp6(text: string): [number, number, number, number] {
   ];
 }
 
-/** RFC 5952 text: lower case, leading zeros dropped, longest run (>= 2) of zero groups as "::". */
+/** RFC 5952 text of four words (the formatting itself is packet/ipv6's formatIpv6Groups). */
 export function formatIp6(w0: number, w1: number, w2: number, w3: number): string {
-  const g = [w0 >>> 16, w0 & 0xffff, w1 >>> 16, w1 & 0xffff, w2 >>> 16, w2 & 0xffff, w3 >>> 16, w3 & 0xffff];
-  let bestAt = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(':');
-  if (bestAt < 0) return hex(g);
-  return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
+  return formatIpv6Groups([w0 >>> 16, w0 & 0xffff, w1 >>> 16, w1 & 0xffff, w2 >>> 16, w2 & 0xffff, w3 >>> 16, w3 & 0xffff]);
 }
 
 /** Word i (0..3) of the IPv6 netmask for a prefix of `len` bits. */

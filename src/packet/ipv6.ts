@@ -217,6 +217,14 @@ export function parseIpv6Bytes(text: string): Uint8Array {
 export function formatIpv6(b: Uint8Array, off = 0): string {
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push((b[off + 2 * i] << 8) | b[off + 2 * i + 1]);
+  return formatIpv6Groups(g);
+}
+
+/**
+ * RFC 5952 text of eight 16-bit groups: lower case, leading zeros dropped, the longest run (>= 2)
+ * of zero groups as "::". Shared with lpm/cidr's word-based formatIp6 so both print alike.
+ */
+export function formatIpv6Groups(g: readonly number[]): string {
   let bestAt = -1;
   let bestLen = 1;
   for (let i = 0; i < 8; ) {
@@ -226,7 +234,7 @@ export function formatIpv6(b: Uint8Array, off = 0): string {
     if (j - i > bestLen) { bestAt = i; bestLen = j - i; }
     i = j;
   }
-  const hex = (a: number[]) => a.map((x) => x.toString(16)).join(':');
+  const hex = (a: readonly number[]) => a.map((x) => x.toString(16)).join(':');
   if (bestAt < 0) return hex(g);
   return `${hex(g.slice(0, bestAt))}::${hex(g.slice(bestAt + bestLen))}`;
 }

@@ -143,6 +143,22 @@ function readRequester(b: Uint8Array, off: number, icmp: number, len: number): b
   return false;
 }
 
+/** The Ethernet and IPv6 headers of an NA or RA reply at `off` (both carry 32 bytes of ICMPv6):
+ * to peerMac/peerIp (set by readRequester), from `mac` and the address at src[srcOff], hop limit
+ * 255. src may be `b` itself when its 16 bytes lie past the IPv6 header (the NS target). */
+function writeReplyHeaders(b: Uint8Array, off: number, mac: Uint8Array, macOff: number, src: Uint8Array, srcOff: number): void {
+  const ip = off + ETH_HLEN;
+  copyMac(b, off, peerMac, 0);
+  copyMac(b, off + 6, mac, macOff);
+  b[off + 12] = 0x86;
+  b[off + 13] = 0xdd;
+  writeIpv6Fixed(b, ip, 0, 0, 32, IPPROTO_ICMPV6, NDP_HOP_LIMIT);
+  for (let k = 0; k < 16; k++) {
+    b[ip + IPV6_SRC + k] = src[srcOff + k];
+    b[ip + IPV6_DST + k] = peerIp[k];
+  }
+}
+
 /** Bytes of the NA that answerNeighborSolicitInPlace writes (Ethernet + IPv6 + NA + TLLA option). */
 export const NA_FRAME_LEN = ETH_HLEN + IPV6_HEADER_LEN + 24 + 8; // 86
 
@@ -157,16 +173,8 @@ export const NA_FRAME_LEN = ETH_HLEN + IPV6_HEADER_LEN + 24 + 8; // 86
 export function answerNeighborSolicitInPlace(b: Uint8Array, off: number, icmp: number, len: number, mac: Uint8Array, macOff: number, router: boolean): number {
   const ip = off + ETH_HLEN;
   const fromUnspecified = readRequester(b, off, icmp, len);
-  copyMac(b, off, peerMac, 0);
-  copyMac(b, off + 6, mac, macOff);
-  b[off + 12] = 0x86;
-  b[off + 13] = 0xdd;
   const na = ip + IPV6_HEADER_LEN;
-  writeIpv6Fixed(b, ip, 0, 0, 32, IPPROTO_ICMPV6, NDP_HOP_LIMIT);
-  for (let k = 0; k < 16; k++) {
-    b[ip + IPV6_SRC + k] = b[na + 8 + k]; // the target answers for itself
-    b[ip + IPV6_DST + k] = peerIp[k];
-  }
+  writeReplyHeaders(b, off, mac, macOff, b, na + 8); // the target answers for itself
   b[na] = ICMPV6_NEIGHBOR_ADVERT;
   b[na + 1] = 0;
   b[na + 4] = (router ? NA_FLAG_ROUTER : 0) | (fromUnspecified ? 0 : NA_FLAG_SOLICITED) | NA_FLAG_OVERRIDE;
@@ -193,16 +201,8 @@ export function answerRouterSolicitInPlace(
 ): number {
   const ip = off + ETH_HLEN;
   readRequester(b, off, icmp, len);
-  copyMac(b, off, peerMac, 0);
-  copyMac(b, off + 6, mac, macOff);
-  b[off + 12] = 0x86;
-  b[off + 13] = 0xdd;
   const ra = ip + IPV6_HEADER_LEN;
-  writeIpv6Fixed(b, ip, 0, 0, 32, IPPROTO_ICMPV6, NDP_HOP_LIMIT);
-  for (let k = 0; k < 16; k++) {
-    b[ip + IPV6_SRC + k] = src[srcOff + k];
-    b[ip + IPV6_DST + k] = peerIp[k];
-  }
+  writeReplyHeaders(b, off, mac, macOff, src, srcOff);
   b[ra] = ICMPV6_ROUTER_ADVERT;
   b[ra + 1] = 0;
   b[ra + 4] = 64;

@@ -125,6 +125,23 @@ static int plan_segments(struct gso_plan *g, const struct virtio_net_hdr *vh, ui
   return GSO_OK;
 }
 
+/* The L4 part both address families share: bounds of the TCP/UDP header at l4, the virtio
+ * checksum hint checked against it, then the plan filled and segmented. */
+static int plan_l4(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
+                   uint32_t l3, uint32_t l4, uint8_t proto, uint8_t v6, struct gso_plan *g) {
+  uint32_t hdrs, csum_at;
+  if (l4_bounds(f, len, l4, proto, &hdrs, &csum_at) != GSO_OK) return GSO_BAD;
+  /* csum_start/offset, when given, must name this L4 checksum (we compute it ourselves anyway). */
+  if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && (vh->csum_start != l4 || vh->csum_offset != csum_at)) return GSO_BAD;
+  g->l3 = l3;
+  g->l4 = l4;
+  g->hdrs = hdrs;
+  g->payload = len - hdrs;
+  g->proto = proto;
+  g->v6 = v6;
+  return plan_segments(g, vh, cap);
+}
+
 static int gso_plan_v6(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, unsigned type,
                        uint32_t cap, struct gso_plan *g) {
   const uint32_t l3 = 14, l4 = l3 + 40;
@@ -141,16 +158,7 @@ static int gso_plan_v6(const uint8_t *f, uint32_t len, const struct virtio_net_h
     if (nh == 0 || nh == 43 || nh == 44 || nh == 60 || nh == 51 || nh == 135 || nh == 139 || nh == 140) return GSO_UNSUPPORTED;
     return GSO_BAD;
   }
-  uint32_t hdrs, csum_at;
-  if (l4_bounds(f, len, l4, proto, &hdrs, &csum_at) != GSO_OK) return GSO_BAD;
-  if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && (vh->csum_start != l4 || vh->csum_offset != csum_at)) return GSO_BAD;
-  g->l3 = l3;
-  g->l4 = l4;
-  g->hdrs = hdrs;
-  g->payload = len - hdrs;
-  g->proto = proto;
-  g->v6 = 1;
-  return plan_segments(g, vh, cap);
+  return plan_l4(f, len, vh, cap, l3, l4, proto, 1, g);
 }
 
 int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
@@ -176,17 +184,7 @@ int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *
   if (rd16(ip + 6) & 0x3fff) return GSO_BAD; /* a fragment cannot be a super-frame */
   uint8_t proto = type == VIRTIO_NET_HDR_GSO_TCPV4 ? 6 : 17;
   if (ip[9] != proto) return GSO_BAD;
-  uint32_t l4 = l3 + ihl, hdrs, csum_at;
-  if (l4_bounds(f, len, l4, proto, &hdrs, &csum_at) != GSO_OK) return GSO_BAD;
-  /* csum_start/offset, when given, must name this L4 checksum (we compute it ourselves anyway). */
-  if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && (vh->csum_start != l4 || vh->csum_offset != csum_at)) return GSO_BAD;
-  g->l3 = l3;
-  g->l4 = l4;
-  g->hdrs = hdrs;
-  g->payload = len - hdrs;
-  g->proto = proto;
-  g->v6 = 0;
-  return plan_segments(g, vh, cap);
+  return plan_l4(f, len, vh, cap, l3, l3 + ihl, proto, 0, g);
 }
 
 uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst) {

@@ -143,12 +143,19 @@ static napi_value tcp_md5_connect(napi_env env, napi_callback_info info) {
   return r;
 }
 
-static napi_value tcp_connect_result(napi_env env, napi_callback_info info) {
+/* The single argument of a call taking just an fd (tcpConnectResult, closeFd): 0 when it is a
+ * non-negative integer, -1 otherwise (the caller throws with its own name). */
+static int arg_only_fd(napi_env env, napi_callback_info info, int32_t *fd) {
   size_t argc = 1;
   napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || arg_int(env, argv[0], fd) < 0 || *fd < 0)
+    return -1;
+  return 0;
+}
+
+static napi_value tcp_connect_result(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || arg_int(env, argv[0], &fd) < 0 || fd < 0)
-    return md5_type(env, "tcpConnectResult(fd): fd must be a non-negative integer");
+  if (arg_only_fd(env, info, &fd) < 0) return md5_type(env, "tcpConnectResult(fd): fd must be a non-negative integer");
   struct pollfd p = { .fd = fd, .events = POLLOUT };
   int n = poll(&p, 1, 0);
   if (n < 0) return md5_errno(env, errno, "tcpConnectResult: poll");
@@ -166,11 +173,8 @@ static napi_value tcp_connect_result(napi_env env, napi_callback_info info) {
 }
 
 static napi_value close_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || arg_int(env, argv[0], &fd) < 0 || fd < 0)
-    return md5_type(env, "closeFd(fd): fd must be a non-negative integer");
+  if (arg_only_fd(env, info, &fd) < 0) return md5_type(env, "closeFd(fd): fd must be a non-negative integer");
   close(fd);
   return NULL;
 }

@@ -40,13 +40,16 @@ export function findUnderlay(nodeIp: number): Underlay {
 /** Interfaces Calico's `first-found` autodetection skips (pods, tunnels, bridges, loopback). */
 const NOT_A_NODE_INTERFACE = /^(lo|docker|cbr|dummy|virbr|lxcbr|veth|cali|tunl|flannel|kube-ipvs|cni|vxlan\.calico|vxlan-v6\.calico|wireguard\.cali|wg-v6\.cali|nodelocaldns|podway|tap|tun)/;
 
+/** One address of `ip -j addr show`, with the fields first-found looks at. */
+interface IpAddrInfo { family?: string; local?: string; prefixlen?: number; scope?: string; deprecated?: boolean; tentative?: boolean; dadfailed?: boolean }
+
 /**
- * The node's address as Calico's default `first-found` finds it: the first global IPv4 address
- * (with its prefix, "10.0.0.1/24") of an interface that is up and not a pod, tunnel or bridge
- * device. Undefined when there is none. (Start-up only: it runs `ip`.)
+ * The first global address of `family` ("inet" or "inet6") that `usable` accepts, on an interface
+ * that is up and not a pod, tunnel or bridge device, as "addr/prefix" (`hostLen` when ip gives no
+ * prefix). Undefined when there is none or `ip` fails. Serves firstFoundIPv4 and firstFoundIPv6.
  */
-export function firstFoundIPv4(): string | undefined {
-  let links: { ifname: string; operstate?: string; flags?: string[]; addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string }[] }[] = [];
+function firstFoundAddress(family: 'inet' | 'inet6', hostLen: number, usable: (a: IpAddrInfo) => boolean): string | undefined {
+  let links: { ifname: string; flags?: string[]; addr_info?: IpAddrInfo[] }[] = [];
   try {
     links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 }));
   } catch {
@@ -54,10 +57,19 @@ export function firstFoundIPv4(): string | undefined {
   }
   for (const l of links) {
     if (NOT_A_NODE_INTERFACE.test(l.ifname) || !(l.flags ?? []).includes('UP')) continue;
-    const a = (l.addr_info ?? []).find((x) => x.family === 'inet' && x.scope === 'global' && x.local);
-    if (a) return `${a.local}/${a.prefixlen ?? 32}`;
+    const a = (l.addr_info ?? []).find((x) => x.family === family && x.scope === 'global' && x.local && usable(x));
+    if (a) return `${a.local}/${a.prefixlen ?? hostLen}`;
   }
   return undefined;
+}
+
+/**
+ * The node's address as Calico's default `first-found` finds it: the first global IPv4 address
+ * (with its prefix, "10.0.0.1/24") of an interface that is up and not a pod, tunnel or bridge
+ * device. Undefined when there is none. (Start-up only: it runs `ip`.)
+ */
+export function firstFoundIPv4(): string | undefined {
+  return firstFoundAddress('inet', 32, () => true);
 }
 
 /**
@@ -66,18 +78,7 @@ export function firstFoundIPv4(): string | undefined {
  * Deprecated (preferred_lft 0) and tentative addresses are skipped: nothing can be sent from them.
  */
 export function firstFoundIPv6(): string | undefined {
-  let links: { ifname: string; flags?: string[]; addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string; deprecated?: boolean; tentative?: boolean; dadfailed?: boolean }[] }[] = [];
-  try {
-    links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 }));
-  } catch {
-    return undefined;
-  }
-  for (const l of links) {
-    if (NOT_A_NODE_INTERFACE.test(l.ifname) || !(l.flags ?? []).includes('UP')) continue;
-    const a = (l.addr_info ?? []).find((x) => x.family === 'inet6' && x.scope === 'global' && x.local && !x.deprecated && !x.tentative && !x.dadfailed);
-    if (a) return `${a.local}/${a.prefixlen ?? 128}`;
-  }
-  return undefined;
+  return firstFoundAddress('inet6', 128, (x) => !x.deprecated && !x.tentative && !x.dadfailed);
 }
 
 export function interfaceExists(name: string): boolean {

@@ -7,7 +7,8 @@
         "native/ports.c",
         "native/gso.c",
         "native/gro.c",
-        "native/tcp_md5.c"
+        "native/tcp_md5.c",
+        "native/errors.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
       "defines": ["NAPI_VERSION=8"]

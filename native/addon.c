@@ -25,6 +25,7 @@
 #include "ports.h"
 #include "gso.h"
 #include "gro.h"
+#include "errors.h"
 
 void tcp_md5_init(napi_env env, napi_value exports);
 
@@ -72,19 +73,7 @@ struct spare {
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
-static napi_value throw_errno(napi_env env, int err, const char *what) {
-  if (err < 0) err = -err;
-  const char *name = strerrorname_np(err);
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s: %s (%s)", what, strerror(err), name ? name : "E?");
-  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
-  return NULL;
-}
-
-static napi_value throw_type(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "EINVAL", msg);
-  return NULL;
-}
+/* throw_errno and throw_type: errors.c (shared with tcp_md5.c). */
 
 #define CHECK(call)                                                                                \
   do {                                                                                             \

@@ -21,19 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static napi_value md5_errno(napi_env env, int err, const char *what) {
-  const char *name = strerrorname_np(err);
-  char msg[256];
-  snprintf(msg, sizeof msg, "%s: %s (%s)", what, strerror(err), name ? name : "E?");
-  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
-  return NULL;
-}
-
-static napi_value md5_type(napi_env env, const char *msg) {
-  napi_throw_type_error(env, "EINVAL", msg);
-  return NULL;
-}
+#include "errors.h"
 
 static int arg_string(napi_env env, napi_value v, char *buf, size_t len) {
   napi_valuetype t;
@@ -93,42 +81,42 @@ static int set_key(int fd, int family, const char *peer, const char *key, size_t
 static napi_value tcp_md5_sig(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return md5_type(env, "tcpMd5Sig(fd, peer, key): three arguments");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return throw_type(env, "tcpMd5Sig(fd, peer, key): three arguments");
   int32_t fd;
   char peer[64], key[TCP_MD5SIG_MAXKEYLEN + 2];
-  if (arg_int(env, argv[0], &fd) < 0 || fd < 0) return md5_type(env, "tcpMd5Sig: fd must be a non-negative integer");
-  if (arg_string(env, argv[1], peer, sizeof peer) < 0) return md5_type(env, "tcpMd5Sig: peer must be an IP address string");
+  if (arg_int(env, argv[0], &fd) < 0 || fd < 0) return throw_type(env, "tcpMd5Sig: fd must be a non-negative integer");
+  if (arg_string(env, argv[1], peer, sizeof peer) < 0) return throw_type(env, "tcpMd5Sig: peer must be an IP address string");
   int keylen = arg_string(env, argv[2], key, sizeof key);
-  if (keylen < 0) return md5_type(env, "tcpMd5Sig: key must be a string of at most 80 bytes");
+  if (keylen < 0) return throw_type(env, "tcpMd5Sig: key must be a string of at most 80 bytes");
   struct sockaddr_storage self;
   socklen_t slen = sizeof self;
-  if (getsockname(fd, (struct sockaddr *)&self, &slen) < 0) return md5_errno(env, errno, "tcpMd5Sig: getsockname");
+  if (getsockname(fd, (struct sockaddr *)&self, &slen) < 0) return throw_errno(env, errno, "tcpMd5Sig: getsockname");
   int err = set_key(fd, self.ss_family, peer, key, (size_t)keylen);
-  if (err) return md5_errno(env, err, "tcpMd5Sig: setsockopt(TCP_MD5SIG)");
+  if (err) return throw_errno(env, err, "tcpMd5Sig: setsockopt(TCP_MD5SIG)");
   return NULL;
 }
 
 static napi_value tcp_md5_connect(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return md5_type(env, "tcpMd5Connect(peer, port, local, key): four arguments");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) return throw_type(env, "tcpMd5Connect(peer, port, local, key): four arguments");
   char peer[64], local[64], key[TCP_MD5SIG_MAXKEYLEN + 2];
   int32_t port;
-  if (arg_string(env, argv[0], peer, sizeof peer) < 0) return md5_type(env, "tcpMd5Connect: peer must be an IP address string");
-  if (arg_int(env, argv[1], &port) < 0 || port <= 0 || port > 65535) return md5_type(env, "tcpMd5Connect: port must be 1..65535");
+  if (arg_string(env, argv[0], peer, sizeof peer) < 0) return throw_type(env, "tcpMd5Connect: peer must be an IP address string");
+  if (arg_int(env, argv[1], &port) < 0 || port <= 0 || port > 65535) return throw_type(env, "tcpMd5Connect: port must be 1..65535");
   napi_valuetype lt;
   napi_typeof(env, argv[2], &lt);
   int has_local = lt == napi_string;
-  if (has_local && arg_string(env, argv[2], local, sizeof local) < 0) return md5_type(env, "tcpMd5Connect: local must be an IP address string or null");
+  if (has_local && arg_string(env, argv[2], local, sizeof local) < 0) return throw_type(env, "tcpMd5Connect: local must be an IP address string or null");
   int keylen = arg_string(env, argv[3], key, sizeof key);
-  if (keylen < 0) return md5_type(env, "tcpMd5Connect: key must be a string of at most 80 bytes");
+  if (keylen < 0) return throw_type(env, "tcpMd5Connect: key must be a string of at most 80 bytes");
   int family = family_of_text(peer);
   struct sockaddr_storage to, from;
   socklen_t tolen, fromlen;
-  if (make_addr(peer, family, port, &to, &tolen) < 0) return md5_type(env, "tcpMd5Connect: peer is not an IP address");
-  if (has_local && make_addr(local, family, 0, &from, &fromlen) < 0) return md5_type(env, "tcpMd5Connect: local is not an address of the peer's family");
+  if (make_addr(peer, family, port, &to, &tolen) < 0) return throw_type(env, "tcpMd5Connect: peer is not an IP address");
+  if (has_local && make_addr(local, family, 0, &from, &fromlen) < 0) return throw_type(env, "tcpMd5Connect: local is not an address of the peer's family");
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return md5_errno(env, errno, "tcpMd5Connect: socket");
+  if (fd < 0) return throw_errno(env, errno, "tcpMd5Connect: socket");
   int err = 0;
   const char *what = "";
   if (has_local && bind(fd, (struct sockaddr *)&from, fromlen) < 0) { err = errno; what = "tcpMd5Connect: bind"; }
@@ -136,7 +124,7 @@ static napi_value tcp_md5_connect(napi_env env, napi_callback_info info) {
   if (!err && connect(fd, (struct sockaddr *)&to, tolen) < 0 && errno != EINPROGRESS) { err = errno; what = "tcpMd5Connect: connect"; }
   if (err) {
     close(fd);
-    return md5_errno(env, err, what);
+    return throw_errno(env, err, what);
   }
   napi_value r;
   napi_create_int32(env, fd, &r);
@@ -155,10 +143,10 @@ static int arg_only_fd(napi_env env, napi_callback_info info, int32_t *fd) {
 
 static napi_value tcp_connect_result(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (arg_only_fd(env, info, &fd) < 0) return md5_type(env, "tcpConnectResult(fd): fd must be a non-negative integer");
+  if (arg_only_fd(env, info, &fd) < 0) return throw_type(env, "tcpConnectResult(fd): fd must be a non-negative integer");
   struct pollfd p = { .fd = fd, .events = POLLOUT };
   int n = poll(&p, 1, 0);
-  if (n < 0) return md5_errno(env, errno, "tcpConnectResult: poll");
+  if (n < 0) return throw_errno(env, errno, "tcpConnectResult: poll");
   napi_value r;
   if (n == 0) {
     napi_get_boolean(env, false, &r);
@@ -166,15 +154,15 @@ static napi_value tcp_connect_result(napi_env env, napi_callback_info info) {
   }
   int soerr = 0;
   socklen_t len = sizeof soerr;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) return md5_errno(env, errno, "tcpConnectResult: getsockopt(SO_ERROR)");
-  if (soerr) return md5_errno(env, soerr, "connect");
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) return throw_errno(env, errno, "tcpConnectResult: getsockopt(SO_ERROR)");
+  if (soerr) return throw_errno(env, soerr, "connect");
   napi_get_boolean(env, true, &r);
   return r;
 }
 
 static napi_value close_fd(napi_env env, napi_callback_info info) {
   int32_t fd;
-  if (arg_only_fd(env, info, &fd) < 0) return md5_type(env, "closeFd(fd): fd must be a non-negative integer");
+  if (arg_only_fd(env, info, &fd) < 0) return throw_type(env, "closeFd(fd): fd must be a non-negative integer");
   close(fd);
   return NULL;
 }

@@ -9,6 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { nativeAddon, FramePool } from '../../src/dataplane/native';
+import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
 
 interface Message { frames: number; frame: Uint8Array; vnetHdr: Uint8Array | null }
 interface TestHooks {
@@ -19,19 +20,6 @@ const hooks = nativeAddon() as unknown as TestHooks;
 const pool = new FramePool(256);
 
 const ACK = 0x10, PSH = 0x08, SYN = 0x02, FIN = 0x01;
-const rd16 = (b: Uint8Array, o: number) => (b[o] << 8) | b[o + 1];
-const rd32 = (b: Uint8Array, o: number) => ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
-function wr16(b: Uint8Array, o: number, v: number) { b[o] = (v >>> 8) & 255; b[o + 1] = v & 255; }
-function wr32(b: Uint8Array, o: number, v: number) { wr16(b, o, v >>> 16); wr16(b, o + 2, v & 0xffff); }
-function sum16(b: Uint8Array, off: number, len: number, acc = 0): number {
-  for (let i = 0; i + 1 < len; i += 2) acc += (b[off + i] << 8) | b[off + i + 1];
-  if (len & 1) acc += b[off + len - 1] << 8;
-  return acc;
-}
-function fold(s: number): number {
-  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
-  return s;
-}
 const pseudo = (b: Uint8Array, l4len: number) => sum16(b, 26, 8) + 6 + l4len;
 
 /** One TCP/IPv4 segment with valid checksums (timestamps option: 32-byte TCP header). */

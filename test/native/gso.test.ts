@@ -15,6 +15,7 @@ import * as assert from 'uvu/assert';
 import { writeSync, closeSync } from 'node:fs';
 import { native, nativeAddon, FramePool, SLOT_SIZE, HEADROOM, DescFlag } from '../../src/dataplane/native';
 import { withNetns, waitFor, Netns } from '../helpers/netns';
+import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
 
 interface DeliverResult { n: number; done: number; gsoFrames: number; gsoSegments: number; gsoBad: number; gsoDropped: number; csumCompleted: number; truncated: number }
 interface TestHooks {
@@ -43,19 +44,6 @@ function vnetHdr(o: { flags?: number; gsoType?: number; hdrLen?: number; gsoSize
   return v;
 }
 
-function sum16(b: Uint8Array, off: number, len: number, acc = 0): number {
-  for (let i = 0; i + 1 < len; i += 2) acc += (b[off + i] << 8) | b[off + i + 1];
-  if (len & 1) acc += b[off + len - 1] << 8;
-  return acc;
-}
-function fold(s: number): number {
-  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
-  return s;
-}
-const rd16 = (b: Uint8Array, o: number) => (b[o] << 8) | b[o + 1];
-const rd32 = (b: Uint8Array, o: number) => ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
-function wr16(b: Uint8Array, o: number, v: number) { b[o] = (v >>> 8) & 255; b[o + 1] = v & 255; }
-function wr32(b: Uint8Array, o: number, v: number) { wr16(b, o, v >>> 16); wr16(b, o + 2, v & 0xffff); }
 
 function pseudoSum(b: Uint8Array, ip: number, proto: number, l4len: number): number {
   return sum16(b, ip + 12, 8) + proto + l4len;

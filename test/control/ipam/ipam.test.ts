@@ -135,7 +135,7 @@ test('disabled pools are skipped; no usable pool is a clear error', async () => 
   assert.equal((await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h', attrs: attrs('node1') })).ips, ['10.2.0.0']);
   const on = await kv.get(IPPOOL_PREFIX + 'on');
   await kv.update(IPPOOL_PREFIX + 'on', poolValue('on', '10.2.0.0/16', { disabled: true }), on!.modRevision);
-  assert.equal(await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h2', attrs: attrs('node1') }), { ips: [], errors: ['no enabled IPv4 pool selects node node1; enabled pools: none'] });
+  assert.equal(await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h2', attrs: attrs('node1') }), { ips: [], noPool: true, errors: ['no enabled IPv4 pool selects node node1; enabled pools: none'] });
   try {
     await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h3', pools: ['off'] });
     assert.unreachable('disabled pool requested');

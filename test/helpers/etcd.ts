@@ -6,6 +6,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Test } from 'uvu';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
 
 export const ETCD_BINARY = '/usr/bin/etcd';
 const HEALTHY_WITHIN_MS = 20_000;
@@ -139,5 +141,26 @@ export async function startEtcd(): Promise<EtcdServer> {
       rmSync(dataDir, { recursive: true, force: true });
       dirs.delete(dataDir);
     },
+  };
+}
+
+/**
+ * One etcd for a whole uvu test file: started before its first test, stopped after its last, with
+ * every client `open()` handed out closed first. Returns `open`: a new EtcdKv connection of its own.
+ */
+export function etcdForFile(suite: Test): () => EtcdKv {
+  let etcd: EtcdServer | null = null;
+  const stores: EtcdKv[] = [];
+  suite.before(async () => {
+    etcd = await startEtcd();
+  });
+  suite.after(async () => {
+    for (const s of stores) await s.close().catch(() => {});
+    await etcd?.stop();
+  });
+  return () => {
+    const kv = new EtcdKv({ endpoints: [etcd!.endpoint], timeoutMs: 20_000 });
+    stores.push(kv);
+    return kv;
   };
 }

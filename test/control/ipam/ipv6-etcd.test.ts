@@ -6,8 +6,7 @@ import * as assert from 'uvu/assert';
 import { Ipam } from '../../../src/control/ipam/ipam';
 import { affinityKey, blockKey } from '../../../src/control/ipam/keys';
 import { parseIp, parseNet } from '../../../src/control/ipam/net';
-import { EtcdKv } from '../../../src/control/kv/etcd-kv';
-import { EtcdServer, startEtcd } from '../../helpers/etcd';
+import { etcdForFile } from '../../helpers/etcd';
 import { assertClean, BlockCreateBarrier, setup } from './helpers';
 import { allocateMany, prepareScenario, releaseEven, SCENARIO_POOL6, verifyScenario } from './scenario';
 
@@ -15,22 +14,7 @@ const CLIENTS = 6;
 const NODES = 3;
 const PER_CLIENT = 100;
 
-let etcd: EtcdServer | null = null;
-const stores: EtcdKv[] = [];
-const open = (): EtcdKv => {
-  const kv = new EtcdKv({ endpoints: [etcd!.endpoint], timeoutMs: 20_000 });
-  stores.push(kv);
-  return kv;
-};
-
-test.before(async () => {
-  etcd = await startEtcd();
-});
-
-test.after(async () => {
-  for (const s of stores) await s.close().catch(() => {});
-  await etcd?.stop();
-});
+const open = etcdForFile(test);
 
 test(`etcd IPv6: ${CLIENTS} clients with their own connections on ${NODES} nodes: distinct, consistent, half released`, async () => {
   const admin = open();

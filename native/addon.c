@@ -25,6 +25,7 @@
 #include "ports.h"
 #include "gso.h"
 #include "gro.h"
+#include "uso.h"
 #include "errors.h"
 
 void tcp_md5_init(napi_env env, napi_value exports);
@@ -262,7 +263,7 @@ static void netns_leave(int home_ns) {
 static int spare_fits(const struct open_opts *s, const struct open_opts *o) {
   return o->bpf_len == 0 && s->ring == o->ring && s->ring_version == o->ring_version && s->ring_blocks == o->ring_blocks &&
          s->ring_block_size == o->ring_block_size && s->ignore_outgoing == o->ignore_outgoing &&
-         s->qdisc_bypass == o->qdisc_bypass && s->vnet_hdr == o->vnet_hdr && s->gro == o->gro &&
+         s->qdisc_bypass == o->qdisc_bypass && s->vnet_hdr == o->vnet_hdr && s->gro == o->gro && s->tx_gso == o->tx_gso &&
          s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
 }
 
@@ -371,6 +372,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.vnet_hdr = (int)v;
     if (opt_u32(env, opts, "gro", 0, &v)) return throw_type(env, "gro: boolean");
     o.gro = (int)v;
+    if (opt_u32(env, opts, "txGso", 0, &v)) return throw_type(env, "txGso: boolean");
+    o.tx_gso = (int)v;
     bool has = false;
     napi_has_named_property(env, opts, "bpf", &has);
     if (has) {
@@ -659,6 +662,9 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "rxCsumCompleted", (double)p->st.rx_csum_completed);
     set_num(env, o, "txGroFrames", (double)p->st.tx_gro_frames);
     set_num(env, o, "txGroSegments", (double)p->st.tx_gro_segments);
+    set_num(env, o, "txGsoFrames", (double)p->st.tx_gso_frames);
+    set_num(env, o, "txGsoSegments", (double)p->st.tx_gso_segments);
+    set_num(env, o, "txGsoRejected", (double)p->st.tx_gso_rejected);
   }
   if (p->last_errno) {
     napi_value s;
@@ -870,17 +876,22 @@ static napi_value offload_deliver_for_test(napi_env env, napi_callback_info info
  * coalescing (gro_span, gro_write_header: the code a pod port's send uses) on frames given from
  * JS, as if they were one batch for one port, and returns what each message would carry: the
  * number of input frames, the bytes after the vnet header (the merged frame, or the frame itself),
- * and the vnet header (null for a frame sent on its own). No syscall. */
-static napi_value gro_coalesce_for_test(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+ * and the vnet header (null for a frame sent on its own). No syscall.
+ * usoCoalesceForTest(frames, mtu) does the same with the underlay's VXLAN merging (uso_span,
+ * uso_write_header), `mtu` standing for the device's. */
+static napi_value coalesce_for_test(napi_env env, napi_callback_info info, int uso) {
+  const char *what = uso ? "usoCoalesceForTest" : "groCoalesceForTest";
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   bool isarr = false;
-  if (argc != 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr)
-    return throw_type(env, "groCoalesceForTest(frames: Uint8Array[])");
+  uint32_t mtu = 0;
+  if (argc < 1 || napi_is_array(env, argv[0], &isarr) != napi_ok || !isarr ||
+      (uso && (argc != 2 || napi_get_value_uint32(env, argv[1], &mtu) != napi_ok)))
+    return throw_type(env, uso ? "usoCoalesceForTest(frames: Uint8Array[], mtu: number)" : "groCoalesceForTest(frames: Uint8Array[])");
   uint32_t n = 0;
   napi_get_array_length(env, argv[0], &n);
-  if (n == 0 || n > MAX_BATCH) return throw_errno(env, ERANGE, "groCoalesceForTest");
+  if (n == 0 || n > MAX_BATCH) return throw_errno(env, ERANGE, what);
   static const uint8_t *f[MAX_BATCH];
   static uint32_t lens[MAX_BATCH];
   for (uint32_t k = 0; k < n; k++) {
@@ -888,7 +899,7 @@ static napi_value gro_coalesce_for_test(napi_env env, napi_callback_info info) {
     size_t len = 0;
     napi_get_element(env, argv[0], k, &e);
     f[k] = typed_data(env, e, napi_uint8_array, &len);
-    if (!f[k] || len == 0 || len > 0xffff) return throw_type(env, "groCoalesceForTest: each frame a non-empty Uint8Array");
+    if (!f[k] || len == 0 || len > 0xffff) return throw_type(env, "coalesce: each frame a non-empty Uint8Array");
     lens[k] = (uint32_t)len;
   }
   napi_value out;
@@ -896,7 +907,8 @@ static napi_value gro_coalesce_for_test(napi_env env, napi_callback_info info) {
   uint32_t nm = 0;
   for (uint32_t k = 0; k < n;) {
     struct gro_merge m;
-    uint32_t c = gro_span(f + k, lens + k, n - k, &m);
+    struct uso_merge u;
+    uint32_t c = uso ? uso_span(f + k, lens + k, n - k, mtu, &u) : gro_span(f + k, lens + k, n - k, &m);
     napi_value o, buf, vbuf, ab;
     napi_create_object(env, &o);
     set_num(env, o, "frames", c);
@@ -907,13 +919,15 @@ static napi_value gro_coalesce_for_test(napi_env env, napi_callback_info info) {
       napi_create_typedarray(env, napi_uint8_array, lens[k], ab, 0, &buf);
       napi_get_null(env, &vbuf);
     } else {
-      size_t total = m.hdrs + m.payload;
+      size_t hdrs = uso ? u.l4 + 8 : m.hdrs;
+      size_t total = hdrs + (uso ? u.payload : m.payload);
       napi_create_arraybuffer(env, total, &data, &ab);
       struct virtio_net_hdr vh;
-      gro_write_header(f[k], &m, data, &vh);
-      size_t at = m.hdrs;
+      if (uso) uso_write_header(f[k], &u, data, &vh);
+      else gro_write_header(f[k], &m, data, &vh);
+      size_t at = hdrs;
       for (uint32_t j = 0; j < c; j++) {
-        uint32_t plen, off = gro_payload(f[k + j], &m, &plen);
+        uint32_t plen, off = uso ? uso_payload(f[k + j], &u, &plen) : gro_payload(f[k + j], &m, &plen);
         memcpy((uint8_t *)data + at, f[k + j] + off, plen);
         at += plen;
       }
@@ -931,6 +945,9 @@ static napi_value gro_coalesce_for_test(napi_env env, napi_callback_info info) {
   }
   return out;
 }
+
+static napi_value gro_coalesce_for_test(napi_env env, napi_callback_info info) { return coalesce_for_test(env, info, 0); }
+static napi_value uso_coalesce_for_test(napi_env env, napi_callback_info info) { return coalesce_for_test(env, info, 1); }
 
 static napi_value vnet_tap_for_test(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -1003,6 +1020,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL },
     { "offloadDeliverForTest", NULL, offload_deliver_for_test, NULL, NULL, NULL, napi_default, NULL },
     { "groCoalesceForTest", NULL, gro_coalesce_for_test, NULL, NULL, NULL, napi_default, NULL },
+    { "usoCoalesceForTest", NULL, uso_coalesce_for_test, NULL, NULL, NULL, napi_default, NULL },
     { "vnetTapForTest", NULL, vnet_tap_for_test, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -15,6 +15,7 @@
 #include "ports.h"
 #include "gso.h"
 #include "gro.h"
+#include "uso.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -172,6 +173,7 @@ int port_prepare_packet(struct port *p, const struct open_opts *o) {
     if ((err = set_int(p->fd, SOL_PACKET, PACKET_VNET_HDR, 1))) return fail(p, err);
     p->vnet_len = VNET_HDR_LEN;
     p->gro = o->gro;
+    p->tx_gso = o->tx_gso ? TX_GSO_UDP | TX_GSO_TCP : 0;
   }
   if (o->bpf && o->bpf_len) {
     struct sock_fprog prog = { .len = (unsigned short)(o->bpf_len / sizeof(struct sock_filter)),
@@ -203,6 +205,14 @@ int port_prepare_packet(struct port *p, const struct open_opts *o) {
   return 0;
 }
 
+/* The device's MTU into p->mtu (0 when it cannot be read: then nothing is merged). */
+static void read_mtu(struct port *p) {
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, p->name, sizeof ifr.ifr_name - 1);
+  p->mtu = ioctl(p->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0 ? (uint32_t)ifr.ifr_mtu : 0;
+}
+
 /* Bind a prepared AF_PACKET port to its interface (microseconds: the socket had no protocol hook). */
 int port_bind_packet(struct port *p, const char *ifname, const struct open_opts *o) {
   int err;
@@ -216,6 +226,7 @@ int port_bind_packet(struct port *p, const char *ifname, const struct open_opts 
   sll.sll_protocol = htons(ETH_P_ALL);
   sll.sll_ifindex = p->ifindex;
   if (bind(p->fd, (struct sockaddr *)&sll, sizeof sll) < 0) return fail(p, -errno);
+  if (p->tx_gso) read_mtu(p);
   if (o->fanout_group > 0) {
     int arg = ((o->fanout_group - 1) & 0xffff) | (PACKET_FANOUT_HASH << 16);
     if ((err = set_int(p->fd, SOL_PACKET, PACKET_FANOUT, arg))) return fail(p, err);
@@ -690,8 +701,11 @@ static int xmit_fd_one(struct port *p, const uint8_t *buf, uint32_t len) {
 
 /* sendmmsg msgs[0 .. count) in as few calls as the kernel allows. Returns how many are dealt with
  * (sent, or rejected on their own: EMSGSIZE, ENETUNREACH... counted in tx_errors); fewer than count
- * means the kernel refused msgs[returned] and everything after it. */
-static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, const uint32_t *weight) {
+ * means the kernel refused msgs[returned] and everything after it. weight (NULL: 1 each) is the
+ * frames each message carries. With `rejected`, a message of several frames that fails on its own
+ * is not counted: the call stops there and *rejected says why (the caller sends those frames one by
+ * one); *rejected stays 0 otherwise. */
+static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, const uint32_t *weight, int *rejected) {
   uint32_t done = 0;
   while (done < count) {
     uint64_t t0 = now_ns(CLOCK_MONOTONIC);
@@ -712,6 +726,10 @@ static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, 
       break;
     }
     if (errno == EINTR) continue;
+    if (rejected && weight && weight[done] > 1) {
+      *rejected = errno;
+      break;
+    }
     /* The message at `done` failed on its own: count it and go on with the next. */
     p->st.tx_errors += weight ? weight[done] : 1;
     p->last_errno = errno;
@@ -752,20 +770,40 @@ struct gro_scratch {
   uint32_t len[MAX_BATCH];
   uint32_t start[MAX_BATCH];  /* message m begins at frame start[m] */
   uint32_t frames[MAX_BATCH]; /* and carries that many frames */
+  uint8_t kind[MAX_BATCH];    /* 0: a frame as it is; TX_GSO_UDP or TX_GSO_TCP: merged */
   struct virtio_net_hdr vh[MAX_BATCH];
-  uint8_t hdr[MAX_BATCH][GRO_HDR_MAX];
+  uint8_t hdr[MAX_BATCH][GRO_HDR_MAX > USO_HDR_MAX ? GRO_HDR_MAX : USO_HDR_MAX];
   struct iovec iov[MAX_BATCH * 2 + MAX_BATCH];
 };
 static __thread struct gro_scratch *gro_tls;
 
-/* Send with runs of one TCP flow's segments merged (gro.h): one message per run, its headers
- * rewritten in the scratch, the payloads read in place from the pool. Returns the index of the
- * first frame the kernel refused (count when none was); frames from there on go to the backlog
- * unmerged, in order. */
-static uint32_t send_gro(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+/* Send straight from the pool, one message per frame. Returns the index of the first frame the
+ * kernel refused (count when none was). */
+static uint32_t send_plain(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+  struct mmsg_scratch *s = p->scratch;
+  for (uint32_t k = 0; k < count; k++) {
+    uint32_t i = pl->txlist[first + k];
+    fill_msg(p, s, k, pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i], pl->d_len[i],
+             pl->d_addr[i], pl->d_aport[i]);
+  }
+  return xmit_mmsg(p, s->msgs, count, NULL, NULL);
+}
+
+/* How often (send calls) a tx_gso port re-reads its device's MTU. */
+#define MTU_REREAD_CALLS 4096
+
+/* Send with runs merged: on a pod port (gro), one TCP flow's segments as a GRO super-frame; on an
+ * underlay port (tx_gso), one outer flow's VXLAN datagrams as a UDP GSO message (uso.h) and one
+ * TCP flow's segments as a TCP GSO one. One message per run, its headers rewritten in the scratch,
+ * the payloads read in place from the pool. Returns the index of the first frame the kernel
+ * refused (count when none was); frames from there on go to the backlog unmerged, in order. When
+ * the kernel rejects a merged message on its own, its frames and the rest of the batch are sent
+ * one by one (after EINVAL, the kernel does not take that GSO type: the port stops merging it). */
+static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
   struct gro_scratch *g = gro_tls ? gro_tls : (gro_tls = malloc(sizeof *gro_tls));
   struct mmsg_scratch *s = p->scratch;
   if (!g) return UINT32_MAX;
+  if (p->tx_gso && p->st.tx_calls % MTU_REREAD_CALLS == 0) read_mtu(p);
   for (uint32_t k = 0; k < count; k++) {
     uint32_t i = pl->txlist[first + k];
     g->f[k] = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i];
@@ -773,22 +811,44 @@ static uint32_t send_gro(struct port *p, struct pool *pl, uint32_t first, uint32
   }
   uint32_t nm = 0, niov = 0;
   for (uint32_t k = 0; k < count;) {
-    struct gro_merge m;
-    uint32_t c = gro_span(g->f + k, g->len + k, count - k, &m);
+    uint32_t c = 1;
     struct msghdr *mh = &s->msgs[nm].msg_hdr;
     memset(mh, 0, sizeof *mh);
     mh->msg_iov = &g->iov[niov];
+    g->kind[nm] = 0;
+    if (p->tx_gso & TX_GSO_UDP) {
+      struct uso_merge u;
+      c = uso_span(g->f + k, g->len + k, count - k, p->mtu, &u);
+      if (c > 1) {
+        uso_write_header(g->f[k], &u, g->hdr[nm], &g->vh[nm]);
+        g->iov[niov++] = (struct iovec){ &g->vh[nm], p->vnet_len };
+        g->iov[niov++] = (struct iovec){ g->hdr[nm], u.l4 + 8 };
+        for (uint32_t j = 0; j < c; j++) {
+          uint32_t plen, at = uso_payload(g->f[k + j], &u, &plen);
+          g->iov[niov++] = (struct iovec){ (void *)(g->f[k + j] + at), plen };
+        }
+        g->kind[nm] = TX_GSO_UDP;
+      }
+    }
+    if (c == 1 && (p->gro || (p->tx_gso & TX_GSO_TCP))) {
+      struct gro_merge m;
+      c = gro_span(g->f + k, g->len + k, count - k, &m);
+      /* underlay: every segment within the device MTU, as it would have had to be alone */
+      if (c > 1 && !p->gro && 20 + (m.hdrs - 34) + m.mss > p->mtu) c = 1;
+      if (c > 1) {
+        gro_write_header(g->f[k], &m, g->hdr[nm], &g->vh[nm]);
+        g->iov[niov++] = (struct iovec){ &g->vh[nm], p->vnet_len };
+        g->iov[niov++] = (struct iovec){ g->hdr[nm], m.hdrs };
+        for (uint32_t j = 0; j < c; j++) {
+          uint32_t plen, at = gro_payload(g->f[k + j], &m, &plen);
+          g->iov[niov++] = (struct iovec){ (void *)(g->f[k + j] + at), plen };
+        }
+        g->kind[nm] = TX_GSO_TCP;
+      }
+    }
     if (c == 1) {
       g->iov[niov++] = (struct iovec){ &vnet_plain, p->vnet_len };
       g->iov[niov++] = (struct iovec){ (void *)g->f[k], g->len[k] };
-    } else {
-      gro_write_header(g->f[k], &m, g->hdr[nm], &g->vh[nm]);
-      g->iov[niov++] = (struct iovec){ &g->vh[nm], p->vnet_len };
-      g->iov[niov++] = (struct iovec){ g->hdr[nm], m.hdrs };
-      for (uint32_t j = 0; j < c; j++) {
-        uint32_t plen, at = gro_payload(g->f[k + j], &m, &plen);
-        g->iov[niov++] = (struct iovec){ (void *)(g->f[k + j] + at), plen };
-      }
     }
     mh->msg_iovlen = (size_t)(&g->iov[niov] - mh->msg_iov);
     g->start[nm] = k;
@@ -796,11 +856,27 @@ static uint32_t send_gro(struct port *p, struct pool *pl, uint32_t first, uint32
     nm++;
     k += c;
   }
-  uint32_t done = xmit_mmsg(p, s->msgs, nm, g->frames);
+  int rejected = 0;
+  uint32_t done = xmit_mmsg(p, s->msgs, nm, g->frames, &rejected);
   for (uint32_t m = 0; m < done; m++) {
-    if (g->frames[m] < 2) continue;
-    p->st.tx_gro_frames++;
-    p->st.tx_gro_segments += g->frames[m];
+    if (!g->kind[m]) continue;
+    if (g->kind[m] == TX_GSO_TCP && p->gro) {
+      p->st.tx_gro_frames++;
+      p->st.tx_gro_segments += g->frames[m];
+    } else {
+      p->st.tx_gso_frames++;
+      p->st.tx_gso_segments += g->frames[m];
+    }
+  }
+  if (done < nm && rejected) {
+    p->st.tx_gso_rejected++;
+    p->last_errno = rejected;
+    if (rejected == EINVAL) {
+      if (g->kind[done] == TX_GSO_TCP && p->gro) p->gro = 0;
+      else p->tx_gso &= ~g->kind[done];
+    }
+    uint32_t at = g->start[done];
+    return at + send_plain(p, pl, first + at, count - at);
   }
   return done < nm ? g->start[done] : count;
 }
@@ -815,17 +891,11 @@ static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uin
     }
     return count;
   }
-  if (p->gro && count > 1) {
-    uint32_t r = send_gro(p, pl, first, count);
+  if ((p->gro || p->tx_gso) && count > 1) {
+    uint32_t r = send_coalesced(p, pl, first, count);
     if (r != UINT32_MAX) return r;
   }
-  struct mmsg_scratch *s = p->scratch;
-  for (uint32_t k = 0; k < count; k++) {
-    uint32_t i = pl->txlist[first + k];
-    fill_msg(p, s, k, pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i], pl->d_len[i],
-             pl->d_addr[i], pl->d_aport[i]);
-  }
-  return xmit_mmsg(p, s->msgs, count, NULL);
+  return send_plain(p, pl, first, count);
 }
 
 uint32_t port_flush(struct port *p) {
@@ -840,7 +910,7 @@ uint32_t port_flush(struct port *p) {
       uint32_t pos = txq_pos(q, k);
       fill_msg(p, s, k, txq_data(q, pos), q->len[pos], q->addr[pos], q->aport[pos]);
     }
-    done = xmit_mmsg(p, s->msgs, n, NULL);
+    done = xmit_mmsg(p, s->msgs, n, NULL, NULL);
   }
   if (done) txq_pop(p, done);
   return done;

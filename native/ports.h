@@ -42,6 +42,11 @@ struct port_stats {
   /* transmit coalescing towards pods (gro.h) */
   uint64_t tx_gro_frames;     /* super-frames sent */
   uint64_t tx_gro_segments;   /* frames they carried (counted in tx_packets too) */
+  /* transmit GSO on the underlay (uso.h; gro.h for TCP): super-frames the kernel segments */
+  uint64_t tx_gso_frames;     /* merged messages sent */
+  uint64_t tx_gso_segments;   /* frames they carried (counted in tx_packets too) */
+  uint64_t tx_gso_rejected;   /* merged messages the kernel rejected on their own: their frames
+                                 and the rest of the batch went out one by one */
   /* where a forwarded frame's time goes (one sample per batch, a clock read each: see README) */
   uint64_t rx_wait_ns, rx_wait_samples; /* V2 ring: kernel receive timestamp of a batch's first
                                            frame to the recv that takes it (wake-up + queueing) */
@@ -78,6 +83,9 @@ struct port {
    * every frame sent is preceded by one (all zero: a plain frame). 0 = no vnet header. */
   uint32_t vnet_len;
   int gro;            /* vnet header: coalesce TCP segments of a flow into super-frames on send */
+  int tx_gso;         /* vnet header: TX_GSO_* kinds of runs sent as one GSO message (underlay) */
+  uint32_t mtu;       /* the device's MTU (tx_gso ports, re-read now and then): no merged datagram
+                         may be one the kernel would have refused alone */
   uint32_t gso_next;  /* next segment of the super-frame being delivered (0 = none in progress) */
   /* TPACKET_V2: a frame too big for a ring slot is also queued whole on the socket
    * (PACKET_COPY_THRESH, TP_STATUS_COPY); it is read into this buffer (RX_BIG bytes) */
@@ -133,7 +141,12 @@ struct open_opts {
   int reuseport;         /* UDP: SO_REUSEPORT */
   int vnet_hdr;          /* AF_PACKET: PACKET_VNET_HDR (receive offloaded frames whole, see gso.h) */
   int gro;               /* AF_PACKET with vnet_hdr: send TCP runs as super-frames (gro.h) */
+  int tx_gso;            /* AF_PACKET with vnet_hdr: send VXLAN and TCP runs as GSO messages (uso.h) */
 };
+
+/* port.tx_gso: which runs are merged (a kind the kernel rejected is turned off) */
+#define TX_GSO_UDP 1 /* VXLAN datagrams of one outer flow: UDP_L4 (uso.h) */
+#define TX_GSO_TCP 2 /* TCP/IPv4 segments of one flow (direct routing): TCPV4 (gro.h) */
 
 /* Each returns 0 or -errno; on success *p is filled. */
 int port_open_tuntap(struct port *p, const char *name, int tap, const struct open_opts *o);

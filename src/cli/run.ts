@@ -37,6 +37,8 @@ export interface RunOptions {
   qdiscBypass?: boolean;
   /** Coalesce TCP segments sent to pods into super-frames (default true). */
   gro?: boolean;
+  /** Send VXLAN datagram runs on the underlay as UDP GSO messages (transmit GSO, default true). */
+  txGso?: boolean;
   /** Forwarding workers (1 = the main thread alone). */
   workers?: number;
   /** This node's address with its prefix, registered in a writable datastore (else first-found). */
@@ -180,7 +182,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
     };
     const eng = new Engine({
-      batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, gro: opts.gro, log,
+      batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, log,
       worker: { index: 0, count },
       onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
     });
@@ -240,7 +242,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, gro: opts.gro, logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; mac?: number[]; message?: string }) => {
           if (taps.handle(index, m)) return;

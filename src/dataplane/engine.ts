@@ -38,6 +38,9 @@ export interface EngineOptions {
   qdiscBypass?: boolean;
   /** Pod ports: send runs of one TCP flow's segments as one super-frame (native/gro.c; default true). */
   gro?: boolean;
+  /** Underlay port: send runs of VXLAN datagrams of one outer flow (and of one TCP flow's segments,
+   * direct routing) as one GSO message the kernel segments (native/uso.c; default true). */
+  txGso?: boolean;
   /**
    * This engine is worker `index` of `count` (worker_threads, one engine each). With count > 1 the
    * veth and underlay sockets join a PACKET_FANOUT group per interface and the VXLAN socket uses
@@ -95,6 +98,7 @@ export class Engine {
   private readonly ringVersion: 2 | 3;
   private readonly qdiscBypass: boolean;
   private readonly gro: boolean;
+  private readonly txGso: boolean;
   private readonly worker: { index: number; count: number };
   private readonly shareNeighbor: (ip: number, mac: Uint8Array) => void;
   private model: NodeDataplaneModel | null = null;
@@ -129,6 +133,7 @@ export class Engine {
     this.ringVersion = opts.ringVersion ?? 2;
     this.qdiscBypass = opts.qdiscBypass ?? false;
     this.gro = opts.gro ?? true;
+    this.txGso = opts.txGso ?? true;
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
@@ -233,7 +238,7 @@ export class Engine {
           linkUp(HOST_PORT_NAME);
         }
       }
-      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp, { ipv6: model.v6.ip6 !== null }), sndbuf: 4 << 20, fanoutGroup: this.fanout(ul.name) });
+      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp, { ipv6: model.v6.ip6 !== null }), sndbuf: 4 << 20, txGso: this.txGso, fanoutGroup: this.fanout(ul.name) });
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
       this.closeInfra();
@@ -600,6 +605,7 @@ export class Engine {
         rxWaitNs: st.rxWaitNs ?? 0, rxWaitSamples: st.rxWaitSamples ?? 0, jsNs: st.jsNs ?? 0, jsSamples: st.jsSamples ?? 0,
         txSyscallNs: st.txSyscallNs ?? 0, txSyscalls: st.txSyscalls ?? 0,
         ...(st.txGroFrames ? { txGroFrames: st.txGroFrames, txGroSegments: st.txGroSegments } : {}),
+        ...(st.txGsoFrames || st.txGsoRejected ? { txGsoFrames: st.txGsoFrames, txGsoSegments: st.txGsoSegments, txGsoRejected: st.txGsoRejected } : {}),
         ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });

@@ -43,6 +43,11 @@ export interface PortOptions {
    * segments of one flow in a batch go out as one super-frame with a virtio_net_hdr (TCPV4,
    * gso_size, partial checksum), as the kernel's GRO hands them to a pod. For pod ports. */
   gro?: boolean;
+  /** AF_PACKET with vnetHdr: transmit GSO (native/uso.c, gro.c). Consecutive VXLAN datagrams of one
+   * outer flow in a batch go out as one UDP GSO message (UDP_L4), and in-order TCP/IPv4 segments of
+   * one flow as one TCPV4 message; the kernel carries each as one skb and segments it at the device
+   * (in software when the device cannot). For the underlay port. */
+  txGso?: boolean;
   /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */
   bpf?: Uint8Array;
   /** UDP/raw: local IPv4 address as uint32 (0 = any). */
@@ -69,6 +74,9 @@ export interface PortStats {
   rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number;
   /** AF_PACKET with gro: super-frames sent, and the frames they carried (in txPackets too). */
   txGroFrames?: number; txGroSegments?: number;
+  /** AF_PACKET with txGso: GSO messages sent, the frames they carried (in txPackets too), and
+   * merged messages the kernel rejected on their own (their frames then went one by one). */
+  txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number;
   /** Where time goes, one sample per batch: V2 ring kernel receive stamp -> recv (rxWait), end of
    * the thread's last recv -> this port's send (js), inside sendmmsg (txSyscall); ns summed. */
   rxWaitNs?: number; rxWaitSamples?: number; jsNs?: number; jsSamples?: number; txSyscallNs?: number; txSyscalls?: number;

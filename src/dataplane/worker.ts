@@ -11,7 +11,7 @@ import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; qdiscBypass?: boolean; gro?: boolean; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
@@ -22,6 +22,7 @@ if (parentPort) {
     ringVersion: init.ringVersion,
     qdiscBypass: init.qdiscBypass,
     gro: init.gro,
+    txGso: init.txGso,
     manageHost: false,
     worker: { index: init.index, count: init.count },
     log,

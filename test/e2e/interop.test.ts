@@ -113,7 +113,11 @@ test('the traffic really crossed the kernel VXLAN device; podway dropped nothing
   // Bytes, not packets: the pods' offloads are on, so the kernel's VXLAN device counts a TSO
   // super-frame as one packet. Each direction carried at least one 4 MiB transfer.
   assert.ok(st.rx.bytes > 4 * MB && st.tx.bytes > 4 * MB, `vxlan.calico stats ${JSON.stringify(st)}`);
-  const c = (await controlRequest(lab!.node('node1').control, { cmd: 'counters' })) as { reasons: Record<string, number> };
+  const c = (await controlRequest(lab!.node('node1').control, { cmd: 'counters' })) as { reasons: Record<string, number>; ports: { port: string; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }[] };
+  // podway's VXLAN went out as UDP GSO sends (transmit GSO, on by default): the kernel segmented
+  // them and node2's kernel vxlan took the datagrams (with their filled outer UDP checksum)
+  const ul = c.ports.find((p) => p.port.startsWith('underlay('));
+  assert.ok((ul?.txGsoFrames ?? 0) > 0 && (ul?.txGsoRejected ?? 0) === 0, `node1 underlay ${JSON.stringify(ul)}`);
   // Allowed: the pods' own IPv6 link traffic (their link-local DAD, MLD reports and the gateway's
   // NS/RS, which podway answers or counts; this lab has no IPv6 addresses) and podway's own
   // ARP/ICMP work. Anything else (unknown tunnel source, not our MAC, bad VXLAN, checksum...) is a bug.
@@ -122,6 +126,21 @@ test('the traffic really crossed the kernel VXLAN device; podway dropped nothing
   const allowed = new Set(['unsupported_ethertype', 'arp_replied', 'arp_learned', 'icmp_sent', 'to_host', 'csum_completed', 'ndp_replied', 'ndp_not_gateway', 'multicast6']);
   const bad = Object.entries(c.reasons).filter(([k]) => !allowed.has(k));
   assert.equal(bad, [], JSON.stringify(c.reasons));
+});
+
+test('with --no-tx-gso: node1 sends every VXLAN datagram on its own; TCP both ways still sha256 equal', async () => {
+  await lab!.stopPodway('node1');
+  await lab!.startPodway('node1', undefined, ['--no-tx-gso']);
+  const n2block = lab!.node('node2').block;
+  assert.ok(await until(async () => (await kindOf(lab!.node('node1'), n2block)) === 'vxlan', 10_000), 'vxlan route back');
+  for (const [a, b] of [['web-1', 'web-2'], ['web-2', 'web-1']]) {
+    const t = await tcpTransfer(lab!, a, b, 4 * MB);
+    assert.is(t.received.bytes, 4 * MB);
+    assert.is(t.received.sha256, t.sent.sha256);
+  }
+  const c = (await controlRequest(lab!.node('node1').control, { cmd: 'counters' })) as { ports: { port: string; tx: number; txGsoFrames?: number }[] };
+  const ul = c.ports.find((p) => p.port.startsWith('underlay('));
+  assert.ok(ul && ul.tx > 0 && (ul.txGsoFrames ?? 0) === 0, `node1 underlay ${JSON.stringify(ul)}`);
   ok = true;
 });
 

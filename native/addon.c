@@ -62,6 +62,7 @@ struct addon {
    * thread, so opening a pod's port is a bind, not an RCU grace period on the forwarding thread. */
   struct spare *spares[MAX_SPARES];
   int nspares, spares_pending;
+  int closes_pending; /* ports handed to a worker thread to release (see close_port) */
 };
 
 struct spare {
@@ -285,6 +286,8 @@ static void spare_execute(napi_env env, void *data) {
   s->err = port_prepare_packet(&s->port, &s->opts);
 }
 
+static void release_async(napi_env env, struct addon *a, struct port *p);
+
 static void spare_complete(napi_env env, napi_status status, void *data) {
   struct spare *s = data;
   struct addon *a = s->a;
@@ -294,7 +297,7 @@ static void spare_complete(napi_env env, napi_status status, void *data) {
     a->spares[a->nspares++] = s;
     return;
   }
-  if (s->err == 0) port_close(&s->port);
+  if (s->err == 0) release_async(env, a, &s->port);
   free(s);
 }
 
@@ -582,6 +585,66 @@ static void on_retry(uv_timer_t *t) {
   flush_backlog(pl);
 }
 
+/* ---- close: AF_PACKET ports are released on a libuv worker thread ---------------------------
+ *
+ * Releasing an AF_PACKET socket waits in the kernel for an RCU grace period (packet_release calls
+ * synchronize_net; ~30 ms on this VM under load), which on the forwarding thread stalls every other
+ * pod. So close() takes the port out of the table at once (poller closed, which also removes the fd
+ * from libuv's epoll set; id free for reuse; recv/send/stats on the id throw EBADF; the backlog is
+ * dropped with it; a drop-all filter stops the kernel filling its ring) and hands the port's own
+ * resources, moved into a heap copy, to a worker thread (napi async work: uv_queue_work), which
+ * closes the fd, unmaps the ring and frees the buffers. The copy holds no pointer into the pool or
+ * the table, so a new port in the same slot, a new pool, or the addon's teardown cannot race it.
+ *
+ * Exit with closes pending: the queued work keeps the event loop alive, so a normal exit (and a
+ * worker_thread's teardown, which drains queued work before the addon is finalized) waits for the
+ * fds to close; process.exit() does not wait, and the kernel closes them with the process. */
+struct closing {
+  struct port port;
+  napi_async_work work;
+  struct addon *a;
+  int done; /* execute ran (set on the worker, read in complete after libuv's hand-back) */
+};
+
+static void closing_execute(napi_env env, void *data) {
+  (void)env;
+  struct closing *c = data;
+  port_close(&c->port);
+  c->done = 1;
+}
+
+static void closing_complete(napi_env env, napi_status status, void *data) {
+  (void)status;
+  struct closing *c = data;
+  if (!c->done) port_close(&c->port); /* cancelled before it ran: release here */
+  c->a->closes_pending--;
+  napi_delete_async_work(env, c->work);
+  free(c);
+}
+
+/* Move p's resources to a worker thread to release; p is left closed and empty either way (if no
+ * work can be queued, it is released here, synchronously). */
+static void release_async(napi_env env, struct addon *a, struct port *p) {
+  struct closing *c = calloc(1, sizeof *c);
+  if (c) {
+    c->port = *p;
+    c->a = a;
+    napi_value name;
+    napi_create_string_utf8(env, "podway:closePort", NAPI_AUTO_LENGTH, &name);
+    if (napi_create_async_work(env, NULL, name, closing_execute, closing_complete, c, &c->work) == napi_ok) {
+      if (napi_queue_async_work(env, c->work) == napi_ok) {
+        a->closes_pending++;
+        memset(p, 0, sizeof *p);
+        p->fd = -1;
+        return;
+      }
+      napi_delete_async_work(env, c->work);
+    }
+    free(c);
+  }
+  port_close(p);
+}
+
 static napi_value close_port(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
   size_t argc = 1;
@@ -589,10 +652,26 @@ static napi_value close_port(napi_env env, napi_callback_info info) {
   uint32_t id;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (arg_u32(env, argv[0], &id) < 0 || id >= MAX_PORTS) return throw_type(env, "close: port id");
-  if (!a->ports[id].in_use) return NULL; /* closing twice is harmless */
+  struct port *p = &a->ports[id];
+  if (!p->in_use) return NULL; /* closing twice is harmless */
   poller_release(env, a, id);
-  port_close(&a->ports[id]); /* frees the backlog too */
+  a->bound_port[id] = 0;
+  if (p->kind != PORT_PACKET) {
+    /* TAP/TUN (a non-persistent device goes with its fd, and callers expect it gone), UDP, raw:
+     * closed here, as before. */
+    port_close(p); /* frees the backlog too */
+    return NULL;
+  }
+  port_drop_backlog(p, 0); /* its frames go with the port, never flushed later */
+  port_stop_rx(p);
+  release_async(env, a, p);
   return NULL;
+}
+
+/* pendingCloses() -> ports whose release on a worker thread has not completed yet. */
+static napi_value pending_closes(napi_env env, napi_callback_info info) {
+  (void)info;
+  return ret_u32(env, (uint32_t)get_addon(env)->closes_pending);
 }
 
 /* ---- batch moves ------------------------------------------------------------------------ */
@@ -1011,6 +1090,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "openRaw", NULL, open_raw, NULL, NULL, NULL, napi_default, NULL },
     { "preparePacket", NULL, prepare_packet, NULL, NULL, NULL, napi_default, NULL },
     { "close", NULL, close_port, NULL, NULL, NULL, napi_default, NULL },
+    { "pendingCloses", NULL, pending_closes, NULL, NULL, NULL, napi_default, NULL },
     { "recv", NULL, recv_batch, NULL, NULL, NULL, napi_default, NULL },
     { "send", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL },
     { "stats", NULL, port_stats, NULL, NULL, NULL, napi_default, NULL },

@@ -286,6 +286,15 @@ int port_open_raw(struct port *p, const struct open_opts *o) {
   return 0;
 }
 
+/* A drop-everything classic BPF filter: the socket stops taking frames at once (the old filter, if
+ * any, is freed after a grace period by call_rcu, so nothing here waits). Best effort. */
+void port_stop_rx(struct port *p) {
+  if (p->kind != PORT_PACKET || p->fd < 0) return;
+  struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
+  struct sock_fprog prog = { .len = 1, .filter = &drop };
+  (void)setsockopt(p->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+}
+
 void port_close(struct port *p) {
   if (p->ring) munmap(p->ring, p->ring_len);
   if (p->fd >= 0) close(p->fd);

@@ -156,7 +156,13 @@ int port_prepare_packet(struct port *p, const struct open_opts *o);
 int port_bind_packet(struct port *p, const char *ifname, const struct open_opts *o);
 int port_open_udp(struct port *p, const struct open_opts *o, uint16_t *bound_port);
 int port_open_raw(struct port *p, const struct open_opts *o);
+/* Release everything the port holds (fd, ring mapping, buffers, backlog). Touches only the port
+ * itself, never the pool, so it may run on another thread once the port is out of the table. An
+ * AF_PACKET socket with a ring waits here for an RCU grace period (tens of ms, see addon.c). */
 void port_close(struct port *p);
+/* AF_PACKET: attach a filter that drops every frame, so the kernel stops filling the ring of a
+ * port whose close is still pending. Never blocks; other kinds: nothing. */
+void port_stop_rx(struct port *p);
 
 /* Receive up to max frames into descriptors [first, first+max). Returns count or -errno. */
 int port_recv(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max);

@@ -101,6 +101,9 @@ export interface PacketIO {
   preparePacket?(opts: PortOptions): boolean;
   openUdp(opts: PortOptions): number;
   openRaw(opts: PortOptions): number;
+  /** Detach and close a port: when it returns the id is free, nothing more is received or sent on
+   * it (a transmit backlog is dropped) and its counters are gone. An AF_PACKET port's fd and ring
+   * are released on a worker thread (native/README.md), so the call never waits for the kernel. */
   close(port: number): void;
   recv(port: number, first: number, max: number): number;
   send(port: number, first: number, count: number): number;

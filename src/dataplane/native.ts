@@ -18,6 +18,8 @@ type NativeAddon = Omit<PacketIO, 'setPool'> & {
   setPool(pool: ArrayBuffer, slotSize: number, headroom: number, slot: Uint32Array, off: Uint16Array,
     len: Uint16Array, port: Uint16Array, flags: Uint16Array, addr: Uint32Array, aport: Uint16Array, txList: Uint32Array): void;
   peerCred(fd: number): { pid: number; uid: number; gid: number };
+  /** AF_PACKET ports closed whose fd and ring a worker thread has not released yet. */
+  pendingCloses(): number;
 };
 
 function loadAddon(): NativeAddon {

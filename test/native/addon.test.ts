@@ -7,6 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, FramePool, HEADROOM, DescFlag, errnoOf } from '../../src/dataplane/native';
 import { withNetns, veth, waitFor, Netns, ip, sh, sleep } from '../helpers/netns';
+import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 
 const pool = new FramePool(512);
 const b = pool.bytes;
@@ -315,6 +317,119 @@ test('preparePacket: ports prepared ahead (at most 2) are bound by openPacket wi
       sh('ip', ['link', 'del', host], { allowFail: true });
     }
   });
+});
+
+/** File descriptors open in this process now. */
+const openFds = () => readdirSync('/proc/self/fd').length;
+/** Packet-ring mappings in this process now (an AF_PACKET ring maps as a socket). */
+const ringMaps = () => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('socket:')).length;
+
+test('close: an AF_PACKET port with a ring is gone when close() returns; its fd and ring are released on a worker thread', async () => {
+  await withNetns(['clo'], async ([A]) => {
+    // Two uniquely named veths with their host ends here (AF_PACKET ports open in this namespace).
+    const t = Math.random().toString(36).slice(2, 7);
+    const hosts = [`pwc${t}a`, `pwc${t}b`];
+    hosts.forEach((h, k) => ip('link', 'add', h, 'type', 'veth', 'peer', 'name', `clo${k}`, 'netns', A.name));
+    try {
+      hosts.forEach((h, k) => {
+        ip('link', 'set', h, 'up');
+        A.ip('link', 'set', `clo${k}`, 'up');
+        A.ip('addr', 'add', `10.207.${k}.1/24`, 'dev', `clo${k}`);
+        A.ip('neigh', 'add', `10.207.${k}.2`, 'lladdr', '02:00:00:00:00:02', 'dev', `clo${k}`);
+      });
+      const opts = { ring: true, ringVersion: 2 as const, ringBlocks: 4 };
+      assert.ok(await waitFor(() => native.pendingCloses() === 0, 5000), 'no close pending from earlier tests');
+      const fds0 = openFds();
+      const maps0 = ringMaps();
+      const tx = native.openUdp({ netns: A.path, port: 0 });
+      /** A datagram from the namespace out of veth k; true when `port` received it. */
+      const sendVia = (k: number, dport: number) => {
+        pool.len[0] = 20; pool.addr[0] = ip4(`10.207.${k}.2`); pool.aport[0] = dport; pool.txList[0] = 0;
+        assert.is(native.send(tx, 0, 1), 1);
+      };
+      const received = async (port: number, dport: number) => {
+        let got = false;
+        await waitFor(() => {
+          const n = native.recv(port, 10, 8);
+          for (let i = 0; i < n; i++) if (get16(pool.start(10 + i) + 12) === 0x0800 && get16(pool.start(10 + i) + 14 + 22) === dport) got = true;
+          return got;
+        }, 1000);
+        return got;
+      };
+      try {
+        const p = native.openPacket(hosts[0], opts);
+        let wakeups = 0;
+        native.poll(p, () => { wakeups++; });
+        sendVia(0, 7001);
+        assert.ok(await received(p, 7001), 'the port received before the close');
+        const pending = native.pendingCloses();
+        native.close(p);
+        // Detached at once: the release waits for the worker thread, whose completion runs on this
+        // (JS) thread, so it cannot have completed before we yield.
+        assert.is(native.pendingCloses(), pending + 1, 'the release is queued, not done in the call');
+        for (const call of [() => native.recv(p, 0, 1), () => native.send(p, 0, 1), () => native.stats(p), () => native.info(p)])
+          assert.throws(call, /no such open port/);
+        native.close(p); // a second close is harmless
+        const w = wakeups;
+        sendVia(0, 7002);
+        await sleep(50);
+        assert.is(wakeups, w, 'no readiness callback after the close');
+        // The id is reused by the next port (the lowest free slot): it is bound to the other veth,
+        // and neither the closed socket's frames nor anything sent to the first veth reach it.
+        const q = native.openPacket(hosts[1], opts);
+        try {
+          assert.is(q, p, 'the id was free at once');
+          assert.is(native.info(q).name, hosts[1]);
+          sendVia(0, 7003);
+          assert.not.ok(await received(q, 7003), 'nothing from the closed port\'s interface');
+          sendVia(1, 7004);
+          assert.ok(await received(q, 7004), 'the new port receives its own interface');
+          assert.is(native.stats(q).rxPackets >= 1, true);
+        } finally {
+          native.close(q);
+        }
+        assert.ok(await waitFor(() => native.pendingCloses() === 0, 5000), 'both releases completed');
+        // Many cycles without waiting in between: every fd and ring mapping comes back.
+        for (let k = 0; k < 40; k++) {
+          const c = native.openPacket(hosts[k & 1], opts);
+          native.poll(c, () => {});
+          native.close(c);
+        }
+        assert.ok(native.pendingCloses() > 0, 'closes queued behind each other');
+        assert.ok(await waitFor(() => native.pendingCloses() === 0, 10_000), `pending ${native.pendingCloses()}`);
+      } finally {
+        native.close(tx);
+      }
+      assert.is(openFds(), fds0, 'no fd left open');
+      assert.is(ringMaps(), maps0, 'no ring left mapped');
+    } finally {
+      for (const h of hosts) sh('ip', ['link', 'del', h], { allowFail: true });
+    }
+  });
+});
+
+test('close: a process exits cleanly with releases still pending (natural exit waits for them, process.exit does not need to)', async () => {
+  const host = `pwx${Math.random().toString(36).slice(2, 8)}`;
+  ip('link', 'add', host, 'type', 'veth', 'peer', 'name', `${host}p`);
+  try {
+    ip('link', 'set', host, 'up');
+    const mod = JSON.stringify(require.resolve('../../src/dataplane/native'));
+    for (const ending of ['', 'process.exit(7);']) {
+      // Each child closes ports and ends at once; a natural end prints how many releases were
+      // still pending when it started to end and which ran before the loop emptied.
+      const script = `const {native}=require(${mod});const o={ring:true,ringVersion:2,ringBlocks:4};` +
+        `for(let i=0;i<8;i++){const p=native.openPacket(${JSON.stringify(host)},o);native.poll(p,()=>{});native.close(p);}` +
+        `const n=native.pendingCloses();process.on('exit',()=>console.log(n,native.pendingCloses()));${ending}`;
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+      assert.is(r.status, ending ? 7 : 0, `exit status (stderr: ${r.stderr})`);
+      assert.is(r.signal, null);
+      const [queued, left] = r.stdout.trim().split(' ').map(Number);
+      assert.is(queued, 8);
+      assert.is(left, ending ? 8 : 0, ending ? 'process.exit does not wait' : 'a natural exit waited for every release');
+    }
+  } finally {
+    sh('ip', ['link', 'del', host], { allowFail: true });
+  }
 });
 
 test('TAP: the namespace kernel answers our ARP request, read back through the TAP in one batch', async () => {

@@ -141,6 +141,34 @@ test('AF_PACKET: a full socket queues in C, drains on POLLOUT in order, overflow
   });
 });
 
+test('AF_PACKET: close() drops the backlog: nothing the kernel had refused reaches the peer after the call', async () => {
+  await withNetns(['bca', 'bcb'], async ([A, B]) => {
+    veth(A, 'ca0', B, 'cb0');
+    slowQdisc(A, 'ca0');
+    const pa = native.openPacket('ca0', { netns: A.path, sndbuf: 4096, bpf: dropAll });
+    const pb = native.openPacket('cb0', { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 1 << 20 });
+    try {
+      ethFrames(256, 0);
+      assert.is(native.send(pa, 0, 256), 256);
+      const s1 = stats(pa);
+      assert.ok(s1.txBacklog > 100, `the kernel refused most of the burst (sent ${s1.txPackets})`);
+      native.close(pa);
+      assert.throws(() => native.send(pa, 0, 1), /no such open port/, 'the id is gone at once');
+      // What the kernel took before the close (in the socket and the qdisc) still goes out at
+      // 1 Mbit/s; the backlog must not. Wait well past the time the whole burst would need.
+      const seen: number[] = [];
+      await waitFor(() => { drainEth(pb, seen); return seen.length >= 256; }, 1500);
+      drainEth(pb, seen);
+      assert.ok(seen.length <= s1.txPackets, `received ${seen.length}, the kernel had taken ${s1.txPackets}`);
+      assert.equal(seen, [...Array(seen.length).keys()], 'in order, from the start of the burst');
+      assert.ok(await waitFor(() => native.pendingCloses() === 0, 5000), 'the worker thread released the socket');
+    } finally {
+      native.close(pa);
+      native.close(pb);
+    }
+  });
+});
+
 test('AF_PACKET: a qdisc that drops (ENOBUFS) while the socket polls writable is retried without a busy loop', async () => {
   await withNetns(['bna', 'bnb'], async ([A, B]) => {
     veth(A, 'na0', B, 'nb0');

@@ -1,8 +1,7 @@
 // The network configuration a runtime passes on stdin (one plugin entry of a conflist, with
 // cniVersion and name filled in by the runtime), checked field by field: an error names the field.
 import { CniError, CNI_CODES } from './errors';
-import { validateNodeName } from '../control/resources';
-import { INTERFACE_TYPES, InterfaceType } from '../control/resources';
+import { INTERFACE_TYPES, InterfaceType, validateNodeName } from '../control/resource-names';
 import { DatastoreEnv, DatastoreSpec, parseDatastoreSpec } from '../control/kv/spec';
 import { hostname } from 'node:os';
 

@@ -11,7 +11,7 @@
 // the addresses and routes).
 import { execFileSync } from 'node:child_process';
 import { CniError, CNI_CODES } from './errors';
-import type { InterfaceType } from '../control/resources';
+import type { InterfaceType } from '../control/resource-names';
 
 export const HOST_MAC = 'ee:ee:ee:ee:ee:ee';
 export const GATEWAY = '169.254.1.1';

@@ -19,7 +19,7 @@ import { AllocationBlock } from '../control/ipam/block';
 import { blockPrefix, HANDLE_PREFIX, nodeKey, parseBlockKey } from '../control/ipam/keys';
 import { kindInfo } from '../control/calico-kinds';
 import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
-import { CALICO_API_VERSION } from '../control/resources';
+import { CALICO_API_VERSION } from '../control/resource-names';
 
 /** Annotation on the WorkloadEndpoints this plugin writes: which CNI network made it (GC keys on it). */
 export const NETWORK_ANNOTATION = 'cni.podway.io/network';
@@ -35,6 +35,16 @@ const IPPOOL = kindInfo('IPPool')!;
 
 // ---------------------------------------------------------------------------------------------
 // Datastore access
+
+/**
+ * ADD and STATUS check pools (IPAM) and ADD its WorkloadEndpoint with zod's schemas, which load
+ * then (DEL, CHECK, GC and VERSION never load zod). In this short-lived process each schema parses
+ * once or twice, so zod's JIT (an object schema compiled with new Function on its first parse)
+ * costs more than it saves: its first two parses take ~12 ms with it, ~6 ms without.
+ */
+function zodWithoutJit(): void {
+  (require('zod') as typeof import('zod')).config({ jitless: true });
+}
 
 async function openStore(conf: NetConf): Promise<KvStore> {
   // Loaded on demand: the etcd client (gRPC) costs a plugin process ~100 ms to load.
@@ -153,6 +163,7 @@ function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ips: read
 
 async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
   requireNetns(env.netns);
+  zodWithoutJit();
   if (conf.interfaceType !== 'veth') endpointNetns(env.netns);
   const id = podIdentity(env.args, env.containerId);
   const handle = handleId(conf.name, env.containerId);
@@ -334,7 +345,7 @@ async function check(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
 /** Asks this node's `podway run` for its status over its control socket (a pod ADDed while it is down is not forwarded). */
 async function requirePodway(conf: NetConf): Promise<void> {
   // Loaded here only: the control client is of no use to the other verbs.
-  const { controlRequest, defaultControlPath } = await import('../dataplane/control-server');
+  const { controlRequest, defaultControlPath } = await import('../dataplane/control-client');
   const sock = conf.control ?? defaultControlPath(conf.nodename);
   try {
     await controlRequest(sock, { cmd: 'status' }, Math.min(conf.datastoreTimeoutMs, 3000));
@@ -348,6 +359,7 @@ async function status(env: CniEnv, conf: NetConf, stdin: string): Promise<void> 
     await withStore(conf, async (kv) => {
       await requireNode(kv, conf);
       if (!conf.ipam) {
+        zodWithoutJit();
         const ipam = new Ipam(kv);
         const required: (4 | 6)[] = [...(conf.assignIpv4 ? [4 as const] : []), ...(conf.assignIpv6 === true ? [6 as const] : [])];
         for (const v of required) {

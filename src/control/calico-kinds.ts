@@ -2,128 +2,27 @@
 // backend/etcdv3 + model): where each kind lives, its names on the command line, and the schema a
 // value must pass. IPPool, Node and WorkloadEndpoint use the route calculation's schemas
 // (resources.ts); BGPConfiguration, BGPPeer, ClusterInformation, FelixConfiguration and Profile
-// get minimal schemas here that check the fields Calico defines and pass every other field through.
+// get minimal schemas (calico-kind-schemas.ts) that check the fields Calico defines and pass every other field through.
 //
 // Keys: /calico/resources/v3/projectcalico.org/<plural>/[<namespace>/]<name>. Block affinities are
 // not v3 resources in etcd but IPAM keys, /calico/ipam/v2/host/<node>/ipv4/block/<a.b.c.d-len>,
 // shown as BlockAffinity objects named <node>-<cidr with '.', ':' and '/' as '-'>.
-import { z } from 'zod';
-import { parseIPv4, parseIPv6Cidr, parseIPv4WithPrefix } from './ipv4';
-import { AFFINITY_STATES, BlockAffinity, BlockAffinitySchema, CALICO_API_VERSION, IPPoolSchema, NodeSchema, WorkloadEndpointSchema, objectName } from './resources';
+//
+// The schemas themselves (zod) are in calico-kind-schemas.ts, required on the first validation:
+// loading zod costs a short-lived process such as the CNI plugin ~40 ms, and most of what it does
+// (DEL, CHECK, GC, STATUS) only names kinds and keys.
+import type { z } from 'zod';
+import type { BlockAffinity } from './resources';
+import { AFFINITY_STATES, CALICO_API_VERSION } from './resource-names';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
+
+// Types of the schemas moved to calico-kind-schemas.ts (type-only: nothing is loaded for them).
+export type { BGPConfiguration, BGPPeer } from './calico-kind-schemas';
 
 export const RESOURCES_PREFIX = '/calico/resources/v3/projectcalico.org/';
 export const HOST_AFFINITY_PREFIX = '/calico/ipam/v2/host/';
 
 const quoted = (v: unknown): string => JSON.stringify(v);
-
-const looseMetadata = z.looseObject({ name: objectName });
-const asNumber = z.number().int().min(0).max(4294967295);
-const cidrText = z.string().refine((s) => parseIPv4WithPrefix(s) !== null || parseIPv6Cidr(s) !== null, {
-  error: (iss) => `expected a CIDR like 10.96.0.0/12, got ${quoted(iss.input)}`,
-});
-const cidrList = z.array(z.looseObject({ cidr: cidrText }));
-
-/** An IP, or IP:port / [IPv6]:port, as BGPPeer.spec.peerIP allows. */
-function isPeerIp(text: string): boolean {
-  if (parseIPv4(text) !== null) return true;
-  const v4port = /^(\d+\.\d+\.\d+\.\d+):(\d{1,5})$/.exec(text);
-  if (v4port) return parseIPv4(v4port[1]) !== null && Number(v4port[2]) <= 65535;
-  const v6port = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text);
-  const v6 = v6port ? v6port[1] : text;
-  return v6.includes(':') && parseIPv6Cidr(`${v6}/128`) !== null && (!v6port || Number(v6port[2]) <= 65535);
-}
-
-export const BGPConfigurationSchema = z.object({
-  apiVersion: z.literal(CALICO_API_VERSION),
-  kind: z.literal('BGPConfiguration'),
-  metadata: looseMetadata,
-  spec: z
-    .looseObject({
-      logSeverityScreen: z.enum(['Trace', 'Debug', 'Info', 'Warning', 'Error', 'Fatal']).optional(),
-      nodeToNodeMeshEnabled: z.boolean().optional(),
-      asNumber: asNumber.optional(),
-      serviceClusterIPs: cidrList.optional(),
-      serviceExternalIPs: cidrList.optional(),
-      serviceLoadBalancerIPs: cidrList.optional(),
-      listenPort: z.number().int().min(1).max(65535).optional(),
-      bindMode: z.enum(['None', 'NodeIP']).optional(),
-      nodeMeshPassword: z.looseObject({}).optional(),
-      nodeMeshMaxRestartTime: z.string().optional(),
-      ignoredInterfaces: z.array(z.string()).optional(),
-      communities: z.array(z.looseObject({ name: z.string(), value: z.string() })).optional(),
-      prefixAdvertisements: z.array(z.looseObject({ cidr: cidrText })).optional(),
-    })
-    .default({}),
-});
-
-export const BGPPeerSchema = z.object({
-  apiVersion: z.literal(CALICO_API_VERSION),
-  kind: z.literal('BGPPeer'),
-  metadata: looseMetadata,
-  spec: z
-    .looseObject({
-      node: z.string().optional(),
-      peerIP: z.string().refine(isPeerIp, { error: (iss) => `expected an IP address (optionally with :port), got ${quoted(iss.input)}` }).optional(),
-      asNumber: asNumber.optional(),
-      nodeSelector: z.string().optional(),
-      peerSelector: z.string().optional(),
-      password: z.looseObject({ secretKeyRef: z.looseObject({ name: z.string(), key: z.string() }).optional() }).optional(),
-      keepOriginalNextHop: z.boolean().optional(),
-      sourceAddress: z.enum(['UseNodeIP', 'None']).optional(),
-      maxRestartTime: z.string().optional(),
-      numAllowedLocalASNumbers: z.number().int().min(0).optional(),
-      ttlSecurity: z.number().int().min(0).max(255).optional(),
-      filters: z.array(z.string()).optional(),
-    })
-    .check((ctx) => {
-      // Calico's validator: a peer is peerIP + asNumber, or peerSelector (other Calico nodes).
-      const spec = ctx.value;
-      if (spec.node && spec.nodeSelector) {
-        ctx.issues.push({ code: 'custom', path: ['nodeSelector'], input: spec.nodeSelector, message: 'node and nodeSelector cannot both be set' });
-      }
-      if (spec.peerSelector) {
-        if (spec.peerIP) ctx.issues.push({ code: 'custom', path: ['peerIP'], input: spec.peerIP, message: 'peerIP and peerSelector cannot both be set' });
-        if (spec.asNumber !== undefined) ctx.issues.push({ code: 'custom', path: ['asNumber'], input: spec.asNumber, message: 'asNumber and peerSelector cannot both be set' });
-      } else {
-        if (!spec.peerIP) ctx.issues.push({ code: 'custom', path: ['peerIP'], input: undefined, message: 'required (a string) unless peerSelector is set' });
-        if (spec.asNumber === undefined) ctx.issues.push({ code: 'custom', path: ['asNumber'], input: undefined, message: 'required (an integer) unless peerSelector is set' });
-      }
-    }),
-});
-
-export type BGPConfiguration = z.output<typeof BGPConfigurationSchema>;
-export type BGPPeer = z.output<typeof BGPPeerSchema>;
-
-export const ClusterInformationSchema = z.object({
-  apiVersion: z.literal(CALICO_API_VERSION),
-  kind: z.literal('ClusterInformation'),
-  metadata: looseMetadata,
-  spec: z
-    .looseObject({
-      clusterGUID: z.string().optional(),
-      clusterType: z.string().optional(),
-      calicoVersion: z.string().optional(),
-      datastoreReady: z.boolean().optional(),
-      variant: z.string().optional(),
-    })
-    .default({}),
-});
-
-/** Checked only for shape: podway does not read Felix's settings or profiles' rules. */
-export const FelixConfigurationSchema = z.object({
-  apiVersion: z.literal(CALICO_API_VERSION),
-  kind: z.literal('FelixConfiguration'),
-  metadata: looseMetadata,
-  spec: z.looseObject({}).default({}),
-});
-
-export const ProfileSchema = z.object({
-  apiVersion: z.literal(CALICO_API_VERSION),
-  kind: z.literal('Profile'),
-  metadata: looseMetadata,
-  spec: z.looseObject({}).default({}),
-});
 
 export interface KindInfo {
   /** The v3 kind, e.g. "IPPool". */
@@ -133,36 +32,50 @@ export interface KindInfo {
   readonly namespaced: boolean;
   /** Names accepted on the command line (lower case), as calicoctl accepts them. */
   readonly aliases: readonly string[];
+  /** The schema a value must pass (zod: loaded on first use). */
   readonly schema: z.ZodType;
   /** False for kinds the CLI only reads (BlockAffinity: IPAM claims blocks). */
   readonly writable: boolean;
 }
 
+type KindFacts = Omit<KindInfo, 'schema'>;
+
+let schemaModule: typeof import('./calico-kind-schemas') | undefined;
+/** calico-kind-schemas.ts, required on first use (a plain require keeps the call synchronous). */
+function schemas(): typeof import('./calico-kind-schemas') {
+  return (schemaModule ??= require('./calico-kind-schemas') as typeof import('./calico-kind-schemas'));
+}
+
+/** A kind whose `schema` is looked up when first read. */
+function kind(facts: KindFacts): KindInfo {
+  return Object.defineProperty({ ...facts }, 'schema', { get: () => schemas().SCHEMA_OF_KIND[facts.kind]!, enumerable: true }) as KindInfo;
+}
+
 export const KINDS: readonly KindInfo[] = [
-  { kind: 'IPPool', plural: 'ippools', namespaced: false, aliases: ['ippool', 'ippools', 'ipp', 'ipps', 'pool', 'pools'], schema: IPPoolSchema, writable: true },
-  { kind: 'Node', plural: 'nodes', namespaced: false, aliases: ['node', 'nodes', 'no', 'nos'], schema: NodeSchema, writable: true },
-  {
+  kind({ kind: 'IPPool', plural: 'ippools', namespaced: false, aliases: ['ippool', 'ippools', 'ipp', 'ipps', 'pool', 'pools'], writable: true }),
+  kind({ kind: 'Node', plural: 'nodes', namespaced: false, aliases: ['node', 'nodes', 'no', 'nos'], writable: true }),
+  kind({
     kind: 'WorkloadEndpoint', plural: 'workloadendpoints', namespaced: true,
-    aliases: ['workloadendpoint', 'workloadendpoints', 'wep', 'weps'], schema: WorkloadEndpointSchema, writable: true,
-  },
-  {
+    aliases: ['workloadendpoint', 'workloadendpoints', 'wep', 'weps'], writable: true,
+  }),
+  kind({
     kind: 'BlockAffinity', plural: '', namespaced: false,
-    aliases: ['blockaffinity', 'blockaffinities', 'affinity', 'affinities', 'aff', 'affs'], schema: BlockAffinitySchema, writable: false,
-  },
-  {
+    aliases: ['blockaffinity', 'blockaffinities', 'affinity', 'affinities', 'aff', 'affs'], writable: false,
+  }),
+  kind({
     kind: 'BGPConfiguration', plural: 'bgpconfigurations', namespaced: false,
-    aliases: ['bgpconfiguration', 'bgpconfigurations', 'bgpconfig', 'bgpconfigs'], schema: BGPConfigurationSchema, writable: true,
-  },
-  { kind: 'BGPPeer', plural: 'bgppeers', namespaced: false, aliases: ['bgppeer', 'bgppeers', 'bgpp', 'bgpps', 'bp', 'bps'], schema: BGPPeerSchema, writable: true },
-  {
+    aliases: ['bgpconfiguration', 'bgpconfigurations', 'bgpconfig', 'bgpconfigs'], writable: true,
+  }),
+  kind({ kind: 'BGPPeer', plural: 'bgppeers', namespaced: false, aliases: ['bgppeer', 'bgppeers', 'bgpp', 'bgpps', 'bp', 'bps'], writable: true }),
+  kind({
     kind: 'ClusterInformation', plural: 'clusterinformations', namespaced: false,
-    aliases: ['clusterinformation', 'clusterinformations', 'clusterinfo', 'clusterinfos'], schema: ClusterInformationSchema, writable: true,
-  },
-  {
+    aliases: ['clusterinformation', 'clusterinformations', 'clusterinfo', 'clusterinfos'], writable: true,
+  }),
+  kind({
     kind: 'FelixConfiguration', plural: 'felixconfigurations', namespaced: false,
-    aliases: ['felixconfiguration', 'felixconfigurations', 'felixconfig', 'felixconfigs'], schema: FelixConfigurationSchema, writable: true,
-  },
-  { kind: 'Profile', plural: 'profiles', namespaced: false, aliases: ['profile', 'profiles', 'pro', 'pros'], schema: ProfileSchema, writable: true },
+    aliases: ['felixconfiguration', 'felixconfigurations', 'felixconfig', 'felixconfigs'], writable: true,
+  }),
+  kind({ kind: 'Profile', plural: 'profiles', namespaced: false, aliases: ['profile', 'profiles', 'pro', 'pros'], writable: true }),
 ];
 
 export function kindInfo(kind: string): KindInfo | undefined {
@@ -233,7 +146,7 @@ export function blockAffinityFromKv(key: string, value: string): BlockAffinity {
     throw new Error(`state: expected one of ${AFFINITY_STATES.join('|')}, got ${quoted(v.state)}`);
   }
   if (v.deleted !== undefined && typeof v.deleted !== 'boolean') throw new Error(`deleted: expected true or false, got ${quoted(v.deleted)}`);
-  const parsed = BlockAffinitySchema.safeParse({
+  const parsed = schemas().SCHEMA_OF_KIND.BlockAffinity!.safeParse({
     apiVersion: CALICO_API_VERSION,
     kind: 'BlockAffinity',
     metadata: { name: blockAffinityName(m[1], cidr) },
@@ -243,7 +156,7 @@ export function blockAffinityFromKv(key: string, value: string): BlockAffinity {
     const issue = parsed.error.issues[0]!;
     throw new Error(`${issue.path.join('.')}: ${issue.message}`);
   }
-  return parsed.data;
+  return parsed.data as BlockAffinity;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,11 @@
 import { z } from 'zod';
 import { parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
 import { isMacText, normalizeMac } from './mac';
+import { AFFINITY_STATES, CALICO_API_VERSION, INTERFACE_TYPES, MAX_IFNAME_LEN, NAME_PATTERN } from './resource-names';
 
-export const CALICO_API_VERSION = 'projectcalico.org/v3';
+// Zod-free names and rules, re-exported for the modules that import them from here.
+export { AFFINITY_STATES, CALICO_API_VERSION, INTERFACE_TYPES, validateNodeName } from './resource-names';
+export type { AffinityState, InterfaceType } from './resource-names';
 
 /** Kinds podway understands. */
 export const MODEL_KINDS = ['IPPool', 'Node', 'BlockAffinity', 'WorkloadEndpoint'] as const;
@@ -28,17 +31,6 @@ export const IGNORED_KINDS: ReadonlySet<string> = new Set([
 export const ENCAP_MODES = ['Never', 'Always', 'CrossSubnet'] as const;
 export type EncapMode = (typeof ENCAP_MODES)[number];
 
-export const INTERFACE_TYPES = ['veth', 'tap', 'tun'] as const;
-export type InterfaceType = (typeof INTERFACE_TYPES)[number];
-
-export const AFFINITY_STATES = ['confirmed', 'pending', 'pendingDeletion'] as const;
-export type AffinityState = (typeof AFFINITY_STATES)[number];
-
-// Kubernetes object names (RFC 1123 subdomain), which is what Calico requires of these names.
-const NAME_PATTERN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-// Linux IFNAMSIZ is 16 including the NUL, so an interface name holds at most 15 characters.
-const MAX_IFNAME_LEN = 15;
-
 const quoted = (v: unknown): string => JSON.stringify(v);
 
 /** A resource name: a lowercase DNS name, as Kubernetes and Calico require. */
@@ -51,18 +43,6 @@ export const objectName = z
   });
 
 const metadata = z.object({ name: objectName });
-
-/**
- * A Kubernetes node name as podway accepts it outside the datastore (`--node`, $NODENAME): the same
- * DNS-1123 subdomain rule as object names. It becomes a file name (/run/podway/NODE.sock), so
- * anything else, such as `../x` or `a/b`, is refused here rather than escaping that directory.
- * Returns the name; throws an error naming the bad value.
- */
-export function validateNodeName(name: string, source = 'node name'): string {
-  if (name.length >= 1 && name.length <= 253 && NAME_PATTERN.test(name)) return name;
-  const why = name.length > 253 ? `${name.length} characters, at most 253 allowed` : "lowercase a-z, 0-9, '-' and '.', starting and ending with a letter or digit";
-  throw new Error(`invalid ${source} ${quoted(name)}: a Kubernetes node name is a DNS-1123 subdomain (${why})`);
-}
 
 /** A canonical IPv4 or IPv6 network CIDR (host bits clear). */
 const networkCidr = z.string().check((ctx) => {

@@ -10,7 +10,7 @@ import {
   resourceDisplayName, SCHEMA_BY_KIND, WorkloadEndpoint,
 } from './resources';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
-import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema } from './calico-kinds';
+import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema } from './calico-kind-schemas';
 
 /** Everything the control plane knows at one moment. Arrays keep file order (later = newer). */
 export interface ClusterSnapshot {

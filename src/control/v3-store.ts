@@ -16,7 +16,7 @@ import { KvEntry, KvStore } from './kv/kv';
 import {
   blockAffinityFromKv, kindInfo, KindInfo, kindPrefix, parseResourceKey, resourceKey, validateResource,
 } from './calico-kinds';
-import { CALICO_API_VERSION } from './resources';
+import { CALICO_API_VERSION } from './resource-names';
 
 export type JsonObject = Record<string, unknown>;
 

@@ -16,13 +16,10 @@ import { parseTraceFilter, describeFilter } from './trace';
 import { Taps } from './taps';
 import { countRecords, parseStage, STAGE_NAMES } from './capture';
 import { peerRefusal } from './peer-cred';
-import { validateNodeName } from '../control/resources';
 import type { NodeStatus as BgpNodeStatus } from '../control/bgp/agent';
 
-/** The node name becomes a file name, so it is checked here too (no `../` out of /run/podway). */
-export function defaultControlPath(node: string): string {
-  return `/run/podway/${validateNodeName(node)}.sock`;
-}
+// The client side (also what the CNI plugin's STATUS loads, without this module's dependencies).
+export { controlRequest, defaultControlPath } from './control-client';
 
 type Counters = ReturnType<Engine['counters']>;
 
@@ -319,32 +316,3 @@ function serveCapture(taps: Taps, engine: Engine, conn: net.Socket, line: string
   conn.resume();
 }
 
-/** Client side: one request, one answer (bounded by a timeout). */
-export function controlRequest(sockPath: string, req: object, timeoutMs = 15_000): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const c = net.createConnection(sockPath);
-    let buf = '';
-    const timer = setTimeout(() => {
-      c.destroy();
-      reject(new Error(`no answer from ${sockPath} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
-    c.on('data', (d) => {
-      buf += d.toString('utf8');
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      c.end();
-      const res = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (res.ok) resolve(res.result);
-      else reject(new Error(res.error));
-    });
-    c.on('error', (e) => {
-      clearTimeout(timer);
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ECONNREFUSED') reject(new Error(`podway is not running (no control socket at ${sockPath})`));
-      else if (code === 'EACCES') reject(new Error(`permission denied on ${sockPath}: the control socket is for root and the user podway runs as`));
-      else reject(new Error(e.message));
-    });
-  });
-}

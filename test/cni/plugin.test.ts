@@ -19,6 +19,7 @@ import { hostVethName, podDeviceName, workloadEndpointName } from '../../src/cni
 import { installCni, uninstallCni, SHIM_MARKER } from '../../src/cni/install';
 import { freePort, startEtcd, ETCD_BINARY } from '../helpers/etcd';
 import { isRoot, sh } from '../helpers/netns';
+import { loadedModules, REPORT_MODULES } from '../helpers/module-report';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
 
@@ -198,6 +199,38 @@ test('GC with a partial valid list removes the other attachments\' addresses and
     assert.equal(JSON.parse(readFileSync(path.join(recDir, 'gc.json'), 'utf8'))['cni.dev/valid-attachments'], valid);
     const hl = await h.call({ command: 'GC', cniPath: `${h.binDir}:/usr/lib/cni`, config: h.config('1.1.0', { ipam: { type: 'host-local', ranges: [[{ subnet: '10.254.8.0/24' }]], dataDir: path.join(h.dir, 'hl') }, 'cni.dev/valid-attachments': valid }) });
     assert.is(hl.exitCode, 0, hl.stdout);
+  });
+});
+
+test('what a plugin process loads: zod only where pools or the WorkloadEndpoint are validated (ADD, STATUS), never the etcd client on the embedded store', async () => {
+  await withHarness(async (h) => {
+    // Each call reports the packages and project files it loaded (test/helpers/module-report.ts).
+    const env = { NODE_OPTIONS: REPORT_MODULES };
+    const loads = async (o: Parameters<CniHarness['call']>[0], code = 0) => {
+      const r = await h.call({ ...o, env });
+      assert.is(r.exitCode, code, `${o.command}: ${r.stdout} ${r.stderr}`);
+      const mods = loadedModules(r.stderr);
+      assert.ok(mods, `${o.command} reported its modules (stderr: ${r.stderr})`);
+      for (const heavy of ['etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs']) assert.not.ok(mods!.includes(heavy), `${o.command} loaded ${heavy}`);
+      last = r;
+      return mods!;
+    };
+    let last: Awaited<ReturnType<CniHarness['call']>> | undefined;
+    const pod = h.pod('mods');
+    const id = cid('m');
+    const zodFree = (mods: string[]) => !mods.includes('zod') && !mods.includes('src/control/resources.js') && !mods.includes('src/control/calico-kind-schemas.js');
+    assert.ok(zodFree(await loads({ command: 'VERSION' })), 'VERSION');
+    const add = await loads({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0' });
+    assert.ok(add.includes('zod'), 'ADD validates pools and its WorkloadEndpoint with the schemas');
+    const prevResult = last!.json;
+    assert.ok(zodFree(await loads({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', config: h.config('1.1.0', { prevResult }) })), 'CHECK');
+    // No podway run here: 50, but the modules are what counts. STATUS checks the pools (schemas).
+    const status = await loads({ command: 'STATUS' }, 1);
+    assert.not.ok(status.includes('src/dataplane/control-server.js'), 'STATUS loads the control client only');
+    assert.ok(zodFree(await loads({ command: 'GC', config: h.config('1.1.0', { 'cni.dev/valid-attachments': [{ containerID: id, ifname: 'eth0' }] }) })), 'GC');
+    assert.ok(zodFree(await loads({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0' })), 'DEL');
+    assert.equal(await h.workloadEndpoints(), [], 'DEL removed the endpoint');
+    assert.equal(await h.handles(), [], 'DEL released the address');
   });
 });
 

@@ -3,12 +3,18 @@
 //   IPAMHandle     {"block":{"10.244.1.0/26":1},"deleted":false}     (map keys sorted, as Go writes)
 //   IPAMConfig     {"strict_affinity"?,"auto_allocate_blocks"?,"maxBlocksPerHost"?} (all omitempty)
 // and the v3 resources IPAM reads (IPPool, Node), parsed with podway's own schemas.
-import { AFFINITY_STATES, AffinityState, CALICO_API_VERSION, IPPoolSchema, NodeSchema } from '../resources';
+import { AFFINITY_STATES, AffinityState, CALICO_API_VERSION } from '../resource-names';
 import { compareGoStrings, goString, GoJsonValue, parseGoJson } from './gojson';
 import { IpNet, parseNet } from './net';
 import { Labels, Selector } from './selector';
 
 export type { AffinityState };
+
+/** resources.ts (zod schemas), required when a pool or node is first decoded: releasing an
+ * address (the CNI plugin's DEL) decodes neither and so does not load zod. */
+function schemas(): typeof import('../resources') {
+  return require('../resources') as typeof import('../resources');
+}
 
 const isObject = (v: GoJsonValue | undefined): v is { [key: string]: GoJsonValue } => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -98,7 +104,7 @@ const asResource = (v: unknown, kind: string): unknown =>
 
 export function decodePool(text: string, key: string): PoolInfo {
   const raw = JSON.parse(text) as unknown;
-  const parsed = IPPoolSchema.safeParse(asResource(raw, 'IPPool'));
+  const parsed = schemas().IPPoolSchema.safeParse(asResource(raw, 'IPPool'));
   if (!parsed.success) throw new Error(`${key}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const pool = parsed.data;
   const cidr = parseNet(pool.spec.cidr);
@@ -118,7 +124,7 @@ export function decodePool(text: string, key: string): PoolInfo {
  */
 export function decodeNodeLabels(text: string, key: string): Labels {
   const raw = JSON.parse(text) as { metadata?: { labels?: unknown } };
-  const parsed = NodeSchema.safeParse(asResource(raw, 'Node'));
+  const parsed = schemas().NodeSchema.safeParse(asResource(raw, 'Node'));
   if (!parsed.success) throw new Error(`${key}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const labels = raw.metadata?.labels;
   if (labels === undefined || labels === null) return {};

@@ -1,0 +1,130 @@
+// The zod schemas of the Calico kinds calico-kinds.ts lists that resources.ts does not define
+// (BGPConfiguration, BGPPeer, ClusterInformation, FelixConfiguration, Profile), and the schema of
+// every kind by name. calico-kinds.ts loads this module only when a value is validated, so naming
+// kinds and keys (the CNI plugin's DEL, CHECK, GC) does not load zod.
+import { z } from 'zod';
+import { parseIPv4, parseIPv6Cidr, parseIPv4WithPrefix } from './ipv4';
+import { BlockAffinitySchema, CALICO_API_VERSION, IPPoolSchema, NodeSchema, WorkloadEndpointSchema, objectName } from './resources';
+
+const quoted = (v: unknown): string => JSON.stringify(v);
+
+const looseMetadata = z.looseObject({ name: objectName });
+const asNumber = z.number().int().min(0).max(4294967295);
+const cidrText = z.string().refine((s) => parseIPv4WithPrefix(s) !== null || parseIPv6Cidr(s) !== null, {
+  error: (iss) => `expected a CIDR like 10.96.0.0/12, got ${quoted(iss.input)}`,
+});
+const cidrList = z.array(z.looseObject({ cidr: cidrText }));
+
+/** An IP, or IP:port / [IPv6]:port, as BGPPeer.spec.peerIP allows. */
+function isPeerIp(text: string): boolean {
+  if (parseIPv4(text) !== null) return true;
+  const v4port = /^(\d+\.\d+\.\d+\.\d+):(\d{1,5})$/.exec(text);
+  if (v4port) return parseIPv4(v4port[1]) !== null && Number(v4port[2]) <= 65535;
+  const v6port = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text);
+  const v6 = v6port ? v6port[1] : text;
+  return v6.includes(':') && parseIPv6Cidr(`${v6}/128`) !== null && (!v6port || Number(v6port[2]) <= 65535);
+}
+
+export const BGPConfigurationSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('BGPConfiguration'),
+  metadata: looseMetadata,
+  spec: z
+    .looseObject({
+      logSeverityScreen: z.enum(['Trace', 'Debug', 'Info', 'Warning', 'Error', 'Fatal']).optional(),
+      nodeToNodeMeshEnabled: z.boolean().optional(),
+      asNumber: asNumber.optional(),
+      serviceClusterIPs: cidrList.optional(),
+      serviceExternalIPs: cidrList.optional(),
+      serviceLoadBalancerIPs: cidrList.optional(),
+      listenPort: z.number().int().min(1).max(65535).optional(),
+      bindMode: z.enum(['None', 'NodeIP']).optional(),
+      nodeMeshPassword: z.looseObject({}).optional(),
+      nodeMeshMaxRestartTime: z.string().optional(),
+      ignoredInterfaces: z.array(z.string()).optional(),
+      communities: z.array(z.looseObject({ name: z.string(), value: z.string() })).optional(),
+      prefixAdvertisements: z.array(z.looseObject({ cidr: cidrText })).optional(),
+    })
+    .default({}),
+});
+
+export const BGPPeerSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('BGPPeer'),
+  metadata: looseMetadata,
+  spec: z
+    .looseObject({
+      node: z.string().optional(),
+      peerIP: z.string().refine(isPeerIp, { error: (iss) => `expected an IP address (optionally with :port), got ${quoted(iss.input)}` }).optional(),
+      asNumber: asNumber.optional(),
+      nodeSelector: z.string().optional(),
+      peerSelector: z.string().optional(),
+      password: z.looseObject({ secretKeyRef: z.looseObject({ name: z.string(), key: z.string() }).optional() }).optional(),
+      keepOriginalNextHop: z.boolean().optional(),
+      sourceAddress: z.enum(['UseNodeIP', 'None']).optional(),
+      maxRestartTime: z.string().optional(),
+      numAllowedLocalASNumbers: z.number().int().min(0).optional(),
+      ttlSecurity: z.number().int().min(0).max(255).optional(),
+      filters: z.array(z.string()).optional(),
+    })
+    .check((ctx) => {
+      // Calico's validator: a peer is peerIP + asNumber, or peerSelector (other Calico nodes).
+      const spec = ctx.value;
+      if (spec.node && spec.nodeSelector) {
+        ctx.issues.push({ code: 'custom', path: ['nodeSelector'], input: spec.nodeSelector, message: 'node and nodeSelector cannot both be set' });
+      }
+      if (spec.peerSelector) {
+        if (spec.peerIP) ctx.issues.push({ code: 'custom', path: ['peerIP'], input: spec.peerIP, message: 'peerIP and peerSelector cannot both be set' });
+        if (spec.asNumber !== undefined) ctx.issues.push({ code: 'custom', path: ['asNumber'], input: spec.asNumber, message: 'asNumber and peerSelector cannot both be set' });
+      } else {
+        if (!spec.peerIP) ctx.issues.push({ code: 'custom', path: ['peerIP'], input: undefined, message: 'required (a string) unless peerSelector is set' });
+        if (spec.asNumber === undefined) ctx.issues.push({ code: 'custom', path: ['asNumber'], input: undefined, message: 'required (an integer) unless peerSelector is set' });
+      }
+    }),
+});
+
+export type BGPConfiguration = z.output<typeof BGPConfigurationSchema>;
+export type BGPPeer = z.output<typeof BGPPeerSchema>;
+
+export const ClusterInformationSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('ClusterInformation'),
+  metadata: looseMetadata,
+  spec: z
+    .looseObject({
+      clusterGUID: z.string().optional(),
+      clusterType: z.string().optional(),
+      calicoVersion: z.string().optional(),
+      datastoreReady: z.boolean().optional(),
+      variant: z.string().optional(),
+    })
+    .default({}),
+});
+
+/** Checked only for shape: podway does not read Felix's settings or profiles' rules. */
+export const FelixConfigurationSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('FelixConfiguration'),
+  metadata: looseMetadata,
+  spec: z.looseObject({}).default({}),
+});
+
+export const ProfileSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('Profile'),
+  metadata: looseMetadata,
+  spec: z.looseObject({}).default({}),
+});
+
+/** The schema a value of each kind must pass. */
+export const SCHEMA_OF_KIND: Readonly<Record<string, z.ZodType>> = {
+  IPPool: IPPoolSchema,
+  Node: NodeSchema,
+  WorkloadEndpoint: WorkloadEndpointSchema,
+  BlockAffinity: BlockAffinitySchema,
+  BGPConfiguration: BGPConfigurationSchema,
+  BGPPeer: BGPPeerSchema,
+  ClusterInformation: ClusterInformationSchema,
+  FelixConfiguration: FelixConfigurationSchema,
+  Profile: ProfileSchema,
+};

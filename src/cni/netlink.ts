@@ -34,6 +34,9 @@ function podIp(netns: string, args: string[], input?: string): string {
 
 const missingDevice = (e: unknown): boolean => e instanceof CniError && /Cannot find device|does not exist/.test(e.message);
 
+/** An `ip link add` refused because a device of that name exists. */
+export const alreadyExists = (e: unknown): boolean => e instanceof CniError && /File exists/.test(e.message);
+
 export function hostLinkExists(name: string): boolean {
   try {
     run('ip', ['link', 'show', 'dev', name]);

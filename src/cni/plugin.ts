@@ -198,11 +198,18 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
       let interfaceName: string;
       if (conf.interfaceType === 'veth') {
         interfaceName = hostVethName(id, env.containerId);
-        // A veth of this pod's previous sandbox (k8s names are per pod, not per container): Calico replaces it too.
-        netlink.deleteHostLink(interfaceName);
         // Undo first: a create that fails half-way (the pair made, its set-up refused) leaves nothing.
         undo.push(() => netlink.deleteHostLink(interfaceName));
-        netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
+        try {
+          netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
+        } catch (e) {
+          // A veth of this pod's previous sandbox (k8s names are per pod, not per container):
+          // Calico replaces it too. Deleted only when it is in the way, so the usual ADD costs one
+          // `ip` process less.
+          if (!netlink.alreadyExists(e)) throw e;
+          netlink.deleteHostLink(interfaceName);
+          netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
+        }
         host = { name: interfaceName, mac: netlink.HOST_MAC };
       } else {
         interfaceName = podDeviceName(conf.interfaceType, id, env.containerId);

@@ -202,6 +202,24 @@ test('GC with a partial valid list removes the other attachments\' addresses and
   });
 });
 
+test('ADD replaces a host veth left by the pod\'s previous sandbox (same k8s pod name)', async () => {
+  await withHarness(async (h) => {
+    const args = 'IgnoreUnknown=1;K8S_POD_NAMESPACE=web;K8S_POD_NAME=again';
+    const id = cid('s');
+    const host = hostVethName({ orchestrator: 'k8s', namespace: 'web', pod: 'again' }, id);
+    // The old sandbox's pair, still there: its host end has the name this ADD needs.
+    h.node.ip('link', 'add', host, 'type', 'veth', 'peer', 'name', 'oldpod0');
+    const pod = h.pod('again');
+    const r = await h.add(pod, id, { args });
+    assert.equal(r.json.interfaces[0].name, host);
+    assert.equal(h.caliLinks(), [host]);
+    assert.equal(h.ipJson(h.node, 'link', 'show').map((l) => l.ifname).filter((n) => n === 'oldpod0'), [], 'the old pair is gone');
+    assert.equal(h.ipJson(pod, 'link', 'show', 'dev', 'eth0').length, 1, 'the new pod end is in the pod');
+    assert.is((await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', args })).exitCode, 0);
+    assert.equal(h.caliLinks(), []);
+  });
+});
+
 test('what a plugin process loads: zod only where pools or the WorkloadEndpoint are validated (ADD, STATUS), never the etcd client on the embedded store', async () => {
   await withHarness(async (h) => {
     // Each call reports the packages and project files it loaded (test/helpers/module-report.ts).

@@ -9,11 +9,12 @@
  *     IPv6 addresses (SRC_IP and DST_IP both IPv6) send IPv6/UDP frames instead, SIZE >= 78
  *     (14 + 40 + 8 + the 16-byte payload), each with its UDP checksum (mandatory over IPv6),
  *     updated per frame from a precomputed sum over the constant parts.
- *     Prints one JSON line: {"sent":N,"seconds":S}.
+ *     Prints one JSON line: {"sent":N,"seconds":S,"cpu":C} (C: its own CPU seconds, user + system,
+ *     which includes the receive work its sends run in its context: a veth's peer side).
  *   pktgen sink PORT SECONDS [6]
  *     Receives UDP on PORT (any IPv4 address; with 6, any IPv6 address) with recvmmsg for SECONDS,
  *     counts datagrams and records one-way latency from the embedded timestamps.
- *     Prints {"received":N,"p50us":..,"p99us":..}.
+ *     Prints {"received":N,"p50us":..,"p99us":..,"cpu":C}.
  *   pktgen rr-server tcp|udp PORT SECONDS
  *     Echoes every request back (UDP: each datagram; TCP: the byte stream, TCP_NODELAY, one
  *     connection at a time) for SECONDS at most.
@@ -40,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +53,13 @@ static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* This process's CPU time so far (user + system), seconds. */
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static int parse_mac(const char *s, uint8_t *m) {
@@ -192,7 +201,7 @@ static int do_send(int argc, char **argv) {
     if (r > 0) { sent += (uint64_t)r; if (pps > 0) credit -= r; }
     else if (r < 0 && errno != EAGAIN && errno != ENOBUFS && errno != EINTR) { perror("sendmmsg"); break; }
   }
-  printf("{\"sent\":%llu,\"seconds\":%.3f}\n", (unsigned long long)sent, now() - start);
+  printf("{\"sent\":%llu,\"seconds\":%.3f,\"cpu\":%.4f}\n", (unsigned long long)sent, now() - start, cpu_seconds());
   return 0;
 }
 
@@ -252,7 +261,7 @@ static int do_sink(int argc, char **argv) {
     p50 = lat[nl / 2];
     p99 = lat[(size_t)(nl * 0.99)];
   }
-  printf("{\"received\":%llu,\"p50us\":%.0f,\"p99us\":%.0f}\n", (unsigned long long)received, p50, p99);
+  printf("{\"received\":%llu,\"p50us\":%.0f,\"p99us\":%.0f,\"cpu\":%.4f}\n", (unsigned long long)received, p50, p99, cpu_seconds());
   return 0;
 }
 

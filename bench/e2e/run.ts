@@ -157,6 +157,11 @@ interface Measurement {
   procCpu: number;
   /** CPU seconds of the whole machine (all cores, non-idle) */
   machineCpu: number;
+  /** CPU seconds of the path alone: pktgen's sender and sink (their own rusage, which holds the
+   * kernel work their calls run in their context), the forwarder processes, and the ksoftirqd
+   * threads (softirq work deferred out of those contexts). Unlike machineCpu, other work on a
+   * shared machine is not in it. */
+  pathCpu: number;
 }
 
 function machineBusySeconds(): number {
@@ -173,6 +178,19 @@ function machineColumns(): number[] {
 
 function loadAverage(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+/** The pids of the ksoftirqd threads. */
+function ksoftirqdPids(): number[] {
+  const pids: number[] = [];
+  for (let cpu = 0; cpu < os.cpus().length; cpu++) {
+    try {
+      pids.push(Number(execFileSync('pgrep', ['-x', `ksoftirqd/${cpu}`], { encoding: 'utf8' }).trim().split('\n')[0]));
+    } catch {
+      /* none */
+    }
+  }
+  return pids.filter((p) => p > 0);
 }
 
 function procCpuSeconds(pids: number[]): number {
@@ -337,19 +355,23 @@ class Bench {
     sink.stdout!.on('data', (d) => (sinkOut += d));
     await sleep(300);
     const pids = this.forwarderPids();
+    const soft = ksoftirqdPids();
     const cpu0 = procCpuSeconds(pids);
+    const soft0 = procCpuSeconds(soft);
     const m0 = machineBusySeconds();
     const sendOut = execFileSync('ip', ['netns', 'exec', a.ns, PKTGEN, 'send', 'eth0', a.mac!, 'ee:ee:ee:ee:ee:ee', this.ipv6 ? a.ip6! : a.ip, b.ip, String(size), String(flows), String(pps), String(seconds)], { encoding: 'utf8', timeout: (seconds + 10) * 1000 });
     const cpu1 = procCpuSeconds(pids);
+    const soft1 = procCpuSeconds(soft);
     const m1 = machineBusySeconds();
     await Promise.race([new Promise((r) => sink.once('exit', r)), sleep((seconds + 5) * 1000)]);
     if (sink.exitCode === null) sink.kill('SIGKILL');
-    const s = JSON.parse(sendOut) as { sent: number; seconds: number };
-    const r = JSON.parse(sinkOut.trim() || '{"received":0,"p50us":-1,"p99us":-1}') as { received: number; p50us: number; p99us: number };
+    const s = JSON.parse(sendOut) as { sent: number; seconds: number; cpu: number };
+    const r = JSON.parse(sinkOut.trim() || '{"received":0,"p50us":-1,"p99us":-1,"cpu":0}') as { received: number; p50us: number; p99us: number; cpu: number };
     const dpps = r.received / s.seconds;
     return {
       sent: s.sent, received: r.received, seconds: s.seconds, pps: dpps, gbps: (dpps * size * 8) / 1e9,
       p50us: r.p50us, p99us: r.p99us, procCpu: cpu1 - cpu0, machineCpu: m1 - m0,
+      pathCpu: s.cpu + r.cpu + (cpu1 - cpu0) + (soft1 - soft0),
     };
   }
 
@@ -500,6 +522,8 @@ interface Row {
   scenario: string; size: number; flows: number; setup: string; baseline: string;
   pps: number; baselinePps: number; ratio: number; gbps: number;
   cpuUsPerPkt: number; baselineCpuUsPerPkt: number; podwayCpuUsPerPkt: number;
+  /** the path's own CPU (Measurement.pathCpu) per delivered packet */
+  pathCpuUsPerPkt: number; baselinePathCpuUsPerPkt: number;
   lossFreePps: number; p50us: number; p99us: number;
 }
 
@@ -676,6 +700,8 @@ async function main() {
               cpuUsPerPkt: p.received ? r2((p.machineCpu * 1e6) / p.received) : 0,
               baselineCpuUsPerPkt: bm.received ? r2((bm.machineCpu * 1e6) / bm.received) : 0,
               podwayCpuUsPerPkt: p.received ? r2((p.procCpu * 1e6) / p.received) : 0,
+              pathCpuUsPerPkt: p.received ? r2((p.pathCpu * 1e6) / p.received) : 0,
+              baselinePathCpuUsPerPkt: bm.received ? r2((bm.pathCpu * 1e6) / bm.received) : 0,
               lossFreePps: p.lossFree, p50us: p.lat.p50us, p99us: p.lat.p99us,
             });
           }
@@ -829,7 +855,7 @@ async function main() {
   if (json) {
     for (const r of rows) {
       const { scenario, size, flows, pps, baselinePps, ratio, cpuUsPerPkt, baselineCpuUsPerPkt } = r;
-      process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio: Number.isFinite(ratio) ? ratio : null, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, setup: r.setup, machine: info }) + '\n');
+      process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio: Number.isFinite(ratio) ? ratio : null, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, pathCpuUsPerPkt: r.pathCpuUsPerPkt, baselinePathCpuUsPerPkt: r.baselinePathCpuUsPerPkt, setup: r.setup, machine: info }) + '\n');
     }
     for (const r of [...tcpRows, ...rrRows, ...idleRows, ...observeRows]) {
       const ratio = 'ratio' in r ? r.ratio : 'p99Ratio' in r ? r.p99Ratio : null;
@@ -840,10 +866,10 @@ async function main() {
   }
   console.log(`\nmachine: ${info.cpu}, ${info.cores} cores, kernel ${info.kernel}, Node ${info.node}, ${info.date}; load average at start ${info.loadavg}, at end ${loadAverage()}; pps ${seconds}s, tcp/rr ${longSeconds}s per measurement\n`);
   if (rows.length) {
-    console.log('| scenario | size | flows | podway setup | baseline | podway pps | baseline pps | ratio | Gb/s | loss-free pps (<0.1%) | p50/p99 µs at half that | machine CPU µs/pkt podway / baseline | podway process µs/pkt |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    console.log('| scenario | size | flows | podway setup | baseline | podway pps | baseline pps | ratio | Gb/s | loss-free pps (<0.1%) | p50/p99 µs at half that | machine CPU µs/pkt podway / baseline | path CPU µs/pkt podway / baseline | podway process µs/pkt |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rows) {
-      console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : 'baseline delivered 0'} | ${r.gbps} | ${r.lossFreePps} | ${r.p50us}/${r.p99us} | ${r.cpuUsPerPkt} / ${r.baselineCpuUsPerPkt} | ${r.podwayCpuUsPerPkt} |`);
+      console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : 'baseline delivered 0'} | ${r.gbps} | ${r.lossFreePps} | ${r.p50us}/${r.p99us} | ${r.cpuUsPerPkt} / ${r.baselineCpuUsPerPkt} | ${r.pathCpuUsPerPkt} / ${r.baselinePathCpuUsPerPkt} | ${r.podwayCpuUsPerPkt} |`);
     }
     console.log('');
   }

@@ -39,6 +39,9 @@ export interface RunOptions {
   gro?: boolean;
   /** Send VXLAN datagram runs on the underlay as UDP GSO messages (transmit GSO, default true). */
   txGso?: boolean;
+  /** Drop pod frames podway forwards before the node's kernel tracks and routes them (default
+   * true; nft-nat.ts podIngressChain). */
+  kernelTransitDrop?: boolean;
   /** Forwarding workers (1 = the main thread alone). */
   workers?: number;
   /** This node's address with its prefix, registered in a writable datastore (else first-found). */
@@ -63,7 +66,7 @@ export interface RunOptions {
 }
 
 /** What podway's nftables table should hold for this model. */
-function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number): NatSpec {
+function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number, kernelTransitDrop: boolean): NatSpec {
   const nodes = new Set<number>([model.node.ip, ...model.node.knownNodeIps]);
   return {
     hostPort: HOST_PORT_NAME,
@@ -74,6 +77,8 @@ function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, numbe
     portRange,
     udpTimeout,
     maxFlows,
+    pods: model.endpoints.filter((e) => e.interfaceType === 'veth').map((e) => e.interfaceName).sort(),
+    kernelTransitDrop,
   };
 }
 
@@ -170,7 +175,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
     // error only once a pool asks for natOutgoing.
     const syncNat = (model: NodeDataplaneModel) => {
-      const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536);
+      const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false);
       if (nat.active) return nat.update(want);
       try {
         nat.start(want);

@@ -20,6 +20,9 @@
  *   PREROUTING (dstnat); the `prerouting` chain then sends a copy into the host port (`dup to <pod>
  *   device podway0`) and drops the original, which forwarding=0 would drop anyway: podway delivers
  *   it to the pod like any packet from the node.
+ *
+ * The same table holds the kernel transit drop (`pod_ingress`, see podIngressChain): pod frames
+ * podway forwards are dropped before the node's conntrack and routing see them.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -43,12 +46,42 @@ export interface NatSpec {
   udpTimeout: { unreplied: number; replied: number };
   /** NATed flows at once: a new one beyond it is refused (dropped) and counted. */
   maxFlows: number;
+  /** Host ends of the veth pods podway forwards for (kernel transit drop, below). */
+  pods: readonly string[];
+  /** Drop pod frames podway forwards before the node's kernel tracks and routes them (the
+   * `pod_ingress` chain; `podway run --no-kernel-transit-drop` turns it off). */
+  kernelTransitDrop: boolean;
 }
 
 const MATCH = 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes';
 
 function elements(xs: readonly string[]): string {
   return xs.length ? ` elements = { ${xs.join(', ')} }` : '';
+}
+
+/** Interface names as nft strings; a name that could break out of the quotes is left out (the
+ * engine refuses such names for its sysctls too). */
+function ifnames(xs: readonly string[]): string[] {
+  return xs.filter((x) => /^[A-Za-z0-9_.@-]{1,15}$/.test(x)).map((x) => `"${x}"`);
+}
+
+/**
+ * The kernel transit drop. A veth pod's frame reaches the node's own stack as well as podway's
+ * AF_PACKET socket (the kernel keeps receiving it: pod -> node traffic goes that way). For a frame
+ * podway forwards, the kernel then runs conntrack (a new entry, thrown away), NAT's null binding
+ * and a route lookup that, with forwarding=0 on the veth, allocates and frees a route per packet
+ * before dropping it: in a 64 B flood that was more kernel time per frame than podway's own
+ * receive (bench/README.md, "64-byte floods"). This chain drops such frames first (priority raw,
+ * before conntrack): from a pod veth, to an address that is not the node's own (nor broadcast or
+ * multicast). The kernel would drop each of them anyway; pod -> node traffic is untouched.
+ */
+function podIngressChain(s: NatSpec): string {
+  if (!s.kernelTransitDrop) return '';
+  return `
+  chain pod_ingress {
+    type filter hook prerouting priority raw; policy accept;
+    iifname @pods fib daddr type != { local, broadcast, multicast } counter name "pod_transit" drop
+  }`;
 }
 
 /**
@@ -63,11 +96,13 @@ table ip ${NAT_TABLE} {
   set pools { type ipv4_addr; flags interval; auto-merge;${elements(s.pools)} }
   set natpools { type ipv4_addr; flags interval; auto-merge;${elements(s.natPools)} }
   set nodes { type ipv4_addr;${elements(s.nodes)} }
+  set pods { type ifname;${elements(ifnames(s.pods))} }
   counter nat_flows { }
   counter nat_out { }
   counter nat_in { }
   counter nat_refused { }
   counter icmp_unmatched { }
+  counter pod_transit { }
   ct timeout udp_nat {
     protocol udp; l3proto ip;
     policy = { unreplied: ${s.udpTimeout.unreplied}, replied: ${s.udpTimeout.replied} }
@@ -92,7 +127,7 @@ table ip ${NAT_TABLE} {
     type filter hook prerouting priority filter; policy accept;
     ct direction reply ct status snat ip daddr @pools counter name "nat_in" dup to ip daddr device "${s.hostPort}" drop
     icmp type { destination-unreachable, time-exceeded, parameter-problem } ct state invalid counter name "icmp_unmatched"
-  }
+  }${podIngressChain(s)}
 }
 `;
 }
@@ -100,7 +135,7 @@ table ip ${NAT_TABLE} {
 /** A live update: the sets only, replaced in one transaction. */
 export function natSetsProgram(s: NatSpec): string {
   const lines: string[] = [];
-  for (const [set, xs] of [['pools', s.pools], ['natpools', s.natPools], ['nodes', s.nodes]] as const) {
+  for (const [set, xs] of [['pools', s.pools], ['natpools', s.natPools], ['nodes', s.nodes], ['pods', ifnames(s.pods)]] as const) {
     lines.push(`flush set ip ${NAT_TABLE} ${set}`);
     if (xs.length) lines.push(`add element ip ${NAT_TABLE} ${set} { ${xs.join(', ')} }`);
   }
@@ -155,7 +190,9 @@ export function parseNatPortRange(text: string, ephemeral: readonly [number, num
 
 /** icmpUnmatched: ICMP errors that reached the node quoting no known flow (not translated; the
  * node's stack ignores them). */
-export interface NatCounters { flows: number; outPackets: number; outBytes: number; inPackets: number; inBytes: number; refused: number; icmpUnmatched: number }
+export interface NatCounters { flows: number; outPackets: number; outBytes: number; inPackets: number; inBytes: number; refused: number; icmpUnmatched: number;
+  /** pod frames the kernel transit drop took before conntrack (podway forwards them) */
+  podTransit: number }
 
 function nftError(e: unknown, what: string): Error {
   const err = e as NodeJS.ErrnoException & { stderr?: Buffer | string };
@@ -281,15 +318,15 @@ export class NftNat {
 
 /** What only a whole-table replace changes (the chains' constants). */
 function tableKeyOf(s: NatSpec): string {
-  return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows]);
+  return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows, s.kernelTransitDrop]);
 }
 
 function setsKeyOf(s: NatSpec): string {
-  return JSON.stringify([s.pools, s.natPools, s.nodes]);
+  return JSON.stringify([s.pools, s.natPools, s.nodes, s.pods]);
 }
 
 export function parseCounters(json: string): NatCounters {
-  const c: NatCounters = { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0, refused: 0, icmpUnmatched: 0 };
+  const c: NatCounters = { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0, refused: 0, icmpUnmatched: 0, podTransit: 0 };
   const doc = JSON.parse(json) as { nftables?: { counter?: { name: string; packets: number; bytes: number } }[] };
   for (const item of doc.nftables ?? []) {
     const k = item.counter;
@@ -299,6 +336,7 @@ export function parseCounters(json: string): NatCounters {
     else if (k.name === 'nat_in') { c.inPackets = k.packets; c.inBytes = k.bytes; }
     else if (k.name === 'nat_refused') c.refused = k.packets;
     else if (k.name === 'icmp_unmatched') c.icmpUnmatched = k.packets;
+    else if (k.name === 'pod_transit') c.podTransit = k.packets;
   }
   return c;
 }

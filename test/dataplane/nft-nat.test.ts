@@ -10,6 +10,7 @@ import { NatSpec, natTableProgram, natSetsProgram, defaultNatPortRange, parseNat
 const SPEC: NatSpec = {
   hostPort: 'podway0', hostPortIndex: 7, natPools: ['10.244.0.0/16'], pools: ['10.244.0.0/16', '10.250.0.0/16'], nodes: ['10.99.0.1', '10.99.0.2'],
   portRange: [61000, 65535], udpTimeout: { unreplied: 30, replied: 120 }, maxFlows: 65536,
+  pods: ['cali1234', 'cali5678'], kernelTransitDrop: true,
 };
 
 test('the NAT port range stays off the ephemeral ports and the VXLAN port', () => {
@@ -38,11 +39,24 @@ test('the table: idempotent create, masquerade fully-random for NAT pools to out
   assert.match(none, 'set natpools { type ipv4_addr; flags interval; auto-merge; }');
 });
 
+test('the kernel transit drop: pod frames not for the node dropped before conntrack, off on request', () => {
+  const p = natTableProgram(SPEC);
+  assert.match(p, 'set pods { type ifname; elements = { "cali1234", "cali5678" } }');
+  assert.match(p, 'type filter hook prerouting priority raw; policy accept;\n    iifname @pods fib daddr type != { local, broadcast, multicast } counter name "pod_transit" drop');
+  // a name that could leave its quotes never reaches nft
+  assert.match(natTableProgram({ ...SPEC, pods: ['cali1', 'x" } drop', 'a'.repeat(16)] }), 'set pods { type ifname; elements = { "cali1" } }');
+  const off = natTableProgram({ ...SPEC, kernelTransitDrop: false });
+  assert.not.match(off, 'pod_ingress');
+  assert.not.match(off, 'fib daddr');
+  assert.match(natTableProgram({ ...SPEC, pods: [] }), 'set pods { type ifname; }');
+});
+
 test('a live update replaces the sets only', () => {
   assert.is(natSetsProgram({ ...SPEC, natPools: [] }), [
     'flush set ip podway pools', 'add element ip podway pools { 10.244.0.0/16, 10.250.0.0/16 }',
     'flush set ip podway natpools',
-    'flush set ip podway nodes', 'add element ip podway nodes { 10.99.0.1, 10.99.0.2 }', '',
+    'flush set ip podway nodes', 'add element ip podway nodes { 10.99.0.1, 10.99.0.2 }',
+    'flush set ip podway pods', 'add element ip podway pods { "cali1234", "cali5678" }', '',
   ].join('\n'));
 });
 
@@ -53,8 +67,9 @@ test('counters are read from nft -j', () => {
     { counter: { family: 'ip', name: 'nat_out', table: 'podway', handle: 2, packets: 40, bytes: 4000 } },
     { counter: { family: 'ip', name: 'nat_in', table: 'podway', handle: 3, packets: 38, bytes: 3800 } },
     { counter: { family: 'ip', name: 'nat_refused', table: 'podway', handle: 4, packets: 2, bytes: 120 } },
+    { counter: { family: 'ip', name: 'pod_transit', table: 'podway', handle: 5, packets: 77, bytes: 7700 } },
   ] });
-  assert.equal(parseCounters(json), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800, refused: 2, icmpUnmatched: 0 });
+  assert.equal(parseCounters(json), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800, refused: 2, icmpUnmatched: 0, podTransit: 77 });
 });
 
 test('nft missing: a clear error naming the package', () => {

@@ -266,6 +266,38 @@ test('pool to pool and pod to node keep the pod address', async () => {
   assert.is(splitPeer(u.received.peer).ip, a.ip);
 });
 
+/** A counter of the node's /proc/net/snmp (e.g. "Ip" "InAddrErrors"). */
+function snmp(ns: string, group: string, field: string): number {
+  const lines = inNs(ns, ['cat', '/proc/net/snmp']).split('\n').filter((l) => l.startsWith(`${group}: `));
+  const names = lines[0].split(/\s+/).slice(1);
+  const values = lines[1].split(/\s+/).slice(1).map(Number);
+  return values[names.indexOf(field)];
+}
+
+test('the kernel transit drop: pod frames podway forwards stop before conntrack and routing; pod to node still reaches the kernel', async () => {
+  const n1 = lab.node('node1');
+  const a = lab.pod('n1-a');
+  const set = inNs(n1.ns, ['nft', 'list', 'set', 'ip', 'podway', 'pods']);
+  for (const pod of ['n1-a', 'n1-b', 'n1-c', 'n1-d']) assert.match(set, `"${lab.pod(pod).ifname}"`, `${pod}'s veth in the set: ${set}`);
+  assert.not.match(set, lab.pod('n1-tap').ifname, 'a tap pod is not seen by the kernel: not in the set');
+  const before = (await controlRequest(n1.control, { cmd: 'counters' }, 5000)) as { nat: { podTransit: number } };
+  const errs = snmp(n1.ns, 'Ip', 'InAddrErrors');
+  // to a remote pod (forwarded by podway) and to a local one: both dropped by the chain
+  for (const dst of ['n2-b', 'n1-b']) {
+    const r = lab.ping('n1-a', lab.pod(dst).ip, 3, 56, ['-W', '3']);
+    assert.is(r.received, 3, `n1-a -> ${dst}: ${JSON.stringify(r)}\n${logTail(lab)}`);
+  }
+  // to its own node: the kernel answers (the chain lets the node's own addresses through)
+  const r = lab.ping('n1-a', n1.ip, 3, 56, ['-W', '3']);
+  assert.is(r.received, 3, `n1-a -> node1: ${JSON.stringify(r)}`);
+  const after = (await controlRequest(n1.control, { cmd: 'counters' }, 5000)) as { nat: { podTransit: number } };
+  assert.ok(after.nat.podTransit - before.nat.podTransit >= 6, `pod_transit counted the 6 forwarded echo requests: ${JSON.stringify([before.nat, after.nat])}`);
+  // Without the chain, each forwarded frame ended in the kernel's route lookup (forwarding=0 on
+  // the veth) and was counted there.
+  assert.is(snmp(n1.ns, 'Ip', 'InAddrErrors') - errs, 0, 'the kernel never routed (and dropped) a forwarded frame');
+  assert.ok(!conntrack('node1').some((l) => l.includes(`src=${a.ip} dst=${lab.pod('n2-b').ip}`)), 'no conntrack entry for the forwarded flow');
+});
+
 test('the outside saw nothing but node addresses', async () => {
   await sleep(500);
   const srcs = new Set([...dumpOut.matchAll(/ IP (\d+\.\d+\.\d+\.\d+)(?:\.\d+)? > /g)].map((m) => m[1]));

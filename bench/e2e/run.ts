@@ -162,6 +162,8 @@ interface Measurement {
    * threads (softirq work deferred out of those contexts). Unlike machineCpu, other work on a
    * shared machine is not in it. */
   pathCpu: number;
+  /** its parts, CPU seconds: pktgen send, pktgen sink, ksoftirqd threads */
+  senderCpu: number; sinkCpu: number; softirqdCpu: number;
 }
 
 function machineBusySeconds(): number {
@@ -178,6 +180,12 @@ function machineColumns(): number[] {
 
 function loadAverage(): string {
   return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+/** Where a pps measurement's path CPU went, µs per delivered packet. */
+function cpuParts(m: Measurement): string {
+  const us = (x: number) => (m.received ? ((x * 1e6) / m.received).toFixed(2) : '-');
+  return `µs/pkt: sender ${us(m.senderCpu)}, forwarder ${us(m.procCpu)}, sink ${us(m.sinkCpu)}, ksoftirqd ${us(m.softirqdCpu)}, machine ${us(m.machineCpu)}`;
 }
 
 /** The pids of the ksoftirqd threads. */
@@ -372,6 +380,7 @@ class Bench {
       sent: s.sent, received: r.received, seconds: s.seconds, pps: dpps, gbps: (dpps * size * 8) / 1e9,
       p50us: r.p50us, p99us: r.p99us, procCpu: cpu1 - cpu0, machineCpu: m1 - m0,
       pathCpu: s.cpu + r.cpu + (cpu1 - cpu0) + (soft1 - soft0),
+      senderCpu: s.cpu, sinkCpu: r.cpu, softirqdCpu: soft1 - soft0,
     };
   }
 
@@ -681,7 +690,7 @@ async function main() {
           const lossFree = await bench.lossFreeRate(size, flows, m.pps, seconds, quick ? [0.9, 0.5] : [1.0, 0.7, 0.4]);
           const lat = await bench.measure(size, flows, Math.max(1000, Math.floor((lossFree || m.pps * 0.3) / 2)), seconds);
           podwayRes.set(`${pw.label}/${size}/${flows}`, { ...m, lossFree, lat });
-          say(`${sc.name} ${pw.label} ${size}B ${flows} flows: ${Math.round(m.pps)} pps`);
+          say(`${sc.name} ${pw.label} ${size}B ${flows} flows: ${Math.round(m.pps)} pps; ${cpuParts(m)}`);
         }
       }
     }
@@ -690,7 +699,7 @@ async function main() {
       for (const size of scSizes) {
         for (const flows of sc.flows ?? flowsList) {
           const bm = await bench.measure(size, flows, 0, seconds);
-          say(`${sc.name} ${base.label} ${size}B ${flows} flows: ${Math.round(bm.pps)} pps`);
+          say(`${sc.name} ${base.label} ${size}B ${flows} flows: ${Math.round(bm.pps)} pps; ${cpuParts(bm)}`);
           for (const pw of podways) {
             const p = podwayRes.get(`${pw.label}/${size}/${flows}`)!;
             rows.push({

@@ -843,7 +843,7 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
       struct gro_merge m;
       c = gro_span(g->f + k, g->len + k, count - k, &m);
       /* underlay: every segment within the device MTU, as it would have had to be alone */
-      if (c > 1 && !p->gro && 20 + (m.hdrs - 34) + m.mss > p->mtu) c = 1;
+      if (c > 1 && !p->gro && m.hdrs - 14 + m.mss > p->mtu) c = 1;
       if (c > 1) {
         gro_write_header(g->f[k], &m, g->hdr[nm], &g->vh[nm]);
         g->iov[niov++] = (struct iovec){ &g->vh[nm], p->vnet_len };

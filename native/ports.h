@@ -146,7 +146,7 @@ struct open_opts {
 
 /* port.tx_gso: which runs are merged (a kind the kernel rejected is turned off) */
 #define TX_GSO_UDP 1 /* VXLAN datagrams of one outer flow: UDP_L4 (uso.h) */
-#define TX_GSO_TCP 2 /* TCP/IPv4 segments of one flow (direct routing): TCPV4 (gro.h) */
+#define TX_GSO_TCP 2 /* TCP segments of one flow (direct routing): TCPV4 or TCPV6 (gro.h) */
 
 /* Each returns 0 or -errno; on success *p is filled. */
 int port_open_tuntap(struct port *p, const char *name, int tap, const struct open_opts *o);

@@ -39,13 +39,13 @@ export interface PortOptions {
    * native/README.md. false: frames over a slot arrive cut (TRUNCATED) and partial checksums are
    * left to JS. */
   vnetHdr?: boolean;
-  /** AF_PACKET with vnetHdr: software GRO on send (native/gro.c). Consecutive in-order TCP/IPv4
-   * segments of one flow in a batch go out as one super-frame with a virtio_net_hdr (TCPV4,
-   * gso_size, partial checksum), as the kernel's GRO hands them to a pod. For pod ports. */
+  /** AF_PACKET with vnetHdr: software GRO on send (native/gro.c). Consecutive in-order TCP/IPv4 or
+   * TCP/IPv6 segments of one flow in a batch go out as one super-frame with a virtio_net_hdr (TCPV4
+   * or TCPV6, gso_size, partial checksum), as the kernel's GRO hands them to a pod. For pod ports. */
   gro?: boolean;
   /** AF_PACKET with vnetHdr: transmit GSO (native/uso.c, gro.c). Consecutive VXLAN datagrams of one
-   * outer flow in a batch go out as one UDP GSO message (UDP_L4), and in-order TCP/IPv4 segments of
-   * one flow as one TCPV4 message; the kernel carries each as one skb and segments it at the device
+   * outer flow in a batch go out as one UDP GSO message (UDP_L4), and in-order TCP segments of one
+   * flow as one TCPV4 (TCPV6) message; the kernel carries each as one skb and segments it at the device
    * (in software when the device cannot). For the underlay port. */
   txGso?: boolean;
   /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */

@@ -6,7 +6,9 @@
  * big for the IPv6 VXLAN path learns the path MTU from podway's ICMPv6 packet too big.
  *
  * The veth pods keep the kernel's defaults (TSO/GSO on): their IPv6 TCP super-frames are segmented
- * by podway (native/gso.c), which the TCP test checks in the port counters. Pods with offloads off
+ * by podway (native/gso.c), and TCP towards the veth pods is coalesced again into GSO_TCPV6
+ * super-frames (native/gro.c; on the underlay in direct mode too), which the TCP tests check in the
+ * port counters. Pods with offloads off
  * are covered by test/e2e/ipv6-interop.test.ts and cluster-ipv6.test.ts.
  */
 import { test } from 'uvu';
@@ -90,9 +92,21 @@ test('the pod resolved its gateway through podway\'s NA: ee:ee:ee:ee:ee:ee, rout
   assert.ok(n[0].router === null || n[0].router === true || String(JSON.stringify(n[0])).includes('router'), 'router flag');
 });
 
-test('TCP over IPv6 VXLAN: 4 MB with the content checked, both directions; the veth pod\'s IPv6 super-frames segmented', async () => {
-  const portRow = async (pod: string) => ((await controlRequest(lab!.node(lab!.pod(pod).node).control, { cmd: 'counters' })) as { ports: { port: string; rxGsoFrames?: number; rxGsoSegments?: number; rxGsoDropped?: number; rxGsoBad?: number }[] }).ports.find((r) => r.port === lab!.pod(pod).ifname);
-  const before = (await portRow('web-1'))?.rxGsoFrames ?? 0;
+interface PortRow { port: string; txGroFrames?: number; txGroSegments?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number; rxGsoFrames?: number; rxGsoSegments?: number; rxGsoDropped?: number; rxGsoBad?: number }
+
+async function portRows(node: string): Promise<PortRow[]> {
+  return ((await controlRequest(lab!.node(node).control, { cmd: 'counters' })) as { ports: PortRow[] }).ports;
+}
+async function podRow(pod: string): Promise<PortRow | undefined> {
+  return (await portRows(lab!.pod(pod).node)).find((r) => r.port === lab!.pod(pod).ifname);
+}
+async function underlayRow(node: string): Promise<PortRow | undefined> {
+  return (await portRows(node)).find((r) => r.port.startsWith('underlay('));
+}
+
+test('TCP over IPv6 VXLAN: 4 MB with the content checked, both directions; the veth pod\'s IPv6 super-frames segmented, and coalesced again (GRO) towards the receiving veth pod', async () => {
+  const before = (await podRow('web-1'))?.rxGsoFrames ?? 0;
+  const groBefore = (await podRow('web-2'))?.txGroFrames ?? 0;
   for (const [a, b] of [['web-1', 'web-2'], ['web-2', 'tap-1']]) {
     const dst = lab!.pod(b);
     const t = await tcpTransferTo(lab!, a, { name: b, ns: dst.ns, ip: ip6Of(b) }, 4 << 20, 5301);
@@ -100,10 +114,15 @@ test('TCP over IPv6 VXLAN: 4 MB with the content checked, both directions; the v
     assert.is(t.received.sha256, t.sent.sha256, `${a} -> ${b}: content`);
     assert.ok(t.received.peer.startsWith(ip6Of(a)), `${a} -> ${b}: seen from ${t.received.peer}`);
   }
-  const row = await portRow('web-1');
+  const row = await podRow('web-1');
   assert.ok((row?.rxGsoFrames ?? 0) > before, `web-1 (offloads on) sent IPv6 TCP super-frames that podway segmented: ${JSON.stringify(row)}`);
   assert.is(row?.rxGsoDropped ?? 0, 0, 'none dropped');
   assert.is(row?.rxGsoBad ?? 0, 0, 'none malformed');
+  // web-2 received the 4 MB (content checked above) partly as GSO_TCPV6 super-frames podway built
+  const to = await podRow('web-2');
+  console.log(`  web-2's veth: ${(to?.txGroFrames ?? 0) - groBefore} IPv6 TCP super-frames (${to?.txGroSegments ?? 0} segments in all)`);
+  assert.ok((to?.txGroFrames ?? 0) > groBefore, `podway coalesced IPv6 TCP segments into super-frames towards web-2: ${JSON.stringify(to)}`);
+  assert.is(to?.txGsoRejected ?? 0, 0, 'the kernel took every super-frame');
 });
 
 test('PMTU: a pod with MTU 1500 sending TCP over IPv6 VXLAN (path 1430) gets packet too big and completes', async () => {
@@ -136,8 +155,17 @@ test('unencapsulated IPv6 (pool vxlanMode Never): NDP on the underlay, ping6 bot
     assert.is(p.ttl, 62, `${a} -> ${b}: hop limit`);
   }
   const dst = lab!.pod('web-2');
+  const groBefore = (await podRow('web-2'))?.txGroFrames ?? 0;
+  const gsoBefore = (await underlayRow('node1'))?.txGsoFrames ?? 0;
   const t = await tcpTransferTo(lab!, 'web-1', { name: 'web-2', ns: dst.ns, ip: ip6Of('web-2') }, 2 << 20, 5303);
   assert.is(t.received.sha256, t.sent.sha256, 'content');
+  // direct IPv6 TCP leaves node1 as GSO_TCPV6 sends on the underlay and reaches web-2 as GRO super-frames
+  const ul = await underlayRow('node1');
+  const to = await podRow('web-2');
+  console.log(`  direct: node1 underlay ${(ul?.txGsoFrames ?? 0) - gsoBefore} GSO sends, web-2's veth ${(to?.txGroFrames ?? 0) - groBefore} super-frames`);
+  assert.ok((ul?.txGsoFrames ?? 0) > gsoBefore, `node1 sent IPv6 TCP runs as GSO on the underlay: ${JSON.stringify(ul)}`);
+  assert.is(ul?.txGsoRejected ?? 0, 0, 'the kernel took every GSO send');
+  assert.ok((to?.txGroFrames ?? 0) > groBefore, `super-frames towards web-2: ${JSON.stringify(to)}`);
   ok = true;
 });
 

@@ -9,6 +9,7 @@
  * - pps (vxlan-encap, vxlan-decap, direct, ipip, podway-both): bench/e2e/pktgen.c in pod A
  *   (AF_PACKET sendmmsg flooder), counted by its sink in pod B.
  * - tcp-bulk: iperf3 pod A -> pod B and B -> A (-R), 1 and 8 streams: Gb/s and CPU per GB.
+ *   tcp6-bulk: the same over IPv6 (pod B's IPv6 address, VXLAN over IPv6) in the dual-stack lab.
  * - rr-latency: pktgen rr-client/rr-server (C, one thread each), TCP and UDP 64 B request/response:
  *   the maximum rate (16 outstanding), then p50/p99/p99.9 round trips open loop at 100/s and at half
  *   that maximum.
@@ -28,7 +29,7 @@
  *   `vxlan-v6.calico`, node2 a kernel `vxlan-v6.calico` node in both. The smallest IPv6 frame
  *   pktgen sends is 78 B (14 + 40 + 8 + its 16-byte payload): the 64 B row is run and labelled 78.
  *
- *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,vxlan6-encap,tcp-bulk,rr-latency,idle]
+ *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,vxlan6-encap,tcp-bulk,tcp6-bulk,rr-latency,idle]
  *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
  *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
@@ -115,6 +116,13 @@ const SCENARIOS: Scenario[] = [
     kind: 'tcp-bulk',
     podway: { label: 'podway -> kernel', node1: 'podway', node2: 'kernel', mode: 'vxlan' },
     baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
+  },
+  // tcp-bulk over IPv6 (VXLAN over IPv6) in the dual-stack lab: pod B's IPv6 address, pod MTU 1430
+  {
+    name: 'tcp6-bulk',
+    kind: 'tcp-bulk',
+    podway: { label: 'podway -> kernel (IPv6 VXLAN)', node1: 'podway', node2: 'kernel', mode: 'vxlan', ipv6: true },
+    baselines: [{ label: 'kernel vxlan-v6.calico -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan', ipv6: true }],
   },
   {
     name: 'rr-latency',
@@ -423,7 +431,7 @@ class Bench {
       const pids = this.forwarderPids();
       const cpu0 = procCpuSeconds(pids);
       const m0 = machineColumns();
-      const out = await runAsync('ip', ['netns', 'exec', a.ns, 'iperf3', '-c', b.ip, '-p', String(port), '-t', String(seconds), '-P', String(streams), '-J', ...(reverse ? ['-R'] : [])], (seconds + 20) * 1000);
+      const out = await runAsync('ip', ['netns', 'exec', a.ns, 'iperf3', '-c', this.ipv6 ? b.ip6! : b.ip, '-p', String(port), '-t', String(seconds), '-P', String(streams), '-J', ...(reverse ? ['-R'] : [])], (seconds + 20) * 1000);
       const cpu1 = procCpuSeconds(pids);
       const m1 = machineColumns();
       const after = await this.podwayPortTotals();
@@ -797,6 +805,7 @@ async function main() {
   }
 
   async function runTcp(sc: Scenario, podways: Setup[]): Promise<void> {
+    const bench = benchFor(sc);
     const cases = [1, 8].flatMap((streams) => [false, true].map((reverse) => ({ streams, reverse })));
     const res = new Map<string, TcpMeasurement>();
     for (const setup of [...podways, ...sc.baselines]) {

@@ -17,6 +17,10 @@ import { Drop } from '../packet/drop';
 /** Layouts, as capture.ts's Link (kept numeric here to avoid an import cycle). */
 const ETHERNET = 0;
 const VXLAN = 2;
+/** Underlay Ethernet frames carrying VXLAN over IPv6, matched on the inner packet (capture.ts's
+ * Link.VXLAN6_UNDERLAY): inner Ethernet after 14 + 40 + 8 + 8 bytes of outer headers. */
+const VXLAN6_UNDERLAY = 3;
+const VXLAN6_INNER = 14 + 40 + 8 + 8;
 
 /**
  * Match frames 0..n-1 of a batch: writes the indices of matching frames to `list` and where their
@@ -53,6 +57,9 @@ export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher 
   let findIp: string;
   if (link === ETHERNET) {
     findIp = `ip=(len>=${ETH_HLEN + 20}&&b[f+12]===8&&b[f+13]===0&&(b[f+${ETH_HLEN}]>>4)===4)?f+${ETH_HLEN}:-1;`;
+  } else if (link === VXLAN6_UNDERLAY) {
+    // pipeline6 decapsulates IPv6 inner packets only: there is no inner IPv4 header to look at
+    findIp = 'ip=-1;';
   } else if (link === VXLAN) {
     const e = 8;
     findIp = `ip=(len>=${e + ETH_HLEN + 20}&&b[f+${e + 12}]===8&&b[f+${e + 13}]===0&&(b[f+${e + ETH_HLEN}]>>4)===4)?f+${e + ETH_HLEN}:-1;`;
@@ -118,6 +125,10 @@ function innerIp6(b: Uint8Array, fr: number, len: number, link: number): number 
   } else if (link === VXLAN) {
     if (len < 8 + ETH_HLEN + 40 || b[fr + 8 + 12] !== 0x86 || b[fr + 8 + 13] !== 0xdd) return -1;
     ip = fr + 8 + ETH_HLEN;
+  } else if (link === VXLAN6_UNDERLAY) {
+    const e = VXLAN6_INNER;
+    if (len < e + ETH_HLEN + 40 || b[fr + 12] !== 0x86 || b[fr + 13] !== 0xdd || b[fr + 20] !== 17 || b[fr + e + 12] !== 0x86 || b[fr + e + 13] !== 0xdd) return -1;
+    ip = fr + e + ETH_HLEN;
   } else {
     if (len < 40) return -1;
     ip = fr;

@@ -12,6 +12,11 @@
  * Every record is an Ethernet frame (one link type for the whole file, which tcpdump needs): frames
  * from IP-only ports (TUN devices, the raw sockets) get a 14-byte pseudo Ethernet header with zero
  * addresses, and VXLAN payloads from the UDP socket get the outer IPv4/UDP headers they arrived in.
+ *
+ * The decap stage records the inner Ethernet frame of tunnel traffic that passed decapsulation:
+ * IPv4 VXLAN (the UDP socket's payloads), IP-in-IP (the inner IPv4 packet), and VXLAN over IPv6,
+ * which arrives on the underlay port as whole Ethernet frames (outer IPv6/UDP/VXLAN, inner IPv6);
+ * the filter looks at the inner packet there as everywhere at this stage.
  */
 import { ETH_HLEN, SLOT_SIZE } from '../packet/layout';
 import { TraceFilter } from './trace';
@@ -38,7 +43,21 @@ export const Link = {
   IP: 1,
   /** VXLAN payloads from the UDP socket (VXLAN header, inner Ethernet). */
   VXLAN: 2,
+  /** Matching only (never a port's layout): underlay Ethernet frames at the decap stage, matched
+   * on the inner packet of VXLAN over IPv6 (Ethernet, IPv6, UDP, VXLAN, inner Ethernet, IPv6). */
+  VXLAN6_UNDERLAY: 3,
 } as const;
+
+/** Bytes of outer headers in front of the inner Ethernet frame of VXLAN over IPv6 on the underlay
+ * (Ethernet 14, IPv6 40 with UDP right after it, as pipeline6 accepts it, UDP 8, VXLAN 8). */
+export const VXLAN6_OUTER = 14 + 40 + 8 + 8;
+
+/** An underlay frame that is VXLAN over IPv6 (UDP to 4789 right after the fixed IPv6 header) with
+ * room for an inner Ethernet header. */
+function isVxlan6(b: Uint8Array, f: number, len: number): boolean {
+  return len >= VXLAN6_OUTER + ETH_HLEN && b[f + 12] === 0x86 && b[f + 13] === 0xdd && (b[f + 14] >> 4) === 6 &&
+    b[f + 20] === 17 && b[f + 56] === 4789 >> 8 && b[f + 57] === (4789 & 255);
+}
 
 /**
  * One record: a 24-byte header, the interface name, the comment, the frame, padded to 4 bytes.
@@ -110,6 +129,8 @@ export interface CapturePorts {
   readonly portName: readonly string[];
   /** Link layout of a port (Link.*). */
   linkOf(port: number): number;
+  /** The underlay port (VXLAN over IPv6 is decapsulated from its Ethernet frames); none if absent. */
+  isUnderlay?(port: number): boolean;
   readonly nodeIp: number;
 }
 
@@ -146,7 +167,7 @@ export class CaptureTap {
   constructor(opts: CaptureOptions, batch: number) {
     this.filter = opts.filter;
     // Compile for every layout now: a filter that cannot compile fails at start, not mid-batch.
-    for (const link of [Link.ETHERNET, Link.IP, Link.VXLAN]) this.matchers[link] = compileBatchMatcher(opts.filter, link);
+    for (const link of [Link.ETHERNET, Link.IP, Link.VXLAN, Link.VXLAN6_UNDERLAY]) this.matchers[link] = compileBatchMatcher(opts.filter, link);
     this.stage = opts.stage;
     this.remaining = Math.max(1, opts.count);
     this.buf = new Uint8Array(opts.bufferBytes ?? 1 << 20);
@@ -178,13 +199,16 @@ export class CaptureTap {
     const link = ports.linkOf(port);
     const list = this.matchedList;
     const ipAt = this.ipAt;
+    const stage = this.stage;
+    // decap on the underlay: VXLAN over IPv6, matched on its inner packet
+    const decap6 = stage === Stage.DECAP && link === Link.ETHERNET && ports.isUnderlay?.(port) === true;
+    const mlink = decap6 ? Link.VXLAN6_UNDERLAY : link;
     // The part every frame pays: find the header, compare a few fields (compiled per filter).
-    const match = this.matchers[link] ?? (this.matchers[link] = compileBatchMatcher(this.filter, link));
+    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
     const k = match(b, pool.slot, pool.off, lens, n, list, ipAt);
     this.nMatched = k;
     if (k === 0) return;
     this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
-    const stage = this.stage;
     for (let j = 0; j < k && this.remaining > 0; j++) {
       const i = list[j];
       const ip = ipAt[j];
@@ -195,7 +219,9 @@ export class CaptureTap {
       const sport = link === Link.VXLAN ? pool.aport[i] : 0;
       if (stage === Stage.RX) this.record(ports.portName[port], '', b, f, len, link, ports.nodeIp, peer, sport);
       else if (stage === Stage.DROP) this.keep(i, b, f, len, link, ports.nodeIp, peer, sport);
-      else if (stage === Stage.DECAP && ip >= 0) {
+      else if (decap6) {
+        if (isVxlan6(b, f, len)) this.keep(i, b, f + VXLAN6_OUTER, len - VXLAN6_OUTER, Link.ETHERNET, 0, 0, 0);
+      } else if (stage === Stage.DECAP && ip >= 0) {
         if (link === Link.VXLAN && len >= 8 + ETH_HLEN) this.keep(i, b, f + 8, len - 8, Link.ETHERNET, 0, 0, 0);
         else if (link === Link.IP && b[f + 9] === 4) this.keep(i, b, ip, f + len - ip, Link.IP, 0, 0, 0);
       }
@@ -216,7 +242,10 @@ export class CaptureTap {
       if (stage === Stage.DROP) {
         if (o === dropVerdict) this.recordKept(i, ports.portName[port], this.comment(reasons[i]));
       } else if (stage === Stage.DECAP) {
-        if (this.scratchLen[i] > 0 && !(o === dropVerdict && failedBeforeDecap(reasons[i], UNKNOWN_TUNNEL_SOURCE, UNSUPPORTED_ETHERTYPE, TRUNCATED))) this.recordKept(i, ports.portName[port], '');
+        // decapsulated: sent on, or dropped after decapsulation (the underlay's other frames, left
+        // to the host, never were tunnel traffic for us)
+        const decapsulated = o >= 0 || (o === dropVerdict && !failedBeforeDecap(reasons[i], UNKNOWN_TUNNEL_SOURCE, UNSUPPORTED_ETHERTYPE, TRUNCATED));
+        if (this.scratchLen[i] > 0 && decapsulated) this.recordKept(i, ports.portName[port], '');
       } else if (o >= 0) {
         const f = pool.start(i);
         const len = pool.len[i];

@@ -141,6 +141,11 @@ export class Pipeline implements CapturePorts {
     return Link.IP;
   }
 
+  /** The underlay port, for capture (VXLAN over IPv6 is decapsulated from its frames). */
+  isUnderlay(port: number): boolean {
+    return this.role[port] === Role.UNDERLAY;
+  }
+
   setPort(id: number, role: number, name: string, ips: readonly number[] = [], mac?: Uint8Array, hostSees = false): void {
     this.role[id] = role;
     this.hostSees[id] = hostSees ? 1 : 0;

@@ -1,14 +1,22 @@
 // IPv6 between two podway nodes on MemoryIO: node1 resolves node2's underlay address with its
 // own Neighbor Solicitation, encapsulates pod traffic in VXLAN over IPv6 (full UDP checksum, VNI
 // 4096, IPv6 VTEP MACs), and node2 decapsulates it from its underlay port and delivers it; plus
-// the underlay filter with IPv6 and unknown tunnel sources.
+// the underlay filter with IPv6 and unknown tunnel sources; `podway capture --stage decap` on
+// node2 records the inner frames of that IPv6 VXLAN (read back by tshark).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { CaptureTap, Stage, readRecords } from '../../src/dataplane/capture';
+import { PcapngWriter } from '../../src/dataplane/pcapng';
+import { parseTraceFilter } from '../../src/dataplane/trace';
 import { Reason } from '../../src/dataplane/counters';
 import { Neighbors6 } from '../../src/dataplane/engine6';
 import { underlayFilter } from '../../src/dataplane/host';
 import { parseIpv6Bytes, parseMac, toHex, deriveVtepMacBytes } from './helpers6-extra';
-import { onlyFrame, nothingSent, u16, runBpf, NODE1, NODE2_MAC, NODE1_MAC } from './helpers';
+import { onlyFrame, nothingSent, takeAll, u16, runBpf, NODE1, NODE2_MAC, NODE1_MAC } from './helpers';
 import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 import { icmpv6Sum } from '../packet/helpers6';
 
@@ -109,6 +117,56 @@ test('node2 decapsulates IPv6 VXLAN from a known node and delivers to its pod (h
   h2.receive(h2.infra.underlay, bad);
   nothingSent(h2, 'bad checksums');
 });
+
+test('capture --stage decap on node2: the inner IPv6 frame of VXLAN over IPv6, filtered on the inner packet; not unknown senders, bad checksums or the host\'s frames', () => {
+  const h1 = makeHarness6({ neighbors6: { [NODE2_6]: NODE2_MAC6 } });
+  h1.receive(h1.port('caliA'), aToRv());
+  const wire = onlyFrame(h1, h1.infra.underlay, 'from node1').bytes;
+  const h2 = makeHarness6({ node: 'node2' });
+  const forged = wire.slice();
+  forged[14 + 8 + 15] = 0x77;
+  fixUdp6(forged);
+  const bad = wire.slice();
+  bad[bad.length - 1] ^= 0xff;
+  const run = (filter: string): { iface: string; data: Uint8Array }[] => {
+    const tap = new CaptureTap({ filter: parseTraceFilter(filter.split(' ').filter(Boolean)), stage: Stage.DECAP, count: 100 }, h2.pipe.batch);
+    h2.pipe.capture = tap;
+    try {
+      // decapsulated (RV's MAC unknown: still delivered or dropped after decap either way), an
+      // unknown sender, a bad outer checksum, and node2's own IPv6 (an NA, left to the host)
+      h2.receive(h2.infra.underlay, wire, forged, bad, frame6('v6_na_node2'));
+      takeAll(h2);
+    } finally {
+      h2.pipe.capture = null;
+    }
+    const c = tap.take();
+    return c ? [...readRecords(c)].map((r) => ({ iface: r.iface, data: r.data.slice() })) : [];
+  };
+  const all = run('');
+  assert.is(all.length, 1, 'only the frame that passed decapsulation');
+  assert.is(all[0].iface, 'underlay(eth0)');
+  assert.is(toHex(all[0].data), toHex(wire.subarray(14 + 40 + 8 + 8)), 'the inner Ethernet frame as it arrived');
+  assert.is(run(`host ${RV6}`).length, 1, 'a filter on the inner destination');
+  assert.is(run('icmp6').length, 1, 'a filter on the inner protocol');
+  assert.is(run(`host ${NODE2_6}`).length, 0, 'the outer address is not what decap matches');
+  assert.is(run('udp').length, 0, 'nor the outer protocol');
+  // tshark reads the record as an IPv6 ICMPv6 echo from A to RV
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-decap6-'));
+  try {
+    const parts: Uint8Array[] = [];
+    const w = new PcapngWriter((b) => parts.push(b));
+    w.begin();
+    w.packet(all[0].iface, 1, all[0].data);
+    const file = path.join(dir, 'decap6.pcapng');
+    writeFileSync(file, Buffer.concat(parts));
+    const out = execFileSync('tshark', ['-r', file, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.interface_name', '-e', 'ipv6.src', '-e', 'ipv6.dst', '-e', 'icmpv6.type', '-e', 'ipv6.hlim'], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const [row] = out.split('\n').filter(Boolean).map((l) => l.split('|'));
+    assert.equal(row, ['underlay(eth0)', 'fd00:10:244::1', RV6, '128', '63']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 
 test('underlay filter with IPv6: IPv6 and ARP accepted, IPv4 for the node still left to its sockets', () => {
   const prog = underlayFilter(NODE1, { ipv6: true });

@@ -1,7 +1,7 @@
 /**
  * `podway capture` and `podway top` against a running `podway run --workers 2` on a namespace
  * node: pings captured at rx, tx and drop (the reason as the packet comment) and read back with
- * tshark; `-w -` piped into `tcpdump -r -`; sixteen UDP flows spread over both workers all
+ * tshark; at decap in a dual-stack lab, IPv4 VXLAN and VXLAN over IPv6 as their inner frames; `-w -` piped into `tcpdump -r -`; sixteen UDP flows spread over both workers all
  * captured; Ctrl-C ends a capture and switches it off in the dataplane; bad input refused; and
  * `podway top` once and in a pseudo-terminal (script) showing the pod's port with traffic.
  */
@@ -222,5 +222,55 @@ test('capture at rx, tx and drop, to stdout, across workers; top shows the traff
     await teardown(lab);
   }
 });
+
+test('capture at decap, dual-stack: IPv4 VXLAN replies as their inner frames, and IPv6 VXLAN replies (from the underlay port) as inner IPv6 frames', async () => {
+  assert.ok(isRoot(), 'needs root (network namespaces)');
+  const lab = guard(new Lab([
+    { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
+    { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
+  ], { dualStack: true }));
+  try {
+    lab.build();
+    await lab.startPodway('node1');
+    await lab.startPodway('node2');
+    const sock = lab.node('node1').control;
+    const web1 = lab.pod('web-1');
+    const web2 = lab.pod('web-2');
+    assert.ok(web1.ip6 && web2.ip6, 'pods with IPv6 addresses');
+    assert.ok(await until(() => lab.ping('web-1', web2.ip6!, 1).received === 1, 15_000, 200), 'IPv6 path up');
+    assert.is(lab.ping('web-1', web2.ip, 2).loss, 0, 'IPv4 path up');
+
+    // IPv4: the replies from node2 arrive on the VXLAN socket; decap takes the inner frame
+    const v4File = path.join(dir, 'decap4.pcapng');
+    const v4 = await capture(sock, ['--stage', 'decap', 'icmp', 'and', 'host', web2.ip, '-n', '3'], v4File);
+    const ping4 = backgroundPing(lab, 'web-1', web2.ip, 3, 0.2);
+    assert.is(await v4.done, 0, v4.err());
+    assert.is((await ping4.done).received, 3);
+    const rows4 = tshark(v4File, ['frame.interface_name', 'ip.src', 'ip.dst', 'icmp.type', 'vxlan.vni']);
+    assert.is(rows4.length, 3, JSON.stringify(rows4));
+    for (const r of rows4) {
+      assert.match(r[0], /^vxlan\(/);
+      assert.equal(r.slice(1), [web2.ip, web1.ip, '0', ''], 'the inner packet alone: no outer headers, no VXLAN');
+    }
+
+    // IPv6: node2's replies come as VXLAN over IPv6 on node1's underlay port; the filter names the
+    // inner addresses and protocol, and the records are the inner IPv6 frames
+    const v6File = path.join(dir, 'decap6.pcapng');
+    const v6 = await capture(sock, ['--stage', 'decap', 'icmp6', 'and', 'host', web2.ip6!, '-n', '3'], v6File);
+    const ping6 = backgroundPing(lab, 'web-1', web2.ip6!, 3, 0.2);
+    assert.is(await v6.done, 0, v6.err());
+    assert.is((await ping6.done).received, 3);
+    assert.match(v6.err(), /3 packets captured/);
+    const rows6 = tshark(v6File, ['frame.interface_name', 'ipv6.src', 'ipv6.dst', 'icmpv6.type', 'ipv6.hlim', 'udp.dstport', 'vxlan.vni']);
+    assert.is(rows6.length, 3, JSON.stringify(rows6));
+    for (const r of rows6) {
+      assert.match(r[0], /^underlay\(/, 'VXLAN over IPv6 is decapsulated from the underlay port');
+      assert.equal(r.slice(1), [web2.ip6!, web1.ip6!, '129', '63', '', ''], 'the inner echo reply, hop limit after node2, no outer headers');
+    }
+  } finally {
+    await teardown(lab);
+  }
+});
+
 
 test.run();

@@ -9,6 +9,7 @@ import { native, FramePool, HEADROOM, DescFlag, errnoOf } from '../../src/datapl
 import { withNetns, veth, waitFor, Netns, ip, sh, sleep } from '../helpers/netns';
 import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 
 const pool = new FramePool(512);
 const b = pool.bytes;
@@ -408,7 +409,7 @@ test('close: an AF_PACKET port with a ring is gone when close() returns; its fd 
   });
 });
 
-test('close: a process exits cleanly with releases still pending (natural exit waits for them, process.exit does not need to)', async () => {
+test('close: a process or worker_thread ends cleanly with releases still pending (natural exit and worker teardown wait for them, process.exit need not)', async () => {
   const host = `pwx${Math.random().toString(36).slice(2, 8)}`;
   ip('link', 'add', host, 'type', 'veth', 'peer', 'name', `${host}p`);
   try {
@@ -426,6 +427,21 @@ test('close: a process exits cleanly with releases still pending (natural exit w
       const [queued, left] = r.stdout.trim().split(' ').map(Number);
       assert.is(queued, 8);
       assert.is(left, ending ? 8 : 0, ending ? 'process.exit does not wait' : 'a natural exit waited for every release');
+    }
+    // A worker_thread (podway run --workers) has its own addon instance: its teardown, natural or
+    // terminate(), completes the releases it queued before the instance goes (the fds are the
+    // process's, so they are counted here).
+    assert.ok(await waitFor(() => native.pendingCloses() === 0, 5000));
+    const fds0 = openFds();
+    for (const end of ['natural', 'terminate']) {
+      const w = new Worker(`const {native}=require(${mod});const o={ring:true,ringVersion:2,ringBlocks:4};` +
+        `for(let i=0;i<8;i++){const p=native.openPacket(${JSON.stringify(host)},o);native.poll(p,()=>{});native.close(p);}` +
+        `require('worker_threads').parentPort.postMessage(native.pendingCloses());`, { eval: true });
+      const queued = await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+      assert.is(queued, 8, `${end}: releases queued in the worker`);
+      const code = end === 'terminate' ? await w.terminate() : await new Promise<number>((resolve) => w.once('exit', resolve));
+      assert.is(code, end === 'terminate' ? 1 : 0, `${end}: exit code`);
+      assert.is(openFds(), fds0, `${end}: every fd the worker opened is closed once it is gone`);
     }
   } finally {
     sh('ip', ['link', 'del', host], { allowFail: true });

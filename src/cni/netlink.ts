@@ -77,8 +77,17 @@ export interface PodLink {
 
 /** The veth: host end `hostName` (MAC ee:ee:ee:ee:ee:ee, up) in this namespace, pod end `ifname` in `netns`. */
 export function createVeth(hostName: string, netns: string, ifname: string, mtu: number): void {
-  run('ip', ['link', 'add', hostName, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', ifname, 'mtu', String(mtu), 'netns', netns]);
-  run('ip', ['link', 'set', 'dev', hostName, 'address', HOST_MAC, 'up']);
+  const add = ['link', 'add', hostName, 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', ifname, 'mtu', String(mtu), 'netns', netns];
+  const up = ['link', 'set', 'dev', hostName, 'address', HOST_MAC, 'up'];
+  // One `ip` process for both (an ADD's processes are much of its time). A batch line is split at
+  // whitespace and reads quotes, so a namespace path or name with whitespace, quotes, '#' or
+  // backslashes takes two processes.
+  const plain = (w: string): boolean => /^[^\s"'\\#]+$/.test(w);
+  if (plain(netns) && plain(ifname)) run('ip', ['-batch', '-'], `${add.join(' ')}\n${up.join(' ')}\n`);
+  else {
+    run('ip', add);
+    run('ip', up);
+  }
 }
 
 /**
@@ -108,8 +117,17 @@ export function configurePod(netns: string, ifname: string, type: InterfaceType,
       else lines.push(`route add ::/0 via ${GATEWAY6} dev ${ifname}`);
     }
   }
-  podIp(netns, ['-batch', '-'], lines.join('\n') + '\n');
-  return podLink(netns, ifname)!;
+  // The same `ip` process then shows the interface (its MAC for the result and the endpoint): with
+  // -j only `addr show` prints anything, one JSON list.
+  lines.push(`addr show dev ${ifname}`);
+  const out = podIp(netns, ['-j', '-batch', '-'], lines.join('\n') + '\n');
+  let link: PodLink | null = null;
+  try {
+    link = linkFromJson(out);
+  } catch {
+    /* unexpected output: ask again below */
+  }
+  return link ?? podLink(netns, ifname)!;
 }
 
 interface IpLinkJson { ifname: string; address?: string; mtu: number; link_type?: string; addr_info?: { family: string; local: string; prefixlen: number }[] }
@@ -123,6 +141,11 @@ export function podLink(netns: string, ifname: string): (PodLink & { addresses: 
     if (missingDevice(e)) return null;
     throw e;
   }
+  return linkFromJson(out);
+}
+
+/** `ip -j addr show dev X` output as a PodLink (null for an empty list); throws on other text. */
+function linkFromJson(out: string): (PodLink & { addresses: string[] }) | null {
   const [link] = JSON.parse(out) as IpLinkJson[];
   if (!link) return null;
   const mac = link.link_type === 'ether' && link.address ? link.address : null;

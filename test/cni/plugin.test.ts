@@ -220,6 +220,29 @@ test('ADD replaces a host veth left by the pod\'s previous sandbox (same k8s pod
   });
 });
 
+test('a namespace path with a space (a bind mount): the veth is made without ip -batch, ADD and DEL work', async () => {
+  await withHarness(async (h) => {
+    const pod = h.pod('space');
+    const dir = path.join(h.dir, 'net ns');
+    mkdirSync(dir);
+    const odd = path.join(dir, 'pod #1');
+    writeFileSync(odd, '');
+    sh('mount', ['--bind', pod.path, odd]);
+    try {
+      const id = cid('sp');
+      const r = await h.add(pod, id, { netns: odd });
+      assert.match(r.json.ips[0].address, /^10\.251\.0\.\d+\/32$/);
+      const [link] = h.ipJson(pod, 'addr', 'show', 'dev', 'eth0');
+      assert.is(link.address, r.json.interfaces[1].mac, 'the MAC in the result is the pod end\'s');
+      assert.equal(link.addr_info.filter((a: any) => a.family === 'inet').map((a: any) => `${a.local}/${a.prefixlen}`), [r.json.ips[0].address]);
+      assert.is((await h.call({ command: 'DEL', containerId: id, netns: odd, ifname: 'eth0' })).exitCode, 0);
+      assert.equal(h.caliLinks(), []);
+    } finally {
+      sh('umount', [odd], { allowFail: true });
+    }
+  });
+});
+
 test('what a plugin process loads: zod only where pools or the WorkloadEndpoint are validated (ADD, STATUS), never the etcd client on the embedded store', async () => {
   await withHarness(async (h) => {
     // Each call reports the packages and project files it loaded (test/helpers/module-report.ts).

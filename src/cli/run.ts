@@ -280,16 +280,21 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let latest: { model: NodeDataplaneModel | null; ms: number } | null = null;
     let applying = false;
     let stopping = false;
-    // A pool turned to VXLAN after this node registered: it needs a tunnel address now (calico-node
-    // keeps reconciling it too). The join is idempotent: it only assigns what is missing.
+    // A pool turned to VXLAN after this node registered: it needs a tunnel address now; the last
+    // VXLAN pool of a family gone (or no longer VXLAN): its address is released and cleared
+    // (calico-node's allocateip keeps reconciling both too). The join is idempotent.
     let joining = false;
+    // Felix's view of the pools (disabled ones included) stands for allocateip's here; the join
+    // applies allocateip's own rules.
+    const tunnelAddressesStale = (m: NodeDataplaneModel) =>
+      m.encap.vxlan !== (m.node.vtepIp !== null) || (m.v6.vxlan ? m.v6.ip6 !== null && m.v6.vtepIp6 === null : m.v6.vtepIp6 !== null);
     const ensureTunnelAddress = () => {
       if (joining || stopping || spec.kind === 'file') return;
       joining = true;
       joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam }, say)
         .catch((e) => {
           nodeMetrics?.ipamEvent('tunnel_address_failed');
-          dsLog.error(`cannot assign a VXLAN tunnel address: ${(e as Error).message}`);
+          dsLog.error(`cannot reconcile the VXLAN tunnel addresses: ${(e as Error).message}`);
         })
         .finally(() => (joining = false));
     };
@@ -303,7 +308,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       } catch (e) {
         natLog.error(`nat: ${(e as Error).message}: this node's pods leave unNATed until it is fixed`);
       }
-      if (model.encap.vxlan && model.node.vtepIp === null) ensureTunnelAddress();
+      if (tunnelAddressesStale(model)) ensureTunnelAddress();
       lastGateways = gatewaysKey(model, kernelRoutes);
       broadcast({ type: 'model', model, kernelRoutes });
     };

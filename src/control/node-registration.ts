@@ -123,6 +123,33 @@ export async function registerNode(kv: KvStore, reg: NodeRegistration, now: () =
   throw new Error(`registerNode ${reg.name}: ${key} kept changing under us (${CAS_ATTEMPTS} attempts)`);
 }
 
+/**
+ * Changes fields of an existing Node's spec by compare-and-swap (`change` edits a copy of the spec;
+ * fields set to undefined are removed, as Calico's omitempty drops an emptied one). Returns the
+ * entry as it is now, or null when the Node does not exist.
+ */
+export async function updateNodeSpec(kv: KvStore, name: string, change: (spec: JsonObject) => void): Promise<KvEntry | null> {
+  validateNodeName(name, 'node name');
+  const info = kindInfo('Node')!;
+  const key = resourceKey(info, name);
+  for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+    const current = await kv.get(key);
+    if (!current) return null;
+    const existing = storedObject(current.value, `node ${name}: ${key}`);
+    const spec: JsonObject = { ...(isMapping(existing.spec) ? existing.spec : {}) };
+    change(spec);
+    for (const k of Object.keys(spec)) if (spec[k] === undefined) delete spec[k];
+    const meta = isMapping(existing.metadata) ? existing.metadata : {};
+    const uid = typeof meta.uid === 'string' && meta.uid ? meta.uid : randomUUID();
+    const created = typeof meta.creationTimestamp === 'string' ? meta.creationTimestamp : calicoTimestamp(new Date());
+    const value = JSON.stringify(objectForStorage({ ...existing, spec }, { info, name }, uid, created));
+    if (value === current.value) return current;
+    const entry = await kv.update(key, value, current.modRevision);
+    if (entry) return entry;
+  }
+  throw new Error(`node ${name}: ${key} kept changing under us (${CAS_ATTEMPTS} attempts)`);
+}
+
 export const CLUSTER_INFORMATION_KEY = '/calico/resources/v3/projectcalico.org/clusterinformations/default';
 
 export interface DatastoreReadyOptions {

@@ -11,7 +11,7 @@
 // the handle is incremented before the block write and decremented if that write fails, so a
 // crash can leave a handle over-counted but never an address without a handle.
 import { KvEntry, KvStore } from '../kv/kv';
-import { AllocationBlock, sanitizeHandle } from './block';
+import { AllocationAttribute, AllocationBlock, sanitizeHandle } from './block';
 import {
   affinityKey, BLOCK_PREFIX, blockKey, blockPrefix, checkSegment, handleKey,
   IPAM_CONFIG_KEY, IPAM_PREFIX, IPPOOL_PREFIX, nodeAffinityPrefix, nodeKey, parseAffinityKey, parseBlockKey, parseHandleKey,
@@ -672,6 +672,28 @@ export class Ipam {
       released.push(...freed);
     }
     return { found: true, released };
+  }
+
+  /**
+   * Who holds an address: its handle and attributes (Calico's GetAssignmentAttributes), or null
+   * when it is not assigned (free, or in no block).
+   */
+  async allocationOf(ip: string): Promise<AllocationAttribute | null> {
+    const parsed = parseIp(ip);
+    if (!parsed) throw new Error(`invalid IP address ${JSON.stringify(ip)}`);
+    const pool = (await this.listPools(parsed.version)).find((p) => netContains(p.cidr, parsed.value));
+    let cidr: IpNet | null = pool ? makeNet(parsed.version, parsed.value, pool.blockSize) : null;
+    if (!cidr) {
+      // Not in any pool (a deleted pool): its block, if one is left, by scanning.
+      const blocks = (await this.kv.list(BLOCK_PREFIX)).entries.map((e) => parseBlockKey(e.key)).filter((c): c is IpNet => c !== null);
+      cidr = blocks.find((c) => c.version === parsed.version && netContains(c, parsed.value)) ?? null;
+    }
+    if (!cidr) return null;
+    const entry = await this.kv.get(blockKey(cidr));
+    if (!entry) return null;
+    const block = this.decodeBlock(entry);
+    const o = block.ipToOrdinal(ip);
+    return o === null ? null : block.attributeOf(o);
   }
 
   /** Releases the given addresses, whoever holds them, and decrements their handles. */

@@ -1,0 +1,153 @@
+// The VXLAN tunnel (VTEP) addresses of a node, reconciled as calico-node's allocateip does
+// (node/pkg/allocateip: reconcileTunnelAddrs, ensureHostTunnelAddress, removeHostTunnelAddr),
+// for IPv4 (Node spec.ipv4VXLANTunnelAddr, IPAM handle vxlan-tunnel-addr-<node>) and IPv6
+// (spec.ipv6VXLANTunnelAddr, handle vxlan-v6-tunnel-addr-<node>):
+// - the pools that call for one: enabled (not disabled, not being deleted), vxlanMode Always or
+//   CrossSubnet, of the family, selecting the node, and allowing tunnel addresses (allowedUses
+//   empty or holding "Tunnel");
+// - none of them: the address is released (by handle; an address the handle does not hold is
+//   released only when it is ours, i.e. without owner, or with our handle) and the field cleared;
+// - some: an address of ours inside one of them is kept; one outside them (its pool no longer
+//   VXLAN, say) is released and a new one assigned from them; a missing address is assigned.
+// The VTEP MAC fields are left alone, as Calico's allocateip leaves them.
+import type { KvStore } from './kv/kv';
+import { Ipam } from './ipam';
+import { IPPOOL_PREFIX, nodeKey } from './ipam/keys';
+import { decodeNodeLabels, decodePool } from './ipam/records';
+import { netContains, parseIp, type IpNet } from './ipam/net';
+import { updateNodeSpec } from './node-registration';
+import { deriveVtepMac } from './mac';
+
+export type TunnelVersion = 4 | 6;
+
+const FIELD = { 4: 'ipv4VXLANTunnelAddr', 6: 'ipv6VXLANTunnelAddr' } as const;
+const MAC_FIELD = { 4: 'vxlanTunnelMACAddr', 6: 'vxlanTunnelMACAddrV6' } as const;
+/** Calico's ipam.AttributeTypeVXLAN / AttributeTypeVXLANV6. */
+export const TUNNEL_ATTR_TYPE = { 4: 'vxlanTunnelAddress', 6: 'vxlanV6TunnelAddress' } as const;
+
+export function tunnelHandle(node: string, version: TunnelVersion): string {
+  return version === 4 ? `vxlan-tunnel-addr-${node}` : `vxlan-v6-tunnel-addr-${node}`;
+}
+
+export interface TunnelOutcome {
+  /** The Node's address after the reconcile (null: none). */
+  readonly addr: string | null;
+  /** What changed: an address assigned (possibly replacing one), released, or nothing. */
+  readonly action: 'kept' | 'assigned' | 'released' | 'none';
+  /** Addresses given back to IPAM. */
+  readonly released: readonly string[];
+}
+
+export interface TunnelReconcileOptions {
+  /** Whether an IPv6 address may be assigned (podway gives one only to a node with an IPv6 address). */
+  readonly assignV6: boolean;
+}
+
+interface PoolJson { metadata?: { deletionTimestamp?: string }; spec?: { vxlanMode?: string; allowedUses?: string[] } }
+
+/** CIDRs of the pools that call for a VXLAN tunnel address of `version` on this node. */
+async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion): Promise<IpNet[]> {
+  const nodeEntry = await kv.get(nodeKey(node));
+  if (!nodeEntry) throw new Error(`node ${node} does not exist: register it first`);
+  const labels = decodeNodeLabels(nodeEntry.value, nodeEntry.key);
+  const out: IpNet[] = [];
+  for (const e of (await kv.list(IPPOOL_PREFIX)).entries) {
+    const pool = decodePool(e.value, e.key);
+    const raw = JSON.parse(e.value) as PoolJson;
+    const uses = raw.spec?.allowedUses ?? [];
+    if (pool.cidr.version !== version || pool.disabled || raw.metadata?.deletionTimestamp) continue;
+    if (raw.spec?.vxlanMode !== 'Always' && raw.spec?.vxlanMode !== 'CrossSubnet') continue;
+    if (uses.length > 0 && !uses.includes('Tunnel')) continue;
+    if (!pool.nodeSelector.matches(labels)) continue;
+    out.push(pool.cidr);
+  }
+  return out;
+}
+
+function inside(addr: string, cidrs: readonly IpNet[]): boolean {
+  const p = parseIp(addr);
+  return p !== null && cidrs.some((c) => c.version === p.version && netContains(c, p.value));
+}
+
+async function currentAddr(kv: KvStore, node: string, version: TunnelVersion): Promise<string | null> {
+  const e = await kv.get(nodeKey(node));
+  const spec = e ? (JSON.parse(e.value) as { spec?: Record<string, unknown> }).spec : undefined;
+  const v = spec?.[FIELD[version]];
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+
+/** removeHostTunnelAddr: release the handle's addresses, and the Node's address when it is ours. */
+async function release(ipam: Ipam, node: string, version: TunnelVersion, addr: string | null): Promise<string[]> {
+  const handle = tunnelHandle(node, version);
+  const r = await ipam.releaseByHandle(handle);
+  if (r.found || addr === null) return r.released;
+  // No such handle: the Node's address may predate handles (no owner at all) or have lost its
+  // handle record (our handle in the block); anything else belongs to someone else now.
+  const holder = await ipam.allocationOf(addr);
+  if (holder && ((holder.handleId === null && !holder.secondary) || holder.handleId === handle)) {
+    return (await ipam.releaseIps([addr])).released;
+  }
+  return [];
+}
+
+/** One family: returns the outcome and the field value to write (undefined: leave the Node as is). */
+async function reconcileOne(kv: KvStore, ipam: Ipam, node: string, version: TunnelVersion, mayAssign: boolean): Promise<{ outcome: TunnelOutcome; write?: string | null }> {
+  const addr = await currentAddr(kv, node, version);
+  const cidrs = await vxlanPoolCidrs(kv, node, version);
+  const handle = tunnelHandle(node, version);
+  const type = TUNNEL_ATTR_TYPE[version];
+  if (cidrs.length === 0) {
+    const released = await release(ipam, node, version, addr);
+    if (addr === null && released.length === 0) return { outcome: { addr: null, action: 'none', released } };
+    return { outcome: { addr: null, action: 'released', released }, write: addr === null ? undefined : null };
+  }
+  if (!mayAssign) return { outcome: { addr, action: addr ? 'kept' : 'none', released: [] } };
+  let released: string[] = [];
+  if (addr !== null) {
+    const holder = await ipam.allocationOf(addr);
+    const ours = holder?.secondary?.type === type && holder.secondary?.node === node;
+    if (ours && inside(addr, cidrs)) return { outcome: { addr, action: 'kept', released: [] } };
+    if (ours || holder === null) released = (await ipam.releaseByHandle(handle)).released; // wrong pool, or not assigned
+    else if (holder.handleId === null && !holder.secondary) {
+      // an address from before handles: take it again with our handle, as Calico corrects it
+      await ipam.releaseIps([addr]);
+      try {
+        if (inside(addr, cidrs)) {
+          await ipam.assignIp({ ip: addr, handleId: handle, attrs: { node, type }, node });
+          return { outcome: { addr, action: 'kept', released: [] } };
+        }
+      } catch {
+        // taken meanwhile: a new one below
+      }
+    }
+    // else: someone else's address now (a workload's): leave it, assign our own
+  } else {
+    // defensively: an allocation the Node lost track of
+    released = (await ipam.releaseByHandle(handle)).released;
+  }
+  const r = await ipam.autoAssign({ node, count: 1, handleId: handle, attrs: { node, type }, version, pools: cidrs.map((c) => c.text) });
+  if (r.ips.length === 0) throw new Error(`node ${node}: no IPv${version} VXLAN tunnel address: ${(r.errors ?? []).join('; ')}`);
+  return { outcome: { addr: r.ips[0], action: 'assigned', released }, write: r.ips[0] };
+}
+
+/**
+ * Reconciles both VXLAN tunnel addresses of a registered node (IPv4, then IPv6) and writes the
+ * Node's fields that changed (an assigned address also sets the VTEP MAC Felix derives, when the
+ * Node has none). Idempotent: run at start and whenever pools or the node change.
+ */
+export async function reconcileVxlanTunnelAddrs(kv: KvStore, node: string, opts: TunnelReconcileOptions): Promise<{ v4: TunnelOutcome; v6: TunnelOutcome }> {
+  const ipam = new Ipam(kv);
+  const v4 = await reconcileOne(kv, ipam, node, 4, true);
+  const v6 = await reconcileOne(kv, ipam, node, 6, opts.assignV6);
+  if (v4.write !== undefined || v6.write !== undefined) {
+    const written = await updateNodeSpec(kv, node, (spec) => {
+      for (const [version, r] of [[4, v4], [6, v6]] as const) {
+        if (r.write === undefined) continue;
+        spec[FIELD[version]] = r.write ?? undefined;
+        if (r.write !== null && typeof spec[MAC_FIELD[version]] !== 'string') spec[MAC_FIELD[version]] = deriveVtepMac(node, version);
+      }
+    });
+    if (!written) throw new Error(`node ${node} disappeared while its tunnel addresses were reconciled`);
+  }
+  return { v4: v4.outcome, v6: v6.outcome };
+}

@@ -1,0 +1,161 @@
+// VXLAN tunnel addresses reconciled as calico-node's allocateip does (control/tunnel-addrs.ts), on
+// the embedded store and on a real etcd (test/helpers/etcd.ts, one for this file): assigned from
+// the VXLAN pools that select the node, kept while valid, released (IPAM handle gone, the address
+// free again) and cleared from the Node when the family's last VXLAN pool is deleted or turned
+// to Never, moved when its pool stops being VXLAN while another is; an address someone else holds
+// now is never released.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import type { KvStore } from '../../src/control/kv/kv';
+import { FileKv } from '../../src/control/kv/file-kv';
+import { Ipam } from '../../src/control/ipam/ipam';
+import { handleKey, IPPOOL_PREFIX, nodeKey } from '../../src/control/ipam/keys';
+import { registerNode } from '../../src/control/node-registration';
+import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../../src/control/tunnel-addrs';
+import { etcdForFile } from '../helpers/etcd';
+import { poolValue } from './ipam/helpers';
+
+const openEtcd = etcdForFile(test);
+const dirs: string[] = [];
+process.on('exit', () => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+function fileStore(): FileKv {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-tunnel-')), 'store');
+  dirs.push(path.dirname(dir));
+  return new FileKv({ dir });
+}
+
+const V4 = { name: 'v4-pool', cidr: '10.244.0.0/16' };
+const V6 = { name: 'v6-pool', cidr: 'fd00:10:244::/64' };
+
+async function putPool(kv: KvStore, p: { name: string; cidr: string }, spec: Record<string, unknown>): Promise<void> {
+  const key = IPPOOL_PREFIX + p.name;
+  const cur = await kv.get(key);
+  const value = poolValue(p.name, p.cidr, spec);
+  if (cur) assert.ok(await kv.update(key, value, cur.modRevision), `update ${p.name}`);
+  else assert.ok(await kv.create(key, value), `create ${p.name}`);
+}
+
+async function nodeSpec(kv: KvStore, node: string): Promise<Record<string, unknown>> {
+  return (JSON.parse((await kv.get(nodeKey(node)))!.value) as { spec: Record<string, unknown> }).spec;
+}
+
+/** The same story on any store. */
+async function scenario(kv: KvStore, node: string): Promise<void> {
+  const ipam = new Ipam(kv);
+  await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
+  await putPool(kv, V6, { vxlanMode: 'Always', ipipMode: 'Never' });
+  await registerNode(kv, { name: node, ipv4Address: '10.99.0.1/24', ipv6Address: 'fd99::1/64' });
+
+  // both assigned, with Calico's handles and attributes, and the VTEP MACs Felix derives
+  const a = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.is(a.v4.action, 'assigned');
+  assert.is(a.v6.action, 'assigned');
+  let spec = await nodeSpec(kv, node);
+  assert.is(spec.ipv4VXLANTunnelAddr, a.v4.addr);
+  assert.is(spec.ipv6VXLANTunnelAddr, a.v6.addr);
+  assert.match(String(spec.vxlanTunnelMACAddr), /^66:/);
+  assert.match(String(spec.vxlanTunnelMACAddrV6), /^66:/);
+  assert.equal((await ipam.allocationOf(a.v6.addr!))?.secondary, { node, type: 'vxlanV6TunnelAddress' });
+  assert.is((await ipam.allocationOf(a.v4.addr!))?.handleId, tunnelHandle(node, 4));
+  assert.ok(await kv.get(handleKey(tunnelHandle(node, 6))), 'the IPv6 handle exists');
+
+  // nothing to do: nothing written
+  const rev = (await kv.get(nodeKey(node)))!.modRevision;
+  const same = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.equal([same.v4.action, same.v6.action], ['kept', 'kept']);
+  assert.is((await kv.get(nodeKey(node)))!.modRevision, rev, 'the Node untouched');
+
+  // the IPv6 pool goes away: released, handle gone, field cleared; IPv4 kept
+  const pool6 = await kv.get(IPPOOL_PREFIX + V6.name);
+  assert.ok(await kv.delete(pool6!.key, pool6!.modRevision));
+  const b = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.is(b.v6.action, 'released');
+  assert.equal(b.v6.released, [a.v6.addr]);
+  assert.is(b.v4.action, 'kept');
+  spec = await nodeSpec(kv, node);
+  assert.not.ok('ipv6VXLANTunnelAddr' in spec, 'ipv6VXLANTunnelAddr cleared');
+  assert.is(spec.ipv4VXLANTunnelAddr, a.v4.addr);
+  assert.is(await kv.get(handleKey(tunnelHandle(node, 6))), null, 'the IPv6 handle released');
+  assert.is(await ipam.allocationOf(a.v6.addr!), null, 'the IPv6 address is free');
+  // and again: nothing left to release, nothing written
+  const b2 = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.equal([b2.v4.action, b2.v6.action], ['kept', 'none']);
+
+  // the IPv4 pool turned to vxlanMode Never: released and cleared too
+  await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Never' });
+  const c = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.is(c.v4.action, 'released');
+  assert.equal(c.v4.released, [a.v4.addr]);
+  spec = await nodeSpec(kv, node);
+  assert.not.ok('ipv4VXLANTunnelAddr' in spec, 'ipv4VXLANTunnelAddr cleared');
+  assert.is(await ipam.allocationOf(a.v4.addr!), null);
+
+  // VXLAN again, but from a second pool only: the Node's address moves there
+  await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
+  const d = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.is(d.v4.action, 'assigned');
+  await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Never' });
+  const other = { name: 'v4-vxlan', cidr: '10.250.0.0/16' };
+  await putPool(kv, other, { vxlanMode: 'CrossSubnet', ipipMode: 'Never' });
+  const e = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.is(e.v4.action, 'assigned');
+  assert.equal(e.v4.released, [d.v4.addr], 'the address in the no longer VXLAN pool given back');
+  assert.match(e.v4.addr!, /^10\.250\./);
+  assert.is((await nodeSpec(kv, node)).ipv4VXLANTunnelAddr, e.v4.addr);
+
+  // a pool that does not allow tunnel addresses, or does not select the node, does not count
+  await putPool(kv, other, { vxlanMode: 'Always', ipipMode: 'Never', allowedUses: ['Workload'] });
+  const f = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.is(f.v4.action, 'released');
+  await putPool(kv, other, { vxlanMode: 'Always', ipipMode: 'Never', nodeSelector: 'zone == "elsewhere"' });
+  assert.is((await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true })).v4.action, 'none');
+
+  // the Node names an address a workload holds now (another handle): not released, only cleared
+  await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Never' });
+  const pod = await ipam.autoAssign({ node, count: 1, handleId: 'k8s-pod-network.abc', attrs: { node, pod: 'p' }, version: 4 });
+  await registerNode(kv, { name: node, ipv4Address: '10.99.0.1/24', vxlanTunnelAddr: pod.ips[0] });
+  const g = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.is(g.v4.action, 'released');
+  assert.equal(g.v4.released, []);
+  assert.is((await ipam.allocationOf(pod.ips[0]))?.handleId, 'k8s-pod-network.abc', 'the workload keeps its address');
+  assert.not.ok('ipv4VXLANTunnelAddr' in (await nodeSpec(kv, node)));
+
+  // without an IPv6 address no IPv6 VTEP is assigned (podway's rule); one left is still released
+  await putPool(kv, V6, { vxlanMode: 'Always', ipipMode: 'Never' });
+  assert.is((await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false })).v6.action, 'none');
+  const h = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.is(h.v6.action, 'assigned');
+  await putPool(kv, V6, { vxlanMode: 'Never', ipipMode: 'Never' });
+  const i = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false });
+  assert.is(i.v6.action, 'released');
+  assert.equal(i.v6.released, [h.v6.addr]);
+}
+
+test('embedded store: tunnel addresses assigned, kept, released and cleared as calico-node does', async () => {
+  const kv = fileStore();
+  try {
+    await scenario(kv, 'node1');
+  } finally {
+    await kv.close();
+  }
+});
+
+test('etcd: the same against a real etcd', async () => {
+  await scenario(openEtcd(), 'node1');
+});
+
+test('an unregistered node is an error, nothing assigned', async () => {
+  const kv = fileStore();
+  try {
+    await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
+    await reconcileVxlanTunnelAddrs(kv, 'ghost', { assignV6: true }).then(() => assert.unreachable('accepted'), (e: Error) => assert.match(e.message, /node ghost does not exist/));
+    assert.is(await kv.get(handleKey(tunnelHandle('ghost', 4))), null);
+  } finally {
+    await kv.close();
+  }
+});
+
+test.run();

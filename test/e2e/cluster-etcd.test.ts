@@ -200,6 +200,10 @@ test('node1 cut off from etcd while the pool changes and etcd compacts past it: 
     await lab.applyMode('ipip');
     assert.ok(await until(async () => (await kindOf(n2, n1block)) === 'ipip', 10_000), 'node2 (still connected) applies the pool change');
     assert.is(await kindOf(n1, n2block), 'vxlan', 'node1 (cut off) still forwards on its last state');
+    // No pool uses VXLAN now: node2 releases its tunnel address (IPAM, then its Node last); let
+    // those writes land before the compaction point is chosen
+    const vtep2 = async () => (JSON.parse((await kv.get(`/calico/resources/v3/projectcalico.org/nodes/${n2.name}`))!.value) as StoredNode).spec.ipv4VXLANTunnelAddr;
+    assert.ok(await until(async () => (await vtep2()) === undefined, 10_000), `node2 released its tunnel address: ${since(n2, 0).slice(-5).join(' | ')}`);
     // One more write (outside what podway watches), then compact to it: etcd keeps events from
     // the compaction revision on, so the pool change itself is now history node1's watch cannot
     // resume from (it last saw a revision before it). Only a fresh list can give it the change.

@@ -87,7 +87,7 @@ test('two podways on the embedded datastore register themselves, get VTEP addres
   });
 });
 
-test('nodes that joined on an IPIP pool get VXLAN tunnel addresses when the pool turns to VXLAN, and forward over it', async () => {
+test('nodes that joined on an IPIP pool get VXLAN tunnel addresses when the pool turns to VXLAN, forward over it, and release them when it turns back', async () => {
   await withKvLab('ipip', async (lab, kv) => {
     const vtepOf = async (node: string) => {
       const e = await kv.get(`/calico/resources/v3/projectcalico.org/nodes/${node}`);
@@ -106,6 +106,22 @@ test('nodes that joined on an IPIP pool get VXLAN tunnel addresses when the pool
     const p = lab.ping('web-1', lab.pod('web-2').ip, 4, 56, ['-W', '3']);
     assert.is(p.loss, 0, `web-1 -> web-2 over vxlan: ${JSON.stringify(p)}`);
     assert.equal((await new Ipam(kv).check()).length, 0, 'IPAM consistent');
+
+    // Back to IPIP: no pool uses VXLAN, so each running podway releases its tunnel address (IPAM
+    // handle gone, the address free) and clears it from its Node, as calico-node does
+    const held = new Map<string, string>();
+    for (const n of lab.nodes) held.set(n.name, (await vtepOf(n.name))!);
+    await lab.applyMode('ipip');
+    for (const n of lab.nodes) assert.ok(await until(async () => (await vtepOf(n.name)) === undefined, 15_000), `${n.name} cleared its tunnel address: ${n.log.slice(-5).join(' | ')}`);
+    const ipam = new Ipam(kv);
+    for (const n of lab.nodes) {
+      assert.is(await kv.get(`/calico/ipam/v2/handle/vxlan-tunnel-addr-${n.name}`), null, `${n.name}: handle released`);
+      assert.is(await ipam.allocationOf(held.get(n.name)!), null, `${n.name}: ${held.get(n.name)} free again`);
+      assert.ok(n.log.some((l) => /IPv4 VXLAN tunnel address .* released/.test(l)), n.log.slice(-5).join(' | '));
+    }
+    assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'ipip', 15_000), `node1 routes ${n2block} over ipip again`);
+    assert.is(lab.ping('web-1', lab.pod('web-2').ip, 4, 56, ['-W', '3']).loss, 0, 'web-1 -> web-2 over ipip again');
+    assert.equal((await ipam.check()).length, 0, 'IPAM consistent after the release');
   });
 });
 

@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
+import { isIPv4, isIPv6 } from 'node:net';
 import { CniError, CNI_CODES } from './errors';
 import type { CniEnv } from './env';
 import { versionAtLeast } from './config';
@@ -74,12 +75,27 @@ function execIpam(file: string, type: string, command: string, stdin: string): R
   return parsed;
 }
 
-/** The first IPv4 address of an IPAM result (0.4.0 or 1.x shape). */
-export function firstIpv4(result: Record<string, unknown> | null, type: string): string {
+/**
+ * The pod's addresses from an IPAM result (0.4.0 or 1.x shape): its first IPv4 and its first IPv6
+ * address, IPv4 first (Calico's order in ipNetworks and the result); either may be missing (an
+ * IPv6-only or IPv4-only range set), not both. Prefix lengths are dropped: the pod gets a /32 and
+ * a /128 as with podway's own IPAM.
+ */
+export function delegatedIps(result: Record<string, unknown> | null, type: string): string[] {
   const ips = Array.isArray(result?.ips) ? (result!.ips as { address?: unknown }[]) : [];
+  let v4: string | null = null;
+  let v6: string | null = null;
   for (const ip of ips) {
     const a = typeof ip.address === 'string' ? ip.address.split('/')[0] : '';
-    if (/^\d+\.\d+\.\d+\.\d+$/.test(a)) return a;
+    if (v4 === null && isIPv4(a)) v4 = a;
+    else if (v6 === null && isIPv6(a)) v6 = canonicalIpv6(a);
   }
-  throw new CniError(CNI_CODES.IPAM_FAILED, `IPAM plugin ${type} returned no IPv4 address`, JSON.stringify(result).slice(0, 500));
+  const out = [v4, v6].filter((a): a is string => a !== null);
+  if (out.length === 0) throw new CniError(CNI_CODES.IPAM_FAILED, `IPAM plugin ${type} returned no IPv4 or IPv6 address`, JSON.stringify(result).slice(0, 500));
+  return out;
+}
+
+/** RFC 5952 text (lower case, longest zero run compressed), as IPAM and the endpoints write it. */
+function canonicalIpv6(a: string): string {
+  return new URL(`http://[${a}]/`).hostname.slice(1, -1);
 }

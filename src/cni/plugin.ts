@@ -10,7 +10,7 @@ import { configVersion, decodeConfig, NetConf, parseConfig, SUPPORTED_VERSIONS, 
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
-import { firstIpv4, forwardToIpam, runIpamPlugin } from './delegate';
+import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import type { KvStore } from '../control/kv/kv';
 import { KvUnavailableError } from '../control/kv/kv';
 import { FileLockTimeoutError } from '../control/kv/file-lock';
@@ -175,8 +175,10 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
       // IPv4 first, then IPv6 (Calico's order in ipNetworks and the result).
       const ips: string[] = [];
       if (conf.ipam) {
-        ips.push(firstIpv4(runIpamPlugin(conf.ipam.type, 'ADD', env, stdin), conf.ipam.type));
+        const result = runIpamPlugin(conf.ipam.type, 'ADD', env, stdin);
+        // given back by DEL if the result is of no use either
         undo.push(() => runIpamPlugin(conf.ipam!.type, 'DEL', env, stdin));
+        ips.push(...delegatedIps(result, conf.ipam.type));
       } else {
         await requireNode(kv, conf);
         const ipam = new Ipam(kv);

@@ -390,7 +390,7 @@ test('interfaceType tap: the device is made inside the pod namespace (eth0, with
   });
 });
 
-test('ipam delegated to host-local (from CNI_PATH): its address on the pod, released by DEL', async () => {
+test('ipam delegated to host-local (from CNI_PATH): its addresses (IPv4, IPv6, both) on the pod, released by DEL', async () => {
   const hostLocal = '/usr/lib/cni/host-local';
   if (!existsSync(hostLocal)) throw new Error(`${hostLocal} is missing: apt-get install containernetworking-plugins`);
   await withHarness(async (h) => {
@@ -406,6 +406,47 @@ test('ipam delegated to host-local (from CNI_PATH): its address on the pod, rele
     const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', cniPath: `${h.binDir}:/usr/lib/cni`, extra: { ipam } });
     assert.is(d.exitCode, 0, d.stdout);
     assert.not.ok(existsSync(path.join(dataDir, 'podway', ipOnly)), 'host-local released it');
+
+    // dual-stack ranges: host-local's IPv4 and IPv6 addresses both go to the pod, the result and
+    // the endpoint (IPv4 first), and DEL gives both back
+    const ipam2 = { type: 'host-local', dataDir, ranges: [[{ subnet: '10.254.7.0/24' }], [{ subnet: 'fd00:254:7::/120' }]] };
+    const pod2 = h.pod('hl2');
+    const id2 = cid('h2');
+    const r2 = await h.add(pod2, id2, { cniPath: `${h.binDir}:/usr/lib/cni`, extra: { ipam: ipam2 } });
+    const addrs = r2.json.ips.map((x: { address: string }) => x.address);
+    assert.is(addrs.length, 2, r2.stdout);
+    assert.match(addrs[0], /^10\.254\.7\.\d+\/32$/);
+    assert.match(addrs[1], /^fd00:254:7::[0-9a-f]+\/128$/);
+    assert.is(r2.json.ips[1].gateway, 'fe80::ecee:eeff:feee:eeee', 'the IPv6 gateway');
+    const [v4only, v6only] = addrs.map((a: string) => a.split('/')[0]);
+    const onPod = h.ipJson(pod2, 'addr', 'show', 'dev', 'eth0')[0].addr_info.filter((a: { scope: string }) => a.scope === 'global').map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`);
+    assert.equal(onPod.sort(), [...addrs].sort(), 'both addresses on the pod');
+    const wep2 = (await h.workloadEndpoints()).find((w) => w.spec.containerID === id2);
+    assert.equal(wep2?.spec.ipNetworks, addrs, 'the endpoint carries both, IPv4 first');
+    for (const a of [v4only, v6only]) assert.ok(existsSync(path.join(dataDir, 'podway', a)), `host-local holds ${a}`);
+    const chk2 = await h.call({ command: 'CHECK', containerId: id2, netns: pod2.path, ifname: 'eth0', cniPath: `${h.binDir}:/usr/lib/cni`, config: h.config('1.0.0', { ipam: ipam2, prevResult: r2.json }) });
+    assert.is(chk2.exitCode, 0, `CHECK of the dual-stack pod (host-local checks its own too): ${chk2.stdout}`);
+    const d2 = await h.call({ command: 'DEL', containerId: id2, netns: pod2.path, ifname: 'eth0', cniPath: `${h.binDir}:/usr/lib/cni`, extra: { ipam: ipam2 } });
+    assert.is(d2.exitCode, 0, d2.stdout);
+    for (const a of [v4only, v6only]) assert.not.ok(existsSync(path.join(dataDir, 'podway', a)), `host-local released ${a}`);
+    // an IPv6-only range: an IPv6-only pod
+    const ipam6 = { type: 'host-local', dataDir, ranges: [[{ subnet: 'fd00:254:8::/120' }]] };
+    const pod3 = h.pod('hl6');
+    const id3 = cid('h6');
+    const r3 = await h.add(pod3, id3, { cniPath: `${h.binDir}:/usr/lib/cni`, extra: { ipam: ipam6 } });
+    assert.equal(r3.json.ips.map((x: { address: string }) => x.address.replace(/[0-9a-f]+\/128$/, 'N/128')), ['fd00:254:8::N/128'], r3.stdout);
+    const d3 = await h.call({ command: 'DEL', containerId: id3, netns: pod3.path, ifname: 'eth0', cniPath: `${h.binDir}:/usr/lib/cni`, extra: { ipam: ipam6 } });
+    assert.is(d3.exitCode, 0, d3.stdout);
+    // a delegate whose ADD gives no address at all: refused, and the delegate is told DEL
+    const recDir = path.join(h.dir, 'rec');
+    const rec = h.writeRecordingIpam(recDir);
+    const pod0 = h.pod('hl0');
+    const empty = await h.call({ command: 'ADD', containerId: cid('h0'), netns: pod0.path, ifname: 'eth0', cniPath: `${h.binDir}:${recDir}`, extra: { ipam: { type: rec } } });
+    assert.is(empty.json.code, 102, empty.stdout);
+    assert.match(empty.json.msg, /returned no IPv4 or IPv6 address/);
+    assert.equal(readFileSync(path.join(recDir, 'calls.log'), 'utf8').trim().split('\n'), ['ADD', 'DEL']);
+    assert.equal(h.ipJson(pod0, 'link', 'show').map((l) => l.ifname), ['lo'], 'no interface left');
+
     const missing = await h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0', extra: { ipam: { type: 'no-such-ipam' } } });
     assert.is(missing.json.code, 4);
     assert.match(missing.json.msg, 'no-such-ipam');

@@ -19,6 +19,12 @@
       "type": "executable",
       "sources": ["bench/e2e/pktgen.c"],
       "cflags": ["-O2", "-Wall", "-std=gnu11"]
+    },
+    {
+      "target_name": "floorfwd",
+      "type": "executable",
+      "sources": ["bench/e2e/floorfwd.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
     }
   ]
 }

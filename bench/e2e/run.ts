@@ -12,7 +12,8 @@
  *   tcp6-bulk: the same over IPv6 (pod B's IPv6 address, VXLAN over IPv6) in the dual-stack lab.
  * - rr-latency: pktgen rr-client/rr-server (C, one thread each), TCP and UDP 64 B request/response:
  *   the maximum rate (16 outstanding), then p50/p99/p99.9 round trips open loop at 100/s and at half
- *   that maximum.
+ *   that maximum. Baselines: the kernel, and the "C floor" (bench/e2e/floorfwd.c doing node1's hop
+ *   with the least userspace work: what any userspace forwarder pays here, wake-up included).
  * - idle: `podway run` with 100 veth endpoints and no traffic: its CPU over 10 s.
  * - observe (issue 17's goal): vxlan-encap 64 B, 100 flows, one podway run with --metrics-port:
  *   alternately plain (A), scraped every second + `podway capture port 1 -w /dev/null` (matches
@@ -35,6 +36,7 @@
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
  *                 [-- --only observe [-- --rounds 5]]   (metrics + capture cost: issue 17's goal)
  *                 [-- --underlay-offloads]   (leave the underlay veth's tx offloads on: see Bench.build)
+ *                 [-- --floor-args "--fifo 1"]   (options for the C floor forwarder: --fifo N, --cpu N, --slack NS, --busy-poll US)
  *
  * --seconds sets every measurement's length; without it pps measurements take 2 s (1 with --quick),
  * tcp-bulk and rr-latency runs 10 s each.
@@ -51,7 +53,8 @@ import { deriveVtepMac } from '../../src/control';
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PKTGEN = path.join(ROOT, 'build', 'Release', 'pktgen');
 
-type NodeRole = 'podway' | 'kernel' | 'naive-ipip' | 'naive-vxlan';
+type NodeRole = 'podway' | 'kernel' | 'naive-ipip' | 'naive-vxlan' | 'c-floor';
+const FLOORFWD = path.join(ROOT, 'build', 'Release', 'floorfwd');
 /** args: podway's extra command-line arguments for this setup (default: --podway-args).
  * nat: the pool's natOutgoing (a kernel node1 masquerades as Calico's iptables would); outside:
  * pod A sends to OUTSIDE_IP on node2 instead of pod B. */
@@ -128,7 +131,11 @@ const SCENARIOS: Scenario[] = [
     name: 'rr-latency',
     kind: 'rr-latency',
     podway: { label: 'podway -> kernel', node1: 'podway', node2: 'kernel', mode: 'vxlan' },
-    baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
+    // the C floor: the least a userspace forwarder does for the same hop (bench/e2e/floorfwd.c)
+    baselines: [
+      { label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' },
+      { label: 'C floor -> kernel', node1: 'c-floor', node2: 'kernel', mode: 'vxlan' },
+    ],
   },
   // Issue 17's goal: vxlan-encap 64 B pps of one podway serving metrics, scraped every second and
   // capturing (a filter matching nothing, then one matching 1% of the packets), against the same
@@ -229,7 +236,8 @@ class Bench {
   /** Scrapers of podways that serve metrics (--metrics-port in their args): one GET a second. */
   private scrapers: ChildProcess[] = [];
   /** dualStack: the IPv6 scenarios' lab (pods and nodes with IPv6 too, pod MTU 1430 in vxlan). */
-  constructor(readonly podwayArgs: string[] = [], dualStack = false) {
+  /** floorArgs: options for bench/e2e/floorfwd.c (--floor-args: --fifo N, --cpu N, ...) */
+  constructor(readonly podwayArgs: string[] = [], dualStack = false, readonly floorArgs: string[] = []) {
     this.lab = new Lab([
       { name: 'node1', subnet: 'a', pods: [{ name: 'pod-a', type: 'veth' }] },
       { name: 'node2', subnet: 'a', pods: [{ name: 'pod-b', type: 'veth' }] },
@@ -259,6 +267,7 @@ class Bench {
         const port = args.indexOf('--metrics-port');
         if (port >= 0) this.startScraper(n, Number(args[port + 1]));
       }
+      else if (role === 'c-floor') this.startFloor(n);
       else this.startNaive(n, role === 'naive-ipip' ? 'ipip' : 'vxlan');
     }
     this.current = key;
@@ -300,6 +309,21 @@ class Bench {
     ns(['ip', 'rule', 'add', 'iif', pod.ifname, 'lookup', '100', 'pref', '100']);
     const js = path.join(ROOT, 'dist', 'bench', 'e2e', 'naive-forwarder.js');
     this.naive = spawn('ip', ['netns', 'exec', n.ns, process.execPath, js, mode, other.ip, deriveVtepMac(n.name), deriveVtepMac(other.name)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+
+  /**
+   * node1's hop done by bench/e2e/floorfwd.c (VXLAN, towards the other node's kernel vxlan.calico):
+   * the least work a userspace forwarder can do for it, podway's way (V2 ring with a vnet header
+   * on the pod's veth, AF_PACKET on the underlay, a UDP socket for VXLAN back). The kernel is kept
+   * from forwarding or proxy-ARPing for the pod, as podway keeps it.
+   */
+  private startFloor(n: LabNode): void {
+    const lab = this.lab;
+    const other = lab.nodes.find((x) => x !== n)!;
+    const pod = n.pods[0];
+    run('ip', ['netns', 'exec', n.ns, 'sysctl', '-qw', `net.ipv4.conf.${pod.ifname}.forwarding=0`, `net.ipv4.conf.${pod.ifname}.proxy_arp=0`]);
+    const peerMac = run('ip', ['netns', 'exec', other.ns, 'cat', '/sys/class/net/eth0/address']).trim();
+    this.naive = spawn('ip', ['netns', 'exec', n.ns, FLOORFWD, pod.ifname, pod.mac!, 'eth0', n.ip, other.ip, peerMac, deriveVtepMac(n.name), deriveVtepMac(other.name), ...this.floorArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
   }
 
   /** Scrape the node's podway every second for as long as this setup runs (the issue's goal:
@@ -641,7 +665,8 @@ async function main() {
   const podwayArgs = opt('--podway-args')?.split(' ').filter(Boolean) ?? [];
   const compareArgs = opt('--compare-podway-args')?.split(' ').filter(Boolean);
   const info = machineInfo();
-  const bench = new Bench(podwayArgs);
+  const floorArgs = opt('--floor-args')?.split(' ').filter(Boolean) ?? [];
+  const bench = new Bench(podwayArgs, false, floorArgs);
   // the IPv6 scenarios' dual-stack lab, built when one of them runs (its pods' MTU differs)
   const dual: { bench: Bench | null } = { bench: null };
   const benchFor = (sc: Scenario): Bench => {

@@ -200,7 +200,10 @@ function loadAverage(): string {
 /** Where a pps measurement's path CPU went, µs per delivered packet. */
 function cpuParts(m: Measurement): string {
   const us = (x: number) => (m.received ? ((x * 1e6) / m.received).toFixed(2) : '-');
-  return `µs/pkt: sender ${us(m.senderCpu)}, forwarder ${us(m.procCpu)}, sink ${us(m.sinkCpu)}, ksoftirqd ${us(m.softirqdCpu)}, machine ${us(m.machineCpu)}`;
+  // the sender's work per frame it sent: frames a forwarder's full ring dropped cost it too, so
+  // per delivered packet it grows with the loss whatever the per-frame cost
+  const perSent = m.sent ? ((m.senderCpu * 1e6) / m.sent).toFixed(2) : '-';
+  return `µs/pkt: sender ${us(m.senderCpu)} (${perSent} per frame sent), forwarder ${us(m.procCpu)}, sink ${us(m.sinkCpu)}, ksoftirqd ${us(m.softirqdCpu)}, machine ${us(m.machineCpu)}; loss ${m.sent ? (100 * (1 - m.received / m.sent)).toFixed(1) : '-'}%`;
 }
 
 /** The pids of the ksoftirqd threads. */

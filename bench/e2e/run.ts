@@ -35,6 +35,7 @@
  *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
  *                 [-- --only observe [-- --rounds 5]]   (metrics + capture cost: issue 17's goal)
+ *                 [-- --cpu-rate 100000]   (also measure every pps setup at this offered rate: CPU per packet at equal load)
  *                 [-- --underlay-offloads]   (leave the underlay veth's tx offloads on: see Bench.build)
  *                 [-- --floor-args "--fifo 1"]   (options for the C floor forwarder: --fifo N, --cpu N, --slack NS, --busy-poll US)
  *
@@ -688,6 +689,11 @@ async function main() {
   const idleRows: IdleRow[] = [];
   const observeRows: ObserveRow[] = [];
   const rounds = Number(opt('--rounds') ?? (quick ? 3 : 5));
+  // --cpu-rate N: every pps setup (podway and baseline) is also measured at N pps offered, the
+  // same load for all, for CPU per packet compared at equal rates (an unbounded flood compares
+  // different rates and counts frames lost in a full ring against the sender)
+  const cpuRate = opt('--cpu-rate') !== undefined ? Number(opt('--cpu-rate')) : 0;
+  const atRate: { scenario: string; size: number; flows: number; setup: string; m: Measurement }[] = [];
   const errors: string[] = [];
   const say = (m: string) => { if (!json) process.stderr.write(m + '\n'); };
   try {
@@ -713,6 +719,12 @@ async function main() {
     await dual.bench?.destroy();
   }
 
+  async function measureAtRate(bench: Bench, scenario: string, setup: string, size: number, flows: number): Promise<void> {
+    const m = await bench.measure(size, flows, cpuRate, seconds);
+    atRate.push({ scenario, size, flows, setup, m });
+    say(`${scenario} ${setup} ${size}B ${flows} flows at ${cpuRate} pps offered: ${Math.round(m.pps)} pps delivered; ${cpuParts(m)}`);
+  }
+
   async function runPps(sc: Scenario, podways: Setup[]): Promise<void> {
     const bench = benchFor(sc);
     // IPv6 frames are at least MIN_FRAME6: the 64 B size becomes 78, and its rows say 78
@@ -727,6 +739,7 @@ async function main() {
           const lat = await bench.measure(size, flows, Math.max(1000, Math.floor((lossFree || m.pps * 0.3) / 2)), seconds);
           podwayRes.set(`${pw.label}/${size}/${flows}`, { ...m, lossFree, lat });
           say(`${sc.name} ${pw.label} ${size}B ${flows} flows: ${Math.round(m.pps)} pps; ${cpuParts(m)}`);
+          if (cpuRate > 0) await measureAtRate(bench, sc.name, pw.label, size, flows);
         }
       }
     }
@@ -736,6 +749,7 @@ async function main() {
         for (const flows of sc.flows ?? flowsList) {
           const bm = await bench.measure(size, flows, 0, seconds);
           say(`${sc.name} ${base.label} ${size}B ${flows} flows: ${Math.round(bm.pps)} pps; ${cpuParts(bm)}`);
+          if (cpuRate > 0) await measureAtRate(bench, sc.name, base.label, size, flows);
           for (const pw of podways) {
             const p = podwayRes.get(`${pw.label}/${size}/${flows}`)!;
             rows.push({
@@ -916,6 +930,16 @@ async function main() {
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rows) {
       console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : 'baseline delivered 0'} | ${r.gbps} | ${r.lossFreePps} | ${r.p50us}/${r.p99us} | ${r.cpuUsPerPkt} / ${r.baselineCpuUsPerPkt} | ${r.pathCpuUsPerPkt} / ${r.baselinePathCpuUsPerPkt} | ${r.podwayCpuUsPerPkt} |`);
+    }
+    console.log('');
+  }
+  if (atRate.length) {
+    console.log(`CPU per delivered packet at ${cpuRate} pps offered (path: pktgen sender + sink + forwarder + ksoftirqd; µs):\n`);
+    console.log('| scenario | size | flows | setup | delivered pps | loss | path µs/pkt | sender µs/frame sent | forwarder µs/pkt | sink µs/pkt | machine µs/pkt |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const { scenario, size, flows, setup, m } of atRate) {
+      const us = (x: number) => (m.received ? r2((x * 1e6) / m.received) : 0);
+      console.log(`| ${scenario} | ${size} | ${flows} | ${setup} | ${Math.round(m.pps)} | ${m.sent ? (100 * (1 - m.received / m.sent)).toFixed(2) : '-'}% | ${us(m.pathCpu)} | ${m.sent ? r2((m.senderCpu * 1e6) / m.sent) : 0} | ${us(m.procCpu)} | ${us(m.sinkCpu)} | ${us(m.machineCpu)} |`);
     }
     console.log('');
   }

@@ -9,8 +9,9 @@
  *     IPv6 addresses (SRC_IP and DST_IP both IPv6) send IPv6/UDP frames instead, SIZE >= 78
  *     (14 + 40 + 8 + the 16-byte payload), each with its UDP checksum (mandatory over IPv6),
  *     updated per frame from a precomputed sum over the constant parts.
- *     Prints one JSON line: {"sent":N,"seconds":S,"cpu":C} (C: its own CPU seconds, user + system,
- *     which includes the receive work its sends run in its context: a veth's peer side).
+ *     Prints one JSON line: {"sent":N,"seconds":S,"cpu":C,"sys":Y} (C: its own CPU seconds, user +
+ *     system; Y: system alone, which holds the receive work its sends run in its context: a veth's
+ *     peer side; with PPS > 0 the token bucket spins in user time).
  *   pktgen sink PORT SECONDS [6]
  *     Receives UDP on PORT (any IPv4 address; with 6, any IPv6 address) with recvmmsg for SECONDS,
  *     counts datagrams and records one-way latency from the embedded timestamps.
@@ -60,6 +61,13 @@ static double cpu_seconds(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Its system time alone: the kernel work its calls ran (a rate-limited send spins in user space). */
+static double sys_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static int parse_mac(const char *s, uint8_t *m) {
@@ -201,7 +209,7 @@ static int do_send(int argc, char **argv) {
     if (r > 0) { sent += (uint64_t)r; if (pps > 0) credit -= r; }
     else if (r < 0 && errno != EAGAIN && errno != ENOBUFS && errno != EINTR) { perror("sendmmsg"); break; }
   }
-  printf("{\"sent\":%llu,\"seconds\":%.3f,\"cpu\":%.4f}\n", (unsigned long long)sent, now() - start, cpu_seconds());
+  printf("{\"sent\":%llu,\"seconds\":%.3f,\"cpu\":%.4f,\"sys\":%.4f}\n", (unsigned long long)sent, now() - start, cpu_seconds(), sys_seconds());
   return 0;
 }
 

@@ -173,12 +173,14 @@ interface Measurement {
   procCpu: number;
   /** CPU seconds of the whole machine (all cores, non-idle) */
   machineCpu: number;
-  /** CPU seconds of the path alone: pktgen's sender and sink (their own rusage, which holds the
-   * kernel work their calls run in their context), the forwarder processes, and the ksoftirqd
-   * threads (softirq work deferred out of those contexts). Unlike machineCpu, other work on a
-   * shared machine is not in it. */
+  /** CPU seconds of the path alone: pktgen's sender (its system time: the kernel work its sends
+   * run in its context, node1's receive and in the kernel baseline the whole path; its user time
+   * is the generator's own loop, the same per frame for every setup, and spins under a rate
+   * limit) and sink (user + system), the forwarder processes, and the ksoftirqd threads (softirq
+   * work deferred out of those contexts). Unlike machineCpu, other work on a shared machine is
+   * not in it. */
   pathCpu: number;
-  /** its parts, CPU seconds: pktgen send, pktgen sink, ksoftirqd threads */
+  /** its parts, CPU seconds: pktgen send (system time), pktgen sink, ksoftirqd threads */
   senderCpu: number; sinkCpu: number; softirqdCpu: number;
 }
 
@@ -409,14 +411,14 @@ class Bench {
     const m1 = machineBusySeconds();
     await Promise.race([new Promise((r) => sink.once('exit', r)), sleep((seconds + 5) * 1000)]);
     if (sink.exitCode === null) sink.kill('SIGKILL');
-    const s = JSON.parse(sendOut) as { sent: number; seconds: number; cpu: number };
+    const s = JSON.parse(sendOut) as { sent: number; seconds: number; cpu: number; sys: number };
     const r = JSON.parse(sinkOut.trim() || '{"received":0,"p50us":-1,"p99us":-1,"cpu":0}') as { received: number; p50us: number; p99us: number; cpu: number };
     const dpps = r.received / s.seconds;
     return {
       sent: s.sent, received: r.received, seconds: s.seconds, pps: dpps, gbps: (dpps * size * 8) / 1e9,
       p50us: r.p50us, p99us: r.p99us, procCpu: cpu1 - cpu0, machineCpu: m1 - m0,
-      pathCpu: s.cpu + r.cpu + (cpu1 - cpu0) + (soft1 - soft0),
-      senderCpu: s.cpu, sinkCpu: r.cpu, softirqdCpu: soft1 - soft0,
+      pathCpu: s.sys + r.cpu + (cpu1 - cpu0) + (soft1 - soft0),
+      senderCpu: s.sys, sinkCpu: r.cpu, softirqdCpu: soft1 - soft0,
     };
   }
 
@@ -934,8 +936,8 @@ async function main() {
     console.log('');
   }
   if (atRate.length) {
-    console.log(`CPU per delivered packet at ${cpuRate} pps offered (path: pktgen sender + sink + forwarder + ksoftirqd; µs):\n`);
-    console.log('| scenario | size | flows | setup | delivered pps | loss | path µs/pkt | sender µs/frame sent | forwarder µs/pkt | sink µs/pkt | machine µs/pkt |');
+    console.log(`CPU per delivered packet at ${cpuRate} pps offered (path: pktgen sender's system time + sink + forwarder + ksoftirqd; µs):\n`);
+    console.log('| scenario | size | flows | setup | delivered pps | loss | path µs/pkt | sender (system) µs/frame sent | forwarder µs/pkt | sink µs/pkt | machine µs/pkt |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const { scenario, size, flows, setup, m } of atRate) {
       const us = (x: number) => (m.received ? r2((x * 1e6) / m.received) : 0);

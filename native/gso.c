@@ -161,8 +161,55 @@ static int gso_plan_v6(const uint8_t *f, uint32_t len, const struct virtio_net_h
   return plan_l4(f, len, vh, cap, l3, l4, proto, 1, g);
 }
 
+/* IPv4 header at l3 whose total length runs to the end of the frame, not a fragment: its length
+ * (IHL) into *ihl, or GSO_BAD. */
+static int ipv4_whole(const uint8_t *f, uint32_t len, uint32_t l3, uint32_t *ihl) {
+  if (len < l3 + 20) return GSO_BAD;
+  const uint8_t *ip = f + l3;
+  uint32_t h = (uint32_t)(ip[0] & 15) * 4;
+  if ((ip[0] >> 4) != 4 || h < 20 || l3 + h > len) return GSO_BAD;
+  if (rd16(ip + 2) != len - l3) return GSO_BAD;
+  if (rd16(ip + 6) & 0x3fff) return GSO_BAD; /* a fragment cannot be a super-frame */
+  *ihl = h;
+  return GSO_OK;
+}
+
+/*
+ * A tunnel super-frame: outer IPv4 at 14 whose protocol is not the GSO type's, and the checksum
+ * hint (csum_start) pointing past the outer header. The kernel builds such a vnet header for a
+ * VXLAN (SKB_GSO_UDP_TUNNEL) or IP-in-IP (SKB_GSO_IPXIP4) GSO skb, e.g. a kernel node's vxlan.calico
+ * sending over a veth with its offloads on: gso_type says the inner L4 (TCPV4, UDP_L4), gso_size
+ * the inner segment size, csum_start the inner L4 header. That metadata, not a guess, locates the
+ * inner headers: the inner IPv4 header must end exactly at csum_start, right after the outer IPv4
+ * header (IPIP, protocol 4) or after outer UDP + VXLAN (8) + inner Ethernet (14) (protocol 17).
+ * Other tunnels (inner IPv6, Geneve options, GRE) are well formed but not segmented here.
+ */
+static int gso_plan_tunnel(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
+                           uint32_t ihl, uint8_t proto, struct gso_plan *g) {
+  const uint32_t ol3 = 14;
+  uint8_t outer = f[ol3 + 9];
+  if (!(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || vh->csum_start <= ol3 + ihl) return GSO_BAD;
+  if (outer != 4 && outer != 17) return GSO_UNSUPPORTED;
+  uint32_t ol4 = 0, l3 = ol3 + ihl;
+  if (outer == 17) {
+    ol4 = l3;
+    l3 = ol4 + 8 + 8 + 14;
+    if (len < l3 || rd16(f + ol4 + 4) != len - ol4) return GSO_BAD;
+    if (rd16(f + l3 - 2) != 0x0800) return GSO_UNSUPPORTED; /* inner Ethernet: IPv4 only */
+  }
+  uint32_t ihl_in;
+  if (len < l3 + 20 || (f[l3] >> 4) != 4) return GSO_UNSUPPORTED; /* inner IPv6: not here */
+  if (ipv4_whole(f, len, l3, &ihl_in) != GSO_OK) return GSO_BAD;
+  if (l3 + ihl_in != vh->csum_start || f[l3 + 9] != proto) return GSO_BAD;
+  int v = plan_l4(f, len, vh, cap, l3, l3 + ihl_in, proto, 0, g);
+  g->ol3 = ol3;
+  g->ol4 = ol4;
+  return v;
+}
+
 int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
                    struct gso_plan *g) {
+  g->ol3 = g->ol4 = 0;
   unsigned type = vh->gso_type & (unsigned)~VIRTIO_NET_HDR_GSO_ECN;
   if (type == VIRTIO_NET_HDR_GSO_UDP) return GSO_UNSUPPORTED;
   if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6 && type != VIRTIO_NET_HDR_GSO_UDP_L4) return GSO_BAD;
@@ -174,16 +221,13 @@ int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *
   if (ethertype == 0x86dd && type != VIRTIO_NET_HDR_GSO_TCPV4) return gso_plan_v6(f, len, vh, type, cap, g);
   if (ethertype != 0x0800 || type == VIRTIO_NET_HDR_GSO_TCPV6) return GSO_BAD;
   const uint32_t l3 = 14;
-  if (len < l3 + 20) return GSO_BAD;
-  const uint8_t *ip = f + l3;
-  uint32_t ihl = (uint32_t)(ip[0] & 15) * 4;
-  if ((ip[0] >> 4) != 4 || ihl < 20 || l3 + ihl > len) return GSO_BAD;
-  uint32_t tot = rd16(ip + 2);
-  if (tot == 0 && len - l3 > 0xffff) return GSO_UNSUPPORTED; /* BIG TCP (total length 0) */
-  if (tot != len - l3) return GSO_BAD;
-  if (rd16(ip + 6) & 0x3fff) return GSO_BAD; /* a fragment cannot be a super-frame */
+  if (len >= l3 + 4 && rd16(f + l3 + 2) == 0 && len - l3 > 0xffff && (f[l3] >> 4) == 4) return GSO_UNSUPPORTED; /* BIG TCP (total length 0) */
+  uint32_t ihl;
+  if (ipv4_whole(f, len, l3, &ihl) != GSO_OK) return GSO_BAD;
   uint8_t proto = type == VIRTIO_NET_HDR_GSO_TCPV4 ? 6 : 17;
-  if (ip[9] != proto) return GSO_BAD;
+  /* UDP over UDP is a tunnel only when the checksum hint points past the outer UDP header. */
+  if (f[l3 + 9] != proto || (proto == 17 && (vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && vh->csum_start > l3 + ihl))
+    return gso_plan_tunnel(f, len, vh, cap, ihl, proto, g);
   return plan_l4(f, len, vh, cap, l3, l3 + ihl, proto, 0, g);
 }
 
@@ -217,7 +261,20 @@ uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t 
     uint16_t c = l4_csum(ip, l4, l4len, 17, g->v6);
     put_csum(l4 + 6, c ? c : 0xffff); /* 0 means "no checksum" in UDP */
   }
-  return g->hdrs + seg;
+  uint32_t total = g->hdrs + seg;
+  if (g->ol3) { /* the outer headers, as the kernel's tunnel GSO writes them per segment */
+    uint8_t *o = dst + g->ol3;
+    uint32_t oihl = (uint32_t)(o[0] & 15) * 4;
+    wr16(o + 2, (uint16_t)(total - g->ol3));
+    wr16(o + 4, (uint16_t)(rd16(f + g->ol3 + 4) + k));
+    ipv4_header_csum(o, oihl);
+    if (g->ol4) {
+      /* Checksum 0 (none, allowed over IPv4): the frame is decapsulated by the receiver. */
+      wr16(dst + g->ol4 + 4, (uint16_t)(total - g->ol4));
+      dst[g->ol4 + 6] = dst[g->ol4 + 7] = 0;
+    }
+  }
+  return total;
 }
 
 /* ---- delivery into the pool ------------------------------------------------------------------ */

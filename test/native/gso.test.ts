@@ -254,6 +254,97 @@ test('TCPv4 super-frame: segments match the rules byte for byte (ids, seq, FIN/P
   assert.is(got[6].length, 66 + (10000 - 6 * 1448));
 });
 
+// Tunnels: what a kernel node's vxlan.calico (SKB_GSO_UDP_TUNNEL) or an IPIP device (SKB_GSO_IPXIP4)
+// hands a veth with its offloads on. The kernel's vnet header says the inner GSO type and size and
+// points csum_start at the inner L4 header (observed on 6.18: TCPV4, gso_size 1398, csum_start 84).
+const OUTER_SRC = [10, 99, 0, 2], OUTER_DST = [10, 99, 0, 1];
+
+/** `inner` (an Ethernet frame from frame()) wrapped as the kernel sends it: outer Ethernet, IPv4
+ * (id `id`), then UDP to 4789 + VXLAN (VNI 4096) + the inner frame, or (ipip) the inner IPv4 packet. */
+function tunnel(inner: Uint8Array, kind: 'vxlan' | 'ipip', id = 0x1234): Uint8Array {
+  const body = kind === 'vxlan' ? inner : inner.subarray(14);
+  const ol4 = 34;
+  const head = kind === 'vxlan' ? 34 + 16 : 34;
+  const f = new Uint8Array(head + body.length);
+  f.set(DST_MAC, 0); f.set(SRC_MAC, 6); wr16(f, 12, 0x0800);
+  f[14] = 0x45; wr16(f, 16, f.length - 14); wr16(f, 18, id); wr16(f, 20, 0); f[22] = 64; f[23] = kind === 'vxlan' ? 17 : 4;
+  f.set(OUTER_SRC, 26); f.set(OUTER_DST, 30);
+  wr16(f, 24, ~fold(sum16(f, 14, 20)) & 0xffff);
+  if (kind === 'vxlan') {
+    wr16(f, ol4, 51234); wr16(f, ol4 + 2, 4789); wr16(f, ol4 + 4, f.length - ol4); wr16(f, ol4 + 6, 0);
+    f[ol4 + 8] = 0x08; f[ol4 + 12] = 0x00; f[ol4 + 13] = 0x10; // VNI 4096
+  }
+  f.set(body, head);
+  return f;
+}
+
+/** The kernel's tunnel segmentation by the rules: the inner segments (referenceSegments), each
+ * wrapped again with the outer IPv4 id + k, lengths per segment and outer UDP checksum 0. */
+function referenceTunnelSegments(inner: Uint8Array, kind: 'vxlan' | 'ipip', mss: number, id = 0x1234): Uint8Array[] {
+  return referenceSegments(inner, mss).map((s, k) => tunnel(s, kind, (id + k) & 0xffff));
+}
+
+const tunnelVnet = (kind: 'vxlan' | 'ipip', type: number, mss: number, extra: Partial<Parameters<typeof vnetHdr>[0]> = {}) => {
+  const innerL4 = (kind === 'vxlan' ? 50 + 14 : 34) + 20;
+  return vnetHdr({ flags: NEEDS_CSUM, gsoType: type, hdrLen: innerL4 + 32, gsoSize: mss, csumStart: innerL4, csumOffset: type === GSO_UDP_L4 ? 6 : 16, ...extra });
+};
+
+for (const kind of ['vxlan', 'ipip'] as const) {
+  test(`${kind} tunnel super-frame (TCP inside): segments match the kernel's tunnel GSO rules byte for byte`, () => {
+    const inner = frame({ payload: 9000, flags: ACK | PSH, id: 0x0102, seq: 0x10 });
+    const f = tunnel(inner, kind, 0xffff);
+    const r = hooks.offloadDeliverForTest(f, tunnelVnet(kind, GSO_TCPV4, 1398), 0, 64, false);
+    assert.is(r.n, 7);
+    assert.is(r.done, 1);
+    const got = descs(0, 7);
+    sameFrames(got, referenceTunnelSegments(inner, kind, 1398, 0xffff), kind);
+    for (let k = 0; k < 7; k++) {
+      assert.is(got[k].length <= 1514, true, `segment ${k} fits a 1500-byte underlay`);
+      assert.is(fold(sum16(got[k], 14, 20)), 0xffff, `segment ${k}: outer IPv4 checksum`);
+      const innerFrame = kind === 'vxlan' ? got[k].subarray(50) : Uint8Array.from([...got[k].subarray(0, 14), ...got[k].subarray(34)]);
+      assert.is(wireValid(innerFrame), null, `segment ${k}: inner headers and TCP checksum`);
+    }
+    assert.is(rd16(got[1], 18), 0, 'the outer id advances per segment (and wraps)');
+  });
+
+  test(`${kind} tunnel, inner UDP GSO and a plain frame with a partial inner checksum`, () => {
+    const innerU = frame({ proto: 17, payload: 3000, seed: 5 });
+    const fu = tunnel(innerU, kind);
+    const ru = hooks.offloadDeliverForTest(fu, tunnelVnet(kind, GSO_UDP_L4, 1200), 0, 64, false);
+    assert.is(ru.n, 3);
+    sameFrames(descs(0, 3), referenceTunnelSegments(innerU, kind, 1200), `${kind} udp`);
+    // not GSO: only the inner checksum is completed (csum_start at the inner TCP header)
+    const plain = frame({ payload: 1000, seed: 9 });
+    const full = frame({ payload: 1000, seed: 9, partial: false });
+    const before = hooks.offloadDeliverForTest(new Uint8Array(60), null, 0, 1, false).csumCompleted;
+    const rp = hooks.offloadDeliverForTest(tunnel(plain, kind), tunnelVnet(kind, 0, 0), 0, 4, false);
+    assert.is(rp.n, 1);
+    assert.is(rp.csumCompleted, before + 1);
+    sameFrames(descs(0, 1), [tunnel(full, kind)], `${kind} partial`);
+  });
+}
+
+test('tunnel super-frames with metadata that does not match the headers: dropped and counted, not guessed', () => {
+  const inner = frame({ payload: 5000 });
+  const vx = tunnel(inner, 'vxlan');
+  const cases: [string, Uint8Array, Uint8Array, 'bad' | 'dropped'][] = [
+    ['csum_start not the inner TCP header', vx, tunnelVnet('vxlan', GSO_TCPV4, 1398, { csumStart: 70 }), 'bad'],
+    ['csum_start at the outer UDP header', vx, tunnelVnet('vxlan', GSO_TCPV4, 1398, { csumStart: 34, csumOffset: 6 }), 'bad'],
+    ['no NEEDS_CSUM: nothing says where the inner header is', vx, tunnelVnet('vxlan', GSO_TCPV4, 1398, { flags: 0 }), 'bad'],
+    ['the inner protocol is not the GSO type\'s', vx, tunnelVnet('vxlan', GSO_UDP_L4, 1398), 'bad'],
+    ['outer UDP length wrong', (() => { const x = vx.slice(); wr16(x, 38, 100); return x; })(), tunnelVnet('vxlan', GSO_TCPV4, 1398), 'bad'],
+    ['inner Ethernet not IPv4 (IPv6 inside IPv4 VXLAN)', (() => { const x = vx.slice(); wr16(x, 62, 0x86dd); return x; })(), tunnelVnet('vxlan', GSO_TCPV4, 1398), 'dropped'],
+    ['outer protocol GRE (47)', (() => { const x = tunnel(inner, 'ipip'); x[23] = 47; wr16(x, 24, 0); wr16(x, 24, ~fold(sum16(x, 14, 20)) & 0xffff); return x; })(), tunnelVnet('ipip', GSO_TCPV4, 1398), 'dropped'],
+  ];
+  for (const [what, f, vh, kind] of cases) {
+    const before = hooks.offloadDeliverForTest(new Uint8Array(60), null, 0, 1, false);
+    const r = hooks.offloadDeliverForTest(f, vh, 0, 64, false);
+    assert.is(r.n, 0, `${what}: nothing delivered`);
+    assert.is(r.gsoBad - before.gsoBad, kind === 'bad' ? 1 : 0, `${what}: gsoBad`);
+    assert.is(r.gsoDropped - before.gsoDropped, kind === 'dropped' ? 1 : 0, `${what}: gsoDropped`);
+  }
+});
+
 test('a super-frame larger than the batch is delivered over several calls, none lost, none written past max', () => {
   const f = frame({ payload: 20000, seed: 3 });
   const want = referenceSegments(f, 1000);

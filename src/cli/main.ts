@@ -118,7 +118,7 @@ export function buildProgram(): Command {
     const lines = [
       `podway is running on node ${s.node} (${s.nodeIp}), up ${s.uptimeSeconds}s`,
       s.ready === undefined ? null : s.ready ? 'ready' : `not ready: ${(s.notReady as string[]).join('; ')}`,
-      `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}`,
+      `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}`,
       `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,
       `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${s.knownNodes.join(', ')}`,
     ];

@@ -247,7 +247,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; mac?: number[]; message?: string }) => {
           if (taps.handle(index, m)) return;

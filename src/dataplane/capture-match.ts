@@ -13,6 +13,7 @@ import { SLOT_SHIFT } from './frame-pool';
 import { traceMatchesArp, traceMatches6, TraceFilter } from './trace';
 import { ipv6WalkExtHeaders } from '../packet/ipv6';
 import { Drop } from '../packet/drop';
+import { VXLAN_PORT } from '../packet/vxlan';
 
 /** Layouts, as capture.ts's Link (kept numeric here to avoid an import cycle). */
 const ETHERNET = 0;
@@ -56,7 +57,12 @@ export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher 
   // Where the IPv4 header a filter looks at starts (the inner one for tunnel traffic), or -1.
   let findIp: string;
   if (link === ETHERNET) {
-    findIp = `ip=(len>=${ETH_HLEN + 20}&&b[f+12]===8&&b[f+13]===0&&(b[f+${ETH_HLEN}]>>4)===4)?f+${ETH_HLEN}:-1;`;
+    // A tunnel packet (the underlay port takes the node's VXLAN and IPIP): the inner header.
+    const E = ETH_HLEN;
+    findIp = `ip=(len>=${E + 20}&&b[f+12]===8&&b[f+13]===0&&(b[f+${E}]>>4)===4)?f+${E}:-1;` +
+      `if(ip>=0){const hl=(b[ip]&15)<<2;` +
+      `if(b[ip+9]===4){if(len>=${E}+hl+20&&(b[ip+hl]>>4)===4)ip+=hl;}` +
+      `else if(b[ip+9]===17&&len>=${E + 8 + 8 + E + 20}+hl&&b[ip+hl+2]===${VXLAN_PORT >> 8}&&b[ip+hl+3]===${VXLAN_PORT & 255}&&b[ip+hl+${16 + 12}]===8&&b[ip+hl+${16 + 13}]===0&&(b[ip+hl+${16 + E}]>>4)===4)ip+=hl+${16 + E};}`;
   } else if (link === VXLAN6_UNDERLAY) {
     // pipeline6 decapsulates IPv6 inner packets only: there is no inner IPv4 header to look at
     findIp = 'ip=-1;';

@@ -17,6 +17,7 @@ import { NeighborTable } from './neighbors';
 import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
+import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
@@ -48,6 +49,13 @@ export interface EngineOptions {
    * with worker 0, and TAP/TUN pods (single-queue devices) are refused.
    */
   worker?: { index: number; count: number };
+  /**
+   * Receive VXLAN and IPIP on the underlay AF_PACKET port, with the kernel's offload metadata
+   * (nft-tunnels.ts), instead of on the UDP and raw sockets. A host-managing engine decides for
+   * itself (it installs the nftables table; without nft it keeps the sockets); worker engines
+   * (manageHost false) are told what the first engine decided.
+   */
+  tunnelsOnUnderlay?: boolean;
   /** Called when this engine resolves an underlay neighbour (to share it with the other workers). */
   onNeighbor?: (ip: number, mac: Uint8Array) => void;
   /** Packet I/O (default: the native addon). */
@@ -99,6 +107,10 @@ export class Engine {
   private readonly qdiscBypass: boolean;
   private readonly gro: boolean;
   private readonly txGso: boolean;
+  /** Tunnels arrive on the underlay port (see EngineOptions.tunnelsOnUnderlay); set by openInfra. */
+  tunnelsOnUnderlay: boolean;
+  /** This engine installed the tunnel table (and removes it). */
+  private ownsTunnelTable = false;
   private readonly worker: { index: number; count: number };
   private readonly shareNeighbor: (ip: number, mac: Uint8Array) => void;
   private model: NodeDataplaneModel | null = null;
@@ -134,6 +146,7 @@ export class Engine {
     this.qdiscBypass = opts.qdiscBypass ?? false;
     this.gro = opts.gro ?? true;
     this.txGso = opts.txGso ?? true;
+    this.tunnelsOnUnderlay = opts.tunnelsOnUnderlay ?? false;
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
@@ -220,14 +233,23 @@ export class Engine {
     this.underlay = ul;
     if (this.manageHost) this.notes.push(...quietKernelOn(ul.name, false));
     const nodeIp = model.node.ip;
+    if (this.manageHost) {
+      const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT);
+      this.ownsTunnelTable = why === null;
+      this.tunnelsOnUnderlay = why === null;
+      if (why === null) this.notes.push(`nftables table ip ${TUNNEL_TABLE}: VXLAN and IPIP to ${formatIpv4(nodeIp)} received on ${ul.name}'s packet socket (offload metadata), the kernel's copy dropped`);
+      else this.log.warn(`tunnels received on the UDP/raw sockets, without the kernel's offload metadata (a veth underlay with offloads on can stall TCP from kernel nodes): nft: ${why}`, { component: 'host' });
+    }
+    // With tunnels on the underlay port the sockets are still bound (the port stays podway's), never read.
+    const sockBuf = this.tunnelsOnUnderlay ? undefined : 4 << 20;
     try {
       this.infra.tx4 = this.io.openRaw({ proto: 255, sndbuf: 4 << 20 });
       this.pipe.setPort(this.infra.tx4, Role.TX4, 'tx4(raw)');
-      this.infra.vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: 4 << 20, reuseport: this.worker.count > 1 });
+      this.infra.vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
       this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
       // A raw socket gets a copy of every packet (no fanout), and the TUN is single-queue: worker 0.
       if (this.primary) {
-        this.infra.ipip = this.io.openRaw({ proto: 4, addr: nodeIp, rcvbuf: 4 << 20 });
+        this.infra.ipip = this.io.openRaw({ proto: 4, addr: nodeIp, rcvbuf: sockBuf });
         this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
         // The host port: the node's own stack reaches pods through it (pool routes point at it), and
         // tap/tun pods reach the node through it. Not persistent: it goes away with the process.
@@ -238,7 +260,7 @@ export class Engine {
           linkUp(HOST_PORT_NAME);
         }
       }
-      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp, { ipv6: model.v6.ip6 !== null }), sndbuf: 4 << 20, txGso: this.txGso, fanoutGroup: this.fanout(ul.name) });
+      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, fanoutGroup: this.fanout(ul.name) });
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
       this.closeInfra();
@@ -249,10 +271,13 @@ export class Engine {
     this.pipe.tx4Port = this.infra.tx4;
     this.pipe.underlayPort = this.infra.underlay;
     this.pipe.hostPort = this.infra.host;
-    for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host]) if (p >= 0) this.watch(p);
+    const read = this.tunnelsOnUnderlay ? [this.infra.underlay, this.infra.host] : [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host];
+    for (const p of read) if (p >= 0) this.watch(p);
   }
 
   private closeInfra(): void {
+    if (this.ownsTunnelTable) removeTunnelRx();
+    this.ownsTunnelTable = false;
     for (const k of ['tx4', 'vxlan', 'ipip', 'underlay', 'host'] as const) {
       const p = this.infra[k];
       if (p >= 0) {
@@ -531,6 +556,8 @@ export class Engine {
       node: m?.node.name ?? null,
       nodeIp: m ? formatIpv4(m.node.ip) : null,
       underlay: this.underlay ? { name: this.underlay.name, mac: this.underlay.macText, mtu: this.underlay.mtu } : null,
+      // where VXLAN/IPIP to the node are read: the underlay port (with offload metadata) or the sockets
+      tunnelsOn: this.underlay ? (this.tunnelsOnUnderlay ? `underlay port (nft table ip ${TUNNEL_TABLE})` : 'sockets') : null,
       vtep: m ? { ip: m.node.vtepIp !== null ? formatIpv4(m.node.vtepIp) : null, mac: m.node.vtepMac } : null,
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
       modelsApplied: this.applied,

@@ -180,38 +180,50 @@ export function removeHostRoute(ifname: string, ips: readonly number[]): void {
 }
 
 /** A classic BPF program for the underlay socket: ARP, or IPv4 not addressed to the node itself
- * (tunnel packets to the node IP arrive on their own sockets; host traffic stays in the kernel).
- * With `ipv6`, IPv6 frames too: IPv6 VXLAN and NDP answers arrive on this socket (pipeline6.ts
- * hands what is not for pods back to the kernel, which received its own copy). */
-export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean } = {}): Uint8Array {
-  const prog: [number, number, number, number][] = opts.ipv6
-    ? [
-        [0x28, 0, 0, 12], //          ldh [12]
-        [0x15, 5, 0, 0x0806], //      jeq ARP -> accept (7)
-        [0x15, 4, 0, 0x86dd], //      jeq IPv6 -> accept (7)
-        [0x15, 0, 4, 0x0800], //      jne IPv4 -> drop (8)
-        [0x20, 0, 0, 30], //          ld [30] (IPv4 destination)
-        [0x15, 2, 0, nodeIp >>> 0], // jeq node IP -> drop (8)
-        [0x06, 0, 0, 0x40000], //     accept
-        [0x06, 0, 0, 0x40000], //     ret accept
-        [0x06, 0, 0, 0], //           ret drop
-      ]
-    : [
-        [0x28, 0, 0, 12], //          ldh [12]
-        [0x15, 4, 0, 0x0806], //      jeq ARP -> accept (6)
-        [0x15, 0, 4, 0x0800], //      jne IPv4 -> drop (7)
-        [0x20, 0, 0, 30], //          ld [30] (IPv4 destination)
-        [0x15, 2, 0, nodeIp >>> 0], // jeq node IP -> drop (7)
-        [0x06, 0, 0, 0x40000], //     accept (ARP lands here too)
-        [0x06, 0, 0, 0x40000], //     ret accept
-        [0x06, 0, 0, 0], //           ret drop
-      ];
-  const out = new Uint8Array(prog.length * 8);
+ * (host traffic stays in the kernel). With `ipv6`, IPv6 frames too: IPv6 VXLAN and NDP answers
+ * arrive on this socket (pipeline6.ts hands what is not for pods back to the kernel, which received
+ * its own copy). With `tunnels`, IPv4 tunnel packets to the node IP too (VXLAN: UDP to
+ * `vxlanPort`, not a fragment after the first; IPIP: protocol 4): they then arrive here with the
+ * kernel's offload metadata (see tunnelRxProgram), else on their own UDP and raw sockets. */
+export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean; tunnels?: boolean; vxlanPort?: number } = {}): Uint8Array {
+  const ACCEPT = 'accept', DROP = 'drop';
+  // [code, jump-if-true label or offset, jump-if-false label or offset, k]; labels resolved below.
+  type Insn = [number, number | string, number | string, number] | string;
+  const prog: Insn[] = [
+    [0x28, 0, 0, 12], //                  ldh [12]
+    [0x15, ACCEPT, 0, 0x0806], //         jeq ARP -> accept
+    ...(opts.ipv6 ? [[0x15, ACCEPT, 0, 0x86dd] as Insn] : []), // jeq IPv6 -> accept
+    [0x15, 0, DROP, 0x0800], //           jne IPv4 -> drop
+    [0x20, 0, 0, 30], //                  ld [30] (IPv4 destination)
+    [0x15, opts.tunnels ? 'tunnel' : DROP, ACCEPT, nodeIp >>> 0], // node IP: tunnel check (or drop)
+  ];
+  if (opts.tunnels) {
+    prog.push(
+      'tunnel',
+      [0x30, 0, 0, 23], //                ldb [23] (protocol)
+      [0x15, ACCEPT, 0, 4], //            jeq IPIP -> accept
+      [0x15, 0, DROP, 17], //             jne UDP -> drop
+      [0x28, 0, 0, 20], //                ldh [20] (flags, fragment offset)
+      [0x45, DROP, 0, 0x1fff], //         jset offset -> drop (no UDP header: the kernel's)
+      [0xb1, 0, 0, 14], //                ldxb 4*([14]&0xf)
+      [0x48, 0, 0, 16], //                ldh [x+16] (UDP destination port)
+      [0x15, ACCEPT, DROP, opts.vxlanPort ?? 4789],
+    );
+  }
+  prog.push(ACCEPT, [0x06, 0, 0, 0x40000], DROP, [0x06, 0, 0, 0]);
+  const labels = new Map<string, number>();
+  const code: [number, number | string, number | string, number][] = [];
+  for (const x of prog) {
+    if (typeof x === 'string') labels.set(x, code.length);
+    else code.push(x);
+  }
+  const out = new Uint8Array(code.length * 8);
   const dv = new DataView(out.buffer);
-  prog.forEach(([code, jt, jf, k], i) => {
-    dv.setUint16(i * 8, code, true);
-    out[i * 8 + 2] = jt;
-    out[i * 8 + 3] = jf;
+  code.forEach(([op, jt, jf, k], i) => {
+    const rel = (j: number | string) => (typeof j === 'number' ? j : labels.get(j)! - i - 1);
+    dv.setUint16(i * 8, op, true);
+    out[i * 8 + 2] = rel(jt);
+    out[i * 8 + 3] = rel(jf);
     dv.setUint32(i * 8 + 4, k, true);
   });
   return out;

@@ -15,8 +15,8 @@ import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, formatMac } from '../pac
 import { ETH_HLEN } from '../packet/layout';
 import { ARP_REQUEST, ARP_REPLY, arpReplyInPlace, validateArp } from '../packet/arp';
 import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
-import { ipv4DecrementTtl, validateIpv4, formatIpv4 } from '../packet/ipv4';
-import { encapVxlan } from '../packet/vxlan';
+import { ipv4DecrementTtl, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
+import { encapVxlan, decapVxlanPacket, vxlanInnerLength, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
 import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
@@ -288,16 +288,22 @@ export class Pipeline implements CapturePorts {
     if (len < 8 + ETH_HLEN) return this.drop(Drop.TOO_SHORT);
     if ((b[f] & 0x08) === 0) return this.drop(Drop.BAD_VXLAN_FLAGS);
     if (((b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]) !== CALICO_VNI) return this.drop(Drop.BAD_VNI);
-    const eth = f + 8;
+    return this.vxlanInner(i, f + 8, len - 8, peer, true);
+  }
+
+  /** The inner Ethernet frame of a VXLAN packet (`len` bytes at `eth`) from node `peer`.
+   * `viaSocket`: it came through the UDP socket, without the kernel's checksum metadata. */
+  private vxlanInner(i: number, eth: number, len: number, peer: number, viaSocket: boolean): number {
+    const b = this.b;
     if (((b[eth + 12] << 8) | b[eth + 13]) !== ETHERTYPE_IPV4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
     const ip = eth + ETH_HLEN;
-    const v = validateIpv4(b, ip, len - 8 - ETH_HLEN);
+    const v = validateIpv4(b, ip, len - ETH_HLEN);
     if (v !== Drop.OK) return this.drop(v);
     if (this.trace !== null) {
       this.startTrace(ip, -1);
-      if (this.tr !== null) this.tr.stages.push(`vxlan decap: from node ${formatIpv4(peer)} (known), vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}`);
+      if (this.tr !== null) this.tr.stages.push(`vxlan decap: from node ${formatIpv4(peer)} (known), vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}${viaSocket ? '' : ' (underlay port)'}`);
     }
-    return this.deliverDecapsulated(i, ip);
+    return this.deliverDecapsulated(i, ip, viaSocket);
   }
 
   private fromIpip(i: number): number {
@@ -311,7 +317,7 @@ export class Pipeline implements CapturePorts {
       this.startTrace(inner, -1);
       if (this.tr !== null) this.tr.stages.push(`ipip decap: outer ${formatIpv4(peer)} -> ${formatIpv4(this.addr.nodeIp)} proto 4 (known node)`);
     }
-    return this.deliverDecapsulated(i, inner);
+    return this.deliverDecapsulated(i, inner, true);
   }
 
   private fromUnderlay(i: number): number {
@@ -332,6 +338,8 @@ export class Pipeline implements CapturePorts {
     const u = this.addr.underlayMac;
     for (let k = 0; k < 6; k++) if (b[f + k] !== u[k]) return HOST;
     const ip = f + ETH_HLEN;
+    // IPv4 to the node itself is here only for its tunnels (the underlay filter's `tunnels`).
+    if (len >= ETH_HLEN + 20 && (((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0) === this.addr.nodeIp) return this.fromUnderlayTunnel(i, ip, len - ETH_HLEN);
     const v = validateIpv4(b, ip, len - ETH_HLEN);
     if (v !== Drop.OK) return this.drop(v);
     const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
@@ -346,17 +354,52 @@ export class Pipeline implements CapturePorts {
     return this.route(i, -1, ip, false, false, dst, nh);
   }
 
+  /**
+   * A VXLAN or IPIP packet to the node IP taken from the underlay port (the engine does so when the
+   * kernel's own copy is dropped by podway's nftables table: engine.ts, nft-tunnels.ts). Unlike
+   * the tunnel sockets, this port hands over the kernel's offload metadata: a partial inner
+   * checksum was completed and a tunnel super-frame segmented in C (native/gso.c), so there is
+   * nothing to guess here.
+   */
+  private fromUnderlayTunnel(i: number, ip: number, len: number): number {
+    const b = this.b;
+    const peer = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+    const proto = b[ip + 9];
+    if (proto === IPPROTO_IPIP) {
+      if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+      const inner = decapIpipPacket(b, ip, len);
+      if (inner < 0) return this.drop(-inner);
+      if (this.trace !== null) {
+        this.startTrace(inner, -1);
+        if (this.tr !== null) this.tr.stages.push(`ipip decap: outer ${formatIpv4(peer)} -> ${formatIpv4(this.addr.nodeIp)} proto 4 (known node, underlay port)`);
+      }
+      return this.deliverDecapsulated(i, inner, false);
+    }
+    // Anything else for the node (a filter without `tunnels`, a test harness) is the kernel's.
+    const udp = ip + ((b[ip] & 15) << 2);
+    if (proto !== IPPROTO_UDP || len < udp - ip + 8 || ((b[udp + 2] << 8) | b[udp + 3]) !== VXLAN_PORT) return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
+    if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+    // The outer UDP checksum is not summed here (the UDP socket's kernel did it in C): what it
+    // covers beyond the inner packet's own checksums is the VXLAN header, checked field by field,
+    // and the inner MACs, which the route rewrites. Summing it in JS would cost a pass over every
+    // packet (with transmit GSO a podway sender's VXLAN carries the kernel's checksum).
+    const eth = decapVxlanPacket(b, ip, len, CALICO_VNI, VXLAN_PORT, false);
+    if (eth < 0) return this.drop(-eth);
+    return this.vxlanInner(i, eth, vxlanInnerLength(b, eth), peer, false);
+  }
+
   // ---- routing -------------------------------------------------------------------------------
 
-  /** Tunnel or underlay ingress: only local workloads are valid destinations. */
-  private deliverDecapsulated(i: number, ip: number): number {
+  /** Tunnel or underlay ingress: only local workloads are valid destinations. `viaSocket`: the
+   * packet came through a tunnel socket, which does not say whether its checksum is partial. */
+  private deliverDecapsulated(i: number, ip: number, viaSocket: boolean): number {
     const b = this.b;
     const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
     const nh = this.nh.fib.lookup(dst);
     // An unallocated address of this node's own block: Calico's blackhole route drops it here.
     if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
-    this.completeTunnelledChecksum(ip);
+    if (viaSocket) this.completeTunnelledChecksum(ip);
     return this.route(i, -1, ip, false, false, dst, nh);
   }
 

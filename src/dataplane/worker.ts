@@ -11,7 +11,7 @@ import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
 
 if (parentPort) {
   const port = parentPort;
@@ -24,6 +24,7 @@ if (parentPort) {
     gro: init.gro,
     txGso: init.txGso,
     manageHost: false,
+    tunnelsOnUnderlay: init.tunnelsOnUnderlay,
     worker: { index: init.index, count: init.count },
     log,
     onNeighbor: (ip, mac) => port.postMessage({ type: 'neighbor', ip, mac: [...mac] }),

@@ -131,10 +131,10 @@ export function encapVxlan(b: Uint8Array, off: number, len: number, tpl: Uint8Ar
  * Validates a VXLAN packet whose outer IPv4 header is at `ipOff` (`len` bytes available) and
  * returns the offset of the inner Ethernet frame, or -reason (a Drop value) if it must be dropped.
  * Checks: outer IPv4 (validateIpv4), not a fragment, UDP to `port`, UDP length, UDP checksum
- * when non-zero, VXLAN I flag, and the VNI unless `expectedVni` < 0.
+ * when non-zero (unless `udpChecksum` is false), VXLAN I flag, and the VNI unless `expectedVni` < 0.
  * Inner frame length: vxlanInnerLength(b, innerOff).
  */
-export function decapVxlanPacket(b: Uint8Array, ipOff: number, len: number, expectedVni: number, port: number): number {
+export function decapVxlanPacket(b: Uint8Array, ipOff: number, len: number, expectedVni: number, port: number, udpChecksum = true): number {
   const r = validateIpv4(b, ipOff, len);
   if (r !== Drop.OK) return -r;
   if (ipv4IsFragment(b, ipOff)) return -Drop.FRAGMENT;
@@ -145,7 +145,7 @@ export function decapVxlanPacket(b: Uint8Array, ipOff: number, len: number, expe
   if (ru !== Drop.OK) return -ru;
   if (get16(b, udp + 2) !== port) return -Drop.NOT_VXLAN;
   if (get16(b, udp + 4) < MIN_VXLAN_UDP_LEN) return -Drop.TOO_SHORT;
-  if (!udpChecksumOk(b, ipOff, udp)) return -Drop.BAD_L4_CHECKSUM;
+  if (udpChecksum && !udpChecksumOk(b, ipOff, udp)) return -Drop.BAD_L4_CHECKSUM;
   const vx = udp + UDP_HLEN;
   if ((b[vx] & VXLAN_FLAG_I) === 0) return -Drop.BAD_VXLAN_FLAGS;
   if (expectedVni >= 0 && vxlanVni(b, vx) !== expectedVni) return -Drop.BAD_VNI;

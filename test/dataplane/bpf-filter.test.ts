@@ -44,6 +44,40 @@ for (const node of ['10.99.0.1', '192.168.10.11']) {
   });
 }
 
+function withProto(f: Uint8Array, proto: number): Uint8Array {
+  const c = f.slice();
+  c[23] = proto;
+  fixIpChecksum(c, 14);
+  return c;
+}
+
+test('underlayFilter(node, { tunnels: true }): VXLAN to the node (not a later fragment) and IPIP to the node accepted; other traffic to the node still rejected', () => {
+  const node = '10.99.0.1';
+  const prog = underlayFilter(parseIpv4(node), { tunnels: true });
+  const vx = withDst(frame('vxlan_rv_to_a'), node);
+  assert.is(vx[23], 17);
+  assert.ok(runBpf(prog, vx) >= 0x10000, 'VXLAN (UDP 4789) to the node IP');
+  assert.ok(runBpf(prog, withProto(withDst(frame('underlay_rd_to_u'), node), 4)) > 0, 'IPIP to the node IP');
+  const otherPort = vx.slice();
+  otherPort[36] = 0x12; otherPort[37] = 0x34; // UDP destination 4660
+  assert.is(runBpf(prog, otherPort), 0, 'UDP to another port of the node');
+  const first = vx.slice();
+  first[20] |= 0x20; fixIpChecksum(first, 14); // MF: a first fragment still has the UDP header
+  assert.ok(runBpf(prog, first) > 0, 'a first fragment (the pipeline drops it, counted)');
+  const later = vx.slice();
+  later[21] = 0x10; fixIpChecksum(later, 14); // offset 16 bytes: no UDP header here
+  assert.is(runBpf(prog, later), 0, 'a later fragment');
+  // IHL 6 (4 bytes of options): the UDP port is read behind them
+  const opts = new Uint8Array(vx.length + 4);
+  opts.set(vx.subarray(0, 34)); opts.set([1, 1, 1, 1], 34); opts.set(vx.subarray(34), 38);
+  opts[14] = 0x46; opts[16] = (vx.length - 10) >> 8; opts[17] = (vx.length - 10) & 255; fixIpChecksum(opts, 14);
+  assert.ok(runBpf(prog, opts) > 0, 'VXLAN behind IPv4 options');
+  assert.is(runBpf(prog, withProto(withDst(frame('underlay_rd_to_u'), node), 6)), 0, 'TCP to the node IP');
+  assert.ok(runBpf(prog, frame('underlay_rd_to_u')) > 0, 'IPv4 for a pod, as before');
+  assert.ok(runBpf(prog, frame('arp_a_gw')) > 0, 'ARP, as before');
+  assert.ok(runBpf(underlayFilter(parseIpv4(node), { tunnels: true, ipv6: true }), withType(vx, 0x86dd)) > 0, 'IPv6 with the ipv6 option');
+});
+
 test('the interpreter refuses what it does not know: unknown opcodes, jumps out, falling off the end', () => {
   const insn = (code: number, jt: number, jf: number, k: number) => {
     const b = new Uint8Array(8);
@@ -61,7 +95,7 @@ test('the interpreter refuses what it does not know: unknown opcodes, jumps out,
   };
   const pkt = frame('arp_a_gw');
   assert.is(runBpf(prog(insn(0x06, 0, 0, 7)), pkt), 7);
-  assert.throws(() => runBpf(prog(insn(0x30, 0, 0, 12), insn(0x06, 0, 0, 1)), pkt), /unknown opcode 0x30/); // ldb
+  assert.throws(() => runBpf(prog(insn(0x38, 0, 0, 12), insn(0x06, 0, 0, 1)), pkt), /unknown opcode 0x38/); // ldb [x+k]... (0x50) and others: not used
   assert.throws(() => runBpf(prog(insn(0x28, 0, 0, 12), insn(0x15, 5, 5, 0)), pkt), /outside the program/);
   assert.throws(() => runBpf(prog(insn(0x28, 0, 0, 12)), pkt), /outside the program/);
   assert.throws(() => runBpf(new Uint8Array(4), pkt), /multiple of 8/);

@@ -330,6 +330,7 @@ export function runBpf(prog: Uint8Array, pkt: Uint8Array): number {
   const dv = new DataView(prog.buffer, prog.byteOffset, prog.byteLength);
   const n = prog.length / 8;
   let a = 0;
+  let x = 0;
   let pc = 0;
   for (let steps = 0; steps <= n; steps++) {
     if (pc < 0 || pc >= n) throw new Error(`bpf: pc ${pc} outside the program (${n} instructions)`);
@@ -348,8 +349,26 @@ export function runBpf(prog: Uint8Array, pkt: Uint8Array): number {
         a = ((pkt[k] << 24) | (pkt[k + 1] << 16) | (pkt[k + 2] << 8) | pkt[k + 3]) >>> 0;
         pc++;
         break;
+      case 0x30: // BPF_LD | BPF_B | BPF_ABS
+        if (k + 1 > pkt.length) return 0;
+        a = pkt[k];
+        pc++;
+        break;
+      case 0x48: // BPF_LD | BPF_H | BPF_IND
+        if (x + k + 2 > pkt.length) return 0;
+        a = (pkt[x + k] << 8) | pkt[x + k + 1];
+        pc++;
+        break;
+      case 0xb1: // BPF_LDX | BPF_B | BPF_MSH: x = 4 * (pkt[k] & 15)
+        if (k + 1 > pkt.length) return 0;
+        x = (pkt[k] & 15) * 4;
+        pc++;
+        break;
       case 0x15: // BPF_JMP | BPF_JEQ | BPF_K
         pc += 1 + (a >>> 0 === k ? jt : jf);
+        break;
+      case 0x45: // BPF_JMP | BPF_JSET | BPF_K
+        pc += 1 + ((a & k) !== 0 ? jt : jf);
         break;
       case 0x06: // BPF_RET | BPF_K
         return k;

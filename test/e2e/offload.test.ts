@@ -1,16 +1,25 @@
 /**
- * TCP between veth pods on two podway nodes with the pods' offloads left on (TSO/GSO and checksum
+ * TCP between veth pods on two nodes with the pods' offloads left on (TSO/GSO and checksum
  * offload, as any CNI leaves them) and turned off: 10 MB each way, content checked by sha256, in
  * VXLAN, IPIP and direct modes. With offloads on, the pods' kernels hand their veths 64 KiB
  * super-frames; podway receives them whole and segments them in C (native/gso.c). An observer
  * AF_PACKET port opened here on the sending pod's host-side veth (a second reader, it takes copies)
  * shows that super-frames were really sent (or, offloads off, that none were). podway's counters
- * must show no truncated frame. Root and network namespaces; every lab is removed in `finally`.
+ * must show no truncated frame.
+ *
+ * The underlay veth between the nodes is a wire (tx offloads off, Lab's default) in the first
+ * cases. The `underlay offloads on` cases leave its offloads on, as a kind-style cluster or
+ * containers-as-nodes do: the sending node's kernel then hands the underlay GSO super-frames
+ * (a VXLAN datagram carrying a 64 KiB inner TCP segment: SKB_GSO_UDP_TUNNEL; IPIP: SKB_GSO_IPXIP4;
+ * direct: plain TCP GSO) and partial checksums, which reach the receiving node as they are. Those
+ * run podway <-> podway and kernel node (programmed as Felix does, src/lab/kernel.ts) <-> podway.
+ * Root and network namespaces; every lab is removed in `finally`.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { Lab, LabNodeSpec, Mode } from '../../src/lab/lab';
+import { configureKernelNode } from '../../src/lab/kernel';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { native, FramePool } from '../../src/dataplane/native';
 import { guard, teardown, isRoot, logTail, tcpTransfer } from './e2e-kit';
@@ -22,7 +31,7 @@ const SPEC: LabNodeSpec[] = [
 const MB10 = 10 << 20;
 const pool = new FramePool(256);
 
-interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number; txErrors?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }
+interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number; txErrors?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }
 interface Counters { reasons: Record<string, number>; ports: PortRow[] }
 
 /** Watch a pod's host-side veth with a vnet-header AF_PACKET port of our own, drained every 5 ms;
@@ -45,7 +54,8 @@ function observe(lab: Lab, pod: string, towardsPod = false): { stop: () => { gso
   };
 }
 
-async function transferBothWays(lab: Lab, label: string, offloads: boolean, portBase: number): Promise<void> {
+/** `podwayNodes`: the nodes podway runs on (a kernel node's pods are not sent GRO'd frames by podway). */
+async function transferBothWays(lab: Lab, label: string, offloads: boolean, portBase: number, podwayNodes = ['node1', 'node2']): Promise<void> {
   for (const [from, to, port] of [['web-1', 'web-2', portBase], ['web-2', 'web-1', portBase + 1]] as const) {
     const obs = observe(lab, from);
     const toObs = observe(lab, to, true);
@@ -64,63 +74,105 @@ async function transferBothWays(lab: Lab, label: string, offloads: boolean, port
     console.log(`  ${label} ${from} -> ${to}: 10 MB in ${t.ms} ms; ${from}'s veth carried ${seen.gsoFrames} super-frames (${seen.gsoSegments} segments) of ${seen.packets} frames`);
     console.log(`  ${label} ${to}'s veth: podway sent it ${gro.gsoFrames} coalesced super-frames (${gro.gsoSegments} segments) of ${gro.packets} frames (GRO)`);
     // the pod's only super-frames on its veth are podway's: it sends ACKs back, nothing to segment
-    assert.ok(gro.gsoFrames > 0, `${label}: GRO on, yet podway sent ${to} no super-frame`);
+    if (podwayNodes.includes(lab.pod(to).node)) assert.ok(gro.gsoFrames > 0, `${label}: GRO on, yet podway sent ${to} no super-frame`);
     if (offloads) assert.ok(seen.gsoFrames > 0, `${label}: offloads on, yet ${from} sent no super-frame`);
     else assert.is(seen.gsoFrames, 0, `${label}: offloads off, yet ${from} sent super-frames`);
   }
+}
+
+/** The node's IPv4 InDelivers (/proc/net/snmp in its namespace): packets its own stack took. */
+function inDelivers(lab: Lab, node: string): number {
+  const snmp = execFileSync('ip', ['netns', 'exec', lab.node(node).ns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('Ip:'));
+  const names = snmp[0].split(/\s+/);
+  return Number(snmp[1].split(/\s+/)[names.indexOf('InDelivers')]);
+}
+
+/** Tunnel packets podway's table counted (and dropped: the kernel's copy) on the node, by kind. */
+function tunnelTableCount(lab: Lab, node: string, kind: 'vxlan' | 'ipip'): number {
+  const out = execFileSync('ip', ['netns', 'exec', lab.node(node).ns, 'nft', '-j', 'list', 'counters', 'table', 'ip', 'podway_tunnels'], { encoding: 'utf8' });
+  return (JSON.parse(out) as { nftables: { counter?: { name: string; packets: number } }[] }).nftables.find((x) => x.counter?.name === kind)?.counter?.packets ?? 0;
 }
 
 async function counters(lab: Lab, node: string): Promise<Counters> {
   return (await controlRequest(lab.node(node).control, { cmd: 'counters' }, 5000)) as Counters;
 }
 
-let portSeq = 5300;
+interface Case { mode: Mode; offloads: boolean; txGso: boolean; underlayOffloads: boolean; kernelNode2: boolean }
+const CASES: Case[] = [];
+for (const offloads of [true, false]) for (const mode of ['vxlan', 'ipip', 'direct'] as Mode[]) CASES.push({ mode, offloads, txGso: true, underlayOffloads: false, kernelNode2: false });
 // Transmit GSO on the underlay (native/uso.c) is on by default; with the pods' offloads on, VXLAN
 // and direct mode run once more with it off (`--no-tx-gso`): the same transfers, no GSO sends.
-const cases: Array<{ offloads: boolean; mode: Mode; txGso: boolean }> = [];
-for (const offloads of [true, false]) for (const mode of ['vxlan', 'ipip', 'direct'] as Mode[]) cases.push({ offloads, mode, txGso: true });
-cases.push({ offloads: true, mode: 'vxlan', txGso: false }, { offloads: true, mode: 'direct', txGso: false });
-for (const { offloads, mode, txGso } of cases) {
-  {
-    const label = `${mode}, pod offloads ${offloads ? 'on' : 'off'}${txGso ? '' : ', --no-tx-gso'}`;
-    test(`${label}: 10 MB TCP each way between veth pods on two nodes, sha256 equal, nothing truncated`, async () => {
-      if (!isRoot()) throw new Error('offload e2e tests need root (network namespaces)');
-      const lab = guard(new Lab(SPEC, { podOffloads: offloads }));
-      lab.mode = mode;
-      const t0 = Date.now();
-      try {
-        lab.build();
-        const web1 = lab.pod('web-1');
-        const features = execFileSync('ip', ['netns', 'exec', web1.ns, 'ethtool', '-k', web1.podIf], { encoding: 'utf8' });
-        assert.is(/tcp-segmentation-offload: (\w+)/.exec(features)?.[1], offloads ? 'on' : 'off', 'the pod veth offload state asked for');
-        for (const n of ['node1', 'node2']) await lab.startPodway(n, undefined, txGso ? [] : ['--no-tx-gso']);
-        await transferBothWays(lab, label, offloads, (portSeq += 2));
-        let gsoSends = 0;
-        for (const n of ['node1', 'node2']) {
-          const c = await counters(lab, n);
-          const ul = c.ports.find((p) => p.port.startsWith('underlay('));
-          assert.ok(ul, `${n}: an underlay port row`);
-          console.log(`  ${n} underlay: tx ${ul.tx}, GSO sends ${ul.txGsoFrames ?? 0} carrying ${ul.txGsoSegments ?? 0} frames, rejected ${ul.txGsoRejected ?? 0}, txErrors ${ul.txErrors ?? 0}`);
-          assert.is(ul.txGsoRejected ?? 0, 0, `${n}: the kernel rejected GSO sends`);
-          gsoSends += ul.txGsoFrames ?? 0;
-          const pods = c.ports.filter((p) => p.port.startsWith('cali')).map((p) => `${p.port}: rx ${p.rx} tx ${p.tx} drops ${p.drops} kernelDrops ${p.kernelDrops}`);
-          console.log(`  ${n} drop reasons ${JSON.stringify(c.reasons)}; ${pods.join('; ')}`);
-          assert.is(c.reasons.truncated ?? 0, 0, `${n}: truncated frames`);
-          assert.is(c.reasons.bad_partial_csum ?? 0, 0, `${n}: partial checksums JS could not complete`);
+for (const mode of ['vxlan', 'direct'] as Mode[]) CASES.push({ mode, offloads: true, txGso: false, underlayOffloads: false, kernelNode2: false });
+for (const mode of ['vxlan', 'ipip', 'direct'] as Mode[]) CASES.push({ mode, offloads: true, txGso: true, underlayOffloads: true, kernelNode2: false });
+// the kernel has no ipip module here (see interop.test.ts): VXLAN and direct only
+for (const mode of ['vxlan', 'direct'] as Mode[]) CASES.push({ mode, offloads: true, txGso: true, underlayOffloads: true, kernelNode2: true });
+
+let portSeq = 5300;
+for (const { mode, offloads, txGso, underlayOffloads, kernelNode2 } of CASES) {
+  const label = `${mode}, pod offloads ${offloads ? 'on' : 'off'}${txGso ? '' : ', --no-tx-gso'}${underlayOffloads ? ', underlay offloads on' : ''}${kernelNode2 ? ', node2 a kernel node' : ''}`;
+  test(`${label}: 10 MB TCP each way between veth pods on two nodes, sha256 equal, nothing truncated`, async () => {
+    if (!isRoot()) throw new Error('offload e2e tests need root (network namespaces)');
+    const lab = guard(new Lab(SPEC, { podOffloads: offloads, underlayOffloads }));
+    lab.mode = mode;
+    const podway = kernelNode2 ? ['node1'] : ['node1', 'node2'];
+    const t0 = Date.now();
+    try {
+      lab.build();
+      const web1 = lab.pod('web-1');
+      const features = execFileSync('ip', ['netns', 'exec', web1.ns, 'ethtool', '-k', web1.podIf], { encoding: 'utf8' });
+      assert.is(/tcp-segmentation-offload: (\w+)/.exec(features)?.[1], offloads ? 'on' : 'off', 'the pod veth offload state asked for');
+      const n1 = lab.node('node1');
+      const underlay = execFileSync('ip', ['netns', 'exec', n1.ns, 'ethtool', '-k', 'eth0'], { encoding: 'utf8' });
+      assert.is(/tx-checksumming: (\w+)/.exec(underlay)?.[1], underlayOffloads ? 'on' : 'off', 'the underlay veth offload state asked for');
+      if (kernelNode2) configureKernelNode(lab, lab.node('node2'), mode === 'vxlan' ? 'vxlan' : 'direct');
+      for (const n of podway) await lab.startPodway(n, undefined, txGso ? [] : ['--no-tx-gso']);
+      const delivered = inDelivers(lab, 'node1');
+      await transferBothWays(lab, label, offloads, (portSeq += 2), podway);
+      // ~7,000 tunnel packets (data one way, ACKs the other) reached each node: podway took them on its underlay port (with the
+      // kernel's offload metadata) and the kernel's own copy was dropped before its stack.
+      const stackTook = inDelivers(lab, 'node1') - delivered;
+      let gsoSends = 0;
+      for (const n of podway) {
+        const c = await counters(lab, n);
+        const ul = c.ports.find((p) => p.port.startsWith('underlay('));
+        assert.ok(ul, `${n}: an underlay port row`);
+        console.log(`  ${n} underlay: tx ${ul.tx}, GSO sends ${ul.txGsoFrames ?? 0} carrying ${ul.txGsoSegments ?? 0} frames, rejected ${ul.txGsoRejected ?? 0}, txErrors ${ul.txErrors ?? 0}`);
+        assert.is(ul.txGsoRejected ?? 0, 0, `${n}: the kernel rejected GSO sends`);
+        gsoSends += ul.txGsoFrames ?? 0;
+        const pods = c.ports.filter((p) => p.port.startsWith('cali')).map((p) => `${p.port}: rx ${p.rx} tx ${p.tx} drops ${p.drops} kernelDrops ${p.kernelDrops}`);
+        const underlay = c.ports.find((p) => p.port.startsWith('underlay('))!;
+        const tunnelSockets = c.ports.filter((p) => p.port.startsWith('vxlan(') || p.port.startsWith('ipip('));
+        console.log(`  ${n} drop reasons ${JSON.stringify(c.reasons)}; ${pods.join('; ')}; underlay rx ${underlay.rx} (super-frames segmented ${underlay.rxGsoFrames ?? 0}, partial checksums completed ${underlay.rxCsumCompleted ?? 0}); tunnel sockets rx ${tunnelSockets.map((p) => p.rx).join('/')}`);
+        assert.is(c.reasons.truncated ?? 0, 0, `${n}: truncated frames`);
+        assert.is(c.reasons.bad_partial_csum ?? 0, 0, `${n}: partial checksums JS could not complete`);
+        assert.is(underlay.rxGsoBad ?? 0, 0, `${n}: offload metadata podway found inconsistent`);
+        assert.is(underlay.rxGsoDropped ?? 0, 0, `${n}: super-frames podway could not segment`);
+        if (mode !== 'direct') {
+          assert.equal(tunnelSockets.map((p) => p.rx), tunnelSockets.map(() => 0), `${n}: tunnel packets arrived on the sockets, not the underlay port`);
+          const dropped = tunnelTableCount(lab, n, mode === 'ipip' ? 'ipip' : 'vxlan');
+          // (the kernel counts a GSO super-datagram, which podway segments, as one packet)
+          assert.ok(dropped > (underlayOffloads ? 100 : 5000), `${n}: podway's table dropped the kernel's copy of ${dropped} ${mode} packets`);
+          assert.ok(underlay.rx > 5000, `${n}: the underlay port took the tunnel packets (rx ${underlay.rx})`);
         }
-        // A pod's 64 KiB super-frames, cut by podway, reach the underlay as runs of one flow (VXLAN
-        // datagrams, or direct TCP segments); without offloads runs are a matter of batching
-        if (!txGso || mode === 'ipip') assert.is(gsoSends, 0, `${label}: no GSO sends expected`);
-        else if (offloads) assert.ok(gsoSends > 0, `${label}: transmit GSO on, yet no GSO send on the underlays`);
-      } catch (e) {
-        console.log(logTail(lab, 20));
-        throw e;
-      } finally {
-        await teardown(lab);
-        console.log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       }
-    });
-  }
+      // A pod's 64 KiB super-frames, cut by podway, reach the underlay as runs of one flow (VXLAN
+      // datagrams, or direct TCP segments); without offloads runs are a matter of batching
+      if (!txGso || mode === 'ipip') assert.is(gsoSends, 0, `${label}: no GSO sends expected`);
+      else if (offloads) assert.ok(gsoSends > 0, `${label}: transmit GSO on, yet no GSO send on the underlays`);
+      if (mode !== 'direct') assert.ok(stackTook < 1000, `node1's stack took ${stackTook} packets: the kernel's copy of the tunnel packets was not dropped`);
+      // A kernel node over a veth with offloads on sends UDP-tunnel GSO super-frames: segmented in C.
+      if (kernelNode2 && mode === 'vxlan') {
+        const u = (await counters(lab, 'node1')).ports.find((p) => p.port.startsWith('underlay('))!;
+        assert.ok((u.rxGsoFrames ?? 0) > 0, 'node2 (kernel) sent tunnel super-frames, yet none was segmented');
+      }
+    } catch (e) {
+      console.log(logTail(lab, 20));
+      throw e;
+    } finally {
+      await teardown(lab);
+      console.log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    }
+  });
 }
 
 test.run();

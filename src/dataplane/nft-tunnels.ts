@@ -1,0 +1,61 @@
+/**
+ * Tunnel receive on the underlay port: podway's second nftables table (`table ip podway_tunnels`),
+ * separate from the natOutgoing one (nft-nat.ts replaces that one whole on changes).
+ *
+ * Why: the VXLAN UDP socket and the IPIP raw socket hand over a datagram without the kernel's
+ * offload metadata. On a veth underlay with its offloads on (kind-style clusters, containers as
+ * nodes) a kernel node sends podway VXLAN whose inner TCP checksum is only partial
+ * (CHECKSUM_PARTIAL crosses a veth) and UDP-tunnel GSO super-frames (one 64 KiB datagram carrying a
+ * TCP super-frame), which a socket delivers as a partial checksum nobody completes and a datagram
+ * cut at the slot. The underlay AF_PACKET port sees the same frames with a virtio_net_hdr (gso_type,
+ * gso_size, csum_start) and native/gso.c completes or segments them. So when this table is in
+ * place the underlay port's filter takes the node's tunnel packets too (host.ts underlayFilter
+ * `tunnels`), and the table drops the kernel's own copy of them at PREROUTING, priority raw: after
+ * the AF_PACKET tap, before conntrack and before the sockets (no ICMP port or protocol
+ * unreachable, no second delivery). The sockets stay bound, unread, so the port stays podway's.
+ * The rules' counters (`vxlan`, `ipip`: `nft list counters table ip podway_tunnels`) count the
+ * tunnel packets taken this way.
+ *
+ * Without nft (or when it refuses) tunnels keep arriving on the sockets as before.
+ */
+import { execFileSync } from 'node:child_process';
+
+export const TUNNEL_TABLE = 'podway_tunnels';
+
+/** The table as one nft transaction (`add` then `delete`: replaces a copy a crashed run left). */
+export function tunnelRxProgram(underlay: string, nodeIp: string, vxlanPort: number): string {
+  return `add table ip ${TUNNEL_TABLE}
+delete table ip ${TUNNEL_TABLE}
+table ip ${TUNNEL_TABLE} {
+  counter vxlan { }
+  counter ipip { }
+  chain prerouting {
+    type filter hook prerouting priority raw; policy accept;
+    iifname "${underlay}" ip daddr ${nodeIp} udp dport ${vxlanPort} counter name "vxlan" drop
+    iifname "${underlay}" ip daddr ${nodeIp} ip protocol 4 counter name "ipip" drop
+  }
+}
+`;
+}
+
+/** Install the table; returns null, or why it could not be (nft missing or refusing). */
+export function installTunnelRx(underlay: string, nodeIp: string, vxlanPort: number, nft = 'nft'): string | null {
+  if (!/^[A-Za-z0-9_.@:-]{1,15}$/.test(underlay)) return `interface name ${JSON.stringify(underlay)} not usable in an nft rule`;
+  try {
+    execFileSync(nft, ['-f', '-'], { input: tunnelRxProgram(underlay, nodeIp, vxlanPort), stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
+    return null;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { stderr?: Buffer | string };
+    if (err.code === 'ENOENT') return 'the nft command was not found (package nftables)';
+    return ((err.stderr ?? '').toString().trim() || err.message).split('\n')[0];
+  }
+}
+
+/** Remove the table (at stop). Never throws: a table already gone is fine. */
+export function removeTunnelRx(nft = 'nft'): void {
+  try {
+    execFileSync(nft, ['delete', 'table', 'ip', TUNNEL_TABLE], { stdio: 'ignore', timeout: 10_000 });
+  } catch {
+    /* gone already, or nft missing */
+  }
+}

@@ -142,25 +142,6 @@ static int plan_l4(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *
   return plan_segments(g, vh, cap);
 }
 
-static int gso_plan_v6(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, unsigned type,
-                       uint32_t cap, struct gso_plan *g) {
-  const uint32_t l3 = 14, l4 = l3 + 40;
-  if (len < l4) return GSO_BAD;
-  const uint8_t *ip = f + l3;
-  if ((ip[0] >> 4) != 6) return GSO_BAD;
-  uint32_t plen = rd16(ip + 4);
-  if (plen == 0 && len - l4 > 0xffff) return GSO_UNSUPPORTED; /* BIG TCP (hop-by-hop jumbo) */
-  if (plen != len - l4) return GSO_BAD;
-  uint8_t proto = type == VIRTIO_NET_HDR_GSO_TCPV6 ? 6 : 17;
-  uint8_t nh = ip[6];
-  if (nh != proto) {
-    /* An extension header before the L4 one: well formed, not segmented here. */
-    if (nh == 0 || nh == 43 || nh == 44 || nh == 60 || nh == 51 || nh == 135 || nh == 139 || nh == 140) return GSO_UNSUPPORTED;
-    return GSO_BAD;
-  }
-  return plan_l4(f, len, vh, cap, l3, l4, proto, 1, g);
-}
-
 /* IPv4 header at l3 whose total length runs to the end of the frame, not a fragment: its length
  * (IHL) into *ihl, or GSO_BAD. */
 static int ipv4_whole(const uint8_t *f, uint32_t len, uint32_t l3, uint32_t *ihl) {
@@ -174,42 +155,88 @@ static int ipv4_whole(const uint8_t *f, uint32_t len, uint32_t l3, uint32_t *ihl
   return GSO_OK;
 }
 
+/* IPv6 header at l3 whose payload runs to the end of the frame: GSO_OK, or GSO_BAD. */
+static int ipv6_whole(const uint8_t *f, uint32_t len, uint32_t l3) {
+  if (len < l3 + 40 || (f[l3] >> 4) != 6) return GSO_BAD;
+  return rd16(f + l3 + 4) == len - l3 - 40 ? GSO_OK : GSO_BAD;
+}
+
+/* An extension header before the L4 one: well formed, not segmented here. */
+static int ipv6_ext(uint8_t nh) {
+  return nh == 0 || nh == 43 || nh == 44 || nh == 60 || nh == 51 || nh == 135 || nh == 139 || nh == 140;
+}
+
 /*
- * A tunnel super-frame: outer IPv4 at 14 whose protocol is not the GSO type's, and the checksum
- * hint (csum_start) pointing past the outer header. The kernel builds such a vnet header for a
- * VXLAN (SKB_GSO_UDP_TUNNEL) or IP-in-IP (SKB_GSO_IPXIP4) GSO skb, e.g. a kernel node's vxlan.calico
- * sending over a veth with its offloads on: gso_type says the inner L4 (TCPV4, UDP_L4), gso_size
- * the inner segment size, csum_start the inner L4 header. That metadata, not a guess, locates the
- * inner headers: the inner IPv4 header must end exactly at csum_start, right after the outer IPv4
- * header (IPIP, protocol 4) or after outer UDP + VXLAN (8) + inner Ethernet (14) (protocol 17).
- * Other tunnels (inner IPv6, Geneve options, GRE) are well formed but not segmented here.
+ * A tunnel super-frame: the outer IP header's protocol is not the GSO type's (or, for UDP GSO,
+ * csum_start points past the outer UDP header). The kernel builds such a vnet header for a VXLAN
+ * (SKB_GSO_UDP_TUNNEL) or IP-in-IP (SKB_GSO_IPXIP4) GSO skb, e.g. a kernel node's vxlan.calico
+ * sending over a veth with its offloads on: gso_type says the inner L4 (TCPV4, TCPV6, UDP_L4),
+ * gso_size the inner segment size, csum_start the inner L4 header. That metadata, not a guess,
+ * locates the inner headers: the inner IP header must end exactly at csum_start, right after the
+ * outer IPv4 header (IPIP, protocol 4) or after outer UDP + VXLAN (8) + inner Ethernet (14)
+ * (protocol 17, over IPv4 or IPv6). Other tunnels (GRE, Geneve options, IP in IPv6) are well formed
+ * but not segmented here. `ohl`: the outer IP header's length; `ov6`: it is IPv6.
  */
-static int gso_plan_tunnel(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
-                           uint32_t ihl, uint8_t proto, struct gso_plan *g) {
+static int gso_plan_tunnel(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, unsigned type,
+                           uint32_t cap, uint32_t ohl, uint8_t ov6, uint8_t outer, uint8_t proto, struct gso_plan *g) {
   const uint32_t ol3 = 14;
-  uint8_t outer = f[ol3 + 9];
-  if (!(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || vh->csum_start <= ol3 + ihl) return GSO_BAD;
-  if (outer != 4 && outer != 17) return GSO_UNSUPPORTED;
-  uint32_t ol4 = 0, l3 = ol3 + ihl;
+  if (!(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || vh->csum_start <= ol3 + ohl) return GSO_BAD;
+  if (outer != 17 && (outer != 4 || ov6)) return GSO_UNSUPPORTED;
+  uint32_t ol4 = 0, l3 = ol3 + ohl;
+  uint8_t v6 = 0;
   if (outer == 17) {
     ol4 = l3;
     l3 = ol4 + 8 + 8 + 14;
     if (len < l3 || rd16(f + ol4 + 4) != len - ol4) return GSO_BAD;
-    if (rd16(f + l3 - 2) != 0x0800) return GSO_UNSUPPORTED; /* inner Ethernet: IPv4 only */
+    uint16_t et = rd16(f + l3 - 2); /* the inner Ethernet header's type */
+    if (et == 0x86dd) v6 = 1;
+    else if (et != 0x0800) return GSO_UNSUPPORTED;
   }
-  uint32_t ihl_in;
-  if (len < l3 + 20 || (f[l3] >> 4) != 4) return GSO_UNSUPPORTED; /* inner IPv6: not here */
-  if (ipv4_whole(f, len, l3, &ihl_in) != GSO_OK) return GSO_BAD;
-  if (l3 + ihl_in != vh->csum_start || f[l3 + 9] != proto) return GSO_BAD;
-  int v = plan_l4(f, len, vh, cap, l3, l3 + ihl_in, proto, 0, g);
+  if ((type == VIRTIO_NET_HDR_GSO_TCPV4 && v6) || (type == VIRTIO_NET_HDR_GSO_TCPV6 && !v6)) return GSO_BAD;
+  uint32_t l4;
+  if (v6) {
+    if (ipv6_whole(f, len, l3) != GSO_OK) return GSO_BAD;
+    if (f[l3 + 6] != proto) return ipv6_ext(f[l3 + 6]) ? GSO_UNSUPPORTED : GSO_BAD;
+    l4 = l3 + 40;
+  } else {
+    uint32_t ihl;
+    if (ipv4_whole(f, len, l3, &ihl) != GSO_OK || f[l3 + 9] != proto) return GSO_BAD;
+    l4 = l3 + ihl;
+  }
+  if (l4 != vh->csum_start) return GSO_BAD;
+  int v = plan_l4(f, len, vh, cap, l3, l4, proto, v6, g);
   g->ol3 = ol3;
   g->ol4 = ol4;
+  g->ov6 = ov6;
   return v;
+}
+
+/* csum_start past the L4 header right behind the outer IP header: the frame is a tunnel. */
+static inline int past_outer_l4(const struct virtio_net_hdr *vh, uint32_t l4) {
+  return (vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && vh->csum_start > l4;
+}
+
+static int gso_plan_v6(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, unsigned type,
+                       uint32_t cap, uint8_t proto, struct gso_plan *g) {
+  const uint32_t l3 = 14, l4 = l3 + 40;
+  if (len < l4) return GSO_BAD;
+  const uint8_t *ip = f + l3;
+  if ((ip[0] >> 4) != 6) return GSO_BAD;
+  uint32_t plen = rd16(ip + 4);
+  if (plen == 0 && len - l4 > 0xffff) return GSO_UNSUPPORTED; /* BIG TCP (hop-by-hop jumbo) */
+  if (plen != len - l4) return GSO_BAD;
+  uint8_t nh = ip[6];
+  /* VXLAN over IPv6 (UDP GSO over UDP is a tunnel only when csum_start is past the outer UDP) */
+  if (nh == 17 && (proto != 17 || past_outer_l4(vh, l4))) return gso_plan_tunnel(f, len, vh, type, cap, 40, 1, nh, proto, g);
+  if (nh != proto) return ipv6_ext(nh) ? GSO_UNSUPPORTED : GSO_BAD;
+  if (type == VIRTIO_NET_HDR_GSO_TCPV4) return GSO_BAD; /* TCPV4 over IPv6 */
+  return plan_l4(f, len, vh, cap, l3, l4, proto, 1, g);
 }
 
 int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
                    struct gso_plan *g) {
   g->ol3 = g->ol4 = 0;
+  g->ov6 = 0;
   unsigned type = vh->gso_type & (unsigned)~VIRTIO_NET_HDR_GSO_ECN;
   if (type == VIRTIO_NET_HDR_GSO_UDP) return GSO_UNSUPPORTED;
   if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6 && type != VIRTIO_NET_HDR_GSO_UDP_L4) return GSO_BAD;
@@ -217,17 +244,17 @@ int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *
   uint16_t ethertype = rd16(f + 12);
   /* A VLAN tag in front: well formed, but podway forwards none. */
   if (ethertype == 0x8100 || ethertype == 0x88a8) return GSO_UNSUPPORTED;
-  /* TCPV4 over IPv6 or TCPV6 over IPv4 contradicts itself; USO runs over either. */
-  if (ethertype == 0x86dd && type != VIRTIO_NET_HDR_GSO_TCPV4) return gso_plan_v6(f, len, vh, type, cap, g);
-  if (ethertype != 0x0800 || type == VIRTIO_NET_HDR_GSO_TCPV6) return GSO_BAD;
+  uint8_t proto = type == VIRTIO_NET_HDR_GSO_UDP_L4 ? 17 : 6;
+  if (ethertype == 0x86dd) return gso_plan_v6(f, len, vh, type, cap, proto, g);
+  if (ethertype != 0x0800) return GSO_BAD;
   const uint32_t l3 = 14;
   if (len >= l3 + 4 && rd16(f + l3 + 2) == 0 && len - l3 > 0xffff && (f[l3] >> 4) == 4) return GSO_UNSUPPORTED; /* BIG TCP (total length 0) */
   uint32_t ihl;
   if (ipv4_whole(f, len, l3, &ihl) != GSO_OK) return GSO_BAD;
-  uint8_t proto = type == VIRTIO_NET_HDR_GSO_TCPV4 ? 6 : 17;
-  /* UDP over UDP is a tunnel only when the checksum hint points past the outer UDP header. */
-  if (f[l3 + 9] != proto || (proto == 17 && (vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && vh->csum_start > l3 + ihl))
-    return gso_plan_tunnel(f, len, vh, cap, ihl, proto, g);
+  uint8_t outer = f[l3 + 9];
+  if (outer != proto || (proto == 17 && past_outer_l4(vh, l3 + ihl)))
+    return gso_plan_tunnel(f, len, vh, type, cap, ihl, 0, outer, proto, g);
+  if (type == VIRTIO_NET_HDR_GSO_TCPV6) return GSO_BAD; /* TCPV6 over IPv4 */
   return plan_l4(f, len, vh, cap, l3, l3 + ihl, proto, 0, g);
 }
 
@@ -264,14 +291,23 @@ uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t 
   uint32_t total = g->hdrs + seg;
   if (g->ol3) { /* the outer headers, as the kernel's tunnel GSO writes them per segment */
     uint8_t *o = dst + g->ol3;
-    uint32_t oihl = (uint32_t)(o[0] & 15) * 4;
-    wr16(o + 2, (uint16_t)(total - g->ol3));
-    wr16(o + 4, (uint16_t)(rd16(f + g->ol3 + 4) + k));
-    ipv4_header_csum(o, oihl);
+    if (g->ov6) {
+      wr16(o + 4, (uint16_t)(total - g->ol3 - 40));
+    } else {
+      wr16(o + 2, (uint16_t)(total - g->ol3));
+      wr16(o + 4, (uint16_t)(rd16(f + g->ol3 + 4) + k));
+      ipv4_header_csum(o, (uint32_t)(o[0] & 15) * 4);
+    }
     if (g->ol4) {
-      /* Checksum 0 (none, allowed over IPv4): the frame is decapsulated by the receiver. */
-      wr16(dst + g->ol4 + 4, (uint16_t)(total - g->ol4));
-      dst[g->ol4 + 6] = dst[g->ol4 + 7] = 0;
+      uint8_t *u = dst + g->ol4;
+      wr16(u + 4, (uint16_t)(total - g->ol4));
+      u[6] = u[7] = 0;
+      /* Over IPv4 checksum 0 (none: the receiver decapsulates it at once); over IPv6 0 is not
+       * allowed, so the full checksum, summed over the finished segment. */
+      if (g->ov6) {
+        uint16_t c = l4_csum(o, u, total - g->ol4, 17, 1);
+        put_csum(u + 6, c ? c : 0xffff);
+      }
     }
   }
   return total;

@@ -30,11 +30,13 @@ struct gso_plan {
   uint8_t proto;    /* 6 (TCP) or 17 (UDP) */
   uint8_t v6;       /* 1: IPv6 header (payload length per segment, no id, no header checksum) */
   /* A tunnel super-frame (the kernel's SKB_GSO_UDP_TUNNEL or SKB_GSO_IPXIP4 under a TCP/UDP GSO
-   * type): l3..hdrs above are the inner headers, and every segment also repeats the outer IPv4
-   * header at ol3 (total length, id + k, header checksum per segment) and, for VXLAN, the outer
-   * UDP header at ol4 (length per segment, checksum 0). ol3 = 0: not a tunnel. */
+   * type): l3..hdrs above are the inner headers, and every segment also repeats the outer IP
+   * header at ol3 (IPv4: total length, id + k, header checksum per segment; IPv6: payload length)
+   * and, for VXLAN, the outer UDP header at ol4 (length per segment; checksum 0 over IPv4, computed
+   * over IPv6). ol3 = 0: not a tunnel. */
   uint32_t ol3;
   uint32_t ol4;     /* 0: IPIP (no outer UDP) */
+  uint8_t ov6;      /* the outer header is IPv6 (payload length per segment, UDP checksum computed) */
 };
 
 enum gso_verdict {

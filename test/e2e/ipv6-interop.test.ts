@@ -87,4 +87,41 @@ test('unencapsulated IPv6 with a kernel node: ping6 both ways, TCP both ways', a
   ok = true;
 });
 
+// A dual-stack kernel node over a veth underlay with its offloads on (kind-style): its
+// vxlan-v6.calico and vxlan.calico hand podway UDP-tunnel GSO super-frames (VXLAN over IPv6 with a
+// TCPv6 super-frame inside; over IPv4 with TCPv4) and partial inner checksums; podway's underlay
+// port segments and completes them (native/gso.c). Its own lab, pods with offloads on.
+test('underlay offloads on, pod offloads on: TCP 4 MB each way over IPv6 and IPv4 VXLAN with a kernel node, content checked, tunnel super-frames segmented', async () => {
+  const l = guard(new Lab(SPEC.map((n) => ({ ...n, pods: n.pods.filter((p) => p.type === 'veth') })), { dualStack: true, underlayOffloads: true }));
+  let passed = false;
+  try {
+    l.build();
+    configureKernelNode(l, l.node('node2'), 'vxlan');
+    await l.startPodway('node1');
+    const b6 = l.node('node2').block6!;
+    assert.ok(await until(async () => (await routes(l.node('node1'))).some((r) => r.cidr === b6 && r.kind === 'vxlan'), 10_000), `node1 routes ${b6} over VXLAN`);
+    let port = 5320;
+    for (const family of [6, 4]) {
+      for (const [a, b] of [['web-2', 'web-1'], ['web-1', 'web-2']]) {
+        const dst = l.pod(b);
+        const ip = family === 6 ? dst.ip6! : dst.ip;
+        assert.ok(await until(() => l.ping(a, ip, 1).received === 1, 10_000, 100), `${a} -> ${b} (IPv${family}) reachable`);
+        const t = await tcpTransferTo(l, a, { name: b, ns: dst.ns, ip }, 4 << 20, port++);
+        assert.is(t.received.sha256, t.sent.sha256, `IPv${family} ${a} -> ${b}: content`);
+      }
+    }
+    const c = (await controlRequest(l.node('node1').control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number>; ports: { port: string; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number }[] };
+    const ul = c.ports.find((p) => p.port.startsWith('underlay('))!;
+    console.log(`  node1 underlay: tunnel super-frames segmented ${ul.rxGsoFrames ?? 0}, partial checksums completed ${ul.rxCsumCompleted ?? 0}; drop reasons ${JSON.stringify(c.reasons)}`);
+    assert.ok((ul.rxGsoFrames ?? 0) > 0, 'the kernel node sent tunnel super-frames, yet none was segmented');
+    assert.is(ul.rxGsoBad ?? 0, 0, 'offload metadata found inconsistent');
+    assert.is(ul.rxGsoDropped ?? 0, 0, 'super-frames not segmented');
+    assert.is(c.reasons.truncated ?? 0, 0, 'truncated frames');
+    passed = true;
+  } finally {
+    if (!passed) console.log(logTail(l));
+    await teardown(l);
+  }
+});
+
 test.run();

@@ -324,6 +324,42 @@ for (const kind of ['vxlan', 'ipip'] as const) {
   });
 }
 
+/** `inner` (an Ethernet frame) in VXLAN over IPv6 (fd99::2 -> fd99::1), outer UDP checksum in full
+ * (the kernel refuses 0 over IPv6), as a dual-stack kernel node's vxlan-v6.calico sends it. */
+function tunnel6(inner: Uint8Array): Uint8Array {
+  const f = new Uint8Array(14 + 40 + 16 + inner.length);
+  f.set(DST_MAC, 0); f.set(SRC_MAC, 6); wr16(f, 12, 0x86dd);
+  f[14] = 0x60; wr16(f, 18, f.length - 54); f[20] = 17; f[21] = 64;
+  f[22] = 0xfd; f[23] = 0x99; f[37] = 2; f[38] = 0xfd; f[39] = 0x99; f[53] = 1;
+  const u = 54;
+  wr16(f, u, 40123); wr16(f, u + 2, 4789); wr16(f, u + 4, f.length - u);
+  f[u + 8] = 0x08; f[u + 13] = 0x10;
+  f.set(inner, u + 16);
+  const c = ~fold(pseudoSum6(f, 14, 17, f.length - u) + sum16(f, u, f.length - u)) & 0xffff;
+  wr16(f, u + 6, c === 0 ? 0xffff : c);
+  return f;
+}
+
+test('VXLAN over IPv6 tunnel super-frame (TCPv6 inside): segments by the rules, outer UDP checksum in full', () => {
+  const inner = frame6({ payload: 6000, seed: 4 });
+  const f = tunnel6(inner);
+  const innerL4 = 54 + 16 + 14 + 40;
+  const r = hooks.offloadDeliverForTest(f, vnetHdr({ flags: NEEDS_CSUM, gsoType: GSO_TCPV6, hdrLen: innerL4 + 32, gsoSize: 1378, csumStart: innerL4, csumOffset: 16 }), 0, 64, false);
+  assert.is(r.n, 5);
+  const got = descs(0, 5);
+  sameFrames(got, referenceSegments6(inner, 1378).map(tunnel6), 'vxlan6');
+  for (let k = 0; k < 5; k++) {
+    assert.is(rd16(got[k], 18), got[k].length - 54, `segment ${k}: outer payload length`);
+    assert.is(fold(pseudoSum6(got[k], 14, 17, got[k].length - 54) + sum16(got[k], 54, got[k].length - 54)), 0xffff, `segment ${k}: outer UDP checksum`);
+    // the inner IPv6 packet behind the outer Ethernet header (also IPv6): headers and TCP checksum
+    assert.is(wireValid6(Uint8Array.from([...got[k].subarray(0, 14), ...got[k].subarray(84)])), null, `segment ${k}: inner`);
+  }
+  // TCPV4 inside an IPv6 tunnel whose inner packet is IPv6: the metadata contradicts the headers
+  const before = hooks.offloadDeliverForTest(new Uint8Array(60), null, 0, 1, false).gsoBad;
+  hooks.offloadDeliverForTest(f, vnetHdr({ flags: NEEDS_CSUM, gsoType: GSO_TCPV4, gsoSize: 1378, csumStart: innerL4, csumOffset: 16 }), 0, 64, false);
+  assert.is(hooks.offloadDeliverForTest(new Uint8Array(60), null, 0, 1, false).gsoBad, before + 1);
+});
+
 test('tunnel super-frames with metadata that does not match the headers: dropped and counted, not guessed', () => {
   const inner = frame({ payload: 5000 });
   const vx = tunnel(inner, 'vxlan');
@@ -333,7 +369,8 @@ test('tunnel super-frames with metadata that does not match the headers: dropped
     ['no NEEDS_CSUM: nothing says where the inner header is', vx, tunnelVnet('vxlan', GSO_TCPV4, 1398, { flags: 0 }), 'bad'],
     ['the inner protocol is not the GSO type\'s', vx, tunnelVnet('vxlan', GSO_UDP_L4, 1398), 'bad'],
     ['outer UDP length wrong', (() => { const x = vx.slice(); wr16(x, 38, 100); return x; })(), tunnelVnet('vxlan', GSO_TCPV4, 1398), 'bad'],
-    ['inner Ethernet not IPv4 (IPv6 inside IPv4 VXLAN)', (() => { const x = vx.slice(); wr16(x, 62, 0x86dd); return x; })(), tunnelVnet('vxlan', GSO_TCPV4, 1398), 'dropped'],
+    ['inner Ethernet IPv6 under a TCPV4 type', (() => { const x = vx.slice(); wr16(x, 62, 0x86dd); return x; })(), tunnelVnet('vxlan', GSO_TCPV4, 1398), 'bad'],
+    ['inner Ethernet neither IPv4 nor IPv6 (ARP)', (() => { const x = vx.slice(); wr16(x, 62, 0x0806); return x; })(), tunnelVnet('vxlan', GSO_TCPV4, 1398), 'dropped'],
     ['outer protocol GRE (47)', (() => { const x = tunnel(inner, 'ipip'); x[23] = 47; wr16(x, 24, 0); wr16(x, 24, ~fold(sum16(x, 14, 20)) & 0xffff); return x; })(), tunnelVnet('ipip', GSO_TCPV4, 1398), 'dropped'],
   ];
   for (const [what, f, vh, kind] of cases) {

@@ -18,8 +18,9 @@ import { VXLAN_PORT } from '../packet/vxlan';
 /** Layouts, as capture.ts's Link (kept numeric here to avoid an import cycle). */
 const ETHERNET = 0;
 const VXLAN = 2;
-/** Underlay Ethernet frames carrying VXLAN over IPv6, matched on the inner packet (capture.ts's
- * Link.VXLAN6_UNDERLAY): inner Ethernet after 14 + 40 + 8 + 8 bytes of outer headers. */
+/** Underlay Ethernet frames at the decap stage, matched on the inner packet (capture.ts's
+ * Link.VXLAN6_UNDERLAY): VXLAN over IPv6 (inner Ethernet after 14 + 40 + 8 + 8 bytes of outer
+ * headers), and IPv4 VXLAN and IPIP as on any Ethernet port. */
 const VXLAN6_UNDERLAY = 3;
 const VXLAN6_INNER = 14 + 40 + 8 + 8;
 
@@ -56,16 +57,14 @@ export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher 
 
   // Where the IPv4 header a filter looks at starts (the inner one for tunnel traffic), or -1.
   let findIp: string;
-  if (link === ETHERNET) {
-    // A tunnel packet (the underlay port takes the node's VXLAN and IPIP): the inner header.
+  if (link === ETHERNET || link === VXLAN6_UNDERLAY) {
+    // A tunnel packet (the underlay port takes the node's IPv4 VXLAN and IPIP): the inner header.
+    // (VXLAN over IPv6 carries IPv6 only, pipeline6's rule: found by m6 below.)
     const E = ETH_HLEN;
     findIp = `ip=(len>=${E + 20}&&b[f+12]===8&&b[f+13]===0&&(b[f+${E}]>>4)===4)?f+${E}:-1;` +
       `if(ip>=0){const hl=(b[ip]&15)<<2;` +
       `if(b[ip+9]===4){if(len>=${E}+hl+20&&(b[ip+hl]>>4)===4)ip+=hl;}` +
       `else if(b[ip+9]===17&&len>=${E + 8 + 8 + E + 20}+hl&&b[ip+hl+2]===${VXLAN_PORT >> 8}&&b[ip+hl+3]===${VXLAN_PORT & 255}&&b[ip+hl+${16 + 12}]===8&&b[ip+hl+${16 + 13}]===0&&(b[ip+hl+${16 + E}]>>4)===4)ip+=hl+${16 + E};}`;
-  } else if (link === VXLAN6_UNDERLAY) {
-    // pipeline6 decapsulates IPv6 inner packets only: there is no inner IPv4 header to look at
-    findIp = 'ip=-1;';
   } else if (link === VXLAN) {
     const e = 8;
     findIp = `ip=(len>=${e + ETH_HLEN + 20}&&b[f+${e + 12}]===8&&b[f+${e + 13}]===0&&(b[f+${e + ETH_HLEN}]>>4)===4)?f+${e + ETH_HLEN}:-1;`;

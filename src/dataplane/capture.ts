@@ -44,7 +44,8 @@ export const Link = {
   /** VXLAN payloads from the UDP socket (VXLAN header, inner Ethernet). */
   VXLAN: 2,
   /** Matching only (never a port's layout): underlay Ethernet frames at the decap stage, matched
-   * on the inner packet of VXLAN over IPv6 (Ethernet, IPv6, UDP, VXLAN, inner Ethernet, IPv6). */
+   * on the inner packet of VXLAN over IPv6 (Ethernet, IPv6, UDP, VXLAN, inner Ethernet, IPv6), and
+   * of IPv4 VXLAN and IPIP (the underlay port takes those too: nft-tunnels.ts). */
   VXLAN6_UNDERLAY: 3,
 } as const;
 
@@ -221,6 +222,12 @@ export class CaptureTap {
       else if (stage === Stage.DROP) this.keep(i, b, f, len, link, ports.nodeIp, peer, sport);
       else if (decap6) {
         if (isVxlan6(b, f, len)) this.keep(i, b, f + VXLAN6_OUTER, len - VXLAN6_OUTER, Link.ETHERNET, 0, 0, 0);
+        // IPv4 tunnels taken on the underlay port (engine: tunnels on the underlay): the matcher
+        // found the inner IPv4 header behind the outer one; VXLAN keeps its inner Ethernet header
+        else if (ip > f + ETH_HLEN) {
+          if (b[f + ETH_HLEN + 9] === 17) this.keep(i, b, ip - ETH_HLEN, f + len - ip + ETH_HLEN, Link.ETHERNET, 0, 0, 0);
+          else this.keep(i, b, ip, f + len - ip, Link.IP, 0, 0, 0);
+        }
       } else if (stage === Stage.DECAP && ip >= 0) {
         if (link === Link.VXLAN && len >= 8 + ETH_HLEN) this.keep(i, b, f + 8, len - 8, Link.ETHERNET, 0, 0, 0);
         else if (link === Link.IP && b[f + 9] === 4) this.keep(i, b, ip, f + len - ip, Link.IP, 0, 0, 0);

@@ -234,10 +234,10 @@ export class Engine {
     if (this.manageHost) this.notes.push(...quietKernelOn(ul.name, false));
     const nodeIp = model.node.ip;
     if (this.manageHost) {
-      const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT);
+      const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
       this.ownsTunnelTable = why === null;
       this.tunnelsOnUnderlay = why === null;
-      if (why === null) this.notes.push(`nftables table ip ${TUNNEL_TABLE}: VXLAN and IPIP to ${formatIpv4(nodeIp)} received on ${ul.name}'s packet socket (offload metadata), the kernel's copy dropped`);
+      if (why === null) this.notes.push(`nftables table inet ${TUNNEL_TABLE}: VXLAN and IPIP to ${formatIpv4(nodeIp)}${model.v6.ip6 ? ` and VXLAN to ${model.v6.ip6}` : ''} received on ${ul.name}'s packet socket (offload metadata), the kernel's copy dropped`);
       else this.log.warn(`tunnels received on the UDP/raw sockets, without the kernel's offload metadata (a veth underlay with offloads on can stall TCP from kernel nodes): nft: ${why}`, { component: 'host' });
     }
     // With tunnels on the underlay port the sockets are still bound (the port stays podway's), never read.
@@ -557,7 +557,7 @@ export class Engine {
       nodeIp: m ? formatIpv4(m.node.ip) : null,
       underlay: this.underlay ? { name: this.underlay.name, mac: this.underlay.macText, mtu: this.underlay.mtu } : null,
       // where VXLAN/IPIP to the node are read: the underlay port (with offload metadata) or the sockets
-      tunnelsOn: this.underlay ? (this.tunnelsOnUnderlay ? `underlay port (nft table ip ${TUNNEL_TABLE})` : 'sockets') : null,
+      tunnelsOn: this.underlay ? (this.tunnelsOnUnderlay ? `underlay port (nft table inet ${TUNNEL_TABLE})` : 'sockets') : null,
       vtep: m ? { ip: m.node.vtepIp !== null ? formatIpv4(m.node.vtepIp) : null, mac: m.node.vtepMac } : null,
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
       modelsApplied: this.applied,

@@ -1,5 +1,5 @@
 /**
- * Tunnel receive on the underlay port: podway's second nftables table (`table ip podway_tunnels`),
+ * Tunnel receive on the underlay port: podway's second nftables table (`table inet podway_tunnels`),
  * separate from the natOutgoing one (nft-nat.ts replaces that one whole on changes).
  *
  * Why: the VXLAN UDP socket and the IPIP raw socket hand over a datagram without the kernel's
@@ -13,8 +13,8 @@
  * `tunnels`), and the table drops the kernel's own copy of them at PREROUTING, priority raw: after
  * the AF_PACKET tap, before conntrack and before the sockets (no ICMP port or protocol
  * unreachable, no second delivery). The sockets stay bound, unread, so the port stays podway's.
- * The rules' counters (`vxlan`, `ipip`: `nft list counters table ip podway_tunnels`) count the
- * tunnel packets taken this way.
+ * The rules' counters (`vxlan`, `ipip`, `vxlan6`: `nft list counters table inet podway_tunnels`)
+ * count the tunnel packets taken this way (a GSO super-datagram counts once).
  *
  * Without nft (or when it refuses) tunnels keep arriving on the sockets as before.
  */
@@ -22,27 +22,32 @@ import { execFileSync } from 'node:child_process';
 
 export const TUNNEL_TABLE = 'podway_tunnels';
 
-/** The table as one nft transaction (`add` then `delete`: replaces a copy a crashed run left). */
-export function tunnelRxProgram(underlay: string, nodeIp: string, vxlanPort: number): string {
-  return `add table ip ${TUNNEL_TABLE}
-delete table ip ${TUNNEL_TABLE}
-table ip ${TUNNEL_TABLE} {
+/** The table as one nft transaction (`add` then `delete`: replaces a copy a crashed run left).
+ * `nodeIp6`: the node's IPv6 address, whose VXLAN (always taken on the underlay port: pipeline6)
+ * is dropped the same way; without the rule the kernel answered it with ICMPv6 port unreachable. */
+export function tunnelRxProgram(underlay: string, nodeIp: string, vxlanPort: number, nodeIp6: string | null = null): string {
+  const v6 = nodeIp6 ? `\n    iifname "${underlay}" ip6 daddr ${nodeIp6} udp dport ${vxlanPort} counter name "vxlan6" drop` : '';
+  return `add table inet ${TUNNEL_TABLE}
+delete table inet ${TUNNEL_TABLE}
+table inet ${TUNNEL_TABLE} {
   counter vxlan { }
   counter ipip { }
+  counter vxlan6 { }
   chain prerouting {
     type filter hook prerouting priority raw; policy accept;
     iifname "${underlay}" ip daddr ${nodeIp} udp dport ${vxlanPort} counter name "vxlan" drop
-    iifname "${underlay}" ip daddr ${nodeIp} ip protocol 4 counter name "ipip" drop
+    iifname "${underlay}" ip daddr ${nodeIp} ip protocol 4 counter name "ipip" drop${v6}
   }
 }
 `;
 }
 
 /** Install the table; returns null, or why it could not be (nft missing or refusing). */
-export function installTunnelRx(underlay: string, nodeIp: string, vxlanPort: number, nft = 'nft'): string | null {
+export function installTunnelRx(underlay: string, nodeIp: string, vxlanPort: number, nodeIp6: string | null = null, nft = 'nft'): string | null {
   if (!/^[A-Za-z0-9_.@:-]{1,15}$/.test(underlay)) return `interface name ${JSON.stringify(underlay)} not usable in an nft rule`;
+  if (nodeIp6 !== null && !/^[0-9a-fA-F:.]{2,45}$/.test(nodeIp6)) return `IPv6 address ${JSON.stringify(nodeIp6)} not usable in an nft rule`;
   try {
-    execFileSync(nft, ['-f', '-'], { input: tunnelRxProgram(underlay, nodeIp, vxlanPort), stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
+    execFileSync(nft, ['-f', '-'], { input: tunnelRxProgram(underlay, nodeIp, vxlanPort, nodeIp6), stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
     return null;
   } catch (e) {
     const err = e as NodeJS.ErrnoException & { stderr?: Buffer | string };
@@ -54,7 +59,7 @@ export function installTunnelRx(underlay: string, nodeIp: string, vxlanPort: num
 /** Remove the table (at stop). Never throws: a table already gone is fine. */
 export function removeTunnelRx(nft = 'nft'): void {
   try {
-    execFileSync(nft, ['delete', 'table', 'ip', TUNNEL_TABLE], { stdio: 'ignore', timeout: 10_000 });
+    execFileSync(nft, ['delete', 'table', 'inet', TUNNEL_TABLE], { stdio: 'ignore', timeout: 10_000 });
   } catch {
     /* gone already, or nft missing */
   }

@@ -117,6 +117,10 @@ test('underlay offloads on, pod offloads on: TCP 4 MB each way over IPv6 and IPv
     assert.is(ul.rxGsoBad ?? 0, 0, 'offload metadata found inconsistent');
     assert.is(ul.rxGsoDropped ?? 0, 0, 'super-frames not segmented');
     assert.is(c.reasons.truncated ?? 0, 0, 'truncated frames');
+    // the kernel's copy of the IPv6 VXLAN was dropped by podway's table, not answered
+    const nft = JSON.parse(run('ip', ['netns', 'exec', l.node('node1').ns, 'nft', '-j', 'list', 'counters', 'table', 'inet', 'podway_tunnels'])) as { nftables: { counter?: { name: string; packets: number } }[] };
+    const vxlan6 = nft.nftables.find((x) => x.counter?.name === 'vxlan6')?.counter?.packets ?? 0;
+    assert.ok(vxlan6 > 10, `IPv6 VXLAN packets dropped in the kernel: ${vxlan6}`);
     passed = true;
   } finally {
     if (!passed) console.log(logTail(l));

@@ -90,7 +90,7 @@ test('mode switch vxlan -> ipip -> vxlan while a 20/s ping flows: routes change,
     assert.equal([...r.ttls], [62]);
     // the tunnel packets changed with the mode: both IPIP and VXLAN were received on node2 (on its
     // underlay port, the kernel's copy counted and dropped by podway's table: nft-tunnels.ts)
-    const c = JSON.parse(run('ip', ['netns', 'exec', lab.node('node2').ns, 'nft', '-j', 'list', 'counters', 'table', 'ip', 'podway_tunnels'])) as { nftables: { counter?: { name: string; packets: number } }[] };
+    const c = JSON.parse(run('ip', ['netns', 'exec', lab.node('node2').ns, 'nft', '-j', 'list', 'counters', 'table', 'inet', 'podway_tunnels'])) as { nftables: { counter?: { name: string; packets: number } }[] };
     const rx = (name: string) => c.nftables.find((x) => x.counter?.name === name)?.counter?.packets ?? 0;
     assert.ok(rx('ipip') > 10 && rx('vxlan') > 10, `node2 tunnel rx: ${JSON.stringify(c.nftables)}`);
   });

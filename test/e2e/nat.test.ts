@@ -107,9 +107,9 @@ test.after(async () => {
   if (lab) await teardown(lab);
 });
 
-// podway's tables: `ip podway` (natOutgoing) and `ip podway_tunnels` (the kernel's copy of tunnel
+// podway's tables: `ip podway` (natOutgoing) and `inet podway_tunnels` (the kernel's copy of tunnel
 // packets dropped: nft-tunnels.ts). Nothing else is touched.
-const PODWAY_TABLES = ['table ip podway', 'table ip podway_tunnels'];
+const PODWAY_TABLES = ['table inet podway_tunnels', 'table ip podway']; // sorted
 const tablesIn = (ns: string) => inNs(ns, ['nft', 'list', 'tables']).trim().split('\n').filter((l) => l).sort();
 
 test('podway creates its own table ip podway with the natOutgoing pool, nothing else', async () => {

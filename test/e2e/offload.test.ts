@@ -89,7 +89,7 @@ function inDelivers(lab: Lab, node: string): number {
 
 /** Tunnel packets podway's table counted (and dropped: the kernel's copy) on the node, by kind. */
 function tunnelTableCount(lab: Lab, node: string, kind: 'vxlan' | 'ipip'): number {
-  const out = execFileSync('ip', ['netns', 'exec', lab.node(node).ns, 'nft', '-j', 'list', 'counters', 'table', 'ip', 'podway_tunnels'], { encoding: 'utf8' });
+  const out = execFileSync('ip', ['netns', 'exec', lab.node(node).ns, 'nft', '-j', 'list', 'counters', 'table', 'inet', 'podway_tunnels'], { encoding: 'utf8' });
   return (JSON.parse(out) as { nftables: { counter?: { name: string; packets: number } }[] }).nftables.find((x) => x.counter?.name === kind)?.counter?.packets ?? 0;
 }
 

@@ -22,7 +22,7 @@ command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 [ -x /usr/sbin/bird ] || need+=(bird2) # the BGP speaker's tests peer with a real BIRD 2
 [ -x /usr/bin/gobgpd ] || need+=(gobgpd) # ...and with GoBGP, a second implementation (test/bgp/gobgp.test.ts)
-command -v nft >/dev/null 2>&1 || need+=(nftables) # natOutgoing: podway's own table (podway run needs it)
+command -v nft >/dev/null 2>&1 || need+=(nftables) # podway's own tables: natOutgoing, tunnels on the underlay port (podway run needs it)
 command -v traceroute >/dev/null 2>&1 || need+=(traceroute) # natOutgoing test: ICMP errors translated back
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then

@@ -14,8 +14,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, nativeAddon, FramePool } from '../../src/dataplane/native';
-import { withNetns, waitFor } from '../helpers/netns';
+import { withNetns } from '../helpers/netns';
 import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
+import { collect as collectOn, sendBatch as sendOn } from './pool-frames';
 
 interface Message { frames: number; frame: Uint8Array; vnetHdr: Uint8Array | null }
 interface TestHooks {
@@ -320,34 +321,10 @@ test('fuzz: 2000 mutated batches of IPv4 and IPv6 flows; every message resegment
 
 // ---- real sends through a veth -------------------------------------------------------------------
 
-const frameAt = (i: number) => pool.bytes.slice(pool.start(i), pool.start(i) + pool.len[i]);
-
-/** Receive until `want` of our segments (source MAC 02:00:00:77:00:01) arrived, bounded in time. */
-async function collect(port: number, want: number, timeoutMs = 3000): Promise<Uint8Array[]> {
-  const got: Uint8Array[] = [];
-  await waitFor(() => {
-    for (let round = 0; round < 100; round++) {
-      const n = native.recv(port, 300, 200);
-      for (let i = 300; i < 300 + n; i++) {
-        const f = frameAt(i);
-        if (f.length > 14 && f[6] === 0x02 && f[9] === 0x77 && f[11] === 1) got.push(f);
-      }
-      if (n === 0) break;
-    }
-    return got.length >= want;
-  }, timeoutMs);
-  return got;
-}
-
-/** Puts frames in pool descriptors [0, n) and sends them in one call. */
-function sendBatch(port: number, frames: Uint8Array[]): number {
-  for (const [k, f] of frames.entries()) {
-    pool.bytes.set(f, pool.start(k));
-    pool.len[k] = f.length;
-    pool.txList[k] = k;
-  }
-  return native.send(port, 0, frames.length);
-}
+/** Our segments: source MAC 02:00:00:77:00:01 (the kernel's own frames on a fresh veth are not). */
+const ourSegment = (f: Uint8Array) => f.length > 14 && f[6] === 0x02 && f[9] === 0x77 && f[11] === 1;
+const collect = (port: number, want: number, timeoutMs?: number) => collectOn(pool, port, want, ourSegment, timeoutMs);
+const sendBatch = (port: number, frames: Uint8Array[]) => sendOn(pool, port, frames);
 
 for (const tx of ['off', 'on'] as const) {
   test(`real sends on a veth with tx offloads ${tx}: IPv4 and IPv6 runs go as super-frames, the peer gets every segment back byte for byte${tx === 'on' ? ' (the GSO skb arrives whole; podway\'s receive cuts it)' : ' (the kernel segments them)'}`, async () => {

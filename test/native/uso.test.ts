@@ -15,8 +15,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, nativeAddon, FramePool } from '../../src/dataplane/native';
-import { withNetns, waitFor, Netns } from '../helpers/netns';
+import { withNetns, Netns } from '../helpers/netns';
 import { fold, rd16, sum16, wr16 } from './wire-ref';
+import { collect as collectOn, sendBatch as sendOn } from './pool-frames';
 
 interface Message { frames: number; frame: Uint8Array; vnetHdr: Uint8Array | null }
 interface TestHooks {
@@ -295,36 +296,14 @@ function noIpv6(n: Netns): void {
   n.exec('sysctl', ['-qw', 'net.ipv6.conf.default.disable_ipv6=1']);
 }
 
-const frameAt = (i: number) => pool.bytes.slice(pool.start(i), pool.start(i) + pool.len[i]);
-
-/** Receive until `want` of our VXLAN datagrams arrived (bounded in time). */
-async function collect(port: number, want: number, timeoutMs = 3000): Promise<Uint8Array[]> {
-  const got: Uint8Array[] = [];
-  await waitFor(() => {
-    for (let round = 0; round < 100; round++) {
-      const n = native.recv(port, 300, 200);
-      for (let i = 300; i < 300 + n; i++) {
-        const s = frameAt(i);
-        const et = s.length > 14 ? rd16(s, 12) : 0;
-        const l4 = et === 0x0800 ? 34 : et === 0x86dd ? 54 : 0;
-        if (l4 && s.length >= l4 + 8 && rd16(s, l4 + 2) === 4789 && s[6] === 0x02 && s[9] === 0x55) got.push(s);
-      }
-      if (n === 0) break;
-    }
-    return got.length >= want;
-  }, timeoutMs);
-  return got;
+/** Our VXLAN datagrams: UDP to 4789 from source MAC 02:00:00:55:.. (not the kernel's own frames). */
+function ourDatagram(s: Uint8Array): boolean {
+  const et = s.length > 14 ? rd16(s, 12) : 0;
+  const l4 = et === 0x0800 ? 34 : et === 0x86dd ? 54 : 0;
+  return l4 > 0 && s.length >= l4 + 8 && rd16(s, l4 + 2) === 4789 && s[6] === 0x02 && s[9] === 0x55;
 }
-
-/** Puts frames in pool descriptors [0, n) and sends them in one call. */
-function sendBatch(port: number, frames: Uint8Array[]): number {
-  for (const [k, f] of frames.entries()) {
-    pool.bytes.set(f, pool.start(k));
-    pool.len[k] = f.length;
-    pool.txList[k] = k;
-  }
-  return native.send(port, 0, frames.length);
-}
+const collect = (port: number, want: number, timeoutMs?: number) => collectOn(pool, port, want, ourDatagram, timeoutMs);
+const sendBatch = (port: number, frames: Uint8Array[]) => sendOn(pool, port, frames);
 
 for (const tx of ['off', 'on'] as const) {
   test(`real sends on a veth with tx offloads ${tx}: the peer sees podway's datagrams byte for byte, but the rewritten id and checksums${tx === 'on' ? ' (the GSO skb arrives whole; podway\'s receive cuts it)' : ''}`, async () => {

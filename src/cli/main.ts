@@ -5,6 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import { readdirSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 import { runNode } from './run';
 import { table } from './format';
 import { addResourceCommands } from './resources-cmd';
@@ -66,6 +67,11 @@ function clientCommand(program: Command, name: string, desc: string, show: (res:
     });
 }
 
+/** V8's interrupt budget in Node 20 (\`node --v8-options\`), and podway's: see --jit-budget and
+ * bench/README.md ("Cold JIT at a low packet rate"). */
+const V8_INTERRUPT_BUDGET = 67_584;
+const JIT_BUDGET = 4096;
+
 export function buildProgram(): Command {
   const program = new Command('podway')
     .description('userspace packet dataplane for Calico-shaped pod networks')
@@ -96,7 +102,11 @@ export function buildProgram(): Command {
     .option('--bgp', 'run the BGP speaker with Calico\'s peering model (also CALICO_NETWORKING_BACKEND=bird)')
     .option('--bgp-secrets <dir>', 'BGPPeer password secrets, read from DIR/<secret>/<key> (a mounted Kubernetes secret\'s layout)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix\'s FELIX_LOGSEVERITYSCREEN; default info); change it later with `podway log-level`')
+    .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets instead of thousands, which a node carrying a trickle otherwise runs unoptimized for minutes`, (v) => Number(v), JIT_BUDGET)
     .action(async (o) => {
+      if (!Number.isInteger(o.jitBudget) || o.jitBudget < 256 || o.jitBudget > 1_048_576) throw new Error('run: --jit-budget must be 256..1048576');
+      // Before the dataplane's functions first run: their feedback cells take the budget then.
+      setFlagsFromString(`--interrupt-budget=${o.jitBudget}`);
       const node = nodeOption(o.node);
       const datastore: string = o.datastore ?? '';
       // The flags win over Calico's environment names, which every datastore user reads.

@@ -102,7 +102,7 @@ export function buildProgram(): Command {
     .option('--bgp', 'run the BGP speaker with Calico\'s peering model (also CALICO_NETWORKING_BACKEND=bird)')
     .option('--bgp-secrets <dir>', 'BGPPeer password secrets, read from DIR/<secret>/<key> (a mounted Kubernetes secret\'s layout)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix\'s FELIX_LOGSEVERITYSCREEN; default info); change it later with `podway log-level`')
-    .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets instead of thousands, which a node carrying a trickle otherwise runs unoptimized for minutes`, (v) => Number(v), JIT_BUDGET)
+    .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets; with V8's, a node carrying a trickle runs it unoptimized for thousands`, (v) => Number(v), JIT_BUDGET)
     .action(async (o) => {
       if (!Number.isInteger(o.jitBudget) || o.jitBudget < 256 || o.jitBudget > 1_048_576) throw new Error('run: --jit-budget must be 256..1048576');
       // Before the dataplane's functions first run: their feedback cells take the budget then.

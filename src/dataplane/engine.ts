@@ -240,8 +240,10 @@ export class Engine {
       if (why === null) this.notes.push(`nftables table inet ${TUNNEL_TABLE}: VXLAN and IPIP to ${formatIpv4(nodeIp)}${model.v6.ip6 ? ` and VXLAN to ${model.v6.ip6}` : ''} received on ${ul.name}'s packet socket (offload metadata), the kernel's copy dropped`);
       else this.log.warn(`tunnels received on the UDP/raw sockets, without the kernel's offload metadata (a veth underlay with offloads on can stall TCP from kernel nodes): nft: ${why}`, { component: 'host' });
     }
-    // With tunnels on the underlay port the sockets are still bound (the port stays podway's), never read.
-    const sockBuf = this.tunnelsOnUnderlay ? undefined : 4 << 20;
+    // With tunnels on the underlay port the sockets are still read: the table leaves outer IPv4
+    // fragments to the kernel (the underlay filter skips them too), which reassembles them and
+    // hands the whole datagram to these sockets (nft-tunnels.ts).
+    const sockBuf = 4 << 20;
     try {
       this.infra.tx4 = this.io.openRaw({ proto: 255, sndbuf: 4 << 20 });
       this.pipe.setPort(this.infra.tx4, Role.TX4, 'tx4(raw)');
@@ -271,8 +273,7 @@ export class Engine {
     this.pipe.tx4Port = this.infra.tx4;
     this.pipe.underlayPort = this.infra.underlay;
     this.pipe.hostPort = this.infra.host;
-    const read = this.tunnelsOnUnderlay ? [this.infra.underlay, this.infra.host] : [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host];
-    for (const p of read) if (p >= 0) this.watch(p);
+    for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host]) if (p >= 0) this.watch(p);
   }
 
   private closeInfra(): void {

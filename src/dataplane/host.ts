@@ -183,7 +183,7 @@ export function removeHostRoute(ifname: string, ips: readonly number[]): void {
  * (host traffic stays in the kernel). With `ipv6`, IPv6 frames too: IPv6 VXLAN and NDP answers
  * arrive on this socket (pipeline6.ts hands what is not for pods back to the kernel, which received
  * its own copy). With `tunnels`, IPv4 tunnel packets to the node IP too (VXLAN: UDP to
- * `vxlanPort`, not a fragment after the first; IPIP: protocol 4): they then arrive here with the
+ * `vxlanPort`; IPIP: protocol 4), unfragmented ones only (fragments are the kernel's: it reassembles them and hands them to the tunnel sockets): they then arrive here with the
  * kernel's offload metadata (see tunnelRxProgram), else on their own UDP and raw sockets. */
 export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean; tunnels?: boolean; vxlanPort?: number } = {}): Uint8Array {
   const ACCEPT = 'accept', DROP = 'drop';
@@ -200,11 +200,11 @@ export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean; tunnels?:
   if (opts.tunnels) {
     prog.push(
       'tunnel',
+      [0x28, 0, 0, 20], //                ldh [20] (flags, fragment offset)
+      [0x45, DROP, 0, 0x3fff], //         jset MF|offset -> drop (a fragment: the kernel reassembles it, for the sockets)
       [0x30, 0, 0, 23], //                ldb [23] (protocol)
       [0x15, ACCEPT, 0, 4], //            jeq IPIP -> accept
       [0x15, 0, DROP, 17], //             jne UDP -> drop
-      [0x28, 0, 0, 20], //                ldh [20] (flags, fragment offset)
-      [0x45, DROP, 0, 0x1fff], //         jset offset -> drop (no UDP header: the kernel's)
       [0xb1, 0, 0, 14], //                ldxb 4*([14]&0xf)
       [0x48, 0, 0, 16], //                ldh [x+16] (UDP destination port)
       [0x15, ACCEPT, DROP, opts.vxlanPort ?? 4789],

@@ -12,9 +12,21 @@
  * place the underlay port's filter takes the node's tunnel packets too (host.ts underlayFilter
  * `tunnels`), and the table drops the kernel's own copy of them at PREROUTING, priority raw: after
  * the AF_PACKET tap, before conntrack and before the sockets (no ICMP port or protocol
- * unreachable, no second delivery). The sockets stay bound, unread, so the port stays podway's.
+ * unreachable, no second delivery).
+ *
+ * Outer IPv4 fragments (a kernel vxlan sends with DF unset, so an underlay hop with a smaller MTU
+ * fragments its packets) are not taken: the rules match unfragmented datagrams only (`ip frag-off
+ * & 0x3fff == 0`: neither MF nor an offset) and the underlay filter skips fragments, so the kernel
+ * reassembles them and hands the whole datagram to the VXLAN UDP socket or the IPIP raw socket,
+ * which podway keeps reading (they then carry reassembled datagrams only). The chain runs at
+ * priority -450, before netfilter's defragmentation (-400, loaded with conntrack, e.g. by the
+ * natOutgoing table): after it the rule would see the reassembled datagram as unfragmented and
+ * drop it while the underlay port got only the fragments. VXLAN over IPv6 has no socket here
+ * (pipeline6 takes it on the underlay port): an IPv6 fragment is not reassembled (its first
+ * fragment matches `vxlan6` and is dropped; pipeline6 drops fragments it sees, counted).
  * The rules' counters (`vxlan`, `ipip`, `vxlan6`: `nft list counters table inet podway_tunnels`)
- * count the tunnel packets taken this way (a GSO super-datagram counts once).
+ * count the tunnel packets taken this way (a GSO super-datagram counts once); `fragments` counts
+ * the outer IPv4 UDP and IPIP fragments to the node left to the kernel's reassembly (not only VXLAN: a later fragment has no port).
  *
  * Without nft (or when it refuses) tunnels keep arriving on the sockets as before.
  */
@@ -33,10 +45,12 @@ table inet ${TUNNEL_TABLE} {
   counter vxlan { }
   counter ipip { }
   counter vxlan6 { }
+  counter fragments { }
   chain prerouting {
-    type filter hook prerouting priority raw; policy accept;
-    iifname "${underlay}" ip daddr ${nodeIp} udp dport ${vxlanPort} counter name "vxlan" drop
-    iifname "${underlay}" ip daddr ${nodeIp} ip protocol 4 counter name "ipip" drop${v6}
+    type filter hook prerouting priority -450; policy accept;
+    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff == 0 udp dport ${vxlanPort} counter name "vxlan" drop
+    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff == 0 ip protocol 4 counter name "ipip" drop
+    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff != 0 ip protocol { udp, 4 } counter name "fragments"${v6}
   }
 }
 `;

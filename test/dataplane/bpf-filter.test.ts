@@ -51,7 +51,7 @@ function withProto(f: Uint8Array, proto: number): Uint8Array {
   return c;
 }
 
-test('underlayFilter(node, { tunnels: true }): VXLAN to the node (not a later fragment) and IPIP to the node accepted; other traffic to the node still rejected', () => {
+test('underlayFilter(node, { tunnels: true }): unfragmented VXLAN and IPIP to the node accepted (fragments left to the kernel's reassembly); other traffic to the node still rejected', () => {
   const node = '10.99.0.1';
   const prog = underlayFilter(parseIpv4(node), { tunnels: true });
   const vx = withDst(frame('vxlan_rv_to_a'), node);
@@ -63,7 +63,13 @@ test('underlayFilter(node, { tunnels: true }): VXLAN to the node (not a later fr
   assert.is(runBpf(prog, otherPort), 0, 'UDP to another port of the node');
   const first = vx.slice();
   first[20] |= 0x20; fixIpChecksum(first, 14); // MF: a first fragment still has the UDP header
-  assert.ok(runBpf(prog, first) > 0, 'a first fragment (the pipeline drops it, counted)');
+  assert.is(runBpf(prog, first), 0, 'a first fragment (MF): the kernel reassembles it for the UDP socket');
+  const df = vx.slice();
+  df[20] |= 0x40; fixIpChecksum(df, 14); // DF is not a fragment
+  assert.ok(runBpf(prog, df) > 0, 'VXLAN with DF set');
+  const ipipFrag = withProto(withDst(frame('underlay_rd_to_u'), node), 4);
+  ipipFrag[20] |= 0x20; fixIpChecksum(ipipFrag, 14);
+  assert.is(runBpf(prog, ipipFrag), 0, 'an IPIP fragment: the kernel reassembles it for the raw socket');
   const later = vx.slice();
   later[21] = 0x10; fixIpChecksum(later, 14); // offset 16 bytes: no UDP header here
   assert.is(runBpf(prog, later), 0, 'a later fragment');

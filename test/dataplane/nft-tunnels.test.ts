@@ -8,9 +8,12 @@ import { tunnelRxProgram, installTunnelRx, TUNNEL_TABLE } from '../../src/datapl
 test('the table drops only tunnel packets to the node, arriving on the underlay, before conntrack', () => {
   const p = tunnelRxProgram('eth0', '10.99.0.1', 4789);
   assert.match(p, `add table inet ${TUNNEL_TABLE}\ndelete table inet ${TUNNEL_TABLE}\n`);
-  assert.match(p, 'type filter hook prerouting priority raw; policy accept;');
-  assert.match(p, 'iifname "eth0" ip daddr 10.99.0.1 udp dport 4789 counter name "vxlan" drop');
-  assert.match(p, 'iifname "eth0" ip daddr 10.99.0.1 ip protocol 4 counter name "ipip" drop');
+  // before netfilter's defragmentation (-400): the rules must see fragments as fragments
+  assert.match(p, 'type filter hook prerouting priority -450; policy accept;');
+  assert.match(p, 'iifname "eth0" ip daddr 10.99.0.1 ip frag-off & 0x3fff == 0 udp dport 4789 counter name "vxlan" drop');
+  assert.match(p, 'iifname "eth0" ip daddr 10.99.0.1 ip frag-off & 0x3fff == 0 ip protocol 4 counter name "ipip" drop');
+  // fragments are counted, not dropped: the kernel reassembles them for the tunnel sockets
+  assert.match(p, 'ip frag-off & 0x3fff != 0 ip protocol { udp, 4 } counter name "fragments"\n');
   assert.not.match(p, 'ip6 daddr', 'no IPv6 rule without an IPv6 address');
   assert.not.match(p, 'protocol ipip', '"ipip" is protocol 94 in /etc/protocols, not 4');
   const p6 = tunnelRxProgram('ens5', '192.168.1.2', 4789, 'fd99::2');

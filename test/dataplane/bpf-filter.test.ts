@@ -51,7 +51,7 @@ function withProto(f: Uint8Array, proto: number): Uint8Array {
   return c;
 }
 
-test('underlayFilter(node, { tunnels: true }): unfragmented VXLAN and IPIP to the node accepted (fragments left to the kernel's reassembly); other traffic to the node still rejected', () => {
+test('underlayFilter(node, { tunnels: true }): unfragmented VXLAN and IPIP to the node accepted (fragments left to the kernel reassembly); other traffic to the node still rejected', () => {
   const node = '10.99.0.1';
   const prog = underlayFilter(parseIpv4(node), { tunnels: true });
   const vx = withDst(frame('vxlan_rv_to_a'), node);

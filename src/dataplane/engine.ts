@@ -237,7 +237,7 @@ export class Engine {
       const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
       this.ownsTunnelTable = why === null;
       this.tunnelsOnUnderlay = why === null;
-      if (why === null) this.notes.push(`nftables table inet ${TUNNEL_TABLE}: VXLAN and IPIP to ${formatIpv4(nodeIp)}${model.v6.ip6 ? ` and VXLAN to ${model.v6.ip6}` : ''} received on ${ul.name}'s packet socket (offload metadata), the kernel's copy dropped`);
+      if (why === null) this.notes.push(`nftables table inet ${TUNNEL_TABLE}: VXLAN and IPIP to ${formatIpv4(nodeIp)}${model.v6.ip6 ? ` and VXLAN to ${model.v6.ip6}` : ''} received on ${ul.name}'s packet socket (offload metadata), the kernel's copy dropped; outer fragments reassembled by the kernel, read from the sockets`);
       else this.log.warn(`tunnels received on the UDP/raw sockets, without the kernel's offload metadata (a veth underlay with offloads on can stall TCP from kernel nodes): nft: ${why}`, { component: 'host' });
     }
     // With tunnels on the underlay port the sockets are still read: the table leaves outer IPv4

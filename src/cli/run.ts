@@ -34,6 +34,8 @@ export interface RunOptions {
   control?: string;
   batch?: number;
   ringVersion?: 2 | 3;
+  /** Underlay receive ring, MiB per worker (default the engine's UNDERLAY_RING_MB). */
+  underlayRingMb?: number;
   qdiscBypass?: boolean;
   /** Coalesce TCP segments sent to pods into super-frames (default true). */
   gro?: boolean;
@@ -187,7 +189,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
     };
     const eng = new Engine({
-      batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, log,
+      batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, log,
       worker: { index: 0, count },
       onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
     });
@@ -247,7 +249,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; mac?: number[]; message?: string }) => {
           if (taps.handle(index, m)) return;

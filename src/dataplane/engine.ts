@@ -35,6 +35,10 @@ export interface EngineOptions {
    * response RTT p50 5x lower than 3 in bench/e2e) or 3 (block batching: a higher 64-byte flood
    * rate, median 1.2x of 2, at up to 1 ms per hop). */
   ringVersion?: 2 | 3;
+  /** Size of the underlay port's receive ring in MiB (default UNDERLAY_RING_MB). It is one ring for
+   * every tunnel and direct-routed frame the node receives (pods have a ring each), and it is locked
+   * memory: each worker opens its own. */
+  underlayRingMb?: number;
   /** Send on the underlay and pod veths with PACKET_QDISC_BYPASS (skips tc on those devices). */
   qdiscBypass?: boolean;
   /** Pod ports: send runs of one TCP flow's segments as one super-frame (native/gro.c; default true). */
@@ -91,6 +95,15 @@ function podRingBlocks(ringVersion: 2 | 3): number {
   return ringVersion === 2 ? 16 : 4;
 }
 
+/** Default underlay receive ring, MiB (see underlayRingBlocks). */
+export const UNDERLAY_RING_MB = 4;
+
+/** Ring blocks for an underlay ring of `mb` MiB: native/ports.c's blocks are 64 KiB (V2) or 256 KiB (V3). */
+export function underlayRingBlocks(ringVersion: 2 | 3, mb: number): number {
+  if (!Number.isInteger(mb) || mb < 1 || mb > 1024) throw new Error(`underlay ring size ${mb} MiB: expected an integer 1..1024`);
+  return ringVersion === 2 ? mb * 16 : mb * 4;
+}
+
 /** Same addresses and MAC: nothing to change on the port or in the host's routes. */
 function sameEndpointAddressing(a: LocalEndpoint, b: LocalEndpoint): boolean {
   return a.mac === b.mac && a.ips.length === b.ips.length && a.ips.every((ip, k) => ip === b.ips[k]);
@@ -104,6 +117,7 @@ export class Engine {
   private readonly log: Log;
   private readonly manageHost: boolean;
   private readonly ringVersion: 2 | 3;
+  private readonly underlayRingBlocks: number;
   private readonly qdiscBypass: boolean;
   private readonly gro: boolean;
   private readonly txGso: boolean;
@@ -143,6 +157,7 @@ export class Engine {
     this.log = opts.log ?? silentLog;
     this.manageHost = opts.manageHost ?? true;
     this.ringVersion = opts.ringVersion ?? 2;
+    this.underlayRingBlocks = underlayRingBlocks(this.ringVersion, opts.underlayRingMb ?? UNDERLAY_RING_MB);
     this.qdiscBypass = opts.qdiscBypass ?? false;
     this.gro = opts.gro ?? true;
     this.txGso = opts.txGso ?? true;
@@ -262,7 +277,7 @@ export class Engine {
           linkUp(HOST_PORT_NAME);
         }
       }
-      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, fanoutGroup: this.fanout(ul.name) });
+      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, fanoutGroup: this.fanout(ul.name) });
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
       this.closeInfra();

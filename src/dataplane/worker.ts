@@ -11,7 +11,7 @@ import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
 
 if (parentPort) {
   const port = parentPort;
@@ -20,6 +20,7 @@ if (parentPort) {
   const engine = new Engine({
     batch: init.batch,
     ringVersion: init.ringVersion,
+    underlayRingMb: init.underlayRingMb,
     qdiscBypass: init.qdiscBypass,
     gro: init.gro,
     txGso: init.txGso,

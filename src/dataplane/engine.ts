@@ -88,15 +88,18 @@ const REPOLL_MAX_MS = 10_000;
 
 /**
  * Receive ring blocks for a pod's veth: 1 MiB (TPACKET_V2, 512 frames) or 1 MiB (V3) instead of
- * the underlay's 4 MiB. A node has hundreds of pods and each ring is locked memory (4 MiB x 1,000
- * pods was 4 GiB). 256 frames were too few: bench/e2e's bulk TCP dropped pod ACK bursts on them.
+ * the underlay's 16 MiB (UNDERLAY_RING_MB). A node has hundreds of pods and each ring is locked
+ * memory (4 MiB x 1,000 pods was 4 GiB). 256 frames were too few: bench/e2e's bulk TCP dropped pod ACK bursts on them.
  */
 function podRingBlocks(ringVersion: 2 | 3): number {
   return ringVersion === 2 ? 16 : 4;
 }
 
-/** Default underlay receive ring, MiB (see underlayRingBlocks). */
-export const UNDERLAY_RING_MB = 4;
+/** Default underlay receive ring, MiB (see underlayRingBlocks). It takes the whole node's tunnel
+ * receive: 4 MiB (2,048 V2 frames, ~6 ms at 4 Gb/s) overflowed whenever the forwarding thread was
+ * off the CPU for a few ms, and 8 bulk TCP streams into a pod lost ~100k frames per 4 s; 16 MiB
+ * lost a few hundred (bench/README.md). Locked memory: 16 MiB per worker. */
+export const UNDERLAY_RING_MB = 16;
 
 /** Ring blocks for an underlay ring of `mb` MiB: native/ports.c's blocks are 64 KiB (V2) or 256 KiB (V3). */
 export function underlayRingBlocks(ringVersion: 2 | 3, mb: number): number {

@@ -18,6 +18,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Lab, LabNodeSpec, Mode } from '../../src/lab/lab';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { controlRequest } from '../../src/dataplane/control-server';
@@ -125,7 +126,15 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2 } of CASES) {
       const underlay = execFileSync('ip', ['netns', 'exec', n1.ns, 'ethtool', '-k', 'eth0'], { encoding: 'utf8' });
       assert.is(/tx-checksumming: (\w+)/.exec(underlay)?.[1], underlayOffloads ? 'on' : 'off', 'the underlay veth offload state asked for');
       if (kernelNode2) configureKernelNode(lab, lab.node('node2'), mode === 'vxlan' ? 'vxlan' : 'direct');
-      for (const n of podway) await lab.startPodway(n, undefined, txGso ? [] : ['--no-tx-gso']);
+      // the --no-tx-gso runs also ask for a 64 MiB underlay ring; the others get the default 16 MiB
+      const ringMb = txGso ? 16 : 64;
+      for (const n of podway) await lab.startPodway(n, undefined, txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]);
+      for (const n of podway) {
+        // every ring is mapped MAP_LOCKED: the underlay's alone is ringMb (a pod's is 1 MiB)
+        const status = readFileSync(`/proc/${lab.node(n).proc!.pid}/status`, 'utf8');
+        const lockedKb = Number(/VmLck:\s+(\d+) kB/.exec(status)?.[1]);
+        assert.ok(lockedKb >= ringMb * 1024, `${n}: ${lockedKb} kB locked, under the ${ringMb} MiB underlay ring`);
+      }
       const delivered = inDelivers(lab, 'node1');
       await transferBothWays(lab, label, offloads, (portSeq += 2), podway);
       // ~7,000 tunnel packets (data one way, ACKs the other) reached each node: podway took them on its underlay port (with the

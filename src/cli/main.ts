@@ -89,7 +89,7 @@ export function buildProgram(): Command {
     .option('--control <path>', 'control socket (default /run/podway/NODE.sock)')
     .option('--batch <n>', 'frames per batch', (v) => Number(v), 256)
     .addOption(new Option('--rx-ring <version>', 'AF_PACKET receive ring: 2 = wake per frame (default: no block timer on the path), 3 = block batching').choices(['2', '3']).default('2'))
-    .option('--underlay-ring-mb <n>', 'receive ring of the underlay port in MiB, per worker (locked memory; one ring takes all the node\'s tunnel traffic; default 16)', (v) => Number(v))
+    .option('--underlay-ring-mb <n>', 'receive ring of the underlay port in MiB, per worker (unswappable kernel memory; one ring takes all the node\'s tunnel traffic; default 16)', (v) => Number(v))
     .option('--no-gro', 'send TCP segments to pods one by one, not coalesced into super-frames (software GRO, on by default)')
     .option('--no-tx-gso', 'send VXLAN (and direct-routed TCP) on the underlay one datagram per send, not runs as one GSO message the kernel segments (on by default)')
     .option('--no-kernel-transit-drop', 'let the node\'s kernel also track and route the pod frames podway forwards (it drops them after conntrack and a route lookup); by default an nftables rule drops them first')

@@ -36,8 +36,8 @@ export interface EngineOptions {
    * rate, median 1.2x of 2, at up to 1 ms per hop). */
   ringVersion?: 2 | 3;
   /** Size of the underlay port's receive ring in MiB (default UNDERLAY_RING_MB). It is one ring for
-   * every tunnel and direct-routed frame the node receives (pods have a ring each), and it is locked
-   * memory: each worker opens its own. */
+   * every tunnel and direct-routed frame the node receives (pods have a ring each), and it is kernel
+   * memory that cannot be swapped out (the socket's pages, mapped): each worker opens its own. */
   underlayRingMb?: number;
   /** Send on the underlay and pod veths with PACKET_QDISC_BYPASS (skips tc on those devices). */
   qdiscBypass?: boolean;
@@ -98,7 +98,7 @@ function podRingBlocks(ringVersion: 2 | 3): number {
 /** Default underlay receive ring, MiB (see underlayRingBlocks). It takes the whole node's tunnel
  * receive: 4 MiB (2,048 V2 frames, ~6 ms at 4 Gb/s) overflowed whenever the forwarding thread was
  * off the CPU for a few ms, and 8 bulk TCP streams into a pod lost ~100k frames per 4 s; 16 MiB
- * lost a few hundred (bench/README.md). Locked memory: 16 MiB per worker. */
+ * lost a few hundred (bench/README.md). Cost: 16 MiB of unswappable kernel memory per worker. */
 export const UNDERLAY_RING_MB = 16;
 
 /** Ring blocks for an underlay ring of `mb` MiB: native/ports.c's blocks are 64 KiB (V2) or 256 KiB (V3). */

@@ -16,12 +16,10 @@ import * as assert from 'uvu/assert';
 import { native, nativeAddon, FramePool } from '../../src/dataplane/native';
 import { withNetns } from '../helpers/netns';
 import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
-import { collect as collectOn, sendBatch as sendOn } from './pool-frames';
+import { collect as collectOn, sendBatch as sendOn, resegment as resegmentOn, Message } from './pool-frames';
 
-interface Message { frames: number; frame: Uint8Array; vnetHdr: Uint8Array | null }
 interface TestHooks {
   groCoalesceForTest(frames: Uint8Array[]): Message[];
-  offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean): { n: number; done: number };
 }
 const hooks = nativeAddon() as unknown as TestHooks;
 const pool = new FramePool(512);
@@ -87,15 +85,7 @@ function run(n: number, o: RunOpts = {}): Uint8Array[] {
   return out;
 }
 
-/** What the pod's side sees again when it cuts a message into wire segments (the addon's GSO code). */
-function resegment(m: Message): Uint8Array[] {
-  if (!m.vnetHdr) return [m.frame];
-  const r = hooks.offloadDeliverForTest(m.frame, m.vnetHdr, 0, 128, false);
-  assert.is(r.done, 1);
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < r.n; i++) out.push(pool.bytes.slice(pool.start(i), pool.start(i) + pool.len[i]));
-  return out;
-}
+const resegment = (m: Message) => resegmentOn(pool, m);
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;

@@ -3,7 +3,8 @@
  * and read the peer back (gro, uso) share these, so they put frames in descriptors and collect
  * what arrives the same way.
  */
-import { native, FramePool } from '../../src/dataplane/native';
+import * as assert from 'uvu/assert';
+import { native, nativeAddon, FramePool } from '../../src/dataplane/native';
 import { waitFor } from '../helpers/netns';
 
 /** A copy of descriptor i's frame. */
@@ -40,4 +41,23 @@ export async function collect(pool: FramePool, port: number, want: number, ours:
     return got.length >= want;
   }, timeoutMs);
   return got;
+}
+
+/** One message a coalescing test hook (groCoalesceForTest, usoCoalesceForTest) says the addon
+ * would send: the frames it carries, its bytes, its virtio-net header (null: a plain frame). */
+export interface Message { frames: number; frame: Uint8Array; vnetHdr: Uint8Array | null }
+
+interface DeliverHook {
+  offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean): { n: number; done: number };
+}
+
+/** The addon's receive segmenter (gso.c) cutting a merged message into pool descriptors 0..n-1:
+ * what a receiver of the GSO skb gets. */
+export function resegment(pool: FramePool, m: Message): Uint8Array[] {
+  if (!m.vnetHdr) return [m.frame];
+  const r = (nativeAddon() as unknown as DeliverHook).offloadDeliverForTest(m.frame, m.vnetHdr, 0, 128, false);
+  assert.is(r.done, 1);
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < r.n; i++) out.push(frameAt(pool, i));
+  return out;
 }

@@ -17,12 +17,10 @@ import * as assert from 'uvu/assert';
 import { native, nativeAddon, FramePool } from '../../src/dataplane/native';
 import { withNetns, Netns } from '../helpers/netns';
 import { fold, rd16, sum16, wr16 } from './wire-ref';
-import { collect as collectOn, sendBatch as sendOn } from './pool-frames';
+import { collect as collectOn, sendBatch as sendOn, resegment as resegmentOn, Message } from './pool-frames';
 
-interface Message { frames: number; frame: Uint8Array; vnetHdr: Uint8Array | null }
 interface TestHooks {
   usoCoalesceForTest(frames: Uint8Array[], mtu: number): Message[];
-  offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean): { n: number; done: number };
 }
 const hooks = nativeAddon() as unknown as TestHooks;
 const pool = new FramePool(512);
@@ -133,15 +131,7 @@ function sameFrames(got: Uint8Array[], want: Uint8Array[], what: string): void {
   }
 }
 
-/** The addon's receive segmenter (gso.c) cutting a merged message: what a receiver of the GSO skb gets. */
-function resegment(m: Message): Uint8Array[] {
-  if (!m.vnetHdr) return [m.frame];
-  const r = hooks.offloadDeliverForTest(m.frame, m.vnetHdr, 0, 128, false);
-  assert.is(r.done, 1);
-  const out: Uint8Array[] = [];
-  for (let i = 0; i < r.n; i++) out.push(pool.bytes.slice(pool.start(i), pool.start(i) + pool.len[i]));
-  return out;
-}
+const resegment = (m: Message) => resegmentOn(pool, m);
 
 /** Plans the batch, checks each message's shape, and that cutting them again gives the expected wire. */
 function checkPlan(inputs: Uint8Array[], sizes: number[], what: string, mtu = MTU): void {

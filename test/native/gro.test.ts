@@ -107,19 +107,24 @@ function checkRoundTrip(inputs: Uint8Array[], label: string): number[] {
   return msgs.map((m) => m.frames);
 }
 
+/** A super-frame's virtio-net header: NEEDS_CSUM, the GSO type, sizes, and the TCP checksum's place. */
+function assertVnet(m: Message, want: { gsoType: number; name: string; hdrLen: number; gsoSize: number; csumStart: number }): void {
+  const v = new DataView(m.vnetHdr!.buffer);
+  assert.is(m.vnetHdr![0], 1, 'NEEDS_CSUM');
+  assert.is(m.vnetHdr![1], want.gsoType, want.name);
+  assert.is(v.getUint16(2, true), want.hdrLen, 'hdr_len');
+  assert.is(v.getUint16(4, true), want.gsoSize, 'gso_size');
+  assert.is(v.getUint16(6, true), want.csumStart, 'csum_start');
+  assert.is(v.getUint16(8, true), 16, 'csum_offset');
+}
+
 test('a 42-segment run becomes one super-frame: vnet header, headers, partial checksum; resegmented byte for byte', () => {
   const inputs = run(42, { last: 60000 - 41 * 1448 });
   const msgs = hooks.groCoalesceForTest(inputs);
   assert.is(msgs.length, 1);
   const m = msgs[0];
   assert.is(m.frames, 42);
-  const v = new DataView(m.vnetHdr!.buffer);
-  assert.is(m.vnetHdr![0], 1, 'NEEDS_CSUM');
-  assert.is(m.vnetHdr![1], 1, 'GSO_TCPV4');
-  assert.is(v.getUint16(2, true), 66, 'hdr_len');
-  assert.is(v.getUint16(4, true), 1448, 'gso_size');
-  assert.is(v.getUint16(6, true), 34, 'csum_start');
-  assert.is(v.getUint16(8, true), 16, 'csum_offset');
+  assertVnet(m, { gsoType: 1, name: 'GSO_TCPV4', hdrLen: 66, gsoSize: 1448, csumStart: 34 });
   const f = m.frame;
   assert.is(f.length, 66 + 60000);
   assert.is(rd16(f, 16), f.length - 14, 'IPv4 total length');
@@ -197,13 +202,7 @@ test('IPv6: a 42-segment run becomes one GSO_TCPV6 super-frame: payload length, 
   assert.is(msgs.length, 1);
   const m = msgs[0];
   assert.is(m.frames, 42);
-  const v = new DataView(m.vnetHdr!.buffer);
-  assert.is(m.vnetHdr![0], 1, 'NEEDS_CSUM');
-  assert.is(m.vnetHdr![1], 4, 'GSO_TCPV6');
-  assert.is(v.getUint16(2, true), 86, 'hdr_len');
-  assert.is(v.getUint16(4, true), 1448, 'gso_size');
-  assert.is(v.getUint16(6, true), 54, 'csum_start');
-  assert.is(v.getUint16(8, true), 16, 'csum_offset');
+  assertVnet(m, { gsoType: 4, name: 'GSO_TCPV6', hdrLen: 86, gsoSize: 1448, csumStart: 54 });
   const f = m.frame;
   assert.is(f.length, 86 + 60000);
   assert.is(rd16(f, 18), f.length - 54, 'IPv6 payload length');

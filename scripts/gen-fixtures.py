@@ -8,13 +8,9 @@ checked in so the tests do not need scapy; run this after changing a frame:
 Each fixture: name, hex (the frame), layers (scapy's dissection: [{"layer": name, "fields": {...}}]),
 and, for frames our builders must reproduce byte-for-byte, a "build" object saying how.
 """
-import json
-import os
-import sys
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, VXLAN, Ether, IPOption_Router_Alert, IPOption_RR, Padding, Raw, conf)
 
-from scapy.all import (ARP, ConditionalField, ICMP, IP, TCP, UDP, VXLAN, Ether, IPOption_Router_Alert, IPOption_RR,
-                       Padding, Raw, conf)
-from scapy import VERSION as SCAPY_VERSION
+from scapy_fixtures import FixtureFile
 
 conf.verb = 0
 
@@ -32,53 +28,8 @@ GATEWAY = "169.254.1.1"
 PAYLOAD = bytes(range(56))  # like ping's 56 data bytes
 
 
-def conv(v):
-    """JSON-friendly value of a scapy field."""
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, bytes):
-        return v.hex()
-    if hasattr(v, "value"):  # FlagValue
-        return int(v)
-    if isinstance(v, list):
-        out = []
-        for x in v:
-            out.append(bytes(x).hex() if hasattr(x, "fields_desc") else conv(x))
-        return out
-    if isinstance(v, tuple):
-        return [conv(x) for x in v]
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return str(v)
-
-
-def layers(pkt):
-    out = []
-    layer = pkt
-    while layer is not None and not isinstance(layer, type(None)) and len(layer.fields_desc) + len(getattr(layer, "load", b"")) > 0:
-        if isinstance(layer, (Raw, Padding)):
-            out.append({"layer": layer.__class__.__name__, "fields": {"load": layer.load.hex()}})
-        else:
-            # Skip conditional fields absent from this message (e.g. ICMP timestamps in an error).
-            fields = {f.name: conv(layer.getfieldval(f.name)) for f in layer.fields_desc
-                      if not (isinstance(f, ConditionalField) and not f._evalcond(layer))}
-            out.append({"layer": layer.__class__.__name__, "fields": fields})
-        layer = layer.payload if layer.payload else None
-    return out
-
-
-fixtures = []
-
-
-def add(name, pkt, description, build=None):
-    raw = bytes(pkt)
-    dissected = Ether(raw)  # re-dissect so computed fields (len, ihl, chksum) are reported
-    fx = {"name": name, "description": description, "hex": raw.hex(), "layers": layers(dissected)}
-    if build is not None:
-        fx["build"] = build
-    fixtures.append(fx)
-    return raw
+frames = FixtureFile("scripts/gen-fixtures.py", "scapy-frames.json")
+add = frames.add
 
 
 # --- ARP: a pod asks for its gateway; Calico proxy-ARPs with ee:ee:ee:ee:ee:ee -------------------
@@ -380,9 +331,4 @@ for proto, l4 in (("tcp", TCP(sport=40008, dport=443, flags="PA", seq=1000, ack=
            "pod A to pod B with a partial %s checksum (build.input_hex, CSUM_PARTIAL) completed by podway" % proto.upper(),
            "a_to_b_partial_" + proto, input_hex=partial(sent))
 
-out = {"generator": "scripts/gen-fixtures.py", "scapy": SCAPY_VERSION, "fixtures": fixtures}
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "scapy-frames.json")
-with open(path, "w") as f:
-    json.dump(out, f, indent=1)
-    f.write("\n")
-print(f"wrote {len(fixtures)} fixtures to {os.path.relpath(path)}", file=sys.stderr)
+frames.write()

@@ -9,15 +9,12 @@ tests do not need scapy; run this after changing a frame:
 Each fixture: name, description, hex, layers (scapy's dissection), optional build record. Names
 starting with v6pipe_ use the addresses of test/dataplane/helpers6.ts.
 """
-import json
-import os
-import sys
-
 from scapy.all import (Ether, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
                        ICMPv6EchoRequest, ICMPv6EchoReply, ICMPv6TimeExceeded, ICMPv6PacketTooBig, ICMPv6ND_NS,
                        ICMPv6ND_NA, ICMPv6ND_RS, ICMPv6ND_RA, ICMPv6NDOptSrcLLAddr, ICMPv6NDOptDstLLAddr,
-                       ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo, UDP, TCP, Raw, ConditionalField, Padding, conf)
-from scapy import VERSION as SCAPY_VERSION
+                       ICMPv6NDOptMTU, ICMPv6NDOptPrefixInfo, UDP, TCP, Raw, conf)
+
+from scapy_fixtures import FixtureFile
 
 conf.verb = 0
 
@@ -34,54 +31,9 @@ NODE1_6 = "fd99::1"
 PAYLOAD = bytes(range(56))
 
 
-def conv(v):
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, bytes):
-        return v.hex()
-    if hasattr(v, "value"):
-        return int(v)
-    if isinstance(v, (list, tuple)):
-        return [bytes(x).hex() if hasattr(x, "fields_desc") else conv(x) for x in v]
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return str(v)
-
-
-def layers(pkt):
-    out = []
-    layer = pkt
-    while layer is not None and len(layer.fields_desc) + len(getattr(layer, "load", b"")) > 0:
-        if isinstance(layer, (Raw, Padding)):
-            out.append({"layer": layer.__class__.__name__, "fields": {"load": layer.load.hex()}})
-        else:
-            fields = {f.name: conv(layer.getfieldval(f.name)) for f in layer.fields_desc
-                      if not (isinstance(f, ConditionalField) and not f._evalcond(layer))}
-            out.append({"layer": layer.__class__.__name__, "fields": fields})
-        layer = layer.payload if layer.payload else None
-    return out
-
-
-fixtures = []
-
-
-def add(name, pkt, description, build=None):
-    raw = bytes(pkt)
-    fx = {"name": name, "description": description, "hex": raw.hex(), "layers": layers(Ether(raw))}
-    if build is not None:
-        fx["build"] = build
-    fixtures.append(fx)
-    return raw
-
-
-def raw_frame(name, raw, description, build=None):
-    """A frame scapy cannot build as such (deliberately broken): bytes given, dissection best effort."""
-    fx = {"name": name, "description": description, "hex": raw.hex(), "layers": layers(Ether(raw))}
-    if build is not None:
-        fx["build"] = build
-    fixtures.append(fx)
-    return raw
+frames = FixtureFile("scripts/gen-fixtures6.py", "scapy-frames6.json")
+add = frames.add
+raw_frame = frames.add  # a frame scapy cannot build as such (deliberately broken): bytes given, dissection best effort
 
 
 def pod(src=A_MAC):
@@ -222,9 +174,4 @@ add("v6pipe_a_hlim1", pod() / ttl1, "ping6 A -> B with hop limit 1")
 add("v6pipe_a_hlim1_err", Ether(dst=A_MAC, src=GW_MAC) / IPv6(src=NODE1_6, dst=A6, hlim=64) / ICMPv6TimeExceeded(code=0) / ttl1,
     "time exceeded from node1's IPv6 address about v6pipe_a_hlim1")
 
-out_doc = {"generator": "scripts/gen-fixtures6.py", "scapy": SCAPY_VERSION, "fixtures": fixtures}
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "scapy-frames6.json")
-with open(path, "w") as f:
-    json.dump(out_doc, f, indent=1)
-    f.write("\n")
-print(f"wrote {len(fixtures)} fixtures to {os.path.relpath(path)}", file=sys.stderr)
+frames.write()

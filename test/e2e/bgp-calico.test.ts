@@ -11,161 +11,110 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { writeFileSync, renameSync } from 'node:fs';
-import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
+import { Lab, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, until, logTail } from './e2e-kit';
-import { BirdProcess, startBird, torConf, podwayCli as podway, routesOf as labRoutesOf, peersOf } from './bgp-kit';
-
-const THREE: LabNodeSpec[] = [
-  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
-  { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
-  { name: 'node3', subnet: 'a', pods: [{ name: 'web-3', type: 'veth' }] },
-];
-const TOR_IP = '10.99.0.254';
-const TOR_AS = 65000;
-/** A network behind the ToR, announced by BIRD to the nodes. */
-const OUTSIDE_NET = '198.51.100.0/24';
-const OUTSIDE_HOST = '198.51.100.1';
+import { until } from './e2e-kit';
+import {
+  inBgpLab, nodesOnOneSubnet, writeResources as writeDocs, bgpPeerYaml, startBgpPodways, everyBlockRouted, assertPodPing, pingFromOutside,
+  podwayCli as podway, routesOf as labRoutesOf, routesVia, peersOf, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST,
+} from './bgp-kit';
 
 /**
- * The lab's direct-mode resources plus the ToR as a global BGPPeer, written atomically. Every node
- * also passes on the blocks it learned from its mesh peers, keeping their owner as next hop (on
- * the subnet shared with the ToR, as BIRD does), so the ToR sends straight to the node that holds
- * the pod rather than through another node.
+ * The lab's resources plus the ToR as a global BGPPeer, written atomically. Every node also passes
+ * on the blocks it learned from its mesh peers, keeping their owner as next hop (on the subnet
+ * shared with the ToR, as BIRD does), so the ToR sends straight to the node that holds the pod
+ * rather than through another node.
  */
 function writeResources(lab: Lab, mode: 'direct' | 'ipip' = 'direct'): void {
-  const peer = `apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: tor
-spec:
-  peerIP: ${TOR_IP}
-  asNumber: ${TOR_AS}
-`;
-  writeFileSync(lab.file + '.bgp', lab.resources(mode) + '---\n' + peer);
-  renameSync(lab.file + '.bgp', lab.file);
+  writeDocs(lab, [lab.resources(mode), bgpPeerYaml('tor', TOR_IP, TOR_AS)]);
 }
 
-test('three podways mesh over BGP, route each other\'s blocks unencapsulated, and a BIRD ToR learns the blocks', async () => {
-  if (!isRoot()) throw new Error('BGP e2e tests need root (network namespaces)');
-  const lab = guard(new Lab(THREE));
-  let bird: BirdProcess | null = null;
-  try {
-    lab.build();
-    lab.setMode('direct');
-    writeResources(lab);
-    // The outside host: an address behind the ToR (on the fabric namespace's loopback).
-    run('ip', ['-n', lab.fabric, 'addr', 'add', `${OUTSIDE_HOST}/32`, 'dev', 'lo']);
-    bird = await startBird(lab, lab.fabric, 'tor', torConf(lab, TOR_IP, TOR_AS, OUTSIDE_NET));
-    const birdc = bird.birdc;
+test('three podways mesh over BGP, route each other\'s blocks unencapsulated, and a BIRD ToR learns the blocks', () => inBgpLab(nodesOnOneSubnet(3), async (lab, birds) => {
+  writeResources(lab);
+  // The ToR, with the outside host behind it (an address on the fabric namespace's loopback).
+  const birdc = (await birds.tor()).birdc;
 
-    for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--bgp']);
+  await startBgpPodways(lab);
 
-    // Every node learns the two other blocks from its mesh peers and routes them unencapsulated.
-    const routesOf = (name: string) => labRoutesOf(lab, name);
-    const converged = await until(async () => {
-      for (const n of lab.nodes) {
-        const routes = await routesOf(n.name);
-        for (const other of lab.nodes) {
-          if (other === n) continue;
-          const r = routes.find((x) => x.cidr === other.block);
-          if (!r || r.kind !== 'direct' || r.via !== other.ip) return false;
-        }
-      }
-      return true;
-    }, 60_000, 250);
-    assert.ok(converged, `every node routes the other blocks over BGP: ${JSON.stringify(await routesOf('node1'))}`);
+  // Every node learns the two other blocks from its mesh peers and routes them unencapsulated.
+  const routesOf = (name: string) => labRoutesOf(lab, name);
+  const converged = await until(() => everyBlockRouted(lab, 'direct'), 60_000, 250);
+  assert.ok(converged, `every node routes the other blocks over BGP: ${JSON.stringify(await routesOf('node1'))}`);
 
-    for (const [from, to] of [['web-1', 'web-2'], ['web-2', 'web-3'], ['web-3', 'web-1']] as const) {
-      const r = lab.ping(from, lab.pod(to).ip, 3);
-      assert.is(r.loss, 0, `${from} -> ${to}: ${JSON.stringify(r)}`);
-      assert.is(r.ttl, 62, 'two forwarding hops, as with the kernel');
-    }
-
-    // calicoctl node status shape, asked from the running process.
-    const n1 = lab.node('node1');
-    const table = podway(['node', 'status', '--control', n1.control]);
-    assert.match(table, /^podway process is running\.\n\nIPv4 BGP status\n\+-+\+/);
-    assert.match(table, /\| PEER ADDRESS \|\s+PEER TYPE\s+\| STATE \|\s+SINCE\s+\|\s+INFO\s+\|/);
-    assert.match(table, /\| 10\.99\.0\.2\s+\| node-to-node mesh \| up\s+\| \d\d:\d\d:\d\d \| Established \|/);
-    assert.match(table, /\| 10\.99\.0\.3\s+\| node-to-node mesh \| up\s+\| \d\d:\d\d:\d\d \| Established \|/);
-    assert.match(table, /\| 10\.99\.0\.254\s+\| global\s+\| up\s+\| \d\d:\d\d:\d\d \| Established \|/);
-    assert.match(table, /IPv6 BGP status\nNo IPv6 peers found\./);
-    const json = JSON.parse(podway(['node', 'status', '--control', n1.control, '-o', 'json'])) as { enabled: boolean; asNumber: number; peers: { address: string; type: string; bgpState: string; prefixesAccepted: number }[] };
-    assert.is(json.enabled, true);
-    assert.is(json.asNumber, 64512);
-    assert.equal(json.peers.map((p) => [p.address, p.type, p.bgpState]), [
-      ['10.99.0.2', 'node-to-node mesh', 'Established'], ['10.99.0.3', 'node-to-node mesh', 'Established'], [TOR_IP, 'global', 'Established'],
-    ]);
-    // One side of each mesh pair is passive: node1 has the smallest address string, so it waited for both.
-    const counters = (await controlRequest(n1.control, { cmd: 'counters' })) as { bgpPeers: { peer: string; updatesIn: number; prefixesAccepted: number }[] };
-    const mesh2 = counters.bgpPeers.find((p) => p.peer === '10.99.0.2')!;
-    assert.ok(mesh2.updatesIn >= 1 && mesh2.prefixesAccepted >= 1, JSON.stringify(counters.bgpPeers));
-    assert.match(podway(['counters', '--control', n1.control]), /PEER\s+TYPE\s+STATE\s+MESSAGESIN/);
-
-    // The ToR learned every block, from every node, with the owner as next hop.
-    const viaOwner = (n: (typeof lab.nodes)[number]) => {
-      const out = birdc('show', 'route', n.block, 'all');
-      const vias = [...out.matchAll(/via (\d+\.\d+\.\d+\.\d+) on br0/g)].map((m) => m[1]);
-      return vias.length === lab.nodes.length && vias.every((v) => v === n.ip);
-    };
-    const learned = await until(() => lab.nodes.every(viaOwner), 20_000, 250);
-    assert.ok(learned, `birdc show route:\n${birdc('show', 'route')}`);
-    // An outside host (behind the ToR, not a node) reaches a pod: no encapsulation, no NAT.
-    const outside = run('ip', ['netns', 'exec', lab.fabric, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '1', '-I', OUTSIDE_HOST, lab.pod('web-2').ip], { allowFail: true, timeoutMs: 10_000 });
-    assert.match(outside, /3 packets transmitted, 3 received/, outside);
-
-    // The ToR's own prefix is learned by the nodes and used for pod egress, direct to the ToR.
-    const egress = await until(async () => (await routesOf('node1')).some((r) => r.cidr === OUTSIDE_NET && r.kind === 'direct' && r.via === TOR_IP), 15_000, 250);
-    assert.ok(egress, `node1 routes ${OUTSIDE_NET} to the ToR: ${JSON.stringify(await routesOf('node1'))}`);
-    const out = lab.ping('web-1', OUTSIDE_HOST, 3);
-    assert.is(out.loss, 0, `web-1 -> ${OUTSIDE_HOST}: ${JSON.stringify(out)}`);
-
-    // The pool to IPIP: the blocks learned over BGP are now reached through IPIP to their next hop.
-    // The pods' MTU as the CNI would set it, and one atomic write of the resources (the ToR's
-    // BGPPeer stays in every version the nodes see).
-    const podMtu = (mtu: number) => { for (const n of lab.nodes) for (const p of n.pods) run('ip', ['-n', p.ns, 'link', 'set', p.podIf, 'mtu', String(mtu)]); };
-    podMtu(1480);
-    writeResources(lab, 'ipip');
-    const tunnelled = await until(async () => {
-      for (const n of lab.nodes) {
-        const routes = await routesOf(n.name);
-        if (!lab.nodes.every((o) => o === n || routes.some((r) => r.cidr === o.block && r.kind === 'ipip' && r.via === o.ip))) return false;
-      }
-      return true;
-    }, 15_000, 250);
-    assert.ok(tunnelled, `IPIP routes from BGP: ${JSON.stringify(await routesOf('node1'))}`);
-    const overIpip = lab.ping('web-1', lab.pod('web-2').ip, 3);
-    assert.is(overIpip.loss, 0, `web-1 -> web-2 over IPIP: ${JSON.stringify(overIpip)}`);
-    writeResources(lab, 'direct');
-    podMtu(1500);
-
-    // A node that restarts: its peers keep its routes (graceful restart) and its pod stays reachable.
-    await lab.stopPodway('node3');
-    await lab.startPodway('node3', 20_000, ['--bgp']);
-    assert.ok((await routesOf('node1')).some((r) => r.cidr === lab.node('node3').block && r.kind === 'direct'), 'node1 kept node3\'s block');
-    const again = await until(async () => (await routesOf('node3')).filter((r) => r.kind === 'direct' && r.cidr.endsWith('/26')).length === 2, 30_000, 250);
-    assert.ok(again, `node3 learned the other blocks again: ${JSON.stringify(await routesOf('node3'))}`);
-    assert.is(lab.ping('web-1', lab.pod('web-3').ip, 3).loss, 0);
-    // node1's session to node3 is Established again and stays so for longer than the connect-retry
-    // time (5 s) armed when the old session went down (it used to flip back to Active then).
-    const stateOf = (name: string, peer: string) => peersOf(lab, name).find((p) => p.address === peer);
-    const n3 = lab.node('node3').ip;
-    assert.ok(await until(async () => (stateOf('node1', n3))?.bgpState === 'Established', 20_000, 250), `node1 -> node3 Established: ${JSON.stringify(stateOf('node1', n3))}`);
-    for (let i = 0; i < 14; i++) {
-      await new Promise((r) => setTimeout(r, 500));
-      const s1 = stateOf('node1', n3);
-      assert.is(s1?.bgpState, 'Established', `node1 -> node3 after the restart (${i * 0.5} s): ${JSON.stringify(s1)}`);
-      assert.is((stateOf('node3', n1.ip))?.bgpState, 'Established', 'node3 -> node1');
-    }
-  } catch (e) {
-    console.log(logTail(lab, 30));
-    throw e;
-  } finally {
-    await bird?.kill();
-    await teardown(lab);
+  for (const [from, to] of [['web-1', 'web-2'], ['web-2', 'web-3'], ['web-3', 'web-1']] as const) {
+    assertPodPing(lab, from, to, 3, 62, 'two forwarding hops, as with the kernel');
   }
-});
+
+  // calicoctl node status shape, asked from the running process.
+  const n1 = lab.node('node1');
+  const table = podway(['node', 'status', '--control', n1.control]);
+  assert.match(table, /^podway process is running\.\n\nIPv4 BGP status\n\+-+\+/);
+  assert.match(table, /\| PEER ADDRESS \|\s+PEER TYPE\s+\| STATE \|\s+SINCE\s+\|\s+INFO\s+\|/);
+  assert.match(table, /\| 10\.99\.0\.2\s+\| node-to-node mesh \| up\s+\| \d\d:\d\d:\d\d \| Established \|/);
+  assert.match(table, /\| 10\.99\.0\.3\s+\| node-to-node mesh \| up\s+\| \d\d:\d\d:\d\d \| Established \|/);
+  assert.match(table, /\| 10\.99\.0\.254\s+\| global\s+\| up\s+\| \d\d:\d\d:\d\d \| Established \|/);
+  assert.match(table, /IPv6 BGP status\nNo IPv6 peers found\./);
+  const json = JSON.parse(podway(['node', 'status', '--control', n1.control, '-o', 'json'])) as { enabled: boolean; asNumber: number; peers: { address: string; type: string; bgpState: string; prefixesAccepted: number }[] };
+  assert.is(json.enabled, true);
+  assert.is(json.asNumber, 64512);
+  assert.equal(json.peers.map((p) => [p.address, p.type, p.bgpState]), [
+    ['10.99.0.2', 'node-to-node mesh', 'Established'], ['10.99.0.3', 'node-to-node mesh', 'Established'], [TOR_IP, 'global', 'Established'],
+  ]);
+  // One side of each mesh pair is passive: node1 has the smallest address string, so it waited for both.
+  const counters = (await controlRequest(n1.control, { cmd: 'counters' })) as { bgpPeers: { peer: string; updatesIn: number; prefixesAccepted: number }[] };
+  const mesh2 = counters.bgpPeers.find((p) => p.peer === '10.99.0.2')!;
+  assert.ok(mesh2.updatesIn >= 1 && mesh2.prefixesAccepted >= 1, JSON.stringify(counters.bgpPeers));
+  assert.match(podway(['counters', '--control', n1.control]), /PEER\s+TYPE\s+STATE\s+MESSAGESIN/);
+
+  // The ToR learned every block, from every node, with the owner as next hop.
+  const viaOwner = (n: (typeof lab.nodes)[number]) => {
+    const out = birdc('show', 'route', n.block, 'all');
+    const vias = [...out.matchAll(/via (\d+\.\d+\.\d+\.\d+) on br0/g)].map((m) => m[1]);
+    return vias.length === lab.nodes.length && vias.every((v) => v === n.ip);
+  };
+  const learned = await until(() => lab.nodes.every(viaOwner), 20_000, 250);
+  assert.ok(learned, `birdc show route:\n${birdc('show', 'route')}`);
+  // An outside host (behind the ToR, not a node) reaches a pod: no encapsulation, no NAT.
+  const outside = pingFromOutside(lab, lab.pod('web-2').ip);
+  assert.match(outside, /3 packets transmitted, 3 received/, outside);
+
+  // The ToR's own prefix is learned by the nodes and used for pod egress, direct to the ToR.
+  const egress = await until(() => routesVia(lab, 'node1', OUTSIDE_NET, 'direct', TOR_IP), 15_000, 250);
+  assert.ok(egress, `node1 routes ${OUTSIDE_NET} to the ToR: ${JSON.stringify(await routesOf('node1'))}`);
+  const out = lab.ping('web-1', OUTSIDE_HOST, 3);
+  assert.is(out.loss, 0, `web-1 -> ${OUTSIDE_HOST}: ${JSON.stringify(out)}`);
+
+  // The pool to IPIP: the blocks learned over BGP are now reached through IPIP to their next hop.
+  // The pods' MTU as the CNI would set it, and one atomic write of the resources (the ToR's
+  // BGPPeer stays in every version the nodes see).
+  const podMtu = (mtu: number) => { for (const n of lab.nodes) for (const p of n.pods) run('ip', ['-n', p.ns, 'link', 'set', p.podIf, 'mtu', String(mtu)]); };
+  podMtu(1480);
+  writeResources(lab, 'ipip');
+  const tunnelled = await until(() => everyBlockRouted(lab, 'ipip'), 15_000, 250);
+  assert.ok(tunnelled, `IPIP routes from BGP: ${JSON.stringify(await routesOf('node1'))}`);
+  const overIpip = lab.ping('web-1', lab.pod('web-2').ip, 3);
+  assert.is(overIpip.loss, 0, `web-1 -> web-2 over IPIP: ${JSON.stringify(overIpip)}`);
+  writeResources(lab, 'direct');
+  podMtu(1500);
+
+  // A node that restarts: its peers keep its routes (graceful restart) and its pod stays reachable.
+  await lab.stopPodway('node3');
+  await startBgpPodways(lab, ['node3']);
+  assert.ok((await routesOf('node1')).some((r) => r.cidr === lab.node('node3').block && r.kind === 'direct'), 'node1 kept node3\'s block');
+  const again = await until(async () => (await routesOf('node3')).filter((r) => r.kind === 'direct' && r.cidr.endsWith('/26')).length === 2, 30_000, 250);
+  assert.ok(again, `node3 learned the other blocks again: ${JSON.stringify(await routesOf('node3'))}`);
+  assert.is(lab.ping('web-1', lab.pod('web-3').ip, 3).loss, 0);
+  // node1's session to node3 is Established again and stays so for longer than the connect-retry
+  // time (5 s) armed when the old session went down (it used to flip back to Active then).
+  const stateOf = (name: string, peer: string) => peersOf(lab, name).find((p) => p.address === peer);
+  const n3 = lab.node('node3').ip;
+  assert.ok(await until(async () => (stateOf('node1', n3))?.bgpState === 'Established', 20_000, 250), `node1 -> node3 Established: ${JSON.stringify(stateOf('node1', n3))}`);
+  for (let i = 0; i < 14; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    const s1 = stateOf('node1', n3);
+    assert.is(s1?.bgpState, 'Established', `node1 -> node3 after the restart (${i * 0.5} s): ${JSON.stringify(s1)}`);
+    assert.is((stateOf('node3', n1.ip))?.bgpState, 'Established', 'node3 -> node1');
+  }
+}));
 
 test.run();

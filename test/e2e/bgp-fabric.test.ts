@@ -11,12 +11,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, ChildProcess } from 'node:child_process';
-import { writeFileSync, renameSync } from 'node:fs';
-import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
-import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransfer } from './e2e-kit';
-import { BirdProcess, startBird, routesVia, routesOf, peersOf } from './bgp-kit';
+import { LabNodeSpec, run } from '../../src/lab/lab';
+import { until, sleep, track, tcpTransfer } from './e2e-kit';
+import {
+  inBgpLab, writeResources, bgpPeerYaml, MESH_OFF_YAML, startBgpPodways, kernelRoutesVia, assertPodPing, routesVia, routesOf, peersOf, TOR_AS,
+} from './bgp-kit';
 
-const TOR_AS = 65000;
+const TWO_SUBNETS: LabNodeSpec[] = [
+  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
+  { name: 'node2', subnet: 'b', pods: [{ name: 'web-2', type: 'veth' }] },
+];
 
 /** The ToR: one eBGP session per node, from the router's address on that node's subnet. */
 function fabricTorConf(peers: { name: string; ip: string; asNumber: number; torIp: string }[]): string {
@@ -52,18 +56,9 @@ function capture(ns: string, ifname: string): { stop: () => Promise<string[]>; p
   };
 }
 
-test('L3 fabric: nodes on two subnets peer eBGP with a BIRD ToR (mesh off); pods across reach each other unencapsulated through it', async () => {
-  if (!isRoot()) throw new Error('BGP e2e tests need root (network namespaces)');
-  const spec: LabNodeSpec[] = [
-    { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
-    { name: 'node2', subnet: 'b', pods: [{ name: 'web-2', type: 'veth' }] },
-  ];
-  const lab = guard(new Lab(spec));
-  let tor: BirdProcess | null = null;
+test('L3 fabric: nodes on two subnets peer eBGP with a BIRD ToR (mesh off); pods across reach each other unencapsulated through it', () => inBgpLab(TWO_SUBNETS, async (lab, birds) => {
   let dump: ReturnType<typeof capture> | null = null;
   try {
-    lab.build();
-    lab.setMode('direct');
     const [n1, n2] = [lab.node('node1'), lab.node('node2')];
     // The router's address on each node's subnet (the lab's default gateways) and its link to node2.
     const torIpOf = (ip: string) => ip.replace(/\.\d+$/, '.254');
@@ -76,28 +71,9 @@ test('L3 fabric: nodes on two subnets peer eBGP with a BIRD ToR (mesh off); pods
       assert.ok(resources.includes(at), `the lab's Node ${p.name} has ${at}`);
       resources = resources.replace(at, `${at}    asNumber: ${p.asNumber}\n`);
     }
-    resources += `---
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata:
-  name: default
-spec:
-  nodeToNodeMeshEnabled: false
-  asNumber: 64512
-` + peers.map((p) => `---
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata:
-  name: tor-${p.name}
-spec:
-  node: ${p.name}
-  peerIP: ${p.torIp}
-  asNumber: ${TOR_AS}
-`).join('');
-    writeFileSync(lab.file + '.bgp', resources);
-    renameSync(lab.file + '.bgp', lab.file);
-    tor = await startBird(lab, lab.fabric, 'tor', fabricTorConf(peers));
-    for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--bgp']);
+    writeResources(lab, [resources, MESH_OFF_YAML, ...peers.map((p) => bgpPeerYaml(`tor-${p.name}`, p.torIp, TOR_AS, p.name))]);
+    const tor = await birds.start(lab.fabric, 'tor', fabricTorConf(peers));
+    await startBgpPodways(lab);
 
     // Each node routes the other's block directly to the ToR on its own subnet.
     const learned = async () => (await routesVia(lab, 'node1', n2.block, 'direct', peers[0]!.torIp)) && (await routesVia(lab, 'node2', n1.block, 'direct', peers[1]!.torIp));
@@ -106,7 +82,7 @@ spec:
       assert.equal(peersOf(lab, n.name).map((p) => [p.address, p.type, p.bgpState]), [[peers[k]!.torIp, 'node specific', 'Established']], `${n.name}: only its ToR, no mesh`);
     }
     // The ToR's kernel routes each block to its owner (learned from it).
-    const torVia = (n: typeof n1) => run('ip', ['-n', lab.fabric, 'route', 'show', n.block]).includes(`via ${n.ip}`);
+    const torVia = (n: typeof n1) => kernelRoutesVia(lab.fabric, n.block, n.ip);
     assert.ok(await until(() => torVia(n1) && torVia(n2), 20_000, 250), `the ToR's kernel:\n${run('ip', ['-n', lab.fabric, 'route'])}`);
 
     dump = capture(lab.fabric, 'u2');
@@ -115,12 +91,8 @@ spec:
     const web2 = lab.pod('web-2');
     // TTL 61: three forwarding hops (podway, the ToR's kernel, podway) all decremented the pod's
     // own header; through a tunnel the ToR would forward the outer header and the inner TTL would be 62.
-    const there = lab.ping('web-1', web2.ip, 5);
-    assert.is(there.loss, 0, `web-1 -> web-2: ${JSON.stringify(there)}`);
-    assert.is(there.ttl, 61);
-    const back = lab.ping('web-2', web1.ip, 5);
-    assert.is(back.loss, 0, `web-2 -> web-1: ${JSON.stringify(back)}`);
-    assert.is(back.ttl, 61);
+    assertPodPing(lab, 'web-1', 'web-2', 5, 61);
+    assertPodPing(lab, 'web-2', 'web-1', 5, 61);
     for (const [from, to] of [['web-1', 'web-2'], ['web-2', 'web-1']] as const) {
       const t = await tcpTransfer(lab, from, to, 2 * 1024 * 1024);
       assert.is(t.received.bytes, t.sent.bytes, `${from} -> ${to}`);
@@ -136,14 +108,9 @@ spec:
     const tunnelled = lines.filter((l) => /ipip|IPIP|VXLAN|\.4789: /.test(l) || (!bare.test(l) && l.includes('10.244.')));
     assert.ok(bareCount >= 20, `pod packets seen bare on node2's link: ${bareCount}\n${lines.slice(0, 20).join('\n')}`);
     assert.equal(tunnelled, [], 'no encapsulated packet on node2\'s link');
-  } catch (e) {
-    console.log(logTail(lab, 30));
-    throw e;
   } finally {
     if (dump) await dump.stop();
-    await tor?.kill();
-    await teardown(lab);
   }
-});
+}));
 
 test.run();

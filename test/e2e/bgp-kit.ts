@@ -1,15 +1,18 @@
 /**
- * Shared pieces of the BGP end-to-end tests: BIRD 2 started in a lab namespace (foreground, so the
- * PID we hold is BIRD's own, killed by that PID), birdc on its socket, the podway CLI, a node's
- * routes and BGP peer states from its control socket, and a ping from any namespace with the
- * sequence numbers that got no reply.
+ * Shared pieces of the BGP end-to-end tests: the lab every test runs in (built, direct mode, its
+ * BIRDs killed and its namespaces removed however the test ends), the ToR with a host behind it,
+ * BIRD 2 started in a lab namespace (foreground, so the PID we hold is BIRD's own, killed by that
+ * PID), birdc on its socket, the Calico resources a test adds, the podway CLI, a node's routes and
+ * BGP peer states from its control socket, and a ping from any namespace with the sequence numbers
+ * that got no reply.
  */
 import { spawn, ChildProcess, execFileSync } from 'node:child_process';
-import { writeFileSync, existsSync, rmSync } from 'node:fs';
+import { writeFileSync, renameSync, existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { Lab, run, POOL_CIDR } from '../../src/lab/lab';
+import * as assert from 'uvu/assert';
+import { Lab, LabNodeSpec, run, POOL_CIDR } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { track, until, RouteRow } from './e2e-kit';
+import { guard, teardown, isRoot, track, until, logTail, RouteRow } from './e2e-kit';
 
 export type { RouteRow };
 
@@ -59,6 +62,121 @@ export async function startBird(lab: Lab, ns: string, name: string, conf: string
     },
   };
   return bird;
+}
+
+/** The fabric router's address on subnet a (the lab's default gateway there) and its AS. */
+export const TOR_IP = '10.99.0.254';
+export const TOR_AS = 65000;
+/** A network behind the ToR, announced by BIRD to the nodes, and a host in it. */
+export const OUTSIDE_NET = '198.51.100.0/24';
+export const OUTSIDE_HOST = '198.51.100.1';
+
+/** `count` nodes on subnet a, node<i> with one veth pod web-<i>. */
+export function nodesOnOneSubnet(count: number): LabNodeSpec[] {
+  return Array.from({ length: count }, (_, k) => ({ name: `node${k + 1}`, subnet: 'a' as const, pods: [{ name: `web-${k + 1}`, type: 'veth' as const }] }));
+}
+
+/** The BIRDs of one test, killed by PID in the reverse order of their start. */
+export class Birds {
+  private readonly started: BirdProcess[] = [];
+  constructor(private readonly lab: Lab) {}
+
+  async start(ns: string, name: string, conf: string): Promise<BirdProcess> {
+    const bird = await startBird(this.lab, ns, name, conf);
+    this.started.push(bird);
+    return bird;
+  }
+
+  /** The ToR (torConf) on the fabric namespace, with OUTSIDE_HOST on the fabric's loopback. */
+  async tor(): Promise<BirdProcess> {
+    run('ip', ['-n', this.lab.fabric, 'addr', 'add', `${OUTSIDE_HOST}/32`, 'dev', 'lo']);
+    return this.start(this.lab.fabric, 'tor', torConf(this.lab, TOR_IP, TOR_AS, OUTSIDE_NET));
+  }
+
+  async killAll(): Promise<void> {
+    for (const bird of this.started.splice(0).reverse()) await bird.kill();
+  }
+}
+
+/**
+ * Runs `body` on a lab of `spec` (root only), built and in direct mode. On failure the nodes' log
+ * tails are printed; whatever happens, the BIRDs started through `birds` are killed, then the
+ * podways stopped and the namespaces removed.
+ */
+export async function inBgpLab(spec: LabNodeSpec[], body: (lab: Lab, birds: Birds) => Promise<void>): Promise<void> {
+  if (!isRoot()) throw new Error('BGP e2e tests need root (network namespaces)');
+  const lab = guard(new Lab(spec));
+  const birds = new Birds(lab);
+  try {
+    lab.build();
+    lab.setMode('direct');
+    await body(lab, birds);
+  } catch (e) {
+    console.log(logTail(lab, 30));
+    throw e;
+  } finally {
+    await birds.killAll();
+    await teardown(lab);
+  }
+}
+
+/** Calico resources written as one file in one rename: the nodes' watchers never see half of it. */
+export function writeResources(lab: Lab, docs: string[]): void {
+  writeFileSync(lab.file + '.bgp', docs.join('---\n'));
+  renameSync(lab.file + '.bgp', lab.file);
+}
+
+/** A BGPPeer resource: global, or for one node when `node` is given. */
+export function bgpPeerYaml(name: string, peerIP: string, asNumber: number, node?: string): string {
+  return `apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: ${name}
+spec:
+${node !== undefined ? `  node: ${node}\n` : ''}  peerIP: ${peerIP}
+  asNumber: ${asNumber}
+`;
+}
+
+/** The default BGPConfiguration with the node-to-node mesh off (AS 64512). */
+export const MESH_OFF_YAML = `apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata:
+  name: default
+spec:
+  nodeToNodeMeshEnabled: false
+  asNumber: 64512
+`;
+
+/** `podway run --bgp` on each of `names` (every lab node by default), one after the other. */
+export async function startBgpPodways(lab: Lab, names: string[] = lab.nodes.map((n) => n.name)): Promise<void> {
+  for (const name of names) await lab.startPodway(name, 20_000, ['--bgp']);
+}
+
+/** The kernel of namespace `ns` routes `cidr` via `via`. */
+export function kernelRoutesVia(ns: string, cidr: string, via: string): boolean {
+  return run('ip', ['-n', ns, 'route', 'show', cidr]).includes(`via ${via}`);
+}
+
+/** Every lab node routes every other node's block as `kind` via its owner (one routes query a node). */
+export async function everyBlockRouted(lab: Lab, kind: string): Promise<boolean> {
+  for (const n of lab.nodes) {
+    const routes = await routesOf(lab, n.name);
+    if (!lab.nodes.every((o) => o === n || routes.some((r) => r.cidr === o.block && r.kind === kind && r.via === o.ip))) return false;
+  }
+  return true;
+}
+
+/** Pod `from` pings pod `to` `count` times: none lost and, when given, replies with TTL `ttl`. */
+export function assertPodPing(lab: Lab, from: string, to: string, count: number, ttl?: number, ttlMessage?: string): void {
+  const r = lab.ping(from, lab.pod(to).ip, count);
+  assert.is(r.loss, 0, `${from} -> ${to}: ${JSON.stringify(r)}`);
+  if (ttl !== undefined) assert.is(r.ttl, ttl, ttlMessage);
+}
+
+/** Three pings from OUTSIDE_HOST (behind the ToR, on the fabric namespace) to `ip`: ping's output. */
+export function pingFromOutside(lab: Lab, ip: string): string {
+  return run('ip', ['netns', 'exec', lab.fabric, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '1', '-I', OUTSIDE_HOST, ip], { allowFail: true, timeoutMs: 10_000 });
 }
 
 export function podwayCli(args: string[]): string {

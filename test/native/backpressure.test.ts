@@ -9,7 +9,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, FramePool, DescFlag, HEADROOM, SLOT_SIZE, PortStats } from '../../src/dataplane/native';
+import { parseIpv4 as ip4 } from '../../src/packet/ipv4';
 import { withNetns, veth, waitFor, sleep, Netns } from '../helpers/netns';
+import { rd16, rd32, wr16, wr32 } from './wire-ref';
 
 /** Backlog size in frames (TXQ_FRAMES in native/ports.h). */
 const TXQ_FRAMES = 256;
@@ -20,23 +22,6 @@ const b = pool.bytes;
 /** The stats fields this change adds (not yet in PortStats of src/dataplane/native.ts). */
 type TxStats = PortStats & { txQueued: number; txBacklog: number };
 const stats = (p: number) => native.stats(p) as TxStats;
-
-function ip4(s: string): number {
-  const p = s.split('.').map(Number);
-  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
-}
-function put16(off: number, v: number) {
-  b[off] = (v >>> 8) & 255; b[off + 1] = v & 255;
-}
-function put32(off: number, v: number) {
-  b[off] = v >>> 24; b[off + 1] = (v >>> 16) & 255; b[off + 2] = (v >>> 8) & 255; b[off + 3] = v & 255;
-}
-function get16(off: number) {
-  return (b[off] << 8) | b[off + 1];
-}
-function get32(off: number) {
-  return ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
-}
 
 /** Classic BPF accepting only one ethertype (ldh [12]; jeq #type ? accept : drop). */
 function etherFilter(type: number): Uint8Array {
@@ -59,8 +44,8 @@ function ethFrames(n: number, seq0: number, len = 100) {
     const o = pool.start(i);
     b.fill(0xff, o, o + 6);
     b.set([2, 0, 0, 0, 0, 1], o + 6);
-    put16(o + 12, ETHERTYPE);
-    put32(o + 14, seq0 + i);
+    wr16(b, o + 12, ETHERTYPE);
+    wr32(b, o + 14, seq0 + i);
     b.fill((seq0 + i) & 255, o + 18, o + len);
     pool.len[i] = len;
     pool.txList[i] = i;
@@ -72,14 +57,51 @@ function slowQdisc(ns: Netns, dev: string, rate = '1mbit') {
   ns.exec('tc', ['qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '1600', 'limit', '3000']);
 }
 
+/**
+ * Namespaces `labels` joined by a veth aIf--bIf whose sending end (in A) has slowQdisc(rate); `fn`
+ * gets the AF_PACKET ports on both ends: pa sends (`paOpts`, and dropAll: it never turns readable,
+ * so its backlog needs the addon's own writable-only handle), pb receives our ethertype. Both ports
+ * are closed after `fn`, however it ends.
+ */
+async function withSlowPacketPair(
+  labels: [string, string], aIf: string, bIf: string, rate: string, paOpts: { sndbuf?: number },
+  fn: (pa: number, pb: number) => Promise<void>,
+): Promise<void> {
+  await withNetns(labels, async ([A, B]) => {
+    veth(A, aIf, B, bIf);
+    slowQdisc(A, aIf, rate);
+    const pa = native.openPacket(aIf, { netns: A.path, ...paOpts, bpf: dropAll });
+    const pb = native.openPacket(bIf, { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 1 << 20 });
+    try {
+      await fn(pa, pb);
+    } finally {
+      native.close(pa);
+      native.close(pb);
+    }
+  });
+}
+
+/**
+ * A veth A:aIf (<net>.1/24) -- B:bIf (<net>.2/24) with slowQdisc(rate) on A's end. A knows B's MAC
+ * (a permanent neighbour), so no ARP exchange stands between a burst and the slow qdisc.
+ */
+function slowAddressedVeth(A: Netns, aIf: string, B: Netns, bIf: string, net: string, rate?: string) {
+  veth(A, aIf, B, bIf);
+  A.ip('addr', 'add', `${net}.1/24`, 'dev', aIf);
+  B.ip('addr', 'add', `${net}.2/24`, 'dev', bIf);
+  const bMac = B.ip('-br', 'link', 'show', bIf).trim().split(/\s+/)[2];
+  A.ip('neigh', 'replace', `${net}.2`, 'lladdr', bMac, 'dev', aIf, 'nud', 'permanent');
+  slowQdisc(A, aIf, rate);
+}
+
 /** Read every frame of our ethertype from an AF_PACKET port into `seen` (sequence numbers). */
 function drainEth(port: number, seen: number[], len = 100) {
   for (;;) {
     const n = native.recv(port, 600, 128);
     for (let k = 0; k < n; k++) {
       const o = pool.start(600 + k);
-      if (get16(o + 12) !== ETHERTYPE) continue;
-      const seq = get32(o + 14);
+      if (rd16(b, o + 12) !== ETHERTYPE) continue;
+      const seq = rd32(b, o + 14);
       if (pool.len[600 + k] !== len || b[o + len - 1] !== (seq & 255)) throw new Error(`frame ${seq} damaged`);
       seen.push(seq);
     }
@@ -88,126 +110,93 @@ function drainEth(port: number, seen: number[], len = 100) {
 }
 
 test('AF_PACKET: a full socket queues in C, drains on POLLOUT in order, overflow counted exactly', async () => {
-  await withNetns(['bpa', 'bpb'], async ([A, B]) => {
-    veth(A, 'qa0', B, 'qb0');
-    slowQdisc(A, 'qa0');
-    // the sender is never polled by JS: its backlog needs the addon's own writable-only handle
-    const pa = native.openPacket('qa0', { netns: A.path, sndbuf: 4096, bpf: dropAll });
-    const pb = native.openPacket('qb0', { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 1 << 20 });
-    try {
-      ethFrames(256, 0);
-      const a1 = native.send(pa, 0, 256);
-      const s1 = stats(pa);
-      assert.ok(s1.txBacklog > 0, `the kernel refused part of the burst (sent ${s1.txPackets})`);
-      assert.ok(s1.txBacklog < 256, 'some frames went straight out');
-      assert.is(a1, 256, 'every frame accepted: sent or queued');
-      assert.is(s1.txPackets + s1.txBacklog, 256);
-      assert.is(s1.txQueued, s1.txBacklog);
-      assert.ok(s1.txRetries >= 1);
-      assert.is(s1.txDroppedFull, 0);
-      const q1 = s1.txBacklog;
+  await withSlowPacketPair(['bpa', 'bpb'], 'qa0', 'qb0', '1mbit', { sndbuf: 4096 }, async (pa, pb) => {
+    ethFrames(256, 0);
+    const a1 = native.send(pa, 0, 256);
+    const s1 = stats(pa);
+    assert.ok(s1.txBacklog > 0, `the kernel refused part of the burst (sent ${s1.txPackets})`);
+    assert.ok(s1.txBacklog < 256, 'some frames went straight out');
+    assert.is(a1, 256, 'every frame accepted: sent or queued');
+    assert.is(s1.txPackets + s1.txBacklog, 256);
+    assert.is(s1.txQueued, s1.txBacklog);
+    assert.ok(s1.txRetries >= 1);
+    assert.is(s1.txDroppedFull, 0);
+    const q1 = s1.txBacklog;
 
-      // The backlog holds copies: the pool slots can be reused at once. Nothing is sent ahead of
-      // the backlog, and what does not fit in it is counted, frame by frame.
-      ethFrames(256, 256);
-      const a2 = native.send(pa, 0, 256);
-      const s2 = stats(pa);
-      assert.is(s2.txPackets, s1.txPackets, 'no frame overtakes the backlog');
-      assert.is(s2.txBacklog, TXQ_FRAMES);
-      assert.is(a2, TXQ_FRAMES - q1);
-      assert.is(s2.txDroppedFull, q1);
-      ethFrames(10, 10_000);
-      assert.is(native.send(pa, 0, 10), 0, 'a full backlog accepts nothing');
-      assert.is(stats(pa).txDroppedFull, q1 + 10);
+    // The backlog holds copies: the pool slots can be reused at once. Nothing is sent ahead of
+    // the backlog, and what does not fit in it is counted, frame by frame.
+    ethFrames(256, 256);
+    const a2 = native.send(pa, 0, 256);
+    const s2 = stats(pa);
+    assert.is(s2.txPackets, s1.txPackets, 'no frame overtakes the backlog');
+    assert.is(s2.txBacklog, TXQ_FRAMES);
+    assert.is(a2, TXQ_FRAMES - q1);
+    assert.is(s2.txDroppedFull, q1);
+    ethFrames(10, 10_000);
+    assert.is(native.send(pa, 0, 10), 0, 'a full backlog accepts nothing');
+    assert.is(stats(pa).txDroppedFull, q1 + 10);
 
-      const want = 256 + (TXQ_FRAMES - q1);
-      const seen: number[] = [];
-      const drained = await waitFor(() => { drainEth(pb, seen); return stats(pa).txBacklog === 0 && seen.length >= want; }, 10_000);
-      await sleep(20);
-      drainEth(pb, seen);
-      const s3 = stats(pa);
-      assert.ok(drained, `backlog ${s3.txBacklog}, received ${seen.length} of ${want}`);
-      assert.is(s3.txPackets, want);
-      assert.is(s3.txErrors, 0);
-      assert.is(s3.txDroppedFull, q1 + 10);
-      assert.equal(seen, [...Array(want).keys()], 'the peer got every accepted frame, in order');
-      // a drained port sends directly again
-      ethFrames(1, 20_000);
-      assert.is(native.send(pa, 0, 1), 1);
-    } finally {
-      native.close(pa);
-      native.close(pb);
-    }
+    const want = 256 + (TXQ_FRAMES - q1);
+    const seen: number[] = [];
+    const drained = await waitFor(() => { drainEth(pb, seen); return stats(pa).txBacklog === 0 && seen.length >= want; }, 10_000);
+    await sleep(20);
+    drainEth(pb, seen);
+    const s3 = stats(pa);
+    assert.ok(drained, `backlog ${s3.txBacklog}, received ${seen.length} of ${want}`);
+    assert.is(s3.txPackets, want);
+    assert.is(s3.txErrors, 0);
+    assert.is(s3.txDroppedFull, q1 + 10);
+    assert.equal(seen, [...Array(want).keys()], 'the peer got every accepted frame, in order');
+    // a drained port sends directly again
+    ethFrames(1, 20_000);
+    assert.is(native.send(pa, 0, 1), 1);
   });
 });
 
 test('AF_PACKET: close() drops the backlog: nothing the kernel had refused reaches the peer after the call', async () => {
-  await withNetns(['bca', 'bcb'], async ([A, B]) => {
-    veth(A, 'ca0', B, 'cb0');
-    slowQdisc(A, 'ca0');
-    const pa = native.openPacket('ca0', { netns: A.path, sndbuf: 4096, bpf: dropAll });
-    const pb = native.openPacket('cb0', { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 1 << 20 });
-    try {
-      ethFrames(256, 0);
-      assert.is(native.send(pa, 0, 256), 256);
-      const s1 = stats(pa);
-      assert.ok(s1.txBacklog > 100, `the kernel refused most of the burst (sent ${s1.txPackets})`);
-      native.close(pa);
-      assert.throws(() => native.send(pa, 0, 1), /no such open port/, 'the id is gone at once');
-      // What the kernel took before the close (in the socket and the qdisc) still goes out at
-      // 1 Mbit/s; the backlog must not. Wait well past the time the whole burst would need.
-      const seen: number[] = [];
-      await waitFor(() => { drainEth(pb, seen); return seen.length >= 256; }, 1500);
-      drainEth(pb, seen);
-      assert.ok(seen.length <= s1.txPackets, `received ${seen.length}, the kernel had taken ${s1.txPackets}`);
-      assert.equal(seen, [...Array(seen.length).keys()], 'in order, from the start of the burst');
-      assert.ok(await waitFor(() => native.pendingCloses() === 0, 5000), 'the worker thread released the socket');
-    } finally {
-      native.close(pa);
-      native.close(pb);
-    }
+  await withSlowPacketPair(['bca', 'bcb'], 'ca0', 'cb0', '1mbit', { sndbuf: 4096 }, async (pa, pb) => {
+    ethFrames(256, 0);
+    assert.is(native.send(pa, 0, 256), 256);
+    const s1 = stats(pa);
+    assert.ok(s1.txBacklog > 100, `the kernel refused most of the burst (sent ${s1.txPackets})`);
+    native.close(pa);
+    assert.throws(() => native.send(pa, 0, 1), /no such open port/, 'the id is gone at once');
+    // What the kernel took before the close (in the socket and the qdisc) still goes out at
+    // 1 Mbit/s; the backlog must not. Wait well past the time the whole burst would need.
+    const seen: number[] = [];
+    await waitFor(() => { drainEth(pb, seen); return seen.length >= 256; }, 1500);
+    drainEth(pb, seen);
+    assert.ok(seen.length <= s1.txPackets, `received ${seen.length}, the kernel had taken ${s1.txPackets}`);
+    assert.equal(seen, [...Array(seen.length).keys()], 'in order, from the start of the burst');
+    assert.ok(await waitFor(() => native.pendingCloses() === 0, 5000), 'the worker thread released the socket');
   });
 });
 
 test('AF_PACKET: a qdisc that drops (ENOBUFS) while the socket polls writable is retried without a busy loop', async () => {
-  await withNetns(['bna', 'bnb'], async ([A, B]) => {
-    veth(A, 'na0', B, 'nb0');
-    // a big send buffer never fills: the 3000-byte tbf queue overflows first and the kernel drops
-    // (AF_PACKET reports ENOBUFS), so POLLOUT says "writable" all along
-    slowQdisc(A, 'na0', '10mbit');
-    const pa = native.openPacket('na0', { netns: A.path, bpf: dropAll });
-    const pb = native.openPacket('nb0', { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 1 << 20 });
-    try {
-      ethFrames(256, 0, 1000);
-      const cpu0 = process.cpuUsage();
-      const t0 = Date.now();
-      assert.is(native.send(pa, 0, 256), 256);
-      assert.ok(stats(pa).txBacklog > 200, 'the qdisc took only a few frames');
-      const seen: number[] = [];
-      const drained = await waitFor(() => { drainEth(pb, seen, 1000); return stats(pa).txBacklog === 0 && seen.length >= 256; }, 10_000);
-      const wallMs = Date.now() - t0;
-      const cpu = process.cpuUsage(cpu0);
-      const cpuMs = (cpu.user + cpu.system) / 1000;
-      assert.ok(drained, `backlog ${stats(pa).txBacklog}, received ${seen.length}`);
-      assert.equal(seen, [...Array(256).keys()], 'every dropped frame was sent again, in order');
-      assert.ok(stats(pa).txRetries > 1);
-      // retrying on every POLLOUT would spin the event loop for the whole drain (cpu close to wall)
-      assert.ok(cpuMs < wallMs / 2, `the drain took ${wallMs} ms and ${cpuMs.toFixed(1)} ms of CPU`);
-    } finally {
-      native.close(pa);
-      native.close(pb);
-    }
+  // a big send buffer never fills: the 3000-byte tbf queue overflows first and the kernel drops
+  // (AF_PACKET reports ENOBUFS), so POLLOUT says "writable" all along
+  await withSlowPacketPair(['bna', 'bnb'], 'na0', 'nb0', '10mbit', {}, async (pa, pb) => {
+    ethFrames(256, 0, 1000);
+    const cpu0 = process.cpuUsage();
+    const t0 = Date.now();
+    assert.is(native.send(pa, 0, 256), 256);
+    assert.ok(stats(pa).txBacklog > 200, 'the qdisc took only a few frames');
+    const seen: number[] = [];
+    const drained = await waitFor(() => { drainEth(pb, seen, 1000); return stats(pa).txBacklog === 0 && seen.length >= 256; }, 10_000);
+    const wallMs = Date.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    const cpuMs = (cpu.user + cpu.system) / 1000;
+    assert.ok(drained, `backlog ${stats(pa).txBacklog}, received ${seen.length}`);
+    assert.equal(seen, [...Array(256).keys()], 'every dropped frame was sent again, in order');
+    assert.ok(stats(pa).txRetries > 1);
+    // retrying on every POLLOUT would spin the event loop for the whole drain (cpu close to wall)
+    assert.ok(cpuMs < wallMs / 2, `the drain took ${wallMs} ms and ${cpuMs.toFixed(1)} ms of CPU`);
   });
 });
 
 test('UDP: queued datagrams keep their destinations; JS is never woken for writability; unpoll/poll mid-drain', async () => {
   await withNetns(['bua', 'bub'], async ([A, B]) => {
-    veth(A, 'va0', B, 'vb0');
-    A.ip('addr', 'add', '10.210.0.1/24', 'dev', 'va0');
-    B.ip('addr', 'add', '10.210.0.2/24', 'dev', 'vb0');
-    const bMac = B.ip('-br', 'link', 'show', 'vb0').trim().split(/\s+/)[2];
-    A.ip('neigh', 'replace', '10.210.0.2', 'lladdr', bMac, 'dev', 'va0', 'nud', 'permanent');
-    slowQdisc(A, 'va0');
+    slowAddressedVeth(A, 'va0', B, 'vb0', '10.210.0');
     const tx = native.openUdp({ netns: A.path, addr: ip4('10.210.0.1'), port: 4000, sndbuf: 4096 });
     const rx = [
       native.openUdp({ netns: B.path, addr: ip4('10.210.0.2'), port: 4001, rcvbuf: 1 << 20 }),
@@ -219,7 +208,7 @@ test('UDP: queued datagrams keep their destinations; JS is never woken for writa
       const N = 200;
       for (let i = 0; i < N; i++) {
         const o = pool.start(i);
-        put32(o, i);
+        wr32(b, o, i);
         b.fill(i & 255, o + 4, o + 64);
         pool.len[i] = 64;
         pool.addr[i] = ip4('10.210.0.2');
@@ -238,7 +227,7 @@ test('UDP: queued datagrams keep their destinations; JS is never woken for writa
           for (let n = native.recv(rx[r], 600, 128); n > 0; n = native.recv(rx[r], 600, 128)) {
             for (let k = 0; k < n; k++) {
               const o = pool.start(600 + k);
-              const seq = get32(o);
+              const seq = rd32(b, o);
               if (pool.len[600 + k] !== 64 || b[o + 63] !== (seq & 255)) throw new Error(`datagram ${seq} damaged`);
               assert.is(pool.addr[600 + k], ip4('10.210.0.1'));
               assert.is(pool.aport[600 + k], 4000);
@@ -268,12 +257,7 @@ test('UDP: queued datagrams keep their destinations; JS is never woken for writa
 
 test('raw IPv4: closing a port with a backlog frees it; the id opens, polls and sends again', async () => {
   await withNetns(['bra', 'brb'], async ([A, B]) => {
-    veth(A, 'ra0', B, 'rb0');
-    A.ip('addr', 'add', '10.212.0.1/24', 'dev', 'ra0');
-    B.ip('addr', 'add', '10.212.0.2/24', 'dev', 'rb0');
-    const bMac = B.ip('-br', 'link', 'show', 'rb0').trim().split(/\s+/)[2];
-    A.ip('neigh', 'replace', '10.212.0.2', 'lladdr', bMac, 'dev', 'ra0', 'nud', 'permanent');
-    slowQdisc(A, 'ra0', '100kbit');
+    slowAddressedVeth(A, 'ra0', B, 'rb0', '10.212.0', '100kbit');
     let ra = native.openRaw({ netns: A.path, proto: 4, sndbuf: 4096 });
     const rb = native.openRaw({ netns: B.path, proto: 4, rcvbuf: 1 << 20 });
     try {
@@ -281,9 +265,9 @@ test('raw IPv4: closing a port with a backlog frees it; the id opens, polls and 
         for (let i = 0; i < n; i++) {
           const o = pool.start(i);
           b.fill(0, o, o + 40);
-          b[o] = 0x45; put16(o + 2, 40); b[o + 8] = 64; b[o + 9] = 4;
-          put32(o + 12, ip4('10.212.0.1')); put32(o + 16, ip4('10.212.0.2'));
-          put32(o + 20, seq0 + i);
+          b[o] = 0x45; wr16(b, o + 2, 40); b[o + 8] = 64; b[o + 9] = 4;
+          wr32(b, o + 12, ip4('10.212.0.1')); wr32(b, o + 16, ip4('10.212.0.2'));
+          wr32(b, o + 20, seq0 + i);
           pool.len[i] = 40; pool.addr[i] = ip4('10.212.0.2'); pool.txList[i] = i;
         }
       };
@@ -300,7 +284,7 @@ test('raw IPv4: closing a port with a backlog frees it; the id opens, polls and 
       const seen: number[] = [];
       const drainRb = () => {
         for (let n = native.recv(rb, 600, 128); n > 0; n = native.recv(rb, 600, 128))
-          for (let k = 0; k < n; k++) seen.push(get32(pool.start(600 + k) + 20));
+          for (let k = 0; k < n; k++) seen.push(rd32(b, pool.start(600 + k) + 20));
       };
       await waitFor(() => { drainRb(); return seen.length >= s.txPackets; }, 5000);
       assert.equal(seen.slice(0, s.txPackets), [...Array(s.txPackets).keys()], 'what was sent before close arrived in order');
@@ -348,8 +332,8 @@ test('TUN: a packet longer than the slot is flagged TRUNCATED and counted; one t
         const n = native.recv(t, 0, 16);
         for (let k = 0; k < n; k++) {
           const o = pool.start(k);
-          if (b[o] >> 4 !== 4 || b[o + 9] !== 17 || get16(o + 22) !== 9) continue;
-          got.push({ len: pool.len[k], flags: pool.flags[k], ipLen: get16(o + 2), fill: b[o + 28] });
+          if (b[o] >> 4 !== 4 || b[o + 9] !== 17 || rd16(b, o + 22) !== 9) continue;
+          got.push({ len: pool.len[k], flags: pool.flags[k], ipLen: rd16(b, o + 2), fill: b[o + 28] });
         }
         return got.length >= 3;
       }, 3000);

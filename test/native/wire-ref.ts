@@ -1,4 +1,4 @@
-// Byte helpers for the GSO and GRO tests: big-endian reads/writes and the one's-complement sum,
+// Byte helpers for the native tests: big-endian reads/writes and the one's-complement sum,
 // written independently of src/packet so the native code is checked against a separate reference.
 
 export const rd16 = (b: Uint8Array, o: number): number => (b[o] << 8) | b[o + 1];

@@ -88,12 +88,17 @@ function frame(o: { proto?: 6 | 17; payload: number; flags?: number; id?: number
   return f;
 }
 
-/** The segments the rules say a super-frame makes (written here from the rules, not from gso.c). */
-function referenceSegments(f: Uint8Array, mss: number): Uint8Array[] {
-  const ip = 14;
-  const ihl = (f[ip] & 15) * 4;
-  const l4 = ip + ihl;
-  const proto = f[ip + 9];
+/**
+ * The segments the rules say a super-frame makes (written here from the rules, not from gso.c), for
+ * either IP version: the headers (L4 at `l4`) repeated before each piece of at most `mss` payload
+ * bytes; `fixIp` sets segment k's IP header (lengths, id, checksum), `pseudo` is its pseudo-header
+ * sum; TCP: sequence advanced, FIN/PSH on the last segment only, CWR on the first only; UDP: its
+ * length; the L4 checksum complete (a UDP 0 sent as 0xffff).
+ */
+function cutByTheRules(
+  f: Uint8Array, l4: number, proto: number, mss: number,
+  fixIp: (s: Uint8Array, k: number) => void, pseudo: (s: Uint8Array, proto: number, l4len: number) => number,
+): Uint8Array[] {
   const hdrs = l4 + (proto === 6 ? (f[l4 + 12] >> 4) * 4 : 8);
   const payload = f.length - hdrs;
   const n = Math.max(1, Math.ceil(payload / mss));
@@ -103,26 +108,35 @@ function referenceSegments(f: Uint8Array, mss: number): Uint8Array[] {
     const s = new Uint8Array(hdrs + len);
     s.set(f.subarray(0, hdrs));
     s.set(f.subarray(hdrs + k * mss, hdrs + k * mss + len), hdrs);
-    wr16(s, ip + 2, s.length - 14);
-    wr16(s, ip + 4, (rd16(f, ip + 4) + k) & 0xffff);
-    wr16(s, ip + 10, 0);
-    wr16(s, ip + 10, ~fold(sum16(s, ip, ihl)) & 0xffff);
+    fixIp(s, k);
     const l4len = s.length - l4;
     if (proto === 6) {
       wr32(s, l4 + 4, (rd32(f, l4 + 4) + k * mss) >>> 0);
       if (k < n - 1) s[l4 + 13] &= ~(FIN | PSH);
       if (k > 0) s[l4 + 13] &= ~CWR;
       wr16(s, l4 + 16, 0);
-      wr16(s, l4 + 16, ~fold(pseudoSum(s, ip, 6, l4len) + sum16(s, l4, l4len)) & 0xffff);
+      wr16(s, l4 + 16, ~fold(pseudo(s, 6, l4len) + sum16(s, l4, l4len)) & 0xffff);
     } else {
       wr16(s, l4 + 4, l4len);
       wr16(s, l4 + 6, 0);
-      const c = ~fold(pseudoSum(s, ip, 17, l4len) + sum16(s, l4, l4len)) & 0xffff;
+      const c = ~fold(pseudo(s, 17, l4len) + sum16(s, l4, l4len)) & 0xffff;
       wr16(s, l4 + 6, c === 0 ? 0xffff : c);
     }
     out.push(s);
   }
   return out;
+}
+
+/** IPv4 segments: total length, id + k and the header checksum per segment. */
+function referenceSegments(f: Uint8Array, mss: number): Uint8Array[] {
+  const ip = 14;
+  const ihl = (f[ip] & 15) * 4;
+  return cutByTheRules(f, ip + ihl, f[ip + 9], mss, (s, k) => {
+    wr16(s, ip + 2, s.length - 14);
+    wr16(s, ip + 4, (rd16(f, ip + 4) + k) & 0xffff);
+    wr16(s, ip + 10, 0);
+    wr16(s, ip + 10, ~fold(sum16(s, ip, ihl)) & 0xffff);
+  }, (s, proto, l4len) => pseudoSum(s, ip, proto, l4len));
 }
 
 /** A frame as it would go on the wire: lengths consistent, IPv4 and L4 checksums verify. */
@@ -166,36 +180,10 @@ function frame6(o: { proto?: 6 | 17; payload: number; flags?: number; seq?: numb
   return f;
 }
 
-/** IPv6 segments by the rules: fixed header repeated with its payload length; TCP/UDP as for IPv4. */
+/** IPv6 segments: the fixed header repeated with its payload length. */
 function referenceSegments6(f: Uint8Array, mss: number): Uint8Array[] {
   const ip = 14, l4 = 54;
-  const proto = f[ip + 6];
-  const hdrs = l4 + (proto === 6 ? (f[l4 + 12] >> 4) * 4 : 8);
-  const payload = f.length - hdrs;
-  const n = Math.max(1, Math.ceil(payload / mss));
-  const out: Uint8Array[] = [];
-  for (let k = 0; k < n; k++) {
-    const len = Math.min(mss, payload - k * mss);
-    const s = new Uint8Array(hdrs + len);
-    s.set(f.subarray(0, hdrs));
-    s.set(f.subarray(hdrs + k * mss, hdrs + k * mss + len), hdrs);
-    const l4len = s.length - l4;
-    wr16(s, ip + 4, l4len);
-    if (proto === 6) {
-      wr32(s, l4 + 4, (rd32(f, l4 + 4) + k * mss) >>> 0);
-      if (k < n - 1) s[l4 + 13] &= ~(FIN | PSH);
-      if (k > 0) s[l4 + 13] &= ~CWR;
-      wr16(s, l4 + 16, 0);
-      wr16(s, l4 + 16, ~fold(pseudoSum6(s, ip, 6, l4len) + sum16(s, l4, l4len)) & 0xffff);
-    } else {
-      wr16(s, l4 + 4, l4len);
-      wr16(s, l4 + 6, 0);
-      const c = ~fold(pseudoSum6(s, ip, 17, l4len) + sum16(s, l4, l4len)) & 0xffff;
-      wr16(s, l4 + 6, c === 0 ? 0xffff : c);
-    }
-    out.push(s);
-  }
-  return out;
+  return cutByTheRules(f, l4, f[ip + 6], mss, (s) => wr16(s, ip + 4, s.length - l4), (s, proto, l4len) => pseudoSum6(s, ip, proto, l4len));
 }
 
 function wireValid6(s: Uint8Array): string | null {

@@ -30,20 +30,25 @@ async function until(what: string, cond: () => boolean, timeoutMs: number): Prom
   }
 }
 
+/** A watch of `prefix` from `fromRevision` recording all it reports: events, statuses, the last resync reason. */
+function recordWatch(store: EtcdKv, prefix: string, fromRevision: number) {
+  const rec = { events: [] as KvEvent[], statuses: [] as string[], resync: '', close: () => w.close() };
+  const w = store.watch(prefix, fromRevision, {
+    onEvents: evs => rec.events.push(...evs),
+    onResync: r => (rec.resync = r),
+    onStatus: s => rec.statuses.push(s),
+  });
+  return rec;
+}
+
 test('a watch across an etcd restart: down, then up, then the events written after it', async () => {
   const server = await getEtcd();
   const store = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
   try {
     const p = freshPrefix('restart');
     const a = (await store.create(`${p}a`, '1'))!;
-    const statuses: string[] = [];
-    const events: KvEvent[] = [];
-    let resync = '';
-    const w = store.watch(p, a.modRevision + 1, {
-      onEvents: evs => events.push(...evs),
-      onResync: r => (resync = r),
-      onStatus: s => statuses.push(s),
-    });
+    const w = recordWatch(store, p, a.modRevision + 1);
+    const { events, statuses } = w;
     const b = (await store.create(`${p}b`, 'before'))!;
     await until('the event before the restart', () => events.length === 1, 5000);
 
@@ -58,7 +63,7 @@ test('a watch across an etcd restart: down, then up, then the events written aft
     const b2 = (await store.update(`${p}b`, 'after', b.modRevision))!;
     await until('the events after the restart', () => events.length === 3, 10_000);
     assert.equal(statuses, ['down', 'up']);
-    assert.is(resync, '');
+    assert.is(w.resync, '');
     assert.equal(
       events.map(e => (e.type === 'put' ? `${e.entry.key}=${e.entry.value}@${e.entry.modRevision}` : 'delete')),
       [`${p}b=before@${b.modRevision}`, `${p}c=after@${c.modRevision}`, `${p}b=after@${b2.modRevision}`],
@@ -103,14 +108,8 @@ test('a watch cut off while etcd compacted past it resyncs with reason compacted
   try {
     const p = freshPrefix('down-compact');
     const a = (await direct.create(`${p}a`, '0'))!;
-    const statuses: string[] = [];
-    const events: KvEvent[] = [];
-    let resync = '';
-    const w = store.watch(p, a.modRevision + 1, {
-      onEvents: evs => events.push(...evs),
-      onResync: r => (resync = r),
-      onStatus: s => statuses.push(s),
-    });
+    const w = recordWatch(store, p, a.modRevision + 1);
+    const { events, statuses } = w;
     const a1 = (await direct.update(`${p}a`, '1', a.modRevision))!;
     await until('the first event', () => events.length === 1, 5000);
     await relay.cut();
@@ -119,8 +118,8 @@ test('a watch cut off while etcd compacted past it resyncs with reason compacted
     for (let i = 2; i <= 4; i++) cur = (await direct.update(`${p}a`, String(i), cur.modRevision))!;
     await direct.compact(cur.modRevision);
     await relay.restore();
-    await until('the resync', () => resync !== '', 10_000);
-    assert.is(resync, 'compacted');
+    await until('the resync', () => w.resync !== '', 10_000);
+    assert.is(w.resync, 'compacted');
     assert.is(events.length, 1, 'nothing delivered from the compacted range');
     await w.close();
   } finally {

@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { BgpSpeaker, BgpSpeakerOptions } from '../../src/control/bgp/speaker';
 import { encodeAnnounce, encodeNotification, MsgType, parsePrefix, HEADER_LEN, encodeWithdraw } from '../../src/control/bgp/wire';
 import { loopbackNet, randomPort, waitFor } from './bird';
+import { seededInts } from '../helpers/prng';
 import { RawPeer } from './raw-peer';
 
 const quiet = () => undefined;
@@ -328,7 +329,7 @@ test('fuzz on live sessions: mutated messages end in NOTIFICATION or treat-as-wi
     other.setExports([{ prefix: '10.1.0.0/16' }]);
     await Promise.all([s.start(), other.start()]);
     await waitFor('mesh up', () => state(s, ip(3)).state === 'Established' && s.learned().length === 1);
-    const rand = seededRandom(4242);
+    const rand = seededInts(4242);
     const ctx = { fourOctetAs: true, ebgp: true };
     const base = encodeAnnounce([parsePrefix('198.51.100.0/24'), parsePrefix('fd00:1::/64')].slice(0, 1), {
       origin: 0, asPath: [{ type: 2, asns: [65005] }], nextHop: ip(5), communities: [7], med: 1,
@@ -362,17 +363,5 @@ test('fuzz on live sessions: mutated messages end in NOTIFICATION or treat-as-wi
     await cleanup();
   }
 });
-
-/** Deterministic integers in [0, n) (mulberry32), so a failing case can be replayed. */
-function seededRandom(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return n => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 test.run();

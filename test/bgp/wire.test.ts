@@ -7,6 +7,7 @@ import {
   encodeNotification, encodeOpen, encodeRouteRefresh, encodeWithdraw, endOfRibFamily, Framer, HEADER_LEN,
   KEEPALIVE, MsgType, parsePrefix, UpdateMessage, UpdateContext, AS_TRANS, openAs,
 } from '../../src/control/bgp/wire';
+import { seededInts } from '../helpers/prng';
 
 const ibgp4: UpdateContext = { fourOctetAs: true, ebgp: false };
 const ebgp2: UpdateContext = { fourOctetAs: false, ebgp: true };
@@ -264,7 +265,7 @@ test('fuzz: random and mutated messages never throw anything but BgpError', () =
     encodeNotification(3, 1, Buffer.from([1, 2, 3])),
     encodeRouteRefresh(1, 1),
   ];
-  const rand = seededRandom(12345);
+  const rand = seededInts(12345);
   let resets = 0;
   for (let i = 0; i < 20000; i++) {
     const msg = Buffer.from(seeds[rand(seeds.length)]);
@@ -285,17 +286,5 @@ test('fuzz: random and mutated messages never throw anything but BgpError', () =
   }
   assert.ok(resets > 0 && resets < 20000, `${resets} resets`);
 });
-
-/** Deterministic integers in [0, n) (mulberry32), so a failing case can be replayed. */
-function seededRandom(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return n => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 test.run();

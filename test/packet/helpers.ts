@@ -33,22 +33,14 @@ export function makePool(slots: number): Uint8Array {
   return new Uint8Array(slots * P.SLOT_SIZE);
 }
 
+// The packet fuzz tests (and test/dataplane) take their seeded numbers from here.
+export { prng } from '../helpers/prng';
+
 /** Writes `bytes` into slot `slot` at the headroom offset; returns that offset. */
 export function place(pool: Uint8Array, slot: number, bytes: Uint8Array): number {
   const off = P.slotFrameOffset(slot);
   pool.set(bytes, off);
   return off;
-}
-
-/** mulberry32: small, fast, seeded. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Every function that takes untrusted (b, off, len). Results are numbers (reason or offset). */

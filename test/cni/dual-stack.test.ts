@@ -7,10 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import * as path from 'node:path';
-import { CniHarness } from './harness';
+import { CniHarness, RunningPodway } from './harness';
 import { applyResource } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { Ipam } from '../../src/control/ipam';
@@ -18,7 +15,6 @@ import { isRoot, sh, sleep } from '../helpers/netns';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
 const V6_POOL = 'fd00:251::/120';
 const cid = (n: string): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
 
@@ -107,34 +103,15 @@ test('assign_ipv4/assign_ipv6: "false" leaves a family out; "true" without an IP
   }, false);
 });
 
-async function stop(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  proc.kill('SIGTERM');
-  if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
-  proc.kill('SIGKILL');
-  await exited;
-}
-
 test('podway run forwards IPv6 between veth, tap and tun pods the plugin made', async () => {
   await withDualStack(async (h) => {
-    let podway: ChildProcess | null = null;
-    const log: string[] = [];
+    let podway: RunningPodway | null = null;
+    let log: string[] = [];
     try {
-      const uplink = h.addNs('up');
-      sh('ip', ['link', 'add', 'eth0', 'netns', h.node.name, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', uplink.name]);
-      h.node.ip('addr', 'add', '10.99.0.1/24', 'dev', 'eth0');
-      h.node.ip('link', 'set', 'eth0', 'up');
-      uplink.ip('link', 'set', 'eth0', 'up');
-      podway = spawn('ip', ['netns', 'exec', h.node.name, process.execPath, path.join(ROOT, 'bin', 'podway.js'), 'run', '--node', h.nodeName, '--datastore', `embedded:${h.storeDir}`, '--ip', '10.99.0.1/24', '--ip6', 'none', '--control', h.control], { stdio: ['ignore', 'ignore', 'pipe'] });
-      podway.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
-      const deadline = Date.now() + 20_000;
-      let up = false;
-      while (!up && Date.now() < deadline) {
-        up = existsSync(h.control) && (await controlRequest(h.control, { cmd: 'status' }, 1000).then(() => true, () => false));
-        if (!up) await sleep(100);
-      }
-      assert.ok(up, `podway came up: ${log.slice(-5).join(' | ')}`);
+      h.addUplink();
+      podway = h.startPodway(['--ip6', 'none']);
+      log = podway.log;
+      await podway.ready();
       const pods = [
         { label: 'va', type: 'veth' }, { label: 'vb', type: 'veth' }, { label: 'ta', type: 'tap' }, { label: 'ua', type: 'tun' },
       ].map((p) => ({ ...p, ns: h.pod(p.label), id: cid(p.label) }));
@@ -163,7 +140,7 @@ test('podway run forwards IPv6 between veth, tap and tun pods the plugin made', 
       console.log(log.slice(-20).join('\n'));
       throw e;
     } finally {
-      if (podway) await stop(podway);
+      await podway?.stop();
     }
   }, true, 'Never');
 });

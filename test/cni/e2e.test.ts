@@ -6,15 +6,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { CniHarness } from './harness';
+import { CniHarness, RunningPodway } from './harness';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { Ipam } from '../../src/control/ipam';
 import { isRoot, sh, sleep } from '../helpers/netns';
-
-const ROOT = path.resolve(__dirname, '..', '..', '..');
 
 async function until(cond: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
   const end = Date.now() + timeoutMs;
@@ -25,44 +22,22 @@ async function until(cond: () => Promise<boolean> | boolean, timeoutMs: number, 
   return cond();
 }
 
-async function stop(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  proc.kill('SIGTERM');
-  if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
-  proc.kill('SIGKILL');
-  await exited;
-}
-
 test('pods made by the plugin\'s ADD ping each other through a running podway; ADD return -> first forwarded packet', async () => {
   if (!isRoot()) throw new Error('this test needs root (network namespaces)');
   const h = new CniHarness();
-  let podway: ChildProcess | null = null;
-  const log: string[] = [];
+  let podway: RunningPodway | null = null;
+  let log: string[] = [];
   try {
     await h.setup({ cidr: '10.249.0.0/24', blockSize: 26 });
     // underlay: node eth0 10.99.0.1/24 <-> uplink 10.99.0.254/24
-    const uplink = h.addNs('up');
-    sh('ip', ['link', 'add', 'eth0', 'netns', h.node.name, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', uplink.name]);
-    h.node.ip('addr', 'add', '10.99.0.1/24', 'dev', 'eth0');
+    const uplink = h.addUplink();
     uplink.ip('addr', 'add', '10.99.0.254/24', 'dev', 'eth0');
-    h.node.ip('link', 'set', 'eth0', 'up');
-    uplink.ip('link', 'set', 'eth0', 'up');
     h.node.ip('route', 'add', 'default', 'via', '10.99.0.254');
 
     const control = h.control;
-    podway = spawn('ip', ['netns', 'exec', h.node.name, process.execPath, path.join(ROOT, 'bin', 'podway.js'), 'run', '--node', h.nodeName, '--datastore', `embedded:${h.storeDir}`, '--ip', '10.99.0.1/24', '--control', control], { stdio: ['ignore', 'ignore', 'pipe'] });
-    podway.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
-    const up = await until(async () => {
-      if (!existsSync(control)) return false;
-      try {
-        await controlRequest(control, { cmd: 'status' }, 1000);
-        return true;
-      } catch {
-        return false;
-      }
-    }, 20_000, 100);
-    assert.ok(up, `podway came up: ${log.slice(-5).join(' | ')}`);
+    podway = h.startPodway();
+    log = podway.log;
+    await podway.ready();
     // STATUS: ADD can be served now; a delegated IPAM plugin that speaks 1.1.0 is asked too.
     const st = await h.call({ command: 'STATUS' });
     assert.is(st.exitCode, 0, st.stdout);
@@ -125,7 +100,7 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     assert.equal(await new Ipam(h.kv).check(), []);
     assert.ok((await h.handles()).every((x) => !x.startsWith('podway.')), 'no pod handles left');
     // podway stopped: STATUS says ADD cannot be served (its pods would not be forwarded)
-    await stop(podway);
+    await podway.stop();
     const gone = await h.call({ command: 'STATUS' });
     assert.is(gone.json?.code, 50, gone.stdout);
     assert.match(gone.json.msg, `does not answer on ${control}`);
@@ -133,7 +108,7 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     console.log(log.slice(-20).join('\n'));
     throw e;
   } finally {
-    if (podway) await stop(podway);
+    await podway?.stop();
     await h.cleanup();
   }
 });

@@ -5,16 +5,50 @@
  * and reads the pod's namespace back with `ip -j`. Every namespace and directory carries a random
  * tag and is removed by cleanup().
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import * as assert from 'uvu/assert';
 import { FileKv } from '../../src/control/kv/file-kv';
 import type { KvStore } from '../../src/control/kv/kv';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
 import { installCni, uninstallCni } from '../../src/cni/install';
-import { ip, Netns, sh, tag } from '../helpers/netns';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { ip, Netns, sh, sleep, tag } from '../helpers/netns';
+
+const PODWAY_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+
+/** A `podway run` started by CniHarness.startPodway: its process and its stderr lines so far. */
+export class RunningPodway {
+  readonly log: string[] = [];
+  constructor(readonly proc: ChildProcess, private readonly control: string) {
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => this.log.push(...d.split('\n').filter(Boolean)));
+  }
+
+  /** Resolves once its control socket answers; fails the test if that takes over 20 s. */
+  async ready(): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    let up = false;
+    while (!up && Date.now() < deadline) {
+      up = existsSync(this.control) && (await controlRequest(this.control, { cmd: 'status' }, 1000).then(() => true, () => false));
+      if (!up) await sleep(100);
+    }
+    assert.ok(up, `podway came up: ${this.log.slice(-5).join(' | ')}`);
+  }
+
+  /** SIGTERM, SIGKILL after 5 s; resolves once it exited (at once if it already had). */
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    proc.kill('SIGTERM');
+    if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
+    proc.kill('SIGKILL');
+    await exited;
+  }
+}
 
 export interface PluginRun {
   readonly exitCode: number | null;
@@ -79,6 +113,24 @@ export class CniHarness {
     this.namespaces.push(ns);
     ns.ip('link', 'set', 'lo', 'up');
     return ns;
+  }
+
+  /** The node's eth0 (10.99.0.1/24) and its veth peer eth0 in a new namespace, both up; returns that namespace. */
+  addUplink(): Netns {
+    const uplink = this.addNs('up');
+    sh('ip', ['link', 'add', 'eth0', 'netns', this.node.name, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', uplink.name]);
+    this.node.ip('addr', 'add', '10.99.0.1/24', 'dev', 'eth0');
+    this.node.ip('link', 'set', 'eth0', 'up');
+    uplink.ip('link', 'set', 'eth0', 'up');
+    return uplink;
+  }
+
+  /**
+   * `podway run` for this node inside its namespace, on the embedded datastore and the control
+   * socket the conflist names, with `--ip 10.99.0.1/24` and `more` arguments (the caller stops it).
+   */
+  startPodway(more: string[] = []): RunningPodway {
+    return new RunningPodway(spawn('ip', ['netns', 'exec', this.node.name, process.execPath, PODWAY_BIN, 'run', '--node', this.nodeName, '--datastore', `embedded:${this.storeDir}`, '--ip', '10.99.0.1/24', ...more, '--control', this.control], { stdio: ['ignore', 'ignore', 'pipe'] }), this.control);
   }
 
   /** A fresh pod network namespace. */

@@ -5,12 +5,13 @@
 //   pools.yaml: document 2 (IPPool default-pool): spec.cidr: expected a CIDR like 10.244.0.0/16, got "x"
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
+import { unknownCalicoFields } from '../control/calico-fields';
 import { kindInfo, peekIdentity, validateResource } from '../control/calico-kinds';
 import { formatIssue, SourceLocation, ValidationIssue } from '../control/snapshot';
 import type { JsonObject } from '../control/v3-store';
 
 export interface FileResource {
-  /** The document as written (unknown fields kept: they are stored as given). */
+  /** The document as written (fields Calico defines but podway does not use are stored as given). */
   readonly object: JsonObject;
   readonly location: SourceLocation;
 }
@@ -52,10 +53,10 @@ export function parseResourceText(text: string, file: string, mode: 'full' | 'id
       return;
     }
     const result = validateResource(raw);
-    if (!result.ok) {
-      for (const issue of result.issues) issues.push({ file, location, path: issue.path, message: issue.message });
-      return;
-    }
+    // A field Calico does not define is a typo that would be stored and mean the default.
+    const unknown = unknownCalicoFields(raw);
+    for (const issue of [...(result.ok ? [] : result.issues), ...unknown]) issues.push({ file, location, path: issue.path, message: issue.message });
+    if (!result.ok || unknown.length > 0) return;
     out.push({ object: raw as JsonObject, location });
   };
   list.forEach((doc, index) => {

@@ -2,7 +2,8 @@
 // them: { apiVersion: projectcalico.org/v3, kind, metadata: { name, ... }, spec }.
 //
 // Fields podway does not use (metadata.uid, spec.orchRefs, spec.profiles, ...) are accepted and
-// dropped, so real calicoctl output loads unchanged. Fields it does use are checked strictly and
+// dropped, so real calicoctl output loads unchanged; fields Calico does not define either are typos,
+// refused where a person wrote the resource (calico-fields.ts). Fields it does use are checked strictly and
 // defaults are applied here, so later stages never see a missing mode or block size.
 import { z } from 'zod';
 import { parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';

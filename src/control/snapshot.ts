@@ -11,6 +11,7 @@ import {
 } from './resources';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
 import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema } from './calico-kind-schemas';
+import { unknownCalicoFields } from './calico-fields';
 
 /** Everything the control plane knows at one moment. Arrays keep file order (later = newer). */
 export interface ClusterSnapshot {
@@ -228,8 +229,11 @@ function parseResource(
     for (const zi of result.error.issues) {
       issues.push({ file, location, path: formatFieldPath(zi.path), message: zodIssueMessage(zi) });
     }
-    return;
   }
+  // A field Calico does not define is a typo (`vxlanmode: Always`) that would silently mean the default.
+  const unknown = unknownCalicoFields(raw);
+  for (const u of unknown) issues.push({ file, location, path: u.path, message: u.message });
+  if (!result.success || unknown.length > 0) return;
   out.push({ resource: result.data, location });
 }
 

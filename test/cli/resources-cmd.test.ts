@@ -207,6 +207,19 @@ function cliSuite(target: Target) {
     assert.match(u.err, /unknown\.yaml: document 2: invalid YAML/);
   });
 
+  test('a misspelt field is refused naming it and the field meant; nothing is written', async () => {
+    // `vxlanmode: Always` used to be stored as given and the pool left at vxlanMode Never.
+    const typo = path.join(work, 'typo.yaml');
+    writeFileSync(typo, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p1\nspec:\n  cidr: 10.244.0.0/16\n  vxlanmode: Always\n  natOutGoing: true\n'
+      + '---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: n1-k8s-a-eth0\nspec:\n  node: n1\n  interfaceName: cali1\n  ipNetworks: [10.244.0.1/32]\n  colour: blue\n');
+    const r = await podway(['apply', '-f', typo, ...ds()]);
+    assert.is(r.code, 1, r.err);
+    assert.match(r.err, 'typo.yaml: document 1 (IPPool p1): spec.vxlanmode: unknown field (did you mean vxlanMode?)');
+    assert.match(r.err, 'typo.yaml: document 1 (IPPool p1): spec.natOutGoing: unknown field (did you mean natOutgoing?)');
+    assert.match(r.err, /typo\.yaml: document 2 \(WorkloadEndpoint default\/n1-k8s-a-eth0\): spec\.colour: unknown field \(WorkloadEndpoint\.spec has orchestrator, /);
+    assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+  });
+
   test('the datastore comes from PODWAY_DATASTORE when --datastore is not given; file: is read-only', async () => {
     await ok(['apply', '-f', CLUSTER], { PODWAY_DATASTORE: spec });
     assert.ok(await kv.get(`${RES}ippools/pool-a`));

@@ -68,6 +68,25 @@ test('rejects an unknown vxlanMode naming file, document, kind/name and field', 
     'cluster.yaml: document 3 (IPPool default-pool): spec.vxlanMode: expected one of Never|Always|CrossSubnet, got "Sometimes"');
 });
 
+test('rejects a field Calico does not define, naming the field meant; Calico fields podway does not use load', () => {
+  // A typo must not silently mean the default (vxlanMode Never here).
+  const typo = pool('default-pool', '10.244.0.0/16', { vxlanmode: 'Always' });
+  assert.is(errorOf(yamlOf(n1, n2, typo)),
+    'cluster.yaml: document 3 (IPPool default-pool): spec.vxlanmode: unknown field (did you mean vxlanMode?)');
+  const bgpTypo = node('node3', '10.99.0.3/24', '10.244.0.128');
+  (bgpTypo.spec as { bgp: Record<string, unknown> }).bgp.ipv4address = '10.99.0.3/24';
+  assert.match(errorOf(yamlOf(basePool, bgpTypo)), 'spec.bgp.ipv4address: unknown field (did you mean ipv4Address?)');
+  const far = wep('node1', 'a', ['10.244.0.1/32'], 'cali1', { frobnicate: 1 });
+  assert.match(errorOf(yamlOf(basePool, n1, far)), /spec\.frobnicate: unknown field \(WorkloadEndpoint\.spec has orchestrator, workload, node/);
+  // What calicoctl prints for fields podway ignores still loads.
+  const full = pool('p', '10.244.0.0/16', { allowedUses: ['Workload', 'Tunnel'], assignmentMode: 'Automatic', namespaceSelector: '' });
+  (full.metadata as Record<string, unknown>).resourceVersion = '12';
+  const withOrch = node('node1', '10.99.0.1/24', '10.244.0.0');
+  (withOrch.spec as Record<string, unknown>).orchRefs = [{ nodeName: 'node1', orchestrator: 'k8s' }];
+  (withOrch as Record<string, unknown>).status = { podCIDRs: ['10.244.0.0/24'] };
+  assert.is(snapshotOf(full, withOrch).ipPools.length, 1);
+});
+
 test('rejects IPIP and VXLAN both enabled', () => {
   assert.is(errorOf(yamlOf(pool('p', '10.244.0.0/16', { ipipMode: 'CrossSubnet', vxlanMode: 'Always' }))),
     'cluster.yaml: document 1 (IPPool p): spec.vxlanMode: cannot be Always while ipipMode is CrossSubnet: enable at most one encapsulation');

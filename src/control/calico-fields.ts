@@ -1,0 +1,106 @@
+// The field names Calico's v3 API defines for the kinds podway routes on (IPPool, Node,
+// WorkloadEndpoint, BlockAffinity), as libcalico-go's Go structs spell them in their json tags.
+//
+// The schemas (resources.ts) accept fields podway does not use, so real calicoctl output loads
+// unchanged; but a field Calico does not define either is a typo (`vxlanmode: Always`,
+// `natOutGoing: true`), which would otherwise be stored and silently mean the default. calicoctl
+// refuses such fields too (it decodes strictly). This module finds them, with the field meant
+// when one is close, for the places a person wrote the resource: `podway apply|create|replace -f`
+// and the `file:` datastore. Resources read back from etcd or the embedded store are not checked
+// (a newer Calico may have written fields this list does not know). Zod-free.
+
+/** A mapping's known keys; a key whose value is `true` is not looked into. */
+type FieldTree = { readonly [key: string]: FieldTree | true };
+
+/** metav1.ObjectMeta's json names. */
+const OBJECT_META: FieldTree = Object.fromEntries(
+  ['name', 'generateName', 'namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp',
+    'deletionTimestamp', 'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers',
+    'managedFields', 'clusterName'].map((k) => [k, true]),
+);
+
+const leaves = (...keys: string[]): FieldTree => Object.fromEntries(keys.map((k) => [k, true]));
+
+const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
+  IPPool: leaves('cidr', 'vxlanMode', 'ipipMode', 'natOutgoing', 'disabled', 'disableBGPExport', 'blockSize', 'nodeSelector',
+    'namespaceSelector', 'ipip', 'nat-outgoing', 'allowedUses', 'assignmentMode', 'awsSubnetID'),
+  Node: {
+    ...leaves('ipv4VXLANTunnelAddr', 'vxlanTunnelMACAddr', 'ipv6VXLANTunnelAddr', 'vxlanTunnelMACAddrV6', 'orchRefs',
+      'wireguard', 'addresses', 'interfaces'),
+    bgp: leaves('asNumber', 'ipv4Address', 'ipv6Address', 'ipv4IPIPTunnelAddr', 'routeReflectorClusterID'),
+  },
+  // interfaceType and interfaceNetns are podway's extensions (resources.ts).
+  WorkloadEndpoint: leaves('orchestrator', 'workload', 'node', 'containerID', 'pod', 'endpoint', 'serviceAccountName',
+    'ipNetworks', 'ipNATs', 'ipv4Gateway', 'ipv6Gateway', 'profiles', 'interfaceName', 'mac', 'ports',
+    'allowSpoofedSourcePrefixes', 'qosControls', 'awsElasticIPs', 'interfaceType', 'interfaceNetns'),
+  BlockAffinity: leaves('state', 'node', 'type', 'cidr', 'deleted'),
+};
+
+export interface UnknownField {
+  /** Dotted path as the validators print it, e.g. "spec.vxlanmode". */
+  readonly path: string;
+  readonly message: string;
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Levenshtein distance, capped: only "is it within 2" matters. */
+function distance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2) return 3;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+/** The known key a typo most likely meant: same letters in another case, else within 2 edits. */
+function closest(key: string, known: readonly string[]): string | undefined {
+  const lower = key.toLowerCase();
+  const sameCase = known.find((k) => k.toLowerCase() === lower);
+  if (sameCase) return sameCase;
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const k of known) {
+    const d = distance(lower, k.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
+function walk(value: unknown, tree: FieldTree, where: string, what: string, out: UnknownField[]): void {
+  if (!isMapping(value)) return; // a wrong type is the schema's to report
+  const known = Object.keys(tree);
+  for (const [key, child] of Object.entries(value)) {
+    const path = where ? `${where}.${key}` : key;
+    const sub = Object.prototype.hasOwnProperty.call(tree, key) ? tree[key] : undefined;
+    if (sub === undefined) {
+      const meant = closest(key, known);
+      out.push({
+        path,
+        message: meant !== undefined
+          ? `unknown field (did you mean ${meant}?)`
+          : `unknown field (${what} has ${known.join(', ')})`,
+      });
+    } else if (sub !== true) walk(child, sub, path, `${what}.${key}`, out);
+  }
+}
+
+/**
+ * Fields of `raw` that Calico's v3 API does not define for its kind; [] for kinds this module does
+ * not cover (BGPPeer, FelixConfiguration, ...) and for values that are not a resource mapping.
+ */
+export function unknownCalicoFields(raw: unknown): UnknownField[] {
+  if (!isMapping(raw) || typeof raw.kind !== 'string' || !Object.prototype.hasOwnProperty.call(SPEC_FIELDS, raw.kind)) return [];
+  const spec = SPEC_FIELDS[raw.kind]!;
+  const out: UnknownField[] = [];
+  const top: FieldTree = { apiVersion: true, kind: true, metadata: OBJECT_META, spec, status: true };
+  walk(raw, top, '', raw.kind, out);
+  return out;
+}

@@ -15,6 +15,7 @@ import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
+import { takeRunLock } from './run-lock';
 import { Taps } from '../dataplane/taps';
 import { createLogger, parseLogLevel, type LogLevel } from '../observe/log';
 import { PodwayMetrics } from '../observe/metrics';
@@ -26,6 +27,7 @@ import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import type { Server } from 'node:http';
+import type { Server as NetServer } from 'node:net';
 import * as path from 'node:path';
 
 export interface RunOptions {
@@ -141,9 +143,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
     httpServer = await startMetricsServer({ port: opts.metricsPort, host: opts.metricsHost, metrics, health, log: log.child({ component: 'metrics' }) });
     log.info(`metrics on ${opts.metricsHost ?? '*'}:${opts.metricsPort} (/metrics, /livez, /readyz)`, { metricsPort: opts.metricsPort });
   }
+  let lock: NetServer | null = null;
   try {
+    // Before the datastore (Node registration) and the host: a second podway here changes nothing.
+    lock = await takeRunLock({ node: opts.node, pid: process.pid, control: opts.control ?? defaultControlPath(opts.node) });
     await serve();
   } finally {
+    lock?.close();
     httpServer?.close();
     httpServer?.closeAllConnections();
   }

@@ -175,4 +175,25 @@ test('a metrics port already in use is refused at start, clearly', async () => {
   assert.match(r.stderr, `metrics port *:${PORT} is already in use`);
 });
 
+test('a second podway run in the node\'s namespace (another control socket) is refused before it changes anything', async () => {
+  // It used to register node1 again with its own --ip, replace node1's NAT table and, failing on
+  // the busy VXLAN port, delete node1's running `inet podway_tunnels` table on its way out.
+  const n1 = lab.node('node1');
+  const nodeKey = '/calico/resources/v3/projectcalico.org/nodes/node1';
+  const before = (await kv.get(nodeKey))?.value;
+  assert.ok(before, 'node1 is registered');
+  const tables = () => execBounded('ip', ['netns', 'exec', n1.ns, 'nft', 'list', 'tables'], 10_000).then((r) => r.stdout);
+  assert.match(await tables(), 'table inet podway_tunnels');
+  const r = await execBounded('ip', ['netns', 'exec', n1.ns, process.execPath, PODWAY, 'run', '--node', 'node1', '--ip', '10.99.0.77/24',
+    '--datastore', lab.datastoreSpec, '--control', path.join(lab.dir, 'second.sock')], 15_000);
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, `another podway run is running in this network namespace for node node1 (pid `);
+  assert.match(r.stderr, n1.control);
+  assert.is((await kv.get(nodeKey))?.value, before, 'node1\'s Node is as the running podway registered it');
+  assert.match(await tables(), 'table inet podway_tunnels');
+  assert.match(await tables(), 'table ip podway');
+  const st = JSON.parse(await cli(['status', '-o', 'json'])) as { ready: boolean };
+  assert.ok(st.ready, 'node1 is still ready');
+});
+
 test.run();

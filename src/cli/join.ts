@@ -44,7 +44,8 @@ export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (
         return;
       } catch (e) {
         if (!(e instanceof KvUnavailableError)) throw e;
-        say(`datastore ${kv.description} unreachable (${e.message}); retrying in ${delay / 1000} s`);
+        // e says which store and what failed: "etcd URL unreachable (get KEY): connect ECONNREFUSED ...".
+        say(`${e.message}; retrying in ${delay / 1000} s`);
         await new Promise((r) => setTimeout(r, delay));
       }
     }

@@ -160,8 +160,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // On etcd or the embedded store, register this node first (as calico-node does).
     health.setDatastore(false, `joining ${specText}`);
     await joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam }, (m) => {
-      if (/unreachable/.test(m)) health.setDatastore(false, m);
-      say(m);
+      if (/unreachable/.test(m)) {
+        health.setDatastore(false, m);
+        dsLog.warn(m);
+      } else say(m);
     });
     health.setDatastore(false, 'waiting for the first snapshot');
     // Parsing, validation and the model run in their own thread from the start: the forwarding

@@ -138,6 +138,8 @@ test('unreachable: nothing listening → KvUnavailableError naming the endpoint,
     const err = await store.create('/x', 'y').then(() => null, (e: Error) => e);
     assert.ok(err instanceof KvUnavailableError, `got ${err}`);
     assert.match(err!.message, endpoint);
+    // The cause, without grpc-js's status code and empty "Resolution note: ".
+    assert.is(err!.message, `etcd ${endpoint} unreachable (create /x): connect ECONNREFUSED 127.0.0.1:${port}`);
     assert.ok(Date.now() - t0 < 1500 + 1000, `took ${Date.now() - t0} ms`);
   } finally {
     await store.close();

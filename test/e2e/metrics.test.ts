@@ -72,6 +72,14 @@ test('/readyz is 503 naming the datastore while etcd is down, 200 once podway is
     assert.is(why.checks.datastoreInSync, false);
     assert.is(why.checks.modelApplied, false);
     assert.ok(why.reasons.some((x) => /^datastore: .*unreachable/.test(x)), `the reason names the datastore: ${r.body}`);
+    // The wait is a warning naming the endpoint and the call once, with grpc-js's wording cut to the cause.
+    const waits = n1.log.filter((l) => /unreachable/.test(l));
+    assert.ok(waits.length > 0, n1.log.join(' | '));
+    for (const l of waits) {
+      assert.match(l, /"level":"warn"/);
+      assert.match(l, /etcd http:\/\/\S+ unreachable \(get \/calico\/resources\/v3\/projectcalico\.org\/nodes\/node1\): .*; retrying in \d+ s/);
+      assert.not.match(l, /Resolution note|unreachable \(etcd|UNAVAILABLE/, l);
+    }
     // the scrape works while not ready, and says so
     const m = parseMetrics((await get('/metrics')).body);
     assert.is(valueOf(m, 'podway_ready'), 0);

@@ -193,7 +193,7 @@ export class EtcdKv implements KvStore {
       err instanceof EtcdWatchStreamEnded ||
       isRecoverableError(err)
     ) {
-      const kvErr = new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${err.message}`);
+      const kvErr = new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${grpcReason(err.message)}`);
       (kvErr as { cause?: unknown }).cause = err;
       return kvErr;
     }
@@ -421,4 +421,15 @@ class EtcdWatch implements KvWatch {
     ]);
     clearTimeout(timer);
   }
+}
+
+/**
+ * grpc-js's words for a failed connection, down to the cause: "14 UNAVAILABLE: No connection
+ * established. Last error: Error: connect ECONNREFUSED 10.0.0.5:2379. Resolution note: " becomes
+ * "connect ECONNREFUSED 10.0.0.5:2379" (the resolution note kept when it says something).
+ */
+export function grpcReason(message: string): string {
+  const m = /Last error: (?:Error: )?(.*?)\.? Resolution note: ?(.*)$/s.exec(message);
+  if (m) return m[2]!.trim() ? `${m[1]} (${m[2]!.trim()})` : m[1]!;
+  return message.replace(/\.? Resolution note: ?$/, '');
 }

@@ -82,20 +82,26 @@ export function loadAsn6(): Route6[] {
   return out;
 }
 
-/**
- * Adds nesting to a flattened IPv4 table: `aggregates` covering /8../20 prefixes over random
- * routes and `specifics` /25../32 more-specifics inside random routes. Returns a new array.
- */
-export function addNesting4(routes: readonly Route4[], rng: Rng, aggregates: number, specifics: number): Route4[] {
-  const seen = new Set<number>();
-  const out: Route4[] = [];
-  const add = (r: Route4) => {
-    const k = r.addr * 64 + r.len;
+/** A route list that keeps the first route for each prefix (`key`), in the order added. */
+function firstPerPrefix<R>(key: (r: R) => number | string): { out: R[]; add: (r: R) => void } {
+  const seen = new Set<number | string>();
+  const out: R[] = [];
+  const add = (r: R) => {
+    const k = key(r);
     if (!seen.has(k)) {
       seen.add(k);
       out.push(r);
     }
   };
+  return { out, add };
+}
+
+/**
+ * Adds nesting to a flattened IPv4 table: `aggregates` covering /8../20 prefixes over random
+ * routes and `specifics` /25../32 more-specifics inside random routes. Returns a new array.
+ */
+export function addNesting4(routes: readonly Route4[], rng: Rng, aggregates: number, specifics: number): Route4[] {
+  const { out, add } = firstPerPrefix((r: Route4) => r.addr * 64 + r.len);
   for (const r of routes) add(r);
   for (let i = 0; i < aggregates && routes.length; i++) {
     const r = routes[rng.int(routes.length)];
@@ -119,15 +125,7 @@ function mask6(w: readonly number[], len: number): number[] {
 
 /** IPv6 counterpart: covering /16../40 aggregates and /49../128 more-specifics. */
 export function addNesting6(routes: readonly Route6[], rng: Rng, aggregates: number, specifics: number): Route6[] {
-  const seen = new Set<string>();
-  const out: Route6[] = [];
-  const add = (r: Route6) => {
-    const k = `${r.w}/${r.len}`;
-    if (!seen.has(k)) {
-      seen.add(k);
-      out.push(r);
-    }
-  };
+  const { out, add } = firstPerPrefix((r: Route6) => `${r.w}/${r.len}`);
   for (const r of routes) add(r);
   for (let i = 0; i < aggregates && routes.length; i++) {
     const r = routes[rng.int(routes.length)];

@@ -10,17 +10,9 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-function repoRoot(): string {
-  let d = __dirname;
-  while (!fs.existsSync(path.join(d, 'package.json'))) {
-    const up = path.dirname(d);
-    if (up === d) throw new Error(`package.json not found above ${__dirname}`);
-    d = up;
-  }
-  return d;
-}
-
-const RUNNER = path.join(repoRoot(), 'scripts', 'run-tests.js');
+/** The repository root, from dist/test/runner where this file runs. */
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const RUNNER = path.join(ROOT, 'scripts', 'run-tests.js');
 const TAG = Math.random().toString(36).slice(2, 10); // makes the messages we look for unique
 const NOBODY = 65534;
 
@@ -63,7 +55,7 @@ interface RunResult { status: number | null; out: string; lines: string[] }
 function copyPackage(name: string, into: string, done = new Set<string>()): void {
   if (done.has(name)) return;
   done.add(name);
-  const from = path.join(repoRoot(), 'node_modules', name);
+  const from = path.join(ROOT, 'node_modules', name);
   fs.cpSync(from, path.join(into, name), { recursive: true });
   const deps = JSON.parse(fs.readFileSync(path.join(from, 'package.json'), 'utf8')).dependencies ?? {};
   for (const dep of Object.keys(deps)) copyPackage(dep, into, done);
@@ -91,7 +83,7 @@ function runOn(files: Record<string, string>, opts: { filter?: string; uid?: num
     let runner = RUNNER;
     if (opts.uid === undefined) {
       // The fake files require('uvu') like real ones; they find it through this link.
-      fs.symlinkSync(path.join(repoRoot(), 'node_modules'), path.join(dir, 'node_modules'));
+      fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
     } else {
       fs.mkdirSync(path.join(dir, 'scripts'));
       for (const f of ['run-tests.js', 'uvu-hook-errors.js']) fs.copyFileSync(path.join(path.dirname(RUNNER), f), path.join(dir, 'scripts', f));

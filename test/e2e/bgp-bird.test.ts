@@ -16,10 +16,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Lab, run } from '../../src/lab/lab';
-import { until, sleep } from './e2e-kit';
+import { until, sleep, pingIn } from './e2e-kit';
 import {
   inBgpLab, nodesOnOneSubnet, writeResources, bgpPeerYaml, MESH_OFF_YAML, startBgpPodways, kernelRoutesVia, everyBlockRouted,
-  assertPodPing, pingFromOutside, routesVia, routesOf, peerState, peersOf, pingFrom, calicoNodeBird, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST,
+  assertPodPing, pingFromOutside, routesVia, routesOf, peerState, peersOf, calicoNodeBird, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST,
 } from './bgp-kit';
 
 test('podway and BIRD (as calico-node) in one node-to-node mesh: both learn each other\'s block; pods reach each other unencapsulated; a router learns both blocks', () => inBgpLab(nodesOnOneSubnet(2), async (lab, birds) => {
@@ -126,7 +126,7 @@ test('podway restarts under traffic: the BIRD ToR keeps its routes (graceful res
   assert.is(peerState(lab, 'node2', TOR_IP), 'Established');
 
   const interval = 0.05;
-  const ping = pingFrom(lab.fabric, lab.pod('web-2').ip, 400, interval, OUTSIDE_HOST);
+  const ping = pingIn(lab.fabric, lab.pod('web-2').ip, 400, interval, ['-I', OUTSIDE_HOST]);
   await sleep(2000);
   const downAt = Date.now();
   await lab.stopPodway('node2');

@@ -203,35 +203,6 @@ export async function routesVia(lab: Lab, node: string, cidr: string, kind: stri
   return (await routesOf(lab, node)).some((r) => r.cidr === cidr && r.kind === kind && r.via === via);
 }
 
-export interface NsPing { sent: number; replied: Set<number>; lost: number[]; out: string }
-
-/**
- * `ping -c count -i interval` from namespace `ns` (source `src` if given) to `dst`, in the
- * background; bounded (SIGINT after its planned time plus 15 s).
- */
-export function pingFrom(ns: string, dst: string, count: number, intervalS: number, src?: string): { done: Promise<NsPing>; proc: ChildProcess } {
-  const proc = track(spawn('ip', ['netns', 'exec', ns, 'ping', '-n', '-i', String(intervalS), '-c', String(count), '-W', '1', ...(src ? ['-I', src] : []), dst], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  proc.stdout!.setEncoding('utf8');
-  proc.stdout!.on('data', (d: string) => (out += d));
-  proc.stderr!.setEncoding('utf8');
-  proc.stderr!.on('data', (d: string) => (out += d));
-  const done = new Promise<NsPing>((resolve) => {
-    const timer = setTimeout(() => proc.kill('SIGINT'), count * intervalS * 1000 + 15_000);
-    proc.once('exit', () => {
-      clearTimeout(timer);
-      const replied = new Set<number>();
-      for (const m of out.matchAll(/icmp_seq=(\d+) ttl=/g)) replied.add(Number(m[1]));
-      const sentM = /(\d+) packets transmitted/.exec(out);
-      const sent = sentM ? Number(sentM[1]) : count;
-      const lost: number[] = [];
-      for (let i = 1; i <= sent; i++) if (!replied.has(i)) lost.push(i);
-      resolve({ sent, replied, lost, out });
-    });
-  });
-  return { done, proc };
-}
-
 /** The ToR: BIRD on the fabric (10.99.0.254, AS torAs) with an eBGP session to every node. */
 export function torConf(lab: Lab, torIp: string, torAs: number, outsideNet: string): string {
   const neighbours = lab.nodes.map((n) => `

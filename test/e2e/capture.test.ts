@@ -7,37 +7,23 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, execFileSync, ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, track, isRoot, backgroundPing, until, sleep } from './e2e-kit';
+import { guard, teardown, isRoot, backgroundPing, until, sleep, spawnCollected, Collected } from './e2e-kit';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 const dir = mkdtempSync(path.join(tmpdir(), 'podway-capture-'));
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
 
-interface Proc { proc: ChildProcess; out: () => string; err: () => string; done: Promise<number | null> }
+type Proc = Collected;
 
 /** Run the CLI (or a shell pipeline) in the background, bounded in time. */
 function start(cmd: string, args: string[], limitMs = 30_000): Proc {
-  const proc = track(spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
-  let out = '';
-  let err = '';
-  proc.stdout!.setEncoding('utf8');
-  proc.stdout!.on('data', (d: string) => (out += d));
-  proc.stderr!.setEncoding('utf8');
-  proc.stderr!.on('data', (d: string) => (err += d));
-  const done = new Promise<number | null>((resolve) => {
-    const timer = setTimeout(() => proc.kill('SIGKILL'), limitMs);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve(code);
-    });
-  });
-  return { proc, out: () => out, err: () => err, done };
+  return spawnCollected(cmd, args, limitMs, { stdin: 'pipe' });
 }
 
 function podway(args: string[], limitMs?: number): Proc {

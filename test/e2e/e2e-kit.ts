@@ -66,6 +66,43 @@ export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
+// ---- child processes ---------------------------------------------------------------------------
+
+/** A child started by spawnCollected: what it wrote so far and its exit code once it ended. */
+export interface Collected { proc: ChildProcess; out: () => string; err: () => string; done: Promise<number | null> }
+
+/**
+ * Starts `cmd args`, tracked (killed if this process exits first), its stdout and stderr collected
+ * as text (stderr into out() as well with `mergeStderr`, in arrival order); sent `signal` (SIGKILL
+ * unless given) if it still runs after `limitMs`. `onStdout` sees each stdout chunk as it comes.
+ */
+export function spawnCollected(
+  cmd: string, args: string[], limitMs: number,
+  opts: { stdin?: 'pipe' | 'ignore'; signal?: NodeJS.Signals; mergeStderr?: boolean; onStdout?: (d: string) => void } = {},
+): Collected {
+  const proc = track(spawn(cmd, args, { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8');
+  proc.stdout!.on('data', (d: string) => {
+    out += d;
+    opts.onStdout?.(d);
+  });
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (d: string) => {
+    if (opts.mergeStderr) out += d;
+    else err += d;
+  });
+  const done = new Promise<number | null>((resolve) => {
+    const timer = setTimeout(() => proc.kill(opts.signal ?? 'SIGKILL'), limitMs);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+  return { proc, out: () => out, err: () => err, done };
+}
+
 // ---- background ping ---------------------------------------------------------------------------
 
 export interface PingRun extends PingResult {
@@ -79,31 +116,30 @@ export interface PingRun extends PingResult {
 
 /** Start `ping -i interval -c count` in a pod's namespace; resolves when ping ends (bounded). */
 export function backgroundPing(lab: Lab, from: string, toIp: string, count: number, intervalS = 0.05): { done: Promise<PingRun>; proc: ChildProcess } {
-  const p = lab.pod(from);
-  const proc = track(spawn('ip', ['netns', 'exec', p.ns, 'ping', '-n', '-i', String(intervalS), '-c', String(count), '-W', '1', toIp], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  proc.stdout!.setEncoding('utf8');
-  proc.stdout!.on('data', (d: string) => (out += d));
-  proc.stderr!.setEncoding('utf8');
-  proc.stderr!.on('data', (d: string) => (out += d));
+  return pingIn(lab.pod(from).ns, toIp, count, intervalS);
+}
+
+/**
+ * The same from any namespace, `extra` ping arguments before the destination (`-I` a source):
+ * SIGINT after its planned time plus 15 s.
+ */
+export function pingIn(ns: string, toIp: string, count: number, intervalS: number, extra: string[] = []): { done: Promise<PingRun>; proc: ChildProcess } {
   const limitMs = count * intervalS * 1000 + 15_000;
-  const done = new Promise<PingRun>((resolve) => {
-    const timer = setTimeout(() => proc.kill('SIGINT'), limitMs);
-    proc.once('exit', () => {
-      clearTimeout(timer);
-      const r = parsePing(out, count);
-      const replied = new Set<number>();
-      const ttls = new Set<number>();
-      for (const m of out.matchAll(/icmp_seq=(\d+) ttl=(\d+)/g)) {
-        replied.add(Number(m[1]));
-        ttls.add(Number(m[2]));
-      }
-      const lost: number[] = [];
-      for (let s = 1; s <= r.sent; s++) if (!replied.has(s)) lost.push(s);
-      resolve({ ...r, out, replied, lost, ttls });
-    });
+  const ping = spawnCollected('ip', ['netns', 'exec', ns, 'ping', '-n', '-i', String(intervalS), '-c', String(count), '-W', '1', ...extra, toIp], limitMs, { signal: 'SIGINT', mergeStderr: true });
+  const done = ping.done.then((): PingRun => {
+    const out = ping.out();
+    const r = parsePing(out, count);
+    const replied = new Set<number>();
+    const ttls = new Set<number>();
+    for (const m of out.matchAll(/icmp_seq=(\d+) ttl=(\d+)/g)) {
+      replied.add(Number(m[1]));
+      ttls.add(Number(m[2]));
+    }
+    const lost: number[] = [];
+    for (let s = 1; s <= r.sent; s++) if (!replied.has(s)) lost.push(s);
+    return { ...r, out, replied, lost, ttls };
   });
-  return { done, proc };
+  return { done, proc: ping.proc };
 }
 
 // ---- TCP transfer --------------------------------------------------------------------------------
@@ -113,23 +149,10 @@ const PEER = path.join(__dirname, 'tcp-peer.js');
 export interface Transfer { sent: { bytes: number; sha256: string }; received: { bytes: number; sha256: string; peer: string }; ms: number }
 
 function runPeer(ns: string, args: string[], onLine?: (l: string) => void): Promise<{ code: number | null; out: string; err: string }> {
-  const proc = track(spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  let err = '';
-  proc.stdout!.setEncoding('utf8');
-  proc.stdout!.on('data', (d: string) => {
-    out += d;
-    if (onLine) for (const l of d.split('\n')) if (l) onLine(l);
+  const peer = spawnCollected('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], 70_000, {
+    onStdout: (d) => { if (onLine) for (const l of d.split('\n')) if (l) onLine(l); },
   });
-  proc.stderr!.setEncoding('utf8');
-  proc.stderr!.on('data', (d: string) => (err += d));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 70_000);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
+  return peer.done.then((code) => ({ code, out: peer.out(), err: peer.err() }));
 }
 
 /** Send `bytes` random bytes over TCP from one pod to another; returns both sides' sha256. */

@@ -15,7 +15,7 @@ import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { native, FramePool } from '../../src/dataplane/native';
 import { parseIpv4 } from '../../src/packet/ipv4';
-import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo } from './e2e-kit';
+import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo, spawnCollected } from './e2e-kit';
 
 const PEER = path.join(__dirname, 'nat-peer.js');
 const UDP_TIMEOUT_S = 3;
@@ -50,23 +50,12 @@ async function server(ns: string, mode: 'udp-echo' | 'tcp-echo', ip: string, por
   return { proc, peers: () => [...out.matchAll(/^peer (\S+)$/gm)].map((m) => m[1]) };
 }
 
-function peerJson(ns: string, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
-  const proc = track(spawn('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  let out = '';
-  let err = '';
-  proc.stdout!.setEncoding('utf8');
-  proc.stdout!.on('data', (d: string) => (out += d));
-  proc.stderr!.setEncoding('utf8');
-  proc.stderr!.on('data', (d: string) => (err += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs + 5000);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (!line) reject(new Error(`nat-peer ${args[0]} (${code}): ${err.trim() || out.trim()}`));
-      else resolve(JSON.parse(line));
-    });
-  });
+async function peerJson(ns: string, args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  const peer = spawnCollected('ip', ['netns', 'exec', ns, process.execPath, PEER, ...args], timeoutMs + 5000);
+  const code = await peer.done;
+  const line = peer.out().split('\n').find((l) => l.startsWith('{'));
+  if (!line) throw new Error(`nat-peer ${args[0]} (${code}): ${peer.err().trim() || peer.out().trim()}`);
+  return JSON.parse(line);
 }
 
 function kill(p: ChildProcess | null): void {

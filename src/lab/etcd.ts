@@ -12,6 +12,32 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
 export const ETCD_BINARY = '/usr/bin/etcd';
+
+/** A clear error, with the setup step, when Debian's etcd is not installed. */
+export function requireEtcdBinary(): void {
+  if (!existsSync(ETCD_BINARY)) {
+    throw new Error(`${ETCD_BINARY} is missing: run \`bash scripts/setup.sh\` (as root), which installs Debian's etcd-server`);
+  }
+}
+
+/**
+ * etcd's arguments for a one-member cluster `name` storing in `dataDir`: clients served on
+ * `listenClients` and told `client`, the member's peer URL `peer`; warnings only, zap logger.
+ * (The lab's etcd and the test helper's loopback etcd both start this way.)
+ */
+export function singleMemberArgs(name: string, dataDir: string, listenClients: string, client: string, peer: string): string[] {
+  return [
+    '--name', name,
+    '--data-dir', dataDir,
+    '--listen-client-urls', listenClients,
+    '--advertise-client-urls', client,
+    '--listen-peer-urls', peer,
+    '--initial-advertise-peer-urls', peer,
+    '--initial-cluster', `${name}=${peer}`,
+    '--log-level', 'warn',
+    '--logger', 'zap',
+  ];
+}
 const HEALTHY_WITHIN_MS = 20_000;
 /** etcd wants HOST:PORT in a unix listen URL and names the socket file after it, in its cwd. */
 const SOCKET_NAME = 'etcd.sock:0';
@@ -67,9 +93,7 @@ export class LabEtcd {
 
   /** Starts etcd in `netns` and waits until it answers; a clear error if etcd is not installed. */
   static async start(opts: LabEtcdOptions): Promise<LabEtcd> {
-    if (!existsSync(ETCD_BINARY)) {
-      throw new Error(`${ETCD_BINARY} is missing: run \`bash scripts/setup.sh\` (as root), which installs Debian's etcd-server`);
-    }
+    requireEtcdBinary();
     if (!exitHookInstalled) {
       exitHookInstalled = true;
       process.on('exit', () => {
@@ -113,16 +137,7 @@ export class LabEtcd {
     rmSync(this.socketPath, { force: true });
     this.output = '';
     const p = spawn('ip', [
-      'netns', 'exec', netns, ETCD_BINARY,
-      '--name', name,
-      '--data-dir', this.dataDir,
-      '--listen-client-urls', `${client},unix://${SOCKET_NAME}`,
-      '--advertise-client-urls', client,
-      '--listen-peer-urls', peer,
-      '--initial-advertise-peer-urls', peer,
-      '--initial-cluster', `${name}=${peer}`,
-      '--log-level', 'warn',
-      '--logger', 'zap',
+      'netns', 'exec', netns, ETCD_BINARY, ...singleMemberArgs(name, this.dataDir, `${client},unix://${SOCKET_NAME}`, client, peer),
     ], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (b: Buffer) => { this.output = (this.output + b.toString()).slice(-4000); };
     p.stdout!.on('data', keep);

@@ -2,14 +2,16 @@
 // ports, a temporary data dir; stopped by PID and its dir removed when the test stops it or, at
 // the latest, when the test process exits.
 import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'uvu';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { ETCD_BINARY, requireEtcdBinary, singleMemberArgs } from '../../src/lab/etcd';
 
-export const ETCD_BINARY = '/usr/bin/etcd';
+export { ETCD_BINARY };
+
 const HEALTHY_WITHIN_MS = 20_000;
 
 export interface EtcdServer {
@@ -64,9 +66,7 @@ async function healthy(endpoint: string, deadline: number, proc: ChildProcess, l
 }
 
 export async function startEtcd(): Promise<EtcdServer> {
-  if (!existsSync(ETCD_BINARY)) {
-    throw new Error(`${ETCD_BINARY} is missing: run \`bash scripts/setup.sh\` (as root), which installs Debian's etcd-server`);
-  }
+  requireEtcdBinary();
   const dataDir = mkdtempSync(join(tmpdir(), 'podway-etcd-'));
   dirs.add(dataDir);
   let proc: ChildProcess | undefined;
@@ -79,21 +79,7 @@ export async function startEtcd(): Promise<EtcdServer> {
     const client = `http://127.0.0.1:${clientPort}`;
     const peer = `http://127.0.0.1:${peerPort}`;
     output = '';
-    const p = spawn(
-      ETCD_BINARY,
-      [
-        '--name', name,
-        '--data-dir', dataDir,
-        '--listen-client-urls', client,
-        '--advertise-client-urls', client,
-        '--listen-peer-urls', peer,
-        '--initial-advertise-peer-urls', peer,
-        '--initial-cluster', `${name}=${peer}`,
-        '--log-level', 'warn',
-        '--logger', 'zap',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const p = spawn(ETCD_BINARY, singleMemberArgs(name, dataDir, client, client, peer), { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (b: Buffer) => { output = (output + b.toString()).slice(-4000); };
     p.stdout!.on('data', keep);
     p.stderr!.on('data', keep);

@@ -17,7 +17,7 @@ import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
-import { FILE_DATASTORE_READ_ONLY } from './resources-cmd';
+import { FILE_DATASTORE_READ_ONLY, requireExistingStore } from './resources-cmd';
 
 type Out = (text: string) => void;
 
@@ -31,8 +31,10 @@ function kvSpec(o: { datastore?: string } & EtcdTlsFlags, writing: boolean): Exc
   return spec;
 }
 
-async function withIpam<T>(o: { datastore?: string }, writing: boolean, fn: (ipam: Ipam, kv: KvStore) => Promise<T>): Promise<T> {
-  const kv = openKvStore(kvSpec(o, writing));
+async function withIpam<T>(o: { datastore?: string }, writing: boolean, fn: (ipam: Ipam, kv: KvStore) => Promise<T>, mustExist = !writing): Promise<T> {
+  const spec = kvSpec(o, writing);
+  if (mustExist) requireExistingStore(spec);
+  const kv = openKvStore(spec);
   try {
     return await fn(new Ipam(kv), kv);
   } finally {
@@ -280,7 +282,7 @@ async function releaseCommand(o: { datastore?: string; ip: string[]; handle?: st
     if (r.notAllocated.length > 0) {
       throw new Error(`IP address${r.notAllocated.length > 1 ? 'es' : ''} ${r.notAllocated.join(', ')} ${r.notAllocated.length > 1 ? 'are' : 'is'} not assigned`);
     }
-  });
+  }, true);
 }
 
 interface AssignOpts {

@@ -7,6 +7,7 @@
  * environment, then the embedded store). Values are written as Calico writes them (v3-store.ts),
  * so calicoctl on the same etcd reads them, and podway reads what calicoctl wrote.
  */
+import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { kindFromArgument, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
@@ -35,8 +36,19 @@ function specOf(o: DatastoreOpts): DatastoreSpec {
   return resolveDatastoreSpec(o.datastore, envWithEtcdTlsFlags(o));
 }
 
-/** Runs `fn` with the KvStore the options name, closing it after. */
-async function withKv<T>(spec: Exclude<DatastoreSpec, { kind: 'file' }>, fn: (kv: KvStore) => Promise<T>): Promise<T> {
+/**
+ * Commands that only read or remove (get, delete, ipam show|check|release) on an embedded store
+ * that does not exist: a mistyped path, which opening would create and show as an empty cluster.
+ */
+export function requireExistingStore(spec: Exclude<DatastoreSpec, { kind: 'file' }>): void {
+  if (spec.kind === 'embedded' && !existsSync(spec.dir)) {
+    throw new Error(`embedded datastore ${spec.dir} does not exist (podway run, apply or create makes it; is the path right?)`);
+  }
+}
+
+/** Runs `fn` with the KvStore the options name, closing it after; `mustExist`: see requireExistingStore. */
+async function withKv<T>(spec: Exclude<DatastoreSpec, { kind: 'file' }>, fn: (kv: KvStore) => Promise<T>, mustExist = false): Promise<T> {
+  if (mustExist) requireExistingStore(spec);
   const kv = openKvStore(spec);
   try {
     return await fn(kv);
@@ -209,7 +221,7 @@ async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOp
         asn = spec(((await getResource(kv, kindFromArgument('bgpconfiguration'), 'default'))?.object ?? {}) as JsonObject).asNumber;
       }
       return { items: list.items.map((r) => r.object), revision: String(list.revision), asn };
-    });
+    }, true);
     items = result.items;
     revision = result.revision;
     if (result.asn !== undefined) defaultAsn = String(result.asn);
@@ -275,7 +287,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
           if (o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found') return;
           throw e;
         }
-      });
+      }, true);
       out(`Successfully deleted 1 '${info.kind}' resource(s)\n`);
     });
 

@@ -3,7 +3,7 @@
 // written are compared field by field (and in Go's key order) with hand-written Calico fixtures.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { KvStore } from '../../src/control/kv/kv';
@@ -218,6 +218,17 @@ function cliSuite(target: Target) {
     assert.match(r.err, 'typo.yaml: document 1 (IPPool p1): spec.natOutGoing: unknown field (did you mean natOutgoing?)');
     assert.match(r.err, /typo\.yaml: document 2 \(WorkloadEndpoint default\/n1-k8s-a-eth0\): spec\.colour: unknown field \(WorkloadEndpoint\.spec has orchestrator, /);
     assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+  });
+
+  test('get, delete and ipam show|check|release on an embedded store that does not exist: refused naming it, nothing created', async () => {
+    // A mistyped path used to be created and shown as an empty cluster.
+    const missing = path.join(work, 'no-such-store');
+    for (const args of [['get', 'ippool'], ['delete', 'ippool', 'p'], ['ipam', 'show'], ['ipam', 'check'], ['ipam', 'release', '--ip', '10.244.0.1']]) {
+      const r = await podway([...args, '--datastore', `embedded:${missing}`]);
+      assert.is(r.code, 1, `${args.join(' ')}: ${r.err}`);
+      assert.match(r.err, `embedded datastore ${missing} does not exist`);
+    }
+    assert.not.ok(existsSync(missing), 'no directory was made');
   });
 
   test('the datastore comes from PODWAY_DATASTORE when --datastore is not given; file: is read-only', async () => {

@@ -5,6 +5,7 @@
  * control socket and (with --metrics-port) Prometheus metrics and health, and stops cleanly on
  * SIGINT/SIGTERM. It logs through one pino logger (src/observe/log.ts).
  */
+import type { NeighborTimings } from '../dataplane/neighbors';
 import { resolveDatastoreSpec } from '../control';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
@@ -43,6 +44,8 @@ export interface RunOptions {
   gro?: boolean;
   /** Send VXLAN datagram runs on the underlay as UDP GSO messages (transmit GSO, default true). */
   txGso?: boolean;
+  /** Underlay neighbour (ARP/NDP) timings (`--neighbor-reachable`, `--neighbor-retrans`). */
+  neighbor?: NeighborTimings;
   /** Drop pod frames podway forwards before the node's kernel tracks and routes them (default
    * true; nft-nat.ts podIngressChain). */
   kernelTransitDrop?: boolean;
@@ -197,7 +200,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
     };
     const eng = new Engine({
-      batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, log,
+      batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, neighbor: opts.neighbor, log,
       worker: { index: 0, count },
       onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
     });
@@ -257,7 +260,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, neighbor: opts.neighbor, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; mac?: number[]; message?: string }) => {
           if (taps.handle(index, m)) return;

@@ -45,6 +45,9 @@ export const Reason = {
   BAD_PARTIAL_CSUM: base + 16,
   /** The output port refused a whole send call (device gone, bad descriptor): frames lost there. */
   TX_ERROR: base + 17,
+  /** Next hop through an underlay neighbour (ARP or NDP) whose probes went unanswered (FAILED):
+   * dropped until it answers again (re-probed with back-off, src/dataplane/neighbors.ts). */
+  NEIGHBOR_FAILED: base + 28,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -77,7 +80,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 28;
+export const COUNTER_COUNT = base + 29;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

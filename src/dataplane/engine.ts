@@ -11,9 +11,9 @@ import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role } from './pipeline';
-import { buildNextHops, learnNeighbor, forgetNeighbor, NH_KIND_NAMES } from './nexthops';
+import { buildNextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
-import { NeighborTable } from './neighbors';
+import { NeighborTable, NeighborTimings } from './neighbors';
 import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
@@ -60,6 +60,9 @@ export interface EngineOptions {
    * (manageHost false) are told what the first engine decided.
    */
   tunnelsOnUnderlay?: boolean;
+  /** Underlay neighbour timings (ARP and NDP alike; neighbors.ts defaults: reachable 30 s,
+   * retransmit 1 s, 3 probes, hold-down 10 s doubling up to 60 s). */
+  neighbor?: NeighborTimings;
   /** Called when this engine resolves an underlay neighbour (to share it with the other workers). */
   onNeighbor?: (ip: number, mac: Uint8Array) => void;
   /** Packet I/O (default: the native addon). */
@@ -79,7 +82,8 @@ const VXLAN_PORT = 4789;
 export const HOST_PORT_NAME = 'podway0';
 /** How often a running capture hands its records on. */
 const CAPTURE_FLUSH_MS = 20;
-/** How often the neighbour table ages its entries and re-probes stale ones. */
+/** How often the neighbour tables age their entries and re-probe stale ones (one timer for both
+ * tables and every entry; shorter when the retransmit interval is). */
 const NEIGHBOR_TICK_MS = 1000;
 
 /** A receive port whose recv failed is re-polled after this pause (doubling up to the max). */
@@ -142,7 +146,8 @@ export class Engine {
   private readonly pending = new Map<string, { ep: LocalEndpoint; error: string }>();
   private retryTimer: NodeJS.Timeout | null = null;
   /** Underlay neighbours (remote nodes, gateways) with kernel-like ageing and a bound. */
-  private readonly neighbors = new NeighborTable();
+  private readonly neighbors: NeighborTable;
+  private readonly neighborTickMs: number;
   private readonly neighbors6: Neighbors6;
   private neighborTimer: NodeJS.Timeout | null = null;
   private readonly arpSlot: number;
@@ -175,7 +180,10 @@ export class Engine {
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip) => this.resolve(ip);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
-    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m) => this.log.info(m, { component: 'neighbors6' }));
+    this.pipe.onNeighborAnnounce = (ip, b, off, g) => this.announced(ip, b, off, g);
+    this.neighbors = new NeighborTable(opts.neighbor);
+    this.neighborTickMs = Math.max(10, Math.min(NEIGHBOR_TICK_MS, opts.neighbor?.retransMs ?? NEIGHBOR_TICK_MS));
+    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor);
     this.pipe.v6.onUnresolved6 = (b, off) => this.neighbors6.request(b, off);
     this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
     // The spawner's helper process is forked here, before any packet ring is mapped: later
@@ -216,6 +224,7 @@ export class Engine {
     const nh = buildNextHops(model, {
       portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,
       neighbor: (ip) => this.neighbors.mac(ip),
+      neighborFailed: (ip) => this.neighbors.failed(ip),
       nextHop: (ip) => gateways.get(ip) ?? ip,
     }, this.pipe.nh);
     const known = new Set<number>(model.node.knownNodeIps);
@@ -224,9 +233,11 @@ export class Engine {
     this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
     this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
     this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
-    const nh6 = applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip) });
+    const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));
+    if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
+    applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip) });
     // Solicit the IPv6 underlay neighbours of the IPv6 tunnels and direct routes now, not on the first packet.
-    this.neighbors6.solicitMissing(nh6);
+    this.neighbors6.solicitMissing();
     this.pipe.natSources.set(model.pools.filter((p) => p.natOutgoing));
     this.model = model;
     this.applied++;
@@ -236,7 +247,7 @@ export class Engine {
     if (w.firstRefusal) this.log.warn(`neighbour table full (${this.neighbors.maxEntries} entries): ${w.refused} underlay next hops left unresolved (their traffic goes through the kernel)`, { refused: w.refused });
     for (const gw of gws) if (!this.neighbors.mac(gw)) this.resolve(gw);
     if (!this.neighborTimer) {
-      this.neighborTimer = setInterval(() => this.ageNeighbors(), NEIGHBOR_TICK_MS);
+      this.neighborTimer = setInterval(() => this.ageNeighbors(), this.neighborTickMs);
       this.neighborTimer.unref();
     }
     this.programHost();
@@ -495,13 +506,15 @@ export class Engine {
     if (this.host && this.model) this.host.sync(this.hostState(this.model));
   }
 
-  /** Age the neighbour table: re-probe stale entries, withdraw the MACs of silent ones. */
+  /** Age the neighbour tables: re-probe stale entries, mark the next hops of silent ones failed. */
   private ageNeighbors(): void {
-    const t = this.neighbors.tick(Date.now());
+    const now = Date.now();
+    const t = this.neighbors.tick(now);
     for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
     for (const c of t.changed) {
-      if (c.mac === null && this.pipe.nh && forgetNeighbor(this.pipe.nh, c.ip) > 0) this.log.warn(`neighbour ${formatIpv4(c.ip)} stopped answering: its next hops are unresolved again`, { neighbor: formatIpv4(c.ip) });
+      if (c.mac === null && this.pipe.nh && failNeighbor(this.pipe.nh, c.ip) > 0) this.log.warn(`neighbour ${formatIpv4(c.ip)} stopped answering: its next hops drop their packets (neighbor_failed) until it answers`, { neighbor: formatIpv4(c.ip) });
     }
+    this.neighbors6.tick(now);
   }
 
   /** Ask ARP for an underlay neighbour (the table rate-limits per address and ignores unwanted ones). */
@@ -540,6 +553,16 @@ export class Engine {
   /** A neighbour another worker resolved. */
   learnShared(ip: number, mac: Uint8Array): void {
     this.learn(ip, mac, 0, false);
+  }
+
+  /** An ARP request or gratuitous ARP on the underlay from a wanted neighbour: a new MAC is taken. */
+  private announced(ip: number, b: Uint8Array, off: number, gratuitous: boolean): void {
+    if (!this.neighbors.onAnnounce(ip, b, off, Date.now(), gratuitous)) return;
+    this.shareNeighbor(ip, b.slice(off, off + 6));
+    if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
+      this.pipe.counters[Event.ARP_LEARNED]++;
+      this.log.info(`neighbour ${formatIpv4(ip)} announced ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });
+    }
   }
 
   /** An ARP reply on the underlay (or one another worker saw): only wanted neighbours are learned. */
@@ -588,6 +611,7 @@ export class Engine {
       hostChanges: this.notes,
       hostProgramming: this.host ? (({ lastCommands, ...st }) => st)(this.host.status()) : null,
       neighbors: { entries: this.neighbors.entries(), counters: this.neighbors.counters() },
+      neighbors6: { entries: this.neighbors6.table.entries(), counters: this.neighbors6.table.counters() },
       batch: this.batch,
     };
   }
@@ -602,7 +626,7 @@ export class Engine {
       via: r.nodeIp !== null ? formatIpv4(r.nodeIp) : r.endpoint ?? '',
       vtepMac: r.vtepMac ?? '',
       mtu: r.mtu,
-      nextHopMac: nh.macKnown[i] ? formatMac(nh.mac, i * 6) : '',
+      nextHopMac: nh.macKnown[i] === MAC_KNOWN ? formatMac(nh.mac, i * 6) : nh.macKnown[i] === MAC_FAILED ? 'failed' : '',
       pool: r.pool ?? '',
     }));
     return [...v4, ...routeRows6(this.pipe.v6.nh)];

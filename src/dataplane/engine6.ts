@@ -5,11 +5,12 @@
  */
 import type { NodeDataplaneModel } from '../control/route-calc';
 import { ip6Bytes } from '../control/route-calc6';
-import { buildNextHops6, learnNeighbor6, NextHops6 } from './nexthops6';
+import { buildNextHops6, learnNeighbor6, failNeighbor6, NextHops6 } from './nexthops6';
+import { NeighborTable, NeighborTableOptions, NeighborWantResult } from './neighbors';
 import { formatIpv6 } from '../packet/ipv6';
 import { formatMac } from '../packet/ethernet';
 import type { Pipeline } from './pipeline';
-import { NhKind, NH_KIND_NAMES } from './nexthops';
+import { NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { writeNeighborSolicit } from '../packet/ndp';
 
 export interface Apply6Context {
@@ -17,6 +18,8 @@ export interface Apply6Context {
   portOf(interfaceName: string): number;
   /** A resolved underlay IPv6 neighbour's MAC. */
   neighbor6(ip6: string): Uint8Array | undefined;
+  /** True while that neighbour is FAILED. */
+  neighborFailed6?(ip6: string): boolean;
 }
 
 export function applyModel6(pipe: Pipeline, model: NodeDataplaneModel, ctx: Apply6Context): NextHops6 {
@@ -27,7 +30,7 @@ export function applyModel6(pipe: Pipeline, model: NodeDataplaneModel, ctx: Appl
     const port = ctx.portOf(ep.interfaceName);
     if (port >= 0) v6.setPortAddrs(port, (byIf.get(ep.interfaceName) ?? []).map(ip6Bytes));
   }
-  const nh = buildNextHops6(m, { portOf: ctx.portOf, neighbor6: ctx.neighbor6 }, v6.nh ?? undefined);
+  const nh = buildNextHops6(m, ctx, v6.nh ?? undefined);
   v6.nh = nh;
   if (m.ip6 !== null) v6.nodeIp6.set(ip6Bytes(m.ip6));
   v6.hasNodeIp6 = m.ip6 !== null;
@@ -38,66 +41,158 @@ export function applyModel6(pipe: Pipeline, model: NodeDataplaneModel, ctx: Appl
   return nh;
 }
 
-/** How often one underlay IPv6 neighbour is solicited while unresolved. */
-const SOLICIT_INTERVAL_MS = 1000;
 /** Most underlay IPv6 neighbours kept (cluster nodes; refusals are logged). */
 const MAX_NEIGHBORS6 = 4096;
 
 /**
  * Underlay IPv6 neighbours (the remote nodes' addresses), resolved with podway's own Neighbor
- * Solicitations: only addresses a next hop wants are learned (an unsolicited NA for anything
- * else is ignored), a changed MAC is taken at once. Unlike the IPv4 table (neighbors.ts) entries
- * are not re-probed yet.
+ * Solicitations through the same states as IPv4's ARP (neighbors.ts NeighborTable: INCOMPLETE,
+ * REACHABLE, STALE re-probed by unicast NS to the cached MAC then one multicast NS to the
+ * solicited-node address, FAILED with back-off). Only addresses a next hop wants are tracked: an
+ * NA for any other target is counted (`unsolicited`) and ignored. A solicited NA is a reply
+ * (lock window); an unsolicited NA with the override flag (a node announcing a new MAC, e.g.
+ * `ndisc_notify`) is taken at once as STALE and verified; one without the override flag changes
+ * nothing (RFC 4861 7.2.5).
+ *
+ * The table keys entries by a small id per address: the per-packet lookups (`request` for a next
+ * hop without a MAC, `onAdvert`) find the id from the 16 bytes in the frame through an
+ * open-addressing index rebuilt by `want`, without allocating.
  */
 export class Neighbors6 {
-  private readonly macs = new Map<string, Uint8Array>();
-  private readonly asked = new Map<string, number>();
+  readonly table: NeighborTable;
+  private readonly idOf = new Map<string, number>();
+  private readonly addrOf = new Map<number, Uint8Array>();
+  private readonly textOf = new Map<number, string>();
+  /** Open addressing: hash(address) & mask -> id (0: empty); at most half full. */
+  private slots = new Int32Array(16);
+  private nextId = 1;
 
   constructor(
     private readonly pipe: Pipeline,
     /** Sends one frame written by `write` (returning its length) on the underlay port. */
     private readonly sendUnderlay: (write: (b: Uint8Array, f: number) => number) => void,
     private readonly underlayMac: () => Uint8Array | null,
-    private readonly log: (m: string) => void,
-  ) {}
-
-  neighbor6(ip6: string): Uint8Array | undefined {
-    return this.macs.get(ip6);
+    private readonly log: (m: string, level?: 'info' | 'warn') => void,
+    opts: NeighborTableOptions = {},
+  ) {
+    this.table = new NeighborTable({ maxEntries: MAX_NEIGHBORS6, ...opts, format: (id) => this.textOf.get(id) ?? `#${id}` });
   }
 
-  /** An unresolved next hop's address (16 bytes at b[off]): solicit it, at most once a second. */
-  request(b: Uint8Array, off: number, now = Date.now()): void {
-    const v6 = this.pipe.v6;
-    const mac = this.underlayMac();
-    if (!v6.hasNodeIp6 || mac === null) return;
-    const key = formatIpv6(b, off);
-    const last = this.asked.get(key);
-    if (last !== undefined && now - last < SOLICIT_INTERVAL_MS) return;
-    if (last === undefined && this.asked.size >= MAX_NEIGHBORS6) return;
-    this.asked.set(key, now);
-    const target = b.slice(off, off + 16);
-    this.sendUnderlay((pb, f) => writeNeighborSolicit(pb, f, mac, v6.nodeIp6, 0, target, 0));
+  /** The addresses the IPv6 next hops go through (on every model apply): new ones start INCOMPLETE,
+   * gone ones are dropped, the others keep their state. */
+  want(addrs: Iterable<string>): NeighborWantResult {
+    const wanted = new Set<string>();
+    for (const a of addrs) wanted.add(formatIpv6(ip6Bytes(a), 0));
+    for (const [text, id] of this.idOf) {
+      if (wanted.has(text)) continue;
+      this.idOf.delete(text);
+      this.addrOf.delete(id);
+      this.textOf.delete(id);
+    }
+    for (const text of wanted) {
+      if (this.idOf.has(text)) continue;
+      const id = this.nextId++;
+      this.idOf.set(text, id);
+      this.addrOf.set(id, ip6Bytes(text));
+      this.textOf.set(id, text);
+    }
+    let size = 16;
+    while (size < this.idOf.size * 2) size *= 2;
+    const slots = new Int32Array(size);
+    for (const [id, a] of this.addrOf) {
+      let h = hash16(a, 0) & (size - 1);
+      while (slots[h] !== 0) h = (h + 1) & (size - 1);
+      slots[h] = id;
+    }
+    this.slots = slots;
+    return this.table.want(this.idOf.values());
   }
 
-  /** Solicit every IPv6 tunnel/direct next hop's neighbour not resolved yet (after a model apply). */
-  solicitMissing(nh: NextHops6): void {
-    for (let k = 0; k < nh.count; k++) {
-      if ((nh.kind[k] === NhKind.VXLAN || nh.kind[k] === NhKind.DIRECT) && nh.macKnown[k] === 0) this.request(nh.ip6, k * 16);
+  /** The id of the address at b[off..+16], 0 if not wanted. No allocation. */
+  private find(b: Uint8Array, off: number): number {
+    const slots = this.slots;
+    const mask = slots.length - 1;
+    let h = hash16(b, off) & mask;
+    for (;;) {
+      const id = slots[h];
+      if (id === 0) return 0;
+      const a = this.addrOf.get(id)!;
+      let same = true;
+      for (let k = 0; k < 16; k++) if (a[k] !== b[off + k]) { same = false; break; }
+      if (same) return id;
+      h = (h + 1) & mask;
     }
   }
 
-  /** A valid NA on the underlay: learned when we asked for its target. */
-  onAdvert(b: Uint8Array, targetOff: number, macOff: number): void {
-    const key = formatIpv6(b, targetOff);
-    if (!this.asked.has(key)) return;
-    const old = this.macs.get(key);
-    let same = old !== undefined;
-    if (old) for (let k = 0; k < 6; k++) if (old[k] !== b[macOff + k]) same = false;
-    if (same) return;
-    this.macs.set(key, b.slice(macOff, macOff + 6));
-    const nh = this.pipe.v6.nh;
-    if (nh && learnNeighbor6(nh, b, targetOff, b, macOff) > 0) this.log(`IPv6 neighbour ${key} is ${formatMac(b, macOff)}`);
+  neighbor6(ip6: string): Uint8Array | undefined {
+    const id = this.idOf.get(ip6);
+    return id === undefined ? undefined : this.table.mac(id);
   }
+
+  /** True while that neighbour is FAILED (its next hops drop and count their packets). */
+  failed6(ip6: string): boolean {
+    const id = this.idOf.get(ip6);
+    return id !== undefined && this.table.failed(id);
+  }
+
+  /** An unresolved (or failed) next hop's address, 16 bytes at b[off]: solicit it when the table
+   * says a probe is due (at most one per retransmit interval, none during a hold-down). */
+  request(b: Uint8Array, off: number, now = Date.now()): void {
+    const id = this.find(b, off);
+    if (id !== 0 && this.table.request(id, now)) this.solicit(id, undefined);
+  }
+
+  /** Solicit every wanted neighbour without a MAC now (after a model apply), not on the first packet. */
+  solicitMissing(now = Date.now()): void {
+    for (const id of this.addrOf.keys()) if (this.table.mac(id) === undefined && this.table.request(id, now)) this.solicit(id, undefined);
+  }
+
+  /** Age the entries (engine's neighbour timer): send the probes due, mark the next hops of
+   * neighbours that stopped answering failed. */
+  tick(now: number): void {
+    const t = this.table.tick(now);
+    for (const id of t.probe) this.solicit(id, this.table.unicastTo(id));
+    const nh = this.pipe.v6.nh;
+    for (const c of t.changed) {
+      const a = this.addrOf.get(c.ip);
+      if (c.mac === null && a !== undefined && nh && failNeighbor6(nh, a, 0) > 0) this.log(`IPv6 neighbour ${this.textOf.get(c.ip)} stopped answering: its next hops drop their packets (neighbor_failed) until it answers`, 'warn');
+    }
+  }
+
+  /** Send a Neighbor Solicitation for `id`: to its solicited-node multicast group, or unicast to
+   * the cached MAC `to` (re-probing a known neighbour). */
+  private solicit(id: number, to: Uint8Array | undefined): void {
+    const v6 = this.pipe.v6;
+    const mac = this.underlayMac();
+    const target = this.addrOf.get(id);
+    if (!v6.hasNodeIp6 || mac === null || target === undefined) return;
+    this.sendUnderlay((pb, f) => writeNeighborSolicit(pb, f, mac, v6.nodeIp6, 0, target, 0, to));
+  }
+
+  /** A valid NA on the underlay (validated by pipeline6): target at b[targetOff], the flags byte
+   * 4 bytes before it, the MAC at b[macOff]. */
+  onAdvert(b: Uint8Array, targetOff: number, macOff: number, now = Date.now()): void {
+    const id = this.find(b, targetOff);
+    const flags = b[targetOff - 4];
+    let changed: boolean;
+    if ((flags & NA_FLAG_SOLICITED) !== 0) changed = this.table.onReply(id, b, macOff, now);
+    else if ((flags & NA_FLAG_OVERRIDE) !== 0) changed = this.table.onAnnounce(id, b, macOff, now);
+    else return;
+    if (!changed) return;
+    const nh = this.pipe.v6.nh;
+    if (nh && learnNeighbor6(nh, b, targetOff, b, macOff) > 0) this.log(`IPv6 neighbour ${formatIpv6(b, targetOff)} is ${formatMac(b, macOff)}`);
+  }
+}
+
+/** NA flags (RFC 4861 4.4), in the byte after the ICMPv6 checksum. */
+const NA_FLAG_SOLICITED = 0x40;
+const NA_FLAG_OVERRIDE = 0x20;
+
+/** FNV-1a over 16 bytes: the Neighbors6 index's hash (int arithmetic, no allocation). */
+function hash16(b: Uint8Array, off: number): number {
+  let h = 0x811c9dc5 | 0;
+  for (let k = 0; k < 16; k++) h = Math.imul(h ^ b[off + k], 0x01000193);
+  return h & 0x7fffffff;
 }
 
 /** `podway routes` rows for the IPv6 table (same columns as IPv4's). */
@@ -110,7 +205,7 @@ export function routeRows6(nh: NextHops6 | null): { cidr: string; kind: string; 
     via: r.nodeIp6 ?? r.endpoint ?? '',
     vtepMac: r.vtepMac ?? '',
     mtu: r.mtu,
-    nextHopMac: nh.macKnown[i] ? formatMac(nh.mac, i * 6) : '',
+    nextHopMac: nh.macKnown[i] === MAC_KNOWN ? formatMac(nh.mac, i * 6) : nh.macKnown[i] === MAC_FAILED ? 'failed' : '',
     pool: r.pool ?? '',
   }));
 }

@@ -13,9 +13,17 @@
  *               keeps STALE entries unprobed until traffic uses them (DELAY, then PROBE); podway's
  *               entries are exactly the next hops that carry its traffic, so waiting for traffic
  *               would only delay the check, and this STALE is the kernel's PROBE.
- *   FAILED      no MAC; retried (as INCOMPLETE) after `holdDownMs`, so a dead neighbour costs one
- *               burst of requests per hold-down, not one per packet. Packets meanwhile take the
- *               kernel path the pipeline already has for unresolved next hops.
+ *   FAILED      no MAC; retried (as INCOMPLETE) after a hold-down, so a dead neighbour costs one
+ *               burst of requests per hold-down, not one per packet. The hold-down backs off:
+ *               `holdDownMs` after the first failed round, doubled after each further one, at most
+ *               `maxHoldDownMs`; an answer resets it. `tick` reports every entry that enters FAILED
+ *               (`changed`, `mac: null`): the engine marks the next hops through it failed, and the
+ *               pipeline drops their packets with the counter `neighbor_failed` until an answer
+ *               arrives (a dead peer's traffic is counted, not sent into the void or to the kernel).
+ *
+ * The table keys entries by a number: the IPv4 address for ARP, a small id per address for IPv6
+ * (engine6.ts Neighbors6, which sends Neighbor Solicitations from the same states); `format` names
+ * a key for `entries`.
  *
  * Only addresses podway needs are tracked (`want`, set from the next hops on every model apply).
  * ARP for any other sender is counted and never stored, like the kernel's arp_accept=0: a hostile
@@ -42,6 +50,9 @@ export type NeighborStateValue = (typeof NeighborState)[keyof typeof NeighborSta
 export const NEIGHBOR_STATE_NAMES = ['', 'incomplete', 'reachable', 'stale', 'failed'] as const;
 export type NeighborStateName = Exclude<(typeof NEIGHBOR_STATE_NAMES)[number], ''>;
 
+/** The timings a node can set (`podway run --neighbor-*`), for ARP and NDP alike. */
+export type NeighborTimings = Pick<NeighborTableOptions, 'reachableMs' | 'retransMs' | 'probes' | 'holdDownMs' | 'maxHoldDownMs'>;
+
 export interface NeighborTableOptions {
   /** The clock for `want` and `entries`, which take no `now` (default Date.now). */
   now?: () => number;
@@ -51,13 +62,18 @@ export interface NeighborTableOptions {
   retransMs?: number;
   /** Unanswered probes before FAILED (the kernel's mcast_probes / ucast_probes, 3). */
   probes?: number;
-  /** How long a FAILED entry waits before it is resolved again (10 s). */
+  /** How long a FAILED entry waits before it is resolved again (10 s), after its first failed round. */
   holdDownMs?: number;
+  /** The hold-down doubles with each further failed round up to this (60 s). */
+  maxHoldDownMs?: number;
+  /** The text of a key for `entries` (default: the key as an IPv4 address). */
+  format?: (key: number) => string;
   /**
-   * A reply with a different MAC is ignored this long after the entry last changed (the kernel's
-   * locktime, 1 s): when two hosts answer one broadcast request (a proxy ARP beside the real
-   * owner), the first answer wins instead of the MAC flapping between them on every probe. A
-   * gratuitous ARP (`onAnnounce`) is not subject to it, as in the kernel.
+   * A reply with a different MAC is ignored this long after a REACHABLE entry last changed (the
+   * kernel's locktime, 1 s): when two hosts answer one broadcast request (a proxy ARP beside the
+   * real owner), the first answer wins instead of the MAC flapping between them on every probe. A
+   * STALE entry (being probed) takes a different MAC at once, and so does a gratuitous ARP
+   * (`onAnnounce`), as in the kernel.
    */
   lockMs?: number;
   /** Most addresses tracked at once; wanted addresses beyond it are refused and counted. */
@@ -69,9 +85,10 @@ export interface NeighborTick {
   /** Addresses to send an ARP request for now (see `unicastTo` for the destination MAC). */
   probe: number[];
   /**
-   * MACs the next hops must change: a STALE neighbour that stopped answering is withdrawn
-   * (`mac: null`), so its packets fall back to the kernel path. MACs learned or changed by a reply
-   * are reported by `onReply`/`onAnnounce` returning true, at once, not here.
+   * MACs the next hops must change: a neighbour whose round of probes went unanswered (STALE or
+   * INCOMPLETE to FAILED) is reported with `mac: null`, and its next hops are marked failed (their
+   * packets dropped and counted). MACs learned or changed by a reply are reported by
+   * `onReply`/`onAnnounce` returning true, at once, not here.
    */
   changed: Array<{ ip: number; mac: Uint8Array | null }>;
 }
@@ -110,7 +127,7 @@ export interface NeighborCounters {
   macChanged: number;
   /** A different MAC inside the lock window, ignored. */
   locked: number;
-  /** ARP from a sender podway does not want: ignored, not stored. */
+  /** ARP (NA) from a sender (target) podway does not want: ignored, not stored. */
   unsolicited: number;
   /** ARP whose sender MAC cannot be a neighbour's (zero, multicast or broadcast): ignored. */
   invalid: number;
@@ -122,6 +139,10 @@ export interface NeighborCounters {
   failed: number;
   /** MACs withdrawn from the next hops (STALE to FAILED). */
   withdrawn: number;
+  /** Gratuitous ARPs / unsolicited NAs (and requests) that named a new or changed MAC, taken. */
+  announced: number;
+  /** Entries FAILED now. */
+  failedNow: number;
 }
 
 const { INCOMPLETE, REACHABLE, STALE, FAILED } = NeighborState;
@@ -139,6 +160,8 @@ class Entry {
   confirmedAt = -1;
   /** The last change of state or MAC (the kernel's `updated`, which the lock window counts from). */
   updatedAt: number;
+  /** Rounds failed in a row (the hold-down's back-off); 0 after an answer. */
+  failStreak = 0;
 
   constructor(readonly ip: number, now: number) {
     this.updatedAt = now;
@@ -151,7 +174,9 @@ export class NeighborTable {
   private readonly retransMs: number;
   private readonly maxProbes: number;
   private readonly holdDownMs: number;
+  private readonly maxHoldDownMs: number;
   private readonly lockMs: number;
+  private readonly format: (key: number) => string;
   readonly maxEntries: number;
   /** Keyed by `ip | 0` (see the file comment). */
   private readonly byIp = new Map<number, Entry>();
@@ -160,7 +185,7 @@ export class NeighborTable {
   private overflowing = false;
   private readonly c = {
     learned: 0, confirmed: 0, macChanged: 0, locked: 0, unsolicited: 0, invalid: 0,
-    refused: 0, probes: 0, failed: 0, withdrawn: 0,
+    refused: 0, probes: 0, failed: 0, withdrawn: 0, announced: 0,
   };
 
   constructor(opts: NeighborTableOptions = {}) {
@@ -169,6 +194,8 @@ export class NeighborTable {
     this.retransMs = opts.retransMs ?? 1_000;
     this.maxProbes = Math.max(1, opts.probes ?? 3);
     this.holdDownMs = opts.holdDownMs ?? 10_000;
+    this.maxHoldDownMs = Math.max(this.holdDownMs, opts.maxHoldDownMs ?? 60_000);
+    this.format = opts.format ?? formatIpv4;
     this.lockMs = opts.lockMs ?? 1_000;
     this.maxEntries = opts.maxEntries ?? 4096;
   }
@@ -227,6 +254,8 @@ export class NeighborTable {
   request(ip: number, now: number): boolean {
     const e = this.byIp.get(ip | 0);
     if (e === undefined || now < e.nextProbeAt) return false;
+    // A round whose probes are all sent is failed by the next tick (which reports it), not here.
+    if (e.state === INCOMPLETE && e.probes >= this.maxProbes) return false;
     if (e.state === INCOMPLETE || e.state === FAILED) return this.stepUnresolved(e, now);
     // REACHABLE and STALE have a MAC; their probes come from tick().
     return false;
@@ -262,7 +291,10 @@ export class NeighborTable {
         this.c.confirmed++;
         return false;
       }
-      if (now - e.updatedAt < this.lockMs) {
+      // Only a REACHABLE entry is locked (the kernel's neigh_update keeps the MAC of a connected
+      // entry without override): a STALE one is being probed, and the answer to its broadcast
+      // probe is how a MAC that changed silently is found.
+      if (e.state === REACHABLE && now - e.updatedAt < this.lockMs) {
         this.c.locked++;
         return false;
       }
@@ -278,15 +310,22 @@ export class NeighborTable {
   }
 
   /**
-   * A gratuitous ARP, or a request, whose sender is `ip` with its MAC at b[macOff..+6]. It names a
-   * MAC but does not prove the owner answers us, so a new or different MAC is taken at once (a
-   * migrated VM announces itself this way) as STALE, and probed at the next tick. Returns true
-   * when the next hops must be given this MAC. No allocation.
+   * A gratuitous ARP (unsolicited NA with the override flag), or a request, whose sender is `ip`
+   * with its MAC at b[macOff..+6]. It names a MAC but does not prove the owner answers us, so a new
+   * or different MAC is taken at once (a migrated VM or a rebuilt node announces itself this way)
+   * as STALE, and probed at the next tick. An ordinary request (`gratuitous` false: a neighbour
+   * asking for someone) is held by the lock window like a reply, as in the kernel's arp_process;
+   * an announcement is not. Returns true when the next hops must be given this MAC. No allocation.
    */
-  onAnnounce(ip: number, b: Uint8Array, macOff: number, now: number): boolean {
+  onAnnounce(ip: number, b: Uint8Array, macOff: number, now: number, gratuitous = true): boolean {
     const e = this.wantedSender(ip, b, macOff);
     if (e === undefined) return false;
     if (e.known && macEquals(e.mac, 0, b, macOff)) return false;
+    if (e.known && !gratuitous && e.state === REACHABLE && now - e.updatedAt < this.lockMs) {
+      this.c.locked++;
+      return false;
+    }
+    this.c.announced++;
     if (e.known) this.c.macChanged++;
     else this.c.learned++;
     copyMac(e.mac, 0, b, macOff);
@@ -307,6 +346,13 @@ export class NeighborTable {
   unicastTo(ip: number): Uint8Array | undefined {
     const e = this.byIp.get(ip | 0);
     return e !== undefined && e.state === STALE && e.known && e.probes < this.maxProbes ? e.mac : undefined;
+  }
+
+  /** True while `ip`'s entry is FAILED or in the round after a failure, with no MAC: its
+   * next hops drop (and count) their packets. */
+  failed(ip: number): boolean {
+    const e = this.byIp.get(ip | 0);
+    return e !== undefined && !e.known && e.failStreak > 0;
   }
 
   /** Age the entries; returns the probes to send and the MACs withdrawn. Called once a second. */
@@ -334,6 +380,9 @@ export class NeighborTable {
           this.c.withdrawn++;
           changed.push({ ip: e.ip, mac: null });
         }
+      } else if (e.state === INCOMPLETE && e.probes >= this.maxProbes) {
+        this.fail(e, now);
+        changed.push({ ip: e.ip, mac: null });
       } else if (this.stepUnresolved(e, now)) {
         probe.push(e.ip);
       }
@@ -346,7 +395,7 @@ export class NeighborTable {
     return [...this.byIp.values()]
       .sort((a, b) => a.ip - b.ip)
       .map((e) => ({
-        ip: formatIpv4(e.ip),
+        ip: this.format(e.ip),
         mac: e.known ? formatMac(e.mac) : null,
         state: NEIGHBOR_STATE_NAMES[e.state] as NeighborStateName,
         ageMs: now - e.updatedAt,
@@ -356,7 +405,9 @@ export class NeighborTable {
   }
 
   counters(): NeighborCounters {
-    return { entries: this.byIp.size, wanted: this.wantedCount, ...this.c };
+    let failedNow = 0;
+    for (const e of this.byIp.values()) if (e.state === FAILED) failedNow++;
+    return { entries: this.byIp.size, wanted: this.wantedCount, ...this.c, failedNow };
   }
 
   /** INCOMPLETE or FAILED with its time due: true to send a probe now. */
@@ -367,10 +418,7 @@ export class NeighborTable {
       e.probes = 0;
       e.updatedAt = now;
     }
-    if (e.probes >= this.maxProbes) {
-      this.fail(e, now);
-      return false;
-    }
+    if (e.probes >= this.maxProbes) return false;
     e.probes++;
     e.nextProbeAt = now + this.retransMs;
     this.c.probes++;
@@ -380,7 +428,8 @@ export class NeighborTable {
   private fail(e: Entry, now: number): void {
     e.state = FAILED;
     e.probes = 0;
-    e.nextProbeAt = now + this.holdDownMs;
+    e.nextProbeAt = now + Math.min(this.maxHoldDownMs, this.holdDownMs * 2 ** Math.min(e.failStreak, 16));
+    e.failStreak++;
     e.updatedAt = now;
     this.c.failed++;
   }
@@ -388,6 +437,7 @@ export class NeighborTable {
   private confirm(e: Entry, now: number): void {
     e.state = REACHABLE;
     e.probes = 0;
+    e.failStreak = 0;
     e.confirmedAt = now;
     e.nextProbeAt = 0;
   }

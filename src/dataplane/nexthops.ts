@@ -37,6 +37,7 @@ export interface NextHops {
    * their outer Ethernet header from us and leave through the underlay AF_PACKET socket; without
    * it (or for a DIRECT next hop, not at all) they go through the kernel's raw IPv4 socket. */
   readonly mac: Uint8Array;
+  /** MAC_UNRESOLVED, MAC_KNOWN or MAC_FAILED (the neighbour stopped answering: packets dropped, counted). */
   readonly macKnown: Uint8Array;
   /** VXLAN: outer IPv4/UDP/VXLAN + inner MAC template (see encapVxlan). */
   readonly tpl: Uint8Array[];
@@ -51,11 +52,21 @@ export interface NextHops {
   readonly installed: ReadonlyMap<number, number>;
 }
 
+/** `macKnown` values (one byte per next hop, IPv4 and IPv6 alike). */
+/** Not resolved yet: DIRECT drops (asking ARP/NDP), tunnels take the kernel's path. */
+export const MAC_UNRESOLVED = 0;
+export const MAC_KNOWN = 1;
+/** The neighbour's probes went unanswered (neighbors.ts FAILED): dropped as `neighbor_failed`
+ * until it answers again. */
+export const MAC_FAILED = 2;
+
 export interface NextHopContext {
   /** Native port id of each local endpoint's interface, by interface name. */
   portOf(interfaceName: string): number;
   /** A resolved underlay neighbour MAC (6 bytes) or undefined. */
   neighbor(ip: number): Uint8Array | undefined;
+  /** True while that neighbour is FAILED (no MAC and its last round of probes unanswered). */
+  neighborFailed?(ip: number): boolean;
   /** The underlay next hop towards a remote node IP. */
   nextHop(nodeIp: number): number;
 }
@@ -128,7 +139,9 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
       const m = ctx.neighbor(gw[i]);
       if (m) {
         mac.set(m, i * 6);
-        macKnown[i] = 1;
+        macKnown[i] = MAC_KNOWN;
+      } else if (ctx.neighborFailed?.(gw[i])) {
+        macKnown[i] = MAC_FAILED;
       }
     }
   }
@@ -154,13 +167,14 @@ function syncTable(table: RouteTable4, was: ReadonlyMap<number, number>, want: R
   if (changes.length > 0) table.applyBatch(changes);
 }
 
-/** A neighbour that stopped answering: every next hop through it goes back to unresolved (tunnel
- * packets then take the kernel's path and direct ones ask ARP again). */
-export function forgetNeighbor(nh: NextHops, ip: number): number {
+/** A neighbour that stopped answering: every next hop through it is marked failed (its packets are
+ * dropped and counted as `neighbor_failed`, and keep asking the table, which re-probes with back-off). */
+export function failNeighbor(nh: NextHops, ip: number): number {
   let changed = 0;
   for (let i = 0; i < nh.count; i++) {
-    if (nh.macKnown[i] === 1 && nh.gw[i] === ip >>> 0) {
-      nh.macKnown[i] = 0;
+    const k = nh.kind[i];
+    if ((k === NhKind.DIRECT || k === NhKind.VXLAN || k === NhKind.IPIP) && nh.gw[i] === ip >>> 0 && nh.macKnown[i] !== MAC_FAILED) {
+      nh.macKnown[i] = MAC_FAILED;
       changed++;
     }
   }
@@ -174,7 +188,7 @@ export function learnNeighbor(nh: NextHops, ip: number, b: Uint8Array, macOff: n
     const k = nh.kind[i];
     if ((k === NhKind.DIRECT || k === NhKind.VXLAN || k === NhKind.IPIP) && nh.gw[i] === ip) {
       for (let k = 0; k < 6; k++) nh.mac[i * 6 + k] = b[macOff + k];
-      nh.macKnown[i] = 1;
+      nh.macKnown[i] = MAC_KNOWN;
       changed++;
     }
   }

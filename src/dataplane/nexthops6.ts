@@ -10,7 +10,7 @@ import type { RouteChange6 } from '../lpm/route-table6';
 import { NO_ROUTE } from '../lpm/constants';
 import { parseMac } from '../packet/ethernet';
 import { buildVxlan6Template } from '../packet/vxlan6';
-import { NhKind, CALICO_VNI } from './nexthops';
+import { NhKind, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
 
 export interface NextHops6 {
   readonly count: number;
@@ -22,6 +22,7 @@ export interface NextHops6 {
   readonly ip6: Uint8Array;
   /** That neighbour's MAC on the underlay once NDP resolved it (6 bytes per next hop). */
   readonly mac: Uint8Array;
+  /** MAC_UNRESOLVED, MAC_KNOWN or MAC_FAILED (nexthops.ts). */
   readonly macKnown: Uint8Array;
   /** VXLAN: outer Ethernet (MACs left for sendOuter) + IPv6 + UDP + VXLAN + inner Ethernet template. */
   readonly tpl: Uint8Array[];
@@ -36,6 +37,8 @@ export interface NextHop6Context {
   portOf(interfaceName: string): number;
   /** A resolved underlay IPv6 neighbour's MAC, by address text. */
   neighbor6(ip6: string): Uint8Array | undefined;
+  /** True while that neighbour is FAILED (no MAC, its probes unanswered). */
+  neighborFailed6?(ip6: string): boolean;
 }
 
 const KIND_OF: Record<Route6['kind'], number> = { local: NhKind.LOCAL, blackhole: NhKind.BLACKHOLE, vxlan: NhKind.VXLAN, direct: NhKind.DIRECT };
@@ -86,7 +89,9 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
       const m = ctx.neighbor6(r.nodeIp6);
       if (m) {
         mac.set(m, i * 6);
-        macKnown[i] = 1;
+        macKnown[i] = MAC_KNOWN;
+      } else if (ctx.neighborFailed6?.(r.nodeIp6)) {
+        macKnown[i] = MAC_FAILED;
       }
     }
     if (r.kind === 'vxlan' && r.nodeIp6 !== null && r.vtepMac !== null && model.ip6 !== null) {
@@ -106,7 +111,22 @@ export function learnNeighbor6(nh: NextHops6, b: Uint8Array, ipOff: number, macB
     for (let j = 0; j < 16; j++) if (nh.ip6[i * 16 + j] !== b[ipOff + j]) { same = false; break; }
     if (!same) continue;
     for (let j = 0; j < 6; j++) nh.mac[i * 6 + j] = macB[macOff + j];
-    nh.macKnown[i] = 1;
+    nh.macKnown[i] = MAC_KNOWN;
+    changed++;
+  }
+  return changed;
+}
+
+/** A neighbour (16 bytes at b[ipOff]) that stopped answering: its next hops are marked failed. */
+export function failNeighbor6(nh: NextHops6, b: Uint8Array, ipOff: number): number {
+  let changed = 0;
+  for (let i = 0; i < nh.count; i++) {
+    const k = nh.kind[i];
+    if ((k !== NhKind.VXLAN && k !== NhKind.DIRECT) || nh.macKnown[i] === MAC_FAILED) continue;
+    let same = true;
+    for (let j = 0; j < 16; j++) if (nh.ip6[i * 16 + j] !== b[ipOff + j]) { same = false; break; }
+    if (!same) continue;
+    nh.macKnown[i] = MAC_FAILED;
     changed++;
   }
   return changed;

@@ -22,7 +22,7 @@ import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { FramePool, DescFlag, SLOT_SHIFT } from './frame-pool';
 import type { PacketIO } from './io';
-import { NextHops, NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
+import { NextHops, NhKind, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS, BATCH_HIST_SIZE, BATCH_SUM, batchBucket } from './counters';
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
 import { Pipeline6 } from './pipeline6';
@@ -114,6 +114,9 @@ export class Pipeline implements CapturePorts {
   onUnresolved: (ip: number) => void = () => {};
   /** Called when an ARP reply on the underlay resolves a neighbour. */
   onNeighbor: (ip: number, b: Uint8Array, macOff: number) => void = () => {};
+  /** Called for an ARP request, or a gratuitous ARP (sender = target, `gratuitous`), on the underlay:
+   * a neighbour naming its MAC without being asked (a changed MAC is taken, neighbors.ts onAnnounce). */
+  onNeighborAnnounce: (ip: number, b: Uint8Array, macOff: number, gratuitous: boolean) => void = () => {};
 
   /** Called once per kind of I/O error on a port (send refused as a whole, receive failed), for
    * the log; the error is counted on the port either way. */
@@ -327,9 +330,15 @@ export class Pipeline implements CapturePorts {
     if (len < ETH_HLEN) return this.drop(Drop.TOO_SHORT);
     const type = (b[f + 12] << 8) | b[f + 13];
     if (type === ETHERTYPE_ARP) {
-      if (validateArp(b, f + ETH_HLEN, len - ETH_HLEN) === Drop.OK && ((b[f + 20] << 8) | b[f + 21]) === ARP_REPLY) {
+      const v = validateArp(b, f + ETH_HLEN, len - ETH_HLEN);
+      // Malformed ARP teaches the table nothing; counted (the kernel's copy is the kernel's to judge).
+      if (v !== Drop.OK) return this.count(v, HOST);
+      {
+        const op = (b[f + 20] << 8) | b[f + 21];
         const spa = ((b[f + 28] << 24) | (b[f + 29] << 16) | (b[f + 30] << 8) | b[f + 31]) >>> 0;
-        this.onNeighbor(spa, b, f + 22);
+        const tpa = ((b[f + 38] << 24) | (b[f + 39] << 16) | (b[f + 40] << 8) | b[f + 41]) >>> 0;
+        if (op === ARP_REPLY && spa !== tpa) this.onNeighbor(spa, b, f + 22);
+        else if (op === ARP_REPLY || op === ARP_REQUEST) this.onNeighborAnnounce(spa, b, f + 22, spa === tpa);
       }
       return HOST;
     }
@@ -511,9 +520,9 @@ export class Pipeline implements CapturePorts {
         return this.sendOuter(i, nh, start, total + 20);
       }
       case NhKind.DIRECT: {
-        if (nhs.macKnown[nh] === 0) {
+        if (nhs.macKnown[nh] !== MAC_KNOWN) {
           this.onUnresolved(nhs.ip[nh]);
-          return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+          return this.drop(nhs.macKnown[nh] === MAC_FAILED ? Reason.NEIGHBOR_FAILED : Reason.NEIGHBOR_UNRESOLVED);
         }
         const m = nh * 6;
         const u = this.addr.underlayMac;
@@ -534,8 +543,10 @@ export class Pipeline implements CapturePorts {
    */
   private sendOuter(i: number, nh: number, start: number, len: number): number {
     const nhs = this.nh;
-    if (nhs.macKnown[nh] === 0) {
+    if (nhs.macKnown[nh] !== MAC_KNOWN) {
       this.onUnresolved(nhs.gw[nh]);
+      // A neighbour that stopped answering: the kernel would fail to resolve it too; count the loss.
+      if (nhs.macKnown[nh] === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
       this.setFrame(i, start, len);
       this.pool.addr[i] = nhs.ip[nh];
       if (this.tr !== null) this.tr.stages.push(`underlay neighbour ${formatIpv4(nhs.gw[nh])} unresolved: through the kernel (raw socket)`);

@@ -23,7 +23,7 @@ import { VXLAN_PORT } from '../packet/vxlan';
 import { jhash3, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { DescFlag, SLOT_SHIFT } from './frame-pool';
-import { NhKind, NH_KIND_NAMES, CALICO_VNI } from './nexthops';
+import { NhKind, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import type { NextHops6 } from './nexthops6';
 import { Reason, Event, Reason6, Event6 } from './counters';
 import type { Pipeline } from './pipeline';
@@ -246,9 +246,9 @@ export class Pipeline6 {
         return p;
       }
       case NhKind.VXLAN: {
-        if (nhs.macKnown[nh] === 0) {
+        if (nhs.macKnown[nh] !== MAC_KNOWN) {
           this.onUnresolved6(nhs.ip6, nh * 16);
-          return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+          return this.drop(nhs.macKnown[nh] === MAC_FAILED ? Reason.NEIGHBOR_FAILED : Reason.NEIGHBOR_UNRESOLVED);
         }
         b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
         const sport = vxlanSourcePort(this.flowHash(ip));
@@ -257,9 +257,9 @@ export class Pipeline6 {
         return this.toUnderlay(i, nh, start, total + ETH_HLEN + 56);
       }
       case NhKind.DIRECT: {
-        if (nhs.macKnown[nh] === 0) {
+        if (nhs.macKnown[nh] !== MAC_KNOWN) {
           this.onUnresolved6(nhs.ip6, nh * 16);
-          return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+          return this.drop(nhs.macKnown[nh] === MAC_FAILED ? Reason.NEIGHBOR_FAILED : Reason.NEIGHBOR_UNRESOLVED);
         }
         if (tr !== null) tr.stages.push(`direct: to ${nhs.routes[nh].nodeIp6} via the underlay`);
         return this.toUnderlay(i, nh, ip, total);

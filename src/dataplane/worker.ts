@@ -5,13 +5,14 @@
  * {type:'counters', id} | {type:'snapshot', id} (metrics) | {type:'log-level', level} | {type:'stop'},
  * and the trace/capture sessions of taps.ts.
  */
+import type { NeighborTimings } from './neighbors';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from './engine';
 import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; neighbor?: NeighborTimings; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
 
 if (parentPort) {
   const port = parentPort;
@@ -24,6 +25,7 @@ if (parentPort) {
     qdiscBypass: init.qdiscBypass,
     gro: init.gro,
     txGso: init.txGso,
+    neighbor: init.neighbor,
     manageHost: false,
     tunnelsOnUnderlay: init.tunnelsOnUnderlay,
     worker: { index: init.index, count: init.count },

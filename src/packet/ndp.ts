@@ -245,11 +245,13 @@ export const NS_FRAME_LEN = ETH_HLEN + IPV6_HEADER_LEN + 24 + 8; // 86
  * Writes a multicast Neighbor Solicitation at `f` (address resolution, RFC 4861 section 7.2.2):
  * from `mac` and the IPv6 address at src[srcOff] to the solicited-node group of the target at
  * target[targetOff] (Ethernet 33:33:ff:XX:XX:XX), hop limit 255, with a source link-layer option.
- * Returns NS_FRAME_LEN.
+ * With `unicastTo` (re-probing a known neighbour, RFC 4861 7.3.3 PROBE) it goes to that MAC and to
+ * the target address itself instead. Returns NS_FRAME_LEN.
  */
-export function writeNeighborSolicit(b: Uint8Array, f: number, mac: Uint8Array, src: Uint8Array, srcOff: number, target: Uint8Array, targetOff: number): number {
+export function writeNeighborSolicit(b: Uint8Array, f: number, mac: Uint8Array, src: Uint8Array, srcOff: number, target: Uint8Array, targetOff: number, unicastTo?: Uint8Array): number {
   b[f] = 0x33; b[f + 1] = 0x33; b[f + 2] = 0xff;
   b[f + 3] = target[targetOff + 13]; b[f + 4] = target[targetOff + 14]; b[f + 5] = target[targetOff + 15];
+  if (unicastTo !== undefined) copyMac(b, f, unicastTo, 0);
   copyMac(b, f + 6, mac, 0);
   b[f + 12] = 0x86;
   b[f + 13] = 0xdd;
@@ -258,8 +260,12 @@ export function writeNeighborSolicit(b: Uint8Array, f: number, mac: Uint8Array, 
   for (let k = 0; k < 16; k++) b[ip + IPV6_SRC + k] = src[srcOff + k];
   const d = ip + IPV6_DST;
   b.fill(0, d, d + 16);
-  b[d] = 0xff; b[d + 1] = 0x02; b[d + 11] = 1; b[d + 12] = 0xff;
-  b[d + 13] = target[targetOff + 13]; b[d + 14] = target[targetOff + 14]; b[d + 15] = target[targetOff + 15];
+  if (unicastTo !== undefined) {
+    for (let k = 0; k < 16; k++) b[d + k] = target[targetOff + k];
+  } else {
+    b[d] = 0xff; b[d + 1] = 0x02; b[d + 11] = 1; b[d + 12] = 0xff;
+    b[d + 13] = target[targetOff + 13]; b[d + 14] = target[targetOff + 14]; b[d + 15] = target[targetOff + 15];
+  }
   const ns = ip + IPV6_HEADER_LEN;
   b[ns] = ICMPV6_NEIGHBOR_SOLICIT;
   b[ns + 1] = 0;

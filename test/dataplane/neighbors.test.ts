@@ -147,7 +147,8 @@ test('INCOMPLETE: probes every retransMs, FAILED after N, counted; request() fol
   assert.ok(t.request(A, 2_000), 'the third probe, asked by traffic');
   assert.not.ok(t.request(A, 2_999));
   const r = t.tick(3_000);
-  assert.equal(r, { probe: [], changed: [] }, 'nothing was ever published, so nothing to withdraw');
+  assert.equal(r, { probe: [], changed: [{ ip: A >>> 0, mac: null }] }, 'reported: its next hops are marked failed (their packets dropped and counted)');
+  assert.ok(t.failed(A));
   assert.is(stateOf(t, A, 3_000)!.state, 'failed');
   assert.is(t.counters().failed, 1);
   assert.not.ok(t.request(A, 12_999), 'hold-down');
@@ -221,6 +222,66 @@ test('a gratuitous ARP with a new MAC is taken at once as STALE and verified by 
   assert.is(c.macChanged, 1);
   assert.is(c.learned, 2);
   assert.is(c.unsolicited, 1);
+});
+
+test('a STALE entry takes a different MAC from the answer to its broadcast probe at once (no lock: how a silent MAC change is found)', () => {
+  const t = table({ reachableMs: 2_000, retransMs: 300, probes: 3, lockMs: 1_000 });
+  t.want([A]);
+  reply(t, A, MAC_A, 0);
+  assert.equal(t.tick(2_000).probe, [A >>> 0]);
+  assert.ok(t.unicastTo(A), 'unicast to the old MAC: unanswered');
+  assert.equal(t.tick(2_300).probe, [A >>> 0]);
+  assert.equal(t.tick(2_600).probe, [A >>> 0]);
+  assert.is(t.unicastTo(A), undefined, 'broadcast');
+  assert.ok(reply(t, A, MAC_A2, 2_610), 'the new MAC, 0.61 s after the entry went STALE, is taken');
+  assert.equal([...t.mac(A)!], MAC_A2);
+  assert.is(stateOf(t, A, 2_610)!.state, 'reachable');
+  assert.not.ok(reply(t, A, MAC_A, 2_700), 'a second answer to the same broadcast is locked');
+  assert.is(t.counters().macChanged, 1);
+  assert.is(t.counters().locked, 1);
+});
+
+test('an ordinary request naming a new MAC is held by the lock window of a REACHABLE entry; a gratuitous one is not', () => {
+  const t = table({ lockMs: 1_000 });
+  t.want([A]);
+  reply(t, A, MAC_A, 0);
+  const r = arpFrame(1, MAC_A2, A);
+  assert.not.ok(t.onAnnounce(A, r.b, r.off, 500, false), 'request within the lock window');
+  assert.is(t.counters().locked, 1);
+  assert.ok(t.onAnnounce(A, r.b, r.off, 600, true), 'gratuitous ARP: taken');
+  assert.equal([...t.mac(A)!], MAC_A2);
+  assert.is(t.counters().announced, 1);
+});
+
+test('FAILED again and again: the hold-down doubles up to maxHoldDownMs, an answer resets it; failed() while unresolved after a failure', () => {
+  const t = table({ probes: 1, retransMs: 1_000, holdDownMs: 10_000, maxHoldDownMs: 30_000 });
+  t.want([A]);
+  let now = 0;
+  const failAt: number[] = [];
+  // Each round: one probe, then FAILED at the next due tick; the next round starts after the hold-down.
+  for (let k = 0; k < 5; k++) {
+    let r = t.tick(now);
+    while (r.probe.length === 0) r = t.tick((now += 100));
+    while (r.changed.length === 0) r = t.tick((now += 100));
+    assert.equal(r.changed, [{ ip: A >>> 0, mac: null }]);
+    assert.ok(t.failed(A));
+    failAt.push(now);
+  }
+  const gaps = failAt.slice(1).map((x, k) => x - failAt[k]);
+  // gap = hold-down + one retrans interval (the round's probe, then its failure)
+  assert.equal(gaps, [11_000, 21_000, 31_000, 31_000]);
+  assert.is(t.counters().failedNow, 1);
+  assert.ok(reply(t, A, MAC_A, now + 1), 'a late answer during the hold-down still resolves it');
+  assert.not.ok(t.failed(A));
+  assert.is(t.counters().failedNow, 0);
+  // reset: the next failure waits the base hold-down again
+  now += 1;
+  let r = t.tick((now += 30_000));
+  while (r.changed.length === 0) r = t.tick((now += 100));
+  const f1 = now;
+  r = t.tick(now);
+  while (r.probe.length === 0) r = t.tick((now += 100));
+  assert.is(now - f1, 10_000, 'hold-down back to the base after an answer');
 });
 
 test('the bound: wanted addresses beyond maxEntries are refused, counted, and reported once per overflow', () => {

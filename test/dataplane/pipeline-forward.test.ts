@@ -11,6 +11,8 @@ import {
   NODE1, NODE2, NODE1_MAC, NODE2_MAC, A,
 } from './helpers';
 
+import { failNeighbor, learnNeighbor } from '../../src/dataplane/nexthops';
+
 const RESOLVED = { neighbors: { '10.99.0.2': NODE2_MAC } };
 const PEER = { addr: NODE2 };
 
@@ -225,6 +227,45 @@ test('direct (unencapsulated) route from a tun pod: out the underlay to the node
   nothingSent(h2, 'direct unresolved');
   assert.is(h2.pipe.counters[Reason.NEIGHBOR_UNRESOLVED], 1);
   assert.equal(h2.unresolved, [NODE2]);
+});
+
+test('a failed underlay neighbour: IPIP and direct traffic through it is dropped as neighbor_failed (not sent to the kernel) and still asks the table; an answer restores it', () => {
+  const h = makeHarness(RESOLVED);
+  assert.ok(failNeighbor(h.pipe.nh, NODE2) > 0);
+  h.receive(h.port('tapT'), frame('t_to_ri'));
+  h.receive(h.port('tunU'), frame('u_to_rd').subarray(14));
+  nothingSent(h, 'failed neighbour');
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_FAILED], 2);
+  assert.equal(h.unresolved, [NODE2, NODE2], 'each packet asks the table (it rate-limits and backs off)');
+  learnNeighbor(h.pipe.nh, NODE2, parseMac(NODE2_MAC), 0);
+  h.receive(h.port('tapT'), frame('t_to_ri'));
+  onlyFrame(h, h.infra.underlay, 'ipip after the neighbour answered');
+});
+
+test('ARP on the underlay: a reply is a reply, a request or a gratuitous ARP is an announcement, malformed ARP is counted', () => {
+  const h = makeHarness(RESOLVED);
+  const replies: number[] = [];
+  const announced: [number, boolean][] = [];
+  h.pipe.onNeighbor = (ip) => replies.push(ip);
+  h.pipe.onNeighborAnnounce = (ip, _b, _off, g) => announced.push([ip, g]);
+  const arp = (op: number, spa: number, tpa: number): Uint8Array => {
+    const f = new Uint8Array(60);
+    f.fill(0xff, 0, 6);
+    f.set(parseMac(NODE2_MAC), 6);
+    f[12] = 0x08; f[13] = 0x06;
+    f.set([0, 1, 0x08, 0, 6, 4, 0, op], 14);
+    f.set(parseMac(NODE2_MAC), 22);
+    f.set([spa >>> 24, (spa >>> 16) & 255, (spa >>> 8) & 255, spa & 255], 28);
+    f.set([tpa >>> 24, (tpa >>> 16) & 255, (tpa >>> 8) & 255, tpa & 255], 38);
+    return f;
+  };
+  h.receive(h.infra.underlay, arp(2, NODE2, NODE1), arp(1, NODE2, NODE1), arp(1, NODE2, NODE2), arp(2, NODE2, NODE2));
+  assert.equal(replies, [NODE2]);
+  assert.equal(announced, [[NODE2, false], [NODE2, true], [NODE2, true]]);
+  const bad = arp(3, NODE2, NODE2);
+  h.receive(h.infra.underlay, bad);
+  assert.is(h.pipe.counters[Drop.BAD_ARP], 1, 'malformed ARP counted');
+  assert.is(replies.length + announced.length, 4, 'and not learned from');
 });
 
 // ---- decapsulation ------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ test('node1 solicits node2\'s IPv6 address, learns it from the NA, then tunnels 
     const b = new Uint8Array(2048);
     sent.push(b.slice(128, 128 + write(b, 128)));
   }, () => parseMac(NODE1_MAC), () => {});
+  n6.want([NODE2_6]);
   h.pipe.v6.onUnresolved6 = (b, off) => n6.request(b, off, 1000);
   h.pipe.v6.onNeighbor6 = (b, t, m) => n6.onAdvert(b, t, m);
   const a = h.port('caliA');
@@ -167,6 +168,93 @@ test('capture --stage decap on node2: the inner IPv6 frame of VXLAN over IPv6, f
   }
 });
 
+
+/** node2's NA with `mac` (link-layer option and Ethernet source), NA flags `flags`, for `target`. */
+function na(mac: string, flags: number, target = NODE2_6): Uint8Array {
+  const f = frame6('v6_na_node2');
+  const m = parseMac(mac);
+  f.set(m, 6);
+  f.set(m, 80);
+  f[58] = flags;
+  f.set(parseIpv6Bytes(target), 62);
+  fixChecksum(f);
+  return f;
+}
+
+test('IPv6 underlay neighbours age and are re-probed (unicast NS, then multicast), a changed MAC is taken, a silent one FAILS and its traffic is counted; unsolicited NAs', () => {
+  const h = makeHarness6();
+  const sent: Uint8Array[] = [];
+  const logs: string[] = [];
+  const n6 = new Neighbors6(h.pipe, (write) => {
+    const b = new Uint8Array(2048);
+    sent.push(b.slice(128, 128 + write(b, 128)));
+  }, () => parseMac(NODE1_MAC), (m) => logs.push(m), { reachableMs: 2_000, retransMs: 300, probes: 3, holdDownMs: 5_000 });
+  n6.want([NODE2_6]);
+  let now = 1_000;
+  h.pipe.v6.onUnresolved6 = (b, off) => n6.request(b, off, now);
+  h.pipe.v6.onNeighbor6 = (b, t, m) => n6.onAdvert(b, t, m, now);
+  const a = h.port('caliA');
+  const outerDst = () => toHex(onlyFrame(h, h.infra.underlay, 'tunnelled').bytes, 0, 6);
+  n6.solicitMissing(now);
+  assert.is(sent.length, 1);
+  h.receive(h.infra.underlay, na(NODE2_MAC6, 0x60));
+  h.receive(a, aToRv());
+  assert.is(outerDst(), '525400990002');
+  // REACHABLE for 2 s, then STALE: unicast NS to the cached MAC and to node2's address itself
+  sent.length = 0;
+  n6.tick((now = 2_999));
+  assert.is(sent.length, 0, 'still reachable');
+  n6.tick((now = 3_000));
+  assert.is(sent.length, 1, 'the first re-probe');
+  const ns = sent[0];
+  assert.is(toHex(ns, 0, 6), '525400990002', 'unicast to the cached MAC');
+  assert.is(toHex(ns, 14 + 24, 16), toHex(parseIpv6Bytes(NODE2_6)), 'to the target address');
+  assert.is(ns[14 + 40], 135, 'a Neighbor Solicitation');
+  assert.is(ns[14 + 7], 255, 'hop limit 255');
+  assert.is(icmpv6Sum(ns, 14, 54, 32), 0xffff, 'ICMPv6 checksum');
+  h.receive(a, aToRv());
+  assert.is(outerDst(), '525400990002', 'STALE still forwards');
+  n6.tick((now = 3_300));
+  n6.tick((now = 3_600));
+  assert.is(sent.length, 3);
+  assert.is(toHex(sent[2], 0, 3), '3333ff', 'the last probe goes to the solicited-node group');
+  // node2 changed its MAC: it answers the multicast probe with the new one, taken at once
+  h.receive(h.infra.underlay, na('02:00:5e:10:00:2a', 0x60));
+  h.receive(a, aToRv());
+  assert.is(outerDst(), '02005e10002a', 'the next hop follows the new MAC');
+  assert.is(n6.table.counters().macChanged, 1);
+  // an unsolicited NA with the override flag (ndisc_notify): taken; without it: ignored
+  h.receive(h.infra.underlay, na('02:00:5e:10:00:3b', 0x20));
+  h.receive(a, aToRv());
+  assert.is(outerDst(), '02005e10003b', 'unsolicited NA with override');
+  h.receive(h.infra.underlay, na('02:00:5e:10:00:4c', 0x00));
+  h.receive(a, aToRv());
+  assert.is(outerDst(), '02005e10003b', 'unsolicited NA without override changes nothing');
+  h.receive(h.infra.underlay, na('02:00:5e:10:00:4c', 0x60, 'fd99::77'));
+  assert.is(n6.table.counters().unsolicited, 1, 'an NA for an address podway does not want: counted, not stored');
+  assert.is(n6.table.size, 1);
+  // a hostile NA (hop limit 254): counted bad_ndp, not learned
+  const hostile = na('02:00:5e:10:00:5d', 0x20);
+  hostile[14 + 7] = 254;
+  h.receive(h.infra.underlay, hostile);
+  h.receive(a, aToRv());
+  assert.is(outerDst(), '02005e10003b', 'the hostile NA changed nothing');
+  // node2 goes silent: STALE, 3 probes, FAILED; its traffic is dropped and counted
+  const failedBefore = h.pipe.counters[Reason.NEIGHBOR_FAILED];
+  for (now = 6_000; now < 9_000; now += 300) n6.tick(now);
+  assert.is(n6.table.entries(now)[0].state, 'failed');
+  assert.ok(logs.some((l) => /stopped answering/.test(l)), 'logged');
+  h.receive(a, aToRv(), aToRv());
+  nothingSent(h, 'a failed neighbour');
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_FAILED] - failedBefore, 2, 'counted neighbor_failed');
+  // it answers the next round (after the hold-down): traffic flows again
+  sent.length = 0;
+  for (let t = now; t <= now + 6_000; t += 300) n6.tick(t);
+  assert.ok(sent.length >= 1, 'probed again after the hold-down');
+  h.receive(h.infra.underlay, na(NODE2_MAC6, 0x60));
+  h.receive(a, aToRv());
+  assert.is(outerDst(), '525400990002');
+});
 
 test('underlay filter with IPv6: IPv6 and ARP accepted, IPv4 for the node still left to its sockets', () => {
   const prog = underlayFilter(NODE1, { ipv6: true });

@@ -213,6 +213,7 @@ export class Engine {
     const t0 = performance.now();
     const first = this.model === null;
     if (first || this.model!.node.ip !== model.node.ip) this.openInfra(model);
+    else if (this.model!.v6.ip6 !== model.v6.ip6) this.followIp6(model);
     // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
     // running pods keep theirs.
     this.podMtu = model.mtu.pod;
@@ -266,7 +267,7 @@ export class Engine {
       const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
       this.ownsTunnelTable = why === null;
       this.tunnelsOnUnderlay = why === null;
-      if (why === null) this.notes.push(`nftables table inet ${TUNNEL_TABLE}: VXLAN and IPIP to ${formatIpv4(nodeIp)}${model.v6.ip6 ? ` and VXLAN to ${model.v6.ip6}` : ''} received on ${ul.name}'s packet socket (offload metadata), the kernel's copy dropped; outer fragments reassembled by the kernel, read from the sockets`);
+      if (why === null) this.notes.push(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
       else this.log.warn(`tunnels received on the UDP/raw sockets, without the kernel's offload metadata (a veth underlay with offloads on can stall TCP from kernel nodes): nft: ${why}`, { component: 'host' });
     }
     // With tunnels on the underlay port the sockets are still read: the table leaves outer IPv4
@@ -291,7 +292,7 @@ export class Engine {
           linkUp(HOST_PORT_NAME);
         }
       }
-      this.infra.underlay = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(nodeIp, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, fanoutGroup: this.fanout(ul.name) });
+      this.infra.underlay = this.openUnderlay(ul, model);
       this.pipe.setPort(this.infra.underlay, Role.UNDERLAY, `underlay(${ul.name})`);
     } catch (e) {
       this.closeInfra();
@@ -303,6 +304,46 @@ export class Engine {
     this.pipe.underlayPort = this.infra.underlay;
     this.pipe.hostPort = this.infra.host;
     for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host]) if (p >= 0) this.watch(p);
+  }
+
+  /** The underlay packet port; its filter takes IPv6 only while the node has an IPv6 address. */
+  private openUnderlay(ul: Underlay, model: NodeDataplaneModel): number {
+    return this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, fanoutGroup: this.fanout(ul.name) });
+  }
+
+  private tunnelTableNote(ul: string, nodeIp: number, ip6: string | null): string {
+    return `nftables table inet ${TUNNEL_TABLE}: VXLAN and IPIP to ${formatIpv4(nodeIp)}${ip6 ? ` and VXLAN to ${ip6}` : ''} received on ${ul}'s packet socket (offload metadata), the kernel's copy dropped; outer fragments reassembled by the kernel, read from the sockets`;
+  }
+
+  /**
+   * The node's IPv6 address changed, appeared or went away (its Node's bgp.ipv6Address) while its
+   * IPv4 address stayed (a changed IPv4 address reopens everything, openInfra): the tunnel table's
+   * IPv6 rule is rewritten for the new address (one nft transaction replacing the table, so the
+   * IPv4 rules never lapse), and when IPv6 appears or goes the underlay port is reopened with a
+   * filter that takes (or no longer takes) IPv6, the new port before the old one closes.
+   */
+  private followIp6(model: NodeDataplaneModel): void {
+    const ul = this.underlay;
+    if (!ul) return;
+    const was = this.model!.v6.ip6;
+    if (this.manageHost && this.ownsTunnelTable) {
+      const why = installTunnelRx(ul.name, formatIpv4(model.node.ip), VXLAN_PORT, model.v6.ip6);
+      if (why === null) {
+        this.notes.push(this.tunnelTableNote(ul.name, model.node.ip, model.v6.ip6));
+        this.log.info(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: nftables table inet ${TUNNEL_TABLE} follows it`, { component: 'host' });
+      } else {
+        this.log.warn(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: could not rewrite nftables table inet ${TUNNEL_TABLE}: ${why}`, { component: 'host' });
+      }
+    }
+    if ((was === null) !== (model.v6.ip6 === null) && this.infra.underlay >= 0) {
+      const old = this.infra.underlay;
+      const p = this.openUnderlay(ul, model);
+      this.infra.underlay = p;
+      this.pipe.setPort(p, Role.UNDERLAY, `underlay(${ul.name})`);
+      this.pipe.underlayPort = p;
+      this.watch(p);
+      this.forgetPort(old);
+    }
   }
 
   private closeInfra(): void {

@@ -28,6 +28,10 @@
  * count the tunnel packets taken this way (a GSO super-datagram counts once); `fragments` counts
  * the outer IPv4 UDP and IPIP fragments to the node left to the kernel's reassembly (not only VXLAN: a later fragment has no port).
  *
+ * The addresses are the ones podway uses (the Node's bgp.ipv4Address / ipv6Address): the engine
+ * installs the table again, whole, when either changes (engine.ts openInfra for IPv4, followIp6
+ * for IPv6), so the rules never name an address the node gave up.
+ *
  * Without nft (or when it refuses) tunnels keep arriving on the sockets as before.
  */
 import { execFileSync } from 'node:child_process';

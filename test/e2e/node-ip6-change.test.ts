@@ -1,0 +1,90 @@
+/**
+ * The tunnel table follows the node's IPv6 address (root, network namespaces). node1 runs podway,
+ * node2 is a kernel node with Felix's vxlan-v6.calico (src/lab/kernel.ts). node1's IPv6 address
+ * (its Node's bgp.ipv6Address, which podway uses) changes while podway runs: the `vxlan6` drop
+ * rule of `table inet podway_tunnels` must name the new address (so the kernel's copy of VXLAN
+ * to it is dropped and counted, and pod IPv6 keeps flowing through podway's underlay port); then
+ * the address goes away (the rule with it) and comes back (the rule, and the underlay port's
+ * filter taking IPv6 again: pod IPv6 flows).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { configureKernelNode } from '../../src/lab/kernel';
+import { Lab } from '../../src/lab/lab';
+import { deriveVtepMac } from '../../src/control';
+import { guard, teardown, isRoot, routes, logTail, until } from './e2e-kit';
+
+const SPEC = [
+  { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] },
+  { name: 'node2', subnet: 'a' as const, pods: [{ name: 'web-2', type: 'veth' as const }] },
+];
+
+let lab: Lab | null = null;
+let ok = false;
+
+function nsExec(ns: string, args: string[]): string {
+  return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', timeout: 10_000 });
+}
+
+function table(): string {
+  return nsExec(lab!.node('node1').ns, ['nft', 'list', 'table', 'inet', 'podway_tunnels']);
+}
+
+function vxlan6Counter(): number {
+  const out = nsExec(lab!.node('node1').ns, ['nft', '-j', 'list', 'counters', 'table', 'inet', 'podway_tunnels']);
+  return (JSON.parse(out) as { nftables: { counter?: { name: string; packets: number } }[] }).nftables.find((x) => x.counter?.name === 'vxlan6')?.counter?.packets ?? 0;
+}
+
+/** node1's IPv6 address becomes `ip6` (null: none) on its interface and in its Node resource. */
+function setNodeIp6(ip6: string | null): void {
+  const n1 = lab!.node('node1');
+  if (n1.ip6) nsExec(n1.ns, ['ip', '-6', 'addr', 'del', `${n1.ip6}/64`, 'dev', 'eth0']);
+  if (ip6) nsExec(n1.ns, ['ip', '-6', 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
+  n1.ip6 = ip6;
+  lab!.setMode(lab!.mode);
+  // node2 (Felix's kernel dataplane) sends node1's IPv6 VXLAN to the new address
+  if (ip6) nsExec(lab!.node('node2').ns, ['bridge', 'fdb', 'replace', deriveVtepMac('node1', 6), 'dev', 'vxlan-v6.calico', 'dst', ip6, 'self', 'permanent']);
+}
+
+const ping6 = (from: string, to: string) => lab!.ping(from, lab!.pod(to).ip6!, 1).received === 1;
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('e2e tests need root (network namespaces)');
+  lab = guard(new Lab(SPEC, { dualStack: true, podOffloads: false }));
+  lab.build();
+  configureKernelNode(lab, lab.node('node2'), 'vxlan');
+  await lab.startPodway('node1');
+  const b6 = lab.node('node2').block6!;
+  assert.ok(await until(async () => (await routes(lab!.node('node1'))).some((r) => r.cidr === b6 && r.kind === 'vxlan'), 10_000), 'node1 routes node2\'s IPv6 block');
+});
+
+test.after(async () => {
+  if (!lab) return;
+  if (!ok) console.log(logTail(lab, 30));
+  await teardown(lab);
+});
+
+test('the vxlan6 rule names the address podway uses, before and after it changes; IPv6 VXLAN to the new address is taken by podway', async () => {
+  assert.ok(await until(() => ping6('web-2', 'web-1') && ping6('web-1', 'web-2'), 10_000, 200), 'IPv6 both ways at start');
+  assert.match(table(), /ip6 daddr fd99::1 udp dport 4789 counter name "vxlan6" drop/);
+  setNodeIp6('fd99::a1');
+  assert.ok(await until(() => /ip6 daddr fd99::a1 udp dport 4789 counter name "vxlan6" drop/.test(table()), 10_000, 100), `the rule follows the new address:\n${table()}`);
+  assert.not.match(table(), /fd99::1 /, 'no rule for the old address');
+  const before = vxlan6Counter();
+  assert.ok(await until(() => ping6('web-2', 'web-1'), 10_000, 200), 'web-2 -> web-1 over IPv6 VXLAN to the new address');
+  for (let k = 0; k < 5; k++) assert.ok(ping6('web-2', 'web-1') && ping6('web-1', 'web-2'), `IPv6 both ways after the change (${k})`);
+  assert.ok(vxlan6Counter() - before >= 5, `the kernel's copy of VXLAN to fd99::a1 was dropped by the rule (${vxlan6Counter() - before})`);
+});
+
+test('the address goes away (the rule with it) and comes back (rule and IPv6 on the underlay port again)', async () => {
+  setNodeIp6(null);
+  assert.ok(await until(() => !/vxlan6" drop/.test(table()), 10_000, 100), `no IPv6 rule without an address:\n${table()}`);
+  assert.match(table(), /ip daddr 10\.99\.0\.1 .*counter name "vxlan" drop/, 'the IPv4 rules stay');
+  setNodeIp6('fd99::b1');
+  assert.ok(await until(() => /ip6 daddr fd99::b1 udp dport 4789 counter name "vxlan6" drop/.test(table()), 10_000, 100), `the rule is back for fd99::b1:\n${table()}`);
+  assert.ok(await until(() => ping6('web-1', 'web-2') && ping6('web-2', 'web-1'), 15_000, 200), 'IPv6 both ways once the address is back (NDP and VXLAN through the reopened underlay port)');
+  ok = true;
+});
+
+test.run();

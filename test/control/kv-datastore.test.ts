@@ -89,178 +89,155 @@ interface Backend {
 function commonSuite(backend: Backend) {
   const test = suite(`KvDatastore on ${backend.name}`);
 
-  test('the snapshot holds the resources written in Calico layout; confirmed affinities only; the model computes', async () => {
+  /** `body` on a fresh store of this backend with a harness on it: closed, and the store released, however it ends. */
+  const onFreshStore = async (options: KvDatastoreOptions, body: (kv: KvStore, h: Harness) => Promise<void>): Promise<void> => {
     const { kv, done } = await backend.open();
-    const h = harness(kv);
+    const h = harness(kv, options);
     try {
-      await writeCluster(kv);
-      const snap = await h.ds.start();
-      assert.equal(names(snap.ipPools), ['default-ipv4-ippool']);
-      assert.is(snap.ipPools[0]!.spec.blockSize, 26);
-      assert.equal(names(snap.nodes), ['node1', 'node2']);
-      assert.equal(snap.blockAffinities.map((a) => `${a.spec.node} ${a.spec.cidr} ${a.spec.state}`).sort(), [
-        'node1 10.244.0.0/26 confirmed', 'node2 10.244.0.64/26 confirmed',
-      ]);
-      assert.equal(names(snap.blockAffinities), ['node1-10-244-0-0-26', 'node2-10-244-0-64-26']);
-      assert.equal(snap.workloadEndpoints.map((w) => `${w.metadata.namespace}/${w.metadata.name}`).sort(), [
-        'default/node1-k8s-web--1-eth0', 'prod/node2-k8s-db--1-eth0',
-      ]);
-      assert.equal(snap.warnings, []);
-      assert.equal(h.errors, []);
-      assert.is(h.snapshots.length, 1, 'start() delivered the first snapshot to listeners');
-      const model = computeNodeModel(snap, 'node1');
-      const toNode2 = model.routes.find((r) => r.cidr === '10.244.0.64/26');
-      assert.ok(toNode2, JSON.stringify(model.routes));
-      assert.is(toNode2!.kind, 'vxlan');
-      assert.is(model.endpoints.length, 1);
-
-      // Live changes: a new node and pod, a deleted pod, a block confirmed.
-      await createResource(kv, node('node3', '10.99.0.3/24', '10.244.0.192'));
-      await deleteResource(kv, identityOf(wep('prod', 'node2-k8s-db--1-eth0', 'node2', 'x', '1.1.1.1')));
-      const aff = (await kv.get(affinityKey('node2', '10.244.0.128/26')))!;
-      await kv.update(aff.key, '{"state":"confirmed","deleted":false}', aff.modRevision);
-      const later = await h.waitFor('the live changes', (s) => s.nodes.length === 3 && s.workloadEndpoints.length === 1 && s.blockAffinities.length === 3);
-      assert.equal(names(later.nodes), ['node1', 'node2', 'node3']);
-      assert.equal(h.errors, []);
+      await body(kv, h);
     } finally {
       await h.ds.close();
       await done();
     }
-  });
+  };
 
-  test('borrowed addresses come from the blocks: an allocation for another node is routed to it, without an endpoint', async () => {
-    const { kv, done } = await backend.open();
-    const h = harness(kv);
-    try {
-      await createResource(kv, pool('default-ipv4-ippool', '10.244.0.0/16'));
-      await createResource(kv, node('node1', '10.99.0.1/24', '10.244.0.0'));
-      await createResource(kv, node('node2', '10.99.0.2/24', '10.244.0.64'));
-      const ipam = new Ipam(kv);
-      // node1 claims the block with its own address: nothing borrowed yet.
-      await ipam.assignIp({ ip: '10.244.0.5', node: 'node1', handleId: 'h1', attrs: { node: 'node1' } });
-      const snap = await h.ds.start();
-      assert.equal(snap.ipamBlocks, []);
-      assert.ok(snap.blockAffinities.some((a) => a.spec.node === 'node1' && a.spec.cidr === '10.244.0.0/26'));
-      assert.is(computeNodeModel(snap, 'node1').routes.find((r) => r.cidr === '10.244.0.9/32'), undefined);
-      // node2's tunnel address out of node1's block (as `ipam assign` or a borrowing join writes it):
-      // no WorkloadEndpoint names it, the block's allocation does.
-      await ipam.assignIp({ ip: '10.244.0.9', node: 'node2', handleId: 'vxlan-tunnel-addr-node2', attrs: { node: 'node2', type: 'vxlanTunnelAddress' } });
-      const later = await h.waitFor('the borrowed allocation', (s) => (s.ipamBlocks ?? []).length === 1);
-      assert.equal(later.ipamBlocks, [{ cidr: '10.244.0.0/26', host: 'node1', allocations: [{ ip: '10.244.0.9', node: 'node2' }] }]);
-      const r = computeNodeModel(later, 'node1').routes.find((x) => x.cidr === '10.244.0.9/32');
-      assert.ok(r, 'node1 routes the borrowed /32');
-      assert.equal([r!.kind, r!.node], ['vxlan', 'node2']);
-      // Released: the route goes.
-      await ipam.releaseIps(['10.244.0.9']);
-      await h.waitFor('the release', (s) => (s.ipamBlocks ?? []).length === 0);
-      assert.equal(h.errors, []);
-    } finally {
-      await h.ds.close();
-      await done();
-    }
-  });
+  test('the snapshot holds the resources written in Calico layout; confirmed affinities only; the model computes', () => onFreshStore({}, async (kv, h) => {
+    await writeCluster(kv);
+    const snap = await h.ds.start();
+    assert.equal(names(snap.ipPools), ['default-ipv4-ippool']);
+    assert.is(snap.ipPools[0]!.spec.blockSize, 26);
+    assert.equal(names(snap.nodes), ['node1', 'node2']);
+    assert.equal(snap.blockAffinities.map((a) => `${a.spec.node} ${a.spec.cidr} ${a.spec.state}`).sort(), [
+      'node1 10.244.0.0/26 confirmed', 'node2 10.244.0.64/26 confirmed',
+    ]);
+    assert.equal(names(snap.blockAffinities), ['node1-10-244-0-0-26', 'node2-10-244-0-64-26']);
+    assert.equal(snap.workloadEndpoints.map((w) => `${w.metadata.namespace}/${w.metadata.name}`).sort(), [
+      'default/node1-k8s-web--1-eth0', 'prod/node2-k8s-db--1-eth0',
+    ]);
+    assert.equal(snap.warnings, []);
+    assert.equal(h.errors, []);
+    assert.is(h.snapshots.length, 1, 'start() delivered the first snapshot to listeners');
+    const model = computeNodeModel(snap, 'node1');
+    const toNode2 = model.routes.find((r) => r.cidr === '10.244.0.64/26');
+    assert.ok(toNode2, JSON.stringify(model.routes));
+    assert.is(toNode2!.kind, 'vxlan');
+    assert.is(model.endpoints.length, 1);
 
-  test('bad values are skipped with the key and the field named; the rest is used; a fix brings it back', async () => {
-    const { kv, done } = await backend.open();
-    const h = harness(kv);
-    try {
-      await writeCluster(kv);
-      const badPoolKey = '/calico/resources/v3/projectcalico.org/ippools/bad-pool';
-      await kv.create(badPoolKey, JSON.stringify({ ...pool('bad-pool', '10.250.0.0/16'), spec: { cidr: '10.250.0.0/33' } }));
-      const notJsonKey = '/calico/resources/v3/projectcalico.org/nodes/garbled';
-      await kv.create(notJsonKey, '{"kind":"Node",');
-      const badAffKey = affinityKey('node1', '10.244.1.0/26');
-      await kv.create(badAffKey, '{"state":"maybe"}');
-      const snap = await h.ds.start();
-      assert.equal(names(snap.ipPools), ['default-ipv4-ippool']);
-      assert.equal(names(snap.nodes), ['node1', 'node2']);
-      assert.is(snap.workloadEndpoints.length, 2);
-      assert.is(snap.blockAffinities.length, 2);
-      assert.is(h.errors.length, 3, JSON.stringify(h.errors));
-      const poolErr = h.errors.find((e) => e.startsWith(badPoolKey));
-      assert.ok(poolErr && /spec\.cidr: /.test(poolErr) && /skipped/.test(poolErr), String(poolErr));
-      const jsonErr = h.errors.find((e) => e.startsWith(notJsonKey));
-      assert.ok(jsonErr && /not valid JSON/.test(jsonErr), String(jsonErr));
-      const affErr = h.errors.find((e) => e.startsWith(badAffKey));
-      assert.ok(affErr && /state: expected one of/.test(affErr), String(affErr));
+    // Live changes: a new node and pod, a deleted pod, a block confirmed.
+    await createResource(kv, node('node3', '10.99.0.3/24', '10.244.0.192'));
+    await deleteResource(kv, identityOf(wep('prod', 'node2-k8s-db--1-eth0', 'node2', 'x', '1.1.1.1')));
+    const aff = (await kv.get(affinityKey('node2', '10.244.0.128/26')))!;
+    await kv.update(aff.key, '{"state":"confirmed","deleted":false}', aff.modRevision);
+    const later = await h.waitFor('the live changes', (s) => s.nodes.length === 3 && s.workloadEndpoints.length === 1 && s.blockAffinities.length === 3);
+    assert.equal(names(later.nodes), ['node1', 'node2', 'node3']);
+    assert.equal(h.errors, []);
+  }));
 
-      // A good value turning bad: reported once, that resource is skipped, the others stay.
-      const n2 = (await kv.get('/calico/resources/v3/projectcalico.org/nodes/node2'))!;
-      const broken = JSON.parse(n2.value);
-      broken.spec.ipv4VXLANTunnelAddr = 'not-an-ip';
-      await kv.update(n2.key, JSON.stringify(broken), n2.modRevision);
-      await h.waitFor('node2 skipped', (s) => s.nodes.length === 1);
-      const nodeErr = await h.waitError('the node2 error', (e) => e.includes('/nodes/node2'));
-      assert.match(nodeErr, /spec\.ipv4VXLANTunnelAddr: expected an IPv4 address/);
-      assert.is(h.ds.current()!.ipPools.length, 1);
-      assert.is(h.ds.current()!.workloadEndpoints.length, 2);
-      // The key's name must match its metadata.name.
-      await kv.create('/calico/resources/v3/projectcalico.org/nodes/node9', JSON.stringify(node('node8', '10.99.0.9/24', '10.244.3.0')));
-      const nameErr = await h.waitError('the name mismatch', (e) => e.includes('/nodes/node9'));
-      assert.match(nameErr, /metadata\.name: node8 does not match the key/);
+  test('borrowed addresses come from the blocks: an allocation for another node is routed to it, without an endpoint', () => onFreshStore({}, async (kv, h) => {
+    await createResource(kv, pool('default-ipv4-ippool', '10.244.0.0/16'));
+    await createResource(kv, node('node1', '10.99.0.1/24', '10.244.0.0'));
+    await createResource(kv, node('node2', '10.99.0.2/24', '10.244.0.64'));
+    const ipam = new Ipam(kv);
+    // node1 claims the block with its own address: nothing borrowed yet.
+    await ipam.assignIp({ ip: '10.244.0.5', node: 'node1', handleId: 'h1', attrs: { node: 'node1' } });
+    const snap = await h.ds.start();
+    assert.equal(snap.ipamBlocks, []);
+    assert.ok(snap.blockAffinities.some((a) => a.spec.node === 'node1' && a.spec.cidr === '10.244.0.0/26'));
+    assert.is(computeNodeModel(snap, 'node1').routes.find((r) => r.cidr === '10.244.0.9/32'), undefined);
+    // node2's tunnel address out of node1's block (as `ipam assign` or a borrowing join writes it):
+    // no WorkloadEndpoint names it, the block's allocation does.
+    await ipam.assignIp({ ip: '10.244.0.9', node: 'node2', handleId: 'vxlan-tunnel-addr-node2', attrs: { node: 'node2', type: 'vxlanTunnelAddress' } });
+    const later = await h.waitFor('the borrowed allocation', (s) => (s.ipamBlocks ?? []).length === 1);
+    assert.equal(later.ipamBlocks, [{ cidr: '10.244.0.0/26', host: 'node1', allocations: [{ ip: '10.244.0.9', node: 'node2' }] }]);
+    const r = computeNodeModel(later, 'node1').routes.find((x) => x.cidr === '10.244.0.9/32');
+    assert.ok(r, 'node1 routes the borrowed /32');
+    assert.equal([r!.kind, r!.node], ['vxlan', 'node2']);
+    // Released: the route goes.
+    await ipam.releaseIps(['10.244.0.9']);
+    await h.waitFor('the release', (s) => (s.ipamBlocks ?? []).length === 0);
+    assert.equal(h.errors, []);
+  }));
 
-      const n2b = (await kv.get(n2.key))!;
-      await kv.update(n2.key, n2.value, n2b.modRevision);
-      await h.waitFor('node2 back', (s) => s.nodes.length === 2);
-      const errorCount = h.errors.length;
-      await createResource(kv, node('node4', '10.99.0.4/24', '10.244.0.250'));
-      await h.waitFor('node4', (s) => s.nodes.length === 3);
-      assert.is(h.errors.length, errorCount, 'no bad value reported twice');
-    } finally {
-      await h.ds.close();
-      await done();
-    }
-  });
+  test('bad values are skipped with the key and the field named; the rest is used; a fix brings it back', () => onFreshStore({}, async (kv, h) => {
+    await writeCluster(kv);
+    const badPoolKey = '/calico/resources/v3/projectcalico.org/ippools/bad-pool';
+    await kv.create(badPoolKey, JSON.stringify({ ...pool('bad-pool', '10.250.0.0/16'), spec: { cidr: '10.250.0.0/33' } }));
+    const notJsonKey = '/calico/resources/v3/projectcalico.org/nodes/garbled';
+    await kv.create(notJsonKey, '{"kind":"Node",');
+    const badAffKey = affinityKey('node1', '10.244.1.0/26');
+    await kv.create(badAffKey, '{"state":"maybe"}');
+    const snap = await h.ds.start();
+    assert.equal(names(snap.ipPools), ['default-ipv4-ippool']);
+    assert.equal(names(snap.nodes), ['node1', 'node2']);
+    assert.is(snap.workloadEndpoints.length, 2);
+    assert.is(snap.blockAffinities.length, 2);
+    assert.is(h.errors.length, 3, JSON.stringify(h.errors));
+    const poolErr = h.errors.find((e) => e.startsWith(badPoolKey));
+    assert.ok(poolErr && /spec\.cidr: /.test(poolErr) && /skipped/.test(poolErr), String(poolErr));
+    const jsonErr = h.errors.find((e) => e.startsWith(notJsonKey));
+    assert.ok(jsonErr && /not valid JSON/.test(jsonErr), String(jsonErr));
+    const affErr = h.errors.find((e) => e.startsWith(badAffKey));
+    assert.ok(affErr && /state: expected one of/.test(affErr), String(affErr));
 
-  test('after a quiet spell a change is emitted at once, not after the debounce; changes right after it wait for the debounce', async () => {
-    const { kv, done } = await backend.open();
+    // A good value turning bad: reported once, that resource is skipped, the others stay.
+    const n2 = (await kv.get('/calico/resources/v3/projectcalico.org/nodes/node2'))!;
+    const broken = JSON.parse(n2.value);
+    broken.spec.ipv4VXLANTunnelAddr = 'not-an-ip';
+    await kv.update(n2.key, JSON.stringify(broken), n2.modRevision);
+    await h.waitFor('node2 skipped', (s) => s.nodes.length === 1);
+    const nodeErr = await h.waitError('the node2 error', (e) => e.includes('/nodes/node2'));
+    assert.match(nodeErr, /spec\.ipv4VXLANTunnelAddr: expected an IPv4 address/);
+    assert.is(h.ds.current()!.ipPools.length, 1);
+    assert.is(h.ds.current()!.workloadEndpoints.length, 2);
+    // The key's name must match its metadata.name.
+    await kv.create('/calico/resources/v3/projectcalico.org/nodes/node9', JSON.stringify(node('node8', '10.99.0.9/24', '10.244.3.0')));
+    const nameErr = await h.waitError('the name mismatch', (e) => e.includes('/nodes/node9'));
+    assert.match(nameErr, /metadata\.name: node8 does not match the key/);
+
+    const n2b = (await kv.get(n2.key))!;
+    await kv.update(n2.key, n2.value, n2b.modRevision);
+    await h.waitFor('node2 back', (s) => s.nodes.length === 2);
+    const errorCount = h.errors.length;
+    await createResource(kv, node('node4', '10.99.0.4/24', '10.244.0.250'));
+    await h.waitFor('node4', (s) => s.nodes.length === 3);
+    assert.is(h.errors.length, errorCount, 'no bad value reported twice');
+  }));
+
+  test('after a quiet spell a change is emitted at once, not after the debounce; changes right after it wait for the debounce', () => onFreshStore({ debounceMs: 4000, maxDelayMs: 8000 }, async (kv, h) => {
     // A debounce far longer than any wait below: only a leading-edge snapshot can arrive in time.
-    const h = harness(kv, { debounceMs: 4000, maxDelayMs: 8000 });
-    try {
-      await writeCluster(kv);
-      await h.ds.start();
-      await sleep(4100); // quiet for longer than the debounce
-      const before = h.snapshots.length;
-      await createResource(kv, wep('lead', 'node1-k8s-first-eth0', 'node1', 'califirst0000', '10.244.0.20'));
-      await h.waitFor('the first change, before the 4 s debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-first-eth0'), 2000);
-      assert.is(h.snapshots.length, before + 1, 'one snapshot for the first change');
-      await createResource(kv, wep('lead', 'node1-k8s-second-eth0', 'node1', 'calisecond000', '10.244.0.21'));
-      await sleep(1000);
-      assert.not.ok(h.ds.current()!.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-second-eth0'), 'a change right after a snapshot waits for the debounce');
-      await h.waitFor('the second change, after the debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-second-eth0'), 8000);
-    } finally {
-      await h.ds.close();
-      await done();
-    }
-  });
+    await writeCluster(kv);
+    await h.ds.start();
+    await sleep(4100); // quiet for longer than the debounce
+    const before = h.snapshots.length;
+    await createResource(kv, wep('lead', 'node1-k8s-first-eth0', 'node1', 'califirst0000', '10.244.0.20'));
+    await h.waitFor('the first change, before the 4 s debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-first-eth0'), 2000);
+    assert.is(h.snapshots.length, before + 1, 'one snapshot for the first change');
+    await createResource(kv, wep('lead', 'node1-k8s-second-eth0', 'node1', 'calisecond000', '10.244.0.21'));
+    await sleep(1000);
+    assert.not.ok(h.ds.current()!.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-second-eth0'), 'a change right after a snapshot waits for the debounce');
+    await h.waitFor('the second change, after the debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-second-eth0'), 8000);
+  }));
 
-  test('a burst of 100 writes gives a few snapshots, the last with all of them', async () => {
-    const { kv, done } = await backend.open();
-    const h = harness(kv, { debounceMs: 30 });
-    try {
-      await writeCluster(kv);
-      await h.ds.start();
-      const before = h.snapshots.length;
-      await Promise.all(Array.from({ length: 100 }, (_, i) =>
-        createResource(kv, wep('burst', `node1-k8s-p${i}-eth0`, 'node1', `calib${String(i).padStart(10, '0')}`, `10.244.0.${2 + (i % 60)}`))));
-      // Addresses repeat every 60 pods, so pods 60..99 clash with 0..39 on node1: left out with a warning.
-      const snap = await h.waitFor('all 100 burst endpoints seen', (s) => s.workloadEndpoints.length + s.warnings.filter((w) => w.includes('left out')).length === 102, 15_000);
-      const emitted = h.snapshots.length - before;
-      assert.ok(emitted >= 1 && emitted <= 25, `${emitted} snapshots for 100 writes`);
-      assert.is(snap.workloadEndpoints.filter((w) => w.metadata.namespace === 'burst').length, 60);
-      assert.is(snap.warnings.filter((w) => w.includes('left out')).length, 40);
-      // The endpoint created first keeps a contested address.
-      const owner = snap.workloadEndpoints.find((w) => w.spec.ipNetworks[0] === '10.244.0.2/32');
-      assert.ok(owner);
-      const ownerEntry = (await kv.get(`/calico/resources/v3/projectcalico.org/workloadendpoints/burst/${owner!.metadata.name}`))!;
-      const rival = owner!.metadata.name === 'node1-k8s-p0-eth0' ? 'node1-k8s-p60-eth0' : 'node1-k8s-p0-eth0';
-      const rivalEntry = (await kv.get(`/calico/resources/v3/projectcalico.org/workloadendpoints/burst/${rival}`))!;
-      assert.ok(ownerEntry.createRevision < rivalEntry.createRevision);
-    } finally {
-      await h.ds.close();
-      await done();
-    }
-  });
+  test('a burst of 100 writes gives a few snapshots, the last with all of them', () => onFreshStore({ debounceMs: 30 }, async (kv, h) => {
+    await writeCluster(kv);
+    await h.ds.start();
+    const before = h.snapshots.length;
+    await Promise.all(Array.from({ length: 100 }, (_, i) =>
+      createResource(kv, wep('burst', `node1-k8s-p${i}-eth0`, 'node1', `calib${String(i).padStart(10, '0')}`, `10.244.0.${2 + (i % 60)}`))));
+    // Addresses repeat every 60 pods, so pods 60..99 clash with 0..39 on node1: left out with a warning.
+    const snap = await h.waitFor('all 100 burst endpoints seen', (s) => s.workloadEndpoints.length + s.warnings.filter((w) => w.includes('left out')).length === 102, 15_000);
+    const emitted = h.snapshots.length - before;
+    assert.ok(emitted >= 1 && emitted <= 25, `${emitted} snapshots for 100 writes`);
+    assert.is(snap.workloadEndpoints.filter((w) => w.metadata.namespace === 'burst').length, 60);
+    assert.is(snap.warnings.filter((w) => w.includes('left out')).length, 40);
+    // The endpoint created first keeps a contested address.
+    const owner = snap.workloadEndpoints.find((w) => w.spec.ipNetworks[0] === '10.244.0.2/32');
+    assert.ok(owner);
+    const ownerEntry = (await kv.get(`/calico/resources/v3/projectcalico.org/workloadendpoints/burst/${owner!.metadata.name}`))!;
+    const rival = owner!.metadata.name === 'node1-k8s-p0-eth0' ? 'node1-k8s-p60-eth0' : 'node1-k8s-p0-eth0';
+    const rivalEntry = (await kv.get(`/calico/resources/v3/projectcalico.org/workloadendpoints/burst/${rival}`))!;
+    assert.ok(ownerEntry.createRevision < rivalEntry.createRevision);
+  }));
 
   return test;
 }

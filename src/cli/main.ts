@@ -3,7 +3,7 @@
  * `counters`, `trace`, `capture` and `top` ask a running one over its control socket; `demo` builds a
  * local cluster.
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runNode } from './run';
@@ -16,6 +16,22 @@ import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } 
 import { controlRequest, defaultControlPath } from '../dataplane/control-server';
 import { validateNodeName } from '../control/resources';
 import { startLevel, parseLogLevel } from '../observe/log';
+
+/** trace's and capture's filter words (src/dataplane/trace.ts parseTraceFilter). */
+const FILTER_HELP = 'host|src|dst ADDR (IPv4 or IPv6), icmp|icmp6|tcp|udp|ipip|proto N, port N (joined by "and")';
+
+/** -n N: a count of 1 or more (Number("abc") was NaN, which waited the whole timeout for nothing). */
+function wholeNumber(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n < 1) throw new InvalidArgumentError('expected a whole number of 1 or more');
+  return n;
+}
+
+function positiveSeconds(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number of seconds above 0');
+  return n;
+}
 
 /**
  * The metrics port: --metrics-port, else Felix's FELIX_PROMETHEUSMETRICSENABLED=true with
@@ -161,9 +177,9 @@ export function buildProgram(): Command {
   program
     .command('trace')
     .description('show the life of the next N packets matching a filter, e.g. `podway trace host 10.244.0.66 and icmp -n 2`')
-    .argument('[filter...]', 'host|src|dst ADDR, icmp|tcp|udp, port N (joined by "and")')
-    .option('-n, --count <n>', 'packets to show', (v) => Number(v), 1)
-    .option('--timeout <seconds>', 'give up after', (v) => Number(v), 10)
+    .argument('[filter...]', FILTER_HELP)
+    .option('-n, --count <n>', 'packets to show', wholeNumber, 1)
+    .option('--timeout <seconds>', 'give up after', positiveSeconds, 10)
     .option('--node <name>', 'node whose podway to ask')
     .option('--control <path>', 'control socket path')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
@@ -187,9 +203,9 @@ export function buildProgram(): Command {
   program
     .command('capture')
     .description('write matching frames at one pipeline stage as pcapng, e.g. `podway capture host 10.244.0.66 -w - | tcpdump -r -`')
-    .argument('[filter...]', 'host|src|dst ADDR, icmp|tcp|udp, port N (joined by "and"), as for trace')
+    .argument('[filter...]', `${FILTER_HELP}, as for trace`)
     .requiredOption('-w, --write <file>', 'pcapng file to write, or - for stdout')
-    .option('-n, --count <n>', 'stop after N packets', (v) => Number(v))
+    .option('-n, --count <n>', 'stop after N packets', wholeNumber)
     .addOption(new Option('--stage <stage>', 'where to take the frames: as received, decapsulated, routed (before encapsulation), as sent, or dropped (with the reason as a comment)').choices(['rx', 'decap', 'route', 'tx', 'drop']).default('rx'))
     .option('--node <name>', 'node whose podway to ask')
     .option('--control <path>', 'control socket path')

@@ -55,12 +55,12 @@ export function parseTraceFilter(words: string[]): TraceFilter {
       f.port = p;
     } else if (k === 'proto') {
       const v = next();
-      f.proto = PROTOS[v] ?? Number(v);
-      if (!Number.isInteger(f.proto)) throw new Error(`trace filter: unknown protocol "${v}"`);
+      f.proto = PROTOS[v] ?? (/^\d+$/.test(v) ? Number(v) : NaN);
+      if (!(f.proto >= 0 && f.proto <= 255)) throw new Error(`trace filter: unknown protocol "${v}" (icmp, icmp6, tcp, udp, ipip or a number 0..255)`);
     } else if (k in PROTOS) f.proto = PROTOS[k];
     else if (/^\d+\.\d+\.\d+\.\d+$/.test(k)) f.host = addr(k);
     else if (k.includes(':')) f.host6 = addr6(k);
-    else throw new Error(`trace filter: unknown word "${w[i]}" (use host/src/dst ADDR, icmp/tcp/udp, port N)`);
+    else throw new Error(`trace filter: unknown word "${w[i]}" (use host/src/dst ADDR, icmp/icmp6/tcp/udp/ipip, proto N, port N)`);
   }
   return f;
 }

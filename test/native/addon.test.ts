@@ -6,7 +6,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, FramePool, HEADROOM, DescFlag, errnoOf } from '../../src/dataplane/native';
+import { parseIpv4 as ip4 } from '../../src/packet/ipv4';
 import { withNetns, veth, waitFor, Netns, ip, sh, sleep } from '../helpers/netns';
+import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
 import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
@@ -14,32 +16,14 @@ import { Worker } from 'node:worker_threads';
 const pool = new FramePool(512);
 const b = pool.bytes;
 
-function ip4(s: string): number {
-  const p = s.split('.').map(Number);
-  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
-}
+/** Internet checksum over b[off, off+len) (test-side reference from wire-ref.ts, independent of src/packet). */
+const csum = (buf: Uint8Array, off: number, len: number, init = 0): number => ~fold(sum16(buf, off, len, init)) & 0xffff;
 
-/** Internet checksum over b[off, off+len) (test-side reference, independent of src/packet). */
-function csum(buf: Uint8Array, off: number, len: number, init = 0): number {
-  let s = init;
-  for (let i = 0; i < len - 1; i += 2) s += (buf[off + i] << 8) | buf[off + i + 1];
-  if (len & 1) s += buf[off + len - 1] << 8;
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return ~s & 0xffff;
-}
-
-function put32(off: number, v: number) {
-  b[off] = v >>> 24; b[off + 1] = (v >>> 16) & 255; b[off + 2] = (v >>> 8) & 255; b[off + 3] = v & 255;
-}
-function put16(off: number, v: number) {
-  b[off] = (v >>> 8) & 255; b[off + 1] = v & 255;
-}
-function get16(off: number) {
-  return (b[off] << 8) | b[off + 1];
-}
-function get32(off: number) {
-  return ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
-}
+// Big-endian access to the pool's bytes.
+const put32 = (off: number, v: number) => wr32(b, off, v);
+const put16 = (off: number, v: number) => wr16(b, off, v);
+const get16 = (off: number) => rd16(b, off);
+const get32 = (off: number) => rd32(b, off);
 
 /** Write a 20-byte IPv4 header at o with a correct checksum. */
 function ipv4(o: number, src: number, dst: number, proto: number, totalLen: number, ttl = 64) {

@@ -7,6 +7,7 @@
         "native/ports.c",
         "native/gso.c",
         "native/gro.c",
+        "native/rxsuper.c",
         "native/uso.c",
         "native/tcp_md5.c",
         "native/errors.c"

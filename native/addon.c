@@ -24,6 +24,7 @@
 
 #include "ports.h"
 #include "gso.h"
+#include "rxsuper.h"
 #include "gro.h"
 #include "uso.h"
 #include "errors.h"
@@ -52,7 +53,7 @@ struct spare;
 
 struct addon {
   struct pool pool;
-  napi_ref pool_refs[9];
+  napi_ref pool_refs[11];
   int pool_set;
   struct port ports[MAX_PORTS];
   struct poller *pollers[MAX_PORTS];
@@ -162,13 +163,13 @@ static void *typed_data(napi_env env, napi_value v, napi_typedarray_type want, s
 
 /* setPool(pool: ArrayBuffer, slotSize, headroom, slot: Uint32Array, off: Uint16Array,
  *         len: Uint16Array, port: Uint16Array, flags: Uint16Array, addr: Uint32Array,
- *         aport: Uint16Array, txlist: Uint32Array) */
+ *         aport: Uint16Array, txlist: Uint32Array, segs: Uint16Array, more: Uint32Array) */
 static napi_value set_pool(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
-  size_t argc = 11;
-  napi_value argv[11];
+  size_t argc = 13;
+  napi_value argv[13];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 11) return throw_type(env, "setPool expects 11 arguments");
+  if (argc != 13) return throw_type(env, "setPool expects 13 arguments");
   void *base;
   size_t bytes;
   bool isab;
@@ -178,7 +179,7 @@ static napi_value set_pool(napi_env env, napi_callback_info info) {
   uint32_t slot_size, headroom;
   if (arg_u32(env, argv[1], &slot_size) || arg_u32(env, argv[2], &headroom)) return throw_type(env, "setPool: bad sizes");
   if (slot_size < 256 || slot_size > 65535 || headroom >= slot_size - 64) return throw_type(env, "setPool: slotSize must be 256..65535 and headroom leave room for a frame");
-  size_t n[8] = { 0 };
+  size_t n[10] = { 0 };
   struct pool p;
   memset(&p, 0, sizeof p);
   p.d_slot = typed_data(env, argv[3], napi_uint32_array, &n[0]);
@@ -189,10 +190,16 @@ static napi_value set_pool(napi_env env, napi_callback_info info) {
   p.d_addr = typed_data(env, argv[8], napi_uint32_array, &n[5]);
   p.d_aport = typed_data(env, argv[9], napi_uint16_array, &n[6]);
   p.txlist = typed_data(env, argv[10], napi_uint32_array, &n[7]);
-  if (!p.d_slot || !p.d_off || !p.d_len || !p.d_port || !p.d_flags || !p.d_addr || !p.d_aport || !p.txlist)
+  p.d_segs = typed_data(env, argv[11], napi_uint16_array, &n[8]);
+  p.d_more = typed_data(env, argv[12], napi_uint32_array, &n[9]);
+  if (!p.d_slot || !p.d_off || !p.d_len || !p.d_port || !p.d_flags || !p.d_addr || !p.d_aport || !p.txlist || !p.d_segs || !p.d_more)
     return throw_type(env, "setPool: descriptor arrays have the wrong types");
   for (int k = 1; k < 7; k++)
     if (n[k] != n[0]) return throw_type(env, "setPool: descriptor arrays differ in length");
+  if (n[8] != n[0] || n[9] != n[0]) return throw_type(env, "setPool: descriptor arrays differ in length");
+  /* where each descriptor's super-frame rest is (rxsuper.h): C's own, one entry per descriptor */
+  p.d_super = calloc(n[0] ? n[0] : 1, sizeof *p.d_super);
+  if (!p.d_super) return throw_errno(env, ENOMEM, "setPool");
   p.base = base;
   p.size = bytes;
   p.slot_size = slot_size;
@@ -201,9 +208,10 @@ static napi_value set_pool(napi_env env, napi_callback_info info) {
   p.ndesc = (uint32_t)n[0];
   p.ntxlist = (uint32_t)n[7];
   /* Keep every array alive as long as the addon may write into it. */
-  for (int k = 0; k < 9 && a->pool_set; k++) napi_delete_reference(env, a->pool_refs[k]);
-  napi_value keep[9] = { argv[0], argv[3], argv[4], argv[5], argv[6], argv[7], argv[8], argv[9], argv[10] };
-  for (int k = 0; k < 9; k++) CHECK(napi_create_reference(env, keep[k], 1, &a->pool_refs[k]));
+  for (int k = 0; k < 11 && a->pool_set; k++) napi_delete_reference(env, a->pool_refs[k]);
+  if (a->pool_set) free(a->pool.d_super);
+  napi_value keep[11] = { argv[0], argv[3], argv[4], argv[5], argv[6], argv[7], argv[8], argv[9], argv[10], argv[11], argv[12] };
+  for (int k = 0; k < 11; k++) CHECK(napi_create_reference(env, keep[k], 1, &a->pool_refs[k]));
   a->pool = p;
   a->pool_set = 1;
   return NULL;
@@ -377,6 +385,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.gro = (int)v;
     if (opt_u32(env, opts, "txGso", 0, &v)) return throw_type(env, "txGso: boolean");
     o.tx_gso = (int)v;
+    if (opt_u32(env, opts, "rxSuper", 0, &v)) return throw_type(env, "rxSuper: boolean");
+    o.rx_super = (int)v;
     bool has = false;
     napi_has_named_property(env, opts, "bpf", &has);
     if (has) {
@@ -744,7 +754,13 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "txGsoFrames", (double)p->st.tx_gso_frames);
     set_num(env, o, "txGsoSegments", (double)p->st.tx_gso_segments);
     set_num(env, o, "txGsoRejected", (double)p->st.tx_gso_rejected);
+    set_num(env, o, "rxSuperFrames", (double)p->st.rx_super_frames);
+    set_num(env, o, "rxSuperSegments", (double)p->st.rx_super_segments);
+    set_num(env, o, "txSuperFrames", (double)p->st.tx_super_frames);
   }
+  /* any port can get a super-frame to send (cut for it, or not sendable as one) */
+  set_num(env, o, "txSuperCut", (double)p->st.tx_super_cut);
+  set_num(env, o, "txSuperLost", (double)p->st.tx_super_lost);
   if (p->last_errno) {
     napi_value s;
     const char *nm = strerrorname_np(p->last_errno);
@@ -1073,6 +1089,7 @@ static void addon_finalize(napi_env env, void *data, void *hint) {
     port_close(&a->spares[i]->port);
     free(a->spares[i]);
   }
+  if (a->pool_set) free(a->pool.d_super);
   free(a);
 }
 

@@ -16,6 +16,7 @@
  * checksum is computed over the bytes actually sent.
  */
 #include "gso.h"
+#include "rxsuper.h"
 
 #include <arpa/inet.h>
 #include <string.h>
@@ -259,10 +260,14 @@ int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *
 }
 
 uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst) {
+  return gso_write_segment_from(f, f + g->hdrs, g, k, dst);
+}
+
+uint32_t gso_write_segment_from(const uint8_t *f, const uint8_t *pay, const struct gso_plan *g, uint32_t k, uint8_t *dst) {
   uint32_t off = k * g->mss;
   uint32_t seg = g->payload - off < g->mss ? g->payload - off : g->mss;
   memcpy(dst, f, g->hdrs);
-  memcpy(dst + g->hdrs, f + g->hdrs + off, seg);
+  memcpy(dst + g->hdrs, pay + off, seg);
   uint8_t *ip = dst + g->l3;
   uint32_t ihl = g->l4 - g->l3;
   uint32_t l4len = g->hdrs - g->l4 + seg;
@@ -382,6 +387,8 @@ uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t 
     else p->st.rx_gso_dropped++;
     return 0;
   }
+  /* A tunnel TCP super-frame in a buffer that outlives this call: one descriptor (rxsuper.h). */
+  if (p->super_avail && p->gso_next == 0 && super_deliver(p, port_id, pl, first, frame, &g, flags)) return 1;
   uint32_t k = p->gso_next, n = 0;
   if (k >= g.nseg) k = 0; /* cannot happen for the same frame; never index past the plan */
   for (; k < g.nseg && n < room; k++, n++) {

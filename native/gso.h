@@ -50,6 +50,9 @@ int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *
                    struct gso_plan *g);
 /* Write segment k of the plan to dst (complete headers, checksums); returns its length. */
 uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst);
+/* The same with the headers at f (f[0, g->hdrs): the offsets of the plan) and the payload elsewhere
+ * (pay: the whole super-frame's payload). */
+uint32_t gso_write_segment_from(const uint8_t *f, const uint8_t *pay, const struct gso_plan *g, uint32_t k, uint8_t *dst);
 /* Complete a partial checksum in place: the 16-bit field at csum_start + csum_offset holds the
  * folded pseudo-header sum; it becomes the checksum of [csum_start, len) (0 written as 0xffff, as
  * the kernel's skb_checksum_help does). Returns 0, or -1 when the offsets are outside the frame. */

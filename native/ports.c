@@ -16,6 +16,7 @@
 #include "gso.h"
 #include "gro.h"
 #include "uso.h"
+#include "rxsuper.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -193,6 +194,11 @@ int port_prepare_packet(struct port *p, const struct open_opts *o) {
        * (TP_STATUS_COPY), from where recv_ring_v2 reads it. */
       if ((err = set_int(p->fd, SOL_PACKET, PACKET_COPY_THRESH, 1))) return fail(p, err);
       if (!(p->rx_big = malloc(RX_BIG))) return fail(p, -ENOMEM);
+      p->copy_buf = p->rx_big;
+      if (o->rx_super) {
+        if (!(p->arena = malloc((size_t)SUPER_BUFS * RX_BIG))) return fail(p, -ENOMEM);
+        p->rx_super = 1;
+      }
     }
   } else if (p->vnet_len) {
     if (!(p->stage = malloc(sizeof *p->stage))) return fail(p, -ENOMEM);
@@ -303,6 +309,9 @@ void port_close(struct port *p) {
   free(p->txq); /* frames still waiting go with the port */
   free(p->rx_big);
   free(p->stage);
+  free(p->arena);
+  p->arena = NULL;
+  p->copy_buf = NULL;
   p->rx_big = NULL;
   p->stage = NULL;
   p->ring = NULL;
@@ -340,6 +349,7 @@ static __thread uint64_t last_rx_done;
 
 static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   uint32_t n = 0;
+  if (p->rx_super) super_recv_begin(p);
   for (uint32_t seen = 0; n < max && seen < max; seen++) {
     struct tpacket2_hdr *h = (struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
     uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
@@ -357,7 +367,8 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
     uint16_t flags = 0;
     if (st & TP_STATUS_COPY) {
       if (p->rx_big && !p->copy_ready) {
-        struct iovec iov = { p->rx_big, RX_BIG };
+        p->copy_buf = super_copy_buf(p); /* rx_big, or an arena buffer that outlives this call */
+        struct iovec iov = { p->copy_buf, RX_BIG };
         struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
         ssize_t r = recvmsg(p->fd, &m, MSG_DONTWAIT | MSG_TRUNC); /* MSG_TRUNC: returns the whole length */
         if (r >= (ssize_t)p->vnet_len) {
@@ -367,10 +378,12 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
         }
       }
       if (p->copy_ready) {
-        vh = (const struct virtio_net_hdr *)p->rx_big;
-        frame = p->rx_big + p->vnet_len;
+        vh = (const struct virtio_net_hdr *)p->copy_buf;
+        frame = p->copy_buf + p->vnet_len;
         len = p->copy_len - p->vnet_len;
         wire = p->copy_wire - p->vnet_len;
+        /* an arena buffer not handed on yet: the frame may go on whole (rxsuper.h) */
+        if (p->copy_buf != p->rx_big && p->copy_buf == super_copy_buf(p)) p->super_avail = p->copy_buf;
       }
       /* else: no copy (the socket's buffer was full): delivered cut, flagged, counted */
     }
@@ -379,6 +392,7 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
     if (sll->sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
     int done;
     n += rx_deliver(p, port_id, pl, first + n, max - n, frame, len, wire, vh, flags, &done);
+    p->super_avail = NULL;
     if (!done) break; /* the rest of this super-frame goes out with the next call */
     p->copy_ready = 0;
     __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
@@ -643,8 +657,31 @@ static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint
     p->txq = q;
   }
   uint32_t queued = 0;
+  /* where the IP header of a frame for this port starts: TUN and raw ports take IP packets */
+  uint32_t l3 = p->kind == PORT_TUN || p->kind == PORT_RAW ? 0 : 14;
   for (uint32_t k = 0; k < count; k++) {
     uint32_t i = pl->txlist[first + k];
+    if (pl->d_flags[i] & DESC_F_SUPER) {
+      /* a super-frame handed on whole (rxsuper.h): its segments, cut from JS's headers */
+      const struct super_ref *r = super_check(pl, i, l3);
+      if (r && l3 + r->ihdrs + r->mss <= q->frame_cap) {
+        p->st.tx_super_cut++;
+        for (uint32_t s = 0; s < r->nseg; s++) {
+          if (q->count == TXQ_FRAMES) {
+            p->st.tx_dropped_full += r->nseg - s;
+            break;
+          }
+          uint32_t pos = txq_pos(q, q->count);
+          q->len[pos] = (uint16_t)super_segment(pl, i, r, l3, s, txq_data(q, pos));
+          q->addr[pos] = pl->d_addr[i];
+          q->aport[pos] = pl->d_aport[i];
+          q->count++;
+          queued++;
+        }
+        continue;
+      }
+      p->st.tx_super_lost += pl->d_segs ? pl->d_segs[i] - 1u : 0;
+    }
     /* (a frame longer than an entry can only come after setPool grew the slots mid-backlog) */
     if (q->count == TXQ_FRAMES || pl->d_len[i] > q->frame_cap) {
       p->st.tx_dropped_full++;
@@ -780,6 +817,7 @@ struct gro_scratch {
   uint32_t len[MAX_BATCH];
   uint32_t start[MAX_BATCH];  /* message m begins at frame start[m] */
   uint32_t frames[MAX_BATCH]; /* and carries that many frames */
+  uint32_t weight[MAX_BATCH]; /* wire segments it carries (a super-frame stands for several) */
   uint8_t kind[MAX_BATCH];    /* 0: a frame as it is; TX_GSO_UDP or TX_GSO_TCP: merged */
   struct virtio_net_hdr vh[MAX_BATCH];
   uint8_t hdr[MAX_BATCH][GRO_HDR_MAX > USO_HDR_MAX ? GRO_HDR_MAX : USO_HDR_MAX];
@@ -809,7 +847,7 @@ static uint32_t send_plain(struct port *p, struct pool *pl, uint32_t first, uint
  * refused (count when none was); frames from there on go to the backlog unmerged, in order. When
  * the kernel rejects a merged message on its own, its frames and the rest of the batch are sent
  * one by one (after EINVAL, the kernel does not take that GSO type: the port stops merging it). */
-static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, uint32_t count, int has_super) {
   struct gro_scratch *g = gro_tls ? gro_tls : (gro_tls = malloc(sizeof *gro_tls));
   struct mmsg_scratch *s = p->scratch;
   if (!g) return UINT32_MAX;
@@ -826,9 +864,37 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     memset(mh, 0, sizeof *mh);
     mh->msg_iov = &g->iov[niov];
     g->kind[nm] = 0;
+    g->weight[nm] = 1;
+    /* frames from k a run may take: a super-frame (rxsuper.h) is a message of its own */
+    uint32_t lim = count - k;
+    if (has_super) {
+      uint32_t i = pl->txlist[first + k];
+      if (pl->d_flags[i] & DESC_F_SUPER) {
+        const struct super_ref *r = p->gro ? super_check(pl, i, 14) : NULL;
+        if (r) {
+          uint32_t hl = super_header(pl, i, r, 14, g->hdr[nm], &g->vh[nm]);
+          g->iov[niov++] = (struct iovec){ &g->vh[nm], p->vnet_len };
+          g->iov[niov++] = (struct iovec){ g->hdr[nm], hl };
+          g->iov[niov++] = (struct iovec){ (void *)r->payload, r->payload_len };
+          g->kind[nm] = TX_SUPER;
+          g->weight[nm] = r->nseg;
+        } else {
+          p->st.tx_super_lost += pl->d_segs[i] - 1u;
+          g->iov[niov++] = (struct iovec){ &vnet_plain, p->vnet_len };
+          g->iov[niov++] = (struct iovec){ (void *)g->f[k], g->len[k] };
+        }
+        mh->msg_iovlen = (size_t)(&g->iov[niov] - mh->msg_iov);
+        g->start[nm] = k;
+        g->frames[nm] = 1;
+        nm++;
+        k++;
+        continue;
+      }
+      for (lim = 1; lim < count - k && !(pl->d_flags[pl->txlist[first + k + lim]] & DESC_F_SUPER); lim++) {}
+    }
     if (p->tx_gso & TX_GSO_UDP) {
       struct uso_merge u;
-      c = uso_span(g->f + k, g->len + k, count - k, p->mtu, &u);
+      c = uso_span(g->f + k, g->len + k, lim, p->mtu, &u);
       if (c > 1) {
         uso_write_header(g->f[k], &u, g->hdr[nm], &g->vh[nm]);
         g->iov[niov++] = (struct iovec){ &g->vh[nm], p->vnet_len };
@@ -842,7 +908,7 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     }
     if (c == 1 && (p->gro || (p->tx_gso & TX_GSO_TCP))) {
       struct gro_merge m;
-      c = gro_span(g->f + k, g->len + k, count - k, &m);
+      c = gro_span(g->f + k, g->len + k, lim, &m);
       /* underlay: every segment within the device MTU, as it would have had to be alone */
       if (c > 1 && !p->gro && m.hdrs - 14 + m.mss > p->mtu) c = 1;
       if (c > 1) {
@@ -863,14 +929,19 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     mh->msg_iovlen = (size_t)(&g->iov[niov] - mh->msg_iov);
     g->start[nm] = k;
     g->frames[nm] = c;
+    if (c > 1) g->weight[nm] = c;
     nm++;
     k += c;
   }
   int rejected = 0;
-  uint32_t done = xmit_mmsg(p, s->msgs, nm, g->frames, &rejected);
+  uint32_t done = xmit_mmsg(p, s->msgs, nm, g->weight, &rejected);
   for (uint32_t m = 0; m < done; m++) {
     if (!g->kind[m]) continue;
-    if (g->kind[m] == TX_GSO_TCP && p->gro) {
+    if (g->kind[m] == TX_SUPER) {
+      p->st.tx_super_frames++;
+      p->st.tx_gro_frames++;
+      p->st.tx_gro_segments += g->weight[m];
+    } else if (g->kind[m] == TX_GSO_TCP && p->gro) {
       p->st.tx_gro_frames++;
       p->st.tx_gro_segments += g->frames[m];
     } else {
@@ -882,10 +953,12 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     p->st.tx_gso_rejected++;
     p->last_errno = rejected;
     if (rejected == EINVAL) {
-      if (g->kind[done] == TX_GSO_TCP && p->gro) p->gro = 0;
+      if ((g->kind[done] == TX_GSO_TCP || g->kind[done] == TX_SUPER) && p->gro) p->gro = 0;
       else p->tx_gso &= ~g->kind[done];
     }
     uint32_t at = g->start[done];
+    /* super-frames among the rest are cut into the backlog by the caller (txq_append) */
+    if (has_super) return at;
     return at + send_plain(p, pl, first + at, count - at);
   }
   return done < nm ? g->start[done] : count;
@@ -893,7 +966,7 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
 
 /* Send straight from the pool. Returns the index of the first frame the kernel refused (count when
  * none was). */
-static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uint32_t count, int has_super) {
   if (p->kind == PORT_TAP || p->kind == PORT_TUN) {
     for (uint32_t k = 0; k < count; k++) {
       uint32_t i = pl->txlist[first + k];
@@ -901,9 +974,10 @@ static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uin
     }
     return count;
   }
-  if ((p->gro || p->tx_gso) && count > 1) {
-    uint32_t r = send_coalesced(p, pl, first, count);
+  if ((p->gro || p->tx_gso) && (count > 1 || has_super)) {
+    uint32_t r = send_coalesced(p, pl, first, count, has_super);
     if (r != UINT32_MAX) return r;
+    if (has_super) return 0; /* no scratch: everything to the backlog, super-frames cut there */
   }
   return send_plain(p, pl, first, count);
 }
@@ -929,11 +1003,14 @@ uint32_t port_flush(struct port *p) {
 int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
   if (count > MAX_BATCH) return -E2BIG;
   if (first > pl->ntxlist || count > pl->ntxlist - first) return -ERANGE;
+  int has_super = 0;
   for (uint32_t k = 0; k < count; k++) {
     uint32_t i = pl->txlist[first + k];
     if (!desc_ok(pl, i)) return -ERANGE;
     if ((uint32_t)pl->d_off[i] + pl->d_len[i] > pl->slot_size) return -ERANGE;
+    has_super |= pl->d_flags[i] & DESC_F_SUPER;
   }
+  if (has_super && !pl->d_super) has_super = 0; /* (no pool that could have made one) */
   if (count == 0) return 0;
   p->st.tx_calls++;
   if (last_rx_done) {
@@ -942,10 +1019,15 @@ int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
     last_rx_done = 0;
   }
   uint64_t sent_before = p->st.tx_packets;
-  /* Behind an existing backlog nothing is sent ahead of it: frames would be reordered. */
-  uint32_t k = p->txq ? 0 : send_direct(p, pl, first, count);
+  /* Behind an existing backlog nothing is sent ahead of it: frames would be reordered. A
+   * super-frame (rxsuper.h) goes whole only to a pod port with gro; for any other port it is cut
+   * into segments in the backlog, sent from there at once. */
+  int cut = has_super && !(p->gro && p->vnet_len && p->kind == PORT_PACKET);
+  uint32_t k = p->txq || cut ? 0 : send_direct(p, pl, first, count, has_super);
+  uint64_t sent = p->st.tx_packets - sent_before;
   uint32_t queued = k < count ? txq_append(p, pl, first + k, count - k) : 0;
-  return (int)(p->st.tx_packets - sent_before + queued);
+  if (queued && has_super) port_flush(p);
+  return (int)(sent + queued);
 }
 
 int port_kernel_drops(struct port *p, uint64_t *drops) {

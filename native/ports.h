@@ -23,6 +23,8 @@ enum port_kind {
 #define DESC_F_TRUNCATED 0x1   /* the frame did not fit its slot (it was cut; counted) */
 #define DESC_F_CSUM_PARTIAL 0x2 /* AF_PACKET: L4 checksum not yet computed (TP_STATUS_CSUMNOTREADY) */
 #define DESC_F_OUTGOING 0x4    /* AF_PACKET: the frame was sent by this host (PACKET_OUTGOING) */
+#define DESC_F_SUPER 0x8       /* the frame is segment 0 of a tunnel super-frame whose other segments
+                                  stay in the receiving port's buffer (rxsuper.h): d_segs, d_more */
 
 /* Counters kept per port; read by JS off the hot path. */
 struct port_stats {
@@ -39,6 +41,14 @@ struct port_stats {
   uint64_t rx_gso_dropped;    /* dropped: well formed but not segmented here (IPv6 GSO, UFO,
                                  VLAN-tagged, a segment larger than a slot) */
   uint64_t rx_csum_completed; /* frames whose partial L4 checksum was completed in C */
+  /* tunnel super-frames handed on whole (rxsuper.h) */
+  uint64_t rx_super_frames;   /* received as one descriptor (DESC_F_SUPER) instead of cut */
+  uint64_t rx_super_segments; /* segments they carry (counted in rx_packets too) */
+  uint64_t tx_super_frames;   /* sent to a pod as one GSO message (counted in tx_gro_frames too) */
+  uint64_t tx_super_cut;      /* cut into segments on send instead (port without gro, backlog) */
+  uint64_t tx_super_lost;     /* segments not sent: the descriptor no longer held segment 0 of its
+                                 super-frame (JS turned it into something else) or its buffer was
+                                 gone; segment 0 itself went as JS left it */
   /* transmit coalescing towards pods (gro.h) */
   uint64_t tx_gro_frames;     /* super-frames sent */
   uint64_t tx_gro_segments;   /* frames they carried (counted in tx_packets too) */
@@ -60,6 +70,7 @@ struct port_stats {
 #define TXQ_FRAMES 256
 struct tx_backlog;
 struct rx_stage;
+struct super_ref;
 
 struct port {
   int in_use;
@@ -91,8 +102,17 @@ struct port {
    * (PACKET_COPY_THRESH, TP_STATUS_COPY); it is read into this buffer (RX_BIG bytes) */
   uint8_t *rx_big;
   uint32_t copy_len, copy_wire; /* bytes in rx_big (vnet header included) and the frame's length */
-  int copy_ready;               /* rx_big holds the copy of the ring frame at frame_cur */
+  int copy_ready;               /* copy_buf holds the copy of the ring frame at frame_cur */
+  uint8_t *copy_buf;            /* where that copy was read: rx_big or an arena buffer */
   struct rx_stage *stage;       /* no ring, vnet header: frames received whole, then delivered */
+  /* rx_super (V2 ring with a vnet header): tunnel super-frames' copies are read into these
+   * SUPER_BUFS buffers of RX_BIG bytes instead of rx_big, so a super-frame handed to JS as one
+   * descriptor stays readable until this port's next recv (rxsuper.h) */
+  int rx_super;
+  uint8_t *arena;
+  uint32_t arena_used;          /* buffers holding a super-frame handed on in this recv call */
+  uint8_t *super_avail;         /* the buffer the frame being delivered lies in, when claimable */
+  uint64_t super_epoch;         /* this recv call's number (rxsuper.c): refs of older calls are stale */
   struct tx_backlog *txq; /* NULL unless frames are waiting for room in the kernel */
   struct port_stats st;
 };
@@ -111,6 +131,9 @@ struct pool {
   uint32_t *d_addr;   /* UDP/raw: peer IPv4 address, host byte order */
   uint16_t *d_aport;  /* UDP: peer port */
   uint32_t ndesc;
+  uint16_t *d_segs;   /* DESC_F_SUPER: wire segments the descriptor stands for */
+  uint32_t *d_more;   /* DESC_F_SUPER: bytes those other segments add (JS keeps it current) */
+  struct super_ref *d_super; /* DESC_F_SUPER: where the rest is (C only, ndesc entries) */
   uint32_t *txlist;   /* descriptor indices to send, filled by JS per output port */
   uint32_t ntxlist;
 };
@@ -142,11 +165,13 @@ struct open_opts {
   int vnet_hdr;          /* AF_PACKET: PACKET_VNET_HDR (receive offloaded frames whole, see gso.h) */
   int gro;               /* AF_PACKET with vnet_hdr: send TCP runs as super-frames (gro.h) */
   int tx_gso;            /* AF_PACKET with vnet_hdr: send VXLAN and TCP runs as GSO messages (uso.h) */
+  int rx_super;          /* AF_PACKET, V2 ring, vnet_hdr: hand tunnel TCP super-frames on whole (rxsuper.h) */
 };
 
 /* port.tx_gso: which runs are merged (a kind the kernel rejected is turned off) */
 #define TX_GSO_UDP 1 /* VXLAN datagrams of one outer flow: UDP_L4 (uso.h) */
 #define TX_GSO_TCP 2 /* TCP segments of one flow (direct routing): TCPV4 or TCPV6 (gro.h) */
+#define TX_SUPER 4   /* (message kind only) a tunnel super-frame handed on whole (rxsuper.h) */
 
 /* Each returns 0 or -errno; on success *p is filled. */
 int port_open_tuntap(struct port *p, const char *name, int tap, const struct open_opts *o);

@@ -46,6 +46,10 @@ export interface EngineOptions {
   /** Underlay port: send runs of VXLAN datagrams of one outer flow (and of one TCP flow's segments,
    * direct routing) as one GSO message the kernel segments (native/uso.c; default true). */
   txGso?: boolean;
+  /** Underlay port: receive a kernel node's VXLAN TCP super-frames (UDP tunnel GSO) as one
+   * descriptor and send each to its pod as one GSO message, not cut and merged again
+   * (native/rxsuper.h; default true). */
+  rxSuper?: boolean;
   /**
    * This engine is worker `index` of `count` (worker_threads, one engine each). With count > 1 the
    * veth and underlay sockets join a PACKET_FANOUT group per interface and the VXLAN socket uses
@@ -128,6 +132,7 @@ export class Engine {
   private readonly qdiscBypass: boolean;
   private readonly gro: boolean;
   private readonly txGso: boolean;
+  private readonly rxSuper: boolean;
   /** Tunnels arrive on the underlay port (see EngineOptions.tunnelsOnUnderlay); set by openInfra. */
   tunnelsOnUnderlay: boolean;
   /** This engine installed the tunnel table (and removes it). */
@@ -169,6 +174,7 @@ export class Engine {
     this.qdiscBypass = opts.qdiscBypass ?? false;
     this.gro = opts.gro ?? true;
     this.txGso = opts.txGso ?? true;
+    this.rxSuper = opts.rxSuper ?? true;
     this.tunnelsOnUnderlay = opts.tunnelsOnUnderlay ?? false;
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
@@ -308,7 +314,7 @@ export class Engine {
 
   /** The underlay packet port; its filter takes IPv6 only while the node has an IPv6 address. */
   private openUnderlay(ul: Underlay, model: NodeDataplaneModel): number {
-    return this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, fanoutGroup: this.fanout(ul.name) });
+    return this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, rxSuper: this.rxSuper, fanoutGroup: this.fanout(ul.name) });
   }
 
   private tunnelTableNote(ul: string, nodeIp: number, ip6: string | null): string {
@@ -717,6 +723,7 @@ export class Engine {
         txSyscallNs: st.txSyscallNs ?? 0, txSyscalls: st.txSyscalls ?? 0,
         ...(st.txGroFrames ? { txGroFrames: st.txGroFrames, txGroSegments: st.txGroSegments } : {}),
         ...(st.txGsoFrames || st.txGsoRejected ? { txGsoFrames: st.txGsoFrames, txGsoSegments: st.txGsoSegments, txGsoRejected: st.txGsoRejected } : {}),
+        ...(st.rxSuperFrames || st.txSuperFrames || st.txSuperCut || st.txSuperLost ? { rxSuperFrames: st.rxSuperFrames, rxSuperSegments: st.rxSuperSegments, txSuperFrames: st.txSuperFrames, txSuperCut: st.txSuperCut, txSuperLost: st.txSuperLost } : {}),
         ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });

@@ -20,6 +20,9 @@ export const DescFlag = {
   TRUNCATED: 0x1,
   CSUM_PARTIAL: 0x2,
   OUTGOING: 0x4,
+  /** Segment 0 of a tunnel super-frame handed on whole (native/rxsuper.h): it stands for
+   * `segs[i]` segments, the others adding `more[i]` bytes; where it is sent, they all go. */
+  SUPER: 0x8,
 } as const;
 
 export class FramePool {
@@ -34,6 +37,10 @@ export class FramePool {
   readonly addr: Uint32Array;
   readonly aport: Uint16Array;
   readonly txList: Uint32Array;
+  /** DescFlag.SUPER only: wire segments the descriptor stands for, and the bytes the others add
+   * (as frames in the descriptor's current form: the pipeline keeps it so when it moves the frame). */
+  readonly segs: Uint16Array;
+  readonly more: Uint32Array;
 
   constructor(readonly slots: number, readonly descriptors = slots) {
     if (descriptors > slots) throw new Error(`FramePool: ${descriptors} descriptors need at least as many slots (${slots})`);
@@ -52,6 +59,8 @@ export class FramePool {
     this.addr = new Uint32Array(new ArrayBuffer(n * 4));
     this.aport = new Uint16Array(new ArrayBuffer(n * 2));
     this.txList = new Uint32Array(new ArrayBuffer(n * 4));
+    this.segs = new Uint16Array(new ArrayBuffer(n * 2));
+    this.more = new Uint32Array(new ArrayBuffer(n * 4));
     for (let i = 0; i < n; i++) {
       this.slot[i] = i < slots ? i : 0;
       this.off[i] = HEADROOM;

@@ -48,6 +48,11 @@ export interface PortOptions {
    * flow as one TCPV4 (TCPV6) message; the kernel carries each as one skb and segments it at the device
    * (in software when the device cannot). For the underlay port. */
   txGso?: boolean;
+  /** AF_PACKET with vnetHdr and a V2 ring: a VXLAN TCP super-frame (UDP tunnel GSO from a kernel
+   * node) is received as ONE descriptor (DescFlag.SUPER: segment 0, the rest kept in C until the
+   * port's next recv) and sent to a pod with gro as one GSO message (native/rxsuper.h). For the
+   * underlay port. */
+  rxSuper?: boolean;
   /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */
   bpf?: Uint8Array;
   /** UDP/raw: local IPv4 address as uint32 (0 = any). */
@@ -77,6 +82,11 @@ export interface PortStats {
   /** AF_PACKET with txGso: GSO messages sent, the frames they carried (in txPackets too), and
    * merged messages the kernel rejected on their own (their frames then went one by one). */
   txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number;
+  /** rxSuper (native/rxsuper.h): super-frames received as one descriptor and the segments they
+   * carry (in rxPackets too); sent to a pod as one message (in txGroFrames too); cut on send (a
+   * port without gro, a backlog); segments not sent because the descriptor no longer held
+   * segment 0 of its super-frame. */
+  rxSuperFrames?: number; rxSuperSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number;
   /** Where time goes, one sample per batch: V2 ring kernel receive stamp -> recv (rxWait), end of
    * the thread's last recv -> this port's send (js), inside sendmmsg (txSyscall); ns summed. */
   rxWaitNs?: number; rxWaitSamples?: number; jsNs?: number; jsSamples?: number; txSyscallNs?: number; txSyscalls?: number;

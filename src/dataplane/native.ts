@@ -16,7 +16,8 @@ export { errnoOf } from './io';
  * arrays one by one, plus the control socket's peer check. */
 type NativeAddon = Omit<PacketIO, 'setPool'> & {
   setPool(pool: ArrayBuffer, slotSize: number, headroom: number, slot: Uint32Array, off: Uint16Array,
-    len: Uint16Array, port: Uint16Array, flags: Uint16Array, addr: Uint32Array, aport: Uint16Array, txList: Uint32Array): void;
+    len: Uint16Array, port: Uint16Array, flags: Uint16Array, addr: Uint32Array, aport: Uint16Array, txList: Uint32Array,
+    segs: Uint16Array, more: Uint32Array): void;
   peerCred(fd: number): { pid: number; uid: number; gid: number };
   /** AF_PACKET ports closed whose fd and ring a worker thread has not released yet. */
   pendingCloses(): number;
@@ -52,7 +53,7 @@ export const native: NativeAddon = new Proxy({} as NativeAddon, {
 });
 
 function registerPool(a: NativeAddon, p: PlainFramePool): void {
-  a.setPool(p.buffer, SLOT_SIZE, HEADROOM, p.slot, p.off, p.len, p.port, p.flags, p.addr, p.aport, p.txList);
+  a.setPool(p.buffer, SLOT_SIZE, HEADROOM, p.slot, p.off, p.len, p.port, p.flags, p.addr, p.aport, p.txList, p.segs, p.more);
 }
 
 let io: PacketIO | null = null;

@@ -200,15 +200,23 @@ export class Pipeline implements CapturePorts {
     if (cap !== null) cap.before(this.pool, n, port, this);
     const role = this.role[port];
     const pc = port * PORT_COUNTERS;
-    this.portCounters[pc + PortCounter.RX] += n;
     this.rxBatches[batchBucket(n)]++;
     this.rxBatches[BATCH_SUM] += n;
     const out = this.out;
+    const flags = this.pool.flags;
     let bytes = 0;
+    // segments beyond one per descriptor: a DescFlag.SUPER descriptor stands for segs[i] of them,
+    // and every counter counts what it stands for
+    let extra = 0;
     for (let i = 0; i < n; i++) {
+      const fl = flags[i];
       bytes += this.pool.len[i];
+      if ((fl & DescFlag.SUPER) !== 0) {
+        extra += this.pool.segs[i] - 1;
+        bytes += this.pool.more[i];
+      }
       let o: number;
-      if ((this.pool.flags[i] & DescFlag.TRUNCATED) !== 0) o = this.drop(Reason.TRUNCATED);
+      if ((fl & DescFlag.TRUNCATED) !== 0) o = this.drop(Reason.TRUNCATED);
       else if (role === Role.POD_L2) o = this.fromPodL2(i, port);
       else if (role === Role.POD_TUN) o = this.fromPodTun(i, port);
       else if (role === Role.VXLAN_RX) o = this.fromVxlan(i);
@@ -222,9 +230,11 @@ export class Pipeline implements CapturePorts {
         this.portCounters[pc + PortCounter.DROPS]++;
         this.counterBytes[this.lastDrop] += this.pool.len[i];
         this.reasons[i] = this.lastDrop;
+        if ((fl & DescFlag.SUPER) !== 0) this.dropRest(i, pc);
       }
       out[i] = o;
     }
+    this.portCounters[pc + PortCounter.RX] += n + extra;
     this.portCounters[pc + PortCounter.RX_BYTES] += bytes;
     if (cap !== null) cap.after(this.pool, n, port, out, this.reasons, DROP, this);
     this.flush(n);
@@ -683,8 +693,24 @@ export class Pipeline implements CapturePorts {
   // ---- helpers ---------------------------------------------------------------------------------
 
   private setFrame(i: number, start: number, len: number): void {
-    this.pool.off[i] = start - (this.pool.slot[i] << SLOT_SHIFT);
-    this.pool.len[i] = len;
+    const pool = this.pool;
+    // A super-frame's other segments change by as much as segment 0 does (a decapsulation).
+    if ((pool.flags[i] & DescFlag.SUPER) !== 0) pool.more[i] += (pool.segs[i] - 1) * (len - pool.len[i]);
+    pool.off[i] = start - (pool.slot[i] << SLOT_SHIFT);
+    pool.len[i] = len;
+  }
+
+  /** A dropped super-frame's other segments: dropped for the same reason (segment 0 is counted). */
+  private dropRest(i: number, pc: number): void {
+    const rest = this.pool.segs[i] - 1;
+    this.portCounters[pc + PortCounter.DROPS] += rest;
+    this.counters[this.lastDrop] += rest;
+    this.counterBytes[this.lastDrop] += this.pool.more[i];
+  }
+
+  /** Bytes descriptor d stands for: its frame, and a super-frame's other segments. */
+  private frameBytes(d: number): number {
+    return (this.pool.flags[d] & DescFlag.SUPER) !== 0 ? this.pool.len[d] + this.pool.more[d] : this.pool.len[d];
   }
 
   private isGatewayMac(f: number): boolean {
@@ -740,6 +766,9 @@ export class Pipeline implements CapturePorts {
       const pc = p * PORT_COUNTERS;
       this.txBatches[batchBucket(k)]++;
       this.txBatches[BATCH_SUM] += k;
+      // the segments these k descriptors stand for (send counts segments)
+      let segs = k;
+      for (let q = 0; q < k; q++) if ((this.pool.flags[tx[q]] & DescFlag.SUPER) !== 0) segs += this.pool.segs[tx[q]] - 1;
       let sent: number;
       try {
         sent = this.io.send(p, 0, k);
@@ -748,15 +777,21 @@ export class Pipeline implements CapturePorts {
         // frames for that port only: counted there, and the other ports' frames still go out.
         sent = 0;
         this.portCounters[pc + PortCounter.TX_ERRORS]++;
-        this.counters[Reason.TX_ERROR] += k;
-        for (let q = 0; q < k; q++) this.counterBytes[Reason.TX_ERROR] += this.pool.len[tx[q]];
+        this.counters[Reason.TX_ERROR] += segs;
+        for (let q = 0; q < k; q++) this.counterBytes[Reason.TX_ERROR] += this.frameBytes(tx[q]);
         this.onPortError(p, 'send', e as Error);
       }
       this.portCounters[pc + PortCounter.TX] += sent;
+      // bytes of the descriptors whose segments were all taken (send takes a prefix of the list)
       let bytes = 0;
-      for (let j = 0; j < sent; j++) bytes += this.pool.len[tx[j]];
+      for (let j = 0, taken = 0; j < k; j++) {
+        const d = tx[j];
+        taken += (this.pool.flags[d] & DescFlag.SUPER) !== 0 ? this.pool.segs[d] : 1;
+        if (taken > sent) break;
+        bytes += this.frameBytes(d);
+      }
       this.portCounters[pc + PortCounter.TX_BYTES] += bytes;
-      if (sent < k) this.portCounters[pc + PortCounter.DROPS] += k - sent;
+      if (sent < segs) this.portCounters[pc + PortCounter.DROPS] += segs - sent;
     }
     this.nOut = 0;
   }

@@ -379,6 +379,8 @@ export class Pipeline6 {
 
   private setFrame(i: number, start: number, len: number): void {
     const pool = this.p.pool;
+    // A super-frame's other segments change by as much as segment 0 does (pipeline.ts setFrame).
+    if ((pool.flags[i] & DescFlag.SUPER) !== 0) pool.more[i] += (pool.segs[i] - 1) * (len - pool.len[i]);
     pool.off[i] = start - (pool.slot[i] << SLOT_SHIFT);
     pool.len[i] = len;
   }

@@ -32,7 +32,7 @@ const SPEC: LabNodeSpec[] = [
 const MB10 = 10 << 20;
 const pool = new FramePool(256);
 
-interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number; txErrors?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }
+interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number; rxSuperFrames?: number; rxSuperSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number; txErrors?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }
 interface Counters { reasons: Record<string, number>; ports: PortRow[] }
 
 /** Watch a pod's host-side veth with a vnet-header AF_PACKET port of our own, drained every 5 ms;
@@ -98,7 +98,7 @@ async function counters(lab: Lab, node: string): Promise<Counters> {
   return (await controlRequest(lab.node(node).control, { cmd: 'counters' }, 5000)) as Counters;
 }
 
-interface Case { mode: Mode; offloads: boolean; txGso: boolean; underlayOffloads: boolean; kernelNode2: boolean }
+interface Case { mode: Mode; offloads: boolean; txGso: boolean; underlayOffloads: boolean; kernelNode2: boolean; rxSuper?: boolean }
 const CASES: Case[] = [];
 for (const offloads of [true, false]) for (const mode of ['vxlan', 'ipip', 'direct'] as Mode[]) CASES.push({ mode, offloads, txGso: true, underlayOffloads: false, kernelNode2: false });
 // Transmit GSO on the underlay (native/uso.c) is on by default; with the pods' offloads on, VXLAN
@@ -107,10 +107,14 @@ for (const mode of ['vxlan', 'direct'] as Mode[]) CASES.push({ mode, offloads: t
 for (const mode of ['vxlan', 'ipip', 'direct'] as Mode[]) CASES.push({ mode, offloads: true, txGso: true, underlayOffloads: true, kernelNode2: false });
 // the kernel has no ipip module here (see interop.test.ts): VXLAN and direct only
 for (const mode of ['vxlan', 'direct'] as Mode[]) CASES.push({ mode, offloads: true, txGso: true, underlayOffloads: true, kernelNode2: true });
+// The kernel node's VXLAN super-frames are handed on whole to the pod (native/rxsuper.h) by
+// default; `--no-rx-super` cuts them into datagrams and merges them again: both deliver the same
+// 10 MB (sha256), and the counters say which path each took.
+CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: true, kernelNode2: true, rxSuper: false });
 
 let portSeq = 5300;
-for (const { mode, offloads, txGso, underlayOffloads, kernelNode2 } of CASES) {
-  const label = `${mode}, pod offloads ${offloads ? 'on' : 'off'}${txGso ? '' : ', --no-tx-gso'}${underlayOffloads ? ', underlay offloads on' : ''}${kernelNode2 ? ', node2 a kernel node' : ''}`;
+for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = true } of CASES) {
+  const label = `${mode}, pod offloads ${offloads ? 'on' : 'off'}${txGso ? '' : ', --no-tx-gso'}${underlayOffloads ? ', underlay offloads on' : ''}${kernelNode2 ? ', node2 a kernel node' : ''}${rxSuper ? '' : ', --no-rx-super'}`;
   test(`${label}: 10 MB TCP each way between veth pods on two nodes, sha256 equal, nothing truncated`, async () => {
     if (!isRoot()) throw new Error('offload e2e tests need root (network namespaces)');
     const lab = guard(new Lab(SPEC, { podOffloads: offloads, underlayOffloads }));
@@ -128,7 +132,7 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2 } of CASES) {
       if (kernelNode2) configureKernelNode(lab, lab.node('node2'), mode === 'vxlan' ? 'vxlan' : 'direct');
       // the --no-tx-gso runs also ask for a 64 MiB underlay ring; the others get the default 16 MiB
       const ringMb = txGso ? 16 : 64;
-      for (const n of podway) await lab.startPodway(n, undefined, txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]);
+      for (const n of podway) await lab.startPodway(n, undefined, [...(txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]), ...(rxSuper ? [] : ['--no-rx-super'])]);
       for (const n of podway) {
         // each ring is a socket:[inode] mapping of the process; the largest is the underlay's (a pod's is 1 MiB)
         const maps = readFileSync(`/proc/${lab.node(n).proc!.pid}/maps`, 'utf8').split('\n').filter((l) => l.includes('socket:['));
@@ -169,10 +173,22 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2 } of CASES) {
       if (!txGso || mode === 'ipip') assert.is(gsoSends, 0, `${label}: no GSO sends expected`);
       else if (offloads) assert.ok(gsoSends > 0, `${label}: transmit GSO on, yet no GSO send on the underlays`);
       if (mode !== 'direct') assert.ok(stackTook < 1000, `node1's stack took ${stackTook} packets: the kernel's copy of the tunnel packets was not dropped`);
-      // A kernel node over a veth with offloads on sends UDP-tunnel GSO super-frames: segmented in C.
+      // A kernel node over a veth with offloads on sends UDP-tunnel GSO super-frames: handed on
+      // whole to pod web-1 (one GSO message each), or with --no-rx-super segmented in C.
       if (kernelNode2 && mode === 'vxlan') {
-        const u = (await counters(lab, 'node1')).ports.find((p) => p.port.startsWith('underlay('))!;
-        assert.ok((u.rxGsoFrames ?? 0) > 0, 'node2 (kernel) sent tunnel super-frames, yet none was segmented');
+        const c = await counters(lab, 'node1');
+        const u = c.ports.find((p) => p.port.startsWith('underlay('))!;
+        const pod = c.ports.find((p) => p.port.startsWith('cali'))!;
+        console.log(`  node1 underlay: super-frames handed on whole ${u.rxSuperFrames ?? 0} (${u.rxSuperSegments ?? 0} segments), segmented ${u.rxGsoFrames ?? 0}; web-1's port: sent whole ${pod.txSuperFrames ?? 0}, cut ${pod.txSuperCut ?? 0}, segments lost ${pod.txSuperLost ?? 0}`);
+        if (rxSuper) {
+          assert.ok((u.rxSuperFrames ?? 0) > 0, 'node2 (kernel) sent tunnel super-frames, yet none was handed on whole');
+          assert.ok((pod.txSuperFrames ?? 0) > 0, 'no super-frame reached web-1 as one GSO message');
+          assert.ok((u.rxSuperSegments ?? 0) > 2 * (u.rxSuperFrames ?? 0), 'super-frames of 2+ segments each');
+          assert.is(pod.txSuperLost ?? 0, 0, 'segments of a super-frame not sent');
+        } else {
+          assert.ok((u.rxGsoFrames ?? 0) > 0, 'node2 (kernel) sent tunnel super-frames, yet none was segmented');
+          assert.is(u.rxSuperFrames ?? 0, 0, '--no-rx-super, yet super-frames were handed on whole');
+        }
       }
     } catch (e) {
       console.log(logTail(lab, 20));

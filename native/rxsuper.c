@@ -1,0 +1,155 @@
+/* Tunnel super-frames handed on whole: see rxsuper.h. */
+#include "rxsuper.h"
+#include "gro.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+#define TCP_CWR 0x80
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t rd32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+
+/* Recv calls of every rx_super port, numbered from 1: a ref's epoch never matches a closed port's
+ * zeroed slot nor a later port in it. */
+static uint64_t epochs;
+
+void super_recv_begin(struct port *p) {
+  p->super_epoch = __atomic_add_fetch(&epochs, 1, __ATOMIC_RELAXED);
+  p->arena_used = 0;
+}
+
+uint8_t *super_copy_buf(struct port *p) {
+  if (!p->arena || p->arena_used >= SUPER_BUFS) return p->rx_big;
+  return p->arena + (size_t)p->arena_used * RX_BIG;
+}
+
+int super_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
+                  const struct gso_plan *g, uint16_t flags) {
+  if (!g->ol3 || !g->ol4 || g->proto != 6 || g->nseg < 2) return 0;
+  if (!pl->d_super || !pl->d_segs || !pl->d_more || g->nseg > 0xffff) return 0;
+  uint32_t ihdrs = g->hdrs - g->l3;
+  if (14 + ihdrs > GRO_HDR_MAX) return 0; /* the send side rewrites these headers in a scratch */
+  pl->d_off[i] = (uint16_t)pl->headroom;
+  uint8_t *dst = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
+  uint32_t sl = gso_write_segment(frame, g, 0, dst); /* fits: gso_plan_frame checked the slot */
+  uint32_t more = (g->nseg - 1) * g->hdrs + (g->payload - g->mss);
+  pl->d_len[i] = (uint16_t)sl;
+  pl->d_port[i] = port_id;
+  pl->d_flags[i] = flags | DESC_F_SUPER;
+  pl->d_addr[i] = 0;
+  pl->d_aport[i] = 0;
+  pl->d_segs[i] = (uint16_t)g->nseg;
+  pl->d_more[i] = more;
+  struct super_ref *r = &pl->d_super[i];
+  r->src = p;
+  r->epoch = p->super_epoch;
+  r->payload = frame + g->hdrs;
+  r->payload_len = g->payload;
+  r->mss = g->mss;
+  r->nseg = g->nseg;
+  r->ihdrs = ihdrs;
+  r->seq = rd32(frame + g->l4 + 4);
+  r->tcp_flags = frame[g->l4 + 13];
+  r->v6 = g->v6;
+  p->st.rx_bytes += sl + more;
+  p->st.rx_super_frames++;
+  p->st.rx_super_segments += g->nseg;
+  p->st.rx_packets += g->nseg - 1; /* the caller adds the descriptor itself */
+  p->arena_used++;
+  p->super_avail = NULL;
+  return 1;
+}
+
+static inline const uint8_t *desc_frame(const struct pool *pl, uint32_t i) {
+  return pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i];
+}
+
+const struct super_ref *super_check(const struct pool *pl, uint32_t i, uint32_t l3) {
+  if (!pl->d_super) return NULL;
+  const struct super_ref *r = &pl->d_super[i];
+  if (!r->src || r->src->super_epoch != r->epoch || !r->src->arena) return NULL;
+  const uint8_t *f = desc_frame(pl, i);
+  uint32_t len = pl->d_len[i];
+  if (len < l3 + r->ihdrs) return NULL;
+  if (l3 == 14 && rd16(f + 12) != (r->v6 ? 0x86dd : 0x0800)) return NULL;
+  const uint8_t *ip = f + l3;
+  uint32_t ihl;
+  if (r->v6) {
+    if ((ip[0] >> 4) != 6 || ip[6] != 6 || rd16(ip + 4) != len - l3 - 40) return NULL;
+    ihl = 40;
+    if (r->ihdrs - 40 + r->payload_len > 0xffff) return NULL;
+  } else {
+    if ((ip[0] >> 4) != 4 || ip[9] != 6 || rd16(ip + 2) != len - l3 || (rd16(ip + 6) & 0x3fff)) return NULL;
+    ihl = (uint32_t)(ip[0] & 15) * 4;
+    if (r->ihdrs + r->payload_len > 0xffff) return NULL;
+  }
+  if (ihl < 20 || ihl + 20 > r->ihdrs || ihl + (uint32_t)(ip[ihl + 12] >> 4) * 4 != r->ihdrs) return NULL;
+  uint32_t seg0 = r->payload_len < r->mss ? r->payload_len : r->mss;
+  if (len - l3 - r->ihdrs != seg0 || rd32(ip + ihl + 4) != r->seq) return NULL;
+  return r;
+}
+
+/* The headers of descriptor i with the super-frame's FIN/PSH (segment 0 went without them). */
+static uint32_t template_hdr(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint8_t *hdr,
+                             uint32_t *ihl) {
+  uint32_t hl = l3 + r->ihdrs;
+  memcpy(hdr, desc_frame(pl, i), hl);
+  *ihl = r->v6 ? 40 : (uint32_t)(hdr[l3] & 15) * 4;
+  hdr[l3 + *ihl + 13] |= r->tcp_flags & (TCP_FIN | TCP_PSH);
+  return hl;
+}
+
+uint32_t super_header(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint8_t *hdr,
+                      struct virtio_net_hdr *vh) {
+  uint32_t ihl, hl = template_hdr(pl, i, r, l3, hdr, &ihl);
+  uint8_t *ip = hdr + l3, *th = ip + ihl;
+  uint32_t l4len = r->ihdrs - ihl + r->payload_len;
+  uint64_t acc;
+  if (r->v6) {
+    wr16(ip + 4, (uint16_t)l4len);
+    acc = csum_add(ip + 8, 32, 0);
+  } else {
+    wr16(ip + 2, (uint16_t)(ihl + l4len));
+    ip[10] = ip[11] = 0;
+    uint16_t ic = (uint16_t)~csum_fold(csum_add(ip, ihl, 0));
+    memcpy(ip + 10, &ic, 2);
+    acc = csum_add(ip + 12, 8, 0);
+  }
+  /* the partial checksum the pod completes: the folded pseudo-header sum (as gro.c leaves it) */
+  acc += htons(6);
+  acc += htons((uint16_t)l4len);
+  uint16_t pc = csum_fold(acc);
+  memcpy(th + 16, &pc, 2);
+  memset(vh, 0, sizeof *vh);
+  vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  vh->gso_type = r->v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+  if (th[13] & TCP_CWR) vh->gso_type |= VIRTIO_NET_HDR_GSO_ECN; /* as tcp_gro_complete marks it */
+  vh->hdr_len = (uint16_t)hl;
+  vh->gso_size = (uint16_t)r->mss;
+  vh->csum_start = (uint16_t)(l3 + ihl);
+  vh->csum_offset = 16;
+  return hl;
+}
+
+uint32_t super_segment(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint32_t k,
+                       uint8_t *dst) {
+  uint8_t hdr[GRO_HDR_MAX];
+  uint32_t ihl, hl = template_hdr(pl, i, r, l3, hdr, &ihl);
+  struct gso_plan g;
+  memset(&g, 0, sizeof g);
+  g.l3 = l3;
+  g.l4 = l3 + ihl;
+  g.hdrs = hl;
+  g.payload = r->payload_len;
+  g.mss = r->mss;
+  g.nseg = r->nseg;
+  g.proto = 6;
+  g.v6 = r->v6;
+  return gso_write_segment_from(hdr, r->payload, &g, k, dst);
+}

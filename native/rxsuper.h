@@ -1,0 +1,66 @@
+/*
+ * Tunnel super-frames handed on whole (receive side of the underlay, towards pods).
+ *
+ * A kernel VXLAN node on a link with offloads on sends UDP-tunnel GSO super-frames: one outer
+ * VXLAN/UDP/IP header in front of an inner TCP super-frame of up to 64 KiB. Cutting it into ~45
+ * datagrams (gso.c) only for JS to route each and gro.c to merge them again towards the pod costs a
+ * checksum pass per segment on each side and a JS pass per segment. Instead, on a port with
+ * rx_super, such a frame becomes ONE descriptor: segment 0 written to the pool as the cut path
+ * would write it (a complete datagram JS decapsulates, checks and routes like any other), flagged
+ * DESC_F_SUPER, with d_segs (segments it stands for) and d_more (bytes they add); the rest stays in
+ * the port's receive buffer (an arena of SUPER_BUFS buffers, valid until the port's next recv).
+ * JS's decision for segment 0 is the decision for the whole super-frame.
+ *
+ * On send, a pod port with gro sends it as one TCPV4/TCPV6 GSO message: JS's headers (its MACs,
+ * TTL) with the lengths of the whole, FIN/PSH of the super-frame, the partial checksum the pod
+ * completes, gso_size the inner MSS, followed by the whole payload read from the arena. Any other
+ * port, or a backlog, gets the segments cut from JS's headers (full checksums, as gso.c cuts).
+ * When the descriptor no longer holds segment 0 as received (JS built an ICMP error in it, or its
+ * receive buffer is gone), it is sent as it is and the other segments are counted in
+ * tx_super_lost.
+ */
+#ifndef PODWAY_RXSUPER_H
+#define PODWAY_RXSUPER_H
+
+#include <stdint.h>
+#include <linux/virtio_net.h>
+
+#include "ports.h"
+#include "gso.h"
+
+/* Super-frames one recv call of a port can hand on whole (the rest of the call cuts them). */
+#define SUPER_BUFS 32
+
+struct super_ref {
+  const struct port *src;  /* the receiving port */
+  uint64_t epoch;          /* src->super_epoch of the recv that delivered it: stale once it moved */
+  const uint8_t *payload;  /* the whole inner TCP payload, in src's arena */
+  uint32_t payload_len;
+  uint32_t mss;            /* inner gso_size */
+  uint32_t nseg;
+  uint32_t ihdrs;          /* inner IP + TCP header bytes */
+  uint32_t seq;            /* inner TCP sequence number of segment 0 */
+  uint8_t tcp_flags;       /* the super-frame's TCP flags (FIN, PSH belong on its last segment) */
+  uint8_t v6;
+};
+
+/* Receive: a new recv call on p (fresh epoch, arena empty). */
+void super_recv_begin(struct port *p);
+/* Receive: the buffer the next socket copy of a super-frame is read into. */
+uint8_t *super_copy_buf(struct port *p);
+/* Receive (from rx_deliver, g planned OK, p->super_avail set): deliver the frame as one
+ * DESC_F_SUPER descriptor at i when it is a VXLAN TCP super-frame of 2+ segments. 1 if done. */
+int super_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
+                  const struct gso_plan *g, uint16_t flags);
+
+/* Send: descriptor i (DESC_F_SUPER) still holds segment 0 of a live super-frame, its IP header at
+ * l3 (14: Ethernet in front, 0: an IP packet). */
+const struct super_ref *super_check(const struct pool *pl, uint32_t i, uint32_t l3);
+/* Send: the whole super-frame's headers (hdr: l3 + ihdrs bytes, returned) and virtio_net_hdr. */
+uint32_t super_header(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint8_t *hdr,
+                      struct virtio_net_hdr *vh);
+/* Send: segment k of it, cut from descriptor i's headers, into dst (length returned). */
+uint32_t super_segment(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint32_t k,
+                       uint8_t *dst);
+
+#endif

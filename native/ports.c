@@ -366,6 +366,9 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
     const struct virtio_net_hdr *vh = p->vnet_len ? (const struct virtio_net_hdr *)(frame - p->vnet_len) : NULL;
     uint16_t flags = 0;
     if (st & TP_STATUS_COPY) {
+      /* every arena buffer holds a super-frame handed on in this call: the next copy waits for the
+       * next call (cutting it instead would cost ~45 descriptors for what the next call takes in one) */
+      if (p->rx_super && !p->copy_ready && p->arena_used >= SUPER_BUFS && n > 0) break;
       if (p->rx_big && !p->copy_ready) {
         p->copy_buf = super_copy_buf(p); /* rx_big, or an arena buffer that outlives this call */
         struct iovec iov = { p->copy_buf, RX_BIG };

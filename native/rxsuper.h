@@ -28,8 +28,9 @@
 #include "ports.h"
 #include "gso.h"
 
-/* Super-frames one recv call of a port can hand on whole (the rest of the call cuts them). */
-#define SUPER_BUFS 32
+/* Super-frames one recv call of a port can hand on whole (4 MiB of buffers): the call ends when
+ * they are all in use and another super-frame comes. */
+#define SUPER_BUFS 64
 
 struct super_ref {
   const struct port *src;  /* the receiving port */

@@ -1,0 +1,243 @@
+/**
+ * Tunnel super-frames handed on whole (native/rxsuper.c): a VXLAN datagram carrying a 64 KiB-class
+ * inner TCP segment (UDP tunnel GSO, as a kernel node's vxlan.calico hands a veth with offloads on)
+ * is received on an rxSuper port as ONE descriptor (segment 0, DescFlag.SUPER), "routed" here as
+ * the pipeline does (outer headers stripped, MACs rewritten, TTL decremented), and sent to a pod
+ * port. What the pod's side of the veth receives must be, byte for byte, what the cut path
+ * delivers: the same super-frame cut by the receive segmenter (offloadDeliverForTest, gso.c), each
+ * segment routed the same way. Sent whole to a port with gro (one GSO message), cut on send to a
+ * port without, and not sent beyond segment 0 when the descriptor no longer holds segment 0 or its
+ * receive buffer has moved on (counted). Root and network namespaces, made and removed per test.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { writeSync, closeSync } from 'node:fs';
+import { native, nativeAddon, FramePool, DescFlag } from '../../src/dataplane/native';
+import { withNetns, Netns } from '../helpers/netns';
+import { fold, rd16, sum16, wr16, wr32 } from './wire-ref';
+import { collect, frameAt } from './pool-frames';
+
+interface TestHooks {
+  offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean): { n: number; done: number };
+  vnetTapForTest(name: string, netns: string): number;
+}
+const hooks = nativeAddon() as unknown as TestHooks;
+const pool = new FramePool(512);
+
+const ACK = 0x10, PSH = 0x08, FIN = 0x01;
+const GSO_TCPV4 = 1;
+const POD_MAC = [0x02, 0x00, 0x00, 0x55, 0x00, 0x02];
+const GW_MAC = [0xee, 0xee, 0xee, 0xee, 0xee, 0xee];
+
+/** An inner TCP/IPv4 frame 10.77.0.1:40000 -> 10.77.0.2:5201 with a patterned payload and its
+ * checksum left partial (the pseudo-header sum), as the kernel hands a GSO super-frame over. */
+function inner(payload: number, flags: number, seq: number, seed: number): Uint8Array {
+  const f = new Uint8Array(14 + 20 + 32 + payload);
+  f.set([0x02, 0, 0, 0x66, 0, 1], 0); f.set([0x02, 0, 0, 0x66, 0, 2], 6); wr16(f, 12, 0x0800);
+  f[14] = 0x45; wr16(f, 16, f.length - 14); wr16(f, 18, 0x4242); wr16(f, 20, 0x4000); f[22] = 63; f[23] = 6;
+  f.set([10, 77, 0, 1], 26); f.set([10, 77, 0, 2], 30);
+  wr16(f, 24, ~fold(sum16(f, 14, 20)) & 0xffff);
+  const t = 34;
+  wr16(f, t, 40000); wr16(f, t + 2, 5201); wr32(f, t + 4, seq); wr32(f, t + 8, 0x01020304);
+  f[t + 12] = 8 << 4; f[t + 13] = flags; wr16(f, t + 14, 502);
+  f.set([1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2], t + 20); // NOP NOP timestamps
+  for (let k = 0; k < payload; k++) f[t + 32 + k] = (k * 7 + seed) & 255;
+  wr16(f, t + 16, fold(sum16(f, 26, 8) + 6 + (f.length - t)));
+  return f;
+}
+
+/** `f` in VXLAN (VNI 4096) over IPv4 10.99.0.2 -> 10.99.0.1, outer UDP checksum 0. */
+function vxlan(f: Uint8Array): Uint8Array {
+  const o = new Uint8Array(50 + f.length);
+  o.set([0x02, 0, 0, 0x99, 0, 1], 0); o.set([0x02, 0, 0, 0x99, 0, 2], 6); wr16(o, 12, 0x0800);
+  o[14] = 0x45; wr16(o, 16, o.length - 14); wr16(o, 18, 0x1234); o[22] = 64; o[23] = 17;
+  o.set([10, 99, 0, 2], 26); o.set([10, 99, 0, 1], 30);
+  wr16(o, 24, ~fold(sum16(o, 14, 20)) & 0xffff);
+  wr16(o, 34, 51234); wr16(o, 36, 4789); wr16(o, 38, o.length - 34);
+  o[42] = 0x08; o[47] = 0x00; o[46] = 0x10;
+  o.set(f, 50);
+  return o;
+}
+
+/** The vnet header a kernel VXLAN device's super-frame carries: inner TCPV4, csum_start the inner TCP header. */
+function tunnelVnet(mss: number): Uint8Array {
+  const v = new Uint8Array(10);
+  const dv = new DataView(v.buffer);
+  v[0] = 1; v[1] = GSO_TCPV4;
+  dv.setUint16(2, 50 + 14 + 20 + 32, true); dv.setUint16(4, mss, true);
+  dv.setUint16(6, 50 + 14 + 20, true); dv.setUint16(8, 16, true);
+  return v;
+}
+
+/** What the pipeline does to a decapsulated frame for a local veth pod, on the frame at pool
+ * offset `at` (an inner Ethernet frame): MACs, TTL - 1 with the header checksum. */
+function route(b: Uint8Array, at: number): void {
+  b.set(POD_MAC, at); b.set(GW_MAC, at + 6);
+  b[at + 22]--;
+  wr16(b, at + 24, 0);
+  wr16(b, at + 24, ~fold(sum16(b, at + 14, 20)) & 0xffff);
+}
+
+/** Descriptor i stripped of its 50 outer bytes and routed, as the pipeline leaves it (setFrame:
+ * a super-frame's `more` follows its segment 0). */
+function decap(i: number): void {
+  const d = 50;
+  if ((pool.flags[i] & DescFlag.SUPER) !== 0) pool.more[i] -= (pool.segs[i] - 1) * d;
+  pool.off[i] += d;
+  pool.len[i] -= d;
+  route(pool.bytes, pool.start(i));
+}
+
+/** The cut path: the same tunnel super-frame segmented (gso.c) into descriptors 100.., each routed. */
+function cutPath(tun: Uint8Array, mss: number): Uint8Array[] {
+  const r = hooks.offloadDeliverForTest(tun, tunnelVnet(mss), 100, 128, false);
+  assert.is(r.done, 1);
+  const out: Uint8Array[] = [];
+  for (let k = 0; k < r.n; k++) {
+    decap(100 + k);
+    out.push(frameAt(pool, 100 + k));
+  }
+  return out;
+}
+
+const ours = (f: Uint8Array) => f.length >= 34 && rd16(f, 12) === 0x0800 && f[26] === 10 && f[27] === 77;
+
+function noIpv6(n: Netns): void {
+  n.exec('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1']);
+  n.exec('sysctl', ['-qw', 'net.ipv6.conf.default.disable_ipv6=1']);
+}
+
+/** A TAP that receives what we write (the underlay), a veth pair (pod side rsp1 observed with a
+ * vnet-header port, which cuts what arrives there with the receive segmenter). */
+async function withLab(fn: (l: { tapFd: number; underlay: number; pod: (gro: boolean) => number; observer: number }) => Promise<void>): Promise<void> {
+  await withNetns(['rsup'], async ([N]) => {
+    noIpv6(N);
+    const tapFd = hooks.vnetTapForTest('rs0', N.path);
+    const ports: number[] = [];
+    try {
+      N.ip('link', 'add', 'rsp0', 'type', 'veth', 'peer', 'name', 'rsp1');
+      for (const d of ['rs0', 'rsp0', 'rsp1']) N.ip('link', 'set', d, 'up');
+      const underlay = native.openPacket('rs0', { netns: N.path, ringVersion: 2, rxSuper: true });
+      ports.push(underlay);
+      const observer = native.openPacket('rsp1', { netns: N.path, ringVersion: 2 });
+      ports.push(observer);
+      const pod = (gro: boolean) => {
+        const p = native.openPacket('rsp0', { netns: N.path, gro });
+        ports.push(p);
+        return p;
+      };
+      await fn({ tapFd, underlay, pod, observer });
+    } finally {
+      for (const p of ports) native.close(p);
+      closeSync(tapFd);
+    }
+  });
+}
+
+/** Receive on the underlay until `want` descriptors came (bounded), into descriptors 0... */
+async function recvUnderlay(port: number, want: number): Promise<number> {
+  let n = 0;
+  for (let t = 0; t < 300 && n < want; t++) {
+    n += native.recv(port, n, 64 - n);
+    if (n < want) await new Promise((r) => setTimeout(r, 5));
+  }
+  return n;
+}
+
+function same(got: Uint8Array[], want: Uint8Array[], what: string): void {
+  assert.is(got.length, want.length, `${what}: segments`);
+  for (let k = 0; k < want.length; k++) assert.equal(Array.from(got[k]), Array.from(want[k]), `${what}: segment ${k}`);
+}
+
+for (const gro of [true, false]) {
+  test(`a VXLAN TCP super-frame is one SUPER descriptor, and ${gro ? 'a pod port with gro gets it as one GSO message' : 'a pod port without gro gets it cut on send'}: the pod receives exactly the cut path's segments`, async () => {
+    await withLab(async ({ tapFd, underlay, pod, observer }) => {
+      const P = pod(gro);
+      const mss = 1398;
+      const tun = vxlan(inner(30000, ACK | PSH | FIN, 0xfffff000, 3)); // seq wraps inside
+      writeSync(tapFd, Buffer.concat([tunnelVnet(mss), tun]));
+      assert.is(await recvUnderlay(underlay, 1), 1, 'one descriptor for the whole super-frame');
+      const nseg = Math.ceil(30000 / mss);
+      assert.is(pool.flags[0] & DescFlag.SUPER, DescFlag.SUPER);
+      assert.is(pool.segs[0], nseg);
+      const want = cutPath(tun, mss);
+      assert.is(want.length, nseg);
+      // segment 0 in the pool is the cut path's segment 0 (before routing), and `more` counts the rest
+      assert.is(pool.len[0], want[0].length + 50);
+      assert.is(pool.len[0] + pool.more[0], want.reduce((s, f) => s + f.length + 50, 0));
+      decap(0);
+      assert.equal(Array.from(frameAt(pool, 0)), Array.from(want[0]), 'segment 0 as routed');
+      assert.is(pool.len[0] + pool.more[0], want.reduce((s, f) => s + f.length, 0), 'more follows the decapsulation');
+      pool.txList[0] = 0;
+      assert.is(native.send(P, 0, 1), nseg, 'send counts the segments');
+      const got = await collect(pool, observer, nseg, ours);
+      same(got, want, gro ? 'whole' : 'cut on send');
+      const ps = native.stats(P), us = native.stats(underlay), os = native.stats(observer);
+      assert.is(us.rxSuperFrames, 1);
+      assert.is(us.rxSuperSegments, nseg);
+      assert.is(us.rxPackets, nseg);
+      assert.is(us.rxGsoFrames, 0, 'not cut on receive');
+      assert.is(ps.txPackets, nseg);
+      assert.is(ps.txSuperLost, 0);
+      if (gro) {
+        assert.is(ps.txSuperFrames, 1);
+        assert.is(ps.txGroSegments, nseg);
+        assert.is(os.rxGsoFrames, 1, 'the pod side received one GSO super-frame');
+      } else {
+        assert.is(ps.txSuperCut, 1);
+        assert.is(os.rxGsoFrames, 0, 'the pod side received plain segments');
+      }
+    });
+  });
+}
+
+test('a SUPER descriptor that no longer holds its segment 0, or whose receive buffer moved on, goes as it is: the rest counted lost', async () => {
+  await withLab(async ({ tapFd, underlay, pod, observer }) => {
+    const P = pod(true);
+    const mss = 1000;
+    // 1: the frame changed (here: its TCP sequence number), as when JS builds something else in it
+    writeSync(tapFd, Buffer.concat([tunnelVnet(mss), vxlan(inner(5000, ACK, 100, 5))]));
+    assert.is(await recvUnderlay(underlay, 1), 1);
+    assert.is(pool.segs[0], 5);
+    decap(0);
+    const t = pool.start(0) + 34;
+    wr32(pool.bytes, t + 4, 777);
+    const changed = frameAt(pool, 0);
+    pool.txList[0] = 0;
+    assert.is(native.send(P, 0, 1), 1, 'only the frame itself');
+    same(await collect(pool, observer, 1, ours), [changed], 'as it is');
+    assert.is(native.stats(P).txSuperLost, 4);
+    // 2: the underlay port received again before the send: its buffers are no longer the frame's
+    writeSync(tapFd, Buffer.concat([tunnelVnet(mss), vxlan(inner(5000, ACK, 100, 6))]));
+    assert.is(await recvUnderlay(underlay, 1), 1);
+    decap(0);
+    const stale = frameAt(pool, 0);
+    assert.is(native.recv(underlay, 1, 8), 0);
+    assert.is(native.send(P, 0, 1), 1);
+    same(await collect(pool, observer, 1, ours), [stale], 'stale: segment 0 alone');
+    assert.is(native.stats(P).txSuperLost, 8);
+    assert.is(native.stats(P).txSuperFrames, 0);
+  });
+});
+
+test('without rxSuper (the default) the same super-frame is cut on receive, as before', async () => {
+  await withNetns(['rsuq'], async ([N]) => {
+    noIpv6(N);
+    const fd = hooks.vnetTapForTest('rq0', N.path);
+    let port = -1;
+    try {
+      N.ip('link', 'set', 'rq0', 'up');
+      port = native.openPacket('rq0', { netns: N.path, ringVersion: 2 });
+      writeSync(fd, Buffer.concat([tunnelVnet(1398), vxlan(inner(9000, ACK, 1, 7))]));
+      assert.is(await recvUnderlay(port, 7), 7);
+      for (let i = 0; i < 7; i++) assert.is(pool.flags[i] & DescFlag.SUPER, 0);
+      assert.is(native.stats(port).rxGsoFrames, 1);
+      assert.is(native.stats(port).rxSuperFrames, 0);
+    } finally {
+      if (port >= 0) native.close(port);
+      closeSync(fd);
+    }
+  });
+});
+
+test.run();

@@ -90,8 +90,9 @@ test('unencapsulated IPv6 with a kernel node: ping6 both ways, TCP both ways', a
 // A dual-stack kernel node over a veth underlay with its offloads on (kind-style): its
 // vxlan-v6.calico and vxlan.calico hand podway UDP-tunnel GSO super-frames (VXLAN over IPv6 with a
 // TCPv6 super-frame inside; over IPv4 with TCPv4) and partial inner checksums; podway's underlay
-// port segments and completes them (native/gso.c). Its own lab, pods with offloads on.
-test('underlay offloads on, pod offloads on: TCP 4 MB each way over IPv6 and IPv4 VXLAN with a kernel node, content checked, tunnel super-frames segmented', async () => {
+// port hands each TCP super-frame on whole to the pod (native/rxsuper.c) and completes the partial
+// checksums (native/gso.c). Its own lab, pods with offloads on.
+test('underlay offloads on, pod offloads on: TCP 4 MB each way over IPv6 and IPv4 VXLAN with a kernel node, content checked, tunnel super-frames handed on whole', async () => {
   const l = guard(new Lab(SPEC.map((n) => ({ ...n, pods: n.pods.filter((p) => p.type === 'veth') })), { dualStack: true, underlayOffloads: true }));
   let passed = false;
   try {
@@ -110,10 +111,13 @@ test('underlay offloads on, pod offloads on: TCP 4 MB each way over IPv6 and IPv
         assert.is(t.received.sha256, t.sent.sha256, `IPv${family} ${a} -> ${b}: content`);
       }
     }
-    const c = (await controlRequest(l.node('node1').control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number>; ports: { port: string; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number }[] };
+    const c = (await controlRequest(l.node('node1').control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number>; ports: { port: string; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number; rxSuperFrames?: number; txSuperFrames?: number; txSuperLost?: number }[] };
     const ul = c.ports.find((p) => p.port.startsWith('underlay('))!;
-    console.log(`  node1 underlay: tunnel super-frames segmented ${ul.rxGsoFrames ?? 0}, partial checksums completed ${ul.rxCsumCompleted ?? 0}; drop reasons ${JSON.stringify(c.reasons)}`);
-    assert.ok((ul.rxGsoFrames ?? 0) > 0, 'the kernel node sent tunnel super-frames, yet none was segmented');
+    const pod = c.ports.find((p) => p.port.startsWith('cali'))!;
+    console.log(`  node1 underlay: tunnel super-frames handed on whole ${ul.rxSuperFrames ?? 0} (sent whole to web-1 ${pod.txSuperFrames ?? 0}), segmented ${ul.rxGsoFrames ?? 0}, partial checksums completed ${ul.rxCsumCompleted ?? 0}; drop reasons ${JSON.stringify(c.reasons)}`);
+    assert.ok((ul.rxSuperFrames ?? 0) > 0, 'the kernel node sent tunnel super-frames, yet none was handed on whole');
+    assert.is(ul.rxSuperFrames, pod.txSuperFrames, 'every one reached web-1 as one GSO message');
+    assert.is(pod.txSuperLost ?? 0, 0, 'segments of a super-frame lost');
     assert.is(ul.rxGsoBad ?? 0, 0, 'offload metadata found inconsistent');
     assert.is(ul.rxGsoDropped ?? 0, 0, 'super-frames not segmented');
     assert.is(c.reasons.truncated ?? 0, 0, 'truncated frames');

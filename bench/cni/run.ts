@@ -26,6 +26,7 @@ import { Ipam } from '../../src/control/ipam';
 import { HANDLE_PREFIX } from '../../src/control/ipam/keys';
 import { applyResource } from '../../src/control/v3-store';
 import { LabEtcd } from '../../src/lab/etcd';
+import { machineInfo } from '../machine';
 import type { DriverCall, DriverJob, DriverResult, DriverSample } from './driver';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -293,14 +294,6 @@ async function benchStore(store: 'embedded' | 'etcd', args: Args, log: (s: strin
   } finally {
     await n.stop();
   }
-}
-
-function machineInfo() {
-  let cpu = os.cpus()[0]?.model ?? 'unknown';
-  try {
-    cpu = /Model name:\s*(.*)/.exec(execFileSync('lscpu', { encoding: 'utf8' }))?.[1]?.trim() ?? cpu;
-  } catch { /* lscpu missing: keep os.cpus() */ }
-  return { cpu, nproc: os.availableParallelism(), kernel: os.release(), node: process.version, date: new Date().toISOString(), loadavg: os.loadavg().map((x) => Number(x.toFixed(2))) };
 }
 
 const fmt = (ms: number) => (Number.isNaN(ms) ? '-' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));

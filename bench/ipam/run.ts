@@ -15,11 +15,12 @@
 //
 // Usage: node dist/bench/ipam/run.js [--seconds 4] [--window 64] [--writes 200] [--stores embedded,etcd]
 //        [--only rate,watch] [--json]
-import { execFileSync, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { Ipam } from '../../src/control/ipam';
+import { machineInfo } from '../machine';
 import { KvDatastore } from '../../src/control/kv-datastore';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { FileKv } from '../../src/control/kv/file-kv';
@@ -206,14 +207,6 @@ async function measureWatch(store: StoreUnderTest, debounceMs: number, args: Arg
   }
 }
 
-function machineInfo() {
-  let cpu = os.cpus()[0]?.model ?? 'unknown';
-  try {
-    cpu = /Model name:\s*(.*)/.exec(execFileSync('lscpu', { encoding: 'utf8' }))?.[1]?.trim() ?? cpu;
-  } catch { /* lscpu missing: keep os.cpus() */ }
-  return { cpu, nproc: os.availableParallelism(), kernel: os.release(), node: process.version, date: new Date().toISOString().slice(0, 10), loadavg: os.loadavg().map((x) => Number(x.toFixed(2))) };
-}
-
 const fmt = (ms: number) => (Number.isNaN(ms) ? '-' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
 
 async function main(): Promise<void> {
@@ -259,7 +252,8 @@ async function main(): Promise<void> {
     await etcd.stop();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
-  const machine = { ...machineInfo(), loadavgStart: loadStart.map((x) => Number(x.toFixed(2))) };
+  // this report gives the day only
+  const machine = { ...machineInfo(), date: new Date().toISOString().slice(0, 10), loadavgStart: loadStart.map((x) => Number(x.toFixed(2))) };
   if (!args.json) {
     console.log(`\nAssignment (pod churn: ${args.window} pods held per client, then each new pod releases the oldest; ${args.seconds} s per row)\n`);
     console.log('| store | clients | nodes | host lock | assigns/s | assign p50 (ms) | assign p99 (ms) | releases | release p50 (ms) | release p99 (ms) | failed | check |');

@@ -135,6 +135,7 @@ export function buildProgram(): Command {
       if (!node) throw new Error('run: give --node NAME (or set NODENAME)');
       if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new Error('run: --batch must be 1..1024');
       if (!Number.isInteger(o.workers) || o.workers < 1 || o.workers > 64) throw new Error('run: --workers must be 1..64');
+      if (o.underlayRingMb !== undefined && (!Number.isInteger(o.underlayRingMb) || o.underlayRingMb < 1 || o.underlayRingMb > 1024)) throw new Error('run: --underlay-ring-mb must be 1..1024 (MiB)');
       if (o.natUdpTimeout !== undefined && (!Number.isInteger(o.natUdpTimeout) || o.natUdpTimeout < 1 || o.natUdpTimeout > 86400)) throw new Error('run: --nat-udp-timeout must be 1..86400 seconds');
       if (!Number.isInteger(o.natMaxFlows) || o.natMaxFlows < 1 || o.natMaxFlows > 16_777_216) throw new Error('run: --nat-max-flows must be 1..16777216');
       for (const [flag, v] of [['--neighbor-reachable', o.neighborReachable], ['--neighbor-retrans', o.neighborRetrans]] as const) {

@@ -10,11 +10,13 @@ import { resolveDatastoreSpec } from '../control';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
 import { joinCluster } from './join';
+import { checkEtcdTlsFiles } from '../control/kv/etcd-kv';
 import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
 import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
-import { readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
+import { findUnderlay, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
+import { parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { takeRunLock } from './run-lock';
 import { Taps } from '../dataplane/taps';
@@ -100,11 +102,35 @@ interface WorkerState { snapshot: DataplaneSnapshot; readiness: EngineReadiness 
 /** How long the main thread waits for a worker's answer (counters, snapshot). */
 const WORKER_ANSWER_MS = 2000;
 
+/**
+ * --ip / --ip6 (or Calico's IP / IP6) as given, checked before the Node is registered with them:
+ * an address no interface here holds used to be written to the Node (where every other node
+ * reads it) before the underlay lookup refused it.
+ */
+function checkNodeAddresses(ip: string | undefined, ip6: string | undefined): void {
+  if (ip !== undefined) {
+    const cidr = parseIPv4WithPrefix(ip);
+    if (!cidr) throw new Error(`--ip (or IP) ${JSON.stringify(ip)}: expected the node's IPv4 address with its prefix length, like 10.0.0.1/24`);
+    try {
+      findUnderlay(cidr.addr);
+    } catch (e) {
+      throw new Error(`--ip (or IP) ${ip}: ${(e as Error).message} (nothing was registered)`);
+    }
+  }
+  if (ip6 !== undefined && ip6 !== 'none' && ip6 !== 'autodetect' && !parseIPv6Cidr(ip6)) {
+    throw new Error(`--ip6 (or IP6) ${JSON.stringify(ip6)}: expected an IPv6 address with its prefix length like fd00:99::1/64, "autodetect" or "none"`);
+  }
+}
+
 export async function runNode(opts: RunOptions): Promise<void> {
   if (process.getuid && process.getuid() !== 0) throw new Error('podway run needs root (raw sockets, AF_PACKET, TAP devices)');
   const log = createLogger({ level: opts.logLevel, base: { node: opts.node } });
   // A spec that does not parse stops us here, with the reason; '' means the default (see main.ts).
   const spec = resolveDatastoreSpec(opts.datastore || undefined);
+  // natOutgoing's port range is checked before anything is touched too.
+  const ephemeral = ephemeralPorts();
+  const natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
+  if (spec.kind === 'etcd') checkEtcdTlsFiles(spec.tls);
   const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   const dsLog = log.child({ datastore: specText });
   const count = Math.max(1, opts.workers ?? 1);
@@ -151,6 +177,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   try {
     // Before the datastore (Node registration) and the host: a second podway here changes nothing.
     lock = await takeRunLock({ node: opts.node, pid: process.pid, control: opts.control ?? defaultControlPath(opts.node) });
+    if (spec.kind !== 'file') checkNodeAddresses(opts.ip, opts.ip6);
     await serve();
   } finally {
     lock?.close();
@@ -180,9 +207,6 @@ export async function runNode(opts: RunOptions): Promise<void> {
     health.setDatastore(true);
     say(`datastore ${specText}`);
     current = first;
-    // natOutgoing's port range and timeouts are checked before anything is touched.
-    const ephemeral = ephemeralPorts();
-    const natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
     const udpTimeout = opts.natUdpTimeout !== undefined ? { unreplied: opts.natUdpTimeout, replied: opts.natUdpTimeout } : { unreplied: 30, replied: 120 };
     const natLog = log.child({ component: 'nat' });
     const nat = new NftNat((m) => natLog.info(m));

@@ -64,6 +64,10 @@ test.before(() => {
   writeFileSync(f('not-pem.pem'), 'this is not a certificate\n');
   execFileSync('ip', ['netns', 'add', NS]);
   execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
+  // The address `podway run --ip 10.78.0.9/24` registers must be on an interface here.
+  execFileSync('ip', ['-n', NS, 'link', 'add', 'tls0', 'type', 'veth', 'peer', 'name', 'tls1']);
+  execFileSync('ip', ['-n', NS, 'addr', 'add', '10.78.0.9/24', 'dev', 'tls0']);
+  for (const dev of ['tls0', 'tls1']) execFileSync('ip', ['-n', NS, 'link', 'set', dev, 'up']);
   const etcd = spawn('ip', ['netns', 'exec', NS, '/usr/bin/etcd',
     '--name', 'tls', '--data-dir', f('etcd-data'),
     '--listen-client-urls', ENDPOINT, '--advertise-client-urls', ENDPOINT,

@@ -166,7 +166,8 @@ export class EtcdKv implements KvStore {
     this.client = new Etcd3(etcdOptions);
   }
 
-  private static credentials(tls: EtcdTlsFiles | undefined): IOptions['credentials'] {
+  /** Reads and checks the TLS files (checkEtcdTlsFiles). */
+  static credentials(tls: EtcdTlsFiles | undefined): IOptions['credentials'] {
     if (!tls || (!tls.caFile && !tls.certFile && !tls.keyFile)) return undefined;
     if (!tls.certFile !== !tls.keyFile) {
       throw new Error(`etcd TLS: a client certificate file (${TLS_FILES.cert.names}) and a key file (${TLS_FILES.key.names}) go together; only one was given`);
@@ -432,4 +433,12 @@ export function grpcReason(message: string): string {
   const m = /Last error: (?:Error: )?(.*?)\.? Resolution note: ?(.*)$/s.exec(message);
   if (m) return m[2]!.trim() ? `${m[1]} (${m[2]!.trim()})` : m[1]!;
   return message.replace(/\.? Resolution note: ?$/, '');
+}
+
+/**
+ * Reads and checks the TLS files of an etcd spec now, with the errors EtcdKv would give: for
+ * `podway run`, whose other start checks (the node's address) must not hide a wrong file.
+ */
+export function checkEtcdTlsFiles(tls: EtcdTlsFiles | undefined): void {
+  EtcdKv.credentials(tls);
 }

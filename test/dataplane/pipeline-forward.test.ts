@@ -7,7 +7,7 @@ import { Reason, Event, PortCounter } from '../../src/dataplane/counters';
 import { DescFlag } from '../../src/dataplane/frame-pool';
 import { Drop, innerFlowHash, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX, parseIpv4, parseMac, formatIpv4 } from '../../src/packet';
 import {
-  makeHarness, frame, build, onlyFrame, nothingSent, assertBytes, adopt, ipHeaderChecksum, u16, fixIpChecksum, takeAll,
+  makeHarness, Harness, frame, build, onlyFrame, nothingSent, assertBytes, adopt, ipHeaderChecksum, u16, fixIpChecksum, takeAll,
   NODE1, NODE2, NODE1_MAC, NODE2_MAC, A,
 } from './helpers';
 
@@ -394,15 +394,24 @@ test('host port: the node reaches a pod with its TTL unchanged; a tap pod reache
   assert.is(h.pipe.counters[Event.TO_HOST], 2);
 });
 
-test('egress outside the pools goes to the kernel (tx4) with TTL - 1; a pool address without a route is dropped', () => {
-  const h = makeHarness();
-  const f = retarget(frame('a_to_b'), '8.8.8.8');
+/**
+ * Pod A's a_to_b retargeted to `dst`, received on caliA: the one packet handed to the kernel (tx4)
+ * is its IPv4 part with TTL 64 - 1 and the checksum to match (`what` names the case).
+ */
+function assertEgressToKernel(h: Harness, dst: string, what: string, message: string): ReturnType<typeof onlyFrame> {
+  const f = retarget(frame('a_to_b'), dst);
   h.receive(h.port('caliA'), f);
-  const out = onlyFrame(h, h.infra.tx4, 'egress');
+  const out = onlyFrame(h, h.infra.tx4, what);
   const expected = f.slice(14);
   expected[8] = 63;
   fixIpChecksum(expected, 0);
-  assertBytes(out.bytes, expected, 'egress packet');
+  assertBytes(out.bytes, expected, message);
+  return out;
+}
+
+test('egress outside the pools goes to the kernel (tx4) with TTL - 1; a pool address without a route is dropped', () => {
+  const h = makeHarness();
+  const out = assertEgressToKernel(h, '8.8.8.8', 'egress', 'egress packet');
   assert.is(out.addr, parseIpv4('8.8.8.8'));
   assert.is(h.pipe.counters[Event.EGRESS], 1);
   h.receive(h.port('caliA'), retarget(frame('a_to_b'), '10.244.1.5'));
@@ -413,13 +422,7 @@ test('egress outside the pools goes to the kernel (tx4) with TTL - 1; a pool add
 test('egress from a natOutgoing pool leaves unchanged for the kernel to masquerade, counted as egress_nat; to a node it is plain egress', () => {
   const h = makeHarness();
   h.pipe.natSources.set(h.model.pools);
-  const f = retarget(frame('a_to_b'), '8.8.8.8');
-  h.receive(h.port('caliA'), f);
-  const out = onlyFrame(h, h.infra.tx4, 'nat egress');
-  const expected = f.slice(14);
-  expected[8] = 63;
-  fixIpChecksum(expected, 0);
-  assertBytes(out.bytes, expected, 'podway leaves the translation to the kernel');
+  assertEgressToKernel(h, '8.8.8.8', 'nat egress', 'podway leaves the translation to the kernel');
   assert.is(h.pipe.counters[Event.EGRESS_NAT], 1);
   assert.is(h.pipe.counters[Event.EGRESS], 0);
   const otherNode = [...h.model.node.knownNodeIps].find((ip) => ip !== h.model.node.ip)!;

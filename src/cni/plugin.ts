@@ -65,8 +65,10 @@ function datastoreText(conf: NetConf): string {
 /** Datastore failures as CNI errors: unreachable (or its lock held too long) is "try again later". */
 function datastoreError(conf: NetConf, e: unknown): unknown {
   if (e instanceof CniError) return e;
-  if (e instanceof KvUnavailableError || e instanceof FileLockTimeoutError) {
-    return new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} unreachable: ${(e as Error).message}`);
+  // KvUnavailableError already names the store: "etcd URL unreachable (get KEY): connect ECONNREFUSED ...".
+  if (e instanceof KvUnavailableError) return new CniError(CNI_CODES.TRY_AGAIN_LATER, e.message);
+  if (e instanceof FileLockTimeoutError) {
+    return new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} unreachable: ${e.message}`);
   }
   if (e instanceof ResourceError) return new CniError(CNI_CODES.DATASTORE_FAILED, `datastore ${datastoreText(conf)}: ${e.message}`);
   return e;

@@ -273,7 +273,7 @@ static int spare_fits(const struct open_opts *s, const struct open_opts *o) {
   return o->bpf_len == 0 && s->ring == o->ring && s->ring_version == o->ring_version && s->ring_blocks == o->ring_blocks &&
          s->ring_block_size == o->ring_block_size && s->ignore_outgoing == o->ignore_outgoing &&
          s->qdisc_bypass == o->qdisc_bypass && s->vnet_hdr == o->vnet_hdr && s->gro == o->gro && s->tx_gso == o->tx_gso &&
-         s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
+         s->no_scatter_rx == o->no_scatter_rx && s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
 }
 
 static int take_spare(struct addon *a, const struct open_opts *o, struct port *p) {
@@ -387,6 +387,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.tx_gso = (int)v;
     if (opt_u32(env, opts, "rxSuper", 0, &v)) return throw_type(env, "rxSuper: boolean");
     o.rx_super = (int)v;
+    if (opt_u32(env, opts, "scatterRx", 1, &v)) return throw_type(env, "scatterRx: boolean");
+    o.no_scatter_rx = !v;
     bool has = false;
     napi_has_named_property(env, opts, "bpf", &has);
     if (has) {
@@ -749,6 +751,7 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "rxGsoBad", (double)p->st.rx_gso_bad);
     set_num(env, o, "rxGsoDropped", (double)p->st.rx_gso_dropped);
     set_num(env, o, "rxCsumCompleted", (double)p->st.rx_csum_completed);
+    set_num(env, o, "rxScatterFrames", (double)p->st.rx_scatter_frames);
     set_num(env, o, "txGroFrames", (double)p->st.tx_gro_frames);
     set_num(env, o, "txGroSegments", (double)p->st.tx_gro_segments);
     set_num(env, o, "txGsoFrames", (double)p->st.tx_gso_frames);

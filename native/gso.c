@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <string.h>
+#include <sys/uio.h>
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 static inline uint32_t rd32(const uint8_t *p) {
@@ -265,9 +266,14 @@ uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t 
 
 uint32_t gso_write_segment_from(const uint8_t *f, const uint8_t *pay, const struct gso_plan *g, uint32_t k, uint8_t *dst) {
   uint32_t off = k * g->mss;
-  uint32_t seg = g->payload - off < g->mss ? g->payload - off : g->mss;
+  memcpy(dst + g->hdrs, pay + off, gso_seg_len(g, k));
+  return gso_write_headers(f, g, k, dst);
+}
+
+uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst) {
+  uint32_t off = k * g->mss;
+  uint32_t seg = gso_seg_len(g, k);
   memcpy(dst, f, g->hdrs);
-  memcpy(dst + g->hdrs, pay + off, seg);
   uint8_t *ip = dst + g->l3;
   uint32_t ihl = g->l4 - g->l3;
   uint32_t l4len = g->hdrs - g->l4 + seg;
@@ -406,4 +412,61 @@ uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t 
     p->st.rx_gso_frames++;
   }
   return n;
+}
+
+/* ---- scatter receive (see gso.h) --------------------------------------------------------------- */
+
+uint32_t rx_scatter_layout(const struct port *p, struct pool *pl, uint32_t first, uint32_t room,
+                           const uint8_t *head, uint32_t have, uint32_t len, const struct virtio_net_hdr *vh,
+                           uint8_t *big, uint32_t big_cap, struct iovec *iov, struct gso_plan *g, uint32_t *nscat) {
+  struct virtio_net_hdr h;
+  memcpy(&h, vh, sizeof h); /* the ring is shared memory: read the header once */
+  if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE || have < SCATTER_HEAD_MIN || room == 0) return 0;
+  if (len > big_cap - p->vnet_len) return 0; /* too long for big: read whole (cut) and handled as before */
+  memset(g, 0, sizeof *g);
+  if (gso_plan_frame(head, len, &h, pl->slot_size - pl->headroom, g) != GSO_OK || g->hdrs > have) return 0;
+  uint32_t s = g->nseg < room ? g->nseg : room;
+  if (s > SCATTER_MAX_IOV - 2) s = SCATTER_MAX_IOV - 2;
+  uint32_t n = 0;
+  iov[n++] = (struct iovec){ big, p->vnet_len + g->hdrs };
+  for (uint32_t k = 0; k < s; k++)
+    iov[n++] = (struct iovec){ rx_slot(pl, first + k) + g->hdrs, gso_seg_len(g, k) };
+  uint32_t at = s * g->mss; /* payload bytes scattered */
+  if (at < g->payload) iov[n++] = (struct iovec){ big + p->vnet_len + g->hdrs + at, g->payload - at };
+  *nscat = s;
+  return n;
+}
+
+uint32_t rx_scatter_finish(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t nscat,
+                           const struct gso_plan *g, const uint8_t *big, uint32_t got, uint16_t flags, int *done) {
+  *done = 1;
+  p->gso_next = 0;
+  flags &= (uint16_t)~DESC_F_CSUM_PARTIAL;
+  struct gso_plan again;
+  memset(&again, 0, sizeof again);
+  struct virtio_net_hdr h;
+  memcpy(&h, big, sizeof h);
+  const uint8_t *f = big + p->vnet_len;
+  /* The copy's own headers: only [0, hdrs) of f was written, so they are planned with the copy's
+   * length only when they all arrived. */
+  if (got < p->vnet_len + g->hdrs || gso_plan_frame(f, got - p->vnet_len, &h, pl->slot_size - pl->headroom, &again) != GSO_OK ||
+      memcmp(&again, g, sizeof again) != 0) {
+    p->st.rx_gso_bad++;
+    return 0;
+  }
+  for (uint32_t k = 0; k < nscat; k++) {
+    uint32_t i = first + k;
+    uint32_t sl = gso_write_headers(f, g, k, pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom);
+    rx_desc(pl, i, port_id, sl, flags);
+    p->st.rx_bytes += sl;
+  }
+  p->st.rx_gso_segments += nscat;
+  p->st.rx_scatter_frames++;
+  if (nscat < g->nseg) {
+    p->gso_next = nscat;
+    *done = 0;
+  } else {
+    p->st.rx_gso_frames++;
+  }
+  return nscat;
 }

@@ -48,11 +48,19 @@ enum gso_verdict {
 /* Check a GSO frame and plan its segments; a segment must fit `cap` bytes. */
 int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
                    struct gso_plan *g);
+/* Payload bytes of segment k (k < nseg). */
+static inline uint32_t gso_seg_len(const struct gso_plan *g, uint32_t k) {
+  uint32_t off = k * g->mss;
+  return g->payload - off < g->mss ? g->payload - off : g->mss;
+}
 /* Write segment k of the plan to dst (complete headers, checksums); returns its length. */
 uint32_t gso_write_segment(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst);
 /* The same with the headers at f (f[0, g->hdrs): the offsets of the plan) and the payload elsewhere
  * (pay: the whole super-frame's payload). */
 uint32_t gso_write_segment_from(const uint8_t *f, const uint8_t *pay, const struct gso_plan *g, uint32_t k, uint8_t *dst);
+/* The same when segment k's payload is already at dst + hdrs (scatter receive): only f[0, hdrs)
+ * is read; the headers are written in front of the payload and the checksums computed over it. */
+uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst);
 /* Complete a partial checksum in place: the 16-bit field at csum_start + csum_offset holds the
  * folded pseudo-header sum; it becomes the checksum of [csum_start, len) (0 written as 0xffff, as
  * the kernel's skb_checksum_help does). Returns 0, or -1 when the offsets are outside the frame. */
@@ -71,5 +79,35 @@ int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_
 uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t room,
                     const uint8_t *frame, uint32_t len, uint32_t wire_len,
                     const struct virtio_net_hdr *vh, uint16_t flags, int *done);
+
+/*
+ * Scatter receive (a TPACKET_V2 ring with PACKET_COPY_THRESH: the ring slot keeps a super-frame's
+ * first ~2 KiB, its whole copy waits on the socket queue). The segments are planned from the ring
+ * slot's head, and the copy is read with one recvmsg whose iovecs put each segment's payload
+ * straight where it belongs in its pool slot (after the headers gso_write_headers writes there),
+ * so the payload is copied once (by the kernel) instead of twice.
+ *
+ * rx_scatter_layout: plan from `head` (`have` bytes of the frame, its whole length `len`, vh the
+ * ring's vnet header) and fill iov: [0] the vnet header and headers into big[0, vnet_len + hdrs),
+ * then the payloads of the segments that fit descriptors [first, first + room), then the rest of
+ * the payload at its own place in big (so a super-frame whose segments do not all fit this batch is
+ * finished from big by rx_deliver, as a copy read whole would be). Returns the iovecs, 0 when the
+ * frame is not for scatter (not GSO, malformed, too big for big, head too short): the caller reads
+ * the copy whole and rx_deliver decides as before (drops counted there). *nscat: segments
+ * scattered. At most SCATTER_MAX_IOV iovecs.
+ *
+ * rx_scatter_finish: after recvmsg returned `got` (MSG_TRUNC: the copy's whole length, vnet header
+ * included), check the copy is the frame that was planned (its own vnet header and headers make the
+ * same plan: else nothing is delivered and it counts in rx_gso_bad), then write the headers of the
+ * scattered segments. Returns the descriptors written; *done and p->gso_next as rx_deliver's.
+ */
+#define SCATTER_MAX_IOV 1024 /* the kernel's UIO_MAXIOV */
+#define SCATTER_HEAD_MIN 256 /* ring head bytes needed: every header gso_plan_frame reads lies in them */
+struct iovec;
+uint32_t rx_scatter_layout(const struct port *p, struct pool *pl, uint32_t first, uint32_t room,
+                           const uint8_t *head, uint32_t have, uint32_t len, const struct virtio_net_hdr *vh,
+                           uint8_t *big, uint32_t big_cap, struct iovec *iov, struct gso_plan *g, uint32_t *nscat);
+uint32_t rx_scatter_finish(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t nscat,
+                           const struct gso_plan *g, const uint8_t *big, uint32_t got, uint16_t flags, int *done);
 
 #endif

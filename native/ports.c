@@ -199,6 +199,7 @@ int port_prepare_packet(struct port *p, const struct open_opts *o) {
         if (!(p->arena = malloc((size_t)SUPER_BUFS * RX_BIG))) return fail(p, -ENOMEM);
         p->rx_super = 1;
       }
+      p->scatter_rx = !o->no_scatter_rx;
     }
   } else if (p->vnet_len) {
     if (!(p->stage = malloc(sizeof *p->stage))) return fail(p, -ENOMEM);
@@ -365,11 +366,35 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
     uint32_t len = h->tp_snaplen, wire = h->tp_len;
     const struct virtio_net_hdr *vh = p->vnet_len ? (const struct virtio_net_hdr *)(frame - p->vnet_len) : NULL;
     uint16_t flags = 0;
+    if (!p->vnet_len && (st & TP_STATUS_CSUMNOTREADY)) flags |= DESC_F_CSUM_PARTIAL;
+    const struct sockaddr_ll *sll = (const struct sockaddr_ll *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
+    if (sll->sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
     if (st & TP_STATUS_COPY) {
       /* every arena buffer holds a super-frame handed on in this call: the next copy waits for the
        * next call (cutting it instead would cost ~45 descriptors for what the next call takes in one) */
       if (p->rx_super && !p->copy_ready && p->arena_used >= SUPER_BUFS && n > 0) break;
-      if (p->rx_big && !p->copy_ready) {
+      struct gso_plan g;
+      uint32_t nscat = 0, niov = 0;
+      /* scatter receive (gso.h); not on an rx_super port, whose tunnel super-frames may go on whole */
+      if (p->rx_big && !p->copy_ready && p->scatter_rx && !p->rx_super && vh)
+        niov = rx_scatter_layout(p, pl, first + n, max - n, frame, len, wire, vh, p->rx_big, RX_BIG,
+                                 (struct iovec *)((struct mmsg_scratch *)p->scratch)->iov, &g, &nscat);
+      if (niov) {
+        struct msghdr m = { .msg_iov = ((struct mmsg_scratch *)p->scratch)->iov[0], .msg_iovlen = niov };
+        ssize_t r = recvmsg(p->fd, &m, MSG_DONTWAIT | MSG_TRUNC);
+        if (r >= 0) {
+          int done;
+          n += rx_scatter_finish(p, port_id, pl, first + n, nscat, &g, p->rx_big, (uint32_t)r, flags, &done);
+          if (!done) { /* the rest of the payload is in rx_big: delivered from there next call */
+            p->copy_buf = p->rx_big;
+            p->copy_wire = p->copy_len = (uint32_t)r;
+            p->copy_ready = 1;
+            break;
+          }
+          goto next_frame;
+        }
+        /* no copy after all (cannot happen with TP_STATUS_COPY): the cut frame, as below */
+      } else if (p->rx_big && !p->copy_ready) {
         p->copy_buf = super_copy_buf(p); /* rx_big, or an arena buffer that outlives this call */
         struct iovec iov = { p->copy_buf, RX_BIG };
         struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -390,13 +415,11 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
       }
       /* else: no copy (the socket's buffer was full): delivered cut, flagged, counted */
     }
-    if (!p->vnet_len && (st & TP_STATUS_CSUMNOTREADY)) flags |= DESC_F_CSUM_PARTIAL;
-    const struct sockaddr_ll *sll = (const struct sockaddr_ll *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
-    if (sll->sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
     int done;
     n += rx_deliver(p, port_id, pl, first + n, max - n, frame, len, wire, vh, flags, &done);
     p->super_avail = NULL;
     if (!done) break; /* the rest of this super-frame goes out with the next call */
+  next_frame:
     p->copy_ready = 0;
     __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     p->frame_cur = (p->frame_cur + 1) % p->frame_nr;

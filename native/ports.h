@@ -49,6 +49,7 @@ struct port_stats {
   uint64_t tx_super_lost;     /* segments not sent: the descriptor no longer held segment 0 of its
                                  super-frame (JS turned it into something else) or its buffer was
                                  gone; segment 0 itself went as JS left it */
+  uint64_t rx_scatter_frames; /* super-frames read straight into their pool slots (scatter_rx) */
   /* transmit coalescing towards pods (gro.h) */
   uint64_t tx_gro_frames;     /* super-frames sent */
   uint64_t tx_gro_segments;   /* frames they carried (counted in tx_packets too) */
@@ -104,6 +105,7 @@ struct port {
   uint32_t copy_len, copy_wire; /* bytes in rx_big (vnet header included) and the frame's length */
   int copy_ready;               /* copy_buf holds the copy of the ring frame at frame_cur */
   uint8_t *copy_buf;            /* where that copy was read: rx_big or an arena buffer */
+  int scatter_rx;               /* read a super-frame's copy straight into its segments' slots (gso.h) */
   struct rx_stage *stage;       /* no ring, vnet header: frames received whole, then delivered */
   /* rx_super (V2 ring with a vnet header): tunnel super-frames' copies are read into these
    * SUPER_BUFS buffers of RX_BIG bytes instead of rx_big, so a super-frame handed to JS as one
@@ -166,6 +168,8 @@ struct open_opts {
   int gro;               /* AF_PACKET with vnet_hdr: send TCP runs as super-frames (gro.h) */
   int tx_gso;            /* AF_PACKET with vnet_hdr: send VXLAN and TCP runs as GSO messages (uso.h) */
   int rx_super;          /* AF_PACKET, V2 ring, vnet_hdr: hand tunnel TCP super-frames on whole (rxsuper.h) */
+  int no_scatter_rx;     /* AF_PACKET V2 ring with vnet_hdr: read super-frames whole into a buffer,
+                            then copy them into the pool (the path before scatter receive) */
 };
 
 /* port.tx_gso: which runs are merged (a kind the kernel rejected is turned off) */

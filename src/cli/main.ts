@@ -109,6 +109,7 @@ export function buildProgram(): Command {
     .option('--no-gro', 'send TCP segments to pods one by one, not coalesced into super-frames (software GRO, on by default)')
     .option('--no-rx-super', 'cut a kernel node\'s VXLAN TCP super-frames (underlay offloads on) into datagrams and merge them again towards the pod, instead of handing each on whole (on by default)')
     .option('--no-tx-gso', 'send VXLAN (and direct-routed TCP) on the underlay one datagram per send, not runs as one GSO message the kernel segments (on by default)')
+    .option('--no-scatter-rx', 'read a pod\'s TCP/UDP super-frames whole into a buffer and copy each segment into the pool from there, not straight into the segments\' slots (scatter receive, on by default)')
     .option('--no-kernel-transit-drop', 'let the node\'s kernel also track and route the pod frames podway forwards (it drops them after conntrack and a route lookup); by default an nftables rule drops them first')
     .option('--neighbor-reachable <ms>', 'underlay neighbours (ARP/NDP): how long an answer keeps an entry REACHABLE before it is re-probed (the kernel\'s base_reachable_time; default 30000)', (v) => Number(v))
     .option('--neighbor-retrans <ms>', 'underlay neighbours: between two probes of one address (the kernel\'s retrans_time; default 1000); 3 unanswered probes make it FAILED', (v) => Number(v))
@@ -146,7 +147,7 @@ export function buildProgram(): Command {
       const metricsPort = metricsPortOption(o.metricsPort);
       const metricsHost: string | undefined = o.metricsHost ?? (process.env.FELIX_PROMETHEUSMETRICSHOST || undefined);
       const bgp = !!o.bgp || process.env.CALICO_NETWORKING_BACKEND === 'bird';
-      await runNode({ bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, workers: o.workers, logLevel, metricsPort, metricsHost });
+      await runNode({ bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, workers: o.workers, logLevel, metricsPort, metricsHost });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {

@@ -49,6 +49,8 @@ export interface RunOptions {
   /** Underlay neighbour (ARP/NDP) timings (`--neighbor-reachable`, `--neighbor-retrans`). */
   neighbor?: NeighborTimings;
   rxSuper?: boolean;
+  /** Read pod super-frames straight into their segments' pool slots (scatter receive, default true). */
+  scatterRx?: boolean;
   /** Drop pod frames podway forwards before the node's kernel tracks and routes them (default
    * true; nft-nat.ts podIngressChain). */
   kernelTransitDrop?: boolean;
@@ -225,7 +227,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
     };
     const eng = new Engine({
-      batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, neighbor: opts.neighbor, log,
+      batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, scatterRx: opts.scatterRx, neighbor: opts.neighbor, log,
       worker: { index: 0, count },
       onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
     });
@@ -285,7 +287,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, neighbor: opts.neighbor, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, scatterRx: opts.scatterRx, neighbor: opts.neighbor, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; mac?: number[]; message?: string }) => {
           if (taps.handle(index, m)) return;

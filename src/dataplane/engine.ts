@@ -50,6 +50,9 @@ export interface EngineOptions {
    * descriptor and send each to its pod as one GSO message, not cut and merged again
    * (native/rxsuper.h; default true). */
   rxSuper?: boolean;
+  /** Pod ports (V2 ring): read super-frames straight into their segments' pool slots (scatter
+   * recvmsg; native/README.md; default true). */
+  scatterRx?: boolean;
   /**
    * This engine is worker `index` of `count` (worker_threads, one engine each). With count > 1 the
    * veth and underlay sockets join a PACKET_FANOUT group per interface and the VXLAN socket uses
@@ -133,6 +136,7 @@ export class Engine {
   private readonly gro: boolean;
   private readonly txGso: boolean;
   private readonly rxSuper: boolean;
+  private readonly scatterRx: boolean;
   /** Tunnels arrive on the underlay port (see EngineOptions.tunnelsOnUnderlay); set by openInfra. */
   tunnelsOnUnderlay: boolean;
   /** This engine installed the tunnel table (and removes it). */
@@ -175,6 +179,7 @@ export class Engine {
     this.gro = opts.gro ?? true;
     this.txGso = opts.txGso ?? true;
     this.rxSuper = opts.rxSuper ?? true;
+    this.scatterRx = opts.scatterRx ?? true;
     this.tunnelsOnUnderlay = opts.tunnelsOnUnderlay ?? false;
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
@@ -456,7 +461,7 @@ export class Engine {
   }
 
   private podPortOptions() {
-    return { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, ignoreOutgoing: true };
+    return { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, scatterRx: this.scatterRx, ignoreOutgoing: true };
   }
 
   /**

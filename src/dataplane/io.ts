@@ -53,6 +53,10 @@ export interface PortOptions {
    * port's next recv) and sent to a pod with gro as one GSO message (native/rxsuper.h). For the
    * underlay port. */
   rxSuper?: boolean;
+  /** AF_PACKET V2 ring with vnetHdr: read a super-frame's copy from the socket queue straight into
+   * the pool slots of its segments (scatter recvmsg, one copy of the payload; native/README.md).
+   * false: read it whole into a buffer and copy each segment from there. Default true. */
+  scatterRx?: boolean;
   /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */
   bpf?: Uint8Array;
   /** UDP/raw: local IPv4 address as uint32 (0 = any). */
@@ -77,6 +81,8 @@ export interface PortStats {
    * frames dropped for inconsistent offload metadata, frames dropped as not segmentable here (IPv6
    * GSO, UFO, a segment larger than a slot), partial checksums completed in C. */
   rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number;
+  /** AF_PACKET V2 ring with scatterRx: super-frames read straight into their segments' slots. */
+  rxScatterFrames?: number;
   /** AF_PACKET with gro: super-frames sent, and the frames they carried (in txPackets too). */
   txGroFrames?: number; txGroSegments?: number;
   /** AF_PACKET with txGso: GSO messages sent, the frames they carried (in txPackets too), and

@@ -12,7 +12,7 @@ import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; neighbor?: NeighborTimings; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; scatterRx?: boolean; neighbor?: NeighborTimings; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
 
 if (parentPort) {
   const port = parentPort;
@@ -25,6 +25,7 @@ if (parentPort) {
     qdiscBypass: init.qdiscBypass,
     gro: init.gro,
     txGso: init.txGso,
+    scatterRx: init.scatterRx,
     neighbor: init.neighbor,
     rxSuper: init.rxSuper,
     manageHost: false,

@@ -109,6 +109,7 @@ export function buildProgram(): Command {
     .option('--no-gro', 'send TCP segments to pods one by one, not coalesced into super-frames (software GRO, on by default)')
     .option('--no-rx-super', 'cut a kernel node\'s VXLAN TCP super-frames (underlay offloads on) into datagrams and merge them again towards the pod, instead of handing each on whole (on by default)')
     .option('--no-tx-gso', 'send VXLAN (and direct-routed TCP) on the underlay one datagram per send, not runs as one GSO message the kernel segments (on by default)')
+    .option('--scatter-rx', 'read a pod\'s super-frames straight into their segments\' pool slots (the default; given after --no-scatter-rx it wins, for benchmarks that pass both)')
     .option('--no-scatter-rx', 'read a pod\'s TCP/UDP super-frames whole into a buffer and copy each segment into the pool from there, not straight into the segments\' slots (scatter receive, on by default)')
     .option('--no-kernel-transit-drop', 'let the node\'s kernel also track and route the pod frames podway forwards (it drops them after conntrack and a route lookup); by default an nftables rule drops them first')
     .option('--neighbor-reachable <ms>', 'underlay neighbours (ARP/NDP): how long an answer keeps an entry REACHABLE before it is re-probed (the kernel\'s base_reachable_time; default 30000)', (v) => Number(v))

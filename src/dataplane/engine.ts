@@ -724,6 +724,7 @@ export class Engine {
         ...(st.rxGsoFrames ? { rxGsoFrames: st.rxGsoFrames, rxGsoSegments: st.rxGsoSegments } : {}),
         ...(st.rxGsoBad || st.rxGsoDropped ? { rxGsoBad: st.rxGsoBad, rxGsoDropped: st.rxGsoDropped } : {}),
         ...(st.rxCsumCompleted ? { rxCsumCompleted: st.rxCsumCompleted } : {}),
+        ...(st.rxScatterFrames ? { rxScatterFrames: st.rxScatterFrames } : {}),
         rxWaitNs: st.rxWaitNs ?? 0, rxWaitSamples: st.rxWaitSamples ?? 0, jsNs: st.jsNs ?? 0, jsSamples: st.jsSamples ?? 0,
         txSyscallNs: st.txSyscallNs ?? 0, txSyscalls: st.txSyscalls ?? 0,
         ...(st.txGroFrames ? { txGroFrames: st.txGroFrames, txGroSegments: st.txGroSegments } : {}),

@@ -13,8 +13,8 @@
 import { closeSync, writeSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpus, loadavg, release } from 'node:os';
 import { native, nativeAddon, FramePool } from '../src/dataplane/native';
+import { machineInfo } from './machine';
 
 const rounds = Number(process.argv[2] ?? 400);
 const batch = Number(process.argv[3] ?? 256);
@@ -85,7 +85,8 @@ function main(): void {
       const bytes = st[k].rxGsoFrames * PAYLOAD;
       return `| ${what} | ${st[k].rxGsoFrames} / ${sf} | ${got[k]} | ${(ns0[k] / st[k].rxGsoFrames / 1000).toFixed(2)} | ${(ns0[k] / bytes).toFixed(3)} | ${st[k].rxScatterFrames} | ${st[k].rxTruncated} |`;
     };
-    console.log(`machine: ${cpus()[0]?.model}, ${cpus().length} cores, kernel ${release()}, Node ${process.version}, ${new Date().toISOString()}; load ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${rounds} rounds of ${PER_ROUND} super-frames, recv batch ${batch}`);
+    const m = machineInfo();
+    console.log(`machine: ${m.cpu}, nproc ${m.nproc}, kernel ${m.kernel}, Node ${m.node}, ${m.date}; load at the end ${m.loadavg.join(' ')}; ${rounds} rounds of ${PER_ROUND} super-frames, recv batch ${batch}`);
     console.log('| path | super-frames segmented / written | descriptors | µs in recv per super-frame | ns (s/GB) per payload byte | scattered | truncated |');
     console.log('|---|---|---|---|---|---|---|');
     console.log(row(0, 'scatter receive'));

@@ -14,6 +14,8 @@ export interface ModelSourceBgp {
   readonly bgpSecretsDir?: string;
   /** The BGP agent's log lines (sessions up and down, skipped peers). */
   readonly onLog?: (level: 'info' | 'warn', message: string) => void;
+  /** The datastore's warnings (an endpoint left out, an address claimed twice), each when it appears. */
+  readonly onWarning?: (message: string) => void;
 }
 
 export type ModelMessage =
@@ -23,7 +25,8 @@ export type ModelMessage =
   | { type: 'error'; message: string; inSync?: boolean }
   | { type: 'status'; message: string; inSync?: boolean }
   | { type: 'fatal'; message: string }
-  | { type: 'log'; level: 'info' | 'warn'; message: string };
+  | { type: 'log'; level: 'info' | 'warn'; message: string }
+  | { type: 'warning'; message: string };
 
 export class ModelSource {
   private listener: (m: ModelMessage) => void = () => {};
@@ -49,6 +52,7 @@ export class ModelSource {
           return;
         }
         if (m.type === 'log') return bgp.onLog?.(m.level, m.message);
+        if (m.type === 'warning') return bgp.onWarning?.(m.message);
         if (started) return source.listener(m);
         if (m.type === 'model') {
           started = true;

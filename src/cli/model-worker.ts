@@ -13,6 +13,8 @@
  *   {type:'status', message}       the datastore is reachable again, or re-listing (for the log)
  *   {type:'fatal', message}        the datastore could not be used at start
  *   {type:'log', level, message}   a line for the log (BGP sessions coming and going)
+ *   {type:'warning', message}      a snapshot's warning (an endpoint left out, an address claimed on
+ *                                  two nodes), once when it appears (not again on every change)
  *   {type:'bgp-status', id, status} the answer to {type:'bgp-status', id} (`podway node status`)
  * 'error' and 'status' from etcd or the embedded store carry inSync: whether the store is reachable
  * and not re-listing (readiness; a file datastore is always in sync).
@@ -86,7 +88,17 @@ if (parentPort) {
     }
   };
 
+  // The snapshot's warnings were computed and dropped before: a WorkloadEndpoint left out (its
+  // address or interface taken by another) vanished without a word.
+  let warned = new Set<string>();
+  const warnNew = (snap: ClusterSnapshot): void => {
+    const now = new Set(snap.warnings);
+    for (const w of now) if (!warned.has(w)) port.postMessage({ type: 'warning', message: w });
+    warned = now;
+  };
+
   const publish = (snap: ClusterSnapshot, t0: number): void => {
+    warnNew(snap);
     lastSnapshot = snap;
     const model = modelFor(snap);
     const key = modelKey(model);

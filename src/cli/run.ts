@@ -205,7 +205,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const { source, first } = await ModelSource.start(opts.datastore, opts.node, (m) => {
       dsLog.warn(m);
       health.setDatastore(false, m.replace(/^datastore: /, ''));
-    }, { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level, m) => (level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)) });
+    }, { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level, m) => (level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m) => dsLog.warn(m) });
     health.setDatastore(true);
     say(`datastore ${specText}`);
     current = first;

@@ -10,6 +10,7 @@
  * ports.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -400,6 +401,17 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
       o.bpf = d;
       o.bpf_len = cnt;
     }
+    has = false;
+    napi_has_named_property(env, opts, "addr6", &has);
+    if (has) {
+      napi_value b;
+      napi_get_named_property(env, opts, "addr6", &b);
+      size_t cnt = 0;
+      void *d = typed_data(env, b, napi_uint8_array, &cnt);
+      if (!d || cnt != 16) return throw_type(env, "addr6: Uint8Array of the 16 bytes of an IPv6 address");
+      memcpy(o.bind_addr6, d, 16);
+      o.udp6 = 1;
+    }
   } else {
     o.ring = 1;
     o.ignore_outgoing = 1;
@@ -443,8 +455,14 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     break;
   case PORT_UDP:
     err = port_open_udp(p, &o, &bport);
-    snprintf(what, sizeof what, "open udp %u.%u.%u.%u:%u", o.bind_addr >> 24, (o.bind_addr >> 16) & 255,
-             (o.bind_addr >> 8) & 255, o.bind_addr & 255, o.bind_port);
+    if (o.udp6) {
+      char a6[INET6_ADDRSTRLEN] = "";
+      inet_ntop(AF_INET6, o.bind_addr6, a6, sizeof a6);
+      snprintf(what, sizeof what, "open udp [%s]:%u", a6, o.bind_port);
+    } else {
+      snprintf(what, sizeof what, "open udp %u.%u.%u.%u:%u", o.bind_addr >> 24, (o.bind_addr >> 16) & 255,
+               (o.bind_addr >> 8) & 255, o.bind_addr & 255, o.bind_port);
+    }
     break;
   default:
     err = port_open_raw(p, &o);

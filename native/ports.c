@@ -45,6 +45,7 @@ struct mmsg_scratch {
   struct iovec iov[MAX_BATCH][2]; /* [vnet header,] frame */
   union {
     struct sockaddr_in in;
+    struct sockaddr_in6 in6;
     struct sockaddr_ll ll;
   } names[MAX_BATCH];
   /* PACKET_AUXDATA control messages (AF_PACKET without ring): checksum status, true length */
@@ -251,9 +252,34 @@ int port_open_packet(struct port *p, const char *ifname, const struct open_opts 
   return err ? err : port_bind_packet(p, ifname, o);
 }
 
+/* UDP over IPv6 (receive only: VXLAN datagrams the kernel reassembled from outer IPv6 fragments).
+ * IPV6_FREEBIND: the node's address may still be tentative (DAD) or be added after the bind. */
+static int open_udp6(struct port *p, const struct open_opts *o, uint16_t *bound_port) {
+  p->fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (p->fd < 0) return fail(p, -errno);
+  int err;
+  if ((err = set_int(p->fd, IPPROTO_IPV6, IPV6_V6ONLY, 1))) return fail(p, err);
+  if ((err = set_int(p->fd, IPPROTO_IPV6, IPV6_FREEBIND, 1))) return fail(p, err);
+  if (o->reuseport && (err = set_int(p->fd, SOL_SOCKET, SO_REUSEPORT, 1))) return fail(p, err);
+  set_bufs(p->fd, o);
+  struct sockaddr_in6 sin6;
+  memset(&sin6, 0, sizeof sin6);
+  sin6.sin6_family = AF_INET6;
+  memcpy(&sin6.sin6_addr, o->bind_addr6, 16);
+  sin6.sin6_port = htons(o->bind_port);
+  if (bind(p->fd, (struct sockaddr *)&sin6, sizeof sin6) < 0) return fail(p, -errno);
+  socklen_t sl = sizeof sin6;
+  if (getsockname(p->fd, (struct sockaddr *)&sin6, &sl) == 0) *bound_port = ntohs(sin6.sin6_port);
+  if ((err = alloc_scratch(p))) return fail(p, err);
+  p->udp6 = 1;
+  p->in_use = 1;
+  return 0;
+}
+
 int port_open_udp(struct port *p, const struct open_opts *o, uint16_t *bound_port) {
   memset(p, 0, sizeof *p);
   p->kind = PORT_UDP;
+  if (o->udp6) return open_udp6(p, o, bound_port);
   p->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (p->fd < 0) return fail(p, -errno);
   int err;
@@ -555,6 +581,12 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
       if (s->names[k].ll.sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
       pl->d_addr[i] = 0;
       pl->d_aport[i] = 0;
+    } else if (p->udp6) {
+      /* The peer's 16-byte address goes into the 16 bytes of headroom before the datagram (the
+       * descriptor's addr holds 32 bits): JS reads it at frame start - 16 (native/README.md). */
+      memcpy(desc_rx_ptr(pl, i) - 16, &s->names[k].in6.sin6_addr, 16);
+      pl->d_addr[i] = 0;
+      pl->d_aport[i] = ntohs(s->names[k].in6.sin6_port);
     } else {
       pl->d_addr[i] = ntohl(s->names[k].in.sin_addr.s_addr);
       pl->d_aport[i] = ntohs(s->names[k].in.sin_port);

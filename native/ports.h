@@ -76,6 +76,7 @@ struct super_ref;
 struct port {
   int in_use;
   int kind;
+  int udp6;           /* UDP: an IPv6 socket (receive: the peer address before the frame, see recv_mmsg) */
   int fd;
   int ifindex;
   char name[32];
@@ -160,6 +161,8 @@ struct open_opts {
   const void *bpf;       /* AF_PACKET: classic BPF program (struct sock_filter[]) */
   size_t bpf_len;        /* bytes */
   uint32_t bind_addr;    /* UDP/raw: local IPv4 (host order), 0 = any */
+  int udp6;              /* UDP: an IPv6 socket (IPV6_V6ONLY, IPV6_FREEBIND) bound to bind_addr6 */
+  uint8_t bind_addr6[16]; /* UDP with udp6: local IPv6 address */
   uint16_t bind_port;    /* UDP */
   int proto;             /* raw: IP protocol number */
   int rcvbuf, sndbuf;    /* socket buffer sizes in bytes (0 = leave) */

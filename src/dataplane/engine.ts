@@ -13,6 +13,7 @@ import { nativeIO } from './native';
 import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
+import { ip6Bytes } from '../control/route-calc6';
 import { NeighborTable, NeighborTimings } from './neighbors';
 import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
@@ -145,7 +146,7 @@ export class Engine {
   private readonly shareNeighbor: (ip: number, mac: Uint8Array) => void;
   private model: NodeDataplaneModel | null = null;
   private underlay: Underlay | null = null;
-  private infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1, host: -1 };
+  private infra = { tx4: -1, vxlan: -1, vxlan6: -1, ipip: -1, underlay: -1, host: -1 };
   /** Programs the node's routes, neighbours and MTUs by diff, in a child `ip` (never blocking). */
   private readonly host: HostProgrammer | null;
   /** Runs commands (`ip`) in a small helper process instead of forking this one. */
@@ -290,6 +291,7 @@ export class Engine {
       this.pipe.setPort(this.infra.tx4, Role.TX4, 'tx4(raw)');
       this.infra.vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
       this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
+      this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
       // A raw socket gets a copy of every packet (no fanout), and the TUN is single-queue: worker 0.
       if (this.primary) {
         this.infra.ipip = this.io.openRaw({ proto: 4, addr: nodeIp, rcvbuf: sockBuf });
@@ -314,7 +316,26 @@ export class Engine {
     this.pipe.tx4Port = this.infra.tx4;
     this.pipe.underlayPort = this.infra.underlay;
     this.pipe.hostPort = this.infra.host;
-    for (const p of [this.infra.vxlan, this.infra.ipip, this.infra.underlay, this.infra.host]) if (p >= 0) this.watch(p);
+    for (const p of [this.infra.vxlan, this.infra.vxlan6, this.infra.ipip, this.infra.underlay, this.infra.host]) if (p >= 0) this.watch(p);
+  }
+
+  /**
+   * The IPv6 VXLAN socket on the node's IPv6 address (-1 without one). Whole VXLAN-over-IPv6
+   * datagrams arrive on the underlay port (pipeline6); the nft table leaves outer IPv6 fragments to
+   * the kernel, which reassembles them and hands the datagram here (nft-tunnels.ts). Only with the
+   * table: without it the kernel would hand this socket every datagram the underlay port also
+   * takes (each delivered twice), so there is no socket then and IPv6 outer fragments are lost.
+   */
+  private openVxlan6(ip6: string | null): number {
+    if (ip6 === null || !this.tunnelsOnUnderlay) return -1;
+    try {
+      const p = this.io.openUdp({ addr6: ip6Bytes(ip6), port: VXLAN_PORT, rcvbuf: 4 << 20, reuseport: this.worker.count > 1 });
+      this.pipe.setPort(p, Role.VXLAN6_RX, `vxlan6([${ip6}]:${VXLAN_PORT})`);
+      return p;
+    } catch (e) {
+      this.log.warn(`no IPv6 VXLAN socket on [${ip6}]:${VXLAN_PORT} (${(e as Error).message}): fragmented VXLAN over IPv6 is lost`, { component: 'host' });
+      return -1;
+    }
   }
 
   /** The underlay packet port; its filter takes IPv6 only while the node has an IPv6 address. */
@@ -346,6 +367,9 @@ export class Engine {
         this.log.warn(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: could not rewrite nftables table inet ${TUNNEL_TABLE}: ${why}`, { component: 'host' });
       }
     }
+    if (this.infra.vxlan6 >= 0) this.forgetPort(this.infra.vxlan6);
+    this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
+    if (this.infra.vxlan6 >= 0) this.watch(this.infra.vxlan6);
     if ((was === null) !== (model.v6.ip6 === null) && this.infra.underlay >= 0) {
       const old = this.infra.underlay;
       const p = this.openUnderlay(ul, model);
@@ -360,7 +384,7 @@ export class Engine {
   private closeInfra(): void {
     if (this.ownsTunnelTable) removeTunnelRx();
     this.ownsTunnelTable = false;
-    for (const k of ['tx4', 'vxlan', 'ipip', 'underlay', 'host'] as const) {
+    for (const k of ['tx4', 'vxlan', 'vxlan6', 'ipip', 'underlay', 'host'] as const) {
       const p = this.infra[k];
       if (p >= 0) {
         this.forgetPort(p);

@@ -61,6 +61,9 @@ export interface PortOptions {
   bpf?: Uint8Array;
   /** UDP/raw: local IPv4 address as uint32 (0 = any). */
   addr?: number;
+  /** UDP: an IPv6 socket bound to this address (16 bytes; IPV6_V6ONLY, IPV6_FREEBIND). Receive
+   * writes each sender's IPv6 address into the 16 bytes before its frame (native/README.md). */
+  addr6?: Uint8Array;
   /** UDP: local port (0 = ephemeral). */
   port?: number;
   /** raw: IP protocol number (4 for IPIP). */

@@ -21,12 +21,15 @@
  * which podway keeps reading (they then carry reassembled datagrams only). The chain runs at
  * priority -450, before netfilter's defragmentation (-400, loaded with conntrack, e.g. by the
  * natOutgoing table): after it the rule would see the reassembled datagram as unfragmented and
- * drop it while the underlay port got only the fragments. VXLAN over IPv6 has no socket here
- * (pipeline6 takes it on the underlay port): an IPv6 fragment is not reassembled (its first
- * fragment matches `vxlan6` and is dropped; pipeline6 drops fragments it sees, counted).
+ * drop it while the underlay port got only the fragments. VXLAN over IPv6 the same way: the
+ * `vxlan6` rule matches datagrams without a fragment header only (`exthdr frag missing`; a first
+ * fragment carries the UDP header and would match `udp dport` otherwise), and the kernel
+ * reassembles the fragments for podway's IPv6 VXLAN socket (engine.ts openVxlan6), while
+ * pipeline6 leaves the fragments it sees on the underlay port to the node (not for a pod).
  * The rules' counters (`vxlan`, `ipip`, `vxlan6`: `nft list counters table inet podway_tunnels`)
  * count the tunnel packets taken this way (a GSO super-datagram counts once); `fragments` counts
- * the outer IPv4 UDP and IPIP fragments to the node left to the kernel's reassembly (not only VXLAN: a later fragment has no port).
+ * the outer IPv4 UDP and IPIP fragments to the node left to the kernel's reassembly (not only VXLAN: a later fragment has no port),
+ * `fragments6` the outer IPv6 fragments to the node's IPv6 address.
  *
  * The addresses are the ones podway uses (the Node's bgp.ipv4Address / ipv6Address): the engine
  * installs the table again, whole, when either changes (engine.ts openInfra for IPv4, followIp6
@@ -42,7 +45,10 @@ export const TUNNEL_TABLE = 'podway_tunnels';
  * `nodeIp6`: the node's IPv6 address, whose VXLAN (always taken on the underlay port: pipeline6)
  * is dropped the same way; without the rule the kernel answered it with ICMPv6 port unreachable. */
 export function tunnelRxProgram(underlay: string, nodeIp: string, vxlanPort: number, nodeIp6: string | null = null): string {
-  const v6 = nodeIp6 ? `\n    iifname "${underlay}" ip6 daddr ${nodeIp6} udp dport ${vxlanPort} counter name "vxlan6" drop` : '';
+  const v6 = nodeIp6
+    ? `\n    iifname "${underlay}" ip6 daddr ${nodeIp6} exthdr frag missing udp dport ${vxlanPort} counter name "vxlan6" drop` +
+      `\n    iifname "${underlay}" ip6 daddr ${nodeIp6} exthdr frag exists counter name "fragments6"`
+    : '';
   return `add table inet ${TUNNEL_TABLE}
 delete table inet ${TUNNEL_TABLE}
 table inet ${TUNNEL_TABLE} {
@@ -50,6 +56,7 @@ table inet ${TUNNEL_TABLE} {
   counter ipip { }
   counter vxlan6 { }
   counter fragments { }
+  counter fragments6 { }
   chain prerouting {
     type filter hook prerouting priority -450; policy accept;
     iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff == 0 udp dport ${vxlanPort} counter name "vxlan" drop

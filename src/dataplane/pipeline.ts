@@ -48,6 +48,9 @@ export const Role = {
   /** The host port: a TUN device (podway0) joining the node's own stack to the pod network. The
    * kernel routes the pools into it (node -> pods), and podway hands it pod traffic for the node. */
   HOST_TUN: 7,
+  /** UDP socket on the node's IPv6 address, port 4789: VXLAN over IPv6 the kernel reassembled
+   * from outer fragments (unfragmented VXLAN over IPv6 arrives on the underlay port). */
+  VXLAN6_RX: 8,
 } as const;
 
 export const MAX_PORTS = 1024;
@@ -140,7 +143,7 @@ export class Pipeline implements CapturePorts {
   linkOf(port: number): number {
     const r = this.role[port];
     if (r === Role.POD_L2 || r === Role.UNDERLAY) return Link.ETHERNET;
-    if (r === Role.VXLAN_RX) return Link.VXLAN;
+    if (r === Role.VXLAN_RX || r === Role.VXLAN6_RX) return Link.VXLAN;
     return Link.IP;
   }
 
@@ -221,6 +224,7 @@ export class Pipeline implements CapturePorts {
       else if (role === Role.POD_TUN) o = this.fromPodTun(i, port);
       else if (role === Role.VXLAN_RX) o = this.fromVxlan(i);
       else if (role === Role.IPIP_RX) o = this.fromIpip(i);
+      else if (role === Role.VXLAN6_RX) o = this.v6.fromVxlanSocket(i);
       else if (role === Role.UNDERLAY) o = this.fromUnderlay(i);
       else if (role === Role.HOST_TUN) o = this.fromHost(i, port);
       else o = this.dropCounted(0);

@@ -187,6 +187,25 @@ export class Pipeline6 {
     return this.fromNetwork(i, ip, len - ETH_HLEN);
   }
 
+  /**
+   * A VXLAN datagram (VXLAN header first) from the IPv6 VXLAN socket: one the kernel reassembled
+   * from outer IPv6 fragments (nft-tunnels.ts leaves fragments to it; whole datagrams arrive on
+   * the underlay port). The addon writes the sender's IPv6 address into the 16 bytes before the
+   * frame (native/README.md). The kernel checked the outer UDP checksum.
+   */
+  fromVxlanSocket(i: number): number {
+    const b = this.b;
+    const f = this.p.pool.start(i);
+    const len = this.p.pool.len[i];
+    if (!this.hasNodeIp6 || !this.isKnownNode6(f - 16)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+    if (len < 8 + ETH_HLEN + IPV6_HEADER_LEN) return this.drop(Drop.TOO_SHORT);
+    if ((b[f] & 0x08) === 0) return this.drop(Drop.BAD_VXLAN_FLAGS);
+    if (((b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]) !== CALICO_VNI) return this.drop(Drop.BAD_VNI);
+    const inner = f + 8;
+    if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
+    return this.fromNetwork(i, inner + ETH_HLEN, len - 8 - ETH_HLEN);
+  }
+
   private isKnownNode6(a: number): boolean {
     const k6 = this.knownNodes6;
     const b = this.b;

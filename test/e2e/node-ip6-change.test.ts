@@ -67,9 +67,9 @@ test.after(async () => {
 
 test('the vxlan6 rule names the address podway uses, before and after it changes; IPv6 VXLAN to the new address is taken by podway', async () => {
   assert.ok(await until(() => ping6('web-2', 'web-1') && ping6('web-1', 'web-2'), 10_000, 200), 'IPv6 both ways at start');
-  assert.match(table(), /ip6 daddr fd99::1 udp dport 4789 counter name "vxlan6" drop/);
+  assert.match(table(), /ip6 daddr fd99::1 exthdr frag missing udp dport 4789 counter name "vxlan6" drop/);
   setNodeIp6('fd99::a1');
-  assert.ok(await until(() => /ip6 daddr fd99::a1 udp dport 4789 counter name "vxlan6" drop/.test(table()), 10_000, 100), `the rule follows the new address:\n${table()}`);
+  assert.ok(await until(() => /ip6 daddr fd99::a1 exthdr frag missing udp dport 4789 counter name "vxlan6" drop/.test(table()), 10_000, 100), `the rule follows the new address:\n${table()}`);
   assert.not.match(table(), /fd99::1 /, 'no rule for the old address');
   const before = vxlan6Counter();
   assert.ok(await until(() => ping6('web-2', 'web-1'), 10_000, 200), 'web-2 -> web-1 over IPv6 VXLAN to the new address');
@@ -82,7 +82,7 @@ test('the address goes away (the rule with it) and comes back (rule and IPv6 on 
   assert.ok(await until(() => !/vxlan6" drop/.test(table()), 10_000, 100), `no IPv6 rule without an address:\n${table()}`);
   assert.match(table(), /ip daddr 10\.99\.0\.1 .*counter name "vxlan" drop/, 'the IPv4 rules stay');
   setNodeIp6('fd99::b1');
-  assert.ok(await until(() => /ip6 daddr fd99::b1 udp dport 4789 counter name "vxlan6" drop/.test(table()), 10_000, 100), `the rule is back for fd99::b1:\n${table()}`);
+  assert.ok(await until(() => /ip6 daddr fd99::b1 exthdr frag missing udp dport 4789 counter name "vxlan6" drop/.test(table()), 10_000, 100), `the rule is back for fd99::b1:\n${table()}`);
   assert.ok(await until(() => ping6('web-1', 'web-2') && ping6('web-2', 'web-1'), 15_000, 200), 'IPv6 both ways once the address is back (NDP and VXLAN through the reopened underlay port)');
   ok = true;
 });

@@ -58,6 +58,38 @@ test('errors carry errno names', () => {
   native.close(u); // twice is harmless
 });
 
+test('UDP over IPv6 (addr6): bound before the address exists (freebind), receives datagrams with the sender address written before the frame', async () => {
+  await withNetns(['udp6a', 'udp6b'], async ([A, B]) => {
+    veth(A, 'u6a0', B, 'u6b0');
+    const rx = native.openUdp({ netns: ns(B), addr6: Uint8Array.from([0xfd, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]), port: 4789 });
+    try {
+      assert.is(native.info(rx).boundPort, 4789);
+      A.ip('-6', 'addr', 'add', 'fd10::1/64', 'dev', 'u6a0', 'nodad');
+      B.ip('-6', 'addr', 'add', 'fd10::2/64', 'dev', 'u6b0', 'nodad');
+      A.exec('python3', ['-c', "import socket\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.bind(('fd10::1', 5555))\nfor k in range(3): s.sendto(bytes([k]) * (1000 + k), ('fd10::2', 4789))"]);
+      const got: number[] = [];
+      assert.ok(await waitFor(() => {
+        const n = native.recv(rx, 200, 8);
+        for (let k = 0; k < n; k++) {
+          const i = 200 + k;
+          const o = pool.start(i);
+          assert.is(pool.aport[i], 5555, 'sender port');
+          assert.equal([...b.subarray(o - 16, o)], [0xfd, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 'sender address before the frame');
+          assert.is(pool.len[i], 1000 + b[o]);
+          got.push(b[o]);
+        }
+        return got.length === 3;
+      }, 3000), `received ${got.length} of 3`);
+      assert.equal(got.sort(), [0, 1, 2]);
+      let code: string | undefined;
+      try { native.openUdp({ addr6: new Uint8Array(4), port: 1 }); } catch (e) { code = (e as Error).message; }
+      assert.match(code ?? '', 'addr6');
+    } finally {
+      native.close(rx);
+    }
+  });
+});
+
 test('UDP: a batch of 64 datagrams crosses two namespaces with sendmmsg/recvmmsg, woken by uv_poll', async () => {
   await withNetns(['udpa', 'udpb'], async ([A, B]) => {
     veth(A, 'ua0', B, 'ub0');

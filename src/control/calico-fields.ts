@@ -1,9 +1,11 @@
-// The field names Calico's v3 API defines for the kinds podway routes on (IPPool, Node,
-// WorkloadEndpoint, BlockAffinity), as libcalico-go's Go structs spell them in their json tags.
+// The field names Calico's v3 API defines for the kinds podway routes and peers on (IPPool, Node,
+// WorkloadEndpoint, BlockAffinity, BGPPeer, BGPConfiguration), as Calico's Go structs spell them
+// in their json tags.
 //
 // The schemas (resources.ts) accept fields podway does not use, so real calicoctl output loads
 // unchanged; but a field Calico does not define either is a typo (`vxlanmode: Always`,
-// `natOutGoing: true`), which would otherwise be stored and silently mean the default. calicoctl
+// `natOutGoing: true`, `keepOriginalNexthop: true`), which would otherwise be stored and silently
+// mean the default. calicoctl
 // refuses such fields too (it decodes strictly). This module finds them, with the field meant
 // when one is close, for the places a person wrote the resource: `podway apply|create|replace -f`
 // and the `file:` datastore. Resources read back from etcd or the embedded store are not checked
@@ -34,6 +36,17 @@ const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
     'ipNetworks', 'ipNATs', 'ipv4Gateway', 'ipv6Gateway', 'profiles', 'interfaceName', 'mac', 'ports',
     'allowSpoofedSourcePrefixes', 'qosControls', 'awsElasticIPs', 'interfaceType', 'interfaceNetns'),
   BlockAffinity: leaves('state', 'node', 'type', 'cidr', 'deleted'),
+  // The BGP kinds over Calico's releases (fields newer Calico added included: older output loads).
+  BGPPeer: {
+    ...leaves('node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector', 'keepOriginalNextHop', 'sourceAddress',
+      'maxRestartTime', 'numAllowedLocalASNumbers', 'ttlSecurity', 'filters', 'reachableBy', 'keepaliveTime',
+      'failureDetectionMode', 'restartMode', 'birdGatewayMode', 'nextHopMode', 'localWorkloadSelector'),
+    password: leaves('secretKeyRef'),
+  },
+  BGPConfiguration: leaves('logSeverityScreen', 'nodeToNodeMeshEnabled', 'asNumber', 'serviceLoadBalancerIPs',
+    'serviceExternalIPs', 'serviceClusterIPs', 'communities', 'listenPort', 'prefixAdvertisements', 'nodeMeshPassword',
+    'nodeMeshMaxRestartTime', 'bindMode', 'ignoredInterfaces', 'localWorkloadPeeringIPV4', 'localWorkloadPeeringIPV6',
+    'programClusterRoutes'),
 };
 
 export interface UnknownField {
@@ -94,7 +107,7 @@ function walk(value: unknown, tree: FieldTree, where: string, what: string, out:
 
 /**
  * Fields of `raw` that Calico's v3 API does not define for its kind; [] for kinds this module does
- * not cover (BGPPeer, FelixConfiguration, ...) and for values that are not a resource mapping.
+ * not cover (FelixConfiguration, Profile, ...) and for values that are not a resource mapping.
  */
 export function unknownCalicoFields(raw: unknown): UnknownField[] {
   if (!isMapping(raw) || typeof raw.kind !== 'string' || !Object.prototype.hasOwnProperty.call(SPEC_FIELDS, raw.kind)) return [];

@@ -213,9 +213,12 @@ function parseResource(
   const bgpSchema = Object.prototype.hasOwnProperty.call(BGP_SCHEMAS, raw.kind) ? BGP_SCHEMAS[raw.kind] : undefined;
   if (bgpSchema) {
     const parsed = bgpSchema.safeParse(raw, { reportInput: true });
+    const unknown = unknownCalicoFields(raw);
     if (!parsed.success) {
       for (const zi of parsed.error.issues) issues.push({ file, location, path: formatFieldPath(zi.path), message: zodIssueMessage(zi) });
-    } else bgpOut.push({ resource: parsed.data, location });
+    }
+    for (const u of unknown) issues.push({ file, location, path: u.path, message: u.message });
+    if (parsed.success && unknown.length === 0) bgpOut.push({ resource: parsed.data, location });
     return;
   }
   if (IGNORED_KINDS.has(raw.kind)) return;

@@ -85,6 +85,11 @@ test('rejects a field Calico does not define, naming the field meant; Calico fie
   (withOrch.spec as Record<string, unknown>).orchRefs = [{ nodeName: 'node1', orchestrator: 'k8s' }];
   (withOrch as Record<string, unknown>).status = { podCIDRs: ['10.244.0.0/24'] };
   assert.is(snapshotOf(full, withOrch).ipPools.length, 1);
+  // BGP kinds too: a misspelt keepOriginalNextHop would silently mean "next hop self".
+  const peer = { apiVersion: 'projectcalico.org/v3', kind: 'BGPPeer', metadata: { name: 'tor' }, spec: { peerIP: '10.99.0.254', asNumber: 65000, keepOriginalNexthop: true } };
+  assert.match(errorOf(yamlOf(basePool, n1, peer)), 'spec.keepOriginalNexthop: unknown field (did you mean keepOriginalNextHop?)');
+  const secret = { ...peer, spec: { peerIP: '10.99.0.254', asNumber: 65000, password: { secretKeyRef: { name: 's', key: 'k' } }, sourceAddress: 'None' } };
+  assert.is(snapshotOf(basePool, n1, secret).bgpPeers?.length, 1);
 });
 
 test('rejects IPIP and VXLAN both enabled', () => {

@@ -7,6 +7,9 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { NeighborTable, NeighborTableOptions } from '../../src/dataplane/neighbors';
+import { Neighbors6 } from '../../src/dataplane/engine6';
+import type { Pipeline } from '../../src/dataplane/pipeline';
+import { formatMac } from '../../src/packet/ethernet';
 import { parseIpv4 } from '../../src/packet/ipv4';
 import { prng } from '../packet/helpers';
 
@@ -400,6 +403,42 @@ test('request(), onReply() and mac() do not allocate on their repeat paths (no s
   assert.is(sent, 0, 'B was probed during the warm-up at the same time; A stays confirmed');
   // A boxed number or an object per call would be tens of MB of garbage here: many scavenges
   // (an unsigned key above 2^31, boxed per lookup, was measured at 47).
+  assert.is(kinds.length, 0, `garbage collections during the calls: ${kinds.join(',')}`);
+});
+
+test('IPv6 (Neighbors6): request() for a resolved neighbour and a repeated solicited NA do not allocate (the 16-byte lookup is an index, no address text)', async () => {
+  // Neighbors6 touches the pipeline only to send or to write next hops; neither happens here.
+  const sent: number[] = [];
+  const n6 = new Neighbors6({ v6: { nh: null, hasNodeIp6: true, nodeIp6: new Uint8Array(16) } } as unknown as Pipeline, () => sent.push(1), () => new Uint8Array(6), () => {});
+  n6.want(['fd99::2', 'fd99::3', 'fd99::1:0:2']);
+  // node2's solicited NA as it sits in a received frame: flags at target - 4, the MAC after the target
+  const f = new Uint8Array(200);
+  const target = 100;
+  f[target - 4] = 0x60;
+  f.set([0xfd, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], target);
+  f.set([0x52, 0x54, 0, 0x99, 0, 2], target + 18);
+  n6.onAdvert(f, target, target + 18, 7);
+  assert.is(formatMac(n6.neighbor6('fd99::2')!), '52:54:00:99:00:02');
+  sent.length = 0;
+  const run = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      n6.request(f, target, 7);
+      n6.onAdvert(f, target, target + 18, 7);
+    }
+  };
+  run(200_000);
+  run(200_000);
+  collectGarbage();
+  const kinds: number[] = [];
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) kinds.push((e as unknown as { detail?: { kind: number } }).detail?.kind ?? -1);
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  run(1_000_000);
+  await new Promise((r) => setTimeout(r, 50));
+  obs.disconnect();
+  assert.is(sent.length, 0, 'a resolved neighbour is not solicited per packet');
+  assert.is(n6.table.counters().confirmed, 1_400_000, 'every repeated NA confirmed it (the first one taught the MAC)');
   assert.is(kinds.length, 0, `garbage collections during the calls: ${kinds.join(',')}`);
 });
 

@@ -16,11 +16,8 @@
 // Usage: node dist/bench/watch/run.js [--pods 50] [--stores etcd,embedded] [--json]
 // (BENCH_VERBOSE=1 prints podway's last apply log lines.)
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import * as os from 'node:os';
-import { join } from 'node:path';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { FileKv } from '../../src/control/kv/file-kv';
 import type { KvStore } from '../../src/control/kv/kv';
 import { Lab, LabPod } from '../../src/lab/lab';
 import { guard, isRoot, teardown } from '../../test/e2e/e2e-kit';
@@ -101,16 +98,10 @@ async function measure(store: 'etcd' | 'embedded', args: Args): Promise<StoreRes
   let dir: string | null = null;
   try {
     lab.build();
-    let spec: string;
-    if (store === 'etcd') {
-      const etcd = await lab.startEtcd();
-      kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 5000 });
-      spec = `etcd:${etcd.endpoint}`;
-    } else {
-      dir = mkdtempSync(join(os.tmpdir(), 'podway-watchbench-'));
-      kv = new FileKv({ dir });
-      spec = `embedded:${dir}`;
-    }
+    const opened = await lab.openKvStore(store, 'podway-watchbench-');
+    kv = opened.kv;
+    dir = opened.dir;
+    const spec = opened.spec;
     const late = specs.slice(1).map((p) => p.name);
     await lab.useKvDatastore(kv, spec, { withoutEndpoints: late });
     await lab.startPodway('node1', 30_000);

@@ -16,6 +16,8 @@ import * as path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { controlRequest } from '../dataplane/control-server';
 import type { KvStore } from '../control/kv/kv';
+import { EtcdKv } from '../control/kv/etcd-kv';
+import { FileKv } from '../control/kv/file-kv';
 import { applyResource, JsonObject } from '../control/v3-store';
 import { Ipam } from '../control/ipam';
 import { LabEtcd } from './etcd';
@@ -339,6 +341,20 @@ export class Lab {
    * would. No Node is written: podways started after this read `spec` and register their own
    * Nodes (IPv4 and IPv6 addresses found on their underlay, VXLAN tunnel addresses from IPAM).
    */
+  /**
+   * A KV datastore for this lab's podways (hand it to useKvDatastore): etcd started in the fabric
+   * (startEtcd), reached from here over its local socket; or an embedded store in a new directory
+   * of the system's temp dir starting with `prefix`, which the caller removes (`dir`, null for etcd).
+   */
+  async openKvStore(kind: 'etcd' | 'embedded', prefix: string): Promise<{ kv: KvStore; spec: string; dir: string | null }> {
+    if (kind === 'etcd') {
+      const etcd = await this.startEtcd();
+      return { kv: new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 5000 }), spec: `etcd:${etcd.endpoint}`, dir: null };
+    }
+    const dir = mkdtempSync(path.join(tmpdir(), prefix));
+    return { kv: new FileKv({ dir }), spec: `embedded:${dir}`, dir };
+  }
+
   async useKvDatastore(kv: KvStore, spec: string, opts: { withoutEndpoints?: string[] } = {}): Promise<void> {
     const skip = new Set(opts.withoutEndpoints ?? []);
     for (const obj of this.kvResources(this.mode)) {

@@ -13,13 +13,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import type { KvStore } from '../../src/control/kv/kv';
-import { FileKv } from '../../src/control/kv/file-kv';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { Ipam } from '../../src/control/ipam';
 import { HANDLE_PREFIX, nodeAffinityPrefix, parseAffinityKey } from '../../src/control/ipam/keys';
 import { netContains, parseIp } from '../../src/control/ipam/net';
@@ -70,16 +67,10 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
   const cacheDirs = missingCniCacheDirs();
   try {
     lab.build();
-    let spec: string;
-    if (datastore === 'etcd') {
-      const etcd = await lab.startEtcd();
-      kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 5000 });
-      spec = `etcd:${etcd.endpoint}`;
-    } else {
-      storeDir = mkdtempSync(path.join(tmpdir(), 'podway-podman-store-'));
-      kv = new FileKv({ dir: storeDir });
-      spec = `embedded:${storeDir}`;
-    }
+    const opened = await lab.openKvStore(datastore, 'podway-podman-store-');
+    kv = opened.kv;
+    storeDir = opened.dir;
+    const spec = opened.spec;
     await lab.useKvDatastore(kv, spec); // the VXLAN IPPool
     for (const n of lab.nodes) await lab.startPodway(n.name, 30_000);
 

@@ -9,13 +9,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
+import { rmSync } from 'node:fs';
 import { Lab, LabNodeSpec } from '../../src/lab/lab';
 import type { KvStore } from '../../src/control/kv/kv';
-import { FileKv } from '../../src/control/kv/file-kv';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { Ipam } from '../../src/control/ipam';
 import { deriveVtepMac } from '../../src/control/mac';
 import { guard, teardown, isRoot, until, logTail, routes } from './e2e-kit';
@@ -59,20 +55,14 @@ async function checkCluster(lab: Lab, kv: KvStore): Promise<void> {
 async function withDualStackLab(store: 'embedded' | 'etcd', fn: (lab: Lab, kv: KvStore) => Promise<void>): Promise<void> {
   if (!isRoot()) throw new Error('cluster tests need root (network namespaces)');
   const lab = guard(new Lab(SPEC, { dualStack: true, podOffloads: false }));
-  const dir = mkdtempSync(path.join(tmpdir(), 'podway-kv6-'));
   let kv: KvStore | null = null;
+  let dir: string | null = null;
   try {
     lab.build();
-    let spec: string;
-    if (store === 'embedded') {
-      kv = new FileKv({ dir });
-      spec = `embedded:${dir}`;
-    } else {
-      const etcd = await lab.startEtcd();
-      kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 5000 });
-      spec = `etcd:${etcd.endpoint}`;
-    }
-    await lab.useKvDatastore(kv, spec);
+    const opened = await lab.openKvStore(store, 'podway-kv6-');
+    kv = opened.kv;
+    dir = opened.dir;
+    await lab.useKvDatastore(kv, opened.spec);
     assert.is((await kv.list('/calico/resources/v3/projectcalico.org/nodes/')).entries.length, 0, 'no Node written by hand');
     for (const n of lab.nodes) await lab.startPodway(n.name, 20_000);
     await fn(lab, kv);
@@ -82,7 +72,7 @@ async function withDualStackLab(store: 'embedded' | 'etcd', fn: (lab: Lab, kv: K
   } finally {
     await teardown(lab);
     await kv?.close().catch(() => undefined);
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   }
 }
 

@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
-import { kindFromArgument, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
+import { kindFromArgument, kindInfo, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
 import { formatLocation } from '../control/snapshot';
 import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
@@ -80,6 +80,14 @@ function resourcesWord(resources: readonly FileResource[]): string {
 async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { namespace?: string; skipNotExists?: boolean }, out: Out): Promise<void> {
   const spec = writableSpec(o);
   const resources = readResourceFile(file, verb === 'delete' ? 'identity' : 'full');
+  // IPAM state among the documents (a file datastore's BlockAffinities) is refused before anything
+  // is written: it used to stop the file half-way ("Partial success"), the rest left out.
+  const ipamState = resources.filter((r) => !kindInfo(peekIdentity(r.object).kind ?? '')?.writable);
+  if (ipamState.length > 0) {
+    throw new Error(ipamState.map((r) => `${where(r, file === '-' ? '<stdin>' : file)}: ${peekIdentity(r.object).kind} is IPAM state, `
+      + `not a resource to ${verb}: leave it out of the file (\`podway ipam assign --node NODE --ip IP\` gives an address to a node, `
+      + `claiming its block for the node as Calico's IPAM does)`).join('\n') + '\nnothing was written');
+  }
   const options = { namespace: o.namespace };
   let done = 0;
   let skipped = 0;

@@ -143,6 +143,22 @@ function cliSuite(target: Target) {
     assert.match(refused.err, /aff\.yaml: document 1 \(BlockAffinity x\): BlockAffinity is IPAM state/);
   });
 
+  test('a file datastore\'s file (BlockAffinities in it) is refused whole, naming each; the README\'s move works without them', async () => {
+    // It used to stop at the first BlockAffinity with "Partial success", the endpoints after it left out.
+    const example = path.join(ROOT, 'src', 'control', 'examples', 'two-node-vxlan.yaml');
+    const r = await podway(['apply', '-f', example, ...ds()]);
+    assert.is(r.code, 1, r.err);
+    assert.match(r.err, /document 4 \(BlockAffinity node1-10-244-0-0-26\): BlockAffinity is IPAM state, not a resource to apply: leave it out/);
+    assert.match(r.err, /document 5 \(BlockAffinity node2-10-244-0-64-26\): BlockAffinity is IPAM state/);
+    assert.match(r.err, /nothing was written/);
+    assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+    const docs = readFileSync(example, 'utf8').split(/^---$/m).filter((d) => !/kind: BlockAffinity/.test(d));
+    writeFileSync(path.join(work, 'move.yaml'), docs.join('---'));
+    await ok(['apply', '-f', path.join(work, 'move.yaml'), ...ds()]);
+    await ok(['ipam', 'assign', '--node', 'node2', '--ip', '10.244.0.66', ...ds()]);
+    assert.match(await ok(['get', 'blockaffinity', ...ds()]), /node2-10-244-0-64-26\s+node2\s+10\.244\.0\.64\/26\s+confirmed/);
+  });
+
   test('create of an existing resource fails naming it (exit 1); replace of an absent one too; delete removes', async () => {
     await ok(['apply', '-f', CLUSTER, ...ds()]);
     const again = await podway(['create', '-f', CLUSTER, ...ds()]);

@@ -658,6 +658,10 @@ test('V2 ring, scatter receive: super-frames (TCP, UDP, IPv6, odd sizes) arrive 
         [tcpVnet(1200), frame({ payload: 1200 * 40, seed: 36 }), []],
       ];
       for (const c of cases) c[2] = c[1][12] === 0x86 ? referenceSegments6(c[1], new DataView(c[0].buffer).getUint16(4, true)) : referenceSegments(c[1], new DataView(c[0].buffer).getUint16(4, true));
+      // tunnel super-frames (a pod that runs its own VXLAN or IPIP device with offloads on)
+      const innerT = frame({ payload: 20000, seed: 37, id: 0x0102 });
+      cases.push([tunnelVnet('vxlan', GSO_TCPV4, 1398), tunnel(innerT, 'vxlan', 0xfff0), referenceTunnelSegments(innerT, 'vxlan', 1398, 0xfff0)]);
+      cases.push([tunnelVnet('ipip', GSO_TCPV4, 1398), tunnel(innerT, 'ipip', 0x10), referenceTunnelSegments(innerT, 'ipip', 1398, 0x10)]);
       const marker: [Uint8Array, Uint8Array] = [tcpVnet(1448), frame({ payload: 9000, seed: 39 })];
       for (const batches of [[4, 64], [64, 7], [1, 3]] as Array<[number, number]>) {
         const [got, sc, wh, complete] = await scatterAgainstWhole('gsc0', N, fd, cases.map(([v, f]) => [v, f]), marker, batches);

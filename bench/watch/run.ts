@@ -16,10 +16,8 @@
 // Usage: node dist/bench/watch/run.js [--pods 50] [--stores etcd,embedded] [--json]
 // (BENCH_VERBOSE=1 prints podway's last apply log lines.)
 import { ChildProcess, spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import * as os from 'node:os';
-import type { KvStore } from '../../src/control/kv/kv';
-import { Lab, LabPod } from '../../src/lab/lab';
+import { Lab, LabKvStore, LabPod } from '../../src/lab/lab';
 import { guard, isRoot, teardown } from '../../test/e2e/e2e-kit';
 
 interface Args { pods: number; stores: string[]; json: boolean }
@@ -94,14 +92,11 @@ function logLine(line: string): { time: number; msg: string } | null {
 async function measure(store: 'etcd' | 'embedded', args: Args): Promise<StoreResult> {
   const specs = [{ name: 'src', type: 'veth' as const }, ...Array.from({ length: args.pods }, (_, i) => ({ name: `w${i}`, type: 'veth' as const }))];
   const lab = guard(new Lab([{ name: 'node1', subnet: 'a', pods: specs }]));
-  let kv: KvStore | null = null;
-  let dir: string | null = null;
+  let opened: LabKvStore | null = null;
   try {
     lab.build();
-    const opened = await lab.openKvStore(store, 'podway-watchbench-');
-    kv = opened.kv;
-    dir = opened.dir;
-    const spec = opened.spec;
+    opened = await lab.openKvStore(store, 'podway-watchbench-');
+    const { kv, spec } = opened;
     const late = specs.slice(1).map((p) => p.name);
     await lab.useKvDatastore(kv, spec, { withoutEndpoints: late });
     await lab.startPodway('node1', 30_000);
@@ -152,8 +147,7 @@ async function measure(store: 'etcd' | 'embedded', args: Args): Promise<StoreRes
     return { store, pods: samples.length, p50Ms: percentile(samples, 50), p90Ms: percentile(samples, 90), over100: samples.filter((x) => x > 100).length, p99Ms: percentile(samples, 99), maxMs: Math.max(...samples), afterCommitP50Ms: percentile(afterCommit, 50), afterCommitP99Ms: percentile(afterCommit, 99), samples, parts: summary };
   } finally {
     await teardown(lab);
-    await kv?.close().catch(() => undefined);
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await opened?.close();
   }
 }
 

@@ -60,6 +60,9 @@ export interface LabNode {
   log: string[];
 }
 
+/** A datastore from Lab.openKvStore: the store, the --datastore spec podways use, and its close (errors ignored; an embedded store's directory removed). */
+export interface LabKvStore { kv: KvStore; spec: string; close(): Promise<void> }
+
 export interface PingResult { sent: number; received: number; loss: number; rttMs: number | null; ttl: number | null }
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -344,15 +347,24 @@ export class Lab {
   /**
    * A KV datastore for this lab's podways (hand it to useKvDatastore): etcd started in the fabric
    * (startEtcd), reached from here over its local socket; or an embedded store in a new directory
-   * of the system's temp dir starting with `prefix`, which the caller removes (`dir`, null for etcd).
+   * of the system's temp dir starting with `prefix`. The caller closes it after teardown.
    */
-  async openKvStore(kind: 'etcd' | 'embedded', prefix: string): Promise<{ kv: KvStore; spec: string; dir: string | null }> {
+  async openKvStore(kind: 'etcd' | 'embedded', prefix: string): Promise<LabKvStore> {
     if (kind === 'etcd') {
       const etcd = await this.startEtcd();
-      return { kv: new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 5000 }), spec: `etcd:${etcd.endpoint}`, dir: null };
+      const kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 5000 });
+      return { kv, spec: `etcd:${etcd.endpoint}`, close: () => kv.close().catch(() => undefined) };
     }
     const dir = mkdtempSync(path.join(tmpdir(), prefix));
-    return { kv: new FileKv({ dir }), spec: `embedded:${dir}`, dir };
+    const kv = new FileKv({ dir });
+    return {
+      kv,
+      spec: `embedded:${dir}`,
+      close: async () => {
+        await kv.close().catch(() => undefined);
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
   }
 
   async useKvDatastore(kv: KvStore, spec: string, opts: { withoutEndpoints?: string[] } = {}): Promise<void> {

@@ -13,9 +13,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
+import { Lab, LabKvStore, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import type { KvStore } from '../../src/control/kv/kv';
 import { Ipam } from '../../src/control/ipam';
 import { HANDLE_PREFIX, nodeAffinityPrefix, parseAffinityKey } from '../../src/control/ipam/keys';
@@ -61,16 +61,13 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
   if (missing) throw new Error(missing);
   const lab = guard(new Lab(SPEC));
   const hosts: PodmanHost[] = [];
-  let kv: KvStore | null = null;
-  let storeDir: string | null = null;
+  let opened: LabKvStore | null = null;
   const cleanupProblems: string[] = [];
   const cacheDirs = missingCniCacheDirs();
   try {
     lab.build();
-    const opened = await lab.openKvStore(datastore, 'podway-podman-store-');
-    kv = opened.kv;
-    storeDir = opened.dir;
-    const spec = opened.spec;
+    opened = await lab.openKvStore(datastore, 'podway-podman-store-');
+    const { kv, spec } = opened;
     await lab.useKvDatastore(kv, spec); // the VXLAN IPPool
     for (const n of lab.nodes) await lab.startPodway(n.name, 30_000);
 
@@ -163,8 +160,7 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
   } finally {
     for (const h of hosts) cleanupProblems.push(...h.destroy());
     await teardown(lab); // podways, etcd, namespaces
-    await kv?.close().catch(() => undefined);
-    if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+    await opened?.close();
     forgetCniCacheDirs(cacheDirs);
   }
   // Whatever podman made must already be gone when the test passes (destroy() removed leftovers).

@@ -9,8 +9,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { rmSync } from 'node:fs';
-import { Lab, LabNodeSpec } from '../../src/lab/lab';
+import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
 import type { KvStore } from '../../src/control/kv/kv';
 import { Ipam } from '../../src/control/ipam';
 import { deriveVtepMac } from '../../src/control/mac';
@@ -55,13 +54,11 @@ async function checkCluster(lab: Lab, kv: KvStore): Promise<void> {
 async function withDualStackLab(store: 'embedded' | 'etcd', fn: (lab: Lab, kv: KvStore) => Promise<void>): Promise<void> {
   if (!isRoot()) throw new Error('cluster tests need root (network namespaces)');
   const lab = guard(new Lab(SPEC, { dualStack: true, podOffloads: false }));
-  let kv: KvStore | null = null;
-  let dir: string | null = null;
+  let opened: LabKvStore | null = null;
   try {
     lab.build();
-    const opened = await lab.openKvStore(store, 'podway-kv6-');
-    kv = opened.kv;
-    dir = opened.dir;
+    opened = await lab.openKvStore(store, 'podway-kv6-');
+    const kv = opened.kv;
     await lab.useKvDatastore(kv, opened.spec);
     assert.is((await kv.list('/calico/resources/v3/projectcalico.org/nodes/')).entries.length, 0, 'no Node written by hand');
     for (const n of lab.nodes) await lab.startPodway(n.name, 20_000);
@@ -71,8 +68,7 @@ async function withDualStackLab(store: 'embedded' | 'etcd', fn: (lab: Lab, kv: K
     throw e;
   } finally {
     await teardown(lab);
-    await kv?.close().catch(() => undefined);
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await opened?.close();
   }
 }
 

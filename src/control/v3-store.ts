@@ -207,11 +207,23 @@ export async function listResources(kv: KvStore, info: KindInfo, namespace?: str
   return { items, revision: list.revision, problems };
 }
 
-/** Calico refuses an IPv4 pool that overlaps another, and a change of an existing pool's CIDR. */
+/**
+ * Calico refuses an IPv4 pool that overlaps another, and a change of an existing pool's CIDR or
+ * block size (the pool's blocks in IPAM are cut to the old size: a new size would leave them
+ * misread; libcalico-go refuses it too).
+ */
 async function checkPool(kv: KvStore, obj: JsonObject, id: Identity, existing: JsonObject | null): Promise<void> {
   const cidrText = String((obj.spec as JsonObject).cidr);
   if (existing && isMapping(existing.spec) && existing.spec.cidr !== cidrText) {
     throw new ResourceError('invalid', `${describeIdentity(id)}: spec.cidr cannot be changed (${existing.spec.cidr} -> ${cidrText}); create a new pool instead`);
+  }
+  if (existing && isMapping(existing.spec)) {
+    const defaultSize = cidrText.includes(':') ? 122 : 26;
+    const was = existing.spec.blockSize ?? defaultSize;
+    const now = (obj.spec as JsonObject).blockSize ?? defaultSize;
+    if (was !== now) {
+      throw new ResourceError('invalid', `${describeIdentity(id)}: spec.blockSize cannot be changed (${was} -> ${now}); create a new pool instead`);
+    }
   }
   const cidr = parseIPv4Cidr(cidrText);
   if (!cidr) return;

@@ -184,6 +184,14 @@ function cliSuite(target: Target) {
     const overlap = await podway(['create', '-f', path.join(work, 'overlap.yaml'), ...ds()]);
     assert.is(overlap.code, 1);
     assert.match(overlap.err, /spec\.cidr 10\.244\.128\.0\/17 overlaps IPPool\(pool-a\) 10\.244\.0\.0\/16/);
+    // Nor does an existing pool's block size change (its IPAM blocks keep the old size), as Calico refuses it.
+    const poolA = (extra: string) => `apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool-a}\nspec: {cidr: 10.244.0.0/16${extra}}\n`;
+    writeFileSync(path.join(work, 'resize.yaml'), poolA(', blockSize: 28'));
+    const resize = await podway(['apply', '-f', path.join(work, 'resize.yaml'), ...ds()]);
+    assert.is(resize.code, 1, resize.err);
+    assert.match(resize.err, /IPPool\(pool-a\): spec\.blockSize cannot be changed \(26 -> 28\); create a new pool instead/);
+    writeFileSync(path.join(work, 'same.yaml'), poolA(', blockSize: 26, natOutgoing: true'));
+    await ok(['apply', '-f', path.join(work, 'same.yaml'), ...ds()]);
 
     assert.is(await ok(['delete', 'wep', 'node1-k8s-web--1-eth0', '-n', 'prod', ...ds()]), "Successfully deleted 1 'WorkloadEndpoint' resource(s)\n");
     assert.is(await kv.get(`${RES}workloadendpoints/prod/node1-k8s-web--1-eth0`), null);

@@ -71,6 +71,24 @@ export function veth(a: Netns, aName: string, b: Netns, bName: string): void {
   ip('link', 'add', aName, 'netns', a.name, 'type', 'veth', 'peer', 'name', bName, 'netns', b.name);
   a.ip('link', 'set', aName, 'up');
   b.ip('link', 'set', bName, 'up');
+  waitQdiscActive(a, aName);
+  waitQdiscActive(b, bName);
+}
+
+/**
+ * Wait (bounded) until a link that was just set up can transmit. Until the kernel's linkwatch
+ * work activates its qdisc, a device keeps `noop`, which drops every frame while the sender's
+ * send still succeeds; under load that work runs late and a test's first frames vanish.
+ */
+export function waitQdiscActive(ns: Netns, dev: string, timeoutMs = 3000): void {
+  const end = Date.now() + timeoutMs;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    const line = ns.ip('-o', 'link', 'show', 'dev', dev);
+    if (/LOWER_UP/.test(line) && !/qdisc noop/.test(line)) return;
+    if (Date.now() >= end) throw new Error(`${ns.name}/${dev}: not ready to transmit after ${timeoutMs} ms: ${line.trim()}`);
+    Atomics.wait(nap, 0, 0, 5);
+  }
 }
 
 /** Poll a condition until it holds or the time is up (every wait in a test is bounded). */

@@ -196,9 +196,11 @@ int port_prepare_packet(struct port *p, const struct open_opts *o) {
       if ((err = set_int(p->fd, SOL_PACKET, PACKET_COPY_THRESH, 1))) return fail(p, err);
       if (!(p->rx_big = malloc(RX_BIG))) return fail(p, -ENOMEM);
       p->copy_buf = p->rx_big;
-      if (o->rx_super) {
+      if (o->rx_super || o->rx_merge) {
         if (!(p->arena = malloc((size_t)SUPER_BUFS * RX_BIG))) return fail(p, -ENOMEM);
-        p->rx_super = 1;
+        p->rx_super = o->rx_super;
+        p->rx_merge = o->rx_merge;
+        p->run_desc = -1;
       }
       p->scatter_rx = !o->no_scatter_rx;
     }
@@ -375,13 +377,14 @@ static inline uint64_t now_ns(clockid_t c) {
 static __thread uint64_t last_rx_done;
 
 static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
-  uint32_t n = 0;
-  if (p->rx_super) super_recv_begin(p);
-  for (uint32_t seen = 0; n < max && seen < max; seen++) {
+  uint32_t n = 0, merged = 0;
+  if (p->arena) super_recv_begin(p);
+  /* frames merged into a run (rx_merge) make no descriptor: they count against their own bound */
+  for (uint32_t seen = 0; n < max && seen < max && merged < RX_MERGE_MAX; seen++) {
     struct tpacket2_hdr *h = (struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
     uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
     if (!(st & TP_STATUS_USER)) break;
-    if (seen == 0 && h->tp_sec) { /* the kernel stamps frames with CLOCK_REALTIME */
+    if (seen == 0 && merged == 0 && h->tp_sec) { /* the kernel stamps frames with CLOCK_REALTIME */
       uint64_t stamp = (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec, t = now_ns(CLOCK_REALTIME);
       if (t > stamp && t - stamp < 1000000000u) {
         p->st.rx_wait_ns += t - stamp;
@@ -396,6 +399,7 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
     const struct sockaddr_ll *sll = (const struct sockaddr_ll *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket2_hdr)));
     if (sll->sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
     if (st & TP_STATUS_COPY) {
+      p->run_desc = -1; /* a run is of consecutive frames: this one's segments come between */
       /* every arena buffer holds a super-frame handed on in this call: the next copy waits for the
        * next call (cutting it instead would cost ~45 descriptors for what the next call takes in one) */
       if (p->rx_super && !p->copy_ready && p->arena_used >= SUPER_BUFS && n > 0) break;
@@ -441,15 +445,25 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
       }
       /* else: no copy (the socket's buffer was full): delivered cut, flagged, counted */
     }
-    int done;
-    n += rx_deliver(p, port_id, pl, first + n, max - n, frame, len, wire, vh, flags, &done);
-    p->super_avail = NULL;
-    if (!done) break; /* the rest of this super-frame goes out with the next call */
+    int done = 1;
+    /* a datagram that continues the run of the frame before it: its payload joins that descriptor */
+    if (p->rx_merge && p->run_desc >= 0 && !(st & TP_STATUS_COPY) && merge_append(p, pl, frame, len, wire, vh, flags)) {
+      merged++;
+      seen--;
+    } else {
+      p->run_desc = -1;
+      uint32_t before = n;
+      n += rx_deliver(p, port_id, pl, first + n, max - n, frame, len, wire, vh, flags, &done);
+      p->super_avail = NULL;
+      if (!done) break; /* the rest of this super-frame goes out with the next call */
+      if (p->rx_merge && n == before + 1 && !(st & TP_STATUS_COPY)) merge_open(p, pl, first + before, vh);
+    }
   next_frame:
     p->copy_ready = 0;
     __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     p->frame_cur = (p->frame_cur + 1) % p->frame_nr;
   }
+  p->run_desc = -1; /* a run never spans two calls: JS has its descriptor now */
   p->st.rx_packets += n;
   return (int)n;
 }

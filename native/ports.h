@@ -44,6 +44,8 @@ struct port_stats {
   /* tunnel super-frames handed on whole (rxsuper.h) */
   uint64_t rx_super_frames;   /* received as one descriptor (DESC_F_SUPER) instead of cut */
   uint64_t rx_super_segments; /* segments they carry (counted in rx_packets too) */
+  uint64_t rx_merge_frames;   /* runs of plain VXLAN TCP datagrams merged on receive (rx_merge) */
+  uint64_t rx_merge_segments; /* datagrams those runs carry (counted in rx_packets too) */
   uint64_t tx_super_frames;   /* sent to a pod as one GSO message (counted in tx_gro_frames too) */
   uint64_t tx_super_cut;      /* cut into segments on send instead (port without gro, backlog) */
   uint64_t tx_super_lost;     /* segments not sent: the descriptor no longer held segment 0 of its
@@ -116,6 +118,9 @@ struct port {
   uint32_t arena_used;          /* buffers holding a super-frame handed on in this recv call */
   uint8_t *super_avail;         /* the buffer the frame being delivered lies in, when claimable */
   uint64_t super_epoch;         /* this recv call's number (rxsuper.c): refs of older calls are stale */
+  int rx_merge;                 /* merge runs of plain VXLAN TCP datagrams on receive (rxsuper.h) */
+  int32_t run_desc;             /* descriptor of the run open in this recv call, -1 = none */
+  uint32_t run_hdrs;            /* its header bytes (outer + VXLAN + inner Ethernet, IP, TCP) */
   struct tx_backlog *txq; /* NULL unless frames are waiting for room in the kernel */
   struct port_stats st;
 };
@@ -173,6 +178,7 @@ struct open_opts {
   int rx_super;          /* AF_PACKET, V2 ring, vnet_hdr: hand tunnel TCP super-frames on whole (rxsuper.h) */
   int no_scatter_rx;     /* AF_PACKET V2 ring with vnet_hdr: read super-frames whole into a buffer,
                             then copy them into the pool (the path before scatter receive) */
+  int rx_merge;          /* AF_PACKET, V2 ring, vnet_hdr: merge runs of VXLAN TCP datagrams on receive (rxsuper.h) */
 };
 
 /* port.tx_gso: which runs are merged (a kind the kernel rejected is turned off) */

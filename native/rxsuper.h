@@ -54,6 +54,24 @@ uint8_t *super_copy_buf(struct port *p);
 int super_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
                   const struct gso_plan *g, uint16_t flags);
 
+/* Receive merge (rx_merge): with underlay offloads off, a kernel node's TCP stream arrives as one
+ * VXLAN datagram per segment. A run of consecutive datagrams of one inner TCP flow in the ring
+ * becomes one DESC_F_SUPER descriptor the same way: the first datagram as it is in the pool, the
+ * payloads (the first's too) copied into an arena buffer, the rest of the ring frames released.
+ * The rules are gro.c's (in-order, same headers, ids + 1, every payload the first's size but a
+ * shorter last, PSH ends a run, 64 segments, 64 KiB), plus the outer headers: the same Ethernet
+ * header, outer IPv4 (but id, length, checksum), UDP ports, VXLAN header and inner Ethernet
+ * header, so JS's decision for the first applies to all. Every datagram's inner IPv4 header and
+ * TCP checksums are verified before it joins (the pod trusts the merged frame's partial checksum).
+ * Plain datagrams only (no GSO, no partial checksum); IPv4 outside and inside. */
+#define RX_MERGE_MAX 4096 /* ring frames one recv call merges at most */
+/* Open a run on descriptor i (just delivered from a ring frame with vnet header vh), if its frame
+ * may start one. */
+void merge_open(struct port *p, struct pool *pl, uint32_t i, const struct virtio_net_hdr *vh);
+/* Add this ring frame to the open run; 1 when it joined (its ring frame may be released). */
+int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t len, uint32_t wire,
+                 const struct virtio_net_hdr *vh, uint16_t flags);
+
 /* Send: descriptor i (DESC_F_SUPER) still holds segment 0 of a live super-frame, its IP header at
  * l3 (14: Ethernet in front, 0: an IP packet). */
 const struct super_ref *super_check(const struct pool *pl, uint32_t i, uint32_t l3);

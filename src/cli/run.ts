@@ -51,6 +51,7 @@ export interface RunOptions {
   rxSuper?: boolean;
   /** Read pod super-frames straight into their segments' pool slots (scatter receive, default true). */
   scatterRx?: boolean;
+  rxMerge?: boolean;
   /** Drop pod frames podway forwards before the node's kernel tracks and routes them (default
    * true; nft-nat.ts podIngressChain). */
   kernelTransitDrop?: boolean;
@@ -227,7 +228,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
     };
     const eng = new Engine({
-      batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, scatterRx: opts.scatterRx, neighbor: opts.neighbor, log,
+      batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, log,
       worker: { index: 0, count },
       onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
     });
@@ -287,7 +288,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, scatterRx: opts.scatterRx, neighbor: opts.neighbor, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; mac?: number[]; message?: string }) => {
           if (taps.handle(index, m)) return;

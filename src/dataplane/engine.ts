@@ -54,6 +54,9 @@ export interface EngineOptions {
   /** Pod ports (V2 ring): read super-frames straight into their segments' pool slots (scatter
    * recvmsg; native/README.md; default true). */
   scatterRx?: boolean;
+  /** Underlay port: receive a run of a kernel node's plain VXLAN TCP datagrams (underlay offloads
+   * off) as one descriptor, sent to its pod as one GSO message (native/rxsuper.h; default true). */
+  rxMerge?: boolean;
   /**
    * This engine is worker `index` of `count` (worker_threads, one engine each). With count > 1 the
    * veth and underlay sockets join a PACKET_FANOUT group per interface and the VXLAN socket uses
@@ -138,6 +141,7 @@ export class Engine {
   private readonly txGso: boolean;
   private readonly rxSuper: boolean;
   private readonly scatterRx: boolean;
+  private readonly rxMerge: boolean;
   /** Tunnels arrive on the underlay port (see EngineOptions.tunnelsOnUnderlay); set by openInfra. */
   tunnelsOnUnderlay: boolean;
   /** This engine installed the tunnel table (and removes it). */
@@ -181,6 +185,7 @@ export class Engine {
     this.txGso = opts.txGso ?? true;
     this.rxSuper = opts.rxSuper ?? true;
     this.scatterRx = opts.scatterRx ?? true;
+    this.rxMerge = opts.rxMerge ?? true;
     this.tunnelsOnUnderlay = opts.tunnelsOnUnderlay ?? false;
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
@@ -340,7 +345,7 @@ export class Engine {
 
   /** The underlay packet port; its filter takes IPv6 only while the node has an IPv6 address. */
   private openUnderlay(ul: Underlay, model: NodeDataplaneModel): number {
-    return this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, rxSuper: this.rxSuper, fanoutGroup: this.fanout(ul.name) });
+    return this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name) });
   }
 
   private tunnelTableNote(ul: string, nodeIp: number, ip6: string | null): string {
@@ -753,7 +758,7 @@ export class Engine {
         txSyscallNs: st.txSyscallNs ?? 0, txSyscalls: st.txSyscalls ?? 0,
         ...(st.txGroFrames ? { txGroFrames: st.txGroFrames, txGroSegments: st.txGroSegments } : {}),
         ...(st.txGsoFrames || st.txGsoRejected ? { txGsoFrames: st.txGsoFrames, txGsoSegments: st.txGsoSegments, txGsoRejected: st.txGsoRejected } : {}),
-        ...(st.rxSuperFrames || st.txSuperFrames || st.txSuperCut || st.txSuperLost ? { rxSuperFrames: st.rxSuperFrames, rxSuperSegments: st.rxSuperSegments, txSuperFrames: st.txSuperFrames, txSuperCut: st.txSuperCut, txSuperLost: st.txSuperLost } : {}),
+        ...(st.rxSuperFrames || st.rxMergeFrames || st.txSuperFrames || st.txSuperCut || st.txSuperLost ? { rxSuperFrames: st.rxSuperFrames, rxSuperSegments: st.rxSuperSegments, rxMergeFrames: st.rxMergeFrames, rxMergeSegments: st.rxMergeSegments, txSuperFrames: st.txSuperFrames, txSuperCut: st.txSuperCut, txSuperLost: st.txSuperLost } : {}),
         ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });

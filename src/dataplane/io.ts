@@ -57,6 +57,10 @@ export interface PortOptions {
    * the pool slots of its segments (scatter recvmsg, one copy of the payload; native/README.md).
    * false: read it whole into a buffer and copy each segment from there. Default true. */
   scatterRx?: boolean;
+  /** AF_PACKET with vnetHdr and a V2 ring: a run of consecutive plain VXLAN datagrams of one inner
+   * TCP flow (a kernel node's stream over an underlay without offloads) is received as ONE
+   * DescFlag.SUPER descriptor, the way rxSuper hands a super-frame on (native/rxsuper.h). */
+  rxMerge?: boolean;
   /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */
   bpf?: Uint8Array;
   /** UDP/raw: local IPv4 address as uint32 (0 = any). */
@@ -95,7 +99,9 @@ export interface PortStats {
    * carry (in rxPackets too); sent to a pod as one message (in txGroFrames too); cut on send (a
    * port without gro, a backlog); segments not sent because the descriptor no longer held
    * segment 0 of its super-frame. */
-  rxSuperFrames?: number; rxSuperSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number;
+  rxSuperFrames?: number; rxSuperSegments?: number;
+  /** rxMerge: runs of datagrams received as one descriptor, and the datagrams they carry. */
+  rxMergeFrames?: number; rxMergeSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number;
   /** Where time goes, one sample per batch: V2 ring kernel receive stamp -> recv (rxWait), end of
    * the thread's last recv -> this port's send (js), inside sendmmsg (txSyscall); ns summed. */
   rxWaitNs?: number; rxWaitSamples?: number; jsNs?: number; jsSamples?: number; txSyscallNs?: number; txSyscalls?: number;

@@ -12,7 +12,7 @@ import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; scatterRx?: boolean; neighbor?: NeighborTimings; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; neighbor?: NeighborTimings; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
 
 if (parentPort) {
   const port = parentPort;
@@ -28,6 +28,7 @@ if (parentPort) {
     scatterRx: init.scatterRx,
     neighbor: init.neighbor,
     rxSuper: init.rxSuper,
+    rxMerge: init.rxMerge,
     manageHost: false,
     tunnelsOnUnderlay: init.tunnelsOnUnderlay,
     worker: { index: init.index, count: init.count },

@@ -220,6 +220,93 @@ test('a SUPER descriptor that no longer holds its segment 0, or whose receive bu
   });
 });
 
+// ---- receive merge (rxMerge): one datagram per segment, as over an underlay without offloads ----
+
+/** The datagrams a kernel VXLAN node sends for `payload` bytes over a link without offloads: the
+ * cut path's segments of the same super-frame (full checksums, inner and outer ids + k). */
+function datagrams(payload: number, mss: number, seed: number): Uint8Array[] {
+  const r = hooks.offloadDeliverForTest(vxlan(inner(payload, ACK | PSH, 0x7ffff000, seed)), tunnelVnet(mss), 100, 128, false);
+  assert.is(r.done, 1);
+  const out: Uint8Array[] = [];
+  for (let k = 0; k < r.n; k++) out.push(frameAt(pool, 100 + k));
+  return out;
+}
+
+/** `d` as the pipeline forwards it to a veth pod: outer headers gone, MACs, TTL. */
+function routed(d: Uint8Array): Uint8Array {
+  const f = d.slice(50);
+  route(f, 0);
+  return f;
+}
+
+async function withMergeLab(fn: (l: { tapFd: number; underlay: number; pod: number; observer: number }) => Promise<void>): Promise<void> {
+  await withNetns(['rsum'], async ([N]) => {
+    noIpv6(N);
+    const tapFd = hooks.vnetTapForTest('rm0', N.path);
+    const ports: number[] = [];
+    try {
+      N.ip('link', 'add', 'rmp0', 'type', 'veth', 'peer', 'name', 'rmp1');
+      for (const d of ['rm0', 'rmp0', 'rmp1']) N.ip('link', 'set', d, 'up');
+      for (const [name, o] of [['rm0', { ringVersion: 2 as const, rxMerge: true }], ['rmp1', { ringVersion: 2 as const }], ['rmp0', { gro: true }]] as const) ports.push(native.openPacket(name, { netns: N.path, ...o }));
+      await fn({ tapFd, underlay: ports[0], observer: ports[1], pod: ports[2] });
+    } finally {
+      for (const p of ports) native.close(p);
+      closeSync(tapFd);
+    }
+  });
+}
+
+/** Write the datagrams to the TAP (plain: a zero vnet header), then take what the underlay makes of
+ * them in one recv; route every descriptor and send them all to the pod port. */
+async function mergeAndSend(l: { tapFd: number; underlay: number; pod: number }, ds: Uint8Array[]): Promise<number> {
+  for (const d of ds) writeSync(l.tapFd, Buffer.concat([new Uint8Array(10), d]));
+  await new Promise((r) => setTimeout(r, 50));
+  const n = native.recv(l.underlay, 0, 64);
+  for (let i = 0; i < n; i++) {
+    decap(i);
+    pool.txList[i] = i;
+  }
+  assert.is(native.send(l.pod, 0, n), ds.length, 'send counts every datagram');
+  return n;
+}
+
+test('rxMerge: a run of VXLAN TCP datagrams is one SUPER descriptor; the pod receives exactly the datagrams, routed', async () => {
+  await withMergeLab(async (l) => {
+    const ds = datagrams(14000, 1400, 9);
+    assert.is(ds.length, 10);
+    const n = await mergeAndSend(l, ds);
+    assert.is(n, 1, 'one descriptor');
+    assert.is(pool.segs[0], 10);
+    assert.is(pool.len[0] + pool.more[0], ds.reduce((s, d) => s + d.length - 50, 0), 'bytes of all, as routed');
+    same(await collect(pool, l.observer, 10, ours), ds.map(routed), 'merged');
+    const us = native.stats(l.underlay), ps = native.stats(l.pod);
+    assert.is(us.rxMergeFrames, 1);
+    assert.is(us.rxMergeSegments, 10);
+    assert.is(us.rxPackets, 10);
+    assert.is(ps.txSuperFrames, 1);
+    assert.is(ps.txPackets, 10);
+    assert.is(native.stats(l.observer).rxGsoFrames, 1, 'one GSO super-frame reached the pod side');
+  });
+});
+
+test('rxMerge: a datagram whose TCP checksum is wrong is never merged (it goes alone, as it came); a gap in the sequence or another flow ends a run', async () => {
+  await withMergeLab(async (l) => {
+    const ds = datagrams(14000, 1400, 11);
+    ds[5] = ds[5].slice();
+    ds[5][ds[5].length - 1] ^= 0x5a; // payload changed, checksum not: corrupted on the way
+    const n = await mergeAndSend(l, ds);
+    assert.is(n, 3, 'runs 0-4, 5 alone, 6-9');
+    assert.equal([pool.flags[0] & DescFlag.SUPER, pool.flags[1] & DescFlag.SUPER, pool.flags[2] & DescFlag.SUPER], [DescFlag.SUPER, 0, DescFlag.SUPER]);
+    assert.equal([pool.segs[0], pool.segs[2]], [5, 4]);
+    same(await collect(pool, l.observer, 10, ours), ds.map(routed), 'split runs');
+    // out of order: 0 1 3 2 -> runs [0 1], [3], [2] (nothing reordered, nothing merged across the gap)
+    const es = datagrams(5600, 1400, 12);
+    const order = [es[0], es[1], es[3], es[2]];
+    assert.is(await mergeAndSend(l, order), 3);
+    same(await collect(pool, l.observer, 4, ours), order.map(routed), 'out of order');
+  });
+});
+
 test('without rxSuper (the default) the same super-frame is cut on receive, as before', async () => {
   await withNetns(['rsuq'], async ([N]) => {
     noIpv6(N);

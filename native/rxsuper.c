@@ -25,7 +25,7 @@ void super_recv_begin(struct port *p) {
 }
 
 uint8_t *super_copy_buf(struct port *p) {
-  if (!p->arena || p->arena_used >= SUPER_BUFS) return p->rx_big;
+  if (!p->rx_super || !p->arena || p->arena_used >= SUPER_BUFS) return p->rx_big; /* (rx_merge alone has an arena too) */
   return p->arena + (size_t)p->arena_used * RX_BIG;
 }
 

@@ -32,7 +32,7 @@ const SPEC: LabNodeSpec[] = [
 const MB10 = 10 << 20;
 const pool = new FramePool(256);
 
-interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number; rxSuperFrames?: number; rxSuperSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number; txErrors?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }
+interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number; rxSuperFrames?: number; rxSuperSegments?: number; rxMergeFrames?: number; rxMergeSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number; txErrors?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }
 interface Counters { reasons: Record<string, number>; ports: PortRow[] }
 
 /** Watch a pod's host-side veth with a vnet-header AF_PACKET port of our own, drained every 5 ms;
@@ -144,13 +144,15 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
       // ~7,000 tunnel packets (data one way, ACKs the other) reached each node: podway took them on its underlay port (with the
       // kernel's offload metadata) and the kernel's own copy was dropped before its stack.
       const stackTook = inDelivers(lab, 'node1') - delivered;
-      let gsoSends = 0;
+      let gsoSends = 0, merges = 0;
       for (const n of podway) {
         const c = await counters(lab, n);
         const ul = c.ports.find((p) => p.port.startsWith('underlay('));
         assert.ok(ul, `${n}: an underlay port row`);
         console.log(`  ${n} underlay: tx ${ul.tx}, GSO sends ${ul.txGsoFrames ?? 0} carrying ${ul.txGsoSegments ?? 0} frames, rejected ${ul.txGsoRejected ?? 0}, txErrors ${ul.txErrors ?? 0}`);
         assert.is(ul.txGsoRejected ?? 0, 0, `${n}: the kernel rejected GSO sends`);
+        merges += ul.rxMergeFrames ?? 0;
+        if (ul.rxMergeFrames) console.log(`  ${n} underlay: ${ul.rxMergeFrames} runs of datagrams merged on receive (${ul.rxMergeSegments} datagrams)`);
         gsoSends += ul.txGsoFrames ?? 0;
         const pods = c.ports.filter((p) => p.port.startsWith('cali')).map((p) => `${p.port}: rx ${p.rx} tx ${p.tx} drops ${p.drops} kernelDrops ${p.kernelDrops}`);
         const underlay = c.ports.find((p) => p.port.startsWith('underlay('))!;
@@ -172,6 +174,8 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
       // datagrams, or direct TCP segments); without offloads runs are a matter of batching
       if (!txGso || mode === 'ipip') assert.is(gsoSends, 0, `${label}: no GSO sends expected`);
       else if (offloads) assert.ok(gsoSends > 0, `${label}: transmit GSO on, yet no GSO send on the underlays`);
+      // over a wire the peer's VXLAN stream arrives one datagram per segment: runs merged on receive
+      if (mode === 'vxlan' && !underlayOffloads && offloads && txGso) assert.ok(merges > 0, `${label}: no run of VXLAN datagrams was merged on receive`);
       if (mode !== 'direct') assert.ok(stackTook < 1000, `node1's stack took ${stackTook} packets: the kernel's copy of the tunnel packets was not dropped`);
       // A kernel node over a veth with offloads on sends UDP-tunnel GSO super-frames: handed on
       // whole to pod web-1 (one GSO message each), or with --no-rx-super segmented in C.

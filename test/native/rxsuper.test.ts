@@ -307,14 +307,14 @@ test('rxMerge: a datagram whose TCP checksum is wrong is never merged (it goes a
   });
 });
 
-test('without rxSuper (the default) the same super-frame is cut on receive, as before', async () => {
+test('without rxSuper (the default; here with rxMerge on, which has the same buffers) the same super-frame is cut on receive, as before', async () => {
   await withNetns(['rsuq'], async ([N]) => {
     noIpv6(N);
     const fd = hooks.vnetTapForTest('rq0', N.path);
     let port = -1;
     try {
       N.ip('link', 'set', 'rq0', 'up');
-      port = native.openPacket('rq0', { netns: N.path, ringVersion: 2 });
+      port = native.openPacket('rq0', { netns: N.path, ringVersion: 2, rxMerge: true });
       writeSync(fd, Buffer.concat([tunnelVnet(1398), vxlan(inner(9000, ACK, 1, 7))]));
       assert.is(await recvUnderlay(port, 7), 7);
       for (let i = 0; i < 7; i++) assert.is(pool.flags[i] & DescFlag.SUPER, 0);

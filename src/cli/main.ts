@@ -44,7 +44,12 @@ export function metricsPortOption(flag: string | undefined, env: NodeJS.ProcessE
     return n;
   };
   if (flag !== undefined) return check(flag, '--metrics-port');
-  if ((env.FELIX_PROMETHEUSMETRICSENABLED ?? '').toLowerCase() !== 'true') return undefined;
+  // Felix's boolean words; anything else is an error rather than a silent "off" (`yes` was off).
+  const enabled = (env.FELIX_PROMETHEUSMETRICSENABLED ?? '').trim().toLowerCase();
+  if (enabled === '' || ['false', '0', 'no', 'n', 'f'].includes(enabled)) return undefined;
+  if (!['true', '1', 'yes', 'y', 't'].includes(enabled)) {
+    throw new Error(`$FELIX_PROMETHEUSMETRICSENABLED: ${JSON.stringify(env.FELIX_PROMETHEUSMETRICSENABLED)} is not a boolean (true/false, yes/no, 1/0, as Felix reads it)`);
+  }
   return env.FELIX_PROMETHEUSMETRICSPORT ? check(env.FELIX_PROMETHEUSMETRICSPORT, '$FELIX_PROMETHEUSMETRICSPORT') : 9091;
 }
 

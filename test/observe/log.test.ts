@@ -81,6 +81,12 @@ test('metrics port: the flag, else Felix\'s FELIX_PROMETHEUSMETRICS* (9091 by de
   assert.throws(() => metricsPortOption('70000'), /--metrics-port: "70000" is not a port/);
   assert.throws(() => metricsPortOption('9o91'), /--metrics-port/);
   assert.throws(() => metricsPortOption(undefined, { FELIX_PROMETHEUSMETRICSENABLED: 'true', FELIX_PROMETHEUSMETRICSPORT: 'x' }), /\$FELIX_PROMETHEUSMETRICSPORT/);
+  // Felix's other boolean words; a value that is none of them is an error, not a silent "off".
+  assert.is(metricsPortOption(undefined, { FELIX_PROMETHEUSMETRICSENABLED: 'yes' }), 9091);
+  assert.is(metricsPortOption(undefined, { FELIX_PROMETHEUSMETRICSENABLED: '1' }), 9091);
+  assert.is(metricsPortOption(undefined, { FELIX_PROMETHEUSMETRICSENABLED: 'false' }), undefined);
+  assert.is(metricsPortOption(undefined, { FELIX_PROMETHEUSMETRICSENABLED: 'No' }), undefined);
+  assert.throws(() => metricsPortOption(undefined, { FELIX_PROMETHEUSMETRICSENABLED: 'enabled' }), /\$FELIX_PROMETHEUSMETRICSENABLED: "enabled" is not a boolean/);
 });
 
 test.run();

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
+import { macEquals } from '../packet/ethernet';
 import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf } from './io';
 import { nativeIO } from './native';
@@ -74,8 +75,12 @@ export interface EngineOptions {
   /** Underlay neighbour timings (ARP and NDP alike; neighbors.ts defaults: reachable 30 s,
    * retransmit 1 s, 3 probes, hold-down 10 s doubling up to 60 s). */
   neighbor?: NeighborTimings;
-  /** Called when this engine resolves an underlay neighbour (to share it with the other workers). */
+  /** Called when an ARP reply from a wanted underlay neighbour reaches this engine (learned, changed
+   * or confirmed): shared with the other workers, whose own probes' answers may land here
+   * (PACKET_FANOUT spreads the underlay's frames by hash). */
   onNeighbor?: (ip: number, mac: Uint8Array) => void;
+  /** The same for IPv6 neighbours (NAs), by address text. */
+  onNeighbor6?: (ip6: string, mac: Uint8Array) => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
 }
@@ -200,7 +205,7 @@ export class Engine {
     this.pipe.onNeighborAnnounce = (ip, b, off, g) => this.announced(ip, b, off, g);
     this.neighbors = new NeighborTable(opts.neighbor);
     this.neighborTickMs = Math.max(10, Math.min(NEIGHBOR_TICK_MS, opts.neighbor?.retransMs ?? NEIGHBOR_TICK_MS));
-    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor);
+    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6);
     this.pipe.v6.onUnresolved6 = (b, off) => this.neighbors6.request(b, off);
     this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
     // The spawner's helper process is forked here, before any packet ring is mapped: later
@@ -631,9 +636,14 @@ export class Engine {
     }
   }
 
-  /** A neighbour another worker resolved. */
+  /** A neighbour's answer another worker received. */
   learnShared(ip: number, mac: Uint8Array): void {
     this.learn(ip, mac, 0, false);
+  }
+
+  /** An IPv6 neighbour's answer another worker received. */
+  learnShared6(ip6: string, mac: Uint8Array): void {
+    this.neighbors6.learnShared(ip6, mac);
   }
 
   /** An ARP request or gratuitous ARP on the underlay from a wanted neighbour: a new MAC is taken. */
@@ -648,8 +658,12 @@ export class Engine {
 
   /** An ARP reply on the underlay (or one another worker saw): only wanted neighbours are learned. */
   private learn(ip: number, b: Uint8Array, off: number, share = true): void {
-    if (!this.neighbors.onReply(ip, b, off, Date.now())) return; // unsolicited, or nothing new
-    if (share) this.shareNeighbor(ip, b.slice(off, off + 6));
+    const changed = this.neighbors.onReply(ip, b, off, Date.now());
+    // Shared when the table took it (learned, changed or confirmed): the other workers' entries
+    // need the confirmations too, or they would fail while the neighbour answers here.
+    const m = this.neighbors.mac(ip);
+    if (share && m !== undefined && macEquals(m, 0, b, off)) this.shareNeighbor(ip, b.slice(off, off + 6));
+    if (!changed) return; // unsolicited, locked, or a confirmation
     if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;
       this.log.info(`neighbour ${formatIpv4(ip)} is ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });

@@ -8,7 +8,7 @@ import { ip6Bytes } from '../control/route-calc6';
 import { buildNextHops6, learnNeighbor6, failNeighbor6, NextHops6 } from './nexthops6';
 import { NeighborTable, NeighborTableOptions, NeighborWantResult } from './neighbors';
 import { formatIpv6 } from '../packet/ipv6';
-import { formatMac } from '../packet/ethernet';
+import { formatMac, macEquals } from '../packet/ethernet';
 import type { Pipeline } from './pipeline';
 import { NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { writeNeighborSolicit } from '../packet/ndp';
@@ -74,6 +74,8 @@ export class Neighbors6 {
     private readonly underlayMac: () => Uint8Array | null,
     private readonly log: (m: string, level?: 'info' | 'warn') => void,
     opts: NeighborTableOptions = {},
+    /** An NA the table took (learned, changed or confirmed), for the other workers (learnShared). */
+    private readonly share?: (ip6: string, mac: Uint8Array) => void,
   ) {
     this.table = new NeighborTable({ maxEntries: MAX_NEIGHBORS6, ...opts, format: (id) => this.textOf.get(id) ?? `#${id}` });
   }
@@ -159,6 +161,15 @@ export class Neighbors6 {
     }
   }
 
+  /** An NA another worker received for `ip6` (PACKET_FANOUT may hand the answers to our probes
+   * to another worker): taken as a reply. */
+  learnShared(ip6: string, mac: Uint8Array, now = Date.now()): void {
+    const id = this.idOf.get(ip6);
+    if (id === undefined || !this.table.onReply(id, mac, 0, now)) return;
+    const nh = this.pipe.v6.nh;
+    if (nh && learnNeighbor6(nh, this.addrOf.get(id)!, 0, mac, 0) > 0) this.log(`IPv6 neighbour ${ip6} is ${formatMac(mac, 0)}`);
+  }
+
   /** Send a Neighbor Solicitation for `id`: to its solicited-node multicast group, or unicast to
    * the cached MAC `to` (re-probing a known neighbour). */
   private solicit(id: number, to: Uint8Array | undefined): void {
@@ -178,6 +189,10 @@ export class Neighbors6 {
     if ((flags & NA_FLAG_SOLICITED) !== 0) changed = this.table.onReply(id, b, macOff, now);
     else if ((flags & NA_FLAG_OVERRIDE) !== 0) changed = this.table.onAnnounce(id, b, macOff, now);
     else return;
+    if (this.share !== undefined && id !== 0) {
+      const m = this.table.mac(id);
+      if (m !== undefined && macEquals(m, 0, b, macOff)) this.share(this.textOf.get(id)!, b.slice(macOff, macOff + 6));
+    }
     if (!changed) return;
     const nh = this.pipe.v6.nh;
     if (nh && learnNeighbor6(nh, b, targetOff, b, macOff) > 0) this.log(`IPv6 neighbour ${formatIpv6(b, targetOff)} is ${formatMac(b, macOff)}`);

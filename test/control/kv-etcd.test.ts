@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, createServer, Socket } from 'node:net';
-import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { EtcdKv, grpcReason } from '../../src/control/kv/etcd-kv';
 import { KvEvent, KvUnavailableError } from '../../src/control/kv/kv';
 import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
 import { collectEvents, conformanceSuite, freshPrefix } from '../helpers/kv-conformance';
@@ -140,6 +140,7 @@ test('unreachable: nothing listening → KvUnavailableError naming the endpoint,
     assert.match(err!.message, endpoint);
     // The cause, without grpc-js's status code and empty "Resolution note: ".
     assert.is(err!.message, `etcd ${endpoint} unreachable (create /x): connect ECONNREFUSED 127.0.0.1:${port}`);
+    assert.is(grpcReason('14 UNAVAILABLE: Connection dropped'), 'Connection dropped');
     assert.ok(Date.now() - t0 < 1500 + 1000, `took ${Date.now() - t0} ms`);
   } finally {
     await store.close();

@@ -389,7 +389,7 @@ class EtcdWatch implements KvWatch {
     (this.watcher.request as { start_revision?: number | string }).start_revision = this.delivered + 1;
     if (!this.down) {
       this.down = true;
-      this.handlers.onStatus?.('down', `${this.store.description}: ${err.message}`);
+      this.handlers.onStatus?.('down', `${this.store.description}: ${grpcReason(err.message)}`);
     }
   }
 
@@ -432,7 +432,8 @@ class EtcdWatch implements KvWatch {
 export function grpcReason(message: string): string {
   const m = /Last error: (?:Error: )?(.*?)\.? Resolution note: ?(.*)$/s.exec(message);
   if (m) return m[2]!.trim() ? `${m[1]} (${m[2]!.trim()})` : m[1]!;
-  return message.replace(/\.? Resolution note: ?$/, '');
+  // "14 UNAVAILABLE: Connection dropped": the status code says nothing more than "unreachable".
+  return message.replace(/\.? Resolution note: ?$/, '').replace(/^\d+ [A-Z_]+: /, '');
 }
 
 /**

@@ -397,7 +397,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // A newer "unchanged" never hides an older pending model.
         latest = m.type === 'model' ? { model: m.model, ms: m.ms } : { model: latest?.model ?? null, ms: m.ms };
         void applyLatest();
-      } else if (m.type === 'rejected') dsLog.error(`update rejected, keeping the last good state: ${m.message}`);
+      } else if (m.type === 'rejected') {
+        dsLog.error(`update rejected, keeping the last good state: ${m.message}`);
+        // Not ready while the datastore's state is one this node cannot use (its Node deleted, say):
+        // it forwards on the last good state, but status and /readyz say why instead of "ready".
+        health.setDatastore(false, `${m.message} (forwarding on the last good state)`);
+      }
       else {
         if ('inSync' in m && m.inSync !== undefined) health.setDatastore(m.inSync, m.message);
         if (m.type === 'status') dsLog.info(`datastore: ${m.message}`);

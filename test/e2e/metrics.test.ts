@@ -204,4 +204,24 @@ test('a second podway run in the node\'s namespace (another control socket) is r
   assert.ok(st.ready, 'node1 is still ready');
 });
 
+test('a datastore state the node cannot use (its Node deleted) makes it not ready, naming why, until the Node is back', async () => {
+  // It stayed "ready" while rejecting every update.
+  const nodeKey = '/calico/resources/v3/projectcalico.org/nodes/node1';
+  const entry = await kv.get(nodeKey);
+  assert.ok(entry, 'node1 is registered');
+  const status = async () => JSON.parse(await cli(['status', '-o', 'json'])) as { ready: boolean; notReady: string[] };
+  await kv.delete(nodeKey);
+  try {
+    let st = await status();
+    assert.ok(await until(async () => !(st = await status()).ready, 10_000), `still ready: ${JSON.stringify(st)}`);
+    assert.ok(st.notReady.some((r) => /node "node1" is not in .*forwarding on the last good state/.test(r)), st.notReady.join('; '));
+    const r = await get('/readyz');
+    assert.is(r.status, 503, r.body);
+  } finally {
+    await kv.create(nodeKey, entry!.value);
+  }
+  let st = await status();
+  assert.ok(await until(async () => (st = await status()).ready, 10_000), `not ready again: ${JSON.stringify(st)}`);
+});
+
 test.run();

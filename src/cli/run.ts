@@ -177,6 +177,19 @@ export async function runNode(opts: RunOptions): Promise<void> {
     log.info(`metrics on ${opts.metricsHost ?? '*'}:${opts.metricsPort} (/metrics, /livez, /readyz)`, { metricsPort: opts.metricsPort });
   }
   let lock: NetServer | null = null;
+  // Ctrl-C (or SIGTERM) before forwarding starts, e.g. while waiting for an unreachable datastore:
+  // said in the log, then the exit the signal would have given (it used to end without a word).
+  const startSignals = new Map<NodeJS.Signals, () => void>();
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    const h = () => {
+      log.warn(`${sig} while starting: stopping (nothing was forwarding yet)`);
+      process.exit(code);
+    };
+    startSignals.set(sig, h);
+    process.once(sig, h);
+  }
+  /** The stop handlers (serve) take over from here. */
+  const endStartSignals = () => { for (const [sig, h] of startSignals) process.off(sig, h); };
   try {
     // Before the datastore (Node registration) and the host: a second podway here changes nothing.
     lock = await takeRunLock({ node: opts.node, pid: process.pid, control: opts.control ?? defaultControlPath(opts.node) });
@@ -423,6 +436,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
           .then(() => source.close())
           .then(resolve);
       };
+      endStartSignals();
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
     });

@@ -2,7 +2,7 @@
 // registered (every other node reads its address from there), in a scratch network namespace.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -65,6 +65,25 @@ t('--ip without a prefix length, a malformed --ip6, a bad --underlay-ring-mb: re
   assert.is(r.code, 1, r.stderr);
   assert.match(r.stderr, '--nat-port-range: "5-1" is not LOW-HIGH');
   assert.not.match(await registeredNodes(), /\bnx\b/);
+});
+
+t('Ctrl-C while waiting for an unreachable etcd: said in the log, exit 130 (it ended without a word)', async () => {
+  const child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'nx', '--ip', '10.1.1.3/24',
+    '--datastore', 'etcd:http://127.0.0.1:9', '--control', path.join(tempDir(), 'c.sock')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    const end = Date.now() + 15_000;
+    while (!/unreachable/.test(err) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    assert.match(err, /etcd http:\/\/127\.0\.0\.1:9 unreachable/);
+    child.kill('SIGINT');
+    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
+    assert.is(code, 130, err);
+    assert.match(err, /"level":"warn".*SIGINT while starting: stopping/);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
 });
 
 t.run();

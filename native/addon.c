@@ -772,6 +772,7 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "rxGsoDropped", (double)p->st.rx_gso_dropped);
     set_num(env, o, "rxCsumCompleted", (double)p->st.rx_csum_completed);
     set_num(env, o, "rxScatterFrames", (double)p->st.rx_scatter_frames);
+    set_num(env, o, "rxRingStalls", (double)p->st.rx_ring_stalls);
     set_num(env, o, "txGroFrames", (double)p->st.tx_gro_frames);
     set_num(env, o, "txGroSegments", (double)p->st.tx_gro_segments);
     set_num(env, o, "txGsoFrames", (double)p->st.tx_gso_frames);
@@ -793,6 +794,27 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     napi_set_named_property(env, o, "lastError", s);
   }
   return o;
+}
+
+/* checkRing(port, checks) -> true when the port's TPACKET_V2 ring was found wedged by the kernel
+ * (`checks` checks in a row) and set up again (port_check_ring). Called off the hot path, on a
+ * timer; throws when setting the ring up again failed (the port then receives nothing). */
+static napi_value check_ring(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
+    napi_throw_type_error(env, "EINVAL", "expected a port id");
+    return NULL;
+  }
+  uint32_t id, checks = 2;
+  struct port *p = arg_port(env, get_addon(env), argv[0], &id);
+  if (!p) return NULL;
+  if (argc > 1) napi_get_value_uint32(env, argv[1], &checks);
+  int r = port_check_ring(p, checks);
+  if (r < 0) return throw_errno(env, -r, "checkRing: setting the ring up again");
+  napi_value b;
+  napi_get_boolean(env, r == 1, &b);
+  return b;
 }
 
 static napi_value port_info(napi_env env, napi_callback_info info) {
@@ -1136,6 +1158,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "recv", NULL, recv_batch, NULL, NULL, NULL, napi_default, NULL },
     { "send", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL },
     { "stats", NULL, port_stats, NULL, NULL, NULL, napi_default, NULL },
+    { "checkRing", NULL, check_ring, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, port_info, NULL, NULL, NULL, napi_default, NULL },
     { "poll", NULL, start_poll, NULL, NULL, NULL, napi_default, NULL },
     { "unpoll", NULL, stop_poll, NULL, NULL, NULL, napi_default, NULL },

@@ -142,6 +142,8 @@ static int setup_ring_v2(struct port *p, const struct open_opts *o) {
   p->ring_len = (size_t)req.tp_block_size * req.tp_block_nr;
   p->frame_size = req.tp_frame_size;
   p->frame_nr = req.tp_frame_nr;
+  p->block_size = req.tp_block_size; /* (kept to set the same ring up again: port_check_ring) */
+  p->block_nr = req.tp_block_nr;
   return 0;
 }
 
@@ -1112,4 +1114,57 @@ int port_kernel_drops(struct port *p, uint64_t *drops) {
   p->st.rx_kernel_drops += st3.tp_drops;
   *drops = p->st.rx_kernel_drops;
   return 0;
+}
+
+/* A TPACKET_V2 ring the kernel wedged (6.18, native/README.md): tpacket_rcv set the head slot's
+ * rx_owner_map bit, failed to build the vnet header and left without clearing it or moving the
+ * head, so every later frame finds the bit set and is dropped. Nothing we can write to the ring
+ * clears it; only a new ring does (packet_set_ring allocates a zeroed map and restarts at slot 0). */
+static int rearm_ring_v2(struct port *p) {
+  /* the kernel refuses to free a ring that is still mapped */
+  munmap(p->ring, p->ring_len);
+  p->ring = NULL;
+  struct tpacket_req req;
+  memset(&req, 0, sizeof req);
+  if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) return -errno;
+  struct open_opts o;
+  memset(&o, 0, sizeof o);
+  o.ring_version = 2;
+  o.ring_block_size = p->block_size;
+  o.ring_blocks = p->block_nr;
+  int err = setup_ring(p, &o);
+  if (err) return err;
+  p->frame_cur = 0;
+  p->copy_ready = 0;
+  p->gso_next = 0;
+  /* Without a ring the kernel queued frames on the socket (packet_rcv); a TP_STATUS_COPY slot of
+   * the new ring would take one of those for its copy. Drop them (bounded: the queue holds what
+   * the receive buffer allows). A copy queued for a slot of the new ring may go too: that frame is
+   * then delivered cut and flagged, as when the socket buffer was full. */
+  for (int k = 0; k < 4096; k++) {
+    char b;
+    struct iovec iov = { &b, 1 };
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (recvmsg(p->fd, &m, MSG_DONTWAIT | MSG_TRUNC) < 0) break;
+  }
+  return 0;
+}
+
+int port_check_ring(struct port *p, unsigned checks) {
+  if (p->kind != PORT_PACKET || !p->ring || p->ring_version != 2) return 0;
+  uint64_t drops = 0;
+  if (port_kernel_drops(p, &drops) < 0) return 0;
+  const struct tpacket2_hdr *h = (const struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
+  int slot_empty = !(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER);
+  /* A full ring drops too, but then the slot we wait on is ours; a healthy empty ring drops nothing. */
+  int wedged = drops > p->chk_drops && p->st.rx_packets == p->chk_rx && slot_empty;
+  p->chk_drops = drops;
+  p->chk_rx = p->st.rx_packets;
+  p->chk_wedged = wedged ? p->chk_wedged + 1 : 0;
+  if (p->chk_wedged < (checks ? checks : 1)) return 0;
+  p->chk_wedged = 0;
+  p->st.rx_ring_stalls++;
+  int err = rearm_ring_v2(p);
+  if (err) port_stop_rx(p); /* (no ring: the kernel would queue every frame on the socket) */
+  return err ? err : 1;
 }

@@ -65,6 +65,8 @@ struct port_stats {
                                            frame to the recv that takes it (wake-up + queueing) */
   uint64_t js_ns, js_samples;           /* end of the thread's last recv to this port's send */
   uint64_t tx_ns, tx_syscalls;          /* time inside sendmmsg (incl. the softirq work it runs) */
+  uint64_t rx_ring_stalls;    /* TPACKET_V2 ring found wedged by the kernel and set up again
+                                 (port_check_ring; native/README.md) */
 };
 
 /* Transmit backlog: frames the kernel refused (full socket or device queue), copied out of the pool
@@ -121,6 +123,9 @@ struct port {
   int rx_merge;                 /* merge runs of plain VXLAN TCP datagrams on receive (rxsuper.h) */
   int32_t run_desc;             /* descriptor of the run open in this recv call, -1 = none */
   uint32_t run_hdrs;            /* its header bytes (outer + VXLAN + inner Ethernet, IP, TCP) */
+  /* port_check_ring: what the last check saw, and how many checks in a row looked wedged */
+  uint64_t chk_drops, chk_rx;
+  unsigned chk_wedged;
   struct tx_backlog *txq; /* NULL unless frames are waiting for room in the kernel */
   struct port_stats st;
 };
@@ -219,5 +224,13 @@ uint32_t port_flush(struct port *p);
 void port_drop_backlog(struct port *p, int err);
 /* AF_PACKET: drops the kernel counted because our socket queue or ring was full (accumulated). */
 int port_kernel_drops(struct port *p, uint64_t *drops);
+/* AF_PACKET with a TPACKET_V2 ring: called now and then (not per batch). The kernel can wedge such
+ * a ring for good (a frame whose vnet header it cannot build leaves the head slot claimed,
+ * native/README.md): then every frame is dropped and counted while the slot we wait on stays
+ * kernel-owned. When `checks` checks in a row saw drops rise, nothing received and that slot empty,
+ * the ring is torn down and set up again (two RCU grace periods on this thread) and rx_ring_stalls
+ * counted. Returns 1 when it did so, 0 when not, -errno when setting the ring up again failed (the
+ * port then receives nothing; close it). Other ports: 0. */
+int port_check_ring(struct port *p, unsigned checks);
 
 #endif

@@ -90,6 +90,8 @@ export interface PortStats {
   rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number;
   /** AF_PACKET V2 ring with scatterRx: super-frames read straight into their segments' slots. */
   rxScatterFrames?: number;
+  /** AF_PACKET V2 ring: times the kernel wedged the ring and checkRing set it up again. */
+  rxRingStalls?: number;
   /** AF_PACKET with gro: super-frames sent, and the frames they carried (in txPackets too). */
   txGroFrames?: number; txGroSegments?: number;
   /** AF_PACKET with txGso: GSO messages sent, the frames they carried (in txPackets too), and
@@ -133,6 +135,11 @@ export interface PacketIO {
   recv(port: number, first: number, max: number): number;
   send(port: number, first: number, count: number): number;
   stats(port: number): PortStats;
+  /** AF_PACKET with a TPACKET_V2 ring, called on a timer (never per batch): true when `checks`
+   * calls in a row (default 2) saw kernel drops rise, nothing received and the ring's next slot
+   * empty, the signature of a ring the kernel wedged (native/README.md), and the ring was set up
+   * again (counted in rxRingStalls). Throws when that failed. Other ports: false. */
+  checkRing?(port: number, checks?: number): boolean;
   info(port: number): PortInfo;
   poll(port: number, cb: PollCallback): void;
   unpoll(port: number): void;

@@ -70,7 +70,7 @@ export function nativeIO(): PacketIO {
     setPool: (p: PlainFramePool) => registerPool(a, p),
     openTap: a.openTap, openTun: a.openTun, openPacket: a.openPacket, openUdp: a.openUdp, openRaw: a.openRaw,
     preparePacket: a.preparePacket,
-    close: a.close, recv: a.recv, send: a.send, stats: a.stats, info: a.info,
+    close: a.close, recv: a.recv, send: a.send, stats: a.stats, checkRing: a.checkRing, info: a.info,
     poll: a.poll, unpoll: a.unpoll,
   };
   return io;

@@ -599,7 +599,7 @@ for (const version of [3, 2, 0] as const) {
 }
 
 /** Every IPv4 frame a port has for us, until `want` of them (bounded), `batch` per recv. */
-interface OffloadStats { rxKernelDrops: number; rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxTruncated: number; rxCsumCompleted?: number; rxScatterFrames?: number; rxPackets: number }
+interface OffloadStats { rxKernelDrops: number; rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxTruncated: number; rxCsumCompleted?: number; rxScatterFrames?: number; rxPackets: number; rxRingStalls?: number }
 const offloadStats = (port: number): OffloadStats => native.stats(port) as unknown as OffloadStats;
 
 /**
@@ -832,5 +832,63 @@ for (const txCsum of ['off', 'on'] as const) {
     });
   });
 }
+
+test('a TPACKET_V2 ring the kernel wedges (legacy UFO: no vnet header for it) is found by checkRing, set up again and counted; later frames and super-frames arrive again', async () => {
+  await withNetns(['gsows'], async ([N]) => {
+    noIpv6(N);
+    const fd = hooks.vnetTapForTest('gw0', N.path);
+    let v2 = -1, v3 = -1;
+    const checkRing = (native as unknown as { checkRing(p: number, checks?: number): boolean }).checkRing;
+    const plain = (seed: number) => frame({ payload: 300, seed });
+    const write = (fs: Uint8Array[]) => { for (const f of fs) writeSync(fd, Buffer.concat([vnetHdr({}), f])); };
+    try {
+      N.ip('link', 'set', 'gw0', 'up');
+      v2 = native.openPacket('gw0', { netns: N.path, ringVersion: 2 });
+      v3 = native.openPacket('gw0', { netns: N.path, ringVersion: 3 });
+      // a healthy V2 ring with traffic: never taken for a wedged one
+      write([plain(1), plain(2)]);
+      assert.is((await collect(v2, 2, 8)).length, 2);
+      for (let k = 0; k < 3; k++) assert.is(checkRing(v2), false, 'healthy ring');
+      writeSync(fd, Buffer.concat([tcpVnet(1448, { gsoType: 3 }), frame({ payload: 4000, seed: 3 })]));
+      const lost = [4, 5, 6, 7, 8].map(plain);
+      write(lost);
+      // the V3 port on the same TAP sees them: the kernel has handed them to both sockets
+      assert.is((await collect(v3, 7, 64)).length, 7, 'V3 ring: every plain frame');
+      assert.is((await collect(v2, 1, 64, 300)).length, 0, 'V2 ring wedged: nothing arrives');
+      assert.is(offloadStats(v2).rxKernelDrops, 6, 'the UFO frame and every plain one after it dropped by the kernel');
+      assert.is(offloadStats(v3).rxKernelDrops, 1, 'V3: only the UFO frame');
+      assert.is(checkRing(v2), false, 'one check is not enough');
+      write([9, 10].map(plain));
+      assert.is((await collect(v3, 2, 64)).length, 2);
+      assert.is(checkRing(v2), true, 'second check in a row: set up again');
+      assert.is(offloadStats(v2).rxRingStalls, 1);
+      assert.is(offloadStats(v3).rxRingStalls, 0);
+      assert.is(checkRing(v3), false, 'V3 rings are not checked');
+      // after it: plain frames and a super-frame (its copy read from the socket queue) arrive again
+      const after = [11, 12, 13].map(plain);
+      write(after);
+      const sf = frame({ payload: 6000, seed: 14, flags: ACK | PSH });
+      writeSync(fd, Buffer.concat([tcpVnet(1448), sf]));
+      const got = await collect(v2, 3 + referenceSegments(sf, 1448).length, 4);
+      sameFrames(got, [...after, ...referenceSegments(sf, 1448)], 'V2 after the ring was set up again');
+      assert.is(offloadStats(v2).rxKernelDrops, 8, 'no drop since');
+      for (let k = 0; k < 3; k++) assert.is(checkRing(v2), false, 'healthy again');
+      assert.is(offloadStats(v2).rxRingStalls, 1);
+      // and it recovers as often as it is wedged
+      writeSync(fd, Buffer.concat([tcpVnet(1448, { gsoType: 3 }), frame({ payload: 4000, seed: 15 })]));
+      write([16].map(plain));
+      // (the V3 port still holds the frames of the part before: 3 plain ones and 5 segments, then this one)
+      assert.is((await collect(v3, 1 + 3 + 5, 64)).length, 1 + 3 + 5);
+      assert.is(checkRing(v2, 1), true, 'checks = 1: at once');
+      write([17].map(plain));
+      assert.is((await collect(v2, 1, 64)).length, 1);
+      assert.is(offloadStats(v2).rxRingStalls, 2);
+    } finally {
+      if (v2 >= 0) native.close(v2);
+      if (v3 >= 0) native.close(v3);
+      closeSync(fd);
+    }
+  });
+});
 
 test.run();

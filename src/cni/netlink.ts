@@ -10,6 +10,8 @@
 // everything inside the pod's namespace runs as `nsenter --net=PATH ip ...` (one `ip -batch` for
 // the addresses and routes).
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { release } from 'node:os';
 import { CniError, CNI_CODES } from './errors';
 import type { InterfaceType } from '../control/resource-names';
 
@@ -87,6 +89,31 @@ export function createVeth(hostName: string, netns: string, ifname: string, mtu:
   else {
     run('ip', add);
     run('ip', up);
+  }
+}
+
+/** The running kernel has SCTP, or a module to load it with the pod's first SCTP socket. */
+function kernelMayHaveSctp(): boolean {
+  return existsSync('/proc/sys/net/sctp') || existsSync(`/lib/modules/${release()}/kernel/net/sctp`);
+}
+
+/**
+ * Turn off SCTP segmentation offload on the pod end of a veth (`tx-sctp-segmentation`; TCP and UDP
+ * offloads stay on). It is the pod end's features that decide: the pod's SCTP socket builds a GSO
+ * super-frame when the device it sends on takes NETIF_F_GSO_SCTP (a veth does, in
+ * NETIF_F_GSO_SOFTWARE), and the host end hands it on as it is. podway's AF_PACKET port cannot be
+ * given such a frame (the kernel has no vnet header for SKB_GSO_SCTP) and on 6.18 the failed attempt
+ * wedges a TPACKET_V2 ring (native/README.md). Skipped, one process less per ADD, on a kernel that
+ * cannot have SCTP. Returns why it could not be done, or null; the engine still finds and sets up
+ * again a wedged ring (checkRing), so a failure here is not the pod's.
+ */
+export function limitPodOffloads(netns: string, ifname: string, sctp = kernelMayHaveSctp()): string | null {
+  if (!sctp) return null;
+  try {
+    run('nsenter', [`--net=${netns}`, 'ethtool', '-K', ifname, 'tx-sctp-segmentation', 'off']);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
   }
 }
 

@@ -215,6 +215,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
           netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
         }
         host = { name: interfaceName, mac: netlink.HOST_MAC };
+        const why = netlink.limitPodOffloads(env.netns, env.ifname);
+        if (why) process.stderr.write(`podway: SCTP segmentation offload left on for ${env.ifname}: ${why}\n`);
       } else {
         interfaceName = podDeviceName(conf.interfaceType, id, env.containerId);
         undo.push(() => netlink.deletePodLink(env.netns, env.ifname));

@@ -58,6 +58,10 @@ export interface EngineOptions {
   /** Underlay port: receive a run of a kernel node's plain VXLAN TCP datagrams (underlay offloads
    * off) as one descriptor, sent to its pod as one GSO message (native/rxsuper.h; default true). */
   rxMerge?: boolean;
+  /** How often the AF_PACKET ports' TPACKET_V2 rings are checked for one the kernel wedged (a
+   * frame whose vnet header it could not build: native/README.md); two checks in a row must see
+   * it before the ring is set up again. Default 1000 ms; 0 turns the check off. */
+  ringCheckMs?: number;
   /**
    * This engine is worker `index` of `count` (worker_threads, one engine each). With count > 1 the
    * veth and underlay sockets join a PACKET_FANOUT group per interface and the VXLAN socket uses
@@ -101,6 +105,8 @@ const CAPTURE_FLUSH_MS = 20;
 /** How often the neighbour tables age their entries and re-probe stale ones (one timer for both
  * tables and every entry; shorter when the retransmit interval is). */
 const NEIGHBOR_TICK_MS = 1000;
+/** EngineOptions.ringCheckMs default: a wedged V2 ring is set up again within ~2 of these. */
+const RING_CHECK_MS = 1000;
 
 /** A receive port whose recv failed is re-polled after this pause (doubling up to the max). */
 const REPOLL_MIN_MS = 100;
@@ -169,6 +175,8 @@ export class Engine {
   private readonly neighborTickMs: number;
   private readonly neighbors6: Neighbors6;
   private neighborTimer: NodeJS.Timeout | null = null;
+  private readonly ringCheckMs: number;
+  private ringTimer: NodeJS.Timeout | null = null;
   private readonly arpSlot: number;
   private started = Date.now();
   /** MTU given to pod interfaces podway attaches (the model's pod MTU). */
@@ -191,6 +199,7 @@ export class Engine {
     this.rxSuper = opts.rxSuper ?? true;
     this.scatterRx = opts.scatterRx ?? true;
     this.rxMerge = opts.rxMerge ?? true;
+    this.ringCheckMs = opts.ringCheckMs ?? RING_CHECK_MS;
     this.tunnelsOnUnderlay = opts.tunnelsOnUnderlay ?? false;
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
@@ -272,6 +281,10 @@ export class Engine {
     if (!this.neighborTimer) {
       this.neighborTimer = setInterval(() => this.ageNeighbors(), this.neighborTickMs);
       this.neighborTimer.unref();
+    }
+    if (!this.ringTimer && this.ringCheckMs > 0 && this.io.checkRing) {
+      this.ringTimer = setInterval(() => this.checkRings(), this.ringCheckMs);
+      this.ringTimer.unref();
     }
     this.programHost();
     this.prepareSparePort();
@@ -593,6 +606,27 @@ export class Engine {
   }
 
   /** Age the neighbour tables: re-probe stale entries, mark the next hops of silent ones failed. */
+  /**
+   * The kernel wedges a TPACKET_V2 ring for good when it cannot build the vnet header of a frame
+   * (6.18: a GSO type virtio_net_hdr_from_skb has no bit for; native/README.md): the port then
+   * receives nothing while the kernel counts every frame as dropped. The addon tells such a ring
+   * from a quiet or a full one and sets it up again; this only asks it, once a tick per port (one
+   * getsockopt), and says so in the log.
+   */
+  private checkRings(): void {
+    const check = this.io.checkRing;
+    if (!check) return;
+    const ports = [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)];
+    for (const p of ports) {
+      if (p < 0) continue;
+      try {
+        if (check(p)) this.log.warn(`port ${this.pipe.portName[p]}: the kernel stopped filling its receive ring (a frame it could not describe in a vnet header, e.g. an SCTP or UFO super-frame); ring set up again (rxRingStalls)`, { port: this.pipe.portName[p] });
+      } catch (e) {
+        this.portError(p, 'recv', e as Error);
+      }
+    }
+  }
+
   private ageNeighbors(): void {
     const now = Date.now();
     const t = this.neighbors.tick(now);
@@ -678,6 +712,8 @@ export class Engine {
     this.retryTimer = null;
     if (this.neighborTimer) clearInterval(this.neighborTimer);
     this.neighborTimer = null;
+    if (this.ringTimer) clearInterval(this.ringTimer);
+    this.ringTimer = null;
     const spawner = this.spawner;
     void (this.host?.stop() ?? Promise.resolve()).then(() => spawner?.close());
     for (const [, ep] of this.endpoints) this.forgetPort(ep.port);
@@ -768,6 +804,7 @@ export class Engine {
         ...(st.rxGsoBad || st.rxGsoDropped ? { rxGsoBad: st.rxGsoBad, rxGsoDropped: st.rxGsoDropped } : {}),
         ...(st.rxCsumCompleted ? { rxCsumCompleted: st.rxCsumCompleted } : {}),
         ...(st.rxScatterFrames ? { rxScatterFrames: st.rxScatterFrames } : {}),
+        ...(st.rxRingStalls ? { rxRingStalls: st.rxRingStalls } : {}),
         rxWaitNs: st.rxWaitNs ?? 0, rxWaitSamples: st.rxWaitSamples ?? 0, jsNs: st.jsNs ?? 0, jsSamples: st.jsSamples ?? 0,
         txSyscallNs: st.txSyscallNs ?? 0, txSyscalls: st.txSyscalls ?? 0,
         ...(st.txGroFrames ? { txGroFrames: st.txGroFrames, txGroSegments: st.txGroSegments } : {}),

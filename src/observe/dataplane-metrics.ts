@@ -37,6 +37,7 @@ export class DataplaneCollector implements Collector {
     perPort('podway_port_tx_bytes_total', 'Bytes sent on a port.', 'txBytes');
     perPort('podway_port_dropped_packets_total', 'Frames podway dropped that arrived on, or were bound for, a port.', 'drops');
     perPort('podway_port_kernel_dropped_packets_total', 'Frames the kernel dropped before podway read them (ring or socket buffer full).', 'kernelDrops');
+    perPort('podway_port_rx_ring_stalls_total', 'Times the kernel stopped filling a port\'s TPACKET_V2 receive ring (a frame it could not describe in a vnet header) and podway set the ring up again.', 'ringStalls');
     perPort('podway_port_tx_full_dropped_packets_total', 'Frames the kernel refused on send that did not fit the port\'s backlog.', 'txFull');
     snapshotCounter(reg, 'podway_port_errors_total', 'Receive or send calls that failed on a port, by direction.', [...labels, 'direction'], () =>
       this.snapshot.ports.flatMap((p): Sample[] => [[{ ...portLabels(p), direction: 'rx' }, p.rxErrors], [{ ...portLabels(p), direction: 'tx' }, p.txErrors]]));

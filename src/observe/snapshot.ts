@@ -20,6 +20,8 @@ export interface PortSample {
   drops: number;
   /** Frames the kernel dropped before podway read them (ring or socket buffer full). */
   kernelDrops: number;
+  /** Times the kernel wedged the port's TPACKET_V2 ring and podway set it up again. */
+  ringStalls: number;
   /** Frames the kernel refused on send that did not fit the port's backlog. */
   txFull: number;
   rxErrors: number; txErrors: number;
@@ -58,7 +60,7 @@ export function mergeSnapshots(all: readonly DataplaneSnapshot[]): DataplaneSnap
         continue;
       }
       m.rxPackets += p.rxPackets; m.rxBytes += p.rxBytes; m.txPackets += p.txPackets; m.txBytes += p.txBytes;
-      m.drops += p.drops; m.kernelDrops += p.kernelDrops; m.txFull += p.txFull; m.rxErrors += p.rxErrors; m.txErrors += p.txErrors;
+      m.drops += p.drops; m.kernelDrops += p.kernelDrops; m.ringStalls += p.ringStalls; m.txFull += p.txFull; m.rxErrors += p.rxErrors; m.txErrors += p.txErrors;
     }
   }
   return out;
@@ -77,7 +79,7 @@ export function pipelineSnapshot(pipe: Pipeline, io: PacketIO, ports: readonly {
       return {
         name: pipe.portName[port], kind, workload,
         rxPackets: st.rxPackets, rxBytes: st.rxBytes, txPackets: st.txPackets, txBytes: st.txBytes,
-        drops: pcs[pc + PortCounter.DROPS], kernelDrops: st.rxKernelDrops, txFull: st.txDroppedFull,
+        drops: pcs[pc + PortCounter.DROPS], kernelDrops: st.rxKernelDrops, ringStalls: st.rxRingStalls ?? 0, txFull: st.txDroppedFull,
         rxErrors: pcs[pc + PortCounter.RX_ERRORS], txErrors: pcs[pc + PortCounter.TX_ERRORS] + st.txErrors,
       };
     }),

@@ -20,7 +20,7 @@ import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -460,6 +460,7 @@ export class Engine {
     if (op === 'send') return;
     this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.RX_ERRORS]++;
     if (this.repoll.has(p)) return;
+    if (this.vanished(p)) return;
     this.io.unpoll(p);
     const delay = Math.min(REPOLL_MAX_MS, Math.max(REPOLL_MIN_MS, (this.repollDelay.get(p) ?? 0) * 2));
     this.repollDelay.set(p, delay);
@@ -469,6 +470,32 @@ export class Engine {
     }, delay);
     timer.unref();
     this.repoll.set(p, timer);
+  }
+
+  /**
+   * A veth pod whose interface is gone (deleted, or deleted and made again under the same name: a
+   * packet socket stays bound to the old ifindex and never receives again, so polling it again
+   * cannot help): close its port and re-apply the model on a later turn, which withholds its routes
+   * and retries the attach every second like a pod not wired yet (syncEndpoints), so the pod
+   * forwards again as soon as its interface is back. The kernel dropped the interface's routes
+   * and neighbours with it: the host programmer adds them again on attach.
+   */
+  private vanished(p: number): boolean {
+    for (const [name, cur] of this.endpoints) {
+      if (cur.port !== p) continue;
+      if (cur.kind !== 'veth') return false;
+      const now = interfaceIndex(name);
+      if (now === this.io.info(p).ifindex) return false;
+      this.log.warn(`endpoint ${cur.ep.key}: interface ${name} ${now === null ? 'went away' : `was replaced (ifindex ${now})`}; its routes are withheld until it is attached again`, { workload: cur.ep.key, interface: name });
+      this.forgetPort(p);
+      this.endpoints.delete(name);
+      this.host?.forgetInterface(name);
+      setImmediate(() => {
+        if (!this.stopped && this.model) this.apply(this.model);
+      });
+      return true;
+    }
+    return false;
   }
 
   /** A port is closed: forget its error state (its id will be reused by another port). */

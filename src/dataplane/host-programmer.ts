@@ -196,6 +196,24 @@ export class HostProgrammer {
     this.schedule();
   }
 
+  /**
+   * The interface went away (deleted by hand, or by a CNI DEL under podway) and the kernel removed
+   * its routes and neighbours with it: forget that they were programmed, so the next run adds them
+   * again if the interface comes back (same name) and is still wanted, instead of diffing them as
+   * present. Schedules a run (diffed against the last wanted state).
+   */
+  forgetInterface(ifname: string): void {
+    if (this.stopped) return;
+    for (const key of [...this.programmed.keys()]) {
+      if (key.startsWith(`r ${ifname} `) || key.startsWith(`n ${ifname} `)) {
+        this.programmed.delete(key);
+        this.enders.delete(key);
+        this.logged.delete(key);
+      }
+    }
+    this.schedule();
+  }
+
   /** Resolves when every state passed to sync() so far has been diffed and its commands have run
    * (items that failed stay pending, see status(), until the next sync() or retry). */
   idle(): Promise<void> {

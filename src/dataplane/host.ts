@@ -85,6 +85,15 @@ export function interfaceExists(name: string): boolean {
   return existsSync(`/sys/class/net/${name}`);
 }
 
+/** The interface's index in this namespace, or null when there is none by that name. */
+export function interfaceIndex(name: string): number | null {
+  try {
+    return Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
 /** Write a sysctl under /proc/sys/net; returns a note of what changed, or '' when already set. */
 export function setSysctl(path: string, value: string): string {
   const full = `/proc/sys/${path.replace(/\./g, '/')}`;

@@ -329,4 +329,58 @@ test('a missing pod interface is reported, the other pods are served, and it is 
   );
 });
 
+
+/** Make a veth pod's interface again by hand, as a CNI ADD does: same names, addresses and MAC. */
+function rewireVeth(lab: Lab, pod: string): void {
+  const p = lab.pod(pod);
+  const n = lab.node(p.node);
+  run('ip', ['link', 'add', p.ifname, 'netns', n.ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.ns]);
+  run('ip', ['-n', n.ns, 'link', 'set', p.ifname, 'address', 'ee:ee:ee:ee:ee:ee', 'up']);
+  run('ip', ['-n', p.ns, 'link', 'set', 'eth0', 'address', p.mac!, 'mtu', '1450', 'up']);
+  run('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
+  run('ip', ['-n', p.ns, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
+  run('ip', ['-n', p.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
+}
+
+/** Whether the node's kernel routes the pod's /32 to its veth (podway's host programming). */
+function hostRouted(lab: Lab, pod: string): boolean {
+  const p = lab.pod(pod);
+  return run('ip', ['-n', lab.node(p.node).ns, 'route', 'show', `${p.ip}/32`]).includes(`dev ${p.ifname}`);
+}
+
+test('a pod veth deleted under a running podway is withheld, then attached again when it is back (at once or later), node route included', async () => {
+  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+    const n1 = lab.node('node1');
+    const web1 = lab.pod('web-1');
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0);
+    assert.ok(await until(() => hostRouted(lab, 'web-1'), 5000), 'node1 routes web-1 to its veth');
+
+    // deleted, then made again a few seconds later (a pod re-created by its runtime)
+    let mark = n1.log.length;
+    run('ip', ['-n', n1.ns, 'link', 'del', web1.ifname]);
+    assert.ok(await waitLog(n1, new RegExp(`interface ${web1.ifname} went away`), mark, 5000), n1.log.slice(mark).join(' | '));
+    assert.ok(await until(async () => (await status(n1)).endpoints === 1, 5000), 'the gone pod is no longer an attached endpoint');
+    const withheld = (await status(n1)).withheld as { cidr: string; reason: string }[];
+    assert.ok(withheld.some((w) => w.cidr.includes(web1.ip)), `status reports ${web1.ip} withheld: ${JSON.stringify(withheld)}`);
+    assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 3).loss, 0, 'the other pods keep forwarding');
+    rewireVeth(lab, 'web-1');
+    assert.ok(await until(async () => (await status(n1)).endpoints === 2, 10_000), 'web-1 attached again once its interface is back');
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 4).loss, 0, 'web-1 -> web-2 after its veth came back');
+    assert.is(ping(lab, 'web-2', web1.ip, 4).loss, 0, 'web-2 -> web-1 after its veth came back');
+    assert.ok(await until(() => hostRouted(lab, 'web-1'), 5000), 'node1 routes web-1 to its new veth again');
+
+    // deleted and made again at once (before podway could notice): the old socket is bound to a
+    // dead ifindex, so the port must be reopened rather than polled again
+    mark = n1.log.length;
+    run('ip', ['-n', n1.ns, 'link', 'del', web1.ifname]);
+    rewireVeth(lab, 'web-1');
+    assert.ok(await waitLog(n1, new RegExp(`interface ${web1.ifname} (went away|was replaced)`), mark, 5000), n1.log.slice(mark).join(' | '));
+    assert.ok(await until(async () => (await status(n1)).endpoints === 2 && ping(lab, 'web-1', lab.pod('web-2').ip, 1).loss === 0, 10_000), 'web-1 forwards again after a quick re-create');
+    assert.is(ping(lab, 'web-2', web1.ip, 4).loss, 0, 'web-2 -> web-1 after a quick re-create');
+    assert.ok(await until(() => hostRouted(lab, 'web-1'), 5000), 'node1 routes web-1 to its veth after a quick re-create');
+    const pingNode = run('ip', ['netns', 'exec', n1.ns, 'ping', '-n', '-c', '2', '-i', '0.2', '-W', '2', web1.ip], { allowFail: true });
+    assert.match(pingNode, / 2 received/, `node1 reaches web-1 through its kernel route: ${pingNode}`);
+  });
+});
+
 test.run();

@@ -65,6 +65,7 @@ struct addon {
   struct spare *spares[MAX_SPARES];
   int nspares, spares_pending;
   int closes_pending; /* ports handed to a worker thread to release (see close_port) */
+  int rearms_pending; /* wedged rings being set up again on a worker thread (see check_ring) */
 };
 
 struct spare {
@@ -296,6 +297,7 @@ static void spare_execute(napi_env env, void *data) {
 }
 
 static void release_async(napi_env env, struct addon *a, struct port *p);
+static void ring_job_orphan(struct port *p);
 
 static void spare_complete(napi_env env, napi_status status, void *data) {
   struct spare *s = data;
@@ -566,8 +568,11 @@ static int poller_sync(napi_env env, struct addon *a, uint32_t id) {
     pl->retry_armed = 0;
   }
   if (!backlog) pl->backoff_ms = 0;
-  int want = (pl->cb ? UV_READABLE : 0) | (backlog && !pl->retry_armed ? UV_WRITABLE : 0);
-  if (!want && !pl->retry_armed) {
+  /* a port whose ring is being set up again has nothing to read: its socket would poll readable
+   * with the frames queued meanwhile (discarded when the ring is back) */
+  int reading = pl->cb && !a->ports[id].rearming;
+  int want = (reading ? UV_READABLE : 0) | (backlog && !pl->retry_armed ? UV_WRITABLE : 0);
+  if (!want && !pl->retry_armed && !pl->cb) {
     poller_release(env, a, id);
     return 0;
   }
@@ -696,6 +701,7 @@ static napi_value close_port(napi_env env, napi_callback_info info) {
   }
   port_drop_backlog(p, 0); /* its frames go with the port, never flushed later */
   port_stop_rx(p);
+  if (p->rearm_job) ring_job_orphan(p);
   release_async(env, a, p);
   return NULL;
 }
@@ -773,6 +779,7 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "rxCsumCompleted", (double)p->st.rx_csum_completed);
     set_num(env, o, "rxScatterFrames", (double)p->st.rx_scatter_frames);
     set_num(env, o, "rxRingStalls", (double)p->st.rx_ring_stalls);
+    if (p->rearming && !p->ring_err) set_num(env, o, "rxRingRearming", 1);
     set_num(env, o, "txGroFrames", (double)p->st.tx_gro_frames);
     set_num(env, o, "txGroSegments", (double)p->st.tx_gro_segments);
     set_num(env, o, "txGsoFrames", (double)p->st.tx_gso_frames);
@@ -796,10 +803,68 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   return o;
 }
 
-/* checkRing(port, checks) -> true when the port's TPACKET_V2 ring was found wedged by the kernel
- * (`checks` checks in a row) and set up again (port_check_ring). Called off the hot path, on a
- * timer; throws when setting the ring up again failed (the port then receives nothing). */
+/* ---- wedged TPACKET_V2 rings: set up again on a libuv worker thread ----------------------
+ *
+ * checkRing(port, checks = 2) -> true when the port's TPACKET_V2 ring was found wedged by the
+ * kernel (`checks` calls in a row, port_ring_wedged) and is being set up again. Called off the hot
+ * path, on a timer. Setting a ring up again waits for two RCU grace periods (20-30 ms here), so,
+ * like a close, it runs on a worker thread: the port keeps its id, fd and poller, stops being
+ * watched for reading and receives nothing (recv returns 0) until the work's completion puts the
+ * new ring in place, back on this thread, and watches it again. A close meanwhile leaves the fd
+ * and the new ring to the work, which releases them when it completes (ring_job_orphan). Throws
+ * when a previous attempt failed (the port then receives nothing: close it). */
+struct ring_job {
+  struct ring_rearm r;
+  napi_async_work work;
+  struct addon *a;
+  uint32_t id;
+  int orphaned; /* the port was closed meanwhile: r.fd and r.ring are the job's to release */
+  int done;     /* execute ran (set on the worker, read in complete after libuv's hand-back) */
+};
+
+static void ring_job_execute(napi_env env, void *data) {
+  (void)env;
+  struct ring_job *j = data;
+  ring_rearm_run(&j->r);
+  j->done = 1;
+}
+
+static void ring_job_complete(napi_env env, napi_status status, void *data) {
+  (void)status;
+  struct ring_job *j = data;
+  struct addon *a = j->a;
+  if (!j->done) ring_rearm_run(&j->r); /* cancelled before it ran: do it here */
+  if (j->orphaned) {
+    struct port gone;
+    memset(&gone, 0, sizeof gone);
+    gone.kind = PORT_PACKET;
+    gone.in_use = 1;
+    gone.fd = j->r.fd;
+    gone.ring = j->r.ring;
+    gone.ring_len = j->r.ring_len;
+    release_async(env, a, &gone);
+  } else {
+    struct port *p = &a->ports[j->id];
+    p->rearm_job = NULL;
+    port_ring_attach(p, &j->r);
+    poller_sync(env, a, j->id); /* watched for reading again (or not: ring_err) */
+  }
+  a->rearms_pending--;
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+/* close_port on a port whose ring is being set up: its fd and ring become the job's. */
+static void ring_job_orphan(struct port *p) {
+  struct ring_job *j = p->rearm_job;
+  j->orphaned = 1;
+  p->rearm_job = NULL;
+  p->fd = -1;
+  p->ring = NULL;
+}
+
 static napi_value check_ring(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
   size_t argc = 2;
   napi_value argv[2];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
@@ -807,14 +872,44 @@ static napi_value check_ring(napi_env env, napi_callback_info info) {
     return NULL;
   }
   uint32_t id, checks = 2;
-  struct port *p = arg_port(env, get_addon(env), argv[0], &id);
+  struct port *p = arg_port(env, a, argv[0], &id);
   if (!p) return NULL;
-  if (argc > 1) napi_get_value_uint32(env, argv[1], &checks);
-  int r = port_check_ring(p, checks);
-  if (r < 0) return throw_errno(env, -r, "checkRing: setting the ring up again");
-  napi_value b;
-  napi_get_boolean(env, r == 1, &b);
-  return b;
+  if (argc > 1 && arg_u32(env, argv[1], &checks) < 0) return throw_type(env, "checkRing(port, checks)");
+  if (p->ring_err) return throw_errno(env, -p->ring_err, "checkRing: setting the ring up again");
+  int wedged = port_ring_wedged(p, checks);
+  napi_value yes;
+  napi_get_boolean(env, wedged == 1, &yes);
+  if (wedged != 1) return yes;
+  struct ring_job *j = calloc(1, sizeof *j);
+  if (j) {
+    j->a = a;
+    j->id = id;
+    napi_value name;
+    napi_create_string_utf8(env, "podway:rearmRing", NAPI_AUTO_LENGTH, &name);
+    if (napi_create_async_work(env, NULL, name, ring_job_execute, ring_job_complete, j, &j->work) == napi_ok) {
+      port_ring_detach(p, &j->r);
+      if (napi_queue_async_work(env, j->work) == napi_ok) {
+        p->rearm_job = j;
+        a->rearms_pending++;
+        poller_sync(env, a, id);
+        return yes;
+      }
+      napi_delete_async_work(env, j->work);
+      /* no worker: here, on this thread */
+      ring_rearm_run(&j->r);
+      port_ring_attach(p, &j->r);
+      free(j);
+      if (p->ring_err) return throw_errno(env, -p->ring_err, "checkRing: setting the ring up again");
+      return yes;
+    }
+    free(j);
+  }
+  struct ring_rearm r;
+  port_ring_detach(p, &r);
+  ring_rearm_run(&r);
+  port_ring_attach(p, &r);
+  if (p->ring_err) return throw_errno(env, -p->ring_err, "checkRing: setting the ring up again");
+  return yes;
 }
 
 static napi_value port_info(napi_env env, napi_callback_info info) {
@@ -832,7 +927,7 @@ static napi_value port_info(napi_env env, napi_callback_info info) {
   set_num(env, o, "fd", p->fd);
   set_num(env, o, "ifindex", p->ifindex);
   set_num(env, o, "boundPort", a->bound_port[id]);
-  set_num(env, o, "ring", p->ring ? p->ring_version : 0);
+  set_num(env, o, "ring", p->ring || p->rearming ? p->ring_version : 0);
   set_num(env, o, "vnetHdr", p->vnet_len ? 1 : 0);
   return o;
 }

@@ -142,7 +142,7 @@ static int setup_ring_v2(struct port *p, const struct open_opts *o) {
   p->ring_len = (size_t)req.tp_block_size * req.tp_block_nr;
   p->frame_size = req.tp_frame_size;
   p->frame_nr = req.tp_frame_nr;
-  p->block_size = req.tp_block_size; /* (kept to set the same ring up again: port_check_ring) */
+  p->block_size = req.tp_block_size; /* (kept to set the same ring up again: port_ring_detach) */
   p->block_nr = req.tp_block_nr;
   return 0;
 }
@@ -679,6 +679,7 @@ static int port_recv_kind(struct port *p, uint16_t port_id, struct pool *pl, uin
   case PORT_TUN:
     return recv_fd_loop(p, port_id, pl, first, max);
   case PORT_PACKET:
+    if (p->rearming) return 0; /* its ring is being set up again on another thread */
     if (p->stage) return recv_staged(p, port_id, pl, first, max);
     if (!p->ring) return recv_mmsg(p, port_id, pl, first, max);
     return p->ring_version == 3 ? recv_ring_v3(p, port_id, pl, first, max) : recv_ring_v2(p, port_id, pl, first, max);
@@ -1120,38 +1121,8 @@ int port_kernel_drops(struct port *p, uint64_t *drops) {
  * rx_owner_map bit, failed to build the vnet header and left without clearing it or moving the
  * head, so every later frame finds the bit set and is dropped. Nothing we can write to the ring
  * clears it; only a new ring does (packet_set_ring allocates a zeroed map and restarts at slot 0). */
-static int rearm_ring_v2(struct port *p) {
-  /* the kernel refuses to free a ring that is still mapped */
-  munmap(p->ring, p->ring_len);
-  p->ring = NULL;
-  struct tpacket_req req;
-  memset(&req, 0, sizeof req);
-  if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) return -errno;
-  struct open_opts o;
-  memset(&o, 0, sizeof o);
-  o.ring_version = 2;
-  o.ring_block_size = p->block_size;
-  o.ring_blocks = p->block_nr;
-  int err = setup_ring(p, &o);
-  if (err) return err;
-  p->frame_cur = 0;
-  p->copy_ready = 0;
-  p->gso_next = 0;
-  /* Without a ring the kernel queued frames on the socket (packet_rcv); a TP_STATUS_COPY slot of
-   * the new ring would take one of those for its copy. Drop them (bounded: the queue holds what
-   * the receive buffer allows). A copy queued for a slot of the new ring may go too: that frame is
-   * then delivered cut and flagged, as when the socket buffer was full. */
-  for (int k = 0; k < 4096; k++) {
-    char b;
-    struct iovec iov = { &b, 1 };
-    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (recvmsg(p->fd, &m, MSG_DONTWAIT | MSG_TRUNC) < 0) break;
-  }
-  return 0;
-}
-
-int port_check_ring(struct port *p, unsigned checks) {
-  if (p->kind != PORT_PACKET || !p->ring || p->ring_version != 2) return 0;
+int port_ring_wedged(struct port *p, unsigned checks) {
+  if (p->kind != PORT_PACKET || !p->ring || p->rearming || p->ring_version != 2) return 0;
   uint64_t drops = 0;
   if (port_kernel_drops(p, &drops) < 0) return 0;
   const struct tpacket2_hdr *h = (const struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
@@ -1164,7 +1135,63 @@ int port_check_ring(struct port *p, unsigned checks) {
   if (p->chk_wedged < (checks ? checks : 1)) return 0;
   p->chk_wedged = 0;
   p->st.rx_ring_stalls++;
-  int err = rearm_ring_v2(p);
-  if (err) port_stop_rx(p); /* (no ring: the kernel would queue every frame on the socket) */
-  return err ? err : 1;
+  return 1;
+}
+
+void port_ring_detach(struct port *p, struct ring_rearm *r) {
+  r->fd = p->fd;
+  r->ring = p->ring;
+  r->ring_len = p->ring_len;
+  r->block_size = p->block_size;
+  r->block_nr = p->block_nr;
+  r->err = 0;
+  r->discarded = 0;
+  p->ring = NULL;
+  p->rearming = 1;
+  p->copy_ready = 0;
+  p->gso_next = 0;
+}
+
+int ring_rearm_run(struct ring_rearm *r) {
+  /* the kernel refuses to free a ring that is still mapped */
+  munmap(r->ring, r->ring_len);
+  r->ring = NULL;
+  struct tpacket_req req;
+  memset(&req, 0, sizeof req);
+  if (setsockopt(r->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) return r->err = -errno;
+  req.tp_frame_size = 2048;
+  req.tp_block_size = r->block_size;
+  req.tp_block_nr = r->block_nr;
+  req.tp_frame_nr = (req.tp_block_size / req.tp_frame_size) * req.tp_block_nr;
+  if (setsockopt(r->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) return r->err = -errno;
+  void *m = mmap(NULL, r->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_LOCKED, r->fd, 0);
+  if (m == MAP_FAILED) m = mmap(NULL, r->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+  if (m == MAP_FAILED) return r->err = -errno;
+  r->ring = m;
+  /* Without a ring the kernel queued frames on the socket (packet_rcv); a TP_STATUS_COPY slot of
+   * the new ring would take one of those for its copy. Drop them (bounded: the queue holds what
+   * the receive buffer allows). A copy queued for a slot of the new ring may go too: that frame is
+   * then delivered cut and flagged, as when the socket buffer was full. */
+  for (int k = 0; k < 4096; k++) {
+    char b;
+    struct iovec iov = { &b, 1 };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (recvmsg(r->fd, &msg, MSG_DONTWAIT | MSG_TRUNC) < 0) break;
+    r->discarded++;
+  }
+  return 0;
+}
+
+void port_ring_attach(struct port *p, const struct ring_rearm *r) {
+  p->st.rx_kernel_drops += r->discarded;
+  if (r->err) {
+    port_stop_rx(p); /* (no ring: the kernel would queue every frame on the socket) */
+    p->ring_err = r->err;
+    return; /* rearming stays set: the port receives nothing */
+  }
+  p->ring = r->ring;
+  p->frame_cur = 0;
+  p->copy_ready = 0;
+  p->gso_next = 0;
+  p->rearming = 0;
 }

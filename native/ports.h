@@ -66,7 +66,7 @@ struct port_stats {
   uint64_t js_ns, js_samples;           /* end of the thread's last recv to this port's send */
   uint64_t tx_ns, tx_syscalls;          /* time inside sendmmsg (incl. the softirq work it runs) */
   uint64_t rx_ring_stalls;    /* TPACKET_V2 ring found wedged by the kernel and set up again
-                                 (port_check_ring; native/README.md) */
+                                 (port_ring_wedged; native/README.md) */
 };
 
 /* Transmit backlog: frames the kernel refused (full socket or device queue), copied out of the pool
@@ -126,6 +126,9 @@ struct port {
   /* port_check_ring: what the last check saw, and how many checks in a row looked wedged */
   uint64_t chk_drops, chk_rx;
   unsigned chk_wedged;
+  int rearming;  /* its ring is being set up again (port_ring_detach .. port_ring_attach) */
+  int ring_err;  /* setting it up again failed (-errno): the port receives nothing */
+  void *rearm_job; /* addon.c: the work doing it, while rearming */
   struct tx_backlog *txq; /* NULL unless frames are waiting for room in the kernel */
   struct port_stats st;
 };
@@ -227,10 +230,25 @@ int port_kernel_drops(struct port *p, uint64_t *drops);
 /* AF_PACKET with a TPACKET_V2 ring: called now and then (not per batch). The kernel can wedge such
  * a ring for good (a frame whose vnet header it cannot build leaves the head slot claimed,
  * native/README.md): then every frame is dropped and counted while the slot we wait on stays
- * kernel-owned. When `checks` checks in a row saw drops rise, nothing received and that slot empty,
- * the ring is torn down and set up again (two RCU grace periods on this thread) and rx_ring_stalls
- * counted. Returns 1 when it did so, 0 when not, -errno when setting the ring up again failed (the
- * port then receives nothing; close it). Other ports: 0. */
-int port_check_ring(struct port *p, unsigned checks);
+ * kernel-owned. Returns 1 (and counts rx_ring_stalls) when `checks` calls in a row saw drops rise,
+ * nothing received and that slot empty; else 0 (other ports, or a ring being set up again: 0). */
+int port_ring_wedged(struct port *p, unsigned checks);
+
+/* Setting a wedged ring up again, in three steps so the slow one (two RCU grace periods) can run
+ * on a worker thread: detach (the port keeps its fd, stops receiving: port_recv returns 0), run
+ * (touches only *r: unmap, free the ring, the same ring again, map, discard what the socket
+ * queued meanwhile), attach (back on the port's thread: the new ring, slot 0; on failure the port
+ * gets a drop-all filter, ring_err, and stays receiving nothing). */
+struct ring_rearm {
+  int fd;
+  uint8_t *ring;
+  size_t ring_len;
+  unsigned block_size, block_nr;
+  int err;              /* 0 or -errno */
+  uint64_t discarded;   /* frames queued on the socket while it had no ring (counted as kernel drops) */
+};
+void port_ring_detach(struct port *p, struct ring_rearm *r);
+int ring_rearm_run(struct ring_rearm *r);
+void port_ring_attach(struct port *p, const struct ring_rearm *r);
 
 #endif

@@ -647,7 +647,7 @@ export class Engine {
     for (const p of ports) {
       if (p < 0) continue;
       try {
-        if (check(p)) this.log.warn(`port ${this.pipe.portName[p]}: the kernel stopped filling its receive ring (a frame it could not describe in a vnet header, e.g. an SCTP or UFO super-frame); ring set up again (rxRingStalls)`, { port: this.pipe.portName[p] });
+        if (check(p)) this.log.warn(`port ${this.pipe.portName[p]}: the kernel stopped filling its receive ring (a frame it could not describe in a vnet header, e.g. an SCTP or UFO super-frame); ring being set up again on a worker thread (rxRingStalls)`, { port: this.pipe.portName[p] });
       } catch (e) {
         this.portError(p, 'recv', e as Error);
       }

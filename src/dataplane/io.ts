@@ -90,8 +90,9 @@ export interface PortStats {
   rxGsoFrames?: number; rxGsoSegments?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number;
   /** AF_PACKET V2 ring with scatterRx: super-frames read straight into their segments' slots. */
   rxScatterFrames?: number;
-  /** AF_PACKET V2 ring: times the kernel wedged the ring and checkRing set it up again. */
-  rxRingStalls?: number;
+  /** AF_PACKET V2 ring: times the kernel wedged the ring and checkRing set it up again; 1 while
+   * that is under way on a worker thread (the port receives nothing meanwhile). */
+  rxRingStalls?: number; rxRingRearming?: number;
   /** AF_PACKET with gro: super-frames sent, and the frames they carried (in txPackets too). */
   txGroFrames?: number; txGroSegments?: number;
   /** AF_PACKET with txGso: GSO messages sent, the frames they carried (in txPackets too), and
@@ -137,8 +138,9 @@ export interface PacketIO {
   stats(port: number): PortStats;
   /** AF_PACKET with a TPACKET_V2 ring, called on a timer (never per batch): true when `checks`
    * calls in a row (default 2) saw kernel drops rise, nothing received and the ring's next slot
-   * empty, the signature of a ring the kernel wedged (native/README.md), and the ring was set up
-   * again (counted in rxRingStalls). Throws when that failed. Other ports: false. */
+   * empty, the signature of a ring the kernel wedged (native/README.md); the ring is then set up
+   * again on a worker thread (counted in rxRingStalls; rxRingRearming until it is back). Throws
+   * when a previous attempt failed (the port receives nothing: close it). Other ports: false. */
   checkRing?(port: number, checks?: number): boolean;
   info(port: number): PortInfo;
   poll(port: number, cb: PollCallback): void;

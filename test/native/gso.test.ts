@@ -12,7 +12,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { writeSync, closeSync } from 'node:fs';
+import { writeSync, closeSync, readdirSync, readFileSync } from 'node:fs';
 import { native, nativeAddon, FramePool, SLOT_SIZE, HEADROOM, DescFlag } from '../../src/dataplane/native';
 import { withNetns, waitFor, Netns } from '../helpers/netns';
 import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
@@ -833,6 +833,12 @@ for (const txCsum of ['off', 'on'] as const) {
   });
 }
 
+/** Until the port's ring, being set up again on a worker thread, is back (bounded). */
+const rearmed = (port: number) => waitFor(() => !(native.stats(port) as unknown as { rxRingRearming?: number }).rxRingRearming, 3000);
+const openFds = () => readdirSync('/proc/self/fd').length;
+/** Packet-ring mappings in this process now (an AF_PACKET ring maps as a socket). */
+const ringMaps = () => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('socket:')).length;
+
 test('a TPACKET_V2 ring the kernel wedges (legacy UFO: no vnet header for it) is found by checkRing, set up again and counted; later frames and super-frames arrive again', async () => {
   await withNetns(['gsows'], async ([N]) => {
     noIpv6(N);
@@ -845,6 +851,8 @@ test('a TPACKET_V2 ring the kernel wedges (legacy UFO: no vnet header for it) is
       N.ip('link', 'set', 'gw0', 'up');
       v2 = native.openPacket('gw0', { netns: N.path, ringVersion: 2 });
       v3 = native.openPacket('gw0', { netns: N.path, ringVersion: 3 });
+      let woke = 0;
+      native.poll(v2, () => woke++);
       // a healthy V2 ring with traffic: never taken for a wedged one
       write([plain(1), plain(2)]);
       assert.is((await collect(v2, 2, 8)).length, 2);
@@ -862,11 +870,16 @@ test('a TPACKET_V2 ring the kernel wedges (legacy UFO: no vnet header for it) is
       assert.is((await collect(v3, 2, 64)).length, 2);
       assert.is(checkRing(v2), true, 'second check in a row: set up again');
       assert.is(offloadStats(v2).rxRingStalls, 1);
+      // on a worker thread: meanwhile the port receives nothing and keeps its id
+      assert.ok(await rearmed(v2), 'the new ring is in place');
       assert.is(offloadStats(v3).rxRingStalls, 0);
       assert.is(checkRing(v3), false, 'V3 rings are not checked');
-      // after it: plain frames and a super-frame (its copy read from the socket queue) arrive again
+      // after it: plain frames and a super-frame (its copy read from the socket queue) arrive again,
+      // and the port is watched for them again
+      const wokeBefore = woke;
       const after = [11, 12, 13].map(plain);
       write(after);
+      assert.ok(await waitFor(() => woke > wokeBefore, 3000), 'poll callback after the ring is back');
       const sf = frame({ payload: 6000, seed: 14, flags: ACK | PSH });
       writeSync(fd, Buffer.concat([tcpVnet(1448), sf]));
       const got = await collect(v2, 3 + referenceSegments(sf, 1448).length, 4);
@@ -880,12 +893,37 @@ test('a TPACKET_V2 ring the kernel wedges (legacy UFO: no vnet header for it) is
       // (the V3 port still holds the frames of the part before: 3 plain ones and 5 segments, then this one)
       assert.is((await collect(v3, 1 + 3 + 5, 64)).length, 1 + 3 + 5);
       assert.is(checkRing(v2, 1), true, 'checks = 1: at once');
+      assert.ok(await rearmed(v2));
       write([17].map(plain));
       assert.is((await collect(v2, 1, 64)).length, 1);
       assert.is(offloadStats(v2).rxRingStalls, 2);
     } finally {
-      if (v2 >= 0) native.close(v2);
+      if (v2 >= 0) { native.unpoll(v2); native.close(v2); }
       if (v3 >= 0) native.close(v3);
+      closeSync(fd);
+    }
+  });
+});
+
+test('a V2 port closed while its wedged ring is being set up again: its fd and ring are released all the same, the id is free', async () => {
+  await withNetns(['gsowc'], async ([N]) => {
+    noIpv6(N);
+    const fd = hooks.vnetTapForTest('gw1', N.path);
+    const checkRing = (native as unknown as { checkRing(p: number, checks?: number): boolean }).checkRing;
+    try {
+      N.ip('link', 'set', 'gw1', 'up');
+      const base = openFds(), maps0 = ringMaps();
+      for (let round = 0; round < 5; round++) {
+        const v2 = native.openPacket('gw1', { netns: N.path, ringVersion: 2 });
+        writeSync(fd, Buffer.concat([tcpVnet(1448, { gsoType: 3 }), frame({ payload: 4000, seed: round })]));
+        writeSync(fd, Buffer.concat([vnetHdr({}), frame({ payload: 300, seed: 100 + round })]));
+        // the drops are counted by the time the write returns (the TAP hands the frame on in it)
+        assert.is(checkRing(v2, 1), true, `round ${round}: wedged`);
+        native.close(v2);
+        assert.throws(() => native.stats(v2), /no such open port/);
+      }
+      assert.ok(await waitFor(() => openFds() === base && ringMaps() === maps0 && native.pendingCloses() === 0, 5000), `fds back to ${base} (now ${openFds()}), ring maps to ${maps0} (now ${ringMaps()})`);
+    } finally {
       closeSync(fd);
     }
   });

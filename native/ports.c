@@ -1128,9 +1128,12 @@ int port_ring_wedged(struct port *p, unsigned checks) {
   const struct tpacket2_hdr *h = (const struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
   int slot_empty = !(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER);
   /* A full ring drops too, but then the slot we wait on is ours; a healthy empty ring drops nothing. */
-  int wedged = drops > p->chk_drops && p->st.rx_packets == p->chk_rx && slot_empty;
+  /* Nothing received: no descriptor delivered and the read position where it was (frames dropped
+   * in C deliver nothing but do move it). */
+  int wedged = drops > p->chk_drops && p->st.rx_packets == p->chk_rx && p->frame_cur == p->chk_cur && slot_empty;
   p->chk_drops = drops;
   p->chk_rx = p->st.rx_packets;
+  p->chk_cur = p->frame_cur;
   p->chk_wedged = wedged ? p->chk_wedged + 1 : 0;
   if (p->chk_wedged < (checks ? checks : 1)) return 0;
   p->chk_wedged = 0;

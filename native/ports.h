@@ -125,7 +125,7 @@ struct port {
   uint32_t run_hdrs;            /* its header bytes (outer + VXLAN + inner Ethernet, IP, TCP) */
   /* port_check_ring: what the last check saw, and how many checks in a row looked wedged */
   uint64_t chk_drops, chk_rx;
-  unsigned chk_wedged;
+  unsigned chk_cur, chk_wedged;
   int rearming;  /* its ring is being set up again (port_ring_detach .. port_ring_attach) */
   int ring_err;  /* setting it up again failed (-errno): the port receives nothing */
   void *rearm_job; /* addon.c: the work doing it, while rearming */

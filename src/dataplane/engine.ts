@@ -20,7 +20,7 @@ import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, readPodRoutesSync, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -286,6 +286,7 @@ export class Engine {
       this.ringTimer = setInterval(() => this.checkRings(), this.ringCheckMs);
       this.ringTimer.unref();
     }
+    if (first && this.host) this.adoptLeftovers(model);
     this.programHost();
     this.prepareSparePort();
     this.lastApplyMs = performance.now() - t0;
@@ -626,6 +627,19 @@ export class Engine {
       pools: model.pools.map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME })),
       mtus: eps.filter((e) => e.mtu > 0).map((e) => ({ ifname: e.ep.interfaceName, netns: e.ep.interfaceNetns ?? null, mtu: e.mtu })),
     };
+  }
+
+  /**
+   * At start: pod routes and neighbours a killed earlier run left on the node are handed to the
+   * host programmer as its own, so those of pods removed meanwhile are deleted (a stale /32 would
+   * send the node's traffic for that address, maybe another pod's by now, into a dead veth).
+   */
+  private adoptLeftovers(model: NodeDataplaneModel): void {
+    const found = readPodRoutesSync();
+    const wanted = new Set(this.hostState(model).pods.flatMap((p) => p.ips.map((ip) => `${p.ifname} ${ip}`)));
+    const stale = found.filter((f) => !wanted.has(`${f.ifname} ${f.ip}`));
+    if (stale.length > 0) this.log.info(`host: removing ${stale.length} pod route(s) no endpoint wants, left by an earlier run: ${stale.slice(0, 5).map((f) => `${formatIpv4(f.ip)} dev ${f.ifname}`).join(', ')}${stale.length > 5 ? ', ...' : ''}`, { component: 'host' });
+    this.host!.adopt(found);
   }
 
   private programHost(): void {

@@ -197,6 +197,16 @@ export class HostProgrammer {
   }
 
   /**
+   * Take pod routes and neighbours already in the kernel (left by an earlier run, see
+   * readPodRoutesSync) as programmed: the next diff keeps those still wanted and removes the rest.
+   * Call before the first sync().
+   */
+  adopt(found: readonly { ifname: string; ip: number; mac: string | null }[]): void {
+    const { items } = itemsOf({ pods: found.map((f) => ({ ifname: f.ifname, ips: [f.ip], mac: f.mac })), pools: [], mtus: [] });
+    for (const [key, item] of items) if (!this.programmed.has(key)) this.programmed.set(key, item);
+  }
+
+  /**
    * The interface went away (deleted by hand, or by a CNI DEL under podway) and the kernel removed
    * its routes and neighbours with it: forget that they were programmed, so the next run adds them
    * again if the interface comes back (same name) and is still wanted, instead of diffing them as

@@ -94,6 +94,39 @@ export function interfaceIndex(name: string): number | null {
   }
 }
 
+/** A pod /32 route (and its permanent neighbour, when there is one) found on the node. */
+export interface FoundPodRoute { ifname: string; ip: number; mac: string | null }
+
+/** Calico's MAC on the host end of a pod veth (the CNI plugin and Calico's set it). */
+const CALICO_HOST_MAC = 'ee:ee:ee:ee:ee:ee';
+
+/**
+ * The /32 `scope link` routes of the main table and the permanent neighbours on veths with
+ * Calico's host-end MAC, as podway programs them for its pods: at start these may be left by an
+ * earlier run that was killed (SIGKILL, a crash) while pods were removed, which nobody would
+ * remove otherwise. Read synchronously, at start-up only; empty when unreadable.
+ */
+export function readPodRoutesSync(): FoundPodRoute[] {
+  const ip = (args: string[]) => JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8', timeout: 10_000 }) || '[]') as Record<string, unknown>[];
+  try {
+    const veths = new Set(ip(['link', 'show', 'type', 'veth']).filter((l) => l.address === CALICO_HOST_MAC).map((l) => String(l.ifname)));
+    if (veths.size === 0) return [];
+    const macs = new Map<string, string>();
+    for (const n of ip(['-4', 'neigh', 'show', 'nud', 'permanent'])) {
+      if (veths.has(String(n.dev)) && typeof n.lladdr === 'string') macs.set(`${n.dev} ${n.dst}`, n.lladdr);
+    }
+    const out: FoundPodRoute[] = [];
+    for (const r of ip(['-4', 'route', 'show', 'table', 'main', 'scope', 'link'])) {
+      const dst = String(r.dst);
+      if (dst.includes('/') || dst === 'default' || !veths.has(String(r.dev)) || (r.protocol !== undefined && r.protocol !== 'boot')) continue;
+      out.push({ ifname: String(r.dev), ip: parseIpv4(dst), mac: macs.get(`${r.dev} ${dst}`) ?? null });
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
+
 /** Write a sysctl under /proc/sys/net; returns a note of what changed, or '' when already set. */
 export function setSysctl(path: string, value: string): string {
   const full = `/proc/sys/${path.replace(/\./g, '/')}`;

@@ -383,4 +383,35 @@ test('a pod veth deleted under a running podway is withheld, then attached again
   });
 });
 
+test('SIGKILL, then a pod removed while podway is down: the restart removes its leftover node route and neighbour, keeps the others', async () => {
+  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+    const n1 = lab.node('node1');
+    const web1 = lab.pod('web-1');
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0);
+    assert.ok(await until(() => hostRouted(lab, 'web-1'), 5000), 'node1 routes web-1 to its veth');
+    n1.proc!.kill('SIGKILL');
+    assert.ok(await until(() => n1.proc!.exitCode !== null || n1.proc!.signalCode !== null, 5000));
+    n1.proc = null;
+    assert.ok(hostRouted(lab, 'web-1'), 'the killed run left its route');
+    // web-1's WorkloadEndpoint goes while node1's podway is down (its veth stays, as when the
+    // runtime has not cleaned up yet)
+    const docs = lab.resources(lab.mode).split('\n---\n').filter((d) => !d.includes(`pod: web-1\n`));
+    writeResources(lab, docs.join('\n---\n') + '\n');
+    const mark = n1.log.length;
+    await lab.startPodway('node1');
+    assert.ok(await until(() => !hostRouted(lab, 'web-1'), 5000), `the removed pod's route is gone: ${run('ip', ['-n', n1.ns, 'route']).trim()}`);
+    const neigh = run('ip', ['-n', n1.ns, 'neigh', 'show', 'nud', 'permanent', 'dev', web1.ifname]).trim();
+    assert.is(neigh, '', `its permanent neighbour is gone: ${neigh}`);
+    assert.ok(await waitLog(n1, new RegExp(`removing 1 pod route.*${web1.ip.replace(/\./g, '\\.')} dev ${web1.ifname}`), mark, 5000), n1.log.slice(mark).join(' | '));
+    assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 3).loss, 0, 'the other pod forwards');
+    assert.is(ping(lab, 'web-2', lab.pod('tap-1').ip, 3).loss, 0, 'and is reached');
+    // a second restart with nothing stale logs nothing of the kind
+    await lab.stopPodway('node1');
+    const mark2 = n1.log.length;
+    await lab.startPodway('node1');
+    assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 2).loss, 0);
+    assert.not.ok(n1.log.slice(mark2).some((l) => /removing \d+ pod route/.test(l)), n1.log.slice(mark2).join(' | '));
+  });
+});
+
 test.run();

@@ -929,4 +929,39 @@ test('a V2 port closed while its wedged ring is being set up again: its fd and r
   });
 });
 
+test('a wedged V2 ring in a PACKET_FANOUT group (workers > 1): only that member is set up again, and it gets its share of the flows back', async () => {
+  await withNetns(['gsowf'], async ([N]) => {
+    noIpv6(N);
+    const fd = hooks.vnetTapForTest('gw2', N.path);
+    const checkRing = (native as unknown as { checkRing(p: number, checks?: number): boolean }).checkRing;
+    const ports: number[] = [];
+    // 40 flows (source ports), so the group's hash gives both members some
+    const flows = (from: number) => Array.from({ length: 40 }, (_, k) => { const f = frame({ payload: 100, seed: from + k }); wr16(f, 34, 1000 + from + k); return f; });
+    try {
+      N.ip('link', 'set', 'gw2', 'up');
+      for (let k = 0; k < 2; k++) ports.push(native.openPacket('gw2', { netns: N.path, ringVersion: 2, fanoutGroup: 4242 }));
+      writeSync(fd, Buffer.concat([tcpVnet(1448, { gsoType: 3 }), frame({ payload: 4000, seed: 1 })]));
+      for (const f of flows(0)) writeSync(fd, Buffer.concat([vnetHdr({}), f]));
+      const got = await Promise.all(ports.map((p) => collect(p, 40, 64, 300)));
+      const wedged = ports.filter((p) => offloadStats(p).rxKernelDrops > 1);
+      assert.is(wedged.length, 1, 'the UFO frame went to one member, which then dropped its share');
+      const healthy = ports.find((p) => p !== wedged[0])!;
+      assert.is(got[ports.indexOf(wedged[0])].length, 0);
+      assert.is(got[ports.indexOf(healthy)].length + offloadStats(wedged[0]).rxKernelDrops - 1, 40, 'every plain frame: received by one, dropped by the other');
+      assert.is(checkRing(wedged[0], 1), true);
+      assert.is(checkRing(healthy, 1), false);
+      assert.ok(await rearmed(wedged[0]));
+      for (const f of flows(0)) writeSync(fd, Buffer.concat([vnetHdr({}), f]));
+      const again = await Promise.all(ports.map((p) => collect(p, 40, 64, 300)));
+      assert.is(again[0].length + again[1].length, 40, 'every frame received by one member');
+      assert.ok(again[ports.indexOf(wedged[0])].length > 0, 'the member set up again has its share');
+      assert.is(offloadStats(wedged[0]).rxRingStalls, 1);
+      assert.is(offloadStats(healthy).rxRingStalls, 0);
+    } finally {
+      for (const p of ports) native.close(p);
+      closeSync(fd);
+    }
+  });
+});
+
 test.run();

@@ -246,3 +246,108 @@ int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t
   p->st.rx_bytes += len;
   return 1;
 }
+
+/* ---- a podway peer's UDP GSO message of VXLAN datagrams (rx_super and rx_merge) ------------------ */
+
+/* The inner IPv4 header (v4) and TCP checksum of one datagram's inner packet at ip (l3len bytes). */
+static int inner_checksums_ok(const uint8_t *ip, uint32_t l3len, uint32_t ihl, int v6) {
+  uint64_t acc;
+  if (v6) {
+    acc = csum_add(ip + 8, 32, 0);
+  } else {
+    if (csum_fold(csum_add(ip, 20, 0)) != 0xffff) return 0;
+    acc = csum_add(ip + 12, 8, 0);
+  }
+  uint32_t l4len = l3len - ihl;
+  acc += htons(6);
+  acc += htons((uint16_t)l4len);
+  return csum_fold(csum_add(ip + ihl, l4len, acc)) == 0xffff;
+}
+
+int super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
+                      const struct gso_plan *g, uint16_t flags) {
+  if (!p->rx_merge || !p->super_avail || g->ol3 || g->proto != 17 || g->nseg < 2 || g->nseg > GRO_MAX_SEGS) return 0;
+  if (!pl->d_super || !pl->d_segs || !pl->d_more) return 0;
+  if (frame < p->super_avail || frame + g->hdrs + g->payload > p->super_avail + RX_BIG) return 0;
+  if (rd16(frame + g->l4 + 2) != 4789) return 0;
+  uint8_t *d0 = p->super_avail + (frame - p->super_avail) + g->hdrs; /* the VXLAN header of datagram 0 */
+  const uint32_t V = 8 + 14;                                          /* VXLAN + inner Ethernet */
+  if (g->mss < V + 40 || !(d0[0] & 0x08)) return 0;
+  const uint8_t *ip = d0 + V;
+  uint32_t ihl;
+  uint8_t v6;
+  uint16_t et = rd16(d0 + 8 + 12);
+  if (et == 0x0800) {
+    if (ip[0] != 0x45 || ip[9] != 6 || (rd16(ip + 6) & 0x3fff)) return 0;
+    ihl = 20;
+    v6 = 0;
+  } else if (et == 0x86dd) {
+    if ((ip[0] >> 4) != 6 || ip[6] != 6 || g->mss < V + 60) return 0;
+    ihl = 40;
+    v6 = 1;
+  } else {
+    return 0;
+  }
+  const uint8_t *t = ip + ihl;
+  uint32_t doff = (uint32_t)(t[12] >> 4) * 4, H = V + ihl + doff, ihdrs = ihl + doff;
+  if (doff < 20 || H >= g->mss || 14 + ihdrs > GRO_HDR_MAX) return 0;
+  uint32_t last = gso_seg_len(g, g->nseg - 1), imss = g->mss - H;
+  if (last <= H) return 0;
+  uint32_t total = (g->nseg - 1) * imss + (last - H);
+  if (ihdrs + total > 0xffff) return 0;
+  uint32_t seq0 = rd32(t + 4);
+  /* every datagram checked before anything moves: one that does not qualify leaves the frame to the
+   * cut path as it came */
+  for (uint32_t k = 0; k < g->nseg; k++) {
+    const uint8_t *d = d0 + (size_t)k * g->mss, *b = d + V, *tb = b + ihl;
+    uint32_t L = gso_seg_len(g, k);
+    if (k > 0) {
+      if (memcmp(d0, d, V)) return 0;
+      if (v6) {
+        if (memcmp(ip, b, 4) || memcmp(ip + 6, b + 6, 34)) return 0;
+      } else if (memcmp(ip, b, 2) || memcmp(ip + 6, b + 6, 4) || memcmp(ip + 12, b + 12, 8) ||
+                 rd16(b + 4) != (uint16_t)(rd16(ip + 4) + k)) {
+        return 0;
+      }
+      if (memcmp(t, tb, 4) || rd32(tb + 4) != seq0 + k * imss || memcmp(t + 8, tb + 8, 5) ||
+          memcmp(t + 14, tb + 14, 2) || memcmp(t + 18, tb + 18, doff - 18))
+        return 0;
+    }
+    if (v6 ? rd16(b + 4) != L - V - 40 : rd16(b + 2) != L - V) return 0;
+    if (tb[13] != TCP_ACK && (k + 1 < g->nseg || tb[13] != (TCP_ACK | TCP_PSH))) return 0;
+    if (!inner_checksums_ok(b, L - V, ihl, v6)) return 0;
+  }
+  /* datagram 0 as the cut path writes it, then the inner payloads moved together behind its own */
+  pl->d_off[i] = (uint16_t)pl->headroom;
+  uint8_t *dst = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
+  uint32_t sl = gso_write_segment(frame, g, 0, dst); /* fits: gso_plan_frame checked the slot */
+  uint8_t *pay = d0 + H, last_flags = d0[(size_t)(g->nseg - 1) * g->mss + V + ihl + 13]; /* before the move */
+  for (uint32_t k = 1; k < g->nseg; k++)
+    memmove(pay + (size_t)k * imss, d0 + (size_t)k * g->mss + H, gso_seg_len(g, k) - H);
+  uint32_t more = (g->nseg - 1) * g->hdrs + (g->payload - g->mss);
+  pl->d_len[i] = (uint16_t)sl;
+  pl->d_port[i] = port_id;
+  pl->d_flags[i] = flags | DESC_F_SUPER;
+  pl->d_addr[i] = 0;
+  pl->d_aport[i] = 0;
+  pl->d_segs[i] = (uint16_t)g->nseg;
+  pl->d_more[i] = more;
+  struct super_ref *r = &pl->d_super[i];
+  r->src = p;
+  r->epoch = p->super_epoch;
+  r->payload = pay;
+  r->payload_len = total;
+  r->mss = imss;
+  r->nseg = g->nseg;
+  r->ihdrs = ihdrs;
+  r->seq = seq0;
+  r->tcp_flags = last_flags;
+  r->v6 = v6;
+  p->st.rx_bytes += sl + more;
+  p->st.rx_merge_frames++;
+  p->st.rx_merge_segments += g->nseg;
+  p->st.rx_packets += g->nseg - 1; /* the caller adds the descriptor itself */
+  p->arena_used++;
+  p->super_avail = NULL;
+  return 1;
+}

@@ -72,6 +72,18 @@ void merge_open(struct port *p, struct pool *pl, uint32_t i, const struct virtio
 int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t len, uint32_t wire,
                  const struct virtio_net_hdr *vh, uint16_t flags);
 
+/* Receive (from rx_deliver, as super_deliver; both rx_super and rx_merge on): a podway peer sends a
+ * run of VXLAN datagrams as one UDP GSO message (uso.c), which a veth underlay with offloads on
+ * hands over whole (GSO_UDP_L4). When every datagram in it is VXLAN (port 4789, I flag) carrying
+ * the next in-order TCP segment of one inner flow, with the rules of merge_append (same VXLAN and
+ * inner Ethernet header, inner IPv4 but id + k, length and checksum / IPv6 but payload length, TCP
+ * but seq and checksum, ACK only with PSH allowed on the last, equal payloads but a shorter last,
+ * inner checksums verified), it becomes one DESC_F_SUPER descriptor: datagram 0 as gso.c cuts it,
+ * the inner payloads moved together in the frame's arena buffer. 1 if done; 0 leaves it unchanged
+ * for the cut path. Counted in rx_merge_frames / rx_merge_segments. */
+int super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
+                      const struct gso_plan *g, uint16_t flags);
+
 /* Send: descriptor i (DESC_F_SUPER) still holds segment 0 of a live super-frame, its IP header at
  * l3 (14: Ethernet in front, 0: an IP packet). */
 const struct super_ref *super_check(const struct pool *pl, uint32_t i, uint32_t l3);

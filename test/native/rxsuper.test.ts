@@ -80,8 +80,7 @@ function route(b: Uint8Array, at: number): void {
 
 /** Descriptor i stripped of its 50 outer bytes and routed, as the pipeline leaves it (setFrame:
  * a super-frame's `more` follows its segment 0). */
-function decap(i: number): void {
-  const d = 50;
+function decap(i: number, d = 50): void {
   if ((pool.flags[i] & DescFlag.SUPER) !== 0) pool.more[i] -= (pool.segs[i] - 1) * d;
   pool.off[i] += d;
   pool.len[i] -= d;
@@ -239,7 +238,7 @@ function routed(d: Uint8Array): Uint8Array {
   return f;
 }
 
-async function withMergeLab(fn: (l: { tapFd: number; underlay: number; pod: number; observer: number }) => Promise<void>): Promise<void> {
+async function withMergeLab(fn: (l: { tapFd: number; underlay: number; pod: number; observer: number }) => Promise<void>, under: { rxSuper?: boolean; rxMerge?: boolean } = { rxMerge: true }): Promise<void> {
   await withNetns(['rsum'], async ([N]) => {
     noIpv6(N);
     const tapFd = hooks.vnetTapForTest('rm0', N.path);
@@ -247,7 +246,7 @@ async function withMergeLab(fn: (l: { tapFd: number; underlay: number; pod: numb
     try {
       N.ip('link', 'add', 'rmp0', 'type', 'veth', 'peer', 'name', 'rmp1');
       for (const d of ['rm0', 'rmp0', 'rmp1']) N.ip('link', 'set', d, 'up');
-      for (const [name, o] of [['rm0', { ringVersion: 2 as const, rxMerge: true }], ['rmp1', { ringVersion: 2 as const }], ['rmp0', { gro: true }]] as const) ports.push(native.openPacket(name, { netns: N.path, ...o }));
+      for (const [name, o] of [['rm0', { ringVersion: 2 as const, ...under }], ['rmp1', { ringVersion: 2 as const }], ['rmp0', { gro: true }]] as const) ports.push(native.openPacket(name, { netns: N.path, ...o }));
       await fn({ tapFd, underlay: ports[0], observer: ports[1], pod: ports[2] });
     } finally {
       for (const p of ports) native.close(p);
@@ -306,6 +305,144 @@ test('rxMerge: a datagram whose TCP checksum is wrong is never merged (it goes a
     same(await collect(pool, l.observer, 4, ours), order.map(routed), 'out of order');
   });
 });
+
+// ---- a podway peer's UDP GSO message of VXLAN datagrams (uso.c), over an underlay with offloads ----
+
+const GSO_UDP_L4 = 5;
+
+/** The datagrams `ds` (one outer flow) as one UDP GSO message, as a podway peer sends them (uso.c)
+ * and a veth underlay with offloads on hands them over: datagram 0's outer headers with the whole
+ * length, the UDP payloads (VXLAN) one after the other, a vnet header with gso_size the datagrams'
+ * size. outer6: over IPv6 (fd99::2 -> fd99::1) instead of the datagrams' IPv4. */
+function usoMessage(ds: Uint8Array[], outer6 = false): { frame: Uint8Array; vnet: Uint8Array } {
+  const size = ds[0].length - 42, hl = outer6 ? 62 : 42, l4 = hl - 8;
+  const f = new Uint8Array(hl + ds.reduce((s, d) => s + d.length - 42, 0));
+  if (outer6) {
+    f.set(ds[0].subarray(0, 12), 0); wr16(f, 12, 0x86dd);
+    f[14] = 0x60; wr16(f, 18, f.length - 54); f[20] = 17; f[21] = 64;
+    f[22] = 0xfd; f[23] = 0x99; f[37] = 2; f[38] = 0xfd; f[39] = 0x99; f[53] = 1;
+    f.set(ds[0].subarray(34, 38), l4); // UDP ports
+  } else {
+    f.set(ds[0].subarray(0, 42), 0);
+    wr16(f, 16, f.length - 14); wr16(f, 24, 0); wr16(f, 24, ~fold(sum16(f, 14, 20)) & 0xffff);
+  }
+  let at = hl;
+  for (const d of ds) { f.set(d.subarray(42), at); at += d.length - 42; }
+  wr16(f, l4 + 4, f.length - l4);
+  // the partial checksum the kernel leaves: the pseudo-header sum
+  wr16(f, l4 + 6, fold((outer6 ? sum16(f, 22, 32) : sum16(f, 26, 8)) + 17 + (f.length - l4)));
+  const v = new Uint8Array(10);
+  const dv = new DataView(v.buffer);
+  v[0] = 1; v[1] = GSO_UDP_L4;
+  dv.setUint16(2, hl, true); dv.setUint16(4, size, true); dv.setUint16(6, l4, true); dv.setUint16(8, 6, true);
+  return { frame: f, vnet: v };
+}
+
+/** Datagram `d` (IPv4 VXLAN, inner TCP/IPv4 at 64) with TCP flags `fl`, its TCP checksum redone. */
+function withFlags(d: Uint8Array, fl: number): Uint8Array {
+  const f = d.slice(), t = 84, len = f.length - t;
+  f[t + 13] = fl;
+  wr16(f, t + 16, 0);
+  wr16(f, t + 16, ~fold(sum16(f, t, len, sum16(f, 76, 8) + 6 + len)) & 0xffff);
+  return f;
+}
+
+/** Outer bytes in front of the inner Ethernet frame: outer headers (hdr_len) and VXLAN. */
+const outerLen = (m: { vnet: Uint8Array }) => (m.vnet[2] | (m.vnet[3] << 8)) + 8;
+
+/** The cut path: the message segmented by gso.c into descriptors 100.., each decapsulated and routed. */
+function usoCut(m: { frame: Uint8Array; vnet: Uint8Array }): Uint8Array[] {
+  const r = hooks.offloadDeliverForTest(m.frame, m.vnet, 100, 128, false);
+  assert.is(r.done, 1);
+  const out: Uint8Array[] = [];
+  for (let k = 0; k < r.n; k++) {
+    decap(100 + k, outerLen(m));
+    out.push(frameAt(pool, 100 + k));
+  }
+  return out;
+}
+
+/** Write the message to the TAP, receive `descs` descriptors (no recv after: a SUPER descriptor's
+ * buffer lasts until the port's next recv), route them and send them all to the pod port. */
+async function usoAndSend(l: { tapFd: number; underlay: number; pod: number }, m: { frame: Uint8Array; vnet: Uint8Array }, segs: number, descs: number): Promise<number> {
+  writeSync(l.tapFd, Buffer.concat([m.vnet, m.frame]));
+  const k = await recvUnderlay(l.underlay, descs);
+  for (let i = 0; i < k; i++) {
+    decap(i, outerLen(m));
+    pool.txList[i] = i;
+  }
+  assert.is(native.send(l.pod, 0, k), segs, 'send counts every datagram');
+  return k;
+}
+
+for (const outer6 of [false, true]) {
+  test(`rxSuper + rxMerge: a peer's UDP GSO message (outer ${outer6 ? 'IPv6' : 'IPv4'}) of one flow's VXLAN TCP datagrams is one SUPER descriptor; the pod receives exactly the cut path's segments`, async () => {
+    await withMergeLab(async (l) => {
+      const ds = datagrams(14000, 1400, 21);
+      assert.is(ds.length, 10);
+      const m = usoMessage(ds, outer6);
+      const want = usoCut(m);
+      same(want, ds.map(routed), 'the cut path gives back the datagrams');
+      assert.is(await usoAndSend(l, m, 10, 1), 1, 'one descriptor');
+      assert.is(pool.segs[0], 10);
+      same(await collect(pool, l.observer, 10, ours), want, 'merged');
+      const us = native.stats(l.underlay), ps = native.stats(l.pod);
+      assert.is(us.rxMergeFrames, 1);
+      assert.is(us.rxMergeSegments, 10);
+      assert.is(us.rxPackets, 10);
+      assert.is(us.rxGsoFrames, 0, 'not cut on receive');
+      assert.is(ps.txSuperFrames, 1);
+      assert.is(ps.txPackets, 10);
+      assert.is(native.stats(l.observer).rxGsoFrames, 1, 'one GSO super-frame reached the pod side');
+    }, { rxSuper: true, rxMerge: true });
+  });
+}
+
+test('rxSuper + rxMerge: a UDP GSO message with a wrong inner TCP checksum, a gap, or PSH in the middle is cut on receive as before (PSH on the last is merged)', async () => {
+  await withMergeLab(async (l) => {
+    const bad = datagrams(8400, 1400, 22);
+    bad[3] = bad[3].slice();
+    bad[3][bad[3].length - 1] ^= 0x5a;
+    const gap = datagrams(8400, 1400, 23);
+    gap.splice(2, 1);
+    const psh = datagrams(8400, 1400, 24);
+    psh[2] = withFlags(psh[2], ACK | PSH);
+    let segs = 0;
+    for (const [what, ds] of [['bad checksum', bad], ['gap', gap], ['PSH in the middle', psh]] as const) {
+      const m = usoMessage(ds);
+      const want = usoCut(m);
+      const n = await usoAndSend(l, m, ds.length, ds.length);
+      assert.is(n, ds.length, `${what}: one descriptor per datagram`);
+      for (let i = 0; i < n; i++) assert.is(pool.flags[i] & DescFlag.SUPER, 0);
+      same(await collect(pool, l.observer, n, ours), want, what);
+      segs += n;
+    }
+    // the same datagrams up to the one with PSH: PSH on the last is allowed (and its checksum good)
+    const m = usoMessage(psh.slice(0, 3));
+    const want = usoCut(m);
+    assert.is(await usoAndSend(l, m, 3, 1), 1, 'PSH on the last: one descriptor');
+    same(await collect(pool, l.observer, 3, ours), want, 'PSH last');
+    segs += 3;
+    const us = native.stats(l.underlay);
+    assert.is(us.rxMergeFrames, 1);
+    assert.is(us.rxGsoFrames, 3);
+    assert.is(us.rxPackets, segs);
+  }, { rxSuper: true, rxMerge: true });
+});
+
+for (const under of [{ rxSuper: true }, { rxMerge: true }]) {
+  test(`only ${Object.keys(under)[0]}: a peer's UDP GSO message is cut on receive, as before`, async () => {
+    await withMergeLab(async (l) => {
+      const ds = datagrams(7000, 1400, 26);
+      const m = usoMessage(ds);
+      const want = usoCut(m);
+      assert.is(await usoAndSend(l, m, 5, 5), 5);
+      same(await collect(pool, l.observer, 5, ours), want, 'cut');
+      assert.is(native.stats(l.underlay).rxGsoFrames, 1);
+      assert.is(native.stats(l.underlay).rxMergeFrames, 0);
+    }, under);
+  });
+}
 
 test('without rxSuper (the default; here with rxMerge on, which has the same buffers) the same super-frame is cut on receive, as before', async () => {
   await withNetns(['rsuq'], async ([N]) => {

@@ -98,7 +98,7 @@ async function counters(lab: Lab, node: string): Promise<Counters> {
   return (await controlRequest(lab.node(node).control, { cmd: 'counters' }, 5000)) as Counters;
 }
 
-interface Case { mode: Mode; offloads: boolean; txGso: boolean; underlayOffloads: boolean; kernelNode2: boolean; rxSuper?: boolean }
+interface Case { mode: Mode; offloads: boolean; txGso: boolean; underlayOffloads: boolean; kernelNode2: boolean; rxSuper?: boolean; rxMerge?: boolean }
 const CASES: Case[] = [];
 for (const offloads of [true, false]) for (const mode of ['vxlan', 'ipip', 'direct'] as Mode[]) CASES.push({ mode, offloads, txGso: true, underlayOffloads: false, kernelNode2: false });
 // Transmit GSO on the underlay (native/uso.c) is on by default; with the pods' offloads on, VXLAN
@@ -111,10 +111,14 @@ for (const mode of ['vxlan', 'direct'] as Mode[]) CASES.push({ mode, offloads: t
 // default; `--no-rx-super` cuts them into datagrams and merges them again: both deliver the same
 // 10 MB (sha256), and the counters say which path each took.
 CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: true, kernelNode2: true, rxSuper: false });
+// Between podway nodes over that underlay, a peer's UDP GSO messages of VXLAN datagrams (uso.c)
+// arrive whole: one flow's in-order run becomes one SUPER descriptor (native/rxsuper.h, both
+// rx-super and rx-merge on), or with --no-rx-merge is cut into datagrams as before.
+CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: true, kernelNode2: false, rxMerge: false });
 
 let portSeq = 5300;
-for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = true } of CASES) {
-  const label = `${mode}, pod offloads ${offloads ? 'on' : 'off'}${txGso ? '' : ', --no-tx-gso'}${underlayOffloads ? ', underlay offloads on' : ''}${kernelNode2 ? ', node2 a kernel node' : ''}${rxSuper ? '' : ', --no-rx-super'}`;
+for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = true, rxMerge = true } of CASES) {
+  const label = `${mode}, pod offloads ${offloads ? 'on' : 'off'}${txGso ? '' : ', --no-tx-gso'}${underlayOffloads ? ', underlay offloads on' : ''}${kernelNode2 ? ', node2 a kernel node' : ''}${rxSuper ? '' : ', --no-rx-super'}${rxMerge ? '' : ', --no-rx-merge'}`;
   test(`${label}: 10 MB TCP each way between veth pods on two nodes, sha256 equal, nothing truncated`, async () => {
     if (!isRoot()) throw new Error('offload e2e tests need root (network namespaces)');
     const lab = guard(new Lab(SPEC, { podOffloads: offloads, underlayOffloads }));
@@ -132,7 +136,7 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
       if (kernelNode2) configureKernelNode(lab, lab.node('node2'), mode === 'vxlan' ? 'vxlan' : 'direct');
       // the --no-tx-gso runs also ask for a 64 MiB underlay ring; the others get the default 16 MiB
       const ringMb = txGso ? 16 : 64;
-      for (const n of podway) await lab.startPodway(n, undefined, [...(txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]), ...(rxSuper ? [] : ['--no-rx-super'])]);
+      for (const n of podway) await lab.startPodway(n, undefined, [...(txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]), ...(rxSuper ? [] : ['--no-rx-super']), ...(rxMerge ? [] : ['--no-rx-merge'])]);
       for (const n of podway) {
         // each ring is a socket:[inode] mapping of the process; the largest is the underlay's (a pod's is 1 MiB)
         const maps = readFileSync(`/proc/${lab.node(n).proc!.pid}/maps`, 'utf8').split('\n').filter((l) => l.includes('socket:['));
@@ -176,6 +180,25 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
       else if (offloads) assert.ok(gsoSends > 0, `${label}: transmit GSO on, yet no GSO send on the underlays`);
       // over a wire the peer's VXLAN stream arrives one datagram per segment: runs merged on receive
       if (mode === 'vxlan' && !underlayOffloads && offloads && txGso) assert.ok(merges > 0, `${label}: no run of VXLAN datagrams was merged on receive`);
+      // over an underlay with offloads on, the peer's GSO messages of VXLAN datagrams arrive whole:
+      // merged into SUPER descriptors without cutting (rx-merge on) or cut (--no-rx-merge)
+      if (mode === 'vxlan' && underlayOffloads && !kernelNode2) {
+        for (const n of podway) {
+          const c = await counters(lab, n);
+          const u = c.ports.find((p) => p.port.startsWith('underlay('))!;
+          const pod = c.ports.find((p) => p.port.startsWith('cali'))!;
+          console.log(`  ${n} underlay: GSO messages merged whole ${u.rxMergeFrames ?? 0} (${u.rxMergeSegments ?? 0} datagrams), segmented ${u.rxGsoFrames ?? 0}; pod port: sent whole ${pod.txSuperFrames ?? 0}, cut ${pod.txSuperCut ?? 0}, lost ${pod.txSuperLost ?? 0}`);
+          if (rxMerge) {
+            assert.ok((u.rxMergeFrames ?? 0) > 0, `${n}: the peer's GSO messages of VXLAN datagrams, yet none became one descriptor`);
+            assert.ok((u.rxMergeSegments ?? 0) > 2 * (u.rxMergeFrames ?? 0), `${n}: merged messages of 2+ datagrams each`);
+            assert.ok((pod.txSuperFrames ?? 0) > 0, `${n}: no merged message reached the pod as one GSO message`);
+            assert.is(pod.txSuperLost ?? 0, 0, `${n}: segments of a merged message not sent`);
+          } else {
+            assert.is(u.rxMergeFrames ?? 0, 0, `${n}: --no-rx-merge, yet datagrams were merged`);
+            assert.ok((u.rxGsoFrames ?? 0) > 0, `${n}: the peer's GSO messages, yet none was segmented`);
+          }
+        }
+      }
       if (mode !== 'direct') assert.ok(stackTook < 1000, `node1's stack took ${stackTook} packets: the kernel's copy of the tunnel packets was not dropped`);
       // A kernel node over a veth with offloads on sends UDP-tunnel GSO super-frames: handed on
       // whole to pod web-1 (one GSO message each), or with --no-rx-super segmented in C.

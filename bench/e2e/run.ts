@@ -30,7 +30,7 @@
  *   `vxlan-v6.calico`, node2 a kernel `vxlan-v6.calico` node in both. The smallest IPv6 frame
  *   pktgen sends is 78 B (14 + 40 + 8 + its 16-byte payload): the 64 B row is run and labelled 78.
  *
- *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,vxlan6-encap,tcp-bulk,tcp6-bulk,rr-latency,idle]
+ *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,vxlan6-encap,tcp-bulk,tcp-bulk-podway,tcp6-bulk,rr-latency,idle]
  *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
  *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
@@ -119,6 +119,14 @@ const SCENARIOS: Scenario[] = [
     name: 'tcp-bulk',
     kind: 'tcp-bulk',
     podway: { label: 'podway -> kernel', node1: 'podway', node2: 'kernel', mode: 'vxlan' },
+    baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
+  },
+  // tcp-bulk between two podway nodes (both get --podway-args); with --underlay-offloads each
+  // sends runs of VXLAN datagrams as UDP GSO messages the other receives whole (native/rxsuper.h)
+  {
+    name: 'tcp-bulk-podway',
+    kind: 'tcp-bulk',
+    podway: { label: 'podway -> podway', node1: 'podway', node2: 'podway', mode: 'vxlan' },
     baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
   },
   // tcp-bulk over IPv6 (VXLAN over IPv6) in the dual-stack lab: pod B's IPv6 address, pod MTU 1430

@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile, spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileKv } from '../../src/control/kv/file-kv';
@@ -156,6 +156,53 @@ test('log rotation: snapshots keep entries and recent history; another instance 
   } finally {
     await store.close();
     await follower.close();
+  }
+});
+
+test('the store deleted or moved under a watcher: reported down (last state kept), up when back; a store made anew resyncs the watcher', async () => {
+  const dir = tempDir();
+  const writer = new FileKv({ dir, pollMs: 20 });
+  const reader = new FileKv({ dir, pollMs: 20 });
+  try {
+    const a = (await writer.create('/s/a', '1'))!;
+    const statuses: string[] = [];
+    let resynced: string | null = null;
+    const events: string[] = [];
+    reader.watch('/s/', a.modRevision + 1, {
+      onEvents: evs => events.push(...evs.map(e => (e.type === 'put' ? e.entry.key : e.key))),
+      onResync: r => (resynced = r),
+      onStatus: (st, detail) => statuses.push(`${st}: ${detail}`),
+    });
+    await writer.create('/s/b', '2');
+    for (let i = 0; i < 100 && events.length === 0; i++) await sleep(20);
+    assert.equal(events, ['/s/b']);
+    // moved away and back: one 'down' naming the gone snapshot, then 'up'
+    renameSync(dir, `${dir}.away`);
+    for (let i = 0; i < 100 && statuses.length === 0; i++) await sleep(20);
+    assert.is(statuses.length, 1, statuses.join(' | '));
+    assert.match(statuses[0], /^down: .*state\.json is gone/);
+    const read = await reader.get('/s/a').then(() => 'read', (e: Error) => e.message);
+    assert.match(read, /state\.json is gone/, 'a read says the store is gone');
+    renameSync(`${dir}.away`, dir);
+    for (let i = 0; i < 100 && statuses.length === 1; i++) await sleep(20);
+    assert.match(statuses[1] ?? '', /^up: /, statuses.join(' | '));
+    await writer.create('/s/c', '3');
+    for (let i = 0; i < 100 && events.length === 1; i++) await sleep(20);
+    assert.equal(events, ['/s/b', '/s/c']);
+    // deleted, then a new process writes into a new store at the same path (revision 1 again):
+    // the watcher is told to re-list instead of waiting for revisions that never come
+    rmSync(dir, { recursive: true, force: true });
+    for (let i = 0; i < 100 && statuses.length === 2; i++) await sleep(20);
+    mkdirSync(dir);
+    const fresh = new FileKv({ dir });
+    await fresh.create('/s/z', '9');
+    await fresh.close();
+    for (let i = 0; i < 150 && resynced === null; i++) await sleep(20);
+    assert.match(resynced ?? 'no resync', /revision went back/);
+    assert.is((await reader.list('/s/')).entries.map(e => e.key).join(','), '/s/z', 'a re-list reads the new store');
+  } finally {
+    await writer.close();
+    await reader.close();
   }
 });
 

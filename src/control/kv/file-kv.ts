@@ -39,7 +39,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FileLock } from './file-lock';
 import { compareKeys } from './keys';
-import { KvEntry, KvEvent, KvList, KvStore, KvWatch, KvWatchHandlers } from './kv';
+import { KvEntry, KvEvent, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
 
 export interface FileKvOptions {
   readonly dir: string;
@@ -168,6 +168,9 @@ export class FileKv implements KvStore {
       } catch (e) {
         if (!isErrno(e, 'ENOENT')) throw e;
         if (!locked) {
+          // The store we read is gone (its directory deleted or moved while in use): say so (a
+          // watcher's poll reports the store down, keeping what it had) rather than go quiet.
+          if (this.stateId !== '') throw new KvUnavailableError(`${this.statePath} is gone (the store was deleted or moved while in use)`);
           // An empty store that nobody wrote yet: nothing to read.
           if (!this.loaded) this.resetEmpty();
           return;
@@ -606,6 +609,12 @@ export class FileKv implements KvStore {
     for (const w of [...this.watches]) {
       if (w.next <= this.compactRevision) {
         w.resync('compacted');
+        continue;
+      }
+      if (w.next > this.revision + 1) {
+        // The revision went backwards: the store was replaced by another one (deleted and made
+        // again by a writer, restored from a copy). The events the watcher expects never come.
+        w.resync(`revision went back from ${w.next - 1} to ${this.revision} (the store was replaced)`);
         continue;
       }
       if (w.next > this.revision) continue;

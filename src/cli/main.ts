@@ -17,6 +17,9 @@ import { controlRequest, defaultControlPath } from '../dataplane/control-server'
 import { validateNodeName } from '../control/resources';
 import { startLevel, parseLogLevel } from '../observe/log';
 
+/** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
+export const TRACE_TIMED_OUT = 3;
+
 /** trace's and capture's filter words (src/dataplane/trace.ts parseTraceFilter). */
 const FILTER_HELP = 'host|src|dst ADDR (IPv4 or IPv6), icmp|icmp6|tcp|udp|ipip|proto N, port N (joined by "and")';
 
@@ -187,6 +190,7 @@ export function buildProgram(): Command {
   program
     .command('trace')
     .description('show the life of the next N packets matching a filter, e.g. `podway trace host 10.244.0.66 and icmp -n 2`')
+    .addHelpText('after', `\nExit status: 0 when N packets matched; ${TRACE_TIMED_OUT} when the timeout came first (none or fewer than N matched,\nthose that did are shown); 1 when podway could not be asked; 2 for bad arguments.`)
     .argument('[filter...]', FILTER_HELP)
     .option('-n, --count <n>', 'packets to show', wholeNumber, 1)
     .option('--timeout <seconds>', 'give up after', positiveSeconds, 10)
@@ -195,8 +199,14 @@ export function buildProgram(): Command {
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (filter: string[], o) => {
       const res = (await controlRequest(controlPath(o), { cmd: 'trace', filter, count: o.count, timeoutMs: o.timeout * 1000 }, o.timeout * 1000 + 5000)) as { filter: string; records: { at: string; ingress: string; stages: string[] }[] };
-      if (o.output === 'json') return void process.stdout.write(JSON.stringify(res, null, 2) + '\n');
-      process.stdout.write(formatTrace(res));
+      if (o.output === 'json') process.stdout.write(JSON.stringify(res, null, 2) + '\n');
+      else process.stdout.write(formatTrace(res));
+      // A script must tell "nothing (or not all) seen" from success: it used to exit 0 either way.
+      if (res.records.length < o.count) {
+        // The table already says "no packet matched"; a partial trace or JSON needs the word here.
+        if (res.records.length > 0 || o.output === 'json') process.stderr.write(`podway: trace timed out after ${o.timeout}s: ${res.records.length} of ${o.count} packet${o.count > 1 ? 's' : ''} matched "${res.filter}"\n`);
+        process.exitCode = TRACE_TIMED_OUT;
+      }
     });
 
   program

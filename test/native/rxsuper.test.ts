@@ -73,6 +73,10 @@ function tunnelVnet(mss: number): Uint8Array {
  * offset `at` (an inner Ethernet frame): MACs, TTL - 1 with the header checksum. */
 function route(b: Uint8Array, at: number): void {
   b.set(POD_MAC, at); b.set(GW_MAC, at + 6);
+  if (rd16(b, at + 12) === 0x86dd) { // IPv6: hop limit - 1, no header checksum
+    b[at + 21]--;
+    return;
+  }
   b[at + 22]--;
   wr16(b, at + 24, 0);
   wr16(b, at + 24, ~fold(sum16(b, at + 14, 20)) & 0xffff);
@@ -231,6 +235,36 @@ function datagrams(payload: number, mss: number, seed: number): Uint8Array[] {
   return out;
 }
 
+/** inner() over IPv6 (fd77::1 -> fd77::2), as a TCPV6 super-frame's inner frame. */
+function inner6(payload: number, flags: number, seq: number, seed: number): Uint8Array {
+  const f = new Uint8Array(14 + 40 + 32 + payload);
+  f.set([0x02, 0, 0, 0x66, 0, 1], 0); f.set([0x02, 0, 0, 0x66, 0, 2], 6); wr16(f, 12, 0x86dd);
+  f[14] = 0x60; wr16(f, 18, 32 + payload); f[20] = 6; f[21] = 63;
+  f[22] = 0xfd; f[23] = 0x77; f[37] = 1; f[38] = 0xfd; f[39] = 0x77; f[53] = 2;
+  const t = 54;
+  wr16(f, t, 40000); wr16(f, t + 2, 5201); wr32(f, t + 4, seq); wr32(f, t + 8, 0x01020304);
+  f[t + 12] = 8 << 4; f[t + 13] = flags; wr16(f, t + 14, 502);
+  f.set([1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2], t + 20);
+  for (let k = 0; k < payload; k++) f[t + 32 + k] = (k * 7 + seed) & 255;
+  wr16(f, t + 16, fold(sum16(f, 22, 32) + 6 + (f.length - t)));
+  return f;
+}
+
+/** datagrams() with inner TCP/IPv6 (a TCPV6 tunnel super-frame cut). */
+function datagrams6(payload: number, mss: number, seed: number): Uint8Array[] {
+  const v = tunnelVnet(mss);
+  v[1] = 4; // GSO_TCPV6
+  new DataView(v.buffer).setUint16(2, 50 + 14 + 40 + 32, true);
+  new DataView(v.buffer).setUint16(6, 50 + 14 + 40, true);
+  const r = hooks.offloadDeliverForTest(vxlan(inner6(payload, ACK | PSH, 0x7ffff000, seed)), v, 100, 128, false);
+  assert.is(r.done, 1);
+  const out: Uint8Array[] = [];
+  for (let k = 0; k < r.n; k++) out.push(frameAt(pool, 100 + k));
+  return out;
+}
+
+const ours6 = (f: Uint8Array) => f.length >= 54 && rd16(f, 12) === 0x86dd && f[22] === 0xfd && f[23] === 0x77;
+
 /** `d` as the pipeline forwards it to a veth pod: outer headers gone, MACs, TTL. */
 function routed(d: Uint8Array): Uint8Array {
   const f = d.slice(50);
@@ -375,17 +409,17 @@ async function usoAndSend(l: { tapFd: number; underlay: number; pod: number }, m
   return k;
 }
 
-for (const outer6 of [false, true]) {
-  test(`rxSuper + rxMerge: a peer's UDP GSO message (outer ${outer6 ? 'IPv6' : 'IPv4'}) of one flow's VXLAN TCP datagrams is one SUPER descriptor; the pod receives exactly the cut path's segments`, async () => {
+for (const [outer6, in6] of [[false, false], [true, false], [false, true], [true, true]]) {
+  test(`rxSuper + rxMerge: a peer's UDP GSO message (outer ${outer6 ? 'IPv6' : 'IPv4'}, inner TCP/${in6 ? 'IPv6' : 'IPv4'}) of one flow's VXLAN TCP datagrams is one SUPER descriptor; the pod receives exactly the cut path's segments`, async () => {
     await withMergeLab(async (l) => {
-      const ds = datagrams(14000, 1400, 21);
+      const ds = in6 ? datagrams6(14000, 1400, 21) : datagrams(14000, 1400, 21);
       assert.is(ds.length, 10);
       const m = usoMessage(ds, outer6);
       const want = usoCut(m);
       same(want, ds.map(routed), 'the cut path gives back the datagrams');
       assert.is(await usoAndSend(l, m, 10, 1), 1, 'one descriptor');
       assert.is(pool.segs[0], 10);
-      same(await collect(pool, l.observer, 10, ours), want, 'merged');
+      same(await collect(pool, l.observer, 10, in6 ? ours6 : ours), want, 'merged');
       const us = native.stats(l.underlay), ps = native.stats(l.pod);
       assert.is(us.rxMergeFrames, 1);
       assert.is(us.rxMergeSegments, 10);

@@ -395,9 +395,11 @@ uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t 
   }
   /* A tunnel TCP super-frame, or a peer's UDP GSO run of VXLAN TCP datagrams, in a buffer that
    * outlives this call: one descriptor (rxsuper.h). */
-  if (p->super_avail && p->gso_next == 0 &&
-      (super_deliver(p, port_id, pl, first, frame, &g, flags) || super_deliver_uso(p, port_id, pl, first, frame, &g, flags)))
-    return 1;
+  if (p->super_avail && p->gso_next == 0) {
+    if (super_deliver(p, port_id, pl, first, frame, &g, flags)) return 1;
+    uint32_t m = super_deliver_uso(p, port_id, pl, first, room, frame, &g, flags);
+    if (m) return m;
+  }
   uint32_t k = p->gso_next, n = 0;
   if (k >= g.nseg) k = 0; /* cannot happen for the same frame; never index past the plan */
   for (; k < g.nseg && n < room; k++, n++) {

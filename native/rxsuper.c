@@ -264,8 +264,58 @@ static int inner_checksums_ok(const uint8_t *ip, uint32_t l3len, uint32_t ihl, i
   return csum_fold(csum_add(ip + ihl, l4len, acc)) == 0xffff;
 }
 
-int super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
-                      const struct gso_plan *g, uint16_t flags) {
+/* Descriptor i: datagrams [s, e] of the message (e > s: one SUPER descriptor, payloads moved
+ * together behind datagram s's own; e == s: the datagram as gso.c cuts it). */
+static void uso_group(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
+                      const struct gso_plan *g, uint16_t flags, uint8_t *d0, uint32_t H, uint32_t ihdrs, uint8_t v6,
+                      uint32_t s, uint32_t e) {
+  pl->d_off[i] = (uint16_t)pl->headroom;
+  uint8_t *dst = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
+  uint32_t sl = gso_write_segment(frame, g, s, dst); /* fits: gso_plan_frame checked the slot */
+  pl->d_len[i] = (uint16_t)sl;
+  pl->d_port[i] = port_id;
+  pl->d_addr[i] = 0;
+  pl->d_aport[i] = 0;
+  p->st.rx_bytes += sl;
+  if (e == s) {
+    pl->d_flags[i] = flags;
+    p->st.rx_gso_segments++;
+    return;
+  }
+  uint32_t imss = g->mss - H, nseg = e - s + 1, payload = 0, more = 0;
+  uint8_t *ds = d0 + (size_t)s * g->mss, *pay = ds + H;
+  uint32_t tcp = H - ihdrs + (v6 ? 40u : 20u); /* TCP header's offset in a datagram */
+  uint8_t last_flags = d0[(size_t)e * g->mss + tcp + 13]; /* before the move */
+  for (uint32_t k = s; k <= e; k++) {
+    uint32_t L = gso_seg_len(g, k);
+    if (k > s) {
+      memmove(pay + payload, d0 + (size_t)k * g->mss + H, L - H);
+      more += g->hdrs + L;
+    }
+    payload += L - H;
+  }
+  pl->d_flags[i] = flags | DESC_F_SUPER;
+  pl->d_segs[i] = (uint16_t)nseg;
+  pl->d_more[i] = more;
+  struct super_ref *r = &pl->d_super[i];
+  r->src = p;
+  r->epoch = p->super_epoch;
+  r->payload = pay;
+  r->payload_len = payload;
+  r->mss = imss;
+  r->nseg = nseg;
+  r->ihdrs = ihdrs;
+  r->seq = rd32(ds + tcp + 4);
+  r->tcp_flags = last_flags;
+  r->v6 = v6;
+  p->st.rx_bytes += more;
+  p->st.rx_merge_frames++;
+  p->st.rx_merge_segments += nseg;
+  p->st.rx_packets += nseg - 1; /* the caller adds the descriptor itself */
+}
+
+uint32_t super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, uint32_t room,
+                           const uint8_t *frame, const struct gso_plan *g, uint16_t flags) {
   if (!p->rx_merge || !p->super_avail || g->ol3 || g->proto != 17 || g->nseg < 2 || g->nseg > GRO_MAX_SEGS) return 0;
   if (!pl->d_super || !pl->d_segs || !pl->d_more) return 0;
   if (frame < p->super_avail || frame + g->hdrs + g->payload > p->super_avail + RX_BIG) return 0;
@@ -295,9 +345,10 @@ int super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_
   if (last <= H) return 0;
   uint32_t total = (g->nseg - 1) * imss + (last - H);
   if (ihdrs + total > 0xffff) return 0;
-  uint32_t seq0 = rd32(t + 4);
-  /* every datagram checked before anything moves: one that does not qualify leaves the frame to the
-   * cut path as it came */
+  uint32_t seq0 = rd32(t + 4), groups = 0;
+  /* every datagram checked before anything moves: a message that does not qualify is left to the
+   * cut path as it came. PSH (as GRO does) ends a group after its datagram: each group is one
+   * descriptor. */
   for (uint32_t k = 0; k < g->nseg; k++) {
     const uint8_t *d = d0 + (size_t)k * g->mss, *b = d + V, *tb = b + ihl;
     uint32_t L = gso_seg_len(g, k);
@@ -314,40 +365,18 @@ int super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_
         return 0;
     }
     if (v6 ? rd16(b + 4) != L - V - 40 : rd16(b + 2) != L - V) return 0;
-    if (tb[13] != TCP_ACK && (k + 1 < g->nseg || tb[13] != (TCP_ACK | TCP_PSH))) return 0;
+    if ((tb[13] & (uint8_t)~TCP_PSH) != TCP_ACK) return 0;
     if (!inner_checksums_ok(b, L - V, ihl, v6)) return 0;
+    if ((tb[13] & TCP_PSH) || k + 1 == g->nseg) groups++;
   }
-  /* datagram 0 as the cut path writes it, then the inner payloads moved together behind its own */
-  pl->d_off[i] = (uint16_t)pl->headroom;
-  uint8_t *dst = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
-  uint32_t sl = gso_write_segment(frame, g, 0, dst); /* fits: gso_plan_frame checked the slot */
-  uint8_t *pay = d0 + H, last_flags = d0[(size_t)(g->nseg - 1) * g->mss + V + ihl + 13]; /* before the move */
-  for (uint32_t k = 1; k < g->nseg; k++)
-    memmove(pay + (size_t)k * imss, d0 + (size_t)k * g->mss + H, gso_seg_len(g, k) - H);
-  uint32_t more = (g->nseg - 1) * g->hdrs + (g->payload - g->mss);
-  pl->d_len[i] = (uint16_t)sl;
-  pl->d_port[i] = port_id;
-  pl->d_flags[i] = flags | DESC_F_SUPER;
-  pl->d_addr[i] = 0;
-  pl->d_aport[i] = 0;
-  pl->d_segs[i] = (uint16_t)g->nseg;
-  pl->d_more[i] = more;
-  struct super_ref *r = &pl->d_super[i];
-  r->src = p;
-  r->epoch = p->super_epoch;
-  r->payload = pay;
-  r->payload_len = total;
-  r->mss = imss;
-  r->nseg = g->nseg;
-  r->ihdrs = ihdrs;
-  r->seq = seq0;
-  r->tcp_flags = last_flags;
-  r->v6 = v6;
-  p->st.rx_bytes += sl + more;
-  p->st.rx_merge_frames++;
-  p->st.rx_merge_segments += g->nseg;
-  p->st.rx_packets += g->nseg - 1; /* the caller adds the descriptor itself */
+  if (groups > room || groups == g->nseg) return 0; /* (nothing merged: the cut path) */
+  uint32_t n = 0, s = 0;
+  for (uint32_t k = 0; k < g->nseg; k++) {
+    if (!(d0[(size_t)k * g->mss + V + ihl + 13] & TCP_PSH) && k + 1 < g->nseg) continue;
+    uso_group(p, port_id, pl, i + n++, frame, g, flags, d0, H, ihdrs, v6, s, k);
+    s = k + 1;
+  }
   p->arena_used++;
   p->super_avail = NULL;
-  return 1;
+  return n;
 }

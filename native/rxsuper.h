@@ -77,12 +77,15 @@ int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t
  * hands over whole (GSO_UDP_L4). When every datagram in it is VXLAN (port 4789, I flag) carrying
  * the next in-order TCP segment of one inner flow, with the rules of merge_append (same VXLAN and
  * inner Ethernet header, inner IPv4 but id + k, length and checksum / IPv6 but payload length, TCP
- * but seq and checksum, ACK only with PSH allowed on the last, equal payloads but a shorter last,
- * inner checksums verified), it becomes one DESC_F_SUPER descriptor: datagram 0 as gso.c cuts it,
- * the inner payloads moved together in the frame's arena buffer. 1 if done; 0 leaves it unchanged
- * for the cut path. Counted in rx_merge_frames / rx_merge_segments. */
-int super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
-                      const struct gso_plan *g, uint16_t flags);
+ * but seq and checksum, ACK with or without PSH, equal payloads but a shorter last, inner
+ * checksums verified), it is delivered as groups that end at each PSH (as GRO flushes on PSH) and
+ * at the end, one descriptor each from i on (at most `room`): a group of 2+ datagrams one
+ * DESC_F_SUPER descriptor (its first datagram as gso.c cuts it, the inner payloads moved together
+ * in the frame's arena buffer), a group of one the datagram as gso.c cuts it. Returns the
+ * descriptors written; 0 (nothing qualifies, no group of 2+, or too little room) leaves the frame
+ * unchanged for the cut path. SUPER groups count in rx_merge_frames / rx_merge_segments. */
+uint32_t super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, uint32_t room,
+                           const uint8_t *frame, const struct gso_plan *g, uint16_t flags);
 
 /* Send: descriptor i (DESC_F_SUPER) still holds segment 0 of a live super-frame, its IP header at
  * l3 (14: Ethernet in front, 0: an IP packet). */

@@ -432,17 +432,15 @@ for (const [outer6, in6] of [[false, false], [true, false], [false, true], [true
   });
 }
 
-test('rxSuper + rxMerge: a UDP GSO message with a wrong inner TCP checksum, a gap, or PSH in the middle is cut on receive as before (PSH on the last is merged)', async () => {
+test('rxSuper + rxMerge: a UDP GSO message with a wrong inner TCP checksum or a gap is cut on receive as before', async () => {
   await withMergeLab(async (l) => {
     const bad = datagrams(8400, 1400, 22);
     bad[3] = bad[3].slice();
     bad[3][bad[3].length - 1] ^= 0x5a;
     const gap = datagrams(8400, 1400, 23);
     gap.splice(2, 1);
-    const psh = datagrams(8400, 1400, 24);
-    psh[2] = withFlags(psh[2], ACK | PSH);
     let segs = 0;
-    for (const [what, ds] of [['bad checksum', bad], ['gap', gap], ['PSH in the middle', psh]] as const) {
+    for (const [what, ds] of [['bad checksum', bad], ['gap', gap]] as const) {
       const m = usoMessage(ds);
       const want = usoCut(m);
       const n = await usoAndSend(l, m, ds.length, ds.length);
@@ -451,16 +449,38 @@ test('rxSuper + rxMerge: a UDP GSO message with a wrong inner TCP checksum, a ga
       same(await collect(pool, l.observer, n, ours), want, what);
       segs += n;
     }
-    // the same datagrams up to the one with PSH: PSH on the last is allowed (and its checksum good)
-    const m = usoMessage(psh.slice(0, 3));
-    const want = usoCut(m);
-    assert.is(await usoAndSend(l, m, 3, 1), 1, 'PSH on the last: one descriptor');
-    same(await collect(pool, l.observer, 3, ours), want, 'PSH last');
-    segs += 3;
     const us = native.stats(l.underlay);
-    assert.is(us.rxMergeFrames, 1);
-    assert.is(us.rxGsoFrames, 3);
+    assert.is(us.rxMergeFrames, 0);
+    assert.is(us.rxGsoFrames, 2);
     assert.is(us.rxPackets, segs);
+  }, { rxSuper: true, rxMerge: true });
+});
+
+test('rxSuper + rxMerge: PSH ends a group inside a UDP GSO message (as GRO flushes): one descriptor per group, a group of one as the cut path writes it; the pod receives exactly the cut path\'s segments', async () => {
+  await withMergeLab(async (l) => {
+    const ds = datagrams(8400, 1400, 24); // PSH on the last (5)
+    ds[0] = withFlags(ds[0], ACK | PSH);
+    ds[3] = withFlags(ds[3], ACK | PSH);
+    const m = usoMessage(ds);
+    const want = usoCut(m);
+    assert.is(await usoAndSend(l, m, 6, 3), 3, 'groups [0], [1-3], [4-5]');
+    assert.equal([0, 1, 2].map((i) => pool.flags[i] & DescFlag.SUPER), [0, DescFlag.SUPER, DescFlag.SUPER]);
+    assert.equal([pool.segs[1], pool.segs[2]], [3, 2]);
+    same(await collect(pool, l.observer, 6, ours), want, 'groups');
+    const us = native.stats(l.underlay), ps = native.stats(l.pod);
+    assert.is(us.rxMergeFrames, 2);
+    assert.is(us.rxMergeSegments, 5);
+    assert.is(us.rxPackets, 6);
+    assert.is(us.rxGsoFrames, 0);
+    assert.is(ps.txSuperFrames, 2);
+    assert.is(ps.txPackets, 6);
+    // PSH on every datagram: no group of two, so the cut path
+    const all = datagrams(4200, 1400, 25).map((d) => withFlags(d, ACK | PSH));
+    const m2 = usoMessage(all);
+    const want2 = usoCut(m2);
+    assert.is(await usoAndSend(l, m2, 3, 3), 3);
+    same(await collect(pool, l.observer, 3, ours), want2, 'PSH everywhere');
+    assert.is(native.stats(l.underlay).rxGsoFrames, 1);
   }, { rxSuper: true, rxMerge: true });
 });
 

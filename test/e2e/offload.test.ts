@@ -113,7 +113,7 @@ for (const mode of ['vxlan', 'direct'] as Mode[]) CASES.push({ mode, offloads: t
 CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: true, kernelNode2: true, rxSuper: false });
 // Between podway nodes over that underlay, a peer's UDP GSO messages of VXLAN datagrams (uso.c)
 // arrive whole: one flow's in-order run becomes one SUPER descriptor (native/rxsuper.h, both
-// rx-super and rx-merge on), or with --no-rx-merge is cut into datagrams as before.
+// rx-super and rx-merge on; PSH inside ends a group), or with --no-rx-merge is cut into datagrams as before.
 CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: true, kernelNode2: false, rxMerge: false });
 
 let portSeq = 5300;

@@ -107,7 +107,7 @@ export function buildProgram(): Command {
     .description('run the dataplane for one node')
     .option('--node <name>', 'this node (default $NODENAME)')
     .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-    .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore (default: the Node\'s own, else first-found; Calico\'s IP env)')
+    .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore (default: the Node\'s own, else first-found; Calico\'s IP env); with a file: datastore it must be the file Node\'s address')
     .option('--ip6 <addr/prefix>', 'this node\'s IPv6 address (or "autodetect", or "none"), registered as spec.bgp.ipv6Address (default: the Node\'s own, else the first global IPv6 found; Calico\'s IP6 env)')
     .option('--datastore <spec>', 'file:PATH (a YAML file), etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, then Calico\'s DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)')
     .option('--control <path>', 'control socket (default /run/podway/NODE.sock)')

@@ -16,7 +16,7 @@ import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, ifindexOf, parseN
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { findUnderlay, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
-import { parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
+import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { takeRunLock } from './run-lock';
 import { Taps } from '../dataplane/taps';
@@ -125,6 +125,37 @@ function checkNodeAddresses(ip: string | undefined, ip6: string | undefined): vo
   }
 }
 
+/** An IPv6 address in one spelling (fd00::1 and fd00:0::1 are the same address). */
+function canonicalIPv6(addr: string): string {
+  return new URL(`http://[${addr}]/`).hostname;
+}
+
+/**
+ * --ip / --ip6 with a `file:` datastore: the file is read-only and its Node (spec.bgp.ipv4Address,
+ * ipv6Address) is this node's address, the one every other node reads there too. A flag that
+ * agrees with it changes nothing; one that does not is refused naming it (it used to be ignored
+ * without a word, the node running on the file's address).
+ */
+export function checkFileNodeAddresses(model: NodeDataplaneModel, file: string, ip: string | undefined, ip6: string | undefined): void {
+  const node = model.node;
+  const fileIp = `${formatIPv4(node.ip)}/${node.subnet.prefixLen}`;
+  const why = `a file: datastore is read-only and this node's address is its Node's in ${file}; edit the file, or leave the flag out`;
+  if (ip !== undefined) {
+    const cidr = parseIPv4WithPrefix(ip);
+    if (!cidr || cidr.addr !== node.ip || cidr.prefixLen !== node.subnet.prefixLen) {
+      throw new Error(`--ip (or IP) ${ip} is not node ${node.name}'s spec.bgp.ipv4Address ${fileIp}: ${why}`);
+    }
+  }
+  if (ip6 !== undefined && ip6 !== 'autodetect') {
+    const file6 = model.v6.ip6 !== null ? `${model.v6.ip6}${model.v6.subnet6 ? '/' + model.v6.subnet6.split('/')[1] : ''}` : 'none';
+    const given = ip6 === 'none' ? null : parseIPv6Cidr(ip6);
+    const same = ip6 === 'none'
+      ? model.v6.ip6 === null
+      : given !== null && model.v6.ip6 !== null && canonicalIPv6(given.addr) === canonicalIPv6(model.v6.ip6) && (model.v6.subnet6 === null || model.v6.subnet6.endsWith(`/${given.prefixLen}`));
+    if (!same) throw new Error(`--ip6 (or IP6) ${ip6} is not node ${node.name}'s spec.bgp.ipv6Address (${file6}): ${why}`);
+  }
+}
+
 export async function runNode(opts: RunOptions): Promise<void> {
   if (process.getuid && process.getuid() !== 0) throw new Error('podway run needs root (raw sockets, AF_PACKET, TAP devices)');
   const log = createLogger({ level: opts.logLevel, base: { node: opts.node } });
@@ -220,6 +251,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
       dsLog.warn(m);
       health.setDatastore(false, m.replace(/^datastore: /, ''));
     }, { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level, m) => (level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m) => dsLog.warn(m) });
+    if (spec.kind === 'file') {
+      try {
+        checkFileNodeAddresses(first, spec.path, opts.ip, opts.ip6);
+      } catch (e) {
+        await source.close();
+        throw e;
+      }
+    }
     health.setDatastore(true);
     say(`datastore ${specText}`);
     current = first;

@@ -67,6 +67,23 @@ t('--ip without a prefix length, a malformed --ip6, a bad --underlay-ring-mb: re
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });
 
+t('file: datastore: --ip or --ip6 other than the file\'s Node address is refused naming the flag (it was ignored without a word)', async () => {
+  const file = path.join(tempDir(), 'cluster.yaml');
+  writeFileSync(file, [
+    'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: Always}',
+    'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: nx}\nspec: {bgp: {ipv4Address: 10.1.1.3/24}, ipv4VXLANTunnelAddr: 10.244.0.0}',
+  ].join('\n---\n') + '\n');
+  // 10.1.1.9 is held by no interface here, 10.1.1.3/16 is the right address with another subnet.
+  for (const ip of ['10.1.1.9/24', '10.1.1.3/16']) {
+    const r = await run(['--datastore', `file:${file}`, '--ip', ip]);
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, `--ip (or IP) ${ip} is not node nx's spec.bgp.ipv4Address 10.1.1.3/24: a file: datastore is read-only and this node's address is its Node's in ${file}`);
+  }
+  const r = await run(['--datastore', `file:${file}`, '--ip6', 'fd00:5::3/64']);
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, `--ip6 (or IP6) fd00:5::3/64 is not node nx's spec.bgp.ipv6Address (none)`);
+});
+
 t('Ctrl-C while waiting for an unreachable etcd: said in the log, exit 130 (it ended without a word)', async () => {
   const child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'nx', '--ip', '10.1.1.3/24',
     '--datastore', 'etcd:http://127.0.0.1:9', '--control', path.join(tempDir(), 'c.sock')], { stdio: ['ignore', 'ignore', 'pipe'] });

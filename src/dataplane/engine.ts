@@ -4,6 +4,7 @@
  * routes, endpoints, counters, trace). Model changes are applied whole, between packet batches.
  */
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
@@ -110,6 +111,8 @@ const RING_CHECK_MS = 1000;
 
 /** A receive port whose recv failed is re-polled after this pause (doubling up to the max). */
 const REPOLL_MIN_MS = 100;
+/** How often the node's address is looked for on its interfaces (checkNodeAddress). */
+const NODE_ADDR_CHECK_MS = 5000;
 const REPOLL_MAX_MS = 10_000;
 
 /**
@@ -670,12 +673,45 @@ export class Engine {
 
   private ageNeighbors(): void {
     const now = Date.now();
+    if (this.primary && this.manageHost && now - this.addrCheckedAt >= NODE_ADDR_CHECK_MS) this.checkNodeAddress(now);
     const t = this.neighbors.tick(now);
     for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
     for (const c of t.changed) {
       if (c.mac === null && this.pipe.nh && failNeighbor(this.pipe.nh, c.ip) > 0) this.log.warn(`neighbour ${formatIpv4(c.ip)} stopped answering: its next hops drop their packets (neighbor_failed) until it answers`, { neighbor: formatIpv4(c.ip) });
     }
     this.neighbors6.tick(now);
+  }
+
+  /** When the node's address was last looked for on its interfaces; the warning given, if any. */
+  private addrCheckedAt = 0;
+  nodeAddressMissing: string | null = null;
+
+  /**
+   * The node's address (its Node's, which the model and the peers use) removed from the node
+   * (re-addressed by DHCP or by hand): podway goes on answering ARP for it and sending from it, so
+   * pod traffic still flows, but the node's own stack no longer has it. Say so once, and when it
+   * is back; following a new address needs a restart (the Node is registered at start).
+   */
+  private checkNodeAddress(now: number): void {
+    this.addrCheckedAt = now;
+    if (!this.model || !this.underlay) return;
+    const ip = formatIpv4(this.model.node.ip);
+    let present = false;
+    const found: string[] = [];
+    for (const [name, addrs] of Object.entries(networkInterfaces())) {
+      for (const a of addrs ?? []) {
+        if (a.family !== 'IPv4') continue;
+        if (a.address === ip) present = true;
+        if (name === this.underlay.name) found.push(a.cidr ?? a.address);
+      }
+    }
+    if (!present && this.nodeAddressMissing === null) {
+      this.nodeAddressMissing = `node address ${ip} is no longer on this node (${this.underlay.name} has ${found.join(', ') || 'no IPv4 address'})`;
+      this.log.warn(`${this.nodeAddressMissing}: podway keeps forwarding with it, but the node's own stack cannot use it; restart podway (with --ip) to register the new address`, { interface: this.underlay.name });
+    } else if (present && this.nodeAddressMissing !== null) {
+      this.nodeAddressMissing = null;
+      this.log.info(`node address ${ip} is on this node again`, { interface: this.underlay.name });
+    }
   }
 
   /** Ask ARP for an underlay neighbour (the table rate-limits per address and ignores unwanted ones). */
@@ -780,6 +816,7 @@ export class Engine {
       endpoints: this.endpoints.size,
       mtu: m?.mtu ?? null,
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],
+      nodeAddressMissing: this.nodeAddressMissing,
       hostChanges: this.notes,
       hostProgramming: this.host ? (({ lastCommands, ...st }) => st)(this.host.status()) : null,
       neighbors: { entries: this.neighbors.entries(), counters: this.neighbors.counters() },

@@ -414,4 +414,24 @@ test('SIGKILL, then a pod removed while podway is down: the restart removes its 
   });
 });
 
+test('the node address removed from the underlay under podway: a warning and status say so, forwarding goes on, and its return is logged', async () => {
+  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+    const n1 = lab.node('node1');
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 2).loss, 0);
+    const mark = n1.log.length;
+    run('ip', ['-n', n1.ns, 'addr', 'del', `${n1.ip}/24`, 'dev', 'eth0']);
+    run('ip', ['-n', n1.ns, 'addr', 'add', '10.99.0.111/24', 'dev', 'eth0']);
+    run('ip', ['-n', n1.ns, 'route', 'replace', 'default', 'via', '10.99.0.254']);
+    const warn = await waitLog(n1, new RegExp(`node address ${n1.ip.replace(/\./g, '\\.')} is no longer on this node \\(eth0 has 10\\.99\\.0\\.111/24\\)`), mark, 12_000);
+    assert.ok(warn, n1.log.slice(mark).join(' | '));
+    assert.match(JSON.parse(warn!).level, 'warn');
+    const st = (await controlRequest(n1.control, { cmd: 'status' })) as { nodeAddressMissing: string | null };
+    assert.match(st.nodeAddressMissing ?? '', /is no longer on this node/);
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0, 'pods keep forwarding on the registered address');
+    run('ip', ['-n', n1.ns, 'addr', 'add', `${n1.ip}/24`, 'dev', 'eth0']);
+    assert.ok(await waitLog(n1, /is on this node again/, mark, 12_000), n1.log.slice(mark).join(' | '));
+    assert.is(((await controlRequest(n1.control, { cmd: 'status' })) as { nodeAddressMissing: string | null }).nodeAddressMissing, null);
+  });
+});
+
 test.run();

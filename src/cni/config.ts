@@ -18,6 +18,8 @@ export interface NetConf {
   /** The network name: part of every IPAM handle ("<name>.<containerID>"). */
   readonly name: string;
   readonly datastore: DatastoreSpec;
+  /** Where `datastore` came from, for messages: "datastore", "datastore_type/etcd_endpoints" or "datastore (from the environment)". */
+  readonly datastoreField: string;
   readonly nodename: string;
   /** From the config; null: from the pools (1450 VXLAN, 1480 IPIP, 1500 none). */
   readonly mtu: number | null;
@@ -88,7 +90,7 @@ export function configVersion(raw: Record<string, unknown>): CniVersion {
 }
 
 /** The datastore: `datastore` (podway spec), else Calico's datastore_type/etcd_* keys, else $PODWAY_DATASTORE / Calico env / the embedded default. */
-function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): DatastoreSpec {
+function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): { datastore: DatastoreSpec; datastoreField: string } {
   const spec = optString(raw, 'datastore');
   const calicoType = optString(raw, 'datastore_type');
   const endpoints = optString(raw, 'etcd_endpoints');
@@ -100,6 +102,7 @@ function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Data
     ETCD_KEY_FILE: optString(raw, 'etcd_key_file') ?? env.ETCD_KEY_FILE,
   };
   let parsed: DatastoreSpec;
+  const field = spec !== undefined ? 'datastore' : calicoType !== undefined || endpoints !== undefined ? 'datastore_type/etcd_endpoints' : 'datastore (from the environment)';
   try {
     if (spec !== undefined) parsed = parseDatastoreSpec(spec, tlsEnv);
     else if (calicoType !== undefined || endpoints !== undefined) {
@@ -109,11 +112,10 @@ function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Data
       parsed = parseDatastoreSpec(env.PODWAY_DATASTORE, tlsEnv);
     }
   } catch (e) {
-    const field = spec !== undefined ? 'datastore' : calicoType !== undefined || endpoints !== undefined ? 'datastore_type/etcd_endpoints' : 'datastore (from the environment)';
     throw bad(field, (e as Error).message);
   }
   if (parsed.kind === 'file') throw bad('datastore', 'file: is the read-only YAML datastore; the CNI plugin writes addresses and endpoints, so give etcd:URL or embedded:DIR');
-  return parsed;
+  return { datastore: parsed, datastoreField: field };
 }
 
 export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): NetConf {
@@ -164,7 +166,7 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     });
   }
   return {
-    cniVersion, name, datastore: datastoreOf(raw, env), nodename, mtu, interfaceType: typeText as InterfaceType, ipam, assignIpv4, assignIpv6,
+    cniVersion, name, ...datastoreOf(raw, env), nodename, mtu, interfaceType: typeText as InterfaceType, ipam, assignIpv4, assignIpv6,
     datastoreTimeoutMs, control, prevResult: raw.prevResult, validAttachments, raw,
   };
 }

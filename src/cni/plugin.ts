@@ -46,6 +46,11 @@ function zodWithoutJit(): void {
   (require('zod') as typeof import('zod')).config({ jitless: true });
 }
 
+/** An embedded datastore directory that does not exist (etcd: never). */
+function embeddedStoreMissing(conf: NetConf): boolean {
+  return conf.datastore.kind === 'embedded' && !existsSync(conf.datastore.dir);
+}
+
 async function openStore(conf: NetConf): Promise<KvStore> {
   // Loaded on demand: the etcd client (gRPC) costs a plugin process ~100 ms to load.
   if (conf.datastore.kind === 'etcd') {
@@ -53,6 +58,10 @@ async function openStore(conf: NetConf): Promise<KvStore> {
     return new EtcdKv({ endpoints: conf.datastore.endpoints, tls: conf.datastore.tls, timeoutMs: conf.datastoreTimeoutMs });
   }
   if (conf.datastore.kind !== 'embedded') throw new CniError(CNI_CODES.INVALID_CONFIG, 'network config: datastore: not a writable datastore');
+  // Opening would make a mistyped directory and then fail (no Node) or work on an empty cluster.
+  if (embeddedStoreMissing(conf)) {
+    throw new CniError(CNI_CODES.INVALID_CONFIG, `network config: ${conf.datastoreField}: embedded datastore ${conf.datastore.dir} does not exist (podway run, apply or create makes it; is the path right?)`);
+  }
   const { FileKv } = await import('../control/kv/file-kv');
   return new FileKv({ dir: conf.datastore.dir, lockTimeoutMs: conf.datastoreTimeoutMs });
 }
@@ -280,7 +289,9 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     }
   }
   if (conf.ipam) runIpamPlugin(conf.ipam.type, 'DEL', env, stdin);
-  await withStore(conf, async (kv) => {
+  // A store that does not exist holds nothing of this container's: DEL (retried after a refused
+  // ADD) succeeds without making it.
+  if (!embeddedStoreMissing(conf)) await withStore(conf, async (kv) => {
     if (!conf.ipam) await new Ipam(kv).releaseByHandle(handleId(conf.name, env.containerId));
     for (const c of endpointCandidates(conf, env)) {
       const found = await getResource(kv, WEP, c.name, c.namespace);

@@ -338,6 +338,25 @@ test('bad environment and config: codes 1, 4, 6, 7 naming what is wrong', async 
   });
 });
 
+test('an embedded datastore directory that does not exist: ADD refused (7), STATUS (50), naming the field and the path, DEL succeeds; nothing is made', async () => {
+  // It used to be made by the ADD, which then failed on the empty store or ran on an empty cluster.
+  await withHarness(async (h) => {
+    const pod = h.pod('nostore');
+    const missing = path.join(h.dir, 'no-such-store');
+    const base = { containerId: cid('n'), netns: pod.path, ifname: 'eth0', extra: { datastore: `embedded:${missing}` } };
+    for (const command of ['ADD', 'STATUS'] as const) {
+      const r = await h.call({ command, ...base });
+      assert.is.not(r.exitCode, 0, `${command}: ${r.stdout}`);
+      assert.is(r.json?.code, command === 'STATUS' ? 50 : 7, `${command}: ${r.stdout}`);
+      assert.ok(String(r.json.msg).includes(`datastore: embedded datastore ${missing} does not exist`), `${command}: ${r.json.msg}`);
+    }
+    const del = await h.call({ command: 'DEL', ...base });
+    assert.is(del.exitCode, 0, del.stdout);
+    assert.not.ok(existsSync(missing), 'no directory was made');
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo'], 'nothing made in the pod');
+  });
+});
+
 test('a failed ADD leaves nothing half-made: pool exhausted (11, names the pool), WorkloadEndpoint write refused after the veth', async () => {
   await withHarness(async (h) => {
     const pods = [0, 1, 2, 3, 4].map((i) => h.pod(`ex${i}`));

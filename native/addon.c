@@ -356,6 +356,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.multi_queue = (int)v;
     if (opt_u32(env, opts, "persist", 0, &v)) return throw_type(env, "persist: boolean");
     o.persist = (int)v;
+    if (opt_u32(env, opts, "existing", 0, &v)) return throw_type(env, "existing: boolean");
+    o.existing = (int)v;
     if (opt_u32(env, opts, "ring", 1, &v)) return throw_type(env, "ring: boolean");
     o.ring = (int)v;
     if (opt_u32(env, opts, "ringVersion", 2, &v) || (v != 2 && v != 3)) return throw_type(env, "ringVersion: 2 or 3");

@@ -94,6 +94,9 @@ int port_open_tuntap(struct port *p, const char *name, int tap, const struct ope
   p->fd = -1;
   if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ) return -ENAMETOOLONG;
   p->kind = tap ? PORT_TAP : PORT_TUN;
+  /* TUNSETIFF makes a device that does not exist: a pod's device is the CNI's to make, so a missing
+   * one is reported (and retried by the caller), never replaced by an empty one of ours. */
+  if (o->existing && if_nametoindex(name) == 0) return -ENODEV;
   p->fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (p->fd < 0) return fail(p, -errno);
   struct ifreq ifr;

@@ -164,6 +164,7 @@ struct pool {
 struct open_opts {
   int multi_queue;       /* TAP/TUN: IFF_MULTI_QUEUE */
   int persist;           /* TAP/TUN: TUNSETPERSIST after create */
+  int existing;          /* TAP/TUN: attach to an existing device only (-ENODEV when there is none) */
   int ring;              /* AF_PACKET: PACKET_MMAP receive ring (else recvmmsg) */
   int ring_version;      /* AF_PACKET: 2 (default) or 3 */
   unsigned ring_blocks;  /* AF_PACKET: number of ring blocks */

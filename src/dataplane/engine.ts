@@ -21,7 +21,7 @@ import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, readPodRoutesSync, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, tunAttached, readPodRoutesSync, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -487,8 +487,9 @@ export class Engine {
   private vanished(p: number): boolean {
     for (const [name, cur] of this.endpoints) {
       if (cur.port !== p) continue;
-      if (cur.kind !== 'veth') return false;
-      const now = interfaceIndex(name);
+      // A tap/tun device lives in the pod's namespace; its fd says whether it is still attached
+      // to a device (the kernel detaches it when the device is deleted: fdinfo's iff is empty).
+      const now = cur.kind === 'veth' ? interfaceIndex(name) : tunAttached(this.io.info(p).fd) ? this.io.info(p).ifindex : null;
       if (now === this.io.info(p).ifindex) return false;
       this.log.warn(`endpoint ${cur.ep.key}: interface ${name} ${now === null ? 'went away' : `was replaced (ifindex ${now})`}; its routes are withheld until it is attached again`, { workload: cur.ep.key, interface: name });
       this.forgetPort(p);
@@ -525,9 +526,9 @@ export class Engine {
     } else if (this.worker.count > 1) {
       throw new Error(`${kind} pods are single-queue devices: run one worker to serve ${ep.interfaceName}`);
     } else if (kind === 'tap') {
-      port = this.io.openTap(ep.interfaceName, { netns });
+      port = this.io.openTap(ep.interfaceName, { netns, existing: true });
     } else {
-      port = this.io.openTun(ep.interfaceName, { netns });
+      port = this.io.openTun(ep.interfaceName, { netns, existing: true });
     }
     this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac, kind === 'veth');
     this.watch(port);

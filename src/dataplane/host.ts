@@ -94,6 +94,17 @@ export function interfaceIndex(name: string): number | null {
   }
 }
 
+/** Whether a tap/tun fd of this process is still attached to its device (/proc fdinfo's `iff`
+ * names it; empty once the device was deleted). True when that cannot be read. */
+export function tunAttached(fd: number): boolean {
+  try {
+    const m = /^iff:\t(.*)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+    return m === null || m[1] !== '';
+  } catch {
+    return true;
+  }
+}
+
 /** A pod /32 route (and its permanent neighbour, when there is one) found on the node. */
 export interface FoundPodRoute { ifname: string; ip: number; mac: string | null }
 

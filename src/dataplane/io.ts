@@ -19,6 +19,9 @@ export interface PortOptions {
   multiQueue?: boolean;
   /** TAP/TUN: keep the device after the fd closes (TUNSETPERSIST). */
   persist?: boolean;
+  /** TAP/TUN: attach to an existing device only; a missing one fails with ENODEV instead of being
+   * made by TUNSETIFF (a pod's device is the CNI's to make). */
+  existing?: boolean;
   /** AF_PACKET: receive through a PACKET_MMAP ring (default true) rather than recvmmsg. */
   ring?: boolean;
   /** AF_PACKET ring: TPACKET_V2 (default: wakes per frame, no added latency) or TPACKET_V3

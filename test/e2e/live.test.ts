@@ -434,4 +434,27 @@ test('the node address removed from the underlay under podway: a warning and sta
   });
 });
 
+test('a pod tap device deleted under a running podway is withheld (podway makes no device of its own in its place), then attached again when the pod makes it again', async () => {
+  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+    const n1 = lab.node('node1');
+    const tap = lab.pod('tap-1');
+    assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 3).loss, 0);
+    const mark = n1.log.length;
+    run('ip', ['-n', tap.ns, 'link', 'del', tap.ifname]);
+    assert.ok(await waitLog(n1, new RegExp(`interface ${tap.ifname} went away`), mark, 5000), n1.log.slice(mark).join(' | '));
+    assert.ok(await until(async () => (await status(n1)).endpoints === 1, 5000), 'the gone tap is no longer an attached endpoint');
+    await sleep(1500); // a retry or two
+    assert.is(run('ip', ['-n', tap.ns, 'link', 'show', tap.ifname], { allowFail: true }), '', 'podway did not make a device in its place');
+    assert.ok(((await status(n1)).withheld as { cidr: string }[]).some((w) => w.cidr.includes(tap.ip)), 'withheld while gone');
+    run('ip', ['-n', tap.ns, 'tuntap', 'add', 'dev', tap.ifname, 'mode', 'tap']);
+    run('ip', ['-n', tap.ns, 'link', 'set', tap.ifname, 'address', tap.mac!, 'mtu', '1450', 'up']);
+    run('ip', ['-n', tap.ns, 'addr', 'add', `${tap.ip}/32`, 'dev', tap.ifname]);
+    run('ip', ['-n', tap.ns, 'route', 'add', '169.254.1.1', 'dev', tap.ifname, 'scope', 'link']);
+    run('ip', ['-n', tap.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', tap.ifname]);
+    assert.ok(await until(async () => (await status(n1)).endpoints === 2, 10_000), 'tap-1 attached again once its device is back');
+    assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 4).loss, 0, 'tap-1 -> tap-2 after its device came back');
+    assert.is(ping(lab, 'web-2', tap.ip, 3).loss, 0, 'web-2 -> tap-1 after its device came back');
+  });
+});
+
 test.run();

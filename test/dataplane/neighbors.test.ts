@@ -370,6 +370,30 @@ function collectGarbage(): void {
   (runInNewContext('gc') as () => void)();
 }
 
+/**
+ * The garbage collections (their kinds) while `counted` runs, after warming `warm` up twice (so
+ * the counted call runs the optimised function, not an on-stack replacement compiled mid-loop) and
+ * emptying the young generation: garbage from the warm-up and the compiler's own allocations must
+ * not be what triggers a scavenge here.
+ */
+async function collectionsDuring(warm: () => void, counted: () => void): Promise<number[]> {
+  warm();
+  warm();
+  collectGarbage();
+  const kinds: number[] = [];
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) kinds.push((e as unknown as { detail?: { kind: number } }).detail?.kind ?? -1);
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  try {
+    counted();
+    await new Promise((r) => setTimeout(r, 50));
+  } finally {
+    obs.disconnect();
+  }
+  return kinds;
+}
+
 test('request(), onReply() and mac() do not allocate on their repeat paths (no scavenge in 2M rounds)', async () => {
   const t = table();
   t.want([A, B]);
@@ -386,20 +410,8 @@ test('request(), onReply() and mac() do not allocate on their repeat paths (no s
     }
     return sent;
   };
-  // Warm up and optimise before counting (twice, so the counted call runs the optimised function,
-  // not an on-stack replacement compiled mid-loop), then empty the young generation: garbage from
-  // the warm-up and the compiler's own allocations must not be what triggers a scavenge below.
-  run(200_000);
-  run(200_000);
-  collectGarbage();
-  const kinds: number[] = [];
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) kinds.push((e as unknown as { detail?: { kind: number } }).detail?.kind ?? -1);
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  const sent = run(2_000_000);
-  await new Promise((r) => setTimeout(r, 50));
-  obs.disconnect();
+  let sent = 0;
+  const kinds = await collectionsDuring(() => run(200_000), () => (sent = run(2_000_000)));
   assert.is(sent, 0, 'B was probed during the warm-up at the same time; A stays confirmed');
   // A boxed number or an object per call would be tens of MB of garbage here: many scavenges
   // (an unsigned key above 2^31, boxed per lookup, was measured at 47).
@@ -426,17 +438,7 @@ test('IPv6 (Neighbors6): request() for a resolved neighbour and a repeated solic
       n6.onAdvert(f, target, target + 18, 7);
     }
   };
-  run(200_000);
-  run(200_000);
-  collectGarbage();
-  const kinds: number[] = [];
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) kinds.push((e as unknown as { detail?: { kind: number } }).detail?.kind ?? -1);
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  run(1_000_000);
-  await new Promise((r) => setTimeout(r, 50));
-  obs.disconnect();
+  const kinds = await collectionsDuring(() => run(200_000), () => run(1_000_000));
   assert.is(sent.length, 0, 'a resolved neighbour is not solicited per packet');
   assert.is(n6.table.counters().confirmed, 1_400_000, 'every repeated NA confirmed it (the first one taught the MAC)');
   assert.is(kinds.length, 0, `garbage collections during the calls: ${kinds.join(',')}`);

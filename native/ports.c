@@ -384,8 +384,9 @@ static __thread uint64_t last_rx_done;
 static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   uint32_t n = 0, merged = 0;
   if (p->arena) super_recv_begin(p);
-  /* frames merged into a run (rx_merge) make no descriptor: they count against their own bound */
-  for (uint32_t seen = 0; n < max && seen < max && merged < RX_MERGE_MAX; seen++) {
+  /* frames merged into a run (rx_merge) make no descriptor but count as seen: one call takes at most
+   * `max` ring frames either way */
+  for (uint32_t seen = 0; n < max && seen < max; seen++) {
     struct tpacket2_hdr *h = (struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
     uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
     if (!(st & TP_STATUS_USER)) break;
@@ -454,7 +455,6 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
     /* a datagram that continues the run of the frame before it: its payload joins that descriptor */
     if (p->rx_merge && p->run_desc >= 0 && !(st & TP_STATUS_COPY) && merge_append(p, pl, frame, len, wire, vh, flags)) {
       merged++;
-      seen--;
     } else {
       p->run_desc = -1;
       uint32_t before = n;

@@ -385,7 +385,8 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
   uint32_t n = 0, merged = 0;
   if (p->arena) super_recv_begin(p);
   /* frames merged into a run (rx_merge) make no descriptor but count as seen: one call takes at most
-   * `max` ring frames either way */
+   * `max` ring frames either way (draining thousands in one call left the ring to overflow while
+   * they went out: bench/README.md, rx-merge) */
   for (uint32_t seen = 0; n < max && seen < max; seen++) {
     struct tpacket2_hdr *h = (struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
     uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);

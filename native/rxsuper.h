@@ -64,7 +64,6 @@ int super_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i,
  * header, so JS's decision for the first applies to all. Every datagram's inner IPv4 header and
  * TCP checksums are verified before it joins (the pod trusts the merged frame's partial checksum).
  * Plain datagrams only (no GSO, no partial checksum); IPv4 outside and inside. */
-#define RX_MERGE_MAX 4096 /* ring frames one recv call merges at most */
 /* Open a run on descriptor i (just delivered from a ring frame with vnet header vh), if its frame
  * may start one. */
 void merge_open(struct port *p, struct pool *pl, uint32_t i, const struct virtio_net_hdr *vh);

@@ -340,6 +340,23 @@ test('rxMerge: a datagram whose TCP checksum is wrong is never merged (it goes a
   });
 });
 
+test('rxMerge: one recv call takes at most its batch size of ring frames, merged ones included; the rest stay in the ring for the next call', async () => {
+  await withMergeLab(async (l) => {
+    const ds = datagrams(14000, 1400, 13);
+    for (const d of ds) writeSync(l.tapFd, Buffer.concat([new Uint8Array(10), d]));
+    await new Promise((r) => setTimeout(r, 50));
+    const runs: number[] = [];
+    for (let call = 0; call < 6; call++) {
+      const n = native.recv(l.underlay, 0, 4);
+      if (n === 0) break;
+      for (let i = 0; i < n; i++) runs.push(pool.flags[i] & DescFlag.SUPER ? pool.segs[i] : 1);
+    }
+    assert.equal(runs, [4, 4, 2], 'runs cut at 4 ring frames per call, nothing lost');
+    assert.is(native.stats(l.underlay).rxPackets, 10);
+    assert.is(native.stats(l.underlay).rxKernelDrops, 0);
+  });
+});
+
 // ---- a podway peer's UDP GSO message of VXLAN datagrams (uso.c), over an underlay with offloads ----
 
 const GSO_UDP_L4 = 5;

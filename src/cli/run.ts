@@ -227,6 +227,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     if (spec.kind !== 'file') checkNodeAddresses(opts.ip, opts.ip6);
     await serve();
   } finally {
+    endStartSignals(); // also when the start failed: the error, not "SIGINT while starting", is the news
     lock?.close();
     httpServer?.close();
     httpServer?.closeAllConnections();

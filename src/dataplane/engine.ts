@@ -496,7 +496,13 @@ export class Engine {
       this.endpoints.delete(name);
       this.host?.forgetInterface(name);
       setImmediate(() => {
-        if (!this.stopped && this.model) this.apply(this.model);
+        if (this.stopped || !this.model) return;
+        // off the caller's stack, so nothing above catches a throw here: it would end the process
+        try {
+          this.apply(this.model);
+        } catch (e) {
+          this.log.error(`re-applying the model after ${name} went away failed: ${(e as Error).message}`, { interface: name });
+        }
       });
       return true;
     }
@@ -650,7 +656,6 @@ export class Engine {
     if (this.host && this.model) this.host.sync(this.hostState(this.model));
   }
 
-  /** Age the neighbour tables: re-probe stale entries, mark the next hops of silent ones failed. */
   /**
    * The kernel wedges a TPACKET_V2 ring for good when it cannot build the vnet header of a frame
    * (6.18: a GSO type virtio_net_hdr_from_skb has no bit for; native/README.md): the port then
@@ -659,19 +664,19 @@ export class Engine {
    * getsockopt), and says so in the log.
    */
   private checkRings(): void {
-    const check = this.io.checkRing;
-    if (!check) return;
+    if (!this.io.checkRing) return;
     const ports = [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)];
     for (const p of ports) {
       if (p < 0) continue;
       try {
-        if (check(p)) this.log.warn(`port ${this.pipe.portName[p]}: the kernel stopped filling its receive ring (a frame it could not describe in a vnet header, e.g. an SCTP or UFO super-frame); ring being set up again on a worker thread (rxRingStalls)`, { port: this.pipe.portName[p] });
+        if (this.io.checkRing(p)) this.log.warn(`port ${this.pipe.portName[p]}: the kernel stopped filling its receive ring (a frame it could not describe in a vnet header, e.g. an SCTP or UFO super-frame); ring being set up again on a worker thread (rxRingStalls)`, { port: this.pipe.portName[p] });
       } catch (e) {
         this.portError(p, 'recv', e as Error);
       }
     }
   }
 
+  /** Age the neighbour tables: re-probe stale entries, mark the next hops of silent ones failed. */
   private ageNeighbors(): void {
     const now = Date.now();
     if (this.primary && this.manageHost && now - this.addrCheckedAt >= NODE_ADDR_CHECK_MS) this.checkNodeAddress(now);

@@ -90,13 +90,40 @@ async function release(ipam: Ipam, node: string, version: TunnelVersion, addr: s
   return [];
 }
 
-/** One family: returns the outcome and the field value to write (undefined: leave the Node as is). */
+/** Writes one family's field (null clears it; an address also sets a missing VTEP MAC). */
+async function writeField(kv: KvStore, node: string, version: TunnelVersion, write: string | null): Promise<void> {
+  const written = await updateNodeSpec(kv, node, (spec) => {
+    spec[FIELD[version]] = write ?? undefined;
+    if (write !== null && typeof spec[MAC_FIELD[version]] !== 'string') spec[MAC_FIELD[version]] = deriveVtepMac(node, version);
+  });
+  if (!written) throw new Error(`node ${node} disappeared while its tunnel addresses were reconciled`);
+}
+
+/**
+ * One family: returns the outcome and the field value to write (undefined: leave the Node as is).
+ * When it fails after giving the Node's address back to IPAM, it clears the Node's field before
+ * rethrowing: IPAM may hand that address to a pod, and the Node must not keep naming it as a VTEP.
+ */
 async function reconcileOne(kv: KvStore, ipam: Ipam, node: string, version: TunnelVersion, mayAssign: boolean): Promise<{ outcome: TunnelOutcome; write?: string | null }> {
   const addr = await currentAddr(kv, node, version);
+  const state = { releasedNodeAddr: false };
+  try {
+    return await reconcileDecide(kv, ipam, node, version, mayAssign, addr, state);
+  } catch (err) {
+    if (state.releasedNodeAddr) {
+      // best effort: the original failure is the one to report; a Node that is gone needs no clearing
+      await writeField(kv, node, version, null).catch(() => undefined);
+    }
+    throw err;
+  }
+}
+
+async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: TunnelVersion, mayAssign: boolean, addr: string | null, state: { releasedNodeAddr: boolean }): Promise<{ outcome: TunnelOutcome; write?: string | null }> {
   const cidrs = await vxlanPoolCidrs(kv, node, version);
   const handle = tunnelHandle(node, version);
   const type = TUNNEL_ATTR_TYPE[version];
   if (cidrs.length === 0) {
+    state.releasedNodeAddr = addr !== null; // set before the call: a release may fail half-way
     const released = await release(ipam, node, version, addr);
     if (addr === null && released.length === 0) return { outcome: { addr: null, action: 'none', released } };
     return { outcome: { addr: null, action: 'released', released }, write: addr === null ? undefined : null };
@@ -107,9 +134,12 @@ async function reconcileOne(kv: KvStore, ipam: Ipam, node: string, version: Tunn
     const holder = await ipam.allocationOf(addr);
     const ours = holder?.secondary?.type === type && holder.secondary?.node === node;
     if (ours && inside(addr, cidrs)) return { outcome: { addr, action: 'kept', released: [] } };
-    if (ours || holder === null) released = (await ipam.releaseByHandle(handle)).released; // wrong pool, or not assigned
-    else if (holder.handleId === null && !holder.secondary) {
+    if (ours || holder === null) {
+      state.releasedNodeAddr = true;
+      released = (await ipam.releaseByHandle(handle)).released; // wrong pool, or not assigned
+    } else if (holder.handleId === null && !holder.secondary) {
       // an address from before handles: take it again with our handle, as Calico corrects it
+      state.releasedNodeAddr = true;
       await ipam.releaseIps([addr]);
       try {
         if (inside(addr, cidrs)) {
@@ -131,23 +161,16 @@ async function reconcileOne(kv: KvStore, ipam: Ipam, node: string, version: Tunn
 }
 
 /**
- * Reconciles both VXLAN tunnel addresses of a registered node (IPv4, then IPv6) and writes the
- * Node's fields that changed (an assigned address also sets the VTEP MAC Felix derives, when the
+ * Reconciles both VXLAN tunnel addresses of a registered node (IPv4, then IPv6) and writes each
+ * family's field that changed as soon as it is decided (an assigned address also sets the VTEP MAC Felix derives, when the
  * Node has none). Idempotent: run at start and whenever pools or the node change.
  */
 export async function reconcileVxlanTunnelAddrs(kv: KvStore, node: string, opts: TunnelReconcileOptions): Promise<{ v4: TunnelOutcome; v6: TunnelOutcome }> {
   const ipam = new Ipam(kv);
+  // each family is written as soon as it is decided: an IPv6 failure must not lose the IPv4 result
   const v4 = await reconcileOne(kv, ipam, node, 4, true);
+  if (v4.write !== undefined) await writeField(kv, node, 4, v4.write);
   const v6 = await reconcileOne(kv, ipam, node, 6, opts.assignV6);
-  if (v4.write !== undefined || v6.write !== undefined) {
-    const written = await updateNodeSpec(kv, node, (spec) => {
-      for (const [version, r] of [[4, v4], [6, v6]] as const) {
-        if (r.write === undefined) continue;
-        spec[FIELD[version]] = r.write ?? undefined;
-        if (r.write !== null && typeof spec[MAC_FIELD[version]] !== 'string') spec[MAC_FIELD[version]] = deriveVtepMac(node, version);
-      }
-    });
-    if (!written) throw new Error(`node ${node} disappeared while its tunnel addresses were reconciled`);
-  }
+  if (v6.write !== undefined) await writeField(kv, node, 6, v6.write);
   return { v4: v4.outcome, v6: v6.outcome };
 }

@@ -158,4 +158,40 @@ test('an unregistered node is an error, nothing assigned', async () => {
   }
 });
 
+test('a failing IPv6 step keeps the IPv4 result and clears the released IPv6 address', async () => {
+  const kv = fileStore();
+  try {
+    const ipam = new Ipam(kv);
+    const node = 'node1';
+    await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
+    await putPool(kv, V6, { vxlanMode: 'Always', ipipMode: 'Never' });
+    await registerNode(kv, { name: node, ipv4Address: '10.99.0.1/24', ipv6Address: 'fd99::1/64' });
+    const a = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+    assert.equal([a.v4.action, a.v6.action], ['assigned', 'assigned']);
+
+    // IPv4 moves to another pool; IPv6 must move to a pool whose only address a workload holds
+    await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Never' });
+    const v4b = { name: 'v4-b', cidr: '10.250.0.0/16' };
+    await putPool(kv, v4b, { vxlanMode: 'Always', ipipMode: 'Never' });
+    await putPool(kv, V6, { vxlanMode: 'Never', ipipMode: 'Never' });
+    const full = { name: 'v6-full', cidr: 'fd00:30::/128' };
+    await putPool(kv, full, { vxlanMode: 'Always', ipipMode: 'Never', blockSize: 128 });
+    const pod = await ipam.autoAssign({ node, count: 1, handleId: 'k8s-pod-network.full', attrs: { node, pod: 'p' }, version: 6, pools: [full.cidr] });
+    assert.equal(pod.ips, ['fd00:30::'], 'the workload took the only address');
+
+    await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true }).then(
+      () => assert.unreachable('no IPv6 address to assign, yet it succeeded'),
+      (e: Error) => assert.match(e.message, /no IPv6 VXLAN tunnel address/),
+    );
+    const spec = await nodeSpec(kv, node);
+    assert.match(String(spec.ipv4VXLANTunnelAddr), /^10\.250\./, 'the new IPv4 address written before the IPv6 failure');
+    assert.is((await ipam.allocationOf(String(spec.ipv4VXLANTunnelAddr)))?.handleId, tunnelHandle(node, 4));
+    assert.is(await ipam.allocationOf(a.v4.addr!), null, 'the old IPv4 address given back');
+    assert.is(await ipam.allocationOf(a.v6.addr!), null, 'the old IPv6 address given back');
+    assert.not.ok('ipv6VXLANTunnelAddr' in spec, 'the Node does not name the released IPv6 address');
+  } finally {
+    await kv.close();
+  }
+});
+
 test.run();

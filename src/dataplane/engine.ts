@@ -492,21 +492,26 @@ export class Engine {
       const now = cur.kind === 'veth' ? interfaceIndex(name) : tunAttached(this.io.info(p).fd) ? this.io.info(p).ifindex : null;
       if (now === this.io.info(p).ifindex) return false;
       this.log.warn(`endpoint ${cur.ep.key}: interface ${name} ${now === null ? 'went away' : `was replaced (ifindex ${now})`}; its routes are withheld until it is attached again`, { workload: cur.ep.key, interface: name });
-      this.forgetPort(p);
-      this.endpoints.delete(name);
+      this.detachEndpoint(name, p);
       this.host?.forgetInterface(name);
-      setImmediate(() => {
-        if (this.stopped || !this.model) return;
-        // off the caller's stack, so nothing above catches a throw here: it would end the process
-        try {
-          this.apply(this.model);
-        } catch (e) {
-          this.log.error(`re-applying the model after ${name} went away failed: ${(e as Error).message}`, { interface: name });
-        }
-      });
       return true;
     }
     return false;
+  }
+
+  /** Close an endpoint's port and forget it; a re-apply on a later turn attaches it again. */
+  private detachEndpoint(name: string, p: number): void {
+    this.forgetPort(p);
+    this.endpoints.delete(name);
+    setImmediate(() => {
+      if (this.stopped || !this.model) return;
+      // off the caller's stack, so nothing above catches a throw here: it would end the process
+      try {
+        this.apply(this.model);
+      } catch (e) {
+        this.log.error(`re-applying the model after ${name} was detached failed: ${(e as Error).message}`, { interface: name });
+      }
+    });
   }
 
   /** A port is closed: forget its error state (its id will be reused by another port). */
@@ -671,8 +676,51 @@ export class Engine {
       try {
         if (this.io.checkRing(p)) this.log.warn(`port ${this.pipe.portName[p]}: the kernel stopped filling its receive ring (a frame it could not describe in a vnet header, e.g. an SCTP or UFO super-frame); ring being set up again on a worker thread (rxRingStalls)`, { port: this.pipe.portName[p] });
       } catch (e) {
-        this.portError(p, 'recv', e as Error);
+        this.ringFailed(p, e as Error);
       }
+    }
+  }
+
+  /**
+   * checkRing threw: setting a wedged ring up again failed, so the port receives nothing for good
+   * (io.ts) and polling it again cannot help. A pod's port is closed and attached again by a
+   * re-apply, as when its interface goes away; the underlay port is reopened as followIp6 does
+   * (the new port before the old one closes). Any other port is only logged.
+   */
+  private ringFailed(p: number, e: Error): void {
+    const name = this.pipe.portName[p];
+    this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.RX_ERRORS]++;
+    for (const [ifname, cur] of this.endpoints) {
+      if (cur.port !== p) continue;
+      this.log.error(`endpoint ${cur.ep.key}: port ${name}: its receive ring could not be set up again (${e.message}); port closed, interface ${ifname} attached again`, { workload: cur.ep.key, interface: ifname, port: name });
+      // the interface is still there, and so are its routes: the host programmer keeps its state
+      this.detachEndpoint(ifname, p);
+      return;
+    }
+    if (p === this.infra.underlay && this.underlay && this.model) {
+      let q: number;
+      try {
+        q = this.openUnderlay(this.underlay, this.model);
+      } catch (e2) {
+        const key = `ring reopen ${(e2 as Error).message}`;
+        if (this.loggedErrors.get(p) !== key) {
+          this.loggedErrors.set(p, key);
+          this.log.error(`port ${name}: its receive ring could not be set up again (${e.message}), and reopening the underlay port failed: ${(e2 as Error).message}; it receives nothing, tried again on the next check`, { port: name });
+        }
+        return;
+      }
+      this.log.error(`port ${name}: its receive ring could not be set up again (${e.message}); underlay port reopened`, { port: name });
+      this.infra.underlay = q;
+      this.pipe.setPort(q, Role.UNDERLAY, `underlay(${this.underlay.name})`);
+      this.pipe.underlayPort = q;
+      this.watch(q);
+      this.forgetPort(p);
+      return;
+    }
+    const key = `ring ${e.message}`;
+    if (this.loggedErrors.get(p) !== key) {
+      this.loggedErrors.set(p, key);
+      this.log.error(`port ${name}: its receive ring could not be set up again (${e.message}); it receives nothing, and podway has no way to reopen it: restart podway`, { port: name });
     }
   }
 

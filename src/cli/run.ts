@@ -15,6 +15,7 @@ import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
 import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
+import { canonicalIpv6 } from '../packet/ipv6';
 import { findUnderlay, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
@@ -125,11 +126,6 @@ function checkNodeAddresses(ip: string | undefined, ip6: string | undefined): vo
   }
 }
 
-/** An IPv6 address in one spelling (fd00::1 and fd00:0::1 are the same address). */
-function canonicalIPv6(addr: string): string {
-  return new URL(`http://[${addr}]/`).hostname;
-}
-
 /**
  * --ip / --ip6 with a `file:` datastore: the file is read-only and its Node (spec.bgp.ipv4Address,
  * ipv6Address) is this node's address, the one every other node reads there too. A flag that
@@ -151,7 +147,7 @@ export function checkFileNodeAddresses(model: NodeDataplaneModel, file: string, 
     const given = ip6 === 'none' ? null : parseIPv6Cidr(ip6);
     const same = ip6 === 'none'
       ? model.v6.ip6 === null
-      : given !== null && model.v6.ip6 !== null && canonicalIPv6(given.addr) === canonicalIPv6(model.v6.ip6) && (model.v6.subnet6 === null || model.v6.subnet6.endsWith(`/${given.prefixLen}`));
+      : given !== null && model.v6.ip6 !== null && canonicalIpv6(given.addr) === canonicalIpv6(model.v6.ip6) && (model.v6.subnet6 === null || model.v6.subnet6.endsWith(`/${given.prefixLen}`));
     if (!same) throw new Error(`--ip6 (or IP6) ${ip6} is not node ${node.name}'s spec.bgp.ipv6Address (${file6}): ${why}`);
   }
 }

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { isIPv4, isIPv6 } from 'node:net';
+import { canonicalIpv6 } from '../packet/ipv6';
 import { CniError, CNI_CODES } from './errors';
 import type { CniEnv } from './env';
 import { versionAtLeast } from './config';
@@ -95,7 +96,3 @@ export function delegatedIps(result: Record<string, unknown> | null, type: strin
   return out;
 }
 
-/** RFC 5952 text (lower case, longest zero run compressed), as IPAM and the endpoints write it. */
-function canonicalIpv6(a: string): string {
-  return new URL(`http://[${a}]/`).hostname.slice(1, -1);
-}

@@ -213,6 +213,21 @@ export function parseIpv6Bytes(text: string): Uint8Array {
   return out;
 }
 
+/**
+ * An IPv6 address text in its one RFC 5952 spelling (fd00:0::1 and FD00::1 are fd00::1), to
+ * compare addresses or write them as IPAM and the endpoints do. A dotted IPv4 tail
+ * (::ffff:10.0.0.1) is taken as its two groups (::ffff:a00:1). Throws on anything else invalid.
+ */
+export function canonicalIpv6(text: string): string {
+  const m = /^(.*:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+  if (m) {
+    const o = m.slice(2).map(Number);
+    if (o.some((x, i) => x > 255 || String(x) !== m[i + 2])) throw new Error(`invalid IPv6 address "${text}": bad IPv4 tail`);
+    text = `${m[1]}${((o[0] << 8) | o[1]).toString(16)}:${((o[2] << 8) | o[3]).toString(16)}`;
+  }
+  return formatIpv6(parseIpv6Bytes(text));
+}
+
 /** RFC 5952 text of the 16 bytes at `off`. */
 export function formatIpv6(b: Uint8Array, off = 0): string {
   const g: number[] = [];

@@ -199,6 +199,13 @@ test('the gateway is the EUI-64 link-local of ee:ee:ee:ee:ee:ee; address text ro
   assert.ok(P.ipv6IsMulticast(f, 14 + 24));
 });
 
+test('canonicalIpv6: one RFC 5952 spelling, a dotted IPv4 tail as two groups, invalid text refused', () => {
+  for (const [a, want] of [['fd00:0::1', 'fd00::1'], ['FD00::1', 'fd00::1'], ['0:0:0:0:0:0:0:0', '::'], ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'], ['::ffff:10.0.0.1', '::ffff:a00:1'], ['1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:102:304']]) {
+    assert.is(P.canonicalIpv6(a), want, a);
+  }
+  for (const a of ['1.2.3.4', '::1.2.3.256', '::01.2.3.4', 'fe80::1%eth0', ':::', '1:2:3:4:5:6:7:8:9']) assert.throws(() => P.canonicalIpv6(a), /invalid IPv6 address/, a);
+});
+
 test('every IPv6 fixture: validation and the walk never throw on any cut of the frame', () => {
   for (const fx of loadFixtures6()) {
     const f = P.fromHex(fx.hex);

@@ -211,11 +211,14 @@ static napi_value set_pool(napi_env env, napi_callback_info info) {
   p.ntxlist = (uint32_t)n[7];
   /* Keep every array alive as long as the addon may write into it. */
   for (int k = 0; k < 11 && a->pool_set; k++) napi_delete_reference(env, a->pool_refs[k]);
-  if (a->pool_set) free(a->pool.d_super);
+  /* the old super-frame table is freed only once the new pool is in place: if a reference below
+   * fails, the old pool (and its table) stays the one in use, never a freed table */
+  struct super_ref *old_super = a->pool_set ? a->pool.d_super : NULL;
   napi_value keep[11] = { argv[0], argv[3], argv[4], argv[5], argv[6], argv[7], argv[8], argv[9], argv[10], argv[11], argv[12] };
   for (int k = 0; k < 11; k++) CHECK(napi_create_reference(env, keep[k], 1, &a->pool_refs[k]));
   a->pool = p;
   a->pool_set = 1;
+  free(old_super);
   return NULL;
 }
 

@@ -65,7 +65,6 @@ struct addon {
   struct spare *spares[MAX_SPARES];
   int nspares, spares_pending;
   int closes_pending; /* ports handed to a worker thread to release (see close_port) */
-  int rearms_pending; /* wedged rings being set up again on a worker thread (see check_ring) */
 };
 
 struct spare {
@@ -854,7 +853,6 @@ static void ring_job_complete(napi_env env, napi_status status, void *data) {
     port_ring_attach(p, &j->r);
     poller_sync(env, a, j->id); /* watched for reading again (or not: ring_err) */
   }
-  a->rearms_pending--;
   napi_delete_async_work(env, j->work);
   free(j);
 }
@@ -895,7 +893,6 @@ static napi_value check_ring(napi_env env, napi_callback_info info) {
       port_ring_detach(p, &j->r);
       if (napi_queue_async_work(env, j->work) == napi_ok) {
         p->rearm_job = j;
-        a->rearms_pending++;
         poller_sync(env, a, id);
         return yes;
       }
@@ -1230,6 +1227,8 @@ static void addon_finalize(napi_env env, void *data, void *hint) {
       uv_timer_stop(&a->pollers[i]->retry);
       /* handles are closed by the loop teardown; the memory goes with the process or worker */
     }
+    /* a ring being set up again on a worker: its fd and ring are the job's (as in close_port) */
+    if (a->ports[i].in_use && a->ports[i].rearm_job) ring_job_orphan(&a->ports[i]);
     if (a->ports[i].in_use) port_close(&a->ports[i]);
   }
   for (int i = 0; i < a->nspares; i++) {

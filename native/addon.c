@@ -180,6 +180,8 @@ static napi_value set_pool(napi_env env, napi_callback_info info) {
   uint32_t slot_size, headroom;
   if (arg_u32(env, argv[1], &slot_size) || arg_u32(env, argv[2], &headroom)) return throw_type(env, "setPool: bad sizes");
   if (slot_size < 256 || slot_size > 65535 || headroom >= slot_size - 64) return throw_type(env, "setPool: slotSize must be 256..65535 and headroom leave room for a frame");
+  /* an IPv6 UDP port's receive writes the sender's 16-byte address right before the frame (ports.c) */
+  if (headroom < 16) return throw_type(env, "setPool: headroom must be at least 16 (IPv6 UDP receive writes the sender's address there)");
   size_t n[10] = { 0 };
   struct pool p;
   memset(&p, 0, sizeof p);

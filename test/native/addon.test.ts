@@ -9,6 +9,7 @@ import { native, FramePool, HEADROOM, DescFlag, errnoOf } from '../../src/datapl
 import { parseIpv4 as ip4 } from '../../src/packet/ipv4';
 import { withNetns, veth, waitFor, Netns, ip, sh, sleep } from '../helpers/netns';
 import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
+import { FramePool as PlainFramePool } from '../../src/dataplane/frame-pool';
 import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
@@ -56,6 +57,13 @@ test('errors carry errno names', () => {
   assert.is(code, 'ERANGE');
   native.close(u);
   native.close(u); // twice is harmless
+});
+
+test('setPool refuses a headroom too small for the IPv6 UDP sender address (16 bytes before the frame)', () => {
+  const p = new PlainFramePool(4); // not registered: the throw leaves the tests' pool in place
+  const call = (headroom: number) => native.setPool(p.buffer, 2048, headroom, p.slot, p.off, p.len, p.port, p.flags, p.addr, p.aport, p.txList, p.segs, p.more);
+  assert.throws(() => call(8), /headroom must be at least 16/);
+  assert.throws(() => call(15), /headroom must be at least 16/);
 });
 
 test('UDP over IPv6 (addr6): bound before the address exists (freebind), receives datagrams with the sender address written before the frame', async () => {

@@ -160,12 +160,20 @@ uint32_t super_segment(const struct pool *pl, uint32_t i, const struct super_ref
 #define INNER_IP (OUTER + 14)
 #define TCP_ACK 0x10
 
-static int checksums_ok(const uint8_t *f, uint32_t len) {
-  const uint8_t *ip = f + INNER_IP;
-  if (csum_fold(csum_add(ip, 20, 0)) != 0xffff) return 0;
-  uint32_t l4len = len - INNER_IP - 20;
-  uint64_t acc = csum_add(ip + 12, 8, 0) + htons(6) + htons((uint16_t)l4len);
-  return csum_fold(csum_add(ip + 20, l4len, acc)) == 0xffff;
+/* The inner IPv4 header (v4) and TCP checksum of one datagram's inner packet at ip (l3len bytes);
+ * rx_merge (IPv4, no options: ihl 20) and rx_super both check with it. */
+static int inner_checksums_ok(const uint8_t *ip, uint32_t l3len, uint32_t ihl, int v6) {
+  uint64_t acc;
+  if (v6) {
+    acc = csum_add(ip + 8, 32, 0);
+  } else {
+    if (csum_fold(csum_add(ip, 20, 0)) != 0xffff) return 0;
+    acc = csum_add(ip + 12, 8, 0);
+  }
+  uint32_t l4len = l3len - ihl;
+  acc += htons(6);
+  acc += htons((uint16_t)l4len);
+  return csum_fold(csum_add(ip + ihl, l4len, acc)) == 0xffff;
 }
 
 void merge_open(struct port *p, struct pool *pl, uint32_t i, const struct virtio_net_hdr *vh) {
@@ -219,14 +227,16 @@ int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t
   uint8_t *buf = (uint8_t *)r->payload;
   if (r->nseg == 1) { /* the second datagram: the run becomes a super-frame */
     if (p->arena_used >= SUPER_BUFS) return 0;
-    if (!checksums_ok(f0, pl->d_len[i])) {
+    if (!inner_checksums_ok(a, pl->d_len[i] - INNER_IP, 20, 0)) {
       p->run_desc = -1; /* its first segment goes alone, the pod judges it */
       return 0;
     }
+  }
+  if (!inner_checksums_ok(b, len - INNER_IP, 20, 0)) return 0; /* before any copy */
+  if (r->nseg == 1) {
     buf = p->arena + (size_t)p->arena_used * RX_BIG;
     memcpy(buf, f0 + H, r->mss);
   }
-  if (!checksums_ok(frame, len)) return 0;
   memcpy(buf + r->payload_len, frame + H, len - H);
   if (r->nseg == 1) {
     p->arena_used++;
@@ -248,21 +258,6 @@ int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t
 }
 
 /* ---- a podway peer's UDP GSO message of VXLAN datagrams (rx_super and rx_merge) ------------------ */
-
-/* The inner IPv4 header (v4) and TCP checksum of one datagram's inner packet at ip (l3len bytes). */
-static int inner_checksums_ok(const uint8_t *ip, uint32_t l3len, uint32_t ihl, int v6) {
-  uint64_t acc;
-  if (v6) {
-    acc = csum_add(ip + 8, 32, 0);
-  } else {
-    if (csum_fold(csum_add(ip, 20, 0)) != 0xffff) return 0;
-    acc = csum_add(ip + 12, 8, 0);
-  }
-  uint32_t l4len = l3len - ihl;
-  acc += htons(6);
-  acc += htons((uint16_t)l4len);
-  return csum_fold(csum_add(ip + ihl, l4len, acc)) == 0xffff;
-}
 
 /* Descriptor i: datagrams [s, e] of the message (e > s: one SUPER descriptor, payloads moved
  * together behind datagram s's own; e == s: the datagram as gso.c cuts it). */

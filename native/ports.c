@@ -382,7 +382,7 @@ static inline uint64_t now_ns(clockid_t c) {
 static __thread uint64_t last_rx_done;
 
 static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
-  uint32_t n = 0, merged = 0;
+  uint32_t n = 0;
   if (p->arena) super_recv_begin(p);
   /* frames merged into a run (rx_merge) make no descriptor but count as seen: one call takes at most
    * `max` ring frames either way (draining thousands in one call left the ring to overflow while
@@ -391,7 +391,7 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
     struct tpacket2_hdr *h = (struct tpacket2_hdr *)(p->ring + (size_t)p->frame_cur * p->frame_size);
     uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
     if (!(st & TP_STATUS_USER)) break;
-    if (seen == 0 && merged == 0 && h->tp_sec) { /* the kernel stamps frames with CLOCK_REALTIME */
+    if (seen == 0 && h->tp_sec) { /* the kernel stamps frames with CLOCK_REALTIME */
       uint64_t stamp = (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec, t = now_ns(CLOCK_REALTIME);
       if (t > stamp && t - stamp < 1000000000u) {
         p->st.rx_wait_ns += t - stamp;
@@ -455,7 +455,7 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
     int done = 1;
     /* a datagram that continues the run of the frame before it: its payload joins that descriptor */
     if (p->rx_merge && p->run_desc >= 0 && !(st & TP_STATUS_COPY) && merge_append(p, pl, frame, len, wire, vh, flags)) {
-      merged++;
+      /* joined: no descriptor of its own */
     } else {
       p->run_desc = -1;
       uint32_t before = n;

@@ -210,13 +210,21 @@ static napi_value set_pool(napi_env env, napi_callback_info info) {
   p.nslots = (uint32_t)(bytes / slot_size);
   p.ndesc = (uint32_t)n[0];
   p.ntxlist = (uint32_t)n[7];
-  /* Keep every array alive as long as the addon may write into it. */
-  for (int k = 0; k < 11 && a->pool_set; k++) napi_delete_reference(env, a->pool_refs[k]);
-  /* the old super-frame table is freed only once the new pool is in place: if a reference below
-   * fails, the old pool (and its table) stays the one in use, never a freed table */
-  struct super_ref *old_super = a->pool_set ? a->pool.d_super : NULL;
+  /* Keep every array alive as long as the addon may write into it. The new references are all
+   * made before the old ones go: if one fails, the old pool stays the one in use, its arrays (and
+   * its super-frame table) still kept, and what was made for the new one is undone. */
   napi_value keep[11] = { argv[0], argv[3], argv[4], argv[5], argv[6], argv[7], argv[8], argv[9], argv[10], argv[11], argv[12] };
-  for (int k = 0; k < 11; k++) CHECK(napi_create_reference(env, keep[k], 1, &a->pool_refs[k]));
+  napi_ref refs[11];
+  for (int k = 0; k < 11; k++) {
+    if (napi_create_reference(env, keep[k], 1, &refs[k]) != napi_ok) {
+      while (k-- > 0) napi_delete_reference(env, refs[k]);
+      free(p.d_super);
+      return throw_errno(env, EINVAL, "setPool: napi_create_reference");
+    }
+  }
+  for (int k = 0; k < 11 && a->pool_set; k++) napi_delete_reference(env, a->pool_refs[k]);
+  struct super_ref *old_super = a->pool_set ? a->pool.d_super : NULL;
+  memcpy(a->pool_refs, refs, sizeof refs);
   a->pool = p;
   a->pool_set = 1;
   free(old_super);

@@ -22,7 +22,6 @@
 #include "gro.h"
 #include "gso.h"
 
-#include <arpa/inet.h>
 #include <string.h>
 
 #define TCP_FIN 0x01
@@ -81,19 +80,11 @@ static int candidate(const uint8_t *f, uint32_t len, struct seg *s) {
   return 1;
 }
 
-/* Unfolded sum of the pseudo-header for a TCP length of l4len (IPv4 or IPv6 by l3). */
-static uint64_t pseudo_sum(const uint8_t *ip, uint32_t l3, uint32_t l4len) {
-  uint64_t acc = l3 == 40 ? csum_add(ip + 8, 32, 0) : csum_add(ip + 12, 8, 0);
-  acc += htons(6);
-  acc += htons((uint16_t)l4len);
-  return acc;
-}
-
 static int checksums_ok(const uint8_t *f, const struct seg *s) {
   const uint8_t *ip = f + 14;
   if (s->l3 == 20 && csum_fold(csum_add(ip, 20, 0)) != 0xffff) return 0;
   uint32_t l4len = s->hdrs - 14 - s->l3 + s->payload;
-  return csum_fold(csum_add(ip + s->l3, l4len, pseudo_sum(ip, s->l3, l4len))) == 0xffff;
+  return csum_fold(csum_add(ip + s->l3, l4len, pseudo_sum(ip, s->l3 == 40, 6, l4len))) == 0xffff;
 }
 
 /* Does b follow a (the run's previous frame) in the same flow, with the same headers? */
@@ -186,24 +177,10 @@ void gro_write_header(const uint8_t *first, const struct gro_merge *m, uint8_t *
   memcpy(hdr, first, m->hdrs);
   uint8_t *ip = hdr + 14, *th = ip + m->l3;
   uint32_t l4len = m->hdrs - 14 - m->l3 + m->payload;
-  if (m->l3 == 20) {
-    wr16(ip + 2, (uint16_t)(20 + l4len));
-    ip[10] = ip[11] = 0;
-    uint16_t ic = (uint16_t)~csum_fold(csum_add(ip, 20, 0));
-    memcpy(ip + 10, &ic, 2);
-  } else {
-    wr16(ip + 4, (uint16_t)l4len);
-  }
+  int v6 = m->l3 == 40;
+  ip_set_l4len(ip, m->l3, v6, l4len);
   if (m->psh) th[13] |= TCP_PSH;
-  /* the partial checksum: folded pseudo-header sum, not complemented (what tcp_v4_send_check and
-   * tcp_v6_send_check leave) */
-  uint16_t pc = csum_fold(pseudo_sum(ip, m->l3, l4len));
+  uint16_t pc = csum_fold(pseudo_sum(ip, v6, 6, l4len)); /* the partial checksum (csum.h) */
   memcpy(th + 16, &pc, 2);
-  memset(vh, 0, sizeof *vh);
-  vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-  vh->gso_type = m->l3 == 40 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
-  vh->hdr_len = (uint16_t)m->hdrs;
-  vh->gso_size = (uint16_t)m->mss;
-  vh->csum_start = (uint16_t)(14 + m->l3);
-  vh->csum_offset = 16;
+  vnet_hdr_partial(vh, v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4, m->hdrs, m->mss, 14 + m->l3, 16);
 }

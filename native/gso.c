@@ -77,19 +77,9 @@ uint16_t csum_fold(uint64_t acc) { return fold(acc); }
 /* Store ~sum in memory order (the sum is in memory order already). */
 static inline void put_csum(uint8_t *at, uint16_t c) { memcpy(at, &c, 2); }
 
-static void ipv4_header_csum(uint8_t *ip, uint32_t ihl) {
-  ip[10] = ip[11] = 0;
-  put_csum(ip + 10, (uint16_t)~fold(sum_words(ip, ihl, 0)));
-}
-
-/* TCP/UDP checksum over pseudo-header + [l4, l4 + l4len); the field must be zero. The IPv6
- * pseudo-header's 32-bit length and next header sum the same as IPv4's 16-bit ones below 64 KiB. */
+/* TCP/UDP checksum over pseudo-header + [l4, l4 + l4len); the field must be zero. */
 static uint16_t l4_csum(const uint8_t *ip, const uint8_t *l4, uint32_t l4len, uint8_t proto, int v6) {
-  uint64_t acc = v6 ? sum_words(ip + 8, 32, 0) : sum_words(ip + 12, 8, 0); /* source and destination */
-  acc += htons(proto);
-  acc += htons((uint16_t)l4len);
-  acc = sum_words(l4, l4len, acc);
-  return (uint16_t)~fold(acc);
+  return (uint16_t)~fold(sum_words(l4, l4len, pseudo_sum(ip, v6, proto, l4len)));
 }
 
 int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset) {
@@ -277,13 +267,8 @@ uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t 
   uint8_t *ip = dst + g->l3;
   uint32_t ihl = g->l4 - g->l3;
   uint32_t l4len = g->hdrs - g->l4 + seg;
-  if (g->v6) {
-    wr16(ip + 4, (uint16_t)l4len); /* payload length: no extension headers (gso_plan_v6) */
-  } else {
-    wr16(ip + 2, (uint16_t)(ihl + l4len));
-    wr16(ip + 4, (uint16_t)(rd16(f + g->l3 + 4) + k));
-    ipv4_header_csum(ip, ihl);
-  }
+  if (!g->v6) wr16(ip + 4, (uint16_t)(rd16(f + g->l3 + 4) + k)); /* IPv4 id */
+  ip_set_l4len(ip, ihl, g->v6, l4len); /* IPv6: payload length, no extension headers (gso_plan_v6) */
   uint8_t *l4 = dst + g->l4;
   if (g->proto == 6) {
     wr32(l4 + 4, rd32(f + g->l4 + 4) + off);
@@ -302,13 +287,9 @@ uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t 
   uint32_t total = g->hdrs + seg;
   if (g->ol3) { /* the outer headers, as the kernel's tunnel GSO writes them per segment */
     uint8_t *o = dst + g->ol3;
-    if (g->ov6) {
-      wr16(o + 4, (uint16_t)(total - g->ol3 - 40));
-    } else {
-      wr16(o + 2, (uint16_t)(total - g->ol3));
-      wr16(o + 4, (uint16_t)(rd16(f + g->ol3 + 4) + k));
-      ipv4_header_csum(o, (uint32_t)(o[0] & 15) * 4);
-    }
+    uint32_t ohl = g->ov6 ? 40 : (uint32_t)(o[0] & 15) * 4;
+    if (!g->ov6) wr16(o + 4, (uint16_t)(rd16(f + g->ol3 + 4) + k));
+    ip_set_l4len(o, ohl, g->ov6, total - g->ol3 - ohl);
     if (g->ol4) {
       uint8_t *u = dst + g->ol4;
       wr16(u + 4, (uint16_t)(total - g->ol4));
@@ -325,19 +306,6 @@ uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t 
 }
 
 /* ---- delivery into the pool ------------------------------------------------------------------ */
-
-static inline uint8_t *rx_slot(struct pool *pl, uint32_t i) {
-  pl->d_off[i] = (uint16_t)pl->headroom;
-  return pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
-}
-
-static inline void rx_desc(struct pool *pl, uint32_t i, uint16_t port_id, uint32_t len, uint16_t flags) {
-  pl->d_len[i] = (uint16_t)len;
-  pl->d_port[i] = port_id;
-  pl->d_flags[i] = flags;
-  pl->d_addr[i] = 0;
-  pl->d_aport[i] = 0;
-}
 
 /* One frame into one descriptor as it is; cut to the slot (flagged, counted) if it does not fit or
  * the kernel already cut it. */

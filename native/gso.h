@@ -12,6 +12,7 @@
 #include <linux/virtio_net.h>
 
 #include "ports.h"
+#include "csum.h"
 
 #ifndef VIRTIO_NET_HDR_GSO_UDP_L4
 #define VIRTIO_NET_HDR_GSO_UDP_L4 5 /* GSO frame, UDP payload split in gso_size pieces (USO) */
@@ -64,11 +65,22 @@ uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t 
 /* Complete a partial checksum in place: the 16-bit field at csum_start + csum_offset holds the
  * folded pseudo-header sum; it becomes the checksum of [csum_start, len) (0 written as 0xffff, as
  * the kernel's skb_checksum_help does). Returns 0, or -1 when the offsets are outside the frame. */
-/* One's complement arithmetic shared with gro.c: the sum of [p, p+len) in memory order added to
- * acc (len may be odd only for the last range of a checksum), and its fold to 16 bits. */
-uint64_t csum_add(const uint8_t *p, uint32_t len, uint64_t acc);
-uint16_t csum_fold(uint64_t acc);
 int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset);
+
+/* Receive into descriptor i (shared with rxsuper.c): rx_slot points it at its slot's headroom and
+ * returns where its frame goes; rx_desc writes its metadata, len bytes from port_id with the
+ * DESC_F_* flags (no sender address). */
+static inline uint8_t *rx_slot(struct pool *pl, uint32_t i) {
+  pl->d_off[i] = (uint16_t)pl->headroom;
+  return pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
+}
+static inline void rx_desc(struct pool *pl, uint32_t i, uint16_t port_id, uint32_t len, uint16_t flags) {
+  pl->d_len[i] = (uint16_t)len;
+  pl->d_port[i] = port_id;
+  pl->d_flags[i] = flags;
+  pl->d_addr[i] = 0;
+  pl->d_aport[i] = 0;
+}
 
 /* Deliver one received frame into descriptors [first, first + room) (room >= 1). vh is NULL when
  * the socket has no vnet header; `flags` are the DESC_F_* the caller already knows (OUTGOING, and

@@ -745,13 +745,16 @@ static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint
       const struct super_ref *r = super_check(pl, i, l3);
       if (r && l3 + r->ihdrs + r->mss <= q->frame_cap) {
         p->st.tx_super_cut++;
+        uint8_t hdr[GRO_HDR_MAX];
+        struct gso_plan g;
+        super_cut_plan(pl, i, r, l3, hdr, &g); /* once: the loop writes the backlog, not the pool */
         for (uint32_t s = 0; s < r->nseg; s++) {
           if (q->count == TXQ_FRAMES) {
             p->st.tx_dropped_full += r->nseg - s;
             break;
           }
           uint32_t pos = txq_pos(q, q->count);
-          q->len[pos] = (uint16_t)super_segment(pl, i, r, l3, s, txq_data(q, pos));
+          q->len[pos] = (uint16_t)gso_write_segment_from(hdr, r->payload, &g, s, txq_data(q, pos));
           q->addr[pos] = pl->d_addr[i];
           q->aport[pos] = pl->d_aport[i];
           q->count++;

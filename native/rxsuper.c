@@ -2,7 +2,6 @@
 #include "rxsuper.h"
 #include "gro.h"
 
-#include <arpa/inet.h>
 #include <string.h>
 
 #define TCP_FIN 0x01
@@ -13,7 +12,6 @@ static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | 
 static inline uint32_t rd32(const uint8_t *p) {
   return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
-static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
 
 /* Recv calls of every rx_super port, numbered from 1: a ref's epoch never matches a closed port's
  * zeroed slot nor a later port in it. */
@@ -35,15 +33,9 @@ int super_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i,
   if (!pl->d_super || !pl->d_segs || !pl->d_more || g->nseg > 0xffff) return 0;
   uint32_t ihdrs = g->hdrs - g->l3;
   if (14 + ihdrs > GRO_HDR_MAX) return 0; /* the send side rewrites these headers in a scratch */
-  pl->d_off[i] = (uint16_t)pl->headroom;
-  uint8_t *dst = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
-  uint32_t sl = gso_write_segment(frame, g, 0, dst); /* fits: gso_plan_frame checked the slot */
+  uint32_t sl = gso_write_segment(frame, g, 0, rx_slot(pl, i)); /* fits: gso_plan_frame checked the slot */
   uint32_t more = (g->nseg - 1) * g->hdrs + (g->payload - g->mss);
-  pl->d_len[i] = (uint16_t)sl;
-  pl->d_port[i] = port_id;
-  pl->d_flags[i] = flags | DESC_F_SUPER;
-  pl->d_addr[i] = 0;
-  pl->d_aport[i] = 0;
+  rx_desc(pl, i, port_id, sl, flags | DESC_F_SUPER);
   pl->d_segs[i] = (uint16_t)g->nseg;
   pl->d_more[i] = more;
   struct super_ref *r = &pl->d_super[i];
@@ -110,48 +102,27 @@ uint32_t super_header(const struct pool *pl, uint32_t i, const struct super_ref 
   uint32_t ihl, hl = template_hdr(pl, i, r, l3, hdr, &ihl);
   uint8_t *ip = hdr + l3, *th = ip + ihl;
   uint32_t l4len = r->ihdrs - ihl + r->payload_len;
-  uint64_t acc;
-  if (r->v6) {
-    wr16(ip + 4, (uint16_t)l4len);
-    acc = csum_add(ip + 8, 32, 0);
-  } else {
-    wr16(ip + 2, (uint16_t)(ihl + l4len));
-    ip[10] = ip[11] = 0;
-    uint16_t ic = (uint16_t)~csum_fold(csum_add(ip, ihl, 0));
-    memcpy(ip + 10, &ic, 2);
-    acc = csum_add(ip + 12, 8, 0);
-  }
-  /* the partial checksum the pod completes: the folded pseudo-header sum (as gro.c leaves it) */
-  acc += htons(6);
-  acc += htons((uint16_t)l4len);
-  uint16_t pc = csum_fold(acc);
+  ip_set_l4len(ip, ihl, r->v6, l4len);
+  uint16_t pc = csum_fold(pseudo_sum(ip, r->v6, 6, l4len)); /* the partial checksum the pod completes (csum.h) */
   memcpy(th + 16, &pc, 2);
-  memset(vh, 0, sizeof *vh);
-  vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-  vh->gso_type = r->v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
-  if (th[13] & TCP_CWR) vh->gso_type |= VIRTIO_NET_HDR_GSO_ECN; /* as tcp_gro_complete marks it */
-  vh->hdr_len = (uint16_t)hl;
-  vh->gso_size = (uint16_t)r->mss;
-  vh->csum_start = (uint16_t)(l3 + ihl);
-  vh->csum_offset = 16;
+  uint8_t type = r->v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+  if (th[13] & TCP_CWR) type |= VIRTIO_NET_HDR_GSO_ECN; /* as tcp_gro_complete marks it */
+  vnet_hdr_partial(vh, type, hl, r->mss, l3 + ihl, 16);
   return hl;
 }
 
-uint32_t super_segment(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint32_t k,
-                       uint8_t *dst) {
-  uint8_t hdr[GRO_HDR_MAX];
+void super_cut_plan(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint8_t *hdr,
+                    struct gso_plan *g) {
   uint32_t ihl, hl = template_hdr(pl, i, r, l3, hdr, &ihl);
-  struct gso_plan g;
-  memset(&g, 0, sizeof g);
-  g.l3 = l3;
-  g.l4 = l3 + ihl;
-  g.hdrs = hl;
-  g.payload = r->payload_len;
-  g.mss = r->mss;
-  g.nseg = r->nseg;
-  g.proto = 6;
-  g.v6 = r->v6;
-  return gso_write_segment_from(hdr, r->payload, &g, k, dst);
+  memset(g, 0, sizeof *g);
+  g->l3 = l3;
+  g->l4 = l3 + ihl;
+  g->hdrs = hl;
+  g->payload = r->payload_len;
+  g->mss = r->mss;
+  g->nseg = r->nseg;
+  g->proto = 6;
+  g->v6 = r->v6;
 }
 
 /* ---- receive merge (rx_merge) ------------------------------------------------------------------ */
@@ -163,17 +134,9 @@ uint32_t super_segment(const struct pool *pl, uint32_t i, const struct super_ref
 /* The inner IPv4 header (v4) and TCP checksum of one datagram's inner packet at ip (l3len bytes);
  * rx_merge (IPv4, no options: ihl 20) and rx_super both check with it. */
 static int inner_checksums_ok(const uint8_t *ip, uint32_t l3len, uint32_t ihl, int v6) {
-  uint64_t acc;
-  if (v6) {
-    acc = csum_add(ip + 8, 32, 0);
-  } else {
-    if (csum_fold(csum_add(ip, 20, 0)) != 0xffff) return 0;
-    acc = csum_add(ip + 12, 8, 0);
-  }
+  if (!v6 && csum_fold(csum_add(ip, 20, 0)) != 0xffff) return 0;
   uint32_t l4len = l3len - ihl;
-  acc += htons(6);
-  acc += htons((uint16_t)l4len);
-  return csum_fold(csum_add(ip + ihl, l4len, acc)) == 0xffff;
+  return csum_fold(csum_add(ip + ihl, l4len, pseudo_sum(ip, v6, 6, l4len))) == 0xffff;
 }
 
 void merge_open(struct port *p, struct pool *pl, uint32_t i, const struct virtio_net_hdr *vh) {
@@ -264,16 +227,10 @@ int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t
 static void uso_group(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
                       const struct gso_plan *g, uint16_t flags, uint8_t *d0, uint32_t H, uint32_t ihdrs, uint8_t v6,
                       uint32_t s, uint32_t e) {
-  pl->d_off[i] = (uint16_t)pl->headroom;
-  uint8_t *dst = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->headroom;
-  uint32_t sl = gso_write_segment(frame, g, s, dst); /* fits: gso_plan_frame checked the slot */
-  pl->d_len[i] = (uint16_t)sl;
-  pl->d_port[i] = port_id;
-  pl->d_addr[i] = 0;
-  pl->d_aport[i] = 0;
+  uint32_t sl = gso_write_segment(frame, g, s, rx_slot(pl, i)); /* fits: gso_plan_frame checked the slot */
+  rx_desc(pl, i, port_id, sl, e == s ? flags : flags | DESC_F_SUPER);
   p->st.rx_bytes += sl;
   if (e == s) {
-    pl->d_flags[i] = flags;
     p->st.rx_gso_segments++;
     return;
   }
@@ -289,7 +246,6 @@ static void uso_group(struct port *p, uint16_t port_id, struct pool *pl, uint32_
     }
     payload += L - H;
   }
-  pl->d_flags[i] = flags | DESC_F_SUPER;
   pl->d_segs[i] = (uint16_t)nseg;
   pl->d_more[i] = more;
   struct super_ref *r = &pl->d_super[i];

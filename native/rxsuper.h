@@ -92,8 +92,10 @@ const struct super_ref *super_check(const struct pool *pl, uint32_t i, uint32_t 
 /* Send: the whole super-frame's headers (hdr: l3 + ihdrs bytes, returned) and virtio_net_hdr. */
 uint32_t super_header(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint8_t *hdr,
                       struct virtio_net_hdr *vh);
-/* Send: segment k of it, cut from descriptor i's headers, into dst (length returned). */
-uint32_t super_segment(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint32_t k,
-                       uint8_t *dst);
+/* Send: how to cut it into its segments from descriptor i's headers, which go to hdr (l3 + ihdrs
+ * <= GRO_HDR_MAX bytes, with the super-frame's FIN/PSH): segment k is then
+ * gso_write_segment_from(hdr, r->payload, g, k, dst). Made once per super-frame. */
+void super_cut_plan(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint8_t *hdr,
+                    struct gso_plan *g);
 
 #endif

@@ -23,7 +23,6 @@
 #include "uso.h"
 #include "gso.h"
 
-#include <arpa/inet.h>
 #include <string.h>
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
@@ -79,10 +78,7 @@ static int checksum_ok(const uint8_t *f, const struct dgram *d) {
   if (!d->v6 && csum_fold(csum_add(ip, 20, 0)) != 0xffff) return 0; /* IPv4 header checksum */
   if (uh[6] == 0 && uh[7] == 0) return !d->v6;
   uint32_t ulen = d->payload + 8;
-  uint64_t acc = d->v6 ? csum_add(ip + 8, 32, 0) : csum_add(ip + 12, 8, 0);
-  acc += htons(17);
-  acc += htons((uint16_t)ulen);
-  return csum_fold(csum_add(uh, ulen, acc)) == 0xffff;
+  return csum_fold(csum_add(uh, ulen, pseudo_sum(ip, d->v6, 17, ulen))) == 0xffff;
 }
 
 /* Same outer flow and headers as a (all but the per-datagram fields)? */
@@ -141,29 +137,10 @@ void uso_write_header(const uint8_t *first, const struct uso_merge *m, uint8_t *
   memcpy(hdr, first, m->l4 + 8);
   uint8_t *ip = hdr + 14, *uh = hdr + m->l4;
   uint32_t ulen = 8 + m->payload;
-  uint64_t acc;
-  if (m->v6) {
-    wr16(ip + 4, (uint16_t)ulen);
-    acc = csum_add(ip + 8, 32, 0);
-  } else {
-    wr16(ip + 2, (uint16_t)(20 + ulen));
-    ip[10] = ip[11] = 0;
-    uint16_t ic = (uint16_t)~csum_fold(csum_add(ip, 20, 0));
-    memcpy(ip + 10, &ic, 2);
-    acc = csum_add(ip + 12, 8, 0);
-  }
+  ip_set_l4len(ip, 20, m->v6, ulen); /* IPv4 without options (candidate) */
   wr16(uh + 4, (uint16_t)ulen);
-  /* The partial checksum: the folded pseudo-header sum over the whole UDP length, not
-   * complemented (what udp_send_skb leaves for a GSO skb); the kernel adjusts it per datagram. */
-  acc += htons(17);
-  acc += htons((uint16_t)ulen);
-  uint16_t pc = csum_fold(acc);
+  /* The partial checksum over the whole UDP length (csum.h); the kernel adjusts it per datagram. */
+  uint16_t pc = csum_fold(pseudo_sum(ip, m->v6, 17, ulen));
   memcpy(uh + 6, &pc, 2);
-  memset(vh, 0, sizeof *vh);
-  vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-  vh->gso_type = VIRTIO_NET_HDR_GSO_UDP_L4;
-  vh->hdr_len = (uint16_t)(m->l4 + 8);
-  vh->gso_size = (uint16_t)m->mss;
-  vh->csum_start = (uint16_t)m->l4;
-  vh->csum_offset = 6;
+  vnet_hdr_partial(vh, VIRTIO_NET_HDR_GSO_UDP_L4, m->l4 + 8, m->mss, m->l4, 6);
 }

@@ -1,0 +1,68 @@
+/*
+ * One's complement checksums and the header fix-ups every offload path writes the same way:
+ * segmentation (gso.c) per segment, and the send side's super-frames handed to a kernel whole
+ * (gro.c towards a pod, uso.c on the underlay, rxsuper.c for a super-frame received whole). The sums
+ * are taken in memory order (RFC 1071: the host's byte order, stored back unswapped). csum_add and
+ * csum_fold live in gso.c, so its per-segment path inlines them and the helpers below.
+ */
+#ifndef PODWAY_CSUM_H
+#define PODWAY_CSUM_H
+
+#include <stdint.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <linux/virtio_net.h>
+
+/* The sum of [p, p+len) added to acc (len may be odd only for the last range of a checksum: word
+ * boundaries count from p), and its fold to 16 bits. */
+uint64_t csum_add(const uint8_t *p, uint32_t len, uint64_t acc);
+uint16_t csum_fold(uint64_t acc);
+
+/* The IPv4 header checksum of the ihl bytes at ip, written into it. */
+static inline void ipv4_header_csum(uint8_t *ip, uint32_t ihl) {
+  ip[10] = ip[11] = 0;
+  uint16_t c = (uint16_t)~csum_fold(csum_add(ip, ihl, 0));
+  memcpy(ip + 10, &c, 2);
+}
+
+/* The IP header at ip (IPv4: ihl bytes; IPv6: 40, no extension headers) made to carry l4len bytes
+ * behind it: IPv4 total length and header checksum (the id and every other field already final),
+ * IPv6 payload length. */
+static inline void ip_set_l4len(uint8_t *ip, uint32_t ihl, int v6, uint32_t l4len) {
+  if (v6) {
+    ip[4] = (uint8_t)(l4len >> 8);
+    ip[5] = (uint8_t)l4len;
+  } else {
+    uint32_t tot = ihl + l4len;
+    ip[2] = (uint8_t)(tot >> 8);
+    ip[3] = (uint8_t)tot;
+    ipv4_header_csum(ip, ihl);
+  }
+}
+
+/* Unfolded sum of the TCP/UDP pseudo-header of the IPv4 or IPv6 header at ip, for protocol proto
+ * and l4len bytes of L4 header + payload. The IPv6 pseudo-header's 32-bit length and next header sum
+ * the same as IPv4's 16-bit ones below 64 KiB. */
+static inline uint64_t pseudo_sum(const uint8_t *ip, int v6, uint8_t proto, uint32_t l4len) {
+  uint64_t acc = v6 ? csum_add(ip + 8, 32, 0) : csum_add(ip + 12, 8, 0); /* source and destination */
+  acc += htons(proto);
+  acc += htons((uint16_t)l4len);
+  return acc;
+}
+
+/* The virtio_net_hdr of a super-frame handed to a kernel whole: the L4 checksum at csum_start +
+ * csum_offset left partial (it holds the folded pseudo-header sum, not complemented: what
+ * tcp_v4_send_check, tcp_v6_send_check and udp_send_skb leave), cut into gso_size pieces of payload
+ * behind hdr_len header bytes. */
+static inline void vnet_hdr_partial(struct virtio_net_hdr *vh, uint8_t gso_type, uint32_t hdr_len,
+                                    uint32_t gso_size, uint32_t csum_start, uint32_t csum_offset) {
+  memset(vh, 0, sizeof *vh);
+  vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  vh->gso_type = gso_type;
+  vh->hdr_len = (uint16_t)hdr_len;
+  vh->gso_size = (uint16_t)gso_size;
+  vh->csum_start = (uint16_t)csum_start;
+  vh->csum_offset = (uint16_t)csum_offset;
+}
+
+#endif

@@ -2,8 +2,9 @@
  * One's complement checksums and the header fix-ups every offload path writes the same way:
  * segmentation (gso.c) per segment, and the send side's super-frames handed to a kernel whole
  * (gro.c towards a pod, uso.c on the underlay, rxsuper.c for a super-frame received whole). The sums
- * are taken in memory order (RFC 1071: the host's byte order, stored back unswapped). csum_add and
- * csum_fold live in gso.c, so its per-segment path inlines them and the helpers below.
+ * are taken in memory order (RFC 1071: the host's byte order, stored back unswapped). All static
+ * inline: gso.c's per-segment path must not pay a call (the addon is built -fPIC, where an exported
+ * function is not inlined even in its own file).
  */
 #ifndef PODWAY_CSUM_H
 #define PODWAY_CSUM_H
@@ -13,10 +14,46 @@
 #include <arpa/inet.h>
 #include <linux/virtio_net.h>
 
-/* The sum of [p, p+len) added to acc (len may be odd only for the last range of a checksum: word
- * boundaries count from p), and its fold to 16 bits. */
-uint64_t csum_add(const uint8_t *p, uint32_t len, uint64_t acc);
-uint16_t csum_fold(uint64_t acc);
+/* The sum of [p, p+len) as 16-bit words in memory order added to acc, accumulated in 64 bits. Word
+ * boundaries are counted from p, so every range summed into one checksum starts on an even offset
+ * (len may be odd only for the last range of a checksum). */
+static inline uint64_t csum_add(const uint8_t *p, uint32_t len, uint64_t acc) {
+  while (len >= 8) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    acc += (uint32_t)w;
+    acc += w >> 32;
+    p += 8;
+    len -= 8;
+  }
+  if (len >= 4) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    acc += w;
+    p += 4;
+    len -= 4;
+  }
+  if (len >= 2) {
+    uint16_t w;
+    memcpy(&w, p, 2);
+    acc += w;
+    p += 2;
+    len -= 2;
+  }
+  if (len) {
+    uint8_t last[2] = { p[0], 0 }; /* an odd last byte is the high byte of a zero-padded word */
+    uint16_t w;
+    memcpy(&w, last, 2);
+    acc += w;
+  }
+  return acc;
+}
+
+/* The sum folded to 16 bits. */
+static inline uint16_t csum_fold(uint64_t acc) {
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  return (uint16_t)acc;
+}
 
 /* The IPv4 header checksum of the ihl bytes at ip, written into it. */
 static inline void ipv4_header_csum(uint8_t *ip, uint32_t ihl) {

@@ -31,61 +31,18 @@ static inline void wr32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
 }
 
-/* One's complement sum of [p, p+len) as 16-bit words in memory order, accumulated in 64 bits (RFC
- * 1071: the sum can be taken in the host's byte order and stored back unswapped). Word boundaries
- * are counted from p, so every range summed into one checksum starts on an even offset. */
-static uint64_t sum_words(const uint8_t *p, uint32_t len, uint64_t acc) {
-  while (len >= 8) {
-    uint64_t w;
-    memcpy(&w, p, 8);
-    acc += (uint32_t)w;
-    acc += w >> 32;
-    p += 8;
-    len -= 8;
-  }
-  if (len >= 4) {
-    uint32_t w;
-    memcpy(&w, p, 4);
-    acc += w;
-    p += 4;
-    len -= 4;
-  }
-  if (len >= 2) {
-    uint16_t w;
-    memcpy(&w, p, 2);
-    acc += w;
-    p += 2;
-    len -= 2;
-  }
-  if (len) {
-    uint8_t last[2] = { p[0], 0 }; /* an odd last byte is the high byte of a zero-padded word */
-    uint16_t w;
-    memcpy(&w, last, 2);
-    acc += w;
-  }
-  return acc;
-}
-
-static inline uint16_t fold(uint64_t acc) {
-  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
-  return (uint16_t)acc;
-}
-
-uint64_t csum_add(const uint8_t *p, uint32_t len, uint64_t acc) { return sum_words(p, len, acc); }
-uint16_t csum_fold(uint64_t acc) { return fold(acc); }
-
 /* Store ~sum in memory order (the sum is in memory order already). */
 static inline void put_csum(uint8_t *at, uint16_t c) { memcpy(at, &c, 2); }
 
 /* TCP/UDP checksum over pseudo-header + [l4, l4 + l4len); the field must be zero. */
 static uint16_t l4_csum(const uint8_t *ip, const uint8_t *l4, uint32_t l4len, uint8_t proto, int v6) {
-  return (uint16_t)~fold(sum_words(l4, l4len, pseudo_sum(ip, v6, proto, l4len)));
+  return (uint16_t)~csum_fold(csum_add(l4, l4len, pseudo_sum(ip, v6, proto, l4len)));
 }
 
 int csum_complete_partial(uint8_t *f, uint32_t len, uint32_t csum_start, uint32_t csum_offset) {
   if (csum_start >= len || csum_offset > len - csum_start || len - csum_start - csum_offset < 2) return -1;
   /* The field holds the folded pseudo-header sum; summing over it adds it in. */
-  uint16_t c = (uint16_t)~fold(sum_words(f + csum_start, len - csum_start, 0));
+  uint16_t c = (uint16_t)~csum_fold(csum_add(f + csum_start, len - csum_start, 0));
   if (c == 0) c = 0xffff;
   put_csum(f + csum_start + csum_offset, c);
   return 0;

@@ -21,6 +21,7 @@ import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4'
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { takeRunLock } from './run-lock';
 import { Taps } from '../dataplane/taps';
+import { workerModelMessage } from '../dataplane/worker-model';
 import { createLogger, parseLogLevel, type LogLevel } from '../observe/log';
 import { PodwayMetrics } from '../observe/metrics';
 import { DataplaneCollector } from '../observe/dataplane-metrics';
@@ -338,7 +339,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, logLevel: log.level, tunnelsOnUnderlay: eng.tunnelsOnUnderlay },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; message?: string }) => {
           if (taps.handle(index, m)) return;
@@ -355,7 +356,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         });
         w.on('error', (e) => log.error(`worker ${index} failed: ${e.message}`, { worker: index }));
         w.on('exit', () => exited.add(index));
-        w.postMessage({ type: 'model', model, kernelRoutes });
+        // where tunnels are read comes with every model (worker-model.ts), this first one included
+        w.postMessage(workerModelMessage(eng, model, kernelRoutes));
         workers.push(w);
       }
       if (count > 1) log.info(`${count} forwarding workers`, { workers: count });
@@ -404,7 +406,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
       if (tunnelAddressesStale(model)) ensureTunnelAddress();
       lastGateways = gatewaysKey(model, kernelRoutes);
-      broadcast({ type: 'model', model, kernelRoutes });
+      broadcast(workerModelMessage(eng, model, kernelRoutes));
     };
     const applyLatest = async () => {
       if (applying || stopping) return;

@@ -236,15 +236,17 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
   }
 }
 
-/** Drop reasons and route packets add up across workers; each worker's ports are listed with its
+/** Drop reasons, route packets and engine failures add up across workers; each worker's ports are listed with its
  * index. */
 export function mergeCounters(main: Counters, others: Counters[]): Counters {
   if (others.length === 0) return main;
   const reasons: Record<string, number> = { ...main.reasons };
   const ports = main.ports.map((p) => ({ ...p, port: `${p.port as string} [w0]` }));
   const routes = new Map(main.routes.map((r) => [r.cidr, { ...r }]));
+  const failures = { ...main.failures };
   others.forEach((c, k) => {
     for (const [r, n] of Object.entries(c.reasons)) reasons[r] = (reasons[r] ?? 0) + n;
+    for (const [f, n] of Object.entries(c.failures ?? {})) failures[f as keyof typeof failures] += n;
     for (const p of c.ports) ports.push({ ...p, port: `${p.port as string} [w${k + 1}]` });
     for (const r of c.routes ?? []) {
       const have = routes.get(r.cidr);
@@ -252,7 +254,7 @@ export function mergeCounters(main: Counters, others: Counters[]): Counters {
       else routes.set(r.cidr, { ...r });
     }
   });
-  return { reasons, ports, routes: [...routes.values()] };
+  return { reasons, ports, routes: [...routes.values()], failures };
 }
 
 /**

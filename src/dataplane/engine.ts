@@ -71,12 +71,11 @@ export interface EngineOptions {
    */
   worker?: { index: number; count: number };
   /**
-   * Receive VXLAN and IPIP on the underlay AF_PACKET port, with the kernel's offload metadata
-   * (nft-tunnels.ts), instead of on the UDP and raw sockets. A host-managing engine decides for
-   * itself (it installs the nftables table; without nft it keeps the sockets); worker engines
-   * (manageHost false) are told what the first engine decided.
+   * Where the node's tunnel packets are read (TunnelRx). A host-managing engine decides for itself
+   * (it installs the nftables table; without nft it keeps the sockets); worker engines (manageHost
+   * false) are told what the first engine decided, here and with every model (apply's `tunnels`).
    */
-  tunnelsOnUnderlay?: boolean;
+  tunnelRx?: TunnelRx;
   /** Underlay neighbour timings (ARP and NDP alike; neighbors.ts defaults: reachable 30 s,
    * retransmit 1 s, 3 probes, hold-down 10 s doubling up to 60 s). */
   neighbor?: NeighborTimings;
@@ -88,6 +87,30 @@ export interface EngineOptions {
   onNeighbor6?: (ip6: string, mac: Uint8Array) => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
+}
+
+/**
+ * Where the node's tunnel packets are read, as the host-managing engine decided (nft-tunnels.ts).
+ * `onUnderlay`: VXLAN and IPIP to the node's IPv4 address arrive on the underlay AF_PACKET port,
+ * with the kernel's offload metadata, and the tunnel table drops the kernel's copy (false: on the
+ * UDP and raw sockets). `ip6`: the IPv6 address whose VXLAN the table drops (null: none); only
+ * then is there an IPv6 VXLAN socket (for the reassembled outer fragments), since without the
+ * rule the kernel would hand that socket every datagram the underlay port also takes.
+ */
+export interface TunnelRx {
+  onUnderlay: boolean;
+  ip6: string | null;
+}
+
+/** Host-side failures the engine recovered from (or gave up on), counted for `podway counters`
+ * (added up across workers) and `podway status`. */
+export interface EngineFailures {
+  /** The tunnel table could not be installed or rewritten (nft missing or refusing). */
+  tunnelTable: number;
+  /** A port whose receive ring could not be set up again (checkRing threw) closed and reopened. */
+  ringReopened: number;
+  /** Reopening such a port failed (tried again on the next ring check). */
+  ringReopenFailed: number;
 }
 
 interface EndpointPort {
@@ -156,8 +179,12 @@ export class Engine {
   private readonly rxSuper: boolean;
   private readonly scatterRx: boolean;
   private readonly rxMerge: boolean;
-  /** Tunnels arrive on the underlay port (see EngineOptions.tunnelsOnUnderlay); set by openInfra. */
+  /** Tunnels arrive on the underlay port (TunnelRx.onUnderlay); set by openInfra (workers: told). */
   tunnelsOnUnderlay: boolean;
+  /** The IPv6 address the tunnel table drops VXLAN for (TunnelRx.ip6): the IPv6 VXLAN socket is
+   * opened on the node's IPv6 address only when it is this one. */
+  private tunnelTable6: string | null;
+  readonly failures: EngineFailures = { tunnelTable: 0, ringReopened: 0, ringReopenFailed: 0 };
   /** This engine installed the tunnel table (and removes it). */
   private ownsTunnelTable = false;
   private readonly worker: { index: number; count: number };
@@ -203,7 +230,8 @@ export class Engine {
     this.scatterRx = opts.scatterRx ?? true;
     this.rxMerge = opts.rxMerge ?? true;
     this.ringCheckMs = opts.ringCheckMs ?? RING_CHECK_MS;
-    this.tunnelsOnUnderlay = opts.tunnelsOnUnderlay ?? false;
+    this.tunnelsOnUnderlay = opts.tunnelRx?.onUnderlay ?? false;
+    this.tunnelTable6 = opts.tunnelRx?.ip6 ?? null;
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
@@ -239,15 +267,24 @@ export class Engine {
    * Apply a model: open/close ports for changed endpoints, rebuild next hops and FIB, swap.
    * `kernelRoutes`, read by the caller without blocking (readKernelRoutes), says which remote
    * nodes are on-link and which go through a gateway; without it the last table read is used.
+   * `tunnels` (worker engines, manageHost false): where the host-managing engine reads tunnels now
+   * (its tunnelRx() after applying the same model); a change reopens the ports it concerns.
    */
-  apply(model: NodeDataplaneModel, kernelRoutes?: readonly KernelRoute4[]): void {
+  apply(model: NodeDataplaneModel, kernelRoutes?: readonly KernelRoute4[], tunnels?: TunnelRx): void {
     // After stop() nothing is opened again (a late model would keep the process alive).
     if (this.stopped) throw new Error('engine stopped');
     if (kernelRoutes) this.kernelRoutes = kernelRoutes;
     const t0 = performance.now();
     const first = this.model === null;
+    // A host-managing engine decides this itself (openInfra, followIp6).
+    let tunnelsMoved = false;
+    if (tunnels && !this.manageHost && (tunnels.onUnderlay !== this.tunnelsOnUnderlay || tunnels.ip6 !== this.tunnelTable6)) {
+      this.tunnelsOnUnderlay = tunnels.onUnderlay;
+      this.tunnelTable6 = tunnels.ip6;
+      tunnelsMoved = true;
+    }
     if (first || this.model!.node.ip !== model.node.ip) this.openInfra(model);
-    else if (this.model!.v6.ip6 !== model.v6.ip6) this.followIp6(model);
+    else if (this.model!.v6.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(model, tunnelsMoved);
     // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
     // running pods keep theirs.
     this.podMtu = model.mtu.pod;
@@ -306,8 +343,12 @@ export class Engine {
       const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
       this.ownsTunnelTable = why === null;
       this.tunnelsOnUnderlay = why === null;
+      this.tunnelTable6 = why === null ? model.v6.ip6 : null;
       if (why === null) this.notes.push(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
-      else this.log.warn(`tunnels received on the UDP/raw sockets, without the kernel's offload metadata (a veth underlay with offloads on can stall TCP from kernel nodes): nft: ${why}`, { component: 'host' });
+      else {
+        this.failures.tunnelTable++;
+        this.log.warn(`tunnels received on the UDP/raw sockets, without the kernel's offload metadata (a veth underlay with offloads on can stall TCP from kernel nodes): nft: ${why}`, { component: 'host' });
+      }
     }
     // With tunnels on the underlay port the sockets are still read: the table leaves outer IPv4
     // fragments to the kernel (the underlay filter skips them too), which reassembles them and
@@ -351,10 +392,11 @@ export class Engine {
    * datagrams arrive on the underlay port (pipeline6); the nft table leaves outer IPv6 fragments to
    * the kernel, which reassembles them and hands the datagram here (nft-tunnels.ts). Only with the
    * table: without it the kernel would hand this socket every datagram the underlay port also
-   * takes (each delivered twice), so there is no socket then and IPv6 outer fragments are lost.
+   * takes (each delivered twice), so there is no socket then and IPv6 outer fragments are lost;
+   * the same when the table names another address (a rewrite for a new address failed: followIp6).
    */
   private openVxlan6(ip6: string | null): number {
-    if (ip6 === null || !this.tunnelsOnUnderlay) return -1;
+    if (ip6 === null || !this.tunnelsOnUnderlay || this.tunnelTable6 !== ip6) return -1;
     try {
       const p = this.io.openUdp({ addr6: ip6Bytes(ip6), port: VXLAN_PORT, rcvbuf: 4 << 20, reuseport: this.worker.count > 1 });
       this.pipe.setPort(p, Role.VXLAN6_RX, `vxlan6([${ip6}]:${VXLAN_PORT})`);
@@ -379,33 +421,51 @@ export class Engine {
    * IPv4 address stayed (a changed IPv4 address reopens everything, openInfra): the tunnel table's
    * IPv6 rule is rewritten for the new address (one nft transaction replacing the table, so the
    * IPv4 rules never lapse), and when IPv6 appears or goes the underlay port is reopened with a
-   * filter that takes (or no longer takes) IPv6, the new port before the old one closes.
+   * filter that takes (or no longer takes) IPv6, the new port before the old one closes. When nft
+   * refuses the rewrite, the old table stays (its IPv4 rules hold) and the new address gets no
+   * IPv6 VXLAN socket: its VXLAN is read from the underlay port only, once (a socket would get the
+   * kernel's copy too), and its outer fragments are lost (counted in failures.tunnelTable).
+   * A worker engine comes here also when it is told the tunnels moved (`tunnelsMoved`): the
+   * underlay port's filter and the IPv6 VXLAN socket follow the host-managing engine's decision.
    */
-  private followIp6(model: NodeDataplaneModel): void {
+  private followIp6(model: NodeDataplaneModel, tunnelsMoved = false): void {
     const ul = this.underlay;
     if (!ul) return;
     const was = this.model!.v6.ip6;
-    if (this.manageHost && this.ownsTunnelTable) {
+    if (this.manageHost && this.ownsTunnelTable && was !== model.v6.ip6) {
       const why = installTunnelRx(ul.name, formatIpv4(model.node.ip), VXLAN_PORT, model.v6.ip6);
       if (why === null) {
+        this.tunnelTable6 = model.v6.ip6;
         this.notes.push(this.tunnelTableNote(ul.name, model.node.ip, model.v6.ip6));
         this.log.info(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: nftables table inet ${TUNNEL_TABLE} follows it`, { component: 'host' });
       } else {
-        this.log.warn(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: could not rewrite nftables table inet ${TUNNEL_TABLE}: ${why}`, { component: 'host' });
+        this.failures.tunnelTable++;
+        const v6 = model.v6.ip6 === null ? '' : `; VXLAN to ${model.v6.ip6} is read from the underlay port only, without an IPv6 VXLAN socket (outer fragments are lost)`;
+        this.log.warn(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: could not rewrite nftables table inet ${TUNNEL_TABLE} (it still names ${this.tunnelTable6 ?? 'no IPv6 address'}): ${why}${v6}`, { component: 'host' });
       }
     }
     if (this.infra.vxlan6 >= 0) this.forgetPort(this.infra.vxlan6);
     this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
     if (this.infra.vxlan6 >= 0) this.watch(this.infra.vxlan6);
-    if ((was === null) !== (model.v6.ip6 === null) && this.infra.underlay >= 0) {
-      const old = this.infra.underlay;
-      const p = this.openUnderlay(ul, model);
-      this.infra.underlay = p;
-      this.pipe.setPort(p, Role.UNDERLAY, `underlay(${ul.name})`);
-      this.pipe.underlayPort = p;
-      this.watch(p);
-      this.forgetPort(old);
-    }
+    if (((was === null) !== (model.v6.ip6 === null) || tunnelsMoved) && this.infra.underlay >= 0) this.reopenUnderlay(model);
+  }
+
+  /** Open the underlay port again (a new filter, or a ring that could not be set up again): the new
+   * port before the old one closes, so the kernel never has neither. */
+  private reopenUnderlay(model: NodeDataplaneModel): void {
+    const ul = this.underlay!;
+    const old = this.infra.underlay;
+    const p = this.openUnderlay(ul, model);
+    this.infra.underlay = p;
+    this.pipe.setPort(p, Role.UNDERLAY, `underlay(${ul.name})`);
+    this.pipe.underlayPort = p;
+    this.watch(p);
+    this.forgetPort(old);
+  }
+
+  /** Where this engine reads tunnels now: what worker engines are told (apply's `tunnels`). */
+  tunnelRx(): TunnelRx {
+    return { onUnderlay: this.tunnelsOnUnderlay, ip6: this.tunnelTable6 };
   }
 
   private closeInfra(): void {
@@ -692,16 +752,17 @@ export class Engine {
     this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.RX_ERRORS]++;
     for (const [ifname, cur] of this.endpoints) {
       if (cur.port !== p) continue;
+      this.failures.ringReopened++;
       this.log.error(`endpoint ${cur.ep.key}: port ${name}: its receive ring could not be set up again (${e.message}); port closed, interface ${ifname} attached again`, { workload: cur.ep.key, interface: ifname, port: name });
       // the interface is still there, and so are its routes: the host programmer keeps its state
       this.detachEndpoint(ifname, p);
       return;
     }
     if (p === this.infra.underlay && this.underlay && this.model) {
-      let q: number;
       try {
-        q = this.openUnderlay(this.underlay, this.model);
+        this.reopenUnderlay(this.model);
       } catch (e2) {
+        this.failures.ringReopenFailed++;
         const key = `ring reopen ${(e2 as Error).message}`;
         if (this.loggedErrors.get(p) !== key) {
           this.loggedErrors.set(p, key);
@@ -709,12 +770,8 @@ export class Engine {
         }
         return;
       }
+      this.failures.ringReopened++;
       this.log.error(`port ${name}: its receive ring could not be set up again (${e.message}); underlay port reopened`, { port: name });
-      this.infra.underlay = q;
-      this.pipe.setPort(q, Role.UNDERLAY, `underlay(${this.underlay.name})`);
-      this.pipe.underlayPort = q;
-      this.watch(q);
-      this.forgetPort(p);
       return;
     }
     const key = `ring ${e.message}`;
@@ -861,7 +918,8 @@ export class Engine {
       nodeIp: m ? formatIpv4(m.node.ip) : null,
       underlay: this.underlay ? { name: this.underlay.name, mac: this.underlay.macText, mtu: this.underlay.mtu } : null,
       // where VXLAN/IPIP to the node are read: the underlay port (with offload metadata) or the sockets
-      tunnelsOn: this.underlay ? (this.tunnelsOnUnderlay ? `underlay port (nft table inet ${TUNNEL_TABLE})` : 'sockets') : null,
+      tunnelsOn: this.underlay ? this.tunnelsOnText() : null,
+      failures: { ...this.failures },
       vtep: m ? { ip: m.node.vtepIp !== null ? formatIpv4(m.node.vtepIp) : null, mac: m.node.vtepMac } : null,
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
       modelsApplied: this.applied,
@@ -877,6 +935,15 @@ export class Engine {
       neighbors6: { entries: this.neighbors6.table.entries(), counters: this.neighbors6.table.counters() },
       batch: this.batch,
     };
+  }
+
+  /** status().tunnelsOn: where tunnels to the node are read, per family. */
+  private tunnelsOnText(): string {
+    const ip6 = this.model?.v6.ip6 ?? null;
+    const v4 = this.tunnelsOnUnderlay ? `underlay port (nft table inet ${TUNNEL_TABLE})` : 'sockets';
+    // IPv6 VXLAN is always read from the underlay port; the socket (outer fragments) needs the rule
+    if (ip6 === null || (this.tunnelsOnUnderlay && this.tunnelTable6 === ip6)) return v4;
+    return `${v4}; VXLAN to ${ip6}: underlay port only (no IPv6 VXLAN socket: ${this.tunnelsOnUnderlay ? `the table names ${this.tunnelTable6 ?? 'no IPv6 address'}` : 'no table'})`;
   }
 
   routes() {
@@ -946,7 +1013,7 @@ export class Engine {
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });
     }
-    return { reasons, ports, routes: this.routeHits() };
+    return { reasons, ports, routes: this.routeHits(), failures: { ...this.failures } };
   }
 
   /** Packets routed per route so far (routes that carried none are left out). */

@@ -29,6 +29,17 @@ interface MemPort {
   /** Error code the next recv/send throws (fault injection). */
   failRecv: string | null;
   failSend: string | null;
+  /** What the next checkRing reports: a wedged ring set up again, or an error (a failed attempt). */
+  ringFault: 'stall' | string | null;
+}
+
+/** A port opened or closed, in order (MemoryIO.events): what the engine did with its ports. */
+export interface MemPortEvent {
+  op: 'open' | 'close';
+  port: number;
+  kind: PortInfo['kind'];
+  name: string;
+  opts: PortOptions;
 }
 
 function errno(code: string, what: string): Error {
@@ -39,18 +50,30 @@ export class MemoryIO implements PacketIO {
   readonly MAX_BATCH = 1024;
   private pool: FramePool | null = null;
   private readonly ports: (MemPort | undefined)[] = [];
+  /** Every open and close, in order (the test's side reads it). */
+  readonly events: MemPortEvent[] = [];
+  /** checkRing calls per port (any result). */
+  readonly ringChecks = new Map<number, number>();
+  /** Error code the next open of a port by this name throws. */
+  private readonly failOpens = new Map<string, string>();
 
   setPool(pool: FramePool): void {
     this.pool = pool;
   }
 
   private open(kind: PortInfo['kind'], name: string, opts: PortOptions = {}): number {
+    const fail = this.failOpens.get(name);
+    if (fail) {
+      this.failOpens.delete(name);
+      throw errno(fail, `open ${name}`);
+    }
     let id = this.ports.findIndex((p) => p === undefined);
     if (id < 0) id = this.ports.length;
     this.ports[id] = {
-      kind, name, opts, rx: [], tx: [], cb: null, failRecv: null, failSend: null,
+      kind, name, opts, rx: [], tx: [], cb: null, failRecv: null, failSend: null, ringFault: null,
       stats: { rxPackets: 0, rxBytes: 0, rxTruncated: 0, rxKernelDrops: 0, rxCalls: 0, txPackets: 0, txBytes: 0, txRetries: 0, txDroppedFull: 0, txErrors: 0, txCalls: 0 },
     };
+    this.events.push({ op: 'open', port: id, kind, name, opts });
     return id;
   }
 
@@ -61,8 +84,24 @@ export class MemoryIO implements PacketIO {
   openRaw(opts: PortOptions): number { return this.open('raw', `raw:${opts.proto ?? 0}`, opts); }
 
   close(port: number): void {
-    this.get(port);
+    const p = this.get(port);
     this.ports[port] = undefined;
+    this.events.push({ op: 'close', port, kind: p.kind, name: p.name, opts: p.opts });
+  }
+
+  /** As the addon's (io.ts): only AF_PACKET ports with a V2 ring are checked; what it reports is
+   * injected with ringFault (a stall is counted in rxRingStalls, as the addon counts it). */
+  checkRing(port: number): boolean {
+    const p = this.get(port);
+    this.ringChecks.set(port, (this.ringChecks.get(port) ?? 0) + 1);
+    if (p.kind !== 'packet' || !p.opts.ring || (p.opts.ringVersion ?? 2) !== 2) return false;
+    const f = p.ringFault;
+    if (f === null) return false;
+    // a failed attempt stays failed (the addon's ring is gone): every later check throws
+    if (f !== 'stall') throw errno(f, `${p.name}: setting its receive ring up again failed`);
+    p.ringFault = null;
+    p.stats.rxRingStalls = (p.stats.rxRingStalls ?? 0) + 1;
+    return true;
   }
 
   private get(port: number): MemPort {
@@ -166,6 +205,18 @@ export class MemoryIO implements PacketIO {
 
   isPolled(port: number): boolean {
     return this.ports[port]?.cb != null;
+  }
+
+  /** The next checkRing on `port` reports a wedged ring set up again ('stall'), or it and every
+   * later one throws an errno error with this code (setting it up again failed: the port receives
+   * nothing until it is closed). */
+  failRing(port: number, fault: 'stall' | string): void {
+    this.get(port).ringFault = fault;
+  }
+
+  /** The next open of a port named `name` throws an errno error with this code. */
+  failOpen(name: string, code: string): void {
+    this.failOpens.set(name, code);
   }
 
   /** The next recv (or send) on `port` throws an errno error with this code. */

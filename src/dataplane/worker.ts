@@ -1,7 +1,7 @@
 /**
  * A forwarding worker (worker_threads): its own frame pool, ports and FIB, fed the same model as
  * the main engine. The kernel spreads flows across workers (PACKET_FANOUT, SO_REUSEPORT); see
- * EngineOptions.worker. Messages: {type:'model', model, kernelRoutes} | {type:'neighbor', ip, mac} |
+ * EngineOptions.worker. Messages: {type:'model', model, kernelRoutes, tunnels} (worker-model.ts) | {type:'neighbor', ip, mac} |
  * {type:'neighbor6', ip6, mac} (an answer from an underlay neighbour, shared: see EngineOptions.onNeighbor) |
  * {type:'counters', id} | {type:'snapshot', id} (metrics) | {type:'log-level', level} | {type:'stop'},
  * and the trace/capture sessions of taps.ts.
@@ -11,9 +11,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from './engine';
 import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
+import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; neighbor?: NeighborTimings; node: string; logLevel?: LogLevel; tunnelsOnUnderlay?: boolean }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; neighbor?: NeighborTimings; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
@@ -31,7 +32,6 @@ if (parentPort) {
     rxSuper: init.rxSuper,
     rxMerge: init.rxMerge,
     manageHost: false,
-    tunnelsOnUnderlay: init.tunnelsOnUnderlay,
     worker: { index: init.index, count: init.count },
     log,
     onNeighbor: (ip, mac) => port.postMessage({ type: 'neighbor', ip, mac: [...mac] }),
@@ -41,7 +41,7 @@ if (parentPort) {
   port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; ip6?: string; mac?: number[]; id?: number; level?: LogLevel }) => {
     try {
       if (taps(msg)) return;
-      if (msg.type === 'model') engine.apply(msg.model!, msg.kernelRoutes);
+      if (msg.type === 'model') applyWorkerModel(engine, msg as unknown as WorkerModelMessage);
       else if (msg.type === 'neighbor') engine.learnShared(msg.ip!, Uint8Array.from(msg.mac!));
       else if (msg.type === 'neighbor6') engine.learnShared6(msg.ip6!, Uint8Array.from(msg.mac!));
       else if (msg.type === 'counters') port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });

@@ -2,7 +2,7 @@
  * Network namespaces for tests: unique names, commands run inside them, and cleanup that runs even
  * when the test fails. Tests only send traffic between addresses inside these namespaces.
  */
-import { execFileSync, spawn, ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 /** Run a command, returning stdout; a failure throws with the command and its stderr. */
@@ -102,3 +102,33 @@ export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 5
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Set in the copy of a test file that runPrivateNetns started (inside its namespace). */
+const PRIVATE_NETNS_ENV = 'PODWAY_TEST_PRIVATE_NETNS';
+
+/**
+ * Run the calling test file in a network namespace of its own: the first time (in the caller's
+ * namespace) this starts the same file under `unshare --net` and exits with its status, so nothing
+ * after the call runs there; in that copy (with a mount namespace of its own too, for /sys) it
+ * returns and the file's tests run. For tests of the
+ * engine in-process on a MemoryIO: findUnderlay, nft and the sysctls then act on the namespace's
+ * own interfaces and ruleset, and the namespace goes away with the process (no cleanup to miss).
+ * Processes the tests start must still be stopped by their PID before the file ends.
+ */
+export function runPrivateNetns(timeoutMs = 120_000): void {
+  if (process.env[PRIVATE_NETNS_ENV] === '1') return;
+  if (!isRoot()) {
+    console.error('this test needs root (unshare --net)');
+    process.exit(1);
+  }
+  // a mount namespace too, with /sys mounted again: sysfs shows the interfaces of the namespace
+  // that mounted it (as `ip netns exec` does)
+  const r = spawnSync('unshare', ['--net', '--mount', '--', 'sh', '-c', 'mount -t sysfs sysfs /sys && exec "$0" "$@"', process.execPath, ...process.execArgv, process.argv[1]], {
+    stdio: 'inherit',
+    env: { ...process.env, [PRIVATE_NETNS_ENV]: '1' },
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+  });
+  if (r.error) console.error(`unshare --net --mount: ${r.error.message}`);
+  process.exit(r.status ?? 1);
+}

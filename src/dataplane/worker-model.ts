@@ -1,0 +1,28 @@
+/**
+ * The model message the main engine sends its forwarding workers (worker.ts, `podway run
+ * --workers N`): the model, the kernel routes it was applied with, and where the main engine reads
+ * tunnels after applying it (Engine.tunnelRx). A worker manages no host state, so it cannot decide
+ * the last itself: the main engine's can change with any model (a new node address rewrites the
+ * tunnel table, which nft may refuse), and a worker whose underlay filter or IPv6 VXLAN socket
+ * disagreed with the table would read tunnel packets twice or never.
+ */
+import type { NodeDataplaneModel } from '../control';
+import type { Engine, TunnelRx } from './engine';
+import type { KernelRoute4 } from './host';
+
+export interface WorkerModelMessage {
+  type: 'model';
+  model: NodeDataplaneModel;
+  kernelRoutes: readonly KernelRoute4[];
+  tunnels: TunnelRx;
+}
+
+/** The message for a model `main` has just applied (structured-clone safe: plain data). */
+export function workerModelMessage(main: Engine, model: NodeDataplaneModel, kernelRoutes: readonly KernelRoute4[]): WorkerModelMessage {
+  return { type: 'model', model, kernelRoutes, tunnels: main.tunnelRx() };
+}
+
+/** A worker applies it: the tunnels first, so ports reopened for the model already follow them. */
+export function applyWorkerModel(engine: Engine, msg: WorkerModelMessage): void {
+  engine.apply(msg.model, msg.kernelRoutes, msg.tunnels);
+}

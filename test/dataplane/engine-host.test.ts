@@ -1,0 +1,271 @@
+// The engine's decisions around its ports, in-process on a MemoryIO (which records every open and
+// close), in a network namespace of its own (runPrivateNetns): a veth underlay holds the node's
+// addresses, veths stand for the pods' host ends, and a host-managing engine runs the real nft on the
+// namespace's ruleset. Covered: the ring check (a wedged ring reported, a ring that could not be
+// set up again: pod port reattached, underlay port reopened), a tunnel table rewrite nft refuses
+// (no IPv6 VXLAN socket on an address the table does not name), and workers told where tunnels
+// are read with every model (worker-model.ts).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, ChildProcess } from 'node:child_process';
+import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
+import { Engine } from '../../src/dataplane/engine';
+import { MemoryIO } from '../../src/dataplane/memory-io';
+import { createLogger } from '../../src/observe/log';
+import { underlayFilter } from '../../src/dataplane/host';
+import { tunnelRxProgram, TUNNEL_TABLE } from '../../src/dataplane/nft-tunnels';
+import { workerModelMessage, applyWorkerModel } from '../../src/dataplane/worker-model';
+import { ip6Bytes } from '../../src/control/route-calc6';
+import { parseIpv4, parseMac } from '../../src/packet';
+import { clusterModel, frame, NODE2_MAC } from './helpers';
+import { dualStackYaml } from './helpers6';
+
+runPrivateNetns();
+
+const UL = 'ul0';
+const engines: Engine[] = [];
+const children: ChildProcess[] = [];
+
+test.before(() => {
+  sh('ip', ['link', 'set', 'lo', 'up']);
+  // veths (this kernel may have no dummy driver); their peers stay down and unused
+  sh('ip', ['link', 'add', UL, 'type', 'veth', 'peer', 'name', `${UL}p`]);
+  for (const a of ['10.99.0.1/24', '10.99.0.11/24']) sh('ip', ['addr', 'add', a, 'dev', UL]);
+  sh('ip', ['-6', 'addr', 'add', 'fd99::1/64', 'dev', UL, 'nodad']);
+  sh('ip', ['link', 'set', UL, 'up']);
+  for (const pod of ['caliA', 'caliB']) sh('ip', ['link', 'add', pod, 'type', 'veth', 'peer', 'name', `${pod}p`]);
+  // the host port a host-managing engine brings up (MemoryIO opens no device)
+  sh('ip', ['tuntap', 'add', 'podway0', 'mode', 'tun']);
+});
+
+test.after(async () => {
+  for (const e of engines) e.stop();
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  // the spawner's helper goes with the host programmer's stop (asynchronous)
+  await new Promise((r) => setTimeout(r, 200));
+});
+
+interface Rig { engine: Engine; io: MemoryIO; lines: string[] }
+
+function rig(opts: { manageHost?: boolean; worker?: { index: number; count: number } } = {}): Rig {
+  const io = new MemoryIO();
+  const lines: string[] = [];
+  const log = createLogger({ level: 'info', write: (l) => void lines.push(l) });
+  const engine = new Engine({ io, manageHost: opts.manageHost ?? false, ringCheckMs: 10, log, worker: opts.worker });
+  engines.push(engine);
+  return { engine, io, lines };
+}
+
+function stopRig(r: Rig): void {
+  r.engine.stop();
+  engines.splice(engines.indexOf(r.engine), 1);
+}
+
+/** The open port by this name (-1: none). */
+const portOf = (r: Rig, name: string) => r.io.portNamed(name);
+
+/** IPv6 VXLAN sockets open now, by address. */
+function vxlan6Sockets(r: Rig): string[] {
+  const open = new Map<number, string>();
+  for (const e of r.io.events) {
+    if (e.op === 'close') open.delete(e.port);
+    else if (e.kind === 'udp' && e.opts.addr6) open.set(e.port, [...e.opts.addr6].join(','));
+  }
+  return [...open.values()];
+}
+const addr6 = (ip: string) => [...ip6Bytes(ip)].join(',');
+
+/** The open underlay port's options. */
+function underlayOpts(r: Rig) {
+  const p = portOf(r, UL);
+  assert.ok(p >= 0, 'an underlay port is open');
+  return [...r.io.events].reverse().find((e) => e.op === 'open' && e.port === p)!.opts;
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Pod A's frame to pod B forwarded out of B's port now. */
+function forwardsAtoB(r: Rig): boolean {
+  const a = portOf(r, 'caliA');
+  const b = portOf(r, 'caliB');
+  r.io.take(b);
+  r.io.inject(a, frame('a_to_b'));
+  r.io.pump();
+  return r.io.take(b).length === 1;
+}
+
+const dualModel = (ip6 = 'fd99::1', ip4 = '10.99.0.1') => clusterModel('node1', dualStackYaml().replace('ipv4Address: 10.99.0.1/24, ipv6Address: fd99::1/64', `ipv4Address: ${ip4}/24, ipv6Address: ${ip6}/64`));
+
+/** Hold `table inet podway_tunnels` with nft's owner flag (a copy of what podway loaded for `ip6`),
+ * so that any other nft process (podway's) is refused with EPERM; it goes when `nft -i` exits. */
+async function holdTunnelTable(nodeIp: string, ip6: string): Promise<ChildProcess> {
+  const nft = spawn('nft', ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
+  children.push(nft);
+  let err = '';
+  nft.stderr!.on('data', (d) => (err += String(d)));
+  const prog = tunnelRxProgram(UL, nodeIp, 4789, ip6);
+  // nft -i reads one command per line: the table block flattened onto one line, the owner flag first
+  const block = prog.slice(prog.indexOf(`table inet ${TUNNEL_TABLE} {`)).split('\n').map((l) => l.trim()).filter(Boolean).join('\n').replace('{\n', '{\nflags owner;\n');
+  nft.stdin!.write(`add table inet ${TUNNEL_TABLE}\ndelete table inet ${TUNNEL_TABLE}\n${block.replace(/\{\n/g, '{ ').replace(/\n\}/g, '; }').replace(/\n/g, '; ')}\n`);
+  const held = await waitFor(() => /flags owner/.test(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE], { allowFail: true })), 5000, 20);
+  assert.ok(held, `nft -i holds the table: ${err}`);
+  return nft;
+}
+
+async function release(nft: ChildProcess): Promise<void> {
+  nft.stdin!.end();
+  await waitFor(() => nft.exitCode !== null || nft.signalCode !== null, 5000, 10);
+  if (nft.exitCode === null && nft.signalCode === null) nft.kill('SIGKILL');
+}
+
+// ---- the ring check ----------------------------------------------------------------------------
+
+test('a wedged ring set up again: logged and counted (rxRingStalls), the port stays and keeps forwarding, checks go on', async () => {
+  const r = rig();
+  r.engine.apply(clusterModel());
+  const b = portOf(r, 'caliB');
+  assert.ok(forwardsAtoB(r), 'forwards before');
+  r.io.failRing(b, 'stall');
+  const checks = () => r.io.ringChecks.get(b) ?? 0;
+  const at = checks();
+  assert.ok(await waitFor(() => checks() >= at + 3, 5000), 'checked again after the stall');
+  assert.ok(r.lines.some((l) => /caliB: the kernel stopped filling its receive ring/.test(l)), r.lines.join('\n'));
+  assert.is(portOf(r, 'caliB'), b, 'same port');
+  assert.not.ok(r.io.events.some((e) => e.op === 'close'), 'nothing closed');
+  const c = r.engine.counters().ports.find((p) => p.port === 'caliB');
+  assert.is(c?.rxRingStalls, 1, JSON.stringify(c));
+  assert.equal(r.engine.counters().failures, { tunnelTable: 0, ringReopened: 0, ringReopenFailed: 0 });
+  assert.ok(forwardsAtoB(r), 'forwards after');
+  stopRig(r);
+});
+
+test('a pod ring that could not be set up again: its port closed, the interface attached again, forwarding back, counted', async () => {
+  const r = rig();
+  r.engine.apply(clusterModel());
+  const b = portOf(r, 'caliB');
+  const n0 = r.io.events.length;
+  r.io.failRing(b, 'ENOMEM');
+  const reopened = () => r.io.events.slice(n0).findIndex((e) => e.op === 'open' && e.name === 'caliB');
+  assert.ok(await waitFor(() => reopened() >= 0, 5000), `caliB reopened: ${JSON.stringify(r.io.events.slice(n0))}`);
+  const closed = r.io.events.slice(n0).findIndex((e) => e.op === 'close' && e.port === b);
+  assert.ok(closed >= 0 && closed < reopened(), 'the failed port closed, then the interface attached again');
+  assert.ok(r.io.isPolled(portOf(r, 'caliB')), 'the new port is polled');
+  assert.ok(r.lines.some((l) => /caliB: its receive ring could not be set up again .*ENOMEM.*attached again/.test(l)), r.lines.join('\n'));
+  assert.is(r.engine.counters().failures.ringReopened, 1);
+  assert.is(r.engine.endpointList().filter((e) => e.interface === 'caliB').length, 1);
+  assert.ok(forwardsAtoB(r), 'pod A reaches pod B through the new port');
+  // the failed port is gone: no more checks of it, no second reattach
+  await new Promise((res) => setTimeout(res, 50));
+  assert.is(r.io.events.slice(n0).filter((e) => e.op === 'open' && e.name === 'caliB').length, 1, 'reattached once');
+  stopRig(r);
+});
+
+test('an underlay ring that could not be set up again: reopened (new port before the old one closes), a failed reopen tried again on the next check', async () => {
+  const r = rig();
+  r.engine.apply(clusterModel());
+  const u = portOf(r, UL);
+  const bpf = underlayOpts(r).bpf!;
+  const n0 = r.io.events.length;
+  r.io.failOpen(UL, 'EMFILE');
+  r.io.failRing(u, 'EIO');
+  assert.ok(await waitFor(() => r.engine.counters().failures.ringReopenFailed >= 1, 5000), 'first reopen failed');
+  assert.is(portOf(r, UL), u, 'the old port stays until a new one is open');
+  assert.ok(r.lines.some((l) => /reopening the underlay port failed: open ul0: EMFILE; it receives nothing, tried again on the next check/.test(l)), r.lines.join('\n'));
+  assert.ok(await waitFor(() => portOf(r, UL) !== u && portOf(r, UL) >= 0, 5000), 'reopened on a later check');
+  const ev = r.io.events.slice(n0);
+  const opened = ev.findIndex((e) => e.op === 'open' && e.name === UL);
+  const closed = ev.findIndex((e) => e.op === 'close' && e.port === u);
+  assert.ok(opened >= 0 && closed > opened, `new port first: ${JSON.stringify(ev.map((e) => `${e.op} ${e.name}`))}`);
+  assert.ok(sameBytes(underlayOpts(r).bpf, bpf), 'same filter');
+  assert.equal(r.engine.counters().failures, { tunnelTable: 0, ringReopened: 1, ringReopenFailed: 1 });
+  assert.ok(r.io.isPolled(portOf(r, UL)));
+  assert.equal(r.engine.readiness().problems, []);
+  // the new port receives (node2's ARP reply, learned) and sends (pod A's frame to node2's pod)
+  const mac = parseMac(r.engine.status().underlay!.mac);
+  const reply = frame('arp_a_gw_reply');
+  reply.set(mac, 0);
+  reply.set(parseMac(NODE2_MAC), 6);
+  reply.set(parseMac(NODE2_MAC), 22);
+  reply.set([10, 99, 0, 2], 28);
+  reply.set(mac, 32);
+  reply.set([10, 99, 0, 1], 38);
+  r.io.inject(portOf(r, UL), reply);
+  r.io.pump();
+  assert.ok(r.engine.routes().some((x) => x.via === '10.99.0.2' && x.nextHopMac === NODE2_MAC), JSON.stringify(r.engine.routes()));
+  r.io.take(portOf(r, UL));
+  r.io.inject(portOf(r, 'caliA'), frame('a_to_rv'));
+  r.io.pump();
+  assert.is(r.io.take(portOf(r, UL)).length, 1, 'the new underlay port sends');
+  stopRig(r);
+});
+
+// ---- the tunnel table and the IPv6 VXLAN socket ------------------------------------------------
+
+test('nft refusing the rewrite for a new node IPv6 address: no IPv6 VXLAN socket on it (datagrams read once, on the underlay port), counted; the next rewrite opens it', async () => {
+  const r = rig({ manageHost: true });
+  r.engine.apply(dualModel());
+  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+  assert.equal(vxlan6Sockets(r), [addr6('fd99::1')], 'a socket on the address the table names');
+  const nft = await holdTunnelTable('10.99.0.1', 'fd99::1');
+  r.engine.apply(dualModel('fd99::a1'));
+  assert.equal(vxlan6Sockets(r), [], 'no socket: the kernel would hand it every datagram the underlay port takes');
+  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+  assert.is(r.engine.failures.tunnelTable, 1);
+  assert.ok(r.lines.some((l) => /fd99::1 -> fd99::a1: could not rewrite nftables table inet podway_tunnels \(it still names fd99::1\).*VXLAN to fd99::a1 is read from the underlay port only/.test(l)), r.lines.join('\n'));
+  assert.match(String(r.engine.status().tunnelsOn), 'VXLAN to fd99::a1: underlay port only (no IPv6 VXLAN socket: the table names fd99::1)');
+  // the underlay port still takes IPv6 (and tunnels)
+  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: true, vxlanPort: 4789 })));
+  await release(nft);
+  r.engine.apply(dualModel('fd99::b1'));
+  assert.equal(vxlan6Sockets(r), [addr6('fd99::b1')], 'the table names the new address again: socket back');
+  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::b1' });
+  assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip6 daddr fd99::b1 exthdr frag missing/);
+  stopRig(r);
+});
+
+test('workers are told where tunnels are read with every model: a refused rewrite and a fallback to the sockets reach them', async () => {
+  const main = rig({ manageHost: true, worker: { index: 0, count: 2 } });
+  const w = rig({ worker: { index: 1, count: 2 } });
+  const send = (model: ReturnType<typeof dualModel>) => {
+    main.engine.apply(model, []);
+    // as run.ts posts it: a structured clone, as worker_threads delivers it
+    applyWorkerModel(w.engine, structuredClone(workerModelMessage(main.engine, model, [])));
+  };
+  const filter = (nodeIp: string, tunnels: boolean) => underlayFilter(parseIpv4(nodeIp), { ipv6: true, tunnels, vxlanPort: 4789 });
+  send(dualModel());
+  assert.ok(sameBytes(underlayOpts(w).bpf, filter('10.99.0.1', true)), 'the worker takes tunnels on its underlay port');
+  assert.equal(vxlan6Sockets(w), [addr6('fd99::1')]);
+  const nft = await holdTunnelTable('10.99.0.1', 'fd99::1');
+  try {
+    // IPv6 rewrite refused: the worker opens no socket on the new address either
+    send(dualModel('fd99::a1'));
+    assert.equal(vxlan6Sockets(main), []);
+    assert.equal(vxlan6Sockets(w), [], 'the worker follows the main engine');
+    // a new IPv4 address: the main engine cannot install its table and reads tunnels on the
+    // sockets; the worker's underlay port must stop taking them (or each arrives twice)
+    send(dualModel('fd99::a1', '10.99.0.11'));
+    assert.equal(main.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.ok(sameBytes(underlayOpts(main).bpf, filter('10.99.0.11', false)));
+    assert.ok(sameBytes(underlayOpts(w).bpf, filter('10.99.0.11', false)), 'the worker\'s filter leaves tunnels to the sockets');
+    assert.equal(w.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.match(String(w.engine.status().tunnelsOn), /^sockets; VXLAN to fd99::a1: underlay port only/);
+    assert.is(main.engine.counters().failures.tunnelTable, 2);
+  } finally {
+    await release(nft);
+  }
+  // the same addresses again, the table installs: only the tunnels changed for the worker
+  const u = portOf(w, UL);
+  main.engine.apply(dualModel('fd99::a1', '10.99.0.1'), []);
+  main.engine.apply(dualModel('fd99::a1', '10.99.0.11'), []);
+  assert.equal(main.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::a1' });
+  applyWorkerModel(w.engine, structuredClone(workerModelMessage(main.engine, dualModel('fd99::a1', '10.99.0.11'), [])));
+  assert.ok(portOf(w, UL) !== u, 'the worker reopened its underlay port for the new filter');
+  assert.ok(sameBytes(underlayOpts(w).bpf, filter('10.99.0.11', true)));
+  assert.equal(vxlan6Sockets(w), [addr6('fd99::a1')]);
+  stopRig(w);
+  stopRig(main);
+});
+
+test.run();

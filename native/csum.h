@@ -1,10 +1,11 @@
 /*
- * One's complement checksums and the header fix-ups every offload path writes the same way:
- * segmentation (gso.c) per segment, and the send side's super-frames handed to a kernel whole
- * (gro.c towards a pod, uso.c on the underlay, rxsuper.c for a super-frame received whole). The sums
- * are taken in memory order (RFC 1071: the host's byte order, stored back unswapped). All static
- * inline: gso.c's per-segment path must not pay a call (the addon is built -fPIC, where an exported
- * function is not inlined even in its own file).
+ * What every offload path reads and writes in headers alike: big-endian fields, TCP flags, one's
+ * complement checksums and the header fix-ups, for segmentation (gso.c, per segment) and for the
+ * send side's super-frames handed to a kernel whole (gro.c towards a pod, uso.c on the underlay,
+ * rxsuper.c for a super-frame received whole). The sums are taken in memory order (RFC 1071: the
+ * host's byte order, stored back unswapped). All static inline: gso.c's per-segment path must not
+ * pay a call (the addon is built -fPIC, where an exported function is not inlined even in the file
+ * that defines it).
  */
 #ifndef PODWAY_CSUM_H
 #define PODWAY_CSUM_H
@@ -13,6 +14,21 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <linux/virtio_net.h>
+
+/* Big-endian (network order) header fields. */
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t rd32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static inline void wr32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+#define TCP_ACK 0x10
+#define TCP_CWR 0x80
 
 /* The sum of [p, p+len) as 16-bit words in memory order added to acc, accumulated in 64 bits. Word
  * boundaries are counted from p, so every range summed into one checksum starts on an even offset
@@ -67,12 +83,9 @@ static inline void ipv4_header_csum(uint8_t *ip, uint32_t ihl) {
  * IPv6 payload length. */
 static inline void ip_set_l4len(uint8_t *ip, uint32_t ihl, int v6, uint32_t l4len) {
   if (v6) {
-    ip[4] = (uint8_t)(l4len >> 8);
-    ip[5] = (uint8_t)l4len;
+    wr16(ip + 4, (uint16_t)l4len);
   } else {
-    uint32_t tot = ihl + l4len;
-    ip[2] = (uint8_t)(tot >> 8);
-    ip[3] = (uint8_t)tot;
+    wr16(ip + 2, (uint16_t)(ihl + l4len));
     ipv4_header_csum(ip, ihl);
   }
 }

@@ -18,18 +18,8 @@
 #include "gso.h"
 #include "rxsuper.h"
 
-#include <arpa/inet.h>
 #include <string.h>
 #include <sys/uio.h>
-
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static inline uint32_t rd32(const uint8_t *p) {
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static inline void wr32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
 
 /* Store ~sum in memory order (the sum is in memory order already). */
 static inline void put_csum(uint8_t *at, uint16_t c) { memcpy(at, &c, 2); }
@@ -230,8 +220,8 @@ uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t 
   if (g->proto == 6) {
     wr32(l4 + 4, rd32(f + g->l4 + 4) + off);
     uint8_t fl = l4[13];
-    if (k + 1 < g->nseg) fl &= (uint8_t)~(0x01 | 0x08); /* FIN, PSH: last segment only */
-    if (k > 0) fl &= (uint8_t)~0x80;                     /* CWR: first segment only */
+    if (k + 1 < g->nseg) fl &= (uint8_t)~(TCP_FIN | TCP_PSH); /* last segment only */
+    if (k > 0) fl &= (uint8_t)~TCP_CWR;                         /* first segment only */
     l4[13] = fl;
     l4[16] = l4[17] = 0;
     put_csum(l4 + 16, l4_csum(ip, l4, l4len, 6, g->v6));

@@ -4,15 +4,6 @@
 
 #include <string.h>
 
-#define TCP_FIN 0x01
-#define TCP_PSH 0x08
-#define TCP_CWR 0x80
-
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static inline uint32_t rd32(const uint8_t *p) {
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 /* Recv calls of every rx_super port, numbered from 1: a ref's epoch never matches a closed port's
  * zeroed slot nor a later port in it. */
 static uint64_t epochs;
@@ -129,7 +120,6 @@ void super_cut_plan(const struct pool *pl, uint32_t i, const struct super_ref *r
 
 #define OUTER 50  /* outer Ethernet + IPv4 (no options) + UDP + VXLAN */
 #define INNER_IP (OUTER + 14)
-#define TCP_ACK 0x10
 
 /* The inner IPv4 header (v4) and TCP checksum of one datagram's inner packet at ip (l3len bytes);
  * rx_merge (IPv4, no options: ihl 20) and rx_super both check with it. */

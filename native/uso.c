@@ -25,9 +25,6 @@
 
 #include <string.h>
 
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-
 /* A frame's outer layout, when it is a VXLAN datagram at all. */
 struct dgram {
   uint32_t l4;      /* UDP header offset */

@@ -76,8 +76,9 @@ int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t
  * hands over whole (GSO_UDP_L4). When every datagram in it is VXLAN (port 4789, I flag) carrying
  * the next in-order TCP segment of one inner flow, with the rules of merge_append (same VXLAN and
  * inner Ethernet header, inner IPv4 but id + k, length and checksum / IPv6 but payload length, TCP
- * but seq and checksum, ACK with or without PSH, equal payloads but a shorter last, inner
- * checksums verified), it is delivered as groups that end at each PSH (as GRO flushes on PSH) and
+ * ports and data offset, seq in order, ACK with or without PSH, equal payloads but a shorter last,
+ * inner checksums verified), it is delivered as groups that end at each PSH, before a datagram
+ * whose ACK number, window or options differ from its group's first (as GRO flushes on both) and
  * at the end, one descriptor each from i on (at most `room`): a group of 2+ datagrams one
  * DESC_F_SUPER descriptor (its first datagram as gso.c cuts it, the inner payloads moved together
  * in the frame's arena buffer), a group of one the datagram as gso.c cuts it. Returns the

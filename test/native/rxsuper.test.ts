@@ -501,6 +501,50 @@ test('rxSuper + rxMerge: PSH ends a group inside a UDP GSO message (as GRO flush
   }, { rxSuper: true, rxMerge: true });
 });
 
+/** Datagram `d` (as withFlags) with its TCP timestamps (TSval, TSecr) or ACK number and window set. */
+function withTcp(d: Uint8Array, f: { tsval?: number; tsecr?: number; ack?: number; win?: number }): Uint8Array {
+  const g = d.slice(), t = 84;
+  if (f.tsval !== undefined) wr32(g, t + 24, f.tsval);
+  if (f.tsecr !== undefined) wr32(g, t + 28, f.tsecr);
+  if (f.ack !== undefined) wr32(g, t + 8, f.ack);
+  if (f.win !== undefined) wr16(g, t + 14, f.win);
+  return withFlags(g, g[t + 13]);
+}
+
+test('rxSuper + rxMerge: a new TSval/TSecr, ACK number or window inside a UDP GSO message starts a group (as GRO flushes), after a PSH or not; each group carries its own headers and the pod receives exactly the cut path\'s segments', async () => {
+  await withMergeLab(async (l) => {
+    // what a peer's message looks like when it spans two of the sender's TSO super-frames: the
+    // first ends in PSH, the second has a later TSval (and here a new TSecr)
+    const ds = datagrams(11200, 1400, 27); // 8 datagrams, PSH on the last
+    ds[2] = withFlags(ds[2], ACK | PSH);
+    for (let k = 3; k < 8; k++) ds[k] = withTcp(ds[k], { tsval: 2, tsecr: 3 });
+    // and inside the second, without PSH: a new ACK number from datagram 5, a new window from 7
+    for (let k = 5; k < 8; k++) ds[k] = withTcp(ds[k], { ack: 0x01020305 });
+    ds[7] = withTcp(ds[7], { win: 503 });
+    const m = usoMessage(ds);
+    const want = usoCut(m);
+    assert.is(await usoAndSend(l, m, 8, 4), 4, 'groups [0-2], [3-4], [5-6], [7]');
+    assert.equal([0, 1, 2, 3].map((i) => pool.flags[i] & DescFlag.SUPER), [DescFlag.SUPER, DescFlag.SUPER, DescFlag.SUPER, 0]);
+    assert.equal([pool.segs[0], pool.segs[1], pool.segs[2]], [3, 2, 2]);
+    same(await collect(pool, l.observer, 8, ours), want, 'groups');
+    const us = native.stats(l.underlay), ps = native.stats(l.pod);
+    assert.is(us.rxMergeFrames, 3);
+    assert.is(us.rxMergeSegments, 7);
+    assert.is(us.rxPackets, 8);
+    assert.is(us.rxGsoFrames, 0, 'not cut');
+    assert.is(ps.txSuperFrames, 3);
+    assert.is(ps.txPackets, 8);
+    // a new TSval on every datagram: no group of two, so the cut path
+    const each = datagrams(4200, 1400, 28).map((d, k) => withTcp(d, { tsval: 10 + k }));
+    const m2 = usoMessage(each);
+    const want2 = usoCut(m2);
+    assert.is(await usoAndSend(l, m2, 3, 3), 3);
+    for (let i = 0; i < 3; i++) assert.is(pool.flags[i] & DescFlag.SUPER, 0);
+    same(await collect(pool, l.observer, 3, ours), want2, 'a new TSval everywhere');
+    assert.is(native.stats(l.underlay).rxGsoFrames, 1);
+  }, { rxSuper: true, rxMerge: true });
+});
+
 for (const under of [{ rxSuper: true }, { rxMerge: true }]) {
   test(`only ${Object.keys(under)[0]}: a peer's UDP GSO message is cut on receive, as before`, async () => {
     await withMergeLab(async (l) => {

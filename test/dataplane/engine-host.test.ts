@@ -15,6 +15,7 @@ import { createLogger } from '../../src/observe/log';
 import { underlayFilter } from '../../src/dataplane/host';
 import { tunnelRxProgram, TUNNEL_TABLE } from '../../src/dataplane/nft-tunnels';
 import { workerModelMessage, applyWorkerModel } from '../../src/dataplane/worker-model';
+import { ownedTunnelTableInput } from '../helpers/nft-owner';
 import { ip6Bytes } from '../../src/control/route-calc6';
 import { parseIpv4, parseMac } from '../../src/packet';
 import { clusterModel, frame, NODE2_MAC } from './helpers';
@@ -105,10 +106,7 @@ async function holdTunnelTable(nodeIp: string, ip6: string): Promise<ChildProces
   children.push(nft);
   let err = '';
   nft.stderr!.on('data', (d) => (err += String(d)));
-  const prog = tunnelRxProgram(UL, nodeIp, 4789, ip6);
-  // nft -i reads one command per line: the table block flattened onto one line, the owner flag first
-  const block = prog.slice(prog.indexOf(`table inet ${TUNNEL_TABLE} {`)).split('\n').map((l) => l.trim()).filter(Boolean).join('\n').replace('{\n', '{\nflags owner;\n');
-  nft.stdin!.write(`add table inet ${TUNNEL_TABLE}\ndelete table inet ${TUNNEL_TABLE}\n${block.replace(/\{\n/g, '{ ').replace(/\n\}/g, '; }').replace(/\n/g, '; ')}\n`);
+  nft.stdin!.write(ownedTunnelTableInput(tunnelRxProgram(UL, nodeIp, 4789, ip6)));
   const held = await waitFor(() => /flags owner/.test(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE], { allowFail: true })), 5000, 20);
   assert.ok(held, `nft -i holds the table: ${err}`);
   return nft;

@@ -5,15 +5,20 @@
  * rule of `table inet podway_tunnels` must name the new address (so the kernel's copy of VXLAN
  * to it is dropped and counted, and pod IPv6 keeps flowing through podway's underlay port); then
  * the address goes away (the rule with it) and comes back (the rule, and the underlay port's
- * filter taking IPv6 again: pod IPv6 flows).
+ * filter taking IPv6 again: pod IPv6 flows). Then nft refuses the rewrite for a new address (an
+ * owned copy of the table, test/helpers/nft-owner.ts): no IPv6 VXLAN socket on it, so each
+ * datagram is read once, from the underlay port.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { Lab } from '../../src/lab/lab';
 import { deriveVtepMac } from '../../src/control';
-import { guard, teardown, isRoot, routes, logTail, until } from './e2e-kit';
+import { guard, teardown, isRoot, routes, logTail, until, waitLog, pingIn, track, PingRun } from './e2e-kit';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { tunnelRxProgram } from '../../src/dataplane/nft-tunnels';
+import { ownedTunnelTableInput } from '../helpers/nft-owner';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] },
@@ -29,6 +34,15 @@ function nsExec(ns: string, args: string[]): string {
 
 function table(): string {
   return nsExec(lab!.node('node1').ns, ['nft', 'list', 'table', 'inet', 'podway_tunnels']);
+}
+
+/** The table, or '' while there is none (between an owned copy's delete and add, after it went). */
+function tableOrNone(): string {
+  try {
+    return table();
+  } catch {
+    return '';
+  }
 }
 
 function vxlan6Counter(): number {
@@ -84,6 +98,44 @@ test('the address goes away (the rule with it) and comes back (rule and IPv6 on 
   setNodeIp6('fd99::b1');
   assert.ok(await until(() => /ip6 daddr fd99::b1 exthdr frag missing udp dport 4789 counter name "vxlan6" drop/.test(table()), 10_000, 100), `the rule is back for fd99::b1:\n${table()}`);
   assert.ok(await until(() => ping6('web-1', 'web-2') && ping6('web-2', 'web-1'), 15_000, 200), 'IPv6 both ways once the address is back (NDP and VXLAN through the reopened underlay port)');
+});
+
+/** Echo requests web-2 -> web-1 over IPv6, `n` of them: the output (a duplicate says `DUP!`). */
+async function pings6(n: number): Promise<PingRun> {
+  return pingIn(lab!.pod('web-2').ns, lab!.pod('web-1').ip6!, n, 0.1).done;
+}
+
+test('nft refusing the rewrite for a new address: VXLAN to it read once, from the underlay port (no IPv6 VXLAN socket), counted; the next rewrite recovers', async () => {
+  const n1 = lab!.node('node1');
+  // an owned copy of podway's table (for fd99::b1): podway's nft is refused with EPERM
+  const nft = track(spawn('ip', ['netns', 'exec', n1.ns, 'nft', '-i'], { stdio: ['pipe', 'ignore', 'ignore'] }));
+  nft.stdin!.write(ownedTunnelTableInput(tunnelRxProgram('eth0', n1.ip, 4789, 'fd99::b1')));
+  try {
+    assert.ok(await until(() => /flags owner/.test(tableOrNone()), 5000, 50), 'nft -i holds the table');
+    const from = n1.log.length;
+    setNodeIp6('fd99::c1');
+    assert.ok(await waitLog(n1, /could not rewrite nftables table inet podway_tunnels .*VXLAN to fd99::c1 is read from the underlay port only/, from, 10_000), `refusal logged:\n${n1.log.slice(from).join('\n')}`);
+    assert.ok(await until(() => ping6('web-2', 'web-1'), 10_000, 200), 'web-2 -> web-1 over IPv6 VXLAN to fd99::c1');
+    // the kernel's copy is not dropped (the table names fd99::b1); with a socket on fd99::c1 each
+    // request would reach web-1 twice, through the socket and the underlay port
+    const r = await pings6(10);
+    assert.is(r.received, 10, r.out);
+    assert.not.match(r.out, /DUP!/, 'every echo request delivered once');
+    const c = (await controlRequest(n1.control, { cmd: 'counters' })) as { failures: { tunnelTable: number } };
+    assert.ok(c.failures.tunnelTable >= 1, JSON.stringify(c.failures));
+    const st = (await controlRequest(n1.control, { cmd: 'status' })) as { tunnelsOn: string };
+    assert.match(st.tunnelsOn, 'VXLAN to fd99::c1: underlay port only (no IPv6 VXLAN socket: the table names fd99::b1)');
+  } finally {
+    nft.stdin!.end(); // the owned table goes with the process
+    await until(() => nft.exitCode !== null || nft.signalCode !== null, 5000, 20);
+    if (nft.exitCode === null && nft.signalCode === null) nft.kill('SIGKILL');
+  }
+  setNodeIp6('fd99::d1');
+  assert.ok(await until(() => /ip6 daddr fd99::d1 exthdr frag missing udp dport 4789 counter name "vxlan6" drop/.test(tableOrNone()), 10_000, 100), `podway's table is back, for fd99::d1:\n${tableOrNone()}\n${n1.log.slice(-5).join('\n')}`);
+  assert.ok(await until(() => ping6('web-2', 'web-1') && ping6('web-1', 'web-2'), 15_000, 200), 'IPv6 both ways after the rewrite');
+  const r = await pings6(10);
+  assert.is(r.received, 10, r.out);
+  assert.not.match(r.out, /DUP!/);
   ok = true;
 });
 

@@ -1050,7 +1050,7 @@ export class Engine {
   metricsSnapshot(): DataplaneSnapshot {
     const ports = Object.entries(this.infra).filter(([, p]) => p >= 0).map(([kind, port]) => ({ port, kind, workload: '' }));
     for (const e of this.endpoints.values()) ports.push({ port: e.port, kind: e.kind, workload: e.ep.key });
-    return pipelineSnapshot(this.pipe, this.io, ports);
+    return { ...pipelineSnapshot(this.pipe, this.io, ports), failures: { ...this.failures } };
   }
 
   /**

@@ -7,12 +7,16 @@
 import type { Registry } from 'prom-client';
 import { COUNTER_NAMES, COUNTER_COUNT, BATCH_BUCKETS, BATCH_SUM, Event, Event6 } from '../dataplane/counters';
 import type { DataplaneSnapshot, PortSample } from './snapshot';
+import type { EngineFailures } from '../dataplane/engine';
 import { Collector, Sample, snapshotCounter, snapshotGauge, snapshotHistogram } from './metrics';
 
 const BATCH_BOUNDS = Array.from({ length: BATCH_BUCKETS }, (_, k) => 2 ** k);
 /** Counter indices that are events (frames answered or handed on), and the drop reasons (the rest but 0). */
 const EVENTS: readonly number[] = [...Object.values(Event), ...Object.values(Event6)].sort((a, b) => a - b);
 const DROPS: readonly number[] = Array.from({ length: COUNTER_COUNT }, (_, r) => r).filter((r) => r > 0 && !EVENTS.includes(r));
+
+/** Engine.failures keys and their metric label. */
+const FAILURE_KINDS: readonly (readonly [keyof EngineFailures, string])[] = [['tunnelTable', 'tunnel_table'], ['ringReopened', 'ring_reopened'], ['ringReopenFailed', 'ring_reopen_failed']];
 
 export const EMPTY_SNAPSHOT: DataplaneSnapshot = { ports: [], counters: [], counterBytes: [], rxBatches: [], txBatches: [] };
 
@@ -49,6 +53,10 @@ export class DataplaneCollector implements Collector {
     snapshotCounter(reg, 'podway_dropped_packets_total', 'Frames dropped, by reason (ttl_expired and frag_needed count the frames answered with ICMP too).', ['reason'], byIndex('reason', DROPS, () => this.snapshot.counters));
     snapshotCounter(reg, 'podway_dropped_bytes_total', 'Bytes of the frames dropped, by reason (frames answered with ICMP are not dropped).', ['reason'], byIndex('reason', DROPS, () => this.snapshot.counterBytes));
     snapshotCounter(reg, 'podway_events_total', 'Frames handed to the host, ARP/NDP answered or learned, ICMP sent, pod egress, checksums completed.', ['event'], byIndex('event', EVENTS, () => this.snapshot.counters));
+
+    // Engine.failures, by kind (every kind exported, zero or not)
+    snapshotCounter(reg, 'podway_engine_failures_total', 'Host-side failures the engine recovered from or gave up on: tunnel_table (nft could not install or rewrite the tunnel table), ring_reopened (a port whose receive ring could not be set up again, reopened), ring_reopen_failed (reopening it failed; tried again).', ['kind'], () =>
+      FAILURE_KINDS.map(([key, kind]): Sample => [{ kind }, this.snapshot.failures?.[key] ?? 0]));
 
     const hist = (arr: () => number[]) => () => {
       const a = arr();

@@ -36,6 +36,8 @@ export interface DataplaneSnapshot {
   /** Batch-size histograms (counters.ts BATCH_*), receive and send. */
   rxBatches: number[];
   txBatches: number[];
+  /** Host-side failures the engine counted (Engine.failures: tunnelTable, ringReopened, ...). */
+  failures?: Record<string, number>;
 }
 
 function addInto(a: number[], b: readonly number[]): void {
@@ -51,6 +53,7 @@ export function mergeSnapshots(all: readonly DataplaneSnapshot[]): DataplaneSnap
     addInto(out.counterBytes, s.counterBytes);
     addInto(out.rxBatches, s.rxBatches);
     addInto(out.txBatches, s.txBatches);
+    for (const [k, n] of Object.entries(s.failures ?? {})) (out.failures ??= {})[k] = (out.failures[k] ?? 0) + n;
     for (const p of s.ports) {
       const m = byName.get(p.name);
       if (!m) {

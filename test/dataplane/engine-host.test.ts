@@ -16,6 +16,10 @@ import { underlayFilter } from '../../src/dataplane/host';
 import { tunnelRxProgram, TUNNEL_TABLE } from '../../src/dataplane/nft-tunnels';
 import { workerModelMessage, applyWorkerModel } from '../../src/dataplane/worker-model';
 import { ownedTunnelTableInput } from '../helpers/nft-owner';
+import { PodwayMetrics } from '../../src/observe/metrics';
+import { DataplaneCollector } from '../../src/observe/dataplane-metrics';
+import { mergeSnapshots } from '../../src/observe/snapshot';
+import { parseMetrics, valueOf } from '../observe/prom-text';
 import { ip6Bytes } from '../../src/control/route-calc6';
 import { parseIpv4, parseMac } from '../../src/packet';
 import { clusterModel, frame, NODE2_MAC } from './helpers';
@@ -81,6 +85,13 @@ function underlayOpts(r: Rig) {
   const p = portOf(r, UL);
   assert.ok(p >= 0, 'an underlay port is open');
   return [...r.io.events].reverse().find((e) => e.op === 'open' && e.port === p)!.opts;
+}
+
+/** A metrics scrape of these engines' snapshots, merged as run.ts merges its workers'. */
+async function scrape(es: Engine[]) {
+  const metrics = new PodwayMetrics({ processMetrics: false });
+  metrics.add(new DataplaneCollector(async () => mergeSnapshots(es.map((e) => e.metricsSnapshot()))));
+  return parseMetrics(await metrics.scrape());
 }
 
 function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
@@ -178,6 +189,10 @@ test('an underlay ring that could not be set up again: reopened (new port before
   assert.ok(opened >= 0 && closed > opened, `new port first: ${JSON.stringify(ev.map((e) => `${e.op} ${e.name}`))}`);
   assert.ok(sameBytes(underlayOpts(r).bpf, bpf), 'same filter');
   assert.equal(r.engine.counters().failures, { tunnelTable: 0, ringReopened: 1, ringReopenFailed: 1 });
+  const m = await scrape([r.engine]);
+  assert.is(valueOf(m, 'podway_engine_failures_total', { kind: 'ring_reopened' }), 1);
+  assert.is(valueOf(m, 'podway_engine_failures_total', { kind: 'ring_reopen_failed' }), 1);
+  assert.is(valueOf(m, 'podway_engine_failures_total', { kind: 'tunnel_table' }), 0);
   assert.ok(r.io.isPolled(portOf(r, UL)));
   assert.equal(r.engine.readiness().problems, []);
   // the new port receives (node2's ARP reply, learned) and sends (pod A's frame to node2's pod)
@@ -250,6 +265,8 @@ test('workers are told where tunnels are read with every model: a refused rewrit
     assert.equal(w.engine.tunnelRx(), { onUnderlay: false, ip6: null });
     assert.match(String(w.engine.status().tunnelsOn), /^sockets; VXLAN to fd99::a1: underlay port only/);
     assert.is(main.engine.counters().failures.tunnelTable, 2);
+    // the metrics add every worker's up (the worker installs nothing: 0)
+    assert.is(valueOf(await scrape([main.engine, w.engine]), 'podway_engine_failures_total', { kind: 'tunnel_table' }), 2);
   } finally {
     await release(nft);
   }

@@ -98,8 +98,9 @@ test('VXLAN over IPv6, underlay offloads on: 4 MB TCP each way between pods\' IP
     // the sender's underlay: runs of VXLAN datagrams went out as GSO messages, none refused
     assert.ok(d(su, su1, 'txGsoFrames') > 0, `${txNode}: no GSO send on the underlay`);
     assert.is(d(su, su1, 'txGsoRejected'), 0, `${txNode}: the kernel rejected GSO sends`);
-    // they came over IPv6: podway's vxlan6 rule took the kernel's copies (a GSO message counts once)
-    assert.ok(v6 >= d(su, su1, 'txGsoFrames'), `${rxNode}: only ${v6} IPv6 VXLAN packets taken from the kernel for ${d(su, su1, 'txGsoFrames')} GSO sends`);
+    // they came over IPv6: podway's vxlan6 rule took the kernel's copies (a GSO message counts
+    // once; about as many as the GSO sends, half of them leaves room for a veth backlog drop)
+    assert.ok(v6 > d(su, su1, 'txGsoFrames') / 2, `${rxNode}: only ${v6} IPv6 VXLAN packets taken from the kernel for ${d(su, su1, 'txGsoFrames')} GSO sends`);
     assert.ok(v4 < v6 / 10, `${rxNode}: ${v4} IPv4 VXLAN packets beside ${v6} IPv6 ones`);
     // the receiver's underlay merged them whole: SUPER descriptors of 2+ datagrams...
     const merged = d(ru, ru1, 'rxMergeFrames'), mergedSegs = d(ru, ru1, 'rxMergeSegments');

@@ -77,6 +77,9 @@ export function run(cmd: string, args: string[], opts: { allowFail?: boolean; ti
   }
 }
 
+/** Seconds between the echo requests of Lab.ping (and the e2e tests' own pings). */
+export const PING_INTERVAL_S = '0.05';
+
 export const POOL_CIDR = '10.244.0.0/16';
 export const POOL6_CIDR = 'fd00:10:244::/64';
 /** Calico's IPv6 pod gateway (the EUI-64 link-local of ee:ee:ee:ee:ee:ee). */
@@ -544,9 +547,14 @@ spec:
     }
   }
 
+  /**
+   * `count` echo requests from a pod, 50 ms apart (root may go below ping's 200 ms floor; the
+   * replies, not the pace, are what callers check: each may take up to -W seconds, 1 unless
+   * `extra` says otherwise).
+   */
   ping(from: string, toIp: string, count = 3, size = 56, extra: string[] = []): PingResult {
     const p = this.pod(from);
-    const out = run('ip', ['netns', 'exec', p.ns, 'ping', '-n', '-c', String(count), '-i', '0.2', '-W', '1', '-s', String(size), ...extra, toIp], { allowFail: true, timeoutMs: 5000 + count * 1500 });
+    const out = run('ip', ['netns', 'exec', p.ns, 'ping', '-n', '-c', String(count), '-i', PING_INTERVAL_S, '-W', '1', '-s', String(size), ...extra, toIp], { allowFail: true, timeoutMs: 5000 + count * 1500 });
     return parsePing(out, count);
   }
 

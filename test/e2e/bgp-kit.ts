@@ -10,7 +10,7 @@ import { spawn, ChildProcess, execFileSync } from 'node:child_process';
 import { writeFileSync, renameSync, existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import * as assert from 'uvu/assert';
-import { Lab, LabNodeSpec, run, POOL_CIDR } from '../../src/lab/lab';
+import { Lab, LabNodeSpec, run, POOL_CIDR, PING_INTERVAL_S } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, track, until, logTail, RouteRow } from './e2e-kit';
 
@@ -176,7 +176,7 @@ export function assertPodPing(lab: Lab, from: string, to: string, count: number,
 
 /** Three pings from OUTSIDE_HOST (behind the ToR, on the fabric namespace) to `ip`: ping's output. */
 export function pingFromOutside(lab: Lab, ip: string): string {
-  return run('ip', ['netns', 'exec', lab.fabric, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '1', '-I', OUTSIDE_HOST, ip], { allowFail: true, timeoutMs: 10_000 });
+  return run('ip', ['netns', 'exec', lab.fabric, 'ping', '-n', '-c', '3', '-i', PING_INTERVAL_S, '-W', '1', '-I', OUTSIDE_HOST, ip], { allowFail: true, timeoutMs: 10_000 });
 }
 
 export function podwayCli(args: string[]): string {

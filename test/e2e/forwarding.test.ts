@@ -13,7 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, renameSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { Lab, Mode, LabNode, parsePing, PingResult, caliName, run } from '../../src/lab/lab';
+import { Lab, Mode, LabNode, parsePing, PingResult, caliName, run, PING_INTERVAL_S } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import {
   Bg, children, killChildren, execBounded, sleep, py, pyJson, PY_TCP_SERVER, PY_TCP_CLIENT, PY_UDP_RECV, PY_UDP_SEND,
@@ -94,7 +94,7 @@ interface Ping { out: string; r: PingResult; ttls: number[] }
 
 async function ping(from: string, to: string, count = 4, extra: string[] = []): Promise<Ping> {
   const p = L().pod(from);
-  const res = await execBounded('ip', ['netns', 'exec', p.ns, 'ping', '-n', '-c', String(count), '-i', '0.2', '-W', '1', ...extra, to], 5000 + count * 1500);
+  const res = await execBounded('ip', ['netns', 'exec', p.ns, 'ping', '-n', '-c', String(count), '-i', PING_INTERVAL_S, '-W', '1', ...extra, to], 5000 + count * 1500);
   const out = res.stdout + res.stderr;
   return { out, r: parsePing(out, count), ttls: replyTtls(out) };
 }
@@ -479,7 +479,7 @@ async function podwayRun(args: string[], ns?: string): Promise<{ code: number | 
 
 async function nodePing(nodeName: string, to: string, count = 3): Promise<Ping> {
   const n = node(nodeName);
-  const res = await execBounded('ip', ['netns', 'exec', n.ns, 'ping', '-n', '-c', String(count), '-i', '0.2', '-W', '1', to], 5000 + count * 1500);
+  const res = await execBounded('ip', ['netns', 'exec', n.ns, 'ping', '-n', '-c', String(count), '-i', PING_INTERVAL_S, '-W', '1', to], 5000 + count * 1500);
   const out = res.stdout + res.stderr;
   return { out, r: parsePing(out, count), ttls: replyTtls(out) };
 }

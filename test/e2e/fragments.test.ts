@@ -26,7 +26,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { Lab, LabNodeSpec } from '../../src/lab/lab';
+import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, logTail, tcpTransfer, spawnCollected, sleep, until, routes } from './e2e-kit';
@@ -37,10 +37,6 @@ const SPEC: LabNodeSpec[] = [
   { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
 ];
 const MB2 = 2 << 20;
-const SPEC6: LabNodeSpec[] = [
-  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
-  { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
-];
 
 interface PortRow { port: string; rx: number; drops: number }
 interface Counters { reasons: Record<string, number>; ports: PortRow[] }
@@ -122,23 +118,48 @@ function tableCounter(ns: string, name: string): number {
   return (JSON.parse(out) as { nftables: { counter?: { name: string; packets: number } }[] }).nftables.find((x) => x.counter?.name === name)?.counter?.packets ?? 0;
 }
 
+/**
+ * The lab both families share: node1 runs podway, node2 is a kernel VXLAN node (Felix-style,
+ * src/lab/kernel.ts), pods without offloads (dual-stack for IPv6). `narrow` makes node2's path to
+ * node1 smaller (and whatever else must hold before podway starts); with `conntrack`, a conntrack
+ * rule of the family's table registers netfilter's defragmentation in node1's namespace. Then
+ * podway starts on node1 and `body` runs; the lab's log tail is shown on failure and the lab is
+ * removed however it ends.
+ */
+async function fragmentLab(
+  family: 'ip' | 'ip6', conntrack: boolean,
+  narrow: (lab: Lab, n1: LabNode, n2: LabNode) => void,
+  body: (lab: Lab, n1: LabNode, n2: LabNode) => Promise<void>,
+): Promise<void> {
+  if (!isRoot()) throw new Error('fragment e2e tests need root (network namespaces)');
+  const lab = guard(new Lab(SPEC, { dualStack: family === 'ip6', podOffloads: false }));
+  lab.mode = 'vxlan';
+  try {
+    lab.build();
+    const n1 = lab.node('node1');
+    const n2 = lab.node('node2');
+    configureKernelNode(lab, n2, 'vxlan');
+    narrow(lab, n1, n2);
+    const table = family === 'ip' ? 'fragtest' : 'fragtest6';
+    if (conntrack) nsExec(n1.ns, ['nft', `add table ${family} ${table}; add chain ${family} ${table} c { type filter hook prerouting priority 0; policy accept; }; add rule ${family} ${table} c ct state new counter`]);
+    await lab.startPodway('node1');
+    await body(lab, n1, n2);
+  } catch (e) {
+    console.log(logTail(lab, 20));
+    throw e;
+  } finally {
+    await teardown(lab);
+  }
+}
+
 let portSeq = 5420;
 for (const conntrack of [false, true]) {
   test(`kernel node's VXLAN fragmented on the underlay (route MTU 1200, DF unset)${conntrack ? ', conntrack (defrag) loaded on the podway node' : ''}: large ping and 2 MB TCP arrive, fragments through the socket`, async () => {
-    if (!isRoot()) throw new Error('fragment e2e tests need root (network namespaces)');
-    const lab = guard(new Lab(SPEC, { podOffloads: false }));
-    lab.mode = 'vxlan';
-    try {
-      lab.build();
-      const n1 = lab.node('node1');
-      const n2 = lab.node('node2');
-      configureKernelNode(lab, n2, 'vxlan');
+    await fragmentLab('ip', conntrack, (lab, n1, n2) => {
       // node2 -> node1 over a narrower path; the vxlan device and the pods keep MTU 1450
       nsExec(n2.ns, ['ip', 'route', 'add', `${n1.ip}/32`, 'dev', 'eth0', 'mtu', '1200']);
       nsExec(lab.pod('web-2').ns, ['sysctl', '-qw', 'net.ipv4.ip_no_pmtu_disc=1']);
-      // any conntrack rule registers netfilter's defragmentation in node1's namespace
-      if (conntrack) nsExec(n1.ns, ['nft', 'add table ip fragtest; add chain ip fragtest c { type filter hook prerouting priority 0; policy accept; }; add rule ip fragtest c ct state new counter']);
-      await lab.startPodway('node1');
+    }, async (lab, n1) => {
       const reasmFails = snmpIp(n1.ns, 'ReasmFails');
       const reasmOks = snmpIp(n1.ns, 'ReasmOKs');
 
@@ -165,29 +186,16 @@ for (const conntrack of [false, true]) {
       assert.ok(ul && ul.rx > 20, `unfragmented tunnel packets (ACKs, delayed and GRO-merged) still on the underlay port: rx ${ul?.rx}`);
       assert.is(c.reasons.fragment ?? 0, 0, 'podway dropped fragments');
       assert.is(snmpIp(n1.ns, 'ReasmFails') - reasmFails, 0, "node1's kernel failed to reassemble datagrams");
-    } catch (e) {
-      console.log(logTail(lab, 20));
-      throw e;
-    } finally {
-      await teardown(lab);
-    }
+    });
   });
 }
 
 for (const conntrack of [false, true]) {
   test(`VXLAN over IPv6 fragmented by the kernel node (route MTU 1280)${conntrack ? ', conntrack (IPv6 defrag) loaded on the podway node' : ''}: reassembled by the kernel, read from podway's IPv6 VXLAN socket, delivered, content checked both ways`, async () => {
-    if (!isRoot()) throw new Error('fragment e2e tests need root (network namespaces)');
-    const lab = guard(new Lab(SPEC6, { dualStack: true, podOffloads: false }));
-    lab.mode = 'vxlan';
-    try {
-      lab.build();
-      const n1 = lab.node('node1');
-      const n2 = lab.node('node2');
-      configureKernelNode(lab, n2, 'vxlan');
+    await fragmentLab('ip6', conntrack, (_lab, n1, n2) => {
       // node2 -> node1 over a 1280-byte path (the IPv6 minimum); the pods keep MTU 1430
       nsExec(n2.ns, ['ip', '-6', 'route', 'add', `${n1.ip6}/128`, 'dev', 'eth0', 'mtu', '1280']);
-      if (conntrack) nsExec(n1.ns, ['nft', 'add table ip6 fragtest6; add chain ip6 fragtest6 c { type filter hook prerouting priority 0; policy accept; }; add rule ip6 fragtest6 c ct state new counter']);
-      await lab.startPodway('node1');
+    }, async (lab, n1, n2) => {
       assert.ok(await until(async () => (await routes(n1)).some((r) => r.cidr === n2.block6 && r.kind === 'vxlan'), 10_000), 'node1 routes node2\'s IPv6 block over VXLAN');
       assert.ok(await until(() => lab.ping('web-2', lab.pod('web-1').ip6!, 1).received === 1, 10_000, 200), 'unfragmented IPv6 VXLAN works first');
       const w1 = lab.pod('web-1');
@@ -224,12 +232,7 @@ for (const conntrack of [false, true]) {
       assert.is(snmp6(n1.ns, 'Ip6ReasmFails') - fails0, 0, 'node1\'s kernel failed to reassemble datagrams');
       assert.is(c.reasons.fragment ?? 0, 0, 'podway dropped fragments');
       assert.is(c.reasons.unknown_tunnel_source ?? 0, 0, 'the socket\'s sender address was read right (a known node)');
-    } catch (e) {
-      console.log(logTail(lab, 20));
-      throw e;
-    } finally {
-      await teardown(lab);
-    }
+    });
   });
 }
 

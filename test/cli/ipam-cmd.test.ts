@@ -1,7 +1,11 @@
 // `podway ipam show|check|release|assign|configure` as a user runs them: `node bin/podway.js ...`
 // (built by `npm run build:ts`) against an embedded store in a temp dir and against a real etcd.
 // Pools and nodes go in with `podway apply -f`; a leak is planted by writing a block directly
-// through the KvStore, as a crashed or buggy writer would leave it.
+// through the KvStore, as a crashed or buggy writer would leave it. Each command path that a
+// process shows (exit status, the error line, the environment, the process ending with its
+// datastore closed) runs as a real process at least once per datastore (spawned/okSpawned); the
+// other calls run the same main() in this process (cli-kit's podwayInProcess), which also fails if
+// a command leaves anything that would keep a process alive.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync } from 'node:fs';
@@ -9,7 +13,7 @@ import * as path from 'node:path';
 import { AllocationBlock, BLOCK_PREFIX, HANDLE_PREFIX, parseBlockKey } from '../../src/control/ipam';
 import { KvStore } from '../../src/control/kv/kv';
 import { goG5, renderBoxTable, withPercentage } from '../../src/cli/ipam-cmd';
-import { podway, ok, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
+import { podwayInProcess as podway, okInProcess as ok, podway as spawned, ok as okSpawned, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
 
 
 
@@ -82,7 +86,7 @@ function ipamSuite(target: Target) {
 
   test('assign 5, show and show --show-blocks, check clean, plant a leak, check names it, release', async () => {
     await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
-    const assigned = (await ok(['ipam', 'assign', '--node', 'node1', '--count', '5', '--handle', 'k8s-pod-network.abc', ...ds()])).trim().split('\n');
+    const assigned = (await okSpawned(['ipam', 'assign', '--node', 'node1', '--count', '5', '--handle', 'k8s-pod-network.abc', ...ds()])).trim().split('\n');
     assert.is(assigned.length, 5, `five addresses: ${assigned.join(' ')}`);
     assert.is(new Set(assigned).size, 5);
     for (const ip of assigned) assert.match(ip, /^10\.244\.\d+\.\d+$/);
@@ -122,7 +126,7 @@ function ipamSuite(target: Target) {
     const leakedIp = block.ordinalToIp(ordinal!);
     assert.is(await kv.get(`${HANDLE_PREFIX}k8s-pod-network.leaked`), null);
 
-    const dirty = await podway(['ipam', 'check', ...ds()]);
+    const dirty = await spawned(['ipam', 'check', ...ds()]);
     assert.is(dirty.code, 1, 'problems found: exit 1');
     assert.ok(dirty.out.includes(` IPAM block ${cidr} affinity=host:node1:\n  ${leakedIp} leaked; attrs Main:k8s-pod-network.leaked Extra:namespace=default,node=node1,pod=ghost\n`), dirty.out);
     assert.ok(dirty.out.endsWith('\nCheck complete; found 1 problems.\n'), dirty.out);
@@ -134,13 +138,13 @@ function ipamSuite(target: Target) {
     assert.match(await ok(['ipam', 'show', ...ds()]), /\| 6 \(0%\) +\| 65530 \(100%\) \|/);
 
     // release --ip frees the leaked one; release --handle the pod's five.
-    assert.is(await ok(['ipam', 'release', '--ip', leakedIp, ...ds()]), `Successfully released IP address ${leakedIp}\n`);
+    assert.is(await okSpawned(['ipam', 'release', '--ip', leakedIp, ...ds()]), `Successfully released IP address ${leakedIp}\n`);
     assert.is((await podway(['ipam', 'check', ...ds()])).code, 0);
     assert.is(await ok(['ipam', 'release', '--handle', 'k8s-pod-network.abc', ...ds()]),
       `Successfully released 5 IP address(es) of handle k8s-pod-network.abc: ${assigned.join(', ')}\n`);
     assert.is(await kv.get(`${HANDLE_PREFIX}k8s-pod-network.abc`), null, 'the handle key is gone');
     assert.match(await ok(['ipam', 'show', ...ds()]), /\| IP Pool  \| 10\.244\.0\.0\/16 \|     65536 \| 0 \(0%\)     \| 65536 \(100%\) \|/);
-    const again = await podway(['ipam', 'release', '--handle', 'k8s-pod-network.abc', ...ds()]);
+    const again = await spawned(['ipam', 'release', '--handle', 'k8s-pod-network.abc', ...ds()]);
     assert.is(again.code, 1);
     assert.is(again.err, 'podway: handle k8s-pod-network.abc does not exist\n');
     const twice = await podway(['ipam', 'release', '--ip', assigned[0]!, ...ds()]);
@@ -151,12 +155,12 @@ function ipamSuite(target: Target) {
   test('a full pool: strict affinity and one block per node; assign exits 1 naming the pool and the limit', async () => {
     await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
     await ok(['apply', '-f', path.join(work, 'tiny.yaml'), ...ds()]);
-    assert.is(await ok(['ipam', 'configure', '--strictaffinity', 'true', '--max-blocks-per-host', '1', ...ds()]),
+    assert.is(await okSpawned(['ipam', 'configure', '--strictaffinity', 'true', '--max-blocks-per-host', '1', ...ds()]),
       'Successfully set StrictAffinity to: true\nSuccessfully set MaxBlocksPerHost to: 1\n');
     assert.is((await kv.get('/calico/ipam/v2/config'))!.value, '{"strict_affinity":true,"auto_allocate_blocks":true,"maxBlocksPerHost":1}');
     assert.match(await ok(['ipam', 'show', '--show-configuration', ...ds()]), /\| StrictAffinity     \| true  \|\n\| AutoAllocateBlocks \| true  \|\n\| MaxBlocksPerHost   \|     1 \|/);
 
-    const r = await podway(['ipam', 'assign', '--node', 'node2', '--count', '5', '--pool', '10.250.0.0/24', '--handle', 'h-full', ...ds()]);
+    const r = await spawned(['ipam', 'assign', '--node', 'node2', '--count', '5', '--pool', '10.250.0.0/24', '--handle', 'h-full', ...ds()]);
     assert.is(r.code, 1, r.err + r.out);
     const got = r.out.trim().split('\n');
     assert.is(got.length, 4, 'the one /30 block held four; they are printed (and held) even though the call failed');
@@ -220,9 +224,9 @@ function ipamSuite(target: Target) {
 
   test('the datastore from PODWAY_DATASTORE; a file: datastore is refused with the reason', async () => {
     await ok(['apply', '-f', path.join(work, 'cluster.yaml')], { PODWAY_DATASTORE: spec });
-    assert.match(await ok(['ipam', 'assign', '--node', 'node2'], { PODWAY_DATASTORE: spec }), /^10\.244\.\d+\.\d+\n$/);
+    assert.match(await okSpawned(['ipam', 'assign', '--node', 'node2'], { PODWAY_DATASTORE: spec }), /^10\.244\.\d+\.\d+\n$/);
     assert.match(await ok(['ipam', 'show'], { PODWAY_DATASTORE: spec }), /\| 1 \(0%\) /);
-    const file = await podway(['ipam', 'show', '--datastore', `file:${path.join(work, 'cluster.yaml')}`]);
+    const file = await spawned(['ipam', 'show', '--datastore', `file:${path.join(work, 'cluster.yaml')}`]);
     assert.is(file.code, 1);
     assert.is(file.err, 'podway: file: datastores hold no IPAM data (blocks, handles, affinities); use etcd: or embedded:\n');
     const write = await podway(['ipam', 'release', '--ip', '10.244.0.1', '--datastore', `file:${path.join(work, 'cluster.yaml')}`]);

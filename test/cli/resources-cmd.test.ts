@@ -1,5 +1,9 @@
 // `podway apply|create|replace|delete|get` as a user runs them: `node bin/podway.js ...` (built by
-// `npm run build:ts`) against an embedded store in a temp dir and against a real etcd. The values
+// `npm run build:ts`) against an embedded store in a temp dir and against a real etcd. Each command
+// path that a process shows (exit status, the error line, the environment, the process ending
+// with its datastore closed) runs as a real process at least once per datastore (spawned/okSpawned);
+// the other calls run the same main() in this process (cli-kit's podwayInProcess), which also
+// fails if a command leaves anything that would keep a process alive. The values
 // written are compared field by field (and in Go's key order) with hand-written Calico fixtures.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -7,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { KvStore } from '../../src/control/kv/kv';
-import { podway, ok, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd, ROOT } from './cli-kit';
+import { podwayInProcess as podway, okInProcess as ok, podway as spawned, ok as okSpawned, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd, ROOT } from './cli-kit';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'calico-v3');
 const CLUSTER = path.join(FIXTURES, 'cluster.yaml');
@@ -55,7 +59,7 @@ function cliSuite(target: Target) {
   const ds = () => ['--datastore', spec];
 
   test('apply a multi-document YAML; the stored JSON is Calico\'s, field by field', async () => {
-    const out = await ok(['apply', '-f', CLUSTER, ...ds()]);
+    const out = await okSpawned(['apply', '-f', CLUSTER, ...ds()]);
     assert.is(out, 'Successfully applied 5 resource(s)\n');
     const fixture = (f: string) => JSON.parse(readFileSync(path.join(FIXTURES, f), 'utf8'));
     const pool = (await kv.get(`${RES}ippools/pool-a`))!;
@@ -95,7 +99,7 @@ function cliSuite(target: Target) {
     assert.equal({ ...item.metadata, resourceVersion: undefined }, { ...JSON.parse(stored.value).metadata, resourceVersion: undefined });
     assert.equal(item.spec, JSON.parse(stored.value).spec);
 
-    const one = JSON.parse(await ok(['get', 'ippool', 'pool-a', '-o', 'json', ...ds()]));
+    const one = JSON.parse(await okSpawned(['get', 'ippool', 'pool-a', '-o', 'json', ...ds()]));
     assert.equal(one, item, 'NAME prints the single object');
     // The YAML of one object, edited and applied back (its resourceVersion is current: accepted).
     const yamlText = await ok(['get', 'ippool', 'pool-a', '-o', 'yaml', ...ds()]);
@@ -107,7 +111,7 @@ function cliSuite(target: Target) {
     assert.is(edited.spec.natOutgoing, undefined);
     assert.is(edited.metadata.uid, item.metadata.uid);
     // The same file again: its resourceVersion is stale now.
-    const stale = await podway(['replace', '-f', path.join(work, 'edited.yaml'), ...ds()]);
+    const stale = await spawned(['replace', '-f', path.join(work, 'edited.yaml'), ...ds()]);
     assert.is(stale.code, 1);
     assert.match(stale.err, /update conflict: IPPool\(pool-a\) has resourceVersion \d+, not \d+/);
 
@@ -146,7 +150,7 @@ function cliSuite(target: Target) {
   test('a file datastore\'s file (BlockAffinities in it) is refused whole, naming each; the README\'s move works without them', async () => {
     // It used to stop at the first BlockAffinity with "Partial success", the endpoints after it left out.
     const example = path.join(ROOT, 'src', 'control', 'examples', 'two-node-vxlan.yaml');
-    const r = await podway(['apply', '-f', example, ...ds()]);
+    const r = await spawned(['apply', '-f', example, ...ds()]);
     assert.is(r.code, 1, r.err);
     assert.match(r.err, /document 4 \(BlockAffinity node1-10-244-0-0-26\): BlockAffinity is IPAM state, not a resource to apply: leave it out/);
     assert.match(r.err, /document 5 \(BlockAffinity node2-10-244-0-64-26\): BlockAffinity is IPAM state/);
@@ -161,7 +165,7 @@ function cliSuite(target: Target) {
 
   test('create of an existing resource fails naming it (exit 1); replace of an absent one too; delete removes', async () => {
     await ok(['apply', '-f', CLUSTER, ...ds()]);
-    const again = await podway(['create', '-f', CLUSTER, ...ds()]);
+    const again = await spawned(['create', '-f', CLUSTER, ...ds()]);
     assert.is(again.code, 1);
     assert.is(again.err, `podway: Failed to create any resource(s): ${CLUSTER}: document 1 (IPPool pool-a): resource already exists: IPPool(pool-a)\n`);
 
@@ -193,7 +197,7 @@ function cliSuite(target: Target) {
     writeFileSync(path.join(work, 'same.yaml'), poolA(', blockSize: 26, natOutgoing: true'));
     await ok(['apply', '-f', path.join(work, 'same.yaml'), ...ds()]);
 
-    assert.is(await ok(['delete', 'wep', 'node1-k8s-web--1-eth0', '-n', 'prod', ...ds()]), "Successfully deleted 1 'WorkloadEndpoint' resource(s)\n");
+    assert.is(await okSpawned(['delete', 'wep', 'node1-k8s-web--1-eth0', '-n', 'prod', ...ds()]), "Successfully deleted 1 'WorkloadEndpoint' resource(s)\n");
     assert.is(await kv.get(`${RES}workloadendpoints/prod/node1-k8s-web--1-eth0`), null);
     const gone = await podway(['delete', 'wep', 'node1-k8s-web--1-eth0', '-n', 'prod', ...ds()]);
     assert.is(gone.code, 1);
@@ -248,7 +252,7 @@ function cliSuite(target: Target) {
     // A mistyped path used to be created and shown as an empty cluster.
     const missing = path.join(work, 'no-such-store');
     for (const args of [['get', 'ippool'], ['delete', 'ippool', 'p'], ['ipam', 'show'], ['ipam', 'check'], ['ipam', 'release', '--ip', '10.244.0.1']]) {
-      const r = await podway([...args, '--datastore', `embedded:${missing}`]);
+      const r = await (args[0] === 'get' ? spawned : podway)([...args, '--datastore', `embedded:${missing}`]);
       assert.is(r.code, 1, `${args.join(' ')}: ${r.err}`);
       assert.match(r.err, `embedded datastore ${missing} does not exist`);
     }
@@ -256,10 +260,10 @@ function cliSuite(target: Target) {
   });
 
   test('the datastore comes from PODWAY_DATASTORE when --datastore is not given; file: is read-only', async () => {
-    await ok(['apply', '-f', CLUSTER], { PODWAY_DATASTORE: spec });
+    await okSpawned(['apply', '-f', CLUSTER], { PODWAY_DATASTORE: spec });
     assert.ok(await kv.get(`${RES}ippools/pool-a`));
     assert.match(await ok(['get', 'node'], { PODWAY_DATASTORE: spec }), /node2/);
-    const ro = await podway(['apply', '-f', CLUSTER, '--datastore', `file:${CLUSTER}`]);
+    const ro = await spawned(['apply', '-f', CLUSTER, '--datastore', `file:${CLUSTER}`]);
     assert.is(ro.code, 1);
     assert.is(ro.err, 'podway: file: datastores are read-only (edit the file); use etcd: or embedded:\n');
     const del = await podway(['delete', 'ippool', 'pool-a'], { PODWAY_DATASTORE: `file:${CLUSTER}` });

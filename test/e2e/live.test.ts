@@ -1,8 +1,10 @@
 /**
  * Live operations on running podways (root, network namespaces): edits of the resource file while
  * traffic flows (mode switch, a node joining, bad edits), restart, and a second instance on a
- * node that already runs one. Each test builds its own Lab and removes it in `finally`; guard()
- * also removes it on any exit or signal.
+ * node that already runs one. Most tests run on one shared lab (two nodes, podway on both, the
+ * file in vxlan mode with every pod: withSharedLab), built when first needed and built again after
+ * a test that changes it for good or fails; the others build their own Lab and remove it in
+ * `finally`. guard() also removes every lab on any exit or signal.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -20,6 +22,17 @@ const TWO: LabNodeSpec[] = [
   { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }, { name: 'tap-2', type: 'tap' }] },
 ];
 
+/** On failure: the nodes' log tails, and each podway's state and counters. */
+async function report(lab: Lab): Promise<void> {
+  console.log(logTail(lab, 20));
+  for (const n of lab.nodes) {
+    if (!n.proc) continue;
+    const st = n.proc.exitCode !== null ? `exited ${n.proc.exitCode}` : n.proc.signalCode ? `killed ${n.proc.signalCode}` : 'running';
+    const c = await controlRequest(n.control, { cmd: 'counters' }, 2000).catch((err) => (err as Error).message);
+    console.log(`${n.name} podway ${st}; counters: ${JSON.stringify(c)}`);
+  }
+}
+
 /** Build a lab, start podway on the given nodes, run fn, always clean up (and show logs on failure). */
 async function withLab(spec: LabNodeSpec[], start: string[], fn: (lab: Lab) => Promise<void>, before?: (lab: Lab) => void): Promise<void> {
   if (!isRoot()) throw new Error('live tests need root (network namespaces)');
@@ -31,16 +44,55 @@ async function withLab(spec: LabNodeSpec[], start: string[], fn: (lab: Lab) => P
     for (const n of start) await lab.startPodway(n);
     await fn(lab);
   } catch (e) {
-    console.log(logTail(lab, 20));
-    for (const n of lab.nodes) {
-      if (!n.proc) continue;
-      const st = n.proc.exitCode !== null ? `exited ${n.proc.exitCode}` : n.proc.signalCode ? `killed ${n.proc.signalCode}` : 'running';
-      const c = await controlRequest(n.control, { cmd: 'counters' }, 2000).catch((err) => (err as Error).message);
-      console.log(`${n.name} podway ${st}; counters: ${JSON.stringify(c)}`);
-    }
+    await report(lab);
     throw e;
   } finally {
     await teardown(lab);
+    console.log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+}
+
+let shared: Lab | null = null;
+
+async function disposeShared(): Promise<void> {
+  const lab = shared;
+  shared = null;
+  if (lab) await teardown(lab);
+}
+test.after(disposeShared);
+
+/**
+ * Run fn on the shared lab: TWO, podway running on both nodes, the file in vxlan mode with every
+ * pod, as a test that leaves it so found it. It is built on first use, and again when `fresh` asks
+ * for one nobody used before (counters from zero), when a podway of it is no longer running, or
+ * after a test that failed on it or `changesIt` (leaves something else behind); those are removed
+ * right after the test.
+ */
+async function withSharedLab(fn: (lab: Lab) => Promise<void>, opts: { fresh?: boolean; changesIt?: boolean } = {}): Promise<void> {
+  if (!isRoot()) throw new Error('live tests need root (network namespaces)');
+  if (shared && (opts.fresh || shared.nodes.some((n) => !n.proc || n.proc.exitCode !== null || n.proc.signalCode !== null))) await disposeShared();
+  const t0 = Date.now();
+  if (!shared) {
+    const lab = guard(new Lab(TWO));
+    try {
+      lab.build();
+      for (const n of lab.nodes) await lab.startPodway(n.name);
+    } catch (e) {
+      await report(lab);
+      await teardown(lab);
+      throw e;
+    }
+    shared = lab;
+  }
+  const lab = shared;
+  try {
+    await fn(lab);
+  } catch (e) {
+    await report(lab);
+    await disposeShared();
+    throw e;
+  } finally {
+    if (opts.changesIt) await disposeShared();
     console.log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   }
 }
@@ -70,7 +122,7 @@ async function switchTo(lab: Lab, mode: Mode): Promise<number> {
 }
 
 test('mode switch vxlan -> ipip -> vxlan while a 20/s ping flows: routes change, little loss, ends clean', async () => {
-  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+  await withSharedLab(async (lab) => {
     const n2block = lab.node('node2').block;
     assert.is(await kindOf(lab.node('node1'), n2block), 'vxlan');
     const COUNT = 160; // 8 s at 50 ms
@@ -135,7 +187,7 @@ test('a node added to the file while podway runs: its block gets routed and its 
 });
 
 test('bad edits are rejected with file/document/field named; forwarding goes on; a fix applies', async () => {
-  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+  await withSharedLab(async (lab) => {
     const n1 = lab.node('node1');
     const n2block = lab.node('node2').block;
     const good = lab.resources('vxlan');
@@ -186,6 +238,8 @@ test('bad edits are rejected with file/document/field named; forwarding goes on;
     p = ping(lab, 'web-1', lab.pod('web-2').ip, 5);
     assert.is(p.loss, 0, `after the fix: ${JSON.stringify(p)}`);
     assert.is(p.ttl, 62);
+    // the shared lab goes on in vxlan mode
+    await switchTo(lab, 'vxlan');
   });
 });
 
@@ -194,7 +248,7 @@ function ifindex(ns: string, dev: string): number {
 }
 
 test('restart: SIGTERM exits 0 promptly; a new podway re-attaches to the same veth and tap; counters start at zero', async () => {
-  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+  await withSharedLab(async (lab) => {
     const n1 = lab.node('node1');
     const web1 = lab.pod('web-1');
     const tap1 = lab.pod('tap-1');
@@ -236,7 +290,7 @@ test('restart: SIGTERM exits 0 promptly; a new podway re-attaches to the same ve
     assert.ok(existsSync(n1.control), 'stale socket left by the crash');
     await lab.startPodway('node1');
     assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0, 'after a restart over a stale socket');
-  });
+  }, { fresh: true });
 });
 
 /** Run a second podway by hand; resolves with its exit code and stderr (bounded). */
@@ -257,7 +311,7 @@ function secondPodway(lab: Lab, node: string, control: string): Promise<{ code: 
 }
 
 test('a second podway on the same node fails clearly (the run lock names the first); the first keeps working', async () => {
-  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+  await withSharedLab(async (lab) => {
     const n1 = lab.node('node1');
     // its own control socket, so what stops it is the namespace's run lock (before its Node, the
     // host or UDP 4789 are touched)
@@ -349,7 +403,7 @@ function hostRouted(lab: Lab, pod: string): boolean {
 }
 
 test('a pod veth deleted under a running podway is withheld, then attached again when it is back (at once or later), node route included', async () => {
-  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+  await withSharedLab(async (lab) => {
     const n1 = lab.node('node1');
     const web1 = lab.pod('web-1');
     assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0);
@@ -384,7 +438,7 @@ test('a pod veth deleted under a running podway is withheld, then attached again
 });
 
 test('SIGKILL, then a pod removed while podway is down: the restart removes its leftover node route and neighbour, keeps the others', async () => {
-  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+  await withSharedLab(async (lab) => {
     const n1 = lab.node('node1');
     const web1 = lab.pod('web-1');
     assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0);
@@ -411,31 +465,11 @@ test('SIGKILL, then a pod removed while podway is down: the restart removes its 
     await lab.startPodway('node1');
     assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 2).loss, 0);
     assert.not.ok(n1.log.slice(mark2).some((l) => /removing \d+ pod route/.test(l)), n1.log.slice(mark2).join(' | '));
-  });
-});
-
-test('the node address removed from the underlay under podway: a warning and status say so, forwarding goes on, and its return is logged', async () => {
-  await withLab(TWO, ['node1', 'node2'], async (lab) => {
-    const n1 = lab.node('node1');
-    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 2).loss, 0);
-    const mark = n1.log.length;
-    run('ip', ['-n', n1.ns, 'addr', 'del', `${n1.ip}/24`, 'dev', 'eth0']);
-    run('ip', ['-n', n1.ns, 'addr', 'add', '10.99.0.111/24', 'dev', 'eth0']);
-    run('ip', ['-n', n1.ns, 'route', 'replace', 'default', 'via', '10.99.0.254']);
-    const warn = await waitLog(n1, new RegExp(`node address ${n1.ip.replace(/\./g, '\\.')} is no longer on this node \\(eth0 has 10\\.99\\.0\\.111/24\\)`), mark, 12_000);
-    assert.ok(warn, n1.log.slice(mark).join(' | '));
-    assert.match(JSON.parse(warn!).level, 'warn');
-    const st = (await controlRequest(n1.control, { cmd: 'status' })) as { nodeAddressMissing: string | null };
-    assert.match(st.nodeAddressMissing ?? '', /is no longer on this node/);
-    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0, 'pods keep forwarding on the registered address');
-    run('ip', ['-n', n1.ns, 'addr', 'add', `${n1.ip}/24`, 'dev', 'eth0']);
-    assert.ok(await waitLog(n1, /is on this node again/, mark, 12_000), n1.log.slice(mark).join(' | '));
-    assert.is(((await controlRequest(n1.control, { cmd: 'status' })) as { nodeAddressMissing: string | null }).nodeAddressMissing, null);
-  });
+  }, { changesIt: true });
 });
 
 test('a pod tap device deleted under a running podway is withheld (podway makes no device of its own in its place), then attached again when the pod makes it again', async () => {
-  await withLab(TWO, ['node1', 'node2'], async (lab) => {
+  await withSharedLab(async (lab) => {
     const n1 = lab.node('node1');
     const tap = lab.pod('tap-1');
     assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 3).loss, 0);
@@ -455,6 +489,26 @@ test('a pod tap device deleted under a running podway is withheld (podway makes 
     assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 4).loss, 0, 'tap-1 -> tap-2 after its device came back');
     assert.is(ping(lab, 'web-2', tap.ip, 3).loss, 0, 'web-2 -> tap-1 after its device came back');
   });
+});
+
+test('the node address removed from the underlay under podway: a warning and status say so, forwarding goes on, and its return is logged', async () => {
+  await withSharedLab(async (lab) => {
+    const n1 = lab.node('node1');
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 2).loss, 0);
+    const mark = n1.log.length;
+    run('ip', ['-n', n1.ns, 'addr', 'del', `${n1.ip}/24`, 'dev', 'eth0']);
+    run('ip', ['-n', n1.ns, 'addr', 'add', '10.99.0.111/24', 'dev', 'eth0']);
+    run('ip', ['-n', n1.ns, 'route', 'replace', 'default', 'via', '10.99.0.254']);
+    const warn = await waitLog(n1, new RegExp(`node address ${n1.ip.replace(/\./g, '\\.')} is no longer on this node \\(eth0 has 10\\.99\\.0\\.111/24\\)`), mark, 12_000);
+    assert.ok(warn, n1.log.slice(mark).join(' | '));
+    assert.match(JSON.parse(warn!).level, 'warn');
+    const st = (await controlRequest(n1.control, { cmd: 'status' })) as { nodeAddressMissing: string | null };
+    assert.match(st.nodeAddressMissing ?? '', /is no longer on this node/);
+    assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0, 'pods keep forwarding on the registered address');
+    run('ip', ['-n', n1.ns, 'addr', 'add', `${n1.ip}/24`, 'dev', 'eth0']);
+    assert.ok(await waitLog(n1, /is on this node again/, mark, 12_000), n1.log.slice(mark).join(' | '));
+    assert.is(((await controlRequest(n1.control, { cmd: 'status' })) as { nodeAddressMissing: string | null }).nodeAddressMissing, null);
+  }, { changesIt: true }); // node1 keeps 10.99.0.111 as its primary address
 });
 
 test.run();

@@ -331,8 +331,9 @@ test('a second podway on the same node fails clearly (the run lock names the fir
 test('a control socket held by a running podway is not taken over by another one', async () => {
   await withLab(TWO, ['node1'], async (lab) => {
     const n1 = lab.node('node1');
-    // node2's podway (other namespace, so its UDP port is free) pointed at node1's control socket
-    const r = await Promise.race([secondPodway(lab, 'node2', n1.control), sleep(4000).then(() => null)]);
+    // node2's podway (other namespace, so its UDP port is free) pointed at node1's control socket;
+    // it must give up, which takes it a Node start-up (seconds on a loaded 2-CPU host): 10 s
+    const r = await Promise.race([secondPodway(lab, 'node2', n1.control), sleep(10_000).then(() => null)]);
     try {
       assert.ok(r !== null, 'the second podway kept running with a control socket that belongs to node1');
       assert.ok(r!.code !== 0, `exit code ${r!.code}`);

@@ -13,7 +13,10 @@
  * (a VXLAN datagram carrying a 64 KiB inner TCP segment: SKB_GSO_UDP_TUNNEL; IPIP: SKB_GSO_IPXIP4;
  * direct: plain TCP GSO) and partial checksums, which reach the receiving node as they are. Those
  * run podway <-> podway and kernel node (programmed as Felix does, src/lab/kernel.ts) <-> podway.
- * Root and network namespaces; every lab is removed in `finally`.
+ * Cases that differ only in the mode (same lab options, same podway flags, no kernel node) run
+ * one after the other on one lab and its podways, the mode switched live between them; every
+ * counter a case checks is taken as its difference over the case. Root and network namespaces;
+ * every lab is removed after its last case, on a failure, and by guard() on any exit.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -34,6 +37,20 @@ const pool = new FramePool(256);
 
 interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number; rxSuperFrames?: number; rxSuperSegments?: number; rxMergeFrames?: number; rxMergeSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number; txErrors?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }
 interface Counters { reasons: Record<string, number>; ports: PortRow[] }
+
+/** `now` minus `before`: each reason and each numeric field of each port row (matched by name). */
+function since(now: Counters, before: Counters | undefined): Counters {
+  if (!before) return now;
+  const reasons: Record<string, number> = {};
+  for (const [k, v] of Object.entries(now.reasons)) reasons[k] = v - (before.reasons[k] ?? 0);
+  const ports = now.ports.map((p) => {
+    const b = before.ports.find((x) => x.port === p.port) as unknown as Record<string, unknown> | undefined;
+    const d: Record<string, unknown> = { ...p };
+    if (b) for (const [k, v] of Object.entries(p)) if (typeof v === 'number' && typeof b[k] === 'number') d[k] = v - (b[k] as number);
+    return d as unknown as PortRow;
+  });
+  return { reasons, ports };
+}
 
 /** Watch a pod's host-side veth with a vnet-header AF_PACKET port of our own, drained every 5 ms;
  * `towardsPod`: also the frames sent to the pod (podway's transmissions), not only the pod's own. */
@@ -116,33 +133,70 @@ CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: true,
 // rx-super and rx-merge on; PSH inside ends a group), or with --no-rx-merge is cut into datagrams as before.
 CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: true, kernelNode2: false, rxMerge: false });
 
+/** The lab of the cases running now: `key` their shared lab options and podway flags (null: one case only). */
+let current: { key: string | null; lab: Lab } | null = null;
+
+async function dropLab(): Promise<void> {
+  const c = current;
+  current = null;
+  if (c) await teardown(c.lab);
+}
+test.after(dropLab);
+
 let portSeq = 5300;
 for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = true, rxMerge = true } of CASES) {
   const label = `${mode}, pod offloads ${offloads ? 'on' : 'off'}${txGso ? '' : ', --no-tx-gso'}${underlayOffloads ? ', underlay offloads on' : ''}${kernelNode2 ? ', node2 a kernel node' : ''}${rxSuper ? '' : ', --no-rx-super'}${rxMerge ? '' : ', --no-rx-merge'}`;
   test(`${label}: 10 MB TCP each way between veth pods on two nodes, sha256 equal, nothing truncated`, async () => {
     if (!isRoot()) throw new Error('offload e2e tests need root (network namespaces)');
-    const lab = guard(new Lab(SPEC, { podOffloads: offloads, underlayOffloads }));
-    lab.mode = mode;
     const podway = kernelNode2 ? ['node1'] : ['node1', 'node2'];
+    // the --no-tx-gso runs also ask for a 64 MiB underlay ring; the others get the default 16 MiB
+    const ringMb = txGso ? 16 : 64;
+    // a kernel node is programmed for its mode: its lab serves that case only
+    const key = kernelNode2 ? null : JSON.stringify({ offloads, underlayOffloads, txGso, rxSuper, rxMerge });
+    if (current && (key === null || current.key !== key)) await dropLab();
     const t0 = Date.now();
+    const reused = current !== null;
+    if (!current) {
+      const fresh = guard(new Lab(SPEC, { podOffloads: offloads, underlayOffloads }));
+      fresh.mode = mode;
+      current = { key, lab: fresh };
+      try {
+        fresh.build();
+        if (kernelNode2) configureKernelNode(fresh, fresh.node('node2'), mode === 'vxlan' ? 'vxlan' : 'direct');
+        for (const n of podway) await fresh.startPodway(n, undefined, [...(txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]), ...(rxSuper ? [] : ['--no-rx-super']), ...(rxMerge ? [] : ['--no-rx-merge'])]);
+      } catch (e) {
+        console.log(logTail(fresh, 20));
+        await dropLab();
+        throw e;
+      }
+    }
+    const lab = current.lab;
     try {
-      lab.build();
+      if (reused) {
+        // the same podways, switched to this case's mode (pod MTUs follow, as on a fresh lab)
+        lab.setMode(mode);
+        await lab.waitApplied((routes, n) => lab.nodes.every((m) => m === n || routes.some((r) => r.cidr === m.block && r.kind === mode)), 10_000);
+      }
       const web1 = lab.pod('web-1');
       const features = execFileSync('ip', ['netns', 'exec', web1.ns, 'ethtool', '-k', web1.podIf], { encoding: 'utf8' });
       assert.is(/tcp-segmentation-offload: (\w+)/.exec(features)?.[1], offloads ? 'on' : 'off', 'the pod veth offload state asked for');
       const n1 = lab.node('node1');
       const underlay = execFileSync('ip', ['netns', 'exec', n1.ns, 'ethtool', '-k', 'eth0'], { encoding: 'utf8' });
       assert.is(/tx-checksumming: (\w+)/.exec(underlay)?.[1], underlayOffloads ? 'on' : 'off', 'the underlay veth offload state asked for');
-      if (kernelNode2) configureKernelNode(lab, lab.node('node2'), mode === 'vxlan' ? 'vxlan' : 'direct');
-      // the --no-tx-gso runs also ask for a 64 MiB underlay ring; the others get the default 16 MiB
-      const ringMb = txGso ? 16 : 64;
-      for (const n of podway) await lab.startPodway(n, undefined, [...(txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]), ...(rxSuper ? [] : ['--no-rx-super']), ...(rxMerge ? [] : ['--no-rx-merge'])]);
       for (const n of podway) {
         // each ring is a socket:[inode] mapping of the process; the largest is the underlay's (a pod's is 1 MiB)
         const maps = readFileSync(`/proc/${lab.node(n).proc!.pid}/maps`, 'utf8').split('\n').filter((l) => l.includes('socket:['));
         const sizes = maps.map((l) => { const [a, b] = l.split(' ')[0].split('-').map((x) => parseInt(x, 16)); return b - a; });
         assert.is(Math.max(0, ...sizes), ringMb << 20, `${n}: the largest ring mapping is the ${ringMb} MiB underlay ring`);
       }
+      // every counter below is this case's: its difference over the case
+      const before = new Map<string, Counters>();
+      const tableBefore = new Map<string, number>();
+      for (const n of podway) {
+        before.set(n, await counters(lab, n));
+        if (mode !== 'direct') tableBefore.set(n, tunnelTableCount(lab, n, mode === 'ipip' ? 'ipip' : 'vxlan'));
+      }
+      const caseCounters = async (n: string) => since(await counters(lab, n), before.get(n));
       const delivered = inDelivers(lab, 'node1');
       await transferBothWays(lab, label, offloads, (portSeq += 2), podway);
       // ~7,000 tunnel packets (data one way, ACKs the other) reached each node: podway took them on its underlay port (with the
@@ -150,7 +204,7 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
       const stackTook = inDelivers(lab, 'node1') - delivered;
       let gsoSends = 0, merges = 0;
       for (const n of podway) {
-        const c = await counters(lab, n);
+        const c = await caseCounters(n);
         const ul = c.ports.find((p) => p.port.startsWith('underlay('));
         assert.ok(ul, `${n}: an underlay port row`);
         console.log(`  ${n} underlay: tx ${ul.tx}, GSO sends ${ul.txGsoFrames ?? 0} carrying ${ul.txGsoSegments ?? 0} frames, rejected ${ul.txGsoRejected ?? 0}, txErrors ${ul.txErrors ?? 0}`);
@@ -168,7 +222,7 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
         assert.is(underlay.rxGsoDropped ?? 0, 0, `${n}: super-frames podway could not segment`);
         if (mode !== 'direct') {
           assert.equal(tunnelSockets.map((p) => p.rx), tunnelSockets.map(() => 0), `${n}: tunnel packets arrived on the sockets, not the underlay port`);
-          const dropped = tunnelTableCount(lab, n, mode === 'ipip' ? 'ipip' : 'vxlan');
+          const dropped = tunnelTableCount(lab, n, mode === 'ipip' ? 'ipip' : 'vxlan') - (tableBefore.get(n) ?? 0);
           // (the kernel counts a GSO super-datagram, which podway segments, as one packet)
           assert.ok(dropped > (underlayOffloads ? 100 : 5000), `${n}: podway's table dropped the kernel's copy of ${dropped} ${mode} packets`);
           assert.ok(underlay.rx > 5000, `${n}: the underlay port took the tunnel packets (rx ${underlay.rx})`);
@@ -184,7 +238,7 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
       // merged into SUPER descriptors without cutting (rx-merge on) or cut (--no-rx-merge)
       if (mode === 'vxlan' && underlayOffloads && !kernelNode2) {
         for (const n of podway) {
-          const c = await counters(lab, n);
+          const c = await caseCounters(n);
           const u = c.ports.find((p) => p.port.startsWith('underlay('))!;
           const pod = c.ports.find((p) => p.port.startsWith('cali'))!;
           console.log(`  ${n} underlay: GSO messages merged whole ${u.rxMergeFrames ?? 0} (${u.rxMergeSegments ?? 0} datagrams), segmented ${u.rxGsoFrames ?? 0}; pod port: sent whole ${pod.txSuperFrames ?? 0}, cut ${pod.txSuperCut ?? 0}, lost ${pod.txSuperLost ?? 0}`);
@@ -203,7 +257,7 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
       // A kernel node over a veth with offloads on sends UDP-tunnel GSO super-frames: handed on
       // whole to pod web-1 (one GSO message each), or with --no-rx-super segmented in C.
       if (kernelNode2 && mode === 'vxlan') {
-        const c = await counters(lab, 'node1');
+        const c = await caseCounters('node1');
         const u = c.ports.find((p) => p.port.startsWith('underlay('))!;
         const pod = c.ports.find((p) => p.port.startsWith('cali'))!;
         console.log(`  node1 underlay: super-frames handed on whole ${u.rxSuperFrames ?? 0} (${u.rxSuperSegments ?? 0} segments), segmented ${u.rxGsoFrames ?? 0}; web-1's port: sent whole ${pod.txSuperFrames ?? 0}, cut ${pod.txSuperCut ?? 0}, segments lost ${pod.txSuperLost ?? 0}`);
@@ -219,10 +273,11 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
       }
     } catch (e) {
       console.log(logTail(lab, 20));
+      await dropLab();
       throw e;
     } finally {
-      await teardown(lab);
-      console.log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      if (key === null) await dropLab();
+      console.log(`  (${((Date.now() - t0) / 1000).toFixed(1)} s${reused ? ', same lab as the case before' : ''})`);
     }
   });
 }

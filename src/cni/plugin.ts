@@ -172,6 +172,37 @@ function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ips: read
   };
 }
 
+/** What an earlier ADD of this very attachment (same container ID and interface) left. */
+interface EarlierAttachment {
+  readonly ips: string[];
+  readonly interfaceName: string;
+  readonly mac: string | null;
+}
+
+/**
+ * The endpoint an earlier ADD of this attachment wrote, when its addresses are still this
+ * container's: with podway's IPAM held by its handle (an address released or taken by someone
+ * else since makes the ADD a fresh one, and the endpoint is written anew). null: a first ADD, or
+ * an endpoint of another container (a newer sandbox of the same k8s pod) or of another network.
+ */
+async function earlierAttachment(kv: KvStore, conf: NetConf, env: CniEnv, id: PodIdentity, handle: string): Promise<EarlierAttachment | null> {
+  const name = workloadEndpointName(conf.nodename, id, env.containerId, env.ifname);
+  const found = await getResource(kv, WEP, name, id.namespace);
+  if (!found) return null;
+  const spec = (found.object.spec ?? {}) as JsonObject;
+  const ann = (((found.object.metadata ?? {}) as JsonObject).annotations ?? {}) as Record<string, string>;
+  if (spec.containerID !== env.containerId || spec.endpoint !== env.ifname || spec.node !== conf.nodename) return null;
+  if (ann[NETWORK_ANNOTATION] !== undefined && ann[NETWORK_ANNOTATION] !== conf.name) return null;
+  if ((spec.interfaceType ?? 'veth') !== conf.interfaceType || typeof spec.interfaceName !== 'string') return null;
+  const ips = ((spec.ipNetworks ?? []) as string[]).map((n) => n.split('/')[0]);
+  if (ips.length === 0) return null;
+  if (!conf.ipam) {
+    const ipam = new Ipam(kv);
+    for (const ip of ips) if ((await ipam.allocationOf(ip))?.handleId !== handle) return null;
+  }
+  return { ips, interfaceName: spec.interfaceName, mac: typeof spec.mac === 'string' ? spec.mac : null };
+}
+
 async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
   requireNetns(env.netns);
   zodWithoutJit();
@@ -185,7 +216,13 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
     try {
       // IPv4 first, then IPv6 (Calico's order in ipNetworks and the result).
       const ips: string[] = [];
-      if (conf.ipam) {
+      // A repeated ADD of the same attachment (a runtime retrying after a lost reply, say) finds
+      // the endpoint the first one wrote and keeps its addresses, as Calico's plugin does: IPAM is
+      // not asked again, so the first addresses are not left held on the handle until DEL.
+      const earlier = await earlierAttachment(kv, conf, env, id, handle);
+      if (earlier) {
+        ips.push(...earlier.ips);
+      } else if (conf.ipam) {
         const result = runIpamPlugin(conf.ipam.type, 'ADD', env, stdin);
         // given back by DEL if the result is of no use either
         undo.push(() => runIpamPlugin(conf.ipam!.type, 'DEL', env, stdin));
@@ -208,8 +245,24 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
       }
 
       let host: Attachment['host'] = null;
-      let interfaceName: string;
-      if (conf.interfaceType === 'veth') {
+      // A repeated ADD's name is the one its endpoint holds (the same one ADD would derive).
+      let interfaceName = earlier?.interfaceName ?? '';
+      let link: netlink.PodLink | null = null;
+      if (earlier) {
+        // Its interface as the first ADD made it: left alone. Anything missing or changed (the
+        // veth deleted, an address or route removed): made again whole, on the same addresses.
+        const cidrs = earlier.ips.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`));
+        if (wiringProblems(env, conf, cidrs, earlier.mac, conf.interfaceType === 'veth' ? interfaceName : null).length === 0) {
+          link = netlink.podLink(env.netns, env.ifname);
+          if (conf.interfaceType === 'veth') host = { name: interfaceName, mac: netlink.HOST_MAC };
+        } else {
+          netlink.deletePodLink(env.netns, env.ifname);
+          if (conf.interfaceType === 'veth') netlink.deleteHostLink(interfaceName);
+        }
+      }
+      if (link) {
+        /* intact: nothing to make */
+      } else if (conf.interfaceType === 'veth') {
         interfaceName = hostVethName(id, env.containerId);
         // Undo first: a create that fails half-way (the pair made, its set-up refused) leaves nothing.
         undo.push(() => netlink.deleteHostLink(interfaceName));
@@ -231,18 +284,23 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         undo.push(() => netlink.deletePodLink(env.netns, env.ifname));
         netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName);
       }
-      const link = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ips);
+      if (!link) link = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ips);
 
-      const wep = workloadEndpoint(conf, env, id, ips, interfaceName, link.mac);
-      const wepName = `${id.namespace}/${(wep.metadata as JsonObject).name as string}`;
-      let written: Awaited<ReturnType<typeof applyResource>>;
-      try {
-        written = await applyResource(kv, wep);
-      } catch (e) {
-        if (e instanceof ResourceError) throw new CniError(CNI_CODES.DATASTORE_FAILED, `WorkloadEndpoint ${wepName}: ${e.message}`);
-        throw e;
+      // The endpoint is written again only when it changed (a re-made interface has a new MAC):
+      // an unchanged one would only wake every node's watch.
+      if (!earlier || earlier.mac !== link.mac || earlier.interfaceName !== interfaceName) {
+        const wep = workloadEndpoint(conf, env, id, ips, interfaceName, link.mac);
+        const wepName = `${id.namespace}/${(wep.metadata as JsonObject).name as string}`;
+        let written: Awaited<ReturnType<typeof applyResource>>;
+        try {
+          written = await applyResource(kv, wep);
+        } catch (e) {
+          if (e instanceof ResourceError) throw new CniError(CNI_CODES.DATASTORE_FAILED, `WorkloadEndpoint ${wepName}: ${e.message}`);
+          throw e;
+        }
+        // A repeated ADD's endpoint was there before it: a failure leaves it for DEL.
+        if (!earlier) undo.push(() => deleteResource(kv, { info: WEP, name: (wep.metadata as JsonObject).name as string, namespace: id.namespace }, written.resource.entry.modRevision));
       }
-      undo.push(() => deleteResource(kv, { info: WEP, name: (wep.metadata as JsonObject).name as string, namespace: id.namespace }, written.resource.entry.modRevision));
 
       return successResult(conf.cniVersion, {
         host,
@@ -317,18 +375,19 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // CHECK
 
-async function check(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
-  const prev = readPrevResult(conf.prevResult);
-  requireNetns(env.netns);
+/**
+ * What is wrong with the pod's interface, its addresses and routes (and the host end of a veth)
+ * as the kernel has them: [] when they are as ADD made them. CHECK reports these; a repeated ADD
+ * re-creates the interface when there are any.
+ */
+function wiringProblems(env: CniEnv, conf: NetConf, addrs: readonly string[], mac: string | null, hostName: string | null): string[] {
   const problems: string[] = [];
   const where = `${env.ifname} in ${env.netns}`;
   const link = netlink.podLink(env.netns, env.ifname);
-  const podIf = prev.interfaces.find((i) => i.name === env.ifname && i.sandbox);
-  const addrs = prev.ips.filter((ip) => ip.interface === undefined || prev.interfaces[ip.interface]?.name === env.ifname).map((ip) => ip.address);
   if (!link) {
     problems.push(`interface ${where} is missing`);
   } else {
-    if (podIf?.mac && link.mac && podIf.mac.toLowerCase() !== link.mac.toLowerCase()) problems.push(`interface ${where} has MAC ${link.mac}, ADD gave ${podIf.mac}`);
+    if (mac && link.mac && mac.toLowerCase() !== link.mac.toLowerCase()) problems.push(`interface ${where} has MAC ${link.mac}, ADD gave ${mac}`);
     for (const a of addrs) if (!link.addresses.includes(a)) problems.push(`address ${a} is missing on ${where} (it has ${link.addresses.join(', ') || 'none'})`);
     const routes = netlink.podRoutes(env.netns);
     const has = (want: (r: netlink.RouteJson) => boolean): boolean => routes.some(want);
@@ -344,8 +403,17 @@ async function check(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
       if (!routes6.some((r) => r.dst === 'default' && r.dev === env.ifname && (conf.interfaceType === 'tun' || r.gateway === netlink.GATEWAY6))) problems.push(`IPv6 route "${want6}" is missing in ${env.netns}`);
     }
   }
+  if (conf.interfaceType === 'veth' && hostName && !netlink.hostLinkExists(hostName)) problems.push(`host interface ${hostName} is missing`);
+  return problems;
+}
+
+async function check(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+  const prev = readPrevResult(conf.prevResult);
+  requireNetns(env.netns);
+  const podIf = prev.interfaces.find((i) => i.name === env.ifname && i.sandbox);
+  const addrs = prev.ips.filter((ip) => ip.interface === undefined || prev.interfaces[ip.interface]?.name === env.ifname).map((ip) => ip.address);
   const hostIf = prev.interfaces.find((i) => !i.sandbox);
-  if (conf.interfaceType === 'veth' && hostIf && !netlink.hostLinkExists(hostIf.name)) problems.push(`host interface ${hostIf.name} is missing`);
+  const problems = wiringProblems(env, conf, addrs, podIf?.mac ?? null, hostIf?.name ?? null);
   if (conf.ipam) runIpamPlugin(conf.ipam.type, 'CHECK', env, stdin);
   await withStore(conf, async (kv) => {
     const [c] = endpointCandidates(conf, env);

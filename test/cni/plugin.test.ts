@@ -202,6 +202,54 @@ test('GC with a partial valid list removes the other attachments\' addresses and
   });
 });
 
+test('a repeated ADD of the same attachment keeps its address and interface; a broken one is made again on the same address', async () => {
+  await withHarness(async (h) => {
+    const pod = h.pod('again2');
+    const id = cid('r');
+    const held = async () => (await h.kv.list('/calico/ipam/v2/assignment/')).entries
+      .flatMap((b) => { const j = JSON.parse(b.value); return j.allocations.filter((a: number | null) => a !== null).map((a: number) => j.attributes[a].handle_id); })
+      .filter((x: string) => x === `podway.${id}`).length;
+    const r1 = await h.add(pod, id);
+    const rev1 = (await h.kv.list('/calico/resources/v3/projectcalico.org/workloadendpoints/')).entries[0]!.modRevision;
+    const r2 = await h.add(pod, id);
+    assert.equal(r2.json, r1.json, 'the same result: same address, same interfaces');
+    assert.is(await held(), 1, 'one address held for the container, not two');
+    assert.is((await h.workloadEndpoints()).length, 1);
+    assert.is((await h.kv.list('/calico/resources/v3/projectcalico.org/workloadendpoints/')).entries[0]!.modRevision, rev1, 'an intact attachment: its endpoint is not rewritten');
+    const host = r1.json.interfaces[0].name;
+    assert.equal(h.caliLinks(), [host]);
+
+    // Its veth deleted under it (both ends go): ADD makes it again on the same address.
+    h.node.ip('link', 'del', host);
+    const r3 = await h.add(pod, id);
+    assert.equal(r3.json.ips, r1.json.ips);
+    assert.is(r3.json.interfaces[0].name, host);
+    assert.equal(h.caliLinks(), [host]);
+    const [link] = h.ipJson(pod, 'addr', 'show', 'dev', 'eth0');
+    assert.is(link.address, r3.json.interfaces[1].mac);
+    assert.ok(link.addr_info.some((a: any) => `${a.local}/${a.prefixlen}` === r1.json.ips[0].address));
+    const [wep] = await h.workloadEndpoints();
+    assert.is(wep.spec.mac, r3.json.interfaces[1].mac, 'the endpoint names the new pod end\'s MAC');
+    assert.is(await held(), 1);
+
+    // A route removed in the pod: made again too; CHECK then passes.
+    pod.ip('route', 'del', 'default');
+    const r4 = await h.add(pod, id);
+    assert.equal(r4.json.ips, r1.json.ips);
+    const chk = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', config: h.config('1.1.0', { prevResult: r4.json }) });
+    assert.is(chk.exitCode, 0, chk.stdout);
+
+    // Another interface of the same container is another attachment: its own address.
+    const other = await h.add(pod, id, { ifname: 'eth1' });
+    assert.is.not(other.json.ips[0].address, r1.json.ips[0].address);
+
+    for (const ifname of ['eth0', 'eth1']) assert.is((await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname })).exitCode, 0);
+    assert.equal(await h.handles(), []);
+    assert.equal(await h.workloadEndpoints(), []);
+    assert.equal(await new Ipam(h.kv).check(), []);
+  });
+});
+
 test('ADD replaces a host veth left by the pod\'s previous sandbox (same k8s pod name)', async () => {
   await withHarness(async (h) => {
     const args = 'IgnoreUnknown=1;K8S_POD_NAMESPACE=web;K8S_POD_NAME=again';

@@ -23,6 +23,8 @@ import {
   listResources, replaceResource, ResourceError, requestedRevision,
 } from '../control/v3-store';
 import { FileResource, readResourceFile } from './resource-files';
+import { DeleteReport, deleteWithCleanup } from '../control/resource-delete';
+import { controlRequest, defaultControlPath } from '../dataplane/control-client';
 
 export const FILE_DATASTORE_READ_ONLY = 'file: datastores are read-only (edit the file); use etcd: or embedded:';
 
@@ -77,7 +79,7 @@ function resourcesWord(resources: readonly FileResource[]): string {
 }
 
 /** Writes each resource in file order; stops at the first failure (naming file, document and reason). */
-async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { namespace?: string; skipNotExists?: boolean }, out: Out): Promise<void> {
+async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { namespace?: string; skipNotExists?: boolean }, out: Out, err: Out): Promise<void> {
   const spec = writableSpec(o);
   const resources = readResourceFile(file, verb === 'delete' ? 'identity' : 'full');
   // IPAM state among the documents (a file datastore's BlockAffinities) is refused before anything
@@ -97,7 +99,7 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
         if (verb === 'apply') await applyResource(kv, r.object, options);
         else if (verb === 'create') await createResource(kv, r.object, options);
         else if (verb === 'replace') await replaceResource(kv, r.object, options);
-        else await deleteResource(kv, identityOf(r.object, o.namespace), requestedRevision(r.object));
+        else await deleteAndReport(kv, identityOf(r.object, o.namespace), requestedRevision(r.object), err);
         done++;
       } catch (e) {
         if (verb === 'delete' && o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found') {
@@ -113,6 +115,41 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
     }
   });
   out(`Successfully ${PAST[verb]} ${done} ${resourcesWord(resources)}${skipped ? ` (${skipped} did not exist)` : ''}\n`);
+}
+
+/**
+ * A node's `podway run` on this host answering on its default control socket. calicoctl deletes a
+ * Node without asking whether it runs; podway does the same but says so: a running node registers
+ * itself again (with a new tunnel address) and forwards for pods whose endpoints are gone.
+ */
+async function nodeRunsHere(node: string): Promise<string | null> {
+  const sock = defaultControlPath(node);
+  if (!existsSync(sock)) return null;
+  try {
+    await controlRequest(sock, { cmd: 'status' }, 1000);
+    return sock;
+  } catch {
+    return null;
+  }
+}
+
+function describeReport(what: string, r: DeleteReport): string {
+  const parts: string[] = [];
+  if (r.releasedIps.length > 0) parts.push(`released ${r.releasedIps.length} address(es) (${r.releasedIps.join(', ')})`);
+  if (r.endpoints.length > 0) parts.push(`deleted ${r.endpoints.length} WorkloadEndpoint(s)`);
+  if (r.blocks.length > 0) parts.push(`released the affinity of ${r.blocks.length} block(s) (${r.blocks.join(', ')}; empty ones deleted)`);
+  if (r.others.length > 0) parts.push(`deleted ${r.others.join(', ')}`);
+  return `${what}: ${parts.length > 0 ? parts.join('; ') : 'it held no addresses, endpoints or blocks'}\n`;
+}
+
+/** Deletes one resource; a Node or IPPool with its IPAM state and endpoints (control/resource-delete.ts), reported on `err`. */
+async function deleteAndReport(kv: KvStore, id: Identity, revision: number | undefined, err: Out): Promise<void> {
+  if (id.info.kind === 'Node') {
+    const sock = await nodeRunsHere(id.name);
+    if (sock) err(`warning: podway run of node ${id.name} answers on ${sock}: it will register the node again; stop it first to decommission the node\n`);
+  }
+  const report = await deleteWithCleanup(kv, id, revision);
+  if (report) err(describeReport(describeIdentity(id), report));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,7 +301,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
       .option('-n, --namespace <ns>', 'namespace for namespaced resources that do not name one', 'default')
       .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-      .action((o) => writeAll(verb, o.filename, o, out));
+      .action((o) => writeAll(verb, o.filename, o, out, err));
   writer('apply', 'create or replace the resources in a file');
   writer('create', 'create the resources in a file (fails on one that exists)');
   writer('replace', 'replace the resources in a file (fails on one that does not exist)');
@@ -282,7 +319,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     .action(async (kind: string | undefined, nameArg: string | undefined, o) => {
       if (o.filename) {
         if (kind !== undefined) throw new Error('delete: give -f FILE or KIND NAME, not both');
-        return writeAll('delete', o.filename, o, out);
+        return writeAll('delete', o.filename, o, out, err);
       }
       if (kind === undefined || nameArg === undefined) throw new Error('delete: give -f FILE, or KIND NAME (e.g. podway delete ippool my-pool)');
       const info = kindFromArgument(kind);
@@ -290,7 +327,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
       const id: Identity = { info, name: nameArg, namespace: info.namespaced ? o.namespace : undefined };
       await withKv(ds, async (kv) => {
         try {
-          await deleteResource(kv, id);
+          await deleteAndReport(kv, id, undefined, err);
         } catch (e) {
           if (o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found') return;
           throw e;

@@ -1,0 +1,176 @@
+// Deleting a Node or an IPPool with what hangs off it, as libcalico-go's clientv3 does in etcd mode
+// (calicoctl delete): a bare key delete would leave the node's blocks, affinities, tunnel addresses
+// and endpoints behind (every other node then warns "affine to unknown node" and keeps routing its
+// blocks to it), or a deleted pool's affinities (its nodes keep blackholing its blocks).
+//
+// Node (nodes.Delete): the IPs of its WorkloadEndpoints and its tunnel addresses are released, its
+// WorkloadEndpoints deleted, its block affinities released (RemoveIPAMHost: an empty block is
+// deleted, one still holding addresses loses its affinity and keeps them until they are released),
+// its BGPPeers and its per-node FelixConfiguration/BGPConfiguration (node.NAME) deleted, then the
+// Node. Like calicoctl it does not ask whether the node is still running: a running `podway run`
+// would register it again (the CLI warns when the node's control socket answers here).
+//
+// IPPool (ipPools.Delete): disabled first (nothing is assigned from it any more), then every block
+// affinity inside its CIDR released (ReleasePoolAffinities: empty blocks deleted, blocks with
+// allocations left affinity-less until those are released), then the pool deleted.
+import type { KvStore } from './kv/kv';
+import { kindInfo } from './calico-kinds';
+import { Ipam } from './ipam';
+import { HOST_AFFINITY_PREFIX, nodeAffinityPrefix, parseAffinityKey } from './ipam/keys';
+import { netContainsNet, parseIp, parseNet } from './ipam/net';
+import { tunnelHandle } from './tunnel-addrs';
+import {
+  deleteResource, describeIdentity, getResource, Identity, JsonObject, listResources, replaceResource, ResourceError, StoredResource,
+} from './v3-store';
+
+const WEP = kindInfo('WorkloadEndpoint')!;
+const BGP_PEER = kindInfo('BGPPeer')!;
+const FELIX_CONFIG = kindInfo('FelixConfiguration')!;
+const BGP_CONFIG = kindInfo('BGPConfiguration')!;
+
+/** What a node or pool delete did besides deleting the resource. */
+export interface DeleteReport {
+  readonly deleted: StoredResource;
+  /** Addresses given back to IPAM (endpoints' and tunnel addresses). */
+  readonly releasedIps: readonly string[];
+  /** WorkloadEndpoints deleted, as namespace/name. */
+  readonly endpoints: readonly string[];
+  /** Block CIDRs whose affinity was released. */
+  readonly blocks: readonly string[];
+  /** Other resources deleted with it (BGPPeer(x), FelixConfiguration(node.x), ...). */
+  readonly others: readonly string[];
+}
+
+const spec = (o: JsonObject): JsonObject => (o.spec ?? {}) as JsonObject;
+const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
+
+function notFound(id: Identity): ResourceError {
+  return new ResourceError('not-found', `resource does not exist: ${describeIdentity(id)}`);
+}
+
+function checkRevision(id: Identity, current: StoredResource, wanted: number | undefined): void {
+  if (wanted !== undefined && wanted !== current.entry.modRevision) {
+    throw new ResourceError('conflict', `delete conflict: ${describeIdentity(id)} has resourceVersion ${current.entry.modRevision}, not ${wanted}`);
+  }
+}
+
+/** Deletes `id`, missing being fine (the clean-up of a node deletes what may never have existed). */
+async function deleteIfPresent(kv: KvStore, id: Identity): Promise<boolean> {
+  try {
+    await deleteResource(kv, id);
+    return true;
+  } catch (e) {
+    if (e instanceof ResourceError && e.reason === 'not-found') return false;
+    throw e;
+  }
+}
+
+/** The tunnel addresses a Node names (VXLAN both families, IPIP, WireGuard), as nodes.Delete collects them. */
+function tunnelAddresses(node: JsonObject): string[] {
+  const s = spec(node);
+  const bgp = (s.bgp ?? {}) as JsonObject;
+  const wg = (s.wireguard ?? {}) as JsonObject;
+  return [s.ipv4VXLANTunnelAddr, s.ipv6VXLANTunnelAddr, bgp.ipv4IPIPTunnelAddr, wg.interfaceIPv4Address, wg.interfaceIPv6Address]
+    .map(str).filter((a): a is string => a !== null).map((a) => a.split('/')[0]).filter((a) => parseIp(a) !== null);
+}
+
+/** Deletes a Node and releases what it held (see the top of this file). */
+export async function deleteNode(kv: KvStore, name: string, resourceVersion?: number): Promise<DeleteReport> {
+  const id: Identity = { info: kindInfo('Node')!, name };
+  const node = await getResource(kv, id.info, name);
+  if (!node) throw notFound(id);
+  checkRevision(id, node, resourceVersion);
+  const ipam = new Ipam(kv);
+
+  const weps = (await listResources(kv, WEP)).items.filter((r) => spec(r.object).node === name);
+  const ips = new Set<string>();
+  for (const w of weps) {
+    for (const n of (spec(w.object).ipNetworks ?? []) as unknown[]) {
+      const ip = typeof n === 'string' ? n.split('/')[0] : '';
+      if (parseIp(ip)) ips.add(ip);
+    }
+  }
+  for (const a of tunnelAddresses(node.object)) ips.add(a);
+  const released = new Set((await ipam.releaseIps([...ips])).released);
+  // The tunnel handles too: an address the Node no longer names (a failed reconcile) is still its.
+  for (const v of [4, 6] as const) for (const a of (await ipam.releaseByHandle(tunnelHandle(name, v))).released) released.add(a);
+
+  const endpoints: string[] = [];
+  for (const w of weps) {
+    const meta = (w.object.metadata ?? {}) as JsonObject;
+    if (await deleteIfPresent(kv, { info: WEP, name: String(meta.name), namespace: String(meta.namespace) })) endpoints.push(`${meta.namespace}/${meta.name}`);
+  }
+
+  // RemoveIPAMHost: every affinity of the node, empty or not.
+  const blocks: string[] = [];
+  for (const v of [4, 6] as const) {
+    for (const e of (await kv.list(nodeAffinityPrefix(name, v))).entries) {
+      const parsed = parseAffinityKey(e.key);
+      if (!parsed) continue;
+      const r = await ipam.releaseAffinity(name, parsed.cidr.text, false);
+      if (r === 'released' || r === 'stale') blocks.push(parsed.cidr.text);
+    }
+  }
+  // Anything else left under the node's IPAM host key (an affinity value that did not parse).
+  for (const e of (await kv.list(`${HOST_AFFINITY_PREFIX}${name}/`)).entries) await kv.delete(e.key, e.modRevision);
+
+  const others: string[] = [];
+  for (const p of (await listResources(kv, BGP_PEER)).items) {
+    if (spec(p.object).node !== name) continue;
+    const pid: Identity = { info: BGP_PEER, name: String(((p.object.metadata ?? {}) as JsonObject).name) };
+    if (await deleteIfPresent(kv, pid)) others.push(describeIdentity(pid));
+  }
+  for (const info of [FELIX_CONFIG, BGP_CONFIG]) {
+    const cid: Identity = { info, name: `node.${name}` };
+    if (await deleteIfPresent(kv, cid)) others.push(describeIdentity(cid));
+  }
+
+  const deleted = await deleteResource(kv, id, resourceVersion ?? node.entry.modRevision).catch(async (e) => {
+    // The running node rewrote its Node meanwhile (its status, say): delete what is there now.
+    if (resourceVersion === undefined && e instanceof ResourceError && e.reason === 'conflict') return deleteResource(kv, id);
+    throw e;
+  });
+  return { deleted, releasedIps: [...released], endpoints, blocks, others };
+}
+
+/** Disables an IPPool, releases the block affinities inside it, then deletes it (see the top). */
+export async function deletePool(kv: KvStore, name: string, resourceVersion?: number): Promise<DeleteReport> {
+  const id: Identity = { info: kindInfo('IPPool')!, name };
+  let pool = await getResource(kv, id.info, name);
+  if (!pool) throw notFound(id);
+  checkRevision(id, pool, resourceVersion);
+  if (spec(pool.object).disabled !== true) {
+    const obj = { ...pool.object, spec: { ...spec(pool.object), disabled: true } } as JsonObject;
+    obj.metadata = { ...((pool.object.metadata ?? {}) as JsonObject), resourceVersion: String(pool.entry.modRevision) };
+    try {
+      pool = await replaceResource(kv, obj);
+    } catch (e) {
+      if (e instanceof ResourceError && e.reason === 'not-found') throw notFound(id);
+      throw e;
+    }
+  }
+  const cidr = parseNet(String(spec(pool.object).cidr ?? ''));
+  const blocks: string[] = [];
+  if (cidr) {
+    const ipam = new Ipam(kv);
+    for (const e of (await kv.list(HOST_AFFINITY_PREFIX)).entries) {
+      const parsed = parseAffinityKey(e.key);
+      if (!parsed || parsed.cidr.version !== cidr.version || !netContainsNet(cidr, parsed.cidr)) continue;
+      const r = await ipam.releaseAffinity(parsed.node, parsed.cidr.text, false);
+      if (r === 'released' || r === 'stale') blocks.push(parsed.cidr.text);
+    }
+  }
+  const deleted = await deleteResource(kv, id, pool.entry.modRevision);
+  return { deleted, releasedIps: [], endpoints: [], blocks, others: [] };
+}
+
+/**
+ * deleteResource for every kind, with a Node's and an IPPool's clean-up; the report is null for
+ * the other kinds.
+ */
+export async function deleteWithCleanup(kv: KvStore, id: Identity, resourceVersion?: number): Promise<DeleteReport | null> {
+  if (id.info.kind === 'Node') return deleteNode(kv, id.name, resourceVersion);
+  if (id.info.kind === 'IPPool') return deletePool(kv, id.name, resourceVersion);
+  await deleteResource(kv, id, resourceVersion);
+  return null;
+}

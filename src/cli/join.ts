@@ -11,14 +11,17 @@
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
-import { registerNode, markDatastoreReady, NodeRegistration } from '../control/node-registration';
-import { kindInfo, resourceKey } from '../control/calico-kinds';
+import { registerNode, markDatastoreReady, updateNodeSpec, NodeRegistration } from '../control/node-registration';
+import { kindInfo, kindPrefix, resourceKey } from '../control/calico-kinds';
 import { firstFoundIPv4, firstFoundIPv6 } from '../dataplane/host';
 import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../control/tunnel-addrs';
 
 export interface JoinOptions {
   node: string;
-  /** This node's address with its prefix ("10.0.0.1/24"); else the Node's own, else first-found. */
+  /**
+   * This node's address with its prefix ("10.0.0.1/24"); 'autodetect' = first-found (Calico's
+   * IP=autodetect: the Node's own is not reused). Unset: the Node's own, else first-found.
+   */
   ip?: string;
   /**
    * This node's IPv6 address with its prefix ("fd00:99::1/64"); 'autodetect' = first-found;
@@ -64,7 +67,7 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   const nodeInfo = kindInfo('Node')!;
   const existing = await kv.get(resourceKey(nodeInfo, opts.node));
   const stored: StoredNode = existing ? (JSON.parse(existing.value) as StoredNode) : {};
-  const ipv4Address = opts.ip ?? stored.spec?.bgp?.ipv4Address ?? firstFoundIPv4();
+  const ipv4Address = opts.ip === 'autodetect' ? firstFoundIPv4() : opts.ip ?? stored.spec?.bgp?.ipv4Address ?? firstFoundIPv4();
   if (!ipv4Address) throw new Error(`node ${opts.node}: no IPv4 address to register (give --ip ADDR/PREFIX)`);
   const ipv6Address = chooseIpv6(opts, stored);
   // The Node first: IPAM reads its labels (pools' nodeSelectors) to give it a tunnel address.
@@ -86,4 +89,55 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   say(`node ${opts.node} ${reg.action} in ${kv.description} (${addrs})`);
   const ready = await markDatastoreReady(kv);
   if (ready.action !== 'unchanged') say(`datastore marked ready (ClusterInformation default ${ready.action})`);
+}
+
+/** The address part of "addr/prefix", lower case (IPv6 text as stored may differ in case only). */
+function addrOf(cidr: string | undefined): string | undefined {
+  return cidr?.split('/')[0].toLowerCase();
+}
+
+export interface NodeAddressChange {
+  /** The new spec.bgp.ipv4Address ("10.0.0.2/24"); unset keeps the stored one. */
+  ipv4Address?: string;
+  /** The new spec.bgp.ipv6Address; unset keeps the stored one. */
+  ipv6Address?: string;
+}
+
+/**
+ * A running podway re-detected its address (cli/address-monitor.ts): write it to this node's Node
+ * (spec.bgp.ipv4Address / ipv6Address by compare-and-swap, every other field kept: tunnel
+ * addresses, labels, AS number), as calico-node's monitor-addresses does. One attempt: an
+ * unreachable store throws (KvUnavailableError) and the monitor tries again on its next look.
+ * Refused, naming it, when another Node already holds the address (Calico checks for conflicting
+ * Nodes before it writes a changed address; two Nodes on one address would take each other's
+ * traffic). Never on a `file:` datastore (read-only).
+ */
+export async function updateNodeAddresses(spec: DatastoreSpec, node: string, change: NodeAddressChange): Promise<void> {
+  if (spec.kind === 'file') throw new Error('a file: datastore is read-only');
+  const kv = openKvStore(spec, {});
+  try {
+    const info = kindInfo('Node')!;
+    const others = await kv.list(kindPrefix(info));
+    for (const e of others.entries) {
+      if (e.key === resourceKey(info, node)) continue;
+      let bgp: { ipv4Address?: string; ipv6Address?: string } | undefined;
+      try {
+        bgp = (JSON.parse(e.value) as StoredNode).spec?.bgp;
+      } catch {
+        continue; // not ours to judge: the model thread reports unreadable Nodes
+      }
+      const name = e.key.slice(kindPrefix(info).length);
+      if (change.ipv4Address && addrOf(bgp?.ipv4Address) === addrOf(change.ipv4Address)) throw new Error(`Node ${name} already has ${bgp!.ipv4Address}: not registering it for ${node} too`);
+      if (change.ipv6Address && addrOf(bgp?.ipv6Address) === addrOf(change.ipv6Address)) throw new Error(`Node ${name} already has ${bgp!.ipv6Address}: not registering it for ${node} too`);
+    }
+    const entry = await updateNodeSpec(kv, node, (s) => {
+      const bgp = { ...((s.bgp ?? {}) as Record<string, unknown>) };
+      if (change.ipv4Address) bgp.ipv4Address = change.ipv4Address;
+      if (change.ipv6Address) bgp.ipv6Address = change.ipv6Address;
+      s.bgp = bgp as typeof s.bgp;
+    });
+    if (entry === null) throw new Error(`Node ${node} is not in ${kv.description}`);
+  } finally {
+    await kv.close();
+  }
 }

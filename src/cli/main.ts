@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runNode } from './run';
+import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
 import { table } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
@@ -107,8 +108,9 @@ export function buildProgram(): Command {
     .description('run the dataplane for one node')
     .option('--node <name>', 'this node (default $NODENAME)')
     .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-    .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore (default: the Node\'s own, else first-found; Calico\'s IP env); with a file: datastore it must be the file Node\'s address')
+    .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore and never changed by podway (default: the Node\'s own, else first-found, re-detected while running; "autodetect": first-found, re-detected; Calico\'s IP env); with a file: datastore it must be the file Node\'s address')
     .option('--ip6 <addr/prefix>', 'this node\'s IPv6 address (or "autodetect", or "none"), registered as spec.bgp.ipv6Address (default: the Node\'s own, else the first global IPv6 found; Calico\'s IP6 env)')
+    .option('--autodetect-poll-interval <duration>', 'how often an autodetected node address is looked for again, its Node updated when it changed ("60s", "5m", "500ms"; 0 = never; default $AUTODETECT_POLL_INTERVAL, else 60s as calico-node)')
     .option('--datastore <spec>', 'file:PATH (a YAML file), etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, then Calico\'s DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)')
     .option('--control <path>', 'control socket (default /run/podway/NODE.sock)')
     .option('--batch <n>', 'frames per batch', (v) => Number(v), 256)
@@ -157,7 +159,10 @@ export function buildProgram(): Command {
       const metricsPort = metricsPortOption(o.metricsPort);
       const metricsHost: string | undefined = o.metricsHost ?? (process.env.FELIX_PROMETHEUSMETRICSHOST || undefined);
       const bgp = !!o.bgp || process.env.CALICO_NETWORKING_BACKEND === 'bird';
-      await runNode({ bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP && process.env.IP !== 'autodetect' ? process.env.IP : undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, workers: o.workers, logLevel, metricsPort, metricsHost });
+      const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);
+      const autodetectPollMs = pollText === undefined ? DEFAULT_AUTODETECT_POLL_MS : parseDuration(pollText, o.autodetectPollInterval !== undefined ? 'run: --autodetect-poll-interval' : 'run: AUTODETECT_POLL_INTERVAL');
+      if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new Error('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
+      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, workers: o.workers, logLevel, metricsPort, metricsHost });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {

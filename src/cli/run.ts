@@ -9,7 +9,8 @@ import type { NeighborTimings } from '../dataplane/neighbors';
 import { resolveDatastoreSpec } from '../control';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
-import { joinCluster } from './join';
+import { joinCluster, updateNodeAddresses } from './join';
+import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { checkEtcdTlsFiles } from '../control/kv/etcd-kv';
 import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
 import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
@@ -59,8 +60,12 @@ export interface RunOptions {
   kernelTransitDrop?: boolean;
   /** Forwarding workers (1 = the main thread alone). */
   workers?: number;
-  /** This node's address with its prefix, registered in a writable datastore (else first-found). */
+  /** This node's address with its prefix, registered in a writable datastore and never changed;
+   * "autodetect": first-found, re-detected; unset: the Node's own, else first-found, re-detected
+   * once it leaves the node (address-monitor.ts). */
   ip?: string;
+  /** How often an autodetected address is looked for again (ms; 0 = never; default 60 s). */
+  autodetectPollMs?: number;
   /** IPv6 address with prefix, "autodetect" or "none" (see JoinOptions.ip6). */
   ip6?: string;
   /** Starting log level (changed at run time by `podway log-level`). */
@@ -113,7 +118,7 @@ const WORKER_ANSWER_MS = 2000;
  * reads it) before the underlay lookup refused it.
  */
 function checkNodeAddresses(ip: string | undefined, ip6: string | undefined): void {
-  if (ip !== undefined) {
+  if (ip !== undefined && ip !== 'autodetect') {
     const cidr = parseIPv4WithPrefix(ip);
     if (!cidr) throw new Error(`--ip (or IP) ${JSON.stringify(ip)}: expected the node's IPv4 address with its prefix length, like 10.0.0.1/24`);
     try {
@@ -137,7 +142,7 @@ export function checkFileNodeAddresses(model: NodeDataplaneModel, file: string, 
   const node = model.node;
   const fileIp = `${formatIPv4(node.ip)}/${node.subnet.prefixLen}`;
   const why = `a file: datastore is read-only and this node's address is its Node's in ${file}; edit the file, or leave the flag out`;
-  if (ip !== undefined) {
+  if (ip !== undefined && ip !== 'autodetect') {
     const cidr = parseIPv4WithPrefix(ip);
     if (!cidr || cidr.addr !== node.ip || cidr.prefixLen !== node.subnet.prefixLen) {
       throw new Error(`--ip (or IP) ${ip} is not node ${node.name}'s spec.bgp.ipv4Address ${fileIp}: ${why}`);
@@ -277,7 +282,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
         natLog.warn(`nat: ${nat.lastError} (no pool has natOutgoing now)`);
       }
     };
+    const pollMs = opts.autodetectPollMs ?? DEFAULT_AUTODETECT_POLL_MS;
+    const source4 = addressSource(opts.ip);
+    const addressAdvice = spec.kind === 'file'
+      ? `it is its Node's spec.bgp.ipv4Address in ${spec.path} (a file: datastore, which podway never writes): edit it there to the new address, the dataplane follows`
+      : source4 === 'manual'
+        ? 'it was given with --ip (or IP), which podway never changes (as Calico): restart podway with the new --ip, or without it to autodetect'
+        : pollMs === 0
+          ? 're-detection is off (--autodetect-poll-interval 0): restart podway to register the new address'
+          : `it was autodetected: podway looks again every ${pollMs / 1000} s and registers the new address in its Node; the dataplane follows`;
     const eng = new Engine({
+      addressAdvice,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, log,
       worker: { index: 0, count },
       onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
@@ -387,7 +402,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const ensureTunnelAddress = () => {
       if (joining || stopping || spec.kind === 'file') return;
       joining = true;
-      joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam }, say)
+      // The registered address, not a new first-found: following it is the address monitor's.
+      joinCluster(spec, { node: opts.node, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam }, say)
         .catch((e) => {
           nodeMetrics?.ipamEvent('tunnel_address_failed');
           dsLog.error(`cannot reconcile the VXLAN tunnel addresses: ${(e as Error).message}`);
@@ -460,12 +476,31 @@ export async function runNode(opts: RunOptions): Promise<void> {
         else dsLog.warn(`datastore: ${m.message}${/keeping the last/.test(m.message) ? '' : ' (keeping the last good state)'}`);
       }
     });
+    // calico-node's monitor-addresses: an autodetected address is looked for again and a changed
+    // one written to the Node; the model thread brings it back here (engine.ts followIp4).
+    const source6 = addressSource(opts.ip6);
+    const monitor = spec.kind === 'file' || pollMs === 0 || (source4 === 'manual' && source6 !== 'autodetect' && source6 !== 'default') ? null : new AddressMonitor({
+      intervalMs: pollMs,
+      source: { v4: source4, v6: source6 },
+      read: () => eng.readNodeAddresses(),
+      registered: () => {
+        if (!current) return null;
+        const v6 = current.v6;
+        return { ipv4: `${formatIPv4(current.node.ip)}/${current.node.subnet.prefixLen}`, ipv6: v6.ip6 === null ? null : `${v6.ip6}/${v6.subnet6?.split('/')[1] ?? '128'}` };
+      },
+      write: (change) => updateNodeAddresses(spec, opts.node, change),
+      info: (m) => dsLog.info(m),
+      warn: (m) => dsLog.warn(m),
+    });
+    monitor?.start();
+    if (monitor) dsLog.info(`node address autodetection: looked at again every ${pollMs / 1000} s (IPv4 ${source4 === 'manual' ? 'given, kept' : source4 === 'autodetect' ? 'first-found' : 'the Node\'s, replaced by first-found once it leaves the node'}; IPv6 ${source6 === 'autodetect' ? 'first-found' : source6 === 'default' ? 'the Node\'s, replaced by first-found once it leaves the node' : 'kept'})`);
     const st = eng.status();
     log.info(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         log.info(`${sig}: stopping`);
         stopping = true; // a model still on its way is not applied after this
+        monitor?.stop();
         server.close();
         broadcast({ type: 'stop' });
         eng.stop();

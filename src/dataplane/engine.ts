@@ -21,7 +21,7 @@ import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, tunAttached, readPodRoutesSync, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, tunAttached, readPodRoutesSync, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -87,6 +87,12 @@ export interface EngineOptions {
   onNeighbor6?: (ip6: string, mac: Uint8Array) => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
+  /**
+   * What happens next when the node's address leaves the node, for checkNodeAddress's warning (the
+   * caller knows where the address came from: --ip, which is never changed, as in Calico; first-
+   * found, re-detected by cli/address-monitor.ts; a file: datastore's Node). Default: restart.
+   */
+  addressAdvice?: string;
 }
 
 /**
@@ -212,6 +218,7 @@ export class Engine {
   /** MTU given to pod interfaces podway attaches (the model's pod MTU). */
   private podMtu = 0;
   readonly notes: string[] = [];
+  private readonly addressAdvice: string;
   applied = 0;
   /** How long the last model apply took (ms), for the metrics. */
   lastApplyMs = 0;
@@ -233,6 +240,7 @@ export class Engine {
     this.tunnelsOnUnderlay = opts.tunnelRx?.onUnderlay ?? false;
     this.tunnelTable6 = opts.tunnelRx?.ip6 ?? null;
     this.worker = opts.worker ?? { index: 0, count: 1 };
+    this.addressAdvice = opts.addressAdvice ?? 'restart podway to register the new address';
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
     this.pool = new FramePool(this.batch + 8);
@@ -260,6 +268,12 @@ export class Engine {
     return readKernelRoutes(sp ? (f, a, t) => sp.exec(f, a, t) : undefined);
   }
 
+  /** The node's addresses and first-found's picks, without blocking (address-monitor.ts). */
+  readNodeAddresses(): Promise<NodeAddresses | null> {
+    const sp = this.spawner;
+    return readNodeAddresses(sp ? (f, a, t) => sp.exec(f, a, t) : undefined);
+  }
+
   /** The kernel's main table as last read (for underlay next hops towards remote nodes). */
   private kernelRoutes: readonly KernelRoute4[] | null = null;
 
@@ -283,7 +297,8 @@ export class Engine {
       this.tunnelTable6 = tunnels.ip6;
       tunnelsMoved = true;
     }
-    if (first || this.model!.node.ip !== model.node.ip) this.openInfra(model);
+    if (first) this.openInfra(model);
+    else if (this.model!.node.ip !== model.node.ip) this.followIp4(model);
     else if (this.model!.v6.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(model, tunnelsMoved);
     // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
     // running pods keep theirs.
@@ -417,8 +432,90 @@ export class Engine {
   }
 
   /**
+   * The node's IPv4 address changed (its Node's bgp.ipv4Address: re-detected by `podway run`,
+   * cli/address-monitor.ts, or edited): what names it follows without a restart. On the same
+   * underlay interface: the tunnel table is installed again for the new address (one nft
+   * transaction, so there is no moment without it; the IPv6 rules with the model's IPv6 address),
+   * the VXLAN UDP socket and the IPIP raw socket are bound to it, and the underlay port is reopened
+   * with a filter for it (each new port open before the old one closes: a failure keeps the old
+   * ones and rejects the model, "keeping the last good state"; when nft refuses the rewrite the
+   * table is removed, as it would drop nothing any more, and tunnels are read on the sockets, as
+   * without nft: failures.tunnelTable). The encapsulation source, ARP's
+   * sender address and ICMP errors read the pipeline's nodeIp, swapped by apply with the rest of
+   * the model; the host port, the pods' ports and the host's routes stay as they are. The address
+   * on another interface: everything is opened again there (openInfra), as at start.
+   */
+  private followIp4(model: NodeDataplaneModel): void {
+    const was = this.model!.node.ip;
+    const change = `node address ${formatIpv4(was)} -> ${formatIpv4(model.node.ip)}`;
+    // Throws (the model is rejected, nothing changed) when no interface holds the new address.
+    const ul = findUnderlay(model.node.ip);
+    if (!this.underlay || ul.name !== this.underlay.name) {
+      this.log.warn(`${change} on ${ul.name} (was ${this.underlay?.name ?? 'none'}): underlay, tunnel sockets and host port opened again there`, { component: 'host', interface: ul.name });
+      this.openInfra(model);
+      return;
+    }
+    const nodeIp = model.node.ip;
+    const sockBuf = 4 << 20;
+    let vxlan = -1;
+    let ipip = -1;
+    try {
+      vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
+      if (this.infra.ipip >= 0) ipip = this.io.openRaw({ proto: 4, addr: nodeIp, rcvbuf: sockBuf });
+    } catch (e) {
+      if (vxlan >= 0) this.io.close(vxlan);
+      throw new Error(`${change}: ${(e as Error).message}`);
+    }
+    // The table before the underlay port: the port's filter takes tunnels only while the table
+    // drops the kernel's copy of them (else each would be read twice: port and socket).
+    if (this.manageHost && this.ownsTunnelTable) {
+      const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
+      if (why === null) {
+        this.tunnelTable6 = model.v6.ip6;
+        this.notes.push(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
+      } else {
+        // A table for the old address would drop nothing now: gone, tunnels read on the sockets.
+        this.failures.tunnelTable++;
+        removeTunnelRx();
+        this.ownsTunnelTable = false;
+        this.tunnelsOnUnderlay = false;
+        this.tunnelTable6 = null;
+        this.log.warn(`${change}: could not rewrite nftables table inet ${TUNNEL_TABLE} (${why}): table removed, tunnels received on the UDP/raw sockets, without the kernel's offload metadata`, { component: 'host' });
+      }
+    }
+    let underlay = -1;
+    try {
+      if (this.infra.underlay >= 0) underlay = this.openUnderlay(ul, model);
+    } catch (e) {
+      for (const p of [vxlan, ipip]) if (p >= 0) this.io.close(p);
+      throw new Error(`${change}: ${(e as Error).message}`);
+    }
+    this.underlay = ul;
+    const swap = (k: 'vxlan' | 'ipip' | 'underlay', p: number, role: (typeof Role)[keyof typeof Role], name: string) => {
+      if (p < 0) return;
+      const old = this.infra[k];
+      this.infra[k] = p;
+      this.pipe.setPort(p, role, name);
+      this.watch(p);
+      if (old >= 0) this.forgetPort(old);
+    };
+    swap('vxlan', vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
+    swap('ipip', ipip, Role.IPIP_RX, 'ipip(proto 4)');
+    swap('underlay', underlay, Role.UNDERLAY, `underlay(${ul.name})`);
+    this.pipe.underlayPort = this.infra.underlay;
+    // The IPv6 VXLAN socket goes with the table's IPv6 address (openVxlan6), which was rewritten.
+    if (this.infra.vxlan6 >= 0) this.forgetPort(this.infra.vxlan6);
+    this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
+    if (this.infra.vxlan6 >= 0) this.watch(this.infra.vxlan6);
+    // The warning about the old address (checkNodeAddress) is answered: look again at once.
+    this.nodeAddressMissing = null;
+    this.addrCheckedAt = 0;
+    this.log.info(`${change}: tunnel sockets, underlay port filter${this.ownsTunnelTable ? ` and nftables table inet ${TUNNEL_TABLE}` : ''} follow it on ${ul.name}`, { component: 'host', interface: ul.name });
+  }
+
+  /**
    * The node's IPv6 address changed, appeared or went away (its Node's bgp.ipv6Address) while its
-   * IPv4 address stayed (a changed IPv4 address reopens everything, openInfra): the tunnel table's
+   * IPv4 address stayed (a changed IPv4 address: followIp4, which handles both): the tunnel table's
    * IPv6 rule is rewritten for the new address (one nft transaction replacing the table, so the
    * IPv4 rules never lapse), and when IPv6 appears or goes the underlay port is reopened with a
    * filter that takes (or no longer takes) IPv6, the new port before the old one closes. When nft
@@ -801,7 +898,8 @@ export class Engine {
    * The node's address (its Node's, which the model and the peers use) removed from the node
    * (re-addressed by DHCP or by hand): podway goes on answering ARP for it and sending from it, so
    * pod traffic still flows, but the node's own stack no longer has it. Say so once, and when it
-   * is back; following a new address needs a restart (the Node is registered at start).
+   * is back. An autodetected address is followed (`podway run` re-detects it and updates its Node;
+   * the model brings the new one here, followIp4); one given with --ip needs a restart.
    */
   private checkNodeAddress(now: number): void {
     this.addrCheckedAt = now;
@@ -818,7 +916,7 @@ export class Engine {
     }
     if (!present && this.nodeAddressMissing === null) {
       this.nodeAddressMissing = `node address ${ip} is no longer on this node (${this.underlay.name} has ${found.join(', ') || 'no IPv4 address'})`;
-      this.log.warn(`${this.nodeAddressMissing}: podway keeps forwarding with it, but the node's own stack cannot use it; restart podway (with --ip) to register the new address`, { interface: this.underlay.name });
+      this.log.warn(`${this.nodeAddressMissing}: podway keeps forwarding with it, but the node's own stack cannot use it; ${this.addressAdvice}`, { interface: this.underlay.name });
     } else if (present && this.nodeAddressMissing !== null) {
       this.nodeAddressMissing = null;
       this.log.info(`node address ${ip} is on this node again`, { interface: this.underlay.name });

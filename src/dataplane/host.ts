@@ -43,18 +43,23 @@ const NOT_A_NODE_INTERFACE = /^(lo|docker|cbr|dummy|virbr|lxcbr|veth|cali|tunl|f
 /** One address of `ip -j addr show`, with the fields first-found looks at. */
 interface IpAddrInfo { family?: string; local?: string; prefixlen?: number; scope?: string; deprecated?: boolean; tentative?: boolean; dadfailed?: boolean }
 
-/**
- * The first global address of `family` ("inet" or "inet6") that `usable` accepts, on an interface
- * that is up and not a pod, tunnel or bridge device, as "addr/prefix" (`hostLen` when ip gives no
- * prefix). Undefined when there is none or `ip` fails. Serves firstFoundIPv4 and firstFoundIPv6.
- */
-function firstFoundAddress(family: 'inet' | 'inet6', hostLen: number, usable: (a: IpAddrInfo) => boolean): string | undefined {
-  let links: { ifname: string; flags?: string[]; addr_info?: IpAddrInfo[] }[] = [];
+/** `ip -j addr show` as first-found reads it. */
+type IpLinks = { ifname: string; flags?: string[]; addr_info?: IpAddrInfo[] }[];
+
+function ipAddrShow(): IpLinks | undefined {
   try {
-    links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 }));
+    return JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 })) as IpLinks;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The first global address of `family` ("inet" or "inet6") that `usable` accepts, on an interface
+ * that is up and not a pod, tunnel or bridge device, as "addr/prefix" (`hostLen` when ip gives no
+ * prefix). Undefined when there is none. Serves firstFoundIPv4/6 and readNodeAddresses.
+ */
+function firstFoundAddress(links: IpLinks, family: 'inet' | 'inet6', hostLen: number, usable: (a: IpAddrInfo) => boolean): string | undefined {
   for (const l of links) {
     if (NOT_A_NODE_INTERFACE.test(l.ifname) || !(l.flags ?? []).includes('UP')) continue;
     const a = (l.addr_info ?? []).find((x) => x.family === family && x.scope === 'global' && x.local && usable(x));
@@ -63,13 +68,17 @@ function firstFoundAddress(family: 'inet' | 'inet6', hostLen: number, usable: (a
   return undefined;
 }
 
+const usable6 = (x: IpAddrInfo) => !x.deprecated && !x.tentative && !x.dadfailed;
+
 /**
  * The node's address as Calico's default `first-found` finds it: the first global IPv4 address
  * (with its prefix, "10.0.0.1/24") of an interface that is up and not a pod, tunnel or bridge
- * device. Undefined when there is none. (Start-up only: it runs `ip`.)
+ * device. Undefined when there is none or `ip` fails. (Start-up only: it runs `ip` and waits;
+ * a running podway re-detects with readNodeAddresses.)
  */
 export function firstFoundIPv4(): string | undefined {
-  return firstFoundAddress('inet', 32, () => true);
+  const links = ipAddrShow();
+  return links && firstFoundAddress(links, 'inet', 32, () => true);
 }
 
 /**
@@ -78,7 +87,40 @@ export function firstFoundIPv4(): string | undefined {
  * Deprecated (preferred_lft 0) and tentative addresses are skipped: nothing can be sent from them.
  */
 export function firstFoundIPv6(): string | undefined {
-  return firstFoundAddress('inet6', 128, (x) => !x.deprecated && !x.tentative && !x.dadfailed);
+  const links = ipAddrShow();
+  return links && firstFoundAddress(links, 'inet6', 128, usable6);
+}
+
+/** What a running podway's address autodetection sees on the node (readNodeAddresses). */
+export interface NodeAddresses {
+  /** first-found's IPv4 and IPv6 picks ("addr/prefix"), as at start (firstFoundIPv4/6). */
+  readonly ipv4?: string;
+  readonly ipv6?: string;
+  /** Every address on any interface (without prefix; IPv6 as `ip` prints it, lower case). */
+  readonly all: ReadonlySet<string>;
+}
+
+/**
+ * first-found's picks and every address held, from one `ip -j addr show` run through `exec`
+ * (the engine's spawner: the forwarding thread never waits on it). Null when `ip` fails or its
+ * output cannot be read: nothing is concluded from a failed look.
+ */
+export async function readNodeAddresses(exec?: ExecFn): Promise<NodeAddresses | null> {
+  const run: ExecFn = exec ?? ((file, args, timeoutMs) => new Promise((resolve) => {
+    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out) => resolve({ code: err ? 1 : 0, stdout: out }));
+  }));
+  let links: IpLinks;
+  try {
+    const r = await run('ip', ['-j', 'addr', 'show'], 10_000);
+    if (r.code !== 0) return null;
+    links = JSON.parse(r.stdout) as IpLinks;
+    if (!Array.isArray(links)) return null;
+  } catch {
+    return null;
+  }
+  const all = new Set<string>();
+  for (const l of links) for (const a of l.addr_info ?? []) if (a.local) all.add(a.local.toLowerCase());
+  return { ipv4: firstFoundAddress(links, 'inet', 32, () => true), ipv6: firstFoundAddress(links, 'inet6', 128, usable6), all };
 }
 
 export function interfaceExists(name: string): boolean {

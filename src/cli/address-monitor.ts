@@ -1,0 +1,168 @@
+/**
+ * `podway run` keeps autodetecting the node's address, as calico-node's monitor-addresses does
+ * (node/pkg/lifecycle/startup: AUTODETECT_POLL_INTERVAL, default 60 s): every interval it looks at
+ * the node's addresses (first-found, host.ts readNodeAddresses) and, when the address it
+ * autodetected changed, writes the new one to this node's Node (spec.bgp.ipv4Address, and
+ * ipv6Address when IPv6 was autodetected; the tunnel addresses stay). The model thread sees the
+ * Node change like any other, and the engine follows the new address (engine.ts followIp4);
+ * other nodes follow it through the same Node.
+ *
+ * Which addresses are followed (decideAddressChange):
+ * - given with --ip/--ip6 (or IP/IP6 set to an address): never, as Calico never changes a manually
+ *   set address; the engine warns when it leaves the node (checkNodeAddress).
+ * - --ip autodetect (IP=autodetect; --ip6/IP6 autodetect): first-found, whenever it differs from
+ *   the registered address (Calico's IP=autodetect).
+ * - unset: the start keeps the Node's own address when it has one (else first-found); a running
+ *   podway replaces it with first-found only once it is no longer on the node. An address still
+ *   held is kept even if first-found would now pick another (no flapping between two addresses;
+ *   an operator's choice written to the Node stays).
+ * Nothing is concluded from a look that failed (`ip` failing), and no address found keeps the
+ * registered one (Calico: "keeping existing value").
+ */
+import { canonicalIpv6 } from '../packet/ipv6';
+import type { NodeAddresses } from '../dataplane/host';
+import type { NodeAddressChange } from './join';
+
+/** Calico's DEFAULT_MONITOR_IP_POLL_INTERVAL. */
+export const DEFAULT_AUTODETECT_POLL_MS = 60_000;
+
+/** Where an address family's address comes from: see the file comment. */
+export type AddressSource = 'manual' | 'autodetect' | 'default' | 'none';
+
+/** --ip / IP as given: an address is manual, "autodetect" follows first-found, unset the default. */
+export function addressSource(flag: string | undefined): AddressSource {
+  if (flag === undefined) return 'default';
+  if (flag === 'autodetect') return 'autodetect';
+  if (flag === 'none') return 'none';
+  return 'manual';
+}
+
+const UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * A Go duration as Calico's AUTODETECT_POLL_INTERVAL takes it ("60s", "1m30s", "500ms", "0"),
+ * in milliseconds; a bare number is seconds. Throws naming `what` on anything else.
+ */
+export function parseDuration(text: string, what: string): number {
+  const t = text.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t) * 1000;
+  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
+  let ms = 0;
+  let at = 0;
+  for (let m = re.exec(t); m !== null; m = re.exec(t)) {
+    ms += Number(m[1]) * UNITS[m[2]];
+    at = re.lastIndex;
+  }
+  if (t === '' || at !== t.length) throw new Error(`${what} ${JSON.stringify(text)}: expected a duration like 60s, 1m30s or 500ms (0 turns re-detection off)`);
+  return ms;
+}
+
+/** The Node's addresses as the model holds them ("10.0.0.1/24", "fd00::1/64" or null). */
+export interface RegisteredAddresses { ipv4: string; ipv6: string | null }
+
+function sameCidr(a: string, b: string, v6: boolean): boolean {
+  if (!v6) return a === b;
+  const [x, px] = a.split('/');
+  const [y, py] = b.split('/');
+  return px === py && canonicalIpv6(x) === canonicalIpv6(y);
+}
+
+function held(seen: NodeAddresses, cidr: string, v6: boolean): boolean {
+  const addr = cidr.split('/')[0];
+  if (!v6) return seen.all.has(addr);
+  const want = canonicalIpv6(addr);
+  for (const a of seen.all) if (a.includes(':') && canonicalIpv6(a) === want) return true;
+  return false;
+}
+
+/** One family's next address: the new one, or null to keep what is registered. */
+function next(source: AddressSource, registered: string | null, found: string | undefined, seen: NodeAddresses, v6: boolean): string | null {
+  if (source === 'manual' || source === 'none' || found === undefined) return null;
+  if (registered === null) return source === 'autodetect' ? found : null;
+  if (sameCidr(registered, found, v6)) return null;
+  if (source === 'autodetect') return found;
+  return held(seen, registered, v6) ? null : found;
+}
+
+/** What to write to the Node after a look at the node's addresses; null: nothing. */
+export function decideAddressChange(registered: RegisteredAddresses, seen: NodeAddresses, source: { v4: AddressSource; v6: AddressSource }): NodeAddressChange | null {
+  const ipv4Address = next(source.v4, registered.ipv4, seen.ipv4, seen, false);
+  const ipv6Address = next(source.v6, registered.ipv6, seen.ipv6, seen, true);
+  if (ipv4Address === null && ipv6Address === null) return null;
+  return { ...(ipv4Address !== null ? { ipv4Address } : {}), ...(ipv6Address !== null ? { ipv6Address } : {}) };
+}
+
+export interface AddressMonitorOptions {
+  intervalMs: number;
+  source: { v4: AddressSource; v6: AddressSource };
+  /** The node's addresses now (null when they could not be read). */
+  read: () => Promise<NodeAddresses | null>;
+  /** What this node's Node says now (the model in force); null before the first model. */
+  registered: () => RegisteredAddresses | null;
+  /** Write the change to the Node (join.ts updateNodeAddresses). */
+  write: (change: NodeAddressChange) => Promise<void>;
+  info: (m: string) => void;
+  warn: (m: string) => void;
+}
+
+/** The periodic look (start/stop); one look at a time, a slow write never stacks up. */
+export class AddressMonitor {
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+  /** The last thing said about a failed write or a missing address (said once, not every look). */
+  private lastProblem = '';
+  /** Looks and Node updates written, for tests and status. */
+  looks = 0;
+  updates = 0;
+
+  constructor(private readonly opts: AddressMonitorOptions) {}
+
+  start(): void {
+    if (this.timer || this.opts.intervalMs <= 0) return;
+    this.timer = setInterval(() => void this.look(), this.opts.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** One look (also called directly by tests); resolves when any write is done. */
+  async look(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      this.looks++;
+      const registered = this.opts.registered();
+      const seen = registered && (await this.opts.read());
+      if (!registered || !seen) return;
+      const change = decideAddressChange(registered, seen, this.opts.source);
+      if (!change) {
+        if (this.opts.source.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false)) this.problem(`no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`);
+        else this.lastProblem = '';
+        return;
+      }
+      const what = [
+        change.ipv4Address && `${registered.ipv4} -> ${change.ipv4Address}`,
+        change.ipv6Address && `${registered.ipv6 ?? 'none'} -> ${change.ipv6Address}`,
+      ].filter(Boolean).join(', ');
+      try {
+        await this.opts.write(change);
+        this.updates++;
+        this.lastProblem = '';
+        this.opts.info(`node address autodetected again (first-found): ${what}; Node updated, the dataplane follows`);
+      } catch (e) {
+        this.problem(`node address autodetected again (first-found): ${what}, but the Node could not be updated: ${(e as Error).message}; tried again in ${this.opts.intervalMs / 1000} s`);
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private problem(m: string): void {
+    if (m === this.lastProblem) return;
+    this.lastProblem = m;
+    this.opts.warn(m);
+  }
+}

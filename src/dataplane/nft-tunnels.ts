@@ -32,7 +32,7 @@
  * `fragments6` the outer IPv6 fragments to the node's IPv6 address.
  *
  * The addresses are the ones podway uses (the Node's bgp.ipv4Address / ipv6Address): the engine
- * installs the table again, whole, when either changes (engine.ts openInfra for IPv4, followIp6
+ * installs the table again, whole, when either changes (engine.ts followIp4 for IPv4, followIp6
  * for IPv6), so the rules never name an address the node gave up.
  *
  * Without nft (or when it refuses) tunnels keep arriving on the sockets as before.

@@ -64,6 +64,12 @@ t('--ip without a prefix length, a malformed --ip6, a bad --underlay-ring-mb: re
   r = await run(['--ip', '10.1.1.3/24', '--nat-port-range', '5-1']);
   assert.is(r.code, 1, r.stderr);
   assert.match(r.stderr, '--nat-port-range: "5-1" is not LOW-HIGH');
+  r = await run(['--autodetect-poll-interval', 'often']);
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, 'run: --autodetect-poll-interval "often": expected a duration like 60s, 1m30s or 500ms (0 turns re-detection off)');
+  r = await run(['--autodetect-poll-interval', '10ms']);
+  assert.is(r.code, 1, r.stderr);
+  assert.match(r.stderr, '--autodetect-poll-interval must be 0 (off) or 100ms..24h');
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });
 

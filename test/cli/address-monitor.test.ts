@@ -1,0 +1,157 @@
+// The address monitor of `podway run` (calico-node's monitor-addresses): which re-detected
+// address is written to the Node for each way the address was given, the poll interval's syntax,
+// one look at a time with a failed write said once, and the Node update on a real embedded store
+// (other fields kept, another Node's address refused, a file: datastore refused).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { AddressMonitor, addressSource, decideAddressChange, parseDuration, type AddressSource } from '../../src/cli/address-monitor';
+import { updateNodeAddresses } from '../../src/cli/join';
+import type { NodeAddresses } from '../../src/dataplane/host';
+import { FileKv } from '../../src/control/kv/file-kv';
+import { registerNode } from '../../src/control/node-registration';
+
+const dirs: string[] = [];
+process.on('exit', () => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+function seen(ipv4: string | undefined, all: string[], ipv6?: string): NodeAddresses {
+  return { ipv4, ipv6, all: new Set(all) };
+}
+const src = (v4: AddressSource, v6: AddressSource = 'default') => ({ v4, v6 });
+const REG = { ipv4: '10.0.0.1/24', ipv6: null };
+
+test('addressSource and parseDuration: Calico\'s IP values and Go durations', () => {
+  assert.is(addressSource(undefined), 'default');
+  assert.is(addressSource('autodetect'), 'autodetect');
+  assert.is(addressSource('none'), 'none');
+  assert.is(addressSource('10.0.0.1/24'), 'manual');
+  assert.is(parseDuration('60s', 'x'), 60_000);
+  assert.is(parseDuration('1m30s', 'x'), 90_000);
+  assert.is(parseDuration('500ms', 'x'), 500);
+  assert.is(parseDuration('1h', 'x'), 3_600_000);
+  assert.is(parseDuration('0', 'x'), 0);
+  assert.is(parseDuration('2', 'x'), 2000);
+  for (const bad of ['', 'fast', '10x', '1m 30s', '-5s', 's']) {
+    assert.throws(() => parseDuration(bad, '--autodetect-poll-interval'), (e: Error) => e.message.startsWith(`--autodetect-poll-interval ${JSON.stringify(bad)}: expected a duration like 60s`), bad);
+  }
+});
+
+test('--ip given: never changed, whatever is found', () => {
+  assert.is(decideAddressChange(REG, seen('10.0.0.7/24', ['10.0.0.7']), src('manual')), null);
+  assert.is(decideAddressChange(REG, seen(undefined, []), src('manual')), null);
+});
+
+test('IP=autodetect: first-found whenever it differs (also while the old address is still held, and a changed prefix)', () => {
+  assert.equal(decideAddressChange(REG, seen('10.0.0.7/24', ['10.0.0.7', '10.0.0.1']), src('autodetect')), { ipv4Address: '10.0.0.7/24' });
+  assert.equal(decideAddressChange(REG, seen('10.0.0.1/16', ['10.0.0.1']), src('autodetect')), { ipv4Address: '10.0.0.1/16' });
+  assert.is(decideAddressChange(REG, seen('10.0.0.1/24', ['10.0.0.1']), src('autodetect')), null, 'unchanged: nothing');
+  assert.is(decideAddressChange(REG, seen(undefined, []), src('autodetect')), null, 'none found: the registered one kept');
+});
+
+test('unset: the registered address kept while the node holds it; first-found once it left', () => {
+  assert.is(decideAddressChange(REG, seen('10.0.0.7/24', ['10.0.0.7', '10.0.0.1']), src('default')), null, 'still held: kept (no flapping)');
+  assert.equal(decideAddressChange(REG, seen('10.0.0.7/24', ['10.0.0.7']), src('default')), { ipv4Address: '10.0.0.7/24' });
+  assert.is(decideAddressChange(REG, seen(undefined, ['127.0.0.1']), src('default')), null, 'gone, nothing found: kept');
+});
+
+test('IPv6: autodetect follows first-found (canonical text compared), unset only once the address left, given or none never', () => {
+  const reg = { ipv4: '10.0.0.1/24', ipv6: 'fd00:99::1/64' };
+  const v4 = ['10.0.0.1'];
+  assert.is(decideAddressChange(reg, seen('10.0.0.1/24', [...v4, 'fd00:99::1'], 'fd00:99:0::1/64'), src('default', 'autodetect')), null, 'same address in another spelling');
+  assert.equal(decideAddressChange(reg, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'autodetect')), { ipv6Address: 'fd00:99::2/64' });
+  assert.is(decideAddressChange(reg, seen('10.0.0.1/24', [...v4, 'fd00:99::2', 'fd00:99::1'], 'fd00:99::2/64'), src('default', 'default')), null);
+  assert.equal(decideAddressChange(reg, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'default')), { ipv6Address: 'fd00:99::2/64' });
+  assert.is(decideAddressChange(reg, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'manual')), null);
+  assert.is(decideAddressChange(REG, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'none')), null);
+  assert.equal(decideAddressChange(REG, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'autodetect')), { ipv6Address: 'fd00:99::2/64' }, 'autodetect: IPv6 appearing is registered');
+  assert.is(decideAddressChange(REG, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'default')), null, 'unset: none at start stays none');
+  assert.equal(decideAddressChange(reg, seen('10.0.0.9/24', ['10.0.0.9', 'fd00:99::2'], 'fd00:99::2/64'), src('autodetect', 'autodetect')), { ipv4Address: '10.0.0.9/24', ipv6Address: 'fd00:99::2/64' }, 'both at once');
+});
+
+test('AddressMonitor.look: writes a change, says a failing write once, nothing before a model or when the look fails', async () => {
+  const infos: string[] = [];
+  const warns: string[] = [];
+  const writes: unknown[] = [];
+  let addrs: NodeAddresses | null = seen('10.0.0.7/24', ['10.0.0.7']);
+  let registered: { ipv4: string; ipv6: string | null } | null = null;
+  let fail: string | null = 'etcd unreachable';
+  const m = new AddressMonitor({
+    intervalMs: 1000, source: src('default'),
+    read: async () => addrs, registered: () => registered,
+    write: async (c) => { if (fail) throw new Error(fail); writes.push(c); },
+    info: (s) => infos.push(s), warn: (s) => warns.push(s),
+  });
+  await m.look();
+  assert.is(writes.length + warns.length, 0, 'no model yet: nothing');
+  registered = REG;
+  await m.look();
+  await m.look();
+  assert.is(warns.length, 1, `one warning for the same failure: ${warns.join(' | ')}`);
+  assert.match(warns[0], '10.0.0.1/24 -> 10.0.0.7/24, but the Node could not be updated: etcd unreachable; tried again in 1 s');
+  fail = null;
+  await m.look();
+  assert.equal(writes, [{ ipv4Address: '10.0.0.7/24' }]);
+  assert.match(infos[0], 'node address autodetected again (first-found): 10.0.0.1/24 -> 10.0.0.7/24; Node updated');
+  addrs = null;
+  await m.look();
+  assert.is(writes.length, 1, 'a failed look concludes nothing');
+  addrs = seen(undefined, ['127.0.0.1']);
+  await m.look();
+  assert.match(warns[1], 'no IPv4 address found on the node\'s interfaces: keeping 10.0.0.1/24 in the Node');
+  // one look at a time: a second look while the first waits on its write does nothing
+  let release: () => void = () => {};
+  addrs = seen('10.0.0.8/24', ['10.0.0.8']);
+  const slow = new AddressMonitor({
+    intervalMs: 1000, source: src('default'), read: async () => addrs, registered: () => REG,
+    write: (c) => new Promise<void>((r) => { writes.push(c); release = r; }), info: () => {}, warn: () => {},
+  });
+  const first = slow.look();
+  await new Promise((r) => setImmediate(r));
+  await slow.look();
+  release();
+  await first;
+  assert.is(slow.updates, 1);
+  assert.equal(writes.slice(1), [{ ipv4Address: '10.0.0.8/24' }]);
+});
+
+test('updateNodeAddresses on the embedded store: only the addresses change; another Node\'s address is refused; file: refused', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-addrmon-'));
+  dirs.push(dir);
+  const kv = new FileKv({ dir });
+  try {
+    await registerNode(kv, { name: 'node1', ipv4Address: '10.0.0.1/24', vxlanTunnelAddr: '10.244.0.0', ipv6Address: 'fd00::1/64', labels: { zone: 'a' } });
+    await registerNode(kv, { name: 'node2', ipv4Address: '10.0.0.2/24' });
+    const spec = { kind: 'embedded' as const, dir };
+    await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.7/24' });
+    const n1 = JSON.parse((await kv.get('/calico/resources/v3/projectcalico.org/nodes/node1'))!.value);
+    assert.equal(n1.spec.bgp, { ipv4Address: '10.0.0.7/24', ipv6Address: 'fd00::1/64' });
+    assert.is(n1.spec.ipv4VXLANTunnelAddr, '10.244.0.0', 'tunnel address kept');
+    assert.equal(n1.metadata.labels, { zone: 'a' });
+    try {
+      await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.2/24' });
+      assert.unreachable('another Node\'s address');
+    } catch (e) {
+      assert.match((e as Error).message, 'Node node2 already has 10.0.0.2/24: not registering it for node1 too');
+    }
+    const still = JSON.parse((await kv.get('/calico/resources/v3/projectcalico.org/nodes/node1'))!.value);
+    assert.is(still.spec.bgp.ipv4Address, '10.0.0.7/24', 'nothing written on a conflict');
+    try {
+      await updateNodeAddresses(spec, 'node9', { ipv4Address: '10.0.0.9/24' });
+      assert.unreachable('no such Node');
+    } catch (e) {
+      assert.match((e as Error).message, 'Node node9 is not in');
+    }
+    try {
+      await updateNodeAddresses({ kind: 'file', path: path.join(dir, 'x.yaml') }, 'node1', { ipv4Address: '10.0.0.9/24' });
+      assert.unreachable('file: datastore');
+    } catch (e) {
+      assert.match((e as Error).message, 'read-only');
+    }
+  } finally {
+    await kv.close();
+  }
+});
+
+test.run();

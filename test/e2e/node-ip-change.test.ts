@@ -6,7 +6,7 @@
  * (spec.bgp.ipv4Address; the tunnel address stays), node2 must route node1's block to it, node1's
  * tunnel table and natOutgoing `nodes` set must name it, and pods on both nodes must talk again,
  * over VXLAN and then over IPIP (the raw socket and underlay filter of the new address), with no
- * restart.
+ * restart. node1 runs two forwarding threads (both engines follow).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -49,7 +49,8 @@ test.before(async () => {
   lab.setMode('vxlan');
   store = await lab.openKvStore('embedded', 'podway-ipchange-');
   await lab.useKvDatastore(store.kv, store.spec);
-  for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--autodetect-poll-interval', '300ms']);
+  // node1 (renumbered) with two forwarding threads: the main engine and a worker engine follow.
+  for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--autodetect-poll-interval', '300ms', ...(n.name === 'node1' ? ['--workers', '2'] : [])]);
 });
 
 test.after(async () => {

@@ -468,19 +468,22 @@ export class Engine {
     }
     // The table before the underlay port: the port's filter takes tunnels only while the table
     // drops the kernel's copy of them (else each would be read twice: port and socket).
-    if (this.manageHost && this.ownsTunnelTable) {
+    // Tried again on every new address, as at start (a table refused before may install now).
+    if (this.manageHost) {
       const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
       if (why === null) {
+        this.ownsTunnelTable = true;
+        this.tunnelsOnUnderlay = true;
         this.tunnelTable6 = model.v6.ip6;
         this.notes.push(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
       } else {
         // A table for the old address would drop nothing now: gone, tunnels read on the sockets.
         this.failures.tunnelTable++;
-        removeTunnelRx();
+        if (this.ownsTunnelTable) removeTunnelRx();
         this.ownsTunnelTable = false;
         this.tunnelsOnUnderlay = false;
         this.tunnelTable6 = null;
-        this.log.warn(`${change}: could not rewrite nftables table inet ${TUNNEL_TABLE} (${why}): table removed, tunnels received on the UDP/raw sockets, without the kernel's offload metadata`, { component: 'host' });
+        this.log.warn(`${change}: could not install nftables table inet ${TUNNEL_TABLE} for it (${why}): tunnels received on the UDP/raw sockets, without the kernel's offload metadata`, { component: 'host' });
       }
     }
     let underlay = -1;

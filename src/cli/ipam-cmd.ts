@@ -1,17 +1,21 @@
 /**
  * calicoctl-shaped IPAM commands on the cluster datastore (etcd: or embedded:):
- *   podway ipam show [--show-blocks] [--show-borrowed] [--show-configuration] [-o json]
- *   podway ipam check [-o json]                    exit 1 when it finds problems
- *   podway ipam release --ip IP [--ip IP...] | --handle H
+ *   podway ipam show [--show-blocks] [--show-borrowed] [--show-configuration] [--ip IP] [-o json]
+ *   podway ipam check [-o json|FILE] [--show-all-ips] [--grace-period D]   exit 3 when it finds problems
+ *   podway ipam release --ip IP [--ip IP...] | --handle H [--force] | --from-report FILE [--from-report FILE...]
  *   podway ipam assign --node N [--handle H] [--count K | --ip IP] [--pool CIDR...]
  *   podway ipam configure [--strictaffinity true|false] [--max-blocks-per-host N]
  * All of them read and write Calico's own IPAM keys (src/control/ipam), so calicoctl on the same
  * etcd sees what podway did and the other way round. Errors exit 1 with `podway: <reason>`.
  */
 import { Command, Option } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
 import {
-  AllocationAttribute, AllocationBlock, BLOCK_PREFIX, encodeIpamConfig, Ipam, IPAM_CONFIG_KEY, IpamProblem, parseBlockKey, PoolUsage,
+  AllocationBlock, auditIpam, AuditedAllocation, AuditProblem, BLOCK_PREFIX, DEFAULT_LEAK_GRACE_MS, encodeIpamConfig, formatAttrs,
+  formatDuration, Ipam, IPAM_CONFIG_KEY, IpamAudit, IpamProblem, IpOwner, ownersOf, parseBlockKey, parseDuration, PoolUsage, readOwners,
 } from '../control/ipam';
+import { formatIp, netContains, parseIp } from '../control/ipam/net';
+import { CLUSTER_INFORMATION_KEY } from '../control/node-registration';
 import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
@@ -205,28 +209,82 @@ async function showCommand(o: ShowOpts, out: Out): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// check
+// check: IPAM against itself (Ipam.check) and against the addresses workloads and nodes use (auditIpam)
 
-/** calicoctl's formatAttrs: "Main:<handle> Extra:k=v,..." (keys sorted). */
-function formatAttrs(attr: AllocationAttribute | null): string {
-  if (!attr) return '<missing>';
-  const kvs = (m: Readonly<Record<string, string>> | null) => Object.keys(m ?? {}).sort().map((k) => `${k}=${m![k]}`).join(',');
-  let s = `Main:${attr.handleId ?? '<none>'} Extra:${kvs(attr.secondary)}`;
-  if (attr.alternate && Object.keys(attr.alternate).length > 0) s += ` Alternate:${kvs(attr.alternate)}`;
-  return s;
-}
+/** Exit status of `ipam check` when it finds problems (1 is an error, 2 a usage error). */
+export const CHECK_FOUND_PROBLEMS = 3;
+
+const REPORT_FORMAT = 'podway-ipam-check-report/v1';
 
 /** An address-without-handle problem counts once per address (calicoctl counts leaked IPs); others once. */
 const problemCount = (p: IpamProblem): number => (p.kind === 'address-without-handle' ? (p.ips?.length ?? 1) : 1);
 
-async function checkCommand(o: { datastore?: string; output: string }, out: Out): Promise<number> {
-  const { problems, blocks, pools } = await withIpam(o, false, async (ipam, kv) => {
+async function clusterGuid(kv: KvStore): Promise<string> {
+  const e = await kv.get(CLUSTER_INFORMATION_KEY);
+  if (!e) return '';
+  try {
+    const guid = (JSON.parse(e.value) as { spec?: { clusterGUID?: unknown } }).spec?.clusterGUID;
+    return typeof guid === 'string' ? guid : '';
+  } catch {
+    return '';
+  }
+}
+
+function graceOption(): Option {
+  return new Option('--grace-period <duration>',
+    'an allocation nobody uses is leaked only once its timestamp attribute is this old (a CNI ADD allocates before it writes the endpoint); 0 judges all')
+    .default(formatDuration(DEFAULT_LEAK_GRACE_MS));
+}
+
+interface CheckOpts { datastore?: string; output: string; gracePeriod: string; showAllIps?: boolean }
+
+/** What `ipam check -o json` prints and `-o FILE` writes; `release --from-report` reads it back. */
+export interface CheckReport {
+  readonly format: typeof REPORT_FORMAT;
+  readonly generatedAt: string;
+  readonly datastore: string;
+  readonly clusterGUID: string;
+  readonly gracePeriod: string;
+  readonly blocks: number;
+  readonly problemCount: number;
+  readonly problems: readonly (IpamProblem | AuditProblem)[];
+  readonly summary: Record<string, number>;
+  readonly allocations: readonly AuditedAllocation[];
+  readonly outsidePools: IpamAudit['outsidePools'];
+}
+
+async function checkCommand(o: CheckOpts, out: Out): Promise<number> {
+  const graceMs = parseDuration(o.gracePeriod);
+  const toFile = o.output !== 'table' && o.output !== 'json' ? o.output : null;
+  const { problems, blocks, pools, audit, guid, source } = await withIpam(o, false, async (ipam, kv) => {
     const stored = await readBlocks(kv);
-    return { problems: await ipam.check(), blocks: stored, pools: await ipam.listPools() };
+    return {
+      problems: await ipam.check(), blocks: stored, pools: await ipam.listPools(),
+      audit: await auditIpam(kv, { gracePeriodMs: graceMs }), guid: await clusterGuid(kv), source: kv.description,
+    };
   });
-  const total = problems.reduce((n, p) => n + problemCount(p), 0);
+  const byKind = (k: AuditProblem['kind']) => audit.problems.filter((p) => p.kind === k);
+  const total = problems.reduce((n, p) => n + problemCount(p), 0) + audit.problems.length;
+  const count = (s: AuditedAllocation['state']) => audit.allocations.filter((a) => a.state === s).length;
+  const report: CheckReport = {
+    format: REPORT_FORMAT, generatedAt: new Date().toISOString(), datastore: source, clusterGUID: guid,
+    gracePeriod: formatDuration(graceMs), blocks: blocks.length, problemCount: total, problems: [...problems, ...audit.problems],
+    summary: {
+      allocations: audit.allocations.length, inUse: count('in-use'), leaked: count('leaked'), recent: count('recent'),
+      nodeIps: audit.nodeIps, workloadIps: audit.workloadIps, inUseIps: audit.inUseIps,
+      notAllocated: byKind('not-allocated').length, outsidePools: audit.outsidePools.length,
+    },
+    allocations: audit.allocations, outsidePools: audit.outsidePools,
+  };
+  if (toFile !== null) {
+    try {
+      writeFileSync(toFile, JSON.stringify(report, null, 2) + '\n');
+    } catch (e) {
+      throw new Error(`cannot write the report to ${toFile}: ${(e as Error).message}`);
+    }
+  }
   if (o.output === 'json') {
-    out(JSON.stringify({ blocks: blocks.length, problems, problemCount: total }, null, 2) + '\n');
+    out(JSON.stringify(report, null, 2) + '\n');
     return total;
   }
   const lines: string[] = ['Checking IPAM for inconsistencies...', '', 'Loading all IPAM blocks...', `Found ${blocks.length} IPAM blocks.`];
@@ -237,17 +295,26 @@ async function checkCommand(o: { datastore?: string; output: string }, out: Out)
     if (p.block !== undefined && known.has(p.block)) byBlock.set(p.block, [...(byBlock.get(p.block) ?? []), p]);
     else elsewhere.push(p);
   }
+  const auditOf = new Map(audit.allocations.map((a) => [a.ip, a]));
   let allocations = 0;
-  let leaked = 0;
+  let handleless = 0;
   for (const { key, block } of blocks) {
     const cidr = block?.cidr.text ?? parseBlockKey(key)?.text ?? key;
     lines.push(` IPAM block ${cidr} affinity=${block ? block.affinity ?? '<none>' : '<unreadable>'}:`);
     if (block) allocations += block.numInUse();
+    if (block && o.showAllIps) {
+      block.allocations.forEach((a, ord) => {
+        if (a === null) return;
+        const ip = block.ordinalToIp(ord);
+        const owners = auditOf.get(ip)?.owners ?? [];
+        lines.push(`  ${ip} allocated; attrs ${formatAttrs(block.attributeOf(ord))}; ${owners.length ? `in use by ${owners.join(', ')}` : auditOf.get(ip)?.state ?? ''}`);
+      });
+    }
     for (const p of byBlock.get(cidr) ?? []) {
       if (p.kind === 'address-without-handle' && block) {
         for (const ip of p.ips ?? []) {
-          lines.push(`  ${ip} leaked; attrs ${formatAttrs(block.attributeOf(block.ipToOrdinal(ip) ?? -1))}`);
-          leaked++;
+          lines.push(`  ${ip} held by handle ${p.handle}, which does not exist; attrs ${formatAttrs(block.attributeOf(block.ipToOrdinal(ip) ?? -1))}`);
+          handleless++;
         }
       } else {
         lines.push(`  ${p.message}`);
@@ -255,22 +322,113 @@ async function checkCommand(o: { datastore?: string; output: string }, out: Out)
     }
   }
   lines.push(`IPAM blocks record ${allocations} allocations.`);
-  lines.push(`Found ${leaked} IPs held by a handle that does not exist (leaked: release --handle cannot free them).`, '');
+  lines.push(`Found ${handleless} IPs held by a handle that does not exist (release --handle cannot free them).`, '');
   const active = pools.filter((p) => !p.disabled);
   lines.push('Loading all IPAM pools...', ...active.map((p) => `  ${p.cidr.text}`), `Found ${active.length} active IP pools.`, '');
+  lines.push('Loading all nodes.', `Found ${audit.nodeIps} node tunnel IPs.`, '');
+  lines.push('Loading all workload endpoints.', `Found ${audit.workloadIps} workload IPs.`, `Workloads and nodes are using ${audit.inUseIps} IPs.`, '');
+  const section = (title: string, found: AuditProblem[], summary: string) =>
+    lines.push(title, ...found.map((p) => `  ${p.message}`), summary.replace('%d', String(found.length)));
+  for (const p of byKind('bad-owner')) lines.push(`  ${p.message}`);
+  section('Scanning for IPs that are allocated but not actually in use...', byKind('leaked'), 'Found %d IPs that are allocated in IPAM but not actually in use.');
+  const recent = audit.allocations.filter((a) => a.state === 'recent');
+  if (recent.length > 0) {
+    lines.push(`Left ${recent.length} unused allocations younger than the ${formatDuration(graceMs)} grace period unjudged (an ADD in progress allocates before it writes its endpoint): ${recent.map((a) => a.ip).join(', ')}`);
+  }
+  lines.push('Scanning for IPs that are in use by a workload or node but not allocated in IPAM...');
+  for (const x of audit.outsidePools) lines.push(`  ${x.ip} in use by ${x.owners.join(', ')} is not in any active IP pool (not IPAM's: not counted as a problem).`);
+  for (const p of byKind('not-allocated')) lines.push(`  ${p.message}`);
+  lines.push(`Found ${audit.outsidePools.length} in-use IPs that are not in active IP pools.`);
+  lines.push(`Found ${byKind('not-allocated').length} in-use IPs that are in active IP pools but have no corresponding IPAM allocation.`);
+  section('Scanning for IPs in use by one owner but held for another...', byKind('owner-mismatch'), 'Found %d IPs held (handle or attributes) for another owner than the one using them.');
+  section('Scanning for IPs with multiple owners...', byKind('multiple-owners'), 'Found %d IPs used by more than one workload or node.');
+  section('Scanning for workload endpoints of nodes that no longer exist...', byKind('endpoint-on-missing-node'), 'Found %d workload endpoints on nodes that do not exist.');
+  lines.push('');
   lines.push('Scanning handles and block affinities...', ...elsewhere.map((p) => `  ${p.message}`));
   lines.push(`Found ${elsewhere.length} problems in handles and block affinities.`);
   lines.push(`Check complete; found ${total} problems.`);
+  if (toFile !== null) lines.push(`Report written to ${toFile}.`);
   out(lines.join('\n') + '\n');
   return total;
 }
 
 // ---------------------------------------------------------------------------------------------
-// release, assign, configure
+// show --ip
 
-async function releaseCommand(o: { datastore?: string; ip: string[]; handle?: string }, out: Out): Promise<void> {
-  if ((o.ip.length > 0) === (o.handle !== undefined)) throw new Error('ipam release: give --ip IP (one or more) or --handle H');
-  await withIpam(o, true, async (ipam) => {
+async function showIpCommand(o: ShowOpts & { ip: string; gracePeriod: string }, out: Out): Promise<void> {
+  const graceMs = parseDuration(o.gracePeriod);
+  await withIpam(o, false, async (ipam, kv) => {
+    const parsed = parseIp(o.ip);
+    if (!parsed) throw new Error(`invalid IP address ${JSON.stringify(o.ip)}`);
+    const canonical = formatIp(parsed.version, parsed.value);
+    const attr = await ipam.allocationOf(canonical);
+    const audit = await auditIpam(kv, { gracePeriodMs: graceMs });
+    const owners = await ownersOf(kv, canonical);
+    const alloc = audit.allocations.find((a) => a.ip === canonical) ?? null;
+    const pool = (await ipam.listPools()).find((p) => p.cidr.version === parsed.version && netContains(p.cidr, parsed.value));
+    const affinity = alloc ? (await readBlocks(kv)).find((b) => b.block?.cidr.text === alloc.block)?.block?.affinity ?? null : null;
+    const problems = audit.problems.filter((p) => p.ip === canonical);
+    if (o.output === 'json') {
+      out(JSON.stringify({
+        ip: canonical, allocated: attr !== null, pool: pool?.name ?? null, block: alloc?.block ?? null, blockAffinity: affinity,
+        handle: attr?.handleId ?? null, attributes: attr?.secondary ?? {}, sequenceNumber: alloc?.sequenceNumber ?? null,
+        state: alloc?.state ?? null, owners, problems,
+      }, null, 2) + '\n');
+      return;
+    }
+    const lines: string[] = [];
+    if (attr === null) {
+      lines.push(`IP ${canonical} is not assigned`);
+      lines.push(pool ? `Pool: ${pool.name} (${pool.cidr.text})` : 'Pool: none (IPAM does not manage this address)');
+    } else {
+      lines.push(`IP ${canonical} is in use`);
+      if (attr.handleId !== null) lines.push(`Handle ID: ${attr.handleId}`);
+      const keys = Object.keys(attr.secondary ?? {}).sort();
+      if (keys.length) lines.push('Attributes:', ...keys.map((k) => `  ${k}: ${attr.secondary![k]}`));
+      else lines.push('No attributes defined');
+      lines.push(`Pool: ${pool ? `${pool.name} (${pool.cidr.text})` : 'none (its pool was deleted)'}`);
+      lines.push(`Block: ${alloc?.block ?? '?'} affinity=${affinity ?? '<none>'}${alloc?.borrowed ? ` (borrowed by ${alloc.node})` : ''}`);
+      if (alloc?.sequenceNumber) lines.push(`Sequence number: ${alloc.sequenceNumber}`);
+    }
+    if (owners.length) for (const w of owners) lines.push(`Used by: ${w.name} on node ${w.node || '<none>'} (${w.field})`);
+    else if (alloc?.state === 'recent') lines.push(`Used by: nothing yet (allocated less than ${formatDuration(graceMs)} ago: an ADD in progress, or leaked)`);
+    else if (attr !== null) lines.push('Used by: nothing (leaked)');
+    else lines.push('Used by: nothing');
+    for (const p of problems) lines.push(`Problem: ${p.message}`);
+    out(lines.join('\n') + '\n');
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// release
+
+interface ReleaseOpts { datastore?: string; ip: string[]; handle?: string; force?: boolean; fromReport: string[]; gracePeriod: string }
+
+const describeOwners = (owners: readonly IpOwner[]) => owners.map((w) => `${w.name}${w.kind === 'workload' ? ` on node ${w.node}` : ` (${w.field})`}`).join(', ');
+
+async function releaseCommand(o: ReleaseOpts, out: Out, err: Out): Promise<void> {
+  const modes = [o.ip.length > 0, o.handle !== undefined, o.fromReport.length > 0].filter(Boolean).length;
+  if (modes !== 1) throw new Error('ipam release: give --ip IP (one or more), --handle H, or --from-report FILE (one or more)');
+  if (o.fromReport.length > 0) return releaseFromReports(o, out);
+  await withIpam(o, true, async (ipam, kv) => {
+    // Who uses what is about to be released: a live endpoint's or node's address freed in IPAM is
+    // handed to the next pod while the first still uses it.
+    const owners = await readOwners(kv);
+    let targets: string[];
+    if (o.handle !== undefined) {
+      targets = (await auditIpam(kv, { gracePeriodMs: 0 })).allocations.filter((a) => a.handle === o.handle).map((a) => a.ip);
+    } else {
+      targets = o.ip.map((ip) => {
+        const p = parseIp(ip);
+        if (!p) throw new Error(`invalid IP address ${JSON.stringify(ip)}`);
+        return formatIp(p.version, p.value);
+      });
+    }
+    const used = targets.map((ip) => ({ ip, by: owners.byIp.get(ip) ?? [] })).filter((u) => u.by.length > 0);
+    if (used.length > 0 && !o.force) {
+      throw new Error(`${used.map((u) => `IP address ${u.ip} is in use by ${describeOwners(u.by)}`).join('; ')}: releasing ${used.length > 1 ? 'them' : 'it'} lets IPAM hand ${used.length > 1 ? 'them' : 'it'} out again while still in use; delete the endpoint (or node) first, or pass --force; nothing was released`);
+    }
+    for (const u of used) err(`podway: warning: releasing ${u.ip} although ${describeOwners(u.by)} uses it (--force)\n`);
     if (o.handle !== undefined) {
       const r = await ipam.releaseByHandle(o.handle);
       if (!r.found) throw new Error(`handle ${o.handle} does not exist`);
@@ -284,6 +442,75 @@ async function releaseCommand(o: { datastore?: string; ip: string[]; handle?: st
     }
   }, true);
 }
+
+function readReport(file: string): CheckReport {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read report ${file}: ${(e as Error).message}`);
+  }
+  let r: Partial<CheckReport>;
+  try {
+    r = JSON.parse(text) as Partial<CheckReport>;
+  } catch (e) {
+    throw new Error(`report ${file} is not JSON: ${(e as Error).message}`);
+  }
+  if (r?.format !== REPORT_FORMAT || !Array.isArray(r.allocations)) {
+    throw new Error(`${file} is not a report of podway ipam check -o FILE (format ${REPORT_FORMAT})`);
+  }
+  return r as CheckReport;
+}
+
+/**
+ * calicoctl's release --from-report: the addresses every report calls leaked, each re-checked
+ * against the datastore now (still allocated with the same handle and sequence number, still used
+ * by no workload or node, older than the grace period) and released with a compare-and-swap that
+ * fails if it was assigned again meanwhile. What changed since the report is skipped and said.
+ */
+async function releaseFromReports(o: ReleaseOpts, out: Out): Promise<void> {
+  const graceMs = parseDuration(o.gracePeriod);
+  const reports = o.fromReport.map((f) => ({ file: f, report: readReport(f) }));
+  const key = (a: AuditedAllocation) => `${a.ip} ${a.handle ?? ''} ${a.sequenceNumber ?? ''}`;
+  // Leaked in every report: reports taken some time apart leave out allocations in transit.
+  let candidates = new Map(reports[0]!.report.allocations.filter((a) => a.state === 'leaked').map((a) => [key(a), a]));
+  for (const { report } of reports.slice(1)) {
+    const leaked = new Set(report.allocations.filter((a) => a.state === 'leaked').map(key));
+    candidates = new Map([...candidates].filter(([k]) => leaked.has(k)));
+  }
+  await withIpam(o, true, async (ipam, kv) => {
+    const guid = await clusterGuid(kv);
+    for (const { file, report } of reports) {
+      if (report.clusterGUID && guid && report.clusterGUID !== guid) {
+        throw new Error(`report ${file} is of another cluster (clusterGUID ${report.clusterGUID}, this datastore's is ${guid}); refusing to release`);
+      }
+    }
+    if (candidates.size === 0) { out('The report names no leaked IPs to release.\n'); return; }
+    const now = new Map((await auditIpam(kv, { gracePeriodMs: graceMs })).allocations.map((a) => [a.ip, a]));
+    let released = 0;
+    let skipped = 0;
+    out(`Releasing ${candidates.size} leaked IPs from the report, each re-checked first...\n`);
+    for (const a of candidates.values()) {
+      const cur = now.get(a.ip);
+      let why: string | null = null;
+      if (!cur) why = 'not allocated any more';
+      else if (cur.handle !== a.handle || cur.sequenceNumber !== a.sequenceNumber) why = 'assigned again since the report';
+      else if (cur.state === 'in-use') why = `in use by ${cur.owners.join(', ')} now`;
+      else if (cur.state === 'recent') why = `allocated less than ${formatDuration(graceMs)} ago`;
+      if (why === null) {
+        const r = await ipam.releaseIfUnchanged(a.ip, { handle: a.handle, sequenceNumber: a.sequenceNumber });
+        if (r.outcome === 'released') { out(`  released ${a.ip} (handle ${a.handle ?? '<none>'})\n`); released++; continue; }
+        why = r.outcome === 'not-allocated' ? 'not allocated any more' : r.reason!;
+      }
+      out(`  skipped ${a.ip}: ${why}\n`);
+      skipped++;
+    }
+    out(`Released ${released} IPs; skipped ${skipped}.\n`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// assign, configure
 
 interface AssignOpts {
   datastore?: string;
@@ -354,7 +581,7 @@ async function configureCommand(o: { datastore?: string; strictaffinity?: string
 // ---------------------------------------------------------------------------------------------
 
 /** Adds `podway ipam show|check|release|assign|configure` to `program`. */
-export function addIpamCommands(program: Command, out: Out = (t) => void process.stdout.write(t)): void {
+export function addIpamCommands(program: Command, out: Out = (t) => void process.stdout.write(t), err: Out = (t) => void process.stderr.write(t)): void {
   const ipam = program.command('ipam').description('IP address management on the datastore, as calicoctl ipam');
   const output = () => new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table');
   const collect = (v: string, prev: string[]) => [...prev, v];
@@ -365,29 +592,36 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .option('--show-blocks', 'a row per block too')
     .option('--show-borrowed', 'addresses a node uses from a block another node owns')
     .option('--show-configuration', 'the IPAM configuration (StrictAffinity, AutoAllocateBlocks, MaxBlocksPerHost)')
+    .option('--ip <ip>', 'one address: allocated or not, its block, handle and attributes, and which workload or node uses it')
+    .addOption(graceOption())
     .addOption(output())
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-    .action((o: ShowOpts) => showCommand(o, out));
+    .action((o: ShowOpts & { ip?: string; gracePeriod: string }) => (o.ip !== undefined ? showIpCommand({ ...o, ip: o.ip }, out) : showCommand(o, out)));
 
   ipam
     .command('check')
-    .description('look for inconsistencies in the IPAM data; exits 1 when it finds any')
-    .addOption(output())
+    .description(`compare IPAM with itself and with the addresses workloads and nodes use; exits ${CHECK_FOUND_PROBLEMS} when it finds problems`)
+    .addOption(new Option('-o, --output <format|file>', 'table, json (the report, to stdout), or a FILE to write the JSON report to (for release --from-report)').default('table'))
+    .option('--show-all-ips', 'list every allocation and who uses it')
+    .addOption(graceOption())
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-    .action(async (o: { datastore?: string; output: string }) => {
-      if ((await checkCommand(o, out)) > 0) process.exitCode = 1;
+    .action(async (o: CheckOpts) => {
+      if ((await checkCommand(o, out)) > 0) process.exitCode = CHECK_FOUND_PROBLEMS;
     });
 
   ipam
     .command('release')
-    .description('release addresses (--ip, repeatable) or every address of a handle (--handle)')
+    .description('release addresses (--ip, repeatable), every address of a handle (--handle), or the leaked addresses of check reports (--from-report)')
     .option('--ip <ip>', 'an address to release (repeatable)', collect, [])
     .option('--handle <id>', 'release every address of this handle, and the handle')
+    .option('--from-report <file>', 'release what `ipam check -o FILE` found leaked, re-checking each first (repeatable: only what every report calls leaked)', collect, [])
+    .option('--force', 'release --ip/--handle addresses even when a workload endpoint or node uses them')
+    .addOption(graceOption())
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-    .action((o) => releaseCommand(o, out));
+    .action((o: ReleaseOpts) => releaseCommand(o, out, err));
 
   ipam
     .command('assign')

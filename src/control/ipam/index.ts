@@ -10,6 +10,10 @@ export type {
   NodeBlock, PoolUsage, ReleaseResult, RouteInputs,
 } from './ipam';
 export * from './keys';
+export {
+  auditIpam, DEFAULT_LEAK_GRACE_MS, formatAttrs, formatDuration, ownersOf, parseAllocationTimestamp, parseDuration, readOwners,
+} from './audit';
+export type { AuditedAllocation, AuditProblem, AuditProblemKind, IpamAudit, IpOwner } from './audit';
 export { DEFAULT_IPAM_CONFIG, DEFAULT_MAX_BLOCKS_PER_HOST, encodeIpamConfig } from './records';
 export type { IpamConfig, PoolInfo } from './records';
 export { evaluateSelector, parseSelector, Selector, SelectorSyntaxError } from './selector';

@@ -737,6 +737,42 @@ export class Ipam {
     return { released, notAllocated };
   }
 
+  /**
+   * Releases one address only if it is still the allocation a report saw: the same handle and the
+   * same per-address sequence number (Calico's ReleaseOptions{Handle, SequenceNumber}). An address
+   * released and assigned again since has a new sequence number, so a stale report cannot free it.
+   * The comparison and the release are one compare-and-swap on the block.
+   */
+  async releaseIfUnchanged(ip: string, expect: { handle: string | null; sequenceNumber: string | null }): Promise<{ outcome: 'released' | 'not-allocated' | 'changed'; reason?: string }> {
+    const parsed = parseIp(ip);
+    if (!parsed) throw new Error(`invalid IP address ${JSON.stringify(ip)}`);
+    const pool = (await this.listPools(parsed.version)).find((p) => netContains(p.cidr, parsed.value));
+    let cidr: IpNet | null = pool ? makeNet(parsed.version, parsed.value, pool.blockSize) : null;
+    if (!cidr || !(await this.kv.get(blockKey(cidr)))) {
+      const blocks = (await this.kv.list(BLOCK_PREFIX)).entries.map((e) => parseBlockKey(e.key)).filter((c): c is IpNet => c !== null);
+      cidr = blocks.find((c) => c.version === parsed.version && netContains(c, parsed.value)) ?? null;
+    }
+    if (!cidr) return { outcome: 'not-allocated' };
+    for (let i = 0; i < this.retries; i++) {
+      const entry = await this.kv.get(blockKey(cidr));
+      if (!entry) return { outcome: 'not-allocated' };
+      const block = this.decodeBlock(entry);
+      const o = block.ipToOrdinal(ip);
+      if (o === null || block.allocations[o] === null) return { outcome: 'not-allocated' };
+      const h = block.attributeOf(o)?.handleId;
+      const handle = h === null || h === undefined ? null : sanitizeHandle(h);
+      if (handle !== expect.handle) return { outcome: 'changed', reason: `held by handle ${handle ?? '<none>'} now, not ${expect.handle ?? '<none>'}` };
+      const seq = block.sequenceNumberForAllocation?.get(String(o));
+      const seqText = seq === undefined ? null : seq.toString();
+      if (seqText !== expect.sequenceNumber) return { outcome: 'changed', reason: `assigned again since (sequence number ${seqText ?? '<none>'}, was ${expect.sequenceNumber ?? '<none>'})` };
+      const result = block.release([o]);
+      if (!(await this.writeReleased(entry, block))) continue;
+      for (const [hh, n] of result.countByHandle) await this.decrementHandle(hh, cidr, n);
+      return { outcome: 'released' };
+    }
+    throw new Error(`release ${ip}: max retries hit on block ${cidr.text} (excessive concurrent IPAM requests)`);
+  }
+
   // ------------------------------------------------------------------------------------------
   // Inspection
 

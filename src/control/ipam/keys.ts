@@ -9,6 +9,8 @@ export const HANDLE_PREFIX = '/calico/ipam/v2/handle/';
 export const IPAM_CONFIG_KEY = '/calico/ipam/v2/config';
 export const IPPOOL_PREFIX = '/calico/resources/v3/projectcalico.org/ippools/';
 export const NODE_PREFIX = '/calico/resources/v3/projectcalico.org/nodes/';
+/** WorkloadEndpoints: <prefix><namespace>/<name> (ipam check reads which addresses they use). */
+export const WORKLOADENDPOINT_PREFIX = '/calico/resources/v3/projectcalico.org/workloadendpoints/';
 
 export function blockKey(cidr: IpNet): string {
   return `${BLOCK_PREFIX}ipv${cidr.version}/block/${netKeyPart(cidr)}`;

@@ -8,12 +8,14 @@
 // a command leaves anything that would keep a process alive.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { AllocationBlock, BLOCK_PREFIX, HANDLE_PREFIX, parseBlockKey } from '../../src/control/ipam';
+import { AllocationBlock, auditIpam, BLOCK_PREFIX, HANDLE_PREFIX, Ipam, NODE_PREFIX, parseBlockKey } from '../../src/control/ipam';
 import { KvStore } from '../../src/control/kv/kv';
 import { goG5, renderBoxTable, withPercentage } from '../../src/cli/ipam-cmd';
 import { podwayInProcess as podway, okInProcess as ok, podway as spawned, ok as okSpawned, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
+
+const RES = '/calico/resources/v3/projectcalico.org/';
 
 
 
@@ -42,6 +44,14 @@ kind: IPPool
 metadata: {name: tiny}
 spec: {cidr: 10.250.0.0/24, blockSize: 30}
 `;
+
+/** A WorkloadEndpoint document listing `ips` (host routes), as the CNI plugin writes one. */
+function wepYaml(name: string, node: string, ips: readonly string[], extra: Record<string, string> = {}, namespace = 'default'): string {
+  const nets = ips.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`)).join(', ');
+  const more = Object.entries(extra).map(([k, v]) => `, ${k}: ${v}`).join('');
+  return `apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: ${name}, namespace: ${namespace}}\n`
+    + `spec: {node: ${node}, interfaceName: cali${name.length}${name.slice(-6).replace(/[^a-z0-9]/g, '')}, ipNetworks: [${nets}]${more}}\n`;
+}
 
 const ipToInt = (ip: string) => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
 const intToIp = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
@@ -111,8 +121,12 @@ function ipamSuite(target: Target) {
     assert.equal(json.map((p: { name: string; inUse: number }) => [p.name, p.inUse]), [['pool-a', 5]]);
     assert.equal(json[0].blocks.map((b: { cidr: string; affinity: string; inUse: number }) => [b.cidr, b.affinity, b.inUse]), [[cidr, 'host:node1', 5]]);
 
+    // The pod that holds them: a WorkloadEndpoint listing the five (check calls unused ones leaked).
+    writeFileSync(path.join(work, 'wep-abc.yaml'), wepYaml('node1-k8s-abc-eth0', 'node1', assigned, { containerID: 'abc' }));
+    await ok(['apply', '-f', path.join(work, 'wep-abc.yaml'), ...ds()]);
     const clean = await podway(['ipam', 'check', ...ds()]);
     assert.is(clean.code, 0, clean.err + clean.out);
+    assert.ok(clean.out.includes('Found 5 workload IPs.\nWorkloads and nodes are using 5 IPs.\n'), clean.out);
     assert.match(clean.out, /^Checking IPAM for inconsistencies\.\.\.\n\nLoading all IPAM blocks\.\.\.\nFound 1 IPAM blocks\.\n/);
     assert.ok(clean.out.includes(` IPAM block ${cidr} affinity=host:node1:\n`), clean.out);
     assert.ok(clean.out.endsWith('\nCheck complete; found 0 problems.\n'), clean.out);
@@ -126,20 +140,30 @@ function ipamSuite(target: Target) {
     const leakedIp = block.ordinalToIp(ordinal!);
     assert.is(await kv.get(`${HANDLE_PREFIX}k8s-pod-network.leaked`), null);
 
+    // Two problems: its handle does not exist, and nobody uses it (no timestamp: judged at once).
     const dirty = await spawned(['ipam', 'check', ...ds()]);
-    assert.is(dirty.code, 1, 'problems found: exit 1');
-    assert.ok(dirty.out.includes(` IPAM block ${cidr} affinity=host:node1:\n  ${leakedIp} leaked; attrs Main:k8s-pod-network.leaked Extra:namespace=default,node=node1,pod=ghost\n`), dirty.out);
-    assert.ok(dirty.out.endsWith('\nCheck complete; found 1 problems.\n'), dirty.out);
+    assert.is(dirty.code, 3, 'problems found: exit 3');
+    const attrs = 'attrs Main:k8s-pod-network.leaked Extra:namespace=default,node=node1,pod=ghost';
+    assert.ok(dirty.out.includes(` IPAM block ${cidr} affinity=host:node1:\n  ${leakedIp} held by handle k8s-pod-network.leaked, which does not exist; ${attrs}\n`), dirty.out);
+    assert.ok(dirty.out.includes(`\n  ${leakedIp} leaked: allocated, used by no workload or node; ${attrs}\nFound 1 IPs that are allocated in IPAM but not actually in use.\n`), dirty.out);
+    assert.ok(dirty.out.endsWith('\nCheck complete; found 2 problems.\n'), dirty.out);
     const dirtyJson = await podway(['ipam', 'check', '-o', 'json', ...ds()]);
-    assert.is(dirtyJson.code, 1);
+    assert.is(dirtyJson.code, 3);
     const report = JSON.parse(dirtyJson.out);
-    assert.is(report.problemCount, 1);
-    assert.equal(report.problems.map((p: { kind: string; ips: string[] }) => [p.kind, p.ips]), [['address-without-handle', [leakedIp]]]);
+    assert.is(report.problemCount, 2);
+    assert.equal(report.problems.map((p: { kind: string; ips?: string[]; ip?: string }) => [p.kind, p.ips ?? p.ip]), [['address-without-handle', [leakedIp]], ['leaked', leakedIp]]);
     assert.match(await ok(['ipam', 'show', ...ds()]), /\| 6 \(0%\) +\| 65530 \(100%\) \|/);
 
     // release --ip frees the leaked one; release --handle the pod's five.
     assert.is(await okSpawned(['ipam', 'release', '--ip', leakedIp, ...ds()]), `Successfully released IP address ${leakedIp}\n`);
     assert.is((await podway(['ipam', 'check', ...ds()])).code, 0);
+    // The pod's handle is refused while its endpoint lists the addresses, naming it; nothing released.
+    const live = await podway(['ipam', 'release', '--handle', 'k8s-pod-network.abc', ...ds()]);
+    assert.is(live.code, 1);
+    assert.ok(live.err.startsWith(`podway: IP address ${assigned[0]} is in use by Workload(default/node1-k8s-abc-eth0) on node node1; `), live.err);
+    assert.ok(live.err.endsWith('delete the endpoint (or node) first, or pass --force; nothing was released\n'), live.err);
+    assert.match(await ok(['ipam', 'show', ...ds()]), /\| 5 \(0%\) /);
+    await ok(['delete', 'wep', 'node1-k8s-abc-eth0', ...ds()]);
     assert.is(await ok(['ipam', 'release', '--handle', 'k8s-pod-network.abc', ...ds()]),
       `Successfully released 5 IP address(es) of handle k8s-pod-network.abc: ${assigned.join(', ')}\n`);
     assert.is(await kv.get(`${HANDLE_PREFIX}k8s-pod-network.abc`), null, 'the handle key is gone');
@@ -192,7 +216,12 @@ function ipamSuite(target: Target) {
     assert.equal(cells(borrowed[3]!), [got[3], 'node1', `${intToIp(node2Base)}/30`, 'node2', '', '']);
     assert.ok(borrowed[3]!.startsWith(`| ${got[3]} `), 'the address left-aligned');
     assert.is(borrowed.length, 6);
-    assert.is((await podway(['ipam', 'check', ...ds()])).code, 0, 'a borrowed address is not a problem');
+    // A borrowed address is no problem; the ones no endpoint lists are (leaked), and only those.
+    const borrowCheck = await podway(['ipam', 'check', '-o', 'json', ...ds()]);
+    assert.is(borrowCheck.code, 3, borrowCheck.err);
+    const leakedOnly = JSON.parse(borrowCheck.out).problems as { kind: string; ip: string }[];
+    assert.equal(leakedOnly.map((p) => p.kind), leakedOnly.map(() => 'leaked'));
+    assert.equal(leakedOnly.map((p) => p.ip).sort(), [...got, elsewhere].sort());
 
     const ghost = await podway(['ipam', 'assign', '--node', 'ghost', ...ds()]);
     assert.is(ghost.code, 1);
@@ -210,9 +239,11 @@ function ipamSuite(target: Target) {
     const blocks = await ok(['ipam', 'show', '--show-blocks', ...ds()]);
     assert.match(blocks, /\| IP Pool  \| fd00:10:244::\/64 +\| 1\.8447e\+19 \| 3 \(0%\) +\| 1\.8447e\+19 \(100%\) \|/);
     assert.match(blocks, /\| Block    \| fd00:10:244:[0-9a-f:]*\/122 +\| +64 \| 3 \(5%\) +\| 61 \(95%\) +\|/);
-    const clean = await podway(['ipam', 'check', ...ds()]);
-    assert.is(clean.code, 0, clean.err + clean.out);
+    const clean = await podway(['ipam', 'check', '--grace-period', '0', ...ds()]);
+    assert.is(clean.code, 3, clean.err + clean.out);
     assert.ok(clean.out.includes('Found 2 IPAM blocks.'), clean.out);
+    for (const ip of v6) assert.ok(clean.out.includes(`\n  ${ip} leaked: allocated, used by no workload or node; attrs Main:k8s-pod-network.six Extra:node=node1\n`), clean.out);
+    assert.ok(clean.out.includes('\nFound 4 IPs that are allocated in IPAM but not actually in use.\n'), clean.out);
     assert.ok(clean.out.includes('  fd00:10:244::/64\n'), clean.out);
     assert.is(await ok(['ipam', 'release', '--ip', v6[2]!, ...ds()]), `Successfully released IP address ${v6[2]}\n`);
     assert.is(await ok(['ipam', 'release', '--handle', 'k8s-pod-network.six', ...ds()]),
@@ -220,6 +251,138 @@ function ipamSuite(target: Target) {
     const none = await podway(['ipam', 'assign', '--node', 'node1', '--ipv6', '--pool', 'pool-a', ...ds()]);
     assert.is(none.code, 1);
     assert.match(none.err, /pool-a\) does not exist, or is not enabled/, 'an IPv4 pool is no IPv6 pool');
+  });
+
+  test('check against workloads and nodes: a killed ADD, a deleted node, a released endpoint address; show --ip; release guards and --from-report', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const ipam = new Ipam(kv, { blockSearch: 'sequential' });
+    const hourAgo = new Date(Date.now() - 3_600_000).toISOString();
+    const pod = (name: string, stamp: string) => ({ node: 'node1', namespace: 'default', pod: name, timestamp: stamp });
+    const one = async (node: string, handle: string, attrs: Record<string, string>) => {
+      const r = await ipam.autoAssign({ node, count: 1, handleId: handle, attrs });
+      assert.is(r.ips.length, 1, String(r.errors));
+      return r.ips[0]!;
+    };
+    // A running pod and its endpoint; node1's VXLAN tunnel address, named by the Node.
+    const web = await one('node1', 'k8s-pod-network.c0web', pod('web', hourAgo));
+    const tunnel = await one('node1', 'vxlan-tunnel-addr-node1', { node: 'node1', type: 'vxlanTunnelAddress' });
+    // A CNI ADD killed after IPAM and before the endpoint, an hour ago; another one just now (in progress).
+    const killed = await one('node1', 'k8s-pod-network.c1killed', pod('killed', hourAgo));
+    const fresh = await one('node1', 'k8s-pod-network.c2fresh', pod('fresh', new Date().toISOString()));
+    // A node deleted behind IPAM's back: its tunnel address stays allocated.
+    await kv.create(`${NODE_PREFIX}gone`, '{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"gone"},"spec":{}}');
+    const goneTunnel = await one('gone', 'vxlan-tunnel-addr-gone', { node: 'gone', type: 'vxlanTunnelAddress' });
+    assert.ok(await kv.delete(`${NODE_PREFIX}gone`));
+    // An endpoint whose address was released under it.
+    const orphan = await one('node1', 'k8s-pod-network.c3orphan', pod('orphan', hourAgo));
+    writeFileSync(path.join(work, 'users.yaml'), [
+      wepYaml('node1-k8s-web-eth0', 'node1', [web], { containerID: 'c0web', pod: 'web' }),
+      CLUSTER.split('---\n')[1]!.replace('spec: {', `spec: {ipv4VXLANTunnelAddr: ${tunnel}, `),
+      wepYaml('node1-k8s-orphan-eth0', 'node1', [orphan], { containerID: 'c3orphan', pod: 'orphan' }),
+    ].join('---\n'));
+    await ok(['apply', '-f', path.join(work, 'users.yaml'), ...ds()]);
+    assert.equal((await ipam.releaseIps([orphan])).released, [orphan]);
+    // IPAM alone sees nothing wrong: every handle and block agrees.
+    assert.equal(await ipam.check(), []);
+
+    const r = await podway(['ipam', 'check', ...ds()]);
+    assert.is(r.code, 3, r.err + r.out);
+    assert.ok(r.out.includes('Loading all nodes.\nFound 1 node tunnel IPs.\n\nLoading all workload endpoints.\nFound 2 workload IPs.\nWorkloads and nodes are using 3 IPs.\n'), r.out);
+    assert.ok(r.out.includes([
+      'Scanning for IPs that are allocated but not actually in use...',
+      `  ${killed} leaked: allocated, used by no workload or node; attrs Main:k8s-pod-network.c1killed Extra:namespace=default,node=node1,pod=killed,timestamp=${hourAgo}`,
+      `  ${goneTunnel} leaked: allocated, used by no workload or node; its node gone no longer exists; attrs Main:vxlan-tunnel-addr-gone Extra:node=gone,type=vxlanTunnelAddress`,
+      'Found 2 IPs that are allocated in IPAM but not actually in use.',
+      `Left 1 unused allocations younger than the 15m0s grace period unjudged (an ADD in progress allocates before it writes its endpoint): ${fresh}`,
+      'Scanning for IPs that are in use by a workload or node but not allocated in IPAM...',
+      `  ${orphan} in use by Workload(default/node1-k8s-orphan-eth0) and in an active IP pool but has no IPAM allocation (IPAM may hand it out again)`,
+      'Found 0 in-use IPs that are not in active IP pools.',
+      'Found 1 in-use IPs that are in active IP pools but have no corresponding IPAM allocation.',
+    ].join('\n')), r.out);
+    assert.ok(r.out.endsWith('\nCheck complete; found 3 problems.\n'), r.out);
+    // With no grace period the fresh allocation is judged too.
+    const judged = await auditIpam(kv, { gracePeriodMs: 0 });
+    assert.equal(judged.problems.map((p) => [p.kind, p.ip]).sort(), [['leaked', killed], ['leaked', fresh], ['leaked', goneTunnel], ['not-allocated', orphan]].sort());
+
+    // show --ip: one address, its holder and its user.
+    assert.is((await okSpawned(['ipam', 'show', '--ip', web, ...ds()])).replace(/Sequence number: \d+/, 'Sequence number: SEQ'), [
+      `IP ${web} is in use`, 'Handle ID: k8s-pod-network.c0web', 'Attributes:', '  namespace: default', '  node: node1', '  pod: web',
+      `  timestamp: ${hourAgo}`, 'Pool: pool-a (10.244.0.0/16)', `Block: ${block26(web)} affinity=host:node1`, 'Sequence number: SEQ',
+      'Used by: Workload(default/node1-k8s-web-eth0) on node node1 (ipNetworks)', '',
+    ].join('\n'));
+    const orphanShow = await ok(['ipam', 'show', '--ip', orphan, ...ds()]);
+    assert.ok(orphanShow.startsWith(`IP ${orphan} is not assigned\nPool: pool-a (10.244.0.0/16)\nUsed by: Workload(default/node1-k8s-orphan-eth0) on node node1 (ipNetworks)\nProblem: ${orphan} in use by`), orphanShow);
+    const json = JSON.parse(await ok(['ipam', 'show', '--ip', goneTunnel, '-o', 'json', ...ds()]));
+    assert.equal([json.allocated, json.handle, json.state, json.owners], [true, 'vxlan-tunnel-addr-gone', 'leaked', []]);
+
+    // release --ip of what a live endpoint or node uses: refused naming the owner, nothing released.
+    const refused = await spawned(['ipam', 'release', '--ip', killed, '--ip', web, '--ip', tunnel, ...ds()]);
+    assert.is(refused.code, 1);
+    assert.is(refused.err, `podway: IP address ${web} is in use by Workload(default/node1-k8s-web-eth0) on node node1; `
+      + `IP address ${tunnel} is in use by Node(node1) (ipv4VXLANTunnelAddr): releasing them lets IPAM hand them out again while still in use; `
+      + 'delete the endpoint (or node) first, or pass --force; nothing was released\n');
+    assert.ok(await ipam.allocationOf(killed), 'the unused one was not released either');
+    const forced = await spawned(['ipam', 'release', '--ip', tunnel, '--force', ...ds()]);
+    assert.is(forced.code, 0, forced.err);
+    assert.is(forced.out, `Successfully released IP address ${tunnel}\n`);
+    assert.is(forced.err, `podway: warning: releasing ${tunnel} although Node(node1) (ipv4VXLANTunnelAddr) uses it (--force)\n`);
+
+    // The report, then the world moves on before the release: the killed ADD's endpoint appears at last.
+    const reportFile = path.join(work, 'report.json');
+    const reported = await podway(['ipam', 'check', '-o', reportFile, ...ds()]);
+    assert.is(reported.code, 3);
+    assert.ok(reported.out.endsWith(`Report written to ${reportFile}.\n`), reported.out);
+    const report = JSON.parse(readFileSync(reportFile, 'utf8'));
+    assert.equal(report.allocations.filter((a: { state: string }) => a.state === 'leaked').map((a: { ip: string }) => a.ip).sort(), [killed, goneTunnel].sort());
+    assert.is(report.allocations.find((a: { ip: string }) => a.ip === web).owners[0], 'Workload(default/node1-k8s-web-eth0)');
+    const lateKey = `${RES}workloadendpoints/default/node1-k8s-killed-eth0`;
+    assert.ok(await kv.create(lateKey, JSON.stringify({ kind: 'WorkloadEndpoint', apiVersion: 'projectcalico.org/v3',
+      metadata: { name: 'node1-k8s-killed-eth0', namespace: 'default' }, spec: { node: 'node1', interfaceName: 'calikilled', ipNetworks: [`${killed}/32`] } })));
+    const released = await okSpawned(['ipam', 'release', '--from-report', reportFile, ...ds()]);
+    assert.ok(released.includes(`  skipped ${killed}: in use by Workload(default/node1-k8s-killed-eth0) now\n`), released);
+    assert.ok(released.includes(`  released ${goneTunnel} (handle vxlan-tunnel-addr-gone)\n`), released);
+    assert.ok(released.endsWith('Released 1 IPs; skipped 1.\n'), released);
+    assert.is(await ipam.allocationOf(goneTunnel), null);
+    assert.is(await kv.get(`${HANDLE_PREFIX}vxlan-tunnel-addr-gone`), null, 'the handle went with its last address');
+
+    // An address released and assigned again after the report has a new sequence number: skipped.
+    await kv.delete(lateKey);
+    const second = path.join(work, 'second.json');
+    await podway(['ipam', 'check', '-o', second, ...ds()]);
+    assert.equal((await ipam.releaseIps([killed])).released, [killed]);
+    await ipam.assignIp({ ip: killed, handleId: 'k8s-pod-network.c1killed', attrs: pod('killed', hourAgo), node: 'node1' });
+    assert.match(await ok(['ipam', 'release', '--from-report', second, ...ds()]), `  skipped ${killed}: assigned again since the report\n`);
+    assert.ok(await ipam.allocationOf(killed));
+    // Reports of another cluster, and files that are no report, are refused.
+    writeFileSync(path.join(work, 'other.json'), JSON.stringify({ ...report, clusterGUID: 'ffff' }));
+    await kv.create(`${RES}clusterinformations/default`, '{"kind":"ClusterInformation","apiVersion":"projectcalico.org/v3","metadata":{"name":"default"},"spec":{"clusterGUID":"abcd"}}');
+    const other = await podway(['ipam', 'release', '--from-report', path.join(work, 'other.json'), ...ds()]);
+    assert.is(other.code, 1);
+    assert.match(other.err, 'is of another cluster (clusterGUID ffff, this datastore\'s is abcd); refusing to release');
+    const notReport = await podway(['ipam', 'release', '--from-report', path.join(work, 'users.yaml'), ...ds()]);
+    assert.is(notReport.code, 1);
+    assert.match(notReport.err, /users\.yaml is not JSON/);
+  });
+
+  test('check: an address two endpoints use, one held for another pod; an endpoint on a node that does not exist', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const ipam = new Ipam(kv);
+    const [a] = (await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'k8s-pod-network.caaa', attrs: { node: 'node1', namespace: 'default', pod: 'a' } })).ips;
+    writeFileSync(path.join(work, 'two.yaml'), wepYaml('node1-k8s-a-eth0', 'node1', [a!], { containerID: 'caaa', pod: 'a' })
+      + '---\n' + wepYaml('node1-k8s-b-eth0', 'node1', [a!], { containerID: 'cbbb', pod: 'b' })
+      + '---\n' + wepYaml('ghost-k8s-c-eth0', 'ghost', ['10.99.5.5'], { pod: 'c' }, 'prod'));
+    await ok(['apply', '-f', path.join(work, 'two.yaml'), ...ds()]);
+    const r = await podway(['ipam', 'check', '-o', 'json', ...ds()]);
+    assert.is(r.code, 3, r.err);
+    const problems = (JSON.parse(r.out).problems as { kind: string; message: string }[]).map((p) => [p.kind, p.message]);
+    assert.equal(problems, [
+      ['endpoint-on-missing-node', 'Workload(prod/ghost-k8s-c-eth0) is on node "ghost", which does not exist (a deleted node\'s endpoint: the address stays held while it is listed)'],
+      ['owner-mismatch', `${a} in use by Workload(default/node1-k8s-b-eth0) but held for pod default/a (releasing that holder frees an address in use); attrs Main:k8s-pod-network.caaa Extra:namespace=default,node=node1,pod=a`],
+      ['multiple-owners', `${a} has multiple owners: Workload(default/node1-k8s-a-eth0), Workload(default/node1-k8s-b-eth0)`],
+    ]);
+    const table = (await podway(['ipam', 'check', ...ds()])).out;
+    assert.ok(table.includes('  10.99.5.5 in use by Workload(prod/ghost-k8s-c-eth0) is not in any active IP pool (not IPAM\'s: not counted as a problem).\nFound 1 in-use IPs that are not in active IP pools.\n'), table);
+    assert.ok(table.endsWith('\nCheck complete; found 3 problems.\n'), table);
   });
 
   test('the datastore from PODWAY_DATASTORE; a file: datastore is refused with the reason', async () => {

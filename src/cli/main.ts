@@ -187,7 +187,10 @@ export function buildProgram(): Command {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
     const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods, ${r.nat.refused} new flows refused (table full), ${r.nat.icmpUnmatched} ICMP errors quoting no known flow, ${r.nat.podTransit ?? 0} pod frames dropped before the kernel's conntrack (podway forwards them)\n` : '';
     const bgp = r.bgpPeers ? '\n' + table(r.bgpPeers, ['peer', 'type', 'state', 'messagesIn', 'messagesOut', 'updatesIn', 'updatesOut', 'prefixesReceived', 'prefixesAccepted']) : '';
-    return table(r.ports) + '\n' + table(reasons) + nat + bgp;
+    // host-side failures (Engine.failures), only when there was one
+    const failed = Object.entries((r.failures ?? {}) as Record<string, number>).filter(([, n]) => n > 0);
+    const failures = failed.length ? `\nfailures: ${failed.map(([k, n]) => `${k} ${n}`).join(', ')}\n` : '';
+    return table(r.ports) + '\n' + table(reasons) + failures + nat + bgp;
   });
   // node status: the BGP sessions, as calicoctl node status.
   addNodeCommands(program, controlPath);

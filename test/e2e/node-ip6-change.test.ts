@@ -19,6 +19,7 @@ import { guard, teardown, isRoot, routes, logTail, until, waitLog, pingIn, track
 import { controlRequest } from '../../src/dataplane/control-server';
 import { tunnelRxProgram } from '../../src/dataplane/nft-tunnels';
 import { ownedTunnelTableInput } from '../helpers/nft-owner';
+import { podwayCli } from './bgp-kit';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] },
@@ -123,6 +124,7 @@ test('nft refusing the rewrite for a new address: VXLAN to it read once, from th
     assert.not.match(r.out, /DUP!/, 'every echo request delivered once');
     const c = (await controlRequest(n1.control, { cmd: 'counters' })) as { failures: { tunnelTable: number } };
     assert.ok(c.failures.tunnelTable >= 1, JSON.stringify(c.failures));
+    assert.match(podwayCli(['counters', '--control', n1.control]), /\nfailures: tunnelTable [1-9]/);
     const st = (await controlRequest(n1.control, { cmd: 'status' })) as { tunnelsOn: string };
     assert.match(st.tunnelsOn, 'VXLAN to fd99::c1: underlay port only (no IPv6 VXLAN socket: the table names fd99::b1)');
   } finally {

@@ -4,7 +4,8 @@
  * JS registers one frame pool (an ArrayBuffer of fixed-size slots) and its descriptor typed arrays
  * once; afterwards every call passes only small integers (port id, first descriptor, count), so a
  * batch costs one N-API call. Readiness comes from uv_poll on each port's fd: one JS callback per
- * wake-up, in which JS drains the port with recv() in batches.
+ * wake-up, which (poll's recvMax) already holds the first batch, received here; JS calls recv()
+ * itself only while batches come full.
  *
  * State lives in per-instance data, so each worker_thread that loads the addon has its own pool and
  * ports.
@@ -40,7 +41,8 @@ struct poller {
   struct addon *a;
   napi_env env;
   napi_ref cb;         /* JS readiness callback; NULL while JS does not poll this port */
-  napi_async_context actx;
+  uint32_t recv_max;   /* > 0: on readability the addon receives up to this many frames into
+                        * descriptors [0, recv_max) first and hands JS the count (poll's recvMax) */
   int id;
   int events;          /* what the handle watches now: UV_READABLE, UV_WRITABLE */
   int retry_armed;
@@ -522,7 +524,6 @@ static void poller_handle_closed(uv_handle_t *h) {
 static void poller_drop_js(napi_env env, struct poller *pl) {
   if (!pl->cb) return;
   napi_delete_reference(env, pl->cb);
-  napi_async_destroy(env, pl->actx);
   pl->cb = NULL;
 }
 
@@ -946,17 +947,29 @@ static napi_value port_info(napi_env env, napi_callback_info info) {
 
 /* ---- readiness -------------------------------------------------------------------------- */
 
+/* One JS call per wake-up. With recv_max the first batch is received here, so JS gets the frame
+ * count (or -errno) and makes no recv call of its own unless that batch was full.
+ *
+ * napi_call_function, not napi_make_callback: make_callback wraps every call in node's callback
+ * scope (async-hooks context push and pop, then a nextTick and microtask drain), which the
+ * forwarding path needs none of and which costs most when the caches are cold, i.e. on every
+ * wake-up at a low packet rate (bench/README.md, "Podway's own work per wake-up"). Ticks and
+ * microtasks the callback queues still run in this loop iteration: node's check phase
+ * (CheckImmediate) opens and closes such a scope on every iteration. */
 static void call_js(struct poller *pl, int status) {
   napi_env env = pl->env;
+  if (status == 0 && pl->recv_max) {
+    struct addon *a = pl->a;
+    status = a->pool_set ? port_recv(&a->ports[pl->id], (uint16_t)pl->id, &a->pool, 0, pl->recv_max) : -EINVAL;
+  }
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
-  napi_value cb, global, args[2], result;
+  napi_value cb, recv, args[2], result;
   napi_get_reference_value(env, pl->cb, &cb);
-  napi_get_global(env, &global);
+  napi_get_undefined(env, &recv);
   napi_create_uint32(env, (uint32_t)pl->id, &args[0]);
   napi_create_int32(env, status, &args[1]);
-  /* make_callback runs queued microtasks and nextTicks afterwards, as node's own I/O does. */
-  napi_make_callback(env, pl->actx, global, cb, 2, args, &result);
+  napi_call_function(env, recv, cb, 2, args, &result);
   bool pending = false;
   napi_is_exception_pending(env, &pending);
   if (pending) {
@@ -984,34 +997,38 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   if ((events & UV_READABLE) && !pl->closing && pl->cb) call_js(pl, 0);
 }
 
-/* poll(port, callback(portId, status)) starts readiness notification (a second call replaces the
- * callback); unpoll(port) stops it. Neither disturbs the flushing of a transmit backlog. */
+/* poll(port, callback(portId, status), recvMax?) starts readiness notification (a second call
+ * replaces the callback); unpoll(port) stops it. Neither disturbs the flushing of a transmit
+ * backlog. status < 0 is a poll error (-errno). With recvMax (1..MAX_BATCH, at most the pool's
+ * descriptors), each readable wake-up first receives up to recvMax frames into descriptors
+ * [0, recvMax) as recv(port, 0, recvMax) would, and status is the count (0: nothing was there)
+ * or recv's -errno. */
 static napi_value start_poll(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
-  size_t argc = 2;
-  napi_value argv[2];
-  uint32_t id;
+  size_t argc = 3;
+  napi_value argv[3];
+  uint32_t id, recv_max = 0;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   struct port *p = arg_port(env, a, argv[0], &id);
   if (!p) return NULL;
   napi_valuetype t;
   napi_typeof(env, argv[1], &t);
   if (t != napi_function) return throw_type(env, "poll: callback must be a function");
+  if (argc >= 3) {
+    napi_typeof(env, argv[2], &t);
+    if (t != napi_undefined && (arg_u32(env, argv[2], &recv_max) || recv_max == 0 || recv_max > MAX_BATCH))
+      return throw_type(env, "poll: recvMax must be 1..MAX_BATCH");
+    if (recv_max && (!a->pool_set || recv_max > a->pool.ndesc)) return throw_type(env, "poll: recvMax needs a pool with that many descriptors");
+  }
   int err = 0;
   struct poller *pl = poller_get(env, a, id, &err);
   if (!pl) return throw_errno(env, -err, "uv_poll_init");
   poller_drop_js(env, pl);
-  napi_value name;
-  napi_create_string_utf8(env, "podway:port", NAPI_AUTO_LENGTH, &name);
-  if (napi_async_init(env, NULL, name, &pl->actx) != napi_ok) {
-    poller_sync(env, a, id);
-    return throw_errno(env, EINVAL, "poll: napi_async_init");
-  }
   if (napi_create_reference(env, argv[1], 1, &pl->cb) != napi_ok) {
-    napi_async_destroy(env, pl->actx);
     poller_sync(env, a, id);
     return throw_errno(env, EINVAL, "poll: napi_create_reference");
   }
+  pl->recv_max = recv_max;
   err = poller_sync(env, a, id);
   if (err) {
     poller_drop_js(env, pl);

@@ -10,7 +10,7 @@ import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
 import { macEquals } from '../packet/ethernet';
 import { FramePool } from './frame-pool';
-import { PacketIO, errnoOf } from './io';
+import { PacketIO, errnoOf, errnoName } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role } from './pipeline';
 import { buildNextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
@@ -592,20 +592,23 @@ export class Engine {
   }
 
   private watch(port: number): void {
-    this.io.poll(port, (p, status) => {
-      if (status < 0) {
-        this.portError(p, 'recv', Object.assign(new Error(`poll error ${status}`), { code: `poll ${status}` }));
+    // The I/O layer receives the first batch before it calls us (recvMax): one JS call per wake-up.
+    this.io.poll(port, (p, n) => {
+      if (n < 0) {
+        // a poll error (the fd failed) or the receive's own, as -errno
+        const code = errnoName(n);
+        this.portError(p, 'recv', Object.assign(new Error(`${code}: receive on ${this.pipe.portName[p]} failed`), { code }));
         return;
       }
       try {
-        this.pipe.drain(p);
+        this.pipe.drainReceived(p, n);
       } catch (e) {
         // Only this port's receive failed (sends are handled per output port in the pipeline):
         // count it and pause this port's polling; it is polled again after a growing pause, and a
         // port whose endpoint went away is closed by the next model apply anyway.
         this.portError(p, 'recv', e as Error);
       }
-    });
+    }, this.pipe.batch);
   }
 
   /** Ports whose receive failed, with the timer that polls them again. */

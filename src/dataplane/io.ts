@@ -10,6 +10,7 @@
  * (the rest are counted in its stats); both throw an Error with an errno `code` only for a broken
  * port or bad arguments, never for a single frame.
  */
+import { getSystemErrorName } from 'node:util';
 import type { FramePool } from './frame-pool';
 
 export interface PortOptions {
@@ -116,7 +117,13 @@ export interface PortStats {
 
 export interface PortInfo { kind: 'tap' | 'tun' | 'packet' | 'udp' | 'raw'; name: string; fd: number; ifindex: number; boundPort: number; /** 0 = no ring, else the TPACKET version */ ring: number }
 
-/** Readiness callback: one call per readable event of a port; status < 0 is a poll error. */
+/**
+ * Readiness callback: one call per readable event of a port. status < 0: the port failed (-errno:
+ * a poll error, or with recvMax the receive's own). Without recvMax, status is 0 and the callback
+ * receives with recv(); with poll's recvMax, the I/O layer has already received the first batch,
+ * as recv(port, 0, recvMax) would, and status is its frame count (0 when nothing was there), so a
+ * wake-up costs one JS call instead of two.
+ */
 export type PollCallback = (port: number, status: number) => void;
 
 export interface PacketIO {
@@ -146,8 +153,19 @@ export interface PacketIO {
    * when a previous attempt failed (the port receives nothing: close it). Other ports: false. */
   checkRing?(port: number, checks?: number): boolean;
   info(port: number): PortInfo;
-  poll(port: number, cb: PollCallback): void;
+  /** Call `cb` when the port is readable (see PollCallback); recvMax (1..MAX_BATCH, at most the
+   * pool's descriptors): receive the first batch before calling it. A second call replaces both. */
+  poll(port: number, cb: PollCallback, recvMax?: number): void;
   unpoll(port: number): void;
+}
+
+/** The name of a negative errno as PollCallback passes it (-100 -> ENETDOWN). */
+export function errnoName(negErrno: number): string {
+  try {
+    return getSystemErrorName(negErrno);
+  } catch {
+    return `errno ${-negErrno}`;
+  }
 }
 
 /** An errno-carrying error from the I/O layer: `code` is the errno name (EPERM, ENODEV, ...). */

@@ -4,6 +4,7 @@
  * set); frames the pipeline sends are copied out and kept per port. It lets the forwarding logic
  * run and be tested byte for byte in a plain Node process, without root or the addon.
  */
+import { constants as osConstants } from 'node:os';
 import { FramePool, HEADROOM, SLOT_SIZE, DescFlag } from './frame-pool';
 import type { PacketIO, PortOptions, PortStats, PortInfo, PollCallback } from './io';
 
@@ -26,6 +27,8 @@ interface MemPort {
   tx: MemFrame[];
   stats: PortStats;
   cb: PollCallback | null;
+  /** poll's recvMax (0: the callback receives itself). */
+  recvMax: number;
   /** Error code the next recv/send throws (fault injection). */
   failRecv: string | null;
   failSend: string | null;
@@ -70,7 +73,7 @@ export class MemoryIO implements PacketIO {
     let id = this.ports.findIndex((p) => p === undefined);
     if (id < 0) id = this.ports.length;
     this.ports[id] = {
-      kind, name, opts, rx: [], tx: [], cb: null, failRecv: null, failSend: null, ringFault: null,
+      kind, name, opts, rx: [], tx: [], cb: null, recvMax: 0, failRecv: null, failSend: null, ringFault: null,
       stats: { rxPackets: 0, rxBytes: 0, rxTruncated: 0, rxKernelDrops: 0, rxCalls: 0, txPackets: 0, txBytes: 0, txRetries: 0, txDroppedFull: 0, txErrors: 0, txCalls: 0 },
     };
     this.events.push({ op: 'open', port: id, kind, name, opts });
@@ -173,13 +176,26 @@ export class MemoryIO implements PacketIO {
     return { kind: p.kind, name: p.name, fd: -1, ifindex: 0, boundPort: p.opts.port ?? 0, ring: 0 };
   }
 
-  poll(port: number, cb: PollCallback): void {
-    this.get(port).cb = cb;
+  poll(port: number, cb: PollCallback, recvMax?: number): void {
+    if (recvMax !== undefined && !(Number.isInteger(recvMax) && recvMax >= 1 && recvMax <= this.MAX_BATCH)) throw new TypeError('poll: recvMax must be 1..MAX_BATCH');
+    const p = this.get(port);
+    p.cb = cb;
+    p.recvMax = recvMax ?? 0;
   }
 
   unpoll(port: number): void {
     const p = this.ports[port];
     if (p) p.cb = null;
+  }
+
+  /** poll's recvMax: the first batch, received before the callback; a receive fault as -errno. */
+  private recvForPoll(port: number, max: number): number {
+    try {
+      return this.recv(port, 0, max);
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? '';
+      return -((osConstants.errno as Record<string, number>)[code] ?? 5 /* EIO */);
+    }
   }
 
   // ---- the test's side -------------------------------------------------------------------------
@@ -239,7 +255,7 @@ export class MemoryIO implements PacketIO {
         if (p && p.cb && (p.rx.length > 0 || p.failRecv)) {
           any = true;
           calls++;
-          p.cb(id, 0);
+          p.cb(id, p.recvMax ? this.recvForPoll(id, p.recvMax) : 0);
         }
       });
       if (!any) break;

@@ -196,6 +196,15 @@ export class Pipeline implements CapturePorts {
     return total;
   }
 
+  /** The rest of a wake-up whose first batch (`n` frames in descriptors [0, n)) the I/O layer
+   * already received (poll with recvMax = batch): process it, then drain as drain() does. */
+  drainReceived(port: number, n: number, maxBatches = 16): number {
+    if (n === 0) return 0;
+    this.processBatch(port, n);
+    if (n < this.batch) return n;
+    return n + this.drain(port, maxBatches - 1);
+  }
+
   processBatch(port: number, n: number): void {
     // Capture is tested once per batch here and once after; a drop notes its reason for it on the
     // drop path only.

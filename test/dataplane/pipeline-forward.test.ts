@@ -12,6 +12,7 @@ import {
 } from './helpers';
 
 import { failNeighbor, learnNeighbor } from '../../src/dataplane/nexthops';
+import { errnoName } from '../../src/dataplane/io';
 
 const RESOLVED = { neighbors: { '10.99.0.2': NODE2_MAC } };
 const PEER = { addr: NODE2 };
@@ -525,6 +526,28 @@ test('harness sanity: A is 10.244.0.1 on caliA with its declared MAC, node IP 10
   assert.is(h.pipe.podMacKnown[a], 1);
   assert.is(h.pipe.addr.nodeIp, NODE1);
   assert.ok(h.pipe.addr.knownNodes.has(NODE2));
+});
+
+test('one JS call per wake-up: poll with recvMax hands the pipeline its first batch, drainReceived forwards it and drains the rest', () => {
+  const h = makeHarness({ ...RESOLVED, batch: 2 });
+  const a = h.port('caliA');
+  const statuses: number[] = [];
+  h.io.poll(a, (p, n) => {
+    statuses.push(n);
+    if (n >= 0) h.pipe.drainReceived(p, n);
+  }, h.pipe.batch);
+  h.io.inject(a, frame('a_to_b'), frame('a_to_b'), frame('a_to_b'), frame('a_to_b'), frame('a_to_b'));
+  assert.is(h.io.pump(), 1, 'one callback drained all five (a full first batch, then recv)');
+  assert.equal(statuses, [2], 'the first batch came with the call');
+  const b = h.port('caliB');
+  assert.is(takeAll(h).get(b)?.length, 5, 'all five forwarded to B');
+  assert.is(h.io.stats(a).rxCalls, 3, 'recv calls: the I/O layer\'s (2 frames), then the pipeline\'s (2, then 1: not full, done)');
+  // a receive that fails reaches the callback as -errno, named as the addon would
+  h.io.failNext(a, 'recv', 'ENETDOWN');
+  assert.is(h.io.pump(), 1);
+  assert.ok(statuses[1] < 0, `status ${statuses[1]}`);
+  assert.is(errnoName(statuses[1]), 'ENETDOWN');
+  assert.throws(() => h.io.poll(a, () => {}, 0), /recvMax/);
 });
 
 test.run();

@@ -154,6 +154,61 @@ test('UDP: a batch of 64 datagrams crosses two namespaces with sendmmsg/recvmmsg
   });
 });
 
+test('poll with recvMax: the wake-up brings its first batch (one JS call), the callback gets the count', async () => {
+  await withNetns(['rma', 'rmb'], async ([A, B]) => {
+    veth(A, 'ra0', B, 'rb0');
+    A.ip('addr', 'add', '10.201.0.1/24', 'dev', 'ra0');
+    B.ip('addr', 'add', '10.201.0.2/24', 'dev', 'rb0');
+    const tx = native.openUdp({ netns: ns(A), addr: ip4('10.201.0.1'), port: 4789 });
+    const rx = native.openUdp({ netns: ns(B), addr: ip4('10.201.0.2'), port: 4789, rcvbuf: 1 << 20 });
+    try {
+      // bad recvMax values are refused before anything is watched
+      for (const bad of [0, native.MAX_BATCH + 1, -1]) {
+        let threw = false;
+        try { native.poll(rx, () => {}, bad); } catch { threw = true; }
+        assert.ok(threw, `recvMax ${bad} refused`);
+      }
+      const N = 40;
+      for (let i = 0; i < N; i++) {
+        const o = pool.start(i);
+        pool.len[i] = 60;
+        put32(o, 0xbeef0000 + i);
+        pool.addr[i] = ip4('10.201.0.2');
+        pool.aport[i] = 4789;
+        pool.txList[i] = i;
+      }
+      assert.is(native.send(tx, 0, N), N);
+      const seqs: number[] = [];
+      const statuses: number[] = [];
+      let recvCalls = 0;
+      native.poll(rx, (port, n) => {
+        statuses.push(n);
+        // the first batch is in descriptors [0, n) already; the rest is ours to receive
+        for (let k = 0; k < n; k++) seqs.push(get32(pool.start(k)) - 0xbeef0000);
+        while (n === 16) {
+          recvCalls++;
+          n = native.recv(port, 0, 16);
+          for (let k = 0; k < n; k++) seqs.push(get32(pool.start(k)) - 0xbeef0000);
+        }
+      }, 16);
+      assert.ok(await waitFor(() => seqs.length === N, 3000), `received ${seqs.length} of ${N}`);
+      assert.equal(seqs, Array.from({ length: N }, (_, i) => i));
+      assert.is(statuses[0], 16, 'the first wake-up arrives with a full first batch');
+      assert.ok(statuses.every((n) => n >= 0 && n <= 16), `statuses ${statuses}`);
+      assert.ok(recvCalls >= 2, 'the rest was received by JS');
+      // a wake-up with nothing new: no callback is owed, and none brings frames that are not there
+      const before = statuses.length;
+      await new Promise((r) => setTimeout(r, 50));
+      assert.is(statuses.length, before);
+      assert.is(native.stats(rx).rxPackets, N);
+    } finally {
+      native.unpoll(rx);
+      native.close(tx);
+      native.close(rx);
+    }
+  });
+});
+
 for (const version of [2, 3, 0] as const) {
   const ring = version !== 0;
   const ringVersion = version === 0 ? undefined : version;

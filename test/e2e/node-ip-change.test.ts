@@ -6,7 +6,9 @@
  * (spec.bgp.ipv4Address; the tunnel address stays), node2 must route node1's block to it, node1's
  * tunnel table and natOutgoing `nodes` set must name it, and pods on both nodes must talk again,
  * over VXLAN and then over IPIP (the raw socket and underlay filter of the new address), with no
- * restart. node1 runs two forwarding threads (both engines follow).
+ * restart. node1 runs two forwarding threads (both engines follow). node2 runs with --ip: when
+ * its address leaves, its Node keeps the given address, podway warns naming --ip, and pods keep
+ * talking on it.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -49,8 +51,10 @@ test.before(async () => {
   lab.setMode('vxlan');
   store = await lab.openKvStore('embedded', 'podway-ipchange-');
   await lab.useKvDatastore(store.kv, store.spec);
-  // node1 (renumbered) with two forwarding threads: the main engine and a worker engine follow.
-  for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--autodetect-poll-interval', '300ms', ...(n.name === 'node1' ? ['--workers', '2'] : [])]);
+  // node1 (renumbered) with two forwarding threads: the main engine and a worker engine follow;
+  // node2 with its address given (--ip), renumbered in the second test.
+  await lab.startPodway('node1', 20_000, ['--autodetect-poll-interval', '300ms', '--workers', '2']);
+  await lab.startPodway('node2', 20_000, ['--autodetect-poll-interval', '300ms', '--ip', `${lab.node('node2').ip}/24`]);
 });
 
 test.after(async () => {
@@ -104,6 +108,22 @@ test('node1 renumbered: its Node gets the new address, node2 routes to it, pods 
   assert.ok(await until(bothWays, 10_000, 100), 'pods talk over IPIP to the new address');
   const pid = n1.proc!.pid;
   assert.ok(n1.proc!.exitCode === null && pid === lab!.node('node1').proc!.pid, 'the same podway process all along');
+});
+
+test('--ip given (node2): the address leaves the node, podway warns and keeps it (the Node is never changed), pods still talk', async () => {
+  const n2 = lab!.node('node2');
+  const was = n2.ip;
+  nsExec(n2.ns, ['ip', 'addr', 'del', `${was}/24`, 'dev', 'eth0']);
+  nsExec(n2.ns, ['ip', 'addr', 'add', '10.99.0.22/24', 'dev', 'eth0']);
+  nsExec(n2.ns, ['ip', 'route', 'replace', 'default', 'via', '10.99.0.254']);
+  // the engine looks for its address every 5 s
+  assert.ok(await until(() => n2.log.some((l) => /node address 10\.99\.0\.2 is no longer on this node \(eth0 has 10\.99\.0\.22\/24\).*it was given with --ip \(or IP\), which podway never changes/.test(l)), 8000, 100), `the warning names --ip: ${n2.log.slice(-5).join(' | ')}`);
+  const node2 = JSON.parse((await store!.kv.get('/calico/resources/v3/projectcalico.org/nodes/node2'))!.value) as StoredNode;
+  assert.is(node2.spec.bgp.ipv4Address, `${was}/24`, 'the Node keeps the given address');
+  assert.ok(n2.log.some((l) => /node address autodetection: .*\(IPv4 given, kept;/.test(l)), 'the IPv4 address is not re-detected with --ip');
+  assert.not.ok(n2.log.some((l) => /autodetected again/.test(l)), 'nothing written to the Node');
+  // podway still answers ARP for the address and takes the tunnels to it: the pods are unaffected
+  assert.ok(await until(bothWays, 10_000, 100), 'pods still talk on the given address');
   ok = true;
 });
 

@@ -11,7 +11,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import {
-  AllocationBlock, auditIpam, AuditedAllocation, AuditProblem, BLOCK_PREFIX, DEFAULT_LEAK_GRACE_MS, encodeIpamConfig, formatAttrs,
+  AllocationBlock, auditIpam, AuditedAllocation, AuditProblem, BLOCK_PREFIX, HANDLE_PREFIX, DEFAULT_LEAK_GRACE_MS, encodeIpamConfig, formatAttrs,
   formatDuration, Ipam, IPAM_CONFIG_KEY, IpamAudit, IpamProblem, IpOwner, ownersOf, parseBlockKey, parseDuration, PoolUsage, readOwners,
 } from '../control/ipam';
 import { formatIp, netContains, parseIp } from '../control/ipam/net';
@@ -250,6 +250,7 @@ export interface CheckReport {
   readonly problems: readonly (IpamProblem | AuditProblem)[];
   readonly summary: Record<string, number>;
   readonly allocations: readonly AuditedAllocation[];
+  readonly leakedHandles: IpamAudit['leakedHandles'];
   readonly outsidePools: IpamAudit['outsidePools'];
 }
 
@@ -274,7 +275,7 @@ async function checkCommand(o: CheckOpts, out: Out): Promise<number> {
       nodeIps: audit.nodeIps, workloadIps: audit.workloadIps, inUseIps: audit.inUseIps,
       notAllocated: byKind('not-allocated').length, outsidePools: audit.outsidePools.length,
     },
-    allocations: audit.allocations, outsidePools: audit.outsidePools,
+    allocations: audit.allocations, leakedHandles: audit.leakedHandles, outsidePools: audit.outsidePools,
   };
   if (toFile !== null) {
     try {
@@ -345,7 +346,7 @@ async function checkCommand(o: CheckOpts, out: Out): Promise<number> {
   section('Scanning for workload endpoints of nodes that no longer exist...', byKind('endpoint-on-missing-node'), 'Found %d workload endpoints on nodes that do not exist.');
   lines.push('');
   lines.push('Scanning handles and block affinities...', ...elsewhere.map((p) => `  ${p.message}`));
-  lines.push(`Found ${elsewhere.length} problems in handles and block affinities.`);
+  lines.push(`Found ${elsewhere.length} problems in handles and block affinities (${audit.leakedHandles.length} handles hold no IPs).`);
   lines.push(`Check complete; found ${total} problems.`);
   if (toFile !== null) lines.push(`Report written to ${toFile}.`);
   out(lines.join('\n') + '\n');
@@ -474,9 +475,13 @@ async function releaseFromReports(o: ReleaseOpts, out: Out): Promise<void> {
   const key = (a: AuditedAllocation) => `${a.ip} ${a.handle ?? ''} ${a.sequenceNumber ?? ''}`;
   // Leaked in every report: reports taken some time apart leave out allocations in transit.
   let candidates = new Map(reports[0]!.report.allocations.filter((a) => a.state === 'leaked').map((a) => [key(a), a]));
+  const handleKey = (h: CheckReport['leakedHandles'][number]) => `${h.key} ${h.modRevision}`;
+  let handles = new Map((reports[0]!.report.leakedHandles ?? []).map((h) => [handleKey(h), h]));
   for (const { report } of reports.slice(1)) {
     const leaked = new Set(report.allocations.filter((a) => a.state === 'leaked').map(key));
     candidates = new Map([...candidates].filter(([k]) => leaked.has(k)));
+    const idle = new Set((report.leakedHandles ?? []).map(handleKey));
+    handles = new Map([...handles].filter(([k]) => idle.has(k)));
   }
   await withIpam(o, true, async (ipam, kv) => {
     const guid = await clusterGuid(kv);
@@ -485,28 +490,48 @@ async function releaseFromReports(o: ReleaseOpts, out: Out): Promise<void> {
         throw new Error(`report ${file} is of another cluster (clusterGUID ${report.clusterGUID}, this datastore's is ${guid}); refusing to release`);
       }
     }
-    if (candidates.size === 0) { out('The report names no leaked IPs to release.\n'); return; }
-    const now = new Map((await auditIpam(kv, { gracePeriodMs: graceMs })).allocations.map((a) => [a.ip, a]));
-    let released = 0;
-    let skipped = 0;
-    out(`Releasing ${candidates.size} leaked IPs from the report, each re-checked first...\n`);
-    for (const a of candidates.values()) {
-      const cur = now.get(a.ip);
-      let why: string | null = null;
-      if (!cur) why = 'not allocated any more';
-      else if (cur.handle !== a.handle || cur.sequenceNumber !== a.sequenceNumber) why = 'assigned again since the report';
-      else if (cur.state === 'in-use') why = `in use by ${cur.owners.join(', ')} now`;
-      else if (cur.state === 'recent') why = `allocated less than ${formatDuration(graceMs)} ago`;
-      if (why === null) {
-        const r = await ipam.releaseIfUnchanged(a.ip, { handle: a.handle, sequenceNumber: a.sequenceNumber });
-        if (r.outcome === 'released') { out(`  released ${a.ip} (handle ${a.handle ?? '<none>'})\n`); released++; continue; }
-        why = r.outcome === 'not-allocated' ? 'not allocated any more' : r.reason!;
-      }
-      out(`  skipped ${a.ip}: ${why}\n`);
-      skipped++;
+    const now = await auditIpam(kv, { gracePeriodMs: graceMs });
+    await releaseLeakedIps(ipam, now, candidates.values(), graceMs, out);
+    // Handles that held no address: deleted only at the revision the report saw (an assignment
+    // since would have incremented them) and only if no block names them now (an ADD in flight at
+    // report time had created its handle but not yet written its block).
+    if (handles.size === 0) { out('The report names no handles without IPs to delete.\n'); return; }
+    const named = new Set((await auditIpam(kv, { gracePeriodMs: graceMs })).allocations.map((a) => a.handle));
+    let deleted = 0;
+    for (const h of handles.values()) {
+      if (h.key !== `${HANDLE_PREFIX}${h.id}`) throw new Error(`report names handle ${JSON.stringify(h.id)} under key ${JSON.stringify(h.key)}; refusing`);
+      if (named.has(h.id)) out(`  skipped handle ${h.id}: holds IPs now\n`);
+      else if (await kv.delete(h.key, h.modRevision)) { out(`  deleted handle ${h.id}\n`); deleted++; continue; }
+      else out(`  skipped handle ${h.id}: gone or changed since the report\n`);
     }
-    out(`Released ${released} IPs; skipped ${skipped}.\n`);
+    out(`Deleted ${deleted} handles; skipped ${handles.size - deleted}.\n`);
   });
+}
+
+/** Releases the report's leaked addresses that are still the same allocation and still unused. */
+async function releaseLeakedIps(ipam: Ipam, audit: IpamAudit, leaked: Iterable<AuditedAllocation>, graceMs: number, out: Out): Promise<void> {
+  const list = [...leaked];
+  if (list.length === 0) { out('The report names no leaked IPs to release.\n'); return; }
+  const now = new Map(audit.allocations.map((a) => [a.ip, a]));
+  let released = 0;
+  let skipped = 0;
+  out(`Releasing ${list.length} leaked IPs from the report, each re-checked first...\n`);
+  for (const a of list) {
+    const cur = now.get(a.ip);
+    let why: string | null = null;
+    if (!cur) why = 'not allocated any more';
+    else if (cur.handle !== a.handle || cur.sequenceNumber !== a.sequenceNumber) why = 'assigned again since the report';
+    else if (cur.state === 'in-use') why = `in use by ${cur.owners.join(', ')} now`;
+    else if (cur.state === 'recent') why = `allocated less than ${formatDuration(graceMs)} ago`;
+    if (why === null) {
+      const r = await ipam.releaseIfUnchanged(a.ip, { handle: a.handle, sequenceNumber: a.sequenceNumber });
+      if (r.outcome === 'released') { out(`  released ${a.ip} (handle ${a.handle ?? '<none>'})\n`); released++; continue; }
+      why = r.outcome === 'not-allocated' ? 'not allocated any more' : r.reason!;
+    }
+    out(`  skipped ${a.ip}: ${why}\n`);
+    skipped++;
+  }
+  out(`Released ${released} IPs; skipped ${skipped}.\n`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -328,6 +328,10 @@ function ipamSuite(target: Target) {
     assert.is(forced.err, `podway: warning: releasing ${tunnel} although Node(node1) (ipv4VXLANTunnelAddr) uses it (--force)\n`);
 
     // The report, then the world moves on before the release: the killed ADD's endpoint appears at last.
+    // Handles holding no address: a stale one, and one whose ADD, at report time, had written its handle but not yet its block.
+    const stale = `{"block":{"${block26(web)}":1},"deleted":false}`;
+    assert.ok(await kv.create(`${HANDLE_PREFIX}k8s-pod-network.c8stale`, stale));
+    assert.ok(await kv.create(`${HANDLE_PREFIX}k8s-pod-network.c9inflight`, stale));
     const reportFile = path.join(work, 'report.json');
     const reported = await podway(['ipam', 'check', '-o', reportFile, ...ds()]);
     assert.is(reported.code, 3);
@@ -335,13 +339,22 @@ function ipamSuite(target: Target) {
     const report = JSON.parse(readFileSync(reportFile, 'utf8'));
     assert.equal(report.allocations.filter((a: { state: string }) => a.state === 'leaked').map((a: { ip: string }) => a.ip).sort(), [killed, goneTunnel].sort());
     assert.is(report.allocations.find((a: { ip: string }) => a.ip === web).owners[0], 'Workload(default/node1-k8s-web-eth0)');
+    assert.equal(report.leakedHandles.map((h: { id: string }) => h.id), ['k8s-pod-network.c8stale', 'k8s-pod-network.c9inflight']);
+    const entry = (await kv.get(`${BLOCK_PREFIX}ipv4/block/${block26(web).replace('/', '-')}`))!;
+    const inflight = AllocationBlock.decode(entry.value, parseBlockKey(entry.key)!);
+    inflight.autoAssign(1, 'k8s-pod-network.c9inflight', pod('inflight', new Date().toISOString()));
+    inflight.sequenceNumber += 1n;
+    assert.ok(await kv.update(entry.key, inflight.encode(), entry.modRevision));
     const lateKey = `${RES}workloadendpoints/default/node1-k8s-killed-eth0`;
     assert.ok(await kv.create(lateKey, JSON.stringify({ kind: 'WorkloadEndpoint', apiVersion: 'projectcalico.org/v3',
       metadata: { name: 'node1-k8s-killed-eth0', namespace: 'default' }, spec: { node: 'node1', interfaceName: 'calikilled', ipNetworks: [`${killed}/32`] } })));
     const released = await okSpawned(['ipam', 'release', '--from-report', reportFile, ...ds()]);
     assert.ok(released.includes(`  skipped ${killed}: in use by Workload(default/node1-k8s-killed-eth0) now\n`), released);
     assert.ok(released.includes(`  released ${goneTunnel} (handle vxlan-tunnel-addr-gone)\n`), released);
-    assert.ok(released.endsWith('Released 1 IPs; skipped 1.\n'), released);
+    assert.ok(released.endsWith([
+      'Released 1 IPs; skipped 1.', '  deleted handle k8s-pod-network.c8stale', '  skipped handle k8s-pod-network.c9inflight: holds IPs now',
+      'Deleted 1 handles; skipped 1.', ''].join('\n')), released);
+    assert.is(await kv.get(`${HANDLE_PREFIX}k8s-pod-network.c8stale`), null);
     assert.is(await ipam.allocationOf(goneTunnel), null);
     assert.is(await kv.get(`${HANDLE_PREFIX}vxlan-tunnel-addr-gone`), null, 'the handle went with its last address');
 

@@ -17,7 +17,7 @@
 // exists.
 import type { KvStore } from '../kv/kv';
 import { AllocationAttribute, AllocationBlock, sanitizeHandle } from './block';
-import { BLOCK_PREFIX, IPPOOL_PREFIX, NODE_PREFIX, parseBlockKey, WORKLOADENDPOINT_PREFIX } from './keys';
+import { BLOCK_PREFIX, HANDLE_PREFIX, IPPOOL_PREFIX, NODE_PREFIX, parseBlockKey, parseHandleKey, WORKLOADENDPOINT_PREFIX } from './keys';
 import { formatIp, IpNet, netContains, parseIp } from './net';
 import { decodePool } from './records';
 
@@ -99,6 +99,11 @@ export interface IpamAudit {
   readonly workloadIps: number;
   /** Distinct addresses workloads and nodes use. */
   readonly inUseIps: number;
+  /**
+   * Handle keys no allocation refers to (calicoctl's "handles with no matching IPs"), with the
+   * revision seen, so a later delete can be made conditional on nobody having used them since.
+   */
+  readonly leakedHandles: { readonly id: string; readonly key: string; readonly modRevision: number }[];
   /** Used addresses in no enabled pool: not IPAM's (host-local, static), reported, not problems. */
   readonly outsidePools: { readonly ip: string; readonly owners: readonly string[] }[];
   readonly problems: AuditProblem[];
@@ -269,6 +274,9 @@ export async function auditIpam(kv: KvStore, options: AuditOptions = {}): Promis
   const problems: AuditProblem[] = [...owners.problems];
   const allocations: AuditedAllocation[] = [];
   const allocated = new Set<string>();
+  // Handles are listed before the blocks: a handle is incremented before its block is written, so
+  // one listed here with no address in the blocks read after it really had none at its revision.
+  const handleEntries = (await kv.list(HANDLE_PREFIX)).entries;
 
   for (const e of (await kv.list(BLOCK_PREFIX)).entries) {
     const cidr = parseBlockKey(e.key);
@@ -318,8 +326,13 @@ export async function auditIpam(kv: KvStore, options: AuditOptions = {}): Promis
     if (!active.some((c) => c.version === p.version && netContains(c, p.value))) { outsidePools.push({ ip, owners: names }); continue; }
     problems.push({ kind: 'not-allocated', ip, owners: names, message: `${ip} in use by ${names.join(', ')} and in an active IP pool but has no IPAM allocation (IPAM may hand it out again)` });
   }
+  const usedHandles = new Set(allocations.map((a) => a.handle).filter((h): h is string => h !== null));
+  const leakedHandles = handleEntries.flatMap((e) => {
+    const id = parseHandleKey(e.key);
+    return id !== null && !usedHandles.has(id) ? [{ id, key: e.key, modRevision: e.modRevision }] : [];
+  });
   return {
-    allocations, nodeIps: owners.nodeIps, workloadIps: owners.workloadIps, inUseIps: owners.byIp.size,
+    allocations, leakedHandles, nodeIps: owners.nodeIps, workloadIps: owners.workloadIps, inUseIps: owners.byIp.size,
     outsidePools, problems, gracePeriodMs: grace,
   };
 }

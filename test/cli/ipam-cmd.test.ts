@@ -10,7 +10,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { AllocationBlock, auditIpam, BLOCK_PREFIX, HANDLE_PREFIX, Ipam, NODE_PREFIX, parseBlockKey } from '../../src/control/ipam';
+import {
+  AllocationBlock, auditIpam, BLOCK_PREFIX, formatDuration, HANDLE_PREFIX, Ipam, NODE_PREFIX, parseAllocationTimestamp, parseBlockKey, parseDuration,
+} from '../../src/control/ipam';
 import { KvStore } from '../../src/control/kv/kv';
 import { goG5, renderBoxTable, withPercentage } from '../../src/cli/ipam-cmd';
 import { podwayInProcess as podway, okInProcess as ok, podway as spawned, ok as okSpawned, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
@@ -74,6 +76,21 @@ formatting('numbers as calicoctl prints them', () => {
   assert.is(withPercentage(3, 8), '3 (38%)');
   assert.is(renderBoxTable(['A', 'LONGER'], [['x', '12'], ['yy', 'a b']]),
     '+----+--------+\n| A  | LONGER |\n+----+--------+\n| x  |     12 |\n| yy | a b    |\n+----+--------+\n');
+});
+formatting("allocation timestamps (podway's RFC 3339, Calico CNI's Go Time.String()) and --grace-period durations", () => {
+  assert.is(parseAllocationTimestamp('2024-05-01T10:20:30.123Z'), Date.UTC(2024, 4, 1, 10, 20, 30, 123));
+  assert.is(parseAllocationTimestamp('2024-05-01 10:20:30.123456789 +0000 UTC'), Date.UTC(2024, 4, 1, 10, 20, 30, 123));
+  assert.is(parseAllocationTimestamp('2024-05-01 12:20:30 +0200 CEST m=+12.500000001'), Date.UTC(2024, 4, 1, 10, 20, 30));
+  assert.is(parseAllocationTimestamp('yesterday'), null);
+  assert.is(parseAllocationTimestamp('2024-13-45T99:99:99Z'), null);
+  assert.is(parseDuration('15m'), 900_000);
+  assert.is(parseDuration('1h30m'), 5_400_000);
+  assert.is(parseDuration('90s'), 90_000);
+  assert.is(parseDuration('0'), 0);
+  assert.throws(() => parseDuration('15'), /invalid duration "15": use e\.g\. 15m/);
+  assert.throws(() => parseDuration('15m junk'), /invalid duration/);
+  assert.is(formatDuration(900_000), '15m0s');
+  assert.is(formatDuration(5_400_000), '1h30m0s');
 });
 formatting.run();
 

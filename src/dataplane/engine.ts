@@ -525,6 +525,7 @@ export class Engine {
    * refuses the rewrite, the old table stays (its IPv4 rules hold) and the new address gets no
    * IPv6 VXLAN socket: its VXLAN is read from the underlay port only, once (a socket would get the
    * kernel's copy too), and its outer fragments are lost (counted in failures.tunnelTable).
+   * Without a table (refused before) it is tried again, as for a new IPv4 address.
    * A worker engine comes here also when it is told the tunnels moved (`tunnelsMoved`): the
    * underlay port's filter and the IPv6 VXLAN socket follow the host-managing engine's decision.
    */
@@ -542,6 +543,21 @@ export class Engine {
         this.failures.tunnelTable++;
         const v6 = model.v6.ip6 === null ? '' : `; VXLAN to ${model.v6.ip6} is read from the underlay port only, without an IPv6 VXLAN socket (outer fragments are lost)`;
         this.log.warn(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: could not rewrite nftables table inet ${TUNNEL_TABLE} (it still names ${this.tunnelTable6 ?? 'no IPv6 address'}): ${why}${v6}`, { component: 'host' });
+      }
+    } else if (this.manageHost && was !== model.v6.ip6) {
+      // No table (nft refused it before): tried again on a new address, as followIp4 does; once in
+      // place, the underlay port's filter must take the tunnels too (reopened below).
+      const why = installTunnelRx(ul.name, formatIpv4(model.node.ip), VXLAN_PORT, model.v6.ip6);
+      if (why === null) {
+        this.ownsTunnelTable = true;
+        this.tunnelsOnUnderlay = true;
+        this.tunnelTable6 = model.v6.ip6;
+        tunnelsMoved = true;
+        this.notes.push(this.tunnelTableNote(ul.name, model.node.ip, model.v6.ip6));
+        this.log.info(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: nftables table inet ${TUNNEL_TABLE} installed, tunnels now received on the underlay port`, { component: 'host' });
+      } else {
+        this.failures.tunnelTable++;
+        this.log.warn(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: still no nftables table inet ${TUNNEL_TABLE} (${why}): tunnels received on the UDP/raw sockets`, { component: 'host' });
       }
     }
     if (this.infra.vxlan6 >= 0) this.forgetPort(this.infra.vxlan6);

@@ -238,6 +238,31 @@ test('nft refusing the rewrite for a new node IPv6 address: no IPv6 VXLAN socket
   stopRig(r);
 });
 
+test('no tunnel table at start (nft refused): tried again on a new IPv6 address, and once in place the underlay port takes the tunnels and the IPv6 VXLAN socket opens', async () => {
+  const nft = await holdTunnelTable('10.99.0.1', 'fd99::1');
+  const r = rig({ manageHost: true });
+  try {
+    r.engine.apply(dualModel());
+    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: false, vxlanPort: 4789 })));
+    assert.equal(vxlan6Sockets(r), []);
+    r.engine.apply(dualModel('fd99::a1'));
+    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null }, 'still refused');
+    assert.is(r.engine.failures.tunnelTable, 2);
+  } finally {
+    await release(nft);
+  }
+  const u = portOf(r, UL);
+  r.engine.apply(dualModel('fd99::b1'));
+  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::b1' });
+  assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.1 .*counter name "vxlan" drop/);
+  assert.ok(portOf(r, UL) !== u, 'underlay port reopened');
+  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: true, vxlanPort: 4789 })), 'its filter takes the tunnels');
+  assert.equal(vxlan6Sockets(r), [addr6('fd99::b1')]);
+  assert.match(String(r.engine.status().tunnelsOn), /^underlay port \(nft table inet podway_tunnels\)$/);
+  stopRig(r);
+});
+
 test('workers are told where tunnels are read with every model: a refused rewrite and a fallback to the sockets reach them', async () => {
   const main = rig({ manageHost: true, worker: { index: 0, count: 2 } });
   const w = rig({ worker: { index: 1, count: 2 } });

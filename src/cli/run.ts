@@ -19,6 +19,7 @@ import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
 import { findUnderlay, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
+import { tunnelAddressGaps } from '../control/tunnel-gaps';
 import { startControlServer, defaultControlPath } from '../dataplane/control-server';
 import { takeRunLock } from './run-lock';
 import { Taps } from '../dataplane/taps';
@@ -338,6 +339,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const t0 = performance.now();
       eng.apply(model, routes);
       nodeMetrics?.applied((performance.now() - t0) / 1000);
+      health.setTunnelGaps(tunnelAddressGaps(model));
     };
     try {
       await new Promise<void>((resolve, reject) => {
@@ -396,7 +398,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // (calico-node's allocateip keeps reconciling both too). The join is idempotent.
     let joining = false;
     // Felix's view of the pools (disabled ones included) stands for allocateip's here; the join
-    // applies allocateip's own rules.
+    // applies allocateip's rules, except that an address in a disabled VXLAN pool is kept there
+    // too (tunnel-addrs.ts): a restart then keeps what the running node kept, and peers keep their
+    // route to this node's blocks in the disabled pool.
     const tunnelAddressesStale = (m: NodeDataplaneModel) =>
       m.encap.vxlan !== (m.node.vtepIp !== null) || (m.v6.vxlan ? m.v6.ip6 !== null && m.v6.vtepIp6 === null : m.v6.vtepIp6 !== null);
     const ensureTunnelAddress = () => {

@@ -2,13 +2,21 @@
 // (node/pkg/allocateip: reconcileTunnelAddrs, ensureHostTunnelAddress, removeHostTunnelAddr),
 // for IPv4 (Node spec.ipv4VXLANTunnelAddr, IPAM handle vxlan-tunnel-addr-<node>) and IPv6
 // (spec.ipv6VXLANTunnelAddr, handle vxlan-v6-tunnel-addr-<node>):
-// - the pools that call for one: enabled (not disabled, not being deleted), vxlanMode Always or
-//   CrossSubnet, of the family, selecting the node, and allowing tunnel addresses (allowedUses
-//   empty or holding "Tunnel");
+// - the pools that call for one: vxlanMode Always or CrossSubnet, of the family, selecting the
+//   node, allowing tunnel addresses (allowedUses empty or holding "Tunnel"), not being deleted;
 // - none of them: the address is released (by handle; an address the handle does not hold is
 //   released only when it is ours, i.e. without owner, or with our handle) and the field cleared;
-// - some: an address of ours inside one of them is kept; one outside them (its pool no longer
-//   VXLAN, say) is released and a new one assigned from them; a missing address is assigned.
+// - some: an address of ours inside one of them is kept, also when that pool is disabled; one
+//   outside them (its pool no longer VXLAN, say) is released and a new one assigned from the
+//   enabled ones; a missing address is assigned from the enabled ones (none enabled: none).
+// Where podway departs from allocateip: allocateip looks at enabled pools only, so disabling the
+// pool releases the node's address (projectcalico/node#1057, kept as intended there). But a
+// disabled pool only stops new assignments: its blocks and pods stay and are still routed (Felix
+// and podway's route-calc route disabled pools' blocks), and other nodes reach this node's blocks
+// in it only through its VTEP address. Releasing it would cut them off while the node looks fine,
+// and `podway run` used to keep it live (its trigger counts disabled pools, as Felix does) and drop
+// it only on a restart. Keeping it makes both agree and cuts no traffic; deleting the pool (or
+// turning it to Never) still releases it.
 // The VTEP MAC fields are left alone, as Calico's allocateip leaves them.
 import type { KvStore } from './kv/kv';
 import { Ipam } from './ipam';
@@ -45,23 +53,29 @@ export interface TunnelReconcileOptions {
 
 interface PoolJson { metadata?: { deletionTimestamp?: string }; spec?: { vxlanMode?: string; allowedUses?: string[] } }
 
-/** CIDRs of the pools that call for a VXLAN tunnel address of `version` on this node. */
-async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion): Promise<IpNet[]> {
+/**
+ * CIDRs of the pools that call for a VXLAN tunnel address of `version` on this node: `keep`, in
+ * which an address of ours stays (disabled pools included), and `assign`, the enabled ones a new
+ * address comes from.
+ */
+async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion): Promise<{ keep: IpNet[]; assign: IpNet[] }> {
   const nodeEntry = await kv.get(nodeKey(node));
   if (!nodeEntry) throw new Error(`node ${node} does not exist: register it first`);
   const labels = decodeNodeLabels(nodeEntry.value, nodeEntry.key);
-  const out: IpNet[] = [];
+  const keep: IpNet[] = [];
+  const assign: IpNet[] = [];
   for (const e of (await kv.list(IPPOOL_PREFIX)).entries) {
     const pool = decodePool(e.value, e.key);
     const raw = JSON.parse(e.value) as PoolJson;
     const uses = raw.spec?.allowedUses ?? [];
-    if (pool.cidr.version !== version || pool.disabled || raw.metadata?.deletionTimestamp) continue;
+    if (pool.cidr.version !== version || raw.metadata?.deletionTimestamp) continue;
     if (raw.spec?.vxlanMode !== 'Always' && raw.spec?.vxlanMode !== 'CrossSubnet') continue;
     if (uses.length > 0 && !uses.includes('Tunnel')) continue;
     if (!pool.nodeSelector.matches(labels)) continue;
-    out.push(pool.cidr);
+    keep.push(pool.cidr);
+    if (!pool.disabled) assign.push(pool.cidr);
   }
-  return out;
+  return { keep, assign };
 }
 
 function inside(addr: string, cidrs: readonly IpNet[]): boolean {
@@ -119,10 +133,10 @@ async function reconcileOne(kv: KvStore, ipam: Ipam, node: string, version: Tunn
 }
 
 async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: TunnelVersion, mayAssign: boolean, addr: string | null, state: { releasedNodeAddr: boolean }): Promise<{ outcome: TunnelOutcome; write?: string | null }> {
-  const cidrs = await vxlanPoolCidrs(kv, node, version);
+  const { keep, assign } = await vxlanPoolCidrs(kv, node, version);
   const handle = tunnelHandle(node, version);
   const type = TUNNEL_ATTR_TYPE[version];
-  if (cidrs.length === 0) {
+  if (keep.length === 0) {
     state.releasedNodeAddr = addr !== null; // set before the call: a release may fail half-way
     const released = await release(ipam, node, version, addr);
     if (addr === null && released.length === 0) return { outcome: { addr: null, action: 'none', released } };
@@ -133,7 +147,7 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
   if (addr !== null) {
     const holder = await ipam.allocationOf(addr);
     const ours = holder?.secondary?.type === type && holder.secondary?.node === node;
-    if (ours && inside(addr, cidrs)) return { outcome: { addr, action: 'kept', released: [] } };
+    if (ours && inside(addr, keep)) return { outcome: { addr, action: 'kept', released: [] } };
     if (ours || holder === null) {
       state.releasedNodeAddr = true;
       released = (await ipam.releaseByHandle(handle)).released; // wrong pool, or not assigned
@@ -142,7 +156,7 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
       state.releasedNodeAddr = true;
       await ipam.releaseIps([addr]);
       try {
-        if (inside(addr, cidrs)) {
+        if (inside(addr, keep)) {
           await ipam.assignIp({ ip: addr, handleId: handle, attrs: { node, type }, node });
           return { outcome: { addr, action: 'kept', released: [] } };
         }
@@ -155,7 +169,12 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
     // defensively: an allocation the Node lost track of
     released = (await ipam.releaseByHandle(handle)).released;
   }
-  const r = await ipam.autoAssign({ node, count: 1, handleId: handle, attrs: { node, type }, version, pools: cidrs.map((c) => c.text) });
+  if (assign.length === 0) {
+    // Only disabled VXLAN pools: nothing to assign from. The node has no tunnel address until one
+    // is enabled (`podway status` says so while the node has blocks that need one).
+    return { outcome: { addr: null, action: addr !== null || released.length > 0 ? 'released' : 'none', released }, write: addr === null ? undefined : null };
+  }
+  const r = await ipam.autoAssign({ node, count: 1, handleId: handle, attrs: { node, type }, version, pools: assign.map((c) => c.text) });
   if (r.ips.length === 0) throw new Error(`node ${node}: no IPv${version} VXLAN tunnel address: ${(r.errors ?? []).join('; ')}`);
   return { outcome: { addr: r.ips[0], action: 'assigned', released }, write: r.ips[0] };
 }

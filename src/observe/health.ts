@@ -1,6 +1,7 @@
 /**
  * Readiness of `podway run`: ready when a model is applied, the node's ports are open and
- * receiving (every worker's), and the datastore is in sync (reachable, not re-listing). Served as
+ * receiving (every worker's), the datastore is in sync (reachable, not re-listing), and no block of
+ * the node in a VXLAN pool lacks its tunnel address (peers could not reach it). Served as
  * /readyz on the metrics port and shown by `podway status`; /livez only says the process answers.
  */
 import type { Collector } from './metrics';
@@ -23,6 +24,7 @@ export interface ReadinessReport {
 export class Health implements Collector {
   private datastore = { inSync: false, reason: 'waiting for the first datastore snapshot' };
   private engines: (() => Promise<EngineReadiness[]>) | null = null;
+  private tunnelGaps: readonly string[] = [];
   /** The last report (the podway_ready gauge reads it). */
   last: ReadinessReport | null = null;
 
@@ -33,6 +35,14 @@ export class Health implements Collector {
 
   get datastoreInSync(): boolean {
     return this.datastore.inSync;
+  }
+
+  /**
+   * This node's blocks that other nodes cannot reach for want of a tunnel address
+   * (control/tunnel-gaps.ts), one line per family; [] when none. Not ready while there are any.
+   */
+  setTunnelGaps(gaps: readonly string[]): void {
+    this.tunnelGaps = gaps;
   }
 
   /** Where the engines' readiness comes from, once they exist (the main engine, then workers). */
@@ -56,6 +66,7 @@ export class Health implements Collector {
       for (const w of all[0]?.waiting ?? []) waiting.push(w);
     }
     if (!this.datastore.inSync) reasons.push(`datastore: ${this.datastore.reason}`);
+    for (const g of this.tunnelGaps) reasons.push(`tunnel address: ${g}`);
     const report = { ready: reasons.length === 0, reasons, checks: { modelApplied, portsAttached, datastoreInSync: this.datastore.inSync }, waiting };
     this.last = report;
     return report;

@@ -194,4 +194,39 @@ test('a failing IPv6 step keeps the IPv4 result and clears the released IPv6 add
   }
 });
 
+
+test('a disabled VXLAN pool keeps the node\'s tunnel address (a restart reconciles the same as live); none is assigned from it; deleting it releases', async () => {
+  const kv = fileStore();
+  try {
+    const node = 'node-dis';
+    const ipam = new Ipam(kv);
+    await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
+    await registerNode(kv, { name: node, ipv4Address: '10.99.0.1/24' });
+    const a = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false });
+    assert.is(a.v4.action, 'assigned');
+    // The pool disabled (its blocks and pods stay, still routed): a restart's reconcile keeps the
+    // address, as a running podway does (its trigger counts disabled pools, as Felix does).
+    await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never', disabled: true });
+    const b = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false });
+    assert.is(b.v4.action, 'kept');
+    assert.is((await nodeSpec(kv, node)).ipv4VXLANTunnelAddr, a.v4.addr);
+    assert.is((await ipam.allocationOf(a.v4.addr!))?.handleId, tunnelHandle(node, 4));
+    // A node without one gets none from a disabled pool.
+    await registerNode(kv, { name: 'node-new', ipv4Address: '10.99.0.2/24' });
+    const n = await reconcileVxlanTunnelAddrs(kv, 'node-new', { assignV6: false });
+    assert.is(n.v4.action, 'none');
+    assert.not.ok('ipv4VXLANTunnelAddr' in (await nodeSpec(kv, 'node-new')));
+    // Enabled again: still the same address; then the pool deleted: released and cleared.
+    await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
+    assert.is((await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false })).v4.addr, a.v4.addr);
+    const pool = await kv.get(IPPOOL_PREFIX + V4.name);
+    assert.ok(await kv.delete(pool!.key, pool!.modRevision));
+    const c = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false });
+    assert.is(c.v4.action, 'released');
+    assert.equal(c.v4.released, [a.v4.addr]);
+    assert.not.ok('ipv4VXLANTunnelAddr' in (await nodeSpec(kv, node)));
+  } finally {
+    await kv.close();
+  }
+});
 test.run();

@@ -1,0 +1,26 @@
+// Whether this node's blocks are reachable from the other nodes: a block in a VXLAN pool is routed
+// by every other node to this node's VTEP address (Node spec.ipv4VXLANTunnelAddr /
+// ipv6VXLANTunnelAddr), and they withhold that route while the Node names none ("VTEP IP
+// unknown"). A node holding such blocks without the address forwards its own traffic but its pods
+// cannot be reached: that is worth saying in `podway status` and /readyz rather than "ready".
+// It happens when the address could not be assigned (the pool full, the datastore refusing) or no
+// enabled VXLAN pool is left to assign one from (tunnel-addrs.ts keeps one in a disabled pool, but
+// cannot make a new one there).
+import type { NodeDataplaneModel } from './route-calc';
+
+/** One line per IP family whose VXLAN blocks on this node lack a tunnel address ([] when none). */
+export function tunnelAddressGaps(m: NodeDataplaneModel): string[] {
+  const gaps: string[] = [];
+  const vxlan4 = new Set(m.pools.filter((p) => p.encap === 'vxlan').map((p) => p.name));
+  // This node's blocks are its blackhole routes (Felix makes one per affine block).
+  const blocks4 = m.routes.filter((r) => r.kind === 'blackhole' && r.pool !== null && vxlan4.has(r.pool)).map((r) => r.cidr);
+  if (blocks4.length > 0 && m.node.vtepIp === null) {
+    gaps.push(`VXLAN block(s) ${blocks4.join(', ')} but no IPv4 VXLAN tunnel address (Node spec.ipv4VXLANTunnelAddr): other nodes cannot reach its pods (an enabled VXLAN pool selecting the node gives it one)`);
+  }
+  const vxlan6 = new Set(m.v6.pools.filter((p) => p.encap === 'vxlan').map((p) => p.name));
+  const blocks6 = m.v6.routes.filter((r) => r.kind === 'blackhole' && r.pool !== null && vxlan6.has(r.pool)).map((r) => r.cidr);
+  if (blocks6.length > 0 && m.v6.ip6 !== null && m.v6.vtepIp6 === null) {
+    gaps.push(`IPv6 VXLAN block(s) ${blocks6.join(', ')} but no IPv6 VXLAN tunnel address (Node spec.ipv6VXLANTunnelAddr): other nodes cannot reach its pods (an enabled IPv6 VXLAN pool selecting the node gives it one)`);
+  }
+  return gaps;
+}

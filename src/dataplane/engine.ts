@@ -25,7 +25,7 @@ import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, ty
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
-import { pipelineSnapshot, type DataplaneSnapshot } from '../observe/snapshot';
+import { addPortCounts, pipelineSnapshot, type DataplaneSnapshot, type PortSample } from '../observe/snapshot';
 
 export interface EngineOptions {
   /** Frames per receive batch (and per send call). */
@@ -205,6 +205,14 @@ export class Engine {
   private readonly endpoints = new Map<string, EndpointPort>();
   /** Endpoints whose interface could not be opened yet (pod not wired yet): retried on a timer. */
   private readonly pending = new Map<string, { ep: LocalEndpoint; error: string }>();
+  /**
+   * Per-port totals of endpoints whose port was closed under them (interface gone, ring reopened)
+   * while they stay in the model, by interface name. metricsSnapshot reports them for the
+   * withheld endpoint and adds them to its new port's counts once it is back, so the Prometheus
+   * series keeps its last values and then goes on from them: a series vanishing and coming back
+   * at 0 under the same labels reads as a counter reset. Dropped with the endpoint.
+   */
+  private readonly carried = new Map<string, PortSample>();
   private retryTimer: NodeJS.Timeout | null = null;
   /** Underlay neighbours (remote nodes, gateways) with kernel-like ageing and a bound. */
   private readonly neighbors: NeighborTable;
@@ -680,6 +688,13 @@ export class Engine {
 
   /** Close an endpoint's port and forget it; a re-apply on a later turn attaches it again. */
   private detachEndpoint(name: string, p: number): void {
+    const cur = this.endpoints.get(name);
+    if (cur) {
+      const [last] = pipelineSnapshot(this.pipe, this.io, [{ port: p, kind: cur.kind, workload: cur.ep.key }]).ports;
+      const before = this.carried.get(name);
+      if (before) addPortCounts(last, before);
+      this.carried.set(name, last);
+    }
     this.forgetPort(p);
     this.endpoints.delete(name);
     setImmediate(() => {
@@ -776,6 +791,8 @@ export class Engine {
       }
     }
     for (const name of [...this.pending.keys()]) if (!want.has(name)) this.pending.delete(name);
+    // A pod gone from the model takes its series with it; one whose port kind changed starts new ones.
+    for (const [name, c] of this.carried) if (want.get(name)?.interfaceType !== c.kind) this.carried.delete(name);
     if (this.pending.size > 0 && !this.retryTimer) {
       this.retryTimer = setInterval(() => this.retryPending(), 1000);
       this.retryTimer.unref();
@@ -1170,7 +1187,13 @@ export class Engine {
   metricsSnapshot(): DataplaneSnapshot {
     const ports = Object.entries(this.infra).filter(([, p]) => p >= 0).map(([kind, port]) => ({ port, kind, workload: '' }));
     for (const e of this.endpoints.values()) ports.push({ port: e.port, kind: e.kind, workload: e.ep.key });
-    return { ...pipelineSnapshot(this.pipe, this.io, ports), failures: { ...this.failures } };
+    const snap = pipelineSnapshot(this.pipe, this.io, ports);
+    for (const [name, c] of this.carried) {
+      const live = this.endpoints.has(name) ? snap.ports.find((x) => x.name === name) : undefined;
+      if (live) addPortCounts(live, c);
+      else if (this.pending.has(name)) snap.ports.push({ ...c, workload: this.pending.get(name)!.ep.key });
+    }
+    return { ...snap, failures: { ...this.failures } };
   }
 
   /**

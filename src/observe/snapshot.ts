@@ -40,6 +40,12 @@ export interface DataplaneSnapshot {
   failures?: Record<string, number>;
 }
 
+/** Adds one port's counts into another's (same port: several workers, or before and after a reopen). */
+export function addPortCounts(m: PortSample, p: PortSample): void {
+  m.rxPackets += p.rxPackets; m.rxBytes += p.rxBytes; m.txPackets += p.txPackets; m.txBytes += p.txBytes;
+  m.drops += p.drops; m.kernelDrops += p.kernelDrops; m.ringStalls += p.ringStalls; m.txFull += p.txFull; m.rxErrors += p.rxErrors; m.txErrors += p.txErrors;
+}
+
 function addInto(a: number[], b: readonly number[]): void {
   for (let i = 0; i < b.length; i++) a[i] = (a[i] ?? 0) + b[i];
 }
@@ -62,8 +68,7 @@ export function mergeSnapshots(all: readonly DataplaneSnapshot[]): DataplaneSnap
         out.ports.push(copy);
         continue;
       }
-      m.rxPackets += p.rxPackets; m.rxBytes += p.rxBytes; m.txPackets += p.txPackets; m.txBytes += p.txBytes;
-      m.drops += p.drops; m.kernelDrops += p.kernelDrops; m.ringStalls += p.ringStalls; m.txFull += p.txFull; m.rxErrors += p.rxErrors; m.txErrors += p.txErrors;
+      addPortCounts(m, p);
     }
   }
   return out;

@@ -10,11 +10,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { Lab, LabNodeSpec } from '../../src/lab/lab';
+import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, until, backgroundPing, logTail, sleep } from './e2e-kit';
+import { guard, teardown, isRoot, until, backgroundPing, logTail, sleep, status } from './e2e-kit';
 import { execBounded } from './tools';
 import { parseMetrics, valueOf, family } from '../observe/prom-text';
 
@@ -135,6 +135,33 @@ test('a scrape parsed as Prometheus text: 100 pings counted on the pod port over
     throw e;
   } finally {
     void n1;
+  }
+});
+
+test('a pod port withheld (its veth deleted) keeps its series at the last values, and goes on from them once it is back: no counter reset', async () => {
+  const n1 = lab.node('node1');
+  const web1 = lab.pod('web-1');
+  const rx = async () => valueOf(parseMetrics((await get('/metrics')).body), 'podway_port_rx_packets_total', { port: web1.ifname });
+  try {
+    assert.ok(await until(() => lab.ping('web-1', lab.pod('web-2').ip, 1, 56, ['-W', '1']).loss === 0, 15_000), 'web-1 reaches web-2');
+    const before = await rx();
+    assert.ok(before > 0, `web-1's port has counted: ${before}`);
+    run('ip', ['-n', n1.ns, 'link', 'del', web1.ifname]);
+    assert.ok(await until(async () => (await status(n1)).withheld.some((w) => String((w as { cidr: string }).cidr).includes(web1.ip)), 10_000), 'web-1 withheld');
+    assert.is(await rx(), before, 'the withheld port\'s series is still there, at its last value');
+    // its veth back (as a runtime would make it again): attached, and counting on from there
+    run('ip', ['link', 'add', web1.ifname, 'netns', n1.ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', web1.ns]);
+    run('ip', ['-n', n1.ns, 'link', 'set', web1.ifname, 'address', 'ee:ee:ee:ee:ee:ee', 'up']);
+    run('ip', ['-n', web1.ns, 'link', 'set', 'eth0', 'address', web1.mac!, 'mtu', '1450', 'up']);
+    run('ip', ['-n', web1.ns, 'addr', 'add', `${web1.ip}/32`, 'dev', 'eth0']);
+    run('ip', ['-n', web1.ns, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
+    run('ip', ['-n', web1.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
+    assert.ok(await until(() => lab.ping('web-1', lab.pod('web-2').ip, 1, 56, ['-W', '1']).loss === 0, 15_000), 'web-1 forwards again');
+    const after = await rx();
+    assert.ok(after > before, `counting on from the last value: ${after} after ${before}`);
+  } catch (e) {
+    console.log(logTail(lab, 20));
+    throw e;
   }
 });
 

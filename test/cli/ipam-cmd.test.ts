@@ -415,6 +415,28 @@ function ipamSuite(target: Target) {
     assert.ok(table.endsWith('\nCheck complete; found 3 problems.\n'), table);
   });
 
+  test('release --from-report with two reports: only what both call leaked is released', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const ipam = new Ipam(kv);
+    const old = new Date(Date.now() - 3_600_000).toISOString();
+    const [a] = (await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'k8s-pod-network.caaa', attrs: { node: 'node1', timestamp: old } })).ips;
+    const [b] = (await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'k8s-pod-network.cbbb', attrs: { node: 'node1', timestamp: old } })).ips;
+    const first = path.join(work, 'first.json');
+    const second = path.join(work, 'second.json');
+    assert.is((await podway(['ipam', 'check', '-o', first, ...ds()])).code, 3);
+    // Between the reports b's endpoint shows up (a slow ADD); after the second it is gone again.
+    const wepKey = `${RES}workloadendpoints/default/node1-k8s-b-eth0`;
+    assert.ok(await kv.create(wepKey, JSON.stringify({ kind: 'WorkloadEndpoint', apiVersion: 'projectcalico.org/v3',
+      metadata: { name: 'node1-k8s-b-eth0', namespace: 'default' }, spec: { node: 'node1', interfaceName: 'calib', ipNetworks: [`${b}/32`] } })));
+    assert.is((await podway(['ipam', 'check', '-o', second, ...ds()])).code, 3);
+    assert.ok(await kv.delete(wepKey));
+    assert.is(await ok(['ipam', 'release', '--from-report', first, '--from-report', second, ...ds()]), [
+      'Releasing 1 leaked IPs from the report, each re-checked first...', `  released ${a} (handle k8s-pod-network.caaa)`, 'Released 1 IPs; skipped 0.',
+      'The report names no handles without IPs to delete.', ''].join('\n'));
+    assert.is(await ipam.allocationOf(a!), null);
+    assert.ok(await ipam.allocationOf(b!), 'b, in use at the second report, is kept');
+  });
+
   test('the datastore from PODWAY_DATASTORE; a file: datastore is refused with the reason', async () => {
     await ok(['apply', '-f', path.join(work, 'cluster.yaml')], { PODWAY_DATASTORE: spec });
     assert.match(await okSpawned(['ipam', 'assign', '--node', 'node2'], { PODWAY_DATASTORE: spec }), /^10\.244\.\d+\.\d+\n$/);

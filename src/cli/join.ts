@@ -71,7 +71,10 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   if (!ipv4Address) throw new Error(`node ${opts.node}: no IPv4 address to register (give --ip ADDR/PREFIX)`);
   const ipv6Address = chooseIpv6(opts, stored);
   // The Node first: IPAM reads its labels (pools' nodeSelectors) to give it a tunnel address.
-  const base: NodeRegistration = { name: opts.node, ipv4Address, ...(ipv6Address ? { ipv6Address } : {}) };
+  // Addresses taken from the Node itself are kept as the Node has them when it is written (they
+  // may have changed since the read above: the address monitor), not written back.
+  const fromNode = opts.ip === undefined && opts.ip6 === undefined;
+  const base: NodeRegistration = { name: opts.node, ipv4Address, ...(ipv6Address ? { ipv6Address } : {}), ...(fromNode ? { keepStoredAddresses: true } : {}) };
   const reg = await registerNode(kv, base);
   // Calico gives an IPv6 VTEP only to a node with an IPv6 address (the tunnel runs over it).
   const t = await reconcileVxlanTunnelAddrs(kv, opts.node, { assignV6: ipv6Address !== undefined });

@@ -30,6 +30,13 @@ export interface NodeRegistration {
   readonly vtepMacV6?: string;
   /** Labels to set (merged over the labels already there). */
   readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * Keep the stored spec.bgp.ipv4Address / ipv6Address when the Node has one (ipv4Address and
+   * ipv6Address then only fill a missing one): a registration that took the Node's own address
+   * must not write back an older copy of it over an address changed meanwhile (`podway run`'s
+   * address monitor, calicoctl), as the compare-and-swap retry would otherwise do.
+   */
+  readonly keepStoredAddresses?: boolean;
 }
 
 export type RegistrationAction = 'created' | 'updated' | 'unchanged';
@@ -84,8 +91,11 @@ function mergedNode(existing: JsonObject, reg: NodeRegistration): JsonObject {
     meta.labels = { ...(isMapping(meta.labels) ? meta.labels : {}), ...reg.labels };
   }
   const spec: JsonObject = { ...(isMapping(existing.spec) ? existing.spec : {}) };
-  spec.bgp = { ...(isMapping(spec.bgp) ? spec.bgp : {}), ipv4Address: reg.ipv4Address };
-  if (reg.ipv6Address !== undefined) (spec.bgp as JsonObject).ipv6Address = reg.ipv6Address;
+  const bgp: JsonObject = { ...(isMapping(spec.bgp) ? spec.bgp : {}) };
+  const stored = (k: 'ipv4Address' | 'ipv6Address') => reg.keepStoredAddresses === true && typeof bgp[k] === 'string' && bgp[k] !== '';
+  if (!stored('ipv4Address')) bgp.ipv4Address = reg.ipv4Address;
+  if (reg.ipv6Address !== undefined && !stored('ipv6Address')) bgp.ipv6Address = reg.ipv6Address;
+  spec.bgp = bgp;
   if (reg.vxlanTunnelAddr !== undefined) spec.ipv4VXLANTunnelAddr = reg.vxlanTunnelAddr;
   if (reg.vtepMac !== undefined) spec.vxlanTunnelMACAddr = normalizeMac(reg.vtepMac);
   if (reg.vxlanTunnelAddrV6 !== undefined) spec.ipv6VXLANTunnelAddr = reg.vxlanTunnelAddrV6;

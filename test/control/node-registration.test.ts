@@ -172,4 +172,21 @@ test('a KvDatastore sees the node podway registered', async () => {
   }
 });
 
+test('registerNode keepStoredAddresses: an address the Node has is kept (changed meanwhile), a missing one filled', async () => {
+  const { kv } = store();
+  try {
+    await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24' });
+    // the address monitor moved it after a join read the Node: the join's older copy is not written back
+    await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.11/24', ipv6Address: 'fd99::1/64' });
+    const r = await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', ipv6Address: 'fd99::5/64', vxlanTunnelAddr: '10.244.0.0', keepStoredAddresses: true });
+    const spec = JSON.parse(r.entry.value).spec;
+    assert.equal(spec.bgp, { ipv4Address: '10.99.0.11/24', ipv6Address: 'fd99::1/64' });
+    assert.is(spec.ipv4VXLANTunnelAddr, '10.244.0.0', 'the other fields are written');
+    await registerNode(kv, { name: 'node2', ipv4Address: '10.99.0.2/24', ipv6Address: 'fd99::2/64', keepStoredAddresses: true });
+    assert.equal(JSON.parse((await kv.get('/calico/resources/v3/projectcalico.org/nodes/node2'))!.value).spec.bgp, { ipv4Address: '10.99.0.2/24', ipv6Address: 'fd99::2/64' }, 'a new Node gets them');
+  } finally {
+    await kv.close();
+  }
+});
+
 test.run();

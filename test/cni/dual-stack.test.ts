@@ -45,6 +45,7 @@ test('ADD on a dual-stack datastore: /32 and /128, both default routes, both ipN
       assert.is(res.ips[1].interface, 1);
       if (version === '0.4.0') assert.equal(res.ips.map((i: { version: string }) => i.version), ['4', '6']);
       assert.equal(res.routes, [{ dst: '0.0.0.0/0', gw: '169.254.1.1' }, { dst: '::/0', gw: 'fe80::ecee:eeff:feee:eeee' }]);
+      assert.equal((await h.add(pod, id, { config: h.config(version), args: args(name) })).json, res, 'a repeated ADD: the same result, both addresses kept');
       const [link] = h.ipJson(pod, 'addr', 'show', 'dev', 'eth0');
       assert.is(link.mtu, 1430, 'an IPv6 VXLAN pool: outer IPv6 costs 70 bytes');
       const v6addr = link.addr_info.find((a: { family: string; scope: string }) => a.family === 'inet6' && a.scope === 'global');
@@ -81,7 +82,13 @@ test('assign_ipv4/assign_ipv6: "false" leaves a family out; "true" without an IP
     const only4 = (await h.add(h.pod('o4'), cid('o4'), { args: args('o4'), extra: { ipam: { type: 'calico-ipam', assign_ipv6: 'false' } } })).json;
     assert.equal(only4.ips.map((i: { address: string }) => i.address.includes(':')), [false]);
     const podTun = h.pod('o6');
-    const only6 = (await h.add(podTun, cid('o6'), { args: args('o6'), extra: { interfaceType: 'tun', ipam: { type: 'calico-ipam', assign_ipv4: 'false', assign_ipv6: 'true' } } })).json;
+    const o6 = cid('o6');
+    const only6Opts = { args: args('o6'), extra: { interfaceType: 'tun', ipam: { type: 'calico-ipam', assign_ipv4: 'false', assign_ipv6: 'true' } } };
+    const only6 = (await h.add(podTun, o6, only6Opts)).json;
+    // a tun pod's route removed: a repeated ADD makes its device again on the same address
+    podTun.ip('-6', 'route', 'del', 'default');
+    assert.equal((await h.add(podTun, o6, only6Opts)).json.ips, only6.ips, 'a repeated ADD of a tun pod: the same address');
+    assert.ok(h.ipJson(podTun, '-6', 'route', 'show').some((r) => r.dst === 'default' && r.dev === 'eth0'), 'its route made again');
     assert.equal(only6.ips.length, 1);
     assert.match(only6.ips[0].address, /^fd00:251::/);
     assert.is(only6.ips[0].gateway, undefined, 'tun: a device route');

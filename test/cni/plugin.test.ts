@@ -1,7 +1,8 @@
 /**
  * podway's CNI plugin, run as a runtime runs it (harness.ts: the installed shim, CNI_* env only,
  * config on stdin, inside a node namespace), against an embedded datastore in a temp dir (and one
- * real etcd case): every verb, result shapes per version, repeated and late DELs, CHECK after a
+ * real etcd case): every verb, result shapes per version, repeated ADDs (same address, a broken
+ * interface made again), repeated and late DELs, CHECK after a
  * route is removed, GC with a partial valid list, STATUS, bad input with its codes, failed ADDs
  * that leave nothing behind, tap pods, a delegated host-local IPAM, 20 ADDs and 20 DELs at once.
  * Root and network namespaces.

@@ -437,6 +437,21 @@ function ipamSuite(target: Target) {
     assert.ok(await ipam.allocationOf(b!), 'b, in use at the second report, is kept');
   });
 
+  test('check agrees with delete node: clean before (tunnel address and endpoint in use), clean after (both released)', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const ipam = new Ipam(kv);
+    const [tunnel] = (await ipam.autoAssign({ node: 'node2', count: 1, handleId: 'vxlan-tunnel-addr-node2', attrs: { node: 'node2', type: 'vxlanTunnelAddress' } })).ips;
+    const [w] = (await ipam.autoAssign({ node: 'node2', count: 1, handleId: 'k8s-pod-network.cw', attrs: { node: 'node2', namespace: 'default', pod: 'w' } })).ips;
+    writeFileSync(path.join(work, 'node2.yaml'), CLUSTER.split('---\n')[2]!.replace('spec: {', `spec: {ipv4VXLANTunnelAddr: ${tunnel}, `)
+      + '---\n' + wepYaml('node2-k8s-w-eth0', 'node2', [w!], { containerID: 'cw', pod: 'w' }));
+    await ok(['apply', '-f', path.join(work, 'node2.yaml'), ...ds()]);
+    const before = JSON.parse(await ok(['ipam', 'check', '-o', 'json', ...ds()]));
+    assert.equal([before.problemCount, before.summary.inUse, before.summary.nodeIps, before.summary.workloadIps], [0, 2, 1, 1]);
+    await ok(['delete', 'node', 'node2', ...ds()]);
+    const after = JSON.parse(await ok(['ipam', 'check', '-o', 'json', ...ds()]));
+    assert.equal([after.problemCount, after.summary.allocations], [0, 0]);
+  });
+
   test('the datastore from PODWAY_DATASTORE; a file: datastore is refused with the reason', async () => {
     await ok(['apply', '-f', path.join(work, 'cluster.yaml')], { PODWAY_DATASTORE: spec });
     assert.match(await okSpawned(['ipam', 'assign', '--node', 'node2'], { PODWAY_DATASTORE: spec }), /^10\.244\.\d+\.\d+\n$/);

@@ -11,10 +11,11 @@
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
-import { registerNode, markDatastoreReady, updateNodeSpec, NodeRegistration } from '../control/node-registration';
+import { registerNode, markDatastoreReady, updateNodeSpec, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
 import { kindInfo, kindPrefix, resourceKey } from '../control/calico-kinds';
 import { firstFoundIPv4, firstFoundIPv6 } from '../dataplane/host';
 import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../control/tunnel-addrs';
+import { addressesHeldHere, chooseStartAddress } from './start-address';
 
 export interface JoinOptions {
   node: string;
@@ -30,6 +31,13 @@ export interface JoinOptions {
   ip6?: string;
   /** Told of IPAM operations (metrics): 'tunnel_address_assigned', 'tunnel_address_released'. */
   onIpam?: (event: string) => void;
+  /**
+   * The join at start: a Node address (ip/ip6 unset) that no interface here holds is replaced by
+   * first-found (start-address.ts). Later joins keep the registered address.
+   */
+  atStart?: boolean;
+  /** Warnings (an address replaced or changed); default: `say`. */
+  warn?: (m: string) => void;
 }
 
 interface StoredNode { spec?: { bgp?: { ipv4Address?: string; ipv6Address?: string }; ipv4VXLANTunnelAddr?: string; ipv6VXLANTunnelAddr?: string } }
@@ -57,25 +65,47 @@ export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (
   }
 }
 
-function chooseIpv6(opts: JoinOptions, stored: StoredNode): string | undefined {
+function chooseIpv6(opts: JoinOptions, stored: StoredNode, fromNode: (family: 4 | 6, stored: string | undefined, detect: () => string | undefined) => string | undefined): string | undefined {
   if (opts.ip6 === 'none') return undefined;
   if (opts.ip6 === 'autodetect') return firstFoundIPv6();
-  return opts.ip6 ?? stored.spec?.bgp?.ipv6Address ?? firstFoundIPv6();
+  return opts.ip6 ?? fromNode(6, stored.spec?.bgp?.ipv6Address, firstFoundIPv6);
 }
 
 async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, say: (m: string) => void): Promise<void> {
   const nodeInfo = kindInfo('Node')!;
   const existing = await kv.get(resourceKey(nodeInfo, opts.node));
   const stored: StoredNode = existing ? (JSON.parse(existing.value) as StoredNode) : {};
-  const ipv4Address = opts.ip === 'autodetect' ? firstFoundIPv4() : opts.ip ?? stored.spec?.bgp?.ipv4Address ?? firstFoundIPv4();
+  const warn = opts.warn ?? say;
+  let held: ReadonlySet<string> | null | undefined;
+  let replacedStored = false;
+  const fromNode = (family: 4 | 6, was: string | undefined, detect: () => string | undefined) => {
+    if (!opts.atStart) return was ?? detect();
+    const c = chooseStartAddress(family, opts.node, was, detect, held === undefined ? (held = addressesHeldHere()) : held);
+    if (c.warning) warn(c.warning);
+    if (was !== undefined && c.address !== was) replacedStored = true;
+    return c.address;
+  };
+  const ipv4Address = opts.ip === 'autodetect' ? firstFoundIPv4() : opts.ip ?? fromNode(4, stored.spec?.bgp?.ipv4Address, firstFoundIPv4);
   if (!ipv4Address) throw new Error(`node ${opts.node}: no IPv4 address to register (give --ip ADDR/PREFIX)`);
-  const ipv6Address = chooseIpv6(opts, stored);
+  const ipv6Address = chooseIpv6(opts, stored, fromNode);
   // The Node first: IPAM reads its labels (pools' nodeSelectors) to give it a tunnel address.
   // Addresses taken from the Node itself are kept as the Node has them when it is written (they
-  // may have changed since the read above: the address monitor), not written back.
-  const fromNode = opts.ip === undefined && opts.ip6 === undefined;
-  const base: NodeRegistration = { name: opts.node, ipv4Address, ...(ipv6Address ? { ipv6Address } : {}), ...(fromNode ? { keepStoredAddresses: true } : {}) };
-  const reg = await registerNode(kv, base);
+  // may have changed since the read above: the address monitor), not written back; one replaced
+  // at start (no interface here holds it) is written.
+  const keepStoredAddresses = opts.ip === undefined && opts.ip6 === undefined && !replacedStored;
+  const base: NodeRegistration = { name: opts.node, ipv4Address, ...(ipv6Address ? { ipv6Address } : {}), ...(keepStoredAddresses ? { keepStoredAddresses: true } : {}) };
+  const reg = await registerNode(kv, base).catch((e: unknown) => {
+    if (!(e instanceof NodeAddressConflictError)) throw e;
+    const others = [...new Set(e.conflicts.map((c) => c.node))];
+    const gone = others.length === 1 ? `if ${others[0]} is gone, delete its Node first (podway delete node ${others[0]})` : `if those nodes are gone, delete their Nodes first (podway delete node NAME)`;
+    throw new Error(`${e.message} (calico-node refuses to start too). Give ${opts.node} its own address (--ip / --ip6), or, ${gone}`);
+  });
+  // calico-node warns too: a second host started under this node's name does exactly this.
+  for (const c of reg.addressChanges) {
+    const given = c.family === 4 ? opts.ip : opts.ip6;
+    const how = given === undefined || given === 'autodetect' ? 'first-found' : `given with ${c.family === 4 ? '--ip' : '--ip6'}`;
+    warn(`node ${opts.node}: its Node's IPv${c.family} address changed from ${c.from} to ${c.to} (${how}); every node now sends ${opts.node}'s pod traffic to ${c.to.split('/')[0]}. If another host runs as ${opts.node}, two hosts share one node name: give each its own --node`);
+  }
   // Calico gives an IPv6 VTEP only to a node with an IPv6 address (the tunnel runs over it).
   const t = await reconcileVxlanTunnelAddrs(kv, opts.node, { assignV6: ipv6Address !== undefined });
   for (const [version, o] of [[4, t.v4], [6, t.v6]] as const) {

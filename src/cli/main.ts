@@ -166,6 +166,15 @@ export function buildProgram(): Command {
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {
+    // Answered by a podway still registering its Node or waiting for its datastore (run.ts).
+    if (s.starting) {
+      return [
+        `podway is starting on node ${s.node} (pid ${s.pid}), up ${s.uptimeSeconds}s`,
+        `starting: ${s.starting}${s.datastore ? ` (${s.datastore})` : ''}`,
+        `not ready: ${(s.notReady as string[]).join('; ')}`,
+        s.logLevel ? `log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}` : null,
+      ].filter((l) => l !== null).join('\n') + '\n';
+    }
     const lines = [
       `podway is running on node ${s.node} (${s.nodeIp}), up ${s.uptimeSeconds}s`,
       s.ready === undefined ? null : s.ready ? 'ready' : `not ready: ${(s.notReady as string[]).join('; ')}`,

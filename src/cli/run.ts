@@ -20,7 +20,7 @@ import { canonicalIpv6 } from '../packet/ipv6';
 import { findUnderlay, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
 import { tunnelAddressGaps } from '../control/tunnel-gaps';
-import { startControlServer, defaultControlPath } from '../dataplane/control-server';
+import { startEarlyControlServer, defaultControlPath, type ControlExtras, type EarlyControlServer } from '../dataplane/control-server';
 import { takeRunLock } from './run-lock';
 import { Taps } from '../dataplane/taps';
 import { workerModelMessage } from '../dataplane/worker-model';
@@ -217,6 +217,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     const h = () => {
       log.warn(`${sig} while starting: stopping (nothing was forwarding yet)`);
+      control?.server.close(); // removes the socket file: status says "not running" again
       process.exit(code);
     };
     startSignals.set(sig, h);
@@ -224,24 +225,42 @@ export async function runNode(opts: RunOptions): Promise<void> {
   }
   /** The stop handlers (serve) take over from here. */
   const endStartSignals = () => { for (const [sig, h] of startSignals) process.off(sig, h); };
+  const sock = opts.control ?? defaultControlPath(opts.node);
+  /** What podway does before it forwards, for `podway status` on the early control socket. */
+  let phase = 'waiting for the datastore';
+  // Seconds since the process started (not since the socket or the engine came up).
+  const uptimeSeconds = () => Math.round(process.uptime());
+  let control: EarlyControlServer | null = null;
   try {
     // Before the datastore (Node registration) and the host: a second podway here changes nothing.
-    lock = await takeRunLock({ node: opts.node, pid: process.pid, control: opts.control ?? defaultControlPath(opts.node) });
+    lock = await takeRunLock({ node: opts.node, pid: process.pid, control: sock });
     if (spec.kind !== 'file') checkNodeAddresses(opts.ip, opts.ip6);
-    await serve();
+    // The control socket before the datastore wait (which may last): `podway status` says what
+    // podway is waiting for instead of "not running"; a podway already serving this path refuses
+    // us here, before any port or host setting is touched.
+    control = startEarlyControlServer(sock, async () => {
+      const r = await health.report();
+      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReason || null, ready: false, notReady: r.reasons, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
+    });
+    await new Promise<void>((resolve, reject) => {
+      control!.server.once('listening', resolve);
+      control!.server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
+    });
+    await serve(control);
   } finally {
     endStartSignals(); // also when the start failed: the error, not "SIGINT while starting", is the news
+    if (control?.server.listening) control.server.close();
     lock?.close();
     httpServer?.close();
     httpServer?.closeAllConnections();
   }
 
-  async function serve(): Promise<void> {
+  async function serve(control: EarlyControlServer): Promise<void> {
     const say = (m: string) => dsLog.info(m);
     const onIpam = (event: string) => nodeMetrics?.ipamEvent(event);
     // On etcd or the embedded store, register this node first (as calico-node does).
     health.setDatastore(false, `joining ${specText}`);
-    await joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam }, (m) => {
+    await joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m) }, (m) => {
       if (/unreachable/.test(m)) {
         health.setDatastore(false, m);
         dsLog.warn(m);
@@ -265,6 +284,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     }
     health.setDatastore(true);
     say(`datastore ${specText}`);
+    phase = 'setting up the dataplane';
     current = first;
     const udpTimeout = opts.natUdpTimeout !== undefined ? { unreplied: opts.natUdpTimeout, replied: opts.natUdpTimeout } : { unreplied: 30, replied: 120 };
     const natLog = log.child({ component: 'nat' });
@@ -306,19 +326,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const others = await workerStates();
       return [eng.readiness(), ...others.map((o, k) => o?.readiness ?? { problems: [exited.has(k + 1) ? `worker ${k + 1} exited` : `worker ${k + 1} does not answer`], waiting: [] })];
     });
-    // The control socket first: a podway already serving this node refuses us before we touch
-    // any port or host setting.
-    const sock = opts.control ?? defaultControlPath(opts.node);
     const workerCounters = () => askWorkers<Counters>('counters', (m) => m.counters as Counters).then((all) => all.filter((c): c is Counters => c !== null));
     // Trace and capture run in every forwarding thread.
     const taps = new Taps(eng, () => workers.map((w) => ({ post: (m: object, transfer?: ArrayBuffer[]) => w.postMessage(m, transfer) })));
-    const server = startControlServer(eng, sock, workerCounters, {
+    const server = control.server;
+    const extras = {
       nat,
       taps,
       bgpStatus: () => source.bgpStatus(),
       status: async () => {
         const r = await health.report();
-        return { ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
       },
       commands: {
         'log-level': (req) => {
@@ -332,7 +350,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
           return { level: log.level };
         },
       },
-    });
+    } satisfies ControlExtras;
     let kernelRoutes: KernelRoute4[] = [];
     let lastGateways = '';
     const applyTimed = (model: NodeDataplaneModel, routes: KernelRoute4[]) => {
@@ -342,17 +360,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
       health.setTunnelGaps(tunnelAddressGaps(model));
     };
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('listening', resolve);
-        server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
-      });
       const model = first;
-      // Synchronously at start: the control socket must not answer before the first model is in force.
+      // Synchronously at start: the control socket answers for the engine only once the first
+      // model is in force (until then `status` says podway is starting).
       kernelRoutes = readKernelRoutesSync();
       applyTimed(model, kernelRoutes);
       lastGateways = gatewaysKey(model, kernelRoutes);
       // After the host port exists: the table's reply rule names it.
       syncNat(model);
+      control.attach(eng, workerCounters, extras);
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {

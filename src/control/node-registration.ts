@@ -5,10 +5,11 @@
 // the key's modRevision, so they compose with calicoctl, IPAM and other nodes writing meanwhile.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { isIPv6 } from 'node:net';
-import { parseIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
+import { formatIPv4, parseIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
 import { isMacText, normalizeMac } from './mac';
 import { KvEntry, KvStore } from './kv/kv';
-import { kindInfo, resourceKey } from './calico-kinds';
+import { kindInfo, kindPrefix, resourceKey } from './calico-kinds';
+import { canonicalIpv6 } from '../packet/ipv6';
 import { CALICO_API_VERSION, validateNodeName } from './resources';
 import { calicoTimestamp, JsonObject, objectForStorage } from './v3-store';
 
@@ -46,6 +47,40 @@ export interface RegistrationResult {
   readonly key: string;
   /** The entry as it is now (its modRevision is the Node's resourceVersion). */
   readonly entry: KvEntry;
+  /**
+   * The stored Node's addresses this registration replaced by another address (a new prefix
+   * length alone is not one): calico-node warns of these, as they are also what a second host
+   * started under the same node name does. Empty when the Node was created.
+   */
+  readonly addressChanges: readonly AddressChange[];
+}
+
+export interface AddressChange {
+  readonly family: 4 | 6;
+  /** As they were and are stored ("10.0.0.1/24"). */
+  readonly from: string;
+  readonly to: string;
+}
+
+export interface NodeAddressConflict {
+  readonly family: 4 | 6;
+  /** The address both would have, without its prefix. */
+  readonly address: string;
+  /** The other Node already registered with it. */
+  readonly node: string;
+}
+
+/**
+ * Registering would give this Node an address another Node already has. calico-node refuses to
+ * start then (checkConflictingNodes: "Calico node 'x' is already using the IPv4 address"): every
+ * node would send both Nodes' pod traffic to one host. Nothing was written.
+ */
+export class NodeAddressConflictError extends Error {
+  constructor(readonly node: string, readonly conflicts: readonly NodeAddressConflict[]) {
+    super(`node ${node}: ${conflicts.map((c) => `Node ${c.node} is already using the IPv${c.family} address ${c.address}`).join('; ')}; `
+      + `two Nodes on one address take each other's pod traffic, so ${node} is not registered with it`);
+    this.name = 'NodeAddressConflictError';
+  }
 }
 
 /** A stored resource value as an object; a value that is not one is an error naming `where`. */
@@ -84,6 +119,56 @@ function checkRegistration(reg: NodeRegistration): void {
   }
 }
 
+/** The address part of "addr/prefix" in one spelling per address (IPv6 canonical); null if unreadable. */
+function addressKey(cidr: unknown, family: 4 | 6): string | null {
+  if (typeof cidr !== 'string') return null;
+  if (family === 4) {
+    const addr = parseIPv4WithPrefix(cidr)?.addr ?? parseIPv4(cidr);
+    return addr === null ? null : formatIPv4(addr);
+  }
+  const addr = cidr.split('/')[0]!;
+  if (!isIPv6(addr)) return null;
+  try {
+    return canonicalIpv6(addr);
+  } catch {
+    return null;
+  }
+}
+
+/** spec.bgp.ipv4Address / ipv6Address of a stored Node object (absent ones undefined). */
+function bgpAddresses(node: JsonObject): { 4?: unknown; 6?: unknown } {
+  const spec = isMapping(node.spec) ? node.spec : {};
+  const bgp = isMapping(spec.bgp) ? spec.bgp : {};
+  return { 4: bgp.ipv4Address, 6: bgp.ipv6Address };
+}
+
+/**
+ * Other Nodes that already have one of `addresses` (checked as calico-node's
+ * checkConflictingNodes does: the address, not its prefix; IPv4 and IPv6). A Node whose value
+ * cannot be read is skipped: the model thread reports it.
+ */
+export async function nodeAddressConflicts(kv: KvStore, name: string, addresses: { 4?: string; 6?: string }): Promise<NodeAddressConflict[]> {
+  const info = kindInfo('Node')!;
+  const prefix = kindPrefix(info);
+  const want = ([4, 6] as const).map((f) => ({ family: f, key: addressKey(addresses[f], f) })).filter((w) => w.key !== null);
+  if (want.length === 0) return [];
+  const conflicts: NodeAddressConflict[] = [];
+  for (const e of (await kv.list(prefix)).entries) {
+    const other = e.key.slice(prefix.length);
+    if (other === name || other.includes('/')) continue;
+    let theirs: { 4?: unknown; 6?: unknown };
+    try {
+      theirs = bgpAddresses(storedObject(e.value, e.key));
+    } catch {
+      continue;
+    }
+    for (const w of want) {
+      if (addressKey(theirs[w.family], w.family) === w.key) conflicts.push({ family: w.family, address: w.key!, node: other });
+    }
+  }
+  return conflicts;
+}
+
 /** The Node object with this node's fields set over `existing` (whose other fields are kept). */
 function mergedNode(existing: JsonObject, reg: NodeRegistration): JsonObject {
   const meta: JsonObject = { ...(isMapping(existing.metadata) ? existing.metadata : {}), name: reg.name };
@@ -106,7 +191,10 @@ function mergedNode(existing: JsonObject, reg: NodeRegistration): JsonObject {
 /**
  * Creates or updates (compare-and-swap) /calico/resources/v3/projectcalico.org/nodes/<name> with
  * this node's address, tunnel address and VTEP MAC, keeping the fields others set. Writes nothing
- * when the stored Node already says all of it.
+ * when the stored Node already says all of it. When the Node is new or its address changes, other
+ * Nodes are checked first, as calico-node does at start: one already on the address is a
+ * NodeAddressConflictError and nothing is written (an unchanged address is not checked again, so
+ * a node restarting is never refused for a conflict someone else made).
  */
 export async function registerNode(kv: KvStore, reg: NodeRegistration, now: () => Date = () => new Date()): Promise<RegistrationResult> {
   checkRegistration(reg);
@@ -115,20 +203,33 @@ export async function registerNode(kv: KvStore, reg: NodeRegistration, now: () =
   const id = { info, name: reg.name };
   for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
     const current = await kv.get(key);
+    const existing = current ? storedObject(current.value, `registerNode ${reg.name}: ${key}`) : {};
+    const stored = bgpAddresses(existing);
+    // What will be written: keepStoredAddresses leaves a stored address as it is.
+    const kept = (f: 4 | 6) => reg.keepStoredAddresses === true && typeof stored[f] === 'string' && stored[f] !== '';
+    const given = { 4: kept(4) ? (stored[4] as string) : reg.ipv4Address, 6: kept(6) ? (stored[6] as string) : reg.ipv6Address };
+    // calico-node checks for conflicts when an address changed (a new Node's included).
+    const changed = ([4, 6] as const).filter((f) => given[f] !== undefined && given[f] !== stored[f]);
+    if (changed.length > 0) {
+      const conflicts = await nodeAddressConflicts(kv, reg.name, Object.fromEntries(changed.map((f) => [f, given[f]])));
+      if (conflicts.length > 0) throw new NodeAddressConflictError(reg.name, conflicts);
+    }
     if (!current) {
       const value = objectForStorage(mergedNode({}, reg), id, randomUUID(), calicoTimestamp(now()));
       const entry = await kv.create(key, JSON.stringify(value));
-      if (entry) return { action: 'created', key, entry };
+      if (entry) return { action: 'created', key, entry, addressChanges: [] };
       continue; // created meanwhile (another podway, calicoctl): merge into theirs
     }
-    const existing = storedObject(current.value, `registerNode ${reg.name}: ${key}`);
+    const addressChanges: AddressChange[] = changed
+      .filter((f) => typeof stored[f] === 'string' && addressKey(stored[f], f) !== addressKey(given[f], f))
+      .map((f) => ({ family: f, from: stored[f] as string, to: given[f]! }));
     const oldMeta = isMapping(existing.metadata) ? existing.metadata : {};
     const uid = typeof oldMeta.uid === 'string' && oldMeta.uid ? oldMeta.uid : randomUUID();
     const created = typeof oldMeta.creationTimestamp === 'string' ? oldMeta.creationTimestamp : calicoTimestamp(now());
     const value = JSON.stringify(objectForStorage(mergedNode(existing, reg), id, uid, created));
-    if (value === current.value) return { action: 'unchanged', key, entry: current };
+    if (value === current.value) return { action: 'unchanged', key, entry: current, addressChanges: [] };
     const entry = await kv.update(key, value, current.modRevision);
-    if (entry) return { action: 'updated', key, entry };
+    if (entry) return { action: 'updated', key, entry, addressChanges };
   }
   throw new Error(`registerNode ${reg.name}: ${key} kept changing under us (${CAS_ATTEMPTS} attempts)`);
 }

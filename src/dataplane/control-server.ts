@@ -45,7 +45,37 @@ export interface ControlExtras {
  * including a refusal to touch what sits at the path, arrives as the server's 'error' event.
  */
 export function startControlServer(engine: Engine, sockPath: string, workerCounters: WorkerCounters = async () => [], extras: ControlExtras = {}): net.Server {
-  const taps = extras.taps ?? new Taps(engine);
+  const target: ControlTarget = { engine, workerCounters, extras, taps: extras.taps ?? new Taps(engine) };
+  return openControlServer(sockPath, () => target, async () => ({}));
+}
+
+/** What the socket answers for once the engine runs. */
+interface ControlTarget { engine: Engine; workerCounters: WorkerCounters; extras: ControlExtras; taps: Taps }
+
+export interface EarlyControlServer {
+  readonly server: net.Server;
+  /** The engine runs: from now on every command is answered as startControlServer's are. */
+  attach(engine: Engine, workerCounters?: WorkerCounters, extras?: ControlExtras): void;
+}
+
+/**
+ * The control socket opened before the engine exists (`podway run` registering its Node and
+ * waiting for the datastore, which can take long): `podway status` then gets `starting()`'s
+ * answer (why it is not forwarding yet) instead of "not running", and every other command an
+ * error saying podway is starting. The same checks and modes as startControlServer.
+ */
+export function startEarlyControlServer(sockPath: string, starting: () => Promise<Record<string, unknown>>): EarlyControlServer {
+  let target: ControlTarget | null = null;
+  const server = openControlServer(sockPath, () => target, starting);
+  return {
+    server,
+    attach(engine, workerCounters = async () => [], extras = {}) {
+      target = { engine, workerCounters, extras, taps: extras.taps ?? new Taps(engine) };
+    },
+  };
+}
+
+function openControlServer(sockPath: string, target: () => ControlTarget | null, starting: () => Promise<Record<string, unknown>>): net.Server {
   const ownerUid = process.getuid ? process.getuid() : -1;
   const server = net.createServer((conn) => {
     conn.on('error', () => {});
@@ -68,12 +98,14 @@ export function startControlServer(engine: Engine, sockPath: string, workerCount
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
         // A capture turns the connection into a stream of frames: nothing after it is read.
+        const t = target();
         if (/"cmd"\s*:\s*"capture"/.test(line)) {
           conn.removeAllListeners('data');
-          serveCapture(taps, engine, conn, line);
+          if (t) serveCapture(t.taps, t.engine, conn, line);
+          else conn.end(JSON.stringify({ ok: false, error: STARTING }) + '\n');
           return;
         }
-        handle(engine, line, workerCounters, extras, taps).then(
+        (t ? handle(t.engine, line, t.workerCounters, t.extras, t.taps) : handleStarting(line, starting)).then(
           (res) => conn.write(JSON.stringify({ ok: true, result: res }) + '\n'),
           (err) => conn.write(JSON.stringify({ ok: false, error: (err as Error).message }) + '\n'),
         );
@@ -190,6 +222,20 @@ function fileKind(st: Stats): string {
   if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
   if (st.isSocket()) return 'a socket';
   return 'an unknown file type';
+}
+
+const STARTING = 'podway is starting and not forwarding yet (podway status says what it waits for); ask again once it runs';
+
+/** Before the engine runs: status says why, everything else that podway is starting. */
+async function handleStarting(line: string, starting: () => Promise<Record<string, unknown>>): Promise<unknown> {
+  let req: { cmd?: string };
+  try {
+    req = JSON.parse(line);
+  } catch {
+    throw new Error('request is not JSON');
+  }
+  if (req.cmd === 'status') return starting();
+  throw new Error(STARTING);
 }
 
 async function handle(engine: Engine, line: string, workerCounters: WorkerCounters, extras: ControlExtras, taps: Taps): Promise<unknown> {

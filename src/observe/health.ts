@@ -45,6 +45,11 @@ export class Health implements Collector {
     this.tunnelGaps = gaps;
   }
 
+  /** Why the datastore is not in sync ('' when it is). */
+  get datastoreReason(): string {
+    return this.datastore.reason;
+  }
+
   /** Where the engines' readiness comes from, once they exist (the main engine, then workers). */
   setEngines(fn: () => Promise<EngineReadiness[]>): void {
     this.engines = fn;

@@ -109,4 +109,85 @@ t('Ctrl-C while waiting for an unreachable etcd: said in the log, exit 130 (it e
   }
 });
 
+/** `podway run` in the namespace, its stderr gathered; stopped by PID (SIGKILL) when the test ends. */
+function spawnRun(args: string[]): { child: ReturnType<typeof spawn>; err: () => string; waitFor: (re: RegExp, ms: number) => Promise<boolean>; exited: Promise<number | null> } {
+  const child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'nx', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const waitFor = async (re: RegExp, ms: number) => {
+    const end = Date.now() + ms;
+    while (!re.test(err) && child.exitCode === null && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    return re.test(err);
+  };
+  return { child, err: () => err, waitFor, exited };
+}
+
+t('a node name new to the store on another Node\'s address: refused naming that Node, exit 1, nothing registered (calico-node refuses too)', async () => {
+  const other = path.join(tempDir(), 'other.yaml');
+  writeFileSync(other, 'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: other}\nspec: {bgp: {ipv4Address: 10.1.1.3/24}}\n');
+  await ok(['apply', '-f', other, '--datastore', store]);
+  // Given with --ip, and found by first-found alike.
+  for (const args of [['--ip', '10.1.1.3/24'], []]) {
+    const r = await run(args);
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, 'node nx: Node other is already using the IPv4 address 10.1.1.3');
+    assert.match(r.stderr, 'if other is gone, delete its Node first (podway delete node other)');
+  }
+  assert.not.match(await registeredNodes(), /\bnx\b/);
+});
+
+t('without --ip, a stored Node address no interface here holds gives way to first-found (said), and podway starts (it failed)', async () => {
+  const node = path.join(tempDir(), 'nx.yaml');
+  // As a second process run as nx with --ip 10.1.1.9/24 elsewhere leaves it.
+  writeFileSync(node, 'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: nx}\nspec: {bgp: {ipv4Address: 10.1.1.9/24}}\n');
+  await ok(['apply', '-f', node, '--datastore', store]);
+  const sock = path.join(tempDir(), 'c.sock');
+  const r = spawnRun(['--datastore', store, '--control', sock]);
+  try {
+    assert.ok(await r.waitFor(/"forwarding: node 10\.1\.1\.3/, 20_000), r.err());
+    assert.match(r.err(), /"level":"warn".*node nx: its Node's IPv4 address 10\.1\.1\.9\/24 is on no interface here: registering first-found 10\.1\.1\.3\/24 instead/);
+    assert.match(r.err(), /"level":"warn".*its Node's IPv4 address changed from 10\.1\.1\.9\/24 to 10\.1\.1\.3\/24 \(first-found\)/);
+    assert.match(await ok(['get', 'node', 'nx', '-o', 'json', '--datastore', store]), '"ipv4Address": "10.1.1.3/24"');
+    // Uptime counts from the process start, the same answer as before it forwarded.
+    const status = JSON.parse(await ok(['status', '--control', sock, '-o', 'json']));
+    assert.is(status.node, 'nx');
+    assert.ok(Number.isInteger(status.uptimeSeconds));
+    r.child.kill('SIGTERM');
+    const code = await Promise.race([r.exited, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 10_000))]);
+    assert.is(code, 0, r.err());
+  } finally {
+    if (r.child.exitCode === null) r.child.kill('SIGKILL');
+  }
+});
+
+t('podway status while run waits for an unreachable etcd: "starting: waiting for the datastore (reason)" (it said not running)', async () => {
+  const sock = path.join(tempDir(), 'c.sock');
+  const r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', 'etcd:http://127.0.0.1:9', '--control', sock]);
+  try {
+    assert.ok(await r.waitFor(/unreachable/, 15_000), r.err());
+    const seen = Date.now();
+    // Past the first retry: the process (not the socket) has been up at least this long.
+    while (Date.now() - seen < 2100) await new Promise((res) => setTimeout(res, 100));
+    const out = await podway(['status', '--control', sock]);
+    assert.is(out.code, 0, out.err);
+    assert.match(out.out, /^podway is starting on node nx \(pid \d+\), up \d+s\n/);
+    assert.match(out.out, /\nstarting: waiting for the datastore \(etcd http:\/\/127\.0\.0\.1:9 unreachable.*\)\n/);
+    const json = JSON.parse((await podway(['status', '--control', sock, '-o', 'json'])).out);
+    assert.is(json.starting, 'waiting for the datastore');
+    assert.ok(json.uptimeSeconds >= 2, `uptime ${json.uptimeSeconds}`);
+    // Other commands say it is starting rather than failing oddly.
+    const routes = await podway(['routes', '--control', sock]);
+    assert.is(routes.code, 1);
+    assert.match(routes.err, 'podway is starting and not forwarding yet');
+    r.child.kill('SIGINT');
+    const code = await Promise.race([r.exited, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 10_000))]);
+    assert.is(code, 130, r.err());
+    // The socket went with it: not running again.
+    assert.match((await podway(['status', '--control', sock])).err, 'podway is not running');
+  } finally {
+    if (r.child.exitCode === null) r.child.kill('SIGKILL');
+  }
+});
+
 t.run();

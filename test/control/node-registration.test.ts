@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { FileKv } from '../../src/control/kv/file-kv';
-import { CLUSTER_INFORMATION_KEY, markDatastoreReady, registerNode } from '../../src/control/node-registration';
+import { CLUSTER_INFORMATION_KEY, markDatastoreReady, NodeAddressConflictError, registerNode } from '../../src/control/node-registration';
 import { applyResource } from '../../src/control/v3-store';
 import { KvDatastore } from '../../src/control/kv-datastore';
 
@@ -184,6 +184,62 @@ test('registerNode keepStoredAddresses: an address the Node has is kept (changed
     assert.is(spec.ipv4VXLANTunnelAddr, '10.244.0.0', 'the other fields are written');
     await registerNode(kv, { name: 'node2', ipv4Address: '10.99.0.2/24', ipv6Address: 'fd99::2/64', keepStoredAddresses: true });
     assert.equal(JSON.parse((await kv.get('/calico/resources/v3/projectcalico.org/nodes/node2'))!.value).spec.bgp, { ipv4Address: '10.99.0.2/24', ipv6Address: 'fd99::2/64' }, 'a new Node gets them');
+  } finally {
+    await kv.close();
+  }
+});
+
+test('registerNode refuses another Node\'s IPv4 or IPv6 address (calico-node\'s checkConflictingNodes), naming it, nothing written', async () => {
+  const { kv } = store();
+  try {
+    await registerNode(kv, { name: 'node1', ipv4Address: '10.98.0.1/24', ipv6Address: 'fd00:98::1/64' });
+    const before = (await kv.list('/calico/')).revision;
+    // The address, not its prefix; IPv6 in another spelling is the same address.
+    for (const [reg, family, address] of [
+      [{ name: 'node5', ipv4Address: '10.98.0.1/16' }, 4, '10.98.0.1'],
+      [{ name: 'node5', ipv4Address: '10.98.0.5/24', ipv6Address: 'FD00:98:0::1/64' }, 6, 'fd00:98::1'],
+    ] as const) {
+      const err = await registerNode(kv, reg).then(() => null, (e: Error) => e);
+      assert.instance(err, NodeAddressConflictError);
+      assert.equal((err as NodeAddressConflictError).conflicts, [{ family, address, node: 'node1' }]);
+      assert.match(err!.message, `node node5: Node node1 is already using the IPv${family} address ${address}`);
+    }
+    assert.is(await kv.get('/calico/resources/v3/projectcalico.org/nodes/node5'), null);
+    assert.is((await kv.list('/calico/')).revision, before);
+    // An existing Node moving onto node1's address is refused too.
+    await registerNode(kv, { name: 'node5', ipv4Address: '10.98.0.5/24' });
+    const err = await registerNode(kv, { name: 'node5', ipv4Address: '10.98.0.1/24' }).then(() => null, (e: Error) => e);
+    assert.instance(err, NodeAddressConflictError);
+    assert.is(JSON.parse((await kv.get('/calico/resources/v3/projectcalico.org/nodes/node5'))!.value).spec.bgp.ipv4Address, '10.98.0.5/24');
+  } finally {
+    await kv.close();
+  }
+});
+
+test('registerNode checks only a changed address: a conflict others made does not stop a node re-registering its own', async () => {
+  const { kv } = store();
+  try {
+    await registerNode(kv, { name: 'node1', ipv4Address: '10.98.0.1/24' });
+    // Written by hand (calicoctl), not through registerNode.
+    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'Node', metadata: { name: 'node9' }, spec: { bgp: { ipv4Address: '10.98.0.1/24' } } });
+    const r = await registerNode(kv, { name: 'node1', ipv4Address: '10.98.0.1/24', labels: { zone: 'a' } });
+    assert.is(r.action, 'updated');
+    assert.equal(r.addressChanges, []);
+  } finally {
+    await kv.close();
+  }
+});
+
+test('registerNode reports an existing Node\'s address it changed (old and new), not a new prefix alone', async () => {
+  const { kv } = store();
+  try {
+    const created = await registerNode(kv, { name: 'node1', ipv4Address: '10.98.0.1/24', ipv6Address: 'fd00:98::1/64' });
+    assert.equal(created.addressChanges, []);
+    const moved = await registerNode(kv, { name: 'node1', ipv4Address: '10.98.0.3/24', ipv6Address: 'fd00:98::3/64' });
+    assert.equal(moved.addressChanges, [{ family: 4, from: '10.98.0.1/24', to: '10.98.0.3/24' }, { family: 6, from: 'fd00:98::1/64', to: 'fd00:98::3/64' }]);
+    const prefix = await registerNode(kv, { name: 'node1', ipv4Address: '10.98.0.3/16' });
+    assert.is(prefix.action, 'updated');
+    assert.equal(prefix.addressChanges, []);
   } finally {
     await kv.close();
   }

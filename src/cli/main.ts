@@ -79,7 +79,7 @@ function controlPath(o: { node?: string; control?: string }): string {
   throw new Error(socks.length ? `several podway processes run here (${socks.join(', ')}): pick one with --node` : 'podway is not running here (no /run/podway/*.sock); give --node or --control');
 }
 
-function clientCommand(program: Command, name: string, desc: string, show: (res: any) => string): void {
+function clientCommand(program: Command, name: string, desc: string, show: (res: any) => string, request: Record<string, unknown> = {}): void {
   program
     .command(name)
     .description(desc)
@@ -87,7 +87,7 @@ function clientCommand(program: Command, name: string, desc: string, show: (res:
     .option('--control <path>', 'control socket path')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (o) => {
-      const res = await controlRequest(controlPath(o), { cmd: name });
+      const res = await controlRequest(controlPath(o), { ...request, cmd: name });
       process.stdout.write(o.output === 'json' ? JSON.stringify(res, null, 2) + '\n' : show(res));
     });
 }
@@ -189,7 +189,7 @@ export function buildProgram(): Command {
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
     return lines.filter((l) => l !== null).join('\n') + '\n';
-  });
+  }, { starting: true }); // a podway still starting answers status only to a caller that reads that answer
   clientCommand(program, 'routes', 'show the routing table', (r) => table(r, ['cidr', 'kind', 'node', 'via', 'vtepMac', 'nextHopMac', 'mtu', 'pool']));
   clientCommand(program, 'endpoints', 'show local workload endpoints', (r) => table(r, ['workload', 'interface', 'type', 'networks', 'mac', 'rx', 'tx']));
   clientCommand(program, 'counters', 'show per-port counters and drop reasons', (r) => {

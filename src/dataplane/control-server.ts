@@ -102,7 +102,7 @@ function openControlServer(sockPath: string, target: () => ControlTarget | null,
         if (/"cmd"\s*:\s*"capture"/.test(line)) {
           conn.removeAllListeners('data');
           if (t) serveCapture(t.taps, t.engine, conn, line);
-          else conn.end(JSON.stringify({ ok: false, error: STARTING }) + '\n');
+          else void startingError(starting).then((error) => conn.end(JSON.stringify({ ok: false, error }) + '\n'));
           return;
         }
         (t ? handle(t.engine, line, t.workerCounters, t.extras, t.taps) : handleStarting(line, starting)).then(
@@ -224,18 +224,28 @@ function fileKind(st: Stats): string {
   return 'an unknown file type';
 }
 
-const STARTING = 'podway is starting and not forwarding yet (podway status says what it waits for); ask again once it runs';
+/** What every command but a starting-aware status gets before the engine runs. */
+async function startingError(starting: () => Promise<Record<string, unknown>>): Promise<string> {
+  const s = await starting().catch(() => ({} as Record<string, unknown>));
+  const why = typeof s.starting === 'string' ? `: ${s.starting}${typeof s.datastore === 'string' && s.datastore ? ` (${s.datastore})` : ''}` : '';
+  return `podway is starting${why}; not forwarding yet`;
+}
 
-/** Before the engine runs: status says why, everything else that podway is starting. */
+/**
+ * Before the engine runs: {"cmd":"status","starting":true} (`podway status`) gets `starting()`'s
+ * answer; everything else an error saying podway is starting and why. A plain status is an error
+ * too: its callers (the CNI plugin's STATUS, test labs, benches) take an answer to mean the
+ * dataplane runs.
+ */
 async function handleStarting(line: string, starting: () => Promise<Record<string, unknown>>): Promise<unknown> {
-  let req: { cmd?: string };
+  let req: { cmd?: string; starting?: unknown };
   try {
     req = JSON.parse(line);
   } catch {
     throw new Error('request is not JSON');
   }
-  if (req.cmd === 'status') return starting();
-  throw new Error(STARTING);
+  if (req.cmd === 'status' && req.starting === true) return starting();
+  throw new Error(await startingError(starting));
 }
 
 async function handle(engine: Engine, line: string, workerCounters: WorkerCounters, extras: ControlExtras, taps: Taps): Promise<unknown> {

@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BIN, ok, podway, tempDir } from './cli-kit';
 import { execBounded } from '../e2e/tools';
+import { controlRequest } from '../../src/dataplane/control-client';
 
 const t = suite('run start checks');
 const NS = `pw-nu-${randomBytes(3).toString('hex')}`;
@@ -179,7 +180,10 @@ t('podway status while run waits for an unreachable etcd: "starting: waiting for
     // Other commands say it is starting rather than failing oddly.
     const routes = await podway(['routes', '--control', sock]);
     assert.is(routes.code, 1);
-    assert.match(routes.err, 'podway is starting and not forwarding yet');
+    assert.match(routes.err, /podway is starting: waiting for the datastore \(etcd http:\/\/127\.0\.0\.1:9 unreachable.*\); not forwarding yet/);
+    // A plain status (the CNI plugin's STATUS, labs) is not taken for a running dataplane.
+    const plain = await controlRequest(sock, { cmd: 'status' }).then(() => 'answered', (e: Error) => e.message);
+    assert.match(plain, 'podway is starting: waiting for the datastore');
     r.child.kill('SIGINT');
     const code = await Promise.race([r.exited, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 10_000))]);
     assert.is(code, 130, r.err());

@@ -203,19 +203,20 @@ function commonSuite(backend: Backend) {
     assert.is(h.errors.length, errorCount, 'no bad value reported twice');
   }));
 
-  test('after a quiet spell a change is emitted at once, not after the debounce; changes right after it wait for the debounce', () => onFreshStore({ debounceMs: 4000, maxDelayMs: 8000 }, async (kv, h) => {
-    // A debounce far longer than any wait below: only a leading-edge snapshot can arrive in time.
+  test('after a quiet spell a change is emitted at once, not after the debounce; changes right after it wait for the debounce', () => onFreshStore({ debounceMs: 2500, maxDelayMs: 5000 }, async (kv, h) => {
+    // A debounce longer than any wait below (by 1 s at least; timers never fire early): only a
+    // leading-edge snapshot can arrive in time.
     await writeCluster(kv);
     await h.ds.start();
-    await sleep(4100); // quiet for longer than the debounce
+    await sleep(2600); // quiet for longer than the debounce
     const before = h.snapshots.length;
     await createResource(kv, wep('lead', 'node1-k8s-first-eth0', 'node1', 'califirst0000', '10.244.0.20'));
-    await h.waitFor('the first change, before the 4 s debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-first-eth0'), 2000);
+    await h.waitFor('the first change, before the 2.5 s debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-first-eth0'), 1500);
     assert.is(h.snapshots.length, before + 1, 'one snapshot for the first change');
     await createResource(kv, wep('lead', 'node1-k8s-second-eth0', 'node1', 'calisecond000', '10.244.0.21'));
     await sleep(1000);
     assert.not.ok(h.ds.current()!.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-second-eth0'), 'a change right after a snapshot waits for the debounce');
-    await h.waitFor('the second change, after the debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-second-eth0'), 8000);
+    await h.waitFor('the second change, after the debounce', (s) => s.workloadEndpoints.some((w) => w.metadata.name === 'node1-k8s-second-eth0'), 5000);
   }));
 
   test('a burst of 100 writes gives a few snapshots, the last with all of them', () => onFreshStore({ debounceMs: 30 }, async (kv, h) => {

@@ -84,11 +84,15 @@ test.before(async () => {
   outside = lab.addOutside();
   lab.natOutgoing = true;
   lab.setMode('vxlan');
-  dump = track(spawn('ip', ['netns', 'exec', outside.ns, 'tcpdump', '-n', '-l', '-i', 'eth0', '-c', '200000', 'ip'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+  dump = track(spawn('ip', ['netns', 'exec', outside.ns, 'tcpdump', '-n', '-l', '-i', 'eth0', '-c', '200000', 'ip'], { stdio: ['ignore', 'pipe', 'pipe'] }));
   dump.stdout!.setEncoding('utf8');
   dump.stdout!.on('data', (d: string) => (dumpOut += d));
+  let dumpErr = '';
+  dump.stderr!.setEncoding('utf8');
+  dump.stderr!.on('data', (d: string) => (dumpErr += d));
   for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--nat-udp-timeout', String(UDP_TIMEOUT_S)]);
-  await sleep(1000); // tcpdump is listening
+  // tcpdump says so once its capture is open
+  assert.ok(await until(() => /listening on eth0/.test(dumpErr), 10_000), `tcpdump on the outside did not start: ${dumpErr}`);
 });
 
 test.after(async () => {

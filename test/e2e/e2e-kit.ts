@@ -49,9 +49,9 @@ export function guard(lab: Lab): Lab {
   return lab;
 }
 
-/** lab.destroy() and forget it (use in finally). */
+/** Stop every podway (all at once: each stops on its own), lab.destroy() and forget it (use in finally). */
 export async function teardown(lab: Lab): Promise<void> {
-  for (const n of lab.nodes) await lab.stopPodway(n.name).catch(() => null);
+  await Promise.all(lab.nodes.map((n) => lab.stopPodway(n.name).catch(() => null)));
   lab.destroy();
   live.delete(lab);
 }

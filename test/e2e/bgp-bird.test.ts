@@ -40,7 +40,7 @@ test('podway and BIRD (as calico-node) in one node-to-node mesh: both learn each
   // podway learns node2's block from BIRD, next hop node2, routed unencapsulated.
   const learned = await until(() => routesVia(lab, 'node1', n2.block, 'direct', n2.ip), 40_000, 250);
   assert.ok(learned, `node1 routes ${n2.block} via ${n2.ip}: ${JSON.stringify(peersOf(lab, 'node1'))} ${JSON.stringify(await routesOf(lab, 'node1'))}\n${bird.birdc('show', 'protocols', 'all')}`);
-  assert.is(peerState(lab, 'node1', n2.ip), 'Established');
+  assert.is(await peerState(lab, 'node1', n2.ip), 'Established');
   // BIRD learns node1's block from podway and puts it in node2's kernel, via node1.
   const inKernel = await until(() => kernelRoutesVia(n2.ns, n1.block, n1.ip), 20_000, 250);
   assert.ok(inKernel, `node2's kernel: ${run('ip', ['-n', n2.ns, 'route'])}\n${bird.birdc('show', 'route', 'all')}`);
@@ -99,13 +99,13 @@ test('BIRD as route reflector for three podway nodes: all learn all blocks; the 
 
   // The reflector dies without a word: the nodes keep its routes for its restart time.
   await rr.kill();
-  assert.ok(await until(() => lab.nodes.every((n) => peerState(lab, n.name, TOR_IP) !== 'Established'), 10_000, 250), 'sessions down');
+  assert.ok(await until(async () => (await Promise.all(lab.nodes.map((n) => peerState(lab, n.name, TOR_IP)))).every((s) => s !== 'Established'), 10_000, 250), 'sessions down');
   await sleep(2000);
   assert.ok(await allLearned(), 'routes kept while the reflector restarts');
   assert.is(lab.ping('web-2', lab.pod('web-1').ip, 3).loss, 0, 'pods still reach each other');
 
   await rr.restart();
-  assert.ok(await until(() => lab.nodes.every((n) => peerState(lab, n.name, TOR_IP) === 'Established'), 30_000, 250), 'sessions back');
+  assert.ok(await until(async () => (await Promise.all(lab.nodes.map((n) => peerState(lab, n.name, TOR_IP)))).every((s) => s === 'Established'), 30_000, 250), 'sessions back');
   // Relearned: the reflector has every block from its owner again, and after the End-of-RIBs
   // (stale routes replaced or dropped) every node still routes every other block.
   const rrHasAll = () => lab.nodes.every((n) => new RegExp(`${n.block.replace(/[./]/g, '\\$&')}\\s+unicast \\[${n.name} `).test(rr.birdc('show', 'route', n.block)));
@@ -123,7 +123,7 @@ test('podway restarts under traffic: the BIRD ToR keeps its routes (graceful res
   const torHasBlock = () => kernelRoutesVia(lab.fabric, n2.block, n2.ip);
   assert.ok(await until(torHasBlock, 30_000, 250), `the ToR's kernel has ${n2.block}: ${tor.birdc('show', 'route', 'all')}`);
   assert.ok(await until(() => routesVia(lab, 'node2', OUTSIDE_NET, 'direct', TOR_IP), 20_000, 250), 'node2 routes the outside net to the ToR');
-  assert.is(peerState(lab, 'node2', TOR_IP), 'Established');
+  assert.is(await peerState(lab, 'node2', TOR_IP), 'Established');
 
   const interval = 0.05;
   const ping = pingIn(lab.fabric, lab.pod('web-2').ip, 400, interval, ['-I', OUTSIDE_HOST]);
@@ -138,7 +138,7 @@ test('podway restarts under traffic: the BIRD ToR keeps its routes (graceful res
   assert.ok(torHasBlock(), 'still in the ToR kernel');
   await startBgpPodways(lab, ['node2']);
   const upAt = Date.now();
-  assert.ok(await until(() => peerState(lab, 'node2', TOR_IP) === 'Established', 20_000, 250), 'session back');
+  assert.ok(await until(async () => (await peerState(lab, 'node2', TOR_IP)) === 'Established', 20_000, 250), 'session back');
   const r = await ping.done;
   assert.ok(r.sent >= 300, r.out.slice(-300));
   // Every packet before the restart and after podway was back (plus 2 s to settle) answered;

@@ -16,7 +16,7 @@ import { controlRequest } from '../../src/dataplane/control-server';
 import { until } from './e2e-kit';
 import {
   inBgpLab, nodesOnOneSubnet, writeResources as writeDocs, bgpPeerYaml, startBgpPodways, everyBlockRouted, assertPodPing, pingFromOutside,
-  podwayCli as podway, routesOf as labRoutesOf, routesVia, peersOf, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST,
+  podwayCli as podway, routesOf as labRoutesOf, routesVia, peersNow, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST,
 } from './bgp-kit';
 
 /**
@@ -106,14 +106,15 @@ test('three podways mesh over BGP, route each other\'s blocks unencapsulated, an
   assert.is(lab.ping('web-1', lab.pod('web-3').ip, 3).loss, 0);
   // node1's session to node3 is Established again and stays so for longer than the connect-retry
   // time (5 s) armed when the old session went down (it used to flip back to Active then).
-  const stateOf = (name: string, peer: string) => peersOf(lab, name).find((p) => p.address === peer);
+  // (asked over the control socket: the same answer `node status -o json` printed above)
+  const stateOf = async (name: string, peer: string) => (await peersNow(lab, name)).find((p) => p.address === peer);
   const n3 = lab.node('node3').ip;
-  assert.ok(await until(async () => (stateOf('node1', n3))?.bgpState === 'Established', 20_000, 250), `node1 -> node3 Established: ${JSON.stringify(stateOf('node1', n3))}`);
+  assert.ok(await until(async () => (await stateOf('node1', n3))?.bgpState === 'Established', 20_000, 250), `node1 -> node3 Established: ${JSON.stringify(await stateOf('node1', n3))}`);
   for (let i = 0; i < 14; i++) {
     await new Promise((r) => setTimeout(r, 500));
-    const s1 = stateOf('node1', n3);
+    const s1 = await stateOf('node1', n3);
     assert.is(s1?.bgpState, 'Established', `node1 -> node3 after the restart (${i * 0.5} s): ${JSON.stringify(s1)}`);
-    assert.is((stateOf('node3', n1.ip))?.bgpState, 'Established', 'node3 -> node1');
+    assert.is((await stateOf('node3', n1.ip))?.bgpState, 'Established', 'node3 -> node1');
   }
 }));
 

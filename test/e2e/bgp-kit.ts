@@ -194,8 +194,16 @@ export function peersOf(lab: Lab, node: string): PeerRow[] {
   return (JSON.parse(podwayCli(['node', 'status', '--control', lab.node(node).control, '-o', 'json'])) as { peers: PeerRow[] }).peers;
 }
 
-export function peerState(lab: Lab, node: string, peer: string): string | undefined {
-  return peersOf(lab, node).find((p) => p.address === peer)?.bgpState;
+/**
+ * The same peers as peersOf, asked over the control socket in this process (what `node status -o
+ * json` prints is this answer): for the polls, which would otherwise start a Node per look.
+ */
+export async function peersNow(lab: Lab, node: string): Promise<PeerRow[]> {
+  return ((await controlRequest(lab.node(node).control, { cmd: 'node-status' }, 5000)) as { peers: PeerRow[] }).peers;
+}
+
+export async function peerState(lab: Lab, node: string, peer: string): Promise<string | undefined> {
+  return (await peersNow(lab, node)).find((p) => p.address === peer)?.bgpState;
 }
 
 /** The learned route of `node` for `cidr` is of `kind` via `via`. */

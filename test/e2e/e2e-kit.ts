@@ -281,6 +281,33 @@ export function gapIn(r: StreamResult, t0: number, t1: number): { maxGapMs: numb
   return { maxGapMs, at, count };
 }
 
+/**
+ * The longest gap between arrivals outside the given windows (each window's t0 - 1 s .. t1, as
+ * gapIn reads them) and the stream's first 0.5 s: what the machine's own scheduling does to the
+ * stream when nothing is edited.
+ */
+export function gapOutside(r: StreamResult, windows: { t0: number; t1: number }[]): number {
+  let maxGapMs = 0;
+  let prev = -1;
+  const settled = r.arrivals.length ? r.arrivals[0][1] + 500 : 0; // the stream's first 0.5 s: neighbours resolving
+  for (const [, t] of r.arrivals) {
+    const inWindow = t < settled || windows.some((w) => t >= w.t0 - 1000 && t <= w.t1);
+    if (!inWindow && prev >= 0 && t - prev > maxGapMs) maxGapMs = t - prev;
+    prev = inWindow ? -1 : t;
+  }
+  return maxGapMs;
+}
+
+/**
+ * The gap a model edit may leave: 50 ms (at 1,000 pps a packet is due every millisecond; an
+ * interrupted flow costs seconds), or twice what the same stream showed away from any edit when
+ * the host itself stalls it longer (a loaded CI host descheduling the sender or receiver is not
+ * the dataplane's gap).
+ */
+export function allowedGap(r: StreamResult, windows: { t0: number; t1: number }[], floorMs: number): number {
+  return Math.max(floorMs, 2 * gapOutside(r, windows));
+}
+
 /** Sequence numbers 0..total-1 that never arrived. */
 export function lostSeqs(r: StreamResult, total: number): number[] {
   const seen = new Uint8Array(total);

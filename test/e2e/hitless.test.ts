@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, renameSync } from 'node:fs';
 import { Lab, LabNodeSpec, Mode } from '../../src/lab/lab';
-import { guard, teardown, isRoot, kindOf, waitLog, logTail, sleep, udpStream, gapIn, lostSeqs } from './e2e-kit';
+import { guard, teardown, isRoot, kindOf, waitLog, logTail, sleep, udpStream, gapIn, lostSeqs, allowedGap } from './e2e-kit';
 
 const RATE = 1000; // packets per second
 
@@ -109,10 +109,11 @@ spec:
       const lost = lostSeqs(r, total);
       if (process.env.E2E_VERBOSE) console.log(`${name}: received ${r.received}/${total}, lost ${lost.length}, gap around the re-apply ${g1.maxGapMs.toFixed(1)} ms, around the added endpoint ${g2.maxGapMs.toFixed(1)} ms`);
       assert.ok(g1.count > 100, `${name}: the stream was not flowing around the re-apply (${g1.count} arrivals)`);
-      // "No gap": at 1,000 pps a packet is due every millisecond; 50 ms leaves room for a loaded
-      // CI host's scheduling, and is far below the seconds an interruption costs.
-      assert.ok(g1.maxGapMs < 50, `${name}: ${g1.maxGapMs.toFixed(1)} ms without packets around the no-op re-apply`);
-      assert.ok(g2.maxGapMs < 50, `${name}: ${g2.maxGapMs.toFixed(1)} ms without packets around the added endpoint`);
+      // "No gap": under 50 ms, or under twice the stream's longest gap away from the edits when
+      // the host itself stalls it longer (allowedGap).
+      const allowed = allowedGap(r, [{ t0: t1, t1: t1end }, { t0: t2, t1: t2end }], 50);
+      assert.ok(g1.maxGapMs < allowed, `${name}: ${g1.maxGapMs.toFixed(1)} ms without packets around the no-op re-apply (allowed ${allowed.toFixed(1)} ms)`);
+      assert.ok(g2.maxGapMs < allowed, `${name}: ${g2.maxGapMs.toFixed(1)} ms without packets around the added endpoint (allowed ${allowed.toFixed(1)} ms)`);
       assert.ok(lost.length <= total * 0.001, `${name}: lost ${lost.length}/${total} (first ${lost.slice(0, 10).join(',')})`);
     }
   });
@@ -134,11 +135,12 @@ test('mode changes VXLAN -> IPIP -> direct under a steady stream: each switch le
       await sleep(1500);
     }
     const r = await s();
+    const allowed = allowedGap(r, windows, 100);
     for (const w of windows) {
       const g = gapIn(r, w.t0, w.t1);
       if (process.env.E2E_VERBOSE) console.log(`switch to ${w.mode}: longest gap ${g.maxGapMs.toFixed(1)} ms (${g.count} arrivals in the window)`);
       assert.ok(g.count > 100, `switch to ${w.mode}: the stream was not flowing (${g.count} arrivals)`);
-      assert.ok(g.maxGapMs < 100, `switch to ${w.mode}: ${g.maxGapMs.toFixed(1)} ms without packets`);
+      assert.ok(g.maxGapMs < allowed, `switch to ${w.mode}: ${g.maxGapMs.toFixed(1)} ms without packets (allowed ${allowed.toFixed(1)} ms)`);
     }
   });
 });

@@ -108,7 +108,7 @@ export function buildProgram(): Command {
     .description('run the dataplane for one node')
     .option('--node <name>', 'this node (default $NODENAME)')
     .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-    .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore and never changed by podway (default: the Node\'s own, else first-found; replaced by first-found once it leaves the node; "autodetect": first-found, followed whenever it changes; Calico\'s IP env); with a file: datastore it must be the file Node\'s address')
+    .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore and never changed by podway (default: the Node\'s own while an interface here holds it, else first-found; replaced by first-found once it leaves the node; another Node\'s address is refused; "autodetect": first-found, followed whenever it changes; Calico\'s IP env); with a file: datastore it must be the file Node\'s address')
     .option('--ip6 <addr/prefix>', 'this node\'s IPv6 address (or "autodetect", or "none"), registered as spec.bgp.ipv6Address (default: the Node\'s own, else the first global IPv6 found; Calico\'s IP6 env)')
     .option('--autodetect-poll-interval <duration>', 'how often an autodetected node address is looked for again, its Node updated when it changed ("60s", "5m", "500ms"; 0 = never; default $AUTODETECT_POLL_INTERVAL, else 60s as calico-node)')
     .option('--datastore <spec>', 'file:PATH (a YAML file), etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, then Calico\'s DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)')

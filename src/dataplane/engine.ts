@@ -108,6 +108,13 @@ export interface TunnelRx {
   ip6: string | null;
 }
 
+/** Where tunnels were read before a model, and whether this engine had its table (restoreTunnelRx). */
+interface TunnelState {
+  owns: boolean;
+  onUnderlay: boolean;
+  ip6: string | null;
+}
+
 /** Host-side failures the engine recovered from (or gave up on), counted for `podway counters`
  * (added up across workers) and `podway status`. */
 export interface EngineFailures {
@@ -193,6 +200,9 @@ export class Engine {
   readonly failures: EngineFailures = { tunnelTable: 0, ringReopened: 0, ringReopenFailed: 0 };
   /** This engine installed the tunnel table (and removes it). */
   private ownsTunnelTable = false;
+  /** The underlay port's filter disagrees with tunnelsOnUnderlay (a rejected model's table could
+   * not be put back: restoreTunnelRx): the next apply reopens the port. */
+  private underlayFilterStale = false;
   private readonly worker: { index: number; count: number };
   private readonly shareNeighbor: (ip: number, mac: Uint8Array) => void;
   private model: NodeDataplaneModel | null = null;
@@ -298,16 +308,19 @@ export class Engine {
     if (kernelRoutes) this.kernelRoutes = kernelRoutes;
     const t0 = performance.now();
     const first = this.model === null;
+    // What a rejected model puts back (restoreTunnelRx): a worker told the same tunnels again
+    // must see them as moved, or its ports would never follow.
+    const before = this.tunnelState();
     // A host-managing engine decides this itself (openInfra, followIp6).
-    let tunnelsMoved = false;
+    let tunnelsMoved = this.underlayFilterStale;
     if (tunnels && !this.manageHost && (tunnels.onUnderlay !== this.tunnelsOnUnderlay || tunnels.ip6 !== this.tunnelTable6)) {
       this.tunnelsOnUnderlay = tunnels.onUnderlay;
       this.tunnelTable6 = tunnels.ip6;
       tunnelsMoved = true;
     }
     if (first) this.openInfra(model);
-    else if (this.model!.node.ip !== model.node.ip) this.followIp4(model);
-    else if (this.model!.v6.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(model, tunnelsMoved);
+    else if (this.model!.node.ip !== model.node.ip) this.followIp4(model, before);
+    else if (this.model!.v6.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(model, before, tunnelsMoved);
     // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
     // running pods keep theirs.
     this.podMtu = model.mtu.pod;
@@ -432,7 +445,42 @@ export class Engine {
 
   /** The underlay packet port; its filter takes IPv6 only while the node has an IPv6 address. */
   private openUnderlay(ul: Underlay, model: NodeDataplaneModel): number {
-    return this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name) });
+    const p = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name) });
+    this.underlayFilterStale = false;
+    return p;
+  }
+
+  private tunnelState(): TunnelState {
+    return { owns: this.ownsTunnelTable, onUnderlay: this.tunnelsOnUnderlay, ip6: this.tunnelTable6 };
+  }
+
+  /**
+   * A model is rejected after its tunnel table went in (or out) because its port could not be
+   * opened: the old ports stay, so the table and the flags go back to what they were, or tunnels
+   * to the old address would be dropped by a table naming the new one and read by nobody (or read
+   * twice). `tableChanged`: this attempt installed or removed a table. A table nft will not put
+   * back leaves none: tunnels on the sockets, the underlay port reopened by the next apply.
+   * Workers only put their flags back (the host-managing engine tells them again).
+   */
+  private restoreTunnelRx(before: TunnelState, tableChanged: boolean, ul: string, nodeIp: number): void {
+    if (this.manageHost && tableChanged) {
+      if (before.owns) {
+        const why = installTunnelRx(ul, formatIpv4(nodeIp), VXLAN_PORT, before.ip6);
+        if (why !== null) {
+          this.failures.tunnelTable++;
+          removeTunnelRx();
+          this.ownsTunnelTable = false;
+          this.tunnelsOnUnderlay = false;
+          this.tunnelTable6 = null;
+          this.underlayFilterStale = true;
+          this.log.warn(`could not put nftables table inet ${TUNNEL_TABLE} back for ${formatIpv4(nodeIp)} (${why}): tunnels received on the UDP/raw sockets; the underlay port is reopened with the next model`, { component: 'host' });
+          return;
+        }
+      } else if (this.ownsTunnelTable) removeTunnelRx();
+    }
+    this.ownsTunnelTable = before.owns;
+    this.tunnelsOnUnderlay = before.onUnderlay;
+    this.tunnelTable6 = before.ip6;
   }
 
   private tunnelTableNote(ul: string, nodeIp: number, ip6: string | null): string {
@@ -453,7 +501,7 @@ export class Engine {
    * the model; the host port, the pods' ports and the host's routes stay as they are. The address
    * on another interface: everything is opened again there (openInfra), as at start.
    */
-  private followIp4(model: NodeDataplaneModel): void {
+  private followIp4(model: NodeDataplaneModel, before: TunnelState): void {
     const was = this.model!.node.ip;
     const change = `node address ${formatIpv4(was)} -> ${formatIpv4(model.node.ip)}`;
     // Throws (the model is rejected, nothing changed) when no interface holds the new address.
@@ -472,18 +520,21 @@ export class Engine {
       if (this.infra.ipip >= 0) ipip = this.io.openRaw({ proto: 4, addr: nodeIp, rcvbuf: sockBuf });
     } catch (e) {
       if (vxlan >= 0) this.io.close(vxlan);
+      this.restoreTunnelRx(before, false, ul.name, was);
       throw new Error(`${change}: ${(e as Error).message}`);
     }
     // The table before the underlay port: the port's filter takes tunnels only while the table
     // drops the kernel's copy of them (else each would be read twice: port and socket).
     // Tried again on every new address, as at start (a table refused before may install now).
+    // If the port then cannot be opened, the table goes back (restoreTunnelRx).
+    let tableChanged = false;
     if (this.manageHost) {
       const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
+      tableChanged = why === null || this.ownsTunnelTable;
       if (why === null) {
         this.ownsTunnelTable = true;
         this.tunnelsOnUnderlay = true;
         this.tunnelTable6 = model.v6.ip6;
-        this.notes.push(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
       } else {
         // A table for the old address would drop nothing now: gone, tunnels read on the sockets.
         this.failures.tunnelTable++;
@@ -499,8 +550,10 @@ export class Engine {
       if (this.infra.underlay >= 0) underlay = this.openUnderlay(ul, model);
     } catch (e) {
       for (const p of [vxlan, ipip]) if (p >= 0) this.io.close(p);
+      this.restoreTunnelRx(before, tableChanged, ul.name, was);
       throw new Error(`${change}: ${(e as Error).message}`);
     }
+    if (this.manageHost && this.ownsTunnelTable) this.notes.push(this.tunnelTableNote(ul.name, nodeIp, model.v6.ip6));
     this.underlay = ul;
     const swap = (k: 'vxlan' | 'ipip' | 'underlay', p: number, role: (typeof Role)[keyof typeof Role], name: string) => {
       if (p < 0) return;
@@ -537,13 +590,15 @@ export class Engine {
    * A worker engine comes here also when it is told the tunnels moved (`tunnelsMoved`): the
    * underlay port's filter and the IPv6 VXLAN socket follow the host-managing engine's decision.
    */
-  private followIp6(model: NodeDataplaneModel, tunnelsMoved = false): void {
+  private followIp6(model: NodeDataplaneModel, before: TunnelState, tunnelsMoved = false): void {
     const ul = this.underlay;
     if (!ul) return;
     const was = this.model!.v6.ip6;
+    let tableChanged = false;
     if (this.manageHost && this.ownsTunnelTable && was !== model.v6.ip6) {
       const why = installTunnelRx(ul.name, formatIpv4(model.node.ip), VXLAN_PORT, model.v6.ip6);
       if (why === null) {
+        tableChanged = true;
         this.tunnelTable6 = model.v6.ip6;
         this.notes.push(this.tunnelTableNote(ul.name, model.node.ip, model.v6.ip6));
         this.log.info(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: nftables table inet ${TUNNEL_TABLE} follows it`, { component: 'host' });
@@ -557,6 +612,7 @@ export class Engine {
       // place, the underlay port's filter must take the tunnels too (reopened below).
       const why = installTunnelRx(ul.name, formatIpv4(model.node.ip), VXLAN_PORT, model.v6.ip6);
       if (why === null) {
+        tableChanged = true;
         this.ownsTunnelTable = true;
         this.tunnelsOnUnderlay = true;
         this.tunnelTable6 = model.v6.ip6;
@@ -568,10 +624,19 @@ export class Engine {
         this.log.warn(`node IPv6 address ${was ?? 'none'} -> ${model.v6.ip6 ?? 'none'}: still no nftables table inet ${TUNNEL_TABLE} (${why}): tunnels received on the UDP/raw sockets`, { component: 'host' });
       }
     }
+    // The underlay port first: when it cannot be opened the model is rejected with the old ports,
+    // table and flags (restoreTunnelRx), and a retry finds the change to make again.
+    if (((was === null) !== (model.v6.ip6 === null) || tunnelsMoved) && this.infra.underlay >= 0) {
+      try {
+        this.reopenUnderlay(model);
+      } catch (e) {
+        this.restoreTunnelRx(before, tableChanged, ul.name, model.node.ip);
+        throw e;
+      }
+    }
     if (this.infra.vxlan6 >= 0) this.forgetPort(this.infra.vxlan6);
     this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
     if (this.infra.vxlan6 >= 0) this.watch(this.infra.vxlan6);
-    if (((was === null) !== (model.v6.ip6 === null) || tunnelsMoved) && this.infra.underlay >= 0) this.reopenUnderlay(model);
   }
 
   /** Open the underlay port again (a new filter, or a ring that could not be set up again): the new

@@ -3,7 +3,8 @@
 // addresses, veths stand for the pods' host ends, and a host-managing engine runs the real nft on the
 // namespace's ruleset. Covered: the ring check (a wedged ring reported, a ring that could not be
 // set up again: pod port reattached, underlay port reopened), a tunnel table rewrite nft refuses
-// (no IPv6 VXLAN socket on an address the table does not name), and workers told where tunnels
+// (no IPv6 VXLAN socket on an address the table does not name), a model whose underlay port cannot
+// be opened after its table went in (table and flags put back), and workers told where tunnels
 // are read with every model (worker-model.ts).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -261,6 +262,62 @@ test('no tunnel table at start (nft refused): tried again on a new IPv6 address,
   assert.equal(vxlan6Sockets(r), [addr6('fd99::b1')]);
   assert.match(String(r.engine.status().tunnelsOn), /^underlay port \(nft table inet podway_tunnels\)$/);
   stopRig(r);
+});
+
+test('a new node IPv4 address whose underlay port cannot be opened: rejected with the old tunnel table and flags; the retry follows', async () => {
+  const r = rig({ manageHost: true });
+  r.engine.apply(dualModel());
+  const u = portOf(r, UL);
+  r.io.failOpen(UL, 'EMFILE');
+  assert.throws(() => r.engine.apply(dualModel('fd99::1', '10.99.0.11')), /10\.99\.0\.1 -> 10\.99\.0\.11: open ul0: EMFILE/);
+  assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.1 .*counter name "vxlan" drop/, 'the table names the old address again');
+  assert.not.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /10\.99\.0\.11/);
+  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+  assert.is(portOf(r, UL), u, 'the old underlay port stays');
+  r.engine.apply(dualModel('fd99::1', '10.99.0.11'));
+  assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.11 .*counter name "vxlan" drop/);
+  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.11'), { ipv6: true, tunnels: true, vxlanPort: 4789 })));
+  stopRig(r);
+});
+
+test('no tunnel table, installed for a new IPv6 address, but the underlay port cannot be reopened: the table goes again and the retry installs it and reopens the port', async () => {
+  const nft = await holdTunnelTable('10.99.0.1', 'fd99::1');
+  const r = rig({ manageHost: true });
+  try {
+    r.engine.apply(dualModel());
+    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+  } finally {
+    await release(nft);
+  }
+  const u = portOf(r, UL);
+  r.io.failOpen(UL, 'EMFILE');
+  assert.throws(() => r.engine.apply(dualModel('fd99::a1')), /EMFILE/);
+  assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null }, 'flags as before');
+  assert.is(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE], { allowFail: true }).includes('drop'), false, 'no table drops tunnels the old port does not take');
+  assert.is(portOf(r, UL), u);
+  r.engine.apply(dualModel('fd99::a1'));
+  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::a1' });
+  assert.ok(portOf(r, UL) !== u, 'underlay port reopened on the retry');
+  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: true, vxlanPort: 4789 })));
+  assert.equal(vxlan6Sockets(r), [addr6('fd99::a1')]);
+  stopRig(r);
+});
+
+test('a worker whose underlay port cannot be reopened for new tunnels keeps the old ones: the same message again reopens it', () => {
+  const w = rig({ worker: { index: 1, count: 2 } });
+  const msg = (onUnderlay: boolean, ip6: string | null) => ({ type: 'model' as const, model: dualModel(), kernelRoutes: [], tunnels: { onUnderlay, ip6 } });
+  applyWorkerModel(w.engine, msg(true, 'fd99::1'));
+  const u = portOf(w, UL);
+  w.io.failOpen(UL, 'EMFILE');
+  assert.throws(() => applyWorkerModel(w.engine, msg(false, null)), /EMFILE/);
+  assert.equal(w.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' }, 'still what its ports do');
+  assert.is(portOf(w, UL), u);
+  applyWorkerModel(w.engine, msg(false, null));
+  assert.equal(w.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+  assert.ok(portOf(w, UL) !== u, 'reopened');
+  assert.ok(sameBytes(underlayOpts(w).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: false, vxlanPort: 4789 })));
+  assert.equal(vxlan6Sockets(w), []);
+  stopRig(w);
 });
 
 test('workers are told where tunnels are read with every model: a refused rewrite and a fallback to the sockets reach them', async () => {

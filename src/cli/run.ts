@@ -321,6 +321,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     });
     engine = eng;
     const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };
+    // Where the workers were last told tunnels are read (worker-model.ts): a rejected model may
+    // still have moved the main engine's (applyLatest).
+    let toldTunnels = JSON.stringify(eng.tunnelRx());
+    const broadcastModel = (model: NodeDataplaneModel) => {
+      const msg = workerModelMessage(eng, model, kernelRoutes);
+      toldTunnels = JSON.stringify(msg.tunnels);
+      broadcast(msg);
+    };
     const exited = new Set<number>();
     health.setEngines(async () => {
       const others = await workerStates();
@@ -391,6 +399,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         w.on('exit', () => exited.add(index));
         // where tunnels are read comes with every model (worker-model.ts), this first one included
         w.postMessage(workerModelMessage(eng, model, kernelRoutes));
+        toldTunnels = JSON.stringify(eng.tunnelRx());
         workers.push(w);
       }
       if (count > 1) log.info(`${count} forwarding workers`, { workers: count });
@@ -442,7 +451,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
       if (tunnelAddressesStale(model)) ensureTunnelAddress();
       lastGateways = gatewaysKey(model, kernelRoutes);
-      broadcast(workerModelMessage(eng, model, kernelRoutes));
+      broadcastModel(model);
     };
     const applyLatest = async () => {
       if (applying || stopping) return;
@@ -469,6 +478,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
           } catch (e) {
             nodeMetrics?.applyFailed();
             log.error(`update rejected, keeping the last good state: ${(e as Error).message}`);
+            // The main engine may have moved its tunnels before the model was rejected (a table it
+            // could not put back, a step failing after the new address was followed): the workers
+            // get where it reads them now with the last good model, or they would read tunnel
+            // packets twice or never.
+            if (current && JSON.stringify(eng.tunnelRx()) !== toldTunnels) broadcastModel(current);
           }
         }
       } finally {

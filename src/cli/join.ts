@@ -77,12 +77,12 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   const stored: StoredNode = existing ? (JSON.parse(existing.value) as StoredNode) : {};
   const warn = opts.warn ?? say;
   let held: ReadonlySet<string> | null | undefined;
-  let replacedStored = false;
+  const replacedStored = { 4: false, 6: false };
   const fromNode = (family: 4 | 6, was: string | undefined, detect: () => string | undefined) => {
     if (!opts.atStart) return was ?? detect();
     const c = chooseStartAddress(family, opts.node, was, detect, held === undefined ? (held = addressesHeldHere()) : held);
     if (c.warning) warn(c.warning);
-    if (was !== undefined && c.address !== was) replacedStored = true;
+    if (was !== undefined && c.address !== was) replacedStored[family] = true;
     return c.address;
   };
   const ipv4Address = opts.ip === 'autodetect' ? firstFoundIPv4() : opts.ip ?? fromNode(4, stored.spec?.bgp?.ipv4Address, firstFoundIPv4);
@@ -91,9 +91,11 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   // The Node first: IPAM reads its labels (pools' nodeSelectors) to give it a tunnel address.
   // Addresses taken from the Node itself are kept as the Node has them when it is written (they
   // may have changed since the read above: the address monitor), not written back; one replaced
-  // at start (no interface here holds it) is written.
-  const keepStoredAddresses = opts.ip === undefined && opts.ip6 === undefined && !replacedStored;
-  const base: NodeRegistration = { name: opts.node, ipv4Address, ...(ipv6Address ? { ipv6Address } : {}), ...(keepStoredAddresses ? { keepStoredAddresses: true } : {}) };
+  // at start (no interface here holds it) is written. Per family: IPv4 given (--ip) and IPv6 taken
+  // from the Node still keeps the Node's IPv6 address, and the other way round (IPv6 'none'
+  // writes none).
+  const keepStoredAddresses = { 4: opts.ip === undefined && !replacedStored[4], 6: (opts.ip6 === undefined || opts.ip6 === 'none') && !replacedStored[6] };
+  const base: NodeRegistration = { name: opts.node, ipv4Address, ...(ipv6Address ? { ipv6Address } : {}), ...(keepStoredAddresses[4] || keepStoredAddresses[6] ? { keepStoredAddresses } : {}) };
   const reg = await registerNode(kv, base).catch((e: unknown) => {
     if (!(e instanceof NodeAddressConflictError)) throw e;
     const others = [...new Set(e.conflicts.map((c) => c.node))];

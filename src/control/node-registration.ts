@@ -36,8 +36,16 @@ export interface NodeRegistration {
    * ipv6Address then only fill a missing one): a registration that took the Node's own address
    * must not write back an older copy of it over an address changed meanwhile (`podway run`'s
    * address monitor, calicoctl), as the compare-and-swap retry would otherwise do.
+   * Per family ({ 4: true }): only the families whose address was taken from the Node (one given
+   * on the command line is written as given).
    */
-  readonly keepStoredAddresses?: boolean;
+  readonly keepStoredAddresses?: boolean | { readonly 4?: boolean; readonly 6?: boolean };
+}
+
+/** Whether `reg` keeps the stored address of this family (keepStoredAddresses). */
+function keepsStored(reg: NodeRegistration, family: 4 | 6): boolean {
+  const k = reg.keepStoredAddresses;
+  return k === true || (typeof k === 'object' && k[family] === true);
 }
 
 export type RegistrationAction = 'created' | 'updated' | 'unchanged';
@@ -177,7 +185,7 @@ function mergedNode(existing: JsonObject, reg: NodeRegistration): JsonObject {
   }
   const spec: JsonObject = { ...(isMapping(existing.spec) ? existing.spec : {}) };
   const bgp: JsonObject = { ...(isMapping(spec.bgp) ? spec.bgp : {}) };
-  const stored = (k: 'ipv4Address' | 'ipv6Address') => reg.keepStoredAddresses === true && typeof bgp[k] === 'string' && bgp[k] !== '';
+  const stored = (k: 'ipv4Address' | 'ipv6Address') => keepsStored(reg, k === 'ipv4Address' ? 4 : 6) && typeof bgp[k] === 'string' && bgp[k] !== '';
   if (!stored('ipv4Address')) bgp.ipv4Address = reg.ipv4Address;
   if (reg.ipv6Address !== undefined && !stored('ipv6Address')) bgp.ipv6Address = reg.ipv6Address;
   spec.bgp = bgp;
@@ -206,7 +214,7 @@ export async function registerNode(kv: KvStore, reg: NodeRegistration, now: () =
     const existing = current ? storedObject(current.value, `registerNode ${reg.name}: ${key}`) : {};
     const stored = bgpAddresses(existing);
     // What will be written: keepStoredAddresses leaves a stored address as it is.
-    const kept = (f: 4 | 6) => reg.keepStoredAddresses === true && typeof stored[f] === 'string' && stored[f] !== '';
+    const kept = (f: 4 | 6) => keepsStored(reg, f) && typeof stored[f] === 'string' && stored[f] !== '';
     const given = { 4: kept(4) ? (stored[4] as string) : reg.ipv4Address, 6: kept(6) ? (stored[6] as string) : reg.ipv6Address };
     // calico-node checks for conflicts when an address changed (a new Node's included).
     const changed = ([4, 6] as const).filter((f) => given[f] !== undefined && given[f] !== stored[f]);

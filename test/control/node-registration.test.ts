@@ -189,6 +189,25 @@ test('registerNode keepStoredAddresses: an address the Node has is kept (changed
   }
 });
 
+test('registerNode keepStoredAddresses per family: the family taken from the Node is kept (changed meanwhile), the given one written', async () => {
+  const { kv } = store();
+  try {
+    await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.11/24', ipv6Address: 'fd99::11/64' });
+    // IPv4 from the Node (a join's older copy), IPv6 given: the Node's IPv4 stays, IPv6 as given
+    let r = await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', ipv6Address: 'fd99::5/64', keepStoredAddresses: { 4: true } });
+    assert.equal(JSON.parse(r.entry.value).spec.bgp, { ipv4Address: '10.99.0.11/24', ipv6Address: 'fd99::5/64' });
+    // IPv4 given, IPv6 from the Node: the other way round
+    r = await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.12/24', ipv6Address: 'fd99::1/64', keepStoredAddresses: { 6: true } });
+    assert.equal(JSON.parse(r.entry.value).spec.bgp, { ipv4Address: '10.99.0.12/24', ipv6Address: 'fd99::5/64' });
+    // IPv6 none (not registered) and IPv4 from the Node: nothing written back
+    r = await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', keepStoredAddresses: { 4: true, 6: true } });
+    assert.is(r.action, 'unchanged');
+    assert.equal(JSON.parse(r.entry.value).spec.bgp, { ipv4Address: '10.99.0.12/24', ipv6Address: 'fd99::5/64' });
+  } finally {
+    await kv.close();
+  }
+});
+
 test('registerNode refuses another Node\'s IPv4 or IPv6 address (calico-node\'s checkConflictingNodes), naming it, nothing written', async () => {
   const { kv } = store();
   try {

@@ -109,6 +109,10 @@ export interface AddressMonitorOptions {
 export class AddressMonitor {
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
+  /** After stop(): no look starts, and one under way writes nothing once its read returns. */
+  private stopped = false;
+  /** The look under way (stop() waits for it). */
+  private current: Promise<void> | null = null;
   /** The last thing said about a failed write or a missing address (said once, not every look). */
   private lastProblem = '';
   /** Looks and Node updates written, for tests and status. */
@@ -118,45 +122,55 @@ export class AddressMonitor {
   constructor(private readonly opts: AddressMonitorOptions) {}
 
   start(): void {
-    if (this.timer || this.opts.intervalMs <= 0) return;
+    if (this.timer || this.stopped || this.opts.intervalMs <= 0) return;
     this.timer = setInterval(() => void this.look(), this.opts.intervalMs);
     this.timer.unref();
   }
 
-  stop(): void {
+  /** No more looks; resolves once a look under way is done (a write already sent is waited for,
+   * one not yet sent is not made): nothing writes the Node after `podway run` stopped. */
+  stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    return this.current?.catch(() => {}) ?? Promise.resolve();
   }
 
   /** One look (also called directly by tests); resolves when any write is done. */
-  async look(): Promise<void> {
-    if (this.busy) return;
+  look(): Promise<void> {
+    if (this.busy || this.stopped) return Promise.resolve();
     this.busy = true;
-    try {
-      this.looks++;
-      const registered = this.opts.registered();
-      const seen = registered && (await this.opts.read());
-      if (!registered || !seen) return;
-      const change = decideAddressChange(registered, seen, this.opts.source);
-      if (!change) {
-        if (this.opts.source.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false)) this.problem(`no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`);
-        else this.lastProblem = '';
-        return;
-      }
-      const what = [
-        change.ipv4Address && `${registered.ipv4} -> ${change.ipv4Address}`,
-        change.ipv6Address && `${registered.ipv6 ?? 'none'} -> ${change.ipv6Address}`,
-      ].filter(Boolean).join(', ');
-      try {
-        await this.opts.write(change);
-        this.updates++;
-        this.lastProblem = '';
-        this.opts.info(`node address autodetected again (first-found): ${what}; Node updated, the dataplane follows`);
-      } catch (e) {
-        this.problem(`node address autodetected again (first-found): ${what}, but the Node could not be updated: ${(e as Error).message}; tried again in ${this.opts.intervalMs / 1000} s`);
-      }
-    } finally {
+    const p = this.lookOnce().finally(() => {
       this.busy = false;
+      this.current = null;
+    });
+    this.current = p;
+    return p;
+  }
+
+  private async lookOnce(): Promise<void> {
+    this.looks++;
+    const registered = this.opts.registered();
+    const seen = registered && (await this.opts.read());
+    // stopped while reading: the process is going, the Node is left as it is
+    if (!registered || !seen || this.stopped) return;
+    const change = decideAddressChange(registered, seen, this.opts.source);
+    if (!change) {
+      if (this.opts.source.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false)) this.problem(`no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`);
+      else this.lastProblem = '';
+      return;
+    }
+    const what = [
+      change.ipv4Address && `${registered.ipv4} -> ${change.ipv4Address}`,
+      change.ipv6Address && `${registered.ipv6 ?? 'none'} -> ${change.ipv6Address}`,
+    ].filter(Boolean).join(', ');
+    try {
+      await this.opts.write(change);
+      this.updates++;
+      this.lastProblem = '';
+      this.opts.info(`node address autodetected again (first-found): ${what}; Node updated${this.stopped ? '' : ', the dataplane follows'}`);
+    } catch (e) {
+      if (!this.stopped) this.problem(`node address autodetected again (first-found): ${what}, but the Node could not be updated: ${(e as Error).message}; tried again in ${this.opts.intervalMs / 1000} s`);
     }
   }
 

@@ -534,12 +534,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const stop = (sig: string) => {
         log.info(`${sig}: stopping`);
         stopping = true; // a model still on its way is not applied after this
-        monitor?.stop();
+        // A look under way writes nothing more once stopped; one already writing is waited for.
+        const monitorStopped = monitor?.stop() ?? Promise.resolve();
         server.close();
         broadcast({ type: 'stop' });
         eng.stop();
         nat.stop();
-        void Promise.all(workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); })))
+        void Promise.all([monitorStopped, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
           .then(() => source.close())
           .then(resolve);
       };

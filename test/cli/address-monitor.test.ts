@@ -1,7 +1,8 @@
 // The address monitor of `podway run` (calico-node's monitor-addresses): which re-detected
 // address is written to the Node for each way the address was given, the poll interval's syntax,
-// one look at a time with a failed write said once, and the Node update on a real embedded store
-// (other fields kept, another Node's address refused, a file: datastore refused).
+// one look at a time with a failed write said once, nothing written once stopped, and the Node
+// update on a real embedded store (other fields kept, another Node's address refused, a file:
+// datastore refused).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -114,6 +115,43 @@ test('AddressMonitor.look: writes a change, says a failing write once, nothing b
   await first;
   assert.is(slow.updates, 1);
   assert.equal(writes.slice(1), [{ ipv4Address: '10.0.0.8/24' }]);
+});
+
+test('AddressMonitor.stop: a look waiting on its read writes nothing; stop waits for a write already under way; no look after', async () => {
+  const writes: unknown[] = [];
+  let releaseRead: (a: NodeAddresses) => void = () => {};
+  let releaseWrite: () => void = () => {};
+  const m = new AddressMonitor({
+    intervalMs: 1000, source: src('default'), registered: () => REG,
+    read: () => new Promise<NodeAddresses>((r) => (releaseRead = r)),
+    write: (c) => new Promise<void>((r) => { writes.push(c); releaseWrite = r; }), info: () => {}, warn: () => {},
+  });
+  // stopped while reading: the read returns a change, nothing is written
+  const look = m.look();
+  const stopped = m.stop();
+  releaseRead(seen('10.0.0.7/24', ['10.0.0.7']));
+  await stopped;
+  await look;
+  assert.equal(writes, [], 'no write after stop');
+  await m.look();
+  assert.is(m.looks, 1, 'no look after stop');
+  // stopped while writing: stop resolves only once the write is done
+  const m2 = new AddressMonitor({
+    intervalMs: 1000, source: src('default'), registered: () => REG,
+    read: async () => seen('10.0.0.8/24', ['10.0.0.8']),
+    write: (c) => new Promise<void>((r) => { writes.push(c); releaseWrite = r; }), info: () => {}, warn: () => {},
+  });
+  const look2 = m2.look();
+  while (writes.length === 0) await new Promise((r) => setImmediate(r));
+  let done = false;
+  const stopped2 = m2.stop().then(() => (done = true));
+  await new Promise((r) => setImmediate(r));
+  assert.is(done, false, 'stop waits for the write under way');
+  releaseWrite();
+  await stopped2;
+  await look2;
+  assert.is(m2.updates, 1);
+  assert.equal(writes, [{ ipv4Address: '10.0.0.8/24' }]);
 });
 
 test('updateNodeAddresses on the embedded store: only the addresses change; another Node\'s address is refused; file: refused', async () => {

@@ -280,6 +280,30 @@ test('a new node IPv4 address whose underlay port cannot be opened: rejected wit
   stopRig(r);
 });
 
+test('a rejected new IPv4 address whose old table nft will not put back: no table, tunnels on the sockets, the next apply reopens the underlay port without them', async () => {
+  const r = rig({ manageHost: true });
+  r.engine.apply(dualModel());
+  const nft = await holdTunnelTable('10.99.0.1', 'fd99::1');
+  try {
+    r.io.failOpen(UL, 'EMFILE');
+    assert.throws(() => r.engine.apply(dualModel('fd99::1', '10.99.0.11')), /EMFILE/);
+    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.ok(r.lines.some((l) => /could not put nftables table inet podway_tunnels back for 10\.99\.0\.1 .*the underlay port is reopened with the next model/.test(l)), r.lines.join('\n'));
+    assert.is(r.engine.failures.tunnelTable, 2, 'the refused install and the refused restore');
+  } finally {
+    await release(nft);
+  }
+  const u = portOf(r, UL);
+  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: true, vxlanPort: 4789 })), 'the old port still takes tunnels');
+  r.engine.apply(dualModel());
+  assert.ok(portOf(r, UL) !== u, 'reopened');
+  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: false, vxlanPort: 4789 })), 'tunnels left to the sockets');
+  const u2 = portOf(r, UL);
+  r.engine.apply(dualModel());
+  assert.is(portOf(r, UL), u2, 'once');
+  stopRig(r);
+});
+
 test('no tunnel table, installed for a new IPv6 address, but the underlay port cannot be reopened: the table goes again and the retry installs it and reopens the port', async () => {
   const nft = await holdTunnelTable('10.99.0.1', 'fd99::1');
   const r = rig({ manageHost: true });

@@ -11,8 +11,8 @@
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
-import { registerNode, markDatastoreReady, updateNodeSpec, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
-import { kindInfo, kindPrefix, resourceKey } from '../control/calico-kinds';
+import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
+import { kindInfo, resourceKey } from '../control/calico-kinds';
 import { firstFoundIPv4, firstFoundIPv6 } from '../dataplane/host';
 import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../control/tunnel-addrs';
 import { addressesHeldHere, chooseStartAddress } from './start-address';
@@ -126,11 +126,6 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   if (ready.action !== 'unchanged') say(`datastore marked ready (ClusterInformation default ${ready.action})`);
 }
 
-/** The address part of "addr/prefix", lower case (IPv6 text as stored may differ in case only). */
-function addrOf(cidr: string | undefined): string | undefined {
-  return cidr?.split('/')[0].toLowerCase();
-}
-
 export interface NodeAddressChange {
   /** The new spec.bgp.ipv4Address ("10.0.0.2/24"); unset keeps the stored one. */
   ipv4Address?: string;
@@ -151,20 +146,8 @@ export async function updateNodeAddresses(spec: DatastoreSpec, node: string, cha
   if (spec.kind === 'file') throw new Error('a file: datastore is read-only');
   const kv = openKvStore(spec, {});
   try {
-    const info = kindInfo('Node')!;
-    const others = await kv.list(kindPrefix(info));
-    for (const e of others.entries) {
-      if (e.key === resourceKey(info, node)) continue;
-      let bgp: { ipv4Address?: string; ipv6Address?: string } | undefined;
-      try {
-        bgp = (JSON.parse(e.value) as StoredNode).spec?.bgp;
-      } catch {
-        continue; // not ours to judge: the model thread reports unreadable Nodes
-      }
-      const name = e.key.slice(kindPrefix(info).length);
-      if (change.ipv4Address && addrOf(bgp?.ipv4Address) === addrOf(change.ipv4Address)) throw new Error(`Node ${name} already has ${bgp!.ipv4Address}: not registering it for ${node} too`);
-      if (change.ipv6Address && addrOf(bgp?.ipv6Address) === addrOf(change.ipv6Address)) throw new Error(`Node ${name} already has ${bgp!.ipv6Address}: not registering it for ${node} too`);
-    }
+    const conflicts = await nodeAddressConflicts(kv, node, { 4: change.ipv4Address, 6: change.ipv6Address });
+    if (conflicts.length > 0) throw new NodeAddressConflictError(node, conflicts);
     const entry = await updateNodeSpec(kv, node, (s) => {
       const bgp = { ...((s.bgp ?? {}) as Record<string, unknown>) };
       if (change.ipv4Address) bgp.ipv4Address = change.ipv4Address;

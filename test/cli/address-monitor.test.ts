@@ -171,7 +171,7 @@ test('updateNodeAddresses on the embedded store: only the addresses change; anot
       await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.2/24' });
       assert.unreachable('another Node\'s address');
     } catch (e) {
-      assert.match((e as Error).message, 'Node node2 already has 10.0.0.2/24: not registering it for node1 too');
+      assert.match((e as Error).message, 'Node node2 is already using the IPv4 address 10.0.0.2');
     }
     const still = JSON.parse((await kv.get('/calico/resources/v3/projectcalico.org/nodes/node1'))!.value);
     assert.is(still.spec.bgp.ipv4Address, '10.0.0.7/24', 'nothing written on a conflict');

@@ -98,13 +98,22 @@ test('UDP over IPv6 (addr6): bound before the address exists (freebind), receive
   });
 });
 
+/**
+ * A veth between A (`net`.1 on `ifA`) and B (`net`.2 on `ifB`) with a UDP socket bound to `port`
+ * on each end: `tx` in A, `rx` in B.
+ */
+function udpPair(A: Netns, ifA: string, B: Netns, ifB: string, net: string, port: number, rcvbuf?: number): { tx: number; rx: number } {
+  veth(A, ifA, B, ifB);
+  A.ip('addr', 'add', `${net}.1/24`, 'dev', ifA);
+  B.ip('addr', 'add', `${net}.2/24`, 'dev', ifB);
+  const tx = native.openUdp({ netns: ns(A), addr: ip4(`${net}.1`), port });
+  const rx = native.openUdp({ netns: ns(B), addr: ip4(`${net}.2`), port, ...(rcvbuf ? { rcvbuf } : {}) });
+  return { tx, rx };
+}
+
 test('UDP: a batch of 64 datagrams crosses two namespaces with sendmmsg/recvmmsg, woken by uv_poll', async () => {
   await withNetns(['udpa', 'udpb'], async ([A, B]) => {
-    veth(A, 'ua0', B, 'ub0');
-    A.ip('addr', 'add', '10.200.0.1/24', 'dev', 'ua0');
-    B.ip('addr', 'add', '10.200.0.2/24', 'dev', 'ub0');
-    const tx = native.openUdp({ netns: ns(A), addr: ip4('10.200.0.1'), port: 4789 });
-    const rx = native.openUdp({ netns: ns(B), addr: ip4('10.200.0.2'), port: 4789, rcvbuf: 1 << 20 });
+    const { tx, rx } = udpPair(A, 'ua0', B, 'ub0', '10.200.0', 4789, 1 << 20);
     try {
       const N = 64;
       for (let i = 0; i < N; i++) {
@@ -156,11 +165,7 @@ test('UDP: a batch of 64 datagrams crosses two namespaces with sendmmsg/recvmmsg
 
 test('poll with recvMax: the wake-up brings its first batch (one JS call), the callback gets the count', async () => {
   await withNetns(['rma', 'rmb'], async ([A, B]) => {
-    veth(A, 'ra0', B, 'rb0');
-    A.ip('addr', 'add', '10.201.0.1/24', 'dev', 'ra0');
-    B.ip('addr', 'add', '10.201.0.2/24', 'dev', 'rb0');
-    const tx = native.openUdp({ netns: ns(A), addr: ip4('10.201.0.1'), port: 4789 });
-    const rx = native.openUdp({ netns: ns(B), addr: ip4('10.201.0.2'), port: 4789, rcvbuf: 1 << 20 });
+    const { tx, rx } = udpPair(A, 'ra0', B, 'rb0', '10.201.0', 4789, 1 << 20);
     try {
       // bad recvMax values are refused before anything is watched
       for (const bad of [0, native.MAX_BATCH + 1, -1]) {
@@ -271,11 +276,7 @@ for (const version of [2, 3, 0] as const) {
 
 test('send: a frame the kernel rejects on its own is counted, the rest of the batch still goes; bad ranges throw', async () => {
   await withNetns(['sea', 'seb'], async ([A, B]) => {
-    veth(A, 'sa0', B, 'sb0');
-    A.ip('addr', 'add', '10.205.0.1/24', 'dev', 'sa0');
-    B.ip('addr', 'add', '10.205.0.2/24', 'dev', 'sb0');
-    const tx = native.openUdp({ netns: ns(A), addr: ip4('10.205.0.1'), port: 7000 });
-    const rx = native.openUdp({ netns: ns(B), addr: ip4('10.205.0.2'), port: 7000 });
+    const { tx, rx } = udpPair(A, 'sa0', B, 'sb0', '10.205.0', 7000);
     try {
       // 192.0.2.1 (TEST-NET-1) has no route in A: sendmmsg fails that one message with ENETUNREACH
       const dst = [ip4('10.205.0.2'), ip4('192.0.2.1'), ip4('10.205.0.2'), ip4('192.0.2.1'), ip4('10.205.0.2')];

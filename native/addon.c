@@ -984,8 +984,19 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   struct poller *pl = h->data;
   if (pl->closing) return;
   if (status < 0) {
-    /* libuv has stopped the handle (POLLERR: the fd failed, e.g. its device went away). Frames
-     * still queued for it are counted as errors; JS hears of it if it polls this port. */
+    /* libuv has stopped the handle: the fd polled POLLERR, which libuv reports as UV_EBADF
+     * whatever the cause. For a socket that is mostly a pending socket error, not a failed fd: an
+     * AF_PACKET socket bound to a device that is down (a veth attached before `ip link set up`) or
+     * whose device went down or away gets ENETDOWN. Nothing on a ring port's receive path reads
+     * it, so it would stay pending and every later poll of this healthy fd would fail at once with
+     * EBADF for good. Read it (SO_ERROR clears it) and hand JS that error instead: polling the
+     * port again then works, and frames flow once the device is up. */
+    if (status == UV_EBADF) {
+      int soerr = 0;
+      socklen_t len = sizeof soerr;
+      if (getsockopt(pl->a->ports[pl->id].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr > 0) status = -soerr;
+    }
+    /* Frames still queued for it are counted as errors; JS hears of it if it polls this port. */
     pl->events = 0;
     port_drop_backlog(&pl->a->ports[pl->id], -status);
     if (pl->cb) call_js(pl, status);

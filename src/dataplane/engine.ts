@@ -689,6 +689,9 @@ export class Engine {
         this.portError(p, 'recv', Object.assign(new Error(`${code}: receive on ${this.pipe.portName[p]} failed`), { code }));
         return;
       }
+      // a port polled again after a receive error receives again: its next error is logged
+      // and paused from the shortest pause again (one map lookup, only while some port failed)
+      if (this.repollDelay.size > 0 && this.repollDelay.has(p)) this.recovered(p);
       try {
         this.pipe.drainReceived(p, n);
       } catch (e) {
@@ -707,6 +710,33 @@ export class Engine {
   /** One log line per port and kind of error, not one per failure. */
   private readonly loggedErrors = new Map<number, string>();
 
+  /**
+   * A veth pod's port reports ENETDOWN and its interface is still the one attached: the device is
+   * down (attached before `ip link set up`, or set down since). The kernel removed its node routes
+   * and neighbours when it went down, so the host programmer forgets them: it adds them again,
+   * retrying while the device is down, and at once when the port receives again (recovered).
+   */
+  private linkDown(p: number, e: Error): void {
+    if (errnoOf(e) !== 'ENETDOWN') return;
+    for (const [name, cur] of this.endpoints) {
+      if (cur.port !== p || cur.kind !== 'veth') continue;
+      this.downLinks.add(name);
+      this.host?.forgetInterface(name);
+    }
+  }
+
+  /** Veth pods whose port reported ENETDOWN and has not received since. */
+  private readonly downLinks = new Set<string>();
+
+  private recovered(p: number): void {
+    this.repollDelay.delete(p);
+    const name = this.pipe.portName[p];
+    if (this.downLinks.delete(name)) this.host?.forgetInterface(name);
+    if (!this.loggedErrors.get(p)?.startsWith('recv ')) return;
+    this.loggedErrors.delete(p);
+    this.log.info(`port ${this.pipe.portName[p]}: receives again`, { port: this.pipe.portName[p] });
+  }
+
   private portError(p: number, op: 'send' | 'recv', e: Error): void {
     const key = `${op} ${errnoOf(e) ?? e.message}`;
     if (this.loggedErrors.get(p) !== key) {
@@ -717,6 +747,7 @@ export class Engine {
     this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.RX_ERRORS]++;
     if (this.repoll.has(p)) return;
     if (this.vanished(p)) return;
+    this.linkDown(p, e);
     this.io.unpoll(p);
     const delay = Math.min(REPOLL_MAX_MS, Math.max(REPOLL_MIN_MS, (this.repollDelay.get(p) ?? 0) * 2));
     this.repollDelay.set(p, delay);
@@ -779,6 +810,7 @@ export class Engine {
     this.repoll.delete(p);
     this.repollDelay.delete(p);
     this.loggedErrors.delete(p);
+    this.downLinks.delete(this.pipe.portName[p]);
     this.io.close(p);
     this.pipe.clearPort(p);
   }

@@ -386,11 +386,14 @@ test('a missing pod interface is reported, the other pods are served, and it is 
 
 
 /** Make a veth pod's interface again by hand, as a CNI ADD does: same names, addresses and MAC. */
-function rewireVeth(lab: Lab, pod: string): void {
+function rewireVeth(lab: Lab, pod: string, opts: { hostUp?: boolean } = {}): void {
   const p = lab.pod(pod);
   const n = lab.node(p.node);
   run('ip', ['link', 'add', p.ifname, 'netns', n.ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.ns]);
-  run('ip', ['-n', n.ns, 'link', 'set', p.ifname, 'address', 'ee:ee:ee:ee:ee:ee', 'up']);
+  run('ip', ['-n', n.ns, 'link', 'set', p.ifname, 'address', 'ee:ee:ee:ee:ee:ee']);
+  // the host end is set up in a step of its own, as a runtime may do: podway can attach it while it
+  // is down (the test below does so on purpose)
+  if (opts.hostUp ?? true) run('ip', ['-n', n.ns, 'link', 'set', p.ifname, 'up']);
   run('ip', ['-n', p.ns, 'link', 'set', 'eth0', 'address', p.mac!, 'mtu', '1450', 'up']);
   run('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
   run('ip', ['-n', p.ns, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
@@ -435,6 +438,41 @@ test('a pod veth deleted under a running podway is withheld, then attached again
     assert.ok(await until(() => hostRouted(lab, 'web-1'), 5000), 'node1 routes web-1 to its veth after a quick re-create');
     const pingNode = run('ip', ['netns', 'exec', n1.ns, 'ping', '-n', '-c', '2', '-i', PING_INTERVAL_S, '-W', '2', web1.ip], { allowFail: true });
     assert.match(pingNode, / 2 received/, `node1 reaches web-1 through its kernel route: ${pingNode}`);
+  });
+});
+
+test('a pod veth attached while it is down (made, attached, only then set up) forwards once it is up, and again after a down/up while attached', async () => {
+  await withSharedLab(async (lab) => {
+    const n1 = lab.node('node1');
+    const web1 = lab.pod('web-1');
+    const web2 = lab.pod('web-2');
+    assert.is(ping(lab, 'web-1', web2.ip, 3).loss, 0);
+    let mark = n1.log.length;
+    run('ip', ['-n', n1.ns, 'link', 'del', web1.ifname]);
+    assert.ok(await waitLog(n1, new RegExp(`interface ${web1.ifname} went away`), mark, 5000), n1.log.slice(mark).join(' | '));
+    assert.ok(await until(async () => (await status(n1)).endpoints === 1, 5000), 'the gone pod is no longer an attached endpoint');
+
+    // made again with its host end down; podway's retry attaches it while it is still down (the
+    // AF_PACKET socket is bound to a device that is down: the kernel gives it a pending ENETDOWN)
+    rewireVeth(lab, 'web-1', { hostUp: false });
+    assert.ok(await until(async () => (await status(n1)).endpoints === 2, 5000), 'web-1 attached while its veth is down');
+    assert.match(run('ip', ['-n', n1.ns, 'link', 'show', web1.ifname]), /state DOWN/, 'still down when attached');
+    mark = n1.log.length;
+    run('ip', ['-n', n1.ns, 'link', 'set', web1.ifname, 'up']);
+    assert.ok(await until(() => ping(lab, 'web-1', web2.ip, 1).loss === 0, 10_000), `web-1 -> web-2 once its veth is up: ${n1.log.slice(mark).join(' | ')}`);
+    assert.is(ping(lab, 'web-2', web1.ip, 4).loss, 0, 'web-2 -> web-1 once its veth is up');
+    assert.ok(await waitLog(n1, new RegExp(`port ${web1.ifname}: receives again`), mark, 5000), n1.log.slice(mark).join(' | '));
+    assert.not.ok(n1.log.some((l) => l.includes('EBADF')), `no EBADF: ${n1.log.filter((l) => l.includes('EBADF')).join(' | ')}`);
+
+    // down and up again while attached (the kernel reports ENETDOWN on the socket again)
+    mark = n1.log.length;
+    run('ip', ['-n', n1.ns, 'link', 'set', web1.ifname, 'down']);
+    assert.ok(await waitLog(n1, new RegExp(`port ${web1.ifname}: recv failed: ENETDOWN`), mark, 5000), n1.log.slice(mark).join(' | '));
+    run('ip', ['-n', n1.ns, 'link', 'set', web1.ifname, 'up']);
+    assert.ok(await until(() => ping(lab, 'web-1', web2.ip, 1).loss === 0, 10_000), `web-1 -> web-2 after a down/up: ${n1.log.slice(mark).join(' | ')}`);
+    assert.is(ping(lab, 'web-2', web1.ip, 4).loss, 0, 'web-2 -> web-1 after a down/up');
+    assert.ok(await waitLog(n1, new RegExp(`port ${web1.ifname}: receives again`), mark, 5000), n1.log.slice(mark).join(' | '));
+    assert.ok(await until(() => hostRouted(lab, 'web-1'), 5000), 'node1 routes web-1 to its veth again');
   });
 });
 

@@ -13,6 +13,7 @@ import { FramePool as PlainFramePool } from '../../src/dataplane/frame-pool';
 import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
+import { constants } from 'node:os';
 
 const pool = new FramePool(512);
 const b = pool.bytes;
@@ -405,6 +406,61 @@ test('preparePacket: ports prepared ahead (at most 2) are bound by openPacket wi
       }
     } finally {
       for (const p of ports) native.close(p);
+      sh('ip', ['link', 'del', host], { allowFail: true });
+    }
+  });
+});
+
+test('poll: a packet port bound while its device is down reports ENETDOWN (the socket error, not EBADF) once, and receives when polled again after the device is up; the same after a down/up', async () => {
+  await withNetns(['pdn'], async ([A]) => {
+    // The host end is made here (AF_PACKET ports open in this namespace), its peer in A; the host
+    // end stays down until the port is bound and polled, as when a runtime sets it up in a later step.
+    const host = `pwd${Math.random().toString(36).slice(2, 8)}`;
+    ip('link', 'add', host, 'type', 'veth', 'peer', 'name', 'pdn0', 'netns', A.name);
+    const statuses: number[] = [];
+    let p = -1;
+    let tx = -1;
+    try {
+      A.ip('link', 'set', 'pdn0', 'up');
+      A.ip('addr', 'add', '10.208.0.1/24', 'dev', 'pdn0');
+      A.ip('neigh', 'add', '10.208.0.2', 'lladdr', '02:00:00:00:00:02', 'dev', 'pdn0');
+      tx = native.openUdp({ netns: A.path, port: 0 });
+      p = native.openPacket(host, { ring: true, ringVersion: 2, ringBlocks: 4, ignoreOutgoing: true });
+      let got = 0;
+      const cb = (port: number, n: number) => {
+        statuses.push(n);
+        if (n < 0) return; // libuv stopped the handle: polled again below, as the engine does
+        for (let i = 0; i < n; i++) if (get16(pool.start(i) + 12) === 0x0800 && get16(pool.start(i) + 14 + 22) === 7010) got++;
+        while (n === 8) n = native.recv(port, 0, 8);
+      };
+      native.poll(p, cb, 8);
+      const ENETDOWN = -constants.errno.ENETDOWN;
+      assert.ok(await waitFor(() => statuses.length > 0, 2000), 'the pending error is reported');
+      assert.equal(statuses, [ENETDOWN], 'ENETDOWN, not EBADF');
+      const deliver = async () => {
+        got = 0;
+        return waitFor(() => {
+          pool.len[0] = 20; pool.addr[0] = ip4('10.208.0.2'); pool.aport[0] = 7010; pool.txList[0] = 0;
+          native.send(tx, 0, 1);
+          return got > 0;
+        }, 3000, 50);
+      };
+      ip('link', 'set', host, 'up');
+      native.poll(p, cb, 8); // the error was read (and so cleared): polling again works
+      assert.ok(await deliver(), `received once up; statuses ${statuses}`);
+      assert.ok(statuses.slice(1).every((n) => n >= 0), `no error after the first: ${statuses}`);
+
+      statuses.length = 0;
+      ip('link', 'set', host, 'down');
+      assert.ok(await waitFor(() => statuses.length > 0, 2000), 'going down is reported');
+      assert.equal(statuses, [ENETDOWN]);
+      ip('link', 'set', host, 'up');
+      native.poll(p, cb, 8);
+      assert.ok(await deliver(), `received after a down/up; statuses ${statuses}`);
+      assert.ok(statuses.slice(1).every((n) => n >= 0), `no error after the first: ${statuses}`);
+    } finally {
+      if (p >= 0) native.close(p);
+      if (tx >= 0) native.close(tx);
       sh('ip', ['link', 'del', host], { allowFail: true });
     }
   });

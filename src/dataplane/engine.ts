@@ -684,7 +684,8 @@ export class Engine {
     // The I/O layer receives the first batch before it calls us (recvMax): one JS call per wake-up.
     this.io.poll(port, (p, n) => {
       if (n < 0) {
-        // a poll error (the fd failed) or the receive's own, as -errno
+        // a poll error (the socket's pending error, e.g. ENETDOWN for a device that is down, or a
+        // failed fd) or the receive's own, as -errno
         const code = errnoName(n);
         this.portError(p, 'recv', Object.assign(new Error(`${code}: receive on ${this.pipe.portName[p]} failed`), { code }));
         return;

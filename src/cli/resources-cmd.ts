@@ -137,6 +137,7 @@ function describeReport(what: string, r: DeleteReport): string {
   const parts: string[] = [];
   if (r.releasedIps.length > 0) parts.push(`released ${r.releasedIps.length} address(es) (${r.releasedIps.join(', ')})`);
   if (r.endpoints.length > 0) parts.push(`deleted ${r.endpoints.length} WorkloadEndpoint(s)`);
+  if (r.skippedIps.length > 0) parts.push(`left ${r.skippedIps.length} address(es) held by others now (${r.skippedIps.join(', ')})`);
   if (r.blocks.length > 0) parts.push(`released the affinity of ${r.blocks.length} block(s) (${r.blocks.join(', ')}; empty ones deleted)`);
   if (r.others.length > 0) parts.push(`deleted ${r.others.join(', ')}`);
   return `${what}: ${parts.length > 0 ? parts.join('; ') : 'it held no addresses, endpoints or blocks'}\n`;

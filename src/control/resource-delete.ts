@@ -3,8 +3,10 @@
 // and endpoints behind (every other node then warns "affine to unknown node" and keeps routing its
 // blocks to it), or a deleted pool's affinities (its nodes keep blackholing its blocks).
 //
-// Node (nodes.Delete): the IPs of its WorkloadEndpoints and its tunnel addresses are released, its
-// WorkloadEndpoints deleted, its block affinities released (RemoveIPAMHost: an empty block is
+// Node (nodes.Delete): its WorkloadEndpoints are deleted, their IPs and its tunnel addresses released
+// (an endpoint's IP only while its allocation is still that endpoint's or this node's, tunnel ones
+// only through the node's tunnel handles; a stale one held by someone else is reported, not freed),
+// its block affinities released (RemoveIPAMHost: an empty block is
 // deleted, one still holding addresses loses its affinity and keeps them until they are released),
 // its BGPPeers and its per-node FelixConfiguration/BGPConfiguration (node.NAME) deleted, then the
 // Node. Like calicoctl it does not ask whether the node is still running: a running `podway run`
@@ -39,6 +41,8 @@ export interface DeleteReport {
   readonly blocks: readonly string[];
   /** Other resources deleted with it (BGPPeer(x), FelixConfiguration(node.x), ...). */
   readonly others: readonly string[];
+  /** Addresses a WorkloadEndpoint or tunnel field named but someone else holds now, left alone, as "ip (held by ...)". */
+  readonly skippedIps: readonly string[];
 }
 
 const spec = (o: JsonObject): JsonObject => (o.spec ?? {}) as JsonObject;
@@ -83,54 +87,88 @@ export async function deleteNode(kv: KvStore, name: string, resourceVersion?: nu
   const ipam = new Ipam(kv);
 
   const weps = (await listResources(kv, WEP)).items.filter((r) => spec(r.object).node === name);
-  const ips = new Set<string>();
-  for (const w of weps) {
-    for (const n of (spec(w.object).ipNetworks ?? []) as unknown[]) {
-      const ip = typeof n === 'string' ? n.split('/')[0] : '';
-      if (parseIp(ip)) ips.add(ip);
-    }
-  }
-  for (const a of tunnelAddresses(node.object)) ips.add(a);
-  const released = new Set((await ipam.releaseIps([...ips])).released);
-  // The tunnel handles too: an address the Node no longer names (a failed reconcile) is still its.
-  for (const v of [4, 6] as const) for (const a of (await ipam.releaseByHandle(tunnelHandle(name, v))).released) released.add(a);
-
   const endpoints: string[] = [];
-  for (const w of weps) {
-    const meta = (w.object.metadata ?? {}) as JsonObject;
-    if (await deleteIfPresent(kv, { info: WEP, name: String(meta.name), namespace: String(meta.namespace) })) endpoints.push(`${meta.namespace}/${meta.name}`);
-  }
-
-  // RemoveIPAMHost: every affinity of the node, empty or not.
+  const released = new Set<string>();
+  const skipped: string[] = [];
   const blocks: string[] = [];
-  for (const v of [4, 6] as const) {
-    for (const e of (await kv.list(nodeAffinityPrefix(name, v))).entries) {
-      const parsed = parseAffinityKey(e.key);
-      if (!parsed) continue;
-      const r = await ipam.releaseAffinity(name, parsed.cidr.text, false);
-      if (r === 'released' || r === 'stale') blocks.push(parsed.cidr.text);
-    }
-  }
-  // Anything else left under the node's IPAM host key (an affinity value that did not parse).
-  for (const e of (await kv.list(`${HOST_AFFINITY_PREFIX}${name}/`)).entries) await kv.delete(e.key, e.modRevision);
-
   const others: string[] = [];
-  for (const p of (await listResources(kv, BGP_PEER)).items) {
-    if (spec(p.object).node !== name) continue;
-    const pid: Identity = { info: BGP_PEER, name: String(((p.object.metadata ?? {}) as JsonObject).name) };
-    if (await deleteIfPresent(kv, pid)) others.push(describeIdentity(pid));
-  }
-  for (const info of [FELIX_CONFIG, BGP_CONFIG]) {
-    const cid: Identity = { info, name: `node.${name}` };
-    if (await deleteIfPresent(kv, cid)) others.push(describeIdentity(cid));
-  }
+  try {
+    // The endpoints go first: an error later then leaves addresses held that no endpoint names
+    // (`ipam check` finds them), never an endpoint naming an address IPAM has given away.
+    for (const w of weps) {
+      const meta = (w.object.metadata ?? {}) as JsonObject;
+      if (await deleteIfPresent(kv, { info: WEP, name: String(meta.name), namespace: String(meta.namespace) })) endpoints.push(`${meta.namespace}/${meta.name}`);
+    }
+    // An endpoint's address only while it is still the endpoint's: its handle ends in
+    // ".<containerID>" (the CNI's "<network>.<containerID>") or its node attribute is this node. A
+    // stale endpoint (after `ipam release --force`, or an earlier failed delete) may name an address
+    // IPAM has since given to a pod on another node; freeing that would break the live pod.
+    for (const w of weps) {
+      const s = spec(w.object);
+      const container = str(s.containerID);
+      for (const n of (s.ipNetworks ?? []) as unknown[]) {
+        const ip = typeof n === 'string' ? n.split('/')[0]! : '';
+        if (!parseIp(ip) || released.has(ip)) continue;
+        const attr = await ipam.allocationOf(ip);
+        if (!attr) continue;
+        const ours = (container !== null && attr.handleId?.endsWith(`.${container}`) === true) || attr.secondary?.node === name;
+        if (!ours) { skipped.push(`${ip} (held by ${attr.handleId ?? 'no handle'}${attr.secondary?.node ? ` on node ${attr.secondary.node}` : ''})`); continue; }
+        for (const a of (await ipam.releaseIps([ip])).released) released.add(a);
+      }
+    }
+    // Tunnel addresses only through the node's tunnel handles (that also frees one the Node no longer
+    // names, after a failed reconcile); a tunnel field naming an address held otherwise is stale.
+    for (const v of [4, 6] as const) for (const a of (await ipam.releaseByHandle(tunnelHandle(name, v))).released) released.add(a);
+    for (const a of tunnelAddresses(node.object)) {
+      if (released.has(a)) continue;
+      const attr = await ipam.allocationOf(a);
+      if (attr) skipped.push(`${a} (tunnel field; held by ${attr.handleId ?? 'no handle'}${attr.secondary?.node ? ` on node ${attr.secondary.node}` : ''})`);
+    }
 
-  const deleted = await deleteResource(kv, id, resourceVersion ?? node.entry.modRevision).catch(async (e) => {
-    // The running node rewrote its Node meanwhile (its status, say): delete what is there now.
-    if (resourceVersion === undefined && e instanceof ResourceError && e.reason === 'conflict') return deleteResource(kv, id);
-    throw e;
-  });
-  return { deleted, releasedIps: [...released], endpoints, blocks, others };
+    // RemoveIPAMHost: every affinity of the node, empty or not.
+    for (const v of [4, 6] as const) {
+      for (const e of (await kv.list(nodeAffinityPrefix(name, v))).entries) {
+        const parsed = parseAffinityKey(e.key);
+        if (!parsed) continue;
+        const r = await ipam.releaseAffinity(name, parsed.cidr.text, false);
+        if (r === 'released' || r === 'stale') blocks.push(parsed.cidr.text);
+      }
+    }
+    // Anything else left under the node's IPAM host key (an affinity value that did not parse).
+    for (const e of (await kv.list(`${HOST_AFFINITY_PREFIX}${name}/`)).entries) await kv.delete(e.key, e.modRevision);
+
+    for (const p of (await listResources(kv, BGP_PEER)).items) {
+      if (spec(p.object).node !== name) continue;
+      const pid: Identity = { info: BGP_PEER, name: String(((p.object.metadata ?? {}) as JsonObject).name) };
+      if (await deleteIfPresent(kv, pid)) others.push(describeIdentity(pid));
+    }
+    for (const info of [FELIX_CONFIG, BGP_CONFIG]) {
+      const cid: Identity = { info, name: `node.${name}` };
+      if (await deleteIfPresent(kv, cid)) others.push(describeIdentity(cid));
+    }
+
+    const deleted = await deleteResource(kv, id, resourceVersion ?? node.entry.modRevision).catch(async (e) => {
+      // The running node rewrote its Node meanwhile (its status, say): delete what is there now.
+      if (resourceVersion === undefined && e instanceof ResourceError && e.reason === 'conflict') return deleteResource(kv, id);
+      throw e;
+    });
+    return { deleted, releasedIps: [...released], endpoints, blocks, others, skippedIps: skipped };
+  } catch (e) {
+    const done = [
+      `deleted ${endpoints.length} WorkloadEndpoint(s)`, `released ${released.size} address(es)`,
+      `released the affinity of ${blocks.length} block(s)`, ...(others.length > 0 ? [`deleted ${others.join(', ')}`] : []),
+    ];
+    throw partial(`delete ${describeIdentity(id)} stopped part way: ${done.join(', ')}; ${describeIdentity(id)} not deleted`, e);
+  }
+}
+
+/**
+ * The error of a delete that stopped after changing the datastore: what was done, then the cause,
+ * so the CLI (which prints the error) says what state it left. A ResourceError keeps its reason.
+ */
+export function partial(done: string, cause: unknown): Error {
+  const msg = `${done}: ${cause instanceof Error ? cause.message : String(cause)}`;
+  return cause instanceof ResourceError ? new ResourceError(cause.reason, msg) : new Error(msg);
 }
 
 /** Disables an IPPool, releases the block affinities inside it, then deletes it (see the top). */
@@ -151,17 +189,22 @@ export async function deletePool(kv: KvStore, name: string, resourceVersion?: nu
   }
   const cidr = parseNet(String(spec(pool.object).cidr ?? ''));
   const blocks: string[] = [];
-  if (cidr) {
-    const ipam = new Ipam(kv);
-    for (const e of (await kv.list(HOST_AFFINITY_PREFIX)).entries) {
-      const parsed = parseAffinityKey(e.key);
-      if (!parsed || parsed.cidr.version !== cidr.version || !netContainsNet(cidr, parsed.cidr)) continue;
-      const r = await ipam.releaseAffinity(parsed.node, parsed.cidr.text, false);
-      if (r === 'released' || r === 'stale') blocks.push(parsed.cidr.text);
+  try {
+    if (cidr) {
+      const ipam = new Ipam(kv);
+      for (const e of (await kv.list(HOST_AFFINITY_PREFIX)).entries) {
+        const parsed = parseAffinityKey(e.key);
+        if (!parsed || parsed.cidr.version !== cidr.version || !netContainsNet(cidr, parsed.cidr)) continue;
+        const r = await ipam.releaseAffinity(parsed.node, parsed.cidr.text, false);
+        if (r === 'released' || r === 'stale') blocks.push(parsed.cidr.text);
+      }
     }
+    const deleted = await deleteResource(kv, id, pool.entry.modRevision);
+    return { deleted, releasedIps: [], endpoints: [], blocks, others: [], skippedIps: [] };
+  } catch (e) {
+    // Disabled above: nothing is assigned from it until someone sets disabled: false again.
+    throw partial(`delete ${describeIdentity(id)} stopped part way: released the affinity of ${blocks.length} block(s); ${describeIdentity(id)} left disabled`, e);
   }
-  const deleted = await deleteResource(kv, id, pool.entry.modRevision);
-  return { deleted, releasedIps: [], endpoints: [], blocks, others: [] };
 }
 
 /**

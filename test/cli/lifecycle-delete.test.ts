@@ -115,6 +115,61 @@ function cliSuite(target: Target) {
     await ok(['delete', 'node', 'node-a', '--skip-not-exists', ...ds()]);
   });
 
+  test('delete node: a stale endpoint\'s or tunnel field\'s address, now held by another node\'s pod, survives and is listed', async () => {
+    await applyResource(kv, pool('p', '10.64.0.0/24'));
+    await registerNode(kv, { name: 'node-a', ipv4Address: '10.99.0.1/24' });
+    await registerNode(kv, { name: 'node-b', ipv4Address: '10.99.0.2/24' });
+    const ipam = new Ipam(kv);
+    // node-a's pod a1 (CNI-named handle "<network>.<containerID>", no node attribute), and its pod
+    // a2 whose address was force-released and then given to node-b's pod b2: a2's endpoint is stale.
+    const a1 = (await ipam.autoAssign({ node: 'node-a', count: 1, handleId: 'podway.c-a1', attrs: {} })).ips[0]!;
+    await wep(kv, 'node-a', 'a1', a1);
+    const a2 = (await ipam.autoAssign({ node: 'node-a', count: 1, handleId: 'podway.c-a2', attrs: { node: 'node-a' } })).ips[0]!;
+    await wep(kv, 'node-a', 'a2', a2);
+    await ipam.releaseIps([a2]);
+    await ipam.assignIp({ ip: a2, handleId: 'podway.c-b2', attrs: { node: 'node-b' }, node: 'node-b' });
+    await wep(kv, 'node-b', 'b2', a2);
+    // node-a's tunnel field names an address node-b's tunnel handle holds now.
+    const bTunnel = (await reconcileVxlanTunnelAddrs(kv, 'node-b', { assignV6: false })).v4.addr!;
+    await updateNodeSpec(kv, 'node-a', (s) => { s.ipv4VXLANTunnelAddr = bTunnel; });
+
+    const r = await podway(['delete', 'node', 'node-a', ...ds()]);
+    assert.is(r.code, 0, r.err);
+    assert.match(r.err, 'released 1 address(es)');
+    assert.match(r.err, `left 2 address(es) held by others now (${a2} (held by podway.c-b2 on node node-b), ${bTunnel} (tunnel field; held by ${tunnelHandle('node-b', 4)} on node node-b))`);
+    assert.match(r.err, 'deleted 2 WorkloadEndpoint(s)');
+    assert.is(await ipam.allocationOf(a1), null);
+    assert.is((await ipam.allocationOf(a2))?.handleId, 'podway.c-b2', 'node-b\'s pod keeps its address');
+    assert.is((await ipam.allocationOf(bTunnel))?.handleId, tunnelHandle('node-b', 4), 'node-b keeps its tunnel address');
+    const weps = (await kv.list(`${RES}workloadendpoints/`)).entries.map((e) => JSON.parse(e.value).metadata.name);
+    assert.equal(weps, ['node-b-k8s-b2-eth0']);
+    assert.equal(await ipam.check(), []);
+  });
+
+  test('a delete that fails part way says what it did: node (endpoints deleted, addresses released), pool (left disabled)', async () => {
+    await applyResource(kv, pool('p', '10.65.0.0/24'));
+    await registerNode(kv, { name: 'node-a', ipv4Address: '10.99.0.1/24' });
+    const ipam = new Ipam(kv);
+    const a1 = (await ipam.autoAssign({ node: 'node-a', count: 1, handleId: 'podway.c-a1', attrs: { node: 'node-a' } })).ips[0]!;
+    await wep(kv, 'node-a', 'a1', a1);
+    // A real datastore failure: node-a's affinity to a block whose stored value is not a block.
+    const bad = [0, 64, 128, 192].map((o) => `10.65.0.${o}-26`).find((k) => !k.startsWith(`10.65.0.${Number(a1.split('.')[3]) & 192}-`))!;
+    assert.ok(await kv.create(`/calico/ipam/v2/host/node-a/ipv4/block/${bad}`, '{"state":"confirmed","deleted":false}'));
+    assert.ok(await kv.create(`/calico/ipam/v2/assignment/ipv4/block/${bad}`, 'not a block'));
+
+    const r = await podway(['delete', 'node', 'node-a', ...ds()]);
+    assert.is.not(r.code, 0, r.err);
+    assert.match(r.err, 'delete Node(node-a) stopped part way: deleted 1 WorkloadEndpoint(s), released 1 address(es), released the affinity of');
+    assert.match(r.err, 'Node(node-a) not deleted: ');
+    assert.ok(await kv.get(`${RES}nodes/node-a`));
+    assert.is(await ipam.allocationOf(a1), null);
+
+    const p = await podway(['delete', 'ippool', 'p', ...ds()]);
+    assert.is.not(p.code, 0);
+    assert.match(p.err, /delete IPPool\(p\) stopped part way: released the affinity of \d+ block\(s\); IPPool\(p\) left disabled: /);
+    assert.is(JSON.parse((await kv.get(`${RES}ippools/p`))!.value).spec.disabled, true);
+  });
+
   test('delete ippool: disabled, its affinities released (empty blocks deleted, used ones kept until released), another pool untouched', async () => {
     await applyResource(kv, pool('gone', '10.61.0.0/24'));
     await applyResource(kv, pool('stays', '10.62.0.0/24'));

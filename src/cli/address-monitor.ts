@@ -140,7 +140,11 @@ export class AddressMonitor {
   look(): Promise<void> {
     if (this.busy || this.stopped) return Promise.resolve();
     this.busy = true;
-    const p = this.lookOnce().finally(() => {
+    // the timer does `void this.look()`: a throw from registered(), read() or the address
+    // comparison (a malformed address) must be said, not become an unhandled rejection that ends podway
+    const p = this.lookOnce().catch((e: unknown) => {
+      if (!this.stopped) this.problem(`node address look failed: ${(e as Error)?.message ?? String(e)}; tried again in ${this.opts.intervalMs / 1000} s`);
+    }).finally(() => {
       this.busy = false;
       this.current = null;
     });

@@ -192,4 +192,49 @@ test('updateNodeAddresses on the embedded store: only the addresses change; anot
   }
 });
 
+test('AddressMonitor: a throwing read() or registered() is said once, not an unhandled rejection; the next look runs', async () => {
+  const warns: string[] = [];
+  const rejections: unknown[] = [];
+  const onRejection = (r: unknown) => { rejections.push(r); };
+  process.on('unhandledRejection', onRejection);
+  let readThrows = true;
+  let regThrows = false;
+  const writes: unknown[] = [];
+  const m = new AddressMonitor({
+    intervalMs: 5, source: src('default'),
+    read: async () => { if (readThrows) throw new Error('netlink gone'); return seen('10.0.0.7/24', ['10.0.0.7']); },
+    registered: () => { if (regThrows) throw new Error('bad model'); return REG; },
+    write: async (c) => { writes.push(c); },
+    info: () => {}, warn: (s) => warns.push(s),
+  });
+  try {
+    await m.look();
+    await m.look();
+    // the timer's `void this.look()` path too: a few ticks, bounded
+    m.start();
+    await new Promise((r) => setTimeout(r, 40));
+    await m.stop();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(warns, ['node address look failed: netlink gone; tried again in 0.005 s'], warns.join(' | '));
+    assert.is(rejections.length, 0, 'no unhandled rejection');
+    const m2 = new AddressMonitor({
+      intervalMs: 1000, source: src('default'),
+      read: async () => { if (readThrows) throw new Error('netlink gone'); return seen('10.0.0.7/24', ['10.0.0.7']); },
+      registered: () => { if (regThrows) throw new Error('bad model'); return REG; },
+      write: async (c) => { writes.push(c); },
+      info: () => {}, warn: (s) => warns.push(s),
+    });
+    regThrows = true;
+    await m2.look();
+    assert.match(warns[warns.length - 1], 'node address look failed: bad model');
+    regThrows = false;
+    readThrows = false;
+    await m2.look();
+    assert.equal(writes, [{ ipv4Address: '10.0.0.7/24' }], 'the next look works');
+  } finally {
+    process.off('unhandledRejection', onRejection);
+    await m.stop();
+  }
+});
+
 test.run();

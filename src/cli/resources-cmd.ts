@@ -126,7 +126,8 @@ async function nodeRunsHere(node: string): Promise<string | null> {
   const sock = defaultControlPath(node);
   if (!existsSync(sock)) return null;
   try {
-    await controlRequest(sock, { cmd: 'status' }, 1000);
+    // starting:true: a podway still starting (waiting for the datastore) answers too, and counts as running
+    await controlRequest(sock, { cmd: 'status', starting: true }, 1000);
     return sock;
   } catch {
     return null;

@@ -87,7 +87,7 @@ formatting("allocation timestamps (podway's RFC 3339, Calico CNI's Go Time.Strin
   assert.is(parseDuration('1h30m'), 5_400_000);
   assert.is(parseDuration('90s'), 90_000);
   assert.is(parseDuration('0'), 0);
-  assert.throws(() => parseDuration('15'), /invalid duration "15": use e\.g\. 15m/);
+  assert.throws(() => parseDuration('15'), /^--grace-period: invalid duration "15": use e\.g\. 15m/);
   assert.throws(() => parseDuration('15m junk'), /invalid duration/);
   assert.is(formatDuration(900_000), '15m0s');
   assert.is(formatDuration(5_400_000), '1h30m0s');

@@ -137,14 +137,14 @@ export function parseAllocationTimestamp(text: string): number | null {
 }
 
 /** Go-style durations as the CLI takes them: "15m", "1h30m", "90s", "0". */
-export function parseDuration(text: string): number {
+export function parseDuration(text: string, flag = '--grace-period'): number {
   if (text === '0') return 0;
   const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
   let total = 0;
   let at = 0;
   for (let m = re.exec(text); m; m = re.exec(text)) { total += Number(m[1]) * unit[m[2]!]!; at = re.lastIndex; }
-  if (text === '' || at !== text.length) throw new Error(`invalid duration ${JSON.stringify(text)}: use e.g. 15m, 1h30m, 90s or 0`);
+  if (text === '' || at !== text.length) throw new Error(`${flag}: invalid duration ${JSON.stringify(text)}: use e.g. 15m, 1h30m, 90s or 0`);
   return total;
 }
 

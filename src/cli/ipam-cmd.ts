@@ -415,9 +415,13 @@ async function releaseCommand(o: ReleaseOpts, out: Out, err: Out): Promise<void>
     // Who uses what is about to be released: a live endpoint's or node's address freed in IPAM is
     // handed to the next pod while the first still uses it.
     const owners = await readOwners(kv);
+    // An allocation younger than the grace period and used by nobody yet may be a CNI ADD (or a
+    // tunnel address) between its assignment and its endpoint (or Node) write: refused as in use.
+    const graceMs = parseDuration(o.gracePeriod);
+    const audit = await auditIpam(kv, { gracePeriodMs: graceMs });
     let targets: string[];
     if (o.handle !== undefined) {
-      targets = (await auditIpam(kv, { gracePeriodMs: 0 })).allocations.filter((a) => a.handle === o.handle).map((a) => a.ip);
+      targets = audit.allocations.filter((a) => a.handle === o.handle).map((a) => a.ip);
     } else {
       targets = o.ip.map((ip) => {
         const p = parseIp(ip);
@@ -430,6 +434,11 @@ async function releaseCommand(o: ReleaseOpts, out: Out, err: Out): Promise<void>
       throw new Error(`${used.map((u) => `IP address ${u.ip} is in use by ${describeOwners(u.by)}`).join('; ')}: releasing ${used.length > 1 ? 'them' : 'it'} lets IPAM hand ${used.length > 1 ? 'them' : 'it'} out again while still in use; delete the endpoint (or node) first, or pass --force; nothing was released`);
     }
     for (const u of used) err(`podway: warning: releasing ${u.ip} although ${describeOwners(u.by)} uses it (--force)\n`);
+    const recent = audit.allocations.filter((a) => a.state === 'recent' && targets.includes(a.ip));
+    if (recent.length > 0 && !o.force) {
+      throw new Error(`${recent.map((a) => `IP address ${a.ip} was allocated ${formatDuration(Math.round((a.ageMs ?? 0) / 1000) * 1000)} ago (less than the grace period ${formatDuration(graceMs)}) and is used by nothing yet`).join('; ')}: an ADD may be in progress that writes its endpoint (or Node) next; wait, pass a shorter --grace-period, or pass --force; nothing was released`);
+    }
+    for (const a of recent) err(`podway: warning: releasing ${a.ip} although it was allocated ${formatDuration(Math.round((a.ageMs ?? 0) / 1000) * 1000)} ago (--force)\n`);
     if (o.handle !== undefined) {
       const r = await ipam.releaseByHandle(o.handle);
       if (!r.found) throw new Error(`handle ${o.handle} does not exist`);
@@ -553,7 +562,8 @@ async function assignCommand(o: AssignOpts, out: Out): Promise<void> {
   if (o.ip !== undefined && o.ipv6) throw new Error('ipam assign: --ipv6 chooses the family for --count; --ip names its address already');
   const count = o.count === undefined ? 1 : Number(o.count);
   if (!Number.isInteger(count) || count < 1 || count > 65536) throw new Error(`ipam assign: --count must be 1..65536, got ${JSON.stringify(o.count)}`);
-  const attrs = { node: o.node };
+  // timestamp: `ipam check` dates the allocation and leaves it unjudged for the grace period
+  const attrs = { node: o.node, timestamp: new Date().toISOString() };
   const handleId = o.handle ?? null;
   await withIpam(o, true, async (ipam) => {
     if (o.ip !== undefined) {

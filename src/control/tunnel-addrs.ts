@@ -157,7 +157,7 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
       await ipam.releaseIps([addr]);
       try {
         if (inside(addr, keep)) {
-          await ipam.assignIp({ ip: addr, handleId: handle, attrs: { node, type }, node });
+          await ipam.assignIp({ ip: addr, handleId: handle, attrs: { node, type, timestamp: new Date().toISOString() }, node });
           return { outcome: { addr, action: 'kept', released: [] } };
         }
       } catch {
@@ -174,7 +174,7 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
     // is enabled (`podway status` says so while the node has blocks that need one).
     return { outcome: { addr: null, action: addr !== null || released.length > 0 ? 'released' : 'none', released }, write: addr === null ? undefined : null };
   }
-  const r = await ipam.autoAssign({ node, count: 1, handleId: handle, attrs: { node, type }, version, pools: assign.map((c) => c.text) });
+  const r = await ipam.autoAssign({ node, count: 1, handleId: handle, attrs: { node, type, timestamp: new Date().toISOString() }, version, pools: assign.map((c) => c.text) });
   if (r.ips.length === 0) throw new Error(`node ${node}: no IPv${version} VXLAN tunnel address: ${(r.errors ?? []).join('; ')}`);
   return { outcome: { addr: r.ips[0], action: 'assigned', released }, write: r.ips[0] };
 }

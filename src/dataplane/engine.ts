@@ -223,6 +223,12 @@ export class Engine {
    * at 0 under the same labels reads as a counter reset. Dropped with the endpoint.
    */
   private readonly carried = new Map<string, PortSample>();
+  /**
+   * The same for infra ports replaced by a port of the same name (the underlay reopened for a new
+   * filter or a wedged ring), by port name: added to the new port's counts in metricsSnapshot.
+   * Emptied when the infra is closed (a new interface names its ports anew).
+   */
+  private readonly carriedInfra = new Map<string, PortSample>();
   private retryTimer: NodeJS.Timeout | null = null;
   /** Underlay neighbours (remote nodes, gateways) with kernel-like ageing and a bound. */
   private readonly neighbors: NeighborTable;
@@ -559,6 +565,7 @@ export class Engine {
       if (p < 0) return;
       const old = this.infra[k];
       this.infra[k] = p;
+      if (old >= 0 && this.pipe.portName[old] === name) this.carryInfra(old, k);
       this.pipe.setPort(p, role, name);
       this.watch(p);
       if (old >= 0) this.forgetPort(old);
@@ -645,6 +652,7 @@ export class Engine {
     const ul = this.underlay!;
     const old = this.infra.underlay;
     const p = this.openUnderlay(ul, model);
+    this.carryInfra(old, 'underlay');
     this.infra.underlay = p;
     this.pipe.setPort(p, Role.UNDERLAY, `underlay(${ul.name})`);
     this.pipe.underlayPort = p;
@@ -657,7 +665,16 @@ export class Engine {
     return { onUnderlay: this.tunnelsOnUnderlay, ip6: this.tunnelTable6 };
   }
 
+  /** Keep an infra port's counts before it is replaced by one of the same name (carriedInfra). */
+  private carryInfra(old: number, kind: string): void {
+    const [last] = pipelineSnapshot(this.pipe, this.io, [{ port: old, kind, workload: '' }]).ports;
+    const before = this.carriedInfra.get(last.name);
+    if (before) addPortCounts(last, before);
+    this.carriedInfra.set(last.name, last);
+  }
+
   private closeInfra(): void {
+    this.carriedInfra.clear();
     if (this.ownsTunnelTable) removeTunnelRx();
     this.ownsTunnelTable = false;
     for (const k of ['tx4', 'vxlan', 'vxlan6', 'ipip', 'underlay', 'host'] as const) {
@@ -1286,6 +1303,10 @@ export class Engine {
     const ports = Object.entries(this.infra).filter(([, p]) => p >= 0).map(([kind, port]) => ({ port, kind, workload: '' }));
     for (const e of this.endpoints.values()) ports.push({ port: e.port, kind: e.kind, workload: e.ep.key });
     const snap = pipelineSnapshot(this.pipe, this.io, ports);
+    for (const [name, c] of this.carriedInfra) {
+      const live = snap.ports.find((x) => x.name === name && x.workload === '');
+      if (live) addPortCounts(live, c);
+    }
     for (const [name, c] of this.carried) {
       const live = this.endpoints.has(name) ? snap.ports.find((x) => x.name === name) : undefined;
       if (live) addPortCounts(live, c);

@@ -177,6 +177,11 @@ test('an underlay ring that could not be set up again: reopened (new port before
   r.engine.apply(clusterModel());
   const u = portOf(r, UL);
   const bpf = underlayOpts(r).bpf!;
+  // a frame the old port sends: its count goes on in the new port's series (no counter reset)
+  r.io.inject(portOf(r, 'caliA'), frame('a_to_rv'));
+  r.io.pump();
+  const sentBefore = valueOf(await scrape([r.engine]), 'podway_port_tx_packets_total', { port: `underlay(${UL})` });
+  assert.ok(sentBefore >= 1, `the old underlay port sent (an ARP request at least): ${sentBefore}`);
   const n0 = r.io.events.length;
   r.io.failOpen(UL, 'EMFILE');
   r.io.failRing(u, 'EIO');
@@ -212,6 +217,7 @@ test('an underlay ring that could not be set up again: reopened (new port before
   r.io.inject(portOf(r, 'caliA'), frame('a_to_rv'));
   r.io.pump();
   assert.is(r.io.take(portOf(r, UL)).length, 1, 'the new underlay port sends');
+  assert.is(valueOf(await scrape([r.engine]), 'podway_port_tx_packets_total', { port: `underlay(${UL})` }), sentBefore + 1, 'the series goes on from the old port\'s count');
   stopRig(r);
 });
 

@@ -316,8 +316,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       addressAdvice,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, log,
       worker: { index: 0, count },
-      onNeighbor: (ip, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac] }); },
-      onNeighbor6: (ip6, mac) => { for (const w of workers) w.postMessage({ type: 'neighbor6', ip6, mac: [...mac] }); },
+      onNeighbor: (ip, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }); },
+      onNeighbor6: (ip6, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }); },
     });
     engine = eng;
     const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };
@@ -382,13 +382,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
           workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, logLevel: log.level },
         });
-        w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; message?: string }) => {
+        w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
           if (taps.handle(index, m)) return;
           if (m.type === 'neighbor') {
-            eng.learnShared(m.ip!, Uint8Array.from(m.mac!));
+            eng.learnShared(m.ip!, Uint8Array.from(m.mac!), m.announced === true);
             for (const o of workers) if (o !== w) o.postMessage(m);
           } else if (m.type === 'neighbor6') {
-            eng.learnShared6(m.ip6!, Uint8Array.from(m.mac!));
+            eng.learnShared6(m.ip6!, Uint8Array.from(m.mac!), m.announced === true);
             for (const o of workers) if (o !== w) o.postMessage(m);
           } else if (m.type === 'counters' || m.type === 'snapshot') {
             pending.get(m.id!)?.(m);

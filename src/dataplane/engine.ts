@@ -81,10 +81,13 @@ export interface EngineOptions {
   neighbor?: NeighborTimings;
   /** Called when an ARP reply from a wanted underlay neighbour reaches this engine (learned, changed
    * or confirmed): shared with the other workers, whose own probes' answers may land here
-   * (PACKET_FANOUT spreads the underlay's frames by hash). */
-  onNeighbor?: (ip: number, mac: Uint8Array) => void;
-  /** The same for IPv6 neighbours (NAs), by address text. */
-  onNeighbor6?: (ip6: string, mac: Uint8Array) => void;
+   * (PACKET_FANOUT spreads the underlay's frames by hash). `announced`: the MAC came from an
+   * announcement (gratuitous ARP, or a request this engine took), which the other workers must take
+   * as one too: as a reply it would be held by their lock window while their entry is REACHABLE. */
+  onNeighbor?: (ip: number, mac: Uint8Array, announced: boolean) => void;
+  /** The same for IPv6 neighbours (NAs), by address text (`announced`: an unsolicited NA with the
+   * override flag). */
+  onNeighbor6?: (ip6: string, mac: Uint8Array, announced: boolean) => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
   /**
@@ -204,7 +207,7 @@ export class Engine {
    * not be put back: restoreTunnelRx): the next apply reopens the port. */
   private underlayFilterStale = false;
   private readonly worker: { index: number; count: number };
-  private readonly shareNeighbor: (ip: number, mac: Uint8Array) => void;
+  private readonly shareNeighbor: (ip: number, mac: Uint8Array, announced: boolean) => void;
   private model: NodeDataplaneModel | null = null;
   private underlay: Underlay | null = null;
   private infra = { tx4: -1, vxlan: -1, vxlan6: -1, ipip: -1, underlay: -1, host: -1 };
@@ -1110,20 +1113,24 @@ export class Engine {
     }
   }
 
-  /** A neighbour's answer another worker received. */
-  learnShared(ip: number, mac: Uint8Array): void {
-    this.learn(ip, mac, 0, false);
+  /** A neighbour's answer (or announcement, `announced`) another worker received. Not shared on. */
+  learnShared(ip: number, mac: Uint8Array, announced = false): void {
+    if (!announced) return this.learn(ip, mac, 0, false);
+    if (this.neighbors.onAnnounce(ip, mac, 0, Date.now(), true) && this.pipe.nh && learnNeighbor(this.pipe.nh, ip, mac, 0) > 0) {
+      this.pipe.counters[Event.ARP_LEARNED]++;
+      this.log.info(`neighbour ${formatIpv4(ip)} announced ${formatMac(mac, 0)} (seen by another worker)`, { neighbor: formatIpv4(ip), mac: formatMac(mac, 0) });
+    }
   }
 
-  /** An IPv6 neighbour's answer another worker received. */
-  learnShared6(ip6: string, mac: Uint8Array): void {
-    this.neighbors6.learnShared(ip6, mac);
+  /** An IPv6 neighbour's answer (or announcement) another worker received. */
+  learnShared6(ip6: string, mac: Uint8Array, announced = false): void {
+    this.neighbors6.learnShared(ip6, mac, announced);
   }
 
   /** An ARP request or gratuitous ARP on the underlay from a wanted neighbour: a new MAC is taken. */
   private announced(ip: number, b: Uint8Array, off: number, gratuitous: boolean): void {
     if (!this.neighbors.onAnnounce(ip, b, off, Date.now(), gratuitous)) return;
-    this.shareNeighbor(ip, b.slice(off, off + 6));
+    this.shareNeighbor(ip, b.slice(off, off + 6), true);
     if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;
       this.log.info(`neighbour ${formatIpv4(ip)} announced ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });
@@ -1136,7 +1143,7 @@ export class Engine {
     // Shared when the table took it (learned, changed or confirmed): the other workers' entries
     // need the confirmations too, or they would fail while the neighbour answers here.
     const m = this.neighbors.mac(ip);
-    if (share && m !== undefined && macEquals(m, 0, b, off)) this.shareNeighbor(ip, b.slice(off, off + 6));
+    if (share && m !== undefined && macEquals(m, 0, b, off)) this.shareNeighbor(ip, b.slice(off, off + 6), false);
     if (!changed) return; // unsolicited, locked, or a confirmation
     if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;

@@ -74,8 +74,9 @@ export class Neighbors6 {
     private readonly underlayMac: () => Uint8Array | null,
     private readonly log: (m: string, level?: 'info' | 'warn') => void,
     opts: NeighborTableOptions = {},
-    /** An NA the table took (learned, changed or confirmed), for the other workers (learnShared). */
-    private readonly share?: (ip6: string, mac: Uint8Array) => void,
+    /** An NA the table took (learned, changed or confirmed), for the other workers (learnShared);
+     * `announced`: an unsolicited override NA, which they must take as an announcement too. */
+    private readonly share?: (ip6: string, mac: Uint8Array, announced: boolean) => void,
   ) {
     this.table = new NeighborTable({ maxEntries: MAX_NEIGHBORS6, ...opts, format: (id) => this.textOf.get(id) ?? `#${id}` });
   }
@@ -162,10 +163,13 @@ export class Neighbors6 {
   }
 
   /** An NA another worker received for `ip6` (PACKET_FANOUT may hand the answers to our probes
-   * to another worker): taken as a reply. */
-  learnShared(ip6: string, mac: Uint8Array, now = Date.now()): void {
+   * to another worker): taken as a reply, or as an announcement when it was one (`announced`: a
+   * reply would be held by the lock window while this table's entry is REACHABLE, and this worker's
+   * flows would keep the old MAC until the entry went stale). */
+  learnShared(ip6: string, mac: Uint8Array, announced = false, now = Date.now()): void {
     const id = this.idOf.get(ip6);
-    if (id === undefined || !this.table.onReply(id, mac, 0, now)) return;
+    if (id === undefined) return;
+    if (!(announced ? this.table.onAnnounce(id, mac, 0, now) : this.table.onReply(id, mac, 0, now))) return;
     const nh = this.pipe.v6.nh;
     if (nh && learnNeighbor6(nh, this.addrOf.get(id)!, 0, mac, 0) > 0) this.log(`IPv6 neighbour ${ip6} is ${formatMac(mac, 0)}`);
   }
@@ -186,12 +190,13 @@ export class Neighbors6 {
     const id = this.find(b, targetOff);
     const flags = b[targetOff - 4];
     let changed: boolean;
-    if ((flags & NA_FLAG_SOLICITED) !== 0) changed = this.table.onReply(id, b, macOff, now);
+    const solicited = (flags & NA_FLAG_SOLICITED) !== 0;
+    if (solicited) changed = this.table.onReply(id, b, macOff, now);
     else if ((flags & NA_FLAG_OVERRIDE) !== 0) changed = this.table.onAnnounce(id, b, macOff, now);
     else return;
     if (this.share !== undefined && id !== 0) {
       const m = this.table.mac(id);
-      if (m !== undefined && macEquals(m, 0, b, macOff)) this.share(this.textOf.get(id)!, b.slice(macOff, macOff + 6));
+      if (m !== undefined && macEquals(m, 0, b, macOff)) this.share(this.textOf.get(id)!, b.slice(macOff, macOff + 6), !solicited);
     }
     if (!changed) return;
     const nh = this.pipe.v6.nh;

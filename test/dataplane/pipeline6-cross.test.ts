@@ -256,6 +256,39 @@ test('IPv6 underlay neighbours age and are re-probed (unicast NS, then multicast
   assert.is(outerDst(), '525400990002');
 });
 
+test('two workers: an unsolicited NA one worker takes is taken by the other as an announcement, not held by its REACHABLE lock as a reply would be', () => {
+  // Worker A receives node2's announcement (PACKET_FANOUT handed it the frame); worker B's entry
+  // for node2 is REACHABLE and fresh, so a reply with a new MAC would be locked out.
+  const shared: { ip6: string; mac: Uint8Array; announced: boolean }[] = [];
+  const worker = (share?: (ip6: string, mac: Uint8Array, announced: boolean) => void) => {
+    const h = makeHarness6();
+    const n6 = new Neighbors6(h.pipe, () => {}, () => parseMac(NODE1_MAC), () => {}, {}, share);
+    n6.want([NODE2_6]);
+    h.pipe.v6.onNeighbor6 = (b, t, m) => n6.onAdvert(b, t, m, 1_000);
+    h.receive(h.infra.underlay, na(NODE2_MAC6, 0x60));
+    return { h, n6 };
+  };
+  const a = worker((ip6, mac, announced) => shared.push({ ip6, mac, announced }));
+  const b = worker();
+  assert.is(toHex(b.n6.neighbor6(NODE2_6)!), toHex(parseMac(NODE2_MAC6)));
+  shared.length = 0;
+  a.h.receive(a.h.infra.underlay, na('02:00:5e:10:00:3b', 0x20));
+  assert.is(shared.length, 1, 'A shares the announcement');
+  assert.ok(shared[0].announced, 'as an announcement');
+  // As a reply, B's fresh REACHABLE entry holds its MAC (the lock window, as the kernel's)...
+  b.n6.learnShared(shared[0].ip6, shared[0].mac, false, 1_100);
+  assert.is(toHex(b.n6.neighbor6(NODE2_6)!), toHex(parseMac(NODE2_MAC6)), 'a reply is locked out');
+  // ...as the announcement it was, B takes the new MAC and B's flows follow it.
+  b.n6.learnShared(shared[0].ip6, shared[0].mac, true, 1_100);
+  assert.is(toHex(b.n6.neighbor6(NODE2_6)!), '02005e10003b', 'the announcement is taken');
+  b.h.receive(b.h.port('caliA'), aToRv());
+  assert.is(toHex(onlyFrame(b.h, b.h.infra.underlay, 'tunnelled').bytes, 0, 6), '02005e10003b', 'B tunnels to the new MAC');
+  // A solicited answer is shared as a reply.
+  shared.length = 0;
+  a.h.receive(a.h.infra.underlay, na('02:00:5e:10:00:3b', 0x60));
+  assert.ok(shared.length === 1 && !shared[0].announced, 'a solicited NA is shared as a reply');
+});
+
 test('underlay filter with IPv6: IPv6 and ARP accepted, IPv4 for the node still left to its sockets', () => {
   const prog = underlayFilter(NODE1, { ipv6: true });
   const f = frame6('v6_na_node2');

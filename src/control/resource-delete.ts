@@ -4,7 +4,8 @@
 // blocks to it), or a deleted pool's affinities (its nodes keep blackholing its blocks).
 //
 // Node (nodes.Delete): its WorkloadEndpoints are deleted, their IPs and its tunnel addresses released
-// (an endpoint's IP only while its allocation is still that endpoint's or this node's, tunnel ones
+// (an endpoint's IP only while its allocation is still that endpoint's or this node's, judged and freed in one
+// compare-and-swap on its block so a reassignment in between is never freed; tunnel ones
 // only through the node's tunnel handles; a stale one held by someone else is reported, not freed),
 // its block affinities released (RemoveIPAMHost: an empty block is
 // deleted, one still holding addresses loses its affinity and keeps them until they are released),
@@ -109,11 +110,15 @@ export async function deleteNode(kv: KvStore, name: string, resourceVersion?: nu
       for (const n of (s.ipNetworks ?? []) as unknown[]) {
         const ip = typeof n === 'string' ? n.split('/')[0]! : '';
         if (!parseIp(ip) || released.has(ip)) continue;
-        const attr = await ipam.allocationOf(ip);
-        if (!attr) continue;
-        const ours = (container !== null && attr.handleId?.endsWith(`.${container}`) === true) || attr.secondary?.node === name;
-        if (!ours) { skipped.push(`${ip} (held by ${attr.handleId ?? 'no handle'}${attr.secondary?.node ? ` on node ${attr.secondary.node}` : ''})`); continue; }
-        for (const a of (await ipam.releaseIps([ip])).released) released.add(a);
+        // The ownership check and the release are one compare-and-swap on the block: an address
+        // released and reassigned after the check (a CNI ADD on another node) fails the write, is
+        // judged again on the new read, and is left to its new holder.
+        const r = await ipam.releaseIfHeld(ip, (attr) => {
+          const ours = (container !== null && attr?.handleId?.endsWith(`.${container}`) === true) || attr?.secondary?.node === name;
+          return ours ? null : 'held by someone else';
+        });
+        if (r.outcome === 'released') released.add(r.ip!);
+        else if (r.outcome === 'changed') skipped.push(`${ip} (held by ${r.holder?.handleId ?? 'no handle'}${r.holder?.secondary?.node ? ` on node ${r.holder.secondary.node}` : ''})`);
       }
     }
     // Tunnel addresses only through the node's tunnel handles (that also frees one the Node no longer

@@ -12,7 +12,9 @@ import { KvStore } from '../../src/control/kv/kv';
 import { formatIp, parseNet } from '../../src/control/ipam/net';
 import { Ipam } from '../../src/control/ipam/ipam';
 import { AllocationBlock } from '../../src/control/ipam/block';
-import { HOST_AFFINITY_PREFIX, parseAffinityKey, parseBlockKey } from '../../src/control/ipam/keys';
+import { BLOCK_PREFIX, HOST_AFFINITY_PREFIX, parseAffinityKey, parseBlockKey } from '../../src/control/ipam/keys';
+import { deleteNode } from '../../src/control/resource-delete';
+import { HookedKv } from '../helpers/kv-hook';
 import { registerNode, updateNodeSpec } from '../../src/control/node-registration';
 import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../../src/control/tunnel-addrs';
 import { applyResource, getResource } from '../../src/control/v3-store';
@@ -143,6 +145,30 @@ function cliSuite(target: Target) {
     assert.is((await ipam.allocationOf(bTunnel))?.handleId, tunnelHandle('node-b', 4), 'node-b keeps its tunnel address');
     const weps = (await kv.list(`${RES}workloadendpoints/`)).entries.map((e) => JSON.parse(e.value).metadata.name);
     assert.equal(weps, ['node-b-k8s-b2-eth0']);
+    assert.equal(await ipam.check(), []);
+  });
+
+  test('delete node: an address reassigned between the ownership check and the release is left to its new holder', async () => {
+    await applyResource(kv, pool('p', '10.66.0.0/24'));
+    await registerNode(kv, { name: 'node-a', ipv4Address: '10.99.0.1/24' });
+    await registerNode(kv, { name: 'node-b', ipv4Address: '10.99.0.2/24' });
+    const ipam = new Ipam(kv);
+    const a1 = (await ipam.autoAssign({ node: 'node-a', count: 1, handleId: 'podway.c-a1', attrs: { node: 'node-a' } })).ips[0]!;
+    await wep(kv, 'node-a', 'a1', a1);
+    // Just before delete node writes the block that frees a1 (its check having found a1 still
+    // node-a's), another process frees a1 and gives it to node-b's pod b1: the write the delete
+    // then sends is based on a stale read.
+    const hooked = new HookedKv(kv);
+    hooked.beforeWrite((op, key) => op !== 'create' && key.startsWith(BLOCK_PREFIX), async () => {
+      await ipam.releaseIps([a1]);
+      await ipam.assignIp({ ip: a1, handleId: 'podway.c-b1', attrs: { node: 'node-b' }, node: 'node-b' });
+    });
+    const report = await deleteNode(hooked, 'node-a');
+    assert.is(hooked.fired, 1, 'the reassignment ran between check and release');
+    assert.is((await ipam.allocationOf(a1))?.handleId, 'podway.c-b1', 'node-b\'s pod keeps the address');
+    assert.equal(report.releasedIps, []);
+    assert.equal(report.skippedIps, [`${a1} (held by podway.c-b1 on node node-b)`]);
+    assert.not.ok(await kv.get(`${RES}nodes/node-a`), 'Node gone');
     assert.equal(await ipam.check(), []);
   });
 

@@ -744,6 +744,26 @@ export class Ipam {
    * The comparison and the release are one compare-and-swap on the block.
    */
   async releaseIfUnchanged(ip: string, expect: { handle: string | null; sequenceNumber: string | null }): Promise<{ outcome: 'released' | 'not-allocated' | 'changed'; reason?: string }> {
+    const r = await this.releaseIfHeld(ip, (attr, seq) => {
+      const h = attr?.handleId;
+      const handle = h === null || h === undefined ? null : sanitizeHandle(h);
+      if (handle !== expect.handle) return `held by handle ${handle ?? '<none>'} now, not ${expect.handle ?? '<none>'}`;
+      if (seq !== expect.sequenceNumber) return `assigned again since (sequence number ${seq ?? '<none>'}, was ${expect.sequenceNumber ?? '<none>'})`;
+      return null;
+    });
+    return r.outcome === 'changed' ? { outcome: r.outcome, reason: r.reason } : { outcome: r.outcome };
+  }
+
+  /**
+   * Releases one address only while `keep` finds nothing against its current holder: `keep` gets
+   * the allocation's attribute and sequence number as read, and returns why the address must stay
+   * (then nothing is written), or null. The read that `keep` judged and the release are one
+   * compare-and-swap on the block's revision: if anyone wrote the block in between (a release and
+   * reassignment of this very address included), the block is read again and judged again, so a
+   * holder that changed after the check is never freed. On 'released' `ip` is the address in
+   * canonical form; on 'changed' `holder` is the allocation as it stood.
+   */
+  async releaseIfHeld(ip: string, keep: (attr: AllocationAttribute | null, sequenceNumber: string | null) => string | null): Promise<{ outcome: 'released' | 'not-allocated' | 'changed'; reason?: string; holder?: AllocationAttribute | null; ip?: string }> {
     const parsed = parseIp(ip);
     if (!parsed) throw new Error(`invalid IP address ${JSON.stringify(ip)}`);
     const pool = (await this.listPools(parsed.version)).find((p) => netContains(p.cidr, parsed.value));
@@ -759,16 +779,14 @@ export class Ipam {
       const block = this.decodeBlock(entry);
       const o = block.ipToOrdinal(ip);
       if (o === null || block.allocations[o] === null) return { outcome: 'not-allocated' };
-      const h = block.attributeOf(o)?.handleId;
-      const handle = h === null || h === undefined ? null : sanitizeHandle(h);
-      if (handle !== expect.handle) return { outcome: 'changed', reason: `held by handle ${handle ?? '<none>'} now, not ${expect.handle ?? '<none>'}` };
+      const attr = block.attributeOf(o);
       const seq = block.sequenceNumberForAllocation?.get(String(o));
-      const seqText = seq === undefined ? null : seq.toString();
-      if (seqText !== expect.sequenceNumber) return { outcome: 'changed', reason: `assigned again since (sequence number ${seqText ?? '<none>'}, was ${expect.sequenceNumber ?? '<none>'})` };
+      const reason = keep(attr, seq === undefined ? null : seq.toString());
+      if (reason !== null) return { outcome: 'changed', reason, holder: attr };
       const result = block.release([o]);
       if (!(await this.writeReleased(entry, block))) continue;
       for (const [hh, n] of result.countByHandle) await this.decrementHandle(hh, cidr, n);
-      return { outcome: 'released' };
+      return { outcome: 'released', ip: block.ordinalToIp(o) };
     }
     throw new Error(`release ${ip}: max retries hit on block ${cidr.text} (excessive concurrent IPAM requests)`);
   }

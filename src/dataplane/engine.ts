@@ -209,6 +209,14 @@ export class Engine {
   private readonly worker: { index: number; count: number };
   private readonly shareNeighbor: (ip: number, mac: Uint8Array, announced: boolean) => void;
   private model: NodeDataplaneModel | null = null;
+  /**
+   * The addresses the infra ports (VXLAN/IPIP sockets, underlay filter, tunnel table) follow now.
+   * Usually the model's; not when a model was rejected after its new address was followed (a
+   * later step of apply threw): the ports are then on the new address while the old model stays,
+   * and the retry must find them there, not follow again (a second VXLAN socket on the address
+   * would fail with EADDRINUSE with one worker). null: no infra open.
+   */
+  private infraAt: { ip: number; ip6: string | null } | null = null;
   private underlay: Underlay | null = null;
   private infra = { tx4: -1, vxlan: -1, vxlan6: -1, ipip: -1, underlay: -1, host: -1 };
   /** Programs the node's routes, neighbours and MTUs by diff, in a child `ip` (never blocking). */
@@ -327,9 +335,10 @@ export class Engine {
       this.tunnelTable6 = tunnels.ip6;
       tunnelsMoved = true;
     }
-    if (first) this.openInfra(model);
-    else if (this.model!.node.ip !== model.node.ip) this.followIp4(model, before);
-    else if (this.model!.v6.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(model, before, tunnelsMoved);
+    // Against the addresses the ports follow (infraAt), not the last model's: see infraAt.
+    if (first || !this.infraAt) this.openInfra(model);
+    else if (this.infraAt.ip !== model.node.ip) this.followIp4(model, before);
+    else if (this.infraAt.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(model, before, tunnelsMoved);
     // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
     // running pods keep theirs.
     this.podMtu = model.mtu.pod;
@@ -430,6 +439,7 @@ export class Engine {
     this.pipe.underlayPort = this.infra.underlay;
     this.pipe.hostPort = this.infra.host;
     for (const p of [this.infra.vxlan, this.infra.vxlan6, this.infra.ipip, this.infra.underlay, this.infra.host]) if (p >= 0) this.watch(p);
+    this.infraAt = { ip: nodeIp, ip6: model.v6.ip6 };
   }
 
   /**
@@ -509,9 +519,11 @@ export class Engine {
    * sender address and ICMP errors read the pipeline's nodeIp, swapped by apply with the rest of
    * the model; the host port, the pods' ports and the host's routes stay as they are. The address
    * on another interface: everything is opened again there (openInfra), as at start.
+   * A model rejected after this succeeded (a later step of apply threw) leaves the ports on the new
+   * address (infraAt) with the old model in force; its retry finds them there and follows nothing.
    */
   private followIp4(model: NodeDataplaneModel, before: TunnelState): void {
-    const was = this.model!.node.ip;
+    const was = this.infraAt!.ip;
     const change = `node address ${formatIpv4(was)} -> ${formatIpv4(model.node.ip)}`;
     // Throws (the model is rejected, nothing changed) when no interface holds the new address.
     const ul = findUnderlay(model.node.ip);
@@ -581,6 +593,7 @@ export class Engine {
     if (this.infra.vxlan6 >= 0) this.forgetPort(this.infra.vxlan6);
     this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
     if (this.infra.vxlan6 >= 0) this.watch(this.infra.vxlan6);
+    this.infraAt = { ip: nodeIp, ip6: model.v6.ip6 };
     // The warning about the old address (checkNodeAddress) is answered: look again at once.
     this.nodeAddressMissing = null;
     this.addrCheckedAt = 0;
@@ -603,7 +616,7 @@ export class Engine {
   private followIp6(model: NodeDataplaneModel, before: TunnelState, tunnelsMoved = false): void {
     const ul = this.underlay;
     if (!ul) return;
-    const was = this.model!.v6.ip6;
+    const was = this.infraAt!.ip6;
     let tableChanged = false;
     if (this.manageHost && this.ownsTunnelTable && was !== model.v6.ip6) {
       const why = installTunnelRx(ul.name, formatIpv4(model.node.ip), VXLAN_PORT, model.v6.ip6);
@@ -647,6 +660,7 @@ export class Engine {
     if (this.infra.vxlan6 >= 0) this.forgetPort(this.infra.vxlan6);
     this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
     if (this.infra.vxlan6 >= 0) this.watch(this.infra.vxlan6);
+    this.infraAt = { ip: this.infraAt!.ip, ip6: model.v6.ip6 };
   }
 
   /** Open the underlay port again (a new filter, or a ring that could not be set up again): the new
@@ -677,6 +691,7 @@ export class Engine {
   }
 
   private closeInfra(): void {
+    this.infraAt = null;
     this.carriedInfra.clear();
     if (this.ownsTunnelTable) removeTunnelRx();
     this.ownsTunnelTable = false;

@@ -83,7 +83,13 @@ export class MemoryIO implements PacketIO {
   openTap(name: string, opts?: PortOptions): number { return this.open('tap', name, opts); }
   openTun(name: string, opts?: PortOptions): number { return this.open('tun', name, opts); }
   openPacket(ifname: string, opts?: PortOptions): number { return this.open('packet', ifname, opts); }
-  openUdp(opts: PortOptions): number { return this.open('udp', `udp:${opts.port ?? 0}`, opts); }
+  openUdp(opts: PortOptions): number {
+    // As the kernel's bind: one socket per address and port unless every one sets SO_REUSEPORT.
+    const at = (o: PortOptions) => `${o.addr6 ? [...o.addr6].join(',') : o.addr ?? 0}:${o.port ?? 0}`;
+    const taken = this.ports.find((p) => p?.kind === 'udp' && at(p.opts) === at(opts) && !(p.opts.reuseport && opts.reuseport));
+    if (taken && (opts.port ?? 0) !== 0) throw errno('EADDRINUSE', `bind udp ${at(opts)}`);
+    return this.open('udp', `udp:${opts.port ?? 0}`, opts);
+  }
   openRaw(opts: PortOptions): number { return this.open('raw', `raw:${opts.proto ?? 0}`, opts); }
 
   close(port: number): void {

@@ -286,6 +286,33 @@ test('a new node IPv4 address whose underlay port cannot be opened: rejected wit
   stopRig(r);
 });
 
+test('a model rejected after its new IPv4 address was followed (a later step threw): the retry follows nothing twice (no second VXLAN socket on the address, EADDRINUSE) and applies', () => {
+  const r = rig({ manageHost: true });
+  r.engine.apply(dualModel());
+  const udp4 = () => r.io.events.filter((e) => e.kind === 'udp' && e.opts.addr !== undefined);
+  const open4 = () => { const m = new Map<number, number>(); for (const e of udp4()) if (e.op === 'close') m.delete(e.port); else m.set(e.port, e.opts.addr!); return [...m.values()]; };
+  // the new address is followed (sockets, table, underlay port), then syncing the endpoints throws
+  const next = dualModel('fd99::1', '10.99.0.11');
+  const bad = { ...next, endpoints: next.endpoints.map((e) => (e.interfaceName === 'caliB' ? { ...e, mac: 'not-a-mac' } : e)) };
+  assert.throws(() => r.engine.apply(bad), /bad MAC address/);
+  assert.equal(open4(), [parseIpv4('10.99.0.11')], 'the sockets followed the new address before the throw');
+  assert.is(r.engine.status().nodeIp, '10.99.0.1', 'the model in force is the old one');
+  const opens = udp4().length;
+  const u = portOf(r, UL);
+  // the retry (the same address, a good model) must not bind the VXLAN socket again
+  r.engine.apply(dualModel('fd99::1', '10.99.0.11'));
+  assert.is(r.engine.status().nodeIp, '10.99.0.11');
+  assert.equal(open4(), [parseIpv4('10.99.0.11')], 'one VXLAN socket, on the new address');
+  assert.is(udp4().length, opens, 'nothing opened again');
+  assert.is(portOf(r, UL), u, 'underlay port not reopened');
+  assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.11 .*counter name "vxlan" drop/);
+  assert.ok(forwardsAtoB(r), 'forwards');
+  // and back to the old address: followed as any change
+  r.engine.apply(dualModel());
+  assert.equal(open4(), [parseIpv4('10.99.0.1')]);
+  stopRig(r);
+});
+
 test('a rejected new IPv4 address whose old table nft will not put back: no table, tunnels on the sockets, the next apply reopens the underlay port without them', async () => {
   const r = rig({ manageHost: true });
   r.engine.apply(dualModel());

@@ -10,6 +10,7 @@ import { resolveDatastoreSpec } from '../control';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
 import { joinCluster, updateNodeAddresses } from './join';
+import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { checkEtcdTlsFiles } from '../control/kv/etcd-kv';
 import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
@@ -418,27 +419,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let latest: { model: NodeDataplaneModel | null; ms: number } | null = null;
     let applying = false;
     let stopping = false;
-    // A pool turned to VXLAN after this node registered: it needs a tunnel address now; the last
-    // VXLAN pool of a family gone (or no longer VXLAN): its address is released and cleared
-    // (calico-node's allocateip keeps reconciling both too). The join is idempotent.
-    let joining = false;
-    // Felix's view of the pools (disabled ones included) stands for allocateip's here; the join
-    // applies allocateip's rules, except that an address in a disabled VXLAN pool is kept there
-    // too (tunnel-addrs.ts): a restart then keeps what the running node kept, and peers keep their
-    // route to this node's blocks in the disabled pool.
-    const tunnelAddressesStale = (m: NodeDataplaneModel) =>
-      m.encap.vxlan !== (m.node.vtepIp !== null) || (m.v6.vxlan ? m.v6.ip6 !== null && m.v6.vtepIp6 === null : m.v6.vtepIp6 !== null);
-    const ensureTunnelAddress = () => {
-      if (joining || stopping || spec.kind === 'file') return;
-      joining = true;
-      // The registered address, not a new first-found: following it is the address monitor's.
-      joinCluster(spec, { node: opts.node, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam }, say)
-        .catch((e) => {
-          nodeMetrics?.ipamEvent('tunnel_address_failed');
-          dsLog.error(`cannot reconcile the VXLAN tunnel addresses: ${(e as Error).message}`);
-        })
-        .finally(() => (joining = false));
-    };
+    // The VXLAN tunnel addresses reconciled again when a model says they are stale (tunnel-join.ts).
+    // The registered address, not a new first-found: following it is the address monitor's.
+    const tunnelJoin = spec.kind === 'file' ? null : new TunnelAddressJoin(
+      () => joinCluster(spec, { node: opts.node, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam }, say),
+      (e) => {
+        nodeMetrics?.ipamEvent('tunnel_address_failed');
+        dsLog.error(`cannot reconcile the VXLAN tunnel addresses: ${e.message}`);
+      },
+    );
     const applyModel = (model: NodeDataplaneModel, why: string) => {
       const t0 = performance.now();
       applyTimed(model, kernelRoutes);
@@ -449,7 +438,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       } catch (e) {
         natLog.error(`nat: ${(e as Error).message}: this node's pods leave unNATed until it is fixed`);
       }
-      if (tunnelAddressesStale(model)) ensureTunnelAddress();
+      if (!stopping) tunnelJoin?.applied(model);
       lastGateways = gatewaysKey(model, kernelRoutes);
       broadcastModel(model);
     };
@@ -534,6 +523,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const stop = (sig: string) => {
         log.info(`${sig}: stopping`);
         stopping = true; // a model still on its way is not applied after this
+        tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.
         const monitorStopped = monitor?.stop() ?? Promise.resolve();
         server.close();

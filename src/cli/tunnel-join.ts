@@ -17,9 +17,25 @@ export function tunnelAddressesStale(m: NodeDataplaneModel): boolean {
   return m.encap.vxlan !== (m.node.vtepIp !== null) || (m.v6.vxlan ? m.v6.ip6 !== null && m.v6.vtepIp6 === null : m.v6.vtepIp6 !== null);
 }
 
+/**
+ * What the join's outcome depends on, as far as the model shows it: the pools (a disabled VXLAN
+ * pool is in the model too) and the node's addresses, tunnel addresses included.
+ */
+function joinInputs(m: NodeDataplaneModel): string {
+  return JSON.stringify([m.pools, m.v6.pools, m.node.ip, m.v6.ip6, m.node.vtepIp, m.v6.vtepIp6]);
+}
+
 export class TunnelAddressJoin {
   private running: Promise<void> | null = null;
   private stopped = false;
+  /**
+   * The inputs (joinInputs) of the last join that succeeded. A join can succeed and still leave
+   * the model stale: a node with no tunnel address whose only VXLAN pools are disabled gets none
+   * (nothing to assign from), and the same can hold for a pool whose nodeSelector or allowedUses
+   * leaves this node out (the model does not show those). Joining again on every apply would only
+   * repeat it, so it runs again when these inputs change; a failed join is tried with the next apply.
+   */
+  private joinedFor: string | null = null;
   /** Joins started (for status and tests). */
   runs = 0;
 
@@ -29,14 +45,31 @@ export class TunnelAddressJoin {
     private readonly onError: (e: Error) => void,
   ) {}
 
-  /** A model was applied: join again when its tunnel addresses look stale (not while one runs). */
+  /** A model was applied: join again when its tunnel addresses look stale (not while one runs, and
+   * not again for the same inputs as the last successful join: joinedFor). */
   applied(m: NodeDataplaneModel): void {
-    if (this.stopped || this.running || !tunnelAddressesStale(m)) return;
+    if (this.stopped) return;
+    if (this.running) {
+      // looked at when the running join ends (its outcome may already answer it)
+      this.waiting = m;
+      return;
+    }
+    if (!tunnelAddressesStale(m)) return;
+    const inputs = joinInputs(m);
+    if (inputs === this.joinedFor) return;
     this.runs++;
     this.running = this.join()
-      .catch((e) => this.onError(e as Error))
-      .finally(() => (this.running = null));
+      .then(() => void (this.joinedFor = inputs), (e) => this.onError(e as Error))
+      .finally(() => {
+        this.running = null;
+        const next = this.waiting;
+        this.waiting = null;
+        if (next) this.applied(next);
+      });
   }
+
+  /** The last model applied while a join ran. */
+  private waiting: NodeDataplaneModel | null = null;
 
   /** The join running now has ended (resolves at once when none runs). */
   async idle(): Promise<void> {

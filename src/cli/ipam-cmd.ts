@@ -9,7 +9,7 @@
  * etcd sees what podway did and the other way round. Errors exit 1 with `podway: <reason>`.
  */
 import { Command, Option } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import {
   AllocationBlock, auditIpam, AuditedAllocation, AuditProblem, BLOCK_PREFIX, HANDLE_PREFIX, DEFAULT_LEAK_GRACE_MS, encodeIpamConfig, formatAttrs,
   formatDuration, Ipam, IPAM_CONFIG_KEY, IpamAudit, IpamProblem, IpOwner, ownersOf, parseBlockKey, parseDuration, PoolUsage, readOwners,
@@ -254,9 +254,18 @@ export interface CheckReport {
   readonly outsidePools: IpamAudit['outsidePools'];
 }
 
-async function checkCommand(o: CheckOpts, out: Out): Promise<number> {
+/**
+ * -o values that name an output format elsewhere (get -o yaml|wide|ps, kubectl's name) or are
+ * table/json in another case. `ipam check -o` keeps calicoctl's meaning, a FILE for any value but
+ * table and json, so these still name a file; a new file of that name was most likely meant as a
+ * format, so check says so on stderr (give -o ./yaml to mean the file and silence it).
+ */
+const FORMAT_LIKE = new Set(['yaml', 'yml', 'wide', 'ps', 'name', 'text', 'table', 'json']);
+
+async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
   const graceMs = parseDuration(o.gracePeriod);
   const toFile = o.output !== 'table' && o.output !== 'json' ? o.output : null;
+  const formatLikeNewFile = toFile !== null && FORMAT_LIKE.has(toFile.toLowerCase()) && !existsSync(toFile);
   const { problems, blocks, pools, audit, guid, source } = await withIpam(o, false, async (ipam, kv) => {
     const stored = await readBlocks(kv);
     return {
@@ -282,6 +291,9 @@ async function checkCommand(o: CheckOpts, out: Out): Promise<number> {
       writeFileSync(toFile, JSON.stringify(report, null, 2) + '\n');
     } catch (e) {
       throw new Error(`cannot write the report to ${toFile}: ${(e as Error).message}`);
+    }
+    if (formatLikeNewFile) {
+      err(`podway: warning: -o ${toFile} is not an output format of ipam check: the JSON report was written to a new file named ${JSON.stringify(toFile)} (-o takes table, json, or a FILE as calicoctl's; give -o ./${toFile} to mean the file)\n`);
     }
   }
   if (o.output === 'json') {
@@ -637,13 +649,13 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
   ipam
     .command('check')
     .description(`compare IPAM with itself and with the addresses workloads and nodes use; exits ${CHECK_FOUND_PROBLEMS} when it finds problems`)
-    .addOption(new Option('-o, --output <format|file>', 'table, json (the report, to stdout), or a FILE to write the JSON report to (for release --from-report)').default('table'))
+    .addOption(new Option('-o, --output <format|file>', 'table, json (the report, to stdout), or a FILE to write the JSON report to (for release --from-report; any other value is a file name, as in calicoctl: -o yaml writes a file named yaml, with a warning)').default('table'))
     .option('--show-all-ips', 'list every allocation and who uses it')
     .addOption(graceOption())
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action(async (o: CheckOpts) => {
-      if ((await checkCommand(o, out)) > 0) process.exitCode = CHECK_FOUND_PROBLEMS;
+      if ((await checkCommand(o, out, err)) > 0) process.exitCode = CHECK_FOUND_PROBLEMS;
     });
 
   ipam

@@ -19,13 +19,13 @@ export const BIN = path.join(ROOT, 'bin', 'podway.js');
 export interface Run { code: number; out: string; err: string }
 
 /** Runs the CLI with a clean environment (no PODWAY_DATASTORE/ETCD_* from the caller) plus `env`. */
-export function podway(args: string[], env: Record<string, string> = {}): Promise<Run> {
+export function podway(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<Run> {
   const clean: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !/^(PODWAY_|ETCD_|DATASTORE_TYPE$)/.test(k)) clean[k] = v;
   }
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, timeout: 30_000, ...(cwd !== undefined ? { cwd } : {}) }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
       resolve({ code, out: stdout, err: stderr });
     });

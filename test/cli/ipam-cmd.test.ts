@@ -459,6 +459,27 @@ function ipamSuite(target: Target) {
     assert.equal([after.problemCount, after.summary.allocations], [0, 0]);
   });
 
+  test('check -o yaml: calicoctl\'s -o FILE writes a file named yaml, with a warning; -o ./yaml and an existing file do not warn', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const cwd = tempDir('podway-ipam-o-');
+    const first = await spawned(['ipam', 'check', '-o', 'yaml', ...ds()], {}, cwd);
+    assert.is(first.code, 0, first.err);
+    assert.is(first.err, 'podway: warning: -o yaml is not an output format of ipam check: the JSON report was written to a new file named "yaml" '
+      + '(-o takes table, json, or a FILE as calicoctl\'s; give -o ./yaml to mean the file)\n');
+    assert.ok(first.out.endsWith('Report written to yaml.\n'), first.out);
+    assert.is(JSON.parse(readFileSync(path.join(cwd, 'yaml'), 'utf8')).problemCount, 0);
+    // The file exists now: writing it again was meant.
+    const again = await spawned(['ipam', 'check', '-o', 'yaml', ...ds()], {}, cwd);
+    assert.equal([again.code, again.err], [0, '']);
+    const explicit = await spawned(['ipam', 'check', '-o', './wide', ...ds()], {}, cwd);
+    assert.equal([explicit.code, explicit.err], [0, '']);
+    assert.ok(readFileSync(path.join(cwd, 'wide'), 'utf8').includes('"problemCount": 0'));
+    // json stays the format: printed, no file.
+    const json = await spawned(['ipam', 'check', '-o', 'json', ...ds()], {}, cwd);
+    assert.equal([json.code, json.err, JSON.parse(json.out).problemCount], [0, '', 0]);
+    assert.throws(() => readFileSync(path.join(cwd, 'json')));
+  });
+
   test('the datastore from PODWAY_DATASTORE; a file: datastore is refused with the reason', async () => {
     await ok(['apply', '-f', path.join(work, 'cluster.yaml')], { PODWAY_DATASTORE: spec });
     assert.match(await okSpawned(['ipam', 'assign', '--node', 'node2'], { PODWAY_DATASTORE: spec }), /^10\.244\.\d+\.\d+\n$/);

@@ -38,7 +38,6 @@ export interface NetConf {
   /** The control socket of this node's `podway run` (STATUS asks it); null: its default path. */
   readonly control: string | null;
   readonly prevResult: unknown;
-  readonly validAttachments: readonly ValidAttachment[] | null;
   /** The whole config as received (passed on to a delegated IPAM plugin unchanged). */
   readonly raw: Record<string, unknown>;
 }
@@ -156,19 +155,38 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
   }
   const control = optString(raw, 'control') ?? null;
   if (control !== null && !control.startsWith('/')) throw bad('control', `expected the absolute path of podway run's control socket, got ${JSON.stringify(control)}`);
-  let validAttachments: ValidAttachment[] | null = null;
-  const va = raw['cni.dev/valid-attachments'] ?? raw['cni.dev/attachments'];
-  if (va !== undefined) {
-    if (!Array.isArray(va)) throw bad('cni.dev/valid-attachments', 'expected a list of {containerID, ifname}');
-    validAttachments = va.map((a, i) => {
-      if (!isObject(a) || typeof a.containerID !== 'string' || typeof a.ifname !== 'string') throw bad(`cni.dev/valid-attachments[${i}]`, `expected {containerID, ifname} strings, got ${JSON.stringify(a)}`);
-      return { containerID: a.containerID, ifname: a.ifname };
-    });
-  }
   return {
     cniVersion, name, ...datastoreOf(raw, env), nodename, mtu, interfaceType: typeText as InterfaceType, ipam, assignIpv4, assignIpv6,
-    datastoreTimeoutMs, control, prevResult: raw.prevResult, validAttachments, raw,
+    datastoreTimeoutMs, control, prevResult: raw.prevResult, raw,
   };
+}
+
+const VALID_ATTACHMENTS = 'cni.dev/valid-attachments';
+/** The key's name in the CNI 1.1.0 spec text before it was corrected (libcni sends both, containernetworking/cni#1101). */
+const VALID_ATTACHMENTS_OLD = 'cni.dev/attachments';
+
+/**
+ * GC's list of the attachments still valid on this network. The key is required: GC removes
+ * everything of this network on this node that is not listed, so a config without it (a GC run by
+ * hand, a runtime that lost the list) is refused (code 7) rather than read as "none is valid".
+ * null is the empty list: libcni sends a runtime's empty (nil) Go slice as null.
+ * Every entry needs a non-empty containerID and ifname: one that names nothing would leave its
+ * attachment unprotected.
+ */
+export function parseValidAttachments(raw: Record<string, unknown>): ValidAttachment[] {
+  const key = VALID_ATTACHMENTS in raw ? VALID_ATTACHMENTS : VALID_ATTACHMENTS_OLD in raw ? VALID_ATTACHMENTS_OLD : null;
+  if (key === null) {
+    throw bad(VALID_ATTACHMENTS, 'missing: GC needs the runtime\'s list of the attachments still valid on this network ([] when none is); without it every pod of this network on this node would be taken as stale, so nothing is removed');
+  }
+  const va = raw[key];
+  if (va === null) return [];
+  if (!Array.isArray(va)) throw bad(key, `expected a list of {"containerID": ..., "ifname": ...}, got ${JSON.stringify(va)}; nothing is removed`);
+  return va.map((a, i) => {
+    if (!isObject(a) || typeof a.containerID !== 'string' || a.containerID === '' || typeof a.ifname !== 'string' || a.ifname === '') {
+      throw bad(`${key}[${i}]`, `expected {"containerID": ..., "ifname": ...} with both non-empty strings, got ${JSON.stringify(a)}; nothing is removed`);
+    }
+    return { containerID: a.containerID, ifname: a.ifname };
+  });
 }
 
 /** a >= b for dotted versions. */

@@ -6,7 +6,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
-import { configVersion, decodeConfig, NetConf, parseConfig, SUPPORTED_VERSIONS, versionAtLeast } from './config';
+import { configVersion, decodeConfig, NetConf, parseConfig, parseValidAttachments, SUPPORTED_VERSIONS, versionAtLeast } from './config';
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
@@ -230,7 +230,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
       } else {
         await requireNode(kv, conf);
         const ipam = new Ipam(kv);
-        const attrs: Record<string, string> = { node: conf.nodename, timestamp: new Date().toISOString() };
+        // network: which network's handle this is (GC tells "a"'s handle "a.b.c" from "a.b"'s by it).
+        const attrs: Record<string, string> = { node: conf.nodename, network: conf.name, timestamp: new Date().toISOString() };
         if (id.orchestrator === 'k8s') Object.assign(attrs, { namespace: id.namespace, pod: id.pod });
         // One handle holds both families, so DEL's releaseByHandle frees both.
         undo.push(() => ipam.releaseByHandle(handle));
@@ -467,13 +468,34 @@ async function status(env: CniEnv, conf: NetConf, stdin: string): Promise<void> 
   }
 }
 
+/**
+ * The network an IPAM handle of this network's form ("<name>.<containerID>") was taken for, when
+ * that can be told: network names and container IDs may both hold dots, so "a.b.c" is network
+ * "a" or "a.b". ADD records its network in the allocation ("network"); for an allocation made
+ * before it did, an endpoint of another network whose handle this is claims it.
+ */
+function handleOwnedElsewhere(conf: NetConf, handle: string, secondary: Readonly<Record<string, string>> | null, otherNetworkHandles: ReadonlySet<string>): boolean {
+  if (secondary?.network !== undefined) return secondary.network !== conf.name;
+  return otherNetworkHandles.has(handle);
+}
+
 async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
-  const valid = conf.validAttachments ?? [];
+  // Checked before anything is touched: a missing or malformed list removes nothing.
+  const valid = parseValidAttachments(conf.raw);
   const validIds = new Set(valid.map((a) => a.containerID));
   const validPairs = new Set(valid.map((a) => `${a.containerID}/${a.ifname}`));
   const failures: string[] = [];
   const prefix = `${conf.name}.`;
   await withStore(conf, async (kv) => {
+    const weps = await listResources(kv, WEP);
+    const annotationOf = (r: (typeof weps.items)[number]): string | undefined => ((((r.object.metadata ?? {}) as JsonObject).annotations ?? {}) as Record<string, string>)[NETWORK_ANNOTATION];
+    // The handles other networks' endpoints hold (see handleOwnedElsewhere).
+    const otherNetworkHandles = new Set<string>();
+    for (const r of weps.items) {
+      const net = annotationOf(r);
+      const cid = ((r.object.spec ?? {}) as JsonObject).containerID;
+      if (net !== undefined && net !== conf.name && typeof cid === 'string') otherNetworkHandles.add(handleId(net, cid));
+    }
     // Addresses: handles of this network held on this node (a block allocation's node attribute)
     // whose container is not a valid attachment.
     if (!conf.ipam) {
@@ -491,7 +513,9 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
           if (a === null) return;
           const attr = block.attributeOf(o);
           const h = attr?.handleId ?? '';
-          if (h.startsWith(prefix) && attr?.secondary?.node === conf.nodename && !validIds.has(h.slice(prefix.length))) stale.add(h);
+          if (!h.startsWith(prefix) || attr?.secondary?.node !== conf.nodename || validIds.has(h.slice(prefix.length))) return;
+          if (handleOwnedElsewhere(conf, h, attr.secondary, otherNetworkHandles)) return;
+          stale.add(h);
         });
       }
       for (const h of stale) {
@@ -503,17 +527,17 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
       }
     }
     // Endpoints this network wrote on this node for attachments that are not valid.
-    const weps = await listResources(kv, WEP);
+    // A host veth is removed only when no endpoint left in place (a valid one, another network's,
+    // another node's) names it: k8s veth names are per pod, not per container or network.
     const keep = new Set<string>();
     const drop: { name: string; namespace: string; rev: number; iface: string | null }[] = [];
     for (const r of weps.items) {
       const meta = r.object.metadata as JsonObject;
       const spec = (r.object.spec ?? {}) as JsonObject;
-      const ann = (meta.annotations ?? {}) as Record<string, string>;
-      if (spec.node !== conf.nodename || ann[NETWORK_ANNOTATION] !== conf.name) continue;
       const iface = (spec.interfaceType ?? 'veth') === 'veth' && typeof spec.interfaceName === 'string' ? spec.interfaceName : null;
-      if (validPairs.has(`${spec.containerID}/${spec.endpoint}`)) {
-        if (iface) keep.add(iface);
+      const ours = spec.node === conf.nodename && annotationOf(r) === conf.name;
+      if (!ours || validPairs.has(`${spec.containerID}/${spec.endpoint}`)) {
+        if (iface && spec.node === conf.nodename) keep.add(iface);
       } else {
         drop.push({ name: String(meta.name), namespace: String(meta.namespace), rev: r.entry.modRevision, iface });
       }

@@ -203,6 +203,79 @@ test('GC with a partial valid list removes the other attachments\' addresses and
   });
 });
 
+test('GC without a usable cni.dev/valid-attachments list is refused (code 7 naming the field) and removes nothing', async () => {
+  await withHarness(async (h) => {
+    const ids = [cid('k'), cid('k')];
+    for (let i = 0; i < 2; i++) await h.add(h.pod(`keep${i}`), ids[i]);
+    const before = { handles: (await h.handles()).sort(), weps: (await h.workloadEndpoints()).length, links: h.caliLinks().sort() };
+    assert.is(before.handles.length, 2);
+    assert.is(before.links.length, 2);
+    const bad: [string, Record<string, unknown>, string][] = [
+      ['missing', {}, 'cni.dev/valid-attachments: missing'],
+      ['a string', { 'cni.dev/valid-attachments': 'none' }, 'cni.dev/valid-attachments: expected a list'],
+      ['an object', { 'cni.dev/valid-attachments': { containerID: ids[0], ifname: 'eth0' } }, 'cni.dev/valid-attachments: expected a list'],
+      ['an entry without ifname', { 'cni.dev/valid-attachments': [{ containerID: ids[0], ifname: 'eth0' }, { containerID: ids[1] }] }, 'cni.dev/valid-attachments[1]: expected {"containerID"'],
+      ['an entry with an empty containerID', { 'cni.dev/valid-attachments': [{ containerID: '', ifname: 'eth0' }] }, 'cni.dev/valid-attachments[0]'],
+      ['the old key, not a list', { 'cni.dev/attachments': 7 }, 'cni.dev/attachments: expected a list'],
+    ];
+    for (const [what, extra, msg] of bad) {
+      const r = await h.call({ command: 'GC', config: h.config('1.1.0', extra) });
+      assert.is(r.exitCode, 1, `${what}: ${r.stdout}`);
+      assert.is(r.json.code, 7, `${what}: ${r.stdout}`);
+      assert.ok(r.json.msg.includes(msg), `${what}: ${r.json.msg}`);
+      assert.equal((await h.handles()).sort(), before.handles, `${what}: addresses kept`);
+      assert.is((await h.workloadEndpoints()).length, before.weps, `${what}: endpoints kept`);
+      assert.equal(h.caliLinks().sort(), before.links, `${what}: veths kept`);
+    }
+    // The spec's first name for the key (libcni sends both) is a list like the other.
+    const old = await h.call({ command: 'GC', config: h.config('1.1.0', { 'cni.dev/attachments': ids.map((containerID) => ({ containerID, ifname: 'eth0' })) }) });
+    assert.is(old.exitCode, 0, old.stdout);
+    assert.equal((await h.handles()).sort(), before.handles);
+    // null is libcni's encoding of an empty list (a nil Go slice): nothing is valid, so both go.
+    const none = await h.call({ command: 'GC', config: h.config('1.1.0', { 'cni.dev/valid-attachments': null, 'cni.dev/attachments': null }) });
+    assert.is(none.exitCode, 0, none.stdout);
+    assert.equal(await h.handles(), []);
+    assert.equal(h.caliLinks(), []);
+  });
+});
+
+test('GC touches only its own network on its own node: a dotted network name sharing the handle prefix and another node keep theirs', async () => {
+  await withHarness(async (h) => {
+    const mine = cid('m');
+    const blue = cid('b');
+    await h.add(h.pod('mine'), mine);
+    // Network "podway.blue": its handle "podway.blue.<id>" starts with "podway." too.
+    await h.add(h.pod('blue'), blue, { config: h.config('1.1.0', { name: 'podway.blue' }), args: 'K8S_POD_NAMESPACE=blue;K8S_POD_NAME=bluepod' });
+    // An address of network "podway" on another node.
+    const other = `node-o-${cid('n')}`;
+    await registerNode(h.kv, { name: other, ipv4Address: '10.99.0.2/24' });
+    const farHandle = `podway.${cid('f')}`;
+    const far = await new Ipam(h.kv).autoAssign({ node: other, count: 1, handleId: farHandle, attrs: { node: other } });
+    assert.is(far.ips.length, 1);
+    const blueVeth = hostVethName({ orchestrator: 'k8s', namespace: 'blue', pod: 'bluepod' }, blue);
+    const r = await h.call({ command: 'GC', config: h.config('1.1.0', { 'cni.dev/valid-attachments': [] }) });
+    assert.is(r.exitCode, 0, r.stdout);
+    const handles = await h.handles();
+    assert.ok(!handles.includes(`podway.${mine}`), 'this network\'s stale attachment is collected');
+    assert.ok(handles.includes(`podway.blue.${blue}`), 'network podway.blue keeps its address');
+    assert.ok(handles.includes(farHandle), 'another node keeps its address');
+    assert.equal((await h.workloadEndpoints()).map((w) => w.spec.containerID), [blue]);
+    assert.equal(h.caliLinks(), [blueVeth]);
+    // An allocation made before ADD recorded its network: the other network's endpoint claims it.
+    const ipam = new Ipam(h.kv);
+    const legacyClaimed = await ipam.autoAssign({ node: h.nodeName, count: 1, handleId: `podway.blue.${blue}`, attrs: { node: h.nodeName } });
+    assert.is(legacyClaimed.ips.length, 1);
+    const legacy = cid('l');
+    await ipam.autoAssign({ node: h.nodeName, count: 1, handleId: `podway.blue.${legacy}`, attrs: { node: h.nodeName } });
+    const r2 = await h.call({ command: 'GC', config: h.config('1.1.0', { 'cni.dev/valid-attachments': [] }) });
+    assert.is(r2.exitCode, 0, r2.stdout);
+    assert.is((await ipam.allocationOf(legacyClaimed.ips[0]))?.handleId, `podway.blue.${blue}`, 'claimed by podway.blue\'s endpoint: kept');
+    // ... and without an endpoint of podway.blue naming it, it can't be told from "podway"'s container "blue.<id>": collected.
+    assert.ok(!(await h.handles()).includes(`podway.blue.${legacy}`));
+    assert.equal(await new Ipam(h.kv).check(), []);
+  });
+});
+
 test('a repeated ADD of the same attachment keeps its address and interface; a broken one is made again on the same address', async () => {
   await withHarness(async (h) => {
     const pod = h.pod('again2');

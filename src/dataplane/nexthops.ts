@@ -46,10 +46,44 @@ export interface NextHops {
   readonly hits: Float64Array;
   /** The route each next hop was made for (for `podway routes` and trace). */
   readonly routes: readonly Route[];
+  /** natOutgoing's view of each next hop (NatExit.*): whether it leads out of the pod network, so
+   * that pod egress through it from a natOutgoing pool goes to the kernel to be masqueraded. */
+  readonly natExit: Uint8Array;
   readonly fib: Fib4;
   readonly table: RouteTable4;
   /** What `table` holds: prefix key (addr * 64 + len) -> next hop, for the next model's diff. */
   readonly installed: ReadonlyMap<number, number>;
+}
+
+/**
+ * `natExit` values. Calico masquerades traffic from a natOutgoing pool to any destination outside
+ * every pool (its cali-nat-outgoing rule matches addresses, not routes), so a route outside the
+ * pools that podway forwards itself (a DIRECT route learned over BGP: a ToR's default route or any
+ * outside prefix) must take NATed egress to the kernel as the no-route case does. Compiled once
+ * per model so the packet path tests one byte, and scans the pools only for routes that hold some.
+ */
+export const NatExit = {
+  /** Not a way out: local, blackhole, tunnel, or a route inside a pool (another pool's block). */
+  NONE: 0,
+  /** A DIRECT route that overlaps no pool and holds no node address: every destination is outside. */
+  OUT: 1,
+  /** A DIRECT route outside any one pool that holds a pool or a node address (a default route):
+   * the destination is checked per packet (pools, nodes: never masqueraded). */
+  CHECK: 2,
+} as const;
+
+/** The natExit of a DIRECT route (addr/len) given the pools and the node addresses. */
+export function natExitOf(addr: number, len: number, pools: readonly { addr: number; prefixLen: number }[], nodes: Iterable<number>): number {
+  const mask = (l: number) => (l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0);
+  let check = false;
+  for (const p of pools) {
+    const l = Math.min(len, p.prefixLen);
+    if (((addr & mask(l)) >>> 0) !== ((p.addr & mask(l)) >>> 0)) continue; // disjoint
+    if (p.prefixLen <= len) return NatExit.NONE; // inside the pool
+    check = true; // holds the pool
+  }
+  for (const n of nodes) if (((n & mask(len)) >>> 0) === ((addr & mask(len)) >>> 0)) check = true;
+  return check ? NatExit.CHECK : NatExit.OUT;
 }
 
 /** `macKnown` values (one byte per next hop, IPv4 and IPv6 alike). */
@@ -99,6 +133,7 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
   const mtu = new Uint16Array(n);
   const mac = new Uint8Array(n * 6);
   const macKnown = new Uint8Array(n);
+  const natExit = new Uint8Array(n);
   const tpl: Uint8Array[] = new Array(n);
   const empty = new Uint8Array(0);
   const localVtepMac = parseMac(model.node.vtepMac);
@@ -123,6 +158,7 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
     tpl[i] = empty;
     port[i] = ports[i];
     if (r.nodeIp !== null) ip[i] = r.nodeIp >>> 0;
+    if (r.kind === 'direct') natExit[i] = natExitOf(r.addr >>> 0, r.prefixLen, model.pools, model.node.knownNodeIps);
     if (r.kind === 'vxlan' && r.nodeIp !== null && r.vtepMac) {
       tpl[i] = buildVxlanTemplate({
         srcIp: model.node.ip,
@@ -151,7 +187,7 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
     prev.routes.forEach((r, i) => was.set(r.cidr, prev.hits[i]));
     routes.forEach((r, i) => (hits[i] = was.get(r.cidr) ?? 0));
   }
-  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed };
+  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, hits, routes, natExit, fib: table.fib, table, installed };
 }
 
 function prefixKey(addr: number, len: number): number {

@@ -22,7 +22,7 @@ import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { FramePool, DescFlag, SLOT_SHIFT } from './frame-pool';
 import type { PacketIO } from './io';
-import { NextHops, NhKind, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
+import { NextHops, NhKind, NatExit, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS, BATCH_HIST_SIZE, BATCH_SUM, batchBucket } from './counters';
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
 import { Pipeline6 } from './pipeline6';
@@ -543,6 +543,9 @@ export class Pipeline implements CapturePorts {
         return this.sendOuter(i, nh, start, total + 20);
       }
       case NhKind.DIRECT: {
+        // A route out of the pod network (learned over BGP): natOutgoing egress is the kernel's to
+        // masquerade, whatever the route, as in Calico (the no-route case does the same).
+        if (nhs.natExit[nh] !== NatExit.NONE && fromPod && !originated && this.natEgress(ip, dst, nhs.natExit[nh])) return this.toKernelNat(i, ip, dst, total);
         if (nhs.macKnown[nh] !== MAC_KNOWN) {
           this.onUnresolved(nhs.ip[nh]);
           return this.drop(nhs.macKnown[nh] === MAC_FAILED ? Reason.NEIGHBOR_FAILED : Reason.NEIGHBOR_UNRESOLVED);
@@ -623,6 +626,30 @@ export class Pipeline implements CapturePorts {
     const nat = dst !== 0 && !this.addr.knownNodes.has(dst) && this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0);
     if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: outside the pools: through the node's routing (${nat ? 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip podway' : 'no NAT'})`);
     return this.count(nat ? Event.EGRESS_NAT : Event.EGRESS, this.tx4Port);
+  }
+
+  /**
+   * Does pod egress at `ip` to `dst`, over a route out of the pod network (natExit OUT or CHECK),
+   * get masqueraded? Calico's rule: the source in a natOutgoing pool, the destination in no pool;
+   * podway's table also leaves node addresses alone (nft-nat.ts). The pools and nodes are looked
+   * at only for a CHECK route (one holding some of them, e.g. a default route).
+   */
+  private natEgress(ip: number, dst: number, exit: number): boolean {
+    const b = this.b;
+    if (this.tx4Port < 0 || !this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0)) return false;
+    if (exit === NatExit.OUT) return true;
+    if (dst === this.addr.nodeIp || this.addr.knownNodes.has(dst)) return false;
+    for (let k = 0; k < this.poolAddr.length; k++) if (((dst & this.poolMask[k]) >>> 0) === this.poolAddr[k]) return false;
+    return true;
+  }
+
+  /** NATed egress over a learned route: to the kernel's raw socket (routed by the node, OUTPUT and
+   * POSTROUTING, where table ip podway masquerades it). TTL and MTU were handled by route(). */
+  private toKernelNat(i: number, ip: number, dst: number, total: number): number {
+    this.setFrame(i, ip, total);
+    this.pool.addr[i] = dst;
+    if (this.tr !== null) this.tr.stages.push('natOutgoing: through the node\'s routing, masqueraded to the node\'s address by the kernel, table ip podway');
+    return this.count(Event.EGRESS_NAT, this.tx4Port);
   }
 
   // ---- replies podway makes itself -------------------------------------------------------------

@@ -1,0 +1,111 @@
+// natOutgoing over routes learned with BGP (podway run --bgp): Calico masquerades traffic from a
+// natOutgoing pool to any destination outside every pool, whatever the route (its cali-nat-outgoing
+// rule matches addresses). So pod egress over a learned route out of the pod network goes to the
+// kernel's raw socket (tx4), where table ip podway masquerades it, exactly as egress with no route
+// does; egress to another pool, or to a node, over the same routes is forwarded unchanged.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Event } from '../../src/dataplane/counters';
+import { NatExit, natExitOf } from '../../src/dataplane/nexthops';
+import { computeNodeModel, parseClusterYaml } from '../../src/control';
+import { parseIpv4, parseMac } from '../../src/packet';
+import { makeHarness, Harness, frame, onlyFrame, nothingSent, assertBytes, fixIpChecksum, CLUSTER_YAML, NODE2_MAC } from './helpers';
+
+const TOR = '10.99.0.254';
+const TOR_MAC = '52:54:00:99:00:fe';
+const PEER = 'bgp tor';
+
+/** node1 in BGP mode: an outside prefix and a default route from the ToR, node2's plain block from node2. */
+function bgpHarness(): Harness {
+  const model = computeNodeModel(parseClusterYaml(CLUSTER_YAML, 'test-cluster.yaml'), 'node1', {
+    bgp: {
+      learned: [
+        { prefix: '192.0.2.0/24', nextHop: TOR, peer: PEER },
+        { prefix: '0.0.0.0/0', nextHop: TOR, peer: PEER },
+        { prefix: '10.246.0.64/26', nextHop: '10.99.0.2', peer: 'mesh node2' },
+      ],
+    },
+  });
+  const h = makeHarness({ model, neighbors: { [TOR]: TOR_MAC, '10.99.0.2': NODE2_MAC } });
+  // natOutgoing on the VXLAN pool only (pod A, 10.244.0.1, is in it; tap T, 10.245.0.3, is not).
+  h.pipe.natSources.set(model.pools.filter((p) => p.cidr === '10.244.0.0/16'));
+  return h;
+}
+
+function retarget(f: Uint8Array, dst: string): Uint8Array {
+  const c = f.slice();
+  const d = parseIpv4(dst);
+  c.set([d >>> 24, (d >>> 16) & 255, (d >>> 8) & 255, d & 255], 30);
+  fixIpChecksum(c, 14);
+  return c;
+}
+
+/** The packet as it must reach the kernel: its IPv4 part, TTL - 1, checksum to match. */
+function forwardedIp(f: Uint8Array): Uint8Array {
+  const e = f.slice(14);
+  e[8] -= 1;
+  fixIpChecksum(e, 0);
+  return e;
+}
+
+/** Pod `ifname` sends `f`; it must leave to the kernel (tx4) for `dst`, counted as egress_nat. */
+function assertNatToKernel(h: Harness, ifname: string, f: Uint8Array, dst: string, what: string): void {
+  const before = h.pipe.counters[Event.EGRESS_NAT];
+  h.receive(h.port(ifname), f);
+  const out = onlyFrame(h, h.infra.tx4, what);
+  assertBytes(out.bytes, forwardedIp(f), what);
+  assert.is(out.addr, parseIpv4(dst), `${what}: routed by the kernel to its destination`);
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], before + 1, `${what}: counted as egress_nat`);
+}
+
+/** Pod `ifname` sends `f`; it must leave unchanged on the underlay to `mac`, not counted as NAT. */
+function assertDirect(h: Harness, ifname: string, f: Uint8Array, mac: string, what: string): void {
+  const before = h.pipe.counters[Event.EGRESS_NAT];
+  h.receive(h.port(ifname), f);
+  const out = onlyFrame(h, h.infra.underlay, what);
+  assertBytes(out.bytes.subarray(0, 6), parseMac(mac), `${what}: to ${mac}`);
+  assertBytes(out.bytes.subarray(14), forwardedIp(f), `${what}: unchanged but the TTL`);
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], before, `${what}: not NATed`);
+}
+
+test('natExitOf: inside a pool none, disjoint from pools and nodes out, holding a pool or a node check', () => {
+  const pools = [{ addr: parseIpv4('10.244.0.0'), prefixLen: 16 }];
+  const nodes = [parseIpv4('10.99.0.1')];
+  assert.is(natExitOf(parseIpv4('10.244.1.0'), 26, pools, nodes), NatExit.NONE);
+  assert.is(natExitOf(parseIpv4('10.244.0.0'), 16, pools, nodes), NatExit.NONE);
+  assert.is(natExitOf(parseIpv4('192.0.2.0'), 24, pools, nodes), NatExit.OUT);
+  assert.is(natExitOf(0, 0, pools, nodes), NatExit.CHECK);
+  assert.is(natExitOf(parseIpv4('10.0.0.0'), 8, pools, []), NatExit.CHECK);
+  assert.is(natExitOf(parseIpv4('10.99.0.0'), 24, pools, nodes), NatExit.CHECK);
+});
+
+test('natOutgoing over a learned outside prefix and a learned default route: to the kernel to be masqueraded, as with no route', () => {
+  const h = bgpHarness();
+  assertNatToKernel(h, 'caliA', retarget(frame('a_to_b'), '192.0.2.10'), '192.0.2.10', 'A -> 192.0.2.10 (learned /24)');
+  assertNatToKernel(h, 'caliA', retarget(frame('a_to_b'), '8.8.8.8'), '8.8.8.8', 'A -> 8.8.8.8 (learned default route)');
+  assert.is(h.pipe.counters[Event.EGRESS], 0);
+});
+
+test('over the same learned routes: another pool, a node, a pool without natOutgoing and the flag off keep the pod address; the node itself is the host\'s', () => {
+  const h = bgpHarness();
+  // Another pool's block over BGP (node2's plain pool): forwarded to node2 unchanged.
+  assertDirect(h, 'caliA', retarget(frame('a_to_b'), '10.246.0.65'), NODE2_MAC, 'A -> 10.246.0.65 (pool block via node2)');
+  // A pool address only the default route holds: still in a pool, so not NATed (Calico's rule).
+  assertDirect(h, 'caliA', retarget(frame('a_to_b'), '10.245.7.9'), TOR_MAC, 'A -> 10.245.7.9 (a pool, via the default route)');
+  // Another node, reached through the default route: nodes are never masqueraded.
+  assertDirect(h, 'caliA', retarget(frame('a_to_b'), '10.99.0.2'), TOR_MAC, 'A -> node2 (via the default route)');
+  // The node's own address is left out of the learned default route: the node's kernel has the
+  // veth pod's frame.
+  const toHost = h.pipe.counters[Event.TO_HOST];
+  h.receive(h.port('caliA'), retarget(frame('a_to_b'), '10.99.0.1'));
+  nothingSent(h, 'A -> its node');
+  assert.is(h.pipe.counters[Event.TO_HOST], toHost + 1);
+  // A pod of a pool without natOutgoing (tap T, IPIP pool): forwarded as routed.
+  assertDirect(h, 'tapT', retarget(frame('t_to_ri'), '192.0.2.10'), TOR_MAC, 'T -> 192.0.2.10 (no natOutgoing)');
+  // natOutgoing turned off: A's egress follows the route again.
+  h.pipe.natSources.set([]);
+  assertDirect(h, 'caliA', retarget(frame('a_to_b'), '192.0.2.10'), TOR_MAC, 'A -> 192.0.2.10, flag off');
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], 0);
+});
+
+test.run();

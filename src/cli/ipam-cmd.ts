@@ -515,7 +515,9 @@ async function releaseFromReports(o: ReleaseOpts, out: Out): Promise<void> {
     await releaseLeakedIps(ipam, now, candidates.values(), graceMs, out);
     // Handles that held no address: deleted only at the revision the report saw (an assignment
     // since would have incremented them) and only if no block names them now (an ADD in flight at
-    // report time had created its handle but not yet written its block).
+    // report time had created its handle but not yet written its block). An ADD still stalled
+    // between its handle and its block write is safe too: Ipam guards that block write on the
+    // handle's revision, so a deleted handle fails it and the ADD counts in a new handle.
     if (handles.size === 0) { out('The report names no handles without IPs to delete.\n'); return; }
     const named = new Set((await auditIpam(kv, { gracePeriodMs: graceMs })).allocations.map((a) => a.handle));
     let deleted = 0;

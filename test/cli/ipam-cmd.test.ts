@@ -15,6 +15,7 @@ import {
 } from '../../src/control/ipam';
 import { KvStore } from '../../src/control/kv/kv';
 import { goG5, renderBoxTable, withPercentage } from '../../src/cli/ipam-cmd';
+import { HookedKv } from '../helpers/kv-hook';
 import { podwayInProcess as podway, okInProcess as ok, podway as spawned, ok as okSpawned, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
 
 const RES = '/calico/resources/v3/projectcalico.org/';
@@ -442,6 +443,31 @@ function ipamSuite(target: Target) {
       'The report names no handles without IPs to delete.', ''].join('\n'));
     assert.is(await ipam.allocationOf(a!), null);
     assert.ok(await ipam.allocationOf(b!), 'b, in use at the second report, is kept');
+  });
+
+  test('release --from-report deletes the empty handle of an ADD stalled before its block write: the ADD\'s guarded write fails and counts its address in a new handle', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const ipam = new Ipam(kv);
+    // node1's block exists already: the stalled ADD's next block write is an update. Its one
+    // address is recent (within the grace period), so the release leaves the block unwritten.
+    assert.is((await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'k8s-pod-network.cfirst', attrs: { node: 'node1', timestamp: new Date().toISOString() } })).ips.length, 1);
+    const report = path.join(work, 'stalled.json');
+    let released = '';
+    const hooked = new HookedKv(kv);
+    // The ADD has written its handle and stalls before its block write, through a check and the
+    // release of that check's report (the handle holds no address in any block then).
+    hooked.beforeWrite((op, key) => op === 'update' && key.startsWith(BLOCK_PREFIX), async () => {
+      assert.is((await podway(['ipam', 'check', '-o', report, ...ds()])).code, 3);
+      released = await ok(['ipam', 'release', '--from-report', report, ...ds()]);
+    });
+    const add = await new Ipam(hooked).autoAssign({ node: 'node1', count: 1, handleId: 'k8s-pod-network.cstalled', attrs: { node: 'node1', pod: 'stalled', namespace: 'default' } });
+    assert.is(hooked.fired, 1);
+    assert.ok(released.includes('  deleted handle k8s-pod-network.cstalled\n'), released);
+    assert.ok(released.startsWith('The report names no leaked IPs to release.\n'), released);
+    assert.is(add.ips.length, 1, JSON.stringify(add));
+    assert.is((await ipam.allocationOf(add.ips[0]!))?.handleId, 'k8s-pod-network.cstalled');
+    assert.is((await kv.get(`${HANDLE_PREFIX}k8s-pod-network.cstalled`))?.value, `{"block":{"${block26(add.ips[0]!)}":1},"deleted":false}`, 'the handle counts the address again');
+    assert.equal(await ipam.check(), []);
   });
 
   test('check agrees with delete node: clean before (tunnel address and endpoint in use), clean after (both released)', async () => {

@@ -88,6 +88,22 @@ export function conformanceSuite(backend: KvBackend) {
     assert.is(await store.get(`${p}absent`), null);
   });
 
+  test('update with guards: written only while every guard key is at its revision (changed or deleted guard: nothing written)', async () => {
+    const p = freshPrefix('guard');
+    const a = (await store.create(`${p}a`, 'a1'))!;
+    const g = (await store.create(`${p}g`, 'g1'))!;
+    const a2 = await store.update(`${p}a`, 'a2', a.modRevision, [{ key: `${p}g`, modRevision: g.modRevision }]);
+    assert.ok(a2, 'guard holds');
+    assert.is((await store.get(`${p}g`))!.modRevision, g.modRevision, 'the guard key is not written');
+    const g2 = (await store.update(`${p}g`, 'g2', g.modRevision))!;
+    assert.is(await store.update(`${p}a`, 'a3', a2!.modRevision, [{ key: `${p}g`, modRevision: g.modRevision }]), null, 'guard changed');
+    assert.is((await store.get(`${p}a`))!.value, 'a2');
+    assert.ok(await store.delete(`${p}g`, g2.modRevision));
+    assert.is(await store.update(`${p}a`, 'a3', a2!.modRevision, [{ key: `${p}g`, modRevision: g2.modRevision }]), null, 'guard deleted');
+    assert.is(await store.update(`${p}a`, 'a3', a2!.modRevision, [{ key: `${p}g`, modRevision: 0 }]), null, 'revision 0 is no "absent" guard');
+    assert.equal(await store.get(`${p}a`), a2);
+  });
+
   test('delete with and without a revision', async () => {
     const p = freshPrefix('delete');
     const a = (await store.create(`${p}a`, 'v'))!;

@@ -2,7 +2,7 @@
 // once, runs `hook` just before the first write whose key `when` accepts. The hook writes through
 // the real store, so it lands between what the code under test read and what it writes: exactly
 // the interleaving a second process would produce, made certain instead of lucky.
-import type { KvEntry, KvList, KvStore, KvWatch, KvWatchHandlers } from '../../src/control/kv/kv';
+import type { KvEntry, KvGuard, KvList, KvStore, KvWatch, KvWatchHandlers } from '../../src/control/kv/kv';
 
 export type WriteOp = 'create' | 'update' | 'delete';
 
@@ -39,9 +39,9 @@ export class HookedKv implements KvStore {
     return this.inner.create(key, value);
   }
 
-  async update(key: string, value: string, modRevision: number): Promise<KvEntry | null> {
+  async update(key: string, value: string, modRevision: number, guards?: readonly KvGuard[]): Promise<KvEntry | null> {
     await this.maybeRun('update', key);
-    return this.inner.update(key, value, modRevision);
+    return this.inner.update(key, value, modRevision, guards);
   }
 
   async delete(key: string, modRevision?: number): Promise<boolean> {

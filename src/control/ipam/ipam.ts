@@ -9,7 +9,9 @@
 // per block so they can be released together. All writes are compare-and-swap on the key's
 // modRevision and retried (Calico's datastoreRetries = 100) when another writer got there first;
 // the handle is incremented before the block write and decremented if that write fails, so a
-// crash can leave a handle over-counted but never an address without a handle.
+// crash can leave a handle over-counted but never an address without a handle. Unlike Calico, the
+// block write is also conditional on the handle still being as incremented (one transaction), so
+// a handle deleted as empty while an assignment stalled before its block write cannot lose them.
 import { KvEntry, KvStore } from '../kv/kv';
 import { AllocationAttribute, AllocationBlock, sanitizeHandle } from './block';
 import {
@@ -242,17 +244,20 @@ export class Ipam {
   // ------------------------------------------------------------------------------------------
   // Handles
 
-  private async incrementHandle(handleId: string, cidr: IpNet, num: number): Promise<void> {
+  /** Adds `num` to the handle's count for a block (creating the handle); returns the handle as written. */
+  private async incrementHandle(handleId: string, cidr: IpNet, num: number): Promise<KvEntry> {
     const key = handleKey(handleId);
     for (let i = 0; i < this.retries; i++) {
       const e = await this.kv.get(key);
       if (!e) {
-        if (await this.kv.create(key, encodeHandle(new Map([[cidr.text, num]])))) return;
+        const created = await this.kv.create(key, encodeHandle(new Map([[cidr.text, num]])));
+        if (created) return created;
         continue;
       }
       const blocks = decodeHandle(e.value);
       blocks.set(cidr.text, (blocks.get(cidr.text) ?? 0) + num);
-      if (await this.kv.update(key, encodeHandle(blocks), e.modRevision)) return;
+      const updated = await this.kv.update(key, encodeHandle(blocks), e.modRevision);
+      if (updated) return updated;
     }
     throw new Error(`handle ${handleId}: max retries hit incrementing (excessive concurrent IPAM requests)`);
   }
@@ -413,18 +418,22 @@ export class Ipam {
   // Assignment
 
   /**
-   * Writes up to `num` addresses of one block for a handle: handle first, then the block by CAS.
-   * Throws CasConflict (handle already undone) when the block changed since it was read.
+   * Writes up to `num` addresses of one block for a handle: handle first, then the block by CAS,
+   * guarded on the handle still being at the revision our increment wrote. Throws CasConflict
+   * (handle already undone) when the block changed since it was read, or the handle did: an
+   * `ipam release --from-report` that judged the handle empty (this write not yet made, however
+   * long it stalled) and deleted it then fails this write, and the retry counts the addresses in a
+   * new handle, instead of writing addresses whose handle is gone.
    */
   private async assignFromBlock(at: Located, num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null): Promise<string[]> {
     const { block, entry } = at;
     const ordinals = block.autoAssign(num, handleId, attrs);
     if (ordinals.length === 0) return [];
-    if (handleId !== null) await this.incrementHandle(handleId, block.cidr, ordinals.length);
+    const handle = handleId !== null ? await this.incrementHandle(handleId, block.cidr, ordinals.length) : null;
     block.sequenceNumber += 1n;
     let written: KvEntry | null = null;
     try {
-      written = await this.kv.update(entry.key, block.encode(), entry.modRevision);
+      written = await this.kv.update(entry.key, block.encode(), entry.modRevision, handle ? [{ key: handle.key, modRevision: handle.modRevision }] : []);
     } finally {
       if (!written && handleId !== null) await this.decrementHandle(handleId, block.cidr, ordinals.length);
     }
@@ -624,11 +633,12 @@ export class Ipam {
         throw new Error(`cannot assign ${req.ip} to node ${node}: block ${cidr.text} is affine to ${block.affinity ?? 'no node'} and strict_affinity is set`);
       }
       block.assign(block.ipToOrdinal(req.ip)!, handleId, attrs);
-      if (handleId !== null) await this.incrementHandle(handleId, cidr, 1);
+      const handle = handleId !== null ? await this.incrementHandle(handleId, cidr, 1) : null;
       block.sequenceNumber += 1n;
       let written: KvEntry | null = null;
       try {
-        written = await this.kv.update(at.entry.key, block.encode(), at.entry.modRevision);
+        // Guarded on the handle as incremented, as in assignFromBlock.
+        written = await this.kv.update(at.entry.key, block.encode(), at.entry.modRevision, handle ? [{ key: handle.key, modRevision: handle.modRevision }] : []);
       } finally {
         if (!written && handleId !== null) await this.decrementHandle(handleId, cidr, 1);
       }

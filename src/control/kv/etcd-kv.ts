@@ -1,6 +1,7 @@
 // KvStore on etcd v3, through the npm `etcd3` client (gRPC), the way Calico's libcalico-go uses etcd:
 //   create  = txn(if Version(key) == 0 then put)          (create-if-absent)
-//   update  = txn(if ModRevision(key) == R && Version(key) > 0 then put, returning the old entry)
+//   update  = txn(if ModRevision(key) == R && Version(key) > 0 [&& ModRevision(guard) == G && Version(guard) > 0 ...]
+//             then put, returning the old entry)
 //   delete  = txn(if ModRevision(key) == R then delete) or a plain delete
 // Every call carries a deadline (timeoutMs); an unreachable or silent etcd becomes a
 // KvUnavailableError naming the endpoints. The client's own retry policy is replaced by a
@@ -30,6 +31,7 @@ import { prefixRangeEnd } from './keys';
 import {
   KvEntry,
   KvEvent,
+  KvGuard,
   KvList,
   KvStore,
   KvUnavailableError,
@@ -243,8 +245,15 @@ export class EtcdKv implements KvStore {
     return { key, value, createRevision: revision, modRevision: revision };
   }
 
-  async update(key: string, value: string, modRevision: number): Promise<KvEntry | null> {
+  async update(key: string, value: string, modRevision: number, guards: readonly KvGuard[] = []): Promise<KvEntry | null> {
     const k = Buffer.from(key);
+    const guardCompares = guards.flatMap((g) => {
+      const gk = Buffer.from(g.key);
+      return [
+        { key: gk, target: 'Mod' as never, result: 'Equal' as never, mod_revision: g.modRevision },
+        { key: gk, target: 'Version' as never, result: 'Greater' as never, version: 0 },
+      ];
+    });
     const res = await this.call(`update ${key}`, () =>
       this.client.kv.txn(
         {
@@ -252,6 +261,7 @@ export class EtcdKv implements KvStore {
             { key: k, target: 'Mod' as never, result: 'Equal' as never, mod_revision: modRevision },
             // An absent key has ModRevision 0: without this, update(key, v, 0) would create it.
             { key: k, target: 'Version' as never, result: 'Greater' as never, version: 0 },
+            ...guardCompares,
           ],
           success: [{ request_put: { key: k, value: Buffer.from(value), prev_kv: true } }],
           failure: [],

@@ -9,7 +9,7 @@
 //   lock            held by the one writer (file-lock.ts: link(2)-based, stale-holder recovery).
 //
 // A write takes the lock, catches up with the log, checks its condition (create-if-absent, CAS on
-// modRevision), appends one line at the end of the valid log with a single positional write, and
+// modRevision, optionally guarded by other keys' modRevisions), appends one line at the end of the valid log with a single positional write, and
 // releases the lock. A line is valid only if complete, its CRC matches and its revision is the
 // previous one + 1, so a crash mid-append leaves a torn line that every reader ignores and the
 // next writer truncates away: a write is whole or absent. Readers need no lock: they remember how
@@ -39,7 +39,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FileLock } from './file-lock';
 import { compareKeys } from './keys';
-import { KvEntry, KvEvent, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
+import { KvEntry, KvEvent, KvGuard, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
 
 export interface FileKvOptions {
   readonly dir: string;
@@ -489,11 +489,13 @@ export class FileKv implements KvStore {
     return rev === null ? null : { key, value, createRevision: rev, modRevision: rev };
   }
 
-  async update(key: string, value: string, modRevision: number): Promise<KvEntry | null> {
+  async update(key: string, value: string, modRevision: number, guards: readonly KvGuard[] = []): Promise<KvEntry | null> {
     let createRevision = 0;
     const rev = await this.mutate(() => {
       const cur = this.entries.get(key);
       if (!cur || cur.modRevision !== modRevision) return null;
+      // Checked under the writer lock, after catching up with the log: one transaction.
+      if (guards.some((g) => this.entries.get(g.key)?.modRevision !== g.modRevision)) return null;
       createRevision = cur.createRevision;
       return { k: key, v: value, c: cur.createRevision };
     });

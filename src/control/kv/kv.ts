@@ -29,6 +29,15 @@ export type KvEvent =
   | { readonly type: 'put'; readonly entry: KvEntry }
   | { readonly type: 'delete'; readonly key: string; readonly modRevision: number };
 
+/**
+ * A condition on another key for a write: its modRevision is still `modRevision` (so it exists).
+ * The guard key is compared, not written; the write and every comparison are one transaction.
+ */
+export interface KvGuard {
+  readonly key: string;
+  readonly modRevision: number;
+}
+
 export interface KvWatch {
   /** Stop watching; no callback runs after the returned promise resolves. */
   close(): Promise<void>;
@@ -55,8 +64,13 @@ export interface KvStore {
   list(prefix: string): Promise<KvList>;
   /** Create `key` only if it does not exist; null when it does (someone else won). */
   create(key: string, value: string): Promise<KvEntry | null>;
-  /** Replace `key` only if its modRevision is still `modRevision`; null on a conflict or if gone. */
-  update(key: string, value: string, modRevision: number): Promise<KvEntry | null>;
+  /**
+   * Replace `key` only if its modRevision is still `modRevision` and every guard holds (each
+   * guard key still at its modRevision); null on a conflict, if gone, or if a guard failed. IPAM
+   * guards a block write on the handle it counted the addresses in, so a handle deleted meanwhile
+   * fails the block write instead of leaving addresses with no handle.
+   */
+  update(key: string, value: string, modRevision: number, guards?: readonly KvGuard[]): Promise<KvEntry | null>;
   /** Delete `key` (only if its modRevision is still `modRevision`, when given); false when the
    * comparison failed or the key was absent. */
   delete(key: string, modRevision?: number): Promise<boolean>;

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as assert from 'uvu/assert';
-import type { KvEntry, KvList, KvStore, KvWatch, KvWatchHandlers } from '../../../src/control/kv/kv';
+import type { KvEntry, KvGuard, KvList, KvStore, KvWatch, KvWatchHandlers } from '../../../src/control/kv/kv';
 import { Ipam } from '../../../src/control/ipam/ipam';
 import { BLOCK_PREFIX, IPAM_CONFIG_KEY, IPPOOL_PREFIX, NODE_PREFIX } from '../../../src/control/ipam/keys';
 
@@ -89,7 +89,7 @@ export class BlockCreateBarrier implements KvStore {
 
   get(key: string): Promise<KvEntry | null> { return this.inner.get(key); }
   list(prefix: string): Promise<KvList> { return this.inner.list(prefix); }
-  update(key: string, value: string, rev: number): Promise<KvEntry | null> { return this.inner.update(key, value, rev); }
+  update(key: string, value: string, rev: number, guards?: readonly KvGuard[]): Promise<KvEntry | null> { return this.inner.update(key, value, rev, guards); }
   delete(key: string, rev?: number): Promise<boolean> { return this.inner.delete(key, rev); }
   watch(prefix: string, from: number, h: KvWatchHandlers): KvWatch { return this.inner.watch(prefix, from, h); }
   close(): Promise<void> { return this.inner.close(); }

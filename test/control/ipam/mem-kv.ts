@@ -2,7 +2,7 @@
 // compare-and-swap on modRevision, watch from a revision), for tests that run IPAM for real without
 // a backend. Every operation first yields to the event loop (setImmediate), so concurrent clients
 // interleave between their reads and writes as they would against a real store.
-import type { KvEntry, KvEvent, KvList, KvStore, KvWatch, KvWatchHandlers } from '../../../src/control/kv/kv';
+import type { KvEntry, KvEvent, KvGuard, KvList, KvStore, KvWatch, KvWatchHandlers } from '../../../src/control/kv/kv';
 
 interface Watcher {
   prefix: string;
@@ -63,11 +63,12 @@ export class MemKv implements KvStore {
     return entry;
   }
 
-  async update(key: string, value: string, modRevision: number): Promise<KvEntry | null> {
+  async update(key: string, value: string, modRevision: number, guards: readonly KvGuard[] = []): Promise<KvEntry | null> {
     await this.tick();
     this.ops.update++;
     const cur = this.data.get(key);
     if (!cur || cur.modRevision !== modRevision) { this.ops.conflicts++; return null; }
+    if (guards.some((g) => this.data.get(g.key)?.modRevision !== g.modRevision)) { this.ops.conflicts++; return null; }
     this.revision++;
     const entry: KvEntry = { key, value, createRevision: cur.createRevision, modRevision: this.revision };
     this.data.set(key, entry);

@@ -6,7 +6,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
-import { runNode } from './run';
 import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
 import { table } from './format';
 import { addResourceCommands } from './resources-cmd';
@@ -14,8 +13,11 @@ import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
 import { addNodeCommands } from './node-status';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } from './etcd-tls-options';
-import { controlRequest, defaultControlPath } from '../dataplane/control-server';
-import { validateNodeName } from '../control/resources';
+// The control client and the name rule only: every command builds this whole program (its help
+// and options), so what loads here is paid by each `podway` start, and `run`'s modules (the engine,
+// the datastore, the metrics) load in run's action (see "Start-up time" in bench/README.md).
+import { controlRequest, defaultControlPath } from '../dataplane/control-client';
+import { validateNodeName } from '../control/resource-names';
 import { startLevel, parseLogLevel } from '../observe/log';
 
 /** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
@@ -162,6 +164,7 @@ export function buildProgram(): Command {
       const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);
       const autodetectPollMs = pollText === undefined ? DEFAULT_AUTODETECT_POLL_MS : parseDuration(pollText, o.autodetectPollInterval !== undefined ? 'run: --autodetect-poll-interval' : 'run: AUTODETECT_POLL_INTERVAL');
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new Error('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
+      const { runNode } = await import('./run');
       await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, workers: o.workers, logLevel, metricsPort, metricsHost });
     });
 

@@ -25,10 +25,15 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { openDatastore, computeNodeModel, ClusterSnapshot, NodeDataplaneModel, KvDatastore } from '../control';
+// The modules this thread uses, not the control plane's index: a datastore's own modules load
+// when its spec is opened (open-datastore.ts) and the BGP speaker's with --bgp, so a start loads
+// no YAML parser for an etcd or embedded store and no etcd client for a file or embedded one.
+import { openDatastore } from '../control/open-datastore';
+import { computeNodeModel, type NodeDataplaneModel } from '../control/route-calc';
+import type { ClusterSnapshot } from '../control/snapshot';
+import { KvDatastore } from '../control/kv-datastore';
 import { findUnderlay } from '../dataplane/host';
-import { BgpAgent, NodeStatus } from '../control/bgp/agent';
-import { BgpSpeaker } from '../control/bgp/speaker';
+import type { NodeStatus } from '../control/bgp/agent';
 import type { LearnedRoute } from '../control/route-calc';
 import { secretFromDir } from './bgp-secrets';
 
@@ -54,10 +59,12 @@ if (parentPort) {
   let lastKey = '';
   let lastSnapshot: ClusterSnapshot | null = null;
   let learned: readonly LearnedRoute[] = [];
-  const agent = init.bgp
-    ? new BgpAgent({
+  // The speaker's modules load with --bgp only.
+  const speakerModule = init.bgp ? (require('../control/bgp/speaker') as typeof import('../control/bgp/speaker')) : null;
+  const agent = speakerModule
+    ? new (require('../control/bgp/agent') as typeof import('../control/bgp/agent')).BgpAgent({
         node: init.node,
-        createSpeaker: (options) => new BgpSpeaker({ ...options, log: (level, message) => port.postMessage({ type: 'log', level, message }) }),
+        createSpeaker: (options) => new speakerModule.BgpSpeaker({ ...options, log: (level, message) => port.postMessage({ type: 'log', level, message }) }),
         resolveSecret: init.bgpSecretsDir ? (name, key) => secretFromDir(init.bgpSecretsDir!, name, key) : undefined,
         log: (message) => port.postMessage({ type: 'log', level: 'info', message }),
         onLearned: (routes) => {

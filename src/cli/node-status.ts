@@ -2,7 +2,7 @@
 // `calicoctl node status` prints them (BIRD's protocol state in STATE, the BGP state in INFO),
 // or as JSON with the per-peer counters.
 import { Command, Option } from 'commander';
-import { controlRequest } from '../dataplane/control-server';
+import { controlRequest } from '../dataplane/control-client';
 import type { NodeStatus } from '../control/bgp/agent';
 
 /** calicoctl's box table: headers centred (the odd space on the right), cells left-aligned. */

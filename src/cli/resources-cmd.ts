@@ -9,22 +9,28 @@
  */
 import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { stringify } from 'yaml';
 import { kindFromArgument, kindInfo, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
-import { formatLocation } from '../control/snapshot';
 import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
-import { CALICO_API_VERSION } from '../control/resources';
+import { CALICO_API_VERSION } from '../control/resource-names';
 import {
   applyResource, createResource, deleteResource, describeIdentity, getResource, Identity, identityOf, JsonObject,
   listResources, replaceResource, ResourceError, requestedRevision,
 } from '../control/v3-store';
-import { FileResource, readResourceFile } from './resource-files';
-import { DeleteReport, deleteWithCleanup } from '../control/resource-delete';
+import type { FileResource } from './resource-files';
+import type { DeleteReport } from '../control/resource-delete';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
+
+// Required by the commands that use them: every `podway` start registers these commands, and the
+// YAML parser and printer, the resource schemas (zod, through resource-files.ts) and IPAM (through
+// resource-delete.ts) are start-up time only reading a file, printing YAML or deleting needs
+// (bench/README.md, "Start-up time").
+const resourceFiles = () => require('./resource-files') as typeof import('./resource-files');
+const readResourceFile: typeof import('./resource-files').readResourceFile = (...a) => resourceFiles().readResourceFile(...a);
+const deleteWithCleanup: typeof import('../control/resource-delete').deleteWithCleanup = (...a) => (require('../control/resource-delete') as typeof import('../control/resource-delete')).deleteWithCleanup(...a);
 
 export const FILE_DATASTORE_READ_ONLY = 'file: datastores are read-only (edit the file); use etcd: or embedded:';
 
@@ -66,7 +72,7 @@ function writableSpec(o: DatastoreOpts): Exclude<DatastoreSpec, { kind: 'file' }
 }
 
 function where(r: FileResource, file: string): string {
-  return `${file}: ${formatLocation(r.location)}`;
+  return `${file}: ${(require('../control/snapshot') as typeof import('../control/snapshot')).formatLocation(r.location)}`;
 }
 
 type WriteVerb = 'apply' | 'create' | 'replace' | 'delete';
@@ -231,7 +237,7 @@ function sortKeys(value: unknown): unknown {
 }
 
 function printObject(obj: unknown, format: string): string {
-  return format === 'json' ? JSON.stringify(obj, null, 2) + '\n' : stringify(sortKeys(obj), { indentSeq: false });
+  return format === 'json' ? JSON.stringify(obj, null, 2) + '\n' : (require('yaml') as typeof import('yaml')).stringify(sortKeys(obj), { indentSeq: false });
 }
 
 interface GetOpts extends DatastoreOpts {

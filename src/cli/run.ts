@@ -6,13 +6,12 @@
  * SIGINT/SIGTERM. It logs through one pino logger (src/observe/log.ts).
  */
 import type { NeighborTimings } from '../dataplane/neighbors';
-import { resolveDatastoreSpec } from '../control';
+import { resolveDatastoreSpec } from '../control/open-datastore';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
 import { joinCluster, updateNodeAddresses } from './join';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
-import { checkEtcdTlsFiles } from '../control/kv/etcd-kv';
 import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
 import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { VXLAN_PORT } from '../packet/vxlan';
@@ -26,9 +25,9 @@ import { takeRunLock } from './run-lock';
 import { Taps } from '../dataplane/taps';
 import { workerModelMessage } from '../dataplane/worker-model';
 import { createLogger, parseLogLevel, type LogLevel } from '../observe/log';
-import { PodwayMetrics } from '../observe/metrics';
-import { DataplaneCollector } from '../observe/dataplane-metrics';
-import { NodeMetrics } from '../observe/node-metrics';
+// prom-client's metrics are required with --metrics-port only (~40 ms of start-up without it).
+import type { PodwayMetrics } from '../observe/metrics';
+import type { NodeMetrics } from '../observe/node-metrics';
 import { Health, type EngineReadiness } from '../observe/health';
 import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
@@ -168,7 +167,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // natOutgoing's port range is checked before anything is touched too.
   const ephemeral = ephemeralPorts();
   const natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
-  if (spec.kind === 'etcd') checkEtcdTlsFiles(spec.tls);
+  // The etcd client loads only for an etcd: spec (bench/README.md, "Start-up time").
+  if (spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).checkEtcdTlsFiles(spec.tls);
   const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   const dsLog = log.child({ datastore: specText });
   const count = Math.max(1, opts.workers ?? 1);
@@ -198,6 +198,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
   /** The registry (null without --metrics-port): more collectors (BGP, ...) join with metrics?.add(). */
   let metrics: PodwayMetrics | null = null;
   if (opts.metricsPort !== undefined) {
+    const { PodwayMetrics } = require('../observe/metrics') as typeof import('../observe/metrics');
+    const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');
+    const { DataplaneCollector } = require('../observe/dataplane-metrics') as typeof import('../observe/dataplane-metrics');
     metrics = new PodwayMetrics();
     nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count });
     metrics.add(health);

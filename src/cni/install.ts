@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { parseDatastoreSpec } from '../control/kv/spec';
-import { validateNodeName } from '../control/resources';
+import { validateNodeName } from '../control/resource-names';
 
 export const SHIM_MARKER = '# podway CNI plugin shim, written by `podway cni install`';
 

@@ -10,7 +10,7 @@ import { isMacText, normalizeMac } from './mac';
 import { KvEntry, KvStore } from './kv/kv';
 import { kindInfo, kindPrefix, resourceKey } from './calico-kinds';
 import { canonicalIpv6 } from '../packet/ipv6';
-import { CALICO_API_VERSION, validateNodeName } from './resources';
+import { CALICO_API_VERSION, validateNodeName } from './resource-names';
 import { calicoTimestamp, JsonObject, objectForStorage } from './v3-store';
 
 const CAS_ATTEMPTS = 20;

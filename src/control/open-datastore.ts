@@ -1,9 +1,12 @@
 // The datastore a spec names (see kv/spec.ts): `file:PATH` is the read-only YAML file, `etcd:` and
 // `embedded:` are Calico's etcd v3 layout in a KvStore, read through KvDatastore. This is the
 // factory `podway run --datastore SPEC` uses.
+//
+// Each datastore's module is required when a spec names it: resolveDatastoreSpec is all most
+// commands (and `podway run`'s main thread) use from here, and the YAML parser, the schemas and the
+// etcd client behind the datastores are start-up time they need not pay (bench/README.md, "Start-up time").
 import type { Datastore } from './datastore';
-import { FileDatastore } from './file-datastore';
-import { KvDatastore, KvDatastoreOptions } from './kv-datastore';
+import type { KvDatastoreOptions } from './kv-datastore';
 import { openKvStore } from './kv/open';
 import { DatastoreEnv, DatastoreSpec, parseDatastoreSpec } from './kv/spec';
 
@@ -23,7 +26,11 @@ export function resolveDatastoreSpec(specText: string | undefined, env: Datastor
 /** Opens (does not start) the datastore for a spec; closing it closes the KvStore it opened. */
 export function openDatastore(spec: string | DatastoreSpec | undefined, options: OpenDatastoreOptions = {}): Datastore {
   const parsed = typeof spec === 'object' ? spec : resolveDatastoreSpec(spec, options.env ?? process.env);
-  if (parsed.kind === 'file') return new FileDatastore(parsed.path);
+  if (parsed.kind === 'file') {
+    const { FileDatastore } = require('./file-datastore') as typeof import('./file-datastore');
+    return new FileDatastore(parsed.path);
+  }
   const kv = openKvStore(parsed, { timeoutMs: options.kvTimeoutMs });
+  const { KvDatastore } = require('./kv-datastore') as typeof import('./kv-datastore');
   return new KvDatastore(kv, { ...options, ownsStore: true });
 }

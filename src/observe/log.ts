@@ -7,7 +7,7 @@
  * The level is set at start (--log-level, $LOG_LEVEL or Felix's $FELIX_LOGSEVERITYSCREEN) and at
  * run time over the control socket (`podway log-level debug`).
  */
-import pino from 'pino';
+import type { Logger as PinoLogger } from 'pino';
 import { isatty } from 'node:tty';
 
 export type Fields = Record<string, unknown>;
@@ -69,6 +69,9 @@ export interface LoggerOptions {
 }
 
 export function createLogger(opts: LoggerOptions = {}): Log {
+  // pino loads with the first logger: a command that only parses a level (\`podway log-level\`,
+  // every CLI start through main.ts) does not pay for it.
+  const pino = require('pino') as typeof import('pino');
   const human = opts.human ?? isatty(2);
   // sonic-boom, synchronous: nothing is lost at exit, and a full pipe (EAGAIN) is retried.
   const dest: { write(s: string): unknown } = opts.write ? { write: opts.write } : pino.destination({ dest: 2, sync: true });
@@ -87,7 +90,7 @@ export function createLogger(opts: LoggerOptions = {}): Log {
 
 /** Children bind fields on the same pino logger (not pino's child loggers), so one level change
  * at run time reaches every module's logger. */
-function wrap(p: pino.Logger, bound?: Fields): Log {
+function wrap(p: PinoLogger, bound?: Fields): Log {
   const f = (fields?: Fields) => (bound ? { ...bound, ...fields } : fields);
   return {
     debug: (msg, fields) => void (p.isLevelEnabled('debug') && p.debug(f(fields) ?? {}, msg)),
@@ -109,5 +112,20 @@ export function levelLogger(log: Log): (level: 'debug' | 'info' | 'warn' | 'erro
   return (level, msg) => log[level](msg);
 }
 
-/** A logger that drops everything (tests, library use without a logger). */
-export const silentLog: Log = createLogger({ level: 'silent', write: () => {} });
+/** A logger that drops everything (tests, library use without a logger). Its lines would go
+ * nowhere whatever its level, so it needs no pino (which then loads only with a real logger). */
+export const silentLog: Log = dropAll({ level: 'silent' });
+
+function dropAll(state: { level: LogLevel }): Log {
+  const drop = () => {};
+  return {
+    debug: drop, info: drop, warn: drop, error: drop,
+    child: () => dropAll(state),
+    get level() {
+      return state.level;
+    },
+    set level(l: LogLevel) {
+      state.level = l;
+    },
+  };
+}

@@ -29,10 +29,11 @@ t.before(async () => {
   sock = path.join(tempDir(), 'c.sock');
   child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'tx', '--ip', '10.1.2.3/24', '--datastore', store, '--control', sock], { stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-  // Bounded wait for the control socket to answer.
-  const end = Date.now() + 20_000;
+  // Bounded wait for podway to run: `podway status` also answers (exit 0) while it is starting,
+  // when trace is refused ("podway is starting"), so the answer must say it runs.
+  const end = Date.now() + 30_000;
   while (Date.now() < end && child.exitCode === null) {
-    if (existsSync(sock) && (await podway(['status', '--control', sock])).code === 0) return;
+    if (existsSync(sock) && /^podway is running/.test((await podway(['status', '--control', sock])).out)) return;
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`podway run did not come up: ${log}`);

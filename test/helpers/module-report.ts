@@ -13,3 +13,9 @@ export function loadedModules(stderr: string): string[] | null {
   const line = stderr.split('\n').find((l) => l.startsWith(LINE));
   return line ? (JSON.parse(line.slice(LINE.length)) as string[]) : null;
 }
+
+/** Every list a process reported: one per thread that loaded the preload (worker threads inherit
+ * NODE_OPTIONS), in the order they exited. */
+export function loadedModuleReports(stderr: string): string[][] {
+  return stderr.split('\n').filter((l) => l.startsWith(LINE)).map((l) => JSON.parse(l.slice(LINE.length)) as string[]);
+}

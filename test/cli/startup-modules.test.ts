@@ -1,0 +1,120 @@
+// What a `podway` process loads (bench/README.md, "Start-up time"): every CLI start builds the
+// whole command tree, so heavy modules must load only in the command that uses them; the etcd
+// client (etcd3, gRPC, protobufjs) only for an etcd: datastore. Each process here reports the
+// packages and project files it loaded (test/helpers/module-report-preload.ts), per thread.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { BIN, ok, podway, tempDir } from './cli-kit';
+import { loadedModuleReports, REPORT_MODULES } from '../helpers/module-report';
+import { controlRequest } from '../../src/dataplane/control-client';
+
+const t = suite('startup modules');
+const ETCD_CLIENT = ['etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs'];
+/** What `podway run` needs and no short command does. */
+const RUN_ONLY = ['pino', 'prom-client', 'src/cli/run.js', 'src/dataplane/engine.js', 'src/control/index.js'];
+
+/** `podway ARGS` with the module report; returns its exit code, stderr and its one report. */
+async function loads(args: string[], env: Record<string, string> = {}): Promise<{ code: number; err: string; out: string; mods: string[] }> {
+  const r = await podway(args, { NODE_OPTIONS: REPORT_MODULES, ...env });
+  const reports = loadedModuleReports(r.err);
+  assert.is(reports.length, 1, `podway ${args.join(' ')} reported its modules once: ${r.err}`);
+  return { code: r.code, err: r.err, out: r.out, mods: reports[0]! };
+}
+
+function none(mods: readonly string[], of: readonly string[], what: string): void {
+  const found = of.filter((m) => mods.includes(m));
+  assert.equal(found, [], `${what} loaded ${found.join(', ')}`);
+}
+
+t('--help, status and log-level against nothing: commander and the control client, no datastore, YAML, schema, logger or metrics module', async () => {
+  const sock = path.join(tempDir(), 'none.sock');
+  for (const args of [['--help'], ['status', '--control', sock], ['log-level', '--control', sock], ['run', '--help']]) {
+    const r = await loads(args);
+    assert.is(r.code, args.includes('--help') ? 0 : 1, `${args.join(' ')}: ${r.err}`);
+    if (!args.includes('--help')) assert.match(r.err, `podway is not running (no control socket at ${sock})`);
+    none(r.mods, [...ETCD_CLIENT, 'zod', 'yaml', ...RUN_ONLY, 'src/control/file-datastore.js', 'src/control/kv-datastore.js'], args.join(' '));
+    assert.equal(r.mods.filter((m) => !m.startsWith('src/')), ['commander'], `${args.join(' ')}: packages`);
+  }
+});
+
+t('resource commands on a file: and an embedded store load no etcd client; an etcd: one does, with the same error as before', async () => {
+  const file = path.join(tempDir(), 'cluster.yaml');
+  writeFileSync(file, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16}\n');
+  const fromFile = await loads(['get', 'ippools', '--datastore', `file:${file}`]);
+  assert.is(fromFile.code, 0, fromFile.err);
+  assert.match(fromFile.out, /^p\s+10\.244\.0\.0\/16/m);
+  assert.ok(fromFile.mods.includes('yaml') && fromFile.mods.includes('zod'), 'a file: store is parsed (YAML) and checked (schemas)');
+  none(fromFile.mods, [...ETCD_CLIENT, ...RUN_ONLY], 'get on a file: store');
+
+  const store = `embedded:${path.join(tempDir(), 'store')}`;
+  await ok(['apply', '-f', file, '--datastore', store]);
+  const embedded = await loads(['get', 'ippools', '--datastore', store, '-o', 'yaml']);
+  assert.is(embedded.code, 0, embedded.err);
+  assert.match(embedded.out, 'cidr: 10.244.0.0/16');
+  assert.ok(embedded.mods.includes('yaml'), '-o yaml loads the printer');
+  none(embedded.mods, [...ETCD_CLIENT, ...RUN_ONLY], 'get on an embedded store');
+
+  // Nothing listens on port 1: the client loads, and the error is the store's, as before.
+  const etcd = await loads(['get', 'ippools', '--datastore', 'etcd:http://127.0.0.1:1']);
+  assert.is(etcd.code, 1, etcd.err);
+  assert.match(etcd.err, 'podway: etcd http://127.0.0.1:1 unreachable');
+  assert.ok(etcd.mods.includes('etcd3') && etcd.mods.includes('@grpc/grpc-js'), `an etcd: store loads the client: ${etcd.mods.join(' ')}`);
+});
+
+t('podway run on a file: store: neither thread loads the etcd client, and no prom-client without --metrics-port', async () => {
+  if (process.getuid?.() !== 0) throw new Error('podway run needs root (a network namespace)');
+  const ns = `pw-sum-${randomBytes(3).toString('hex')}`;
+  const dir = tempDir();
+  const sock = path.join(dir, 'c.sock');
+  const file = path.join(dir, 'cluster.yaml');
+  writeFileSync(file, [
+    'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, blockSize: 26}',
+    'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: nx}\nspec: {bgp: {ipv4Address: 10.1.1.3/24}}',
+  ].join('\n---\n') + '\n');
+  execFileSync('ip', ['netns', 'add', ns]);
+  const proc = { current: null as ReturnType<typeof spawn> | null };
+  try {
+    for (const args of [['link', 'set', 'lo', 'up'], ['link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1'], ['addr', 'add', '10.1.1.3/24', 'dev', 'd0'], ['link', 'set', 'd0', 'up'], ['link', 'set', 'd1', 'up']]) {
+      execFileSync('ip', ['-n', ns, ...args]);
+    }
+    const p = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'run', '--node', 'nx', '--datastore', `file:${file}`, '--control', sock, '--log-level', 'warn'], {
+      env: { ...process.env, NODE_OPTIONS: REPORT_MODULES },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    proc.current = p;
+    let err = '';
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = new Promise<void>((r) => p.once('exit', () => r()));
+    // Running: a plain status answers once the engine forwards (the model thread has loaded).
+    const deadline = Date.now() + 30_000;
+    let up = false;
+    while (!up && Date.now() < deadline && p.exitCode === null) {
+      up = existsSync(sock) && (await controlRequest(sock, { cmd: 'status' }, 1000).then(() => true, () => false));
+      if (!up) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(up, `podway run came up: ${err}`);
+    p.kill('SIGTERM');
+    const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
+    assert.ok(stopped, 'podway run stopped on SIGTERM');
+    const reports = loadedModuleReports(err);
+    assert.is(reports.length, 2, `the main and the model thread reported their modules: ${err}`);
+    const main = reports.find((m) => m.includes('src/cli/run.js'));
+    const model = reports.find((m) => m.includes('src/cli/model-worker.js'));
+    assert.ok(main && model, `one report from each thread: ${JSON.stringify(reports)}`);
+    assert.ok(main!.includes('pino') && main!.includes('src/dataplane/engine.js'), 'the main thread runs the engine and logs');
+    assert.ok(model!.includes('yaml'), 'the model thread parses the file');
+    for (const [what, mods] of [['main thread', main!], ['model thread', model!]] as const) {
+      none(mods, [...ETCD_CLIENT, 'prom-client', 'src/control/bgp/speaker.js'], `podway run (file:), ${what}`);
+    }
+  } finally {
+    const p = proc.current;
+    if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  }
+});
+
+t.run();

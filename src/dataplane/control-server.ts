@@ -340,19 +340,32 @@ function serveCapture(taps: Taps, engine: Engine, conn: net.Socket, line: string
     const count = Number.isInteger(req.count) && req.count! > 0 ? req.count! : Number.MAX_SAFE_INTEGER;
     let lost = 0;
     let taken = 0;
-    const json = (kind: number, v: object) => {
-      if (!conn.destroyed) conn.write(frameOf(kind, Buffer.from(JSON.stringify(v))));
+    // The answer goes out once every thread captures (Taps' ready): the client's "capturing" then
+    // holds for whichever worker a flow lands on. Frames the main engine takes before that wait
+    // here, behind the answer.
+    let answered = false;
+    let ending = false;
+    const early: Buffer[] = [];
+    let earlyBytes = 0;
+    const send = (b: Buffer) => {
+      if (conn.destroyed) return;
+      if (answered) conn.write(b);
+      else {
+        early.push(b);
+        earlyBytes += b.length;
+      }
     };
-    stop = taps.capture({ filter, stage, count }, {
+    const json = (kind: number, v: object) => send(frameOf(kind, Buffer.from(JSON.stringify(v))));
+    const session = taps.capture({ filter, stage, count }, {
       chunk: (c) => {
         const n = countRecords(c);
-        if (conn.destroyed || conn.writableLength > CAPTURE_QUEUE_BYTES) {
+        if (conn.destroyed || conn.writableLength + earlyBytes > CAPTURE_QUEUE_BYTES) {
           lost += n;
           json(CaptureFrame.LOST, { lost });
           return;
         }
         taken += n;
-        conn.write(frameOf(CaptureFrame.RECORDS, c));
+        send(frameOf(CaptureFrame.RECORDS, c));
       },
       lost: (n) => {
         lost += n;
@@ -360,10 +373,21 @@ function serveCapture(taps: Taps, engine: Engine, conn: net.Socket, line: string
       },
       end: () => {
         json(CaptureFrame.END, { taken, lost });
-        conn.end();
+        if (answered) conn.end();
+        else ending = true;
       },
     }, countRecords);
-    conn.write(JSON.stringify({ ok: true, result: { filter: describeFilter(filter), stage: STAGE_NAMES[stage], ports: engine.portNames() } }) + '\n');
+    stop = session.stop;
+    const answer = JSON.stringify({ ok: true, result: { filter: describeFilter(filter), stage: STAGE_NAMES[stage], ports: engine.portNames() } }) + '\n';
+    void session.ready.then(() => {
+      answered = true;
+      if (conn.destroyed) return;
+      conn.write(answer);
+      for (const b of early) conn.write(b);
+      early.length = 0;
+      earlyBytes = 0;
+      if (ending) conn.end();
+    });
   } catch (e) {
     conn.end(JSON.stringify({ ok: false, error: (e as Error).message }) + '\n');
     return;

@@ -5,8 +5,8 @@
  * found, on timeout, or when the client goes away.
  *
  * Worker messages: to a worker {type:'trace-start'|'trace-stop'|'capture-start'|'capture-stop', id,
- * ...}; from a worker {type:'trace-record', id, record} and {type:'capture-chunk', id, chunk,
- * lost, end}.
+ * ...}; from a worker {type:'trace-record', id, record}, {type:'capture-started', id} (its engine
+ * captures from now on) and {type:'capture-chunk', id, chunk, lost, end}.
  */
 import type { Engine } from './engine';
 import type { TraceFilter, TraceRecord } from './trace';
@@ -26,11 +26,21 @@ export interface CaptureSink {
 
 /** How long stop() waits for the workers' last chunks. */
 const WORKER_END_WAIT_MS = 1000;
+/** How long a capture waits for the workers to say they capture before it counts as started
+ * anyway (a worker that died must not hold the answer). */
+const WORKER_START_WAIT_MS = 2000;
+
+/** A capture in every thread: `ready` once each of them captures, `stop` ends it everywhere. */
+export interface CaptureSession {
+  ready: Promise<void>;
+  stop: () => void;
+}
 
 export class Taps {
   private seq = 0;
   private readonly traces = new Map<number, (r: TraceRecord, worker: number) => void>();
   private readonly captures = new Map<number, (chunk: Uint8Array | null, lost: number, end: boolean) => void>();
+  private readonly captureStarts = new Map<number, (worker: number) => void>();
   private capturing = false;
 
   constructor(private readonly engine: Engine, private readonly workers: () => readonly WorkerLink[] = () => []) {}
@@ -39,6 +49,10 @@ export class Taps {
   handle(index: number, m: { type: string; id?: number; record?: TraceRecord; chunk?: Uint8Array; lost?: number; end?: boolean }): boolean {
     if (m.type === 'trace-record') {
       this.traces.get(m.id!)?.(m.record!, index);
+      return true;
+    }
+    if (m.type === 'capture-started') {
+      this.captureStarts.get(m.id!)?.(index);
       return true;
     }
     if (m.type === 'capture-chunk') {
@@ -79,9 +93,11 @@ export class Taps {
 
   /**
    * Capture in every thread into `sink`; the whole capture ends after `opts.count` records (counted
-   * here across threads) or when the returned stop() is called. One capture at a time.
+   * here across threads) or when stop() is called. One capture at a time. The main engine
+   * captures at once, a worker once it has read its message: `ready` tells when every thread
+   * captures (what `podway capture` reports as "capturing"), or when WORKER_START_WAIT_MS passed.
    */
-  capture(opts: CaptureOptions, sink: CaptureSink, countRecords: (chunk: Uint8Array) => number): () => void {
+  capture(opts: CaptureOptions, sink: CaptureSink, countRecords: (chunk: Uint8Array) => number): CaptureSession {
     if (this.capturing) throw new Error('a capture is already running');
     const workers = this.workers();
     this.capturing = true;
@@ -111,6 +127,21 @@ export class Taps {
     };
     const stopMain = this.engine.startCapture(opts, onChunk);
     this.captures.set(id, onChunk);
+    const ready = new Promise<void>((resolve) => {
+      if (workers.length === 0) return resolve();
+      const waiting = new Set(workers.map((_, k) => k + 1)); // handle()'s worker index: 1-based
+      const started = () => {
+        clearTimeout(timer);
+        this.captureStarts.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(started, WORKER_START_WAIT_MS);
+      timer.unref();
+      this.captureStarts.set(id, (worker) => {
+        waiting.delete(worker);
+        if (waiting.size === 0) started();
+      });
+    });
     for (const w of workers) w.post({ type: 'capture-start', id, opts });
     const stop = () => {
       if (stopped) return;
@@ -123,7 +154,7 @@ export class Taps {
         endTimer.unref();
       }
     };
-    return stop;
+    return { ready, stop };
   }
 }
 
@@ -152,6 +183,7 @@ export function serveTaps(engine: Engine, post: (msg: object, transfer?: ArrayBu
           post({ type: 'capture-chunk', id, chunk, lost, end }, chunk ? [chunk.buffer as ArrayBuffer] : []);
         });
         captures.set(id, stop);
+        post({ type: 'capture-started', id });
         return true;
       }
       case 'capture-stop':

@@ -550,11 +550,12 @@ spec:
   /**
    * `count` echo requests from a pod, 50 ms apart (root may go below ping's 200 ms floor; the
    * replies, not the pace, are what callers check: each may take up to -W seconds, 1 unless
-   * `extra` says otherwise).
+   * `extra` says otherwise). With more than one request ping gets a deadline (pingArgs): it waits
+   * for every reply, and only the replies to requests 1..count are counted.
    */
   ping(from: string, toIp: string, count = 3, size = 56, extra: string[] = []): PingResult {
     const p = this.pod(from);
-    const out = run('ip', ['netns', 'exec', p.ns, 'ping', '-n', '-c', String(count), '-i', PING_INTERVAL_S, '-W', '1', '-s', String(size), ...extra, toIp], { allowFail: true, timeoutMs: 5000 + count * 1500 });
+    const out = run('ip', ['netns', 'exec', p.ns, 'ping', ...pingArgs(count, ['-s', String(size), ...extra]), toIp], { allowFail: true, timeoutMs: 5000 + count * 1500 });
     return parsePing(out, count);
   }
 
@@ -571,13 +572,50 @@ spec:
   }
 }
 
+/**
+ * ping's arguments for `count` requests PING_INTERVAL_S (or `intervalS`) apart, each reply awaited up to -W
+ * seconds (1 unless `extra` gives -W). ping -c alone, once any reply came, exits twice the slowest
+ * round trip so far (at least one interval: 50 ms) after its last request: -W only covers "no
+ * reply yet", so a last reply delayed 50 ms by a loaded host counted as lost. With count > 1 a
+ * deadline (-w: twice the planned time, as a loaded host stretches ping's pace, plus -W and a
+ * second) makes ping wait until `count` replies came; a request
+ * left unanswered at the next tick makes ping send one more (numbered past count, which
+ * parsePing does not count), so callers expecting no reply at an exact packet count pass
+ * `{ awaitReplies: false }`.
+ */
+export function pingArgs(count: number, extra: string[] = [], opts: { awaitReplies?: boolean; intervalS?: number } = {}): string[] {
+  const interval = opts.intervalS ?? Number(PING_INTERVAL_S);
+  const args = ['-n', '-c', String(count), '-i', String(interval), '-W', '1', ...extra];
+  if (count > 1 && opts.awaitReplies !== false) {
+    const w = args.lastIndexOf('-W');
+    const waitS = Number(args[w + 1]) || 1;
+    args.push('-w', String(Math.ceil(2 * count * interval + waitS + 1)));
+  }
+  return args;
+}
+
+/**
+ * ping's output as the result of `count` requests: the replies to icmp_seq 1..count (a deadline
+ * may have made ping send more: pingArgs), each counted once; sent is count unless ping sent
+ * fewer (an error stopped it).
+ */
 export function parsePing(out: string, count: number): PingResult {
   const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(out);
-  const sent = m ? Number(m[1]) : count;
-  const received = m ? Number(m[2]) : 0;
+  const transmitted = m ? Number(m[1]) : count;
+  const sent = Math.min(transmitted, count);
+  const replied = new Set<number>();
+  const ttls: number[] = [];
+  for (const r of out.matchAll(/bytes from .*?icmp_seq=(\d+) ttl=(\d+)/g)) {
+    const seq = Number(r[1]);
+    if (seq >= 1 && seq <= count) {
+      replied.add(seq);
+      ttls.push(Number(r[2]));
+    }
+  }
+  // No reply lines (ping -q): its own count, at most the requests that count.
+  const received = replied.size > 0 || !m ? replied.size : Math.min(Number(m[2]), sent);
   const rtt = /= [\d.]+\/([\d.]+)\//.exec(out);
-  const ttl = /ttl=(\d+)/.exec(out);
-  return { sent, received, loss: sent ? Math.round(((sent - received) / sent) * 100) : 100, rttMs: rtt ? Number(rtt[1]) : null, ttl: ttl ? Number(ttl[1]) : null };
+  return { sent, received, loss: sent ? Math.round(((sent - received) / sent) * 100) : 100, rttMs: rtt ? Number(rtt[1]) : null, ttl: ttls.length ? ttls[0] : null };
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type * as net from 'node:net';
 import { startControlServer } from '../../src/dataplane/control-server';
 import { Engine } from '../../src/dataplane/engine';
-import { Taps } from '../../src/dataplane/taps';
+import { Taps, serveTaps } from '../../src/dataplane/taps';
 import { runCapture } from '../../src/cli/capture';
 import { makeHarness, frame, Harness } from './helpers';
 
@@ -24,10 +24,10 @@ function engineOn(h: Harness): Engine {
   return e as unknown as Engine;
 }
 
-async function serve(h: Harness): Promise<{ sock: string; server: net.Server }> {
+async function serve(h: Harness, taps?: (engine: Engine) => Taps): Promise<{ sock: string; server: net.Server }> {
   const sock = path.join(dir, `s${Math.random().toString(36).slice(2, 8)}`, 'n1.sock');
   const engine = engineOn(h);
-  const server = startControlServer(engine, sock, async () => [], { taps: new Taps(engine) });
+  const server = startControlServer(engine, sock, async () => [], { taps: taps ? taps(engine) : new Taps(engine) });
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
@@ -79,6 +79,30 @@ test('the client writes N frames as pcapng, then capture is off in the pipeline'
     const rows = execFileSync('tshark', ['-r', file, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.interface_name', '-e', 'ip.dst', '-e', 'udp.dstport'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
       .trim().split('\n');
     assert.equal(rows, ['caliA|10.244.0.2|7000', 'caliA|10.244.0.2|7000', 'caliA|10.244.0.2|7000']);
+  } finally {
+    server.close();
+  }
+});
+
+test('"capturing" is said once a worker that reads its messages late captures too: its first frame is in the file', async () => {
+  const main = makeHarness();
+  const worker = makeHarness();
+  // A worker thread on a loaded host: it reads the capture-start message 300 ms late.
+  let taps!: Taps;
+  const workerSide = serveTaps(engineOn(worker), (m) => setTimeout(() => taps.handle(1, m as { type: string }), 1));
+  const { sock, server } = await serve(main, (engine) => (taps = new Taps(engine, () => [{ post: (m) => setTimeout(() => workerSide(m as { type: string }), 300) }])));
+  try {
+    const file = path.join(dir, 'late-worker.pcapng');
+    const said: string[] = [];
+    const run = runCapture({ sock, filter: ['udp'], count: 2, write: file, say: (m) => said.push(m) });
+    assert.ok(await until(() => said.length > 0, 5000), 'the client says it captures');
+    worker.receive(worker.port('caliA'), frame('a_to_b'));
+    main.receive(main.port('caliA'), frame('a_to_b'));
+    const r = await Promise.race([run, new Promise<null>((res) => setTimeout(() => res(null), 3000))]);
+    assert.ok(r !== null, 'both frames captured (the worker\'s was taken after "capturing")');
+    assert.is(r!.written, 2);
+    const ports = execFileSync('tshark', ['-r', file, '-T', 'fields', '-e', 'ip.dst'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n');
+    assert.equal(ports, ['10.244.0.2', '10.244.0.2']);
   } finally {
     server.close();
   }

@@ -10,7 +10,7 @@ import { spawn, ChildProcess, execFileSync } from 'node:child_process';
 import { writeFileSync, renameSync, existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import * as assert from 'uvu/assert';
-import { Lab, LabNodeSpec, run, POOL_CIDR, PING_INTERVAL_S } from '../../src/lab/lab';
+import { Lab, LabNodeSpec, run, POOL_CIDR, pingArgs, parsePing } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, track, until, logTail, RouteRow } from './e2e-kit';
 
@@ -174,9 +174,11 @@ export function assertPodPing(lab: Lab, from: string, to: string, count: number,
   if (ttl !== undefined) assert.is(r.ttl, ttl, ttlMessage);
 }
 
-/** Three pings from OUTSIDE_HOST (behind the ToR, on the fabric namespace) to `ip`: ping's output. */
-export function pingFromOutside(lab: Lab, ip: string): string {
-  return run('ip', ['netns', 'exec', lab.fabric, 'ping', '-n', '-c', '3', '-i', PING_INTERVAL_S, '-W', '1', '-I', OUTSIDE_HOST, ip], { allowFail: true, timeoutMs: 10_000 });
+/** Three pings from OUTSIDE_HOST (behind the ToR, on the fabric namespace) to `ip`: ping's output
+ * and how many of the three were answered (parsePing). */
+export function pingFromOutside(lab: Lab, ip: string): { out: string; received: number } {
+  const out = run('ip', ['netns', 'exec', lab.fabric, 'ping', ...pingArgs(3, ['-I', OUTSIDE_HOST]), ip], { allowFail: true, timeoutMs: 10_000 });
+  return { out, received: parsePing(out, 3).received };
 }
 
 export function podwayCli(args: string[]): string {

@@ -5,7 +5,7 @@
  */
 import { spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { Lab, LabNode, parsePing, PingResult, sleep } from '../../src/lab/lab';
+import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 
 export { sleep };
@@ -121,17 +121,19 @@ export function backgroundPing(lab: Lab, from: string, toIp: string, count: numb
 
 /**
  * The same from any namespace, `extra` ping arguments before the destination (`-I` a source):
- * SIGINT after its planned time plus 15 s.
+ * SIGINT after twice its planned time plus 15 s. Every reply is awaited (Lab's pingArgs: ping may send
+ * requests past `count` while one is unanswered; results cover requests 1..count).
  */
 export function pingIn(ns: string, toIp: string, count: number, intervalS: number, extra: string[] = []): { done: Promise<PingRun>; proc: ChildProcess } {
-  const limitMs = count * intervalS * 1000 + 15_000;
-  const ping = spawnCollected('ip', ['netns', 'exec', ns, 'ping', '-n', '-i', String(intervalS), '-c', String(count), '-W', '1', ...extra, toIp], limitMs, { signal: 'SIGINT', mergeStderr: true });
+  const limitMs = 2 * count * intervalS * 1000 + 15_000;
+  const ping = spawnCollected('ip', ['netns', 'exec', ns, 'ping', ...pingArgs(count, extra, { intervalS }), toIp], limitMs, { signal: 'SIGINT', mergeStderr: true });
   const done = ping.done.then((): PingRun => {
     const out = ping.out();
     const r = parsePing(out, count);
     const replied = new Set<number>();
     const ttls = new Set<number>();
     for (const m of out.matchAll(/icmp_seq=(\d+) ttl=(\d+)/g)) {
+      if (Number(m[1]) > count) continue;
       replied.add(Number(m[1]));
       ttls.add(Number(m[2]));
     }

@@ -13,7 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, renameSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { Lab, Mode, LabNode, parsePing, PingResult, caliName, run, PING_INTERVAL_S } from '../../src/lab/lab';
+import { Lab, Mode, LabNode, parsePing, PingResult, caliName, run, pingArgs } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import {
   Bg, children, killChildren, execBounded, sleep, py, pyJson, PY_TCP_SERVER, PY_TCP_CLIENT, PY_UDP_RECV, PY_UDP_SEND,
@@ -92,11 +92,14 @@ async function useMode(mode: Mode): Promise<void> {
 
 interface Ping { out: string; r: PingResult; ttls: number[] }
 
-async function ping(from: string, to: string, count = 4, extra: string[] = []): Promise<Ping> {
+/** `count` pings (Lab's pingArgs: every reply awaited); ttls of the replies to requests 1..count.
+ * A test that expects no reply and counts the drops passes `{ awaitReplies: false }`, so exactly
+ * `count` requests are sent. */
+async function ping(from: string, to: string, count = 4, extra: string[] = [], opts: { awaitReplies?: boolean } = {}): Promise<Ping> {
   const p = L().pod(from);
-  const res = await execBounded('ip', ['netns', 'exec', p.ns, 'ping', '-n', '-c', String(count), '-i', PING_INTERVAL_S, '-W', '1', ...extra, to], 5000 + count * 1500);
+  const res = await execBounded('ip', ['netns', 'exec', p.ns, 'ping', ...pingArgs(count, extra, opts), to], 5000 + count * 1500);
   const out = res.stdout + res.stderr;
-  return { out, r: parsePing(out, count), ttls: replyTtls(out) };
+  return { out, r: parsePing(out, count), ttls: replyTtls(out, count) };
 }
 
 function node(name: string): LabNode {
@@ -392,12 +395,12 @@ test('blackhole: unallocated addresses in a node\'s own block are dropped there 
     const n1 = node('node1');
     const n2 = node('node2');
     const b1 = await reasons(n1);
-    const local = await ping('web-1', '10.244.0.50', 3);
+    const local = await ping('web-1', '10.244.0.50', 3, [], { awaitReplies: false });
     assert.is(local.r.received, 0, local.out);
     const a1 = await reasons(n1);
     assert.is(delta(b1, a1, 'blackhole'), 3, `${mode}: node1 blackhole for its own block: ${JSON.stringify(a1)}`);
     const b2 = await reasons(n2);
-    const remote = await ping('web-1', '10.244.0.100', 3);
+    const remote = await ping('web-1', '10.244.0.100', 3, [], { awaitReplies: false });
     assert.is(remote.r.received, 0, remote.out);
     const a2 = await reasons(n2);
     assert.is(delta(b2, a2, 'blackhole'), 3, `${mode}: node2 blackhole for 10.244.0.100 in its block: ${JSON.stringify(a2)}`);
@@ -442,7 +445,7 @@ async function fragNeeded(mode: Mode, tunnelMtu: number): Promise<void> {
     run('ip', ['-n', p.ns, 'link', 'set', p.podIf, 'mtu', '1500']);
     try {
       const before = await reasons(n);
-      const r = await ping(a, ipOf(b), 2, ['-M', 'do', '-s', '1472']);
+      const r = await ping(a, ipOf(b), 2, ['-M', 'do', '-s', '1472'], { awaitReplies: false });
       assert.is(r.r.received, 0, r.out);
       const rx = new RegExp(`From ${from.replace(/\./g, '\\.')} icmp_seq=1 Frag needed and DF set \\(mtu = ${tunnelMtu}\\)`);
       assert.match(r.out, rx, `${mode} ${a} -> ${b}:\n${r.out}`);
@@ -479,9 +482,9 @@ async function podwayRun(args: string[], ns?: string): Promise<{ code: number | 
 
 async function nodePing(nodeName: string, to: string, count = 3): Promise<Ping> {
   const n = node(nodeName);
-  const res = await execBounded('ip', ['netns', 'exec', n.ns, 'ping', '-n', '-c', String(count), '-i', PING_INTERVAL_S, '-W', '1', to], 5000 + count * 1500);
+  const res = await execBounded('ip', ['netns', 'exec', n.ns, 'ping', ...pingArgs(count), to], 5000 + count * 1500);
   const out = res.stdout + res.stderr;
-  return { out, r: parsePing(out, count), ttls: replyTtls(out) };
+  return { out, r: parsePing(out, count), ttls: replyTtls(out, count) };
 }
 
 test('host port: nodes reach local tap/tun pods and remote pods through podway0; pods reach their node and other nodes (no NAT)', async () => {
@@ -597,7 +600,7 @@ spec:
   const ghostRoutes = ((await controlRequest(n1.control, { cmd: 'routes' })) as RouteRow[]).filter((r) => r.cidr === '10.244.0.10/32');
   assert.is(ghostRoutes.length, 1, 'the missing pod still has its /32 route (and nothing else does)');
   const before = await reasons(n1);
-  p = await ping('web-2', '10.244.0.10', 2);
+  p = await ping('web-2', '10.244.0.10', 2, [], { awaitReplies: false });
   assert.is(p.r.received, 0, p.out);
   const after = await reasons(n1);
   assert.is(delta(before, after, 'no_route') + delta(before, after, 'blackhole'), 2, `node1 drops traffic for the missing pod: ${JSON.stringify(after)}`);

@@ -294,7 +294,7 @@ export function delta(before: Reasons, after: Reasons, name: string): number {
   return (after[name] ?? 0) - (before[name] ?? 0);
 }
 
-/** Every ttl=N in ping output (one per reply). */
-export function replyTtls(out: string): number[] {
-  return [...out.matchAll(/ttl=(\d+)/g)].map((m) => Number(m[1]));
+/** The ttl=N of every reply in ping output (to requests 1..maxSeq when given: see Lab's pingArgs). */
+export function replyTtls(out: string, maxSeq = Infinity): number[] {
+  return [...out.matchAll(/icmp_seq=(\d+) ttl=(\d+)/g)].filter((m) => Number(m[1]) <= maxSeq).map((m) => Number(m[2]));
 }

@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Lab } from '../../src/lab/lab';
@@ -36,6 +36,25 @@ async function capture(sock: string, args: string[], file: string): Promise<Proc
   const up = await until(() => /capturing/.test(p.err()) || p.proc.exitCode !== null, 10_000);
   assert.ok(up && p.proc.exitCode === null, `capture started: ${p.err()}`);
   return p;
+}
+
+/** Packets (pcapng Enhanced Packet Blocks, little-endian as podway writes them) in the whole
+ * blocks of a capture file written so far. */
+function packetsIn(file: string): number {
+  let b: Buffer;
+  try {
+    b = readFileSync(file);
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (let off = 0; off + 12 <= b.length;) {
+    const len = b.readUInt32LE(off + 4);
+    if (len < 12 || off + len > b.length) break;
+    if (b.readUInt32LE(off) === 6) n++;
+    off += len;
+  }
+  return n;
 }
 
 function tshark(file: string, fields: string[], filter?: string): string[][] {
@@ -140,11 +159,15 @@ test('capture at rx, tx and drop, to stdout, across workers; top shows the traff
     const ports = tshark(udpFile, ['udp.srcport']).map((r) => Number(r[0])).sort((a, b) => a - b);
     assert.equal(ports, Array.from({ length: 16 }, (_, k) => 41000 + k), 'every flow, whichever worker had it');
 
-    // trace covers both workers too.
-    const tr = (await Promise.all([
-      controlRequest(sock, { cmd: 'trace', filter: ['udp', 'port', '7777'], count: 16, timeoutMs: 10_000 }, 15_000),
-      sleep(300).then(() => udpFlows(web1.ns, web2.ip, 16)),
-    ]))[0] as { records: { ingress: string }[] };
+    // trace covers both workers too. The answer comes when the trace is over, so nothing says when
+    // each worker has started it: the flows go again every 0.5 s until 16 records came.
+    let traced = false;
+    const trace = controlRequest(sock, { cmd: 'trace', filter: ['udp', 'port', '7777'], count: 16, timeoutMs: 20_000 }, 25_000).finally(() => (traced = true));
+    await until(() => {
+      if (!traced) udpFlows(web1.ns, web2.ip, 16);
+      return traced;
+    }, 20_000, 500);
+    const tr = (await trace) as { records: { ingress: string }[] };
     assert.is(tr.records.length, 16);
     assert.ok(tr.records.some((r) => r.ingress.endsWith('[w0]')) && tr.records.some((r) => r.ingress.endsWith('[w1]')), JSON.stringify(tr.records.map((r) => r.ingress)));
 
@@ -152,8 +175,9 @@ test('capture at rx, tx and drop, to stdout, across workers; top shows the traff
     // (a new capture may start at once).
     const intFile = path.join(dir, 'int.pcapng');
     const int = await capture(sock, ['icmp'], intFile);
-    lab.ping('web-1', web2.ip, 1);
-    await sleep(200);
+    assert.is(lab.ping('web-1', web2.ip, 1).received, 1);
+    // the reply's record reaches the client after the reply itself: Ctrl-C once both are written
+    assert.ok(await until(() => packetsIn(intFile) >= 2, 10_000), `request and reply written: ${packetsIn(intFile)}`);
     int.proc.kill('SIGINT');
     assert.is(await int.done, 0, int.err());
     assert.match(int.err(), /2 packets captured/);
@@ -194,7 +218,7 @@ test('capture at rx, tx and drop, to stdout, across workers; top shows the traff
     const remote = routesPart.split('\n').find((l) => /^10\.244\.0\.64\/26 +vxlan +node2 /.test(l));
     assert.ok(remote && Number(remote.split(/\s+/)[3]) > 10, `the remote block's route is busy: ${routesPart}`);
     const tty = start('script', ['-qfec', `"${process.execPath}" "${BIN}" top --control "${sock}"`, '/dev/null'], 20_000);
-    await until(() => (strip(tty.out()).match(/PORTS/g) ?? []).length >= 2, 8000);
+    await until(() => (strip(tty.out()).match(/PORTS/g) ?? []).length >= 2, 15_000);
     tty.proc.stdin!.write('q');
     assert.is(await tty.done, 0, strip(tty.out()));
     const screen = strip(tty.out());

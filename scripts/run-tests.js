@@ -20,7 +20,9 @@ const root = process.env.PODWAY_TEST_ROOT
   ? path.resolve(process.env.PODWAY_TEST_ROOT)
   : path.resolve(__dirname, '..', 'dist', 'test');
 const filter = process.argv[2] ? new RegExp(process.argv[2]) : null;
-const FILE_TIMEOUT_MS = 300_000;
+// A bound on a hung file, not on a slow one: the longest e2e files take 200 s on a loaded 2-CPU
+// host (a podway start alone took 20 s there), and a timed-out file fails as a whole.
+const FILE_TIMEOUT_MS = 600_000;
 // Wraps uvu's hook registration so a throwing before/after hook is printed (uvu drops it).
 const hookReporter = path.join(__dirname, 'uvu-hook-errors.js');
 const isRoot = !process.getuid || process.getuid() === 0;

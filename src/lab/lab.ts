@@ -77,6 +77,9 @@ export function run(cmd: string, args: string[], opts: { allowFail?: boolean; ti
   }
 }
 
+/** The least Lab.startPodway waits for a podway to answer (its timeoutMs only ever adds to it). */
+export const START_WAIT_MIN_MS = 60_000;
+
 /** Seconds between the echo requests of Lab.ping (and the e2e tests' own pings). */
 export const PING_INTERVAL_S = '0.05';
 
@@ -491,8 +494,13 @@ spec:
     throw new Error(`no pod ${name}`);
   }
 
-  /** Start podway in the node's namespace and wait (bounded) until its control socket answers. */
-  async startPodway(nodeName: string, timeoutMs = 15_000, extraArgs: string[] = []): Promise<void> {
+  /**
+   * Start `podway run` on a node and wait until its control socket answers `status` (forwarding),
+   * for at least START_WAIT_MIN_MS whatever `timeoutMs` says: a bound on the wait, not on podway's
+   * speed (a Node process start on a loaded 2-CPU host took over 20 s, the CPU time under 1 s).
+   */
+  async startPodway(nodeName: string, timeoutMs = START_WAIT_MIN_MS, extraArgs: string[] = []): Promise<void> {
+    timeoutMs = Math.max(timeoutMs, START_WAIT_MIN_MS);
     const n = this.node(nodeName);
     const bin = path.join(ROOT, 'bin', 'podway.js');
     const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'run', '--node', n.name, '--datastore', this.datastoreSpec, '--control', n.control, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -12,6 +12,7 @@ import { CniHarness, RunningPodway } from './harness';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { Ipam } from '../../src/control/ipam';
 import { isRoot, sh, sleep } from '../helpers/netns';
+import { pingArgs, parsePing } from '../../src/lab/lab';
 
 async function until(cond: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
   const end = Date.now() + timeoutMs;
@@ -70,11 +71,12 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     console.log(`  ADD of pod B took ${addB.ms} ms; ADD return -> first forwarded packet (reply) ${addToFirstMs} ms`);
     assert.ok(addToFirstMs >= 0 && addToFirstMs < 15_000, String(addToFirstMs));
 
-    const ping = sh('ip', ['netns', 'exec', podA.name, 'ping', '-n', '-c', '5', '-i', '0.2', '-W', '2', ipB], { allowFail: true });
-    assert.match(ping, '5 packets transmitted, 5 received', ping);
+    // every reply awaited, counted per request (Lab's pingArgs: ping -c alone gives the last reply 200 ms)
+    const ping = sh('ip', ['netns', 'exec', podA.name, 'ping', ...pingArgs(5, ['-W', '2'], { intervalS: 0.2 }), ipB], { allowFail: true, timeoutMs: 20_000 });
+    assert.is(parsePing(ping, 5).received, 5, ping);
     const ipA = (addA.json.ips[0].address as string).split('/')[0];
-    const back = sh('ip', ['netns', 'exec', podB.name, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', ipA], { allowFail: true });
-    assert.match(back, '3 packets transmitted, 3 received', back);
+    const back = sh('ip', ['netns', 'exec', podB.name, 'ping', ...pingArgs(3, ['-W', '2'], { intervalS: 0.2 }), ipA], { allowFail: true, timeoutMs: 20_000 });
+    assert.is(parsePing(back, 3).received, 3, back);
 
     // tap and tun pods made by the plugin: podway opens the devices from the pods' namespaces
     const podT = h.pod('tap');
@@ -85,8 +87,8 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     assert.ok(attachedTU, `podway attached the tap and tun pods: ${log.slice(-5).join(' | ')}`);
     for (const [what, add] of [['tap', addT], ['tun', addU]] as const) {
       const ip = (add.json.ips[0].address as string).split('/')[0];
-      const p = sh('ip', ['netns', 'exec', podA.name, 'ping', '-n', '-c', '3', '-i', '0.2', '-W', '2', ip], { allowFail: true, timeoutMs: 20_000 });
-      assert.match(p, '3 packets transmitted, 3 received', `veth pod A -> ${what} pod ${ip}: ${p} | ${log.slice(-5).join(' | ')}`);
+      const p = sh('ip', ['netns', 'exec', podA.name, 'ping', ...pingArgs(3, ['-W', '2'], { intervalS: 0.2 }), ip], { allowFail: true, timeoutMs: 20_000 });
+      assert.is(parsePing(p, 3).received, 3, `veth pod A -> ${what} pod ${ip}: ${p} | ${log.slice(-5).join(' | ')}`);
     }
 
     // DEL all: podway drops the endpoints, IPAM is empty of pod addresses

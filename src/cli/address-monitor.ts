@@ -18,6 +18,11 @@
  *   an operator's choice written to the Node stays).
  * Nothing is concluded from a look that failed (`ip` failing), and no address found keeps the
  * registered one (Calico: "keeping existing value").
+ *
+ * When a registered address is seen gone from the node (whatever its source), addressLeft is told
+ * once, before any write: connections made from that address (the model thread's etcd watch) are
+ * dead, and nothing would say so before a keepalive times out; meanwhile this node would not see
+ * its own Node change (run.ts makes the model thread reconnect).
  */
 import { canonicalIpv6 } from '../packet/ipv6';
 import type { NodeAddresses } from '../dataplane/host';
@@ -101,6 +106,8 @@ export interface AddressMonitorOptions {
   registered: () => RegisteredAddresses | null;
   /** Write the change to the Node (join.ts updateNodeAddresses). */
   write: (change: NodeAddressChange) => Promise<void>;
+  /** Registered addresses (without prefix) seen gone from the node: once each time the set changes. */
+  addressLeft?: (addresses: string[]) => void;
   info: (m: string) => void;
   warn: (m: string) => void;
 }
@@ -115,6 +122,8 @@ export class AddressMonitor {
   private current: Promise<void> | null = null;
   /** The last thing said about a failed write or a missing address (said once, not every look). */
   private lastProblem = '';
+  /** The registered addresses last seen gone ('' while none), so addressLeft is told once. */
+  private lastLeft = '';
   /** Looks and Node updates written, for tests and status. */
   looks = 0;
   updates = 0;
@@ -158,6 +167,11 @@ export class AddressMonitor {
     const seen = registered && (await this.opts.read());
     // stopped while reading: the process is going, the Node is left as it is
     if (!registered || !seen || this.stopped) return;
+    const left = [registered.ipv4, registered.ipv6].filter((c): c is string => c !== null && !held(seen, c, c.includes(':'))).map((c) => c.split('/')[0]);
+    if (left.join(',') !== this.lastLeft) {
+      this.lastLeft = left.join(',');
+      if (left.length > 0) this.opts.addressLeft?.(left);
+    }
     const change = decideAddressChange(registered, seen, this.opts.source);
     if (!change) {
       if (this.opts.source.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false)) this.problem(`no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`);

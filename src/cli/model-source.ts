@@ -86,6 +86,11 @@ export class ModelSource {
     });
   }
 
+  /** New connections to the datastore (a KV store's), e.g. once the node address they came from left. */
+  reconnectDatastore(reason: string): void {
+    this.worker.postMessage({ type: 'reconnect', reason });
+  }
+
   onMessage(fn: (m: ModelMessage) => void): void {
     this.listener = fn;
   }

@@ -16,6 +16,8 @@
  *   {type:'warning', message}      a snapshot's warning (an endpoint left out, an address claimed on
  *                                  two nodes), once when it appears (not again on every change)
  *   {type:'bgp-status', id, status} the answer to {type:'bgp-status', id} (`podway node status`)
+ * Messages taken: {type:'stop'}, {type:'bgp-status', id}, and {type:'reconnect', reason} (new
+ * connections to etcd: the node address the old ones came from has left the node).
  * 'error' and 'status' from etcd or the embedded store carry inSync: whether the store is reachable
  * and not re-listing (readiness; a file datastore is always in sync).
  *
@@ -131,8 +133,10 @@ if (parentPort) {
       port.postMessage({ type: 'rejected', message: (e as Error).message });
     }
   };
-  port.on('message', (m: { type: string; id?: number }) => {
-    if (m.type === 'stop') {
+  port.on('message', (m: { type: string; id?: number; reason?: string }) => {
+    if (m.type === 'reconnect') {
+      if (store instanceof KvDatastore) store.reconnect(m.reason ?? 'asked');
+    } else if (m.type === 'stop') {
       // Graceful: our peers keep our routes for the restart time (a restart is not a withdrawal).
       void (agent ? agent.stop(true) : Promise.resolve()).then(() => store.close()).then(() => port.close());
     } else if (m.type === 'bgp-status') {

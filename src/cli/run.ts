@@ -515,6 +515,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         return { ipv4: `${formatIPv4(current.node.ip)}/${current.node.subnet.prefixLen}`, ipv6: v6.ip6 === null ? null : `${v6.ip6}/${v6.subnet6?.split('/')[1] ?? '128'}` };
       },
       write: (change) => updateNodeAddresses(spec, opts.node, change),
+      // the model thread's etcd connections came from that address: dead, and its watch with them
+      addressLeft: (gone) => source.reconnectDatastore(`node address ${gone.join(', ')} left the node`),
       info: (m) => dsLog.info(m),
       warn: (m) => dsLog.warn(m),
     });

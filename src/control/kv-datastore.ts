@@ -147,6 +147,16 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     return () => this.statusListeners.delete(listener);
   }
 
+  /**
+   * New connections to the store (KvStore.reconnect), said in the log with `reason`; the watches
+   * go on from where they were. Nothing for a store without connections.
+   */
+  reconnect(reason: string): void {
+    if (this.closed || !this.kv.reconnect) return;
+    this.emitStatus(`${this.source}: new connections (${reason}); watches go on from the last revision received`);
+    this.kv.reconnect();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -117,6 +117,37 @@ test('AddressMonitor.look: writes a change, says a failing write once, nothing b
   assert.equal(writes.slice(1), [{ ipv4Address: '10.0.0.8/24' }]);
 });
 
+test('AddressMonitor addressLeft: told once, before the write, when a registered address (IPv4 or IPv6, any source) leaves the node; again for a new departure', async () => {
+  const calls: string[] = [];
+  let addrs: NodeAddresses = seen('10.0.0.1/24', ['10.0.0.1', 'fd00::1'], 'fd00::1/64');
+  let registered = { ipv4: '10.0.0.1/24', ipv6: 'fd00::1/64' as string | null };
+  let v4: AddressSource = 'manual';
+  const m = new AddressMonitor({
+    intervalMs: 1000, source: { get v4() { return v4; }, v6: 'default' }, read: async () => addrs, registered: () => registered,
+    write: async (c) => { calls.push(`write ${JSON.stringify(c)}`); },
+    addressLeft: (gone) => calls.push(`left ${gone.join(',')}`),
+    info: () => {}, warn: () => {},
+  });
+  await m.look();
+  assert.equal(calls, [], 'everything registered is held');
+  addrs = seen('10.0.0.9/24', ['10.0.0.9', 'fd00::1'], 'fd00::1/64');
+  await m.look();
+  await m.look();
+  assert.equal(calls, ['left 10.0.0.1'], 'a manual address left: told once (nothing written)');
+  v4 = 'autodetect';
+  addrs = seen('10.0.0.9/24', ['10.0.0.9', 'FD00::0:2'], 'FD00::0:2/64');
+  await m.look();
+  assert.equal(calls.slice(1), ['left 10.0.0.1,fd00::1', 'write {"ipv4Address":"10.0.0.9/24","ipv6Address":"FD00::0:2/64"}'], 'the IPv6 address left too: told before the write');
+  await m.look();
+  assert.is(calls.length, 4, 'the same departure is not told again (the model not caught up yet)');
+  registered = { ipv4: '10.0.0.9/24', ipv6: 'fd00::2/64' };
+  await m.look();
+  assert.is(calls.length, 4, 'caught up: nothing gone, nothing written');
+  addrs = seen('10.0.0.9/24', ['10.0.0.9'], undefined);
+  await m.look();
+  assert.equal(calls.slice(4), ['left fd00::2'], 'a new departure is told');
+});
+
 test('AddressMonitor.stop: a look waiting on its read writes nothing; stop waits for a write already under way; no look after', async () => {
   const writes: unknown[] = [];
   let releaseRead: (a: NodeAddresses) => void = () => {};

@@ -1,6 +1,7 @@
 // EtcdKv against a real etcd (test/helpers/etcd.ts starts one for this file): the shared
-// conformance suite, a watch across an etcd restart and a compaction while it is down, and the
-// unreachable cases (nothing listening; a listener that never answers).
+// conformance suite, a watch across an etcd restart and a compaction while it is down, a watch
+// moved off a dead connection by reconnect(), and the unreachable cases (nothing listening; a
+// listener that never answers).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, createServer, Socket } from 'node:net';
@@ -126,6 +127,81 @@ test('a watch cut off while etcd compacted past it resyncs with reason compacted
     await store.close();
     await direct.close();
     await relay.cut().catch(() => undefined);
+  }
+});
+
+/**
+ * A TCP relay to etcd whose connections can be made dead without a word, as a connection from a
+ * node address that was removed is: freeze() stops every byte of the connections open now in both
+ * directions and closes nothing; connections made after it relay normally.
+ */
+async function freezableRelayTo(target: number) {
+  const port = await freePort();
+  const conns = new Set<Socket>();
+  let accepted = 0;
+  let generation = 0;
+  const server = createServer(client => {
+    accepted++;
+    const mine = generation;
+    const upstream = connect(target, '127.0.0.1');
+    conns.add(client).add(upstream);
+    const drop = () => { client.destroy(); upstream.destroy(); conns.delete(client); conns.delete(upstream); };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.on('data', d => { if (mine === generation) upstream.write(d); });
+    upstream.on('data', d => { if (mine === generation) client.write(d); });
+  });
+  await new Promise<void>(resolve => server.listen(port, '127.0.0.1', () => resolve()));
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    accepted: () => accepted,
+    freeze: () => void generation++,
+    close: async () => {
+      for (const c of conns) c.destroy();
+      await new Promise(r => server.close(r));
+    },
+  };
+}
+
+test('reconnect(): a watch on a dead connection (no byte passes, nothing closes) goes on over a new connection from where it was, each event once, not reported down', async () => {
+  const server = await getEtcd();
+  const relay = await freezableRelayTo(server.clientPort);
+  const store = new EtcdKv({ endpoints: [relay.endpoint], timeoutMs: 2000 });
+  // Another store of the same endpoint in this thread: grpc-js shares one connection between
+  // their channels, and it keeps that connection referenced when `store` closes its old client.
+  const other = new EtcdKv({ endpoints: [relay.endpoint], timeoutMs: 2000 });
+  const direct = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  try {
+    const p = freshPrefix('reconnect');
+    await other.get(`${p}a`);
+    const a = (await direct.create(`${p}a`, '0'))!;
+    const w = recordWatch(store, p, a.modRevision + 1);
+    const { events, statuses } = w;
+    const a1 = (await direct.update(`${p}a`, '1', a.modRevision))!;
+    await until('the first event', () => events.length === 1, 5000);
+    const before = relay.accepted();
+    relay.freeze();
+    const a2 = (await direct.update(`${p}a`, '2', a1.modRevision))!;
+    const b = (await direct.create(`${p}b`, 'x'))!;
+    await sleep(300);
+    assert.is(events.length, 1, 'nothing comes over the dead connection');
+    store.reconnect();
+    const a3 = (await direct.update(`${p}a`, '3', a2.modRevision))!;
+    // (the keepalive would give the dead connection up only after 10-15 s)
+    await until('the events written while the connection was dead, and after', () => events.length === 4, 5000);
+    assert.equal(
+      events.map(e => (e.type === 'put' ? `${e.entry.key}=${e.entry.value}@${e.entry.modRevision}` : 'delete')),
+      [`${p}a=1@${a1.modRevision}`, `${p}a=2@${a2.modRevision}`, `${p}b=x@${b.modRevision}`, `${p}a=3@${a3.modRevision}`],
+    );
+    assert.ok(relay.accepted() > before, 'over a new connection');
+    assert.equal(statuses, [], 'the watch was never reported down');
+    assert.is((await store.get(`${p}b`))?.value, 'x', 'calls go over the new connection too');
+    await w.close();
+  } finally {
+    await store.close();
+    await other.close();
+    await direct.close();
+    await relay.close();
   }
 });
 

@@ -14,6 +14,13 @@
 // last event's), so on every disconnection we point it back at the last revision we delivered + 1.
 // A watch etcd cancels (its start revision was compacted, possibly while we were disconnected) is
 // reported through onResync('compacted').
+//
+// reconnect() (the node's address went away: the connections made from it are dead, but only a
+// keepalive timeout, 10-15 s, would say so) makes a new client, moves the watches to it, each
+// from the last revision it delivered, and closes the old one. grpc-js shares one connection
+// between the channels of equal target, options and credentials in a thread, so another client
+// of the same endpoint would keep the dead connection open and hand it to the new client: each
+// client carries its own generation number as a channel option, so a new one never shares.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
@@ -62,6 +69,9 @@ const HOST_COOLDOWN_MS = 1000;
 /** Watch re-subscription backoff: 100 ms doubling to at most 1 s, so a restarted etcd is found fast. */
 const WATCH_BACKOFF_MIN_MS = 100;
 const WATCH_BACKOFF_MAX_MS = 1000;
+
+/** A channel option grpc-js does not read: only makes a client's channels differ from an older client's. */
+const GENERATION_OPTION = 'podway.etcd_client_generation';
 
 /** Raised by the endpoint cooldown policy instead of calling a host that just failed. */
 class HostCoolingDown extends Error {}
@@ -138,7 +148,10 @@ function toEntry(kv: IKeyValue): KvEntry {
 
 export class EtcdKv implements KvStore {
   readonly description: string;
-  private readonly client: Etcd3;
+  private client: Etcd3;
+  private readonly etcdOptions: IOptions;
+  /** Bumped by reconnect(): the channel option that keeps a new client off old connections. */
+  private generation = 0;
   private readonly endpoints: readonly string[];
   private readonly timeoutMs: number;
   private readonly watches = new Set<EtcdWatch>();
@@ -149,7 +162,7 @@ export class EtcdKv implements KvStore {
     this.endpoints = [...options.endpoints];
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.description = `etcd ${this.endpoints.join(',')}`;
-    const etcdOptions: IOptions = {
+    this.etcdOptions = {
       hosts: [...this.endpoints],
       credentials: EtcdKv.credentials(options.tls),
       grpcOptions: {
@@ -158,6 +171,7 @@ export class EtcdKv implements KvStore {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000,
         'grpc.keepalive_permit_without_calls': 0,
+        [GENERATION_OPTION]: 0,
       },
       faultHandling: {
         host: () => (this.endpoints.length > 1 ? cooldownPolicy() : passThrough) as never,
@@ -165,7 +179,21 @@ export class EtcdKv implements KvStore {
         watchBackoff: { next: () => watchBackoff(0) } as never,
       },
     };
-    this.client = new Etcd3(etcdOptions);
+    this.client = new Etcd3(this.etcdOptions);
+  }
+
+  /**
+   * New connections (see the module comment): calls made from now on and every open watch use a
+   * new client, watches resuming from the last revision they delivered; the old client is closed
+   * (a call still on it fails as unreachable, and its caller retries).
+   */
+  reconnect(): void {
+    if (this.closed) return;
+    const old = this.client;
+    this.generation++;
+    this.client = new Etcd3({ ...this.etcdOptions, grpcOptions: { ...this.etcdOptions.grpcOptions, [GENERATION_OPTION]: this.generation } });
+    for (const w of this.watches) w.moveTo(this.client);
+    old.close();
   }
 
   /** Reads and checks the TLS files (checkEtcdTlsFiles). */
@@ -352,7 +380,7 @@ class EtcdWatch implements KvWatch {
   private down = false;
   /** Set once etcd canceled the watch: the compaction probe whose answer names the resync. */
   private resync: Promise<void> | undefined;
-  private readonly watcher: Watcher;
+  private watcher: Watcher;
 
   constructor(
     private readonly store: EtcdKv,
@@ -363,14 +391,31 @@ class EtcdWatch implements KvWatch {
     private readonly timeoutMs: number,
   ) {
     this.delivered = fromRevision - 1;
+    this.watcher = this.subscribe(client, fromRevision);
+  }
+
+  private subscribe(client: Etcd3, fromRevision: number): Watcher {
     // watcher() attaches synchronously, so no response can arrive before our listeners are on.
-    this.watcher = client.watch().prefix(prefix).startRevision(String(fromRevision)).watcher();
-    this.watcher.on('data', res => this.onData(res));
-    this.watcher.on('disconnected', err => this.onDisconnected(err));
-    this.watcher.on('connected', () => this.onConnected());
+    const watcher = client.watch().prefix(this.prefix).startRevision(String(fromRevision)).watcher();
+    // Only the current watcher speaks: one left behind by moveTo() is ignored until it ends.
+    watcher.on('data', res => watcher === this.watcher && this.onData(res));
+    watcher.on('disconnected', err => watcher === this.watcher && this.onDisconnected(err));
+    watcher.on('connected', () => watcher === this.watcher && this.onConnected());
     // etcd canceled the watch (its start revision was compacted); must stay attached after close
     // too, or EventEmitter would throw the 'error' event.
-    this.watcher.on('error', err => void this.onCanceled(err));
+    watcher.on('error', err => watcher === this.watcher && void this.onCanceled(err));
+    return watcher;
+  }
+
+  /** Go on with `client` from the last revision delivered; the old watcher is canceled (not waited for). */
+  moveTo(client: Etcd3): void {
+    if (this.closed || this.resync) return;
+    const old = this.watcher;
+    this.watcher = this.subscribe(client, this.delivered + 1);
+    // On a dead connection the cancel is answered only when that connection is given up; the
+    // watcher then leaves its manager, which stops retrying on the closed client.
+    // (A watch that was down is reported up again by the new watcher's 'connected'.)
+    void old.cancel().catch(() => undefined);
   }
 
   private onData(res: IWatchResponse): void {

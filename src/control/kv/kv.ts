@@ -76,6 +76,14 @@ export interface KvStore {
   delete(key: string, modRevision?: number): Promise<boolean>;
   /** Watch keys under `prefix` from `fromRevision` (inclusive). */
   watch(prefix: string, fromRevision: number, handlers: KvWatchHandlers): KvWatch;
+  /**
+   * Drop the connections to the store and make new ones, e.g. when the node address they were
+   * made from has left the node: such a connection is dead, but nothing says so until a
+   * keepalive times out, and a watch on it misses every change meanwhile. Watches go on from
+   * the last revision they delivered (nothing missed, nothing repeated), without onStatus('down').
+   * Stores without connections (the embedded one) leave it out.
+   */
+  reconnect?(): void;
   close(): Promise<void>;
 }
 

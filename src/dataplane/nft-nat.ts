@@ -249,6 +249,8 @@ export class NftNat {
           await this.runAsync(whole ? natTableProgram(s) : natSetsProgram(s), whole ? 'replace table' : 'update sets');
           this.tableKey = tableKeyOf(s);
           this.setsKey = setsKeyOf(s);
+          // What status() reports is what the kernel now holds (unless stop() came meanwhile).
+          if (this.spec) this.spec = s;
           this.updates++;
           this.lastError = null;
           this.log(`nat: ${s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing'} (table ip ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'})`);
@@ -290,6 +292,7 @@ export class NftNat {
     });
   }
 
+  /** The spec the table holds now (the start spec, then each applied update), for `podway status`. */
   status() {
     const s = this.spec;
     return s

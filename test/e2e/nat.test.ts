@@ -9,7 +9,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, ChildProcess } from 'node:child_process';
+import { spawn, ChildProcess, execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
@@ -18,6 +18,7 @@ import { parseIpv4 } from '../../src/packet/ipv4';
 import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo, spawnCollected } from './e2e-kit';
 
 const PEER = path.join(__dirname, 'nat-peer.js');
+const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 const UDP_TIMEOUT_S = 3;
 
 const SPEC: LabNodeSpec[] = [
@@ -56,6 +57,16 @@ async function peerJson(ns: string, args: string[], timeoutMs: number): Promise<
   const line = peer.out().split('\n').find((l) => l.startsWith('{'));
   if (!line) throw new Error(`nat-peer ${args[0]} (${code}): ${peer.err().trim() || peer.out().trim()}`);
   return JSON.parse(line);
+}
+
+/** The nat part of a running node's status (what `podway status -o json` prints). */
+async function natStatus(node: string): Promise<{ natPools: string[]; updates: number }> {
+  return ((await controlRequest(lab.node(node).control, { cmd: 'status' }, 5000)) as { nat: { natPools: string[]; updates: number } }).nat;
+}
+
+/** `podway status` of a running node, as text. */
+function podwayStatusText(node: string): string {
+  return execFileSync(process.execPath, [BIN, 'status', '--control', lab.node(node).control], { encoding: 'utf8', timeout: 20_000 });
 }
 
 function kill(p: ChildProcess | null): void {
@@ -314,12 +325,18 @@ test('natOutgoing flips live: off leaves with the pod address, on again with the
     lab.natOutgoing = false;
     lab.setMode('vxlan');
     assert.ok(await until(() => !natpools().includes('10.244.0.0/16'), 10_000), 'set emptied');
+    // podway status reports what the table now holds, not the start spec.
+    assert.ok(await until(async () => (await natStatus('node1')).natPools.length === 0, 5000), `status after the flag went off: ${JSON.stringify(await natStatus('node1'))}`);
+    const st = await natStatus('node1');
+    assert.ok(st.updates >= 1, JSON.stringify(st));
+    assert.match(podwayStatusText('node1'), /natOutgoing from no pool/);
     const off = await peerJson(pod.ns, ['udp-ask', outside.ip, '7008', '0', '1500'], 1500);
     assert.is(off.answered, false, 'no route back to a pod address from the outside');
     assert.ok(srv.peers().map(splitPeer).some((p) => p.ip === pod.ip), `the outside saw the pod address: ${srv.peers()}`);
     lab.natOutgoing = true;
     lab.setMode('vxlan');
     assert.ok(await until(() => natpools().includes('10.244.0.0/16'), 10_000), 'set filled');
+    assert.ok(await until(async () => (await natStatus('node1')).natPools.includes('10.244.0.0/16'), 5000), `status after the flag went on: ${JSON.stringify(await natStatus('node1'))}`);
     const on = await peerJson(pod.ns, ['udp-ask', outside.ip, '7008', '0', '3000'], 3000);
     assert.is(on.answered, true);
     assert.is(splitPeer(srv.peers().pop()!).ip, lab.node('node1').ip);

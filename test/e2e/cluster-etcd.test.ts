@@ -237,9 +237,11 @@ test('a podway started while etcd is down waits and retries, then registers and 
     starting.catch(() => undefined); // awaited below; a failure must not be unhandled meanwhile
     const first = await waitLog(n3, /unreachable.*retrying/, 0, 5000);
     assert.ok(first, `node3 says it waits for etcd: ${n3.log.join(' | ')}`);
+    // etcd stays down at least 3.5 s, and until node3 tried again (bounded: its start, which
+    // takes seconds on a loaded machine, is not counted against the 1 s between tries)
+    const retries = () => n3.log.filter((l) => /unreachable.*retrying/.test(l));
+    assert.ok(await until(() => retries().length >= 2, 10_000, 100), `node3 retried: ${retries().join(' | ')}`);
     await sleep(Math.max(0, 3500 - (Date.now() - tDown)));
-    const retries = n3.log.filter((l) => /unreachable.*retrying/.test(l));
-    assert.ok(retries.length >= 2, `node3 retried: ${retries.join(' | ')}`);
     // Its control socket is open, but says it is starting (a plain status, as the CNI plugin's
     // STATUS asks, is refused: node3 does not forward before it has a datastore).
     const plain = await controlRequest(n3.control, { cmd: 'status' }, 2000).then(() => 'answered', (e: Error) => e.message);

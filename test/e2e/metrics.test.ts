@@ -64,8 +64,12 @@ test('/readyz is 503 naming the datastore while etcd is down, 200 once podway is
   starting.catch(() => undefined); // awaited below
   try {
     let live: { status: number; body: string } = { status: 0, body: '' };
-    assert.ok(await until(async () => (live = await get('/livez')).status === 200, 10_000), `livez: ${JSON.stringify(live)} ${n1.log.join(' | ')}`);
-    const r = await get('/readyz');
+    assert.ok(await until(async () => (live = await get('/livez')).status === 200, 30_000), `livez: ${JSON.stringify(live)} ${n1.log.join(' | ')}`);
+    // The metrics port answers before the first call to etcd has failed (podway is still joining):
+    // wait until readiness names the unreachable datastore and its warning came through the log's
+    // pipe, then check the whole answer.
+    let r = { status: 0, body: '' };
+    assert.ok(await until(async () => /unreachable/.test((r = await get('/readyz')).body) && n1.log.some((l) => /unreachable/.test(l)), 30_000, 200), `readyz names the unreachable datastore: ${JSON.stringify(r)}`);
     assert.is(r.status, 503, r.body);
     const why = JSON.parse(r.body) as { ready: boolean; reasons: string[]; checks: Record<string, boolean> };
     assert.is(why.ready, false);

@@ -293,6 +293,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const udpTimeout = opts.natUdpTimeout !== undefined ? { unreplied: opts.natUdpTimeout, replied: opts.natUdpTimeout } : { unreplied: 30, replied: 120 };
     const natLog = log.child({ component: 'nat' });
     const nat = new NftNat((m) => natLog.info(m));
+    if (metrics) {
+      const { NatCollector } = require('../observe/nat-metrics') as typeof import('../observe/nat-metrics');
+      metrics.add(new NatCollector({ counters: () => nat.counters(), maxFlows: () => (nat.active ? opts.natMaxFlows ?? 65536 : null) }));
+    }
     // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
     // error only once a pool asks for natOutgoing.
     const syncNat = (model: NodeDataplaneModel) => {

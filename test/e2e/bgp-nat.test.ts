@@ -12,16 +12,20 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { until, sleep, track, spawnCollected } from './e2e-kit';
-import { inBgpLab, nodesOnOneSubnet, writeResources, bgpPeerYaml, startBgpPodways, routesVia, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST } from './bgp-kit';
+import { execBounded } from './tools';
+import { parseMetrics, valueOf, family } from '../observe/prom-text';
+import { inBgpLab, nodesOnOneSubnet, writeResources, bgpPeerYaml, routesVia, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST } from './bgp-kit';
 
 const PEER = path.join(__dirname, 'nat-peer.js');
+const HTTP_GET = path.join(__dirname, 'http-get.js');
+const METRICS_PORT = 9301;
 
 test('natOutgoing over a BGP-learned outside route: the outside host sees the node address and answers the pod', () => inBgpLab(nodesOnOneSubnet(1), async (lab, birds) => {
   const n1 = lab.node('node1');
   lab.natOutgoing = true;
   writeResources(lab, [lab.resources('direct'), bgpPeerYaml('tor', TOR_IP, TOR_AS)]);
   await birds.tor();
-  await startBgpPodways(lab);
+  await lab.startPodway('node1', 20_000, ['--bgp', '--metrics-port', String(METRICS_PORT)]);
   assert.ok(await until(() => routesVia(lab, 'node1', OUTSIDE_NET, 'direct', TOR_IP), 30_000, 250), 'node1 routes the outside net to the ToR (learned)');
 
   // A UDP echo on the outside host, printing the source of every datagram it gets.
@@ -47,6 +51,14 @@ test('natOutgoing over a BGP-learned outside route: the outside host sees the no
     assert.ok(stages.some((s) => s.includes('natOutgoing')), stages.join('\n'));
     const c = (await controlRequest(n1.control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number> };
     assert.ok(c.reasons.egress_nat >= 1, JSON.stringify(c.reasons));
+    // The NAT table's figures in /metrics (the same the counters command shows).
+    const got = await execBounded('ip', ['netns', 'exec', n1.ns, process.execPath, HTTP_GET, `http://127.0.0.1:${METRICS_PORT}/metrics`], 10_000);
+    const m = parseMetrics((JSON.parse(got.stdout.trim()) as { body: string }).body);
+    assert.ok(valueOf(m, 'podway_nat_flows_total') >= 1, 'a NATed flow counted');
+    assert.ok(valueOf(m, 'podway_nat_out_packets_total') >= 1 && valueOf(m, 'podway_nat_in_packets_total') >= 1, 'out and back');
+    assert.is(valueOf(m, 'podway_nat_refused_flows_total'), 0);
+    assert.is(valueOf(m, 'podway_nat_max_flows'), 65536);
+    assert.is(family(m, 'podway_nat_icmp_unmatched_total').type, 'COUNTER');
   } finally {
     if (echo.exitCode === null && echo.signalCode === null) echo.kill('SIGKILL');
   }

@@ -1,0 +1,48 @@
+/**
+ * natOutgoing's table as Prometheus metrics: the counters of `table ip podway` (nft-nat.ts, the
+ * same figures `podway counters` shows under `nat`) read once per scrape, and the flow bound, so an
+ * operator can alert on `--nat-max-flows` being hit (podway_nat_refused_flows_total rising) or on
+ * ICMP errors quoting no known flow. Nothing here runs on the forwarding path: the counters are
+ * the kernel's, read with one `nft -j list counters` per scrape (nft-nat.ts counters()).
+ *
+ * Why no "flows in use" gauge: the kernel keeps the number of NATed flows only inside the output
+ * chain's `ct count` (not readable); counting them would mean dumping conntrack on every scrape.
+ * podway_nat_flows_total counts flows as they start (their first packet masqueraded).
+ */
+import type { Registry } from 'prom-client';
+import type { NatCounters } from '../dataplane/nft-nat';
+import { Collector, Sample, snapshotCounter, snapshotGauge } from './metrics';
+
+export interface NatSource {
+  /** The table's counters, or null while there is no table (nft missing, podway stopping). */
+  counters(): Promise<NatCounters | null>;
+  /** The flow bound (`--nat-max-flows`), or null while there is no table (read as 0). */
+  maxFlows(): number | null;
+}
+
+export class NatCollector implements Collector {
+  /** The counters last read (null until a table was read: the series then read 0). */
+  last: NatCounters | null = null;
+
+  constructor(private readonly source: NatSource) {}
+
+  /** A read that fails (nft busy, the table gone at stop) keeps the last figures: a counter that
+   * fell to 0 would look like a reset to Prometheus. */
+  async refresh(): Promise<void> {
+    this.last = (await this.source.counters()) ?? this.last;
+  }
+
+  register(reg: Registry): void {
+    const one = (pick: (c: NatCounters) => number) => (): Sample[] => [[{}, this.last ? pick(this.last) : 0]];
+    snapshotCounter(reg, 'podway_nat_flows_total', 'natOutgoing flows masqueraded to the node\'s address (each counted at its first packet).', [], one((c) => c.flows));
+    snapshotCounter(reg, 'podway_nat_out_packets_total', 'Packets of natOutgoing flows sent with the node\'s address.', [], one((c) => c.outPackets));
+    snapshotCounter(reg, 'podway_nat_out_bytes_total', 'Bytes of natOutgoing flows sent with the node\'s address.', [], one((c) => c.outBytes));
+    snapshotCounter(reg, 'podway_nat_in_packets_total', 'Replies to natOutgoing flows translated back and handed to their pods.', [], one((c) => c.inPackets));
+    snapshotCounter(reg, 'podway_nat_in_bytes_total', 'Bytes of the replies to natOutgoing flows handed to their pods.', [], one((c) => c.inBytes));
+    snapshotCounter(reg, 'podway_nat_refused_flows_total', 'New natOutgoing flows refused (dropped) because --nat-max-flows flows were already in use.', [], one((c) => c.refused));
+    snapshotCounter(reg, 'podway_nat_icmp_unmatched_total', 'ICMP errors that reached the node quoting no known flow (not translated; the node\'s stack ignores them).', [], one((c) => c.icmpUnmatched));
+    snapshotGauge(reg, 'podway_nat_max_flows', 'natOutgoing flows allowed at once (--nat-max-flows); a new one beyond is refused.', [], () => {
+      return [[{}, this.source.maxFlows() ?? 0]];
+    });
+  }
+}

@@ -1,0 +1,59 @@
+// natOutgoing's table in /metrics (no root): the collector reads the table's counters as nft -j
+// prints them (parsed by nft-nat.ts, as `podway counters` does) once per scrape, and the text is
+// read back by a Prometheus text-format parser.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { PodwayMetrics } from '../../src/observe/metrics';
+import { NatCollector } from '../../src/observe/nat-metrics';
+import { parseCounters, NatCounters } from '../../src/dataplane/nft-nat';
+import { parseMetrics, valueOf, family } from './prom-text';
+
+/** `nft -j list counters table ip podway` output with these values. */
+function nftJson(v: { flows: number; out: [number, number]; back: [number, number]; refused: number; icmp: number }): string {
+  const c = (name: string, packets: number, bytes = 0) => ({ counter: { family: 'ip', name, table: 'podway', handle: 1, packets, bytes } });
+  return JSON.stringify({ nftables: [{ metainfo: { json_schema_version: 1 } }, c('nat_flows', v.flows), c('nat_out', ...v.out), c('nat_in', ...v.back), c('nat_refused', v.refused), c('icmp_unmatched', v.icmp), c('pod_transit', 9)] });
+}
+
+test('NAT table figures: flows, packets and bytes each way, refusals at --nat-max-flows, unmatched ICMP, the bound; one read per scrape', async () => {
+  let table: NatCounters | null = parseCounters(nftJson({ flows: 40, out: [120, 9000], back: [110, 8000], refused: 3, icmp: 2 }));
+  let reads = 0;
+  const metrics = new PodwayMetrics({ processMetrics: false });
+  metrics.add(new NatCollector({ counters: async () => (reads++, table), maxFlows: () => (table ? 40 : null) }));
+  const m = parseMetrics(await metrics.scrape());
+  assert.is(reads, 1);
+  const expect: [string, number][] = [
+    ['podway_nat_flows_total', 40], ['podway_nat_out_packets_total', 120], ['podway_nat_out_bytes_total', 9000],
+    ['podway_nat_in_packets_total', 110], ['podway_nat_in_bytes_total', 8000], ['podway_nat_refused_flows_total', 3],
+    ['podway_nat_icmp_unmatched_total', 2],
+  ];
+  for (const [name, v] of expect) {
+    assert.is(family(m, name).type, 'COUNTER', name);
+    assert.ok(family(m, name).help.length > 20, `${name} has HELP text`);
+    assert.is(valueOf(m, name), v, name);
+  }
+  assert.is(family(m, 'podway_nat_max_flows').type, 'GAUGE');
+  assert.is(valueOf(m, 'podway_nat_max_flows'), 40);
+
+  // The next scrape reads the table again.
+  table = parseCounters(nftJson({ flows: 41, out: [130, 9500], back: [111, 8100], refused: 5, icmp: 2 }));
+  const m2 = parseMetrics(await metrics.scrape());
+  assert.is(reads, 2);
+  assert.is(valueOf(m2, 'podway_nat_refused_flows_total'), 5);
+  assert.is(valueOf(m2, 'podway_nat_flows_total'), 41);
+
+  // A read that fails keeps the last figures (a counter falling to 0 would be a reset).
+  table = null;
+  const m3 = parseMetrics(await metrics.scrape());
+  assert.is(valueOf(m3, 'podway_nat_refused_flows_total'), 5);
+  assert.is(valueOf(m3, 'podway_nat_max_flows'), 0, 'no table: no bound');
+});
+
+test('no table ever read (nft missing): the series read 0', async () => {
+  const metrics = new PodwayMetrics({ processMetrics: false });
+  metrics.add(new NatCollector({ counters: async () => null, maxFlows: () => null }));
+  const m = parseMetrics(await metrics.scrape());
+  assert.is(valueOf(m, 'podway_nat_flows_total'), 0);
+  assert.is(valueOf(m, 'podway_nat_refused_flows_total'), 0);
+});
+
+test.run();

@@ -13,7 +13,7 @@ export interface ModelSourceBgp {
   readonly bgp?: boolean;
   readonly bgpSecretsDir?: string;
   /** The BGP agent's log lines (sessions up and down, skipped peers). */
-  readonly onLog?: (level: 'info' | 'warn', message: string) => void;
+  readonly onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** The datastore's warnings (an endpoint left out, an address claimed twice), each when it appears. */
   readonly onWarning?: (message: string) => void;
 }
@@ -25,7 +25,7 @@ export type ModelMessage =
   | { type: 'error'; message: string; inSync?: boolean }
   | { type: 'status'; message: string; inSync?: boolean }
   | { type: 'fatal'; message: string }
-  | { type: 'log'; level: 'info' | 'warn'; message: string }
+  | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string }
   | { type: 'warning'; message: string };
 
 export class ModelSource {

@@ -68,7 +68,7 @@ if (parentPort) {
         node: init.node,
         createSpeaker: (options) => new speakerModule.BgpSpeaker({ ...options, log: (level, message) => port.postMessage({ type: 'log', level, message }) }),
         resolveSecret: init.bgpSecretsDir ? (name, key) => secretFromDir(init.bgpSecretsDir!, name, key) : undefined,
-        log: (message) => port.postMessage({ type: 'log', level: 'info', message }),
+        log: (message, level = 'info') => port.postMessage({ type: 'log', level, message }),
         onLearned: (routes) => {
           learned = routes;
           if (lastSnapshot) onChange(lastSnapshot, false);

@@ -29,6 +29,8 @@ import { createLogger, parseLogLevel, type LogLevel } from '../observe/log';
 import type { PodwayMetrics } from '../observe/metrics';
 import type { NodeMetrics } from '../observe/node-metrics';
 import { Health, type EngineReadiness } from '../observe/health';
+import { bgpNotReady } from '../control/bgp/readiness';
+import { BgpCollector } from '../observe/bgp-metrics';
 import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
 import { Worker } from 'node:worker_threads';
@@ -277,7 +279,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const { source, first } = await ModelSource.start(opts.datastore, opts.node, (m) => {
       dsLog.warn(m);
       health.setDatastore(false, m.replace(/^datastore: /, ''));
-    }, { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level, m) => (level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m) => dsLog.warn(m) });
+    }, { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level, m) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m) => dsLog.warn(m) });
     if (spec.kind === 'file') {
       try {
         checkFileNodeAddresses(first, spec.path, opts.ip, opts.ip6);
@@ -287,6 +289,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
     }
     health.setDatastore(true);
+    // With --bgp, ready only while the speaker runs and every session is Established (calico-node's
+    // -bird-ready): a node whose peers are down does not receive or announce routes.
+    if (opts.bgp) {
+      health.setBgp(async () => {
+        const s = await source.bgpStatus();
+        return s === null ? ['the model thread did not answer'] : bgpNotReady(s);
+      });
+      metrics?.add(new BgpCollector(() => source.bgpStatus()));
+    }
     say(`datastore ${specText}`);
     phase = 'setting up the dataplane';
     current = first;

@@ -9,7 +9,9 @@ import { BlockAffinitySchema, CALICO_API_VERSION, IPPoolSchema, NodeSchema, Work
 const quoted = (v: unknown): string => JSON.stringify(v);
 
 const looseMetadata = z.looseObject({ name: objectName });
-const asNumber = z.number().int().min(0).max(4294967295);
+// AS 0 is reserved (RFC 7607: never in an OPEN or an AS_PATH); a peer or configuration naming it
+// could never establish, so it is refused when written rather than failing in the speaker.
+const asNumber = z.number().int().min(1).max(4294967295);
 const cidrText = z.string().refine((s) => parseIPv4WithPrefix(s) !== null || parseIPv6Cidr(s) !== null, {
   error: (iss) => `expected a CIDR like 10.96.0.0/12, got ${quoted(iss.input)}`,
 });

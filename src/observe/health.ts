@@ -1,7 +1,9 @@
 /**
  * Readiness of `podway run`: ready when a model is applied, the node's ports are open and
  * receiving (every worker's), the datastore is in sync (reachable, not re-listing), and no block of
- * the node in a VXLAN pool lacks its tunnel address (peers could not reach it). Served as
+ * the node in a VXLAN pool lacks its tunnel address (peers could not reach it), and (with --bgp)
+ * the BGP speaker runs and every configured session is Established, as calico-node's -bird-ready
+ * ("BGP not established with ..."). Served as
  * /readyz on the metrics port and shown by `podway status`; /livez only says the process answers.
  */
 import type { Collector } from './metrics';
@@ -25,6 +27,7 @@ export class Health implements Collector {
   private datastore = { inSync: false, reason: 'waiting for the first datastore snapshot' };
   private engines: (() => Promise<EngineReadiness[]>) | null = null;
   private tunnelGaps: readonly string[] = [];
+  private bgp: (() => Promise<string[]>) | null = null;
   /** The last report (the podway_ready gauge reads it). */
   last: ReadinessReport | null = null;
 
@@ -50,6 +53,12 @@ export class Health implements Collector {
     return this.datastore.reason;
   }
 
+  /** With --bgp: why BGP is not ready, one line each ([] when the speaker runs and every session
+   * is Established). */
+  setBgp(fn: () => Promise<string[]>): void {
+    this.bgp = fn;
+  }
+
   /** Where the engines' readiness comes from, once they exist (the main engine, then workers). */
   setEngines(fn: () => Promise<EngineReadiness[]>): void {
     this.engines = fn;
@@ -72,6 +81,7 @@ export class Health implements Collector {
     }
     if (!this.datastore.inSync) reasons.push(`datastore: ${this.datastore.reason}`);
     for (const g of this.tunnelGaps) reasons.push(`tunnel address: ${g}`);
+    if (this.bgp) for (const b of await this.bgp()) reasons.push(`bgp: ${b}`);
     const report = { ready: reasons.length === 0, reasons, checks: { modelApplied, portsAttached, datastoreInSync: this.datastore.inSync }, waiting };
     this.last = report;
     return report;

@@ -9,6 +9,12 @@ import { BgpAgent } from '../../src/control/bgp/agent';
 import { BgpSpeaker } from '../../src/control/bgp/speaker';
 import type { LearnedRoute } from '../../src/control/route-calc';
 import { boxTable, formatNodeStatus, formatSince } from '../../src/cli/node-status';
+import { bgpNotReady } from '../../src/control/bgp/readiness';
+import { Health } from '../../src/observe/health';
+import { connect } from 'node:net';
+import { PodwayMetrics } from '../../src/observe/metrics';
+import { BgpCollector } from '../../src/observe/bgp-metrics';
+import { parseMetrics, valueOf } from '../observe/prom-text';
 import { affinity, node, pool, snapshotOf } from '../control/fixtures';
 
 const API = 'projectcalico.org/v3';
@@ -78,6 +84,93 @@ test('node status: calicoctl\'s table (centred headers, left-aligned cells), the
   const base = { enabled: true, node: 'n', asNumber: 64512, routerId: '10.0.0.1', exported: 0, learned: 0 };
   assert.is(formatNodeStatus({ ...base, peers: [] }, now), 'podway process is running.\n\nIPv4 BGP status\nNo IPv4 peers found.\n\nIPv6 BGP status\nNo IPv6 peers found.\n\n');
   assert.match(formatNodeStatus({ ...base, enabled: false, peers: [] }, now), /BGP is not enabled on this node/);
+  assert.match(formatNodeStatus({ ...base, peers: [], speakerError: 'listen EADDRINUSE: address already in use 127.0.0.1:179' }, now),
+    /^podway process is running\.\n\nThe BGP speaker is not running: listen EADDRINUSE: address already in use 127\.0\.0\.1:179 \(podway tries again\)\.\n\nIPv4 BGP status/);
+});
+
+test('a speaker whose port is taken: an error, not ready, tried again until it listens; then its session establishes', async () => {
+  const port = await freePort();
+  // Something else (a BIRD still running) holds node1's BGP port.
+  const squatter = createServer((s) => s.destroy());
+  await new Promise<void>((r) => squatter.listen(port, '127.0.0.1', r));
+  const config = { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { listenPort: port, bindMode: 'NodeIP' } };
+  const docs = [pool('p', '10.244.0.0/16'), config, node('node1', '127.0.0.1/8'), node('node2', '127.0.0.2/8'), affinity('node1', '10.244.0.0/26'), affinity('node2', '10.244.0.64/26')];
+  const logs: { name: string; level: string; line: string }[] = [];
+  const learned = new Map<string, readonly LearnedRoute[]>();
+  const agents = ['node1', 'node2'].map((name) => new BgpAgent({
+    node: name,
+    createSpeaker: (o) => new BgpSpeaker({ ...o, connectRetrySeconds: 1, log: () => undefined }),
+    log: (line, level = 'info') => logs.push({ name, level, line }),
+    onLearned: (routes) => learned.set(name, routes),
+    retryMs: { first: 100, max: 400 },
+  }));
+  let squatting = true;
+  try {
+    for (const a of agents) a.update(snapshotOf(...docs));
+    assert.ok(await until(() => agents[0]!.status().speakerError != null, 5000), 'node1 reports its speaker failed to start');
+    const st = agents[0]!.status();
+    assert.match(st.speakerError!, /EADDRINUSE/);
+    const errors = logs.filter((l) => l.name === 'node1' && l.level === 'error');
+    assert.is(errors.length, 1, `one error line, not one per retry: ${JSON.stringify(logs)}`);
+    assert.match(errors[0]!.line, /cannot start the speaker: .*EADDRINUSE/);
+    const why = bgpNotReady(st);
+    assert.ok(why.some((w) => /the speaker is not running: .*EADDRINUSE/.test(w)), JSON.stringify(why));
+    assert.ok(why.some((w) => w === 'BGP not established with 127.0.0.2'), JSON.stringify(why));
+    const health = new Health();
+    health.setDatastore(true);
+    health.setEngines(async () => [{ problems: [], waiting: [] }]);
+    health.setBgp(async () => bgpNotReady(agents[0]!.status()));
+    const r = await health.report();
+    assert.is(r.ready, false);
+    assert.ok(r.reasons.includes('bgp: BGP not established with 127.0.0.2'), JSON.stringify(r.reasons));
+    const metrics = new PodwayMetrics({ processMetrics: false });
+    metrics.add(new BgpCollector(async () => agents[0]!.status()));
+    let m = parseMetrics(await metrics.scrape());
+    assert.is(valueOf(m, 'podway_bgp_speaker_running'), 0);
+    assert.is(valueOf(m, 'podway_bgp_session_established', { peer: '127.0.0.2', type: 'node-to-node mesh' }), 0);
+    // Retries keep failing while the port is held; no session meanwhile (not half-peered).
+    await new Promise((res) => setTimeout(res, 600));
+    assert.is(agents[0]!.status().peers[0]!.bgpState === 'Established', false, 'no session while node1 cannot listen');
+    // The port is freed: node1 listens on its own, the mesh establishes, both learn, ready.
+    await new Promise<void>((r2) => squatter.close(() => r2()));
+    squatting = false;
+    assert.ok(await until(() => agents[0]!.status().speakerError == null, 5000), 'the retry started the speaker');
+    assert.ok(logs.some((l) => l.name === 'node1' && /speaker up \(after failing to start\)/.test(l.line)), JSON.stringify(logs));
+    assert.ok(await until(() => learned.get('node1')?.length === 1 && learned.get('node2')?.length === 1, 15_000), `learned: ${JSON.stringify([...learned])}`);
+    assert.equal(bgpNotReady(agents[0]!.status()), []);
+    m = parseMetrics(await metrics.scrape());
+    assert.is(valueOf(m, 'podway_bgp_speaker_running'), 1);
+    assert.is(valueOf(m, 'podway_bgp_session_established', { peer: '127.0.0.2' }), 1);
+    assert.is(valueOf(m, 'podway_bgp_session_state', { peer: '127.0.0.2', state: 'Established' }), 1);
+    assert.is(valueOf(m, 'podway_bgp_session_state', { peer: '127.0.0.2', state: 'Active' }), 0);
+    assert.is(valueOf(m, 'podway_bgp_prefixes_accepted', { peer: '127.0.0.2' }), 1);
+    assert.ok(valueOf(m, 'podway_bgp_messages_received_total', { peer: '127.0.0.2' }) >= 2, 'OPEN, KEEPALIVE, UPDATE counted');
+    assert.is(valueOf(m, 'podway_bgp_exported_prefixes'), 1);
+    assert.is((await health.report()).ready, true);
+  } finally {
+    if (squatting) squatter.close();
+    await Promise.all(agents.map((a) => a.stop(false)));
+  }
+});
+
+test('a connection from an unconfigured address is refused and logged once, then counted', async () => {
+  const port = await freePort();
+  const lines: string[] = [];
+  const sp = new BgpSpeaker({ localAs: 64512, routerId: '127.0.0.1', listenPort: port, listenAddress: '127.0.0.1', log: (_l, m) => lines.push(m) });
+  await sp.start();
+  try {
+    for (let k = 0; k < 3; k++) {
+      await new Promise<void>((res) => {
+        const c = connect(port, '127.0.0.1');
+        c.on('close', () => res());
+        c.on('error', () => undefined);
+      });
+    }
+    assert.ok(await until(() => sp.refusedTotal === 3, 3000), `refused ${sp.refusedTotal}`);
+    assert.equal(lines.filter((l) => /refused connection from unconfigured 127\.0\.0\.1/.test(l)).length, 1, JSON.stringify(lines));
+  } finally {
+    await sp.stop();
+  }
 });
 
 test.run();

@@ -39,12 +39,18 @@ export interface NodeStatus {
   readonly peers: readonly NodeStatusPeer[];
   readonly exported: number;
   readonly learned: number;
+  /** Why the speaker is not running (its listener could not open, e.g. port 179 taken); it is
+   * started again with backoff meanwhile. null while it runs. */
+  readonly speakerError?: string | null;
 }
 
 export interface BgpAgentOptions extends BgpPlanOptions {
   readonly node: string;
   readonly createSpeaker: (options: BgpSpeakerOptions) => BgpSpeaker;
-  readonly log: (line: string) => void;
+  readonly log: (line: string, level?: 'info' | 'warn' | 'error') => void;
+  /** First and longest wait before starting a speaker again that failed to start (ms; default
+   * 1 s doubling up to 30 s). */
+  readonly retryMs?: { first: number; max: number };
   /** Called (coalesced) when the best learned routes change. */
   readonly onLearned: (learned: readonly LearnedRoute[]) => void;
   /** Quiet time after a burst of route changes before onLearned (default 20 ms). */
@@ -60,6 +66,9 @@ export class BgpAgent {
   /** Speaker starts and stops, one at a time and in order. */
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** The speaker's start failure while it is retried (status, readiness). */
+  private speakerError: string | null = null;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: BgpAgentOptions) {}
 
@@ -107,7 +116,7 @@ export class BgpAgent {
     });
     return {
       enabled: true, node: this.options.node, asNumber: plan?.speaker.localAs ?? null, routerId: plan?.speaker.routerId ?? null,
-      peers, exported: plan?.exports.length ?? 0, learned: this.best.length,
+      peers, exported: plan?.exports.length ?? 0, learned: this.best.length, speakerError: this.speakerError,
     };
   }
 
@@ -115,6 +124,7 @@ export class BgpAgent {
   stop(graceful = true): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     const speaker = this.speaker;
     this.speaker = null;
     this.chain = this.chain.then(() => speaker?.stop({ graceful })).catch((e) => this.options.log(`bgp: stop: ${(e as Error).message}`));
@@ -125,23 +135,53 @@ export class BgpAgent {
     const old = this.speaker;
     const speaker = this.options.createSpeaker({ ...plan.speaker });
     this.speaker = speaker;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.speakerError = null;
     speaker.on('routes', () => this.routesChanged(speaker));
-    speaker.on('error', (e: unknown) => this.options.log(`bgp: ${e instanceof Error ? e.message : String(e)}`));
+    speaker.on('error', (e: unknown) => this.options.log(`bgp: ${e instanceof Error ? e.message : String(e)}`, 'warn'));
     speaker.setPeers(plan.peers.map(toPeerConfig));
     speaker.setExports([...plan.exports]);
-    const o = plan.speaker;
+    this.chain = this.chain.then(async () => {
+      if (old) {
+        this.options.log('bgp: speaker settings changed; restarting the speaker');
+        await old.stop({ graceful: false }).catch((e) => this.options.log(`bgp: stop: ${(e as Error).message}`, 'warn'));
+      }
+    });
+    this.startSpeaker(speaker, 0);
+    this.routesChanged(speaker);
+  }
+
+  /**
+   * Starts `speaker` (after the chain's earlier stops). A start that fails (its listener: port 179
+   * taken by a BIRD still running, an address not yet there) is logged as an error, shown in
+   * status() (readiness), and tried again with backoff until it runs or the speaker is replaced:
+   * a speaker that only dials out would leave the node half-peered.
+   */
+  private startSpeaker(speaker: BgpSpeaker, attempt: number): void {
+    const o = speaker.opts;
     this.chain = this.chain
       .then(async () => {
-        if (old) {
-          this.options.log('bgp: speaker settings changed; restarting the speaker');
-          await old.stop({ graceful: false });
-        }
-        if (this.speaker !== speaker) return; // replaced again meanwhile
+        if (this.speaker !== speaker || this.stopped) return; // replaced or stopped meanwhile
         await speaker.start();
-        this.options.log(`bgp: speaker up: AS ${o.localAs}, router ID ${o.routerId}${o.clusterId ? `, route reflector cluster ${o.clusterId}` : ''}, ${plan.peers.length} peers, ${plan.exports.length} prefixes exported`);
+        const again = this.speakerError !== null ? ' (after failing to start)' : '';
+        this.speakerError = null;
+        const plan = this.plan;
+        this.options.log(`bgp: speaker up${again}: AS ${o.localAs}, router ID ${o.routerId}${o.clusterId ? `, route reflector cluster ${o.clusterId}` : ''}, ${plan?.peers.length ?? 0} peers, ${plan?.exports.length ?? 0} prefixes exported`);
       })
-      .catch((e) => this.options.log(`bgp: cannot start the speaker: ${(e as Error).message}`));
-    this.routesChanged(speaker);
+      .catch((e) => {
+        if (this.speaker !== speaker || this.stopped) return;
+        const retry = this.options.retryMs ?? { first: 1000, max: 30_000 };
+        const wait = Math.min(retry.max, retry.first * 2 ** Math.min(attempt, 16));
+        const message = (e as Error).message;
+        if (this.speakerError !== message) this.options.log(`bgp: cannot start the speaker: ${message}; no BGP session runs until it starts (trying again every ${retry.max / 1000} s at most)`, 'error');
+        this.speakerError = message;
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.startSpeaker(speaker, attempt + 1);
+        }, wait);
+        this.retryTimer.unref?.();
+      });
   }
 
   private routesChanged(speaker: BgpSpeaker): void {
@@ -162,3 +202,4 @@ function toPeerConfig(p: BgpPlan['peers'][number]) {
   const { type: _type, name: _name, source: _source, ...config } = p;
   return config;
 }
+

@@ -100,6 +100,9 @@ const NO_ADVERTISE = 0xffffff02;
 const DEFAULT_LOCAL_PREF = 100;
 const DEFAULT_MAX_PREFIXES = 250_000;
 const ROUTES_EVENT_MS = 100;
+/** How often a refused unconfigured peer is logged again (with the count since), and how many are remembered. */
+const REFUSED_LOG_MS = 5 * 60_000;
+const REFUSED_REMEMBERED = 1024;
 
 /** One route in a peer's Adj-RIB-In. `attrs` is shared by all prefixes of one UPDATE. */
 interface Path {
@@ -213,6 +216,10 @@ function ipNumber(text: string): number {
 
 export class BgpSpeaker extends EventEmitter {
   private readonly peers = new Map<string, Peer>();
+  /** Unconfigured addresses that dialled us: when last logged, how many refused since. */
+  private readonly refused = new Map<string, { loggedAt: number; since: number }>();
+  /** Connections refused from unconfigured addresses, all told. */
+  refusedTotal = 0;
   private exports = new Map<string, { exp: BgpExport; prefix: Prefix; communities: number[] }>();
   /** Best accepted learned path per prefix (Loc-RIB without our own exports). */
   private readonly best = new Map<string, Path>();
@@ -251,13 +258,21 @@ export class BgpSpeaker extends EventEmitter {
     const port = this.opts.listenPort ?? 179;
     if (port !== 0) {
       const server = createServer(socket => this.onIncoming(socket));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ port, host: this.opts.listenAddress ?? '::' }, () => {
-          server.off('error', reject);
-          resolve();
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ port, host: this.opts.listenAddress ?? '::' }, () => {
+            server.off('error', reject);
+            resolve();
+          });
         });
-      });
+      } catch (e) {
+        // Not started at all: no session opens while peers that dial us could not reach us (a
+        // node half-peered); the caller may start again (BgpAgent retries).
+        this.started = false;
+        server.close();
+        throw e;
+      }
       server.on('error', e => this.log('warn', `bgp listener: ${e.message}`));
       this.server = server;
       for (const p of this.peers.values()) this.keyListener(p.config, p.config.password ?? '');
@@ -396,8 +411,17 @@ export class BgpSpeaker extends EventEmitter {
       peer = undefined;
     }
     if (!peer) {
-      // Not a configured peer: RFC 4271 lets us refuse without a word.
-      this.log('info', `bgp: refused connection from unconfigured ${remote}`);
+      // Not a configured peer: RFC 4271 lets us refuse without a word. A deleted node's BIRD keeps
+      // dialling every few seconds: logged the first time, then once per REFUSED_LOG_MS with a count.
+      const now = Date.now();
+      const seen = this.refused.get(remote);
+      if (seen === undefined || now - seen.loggedAt >= REFUSED_LOG_MS) {
+        const more = seen && seen.since > 0 ? ` (${seen.since} more since the last line)` : '';
+        this.log('info', `bgp: refused connection from unconfigured ${remote}${more}`);
+        if (seen === undefined && this.refused.size >= REFUSED_REMEMBERED) this.refused.clear();
+        this.refused.set(remote, { loggedAt: now, since: 0 });
+      } else seen.since++;
+      this.refusedTotal++;
       socket.destroy();
       return;
     }

@@ -30,7 +30,6 @@ import type { PodwayMetrics } from '../observe/metrics';
 import type { NodeMetrics } from '../observe/node-metrics';
 import { Health, type EngineReadiness } from '../observe/health';
 import { bgpNotReady } from '../control/bgp/readiness';
-import { BgpCollector } from '../observe/bgp-metrics';
 import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
 import { Worker } from 'node:worker_threads';
@@ -296,7 +295,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const s = await source.bgpStatus();
         return s === null ? ['the model thread did not answer'] : bgpNotReady(s);
       });
-      metrics?.add(new BgpCollector(() => source.bgpStatus()));
+      if (metrics) {
+        const { BgpCollector } = require('../observe/bgp-metrics') as typeof import('../observe/bgp-metrics');
+        metrics.add(new BgpCollector(() => source.bgpStatus()));
+      }
     }
     say(`datastore ${specText}`);
     phase = 'setting up the dataplane';

@@ -97,11 +97,11 @@ async function release(ipam: Ipam, node: string, version: TunnelVersion, addr: s
   if (r.found || addr === null) return r.released;
   // No such handle: the Node's address may predate handles (no owner at all) or have lost its
   // handle record (our handle in the block); anything else belongs to someone else now.
-  const holder = await ipam.allocationOf(addr);
-  if (holder && ((holder.handleId === null && !holder.secondary) || holder.handleId === handle)) {
-    return (await ipam.releaseIps([addr])).released;
-  }
-  return [];
+  // Judged and released in one compare-and-swap on the block: an address released and given to a
+  // pod after a separate check would otherwise be freed under that pod.
+  const freed = await ipam.releaseIfHeld(addr, (holder) =>
+    holder && ((holder.handleId === null && !holder.secondary) || holder.handleId === handle) ? null : 'held by someone else');
+  return freed.outcome === 'released' ? [freed.ip!] : [];
 }
 
 /** Writes one family's field (null clears it; an address also sets a missing VTEP MAC). */
@@ -154,9 +154,10 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
     } else if (holder.handleId === null && !holder.secondary) {
       // an address from before handles: take it again with our handle, as Calico corrects it
       state.releasedNodeAddr = true;
-      await ipam.releaseIps([addr]);
+      // Only while still that handle-less allocation (one CAS with the check, as in release()).
+      const r = await ipam.releaseIfHeld(addr, (h) => (h && h.handleId === null && !h.secondary ? null : 'held by someone else'));
       try {
-        if (inside(addr, keep)) {
+        if (r.outcome === 'released' && inside(addr, keep)) {
           await ipam.assignIp({ ip: addr, handleId: handle, attrs: { node, type, timestamp: new Date().toISOString() }, node });
           return { outcome: { addr, action: 'kept', released: [] } };
         }

@@ -13,8 +13,9 @@ import type { KvStore } from '../../src/control/kv/kv';
 import { FileKv } from '../../src/control/kv/file-kv';
 import { Ipam } from '../../src/control/ipam/ipam';
 import { auditIpam } from '../../src/control/ipam/audit';
-import { handleKey, IPPOOL_PREFIX, nodeKey } from '../../src/control/ipam/keys';
-import { registerNode } from '../../src/control/node-registration';
+import { BLOCK_PREFIX, handleKey, IPPOOL_PREFIX, nodeKey } from '../../src/control/ipam/keys';
+import { HookedKv } from '../helpers/kv-hook';
+import { registerNode, updateNodeSpec } from '../../src/control/node-registration';
 import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../../src/control/tunnel-addrs';
 import { etcdForFile } from '../helpers/etcd';
 import { poolValue } from './ipam/helpers';
@@ -245,4 +246,34 @@ test('a disabled VXLAN pool keeps the node\'s tunnel address (a restart reconcil
     await kv.close();
   }
 });
+test('a handle-less tunnel address given to a pod between the ownership check and the release stays the pod\'s (embedded and etcd)', async () => {
+  for (const kv of [fileStore(), openEtcd()]) {
+    try {
+      const node = 'node-race';
+      const ipam = new Ipam(kv);
+      await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
+      await registerNode(kv, { name: node, ipv4Address: '10.99.0.77/24' });
+      // An address from before handles (no handle, no attributes) in the Node's field.
+      const addr = '10.244.250.7';
+      await ipam.assignIp({ ip: addr, handleId: null, node });
+      await updateNodeSpec(kv, node, (s) => { s.ipv4VXLANTunnelAddr = addr; });
+      // VXLAN off: the reconcile gives the address back, but just before its block write a
+      // release and a pod's ADD on another node take it.
+      await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Never' });
+      const hooked = new HookedKv(kv);
+      hooked.beforeWrite((op, key) => op !== 'create' && key.startsWith(BLOCK_PREFIX), async () => {
+        await ipam.releaseIps([addr]);
+        await ipam.assignIp({ ip: addr, handleId: 'k8s-pod-network.cpod', attrs: { node: 'other' }, node: 'other' });
+      });
+      const r = await reconcileVxlanTunnelAddrs(hooked, node, { assignV6: false });
+      assert.is(hooked.fired, 1);
+      assert.equal(r.v4.released, []);
+      assert.is((await ipam.allocationOf(addr))?.handleId, 'k8s-pod-network.cpod', 'the pod keeps its address');
+      assert.not.ok('ipv4VXLANTunnelAddr' in (await nodeSpec(kv, node)), 'the Node names it no more');
+    } finally {
+      await kv.close();
+    }
+  }
+});
+
 test.run();

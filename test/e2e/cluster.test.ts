@@ -117,7 +117,8 @@ test('nodes that joined on an IPIP pool get VXLAN tunnel addresses when the pool
     for (const n of lab.nodes) {
       assert.is(await kv.get(`/calico/ipam/v2/handle/vxlan-tunnel-addr-${n.name}`), null, `${n.name}: handle released`);
       assert.is(await ipam.allocationOf(held.get(n.name)!), null, `${n.name}: ${held.get(n.name)} free again`);
-      assert.ok(n.log.some((l) => /IPv4 VXLAN tunnel address .* released/.test(l)), n.log.slice(-5).join(' | '));
+      // podway says so once its datastore writes are done, through the log's pipe: waited for
+      assert.ok(await until(() => n.log.some((l) => /IPv4 VXLAN tunnel address .* released/.test(l)), 10_000), `${n.name} logs the release: ${n.log.slice(-5).join(' | ')}`);
     }
     assert.ok(await until(async () => (await kindOf(lab.node('node1'), n2block)) === 'ipip', 15_000), `node1 routes ${n2block} over ipip again`);
     assert.is(lab.ping('web-1', lab.pod('web-2').ip, 4, 56, ['-W', '3']).loss, 0, 'web-1 -> web-2 over ipip again');

@@ -21,7 +21,7 @@ import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, tunAttached, readPodRoutesSync, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -148,6 +148,9 @@ const NEIGHBOR_TICK_MS = 1000;
 /** EngineOptions.ringCheckMs default: a wedged V2 ring is set up again within ~2 of these. */
 const RING_CHECK_MS = 1000;
 
+/** How often the veth pods whose port reported ENETDOWN are looked at (sysfs flags) until their
+ * link is up again; the timer runs only while some are down. */
+const LINK_CHECK_MS = 200;
 /** A receive port whose recv failed is re-polled after this pause (doubling up to the max). */
 const REPOLL_MIN_MS = 100;
 /** How often the node's address is looked for on its interfaces (checkNodeAddress). */
@@ -750,7 +753,9 @@ export class Engine {
    * A veth pod's port reports ENETDOWN and its interface is still the one attached: the device is
    * down (attached before `ip link set up`, or set down since). The kernel removed its node routes
    * and neighbours when it went down, so the host programmer forgets them: it adds them again,
-   * retrying while the device is down, and at once when the port receives again (recovered).
+   * retrying while the device is down, and at once when the link is up again (checkLinks: a pod
+   * that sends nothing would otherwise wait for the programmer's retry, up to 10 s) or the port
+   * receives again (recovered), whichever comes first.
    */
   private linkDown(p: number, e: Error): void {
     if (errnoOf(e) !== 'ENETDOWN') return;
@@ -758,6 +763,43 @@ export class Engine {
       if (cur.port !== p || cur.kind !== 'veth') continue;
       this.downLinks.add(name);
       this.host?.forgetInterface(name);
+    }
+    if (this.downLinks.size > 0 && !this.linkTimer && !this.stopped) {
+      this.linkTimer = setInterval(() => this.checkLinks(), LINK_CHECK_MS);
+      this.linkTimer.unref();
+    }
+  }
+
+  private linkTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * The down veth pods whose link is up again (IFF_UP): their routes and neighbours are programmed
+   * again now, and their port is polled again now instead of after its repoll pause (which grows
+   * to 10 s while the device stays down). One sysfs read per down link per tick; the timer stops
+   * when none is down.
+   */
+  private checkLinks(): void {
+    for (const name of [...this.downLinks]) {
+      const cur = this.endpoints.get(name);
+      if (!cur) {
+        this.downLinks.delete(name);
+        continue;
+      }
+      if (!interfaceAdminUp(name)) continue;
+      this.downLinks.delete(name);
+      this.host?.forgetInterface(name);
+      const p = cur.port;
+      const timer = this.repoll.get(p);
+      if (timer !== undefined) {
+        clearTimeout(timer);
+        this.repoll.delete(p);
+        if (this.pipe.role[p] !== Role.NONE) this.watch(p);
+      }
+      this.log.info(`endpoint ${cur.ep.key}: interface ${name} is up again: its node route and neighbour programmed again`, { workload: cur.ep.key, interface: name });
+    }
+    if (this.downLinks.size === 0 && this.linkTimer) {
+      clearInterval(this.linkTimer);
+      this.linkTimer = null;
     }
   }
 
@@ -1176,6 +1218,8 @@ export class Engine {
     this.neighborTimer = null;
     if (this.ringTimer) clearInterval(this.ringTimer);
     this.ringTimer = null;
+    if (this.linkTimer) clearInterval(this.linkTimer);
+    this.linkTimer = null;
     const spawner = this.spawner;
     void (this.host?.stop() ?? Promise.resolve()).then(() => spawner?.close());
     for (const [, ep] of this.endpoints) this.forgetPort(ep.port);

@@ -164,6 +164,9 @@ export class HostProgrammer {
   private enderSeq = 0;
   private scheduled = false;
   private running = false;
+  /** A run was asked for while one was in flight (forgetInterface, not a new state): one more
+   * run follows it, or the forgotten items would wait for the retry. */
+  private rerun = false;
   private stopped = false;
   private child: ChildLike | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -266,6 +269,7 @@ export class HostProgrammer {
   }
 
   private schedule(): void {
+    if (this.running && !this.stopped) this.rerun = true;
     if (this.scheduled || this.running || this.stopped) return;
     this.scheduled = true;
     // Deferred, not run inside sync(): back-to-back syncs coalesce into one run, and even the
@@ -310,7 +314,9 @@ export class HostProgrammer {
       this.stats.lastCommands = ran;
       this.running = false;
     }
-    if (this.desired && !this.stopped) return this.schedule();
+    const again = this.rerun;
+    this.rerun = false;
+    if ((this.desired || again) && !this.stopped) return this.schedule();
     if (this.retryMs > 0 && !this.stopped && this.pendingItems() > 0) {
       this.retryTimer = setTimeout(() => {
         this.retryTimer = null;

@@ -127,6 +127,16 @@ export function interfaceExists(name: string): boolean {
   return existsSync(`/sys/class/net/${name}`);
 }
 
+/** Whether the interface is administratively up (IFF_UP in sysfs flags; one small file read),
+ * which is what the kernel needs to take routes through it; false when there is none. */
+export function interfaceAdminUp(name: string): boolean {
+  try {
+    return (Number(readFileSync(`/sys/class/net/${name}/flags`, 'utf8')) & 0x1) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 /** The interface's index in this namespace, or null when there is none by that name. */
 export function interfaceIndex(name: string): number | null {
   try {

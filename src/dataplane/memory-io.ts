@@ -4,6 +4,7 @@
  * set); frames the pipeline sends are copied out and kept per port. It lets the forwarding logic
  * run and be tested byte for byte in a plain Node process, without root or the addon.
  */
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { FramePool, HEADROOM, SLOT_SIZE, DescFlag } from './frame-pool';
 import type { PacketIO, PortOptions, PortStats, PortInfo, PollCallback } from './io';
@@ -32,6 +33,9 @@ interface MemPort {
   /** Error code the next recv/send throws (fault injection). */
   failRecv: string | null;
   failSend: string | null;
+  /** A packet port's interface index when it was opened (0: no such interface here), as the
+   * addon's socket stays bound to it: the engine tells a deleted or replaced interface by it. */
+  ifindex: number;
   /** What the next checkRing reports: a wedged ring set up again, or an error (a failed attempt). */
   ringFault: 'stall' | string | null;
 }
@@ -43,6 +47,14 @@ export interface MemPortEvent {
   kind: PortInfo['kind'];
   name: string;
   opts: PortOptions;
+}
+
+function ifindexOf(name: string): number {
+  try {
+    return Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8')) || 0;
+  } catch {
+    return 0;
+  }
 }
 
 function errno(code: string, what: string): Error {
@@ -73,7 +85,7 @@ export class MemoryIO implements PacketIO {
     let id = this.ports.findIndex((p) => p === undefined);
     if (id < 0) id = this.ports.length;
     this.ports[id] = {
-      kind, name, opts, rx: [], tx: [], cb: null, recvMax: 0, failRecv: null, failSend: null, ringFault: null,
+      kind, name, opts, rx: [], tx: [], cb: null, ifindex: kind === 'packet' ? ifindexOf(name) : 0, recvMax: 0, failRecv: null, failSend: null, ringFault: null,
       stats: { rxPackets: 0, rxBytes: 0, rxTruncated: 0, rxKernelDrops: 0, rxCalls: 0, txPackets: 0, txBytes: 0, txRetries: 0, txDroppedFull: 0, txErrors: 0, txCalls: 0 },
     };
     this.events.push({ op: 'open', port: id, kind, name, opts });
@@ -179,7 +191,7 @@ export class MemoryIO implements PacketIO {
 
   info(port: number): PortInfo {
     const p = this.get(port);
-    return { kind: p.kind, name: p.name, fd: -1, ifindex: 0, boundPort: p.opts.port ?? 0, ring: 0 };
+    return { kind: p.kind, name: p.name, fd: -1, ifindex: p.ifindex, boundPort: p.opts.port ?? 0, ring: 0 };
   }
 
   poll(port: number, cb: PollCallback, recvMax?: number): void {

@@ -221,6 +221,40 @@ test('an underlay ring that could not be set up again: reopened (new port before
   stopRig(r);
 });
 
+// ---- pod links -------------------------------------------------------------------------------
+
+test('a veth pod set down and up again, sending nothing: its node route and neighbour are back as soon as the link is up (not on the programmer\'s 10 s retry), its port polled again', async () => {
+  const route = () => sh('ip', ['-4', 'route', 'show', '10.244.0.1/32']);
+  const neigh = () => sh('ip', ['neigh', 'show', '10.244.0.1', 'dev', 'caliA']);
+  const programmed = () => /dev caliA/.test(route()) && /PERMANENT/.test(neigh());
+  sh('ip', ['link', 'set', 'caliA', 'up']);
+  const r = rig({ manageHost: true });
+  try {
+    r.engine.apply(clusterModel());
+    assert.ok(await waitFor(programmed, 10_000, 20), `route and neighbour programmed: ${route()} / ${neigh()}`);
+    const a = portOf(r, 'caliA');
+    sh('ip', ['link', 'set', 'caliA', 'down']);
+    assert.not.ok(/dev caliA/.test(route()), 'the kernel removed the route with the link');
+    // what the packet socket reports when its device goes down (NETDEV_DOWN: sk_err ENETDOWN)
+    const failed = () => r.engine.status().hostProgramming!.failures;
+    const f0 = failed();
+    r.io.failNext(a, 'recv', 'ENETDOWN');
+    r.io.pump();
+    // the programmer tried while the link was down (refused: retried later)
+    assert.ok(await waitFor(() => failed() > f0, 5000, 10), 'a run while down failed');
+    assert.not.ok(programmed());
+    sh('ip', ['link', 'set', 'caliA', 'up']);
+    // the pod sends nothing: only the link coming up can bring the route back before the retry
+    assert.ok(await waitFor(programmed, 5000, 20), `route and neighbour back with the link: ${route()} / ${neigh()} ${r.lines.join('\n')} ${JSON.stringify(r.engine.status().hostProgramming)}`);
+    assert.ok(r.io.isPolled(a), 'the port is polled again');
+    assert.ok(r.lines.some((l) => /caliA.*up again/.test(l)), r.lines.join('\n'));
+    assert.ok(forwardsAtoB(r), 'forwards');
+  } finally {
+    stopRig(r);
+    sh('ip', ['link', 'set', 'caliA', 'down']);
+  }
+});
+
 // ---- the tunnel table and the IPv6 VXLAN socket ------------------------------------------------
 
 test('nft refusing the rewrite for a new node IPv6 address: no IPv6 VXLAN socket on it (datagrams read once, on the underlay port), counted; the next rewrite opens it', async () => {

@@ -247,6 +247,34 @@ test('ten syncs fired while a child runs coalesce into one more run with the las
   });
 });
 
+test('an interface forgotten while a child runs (its link went down and up meanwhile) is programmed again by one more run, not left to a retry', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, range(3).map((i) => `hp${i}`));
+    const { hp, logs } = programmer(ns);
+    try {
+      const two = state(range(2).map((i) => pod(i)));
+      hp.sync(two);
+      await hp.idle();
+      assert.equal(tables(ns), expected(two));
+      // down and up: the kernel removed hp1's route (and keeps its permanent neighbour)
+      ns.ip('link', 'set', 'hp1', 'down');
+      ns.ip('link', 'set', 'hp1', 'up');
+      assert.not.ok(tables(ns).routes.some((r) => r.includes('dev hp1')), 'route gone with the link');
+      const three = state(range(3).map((i) => pod(i)));
+      hp.sync(three);
+      await new Promise((r) => setImmediate(r));
+      assert.ok(hp.status().running, 'a child in flight');
+      hp.forgetInterface('hp1');
+      await hp.idle();
+      assert.equal(tables(ns), expected(three), 'hp1 programmed again (retryMs 0: no retry would)');
+      assert.is(hp.status().children, 3, 'the first state, the second, and one more run for hp1');
+      assert.equal(logs, []);
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
 test('sync() returns before any ip child exists; the event loop runs while the child works', async () => {
   await withNetns(['hp'], async ([ns]) => {
     makeVeths(ns, range(50).map((i) => `hp${i}`));

@@ -214,8 +214,26 @@ export class NftNat {
   private pending: NatSpec | null = null;
   lastError: string | null = null;
   updates = 0;
+  /** Updates nft refused (or failed to run), retries included. */
+  failures = 0;
+  /** Refused updates tried again on the timer (no new change came first). */
+  retries = 0;
+  /** The refused spec, tried again when the timer fires (a newer change replaces it). */
+  private failed: NatSpec | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryDelay = 0;
+  private readonly retryMinMs: number;
+  private readonly retryMaxMs: number;
 
-  constructor(private readonly log: (m: string) => void, private readonly nft = 'nft') {}
+  /**
+   * `retry`: a refused update is tried again after retry.minMs (default 1 s), doubling up to
+   * retry.maxMs (default 60 s) while it keeps being refused, so the table heals without waiting for
+   * the next change (a table held by another process, nft briefly missing during an upgrade).
+   */
+  constructor(private readonly log: (m: string) => void, private readonly nft = 'nft', retry: { minMs?: number; maxMs?: number } = {}) {
+    this.retryMinMs = retry.minMs ?? 1000;
+    this.retryMaxMs = Math.max(this.retryMinMs, retry.maxMs ?? 60_000);
+  }
 
   /** Create (or re-create) the table. Throws a clear error when nft is missing or refuses. */
   start(s: NatSpec): void {
@@ -253,11 +271,22 @@ export class NftNat {
           if (this.spec) this.spec = s;
           this.updates++;
           this.lastError = null;
-          this.log(`nat: ${s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing'} (table ip ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'})`);
+          const healed = this.retryDelay > 0 ? `, after ${this.failures} refused attempt(s) in all` : '';
+          this.clearRetry();
+          this.log(`nat: ${s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing'} (table ip ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'}${healed})`);
         } catch (e) {
+          const first = this.retryDelay === 0;
           this.lastError = (e as Error).message;
-          this.log(`nat: ${this.lastError} (retrying on the next change)`);
+          this.failures++;
+          // the next attempt replaces the whole table: the refused one may have left it half-updated
           this.tableKey = '';
+          this.retryDelay = Math.min(this.retryMaxMs, this.retryDelay > 0 ? this.retryDelay * 2 : this.retryMinMs);
+          // once while it keeps being refused, not on every retry (status: lastError, failures, retries)
+          if (first) this.log(`nat: ${this.lastError} (tried again in ${this.retryDelay / 1000} s, backing off up to ${this.retryMaxMs / 1000} s, and on the next change)`);
+          this.failed = s;
+          if (this.retryTimer) clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => this.retry(), this.retryDelay);
+          this.retryTimer.unref();
         }
       }
     } finally {
@@ -265,8 +294,27 @@ export class NftNat {
     }
   }
 
+  /** The retry timer fired: the refused spec again, unless a newer change is on its way. */
+  private retry(): void {
+    this.retryTimer = null;
+    const s = this.failed;
+    this.failed = null;
+    if (!s || !this.spec || this.pending) return;
+    this.retries++;
+    this.pending = s;
+    if (!this.running) void this.drain();
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.failed = null;
+    this.retryDelay = 0;
+  }
+
   /** Remove the table (at stop). Never throws: a table already gone is fine. */
   stop(): void {
+    this.clearRetry();
     if (!this.spec) return;
     this.spec = null;
     this.pending = null;
@@ -296,7 +344,7 @@ export class NftNat {
   status() {
     const s = this.spec;
     return s
-      ? { table: `ip ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, maxFlows: s.maxFlows, updates: this.updates, lastError: this.lastError }
+      ? { table: `ip ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, maxFlows: s.maxFlows, updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError }
       : { table: null, lastError: this.lastError };
   }
 

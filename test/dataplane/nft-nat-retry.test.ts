@@ -1,0 +1,69 @@
+/**
+ * natOutgoing's table (nft-nat.ts) when nft refuses an update, against the kernel in a network
+ * namespace of its own (runPrivateNetns): another process holds the table with nft's owner flag
+ * (test/helpers/nft-owner.ts), so podway's update gets EPERM; once it lets go, the refused update
+ * is tried again on a timer and goes in without another change.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, ChildProcess } from 'node:child_process';
+import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
+import { NatSpec, natTableProgram, NftNat, NAT_TABLE } from '../../src/dataplane/nft-nat';
+import { ownedTableInput } from '../helpers/nft-owner';
+
+runPrivateNetns();
+
+const children: ChildProcess[] = [];
+test.after(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+function spec(natPools: string[]): NatSpec {
+  const index = Number(sh('cat', ['/sys/class/net/podway0/ifindex']).trim());
+  return {
+    hostPort: 'podway0', hostPortIndex: index, natPools, pools: ['10.244.0.0/16', '10.250.0.0/16'], nodes: ['10.99.0.1', '10.99.0.2'],
+    portRange: [61000, 65535], udpTimeout: { unreplied: 30, replied: 120 }, maxFlows: 65536, pods: ['cali1234'], kernelTransitDrop: true,
+  };
+}
+
+const table = () => sh('nft', ['list', 'table', 'ip', NAT_TABLE], { allowFail: true });
+
+test('an update nft refuses is tried again on a timer (backing off), counted and logged once, and goes in once nft lets it', async () => {
+  sh('ip', ['link', 'set', 'lo', 'up']);
+  sh('ip', ['tuntap', 'add', 'podway0', 'mode', 'tun']);
+  const logs: string[] = [];
+  const nat = new NftNat((m) => logs.push(m), 'nft', { minMs: 200, maxMs: 400 });
+  try {
+    nat.start(spec([]));
+    assert.match(table(), /set natpools \{\s+type ipv4_addr\s+flags interval\s+auto-merge\s+\}/);
+    // hold the table: an owned copy of it
+    const holder = spawn('nft', ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    children.push(holder);
+    let err = '';
+    holder.stderr!.on('data', (d) => (err += String(d)));
+    holder.stdin!.write(ownedTableInput(natTableProgram(spec([])), 'ip', NAT_TABLE));
+    assert.ok(await waitFor(() => /flags owner/.test(table()), 5000, 20), `nft -i holds the table: ${err}`);
+    nat.update(spec(['10.244.0.0/16']));
+    // the first attempt and two retries refused, counted
+    assert.ok(await waitFor(() => nat.failures >= 3, 10_000, 20), `tried again while refused: ${JSON.stringify(nat.status())} ${logs.join('\n')}`);
+    assert.ok(nat.retries >= 2);
+    assert.match(String(nat.status().lastError), /Operation not permitted|EPERM/);
+    assert.is(logs.filter((l) => /tried again in/.test(l)).length, 1, `logged once: ${logs.join('\n')}`);
+    assert.not.match(table(), /10\.244\.0\.0\/16 \}/);
+    // let go: no new change comes, the timer brings the update in
+    holder.stdin!.end();
+    assert.ok(await waitFor(() => holder.exitCode !== null || holder.signalCode !== null, 5000, 10), 'nft -i ended');
+    assert.ok(await waitFor(() => /set natpools \{[^}]*elements = \{ 10\.244\.0\.0\/16 \}/.test(table()), 10_000, 20), `the update went in: ${table()}`);
+    // (the table may be in before nft's exit reaches this process)
+    assert.ok(await waitFor(() => nat.lastError === null, 5000, 10), `${JSON.stringify(nat.status())}\n${logs.join('\n')}`);
+    assert.ok(logs.some((l) => /natOutgoing from 10\.244\.0\.0\/16 \(table ip podway replaced, after \d+ refused attempt/.test(l)), logs.join('\n'));
+    // healed: no more retries
+    const r = nat.retries;
+    await new Promise((res) => setTimeout(res, 600));
+    assert.is(nat.retries, r, 'the timer stopped');
+  } finally {
+    nat.stop();
+  }
+});
+
+test.run();

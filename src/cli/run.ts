@@ -339,6 +339,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       worker: { index: 0, count },
       onNeighbor: (ip, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }); },
       onNeighbor6: (ip6, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }); },
+      // a refused tunnel table installed on the retry timer: the workers' ports follow with the model
+      onTunnelRx: (rx) => { if (current && JSON.stringify(rx) !== toldTunnels) broadcastModel(current); },
     });
     engine = eng;
     const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };

@@ -90,6 +90,12 @@ export interface EngineOptions {
   onNeighbor6?: (ip6: string, mac: Uint8Array, announced: boolean) => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
+  /** A host-managing engine moved its tunnels outside apply (a refused tunnel table installed on
+   * the retry timer: healTunnelTable): the workers must be told (tunnelRx()), as after a model. */
+  onTunnelRx?: (rx: TunnelRx) => void;
+  /** First pause before a refused tunnel table is tried again (default TABLE_RETRY_MIN_MS), doubling
+   * up to TABLE_RETRY_MAX_MS. */
+  tableRetryMs?: number;
   /**
    * What happens next when the node's address leaves the node, for checkNodeAddress's warning (the
    * caller knows where the address came from: --ip, which is never changed, as in Calico; first-
@@ -151,6 +157,10 @@ const RING_CHECK_MS = 1000;
 /** How often the veth pods whose port reported ENETDOWN are looked at (sysfs flags) until their
  * link is up again; the timer runs only while some are down. */
 const LINK_CHECK_MS = 200;
+/** A tunnel table nft refused (install or rewrite) is tried again after this pause, doubling up to
+ * the max while it keeps being refused (healTunnelTable). */
+const TABLE_RETRY_MIN_MS = 1000;
+const TABLE_RETRY_MAX_MS = 60_000;
 /** A receive port whose recv failed is re-polled after this pause (doubling up to the max). */
 const REPOLL_MIN_MS = 100;
 /** How often the node's address is looked for on its interfaces (checkNodeAddress). */
@@ -211,6 +221,12 @@ export class Engine {
   private underlayFilterStale = false;
   private readonly worker: { index: number; count: number };
   private readonly shareNeighbor: (ip: number, mac: Uint8Array, announced: boolean) => void;
+  private readonly onTunnelRx: (rx: TunnelRx) => void;
+  private readonly tableRetryMinMs: number;
+  private tableTimer: NodeJS.Timeout | null = null;
+  private tableRetryDelay = 0;
+  /** The last refusal the retry logged (one line per distinct reason). */
+  private tableRetryWhy: string | null = null;
   private model: NodeDataplaneModel | null = null;
   /**
    * The addresses the infra ports (VXLAN/IPIP sockets, underlay filter, tunnel table) follow now.
@@ -280,6 +296,8 @@ export class Engine {
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.addressAdvice = opts.addressAdvice ?? 'restart podway to register the new address';
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
+    this.onTunnelRx = opts.onTunnelRx ?? (() => {});
+    this.tableRetryMinMs = opts.tableRetryMs ?? TABLE_RETRY_MIN_MS;
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
     this.pool = new FramePool(this.batch + 8);
     this.io.setPool(this.pool);
@@ -384,6 +402,7 @@ export class Engine {
       this.ringTimer.unref();
     }
     if (first && this.host) this.adoptLeftovers(model);
+    this.watchTunnelTable();
     this.programHost();
     this.prepareSparePort();
     this.lastApplyMs = performance.now() - t0;
@@ -678,6 +697,85 @@ export class Engine {
     this.pipe.underlayPort = p;
     this.watch(p);
     this.forgetPort(old);
+  }
+
+  /** The tunnel table is not what the addresses the ports follow call for: none (nft refused it),
+   * one naming another IPv6 address (a refused rewrite), or an underlay filter that disagrees. */
+  private tunnelTableWrong(): boolean {
+    const at = this.infraAt;
+    return at !== null && (!this.ownsTunnelTable || this.tunnelTable6 !== at.ip6 || this.underlayFilterStale);
+  }
+
+  /** After a model: a refused table is tried again on a timer (healTunnelTable), not only with the
+   * next address change; a table in place stops it. */
+  private watchTunnelTable(): void {
+    if (!this.manageHost || this.stopped) return;
+    if (!this.tunnelTableWrong()) {
+      if (this.tableTimer) clearTimeout(this.tableTimer);
+      this.tableTimer = null;
+      this.tableRetryDelay = 0;
+      this.tableRetryWhy = null;
+      return;
+    }
+    if (this.tableTimer) return;
+    this.tableRetryDelay = Math.min(TABLE_RETRY_MAX_MS, this.tableRetryDelay > 0 ? this.tableRetryDelay * 2 : this.tableRetryMinMs);
+    this.tableTimer = setTimeout(() => this.healTunnelTable(), this.tableRetryDelay);
+    this.tableTimer.unref();
+  }
+
+  /**
+   * The retry timer fired: install the table for the addresses the ports follow (one nft
+   * transaction, as followIp4 does). Once in, tunnels are read on the underlay port: its filter
+   * takes them (the port reopened, the new one before the old one closes; if that fails the table
+   * goes again, as it would drop what nothing reads), the IPv6 VXLAN socket opens on the address
+   * the table now names, and the workers are told (onTunnelRx). Each refusal counts in
+   * failures.tunnelTable; a missing nft is not tried again (installing it needs a restart anyway).
+   */
+  private healTunnelTable(): void {
+    this.tableTimer = null;
+    const model = this.model;
+    const at = this.infraAt;
+    const ul = this.underlay;
+    if (this.stopped || !this.manageHost || !model || !at || !ul || !this.tunnelTableWrong()) return this.watchTunnelTable();
+    // a model rejected after its new address was followed: its retry (apply) installs the table
+    if (at.ip !== model.node.ip || at.ip6 !== model.v6.ip6) return this.watchTunnelTable();
+    const why = installTunnelRx(ul.name, formatIpv4(at.ip), VXLAN_PORT, at.ip6);
+    if (why !== null) {
+      this.failures.tunnelTable++;
+      const missing = /not found/.test(why);
+      if (why !== this.tableRetryWhy) {
+        this.tableRetryWhy = why;
+        this.log.warn(`nftables table inet ${TUNNEL_TABLE} still not in place (${why}): ${missing ? 'not tried again' : `tried again, backing off up to ${TABLE_RETRY_MAX_MS / 1000} s`}`, { component: 'host' });
+      }
+      if (!missing) this.watchTunnelTable();
+      return;
+    }
+    const wasOwned = this.ownsTunnelTable;
+    this.ownsTunnelTable = true;
+    this.tunnelTable6 = at.ip6;
+    if (!this.tunnelsOnUnderlay || this.underlayFilterStale) {
+      this.tunnelsOnUnderlay = true;
+      if (this.infra.underlay >= 0) {
+        try {
+          this.reopenUnderlay(model);
+        } catch (e) {
+          if (!wasOwned) removeTunnelRx();
+          this.ownsTunnelTable = false;
+          this.tunnelsOnUnderlay = false;
+          this.tunnelTable6 = null;
+          this.failures.tunnelTable++;
+          this.log.warn(`nftables table inet ${TUNNEL_TABLE} installed, but the underlay port could not be reopened to take the tunnels (${(e as Error).message}): table removed again, tried again later`, { component: 'host' });
+          return this.watchTunnelTable();
+        }
+      }
+    }
+    if (this.infra.vxlan6 >= 0) this.forgetPort(this.infra.vxlan6);
+    this.infra.vxlan6 = this.openVxlan6(at.ip6);
+    if (this.infra.vxlan6 >= 0) this.watch(this.infra.vxlan6);
+    this.notes.push(this.tunnelTableNote(ul.name, at.ip, at.ip6));
+    this.log.info(`nftables table inet ${TUNNEL_TABLE} installed on a retry: tunnels to ${formatIpv4(at.ip)}${at.ip6 ? ` and ${at.ip6}` : ''} received on the underlay port`, { component: 'host' });
+    this.watchTunnelTable();
+    this.onTunnelRx(this.tunnelRx());
   }
 
   /** Where this engine reads tunnels now: what worker engines are told (apply's `tunnels`). */
@@ -1220,6 +1318,8 @@ export class Engine {
     this.ringTimer = null;
     if (this.linkTimer) clearInterval(this.linkTimer);
     this.linkTimer = null;
+    if (this.tableTimer) clearTimeout(this.tableTimer);
+    this.tableTimer = null;
     const spawner = this.spawner;
     void (this.host?.stop() ?? Promise.resolve()).then(() => spawner?.close());
     for (const [, ep] of this.endpoints) this.forgetPort(ep.port);

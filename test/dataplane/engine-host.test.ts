@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, ChildProcess } from 'node:child_process';
 import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
-import { Engine } from '../../src/dataplane/engine';
+import { Engine, type TunnelRx } from '../../src/dataplane/engine';
 import { MemoryIO } from '../../src/dataplane/memory-io';
 import { createLogger } from '../../src/observe/log';
 import { underlayFilter } from '../../src/dataplane/host';
@@ -51,15 +51,18 @@ test.after(async () => {
   await new Promise((r) => setTimeout(r, 200));
 });
 
-interface Rig { engine: Engine; io: MemoryIO; lines: string[] }
+interface Rig { engine: Engine; io: MemoryIO; lines: string[]; told: TunnelRx[] }
 
-function rig(opts: { manageHost?: boolean; worker?: { index: number; count: number } } = {}): Rig {
+/** `tableRetryMs`: the refused tunnel table's retry timer (default here: long enough not to fire
+ * in a test, which then sees only what models do). */
+function rig(opts: { manageHost?: boolean; worker?: { index: number; count: number }; tableRetryMs?: number } = {}): Rig {
   const io = new MemoryIO();
   const lines: string[] = [];
+  const told: TunnelRx[] = [];
   const log = createLogger({ level: 'info', write: (l) => void lines.push(l) });
-  const engine = new Engine({ io, manageHost: opts.manageHost ?? false, ringCheckMs: 10, log, worker: opts.worker });
+  const engine = new Engine({ io, manageHost: opts.manageHost ?? false, ringCheckMs: 10, log, worker: opts.worker, tableRetryMs: opts.tableRetryMs ?? 600_000, onTunnelRx: (rx) => void told.push(rx) });
   engines.push(engine);
-  return { engine, io, lines };
+  return { engine, io, lines, told };
 }
 
 function stopRig(r: Rig): void {
@@ -301,6 +304,48 @@ test('no tunnel table at start (nft refused): tried again on a new IPv6 address,
   assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: true, vxlanPort: 4789 })), 'its filter takes the tunnels');
   assert.equal(vxlan6Sockets(r), [addr6('fd99::b1')]);
   assert.match(String(r.engine.status().tunnelsOn), /^underlay port \(nft table inet podway_tunnels\)$/);
+  stopRig(r);
+});
+
+test('a tunnel table nft refused is tried again on a timer (counted): once nft lets it, tunnels move to the underlay port without another model and the workers are told; a refused IPv6 rewrite heals the same way', async () => {
+  const nft = await holdTunnelTable('10.99.0.1', 'fd99::1');
+  const r = rig({ manageHost: true, tableRetryMs: 100 });
+  try {
+    r.engine.apply(dualModel());
+    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.ok(await waitFor(() => r.engine.failures.tunnelTable >= 3, 10_000, 20), `refused again on the timer: ${r.engine.failures.tunnelTable}`);
+    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null }, 'still refused');
+    assert.is(r.lines.filter((l) => /still not in place .*tried again, backing off/.test(l)).length, 1, 'logged once');
+  } finally {
+    await release(nft);
+  }
+  const u = portOf(r, UL);
+  assert.ok(await waitFor(() => r.engine.tunnelRx().onUnderlay, 10_000, 20), 'installed on a retry, no model applied');
+  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+  assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.1 .*counter name "vxlan" drop/);
+  assert.ok(portOf(r, UL) !== u, 'underlay port reopened');
+  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: true, vxlanPort: 4789 })), 'its filter takes the tunnels');
+  assert.equal(vxlan6Sockets(r), [addr6('fd99::1')]);
+  assert.equal(r.told, [{ onUnderlay: true, ip6: 'fd99::1' }], 'the workers are told');
+  assert.ok(r.lines.some((l) => /installed on a retry/.test(l)), r.lines.join('\n'));
+  assert.ok(forwardsAtoB(r));
+  // a refused rewrite for a new IPv6 address: the table still names the old one, then heals
+  const nft2 = await holdTunnelTable('10.99.0.1', 'fd99::1');
+  try {
+    r.engine.apply(dualModel('fd99::a1'));
+    assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+    assert.equal(vxlan6Sockets(r), []);
+  } finally {
+    await release(nft2);
+  }
+  assert.ok(await waitFor(() => r.engine.tunnelRx().ip6 === 'fd99::a1', 10_000, 20), 'rewritten on a retry');
+  assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip6 daddr fd99::a1 exthdr frag missing/);
+  assert.equal(vxlan6Sockets(r), [addr6('fd99::a1')]);
+  assert.equal(r.told.at(-1), { onUnderlay: true, ip6: 'fd99::a1' });
+  // healed: the timer stops
+  const n = r.engine.failures.tunnelTable;
+  await new Promise((res) => setTimeout(res, 400));
+  assert.is(r.engine.failures.tunnelTable, n);
   stopRig(r);
 });
 

@@ -117,7 +117,29 @@ function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): { da
   return { datastore: parsed, datastoreField: field };
 }
 
-export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): NetConf {
+export interface ParseOptions {
+  /**
+   * DEL: a field DEL does not use (mtu, interfaceType, ipam.assign_*, datastoreTimeoutMs, control)
+   * that is wrong is reported to `warn` and taken at its default instead of failing the call, so a
+   * pod can still be torn down after a bad edit of the config. What DEL needs (cniVersion, name,
+   * type, nodename, the datastore, the ipam plugin) is still refused.
+   */
+  readonly tolerant?: boolean;
+  readonly warn?: (message: string) => void;
+}
+
+export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, opts: ParseOptions = {}): NetConf {
+  // A field only ADD/CHECK/STATUS use: its error fails the call, or under `tolerant` is reported and defaulted.
+  const unused = <T>(fallback: T, parse: () => T): T => {
+    if (!opts.tolerant) return parse();
+    try {
+      return parse();
+    } catch (e) {
+      if (!(e instanceof CniError) || e.code !== CNI_CODES.INVALID_CONFIG) throw e;
+      opts.warn?.(`${e.message} (ignored: not needed to delete)`);
+      return fallback;
+    }
+  };
   const cniVersion = configVersion(raw);
   const name = raw.name;
   if (typeof name !== 'string' || !NETWORK_NAME.test(name)) throw bad('name', `expected a network name (alphanumerics, '_', '.', '-'), got ${JSON.stringify(name)}`);
@@ -129,13 +151,16 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
   } catch (e) {
     throw bad('nodename', (e as Error).message);
   }
-  let mtu: number | null = null;
-  if (raw.mtu !== undefined && raw.mtu !== null && raw.mtu !== 0) {
+  const mtu = unused<number | null>(null, () => {
+    if (raw.mtu === undefined || raw.mtu === null || raw.mtu === 0) return null;
     if (typeof raw.mtu !== 'number' || !Number.isInteger(raw.mtu) || raw.mtu < 576 || raw.mtu > 65535) throw bad('mtu', `expected an integer 576..65535, got ${JSON.stringify(raw.mtu)}`);
-    mtu = raw.mtu;
-  }
-  const typeText = optString(raw, 'interfaceType') ?? 'veth';
-  if (!(INTERFACE_TYPES as readonly string[]).includes(typeText)) throw bad('interfaceType', `expected one of ${INTERFACE_TYPES.join(', ')}, got ${JSON.stringify(typeText)}`);
+    return raw.mtu;
+  });
+  const interfaceType = unused<InterfaceType>('veth', () => {
+    const typeText = optString(raw, 'interfaceType') ?? 'veth';
+    if (!(INTERFACE_TYPES as readonly string[]).includes(typeText)) throw bad('interfaceType', `expected one of ${INTERFACE_TYPES.join(', ')}, got ${JSON.stringify(typeText)}`);
+    return typeText as InterfaceType;
+  });
   let ipam: NetConf['ipam'] = null;
   if (raw.ipam !== undefined && raw.ipam !== null) {
     if (!isObject(raw.ipam)) throw bad('ipam', `expected an object like {"type": "host-local", ...}, got ${JSON.stringify(raw.ipam)}`);
@@ -144,21 +169,47 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     if (typeof t === 'string' && t !== 'podway' && t !== 'calico-ipam') ipam = { ...raw.ipam, type: t };
   }
   const ipamSection = isObject(raw.ipam) && ipam === null ? raw.ipam : {};
-  const assignIpv4 = assignFlag(ipamSection, 'assign_ipv4') ?? true;
-  const assignIpv6 = assignFlag(ipamSection, 'assign_ipv6') ?? 'auto';
-  if (!assignIpv4 && assignIpv6 === false) throw bad('ipam.assign_ipv4', 'assign_ipv4 and assign_ipv6 are both "false": the pod would get no address');
-  let datastoreTimeoutMs = 5000;
-  if (raw.datastoreTimeoutMs !== undefined) {
+  const { assignIpv4, assignIpv6 } = unused<{ assignIpv4: boolean; assignIpv6: boolean | 'auto' }>({ assignIpv4: true, assignIpv6: 'auto' }, () => {
+    const v4 = assignFlag(ipamSection, 'assign_ipv4') ?? true;
+    const v6 = assignFlag(ipamSection, 'assign_ipv6') ?? 'auto';
+    if (!v4 && v6 === false) throw bad('ipam.assign_ipv4', 'assign_ipv4 and assign_ipv6 are both "false": the pod would get no address');
+    return { assignIpv4: v4, assignIpv6: v6 };
+  });
+  const datastoreTimeoutMs = unused(5000, () => {
     const t = raw.datastoreTimeoutMs;
+    if (t === undefined) return 5000;
     if (typeof t !== 'number' || !Number.isInteger(t) || t < 100 || t > 120_000) throw bad('datastoreTimeoutMs', `expected an integer 100..120000 (ms), got ${JSON.stringify(t)}`);
-    datastoreTimeoutMs = t;
-  }
-  const control = optString(raw, 'control') ?? null;
-  if (control !== null && !control.startsWith('/')) throw bad('control', `expected the absolute path of podway run's control socket, got ${JSON.stringify(control)}`);
+    return t;
+  });
+  const control = unused<string | null>(null, () => {
+    const c = optString(raw, 'control') ?? null;
+    if (c !== null && !c.startsWith('/')) throw bad('control', `expected the absolute path of podway run's control socket, got ${JSON.stringify(c)}`);
+    return c;
+  });
   return {
-    cniVersion, name, ...datastoreOf(raw, env), nodename, mtu, interfaceType: typeText as InterfaceType, ipam, assignIpv4, assignIpv6,
+    cniVersion, name, ...datastoreOf(raw, env), nodename, mtu, interfaceType, ipam, assignIpv4, assignIpv6,
     datastoreTimeoutMs, control, prevResult: raw.prevResult, raw,
   };
+}
+
+/**
+ * Which network config an error is about, for messages: the network's name when it is one, and
+ * the file `podway cni install` wrote it to (its "conflist" key; the plugin only gets stdin).
+ */
+export function configOrigin(raw: Record<string, unknown> | null): string {
+  if (!raw) return 'network config';
+  const name = typeof raw.name === 'string' && NETWORK_NAME.test(raw.name) ? `network "${raw.name}" config` : 'network config';
+  const file = typeof raw.conflist === 'string' && raw.conflist.startsWith('/') ? ` (${raw.conflist})` : '';
+  return `${name}${file}`;
+}
+
+/** A code-7 error with "network config:" in front, told which network and file it is about. */
+export function withConfigOrigin(e: unknown, raw: Record<string, unknown> | null): unknown {
+  const prefix = 'network config: ';
+  if (!(e instanceof CniError) || e.code !== CNI_CODES.INVALID_CONFIG || !e.message.startsWith(prefix)) return e;
+  const where = configOrigin(raw);
+  if (where === 'network config') return e;
+  return new CniError(e.code, `${where}: ${e.message.slice(prefix.length)}`, e.details);
 }
 
 const VALID_ATTACHMENTS = 'cni.dev/valid-attachments';

@@ -27,6 +27,8 @@ export interface InstallOptions {
   readonly interfaceType?: 'veth' | 'tap' | 'tun';
   /** podway run's control socket on this node, for STATUS (default: podway run's default for the node). */
   readonly control?: string;
+  /** The conflist's path, written into it ("conflist") for the plugin's error messages; installCni sets it. */
+  readonly conflist?: string;
   readonly env?: NodeJS.ProcessEnv;
 }
 
@@ -79,6 +81,8 @@ export function conflistText(opts: InstallOptions): string {
   if (opts.interfaceType && opts.interfaceType !== 'veth') plugin.interfaceType = opts.interfaceType;
   if (opts.control) plugin.control = path.resolve(opts.control);
   plugin.ipam = { type: 'podway' };
+  // Where this config lives: the plugin gets only stdin, and names the file in its config errors.
+  if (opts.conflist) plugin.conflist = opts.conflist;
   const conf = { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name, plugins: [plugin] };
   return JSON.stringify(conf, null, 2) + '\n';
 }
@@ -94,7 +98,8 @@ export function installCni(opts: InstallOptions): Installed {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`cni install: --name ${JSON.stringify(name)}: a network name is alphanumerics, '_', '.', '-'`);
   const pluginJs = path.resolve(__dirname, 'main.js');
   if (!existsSync(pluginJs)) throw new Error(`cni install: ${pluginJs} is missing (run npm run build:ts first)`);
-  const text = conflistText(opts);
+  const conflist = conflistPath(path.resolve(opts.confDir), name, opts.priority);
+  const text = conflistText({ ...opts, conflist });
   mkdirSync(opts.binDir, { recursive: true });
   mkdirSync(opts.confDir, { recursive: true });
   const plugin = path.join(path.resolve(opts.binDir), 'podway');
@@ -104,7 +109,6 @@ export function installCni(opts: InstallOptions): Installed {
   writeAtomically(plugin, shimText(process.execPath, pluginJs), 0o755);
   // One conflist per network name: a reinstall with another priority replaces the old file.
   for (const old of ourConflists(opts.confDir, name)) unlinkSync(old);
-  const conflist = conflistPath(path.resolve(opts.confDir), name, opts.priority);
   writeAtomically(conflist, text, 0o644);
   return { plugin, conflist };
 }

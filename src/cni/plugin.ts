@@ -6,7 +6,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
-import { configVersion, decodeConfig, NetConf, parseConfig, parseValidAttachments, SUPPORTED_VERSIONS, versionAtLeast } from './config';
+import { configVersion, decodeConfig, NetConf, parseConfig, parseValidAttachments, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
@@ -567,6 +567,7 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
 /** Runs one plugin call: the CNI env and stdin in, stdout and exit code out. */
 export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): Promise<PluginOutput> {
   let version = '1.1.0';
+  let raw: Record<string, unknown> | null = null;
   try {
     const env = readEnv(processEnv);
     if (env.command === 'VERSION') {
@@ -579,10 +580,12 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): P
       }
       return { stdout: JSON.stringify({ cniVersion: asked, supportedVersions: [...SUPPORTED_VERSIONS] }) + '\n', exitCode: 0 };
     }
-    const raw = decodeConfig(stdin);
+    raw = decodeConfig(stdin);
     if (typeof raw.cniVersion === 'string' && (SUPPORTED_VERSIONS as readonly string[]).includes(raw.cniVersion)) version = raw.cniVersion;
     configVersion(raw);
-    const conf = parseConfig(raw, processEnv);
+    // DEL tears down with what it needs: a config field it does not use, set wrong since ADD, is
+    // reported on stderr (the runtime logs it) instead of leaving the pod impossible to delete.
+    const conf = parseConfig(raw, processEnv, env.command === 'DEL' ? { tolerant: true, warn: (m) => process.stderr.write(`podway: ${m}\n`) } : {});
     switch (env.command) {
       case 'ADD':
         return { stdout: JSON.stringify(await add(env, conf, stdin)) + '\n', exitCode: 0 };
@@ -602,6 +605,6 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv, stdin: string): P
         return { stdout: '', exitCode: 0 };
     }
   } catch (e) {
-    return { stdout: JSON.stringify(errorResult(version, e)) + '\n', exitCode: 1 };
+    return { stdout: JSON.stringify(errorResult(version, withConfigOrigin(e, raw))) + '\n', exitCode: 1 };
   }
 }

@@ -276,6 +276,37 @@ test('GC touches only its own network on its own node: a dotted network name sha
   });
 });
 
+test('DEL tolerates config fields it does not use (reported on stderr), still refuses what it needs; config errors name the network and its conflist', async () => {
+  await withHarness(async (h) => {
+    const pod = h.pod('deltol');
+    const id = cid('t');
+    await h.add(pod, id);
+    const conflist = h.conflist.plugins[0].conflist as string;
+    assert.ok(typeof conflist === 'string' && conflist.startsWith(h.confDir), `cni install names its file in the conflist: ${conflist}`);
+    const broken = { mtu: 'abc', interfaceType: 'macvlan', datastoreTimeoutMs: 'soon', control: 'relative.sock', ipam: { type: 'podway', assign_ipv4: 'maybe' } };
+    // ADD refuses such a config, naming the field, the network and the file.
+    const add = await h.call({ command: 'ADD', containerId: cid('t'), netns: h.pod('deltol2').path, ifname: 'eth0', extra: { mtu: 'abc' } });
+    assert.is(add.json?.code, 7, add.stdout);
+    assert.ok(add.json.msg.startsWith(`network "podway" config (${conflist}): mtu: expected an integer`), add.json.msg);
+    // DEL still needs its datastore: refused, named.
+    const noStore = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra: { ...broken, datastore: 'consul:x' } });
+    assert.is(noStore.json?.code, 7, noStore.stdout);
+    assert.ok(noStore.json.msg.startsWith(`network "podway" config (${conflist}): datastore:`), noStore.json.msg);
+    assert.equal(await h.handles(), [`podway.${id}`], 'nothing released by the refused DEL');
+    const del = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra: broken });
+    assert.is(del.exitCode, 0, `${del.stdout} ${del.stderr}`);
+    assert.is(del.stdout, '');
+    for (const field of ['mtu', 'interfaceType', 'datastoreTimeoutMs', 'control', 'ipam.assign_ipv4']) assert.ok(del.stderr.includes(`: ${field}: `), `stderr names ${field}: ${del.stderr}`);
+    assert.equal(await h.handles(), [], 'address released');
+    assert.equal(await h.workloadEndpoints(), [], 'endpoint deleted');
+    assert.equal(h.caliLinks(), [], 'veth removed');
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo']);
+    // Without a file name (a config not written by cni install), the network is still named.
+    const plain = await h.call({ command: 'ADD', containerId: cid('t'), netns: h.pod('deltol3').path, ifname: 'eth0', extra: { conflist: undefined, mtu: 'abc' } });
+    assert.ok(plain.json.msg.startsWith('network "podway" config: mtu:'), plain.json.msg);
+  });
+});
+
 test('a repeated ADD of the same attachment keeps its address and interface; a broken one is made again on the same address', async () => {
   await withHarness(async (h) => {
     const pod = h.pod('again2');
@@ -668,7 +699,7 @@ test('podway cni install writes the shim and the conflist; uninstall removes onl
     assert.ok(shim.includes(SHIM_MARKER));
     assert.ok(shim.includes(process.execPath) && shim.includes(path.resolve(__dirname, '../../src/cni/main.js')), shim);
     const conf = JSON.parse(readFileSync(path.join(confDir, '20-pw-net.conflist'), 'utf8'));
-    assert.equal(conf, { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name: 'pw-net', plugins: [{ type: 'podway', datastore: `embedded:${h.storeDir}`, nodename: 'n-1', ipam: { type: 'podway' } }] });
+    assert.equal(conf, { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name: 'pw-net', plugins: [{ type: 'podway', datastore: `embedded:${h.storeDir}`, nodename: 'n-1', ipam: { type: 'podway' }, conflist: path.join(confDir, '20-pw-net.conflist') }] });
     // the shim answers VERSION with no environment but CNI_COMMAND
     const v = sh('/usr/bin/env', ['-i', 'CNI_COMMAND=VERSION', path.join(binDir, 'podway')]);
     assert.equal(JSON.parse(v).supportedVersions, ['0.4.0', '1.0.0', '1.1.0']);

@@ -68,7 +68,7 @@ function openOutput(path: string, onGone: () => void): Output {
 
 export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> {
   // Everything the user typed is checked before anything starts.
-  parseTraceFilter(o.filter);
+  parseTraceFilter(o.filter, 'capture');
   parseStage(o.stage);
   if (o.count !== undefined && (!Number.isInteger(o.count) || o.count < 1)) throw new Error('capture: -n must be a positive whole number');
   if (!o.write) throw new Error('capture: give -w FILE.pcapng (or -w - for stdout)');

@@ -17,6 +17,7 @@ import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } 
 // and options), so what loads here is paid by each `podway` start, and `run`'s modules (the engine,
 // the datastore, the metrics) load in run's action (see "Start-up time" in bench/README.md).
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
+import { parseTraceFilter } from '../dataplane/trace';
 import { validateNodeName } from '../control/resource-names';
 import { startLevel, parseLogLevel } from '../observe/log';
 
@@ -25,6 +26,18 @@ export const TRACE_TIMED_OUT = 3;
 
 /** trace's and capture's filter words (src/dataplane/trace.ts parseTraceFilter). */
 const FILTER_HELP = 'host|src|dst ADDR (IPv4 or IPv6), icmp|icmp6|tcp|udp|ipip|proto N, port N (joined by "and")';
+
+/** trace's and capture's filter words checked here: false (exit status 2, the reason on stderr) when they are wrong. */
+function filterOk(words: string[], command: 'trace' | 'capture'): boolean {
+  try {
+    parseTraceFilter(words, command);
+    return true;
+  } catch (e) {
+    process.stderr.write(`podway: ${(e as Error).message}\n`);
+    process.exitCode = 2;
+    return false;
+  }
+}
 
 /** -n N: a count of 1 or more (Number("abc") was NaN, which waited the whole timeout for nothing). */
 function wholeNumber(v: string): number {
@@ -210,7 +223,7 @@ export function buildProgram(): Command {
   program
     .command('trace')
     .description('show the life of the next N packets matching a filter, e.g. `podway trace host 10.244.0.66 and icmp -n 2`')
-    .addHelpText('after', `\nExit status: 0 when N packets matched; ${TRACE_TIMED_OUT} when the timeout came first (none or fewer than N matched,\nthose that did are shown); 1 when podway could not be asked; 2 for bad arguments.`)
+    .addHelpText('after', `\nExit status: 0 when N packets matched; ${TRACE_TIMED_OUT} when the timeout came first (none or fewer than N matched,\nthose that did are shown); 1 when podway could not be asked; 2 for bad arguments (a bad filter too).\nOnce podway matches packets in every thread, "podway: tracing ..." goes to stderr: send what to trace after it.`)
     .argument('[filter...]', FILTER_HELP)
     .option('-n, --count <n>', 'packets to show', wholeNumber, 1)
     .option('--timeout <seconds>', 'give up after', positiveSeconds, 10)
@@ -218,7 +231,13 @@ export function buildProgram(): Command {
     .option('--control <path>', 'control socket path')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (filter: string[], o) => {
-      const res = (await controlRequest(controlPath(o), { cmd: 'trace', filter, count: o.count, timeoutMs: o.timeout * 1000 }, o.timeout * 1000 + 5000)) as { filter: string; records: { at: string; ingress: string; stages: string[] }[] };
+      // A bad filter is a bad argument (2), told before podway is asked (1 is "could not ask").
+      if (!filterOk(filter, 'trace')) return;
+      // Said on stderr once podway matches packets in every thread: what is sent from then on is seen.
+      const armed = (p: Record<string, unknown>) => {
+        if (typeof p.armed === 'string') process.stderr.write(`podway: tracing "${p.armed}": the next ${o.count} matching packet${o.count > 1 ? 's' : ''} within ${o.timeout}s\n`);
+      };
+      const res = (await controlRequest(controlPath(o), { cmd: 'trace', filter, count: o.count, timeoutMs: o.timeout * 1000, armed: true }, o.timeout * 1000 + 5000, armed)) as { filter: string; records: { at: string; ingress: string; stages: string[] }[] };
       if (o.output === 'json') process.stdout.write(JSON.stringify(res, null, 2) + '\n');
       else process.stdout.write(formatTrace(res));
       // A script must tell "nothing (or not all) seen" from success: it used to exit 0 either way.
@@ -250,6 +269,7 @@ export function buildProgram(): Command {
     .option('--node <name>', 'node whose podway to ask')
     .option('--control <path>', 'control socket path')
     .action(async (filter: string[], o) => {
+      if (!filterOk(filter, 'capture')) return;
       const { runCapture, sayToStderr } = await import('./capture');
       const r = await runCapture({ sock: controlPath(o), filter, stage: o.stage, count: o.count, write: o.write, say: sayToStderr });
       sayToStderr(`${r.written} packets captured${r.lost ? `, ${r.lost} lost (the reader was too slow)` : ''}`);

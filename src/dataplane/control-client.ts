@@ -11,8 +11,11 @@ export function defaultControlPath(node: string): string {
   return `/run/podway/${validateNodeName(node)}.sock`;
 }
 
-/** Client side: one request, one answer (bounded by a timeout). */
-export function controlRequest(sockPath: string, req: object, timeoutMs = 15_000): Promise<unknown> {
+/**
+ * Client side: one request, one answer (bounded by a timeout). Lines before the answer that carry
+ * {"progress": ...} (a trace's "armed") go to `onProgress`.
+ */
+export function controlRequest(sockPath: string, req: object, timeoutMs = 15_000, onProgress?: (p: Record<string, unknown>) => void): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const c = net.createConnection(sockPath);
     let buf = '';
@@ -23,13 +26,20 @@ export function controlRequest(sockPath: string, req: object, timeoutMs = 15_000
     c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
     c.on('data', (d) => {
       buf += d.toString('utf8');
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      c.end();
-      const res = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
-      if (res.ok) resolve(res.result);
-      else reject(new Error(res.error));
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const res = JSON.parse(buf.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string; progress?: Record<string, unknown> };
+        buf = buf.slice(nl + 1);
+        if (res.progress !== undefined && res.ok === undefined) {
+          onProgress?.(res.progress);
+          continue;
+        }
+        clearTimeout(timer);
+        c.end();
+        if (res.ok) resolve(res.result);
+        else reject(new Error(res.error));
+        return;
+      }
     });
     c.on('error', (e) => {
       clearTimeout(timer);

@@ -1,7 +1,8 @@
 /**
  * The local control socket of a running podway: newline-delimited JSON requests
  * ({"cmd":"status"|"routes"|"endpoints"|"counters"|"trace"|"node-status", ...}) answered with one
- * JSON line.
+ * JSON line ({"ok": ...}); a trace asked with "armed": true gets a {"progress": {"armed": FILTER}}
+ * line before it, once the trace matches packets in every thread.
  * {"cmd":"capture", ...} is answered with one JSON line too, after which the connection carries
  * the capture's frames (see CaptureFrame) until the capture ends or the client closes it.
  * `podway run` adds to the status (readiness, log level) and adds commands (log-level) through
@@ -105,7 +106,8 @@ function openControlServer(sockPath: string, target: () => ControlTarget | null,
           else void startingError(starting).then((error) => conn.end(JSON.stringify({ ok: false, error }) + '\n'));
           return;
         }
-        (t ? handle(t.engine, line, t.workerCounters, t.extras, t.taps) : handleStarting(line, starting)).then(
+        const progress = (o: object) => conn.write(JSON.stringify({ progress: o }) + '\n');
+        (t ? handle(t.engine, line, t.workerCounters, t.extras, t.taps, progress) : handleStarting(line, starting)).then(
           (res) => conn.write(JSON.stringify({ ok: true, result: res }) + '\n'),
           (err) => conn.write(JSON.stringify({ ok: false, error: (err as Error).message }) + '\n'),
         );
@@ -248,8 +250,8 @@ async function handleStarting(line: string, starting: () => Promise<Record<strin
   throw new Error(await startingError(starting));
 }
 
-async function handle(engine: Engine, line: string, workerCounters: WorkerCounters, extras: ControlExtras, taps: Taps): Promise<unknown> {
-  let req: { cmd?: string; filter?: string[]; count?: number; timeoutMs?: number };
+async function handle(engine: Engine, line: string, workerCounters: WorkerCounters, extras: ControlExtras, taps: Taps, progress: (o: object) => void): Promise<unknown> {
+  let req: { cmd?: string; filter?: string[]; count?: number; timeoutMs?: number; armed?: boolean };
   try {
     req = JSON.parse(line);
   } catch {
@@ -281,7 +283,9 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
     }
     case 'trace': {
       const f = parseTraceFilter(req.filter ?? []);
-      const records = await taps.trace(f, req.count ?? 1, Math.min(req.timeoutMs ?? 10_000, 120_000));
+      // {"armed": true}: a {"progress": {"armed": FILTER}} line first, once every thread matches.
+      const onArmed = req.armed === true ? () => progress({ armed: describeFilter(f) }) : undefined;
+      const records = await taps.trace(f, req.count ?? 1, Math.min(req.timeoutMs ?? 10_000, 120_000), onArmed);
       return { filter: describeFilter(f), records };
     }
     default: {
@@ -335,7 +339,7 @@ function serveCapture(taps: Taps, engine: Engine, conn: net.Socket, line: string
   let stop: (() => void) | null = null;
   try {
     const req = JSON.parse(line) as { filter?: string[]; stage?: string; count?: number };
-    const filter = parseTraceFilter(req.filter ?? []);
+    const filter = parseTraceFilter(req.filter ?? [], 'capture');
     const stage = parseStage(req.stage);
     const count = Number.isInteger(req.count) && req.count! > 0 ? req.count! : Number.MAX_SAFE_INTEGER;
     let lost = 0;

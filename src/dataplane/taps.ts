@@ -5,8 +5,9 @@
  * found, on timeout, or when the client goes away.
  *
  * Worker messages: to a worker {type:'trace-start'|'trace-stop'|'capture-start'|'capture-stop', id,
- * ...}; from a worker {type:'trace-record', id, record}, {type:'capture-started', id} (its engine
- * captures from now on) and {type:'capture-chunk', id, chunk, lost, end}.
+ * ...}; from a worker {type:'trace-record', id, record}, {type:'trace-armed', id} (its engine
+ * traces from now on), {type:'capture-started', id} (its engine captures from now on) and
+ * {type:'capture-chunk', id, chunk, lost, end}.
  */
 import type { Engine } from './engine';
 import type { TraceFilter, TraceRecord } from './trace';
@@ -39,6 +40,8 @@ export interface CaptureSession {
 export class Taps {
   private seq = 0;
   private readonly traces = new Map<number, (r: TraceRecord, worker: number) => void>();
+  /** Per trace: called as each worker reports its trace open ('trace-armed'). */
+  private readonly armed = new Map<number, (worker: number) => void>();
   private readonly captures = new Map<number, (chunk: Uint8Array | null, lost: number, end: boolean) => void>();
   private readonly captureStarts = new Map<number, (worker: number) => void>();
   private capturing = false;
@@ -55,6 +58,10 @@ export class Taps {
       this.captureStarts.get(m.id!)?.(index);
       return true;
     }
+    if (m.type === 'trace-armed') {
+      this.armed.get(m.id!)?.(index);
+      return true;
+    }
     if (m.type === 'capture-chunk') {
       this.captures.get(m.id!)?.(m.chunk ?? null, m.lost ?? 0, !!m.end);
       return true;
@@ -62,8 +69,12 @@ export class Taps {
     return false;
   }
 
-  /** The next `count` packets matching `filter` in any thread, or what came within `timeoutMs`. */
-  async trace(filter: TraceFilter, count: number, timeoutMs: number): Promise<TraceRecord[]> {
+  /**
+   * The next `count` packets matching `filter` in any thread, or what came within `timeoutMs`.
+   * `onArmed` is called once every thread matches packets against the filter (workers open their
+   * trace between two batches, and say so), so a caller can tell when to send what it traces.
+   */
+  async trace(filter: TraceFilter, count: number, timeoutMs: number, onArmed?: () => void): Promise<TraceRecord[]> {
     const workers = this.workers();
     const wanted = Math.max(1, Math.min(count, 100));
     const t = this.engine.openTrace(filter, wanted); // refuses a second trace
@@ -78,15 +89,35 @@ export class Taps {
     };
     this.traces.set(id, add);
     t.onRecord = (r) => add(r, 0);
+    // As a capture's start: armed once every worker said so, or anyway after WORKER_START_WAIT_MS
+    // (a worker that died must not hold the line back).
+    let armTimer: NodeJS.Timeout | undefined;
+    if (onArmed && workers.length === 0) onArmed();
+    else if (onArmed) {
+      const waiting = new Set(workers.map((_, k) => k + 1)); // handle()'s worker index: 1-based
+      const armed = () => {
+        clearTimeout(armTimer);
+        this.armed.delete(id);
+        onArmed();
+      };
+      armTimer = setTimeout(armed, WORKER_START_WAIT_MS);
+      armTimer.unref();
+      this.armed.set(id, (worker) => {
+        waiting.delete(worker);
+        if (waiting.size === 0) armed();
+      });
+    }
     for (const w of workers) w.post({ type: 'trace-start', id, filter, count: wanted });
     const timer = setTimeout(done, timeoutMs);
     try {
       await finished;
     } finally {
       clearTimeout(timer);
+      clearTimeout(armTimer);
       this.engine.closeTrace(t);
       for (const w of workers) w.post({ type: 'trace-stop', id });
       this.traces.delete(id);
+      this.armed.delete(id);
     }
     return records.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
   }
@@ -168,6 +199,7 @@ export function serveTaps(engine: Engine, post: (msg: object, transfer?: ArrayBu
         const t = engine.openTrace(m.filter!, m.count!);
         t.onRecord = (record) => post({ type: 'trace-record', id: m.id, record });
         traces.set(m.id!, t);
+        post({ type: 'trace-armed', id: m.id });
         return true;
       }
       case 'trace-stop': {

@@ -29,14 +29,26 @@ export interface TraceRecord {
 
 const PROTOS: Record<string, number> = { icmp: 1, ipip: 4, tcp: 6, udp: 17, icmp6: 58, icmpv6: 58 };
 
-/** Parse a tcpdump-like filter: words such as `host 10.0.0.1 and icmp`, `src X`, `dst X`, `port 80`. */
-export function parseTraceFilter(words: string[]): TraceFilter {
+/**
+ * Parse a tcpdump-like filter: words such as `host 10.0.0.1 and icmp`, `src X`, `dst X`, `port 80`.
+ * `command` (trace or capture, which share the words) starts each error message.
+ */
+export function parseTraceFilter(words: string[], command: 'trace' | 'capture' = 'trace'): TraceFilter {
+  try {
+    return parseFilterWords(words, `${command} filter`);
+  } catch (e) {
+    const m = (e as Error).message;
+    throw new Error(m.startsWith(`${command} filter:`) ? m : `${command} filter: ${m}`);
+  }
+}
+
+function parseFilterWords(words: string[], what: string): TraceFilter {
   const f: TraceFilter = {};
   const w = words.flatMap((x) => x.split(/\s+/)).filter((x) => x && x !== 'and');
   for (let i = 0; i < w.length; i++) {
     const k = w[i].toLowerCase();
     const next = () => {
-      if (i + 1 >= w.length) throw new Error(`trace filter: "${k}" needs a value`);
+      if (i + 1 >= w.length) throw new Error(`${what}: "${k}" needs a value`);
       return w[++i];
     };
     const addr = (s: string) => parseIpv4(s); // throws "invalid IPv4 address ..." itself
@@ -51,16 +63,16 @@ export function parseTraceFilter(words: string[]): TraceFilter {
     else if (k === 'dst') f.dst = addr(next());
     else if (k === 'port') {
       const p = Number(next());
-      if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`trace filter: bad port "${w[i]}" (a number 0..65535)`);
+      if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`${what}: bad port "${w[i]}" (a number 0..65535)`);
       f.port = p;
     } else if (k === 'proto') {
       const v = next();
       f.proto = PROTOS[v] ?? (/^\d+$/.test(v) ? Number(v) : NaN);
-      if (!(f.proto >= 0 && f.proto <= 255)) throw new Error(`trace filter: unknown protocol "${v}" (icmp, icmp6, tcp, udp, ipip or a number 0..255)`);
+      if (!(f.proto >= 0 && f.proto <= 255)) throw new Error(`${what}: unknown protocol "${v}" (icmp, icmp6, tcp, udp, ipip or a number 0..255)`);
     } else if (k in PROTOS) f.proto = PROTOS[k];
     else if (/^\d+\.\d+\.\d+\.\d+$/.test(k)) f.host = addr(k);
     else if (k.includes(':')) f.host6 = addr6(k);
-    else throw new Error(`trace filter: unknown word "${w[i]}" (use host/src/dst ADDR, icmp/icmp6/tcp/udp/ipip, proto N, port N)`);
+    else throw new Error(`${what}: unknown word "${w[i]}" (use host/src/dst ADDR, icmp/icmp6/tcp/udp/ipip, proto N, port N)`);
   }
   return f;
 }

@@ -3,7 +3,7 @@
 // tell "nothing seen" from success); errors and bad arguments keep their own codes.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -65,6 +65,41 @@ t('podway not running at the socket is 1, a bad argument 2; --help documents the
   assert.is((await podway(['trace', 'icmp', '--timeout', 'x', '--control', sock])).code, 2);
   const help = (await podway(['trace', '--help'])).out.replace(/\s+/g, ' ');
   assert.match(help, 'Exit status: 0 when N packets matched; 3 when the timeout came first');
+});
+
+t('a bad filter is a bad argument: trace exits 2 (not 1, "could not ask"), capture too, each naming itself', async () => {
+  const tr = await podway(['trace', 'net', '10.0.0.0/8', '--timeout', '1', '--control', sock]);
+  assert.is(tr.code, 2, `${tr.out}${tr.err}`);
+  assert.match(tr.err, 'podway: trace filter: unknown word "net"');
+  const bad = await podway(['trace', 'host', '10.0.0.300', '--control', sock]);
+  assert.is(bad.code, 2, bad.err);
+  assert.match(bad.err, /trace filter: .*"10\.0\.0\.300"/);
+  const cap = await podway(['capture', 'net', '10.0.0.0/8', '-w', path.join(tempDir(), 'x.pcapng'), '--control', sock]);
+  assert.is(cap.code, 2, `${cap.out}${cap.err}`);
+  assert.match(cap.err, 'podway: capture filter: unknown word "net"');
+  assert.not.match(cap.err, 'trace');
+});
+
+t('trace says on stderr when it is armed; one packet sent after that line is matched', async () => {
+  const tr = spawn(process.execPath, [BIN, 'trace', 'host', '10.244.7.7', 'and', 'icmp', '-n', '1', '--timeout', '20', '--control', sock], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let out = '';
+    let err = '';
+    tr.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    tr.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    const exited = new Promise<number | null>((r) => tr.once('exit', (code) => r(code)));
+    const end = Date.now() + 15_000;
+    while (Date.now() < end && tr.exitCode === null && !/tracing/.test(err)) await new Promise((r) => setTimeout(r, 20));
+    assert.match(err, 'podway: tracing "host 10.244.7.7 and proto 1": the next 1 matching packet within 20s', `armed line: ${err}`);
+    // One echo request from the node (the kernel routes the pool to podway's host port), sent
+    // once; nothing holds 10.244.7.7, so no reply: the request must be the packet the trace shows.
+    spawnSync('ip', ['netns', 'exec', NS, 'ping', '-n', '-c', '1', '-W', '1', '10.244.7.7'], { stdio: 'ignore', timeout: 10_000 });
+    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 15_000))]);
+    assert.is(code, 0, `trace exit: ${out}${err}`);
+    assert.match(out, /^packet 1 \(.*\):\n  -> ipv4 10\.1\.2\.3 -> 10\.244\.7\.7 proto 1/m);
+  } finally {
+    if (tr.exitCode === null && tr.signalCode === null) tr.kill('SIGKILL');
+  }
 });
 
 t.run();

@@ -187,13 +187,14 @@ test('capture at rx, tx and drop, to stdout, across workers; top shows the traff
     assert.is(await again.done, 0, again.err());
 
     // Bad input.
+    // A bad filter is a bad argument (2, as trace), named as capture's.
     const bad = podway(['capture', '--control', sock, 'host', '10.244.0.300', '-w', path.join(dir, 'bad.pcapng')]);
-    assert.is(await bad.done, 1);
-    assert.match(bad.err(), /invalid IPv4 address "10\.244\.0\.300"/);
+    assert.is(await bad.done, 2);
+    assert.match(bad.err(), /capture filter: invalid IPv4 address "10\.244\.0\.300"/);
     assert.not.ok(existsSync(path.join(dir, 'bad.pcapng')), 'no file for a capture that never started');
     const word = podway(['capture', '--control', sock, 'hots', web2.ip, '-w', '-']);
-    assert.is(await word.done, 1);
-    assert.match(word.err(), /unknown word "hots"/);
+    assert.is(await word.done, 2);
+    assert.match(word.err(), /capture filter: unknown word "hots"/);
     const unwritable = podway(['capture', '--control', sock, 'icmp', '-w', path.join(dir, 'no-such-dir', 'x.pcapng')]);
     assert.is(await unwritable.done, 1);
     assert.match(unwritable.err(), /cannot write .*no-such-dir\/x\.pcapng: ENOENT/);

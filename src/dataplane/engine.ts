@@ -540,7 +540,11 @@ export class Engine {
    * without nft: failures.tunnelTable). The encapsulation source, ARP's
    * sender address and ICMP errors read the pipeline's nodeIp, swapped by apply with the rest of
    * the model; the host port, the pods' ports and the host's routes stay as they are. The address
-   * on another interface: everything is opened again there (openInfra), as at start.
+   * on another interface: everything is opened again there (openInfra), as at start. That move is
+   * not rolled back: openInfra closes the old ports first (the host TUN cannot be opened twice
+   * under its name, and the old address is gone anyway), so when a new port cannot be opened the
+   * model is rejected with no node port open (readiness lists them; the pods' ports stay), and
+   * infraAt is null, so the next model applied opens them again (as a first apply does).
    * A model rejected after this succeeded (a later step of apply threw) leaves the ports on the new
    * address (infraAt) with the old model in force; its retry finds them there and follows nothing.
    */
@@ -550,6 +554,7 @@ export class Engine {
     // Throws (the model is rejected, nothing changed) when no interface holds the new address.
     const ul = findUnderlay(model.node.ip);
     if (!this.underlay || ul.name !== this.underlay.name) {
+      // not rolled back on failure: see above
       this.log.warn(`${change} on ${ul.name} (was ${this.underlay?.name ?? 'none'}): underlay, tunnel sockets and host port opened again there`, { component: 'host', interface: ul.name });
       this.openInfra(model);
       return;

@@ -392,6 +392,30 @@ test('a model rejected after its new IPv4 address was followed (a later step thr
   stopRig(r);
 });
 
+test('the node address moved to another interface, a port there cannot be opened: rejected with no node port open (readiness says so, pods\' ports stay), the next model opens them there', () => {
+  sh('ip', ['link', 'add', 'ul1', 'type', 'veth', 'peer', 'name', 'ul1p']);
+  sh('ip', ['addr', 'add', '10.99.1.1/24', 'dev', 'ul1']);
+  sh('ip', ['link', 'set', 'ul1', 'up']);
+  const r = rig();
+  try {
+    r.engine.apply(dualModel());
+    const a = portOf(r, 'caliA');
+    r.io.failOpen('ul1', 'EMFILE');
+    assert.throws(() => r.engine.apply(dualModel('fd99::1', '10.99.1.1')), /EMFILE/);
+    assert.is(portOf(r, UL), -1, 'the old underlay port was closed first (not rolled back)');
+    assert.ok(r.engine.readiness().problems.some((p) => /port underlay is not open/.test(p)), JSON.stringify(r.engine.readiness()));
+    assert.is(portOf(r, 'caliA'), a, 'pods\' ports stay');
+    r.engine.apply(dualModel('fd99::1', '10.99.1.1'));
+    assert.ok(portOf(r, 'ul1') >= 0, 'underlay port open on the new interface');
+    assert.equal(r.engine.readiness().problems, []);
+    assert.is(r.engine.status().underlay?.name, 'ul1');
+    assert.ok(forwardsAtoB(r));
+  } finally {
+    stopRig(r);
+    sh('ip', ['link', 'del', 'ul1']);
+  }
+});
+
 test('a rejected new IPv4 address whose old table nft will not put back: no table, tunnels on the sockets, the next apply reopens the underlay port without them', async () => {
   const r = rig({ manageHost: true });
   r.engine.apply(dualModel());

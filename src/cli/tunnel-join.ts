@@ -33,33 +33,57 @@ export class TunnelAddressJoin {
    * the model stale: a node with no tunnel address whose only VXLAN pools are disabled gets none
    * (nothing to assign from), and the same can hold for a pool whose nodeSelector or allowedUses
    * leaves this node out (the model does not show those). Joining again on every apply would only
-   * repeat it, so it runs again when these inputs change; a failed join is tried with the next apply.
+   * repeat it, so it runs again when these inputs change. Forgotten once a model is not stale: an
+   * address cleared later (an operator, `ipam release`) with the same inputs is joined for again.
    */
   private joinedFor: string | null = null;
   /** Joins started (for status and tests). */
   runs = 0;
+  /** The last model applied, and the timer that joins for it again after a failed join (a quiet
+   * cluster sends no new model to retry with). */
+  private last: NodeDataplaneModel | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private failures = 0;
 
   constructor(
     /** The join: reconciles the Node's tunnel addresses in the datastore (a new model follows a change). */
     private readonly join: () => Promise<void>,
     private readonly onError: (e: Error) => void,
+    /** Wait before joining again after a failure: first, doubling up to max (ms). */
+    private readonly retryMs: { first: number; max: number } = { first: 1000, max: 60_000 },
   ) {}
 
   /** A model was applied: join again when its tunnel addresses look stale (not while one runs, and
    * not again for the same inputs as the last successful join: joinedFor). */
   applied(m: NodeDataplaneModel): void {
     if (this.stopped) return;
+    this.last = m;
     if (this.running) {
       // looked at when the running join ends (its outcome may already answer it)
       this.waiting = m;
       return;
     }
-    if (!tunnelAddressesStale(m)) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (!tunnelAddressesStale(m)) {
+      this.joinedFor = null;
+      this.failures = 0;
+      return;
+    }
     const inputs = joinInputs(m);
     if (inputs === this.joinedFor) return;
     this.runs++;
     this.running = this.join()
-      .then(() => void (this.joinedFor = inputs), (e) => this.onError(e as Error))
+      .then(
+        () => {
+          this.joinedFor = inputs;
+          this.failures = 0;
+        },
+        (e) => {
+          this.onError(e as Error);
+          this.scheduleRetry();
+        },
+      )
       .finally(() => {
         this.running = null;
         const next = this.waiting;
@@ -76,7 +100,21 @@ export class TunnelAddressJoin {
     while (this.running) await this.running;
   }
 
+  /** After a failed join: the last model again after a backoff, unless a newer one comes first. */
+  private scheduleRetry(): void {
+    if (this.stopped) return;
+    const wait = Math.min(this.retryMs.max, this.retryMs.first * 2 ** Math.min(this.failures, 16));
+    this.failures++;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.last && !this.running) this.applied(this.last);
+    }, wait);
+    this.retryTimer.unref?.();
+  }
+
   stop(): void {
     this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
   }
 }

@@ -70,6 +70,11 @@ test('only a disabled VXLAN pool: the join runs once (no address to assign), not
     join.applied(m3);
     await join.idle();
     assert.is(join.runs, 2, 'nothing stale: no join');
+    // The address cleared later (an operator, ipam release): the same inputs as the join that
+    // assigned it, but stale again after a fresh model: joined for again.
+    join.applied(m2);
+    await join.idle();
+    assert.is(join.runs, 3, 'stale again after a fresh model: the join runs again');
   } finally {
     join.stop();
     await ds.close();
@@ -105,6 +110,42 @@ test('a failed join is tried again with the next apply of the same model', async
     join.applied(m);
     await join.idle();
     assert.is(join.runs, 2, 'then not again');
+  } finally {
+    join.stop();
+    await ds.close();
+    await kv.close();
+  }
+});
+
+test('a failed join is tried again on its own after a backoff when no new model comes (a quiet cluster)', async () => {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-tjoin-')), 'store');
+  dirs.push(path.dirname(dir));
+  mkdirSync(dir);
+  const kv = new FileKv({ dir });
+  const errors: string[] = [];
+  const join = new TunnelAddressJoin(async () => void (await reconcileVxlanTunnelAddrs(kv, 'node1', { assignV6: false })), (e) => errors.push(e.message), { first: 50, max: 200 });
+  const ds = new KvDatastore(kv, { debounceMs: 5, maxDelayMs: 50 });
+  try {
+    await kv.create(IPPOOL_PREFIX + POOL.name, poolValue(POOL.name, POOL.cidr, { vxlanMode: 'Always', ipipMode: 'Never' }));
+    await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24' });
+    await ds.start();
+    const m = computeNodeModel(ds.current()!, 'node1');
+    const n = (await kv.get(nodeKey('node1')))!;
+    assert.ok(await kv.delete(nodeKey('node1'), n.modRevision));
+    join.applied(m);
+    await join.idle();
+    assert.is(errors.length, 1, 'the first join failed');
+    // two more failures on the timer alone, then the Node is back and the timer's join assigns
+    const deadline = Date.now() + 10_000;
+    while (join.runs < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(join.runs >= 3, `retried without a new model: ${join.runs} runs`);
+    assert.ok(await kv.create(nodeKey('node1'), n.value));
+    let addr: unknown;
+    while (addr === undefined && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      addr = (JSON.parse((await kv.get(nodeKey('node1')))!.value) as { spec: Record<string, unknown> }).spec.ipv4VXLANTunnelAddr;
+    }
+    assert.match(String(addr), /^10\.244\./, 'the retry assigned the tunnel address');
   } finally {
     join.stop();
     await ds.close();

@@ -55,8 +55,9 @@ export function parseResourceText(text: string, file: string, mode: 'full' | 'id
     const result = validateResource(raw);
     // A field Calico does not define is a typo that would be stored and mean the default.
     const unknown = unknownCalicoFields(raw);
-    for (const issue of [...(result.ok ? [] : result.issues), ...unknown]) issues.push({ file, location, path: issue.path, message: issue.message });
-    if (!result.ok || unknown.length > 0) return;
+    const reserved = reservedAsNumber(raw);
+    for (const issue of [...(result.ok ? [] : result.issues), ...unknown, ...reserved]) issues.push({ file, location, path: issue.path, message: issue.message });
+    if (!result.ok || unknown.length > 0 || reserved.length > 0) return;
     out.push({ object: raw as JsonObject, location });
   };
   list.forEach((doc, index) => {
@@ -91,4 +92,19 @@ export function readResourceFile(file: string, mode: 'full' | 'identity' = 'full
     throw new Error(`${file}: cannot read: ${(e as Error).message}`);
   }
   return parseResourceText(text, file === '-' ? '<stdin>' : file, mode);
+}
+
+/**
+ * AS 0 is reserved (RFC 7607): a BGPPeer, BGPConfiguration or Node naming it could never peer, so
+ * it is refused when written. (Stored resources with it still load: the BGP plan skips or
+ * defaults them with a warning.)
+ */
+function reservedAsNumber(raw: unknown): { path: string; message: string }[] {
+  if (!isMapping(raw) || !isMapping(raw.spec)) return [];
+  const spec = raw.spec as Record<string, unknown>;
+  const bgp = isMapping(spec.bgp) ? (spec.bgp as Record<string, unknown>) : null;
+  const message = 'AS 0 is reserved (RFC 7607): use 1-4294967295';
+  if ((raw.kind === 'BGPPeer' || raw.kind === 'BGPConfiguration') && spec.asNumber === 0) return [{ path: 'spec.asNumber', message }];
+  if (raw.kind === 'Node' && bgp?.asNumber === 0) return [{ path: 'spec.bgp.asNumber', message }];
+  return [];
 }

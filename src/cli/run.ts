@@ -291,9 +291,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // With --bgp, ready only while the speaker runs and every session is Established (calico-node's
     // -bird-ready): a node whose peers are down does not receive or announce routes.
     if (opts.bgp) {
+      // A model thread busy with a large snapshot may miss the 2 s answer: its last answer stands
+      // for 30 s, so readiness does not flap on one slow reply.
+      let lastBgp: { status: NonNullable<Awaited<ReturnType<typeof source.bgpStatus>>>; at: number } | null = null;
       health.setBgp(async () => {
         const s = await source.bgpStatus();
-        return s === null ? ['the model thread did not answer'] : bgpNotReady(s);
+        if (s !== null) lastBgp = { status: s, at: Date.now() };
+        const known = s ?? (lastBgp !== null && Date.now() - lastBgp.at < 30_000 ? lastBgp.status : null);
+        return known === null ? ['the model thread did not answer'] : bgpNotReady(known);
       });
       if (metrics) {
         const { BgpCollector } = require('../observe/bgp-metrics') as typeof import('../observe/bgp-metrics');

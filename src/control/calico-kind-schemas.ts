@@ -9,9 +9,10 @@ import { BlockAffinitySchema, CALICO_API_VERSION, IPPoolSchema, NodeSchema, Work
 const quoted = (v: unknown): string => JSON.stringify(v);
 
 const looseMetadata = z.looseObject({ name: objectName });
-// AS 0 is reserved (RFC 7607: never in an OPEN or an AS_PATH); a peer or configuration naming it
-// could never establish, so it is refused when written rather than failing in the speaker.
-const asNumber = z.number().int().min(1).max(4294967295);
+// AS 0 (reserved, RFC 7607) loads, as it did before podway refused it: stored data must not vanish
+// from the snapshot. `podway apply` refuses it (cli/resource-files.ts); the BGP plan treats it as
+// unset (Node, BGPConfiguration) or skips the peer (BGPPeer), with a warning (bgp/peering.ts).
+const asNumber = z.number().int().min(0).max(4294967295);
 const cidrText = z.string().refine((s) => parseIPv4WithPrefix(s) !== null || parseIPv6Cidr(s) !== null, {
   error: (iss) => `expected a CIDR like 10.96.0.0/12, got ${quoted(iss.input)}`,
 });

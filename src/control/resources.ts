@@ -156,7 +156,7 @@ const nodeSpec = z.object({
     .object({
       ipv4Address: ipv4AddressWithSubnet.optional(),
       ipv6Address: z.string().optional(),
-      asNumber: z.number().int().min(1).max(4294967295).optional(),
+      asNumber: z.number().int().min(0).max(4294967295).optional(),
       ipv4IPIPTunnelAddr: ipv4Address.optional(),
       /** Set on route reflectors: the cluster ID they reflect for (Calico skips their mesh). */
       routeReflectorClusterID: ipv4Address.optional(),

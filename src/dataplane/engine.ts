@@ -1290,7 +1290,9 @@ export class Engine {
   /** An ARP request or gratuitous ARP on the underlay from a wanted neighbour: a new MAC is taken. */
   private announced(ip: number, b: Uint8Array, off: number, gratuitous: boolean): void {
     if (!this.neighbors.onAnnounce(ip, b, off, Date.now(), gratuitous)) return;
-    this.shareNeighbor(ip, b.slice(off, off + 6), true);
+    // A gratuitous ARP is shared as an announcement; a plain request the table took as one, as a
+    // reply, so the other workers keep their own lock window for it (the kernel's arp_process).
+    this.shareNeighbor(ip, b.slice(off, off + 6), gratuitous);
     if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;
       this.log.info(`neighbour ${formatIpv4(ip)} announced ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });

@@ -69,9 +69,11 @@ export class Health implements Collector {
     const waiting: string[] = [];
     let modelApplied = false;
     let portsAttached = false;
-    if (!this.engines) reasons.push('no model applied yet (starting)');
+    // The engines' and BGP's answers come from other threads (up to 2 s each): asked together.
+    const [engines, bgp] = await Promise.all([this.engines ? this.engines() : null, this.bgp ? this.bgp() : []]);
+    if (!engines) reasons.push('no model applied yet (starting)');
     else {
-      const all = await this.engines();
+      const all = engines;
       modelApplied = all.length > 0 && all.every((e) => !e.problems.includes('no model applied yet'));
       portsAttached = modelApplied && all.every((e) => e.problems.length === 0);
       all.forEach((e, k) => {
@@ -81,7 +83,7 @@ export class Health implements Collector {
     }
     if (!this.datastore.inSync) reasons.push(`datastore: ${this.datastore.reason}`);
     for (const g of this.tunnelGaps) reasons.push(`tunnel address: ${g}`);
-    if (this.bgp) for (const b of await this.bgp()) reasons.push(`bgp: ${b}`);
+    for (const b of bgp) reasons.push(`bgp: ${b}`);
     const report = { ready: reasons.length === 0, reasons, checks: { modelApplied, portsAttached, datastoreInSync: this.datastore.inSync }, waiting };
     this.last = report;
     return report;

@@ -47,6 +47,13 @@ test('BGPConfiguration asNumber and Node asNumber; mesh off leaves no mesh sessi
   const off = computeBgpPlan(snapshotOf(ippool, bgpConfig({ nodeToNodeMeshEnabled: false, listenPort: 1179, bindMode: 'NodeIP' }), ...nodes), 'node1');
   assert.equal(off.peers, []);
   assert.equal(off.speaker, { localAs: 64512, routerId: '10.99.0.2', gracefulRestartSeconds: 120, listenPort: 1179, listenAddress: '10.99.0.2' });
+  // AS 0 (reserved, RFC 7607) stored in a Node or BGPConfiguration: as unset, with a warning
+  const zero = computeBgpPlan(snapshotOf(ippool, bgpConfig({ asNumber: 0 }), node('node1', '10.99.0.2/24', undefined, { bgp: { ipv4Address: '10.99.0.2/24', asNumber: 0 } }), nodes[1]!, bgpPeer('zero', { peerIP: '10.99.0.251', asNumber: 0 })), 'node1');
+  assert.ok(zero.warnings.includes('BGPPeer zero: spec.asNumber 0 is reserved (RFC 7607) and can never establish; skipped'), JSON.stringify(zero.warnings));
+  assert.is(zero.speaker.localAs, 64512);
+  assert.equal(zero.peers.map((p) => p.asNumber), [64512]);
+  assert.ok(zero.warnings.some((w) => /BGPConfiguration default: spec\.asNumber 0 is reserved/.test(w)), JSON.stringify(zero.warnings));
+  assert.ok(zero.warnings.some((w) => /Node node1: spec\.bgp\.asNumber 0 is reserved/.test(w)), JSON.stringify(zero.warnings));
 });
 
 test('global and node-specific BGPPeers: node, nodeSelector, peerIP with port, keepOriginalNextHop', () => {

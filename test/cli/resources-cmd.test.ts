@@ -250,6 +250,17 @@ function cliSuite(target: Target) {
     assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
   });
 
+  test('AS 0 (reserved, RFC 7607) is refused by apply, naming the field; nothing is written', async () => {
+    const zero = path.join(work, 'as0.yaml');
+    writeFileSync(zero, 'apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\nspec:\n  peerIP: 10.99.0.254\n  asNumber: 0\n'
+      + '---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: n1\nspec:\n  bgp:\n    ipv4Address: 10.99.0.1/24\n    asNumber: 0\n');
+    const r = await podway(['apply', '-f', zero, ...ds()]);
+    assert.is(r.code, 1, r.err);
+    assert.match(r.err, 'as0.yaml: document 1 (BGPPeer tor): spec.asNumber: AS 0 is reserved (RFC 7607): use 1-4294967295');
+    assert.match(r.err, 'as0.yaml: document 2 (Node n1): spec.bgp.asNumber: AS 0 is reserved (RFC 7607): use 1-4294967295');
+    assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+  });
+
   test('get, delete and ipam show|check|release on an embedded store that does not exist: refused naming it, nothing created', async () => {
     // A mistyped path used to be created and shown as an empty cluster.
     const missing = path.join(work, 'no-such-store');

@@ -75,7 +75,8 @@ function nodeBgpOf(node: Node, defaultAs: number): NodeBgp {
     name: node.metadata.name,
     ip,
     ipText: ip === null ? null : formatIPv4(ip),
-    asNumber: node.spec.bgp?.asNumber ?? defaultAs,
+    // AS 0 is reserved (RFC 7607): as unset (computeBgpPlan warns).
+    asNumber: node.spec.bgp?.asNumber || defaultAs,
     rrClusterId: node.spec.bgp?.routeReflectorClusterID ?? null,
     labels: node.metadata.labels ?? {},
   };
@@ -105,7 +106,8 @@ function globalConfig(snapshot: ClusterSnapshot): BGPConfiguration | undefined {
  */
 export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, options: BgpPlanOptions = {}): BgpPlan {
   const config = globalConfig(snapshot);
-  const defaultAs = config?.spec.asNumber ?? DEFAULT_AS_NUMBER;
+  // AS 0 is reserved (RFC 7607): as unset, with a warning below.
+  const defaultAs = config?.spec.asNumber || DEFAULT_AS_NUMBER;
   const meshEnabled = config?.spec.nodeToNodeMeshEnabled ?? true;
   const nodes = snapshot.nodes.map((n) => nodeBgpOf(n, defaultAs));
   const self = nodes.find((n) => n.name === nodeName);
@@ -114,6 +116,8 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   const selfIp = self.ipText;
 
   const warnings: string[] = [];
+  if (config?.spec.asNumber === 0) warnings.push('BGPConfiguration default: spec.asNumber 0 is reserved (RFC 7607); using 64512');
+  for (const n of snapshot.nodes) if (n.spec.bgp?.asNumber === 0) warnings.push(`Node ${n.metadata.name}: spec.bgp.asNumber 0 is reserved (RFC 7607); using ${defaultAs}`);
   const peers: CalicoPeer[] = [];
   const taken = new Map<string, string>();
   const nodeByIp = new Map<string, NodeBgp>();
@@ -201,6 +205,10 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
       continue;
     }
     const asNumber = spec.asNumber!;
+    if (asNumber === 0) {
+      warnings.push(`${source}: spec.asNumber 0 is reserved (RFC 7607) and can never establish; skipped`);
+      continue;
+    }
     const name = `${prefix}_${protocolSuffix(target.address)}`;
     const peerNode = nodeByIp.get(target.address);
     add({

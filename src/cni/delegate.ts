@@ -58,7 +58,10 @@ export function forwardToIpam(type: string, command: 'STATUS' | 'GC', env: CniEn
 
 function execIpam(file: string, type: string, command: string, stdin: string): Record<string, unknown> | null {
   const res = spawnSync(file, [], { input: stdin, encoding: 'utf8', env: { ...process.env, CNI_COMMAND: command }, timeout: 30_000 });
-  if (res.error) throw new CniError(CNI_CODES.IPAM_FAILED, `IPAM plugin ${file} (${command}) could not run: ${res.error.message}`);
+  // A plugin may answer without reading its stdin (VERSION, say) and exit before all of it was
+  // written: EPIPE on our side, while the plugin ran and its exit status and stdout stand.
+  const epipe = (res.error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE' && res.status !== null;
+  if (res.error && !epipe) throw new CniError(CNI_CODES.IPAM_FAILED, `IPAM plugin ${file} (${command}) could not run: ${res.error.message}`);
   const out = (res.stdout ?? '').trim();
   let parsed: Record<string, unknown> | null = null;
   if (out !== '') {

@@ -326,7 +326,7 @@ test('natOutgoing flips live: off leaves with the pod address, on again with the
     lab.setMode('vxlan');
     assert.ok(await until(() => !natpools().includes('10.244.0.0/16'), 10_000), 'set emptied');
     // podway status reports what the table now holds, not the start spec.
-    assert.ok(await until(async () => (await natStatus('node1')).natPools.length === 0, 5000), `status after the flag went off: ${JSON.stringify(await natStatus('node1'))}`);
+    assert.ok(await until(async () => (await natStatus('node1')).natPools.length === 0, 10_000), `status after the flag went off: ${JSON.stringify(await natStatus('node1'))}`);
     const st = await natStatus('node1');
     assert.ok(st.updates >= 1, JSON.stringify(st));
     assert.match(podwayStatusText('node1'), /natOutgoing from no pool/);
@@ -336,7 +336,7 @@ test('natOutgoing flips live: off leaves with the pod address, on again with the
     lab.natOutgoing = true;
     lab.setMode('vxlan');
     assert.ok(await until(() => natpools().includes('10.244.0.0/16'), 10_000), 'set filled');
-    assert.ok(await until(async () => (await natStatus('node1')).natPools.includes('10.244.0.0/16'), 5000), `status after the flag went on: ${JSON.stringify(await natStatus('node1'))}`);
+    assert.ok(await until(async () => (await natStatus('node1')).natPools.includes('10.244.0.0/16'), 10_000), `status after the flag went on: ${JSON.stringify(await natStatus('node1'))}`);
     const on = await peerJson(pod.ns, ['udp-ask', outside.ip, '7008', '0', '3000'], 3000);
     assert.is(on.answered, true);
     assert.is(splitPeer(srv.peers().pop()!).ip, lab.node('node1').ip);

@@ -66,8 +66,8 @@ async function node2ToNode1(v6 = false): Promise<RouteRow | undefined> {
  * came through the new connections, not after the dead one timed out.
  */
 async function followedWithoutTimeout(n: LabNode, mark: number, reconnect: RegExp, followed: RegExp): Promise<void> {
-  assert.ok(await waitLog(n, reconnect, mark, 5000), `${n.name} makes new datastore connections: ${n.log.slice(mark).join(' | ')}`);
-  assert.ok(await waitLog(n, followed, mark, 10_000), `${n.name} followed: ${n.log.slice(mark).join(' | ')}`);
+  assert.ok(await waitLog(n, reconnect, mark, 15_000), `${n.name} makes new datastore connections: ${n.log.slice(mark).join(' | ')}`);
+  assert.ok(await waitLog(n, followed, mark, 15_000), `${n.name} followed: ${n.log.slice(mark).join(' | ')}`);
   const lines = n.log.slice(mark);
   const at = lines.findIndex((l) => followed.test(l));
   assert.not.ok(lines.slice(0, at).some((l) => /datastore unreachable/.test(l)), `no dead connection waited for: ${lines.slice(0, at + 1).join(' | ')}`);
@@ -146,7 +146,7 @@ test('node1\'s IPv4 address renumbered: the Node in etcd gets it (nothing else c
   assert.equal({ ...after, metadata: { ...after.metadata, resourceVersion: undefined }, spec: { ...after.spec, bgp: { ...after.spec.bgp, ipv4Address: undefined } } },
     { ...before, metadata: { ...before.metadata, resourceVersion: undefined }, spec: { ...before.spec, bgp: { ...before.spec.bgp, ipv4Address: undefined } } },
     'the rest of the Node is unchanged');
-  assert.ok(await waitLog(n1, new RegExp(`node address autodetected again \\(first-found\\): ${old.replace(/\./g, '\\.')}/24 -> ${NEW_IP.replace(/\./g, '\\.')}/24; Node updated`), mark, 5000), `node1 says it updated its Node: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await waitLog(n1, new RegExp(`node address autodetected again \\(first-found\\): ${old.replace(/\./g, '\\.')}/24 -> ${NEW_IP.replace(/\./g, '\\.')}/24; Node updated`), mark, 15_000), `node1 says it updated its Node: ${n1.log.slice(mark).join(' | ')}`);
   assert.equal((await new Ipam(store!.kv).check()).map((p) => p.message), [], 'IPAM consistent');
 
   // node2 reads the change from etcd: route, natOutgoing's set of node addresses.
@@ -181,7 +181,7 @@ test('node1\'s IPv6 address renumbered: the Node in etcd gets it, node2 routes n
   assert.equal({ ...after, metadata: { ...after.metadata, resourceVersion: undefined }, spec: { ...after.spec, bgp: { ...after.spec.bgp, ipv6Address: undefined } } },
     { ...was, metadata: { ...was.metadata, resourceVersion: undefined }, spec: { ...was.spec, bgp: { ...was.spec.bgp, ipv6Address: undefined } } },
     'the rest of the Node is unchanged (the new IPv4 address stays)');
-  assert.ok(await waitLog(n1, /node address autodetected again \(first-found\): fd99::1\/64 -> fd99::a31\/64; Node updated/, mark, 5000), `node1 says it updated its Node: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await waitLog(n1, /node address autodetected again \(first-found\): fd99::1\/64 -> fd99::a31\/64; Node updated/, mark, 15_000), `node1 says it updated its Node: ${n1.log.slice(mark).join(' | ')}`);
   assert.equal((await new Ipam(store!.kv).check()).map((p) => p.message), [], 'IPAM consistent');
 
   assert.ok(await until(async () => (await node2ToNode1(true))?.via === NEW_IP6, 10_000, 100), `node2 routes node1's IPv6 block to ${NEW_IP6}: ${JSON.stringify(await node2ToNode1(true))}`);

@@ -178,7 +178,7 @@ test('reconnect(): a watch on a dead connection (no byte passes, nothing closes)
     const w = recordWatch(store, p, a.modRevision + 1);
     const { events, statuses } = w;
     const a1 = (await direct.update(`${p}a`, '1', a.modRevision))!;
-    await until('the first event', () => events.length === 1, 5000);
+    await until('the first event', () => events.length === 1, 10_000);
     const before = relay.accepted();
     relay.freeze();
     const a2 = (await direct.update(`${p}a`, '2', a1.modRevision))!;
@@ -188,7 +188,7 @@ test('reconnect(): a watch on a dead connection (no byte passes, nothing closes)
     store.reconnect();
     const a3 = (await direct.update(`${p}a`, '3', a2.modRevision))!;
     // (the keepalive would give the dead connection up only after 10-15 s)
-    await until('the events written while the connection was dead, and after', () => events.length === 4, 5000);
+    await until('the events written while the connection was dead, and after', () => events.length === 4, 10_000);
     assert.equal(
       events.map(e => (e.type === 'put' ? `${e.entry.key}=${e.entry.value}@${e.entry.modRevision}` : 'delete')),
       [`${p}a=1@${a1.modRevision}`, `${p}a=2@${a2.modRevision}`, `${p}b=x@${b.modRevision}`, `${p}a=3@${a3.modRevision}`],

@@ -98,7 +98,7 @@ test('"capturing" is said once a worker that reads its messages late captures to
     assert.ok(await until(() => said.length > 0, 5000), 'the client says it captures');
     worker.receive(worker.port('caliA'), frame('a_to_b'));
     main.receive(main.port('caliA'), frame('a_to_b'));
-    const r = await Promise.race([run, new Promise<null>((res) => setTimeout(() => res(null), 3000))]);
+    const r = await Promise.race([run, new Promise<null>((res) => setTimeout(() => res(null), 10_000))]);
     assert.ok(r !== null, 'both frames captured (the worker\'s was taken after "capturing")');
     assert.is(r!.written, 2);
     const ports = execFileSync('tshark', ['-r', file, '-T', 'fields', '-e', 'ip.dst'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n');

@@ -436,7 +436,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       server.close();
       await source.close();
       eng.stop();
-      nat.stop();
+      await nat.stop();
       throw e;
     }
     for (const n of eng.notes) log.info(`host: set ${n}`, { component: 'host' });
@@ -558,8 +558,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
         server.close();
         broadcast({ type: 'stop' });
         eng.stop();
-        nat.stop();
-        void Promise.all([monitorStopped, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
+        // an update's nft still running is waited for before the table is deleted (nft-nat.ts stop)
+        const natStopped = nat.stop();
+        // a tunnel-address join in flight still writes the Node and IPAM through the datastore:
+        // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
+        const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
+        void Promise.all([monitorStopped, natStopped, joinEnded, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
           .then(() => source.close())
           .then(resolve);
       };

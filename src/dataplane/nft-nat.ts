@@ -24,7 +24,7 @@
  * The same table holds the kernel transit drop (`pod_ingress`, see podIngressChain): pod frames
  * podway forwards are dropped before the node's conntrack and routing see them.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { ChildProcess, execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 export const NAT_TABLE = 'podway';
@@ -212,6 +212,8 @@ export class NftNat {
   private setsKey = '';
   private running = false;
   private pending: NatSpec | null = null;
+  /** The update's `nft -f` still running (stop() waits for it: see there), and its exit. */
+  private child: { proc: ChildProcess; exited: Promise<void> } | null = null;
   lastError: string | null = null;
   updates = 0;
   /** Updates nft refused (or failed to run), retries included. */
@@ -278,6 +280,7 @@ export class NftNat {
           const first = this.retryDelay === 0;
           this.lastError = (e as Error).message;
           this.failures++;
+          if (!this.spec) break; // stopped meanwhile: nothing to heal
           // the next attempt replaces the whole table: the refused one may have left it half-updated
           this.tableKey = '';
           this.retryDelay = Math.min(this.retryMaxMs, this.retryDelay > 0 ? this.retryDelay * 2 : this.retryMinMs);
@@ -312,12 +315,27 @@ export class NftNat {
     this.retryDelay = 0;
   }
 
-  /** Remove the table (at stop). Never throws: a table already gone is fine. */
-  stop(): void {
+  /**
+   * Remove the table (at stop). Never throws: a table already gone is fine. An update's `nft -f`
+   * still running is waited for first (up to waitMs, then killed): a replace that committed after
+   * the delete would leave the table (pod_ingress drop, masquerade) behind once podway is gone.
+   */
+  async stop(waitMs = 5000): Promise<void> {
     this.clearRetry();
     if (!this.spec) return;
     this.spec = null;
     this.pending = null;
+    const c = this.child;
+    if (c) {
+      let timer: NodeJS.Timeout | undefined;
+      const inTime = await Promise.race([c.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), waitMs)))]);
+      clearTimeout(timer);
+      if (!inTime) {
+        this.log(`nat: an update's nft still ran after ${waitMs / 1000} s at stop: killed`);
+        c.proc.kill('SIGKILL');
+        await Promise.race([c.exited, new Promise((r) => setTimeout(r, 1000).unref())]);
+      }
+    }
     try {
       this.run(`delete table ip ${NAT_TABLE}\n`, 'delete table');
     } catch (e) {
@@ -361,6 +379,13 @@ export class NftNat {
       const c = execFile(this.nft, ['-f', '-'], { timeout: 10_000 }, (err, _out, stderr) => {
         if (err) reject(nftError(Object.assign(err, { stderr }), what));
         else resolve();
+      });
+      // 'exit', not the callback: the callback also waits for the pipes, which a grandchild may hold
+      const exited = new Promise<void>((r) => { c.once('exit', () => r()); c.once('error', () => r()); });
+      const me = { proc: c, exited };
+      this.child = me;
+      void exited.then(() => {
+        if (this.child === me) this.child = null;
       });
       c.stdin?.end(program);
     });

@@ -7,6 +7,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
 import { NatSpec, natTableProgram, NftNat, NAT_TABLE } from '../../src/dataplane/nft-nat';
 import { ownedTableInput } from '../helpers/nft-owner';
@@ -42,7 +45,7 @@ test('an update nft refuses is tried again on a timer (backing off), counted and
     let err = '';
     holder.stderr!.on('data', (d) => (err += String(d)));
     holder.stdin!.write(ownedTableInput(natTableProgram(spec([])), 'ip', NAT_TABLE));
-    assert.ok(await waitFor(() => /flags owner/.test(table()), 5000, 20), `nft -i holds the table: ${err}`);
+    assert.ok(await waitFor(() => /flags owner/.test(table()), 10_000, 20), `nft -i holds the table: ${err}`);
     nat.update(spec(['10.244.0.0/16']));
     // the first attempt and two retries refused, counted
     assert.ok(await waitFor(() => nat.failures >= 3, 10_000, 20), `tried again while refused: ${JSON.stringify(nat.status())} ${logs.join('\n')}`);
@@ -52,17 +55,83 @@ test('an update nft refuses is tried again on a timer (backing off), counted and
     assert.not.match(table(), /10\.244\.0\.0\/16 \}/);
     // let go: no new change comes, the timer brings the update in
     holder.stdin!.end();
-    assert.ok(await waitFor(() => holder.exitCode !== null || holder.signalCode !== null, 5000, 10), 'nft -i ended');
+    assert.ok(await waitFor(() => holder.exitCode !== null || holder.signalCode !== null, 10_000, 10), 'nft -i ended');
     assert.ok(await waitFor(() => /set natpools \{[^}]*elements = \{ 10\.244\.0\.0\/16 \}/.test(table()), 10_000, 20), `the update went in: ${table()}`);
     // (the table may be in before nft's exit reaches this process)
-    assert.ok(await waitFor(() => nat.lastError === null, 5000, 10), `${JSON.stringify(nat.status())}\n${logs.join('\n')}`);
+    assert.ok(await waitFor(() => nat.lastError === null, 10_000, 10), `${JSON.stringify(nat.status())}\n${logs.join('\n')}`);
     assert.ok(logs.some((l) => /natOutgoing from 10\.244\.0\.0\/16 \(table ip podway replaced, after \d+ refused attempt/.test(l)), logs.join('\n'));
     // healed: no more retries
     const r = nat.retries;
     await new Promise((res) => setTimeout(res, 600));
     assert.is(nat.retries, r, 'the timer stopped');
   } finally {
-    nat.stop();
+    await nat.stop();
+  }
+});
+
+/**
+ * An `nft` that runs the real one NFT_SLOW_MS after it has read its program, except a delete (an
+ * update's nft still running when stop() deletes the table). One process: killed, nothing runs.
+ */
+function slowNft(dir: string): string {
+  const file = path.join(dir, 'nft');
+  writeFileSync(file, `#!${process.execPath}
+const { execFileSync } = require('node:child_process');
+const chunks = [];
+process.stdin.on('data', (c) => chunks.push(c)).on('end', () => {
+  const prog = Buffer.concat(chunks);
+  const ms = prog.toString().startsWith('delete table') ? 0 : Number(process.env.NFT_SLOW_MS || 0);
+  setTimeout(() => {
+    try { execFileSync('nft', process.argv.slice(2), { input: prog, stdio: ['pipe', 'inherit', 'inherit'] }); } catch (e) { process.exit(e.status || 1); }
+  }, ms);
+});
+`);
+  chmodSync(file, 0o755);
+  return file;
+}
+
+test('stop() while an update\'s nft still runs: it is waited for, then the table is deleted (none left behind)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-slow-nft-'));
+  const logs: string[] = [];
+  const nat = new NftNat((m) => logs.push(m), slowNft(dir));
+  try {
+    process.env.NFT_SLOW_MS = '0';
+    nat.start(spec([]));
+    assert.match(table(), /table ip podway/);
+    process.env.NFT_SLOW_MS = '1000';
+    // a new flow limit: the whole table is replaced (a replace re-creates a deleted table)
+    nat.update({ ...spec(['10.244.0.0/16']), maxFlows: 1000 });
+    await nat.stop();
+    assert.is(table(), '', 'deleted at stop');
+    // the update's nft would have committed by now had it outlived the delete
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.is(table(), '', `nothing left behind: ${table()}`);
+    assert.not.ok(logs.some((l) => /killed/.test(l)), logs.join('\n'));
+  } finally {
+    await nat.stop();
+    delete process.env.NFT_SLOW_MS;
+    sh('nft', ['delete', 'table', 'ip', NAT_TABLE], { allowFail: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('stop() while an update\'s nft hangs: killed after the bound, the table deleted', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-slow-nft-'));
+  const logs: string[] = [];
+  const nat = new NftNat((m) => logs.push(m), slowNft(dir));
+  try {
+    process.env.NFT_SLOW_MS = '0';
+    nat.start(spec([]));
+    process.env.NFT_SLOW_MS = '60000';
+    nat.update({ ...spec(['10.244.0.0/16']), maxFlows: 1000 });
+    await nat.stop(300);
+    assert.ok(logs.some((l) => /still ran after 0\.3 s at stop: killed/.test(l)), logs.join('\n'));
+    assert.is(table(), '', 'deleted at stop');
+  } finally {
+    await nat.stop();
+    delete process.env.NFT_SLOW_MS;
+    sh('nft', ['delete', 'table', 'ip', NAT_TABLE], { allowFail: true });
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

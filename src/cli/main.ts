@@ -215,7 +215,10 @@ export function buildProgram(): Command {
     // host-side failures (Engine.failures), only when there was one
     const failed = Object.entries((r.failures ?? {}) as Record<string, number>).filter(([, n]) => n > 0);
     const failures = failed.length ? `\nfailures: ${failed.map(([k, n]) => `${k} ${n}`).join(', ')}\n` : '';
-    return table(r.ports) + '\n' + table(reasons) + failures + nat + bgp;
+    // workers that did not answer in time: the sums above lack their part
+    const missing = (r.missingWorkers ?? []) as number[];
+    const gone = missing.length ? `\nnot counted: worker${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not answer in time\n` : '';
+    return table(r.ports) + '\n' + table(reasons) + failures + gone + nat + bgp;
   });
   // node status: the BGP sessions, as calicoctl node status.
   addNodeCommands(program, controlPath);

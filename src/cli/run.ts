@@ -13,6 +13,7 @@ import { joinCluster, updateNodeAddresses } from './join';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
+import { MissingWorkerLog, missingWorkers } from './worker-answers';
 import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
@@ -188,6 +189,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       w.postMessage({ type, id });
       setTimeout(() => { if (pending.delete(id)) resolve(null); }, WORKER_ANSWER_MS).unref();
     })));
+  // A worker's part missing from a sum is said (the answer names it; a warning at most once a minute).
+  const missingLog = new MissingWorkerLog((m) => log.warn(m), WORKER_ANSWER_MS);
   // Scrapes and readiness probes that overlap share one round of questions.
   let asking: Promise<(WorkerState | null)[]> | null = null;
   const workerStates = () => (asking ??= askWorkers('snapshot', (m) => ({ snapshot: m.snapshot, readiness: m.readiness }) as WorkerState).finally(() => (asking = null)));
@@ -210,6 +213,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       if (!engine) return mergeSnapshots([]);
       const main = engine.metricsSnapshot();
       const others = await workerStates();
+      missingLog.note('metrics', missingWorkers(others));
       return mergeSnapshots([main, ...others.filter((o): o is WorkerState => o !== null).map((o) => o.snapshot)]);
     }));
     httpServer = await startMetricsServer({ port: opts.metricsPort, host: opts.metricsHost, metrics, health, log: log.child({ component: 'metrics' }) });
@@ -362,7 +366,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const others = await workerStates();
       return [eng.readiness(), ...others.map((o, k) => o?.readiness ?? { problems: [exited.has(k + 1) ? `worker ${k + 1} exited` : `worker ${k + 1} does not answer`], waiting: [] })];
     });
-    const workerCounters = () => askWorkers<Counters>('counters', (m) => m.counters as Counters).then((all) => all.filter((c): c is Counters => c !== null));
+    // null for a worker that did not answer: mergeCounters names it in the answer (missingWorkers)
+    const workerCounters = () => askWorkers<Counters>('counters', (m) => m.counters as Counters).then((all) => {
+      missingLog.note('counters', missingWorkers(all));
+      return all;
+    });
     // Trace and capture run in every forwarding thread.
     const taps = new Taps(eng, () => workers.map((w) => ({ post: (m: object, transfer?: ArrayBuffer[]) => w.postMessage(m, transfer) })));
     const server = control.server;

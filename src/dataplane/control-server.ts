@@ -24,8 +24,9 @@ export { controlRequest, defaultControlPath } from './control-client';
 
 type Counters = ReturnType<Engine['counters']>;
 
-/** Counters of the other forwarding workers (podway run --workers N), merged into `counters`. */
-export type WorkerCounters = () => Promise<Counters[]>;
+/** Counters of the other forwarding workers (podway run --workers N), merged into `counters`: one
+ * entry per worker in order (index k is worker k+1), null for a worker that did not answer in time. */
+export type WorkerCounters = () => Promise<(Counters | null)[]>;
 
 /** What the process adds beside the engine's view (natOutgoing's nftables table), if anything. */
 export interface ControlExtras {
@@ -297,14 +298,17 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
 }
 
 /** Drop reasons, route packets and engine failures add up across workers; each worker's ports are listed with its
- * index. */
-export function mergeCounters(main: Counters, others: Counters[]): Counters {
+ * index. A worker that did not answer (null) is left out of the sums and named in `missingWorkers`
+ * (its index), so a sum that lacks a worker's part says so. */
+export function mergeCounters(main: Counters, others: readonly (Counters | null)[]): Counters & { missingWorkers?: number[] } {
   if (others.length === 0) return main;
   const reasons: Record<string, number> = { ...main.reasons };
   const ports = main.ports.map((p) => ({ ...p, port: `${p.port as string} [w0]` }));
   const routes = new Map(main.routes.map((r) => [r.cidr, { ...r }]));
   const failures = { ...main.failures };
+  const missingWorkers: number[] = [];
   others.forEach((c, k) => {
+    if (c === null) return void missingWorkers.push(k + 1);
     for (const [r, n] of Object.entries(c.reasons)) reasons[r] = (reasons[r] ?? 0) + n;
     for (const [f, n] of Object.entries(c.failures ?? {})) failures[f as keyof typeof failures] += n;
     for (const p of c.ports) ports.push({ ...p, port: `${p.port as string} [w${k + 1}]` });
@@ -314,7 +318,7 @@ export function mergeCounters(main: Counters, others: Counters[]): Counters {
       else routes.set(r.cidr, { ...r });
     }
   });
-  return { reasons, ports, routes: [...routes.values()], failures };
+  return { reasons, ports, routes: [...routes.values()], failures, ...(missingWorkers.length ? { missingWorkers } : {}) };
 }
 
 /**

@@ -372,6 +372,10 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.persist = (int)v;
     if (opt_u32(env, opts, "existing", 0, &v)) return throw_type(env, "existing: boolean");
     o.existing = (int)v;
+    if (opt_u32(env, opts, "share", 0, &v)) return throw_type(env, "share: boolean");
+    o.share = (int)v;
+    if (opt_u32(env, opts, "sharedTx", 0, &v)) return throw_type(env, "sharedTx: boolean");
+    o.shared_tx = (int)v;
     if (opt_u32(env, opts, "ring", 1, &v)) return throw_type(env, "ring: boolean");
     o.ring = (int)v;
     if (opt_u32(env, opts, "ringVersion", 2, &v) || (v != 2 && v != 3)) return throw_type(env, "ringVersion: 2 or 3");
@@ -465,8 +469,12 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
   switch (kind) {
   case PORT_TAP:
   case PORT_TUN:
+    o.netns = netns;
     err = port_open_tuntap(p, name, kind == PORT_TAP, &o);
-    snprintf(what, sizeof what, "open %s %s", kind == PORT_TAP ? "tap" : "tun", name);
+    if (o.shared_tx)
+      snprintf(what, sizeof what, "%s %s: share the fd its owning thread opened", kind == PORT_TAP ? "tap" : "tun", name);
+    else
+      snprintf(what, sizeof what, "open %s %s", kind == PORT_TAP ? "tap" : "tun", name);
     break;
   case PORT_PACKET:
     if (!netns[0] && take_spare(a, &o, p)) err = port_bind_packet(p, name, &o);

@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_tun.h>
@@ -89,11 +90,90 @@ static void set_bufs(int fd, const struct open_opts *o) {
     set_int(fd, SOL_SOCKET, SO_SNDBUF, o->sndbuf);
 }
 
+/*
+ * TAP/TUN devices shared between the process's forwarding threads (`podway run --workers N`). A
+ * pod's TAP/TUN device is single-queue: one thread opens it (and alone reads it, so a flow's frames
+ * stay in order); the others transmit to it through a dup of that thread's fd. The dup is made
+ * under this lock and the owner leaves the list under it before closing, so a listed fd is always
+ * the device's file, never a reused number. The addon is loaded once per process: this list is
+ * shared by every thread's instance.
+ */
+#define SHARED_TUNTAP_MAX 1024
+static struct shared_tuntap {
+  int fd; /* 0 = free slot (fd 0 is never a TAP/TUN fd of ours) */
+  int tap;
+  char netns[256];
+  char name[IFNAMSIZ];
+} shared_tt[SHARED_TUNTAP_MAX];
+static pthread_mutex_t shared_tt_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int shared_tt_match(const struct shared_tuntap *e, const char *netns, const char *name) {
+  return e->fd > 0 && strcmp(e->name, name) == 0 && strcmp(e->netns, netns) == 0;
+}
+
+static int shared_tt_add(int fd, int tap, const char *netns, const char *name) {
+  if (strlen(netns) >= sizeof shared_tt[0].netns) return -ENAMETOOLONG;
+  pthread_mutex_lock(&shared_tt_lock);
+  int free_slot = -1, err = -ENOSPC;
+  for (int i = 0; i < SHARED_TUNTAP_MAX; i++) {
+    if (shared_tt_match(&shared_tt[i], netns, name)) { free_slot = i; break; } /* the newest open wins */
+    if (free_slot < 0 && shared_tt[i].fd == 0) free_slot = i;
+  }
+  if (free_slot >= 0) {
+    struct shared_tuntap *e = &shared_tt[free_slot];
+    e->fd = fd;
+    e->tap = tap;
+    strcpy(e->netns, netns);
+    strcpy(e->name, name);
+    err = 0;
+  }
+  pthread_mutex_unlock(&shared_tt_lock);
+  return err;
+}
+
+static void shared_tt_remove(int fd) {
+  pthread_mutex_lock(&shared_tt_lock);
+  for (int i = 0; i < SHARED_TUNTAP_MAX; i++) if (shared_tt[i].fd == fd) memset(&shared_tt[i], 0, sizeof shared_tt[i]);
+  pthread_mutex_unlock(&shared_tt_lock);
+}
+
+/* A dup of the fd the owning thread listed for (netns, name), or -ENOENT when none is listed (not
+ * open there yet, or gone), -EPROTOTYPE when it is the other kind. */
+static int shared_tt_dup(int tap, const char *netns, const char *name) {
+  int fd = -ENOENT;
+  pthread_mutex_lock(&shared_tt_lock);
+  for (int i = 0; i < SHARED_TUNTAP_MAX; i++) {
+    if (!shared_tt_match(&shared_tt[i], netns, name)) continue;
+    if (shared_tt[i].tap != tap) fd = -EPROTOTYPE;
+    else {
+      fd = fcntl(shared_tt[i].fd, F_DUPFD_CLOEXEC, 3);
+      if (fd < 0) fd = -errno;
+    }
+    break;
+  }
+  pthread_mutex_unlock(&shared_tt_lock);
+  return fd;
+}
+
 int port_open_tuntap(struct port *p, const char *name, int tap, const struct open_opts *o) {
   memset(p, 0, sizeof *p);
   p->fd = -1;
   if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ) return -ENAMETOOLONG;
   p->kind = tap ? PORT_TAP : PORT_TUN;
+  const char *netns = o->netns ? o->netns : "";
+  if (o->shared_tx) {
+    int fd = shared_tt_dup(tap, netns, name);
+    if (fd < 0) return fd;
+    p->fd = fd;
+    /* the device behind it still exists (a deleted one's file answers EBADFD) */
+    struct ifreq chk;
+    memset(&chk, 0, sizeof chk);
+    if (ioctl(p->fd, TUNGETIFF, &chk) < 0) return fail(p, -errno);
+    strncpy(p->name, name, sizeof p->name - 1);
+    p->ifindex = (int)if_nametoindex(p->name);
+    p->in_use = 1;
+    return 0;
+  }
   /* TUNSETIFF makes a device that does not exist: a pod's device is the CNI's to make, so a missing
    * one is reported (and retried by the caller), never replaced by an empty one of ours. */
   if (o->existing && if_nametoindex(name) == 0) return -ENODEV;
@@ -107,6 +187,11 @@ int port_open_tuntap(struct port *p, const char *name, int tap, const struct ope
   if (o->persist && ioctl(p->fd, TUNSETPERSIST, 1) < 0) return fail(p, -errno);
   strncpy(p->name, ifr.ifr_name, sizeof p->name - 1);
   p->ifindex = (int)if_nametoindex(p->name);
+  if (o->share) {
+    int err = shared_tt_add(p->fd, tap, netns, p->name);
+    if (err) return fail(p, err);
+    p->shared_owner = 1;
+  }
   p->in_use = 1;
   return 0;
 }
@@ -338,6 +423,8 @@ void port_stop_rx(struct port *p) {
 
 void port_close(struct port *p) {
   if (p->ring) munmap(p->ring, p->ring_len);
+  if (p->shared_owner && p->fd >= 0) shared_tt_remove(p->fd); /* before the number can be reused */
+  p->shared_owner = 0;
   if (p->fd >= 0) close(p->fd);
   free(p->scratch);
   free(p->txq); /* frames still waiting go with the port */

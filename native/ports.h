@@ -80,6 +80,7 @@ struct super_ref;
 struct port {
   int in_use;
   int kind;
+  int shared_owner;   /* TAP/TUN opened with share: its fd is listed for other threads until close */
   int udp6;           /* UDP: an IPv6 socket (receive: the peer address before the frame, see recv_mmsg) */
   int fd;
   int ifindex;
@@ -188,6 +189,9 @@ struct open_opts {
   int no_scatter_rx;     /* AF_PACKET V2 ring with vnet_hdr: read super-frames whole into a buffer,
                             then copy them into the pool (the path before scatter receive) */
   int rx_merge;          /* AF_PACKET, V2 ring, vnet_hdr: merge runs of VXLAN TCP datagrams on receive (rxsuper.h) */
+  int share;             /* TAP/TUN: offer this port's fd to the process's other threads (shared_tx) */
+  int shared_tx;         /* TAP/TUN: no device open of our own: a dup of the fd another thread shares */
+  const char *netns;     /* TAP/TUN with share/shared_tx: the namespace path the device was opened in ("" = ours) */
 };
 
 /* port.tx_gso: which runs are merged (a kind the kernel rejected is turned off) */

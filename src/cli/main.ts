@@ -6,6 +6,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
+import { DEFAULT_WORKERS, WORKERS_AUTO_MAX, parseWorkers } from './workers-option';
 import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
 import { table } from './format';
 import { addResourceCommands } from './resources-cmd';
@@ -141,7 +142,7 @@ export function buildProgram(): Command {
     .option('--neighbor-reachable <ms>', 'underlay neighbours (ARP/NDP): how long an answer keeps an entry REACHABLE before it is re-probed (the kernel\'s base_reachable_time; default 30000)', (v) => Number(v))
     .option('--neighbor-retrans <ms>', 'underlay neighbours: between two probes of one address (the kernel\'s retrans_time; default 1000); 3 unanswered probes make it FAILED', (v) => Number(v))
     .option('--qdisc-bypass', 'send on AF_PACKET sockets straight to the driver, skipping qdiscs (tc)')
-    .option('--workers <n>', 'forwarding threads (flows spread by PACKET_FANOUT/SO_REUSEPORT; veth pods only when > 1)', (v) => Number(v), 1)
+    .option('--workers <n|auto>', `forwarding threads, flows spread over them by the kernel (PACKET_FANOUT/SO_REUSEPORT); auto = one per CPU, at most ${WORKERS_AUTO_MAX}; TAP/TUN pods are read by the first (default: ${DEFAULT_WORKERS})`, DEFAULT_WORKERS)
     .option('--nat-port-range <low-high>', 'natOutgoing: TCP/UDP source ports (default: above net.ipv4.ip_local_port_range, 61000-65535 on most nodes)')
     .option('--nat-udp-timeout <seconds>', 'natOutgoing: idle timeout of a NATed UDP flow (default 30 unreplied, 120 replied)', (v) => Number(v))
     .option('--nat-max-flows <n>', 'natOutgoing: NATed flows at once; new ones beyond are refused and counted', (v) => Number(v), 65536)
@@ -162,7 +163,7 @@ export function buildProgram(): Command {
       Object.assign(process.env, envWithEtcdTlsFlags(o));
       if (!node) throw new Error('run: give --node NAME (or set NODENAME)');
       if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new Error('run: --batch must be 1..1024');
-      if (!Number.isInteger(o.workers) || o.workers < 1 || o.workers > 64) throw new Error('run: --workers must be 1..64');
+      const workers = parseWorkers(o.workers);
       if (o.underlayRingMb !== undefined && (!Number.isInteger(o.underlayRingMb) || o.underlayRingMb < 1 || o.underlayRingMb > 1024)) throw new Error('run: --underlay-ring-mb must be 1..1024 (MiB)');
       if (o.natUdpTimeout !== undefined && (!Number.isInteger(o.natUdpTimeout) || o.natUdpTimeout < 1 || o.natUdpTimeout > 86400)) throw new Error('run: --nat-udp-timeout must be 1..86400 seconds');
       if (!Number.isInteger(o.natMaxFlows) || o.natMaxFlows < 1 || o.natMaxFlows > 16_777_216) throw new Error('run: --nat-max-flows must be 1..16777216');
@@ -178,7 +179,7 @@ export function buildProgram(): Command {
       const autodetectPollMs = pollText === undefined ? DEFAULT_AUTODETECT_POLL_MS : parseDuration(pollText, o.autodetectPollInterval !== undefined ? 'run: --autodetect-poll-interval' : 'run: AUTODETECT_POLL_INTERVAL');
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new Error('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, workers: o.workers, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, workers: workers.count, workersAuto: workers.auto, logLevel, metricsPort, metricsHost });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {

@@ -34,6 +34,8 @@ import { bgpNotReady } from '../control/bgp/readiness';
 import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
 import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { WORKERS_AUTO_MAX } from './workers-option';
 import { performance } from 'node:perf_hooks';
 import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
@@ -63,6 +65,8 @@ export interface RunOptions {
   kernelTransitDrop?: boolean;
   /** Forwarding workers (1 = the main thread alone). */
   workers?: number;
+  /** workers was chosen by --workers auto (the start-up log says so). */
+  workersAuto?: boolean;
   /** This node's address with its prefix, registered in a writable datastore and never changed;
    * "autodetect": first-found, re-detected; unset: the Node's own, else first-found, re-detected
    * once it leaves the node (address-monitor.ts). */
@@ -350,6 +354,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       onNeighbor6: (ip6, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }); },
       // a refused tunnel table installed on the retry timer: the workers' ports follow with the model
       onTunnelRx: (rx) => { if (current && JSON.stringify(rx) !== toldTunnels) broadcastModel(current); },
+      // a TAP pod is read here alone: the workers that transmit to it learn its MAC from us
+      onPodMac: (ifname, mac) => { for (const w of workers) w.postMessage({ type: 'pod-mac', ifname, mac: [...mac] }); },
     });
     engine = eng;
     const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };
@@ -438,7 +444,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         toldTunnels = JSON.stringify(eng.tunnelRx());
         workers.push(w);
       }
-      if (count > 1) log.info(`${count} forwarding workers`, { workers: count });
+      if (count > 1 || opts.workersAuto) log.info(`${count} forwarding worker${count > 1 ? 's' : ''}${opts.workersAuto ? ` (--workers auto: ${availableParallelism()} CPUs, at most ${WORKERS_AUTO_MAX})` : ''}`, { workers: count });
     } catch (e) {
       for (const w of workers) void w.terminate();
       server.close();

@@ -67,7 +67,9 @@ export interface EngineOptions {
    * This engine is worker `index` of `count` (worker_threads, one engine each). With count > 1 the
    * veth and underlay sockets join a PACKET_FANOUT group per interface and the VXLAN socket uses
    * SO_REUSEPORT, so the kernel spreads flows across workers; IPIP receive and the host port stay
-   * with worker 0, and TAP/TUN pods (single-queue devices) are refused.
+   * with worker 0. TAP/TUN pods are single-queue devices: worker 0 opens and alone reads each (a
+   * flow's frames stay in order); the other workers transmit to it through a dup of worker 0's fd
+   * (PortOptions.sharedTx) and take the pod's MAC from worker 0 (onPodMac).
    */
   worker?: { index: number; count: number };
   /**
@@ -88,6 +90,9 @@ export interface EngineOptions {
   /** The same for IPv6 neighbours (NAs), by address text (`announced`: an unsolicited NA with the
    * override flag). */
   onNeighbor6?: (ip6: string, mac: Uint8Array, announced: boolean) => void;
+  /** With count > 1, worker 0: a TAP pod's MAC learned from its frames (it alone reads the
+   * device), for the other workers, which transmit to the pod (learnSharedPodMac). */
+  onPodMac?: (ifname: string, mac: Uint8Array) => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
   /** A host-managing engine moved its tunnels outside apply (a refused tunnel table installed on
@@ -306,6 +311,12 @@ export class Engine {
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip) => this.resolve(ip);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
+    const onPodMac = opts.onPodMac;
+    if (onPodMac && this.worker.count > 1) {
+      this.pipe.onPodMac = (port, b, off) => {
+        if (this.pipe.role[port] === Role.POD_L2 && !this.pipe.hostSees[port]) onPodMac(this.pipe.portName[port], b.slice(off, off + 6));
+      };
+    }
     this.pipe.onNeighborAnnounce = (ip, b, off, g) => this.announced(ip, b, off, g);
     this.neighbors = new NeighborTable(opts.neighbor);
     this.neighborTickMs = Math.max(10, Math.min(NEIGHBOR_TICK_MS, opts.neighbor?.retransMs ?? NEIGHBOR_TICK_MS));
@@ -1006,15 +1017,14 @@ export class Engine {
       if (this.manageHost) this.notes.push(...quietKernelOn(ep.interfaceName, true));
       port = this.io.openPacket(ep.interfaceName, { ...this.podPortOptions(), fanoutGroup: this.fanout(ep.interfaceName) });
       this.prepareSparePort();
-    } else if (this.worker.count > 1) {
-      throw new Error(`${kind} pods are single-queue devices: run one worker to serve ${ep.interfaceName}`);
-    } else if (kind === 'tap') {
-      port = this.io.openTap(ep.interfaceName, { netns, existing: true });
     } else {
-      port = this.io.openTun(ep.interfaceName, { netns, existing: true });
+      // single-queue: worker 0 opens and reads it, the others transmit through its fd
+      const shared = this.worker.count === 1 ? {} : this.primary ? { share: true } : { sharedTx: true };
+      port = kind === 'tap' ? this.io.openTap(ep.interfaceName, { netns, existing: true, ...shared }) : this.io.openTun(ep.interfaceName, { netns, existing: true, ...shared });
     }
-    this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac, kind === 'veth');
-    this.watch(port);
+    const txOnly = kind !== 'veth' && this.worker.count > 1 && !this.primary;
+    this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac ?? (txOnly ? this.sharedPodMacs.get(ep.interfaceName) : undefined), kind === 'veth');
+    if (!txOnly) this.watch(port);
     // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would
     // (programmed with the host state). A veth's host end keeps its MTU: podway must receive
     // oversize DF packets to answer them with ICMP fragmentation needed (a smaller host-end MTU
@@ -1044,6 +1054,7 @@ export class Engine {
       if (!next || next.interfaceType !== cur.kind || next.interfaceNetns !== cur.ep.interfaceNetns) {
         this.forgetPort(cur.port);
         this.endpoints.delete(name);
+        this.sharedPodMacs.delete(name);
       }
     }
     for (const [name, ep] of want) {
@@ -1271,6 +1282,16 @@ export class Engine {
     } catch (e) {
       this.portError(this.infra.underlay, 'send', e as Error);
     }
+  }
+
+  /** TAP pods' MACs worker 0 learned (by interface name), for ports this worker opens later. */
+  private readonly sharedPodMacs = new Map<string, Uint8Array>();
+
+  /** A TAP pod's MAC worker 0 learned from the pod's frames (EngineOptions.onPodMac). */
+  learnSharedPodMac(ifname: string, mac: Uint8Array): void {
+    this.sharedPodMacs.set(ifname, mac);
+    const cur = this.endpoints.get(ifname);
+    if (cur && cur.kind === 'tap' && !cur.ep.mac) this.pipe.updatePort(cur.port, cur.ep.ips, mac);
   }
 
   /** A neighbour's answer (or announcement, `announced`) another worker received. Not shared on. */

@@ -23,6 +23,13 @@ export interface PortOptions {
   /** TAP/TUN: attach to an existing device only; a missing one fails with ENODEV instead of being
    * made by TUNSETIFF (a pod's device is the CNI's to make). */
   existing?: boolean;
+  /** TAP/TUN: list this port's fd for the process's other threads (sharedTx); it leaves the list
+   * when the port closes. */
+  share?: boolean;
+  /** TAP/TUN: open nothing: transmit through a dup of the fd another thread opened with `share`
+   * (same name and netns). Fails with ENOENT until that thread has it open. Never polled: the
+   * owning thread alone reads the device. */
+  sharedTx?: boolean;
   /** AF_PACKET: receive through a PACKET_MMAP ring (default true) rather than recvmmsg. */
   ring?: boolean;
   /** AF_PACKET ring: TPACKET_V2 (default: wakes per frame, no added latency) or TPACKET_V3

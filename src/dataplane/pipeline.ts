@@ -117,6 +117,9 @@ export class Pipeline implements CapturePorts {
   onUnresolved: (ip: number) => void = () => {};
   /** Called when an ARP reply on the underlay resolves a neighbour. */
   onNeighbor: (ip: number, b: Uint8Array, macOff: number) => void = () => {};
+  /** A pod's MAC learned from its first frame (the engine shares a TAP pod's with the other
+   * workers, which transmit to it but never read it). */
+  onPodMac: (port: number, b: Uint8Array, macOff: number) => void = () => {};
   /** Called for an ARP request, or a gratuitous ARP (sender = target, `gratuitous`), on the underlay:
    * a neighbour naming its MAC without being asked (a changed MAC is taken, neighbors.ts onAnnounce). */
   onNeighborAnnounce: (ip: number, b: Uint8Array, macOff: number, gratuitous: boolean) => void = () => {};
@@ -761,6 +764,7 @@ export class Pipeline implements CapturePorts {
   private learnPodMac(port: number, macOff: number): void {
     for (let k = 0; k < 6; k++) this.podMac[port * 6 + k] = this.b[macOff + k];
     this.podMacKnown[port] = 1;
+    this.onPodMac(port, this.b, macOff);
   }
 
   private nextId(): number {

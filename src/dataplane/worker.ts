@@ -3,6 +3,7 @@
  * the main engine. The kernel spreads flows across workers (PACKET_FANOUT, SO_REUSEPORT); see
  * EngineOptions.worker. Messages: {type:'model', model, kernelRoutes, tunnels} (worker-model.ts) | {type:'neighbor', ip, mac, announced} |
  * {type:'neighbor6', ip6, mac, announced} (an answer from an underlay neighbour, shared: see EngineOptions.onNeighbor) |
+ * {type:'pod-mac', ifname, mac} (a TAP pod's MAC the main engine learned: EngineOptions.onPodMac) |
  * {type:'counters', id} | {type:'snapshot', id} (metrics) | {type:'log-level', level} | {type:'stop'},
  * and the trace/capture sessions of taps.ts.
  */
@@ -38,12 +39,13 @@ if (parentPort) {
     onNeighbor6: (ip6, mac, announced) => port.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }),
   });
   const taps = serveTaps(engine, (m, transfer) => port.postMessage(m, transfer));
-  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel }) => {
+  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel }) => {
     try {
       if (taps(msg)) return;
       if (msg.type === 'model') applyWorkerModel(engine, msg as unknown as WorkerModelMessage);
       else if (msg.type === 'neighbor') engine.learnShared(msg.ip!, Uint8Array.from(msg.mac!), msg.announced === true);
       else if (msg.type === 'neighbor6') engine.learnShared6(msg.ip6!, Uint8Array.from(msg.mac!), msg.announced === true);
+      else if (msg.type === 'pod-mac') engine.learnSharedPodMac(msg.ifname!, Uint8Array.from(msg.mac!));
       else if (msg.type === 'counters') port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });
       else if (msg.type === 'snapshot') port.postMessage({ type: 'snapshot', id: msg.id, snapshot: engine.metricsSnapshot(), readiness: engine.readiness() });
       else if (msg.type === 'log-level') log.level = msg.level!;

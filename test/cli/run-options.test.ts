@@ -2,6 +2,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { podway } from './cli-kit';
+import { parseWorkers, WORKERS_AUTO_MAX } from '../../src/cli/workers-option';
 
 const t = suite('run options');
 
@@ -18,6 +19,21 @@ t('--help names --jit-budget with V8\'s own default beside it', async () => {
   assert.match(r.out, /--jit-budget <bytes>/);
   assert.match(r.out, /default: 4096/);
   assert.match(r.out, /67584/);
+});
+
+t('--workers takes auto or 1..64; anything else is refused before the node starts', async () => {
+  for (const bad of ['0', '65', '1.5', 'x', 'Auto', '']) {
+    const r = await podway(['run', '--node', 'workers-opt-test', '--workers', bad]);
+    assert.is.not(r.code, 0, `--workers ${JSON.stringify(bad)} was accepted`);
+    assert.match(r.err, /--workers must be auto or 1\.\.64/);
+  }
+});
+
+t('--workers auto is one thread per CPU, at most WORKERS_AUTO_MAX', () => {
+  assert.equal(parseWorkers('auto', 1), { count: 1, auto: true });
+  assert.equal(parseWorkers('auto', 2), { count: 2, auto: true });
+  assert.equal(parseWorkers('auto', 64), { count: WORKERS_AUTO_MAX, auto: true });
+  assert.equal(parseWorkers('3', 1), { count: 3, auto: false });
 });
 
 t.run();

@@ -356,6 +356,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       onTunnelRx: (rx) => { if (current && JSON.stringify(rx) !== toldTunnels) broadcastModel(current); },
       // a TAP pod is read here alone: the workers that transmit to it learn its MAC from us
       onPodMac: (ifname, mac) => { for (const w of workers) w.postMessage({ type: 'pod-mac', ifname, mac: [...mac] }); },
+      onSharedOpen: (ifname) => { for (const w of workers) w.postMessage({ type: 'shared-open', ifname }); },
     });
     engine = eng;
     const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };

@@ -9,7 +9,7 @@
 import { availableParallelism } from 'node:os';
 
 export const WORKERS_AUTO_MAX = 4;
-export const DEFAULT_WORKERS: string = '1';
+export const DEFAULT_WORKERS: string = 'auto';
 
 export interface WorkersChoice {
   count: number;

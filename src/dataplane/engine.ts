@@ -93,6 +93,9 @@ export interface EngineOptions {
   /** With count > 1, worker 0: a TAP pod's MAC learned from its frames (it alone reads the
    * device), for the other workers, which transmit to the pod (learnSharedPodMac). */
   onPodMac?: (ifname: string, mac: Uint8Array) => void;
+  /** With count > 1, worker 0: a TAP/TUN pod's device was (re)opened and listed for the other
+   * workers, which attach to it now (sharedOpened) rather than on their next retry. */
+  onSharedOpen?: (ifname: string) => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
   /** A host-managing engine moved its tunnels outside apply (a refused tunnel table installed on
@@ -303,6 +306,7 @@ export class Engine {
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
     this.tableRetryMinMs = opts.tableRetryMs ?? TABLE_RETRY_MIN_MS;
+    this.onSharedOpen = opts.onSharedOpen ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
     this.pool = new FramePool(this.batch + 8);
     this.io.setPool(this.pool);
@@ -1023,6 +1027,7 @@ export class Engine {
       port = kind === 'tap' ? this.io.openTap(ep.interfaceName, { netns, existing: true, ...shared }) : this.io.openTun(ep.interfaceName, { netns, existing: true, ...shared });
     }
     const txOnly = kind !== 'veth' && this.worker.count > 1 && !this.primary;
+    if (kind !== 'veth' && this.worker.count > 1 && this.primary) setImmediate(() => this.onSharedOpen(ep.interfaceName));
     this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac ?? (txOnly ? this.sharedPodMacs.get(ep.interfaceName) : undefined), kind === 'veth');
     if (!txOnly) this.watch(port);
     // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would
@@ -1155,6 +1160,12 @@ export class Engine {
    */
   private checkRings(): void {
     if (!this.io.checkRing) return;
+    // A worker never reads the TAP/TUN pods it transmits to (worker 0 does), so no receive error
+    // tells it the device was deleted: it looks here, and a gone device's port is closed and
+    // attached again (a dup of worker 0's new fd) once the pod makes it again, as worker 0's is.
+    if (this.worker.count > 1 && !this.primary) {
+      for (const cur of [...this.endpoints.values()]) if (cur.kind !== 'veth') this.vanished(cur.port);
+    }
     const ports = [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)];
     for (const p of ports) {
       if (p < 0) continue;
@@ -1284,6 +1295,15 @@ export class Engine {
     }
   }
 
+  /** Worker 0 (re)opened a TAP/TUN pod's device: a port of ours on a device since deleted is
+   * closed (re-attached by the apply that follows), a pending one is tried again now. */
+  sharedOpened(ifname: string): void {
+    const cur = this.endpoints.get(ifname);
+    if (cur && cur.kind !== 'veth') this.vanished(cur.port);
+    else if (this.pending.has(ifname)) this.retryPending();
+  }
+
+  private readonly onSharedOpen: (ifname: string) => void;
   /** TAP pods' MACs worker 0 learned (by interface name), for ports this worker opens later. */
   private readonly sharedPodMacs = new Map<string, Uint8Array>();
 

@@ -4,6 +4,7 @@
  * EngineOptions.worker. Messages: {type:'model', model, kernelRoutes, tunnels} (worker-model.ts) | {type:'neighbor', ip, mac, announced} |
  * {type:'neighbor6', ip6, mac, announced} (an answer from an underlay neighbour, shared: see EngineOptions.onNeighbor) |
  * {type:'pod-mac', ifname, mac} (a TAP pod's MAC the main engine learned: EngineOptions.onPodMac) |
+ * {type:'shared-open', ifname} (the main engine (re)opened a TAP/TUN pod's device: EngineOptions.onSharedOpen) |
  * {type:'counters', id} | {type:'snapshot', id} (metrics) | {type:'log-level', level} | {type:'stop'},
  * and the trace/capture sessions of taps.ts.
  */
@@ -46,6 +47,7 @@ if (parentPort) {
       else if (msg.type === 'neighbor') engine.learnShared(msg.ip!, Uint8Array.from(msg.mac!), msg.announced === true);
       else if (msg.type === 'neighbor6') engine.learnShared6(msg.ip6!, Uint8Array.from(msg.mac!), msg.announced === true);
       else if (msg.type === 'pod-mac') engine.learnSharedPodMac(msg.ifname!, Uint8Array.from(msg.mac!));
+      else if (msg.type === 'shared-open') engine.sharedOpened(msg.ifname!);
       else if (msg.type === 'counters') port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });
       else if (msg.type === 'snapshot') port.postMessage({ type: 'snapshot', id: msg.id, snapshot: engine.metricsSnapshot(), readiness: engine.readiness() });
       else if (msg.type === 'log-level') log.level = msg.level!;

@@ -142,7 +142,7 @@ async function fragmentLab(
     narrow(lab, n1, n2);
     const table = family === 'ip' ? 'fragtest' : 'fragtest6';
     if (conntrack) nsExec(n1.ns, ['nft', `add table ${family} ${table}; add chain ${family} ${table} c { type filter hook prerouting priority 0; policy accept; }; add rule ${family} ${table} c ct state new counter`]);
-    await lab.startPodway('node1');
+    await lab.startPodway('node1', undefined, ['--workers', '1']); // one thread: counters read by port name
     await body(lab, n1, n2);
   } catch (e) {
     console.log(logTail(lab, 20));

@@ -50,7 +50,7 @@ test.before(async () => {
   lab.build(); // writes the resource file with node1 and node2 (Node with VTEP, BlockAffinity, WEPs)
   // node2 programmed as Felix does for VXLAN (no podway there): src/lab/kernel.ts
   configureKernelNode(lab, lab.node('node2'), 'vxlan');
-  await lab.startPodway('node1');
+  await lab.startPodway('node1', undefined, ['--workers', '1']); // one thread: counters read by port name
   const n2block = lab.node('node2').block;
   const up = await until(async () => (await kindOf(lab!.node('node1'), n2block)) === 'vxlan', 10_000);
   assert.ok(up, `node1 has no vxlan route to ${n2block}`);
@@ -130,7 +130,7 @@ test('the traffic really crossed the kernel VXLAN device; podway dropped nothing
 
 test('with --no-tx-gso: node1 sends every VXLAN datagram on its own; TCP both ways still sha256 equal', async () => {
   await lab!.stopPodway('node1');
-  await lab!.startPodway('node1', undefined, ['--no-tx-gso']);
+  await lab!.startPodway('node1', undefined, ['--no-tx-gso', '--workers', '1']);
   const n2block = lab!.node('node2').block;
   assert.ok(await until(async () => (await kindOf(lab!.node('node1'), n2block)) === 'vxlan', 10_000), 'vxlan route back');
   for (const [a, b] of [['web-1', 'web-2'], ['web-2', 'web-1']]) {

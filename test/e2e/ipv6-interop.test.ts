@@ -30,7 +30,7 @@ test.before(async () => {
   lab = guard(new Lab(SPEC, { dualStack: true, podOffloads: false }));
   lab.build();
   configureKernelNode(lab, lab.node('node2'), 'vxlan');
-  await lab.startPodway('node1');
+  await lab.startPodway('node1', undefined, ['--workers', '1']); // one thread: counters read by port name
   const b6 = lab.node('node2').block6!;
   assert.ok(await until(async () => (await routes(lab!.node('node1'))).some((r) => r.cidr === b6 && r.kind === 'vxlan'), 10_000), `node1 routes ${b6} over VXLAN`);
 });
@@ -98,7 +98,7 @@ test('underlay offloads on, pod offloads on: TCP 4 MB each way over IPv6 and IPv
   try {
     l.build();
     configureKernelNode(l, l.node('node2'), 'vxlan');
-    await l.startPodway('node1');
+    await l.startPodway('node1', undefined, ['--workers', '1']);
     const b6 = l.node('node2').block6!;
     assert.ok(await until(async () => (await routes(l.node('node1'))).some((r) => r.cidr === b6 && r.kind === 'vxlan'), 10_000), `node1 routes ${b6} over VXLAN`);
     let port = 5320;

@@ -43,8 +43,9 @@ test.before(async () => {
   if (!isRoot()) throw new Error('IPv6 end-to-end tests need root (network namespaces)');
   lab = guard(new Lab(SPEC, { dualStack: true }));
   lab.build();
-  await lab.startPodway('node1');
-  await lab.startPodway('node2');
+  // one forwarding thread: counters are read by port name (no [wN] tags)
+  await lab.startPodway('node1', undefined, ['--workers', '1']);
+  await lab.startPodway('node2', undefined, ['--workers', '1']);
   const n2block6 = lab.node('node2').block6!;
   assert.ok(await until(async () => (await kind6('node1', n2block6)) === 'vxlan', 10_000), `node1 has no IPv6 VXLAN route to ${n2block6}`);
 });

@@ -254,7 +254,8 @@ test('restart: SIGTERM exits 0 promptly; a new podway re-attaches to the same ve
     const tap1 = lab.pod('tap-1');
     for (const [a, b] of [['web-1', 'web-2'], ['tap-1', 'tap-2']]) assert.is(ping(lab, a, lab.pod(b).ip, 10).loss, 0);
     type Ports = { ports: { port: string; rx: number; tx: number }[] };
-    const podRx = (c: Ports) => c.ports.filter((p) => p.port === web1.ifname || p.port === tap1.ifname).reduce((s, p) => s + p.rx, 0);
+    // a port's rows in every forwarding thread ("cali1 [w0]", "cali1 [w1]" with --workers N)
+    const podRx = (c: Ports) => c.ports.filter((p) => [web1.ifname, tap1.ifname].includes(p.port.replace(/ \[w\d+\]$/, ''))).reduce((s, p) => s + p.rx, 0);
     const before = (await controlRequest(n1.control, { cmd: 'counters' })) as Ports;
     assert.ok(podRx(before) >= 20, JSON.stringify(before.ports));
     const idx = { veth: ifindex(n1.ns, web1.ifname), tap: ifindex(tap1.ns, tap1.ifname) };

@@ -53,8 +53,9 @@ test.before(async () => {
   if (!isRoot()) throw new Error('offload e2e tests need root (network namespaces)');
   lab = guard(new Lab(SPEC, { dualStack: true, underlayOffloads: true, podOffloads: true }));
   lab.build();
-  await lab.startPodway('node1');
-  await lab.startPodway('node2');
+  // one forwarding thread: counters are read by port name (no [wN] tags)
+  await lab.startPodway('node1', undefined, ['--workers', '1']);
+  await lab.startPodway('node2', undefined, ['--workers', '1']);
   for (const [from, to] of [['node1', 'node2'], ['node2', 'node1']]) {
     const block6 = lab.node(to).block6!;
     assert.ok(await until(async () => (await routes(lab!.node(from))).find((r) => r.cidr === block6)?.kind === 'vxlan', 10_000), `${from} has no IPv6 VXLAN route to ${block6}`);

@@ -163,7 +163,8 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
       try {
         fresh.build();
         if (kernelNode2) configureKernelNode(fresh, fresh.node('node2'), mode === 'vxlan' ? 'vxlan' : 'direct');
-        for (const n of podway) await fresh.startPodway(n, undefined, [...(txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]), ...(rxSuper ? [] : ['--no-rx-super']), ...(rxMerge ? [] : ['--no-rx-merge'])]);
+        // one forwarding thread: the counters below are read by port name (no [wN] tags)
+        for (const n of podway) await fresh.startPodway(n, undefined, ['--workers', '1', ...(txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]), ...(rxSuper ? [] : ['--no-rx-super']), ...(rxMerge ? [] : ['--no-rx-merge'])]);
       } catch (e) {
         console.log(logTail(fresh, 20));
         await dropLab();

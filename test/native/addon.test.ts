@@ -669,6 +669,48 @@ test('TUN: an ICMP echo request written to the TUN is answered by the namespace 
   });
 });
 
+test('TUN shared between threads: sharedTx dups the fd the owner listed with share; its writes reach the device, the owner reads the answer; gone with the owner', async () => {
+  await withNetns(['tunshare'], async ([A]) => {
+    let code = '';
+    try { native.openTun('pwtuns0', { netns: ns(A), sharedTx: true }); } catch (e) { code = errnoOf(e) ?? ''; }
+    assert.is(code, 'ENOENT', 'nothing listed yet');
+    const owner = native.openTun('pwtuns0', { netns: ns(A), share: true });
+    let tx = -1;
+    try {
+      code = '';
+      try { native.openTap('pwtuns0', { netns: ns(A), sharedTx: true }); } catch (e) { code = errnoOf(e) ?? ''; }
+      assert.is(code, 'EPROTOTYPE', 'a TUN is not a TAP');
+      tx = native.openTun('pwtuns0', { netns: ns(A), sharedTx: true });
+      A.ip('addr', 'add', '10.203.0.1/24', 'dev', 'pwtuns0');
+      A.ip('link', 'set', 'pwtuns0', 'up');
+      await new Promise((r) => setTimeout(r, 20));
+      while (native.recv(owner, 0, 64) > 0) { /* discard */ }
+      const o = pool.start(0);
+      const len = 20 + 8 + 16;
+      ipv4(o, ip4('10.203.0.2'), ip4('10.203.0.1'), 1, len);
+      b[o + 20] = 8; b[o + 21] = 0; put16(o + 22, 0); put16(o + 24, 0x4343); put16(o + 26, 9);
+      for (let k = 0; k < 16; k++) b[o + 28 + k] = k;
+      put16(o + 22, csum(b, o + 20, 24));
+      pool.len[0] = len; pool.txList[0] = 0;
+      assert.is(native.send(tx, 0, 1), 1, 'written through the dup');
+      let got = -1;
+      await waitFor(() => {
+        const n = native.recv(owner, 30, 16);
+        for (let k = 0; k < n; k++) if (b[pool.start(30 + k) + 9] === 1 && get16(pool.start(30 + k) + 24) === 0x4343) got = 30 + k;
+        return got >= 0;
+      }, 3000);
+      assert.ok(got >= 0, 'the echo reply, read on the owner');
+      assert.is(b[pool.start(got) + 20], 0, 'ICMP echo reply');
+    } finally {
+      if (tx >= 0) native.close(tx);
+      native.close(owner);
+    }
+    code = '';
+    try { native.openTun('pwtuns0', { netns: ns(A), sharedTx: true }); } catch (e) { code = errnoOf(e) ?? ''; }
+    assert.is(code, 'ENOENT', 'the owner left the list when it closed');
+  });
+});
+
 test('raw IPv4 protocol 4: IPIP packets cross two namespaces without an ipip module', async () => {
   await withNetns(['ipa', 'ipb'], async ([A, B]) => {
     veth(A, 'ia0', B, 'ib0');

@@ -442,6 +442,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         w.on('exit', () => exited.add(index));
         // where tunnels are read comes with every model (worker-model.ts), this first one included
         w.postMessage(workerModelMessage(eng, model, kernelRoutes));
+        // TAP pods' MACs learned before this worker existed (it transmits to them, never reads them)
+        for (const m of eng.tapPodMacs()) w.postMessage({ type: 'pod-mac', ...m });
         toldTunnels = JSON.stringify(eng.tunnelRx());
         workers.push(w);
       }

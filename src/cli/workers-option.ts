@@ -1,5 +1,6 @@
 /**
- * `podway run --workers N|auto`: how many forwarding threads. `auto` (the default) is one per CPU
+ * `podway run --workers N|auto`: how many forwarding threads (default 1: bench/README.md, "Forwarding
+ * threads by default", says why it is not auto yet). `auto` is one per CPU
  * this process may run on (os.availableParallelism: the affinity mask), at most WORKERS_AUTO_MAX:
  * the kernel spreads flows over them (PACKET_FANOUT, SO_REUSEPORT), so a node with several flows
  * forwards on several cores, as the kernel's own path does. The cap: each worker holds its own
@@ -9,7 +10,7 @@
 import { availableParallelism } from 'node:os';
 
 export const WORKERS_AUTO_MAX = 4;
-export const DEFAULT_WORKERS: string = 'auto';
+export const DEFAULT_WORKERS: string = '1';
 
 export interface WorkersChoice {
   count: number;

@@ -1307,6 +1307,16 @@ export class Engine {
   /** TAP pods' MACs worker 0 learned (by interface name), for ports this worker opens later. */
   private readonly sharedPodMacs = new Map<string, Uint8Array>();
 
+  /** The TAP pods' MACs this engine knows (learned or given), for a worker started after they were
+   * learned (onPodMac told only the workers that existed then). */
+  tapPodMacs(): { ifname: string; mac: number[] }[] {
+    const out: { ifname: string; mac: number[] }[] = [];
+    for (const [name, cur] of this.endpoints) {
+      if (cur.kind === 'tap' && this.pipe.podMacKnown[cur.port]) out.push({ ifname: name, mac: [...this.pipe.podMac.subarray(cur.port * 6, cur.port * 6 + 6)] });
+    }
+    return out;
+  }
+
   /** A TAP pod's MAC worker 0 learned from the pod's frames (EngineOptions.onPodMac). */
   learnSharedPodMac(ifname: string, mac: Uint8Array): void {
     this.sharedPodMacs.set(ifname, mac);

@@ -21,7 +21,8 @@ import { Ipam } from '../../../src/control/ipam/ipam';
 import { assertClean, handleCountsFromStore, setup } from './helpers';
 
 const PER_PROCESS = 20;
-const CHILD_TIMEOUT_MS = 120_000;
+// 40 CASes on one key: ~15 s on a quiet 2-CPU machine, over 120 s seen at load 15 (CI with other work).
+const CHILD_TIMEOUT_MS = 300_000;
 const WORKER = path.join(__dirname, 'processes-worker.js');
 const children = new Set<ChildProcess>();
 

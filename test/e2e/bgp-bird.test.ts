@@ -51,8 +51,8 @@ test('podway and BIRD (as calico-node) in one node-to-node mesh: both learn each
   // Pods across, both ways: node1 forwards with podway, node2 with its kernel; TTL 62 = two
   // forwarding hops and no tunnel (an encapsulating hop would not show in the inner TTL the
   // same way: the routes above are 'direct', the kernel's has no tunnel device).
-  assertPodPing(lab, 'web-1', 'web-2', 5, 62);
-  assertPodPing(lab, 'web-2', 'web-1', 5, 62);
+  await assertPodPing(lab, 'web-1', 'web-2', 5, 62);
+  await assertPodPing(lab, 'web-2', 'web-1', 5, 62);
 
   // The router learns both blocks, each with its owner as next hop (from podway and from BIRD),
   // and a host behind it reaches both pods, no encapsulation, no NAT.
@@ -95,7 +95,7 @@ test('BIRD as route reflector for three podway nodes: all learn all blocks; the 
   for (const n of lab.nodes) {
     assert.equal(peersOf(lab, n.name).map((p) => [p.address, p.bgpState]), [[TOR_IP, 'Established']], `${n.name}: only the reflector, no mesh`);
   }
-  assertPodPing(lab, 'web-1', 'web-3', 3);
+  await assertPodPing(lab, 'web-1', 'web-3', 3);
 
   // The reflector dies without a word: the nodes keep its routes for its restart time.
   await rr.kill();
@@ -112,7 +112,7 @@ test('BIRD as route reflector for three podway nodes: all learn all blocks; the 
   assert.ok(await until(rrHasAll, 20_000, 250), rr.birdc('show', 'route', 'all'));
   await sleep(3000);
   assert.ok(await allLearned(), 'every node routes every other block after the reflector came back');
-  assertPodPing(lab, 'web-3', 'web-2', 3);
+  await assertPodPing(lab, 'web-3', 'web-2', 3);
 }));
 
 test('podway restarts under traffic: the BIRD ToR keeps its routes (graceful restart), an outside ping to a pod loses packets only while podway is down', () => inBgpLab(nodesOnOneSubnet(2), async (lab, birds) => {

@@ -42,7 +42,7 @@ test('three podways mesh over BGP, route each other\'s blocks unencapsulated, an
   assert.ok(converged, `every node routes the other blocks over BGP: ${JSON.stringify(await routesOf('node1'))}`);
 
   for (const [from, to] of [['web-1', 'web-2'], ['web-2', 'web-3'], ['web-3', 'web-1']] as const) {
-    assertPodPing(lab, from, to, 3, 62, 'two forwarding hops, as with the kernel');
+    await assertPodPing(lab, from, to, 3, 62, 'two forwarding hops, as with the kernel');
   }
 
   // calicoctl node status shape, asked from the running process.
@@ -103,7 +103,7 @@ test('three podways mesh over BGP, route each other\'s blocks unencapsulated, an
   assert.ok((await routesOf('node1')).some((r) => r.cidr === lab.node('node3').block && r.kind === 'direct'), 'node1 kept node3\'s block');
   const again = await until(async () => (await routesOf('node3')).filter((r) => r.kind === 'direct' && r.cidr.endsWith('/26')).length === 2, 30_000, 250);
   assert.ok(again, `node3 learned the other blocks again: ${JSON.stringify(await routesOf('node3'))}`);
-  assert.is(lab.ping('web-1', lab.pod('web-3').ip, 3).loss, 0);
+  await assertPodPing(lab, 'web-1', 'web-3', 3);
   // node1's session to node3 is Established again and stays so for longer than the connect-retry
   // time (5 s) armed when the old session went down (it used to flip back to Active then).
   // (asked over the control socket: the same answer `node status -o json` printed above)

@@ -91,8 +91,8 @@ test('L3 fabric: nodes on two subnets peer eBGP with a BIRD ToR (mesh off); pods
     const web2 = lab.pod('web-2');
     // TTL 61: three forwarding hops (podway, the ToR's kernel, podway) all decremented the pod's
     // own header; through a tunnel the ToR would forward the outer header and the inner TTL would be 62.
-    assertPodPing(lab, 'web-1', 'web-2', 5, 61);
-    assertPodPing(lab, 'web-2', 'web-1', 5, 61);
+    await assertPodPing(lab, 'web-1', 'web-2', 5, 61);
+    await assertPodPing(lab, 'web-2', 'web-1', 5, 61);
     for (const [from, to] of [['web-1', 'web-2'], ['web-2', 'web-1']] as const) {
       const t = await tcpTransfer(lab, from, to, 2 * 1024 * 1024);
       assert.is(t.received.bytes, t.sent.bytes, `${from} -> ${to}`);

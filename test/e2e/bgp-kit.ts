@@ -167,10 +167,62 @@ export async function everyBlockRouted(lab: Lab, kind: string): Promise<boolean>
   return true;
 }
 
-/** Pod `from` pings pod `to` `count` times: none lost and, when given, replies with TTL `ttl`. */
-export function assertPodPing(lab: Lab, from: string, to: string, count: number, ttl?: number, ttlMessage?: string): void {
+/** A lab node with its podway running (a BIRD-only node has none to ask). */
+function podwayRunning(lab: Lab, node: string): boolean {
+  const p = lab.node(node).proc;
+  return p !== null && p.exitCode === null && p.signalCode === null;
+}
+
+/**
+ * The next-hop MAC of `node`'s route for `cidr` as `podway routes` shows it: '' while the underlay
+ * neighbour is being resolved, 'failed', or undefined when there is no such route.
+ */
+async function nextHopMacOf(lab: Lab, node: string, cidr: string): Promise<string | undefined> {
+  return ((await routesOf(lab, node)) as (RouteRow & { nextHopMac?: string })[]).find((r) => r.cidr === cidr)?.nextHopMac;
+}
+
+/**
+ * Waits (10 s at most) until podway on each pod's node has the MAC of the underlay neighbour its
+ * route toward the other pod's block goes through. podway sends the ARP request when it programs a
+ * learned route but does not queue packets meanwhile: a packet for a next hop still unresolved is
+ * dropped and counted (neighbor_unresolved). A test that pings the moment a route shows up (a
+ * route poll that just turned true) can lose its first requests on a loaded host, where the ARP
+ * reply waits in podway's ring behind them; once both MACs are known no request may be lost.
+ */
+async function awaitPodPath(lab: Lab, from: string, to: string): Promise<void> {
+  const [a, b] = [lab.pod(from), lab.pod(to)];
+  const legs = [[a.node, b.node], [b.node, a.node]].filter(([n, other]) => n !== other && podwayRunning(lab, n));
+  const resolved = async () => {
+    for (const [n, other] of legs) {
+      const mac = await nextHopMacOf(lab, n, lab.node(other).block);
+      if (mac === '' || mac === 'failed') return false; // undefined: no route of its own for the block; the ping will tell
+    }
+    return true;
+  };
+  if (await until(resolved, 10_000, 100)) return;
+  const rows = await Promise.all(legs.map(async ([n]) => `${n}: ${JSON.stringify(await routesOf(lab, n))}`));
+  assert.unreachable(`${from} -> ${to}: a next hop is still unresolved after 10 s\n${rows.join('\n')}`);
+}
+
+/**
+ * Pod `from` pings pod `to` `count` times once the path's next hops are resolved (awaitPodPath):
+ * none lost and, when given, replies with TTL `ttl`. On loss the message carries the drop reasons
+ * of both pods' podways.
+ */
+export async function assertPodPing(lab: Lab, from: string, to: string, count: number, ttl?: number, ttlMessage?: string): Promise<void> {
+  await awaitPodPath(lab, from, to);
   const r = lab.ping(from, lab.pod(to).ip, count);
-  assert.is(r.loss, 0, `${from} -> ${to}: ${JSON.stringify(r)}`);
+  if (r.loss !== 0) {
+    const nodes = [...new Set([lab.pod(from).node, lab.pod(to).node])].filter((n) => podwayRunning(lab, n));
+    const reasons = await Promise.all(nodes.map(async (n) => {
+      try {
+        return `${n} drops: ${JSON.stringify(((await controlRequest(lab.node(n).control, { cmd: 'counters' }, 5000)) as { reasons: unknown }).reasons)}`;
+      } catch (e) {
+        return `${n}: ${(e as Error).message}`;
+      }
+    }));
+    assert.unreachable(`${from} -> ${to}: ${JSON.stringify(r)}\n${reasons.join('\n')}`);
+  }
   if (ttl !== undefined) assert.is(r.ttl, ttl, ttlMessage);
 }
 

@@ -81,8 +81,8 @@ test('before: the mesh session with BIRD is up with router ID 10.99.0.1; each si
   assert.match(birdProtocol(n1.ip), /Neighbor ID:\s+10\.99\.0\.1\n/);
   assert.ok(await until(() => kernelRoutesVia(n2.ns, n1.block, n1.ip), 20_000, 250), `node2's kernel routes ${n1.block} via ${n1.ip}:\n${run('ip', ['-n', n2.ns, 'route'])}`);
   assert.ok(await until(() => routesVia(lab!, 'node1', n2.block, 'direct', n2.ip), 20_000, 250), `node1 routes ${n2.block} via ${n2.ip}`);
-  assertPodPing(lab!, 'web-1', 'web-2', 3, 62);
-  assertPodPing(lab!, 'web-2', 'web-1', 3, 62);
+  await assertPodPing(lab!, 'web-1', 'web-2', 3, 62);
+  await assertPodPing(lab!, 'web-2', 'web-1', 3, 62);
 });
 
 test('node1 renumbered: the speaker comes back with router ID 10.99.0.31, the session with BIRD is up again from the new address, BIRD routes node1\'s block via it, pods talk', async () => {
@@ -119,8 +119,8 @@ test('node1 renumbered: the speaker comes back with router ID 10.99.0.31, the se
   assert.ok(await until(() => routesVia(lab!, 'node1', n2.block, 'direct', n2.ip), 20_000, 250), `node1 routes ${n2.block} via ${n2.ip} again`);
 
   assert.ok(await until(() => lab!.ping('web-1', lab!.pod('web-2').ip, 1).received === 1 && lab!.ping('web-2', lab!.pod('web-1').ip, 1).received === 1, 10_000, 100), 'pods talk again');
-  assertPodPing(lab!, 'web-1', 'web-2', 3, 62);
-  assertPodPing(lab!, 'web-2', 'web-1', 3, 62);
+  await assertPodPing(lab!, 'web-1', 'web-2', 3, 62);
+  await assertPodPing(lab!, 'web-2', 'web-1', 3, 62);
   assert.is(n1.proc?.exitCode, null, 'the same podway all along');
   ok = true;
 });

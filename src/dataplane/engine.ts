@@ -13,13 +13,14 @@ import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf, errnoName } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role } from './pipeline';
-import { buildNextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
+import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import { ip6Bytes } from '../control/route-calc6';
 import { NeighborTable, NeighborTimings } from './neighbors';
 import { HostProgrammer, HostState } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
+import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
@@ -141,6 +142,12 @@ export interface EngineFailures {
   ringReopened: number;
   /** Reopening such a port failed (tried again on the next ring check). */
   ringReopenFailed: number;
+  /** A model rejected after the infra ports followed its node address: they followed back to the
+   * last good model's (apply, followBack). */
+  followedBack: number;
+  /** Following back failed: the infra ports stay on the rejected model's address (tried again with
+   * the next model). */
+  followBackFailed: number;
 }
 
 interface EndpointPort {
@@ -221,7 +228,7 @@ export class Engine {
   /** The IPv6 address the tunnel table drops VXLAN for (TunnelRx.ip6): the IPv6 VXLAN socket is
    * opened on the node's IPv6 address only when it is this one. */
   private tunnelTable6: string | null;
-  readonly failures: EngineFailures = { tunnelTable: 0, ringReopened: 0, ringReopenFailed: 0 };
+  readonly failures: EngineFailures = { tunnelTable: 0, ringReopened: 0, ringReopenFailed: 0, followedBack: 0, followBackFailed: 0 };
   /** This engine installed the tunnel table (and removes it). */
   private ownsTunnelTable = false;
   /** The underlay port's filter disagrees with tunnelsOnUnderlay (a rejected model's table could
@@ -238,10 +245,11 @@ export class Engine {
   private model: NodeDataplaneModel | null = null;
   /**
    * The addresses the infra ports (VXLAN/IPIP sockets, underlay filter, tunnel table) follow now.
-   * Usually the model's; not when a model was rejected after its new address was followed (a
-   * later step of apply threw): the ports are then on the new address while the old model stays,
-   * and the retry must find them there, not follow again (a second VXLAN socket on the address
-   * would fail with EADDRINUSE with one worker). null: no infra open.
+   * Usually the model's: a model rejected after its new address was followed (a later step of
+   * apply threw) has them follow back (followBack). Not when that failed too (the old address
+   * gone): the ports are then on the new address while the old model stays, and the retry must
+   * find them there, not follow again (a second VXLAN socket on the address would fail with
+   * EADDRINUSE with one worker). null: no infra open.
    */
   private infraAt: { ip: number; ip6: string | null } | null = null;
   private underlay: Underlay | null = null;
@@ -358,6 +366,8 @@ export class Engine {
   apply(model: NodeDataplaneModel, kernelRoutes?: readonly KernelRoute4[], tunnels?: TunnelRx): void {
     // After stop() nothing is opened again (a late model would keep the process alive).
     if (this.stopped) throw new Error('engine stopped');
+    // Refused here, before any port moves, rather than halfway (model-check.ts).
+    checkModel(model);
     if (kernelRoutes) this.kernelRoutes = kernelRoutes;
     const t0 = performance.now();
     const first = this.model === null;
@@ -371,33 +381,41 @@ export class Engine {
       this.tunnelTable6 = tunnels.ip6;
       tunnelsMoved = true;
     }
-    // Against the addresses the ports follow (infraAt), not the last model's: see infraAt.
-    if (first || !this.infraAt) this.openInfra(model);
-    else if (this.infraAt.ip !== model.node.ip) this.followIp4(model, before);
-    else if (this.infraAt.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(model, before, tunnelsMoved);
-    // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
-    // running pods keep theirs.
-    this.podMtu = model.mtu.pod;
-    this.syncEndpoints(model);
-    const remote = model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip')).map((r) => r.nodeIp!);
-    const t1 = performance.now();
-    const gateways = underlayNextHops((this.kernelRoutes ??= readKernelRoutesSync()), new Set(remote));
-    const t2 = performance.now();
-    const nh = buildNextHops(model, {
-      portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,
-      neighbor: (ip) => this.neighbors.mac(ip),
-      neighborFailed: (ip) => this.neighbors.failed(ip),
-      nextHop: (ip) => gateways.get(ip) ?? ip,
-    }, this.pipe.nh);
-    const known = new Set<number>(model.node.knownNodeIps);
-    // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
-    this.pipe.nh = nh;
-    this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
-    this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
-    this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
-    const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));
-    if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
-    applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip) });
+    let t1 = 0;
+    let t2 = 0;
+    let nh: NextHops;
+    try {
+      // Against the addresses the ports follow (infraAt), not the last model's: see infraAt.
+      if (first || !this.infraAt) this.openInfra(model);
+      else if (this.infraAt.ip !== model.node.ip) this.followIp4(model, before);
+      else if (this.infraAt.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(model, before, tunnelsMoved);
+      // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
+      // running pods keep theirs.
+      this.podMtu = model.mtu.pod;
+      this.syncEndpoints(model);
+      const remote = model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip')).map((r) => r.nodeIp!);
+      t1 = performance.now();
+      const gateways = underlayNextHops((this.kernelRoutes ??= readKernelRoutesSync()), new Set(remote));
+      t2 = performance.now();
+      nh = buildNextHops(model, {
+        portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,
+        neighbor: (ip) => this.neighbors.mac(ip),
+        neighborFailed: (ip) => this.neighbors.failed(ip),
+        nextHop: (ip) => gateways.get(ip) ?? ip,
+      }, this.pipe.nh);
+      const known = new Set<number>(model.node.knownNodeIps);
+      // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
+      this.pipe.nh = nh;
+      this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
+      this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
+      this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
+      const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));
+      if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
+      applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip) });
+    } catch (e) {
+      this.followBack(e as Error);
+      throw e;
+    }
     // Solicit the IPv6 underlay neighbours of the IPv6 tunnels and direct routes now, not on the first packet.
     this.neighbors6.solicitMissing();
     this.pipe.natSources.set(model.pools.filter((p) => p.natOutgoing));
@@ -422,6 +440,35 @@ export class Engine {
     this.prepareSparePort();
     this.lastApplyMs = performance.now() - t0;
     this.log.info(`applied model: ${model.routes.length} routes, ${this.endpoints.size} endpoints, ${model.withheld.length} withheld (${this.lastApplyMs.toFixed(1)} ms; endpoints ${(t1 - t0).toFixed(1)}, gw ${(t2 - t1).toFixed(1)})`, { routes: model.routes.length, endpoints: this.endpoints.size, withheld: model.withheld.length, ms: Math.round(this.lastApplyMs * 10) / 10 });
+  }
+
+  /**
+   * A model was rejected (`why`) after the infra ports may have followed its addresses (a step of
+   * apply after followIp4/followIp6/openInfra threw; what a datastore object can carry is refused
+   * before, model-check.ts): they follow back to the last good model's, so the engine is wholly on
+   * it (sockets, underlay filter and tunnel table where its encapsulation and ARP say the node is)
+   * and tunnelRx() is where it was, as the workers were told. Counted (failures.followedBack);
+   * when that fails too (the old address is gone from the node), the ports stay where they are,
+   * counted (followBackFailed), and the next model's apply starts from there (infraAt).
+   */
+  private followBack(why: Error): void {
+    const last = this.model;
+    const at = this.infraAt;
+    // No infra open (a move to another interface failed with the old ports closed, followIp4):
+    // not rolled back either; the next model opens them.
+    if (!last || !at || (at.ip === last.node.ip && at.ip6 === last.v6.ip6)) return;
+    const from = `${formatIpv4(at.ip)}${at.ip6 ? `/${at.ip6}` : ''}`;
+    const to = `${formatIpv4(last.node.ip)}${last.v6.ip6 ? `/${last.v6.ip6}` : ''}`;
+    const state = this.tunnelState();
+    try {
+      if (at.ip !== last.node.ip) this.followIp4(last, state);
+      else this.followIp6(last, state);
+      this.failures.followedBack++;
+      this.log.warn(`model rejected after the tunnel sockets, underlay filter and tunnel table followed its node address (${why.message}): followed back ${from} -> ${to}, the last good model's`, { component: 'host' });
+    } catch (e) {
+      this.failures.followBackFailed++;
+      this.log.error(`model rejected after the tunnel sockets, underlay filter and tunnel table followed its node address (${why.message}), and they could not follow back to ${to} (${(e as Error).message}): ${this.infraAt ? `they stay on ${from}` : 'no node port is open'} while the model in force names ${to}, until the next model`, { component: 'host' });
+    }
   }
 
   private openInfra(model: NodeDataplaneModel): void {
@@ -560,8 +607,9 @@ export class Engine {
    * under its name, and the old address is gone anyway), so when a new port cannot be opened the
    * model is rejected with no node port open (readiness lists them; the pods' ports stay), and
    * infraAt is null, so the next model applied opens them again (as a first apply does).
-   * A model rejected after this succeeded (a later step of apply threw) leaves the ports on the new
-   * address (infraAt) with the old model in force; its retry finds them there and follows nothing.
+   * A model rejected after this succeeded (a later step of apply threw) has the ports follow back
+   * to the old address (followBack); if they cannot, they stay on the new one (infraAt) with the
+   * old model in force, and its retry finds them there and follows nothing.
    */
   private followIp4(model: NodeDataplaneModel, before: TunnelState): void {
     const was = this.infraAt!.ip;

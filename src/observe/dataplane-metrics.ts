@@ -16,7 +16,7 @@ const EVENTS: readonly number[] = [...Object.values(Event), ...Object.values(Eve
 const DROPS: readonly number[] = Array.from({ length: COUNTER_COUNT }, (_, r) => r).filter((r) => r > 0 && !EVENTS.includes(r));
 
 /** Engine.failures keys and their metric label. */
-const FAILURE_KINDS: readonly (readonly [keyof EngineFailures, string])[] = [['tunnelTable', 'tunnel_table'], ['ringReopened', 'ring_reopened'], ['ringReopenFailed', 'ring_reopen_failed']];
+const FAILURE_KINDS: readonly (readonly [keyof EngineFailures, string])[] = [['tunnelTable', 'tunnel_table'], ['ringReopened', 'ring_reopened'], ['ringReopenFailed', 'ring_reopen_failed'], ['followedBack', 'followed_back'], ['followBackFailed', 'follow_back_failed']];
 
 export const EMPTY_SNAPSHOT: DataplaneSnapshot = { ports: [], counters: [], counterBytes: [], rxBatches: [], txBatches: [] };
 
@@ -55,7 +55,7 @@ export class DataplaneCollector implements Collector {
     snapshotCounter(reg, 'podway_events_total', 'Frames handed to the host, ARP/NDP answered or learned, ICMP sent, pod egress, checksums completed.', ['event'], byIndex('event', EVENTS, () => this.snapshot.counters));
 
     // Engine.failures, by kind (every kind exported, zero or not)
-    snapshotCounter(reg, 'podway_engine_failures_total', 'Host-side failures the engine recovered from or gave up on: tunnel_table (nft could not install or rewrite the tunnel table), ring_reopened (a port whose receive ring could not be set up again, reopened), ring_reopen_failed (reopening it failed; tried again).', ['kind'], () =>
+    snapshotCounter(reg, 'podway_engine_failures_total', 'Host-side failures the engine recovered from or gave up on: tunnel_table (nft could not install or rewrite the tunnel table), ring_reopened (a port whose receive ring could not be set up again, reopened), ring_reopen_failed (reopening it failed; tried again), followed_back (a model rejected after the tunnel sockets, underlay filter and tunnel table followed its node address: they followed back to the last good model\'s), follow_back_failed (they could not: left on the rejected model\'s address until the next model).', ['kind'], () =>
       FAILURE_KINDS.map(([key, kind]): Sample => [{ kind }, this.snapshot.failures?.[key] ?? 0]));
 
     const hist = (arr: () => number[]) => () => {

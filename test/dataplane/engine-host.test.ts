@@ -149,7 +149,7 @@ test('a wedged ring set up again: logged and counted (rxRingStalls), the port st
   assert.not.ok(r.io.events.some((e) => e.op === 'close'), 'nothing closed');
   const c = r.engine.counters().ports.find((p) => p.port === 'caliB');
   assert.is(c?.rxRingStalls, 1, JSON.stringify(c));
-  assert.equal(r.engine.counters().failures, { tunnelTable: 0, ringReopened: 0, ringReopenFailed: 0 });
+  assert.equal(r.engine.counters().failures, { tunnelTable: 0, ringReopened: 0, ringReopenFailed: 0, followedBack: 0, followBackFailed: 0 });
   assert.ok(forwardsAtoB(r), 'forwards after');
   stopRig(r);
 });
@@ -197,7 +197,7 @@ test('an underlay ring that could not be set up again: reopened (new port before
   const closed = ev.findIndex((e) => e.op === 'close' && e.port === u);
   assert.ok(opened >= 0 && closed > opened, `new port first: ${JSON.stringify(ev.map((e) => `${e.op} ${e.name}`))}`);
   assert.ok(sameBytes(underlayOpts(r).bpf, bpf), 'same filter');
-  assert.equal(r.engine.counters().failures, { tunnelTable: 0, ringReopened: 1, ringReopenFailed: 1 });
+  assert.equal(r.engine.counters().failures, { tunnelTable: 0, ringReopened: 1, ringReopenFailed: 1, followedBack: 0, followBackFailed: 0 });
   const m = await scrape([r.engine]);
   assert.is(valueOf(m, 'podway_engine_failures_total', { kind: 'ring_reopened' }), 1);
   assert.is(valueOf(m, 'podway_engine_failures_total', { kind: 'ring_reopen_failed' }), 1);
@@ -365,30 +365,99 @@ test('a new node IPv4 address whose underlay port cannot be opened: rejected wit
   stopRig(r);
 });
 
-test('a model rejected after its new IPv4 address was followed (a later step threw): the retry follows nothing twice (no second VXLAN socket on the address, EADDRINUSE) and applies', () => {
+/** The IPv4 VXLAN sockets open now, by address. */
+function vxlan4Sockets(r: Rig): number[] {
+  const open = new Map<number, number>();
+  for (const e of r.io.events) {
+    if (e.op === 'close') open.delete(e.port);
+    else if (e.kind === 'udp' && e.opts.addr !== undefined) open.set(e.port, e.opts.addr);
+  }
+  return [...open.values()];
+}
+
+/** The engine's infra wholly on `ip4`: VXLAN socket, tunnel table and underlay filter. */
+function infraOn(r: Rig, ip4: string): void {
+  assert.equal(vxlan4Sockets(r), [parseIpv4(ip4)], `one VXLAN socket, on ${ip4}`);
+  const table = sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]);
+  assert.match(table, new RegExp(`ip daddr ${ip4.replace(/\./g, '\\.')} .*counter name "vxlan" drop`), 'the table names it');
+  assert.is((table.match(/ip daddr 10\.99\.0\.\d+ /g) ?? []).every((m) => m === `ip daddr ${ip4} `), true, `the table names no other address: ${table}`);
+  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4(ip4), { ipv6: true, tunnels: true, vxlanPort: 4789 })), `the underlay filter takes ${ip4}`);
+  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+}
+
+test('a model with a bad endpoint MAC and a new node IPv4 address: refused before anything moves (ports, table and filter on the old address), forwarding on the last good model; the good retry follows', () => {
   const r = rig({ manageHost: true });
   r.engine.apply(dualModel());
-  const udp4 = () => r.io.events.filter((e) => e.kind === 'udp' && e.opts.addr !== undefined);
-  const open4 = () => { const m = new Map<number, number>(); for (const e of udp4()) if (e.op === 'close') m.delete(e.port); else m.set(e.port, e.opts.addr!); return [...m.values()]; };
-  // the new address is followed (sockets, table, underlay port), then syncing the endpoints throws
+  const u = portOf(r, UL);
   const next = dualModel('fd99::1', '10.99.0.11');
   const bad = { ...next, endpoints: next.endpoints.map((e) => (e.interfaceName === 'caliB' ? { ...e, mac: 'not-a-mac' } : e)) };
-  assert.throws(() => r.engine.apply(bad), /bad MAC address/);
-  assert.equal(open4(), [parseIpv4('10.99.0.11')], 'the sockets followed the new address before the throw');
-  assert.is(r.engine.status().nodeIp, '10.99.0.1', 'the model in force is the old one');
-  const opens = udp4().length;
-  const u = portOf(r, UL);
-  // the retry (the same address, a good model) must not bind the VXLAN socket again
-  r.engine.apply(dualModel('fd99::1', '10.99.0.11'));
+  assert.throws(() => r.engine.apply(bad), /endpoint .*\(caliB\): bad MAC address: not-a-mac/);
+  infraOn(r, '10.99.0.1');
+  assert.is(portOf(r, UL), u, 'the underlay port was not reopened');
+  assert.is(r.engine.status().nodeIp, '10.99.0.1');
+  assert.equal(r.engine.failures, { tunnelTable: 0, ringReopened: 0, ringReopenFailed: 0, followedBack: 0, followBackFailed: 0 }, 'nothing to follow back');
+  assert.ok(forwardsAtoB(r), 'forwards on the last good model');
+  r.engine.apply(next);
+  infraOn(r, '10.99.0.11');
   assert.is(r.engine.status().nodeIp, '10.99.0.11');
-  assert.equal(open4(), [parseIpv4('10.99.0.11')], 'one VXLAN socket, on the new address');
-  assert.is(udp4().length, opens, 'nothing opened again');
-  assert.is(portOf(r, UL), u, 'underlay port not reopened');
-  assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.11 .*counter name "vxlan" drop/);
   assert.ok(forwardsAtoB(r), 'forwards');
+  stopRig(r);
+});
+
+/** A route the FIB refuses (host bits set): route-calc never builds one, so model-check lets it
+ * through, and apply throws in buildNextHops, after the infra followed the new address. */
+function withBadRoute(m: ReturnType<typeof dualModel>) {
+  const k = m.routes.findIndex((x) => x.prefixLen < 32);
+  assert.ok(k >= 0);
+  return { ...m, routes: m.routes.map((x, i) => (i === k ? { ...x, addr: (x.addr + 1) >>> 0 } : x)) };
+}
+
+test('a model rejected after its new IPv4 address was followed (a later step threw): the ports follow back to the last good address (counted, logged), forwarding on the last good model; the retry follows', () => {
+  const r = rig({ manageHost: true });
+  r.engine.apply(dualModel());
+  assert.throws(() => r.engine.apply(withBadRoute(dualModel('fd99::1', '10.99.0.11'))), /host bits are set/);
+  infraOn(r, '10.99.0.1');
+  assert.is(r.engine.status().nodeIp, '10.99.0.1', 'the model in force is the old one');
+  assert.is(r.engine.failures.followedBack, 1);
+  assert.is(r.engine.failures.followBackFailed, 0);
+  assert.ok(r.lines.some((l) => /model rejected after .*host bits are set.*followed back 10\.99\.0\.11\/fd99::1 -> 10\.99\.0\.1\/fd99::1/.test(l)), r.lines.join('\n'));
+  assert.ok(forwardsAtoB(r), 'forwards on the last good model');
+  r.engine.apply(dualModel('fd99::1', '10.99.0.11'));
+  infraOn(r, '10.99.0.11');
+  assert.is(r.engine.status().nodeIp, '10.99.0.11');
+  assert.ok(forwardsAtoB(r), 'forwards');
+  stopRig(r);
+});
+
+test('a model rejected after its new IPv4 address was followed, the old address gone: no follow back (counted, logged), and the retry follows nothing twice (no second VXLAN socket on the address, EADDRINUSE) and applies', () => {
+  const r = rig({ manageHost: true });
+  r.engine.apply(dualModel());
+  // 10.99.0.11 stays (the kernel would drop the secondaries with their primary)
+  sh('sysctl', ['-qw', `net.ipv4.conf.${UL}.promote_secondaries=1`]);
+  sh('ip', ['addr', 'del', '10.99.0.1/24', 'dev', UL]);
+  try {
+    assert.throws(() => r.engine.apply(withBadRoute(dualModel('fd99::1', '10.99.0.11'))), /host bits are set/);
+    assert.is(r.engine.failures.followBackFailed, 1);
+    assert.is(r.engine.failures.followedBack, 0);
+    assert.ok(r.lines.some((l) => /could not follow back to 10\.99\.0\.1.*no interface holds the node IP 10\.99\.0\.1.*stay on 10\.99\.0\.11/.test(l)), r.lines.join('\n'));
+    infraOn(r, '10.99.0.11');
+    const opens = r.io.events.filter((e) => e.kind === 'udp' && e.opts.addr !== undefined).length;
+    const u = portOf(r, UL);
+    // the retry (the same address, a good model) must not bind the VXLAN socket again
+    r.engine.apply(dualModel('fd99::1', '10.99.0.11'));
+    assert.is(r.engine.status().nodeIp, '10.99.0.11');
+    infraOn(r, '10.99.0.11');
+    assert.is(r.io.events.filter((e) => e.kind === 'udp' && e.opts.addr !== undefined).length, opens, 'nothing opened again');
+    assert.is(portOf(r, UL), u, 'underlay port not reopened');
+    assert.ok(forwardsAtoB(r), 'forwards');
+  } finally {
+    // as test.before left them, in that order
+    sh('ip', ['-4', 'addr', 'flush', 'dev', UL]);
+    for (const a of ['10.99.0.1/24', '10.99.0.11/24']) sh('ip', ['addr', 'add', a, 'dev', UL]);
+  }
   // and back to the old address: followed as any change
   r.engine.apply(dualModel());
-  assert.equal(open4(), [parseIpv4('10.99.0.1')]);
+  infraOn(r, '10.99.0.1');
   stopRig(r);
 });
 

@@ -149,6 +149,21 @@ export interface NodeDataplaneModel {
   readonly encap: { readonly vxlan: boolean; readonly ipip: boolean };
   /** The IPv6 half (route-calc6.ts): endpoints' /128s, IPv6 blocks and routes. */
   readonly v6: NodeModel6;
+  /**
+   * Learned routes the node's kernel needs (absent or empty without BGP): every best learned prefix
+   * outside all pools (a ToR's default route, an outside network) with an on-link next hop. podway
+   * forwards pods' traffic there itself, but natOutgoing egress is handed to the kernel to be
+   * masqueraded and routed; calico-node's BIRD puts these into the main table (`protocol kernel`),
+   * and so does podway (dataplane/host-programmer.ts). Pool prefixes stay podway's own.
+   */
+  readonly kernelRoutes?: readonly KernelLearnedRoute[];
+}
+
+/** A learned prefix for the node's kernel: `cidr` via `via` (IPv4 text), learned from `peer`. */
+export interface KernelLearnedRoute {
+  readonly cidr: string;
+  readonly via: string;
+  readonly peer: string;
 }
 
 /** One best route learned over BGP (see bgp/learned-routes.ts), in the speaker's text form. */
@@ -253,6 +268,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     else candidates.set(route.cidr, [route]);
   };
   const withheld: WithheldRoute[] = [];
+  const kernelRoutes: KernelLearnedRoute[] = [];
 
   // Local endpoints and their /32s.
   const endpoints: LocalEndpoint[] = [];
@@ -392,6 +408,9 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
         withheld.push({ cidr: cidr.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${learned.nextHop}, not on ${localSubnet.cidr}` });
         continue;
       }
+      // The whole prefix, not the parts around our address: the kernel's local table already
+      // keeps the node's own address local.
+      if (pool === undefined) kernelRoutes.push({ cidr: cidr.cidr, via: learned.nextHop, peer: learned.peer });
       for (const part of cidrContainsAddr(cidr, self.ip) ? cidrsAround(cidr, self.ip) : [cidr]) {
         addCandidate({ ...cidrFields(part), ...base, kind: 'direct', mtu: underlay });
       }
@@ -418,6 +437,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     mtu,
     encap,
     v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod),
+    kernelRoutes,
   };
 }
 

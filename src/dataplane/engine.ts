@@ -17,12 +17,12 @@ import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAME
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import { ip6Bytes } from '../control/route-calc6';
 import { NeighborTable, NeighborTimings } from './neighbors';
-import { HostProgrammer, HostState } from './host-programmer';
+import { HostProgrammer, HostState, HostLearnedRoute, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
 import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -191,6 +191,10 @@ function podRingBlocks(ringVersion: 2 | 3): number {
   return ringVersion === 2 ? 16 : 4;
 }
 
+/** How long learned kernel routes left by an earlier run are kept while no route is learned yet
+ * (BGP's graceful restart time, as our peers keep ours: 120 s). */
+const LEARNED_HOLD_MS = 120_000;
+
 /** Default underlay receive ring, MiB (see underlayRingBlocks). It takes the whole node's tunnel
  * receive: 4 MiB (2,048 V2 frames, ~6 ms at 4 Gb/s) overflowed whenever the forwarding thread was
  * off the CPU for a few ms, and 8 bulk TCP streams into a pod lost ~100k frames per 4 s; 16 MiB
@@ -256,6 +260,9 @@ export class Engine {
   private infra = { tx4: -1, vxlan: -1, vxlan6: -1, ipip: -1, underlay: -1, host: -1 };
   /** Programs the node's routes, neighbours and MTUs by diff, in a child `ip` (never blocking). */
   private readonly host: HostProgrammer | null;
+  /** Learned kernel routes adopted at start and kept until BGP brings routes (see hostState). */
+  private learnedHeld: HostLearnedRoute[] = [];
+  private learnedHeldUntil = 0;
   /** Runs commands (`ip`) in a small helper process instead of forking this one. */
   private readonly spawner: Spawner | null;
   private readonly endpoints = new Map<string, EndpointPort>();
@@ -1175,7 +1182,16 @@ export class Engine {
    */
   private hostState(model: NodeDataplaneModel): HostState {
     const eps = [...this.endpoints.values()];
+    const dev = this.underlay?.name ?? null;
+    const learned: HostLearnedRoute[] = dev === null ? [] : (model.kernelRoutes ?? []).map((r) => ({ cidr: r.cidr, via: r.via, dev }));
+    // After a restart, learned routes left in the kernel stay until our sessions bring routes
+    // again (as BIRD's kernel protocol with graceful restart keeps them), at most LEARNED_HOLD_MS.
+    if (this.learnedHeld.length > 0) {
+      if (learned.length > 0 || Date.now() >= this.learnedHeldUntil) this.learnedHeld = [];
+      else learned.push(...this.learnedHeld);
+    }
     return {
+      learned,
       pods: eps.filter((e) => e.kind === 'veth').map((e) => ({ ifname: e.ep.interfaceName, ips: e.ep.ips, mac: e.ep.mac })),
       pools: model.pools.map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME })),
       mtus: eps.filter((e) => e.mtu > 0).map((e) => ({ ifname: e.ep.interfaceName, netns: e.ep.interfaceNetns ?? null, mtu: e.mtu })),
@@ -1193,6 +1209,14 @@ export class Engine {
     const stale = found.filter((f) => !wanted.has(`${f.ifname} ${f.ip}`));
     if (stale.length > 0) this.log.info(`host: removing ${stale.length} pod route(s) no endpoint wants, left by an earlier run: ${stale.slice(0, 5).map((f) => `${formatIpv4(f.ip)} dev ${f.ifname}`).join(', ')}${stale.length > 5 ? ', ...' : ''}`, { component: 'host' });
     this.host!.adopt(found);
+    const learned = readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);
+    if (learned.length > 0) {
+      this.log.info(`host: ${learned.length} learned route(s) left by an earlier run (proto ${LEARNED_ROUTE_PROTO} metric ${LEARNED_ROUTE_METRIC}) kept until BGP brings routes again (at most ${LEARNED_HOLD_MS / 1000} s): ${learned.slice(0, 5).map((l) => `${l.cidr} via ${l.via}`).join(', ')}${learned.length > 5 ? ', ...' : ''}`, { component: 'host' });
+      this.host!.adoptLearned(learned);
+      this.learnedHeld = learned;
+      this.learnedHeldUntil = Date.now() + LEARNED_HOLD_MS;
+      setTimeout(() => this.programHost(), LEARNED_HOLD_MS + 100).unref();
+    }
   }
 
   private programHost(): void {

@@ -52,10 +52,29 @@ export interface HostDeviceMtu {
   mtu: number;
 }
 
+/**
+ * A route learned over BGP for the node's kernel (calico-node's BIRD `protocol kernel` does the
+ * same): `route CIDR via VIA dev DEV proto bird metric 32`. BIRD's protocol number and BIRD 1.6's
+ * default kernel metric: beside an operator's own route to the same prefix (a static default,
+ * metric 0 unless set) it is added, never put in its place, and the operator's route wins.
+ */
+export interface HostLearnedRoute {
+  cidr: string;
+  /** The BGP next hop (IPv4 text), on the underlay's subnet. */
+  via: string;
+  dev: string;
+}
+
+/** The protocol and metric of podway's learned routes in the kernel (see HostLearnedRoute). */
+export const LEARNED_ROUTE_PROTO = 'bird';
+export const LEARNED_ROUTE_METRIC = 32;
+
 export interface HostState {
   pods: readonly HostPodRoutes[];
   pools: readonly HostPoolRoute[];
   mtus: readonly HostDeviceMtu[];
+  /** Absent: none. */
+  learned?: readonly HostLearnedRoute[];
 }
 
 export interface HostProgrammerOptions {
@@ -105,6 +124,9 @@ interface Item {
   /** For logs: what it is, with its interface and address. */
   label: string;
   replace: string;
+  /** When set, the command for an item not (known to be) in the kernel: `route add` fails rather
+   * than replace a route someone else put there; `replace` then only changes our own. */
+  add?: string;
   /** null: nothing to undo when it goes (an MTU stays with its device). */
   remove: string | null;
 }
@@ -195,6 +217,7 @@ export class HostProgrammer {
       pods: desired.pods.map((p) => ({ ifname: p.ifname, ips: p.ips.slice(), mac: p.mac })),
       pools: desired.pools.map((p) => ({ cidr: p.cidr, dev: p.dev })),
       mtus: desired.mtus.map((m) => ({ ifname: m.ifname, netns: m.netns, mtu: m.mtu })),
+      learned: (desired.learned ?? []).map((l) => ({ cidr: l.cidr, via: l.via, dev: l.dev })),
     };
     this.schedule();
   }
@@ -206,6 +229,16 @@ export class HostProgrammer {
    */
   adopt(found: readonly { ifname: string; ip: number; mac: string | null }[]): void {
     const { items } = itemsOf({ pods: found.map((f) => ({ ifname: f.ifname, ips: [f.ip], mac: f.mac })), pools: [], mtus: [] });
+    for (const [key, item] of items) if (!this.programmed.has(key)) this.programmed.set(key, item);
+  }
+
+  /**
+   * The same for learned routes found in the kernel with podway's protocol and metric (see
+   * readLearnedRoutesSync): the next diff keeps those still learned, replaces those whose next hop
+   * changed and removes the rest (a route learned before a crash is not left behind for good).
+   */
+  adoptLearned(found: readonly HostLearnedRoute[]): void {
+    const { items } = itemsOf({ pods: [], pools: [], mtus: [], learned: found });
     for (const [key, item] of items) if (!this.programmed.has(key)) this.programmed.set(key, item);
   }
 
@@ -350,8 +383,10 @@ export class HostProgrammer {
       else group(have.ns).del.push({ cmd: have.remove, item: have, removal: true });
     }
     for (const [key, want] of this.wanted) {
-      if (this.programmed.get(key)?.value === want.value) continue;
-      group(want.ns)[want.kind].push({ cmd: want.replace, item: want, removal: false });
+      const have = this.programmed.get(key);
+      if (have?.value === want.value) continue;
+      const ours = have !== undefined && have.value !== UNKNOWN;
+      group(want.ns)[want.kind].push({ cmd: want.add !== undefined && !ours ? want.add : want.replace, item: want, removal: false });
     }
     const out = new Map<string, Line[]>();
     for (const ns of [...perNs.keys()].sort()) {
@@ -571,6 +606,17 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
     }
     // Keyed by CIDR alone: a pool moving to another device is one replace, not a delete and an add.
     add({ key: `p ${pool.cidr}`, value: pool.dev, ns: '', kind: 'route', label: `pool ${pool.cidr} on ${pool.dev}`, replace: `route replace ${pool.cidr} dev ${pool.dev} scope link`, remove: `route del ${pool.cidr} dev ${pool.dev}` });
+  }
+  for (const l of state.learned ?? []) {
+    const m = CIDR4.exec(l.cidr);
+    const v = CIDR4.exec(`${l.via}/32`);
+    if (!m || !v || [...m.slice(1, 5), ...v.slice(1, 5)].some((o) => Number(o) > 255) || Number(m[5]) > 32 || !SAFE_NAME.test(l.dev)) {
+      rejects.push({ key: `bad-learned ${l.cidr}`, msg: `learned route "${l.cidr}" via "${l.via}" dev "${l.dev}": bad CIDR, next hop or interface name` });
+      continue;
+    }
+    // Keyed by CIDR: a new next hop is one replace of our own route (same prefix and metric).
+    const tail = `${l.cidr} via ${l.via} dev ${l.dev} proto ${LEARNED_ROUTE_PROTO} metric ${LEARNED_ROUTE_METRIC}`;
+    add({ key: `l ${l.cidr}`, value: `${l.via} ${l.dev}`, ns: '', kind: 'route', label: `learned route ${l.cidr} via ${l.via}`, add: `route add ${tail}`, replace: `route replace ${tail}`, remove: `route del ${tail}` });
   }
   for (const d of state.mtus) {
     const ns = d.netns ?? '';

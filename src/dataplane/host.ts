@@ -190,6 +190,26 @@ export function readPodRoutesSync(): FoundPodRoute[] {
   }
 }
 
+/**
+ * Learned routes an earlier run put in the main table (protocol `bird`, metric 32, a gateway; see
+ * host-programmer.ts HostLearnedRoute), for the host programmer to adopt. A route of another
+ * protocol or metric (the operator's own default route) is never listed, so never removed.
+ */
+export function readLearnedRoutesSync(proto: string, metric: number): { cidr: string; via: string; dev: string }[] {
+  try {
+    const rows = JSON.parse(execFileSync('ip', ['-j', '-4', 'route', 'show', 'table', 'main', 'proto', proto], { encoding: 'utf8', timeout: 10_000 }) || '[]') as Record<string, unknown>[];
+    const out: { cidr: string; via: string; dev: string }[] = [];
+    for (const r of rows) {
+      if (Number(r.metric ?? 0) !== metric || typeof r.gateway !== 'string' || typeof r.dev !== 'string' || typeof r.dst !== 'string') continue;
+      const cidr = r.dst === 'default' ? '0.0.0.0/0' : r.dst.includes('/') ? r.dst : `${r.dst}/32`;
+      out.push({ cidr, via: r.gateway, dev: r.dev });
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
+
 /** Write a sysctl under /proc/sys/net; returns a note of what changed, or '' when already set. */
 export function setSysctl(path: string, value: string): string {
   const full = `/proc/sys/${path.replace(/\./g, '/')}`;

@@ -87,10 +87,11 @@ export class Birds {
     return bird;
   }
 
-  /** The ToR (torConf) on the fabric namespace, with OUTSIDE_HOST on the fabric's loopback. */
-  async tor(): Promise<BirdProcess> {
+  /** The ToR (torConf) on the fabric namespace, with OUTSIDE_HOST on the fabric's loopback;
+   * `moreNets` are announced too (from the same static protocol, `static1`). */
+  async tor(moreNets: string[] = []): Promise<BirdProcess> {
     run('ip', ['-n', this.lab.fabric, 'addr', 'add', `${OUTSIDE_HOST}/32`, 'dev', 'lo']);
-    return this.start(this.lab.fabric, 'tor', torConf(this.lab, TOR_IP, TOR_AS, OUTSIDE_NET));
+    return this.start(this.lab.fabric, 'tor', torConf(this.lab, TOR_IP, TOR_AS, OUTSIDE_NET, moreNets));
   }
 
   async killAll(): Promise<void> {
@@ -266,7 +267,7 @@ export async function routesVia(lab: Lab, node: string, cidr: string, kind: stri
 }
 
 /** The ToR: BIRD on the fabric (10.99.0.254, AS torAs) with an eBGP session to every node. */
-export function torConf(lab: Lab, torIp: string, torAs: number, outsideNet: string): string {
+export function torConf(lab: Lab, torIp: string, torAs: number, outsideNet: string, moreNets: string[] = []): string {
   const neighbours = lab.nodes.map((n) => `
 protocol bgp ${n.name} {
   local ${torIp} as ${torAs};
@@ -279,7 +280,7 @@ protocol bgp ${n.name} {
   return `router id ${torIp};
 protocol device { scan time 2; }
 protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
-protocol static { ipv4; route ${outsideNet} unreachable; }
+protocol static { ipv4; ${[outsideNet, ...moreNets].map((n) => `route ${n} unreachable;`).join(' ')} }
 ${neighbours}
 `;
 }

@@ -5,6 +5,11 @@
  * pool, whatever the route; podway used to forward it over the learned route with the pod's own
  * address. The outside host (on the ToR's namespace) must see the node's address, and the answer
  * must come back to the pod.
+ *
+ * The node has NO default route: NATed egress is routed by the node's kernel, so podway must put
+ * the learned outside route there (proto bird, metric 32, via the ToR, as calico-node's BIRD
+ * does), leave alone an operator's route to another announced prefix, and remove its own route
+ * when the ToR withdraws it.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -13,20 +18,31 @@ import * as path from 'node:path';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { until, track, spawnCollected } from './e2e-kit';
 import { execBounded } from './tools';
+import { run } from '../../src/lab/lab';
 import { parseMetrics, valueOf, family } from '../observe/prom-text';
 import { inBgpLab, nodesOnOneSubnet, writeResources, bgpPeerYaml, routesVia, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST } from './bgp-kit';
 
 const PEER = path.join(__dirname, 'nat-peer.js');
 const HTTP_GET = path.join(__dirname, 'http-get.js');
 const METRICS_PORT = 9301;
+/** Also announced by the ToR; the operator has its own static route there at the same metric. */
+const OPERATOR_NET = '203.0.113.0/24';
+
+/** node's kernel routes for `cidr` (`ip route show`), one per line. */
+const kernelRoutes = (ns: string, cidr: string): string => run('ip', ['-n', ns, 'route', 'show', 'table', 'main', cidr]).trim();
 
 test('natOutgoing over a BGP-learned outside route: the outside host sees the node address and answers the pod', () => inBgpLab(nodesOnOneSubnet(1), async (lab, birds) => {
   const n1 = lab.node('node1');
   lab.natOutgoing = true;
   writeResources(lab, [lab.resources('direct'), bgpPeerYaml('tor', TOR_IP, TOR_AS)]);
-  await birds.tor();
+  run('ip', ['-n', n1.ns, 'route', 'del', 'default']);
+  run('ip', ['-n', n1.ns, 'route', 'add', OPERATOR_NET, 'via', TOR_IP, 'proto', 'static', 'metric', '32']);
+  const tor = await birds.tor([OPERATOR_NET]);
   await lab.startPodway('node1', 20_000, ['--bgp', '--metrics-port', String(METRICS_PORT)]);
   assert.ok(await until(() => routesVia(lab, 'node1', OUTSIDE_NET, 'direct', TOR_IP), 30_000, 250), 'node1 routes the outside net to the ToR (learned)');
+  const ours = `${OUTSIDE_NET} via ${TOR_IP} dev eth0 proto bird metric 32`;
+  assert.ok(await until(() => kernelRoutes(n1.ns, OUTSIDE_NET).includes(ours), 10_000, 100), `kernel: ${kernelRoutes(n1.ns, OUTSIDE_NET)}`);
+  assert.is(run('ip', ['-n', n1.ns, 'route', 'show', 'default']).trim(), '', 'the node has no default route');
 
   // A UDP echo on the outside host, printing the source of every datagram it gets.
   const echo = track(spawn('ip', ['netns', 'exec', lab.fabric, process.execPath, PEER, 'udp-echo', OUTSIDE_HOST, '7301', '30'], { stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -70,6 +86,12 @@ test('natOutgoing over a BGP-learned outside route: the outside host sees the no
     assert.is(valueOf(m, 'podway_nat_refused_flows_total'), 0);
     assert.is(valueOf(m, 'podway_nat_max_flows'), 65536);
     assert.is(family(m, 'podway_nat_icmp_unmatched_total').type, 'COUNTER');
+    // The operator's route was not replaced (same prefix and metric: ours is refused, not forced).
+    assert.is(kernelRoutes(n1.ns, OPERATOR_NET), `${OPERATOR_NET} via ${TOR_IP} dev eth0 proto static metric 32`);
+    // The ToR withdraws both prefixes: our kernel route goes, the operator's stays.
+    assert.match(tor.birdc('disable', 'static1'), /disabled/);
+    assert.ok(await until(() => kernelRoutes(n1.ns, OUTSIDE_NET) === '', 10_000, 100), `kernel after withdrawal: ${kernelRoutes(n1.ns, OUTSIDE_NET)}`);
+    assert.is(kernelRoutes(n1.ns, OPERATOR_NET), `${OPERATOR_NET} via ${TOR_IP} dev eth0 proto static metric 32`);
   } finally {
     if (echo.exitCode === null && echo.signalCode === null) echo.kill('SIGKILL');
   }

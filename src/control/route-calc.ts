@@ -150,7 +150,7 @@ export interface NodeDataplaneModel {
   /** The IPv6 half (route-calc6.ts): endpoints' /128s, IPv6 blocks and routes. */
   readonly v6: NodeModel6;
   /**
-   * Learned routes the node's kernel needs (absent or empty without BGP): every best learned prefix
+   * Learned routes the node's kernel needs (absent without BGP): every best learned prefix
    * outside all pools (a ToR's default route, an outside network) with an on-link next hop. podway
    * forwards pods' traffic there itself, but natOutgoing egress is handed to the kernel to be
    * masqueraded and routed; calico-node's BIRD puts these into the main table (`protocol kernel`),
@@ -437,7 +437,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     mtu,
     encap,
     v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod),
-    kernelRoutes,
+    ...(options.bgp ? { kernelRoutes } : {}),
   };
 }
 

@@ -191,6 +191,9 @@ function podRingBlocks(ringVersion: 2 | 3): number {
   return ringVersion === 2 ? 16 : 4;
 }
 
+/** At most one log line a minute about packets the kernel refused on tx4 (checkTx4Refusals). */
+const TX4_REFUSED_LOG_MS = 60_000;
+
 /** How long learned kernel routes left by an earlier run are kept while no route is learned yet
  * (BGP's graceful restart time, as our peers keep ours: 120 s). */
 const LEARNED_HOLD_MS = 120_000;
@@ -260,6 +263,8 @@ export class Engine {
   private infra = { tx4: -1, vxlan: -1, vxlan6: -1, ipip: -1, underlay: -1, host: -1 };
   /** Programs the node's routes, neighbours and MTUs by diff, in a child `ip` (never blocking). */
   private readonly host: HostProgrammer | null;
+  /** tx4's tx errors when last reported, and when (see checkTx4Refusals). */
+  private tx4Refused = { reported: 0, at: 0 };
   /** Learned kernel routes adopted at start and kept until BGP brings routes (see hostState). */
   private learnedHeld: HostLearnedRoute[] = [];
   private learnedHeldUntil = 0;
@@ -434,7 +439,10 @@ export class Engine {
     if (w.firstRefusal) this.log.warn(`neighbour table full (${this.neighbors.maxEntries} entries): ${w.refused} underlay next hops left unresolved (their traffic goes through the kernel)`, { refused: w.refused });
     for (const gw of gws) if (!this.neighbors.mac(gw)) this.resolve(gw);
     if (!this.neighborTimer) {
-      this.neighborTimer = setInterval(() => this.ageNeighbors(), this.neighborTickMs);
+      this.neighborTimer = setInterval(() => {
+        this.ageNeighbors();
+        this.checkTx4Refusals();
+      }, this.neighborTickMs);
       this.neighborTimer.unref();
     }
     if (!this.ringTimer && this.ringCheckMs > 0 && this.io.checkRing) {
@@ -1199,6 +1207,23 @@ export class Engine {
   }
 
   /**
+   * Packets handed to the node's kernel (pod egress, NATed egress: counted as `egress`/`egress_nat`
+   * when handed over) that the kernel then refused (no route: ENETUNREACH; too big: EMSGSIZE) are
+   * only tx4(raw)'s tx errors; say so in the log, at most once a minute while it goes on.
+   */
+  private checkTx4Refusals(): void {
+    if (this.infra.tx4 < 0) return;
+    const st = this.io.stats(this.infra.tx4);
+    const now = Date.now();
+    if (st.txErrors < this.tx4Refused.reported) this.tx4Refused.reported = 0; // port reopened
+    const fresh = st.txErrors - this.tx4Refused.reported;
+    if (fresh <= 0 || now - this.tx4Refused.at < TX4_REFUSED_LOG_MS) return;
+    const why = st.lastError === 'ENETUNREACH' ? ' (no route on the node: with --bgp, check that the learned route is in the kernel, `ip route show proto bird`)' : '';
+    this.log.warn(`tx4(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pod egress, natOutgoing), last ${st.lastError ?? 'error unknown'}${why}; they are lost (tx4(raw)'s txErrors and lastError in \`podway counters\`, podway_port_errors_total{direction="tx"} in /metrics)`, { component: 'host', refused: fresh, errno: st.lastError ?? null });
+    this.tx4Refused = { reported: st.txErrors, at: now };
+  }
+
+  /**
    * At start: pod routes and neighbours a killed earlier run left on the node are handed to the
    * host programmer as its own, so those of pods removed meanwhile are deleted (a stale /32 would
    * send the node's traffic for that address, maybe another pod's by now, into a dead veth).
@@ -1209,7 +1234,8 @@ export class Engine {
     const stale = found.filter((f) => !wanted.has(`${f.ifname} ${f.ip}`));
     if (stale.length > 0) this.log.info(`host: removing ${stale.length} pod route(s) no endpoint wants, left by an earlier run: ${stale.slice(0, 5).map((f) => `${formatIpv4(f.ip)} dev ${f.ifname}`).join(', ')}${stale.length > 5 ? ', ...' : ''}`, { component: 'host' });
     this.host!.adopt(found);
-    const learned = readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);
+    // Only with BGP (kernelRoutes present): without it, a `proto bird` route is someone else's.
+    const learned = model.kernelRoutes === undefined ? [] : readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);
     if (learned.length > 0) {
       this.log.info(`host: ${learned.length} learned route(s) left by an earlier run (proto ${LEARNED_ROUTE_PROTO} metric ${LEARNED_ROUTE_METRIC}) kept until BGP brings routes again (at most ${LEARNED_HOLD_MS / 1000} s): ${learned.slice(0, 5).map((l) => `${l.cidr} via ${l.via}`).join(', ')}${learned.length > 5 ? ', ...' : ''}`, { component: 'host' });
       this.host!.adoptLearned(learned);

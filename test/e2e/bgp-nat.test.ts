@@ -88,6 +88,15 @@ test('natOutgoing over a BGP-learned outside route: the outside host sees the no
     assert.is(family(m, 'podway_nat_icmp_unmatched_total').type, 'COUNTER');
     // The operator's route was not replaced (same prefix and metric: ours is refused, not forced).
     assert.is(kernelRoutes(n1.ns, OPERATOR_NET), `${OPERATOR_NET} via ${TOR_IP} dev eth0 proto static metric 32`);
+    // Our kernel route deleted by hand: NATed egress is handed to the kernel, which refuses it
+    // (ENETUNREACH); that shows in tx4(raw)'s counters and in the log, not only as egress_nat.
+    run('ip', ['-n', n1.ns, 'route', 'del', OUTSIDE_NET, 'proto', 'bird']);
+    const lost = spawnCollected('ip', ['netns', 'exec', lab.pod('web-1').ns, process.execPath, PEER, 'udp-ask', OUTSIDE_HOST, '7301', '0', '1000'], 5000);
+    await lost.done;
+    const tx4 = async () => ((await controlRequest(n1.control, { cmd: 'counters' }, 5000)) as { ports: { port: string; txErrors: number; lastError?: string }[] }).ports.find((p) => p.port.startsWith('tx4'));
+    assert.ok(await until(async () => ((await tx4())?.txErrors ?? 0) >= 1, 5000, 100), JSON.stringify(await tx4()));
+    assert.is((await tx4())?.lastError, 'ENETUNREACH');
+    assert.ok(await until(() => n1.log.some((l) => l.includes('refused') && l.includes('ENETUNREACH')), 5000, 100), n1.log.slice(-5).join('\n'));
     // The ToR withdraws both prefixes: our kernel route goes, the operator's stays.
     assert.match(tor.birdc('disable', 'static1'), /disabled/);
     assert.ok(await until(() => kernelRoutes(n1.ns, OUTSIDE_NET) === '', 10_000, 100), `kernel after withdrawal: ${kernelRoutes(n1.ns, OUTSIDE_NET)}`);

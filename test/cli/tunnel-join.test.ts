@@ -15,6 +15,7 @@ import { IPPOOL_PREFIX, nodeKey } from '../../src/control/ipam/keys';
 import { registerNode } from '../../src/control/node-registration';
 import { reconcileVxlanTunnelAddrs } from '../../src/control/tunnel-addrs';
 import { TunnelAddressJoin, tunnelAddressesStale } from '../../src/cli/tunnel-join';
+import type { NodeDataplaneModel } from '../../src/control';
 import { poolValue } from '../control/ipam/helpers';
 
 const dirs: string[] = [];
@@ -22,19 +23,47 @@ process.on('exit', () => { for (const d of dirs) rmSync(d, { recursive: true, fo
 
 const POOL = { name: 'vx-pool', cidr: '10.244.0.0/16' };
 
-test('only a disabled VXLAN pool: the join runs once (no address to assign), not again with every apply; enabling the pool joins again and assigns; a failed join is tried again on the next apply', async () => {
+interface Store {
+  kv: FileKv;
+  join: TunnelAddressJoin;
+  errors: string[];
+  /** node1's model from the store's latest snapshot. */
+  model: () => NodeDataplaneModel;
+  /** node1's Node spec as stored. */
+  nodeSpec: () => Promise<Record<string, unknown>>;
+}
+
+/**
+ * An embedded store in a temporary directory with POOL (VXLAN; `disabled` as asked) and node1
+ * registered, its datastore watch started, and the real join for node1 (retry timings `retryMs`);
+ * `body` runs with them, then everything is stopped and closed.
+ */
+async function withStore(disabled: boolean, retryMs: { first: number; max: number } | undefined, body: (s: Store) => Promise<void>): Promise<void> {
   const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-tjoin-')), 'store');
   dirs.push(path.dirname(dir));
   mkdirSync(dir);
   const kv = new FileKv({ dir });
   const ds = new KvDatastore(kv, { debounceMs: 5, maxDelayMs: 50 });
   const errors: string[] = [];
-  const join = new TunnelAddressJoin(async () => void (await reconcileVxlanTunnelAddrs(kv, 'node1', { assignV6: false })), (e) => errors.push(e.message));
+  const join = new TunnelAddressJoin(async () => void (await reconcileVxlanTunnelAddrs(kv, 'node1', { assignV6: false })), (e) => errors.push(e.message), retryMs);
   try {
-    await kv.create(IPPOOL_PREFIX + POOL.name, poolValue(POOL.name, POOL.cidr, { vxlanMode: 'Always', ipipMode: 'Never', disabled: true }));
+    await kv.create(IPPOOL_PREFIX + POOL.name, poolValue(POOL.name, POOL.cidr, { vxlanMode: 'Always', ipipMode: 'Never', ...(disabled ? { disabled: true } : {}) }));
     await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24' });
     await ds.start();
-    const model = () => computeNodeModel(ds.current()!, 'node1');
+    await body({
+      kv, join, errors,
+      model: () => computeNodeModel(ds.current()!, 'node1'),
+      nodeSpec: async () => (JSON.parse((await kv.get(nodeKey('node1')))!.value) as { spec: Record<string, unknown> }).spec,
+    });
+  } finally {
+    join.stop();
+    await ds.close();
+    await kv.close();
+  }
+}
+
+test('only a disabled VXLAN pool: the join runs once (no address to assign), not again with every apply; enabling the pool joins again and assigns; a failed join is tried again on the next apply', async () => {
+  await withStore(true, undefined, async ({ kv, join, errors, model, nodeSpec: node }) => {
     const m1 = model();
     assert.ok(tunnelAddressesStale(m1), 'a VXLAN pool and no tunnel address');
     for (let k = 0; k < 4; k++) {
@@ -43,7 +72,6 @@ test('only a disabled VXLAN pool: the join runs once (no address to assign), not
     }
     assert.equal(errors, []);
     assert.is(join.runs, 1, 'the join ran once for these pools');
-    const node = async () => (JSON.parse((await kv.get(nodeKey('node1')))!.value) as { spec: Record<string, unknown> }).spec;
     assert.is((await node()).ipv4VXLANTunnelAddr, undefined, 'none from a disabled pool');
 
     // the pool enabled: a new model (its pools changed) joins again, which assigns
@@ -75,26 +103,12 @@ test('only a disabled VXLAN pool: the join runs once (no address to assign), not
     join.applied(m2);
     await join.idle();
     assert.is(join.runs, 3, 'stale again after a fresh model: the join runs again');
-  } finally {
-    join.stop();
-    await ds.close();
-    await kv.close();
-  }
+  });
 });
 
 test('a failed join is tried again with the next apply of the same model', async () => {
-  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-tjoin-')), 'store');
-  dirs.push(path.dirname(dir));
-  mkdirSync(dir);
-  const kv = new FileKv({ dir });
-  const errors: string[] = [];
-  const join = new TunnelAddressJoin(async () => void (await reconcileVxlanTunnelAddrs(kv, 'node1', { assignV6: false })), (e) => errors.push(e.message));
-  const ds = new KvDatastore(kv, { debounceMs: 5, maxDelayMs: 50 });
-  try {
-    await kv.create(IPPOOL_PREFIX + POOL.name, poolValue(POOL.name, POOL.cidr, { vxlanMode: 'Always', ipipMode: 'Never', disabled: true }));
-    await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24' });
-    await ds.start();
-    const m = computeNodeModel(ds.current()!, 'node1');
+  await withStore(true, undefined, async ({ kv, join, errors, model }) => {
+    const m = model();
     // the Node gone from the store between the model and the join: the join fails
     const n = (await kv.get(nodeKey('node1')))!;
     assert.ok(await kv.delete(nodeKey('node1'), n.modRevision));
@@ -110,26 +124,12 @@ test('a failed join is tried again with the next apply of the same model', async
     join.applied(m);
     await join.idle();
     assert.is(join.runs, 2, 'then not again');
-  } finally {
-    join.stop();
-    await ds.close();
-    await kv.close();
-  }
+  });
 });
 
 test('a failed join is tried again on its own after a backoff when no new model comes (a quiet cluster)', async () => {
-  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-tjoin-')), 'store');
-  dirs.push(path.dirname(dir));
-  mkdirSync(dir);
-  const kv = new FileKv({ dir });
-  const errors: string[] = [];
-  const join = new TunnelAddressJoin(async () => void (await reconcileVxlanTunnelAddrs(kv, 'node1', { assignV6: false })), (e) => errors.push(e.message), { first: 50, max: 200 });
-  const ds = new KvDatastore(kv, { debounceMs: 5, maxDelayMs: 50 });
-  try {
-    await kv.create(IPPOOL_PREFIX + POOL.name, poolValue(POOL.name, POOL.cidr, { vxlanMode: 'Always', ipipMode: 'Never' }));
-    await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24' });
-    await ds.start();
-    const m = computeNodeModel(ds.current()!, 'node1');
+  await withStore(false, { first: 50, max: 200 }, async ({ kv, join, errors, model, nodeSpec }) => {
+    const m = model();
     const n = (await kv.get(nodeKey('node1')))!;
     assert.ok(await kv.delete(nodeKey('node1'), n.modRevision));
     join.applied(m);
@@ -143,14 +143,10 @@ test('a failed join is tried again on its own after a backoff when no new model 
     let addr: unknown;
     while (addr === undefined && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
-      addr = (JSON.parse((await kv.get(nodeKey('node1')))!.value) as { spec: Record<string, unknown> }).spec.ipv4VXLANTunnelAddr;
+      addr = (await nodeSpec()).ipv4VXLANTunnelAddr;
     }
     assert.match(String(addr), /^10\.244\./, 'the retry assigned the tunnel address');
-  } finally {
-    join.stop();
-    await ds.close();
-    await kv.close();
-  }
+  });
 });
 
 test.run();

@@ -17,7 +17,7 @@
 // before/after figure only means something measured this way, under the same load.
 //
 // Usage: node dist/bench/startup.js [--runs 5] [--only help,status,...] [--compare DIR] [--json]
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -27,6 +27,7 @@ import { FileKv } from '../src/control/kv/file-kv';
 import { applyResource } from '../src/control/v3-store';
 import { registerNode } from '../src/control/node-registration';
 import { machineInfo } from './machine';
+import { BenchNamespaces } from './namespaces';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -60,7 +61,6 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
-const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
@@ -92,16 +92,10 @@ class StartupLab {
   readonly upNs = `pw-bsu-up-${this.tag}`;
   readonly storeDir = path.join(this.dir, 'store');
   readonly control = path.join(this.dir, 'podway.sock');
-  private readonly namespaces: string[] = [];
+  private readonly namespaces = new BenchNamespaces();
   private pods = 0;
   config!: Record<string, unknown>;
 
-  private addNs(name: string): string {
-    sh('ip', ['netns', 'add', name]);
-    this.namespaces.push(name);
-    sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-    return name;
-  }
 
   async start(withNamespaces: boolean): Promise<void> {
     const kv = new FileKv({ dir: this.storeDir });
@@ -112,13 +106,7 @@ class StartupLab {
       await kv.close();
     }
     if (!withNamespaces) return;
-    this.addNs(this.nodeNs);
-    this.addNs(this.upNs);
-    sh('ip', ['link', 'add', 'eth0', 'netns', this.nodeNs, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.upNs]);
-    sh('ip', ['-n', this.nodeNs, 'addr', 'add', '10.99.0.1/24', 'dev', 'eth0']);
-    sh('ip', ['-n', this.upNs, 'addr', 'add', '10.99.0.254/24', 'dev', 'eth0']);
-    sh('ip', ['-n', this.nodeNs, 'link', 'set', 'eth0', 'up']);
-    sh('ip', ['-n', this.upNs, 'link', 'set', 'eth0', 'up']);
+    this.namespaces.uplink(this.nodeNs, this.upNs);
     const done = installCni({ binDir: path.join(this.dir, 'bin'), confDir: path.join(this.dir, 'net.d'), datastore: `embedded:${this.storeDir}`, node: this.node, name: 'podway', control: this.control, env: {} });
     const list = JSON.parse(readFileSync(done.conflist, 'utf8')) as { cniVersion: string; name: string; plugins: Record<string, unknown>[] };
     this.config = { cniVersion: list.cniVersion, name: list.name, ...list.plugins[0] };
@@ -127,7 +115,7 @@ class StartupLab {
   /** A new pod namespace (made before timing, as a runtime does). */
   pod(): { ns: string; id: string } {
     const n = ++this.pods;
-    return { ns: this.addNs(`pw-bsu-pod${n}-${this.tag}`), id: `bench-startup-${this.tag}-${n}` };
+    return { ns: this.namespaces.add(`pw-bsu-pod${n}-${this.tag}`), id: `bench-startup-${this.tag}-${n}` };
   }
 
   /** The plugin as a runtime runs it: inside the node namespace, CNI_* only, the config on stdin. */
@@ -168,9 +156,7 @@ class StartupLab {
   }
 
   cleanup(): void {
-    for (const ns of this.namespaces.reverse()) {
-      try { sh('ip', ['netns', 'del', ns]); } catch { /* already gone */ }
-    }
+    this.namespaces.removeAll();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

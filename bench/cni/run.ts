@@ -27,6 +27,7 @@ import { HANDLE_PREFIX } from '../../src/control/ipam/keys';
 import { applyResource } from '../../src/control/v3-store';
 import { LabEtcd } from '../../src/lab/etcd';
 import { machineInfo } from '../machine';
+import { BenchNamespaces } from '../namespaces';
 import type { DriverCall, DriverJob, DriverResult, DriverSample } from './driver';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -90,7 +91,7 @@ class BenchNode {
   readonly node = `bench-cni-${this.tag}`;
   readonly nodeNs = `pw-bcni-node-${this.tag}`;
   readonly upNs = `pw-bcni-up-${this.tag}`;
-  private readonly namespaces: string[] = [];
+  private readonly namespaces = new BenchNamespaces();
   private podway: ChildProcess | null = null;
   private etcd: LabEtcd | null = null;
   kv: KvStore | null = null;
@@ -104,21 +105,8 @@ class BenchNode {
 
   constructor(readonly store: 'embedded' | 'etcd') {}
 
-  private addNs(name: string): string {
-    sh('ip', ['netns', 'add', name]);
-    this.namespaces.push(name);
-    sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-    return name;
-  }
-
   async start(): Promise<void> {
-    this.addNs(this.nodeNs);
-    this.addNs(this.upNs);
-    sh('ip', ['link', 'add', 'eth0', 'netns', this.nodeNs, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.upNs]);
-    sh('ip', ['-n', this.nodeNs, 'addr', 'add', '10.99.0.1/24', 'dev', 'eth0']);
-    sh('ip', ['-n', this.upNs, 'addr', 'add', '10.99.0.254/24', 'dev', 'eth0']);
-    sh('ip', ['-n', this.nodeNs, 'link', 'set', 'eth0', 'up']);
-    sh('ip', ['-n', this.upNs, 'link', 'set', 'eth0', 'up']);
+    this.namespaces.uplink(this.nodeNs, this.upNs);
     sh('ip', ['-n', this.nodeNs, 'route', 'add', 'default', 'via', '10.99.0.254']);
     let spec: string;
     if (this.store === 'etcd') {
@@ -163,19 +151,14 @@ class BenchNode {
   pods(n: number): { id: string; netns: string }[] {
     return Array.from({ length: n }, () => {
       const k = this.podCount++;
-      const ns = this.addNs(`pw-bcni-p${k}-${this.tag}`);
+      const ns = this.namespaces.add(`pw-bcni-p${k}-${this.tag}`);
       return { id: `bench${this.tag}${String(k).padStart(4, '0')}`, netns: `/run/netns/${ns}` };
     });
   }
 
   /** Drops pod namespaces (after their DEL). */
   dropPods(pods: { netns: string }[]): void {
-    for (const p of pods) {
-      const name = path.basename(p.netns);
-      execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-      const i = this.namespaces.indexOf(name);
-      if (i >= 0) this.namespaces.splice(i, 1);
-    }
+    for (const p of pods) this.namespaces.drop(path.basename(p.netns));
   }
 
   /** Runs the driver in the node namespace. */
@@ -211,13 +194,7 @@ class BenchNode {
     }
     await this.kv?.close().catch(() => undefined);
     await this.etcd?.stop().catch(() => undefined);
-    for (const ns of this.namespaces.reverse()) {
-      try {
-        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-      } catch {
-        /* gone */
-      }
-    }
+    this.namespaces.removeAll();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -3,7 +3,7 @@
  * signals, a background ping with per-sequence results, a TCP transfer checked by sha256 on both
  * sides, and bounded waits on podway's control socket and log.
  */
-import { spawn, ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
@@ -60,6 +60,11 @@ export function track(c: ChildProcess): ChildProcess {
   children.add(c);
   c.once('exit', () => children.delete(c));
   return c;
+}
+
+/** `args` run in network namespace `ns` (10 s at most); its standard output. Throws on failure. */
+export function nsExec(ns: string, args: string[]): string {
+  return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', timeout: 10_000 });
 }
 
 export function isRoot(): boolean {

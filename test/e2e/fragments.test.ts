@@ -25,11 +25,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
 import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, logTail, tcpTransfer, spawnCollected, sleep, until, routes } from './e2e-kit';
+import { guard, teardown, isRoot, logTail, tcpTransfer, spawnCollected, sleep, until, routes, nsExec } from './e2e-kit';
 import { deriveVtepMac } from '../../src/control';
 
 const SPEC: LabNodeSpec[] = [
@@ -40,10 +39,6 @@ const MB2 = 2 << 20;
 
 interface PortRow { port: string; rx: number; drops: number }
 interface Counters { reasons: Record<string, number>; ports: PortRow[] }
-
-function nsExec(ns: string, args: string[]): string {
-  return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', timeout: 10_000 });
-}
 
 /** An /proc/net/snmp6 field in a namespace. */
 function snmp6(ns: string, field: string): number {

@@ -12,10 +12,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
 import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, routes, logTail, until } from './e2e-kit';
+import { guard, teardown, isRoot, routes, logTail, until, nsExec } from './e2e-kit';
 
 const SPEC: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
@@ -27,10 +26,6 @@ const NODE1_KEY = '/calico/resources/v3/projectcalico.org/nodes/node1';
 let lab: Lab | null = null;
 let store: LabKvStore | null = null;
 let ok = false;
-
-function nsExec(ns: string, args: string[]): string {
-  return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', timeout: 10_000 });
-}
 
 interface StoredNode { spec: { bgp: { ipv4Address: string }; ipv4VXLANTunnelAddr?: string } }
 async function node1(): Promise<StoredNode> {

@@ -11,11 +11,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { Lab } from '../../src/lab/lab';
 import { deriveVtepMac } from '../../src/control';
-import { guard, teardown, isRoot, routes, logTail, until, waitLog, pingIn, track, PingRun } from './e2e-kit';
+import { guard, teardown, isRoot, routes, logTail, until, waitLog, pingIn, track, PingRun, nsExec } from './e2e-kit';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { tunnelRxProgram } from '../../src/dataplane/nft-tunnels';
 import { ownedTunnelTableInput } from '../helpers/nft-owner';
@@ -28,10 +28,6 @@ const SPEC = [
 
 let lab: Lab | null = null;
 let ok = false;
-
-function nsExec(ns: string, args: string[]): string {
-  return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', timeout: 10_000 });
-}
 
 function table(): string {
   return nsExec(lab!.node('node1').ns, ['nft', 'list', 'table', 'inet', 'podway_tunnels']);

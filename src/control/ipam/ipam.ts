@@ -142,6 +142,19 @@ class StaleAffinity extends Error {}
 
 type Located = { entry: KvEntry; block: AllocationBlock };
 
+/**
+ * A short random pause after a lost compare-and-swap in the claim path. Claiming is not
+ * lock-free: a claimant that re-marks an affinity pending makes every other claimant's next write
+ * fail, and a claimant that loses retries at once, so equal competitors can keep undoing each
+ * other (seen: 2 processes x 20 concurrent claims on FileKv rewrote one affinity 3,000+ times
+ * without a block ever being confirmed). etcd's round trips spread the claimants by chance; this
+ * spreads them on purpose (up to 1, 2, 4 ... 32 ms, growing with the attempt).
+ */
+function conflictPause(attempt: number): Promise<void> {
+  const ms = Math.random() * (1 << Math.min(attempt, 5));
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 /** FNV-1a of the node name: a stable per-node starting point in a pool. */
 function nameHash(name: string): number {
   let h = 0x811c9dc5;
@@ -156,6 +169,8 @@ export class Ipam {
   private readonly now: () => Date;
   private readonly spread: boolean;
   private readonly retries: number;
+  /** Per node, the tail of this instance's block claims (see claimSerially). */
+  private readonly claims = new Map<string, Promise<void>>();
 
   constructor(readonly kv: KvStore, options: IpamOptions = {}) {
     this.now = options.now ?? (() => new Date());
@@ -504,7 +519,7 @@ export class Ipam {
 
     // Bounded: each pass either assigns, uses up an affine block, or claims/finds a block.
     for (let pass = 0; ips.length < req.count && pass < req.count + 4 * this.retries; pass++) {
-      const found = await this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config, version);
+      const found = await this.claimSerially(node, () => this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config, version));
       if (found === 'limit') {
         refused = true;
         errors.push(`pools ${poolList}: node ${node} has reached maxBlocksPerHost=${maxBlocks} blocks and they are full (a node at its block limit does not borrow)`);
@@ -532,6 +547,22 @@ export class Ipam {
     return errors.length > 0 ? { ips, errors } : { ips };
   }
 
+  /**
+   * Runs `fn` after this instance's earlier block lookups/claims for `node` have settled. Many
+   * concurrent requests of one node in one process (a podway serving CNI ADDs, a burst of pods)
+   * would otherwise all claim the same new block at once and undo each other's pending affinity;
+   * one at a time, the first claims and the rest find the block confirmed. The role Calico's CNI
+   * gives its host-wide IPAM lock; across processes, compare-and-swap (with conflictPause) decides.
+   */
+  private claimSerially<T>(node: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.claims.get(node) ?? Promise.resolve();
+    const run = before.then(fn);
+    const tail = run.then(() => undefined, () => undefined);
+    this.claims.set(node, tail);
+    void tail.then(() => { if (this.claims.get(node) === tail) this.claims.delete(node); });
+    return run;
+  }
+
   private async findOrClaimBlock(node: string, affine: IpNet[], pools: PoolInfo[], allowNewClaim: boolean, config: IpamConfig, version: IpVersion): Promise<{ at: Located; newlyClaimed: boolean } | 'limit' | 'no-free-blocks' | 'no-auto'> {
     while (affine.length > 0) {
       const cidr = affine.shift()!;
@@ -542,7 +573,7 @@ export class Ipam {
         try {
           at = await this.getBlockFromAffinity(node, cidr, aff);
         } catch (e) {
-          if (e instanceof CasConflict) continue;
+          if (e instanceof CasConflict) { await conflictPause(i); continue; }
           if (e instanceof StaleAffinity || e instanceof BlockClaimConflict) break;
           throw e;
         }
@@ -565,7 +596,7 @@ export class Ipam {
           const pending = await this.getPendingAffinity(node, subnet);
           at = await this.getBlockFromAffinity(node, subnet, pending);
         } catch (e) {
-          if (e instanceof CasConflict) continue;
+          if (e instanceof CasConflict) { await conflictPause(inner); continue; }
           if (e instanceof BlockClaimConflict || e instanceof StaleAffinity) break;
           throw e;
         }
@@ -621,10 +652,9 @@ export class Ipam {
       if (entry) at = { entry, block: this.decodeBlock(entry) };
       else {
         try {
-          const pending = await this.getPendingAffinity(node, cidr);
-          at = await this.claimAffineBlock(node, cidr, pending);
+          at = await this.claimSerially(node, async () => this.claimAffineBlock(node, cidr, await this.getPendingAffinity(node, cidr)));
         } catch (e) {
-          if (e instanceof CasConflict || e instanceof BlockClaimConflict) continue;
+          if (e instanceof CasConflict || e instanceof BlockClaimConflict) { await conflictPause(i); continue; }
           throw e;
         }
       }

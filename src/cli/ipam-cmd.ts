@@ -3,6 +3,7 @@
  *   podway ipam show [--show-blocks] [--show-borrowed] [--show-configuration] [--ip IP] [-o json]
  *   podway ipam check [-o json|FILE] [--show-all-ips] [--grace-period D]   exit 3 when it finds problems
  *   podway ipam release --ip IP [--ip IP...] | --handle H [--force] | --from-report FILE [--from-report FILE...]
+ *                                     exit 4 when an --ip address was reassigned since its check
  *   podway ipam assign --node N [--handle H] [--count K | --ip IP] [--pool CIDR...]
  *   podway ipam configure [--strictaffinity true|false] [--max-blocks-per-host N]
  * All of them read and write Calico's own IPAM keys (src/control/ipam), so calicoctl on the same
@@ -419,50 +420,81 @@ interface ReleaseOpts { datastore?: string; ip: string[]; handle?: string; force
 
 const describeOwners = (owners: readonly IpOwner[]) => owners.map((w) => `${w.name}${w.kind === 'workload' ? ` on node ${w.node}` : ` (${w.field})`}`).join(', ');
 
+/**
+ * Exit status of `ipam release --ip` when an address was freed and assigned again (or its holder
+ * changed) between the command's check and its release: that address is not released (the
+ * others are); 1 is an error (nothing changed state for the failing address), 2 a usage error.
+ */
+export const RELEASE_CHANGED_SINCE_CHECK = 4;
+
 async function releaseCommand(o: ReleaseOpts, out: Out, err: Out): Promise<void> {
   const modes = [o.ip.length > 0, o.handle !== undefined, o.fromReport.length > 0].filter(Boolean).length;
   if (modes !== 1) throw new Error('ipam release: give --ip IP (one or more), --handle H, or --from-report FILE (one or more)');
   if (o.fromReport.length > 0) return releaseFromReports(o, out);
-  await withIpam(o, true, async (ipam, kv) => {
-    // Who uses what is about to be released: a live endpoint's or node's address freed in IPAM is
-    // handed to the next pod while the first still uses it.
-    const owners = await readOwners(kv);
-    // An allocation younger than the grace period and used by nobody yet may be a CNI ADD (or a
-    // tunnel address) between its assignment and its endpoint (or Node) write: refused as in use.
-    const graceMs = parseDuration(o.gracePeriod);
-    const audit = await auditIpam(kv, { gracePeriodMs: graceMs });
-    let targets: string[];
-    if (o.handle !== undefined) {
-      targets = audit.allocations.filter((a) => a.handle === o.handle).map((a) => a.ip);
-    } else {
-      targets = o.ip.map((ip) => {
-        const p = parseIp(ip);
-        if (!p) throw new Error(`invalid IP address ${JSON.stringify(ip)}`);
-        return formatIp(p.version, p.value);
-      });
-    }
-    const used = targets.map((ip) => ({ ip, by: owners.byIp.get(ip) ?? [] })).filter((u) => u.by.length > 0);
-    if (used.length > 0 && !o.force) {
-      throw new Error(`${used.map((u) => `IP address ${u.ip} is in use by ${describeOwners(u.by)}`).join('; ')}: releasing ${used.length > 1 ? 'them' : 'it'} lets IPAM hand ${used.length > 1 ? 'them' : 'it'} out again while still in use; delete the endpoint (or node) first, or pass --force; nothing was released`);
-    }
-    for (const u of used) err(`podway: warning: releasing ${u.ip} although ${describeOwners(u.by)} uses it (--force)\n`);
-    const recent = audit.allocations.filter((a) => a.state === 'recent' && targets.includes(a.ip));
-    if (recent.length > 0 && !o.force) {
-      throw new Error(`${recent.map((a) => `IP address ${a.ip} was allocated ${formatDuration(Math.round((a.ageMs ?? 0) / 1000) * 1000)} ago (less than the grace period ${formatDuration(graceMs)}) and is used by nothing yet`).join('; ')}: an ADD may be in progress that writes its endpoint (or Node) next; wait, pass a shorter --grace-period, or pass --force; nothing was released`);
-    }
-    for (const a of recent) err(`podway: warning: releasing ${a.ip} although it was allocated ${formatDuration(Math.round((a.ageMs ?? 0) / 1000) * 1000)} ago (--force)\n`);
-    if (o.handle !== undefined) {
-      const r = await ipam.releaseByHandle(o.handle);
-      if (!r.found) throw new Error(`handle ${o.handle} does not exist`);
-      out(`Successfully released ${r.released.length} IP address(es) of handle ${o.handle}${r.released.length ? `: ${r.released.join(', ')}` : ''}\n`);
-      return;
-    }
-    const r = await ipam.releaseIps(o.ip);
-    for (const ip of r.released) out(`Successfully released IP address ${ip}\n`);
-    if (r.notAllocated.length > 0) {
-      throw new Error(`IP address${r.notAllocated.length > 1 ? 'es' : ''} ${r.notAllocated.join(', ')} ${r.notAllocated.length > 1 ? 'are' : 'is'} not assigned`);
-    }
-  }, true);
+  const code = await withIpam(o, true, (_ipam, kv) => releaseChecked(kv, o, out, err), true);
+  if (code !== 0) process.exitCode = code;
+}
+
+/**
+ * `ipam release --ip`/`--handle` on an open store: checks who uses each address and how old it
+ * is, then releases. The release of an --ip address is a compare-and-swap against the allocation
+ * the check judged (its handle, sequence number and attributes): a CNI DEL and ADD between the
+ * two hand the address to a new pod, and an unconditional release would then free that live
+ * pod's address. Returns the exit status (0, or RELEASE_CHANGED_SINCE_CHECK); throws on errors.
+ */
+export async function releaseChecked(kv: KvStore, o: Pick<ReleaseOpts, 'ip' | 'handle' | 'force' | 'gracePeriod'>, out: Out, err: Out): Promise<number> {
+  const ipam = new Ipam(kv);
+  // Who uses what is about to be released: a live endpoint's or node's address freed in IPAM is
+  // handed to the next pod while the first still uses it.
+  const owners = await readOwners(kv);
+  // An allocation younger than the grace period and used by nobody yet may be a CNI ADD (or a
+  // tunnel address) between its assignment and its endpoint (or Node) write: refused as in use.
+  const graceMs = parseDuration(o.gracePeriod);
+  const audit = await auditIpam(kv, { gracePeriodMs: graceMs });
+  let targets: string[];
+  if (o.handle !== undefined) {
+    targets = audit.allocations.filter((a) => a.handle === o.handle).map((a) => a.ip);
+  } else {
+    targets = o.ip.map((ip) => {
+      const p = parseIp(ip);
+      if (!p) throw new Error(`invalid IP address ${JSON.stringify(ip)}`);
+      return formatIp(p.version, p.value);
+    });
+  }
+  const used = targets.map((ip) => ({ ip, by: owners.byIp.get(ip) ?? [] })).filter((u) => u.by.length > 0);
+  if (used.length > 0 && !o.force) {
+    throw new Error(`${used.map((u) => `IP address ${u.ip} is in use by ${describeOwners(u.by)}`).join('; ')}: releasing ${used.length > 1 ? 'them' : 'it'} lets IPAM hand ${used.length > 1 ? 'them' : 'it'} out again while still in use; delete the endpoint (or node) first, or pass --force; nothing was released`);
+  }
+  for (const u of used) err(`podway: warning: releasing ${u.ip} although ${describeOwners(u.by)} uses it (--force)\n`);
+  const recent = audit.allocations.filter((a) => a.state === 'recent' && targets.includes(a.ip));
+  if (recent.length > 0 && !o.force) {
+    throw new Error(`${recent.map((a) => `IP address ${a.ip} was allocated ${formatDuration(Math.round((a.ageMs ?? 0) / 1000) * 1000)} ago (less than the grace period ${formatDuration(graceMs)}) and is used by nothing yet`).join('; ')}: an ADD may be in progress that writes its endpoint (or Node) next; wait, pass a shorter --grace-period, or pass --force; nothing was released`);
+  }
+  for (const a of recent) err(`podway: warning: releasing ${a.ip} although it was allocated ${formatDuration(Math.round((a.ageMs ?? 0) / 1000) * 1000)} ago (--force)\n`);
+  if (o.handle !== undefined) {
+    const r = await ipam.releaseByHandle(o.handle);
+    if (!r.found) throw new Error(`handle ${o.handle} does not exist`);
+    out(`Successfully released ${r.released.length} IP address(es) of handle ${o.handle}${r.released.length ? `: ${r.released.join(', ')}` : ''}\n`);
+    return 0;
+  }
+  // Each address is released only if it is still the allocation judged above (--force lifts the
+  // owner and age checks, not this one: the warnings printed were about that allocation).
+  const checked = new Map(audit.allocations.map((a) => [a.ip, a]));
+  const notAllocated: string[] = [];
+  let changed = 0;
+  for (const ip of new Set(targets)) {
+    const seen = checked.get(ip);
+    // Not allocated at the check: not released even if an ADD has taken it since.
+    if (!seen) { notAllocated.push(ip); continue; }
+    const r = await ipam.releaseIfUnchanged(ip, { handle: seen.handle, sequenceNumber: seen.sequenceNumber, attributes: seen.attributes });
+    if (r.outcome === 'released') out(`Successfully released IP address ${ip}\n`);
+    else if (r.outcome === 'not-allocated') notAllocated.push(ip); // released by someone else meanwhile
+    else { err(`podway: ${ip} was reassigned since the check; not released (${r.reason})\n`); changed++; }
+  }
+  if (notAllocated.length > 0) {
+    throw new Error(`IP address${notAllocated.length > 1 ? 'es' : ''} ${notAllocated.join(', ')} ${notAllocated.length > 1 ? 'are' : 'is'} not assigned`);
+  }
+  return changed > 0 ? RELEASE_CHANGED_SINCE_CHECK : 0;
 }
 
 function readReport(file: string): CheckReport {
@@ -547,7 +579,7 @@ async function releaseLeakedIps(ipam: Ipam, audit: IpamAudit, leaked: Iterable<A
     else if (cur.state === 'in-use') why = `in use by ${cur.owners.join(', ')} now`;
     else if (cur.state === 'recent') why = `allocated less than ${formatDuration(graceMs)} ago`;
     if (why === null) {
-      const r = await ipam.releaseIfUnchanged(a.ip, { handle: a.handle, sequenceNumber: a.sequenceNumber });
+      const r = await ipam.releaseIfUnchanged(a.ip, { handle: a.handle, sequenceNumber: a.sequenceNumber, attributes: a.attributes });
       if (r.outcome === 'released') { out(`  released ${a.ip} (handle ${a.handle ?? '<none>'})\n`); released++; continue; }
       why = r.outcome === 'not-allocated' ? 'not allocated any more' : r.reason!;
     }
@@ -662,7 +694,8 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
 
   ipam
     .command('release')
-    .description('release addresses (--ip, repeatable), every address of a handle (--handle), or the leaked addresses of check reports (--from-report)')
+    .description(`release addresses (--ip, repeatable), every address of a handle (--handle), or the leaked addresses of check reports (--from-report); `
+      + `an --ip address is released only if it is still the allocation the command checked: one assigned again meanwhile is kept, said on stderr, and the exit status is ${RELEASE_CHANGED_SINCE_CHECK}`)
     .option('--ip <ip>', 'an address to release (repeatable)', collect, [])
     .option('--handle <id>', 'release every address of this handle, and the handle')
     .option('--from-report <file>', 'release what `ipam check -o FILE` found leaked, re-checking each first (repeatable: only what every report calls leaked)', collect, [])

@@ -11,10 +11,11 @@ import * as assert from 'uvu/assert';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import {
-  AllocationBlock, auditIpam, BLOCK_PREFIX, formatDuration, HANDLE_PREFIX, Ipam, NODE_PREFIX, parseAllocationTimestamp, parseBlockKey, parseDuration,
+  AllocationBlock, auditIpam, BLOCK_PREFIX, blockKey, formatDuration, HANDLE_PREFIX, Ipam, NODE_PREFIX, parseAllocationTimestamp, parseBlockKey, parseDuration,
 } from '../../src/control/ipam';
+import { parseNet } from '../../src/control/ipam/net';
 import { KvStore } from '../../src/control/kv/kv';
-import { goG5, renderBoxTable, withPercentage } from '../../src/cli/ipam-cmd';
+import { goG5, releaseChecked, RELEASE_CHANGED_SINCE_CHECK, renderBoxTable, withPercentage } from '../../src/cli/ipam-cmd';
 import { HookedKv } from '../helpers/kv-hook';
 import { podwayInProcess as podway, okInProcess as ok, podway as spawned, ok as okSpawned, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
 
@@ -467,6 +468,78 @@ function ipamSuite(target: Target) {
     assert.is(add.ips.length, 1, JSON.stringify(add));
     assert.is((await ipam.allocationOf(add.ips[0]!))?.handleId, 'k8s-pod-network.cstalled');
     assert.is((await kv.get(`${HANDLE_PREFIX}k8s-pod-network.cstalled`))?.value, `{"block":{"${block26(add.ips[0]!)}":1},"deleted":false}`, 'the handle counts the address again');
+    assert.equal(await ipam.check(), []);
+  });
+
+  test('release --ip: an address freed and assigned to a new pod between the check and the release is kept (exit 4), by sequence number and, in a block without them, by attributes', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const ipam = new Ipam(kv);
+    // Leaked long ago (an old timestamp, no endpoint): the check passes it for release.
+    const old = { node: 'node1', pod: 'gone', namespace: 'default', timestamp: '2024-01-01T00:00:00Z' };
+    const [ip] = (await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'k8s-pod-network.cgone', attrs: old })).ips;
+    assert.ok(ip);
+    const fresh = (pod: string) => ({ node: 'node1', pod, namespace: 'default', timestamp: new Date().toISOString() });
+    /** Drops the block's per-address sequence numbers, as a writer that keeps none leaves it. */
+    const dropSequenceNumbers = async () => {
+      const e = (await kv.get(blockKey(parseNet(block26(ip!))!)))!;
+      const block = AllocationBlock.decode(e.value, parseBlockKey(e.key)!);
+      block.sequenceNumberForAllocation = null;
+      assert.ok(await kv.update(e.key, block.encode(), e.modRevision));
+    };
+    // Run `release --ip` on a store whose first block write (the release) is preceded by a CNI
+    // DEL and ADD of the same address for a new pod, through the real store underneath.
+    const raceRelease = async (reassign: () => Promise<void>) => {
+      const hooked = new HookedKv(kv);
+      hooked.beforeWrite((op, key) => op === 'update' && key.startsWith(BLOCK_PREFIX), reassign);
+      let out = '';
+      let err = '';
+      const code = await releaseChecked(hooked, { ip: [ip!], gracePeriod: '15m' }, (t) => void (out += t), (t) => void (err += t));
+      assert.is(hooked.fired, 1, 'the reassignment ran between the check and the release');
+      return { code, out, err };
+    };
+
+    const first = await raceRelease(async () => {
+      assert.equal((await ipam.releaseIps([ip!])).released, [ip]);
+      await ipam.assignIp({ ip: ip!, handleId: 'k8s-pod-network.cnew', attrs: fresh('new'), node: 'node1' });
+    });
+    assert.is(first.code, RELEASE_CHANGED_SINCE_CHECK);
+    assert.is(first.out, '');
+    assert.match(first.err, `podway: ${ip} was reassigned since the check; not released (held by handle k8s-pod-network.cnew now, not k8s-pod-network.cgone)\n`);
+    assert.is((await ipam.allocationOf(ip!))?.handleId, 'k8s-pod-network.cnew', "the new pod's address is still allocated to it");
+    assert.equal(await ipam.check(), []);
+
+    // The same handle again (a pod's sandbox re-created under one container ID): the sequence number tells.
+    await ipam.releaseByHandle('k8s-pod-network.cnew');
+    await ipam.assignIp({ ip: ip!, handleId: 'k8s-pod-network.cgone', attrs: old, node: 'node1' });
+    const second = await raceRelease(async () => {
+      await ipam.releaseIps([ip!]);
+      await ipam.assignIp({ ip: ip!, handleId: 'k8s-pod-network.cgone', attrs: fresh('gone'), node: 'node1' });
+    });
+    assert.is(second.code, RELEASE_CHANGED_SINCE_CHECK);
+    assert.match(second.err, new RegExp(`^podway: ${ip!.replace(/\./g, '\\.')} was reassigned since the check; not released \\(assigned again since \\(sequence number \\d+, was \\d+\\)\\)\n$`));
+    assert.ok(await ipam.allocationOf(ip!));
+
+    // A block without per-address sequence numbers (and no handle): the attributes tell.
+    await ipam.releaseIps([ip!]);
+    await ipam.assignIp({ ip: ip!, handleId: null, attrs: old, node: 'node1' });
+    await dropSequenceNumbers();
+    const third = await raceRelease(async () => {
+      await ipam.releaseIps([ip!]);
+      await ipam.assignIp({ ip: ip!, handleId: null, attrs: fresh('third'), node: 'node1' });
+      await dropSequenceNumbers();
+    });
+    assert.is(third.code, RELEASE_CHANGED_SINCE_CHECK);
+    assert.match(third.err, `podway: ${ip} was reassigned since the check; not released (its attributes changed (`);
+    assert.is((await ipam.allocationOf(ip!))?.secondary?.pod, 'third');
+
+    // Unchanged since the check (a write to another address of the block meanwhile): released.
+    await ipam.releaseIps([ip!]);
+    await ipam.assignIp({ ip: ip!, handleId: 'k8s-pod-network.cgone', attrs: old, node: 'node1' });
+    const other = await raceRelease(async () => {
+      assert.is((await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'k8s-pod-network.cother', attrs: fresh('other') })).ips.length, 1);
+    });
+    assert.equal(other, { code: 0, out: `Successfully released IP address ${ip}\n`, err: '' });
+    assert.is(await ipam.allocationOf(ip!), null);
     assert.equal(await ipam.check(), []);
   });
 

@@ -778,17 +778,26 @@ export class Ipam {
   }
 
   /**
-   * Releases one address only if it is still the allocation a report saw: the same handle and the
-   * same per-address sequence number (Calico's ReleaseOptions{Handle, SequenceNumber}). An address
-   * released and assigned again since has a new sequence number, so a stale report cannot free it.
-   * The comparison and the release are one compare-and-swap on the block.
+   * Releases one address only if it is still the allocation a check or report saw: the same
+   * handle and the same per-address sequence number (Calico's ReleaseOptions{Handle,
+   * SequenceNumber}) and, when `attributes` is given, the same attributes (the pod, node and
+   * timestamp it was assigned with: what tells two allocations apart in a block written without
+   * per-address sequence numbers). An address released and assigned again since has a new
+   * sequence number (and timestamp), so a stale check cannot free it. The comparison and the
+   * release are one compare-and-swap on the block (releaseIfHeld).
    */
-  async releaseIfUnchanged(ip: string, expect: { handle: string | null; sequenceNumber: string | null }): Promise<{ outcome: 'released' | 'not-allocated' | 'changed'; reason?: string }> {
+  async releaseIfUnchanged(
+    ip: string,
+    expect: { handle: string | null; sequenceNumber: string | null; attributes?: Readonly<Record<string, string>> },
+  ): Promise<{ outcome: 'released' | 'not-allocated' | 'changed'; reason?: string }> {
     const r = await this.releaseIfHeld(ip, (attr, seq) => {
       const h = attr?.handleId;
       const handle = h === null || h === undefined ? null : sanitizeHandle(h);
       if (handle !== expect.handle) return `held by handle ${handle ?? '<none>'} now, not ${expect.handle ?? '<none>'}`;
       if (seq !== expect.sequenceNumber) return `assigned again since (sequence number ${seq ?? '<none>'}, was ${expect.sequenceNumber ?? '<none>'})`;
+      if (expect.attributes !== undefined && !sameAttributes(attr?.secondary ?? {}, expect.attributes)) {
+        return `its attributes changed (${formatAttrMap(attr?.secondary ?? {})}, were ${formatAttrMap(expect.attributes)})`;
+      }
       return null;
     });
     return r.outcome === 'changed' ? { outcome: r.outcome, reason: r.reason } : { outcome: r.outcome };
@@ -1018,3 +1027,12 @@ export function blockInconsistencies(block: AllocationBlock): string[] {
   return out;
 }
 
+
+/** Same keys and values (an absent attribute map counts as empty, as the audit reports it). */
+function sameAttributes(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && a[k] === b[k]);
+}
+
+const formatAttrMap = (m: Readonly<Record<string, string>>): string =>
+  Object.keys(m).length === 0 ? 'none' : Object.keys(m).sort().map((k) => `${k}=${m[k]}`).join(' ');

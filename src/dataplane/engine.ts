@@ -265,8 +265,9 @@ export class Engine {
   private readonly host: HostProgrammer | null;
   /** tx4's tx errors when last reported, and when (see checkTx4Refusals). */
   private tx4Refused = { reported: 0, at: 0 };
-  /** Learned kernel routes adopted at start and kept until BGP brings routes (see hostState). */
-  private learnedHeld: HostLearnedRoute[] = [];
+  /** Learned kernel routes adopted at start, by prefix, each kept until BGP brings that prefix
+   * again or the hold ends (see hostState). */
+  private readonly learnedHeld = new Map<string, HostLearnedRoute>();
   private learnedHeldUntil = 0;
   /** Runs commands (`ip`) in a small helper process instead of forking this one. */
   private readonly spawner: Spawner | null;
@@ -1192,11 +1193,15 @@ export class Engine {
     const eps = [...this.endpoints.values()];
     const dev = this.underlay?.name ?? null;
     const learned: HostLearnedRoute[] = dev === null ? [] : (model.kernelRoutes ?? []).map((r) => ({ cidr: r.cidr, via: r.via, dev }));
-    // After a restart, learned routes left in the kernel stay until our sessions bring routes
-    // again (as BIRD's kernel protocol with graceful restart keeps them), at most LEARNED_HOLD_MS.
-    if (this.learnedHeld.length > 0) {
-      if (learned.length > 0 || Date.now() >= this.learnedHeldUntil) this.learnedHeld = [];
-      else learned.push(...this.learnedHeld);
+    // After a restart, each learned route left in the kernel stays until a session brings that
+    // prefix again, at most LEARNED_HOLD_MS (as BIRD's kernel protocol with graceful restart keeps
+    // them). Per route: a slow peer's prefix is not dropped because a quicker peer's came first.
+    // Learned again, it leaves the hold for good (a later withdrawal removes it at once); one no
+    // peer brings again goes when the hold ends.
+    if (this.learnedHeld.size > 0) {
+      if (Date.now() >= this.learnedHeldUntil) this.learnedHeld.clear();
+      for (const l of learned) this.learnedHeld.delete(l.cidr);
+      learned.push(...this.learnedHeld.values());
     }
     return {
       learned,
@@ -1237,9 +1242,9 @@ export class Engine {
     // Only with BGP (kernelRoutes present): without it, a `proto bird` route is someone else's.
     const learned = model.kernelRoutes === undefined ? [] : readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);
     if (learned.length > 0) {
-      this.log.info(`host: ${learned.length} learned route(s) left by an earlier run (proto ${LEARNED_ROUTE_PROTO} metric ${LEARNED_ROUTE_METRIC}) kept until BGP brings routes again (at most ${LEARNED_HOLD_MS / 1000} s): ${learned.slice(0, 5).map((l) => `${l.cidr} via ${l.via}`).join(', ')}${learned.length > 5 ? ', ...' : ''}`, { component: 'host' });
+      this.log.info(`host: ${learned.length} learned route(s) left by an earlier run (proto ${LEARNED_ROUTE_PROTO} metric ${LEARNED_ROUTE_METRIC}) each kept until BGP brings its prefix again (at most ${LEARNED_HOLD_MS / 1000} s): ${learned.slice(0, 5).map((l) => `${l.cidr} via ${l.via}`).join(', ')}${learned.length > 5 ? ', ...' : ''}`, { component: 'host' });
       this.host!.adoptLearned(learned);
-      this.learnedHeld = learned;
+      for (const l of learned) this.learnedHeld.set(l.cidr, l);
       this.learnedHeldUntil = Date.now() + LEARNED_HOLD_MS;
       setTimeout(() => this.programHost(), LEARNED_HOLD_MS + 100).unref();
     }

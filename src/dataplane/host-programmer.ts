@@ -25,7 +25,11 @@
  *   the lines after it are run again at once, in a new batch;
  * - `neigh del` of an entry that is already gone exits the same way, so neighbours are removed
  *   with `neigh flush to IP dev IF nud permanent` (flushing nothing succeeds).
- * All commands are idempotent (replace, del, flush), so re-running an unconfirmed one is harmless.
+ * All commands are idempotent (replace, del, flush), so re-running an unconfirmed one is harmless,
+ * except a learned route's `route add`: run again after its result was lost (a killed or timed-out
+ * batch), it fails with "File exists" on the route it made itself. Such a failure is checked
+ * against the kernel (one `ip -j route show proto bird` after the run): a route there exactly as
+ * we write it (same prefix, next hop, device, protocol and metric) is taken as ours, not retried.
  */
 import { ChildLike, SpawnFn, localSpawn } from './spawner';
 import { formatIpv4 } from '../packet';
@@ -96,6 +100,9 @@ export interface HostProgrammerStatus {
   commandsRun: number;
   /** Commands that failed or could not be confirmed (child killed, timed out, ended early). */
   failures: number;
+  /** Learned routes whose add failed with "File exists" because the kernel already held them
+   * exactly as we write them (an add whose result was lost): taken as ours, not retried. */
+  adopted: number;
   /** Batches that ended before their last line (killed, timed out, or exited early). */
   aborts: number;
   timeouts: number;
@@ -166,6 +173,8 @@ const SAFE_NETNS_NAME = /^[A-Za-z0-9_.@-]{1,64}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 const FAILED_LINE = /^Command failed .*:(\d+)$/;
+/** `route add` of a route whose prefix and metric are taken (by us, or by someone else). */
+const EXISTS = /File exists/;
 
 export class HostProgrammer {
   private readonly log: (msg: string) => void;
@@ -195,7 +204,10 @@ export class HostProgrammer {
   private idleWaiters: (() => void)[] = [];
   /** Last message logged per item key: a failure repeating on every retry is logged once. */
   private logged = new Map<string, string>();
-  private readonly stats = { commandsRun: 0, failures: 0, aborts: 0, timeouts: 0, children: 0, lastError: null as string | null, lastBatchMs: 0, lastCommands: [] as string[] };
+  /** Learned routes whose `route add` failed with "File exists" in this run: checked against the
+   * kernel when the run's batches are done (adoptExisting). */
+  private existing: { item: Item; cmd: string; error: string }[] = [];
+  private readonly stats = { commandsRun: 0, failures: 0, adopted: 0, aborts: 0, timeouts: 0, children: 0, lastError: null as string | null, lastBatchMs: 0, lastCommands: [] as string[] };
 
   constructor(opts: HostProgrammerOptions = {}) {
     this.log = opts.log ?? ((m) => console.error(m));
@@ -338,6 +350,7 @@ export class HostProgrammer {
           lines = this.record(ns, withMarkers, outcome);
         }
       }
+      if (this.existing.length > 0 && !this.stopped) await this.adoptExisting();
     } catch (e) {
       // A bug here must not take the forwarding process down: report it; the next sync retries.
       this.stats.lastError = `host programmer: ${(e as Error).message}`;
@@ -425,6 +438,10 @@ export class HostProgrammer {
         unconfirmed++;
         continue;
       }
+      if (item.add !== undefined && line.cmd === item.add && EXISTS.test(error)) {
+        this.existing.push({ item, cmd: line.cmd, error });
+        continue;
+      }
       this.logOnce(item.key, error, `host programmer: ${item.label}: \`ip ${line.cmd}\`: ${error}; will retry`);
     }
     if (outcome.abort !== null) {
@@ -440,6 +457,67 @@ export class HostProgrammer {
       this.logged.delete(`batch ${ns}`);
     }
     return lines.slice(outcome.notRunFrom).filter((l) => l.item !== null);
+  }
+
+  /**
+   * The learned routes whose add failed with "File exists": those in the kernel exactly as we
+   * write them (an earlier add of ours whose result was lost) are ours from now on; the others
+   * (someone else's route at our prefix and metric: an operator's, left alone) are logged and
+   * retried as any failure. An unreadable table leaves them all to the retry.
+   */
+  private async adoptExisting(): Promise<void> {
+    const existing = this.existing;
+    this.existing = [];
+    const text = await this.readTable(['-j', '-4', 'route', 'show', 'table', 'main', 'proto', LEARNED_ROUTE_PROTO]);
+    const inKernel = new Set<string>();
+    try {
+      for (const r of JSON.parse(text || '[]') as Record<string, unknown>[]) {
+        if (Number(r.metric ?? 0) !== LEARNED_ROUTE_METRIC || typeof r.dst !== 'string' || typeof r.gateway !== 'string' || typeof r.dev !== 'string') continue;
+        const cidr = r.dst === 'default' ? '0.0.0.0/0' : r.dst.includes('/') ? r.dst : `${r.dst}/32`;
+        inKernel.add(`${cidr} ${r.gateway} ${r.dev}`);
+      }
+    } catch {
+      /* not JSON (ip failed): nothing is adopted, all are retried */
+    }
+    for (const { item, cmd, error } of existing) {
+      // Items are keyed `l CIDR` with value `VIA DEV` (itemsOf).
+      if (inKernel.has(`${item.key.slice(2)} ${item.value}`) && this.wanted.get(item.key)?.value === item.value) {
+        this.programmed.set(item.key, item);
+        this.logged.delete(item.key);
+        this.stats.adopted++;
+        continue;
+      }
+      this.logOnce(item.key, error, `host programmer: ${item.label}: \`ip ${cmd}\`: ${error}; will retry`);
+    }
+  }
+
+  /** One `ip ARGS` read in the programmer's namespace; its stdout, or '' when it failed or hung. */
+  private readTable(args: string[]): Promise<string> {
+    const child = this.spawnFn('ip', this.netns ? ['-n', this.netns, ...args] : args);
+    this.child = child;
+    this.stats.children++;
+    return new Promise((resolve) => {
+      let out = '';
+      let settled = false;
+      const timer = setTimeout(() => killPid(child.pid), this.timeoutMs);
+      const finish = (ok: boolean) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (this.child === child) this.child = null;
+        resolve(ok ? out : '');
+      };
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.on('data', (s: string) => {
+        if (out.length < 64 << 20) out += s;
+      });
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', () => {});
+      child.stdin!.on('error', () => {});
+      child.on('error', () => finish(false));
+      child.on('close', (code) => finish(code === 0));
+      child.stdin!.end('');
+    });
   }
 
   private logOnce(key: string, error: string, msg: string): void {

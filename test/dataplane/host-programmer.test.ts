@@ -183,6 +183,52 @@ test('a route to a missing device fails with its interface and address, is retri
   });
 });
 
+test('a learned route already in the kernel exactly as we write it (an add whose result was lost) is taken as ours, not retried; an operator\'s route at the prefix is not', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, ['hl0']);
+    ns.ip('addr', 'add', '10.79.0.1/24', 'dev', 'hl0');
+    const ours = '198.51.100.0/24 via 10.79.0.254 dev hl0 proto bird metric 32';
+    const operators = '203.0.113.0/24 via 10.79.0.254 dev hl0 proto static metric 32';
+    // What a lost add leaves: our route in the kernel, and the programmer not knowing it.
+    ns.ip('route', 'add', ...ours.split(' '));
+    ns.ip('route', 'add', ...operators.split(' '));
+    const show = (cidr: string) => ns.ip('-4', 'route', 'show', 'table', 'main', cidr).trim();
+    const { hp, logs } = programmer(ns);
+    try {
+      const learned = [
+        { cidr: '198.51.100.0/24', via: '10.79.0.254', dev: 'hl0' },
+        { cidr: '203.0.113.0/24', via: '10.79.0.254', dev: 'hl0' },
+      ];
+      hp.sync({ pods: [], pools: [], mtus: [], learned });
+      await hp.idle();
+      let st = hp.status();
+      assert.is(st.adopted, 1, 'ours adopted');
+      assert.is(st.pendingItems, 1, 'only the operator\'s prefix is left to retry');
+      assert.is(logs.length, 1, logs.join('\n'));
+      assert.ok(logs[0].includes('203.0.113.0/24') && logs[0].includes('File exists'), logs[0]);
+      assert.is(show('198.51.100.0/24'), ours, 'one route, not duplicated');
+      assert.is(show('203.0.113.0/24'), operators);
+
+      // The same state again: only the operator's prefix is tried; ours is not touched.
+      hp.sync({ pods: [], pools: [], mtus: [], learned });
+      await hp.idle();
+      st = hp.status();
+      assert.equal(st.lastCommands, ['route add 203.0.113.0/24 via 10.79.0.254 dev hl0 proto bird metric 32']);
+      assert.is(st.adopted, 1);
+      assert.is(logs.length, 1, 'the repeated failure is not logged again');
+
+      // Ours is ours: withdrawn, it is removed; the operator's route stays.
+      hp.sync({ pods: [], pools: [], mtus: [], learned: [] });
+      await hp.idle();
+      assert.is(hp.status().pendingItems, 0);
+      assert.is(show('198.51.100.0/24'), '');
+      assert.is(show('203.0.113.0/24'), operators);
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
 test('a neighbour the kernel rejects ends ip\'s batch: it alone fails, the lines after it still run', async () => {
   await withNetns(['hp'], async ([ns]) => {
     makeVeths(ns, range(10).map((i) => `hp${i}`));

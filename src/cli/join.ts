@@ -16,6 +16,7 @@ import { kindInfo, resourceKey } from '../control/calico-kinds';
 import { firstFoundIPv4, firstFoundIPv6 } from '../dataplane/host';
 import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../control/tunnel-addrs';
 import { addressesHeldHere, chooseStartAddress } from './start-address';
+import { Backoff } from '../util/backoff';
 
 export interface JoinOptions {
   node: string;
@@ -49,15 +50,17 @@ export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (
   if (spec.kind === 'file') return;
   const kv = openKvStore(spec, {});
   try {
-    for (let delay = 1000; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+    const backoff = new Backoff({ first: 1000, max: RETRY_MAX_MS });
+    for (;;) {
       try {
         await joinOnce(kv, opts, say);
         return;
       } catch (e) {
         if (!(e instanceof KvUnavailableError)) throw e;
         // e says which store and what failed: "etcd URL unreachable (get KEY): connect ECONNREFUSED ...".
-        say(`${e.message}; retrying in ${delay / 1000} s`);
-        await new Promise((r) => setTimeout(r, delay));
+        const wait = backoff.next();
+        say(`${e.message}; retrying in ${wait / 1000} s`);
+        await new Promise((r) => setTimeout(r, wait));
       }
     }
   } finally {

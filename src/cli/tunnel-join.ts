@@ -6,6 +6,7 @@
  * a time, after a model is applied.
  */
 import type { NodeDataplaneModel } from '../control';
+import { Backoff } from '../util/backoff';
 
 /**
  * The model's tunnel addresses disagree with its pools. Felix's view of the pools (disabled ones
@@ -43,15 +44,18 @@ export class TunnelAddressJoin {
    * cluster sends no new model to retry with). */
   private last: NodeDataplaneModel | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
-  private failures = 0;
+  /** The wait before joining again after a failure; reset by a join that succeeds or a model that is not stale. */
+  private readonly backoff: Backoff;
 
   constructor(
     /** The join: reconciles the Node's tunnel addresses in the datastore (a new model follows a change). */
     private readonly join: () => Promise<void>,
     private readonly onError: (e: Error) => void,
     /** Wait before joining again after a failure: first, doubling up to max (ms). */
-    private readonly retryMs: { first: number; max: number } = { first: 1000, max: 60_000 },
-  ) {}
+    retryMs: { first: number; max: number } = { first: 1000, max: 60_000 },
+  ) {
+    this.backoff = new Backoff(retryMs);
+  }
 
   /** A model was applied: join again when its tunnel addresses look stale (not while one runs, and
    * not again for the same inputs as the last successful join: joinedFor). */
@@ -67,7 +71,7 @@ export class TunnelAddressJoin {
     this.retryTimer = null;
     if (!tunnelAddressesStale(m)) {
       this.joinedFor = null;
-      this.failures = 0;
+      this.backoff.reset();
       return;
     }
     const inputs = joinInputs(m);
@@ -77,7 +81,7 @@ export class TunnelAddressJoin {
       .then(
         () => {
           this.joinedFor = inputs;
-          this.failures = 0;
+          this.backoff.reset();
         },
         (e) => {
           this.onError(e as Error);
@@ -103,8 +107,7 @@ export class TunnelAddressJoin {
   /** After a failed join: the last model again after a backoff, unless a newer one comes first. */
   private scheduleRetry(): void {
     if (this.stopped) return;
-    const wait = Math.min(this.retryMs.max, this.retryMs.first * 2 ** Math.min(this.failures, 16));
-    this.failures++;
+    const wait = this.backoff.next();
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       if (this.last && !this.running) this.applied(this.last);

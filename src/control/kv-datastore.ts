@@ -19,6 +19,7 @@ import { cidrContainsAddr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseI
 import { KvEntry, KvEvent, KvStore, KvUnavailableError, KvWatch } from './kv/kv';
 import { BlockAffinity, IPPool, Node, WorkloadEndpoint } from './resources';
 import type { ClusterSnapshot, IpamBlockBorrowed } from './snapshot';
+import { Backoff } from '../util/backoff';
 import { AllocationBlock } from './ipam/block';
 import { BLOCK_PREFIX, parseBlockKey } from './ipam/keys';
 import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
@@ -176,7 +177,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
    * Lists `prefix` into its slots, retrying an unreachable store with backoff until `deadline`. Returns the list's revision. Other errors are thrown.
    */
   private async listWithRetry(prefix: string, deadline: number, reportEach: boolean): Promise<number> {
-    let delay = this.retryInitialMs;
+    const backoff = new Backoff({ first: this.retryInitialMs, max: this.retryMaxMs });
     for (let attempt = 1; ; attempt++) {
       if (this.closed) throw new Error(`${this.source}: datastore closed`);
       try {
@@ -187,7 +188,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         return list.revision;
       } catch (e) {
         if (!(e instanceof KvUnavailableError) || this.closed) throw e;
-        const wait = Math.min(delay, this.retryMaxMs);
+        const wait = backoff.next();
         if (Date.now() + wait > deadline) {
           throw new Error(`datastore unreachable: gave up after ${attempt} attempts (start timeout ${this.options.startTimeoutMs} ms): ${e.message}`);
         }
@@ -198,7 +199,6 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         }
         this.down = true;
         await sleepAbortable(wait, this.abort.signal);
-        delay = Math.min(delay * 2, this.retryMaxMs);
       }
     }
   }

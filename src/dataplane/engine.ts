@@ -27,6 +27,7 @@ import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
 import { addPortCounts, pipelineSnapshot, type DataplaneSnapshot, type PortSample } from '../observe/snapshot';
+import { Backoff } from '../util/backoff';
 
 export interface EngineOptions {
   /** Frames per receive batch (and per send call). */
@@ -244,9 +245,9 @@ export class Engine {
   private readonly worker: { index: number; count: number };
   private readonly shareNeighbor: (ip: number, mac: Uint8Array, announced: boolean) => void;
   private readonly onTunnelRx: (rx: TunnelRx) => void;
-  private readonly tableRetryMinMs: number;
   private tableTimer: NodeJS.Timeout | null = null;
-  private tableRetryDelay = 0;
+  /** The refused tunnel table's retry wait: tableRetryMs, doubling up to TABLE_RETRY_MAX_MS; reset once it is in place. */
+  private readonly tableRetry: Backoff;
   /** The last refusal the retry logged (one line per distinct reason). */
   private tableRetryWhy: string | null = null;
   private model: NodeDataplaneModel | null = null;
@@ -326,7 +327,7 @@ export class Engine {
     this.addressAdvice = opts.addressAdvice ?? 'restart podway to register the new address';
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
-    this.tableRetryMinMs = opts.tableRetryMs ?? TABLE_RETRY_MIN_MS;
+    this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
     this.onSharedOpen = opts.onSharedOpen ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
     this.pool = new FramePool(this.batch + 8);
@@ -797,13 +798,12 @@ export class Engine {
     if (!this.tunnelTableWrong()) {
       if (this.tableTimer) clearTimeout(this.tableTimer);
       this.tableTimer = null;
-      this.tableRetryDelay = 0;
+      this.tableRetry.reset();
       this.tableRetryWhy = null;
       return;
     }
     if (this.tableTimer) return;
-    this.tableRetryDelay = Math.min(TABLE_RETRY_MAX_MS, this.tableRetryDelay > 0 ? this.tableRetryDelay * 2 : this.tableRetryMinMs);
-    this.tableTimer = setTimeout(() => this.healTunnelTable(), this.tableRetryDelay);
+    this.tableTimer = setTimeout(() => this.healTunnelTable(), this.tableRetry.next());
     this.tableTimer.unref();
   }
 
@@ -926,8 +926,8 @@ export class Engine {
 
   /** Ports whose receive failed, with the timer that polls them again. */
   private readonly repoll = new Map<number, NodeJS.Timeout>();
-  /** The last pause per port (doubled on each failure, up to REPOLL_MAX_MS). */
-  private readonly repollDelay = new Map<number, number>();
+  /** The pause per port that failed: REPOLL_MIN_MS, doubled on each failure, up to REPOLL_MAX_MS. */
+  private readonly repollDelay = new Map<number, Backoff>();
   /** One log line per port and kind of error, not one per failure. */
   private readonly loggedErrors = new Map<number, string>();
 
@@ -1009,8 +1009,9 @@ export class Engine {
     if (this.vanished(p)) return;
     this.linkDown(p, e);
     this.io.unpoll(p);
-    const delay = Math.min(REPOLL_MAX_MS, Math.max(REPOLL_MIN_MS, (this.repollDelay.get(p) ?? 0) * 2));
-    this.repollDelay.set(p, delay);
+    let backoff = this.repollDelay.get(p);
+    if (!backoff) this.repollDelay.set(p, (backoff = new Backoff({ first: REPOLL_MIN_MS, max: REPOLL_MAX_MS })));
+    const delay = backoff.next();
     const timer = setTimeout(() => {
       this.repoll.delete(p);
       if (this.pipe.role[p] !== Role.NONE) this.watch(p);

@@ -26,6 +26,7 @@
  */
 import { ChildProcess, execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { Backoff } from '../util/backoff';
 
 export const NAT_TABLE = 'podway';
 
@@ -223,8 +224,8 @@ export class NftNat {
   /** The refused spec, tried again when the timer fires (a newer change replaces it). */
   private failed: NatSpec | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
-  private retryDelay = 0;
-  private readonly retryMinMs: number;
+  /** The wait before a refused update is tried again; attempts 0 while none is refused. */
+  private readonly retryWait: Backoff;
   private readonly retryMaxMs: number;
 
   /**
@@ -233,8 +234,9 @@ export class NftNat {
    * the next change (a table held by another process, nft briefly missing during an upgrade).
    */
   constructor(private readonly log: (m: string) => void, private readonly nft = 'nft', retry: { minMs?: number; maxMs?: number } = {}) {
-    this.retryMinMs = retry.minMs ?? 1000;
-    this.retryMaxMs = Math.max(this.retryMinMs, retry.maxMs ?? 60_000);
+    const first = retry.minMs ?? 1000;
+    this.retryMaxMs = Math.max(first, retry.maxMs ?? 60_000);
+    this.retryWait = new Backoff({ first, max: this.retryMaxMs });
   }
 
   /** Create (or re-create) the table. Throws a clear error when nft is missing or refuses. */
@@ -273,22 +275,22 @@ export class NftNat {
           if (this.spec) this.spec = s;
           this.updates++;
           this.lastError = null;
-          const healed = this.retryDelay > 0 ? `, after ${this.failures} refused attempt(s) in all` : '';
+          const healed = this.retryWait.attempts > 0 ? `, after ${this.failures} refused attempt(s) in all` : '';
           this.clearRetry();
           this.log(`nat: ${s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing'} (table ip ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'}${healed})`);
         } catch (e) {
-          const first = this.retryDelay === 0;
+          const first = this.retryWait.attempts === 0;
           this.lastError = (e as Error).message;
           this.failures++;
           if (!this.spec) break; // stopped meanwhile: nothing to heal
           // the next attempt replaces the whole table: the refused one may have left it half-updated
           this.tableKey = '';
-          this.retryDelay = Math.min(this.retryMaxMs, this.retryDelay > 0 ? this.retryDelay * 2 : this.retryMinMs);
+          const wait = this.retryWait.next();
           // once while it keeps being refused, not on every retry (status: lastError, failures, retries)
-          if (first) this.log(`nat: ${this.lastError} (tried again in ${this.retryDelay / 1000} s, backing off up to ${this.retryMaxMs / 1000} s, and on the next change)`);
+          if (first) this.log(`nat: ${this.lastError} (tried again in ${wait / 1000} s, backing off up to ${this.retryMaxMs / 1000} s, and on the next change)`);
           this.failed = s;
           if (this.retryTimer) clearTimeout(this.retryTimer);
-          this.retryTimer = setTimeout(() => this.retry(), this.retryDelay);
+          this.retryTimer = setTimeout(() => this.retry(), wait);
           this.retryTimer.unref();
         }
       }
@@ -312,7 +314,7 @@ export class NftNat {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.failed = null;
-    this.retryDelay = 0;
+    this.retryWait.reset();
   }
 
   /**

@@ -9,6 +9,7 @@ import type { LearnedRoute } from '../route-calc';
 import { BgpPlan, BgpPlanOptions, computeBgpPlan, PeerType, speakerOptionsEqual } from './peering';
 import { bestLearnedRoutes, learnedEqual } from './learned-routes';
 import type { BgpPeerStatus, BgpSpeaker, BgpSpeakerOptions, BgpState } from './speaker';
+import { Backoff } from '../../util/backoff';
 
 /** One row of `podway node status` (calicoctl's columns, then the per-peer counters). */
 export interface NodeStatusPeer {
@@ -148,8 +149,14 @@ export class BgpAgent {
         await old.stop({ graceful: false }).catch((e) => this.options.log(`bgp: stop: ${(e as Error).message}`, 'warn'));
       }
     });
-    this.startSpeaker(speaker, 0);
+    // a backoff of its own per speaker: a replaced one starts again from the first wait
+    this.startSpeaker(speaker, new Backoff(this.retryMs()));
     this.routesChanged(speaker);
+  }
+
+  /** The speaker's start retry: first wait and longest (ms). */
+  private retryMs(): { first: number; max: number } {
+    return this.options.retryMs ?? { first: 1000, max: 30_000 };
   }
 
   /**
@@ -158,7 +165,7 @@ export class BgpAgent {
    * status() (readiness), and tried again with backoff until it runs or the speaker is replaced:
    * a speaker that only dials out would leave the node half-peered.
    */
-  private startSpeaker(speaker: BgpSpeaker, attempt: number): void {
+  private startSpeaker(speaker: BgpSpeaker, backoff: Backoff): void {
     const o = speaker.opts;
     this.chain = this.chain
       .then(async () => {
@@ -171,14 +178,13 @@ export class BgpAgent {
       })
       .catch((e) => {
         if (this.speaker !== speaker || this.stopped) return;
-        const retry = this.options.retryMs ?? { first: 1000, max: 30_000 };
-        const wait = Math.min(retry.max, retry.first * 2 ** Math.min(attempt, 16));
+        const wait = backoff.next();
         const message = (e as Error).message;
-        if (this.speakerError !== message) this.options.log(`bgp: cannot start the speaker: ${message}; no BGP session runs until it starts (trying again every ${retry.max / 1000} s at most)`, 'error');
+        if (this.speakerError !== message) this.options.log(`bgp: cannot start the speaker: ${message}; no BGP session runs until it starts (trying again every ${this.retryMs().max / 1000} s at most)`, 'error');
         this.speakerError = message;
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;
-          this.startSpeaker(speaker, attempt + 1);
+          this.startSpeaker(speaker, backoff);
         }, wait);
         this.retryTimer.unref?.();
       });

@@ -29,7 +29,9 @@ export const Reason = {
   ARP_NOT_GATEWAY: base + 8,
   /** Frame type podway does not forward (IPv6, VLAN, ...). */
   UNSUPPORTED_ETHERTYPE: base + 9,
-  /** Direct route whose next-hop MAC is not resolved yet (ARP request sent). */
+  /** Next hop through an underlay neighbour whose MAC is being resolved (ARP/NDP asked), and the
+   * packet could not be held for it: a GSO super-frame, or a pipeline without a pending queue
+   * (neighbor-queue.ts). The engine holds such packets (`neighbor_queued`) instead of dropping them. */
   NEIGHBOR_UNRESOLVED: base + 10,
   /** Local destination whose pod MAC is not known yet (it has sent nothing). */
   POD_MAC_UNKNOWN: base + 11,
@@ -48,6 +50,12 @@ export const Reason = {
   /** Next hop through an underlay neighbour (ARP or NDP) whose probes went unanswered (FAILED):
    * dropped until it answers again (re-probed with back-off, src/dataplane/neighbors.ts). */
   NEIGHBOR_FAILED: base + 28,
+  /** Not held for an unresolved neighbour: its share of the pending queue (3 packets) or the
+   * whole queue (64 per worker) was full (neighbor-queue.ts). */
+  NEIGHBOR_QUEUE_FULL: base + 29,
+  /** Held for a neighbour that did not answer: dropped when it turned FAILED, or after the hold
+   * limit (its probes' round, plus two ticks), or when no route used it any more. */
+  NEIGHBOR_QUEUE_TIMEOUT: base + 30,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -65,6 +73,11 @@ export const Event = {
   /** Pod egress to outside the pools from a natOutgoing pool: handed to the node's routing, where
    * podway's nftables table masquerades it (nft-nat.ts). */
   EGRESS_NAT: base + 27,
+  /** Held for an underlay neighbour being resolved (neighbor-queue.ts): sent when it answers
+   * (`neighbor_queue_sent`), else dropped (`neighbor_queue_timeout`). */
+  NEIGHBOR_QUEUED: base + 31,
+  /** Held packets sent once their neighbour answered, with its MAC. */
+  NEIGHBOR_QUEUE_SENT: base + 32,
 } as const;
 
 /** IPv6 (pipeline6.ts), numbered after the IPv4 ones so those keep their numbers. */
@@ -80,7 +93,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 29;
+export const COUNTER_COUNT = base + 33;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -17,6 +17,7 @@ import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAME
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import { ip6Bytes } from '../control/route-calc6';
 import { NeighborTable, NeighborTimings } from './neighbors';
+import { NeighborQueue, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL, FAMILY_V4, FAMILY_V6 } from './neighbor-queue';
 import { HostProgrammer, HostState, HostLearnedRoute, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
@@ -83,6 +84,10 @@ export interface EngineOptions {
   /** Underlay neighbour timings (ARP and NDP alike; neighbors.ts defaults: reachable 30 s,
    * retransmit 1 s, 3 probes, hold-down 10 s doubling up to 60 s). */
   neighbor?: NeighborTimings;
+  /** Packets held for an underlay neighbour being resolved (neighbor-queue.ts): at most
+   * `perNeighbor` per neighbour (3) and `total` in all (64), in pool slots reserved for them.
+   * Either 0: none held, they are dropped as `neighbor_unresolved`. */
+  neighborQueue?: { perNeighbor?: number; total?: number };
   /** Called when an ARP reply from a wanted underlay neighbour reaches this engine (learned, changed
    * or confirmed): shared with the other workers, whose own probes' answers may land here
    * (PACKET_FANOUT spreads the underlay's frames by hash). `announced`: the MAC came from an
@@ -329,8 +334,11 @@ export class Engine {
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
     this.onSharedOpen = opts.onSharedOpen ?? (() => {});
-    // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP).
-    this.pool = new FramePool(this.batch + 8);
+    // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP);
+    // from batch + 8 on, the packets held for unresolved underlay neighbours (neighbor-queue.ts).
+    const perNeighbor = Math.max(0, opts.neighborQueue?.perNeighbor ?? NEIGHBOR_QUEUE_PER_NEIGHBOR);
+    const held = perNeighbor > 0 ? Math.max(0, opts.neighborQueue?.total ?? NEIGHBOR_QUEUE_TOTAL) : 0;
+    this.pool = new FramePool(this.batch + 8 + held);
     this.io.setPool(this.pool);
     this.arpSlot = this.batch;
     this.pipe = new Pipeline(this.pool, this.batch, this.io);
@@ -346,9 +354,16 @@ export class Engine {
     this.pipe.onNeighborAnnounce = (ip, b, off, g) => this.announced(ip, b, off, g);
     this.neighbors = new NeighborTable(opts.neighbor);
     this.neighborTickMs = Math.max(10, Math.min(NEIGHBOR_TICK_MS, opts.neighbor?.retransMs ?? NEIGHBOR_TICK_MS));
+    if (held > 0) {
+      // A neighbour's frames go when it answers, or when it fails (3 probes, retransMs apart);
+      // the tick bound is a safety net two ticks past that round.
+      const roundMs = Math.max(1, opts.neighbor?.probes ?? 3) * (opts.neighbor?.retransMs ?? 1000);
+      this.pipe.held = new NeighborQueue(this.pool, this.batch + 8, held, perNeighbor, Math.ceil(roundMs / this.neighborTickMs) + 2);
+    }
     this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6);
     this.pipe.v6.onUnresolved6 = (b, off) => this.neighbors6.request(b, off);
     this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
+    this.pipe.v6.neighborId = (b, off) => this.neighbors6.idAt(b, off);
     // The spawner's helper process is forked here, before any packet ring is mapped: later
     // commands fork it, not this (by then large) process.
     this.spawner = this.manageHost && this.primary ? new Spawner((m) => this.log.warn(m, { component: 'spawner' })) : null;
@@ -1328,9 +1343,31 @@ export class Engine {
     const t = this.neighbors.tick(now);
     for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
     for (const c of t.changed) {
+      if (c.mac === null) this.pipe.dropHeld(FAMILY_V4, c.ip);
       if (c.mac === null && this.pipe.nh && failNeighbor(this.pipe.nh, c.ip) > 0) this.log.warn(`neighbour ${formatIpv4(c.ip)} stopped answering: its next hops drop their packets (neighbor_failed) until it answers`, { neighbor: formatIpv4(c.ip) });
     }
     this.neighbors6.tick(now);
+    this.ageHeld();
+  }
+
+  /** The neighbour timer's look at the held packets: any whose neighbour has a MAC by now leave
+   * (every path that teaches a MAC releases them at once; this is the safety net), those held past
+   * the bound are dropped. */
+  private ageHeld(): void {
+    const q = this.pipe.held;
+    if (q === null || q.size === 0) return;
+    for (const { family, key } of q.neighbors()) {
+      const m = family === FAMILY_V4 ? this.neighbors.mac(key) : this.neighbors6.table.mac(key);
+      if (m !== undefined) this.pipe.releaseHeld(family, key, m, 0);
+    }
+    this.pipe.ageHeld();
+  }
+
+  /** Packets held for `ip` leave now if the table has its MAC (the table's, not the frame's that
+   * taught it: a reply the table refused releases nothing). */
+  private releaseHeld4(ip: number): void {
+    const m = this.neighbors.mac(ip);
+    if (m !== undefined) this.pipe.releaseHeld(FAMILY_V4, ip, m, 0);
   }
 
   /** When the node's address was last looked for on its interfaces; the warning given, if any. */
@@ -1435,6 +1472,7 @@ export class Engine {
       this.pipe.counters[Event.ARP_LEARNED]++;
       this.log.info(`neighbour ${formatIpv4(ip)} announced ${formatMac(mac, 0)} (seen by another worker)`, { neighbor: formatIpv4(ip), mac: formatMac(mac, 0) });
     }
+    this.releaseHeld4(ip);
   }
 
   /** An IPv6 neighbour's answer (or announcement) another worker received. */
@@ -1452,6 +1490,7 @@ export class Engine {
       this.pipe.counters[Event.ARP_LEARNED]++;
       this.log.info(`neighbour ${formatIpv4(ip)} announced ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });
     }
+    this.releaseHeld4(ip);
   }
 
   /** An ARP reply on the underlay (or one another worker saw): only wanted neighbours are learned. */
@@ -1466,6 +1505,7 @@ export class Engine {
       this.pipe.counters[Event.ARP_LEARNED]++;
       this.log.info(`neighbour ${formatIpv4(ip)} is ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });
     }
+    this.releaseHeld4(ip);
   }
 
   private stopped = false;

@@ -12,6 +12,7 @@ import { formatMac, macEquals } from '../packet/ethernet';
 import type { Pipeline } from './pipeline';
 import { NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { writeNeighborSolicit } from '../packet/ndp';
+import { FAMILY_V6 } from './neighbor-queue';
 
 export interface Apply6Context {
   /** The port of a local endpoint's interface, or -1 while it is not attached. */
@@ -127,6 +128,11 @@ export class Neighbors6 {
     }
   }
 
+  /** The id of a wanted address at b[off..+16] (0: not wanted): the pending queue's key. No allocation. */
+  idAt(b: Uint8Array, off: number): number {
+    return this.find(b, off);
+  }
+
   neighbor6(ip6: string): Uint8Array | undefined {
     const id = this.idOf.get(ip6);
     return id === undefined ? undefined : this.table.mac(id);
@@ -157,6 +163,7 @@ export class Neighbors6 {
     for (const id of t.probe) this.solicit(id, this.table.unicastTo(id));
     const nh = this.pipe.v6.nh;
     for (const c of t.changed) {
+      if (c.mac === null) this.pipe.dropHeld(FAMILY_V6, c.ip);
       const a = this.addrOf.get(c.ip);
       if (c.mac === null && a !== undefined && nh && failNeighbor6(nh, a, 0) > 0) this.log(`IPv6 neighbour ${this.textOf.get(c.ip)} stopped answering: its next hops drop their packets (neighbor_failed) until it answers`, 'warn');
     }
@@ -169,9 +176,18 @@ export class Neighbors6 {
   learnShared(ip6: string, mac: Uint8Array, announced = false, now = Date.now()): void {
     const id = this.idOf.get(ip6);
     if (id === undefined) return;
-    if (!(announced ? this.table.onAnnounce(id, mac, 0, now) : this.table.onReply(id, mac, 0, now))) return;
-    const nh = this.pipe.v6.nh;
-    if (nh && learnNeighbor6(nh, this.addrOf.get(id)!, 0, mac, 0) > 0) this.log(`IPv6 neighbour ${ip6} is ${formatMac(mac, 0)}`);
+    if (announced ? this.table.onAnnounce(id, mac, 0, now) : this.table.onReply(id, mac, 0, now)) {
+      const nh = this.pipe.v6.nh;
+      if (nh && learnNeighbor6(nh, this.addrOf.get(id)!, 0, mac, 0) > 0) this.log(`IPv6 neighbour ${ip6} is ${formatMac(mac, 0)}`);
+    }
+    this.releaseHeld(id);
+  }
+
+  /** Packets held for neighbour `id` leave now if the table has its MAC (the table's: an NA it
+   * refused releases nothing). */
+  private releaseHeld(id: number): void {
+    const m = this.table.mac(id);
+    if (m !== undefined) this.pipe.releaseHeld(FAMILY_V6, id, m, 0);
   }
 
   /** Send a Neighbor Solicitation for `id`: to its solicited-node multicast group, or unicast to
@@ -198,9 +214,11 @@ export class Neighbors6 {
       const m = this.table.mac(id);
       if (m !== undefined && macEquals(m, 0, b, macOff)) this.share(this.textOf.get(id)!, b.slice(macOff, macOff + 6), !solicited);
     }
-    if (!changed) return;
-    const nh = this.pipe.v6.nh;
-    if (nh && learnNeighbor6(nh, b, targetOff, b, macOff) > 0) this.log(`IPv6 neighbour ${formatIpv6(b, targetOff)} is ${formatMac(b, macOff)}`);
+    if (changed) {
+      const nh = this.pipe.v6.nh;
+      if (nh && learnNeighbor6(nh, b, targetOff, b, macOff) > 0) this.log(`IPv6 neighbour ${formatIpv6(b, targetOff)} is ${formatMac(b, macOff)}`);
+    }
+    if (id !== 0) this.releaseHeld(id);
   }
 }
 

@@ -28,6 +28,8 @@ import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trac
 import { Pipeline6 } from './pipeline6';
 import { NatSources } from './nat';
 import { CaptureTap, CapturePorts, Link } from './capture';
+import type { NeighborQueue } from './neighbor-queue';
+import { FAMILY_V4 } from './neighbor-queue';
 
 /** What a port is to the pipeline. */
 export const Role = {
@@ -59,6 +61,9 @@ export const GATEWAY_MAC = new Uint8Array([0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
 const DROP = -1;
 /** Not a drop and not forwarded by us: the host kernel, which also received the frame, handles it. */
 const HOST = -2;
+/** Copied into the pending queue of an unresolved underlay neighbour (neighbor-queue.ts): sent
+ * from there when the neighbour answers (releaseHeld), or dropped and counted. */
+const HELD = -3;
 
 export interface NodeAddressing {
   nodeIp: number;
@@ -113,6 +118,9 @@ export class Pipeline implements CapturePorts {
   private readonly reasons: Uint16Array;
   /** The trace record of the packet in hand (also written by pipeline6.ts). */
   tr: TraceRecord | null = null;
+  /** Packets for an underlay neighbour still being resolved wait here (the engine's, with pool
+   * descriptors of its own); null: they are dropped as `neighbor_unresolved`. */
+  held: NeighborQueue | null = null;
   /** Called for unresolved DIRECT next hops (the engine sends an ARP request, rate-limited). */
   onUnresolved: (ip: number) => void = () => {};
   /** Called when an ARP reply on the underlay resolves a neighbour. */
@@ -549,12 +557,17 @@ export class Pipeline implements CapturePorts {
         // A route out of the pod network (learned over BGP): natOutgoing egress is the kernel's to
         // masquerade, whatever the route, as in Calico (the no-route case does the same).
         if (nhs.natExit[nh] !== NatExit.NONE && fromPod && !originated && this.natEgress(ip, dst, nhs.natExit[nh])) return this.toKernelNat(i, ip, dst, total);
+        const u = this.addr.underlayMac;
         if (nhs.macKnown[nh] !== MAC_KNOWN) {
           this.onUnresolved(nhs.ip[nh]);
-          return this.drop(nhs.macKnown[nh] === MAC_FAILED ? Reason.NEIGHBOR_FAILED : Reason.NEIGHBOR_UNRESOLVED);
+          if (nhs.macKnown[nh] === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
+          // Held ready to send but for the destination MAC, which the neighbour's answer gives.
+          for (let k = 0; k < 6; k++) { b[eth + k] = 0; b[eth + 6 + k] = u[k]; }
+          b[eth + 12] = 0x08; b[eth + 13] = 0x00;
+          this.setFrame(i, eth, total + ETH_HLEN);
+          return this.hold(i, inPort, FAMILY_V4, nhs.ip[nh]);
         }
         const m = nh * 6;
-        const u = this.addr.underlayMac;
         for (let k = 0; k < 6; k++) { b[eth + k] = nhs.mac[m + k]; b[eth + 6 + k] = u[k]; }
         b[eth + 12] = 0x08; b[eth + 13] = 0x00;
         this.setFrame(i, eth, total + ETH_HLEN);
@@ -733,6 +746,57 @@ export class Pipeline implements CapturePorts {
     return true;
   }
 
+  // ---- packets held for an unresolved underlay neighbour ------------------------------------------
+
+  /**
+   * Descriptor i's frame, ready for the underlay but for its destination MAC, waits for the
+   * neighbour (family, key) in the pending queue (copied: descriptor i is free at the next
+   * receive). Dropped instead when the queue is full (`neighbor_queue_full`), or when it cannot be
+   * held (no queue, a super-frame: `neighbor_unresolved`). Also used by pipeline6.ts.
+   */
+  hold(i: number, inPort: number, family: number, key: number): number {
+    const q = this.held;
+    if (q === null || (this.pool.flags[i] & DescFlag.SUPER) !== 0) return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+    if (!q.hold(i, family, key, inPort)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);
+    this.counters[Event.NEIGHBOR_QUEUED]++;
+    if (this.tr !== null) this.tr.stages.push('underlay neighbour unresolved: held until it answers (neighbor_queued)');
+    return HELD;
+  }
+
+  /**
+   * The neighbour (family, key) answered with the MAC at mac[macOff]: its held frames get it and
+   * leave on the underlay port in one send call, oldest first, counted like any batch's. Returns
+   * how many. Called by the engine (between batches, or from inside one when the answer is in it:
+   * the held frames then leave before the batch's own, as they came first).
+   */
+  releaseHeld(family: number, key: number, mac: Uint8Array, macOff: number): number {
+    const q = this.held;
+    if (q === null || q.size === 0 || this.underlayPort < 0) return 0;
+    const k = q.release(family, key, mac, macOff, q.first);
+    if (k === 0) return 0;
+    this.counters[Event.NEIGHBOR_QUEUE_SENT] += k;
+    this.sendList(this.underlayPort, q.first, k);
+    return k;
+  }
+
+  /** The neighbour (family, key) failed: its held frames are dropped (`neighbor_queue_timeout`). */
+  dropHeld(family: number, key: number): number {
+    const q = this.held;
+    if (q === null || q.size === 0) return 0;
+    return q.take(family, key, this.heldDropped);
+  }
+
+  /** One neighbour tick: frames held too long are dropped (`neighbor_queue_timeout`). */
+  ageHeld(): number {
+    return this.held === null ? 0 : this.held.age(this.heldDropped);
+  }
+
+  private readonly heldDropped = (d: number, inPort: number): void => {
+    this.counters[Reason.NEIGHBOR_QUEUE_TIMEOUT]++;
+    this.counterBytes[Reason.NEIGHBOR_QUEUE_TIMEOUT] += this.pool.len[d];
+    if (inPort >= 0 && inPort < MAX_PORTS) this.portCounters[inPort * PORT_COUNTERS + PortCounter.DROPS]++;
+  };
+
   // ---- helpers ---------------------------------------------------------------------------------
 
   private setFrame(i: number, start: number, len: number): void {
@@ -807,37 +871,43 @@ export class Pipeline implements CapturePorts {
       this.outMark[p] = 0;
       let k = 0;
       for (let i = 0; i < n; i++) if (out[i] === p) tx[k++] = i;
-      const pc = p * PORT_COUNTERS;
-      this.txBatches[batchBucket(k)]++;
-      this.txBatches[BATCH_SUM] += k;
-      // the segments these k descriptors stand for (send counts segments)
-      let segs = k;
-      for (let q = 0; q < k; q++) if ((this.pool.flags[tx[q]] & DescFlag.SUPER) !== 0) segs += this.pool.segs[tx[q]] - 1;
-      let sent: number;
-      try {
-        sent = this.io.send(p, 0, k);
-      } catch (e) {
-        // A port that refuses the whole call (a device gone, a bad descriptor) costs this batch's
-        // frames for that port only: counted there, and the other ports' frames still go out.
-        sent = 0;
-        this.portCounters[pc + PortCounter.TX_ERRORS]++;
-        this.counters[Reason.TX_ERROR] += segs;
-        for (let q = 0; q < k; q++) this.counterBytes[Reason.TX_ERROR] += this.frameBytes(tx[q]);
-        this.onPortError(p, 'send', e as Error);
-      }
-      this.portCounters[pc + PortCounter.TX] += sent;
-      // bytes of the descriptors whose segments were all taken (send takes a prefix of the list)
-      let bytes = 0;
-      for (let j = 0, taken = 0; j < k; j++) {
-        const d = tx[j];
-        taken += (this.pool.flags[d] & DescFlag.SUPER) !== 0 ? this.pool.segs[d] : 1;
-        if (taken > sent) break;
-        bytes += this.frameBytes(d);
-      }
-      this.portCounters[pc + PortCounter.TX_BYTES] += bytes;
-      if (sent < segs) this.portCounters[pc + PortCounter.DROPS] += segs - sent;
+      this.sendList(p, 0, k);
     }
     this.nOut = 0;
+  }
+
+  /** Send the k descriptors listed at pool.txList[first..] on port p (one send call), and count it. */
+  private sendList(p: number, first: number, k: number): void {
+    const tx = this.pool.txList;
+    const pc = p * PORT_COUNTERS;
+    this.txBatches[batchBucket(k)]++;
+    this.txBatches[BATCH_SUM] += k;
+    // the segments these k descriptors stand for (send counts segments)
+    let segs = k;
+    for (let q = 0; q < k; q++) if ((this.pool.flags[tx[first + q]] & DescFlag.SUPER) !== 0) segs += this.pool.segs[tx[first + q]] - 1;
+    let sent: number;
+    try {
+      sent = this.io.send(p, first, k);
+    } catch (e) {
+      // A port that refuses the whole call (a device gone, a bad descriptor) costs this batch's
+      // frames for that port only: counted there, and the other ports' frames still go out.
+      sent = 0;
+      this.portCounters[pc + PortCounter.TX_ERRORS]++;
+      this.counters[Reason.TX_ERROR] += segs;
+      for (let q = 0; q < k; q++) this.counterBytes[Reason.TX_ERROR] += this.frameBytes(tx[first + q]);
+      this.onPortError(p, 'send', e as Error);
+    }
+    this.portCounters[pc + PortCounter.TX] += sent;
+    // bytes of the descriptors whose segments were all taken (send takes a prefix of the list)
+    let bytes = 0;
+    for (let j = 0, taken = 0; j < k; j++) {
+      const d = tx[first + j];
+      taken += (this.pool.flags[d] & DescFlag.SUPER) !== 0 ? this.pool.segs[d] : 1;
+      if (taken > sent) break;
+      bytes += this.frameBytes(d);
+    }
+    this.portCounters[pc + PortCounter.TX_BYTES] += bytes;
+    if (sent < segs) this.portCounters[pc + PortCounter.DROPS] += segs - sent;
   }
 
   private startTrace(ip: number, port: number): void {

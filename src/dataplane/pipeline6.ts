@@ -29,6 +29,7 @@ import { Reason, Event, Reason6, Event6 } from './counters';
 import type { Pipeline } from './pipeline';
 import { COUNTER_NAMES } from './counters';
 import { traceMatches6 } from './trace';
+import { FAMILY_V6 } from './neighbor-queue';
 
 // The Pipeline's verdicts (pipeline.ts): a port number >= 0, or these.
 const DROP = -1;
@@ -60,6 +61,8 @@ export class Pipeline6 {
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
   /** Called for a next hop whose underlay neighbour (16 bytes at b[off]) is not resolved (the engine sends an NS). */
   onUnresolved6: (b: Uint8Array, off: number) => void = () => {};
+  /** The pending-queue key of the underlay neighbour at b[off..+16] (Neighbors6's id; 0: none, not held). */
+  neighborId: (b: Uint8Array, off: number) => number = () => 0;
   /** Called for a valid Neighbor Advertisement on the underlay: target at b[targetOff], its MAC at b[macOff]. */
   onNeighbor6: (b: Uint8Array, targetOff: number, macOff: number) => void = () => {};
   /** Underlay IPv6 addresses of the cluster's nodes (16 bytes each): IPv6 VXLAN is accepted only from them. */
@@ -265,38 +268,56 @@ export class Pipeline6 {
         return p;
       }
       case NhKind.VXLAN: {
-        if (nhs.macKnown[nh] !== MAC_KNOWN) {
+        const known = nhs.macKnown[nh];
+        if (known !== MAC_KNOWN) {
           this.onUnresolved6(nhs.ip6, nh * 16);
-          return this.drop(nhs.macKnown[nh] === MAC_FAILED ? Reason.NEIGHBOR_FAILED : Reason.NEIGHBOR_UNRESOLVED);
+          if (known === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
         }
         b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
         const sport = vxlanSourcePort(this.flowHash(ip));
         const start = encapVxlan6(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport);
         if (tr !== null) tr.stages.push(`vxlan over ipv6: outer -> [${nhs.routes[nh].nodeIp6}]:4789 from port ${sport}, udp checksum computed, vni ${CALICO_VNI}, inner dst ${nhs.routes[nh].vtepMac}`);
-        return this.toUnderlay(i, nh, start, total + ETH_HLEN + 56);
+        const out = this.toUnderlay(i, nh, start, total + ETH_HLEN + 56);
+        // encapsulated and framed: held for the neighbour's MAC (written over the zeros toUnderlay left)
+        return known === MAC_KNOWN ? out : this.holdFor(i, inPort, nh);
       }
       case NhKind.DIRECT: {
-        if (nhs.macKnown[nh] !== MAC_KNOWN) {
+        const known = nhs.macKnown[nh];
+        if (known !== MAC_KNOWN) {
           this.onUnresolved6(nhs.ip6, nh * 16);
-          return this.drop(nhs.macKnown[nh] === MAC_FAILED ? Reason.NEIGHBOR_FAILED : Reason.NEIGHBOR_UNRESOLVED);
+          if (known === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
         }
         if (tr !== null) tr.stages.push(`direct: to ${nhs.routes[nh].nodeIp6} via the underlay`);
-        return this.toUnderlay(i, nh, ip, total);
+        const out = this.toUnderlay(i, nh, ip, total);
+        return known === MAC_KNOWN ? out : this.holdFor(i, inPort, nh);
       }
     }
     return this.drop(Reason.NO_ROUTE);
   }
 
-  /** Prepends the underlay Ethernet header (to the resolved neighbour, from our NIC) to the IPv6 packet at `start`. */
+  /** Prepends the underlay Ethernet header (to the neighbour's MAC, zeros while it is unresolved;
+   * from our NIC) to the IPv6 packet at `start`. */
   private toUnderlay(i: number, nh: number, start: number, len: number): number {
     const b = this.b;
     const nhs = this.nh!;
     const e = start - ETH_HLEN;
     const u = this.p.addr.underlayMac;
-    for (let k = 0; k < 6; k++) { b[e + k] = nhs.mac[nh * 6 + k]; b[e + 6 + k] = u[k]; }
+    const m = nhs.macKnown[nh] === MAC_KNOWN ? nh * 6 : -1;
+    for (let k = 0; k < 6; k++) { b[e + k] = m < 0 ? 0 : nhs.mac[m + k]; b[e + 6 + k] = u[k]; }
     b[e + 12] = 0x86; b[e + 13] = 0xdd;
     this.setFrame(i, e, len + ETH_HLEN);
     return this.p.underlayPort;
+  }
+
+  /**
+   * Next hop nh's underlay neighbour is being resolved: the frame (descriptor i, ready but for
+   * its destination MAC) is held for it (pipeline.ts hold), keyed by the neighbour's id in the
+   * engine's Neighbors6 (`neighborId`), or dropped as `neighbor_unresolved` when it has none.
+   */
+  private holdFor(i: number, inPort: number, nh: number): number {
+    const id = this.neighborId(this.nh!.ip6, nh * 16);
+    if (id === 0) return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+    return this.p.hold(i, inPort, FAMILY_V6, id);
   }
 
   // ---- what podway answers itself ---------------------------------------------------------------

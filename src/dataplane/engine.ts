@@ -1366,6 +1366,8 @@ export class Engine {
   /** Packets held for `ip` leave now if the table has its MAC (the table's, not the frame's that
    * taught it: a reply the table refused releases nothing). */
   private releaseHeld4(ip: number): void {
+    const q = this.pipe.held;
+    if (q === null || q.size === 0) return;
     const m = this.neighbors.mac(ip);
     if (m !== undefined) this.pipe.releaseHeld(FAMILY_V4, ip, m, 0);
   }

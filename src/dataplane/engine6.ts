@@ -186,6 +186,8 @@ export class Neighbors6 {
   /** Packets held for neighbour `id` leave now if the table has its MAC (the table's: an NA it
    * refused releases nothing). */
   private releaseHeld(id: number): void {
+    const q = this.pipe.held;
+    if (q == null || q.size === 0) return;
     const m = this.table.mac(id);
     if (m !== undefined) this.pipe.releaseHeld(FAMILY_V6, id, m, 0);
   }

@@ -9,6 +9,7 @@ import { computeNodeModel, parseClusterYaml, NodeDataplaneModel } from '../../sr
 import { MemoryIO, MemFrame } from '../../src/dataplane/memory-io';
 import { FramePool } from '../../src/dataplane/frame-pool';
 import { Pipeline, Role } from '../../src/dataplane/pipeline';
+import { NeighborQueue } from '../../src/dataplane/neighbor-queue';
 import { buildNextHops, learnNeighbor, NextHops } from '../../src/dataplane/nexthops';
 import { underlayFilter } from '../../src/dataplane/host';
 import { PORT_COUNTERS } from '../../src/dataplane/counters';
@@ -111,6 +112,9 @@ export interface HarnessOptions {
   gateways?: Record<string, string>;
   batch?: number;
   model?: NodeDataplaneModel;
+  /** A pending queue for unresolved neighbours (neighbor-queue.ts), in pool descriptors after the
+   * batch's, as the engine makes it (without: such packets are dropped as neighbor_unresolved). */
+  held?: { total: number; perNeighbor: number; maxTicks?: number };
 }
 
 export interface Harness {
@@ -138,9 +142,10 @@ export function makeHarness(opts: HarnessOptions = {}): Harness {
   const model = opts.model ?? clusterModel();
   const io = new MemoryIO();
   const batch = opts.batch ?? 64;
-  const pool = new FramePool(batch + 8);
+  const pool = new FramePool(batch + 8 + (opts.held?.total ?? 0));
   io.setPool(pool);
   const pipe = new Pipeline(pool, batch, io);
+  if (opts.held) pipe.held = new NeighborQueue(pool, batch + 8, opts.held.total, opts.held.perNeighbor, opts.held.maxTicks);
   const nodeIp = model.node.ip;
   const infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1, host: -1 };
   infra.tx4 = io.openRaw({ proto: 255 });

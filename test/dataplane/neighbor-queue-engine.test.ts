@@ -1,0 +1,134 @@
+// The engine's pending queue for unresolved underlay neighbours, in-process on a MemoryIO, in a
+// network namespace of its own (runPrivateNetns: a veth underlay holds the node's address): a tun
+// pod's packets to node2 over a direct route wait while node2's ARP is unanswered; ARP replies the
+// neighbour table refuses (a broadcast, multicast or zero sender MAC, an address it does not want,
+// a malformed reply) release nothing; node2's reply sends them, in order, to its MAC. A neighbour
+// that never answers: its held packets are dropped when it turns FAILED, and counted.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
+import { Engine, type EngineOptions } from '../../src/dataplane/engine';
+import { MemoryIO, MemFrame } from '../../src/dataplane/memory-io';
+import { parseMac, toHex } from '../../src/packet';
+import { clusterModel, frame, fixIpChecksum, NODE2_MAC } from './helpers';
+
+runPrivateNetns();
+
+const UL = 'ul0';
+const engines: Engine[] = [];
+
+test.before(() => {
+  sh('ip', ['link', 'set', 'lo', 'up']);
+  sh('ip', ['link', 'add', UL, 'type', 'veth', 'peer', 'name', `${UL}p`]);
+  sh('ip', ['addr', 'add', '10.99.0.1/24', 'dev', UL]);
+  sh('ip', ['link', 'set', UL, 'up']);
+  for (const pod of ['caliA', 'caliB']) sh('ip', ['link', 'add', pod, 'type', 'veth', 'peer', 'name', `${pod}p`]);
+});
+
+test.after(() => {
+  for (const e of engines) e.stop();
+});
+
+function rig(opts: Partial<EngineOptions> = {}): { engine: Engine; io: MemoryIO; ul: number; tun: number; ulMac: string } {
+  const io = new MemoryIO();
+  const engine = new Engine({ io, manageHost: false, ringCheckMs: 0, ...opts });
+  engines.push(engine);
+  engine.apply(clusterModel('node1'));
+  const ul = io.portNamed(UL);
+  const tun = io.portNamed('tunU');
+  assert.ok(ul >= 0 && tun >= 0, 'underlay and tun pod ports open');
+  const ulMac = (JSON.parse(sh('ip', ['-j', 'link', 'show', UL])) as { address: string }[])[0].address.replace(/:/g, '');
+  return { engine, io, ul, tun, ulMac };
+}
+
+/** tun pod U's packet to a pod on node2 (direct route), IP id `id`. */
+function uToRd(id: number): Uint8Array {
+  const f = frame('u_to_rd').subarray(14).slice();
+  f[4] = id >> 8;
+  f[5] = id & 255;
+  fixIpChecksum(f, 0);
+  return f;
+}
+
+/** An ARP frame on the underlay: op, sender MAC and address, hardware length (6 unless malformed). */
+function arp(op: 1 | 2, sha: string, spa: string, toMac: string, hlen = 6): Uint8Array {
+  const b = new Uint8Array(60);
+  b.set(parseMac(toMac), 0);
+  b.set(parseMac(sha), 6);
+  b[12] = 0x08; b[13] = 0x06;
+  b.set([0, 1, 0x08, 0, hlen, 4, 0, op], 14);
+  b.set(parseMac(sha), 22);
+  b.set(spa.split('.').map(Number), 28);
+  b.set(parseMac(toMac), 32);
+  b.set([10, 99, 0, 1], 38);
+  return b;
+}
+
+const isArp = (f: MemFrame) => f.bytes[12] === 0x08 && f.bytes[13] === 0x06;
+const ipv4Sent = (frames: MemFrame[]) => frames.filter((f) => f.bytes[12] === 0x08 && f.bytes[13] === 0x00);
+const counter = (e: Engine, name: string) => (e.counters().reasons as Record<string, number>)[name] ?? 0;
+
+test('packets to a neighbour being resolved wait; replies the table refuses release nothing; its reply sends them in order with its MAC', () => {
+  // Probes 20 s apart: the round cannot fail (and drop what is held) during the test.
+  const r = rig({ neighbor: { retransMs: 20_000 } });
+  const probes = r.io.take(r.ul).filter(isArp);
+  assert.ok(probes.some((f) => toHex(f.bytes, 38, 4) === '0a630002'), 'node2 asked for at the apply');
+  for (const id of [201, 202, 203, 204]) r.io.inject(r.tun, uToRd(id));
+  r.io.pump();
+  assert.equal(ipv4Sent(r.io.take(r.ul)), [], 'nothing sent while node2 is unresolved');
+  assert.is(counter(r.engine, 'neighbor_queued'), 3, 'three held (unres_qlen)');
+  assert.is(counter(r.engine, 'neighbor_queue_full'), 1, 'the fourth counted');
+  assert.is(counter(r.engine, 'neighbor_unresolved'), 0);
+
+  const ulMac = r.ulMac.replace(/(..)(?=.)/g, '$1:');
+  const refused: Array<[string, Uint8Array]> = [
+    ['broadcast sender MAC', arp(2, 'ff:ff:ff:ff:ff:ff', '10.99.0.2', ulMac)],
+    ['multicast sender MAC', arp(2, '01:00:5e:00:00:01', '10.99.0.2', ulMac)],
+    ['zero sender MAC', arp(2, '00:00:00:00:00:00', '10.99.0.2', ulMac)],
+    ['an address nobody asked for', arp(2, '02:00:00:00:00:66', '10.99.0.77', ulMac)],
+    ['a request from such an address', arp(1, '02:00:00:00:00:66', '10.99.0.77', 'ff:ff:ff:ff:ff:ff')],
+    ['a malformed reply (hardware length 8)', arp(2, '02:00:00:00:00:66', '10.99.0.2', ulMac, 8)],
+  ];
+  for (const [what, f] of refused) {
+    r.io.inject(r.ul, f);
+    r.io.pump();
+    assert.equal(ipv4Sent(r.io.take(r.ul)), [], `${what}: nothing released`);
+  }
+  assert.is(counter(r.engine, 'neighbor_queue_sent'), 0);
+  const st = r.engine.status() as { neighbors: { entries: { ip: string; mac: string | null }[] } };
+  assert.is(st.neighbors.entries.find((e) => e.ip === '10.99.0.2')?.mac, null, 'node2 still unresolved');
+
+  r.io.inject(r.ul, arp(2, NODE2_MAC, '10.99.0.2', ulMac));
+  r.io.pump();
+  const sent = ipv4Sent(r.io.take(r.ul));
+  assert.is(sent.length, 3, 'the three held packets left on the underlay');
+  sent.forEach((f, k) => {
+    assert.is(toHex(f.bytes, 0, 6), NODE2_MAC.replace(/:/g, ''), `packet ${k + 1} to node2's MAC`);
+    assert.is(toHex(f.bytes, 6, 6), r.ulMac, 'from the underlay MAC');
+    assert.is((f.bytes[14 + 4] << 8) | f.bytes[14 + 5], 201 + k, 'in the order they came');
+    assert.is(f.bytes[14 + 8], uToRd(1)[8] - 1, 'TTL decremented once');
+  });
+  assert.is(counter(r.engine, 'neighbor_queue_sent'), 3);
+  // and from now on packets go at once
+  r.io.inject(r.tun, uToRd(205));
+  r.io.pump();
+  assert.is(ipv4Sent(r.io.take(r.ul)).length, 1);
+  assert.is(counter(r.engine, 'neighbor_queued'), 3, 'not held once resolved');
+});
+
+test('a neighbour that never answers: its held packets are dropped when it turns FAILED, counted neighbor_queue_timeout', async () => {
+  // 3 probes 30 ms apart: FAILED after about 0.1 s (the neighbour timer ticks every 30 ms).
+  const r = rig({ neighbor: { retransMs: 30 } });
+  r.io.inject(r.tun, uToRd(301), uToRd(302));
+  r.io.pump();
+  assert.is(counter(r.engine, 'neighbor_queued'), 2);
+  assert.ok(await waitFor(() => counter(r.engine, 'neighbor_queue_timeout') === 2, 10_000), `dropped when node2 failed (timeout counter ${counter(r.engine, 'neighbor_queue_timeout')})`);
+  assert.equal(ipv4Sent(r.io.take(r.ul)), [], 'nothing sent to a MAC nobody has');
+  assert.is(counter(r.engine, 'neighbor_queue_sent'), 0);
+  // a late answer finds nothing held
+  r.io.inject(r.ul, arp(2, NODE2_MAC, '10.99.0.2', 'ff:ff:ff:ff:ff:ff'));
+  r.io.pump();
+  assert.equal(ipv4Sent(r.io.take(r.ul)), []);
+});
+
+test.run();

@@ -30,8 +30,9 @@ export const Reason = {
   /** Frame type podway does not forward (IPv6, VLAN, ...). */
   UNSUPPORTED_ETHERTYPE: base + 9,
   /** Next hop through an underlay neighbour whose MAC is being resolved (ARP/NDP asked), and the
-   * packet could not be held for it: a GSO super-frame, or a pipeline without a pending queue
-   * (neighbor-queue.ts). The engine holds such packets (`neighbor_queued`) instead of dropping them. */
+   * packet could not be held for it: a GSO super-frame, an IPv6 neighbour the table does not track
+   * (full), or a pipeline without a pending queue (neighbor-queue.ts). The engine holds the others
+   * (`neighbor_queued`) instead of dropping them. */
   NEIGHBOR_UNRESOLVED: base + 10,
   /** Local destination whose pod MAC is not known yet (it has sent nothing). */
   POD_MAC_UNKNOWN: base + 11,
@@ -54,7 +55,8 @@ export const Reason = {
    * whole queue (64 per worker) was full (neighbor-queue.ts). */
   NEIGHBOR_QUEUE_FULL: base + 29,
   /** Held for a neighbour that did not answer: dropped when it turned FAILED, or after the hold
-   * limit (its probes' round, plus two ticks), or when no route used it any more. */
+   * limit (its round of probes plus two neighbour ticks; a neighbour no route uses any more is
+   * never answered for, and its packets go this way). */
   NEIGHBOR_QUEUE_TIMEOUT: base + 30,
 } as const;
 

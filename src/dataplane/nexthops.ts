@@ -87,7 +87,8 @@ export function natExitOf(addr: number, len: number, pools: readonly { addr: num
 }
 
 /** `macKnown` values (one byte per next hop, IPv4 and IPv6 alike). */
-/** Not resolved yet: DIRECT drops (asking ARP/NDP), tunnels take the kernel's path. */
+/** Not resolved yet (ARP/NDP asked): DIRECT and IPv6 VXLAN packets are held for the neighbour's
+ * answer (neighbor-queue.ts), IPv4 tunnels take the kernel's path. */
 export const MAC_UNRESOLVED = 0;
 export const MAC_KNOWN = 1;
 /** The neighbour's probes went unanswered (neighbors.ts FAILED): dropped as `neighbor_failed`

@@ -185,10 +185,11 @@ async function nextHopMacOf(lab: Lab, node: string, cidr: string): Promise<strin
 /**
  * Waits (10 s at most) until podway on each pod's node has the MAC of the underlay neighbour its
  * route toward the other pod's block goes through. podway sends the ARP request when it programs a
- * learned route but does not queue packets meanwhile: a packet for a next hop still unresolved is
- * dropped and counted (neighbor_unresolved). A test that pings the moment a route shows up (a
- * route poll that just turned true) can lose its first requests on a loaded host, where the ARP
- * reply waits in podway's ring behind them; once both MACs are known no request may be lost.
+ * learned route and holds a few packets per neighbour meanwhile (neighbor_queued, 3 per
+ * neighbour), but a test that pings the moment a route shows up (a route poll that just turned
+ * true) can still lose requests on a loaded host: beyond those 3 (neighbor_queue_full), or when the
+ * answer comes after the probe round (neighbor_queue_timeout). Once both MACs are known no request
+ * may be lost.
  */
 async function awaitPodPath(lab: Lab, from: string, to: string): Promise<void> {
   const [a, b] = [lab.pod(from), lab.pod(to)];

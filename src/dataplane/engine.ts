@@ -1502,8 +1502,8 @@ export class Engine {
     // need the confirmations too, or they would fail while the neighbour answers here.
     const m = this.neighbors.mac(ip);
     if (share && m !== undefined && macEquals(m, 0, b, off)) this.shareNeighbor(ip, b.slice(off, off + 6), false);
-    if (!changed) return; // unsolicited, locked, or a confirmation
-    if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
+    // unchanged: unsolicited, locked, or a confirmation
+    if (changed && this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;
       this.log.info(`neighbour ${formatIpv4(ip)} is ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });
     }

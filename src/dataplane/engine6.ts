@@ -163,7 +163,7 @@ export class Neighbors6 {
     for (const id of t.probe) this.solicit(id, this.table.unicastTo(id));
     const nh = this.pipe.v6.nh;
     for (const c of t.changed) {
-      if (c.mac === null) this.pipe.dropHeld(FAMILY_V6, c.ip);
+      if (c.mac === null && this.pipe.held) this.pipe.dropHeld(FAMILY_V6, c.ip);
       const a = this.addrOf.get(c.ip);
       if (c.mac === null && a !== undefined && nh && failNeighbor6(nh, a, 0) > 0) this.log(`IPv6 neighbour ${this.textOf.get(c.ip)} stopped answering: its next hops drop their packets (neighbor_failed) until it answers`, 'warn');
     }

@@ -22,7 +22,11 @@
  * When a registered address is seen gone from the node (whatever its source), addressLeft is told
  * once, before any write: connections made from that address (the model thread's etcd watch) are
  * dead, and nothing would say so before a keepalive times out; meanwhile this node would not see
- * its own Node change (run.ts makes the model thread reconnect).
+ * its own Node change (run.ts makes the model thread reconnect). The connections made then may
+ * find no way out (the new address not up yet, or none while the old one comes back), and gRPC
+ * only tries again after its backoff (capped at 5 s, etcd-kv.ts): so while a registered address
+ * is gone, every look that finds a new address on the node (not link-local) tells addressAppeared
+ * once, and run.ts makes new connections again (from it, at once).
  */
 import { canonicalIpv6 } from '../packet/ipv6';
 import type { NodeAddresses } from '../dataplane/host';
@@ -108,6 +112,9 @@ export interface AddressMonitorOptions {
   write: (change: NodeAddressChange) => Promise<void>;
   /** Registered addresses (without prefix) seen gone from the node: once each time the set changes. */
   addressLeft?: (addresses: string[]) => void;
+  /** Addresses new on the node since the last look, while a registered address is (or was, in
+   * the look that finds it back) gone after addressLeft; not in the look that told addressLeft. */
+  addressAppeared?: (addresses: string[]) => void;
   info: (m: string) => void;
   warn: (m: string) => void;
 }
@@ -124,6 +131,12 @@ export class AddressMonitor {
   private lastProblem = '';
   /** The registered addresses last seen gone ('' while none), so addressLeft is told once. */
   private lastLeft = '';
+  /** The node's addresses at the last look (null before the first). */
+  private lastAll: ReadonlySet<string> | null = null;
+  /** addressLeft was told and no look has found every registered address held since. */
+  private awaitingAddress = false;
+  /** The registered addresses at the last look ("ipv4 ipv6"). */
+  private lastRegistered = '';
   /** Looks and Node updates written, for tests and status. */
   looks = 0;
   updates = 0;
@@ -168,10 +181,24 @@ export class AddressMonitor {
     // stopped while reading: the process is going, the Node is left as it is
     if (!registered || !seen || this.stopped) return;
     const left = [registered.ipv4, registered.ipv6].filter((c): c is string => c !== null && !held(seen, c, c.includes(':'))).map((c) => c.split('/')[0]);
+    const before = this.lastAll;
+    this.lastAll = seen.all;
+    const appeared = before === null ? [] : [...seen.all].filter((a) => !before.has(a) && !/^fe80:/i.test(a));
+    let told = false;
     if (left.join(',') !== this.lastLeft) {
       this.lastLeft = left.join(',');
-      if (left.length > 0) this.opts.addressLeft?.(left);
+      if (left.length > 0) {
+        this.opts.addressLeft?.(left);
+        this.awaitingAddress = told = true;
+      }
     }
+    // Nothing gone any more: told only when the gone address came back (the Node unchanged), not
+    // when the model caught up with a new address (its connections were made after it appeared).
+    const regKey = `${registered.ipv4} ${registered.ipv6}`;
+    const sameNode = regKey === this.lastRegistered;
+    this.lastRegistered = regKey;
+    if (this.awaitingAddress && !told && appeared.length > 0 && (left.length > 0 || sameNode)) this.opts.addressAppeared?.(appeared);
+    if (left.length === 0) this.awaitingAddress = false;
     const change = decideAddressChange(registered, seen, this.opts.source);
     if (!change) {
       if (this.opts.source.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false)) this.problem(`no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`);

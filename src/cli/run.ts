@@ -558,6 +558,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       write: (change) => updateNodeAddresses(spec, opts.node, change),
       // the model thread's etcd connections came from that address: dead, and its watch with them
       addressLeft: (gone) => source.reconnectDatastore(`node address ${gone.join(', ')} left the node`),
+      // those new connections may have found no way out and wait in gRPC's backoff: again, at once
+      addressAppeared: (added) => source.reconnectDatastore(`node address ${added.join(', ')} appeared`),
       info: (m) => dsLog.info(m),
       warn: (m) => dsLog.warn(m),
     });

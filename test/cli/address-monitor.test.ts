@@ -148,6 +148,56 @@ test('AddressMonitor addressLeft: told once, before the write, when a registered
   assert.equal(calls.slice(4), ['left fd00::2'], 'a new departure is told');
 });
 
+test('AddressMonitor addressAppeared: after a registered address left, each look finding new addresses tells them (the old one back, then a new one); not in the look that told the departure, not once all is held again', async () => {
+  const calls: string[] = [];
+  let addrs: NodeAddresses = seen('10.0.0.1/24', ['10.0.0.1', 'fe80::1']);
+  let registered = { ipv4: '10.0.0.1/24', ipv6: null as string | null };
+  const m = new AddressMonitor({
+    intervalMs: 1000, source: src('default'), read: async () => addrs, registered: () => registered,
+    write: async (c) => { calls.push(`write ${JSON.stringify(c)}`); },
+    addressLeft: (gone) => calls.push(`left ${gone.join(',')}`),
+    addressAppeared: (added) => calls.push(`appeared ${added.join(',')}`),
+    info: () => {}, warn: () => {},
+  });
+  await m.look();
+  addrs = seen('10.0.0.1/24', ['10.0.0.1', 'fe80::1', '10.0.0.5']);
+  await m.look();
+  assert.equal(calls, [], 'a new address while everything registered is held: nothing (the connections are fine)');
+  // Break before make: the address goes, the node has none for a while, then it comes back.
+  addrs = seen(undefined, ['fe80::1']);
+  await m.look();
+  await m.look();
+  assert.equal(calls, ['left 10.0.0.1'], 'told once; nothing appeared');
+  addrs = seen(undefined, ['fe80::1', 'fe80::2']);
+  await m.look();
+  assert.equal(calls, ['left 10.0.0.1'], 'a link-local address is no way out');
+  addrs = seen('10.0.0.1/24', ['10.0.0.1', 'fe80::1']);
+  await m.look();
+  assert.equal(calls, ['left 10.0.0.1', 'appeared 10.0.0.1'], 'the old address back: new connections again');
+  addrs = seen('10.0.0.1/24', ['10.0.0.1', 'fe80::1', '10.0.0.6']);
+  await m.look();
+  assert.is(calls.length, 2, 'all held again: a new address says nothing');
+  // Renumbered: the old one goes (told), the new one comes a look later (told, then written).
+  addrs = seen(undefined, ['fe80::1']);
+  await m.look();
+  addrs = seen('10.0.0.9/24', ['10.0.0.9', 'fe80::1']);
+  await m.look();
+  assert.equal(calls.slice(2), ['left 10.0.0.1', 'appeared 10.0.0.9', 'write {"ipv4Address":"10.0.0.9/24"}']);
+  // Until the model has the new address, the old one is still gone: a further new address is told.
+  addrs = seen('10.0.0.9/24', ['10.0.0.9', '10.0.0.10', 'fe80::1']);
+  await m.look();
+  assert.equal(calls.slice(5, 6), ['appeared 10.0.0.10']);
+  registered = { ipv4: '10.0.0.9/24', ipv6: null };
+  addrs = seen('10.0.0.9/24', ['10.0.0.9', '10.0.0.10', '10.0.0.11', 'fe80::1']);
+  await m.look();
+  assert.is(calls.filter((c) => c.startsWith('appeared')).length, 3, 'caught up: nothing more');
+  // Both in one look (make and break between two looks): the departure alone is told.
+  addrs = seen('10.0.0.20/24', ['10.0.0.20', 'fe80::1']);
+  const n = calls.length;
+  await m.look();
+  assert.equal(calls.slice(n), ['left 10.0.0.9', 'write {"ipv4Address":"10.0.0.20/24"}']);
+});
+
 test('AddressMonitor.stop: a look waiting on its read writes nothing; stop waits for a write already under way; no look after', async () => {
   const writes: unknown[] = [];
   let releaseRead: (a: NodeAddresses) => void = () => {};

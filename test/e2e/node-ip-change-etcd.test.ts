@@ -20,6 +20,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Lab, LabKvStore, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import { Ipam } from '../../src/control/ipam';
+import { applyResource } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, routes, logTail, until, waitLog, RouteRow, nsExec } from './e2e-kit';
 
@@ -191,6 +192,30 @@ test('node1\'s IPv6 address renumbered: the Node in etcd gets it, node2 routes n
   assert.ok(await until(both6, 15_000, 100), `IPv6 pods talk again: ${n2.log.slice(-5).join(' | ')}`);
   console.log(`  IPv6 address changed -> pods talk both ways ${Date.now() - t0} ms (poll 300 ms)`);
   podsTalk('after the IPv6 change');
+  for (const n of [n1, n2]) assert.is(n.proc?.exitCode, null, `${n.name}'s podway ran all along`);
+});
+
+test('node1\'s IPv4 address gone for a few seconds, then back: new etcd connections when it leaves and again when it appears; node1 sees later etcd changes', async () => {
+  const [n1, n2] = [lab!.node('node1'), lab!.node('node2')];
+  const ip = n1.ip;
+  const esc = ip.replace(/\./g, '\\.');
+  const mark = n1.log.length;
+  // Break before make: no IPv4 address (and no route to etcd) for a while. The connections made
+  // when it left find no way out and sit in gRPC's reconnect backoff; the address coming back
+  // must make new ones at once.
+  nsExec(n1.ns, ['ip', 'addr', 'del', `${ip}/24`, 'dev', 'eth0']);
+  assert.ok(await waitLog(n1, new RegExp(`new connections \\(node address ${esc} left the node\\)`), mark, 15_000), `left: ${n1.log.slice(mark).join(' | ')}`);
+  await new Promise((r) => setTimeout(r, 3000));
+  nsExec(n1.ns, ['ip', 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+  nsExec(n1.ns, ['ip', 'route', 'replace', 'default', 'via', '10.99.0.254']);
+  assert.ok(await waitLog(n1, new RegExp(`new connections \\(node address ${esc} appeared\\)`), mark, 15_000), `appeared: ${n1.log.slice(mark).join(' | ')}`);
+  // A change written to etcd now reaches node1's model: a new pool is routed into its host port.
+  const cidr = '10.251.0.0/16';
+  await applyResource(store!.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'later-pool' }, spec: { cidr, vxlanMode: 'Always', ipipMode: 'Never', natOutgoing: false } });
+  const poolRoute = () => nsExec(n1.ns, ['ip', 'route', 'show', cidr]).trim();
+  assert.ok(await until(() => poolRoute() !== '', 20_000, 100), `node1 routes the new pool: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(async () => ((await controlRequest(n1.control, { cmd: 'status' }, 5000)) as { nodeIp: string }).nodeIp === ip, 10_000, 100), 'node1 keeps its address');
+  assert.ok(await until(both4, 15_000, 100), 'IPv4 pods talk again');
   for (const n of [n1, n2]) assert.is(n.proc?.exitCode, null, `${n.name}'s podway ran all along`);
   ok = true;
 });

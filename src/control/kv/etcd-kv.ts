@@ -72,6 +72,8 @@ const WATCH_BACKOFF_MAX_MS = 1000;
 
 /** A channel option grpc-js does not read: only makes a client's channels differ from an older client's. */
 const GENERATION_OPTION = 'podway.etcd_client_generation';
+/** The longest gRPC waits before connecting again after a failed attempt (see the constructor). */
+export const MAX_RECONNECT_BACKOFF_MS = 5000;
 
 /** Raised by the endpoint cooldown policy instead of calling a host that just failed. */
 class HostCoolingDown extends Error {}
@@ -171,6 +173,10 @@ export class EtcdKv implements KvStore {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000,
         'grpc.keepalive_permit_without_calls': 0,
+        // gRPC waits 1 s after a failed connect, growing 1.6x up to 120 s by default: a client
+        // that found no way out (the node's address gone, etcd down) would then take up to two
+        // minutes to see that the way is back. 5 s at most; each failed attempt is one SYN.
+        'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
         [GENERATION_OPTION]: 0,
       },
       faultHandling: {

@@ -9,8 +9,9 @@ import * as assert from 'uvu/assert';
 import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
 import { Engine, type EngineOptions } from '../../src/dataplane/engine';
 import { MemoryIO, MemFrame } from '../../src/dataplane/memory-io';
-import { parseMac, toHex } from '../../src/packet';
+import { parseMac, toHex, parseIpv6Bytes, answerNeighborSolicitInPlace, writeNeighborSolicit, NS_FRAME_LEN } from '../../src/packet';
 import { clusterModel, frame, fixIpChecksum, NODE2_MAC } from './helpers';
+import { dualStackYaml, frame6, RV6 } from './helpers6';
 
 runPrivateNetns();
 
@@ -21,6 +22,7 @@ test.before(() => {
   sh('ip', ['link', 'set', 'lo', 'up']);
   sh('ip', ['link', 'add', UL, 'type', 'veth', 'peer', 'name', `${UL}p`]);
   sh('ip', ['addr', 'add', '10.99.0.1/24', 'dev', UL]);
+  sh('ip', ['-6', 'addr', 'add', 'fd99::1/64', 'dev', UL, 'nodad']);
   sh('ip', ['link', 'set', UL, 'up']);
   for (const pod of ['caliA', 'caliB']) sh('ip', ['link', 'add', pod, 'type', 'veth', 'peer', 'name', `${pod}p`]);
 });
@@ -29,11 +31,11 @@ test.after(() => {
   for (const e of engines) e.stop();
 });
 
-function rig(opts: Partial<EngineOptions> = {}): { engine: Engine; io: MemoryIO; ul: number; tun: number; ulMac: string } {
+function rig(opts: Partial<EngineOptions> = {}, yaml?: string): { engine: Engine; io: MemoryIO; ul: number; tun: number; ulMac: string } {
   const io = new MemoryIO();
   const engine = new Engine({ io, manageHost: false, ringCheckMs: 0, ...opts });
   engines.push(engine);
-  engine.apply(clusterModel('node1'));
+  engine.apply(clusterModel('node1', yaml));
   const ul = io.portNamed(UL);
   const tun = io.portNamed('tunU');
   assert.ok(ul >= 0 && tun >= 0, 'underlay and tun pod ports open');
@@ -129,6 +131,63 @@ test('a neighbour that never answers: its held packets are dropped when it turns
   r.io.inject(r.ul, arp(2, NODE2_MAC, '10.99.0.2', 'ff:ff:ff:ff:ff:ff'));
   r.io.pump();
   assert.equal(ipv4Sent(r.io.take(r.ul)), []);
+});
+
+/** caliA's IPv6 packet to a pod on node2 (IPv6 VXLAN), hop limit `hl` to tell them apart. */
+function aToRv6(hl: number): Uint8Array {
+  const f = frame6('v6pipe_a_to_b');
+  f.set(parseIpv6Bytes(RV6), 14 + 24);
+  f[14 + 7] = hl;
+  return f;
+}
+
+/** The Neighbor Advertisement answering the solicitation `ns` (Ethernet frame), from `mac`. */
+function answer(ns: Uint8Array, mac: string): Uint8Array {
+  const b = new Uint8Array(128);
+  b.set(ns);
+  return b.slice(0, answerNeighborSolicitInPlace(b, 0, 14 + 40, ns.length, parseMac(mac), 0, false));
+}
+
+const isNs = (f: MemFrame) => f.bytes[12] === 0x86 && f.bytes[13] === 0xdd && f.bytes[14 + 40] === 135;
+const ipv6Sent = (frames: MemFrame[]) => frames.filter((f) => f.bytes[12] === 0x86 && f.bytes[13] === 0xdd && !isNs(f));
+
+test('IPv6: packets to a neighbour being solicited wait; NAs the table refuses release nothing; node2\'s NA sends them, encapsulated, with its MAC', () => {
+  const r = rig({ neighbor: { retransMs: 20_000 } }, dualStackYaml());
+  const caliA = r.io.portNamed('caliA');
+  const node2 = toHex(parseIpv6Bytes('fd99::2'));
+  const ns = r.io.take(r.ul).filter(isNs).find((f) => toHex(f.bytes, 14 + 48, 16) === node2);
+  assert.ok(ns, 'node2 solicited at the apply');
+  r.io.inject(caliA, aToRv6(64), aToRv6(63));
+  r.io.pump();
+  assert.equal(ipv6Sent(r.io.take(r.ul)), [], 'nothing sent while node2 is unresolved');
+  assert.is(counter(r.engine, 'neighbor_queued'), 2);
+
+  const stranger = new Uint8Array(NS_FRAME_LEN);
+  writeNeighborSolicit(stranger, 0, parseMac('02:00:00:00:00:01'), parseIpv6Bytes('fd99::1'), 0, parseIpv6Bytes('fd99::77'), 0);
+  const corrupt = answer(ns!.bytes, NODE2_MAC);
+  corrupt[14 + 40 + 2] ^= 0xff; // ICMPv6 checksum
+  const refused: Array<[string, Uint8Array]> = [
+    ['an NA for an address nobody asked for', answer(stranger, '02:00:00:00:00:66')],
+    ['an NA naming a multicast MAC', answer(ns!.bytes, '33:33:00:00:00:01')],
+    ['an NA with a bad checksum', corrupt],
+  ];
+  for (const [what, f] of refused) {
+    r.io.inject(r.ul, f);
+    r.io.pump();
+    assert.equal(ipv6Sent(r.io.take(r.ul)), [], `${what}: nothing released`);
+  }
+  assert.is(counter(r.engine, 'neighbor_queue_sent'), 0);
+
+  r.io.inject(r.ul, answer(ns!.bytes, NODE2_MAC));
+  r.io.pump();
+  const sent = ipv6Sent(r.io.take(r.ul));
+  assert.is(sent.length, 2, 'both held packets left on the underlay');
+  sent.forEach((f, k) => {
+    assert.is(toHex(f.bytes, 0, 6), NODE2_MAC.replace(/:/g, ''), `packet ${k + 1} to node2's MAC`);
+    assert.is(toHex(f.bytes, 14 + 24, 16), node2, 'outer destination node2');
+    assert.is(f.bytes[14 + 70 + 7], 63 - k, 'in the order they came (inner hop limit, decremented)');
+  });
+  assert.is(counter(r.engine, 'neighbor_queue_sent'), 2);
 });
 
 test.run();

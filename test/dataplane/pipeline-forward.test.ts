@@ -219,7 +219,7 @@ test('IPIP to a remote node: protocol 4, outer TTL 64, TOS and DF copied from th
   assert.equal(h2.unresolved, [NODE2]);
 });
 
-test('direct (unencapsulated) route from a tun pod: out the underlay to the node MAC; unresolved is dropped and resolution asked', () => {
+test('direct (unencapsulated) route from a tun pod: out the underlay to the node MAC; unresolved, without a pending queue (the engine has one: neighbor-queue tests), is dropped and resolution asked', () => {
   const h = makeHarness(RESOLVED);
   h.receive(h.port('tunU'), frame('u_to_rd').subarray(14));
   assertBytes(onlyFrame(h, h.infra.underlay, 'direct').bytes, frame('u_to_rd_direct'), 'direct frame');

@@ -147,7 +147,7 @@ test('packet too big: a 1448-byte packet for node2 gets ICMPv6 type 2 with MTU 1
   assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
 });
 
-test('to node2 over IPv6 VXLAN with its neighbour unresolved: dropped, counted, resolution asked', () => {
+test('to node2 over IPv6 VXLAN with its neighbour unresolved, without a pending queue (the engine has one: neighbor-queue tests): dropped, counted, resolution asked', () => {
   const h = makeHarness6();
   const asked: string[] = [];
   h.pipe.v6.onUnresolved6 = (b, off) => asked.push(toHex(b, off, 16));

@@ -1555,6 +1555,8 @@ export class Engine {
       hostProgramming: this.host ? (({ lastCommands, ...st }) => st)(this.host.status()) : null,
       neighbors: { entries: this.neighbors.entries(), counters: this.neighbors.counters() },
       neighbors6: { entries: this.neighbors6.table.entries(), counters: this.neighbors6.table.counters() },
+      // packets held now for unresolved neighbours (this thread's), and the bounds
+      neighborQueue: this.pipe.held ? { held: this.pipe.held.size, perNeighbor: this.pipe.held.perNeighbor, capacity: this.pipe.held.capacity } : null,
       batch: this.batch,
     };
   }

@@ -11,6 +11,7 @@ import { parseIpv6Bytes, toHex } from '../../src/packet';
 import { makeHarness, frame, nothingSent, takeAll, fixIpChecksum, NODE2, NODE2_MAC, assertBytes } from './helpers';
 import { makeHarness6, frame6, RV6, NODE2_6 } from './helpers6';
 import { parseMac } from '../../src/packet';
+import { collectionsDuring } from '../helpers/gc';
 
 const BATCH = 8;
 const FIRST = BATCH + 8;
@@ -106,6 +107,24 @@ test('take drops one neighbour\'s frames (its failure), age drops what outlived 
   assert.is(q.age(note), 1, 'the later one goes a tick later');
   assert.equal(dropped, [[1, 5], [2, 6]]);
   assert.is(q.size, 0);
+});
+
+test('hold and release allocate nothing (no scavenge in 300k rounds of 3 held, released)', async () => {
+  const { pool, q } = queue(6, 3);
+  put(pool, 0, 5, 1400);
+  const key = 0xc0a80a02 | 0;
+  let sent = 0;
+  const run = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      q.hold(0, FAMILY_V4, key, 1);
+      q.hold(0, FAMILY_V4, key, 1);
+      q.hold(0, FAMILY_V4, key, 1);
+      sent += q.release(FAMILY_V4, key, MAC_X, 0, FIRST);
+    }
+  };
+  const kinds = await collectionsDuring(() => run(50_000), () => run(300_000));
+  assert.is(sent, 3 * 400_000);
+  assert.is(kinds.length, 0, `garbage collections during the calls: ${kinds.join(',')}`);
 });
 
 test('a queue reaching past the pool\'s descriptors is refused', () => {

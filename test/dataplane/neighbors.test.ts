@@ -3,9 +3,7 @@
 // the per-packet and per-reply paths.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { PerformanceObserver } from 'node:perf_hooks';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { collectionsDuring } from '../helpers/gc';
 import { NeighborTable, NeighborTableOptions } from '../../src/dataplane/neighbors';
 import { Neighbors6 } from '../../src/dataplane/engine6';
 import type { Pipeline } from '../../src/dataplane/pipeline';
@@ -363,36 +361,6 @@ test('entries() shows address, MAC, state and ages for podway status', () => {
     { ip: '192.168.10.2', mac: null, state: 'incomplete', ageMs: 600, confirmedAgoMs: null, probes: 0 },
   ]);
 });
-
-/** A full garbage collection on demand (the test process is not started with --expose-gc). */
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
-}
-
-/**
- * The garbage collections (their kinds) while `counted` runs, after warming `warm` up twice (so
- * the counted call runs the optimised function, not an on-stack replacement compiled mid-loop) and
- * emptying the young generation: garbage from the warm-up and the compiler's own allocations must
- * not be what triggers a scavenge here.
- */
-async function collectionsDuring(warm: () => void, counted: () => void): Promise<number[]> {
-  warm();
-  warm();
-  collectGarbage();
-  const kinds: number[] = [];
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) kinds.push((e as unknown as { detail?: { kind: number } }).detail?.kind ?? -1);
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  try {
-    counted();
-    await new Promise((r) => setTimeout(r, 50));
-  } finally {
-    obs.disconnect();
-  }
-  return kinds;
-}
 
 test('request(), onReply() and mac() do not allocate on their repeat paths (no scavenge in 2M rounds)', async () => {
   const t = table();

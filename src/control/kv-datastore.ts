@@ -15,9 +15,10 @@
 // force (one 'datastore unreachable' error); the KvStore's watch resumes by itself when it is back,
 // or asks for a resync (compacted meanwhile), which re-lists with backoff and watches again.
 import { Datastore, DatastoreEvents } from './datastore';
+import { IpNet, netsOverlap, parseNet } from './ipam/net';
 import { cidrContainsAddr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import { KvEntry, KvEvent, KvStore, KvUnavailableError, KvWatch } from './kv/kv';
-import { BlockAffinity, IPPool, Node, WorkloadEndpoint } from './resources';
+import { BlockAffinity, IPPool, ipv6NatWarning, Node, WorkloadEndpoint } from './resources';
 import type { ClusterSnapshot, IpamBlockBorrowed } from './snapshot';
 import { Backoff } from '../util/backoff';
 import { AllocationBlock } from './ipam/block';
@@ -443,12 +444,17 @@ function checkSnapshot(
 ): WorkloadEndpoint[] {
   const warn = (text: string) => warnings.push(`${source}: ${text}`);
   const pools4: { name: string; cidr: IPv4Cidr }[] = [];
+  const seen: { name: string; net: IpNet }[] = [];
   for (const pool of pools) {
+    const net = parseNet(pool.spec.cidr);
+    if (!net) continue;
+    const clash = seen.find((p) => netsOverlap(p.net, net));
+    if (clash) warn(`IPPool ${pool.metadata.name} (${pool.spec.cidr}) overlaps IPPool ${clash.name} (${clash.net.text})`);
+    seen.push({ name: pool.metadata.name, net });
+    const noNat = ipv6NatWarning(pool);
+    if (noNat) warn(noNat);
     const cidr = parseIPv4Cidr(pool.spec.cidr);
-    if (!cidr) continue;
-    const clash = pools4.find((p) => cidrsOverlap(p.cidr, cidr));
-    if (clash) warn(`IPPool ${pool.metadata.name} (${pool.spec.cidr}) overlaps IPPool ${clash.name} (${clash.cidr.cidr})`);
-    pools4.push({ name: pool.metadata.name, cidr });
+    if (cidr) pools4.push({ name: pool.metadata.name, cidr });
   }
   const nodeNames = new Set(nodes.map((n) => n.metadata.name));
   const nodeIps = new Map<number, string>();

@@ -7,6 +7,7 @@
 // defaults are applied here, so later stages never see a missing mode or block size.
 import { z } from 'zod';
 import { parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
+import { parseNet } from './ipam/net';
 import { isMacText, normalizeMac } from './mac';
 import { AFFINITY_STATES, CALICO_API_VERSION, INTERFACE_TYPES, MAX_IFNAME_LEN, NAME_PATTERN } from './resource-names';
 
@@ -49,7 +50,12 @@ const metadata = z.object({ name: objectName });
 const networkCidr = z.string().check((ctx) => {
   const text = ctx.value;
   if (text.includes(':')) {
-    if (!parseIPv6Cidr(text)) ctx.issues.push({ code: 'custom', input: text, message: `expected an IPv6 CIDR, got ${quoted(text)}` });
+    const loose = parseIPv6Cidr(text);
+    const net = loose ? parseNet(text) : null;
+    if (!loose) ctx.issues.push({ code: 'custom', input: text, message: `expected an IPv6 CIDR, got ${quoted(text)}` });
+    else if (!net) ctx.issues.push({ code: 'custom', input: text, message: `${quoted(text)} has host bits set` });
+    // One spelling per network: keys, routes and overlap checks compare the canonical text.
+    else if (net.text !== text) ctx.issues.push({ code: 'custom', input: text, message: `${quoted(text)} is not in canonical form: write ${quoted(net.text)}` });
     return;
   }
   const withPrefix = parseIPv4WithPrefix(text);
@@ -111,9 +117,11 @@ const ipPoolSpec = z
   .check((ctx) => {
     const spec = ctx.value;
     const isV6 = spec.cidr.includes(':');
+    let sizeOk = true;
     if (spec.blockSize !== undefined) {
       const [min, max] = isV6 ? [116, 128] : [20, 32];
       if (spec.blockSize < min || spec.blockSize > max) {
+        sizeOk = false;
         ctx.issues.push({
           code: 'custom', path: ['blockSize'], input: spec.blockSize,
           message: `expected ${min} to ${max} for an ${isV6 ? 'IPv6' : 'IPv4'} pool, got ${spec.blockSize}`,
@@ -122,7 +130,8 @@ const ipPoolSpec = z
     }
     const blockSize = spec.blockSize ?? (isV6 ? 122 : 26);
     const prefixLen = Number(spec.cidr.split('/')[1]);
-    if (prefixLen > blockSize) {
+    // Only against a block size that is valid for the family: a /26 for an IPv6 pool is one error, not two.
+    if (sizeOk && prefixLen > blockSize) {
       ctx.issues.push({
         code: 'custom', path: ['cidr'], input: spec.cidr,
         message: `pool ${spec.cidr} is smaller than one block (/${blockSize})`,
@@ -271,4 +280,14 @@ export function resourceDisplayName(resource: CalicoResource): string {
   return resource.kind === 'WorkloadEndpoint'
     ? `${resource.metadata.namespace}/${resource.metadata.name}`
     : resource.metadata.name;
+}
+
+/**
+ * Calico masquerades IPv6 pools' natOutgoing too; podway has no IPv6 NAT, so such a pool's pods
+ * reach the outside with their own addresses. Said, not refused: the pool stays Calico-valid.
+ */
+export function ipv6NatWarning(pool: IPPool): string | null {
+  return pool.spec.natOutgoing && pool.spec.cidr.includes(':')
+    ? `IPPool ${pool.metadata.name} (${pool.spec.cidr}) has natOutgoing, but podway has no IPv6 NAT: its pods' IPv6 traffic to outside the pools leaves with their own addresses`
+    : null;
 }

@@ -4,9 +4,10 @@
 //   cluster.yaml: document 3 (IPPool default-pool): spec.vxlanMode: expected one of Never|Always|CrossSubnet, got "Sometimes"
 import { parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
+import { IpNet, netsOverlap, parseNet } from './ipam/net';
 import { cidrContainsAddr, cidrContainsCidr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import {
-  BlockAffinity, CALICO_API_VERSION, CalicoResource, IGNORED_KINDS, IPPool, MODEL_KINDS, ModelKind, Node,
+  BlockAffinity, CALICO_API_VERSION, CalicoResource, IGNORED_KINDS, IPPool, ipv6NatWarning, MODEL_KINDS, ModelKind, Node,
   resourceDisplayName, SCHEMA_BY_KIND, WorkloadEndpoint,
 } from './resources';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
@@ -266,12 +267,17 @@ function checkCrossResource(resources: Located<CalicoResource>[], file: string, 
 
   // Pools must not overlap: an address must belong to exactly one pool to have one encapsulation.
   const pools4: { pool: IPPool; cidr: IPv4Cidr; location: SourceLocation }[] = [];
+  const poolNets: { pool: IPPool; net: IpNet }[] = [];
   for (const { resource: pool, location } of pools) {
-    const cidr = parseIPv4Cidr(pool.spec.cidr);
-    if (!cidr) continue; // IPv6: validated by the schema, not routed by podway.
-    const clash = pools4.find((p) => cidrsOverlap(p.cidr, cidr));
+    const net = parseNet(pool.spec.cidr);
+    if (!net) continue;
+    const clash = poolNets.find((p) => netsOverlap(p.net, net));
     if (clash) fail(location, 'spec.cidr', `${pool.spec.cidr} overlaps IPPool ${JSON.stringify(clash.pool.metadata.name)} (${clash.pool.spec.cidr})`);
-    pools4.push({ pool, cidr, location });
+    poolNets.push({ pool, net });
+    const noNat = ipv6NatWarning(pool);
+    if (noNat) warnings.push(`${file}: ${noNat}`);
+    const cidr = parseIPv4Cidr(pool.spec.cidr);
+    if (cidr) pools4.push({ pool, cidr, location });
   }
   const poolContainingAddr = (addr: number) => pools4.find((p) => cidrContainsAddr(p.cidr, addr));
 

@@ -11,7 +11,7 @@
 //     omitempty does), and a WorkloadEndpoint gets the projectcalico.org/namespace and
 //     projectcalico.org/orchestrator labels clientv3 adds before storing.
 import { randomUUID } from 'node:crypto';
-import { cidrsOverlap, parseIPv4Cidr } from './ipv4';
+import { netsOverlap, parseNet } from './ipam/net';
 import { KvEntry, KvStore } from './kv/kv';
 import {
   blockAffinityFromKv, kindInfo, KindInfo, kindPrefix, parseResourceKey, resourceKey, validateResource,
@@ -225,14 +225,14 @@ async function checkPool(kv: KvStore, obj: JsonObject, id: Identity, existing: J
       throw new ResourceError('invalid', `${describeIdentity(id)}: spec.blockSize cannot be changed (${was} -> ${now}); create a new pool instead`);
     }
   }
-  const cidr = parseIPv4Cidr(cidrText);
+  const cidr = parseNet(cidrText);
   if (!cidr) return;
   const pools = await listResources(kv, id.info);
   for (const pool of pools.items) {
     const other = pool.object;
     if ((other.metadata as JsonObject).name === id.name || !isMapping(other.spec)) continue;
-    const otherCidr = parseIPv4Cidr(String(other.spec.cidr));
-    if (otherCidr && cidrsOverlap(cidr, otherCidr)) {
+    const otherCidr = parseNet(String(other.spec.cidr));
+    if (otherCidr && netsOverlap(cidr, otherCidr)) {
       throw new ResourceError('invalid', `${describeIdentity(id)}: spec.cidr ${cidrText} overlaps IPPool(${(other.metadata as JsonObject).name}) ${other.spec.cidr}`);
     }
   }

@@ -188,6 +188,14 @@ function cliSuite(target: Target) {
     const overlap = await podway(['create', '-f', path.join(work, 'overlap.yaml'), ...ds()]);
     assert.is(overlap.code, 1);
     assert.match(overlap.err, /spec\.cidr 10\.244\.128\.0\/17 overlaps IPPool\(pool-a\) 10\.244\.0\.0\/16/);
+    // IPv6 pools too (an address must belong to one pool whatever its family).
+    writeFileSync(path.join(work, 'v6.yaml'), 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool-v6}\nspec: {cidr: "fd00:196::/64"}\n');
+    await ok(['create', '-f', path.join(work, 'v6.yaml'), ...ds()]);
+    writeFileSync(path.join(work, 'overlap6.yaml'), 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool-v6b}\nspec: {cidr: "fd00:196:0:0:1::/80"}\n');
+    const overlap6 = await podway(['create', '-f', path.join(work, 'overlap6.yaml'), ...ds()]);
+    assert.is(overlap6.code, 1);
+    assert.match(overlap6.err, /spec\.cidr fd00:196:0:0:1::\/80 overlaps IPPool\(pool-v6\) fd00:196::\/64/);
+    await ok(['delete', 'ippool', 'pool-v6', ...ds()]);
     // Nor does an existing pool's block size change (its IPAM blocks keep the old size), as Calico refuses it.
     const poolA = (extra: string) => `apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pool-a}\nspec: {cidr: 10.244.0.0/16${extra}}\n`;
     writeFileSync(path.join(work, 'resize.yaml'), poolA(', blockSize: 28'));

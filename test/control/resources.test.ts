@@ -22,6 +22,15 @@ test('IPPool defaults: blockSize 26 (IPv4) / 122 (IPv6), modes Never, flags fals
   assert.is(s.ipPools[1]!.spec.blockSize, 122);
 });
 
+test('an IPv6 pool with natOutgoing is kept, with a warning that podway has no IPv6 NAT; a bad IPv6 blockSize is one error', () => {
+  const s = snapshotOf(pool('v6', 'fd00:10:244::/48', { natOutgoing: true }));
+  assert.is(s.ipPools[0]!.spec.natOutgoing, true);
+  assert.equal(s.warnings, ["test.yaml: IPPool v6 (fd00:10:244::/48) has natOutgoing, but podway has no IPv6 NAT: its pods' IPv6 traffic to outside the pools leaves with their own addresses"]);
+  assert.equal(snapshotOf(pool('v4', '10.244.0.0/16', { natOutgoing: true })).warnings, []);
+  assert.is(errorOf(yamlOf(pool('p', 'fd00:197::/64', { blockSize: 26 }))),
+    'cluster.yaml: document 1 (IPPool p): spec.blockSize: expected 116 to 128 for an IPv6 pool, got 26');
+});
+
 test('keeps disableBGPExport and nodeSelector; drops fields podway does not use', () => {
   const raw = pool('p', '10.244.0.0/16', { disableBGPExport: true, nodeSelector: "zone == 'a'", allowedUses: ['Workload'] });
   (raw.metadata as Record<string, unknown>).uid = 'abc';
@@ -112,6 +121,9 @@ test('rejects blockSize outside 20..32, and a pool smaller than a block', () => 
 test('rejects malformed and non-canonical CIDRs, missing fields, wrong types', () => {
   assert.is(errorOf(yamlOf(pool('p', '10.244.0.1/16'))), 'cluster.yaml: document 1 (IPPool p): spec.cidr: "10.244.0.1/16" has host bits set');
   assert.is(errorOf(yamlOf(pool('p', '10.244.0.0'))), 'cluster.yaml: document 1 (IPPool p): spec.cidr: expected a CIDR like 10.244.0.0/16, got "10.244.0.0"');
+  assert.is(errorOf(yamlOf(pool('p', 'fd00:197::1/64'))), 'cluster.yaml: document 1 (IPPool p): spec.cidr: "fd00:197::1/64" has host bits set');
+  assert.is(errorOf(yamlOf(pool('p', 'fd00:196::1:0:0:0/80'))), 'cluster.yaml: document 1 (IPPool p): spec.cidr: "fd00:196::1:0:0:0/80" is not in canonical form: write "fd00:196:0:0:1::/80"');
+  assert.is(errorOf(yamlOf(pool('p', 'FD00:196::/64'))), 'cluster.yaml: document 1 (IPPool p): spec.cidr: "FD00:196::/64" is not in canonical form: write "fd00:196::/64"');
   const noCidr = pool('p', 'x');
   delete (noCidr.spec as Record<string, unknown>).cidr;
   assert.is(errorOf(yamlOf(noCidr)), 'cluster.yaml: document 1 (IPPool p): spec.cidr: required (a string)');
@@ -236,6 +248,8 @@ test('rejects two workloads claiming one IP on one node; warns when on two nodes
 test('rejects other cross-resource conflicts', () => {
   assert.is(errorOf(yamlOf(basePool, pool('other', '10.244.128.0/17'))),
     'cluster.yaml: document 2 (IPPool other): spec.cidr: 10.244.128.0/17 overlaps IPPool "default-pool" (10.244.0.0/16)');
+  assert.is(errorOf(yamlOf(basePool, pool('v6', 'fd00:196::/64'), pool('v6-inner', 'fd00:196:0:0:1::/80'))),
+    'cluster.yaml: document 3 (IPPool v6-inner): spec.cidr: fd00:196:0:0:1::/80 overlaps IPPool "v6" (fd00:196::/64)');
   assert.is(errorOf(yamlOf(basePool, n1, node('node2', '10.99.0.1/16'))),
     'cluster.yaml: document 3 (Node node2): spec.bgp.ipv4Address: 10.99.0.1 is also the address of Node "node1"');
   assert.is(errorOf(yamlOf(basePool, n1, node('node2', '10.99.0.2/24', '10.244.0.0'))),

@@ -83,6 +83,11 @@ export function netContainsNet(outer: IpNet, inner: IpNet): boolean {
   return inner.version === outer.version && inner.prefixLen >= outer.prefixLen && netContains(outer, inner.base);
 }
 
+/** True when the networks share an address (one holds the other); never across IP versions. */
+export function netsOverlap(a: IpNet, b: IpNet): boolean {
+  return netContainsNet(a, b) || netContainsNet(b, a);
+}
+
 /** How Calico writes a CIDR inside a key: the one '/' becomes '-'. */
 export function netKeyPart(net: IpNet): string {
   return net.text.replace('/', '-');

@@ -130,6 +130,11 @@ export interface EngineOptions {
 export interface TunnelRx {
   onUnderlay: boolean;
   ip6: string | null;
+  /** The IPv4 address the tunnel table, sockets and underlay filter follow (host order; null or
+   * absent: the model's). Not the model's while a failed follow-back left the host-managing
+   * engine's ports on a rejected model's address (followBack): the workers' ports follow it too,
+   * or tunnel packets fanned out to a worker would meet a filter for an address that is gone. */
+  ip?: number | null;
 }
 
 /** Where tunnels were read before a model, and whether this engine had its table (restoreTunnelRx). */
@@ -410,14 +415,18 @@ export class Engine {
       this.tunnelTable6 = tunnels.ip6;
       tunnelsMoved = true;
     }
+    // A worker's ports follow the IPv4 address the host-managing engine's are at (TunnelRx.ip):
+    // the model's, except after a failed follow-back there.
+    const infraModel = !this.manageHost && tunnels?.ip != null && tunnels.ip !== model.node.ip ? { ...model, node: { ...model.node, ip: tunnels.ip } } : model;
+    const infraBefore = this.infraAt;
     let t1 = 0;
     let t2 = 0;
     let nh: NextHops;
     try {
       // Against the addresses the ports follow (infraAt), not the last model's: see infraAt.
-      if (first || !this.infraAt) this.openInfra(model);
-      else if (this.infraAt.ip !== model.node.ip) this.followIp4(model, before);
-      else if (this.infraAt.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(model, before, tunnelsMoved);
+      if (first || !this.infraAt) this.openInfra(infraModel);
+      else if (this.infraAt.ip !== infraModel.node.ip) this.followIp4(infraModel, before);
+      else if (this.infraAt.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(infraModel, before, tunnelsMoved);
       // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
       // running pods keep theirs.
       this.podMtu = model.mtu.pod;
@@ -442,7 +451,7 @@ export class Engine {
       if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
       applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip) });
     } catch (e) {
-      this.followBack(e as Error);
+      this.followBack(e as Error, infraBefore);
       throw e;
     }
     // Solicit the IPv6 underlay neighbours of the IPv6 tunnels and direct routes now, not on the first packet.
@@ -482,9 +491,13 @@ export class Engine {
    * and tunnelRx() is where it was, as the workers were told. Counted (failures.followedBack);
    * when that fails too (the old address is gone from the node), the ports stay where they are,
    * counted (followBackFailed), and the next model's apply starts from there (infraAt).
+   * A worker follows back to where its ports were before (`was`: where the host-managing engine
+   * last told it, TunnelRx.ip), which is not the last good model's address after a failed
+   * follow-back there.
    */
-  private followBack(why: Error): void {
-    const last = this.model;
+  private followBack(why: Error, was: { ip: number; ip6: string | null } | null): void {
+    const good = this.model;
+    const last = good && !this.manageHost && was && was.ip !== good.node.ip ? { ...good, node: { ...good.node, ip: was.ip } } : good;
     const at = this.infraAt;
     // No infra open (a move to another interface failed with the old ports closed, followIp4):
     // not rolled back either; the next model opens them.
@@ -879,7 +892,7 @@ export class Engine {
 
   /** Where this engine reads tunnels now: what worker engines are told (apply's `tunnels`). */
   tunnelRx(): TunnelRx {
-    return { onUnderlay: this.tunnelsOnUnderlay, ip6: this.tunnelTable6 };
+    return { onUnderlay: this.tunnelsOnUnderlay, ip6: this.tunnelTable6, ip: this.infraAt?.ip ?? null };
   }
 
   /** Keep an infra port's counts before it is replaced by one of the same name (carriedInfra). */

@@ -4,7 +4,9 @@
  * tunnels after applying it (Engine.tunnelRx). A worker manages no host state, so it cannot decide
  * the last itself: the main engine's can change with any model (a new node address rewrites the
  * tunnel table, which nft may refuse), and a worker whose underlay filter or IPv6 VXLAN socket
- * disagreed with the table would read tunnel packets twice or never.
+ * disagreed with the table would read tunnel packets twice or never. The same for the IPv4 address
+ * its ports follow (TunnelRx.ip), which is not the model's after a failed follow-back (engine.ts
+ * followBack): run.ts then sends the last good model again with it.
  */
 import type { NodeDataplaneModel } from '../control';
 import type { Engine, TunnelRx } from './engine';

@@ -70,6 +70,8 @@ function stopRig(r: Rig): void {
   engines.splice(engines.indexOf(r.engine), 1);
 }
 
+/** Where tunnels are read, without the IPv4 address the ports follow (asserted on its own). */
+const flags = ({ onUnderlay, ip6 }: TunnelRx) => ({ onUnderlay, ip6 });
 /** The open port by this name (-1: none). */
 const portOf = (r: Rig, name: string) => r.io.portNamed(name);
 
@@ -263,12 +265,12 @@ test('a veth pod set down and up again, sending nothing: its node route and neig
 test('nft refusing the rewrite for a new node IPv6 address: no IPv6 VXLAN socket on it (datagrams read once, on the underlay port), counted; the next rewrite opens it', async () => {
   const r = rig({ manageHost: true });
   r.engine.apply(dualModel());
-  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+  assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::1' });
   assert.equal(vxlan6Sockets(r), [addr6('fd99::1')], 'a socket on the address the table names');
   const nft = await holdTunnelTable('10.99.0.1', 'fd99::1');
   r.engine.apply(dualModel('fd99::a1'));
   assert.equal(vxlan6Sockets(r), [], 'no socket: the kernel would hand it every datagram the underlay port takes');
-  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+  assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::1' });
   assert.is(r.engine.failures.tunnelTable, 1);
   assert.ok(r.lines.some((l) => /fd99::1 -> fd99::a1: could not rewrite nftables table inet podway_tunnels \(it still names fd99::1\).*VXLAN to fd99::a1 is read from the underlay port only/.test(l)), r.lines.join('\n'));
   assert.match(String(r.engine.status().tunnelsOn), 'VXLAN to fd99::a1: underlay port only (no IPv6 VXLAN socket: the table names fd99::1)');
@@ -277,7 +279,7 @@ test('nft refusing the rewrite for a new node IPv6 address: no IPv6 VXLAN socket
   await release(nft);
   r.engine.apply(dualModel('fd99::b1'));
   assert.equal(vxlan6Sockets(r), [addr6('fd99::b1')], 'the table names the new address again: socket back');
-  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::b1' });
+  assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::b1' });
   assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip6 daddr fd99::b1 exthdr frag missing/);
   stopRig(r);
 });
@@ -287,18 +289,18 @@ test('no tunnel table at start (nft refused): tried again on a new IPv6 address,
   const r = rig({ manageHost: true });
   try {
     r.engine.apply(dualModel());
-    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: false, ip6: null });
     assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: false, vxlanPort: 4789 })));
     assert.equal(vxlan6Sockets(r), []);
     r.engine.apply(dualModel('fd99::a1'));
-    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null }, 'still refused');
+    assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: false, ip6: null }, 'still refused');
     assert.is(r.engine.failures.tunnelTable, 2);
   } finally {
     await release(nft);
   }
   const u = portOf(r, UL);
   r.engine.apply(dualModel('fd99::b1'));
-  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::b1' });
+  assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::b1' });
   assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.1 .*counter name "vxlan" drop/);
   assert.ok(portOf(r, UL) !== u, 'underlay port reopened');
   assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: true, vxlanPort: 4789 })), 'its filter takes the tunnels');
@@ -312,28 +314,28 @@ test('a tunnel table nft refused is tried again on a timer (counted): once nft l
   const r = rig({ manageHost: true, tableRetryMs: 100 });
   try {
     r.engine.apply(dualModel());
-    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: false, ip6: null });
     assert.ok(await waitFor(() => r.engine.failures.tunnelTable >= 3, 10_000, 20), `refused again on the timer: ${r.engine.failures.tunnelTable}`);
-    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null }, 'still refused');
+    assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: false, ip6: null }, 'still refused');
     assert.is(r.lines.filter((l) => /still not in place .*tried again, backing off/.test(l)).length, 1, 'logged once');
   } finally {
     await release(nft);
   }
   const u = portOf(r, UL);
   assert.ok(await waitFor(() => r.engine.tunnelRx().onUnderlay, 10_000, 20), 'installed on a retry, no model applied');
-  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+  assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::1' });
   assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.1 .*counter name "vxlan" drop/);
   assert.ok(portOf(r, UL) !== u, 'underlay port reopened');
   assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: true, vxlanPort: 4789 })), 'its filter takes the tunnels');
   assert.equal(vxlan6Sockets(r), [addr6('fd99::1')]);
-  assert.equal(r.told, [{ onUnderlay: true, ip6: 'fd99::1' }], 'the workers are told');
+  assert.equal(r.told.map(flags), [{ onUnderlay: true, ip6: 'fd99::1' }], 'the workers are told');
   assert.ok(r.lines.some((l) => /installed on a retry/.test(l)), r.lines.join('\n'));
   assert.ok(forwardsAtoB(r));
   // a refused rewrite for a new IPv6 address: the table still names the old one, then heals
   const nft2 = await holdTunnelTable('10.99.0.1', 'fd99::1');
   try {
     r.engine.apply(dualModel('fd99::a1'));
-    assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+    assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::1' });
     assert.equal(vxlan6Sockets(r), []);
   } finally {
     await release(nft2);
@@ -341,7 +343,7 @@ test('a tunnel table nft refused is tried again on a timer (counted): once nft l
   assert.ok(await waitFor(() => r.engine.tunnelRx().ip6 === 'fd99::a1', 10_000, 20), 'rewritten on a retry');
   assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip6 daddr fd99::a1 exthdr frag missing/);
   assert.equal(vxlan6Sockets(r), [addr6('fd99::a1')]);
-  assert.equal(r.told.at(-1), { onUnderlay: true, ip6: 'fd99::a1' });
+  assert.equal(flags(r.told.at(-1)!), { onUnderlay: true, ip6: 'fd99::a1' });
   // healed: the timer stops
   const n = r.engine.failures.tunnelTable;
   await new Promise((res) => setTimeout(res, 400));
@@ -357,7 +359,7 @@ test('a new node IPv4 address whose underlay port cannot be opened: rejected wit
   assert.throws(() => r.engine.apply(dualModel('fd99::1', '10.99.0.11')), /10\.99\.0\.1 -> 10\.99\.0\.11: open ul0: EMFILE/);
   assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.1 .*counter name "vxlan" drop/, 'the table names the old address again');
   assert.not.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /10\.99\.0\.11/);
-  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+  assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::1' });
   assert.is(portOf(r, UL), u, 'the old underlay port stays');
   r.engine.apply(dualModel('fd99::1', '10.99.0.11'));
   assert.match(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]), /ip daddr 10\.99\.0\.11 .*counter name "vxlan" drop/);
@@ -382,7 +384,7 @@ function infraOn(r: Rig, ip4: string): void {
   assert.match(table, new RegExp(`ip daddr ${ip4.replace(/\./g, '\\.')} .*counter name "vxlan" drop`), 'the table names it');
   assert.is((table.match(/ip daddr 10\.99\.0\.\d+ /g) ?? []).every((m) => m === `ip daddr ${ip4} `), true, `the table names no other address: ${table}`);
   assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4(ip4), { ipv6: true, tunnels: true, vxlanPort: 4789 })), `the underlay filter takes ${ip4}`);
-  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' });
+  assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::1' });
 }
 
 test('a model with a bad endpoint MAC and a new node IPv4 address: refused before anything moves (ports, table and filter on the old address), forwarding on the last good model; the good retry follows', () => {
@@ -461,6 +463,60 @@ test('a model rejected after its new IPv4 address was followed, the old address 
   stopRig(r);
 });
 
+test('with a worker: a model rejected after its new IPv4 address was followed, the old address gone (no follow back): the worker is told where the main engine\'s ports are and follows them with the last good model; the retry moves nothing', () => {
+  const main = rig({ manageHost: true, worker: { index: 0, count: 2 } });
+  const w = rig({ worker: { index: 1, count: 2 } });
+  // as run.ts: the worker gets a model the main engine applied, with its tunnelRx()
+  let told = '';
+  const tell = (model: ReturnType<typeof dualModel>) => {
+    const msg = structuredClone(workerModelMessage(main.engine, model, []));
+    told = JSON.stringify(msg.tunnels);
+    applyWorkerModel(w.engine, msg);
+  };
+  const filter = (nodeIp: string) => underlayFilter(parseIpv4(nodeIp), { ipv6: true, tunnels: true, vxlanPort: 4789 });
+  const good = dualModel();
+  main.engine.apply(good, []);
+  tell(good);
+  assert.equal(vxlan4Sockets(w), [parseIpv4('10.99.0.1')]);
+  sh('sysctl', ['-qw', `net.ipv4.conf.${UL}.promote_secondaries=1`]);
+  sh('ip', ['addr', 'del', '10.99.0.1/24', 'dev', UL]);
+  try {
+    assert.throws(() => main.engine.apply(withBadRoute(dualModel('fd99::1', '10.99.0.11')), []), /host bits are set/);
+    assert.is(main.engine.failures.followBackFailed, 1);
+    infraOn(main, '10.99.0.11');
+    assert.is(main.engine.tunnelRx().ip, parseIpv4('10.99.0.11'), 'tunnelRx names the address the ports are on');
+    // run.ts: tunnelRx() moved since the workers were told: the last good model again, with it
+    assert.ok(JSON.stringify(main.engine.tunnelRx()) !== told, 'the workers must be told');
+    const u = portOf(w, UL);
+    tell(good);
+    assert.ok(portOf(w, UL) !== u, 'the worker reopened its underlay port');
+    assert.ok(sameBytes(underlayOpts(w).bpf, filter('10.99.0.11')), 'the worker\'s filter takes the address the table names');
+    assert.equal(vxlan4Sockets(w), [parseIpv4('10.99.0.11')], 'its VXLAN socket too');
+    assert.is(w.engine.status().nodeIp, '10.99.0.1', 'with the last good model in force, as the main engine');
+    assert.is(main.engine.status().nodeIp, '10.99.0.1');
+    assert.equal(w.engine.tunnelRx(), main.engine.tunnelRx());
+    // the retry: nothing moves in either (no second VXLAN socket on the address, EADDRINUSE)
+    const opens = w.io.events.filter((e) => e.kind === 'udp' && e.opts.addr !== undefined).length;
+    const u2 = portOf(w, UL);
+    const next = dualModel('fd99::1', '10.99.0.11');
+    main.engine.apply(next, []);
+    tell(next);
+    assert.is(w.engine.status().nodeIp, '10.99.0.11');
+    assert.is(w.io.events.filter((e) => e.kind === 'udp' && e.opts.addr !== undefined).length, opens, 'nothing opened again');
+    assert.is(portOf(w, UL), u2, 'underlay port not reopened');
+    assert.ok(forwardsAtoB(w), 'the worker forwards');
+  } finally {
+    sh('ip', ['-4', 'addr', 'flush', 'dev', UL]);
+    for (const a of ['10.99.0.1/24', '10.99.0.11/24']) sh('ip', ['addr', 'add', a, 'dev', UL]);
+  }
+  main.engine.apply(good, []);
+  tell(good);
+  assert.equal(vxlan4Sockets(w), [parseIpv4('10.99.0.1')]);
+  assert.ok(sameBytes(underlayOpts(w).bpf, filter('10.99.0.1')));
+  stopRig(w);
+  stopRig(main);
+});
+
 test('the node address moved to another interface, a port there cannot be opened: rejected with no node port open (readiness says so, pods\' ports stay), the next model opens them there', () => {
   sh('ip', ['link', 'add', 'ul1', 'type', 'veth', 'peer', 'name', 'ul1p']);
   sh('ip', ['addr', 'add', '10.99.1.1/24', 'dev', 'ul1']);
@@ -492,7 +548,7 @@ test('a rejected new IPv4 address whose old table nft will not put back: no tabl
   try {
     r.io.failOpen(UL, 'EMFILE');
     assert.throws(() => r.engine.apply(dualModel('fd99::1', '10.99.0.11')), /EMFILE/);
-    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: false, ip6: null });
     assert.ok(r.lines.some((l) => /could not put nftables table inet podway_tunnels back for 10\.99\.0\.1 .*the underlay port is reopened with the next model/.test(l)), r.lines.join('\n'));
     assert.is(r.engine.failures.tunnelTable, 2, 'the refused install and the refused restore');
   } finally {
@@ -514,18 +570,18 @@ test('no tunnel table, installed for a new IPv6 address, but the underlay port c
   const r = rig({ manageHost: true });
   try {
     r.engine.apply(dualModel());
-    assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: false, ip6: null });
   } finally {
     await release(nft);
   }
   const u = portOf(r, UL);
   r.io.failOpen(UL, 'EMFILE');
   assert.throws(() => r.engine.apply(dualModel('fd99::a1')), /EMFILE/);
-  assert.equal(r.engine.tunnelRx(), { onUnderlay: false, ip6: null }, 'flags as before');
+  assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: false, ip6: null }, 'flags as before');
   assert.is(sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE], { allowFail: true }).includes('drop'), false, 'no table drops tunnels the old port does not take');
   assert.is(portOf(r, UL), u);
   r.engine.apply(dualModel('fd99::a1'));
-  assert.equal(r.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::a1' });
+  assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::a1' });
   assert.ok(portOf(r, UL) !== u, 'underlay port reopened on the retry');
   assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: true, vxlanPort: 4789 })));
   assert.equal(vxlan6Sockets(r), [addr6('fd99::a1')]);
@@ -539,10 +595,10 @@ test('a worker whose underlay port cannot be reopened for new tunnels keeps the 
   const u = portOf(w, UL);
   w.io.failOpen(UL, 'EMFILE');
   assert.throws(() => applyWorkerModel(w.engine, msg(false, null)), /EMFILE/);
-  assert.equal(w.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::1' }, 'still what its ports do');
+  assert.equal(flags(w.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::1' }, 'still what its ports do');
   assert.is(portOf(w, UL), u);
   applyWorkerModel(w.engine, msg(false, null));
-  assert.equal(w.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+  assert.equal(flags(w.engine.tunnelRx()), { onUnderlay: false, ip6: null });
   assert.ok(portOf(w, UL) !== u, 'reopened');
   assert.ok(sameBytes(underlayOpts(w).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: false, vxlanPort: 4789 })));
   assert.equal(vxlan6Sockets(w), []);
@@ -570,10 +626,10 @@ test('workers are told where tunnels are read with every model: a refused rewrit
     // a new IPv4 address: the main engine cannot install its table and reads tunnels on the
     // sockets; the worker's underlay port must stop taking them (or each arrives twice)
     send(dualModel('fd99::a1', '10.99.0.11'));
-    assert.equal(main.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.equal(flags(main.engine.tunnelRx()), { onUnderlay: false, ip6: null });
     assert.ok(sameBytes(underlayOpts(main).bpf, filter('10.99.0.11', false)));
     assert.ok(sameBytes(underlayOpts(w).bpf, filter('10.99.0.11', false)), 'the worker\'s filter leaves tunnels to the sockets');
-    assert.equal(w.engine.tunnelRx(), { onUnderlay: false, ip6: null });
+    assert.equal(flags(w.engine.tunnelRx()), { onUnderlay: false, ip6: null });
     assert.match(String(w.engine.status().tunnelsOn), /^sockets; VXLAN to fd99::a1: underlay port only/);
     assert.is(main.engine.counters().failures.tunnelTable, 2);
     // the metrics add every worker's up (the worker installs nothing: 0)
@@ -585,7 +641,7 @@ test('workers are told where tunnels are read with every model: a refused rewrit
   const u = portOf(w, UL);
   main.engine.apply(dualModel('fd99::a1', '10.99.0.1'), []);
   main.engine.apply(dualModel('fd99::a1', '10.99.0.11'), []);
-  assert.equal(main.engine.tunnelRx(), { onUnderlay: true, ip6: 'fd99::a1' });
+  assert.equal(flags(main.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::a1' });
   applyWorkerModel(w.engine, structuredClone(workerModelMessage(main.engine, dualModel('fd99::a1', '10.99.0.11'), [])));
   assert.ok(portOf(w, UL) !== u, 'the worker reopened its underlay port for the new filter');
   assert.ok(sameBytes(underlayOpts(w).bpf, filter('10.99.0.11', true)));

@@ -36,6 +36,7 @@
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
  *                 [-- --only observe [-- --rounds 5]]   (metrics + capture cost: issue 17's goal)
  *                 [-- --cpu-rate 100000]   (also measure every pps setup at this offered rate: CPU per packet at equal load)
+ *                 [-- --streams 8] [-- --directions a-b]   (tcp-bulk: only these cases; default 1,8 and a-b,b-a)
  *                 [-- --underlay-offloads]   (leave the underlay veth's tx offloads on: see Bench.build)
  *                 [-- --floor-args "--fifo 1"]   (options for the C floor forwarder: --fifo N, --cpu N, --slack NS, --busy-poll US)
  *
@@ -703,6 +704,9 @@ async function main() {
   // same load for all, for CPU per packet compared at equal rates (an unbounded flood compares
   // different rates and counts frames lost in a full ring against the sender)
   const cpuRate = opt('--cpu-rate') !== undefined ? Number(opt('--cpu-rate')) : 0;
+  // tcp-bulk: which stream counts and directions (a profile wants one case run long)
+  const tcpStreams = opt('--streams')?.split(',').map(Number) ?? [1, 8];
+  const tcpDirections = opt('--directions')?.split(',') ?? ['a-b', 'b-a'];
   const atRate: { scenario: string; size: number; flows: number; setup: string; m: Measurement }[] = [];
   const errors: string[] = [];
   const say = (m: string) => { if (!json) process.stderr.write(m + '\n'); };
@@ -858,7 +862,7 @@ async function main() {
 
   async function runTcp(sc: Scenario, podways: Setup[]): Promise<void> {
     const bench = benchFor(sc);
-    const cases = [1, 8].flatMap((streams) => [false, true].map((reverse) => ({ streams, reverse })));
+    const cases = tcpStreams.flatMap((streams) => tcpDirections.map((d) => ({ streams, reverse: d === 'b-a' })));
     const res = new Map<string, TcpMeasurement>();
     for (const setup of [...podways, ...sc.baselines]) {
       await bench.configure(setup);

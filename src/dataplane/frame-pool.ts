@@ -9,9 +9,15 @@
  * Receive writes frames at HEADROOM inside their slot, so outer headers can be prepended in place.
  * Send takes the descriptor indices listed in `txList[first .. first+count)`.
  */
-import { SLOT_SIZE, HEADROOM } from '../packet/layout';
+import * as layout from '../packet/layout';
 
-export { SLOT_SIZE, HEADROOM };
+// Re-exported as plain values, never as `export { X } from` or `export { X }` of an import: tsc
+// compiles those into getters defined over the `exports.X = void 0` it writes first, which turns
+// this module's exports object into a dictionary, and then every `DescFlag.X` read on the
+// forwarding path (several per frame) was a generic inline-cache call instead of a constant
+// (test/dataplane/hot-exports.test.ts).
+export const SLOT_SIZE = layout.SLOT_SIZE;
+export const HEADROOM = layout.HEADROOM;
 /** log2(SLOT_SIZE): slot index -> byte offset by a shift. */
 export const SLOT_SHIFT = 11;
 

@@ -5,12 +5,19 @@
  * the pipeline runs without it (see io.ts, memory-io.ts).
  */
 import * as path from 'node:path';
-import { FramePool as PlainFramePool, SLOT_SIZE, HEADROOM } from './frame-pool';
+import * as frames from './frame-pool';
+import { FramePool as PlainFramePool } from './frame-pool';
+import * as ioModule from './io';
 import type { PacketIO } from './io';
 
-export { SLOT_SIZE, SLOT_SHIFT, HEADROOM, DescFlag } from './frame-pool';
+// Plain values, not `export { X } from`: see frame-pool.ts (a re-export's getter makes the exports
+// object a dictionary, and every read of it a generic property lookup).
+export const SLOT_SHIFT = frames.SLOT_SHIFT;
+export const DescFlag = frames.DescFlag;
+export const SLOT_SIZE = frames.SLOT_SIZE;
+export const HEADROOM = frames.HEADROOM;
 export type { PortOptions, PortStats, PortInfo } from './io';
-export { errnoOf } from './io';
+export const errnoOf = ioModule.errnoOf;
 
 /** The addon's exports, as native/addon.c defines them: a PacketIO whose setPool takes the pool's
  * arrays one by one, plus the control socket's peer check. */

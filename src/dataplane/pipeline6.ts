@@ -470,4 +470,3 @@ export function describeNextHop6(nhs: NextHops6, nh: number): string {
   return `${r.cidr} ${NH_KIND_NAMES[nhs.kind[nh]]}${via}${r.kind === 'vxlan' ? ` vni ${CALICO_VNI}` : ''}`;
 }
 
-export { formatIpv6 };

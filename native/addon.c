@@ -402,6 +402,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.sndbuf = (int)v;
     if (opt_u32(env, opts, "reuseport", 0, &v)) return throw_type(env, "reuseport: boolean");
     o.reuseport = (int)v;
+    if (opt_u32(env, opts, "ipv6", 0, &v)) return throw_type(env, "ipv6: boolean");
+    o.raw6 = (int)v;
     if (opt_u32(env, opts, "vnetHdr", 1, &v)) return throw_type(env, "vnetHdr: boolean");
     o.vnet_hdr = (int)v;
     if (opt_u32(env, opts, "gro", 0, &v)) return throw_type(env, "gro: boolean");
@@ -494,7 +496,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     break;
   default:
     err = port_open_raw(p, &o);
-    snprintf(what, sizeof what, "open raw ipv4 socket for protocol %d", o.proto);
+    if (o.raw6) snprintf(what, sizeof what, "open raw ipv6 socket (IPPROTO_RAW)");
+    else snprintf(what, sizeof what, "open raw ipv4 socket for protocol %d", o.proto);
     break;
   }
   netns_leave(home_ns);

@@ -390,8 +390,26 @@ int port_open_udp(struct port *p, const struct open_opts *o, uint16_t *bound_por
   return 0;
 }
 
+/* Transmit only: whole IPv6 packets handed to the node's own IPv6 routing (pod egress to node
+ * addresses). IPPROTO_RAW implies the header is ours (IPV6_HDRINCL); each is sent to the
+ * destination address in its own header (fill_msg). */
+static int port_open_raw6(struct port *p, const struct open_opts *o) {
+  p->kind = PORT_RAW;
+  p->raw6 = 1;
+  p->fd = socket(AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
+  if (p->fd < 0) return fail(p, -errno);
+  /* Nothing is read from it: a receive filter would not help, the queue stays empty (IPPROTO_RAW
+   * sockets receive nothing). */
+  set_bufs(p->fd, o);
+  int err;
+  if ((err = alloc_scratch(p))) return fail(p, err);
+  p->in_use = 1;
+  return 0;
+}
+
 int port_open_raw(struct port *p, const struct open_opts *o) {
   memset(p, 0, sizeof *p);
+  if (o->raw6) return port_open_raw6(p, o);
   p->kind = PORT_RAW;
   if (o->proto <= 0 || o->proto > 255) return -EPROTONOSUPPORT;
   p->fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, o->proto);
@@ -969,7 +987,15 @@ static void fill_msg(struct port *p, struct mmsg_scratch *s, uint32_t k, void *b
   }
   iov->iov_base = buf;
   iov->iov_len = len;
-  if (p->kind == PORT_UDP || p->kind == PORT_RAW) {
+  if (p->raw6) {
+    /* the packet's own destination (bytes 24..39 of its header); a runt gets :: and fails alone */
+    struct sockaddr_in6 *sin6 = &s->names[k].in6;
+    memset(sin6, 0, sizeof *sin6);
+    sin6->sin6_family = AF_INET6;
+    if (len >= 40) memcpy(&sin6->sin6_addr, (const uint8_t *)buf + 24, 16);
+    m->msg_name = sin6;
+    m->msg_namelen = sizeof *sin6;
+  } else if (p->kind == PORT_UDP || p->kind == PORT_RAW) {
     struct sockaddr_in *sin = &s->names[k].in;
     memset(sin, 0, sizeof *sin);
     sin->sin_family = AF_INET;

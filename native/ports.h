@@ -16,7 +16,7 @@ enum port_kind {
   PORT_TUN = 2,   /* L3 device: IP packets */
   PORT_PACKET = 3,/* AF_PACKET bound to one interface: Ethernet frames */
   PORT_UDP = 4,   /* UDP socket: datagram payloads, peer address in the descriptor */
-  PORT_RAW = 5,   /* raw IPv4 socket for one protocol: whole IP packets */
+  PORT_RAW = 5,   /* raw IPv4 socket for one protocol, or (raw6) an IPv6 IPPROTO_RAW socket: whole IP packets */
 };
 
 /* Descriptor flags written on receive. */
@@ -82,6 +82,7 @@ struct port {
   int kind;
   int shared_owner;   /* TAP/TUN opened with share: its fd is listed for other threads until close */
   int udp6;           /* UDP: an IPv6 socket (receive: the peer address before the frame, see recv_mmsg) */
+  int raw6;           /* raw: an IPv6 IPPROTO_RAW socket (send: to the packet's own destination) */
   int fd;
   int ifindex;
   char name[32];
@@ -180,6 +181,8 @@ struct open_opts {
   uint8_t bind_addr6[16]; /* UDP with udp6: local IPv6 address */
   uint16_t bind_port;    /* UDP */
   int proto;             /* raw: IP protocol number */
+  int raw6;              /* raw: an IPv6 IPPROTO_RAW socket (whole IPv6 packets, sent to their own
+                            destination address; proto and bind_addr are not used) */
   int rcvbuf, sndbuf;    /* socket buffer sizes in bytes (0 = leave) */
   int reuseport;         /* UDP: SO_REUSEPORT */
   int vnet_hdr;          /* AF_PACKET: PACKET_VNET_HDR (receive offloaded frames whole, see gso.h) */

@@ -16,6 +16,7 @@ import { Pipeline, Role } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import { ip6Bytes } from '../control/route-calc6';
+import { formatIpv6 } from '../packet/ipv6';
 import { NeighborTable, NeighborTimings } from './neighbors';
 import { NeighborQueue, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL, FAMILY_V4, FAMILY_V6 } from './neighbor-queue';
 import { HostProgrammer, HostState, HostLearnedRoute, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
@@ -271,7 +272,7 @@ export class Engine {
    */
   private infraAt: { ip: number; ip6: string | null } | null = null;
   private underlay: Underlay | null = null;
-  private infra = { tx4: -1, vxlan: -1, vxlan6: -1, ipip: -1, underlay: -1, host: -1 };
+  private infra = { tx4: -1, tx6: -1, vxlan: -1, vxlan6: -1, ipip: -1, underlay: -1, host: -1 };
   /** Programs the node's routes, neighbours and MTUs by diff, in a child `ip` (never blocking). */
   private readonly host: HostProgrammer | null;
   /** tx4's tx errors when last reported, and when (see checkTx4Refusals). */
@@ -540,6 +541,7 @@ export class Engine {
     try {
       this.infra.tx4 = this.io.openRaw({ proto: 255, sndbuf: 4 << 20 });
       this.pipe.setPort(this.infra.tx4, Role.TX4, 'tx4(raw)');
+      this.infra.tx6 = this.openTx6();
       this.infra.vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
       this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
       this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
@@ -565,6 +567,7 @@ export class Engine {
       throw e;
     }
     this.pipe.tx4Port = this.infra.tx4;
+    this.pipe.v6.tx6Port = this.infra.tx6;
     this.pipe.underlayPort = this.infra.underlay;
     this.pipe.hostPort = this.infra.host;
     for (const p of [this.infra.vxlan, this.infra.vxlan6, this.infra.ipip, this.infra.underlay, this.infra.host]) if (p >= 0) this.watch(p);
@@ -587,6 +590,22 @@ export class Engine {
       return p;
     } catch (e) {
       this.log.warn(`no IPv6 VXLAN socket on [${ip6}]:${VXLAN_PORT} (${(e as Error).message}): fragmented VXLAN over IPv6 is lost`, { component: 'host' });
+      return -1;
+    }
+  }
+
+  /**
+   * The IPv6 raw socket pods' packets for other nodes' IPv6 addresses leave by (tx6). A node whose
+   * kernel has no IPv6 cannot open it: said once, and those packets get ICMPv6 unreachable
+   * (no_route) as before, while everything else runs.
+   */
+  private openTx6(): number {
+    try {
+      const p = this.io.openRaw({ ipv6: true, sndbuf: 4 << 20 });
+      this.pipe.setPort(p, Role.TX6, 'tx6(raw)');
+      return p;
+    } catch (e) {
+      this.log.warn(`no IPv6 raw socket (${(e as Error).message}): pods' IPv6 packets for other nodes' addresses get no route`, { component: 'host' });
       return -1;
     }
   }
@@ -908,7 +927,7 @@ export class Engine {
     this.carriedInfra.clear();
     if (this.ownsTunnelTable) removeTunnelRx();
     this.ownsTunnelTable = false;
-    for (const k of ['tx4', 'vxlan', 'vxlan6', 'ipip', 'underlay', 'host'] as const) {
+    for (const k of ['tx4', 'tx6', 'vxlan', 'vxlan6', 'ipip', 'underlay', 'host'] as const) {
       const p = this.infra[k];
       if (p >= 0) {
         this.forgetPort(p);
@@ -1213,13 +1232,15 @@ export class Engine {
   }
 
   /**
-   * What the node's kernel should hold for us: a /32 route and permanent neighbour per attached
-   * veth pod (the node reaches its pods through the kernel, as with Felix), the pools through the
-   * host port (veth pods' /32s stay more specific), and tap/tun MTUs. The programmer diffs it
+   * What the node's kernel should hold for us: a /32 and /128 route and permanent neighbour per
+   * attached veth pod address (the node reaches its pods through the kernel, as with Felix), both
+   * families' pools through the host port (veth pods' /32s and /128s stay more specific), and
+   * tap/tun MTUs. The programmer diffs it
    * against what it already programmed and runs only the changes, off the forwarding thread.
    */
   private hostState(model: NodeDataplaneModel): HostState {
     const eps = [...this.endpoints.values()];
+    const ips6 = new Map(model.v6.endpoints.map((e) => [e.interfaceName, e.ips6] as const));
     const dev = this.underlay?.name ?? null;
     const learned: HostLearnedRoute[] = dev === null ? [] : (model.kernelRoutes ?? []).map((r) => ({ cidr: r.cidr, via: r.via, dev }));
     // After a restart, each learned route left in the kernel stays until a session brings that
@@ -1234,8 +1255,9 @@ export class Engine {
     }
     return {
       learned,
-      pods: eps.filter((e) => e.kind === 'veth').map((e) => ({ ifname: e.ep.interfaceName, ips: e.ep.ips, mac: e.ep.mac })),
-      pools: model.pools.map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME })),
+      pods: eps.filter((e) => e.kind === 'veth').map((e) => ({ ifname: e.ep.interfaceName, ips: e.ep.ips, ips6: ips6.get(e.ep.interfaceName) ?? [], mac: e.ep.mac })),
+      // Both families' pools into the host port: the node reaches tap/tun and remote pods through podway.
+      pools: [...model.pools, ...model.v6.pools].map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME })),
       mtus: eps.filter((e) => e.mtu > 0).map((e) => ({ ifname: e.ep.interfaceName, netns: e.ep.interfaceNetns ?? null, mtu: e.mtu })),
     };
   }
@@ -1264,9 +1286,10 @@ export class Engine {
    */
   private adoptLeftovers(model: NodeDataplaneModel): void {
     const found = readPodRoutesSync();
-    const wanted = new Set(this.hostState(model).pods.flatMap((p) => p.ips.map((ip) => `${p.ifname} ${ip}`)));
-    const stale = found.filter((f) => !wanted.has(`${f.ifname} ${f.ip}`));
-    if (stale.length > 0) this.log.info(`host: removing ${stale.length} pod route(s) no endpoint wants, left by an earlier run: ${stale.slice(0, 5).map((f) => `${formatIpv4(f.ip)} dev ${f.ifname}`).join(', ')}${stale.length > 5 ? ', ...' : ''}`, { component: 'host' });
+    const addr = (f: { ip?: number; ip6?: string }) => (f.ip !== undefined ? formatIpv4(f.ip) : formatIpv6(ip6Bytes(f.ip6!), 0));
+    const wanted = new Set(this.hostState(model).pods.flatMap((p) => [...p.ips.map((ip) => `${p.ifname} ${formatIpv4(ip)}`), ...(p.ips6 ?? []).map((ip6) => `${p.ifname} ${addr({ ip6 })}`)]));
+    const stale = found.filter((f) => !wanted.has(`${f.ifname} ${addr(f)}`));
+    if (stale.length > 0) this.log.info(`host: removing ${stale.length} pod route(s) no endpoint wants, left by an earlier run: ${stale.slice(0, 5).map((f) => `${addr(f)} dev ${f.ifname}`).join(', ')}${stale.length > 5 ? ', ...' : ''}`, { component: 'host' });
     this.host!.adopt(found);
     // Only with BGP (kernelRoutes present): without it, a `proto bird` route is someone else's.
     const learned = model.kernelRoutes === undefined ? [] : readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);

@@ -1,6 +1,13 @@
 /**
- * Programs the node's kernel (veth pods' /32 routes and permanent neighbours, the pool routes into
- * the host port, tap/tun pod MTUs) from a desired state, by diff, off the forwarding thread.
+ * Programs the node's kernel (veth pods' /32 and /128 routes and permanent neighbours, the IPv4 and
+ * IPv6 pool routes into the host port, tap/tun pod MTUs) from a desired state, by diff, off the
+ * forwarding thread.
+ *
+ * IPv6 mirrors IPv4 (as Felix programs both): per veth pod `route replace ADDR/128 dev CALI` and
+ * `neigh replace ADDR lladdr MAC dev CALI nud permanent` (the kernel then never solicits the pod:
+ * its replies and the node's own traffic leave at once), per pool `route replace CIDR dev podway0`
+ * (a TUN: no link layer, so no next hop and no NDP on it; the kernel picks the node's global
+ * address as the source). IPv6 has no `scope link` route scope to ask for, so the lines carry none.
  *
  * Why: the forwarding thread is Node's main event loop, which also runs packet batches. A
  * synchronous `ip` per route (execFileSync) stalls forwarding for the whole spawn; with 1,000 pods
@@ -33,12 +40,15 @@
  */
 import { ChildLike, SpawnFn, localSpawn } from './spawner';
 import { formatIpv4 } from '../packet';
+import { parseIp6, formatIp6, formatCidr6, mask6Word } from '../lpm/cidr';
 
 /** A veth pod: the node reaches its addresses through a /32 route and a permanent neighbour. */
 export interface HostPodRoutes {
   ifname: string;
   /** IPv4 addresses, host order (as elsewhere in podway). */
   ips: readonly number[];
+  /** IPv6 addresses (text, any valid form; absent: none). */
+  ips6?: readonly string[];
   /** The pod's MAC ("02:00:..."); null: route only, no neighbour entry. */
   mac: string | null;
 }
@@ -226,7 +236,7 @@ export class HostProgrammer {
     if (this.stopped) return;
     // Copied now: the caller may reuse or mutate its arrays before the diff runs.
     this.desired = {
-      pods: desired.pods.map((p) => ({ ifname: p.ifname, ips: p.ips.slice(), mac: p.mac })),
+      pods: desired.pods.map((p) => ({ ifname: p.ifname, ips: p.ips.slice(), ips6: (p.ips6 ?? []).slice(), mac: p.mac })),
       pools: desired.pools.map((p) => ({ cidr: p.cidr, dev: p.dev })),
       mtus: desired.mtus.map((m) => ({ ifname: m.ifname, netns: m.netns, mtu: m.mtu })),
       learned: (desired.learned ?? []).map((l) => ({ cidr: l.cidr, via: l.via, dev: l.dev })),
@@ -239,8 +249,9 @@ export class HostProgrammer {
    * readPodRoutesSync) as programmed: the next diff keeps those still wanted and removes the rest.
    * Call before the first sync().
    */
-  adopt(found: readonly { ifname: string; ip: number; mac: string | null }[]): void {
-    const { items } = itemsOf({ pods: found.map((f) => ({ ifname: f.ifname, ips: [f.ip], mac: f.mac })), pools: [], mtus: [] });
+  adopt(found: readonly { ifname: string; ip?: number; ip6?: string; mac: string | null }[]): void {
+    const pods = found.map((f) => ({ ifname: f.ifname, ips: f.ip === undefined ? [] : [f.ip], ips6: f.ip6 === undefined ? [] : [f.ip6], mac: f.mac }));
+    const { items } = itemsOf({ pods, pools: [], mtus: [] });
     for (const [key, item] of items) if (!this.programmed.has(key)) this.programmed.set(key, item);
   }
 
@@ -675,8 +686,30 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
         add({ key: `n ${dev} ${a}`, value: mac, ns: '', kind: 'neigh', label: `pod ${a} on ${dev}`, replace: `neigh replace ${a} lladdr ${mac} dev ${dev} nud permanent`, remove: `neigh flush to ${a} dev ${dev} nud permanent` });
       }
     }
+    for (const text of pod.ips6 ?? []) {
+      // Canonical text: the key of an address is the same however the datastore or `ip` wrote it.
+      const a = canonical6(text);
+      if (a === null) {
+        rejects.push({ key: `bad-ip6 ${dev} ${text}`, msg: `pod interface ${dev}: bad IPv6 address "${text}"` });
+        continue;
+      }
+      // No `-6` (batch lines take no options): ip takes the family from the address.
+      add({ key: `r ${dev} ${a}`, value: '', ns: '', kind: 'route', label: `pod ${a} on ${dev}`, replace: `route replace ${a}/128 dev ${dev}`, remove: `route del ${a}/128 dev ${dev}` });
+      if (mac !== null) {
+        add({ key: `n ${dev} ${a}`, value: mac, ns: '', kind: 'neigh', label: `pod ${a} on ${dev}`, replace: `neigh replace ${a} lladdr ${mac} dev ${dev} nud permanent`, remove: `neigh flush to ${a} dev ${dev} nud permanent` });
+      }
+    }
   }
   for (const pool of state.pools) {
+    if (pool.cidr.includes(':')) {
+      const c = canonicalCidr6(pool.cidr);
+      if (c === null || !SAFE_NAME.test(pool.dev)) {
+        rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad CIDR or interface name` });
+        continue;
+      }
+      add({ key: `p ${c}`, value: pool.dev, ns: '', kind: 'route', label: `pool ${c} on ${pool.dev}`, replace: `route replace ${c} dev ${pool.dev}`, remove: `route del ${c} dev ${pool.dev}` });
+      continue;
+    }
     const m = CIDR4.exec(pool.cidr);
     if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32 || !SAFE_NAME.test(pool.dev)) {
       rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad CIDR or interface name` });
@@ -705,6 +738,27 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
     add({ key: `m ${ns} ${d.ifname}`, value: String(d.mtu), ns, kind: 'link', label: `MTU of ${d.ifname}${ns ? ` in ${ns}` : ''}`, replace: `link set dev ${d.ifname} mtu ${d.mtu}`, remove: null });
   }
   return { items, rejects };
+}
+
+/** An IPv6 address text in the form `ip` prints (RFC 5952); null when it is not one. Only hex
+ * digits and colons come back, so the text cannot carry another batch argument. */
+function canonical6(text: string): string | null {
+  if (!/^[0-9A-Fa-f:]{2,39}$/.test(text)) return null;
+  try {
+    const w = parseIp6(text);
+    return formatIp6(w[0], w[1], w[2], w[3]);
+  } catch {
+    return null;
+  }
+}
+
+/** An IPv6 CIDR as its network (host bits cleared) in canonical text; null when it is not one. */
+function canonicalCidr6(text: string): string | null {
+  const m = /^([0-9A-Fa-f:]{2,39})\/(\d{1,3})$/.exec(text);
+  if (!m || Number(m[2]) > 128 || canonical6(m[1]) === null) return null;
+  const len = Number(m[2]);
+  const w = parseIp6(m[1]);
+  return formatCidr6(w.map((x, i) => (x & mask6Word(len, i)) >>> 0), len);
 }
 
 function killPid(pid: number | undefined): void {

@@ -157,14 +157,15 @@ export function tunAttached(fd: number): boolean {
   }
 }
 
-/** A pod /32 route (and its permanent neighbour, when there is one) found on the node. */
-export interface FoundPodRoute { ifname: string; ip: number; mac: string | null }
+/** A pod /32 or /128 route (and its permanent neighbour, when there is one) found on the node:
+ * `ip` (IPv4, host order) or `ip6` (text as `ip` prints it) is set. */
+export interface FoundPodRoute { ifname: string; ip?: number; ip6?: string; mac: string | null }
 
 /** Calico's MAC on the host end of a pod veth (the CNI plugin and Calico's set it). */
 const CALICO_HOST_MAC = 'ee:ee:ee:ee:ee:ee';
 
 /**
- * The /32 `scope link` routes of the main table and the permanent neighbours on veths with
+ * The /32 `scope link` and /128 routes of the main table and the permanent neighbours on veths with
  * Calico's host-end MAC, as podway programs them for its pods: at start these may be left by an
  * earlier run that was killed (SIGKILL, a crash) while pods were removed, which nobody would
  * remove otherwise. Read synchronously, at start-up only; empty when unreadable.
@@ -175,7 +176,7 @@ export function readPodRoutesSync(): FoundPodRoute[] {
     const veths = new Set(ip(['link', 'show', 'type', 'veth']).filter((l) => l.address === CALICO_HOST_MAC).map((l) => String(l.ifname)));
     if (veths.size === 0) return [];
     const macs = new Map<string, string>();
-    for (const n of ip(['-4', 'neigh', 'show', 'nud', 'permanent'])) {
+    for (const n of ip(['neigh', 'show', 'nud', 'permanent'])) {
       if (veths.has(String(n.dev)) && typeof n.lladdr === 'string') macs.set(`${n.dev} ${n.dst}`, n.lladdr);
     }
     const out: FoundPodRoute[] = [];
@@ -183,6 +184,13 @@ export function readPodRoutesSync(): FoundPodRoute[] {
       const dst = String(r.dst);
       if (dst.includes('/') || dst === 'default' || !veths.has(String(r.dev)) || (r.protocol !== undefined && r.protocol !== 'boot')) continue;
       out.push({ ifname: String(r.dev), ip: parseIpv4(dst), mac: macs.get(`${r.dev} ${dst}`) ?? null });
+    }
+    // IPv6: a /128 prints without its length; the kernel's own routes on the veth (fe80::/64,
+    // multicast, local) are `proto kernel` or in other tables, so never taken.
+    for (const r of ip(['-6', 'route', 'show', 'table', 'main'])) {
+      const dst = String(r.dst);
+      if (dst.includes('/') || dst === 'default' || !dst.includes(':') || !veths.has(String(r.dev)) || r.gateway !== undefined || (r.protocol !== undefined && r.protocol !== 'boot')) continue;
+      out.push({ ifname: String(r.dev), ip6: dst, mac: macs.get(`${r.dev} ${dst}`) ?? null });
     }
     return out;
   } catch {

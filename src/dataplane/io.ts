@@ -83,6 +83,9 @@ export interface PortOptions {
   port?: number;
   /** raw: IP protocol number (4 for IPIP). */
   proto?: number;
+  /** raw: an IPv6 IPPROTO_RAW socket instead (transmit only: each packet goes to the destination
+   * in its own header, routed by the node; proto and addr are not used). */
+  ipv6?: boolean;
   rcvbuf?: number;
   sndbuf?: number;
   reuseport?: boolean;

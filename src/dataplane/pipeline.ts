@@ -53,6 +53,9 @@ export const Role = {
   /** UDP socket on the node's IPv6 address, port 4789: VXLAN over IPv6 the kernel reassembled
    * from outer fragments (unfragmented VXLAN over IPv6 arrives on the underlay port). */
   VXLAN6_RX: 8,
+  /** Raw IPv6 IPPROTO_RAW socket (transmit only): pod packets for another node's own IPv6 address,
+   * through the kernel's routing (pipeline6 noRouteFromPod). */
+  TX6: 9,
 } as const;
 
 export const MAX_PORTS = 1024;
@@ -308,6 +311,7 @@ export class Pipeline implements CapturePorts {
   /** From the node's own stack (podway0): the node talking to a pod here or on another node. */
   private fromHost(i: number, port: number): number {
     const f = this.pool.start(i);
+    if ((this.b[f] >> 4) === 6) return this.v6.fromHost(i, port, f, this.pool.len[i]);
     if ((this.b[f] >> 4) !== 4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
     const v = validateIpv4(this.b, f, this.pool.len[i]);
     if (v !== Drop.OK) return this.drop(v);

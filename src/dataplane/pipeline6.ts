@@ -67,6 +67,9 @@ export class Pipeline6 {
   onNeighbor6: (b: Uint8Array, targetOff: number, macOff: number) => void = () => {};
   /** Underlay IPv6 addresses of the cluster's nodes (16 bytes each): IPv6 VXLAN is accepted only from them. */
   knownNodes6 = new Uint8Array(0);
+  /** The IPv6 raw socket (tx6): pod packets for another node's own IPv6 address leave through the
+   * node's routing, as IPv4's pod egress leaves through tx4 (-1: none, they get no route). */
+  tx6Port = -1;
 
   constructor(private readonly p: Pipeline, maxPorts: number) {
     this.b = p.b;
@@ -106,6 +109,23 @@ export class Pipeline6 {
       return this.drop((b[f] & 1) !== 0 ? Reason6.MULTICAST6 : Reason.NOT_OUR_MAC);
     }
     return this.fromPodIp(i, port, ip);
+  }
+
+  /**
+   * An IPv6 packet the node's own stack sent into the host port (podway0): its routes for the IPv6
+   * pools point there (host-programmer.ts), so this is the node reaching a tap/tun pod, a pod on
+   * another node, or answering one. Originated by the node: the hop limit is neither checked nor
+   * decremented (as IPv4's fromHost); ICMPv6 errors (packet too big) go back into the host port.
+   */
+  fromHost(i: number, port: number, ip: number, len: number): number {
+    const v = validateIpv6(this.b, ip, len);
+    if (v !== Drop.OK) return this.drop(v);
+    const w = ipv6WalkExtHeaders(this.b, ip, this.walk);
+    if (w !== Drop.OK) return this.drop(w);
+    // The kernel's own link traffic on the TUN (MLD reports, router solicitations) is not routed.
+    if (this.b[ip + 24] === 0xff) return this.drop(Reason6.MULTICAST6);
+    if (this.p.trace !== null) this.startTrace(ip, port);
+    return this.route(i, port, ip, true, true);
   }
 
   /** An IPv6 packet from a pod's TUN device (no Ethernet, no NDP). */
@@ -222,14 +242,16 @@ export class Pipeline6 {
 
   // ---- routing ---------------------------------------------------------------------------------
 
-  private route(i: number, inPort: number, ip: number, fromPod: boolean): number {
+  /** `originated`: the node's own stack sent it through the host port (fromHost): no hop limit
+   * check or decrement, and nothing without a route is sent back to the node. */
+  private route(i: number, inPort: number, ip: number, fromPod: boolean, originated = false): number {
     const b = this.b;
     const nhs = this.nh;
     if (nhs === null) return this.drop(Reason.NO_ROUTE);
     const nh = nhs.fib.lookup(word(b, ip + 24), word(b, ip + 28), word(b, ip + 32), word(b, ip + 36));
     if (nh === NO_ROUTE) {
-      if (fromPod && this.hasNodeIp6 && this.isNodeIp6(ip + 24) && this.p.hostSees[inPort] === 1) return this.count(Event.TO_HOST, HOST);
-      if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_DEST_UNREACH, ICMPV6_NO_ROUTE, 0, Reason.NO_ROUTE);
+      if (fromPod && !originated) return this.noRouteFromPod(i, inPort, ip);
+      if (this.p.tr !== null) this.p.tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: no route`);
       return this.drop(Reason.NO_ROUTE);
     }
     const kind = nhs.kind[nh];
@@ -237,8 +259,9 @@ export class Pipeline6 {
     if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: ${describeNextHop6(nhs, nh)}${nhs.routes[nh].node ? ' (node ' + nhs.routes[nh].node + ')' : ''}`);
     if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
     const total = IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
-    // Hop limit: forwarding decrements it (RFC 8200 section 3); at 1 it is time exceeded.
-    if (b[ip + 7] <= 1) {
+    // Hop limit: forwarding decrements it (RFC 8200 section 3); at 1 it is time exceeded. A packet
+    // the node itself sent is not forwarded by this hop (the kernel's output path).
+    if (!originated && b[ip + 7] <= 1) {
       if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_TIME_EXCEEDED, ICMPV6_HOP_LIMIT_EXCEEDED, 0, Reason.TTL_EXPIRED);
       return this.drop(Reason.TTL_EXPIRED);
     }
@@ -247,8 +270,10 @@ export class Pipeline6 {
       if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_PACKET_TOO_BIG, 0, nhs.mtu[nh], Reason.FRAG_NEEDED);
       return this.drop(Reason.FRAG_NEEDED);
     }
-    b[ip + 7]--;
-    if (tr !== null) tr.stages.push(`hop limit ${b[ip + 7] + 1} -> ${b[ip + 7]}`);
+    if (!originated) {
+      b[ip + 7]--;
+      if (tr !== null) tr.stages.push(`hop limit ${b[ip + 7] + 1} -> ${b[ip + 7]}`);
+    }
     const eth = ip - ETH_HLEN;
     switch (kind) {
       case NhKind.LOCAL: {
@@ -293,6 +318,38 @@ export class Pipeline6 {
       }
     }
     return this.drop(Reason.NO_ROUTE);
+  }
+
+  /**
+   * A pod's packet for no pod route, as IPv4's noRouteFromPod: this node's own IPv6 address goes to
+   * the node's stack (a veth pod's frame already reached it; a tap/tun pod's goes into the host
+   * port); another node's own IPv6 address leaves through the node's routing (tx6), its reply
+   * coming back through that node's IPv6 pool route into its podway. Anything else has no route
+   * (IPv6 pod egress beyond the nodes is not offered: no IPv6 natOutgoing): ICMPv6 unreachable.
+   */
+  private noRouteFromPod(i: number, inPort: number, ip: number): number {
+    const b = this.b;
+    const tr = this.p.tr;
+    if (this.hasNodeIp6 && this.isNodeIp6(ip + 24)) {
+      if (this.p.hostSees[inPort] === 1) {
+        if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: this node's address: the node's kernel has the frame`);
+        return this.count(Event.TO_HOST, HOST);
+      }
+      const host = this.p.hostPort;
+      if (host < 0 || host === inPort) return this.drop(Reason.NO_ROUTE);
+      this.setFrame(i, ip, IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]));
+      if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: this node's address: into the host port`);
+      return this.count(Event.TO_HOST, host);
+    }
+    if (this.tx6Port >= 0 && this.isKnownNode6(ip + 24)) {
+      if (b[ip + 7] <= 1) return this.icmpError(i, inPort, ip, ICMPV6_TIME_EXCEEDED, ICMPV6_HOP_LIMIT_EXCEEDED, 0, Reason.TTL_EXPIRED);
+      b[ip + 7]--;
+      this.setFrame(i, ip, IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]));
+      if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: another node's address: through the node's routing (tx6)`);
+      return this.count(Event.EGRESS, this.tx6Port);
+    }
+    if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: no route`);
+    return this.icmpError(i, inPort, ip, ICMPV6_DEST_UNREACH, ICMPV6_NO_ROUTE, 0, Reason.NO_ROUTE);
   }
 
   /** Prepends the underlay Ethernet header (to the neighbour's MAC, zeros while it is unresolved;

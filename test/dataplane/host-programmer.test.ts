@@ -118,6 +118,76 @@ test('50 pods programmed by diff: one pod changing address and MAC runs exactly 
   });
 });
 
+/** The namespace's IPv6 routes (the kernel's own fe80::/64s and multicast left out) and permanent neighbours. */
+function tables6(ns: Netns): { routes: string[]; neigh: string[] } {
+  const routes = JSON.parse(ns.ip('-6', '-j', 'route', 'show', 'table', 'main')) as { dst: string; dev: string; gateway?: string; protocol?: string }[];
+  const neigh = JSON.parse(ns.ip('-6', '-j', 'neigh', 'show', 'nud', 'permanent')) as { dst: string; dev: string; lladdr?: string }[];
+  return {
+    routes: routes.filter((r) => r.protocol !== 'kernel').map((r) => `${r.dst.includes('/') ? r.dst : `${r.dst}/128`} dev ${r.dev}${r.gateway ? ` via ${r.gateway}` : ''}`).sort(),
+    neigh: neigh.map((n) => `${n.dst} dev ${n.dev} lladdr ${n.lladdr}`).sort(),
+  };
+}
+
+test('IPv6: a /128 and a permanent neighbour per veth pod address, the IPv6 pool into the host port; by diff, in canonical text; removed with the pod; adopted after a restart', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, [...range(3).map((i) => `hp${i}`), 'podway0']);
+    const { hp, logs } = programmer(ns);
+    const v6 = (i: number, ips6: string[]): HostPodRoutes => ({ ...pod(i), ips6 });
+    try {
+      // Written in any valid form (upper case, zeros, host bits in the pool): keyed and written canonically.
+      const first = state([v6(0, ['FD00:77:0:0::1']), v6(1, ['fd00:77::2']), { ...v6(2, ['fd00:77::3']), mac: null }], [{ cidr: '10.78.0.0/16', dev: 'podway0' }, { cidr: 'fd00:78::5/48', dev: 'podway0' }]);
+      hp.sync(first);
+      await hp.idle();
+      assert.equal(logs, []);
+      assert.is(hp.status().failures, 0);
+      assert.equal(tables6(ns), {
+        routes: ['fd00:77::1/128 dev hp0', 'fd00:77::2/128 dev hp1', 'fd00:77::3/128 dev hp2', 'fd00:78::/48 dev podway0'],
+        neigh: ['fd00:77::1 dev hp0 lladdr 02:00:00:00:00:00', 'fd00:77::2 dev hp1 lladdr 02:00:00:00:00:01'],
+      });
+      assert.ok(hp.status().lastCommands.includes('route replace fd00:78::/48 dev podway0'), hp.status().lastCommands.join('\n'));
+      // IPv4 beside it is unchanged
+      assert.equal(tables(ns), expected(state([...first.pods], [{ cidr: '10.78.0.0/16', dev: 'podway0' }])));
+
+      // The same addresses in another form: nothing to do. Pod 1's IPv6 address moves, pod 0 goes.
+      hp.sync(state([v6(1, ['fd00:77:0::9']), { ...v6(2, ['fd00:0077::3']), mac: null }], [{ cidr: '10.78.0.0/16', dev: 'podway0' }, { cidr: 'fd00:78::/48', dev: 'podway0' }]));
+      await hp.idle();
+      assert.equal([...hp.status().lastCommands].sort(), [
+        'neigh flush to 10.77.0.1 dev hp0 nud permanent',
+        'neigh flush to fd00:77::1 dev hp0 nud permanent',
+        'neigh flush to fd00:77::2 dev hp1 nud permanent',
+        'neigh replace fd00:77::9 lladdr 02:00:00:00:00:01 dev hp1 nud permanent',
+        'route del 10.77.0.1/32 dev hp0',
+        'route del fd00:77::1/128 dev hp0',
+        'route del fd00:77::2/128 dev hp1',
+        'route replace fd00:77::9/128 dev hp1',
+      ]);
+      assert.equal(tables6(ns), { routes: ['fd00:77::3/128 dev hp2', 'fd00:77::9/128 dev hp1', 'fd00:78::/48 dev podway0'], neigh: ['fd00:77::9 dev hp1 lladdr 02:00:00:00:00:01'] });
+
+      // A bad address never reaches ip: refused, logged, the rest programmed.
+      hp.sync(state([v6(1, ['fd00:77::9', 'fd00::1 dev lo']), { ...v6(2, ['fd00:77::3']), mac: null }], [{ cidr: '10.78.0.0/16', dev: 'podway0' }, { cidr: 'fd00:78::/48', dev: 'podway0' }, { cidr: 'fd00:79::/200', dev: 'podway0' }]));
+      await hp.idle();
+      assert.ok(logs.some((l) => /hp1: bad IPv6 address "fd00::1 dev lo"/.test(l)), logs.join('\n'));
+      assert.ok(logs.some((l) => /pool route "fd00:79::\/200" .*bad CIDR/.test(l)), logs.join('\n'));
+      assert.equal(hp.status().lastCommands, []);
+    } finally {
+      await hp.stop();
+    }
+
+    // A new programmer (a restart) adopts what it finds; a state without pod 2 removes its /128.
+    const next = programmer(ns);
+    try {
+      next.hp.adopt([{ ifname: 'hp1', ip6: 'fd00:77::9', mac: '02:00:00:00:00:01' }, { ifname: 'hp2', ip6: 'fd00:77::3', mac: null }]);
+      next.hp.sync(state([v6(1, ['fd00:77::9'])], [{ cidr: 'fd00:78::/48', dev: 'podway0' }]));
+      await next.hp.idle();
+      assert.equal([...next.hp.status().lastCommands].sort(), ['route del fd00:77::3/128 dev hp2', 'route replace 10.77.0.2/32 dev hp1 scope link', 'route replace fd00:78::/48 dev podway0', 'neigh replace 10.77.0.2 lladdr 02:00:00:00:00:01 dev hp1 nud permanent'].sort());
+      assert.equal(tables6(ns).routes, ['fd00:77::9/128 dev hp1', 'fd00:78::/48 dev podway0']);
+      assert.equal(next.logs, []);
+    } finally {
+      await next.hp.stop();
+    }
+  });
+});
+
 test('a pod whose interface was deleted meanwhile is removed without a failure', async () => {
   await withNetns(['hp'], async ([ns]) => {
     makeVeths(ns, range(5).map((i) => `hp${i}`));

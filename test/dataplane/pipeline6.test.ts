@@ -7,6 +7,7 @@ import { Reason, Event, Reason6, Event6 } from '../../src/dataplane/counters';
 import { Drop, parseIpv6Bytes, toHex } from '../../src/packet';
 import { TraceSession, parseTraceFilter, describeFilter } from '../../src/dataplane/trace';
 import { onlyFrame, nothingSent, assertBytes, u16, frame } from './helpers';
+import { Role } from '../../src/dataplane/pipeline';
 import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 import { fixture6, icmpv6Sum, fixIcmpv6Checksum } from '../packet/helpers6';
 
@@ -178,6 +179,65 @@ test('tun pod: IPv6 from U reaches A with Ethernet; A -> U leaves without Ethern
   const toU = onlyFrame(h, u, 'A -> U').bytes;
   assert.is(toU[0] >> 4, 6);
   assert.is(toU.length, back.length - 14);
+});
+
+/** Pod A's echo request as a bare IPv6 packet (no Ethernet) from `src` to `dst`. */
+function ip6Packet(src: string, dst: string): Uint8Array {
+  const f = frame6('v6pipe_a_to_b').subarray(14).slice();
+  f.set(parseIpv6Bytes(src), 8);
+  f.set(parseIpv6Bytes(dst), 24);
+  return f;
+}
+
+test('the node\'s IPv6 into the host port (podway0): to a tun pod with the hop limit untouched, to a remote pod over IPv6 VXLAN; no route, multicast and a bad packet dropped and counted', () => {
+  const h = makeHarness6({ neighbors6: { [NODE2_6]: NODE2_MAC6 } });
+  const host = h.infra.host;
+  const toU = ip6Packet('fd99::1', 'fd00:10:244::4');
+  h.receive(host, toU.slice());
+  const atU = onlyFrame(h, h.port('tunU'), 'node -> U').bytes;
+  assertBytes(atU, toU, 'delivered as sent: the node originated it (no hop limit decrement)');
+  h.receive(host, ip6Packet('fd99::1', RV6));
+  const out = onlyFrame(h, h.infra.underlay, 'node -> remote pod').bytes;
+  assert.is(u16(out, 12), 0x86dd);
+  assert.is(toHex(out, 14 + 24, 16), toHex(parseIpv6Bytes(NODE2_6), 0, 16), 'VXLAN over IPv6 to node2');
+  h.receive(host, ip6Packet('fd99::1', '2001:db8::1'));
+  h.receive(host, ip6Packet('fd99::1', 'ff02::16'));
+  h.receive(host, ip6Packet('fd99::1', 'fd00:10:244::4').subarray(0, 30).slice());
+  nothingSent(h, 'no route, multicast, runt');
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 1);
+  assert.is(h.pipe.counters[Reason6.MULTICAST6], 1);
+});
+
+test('a pod\'s IPv6 to its node: a veth pod\'s left to the kernel, a tun pod\'s into the host port; to another node\'s address out of tx6 (hop limit - 1, egress); elsewhere ICMPv6 unreachable', () => {
+  const h = makeHarness6();
+  const tx6 = h.io.openRaw({ ipv6: true });
+  h.pipe.setPort(tx6, Role.TX6, 'tx6(raw)');
+  h.pipe.v6.tx6Port = tx6;
+  (h.infra as Record<string, number>).tx6 = tx6; // looked at by onlyFrame/nothingSent
+  const a = h.port('caliA');
+  const toNode = frame6('v6pipe_a_to_b');
+  toNode.set(parseIpv6Bytes('fd99::1'), 14 + 24);
+  h.receive(a, toNode);
+  nothingSent(h, 'the kernel has the veth pod\'s frame');
+  assert.is(h.pipe.counters[Event.TO_HOST], 1);
+  const fromU = ip6Packet('fd00:10:244::4', 'fd99::1');
+  h.receive(h.port('tunU'), fromU.slice());
+  assertBytes(onlyFrame(h, h.infra.host, 'U -> node').bytes, fromU, 'into podway0 as the pod sent it');
+  assert.is(h.pipe.counters[Event.TO_HOST], 2);
+  const toNode2 = frame6('v6pipe_a_to_b');
+  toNode2.set(parseIpv6Bytes(NODE2_6), 14 + 24);
+  h.receive(a, toNode2);
+  const out = onlyFrame(h, tx6, 'A -> node2').bytes;
+  assertBytes(out.subarray(24, 40), parseIpv6Bytes(NODE2_6), 'to node2\'s address');
+  assert.is(out[7], toNode2[14 + 7] - 1, 'hop limit decremented');
+  assert.is(out.length, toNode2.length - 14);
+  assert.is(h.pipe.counters[Event.EGRESS], 1);
+  const elsewhere = frame6('v6pipe_a_to_b');
+  elsewhere.set(parseIpv6Bytes('2001:db8::1'), 14 + 24);
+  h.receive(a, elsewhere);
+  const icmp = onlyFrame(h, a, 'unreachable').bytes;
+  assert.is(icmp[14 + 40], 1, 'ICMPv6 destination unreachable');
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 1);
 });
 
 test('multicast from a pod (an MLD report) is not routed, counted', () => {

@@ -141,6 +141,7 @@ export function buildProgram(): Command {
     .option('--no-kernel-transit-drop', 'let the node\'s kernel also track and route the pod frames podway forwards (it drops them after conntrack and a route lookup); by default an nftables rule drops them first')
     .option('--neighbor-reachable <ms>', 'underlay neighbours (ARP/NDP): how long an answer keeps an entry REACHABLE before it is re-probed (the kernel\'s base_reachable_time; default 30000)', (v) => Number(v))
     .option('--neighbor-retrans <ms>', 'underlay neighbours: between two probes of one address (the kernel\'s retrans_time; default 1000); 3 unanswered probes make it FAILED', (v) => Number(v))
+    .option('--neighbor-queue <n>', 'underlay neighbours: packets held per neighbour while it is resolved, sent when it answers (the kernel\'s unres_qlen; default 3, at most 64 per forwarding thread; 0: none, dropped as neighbor_unresolved)', (v) => Number(v))
     .option('--qdisc-bypass', 'send on AF_PACKET sockets straight to the driver, skipping qdiscs (tc)')
     .option('--workers <n|auto>', `forwarding threads, flows spread over them by the kernel (PACKET_FANOUT/SO_REUSEPORT); auto = one per CPU, at most ${WORKERS_AUTO_MAX}; TAP/TUN pods are read by the first (default: ${DEFAULT_WORKERS})`, DEFAULT_WORKERS)
     .option('--nat-port-range <low-high>', 'natOutgoing: TCP/UDP source ports (default: above net.ipv4.ip_local_port_range, 61000-65535 on most nodes)')
@@ -171,6 +172,8 @@ export function buildProgram(): Command {
         if (v !== undefined && (!Number.isInteger(v) || v < 100 || v > 3_600_000)) throw new Error(`run: ${flag} must be 100..3600000 ms`);
       }
       const neighbor = { reachableMs: o.neighborReachable as number | undefined, retransMs: o.neighborRetrans as number | undefined };
+      if (o.neighborQueue !== undefined && (!Number.isInteger(o.neighborQueue) || o.neighborQueue < 0 || o.neighborQueue > 64)) throw new Error('run: --neighbor-queue must be 0..64 (packets per neighbour)');
+      const neighborQueue = o.neighborQueue === undefined ? undefined : { perNeighbor: o.neighborQueue as number };
       const logLevel = startLevel(o.logLevel);
       const metricsPort = metricsPortOption(o.metricsPort);
       const metricsHost: string | undefined = o.metricsHost ?? (process.env.FELIX_PROMETHEUSMETRICSHOST || undefined);
@@ -179,7 +182,7 @@ export function buildProgram(): Command {
       const autodetectPollMs = pollText === undefined ? DEFAULT_AUTODETECT_POLL_MS : parseDuration(pollText, o.autodetectPollInterval !== undefined ? 'run: --autodetect-poll-interval' : 'run: AUTODETECT_POLL_INTERVAL');
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new Error('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, workers: workers.count, workersAuto: workers.auto, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, logLevel, metricsPort, metricsHost });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {

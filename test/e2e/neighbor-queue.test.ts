@@ -9,7 +9,7 @@
  * MAC and both pings are answered. Before the pending queue those requests were dropped
  * (`neighbor_unresolved`) and the pings got nothing. With one forwarding thread and with two
  * (--workers 2: the answer may reach the other worker, which shares it; the worker that held the
- * packet sends it).
+ * packet sends it); and with `--neighbor-queue 0`, where both are dropped as before.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -17,7 +17,7 @@ import { writeFileSync, renameSync } from 'node:fs';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, routes, logTail, until, nsExec, pingIn } from './e2e-kit';
+import { guard, teardown, isRoot, routes, logTail, until, nsExec, pingIn, type PingRun } from './e2e-kit';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] },
@@ -55,8 +55,57 @@ function silence(on: boolean): void {
   }
 }
 
-for (const workers of [1, 2]) {
-  const test = suite(`first packet to an unresolved neighbour, ${workers} worker${workers > 1 ? 's' : ''}`);
+interface FirstPings { reached: boolean; r4: PingRun; r6: PingRun; c0: Record<string, number>; c1: Record<string, number>; c2: Record<string, number> }
+
+/**
+ * node2 silenced, its Node and blocks written: once node1 shows the direct routes unresolved, one
+ * ping per family from web-1 to web-2 (each reply awaited `waitS` seconds); once both requests
+ * reached podway (held or dropped), node2 answers again. The counters before, at that point, after.
+ */
+async function firstPings(waitS: number): Promise<FirstPings> {
+  const n2 = lab!.node('node2');
+  const web2 = lab!.pod('web-2');
+  const web1 = lab!.pod('web-1');
+  assert.not.ok((await routes(lab!.node('node1'))).some((r) => r.cidr === n2.block), 'no route to node2 yet');
+  const st = (await controlRequest(lab!.node('node1').control, { cmd: 'status' }, 5000)) as { neighbors: { entries: { ip: string }[] }; neighbors6: { entries: { ip: string }[] } };
+  assert.not.ok(st.neighbors.entries.some((e) => e.ip === n2.ip) || st.neighbors6.entries.some((e) => e.ip === n2.ip6), `node2 not a neighbour podway resolves yet: ${JSON.stringify(st.neighbors.entries)} ${JSON.stringify(st.neighbors6.entries)}`);
+  silence(true);
+  let silenced = true;
+  try {
+    lab!.setMode('direct'); // node2 and its blocks appear
+    const unresolved = await until(async () => {
+      const rows = (await routes(lab!.node('node1'))) as unknown as { cidr: string; kind: string; nextHopMac: string }[];
+      const v4 = rows.find((r) => r.cidr === n2.block);
+      const v6 = rows.find((r) => r.cidr === n2.block6);
+      return v4?.kind === 'direct' && v6?.kind === 'direct' && v4.nextHopMac === '' && v6.nextHopMac === '';
+    }, 10_000);
+    assert.ok(unresolved, 'node1 routes node2\'s blocks directly, next hops unresolved');
+    const c0 = await counters();
+    const p4 = pingIn(web1.ns, web2.ip, 1, 0.05, ['-W', String(waitS)]);
+    const p6 = pingIn(web1.ns, web2.ip6!, 1, 0.05, ['-W', String(waitS)]);
+    // Both requests reached podway (held, or dropped by a podway without the queue) before node2 answers.
+    const seen = (c: Record<string, number>) => (c.neighbor_queued ?? 0) + (c.neighbor_unresolved ?? 0) + (c.neighbor_queue_full ?? 0);
+    const reached = await until(async () => seen(await counters()) - seen(c0) >= 2, 10_000);
+    const c1 = await counters();
+    silence(false);
+    silenced = false;
+    const [r4, r6] = await Promise.all([p4.done, p6.done]);
+    return { reached, r4, r6, c0, c1, c2: await counters() };
+  } finally {
+    if (silenced) silence(false);
+  }
+}
+
+const RUNS = [
+  { workers: 1, args: [] as string[] },
+  { workers: 2, args: [] as string[] },
+  // the flag reaches every worker: nothing held, the first requests lost as before the queue
+  { workers: 2, args: ['--neighbor-queue', '0'] },
+];
+
+for (const { workers, args } of RUNS) {
+  const held = !args.includes('0');
+  const test = suite(`first packet to an unresolved neighbour, ${workers} worker${workers > 1 ? 's' : ''}${held ? '' : ', --neighbor-queue 0'}`);
   test.before(async () => {
     ok = false;
     if (!isRoot()) throw new Error('neighbour queue e2e tests need root (network namespaces)');
@@ -65,7 +114,7 @@ for (const workers of [1, 2]) {
     lab.setMode('direct');
     withoutNode2();
     configureKernelNode(lab, lab.node('node2'), 'direct');
-    await lab.startPodway('node1', 15_000, [...PODWAY_ARGS, '--workers', String(workers)]);
+    await lab.startPodway('node1', 15_000, [...PODWAY_ARGS, '--workers', String(workers), ...args]);
   });
 
   test.after(async () => {
@@ -74,35 +123,9 @@ for (const workers of [1, 2]) {
     await teardown(lab);
   });
 
-  test('a route to node2 appears while node2 is slow to answer ARP/NDP: one ping per family, sent at once, is held and answered', async () => {
-    const n2 = lab!.node('node2');
-    const web2 = lab!.pod('web-2');
-    const web1 = lab!.pod('web-1');
-    assert.not.ok((await routes(lab!.node('node1'))).some((r) => r.cidr === n2.block), 'no route to node2 yet');
-    const st = (await controlRequest(lab!.node('node1').control, { cmd: 'status' }, 5000)) as { neighbors: { entries: { ip: string }[] }; neighbors6: { entries: { ip: string }[] } };
-    assert.not.ok(st.neighbors.entries.some((e) => e.ip === n2.ip) || st.neighbors6.entries.some((e) => e.ip === n2.ip6), `node2 not a neighbour podway resolves yet: ${JSON.stringify(st.neighbors.entries)} ${JSON.stringify(st.neighbors6.entries)}`);
-    silence(true);
-    let silenced = true;
-    try {
-      lab!.setMode('direct'); // node2 and its blocks appear
-      const unresolved = await until(async () => {
-        const rows = (await routes(lab!.node('node1'))) as unknown as { cidr: string; kind: string; nextHopMac: string }[];
-        const v4 = rows.find((r) => r.cidr === n2.block);
-        const v6 = rows.find((r) => r.cidr === n2.block6);
-        return v4?.kind === 'direct' && v6?.kind === 'direct' && v4.nextHopMac === '' && v6.nextHopMac === '';
-      }, 10_000);
-      assert.ok(unresolved, 'node1 routes node2\'s blocks directly, next hops unresolved');
-      const c0 = await counters();
-      const p4 = pingIn(web1.ns, web2.ip, 1, 0.05, ['-W', '30']);
-      const p6 = pingIn(web1.ns, web2.ip6!, 1, 0.05, ['-W', '30']);
-      // Both requests reached podway (held, or dropped by a podway without the queue) before node2 answers.
-      const seen = (c: Record<string, number>) => (c.neighbor_queued ?? 0) + (c.neighbor_unresolved ?? 0) + (c.neighbor_queue_full ?? 0);
-      const reached = await until(async () => seen(await counters()) - seen(c0) >= 2, 10_000);
-      const c1 = await counters();
-      silence(false);
-      silenced = false;
-      const [r4, r6] = await Promise.all([p4.done, p6.done]);
-      const c2 = await counters();
+  if (held) {
+    test('a route to node2 appears while node2 is slow to answer ARP/NDP: one ping per family, sent at once, is held and answered', async () => {
+      const { reached, r4, r6, c0, c1, c2 } = await firstPings(30);
       assert.ok(reached, `both echo requests reached podway while node2 was unresolved (${JSON.stringify(c1)})`);
       assert.is(r4.received, 1, `IPv4: the first echo request arrived and was answered\n${r4.out}\ncounters ${JSON.stringify(c2)}`);
       assert.is(r6.received, 1, `IPv6: the first echo request arrived and was answered\n${r6.out}\ncounters ${JSON.stringify(c2)}`);
@@ -110,10 +133,17 @@ for (const workers of [1, 2]) {
       assert.ok((c2.neighbor_queue_sent ?? 0) - (c0.neighbor_queue_sent ?? 0) >= 2, `held requests sent (${c2.neighbor_queue_sent ?? 0})`);
       assert.is(c2.neighbor_queue_timeout ?? 0, 0, 'none timed out');
       assert.is(c2.neighbor_unresolved ?? 0, 0, 'none dropped as unresolved');
-    } finally {
-      if (silenced) silence(false);
-    }
-    ok = true;
-  });
+      ok = true;
+    });
+  } else {
+    test('--neighbor-queue 0: the same first pings are dropped as neighbor_unresolved (the behaviour before the queue)', async () => {
+      const { reached, r4, r6, c0, c1, c2 } = await firstPings(3);
+      assert.ok(reached, `both echo requests reached podway while node2 was unresolved (${JSON.stringify(c1)})`);
+      assert.ok((c2.neighbor_unresolved ?? 0) - (c0.neighbor_unresolved ?? 0) >= 2, `both dropped as unresolved (${JSON.stringify(c2)})`);
+      assert.is(c2.neighbor_queued ?? 0, 0, 'nothing held');
+      assert.is(r4.received + r6.received, 0, 'so neither was answered');
+      ok = true;
+    });
+  }
   test.run();
 }

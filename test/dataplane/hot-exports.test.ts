@@ -18,7 +18,7 @@ const SRC = path.resolve(__dirname, '..', '..', 'src');
 /** Modules whose exports the forwarding path reads per frame or per batch (IPv4 and IPv6). */
 const HOT = [
   'dataplane/pipeline', 'dataplane/pipeline6', 'dataplane/frame-pool', 'dataplane/native', 'dataplane/counters',
-  'dataplane/nexthops', 'dataplane/nexthops6', 'dataplane/nat', 'dataplane/capture', 'dataplane/trace', 'dataplane/io',
+  'dataplane/nexthops', 'dataplane/nexthops6', 'dataplane/neighbor-queue', 'dataplane/nat', 'dataplane/capture', 'dataplane/trace', 'dataplane/io',
   'packet/arp', 'packet/bytes', 'packet/checksum', 'packet/drop', 'packet/ethernet', 'packet/flowhash', 'packet/icmp',
   'packet/icmpv6', 'packet/ipip', 'packet/ipv4', 'packet/ipv6', 'packet/layout', 'packet/ndp', 'packet/tcp', 'packet/udp',
   'packet/vxlan', 'packet/vxlan6', 'lpm/constants', 'lpm/fib4', 'lpm/fib6', 'lpm/poptrie-layout',

@@ -2,13 +2,17 @@
  * Hitless model changes (root, network namespaces): steady UDP streams between pods on two podway
  * nodes while the resource file is edited under the running processes. An edit that does not
  * change a flow's route must not interrupt it at all; a mode change (VXLAN -> IPIP -> direct)
- * switches within a batch or so. Gaps are measured at the receiving pod, from arrival times.
+ * switches without losing the flow. Measured at the receiving pod, per sequence number: what was
+ * lost, and the longest gap between arrivals around each edit. The gap is only held to "no stall"
+ * (e2e-kit's allowedGap: 1 s, or twice the stream's own gaps away from the edits): on a loaded
+ * 2-CPU host the receiver, the sender and both podways wait hundreds of ms for a CPU whatever
+ * the dataplane does, so how short the gap is belongs to a benchmark, not to this test.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, renameSync } from 'node:fs';
 import { Lab, LabNodeSpec, Mode } from '../../src/lab/lab';
-import { guard, teardown, isRoot, kindOf, waitLog, logTail, sleep, udpStream, gapIn, lostSeqs, allowedGap } from './e2e-kit';
+import { guard, teardown, isRoot, kindOf, waitLog, logTail, sleep, udpStream, gapIn, streamLoss, allowedGap } from './e2e-kit';
 
 const RATE = 1000; // packets per second
 
@@ -106,22 +110,23 @@ spec:
     for (const [name, r] of [['web-1 -> web-2', ra], ['tap-2 -> tap-1', rb]] as const) {
       const g1 = gapIn(r, t1, t1end);
       const g2 = gapIn(r, t2, t2end);
-      const lost = lostSeqs(r, total);
-      if (process.env.E2E_VERBOSE) console.log(`${name}: received ${r.received}/${total}, lost ${lost.length}, gap around the re-apply ${g1.maxGapMs.toFixed(1)} ms, around the added endpoint ${g2.maxGapMs.toFixed(1)} ms`);
+      const loss = streamLoss(r, total);
+      if (process.env.E2E_VERBOSE) console.log(`${name}: received ${r.received}/${total}, lost ${loss.lost.length} (${loss.socketDrops} by the pods' own sockets), gap around the re-apply ${g1.maxGapMs.toFixed(1)} ms, around the added endpoint ${g2.maxGapMs.toFixed(1)} ms`);
       assert.ok(g1.count > 100, `${name}: the stream was not flowing around the re-apply (${g1.count} arrivals)`);
-      // "No gap": under 100 ms (as a mode switch), or under twice the stream's longest gap away
-      // from the edits when the host itself stalls it longer (allowedGap). 50 ms failed a CI run
-      // at load ~15 with 53 ms and no loss: the model thread's apply shares the 2 CPUs with the
-      // stream; an interruption of forwarding also shows as loss, asserted below.
-      const allowed = allowedGap(r, [{ t0: t1, t1: t1end }, { t0: t2, t1: t2end }], 100);
+      // Not interrupted: nothing lost in the dataplane (a port closed or a route missing for a
+      // moment drops what arrives meanwhile; what the pods' own sockets dropped is the host's
+      // scheduling, see streamLoss) and no stall (allowedGap). The gap bound was 50, then 100 ms: a no-op
+      // re-apply, which installs nothing in the forwarding thread, left 53-185 ms gaps with
+      // nothing lost at load 14-22 (the host's scheduling, not the dataplane).
+      const allowed = allowedGap(r, [{ t0: t1, t1: t1end }, { t0: t2, t1: t2end }]);
       assert.ok(g1.maxGapMs < allowed, `${name}: ${g1.maxGapMs.toFixed(1)} ms without packets around the no-op re-apply (allowed ${allowed.toFixed(1)} ms)`);
       assert.ok(g2.maxGapMs < allowed, `${name}: ${g2.maxGapMs.toFixed(1)} ms without packets around the added endpoint (allowed ${allowed.toFixed(1)} ms)`);
-      assert.ok(lost.length <= total * 0.001, `${name}: lost ${lost.length}/${total} (first ${lost.slice(0, 10).join(',')})`);
+      assert.ok(loss.dataplane <= total * 0.001, `${name}: lost ${loss.lost.length}/${total}, ${loss.socketDrops} of them by the pods' own sockets (first ${loss.lost.slice(0, 10).join(',')})`);
     }
   });
 });
 
-test('mode changes VXLAN -> IPIP -> direct under a steady stream: each switch leaves a gap under 100 ms', async () => {
+test('mode changes VXLAN -> IPIP -> direct under a steady stream: nothing lost, no stall at either switch', async () => {
   await withLab(async (lab) => {
     const SECONDS = 9;
     const s = await stream(lab, 'web-1', 'web-2', SECONDS);
@@ -137,13 +142,19 @@ test('mode changes VXLAN -> IPIP -> direct under a steady stream: each switch le
       await sleep(1500);
     }
     const r = await s();
-    const allowed = allowedGap(r, windows, 100);
+    const total = RATE * SECONDS;
+    const loss = streamLoss(r, total);
+    const allowed = allowedGap(r, windows);
     for (const w of windows) {
       const g = gapIn(r, w.t0, w.t1);
-      if (process.env.E2E_VERBOSE) console.log(`switch to ${w.mode}: longest gap ${g.maxGapMs.toFixed(1)} ms (${g.count} arrivals in the window)`);
+      if (process.env.E2E_VERBOSE) console.log(`switch to ${w.mode}: longest gap ${g.maxGapMs.toFixed(1)} ms (${g.count} arrivals in the window; allowed ${allowed.toFixed(1)} ms)`);
       assert.ok(g.count > 100, `switch to ${w.mode}: the stream was not flowing (${g.count} arrivals)`);
       assert.ok(g.maxGapMs < allowed, `switch to ${w.mode}: ${g.maxGapMs.toFixed(1)} ms without packets (allowed ${allowed.toFixed(1)} ms)`);
     }
+    // Each node takes every encapsulation on its underlay whatever its own mode, so packets that
+    // leave node1 in the old mode while node2 has switched (or the other way) still arrive.
+    if (process.env.E2E_VERBOSE) console.log(`mode switches: received ${r.received}/${total}, lost ${loss.lost.length} (${loss.socketDrops} by the pods' own sockets)`);
+    assert.ok(loss.dataplane <= total * 0.001, `lost ${loss.lost.length}/${total} across the switches, ${loss.socketDrops} of them by the pods' own sockets (first ${loss.lost.slice(0, 10).join(',')})`);
   });
 });
 

@@ -39,15 +39,22 @@ ${sessions}
 `;
 }
 
-/** tcpdump in `ns` on `ifname` (every IPv4 packet, one line each) until stopped by its PID. */
-function capture(ns: string, ifname: string): { stop: () => Promise<string[]>; proc: ChildProcess } {
+/**
+ * tcpdump in `ns` on `ifname` (every IPv4 packet, one line each) until stopped by its PID;
+ * `listening` resolves once tcpdump says its capture is open (false if it did not within 20 s).
+ */
+function capture(ns: string, ifname: string): { stop: () => Promise<string[]>; listening: Promise<boolean>; proc: ChildProcess } {
   const proc = track(spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-n', '-l', '-i', ifname, '-c', '100000', 'ip'], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
+  let err = '';
   proc.stdout!.setEncoding('utf8');
   proc.stdout!.on('data', (d: string) => (out += d));
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (d: string) => (err += d));
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   return {
     proc,
+    listening: until(() => /listening on/.test(err) || proc.exitCode !== null, 20_000).then(() => /listening on/.test(err)),
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null && proc.pid !== undefined) process.kill(proc.pid, 'SIGINT');
       await Promise.race([exited, sleep(5000)]);
@@ -86,7 +93,8 @@ test('L3 fabric: nodes on two subnets peer eBGP with a BIRD ToR (mesh off); pods
     assert.ok(await until(() => torVia(n1) && torVia(n2), 20_000, 250), `the ToR's kernel:\n${run('ip', ['-n', lab.fabric, 'route'])}`);
 
     dump = capture(lab.fabric, 'u2');
-    await sleep(500); // tcpdump attached
+    // (a fixed 500 ms for tcpdump to attach was a guess that a loaded host can outrun)
+    assert.ok(await dump.listening, 'tcpdump on the ToR\'s link to node2 started');
     const web1 = lab.pod('web-1');
     const web2 = lab.pod('web-2');
     // TTL 61: three forwarding hops (podway, the ToR's kernel, podway) all decremented the pod's

@@ -41,12 +41,21 @@ test('kernel-built ICMP and UDP captured by tcpdump validate with our parsers an
       for (const [ns, dev] of [[A, 'ca0'], [B, 'cb0']] as const) ns.exec('ethtool', ['-K', dev, 'tx', 'off'], { allowFail: true });
       const file = path.join(dir, 'cap.pcap');
       const cap = B.spawn('tcpdump', ['-i', 'cb0', '-U', '-n', '-c', '6', '-w', file, 'icmp[icmptype] == icmp-echo or icmp[icmptype] == icmp-echoreply or udp port 7777']);
-      await sleep(700);
+      // tcpdump prints "listening on" once its capture is open and filtered: traffic sent before
+      // that is not captured (a fixed 700 ms wait was too short on a loaded CI host).
+      let capErr = '';
+      cap.stderr!.setEncoding('utf8');
+      cap.stderr!.on('data', (d: string) => (capErr += d));
+      for (let t = Date.now(); !/listening on/.test(capErr) && cap.exitCode === null && Date.now() - t < 20_000;) await sleep(20);
+      assert.match(capErr, /listening on/, `tcpdump did not start: ${capErr}`);
       A.exec('ping', ['-c', '2', '-i', '0.2', '-W', '1', '10.205.0.2']);
       A.exec('python3', ['-c', "import socket;s=socket.socket(2,2);[s.sendto(b'podway'*k,('10.205.0.2',7777)) for k in (1,2)]"]);
-      await Promise.race([new Promise((r) => cap.once('exit', r)), sleep(5000)]);
-      if (cap.exitCode === null) cap.kill('SIGINT');
-      await sleep(200);
+      // (polled, not raced against a sleep: a pending 20 s timer would hold the process that long)
+      for (let t = Date.now(); cap.exitCode === null && cap.signalCode === null && Date.now() - t < 20_000;) await sleep(20);
+      if (cap.exitCode === null && cap.signalCode === null) {
+        cap.kill('SIGINT'); // tcpdump writes out what it has, then exits
+        for (let t = Date.now(); cap.exitCode === null && cap.signalCode === null && Date.now() - t < 5000;) await sleep(20);
+      }
       const frames = readPcap(file);
       assert.ok(frames.length >= 6, `captured ${frames.length} frames`);
       let echo = 0, reply = 0, udp = 0;

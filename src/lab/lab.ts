@@ -526,14 +526,15 @@ spec:
     throw new Error(`podway on ${n.name} did not come up in ${timeoutMs} ms: ${n.log.slice(-5).join(' | ')}`);
   }
 
-  async stopPodway(nodeName: string): Promise<number | null> {
+  /** SIGTERM; SIGKILL (and null) if it still runs after `timeoutMs`. Its exit code otherwise. */
+  async stopPodway(nodeName: string, timeoutMs = 5000): Promise<number | null> {
     const n = this.node(nodeName);
     const p = n.proc;
     if (!p) return null;
     n.proc = null;
     if (p.exitCode !== null) return p.exitCode;
     p.kill('SIGTERM');
-    const code = await Promise.race([new Promise<number | null>((r) => p.once('exit', (c) => r(c))), sleep(5000).then(() => 'timeout' as const)]);
+    const code = await Promise.race([new Promise<number | null>((r) => p.once('exit', (c) => r(c))), sleep(timeoutMs).then(() => 'timeout' as const)]);
     if (code === 'timeout') {
       p.kill('SIGKILL');
       return null;

@@ -637,7 +637,7 @@ test('lab: podway stops cleanly on SIGTERM, and destroy() leaves no namespace be
   const l = L();
   const codes: Record<string, number | null> = {};
   try {
-    for (const n of l.nodes) codes[n.name] = await l.stopPodway(n.name);
+    for (const n of l.nodes) codes[n.name] = await l.stopPodway(n.name, 20_000); // null: SIGKILLed after 20 s
   } finally {
     cleanup();
   }

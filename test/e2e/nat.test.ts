@@ -366,7 +366,7 @@ test('a crashed run\'s table is replaced at the next start; --nat-max-flows refu
   } finally {
     kill(srv.proc);
   }
-  assert.is(await lab.stopPodway('node2'), 0);
+  assert.is(await lab.stopPodway('node2', 20_000), 0); // (bounded: exits by itself, not by SIGKILL, on a loaded host too)
   assert.is(inNs(n.ns, ['nft', 'list', 'tables']).trim(), '', 'removed at stop');
 });
 

@@ -534,7 +534,7 @@ spec:
     n.proc = null;
     if (p.exitCode !== null) return p.exitCode;
     p.kill('SIGTERM');
-    const code = await Promise.race([new Promise<number | null>((r) => p.once('exit', (c) => r(c))), sleep(timeoutMs).then(() => 'timeout' as const)]);
+    const code = await within(new Promise<number | null>((r) => p.once('exit', (c) => r(c))), timeoutMs, 'timeout' as const);
     if (code === 'timeout') {
       p.kill('SIGKILL');
       return null;
@@ -628,3 +628,17 @@ export function parsePing(out: string, count: number): PingResult {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * `p`'s value, or `onTimeout` if `p` has not settled after `ms`. The timer is cleared either way:
+ * raced against a plain sleep, a pending timer keeps the process alive that long (a test file
+ * lingered 5-20 s after its last test, waiting out the bound on a stop that took milliseconds).
+ */
+export async function within<T, U>(p: Promise<T>, ms: number, onTimeout: U): Promise<T | U> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<U>((r) => (timer = setTimeout(() => r(onTimeout), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

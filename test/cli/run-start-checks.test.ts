@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { BIN, ok, podway, tempDir } from './cli-kit';
 import { execBounded } from '../e2e/tools';
 import { controlRequest } from '../../src/dataplane/control-client';
+import { within } from '../../src/lab/lab';
 
 const t = suite('run start checks');
 const NS = `pw-nu-${randomBytes(3).toString('hex')}`;
@@ -102,7 +103,7 @@ t('Ctrl-C while waiting for an unreachable etcd: said in the log, exit 130 (it e
     while (!/unreachable/.test(err) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
     assert.match(err, /etcd http:\/\/127\.0\.0\.1:9 unreachable/);
     child.kill('SIGINT');
-    const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
+    const code = await within(exited, 10_000, 'timeout' as const);
     assert.is(code, 130, err);
     assert.match(err, /"level":"warn".*SIGINT while starting: stopping/);
   } finally {
@@ -155,7 +156,7 @@ t('without --ip, a stored Node address no interface here holds gives way to firs
     assert.is(status.node, 'nx');
     assert.ok(Number.isInteger(status.uptimeSeconds));
     r.child.kill('SIGTERM');
-    const code = await Promise.race([r.exited, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 10_000))]);
+    const code = await within(r.exited, 10_000, 'timeout' as const);
     assert.is(code, 0, r.err());
   } finally {
     if (r.child.exitCode === null) r.child.kill('SIGKILL');
@@ -185,7 +186,7 @@ t('podway status while run waits for an unreachable etcd: "starting: waiting for
     const plain = await controlRequest(sock, { cmd: 'status' }).then(() => 'answered', (e: Error) => e.message);
     assert.match(plain, 'podway is starting: waiting for the datastore');
     r.child.kill('SIGINT');
-    const code = await Promise.race([r.exited, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 10_000))]);
+    const code = await within(r.exited, 10_000, 'timeout' as const);
     assert.is(code, 130, r.err());
     // The socket went with it: not running again.
     assert.match((await podway(['status', '--control', sock])).err, 'podway is not running');

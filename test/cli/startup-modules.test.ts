@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { BIN, ok, podway, tempDir } from './cli-kit';
 import { loadedModuleReports, REPORT_MODULES } from '../helpers/module-report';
 import { controlRequest } from '../../src/dataplane/control-client';
+import { within } from '../../src/lab/lab';
 
 const t = suite('startup modules');
 const ETCD_CLIENT = ['etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs'];
@@ -98,7 +99,7 @@ t('podway run on a file: store: neither thread loads the etcd client, and no pro
     }
     assert.ok(up, `podway run came up: ${err}`);
     p.kill('SIGTERM');
-    const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
+    const stopped = await within(exited.then(() => true), 10_000, false);
     assert.ok(stopped, 'podway run stopped on SIGTERM');
     const reports = loadedModuleReports(err);
     assert.is(reports.length, 2, `the main and the model thread reported their modules: ${err}`);

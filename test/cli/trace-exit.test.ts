@@ -9,6 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BIN, ok, podway, tempDir } from './cli-kit';
 import { TRACE_TIMED_OUT } from '../../src/cli/main';
+import { within } from '../../src/lab/lab';
 
 const t = suite('trace exit status');
 const NS = `pw-tx-${randomBytes(3).toString('hex')}`;
@@ -43,7 +44,7 @@ t.after(async () => {
   if (child && child.exitCode === null) {
     const exited = new Promise((r) => child!.once('exit', r));
     child.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    await within(exited, 10_000, null);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
   execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
@@ -94,7 +95,7 @@ t('trace says on stderr when it is armed; one packet sent after that line is mat
     // One echo request from the node (the kernel routes the pool to podway's host port), sent
     // once; nothing holds 10.244.7.7, so no reply: the request must be the packet the trace shows.
     spawnSync('ip', ['netns', 'exec', NS, 'ping', '-n', '-c', '1', '-W', '1', '10.244.7.7'], { stdio: 'ignore', timeout: 10_000 });
-    const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 15_000))]);
+    const code = await within(exited, 15_000, 'still running');
     assert.is(code, 0, `trace exit: ${out}${err}`);
     assert.match(out, /^packet 1 \(.*\):\n  -> ipv4 10\.1\.2\.3 -> 10\.244\.7\.7 proto 1/m);
   } finally {

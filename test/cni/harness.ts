@@ -17,6 +17,7 @@ import { registerNode } from '../../src/control/node-registration';
 import { installCni, uninstallCni } from '../../src/cni/install';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { ip, Netns, sh, sleep, tag } from '../helpers/netns';
+import { within } from '../../src/lab/lab';
 
 const PODWAY_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -44,7 +45,7 @@ export class RunningPodway {
     if (proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
     proc.kill('SIGTERM');
-    if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
+    if (await within(exited.then(() => true), 5000, false)) return;
     proc.kill('SIGKILL');
     await exited;
   }

@@ -13,6 +13,7 @@ import { Engine } from '../../src/dataplane/engine';
 import { Taps, serveTaps } from '../../src/dataplane/taps';
 import { runCapture } from '../../src/cli/capture';
 import { makeHarness, frame, Harness } from './helpers';
+import { within } from '../../src/lab/lab';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'podway-capstream-'));
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
@@ -98,7 +99,7 @@ test('"capturing" is said once a worker that reads its messages late captures to
     assert.ok(await until(() => said.length > 0, 5000), 'the client says it captures');
     worker.receive(worker.port('caliA'), frame('a_to_b'));
     main.receive(main.port('caliA'), frame('a_to_b'));
-    const r = await Promise.race([run, new Promise<null>((res) => setTimeout(() => res(null), 10_000))]);
+    const r = await within(run, 10_000, null);
     assert.ok(r !== null, 'both frames captured (the worker\'s was taken after "capturing")');
     assert.is(r!.written, 2);
     const ports = execFileSync('tshark', ['-r', file, '-T', 'fields', '-e', 'ip.dst'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n');

@@ -11,7 +11,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, ChildProcess } from 'node:child_process';
-import { LabNodeSpec, run } from '../../src/lab/lab';
+import { LabNodeSpec, run, within } from '../../src/lab/lab';
 import { until, sleep, track, tcpTransfer } from './e2e-kit';
 import {
   inBgpLab, writeResources, bgpPeerYaml, MESH_OFF_YAML, startBgpPodways, kernelRoutesVia, assertPodPing, routesVia, routesOf, peersOf, TOR_AS,
@@ -57,7 +57,7 @@ function capture(ns: string, ifname: string): { stop: () => Promise<string[]>; l
     listening: until(() => /listening on/.test(err) || proc.exitCode !== null, 20_000).then(() => /listening on/.test(err)),
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null && proc.pid !== undefined) process.kill(proc.pid, 'SIGINT');
-      await Promise.race([exited, sleep(5000)]);
+      await within(exited, 5000, null);
       return out.split('\n').filter((l) => l.length > 0);
     },
   };

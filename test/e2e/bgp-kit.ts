@@ -10,7 +10,7 @@ import { spawn, ChildProcess, execFileSync } from 'node:child_process';
 import { writeFileSync, renameSync, existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import * as assert from 'uvu/assert';
-import { Lab, LabNodeSpec, run, POOL_CIDR, pingArgs, parsePing } from '../../src/lab/lab';
+import { Lab, LabNodeSpec, run, POOL_CIDR, pingArgs, parsePing, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, track, until, logTail, RouteRow } from './e2e-kit';
 
@@ -54,7 +54,7 @@ export async function startBird(lab: Lab, ns: string, name: string, conf: string
       if (p.exitCode !== null || p.signalCode !== null || p.pid === undefined) return;
       const exited = new Promise<void>((r) => p.once('exit', () => r()));
       process.kill(p.pid, 'SIGKILL');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      await within(exited, 5000, null);
     },
     restart: async () => {
       await bird.kill();

@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isRoot, until } from './e2e-kit';
+import { within } from '../../src/lab/lab';
 
 const PODWAY = resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 const tag = Math.random().toString(16).slice(2, 8);
@@ -158,7 +159,7 @@ test('podway run registers its Node and marks the datastore ready through TLS', 
     if (run.pid && run.exitCode === null) {
       const exited = new Promise((r) => run.once('exit', r));
       process.kill(run.pid, 'SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      await within(exited, 5000, null);
       try { for (const pid of execFileSync('ip', ['netns', 'pids', NS], { encoding: 'utf8' }).split('\n').filter(Boolean)) if (/bin\/podway\.js/.test(execFileSync('cat', [`/proc/${pid}/cmdline`], { encoding: 'utf8' }))) process.kill(Number(pid), 'SIGKILL'); } catch { /* gone */ }
     }
   }

@@ -5,7 +5,7 @@
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep } from '../../src/lab/lab';
+import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 
 export { sleep };
@@ -176,8 +176,8 @@ export async function tcpTransferTo(lab: Lab, from: string, dst: { name: string;
   let listening!: () => void;
   const ready = new Promise<void>((r) => (listening = r));
   const server = runPeer(dst.ns, ['recv', dst.ip, String(port)], (l) => l === 'listening' && listening());
-  const up = await Promise.race([ready.then(() => true), server.then(() => false), sleep(10_000).then(() => false)]);
-  if (!up) throw new Error(`tcp receiver in ${to} did not start: ${(await Promise.race([server, sleep(100)]) as { err?: string } | undefined)?.err ?? ''}`);
+  const up = await within(Promise.race([ready.then(() => true), server.then(() => false)]), 10_000, false);
+  if (!up) throw new Error(`tcp receiver in ${to} did not start: ${(await within(server, 100, undefined))?.err ?? ''}`);
   const t0 = Date.now();
   const client = await runPeer(src.ns, ['send', dst.ip, String(port), String(bytes)]);
   const srv = await server;

@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { writeFileSync, renameSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { Lab, LabNodeSpec, Mode, run, pingArgs, parsePing } from '../../src/lab/lab';
+import { Lab, LabNodeSpec, Mode, run, pingArgs, parsePing, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, kindOf, routes, status, backgroundPing, until, waitLog, logTail, logMessage, sleep, track } from './e2e-kit';
 
@@ -336,7 +336,7 @@ test('a control socket held by a running podway is not taken over by another one
     const n1 = lab.node('node1');
     // node2's podway (other namespace, so its UDP port is free) pointed at node1's control socket;
     // it must give up, which takes it a Node start-up (seconds on a loaded 2-CPU host): 10 s
-    const r = await Promise.race([secondPodway(lab, 'node2', n1.control), sleep(10_000).then(() => null)]);
+    const r = await within(secondPodway(lab, 'node2', n1.control), 10_000, null);
     try {
       assert.ok(r !== null, 'the second podway kept running with a control socket that belongs to node1');
       assert.ok(r!.code !== 0, `exit code ${r!.code}`);

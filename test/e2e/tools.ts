@@ -8,6 +8,7 @@ import { spawn, execFile, ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { controlRequest } from '../../src/dataplane/control-server';
 import type { LabNode } from '../../src/lab/lab';
+import { within } from '../../src/lab/lab';
 
 // ---- processes -------------------------------------------------------------------------------
 
@@ -77,10 +78,10 @@ export class Bg {
   }
   /** Wait (bounded) for exit; past the bound, SIGTERM then SIGKILL. Returns the exit code. */
   async finish(timeoutMs: number): Promise<number | null> {
-    const t = await Promise.race([this.done, sleep(timeoutMs).then(() => 'timeout' as const)]);
+    const t = await within(this.done, timeoutMs, 'timeout' as const);
     if (t !== 'timeout') return t;
     this.proc.kill('SIGTERM');
-    const t2 = await Promise.race([this.done, sleep(2000).then(() => 'timeout' as const)]);
+    const t2 = await within(this.done, 2000, 'timeout' as const);
     if (t2 !== 'timeout') return t2;
     this.proc.kill('SIGKILL');
     return this.done;

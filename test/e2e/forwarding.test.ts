@@ -475,8 +475,11 @@ test('frag needed: ipip answers DF packets over 1480 with ICMP mtu 1480', async 
 
 async function podwayRun(args: string[], ns?: string): Promise<{ code: number | null; stderr: string }> {
   const cmd = ns ? ['ip', ['netns', 'exec', ns, process.execPath, PODWAY, 'run', ...args]] as const : [process.execPath, [PODWAY, 'run', ...args]] as const;
-  const r = await execBounded(cmd[0], [...cmd[1]], 15_000);
-  assert.not.ok(r.timedOut, `podway run ${args.join(' ')} did not exit: ${r.stderr}`);
+  // A bound on a podway that keeps running instead of refusing, not on its speed: at load ~26 on
+  // 2 CPUs a refusing `podway run` had not printed a line after 15 s (a start loads ~140 modules
+  // and a model thread), so the earlier 15 s failed with nothing wrong.
+  const r = await execBounded(cmd[0], [...cmd[1]], 60_000);
+  assert.not.ok(r.timedOut, `podway run ${args.join(' ')} did not exit within 60 s: ${r.stderr}`);
   return { code: r.code, stderr: r.stderr };
 }
 

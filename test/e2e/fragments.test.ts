@@ -199,12 +199,15 @@ for (const conntrack of [false, true]) {
       const SIZE = 1300; // inner 1348 bytes, VXLAN datagram 1418 > 1280: two outer fragments each
       const reasm0 = snmp6(n1.ns, 'Ip6ReasmOKs');
       const fails0 = snmp6(n1.ns, 'Ip6ReasmFails');
-      const recv = spawnCollected('ip', ['netns', 'exec', w2.ns, 'python3', '-c', VXLAN6_TOOL, 'recv', w2.ip6!, '6101', String(COUNT), '3'], 60_000);
-      const echo = spawnCollected('ip', ['netns', 'exec', w1.ns, 'python3', '-c', VXLAN6_TOOL, 'echo', w1.ip6!, '6100', String(COUNT), '3'], 60_000);
+      // each gives up after 15 s without a datagram (it ends at once when all COUNT came): the
+      // senders below are ten process starts, and 3 s between two of them was too short a wait
+      // for a loaded 2-CPU host (the listener then reports what it had as all it got)
+      const recv = spawnCollected('ip', ['netns', 'exec', w2.ns, 'python3', '-c', VXLAN6_TOOL, 'recv', w2.ip6!, '6101', String(COUNT), '15'], 120_000);
+      const echo = spawnCollected('ip', ['netns', 'exec', w1.ns, 'python3', '-c', VXLAN6_TOOL, 'echo', w1.ip6!, '6100', String(COUNT), '15'], 120_000);
       assert.ok(await until(() => recv.out().includes('ready') && echo.out().includes('ready'), 10_000), 'listeners ready');
       // paced: 200 datagrams in about 1 s, so no socket buffer on the way overflows
       for (let k = 0; k < COUNT; k += 20) {
-        const send = spawnCollected('ip', ['netns', 'exec', n2.ns, 'python3', '-c', VXLAN6_TOOL, 'send', n1.ip6!, n2.ip6!, w2.ip6!, w1.ip6!, deriveVtepMac('node1', 6), deriveVtepMac('node2', 6), '6101', '6100', String(SIZE), String(k), '20'], 10_000);
+        const send = spawnCollected('ip', ['netns', 'exec', n2.ns, 'python3', '-c', VXLAN6_TOOL, 'send', n1.ip6!, n2.ip6!, w2.ip6!, w1.ip6!, deriveVtepMac('node1', 6), deriveVtepMac('node2', 6), '6101', '6100', String(SIZE), String(k), '20'], 30_000);
         assert.is(await send.done, 0, `sender: ${send.err()}`);
         await sleep(20);
       }

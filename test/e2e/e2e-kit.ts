@@ -348,6 +348,32 @@ export function streamLoss(r: StreamResult, total: number): { lost: number[]; so
   return { lost, socketDrops: r.socketDrops, dataplane: Math.max(0, lost.length - r.socketDrops) };
 }
 
+/**
+ * The lost sequence numbers (of `lost`) that went missing away from every window: those whose
+ * neighbours on either side (the last datagram received before them and the first after) arrived
+ * in a span that touches no window [t0, t1]. A datagram lost while the nodes switch their mode
+ * has neighbours around the switch; one lost a second later does not.
+ */
+export function lostOutside(r: StreamResult, lost: number[], windows: { t0: number; t1: number }[]): number[] {
+  const at = new Map<number, number>(r.arrivals);
+  const seqs = r.arrivals.map(([s]) => s).sort((a, b) => a - b);
+  const out: number[] = [];
+  for (const s of lost) {
+    // the nearest received sequence numbers below and above s (binary search)
+    let lo = 0;
+    let hi = seqs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (seqs[mid] < s) lo = mid + 1;
+      else hi = mid;
+    }
+    const before = lo > 0 ? at.get(seqs[lo - 1])! : -Infinity;
+    const after = lo < seqs.length ? at.get(seqs[lo])! : Infinity;
+    if (!windows.some((w) => before <= w.t1 && after >= w.t0)) out.push(s);
+  }
+  return out;
+}
+
 /** Sequence numbers 0..total-1 that never arrived. */
 export function lostSeqs(r: StreamResult, total: number): number[] {
   const seen = new Uint8Array(total);

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { BIN, ok, podway, tempDir } from './cli-kit';
 import { execBounded } from '../e2e/tools';
 import { controlRequest } from '../../src/dataplane/control-client';
-import { within } from '../../src/lab/lab';
+import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 
 const t = suite('run start checks');
 const NS = `pw-nu-${randomBytes(3).toString('hex')}`;
@@ -99,7 +99,7 @@ t('Ctrl-C while waiting for an unreachable etcd: said in the log, exit 130 (it e
   child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   try {
-    const end = Date.now() + 15_000;
+    const end = Date.now() + START_WAIT_MIN_MS; // a podway start, bounded as Lab.startPodway's
     while (!/unreachable/.test(err) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
     assert.match(err, /etcd http:\/\/127\.0\.0\.1:9 unreachable/);
     child.kill('SIGINT');
@@ -147,7 +147,7 @@ t('without --ip, a stored Node address no interface here holds gives way to firs
   const sock = path.join(tempDir(), 'c.sock');
   const r = spawnRun(['--datastore', store, '--control', sock]);
   try {
-    assert.ok(await r.waitFor(/"forwarding: node 10\.1\.1\.3/, 20_000), r.err());
+    assert.ok(await r.waitFor(/"forwarding: node 10\.1\.1\.3/, START_WAIT_MIN_MS), r.err());
     assert.match(r.err(), /"level":"warn".*node nx: its Node's IPv4 address 10\.1\.1\.9\/24 is on no interface here: registering first-found 10\.1\.1\.3\/24 instead/);
     assert.match(r.err(), /"level":"warn".*its Node's IPv4 address changed from 10\.1\.1\.9\/24 to 10\.1\.1\.3\/24 \(first-found\)/);
     assert.match(await ok(['get', 'node', 'nx', '-o', 'json', '--datastore', store]), '"ipv4Address": "10.1.1.3/24"');
@@ -167,7 +167,7 @@ t('podway status while run waits for an unreachable etcd: "starting: waiting for
   const sock = path.join(tempDir(), 'c.sock');
   const r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', 'etcd:http://127.0.0.1:9', '--control', sock]);
   try {
-    assert.ok(await r.waitFor(/unreachable/, 15_000), r.err());
+    assert.ok(await r.waitFor(/unreachable/, START_WAIT_MIN_MS), r.err());
     const seen = Date.now();
     // Past the first retry: the process (not the socket) has been up at least this long.
     while (Date.now() - seen < 2100) await new Promise((res) => setTimeout(res, 100));

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { BIN, ok, podway, tempDir } from './cli-kit';
 import { loadedModuleReports, REPORT_MODULES } from '../helpers/module-report';
 import { controlRequest } from '../../src/dataplane/control-client';
-import { within } from '../../src/lab/lab';
+import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 
 const t = suite('startup modules');
 const ETCD_CLIENT = ['etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs'];
@@ -91,7 +91,7 @@ t('podway run on a file: store: neither thread loads the etcd client, and no pro
     p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
     const exited = new Promise<void>((r) => p.once('exit', () => r()));
     // Running: a plain status answers once the engine forwards (the model thread has loaded).
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + START_WAIT_MIN_MS; // a bound on the wait, as Lab.startPodway's
     let up = false;
     while (!up && Date.now() < deadline && p.exitCode === null) {
       up = existsSync(sock) && (await controlRequest(sock, { cmd: 'status' }, 1000).then(() => true, () => false));

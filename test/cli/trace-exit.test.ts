@@ -9,7 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BIN, ok, podway, tempDir } from './cli-kit';
 import { TRACE_TIMED_OUT } from '../../src/cli/main';
-import { within } from '../../src/lab/lab';
+import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 
 const t = suite('trace exit status');
 const NS = `pw-tx-${randomBytes(3).toString('hex')}`;
@@ -32,7 +32,7 @@ t.before(async () => {
   child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
   // Bounded wait for podway to run: `podway status` also answers (exit 0) while it is starting,
   // when trace is refused ("podway is starting"), so the answer must say it runs.
-  const end = Date.now() + 30_000;
+  const end = Date.now() + START_WAIT_MIN_MS; // a bound on the wait, as Lab.startPodway's
   while (Date.now() < end && child.exitCode === null) {
     if (existsSync(sock) && /^podway is running/.test((await podway(['status', '--control', sock])).out)) return;
     await new Promise((r) => setTimeout(r, 200));
@@ -89,7 +89,7 @@ t('trace says on stderr when it is armed; one packet sent after that line is mat
     tr.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     tr.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     const exited = new Promise<number | null>((r) => tr.once('exit', (code) => r(code)));
-    const end = Date.now() + 15_000;
+    const end = Date.now() + START_WAIT_MIN_MS; // `podway trace` starting and asking podway run
     while (Date.now() < end && tr.exitCode === null && !/tracing/.test(err)) await new Promise((r) => setTimeout(r, 20));
     assert.match(err, 'podway: tracing "host 10.244.7.7 and proto 1": the next 1 matching packet within 20s', `armed line: ${err}`);
     // One echo request from the node (the kernel routes the pool to podway's host port), sent

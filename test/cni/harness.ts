@@ -17,7 +17,7 @@ import { registerNode } from '../../src/control/node-registration';
 import { installCni, uninstallCni } from '../../src/cni/install';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { ip, Netns, sh, sleep, tag } from '../helpers/netns';
-import { within } from '../../src/lab/lab';
+import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 
 const PODWAY_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -28,9 +28,9 @@ export class RunningPodway {
     proc.stderr!.setEncoding('utf8').on('data', (d: string) => this.log.push(...d.split('\n').filter(Boolean)));
   }
 
-  /** Resolves once its control socket answers; fails the test if that takes over 20 s. */
+  /** Resolves once its control socket answers; fails the test if that takes over START_WAIT_MIN_MS (as Lab's). */
   async ready(): Promise<void> {
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + START_WAIT_MIN_MS;
     let up = false;
     while (!up && Date.now() < deadline) {
       up = existsSync(this.control) && (await controlRequest(this.control, { cmd: 'status' }, 1000).then(() => true, () => false));

@@ -160,7 +160,7 @@ test('a KvDatastore sees the node podway registered', async () => {
   try {
     await ds.start();
     await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24', vxlanTunnelAddr: '10.244.0.0' });
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 20_000; // (5 s before: a watch event on a loaded host, bounded)
     while (!(ds.current()?.nodes.length) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const nodes = ds.current()!.nodes;
     assert.is(nodes.length, 1);

@@ -73,7 +73,7 @@ test('two workers forward veth, TAP and TUN pods across nodes', async () => {
     for (const pod of ['tap-1', 'tun-1']) {
       execFileSync('ip', ['netns', 'exec', web2.ns, PKTGEN, 'send', web2.podIf, web2.mac!, 'ee:ee:ee:ee:ee:ee', web2.ip, lab.pod(pod).ip, '64', String(FLOWS), '2000', '0.5'], { stdio: 'pipe', timeout: 10_000 });
     }
-    const end = Date.now() + 5000;
+    const end = Date.now() + 20_000; // (5 s before: a wait for counters, bounded, not a speed)
     for (;;) {
       const now = (await controlRequest(n1.control, { cmd: 'counters' })) as { ports: PortRow[] };
       const tx = (pod: string, w: number) => now.ports.find((p) => p.port === `${lab!.pod(pod).ifname} [w${w}]`)!.tx;

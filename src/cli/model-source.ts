@@ -24,6 +24,8 @@ export type ModelMessage =
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string; inSync?: boolean }
   | { type: 'status'; message: string; inSync?: boolean }
+  /** The datastore was replaced (another etcd cluster, its revision went back): re-listed, register again. */
+  | { type: 'store-replaced'; message: string; inSync?: boolean }
   | { type: 'fatal'; message: string }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string }
   | { type: 'warning'; message: string };
@@ -57,7 +59,7 @@ export class ModelSource {
         if (m.type === 'model') {
           started = true;
           resolve({ source, first: m.model });
-        } else if (m.type === 'error' || m.type === 'status') {
+        } else if (m.type === 'error' || m.type === 'status' || m.type === 'store-replaced') {
           say(`datastore: ${m.message}${m.type === 'error' ? ' (waiting for it)' : ''}`);
         } else if (m.type === 'fatal' || m.type === 'rejected') {
           void worker.terminate();

@@ -124,6 +124,8 @@ if (parentPort) {
   store.onError((e) => port.postMessage({ type: 'error', message: e.message, inSync: inSync() }));
   // Informational lines of a KV datastore: reachable again, resyncing after a compaction.
   if (store instanceof KvDatastore) store.onStatus((line) => port.postMessage({ type: 'status', message: line, inSync: inSync() }));
+  // The store was replaced (etcd rebuilt, wiped, restored): the main thread registers the node again.
+  if (store instanceof KvDatastore) store.onStoreReplaced((line) => port.postMessage({ type: 'store-replaced', message: line, inSync: inSync() }));
   const onChange = (snap: ClusterSnapshot, fromDatastore = true): void => {
     const t0 = performance.now();
     if (fromDatastore) updateBgp(snap);

@@ -524,6 +524,35 @@ export async function runNode(opts: RunOptions): Promise<void> {
         applying = false;
       }
     };
+    // The datastore was replaced under us (etcd wiped or rebuilt at the same URL, restored from a
+    // snapshot): our Node, tunnel addresses and the ready mark may be gone or old. The start-up
+    // registration again, with the addresses in force (the new store's Node, if any, may hold an
+    // older one); one at a time, again once more if another replacement came meanwhile. It waits
+    // (with backoff) while the store is unreachable, as at start.
+    let registering: Promise<void> | null = null;
+    let registerAgain = false;
+    const reRegister = (why: string): void => {
+      if (spec.kind === 'file' || stopping) return;
+      if (registering) {
+        registerAgain = true;
+        return;
+      }
+      const inForce = current;
+      const ip = opts.ip ?? (inForce ? `${formatIPv4(inForce.node.ip)}/${inForce.node.subnet.prefixLen}` : undefined);
+      const ip6 = opts.ip6 ?? (inForce ? (inForce.v6.ip6 === null ? 'none' : `${inForce.v6.ip6}/${inForce.v6.subnet6?.split('/')[1] ?? '128'}`) : undefined);
+      registering = joinCluster(spec, { node: opts.node, ip, ip6, onIpam, warn: (w) => dsLog.warn(w) }, say)
+        .then(
+          () => dsLog.info(`node ${opts.node} registered again after: ${why}`),
+          (e: Error) => dsLog.error(`node ${opts.node}: registering again after the datastore was replaced failed: ${e.message}`),
+        )
+        .finally(() => {
+          registering = null;
+          if (registerAgain && !stopping) {
+            registerAgain = false;
+            reRegister(why);
+          }
+        });
+    };
     source.onMessage((m: ModelMessage) => {
       if (stopping) return;
       nodeMetrics?.datastoreEvent(m.type);
@@ -538,6 +567,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // Not ready while the datastore's state is one this node cannot use (its Node deleted, say):
         // it forwards on the last good state, but status and /readyz say why instead of "ready".
         health.setDatastore(false, `${m.message} (forwarding on the last good state)`);
+      }
+      else if (m.type === 'store-replaced') {
+        if (m.inSync !== undefined) health.setDatastore(m.inSync, m.message);
+        dsLog.warn(`datastore: ${m.message}`);
+        reRegister(m.message);
       }
       else {
         if ('inSync' in m && m.inSync !== undefined) health.setDatastore(m.inSync, m.message);
@@ -584,7 +618,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // a tunnel-address join in flight still writes the Node and IPAM through the datastore:
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
-        void Promise.all([monitorStopped, natStopped, joinEnded, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
+        const registered = registering ? Promise.race([registering, new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
+        void Promise.all([monitorStopped, natStopped, joinEnded, registered, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
           .then(() => source.close())
           .then(resolve);
       };

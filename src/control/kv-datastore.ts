@@ -47,6 +47,8 @@ export interface KvDatastoreOptions {
 
 /** Informational lines (resyncs, reconnection) for logs; errors go to onError. */
 export type DatastoreStatusListener = (line: string) => void;
+/** The store was replaced under us (KvWatchHandlers.onResync's `replaced`): the line to log, once per replacement. */
+export type StoreReplacedListener = (reason: string) => void;
 
 type Item =
   | { readonly kind: 'IPPool'; readonly resource: IPPool }
@@ -90,6 +92,9 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
   private readonly statusListeners = new Set<DatastoreStatusListener>();
+  private readonly replacedListeners = new Set<StoreReplacedListener>();
+  /** Re-listing every prefix after the store was replaced: another watch saying so is the same news. */
+  private relistingReplaced = false;
   /** Every key under the watched prefixes that the model reads, by prefix. */
   private readonly slots = new Map<string, Map<string, Slot>>();
   private readonly watches = new Map<string, KvWatch>();
@@ -141,6 +146,15 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
 
   current(): ClusterSnapshot | undefined {
     return this.snapshot;
+  }
+
+  /**
+   * The store was replaced (another etcd cluster, or its revision went back): told once per
+   * replacement, when every prefix is being listed again; the caller registers its node again.
+   */
+  onStoreReplaced(listener: StoreReplacedListener): () => void {
+    this.replacedListeners.add(listener);
+    return () => this.replacedListeners.delete(listener);
   }
 
   /** Resyncs and reconnections, for logs. */
@@ -286,10 +300,11 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
           this.emitError(new Error(`${this.source}: ${errorText(e)}`));
         }
       },
-      onResync: (reason) => {
+      onResync: (reason, replaced) => {
         if (this.watches.get(prefix) !== watch || this.closed) return;
         this.watches.delete(prefix);
-        this.resync(prefix, reason);
+        if (replaced) this.storeReplaced(prefix, reason);
+        else this.resync(prefix, reason);
       },
       onStatus: (status, detail) => {
         if (this.watches.get(prefix) !== watch || this.closed) return;
@@ -321,22 +336,55 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     if (changed) this.scheduleSnapshot();
   }
 
+  /** Lists `prefix` again (retrying while unreachable) and watches it from there. */
+  private async relist(prefix: string): Promise<void> {
+    let revision: number;
+    try {
+      revision = await this.listWithRetry(prefix, Infinity, false);
+    } catch (e) {
+      if (!this.closed) this.emitError(new Error(`${this.source}: resync of ${prefix} failed: ${errorText(e)}`));
+      return;
+    }
+    this.scheduleSnapshot(true);
+    this.watchFrom(prefix, revision + 1);
+  }
+
   private resync(prefix: string, reason: string): void {
-    const run = (async () => {
-      let revision: number;
-      try {
-        revision = await this.listWithRetry(prefix, Infinity, false);
-      } catch (e) {
-        if (!this.closed) this.emitError(new Error(`${this.source}: resync of ${prefix} failed: ${errorText(e)}`));
-        return;
-      }
-      this.scheduleSnapshot(true);
-      this.watchFrom(prefix, revision + 1);
-    })();
+    const run = this.relist(prefix);
     this.resyncs.add(run);
     void run.finally(() => this.resyncs.delete(run));
     // After the resync is recorded, so the line's listeners see inSync false.
     this.emitStatus(`${this.source}: watch of ${prefix} must resync (${reason}): listing again`);
+  }
+
+  /**
+   * Every prefix is listed again (the other watches point into the old store's history as well,
+   * and a quiet prefix's watch may not notice for long), and the listeners told once.
+   */
+  private storeReplaced(prefix: string, reason: string): void {
+    if (this.relistingReplaced) {
+      // Already listing everything again (the old watches were closed and say nothing more): this
+      // is a watch made from a list of the new store, which changed again: its prefix once more.
+      this.resync(prefix, reason);
+      return;
+    }
+    this.relistingReplaced = true;
+    const watches = [...this.watches.values()];
+    this.watches.clear();
+    for (const w of watches) void w.close().catch(() => undefined);
+    const runs: Promise<void>[] = [];
+    for (const prefix of KV_DATASTORE_PREFIXES) runs.push(this.relist(prefix));
+    const all = Promise.all(runs).then(() => undefined);
+    this.resyncs.add(all);
+    void all.finally(() => {
+      this.resyncs.delete(all);
+      this.relistingReplaced = false;
+    });
+    // After the resyncs are recorded, so the listeners see inSync false. Without a listener (that
+    // registers the node again) it is a status line.
+    const line = `${reason}: re-listing${this.replacedListeners.size > 0 ? ' and re-registering' : ''}`;
+    if (this.replacedListeners.size === 0) this.emitStatus(line);
+    for (const l of this.replacedListeners) l(line);
   }
 
   private markDown(detail: string): void {

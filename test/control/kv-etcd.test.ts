@@ -4,6 +4,7 @@
 // listener that never answers).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { mkdirSync, rmSync } from 'node:fs';
 import { connect, createServer, Socket } from 'node:net';
 import { EtcdKv, grpcReason } from '../../src/control/kv/etcd-kv';
 import { KvEvent, KvUnavailableError } from '../../src/control/kv/kv';
@@ -249,6 +250,40 @@ test('TLS files that cannot be read are named in the error', () => {
     () => new EtcdKv({ endpoints: ['https://127.0.0.1:2379'], tls: { caFile: '/nonexistent/podway-ca.pem' } }),
     /CA certificate file \/nonexistent\/podway-ca\.pem/,
   );
+});
+
+test('etcd wiped under a watch (a fresh data dir at the same URL): the watch resyncs naming the store replaced, and a list reads the new store', async () => {
+  const server = await getEtcd();
+  const store = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  try {
+    const p = freshPrefix('wiped');
+    // More revisions than the fresh store will have when the watch comes back to it.
+    for (let i = 0; i < 20; i++) await store.create(`${p}old-${i}`, 'x');
+    const { revision } = await store.list(p);
+    const resyncs: { reason: string; replaced: boolean | undefined }[] = [];
+    const events: KvEvent[] = [];
+    const statuses: string[] = [];
+    const w = store.watch(p, revision + 1, {
+      onEvents: evs => events.push(...evs),
+      onResync: (reason, replaced) => resyncs.push({ reason, replaced }),
+      onStatus: s => statuses.push(s),
+    });
+    await server.kill();
+    rmSync(server.dataDir, { recursive: true, force: true });
+    mkdirSync(server.dataDir, { mode: 0o700 });
+    await server.start();
+    // Written to the new store (low revisions): never delivered as events of the old one.
+    await store.create(`${p}new`, 'y');
+    await until('the resync', () => resyncs.length > 0, 15_000);
+    assert.is(resyncs.length, 1);
+    assert.is(resyncs[0].replaced, true, 'the store was replaced');
+    assert.match(resyncs[0].reason, new RegExp(`^etcd at ${server.endpoint} went back to revision \\d+ \\(we had seen revision ${revision}\\)$`));
+    assert.equal(events, [], 'nothing of the new store delivered as the old one\'s events');
+    assert.equal((await store.list(p)).entries.map(e => e.key), [`${p}new`], 'a list reads the new store');
+    await w.close();
+  } finally {
+    await store.close();
+  }
 });
 
 test.after(async () => {

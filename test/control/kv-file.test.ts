@@ -198,7 +198,7 @@ test('the store deleted or moved under a watcher: reported down (last state kept
     await fresh.create('/s/z', '9');
     await fresh.close();
     for (let i = 0; i < 150 && resynced === null; i++) await sleep(20);
-    assert.match(resynced ?? 'no resync', /revision went back/);
+    assert.match(resynced ?? 'no resync', /went back to revision \d+ \(we had seen revision \d+\): the store was replaced/);
     assert.is((await reader.list('/s/')).entries.map(e => e.key).join(','), '/s/z', 'a re-list reads the new store');
   } finally {
     await writer.close();

@@ -15,6 +15,15 @@
 // A watch etcd cancels (its start revision was compacted, possibly while we were disconnected) is
 // reported through onResync('compacted').
 //
+// An etcd rebuilt or wiped under us (a new data dir at the same URL, a snapshot restore) accepts
+// the resumed watch as one on a future revision and says nothing: the watch would wait for
+// revisions the new store reaches only much later, and drop its writes until then as "replayed".
+// Every response header says which cluster answered (cluster_id) and the store's revision: a
+// cluster_id other than the one the watch first saw, or a revision below the last one delivered,
+// closes the watch with onResync(reason, replaced = true), and the caller lists everything again
+// (and registers its node again: kv-datastore.ts, run.ts). A fresh single-member etcd started with
+// the same name, URLs and cluster token has the same cluster_id: the revision says it then.
+//
 // reconnect() (the node's address went away: the connections made from it are dead, but only a
 // keepalive timeout, 10-15 s, would say so) makes a new client, moves the watches to it, each
 // from the last revision it delivered, and closes the old one. grpc-js shares one connection
@@ -150,6 +159,8 @@ function toEntry(kv: IKeyValue): KvEntry {
 
 export class EtcdKv implements KvStore {
   readonly description: string;
+  /** "etcd at URL[,URL]", for the lines that say what this etcd did. */
+  readonly endpointText: string;
   private client: Etcd3;
   private readonly etcdOptions: IOptions;
   /** Bumped by reconnect(): the channel option that keeps a new client off old connections. */
@@ -164,6 +175,7 @@ export class EtcdKv implements KvStore {
     this.endpoints = [...options.endpoints];
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.description = `etcd ${this.endpoints.join(',')}`;
+    this.endpointText = `etcd at ${this.endpoints.join(',')}`;
     this.etcdOptions = {
       hosts: [...this.endpoints],
       credentials: EtcdKv.credentials(options.tls),
@@ -384,6 +396,8 @@ class EtcdWatch implements KvWatch {
   /** The highest revision whose events were all delivered (fromRevision - 1 at first). */
   private delivered: number;
   private down = false;
+  /** The etcd cluster that answered first (its response headers' cluster_id). */
+  private clusterId: string | undefined;
   /** Set once etcd canceled the watch: the compaction probe whose answer names the resync. */
   private resync: Promise<void> | undefined;
   private watcher: Watcher;
@@ -406,7 +420,7 @@ class EtcdWatch implements KvWatch {
     // Only the current watcher speaks: one left behind by moveTo() is ignored until it ends.
     watcher.on('data', res => watcher === this.watcher && this.onData(res));
     watcher.on('disconnected', err => watcher === this.watcher && this.onDisconnected(err));
-    watcher.on('connected', () => watcher === this.watcher && this.onConnected());
+    watcher.on('connected', (res: IWatchResponse) => watcher === this.watcher && this.onConnected(res));
     // etcd canceled the watch (its start revision was compacted); must stay attached after close
     // too, or EventEmitter would throw the 'error' event.
     watcher.on('error', err => watcher === this.watcher && void this.onCanceled(err));
@@ -424,8 +438,31 @@ class EtcdWatch implements KvWatch {
     void old.cancel().catch(() => undefined);
   }
 
+  /**
+   * Whether the store that answered is another one than the one we watched (see the module
+   * comment); if so the watch is closed and onResync(reason, true) told.
+   */
+  private replacedStore(header: IWatchResponse['header'] | undefined): boolean {
+    if (!header) return false;
+    const cluster = String(header.cluster_id);
+    const revision = Number(header.revision);
+    let reason: string | undefined;
+    if (this.clusterId === undefined) this.clusterId = cluster;
+    else if (cluster !== this.clusterId) reason = `${this.store.endpointText} is a different cluster (cluster_id ${cluster}, was ${this.clusterId})`;
+    // A header's revision is the store's current one: never below a revision it delivered.
+    if (!reason && revision < this.delivered) reason = `${this.store.endpointText} went back to revision ${revision} (we had seen revision ${this.delivered})`;
+    if (!reason) return false;
+    this.closed = true;
+    this.resync = Promise.resolve();
+    this.onClosed();
+    void this.watcher.cancel().catch(() => undefined);
+    this.handlers.onResync(reason, true);
+    return true;
+  }
+
   private onData(res: IWatchResponse): void {
     if (this.closed) return;
+    if (this.replacedStore(res.header)) return;
     if (res.events.length === 0) {
       // A progress notification: etcd sends them only to watchers that are caught up.
       this.delivered = Math.max(this.delivered, Number(res.header.revision));
@@ -454,8 +491,9 @@ class EtcdWatch implements KvWatch {
     }
   }
 
-  private onConnected(): void {
-    if (this.closed || !this.down) return;
+  private onConnected(res: IWatchResponse | undefined): void {
+    if (this.closed || this.replacedStore(res?.header)) return;
+    if (!this.down) return;
     this.down = false;
     this.handlers.onStatus?.('up', `${this.store.description}: watch resumed from revision ${this.delivered + 1}`);
   }

@@ -616,7 +616,7 @@ export class FileKv implements KvStore {
       if (w.next > this.revision + 1) {
         // The revision went backwards: the store was replaced by another one (deleted and made
         // again by a writer, restored from a copy). The events the watcher expects never come.
-        w.resync(`revision went back from ${w.next - 1} to ${this.revision} (the store was replaced)`);
+        w.resync(`${this.description} went back to revision ${this.revision} (we had seen revision ${w.next - 1}): the store was replaced`, true);
         continue;
       }
       if (w.next > this.revision) continue;
@@ -646,11 +646,11 @@ class FileWatch implements KvWatch {
     if (!this.closed) this.handlers.onEvents(events);
   }
 
-  resync(reason: string): void {
+  resync(reason: string, replaced = false): void {
     if (this.closed) return;
     this.closed = true;
     this.detach();
-    this.handlers.onResync(reason);
+    this.handlers.onResync(reason, replaced);
   }
 
   status(status: 'up' | 'down', detail: string): void {

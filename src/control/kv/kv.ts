@@ -50,8 +50,11 @@ export interface KvWatchHandlers {
    * The watch could not continue from where it was (the store compacted past it, or it was
    * unreachable long enough that events may be lost): the caller must re-list and watch again
    * from the new list's revision. The watch is closed when this is called.
+   * `replaced`: the store itself is another one now (another etcd cluster, or its revision went
+   * back: wiped, rebuilt, restored from a snapshot): what this node wrote there (its Node) may be
+   * gone too, and every other watch on the store is as stale as this one.
    */
-  onResync(reason: string): void;
+  onResync(reason: string, replaced?: boolean): void;
   /** The store became unreachable or reachable again (for logs and health). */
   onStatus?(status: 'up' | 'down', detail: string): void;
 }

@@ -61,6 +61,8 @@ if (parentPort) {
   let lastKey = '';
   let lastSnapshot: ClusterSnapshot | null = null;
   let learned: readonly LearnedRoute[] = [];
+  /** Every BGP peer's IPv4 routes are all here (BgpAgent onLearned). */
+  let complete = false;
   // The speaker's modules load with --bgp only.
   const speakerModule = init.bgp ? (require('../control/bgp/speaker') as typeof import('../control/bgp/speaker')) : null;
   const agent = speakerModule
@@ -69,15 +71,16 @@ if (parentPort) {
         createSpeaker: (options) => new speakerModule.BgpSpeaker({ ...options, log: (level, message) => port.postMessage({ type: 'log', level, message }) }),
         resolveSecret: init.bgpSecretsDir ? (name, key) => secretFromDir(init.bgpSecretsDir!, name, key) : undefined,
         log: (message, level = 'info') => port.postMessage({ type: 'log', level, message }),
-        onLearned: (routes) => {
+        onLearned: (routes, all) => {
           learned = routes;
+          complete = all;
           if (lastSnapshot) onChange(lastSnapshot, false);
         },
       })
     : null;
 
   const modelFor = (snap: ClusterSnapshot): NodeDataplaneModel => {
-    const bgp = agent ? { bgp: { learned } } : {};
+    const bgp = agent ? { bgp: { learned, complete } } : {};
     const first = computeNodeModel(snap, init.node, bgp);
     let mtu = underlayMtu.get(first.node.ip);
     if (mtu === undefined) {

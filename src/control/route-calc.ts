@@ -157,6 +157,13 @@ export interface NodeDataplaneModel {
    * and so does podway (dataplane/host-programmer.ts). Pool prefixes stay podway's own.
    */
   readonly kernelRoutes?: readonly KernelLearnedRoute[];
+  /**
+   * With BGP: every configured peer's session is Established and has sent its IPv4 End-of-RIB, so
+   * kernelRoutes is every peer's whole table: a learned route an earlier run left in the kernel
+   * (adopted at start) that is not in it now is gone for good (as RFC 4724's restarting speaker
+   * deletes its stale routes then), not held any longer.
+   */
+  readonly kernelRoutesComplete?: boolean;
 }
 
 /** A learned prefix for the node's kernel: `cidr` via `via` (IPv4 text), learned from `peer`. */
@@ -178,7 +185,9 @@ export interface RouteCalcOptions {
   /** MTU of the underlay NIC (default 1500). */
   readonly underlayMtu?: number;
   /** BGP mode: routes of IPIP and unencapsulated pools come from these learned routes. */
-  readonly bgp?: { readonly learned: readonly LearnedRoute[] };
+  /** `complete`: every BGP peer's IPv4 routes are all here (End-of-RIB from each; NodeModel's
+   * kernelRoutesComplete). */
+  readonly bgp?: { readonly learned: readonly LearnedRoute[]; readonly complete?: boolean };
 }
 
 interface NodeInfo {
@@ -437,7 +446,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     mtu,
     encap,
     v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod),
-    ...(options.bgp ? { kernelRoutes } : {}),
+    ...(options.bgp ? { kernelRoutes, kernelRoutesComplete: options.bgp.complete === true } : {}),
   };
 }
 

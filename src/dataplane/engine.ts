@@ -1247,9 +1247,11 @@ export class Engine {
     // prefix again, at most LEARNED_HOLD_MS (as BIRD's kernel protocol with graceful restart keeps
     // them). Per route: a slow peer's prefix is not dropped because a quicker peer's came first.
     // Learned again, it leaves the hold for good (a later withdrawal removes it at once); one no
-    // peer brings again goes when the hold ends.
+    // peer brings again goes when the hold ends, or as soon as every peer's session is up and has
+    // said End-of-RIB (kernelRoutesComplete: nobody will bring it).
     if (this.learnedHeld.size > 0) {
-      if (Date.now() >= this.learnedHeldUntil) this.learnedHeld.clear();
+      // Every peer's whole table is here (each said End-of-RIB): what it lacks is gone for good.
+      if (Date.now() >= this.learnedHeldUntil || model.kernelRoutesComplete === true) this.learnedHeld.clear();
       for (const l of learned) this.learnedHeld.delete(l.cidr);
       learned.push(...this.learnedHeld.values());
     }

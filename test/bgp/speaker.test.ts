@@ -66,7 +66,7 @@ test('two podway speakers, both dialling: collision leaves one session; IPv4 and
   }
 });
 
-test('graceful restart helper: a peer that restarts keeps its routes with us until End-of-RIB or its restart time', async () => {
+test('graceful restart helper: a peer that restarts keeps its routes with us until End-of-RIB or its restart time; ipv4RibsComplete follows its End-of-RIB', async () => {
   const ip = loopbackNet();
   const [pa, pb] = [randomPort(), randomPort()];
   const makeA = (gr: number) => {
@@ -78,12 +78,15 @@ test('graceful restart helper: a peer that restarts keeps its routes with us unt
   try {
     b.setPeers([{ address: ip(2), asNumber: 64512, passive: true }]);
     await b.start();
+    assert.is(b.ipv4RibsComplete(), false, 'its peer is not Established');
     const a1 = makeA(30);
     a1.setExports([{ prefix: '10.244.1.0/26' }, { prefix: '10.244.1.64/26' }]);
     await a1.start();
     await waitFor('learned', () => b.learned().length === 2);
+    await waitFor('the whole table in (End-of-RIB)', () => b.ipv4RibsComplete());
     await a1.stop({ graceful: true });
     await waitFor('b sees the session go', () => state(b).state !== 'Established');
+    assert.is(b.ipv4RibsComplete(), false, 'the peer is restarting');
     await new Promise(r => setTimeout(r, 1000));
     assert.is(b.learned().length, 2, 'routes kept while the peer restarts');
 
@@ -93,6 +96,7 @@ test('graceful restart helper: a peer that restarts keeps its routes with us unt
     await a2.start();
     await waitFor('re-established', () => state(b).state === 'Established');
     await waitFor('stale route gone after End-of-RIB', () => b.learned().map(r => r.prefix).join() === '10.244.1.64/26');
+    assert.is(b.ipv4RibsComplete(), true, 'its End-of-RIB came in again');
 
     // Gone for good: dropped once its restart time (2 s) is over.
     await a2.stop({ graceful: true });

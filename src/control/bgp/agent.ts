@@ -52,8 +52,9 @@ export interface BgpAgentOptions extends BgpPlanOptions {
   /** First and longest wait before starting a speaker again that failed to start (ms; default
    * 1 s doubling up to 30 s). */
   readonly retryMs?: { first: number; max: number };
-  /** Called (coalesced) when the best learned routes change. */
-  readonly onLearned: (learned: readonly LearnedRoute[]) => void;
+  /** Called (coalesced) when the best learned routes change, or whether every peer's IPv4 routes
+   * are all here (`complete`: BgpSpeaker.ipv4RibsComplete). */
+  readonly onLearned: (learned: readonly LearnedRoute[], complete: boolean) => void;
   /** Quiet time after a burst of route changes before onLearned (default 20 ms). */
   readonly settleMs?: number;
 }
@@ -62,6 +63,7 @@ export class BgpAgent {
   private speaker: BgpSpeaker | null = null;
   private plan: BgpPlan | null = null;
   private best: readonly LearnedRoute[] = [];
+  private complete = false;
   private warningsKey = '';
   private timer: NodeJS.Timeout | undefined;
   /** Speaker starts and stops, one at a time and in order. */
@@ -197,9 +199,11 @@ export class BgpAgent {
       this.timer = undefined;
       if (this.stopped || !this.speaker) return;
       const best = bestLearnedRoutes(this.speaker.learned());
-      if (learnedEqual(best, this.best)) return;
+      const complete = this.speaker.ipv4RibsComplete();
+      if (learnedEqual(best, this.best) && complete === this.complete) return;
       this.best = best;
-      this.options.onLearned(best);
+      this.complete = complete;
+      this.options.onLearned(best, complete);
     }, this.options.settleMs ?? 20);
   }
 }

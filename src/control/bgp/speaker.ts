@@ -126,6 +126,8 @@ interface Peer {
   discarded: number;
   /** RFC 4724 helper: prefixes kept from a restarting peer until its End-of-RIB or the timer. */
   stale?: Set<string>;
+  /** The peer said IPv4 End-of-RIB since its session was last Established (ipv4RibsComplete). */
+  eor4?: boolean;
   staleTimer?: NodeJS.Timeout;
   /** The subnet of our interface on this session, when the peer is on it (one hop away). */
   sharedSubnet?: Subnet;
@@ -341,6 +343,20 @@ export class BgpSpeaker extends EventEmitter {
     this.scheduleFlush();
   }
 
+  /**
+   * Whether every configured peer's IPv4 routes are all here: its session Established and, when
+   * IPv4 was negotiated, its End-of-RIB received (RFC 4724: the initial update is over). A peer
+   * that never says End-of-RIB (no graceful restart support) keeps this false. A change emits
+   * 'routes' like a route change.
+   */
+  ipv4RibsComplete(): boolean {
+    for (const p of this.peers.values()) {
+      const conn = p.session.established;
+      if (!conn || (conn.families.has(Afi.Ipv4) && !p.eor4)) return false;
+    }
+    return true;
+  }
+
   learned(): BgpRoute[] {
     return [...this.best.values()].map(p => ({
       prefix: p.prefix,
@@ -455,6 +471,10 @@ export class BgpSpeaker extends EventEmitter {
     const eor = endOfRibFamily(m);
     if (eor !== null) {
       this.dropStale(p, eor);
+      if (eor === Afi.Ipv4 && !p.eor4) {
+        p.eor4 = true;
+        this.routesChanged();
+      }
       return;
     }
     const gone = [...m.withdrawn, ...(m.attrs.mpUnreach?.withdrawn ?? [])];
@@ -517,6 +537,7 @@ export class BgpSpeaker extends EventEmitter {
 
   private onDown(p: Peer, restartFamilies: Afi[], restartSeconds: number): void {
     p.ribOut.clear();
+    p.eor4 = false;
     this.dropStale(p);
     if (!restartFamilies.length) {
       this.forgetRoutes(p);
@@ -555,6 +576,7 @@ export class BgpSpeaker extends EventEmitter {
 
   private onEstablished(p: Peer): void {
     p.ribOut.clear();
+    p.eor4 = false;
     const conn = p.session.established!;
     p.sharedSubnet = this.isEbgp(p) ? sharedSubnetOf(conn.localAddress, p.config.address) : undefined;
     // A restarted peer that no longer preserves forwarding for a family: its stale routes go now.

@@ -201,6 +201,10 @@ export function buildProgram(): Command {
       `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}`,
       `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,
       `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${s.knownNodes.join(', ')}`,
+      // IPv6 beside: its own line when the node has an address or routes of that family
+      s.ipv6 && (s.ipv6.nodeIp || s.ipv6.routes > 0)
+        ? `ipv6: node ${s.ipv6.nodeIp ?? 'no address'}; vtep ${s.ipv6.vtep.ip ?? '-'} ${s.ipv6.vtep.mac}; ${s.ipv6.routes} routes; mtu: pod ${s.ipv6.podMtu}, vxlan ${s.ipv6.vxlanMtu}; known nodes: ${s.ipv6.knownNodes.join(', ') || '-'}`
+        : null,
     ];
     for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
     for (const w of s.waiting ?? []) lines.push(`waiting for: ${w}`);

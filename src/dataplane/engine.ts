@@ -1584,7 +1584,12 @@ export class Engine {
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
       modelsApplied: this.applied,
       routes: m?.routes.length ?? 0,
-      withheld: [...(m?.withheld ?? []), ...[...this.pending.values()].map(({ ep, error }) => ({ cidr: ep.cidrs.join(','), node: m?.node.name ?? '', reason: `interface ${ep.interfaceName} not attached: ${error}` }))],
+      // IPv6: the node's own address and VTEP, its routes, and the other nodes' IPv6 addresses
+      ipv6: m ? {
+        nodeIp: m.v6.ip6, vtep: { ip: m.v6.vtepIp6, mac: m.v6.vtepMac6 }, routes: m.v6.routes.length,
+        podMtu: m.v6.vxlan ? Math.min(m.mtu.pod, m.v6.vxlanMtu) : m.mtu.pod, vxlanMtu: m.v6.vxlanMtu, knownNodes: m.v6.knownNodeIps6,
+      } : null,
+      withheld: [...(m?.withheld ?? []), ...(m?.v6.withheld ?? []), ...[...this.pending.values()].map(({ ep, error }) => ({ cidr: ep.cidrs.join(','), node: m?.node.name ?? '', reason: `interface ${ep.interfaceName} not attached: ${error}` }))],
       endpoints: this.endpoints.size,
       mtu: m?.mtu ?? null,
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],

@@ -1,7 +1,7 @@
 /**
  * Readiness of `podway run`: ready when a model is applied, the node's ports are open and
  * receiving (every worker's), the datastore is in sync (reachable, not re-listing), and no block of
- * the node in a VXLAN pool lacks its tunnel address (peers could not reach it), and (with --bgp)
+ * the node lacks the tunnel or IPv6 address peers need to reach it (control/tunnel-gaps.ts), and (with --bgp)
  * the BGP speaker runs and every configured session is Established, as calico-node's -bird-ready
  * ("BGP not established with ..."). Served as
  * /readyz on the metrics port and shown by `podway status`; /livez only says the process answers.
@@ -82,7 +82,7 @@ export class Health implements Collector {
       for (const w of all[0]?.waiting ?? []) waiting.push(w);
     }
     if (!this.datastore.inSync) reasons.push(`datastore: ${this.datastore.reason}`);
-    for (const g of this.tunnelGaps) reasons.push(`tunnel address: ${g}`);
+    for (const g of this.tunnelGaps) reasons.push(`unreachable: ${g}`);
     for (const b of bgp) reasons.push(`bgp: ${b}`);
     const report = { ready: reasons.length === 0, reasons, checks: { modelApplied, portsAttached, datastoreInSync: this.datastore.inSync }, waiting };
     this.last = report;

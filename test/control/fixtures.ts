@@ -27,7 +27,7 @@ export function affinity(nodeName: string, cidr: string, state = 'confirmed'): O
   return {
     apiVersion: API,
     kind: 'BlockAffinity',
-    metadata: { name: `${nodeName}-${cidr.replace(/[./]/g, '-')}` },
+    metadata: { name: `${nodeName}-${cidr.replace(/[./:]/g, '-')}` },
     spec: { node: nodeName, cidr, state, deleted: 'false' },
   };
 }

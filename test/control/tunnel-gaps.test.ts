@@ -29,7 +29,7 @@ test('a node with a block in a (disabled) VXLAN pool and no tunnel address: not 
   assert.match(gaps[0]!, 'VXLAN block(s) 10.70.0.0/26 but no IPv4 VXLAN tunnel address');
   const r = await readiness(gaps);
   assert.is(r.ready, false);
-  assert.equal(r.reasons, [`tunnel address: ${gaps[0]}`]);
+  assert.equal(r.reasons, [`unreachable: ${gaps[0]}`]);
   // node b has its address: nothing to say; and the other nodes indeed withhold a's block
   assert.equal(tunnelAddressGaps(computeNodeModel(snap, 'b')), []);
   assert.ok(computeNodeModel(snap, 'b').withheld.some((w) => w.cidr === '10.70.0.0/26' && /VTEP IP unknown/.test(w.reason)));
@@ -41,6 +41,17 @@ test('no gap without VXLAN: an unencapsulated pool needs no tunnel address, nor 
   assert.equal(tunnelAddressGaps(computeNodeModel(plain, 'a')), []);
   const empty = snapshotOf(pool('p', '10.72.0.0/16', { vxlanMode: 'Always' }), node('a', '10.99.0.1/24'));
   assert.equal(tunnelAddressGaps(computeNodeModel(empty, 'a')), []);
+});
+
+test('a node with IPv6 blocks and no IPv6 address: not ready once other nodes exist (they withhold its blocks); alone it is', () => {
+  const v6pool = pool('p6', 'fd00:73::/64');
+  const pair = snapshotOf(pool('p', '10.73.0.0/16'), v6pool, node('a', '10.99.0.1/24'), node('b', undefined, undefined, { bgp: { ipv4Address: '10.99.0.2/24', ipv6Address: 'fd99::2/64' } }), affinity('a', 'fd00:73::/122'));
+  const gaps = tunnelAddressGaps(computeNodeModel(pair, 'a'));
+  assert.is(gaps.length, 1);
+  assert.match(gaps[0]!, 'IPv6 block(s) fd00:73::/122 but no IPv6 address of its own');
+  assert.ok(computeNodeModel(pair, 'b').v6.withheld.some((w) => w.cidr === 'fd00:73::/122' && /node IPv6 address unknown/.test(w.reason)));
+  const alone = snapshotOf(pool('p', '10.73.0.0/16'), v6pool, node('a', '10.99.0.1/24'), affinity('a', 'fd00:73::/122'));
+  assert.equal(tunnelAddressGaps(computeNodeModel(alone, 'a')), []);
 });
 
 test.run();

@@ -11,6 +11,8 @@
  * port counters. Pods with offloads off
  * are covered by test/e2e/ipv6-interop.test.ts and cluster-ipv6.test.ts.
  */
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Lab, run } from '../../src/lab/lab';
@@ -72,6 +74,16 @@ test('podway endpoints lists both families of each pod', async () => {
   const web1 = lab!.pod('web-1');
   const row = eps.find((e) => e.interface === web1.ifname);
   assert.equal(row?.networks, [`${web1.ip}/32`, `${web1.ip6}/128`]);
+});
+
+test('podway status shows the IPv6 side: the node\'s address and VTEP, its IPv6 routes, pod MTU 1430, the other node', () => {
+  const n1 = lab!.node('node1');
+  const out = execFileSync(process.execPath, [path.join(__dirname, '..', '..', '..', 'bin', 'podway.js'), 'status', '--control', n1.control], { encoding: 'utf8', timeout: 20_000 });
+  const line = out.split('\n').find((l) => l.startsWith('ipv6: '));
+  assert.ok(line, out);
+  assert.match(line!, `ipv6: node ${n1.ip6}; vtep ${n1.vtep6} `);
+  assert.match(line!, /; [1-9]\d* routes; mtu: pod 1430, vxlan 1430; known nodes: /);
+  assert.match(line!, lab!.node('node2').ip6!);
 });
 
 test('VXLAN over IPv6: ping6 both ways between veth, tap and tun pods on two nodes, hop limit 62', async () => {

@@ -2,8 +2,9 @@
 // network namespace of its own (runPrivateNetns: a veth underlay holds the node's address): a tun
 // pod's packets to node2 over a direct route wait while node2's ARP is unanswered; ARP replies the
 // neighbour table refuses (a broadcast, multicast or zero sender MAC, an address it does not want,
-// a malformed reply) release nothing; node2's reply sends them, in order, to its MAC. A neighbour
-// that never answers: its held packets are dropped when it turns FAILED, and counted.
+// a malformed reply) release nothing; node2's reply sends them, in order, to its MAC, also when
+// another worker received it and shared it. A neighbour that never answers: its held packets are
+// dropped when it turns FAILED, and counted. IPv6 the same with node2's Neighbor Advertisement.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
@@ -132,6 +133,34 @@ test('a neighbour that never answers: its held packets are dropped when it turns
   r.io.inject(r.ul, arp(2, NODE2_MAC, '10.99.0.2', 'ff:ff:ff:ff:ff:ff'));
   r.io.pump();
   assert.equal(ipv4Sent(r.io.take(r.ul)), []);
+});
+
+test('two workers: the one that held the packets sends them when the other receives the answer and shares it', () => {
+  // As run.ts wires its workers: an answer a worker's table takes goes to the others (learnShared).
+  let w0: Engine | null = null;
+  let w1: Engine | null = null;
+  const r0 = rig({ neighbor: { retransMs: 20_000 }, worker: { index: 0, count: 2 }, onNeighbor: (ip, mac, announced) => w1?.learnShared(ip, mac, announced) });
+  const r1 = rig({ neighbor: { retransMs: 20_000 }, worker: { index: 1, count: 2 }, onNeighbor: (ip, mac, announced) => w0?.learnShared(ip, mac, announced) });
+  w0 = r0.engine;
+  w1 = r1.engine;
+  r0.io.take(r0.ul);
+  r1.io.take(r1.ul);
+  r0.io.inject(r0.tun, uToRd(401), uToRd(402));
+  r0.io.pump();
+  assert.is(counter(r0.engine, 'neighbor_queued'), 2, 'worker 0 read the tun pod and held its packets');
+  // PACKET_FANOUT hands node2's reply to worker 1
+  const ulMac = r1.ulMac.replace(/(..)(?=.)/g, '$1:');
+  r1.io.inject(r1.ul, arp(2, NODE2_MAC, '10.99.0.2', ulMac));
+  r1.io.pump();
+  assert.equal(ipv4Sent(r1.io.take(r1.ul)), [], 'worker 1 held nothing, sends nothing');
+  const sent = ipv4Sent(r0.io.take(r0.ul));
+  assert.is(sent.length, 2, 'worker 0 sent its held packets on its own underlay port');
+  sent.forEach((f, k) => {
+    assert.is(toHex(f.bytes, 0, 6), NODE2_MAC.replace(/:/g, ''));
+    assert.is((f.bytes[14 + 4] << 8) | f.bytes[14 + 5], 401 + k);
+  });
+  assert.is(counter(r0.engine, 'neighbor_queue_sent'), 2);
+  assert.is(counter(r1.engine, 'neighbor_queue_sent'), 0);
 });
 
 /** caliA's IPv6 packet to a pod on node2 (IPv6 VXLAN), hop limit `hl` to tell them apart. */

@@ -177,7 +177,13 @@ export function buildProgram(): Command {
       const logLevel = startLevel(o.logLevel);
       const metricsPort = metricsPortOption(o.metricsPort);
       const metricsHost: string | undefined = o.metricsHost ?? (process.env.FELIX_PROMETHEUSMETRICSHOST || undefined);
-      const bgp = !!o.bgp || process.env.CALICO_NETWORKING_BACKEND === 'bird';
+      const backend = process.env.CALICO_NETWORKING_BACKEND;
+      // calico-node's values: bird (BGP), vxlan and none (no BGP). Anything else is a typo that
+      // would otherwise run a node without the BGP its operator asked for.
+      if (backend !== undefined && backend !== '' && !['bird', 'vxlan', 'none'].includes(backend)) {
+        throw new Error(`run: CALICO_NETWORKING_BACKEND must be bird, vxlan or none, got ${JSON.stringify(backend)}`);
+      }
+      const bgp = !!o.bgp || backend === 'bird';
       const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);
       const autodetectPollMs = pollText === undefined ? DEFAULT_AUTODETECT_POLL_MS : parseDuration(pollText, o.autodetectPollInterval !== undefined ? 'run: --autodetect-poll-interval' : 'run: AUTODETECT_POLL_INTERVAL');
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new Error('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');

@@ -75,6 +75,13 @@ t('--ip without a prefix length, a malformed --ip6, a bad --underlay-ring-mb: re
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });
 
+t('an unknown CALICO_NETWORKING_BACKEND is refused (a typo of bird ran the node without BGP)', async () => {
+  const r = await podway(['run', '--node', 'nx', '--datastore', store, '--control', path.join(tempDir(), 'c.sock')], { CALICO_NETWORKING_BACKEND: 'birdd' });
+  assert.is(r.code, 1, r.err);
+  assert.match(r.err, 'run: CALICO_NETWORKING_BACKEND must be bird, vxlan or none, got "birdd"');
+  assert.not.match(await registeredNodes(), /\bnx\b/);
+});
+
 t('file: datastore: --ip or --ip6 other than the file\'s Node address is refused naming the flag (it was ignored without a word)', async () => {
   const file = path.join(tempDir(), 'cluster.yaml');
   writeFileSync(file, [

@@ -238,6 +238,7 @@ test('unreachable: a listener that never answers → KvUnavailableError within t
     assert.ok(err instanceof KvUnavailableError, `got ${err}`);
     assert.match(err!.message, endpoint);
     assert.ok(took >= 700 && took < 800 + 1000, `took ${took} ms`);
+    assert.is(err!.message, `etcd ${endpoint} unreachable (list /x/): no answer within 800 ms`, 'not gRPC\'s "Waiting for LB pick"');
   } finally {
     await store.close();
     for (const s of sockets) s.destroy();

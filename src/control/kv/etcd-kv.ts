@@ -242,7 +242,10 @@ export class EtcdKv implements KvStore {
       err instanceof EtcdWatchStreamEnded ||
       isRecoverableError(err)
     ) {
-      const kvErr = new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${grpcReason(err.message)}`);
+      // A deadline's own text is gRPC's internals ("Deadline exceeded after 5.001s,LB pick: ...",
+      // "Waiting for LB pick"): what it means to an operator is that nothing answered in time.
+      const reason = err instanceof GRPCDeadlineExceededError ? `no answer within ${this.timeoutMs} ms` : grpcReason(err.message);
+      const kvErr = new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${reason}`);
       (kvErr as { cause?: unknown }).cause = err;
       return kvErr;
     }

@@ -190,7 +190,10 @@ test('graceful restart: BIRD keeps our routes across stop({graceful}) and drops 
 });
 
 test('graceful restart: without a return BIRD drops our routes after the restart time; a plain stop withdraws at once', async () => {
-  const { speaker, bird, again } = await setup({ birdAs: 64512, ourAs: 64512, statics: [], gracefulRestartSeconds: 2 });
+  // A 6 s restart time (was 2 s): the "kept" check below runs a birdc 0.5 s after the stop, and
+  // on a loaded 2-CPU host that process start alone can take a second or more; the "withdrawn at
+  // once" wait (4 s) must still end before a restart time would have run out.
+  const { speaker, bird, again } = await setup({ birdAs: 64512, ourAs: 64512, statics: [], gracefulRestartSeconds: 6 });
   let second: BgpSpeaker | undefined;
   try {
     speaker.setExports([{ prefix: '10.244.6.0/26' }]);
@@ -199,14 +202,14 @@ test('graceful restart: without a return BIRD drops our routes after the restart
     await speaker.stop({ graceful: true });
     await new Promise(r => setTimeout(r, 500));
     assert.is((await bird.routes('podway')).length, 1, 'kept during the restart time');
-    await waitFor('dropped after the restart time', async () => (await bird.routes('podway')).length === 0, 10000);
+    await waitFor('dropped after the restart time', async () => (await bird.routes('podway')).length === 0, 20000);
 
     second = again();
     second.setExports([{ prefix: '10.244.6.0/26' }]);
     await second.start();
     await waitFor('back in BIRD', async () => (await bird.routes('podway')).length === 1);
     await second.stop();
-    await waitFor('withdrawn by the NOTIFICATION', async () => (await bird.routes('podway')).length === 0, 2000);
+    await waitFor('withdrawn by the NOTIFICATION', async () => (await bird.routes('podway')).length === 0, 4000);
     assert.match(await bird.protocol('podway'), /Received: Administrative shutdown/);
   } finally {
     await second?.stop();

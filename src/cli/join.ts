@@ -124,7 +124,9 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
     }
   }
   const addrs = [ipv4Address, ipv6Address, t.v4.addr && `vxlan ${t.v4.addr}`, t.v6.addr && `vxlan-v6 ${t.v6.addr}`].filter(Boolean).join(', ');
-  say(`node ${opts.node} ${reg.action} in ${kv.description} (${addrs})`);
+  // A tunnel address assigned or released is written to the Node too: then it was updated.
+  const tunnelsChanged = [t.v4, t.v6].some((o) => o.action === 'assigned' || o.action === 'released');
+  say(`node ${opts.node} ${reg.action === 'unchanged' && tunnelsChanged ? 'updated' : reg.action} in ${kv.description} (${addrs})`);
   const ready = await markDatastoreReady(kv);
   if (ready.action !== 'unchanged') say(`datastore marked ready (ClusterInformation default ${ready.action})`);
 }

@@ -154,4 +154,52 @@ test('podway run forwards IPv6 between veth, tap and tun pods the plugin made', 
   }, true, 'Never');
 });
 
+test('with a node IPv6 address: the node and the veth, tap and tun pods the plugin made ping each other over IPv6; a DEL takes the veth pod\'s /128 off the node', async () => {
+  await withDualStack(async (h) => {
+    let podway: RunningPodway | null = null;
+    let log: string[] = [];
+    const ping6 = (ns: string, to: string): string => sh('ip', ['netns', 'exec', ns, 'ping', '-6', '-n', '-c', '3', '-i', '0.2', '-w', '10', to], { allowFail: true, timeoutMs: 15_000 });
+    try {
+      h.addUplink();
+      h.node.ip('-6', 'addr', 'add', 'fd99::1/64', 'dev', 'eth0', 'nodad');
+      podway = h.startPodway(['--ip6', 'fd99::1/64']);
+      log = podway.log;
+      await podway.ready();
+      const pods = [{ label: 'hv', type: 'veth' }, { label: 'ht', type: 'tap' }, { label: 'hu', type: 'tun' }].map((p) => ({ ...p, ns: h.pod(p.label), id: cid(p.label) }));
+      const ip6: Record<string, string> = {};
+      for (const p of pods) {
+        const r = (await h.add(p.ns, p.id, { args: args(`pod-${p.label}`), extra: { interfaceType: p.type } })).json;
+        ip6[p.label] = (r.ips[1].address as string).split('/')[0];
+      }
+      let attached = false;
+      for (let i = 0; i < 150 && !attached; i++) {
+        attached = ((await controlRequest(h.control, { cmd: 'endpoints' })) as unknown[]).length === pods.length;
+        if (!attached) await sleep(100);
+      }
+      assert.ok(attached, `podway attached the three pods: ${log.slice(-5).join(' | ')}`);
+      const route128 = () => h.ipJson(h.node, '-6', 'route', 'show', `${ip6.hv}/128`) as { dev: string }[];
+      for (let i = 0; i < 100 && route128().length === 0; i++) await sleep(100);
+      assert.is(route128().length, 1, `the node's /128 for the veth pod: ${JSON.stringify(h.ipJson(h.node, '-6', 'route', 'show'))}`);
+      assert.match(route128()[0].dev, /^cali/);
+      for (const p of pods) {
+        const there = ping6(h.node.name, ip6[p.label]);
+        assert.is(parsePing(there, 3).received, 3, `node -> ${p.label} (${ip6[p.label]}): ${there} | ${log.slice(-5).join(' | ')}`);
+        const back = ping6(p.ns.name, 'fd99::1');
+        assert.is(parsePing(back, 3).received, 3, `${p.label} -> node fd99::1: ${back} | ${log.slice(-5).join(' | ')}`);
+      }
+      for (const p of pods) {
+        const d = await h.call({ command: 'DEL', containerId: p.id, netns: p.ns.path, ifname: 'eth0', args: args(`pod-${p.label}`), extra: { interfaceType: p.type } });
+        assert.is(d.exitCode, 0, d.stdout);
+      }
+      for (let i = 0; i < 100 && route128().length > 0; i++) await sleep(100);
+      assert.equal(route128(), [], 'the /128 went with the pod');
+    } catch (e) {
+      console.log(log.slice(-20).join('\n'));
+      throw e;
+    } finally {
+      await podway?.stop();
+    }
+  }, true, 'Never');
+});
+
 test.run();

@@ -277,6 +277,8 @@ export class Engine {
   private readonly host: HostProgrammer | null;
   /** tx4's tx errors when last reported, and when (see checkTx4Refusals). */
   private tx4Refused = { reported: 0, at: 0 };
+  /** The same for tx6 (pods' IPv6 to other nodes' addresses). */
+  private tx6Refused = { reported: 0, at: 0 };
   /** Learned kernel routes adopted at start, by prefix, each kept until BGP brings that prefix
    * again or the hold ends (see hostState). */
   private readonly learnedHeld = new Map<string, HostLearnedRoute>();
@@ -469,6 +471,7 @@ export class Engine {
       this.neighborTimer = setInterval(() => {
         this.ageNeighbors();
         this.checkTx4Refusals();
+        this.checkTx6Refusals();
       }, this.neighborTickMs);
       this.neighborTimer.unref();
     }
@@ -1279,6 +1282,20 @@ export class Engine {
     const why = st.lastError === 'ENETUNREACH' ? ' (no route on the node: with --bgp, check that the learned route is in the kernel, `ip route show proto bird`)' : '';
     this.log.warn(`tx4(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pod egress, natOutgoing), last ${st.lastError ?? 'error unknown'}${why}; they are lost (tx4(raw)'s txErrors and lastError in \`podway counters\`, podway_port_errors_total{direction="tx"} in /metrics)`, { component: 'host', refused: fresh, errno: st.lastError ?? null });
     this.tx4Refused = { reported: st.txErrors, at: now };
+  }
+
+  /** As checkTx4Refusals, for tx6(raw): pods' IPv6 packets for other nodes' addresses the node's
+   * kernel refused (ENETUNREACH: no IPv6 route to that node). */
+  private checkTx6Refusals(): void {
+    if (this.infra.tx6 < 0) return;
+    const st = this.io.stats(this.infra.tx6);
+    const now = Date.now();
+    if (st.txErrors < this.tx6Refused.reported) this.tx6Refused.reported = 0; // port reopened
+    const fresh = st.txErrors - this.tx6Refused.reported;
+    if (fresh <= 0 || now - this.tx6Refused.at < TX4_REFUSED_LOG_MS) return;
+    const why = st.lastError === 'ENETUNREACH' ? ' (no IPv6 route on the node to that node\'s address, `ip -6 route get ADDR`)' : '';
+    this.log.warn(`tx6(raw): the node's kernel refused ${fresh} packet(s) pods sent to other nodes' IPv6 addresses, last ${st.lastError ?? 'error unknown'}${why}; they are lost (tx6(raw)'s txErrors and lastError in \`podway counters\`)`, { component: 'host', refused: fresh, errno: st.lastError ?? null });
+    this.tx6Refused = { reported: st.txErrors, at: now };
   }
 
   /**

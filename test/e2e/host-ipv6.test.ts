@@ -7,7 +7,8 @@
  * - veth, tap and tun pods ping their own node's IPv6 address (the kernel's reply takes the /128
  *   or the pool route back);
  * - a pod pings another node's IPv6 address (out through the node's routing, tx6, counted
- *   `egress`; the reply comes back through that node's pool route and podway);
+ *   `egress`; the reply comes back through that node's pool route and podway); without a route
+ *   there the kernel refuses them: counted on tx6(raw) and logged;
  * - a pod removed from the datastore takes its /128 and neighbour with it, and a restart after a
  *   SIGKILL removes a /128 no endpoint wants any more (adopted, as IPv4's /32s are).
  */
@@ -16,7 +17,7 @@ import * as assert from 'uvu/assert';
 import { writeFileSync, renameSync } from 'node:fs';
 import { Lab, POOL6_CIDR, run, pingArgs, parsePing } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, routes, logTail, until, sleep } from './e2e-kit';
+import { guard, teardown, isRoot, routes, logTail, until, sleep, waitLog } from './e2e-kit';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'tap-1', type: 'tap' as const }, { name: 'gone-1', type: 'veth' as const }] },
@@ -122,6 +123,21 @@ test('a pod pings another node\'s IPv6 address: out through the node\'s routing 
     const after = await reasons(from.node);
     assert.ok((after.egress ?? 0) - (before.egress ?? 0) >= 4, `${pod}'s node counted the requests as egress: ${before.egress} -> ${after.egress}`);
   }
+});
+
+test('the node\'s kernel refusing them (no IPv6 route to the other node): counted on tx6(raw), said in the log', async () => {
+  const n1 = lab!.node('node1');
+  const mark = n1.log.length;
+  run('ip', ['-n', n1.ns, '-6', 'route', 'del', 'fd99::/64', 'dev', 'eth0']);
+  try {
+    const p = lab!.ping('web-1', node6('node2'), 2);
+    assert.is(p.received, 0, 'no route on node1: lost');
+    const line = await waitLog(n1, /tx6\(raw\): the node's kernel refused \d+ packet\(s\) .*ENETUNREACH \(no IPv6 route/, mark, 10_000);
+    assert.ok(line, `logged: ${n1.log.slice(mark).join(' | ')}`);
+  } finally {
+    run('ip', ['-n', n1.ns, '-6', 'route', 'replace', 'fd99::/64', 'dev', 'eth0']);
+  }
+  assert.ok(await reachable(lab!.pod('web-1').ns, node6('node2')), 'reachable again with the route back');
 });
 
 test('a pod removed from the datastore takes its /128 and IPv6 neighbour off the node; a restart after SIGKILL removes one left behind', async () => {

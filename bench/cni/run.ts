@@ -121,7 +121,7 @@ class BenchNode {
     // /20 in /26 blocks: room for every pod of the largest batch, and then some.
     await applyResource(this.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `bench-${this.tag}` }, spec: { cidr: '10.250.0.0/20', blockSize: 26, vxlanMode: 'Never', ipipMode: 'Never' } });
     const control = path.join(this.dir, 'podway.sock');
-    this.podway = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, path.join(ROOT, 'bin', 'podway.js'), 'run', '--node', this.node, '--datastore', spec, '--ip', '10.99.0.1/24', '--control', control], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.podway = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, path.join(ROOT, 'bin', 'podway.js'), 'run', '--node', this.node, '--datastore', spec, '--ip', '10.99.0.1/24', '--control', control, '--model-cache', path.join(this.dir, 'model.json')], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.podway.stderr!.setEncoding('utf8').on('data', (d: string) => {
       this.log.push(...d.split('\n').filter(Boolean));
       if (this.log.length > 200) this.log.splice(0, this.log.length - 200);

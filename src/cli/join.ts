@@ -39,6 +39,9 @@ export interface JoinOptions {
   atStart?: boolean;
   /** Warnings (an address replaced or changed); default: `say`. */
   warn?: (m: string) => void;
+  /** Ends the wait for an unreachable store (podway run stopping while it forwards on its cached
+   * model): joinCluster then rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 interface StoredNode { spec?: { bgp?: { ipv4Address?: string; ipv6Address?: string }; ipv4VXLANTunnelAddr?: string; ipv6VXLANTunnelAddr?: string } }
@@ -52,15 +55,25 @@ export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (
   try {
     const backoff = new Backoff({ first: 1000, max: RETRY_MAX_MS });
     for (;;) {
+      opts.signal?.throwIfAborted();
       try {
         await joinOnce(kv, opts, say);
         return;
       } catch (e) {
         if (!(e instanceof KvUnavailableError)) throw e;
+        opts.signal?.throwIfAborted();
         // e says which store and what failed: "etcd URL unreachable (get KEY): connect ECONNREFUSED ...".
         const wait = backoff.next();
         say(`${e.message}; retrying in ${wait / 1000} s`);
-        await new Promise((r) => setTimeout(r, wait));
+        await new Promise<void>((r) => {
+          const t = setTimeout(done, wait);
+          function done() {
+            clearTimeout(t);
+            opts.signal?.removeEventListener('abort', done);
+            r();
+          }
+          opts.signal?.addEventListener('abort', done, { once: true });
+        });
       }
     }
   } finally {

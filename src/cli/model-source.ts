@@ -16,6 +16,8 @@ export interface ModelSourceBgp {
   readonly onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** The datastore's warnings (an endpoint left out, an address claimed twice), each when it appears. */
   readonly onWarning?: (message: string) => void;
+  /** Ends a wait for the first model (the thread is terminated, start rejects). */
+  readonly signal?: AbortSignal;
 }
 
 export type ModelMessage =
@@ -47,6 +49,13 @@ export class ModelSource {
     const source = new ModelSource(worker);
     return new Promise((resolve, reject) => {
       let started = false;
+      const abort = () => {
+        if (started) return;
+        void worker.terminate();
+        reject(new Error('stopped before the datastore answered'));
+      };
+      if (bgp.signal?.aborted) abort();
+      bgp.signal?.addEventListener('abort', abort, { once: true });
       worker.on('message', (m: ModelMessage | { type: 'bgp-status'; id: number; status: NodeStatus }) => {
         if (m.type === 'bgp-status') {
           source.pendingStatus.get(m.id)?.(m.status);
@@ -58,6 +67,7 @@ export class ModelSource {
         if (started) return source.listener(m);
         if (m.type === 'model') {
           started = true;
+          bgp.signal?.removeEventListener('abort', abort);
           resolve({ source, first: m.model });
         } else if (m.type === 'error' || m.type === 'status' || m.type === 'store-replaced') {
           say(`datastore: ${m.message}${m.type === 'error' ? ' (waiting for it)' : ''}`);

@@ -9,6 +9,7 @@ import type { NeighborTimings } from '../dataplane/neighbors';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
+import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
 import { joinCluster, updateNodeAddresses } from './join';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
@@ -92,6 +93,9 @@ export interface RunOptions {
   bgp?: boolean;
   /** Where BGPPeer password secrets are read from (DIR/<secret>/<key>). */
   bgpSecretsDir?: string;
+  /** The last-known-good model file (model-cache.ts; default /var/lib/podway/NODE.model.json;
+   * 'none': no cache). etcd datastores only. */
+  modelCache?: string;
 }
 
 /** What podway's nftables table should hold for this model. */
@@ -118,6 +122,11 @@ function gatewaysKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[])
 
 type Counters = ReturnType<Engine['counters']>;
 interface WorkerState { snapshot: DataplaneSnapshot; readiness: EngineReadiness }
+/** How long a start with a model cache waits for the datastore before it forwards on the cache
+ * (less when the datastore says it is unreachable first). */
+const CACHE_WAIT_MS = 5000;
+/** On the cached model: a datastore that refused this node's start is asked again after this. */
+const START_RETRY_MS = 10_000;
 /** How long the main thread waits for a worker's answer (counters, snapshot). */
 const WORKER_ANSWER_MS = 2000;
 
@@ -182,6 +191,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const count = Math.max(1, opts.workers ?? 1);
   const health = new Health();
   let current: NodeDataplaneModel | null = null;
+  /** Set while forwarding on the cached model (model-cache.ts): the datastore has not answered
+   * since the start. */
+  let onCache: CachedModel | null = null;
   let engine: Engine | null = null;
   const workers: Worker[] = [];
 
@@ -212,7 +224,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');
     const { DataplaneCollector } = require('../observe/dataplane-metrics') as typeof import('../observe/dataplane-metrics');
     metrics = new PodwayMetrics();
-    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count });
+    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count, cachedModel: () => onCache?.appliedAt ?? null });
     metrics.add(health);
     metrics.add(nodeMetrics);
     metrics.add(new DataplaneCollector(async () => {
@@ -273,49 +285,87 @@ export async function runNode(opts: RunOptions): Promise<void> {
   async function serve(control: EarlyControlServer): Promise<void> {
     const say = (m: string) => dsLog.info(m);
     const onIpam = (event: string) => nodeMetrics?.ipamEvent(event);
-    // On etcd or the embedded store, register this node first (as calico-node does).
-    health.setDatastore(false, `joining ${specText}`);
-    await joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m) }, (m) => {
-      if (/unreachable/.test(m)) {
-        health.setDatastore(false, m);
-        dsLog.warn(m);
-      } else say(m);
-    });
-    health.setDatastore(false, 'waiting for the first snapshot');
-    // Parsing, validation and the model run in their own thread from the start: the forwarding
-    // thread only ever receives finished models. A datastore that cannot be used stops us here.
     const bgpLog = log.child({ component: 'bgp' });
-    const { source, first } = await ModelSource.start(opts.datastore, opts.node, (m) => {
-      dsLog.warn(m);
-      health.setDatastore(false, m.replace(/^datastore: /, ''));
-    }, { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level, m) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m) => dsLog.warn(m) });
-    if (spec.kind === 'file') {
-      try {
-        checkFileNodeAddresses(first, spec.path, opts.ip, opts.ip6);
-      } catch (e) {
-        await source.close();
-        throw e;
+    // The last-known-good model on local disk (model-cache.ts; etcd only: the other datastores are
+    // local files that do not go away with the network).
+    const cacheId = datastoreIdentity(spec);
+    const cacheFile = opts.modelCache === 'none' || cacheId === null ? null : opts.modelCache ?? defaultModelCachePath(opts.node);
+    const cacheWriter = cacheFile && cacheId ? new ModelCacheWriter(cacheFile, opts.node, cacheId, { info: (m) => log.info(m), warn: (m) => log.warn(m) }) : null;
+    const cachedReason = (why: string) => `running on the cached model from ${onCache!.appliedAt.toISOString()}: datastore unreachable${why ? ` (${why})` : ''}`;
+    /** Not in sync, saying why; on the cache, the reason says so first (status, /readyz). */
+    const datastoreDown = (why: string) => health.setDatastore(false, onCache ? cachedReason(why) : why);
+    let saidUnreachable: () => void = () => {};
+    const unreachable = new Promise<null>((r) => (saidUnreachable = () => r(null)));
+    // Stops a start still under way in the background (registration retries, the model thread).
+    const abortStart = new AbortController();
+    // On etcd or the embedded store, register this node first (as calico-node does), then start
+    // the model thread: parsing, validation and the model run in their own thread from the start
+    // (the forwarding thread only ever receives finished models). A datastore that cannot be used
+    // stops us here; on the cached model, this goes on in the background until it answers.
+    const startDatastore = async (): Promise<{ source: ModelSource; first: NodeDataplaneModel }> => {
+      datastoreDown(`joining ${specText}`);
+      await joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
+        if (/unreachable/.test(m)) {
+          datastoreDown(m);
+          dsLog.warn(m);
+          saidUnreachable();
+        } else say(m);
+      });
+      datastoreDown('waiting for the first snapshot');
+      const started = await ModelSource.start(opts.datastore, opts.node, (m) => {
+        dsLog.warn(m);
+        datastoreDown(m.replace(/^datastore: /, ''));
+        if (/waiting for it|unreachable/.test(m)) saidUnreachable();
+      }, { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, signal: abortStart.signal, onLog: (level, m) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m) => dsLog.warn(m) });
+      if (spec.kind === 'file') {
+        try {
+          checkFileNodeAddresses(started.first, spec.path, opts.ip, opts.ip6);
+        } catch (e) {
+          await started.source.close();
+          throw e;
+        }
       }
-    }
-    health.setDatastore(true);
+      return started;
+    };
+    let starting = startDatastore();
+    starting.catch(() => undefined); // handled below (at once, or once forwarding on the cache)
+    let source: ModelSource | null = null;
+    let first: NodeDataplaneModel;
+    const cached = cacheFile && cacheId ? readModelCache(cacheFile, opts.node, cacheId) : 'none';
+    if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}`);
+    if (cached !== 'none' && !('refused' in cached)) {
+      // The datastore first, as always; the cache only when it says it is unreachable or does not
+      // answer within CACHE_WAIT_MS (a blackholed etcd says nothing).
+      const answered = await Promise.race([starting, unreachable, new Promise<null>((r) => setTimeout(() => r(null), CACHE_WAIT_MS).unref())]);
+      if (answered) ({ source, first } = answered);
+      else {
+        onCache = cached;
+        first = cached.model;
+        datastoreDown(health.datastoreReason);
+        log.warn(`datastore ${specText} unreachable: forwarding on the cached model from ${cached.appliedAt.toISOString()} (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes) until it answers; registration waits for it too`, { cachedModel: cached.appliedAt.toISOString() });
+      }
+    } else ({ source, first } = await starting);
+    const bgpStatus = () => (source ? source.bgpStatus() : Promise.resolve(null));
+    if (source) health.setDatastore(true);
     // With --bgp, ready only while the speaker runs and every session is Established (calico-node's
     // -bird-ready): a node whose peers are down does not receive or announce routes.
     if (opts.bgp) {
       // A model thread busy with a large snapshot may miss the 2 s answer: its last answer stands
       // for 30 s, so readiness does not flap on one slow reply.
-      let lastBgp: { status: NonNullable<Awaited<ReturnType<typeof source.bgpStatus>>>; at: number } | null = null;
+      let lastBgp: { status: NonNullable<Awaited<ReturnType<typeof bgpStatus>>>; at: number } | null = null;
       health.setBgp(async () => {
-        const s = await source.bgpStatus();
+        if (!source) return ['the BGP speaker starts once the datastore answers'];
+        const s = await bgpStatus();
         if (s !== null) lastBgp = { status: s, at: Date.now() };
         const known = s ?? (lastBgp !== null && Date.now() - lastBgp.at < 30_000 ? lastBgp.status : null);
         return known === null ? ['the model thread did not answer'] : bgpNotReady(known);
       });
       if (metrics) {
         const { BgpCollector } = require('../observe/bgp-metrics') as typeof import('../observe/bgp-metrics');
-        metrics.add(new BgpCollector(() => source.bgpStatus()));
+        metrics.add(new BgpCollector(bgpStatus));
       }
     }
-    say(`datastore ${specText}`);
+    if (source) say(`datastore ${specText}`);
     phase = 'setting up the dataplane';
     current = first;
     const udpTimeout = opts.natUdpTimeout !== undefined ? { unreplied: opts.natUdpTimeout, replied: opts.natUdpTimeout } : { unreplied: 30, replied: 120 };
@@ -386,10 +436,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const extras = {
       nat,
       taps,
-      bgpStatus: () => source.bgpStatus(),
+      bgpStatus,
       status: async () => {
         const r = await health.report();
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
+        const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString() } : null;
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, cachedModel, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
       },
       commands: {
         'log-level': (req) => {
@@ -418,6 +469,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // model is in force (until then `status` says podway is starting).
       kernelRoutes = readKernelRoutesSync();
       applyTimed(model, kernelRoutes);
+      if (source) cacheWriter?.applied(model);
       lastGateways = gatewaysKey(model, kernelRoutes);
       // After the host port exists: the table's reply rule names it.
       syncNat(model);
@@ -453,7 +505,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     } catch (e) {
       for (const w of workers) void w.terminate();
       server.close();
-      await source.close();
+      abortStart.abort();
+      await source?.close();
       eng.stop();
       await nat.stop();
       throw e;
@@ -484,7 +537,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
       } catch (e) {
         natLog.error(`nat: ${(e as Error).message}: this node's pods leave unNATed until it is fixed`);
       }
-      if (!stopping) tunnelJoin?.applied(model);
+      // On the cached model the datastore is away: the tunnel addresses are reconciled (the start's
+      // registration) once it answers.
+      if (!stopping && source) tunnelJoin?.applied(model);
+      // Only the datastore's models: the cached one is on disk already.
+      if (source) cacheWriter?.applied(model);
       lastGateways = gatewaysKey(model, kernelRoutes);
       broadcastModel(model);
     };
@@ -553,7 +610,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
           }
         });
     };
-    source.onMessage((m: ModelMessage) => {
+    const onModelMessage = (m: ModelMessage) => {
       if (stopping) return;
       nodeMetrics?.datastoreEvent(m.type);
       if (m.type === 'model' || m.type === 'unchanged') {
@@ -578,7 +635,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         if (m.type === 'status') dsLog.info(`datastore: ${m.message}`);
         else dsLog.warn(`datastore: ${m.message}${/keeping the last/.test(m.message) ? '' : ' (keeping the last good state)'}`);
       }
-    });
+    };
+    if (source) source.onMessage(onModelMessage);
     // calico-node's monitor-addresses: an autodetected address is looked for again and a changed
     // one written to the Node; the model thread brings it back here (engine.ts followIp4).
     const source6 = addressSource(opts.ip6);
@@ -593,20 +651,51 @@ export async function runNode(opts: RunOptions): Promise<void> {
       },
       write: (change) => updateNodeAddresses(spec, opts.node, change),
       // the model thread's etcd connections came from that address: dead, and its watch with them
-      addressLeft: (gone) => source.reconnectDatastore(`node address ${gone.join(', ')} left the node`),
+      addressLeft: (gone) => source?.reconnectDatastore(`node address ${gone.join(', ')} left the node`),
       // those new connections may have found no way out and wait in gRPC's backoff: again, at once
-      addressAppeared: (added) => source.reconnectDatastore(`node address ${added.join(', ')} appeared`),
+      addressAppeared: (added) => source?.reconnectDatastore(`node address ${added.join(', ')} appeared`),
       info: (m) => dsLog.info(m),
       warn: (m) => dsLog.warn(m),
     });
-    monitor?.start();
+    // On the cached model, once the datastore answers: its Node is written through the datastore.
+    if (source) monitor?.start();
     if (monitor) dsLog.info(`node address autodetection: looked at again every ${pollMs / 1000} s (IPv4 ${source4 === 'manual' ? 'given, kept' : source4 === 'autodetect' ? 'first-found' : 'the Node\'s, replaced by first-found once it leaves the node'}; IPv6 ${source6 === 'autodetect' ? 'first-found' : source6 === 'default' ? 'the Node\'s, replaced by first-found once it leaves the node' : 'kept'})`);
+    // On the cached model: the datastore's start goes on in the background (registration retried
+    // with backoff, then the model thread); once it answers its model replaces the cached one, as
+    // any change does, and what waited for it (tunnel addresses, the address monitor) starts.
+    let retryStart: NodeJS.Timeout | undefined;
+    const whenStarted = (p: typeof starting) => p.then(({ source: s, first: f }) => {
+      if (stopping) return void s.close();
+      const was = onCache!;
+      source = s;
+      onCache = null;
+      health.setDatastore(true);
+      dsLog.info(`datastore ${specText} answers: its model replaces the cached one from ${was.appliedAt.toISOString()}`);
+      s.onMessage(onModelMessage);
+      latest = { model: f, ms: 0 };
+      void applyLatest();
+      monitor?.start();
+    }, (e: Error) => {
+      if (stopping) return;
+      // The datastore answered but refused this node (its Node taken, say): the cached model keeps
+      // forwarding, not ready, and the start is tried again.
+      dsLog.error(`datastore: ${e.message}; forwarding on the cached model, trying again in ${START_RETRY_MS / 1000} s`);
+      datastoreDown(e.message);
+      retryStart = setTimeout(() => {
+        starting = startDatastore();
+        whenStarted(starting);
+      }, START_RETRY_MS);
+    });
+    if (!source) whenStarted(starting);
     const st = eng.status();
     log.info(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         log.info(`${sig}: stopping`);
         stopping = true; // a model still on its way is not applied after this
+        abortStart.abort(); // a start still waiting for the datastore (on the cached model)
+        clearTimeout(retryStart);
+        cacheWriter?.stop(); // the newest model applied, for the next start
         tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.
         const monitorStopped = monitor?.stop() ?? Promise.resolve();
@@ -620,7 +709,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         const registered = registering ? Promise.race([registering, new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         void Promise.all([monitorStopped, natStopped, joinEnded, registered, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
-          .then(() => source.close())
+          .then(() => source?.close())
           .then(resolve);
       };
       endStartSignals();

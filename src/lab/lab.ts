@@ -503,7 +503,9 @@ spec:
     timeoutMs = Math.max(timeoutMs, START_WAIT_MIN_MS);
     const n = this.node(nodeName);
     const bin = path.join(ROOT, 'bin', 'podway.js');
-    const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'run', '--node', n.name, '--datastore', this.datastoreSpec, '--control', n.control, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // The model cache in the lab's directory (never the host's /var/lib/podway), kept across restarts.
+    const cache = extraArgs.includes('--model-cache') ? [] : ['--model-cache', this.modelCachePath(n.name)];
+    const proc = spawn('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'run', '--node', n.name, '--datastore', this.datastoreSpec, '--control', n.control, ...cache, ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
     n.proc = proc;
     proc.stderr!.setEncoding('utf8');
     proc.stderr!.on('data', (d: string) => {
@@ -524,6 +526,11 @@ spec:
       await sleep(50);
     }
     throw new Error(`podway on ${n.name} did not come up in ${timeoutMs} ms: ${n.log.slice(-5).join(' | ')}`);
+  }
+
+  /** Where a node's podway keeps its model cache (podway run --model-cache) in this lab. */
+  modelCachePath(nodeName: string): string {
+    return path.join(this.dir, `${nodeName}.model.json`);
   }
 
   /** SIGTERM; SIGKILL (and null) if it still runs after `timeoutMs`. Its exit code otherwise. */

@@ -139,7 +139,7 @@ test('podway apply/get/ipam through TLS with the flags, and with Calico\'s env n
 test('podway run registers its Node and marks the datastore ready through TLS', async () => {
   if (!isRoot()) return;
   const run = spawn('ip', ['netns', 'exec', NS, process.execPath, PODWAY, 'run', '--node', 'tls-run', '--ip', '10.78.0.9/24',
-    '--control', f('run.sock'), ...tlsFlags()], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    '--control', f('run.sock'), '--model-cache', f('run.model.json'), ...tlsFlags()], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
   procs.push(run);
   let log = '';
   run.stdout!.on('data', (b: Buffer) => { log += b.toString(); });

@@ -228,7 +228,7 @@ test('a second podway run in the node\'s namespace (another control socket) is r
   const tables = () => execBounded('ip', ['netns', 'exec', n1.ns, 'nft', 'list', 'tables'], 10_000).then((r) => r.stdout);
   assert.match(await tables(), 'table inet podway_tunnels');
   const r = await execBounded('ip', ['netns', 'exec', n1.ns, process.execPath, PODWAY, 'run', '--node', 'node1', '--ip', '10.99.0.77/24',
-    '--datastore', lab.datastoreSpec, '--control', path.join(lab.dir, 'second.sock')], 15_000);
+    '--datastore', lab.datastoreSpec, '--control', path.join(lab.dir, 'second.sock'), '--model-cache', path.join(lab.dir, 'second.model.json')], 15_000);
   assert.is(r.code, 1, r.stderr);
   assert.match(r.stderr, `another podway run is running in this network namespace for node node1 (pid `);
   assert.match(r.stderr, n1.control);

@@ -1,0 +1,203 @@
+/**
+ * The last-known-good model of `podway run`, kept on local disk so that a podway (re)started while
+ * its etcd is unreachable forwards on the state it last knew instead of nothing: with Calico the
+ * kernel keeps felix's routes while felix restarts; with podway the dataplane is the process, so
+ * it has to bring its state back itself (README, "Datastore away").
+ *
+ * One JSON file, written atomically (a temporary file in the same directory, fsync, rename): a
+ * crash mid-write leaves the previous cache, never half of one. It says which node and which
+ * datastore it belongs to and carries a format version and a SHA-256 of the model's text: a cache
+ * of another node or cluster, of another format, or damaged is refused with the reason, never
+ * used. Writes are rate-bounded (ModelCacheWriter): at most one per interval, the newest applied
+ * model winning, so frequent datastore changes cost one JSON encoding per interval at most.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import * as path from 'node:path';
+import type { NodeDataplaneModel } from '../control';
+import type { DatastoreSpec } from '../control/kv/spec';
+
+/** What the file says it is; a different value is not a podway model cache. */
+export const MODEL_CACHE_FORMAT = 'podway-model-cache';
+/** Bumped when the model's shape changes incompatibly: an older cache is refused, not misread. */
+export const MODEL_CACHE_VERSION = 1;
+/** Where `podway run` keeps it by default (local disk: it outlives a restart and a reboot). */
+export const DEFAULT_MODEL_CACHE_DIR = '/var/lib/podway';
+/** At most one write per this many ms (the newest model applied is written when it is up). */
+export const MODEL_CACHE_WRITE_INTERVAL_MS = 10_000;
+
+export function defaultModelCachePath(node: string): string {
+  return path.join(DEFAULT_MODEL_CACHE_DIR, `${node}.model.json`);
+}
+
+/**
+ * The datastore a cache belongs to, from what `podway run` is given (it has to be known while
+ * the datastore does not answer): the etcd endpoints, sorted. Another cluster on other endpoints
+ * gets another identity; null for datastores that are local files (no cache: they do not go away
+ * with a network).
+ */
+export function datastoreIdentity(spec: DatastoreSpec): string | null {
+  return spec.kind === 'etcd' ? `etcd:${[...spec.endpoints].map((e) => e.replace(/\/+$/, '')).sort().join(',')}` : null;
+}
+
+interface CacheFile {
+  format: string;
+  version: number;
+  node: string;
+  datastore: string;
+  /** When the model was applied (ISO 8601). */
+  appliedAt: string;
+  sha256: string;
+  /** The model as encodeModel's text (hashed as it stands). */
+  model: string;
+}
+
+export interface CachedModel {
+  readonly model: NodeDataplaneModel;
+  /** When this model was applied by the podway that wrote it. */
+  readonly appliedAt: Date;
+}
+
+/** The model as JSON; its Sets (knownNodeIps) become tagged arrays. */
+export function encodeModel(model: NodeDataplaneModel): string {
+  return JSON.stringify(model, (_k, v: unknown) => {
+    if (v instanceof Set) return { $set: [...v] };
+    if (v instanceof Map) return { $map: [...v] };
+    return v;
+  });
+}
+
+export function decodeModel(text: string): NodeDataplaneModel {
+  return JSON.parse(text, (_k, v: unknown) => {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const o = v as Record<string, unknown>;
+      const keys = Object.keys(o);
+      if (keys.length === 1 && keys[0] === '$set' && Array.isArray(o.$set)) return new Set(o.$set);
+      if (keys.length === 1 && keys[0] === '$map' && Array.isArray(o.$map)) return new Map(o.$map as [unknown, unknown][]);
+    }
+    return v;
+  }) as NodeDataplaneModel;
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** The parts the engine needs first, checked so that a wrong shape is refused here, named. */
+function checkShape(m: NodeDataplaneModel, node: string): void {
+  const fail = (what: string) => { throw new Error(`the model is malformed (${what})`); };
+  if (typeof m !== 'object' || m === null) fail('not an object');
+  if (typeof m.node !== 'object' || m.node === null || m.node.name !== node) fail(`its node is not ${node}`);
+  if (typeof m.node.ip !== 'number' || !(m.node.knownNodeIps instanceof Set)) fail('node address');
+  for (const k of ['endpoints', 'routes', 'withheld', 'pools'] as const) if (!Array.isArray(m[k])) fail(k);
+  if (typeof m.mtu !== 'object' || typeof m.encap !== 'object' || typeof m.v6 !== 'object' || m.v6 === null) fail('mtu, encap or v6');
+}
+
+/**
+ * The cache at `file` for `node` on `datastore`: the model, or why it cannot be used ("none" when
+ * there is no file: a first start, nothing to say).
+ */
+export function readModelCache(file: string, node: string, datastore: string): CachedModel | { refused: string } | 'none' {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'none';
+    return { refused: `cannot read it: ${(e as Error).message}` };
+  }
+  try {
+    let c: CacheFile;
+    try {
+      c = JSON.parse(text) as CacheFile;
+    } catch (e) {
+      return { refused: `not JSON (${(e as Error).message}): damaged` };
+    }
+    if (typeof c !== 'object' || c === null || c.format !== MODEL_CACHE_FORMAT) return { refused: 'not a podway model cache' };
+    if (c.version !== MODEL_CACHE_VERSION) return { refused: `format version ${String(c.version)}, this podway reads ${MODEL_CACHE_VERSION}` };
+    if (c.node !== node) return { refused: `it is node ${String(c.node)}'s, not ${node}'s` };
+    if (c.datastore !== datastore) return { refused: `it is from datastore ${String(c.datastore)}, not ${datastore}` };
+    if (typeof c.model !== 'string' || sha256(c.model) !== c.sha256) return { refused: 'its checksum does not match: damaged' };
+    const appliedAt = new Date(c.appliedAt);
+    if (Number.isNaN(appliedAt.getTime())) return { refused: 'no valid appliedAt time' };
+    const model = decodeModel(c.model);
+    checkShape(model, node);
+    return { model, appliedAt };
+  } catch (e) {
+    return { refused: (e as Error).message };
+  }
+}
+
+/** Writes `file` atomically: a temporary file beside it, fsynced, renamed over it. */
+export function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): number {
+  const text = encodeModel(model);
+  const body: CacheFile = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), sha256: sha256(text), model: text };
+  const data = JSON.stringify(body);
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  return data.length;
+}
+
+/**
+ * Writes the applied models, at most one per `intervalMs`: the first at once, later ones when the
+ * interval since the last write is up (the newest applied by then). `flush()` writes a pending one
+ * now (on stop: a restart finds the newest state).
+ */
+export class ModelCacheWriter {
+  private pending: { model: NodeDataplaneModel; at: Date } | null = null;
+  private lastWrite = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private failing = false;
+  private wroteOnce = false;
+
+  constructor(
+    private readonly file: string,
+    private readonly node: string,
+    private readonly datastore: string,
+    private readonly log: { info(m: string): void; warn(m: string): void },
+    private readonly intervalMs = MODEL_CACHE_WRITE_INTERVAL_MS,
+  ) {}
+
+  applied(model: NodeDataplaneModel, at = new Date()): void {
+    this.pending = { model, at };
+    if (this.timer) return;
+    const wait = this.lastWrite + this.intervalMs - Date.now();
+    if (wait <= 0) return this.flush();
+    this.timer = setTimeout(() => { this.timer = null; this.flush(); }, wait);
+    this.timer.unref();
+  }
+
+  flush(): void {
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    const p = this.pending;
+    if (!p) return;
+    this.pending = null;
+    this.lastWrite = Date.now();
+    try {
+      const bytes = writeModelCache(this.file, this.node, this.datastore, p.model, p.at);
+      if (this.failing) this.log.info(`model cache ${this.file}: written again`);
+      else if (!this.wroteOnce) this.log.info(`model cache ${this.file}: written (${bytes} bytes; at most every ${this.intervalMs / 1000} s)`);
+      this.wroteOnce = true;
+      this.failing = false;
+    } catch (e) {
+      // Said once until it works again: forwarding does not depend on it, a restart during a
+      // datastore outage does.
+      if (!this.failing) this.log.warn(`model cache ${this.file}: cannot write it (${(e as Error).message}); a restart while the datastore is unreachable would not forward until it is back`);
+      this.failing = true;
+    }
+  }
+
+  stop(): void {
+    this.flush();
+  }
+}

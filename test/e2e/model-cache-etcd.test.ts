@@ -1,0 +1,142 @@
+/**
+ * The last-known-good model cache (src/cli/model-cache.ts) on a real etcd (root, network
+ * namespaces). Two podways on `etcd:` (etcd in the fabric namespace), pods on both nodes; etcd is
+ * killed by PID, and node1's podway restarted while it is down (an upgrade or a crash during an
+ * etcd incident):
+ * - node1 forwards at once on the model it cached before: pods across the nodes and on node1
+ *   itself talk while etcd is still down (without the cache podway waited for etcd, forwarding
+ *   nothing: `starting: waiting for the datastore`);
+ * - its status says so and it is not ready (the reason names the cached model);
+ * - etcd back, node1 replaces the cached model with the datastore's, is ready again and follows a
+ *   change made after (a new pod on node1 attached and reached from node2);
+ * - a damaged cache is ignored with the reason in the log, and podway waits for etcd as before.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
+import type { LabEtcd } from '../../src/lab/etcd';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { guard, teardown, isRoot, logTail, until, waitLog } from './e2e-kit';
+
+const SPEC: LabNodeSpec[] = [
+  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'web-1b', type: 'veth' }, { name: 'web-1c', type: 'veth' }] },
+  { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
+];
+
+let lab: Lab | null = null;
+let store: LabKvStore | null = null;
+let etcd: LabEtcd | null = null;
+let ok = false;
+
+interface Status { ready?: boolean; notReady?: string[]; cachedModel?: { file: string; appliedAt: string } | null; endpoints?: number; starting?: string }
+const status = async (): Promise<Status> => (await controlRequest(lab!.node('node1').control, { cmd: 'status', starting: true }, 5000)) as Status;
+
+const talks = (from: string, to: string) => lab!.ping(from, lab!.pod(to).ip, 1, 56, ['-W', '1']).received === 1;
+
+/** 3 echo requests each way, none lost. */
+function pairTalks(a: string, b: string, what: string): void {
+  for (const [x, y] of [[a, b], [b, a]]) {
+    const p = lab!.ping(x, lab!.pod(y).ip, 3, 56, ['-W', '2']);
+    assert.is(p.loss, 0, `${what}: ${x} -> ${y}: ${JSON.stringify(p)}`);
+  }
+}
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('e2e tests need root (network namespaces)');
+  lab = guard(new Lab(SPEC, { podOffloads: false }));
+  lab.build();
+  lab.setMode('vxlan');
+  store = await lab.openKvStore('etcd', 'podway-modelcache-etcd-');
+  etcd = await lab.startEtcd();
+  // web-1c's endpoint comes after the outage: node1 must follow etcd again by then.
+  await lab.useKvDatastore(store.kv, store.spec, { withoutEndpoints: ['web-1c'] });
+  await lab.startPodway('node1', 20_000);
+  await lab.startPodway('node2', 20_000);
+});
+
+test.after(async () => {
+  if (!lab) return;
+  if (!ok) console.log(logTail(lab, 30), `\n--- etcd:\n${etcd?.log().slice(-1500)}`);
+  await teardown(lab); // etcd too (killed by PID, its data removed)
+  await store?.close();
+});
+
+test('at start: pods talk across the nodes and on node1; node1 wrote its model cache', async () => {
+  assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-2', 'web-1') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk');
+  pairTalks('web-1', 'web-2', 'across the nodes');
+  pairTalks('web-1', 'web-1b', 'on node1');
+  const file = lab!.modelCachePath('node1');
+  assert.ok(await until(() => existsSync(file), 10_000, 100), `node1 wrote ${file}`);
+  const c = JSON.parse(readFileSync(file, 'utf8')) as { format: string; version: number; node: string; datastore: string };
+  assert.is(c.format, 'podway-model-cache');
+  assert.is(c.version, 1);
+  assert.is(c.node, 'node1');
+  assert.is(c.datastore, store!.spec);
+  const st = await status();
+  assert.is(st.ready, true, `ready: ${JSON.stringify(st.notReady)}`);
+  assert.is(st.cachedModel, null);
+});
+
+test('etcd killed, node1\'s podway restarted: it forwards on its cached model while etcd is still down, not ready, saying why', async () => {
+  const n1 = lab!.node('node1');
+  await etcd!.kill();
+  assert.not.ok(etcd!.alive(), 'etcd is down');
+  assert.is(await lab!.stopPodway('node1'), 0, 'node1 stopped cleanly');
+  const mark = n1.log.length;
+  await lab!.startPodway('node1', 20_000); // resolves once the engine answers status (forwarding)
+  assert.ok(await waitLog(n1, /unreachable: forwarding on the cached model from \S+ \(.*node1\.model\.json: 2 endpoints/, mark, 10_000), `node1 says it runs on the cache: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-2', 'web-1') && talks('web-1', 'web-1b'), 15_000, 100), `pods talk on the cached model: ${n1.log.slice(mark).join(' | ')}`);
+  pairTalks('web-1', 'web-2', 'across the nodes, etcd down');
+  pairTalks('web-1', 'web-1b', 'on node1, etcd down');
+  assert.not.ok(etcd!.alive(), 'etcd is still down');
+  const st = await status();
+  assert.is(st.ready, false, 'not ready on the cached model');
+  assert.ok(st.notReady?.some((r) => /^datastore: running on the cached model from .*: datastore unreachable/.test(r)), `the reason names the cache: ${JSON.stringify(st.notReady)}`);
+  assert.ok(st.cachedModel && st.cachedModel.file === lab!.modelCachePath('node1'), `status names the cache: ${JSON.stringify(st.cachedModel)}`);
+  assert.is(st.endpoints, 2);
+});
+
+test('etcd back: node1 takes the datastore\'s model, is ready again and follows a new pod', async () => {
+  const n1 = lab!.node('node1');
+  const mark = n1.log.length;
+  await etcd!.start();
+  assert.ok(await waitLog(n1, /answers: its model replaces the cached one/, mark, 30_000), `node1 follows etcd again: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), `node1 ready again: ${JSON.stringify(await status())}`);
+  assert.is((await status()).cachedModel, null);
+  await lab!.addEndpoint('web-1c');
+  assert.ok(await until(async () => (await status()).endpoints === 3, 20_000, 100), `node1 attaches web-1c: ${JSON.stringify(await status())}`);
+  assert.ok(await until(() => talks('web-2', 'web-1c') && talks('web-1c', 'web-2'), 15_000, 100), 'the new pod talks across the nodes');
+  pairTalks('web-1c', 'web-2', 'new pod after the outage');
+  pairTalks('web-1', 'web-1b', 'on node1 after the outage');
+});
+
+test('a damaged cache is ignored, saying why: podway waits for the datastore as before', async () => {
+  const n1 = lab!.node('node1');
+  const file = lab!.modelCachePath('node1');
+  assert.is(await lab!.stopPodway('node1'), 0);
+  await etcd!.kill();
+  // one word of the model changed, the file still JSON: the checksum no longer matches
+  const c = JSON.parse(readFileSync(file, 'utf8')) as { model: string };
+  assert.match(c.model, '"endpoints"');
+  writeFileSync(file, JSON.stringify({ ...c, model: c.model.replace('"endpoints"', '"endpointz"') }));
+  const mark = n1.log.length;
+  let started = false;
+  const start = lab!.startPodway('node1', 20_000).then(() => (started = true), () => undefined);
+  assert.ok(await waitLog(n1, /model cache .*node1\.model\.json ignored: its checksum does not match: damaged/, mark, 20_000), `the reason is logged: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(async () => {
+    try {
+      return /waiting for the datastore/.test((await status()).starting ?? '');
+    } catch {
+      return false;
+    }
+  }, 15_000, 200), 'node1 waits for the datastore');
+  assert.not.ok(started, 'not forwarding without the datastore');
+  await etcd!.start();
+  await start;
+  assert.ok(started || (await until(async () => (await status()).ready === true, 20_000, 200)), `node1 starts once etcd is back: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk again');
+  ok = true;
+});
+
+test.run();

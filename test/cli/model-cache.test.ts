@@ -1,0 +1,107 @@
+// The model cache file (src/cli/model-cache.ts): a model written is read back whole (its Set
+// included); a cache of another node, datastore or format version, or damaged, is refused with the
+// reason; writes leave no temporary file and are rate-bounded, the newest model winning.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { computeNodeModel, type NodeDataplaneModel } from '../../src/control';
+import { parseClusterYaml } from '../../src/control/snapshot';
+import { ModelCacheWriter, datastoreIdentity, readModelCache, writeModelCache } from '../../src/cli/model-cache';
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(path.join(tmpdir(), 'podway-model-cache-'));
+  dirs.push(d);
+  return d;
+};
+test.after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+const DS = 'etcd:http://10.0.0.9:2379';
+const YAML = (pods: number) => [
+  'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: Always}',
+  'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {ipv4Address: 10.0.0.1/24}, ipv4VXLANTunnelAddr: 10.244.0.0}',
+  'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n2}\nspec: {bgp: {ipv4Address: 10.0.0.2/24}, ipv4VXLANTunnelAddr: 10.244.1.0}',
+  'apiVersion: projectcalico.org/v3\nkind: BlockAffinity\nmetadata: {name: n1-10-244-0-0-26}\nspec: {node: n1, cidr: 10.244.0.0/26, state: confirmed}',
+  'apiVersion: projectcalico.org/v3\nkind: BlockAffinity\nmetadata: {name: n2-10-244-1-0-26}\nspec: {node: n2, cidr: 10.244.1.0/26, state: confirmed}',
+  ...Array.from({ length: pods }, (_, i) => `apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: n1-k8s-p${i}-eth0, namespace: default}\nspec: {node: n1, orchestrator: k8s, endpoint: eth0, pod: p${i}, interfaceName: calip${i}, ipNetworks: [10.244.0.${i + 1}/32]}`),
+].join('\n---\n');
+const model = (pods: number): NodeDataplaneModel => computeNodeModel(parseClusterYaml(YAML(pods), 'test.yaml'), 'n1');
+
+test('a written model is read back as it was (knownNodeIps a Set), with the time it was applied', () => {
+  const file = path.join(tempDir(), 'sub', 'n1.model.json');
+  const m = model(2);
+  const at = new Date('2026-01-02T03:04:05.000Z');
+  writeModelCache(file, 'n1', DS, m, at);
+  const r = readModelCache(file, 'n1', DS);
+  if (r === 'none' || 'refused' in r) return assert.unreachable(`read back: ${JSON.stringify(r)}`);
+  assert.equal(r.model, m);
+  assert.ok(r.model.node.knownNodeIps instanceof Set);
+  assert.is(r.model.node.knownNodeIps.size, 2);
+  assert.is(r.appliedAt.toISOString(), at.toISOString());
+  assert.equal(readdirSync(path.dirname(file)), ['n1.model.json'], 'no temporary file left');
+});
+
+test('another node\'s, another datastore\'s, another version\'s or a damaged cache is refused, naming why; none is "none"', () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'n1.model.json');
+  assert.ok(readModelCache(file, 'n1', DS) === 'none');
+  writeModelCache(file, 'n1', DS, model(1), new Date());
+  const refused = (node: string, ds: string) => {
+    const r = readModelCache(file, node, ds);
+    return r !== 'none' && 'refused' in r ? r.refused : `not refused: ${JSON.stringify(r).slice(0, 80)}`;
+  };
+  assert.match(refused('n2', DS), "it is node n1's, not n2's");
+  assert.match(refused('n1', 'etcd:http://10.0.0.8:2379'), 'it is from datastore etcd:http://10.0.0.9:2379, not etcd:http://10.0.0.8:2379');
+  const good = readFileSync(file, 'utf8');
+  const c = JSON.parse(good) as Record<string, unknown> & { model: string };
+  writeFileSync(file, JSON.stringify({ ...c, version: 99 }));
+  assert.match(refused('n1', DS), 'format version 99, this podway reads 1');
+  writeFileSync(file, JSON.stringify({ ...c, model: c.model.replace('"endpoints"', '"endpointz"') }));
+  assert.match(refused('n1', DS), 'its checksum does not match: damaged');
+  writeFileSync(file, good.slice(0, good.length / 2));
+  assert.match(refused('n1', DS), /^not JSON .*damaged$/);
+  writeFileSync(file, '{"hello": 1}');
+  assert.match(refused('n1', DS), 'not a podway model cache');
+  writeFileSync(file, good);
+  assert.match(refused('n1', DS), /^not refused/, 'the good file reads again');
+});
+
+test('writes are rate-bounded: the first at once, the newest of the rest on flush (or when the interval is up)', () => {
+  const file = path.join(tempDir(), 'n1.model.json');
+  const logs: string[] = [];
+  const w = new ModelCacheWriter(file, 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 3_600_000);
+  const endpoints = () => {
+    const r = readModelCache(file, 'n1', DS);
+    return r !== 'none' && !('refused' in r) ? r.model.endpoints.length : -1;
+  };
+  w.applied(model(1));
+  assert.is(endpoints(), 1, 'the first model is written at once');
+  w.applied(model(2));
+  w.applied(model(3));
+  assert.is(endpoints(), 1, 'later ones wait for the interval');
+  w.stop();
+  assert.is(endpoints(), 3, 'stop writes the newest');
+  assert.is(logs.length, 1, logs.join(' | '));
+  assert.match(logs[0]!, 'written');
+});
+
+test('a cache that cannot be written is said once (forwarding goes on)', () => {
+  const dir = tempDir();
+  writeFileSync(path.join(dir, 'file'), 'x');
+  const logs: string[] = [];
+  const w = new ModelCacheWriter(path.join(dir, 'file', 'n1.model.json'), 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 0);
+  w.applied(model(1));
+  w.applied(model(1));
+  assert.is(logs.length, 1, logs.join(' | '));
+  assert.match(logs[0]!, /^WARN model cache .*: cannot write it/);
+});
+
+test('the datastore identity: etcd endpoints, sorted; none for local datastores', () => {
+  assert.is(datastoreIdentity({ kind: 'etcd', endpoints: ['http://b:2379/', 'http://a:2379'] }), 'etcd:http://a:2379,http://b:2379');
+  assert.is(datastoreIdentity({ kind: 'embedded', dir: '/x' }), null);
+  assert.is(datastoreIdentity({ kind: 'file', path: '/x' }), null);
+});
+
+test.run();

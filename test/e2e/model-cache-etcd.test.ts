@@ -95,6 +95,12 @@ test('etcd killed, node1\'s podway restarted: it forwards on its cached model wh
   assert.ok(st.notReady?.some((r) => /^datastore: running on the cached model from .*: datastore unreachable/.test(r)), `the reason names the cache: ${JSON.stringify(st.notReady)}`);
   assert.ok(st.cachedModel && st.cachedModel.file === lab!.modelCachePath('node1'), `status names the cache: ${JSON.stringify(st.cachedModel)}`);
   assert.is(st.endpoints, 2);
+  // stopped while still on the cache (the datastore's start given up, nothing left running), and
+  // started on it once more
+  assert.is(await lab!.stopPodway('node1'), 0, 'node1 stops cleanly on the cached model');
+  await lab!.startPodway('node1', 20_000);
+  assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk after a second restart on the cache');
+  assert.ok((await status()).cachedModel, 'on the cache again');
 });
 
 test('etcd back: node1 takes the datastore\'s model, is ready again and follows a new pod', async () => {

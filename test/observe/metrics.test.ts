@@ -104,7 +104,8 @@ test('overlapping scrapes share one snapshot; a failing snapshot keeps the last 
 test('node metrics: routes by kind and class, cluster size, apply time under Felix names, readiness', async () => {
   const model = clusterModel();
   const health = new Health();
-  const nm = new NodeMetrics({ model: () => model, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => 2 });
+  let cached: Date | null = new Date('2026-01-02T03:04:05Z');
+  const nm = new NodeMetrics({ model: () => model, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => 2, cachedModel: () => cached });
   const metrics = new PodwayMetrics();
   metrics.add(health);
   metrics.add(nm);
@@ -133,6 +134,13 @@ test('node metrics: routes by kind and class, cluster size, apply time under Fel
   assert.is(valueOf(m, 'podway_datastore_events_total', { event: 'error' }), 0);
   assert.is(valueOf(m, 'podway_ipam_events_total', { event: 'tunnel_address_assigned' }), 1);
   assert.is(valueOf(m, 'podway_forwarding_workers'), 2);
+  // forwarding on the cached model (podway run started while etcd was away), then on the datastore's
+  assert.is(valueOf(m, 'podway_model_from_cache'), 1);
+  assert.is(valueOf(m, 'podway_cached_model_applied_timestamp_seconds'), Date.parse('2026-01-02T03:04:05Z') / 1000);
+  cached = null;
+  m = parseMetrics(await metrics.scrape());
+  assert.is(valueOf(m, 'podway_model_from_cache'), 0);
+  assert.is(valueOf(m, 'podway_cached_model_applied_timestamp_seconds'), 0);
   assert.ok(m.has('process_cpu_seconds_total'), 'process metrics are there');
   assert.ok(m.has('nodejs_eventloop_lag_seconds'));
   // not ready: nothing applied, datastore not in sync; then ready

@@ -329,7 +329,8 @@ export function gapOutside(r: StreamResult, windows: { t0: number; t1: number }[
  * not raise (the edit's own parsing is extra CPU that the calm stretches lack). What an interrupted
  * flow costs here is loss (ports closed, routes missing: asserted separately, per packet) or a
  * stall of seconds (a forwarder waiting on the datastore, a neighbour or a retry timer), which
- * this bound still catches.
+ * this bound still catches. How long a model apply stops forwarding is measured by
+ * `npm run bench:stall` (bench/README.md), on a quiet machine.
  */
 export const STALL_MS = 1000;
 

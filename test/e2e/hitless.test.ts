@@ -6,7 +6,8 @@
  * lost, and the longest gap between arrivals around each edit. The gap is only held to "no stall"
  * (e2e-kit's allowedGap: 1 s, or twice the stream's own gaps away from the edits): on a loaded
  * 2-CPU host the receiver, the sender and both podways wait hundreds of ms for a CPU whatever
- * the dataplane does, so how short the gap is belongs to a benchmark, not to this test.
+ * the dataplane does, so how short the gap is belongs to a benchmark (`npm run bench:stall`),
+ * not to this test.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';

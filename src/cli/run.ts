@@ -68,6 +68,8 @@ export interface RunOptions {
   kernelTransitDrop?: boolean;
   /** Forwarding workers (1 = the main thread alone). */
   workers?: number;
+  /** How frames are split between workers (EngineOptions.workerSteer; default 'flow'). */
+  workerSteer?: 'flow' | 'fanout';
   /** workers was chosen by --workers auto (the start-up log says so). */
   workersAuto?: boolean;
   /** This node's address with its prefix, registered in a writable datastore and never changed;
@@ -401,7 +403,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const eng = new Engine({
       addressAdvice,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
-      worker: { index: 0, count },
+      worker: { index: 0, count }, workerSteer: opts.workerSteer,
       onNeighbor: (ip, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }); },
       onNeighbor6: (ip6, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }); },
       // a refused tunnel table installed on the retry timer: the workers' ports follow with the model
@@ -477,7 +479,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
           if (taps.handle(index, m)) return;

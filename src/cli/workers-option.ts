@@ -26,3 +26,10 @@ export function parseWorkers(text: string, cpus: number = availableParallelism()
   if (t === '' || !Number.isInteger(n) || n < 1 || n > 64) throw new Error(`run: --workers must be auto or 1..64 (got ${JSON.stringify(text)})`);
   return { count: n, auto: false };
 }
+
+/** The --worker-steer value: 'flow' (default) or 'fanout' (EngineOptions.workerSteer); anything else is a clear error. */
+export function parseWorkerSteer(text: string | undefined): 'flow' | 'fanout' {
+  const t = String(text ?? 'flow').trim();
+  if (t === 'flow' || t === 'fanout') return t;
+  throw new Error(`run: --worker-steer must be flow or fanout (got ${JSON.stringify(text)})`);
+}

@@ -24,6 +24,7 @@ import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
 import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
+import { podSteerFilter, type Steer } from './steer';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
@@ -76,6 +77,15 @@ export interface EngineOptions {
    * (PortOptions.sharedTx) and take the pod's MAC from worker 0 (onPodMac).
    */
   worker?: { index: number; count: number };
+  /**
+   * With count > 1, how the veth and underlay sockets split the frames between workers. 'flow'
+   * (default): each worker's socket filter takes its share by a symmetric hash of the flow, looked
+   * for inside VXLAN and IPIP on the underlay (steer.ts), so a request and its reply are handled
+   * by the same worker. 'fanout': one PACKET_FANOUT_HASH group per interface (the kernel's hash of
+   * the outer headers: a reply lands on another worker half of the time, which then has to be
+   * woken for it; bench/README.md). Kept to measure the difference.
+   */
+  workerSteer?: 'flow' | 'fanout';
   /**
    * Where the node's tunnel packets are read (TunnelRx). A host-managing engine decides for itself
    * (it installs the nftables table; without nft it keeps the sockets); worker engines (manageHost
@@ -242,6 +252,7 @@ export class Engine {
   private readonly rxSuper: boolean;
   private readonly scatterRx: boolean;
   private readonly rxMerge: boolean;
+  private readonly workerSteer: 'flow' | 'fanout';
   /** Tunnels arrive on the underlay port (TunnelRx.onUnderlay); set by openInfra (workers: told). */
   tunnelsOnUnderlay: boolean;
   /** The IPv6 address the tunnel table drops VXLAN for (TunnelRx.ip6): the IPv6 VXLAN socket is
@@ -333,6 +344,7 @@ export class Engine {
     this.rxSuper = opts.rxSuper ?? true;
     this.scatterRx = opts.scatterRx ?? true;
     this.rxMerge = opts.rxMerge ?? true;
+    this.workerSteer = opts.workerSteer ?? 'flow';
     this.ringCheckMs = opts.ringCheckMs ?? RING_CHECK_MS;
     this.tunnelsOnUnderlay = opts.tunnelRx?.onUnderlay ?? false;
     this.tunnelTable6 = opts.tunnelRx?.ip6 ?? null;
@@ -615,7 +627,7 @@ export class Engine {
 
   /** The underlay packet port; its filter takes IPv6 only while the node has an IPv6 address. */
   private openUnderlay(ul: Underlay, model: NodeDataplaneModel): number {
-    const p = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT }), sndbuf: 4 << 20, txGso: this.txGso, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name) });
+    const p = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT, steer: this.steer() }), sndbuf: 4 << 20, txGso: this.txGso, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name) });
     this.underlayFilterStale = false;
     return p;
   }
@@ -939,11 +951,16 @@ export class Engine {
     }
   }
 
-  /** PACKET_FANOUT group for an interface when several workers share it (0 = none). */
+  /** PACKET_FANOUT group for an interface when several workers share it by fanout (0 = none). */
   private fanout(ifname: string): number {
-    if (this.worker.count <= 1) return 0;
+    if (this.worker.count <= 1 || this.workerSteer !== 'fanout') return 0;
     const idx = Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, 'utf8'));
     return (idx % 0xfffe) + 1; // distinct per interface (a group binds to one device)
+  }
+
+  /** This worker's share of the flows for the socket filters (steer.ts); undefined: all of them. */
+  private steer(): Steer | undefined {
+    return this.worker.count > 1 && this.workerSteer === 'flow' ? this.worker : undefined;
   }
 
   private get primary(): boolean {
@@ -1134,7 +1151,8 @@ export class Engine {
     if (kind === 'veth') {
       if (!interfaceExists(ep.interfaceName)) throw Object.assign(new Error(`interface ${ep.interfaceName} of workload ${ep.key} does not exist`), { code: 'ENODEV' });
       if (this.manageHost) this.notes.push(...quietKernelOn(ep.interfaceName, true));
-      port = this.io.openPacket(ep.interfaceName, { ...this.podPortOptions(), fanoutGroup: this.fanout(ep.interfaceName) });
+      const steer = this.steer();
+      port = this.io.openPacket(ep.interfaceName, { ...this.podPortOptions(), fanoutGroup: this.fanout(ep.interfaceName), ...(steer ? { bpf: podSteerFilter(steer) } : {}) });
       this.prepareSparePort();
     } else {
       // single-queue: worker 0 opens and reads it, the others transmit through its fd

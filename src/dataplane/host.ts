@@ -10,6 +10,8 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { formatIpv4, parseIpv4, parseMac } from '../packet';
+import { assembleBpf, Bpf, type BpfInsn } from './bpf';
+import { SteerBuilder, jeqFar, type Steer } from './steer';
 
 export interface Underlay {
   name: string;
@@ -317,18 +319,26 @@ export function removeHostRoute(ifname: string, ips: readonly number[]): void {
  * arrive on this socket (pipeline6.ts hands what is not for pods back to the kernel, which received
  * its own copy). With `tunnels`, IPv4 tunnel packets to the node IP too (VXLAN: UDP to
  * `vxlanPort`; IPIP: protocol 4), unfragmented ones only (fragments are the kernel's: it reassembles them and hands them to the tunnel sockets): they then arrive here with the
- * kernel's offload metadata (see tunnelRxProgram), else on their own UDP and raw sockets. */
-export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean; tunnels?: boolean; vxlanPort?: number } = {}): Uint8Array {
-  const ACCEPT = 'accept', DROP = 'drop';
-  // [code, jump-if-true label or offset, jump-if-false label or offset, k]; labels resolved below.
-  type Insn = [number, number | string, number | string, number] | string;
-  const prog: Insn[] = [
+ * kernel's offload metadata (see tunnelRxProgram), else on their own UDP and raw sockets.
+ * With `steer` (worker `index` of `count` > 1), of those only the frames whose flow index is this
+ * worker's (steer.ts): the flow inside VXLAN (over IPv4 or IPv6) and IPIP, so a reply lands on the
+ * worker that forwarded its request. */
+export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean; tunnels?: boolean; vxlanPort?: number; steer?: Steer } = {}): Uint8Array {
+  const ACCEPT = 'accept';
+  const vxlanPort = opts.vxlanPort ?? 4789;
+  const st = opts.steer && opts.steer.count > 1 ? new SteerBuilder(opts.steer, ACCEPT, 'drop') : null;
+  // With steering the program's end is out of a conditional jump's reach: a drop right after the checks.
+  const DROP = st ? 'drop_early' : 'drop';
+  // Where each kind of accepted frame goes: straight to ACCEPT, or through its steering section.
+  const arp = st ? 'arp' : ACCEPT, ip6 = st ? 'ip6' : ACCEPT, plain4 = st ? 'plain4' : ACCEPT;
+  const ipip = st ? 'ipip' : ACCEPT, vxlan = st ? 'vxlan' : ACCEPT;
+  const prog: BpfInsn[] = [
     [0x28, 0, 0, 12], //                  ldh [12]
-    [0x15, ACCEPT, 0, 0x0806], //         jeq ARP -> accept
-    ...(opts.ipv6 ? [[0x15, ACCEPT, 0, 0x86dd] as Insn] : []), // jeq IPv6 -> accept
+    [0x15, arp, 0, 0x0806], //            jeq ARP -> accept
+    ...(opts.ipv6 ? [[0x15, ip6, 0, 0x86dd] as BpfInsn] : []), // jeq IPv6 -> accept
     [0x15, 0, DROP, 0x0800], //           jne IPv4 -> drop
     [0x20, 0, 0, 30], //                  ld [30] (IPv4 destination)
-    [0x15, opts.tunnels ? 'tunnel' : DROP, ACCEPT, nodeIp >>> 0], // node IP: tunnel check (or drop)
+    [0x15, opts.tunnels ? 'tunnel' : DROP, plain4, nodeIp >>> 0], // node IP: tunnel check (or drop)
   ];
   if (opts.tunnels) {
     prog.push(
@@ -336,30 +346,31 @@ export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean; tunnels?:
       [0x28, 0, 0, 20], //                ldh [20] (flags, fragment offset)
       [0x45, DROP, 0, 0x3fff], //         jset MF|offset -> drop (a fragment: the kernel reassembles it, for the sockets)
       [0x30, 0, 0, 23], //                ldb [23] (protocol)
-      [0x15, ACCEPT, 0, 4], //            jeq IPIP -> accept
+      [0x15, ipip, 0, 4], //              jeq IPIP -> accept
       [0x15, 0, DROP, 17], //             jne UDP -> drop
       [0xb1, 0, 0, 14], //                ldxb 4*([14]&0xf)
       [0x48, 0, 0, 16], //                ldh [x+16] (UDP destination port)
-      [0x15, ACCEPT, DROP, opts.vxlanPort ?? 4789],
+      [0x15, vxlan, DROP, vxlanPort],
     );
   }
-  prog.push(ACCEPT, [0x06, 0, 0, 0x40000], DROP, [0x06, 0, 0, 0]);
-  const labels = new Map<string, number>();
-  const code: [number, number | string, number | string, number][] = [];
-  for (const x of prog) {
-    if (typeof x === 'string') labels.set(x, code.length);
-    else code.push(x);
+  if (st) {
+    // Outer IPv4 without options (as every tunnel endpoint sends it): the inner headers at fixed
+    // offsets; with options, the outer flow (the same worker for all of the tunnel's packets).
+    prog.push(
+      DROP, [0x06, 0, 0, 0],
+      'arp', [Bpf.JA, 0, 0, st.zero()],
+      'plain4', [Bpf.JA, 0, 0, st.ip4(14)],
+      'ipip', [Bpf.LD_B_ABS, 0, 0, 14], ...jeqFar(0x45, st.ip4(34)), [Bpf.JA, 0, 0, st.ip4(14)],
+      'vxlan', [Bpf.LD_B_ABS, 0, 0, 14], ...jeqFar(0x45, st.ether(62)), [Bpf.JA, 0, 0, st.ip4(14)],
+      // IPv6: VXLAN (next header UDP to vxlanPort) looked into, anything else by its own addresses
+      'ip6', [Bpf.LD_W_LEN, 0, 0, 0], [Bpf.JGE_K, 1, 0, 58], [Bpf.JA, 0, 0, st.ip6(14)],
+      [Bpf.LD_B_ABS, 0, 0, 20], [Bpf.JEQ_K, 1, 0, 17], [Bpf.JA, 0, 0, st.ip6(14)],
+      [Bpf.LD_H_ABS, 0, 0, 56], ...jeqFar(vxlanPort, st.ether(82)), [Bpf.JA, 0, 0, st.ip6(14)],
+      ...st.code(),
+    );
   }
-  const out = new Uint8Array(code.length * 8);
-  const dv = new DataView(out.buffer);
-  code.forEach(([op, jt, jf, k], i) => {
-    const rel = (j: number | string) => (typeof j === 'number' ? j : labels.get(j)! - i - 1);
-    dv.setUint16(i * 8, op, true);
-    out[i * 8 + 2] = rel(jt);
-    out[i * 8 + 3] = rel(jf);
-    dv.setUint32(i * 8 + 4, k, true);
-  });
-  return out;
+  prog.push(ACCEPT, [0x06, 0, 0, 0x40000], 'drop', [0x06, 0, 0, 0]);
+  return assembleBpf(prog);
 }
 
 /** Build an ARP request (who-has target tell us) at f; returns its length. */

@@ -16,7 +16,7 @@ import { serveTaps } from './taps';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; neighbor?: NeighborTimings; neighborQueue?: { perNeighbor?: number }; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; neighbor?: NeighborTimings; neighborQueue?: { perNeighbor?: number }; workerSteer?: 'flow' | 'fanout'; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
@@ -36,6 +36,7 @@ if (parentPort) {
     rxMerge: init.rxMerge,
     manageHost: false,
     worker: { index: init.index, count: init.count },
+    workerSteer: init.workerSteer,
     log,
     onNeighbor: (ip, mac, announced) => port.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }),
     onNeighbor6: (ip6, mac, announced) => port.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }),

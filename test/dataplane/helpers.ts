@@ -337,6 +337,8 @@ export function runBpf(prog: Uint8Array, pkt: Uint8Array): number {
   let a = 0;
   let x = 0;
   let pc = 0;
+  const mem = new Uint32Array(16);
+  const word = (o: number) => ((pkt[o] << 24) | (pkt[o + 1] << 16) | (pkt[o + 2] << 8) | pkt[o + 3]) >>> 0;
   for (let steps = 0; steps <= n; steps++) {
     if (pc < 0 || pc >= n) throw new Error(`bpf: pc ${pc} outside the program (${n} instructions)`);
     const code = dv.getUint16(pc * 8, true);
@@ -374,6 +376,48 @@ export function runBpf(prog: Uint8Array, pkt: Uint8Array): number {
         break;
       case 0x45: // BPF_JMP | BPF_JSET | BPF_K
         pc += 1 + ((a & k) !== 0 ? jt : jf);
+        break;
+      case 0x40: // BPF_LD | BPF_W | BPF_IND
+        if (x + k + 4 > pkt.length) return 0;
+        a = word(x + k);
+        pc++;
+        break;
+      case 0x80: // BPF_LD | BPF_W | BPF_LEN
+        a = pkt.length;
+        pc++;
+        break;
+      case 0x60: // BPF_LD | BPF_MEM
+        a = mem[k];
+        pc++;
+        break;
+      case 0x61: // BPF_LDX | BPF_MEM
+        x = mem[k];
+        pc++;
+        break;
+      case 0x02: // BPF_ST
+        mem[k] = a;
+        pc++;
+        break;
+      case 0x04: a = (a + k) >>> 0; pc++; break; // BPF_ALU | BPF_ADD | BPF_K
+      case 0x24: a = Math.imul(a, k) >>> 0; pc++; break; // MUL K (32-bit, wrapping)
+      case 0x54: a = (a & k) >>> 0; pc++; break; // AND K
+      case 0x74: a = a >>> k; pc++; break; // RSH K
+      case 0x94: // MOD K
+        if (k === 0) throw new Error('bpf: modulo by 0');
+        a = a % k;
+        pc++;
+        break;
+      case 0xac: a = (a ^ x) >>> 0; pc++; break; // XOR X
+      case 0x07: x = a; pc++; break; // BPF_MISC | BPF_TAX
+      case 0x87: a = x; pc++; break; // BPF_MISC | BPF_TXA
+      case 0x05: // BPF_JMP | BPF_JA
+        pc += 1 + k;
+        break;
+      case 0x35: // BPF_JMP | BPF_JGE | BPF_K
+        pc += 1 + (a >>> 0 >= k ? jt : jf);
+        break;
+      case 0x3d: // BPF_JMP | BPF_JGE | BPF_X
+        pc += 1 + (a >>> 0 >= x >>> 0 ? jt : jf);
         break;
       case 0x06: // BPF_RET | BPF_K
         return k;

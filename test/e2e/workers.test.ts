@@ -1,6 +1,8 @@
 /**
- * `podway run --workers 2`: two forwarding threads share a node's veth pods and underlay through
- * PACKET_FANOUT and SO_REUSEPORT; many flows cross in both directions, TTL as with one worker.
+ * `podway run --workers 2`: two forwarding threads share a node's veth pods and underlay, each
+ * socket filter taking its worker's share of the flows (steer.ts; SO_REUSEPORT on the VXLAN
+ * socket); many flows cross in both directions, TTL as with one worker, and a request and its
+ * reply are forwarded by the same worker.
  * TAP and TUN pods (single-queue devices) are served too: the first thread opens and alone reads
  * each, the other transmits to it through a dup of that fd, with the TAP pod's MAC the first
  * thread learned.
@@ -10,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { isRoot } from '../helpers/netns';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as path from 'node:path';
 
 /** bench/e2e/pktgen.c (built by npm install): AF_PACKET UDP frames, FLOWS source ports. */
@@ -67,7 +69,7 @@ test('two workers forward veth, TAP and TUN pods across nodes', async () => {
       assert.ok(w0!.rx >= 6 * 3 * 2, `${name}: worker 0 read the pod's requests and replies (${w0!.rx})`);
       assert.ok(w0!.tx + w1!.tx >= 6 * 3 * 2, `${name}: requests and replies sent to the pod (${w0!.tx} + ${w1!.tx})`);
     }
-    // 64 UDP flows (source ports) from web-2 to each device: the fanout hands some of them to
+    // 64 UDP flows (source ports) from web-2 to each device: the steering hands some of them to
     // worker 1 (all on one worker: 2^-64), which sends them through its dup of worker 0's fd
     const web2 = lab.pod('web-2');
     for (const pod of ['tap-1', 'tun-1']) {
@@ -83,6 +85,61 @@ test('two workers forward veth, TAP and TUN pods across nodes', async () => {
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {
+    for (const n of ['node1', 'node2']) await lab?.stopPodway(n);
+    cleanup();
+  }
+});
+
+test('two workers: a request and its reply are forwarded by the same worker, flows spread over both', async () => {
+  assert.ok(isRoot(), 'needs root (network namespaces)');
+  lab = new Lab([
+    { name: 'node1', subnet: 'a', pods: [{ name: 'rr-1', type: 'veth' }] },
+    { name: 'node2', subnet: 'a', pods: [{ name: 'rr-2', type: 'veth' }] },
+  ]);
+  let server: ReturnType<typeof spawn> | null = null;
+  try {
+    lab.build();
+    await lab.startPodway('node1', 15_000, ['--workers', '2']);
+    await lab.startPodway('node2', 15_000, ['--workers', '2']);
+    const a = lab.pod('rr-1');
+    const b = lab.pod('rr-2');
+    assert.is(lab.ping('rr-1', b.ip, 3).loss, 0, 'the pods reach each other');
+    // a UDP echo server in rr-2; each client run below is a new socket, so a new source port: a new flow
+    const port = 7700;
+    server = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'rr-server', 'udp', String(port), '120'], { stdio: 'ignore' });
+    // Per node, the frames each worker received in a run on the pod's port (the requests on node1,
+    // the replies on node2) and on the underlay port (the other direction, inside VXLAN).
+    const snapshot = async (node: string) => {
+      const c = (await controlRequest(lab!.node(node).control, { cmd: 'counters' })) as { ports: PortRow[] };
+      const pod = lab!.pod(node === 'node1' ? 'rr-1' : 'rr-2').ifname;
+      const rx = (prefix: string, w: number) => c.ports.filter((p) => p.port.startsWith(prefix) && p.port.endsWith(`[w${w}]`)).reduce((s, p) => s + p.rx, 0);
+      return [0, 1].map((w) => ({ pod: rx(pod, w), underlay: rx('underlay(', w) }));
+    };
+    const used = new Set<number>();
+    let answered = 0;
+    for (let run = 0; run < 16; run++) {
+      const before = [await snapshot('node1'), await snapshot('node2')];
+      // 40 requests at 200/s; a lost one (a loaded machine) only lowers the counts
+      const out = execFileSync('ip', ['netns', 'exec', a.ns, PKTGEN, 'rr-client', 'udp', b.ip, String(port), '64', '200', '0.2'], { encoding: 'utf8', timeout: 10_000 });
+      const got = (JSON.parse(out) as { received: number }).received;
+      if (got < 20) continue; // the server not up yet, or this run lost too much to tell
+      answered++;
+      const after = [await snapshot('node1'), await snapshot('node2')];
+      for (const n of [0, 1]) {
+        const d = [0, 1].map((w) => ({ pod: after[n][w].pod - before[n][w].pod, underlay: after[n][w].underlay - before[n][w].underlay }));
+        const w = d[0].pod > d[1].pod ? 0 : 1;
+        const what = `run ${run}, node${n + 1}: per worker ${JSON.stringify(d)}`;
+        // the pod's frames of this flow (requests on node1, replies on node2) on one worker ...
+        assert.ok(d[w].pod >= got && d[1 - w].pod <= 3, `${what}: the pod's frames of the flow on one worker`);
+        // ... and the other direction, received from the tunnel, on the same one
+        assert.ok(d[w].underlay >= got && d[1 - w].underlay <= 3, `${what}: the tunnel's frames of the flow on the same worker`);
+        if (n === 0) used.add(w);
+      }
+    }
+    assert.ok(answered >= 8, `most runs were answered (${answered} of 16)`);
+    assert.is(used.size, 2, `the flows were spread over both workers (${[...used].join(', ')})`);
+  } finally {
+    server?.kill('SIGKILL');
     for (const n of ['node1', 'node2']) await lab?.stopPodway(n);
     cleanup();
   }

@@ -2,7 +2,8 @@
  * `podway run --workers N|auto`: how many forwarding threads (default 1: bench/README.md, "Forwarding
  * threads by default", says why it is not auto yet). `auto` is one per CPU
  * this process may run on (os.availableParallelism: the affinity mask), at most WORKERS_AUTO_MAX:
- * the kernel spreads flows over them (PACKET_FANOUT, SO_REUSEPORT), so a node with several flows
+ * each thread's socket filters take its share of the flows (steer.ts: a request and its reply on
+ * one thread; `--worker-steer fanout`: PACKET_FANOUT), so a node with several flows
  * forwards on several cores, as the kernel's own path does. The cap: each worker holds its own
  * receive rings (the underlay's is --underlay-ring-mb of kernel memory per worker), and more than
  * two were never measured (bench/README.md, "Forwarding threads by default").

@@ -600,7 +600,8 @@ test('a worker whose underlay port cannot be reopened for new tunnels keeps the 
   applyWorkerModel(w.engine, msg(false, null));
   assert.equal(flags(w.engine.tunnelRx()), { onUnderlay: false, ip6: null });
   assert.ok(portOf(w, UL) !== u, 'reopened');
-  assert.ok(sameBytes(underlayOpts(w).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: false, vxlanPort: 4789 })));
+  // worker 1 of 2: the filter takes its share of the flows (steer.ts)
+  assert.ok(sameBytes(underlayOpts(w).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: false, vxlanPort: 4789, steer: { index: 1, count: 2 } })));
   assert.equal(vxlan6Sockets(w), []);
   stopRig(w);
 });
@@ -613,7 +614,8 @@ test('workers are told where tunnels are read with every model: a refused rewrit
     // as run.ts posts it: a structured clone, as worker_threads delivers it
     applyWorkerModel(w.engine, structuredClone(workerModelMessage(main.engine, model, [])));
   };
-  const filter = (nodeIp: string, tunnels: boolean) => underlayFilter(parseIpv4(nodeIp), { ipv6: true, tunnels, vxlanPort: 4789 });
+  // each worker's filter takes its share of the flows (steer.ts)
+  const filter = (nodeIp: string, tunnels: boolean, index = 1) => underlayFilter(parseIpv4(nodeIp), { ipv6: true, tunnels, vxlanPort: 4789, steer: { index, count: 2 } });
   send(dualModel());
   assert.ok(sameBytes(underlayOpts(w).bpf, filter('10.99.0.1', true)), 'the worker takes tunnels on its underlay port');
   assert.equal(vxlan6Sockets(w), [addr6('fd99::1')]);
@@ -627,7 +629,7 @@ test('workers are told where tunnels are read with every model: a refused rewrit
     // sockets; the worker's underlay port must stop taking them (or each arrives twice)
     send(dualModel('fd99::a1', '10.99.0.11'));
     assert.equal(flags(main.engine.tunnelRx()), { onUnderlay: false, ip6: null });
-    assert.ok(sameBytes(underlayOpts(main).bpf, filter('10.99.0.11', false)));
+    assert.ok(sameBytes(underlayOpts(main).bpf, filter('10.99.0.11', false, 0)));
     assert.ok(sameBytes(underlayOpts(w).bpf, filter('10.99.0.11', false)), 'the worker\'s filter leaves tunnels to the sockets');
     assert.equal(flags(w.engine.tunnelRx()), { onUnderlay: false, ip6: null });
     assert.match(String(w.engine.status().tunnelsOn), /^sockets; VXLAN to fd99::a1: underlay port only/);

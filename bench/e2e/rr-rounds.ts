@@ -135,7 +135,7 @@ async function main(): Promise<void> {
   console.log('\n| setup | proto | runs | p50 median (min-max) µs | sleeps per round trip, median | runs with requests and replies on one worker |');
   console.log('|---|---|---|---|---|---|');
   for (const setup of setups) {
-    for (const proto of protos) {
+    for (const proto of [...new Set(protos)]) {
       const rs = rows.filter((x) => x.setup === setup && x.proto === proto);
       const p = rs.map((x) => x.p50us);
       console.log(`| ${setup} | ${proto} | ${rs.length} | ${median(p)} (${Math.min(...p)}-${Math.max(...p)}) | ${median(rs.map((x) => x.sleepsPerRt))} | ${rs.filter((x) => x.requests === x.replies && !x.requests.includes('+')).length} of ${rs.length} |`);

@@ -378,12 +378,12 @@ function vxlan4Sockets(r: Rig): number[] {
 }
 
 /** The engine's infra wholly on `ip4`: VXLAN socket, tunnel table and underlay filter. */
-function infraOn(r: Rig, ip4: string): void {
+function infraOn(r: Rig, ip4: string, steer?: { index: number; count: number }): void {
   assert.equal(vxlan4Sockets(r), [parseIpv4(ip4)], `one VXLAN socket, on ${ip4}`);
   const table = sh('nft', ['list', 'table', 'inet', TUNNEL_TABLE]);
   assert.match(table, new RegExp(`ip daddr ${ip4.replace(/\./g, '\\.')} .*counter name "vxlan" drop`), 'the table names it');
   assert.is((table.match(/ip daddr 10\.99\.0\.\d+ /g) ?? []).every((m) => m === `ip daddr ${ip4} `), true, `the table names no other address: ${table}`);
-  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4(ip4), { ipv6: true, tunnels: true, vxlanPort: 4789 })), `the underlay filter takes ${ip4}`);
+  assert.ok(sameBytes(underlayOpts(r).bpf, underlayFilter(parseIpv4(ip4), { ipv6: true, tunnels: true, vxlanPort: 4789, steer })), `the underlay filter takes ${ip4}`);
   assert.equal(flags(r.engine.tunnelRx()), { onUnderlay: true, ip6: 'fd99::1' });
 }
 
@@ -473,7 +473,8 @@ test('with a worker: a model rejected after its new IPv4 address was followed, t
     told = JSON.stringify(msg.tunnels);
     applyWorkerModel(w.engine, msg);
   };
-  const filter = (nodeIp: string) => underlayFilter(parseIpv4(nodeIp), { ipv6: true, tunnels: true, vxlanPort: 4789 });
+  // worker 1 of 2: its filter takes its share of the flows (steer.ts)
+  const filter = (nodeIp: string) => underlayFilter(parseIpv4(nodeIp), { ipv6: true, tunnels: true, vxlanPort: 4789, steer: { index: 1, count: 2 } });
   const good = dualModel();
   main.engine.apply(good, []);
   tell(good);
@@ -483,7 +484,7 @@ test('with a worker: a model rejected after its new IPv4 address was followed, t
   try {
     assert.throws(() => main.engine.apply(withBadRoute(dualModel('fd99::1', '10.99.0.11')), []), /host bits are set/);
     assert.is(main.engine.failures.followBackFailed, 1);
-    infraOn(main, '10.99.0.11');
+    infraOn(main, '10.99.0.11', { index: 0, count: 2 }); // worker 0 of 2: its share of the flows (steer.ts)
     assert.is(main.engine.tunnelRx().ip, parseIpv4('10.99.0.11'), 'tunnelRx names the address the ports are on');
     // run.ts: tunnelRx() moved since the workers were told: the last good model again, with it
     assert.ok(JSON.stringify(main.engine.tunnelRx()) !== told, 'the workers must be told');

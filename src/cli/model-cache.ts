@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { NodeDataplaneModel } from '../control';
 import type { DatastoreSpec } from '../control/kv/spec';
@@ -125,11 +126,15 @@ export function readModelCache(file: string, node: string, datastore: string): C
   }
 }
 
-/** Writes `file` atomically: a temporary file beside it, fsynced, renamed over it. */
-export function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): number {
+function cacheText(node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): string {
   const text = encodeModel(model);
   const body: CacheFile = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), sha256: sha256(text), model: text };
-  const data = JSON.stringify(body);
+  return JSON.stringify(body);
+}
+
+/** Writes `file` atomically: a temporary file beside it, fsynced, renamed over it. */
+export function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): number {
+  const data = cacheText(node, datastore, model, appliedAt);
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
   try {
@@ -149,9 +154,34 @@ export function writeModelCache(file: string, node: string, datastore: string, m
 }
 
 /**
+ * writeModelCache with the file work (write, fsync, rename) off the calling thread: only the JSON
+ * encoding runs on it. podway run's main thread forwards, and an fsync may take a disk's time.
+ */
+export async function writeModelCacheAsync(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): Promise<number> {
+  const data = cacheText(node, datastore, model, appliedAt);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  return data.length;
+}
+
+/**
  * Writes the applied models, at most one per `intervalMs`: the first at once, later ones when the
- * interval since the last write is up (the newest applied by then). `flush()` writes a pending one
- * now (on stop: a restart finds the newest state).
+ * interval since the last write is up (the newest applied by then); one write at a time, its file
+ * work off the thread (writeModelCacheAsync). `stop()` writes a pending one (on stop: a restart
+ * finds the newest state) once a write under way ended.
  */
 export class ModelCacheWriter {
   private pending: { model: NodeDataplaneModel; at: Date } | null = null;
@@ -159,6 +189,7 @@ export class ModelCacheWriter {
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
   private wroteOnce = false;
+  private writing: Promise<void> | null = null;
 
   constructor(
     private readonly file: string,
@@ -177,27 +208,46 @@ export class ModelCacheWriter {
     this.timer.unref();
   }
 
+  /** Writes the pending model now (one write at a time: a write under way takes it when it ends). */
   flush(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    if (!this.pending || this.writing) return;
     const p = this.pending;
-    if (!p) return;
     this.pending = null;
     this.lastWrite = Date.now();
+    this.writing = writeModelCacheAsync(this.file, this.node, this.datastore, p.model, p.at).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
+      this.writing = null;
+      // a model applied meanwhile: written when the interval is up, as any other
+      if (this.pending) this.applied(this.pending.model, this.pending.at);
+    });
+  }
+
+  /** Ends timers; a pending model is written (synchronously) after a write under way. */
+  async stop(): Promise<void> {
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    await this.writing;
+    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    const p = this.pending;
+    this.pending = null;
+    if (!p) return;
     try {
-      const bytes = writeModelCache(this.file, this.node, this.datastore, p.model, p.at);
-      if (this.failing) this.log.info(`model cache ${this.file}: written again`);
-      else if (!this.wroteOnce) this.log.info(`model cache ${this.file}: written (${bytes} bytes; at most every ${this.intervalMs / 1000} s)`);
-      this.wroteOnce = true;
-      this.failing = false;
+      this.wrote(writeModelCache(this.file, this.node, this.datastore, p.model, p.at));
     } catch (e) {
-      // Said once until it works again: forwarding does not depend on it, a restart during a
-      // datastore outage does.
-      if (!this.failing) this.log.warn(`model cache ${this.file}: cannot write it (${(e as Error).message}); a restart while the datastore is unreachable would not forward until it is back`);
-      this.failing = true;
+      this.failed(e as Error);
     }
   }
 
-  stop(): void {
-    this.flush();
+  private wrote(bytes: number): void {
+    if (this.failing) this.log.info(`model cache ${this.file}: written again`);
+    else if (!this.wroteOnce) this.log.info(`model cache ${this.file}: written (${bytes} bytes; at most every ${this.intervalMs / 1000} s)`);
+    this.wroteOnce = true;
+    this.failing = false;
+  }
+
+  private failed(e: Error): void {
+    // Said once until it works again: forwarding does not depend on it, a restart during a
+    // datastore outage does.
+    if (!this.failing) this.log.warn(`model cache ${this.file}: cannot write it (${e.message}); a restart while the datastore is unreachable would not forward until it is back`);
+    this.failing = true;
   }
 }

@@ -697,7 +697,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         stopping = true; // a model still on its way is not applied after this
         abortStart.abort(); // a start still waiting for the datastore (on the cached model)
         clearTimeout(retryStart);
-        cacheWriter?.stop(); // the newest model applied, for the next start
+        const cacheWritten = cacheWriter?.stop() ?? Promise.resolve(); // the newest model applied, for the next start
         tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.
         const monitorStopped = monitor?.stop() ?? Promise.resolve();
@@ -710,7 +710,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         const registered = registering ? Promise.race([registering, new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
-        void Promise.all([monitorStopped, natStopped, joinEnded, registered, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
+        void Promise.all([monitorStopped, natStopped, joinEnded, cacheWritten, registered, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
           .then(() => source?.close())
           .then(resolve);
       };

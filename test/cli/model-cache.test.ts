@@ -68,7 +68,13 @@ test('another node\'s, another datastore\'s, another version\'s or a damaged cac
   assert.match(refused('n1', DS), /^not refused/, 'the good file reads again');
 });
 
-test('writes are rate-bounded: the first at once, the newest of the rest on flush (or when the interval is up)', () => {
+/** Bounded wait for a condition (the writer's file work runs off the thread). */
+async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 10))) if (cond()) return true;
+  return cond();
+}
+
+test('writes are rate-bounded: the first at once, the newest of the rest on stop (or when the interval is up)', async () => {
   const file = path.join(tempDir(), 'n1.model.json');
   const logs: string[] = [];
   const w = new ModelCacheWriter(file, 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 3_600_000);
@@ -77,23 +83,27 @@ test('writes are rate-bounded: the first at once, the newest of the rest on flus
     return r !== 'none' && !('refused' in r) ? r.model.endpoints.length : -1;
   };
   w.applied(model(1));
-  assert.is(endpoints(), 1, 'the first model is written at once');
+  assert.ok(await until(() => endpoints() === 1), 'the first model is written at once');
   w.applied(model(2));
   w.applied(model(3));
+  await new Promise((r) => setTimeout(r, 100));
   assert.is(endpoints(), 1, 'later ones wait for the interval');
-  w.stop();
+  await w.stop();
   assert.is(endpoints(), 3, 'stop writes the newest');
+  assert.equal(readdirSync(path.dirname(file)), ['n1.model.json'], 'no temporary file left');
   assert.is(logs.length, 1, logs.join(' | '));
   assert.match(logs[0]!, 'written');
 });
 
-test('a cache that cannot be written is said once (forwarding goes on)', () => {
+test('a cache that cannot be written is said once (forwarding goes on)', async () => {
   const dir = tempDir();
   writeFileSync(path.join(dir, 'file'), 'x');
   const logs: string[] = [];
   const w = new ModelCacheWriter(path.join(dir, 'file', 'n1.model.json'), 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 0);
   w.applied(model(1));
+  assert.ok(await until(() => logs.length > 0), 'the failure is said');
   w.applied(model(1));
+  await w.stop();
   assert.is(logs.length, 1, logs.join(' | '));
   assert.match(logs[0]!, /^WARN model cache .*: cannot write it/);
 });

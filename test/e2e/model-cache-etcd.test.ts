@@ -14,7 +14,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
+import { Lab, LabKvStore, LabNodeSpec, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, logTail, until, waitLog } from './e2e-kit';
@@ -129,7 +129,7 @@ test('a damaged cache is ignored, saying why: podway waits for the datastore as 
   const mark = n1.log.length;
   let started = false;
   const start = lab!.startPodway('node1', 20_000).then(() => (started = true), () => undefined);
-  assert.ok(await waitLog(n1, /model cache .*node1\.model\.json ignored: its checksum does not match: damaged/, mark, 20_000), `the reason is logged: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await waitLog(n1, /model cache .*node1\.model\.json ignored: its checksum does not match: damaged/, mark, START_WAIT_MIN_MS), `the reason is logged: ${n1.log.slice(mark).join(' | ')}`);
   assert.ok(await until(async () => {
     try {
       return /waiting for the datastore/.test((await status()).starting ?? '');

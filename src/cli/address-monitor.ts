@@ -93,6 +93,33 @@ function next(source: AddressSource, registered: string | null, found: string | 
   return held(seen, registered, v6) ? null : found;
 }
 
+/**
+ * The Node as stored names an address no interface here holds while the model in force has one
+ * that is held: another process wrote it (a second `podway run --node N` on another host or in
+ * another network namespace, an operator's `apply`). The engine rejects such a model ("no
+ * interface holds the node IP"), so without a repair the node stays on its last good state, not
+ * ready, and every other node sends its pods' traffic to the foreign address. What to write back,
+ * per family: the given address (--ip/--ip6), first-found for autodetect, else the address in
+ * force when still held (else first-found). null: nothing to repair.
+ */
+export function repairStoredAddress(
+  stored: RegisteredAddresses,
+  inForce: RegisteredAddresses,
+  seen: NodeAddresses,
+  source: { v4: AddressSource; v6: AddressSource },
+  given: { v4?: string; v6?: string } = {},
+): NodeAddressChange | null {
+  const one = (src: AddressSource, was: string | null, now: string | null, found: string | undefined, want: string | undefined, v6: boolean): string | null => {
+    if (was === null || src === 'none' || held(seen, was, v6)) return null;
+    const to = src === 'manual' ? want : src === 'autodetect' ? found : now !== null && held(seen, now, v6) ? now : found;
+    return to === undefined || sameCidr(to, was, v6) ? null : to;
+  };
+  const ipv4Address = one(source.v4, stored.ipv4, inForce.ipv4, seen.ipv4, given.v4, false);
+  const ipv6Address = one(source.v6, stored.ipv6, inForce.ipv6, seen.ipv6, given.v6, true);
+  if (ipv4Address === null && ipv6Address === null) return null;
+  return { ...(ipv4Address !== null ? { ipv4Address } : {}), ...(ipv6Address !== null ? { ipv6Address } : {}) };
+}
+
 /** What to write to the Node after a look at the node's addresses; null: nothing. */
 export function decideAddressChange(registered: RegisteredAddresses, seen: NodeAddresses, source: { v4: AddressSource; v6: AddressSource }): NodeAddressChange | null {
   const ipv4Address = next(source.v4, registered.ipv4, seen.ipv4, seen, false);
@@ -108,6 +135,14 @@ export interface AddressMonitorOptions {
   read: () => Promise<NodeAddresses | null>;
   /** What this node's Node says now (the model in force); null before the first model. */
   registered: () => RegisteredAddresses | null;
+  /**
+   * The Node's addresses as stored now (not the model in force, which is the last good one: a
+   * foreign address written there is rejected by the engine and never in force); null when it
+   * cannot be read (the store unreachable: nothing is concluded). Without it, no repair.
+   */
+  stored?: () => Promise<RegisteredAddresses | null>;
+  /** The addresses given with --ip / --ip6 (source 'manual'): what a repair writes back. */
+  given?: { v4?: string; v6?: string };
   /** Write the change to the Node (join.ts updateNodeAddresses). */
   write: (change: NodeAddressChange) => Promise<void>;
   /** Registered addresses (without prefix) seen gone from the node: once each time the set changes. */
@@ -137,6 +172,8 @@ export class AddressMonitor {
   private awaitingAddress = false;
   /** The registered addresses at the last look ("ipv4 ipv6"). */
   private lastRegistered = '';
+  /** lookSoon() was asked during a look: another one right after it. */
+  private again = false;
   /** Looks and Node updates written, for tests and status. */
   looks = 0;
   updates = 0;
@@ -158,6 +195,19 @@ export class AddressMonitor {
     return this.current?.catch(() => {}) ?? Promise.resolve();
   }
 
+  /**
+   * A look now, not at the next tick (the engine rejected a model naming an address the node does
+   * not hold): after the one under way if there is one.
+   */
+  lookSoon(): void {
+    if (this.stopped) return;
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    void this.look();
+  }
+
   /** One look (also called directly by tests); resolves when any write is done. */
   look(): Promise<void> {
     if (this.busy || this.stopped) return Promise.resolve();
@@ -169,6 +219,10 @@ export class AddressMonitor {
     }).finally(() => {
       this.busy = false;
       this.current = null;
+      if (this.again && !this.stopped) {
+        this.again = false;
+        void this.look();
+      }
     });
     this.current = p;
     return p;
@@ -201,6 +255,7 @@ export class AddressMonitor {
     if (left.length === 0) this.awaitingAddress = false;
     const change = decideAddressChange(registered, seen, this.opts.source);
     if (!change) {
+      if (await this.repairStored(registered, seen)) return;
       if (this.opts.source.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false)) this.problem(`no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`);
       else this.lastProblem = '';
       return;
@@ -217,6 +272,29 @@ export class AddressMonitor {
     } catch (e) {
       if (!this.stopped) this.problem(`node address autodetected again (first-found): ${what}, but the Node could not be updated: ${(e as Error).message}; tried again in ${this.opts.intervalMs / 1000} s`);
     }
+  }
+
+  /** The stored Node names an address not held here: written back (see repairStoredAddress). Whether it looked into it (a repair was due). */
+  private async repairStored(inForce: RegisteredAddresses, seen: NodeAddresses): Promise<boolean> {
+    const stored = this.opts.stored ? await this.opts.stored().catch(() => null) : null;
+    if (!stored || this.stopped) return false;
+    const repair = repairStoredAddress(stored, inForce, seen, this.opts.source, this.opts.given);
+    if (!repair) return false;
+    const what = [
+      repair.ipv4Address && `IPv4 ${stored.ipv4} -> ${repair.ipv4Address}`,
+      repair.ipv6Address && `IPv6 ${stored.ipv6} -> ${repair.ipv6Address}`,
+    ].filter(Boolean).join(', ');
+    const foreign = [repair.ipv4Address && stored.ipv4, repair.ipv6Address && stored.ipv6].filter(Boolean).map((c) => (c as string).split('/')[0]).join(', ');
+    this.opts.warn(`the Node's stored address ${foreign} is not held by any interface here (another process wrote it: a second podway run under this node's name on another host or network namespace?): writing this node's address back (${what})`);
+    try {
+      await this.opts.write(repair);
+      this.updates++;
+      this.lastProblem = '';
+      this.opts.info(`Node address repaired (${what}); the dataplane follows`);
+    } catch (e) {
+      if (!this.stopped) this.problem(`the Node's address could not be repaired (${what}): ${(e as Error).message}; tried again in ${this.opts.intervalMs / 1000} s`);
+    }
+    return true;
   }
 
   private problem(m: string): void {

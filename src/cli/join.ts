@@ -177,3 +177,21 @@ export async function updateNodeAddresses(spec: DatastoreSpec, node: string, cha
     await kv.close();
   }
 }
+
+/**
+ * This node's Node addresses as the store holds them now (spec.bgp.ipv4Address / ipv6Address), for
+ * the address monitor's repair of a Node another process rewrote; null when there is no Node or no
+ * IPv4 address in it. An unreachable store throws (the monitor concludes nothing from it).
+ */
+export async function storedNodeAddresses(spec: DatastoreSpec, node: string): Promise<{ ipv4: string; ipv6: string | null } | null> {
+  if (spec.kind === 'file') return null;
+  const kv = openKvStore(spec, {});
+  try {
+    const e = await kv.get(resourceKey(kindInfo('Node')!, node));
+    if (!e) return null;
+    const bgp = (JSON.parse(e.value) as StoredNode).spec?.bgp;
+    return bgp?.ipv4Address ? { ipv4: bgp.ipv4Address, ipv6: bgp.ipv6Address ?? null } : null;
+  } finally {
+    await kv.close();
+  }
+}

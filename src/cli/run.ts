@@ -10,7 +10,7 @@ import { resolveDatastoreSpec } from '../control/open-datastore';
 import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage } from './model-source';
 import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
-import { joinCluster, updateNodeAddresses } from './join';
+import { joinCluster, storedNodeAddresses, updateNodeAddresses } from './join';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
@@ -626,6 +626,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // Not ready while the datastore's state is one this node cannot use (its Node deleted, say):
         // it forwards on the last good state, but status and /readyz say why instead of "ready".
         health.setDatastore(false, `${m.message} (forwarding on the last good state)`);
+        // A Node address the node does not hold (another process wrote it): the monitor looks at
+        // the stored Node now and writes this node's address back, not at its next tick.
+        if (/no interface holds the node IP/.test(m.message)) monitor?.lookSoon();
       }
       else if (m.type === 'store-replaced') {
         if (m.inSync !== undefined) health.setDatastore(m.inSync, m.message);
@@ -642,7 +645,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // calico-node's monitor-addresses: an autodetected address is looked for again and a changed
     // one written to the Node; the model thread brings it back here (engine.ts followIp4).
     const source6 = addressSource(opts.ip6);
-    const monitor = spec.kind === 'file' || pollMs === 0 || (source4 === 'manual' && source6 !== 'autodetect' && source6 !== 'default') ? null : new AddressMonitor({
+    // Also with addresses given (--ip/--ip6): the Node as stored is looked at too, and an address
+    // another process wrote there that no interface here holds is written back (repairStoredAddress).
+    const monitor = spec.kind === 'file' || pollMs === 0 ? null : new AddressMonitor({
       intervalMs: pollMs,
       source: { v4: source4, v6: source6 },
       read: () => eng.readNodeAddresses(),
@@ -651,6 +656,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const v6 = current.v6;
         return { ipv4: `${formatIPv4(current.node.ip)}/${current.node.subnet.prefixLen}`, ipv6: v6.ip6 === null ? null : `${v6.ip6}/${v6.subnet6?.split('/')[1] ?? '128'}` };
       },
+      stored: () => storedNodeAddresses(spec, opts.node),
+      given: { v4: source4 === 'manual' ? opts.ip : undefined, v6: source6 === 'manual' ? opts.ip6 : undefined },
       write: (change) => updateNodeAddresses(spec, opts.node, change),
       // the model thread's etcd connections came from that address: dead, and its watch with them
       addressLeft: (gone) => source?.reconnectDatastore(`node address ${gone.join(', ')} left the node`),
@@ -661,7 +668,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     });
     // On the cached model, once the datastore answers: its Node is written through the datastore.
     if (source) monitor?.start();
-    if (monitor) dsLog.info(`node address autodetection: looked at again every ${pollMs / 1000} s (IPv4 ${source4 === 'manual' ? 'given, kept' : source4 === 'autodetect' ? 'first-found' : 'the Node\'s, replaced by first-found once it leaves the node'}; IPv6 ${source6 === 'autodetect' ? 'first-found' : source6 === 'default' ? 'the Node\'s, replaced by first-found once it leaves the node' : 'kept'})`);
+    if (monitor) dsLog.info(`node address autodetection: looked at again every ${pollMs / 1000} s (IPv4 ${source4 === 'manual' ? 'given, kept' : source4 === 'autodetect' ? 'first-found' : 'the Node\'s, replaced by first-found once it leaves the node'}; IPv6 ${source6 === 'autodetect' ? 'first-found' : source6 === 'default' ? 'the Node\'s, replaced by first-found once it leaves the node' : 'kept'}; a stored Node address no interface here holds is written back)`);
     // On the cached model: the datastore's start goes on in the background (registration retried
     // with backoff, then the model thread); once it answers its model replaces the cached one, as
     // any change does, and what waited for it (tunnel addresses, the address monitor) starts.

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { AddressMonitor, addressSource, decideAddressChange, parseDuration, type AddressSource } from '../../src/cli/address-monitor';
+import { AddressMonitor, addressSource, decideAddressChange, parseDuration, repairStoredAddress, type AddressSource } from '../../src/cli/address-monitor';
 import { updateNodeAddresses } from '../../src/cli/join';
 import type { NodeAddresses } from '../../src/dataplane/host';
 import { FileKv } from '../../src/control/kv/file-kv';
@@ -316,6 +316,36 @@ test('AddressMonitor: a throwing read() or registered() is said once, not an unh
     process.off('unhandledRejection', onRejection);
     await m.stop();
   }
+});
+
+test('repairStoredAddress: a stored address no interface holds is replaced by the given one, first-found, or the one in force (held); a held or absent one is left', () => {
+  const here = seen('10.0.0.1/24', ['10.0.0.1', '10.0.0.5', 'fd00::1'], 'fd00::1/64');
+  const foreign = { ipv4: '10.97.0.3/24', ipv6: null };
+  assert.equal(repairStoredAddress(foreign, REG, here, src('default')), { ipv4Address: '10.0.0.1/24' }, 'default: the address in force');
+  assert.equal(repairStoredAddress(foreign, { ipv4: '10.0.0.5/24', ipv6: null }, here, src('default')), { ipv4Address: '10.0.0.5/24' }, 'default: the one in force, not first-found, while held');
+  assert.equal(repairStoredAddress(foreign, { ipv4: '10.0.0.9/24', ipv6: null }, here, src('default')), { ipv4Address: '10.0.0.1/24' }, 'default: first-found when the one in force is gone too');
+  assert.equal(repairStoredAddress(foreign, { ipv4: '10.0.0.5/24', ipv6: null }, here, src('autodetect')), { ipv4Address: '10.0.0.1/24' }, 'autodetect: first-found');
+  assert.equal(repairStoredAddress(foreign, REG, here, src('manual'), { v4: '10.0.0.5/24' }), { ipv4Address: '10.0.0.5/24' }, 'manual: the given one');
+  assert.is(repairStoredAddress({ ipv4: '10.0.0.5/24', ipv6: null }, REG, here, src('default')), null, 'a stored address held here is left (the monitor decides)');
+  assert.is(repairStoredAddress(REG, REG, here, src('default')), null, 'nothing to repair');
+  assert.equal(repairStoredAddress({ ipv4: '10.0.0.1/24', ipv6: 'fd00:97::3/64' }, { ipv4: '10.0.0.1/24', ipv6: 'fd00::1/64' }, here, src('default')), { ipv6Address: 'fd00::1/64' }, 'IPv6 alike');
+  assert.is(repairStoredAddress({ ipv4: '10.0.0.1/24', ipv6: 'fd00:97::3/64' }, REG, here, src('default', 'none')), null, 'IPv6 none: left');
+});
+
+test('AddressMonitor: a stored Node address not held here (the model in force is fine) is written back with a warning naming it; lookSoon looks at once', async () => {
+  const writes: unknown[] = [];
+  const warns: string[] = [];
+  let stored = { ipv4: '10.97.0.3/24', ipv6: null as string | null };
+  const m = new AddressMonitor({
+    intervalMs: 60_000, source: src('default'), read: async () => seen('10.0.0.1/24', ['10.0.0.1']), registered: () => REG,
+    stored: async () => stored,
+    write: async (c) => { writes.push(c); stored = { ipv4: c.ipv4Address ?? stored.ipv4, ipv6: null }; }, info: () => {}, warn: (w) => warns.push(w),
+  });
+  m.lookSoon();
+  for (let i = 0; i < 100 && writes.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  await m.stop();
+  assert.equal(writes, [{ ipv4Address: '10.0.0.1/24' }]);
+  assert.ok(warns.some((w) => /stored address 10\.97\.0\.3 is not held by any interface here/.test(w)), warns.join(' | '));
 });
 
 test.run();

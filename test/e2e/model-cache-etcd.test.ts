@@ -9,6 +9,8 @@
  * - its status says so and it is not ready (the reason names the cached model);
  * - etcd back, node1 replaces the cached model with the datastore's, is ready again and follows a
  *   change made after (a new pod on node1 attached and reached from node2);
+ * - etcd silent (its packets dropped, nothing refused): node1 forwards on the cache once the
+ *   datastore has not answered within the bound, and follows etcd once its packets pass again;
  * - a damaged cache is ignored with the reason in the log, and podway waits for etcd as before.
  */
 import { test } from 'uvu';
@@ -17,7 +19,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Lab, LabKvStore, LabNodeSpec, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, logTail, until, waitLog } from './e2e-kit';
+import { guard, teardown, isRoot, logTail, nsExec, until, waitLog } from './e2e-kit';
 
 const SPEC: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'web-1b', type: 'veth' }, { name: 'web-1c', type: 'veth' }] },
@@ -115,6 +117,28 @@ test('etcd back: node1 takes the datastore\'s model, is ready again and follows 
   assert.ok(await until(() => talks('web-2', 'web-1c') && talks('web-1c', 'web-2'), 15_000, 100), 'the new pod talks across the nodes');
   pairTalks('web-1c', 'web-2', 'new pod after the outage');
   pairTalks('web-1', 'web-1b', 'on node1 after the outage');
+});
+
+test('etcd silent to node1 (packets dropped): node1 restarted forwards on the cache after the bound, and follows etcd once it answers', async () => {
+  const n1 = lab!.node('node1');
+  assert.is(await lab!.stopPodway('node1'), 0);
+  const table = `podway_test_blackhole_${process.pid}`;
+  let blocked = true;
+  nsExec(n1.ns, ['nft', `add table inet ${table}; add chain inet ${table} out { type filter hook output priority 0; }; add rule inet ${table} out tcp dport 2379 drop`]);
+  try {
+    const mark = n1.log.length;
+    await lab!.startPodway('node1', 20_000);
+    assert.ok(await waitLog(n1, /unreachable: forwarding on the cached model from/, mark, 10_000), `node1 runs on the cache: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await until(() => talks('web-1c', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk (web-1c too: the cache has it)');
+    assert.ok((await status()).cachedModel, 'on the cache');
+    assert.ok(etcd!.alive(), 'etcd runs all along');
+    nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
+    blocked = false;
+    assert.ok(await waitLog(n1, /answers: its model replaces the cached one/, mark, 60_000), `node1 follows etcd: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), `ready: ${JSON.stringify(await status())}`);
+  } finally {
+    if (blocked) nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
+  }
 });
 
 test('a damaged cache is ignored, saying why: podway waits for the datastore as before', async () => {

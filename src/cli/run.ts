@@ -41,6 +41,7 @@ import { performance } from 'node:perf_hooks';
 import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
 import * as path from 'node:path';
+import { renameSync } from 'node:fs';
 
 export interface RunOptions {
   node: string;
@@ -509,6 +510,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
       server.close();
       abortStart.abort();
       await source?.close();
+      // A cached model this host cannot take (its address gone, say) would stop every restart the
+      // same way: it is set aside, and the next start waits for the datastore as without a cache.
+      if (onCache && cacheFile) {
+        const aside = `${cacheFile}.bad`;
+        try {
+          renameSync(cacheFile, aside);
+          log.error(`the cached model could not be applied (${(e as Error).message}): ${cacheFile} moved to ${aside}; the next start waits for the datastore`);
+        } catch (re) {
+          log.error(`the cached model could not be applied (${(e as Error).message}), nor ${cacheFile} be moved aside: ${(re as Error).message}`);
+        }
+      }
       eng.stop();
       await nat.stop();
       throw e;

@@ -11,13 +11,16 @@
  *   change made after (a new pod on node1 attached and reached from node2);
  * - etcd silent (its packets dropped, nothing refused): node1 forwards on the cache once the
  *   datastore has not answered within the bound, and follows etcd once its packets pass again;
- * - a damaged cache is ignored with the reason in the log, and podway waits for etcd as before.
+ * - a damaged cache is ignored with the reason in the log, and podway waits for etcd as before;
+ * - a cache this host cannot take (its node address held by no interface here) stops that start
+ *   and is set aside (FILE.bad): the next start waits for etcd instead of failing again.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Lab, LabKvStore, LabNodeSpec, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
+import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, logTail, nsExec, until, waitLog } from './e2e-kit';
 
@@ -161,6 +164,40 @@ test('a damaged cache is ignored, saying why: podway waits for the datastore as 
       return false;
     }
   }, 15_000, 200), 'node1 waits for the datastore');
+  assert.not.ok(started, 'not forwarding without the datastore');
+  await etcd!.start();
+  await start;
+  assert.ok(started || (await until(async () => (await status()).ready === true, 20_000, 200)), `node1 starts once etcd is back: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk again');
+});
+
+test('a cached model the host cannot take is set aside: the next start waits for the datastore', async () => {
+  const n1 = lab!.node('node1');
+  const file = lab!.modelCachePath('node1');
+  assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), 'node1 ready before');
+  assert.is(await lab!.stopPodway('node1'), 0);
+  const r = readModelCache(file, 'node1', store!.spec);
+  if (r === 'none' || 'refused' in r) return assert.unreachable(`node1's cache: ${JSON.stringify(r)}`);
+  // an address no interface of node1 holds (10.99.0.200), written as a sound cache
+  writeModelCache(file, 'node1', store!.spec, { ...r.model, node: { ...r.model.node, ip: ((10 << 24) | (99 << 16) | 200) >>> 0 } }, r.appliedAt);
+  await etcd!.kill();
+  const mark = n1.log.length;
+  let failed = '';
+  await lab!.startPodway('node1', 20_000).catch((e: Error) => (failed = e.message));
+  assert.match(failed, /exited \(1\)/, `that start fails: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await waitLog(n1, /the cached model could not be applied .*moved to .*node1\.model\.json\.bad; the next start waits for the datastore/, mark, 5000), `said: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(existsSync(`${file}.bad`) && !existsSync(file), 'set aside');
+  await lab!.stopPodway('node1');
+  // the next start (etcd still down) waits for etcd, then forwards on its model
+  let started = false;
+  const start = lab!.startPodway('node1', 20_000).then(() => (started = true), () => undefined);
+  assert.ok(await until(async () => {
+    try {
+      return /waiting for the datastore/.test((await status()).starting ?? '');
+    } catch {
+      return false;
+    }
+  }, START_WAIT_MIN_MS, 200), 'node1 waits for the datastore');
   assert.not.ok(started, 'not forwarding without the datastore');
   await etcd!.start();
   await start;

@@ -3,8 +3,9 @@
  * rr-latency lab of run.ts, with several podway setups ALTERNATED round by round (podway restarted
  * for each), so a loaded machine's drift falls on every setup alike. Per run it shows what the
  * one-shot rr-latency rows cannot: which forwarding worker took the requests (on pod A's veth) and
- * which the replies (on the underlay), and how often podway's threads slept per round trip
- * (voluntary context switches of its threads / replies: about 1 when the thread that forwarded
+ * which the replies (on the underlay), and how often podway's forwarding threads slept per round
+ * trip (voluntary context switches of the threads that switched at least once per four round
+ * trips, so not libuv's thread pool, / replies: about 1 when the thread that forwarded
  * the request is still runnable when the reply comes, 2 when each leg wakes a thread).
  *
  *   node dist/bench/e2e/rr-rounds.js [--rounds 4] [--seconds 3] [--protos tcp,udp]
@@ -111,8 +112,10 @@ async function main(): Promise<void> {
             const m = await rr(lab, proto, 100, seconds, port++);
             const s1 = switches(pid);
             const c1 = await received(n1.control);
+            // forwarding threads only: those that slept at least once per four round trips (libuv's
+            // thread pool wakes some 8 times a second on its own and would count otherwise)
             let sleeps = 0;
-            for (const [t, v] of s1) if (s0.has(t)) sleeps += v - s0.get(t)!;
+            for (const [t, v] of s1) if (s0.has(t) && v - s0.get(t)! >= m.received / 4) sleeps += v - s0.get(t)!;
             const row: Row = {
               setup, proto, p50us: m.p50us, p99us: m.p99us, received: m.received,
               sleepsPerRt: m.received ? +(sleeps / m.received).toFixed(2) : 0,

@@ -4,7 +4,7 @@
 // start() retrying an unreachable store; (FileKv) a compaction while the directory was away.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvDatastore, KvDatastoreOptions } from '../../src/control/kv-datastore';
@@ -436,6 +436,39 @@ etcdSpecific('start() waits for an etcd that comes up later (no timeout), then d
     await h.ds.close();
     await kv.close();
     await proxy.close();
+  }
+});
+
+etcdSpecific('etcd wiped under the datastore (a fresh data dir at the same URL): every prefix listed again, the replacement told once, the snapshot is the new store\'s', async () => {
+  const server = await getEtcd();
+  const kv = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 3000 });
+  const h = harness(kv, { retryInitialMs: 50, retryMaxMs: 200 });
+  const replaced: string[] = [];
+  h.ds.onStoreReplaced((line) => replaced.push(line));
+  try {
+    await wipe(kv);
+    await writeCluster(kv);
+    await h.ds.start();
+    await server.kill();
+    rmSync(server.dataDir, { recursive: true, force: true });
+    mkdirSync(server.dataDir, { mode: 0o700 });
+    await server.start();
+    // Fewer writes than the old store had: a watch resuming would wait for revisions never made.
+    await createResource(kv, pool('new-pool', '10.250.0.0/16'));
+    await createResource(kv, node('node1', '10.99.0.1/24', '10.250.0.0'));
+    const snap = await h.waitFor('the new store\'s snapshot', (s) => s.ipPools.length === 1 && s.ipPools[0]!.metadata.name === 'new-pool' && s.nodes.length === 1, 20_000);
+    assert.equal(names(snap.nodes), ['node1']);
+    assert.equal(snap.blockAffinities, [], 'the old affinities are gone (their prefix listed again too)');
+    assert.equal(snap.workloadEndpoints, []);
+    assert.is(replaced.length, 1, `told once: ${JSON.stringify(replaced)}`);
+    assert.match(replaced[0]!, /^etcd at \S+ went back to revision \d+ \(we had seen revision \d+\): re-listing and re-registering$/);
+    // And it keeps watching the new store.
+    await createResource(kv, node('node5', '10.99.0.5/24', '10.250.1.0'));
+    await h.waitFor('node5', (s) => s.nodes.length === 2);
+    assert.ok(h.ds.inSync, 'in sync again');
+  } finally {
+    await h.ds.close();
+    await kv.close();
   }
 });
 

@@ -203,6 +203,10 @@ test('the store deleted or moved under a watcher: reported down (last state kept
     for (let i = 0; i < 150 && resynced === null; i++) await sleep(20);
     assert.match(resynced ?? 'no resync', /went back to revision \d+ \(we had seen revision \d+\): the store was replaced/);
     assert.is((await reader.list('/s/')).entries.map(e => e.key).join(','), '/s/z', 'a re-list reads the new store');
+    // The first writer writes on into the new store: its lock token went with the old directory
+    // (link(2) said ENOENT on every write until it was written again).
+    await writer.create('/s/y', '8');
+    assert.is((await reader.list('/s/')).entries.map(e => e.key).join(','), '/s/y,/s/z', 'the old writer writes into the new store');
   } finally {
     await writer.close();
     await reader.close();

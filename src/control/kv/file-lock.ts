@@ -157,13 +157,22 @@ export class FileLock {
 
   /** One link(2) attempt; true when we now hold the lock. */
   private async tryLink(): Promise<boolean> {
-    try {
-      await link(this.tokenPath, this.path);
-      this.held = true;
-      return true;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      return false;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await link(this.tokenPath, this.path);
+        this.held = true;
+        return true;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        // Our token went with the directory (the store deleted and made again under us, e.g. an
+        // embedded store wiped by hand): write it again once rather than fail every later write.
+        if (code === 'ENOENT' && attempt === 0) {
+          await writeFile(this.tokenPath, this.tokenContent);
+          continue;
+        }
+        if (code !== 'EEXIST') throw e;
+        return false;
+      }
     }
   }
 

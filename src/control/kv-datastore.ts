@@ -15,7 +15,7 @@
 // force (one 'datastore unreachable' error); the KvStore's watch resumes by itself when it is back,
 // or asks for a resync (compacted meanwhile), which re-lists with backoff and watches again.
 import { Datastore, DatastoreEvents } from './datastore';
-import { IpNet, netsOverlap, parseNet } from './ipam/net';
+import { IpNet, ipv6CidrProblem, netsOverlap, parseNet } from './ipam/net';
 import { cidrContainsAddr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import { KvEntry, KvEvent, KvStore, KvUnavailableError, KvWatch } from './kv/kv';
 import { BlockAffinity, IPPool, ipv6NatWarning, Node, WorkloadEndpoint } from './resources';
@@ -494,6 +494,8 @@ function checkSnapshot(
   const pools4: { name: string; cidr: IPv4Cidr }[] = [];
   const seen: { name: string; net: IpNet }[] = [];
   for (const pool of pools) {
+    const problem = ipv6CidrProblem(pool.spec.cidr);
+    if (problem) warn(`IPPool ${pool.metadata.name}: spec.cidr ${problem} (routed as its network)`);
     const net = parseNet(pool.spec.cidr);
     if (!net) continue;
     const clash = seen.find((p) => netsOverlap(p.net, net));

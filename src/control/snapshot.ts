@@ -4,7 +4,7 @@
 //   cluster.yaml: document 3 (IPPool default-pool): spec.vxlanMode: expected one of Never|Always|CrossSubnet, got "Sometimes"
 import { parseAllDocuments } from 'yaml';
 import type { z } from 'zod';
-import { IpNet, netsOverlap, parseNet } from './ipam/net';
+import { IpNet, ipv6CidrProblem, netsOverlap, parseNet } from './ipam/net';
 import { cidrContainsAddr, cidrContainsCidr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import {
   BlockAffinity, CALICO_API_VERSION, CalicoResource, IGNORED_KINDS, IPPool, ipv6NatWarning, MODEL_KINDS, ModelKind, Node,
@@ -269,6 +269,11 @@ function checkCrossResource(resources: Located<CalicoResource>[], file: string, 
   const pools4: { pool: IPPool; cidr: IPv4Cidr; location: SourceLocation }[] = [];
   const poolNets: { pool: IPPool; net: IpNet }[] = [];
   for (const { resource: pool, location } of pools) {
+    const problem = ipv6CidrProblem(pool.spec.cidr);
+    if (problem) {
+      fail(location, 'spec.cidr', problem);
+      continue;
+    }
     const net = parseNet(pool.spec.cidr);
     if (!net) continue;
     const clash = poolNets.find((p) => netsOverlap(p.net, net));

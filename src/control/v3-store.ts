@@ -11,7 +11,7 @@
 //     omitempty does), and a WorkloadEndpoint gets the projectcalico.org/namespace and
 //     projectcalico.org/orchestrator labels clientv3 adds before storing.
 import { randomUUID } from 'node:crypto';
-import { netsOverlap, parseNet } from './ipam/net';
+import { ipv6CidrProblem, netsOverlap, parseNet } from './ipam/net';
 import { KvEntry, KvStore } from './kv/kv';
 import {
   blockAffinityFromKv, kindInfo, KindInfo, kindPrefix, parseResourceKey, resourceKey, validateResource,
@@ -225,6 +225,8 @@ async function checkPool(kv: KvStore, obj: JsonObject, id: Identity, existing: J
       throw new ResourceError('invalid', `${describeIdentity(id)}: spec.blockSize cannot be changed (${was} -> ${now}); create a new pool instead`);
     }
   }
+  const problem = ipv6CidrProblem(cidrText);
+  if (problem) throw new ResourceError('invalid', `${describeIdentity(id)}: spec.cidr: ${problem}`);
   const cidr = parseNet(cidrText);
   if (!cidr) return;
   const pools = await listResources(kv, id.info);

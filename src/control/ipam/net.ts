@@ -97,3 +97,19 @@ export function netKeyPart(net: IpNet): string {
 export function netFromKeyPart(part: string): IpNet | null {
   return parseNet(part.replace('-', '/'));
 }
+
+/**
+ * Why an IPv6 pool CIDR is not as Calico stores it (host bits set, or not RFC 5952 text); null
+ * when it is, or when it is not an IPv6 CIDR at all (the schema says that). Keys, routes and
+ * overlap checks compare the canonical text, so apply/create and a YAML datastore refuse it; a
+ * pool already in etcd (an older podway wrote it) is loaded with a warning.
+ */
+export function ipv6CidrProblem(text: string): string | null {
+  const slash = text.indexOf('/');
+  if (!text.includes(':') || slash < 0) return null;
+  const addr = parseIp(text.slice(0, slash));
+  if (!addr || addr.version !== 6 || !/^\d{1,3}$/.test(text.slice(slash + 1)) || Number(text.slice(slash + 1)) > 128) return null;
+  const net = parseNet(text);
+  if (!net) return `${JSON.stringify(text)} has host bits set`;
+  return net.text === text ? null : `${JSON.stringify(text)} is not in canonical form: write ${JSON.stringify(net.text)}`;
+}

@@ -939,6 +939,9 @@ export class Engine {
 
   private closeInfra(): void {
     this.infraAt = null;
+    // The pipeline must not send to port numbers closed here: the addon hands them out again (a
+    // pod's port could get the old tx6 number after a failed reopen).
+    this.pipe.tx4Port = this.pipe.v6.tx6Port = this.pipe.underlayPort = this.pipe.hostPort = -1;
     this.carriedInfra.clear();
     if (this.ownsTunnelTable) removeTunnelRx();
     this.ownsTunnelTable = false;

@@ -127,7 +127,7 @@ export class NeighborQueue {
    * mac[macOff], their descriptors written to pool.txList[at..], and their places freed (send them
    * before the next `hold`). Returns how many.
    */
-  release(family: number, key: number, mac: Uint8Array, macOff: number, at: number): number {
+  release(family: number, key: number, mac: Uint8Array, macOff: number, at: number, srcMac: Uint8Array): number {
     const n = this.pick(family, key);
     const pool = this.pool;
     for (let j = 0; j < n; j++) {
@@ -135,6 +135,8 @@ export class NeighborQueue {
       const q = this.first + k;
       const f = pool.start(q);
       for (let b = 0; b < 6; b++) pool.bytes[f + b] = mac[macOff + b];
+      // The source too: the node may have moved to another underlay interface while it was held.
+      for (let b = 0; b < 6; b++) pool.bytes[f + 6 + b] = srcMac[b];
       pool.txList[at + j] = q;
       this.free(k);
     }

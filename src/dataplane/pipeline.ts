@@ -776,7 +776,7 @@ export class Pipeline implements CapturePorts {
   releaseHeld(family: number, key: number, mac: Uint8Array, macOff: number): number {
     const q = this.held;
     if (q === null || q.size === 0 || this.underlayPort < 0) return 0;
-    const k = q.release(family, key, mac, macOff, q.first);
+    const k = q.release(family, key, mac, macOff, q.first, this.addr.underlayMac);
     if (k === 0) return 0;
     this.counters[Event.NEIGHBOR_QUEUE_SENT] += k;
     this.sendList(this.underlayPort, q.first, k);

@@ -16,6 +16,8 @@ import { collectionsDuring } from '../helpers/gc';
 const BATCH = 8;
 const FIRST = BATCH + 8;
 const MAC_X = Uint8Array.from([0x02, 0, 0, 0, 0, 0x0a]);
+/** The node's underlay MAC now (written as the source on release). */
+const SRC = Uint8Array.from([0x02, 0, 0, 0, 0, 0x0b]);
 
 /** A pool like the engine's: receive descriptors [0, BATCH), the queue's from FIRST. */
 function queue(total = 6, perNeighbor = 3, maxTicks = 2): { pool: FramePool; q: NeighborQueue } {
@@ -37,7 +39,7 @@ function listed(pool: FramePool, at: number, n: number): Array<[number, string]>
   for (let j = 0; j < n; j++) {
     const d = pool.txList[at + j];
     const f = pool.start(d);
-    out.push([pool.bytes[f + 6], toHex(pool.bytes, f, 6)]);
+    out.push([pool.bytes[f + 12], toHex(pool.bytes, f, 6)]);
   }
   return out;
 }
@@ -53,13 +55,14 @@ test('held frames are copies: the receive descriptor is reused at once; release 
   assert.is(q.size, 3);
   assert.is(q.count(FAMILY_V4, A), 3);
   assert.is(q.count(FAMILY_V6, A), 0, 'another family, another neighbour');
-  const n = q.release(FAMILY_V4, A, MAC_X, 0, FIRST);
+  const n = q.release(FAMILY_V4, A, MAC_X, 0, FIRST, SRC);
   assert.is(n, 3);
   assert.equal(listed(pool, FIRST, 3), [[1, '02000000000a'], [2, '02000000000a'], [3, '02000000000a']]);
+  assert.is(toHex(pool.bytes, pool.start(pool.txList[FIRST]) + 6, 6), '02000000000b', 'the source MAC is the underlay\'s now');
   for (let j = 0; j < 3; j++) assert.ok(pool.txList[FIRST + j] >= FIRST, 'queue descriptors, not receive ones');
   assert.is(pool.len[pool.txList[FIRST]], 60);
   assert.is(q.size, 0, 'freed');
-  assert.is(q.release(FAMILY_V4, A, MAC_X, 0, FIRST), 0, 'nothing left to release');
+  assert.is(q.release(FAMILY_V4, A, MAC_X, 0, FIRST, SRC), 0, 'nothing left to release');
 });
 
 test('bounds: perNeighbor per neighbour, total in all; a full neighbour leaves room for the others', () => {
@@ -72,7 +75,7 @@ test('bounds: perNeighbor per neighbour, total in all; a full neighbour leaves r
   assert.not.ok(q.hold(0, FAMILY_V4, 3, 0), 'the queue is full');
   assert.is(q.size, 5);
   // releasing one neighbour frees its places for others
-  assert.is(q.release(FAMILY_V4, 1, MAC_X, 0, FIRST), 3);
+  assert.is(q.release(FAMILY_V4, 1, MAC_X, 0, FIRST, SRC), 3);
   assert.ok(q.hold(0, FAMILY_V4, 3, 0));
   assert.is(q.size, 3);
 });
@@ -82,9 +85,9 @@ test('release order survives places freed and reused out of order', () => {
   put(pool, 0, 1); q.hold(0, FAMILY_V4, 10, 0); // place 0
   put(pool, 0, 2); q.hold(0, FAMILY_V4, 20, 0); // place 1
   put(pool, 0, 3); q.hold(0, FAMILY_V4, 10, 0); // place 2
-  q.release(FAMILY_V4, 20, MAC_X, 0, FIRST); // frees place 1
+  q.release(FAMILY_V4, 20, MAC_X, 0, FIRST, SRC); // frees place 1
   put(pool, 0, 4); q.hold(0, FAMILY_V4, 10, 0); // place 1 again, but the newest
-  assert.equal(listed(pool, FIRST, q.release(FAMILY_V4, 10, MAC_X, 0, FIRST)).map(([t]) => t), [1, 3, 4]);
+  assert.equal(listed(pool, FIRST, q.release(FAMILY_V4, 10, MAC_X, 0, FIRST, SRC)).map(([t]) => t), [1, 3, 4]);
 });
 
 test('take drops one neighbour\'s frames (its failure), age drops what outlived maxTicks', () => {
@@ -119,7 +122,7 @@ test('hold and release allocate nothing (no scavenge in 300k rounds of 3 held, r
       q.hold(0, FAMILY_V4, key, 1);
       q.hold(0, FAMILY_V4, key, 1);
       q.hold(0, FAMILY_V4, key, 1);
-      sent += q.release(FAMILY_V4, key, MAC_X, 0, FIRST);
+      sent += q.release(FAMILY_V4, key, MAC_X, 0, FIRST, SRC);
     }
   };
   const kinds = await collectionsDuring(() => run(50_000), () => run(300_000));

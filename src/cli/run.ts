@@ -42,6 +42,7 @@ import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
 import * as path from 'node:path';
 import { renameSync } from 'node:fs';
+import { oneAtATime } from '../util/one-at-a-time';
 
 export interface RunOptions {
   node: string;
@@ -299,21 +300,26 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const datastoreDown = (why: string) => health.setDatastore(false, onCache ? cachedReason(why) : why);
     let saidUnreachable: () => void = () => {};
     const unreachable = new Promise<null>((r) => (saidUnreachable = () => r(null)));
-    // Stops a start still under way in the background (registration retries, the model thread).
+    // Stops a start still under way in the background (registration retries, the model thread),
+    // and on stop every registration (again after a store replacement, tunnel-address joins): their
+    // retry loops would otherwise keep the process alive while the datastore is unreachable.
     const abortStart = new AbortController();
+    // Every registration (joinCluster) here, one at a time: two tunnel-address reconciles at once
+    // can release the address the other just assigned and wrote to the Node (tunnel-addrs.ts).
+    const joinSerial = oneAtATime();
     // On etcd or the embedded store, register this node first (as calico-node does), then start
     // the model thread: parsing, validation and the model run in their own thread from the start
     // (the forwarding thread only ever receives finished models). A datastore that cannot be used
     // stops us here; on the cached model, this goes on in the background until it answers.
     const startDatastore = async (): Promise<{ source: ModelSource; first: NodeDataplaneModel }> => {
       datastoreDown(`joining ${specText}`);
-      await joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
+      await joinSerial(() => joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
         if (/unreachable/.test(m)) {
           datastoreDown(m);
           dsLog.warn(m);
           saidUnreachable();
         } else say(m);
-      });
+      }));
       datastoreDown('waiting for the first snapshot');
       const started = await ModelSource.start(opts.datastore, opts.node, (m) => {
         dsLog.warn(m);
@@ -466,12 +472,20 @@ export async function runNode(opts: RunOptions): Promise<void> {
       nodeMetrics?.applied((performance.now() - t0) / 1000);
       health.setTunnelGaps(tunnelAddressGaps(model));
     };
+    // The engine refused the cached model itself (not nft missing, not a worker failing): only then
+    // is the cache set aside.
+    let cachedRefused = false;
     try {
       const model = first;
       // Synchronously at start: the control socket answers for the engine only once the first
       // model is in force (until then `status` says podway is starting).
       kernelRoutes = readKernelRoutesSync();
-      applyTimed(model, kernelRoutes);
+      try {
+        applyTimed(model, kernelRoutes);
+      } catch (e) {
+        cachedRefused = onCache !== null;
+        throw e;
+      }
       if (source) cacheWriter?.applied(model);
       lastGateways = gatewaysKey(model, kernelRoutes);
       // After the host port exists: the table's reply rule names it.
@@ -510,9 +524,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
       server.close();
       abortStart.abort();
       await source?.close();
+      // On the cache the datastore's start was still under way: one that answered all the same
+      // (before the abort reached it) is closed, or its model thread keeps the process alive.
+      if (!source) void starting.then((s) => s.source.close(), () => undefined);
       // A cached model this host cannot take (its address gone, say) would stop every restart the
       // same way: it is set aside, and the next start waits for the datastore as without a cache.
-      if (onCache && cacheFile) {
+      if (cachedRefused && cacheFile) {
         const aside = `${cacheFile}.bad`;
         try {
           renameSync(cacheFile, aside);
@@ -535,8 +552,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The VXLAN tunnel addresses reconciled again when a model says they are stale (tunnel-join.ts).
     // The registered address, not a new first-found: following it is the address monitor's.
     const tunnelJoin = spec.kind === 'file' ? null : new TunnelAddressJoin(
-      () => joinCluster(spec, { node: opts.node, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam }, say),
+      () => joinSerial(() => joinCluster(spec, { node: opts.node, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam, signal: abortStart.signal }, say)),
       (e) => {
+        if (stopping) return; // aborted by the stop
         nodeMetrics?.ipamEvent('tunnel_address_failed');
         dsLog.error(`cannot reconcile the VXLAN tunnel addresses: ${e.message}`);
       },
@@ -545,6 +563,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const t0 = performance.now();
       applyTimed(model, kernelRoutes);
       current = model;
+      // The datastore's first model in force: only now is the cache left (in sync, status no longer
+      // names it); one the engine refuses leaves the node forwarding on the cache, not ready. (The
+      // cached model itself applied again, its next hops moved, leaves nothing.)
+      if (source && onCache && model !== onCache.model) {
+        const was = onCache;
+        onCache = null;
+        health.setDatastore(true);
+        dsLog.info(`datastore ${specText} answers: its model replaces the cached one from ${was.appliedAt.toISOString()}`);
+      }
       dsLog.info(`datastore change applied: ${model.endpoints.length} endpoints (${why}, apply ${(performance.now() - t0).toFixed(1)} ms)`);
       try {
         syncNat(model);
@@ -584,6 +611,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
           } catch (e) {
             nodeMetrics?.applyFailed();
             log.error(`update rejected, keeping the last good state: ${(e as Error).message}`);
+            if (onCache) health.setDatastore(false, `the datastore's model was refused (${(e as Error).message}): forwarding on the cached model from ${onCache.appliedAt.toISOString()}`);
             // The main engine may have moved its tunnels before the model was rejected (a table it
             // could not put back, a step failing after the new address was followed): the workers
             // get where it reads them now with the last good model, or they would read tunnel
@@ -611,10 +639,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const inForce = current;
       const ip = opts.ip ?? (inForce ? `${formatIPv4(inForce.node.ip)}/${inForce.node.subnet.prefixLen}` : undefined);
       const ip6 = opts.ip6 ?? (inForce ? (inForce.v6.ip6 === null ? 'none' : `${inForce.v6.ip6}/${inForce.v6.subnet6?.split('/')[1] ?? '128'}`) : undefined);
-      registering = joinCluster(spec, { node: opts.node, ip, ip6, onIpam, warn: (w) => dsLog.warn(w) }, say)
+      registering = joinSerial(() => joinCluster(spec, { node: opts.node, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say))
         .then(
           () => dsLog.info(`node ${opts.node} registered again after: ${why}`),
-          (e: Error) => dsLog.error(`node ${opts.node}: registering again after the datastore was replaced failed: ${e.message}`),
+          (e: Error) => { if (!stopping) dsLog.error(`node ${opts.node}: registering again after the datastore was replaced failed: ${e.message}`); },
         )
         .finally(() => {
           registering = null;
@@ -624,12 +652,19 @@ export async function runNode(opts: RunOptions): Promise<void> {
           }
         });
     };
+    // The model thread's word on sync; on the cache (the datastore's model not applied yet, or
+    // refused) never "in sync": applyModel says so once one of its models is in force.
+    const storeSync = (inSync: boolean, why: string) => {
+      if (!onCache) health.setDatastore(inSync, why);
+      else if (!inSync) datastoreDown(why);
+    };
     const onModelMessage = (m: ModelMessage) => {
       if (stopping) return;
       nodeMetrics?.datastoreEvent(m.type);
       if (m.type === 'model' || m.type === 'unchanged') {
         nodeMetrics?.computed(m.ms / 1000);
-        health.setDatastore(true);
+        // On the cache until one of the datastore's models is applied (applyModel says in sync then).
+        if (!onCache) health.setDatastore(true);
         // A newer "unchanged" never hides an older pending model.
         latest = m.type === 'model' ? { model: m.model, ms: m.ms } : { model: latest?.model ?? null, ms: m.ms };
         void applyLatest();
@@ -643,12 +678,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
         if (/no interface holds the node IP/.test(m.message)) monitor?.lookSoon();
       }
       else if (m.type === 'store-replaced') {
-        if (m.inSync !== undefined) health.setDatastore(m.inSync, m.message);
+        if (m.inSync !== undefined) storeSync(m.inSync, m.message);
         dsLog.warn(`datastore: ${m.message}`);
         reRegister(m.message);
       }
       else {
-        if ('inSync' in m && m.inSync !== undefined) health.setDatastore(m.inSync, m.message);
+        if ('inSync' in m && m.inSync !== undefined) storeSync(m.inSync, m.message);
         if (m.type === 'status') dsLog.info(`datastore: ${m.message}`);
         else dsLog.warn(`datastore: ${m.message}${/keeping the last/.test(m.message) ? '' : ' (keeping the last good state)'}`);
       }
@@ -687,11 +722,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let retryStart: NodeJS.Timeout | undefined;
     const whenStarted = (p: typeof starting) => p.then(({ source: s, first: f }) => {
       if (stopping) return void s.close();
-      const was = onCache!;
+      // onCache is left once this first model is applied (applyModel), not before: refused, the
+      // node stays not ready on the cache, saying why.
       source = s;
-      onCache = null;
-      health.setDatastore(true);
-      dsLog.info(`datastore ${specText} answers: its model replaces the cached one from ${was.appliedAt.toISOString()}`);
+      health.setDatastore(false, `on the cached model from ${onCache!.appliedAt.toISOString()}: applying the datastore's first model`);
       s.onMessage(onModelMessage);
       latest = { model: f, ms: 0 };
       void applyLatest();

@@ -66,6 +66,22 @@ test('two podway speakers, both dialling: collision leaves one session; IPv4 and
   }
 });
 
+test('a peer removed that never came up: ipv4RibsComplete turns true and listeners hear it (a routes event)', async () => {
+  const ip = loopbackNet();
+  const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: randomPort() });
+  try {
+    a.setPeers([{ address: ip(9), asNumber: 64512, port: randomPort(), localAddress: ip(2) }]);
+    assert.is(a.ipv4RibsComplete(), false, 'a configured peer with no session');
+    let heard = 0;
+    a.on('routes', () => { heard++; });
+    a.setPeers([]);
+    await waitFor('a routes event', () => heard > 0);
+    assert.is(a.ipv4RibsComplete(), true);
+  } finally {
+    await cleanup();
+  }
+});
+
 test('graceful restart helper: a peer that restarts keeps its routes with us until End-of-RIB or its restart time; ipv4RibsComplete follows its End-of-RIB', async () => {
   const ip = loopbackNet();
   const [pa, pb] = [randomPort(), randomPort()];

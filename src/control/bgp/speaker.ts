@@ -302,9 +302,11 @@ export class BgpSpeaker extends EventEmitter {
       if (!Number.isInteger(cfg.asNumber) || cfg.asNumber < 1 || cfg.asNumber > 0xffffffff) throw new Error(`BGP peer ${cfg.address}: asNumber ${cfg.asNumber} is not an AS number`);
       wanted.set(address, { ...cfg, address });
     }
+    let removed = false;
     for (const [address, peer] of this.peers) {
       const next = wanted.get(address);
       if (next && JSON.stringify(next) === JSON.stringify(peer.config)) continue;
+      removed = true;
       this.peers.delete(address);
       if (peer.config.password) this.keyListener(peer.config, '');
       void peer.session.stop({ subcode: next ? CeaseSub.ConfigChange : CeaseSub.PeerDeconfigured });
@@ -325,6 +327,9 @@ export class BgpSpeaker extends EventEmitter {
       if (cfg.password) this.keyListener(cfg, cfg.password);
       if (this.started) peer.session.start();
     }
+    // A peer gone (one that never came up has no routes to withdraw) may be the last one that
+    // kept ipv4RibsComplete() false: listeners are told as for a route change.
+    if (removed) this.routesChanged();
   }
 
   setExports(routes: BgpExport[]): void {

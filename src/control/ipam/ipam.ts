@@ -551,8 +551,10 @@ export class Ipam {
    * Runs `fn` after this instance's earlier block lookups/claims for `node` have settled. Many
    * concurrent requests of one node in one process (a podway serving CNI ADDs, a burst of pods)
    * would otherwise all claim the same new block at once and undo each other's pending affinity;
-   * one at a time, the first claims and the rest find the block confirmed. The role Calico's CNI
-   * gives its host-wide IPAM lock; across processes, compare-and-swap (with conflictPause) decides.
+   * one at a time, the first claims and the rest find the block confirmed. Within one instance
+   * only: the CNI plugin makes an Ipam per call, so concurrent ADDs in separate processes are
+   * spread by conflictPause alone (Calico's CNI takes a host-wide file lock for this; podway's
+   * does not yet).
    */
   private claimSerially<T>(node: string, fn: () => Promise<T>): Promise<T> {
     const before = this.claims.get(node) ?? Promise.resolve();

@@ -181,7 +181,7 @@ export async function writeModelCacheAsync(file: string, node: string, datastore
  * Writes the applied models, at most one per `intervalMs`: the first at once, later ones when the
  * interval since the last write is up (the newest applied by then); one write at a time, its file
  * work off the thread (writeModelCacheAsync). `stop()` writes a pending one (on stop: a restart
- * finds the newest state) once a write under way ended.
+ * finds the newest state) once a write under way ended; nothing is written after it.
  */
 export class ModelCacheWriter {
   private pending: { model: NodeDataplaneModel; at: Date } | null = null;
@@ -190,6 +190,8 @@ export class ModelCacheWriter {
   private failing = false;
   private wroteOnce = false;
   private writing: Promise<void> | null = null;
+  /** stop() was called: no write starts any more (its own synchronous one aside). */
+  private stopped = false;
 
   constructor(
     private readonly file: string,
@@ -201,7 +203,7 @@ export class ModelCacheWriter {
 
   applied(model: NodeDataplaneModel, at = new Date()): void {
     this.pending = { model, at };
-    if (this.timer) return;
+    if (this.timer || this.stopped) return;
     const wait = this.lastWrite + this.intervalMs - Date.now();
     if (wait <= 0) return this.flush();
     this.timer = setTimeout(() => { this.timer = null; this.flush(); }, wait);
@@ -211,7 +213,7 @@ export class ModelCacheWriter {
   /** Writes the pending model now (one write at a time: a write under way takes it when it ends). */
   flush(): void {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
-    if (!this.pending || this.writing) return;
+    if (!this.pending || this.writing || this.stopped) return;
     const p = this.pending;
     this.pending = null;
     this.lastWrite = Date.now();
@@ -224,9 +226,11 @@ export class ModelCacheWriter {
 
   /** Ends timers; a pending model is written (synchronously) after a write under way. */
   async stop(): Promise<void> {
+    // Before waiting: the end of a write under way must not start another (a write longer than
+    // the interval would), which stop would not wait for and which shares the temporary file.
+    this.stopped = true;
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
-    await this.writing;
-    if (this.timer) { clearTimeout(this.timer); this.timer = null; }
+    while (this.writing) await this.writing;
     const p = this.pending;
     this.pending = null;
     if (!p) return;

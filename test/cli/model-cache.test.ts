@@ -95,6 +95,26 @@ test('writes are rate-bounded: the first at once, the newest of the rest on stop
   assert.match(logs[0]!, 'written');
 });
 
+test('stop() waits for every write: a model applied during a write longer than the interval is written before stop returns, by one writer', async () => {
+  const file = path.join(tempDir(), 'n1.model.json');
+  const logs: string[] = [];
+  // Interval 0: every write outlasts it, so the end of a write finds the next one due at once.
+  const w = new ModelCacheWriter(file, 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 0);
+  w.applied(model(1)); // written at once (off the thread)
+  w.applied(model(2)); // pending behind it
+  await w.stop();
+  const r = readModelCache(file, 'n1', DS);
+  assert.ok(r !== 'none' && !('refused' in r) && r.model.endpoints.length === 2, `the newest model is on disk when stop returns: ${JSON.stringify(r).slice(0, 120)}`);
+  // Nothing starts after stop: later models are not written and no temporary file appears.
+  w.applied(model(3));
+  w.flush();
+  await new Promise((r) => setTimeout(r, 200));
+  const again = readModelCache(file, 'n1', DS);
+  assert.ok(again !== 'none' && !('refused' in again) && again.model.endpoints.length === 2, 'no write after stop');
+  assert.equal(readdirSync(path.dirname(file)), ['n1.model.json'], 'no temporary file left');
+  assert.ok(!logs.some((l) => l.startsWith('WARN')), logs.join(' | '));
+});
+
 test('a cache that cannot be written is said once (forwarding goes on)', async () => {
   const dir = tempDir();
   writeFileSync(path.join(dir, 'file'), 'x');

@@ -98,6 +98,9 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
   /** Every key under the watched prefixes that the model reads, by prefix. */
   private readonly slots = new Map<string, Map<string, Slot>>();
   private readonly watches = new Map<string, KvWatch>();
+  /** Per prefix, bumped by every re-list: an older re-list still running (a compaction resync
+   * when the store was replaced) drops its result instead of overwriting the newer one's. */
+  private readonly generations = new Map<string, number>();
   private readonly abort = new AbortController();
   private snapshot: ClusterSnapshot | undefined;
   private started = false;
@@ -131,7 +134,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     const lists = new Map<string, number>();
     try {
       for (const prefix of KV_DATASTORE_PREFIXES) {
-        lists.set(prefix, await this.listWithRetry(prefix, deadline, true));
+        lists.set(prefix, (await this.listWithRetry(prefix, deadline, true))!);
       }
     } catch (e) {
       await this.close();
@@ -191,13 +194,15 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
   /**
    * Lists `prefix` into its slots, retrying an unreachable store with backoff until `deadline`. Returns the list's revision. Other errors are thrown.
    */
-  private async listWithRetry(prefix: string, deadline: number, reportEach: boolean): Promise<number> {
+  private async listWithRetry(prefix: string, deadline: number, reportEach: boolean, current: () => boolean = () => true): Promise<number | null> {
     const backoff = new Backoff({ first: this.retryInitialMs, max: this.retryMaxMs });
     for (let attempt = 1; ; attempt++) {
       if (this.closed) throw new Error(`${this.source}: datastore closed`);
+      if (!current()) return null;
       try {
         const list = await this.kv.list(prefix);
         if (this.closed) throw new Error(`${this.source}: datastore closed`);
+        if (!current()) return null;
         this.replaceSlots(prefix, list.entries);
         if (this.down) this.markUp(`listed ${prefix} at revision ${list.revision}`);
         return list.revision;
@@ -224,7 +229,10 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     for (const entry of entries) {
       const prev = old.get(entry.key);
       // Unchanged keys keep their parse (and a bad value is not reported again after a resync).
-      next.set(entry.key, prev && prev.modRevision === entry.modRevision ? prev : this.parse(entry));
+      // The value is compared as well: in a replaced store (wiped, another cluster) revisions
+      // start again, so the same key can have the same modRevision and another value.
+      const same = prev && prev.modRevision === entry.modRevision && prev.createRevision === entry.createRevision && prev.value === entry.value;
+      next.set(entry.key, same ? prev : this.parse(entry));
     }
     this.slots.set(prefix, next);
   }
@@ -291,6 +299,12 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
 
   private watchFrom(prefix: string, fromRevision: number): void {
     if (this.closed) return;
+    // A watch still open on this prefix is closed, not dropped: it would stay open unseen.
+    const old = this.watches.get(prefix);
+    if (old) {
+      this.watches.delete(prefix);
+      void old.close().catch(() => undefined);
+    }
     const watch = this.kv.watch(prefix, fromRevision, {
       onEvents: (events) => {
         if (this.watches.get(prefix) !== watch || this.closed) return;
@@ -338,13 +352,17 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
 
   /** Lists `prefix` again (retrying while unreachable) and watches it from there. */
   private async relist(prefix: string): Promise<void> {
-    let revision: number;
+    const generation = (this.generations.get(prefix) ?? 0) + 1;
+    this.generations.set(prefix, generation);
+    let revision: number | null;
     try {
-      revision = await this.listWithRetry(prefix, Infinity, false);
+      revision = await this.listWithRetry(prefix, Infinity, false, () => this.generations.get(prefix) === generation);
     } catch (e) {
       if (!this.closed) this.emitError(new Error(`${this.source}: resync of ${prefix} failed: ${errorText(e)}`));
       return;
     }
+    if (revision === null) return; // a newer re-list of this prefix took over
+    // While the replaced store is re-listed the snapshot waits for every prefix (storeReplaced).
     this.scheduleSnapshot(true);
     this.watchFrom(prefix, revision + 1);
   }
@@ -369,6 +387,9 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
       return;
     }
     this.relistingReplaced = true;
+    // A snapshot now would mix the prefixes listed from the new store with the old store's: none
+    // until every prefix is back (scheduleSnapshot holds them), then one.
+    this.cancelSnapshot();
     const watches = [...this.watches.values()];
     this.watches.clear();
     for (const w of watches) void w.close().catch(() => undefined);
@@ -379,6 +400,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     void all.finally(() => {
       this.resyncs.delete(all);
       this.relistingReplaced = false;
+      this.scheduleSnapshot(true);
     });
     // After the resyncs are recorded, so the listeners see inSync false. Without a listener (that
     // registers the node again) it is a status line.
@@ -400,8 +422,16 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
 
   // ---- snapshots ----------------------------------------------------------------------------
 
+  private cancelSnapshot(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.leading = false;
+    this.dirtySince = undefined;
+  }
+
   private scheduleSnapshot(now = false): void {
-    if (this.closed) return;
+    // Held while the replaced store is re-listed: storeReplaced schedules one when it is done.
+    if (this.closed || this.relistingReplaced) return;
     const t = Date.now();
     // A snapshot already on its way at once is built when it fires, so it includes this change.
     if (this.timer && this.leading) return;

@@ -33,10 +33,10 @@ const wep = (ns: string, name: string, nodeName: string, iface: string, ip: stri
 const affinityKey = (n: string, cidr: string) => `/calico/ipam/v2/host/${n}/ipv4/block/${cidr.replace('/', '-')}`;
 
 /** Two nodes, a VXLAN pool, a confirmed block each (and a pending one), two pods. */
-async function writeCluster(kv: KvStore): Promise<void> {
+async function writeCluster(kv: KvStore, node2Ip = '10.99.0.2/24'): Promise<void> {
   await createResource(kv, pool('default-ipv4-ippool', '10.244.0.0/16'));
   await createResource(kv, node('node1', '10.99.0.1/24', '10.244.0.0'));
-  await createResource(kv, node('node2', '10.99.0.2/24', '10.244.0.64'));
+  await createResource(kv, node('node2', node2Ip, '10.244.0.64'));
   await kv.create(affinityKey('node1', '10.244.0.0/26'), '{"state":"confirmed","deleted":false}');
   await kv.create(affinityKey('node2', '10.244.0.64/26'), '{"state":"confirmed","deleted":false}');
   await kv.create(affinityKey('node2', '10.244.0.128/26'), '{"state":"pending","deleted":false}');
@@ -294,6 +294,47 @@ fileSpecific('the directory moved away, written and compacted by another process
     // And it keeps watching after the resync.
     await createResource(kv, node('node5', '10.99.0.5/24', '10.244.1.0'));
     await h.waitFor('node5', (s) => s.nodes.length === 4);
+  } finally {
+    await h.ds.close();
+    await kv.close();
+  }
+});
+fileSpecific('the store replaced by another with the same revisions and other values: the new values, in one snapshot made when every prefix is listed', async () => {
+  const base = tempDir();
+  const dir = join(base, 'store');
+  const kv = new FileKv({ dir, pollMs: 50 });
+  const h = harness(kv);
+  const seen: { snap: ClusterSnapshot; inSync: boolean }[] = [];
+  h.ds.onSnapshot((snap) => seen.push({ snap, inSync: h.ds.inSync }));
+  const replaced: string[] = [];
+  h.ds.onStoreReplaced((line) => replaced.push(line));
+  const other = join(base, 'other');
+  try {
+    await writeCluster(kv);
+    // Two more revisions, so that the other store (the same writes but node2's address, and an
+    // affinity more) is behind: a replacement, not a compaction.
+    await createResource(kv, node('node3', '10.99.0.3/24', '10.244.0.192'));
+    await deleteResource(kv, identityOf(node('node3', '10.99.0.3/24', '10.244.0.192')));
+    await h.ds.start();
+    const okv = new FileKv({ dir: other });
+    try {
+      // node2's key has the same modRevision as in the first store, and another value.
+      await writeCluster(okv, '10.99.0.22/24');
+      await okv.create(affinityKey('node1', '10.244.1.0/26'), '{"state":"confirmed","deleted":false}');
+    } finally {
+      await okv.close();
+    }
+    const before = seen.length;
+    renameSync(dir, join(base, 'old'));
+    renameSync(other, dir);
+    const snap = await h.waitFor('the new store\'s node2', (s) => s.nodes.find((n) => n.metadata.name === 'node2')?.spec.bgp?.ipv4Address === '10.99.0.22/24');
+    assert.is(replaced.length, 1, JSON.stringify(replaced));
+    assert.equal(names(snap.nodes), ['node1', 'node2']);
+    assert.is(snap.blockAffinities.length, 3, 'the new store\'s affinities in the same snapshot');
+    await sleep(300);
+    const after = seen.slice(before);
+    assert.is(after.length, 1, `one snapshot after the replacement: ${after.length}`);
+    assert.ok(after[0]!.inSync, 'in sync when it is emitted');
   } finally {
     await h.ds.close();
     await kv.close();

@@ -340,6 +340,93 @@ fileSpecific('the store replaced by another with the same revisions and other va
     await kv.close();
   }
 });
+/**
+ * A FileKv whose watches are counted (open: made, neither closed nor ended by a resync) and whose
+ * next list of one prefix can be held until released: a resync slower than the store's replacement.
+ */
+class GatedKv implements KvStore {
+  open = 0;
+  private hold: { prefix: string; released: Promise<void>; reached: () => void } | undefined;
+  constructor(readonly inner: FileKv) {}
+  get description() { return this.inner.description; }
+  /** The next list of `prefix` waits for the returned release(); reached resolves when it is asked. */
+  holdNextList(prefix: string): { reached: Promise<void>; release: () => void } {
+    let release!: () => void;
+    let reached!: () => void;
+    const released = new Promise<void>((r) => { release = r; });
+    const reachedP = new Promise<void>((r) => { reached = r; });
+    this.hold = { prefix, released, reached };
+    return { reached: reachedP, release };
+  }
+  get(key: string) { return this.inner.get(key); }
+  async list(prefix: string) {
+    const list = await this.inner.list(prefix);
+    const h = this.hold;
+    if (h && h.prefix === prefix) {
+      this.hold = undefined;
+      h.reached();
+      await h.released;
+    }
+    return list;
+  }
+  create(key: string, value: string) { return this.inner.create(key, value); }
+  update(key: string, value: string, modRevision: number, guards?: Parameters<KvStore['update']>[3]) { return this.inner.update(key, value, modRevision, guards); }
+  delete(key: string, modRevision?: number) { return this.inner.delete(key, modRevision); }
+  watch(prefix: string, fromRevision: number, handlers: Parameters<KvStore['watch']>[2]) {
+    let ended = false;
+    const end = () => { if (!ended) { ended = true; this.open--; } };
+    this.open++;
+    const w = this.inner.watch(prefix, fromRevision, { ...handlers, onResync: (reason, replaced) => { end(); handlers.onResync(reason, replaced); } });
+    return { close: async () => { end(); await w.close(); } };
+  }
+  close() { return this.inner.close(); }
+}
+
+fileSpecific('a compaction resync still listing when the store is replaced: its late list is dropped, one watch per prefix stays open', async () => {
+  const base = tempDir();
+  const dir = join(base, 'store');
+  const kv = new GatedKv(new FileKv({ dir, pollMs: 50 }));
+  const h = harness(kv);
+  let gate: ReturnType<GatedKv["holdNextList"]> | undefined;
+  try {
+    await writeCluster(kv);
+    await h.ds.start();
+    assert.is(kv.open, 3);
+    // A compaction while the directory is away: every prefix resyncs; the blocks' list is held.
+    gate = kv.holdNextList('/calico/ipam/v2/assignment/');
+    renameSync(dir, join(base, 'away'));
+    const away = new FileKv({ dir: join(base, 'away') });
+    try {
+      for (let i = 4; i < 8; i++) await createResource(away, node(`node${i}`, `10.99.0.${i}/24`, `10.244.${i}.0`));
+      await away.compact((await away.list('/')).revision);
+    } finally {
+      await away.close();
+    }
+    renameSync(join(base, 'away'), dir);
+    await gate.reached;
+    await h.waitFor('the compacted store listed', (s) => s.nodes.length === 6);
+    // The other prefixes watch again; now the store is replaced by one behind it (a fresh one).
+    renameSync(dir, join(base, 'old'));
+    const fresh = new FileKv({ dir });
+    try {
+      await writeCluster(fresh);
+    } finally {
+      await fresh.close();
+    }
+    await h.waitFor('the fresh store', (s) => s.nodes.length === 2);
+    gate.release(); // the compaction resync's list of the old store ends now
+    await h.waitFor('in sync', () => h.ds.inSync);
+    await sleep(300);
+    assert.is(kv.open, 3, `open watches: ${kv.open}`);
+    assert.is(h.ds.current()!.nodes.length, 2);
+    await createResource(kv, node('node9', '10.99.0.9/24', '10.244.9.0'));
+    await h.waitFor('node9 watched', (s) => s.nodes.length === 3);
+  } finally {
+    gate?.release();
+    await h.ds.close();
+    await kv.close();
+  }
+});
 fileSpecific.run();
 
 // ---------------------------------------------------------------------------------------------

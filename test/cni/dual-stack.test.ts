@@ -32,6 +32,23 @@ async function withDualStack(fn: (h: CniHarness) => Promise<void>, v6 = true, v6
 
 const args = (pod: string) => `K8S_POD_NAMESPACE=web;K8S_POD_NAME=${pod}`;
 
+/** ADDs one pod per [label, interfaceType] and waits (bounded) until podway has attached them all. */
+async function addPods(h: CniHarness, log: string[], specs: [string, string][]) {
+  const pods = specs.map(([label, type]) => ({ label, type, ns: h.pod(label), id: cid(label) }));
+  const ip6: Record<string, string> = {};
+  for (const p of pods) {
+    const r = (await h.add(p.ns, p.id, { args: args(`pod-${p.label}`), extra: { interfaceType: p.type } })).json;
+    ip6[p.label] = (r.ips[1].address as string).split('/')[0];
+  }
+  let attached = false;
+  for (let i = 0; i < 150 && !attached; i++) {
+    attached = ((await controlRequest(h.control, { cmd: 'endpoints' })) as unknown[]).length === pods.length;
+    if (!attached) await sleep(100);
+  }
+  assert.ok(attached, `podway attached the ${pods.length} pods: ${log.slice(-5).join(' | ')}`);
+  return { pods, ip6 };
+}
+
 test('ADD on a dual-stack datastore: /32 and /128, both default routes, both ipNetworks, both in the result; CHECK; DEL frees both', async () => {
   await withDualStack(async (h) => {
     for (const version of ['0.4.0', '1.1.0']) {
@@ -120,20 +137,7 @@ test('podway run forwards IPv6 between veth, tap and tun pods the plugin made', 
       podway = h.startPodway(['--ip6', 'none']);
       log = podway.log;
       await podway.ready();
-      const pods = [
-        { label: 'va', type: 'veth' }, { label: 'vb', type: 'veth' }, { label: 'ta', type: 'tap' }, { label: 'ua', type: 'tun' },
-      ].map((p) => ({ ...p, ns: h.pod(p.label), id: cid(p.label) }));
-      const ip6: Record<string, string> = {};
-      for (const p of pods) {
-        const r = (await h.add(p.ns, p.id, { args: args(`pod-${p.label}`), extra: { interfaceType: p.type } })).json;
-        ip6[p.label] = (r.ips[1].address as string).split('/')[0];
-      }
-      let attached = false;
-      for (let i = 0; i < 150 && !attached; i++) {
-        attached = ((await controlRequest(h.control, { cmd: 'endpoints' })) as unknown[]).length === pods.length;
-        if (!attached) await sleep(100);
-      }
-      assert.ok(attached, `podway attached the four pods: ${log.slice(-5).join(' | ')}`);
+      const { pods, ip6 } = await addPods(h, log, [['va', 'veth'], ['vb', 'veth'], ['ta', 'tap'], ['ua', 'tun']]);
       for (const [a, b] of [['va', 'vb'], ['vb', 'ta'], ['ta', 'ua'], ['ua', 'va']]) {
         const from = pods.find((p) => p.label === a)!;
         const out = sh('ip', ['netns', 'exec', from.ns.name, 'ping', '-6', '-n', '-c', '3', '-i', '0.2', '-w', '10', ip6[b]], { allowFail: true, timeoutMs: 15_000 });
@@ -165,18 +169,7 @@ test('with a node IPv6 address: the node and the veth, tap and tun pods the plug
       podway = h.startPodway(['--ip6', 'fd99::1/64']);
       log = podway.log;
       await podway.ready();
-      const pods = [{ label: 'hv', type: 'veth' }, { label: 'ht', type: 'tap' }, { label: 'hu', type: 'tun' }].map((p) => ({ ...p, ns: h.pod(p.label), id: cid(p.label) }));
-      const ip6: Record<string, string> = {};
-      for (const p of pods) {
-        const r = (await h.add(p.ns, p.id, { args: args(`pod-${p.label}`), extra: { interfaceType: p.type } })).json;
-        ip6[p.label] = (r.ips[1].address as string).split('/')[0];
-      }
-      let attached = false;
-      for (let i = 0; i < 150 && !attached; i++) {
-        attached = ((await controlRequest(h.control, { cmd: 'endpoints' })) as unknown[]).length === pods.length;
-        if (!attached) await sleep(100);
-      }
-      assert.ok(attached, `podway attached the three pods: ${log.slice(-5).join(' | ')}`);
+      const { pods, ip6 } = await addPods(h, log, [['hv', 'veth'], ['ht', 'tap'], ['hu', 'tun']]);
       const route128 = () => h.ipJson(h.node, '-6', 'route', 'show', `${ip6.hv}/128`) as { dev: string }[];
       for (let i = 0; i < 100 && route128().length === 0; i++) await sleep(100);
       assert.is(route128().length, 1, `the node's /128 for the veth pod: ${JSON.stringify(h.ipJson(h.node, '-6', 'route', 'show'))}`);

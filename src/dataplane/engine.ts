@@ -213,8 +213,8 @@ function podRingBlocks(ringVersion: 2 | 3): number {
   return ringVersion === 2 ? 16 : 4;
 }
 
-/** At most one log line a minute about packets the kernel refused on tx4 (checkTx4Refusals). */
-const TX4_REFUSED_LOG_MS = 60_000;
+/** At most one log line a minute per raw port about packets the kernel refused (checkRawRefusals). */
+const RAW_REFUSED_LOG_MS = 60_000;
 
 /** How long learned kernel routes left by an earlier run are kept while no route is learned yet
  * (BGP's graceful restart time, as our peers keep ours: 120 s). */
@@ -286,7 +286,7 @@ export class Engine {
   private infra = { tx4: -1, tx6: -1, vxlan: -1, vxlan6: -1, ipip: -1, underlay: -1, host: -1 };
   /** Programs the node's routes, neighbours and MTUs by diff, in a child `ip` (never blocking). */
   private readonly host: HostProgrammer | null;
-  /** tx4's tx errors when last reported, and when (see checkTx4Refusals). */
+  /** tx4's tx errors when last reported, and when (see checkRawRefusals). */
   private tx4Refused = { reported: 0, at: 0 };
   /** The same for tx6 (pods' IPv6 to other nodes' addresses). */
   private tx6Refused = { reported: 0, at: 0 };
@@ -482,8 +482,7 @@ export class Engine {
     if (!this.neighborTimer) {
       this.neighborTimer = setInterval(() => {
         this.ageNeighbors();
-        this.checkTx4Refusals();
-        this.checkTx6Refusals();
+        this.checkRawRefusals();
       }, this.neighborTickMs);
       this.neighborTimer.unref();
     }
@@ -1289,34 +1288,31 @@ export class Engine {
   }
 
   /**
-   * Packets handed to the node's kernel (pod egress, NATed egress: counted as `egress`/`egress_nat`
-   * when handed over) that the kernel then refused (no route: ENETUNREACH; too big: EMSGSIZE) are
-   * only tx4(raw)'s tx errors; say so in the log, at most once a minute while it goes on.
+   * Packets handed to the node's kernel through a raw port (tx4: pod egress, NATed egress, counted
+   * as `egress`/`egress_nat` when handed over; tx6: pods' IPv6 to other nodes' addresses) that the
+   * kernel then refused (no route: ENETUNREACH; too big: EMSGSIZE) are only that port's tx errors;
+   * say so in the log, at most once a minute per port while it goes on.
    */
-  private checkTx4Refusals(): void {
-    if (this.infra.tx4 < 0) return;
-    const st = this.io.stats(this.infra.tx4);
-    const now = Date.now();
-    if (st.txErrors < this.tx4Refused.reported) this.tx4Refused.reported = 0; // port reopened
-    const fresh = st.txErrors - this.tx4Refused.reported;
-    if (fresh <= 0 || now - this.tx4Refused.at < TX4_REFUSED_LOG_MS) return;
-    const why = st.lastError === 'ENETUNREACH' ? ' (no route on the node: with --bgp, check that the learned route is in the kernel, `ip route show proto bird`)' : '';
-    this.log.warn(`tx4(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pod egress, natOutgoing), last ${st.lastError ?? 'error unknown'}${why}; they are lost (tx4(raw)'s txErrors and lastError in \`podway counters\`, podway_port_errors_total{direction="tx"} in /metrics)`, { component: 'host', refused: fresh, errno: st.lastError ?? null });
-    this.tx4Refused = { reported: st.txErrors, at: now };
+  private checkRawRefusals(): void {
+    this.tx4Refused = this.reportRefusals(this.infra.tx4, this.tx4Refused, (fresh, last, why) =>
+      `tx4(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pod egress, natOutgoing), last ${last}${why}; they are lost (tx4(raw)'s txErrors and lastError in \`podway counters\`, podway_port_errors_total{direction="tx"} in /metrics)`,
+    ' (no route on the node: with --bgp, check that the learned route is in the kernel, `ip route show proto bird`)');
+    this.tx6Refused = this.reportRefusals(this.infra.tx6, this.tx6Refused, (fresh, last, why) =>
+      `tx6(raw): the node's kernel refused ${fresh} packet(s) pods sent to other nodes' IPv6 addresses, last ${last}${why}; they are lost (tx6(raw)'s txErrors and lastError in \`podway counters\`)`,
+    ' (no IPv6 route on the node to that node\'s address, `ip -6 route get ADDR`)');
   }
 
-  /** As checkTx4Refusals, for tx6(raw): pods' IPv6 packets for other nodes' addresses the node's
-   * kernel refused (ENETUNREACH: no IPv6 route to that node). */
-  private checkTx6Refusals(): void {
-    if (this.infra.tx6 < 0) return;
-    const st = this.io.stats(this.infra.tx6);
+  /** One raw port's refusals since `was` reported (see checkRawRefusals); returns the new state. */
+  private reportRefusals(port: number, was: { reported: number; at: number }, text: (fresh: number, last: string, why: string) => string, unreachWhy: string): { reported: number; at: number } {
+    if (port < 0) return was;
+    const st = this.io.stats(port);
     const now = Date.now();
-    if (st.txErrors < this.tx6Refused.reported) this.tx6Refused.reported = 0; // port reopened
-    const fresh = st.txErrors - this.tx6Refused.reported;
-    if (fresh <= 0 || now - this.tx6Refused.at < TX4_REFUSED_LOG_MS) return;
-    const why = st.lastError === 'ENETUNREACH' ? ' (no IPv6 route on the node to that node\'s address, `ip -6 route get ADDR`)' : '';
-    this.log.warn(`tx6(raw): the node's kernel refused ${fresh} packet(s) pods sent to other nodes' IPv6 addresses, last ${st.lastError ?? 'error unknown'}${why}; they are lost (tx6(raw)'s txErrors and lastError in \`podway counters\`)`, { component: 'host', refused: fresh, errno: st.lastError ?? null });
-    this.tx6Refused = { reported: st.txErrors, at: now };
+    const reported = st.txErrors < was.reported ? 0 : was.reported; // port reopened
+    const fresh = st.txErrors - reported;
+    if (fresh <= 0 || now - was.at < RAW_REFUSED_LOG_MS) return { reported, at: was.at };
+    const why = st.lastError === 'ENETUNREACH' ? unreachWhy : '';
+    this.log.warn(text(fresh, st.lastError ?? 'error unknown', why), { component: 'host', refused: fresh, errno: st.lastError ?? null });
+    return { reported: st.txErrors, at: now };
   }
 
   /**

@@ -83,6 +83,20 @@ export interface HostLearnedRoute {
 export const LEARNED_ROUTE_PROTO = 'bird';
 export const LEARNED_ROUTE_METRIC = 32;
 
+/**
+ * The routes of `ip -j -4 route show ... proto P` (JSON text) with the given metric, as learned
+ * routes (`default` is 0.0.0.0/0, a bare address a /32). Throws when the text is not JSON.
+ */
+export function parseLearnedRoutes(json: string, metric: number): HostLearnedRoute[] {
+  const out: HostLearnedRoute[] = [];
+  for (const r of JSON.parse(json || '[]') as Record<string, unknown>[]) {
+    if (Number(r.metric ?? 0) !== metric || typeof r.dst !== 'string' || typeof r.gateway !== 'string' || typeof r.dev !== 'string') continue;
+    const cidr = r.dst === 'default' ? '0.0.0.0/0' : r.dst.includes('/') ? r.dst : `${r.dst}/32`;
+    out.push({ cidr, via: r.gateway, dev: r.dev });
+  }
+  return out;
+}
+
 export interface HostState {
   pods: readonly HostPodRoutes[];
   pools: readonly HostPoolRoute[];
@@ -482,11 +496,7 @@ export class HostProgrammer {
     const text = await this.readTable(['-j', '-4', 'route', 'show', 'table', 'main', 'proto', LEARNED_ROUTE_PROTO]);
     const inKernel = new Set<string>();
     try {
-      for (const r of JSON.parse(text || '[]') as Record<string, unknown>[]) {
-        if (Number(r.metric ?? 0) !== LEARNED_ROUTE_METRIC || typeof r.dst !== 'string' || typeof r.gateway !== 'string' || typeof r.dev !== 'string') continue;
-        const cidr = r.dst === 'default' ? '0.0.0.0/0' : r.dst.includes('/') ? r.dst : `${r.dst}/32`;
-        inKernel.add(`${cidr} ${r.gateway} ${r.dev}`);
-      }
+      for (const r of parseLearnedRoutes(text, LEARNED_ROUTE_METRIC)) inKernel.add(`${r.cidr} ${r.via} ${r.dev}`);
     } catch {
       /* not JSON (ip failed): nothing is adopted, all are retried */
     }

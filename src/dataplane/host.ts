@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { formatIpv4, parseIpv4, parseMac } from '../packet';
 import { assembleBpf, Bpf, type BpfInsn } from './bpf';
 import { SteerBuilder, jeqFar, type Steer } from './steer';
+import { parseLearnedRoutes } from './host-programmer';
 
 export interface Underlay {
   name: string;
@@ -207,14 +208,7 @@ export function readPodRoutesSync(): FoundPodRoute[] {
  */
 export function readLearnedRoutesSync(proto: string, metric: number): { cidr: string; via: string; dev: string }[] {
   try {
-    const rows = JSON.parse(execFileSync('ip', ['-j', '-4', 'route', 'show', 'table', 'main', 'proto', proto], { encoding: 'utf8', timeout: 10_000 }) || '[]') as Record<string, unknown>[];
-    const out: { cidr: string; via: string; dev: string }[] = [];
-    for (const r of rows) {
-      if (Number(r.metric ?? 0) !== metric || typeof r.gateway !== 'string' || typeof r.dev !== 'string' || typeof r.dst !== 'string') continue;
-      const cidr = r.dst === 'default' ? '0.0.0.0/0' : r.dst.includes('/') ? r.dst : `${r.dst}/32`;
-      out.push({ cidr, via: r.gateway, dev: r.dev });
-    }
-    return out;
+    return parseLearnedRoutes(execFileSync('ip', ['-j', '-4', 'route', 'show', 'table', 'main', 'proto', proto], { encoding: 'utf8', timeout: 10_000 }), metric);
   } catch {
     return [];
   }

@@ -16,10 +16,12 @@ export function addCniCommands(program: Command): void {
     .option('--mtu <n>', 'pod MTU (default: 1450 with a VXLAN pool, 1480 IPIP, else 1500)', (v) => Number(v))
     .addOption(new Option('--interface-type <type>', 'how pods are attached').choices(['veth', 'tap', 'tun']).default('veth'))
     .option('--control <path>', 'control socket of this node\'s podway run, which STATUS asks (default: podway run\'s, /run/podway/NODE.sock)')
+    .option('--ipam-lock-file <path>', 'host-wide lock the plugin holds around IPAM (default /run/podway/ipam.lock)')
+    .option('--pending-del-dir <dir>', 'where DEL records releases deferred while etcd is down; podway run --cni-pending-del-dir replays them (default /var/lib/podway/pending-del)')
     .action((o) => {
       if (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > 99) throw new Error('cni install: --priority must be 0..99');
       if (o.mtu !== undefined && (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535)) throw new Error('cni install: --mtu must be 576..65535');
-      const done = installCni({ binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control });
+      const done = installCni({ binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control, ipamLockFile: o.ipamLockFile, pendingDelDir: o.pendingDelDir });
       process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
     });
   cni

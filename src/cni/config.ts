@@ -37,10 +37,26 @@ export interface NetConf {
   readonly datastoreTimeoutMs: number;
   /** The control socket of this node's `podway run` (STATUS asks it); null: its default path. */
   readonly control: string | null;
+  /**
+   * The host-wide lock ADD and DEL hold around podway's IPAM (Calico's ipam_lock_file,
+   * /var/run/calico/ipam.lock there): plugin processes of one host claim blocks and addresses one
+   * at a time instead of racing each other's compare-and-swap writes.
+   */
+  readonly ipamLockFile: string;
+  /** How long a plugin waits for that lock before it fails (code 11, naming the file), ms. */
+  readonly ipamLockTimeoutMs: number;
+  /** Where DEL records a release it could not make while etcd was unreachable (pending-del.ts). */
+  readonly pendingDelDir: string;
   readonly prevResult: unknown;
   /** The whole config as received (passed on to a delegated IPAM plugin unchanged). */
   readonly raw: Record<string, unknown>;
 }
+
+/** The IPAM lock's default: beside podway run's control sockets (/run/podway), gone at reboot. */
+export const DEFAULT_IPAM_LOCK_FILE = '/run/podway/ipam.lock';
+export const DEFAULT_IPAM_LOCK_TIMEOUT_MS = 20_000;
+/** DEL's spool of releases deferred while etcd was down: on disk, so a reboot does not lose them. */
+export const DEFAULT_PENDING_DEL_DIR = '/var/lib/podway/pending-del';
 
 const NETWORK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
@@ -186,9 +202,20 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     if (c !== null && !c.startsWith('/')) throw bad('control', `expected the absolute path of podway run's control socket, got ${JSON.stringify(c)}`);
     return c;
   });
+  // DEL uses these too (it releases under the lock, or spools): never defaulted on error.
+  const absolutePath = (field: string, fallback: string): string => {
+    const v = optString(raw, field) ?? fallback;
+    if (!v.startsWith('/') || v.endsWith('/')) throw bad(field, `expected an absolute file path, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const ipamLockFile = absolutePath('ipam_lock_file', DEFAULT_IPAM_LOCK_FILE);
+  const t = raw.ipam_lock_timeout_ms;
+  if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 100 || t > 600_000)) throw bad('ipam_lock_timeout_ms', `expected an integer 100..600000 (ms), got ${JSON.stringify(t)}`);
+  const ipamLockTimeoutMs = (t as number | undefined) ?? DEFAULT_IPAM_LOCK_TIMEOUT_MS;
+  const pendingDelDir = absolutePath('pending_del_dir', DEFAULT_PENDING_DEL_DIR);
   return {
     cniVersion, name, ...datastoreOf(raw, env), nodename, mtu, interfaceType, ipam, assignIpv4, assignIpv6,
-    datastoreTimeoutMs, control, prevResult: raw.prevResult, raw,
+    datastoreTimeoutMs, control, ipamLockFile, ipamLockTimeoutMs, pendingDelDir, prevResult: raw.prevResult, raw,
   };
 }
 

@@ -27,6 +27,10 @@ export interface InstallOptions {
   readonly interfaceType?: 'veth' | 'tap' | 'tun';
   /** podway run's control socket on this node, for STATUS (default: podway run's default for the node). */
   readonly control?: string;
+  /** The host-wide IPAM lock file (default in the plugin: /run/podway/ipam.lock). */
+  readonly ipamLockFile?: string;
+  /** Where DEL spools releases deferred while etcd is down (default /var/lib/podway/pending-del). */
+  readonly pendingDelDir?: string;
   /** The conflist's path, written into it ("conflist") for the plugin's error messages; installCni sets it. */
   readonly conflist?: string;
   readonly env?: NodeJS.ProcessEnv;
@@ -80,6 +84,8 @@ export function conflistText(opts: InstallOptions): string {
   if (opts.mtu) plugin.mtu = opts.mtu;
   if (opts.interfaceType && opts.interfaceType !== 'veth') plugin.interfaceType = opts.interfaceType;
   if (opts.control) plugin.control = path.resolve(opts.control);
+  if (opts.ipamLockFile) plugin.ipam_lock_file = path.resolve(opts.ipamLockFile);
+  if (opts.pendingDelDir) plugin.pending_del_dir = path.resolve(opts.pendingDelDir);
   plugin.ipam = { type: 'podway' };
   // Where this config lives: the plugin gets only stdin, and names the file in its config errors.
   if (opts.conflist) plugin.conflist = opts.conflist;

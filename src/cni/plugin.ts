@@ -10,6 +10,7 @@ import { configVersion, decodeConfig, NetConf, parseConfig, parseValidAttachment
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
+import { IpamLockOptions, withIpamLock } from './ipam-lock';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import type { KvStore } from '../control/kv/kv';
 import { KvUnavailableError } from '../control/kv/kv';
@@ -92,6 +93,11 @@ async function withStore<T>(conf: NetConf, fn: (kv: KvStore) => Promise<T>): Pro
   } finally {
     await kv.close().catch(() => undefined);
   }
+}
+
+/** The host-wide IPAM lock this network's config names (ipam-lock.ts). */
+function ipamLockOf(conf: NetConf): IpamLockOptions {
+  return { file: conf.ipamLockFile, timeoutMs: conf.ipamLockTimeoutMs, setting: '"ipam_lock_file" in the network config' };
 }
 
 async function requireNode(kv: KvStore, conf: NetConf): Promise<void> {
@@ -236,13 +242,16 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         // One handle holds both families, so DEL's releaseByHandle frees both.
         undo.push(() => ipam.releaseByHandle(handle));
         const families: (4 | 6)[] = [...(conf.assignIpv4 ? [4 as const] : []), ...(conf.assignIpv6 !== false ? [6 as const] : [])];
-        for (const version of families) {
-          const got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version });
-          if (got.ips.length > 0) { ips.push(got.ips[0]); continue; }
-          // Unset assign_ipv6 means "if the cluster has IPv6 for this node": none is no error.
-          if (version === 6 && conf.assignIpv6 === 'auto' && got.noPool) continue;
-          throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `IPAM: no IPv${version} address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}`);
-        }
+        // One plugin process at a time per host (ipam-lock.ts).
+        await withIpamLock(ipamLockOf(conf), async () => {
+          for (const version of families) {
+            const got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version });
+            if (got.ips.length > 0) { ips.push(got.ips[0]); continue; }
+            // Unset assign_ipv6 means "if the cluster has IPv6 for this node": none is no error.
+            if (version === 6 && conf.assignIpv6 === 'auto' && got.noPool) continue;
+            throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `IPAM: no IPv${version} address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}`);
+          }
+        });
       }
 
       let host: Attachment['host'] = null;
@@ -351,7 +360,7 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   // A store that does not exist holds nothing of this container's: DEL (retried after a refused
   // ADD) succeeds without making it.
   if (!embeddedStoreMissing(conf)) await withStore(conf, async (kv) => {
-    if (!conf.ipam) await new Ipam(kv).releaseByHandle(handleId(conf.name, env.containerId));
+    if (!conf.ipam) await withIpamLock(ipamLockOf(conf), () => new Ipam(kv).releaseByHandle(handleId(conf.name, env.containerId)));
     for (const c of endpointCandidates(conf, env)) {
       const found = await getResource(kv, WEP, c.name, c.namespace);
       if (!found) continue;

@@ -84,6 +84,10 @@ export class CniHarness {
   readonly storeDir = path.join(this.dir, 'store');
   readonly binDir = path.join(this.dir, 'bin');
   readonly confDir = path.join(this.dir, 'net.d');
+  /** The host-wide IPAM lock of this harness's plugin (not the machine's /run/podway one). */
+  readonly ipamLockFile = path.join(this.dir, 'run', 'ipam.lock');
+  /** DEL's spool of releases deferred while etcd is down. */
+  readonly pendingDelDir = path.join(this.dir, 'pending-del');
   /** Where a test's `podway run --control` listens; the conflist names it for STATUS. */
   readonly control = path.join(this.dir, 'podway.sock');
   readonly node: Netns;
@@ -104,7 +108,7 @@ export class CniHarness {
   async setup(pool: { cidr: string; blockSize?: number; vxlanMode?: string; ipipMode?: string } = { cidr: '10.251.0.0/24', blockSize: 26 }): Promise<void> {
     await applyResource(this.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `pool-${this.tag}` }, spec: pool });
     await registerNode(this.kv, { name: this.nodeName, ipv4Address: '10.99.0.1/24' });
-    const done = installCni({ binDir: this.binDir, confDir: this.confDir, datastore: `embedded:${this.storeDir}`, node: this.nodeName, name: 'podway', control: this.control, env: {} });
+    const done = installCni({ binDir: this.binDir, confDir: this.confDir, datastore: `embedded:${this.storeDir}`, node: this.nodeName, name: 'podway', control: this.control, ipamLockFile: this.ipamLockFile, pendingDelDir: this.pendingDelDir, env: {} });
     this.conflist = JSON.parse(readFileSync(done.conflist, 'utf8'));
   }
 
@@ -130,8 +134,8 @@ export class CniHarness {
    * `podway run` for this node inside its namespace, on the embedded datastore and the control
    * socket the conflist names, with `--ip 10.99.0.1/24` and `more` arguments (the caller stops it).
    */
-  startPodway(more: string[] = []): RunningPodway {
-    return new RunningPodway(spawn('ip', ['netns', 'exec', this.node.name, process.execPath, PODWAY_BIN, 'run', '--node', this.nodeName, '--datastore', `embedded:${this.storeDir}`, '--ip', '10.99.0.1/24', ...more, '--control', this.control], { stdio: ['ignore', 'ignore', 'pipe'] }), this.control);
+  startPodway(more: string[] = [], datastore = `embedded:${this.storeDir}`): RunningPodway {
+    return new RunningPodway(spawn('ip', ['netns', 'exec', this.node.name, process.execPath, PODWAY_BIN, 'run', '--node', this.nodeName, '--datastore', datastore, '--ip', '10.99.0.1/24', ...more, '--control', this.control], { stdio: ['ignore', 'ignore', 'pipe'] }), this.control);
   }
 
   /** A fresh pod network namespace. */

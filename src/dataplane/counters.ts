@@ -30,9 +30,9 @@ export const Reason = {
   /** Frame type podway does not forward (IPv6, VLAN, ...). */
   UNSUPPORTED_ETHERTYPE: base + 9,
   /** Next hop through an underlay neighbour whose MAC is being resolved (ARP/NDP asked), and the
-   * packet could not be held for it: a GSO super-frame, an IPv6 neighbour the table does not track
-   * (full), or a pipeline without a pending queue (neighbor-queue.ts). The engine holds the others
-   * (`neighbor_queued`) instead of dropping them. */
+   * packet could not be held for it: a GSO super-frame, or a pipeline without a pending queue
+   * (neighbor-queue.ts); a neighbour the table does not track is `neighbor_table_full`. The
+   * engine holds the others (`neighbor_queued`) instead of dropping them. */
   NEIGHBOR_UNRESOLVED: base + 10,
   /** Local destination whose pod MAC is not known yet (it has sent nothing). */
   POD_MAC_UNKNOWN: base + 11,
@@ -58,6 +58,11 @@ export const Reason = {
    * limit (its round of probes plus two neighbour ticks; a neighbour no route uses any more is
    * never answered for, and its packets go this way). */
   NEIGHBOR_QUEUE_TIMEOUT: base + 30,
+  /** Next hop through an underlay neighbour the neighbour table refused to track (full: 4,096
+   * entries per family): nobody asks for its MAC, so its packets (IPv4 direct routes, IPv6 VXLAN
+   * and direct routes) are dropped at once instead of held until the hold limit. IPv4 VXLAN/IPIP
+   * to such a neighbour go through the kernel's raw socket instead (not counted here). */
+  NEIGHBOR_TABLE_FULL: base + 33,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -95,7 +100,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 33;
+export const COUNTER_COUNT = base + 34;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

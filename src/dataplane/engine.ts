@@ -93,8 +93,9 @@ export interface EngineOptions {
    */
   tunnelRx?: TunnelRx;
   /** Underlay neighbour timings (ARP and NDP alike; neighbors.ts defaults: reachable 30 s,
-   * retransmit 1 s, 3 probes, hold-down 10 s doubling up to 60 s). */
-  neighbor?: NeighborTimings;
+   * retransmit 1 s, 3 probes, hold-down 10 s doubling up to 60 s); `maxEntries` bounds each
+   * table (4,096 by default; tests set it small to see a full table). */
+  neighbor?: NeighborTimings & { maxEntries?: number };
   /** Packets held for an underlay neighbour being resolved (neighbor-queue.ts): at most
    * `perNeighbor` per neighbour (3) and `total` in all (64), in pool slots reserved for them.
    * Either 0: none held, they are dropped as `neighbor_unresolved`. */
@@ -363,7 +364,7 @@ export class Engine {
     this.arpSlot = this.batch;
     this.pipe = new Pipeline(this.pool, this.batch, this.io);
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
-    this.pipe.onUnresolved = (ip) => this.resolve(ip);
+    this.pipe.onUnresolved = (ip, now) => this.resolve(ip, now);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
     const onPodMac = opts.onPodMac;
     if (onPodMac && this.worker.count > 1) {
@@ -381,7 +382,7 @@ export class Engine {
       this.pipe.held = new NeighborQueue(this.pool, this.batch + 8, held, perNeighbor, Math.ceil(roundMs / this.neighborTickMs) + 2);
     }
     this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6);
-    this.pipe.v6.onUnresolved6 = (b, off) => this.neighbors6.request(b, off);
+    this.pipe.v6.onUnresolved6 = (b, off, now) => this.neighbors6.request(b, off, now);
     this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
     this.pipe.v6.neighborId = (b, off) => this.neighbors6.idAt(b, off);
     // The spawner's helper process is forked here, before any packet ring is mapped: later
@@ -477,8 +478,9 @@ export class Engine {
     const gws = new Set<number>();
     for (let i = 0; i < nh.count; i++) if (nh.gw[i] !== 0) gws.add(nh.gw[i]);
     const w = this.neighbors.want(gws);
-    if (w.firstRefusal) this.log.warn(`neighbour table full (${this.neighbors.maxEntries} entries): ${w.refused} underlay next hops left unresolved (their traffic goes through the kernel)`, { refused: w.refused });
-    for (const gw of gws) if (!this.neighbors.mac(gw)) this.resolve(gw);
+    if (w.firstRefusal) this.log.warn(`neighbour table full (${this.neighbors.maxEntries} entries): ${w.refused} underlay next hops left unresolved (their VXLAN/IPIP traffic goes through the kernel; direct routes' packets are dropped, neighbor_table_full)`, { refused: w.refused });
+    const now = Date.now();
+    for (const gw of gws) if (!this.neighbors.mac(gw)) this.resolve(gw, now);
     if (!this.neighborTimer) {
       this.neighborTimer = setInterval(() => {
         this.ageNeighbors();
@@ -1478,8 +1480,14 @@ export class Engine {
   }
 
   /** Ask ARP for an underlay neighbour (the table rate-limits per address and ignores unwanted ones). */
-  private resolve(ip: number): void {
-    if (this.neighbors.request(ip, Date.now())) this.sendArpRequest(ip);
+  /** Ask for `ip`'s MAC when a probe is due; false when the table does not track `ip` (refused
+   * by its size bound: no probe will ever be sent, Pipeline.onUnresolved). */
+  private resolve(ip: number, now: number): boolean {
+    if (this.neighbors.request(ip, now)) {
+      this.sendArpRequest(ip);
+      return true;
+    }
+    return this.neighbors.tracks(ip);
   }
 
   /** Send one control frame (an IPv6 Neighbor Solicitation) on the underlay from the ARP slot. */

@@ -128,9 +128,11 @@ export class Neighbors6 {
     }
   }
 
-  /** The id of a wanted address at b[off..+16] (0: not wanted): the pending queue's key. No allocation. */
+  /** The id of a wanted address at b[off..+16] the table tracks (0: not wanted, or refused by the
+   * table's size bound, so never solicited): the pending queue's key. No allocation. */
   idAt(b: Uint8Array, off: number): number {
-    return this.find(b, off);
+    const id = this.find(b, off);
+    return id !== 0 && this.table.tracks(id) ? id : 0;
   }
 
   neighbor6(ip6: string): Uint8Array | undefined {
@@ -146,7 +148,7 @@ export class Neighbors6 {
 
   /** An unresolved (or failed) next hop's address, 16 bytes at b[off]: solicit it when the table
    * says a probe is due (at most one per retransmit interval, none during a hold-down). */
-  request(b: Uint8Array, off: number, now = Date.now()): void {
+  request(b: Uint8Array, off: number, now: number): void {
     const id = this.find(b, off);
     if (id !== 0 && this.table.request(id, now)) this.solicit(id, undefined);
   }

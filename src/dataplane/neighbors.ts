@@ -238,6 +238,12 @@ export class NeighborTable {
     return { added, dropped, refused, firstRefusal };
   }
 
+  /** True when the table keeps an entry for `ip` (wanted, and not refused by the size bound): only
+   * such a neighbour is ever asked for, so only its packets are worth holding. No allocation. */
+  tracks(ip: number): boolean {
+    return this.byIp.has(ip | 0);
+  }
+
   /** The MAC to forward to, or undefined. A view owned by the table, updated in place: copy it to keep it. */
   mac(ip: number): Uint8Array | undefined {
     const e = this.byIp.get(ip | 0);

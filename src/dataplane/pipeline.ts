@@ -124,8 +124,13 @@ export class Pipeline implements CapturePorts {
   /** Packets for an underlay neighbour still being resolved wait here (the engine's, with pool
    * descriptors of its own); null: they are dropped as `neighbor_unresolved`. */
   held: NeighborQueue | null = null;
-  /** Called for unresolved DIRECT next hops (the engine sends an ARP request, rate-limited). */
-  onUnresolved: (ip: number) => void = () => {};
+  /**
+   * Called for next hops whose underlay neighbour `ip` has no MAC (the engine sends an ARP
+   * request, rate-limited), with the batch's clock (`batchNow`). Returns whether the neighbour
+   * table tracks `ip`: false when its size bound refused it, so no answer will ever come and a
+   * direct route's packet is dropped at once (`neighbor_table_full`) instead of held.
+   */
+  onUnresolved: (ip: number, now: number) => boolean = () => true;
   /** Called when an ARP reply on the underlay resolves a neighbour. */
   onNeighbor: (ip: number, b: Uint8Array, macOff: number) => void = () => {};
   /** A pod's MAC learned from its first frame (the engine shares a TAP pod's with the other
@@ -219,7 +224,19 @@ export class Pipeline implements CapturePorts {
     return n + this.drain(port, maxBatches - 1);
   }
 
+  /** The clock of the batch in hand (Date.now(), ms), read on first use by `batchNow`; -1: not
+   * read yet. The neighbour code needs the time per unresolved packet, and Date.now() returns a
+   * heap number: one read per batch, not per packet. */
+  private clockAt = -1;
+
+  /** The batch's clock: read once per batch, on first use (most batches never need it). */
+  batchNow(): number {
+    if (this.clockAt < 0) this.clockAt = Date.now();
+    return this.clockAt;
+  }
+
   processBatch(port: number, n: number): void {
+    this.clockAt = -1;
     // Capture is tested once per batch here and once after; a drop notes its reason for it on the
     // drop path only.
     const cap = this.capture;
@@ -563,7 +580,9 @@ export class Pipeline implements CapturePorts {
         if (nhs.natExit[nh] !== NatExit.NONE && fromPod && !originated && this.natEgress(ip, dst, nhs.natExit[nh])) return this.toKernelNat(i, ip, dst, total);
         const u = this.addr.underlayMac;
         if (nhs.macKnown[nh] !== MAC_KNOWN) {
-          this.onUnresolved(nhs.ip[nh]);
+          // A neighbour the full table refused is never asked for: holding its packets would only
+          // delay their loss to the hold limit.
+          if (!this.onUnresolved(nhs.ip[nh], this.batchNow())) return this.drop(Reason.NEIGHBOR_TABLE_FULL);
           if (nhs.macKnown[nh] === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
           // Held ready to send but for the destination MAC, which the neighbour's answer gives.
           for (let k = 0; k < 6; k++) { b[eth + k] = 0; b[eth + 6 + k] = u[k]; }
@@ -590,7 +609,8 @@ export class Pipeline implements CapturePorts {
   private sendOuter(i: number, nh: number, start: number, len: number): number {
     const nhs = this.nh;
     if (nhs.macKnown[nh] !== MAC_KNOWN) {
-      this.onUnresolved(nhs.gw[nh]);
+      // Not held either way: a neighbour the table refused is left to the kernel's own ARP.
+      this.onUnresolved(nhs.gw[nh], this.batchNow());
       // A neighbour that stopped answering: the kernel would fail to resolve it too; count the loss.
       if (nhs.macKnown[nh] === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
       this.setFrame(i, start, len);

@@ -59,9 +59,11 @@ export class Pipeline6 {
   /** Results of the extension-header walk of the packet in hand (ipv6WalkExtHeaders). */
   private readonly walk = new Int32Array(4);
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
-  /** Called for a next hop whose underlay neighbour (16 bytes at b[off]) is not resolved (the engine sends an NS). */
-  onUnresolved6: (b: Uint8Array, off: number) => void = () => {};
-  /** The pending-queue key of the underlay neighbour at b[off..+16] (Neighbors6's id; 0: none, not held). */
+  /** Called for a next hop whose underlay neighbour (16 bytes at b[off]) is not resolved (the
+   * engine sends an NS), with the batch's clock (Pipeline.batchNow: one clock read per batch). */
+  onUnresolved6: (b: Uint8Array, off: number, now: number) => void = () => {};
+  /** The pending-queue key of the underlay neighbour at b[off..+16] (Neighbors6's id; 0: the
+   * neighbour table does not track it, full: not held, counted `neighbor_table_full`). */
   neighborId: (b: Uint8Array, off: number) => number = () => 0;
   /** Called for a valid Neighbor Advertisement on the underlay: target at b[targetOff], its MAC at b[macOff]. */
   onNeighbor6: (b: Uint8Array, targetOff: number, macOff: number) => void = () => {};
@@ -295,7 +297,7 @@ export class Pipeline6 {
       case NhKind.VXLAN: {
         const known = nhs.macKnown[nh];
         if (known !== MAC_KNOWN) {
-          this.onUnresolved6(nhs.ip6, nh * 16);
+          this.onUnresolved6(nhs.ip6, nh * 16, this.p.batchNow());
           if (known === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
         }
         b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
@@ -309,7 +311,7 @@ export class Pipeline6 {
       case NhKind.DIRECT: {
         const known = nhs.macKnown[nh];
         if (known !== MAC_KNOWN) {
-          this.onUnresolved6(nhs.ip6, nh * 16);
+          this.onUnresolved6(nhs.ip6, nh * 16, this.p.batchNow());
           if (known === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
         }
         if (tr !== null) tr.stages.push(`direct: to ${nhs.routes[nh].nodeIp6} via the underlay`);
@@ -369,11 +371,13 @@ export class Pipeline6 {
   /**
    * Next hop nh's underlay neighbour is being resolved: the frame (descriptor i, ready but for
    * its destination MAC) is held for it (pipeline.ts hold), keyed by the neighbour's id in the
-   * engine's Neighbors6 (`neighborId`), or dropped as `neighbor_unresolved` when it has none.
+   * engine's Neighbors6 (`neighborId`), or dropped as `neighbor_table_full` when the table does
+   * not track it (its size bound refused it: nobody asks for its MAC, so holding would only delay
+   * the loss).
    */
   private holdFor(i: number, inPort: number, nh: number): number {
     const id = this.neighborId(this.nh!.ip6, nh * 16);
-    if (id === 0) return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+    if (id === 0) return this.drop(Reason.NEIGHBOR_TABLE_FULL);
     return this.p.hold(i, inPort, FAMILY_V6, id);
   }
 

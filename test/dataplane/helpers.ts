@@ -186,7 +186,10 @@ export function makeHarness(opts: HarnessOptions = {}): Harness {
 
   const unresolved: number[] = [];
   const portErrors: Harness['portErrors'] = [];
-  pipe.onUnresolved = (ip) => unresolved.push(ip);
+  pipe.onUnresolved = (ip) => {
+    unresolved.push(ip);
+    return true;
+  };
   // As Engine.learn: a resolved underlay neighbour goes into every next hop through it.
   pipe.onNeighbor = (ip, b, off) => {
     learnNeighbor(pipe.nh, ip, b, off);

@@ -220,4 +220,25 @@ test('IPv6: packets to a neighbour being solicited wait; NAs the table refuses r
   assert.is(counter(r.engine, 'neighbor_queue_sent'), 2);
 });
 
+test('a full neighbour table: packets for a neighbour it refused are not held but counted neighbor_table_full at once (IPv4 direct, IPv6 VXLAN)', () => {
+  // A table bound of 0 (4,096 in production): every underlay neighbour is refused, so none is ever
+  // asked for, and nothing may wait for its answer.
+  const r = rig({ neighbor: { retransMs: 20_000, maxEntries: 0 } }, dualStackYaml());
+  r.io.take(r.ul);
+  const st0 = r.engine.status() as { neighbors: { entries: unknown[] } };
+  assert.equal(st0.neighbors.entries, [], 'the table refused every neighbour');
+  r.io.inject(r.tun, uToRd(501), uToRd(502));
+  r.io.pump();
+  assert.is(counter(r.engine, 'neighbor_table_full'), 2, 'both IPv4 packets counted at once');
+  assert.is(counter(r.engine, 'neighbor_queued'), 0, 'none held');
+  assert.equal(ipv4Sent(r.io.take(r.ul)), [], 'none sent to a MAC nobody asked for');
+  r.io.inject(r.io.portNamed('caliA'), aToRv6(64));
+  r.io.pump();
+  assert.is(counter(r.engine, 'neighbor_table_full'), 3, 'the IPv6 packet too');
+  assert.is(counter(r.engine, 'neighbor_queued'), 0);
+  assert.is(counter(r.engine, 'neighbor_unresolved'), 0, 'not the vaguer counter');
+  const st = r.engine.status() as { neighborQueue: { held: number } };
+  assert.is(st.neighborQueue.held, 0, 'the queue stays empty');
+});
+
 test.run();

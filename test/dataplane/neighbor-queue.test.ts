@@ -237,7 +237,47 @@ test('pipeline, IPv6 VXLAN, neighbour unresolved: encapsulated and held under it
   }
   h.pipe.v6.neighborId = () => 0;
   h.receive(a, aToRv6(64));
-  assert.is(h.pipe.counters[Reason.NEIGHBOR_UNRESOLVED], 1, 'a neighbour the table does not track is not held');
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_TABLE_FULL], 1, 'a neighbour the table does not track is not held');
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_UNRESOLVED], 0);
+  assert.is(h.pipe.held!.size, 0);
+});
+
+test('pipeline: a neighbour the full table refused (onUnresolved false) is not held: counted neighbor_table_full at once, a drop of its port', () => {
+  const h = makeHarness({ held: HELD });
+  const u = h.port('tunU');
+  h.pipe.onUnresolved = (ip) => ip !== NODE2;
+  h.receive(u, uToRd(1), uToRd(2));
+  nothingSent(h, 'refused neighbour');
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_TABLE_FULL], 2);
+  assert.is(h.pipe.counters[Event.NEIGHBOR_QUEUED], 0);
+  assert.is(h.pipe.held!.size, 0, 'nothing waits for an answer that will not come');
+  assert.is(h.portCounter(u, PortCounter.DROPS), 2);
+  assert.is(h.pipe.counterBytes[Reason.NEIGHBOR_TABLE_FULL], 2 * uToRd(1).length, "the bytes received");
+});
+
+test('pipeline: the unresolved path reads the clock once per batch and hands every packet of the batch that time', () => {
+  const h = makeHarness({ held: { total: 16, perNeighbor: 16 } });
+  const u = h.port('tunU');
+  const seen: number[] = [];
+  h.pipe.onUnresolved = (_ip, now) => {
+    seen.push(now);
+    return true;
+  };
+  const real = Date.now;
+  let reads = 0;
+  Date.now = () => {
+    reads++;
+    return real.call(Date) + reads * 1000; // every read a different time: a second read would show
+  };
+  try {
+    h.receive(u, uToRd(1), uToRd(2), uToRd(3), uToRd(4));
+  } finally {
+    Date.now = real;
+  }
+  assert.is(seen.length, 4, 'each packet asked the table');
+  assert.is(reads, 1, 'one clock read for the batch');
+  assert.ok(seen.every((t) => t === seen[0]), `one time for the batch: ${seen.join(', ')}`);
+  assert.is(h.pipe.counters[Event.NEIGHBOR_QUEUED], 4);
 });
 
 test.run();

@@ -152,6 +152,8 @@ test('to node2 over IPv6 VXLAN with its neighbour unresolved, without a pending 
   const h = makeHarness6();
   const asked: string[] = [];
   h.pipe.v6.onUnresolved6 = (b, off) => asked.push(toHex(b, off, 16));
+  // node2 is tracked by the neighbour table (an id), as the engine's Neighbors6 would have it
+  h.pipe.v6.neighborId = () => 1;
   const f = frame6('v6pipe_a_to_b');
   f.set(parseIpv6Bytes(RV6), 14 + 24);
   h.receive(h.port('caliA'), f);

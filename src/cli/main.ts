@@ -220,6 +220,8 @@ export function buildProgram(): Command {
     for (const h of s.hostChanges) lines.push(`host: ${h}`);
     if (s.nat?.table) lines.push(`nat: table ${s.nat.table}; natOutgoing from ${s.nat.natPools.join(', ') || 'no pool'}; ports ${s.nat.portRange}; udp timeout ${s.nat.udpTimeout.unreplied}/${s.nat.udpTimeout.replied} s; at most ${s.nat.maxFlows} flows${s.nat.lastError ? '; last error: ' + s.nat.lastError : ''}`);
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
+    if (s.nat6?.table) lines.push(`nat6: table ${s.nat6.table}; natOutgoing from ${s.nat6.natPools.join(', ') || 'no pool'}; ports ${s.nat6.portRange}; udp timeout ${s.nat6.udpTimeout.unreplied}/${s.nat6.udpTimeout.replied} s; at most ${s.nat6.maxFlows} flows${s.nat6.lastError ? '; last error: ' + s.nat6.lastError : ''}`);
+    else if (s.nat6?.lastError) lines.push(`nat6: unavailable: ${s.nat6.lastError}`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
     return lines.filter((l) => l !== null).join('\n') + '\n';
   }, { starting: true }); // a podway still starting answers status only to a caller that reads that answer
@@ -228,6 +230,7 @@ export function buildProgram(): Command {
   clientCommand(program, 'counters', 'show per-port counters and drop reasons', (r) => {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
     const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods, ${r.nat.refused} new flows refused (table full), ${r.nat.icmpUnmatched} ICMP errors quoting no known flow, ${r.nat.podTransit ?? 0} pod frames dropped before the kernel's conntrack (podway forwards them)\n` : '';
+    const nat6 = r.nat6 ? `${nat ? '' : '\n'}nat6 (table ip6 podway): ${r.nat6.flows} flows masqueraded, ${r.nat6.outPackets} packets out, ${r.nat6.inPackets} replies back to pods, ${r.nat6.refused} new flows refused (table full), ${r.nat6.icmpUnmatched} ICMPv6 errors quoting no known flow\n` : '';
     const bgp = r.bgpPeers ? '\n' + table(r.bgpPeers, ['peer', 'type', 'state', 'messagesIn', 'messagesOut', 'updatesIn', 'updatesOut', 'prefixesReceived', 'prefixesAccepted']) : '';
     // host-side failures (Engine.failures), only when there was one
     const failed = Object.entries((r.failures ?? {}) as Record<string, number>).filter(([, n]) => n > 0);
@@ -235,7 +238,7 @@ export function buildProgram(): Command {
     // workers that did not answer in time: the sums above lack their part
     const missing = (r.missingWorkers ?? []) as number[];
     const gone = missing.length ? `\nnot counted: worker${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not answer in time\n` : '';
-    return table(r.ports) + '\n' + table(reasons) + failures + gone + nat + bgp;
+    return table(r.ports) + '\n' + table(reasons) + failures + gone + nat + nat6 + bgp;
   });
   // node status: the BGP sessions, as calicoctl node status.
   addNodeCommands(program, controlPath);

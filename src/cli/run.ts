@@ -15,7 +15,7 @@ import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
-import { NftNat, NatSpec, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
+import { NftNat, NatSpec, NAT_IPV6, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
@@ -116,6 +116,23 @@ function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, numbe
     maxFlows,
     pods: model.endpoints.filter((e) => e.interfaceType === 'veth').map((e) => e.interfaceName).sort(),
     kernelTransitDrop,
+  };
+}
+
+/** What podway's IPv6 table (table ip6 podway) should hold: the IPv6 pools and nodes, the same
+ * ports, timeouts and bound as IPv4's (no pods: the kernel transit drop is IPv4's). */
+function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number): NatSpec {
+  return {
+    hostPort: HOST_PORT_NAME,
+    hostPortIndex: ifindexOf(HOST_PORT_NAME),
+    natPools: model.v6.pools.filter((p) => p.natOutgoing).map((p) => p.cidr),
+    pools: model.v6.pools.map((p) => p.cidr),
+    nodes: [...new Set([...(model.v6.ip6 !== null ? [model.v6.ip6] : []), ...model.v6.knownNodeIps6])].sort(),
+    portRange,
+    udpTimeout,
+    maxFlows,
+    pods: [],
+    kernelTransitDrop: false,
   };
 }
 
@@ -380,6 +397,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const udpTimeout = opts.natUdpTimeout !== undefined ? { unreplied: opts.natUdpTimeout, replied: opts.natUdpTimeout } : { unreplied: 30, replied: 120 };
     const natLog = log.child({ component: 'nat' });
     const nat = new NftNat((m) => natLog.info(m));
+    const nat6 = new NftNat((m) => natLog.info(m), 'nft', {}, NAT_IPV6);
     if (metrics) {
       const { NatCollector } = require('../observe/nat-metrics') as typeof import('../observe/nat-metrics');
       metrics.add(new NatCollector({ counters: () => nat.counters(), maxFlows: () => (nat.active ? opts.natMaxFlows ?? 65536 : null) }));
@@ -397,6 +415,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
         nat.lastError = (e as Error).message;
         natLog.warn(`nat: ${nat.lastError} (no pool has natOutgoing now)`);
       }
+      // The IPv6 table from the first IPv6 pool with natOutgoing on (a node without one never loads
+      // the kernel's IPv6 NAT), then kept and updated like IPv4's until the stop.
+      const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536);
+      if (nat6.active) return nat6.update(want6);
+      if (want6.natPools.length === 0) return;
+      nat6.start(want6);
+      natLog.info(`nat: table ip6 podway created; natOutgoing from ${want6.natPools.join(', ')}, ports ${natPorts[0]}-${natPorts[1]}`);
     };
     const pollMs = opts.autodetectPollMs ?? DEFAULT_AUTODETECT_POLL_MS;
     const source4 = addressSource(opts.ip);
@@ -444,6 +469,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const server = control.server;
     const extras = {
       nat,
+      nat6,
       taps,
       bgpStatus,
       status: async () => {
@@ -540,6 +566,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
       eng.stop();
       await nat.stop();
+      await nat6.stop();
       throw e;
     }
     for (const n of eng.notes) log.info(`host: set ${n}`, { component: 'host' });
@@ -758,7 +785,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         broadcast({ type: 'stop' });
         eng.stop();
         // an update's nft still running is waited for before the table is deleted (nft-nat.ts stop)
-        const natStopped = nat.stop();
+        const natStopped = Promise.all([nat.stop(), nat6.stop()]);
         // a tunnel-address join in flight still writes the Node and IPAM through the datastore:
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();

@@ -18,7 +18,7 @@ import { Datastore, DatastoreEvents } from './datastore';
 import { IpNet, ipv6CidrProblem, netsOverlap, parseNet } from './ipam/net';
 import { cidrContainsAddr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import { KvEntry, KvEvent, KvStore, KvUnavailableError, KvWatch } from './kv/kv';
-import { BlockAffinity, IPPool, ipv6NatWarning, Node, WorkloadEndpoint } from './resources';
+import { BlockAffinity, IPPool, Node, WorkloadEndpoint } from './resources';
 import type { ClusterSnapshot, IpamBlockBorrowed } from './snapshot';
 import { Backoff } from '../util/backoff';
 import { AllocationBlock } from './ipam/block';
@@ -531,8 +531,6 @@ function checkSnapshot(
     const clash = seen.find((p) => netsOverlap(p.net, net));
     if (clash) warn(`IPPool ${pool.metadata.name} (${pool.spec.cidr}) overlaps IPPool ${clash.name} (${clash.net.text})`);
     seen.push({ name: pool.metadata.name, net });
-    const noNat = ipv6NatWarning(pool);
-    if (noNat) warn(noNat);
     const cidr = parseIPv4Cidr(pool.spec.cidr);
     if (cidr) pools4.push({ name: pool.metadata.name, cidr });
   }

@@ -277,13 +277,3 @@ export function resourceDisplayName(resource: CalicoResource): string {
     ? `${resource.metadata.namespace}/${resource.metadata.name}`
     : resource.metadata.name;
 }
-
-/**
- * Calico masquerades IPv6 pools' natOutgoing too; podway has no IPv6 NAT, so such a pool's pods
- * reach the outside with their own addresses. Said, not refused: the pool stays Calico-valid.
- */
-export function ipv6NatWarning(pool: IPPool): string | null {
-  return pool.spec.natOutgoing && pool.spec.cidr.includes(':')
-    ? `IPPool ${pool.metadata.name} (${pool.spec.cidr}) has natOutgoing, but podway has no IPv6 NAT: its pods' IPv6 traffic to outside the pools leaves with their own addresses`
-    : null;
-}

@@ -7,7 +7,7 @@ import type { z } from 'zod';
 import { IpNet, ipv6CidrProblem, netsOverlap, parseNet } from './ipam/net';
 import { cidrContainsAddr, cidrContainsCidr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
 import {
-  BlockAffinity, CALICO_API_VERSION, CalicoResource, IGNORED_KINDS, IPPool, ipv6NatWarning, MODEL_KINDS, ModelKind, Node,
+  BlockAffinity, CALICO_API_VERSION, CalicoResource, IGNORED_KINDS, IPPool, MODEL_KINDS, ModelKind, Node,
   resourceDisplayName, SCHEMA_BY_KIND, WorkloadEndpoint,
 } from './resources';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
@@ -279,8 +279,6 @@ function checkCrossResource(resources: Located<CalicoResource>[], file: string, 
     const clash = poolNets.find((p) => netsOverlap(p.net, net));
     if (clash) fail(location, 'spec.cidr', `${pool.spec.cidr} overlaps IPPool ${JSON.stringify(clash.pool.metadata.name)} (${clash.pool.spec.cidr})`);
     poolNets.push({ pool, net });
-    const noNat = ipv6NatWarning(pool);
-    if (noNat) warnings.push(`${file}: ${noNat}`);
     const cidr = parseIPv4Cidr(pool.spec.cidr);
     if (cidr) pools4.push({ pool, cidr, location });
   }

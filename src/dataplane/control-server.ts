@@ -31,6 +31,8 @@ export type WorkerCounters = () => Promise<(Counters | null)[]>;
 /** What the process adds beside the engine's view (natOutgoing's nftables table), if anything. */
 export interface ControlExtras {
   nat?: { status(): unknown; counters(): Promise<unknown> };
+  /** The same for IPv6 pools (table ip6 podway). */
+  nat6?: { status(): unknown; counters(): Promise<unknown> };
   /** Trace and capture across the forwarding workers (default: this engine alone). */
   taps?: Taps;
   /** The BGP sessions of `podway run --bgp` (null: the model thread did not answer). */
@@ -260,14 +262,16 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
   }
   switch (req.cmd) {
     case 'status':
-      return { ...engine.status(), ...(extras.nat ? { nat: extras.nat.status() } : {}), ...(await extras.status?.()) };
+      return { ...engine.status(), ...(extras.nat ? { nat: extras.nat.status() } : {}), ...(extras.nat6 ? { nat6: extras.nat6.status() } : {}), ...(await extras.status?.()) };
     case 'routes':
       return engine.routes();
     case 'endpoints':
       return engine.endpointList();
     case 'counters': {
       const merged = mergeCounters(engine.counters(), await workerCounters());
-      const withNat = extras.nat ? { ...merged, nat: await extras.nat.counters() } : merged;
+      const withNat4 = extras.nat ? { ...merged, nat: await extras.nat.counters() } : merged;
+      // IPv6's table exists only once an IPv6 pool has natOutgoing (null before)
+      const withNat = extras.nat6 ? { ...withNat4, nat6: await extras.nat6.counters() } : withNat4;
       // Per BGP peer: messages, updates, prefixes received/accepted (only when BGP runs).
       const bgp = extras.bgpStatus ? await extras.bgpStatus() : null;
       if (!bgp?.enabled) return withNat;

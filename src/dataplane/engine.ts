@@ -611,7 +611,7 @@ export class Engine {
   }
 
   /**
-   * The IPv6 raw socket pods' packets for other nodes' IPv6 addresses leave by (tx6). A node whose
+   * The IPv6 raw socket pods' IPv6 packets for other nodes' addresses and outside the pools leave by (tx6). A node whose
    * kernel has no IPv6 cannot open it: said once, and those packets get ICMPv6 unreachable
    * (no_route) as before, while everything else runs.
    */
@@ -621,7 +621,7 @@ export class Engine {
       this.pipe.setPort(p, Role.TX6, 'tx6(raw)');
       return p;
     } catch (e) {
-      this.log.warn(`no IPv6 raw socket (${(e as Error).message}): pods' IPv6 packets for other nodes' addresses get no route`, { component: 'host' });
+      this.log.warn(`no IPv6 raw socket (${(e as Error).message}): pods' IPv6 packets for other nodes' addresses and outside the pools get no route`, { component: 'host' });
       return -1;
     }
   }
@@ -1291,7 +1291,7 @@ export class Engine {
 
   /**
    * Packets handed to the node's kernel through a raw port (tx4: pod egress, NATed egress, counted
-   * as `egress`/`egress_nat` when handed over; tx6: pods' IPv6 to other nodes' addresses) that the
+   * as `egress`/`egress_nat` when handed over; tx6: the same for IPv6, other nodes' addresses included) that the
    * kernel then refused (no route: ENETUNREACH; too big: EMSGSIZE) are only that port's tx errors;
    * say so in the log, at most once a minute per port while it goes on.
    */
@@ -1300,8 +1300,8 @@ export class Engine {
       `tx4(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pod egress, natOutgoing), last ${last}${why}; they are lost (tx4(raw)'s txErrors and lastError in \`podway counters\`, podway_port_errors_total{direction="tx"} in /metrics)`,
     ' (no route on the node: with --bgp, check that the learned route is in the kernel, `ip route show proto bird`)');
     this.tx6Refused = this.reportRefusals(this.infra.tx6, this.tx6Refused, (fresh, last, why) =>
-      `tx6(raw): the node's kernel refused ${fresh} packet(s) pods sent to other nodes' IPv6 addresses, last ${last}${why}; they are lost (tx6(raw)'s txErrors and lastError in \`podway counters\`)`,
-    ' (no IPv6 route on the node to that node\'s address, `ip -6 route get ADDR`)');
+      `tx6(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pods' IPv6 to other nodes and outside the pools, natOutgoing), last ${last}${why}; they are lost (tx6(raw)'s txErrors and lastError in \`podway counters\`)`,
+    ' (no IPv6 route on the node to that address, `ip -6 route get ADDR`)');
   }
 
   /** One raw port's refusals since `was` reported (see checkRawRefusals); returns the new state. */

@@ -8,6 +8,7 @@ import { ip6Bytes } from '../control/route-calc6';
 import { buildNextHops6, learnNeighbor6, failNeighbor6, NextHops6 } from './nexthops6';
 import { NeighborTable, NeighborTableOptions, NeighborWantResult } from './neighbors';
 import { formatIpv6 } from '../packet/ipv6';
+import { parseIp6 } from '../lpm/cidr';
 import { formatMac, macEquals } from '../packet/ethernet';
 import type { Pipeline } from './pipeline';
 import { NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
@@ -39,6 +40,12 @@ export function applyModel6(pipe: Pipeline, model: NodeDataplaneModel, ctx: Appl
   m.knownNodeIps6.forEach((ip, k) => known.set(ip6Bytes(ip), k * 16));
   v6.knownNodes6 = known;
   v6.podMtu = Math.min(model.mtu.pod, m.vxlan ? m.vxlanMtu : Infinity);
+  const prefixes = (pools: typeof m.pools) => pools.map((p) => {
+    const [addr, len] = p.cidr.split('/');
+    return { w: parseIp6(addr), prefixLen: Number(len) };
+  });
+  v6.pools6.set(prefixes(m.pools));
+  v6.natSources6.set(prefixes(m.pools.filter((p) => p.natOutgoing)));
   return nh;
 }
 

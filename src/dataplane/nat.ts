@@ -18,3 +18,48 @@ export class NatSources {
     return false;
   }
 }
+
+/**
+ * A set of IPv6 prefixes matched against 16 address bytes in a frame (IPv6 pools, natOutgoing
+ * pools): four 32-bit words and masks per prefix, one short loop, no allocation per packet.
+ */
+export class Prefixes6 {
+  private w = new Uint32Array(0);
+  private m = new Uint32Array(0);
+
+  /** The prefixes as four network words and a length each. */
+  set(prefixes: readonly { w: readonly [number, number, number, number]; prefixLen: number }[]): void {
+    const w = new Uint32Array(prefixes.length * 4);
+    const m = new Uint32Array(prefixes.length * 4);
+    prefixes.forEach((p, k) => {
+      for (let j = 0; j < 4; j++) {
+        const bits = Math.max(0, Math.min(32, p.prefixLen - 32 * j));
+        const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+        m[k * 4 + j] = mask;
+        w[k * 4 + j] = (p.w[j] & mask) >>> 0;
+      }
+    });
+    this.w = w;
+    this.m = m;
+  }
+
+  get size(): number {
+    return this.w.length >>> 2;
+  }
+
+  /** Does the address at b[off..+16] fall in one of the prefixes? */
+  has(b: Uint8Array, off: number): boolean {
+    const w = this.w;
+    const m = this.m;
+    for (let k = 0; k < w.length; k += 4) {
+      let j = 0;
+      for (; j < 4; j++) {
+        const o = off + 4 * j;
+        const a = ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+        if (((a & m[k + j]) >>> 0) !== w[k + j]) break;
+      }
+      if (j === 4) return true;
+    }
+    return false;
+  }
+}

@@ -23,6 +23,12 @@
  *
  * The same table holds the kernel transit drop (`pod_ingress`, see podIngressChain): pod frames
  * podway forwards are dropped before the node's conntrack and routing see them.
+ *
+ * IPv6 pools get the same rules in a table of their own, `table ip6 podway` (natTableProgram6),
+ * owned by a second NftNat: the IPv6 pipeline hands pod egress outside the pools to the kernel
+ * through its IPv6 raw socket (tx6) the same way, and Calico masquerades IPv6 pools' natOutgoing
+ * too (ip6tables MASQUERADE). A table apart rather than one `inet` table keeps the IPv4 table, its
+ * rules and its tests as they were, and a kernel refusing the ip6 family costs IPv4 nothing.
  */
 import { ChildProcess, execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -143,6 +149,75 @@ export function natSetsProgram(s: NatSpec): string {
   return lines.join('\n') + '\n';
 }
 
+const MATCH6 = 'ip6 saddr @natpools ip6 daddr != @pools ip6 daddr != @nodes';
+
+/**
+ * The IPv6 table, as natTableProgram's IPv4 one: the same masquerade (fully-random, the same port
+ * range), UDP timeout policy, flow bound (IPv6 flows counted apart from IPv4's), counters, and
+ * replies (ICMPv6 errors about a flow included) translated back in PREROUTING and copied into the
+ * host port. No pod_ingress chain: that drop is IPv4's (the kernel's IPv6 forwarding is off where
+ * podway runs, README).
+ */
+export function natTableProgram6(s: NatSpec): string {
+  const [lo, hi] = s.portRange;
+  return `add table ip6 ${NAT_TABLE}
+delete table ip6 ${NAT_TABLE}
+table ip6 ${NAT_TABLE} {
+  set pools { type ipv6_addr; flags interval; auto-merge;${elements(s.pools)} }
+  set natpools { type ipv6_addr; flags interval; auto-merge;${elements(s.natPools)} }
+  set nodes { type ipv6_addr;${elements(s.nodes)} }
+  counter nat_flows { }
+  counter nat_out { }
+  counter nat_in { }
+  counter nat_refused { }
+  counter icmp_unmatched { }
+  ct timeout udp_nat {
+    protocol udp; l3proto ip6;
+    policy = { unreplied: ${s.udpTimeout.unreplied}, replied: ${s.udpTimeout.replied} }
+  }
+  chain output {
+    type filter hook output priority mangle; policy accept;
+    ${MATCH6} ct status ! confirmed ct count over ${s.maxFlows} counter name "nat_refused" drop
+    ${MATCH6} meta l4proto udp ct status ! confirmed ct timeout set "udp_nat"
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ${MATCH6} meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :${lo}-${hi} fully-random
+    ${MATCH6} counter name "nat_flows" masquerade fully-random
+  }
+  chain counting {
+    type filter hook postrouting priority srcnat + 10; policy accept;
+    ct direction original ct status snat ct original ip6 saddr @pools counter name "nat_out"
+  }
+  chain prerouting {
+    type filter hook prerouting priority filter; policy accept;
+    ct direction reply ct status snat ip6 daddr @pools counter name "nat_in" dup to ip6 daddr device "${s.hostPort}" drop
+    icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ct state invalid counter name "icmp_unmatched"
+  }
+}
+`;
+}
+
+/** A live update of the IPv6 table: its sets only, in one transaction. */
+export function natSetsProgram6(s: NatSpec): string {
+  const lines: string[] = [];
+  for (const [set, xs] of [['pools', s.pools], ['natpools', s.natPools], ['nodes', s.nodes]] as const) {
+    lines.push(`flush set ip6 ${NAT_TABLE} ${set}`);
+    if (xs.length) lines.push(`add element ip6 ${NAT_TABLE} ${set} { ${xs.join(', ')} }`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** What an NftNat writes: its table's family and the two programs. */
+export interface NatFamily {
+  readonly family: 'ip' | 'ip6';
+  table(s: NatSpec): string;
+  sets(s: NatSpec): string;
+}
+
+export const NAT_IPV4: NatFamily = { family: 'ip', table: natTableProgram, sets: natSetsProgram };
+export const NAT_IPV6: NatFamily = { family: 'ip6', table: natTableProgram6, sets: natSetsProgram6 };
+
 /** A device's ifindex (0 when it does not exist). */
 export function ifindexOf(name: string): number {
   try {
@@ -233,7 +308,7 @@ export class NftNat {
    * retry.maxMs (default 60 s) while it keeps being refused, so the table heals without waiting for
    * the next change (a table held by another process, nft briefly missing during an upgrade).
    */
-  constructor(private readonly log: (m: string) => void, private readonly nft = 'nft', retry: { minMs?: number; maxMs?: number } = {}) {
+  constructor(private readonly log: (m: string) => void, private readonly nft = 'nft', retry: { minMs?: number; maxMs?: number } = {}, private readonly fam: NatFamily = NAT_IPV4) {
     const first = retry.minMs ?? 1000;
     this.retryMaxMs = Math.max(first, retry.maxMs ?? 60_000);
     this.retryWait = new Backoff({ first, max: this.retryMaxMs });
@@ -241,7 +316,7 @@ export class NftNat {
 
   /** Create (or re-create) the table. Throws a clear error when nft is missing or refuses. */
   start(s: NatSpec): void {
-    this.run(natTableProgram(s), 'create table');
+    this.run(this.fam.table(s), 'create table');
     this.spec = s;
     this.tableKey = tableKeyOf(s);
     this.setsKey = setsKeyOf(s);
@@ -268,7 +343,7 @@ export class NftNat {
         this.pending = null;
         const whole = tableKeyOf(s) !== this.tableKey;
         try {
-          await this.runAsync(whole ? natTableProgram(s) : natSetsProgram(s), whole ? 'replace table' : 'update sets');
+          await this.runAsync(whole ? this.fam.table(s) : this.fam.sets(s), whole ? 'replace table' : 'update sets');
           this.tableKey = tableKeyOf(s);
           this.setsKey = setsKeyOf(s);
           // What status() reports is what the kernel now holds (unless stop() came meanwhile).
@@ -277,7 +352,7 @@ export class NftNat {
           this.lastError = null;
           const healed = this.retryWait.attempts > 0 ? `, after ${this.failures} refused attempt(s) in all` : '';
           this.clearRetry();
-          this.log(`nat: ${s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing'} (table ip ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'}${healed})`);
+          this.log(`nat: ${s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing'} (table ${this.fam.family} ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'}${healed})`);
         } catch (e) {
           const first = this.retryWait.attempts === 0;
           this.lastError = (e as Error).message;
@@ -339,7 +414,7 @@ export class NftNat {
       }
     }
     try {
-      this.run(`delete table ip ${NAT_TABLE}\n`, 'delete table');
+      this.run(`delete table ${this.fam.family} ${NAT_TABLE}\n`, 'delete table');
     } catch (e) {
       this.log(`nat: ${(e as Error).message}`);
     }
@@ -349,7 +424,7 @@ export class NftNat {
   counters(): Promise<NatCounters | null> {
     if (!this.spec) return Promise.resolve(null);
     return new Promise((resolve) => {
-      execFile(this.nft, ['-j', 'list', 'counters', 'table', 'ip', NAT_TABLE], { timeout: 5000 }, (err, out) => {
+      execFile(this.nft, ['-j', 'list', 'counters', 'table', this.fam.family, NAT_TABLE], { timeout: 5000 }, (err, out) => {
         if (err) return resolve(null);
         try {
           resolve(parseCounters(out));
@@ -364,7 +439,7 @@ export class NftNat {
   status() {
     const s = this.spec;
     return s
-      ? { table: `ip ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, maxFlows: s.maxFlows, updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError }
+      ? { table: `${this.fam.family} ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, maxFlows: s.maxFlows, updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError }
       : { table: null, lastError: this.lastError };
   }
 

@@ -30,6 +30,7 @@ import type { Pipeline } from './pipeline';
 import { COUNTER_NAMES } from './counters';
 import { traceMatches6 } from './trace';
 import { FAMILY_V6 } from './neighbor-queue';
+import { Prefixes6 } from './nat';
 
 // The Pipeline's verdicts (pipeline.ts): a port number >= 0, or these.
 const DROP = -1;
@@ -72,6 +73,12 @@ export class Pipeline6 {
   /** The IPv6 raw socket (tx6): pod packets for another node's own IPv6 address leave through the
    * node's routing, as IPv4's pod egress leaves through tx4 (-1: none, they get no route). */
   tx6Port = -1;
+  /** The IPv6 pools: a pod's packet for a pool address without a route is dropped, never handed
+   * to the kernel (whose pool routes lead back into podway0). */
+  readonly pools6 = new Prefixes6();
+  /** IPv6 pools with natOutgoing: their egress outside the pools is masqueraded by the kernel
+   * (table ip6 podway, nft-nat.ts); counted and traced here. */
+  readonly natSources6 = new Prefixes6();
 
   constructor(private readonly p: Pipeline, maxPorts: number) {
     this.b = p.b;
@@ -325,9 +332,13 @@ export class Pipeline6 {
   /**
    * A pod's packet for no pod route, as IPv4's noRouteFromPod: this node's own IPv6 address goes to
    * the node's stack (a veth pod's frame already reached it; a tap/tun pod's goes into the host
-   * port); another node's own IPv6 address leaves through the node's routing (tx6), its reply
-   * coming back through that node's IPv6 pool route into its podway. Anything else has no route
-   * (IPv6 pod egress beyond the nodes is not offered: no IPv6 natOutgoing): ICMPv6 unreachable.
+   * port); a pool address without a route is dropped (no_route); anything else, another node's own
+   * IPv6 address or an address outside every pool, leaves through the node's routing (tx6,
+   * unencapsulated), masqueraded to the node's address by the kernel when its pool has natOutgoing
+   * and the destination is not a node (table ip6 podway, nft-nat.ts). Replies come back to the
+   * pod's address (another node's through its pool route and its podway; the outside's on the
+   * underlay, or translated back and copied into podway0 by the NAT table). Without the raw socket
+   * it is ICMPv6 unreachable, no_route.
    */
   private noRouteFromPod(i: number, inPort: number, ip: number): number {
     const b = this.b;
@@ -343,12 +354,21 @@ export class Pipeline6 {
       if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: this node's address: into the host port`);
       return this.count(Event.TO_HOST, host);
     }
-    if (this.tx6Port >= 0 && this.isKnownNode6(ip + 24)) {
+    if (this.pools6.has(b, ip + 24)) {
+      if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: in a pool but no route`);
+      return this.drop(Reason.NO_ROUTE);
+    }
+    if (this.tx6Port >= 0) {
       if (b[ip + 7] <= 1) return this.icmpError(i, inPort, ip, ICMPV6_TIME_EXCEEDED, ICMPV6_HOP_LIMIT_EXCEEDED, 0, Reason.TTL_EXPIRED);
       b[ip + 7]--;
       this.setFrame(i, ip, IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]));
-      if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: another node's address: through the node's routing (tx6)`);
-      return this.count(Event.EGRESS, this.tx6Port);
+      if (this.isKnownNode6(ip + 24)) {
+        if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: another node's address: through the node's routing (tx6)`);
+        return this.count(Event.EGRESS, this.tx6Port);
+      }
+      const nat = this.natSources6.has(b, ip + 8);
+      if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: outside the pools: through the node's routing (tx6, ${nat ? 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip6 podway' : 'no NAT'})`);
+      return this.count(nat ? Event.EGRESS_NAT : Event.EGRESS, this.tx6Port);
     }
     if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: no route`);
     return this.icmpError(i, inPort, ip, ICMPV6_DEST_UNREACH, ICMPV6_NO_ROUTE, 0, Reason.NO_ROUTE);

@@ -87,6 +87,10 @@ export const POOL_CIDR = '10.244.0.0/16';
 export const POOL6_CIDR = 'fd00:10:244::/64';
 /** Calico's IPv6 pod gateway (the EUI-64 link-local of ee:ee:ee:ee:ee:ee). */
 export const GATEWAY6 = 'fe80::ecee:eeff:feee:eeee';
+/** The outside's IPv6 address in a dual-stack lab (addOutside), its router's, and the router's on the nodes' link. */
+export const OUTSIDE6 = 'fd00:203::10';
+const OUTSIDE6_GATEWAY = 'fd00:203::1';
+const FABRIC6 = 'fd99::fe';
 
 /** Node k's IPv6 underlay address, block, VTEP, and its pod j's address (dual-stack labs). */
 function v6For(k: number): { ip6: string; block6: string; vtep6: string } {
@@ -113,8 +117,11 @@ export class Lab {
   mode: Mode = 'vxlan';
   /** The pool's natOutgoing (written by setMode/applyMode with the mode). */
   natOutgoing = false;
-  /** The "outside" (addOutside): a namespace behind the fabric router, outside every pool. */
-  outside: { ns: string; ip: string } | null = null;
+  /** The IPv6 pool's natOutgoing in a dual-stack lab (written by setMode/applyMode with the mode). */
+  natOutgoing6 = false;
+  /** The "outside" (addOutside): a namespace behind the fabric router, outside every pool; ip6
+   * in a dual-stack lab. */
+  outside: { ns: string; ip: string; ip6: string | null } | null = null;
   /** When set (useKvDatastore), podway reads this KV datastore and mode switches are written to it. */
   private kvDatastore: { kv: KvStore; spec: string } | null = null;
   private etcd: LabEtcd | null = null;
@@ -222,8 +229,13 @@ export class Lab {
    * An "outside" host, stand-in for the internet: a namespace on its own link to the fabric router
    * (203.0.113.10/24, TEST-NET-3, outside every pool and node subnet), reached by every node
    * through its default route. Fabric underlay only; destroy() removes it.
+   *
+   * Dual stack: the outside also has OUTSIDE6 (fd00:203::10/64, a ULA range used nowhere else in
+   * the lab) behind the fabric router, which forwards IPv6 and holds fd99::fe on the nodes' link;
+   * every node with IPv6 gets `default via fd99::fe`, and the router routes each node's IPv6 block
+   * to that node (as a BGP fabric would), so unNATed replies find the pods.
    */
-  addOutside(): { ns: string; ip: string } {
+  addOutside(): { ns: string; ip: string; ip6: string | null } {
     if (this.outside) return this.outside;
     if (this.opts.underlay === 'p2p') throw new Error('the outside hangs off the fabric router: a p2p lab has none');
     const ns = this.addNs(`pw-out-${this.tag}`);
@@ -234,7 +246,20 @@ export class Lab {
     run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
     run('ip', ['-n', ns, 'route', 'add', 'default', 'via', '203.0.113.1']);
     this.wire(ns);
-    this.outside = { ns, ip: '203.0.113.10' };
+    if (this.dualStack) {
+      const fab = this.fabric;
+      run('ip', ['netns', 'exec', fab, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+      run('ip', ['-n', fab, '-6', 'addr', 'add', `${FABRIC6}/64`, 'dev', 'br0', 'nodad']);
+      run('ip', ['-n', fab, '-6', 'addr', 'add', `${OUTSIDE6_GATEWAY}/64`, 'dev', 'out0', 'nodad']);
+      run('ip', ['-n', ns, '-6', 'addr', 'add', `${OUTSIDE6}/64`, 'dev', 'eth0', 'nodad']);
+      run('ip', ['-n', ns, '-6', 'route', 'add', 'default', 'via', OUTSIDE6_GATEWAY]);
+      for (const n of this.nodes) {
+        if (n.ip6 === null) continue;
+        run('ip', ['-n', n.ns, '-6', 'route', 'add', 'default', 'via', FABRIC6]);
+        if (n.block6) run('ip', ['-n', fab, '-6', 'route', 'add', n.block6, 'via', n.ip6]);
+      }
+    }
+    this.outside = { ns, ip: '203.0.113.10', ip6: this.dualStack ? OUTSIDE6 : null };
     return this.outside;
   }
 
@@ -435,7 +460,7 @@ spec:
   blockSize: 122
   ipipMode: Never
   vxlanMode: ${vxlan}
-  natOutgoing: false`);
+  natOutgoing: ${this.natOutgoing6}`);
     }
     for (const n of this.nodes) {
       docs.push(`apiVersion: projectcalico.org/v3

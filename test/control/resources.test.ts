@@ -22,10 +22,10 @@ test('IPPool defaults: blockSize 26 (IPv4) / 122 (IPv6), modes Never, flags fals
   assert.is(s.ipPools[1]!.spec.blockSize, 122);
 });
 
-test('an IPv6 pool with natOutgoing is kept, with a warning that podway has no IPv6 NAT; a bad IPv6 blockSize is one error', () => {
+test('an IPv6 pool with natOutgoing is kept, with no warning (podway masquerades IPv6 too); a bad IPv6 blockSize is one error', () => {
   const s = snapshotOf(pool('v6', 'fd00:10:244::/48', { natOutgoing: true }));
   assert.is(s.ipPools[0]!.spec.natOutgoing, true);
-  assert.equal(s.warnings, ["test.yaml: IPPool v6 (fd00:10:244::/48) has natOutgoing, but podway has no IPv6 NAT: its pods' IPv6 traffic to outside the pools leaves with their own addresses"]);
+  assert.equal(s.warnings, []);
   assert.equal(snapshotOf(pool('v4', '10.244.0.0/16', { natOutgoing: true })).warnings, []);
   assert.is(errorOf(yamlOf(pool('p', 'fd00:197::/64', { blockSize: 26 }))),
     'cluster.yaml: document 1 (IPPool p): spec.blockSize: expected 116 to 128 for an IPv6 pool, got 26');

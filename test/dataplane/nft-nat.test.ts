@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NatSpec, natTableProgram, natSetsProgram, defaultNatPortRange, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
+import { NatSpec, natTableProgram, natSetsProgram, natTableProgram6, natSetsProgram6, defaultNatPortRange, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
 
 const SPEC: NatSpec = {
   hostPort: 'podway0', hostPortIndex: 7, natPools: ['10.244.0.0/16'], pools: ['10.244.0.0/16', '10.250.0.0/16'], nodes: ['10.99.0.1', '10.99.0.2'],
@@ -57,6 +57,36 @@ test('a live update replaces the sets only', () => {
     'flush set ip podway natpools',
     'flush set ip podway nodes', 'add element ip podway nodes { 10.99.0.1, 10.99.0.2 }',
     'flush set ip podway pods', 'add element ip podway pods { "cali1234", "cali5678" }', '',
+  ].join('\n'));
+});
+
+const SPEC6: NatSpec = {
+  ...SPEC, natPools: ['fd00:10:244::/64'], pools: ['fd00:10:244::/64', 'fd00:11::/64'], nodes: ['fd99::1', 'fd99::2'], pods: [], kernelTransitDrop: false,
+};
+
+test('the IPv6 table: its own table ip6 podway with the same masquerade, port range, timeouts, bound and dup into the host port', () => {
+  const p = natTableProgram6(SPEC6);
+  assert.ok(p.startsWith('add table ip6 podway\ndelete table ip6 podway\ntable ip6 podway {'), 'replaces a leftover table in one transaction');
+  assert.match(p, 'set natpools { type ipv6_addr; flags interval; auto-merge; elements = { fd00:10:244::/64 } }');
+  assert.match(p, 'set pools { type ipv6_addr; flags interval; auto-merge; elements = { fd00:10:244::/64, fd00:11::/64 } }');
+  assert.match(p, 'set nodes { type ipv6_addr; elements = { fd99::1, fd99::2 } }');
+  assert.match(p, 'ip6 saddr @natpools ip6 daddr != @pools ip6 daddr != @nodes meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :61000-65535 fully-random');
+  assert.match(p, 'ip6 saddr @natpools ip6 daddr != @pools ip6 daddr != @nodes counter name "nat_flows" masquerade fully-random');
+  assert.match(p, 'ip6 saddr @natpools ip6 daddr != @pools ip6 daddr != @nodes ct status ! confirmed ct count over 65536 counter name "nat_refused" drop');
+  assert.match(p, 'protocol udp; l3proto ip6;\n    policy = { unreplied: 30, replied: 120 }');
+  assert.match(p, 'ct direction reply ct status snat ip6 daddr @pools counter name "nat_in" dup to ip6 daddr device "podway0" drop');
+  assert.match(p, 'icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ct state invalid counter name "icmp_unmatched"');
+  assert.not.match(p, 'pod_ingress');
+  assert.not.match(p, ' ip saddr');
+  // the IPv4 table is not changed by the IPv6 one
+  assert.not.match(natTableProgram(SPEC), 'ip6');
+});
+
+test('a live update of the IPv6 table replaces its sets only', () => {
+  assert.is(natSetsProgram6({ ...SPEC6, natPools: [] }), [
+    'flush set ip6 podway pools', 'add element ip6 podway pools { fd00:10:244::/64, fd00:11::/64 }',
+    'flush set ip6 podway natpools',
+    'flush set ip6 podway nodes', 'add element ip6 podway nodes { fd99::1, fd99::2 }', '',
   ].join('\n'));
 });
 

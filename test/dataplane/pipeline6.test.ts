@@ -8,7 +8,7 @@ import { Drop, parseIpv6Bytes, toHex } from '../../src/packet';
 import { TraceSession, parseTraceFilter, describeFilter } from '../../src/dataplane/trace';
 import { onlyFrame, nothingSent, assertBytes, u16, frame } from './helpers';
 import { Role } from '../../src/dataplane/pipeline';
-import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
+import { makeHarness6, frame6, dualStackYaml, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 import { fixture6, icmpv6Sum, fixIcmpv6Checksum } from '../packet/helpers6';
 
 test('the model: IPv6 /128s per pod, our /122 blackholed, node2\'s block over IPv6 VXLAN (MTU 1430)', () => {
@@ -210,7 +210,7 @@ test('the node\'s IPv6 into the host port (podway0): to a tun pod with the hop l
   assert.is(h.pipe.counters[Reason6.MULTICAST6], 1);
 });
 
-test('a pod\'s IPv6 to its node: a veth pod\'s left to the kernel, a tun pod\'s into the host port; to another node\'s address out of tx6 (hop limit - 1, egress); elsewhere ICMPv6 unreachable', () => {
+test('a pod\'s IPv6 to its node: a veth pod\'s left to the kernel, a tun pod\'s into the host port; to another node\'s address out of tx6 (hop limit - 1, egress); outside the pools out of tx6 too', () => {
   const h = makeHarness6();
   const tx6 = h.io.openRaw({ ipv6: true });
   h.pipe.setPort(tx6, Role.TX6, 'tx6(raw)');
@@ -237,6 +237,65 @@ test('a pod\'s IPv6 to its node: a veth pod\'s left to the kernel, a tun pod\'s 
   const elsewhere = frame6('v6pipe_a_to_b');
   elsewhere.set(parseIpv6Bytes('2001:db8::1'), 14 + 24);
   h.receive(a, elsewhere);
+  const egress = onlyFrame(h, tx6, 'A -> outside').bytes;
+  assertBytes(egress.subarray(8, 24), elsewhere.subarray(14 + 8, 14 + 24), 'the pod\'s own source: the pool has no natOutgoing');
+  assertBytes(egress.subarray(24, 40), parseIpv6Bytes('2001:db8::1'), 'to the outside address');
+  assert.is(egress[7], elsewhere[14 + 7] - 1, 'hop limit decremented');
+  assert.is(h.pipe.counters[Event.EGRESS], 2);
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], 0);
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 0);
+});
+
+/** The dual-stack harness with a tx6 raw port, its IPv6 pool's natOutgoing as given. */
+function withTx6(natOutgoing: boolean) {
+  const yaml = dualStackYaml().replace('spec: { cidr: "fd00:10:244::/64", vxlanMode: Always, ipipMode: Never }', `spec: { cidr: "fd00:10:244::/64", vxlanMode: Always, ipipMode: Never, natOutgoing: ${natOutgoing} }`);
+  const h = makeHarness6({ yaml });
+  const tx6 = h.io.openRaw({ ipv6: true });
+  h.pipe.setPort(tx6, Role.TX6, 'tx6(raw)');
+  h.pipe.v6.tx6Port = tx6;
+  (h.infra as Record<string, number>).tx6 = tx6;
+  return { h, tx6 };
+}
+
+function podTo(dst: string, hopLimit = 64): Uint8Array {
+  const f = frame6('v6pipe_a_to_b');
+  f.set(parseIpv6Bytes(dst), 14 + 24);
+  f[14 + 7] = hopLimit;
+  return f;
+}
+
+test('natOutgoing IPv6 pool: egress outside the pools goes out of tx6 as egress_nat (the kernel masquerades it), traced; other nodes and pools are not NAT', () => {
+  const { h, tx6 } = withTx6(true);
+  assert.is(h.model.v6.pools[0].natOutgoing, true);
+  const a = h.port('caliA');
+  const t = new TraceSession(parseTraceFilter(['dst', '2001:db8::7']), 1);
+  h.pipe.trace = t;
+  h.receive(a, podTo('2001:db8::7'));
+  const out = onlyFrame(h, tx6, 'A -> outside').bytes;
+  assertBytes(out.subarray(8, 24), parseIpv6Bytes('fd00:10:244::1'), 'handed over with the pod\'s address: the kernel translates it');
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], 1);
+  assert.is(h.pipe.counters[Event.EGRESS], 0);
+  assert.match(t.records[0].stages.join('\n'), /lookup 2001:db8::7: outside the pools: through the node's routing \(tx6, natOutgoing: masqueraded to the node's address by the kernel, table ip6 podway\)/);
+  // another node's address: through tx6 but not NAT (counted egress), as the table leaves nodes alone
+  h.receive(a, podTo(NODE2_6));
+  onlyFrame(h, tx6, 'A -> node2');
+  assert.is(h.pipe.counters[Event.EGRESS], 1);
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], 1);
+  // a pool address without a route is dropped, never handed to the kernel (its pool route leads back into podway0)
+  h.receive(a, podTo('fd00:10:244::1:5'));
+  nothingSent(h, 'pool address without a route');
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 1);
+  // hop limit 1: time exceeded back to the pod, nothing out
+  h.receive(a, podTo('2001:db8::7', 1));
+  const te = onlyFrame(h, a, 'time exceeded').bytes;
+  assert.is(te[14 + 40], 3, 'ICMPv6 time exceeded');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1);
+});
+
+test('no IPv6 raw socket: a pod\'s packet outside the pools gets ICMPv6 unreachable, no_route', () => {
+  const h = makeHarness6();
+  const a = h.port('caliA');
+  h.receive(a, podTo('2001:db8::1'));
   const icmp = onlyFrame(h, a, 'unreachable').bytes;
   assert.is(icmp[14 + 40], 1, 'ICMPv6 destination unreachable');
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 1);

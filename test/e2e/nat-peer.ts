@@ -24,7 +24,7 @@ function limit(ms: number): void {
 
 if (mode === 'udp-echo') {
   limit(Number(b) * 1000);
-  const s = dgram.createSocket('udp4');
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   s.on('message', (msg, r) => {
     process.stdout.write(`peer ${r.address}:${r.port}\n`);
     s.send(msg, r.port, r.address);
@@ -41,7 +41,7 @@ if (mode === 'udp-echo') {
 } else if (mode === 'udp-ask') {
   const ms = Number(c);
   limit(ms + 2000);
-  const s = dgram.createSocket('udp4');
+  const s = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   const msg = Buffer.from(`ask ${process.pid}`);
   let tries = 0;
   let timer: NodeJS.Timeout | null = null;

@@ -1,0 +1,52 @@
+/**
+ * natOutgoing's IPv6 table (nft-nat.ts, NAT_IPV6) against the kernel in a network namespace of its
+ * own (runPrivateNetns): the table ip6 podway created, its sets updated live, its counters read,
+ * deleted at stop, and the IPv4 table beside it left alone.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { runPrivateNetns, sh } from '../helpers/netns';
+import { NatSpec, NftNat, NAT_IPV6, NAT_TABLE } from '../../src/dataplane/nft-nat';
+
+runPrivateNetns();
+
+function spec6(natPools: string[], nodes = ['fd99::1', 'fd99::2']): NatSpec {
+  const index = Number(sh('cat', ['/sys/class/net/podway0/ifindex']).trim());
+  return {
+    hostPort: 'podway0', hostPortIndex: index, natPools, pools: ['fd00:10:244::/64', 'fd00:11::/64'], nodes,
+    portRange: [61000, 65535], udpTimeout: { unreplied: 30, replied: 120 }, maxFlows: 1000, pods: [], kernelTransitDrop: false,
+  };
+}
+
+const tables = () => sh('nft', ['list', 'tables']).trim().split('\n').filter(Boolean).sort();
+
+test('table ip6 podway: created, sets updated live, counters read, deleted at stop; the IPv4 table untouched', async () => {
+  sh('ip', ['link', 'set', 'lo', 'up']);
+  sh('ip', ['tuntap', 'add', 'podway0', 'mode', 'tun']);
+  const v4 = new NftNat(() => {});
+  const nat6 = new NftNat(() => {}, 'nft', {}, NAT_IPV6);
+  try {
+    v4.start({ ...spec6([]), natPools: [], pools: ['10.244.0.0/16'], nodes: ['10.99.0.1'] });
+    nat6.start(spec6(['fd00:10:244::/64']));
+    assert.equal(tables(), ['table ip podway', 'table ip6 podway']);
+    assert.match(sh('nft', ['list', 'set', 'ip6', NAT_TABLE, 'natpools']), 'fd00:10:244::/64');
+    assert.equal((nat6.status() as { table: string }).table, 'ip6 podway');
+    nat6.update(spec6(['fd00:10:244::/64', 'fd00:11::/64'], ['fd99::3']));
+    const deadline = Date.now() + 10_000;
+    while (nat6.updates < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.is(nat6.updates, 1, `updated: ${nat6.lastError}`);
+    assert.match(sh('nft', ['list', 'set', 'ip6', NAT_TABLE, 'natpools']), 'fd00:11::/64');
+    assert.match(sh('nft', ['list', 'set', 'ip6', NAT_TABLE, 'nodes']), 'fd99::3');
+    const c = await nat6.counters();
+    assert.equal(c, { flows: 0, outPackets: 0, outBytes: 0, inPackets: 0, inBytes: 0, refused: 0, icmpUnmatched: 0, podTransit: 0 });
+    await nat6.stop();
+    assert.equal(tables(), ['table ip podway'], 'only the IPv6 table removed');
+    assert.is(await nat6.counters(), null);
+  } finally {
+    await nat6.stop();
+    await v4.stop();
+  }
+  assert.equal(sh('nft', ['list', 'tables']).trim(), '');
+});
+
+test.run();

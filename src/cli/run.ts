@@ -406,14 +406,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // error only once a pool asks for natOutgoing.
     const syncNat = (model: NodeDataplaneModel) => {
       const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false);
-      if (nat.active) return nat.update(want);
-      try {
-        nat.start(want);
-        natLog.info(`nat: table ip podway created; ${want.natPools.length ? 'natOutgoing from ' + want.natPools.join(', ') : 'no pool has natOutgoing'}, ports ${natPorts[0]}-${natPorts[1]}`);
-      } catch (e) {
-        if (want.natPools.length) throw e;
-        nat.lastError = (e as Error).message;
-        natLog.warn(`nat: ${nat.lastError} (no pool has natOutgoing now)`);
+      if (nat.active) nat.update(want);
+      else {
+        try {
+          nat.start(want);
+          natLog.info(`nat: table ip podway created; ${want.natPools.length ? 'natOutgoing from ' + want.natPools.join(', ') : 'no pool has natOutgoing'}, ports ${natPorts[0]}-${natPorts[1]}`);
+        } catch (e) {
+          if (want.natPools.length) throw e;
+          nat.lastError = (e as Error).message;
+          natLog.warn(`nat: ${nat.lastError} (no pool has natOutgoing now)`);
+        }
       }
       // The IPv6 table from the first IPv6 pool with natOutgoing on (a node without one never loads
       // the kernel's IPv6 NAT), then kept and updated like IPv4's until the stop.

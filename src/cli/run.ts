@@ -401,6 +401,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     if (metrics) {
       const { NatCollector } = require('../observe/nat-metrics') as typeof import('../observe/nat-metrics');
       metrics.add(new NatCollector({ counters: () => nat.counters(), maxFlows: () => (nat.active ? opts.natMaxFlows ?? 65536 : null) }));
+      metrics.add(new NatCollector({ counters: () => nat6.counters(), maxFlows: () => (nat6.active ? opts.natMaxFlows ?? 65536 : null) }, true));
     }
     // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
     // error only once a pool asks for natOutgoing.

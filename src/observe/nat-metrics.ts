@@ -8,6 +8,9 @@
  * Why no "flows in use" gauge: the kernel keeps the number of NATed flows only inside the output
  * chain's `ct count` (not readable); counting them would mean dumping conntrack on every scrape.
  * podway_nat_flows_total counts flows as they start (their first packet masqueraded).
+ *
+ * IPv6 pools' table (`table ip6 podway`) gets the same series under podway_nat6_* (a second
+ * collector with that prefix), so the IPv4 series keep their names and values.
  */
 import type { Registry } from 'prom-client';
 import type { NatCounters } from '../dataplane/nft-nat';
@@ -24,7 +27,8 @@ export class NatCollector implements Collector {
   /** The counters last read (null until a table was read: the series then read 0). */
   last: NatCounters | null = null;
 
-  constructor(private readonly source: NatSource) {}
+  /** `ipv6`: the IPv6 table's collector (podway_nat6_* series, help texts saying IPv6). */
+  constructor(private readonly source: NatSource, private readonly ipv6 = false) {}
 
   /** A read that fails (nft busy, the table gone at stop) keeps the last figures: a counter that
    * fell to 0 would look like a reset to Prometheus. */
@@ -33,15 +37,17 @@ export class NatCollector implements Collector {
   }
 
   register(reg: Registry): void {
+    const p = this.ipv6 ? 'podway_nat6' : 'podway_nat';
+    const v = this.ipv6 ? 'IPv6 ' : '';
     const one = (pick: (c: NatCounters) => number) => (): Sample[] => [[{}, this.last ? pick(this.last) : 0]];
-    snapshotCounter(reg, 'podway_nat_flows_total', 'natOutgoing flows masqueraded to the node\'s address (each counted at its first packet).', [], one((c) => c.flows));
-    snapshotCounter(reg, 'podway_nat_out_packets_total', 'Packets of natOutgoing flows sent with the node\'s address.', [], one((c) => c.outPackets));
-    snapshotCounter(reg, 'podway_nat_out_bytes_total', 'Bytes of natOutgoing flows sent with the node\'s address.', [], one((c) => c.outBytes));
-    snapshotCounter(reg, 'podway_nat_in_packets_total', 'Replies to natOutgoing flows translated back and handed to their pods.', [], one((c) => c.inPackets));
-    snapshotCounter(reg, 'podway_nat_in_bytes_total', 'Bytes of the replies to natOutgoing flows handed to their pods.', [], one((c) => c.inBytes));
-    snapshotCounter(reg, 'podway_nat_refused_flows_total', 'New natOutgoing flows refused (dropped) because --nat-max-flows flows were already in use.', [], one((c) => c.refused));
-    snapshotCounter(reg, 'podway_nat_icmp_unmatched_total', 'ICMP errors that reached the node quoting no known flow (not translated; the node\'s stack ignores them).', [], one((c) => c.icmpUnmatched));
-    snapshotGauge(reg, 'podway_nat_max_flows', 'natOutgoing flows allowed at once (--nat-max-flows); a new one beyond is refused.', [], () => {
+    snapshotCounter(reg, `${p}_flows_total`, `${v}natOutgoing flows masqueraded to the node's address (each counted at its first packet).`, [], one((c) => c.flows));
+    snapshotCounter(reg, `${p}_out_packets_total`, `${v}Packets of natOutgoing flows sent with the node's address.`, [], one((c) => c.outPackets));
+    snapshotCounter(reg, `${p}_out_bytes_total`, `${v}Bytes of natOutgoing flows sent with the node's address.`, [], one((c) => c.outBytes));
+    snapshotCounter(reg, `${p}_in_packets_total`, `${v}Replies to natOutgoing flows translated back and handed to their pods.`, [], one((c) => c.inPackets));
+    snapshotCounter(reg, `${p}_in_bytes_total`, `${v}Bytes of the replies to natOutgoing flows handed to their pods.`, [], one((c) => c.inBytes));
+    snapshotCounter(reg, `${p}_refused_flows_total`, `${v}New natOutgoing flows refused (dropped) because --nat-max-flows flows were already in use.`, [], one((c) => c.refused));
+    snapshotCounter(reg, `${p}_icmp_unmatched_total`, `${v}ICMP errors that reached the node quoting no known flow (not translated; the node's stack ignores them).`, [], one((c) => c.icmpUnmatched));
+    snapshotGauge(reg, `${p}_max_flows`, `${v}natOutgoing flows allowed at once (--nat-max-flows); a new one beyond is refused.`, [], () => {
       return [[{}, this.source.maxFlows() ?? 0]];
     });
   }

@@ -48,6 +48,20 @@ test('NAT table figures: flows, packets and bytes each way, refusals at --nat-ma
   assert.is(valueOf(m3, 'podway_nat_max_flows'), 0, 'no table: no bound');
 });
 
+test('the IPv6 table beside: podway_nat6_* series of its own, the IPv4 series unchanged', async () => {
+  const metrics = new PodwayMetrics({ processMetrics: false });
+  metrics.add(new NatCollector({ counters: async () => parseCounters(nftJson({ flows: 4, out: [12, 900], back: [11, 800], refused: 0, icmp: 1 })), maxFlows: () => 40 }));
+  metrics.add(new NatCollector({ counters: async () => parseCounters(nftJson({ flows: 7, out: [20, 2000], back: [19, 1900], refused: 2, icmp: 0 })), maxFlows: () => 40 }, true));
+  const m = parseMetrics(await metrics.scrape());
+  assert.is(valueOf(m, 'podway_nat_flows_total'), 4);
+  assert.is(valueOf(m, 'podway_nat6_flows_total'), 7);
+  assert.is(valueOf(m, 'podway_nat6_out_bytes_total'), 2000);
+  assert.is(valueOf(m, 'podway_nat6_refused_flows_total'), 2);
+  assert.is(valueOf(m, 'podway_nat6_max_flows'), 40);
+  assert.match(family(m, 'podway_nat6_in_packets_total').help, /^IPv6 /);
+  assert.not.match(family(m, 'podway_nat_in_packets_total').help, /IPv6/);
+});
+
 test('no table ever read (nft missing): the series read 0', async () => {
   const metrics = new PodwayMetrics({ processMetrics: false });
   metrics.add(new NatCollector({ counters: async () => null, maxFlows: () => null }));

@@ -27,6 +27,11 @@
  * only tries again after its backoff (capped at 5 s, etcd-kv.ts): so while a registered address
  * is gone, every look that finds a new address on the node (not link-local) tells addressAppeared
  * once, and run.ts makes new connections again (from it, at once).
+ *
+ * The stored Node naming an address no interface here holds (another process wrote it) is written
+ * back (repairStoredAddress) by compare-and-swap on the foreign address read, and a Node
+ * overwritten again and again after the repair backs the repair off instead of flapping (see
+ * CONTEST_OVERWRITES).
  */
 import { canonicalIpv6 } from '../packet/ipv6';
 import type { NodeAddresses } from '../dataplane/host';
@@ -143,8 +148,14 @@ export interface AddressMonitorOptions {
   stored?: () => Promise<RegisteredAddresses | null>;
   /** The addresses given with --ip / --ip6 (source 'manual'): what a repair writes back. */
   given?: { v4?: string; v6?: string };
-  /** Write the change to the Node (join.ts updateNodeAddresses). */
-  write: (change: NodeAddressChange) => Promise<void>;
+  /**
+   * Write the change to the Node (join.ts updateNodeAddresses). With `expect` (a repair): only
+   * while the stored addresses are still `expect`, in one compare-and-swap; false when they
+   * changed meanwhile (nothing written).
+   */
+  write: (change: NodeAddressChange, expect?: RegisteredAddresses) => Promise<boolean | void>;
+  /** The clock of the contest back-off (tests give their own); Date.now by default. */
+  now?: () => number;
   /** Registered addresses (without prefix) seen gone from the node: once each time the set changes. */
   addressLeft?: (addresses: string[]) => void;
   /** Addresses new on the node since the last look, while a registered address is (or was, in
@@ -153,6 +164,21 @@ export interface AddressMonitorOptions {
   info: (m: string) => void;
   warn: (m: string) => void;
 }
+
+/**
+ * Two writers of one Node (a second `podway run --node N` elsewhere) would each write their own
+ * address back whenever they see the other's, and each write makes the other's engine reject its
+ * model and look at once: a flapping Node, at store speed. So the repair keeps count: the stored
+ * Node found foreign again (or changed under the repair's compare-and-swap) after this monitor
+ * repaired it is one overwrite; CONTEST_OVERWRITES of them within CONTEST_WINDOW_LOOKS intervals
+ * and it stops repairing for a back-off (CONTEST_BACKOFF_LOOKS intervals, doubled at each contest
+ * up to CONTEST_BACKOFF_MAX_LOOKS), saying so once per back-off. A window without overwrites
+ * forgets the contest.
+ */
+export const CONTEST_OVERWRITES = 3;
+export const CONTEST_WINDOW_LOOKS = 10;
+export const CONTEST_BACKOFF_LOOKS = 4;
+export const CONTEST_BACKOFF_MAX_LOOKS = 64;
 
 /** The periodic look (start/stop); one look at a time, a slow write never stacks up. */
 export class AddressMonitor {
@@ -174,11 +200,26 @@ export class AddressMonitor {
   private lastRegistered = '';
   /** lookSoon() was asked during a look: another one right after it. */
   private again = false;
-  /** Looks and Node updates written, for tests and status. */
+  /** When this monitor last wrote a repair (null: none, or the contest forgotten). */
+  private repairedAt: number | null = null;
+  /** A repair of ours was written and not seen overwritten yet. */
+  private repairStanding = false;
+  /** When the stored Node was seen overwritten after a repair of ours, within the window. */
+  private overwrites: number[] = [];
+  /** No repair written before this time (a contest's back-off); 0: none. */
+  private backoffUntil = 0;
+  /** Back-offs entered since the contest began (the next one is twice as long). */
+  private backoffs = 0;
+  /** Looks and Node updates written, for tests and status; repairs not written in a back-off. */
   looks = 0;
   updates = 0;
+  repairsHeldBack = 0;
 
   constructor(private readonly opts: AddressMonitorOptions) {}
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
 
   start(): void {
     if (this.timer || this.stopped || this.opts.intervalMs <= 0) return;
@@ -256,6 +297,7 @@ export class AddressMonitor {
     const change = decideAddressChange(registered, seen, this.opts.source);
     if (!change) {
       if (await this.repairStored(registered, seen)) return;
+      this.forgetContest();
       if (this.opts.source.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false)) this.problem(`no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`);
       else this.lastProblem = '';
       return;
@@ -285,16 +327,64 @@ export class AddressMonitor {
       repair.ipv6Address && `IPv6 ${stored.ipv6} -> ${repair.ipv6Address}`,
     ].filter(Boolean).join(', ');
     const foreign = [repair.ipv4Address && stored.ipv4, repair.ipv6Address && stored.ipv6].filter(Boolean).map((c) => (c as string).split('/')[0]).join(', ');
+    // Foreign again after a repair of ours: someone wrote it since.
+    if (this.repairStanding) this.overwritten(foreign);
+    if (this.now() < this.backoffUntil) {
+      this.repairsHeldBack++;
+      return true;
+    }
     this.opts.warn(`the Node's stored address ${foreign} is not held by any interface here (another process wrote it: a second podway run under this node's name on another host or network namespace?): writing this node's address back (${what})`);
     try {
-      await this.opts.write(repair);
+      // Only over the foreign address judged here: a Node changed since (by its other writer, or
+      // back to ours) is left as it is, never overwritten blind.
+      const written = await this.opts.write(repair, stored);
+      if (written === false) {
+        this.opts.info(`the Node's stored address changed again while it was being repaired (${what}): not written; looked at again at the next look`);
+        this.repairedAt = this.now();
+        this.overwritten(foreign);
+        return true;
+      }
       this.updates++;
+      this.repairedAt = this.now();
+      this.repairStanding = true;
       this.lastProblem = '';
       this.opts.info(`Node address repaired (${what}); the dataplane follows`);
     } catch (e) {
       if (!this.stopped) this.problem(`the Node's address could not be repaired (${what}): ${(e as Error).message}; tried again in ${this.opts.intervalMs / 1000} s`);
     }
     return true;
+  }
+
+  /** The stored Node was overwritten with `foreign` after a repair of ours: counted; a contest backs off. */
+  private overwritten(foreign: string): void {
+    this.repairStanding = false;
+    const now = this.now();
+    const window = CONTEST_WINDOW_LOOKS * this.opts.intervalMs;
+    this.overwrites = this.overwrites.filter((t) => now - t < window);
+    this.overwrites.push(now);
+    // After a back-off, the first overwrite of the repair tried then is enough: still contested.
+    if (this.overwrites.length < (this.backoffs > 0 ? 1 : CONTEST_OVERWRITES)) return;
+    const looks = Math.min(CONTEST_BACKOFF_LOOKS * 2 ** this.backoffs, CONTEST_BACKOFF_MAX_LOOKS);
+    this.backoffs++;
+    this.backoffUntil = now + looks * this.opts.intervalMs;
+    this.overwrites = [];
+    const times = this.backoffs > 1 ? 'again after the last back-off' : `${CONTEST_OVERWRITES} times within ${window / 1000} s`;
+    this.opts.warn(`another process appears to be writing this node's Node: its address was set to ${foreign} ${times} after this podway wrote its own back (a second podway run under this node's name on another host or network namespace?); not repairing it for ${looks * this.opts.intervalMs / 1000} s so the two do not flap (this node stays on its last good state, not ready, meanwhile): stop the other process or give one of them another node name`);
+  }
+
+  /** The stored Node is fine: a contest with no overwrite for a whole window is over. */
+  private forgetContest(): void {
+    if (this.repairedAt === null) return;
+    const now = this.now();
+    const window = CONTEST_WINDOW_LOOKS * this.opts.intervalMs;
+    const last = Math.max(this.repairedAt, ...this.overwrites, this.backoffUntil);
+    if (now - last < window) return;
+    if (this.backoffs > 0) this.opts.info(`the Node's address was not overwritten for ${window / 1000} s: the other writer seems gone, repairs resume at once again`);
+    this.repairedAt = null;
+    this.repairStanding = false;
+    this.overwrites = [];
+    this.backoffs = 0;
+    this.backoffUntil = 0;
   }
 
   private problem(m: string): void {

@@ -158,21 +158,30 @@ export interface NodeAddressChange {
  * unreachable store throws (KvUnavailableError) and the monitor tries again on its next look.
  * Refused, naming it, when another Node already holds the address (Calico checks for conflicting
  * Nodes before it writes a changed address; two Nodes on one address would take each other's
- * traffic). Never on a `file:` datastore (read-only).
+ * traffic). Never on a `file:` datastore (read-only). With `expect` (the repair of a Node another
+ * process rewrote): written only while the stored addresses are still exactly `expect` (what the
+ * monitor read and judged foreign), in the same compare-and-swap; false (nothing written) when
+ * they changed meanwhile. Otherwise true.
  */
-export async function updateNodeAddresses(spec: DatastoreSpec, node: string, change: NodeAddressChange): Promise<void> {
+export async function updateNodeAddresses(spec: DatastoreSpec, node: string, change: NodeAddressChange, expect?: { ipv4: string; ipv6: string | null }): Promise<boolean> {
   if (spec.kind === 'file') throw new Error('a file: datastore is read-only');
   const kv = openKvStore(spec, {});
   try {
     const conflicts = await nodeAddressConflicts(kv, node, { 4: change.ipv4Address, 6: change.ipv6Address });
     if (conflicts.length > 0) throw new NodeAddressConflictError(node, conflicts);
+    let moved = false;
     const entry = await updateNodeSpec(kv, node, (s) => {
       const bgp = { ...((s.bgp ?? {}) as Record<string, unknown>) };
+      // The repair's compare-and-swap: the Node as read now (each CAS attempt reads it again) must
+      // still name the addresses the monitor judged; else it is left as it is (spec unchanged: no write).
+      moved = expect !== undefined && ((bgp.ipv4Address ?? null) !== expect.ipv4 || (bgp.ipv6Address ?? null) !== expect.ipv6);
+      if (moved) return;
       if (change.ipv4Address) bgp.ipv4Address = change.ipv4Address;
       if (change.ipv6Address) bgp.ipv6Address = change.ipv6Address;
       s.bgp = bgp as typeof s.bgp;
     });
     if (entry === null) throw new Error(`Node ${node} is not in ${kv.description}`);
+    return !moved;
   } finally {
     await kv.close();
   }

@@ -735,7 +735,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       },
       stored: () => storedNodeAddresses(spec, opts.node),
       given: { v4: source4 === 'manual' ? opts.ip : undefined, v6: source6 === 'manual' ? opts.ip6 : undefined },
-      write: (change) => updateNodeAddresses(spec, opts.node, change),
+      write: (change, expect) => updateNodeAddresses(spec, opts.node, change, expect),
       // the model thread's etcd connections came from that address: dead, and its watch with them
       addressLeft: (gone) => source?.reconnectDatastore(`node address ${gone.join(', ')} left the node`),
       // those new connections may have found no way out and wait in gRPC's backoff: again, at once

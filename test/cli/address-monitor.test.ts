@@ -8,11 +8,11 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { AddressMonitor, addressSource, decideAddressChange, parseDuration, repairStoredAddress, type AddressSource } from '../../src/cli/address-monitor';
-import { updateNodeAddresses } from '../../src/cli/join';
+import { AddressMonitor, addressSource, CONTEST_BACKOFF_LOOKS, CONTEST_OVERWRITES, decideAddressChange, parseDuration, repairStoredAddress, type AddressSource } from '../../src/cli/address-monitor';
+import { storedNodeAddresses, updateNodeAddresses } from '../../src/cli/join';
 import type { NodeAddresses } from '../../src/dataplane/host';
 import { FileKv } from '../../src/control/kv/file-kv';
-import { registerNode } from '../../src/control/node-registration';
+import { registerNode, updateNodeSpec } from '../../src/control/node-registration';
 
 const dirs: string[] = [];
 process.on('exit', () => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
@@ -346,6 +346,156 @@ test('AddressMonitor: a stored Node address not held here (the model in force is
   await m.stop();
   assert.equal(writes, [{ ipv4Address: '10.0.0.1/24' }]);
   assert.ok(warns.some((w) => /stored address 10\.97\.0\.3 is not held by any interface here/.test(w)), warns.join(' | '));
+});
+
+/** An embedded store holding Node node1 at `ipv4`, with its spec for updateNodeAddresses. */
+async function storeWithNode(ipv4: string): Promise<{ kv: FileKv; spec: { kind: 'embedded'; dir: string } }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-addrmon-'));
+  dirs.push(dir);
+  const kv = new FileKv({ dir });
+  await registerNode(kv, { name: 'node1', ipv4Address: ipv4 });
+  return { kv, spec: { kind: 'embedded', dir } };
+}
+
+const setStored = (kv: FileKv, ipv4: string) => updateNodeSpec(kv, 'node1', (s) => { s.bgp = { ...((s.bgp ?? {}) as object), ipv4Address: ipv4 }; });
+
+test('updateNodeAddresses with expect (the repair): written only over the addresses judged; a Node changed since is left, false', async () => {
+  const { kv, spec } = await storeWithNode('10.97.0.3/24');
+  try {
+    assert.is(await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.1/24' }, { ipv4: '10.97.0.9/24', ipv6: null }), false, 'not the address judged');
+    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.97.0.3/24', ipv6: null }, 'left as it is');
+    assert.is(await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.1/24' }, { ipv4: '10.97.0.3/24', ipv6: 'fd00::1/64' }), false, 'an IPv6 address judged that is not there');
+    assert.is(await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.1/24' }, { ipv4: '10.97.0.3/24', ipv6: null }), true);
+    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null });
+  } finally {
+    await kv.close();
+  }
+});
+
+test('AddressMonitor repair is a compare-and-swap: the Node rewritten again between the read and the write is not overwritten (embedded store)', async () => {
+  const { kv, spec } = await storeWithNode('10.97.0.3/24');
+  const infos: string[] = [];
+  let raced = 0;
+  try {
+    const m = new AddressMonitor({
+      intervalMs: 60_000, source: src('default'), read: async () => seen('10.0.0.1/24', ['10.0.0.1']), registered: () => REG,
+      stored: () => storedNodeAddresses(spec, 'node1'),
+      write: async (c, expect) => {
+        // the other writer, between this monitor's read and its write
+        if (raced++ === 0) await setStored(kv, '10.97.0.4/24');
+        return updateNodeAddresses(spec, 'node1', c, expect);
+      },
+      info: (i) => infos.push(i), warn: () => {},
+    });
+    await m.look();
+    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.97.0.4/24', ipv6: null }, 'the newer write is kept');
+    assert.is(m.updates, 0);
+    assert.ok(infos.some((i) => /changed again while it was being repaired/.test(i)), infos.join(' | '));
+    await m.look();
+    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null }, 'the next look repairs what it read');
+    assert.is(m.updates, 1);
+    await m.stop();
+  } finally {
+    await kv.close();
+  }
+});
+
+test('AddressMonitor: two podways writing one Node (embedded store) stop flapping: one says another process writes it and backs off; the stored Node then stays put; after the back-off one repair, and a back-off again', async () => {
+  const { kv, spec } = await storeWithNode('10.0.0.1/24');
+  const interval = 60_000;
+  let clock = 1_000_000;
+  const warns: string[] = [];
+  const monitor = (own: string) => new AddressMonitor({
+    intervalMs: interval, source: src('default'), now: () => clock,
+    read: async () => seen(`${own}/24`, [own]), registered: () => ({ ipv4: `${own}/24`, ipv6: null }),
+    stored: () => storedNodeAddresses(spec, 'node1'),
+    write: (c, expect) => updateNodeAddresses(spec, 'node1', c, expect),
+    info: () => {}, warn: (w) => warns.push(`${own}: ${w}`),
+  });
+  const a = monitor('10.0.0.1');
+  const b = monitor('10.0.0.2');
+  const contest = () => warns.filter((w) => /another process appears to be writing this node's Node/.test(w));
+  try {
+    // Each look of one follows a write of the other (the rejected model asks for a look at once).
+    const history: string[] = [];
+    const round = async () => {
+      await a.look();
+      await b.look();
+      history.push((await storedNodeAddresses(spec, 'node1'))!.ipv4);
+      clock += 1000;
+    };
+    for (let i = 0; i < 2 * CONTEST_OVERWRITES + 2; i++) await round();
+    assert.is(contest().length, 1, warns.join(' | '));
+    assert.match(contest()[0], `${CONTEST_OVERWRITES} times within`);
+    assert.match(contest()[0], `not repairing it for ${CONTEST_BACKOFF_LOOKS * interval / 1000} s`);
+    const writes = a.updates + b.updates;
+    assert.ok(writes <= 2 * CONTEST_OVERWRITES + 1, `writes bounded: ${writes} (${history.join(' ')})`);
+    const settled = history[history.length - 1];
+    for (let i = 0; i < 5; i++) await round();
+    assert.equal(history.slice(-6), Array(6).fill(settled), `the Node stays put in the back-off: ${history.join(' ')}`);
+    assert.is(a.updates + b.updates, writes, 'nothing written in the back-off');
+    assert.ok(a.repairsHeldBack + b.repairsHeldBack > 0);
+    // The back-off over: the one that backed off repairs once; the other sees its address
+    // overwritten again and backs off in turn (or the first does again): no flapping either way.
+    clock += CONTEST_BACKOFF_LOOKS * interval;
+    for (let i = 0; i < 6; i++) await round();
+    assert.is(contest().length, 2, warns.join(' | '));
+    assert.ok(a.updates + b.updates <= writes + 2, `at most one repair each after the back-off: ${history.join(' ')}`);
+    assert.equal(new Set(history.slice(-4)).size, 1, `the Node stays put again: ${history.join(' ')}`);
+  } finally {
+    await a.stop();
+    await b.stop();
+    await kv.close();
+  }
+});
+
+test('AddressMonitor: foreign writes far apart are each repaired, no contest; a contest followed by a quiet window is forgotten', async () => {
+  const { kv, spec } = await storeWithNode('10.0.0.1/24');
+  let clock = 0;
+  const warns: string[] = [];
+  const infos: string[] = [];
+  const m = new AddressMonitor({
+    intervalMs: 1000, source: src('default'), now: () => clock,
+    read: async () => seen('10.0.0.1/24', ['10.0.0.1']), registered: () => REG,
+    stored: () => storedNodeAddresses(spec, 'node1'),
+    write: (c, expect) => updateNodeAddresses(spec, 'node1', c, expect),
+    info: (i) => infos.push(i), warn: (w) => warns.push(w),
+  });
+  try {
+    for (let i = 0; i < CONTEST_OVERWRITES + 2; i++) {
+      await setStored(kv, '10.97.0.3/24');
+      await m.look();
+      clock += 20_000; // well apart: each overwrite outside the last one's window
+      await m.look();
+    }
+    assert.is(m.updates, CONTEST_OVERWRITES + 2, 'each one repaired');
+    assert.not.ok(warns.some((w) => /another process appears/.test(w)), warns.join(' | '));
+    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null });
+    // A contest (overwrites close together), its back-off, one repair after it, then quiet for a
+    // window: forgotten, and later overwrites count from zero again.
+    for (let i = 0; i < CONTEST_OVERWRITES + 1; i++) {
+      await setStored(kv, '10.97.0.3/24');
+      await m.look();
+      clock += 1000;
+    }
+    assert.is(warns.filter((w) => /another process appears/.test(w)).length, 1, warns.join(' | '));
+    clock += CONTEST_BACKOFF_LOOKS * 1000;
+    await m.look();
+    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null }, 'repaired after the back-off');
+    clock += 10_000;
+    await m.look();
+    assert.ok(infos.some((i) => /the other writer seems gone/.test(i)), infos.join(' | '));
+    for (let i = 0; i < CONTEST_OVERWRITES - 1; i++) {
+      await setStored(kv, '10.97.0.3/24');
+      await m.look();
+      clock += 1000;
+      await m.look();
+    }
+    assert.is(warns.filter((w) => /another process appears/.test(w)).length, 1, 'no new contest below the count');
+  } finally {
+    await m.stop();
+    await kv.close();
+  }
 });
 
 test.run();

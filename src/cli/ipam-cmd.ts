@@ -3,7 +3,7 @@
  *   podway ipam show [--show-blocks] [--show-borrowed] [--show-configuration] [--ip IP] [-o json]
  *   podway ipam check [-o json|FILE] [--show-all-ips] [--grace-period D]   exit 3 when it finds problems
  *   podway ipam release --ip IP [--ip IP...] | --handle H [--force] | --from-report FILE [--from-report FILE...]
- *                                     exit 4 when an --ip address was reassigned since its check
+ *                                     exit 4 when an address was reassigned (or the handle given one) since its check
  *   podway ipam assign --node N [--handle H] [--count K | --ip IP] [--pool CIDR...]
  *   podway ipam configure [--strictaffinity true|false] [--max-blocks-per-host N]
  * All of them read and write Calico's own IPAM keys (src/control/ipam), so calicoctl on the same
@@ -12,7 +12,7 @@
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import {
-  AllocationBlock, auditIpam, AuditedAllocation, AuditProblem, BLOCK_PREFIX, HANDLE_PREFIX, DEFAULT_LEAK_GRACE_MS, encodeIpamConfig, formatAttrs,
+  AllocationBlock, auditIpam, AuditedAllocation, AuditProblem, BLOCK_PREFIX, HANDLE_PREFIX, DEFAULT_LEAK_GRACE_MS, encodeIpamConfig, formatAttrs, handleKey, sanitizeHandle,
   formatDuration, Ipam, IPAM_CONFIG_KEY, IpamAudit, IpamProblem, IpOwner, ownersOf, parseBlockKey, parseDuration, PoolUsage, readOwners,
 } from '../control/ipam';
 import { formatIp, netContains, parseIp } from '../control/ipam/net';
@@ -471,15 +471,10 @@ export async function releaseChecked(kv: KvStore, o: Pick<ReleaseOpts, 'ip' | 'h
     throw new Error(`${recent.map((a) => `IP address ${a.ip} was allocated ${formatDuration(Math.round((a.ageMs ?? 0) / 1000) * 1000)} ago (less than the grace period ${formatDuration(graceMs)}) and is used by nothing yet`).join('; ')}: an ADD may be in progress that writes its endpoint (or Node) next; wait, pass a shorter --grace-period, or pass --force; nothing was released`);
   }
   for (const a of recent) err(`podway: warning: releasing ${a.ip} although it was allocated ${formatDuration(Math.round((a.ageMs ?? 0) / 1000) * 1000)} ago (--force)\n`);
-  if (o.handle !== undefined) {
-    const r = await ipam.releaseByHandle(o.handle);
-    if (!r.found) throw new Error(`handle ${o.handle} does not exist`);
-    out(`Successfully released ${r.released.length} IP address(es) of handle ${o.handle}${r.released.length ? `: ${r.released.join(', ')}` : ''}\n`);
-    return 0;
-  }
   // Each address is released only if it is still the allocation judged above (--force lifts the
   // owner and age checks, not this one: the warnings printed were about that allocation).
   const checked = new Map(audit.allocations.map((a) => [a.ip, a]));
+  if (o.handle !== undefined) return releaseHandleChecked(kv, ipam, o.handle, targets.map((ip) => checked.get(ip)!), out, err);
   const notAllocated: string[] = [];
   let changed = 0;
   for (const ip of new Set(targets)) {
@@ -494,6 +489,36 @@ export async function releaseChecked(kv: KvStore, o: Pick<ReleaseOpts, 'ip' | 'h
   if (notAllocated.length > 0) {
     throw new Error(`IP address${notAllocated.length > 1 ? 'es' : ''} ${notAllocated.join(', ')} ${notAllocated.length > 1 ? 'are' : 'is'} not assigned`);
   }
+  return changed > 0 ? RELEASE_CHANGED_SINCE_CHECK : 0;
+}
+
+/**
+ * `release --handle` after its check: the handle's addresses the check judged, each by the same
+ * compare-and-swap as `--ip` (a CNI DEL and ADD between the check and the release keep the new
+ * pod's address), never an unconditional release of whatever the handle holds by then. An address
+ * assigned to the handle since the check (a retried ADD of the same container) was judged by
+ * nothing and is not released either. Either way the handle changed since the check: said on
+ * stderr, the rest released, exit RELEASE_CHANGED_SINCE_CHECK. The handle key goes with its last
+ * address (Ipam's handle count); a handle holding no address stays, as before.
+ */
+async function releaseHandleChecked(kv: KvStore, ipam: Ipam, handleIn: string, judged: readonly AuditedAllocation[], out: Out, err: Out): Promise<number> {
+  const handle = sanitizeHandle(handleIn);
+  if (judged.length === 0 && !(await kv.get(handleKey(handle)))) throw new Error(`handle ${handleIn} does not exist`);
+  const released: string[] = [];
+  let changed = 0;
+  for (const a of judged) {
+    const r = await ipam.releaseIfUnchanged(a.ip, { handle: a.handle, sequenceNumber: a.sequenceNumber, attributes: a.attributes });
+    if (r.outcome === 'released') released.push(a.ip);
+    else if (r.outcome === 'not-allocated') err(`podway: ${a.ip} of handle ${handleIn} was released by someone else since the check\n`);
+    else { err(`podway: ${a.ip} was reassigned since the check; not released (${r.reason})\n`); changed++; }
+  }
+  const judgedIps = new Set(judged.map((a) => a.ip));
+  const added = (await auditIpam(kv, { gracePeriodMs: 0 })).allocations.filter((a) => a.handle === handleIn && !judgedIps.has(a.ip)).map((a) => a.ip);
+  if (added.length > 0) {
+    err(`podway: handle ${handleIn} was given ${added.join(', ')} since the check; not released (run release --handle again to judge ${added.length > 1 ? 'them' : 'it'})\n`);
+    changed++;
+  }
+  out(`Successfully released ${released.length} IP address(es) of handle ${handleIn}${released.length ? `: ${released.join(', ')}` : ''}\n`);
   return changed > 0 ? RELEASE_CHANGED_SINCE_CHECK : 0;
 }
 
@@ -695,7 +720,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
   ipam
     .command('release')
     .description(`release addresses (--ip, repeatable), every address of a handle (--handle), or the leaked addresses of check reports (--from-report); `
-      + `an --ip address is released only if it is still the allocation the command checked: one assigned again meanwhile is kept, said on stderr, and the exit status is ${RELEASE_CHANGED_SINCE_CHECK}`)
+      + `an --ip/--handle address is released only if it is still the allocation the command checked: one assigned again meanwhile (or given to the handle since) is kept, said on stderr, and the exit status is ${RELEASE_CHANGED_SINCE_CHECK}`)
     .option('--ip <ip>', 'an address to release (repeatable)', collect, [])
     .option('--handle <id>', 'release every address of this handle, and the handle')
     .option('--from-report <file>', 'release what `ipam check -o FILE` found leaked, re-checking each first (repeatable: only what every report calls leaked)', collect, [])

@@ -471,6 +471,64 @@ function ipamSuite(target: Target) {
     assert.equal(await ipam.check(), []);
   });
 
+  test('release --handle: only what the check judged is released; an address reassigned, or given to the handle, since the check is kept (exit 4)', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const ipam = new Ipam(kv);
+    const old = { node: 'node1', pod: 'gone', namespace: 'default', timestamp: '2024-01-01T00:00:00Z' };
+    const fresh = (pod: string) => ({ node: 'node1', pod, namespace: 'default', timestamp: new Date().toISOString() });
+    const H = 'k8s-pod-network.chandle';
+    // `release --handle H` on a store where `reassign` runs just before the first block write (the
+    // release of the first address judged), through the real store underneath.
+    const raceRelease = async (reassign: () => Promise<void>) => {
+      const hooked = new HookedKv(kv);
+      hooked.beforeWrite((op, key) => op === 'update' && key.startsWith(BLOCK_PREFIX), reassign);
+      let out = '';
+      let err = '';
+      const code = await releaseChecked(hooked, { ip: [], handle: H, gracePeriod: '15m' }, (t) => void (out += t), (t) => void (err += t));
+      assert.is(hooked.fired, 1, 'the change ran between the check and the release');
+      return { code, out, err };
+    };
+
+    // A CNI DEL and ADD of one of the handle's addresses for a new pod: that pod keeps it.
+    const [a, b] = (await ipam.autoAssign({ node: 'node1', count: 2, handleId: H, attrs: old })).ips;
+    assert.ok(a && b);
+    const first = await raceRelease(async () => {
+      assert.equal((await ipam.releaseIps([a!])).released, [a]);
+      await ipam.assignIp({ ip: a!, handleId: 'k8s-pod-network.cnew', attrs: fresh('new'), node: 'node1' });
+    });
+    assert.is(first.code, RELEASE_CHANGED_SINCE_CHECK);
+    assert.is(first.err, `podway: ${a} was reassigned since the check; not released (held by handle k8s-pod-network.cnew now, not ${H})\n`);
+    assert.is(first.out, `Successfully released 1 IP address(es) of handle ${H}: ${b}\n`);
+    assert.is((await ipam.allocationOf(a!))?.handleId, 'k8s-pod-network.cnew', "the new pod's address is still allocated to it");
+    assert.is(await ipam.allocationOf(b!), null);
+    assert.is(await kv.get(`${HANDLE_PREFIX}${H}`), null, 'the handle went with its last address');
+    assert.equal(await ipam.check(), []);
+
+    // The handle given another address after the check (an ADD retried under the same container
+    // ID): judged by nothing, so not released; what was judged is.
+    const [c] = (await ipam.autoAssign({ node: 'node1', count: 1, handleId: H, attrs: old })).ips;
+    let added = '';
+    const second = await raceRelease(async () => {
+      [added] = (await ipam.autoAssign({ node: 'node1', count: 1, handleId: H, attrs: fresh('retry') })).ips;
+    });
+    assert.is(second.code, RELEASE_CHANGED_SINCE_CHECK);
+    assert.is(second.err, `podway: handle ${H} was given ${added} since the check; not released (run release --handle again to judge it)\n`);
+    assert.is(second.out, `Successfully released 1 IP address(es) of handle ${H}: ${c}\n`);
+    assert.is((await ipam.allocationOf(added))?.handleId, H, 'the new address stays with the handle');
+    assert.ok(await kv.get(`${HANDLE_PREFIX}${H}`), 'the handle stays with it');
+    assert.equal(await ipam.check(), []);
+
+    // Unchanged since the check (another handle's address written in the same block meanwhile): all released.
+    await ipam.releaseByHandle(H);
+    const both = (await ipam.autoAssign({ node: 'node1', count: 2, handleId: H, attrs: old })).ips;
+    const third = await raceRelease(async () => {
+      assert.is((await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'k8s-pod-network.cother', attrs: fresh('other') })).ips.length, 1);
+    });
+    assert.equal(third, { code: 0, out: `Successfully released 2 IP address(es) of handle ${H}: ${both.join(', ')}\n`, err: '' });
+    assert.is(await kv.get(`${HANDLE_PREFIX}${H}`), null);
+    assert.equal(await ipam.check(), []);
+  });
+
   test('release --ip: an address freed and assigned to a new pod between the check and the release is kept (exit 4), by sequence number and, in a block without them, by attributes', async () => {
     await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
     const ipam = new Ipam(kv);

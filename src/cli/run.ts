@@ -405,6 +405,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     }
     // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
     // error only once a pool asks for natOutgoing.
+    let leftover6Checked = false;
     const syncNat = (model: NodeDataplaneModel) => {
       const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false);
       if (nat.active) nat.update(want);
@@ -422,7 +423,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // the kernel's IPv6 NAT), then kept and updated like IPv4's until the stop.
       const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536);
       if (nat6.active) return nat6.update(want6);
-      if (want6.natPools.length === 0) return;
+      if (want6.natPools.length === 0) {
+        // once, at the first model: a crashed run's table would go on masquerading
+        if (!leftover6Checked && nat6.removeLeftover()) natLog.info('nat: removed the table ip6 podway a previous run left (no IPv6 pool has natOutgoing)');
+        leftover6Checked = true;
+        return;
+      }
       nat6.start(want6);
       natLog.info(`nat: table ip6 podway created; natOutgoing from ${want6.natPools.join(', ')}, ports ${natPorts[0]}-${natPorts[1]}`);
     };

@@ -327,6 +327,28 @@ export class NftNat {
     return this.spec !== null;
   }
 
+  /**
+   * Delete a copy of the table a crashed run left behind, while this run has not created its own
+   * (the IPv6 table is created only once an IPv6 pool has natOutgoing: a leftover would otherwise
+   * keep masquerading after the flag went off). True when there was one. Never throws (no nft, or
+   * a kernel without the family: there is nothing to remove then).
+   */
+  removeLeftover(): boolean {
+    if (this.spec) return false;
+    try {
+      execFileSync(this.nft, ['list', 'table', this.fam.family, NAT_TABLE], { stdio: ['ignore', 'ignore', 'ignore'], timeout: 10_000 });
+    } catch {
+      return false;
+    }
+    try {
+      this.run(`delete table ${this.fam.family} ${NAT_TABLE}\n`, 'delete leftover table');
+      return true;
+    } catch (e) {
+      this.lastError = (e as Error).message;
+      return false;
+    }
+  }
+
   /** Apply a new spec: the sets when only they changed, else the whole table. */
   update(s: NatSpec): void {
     if (!this.spec) return;

@@ -49,4 +49,21 @@ test('table ip6 podway: created, sets updated live, counters read, deleted at st
   assert.equal(sh('nft', ['list', 'tables']).trim(), '');
 });
 
+test('a leftover table ip6 podway (a crashed run\'s) is removed by removeLeftover while none is ours; the IPv4 table stays', () => {
+  const v4 = new NftNat(() => {});
+  const left = new NftNat(() => {}, 'nft', {}, NAT_IPV6);
+  left.start(spec6(['fd00:10:244::/64']));
+  v4.start({ ...spec6([]), natPools: [], pools: ['10.244.0.0/16'], nodes: ['10.99.0.1'] });
+  assert.equal(tables(), ['table ip podway', 'table ip6 podway']);
+  const fresh = new NftNat(() => {}, 'nft', {}, NAT_IPV6);
+  assert.is(fresh.removeLeftover(), true);
+  assert.equal(tables(), ['table ip podway']);
+  assert.is(fresh.removeLeftover(), false, 'nothing left');
+  // an active NftNat never removes its own table this way
+  fresh.start(spec6(['fd00:10:244::/64']));
+  assert.is(fresh.removeLeftover(), false);
+  assert.equal(tables(), ['table ip podway', 'table ip6 podway']);
+  sh('nft', ['flush', 'ruleset']);
+});
+
 test.run();

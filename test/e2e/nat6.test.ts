@@ -6,7 +6,8 @@
  * TCP and UDP with their node's IPv6 address (table ip6 podway: the kernel's masquerade, ports from
  * podway's range), ICMPv6 errors come back translated (traceroute), traffic to a pod of the pool
  * and to a node keeps the pod's address; with the flag off (live) the outside sees and answers the
- * pod's own address; the table goes at stop. One lab for the whole file (built in `before`, removed
+ * pod's own address; a crashed run's table is removed at the next start when the flag is off; the
+ * table goes at stop. One lab for the whole file (built in `before`, removed
  * in `after`, and by guard() on any exit).
  */
 import { test } from 'uvu';
@@ -235,6 +236,29 @@ test('natOutgoing off on the IPv6 pool (live): the pod\'s own address leaves and
   } finally {
     kill(srv.proc);
   }
+});
+
+test('a crashed run\'s table ip6 podway is removed at the next start when no IPv6 pool has natOutgoing any more', async () => {
+  const n = lab.node('node1');
+  n.proc!.kill('SIGKILL');
+  await until(() => n.proc!.exitCode !== null || n.proc!.signalCode !== null, 5000);
+  n.proc = null;
+  assert.ok(tablesIn(n.ns).includes('table ip6 podway'), 'left behind by the crash');
+  lab.natOutgoing6 = false;
+  lab.setMode('vxlan');
+  try {
+    await lab.startPodway('node1', 20_000, ['--workers', '1']);
+    assert.ok(await until(() => !tablesIn(n.ns).includes('table ip6 podway'), 10_000), `removed: ${tablesIn(n.ns).join(', ')}`);
+    assert.ok(tablesIn(n.ns).includes('table ip podway'), 'the IPv4 table is podway\'s as before');
+    assert.is((await nat6Status('node1')).table, null);
+    const p = lab.ping('n1-a', outside.ip6, 3, 56, ['-W', '3']);
+    assert.is(p.received, 3, `unNATed egress after the restart: ${JSON.stringify(p)}`);
+  } finally {
+    lab.natOutgoing6 = true;
+    lab.setMode('vxlan');
+  }
+  assert.ok(await until(() => tablesIn(n.ns).includes('table ip6 podway'), 10_000), 'created live once the pool asks again');
+  assert.is(lab.ping('n1-a', outside.ip6, 3, 56, ['-W', '3']).received, 3, 'NATed again');
 });
 
 test('the IPv6 table goes at stop, with the IPv4 one', async () => {

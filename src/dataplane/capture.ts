@@ -133,7 +133,13 @@ export interface CapturePorts {
   /** The underlay port (VXLAN over IPv6 is decapsulated from its Ethernet frames); none if absent. */
   isUnderlay?(port: number): boolean;
   readonly nodeIp: number;
+  /** The underlay port (-1: none): where a frame held for its neighbour's MAC is routed. */
+  readonly underlayPort?: number;
 }
+
+/** The pipeline's verdict for a frame held for an unresolved underlay neighbour (pipeline.ts):
+ * routed to the underlay, sent later (`outOfBatch` records it then, at tx). */
+export const HELD_VERDICT = -3;
 
 const UNKNOWN_TUNNEL_SOURCE = COUNTER_NAMES.indexOf('unknown_tunnel_source');
 const UNSUPPORTED_ETHERTYPE = COUNTER_NAMES.indexOf('unsupported_ethertype');
@@ -179,6 +185,14 @@ export class CaptureTap {
     this.scratch = new Uint8Array(keepsCopies ? batch * (SLOT_SIZE + 64) : 0);
     this.scratchLen = new Uint16Array(batch);
   }
+
+  /** One descriptor's place, length and match result, for frames matched outside a batch
+   * (`outOfBatch`): the matchers take arrays. */
+  private readonly oneSlot = new Uint32Array(1);
+  private readonly oneOff = new Uint16Array(1);
+  private readonly oneLen = new Uint16Array(1);
+  private readonly oneList = new Uint16Array(1);
+  private readonly oneIpAt = new Int32Array(1);
 
   /** Taken all it was asked for. */
   get done(): boolean {
@@ -253,21 +267,47 @@ export class CaptureTap {
         // to the host, never were tunnel traffic for us)
         const decapsulated = o >= 0 || (o === dropVerdict && !failedBeforeDecap(reasons[i], UNKNOWN_TUNNEL_SOURCE, UNSUPPORTED_ETHERTYPE, TRUNCATED));
         if (this.scratchLen[i] > 0 && decapsulated) this.recordKept(i, ports.portName[port], '');
-      } else if (o >= 0) {
+      } else if (o >= 0 || (o === HELD_VERDICT && stage === Stage.ROUTE && (ports.underlayPort ?? -1) >= 0)) {
+        // routed; a held frame (to the underlay) is recorded at route now, at tx when it leaves
+        const to = o >= 0 ? o : ports.underlayPort!;
         const f = pool.start(i);
         const len = pool.len[i];
-        const outLink = ports.linkOf(o);
+        const outLink = ports.linkOf(to);
         const ip = this.ipAt[j];
         // The routed packet is still where it was received (encapsulation and Ethernet rewrites
         // happen in front of it): it ends where the frame ends. Packets podway built instead (an
         // ICMP error) are taken from the frame itself.
         if (stage === Stage.ROUTE && ip >= f && ip + 20 <= f + len && ip + ((b[ip + 2] << 8) | b[ip + 3]) === f + len) {
-          this.record(ports.portName[o], '', b, ip, f + len - ip, Link.IP, 0, 0, 0);
+          this.record(ports.portName[to], '', b, ip, f + len - ip, Link.IP, 0, 0, 0);
         } else {
-          this.record(ports.portName[o], '', b, f, len, outLink === Link.VXLAN ? Link.IP : outLink, 0, 0, 0);
+          this.record(ports.portName[to], '', b, f, len, outLink === Link.VXLAN ? Link.IP : outLink, 0, 0, 0);
         }
       }
     }
+  }
+
+  /**
+   * A frame the pipeline sends or drops outside a receive batch: the neighbour queue's (descriptor
+   * d, an underlay Ethernet frame), sent when its neighbour answered (`reason` 0: the tx stage,
+   * on interface `iface`, the underlay) or dropped when it failed or the hold limit passed (the
+   * drop stage, with the reason as the comment, under the interface it came in on). The filter
+   * looks at the pod's packet, as for the batch's frames: the inner one of VXLAN over IPv6.
+   * Nothing is allocated unless the frame matches.
+   */
+  outOfBatch(pool: FramePool, d: number, iface: string, reason: number): void {
+    if (this.remaining <= 0) return;
+    if (reason === 0 ? this.stage !== Stage.TX : this.stage !== Stage.DROP) return;
+    const b = pool.bytes;
+    const f = pool.start(d);
+    const len = pool.len[d];
+    const mlink = isVxlan6(b, f, len) ? Link.VXLAN6_UNDERLAY : Link.ETHERNET;
+    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
+    this.oneSlot[0] = pool.slot[d];
+    this.oneOff[0] = pool.off[d];
+    this.oneLen[0] = len;
+    if (match(b, this.oneSlot, this.oneOff, this.oneLen, 1, this.oneList, this.oneIpAt) === 0) return;
+    this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    this.record(iface, reason === 0 ? '' : this.comment(reason), b, f, len, Link.ETHERNET, 0, 0, 0);
   }
 
   private comment(reason: number): string {

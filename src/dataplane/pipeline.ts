@@ -27,7 +27,7 @@ import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS, BATCH_HIST_SI
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
 import { Pipeline6 } from './pipeline6';
 import { NatSources } from './nat';
-import { CaptureTap, CapturePorts, Link } from './capture';
+import { CaptureTap, CapturePorts, Link, HELD_VERDICT } from './capture';
 import type { NeighborQueue } from './neighbor-queue';
 import { FAMILY_V4 } from './neighbor-queue';
 
@@ -66,7 +66,7 @@ const DROP = -1;
 const HOST = -2;
 /** Copied into the pending queue of an unresolved underlay neighbour (neighbor-queue.ts): sent
  * from there when the neighbour answers (releaseHeld), or dropped and counted. */
-const HELD = -3;
+const HELD = HELD_VERDICT;
 
 export interface NodeAddressing {
   nodeIp: number;
@@ -799,6 +799,9 @@ export class Pipeline implements CapturePorts {
     const k = q.release(family, key, mac, macOff, q.first, this.addr.underlayMac);
     if (k === 0) return 0;
     this.counters[Event.NEIGHBOR_QUEUE_SENT] += k;
+    // Their transmit, for `podway capture` at tx (they left no trace at the batch they came in).
+    const cap = this.capture;
+    if (cap !== null) for (let j = 0; j < k; j++) cap.outOfBatch(this.pool, this.pool.txList[q.first + j], this.portName[this.underlayPort], 0);
     this.sendList(this.underlayPort, q.first, k);
     return k;
   }
@@ -816,6 +819,10 @@ export class Pipeline implements CapturePorts {
   }
 
   private readonly heldDropped = (d: number, inPort: number): void => {
+    const cap = this.capture;
+    // For `podway capture` at drop, under the port the packet came in on (the underlay when it
+    // came through a tunnel or the underlay itself), as the frame was to be sent.
+    if (cap !== null) cap.outOfBatch(this.pool, d, this.portName[inPort >= 0 && inPort < MAX_PORTS ? inPort : Math.max(0, this.underlayPort)], Reason.NEIGHBOR_QUEUE_TIMEOUT);
     this.counters[Reason.NEIGHBOR_QUEUE_TIMEOUT]++;
     this.counterBytes[Reason.NEIGHBOR_QUEUE_TIMEOUT] += this.pool.len[d];
     if (inPort >= 0 && inPort < MAX_PORTS) this.portCounters[inPort * PORT_COUNTERS + PortCounter.DROPS]++;

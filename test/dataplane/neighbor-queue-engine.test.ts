@@ -13,6 +13,9 @@ import { MemoryIO, MemFrame } from '../../src/dataplane/memory-io';
 import { parseMac, toHex, parseIpv6Bytes, answerNeighborSolicitInPlace, writeNeighborSolicit, NS_FRAME_LEN } from '../../src/packet';
 import { clusterModel, frame, fixIpChecksum, NODE2_MAC } from './helpers';
 import { dualStackYaml, frame6, RV6 } from './helpers6';
+import { readRecords, Stage, type CaptureRecord } from '../../src/dataplane/capture';
+import { parseTraceFilter } from '../../src/dataplane/trace';
+import { formatIpv4 } from '../../src/packet/ipv4';
 
 runPrivateNetns();
 
@@ -239,6 +242,94 @@ test('a full neighbour table: packets for a neighbour it refused are not held bu
   assert.is(counter(r.engine, 'neighbor_unresolved'), 0, 'not the vaguer counter');
   const st = r.engine.status() as { neighborQueue: { held: number } };
   assert.is(st.neighborQueue.held, 0, 'the queue stays empty');
+});
+
+/** Run a capture (the engine's API, as `podway capture` uses it) around `during`; its records. */
+async function captured(engine: Engine, stage: number, filter: string[], during: () => Promise<void> | void): Promise<CaptureRecord[]> {
+  const chunks: Uint8Array[] = [];
+  let ended = false;
+  const stop = engine.startCapture({ filter: parseTraceFilter(filter, 'capture'), stage, count: 100 }, (chunk, _lost, end) => {
+    if (chunk) chunks.push(chunk.slice());
+    if (end) ended = true;
+  });
+  try {
+    await during();
+  } finally {
+    stop();
+  }
+  assert.ok(ended, 'the capture ended');
+  return chunks.flatMap((c) => [...readRecords(c)].map((r) => ({ ...r, data: r.data.slice() })));
+}
+
+/** The IPv4 destination of uToRd's packets, as a capture filter names it. */
+const rdDst = () => formatIpv4(((uToRd(1)[16] << 24) | (uToRd(1)[17] << 16) | (uToRd(1)[18] << 8) | uToRd(1)[19]) >>> 0);
+
+test('capture: held packets are recorded at route when routed, at tx when the answer sends them (on the underlay, to the MAC); not when the filter does not match', async () => {
+  const r = rig({ neighbor: { retransMs: 20_000 } });
+  const ulMac = r.ulMac.replace(/(..)(?=.)/g, '$1:');
+  const atRoute = await captured(r.engine, Stage.ROUTE, ['host', rdDst()], () => {
+    r.io.inject(r.tun, uToRd(601));
+    r.io.pump();
+  });
+  assert.is(atRoute.length, 1, 'routed while its neighbour is unresolved: recorded at route');
+  assert.is(atRoute[0].iface, `underlay(${UL})`, 'routed to the underlay');
+  const atTx = await captured(r.engine, Stage.TX, ['host', rdDst()], () => {
+    r.io.inject(r.tun, uToRd(602), uToRd(603));
+    r.io.pump();
+    assert.is(counter(r.engine, 'neighbor_queued'), 3);
+    r.io.inject(r.ul, arp(2, NODE2_MAC, '10.99.0.2', ulMac));
+    r.io.pump();
+  });
+  assert.is(ipv4Sent(r.io.take(r.ul)).length, 3, 'the three held packets left');
+  assert.is(atTx.length, 3, 'each recorded at its transmit');
+  atTx.forEach((rec, k) => {
+    assert.is(rec.iface, `underlay(${UL})`);
+    assert.is(rec.comment, '');
+    assert.is(toHex(rec.data, 0, 6), NODE2_MAC.replace(/:/g, ''), 'as sent: to node2\'s MAC');
+    assert.is((rec.data[14 + 4] << 8) | rec.data[14 + 5], 601 + k, 'in order');
+  });
+  // a filter they do not match records nothing
+  const other = await captured(r.engine, Stage.TX, ['host', '10.1.2.3'], () => {
+    r.io.inject(r.tun, uToRd(604));
+    r.io.pump();
+  });
+  assert.is(ipv4Sent(r.io.take(r.ul)).length, 1);
+  assert.equal(other, [], 'another host\'s filter: nothing');
+});
+
+test('capture at drop: held packets of a neighbour that never answers, with the reason, under the pod port they came from', async () => {
+  const r = rig({ neighbor: { retransMs: 30 } });
+  const recs = await captured(r.engine, Stage.DROP, ['host', rdDst()], async () => {
+    r.io.inject(r.tun, uToRd(701), uToRd(702));
+    r.io.pump();
+    assert.is(counter(r.engine, 'neighbor_queued'), 2);
+    assert.ok(await waitFor(() => counter(r.engine, 'neighbor_queue_timeout') === 2, 10_000), 'dropped when node2 failed');
+  });
+  assert.is(recs.length, 2, 'both drops recorded');
+  for (const [k, rec] of recs.entries()) {
+    assert.is(rec.iface, 'tunU');
+    assert.is(rec.comment, 'drop: neighbor_queue_timeout');
+    assert.is((rec.data[14 + 4] << 8) | rec.data[14 + 5], 701 + k);
+  }
+});
+
+test('capture at tx: an IPv6 packet held for node2\'s NA is recorded when it leaves, VXLAN-encapsulated, matched on its inner address', async () => {
+  const r = rig({ neighbor: { retransMs: 20_000 } }, dualStackYaml());
+  const node2 = toHex(parseIpv6Bytes('fd99::2'));
+  const ns = r.io.take(r.ul).filter(isNs).find((f) => toHex(f.bytes, 14 + 48, 16) === node2);
+  assert.ok(ns, 'node2 solicited at the apply');
+  const recs = await captured(r.engine, Stage.TX, ['host', RV6], () => {
+    r.io.inject(r.io.portNamed('caliA'), aToRv6(64));
+    r.io.pump();
+    assert.is(counter(r.engine, 'neighbor_queued'), 1);
+    r.io.inject(r.ul, answer(ns!.bytes, NODE2_MAC));
+    r.io.pump();
+  });
+  assert.is(ipv6Sent(r.io.take(r.ul)).length, 1, 'sent');
+  assert.is(recs.length, 1, 'recorded at its transmit');
+  assert.is(toHex(recs[0].data, 0, 6), NODE2_MAC.replace(/:/g, ''));
+  assert.is(toHex(recs[0].data, 14 + 24, 16), node2, 'as sent: outer destination node2');
+  assert.is(toHex(recs[0].data, 14 + 70 + 24, 16), toHex(parseIpv6Bytes(RV6)), 'inner destination the pod the filter named');
 });
 
 test.run();

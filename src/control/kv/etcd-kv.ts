@@ -22,7 +22,10 @@
 // cluster_id other than the one the watch first saw, or a revision below the last one delivered,
 // closes the watch with onResync(reason, replaced = true), and the caller lists everything again
 // (and registers its node again: kv-datastore.ts, run.ts). A fresh single-member etcd started with
-// the same name, URLs and cluster token has the same cluster_id: the revision says it then.
+// the same name, URLs and cluster token has the same cluster_id: the revision says it then. A
+// header's revision is the answering member's, though, and after a reconnection to a member that
+// lags behind the leader it is below ours too: a revision going back is confirmed by a
+// linearizable read of the store's revision (confirmedHeader) before the store counts as replaced.
 //
 // reconnect() (the node's address went away: the connections made from it are dead, but only a
 // keepalive timeout, 10-15 s, would say so) makes a new client, moves the watches to it, each
@@ -371,6 +374,20 @@ export class EtcdKv implements KvStore {
     return w;
   }
 
+  /**
+   * The store's cluster_id and current revision by a linearizable read (a range without
+   * `serializable`: the member answering first confirms with the leader that it has applied
+   * everything committed, so a lagging member cannot answer with an old revision). A count-only
+   * range of `prefix`; an unreachable store throws KvUnavailableError.
+   */
+  async confirmedHeader(prefix: string): Promise<{ cluster: string; revision: number }> {
+    const start = Buffer.from(prefix);
+    const res = await this.call(`confirm the revision of ${prefix}`, () =>
+      this.client.kv.range({ key: start, range_end: prefixRangeEnd(start), count_only: true, serializable: false }, this.callOptions()),
+    );
+    return { cluster: String(res.header.cluster_id), revision: Number(res.header.revision) };
+  }
+
   /** Whether a read at `revision` fails because etcd compacted it (used to name a canceled watch). */
   async isCompacted(prefix: string, revision: number): Promise<boolean> {
     const start = Buffer.from(prefix);
@@ -401,6 +418,11 @@ class EtcdWatch implements KvWatch {
   private down = false;
   /** The etcd cluster that answered first (its response headers' cluster_id). */
   private clusterId: string | undefined;
+  /** A header below `delivered` is being confirmed by a linearizable read (confirmWentBack). */
+  private confirming = false;
+  private confirmRetry: NodeJS.Timeout | undefined;
+  /** Headers below `delivered` that the linearizable read found to be a lagging member's (tests, diagnostics). */
+  laggingHeaders = 0;
   /** Set once etcd canceled the watch: the compaction probe whose answer names the resync. */
   private resync: Promise<void> | undefined;
   private watcher: Watcher;
@@ -452,15 +474,53 @@ class EtcdWatch implements KvWatch {
     let reason: string | undefined;
     if (this.clusterId === undefined) this.clusterId = cluster;
     else if (cluster !== this.clusterId) reason = `${this.store.endpointText} is a different cluster (cluster_id ${cluster}, was ${this.clusterId})`;
-    // A header's revision is the store's current one: never below a revision it delivered.
-    if (!reason && revision < this.delivered) reason = `${this.store.endpointText} went back to revision ${revision} (we had seen revision ${this.delivered})`;
+    // A header's revision is the store's current one as the answering member has applied it:
+    // below a revision we delivered, the store went back (wiped, restored) -- or, after a
+    // reconnection to another member, that member lags behind the leader. A linearizable read
+    // tells them apart before anything is re-listed (the watch drops what it replays meanwhile).
+    if (!reason && revision < this.delivered) {
+      this.confirmWentBack();
+      return false;
+    }
     if (!reason) return false;
+    this.replaced(reason);
+    return true;
+  }
+
+  /**
+   * A header went below `delivered`: the store's revision read linearizably decides. Still below
+   * (or another cluster_id): replaced. At or above: a lagging member answered, the watch goes on.
+   * A read that fails concludes nothing and is tried again a second later while the watch is open.
+   */
+  private confirmWentBack(): void {
+    if (this.confirming || this.closed) return;
+    this.confirming = true;
+    const seen = this.delivered;
+    this.store.confirmedHeader(this.prefix).then(
+      (h) => {
+        this.confirming = false;
+        if (this.closed) return;
+        if (h.cluster !== this.clusterId) this.replaced(`${this.store.endpointText} is a different cluster (cluster_id ${h.cluster}, was ${this.clusterId})`);
+        else if (h.revision < seen) this.replaced(`${this.store.endpointText} went back to revision ${h.revision} (we had seen revision ${seen})`);
+        else this.laggingHeaders++;
+      },
+      () => {
+        this.confirming = false;
+        if (this.closed) return;
+        this.confirmRetry = setTimeout(() => this.confirmWentBack(), 1000);
+        this.confirmRetry.unref();
+      },
+    );
+  }
+
+  /** The store is another one than the one we watched: the watch is closed and onResync(reason, true) told. */
+  private replaced(reason: string): void {
     this.closed = true;
+    clearTimeout(this.confirmRetry);
     this.resync = Promise.resolve();
     this.onClosed();
     void this.watcher.cancel().catch(() => undefined);
     this.handlers.onResync(reason, true);
-    return true;
   }
 
   private onData(res: IWatchResponse): void {
@@ -515,6 +575,7 @@ class EtcdWatch implements KvWatch {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.confirmRetry);
     this.onClosed();
     if (this.resync) return; // etcd already ended the watch
     let timer: NodeJS.Timeout | undefined;

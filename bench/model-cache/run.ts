@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { computeNodeModel } from '../../src/control';
 import { parseClusterYaml } from '../../src/control/snapshot';
-import { readModelCache, writeModelCacheAsync } from '../../src/cli/model-cache';
+import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
 
 const NODES = 200;
 const RUNS = 9;
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
       const reads: number[] = [];
       for (let k = 0; k < RUNS; k++) {
         const t0 = performance.now();
-        const written = writeModelCacheAsync(file, 'n0', 'etcd:bench', model, new Date());
+        const written = writeModelCache(file, 'n0', 'etcd:bench', model, new Date());
         onThread.push(performance.now() - t0);
         await written;
         const t1 = performance.now();

@@ -12,7 +12,7 @@
  * model winning, so frequent datastore changes cost one JSON encoding per interval at most.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { NodeDataplaneModel } from '../control';
@@ -132,32 +132,12 @@ function cacheText(node: string, datastore: string, model: NodeDataplaneModel, a
   return JSON.stringify(body);
 }
 
-/** Writes `file` atomically: a temporary file beside it, fsynced, renamed over it. */
-export function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): number {
-  const data = cacheText(node, datastore, model, appliedAt);
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, data);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  return data.length;
-}
-
 /**
- * writeModelCache with the file work (write, fsync, rename) off the calling thread: only the JSON
- * encoding runs on it. podway run's main thread forwards, and an fsync may take a disk's time.
+ * Writes `file` atomically: a temporary file beside it, fsynced, renamed over it. Only the JSON
+ * encoding runs on the calling thread, the file work (write, fsync, rename) off it: podway run's
+ * main thread forwards, and an fsync may take a disk's time.
  */
-export async function writeModelCacheAsync(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): Promise<number> {
+export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): Promise<number> {
   const data = cacheText(node, datastore, model, appliedAt);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
@@ -180,7 +160,7 @@ export async function writeModelCacheAsync(file: string, node: string, datastore
 /**
  * Writes the applied models, at most one per `intervalMs`: the first at once, later ones when the
  * interval since the last write is up (the newest applied by then); one write at a time, its file
- * work off the thread (writeModelCacheAsync). `stop()` writes a pending one (on stop: a restart
+ * work off the thread (writeModelCache). `stop()` writes a pending one (on stop: a restart
  * finds the newest state) once a write under way ended; nothing is written after it.
  */
 export class ModelCacheWriter {
@@ -190,7 +170,7 @@ export class ModelCacheWriter {
   private failing = false;
   private wroteOnce = false;
   private writing: Promise<void> | null = null;
-  /** stop() was called: no write starts any more (its own synchronous one aside). */
+  /** stop() was called: no write starts any more (its own last one aside). */
   private stopped = false;
 
   constructor(
@@ -217,14 +197,14 @@ export class ModelCacheWriter {
     const p = this.pending;
     this.pending = null;
     this.lastWrite = Date.now();
-    this.writing = writeModelCacheAsync(this.file, this.node, this.datastore, p.model, p.at).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
+    this.writing = writeModelCache(this.file, this.node, this.datastore, p.model, p.at).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
       this.writing = null;
       // a model applied meanwhile: written when the interval is up, as any other
       if (this.pending) this.applied(this.pending.model, this.pending.at);
     });
   }
 
-  /** Ends timers; a pending model is written (synchronously) after a write under way. */
+  /** Ends timers; a pending model is written after a write under way (resolves once it is on disk). */
   async stop(): Promise<void> {
     // Before waiting: the end of a write under way must not start another (a write longer than
     // the interval would), which stop would not wait for and which shares the temporary file.
@@ -235,7 +215,7 @@ export class ModelCacheWriter {
     this.pending = null;
     if (!p) return;
     try {
-      this.wrote(writeModelCache(this.file, this.node, this.datastore, p.model, p.at));
+      this.wrote(await writeModelCache(this.file, this.node, this.datastore, p.model, p.at));
     } catch (e) {
       this.failed(e as Error);
     }

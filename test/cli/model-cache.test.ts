@@ -29,11 +29,11 @@ const YAML = (pods: number) => [
 ].join('\n---\n');
 const model = (pods: number): NodeDataplaneModel => computeNodeModel(parseClusterYaml(YAML(pods), 'test.yaml'), 'n1');
 
-test('a written model is read back as it was (knownNodeIps a Set), with the time it was applied', () => {
+test('a written model is read back as it was (knownNodeIps a Set), with the time it was applied', async () => {
   const file = path.join(tempDir(), 'sub', 'n1.model.json');
   const m = model(2);
   const at = new Date('2026-01-02T03:04:05.000Z');
-  writeModelCache(file, 'n1', DS, m, at);
+  await writeModelCache(file, 'n1', DS, m, at);
   const r = readModelCache(file, 'n1', DS);
   if (r === 'none' || 'refused' in r) return assert.unreachable(`read back: ${JSON.stringify(r)}`);
   assert.equal(r.model, m);
@@ -43,11 +43,11 @@ test('a written model is read back as it was (knownNodeIps a Set), with the time
   assert.equal(readdirSync(path.dirname(file)), ['n1.model.json'], 'no temporary file left');
 });
 
-test('another node\'s, another datastore\'s, another version\'s or a damaged cache is refused, naming why; none is "none"', () => {
+test('another node\'s, another datastore\'s, another version\'s or a damaged cache is refused, naming why; none is "none"', async () => {
   const dir = tempDir();
   const file = path.join(dir, 'n1.model.json');
   assert.ok(readModelCache(file, 'n1', DS) === 'none');
-  writeModelCache(file, 'n1', DS, model(1), new Date());
+  await writeModelCache(file, 'n1', DS, model(1), new Date());
   const refused = (node: string, ds: string) => {
     const r = readModelCache(file, node, ds);
     return r !== 'none' && 'refused' in r ? r.refused : `not refused: ${JSON.stringify(r).slice(0, 80)}`;

@@ -179,7 +179,7 @@ test('a cached model the host cannot take is set aside: the next start waits for
   const r = readModelCache(file, 'node1', store!.spec);
   if (r === 'none' || 'refused' in r) return assert.unreachable(`node1's cache: ${JSON.stringify(r)}`);
   // an address no interface of node1 holds (10.99.0.200), written as a sound cache
-  writeModelCache(file, 'node1', store!.spec, { ...r.model, node: { ...r.model.node, ip: ((10 << 24) | (99 << 16) | 200) >>> 0 } }, r.appliedAt);
+  await writeModelCache(file, 'node1', store!.spec, { ...r.model, node: { ...r.model.node, ip: ((10 << 24) | (99 << 16) | 200) >>> 0 } }, r.appliedAt);
   await etcd!.kill();
   const mark = n1.log.length;
   let failed = '';

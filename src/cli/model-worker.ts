@@ -22,8 +22,9 @@
  * and not re-listing (readiness; a file datastore is always in sync).
  *
  * With workerData.bgp the thread also runs the BGP speaker (control/bgp/agent.ts), as calico-node
- * runs BIRD beside Felix: each snapshot updates its peers and exports, and each change of the
- * learned routes recomputes the model from the last snapshot.
+ * runs BIRD beside Felix: each snapshot whose model is accepted updates its peers and exports (a
+ * rejected one leaves the speaker alone), and each change of the learned routes recomputes the
+ * model from the last accepted snapshot.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
@@ -109,10 +110,12 @@ if (parentPort) {
     warned = now;
   };
 
+  /** Computes the snapshot's model (throws when this node cannot use it: its Node gone, an
+   * address no interface holds) and posts it; only an accepted snapshot becomes the last one. */
   const publish = (snap: ClusterSnapshot, t0: number): void => {
     warnNew(snap);
-    lastSnapshot = snap;
     const model = modelFor(snap);
+    lastSnapshot = snap;
     const key = modelKey(model);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
     if (key === lastKey) {
@@ -129,14 +132,19 @@ if (parentPort) {
   if (store instanceof KvDatastore) store.onStatus((line) => port.postMessage({ type: 'status', message: line, inSync: inSync() }));
   // The store was replaced (etcd rebuilt, wiped, restored): the main thread registers the node again.
   if (store instanceof KvDatastore) store.onStoreReplaced((line) => port.postMessage({ type: 'store-replaced', message: line, inSync: inSync() }));
+  // The speaker follows only snapshots whose model was accepted: a rejected one (a Node address no
+  // interface here holds, written by an operator or a second podway for this node elsewhere) must
+  // not restart it with that address as router ID, which drops every session and withdraws the
+  // node's routes while the dataplane keeps forwarding on the last good state.
   const onChange = (snap: ClusterSnapshot, fromDatastore = true): void => {
     const t0 = performance.now();
-    if (fromDatastore) updateBgp(snap);
     try {
       publish(snap, t0);
     } catch (e) {
-      port.postMessage({ type: 'rejected', message: (e as Error).message });
+      port.postMessage({ type: 'rejected', message: `${(e as Error).message}${agent && fromDatastore ? ' (BGP keeps its last settings)' : ''}` });
+      return;
     }
+    if (fromDatastore) updateBgp(snap);
   };
   port.on('message', (m: { type: string; id?: number; reason?: string }) => {
     if (m.type === 'reconnect') {
@@ -152,13 +160,13 @@ if (parentPort) {
   const t0 = performance.now();
   store.start().then(
     (snap) => {
-      updateBgp(snap);
       try {
         publish(snap, t0);
       } catch (e) {
         port.postMessage({ type: 'fatal', message: (e as Error).message });
         return;
       }
+      updateBgp(snap);
       // Changes from here on (a reload only runs after the watch's debounce, so none is missed).
       store.onSnapshot(onChange);
     },

@@ -1,0 +1,62 @@
+/**
+ * A Node update this node rejects leaves its BGP speaker alone (root, network namespaces, BIRD 2
+ * as the ToR, killed by PID). node1 runs `podway run --bgp` on a file datastore, peered with the
+ * ToR. Its Node's ipv4Address is then set to an address no interface of node1 holds (an operator's
+ * `podway apply -f`, or a second `podway run --node node1` elsewhere registering its own address):
+ * the model thread rejects that snapshot and the dataplane keeps the last good state. The speaker
+ * used to take the snapshot first and restart with the rejected address as router ID, sending the
+ * ToR an Administrative shutdown (not graceful) that withdrew the node's block. Now: no restart,
+ * the router ID stays, the ToR's session keeps its start time and the ToR keeps the block. The
+ * good Node written back changes nothing either (it is the plan in force).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { until, waitLog } from './e2e-kit';
+import { inBgpLab, nodesOnOneSubnet, writeResources, bgpPeerYaml, startBgpPodways, kernelRoutesVia, peerState, TOR_IP, TOR_AS } from './bgp-kit';
+
+const BAD_IP = '10.77.0.55';
+
+interface StatusPeer { address: string; bgpState: string; since: string }
+
+test('a rejected Node update (an address no interface holds) leaves the BGP speaker, its router ID and the ToR session alone', () => inBgpLab(nodesOnOneSubnet(1), async (lab, birds) => {
+  const n1 = lab.node('node1');
+  const good = [lab.resources('direct'), bgpPeerYaml('tor', TOR_IP, TOR_AS)];
+  writeResources(lab, good);
+  const tor = await birds.tor();
+  await startBgpPodways(lab);
+  const torHasBlock = () => kernelRoutesVia(lab.fabric, n1.block, n1.ip);
+  assert.ok(await until(torHasBlock, 30_000, 250), `the ToR's kernel has ${n1.block}: ${tor.birdc('show', 'route', 'all')}`);
+  assert.ok(await until(async () => (await peerState(lab, 'node1', TOR_IP)) === 'Established', 20_000, 250), 'session up');
+  const nodeStatus = async () => (await controlRequest(n1.control, { cmd: 'node-status' }, 5000)) as { routerId: string; peers: StatusPeer[] };
+  const torProtocol = () => tor.birdc('show', 'protocols', 'node1').split('\n').find((l) => l.startsWith('node1')) ?? '';
+  const before = await nodeStatus();
+  const torBefore = torProtocol();
+  assert.is(before.routerId, n1.ip);
+  assert.match(torBefore, /Established/);
+
+  const from = n1.log.length;
+  const goodNode = `ipv4Address: ${n1.ip}/${n1.prefix}`;
+  assert.ok(good[0].includes(goodNode), 'the Node as the lab writes it');
+  writeResources(lab, [good[0].replace(goodNode, `ipv4Address: ${BAD_IP}/24`), good[1]]);
+  const rejected = await waitLog(n1, /update rejected, keeping the last good state/, from, 20_000);
+  assert.ok(rejected, `rejected: ${n1.log.slice(from).join('\n')}`);
+  assert.match(rejected!, /no interface holds the node IP 10\.77\.0\.55/);
+  // The good Node back: a snapshot read after the rejected one (the model thread takes them in
+  // order), so whatever the rejected one did to the speaker has been logged by then.
+  const mark = n1.log.length;
+  writeResources(lab, good);
+  assert.ok(await waitLog(n1, /datastore change/, mark, 20_000), `the good Node back: ${n1.log.slice(mark).join('\n')}`);
+
+  const since = n1.log.slice(from);
+  assert.not.ok(since.some((l) => /restarting the speaker|router ID 10\.77\.0\.55|speaker up/.test(l)), `the speaker was left alone:\n${since.join('\n')}`);
+  const after = await nodeStatus();
+  assert.is(after.routerId, n1.ip, 'router ID unchanged');
+  const peer = (s: typeof before) => s.peers.find((p) => p.address === TOR_IP);
+  assert.is(peer(after)?.bgpState, 'Established');
+  assert.is(peer(after)?.since, peer(before)?.since, 'podway\'s session with the ToR was not reset');
+  assert.is(torProtocol(), torBefore, `the ToR's session was not reset:\n${tor.birdc('show', 'protocols', 'all', 'node1')}`);
+  assert.ok(torHasBlock(), `the ToR kept ${n1.block}: ${tor.birdc('show', 'route', 'all')}`);
+}));
+
+test.run();

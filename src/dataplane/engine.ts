@@ -465,6 +465,8 @@ export class Engine {
       this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
       const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));
       if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
+      // tx6 takes up to the underlay's MTU (the kernel refuses more: Packet Too Big instead).
+      this.pipe.v6.tx6Mtu = Math.min(model.mtu.underlay, this.underlay!.mtu);
       applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip) });
     } catch (e) {
       this.followBack(e as Error, infraBefore);

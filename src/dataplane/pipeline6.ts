@@ -79,6 +79,10 @@ export class Pipeline6 {
   /** IPv6 pools with natOutgoing: their egress outside the pools is masqueraded by the kernel
    * (table ip6 podway, nft-nat.ts); counted and traced here. */
   readonly natSources6 = new Prefixes6();
+  /** The largest packet tx6 may take: the underlay's MTU (the engine sets it with each model). The
+   * kernel refuses a raw IPv6 packet bigger than its output device's MTU (EMSGSIZE, counted on
+   * tx6 and lost), so a bigger one is answered here with Packet Too Big, as a route would. */
+  tx6Mtu = 1500;
 
   constructor(private readonly p: Pipeline, maxPorts: number) {
     this.b = p.b;
@@ -360,8 +364,16 @@ export class Pipeline6 {
     }
     if (this.tx6Port >= 0) {
       if (b[ip + 7] <= 1) return this.icmpError(i, inPort, ip, ICMPV6_TIME_EXCEEDED, ICMPV6_HOP_LIMIT_EXCEEDED, 0, Reason.TTL_EXPIRED);
+      const total = IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
+      // IPv6 is never fragmented on the way: too big for the underlay is Packet Too Big to the pod
+      // (counted frag_needed), not a send the kernel refuses (it checks the output device's MTU;
+      // the underlay's stands for it, the device of the node's routes to nodes and, usually, out).
+      if (total > this.tx6Mtu) {
+        if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: through the node's routing (tx6), ${total} bytes > underlay mtu ${this.tx6Mtu}`);
+        return this.icmpError(i, inPort, ip, ICMPV6_PACKET_TOO_BIG, 0, this.tx6Mtu, Reason.FRAG_NEEDED);
+      }
       b[ip + 7]--;
-      this.setFrame(i, ip, IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]));
+      this.setFrame(i, ip, total);
       if (this.isKnownNode6(ip + 24)) {
         if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: another node's address: through the node's routing (tx6)`);
         return this.count(Event.EGRESS, this.tx6Port);

@@ -301,6 +301,32 @@ test('no IPv6 raw socket: a pod\'s packet outside the pools gets ICMPv6 unreacha
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 1);
 });
 
+test('tx6: a pod\'s packet for another node\'s address bigger than the underlay MTU gets Packet Too Big with that MTU, counted frag_needed, not handed to the kernel (which would refuse it)', () => {
+  const h = makeHarness6();
+  const tx6 = h.io.openRaw({ ipv6: true });
+  h.pipe.setPort(tx6, Role.TX6, 'tx6(raw)');
+  h.pipe.v6.tx6Port = tx6;
+  (h.infra as Record<string, number>).tx6 = tx6; // looked at by onlyFrame/nothingSent
+  const a = h.port('caliA');
+  const big = frame6('v6_big'); // 1448 bytes of IPv6
+  big.set(parseIpv6Bytes(NODE2_6), 14 + 24);
+  h.pipe.v6.tx6Mtu = 1400;
+  h.receive(a, big.slice());
+  const out = onlyFrame(h, a, 'packet too big').bytes;
+  assert.is(out[14 + 40], 2, 'ICMPv6 packet too big');
+  assert.is(u16(out, 14 + 44) * 65536 + u16(out, 14 + 46), 1400, 'the underlay MTU');
+  assert.is(icmpv6Sum(out, 14, 54, u16(out, 14 + 4)), 0xffff, 'ICMPv6 checksum');
+  assert.is(toHex(out, 14 + 24, 16), toHex(big, 14 + 8, 16), 'back to the pod that sent it');
+  assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
+  assert.is(h.pipe.counters[Event.EGRESS], 0);
+  // at the MTU exactly it goes
+  h.pipe.v6.tx6Mtu = 1448;
+  h.receive(a, big.slice());
+  assert.is(onlyFrame(h, tx6, 'fits').bytes.length, 1448);
+  assert.is(h.pipe.counters[Event.EGRESS], 1);
+  assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
+});
+
 test('multicast from a pod (an MLD report) is not routed, counted', () => {
   const h = makeHarness6();
   const f = frame6('v6pipe_a_to_b');

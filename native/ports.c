@@ -390,6 +390,14 @@ int port_open_udp(struct port *p, const struct open_opts *o, uint16_t *bound_por
   return 0;
 }
 
+/* A transmit-only socket takes nothing into its receive queue: a classic BPF filter that keeps
+ * 0 bytes of every packet (checked before the queue, sk_filter). Returns 0 or -errno. */
+static int drop_all_rx(int fd) {
+  struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
+  struct sock_fprog prog = { .len = 1, .filter = &drop };
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0 ? -errno : 0;
+}
+
 /* Transmit only: whole IPv6 packets handed to the node's own IPv6 routing (pod egress to node
  * addresses). IPPROTO_RAW implies the header is ours (IPV6_HDRINCL); each is sent to the
  * destination address in its own header (fill_msg). */
@@ -398,10 +406,12 @@ static int port_open_raw6(struct port *p, const struct open_opts *o) {
   p->raw6 = 1;
   p->fd = socket(AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
   if (p->fd < 0) return fail(p, -errno);
-  /* Nothing is read from it: a receive filter would not help, the queue stays empty (IPPROTO_RAW
-   * sockets receive nothing). */
-  set_bufs(p->fd, o);
+  /* Nothing is read from it, yet an IPPROTO_RAW socket does receive: every IPv6 packet for one of
+   * the node's addresses whose next header is 255 is queued on it (the kernel delivers a raw
+   * socket the packets of its protocol number). Filtered out before the queue. */
   int err;
+  if ((err = drop_all_rx(p->fd))) return fail(p, err);
+  set_bufs(p->fd, o);
   if ((err = alloc_scratch(p))) return fail(p, err);
   p->in_use = 1;
   return 0;
@@ -417,6 +427,9 @@ int port_open_raw(struct port *p, const struct open_opts *o) {
   int err;
   /* We write the whole IPv4 header ourselves (the outer header of IPIP, built in place). */
   if ((err = set_int(p->fd, IPPROTO_IP, IP_HDRINCL, 1))) return fail(p, err);
+  /* IPPROTO_RAW is the transmit-only port (tx4): it would receive every IPv4 packet of protocol
+   * 255 for the node, and nothing reads it. */
+  if (o->proto == IPPROTO_RAW && (err = drop_all_rx(p->fd))) return fail(p, err);
   set_bufs(p->fd, o);
   if (o->bind_addr) {
     struct sockaddr_in sin;

@@ -754,4 +754,49 @@ test('raw IPv4 protocol 4: IPIP packets cross two namespaces without an ipip mod
   });
 });
 
+/** The receive queues (bytes) of a namespace's raw sockets of protocol 255 (IPPROTO_RAW), from
+ * /proc/net/raw or raw6 ("tx_queue:rx_queue" in hex, local "address:protocol"). */
+function rawRxQueues(n: Netns, file: 'raw' | 'raw6'): number[] {
+  return n.exec('cat', [`/proc/net/${file}`]).split('\n').slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f.length > 4 && f[1].endsWith(':00FF')).map((f) => parseInt(f[4].split(':')[1], 16));
+}
+
+/** A counter of /proc/net/snmp6 (name value lines) or /proc/net/snmp (Ip: header and value lines). */
+function snmp(n: Netns, name: string): number {
+  const six = n.exec('cat', ['/proc/net/snmp6']).split('\n').map((l) => l.trim().split(/\s+/)).find((f) => f[0] === name);
+  if (six) return Number(six[1]);
+  const lines = n.exec('cat', ['/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Ip: '));
+  const k = lines[0].split(/\s+/).indexOf(name);
+  return Number(lines[1].split(/\s+/)[k]);
+}
+
+test('raw IPPROTO_RAW ports (tx6, tx4) are transmit only: packets of protocol 255 for the node reach them but never sit in their receive queue', async () => {
+  await withNetns(['rawrx'], async ([A]) => {
+    const tx6 = native.openRaw({ netns: ns(A), ipv6: true });
+    const tx4 = native.openRaw({ netns: ns(A), proto: 255 });
+    try {
+      // IPv6 ::1 -> ::1, next header 255, 32 bytes: the kernel delivers it to the raw sockets of
+      // protocol 255 (Ip6InDelivers counts it; without one it would be an unknown protocol).
+      const o = pool.start(0);
+      b.fill(0, o, o + 72);
+      b[o] = 0x60; put16(o + 4, 32); b[o + 6] = 255; b[o + 7] = 64; b[o + 23] = 1; b[o + 39] = 1;
+      pool.len[0] = 72; pool.txList[0] = 0;
+      const delivered6 = snmp(A, 'Ip6InDelivers');
+      for (let k = 0; k < 4; k++) assert.is(native.send(tx6, 0, 1), 1, 'sent');
+      assert.ok(await waitFor(() => snmp(A, 'Ip6InDelivers') >= delivered6 + 4, 3000), 'delivered to the node\'s raw sockets');
+      assert.is(snmp(A, 'Ip6InUnknownProtos'), 0, 'taken by a raw socket of protocol 255');
+      assert.equal(rawRxQueues(A, 'raw6'), [0], 'tx6 queued none of them');
+      // IPv4 127.0.0.1 -> 127.0.0.1, protocol 255
+      ipv4(o, ip4('127.0.0.1'), ip4('127.0.0.1'), 255, 20 + 32);
+      pool.len[0] = 52; pool.addr[0] = ip4('127.0.0.1');
+      const delivered4 = snmp(A, 'InDelivers');
+      for (let k = 0; k < 4; k++) assert.is(native.send(tx4, 0, 1), 1, 'sent');
+      assert.ok(await waitFor(() => snmp(A, 'InDelivers') >= delivered4 + 4, 3000), 'delivered to the node\'s raw sockets');
+      assert.equal(rawRxQueues(A, 'raw'), [0], 'tx4 queued none of them');
+    } finally {
+      native.close(tx6);
+      native.close(tx4);
+    }
+  });
+});
+
 test.run();

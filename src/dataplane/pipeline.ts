@@ -342,6 +342,8 @@ export class Pipeline implements CapturePorts {
     const f = this.pool.start(i);
     const len = this.pool.len[i];
     const peer = this.pool.addr[i];
+    // A drop before the inner frame is looked at is still traced, by its inner IPv4 header.
+    if (this.trace !== null) this.traceVxlanPayload(f, len, peer);
     if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
     if (len < 8 + ETH_HLEN) return this.drop(Drop.TOO_SHORT);
     if ((b[f] & 0x08) === 0) return this.drop(Drop.BAD_VXLAN_FLAGS);
@@ -358,7 +360,8 @@ export class Pipeline implements CapturePorts {
     const v = validateIpv4(b, ip, len - ETH_HLEN);
     if (v !== Drop.OK) return this.drop(v);
     if (this.trace !== null) {
-      this.startTrace(ip, -1);
+      // (the socket path opened the record already, before the outer checks)
+      if (this.tr === null) this.startTrace(ip, -1);
       if (this.tr !== null) this.tr.stages.push(`vxlan decap: from node ${formatIpv4(peer)} (known), vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}${viaSocket ? '' : ' (underlay port)'}`);
     }
     return this.deliverDecapsulated(i, ip, viaSocket);
@@ -368,9 +371,9 @@ export class Pipeline implements CapturePorts {
     const b = this.b;
     const f = this.pool.start(i);
     const peer = this.pool.addr[i];
-    if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+    if (!this.addr.knownNodes.has(peer)) return this.traceOuterDrop(f, 'ipip', Reason.UNKNOWN_TUNNEL_SOURCE);
     const inner = decapIpipPacket(b, f, this.pool.len[i]);
-    if (inner < 0) return this.drop(-inner);
+    if (inner < 0) return this.traceOuterDrop(f, 'ipip', -inner);
     if (this.trace !== null) {
       this.startTrace(inner, -1);
       if (this.tr !== null) this.tr.stages.push(`ipip decap: outer ${formatIpv4(peer)} -> ${formatIpv4(this.addr.nodeIp)} proto 4 (known node)`);
@@ -407,13 +410,20 @@ export class Pipeline implements CapturePorts {
     const v = validateIpv4(b, ip, len - ETH_HLEN);
     if (v !== Drop.OK) return this.drop(v);
     const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
-    const nh = this.nh.fib.lookup(dst);
-    // An unallocated address of this node's own block: Calico's blackhole route drops it here.
-    if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
-    if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
+    // Traced from here (a valid header), before any verdict: a drop below is part of the record.
     if (this.trace !== null) {
       this.startTrace(ip, -1);
       if (this.tr !== null) this.tr.stages.push(`underlay: unencapsulated from ${formatMac(b, f + 6)}`);
+    }
+    const nh = this.nh.fib.lookup(dst);
+    // An unallocated address of this node's own block: Calico's blackhole route drops it here.
+    if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) {
+      if (this.tr !== null) this.tr.stages.push(`lookup ${formatIpv4(dst)}: ${this.describeNh(nh)}`);
+      return this.drop(Reason.BLACKHOLE);
+    }
+    if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) {
+      if (this.tr !== null) this.tr.stages.push(`lookup ${formatIpv4(dst)}: ${nh === NO_ROUTE ? 'no route' : this.describeNh(nh)}: not for a local pod (underlay_not_for_pods)`);
+      return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
     }
     return this.route(i, -1, ip, false, false, dst, nh);
   }
@@ -430,9 +440,9 @@ export class Pipeline implements CapturePorts {
     const peer = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
     const proto = b[ip + 9];
     if (proto === IPPROTO_IPIP) {
-      if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+      if (!this.addr.knownNodes.has(peer)) return this.traceOuterDrop(ip, 'ipip (underlay port)', Reason.UNKNOWN_TUNNEL_SOURCE);
       const inner = decapIpipPacket(b, ip, len);
-      if (inner < 0) return this.drop(-inner);
+      if (inner < 0) return this.traceOuterDrop(ip, 'ipip (underlay port)', -inner);
       if (this.trace !== null) {
         this.startTrace(inner, -1);
         if (this.tr !== null) this.tr.stages.push(`ipip decap: outer ${formatIpv4(peer)} -> ${formatIpv4(this.addr.nodeIp)} proto 4 (known node, underlay port)`);
@@ -442,13 +452,13 @@ export class Pipeline implements CapturePorts {
     // Anything else for the node (a filter without `tunnels`, a test harness) is the kernel's.
     const udp = ip + ((b[ip] & 15) << 2);
     if (proto !== IPPROTO_UDP || len < udp - ip + 8 || ((b[udp + 2] << 8) | b[udp + 3]) !== VXLAN_PORT) return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
-    if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+    if (!this.addr.knownNodes.has(peer)) return this.traceOuterDrop(ip, 'vxlan (underlay port)', Reason.UNKNOWN_TUNNEL_SOURCE);
     // The outer UDP checksum is not summed here (the UDP socket's kernel did it in C): what it
     // covers beyond the inner packet's own checksums is the VXLAN header, checked field by field,
     // and the inner MACs, which the route rewrites. Summing it in JS would cost a pass over every
     // packet (with transmit GSO a podway sender's VXLAN carries the kernel's checksum).
     const eth = decapVxlanPacket(b, ip, len, CALICO_VNI, VXLAN_PORT, false);
-    if (eth < 0) return this.drop(-eth);
+    if (eth < 0) return this.traceOuterDrop(ip, 'vxlan (underlay port)', -eth);
     return this.vxlanInner(i, eth, vxlanInnerLength(b, eth), peer, false);
   }
 
@@ -939,6 +949,38 @@ export class Pipeline implements CapturePorts {
     }
     this.portCounters[pc + PortCounter.TX_BYTES] += bytes;
     if (sent < segs) this.portCounters[pc + PortCounter.DROPS] += segs - sent;
+  }
+
+  /**
+   * Drops `reason` a tunnel packet whose outer IPv4 header is at `ip`, dropped before its inner
+   * packet was decapsulated: traced by that outer header (when a trace is on and it matches).
+   */
+  private traceOuterDrop(ip: number, what: string, reason: number): number {
+    if (this.trace !== null) {
+      this.startTrace(ip, -1);
+      const b = this.b;
+      const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+      if (this.tr !== null) this.tr.stages.push(`${what}: outer ${formatIpv4(src)} -> ${formatIpv4(this.addr.nodeIp)} (${this.addr.knownNodes.has(src) ? 'known node' : 'not a known node'})`);
+    }
+    return this.drop(reason);
+  }
+
+  /**
+   * Opens a trace record for a VXLAN payload from the socket (VXLAN header at `f`) by its inner
+   * IPv4 header, when there is one to read, so that the outer checks' drops are traced too.
+   */
+  private traceVxlanPayload(f: number, len: number, peer: number): void {
+    const b = this.b;
+    const eth = f + 8;
+    if (len < 8 + ETH_HLEN + 20 || ((b[eth + 12] << 8) | b[eth + 13]) !== ETHERTYPE_IPV4) return;
+    this.startTrace(eth + ETH_HLEN, -1);
+    if (this.tr !== null) this.tr.stages.push(`vxlan from ${formatIpv4(peer)} (${this.addr.knownNodes.has(peer) ? 'known node' : 'not a known node'}), vni ${(b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]}`);
+  }
+
+  /** A next hop as trace records name it (trace only: builds a string). */
+  private describeNh(nh: number): string {
+    const r = this.nh.routes[nh];
+    return `${r.cidr} ${NH_KIND_NAMES[this.nh.kind[nh]]}${r.node ? ' (node ' + r.node + ')' : ''}`;
   }
 
   private startTrace(ip: number, port: number): void {

@@ -210,10 +210,10 @@ export class Pipeline6 {
     const u = this.p.addr.underlayMac;
     for (let k = 0; k < 6; k++) if (b[f + k] !== u[k]) return HOST;
     if (nhdr === IPPROTO_UDP6 && this.hasNodeIp6 && this.isNodeIp6(ip + 24) && end - ip >= IPV6_HEADER_LEN + 8 && ((b[ip + 42] << 8) | b[ip + 43]) === VXLAN_PORT) {
-      if (!this.isKnownNode6(ip + 8)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
+      if (!this.isKnownNode6(ip + 8)) return this.traceOuterDrop(ip, Reason.UNKNOWN_TUNNEL_SOURCE);
       const inner = decapVxlan6Packet(b, ip, len - ETH_HLEN, CALICO_VNI);
-      if (inner < 0) return this.drop(-inner);
-      if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
+      if (inner < 0) return this.traceOuterDrop(ip, -inner);
+      if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.traceOuterDrop(ip, Reason.UNSUPPORTED_ETHERTYPE);
       return this.fromNetwork(i, inner + ETH_HLEN, end - inner - ETH_HLEN);
     }
     const nhs = this.nh;
@@ -523,6 +523,18 @@ export class Pipeline6 {
     this.p.lastDrop = reason;
     if (this.p.tr !== null) this.p.tr.stages.push(`drop: ${COUNTER_NAMES[reason] ?? reason}`);
     return DROP;
+  }
+
+  /**
+   * Drops `reason` an IPv6 VXLAN packet from the underlay whose outer IPv6 header is at `ip`,
+   * dropped before decapsulation: traced by that outer header (when a trace is on and matches).
+   */
+  private traceOuterDrop(ip: number, reason: number): number {
+    if (this.p.trace !== null && ipv6WalkExtHeaders(this.b, ip, this.walk) === Drop.OK) {
+      this.startTrace(ip, -1);
+      if (this.p.tr !== null) this.p.tr.stages.push(`vxlan (underlay port): outer ${formatIpv6(this.b, ip + 8)} (${this.isKnownNode6(ip + 8) ? 'known node' : 'not a known node'})`);
+    }
+    return this.drop(reason);
   }
 
   /** Opens the trace record of the IPv6 packet at `ip` (walked) when it matches the filter. */

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { CaptureTap, Stage, readRecords } from '../../src/dataplane/capture';
 import { PcapngWriter } from '../../src/dataplane/pcapng';
-import { parseTraceFilter } from '../../src/dataplane/trace';
+import { parseTraceFilter, TraceSession } from '../../src/dataplane/trace';
 import { Reason } from '../../src/dataplane/counters';
 import { Neighbors6 } from '../../src/dataplane/engine6';
 import { underlayFilter } from '../../src/dataplane/host';
@@ -106,9 +106,15 @@ test('node2 decapsulates IPv6 VXLAN from a known node and delivers to its pod (h
   const forged = wire.slice();
   forged[14 + 8 + 15] = 0x77;
   fixUdp6(forged);
+  // traced by its outer header, though it is dropped before decapsulation
+  const t = new TraceSession(parseTraceFilter(['host', 'fd99::77']), 2);
+  h2.pipe.trace = t;
   h2.receive(h2.infra.underlay, forged);
   nothingSent(h2, 'unknown source');
   assert.is(h2.pipe.counters[Reason.UNKNOWN_TUNNEL_SOURCE], 1);
+  assert.is(t.records.length, 1);
+  assert.match(t.records[0].stages.join('\n'), /^ipv6 fd99::77 -> fd99::2 next header 17[^]*vxlan \(underlay port\): outer fd99::77 \(not a known node\)\ndrop: unknown_tunnel_source$/);
+  h2.pipe.trace = null;
   // A zero or wrong outer UDP checksum is dropped (IPv6 requires it).
   const zero = wire.slice();
   zero[14 + 46] = 0; zero[14 + 47] = 0;

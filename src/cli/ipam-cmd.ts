@@ -237,7 +237,36 @@ function graceOption(): Option {
     .default(formatDuration(DEFAULT_LEAK_GRACE_MS));
 }
 
-interface CheckOpts { datastore?: string; output: string; gracePeriod: string; showAllIps?: boolean }
+interface CheckOpts { datastore?: string; output: string; gracePeriod: string; showAllIps?: boolean; cniPendingDelDir: string }
+
+/** A DEL the CNI plugin deferred while etcd was unreachable, as check reports it. */
+export interface DeferredCniRelease {
+  readonly file: string;
+  readonly network: string;
+  readonly containerID: string;
+  readonly handle: string | null;
+  readonly endpoints: readonly string[];
+  readonly deferredAt: string;
+  /** For the datastore checked (else another one's, left for its podway). */
+  readonly thisDatastore: boolean;
+}
+
+/** The plugin's spool (src/cni/pending-del.ts): read here, never changed. */
+function deferredCniReleases(dir: string, spec: DatastoreSpec): { entries: DeferredCniRelease[]; unreadable: string[] } {
+  const { readPending, datastoreKey } = require('../cni/pending-del') as typeof import('../cni/pending-del');
+  const key = datastoreKey(spec);
+  const entries: DeferredCniRelease[] = [];
+  const unreadable: string[] = [];
+  for (const s of readPending(dir)) {
+    if (!s.entry) {
+      unreadable.push(`${s.file} (${s.error})`);
+      continue;
+    }
+    const e = s.entry;
+    entries.push({ file: s.file, network: e.network, containerID: e.containerID, handle: e.handle, endpoints: e.endpoints.map((r) => `${r.namespace}/${r.name}`), deferredAt: e.deferredAt, thisDatastore: e.datastore === key });
+  }
+  return { entries, unreadable };
+}
 
 /** What `ipam check -o json` prints and `-o FILE` writes; `release --from-report` reads it back. */
 export interface CheckReport {
@@ -253,6 +282,8 @@ export interface CheckReport {
   readonly allocations: readonly AuditedAllocation[];
   readonly leakedHandles: IpamAudit['leakedHandles'];
   readonly outsidePools: IpamAudit['outsidePools'];
+  /** DELs this host's CNI plugin deferred while etcd was down (not problems: podway run replays them). */
+  readonly deferredCniReleases: readonly DeferredCniRelease[];
 }
 
 /**
@@ -274,6 +305,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
       audit: await auditIpam(kv, { gracePeriodMs: graceMs }), guid: await clusterGuid(kv), source: kv.description,
     };
   });
+  const deferred = deferredCniReleases(o.cniPendingDelDir, kvSpec(o, false));
   const byKind = (k: AuditProblem['kind']) => audit.problems.filter((p) => p.kind === k);
   const total = problems.reduce((n, p) => n + problemCount(p), 0) + audit.problems.length;
   const count = (s: AuditedAllocation['state']) => audit.allocations.filter((a) => a.state === s).length;
@@ -286,6 +318,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
       notAllocated: byKind('not-allocated').length, outsidePools: audit.outsidePools.length,
     },
     allocations: audit.allocations, leakedHandles: audit.leakedHandles, outsidePools: audit.outsidePools,
+    deferredCniReleases: deferred.entries,
   };
   if (toFile !== null) {
     try {
@@ -360,6 +393,14 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
   lines.push('');
   lines.push('Scanning handles and block affinities...', ...elsewhere.map((p) => `  ${p.message}`));
   lines.push(`Found ${elsewhere.length} problems in handles and block affinities (${audit.leakedHandles.length} handles hold no IPs).`);
+  lines.push('', `Scanning releases the CNI plugin deferred while etcd was unreachable (${o.cniPendingDelDir})...`);
+  for (const d of deferred.entries) {
+    const what = [d.handle ? `handle ${d.handle}` : null, d.endpoints.length ? `endpoint ${d.endpoints.join(' or ')}` : null].filter(Boolean).join(' and ');
+    lines.push(`  ${what} of container ${d.containerID} (network ${d.network}): DEL deferred at ${d.deferredAt}; ${d.thisDatastore ? 'still counted as used above until podway run on this node replays it' : 'for another datastore'}`);
+  }
+  for (const u of deferred.unreadable) lines.push(`  unreadable: ${u}`);
+  const mine = deferred.entries.filter((d) => d.thisDatastore).length;
+  lines.push(`Found ${mine} deferred releases pending for this datastore${deferred.entries.length > mine ? ` (${deferred.entries.length - mine} for others)` : ''}; podway run replays them once etcd answers (not counted as problems).`, '');
   lines.push(`Check complete; found ${total} problems.`);
   if (toFile !== null) lines.push(`Report written to ${toFile}.`);
   out(lines.join('\n') + '\n');
@@ -710,6 +751,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .description(`compare IPAM with itself and with the addresses workloads and nodes use; exits ${CHECK_FOUND_PROBLEMS} when it finds problems`)
     .addOption(new Option('-o, --output <format|file>', 'table, json (the report, to stdout), or a FILE to write the JSON report to (for release --from-report; any other value is a file name, as in calicoctl: -o yaml writes a file named yaml, with a warning)').default('table'))
     .option('--show-all-ips', 'list every allocation and who uses it')
+    .option('--cni-pending-del-dir <dir>', 'where this host\'s CNI plugin records DELs it deferred while etcd was unreachable (listed, not changed)', '/var/lib/podway/pending-del')
     .addOption(graceOption())
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())

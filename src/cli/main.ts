@@ -130,6 +130,7 @@ export function buildProgram(): Command {
     .option('--datastore <spec>', 'file:PATH (a YAML file), etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, then Calico\'s DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)')
     .option('--control <path>', 'control socket (default /run/podway/NODE.sock)')
     .option('--model-cache <path>', 'etcd datastore: the last-known-good model, written on local disk (at most every 10 s) and forwarded on when podway starts while etcd is unreachable, until it answers; "none": no cache (default /var/lib/podway/NODE.model.json)')
+    .option('--cni-pending-del-dir <dir>', 'etcd datastore: where podway\'s CNI plugin records the DELs it could not finish while etcd was unreachable (its "pending_del_dir"); replayed here at start, when etcd answers again and every minute (default /var/lib/podway/pending-del)')
     .option('--batch <n>', 'frames per batch', (v) => Number(v), 256)
     .addOption(new Option('--rx-ring <version>', 'AF_PACKET receive ring: 2 = wake per frame (default: no block timer on the path), 3 = block batching').choices(['2', '3']).default('2'))
     .option('--underlay-ring-mb <n>', 'receive ring of the underlay port in MiB, per worker (unswappable kernel memory; one ring takes all the node\'s tunnel traffic; default 16)', (v) => Number(v))
@@ -190,7 +191,7 @@ export function buildProgram(): Command {
       const autodetectPollMs = pollText === undefined ? DEFAULT_AUTODETECT_POLL_MS : parseDuration(pollText, o.autodetectPollInterval !== undefined ? 'run: --autodetect-poll-interval' : 'run: AUTODETECT_POLL_INTERVAL');
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new Error('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), logLevel, metricsPort, metricsHost });
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {
@@ -222,6 +223,9 @@ export function buildProgram(): Command {
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
     if (s.nat6?.table) lines.push(`nat6: table ${s.nat6.table}; natOutgoing from ${s.nat6.natPools.join(', ') || 'no pool'}; ports ${s.nat6.portRange}; udp timeout ${s.nat6.udpTimeout.unreplied}/${s.nat6.udpTimeout.replied} s; at most ${s.nat6.maxFlows} flows${s.nat6.lastError ? '; last error: ' + s.nat6.lastError : ''}`);
     else if (s.nat6?.lastError) lines.push(`nat6: unavailable: ${s.nat6.lastError}`);
+    // DELs the CNI plugin deferred while etcd was down (pending-del-replay.ts), once there were any
+    const pd = s.cniPendingDel;
+    if (pd && (pd.pending || pd.replayed || pd.failed || pd.ignored)) lines.push(`cni deferred DELs (${pd.dir}): ${pd.pending} pending, ${pd.replayed} replayed, ${pd.failed} failed${pd.ignored ? `, ${pd.ignored} not for this datastore or unreadable` : ''}${pd.lastError ? `; last error: ${pd.lastError}` : ''}`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
     return lines.filter((l) => l !== null).join('\n') + '\n';
   }, { starting: true }); // a podway still starting answers status only to a caller that reads that answer

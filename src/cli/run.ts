@@ -43,6 +43,7 @@ import type { Server as NetServer } from 'node:net';
 import * as path from 'node:path';
 import { renameSync } from 'node:fs';
 import { oneAtATime } from '../util/one-at-a-time';
+import type { PendingDelReplayer } from './pending-del-replay';
 
 export interface RunOptions {
   node: string;
@@ -100,6 +101,11 @@ export interface RunOptions {
   /** The last-known-good model file (model-cache.ts; default /var/lib/podway/NODE.model.json;
    * 'none': no cache). etcd datastores only. */
   modelCache?: string;
+  /** Where the CNI plugin spools DELs deferred while etcd was down (replayed here; etcd only;
+   * default /var/lib/podway/pending-del). */
+  cniPendingDelDir?: string;
+  /** How often that spool is looked at besides start and reconnects (ms; default 60 s). */
+  cniPendingDelIntervalMs?: number;
 }
 
 /** What podway's nftables table should hold for this model. */
@@ -324,6 +330,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // Every registration (joinCluster) here, one at a time: two tunnel-address reconciles at once
     // can release the address the other just assigned and wrote to the Node (tunnel-addrs.ts).
     const joinSerial = oneAtATime();
+    // DELs the CNI plugin deferred while etcd was unreachable (pending-del-replay.ts): replayed
+    // once the datastore answers, again when it answers after being away, and every minute.
+    // Loaded for etcd only (the IPAM and the v3 store come with it).
+    const replayer: PendingDelReplayer | null = spec.kind === 'etcd'
+      ? new (require('./pending-del-replay') as typeof import('./pending-del-replay')).PendingDelReplayer(opts.cniPendingDelDir, spec, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.cniPendingDelIntervalMs)
+      : null;
+    let replayInSync = false;
     // On etcd or the embedded store, register this node first (as calico-node does), then start
     // the model thread: parsing, validation and the model run in their own thread from the start
     // (the forwarding thread only ever receives finished models). A datastore that cannot be used
@@ -392,6 +405,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
     }
     if (source) say(`datastore ${specText}`);
+    if (source) replayer?.start();
     phase = 'setting up the dataplane';
     current = first;
     const udpTimeout = opts.natUdpTimeout !== undefined ? { unreplied: opts.natUdpTimeout, replied: opts.natUdpTimeout } : { unreplied: 30, replied: 120 };
@@ -484,7 +498,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       status: async () => {
         const r = await health.report();
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString() } : null;
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, cachedModel, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, cachedModel, cniPendingDel: replayer?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
       },
       commands: {
         'log-level': (req) => {
@@ -696,6 +710,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
     };
     const onModelMessage = (m: ModelMessage) => {
       if (stopping) return;
+      handleModelMessage(m);
+      // The datastore answers again after being away: deferred CNI DELs can be replayed now.
+      const inSync = health.datastoreInSync;
+      if (inSync && !replayInSync) replayer?.kick('the datastore answers again');
+      replayInSync = inSync;
+    };
+    const handleModelMessage = (m: ModelMessage) => {
       nodeMetrics?.datastoreEvent(m.type);
       if (m.type === 'model' || m.type === 'unchanged') {
         nodeMetrics?.computed(m.ms / 1000);
@@ -766,6 +787,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       latest = { model: f, ms: 0 };
       void applyLatest();
       monitor?.start();
+      replayer?.start();
     }, (e: Error) => {
       if (stopping) return;
       // The datastore answered but refused this node (its Node taken, say): the cached model keeps
@@ -790,6 +812,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.
         const monitorStopped = monitor?.stop() ?? Promise.resolve();
+        const replayStopped = replayer?.stop() ?? Promise.resolve();
         server.close();
         broadcast({ type: 'stop' });
         eng.stop();
@@ -799,7 +822,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         const registered = registering ? Promise.race([registering, new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
-        void Promise.all([monitorStopped, natStopped, joinEnded, cacheWritten, registered, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
+        void Promise.all([monitorStopped, replayStopped, natStopped, joinEnded, cacheWritten, registered, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
           .then(() => source?.close())
           .then(resolve);
       };

@@ -14,6 +14,9 @@ import { dirname } from 'node:path';
 import { FileLock, FileLockTimeoutError } from '../control/kv/file-lock';
 import { CniError, CNI_CODES } from './errors';
 
+/** The lock was not taken within its bound (code 11). */
+export class IpamLockTimeoutError extends CniError {}
+
 export interface IpamLockOptions {
   readonly file: string;
   readonly timeoutMs: number;
@@ -35,7 +38,7 @@ export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>):
       await lock.acquire();
     } catch (e) {
       if (e instanceof FileLockTimeoutError) {
-        throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}) not taken: ${e.message}; another plugin process (or podway run replaying a deferred DEL) holds it`);
+        throw new IpamLockTimeoutError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}) not taken: ${e.message}; another plugin process (or podway run replaying a deferred DEL) holds it`);
       }
       throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
     }

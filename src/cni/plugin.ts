@@ -10,7 +10,8 @@ import { configVersion, decodeConfig, NetConf, parseConfig, parseValidAttachment
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
-import { IpamLockOptions, withIpamLock } from './ipam-lock';
+import { IpamLockOptions, IpamLockTimeoutError, withIpamLock } from './ipam-lock';
+import { datastoreKey, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import type { KvStore } from '../control/kv/kv';
 import { KvUnavailableError } from '../control/kv/kv';
@@ -225,6 +226,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
       // A repeated ADD of the same attachment (a runtime retrying after a lost reply, say) finds
       // the endpoint the first one wrote and keeps its addresses, as Calico's plugin does: IPAM is
       // not asked again, so the first addresses are not left held on the handle until DEL.
+      await replayOwnPending(kv, conf, env.containerId);
       const earlier = await earlierAttachment(kv, conf, env, id, handle);
       if (earlier) {
         ips.push(...earlier.ips);
@@ -357,29 +359,74 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     }
   }
   if (conf.ipam) runIpamPlugin(conf.ipam.type, 'DEL', env, stdin);
+  const plainVeth = conf.interfaceType === 'veth' && !('K8S_POD_NAME' in env.args && env.args.K8S_POD_NAME);
+  // Plain CNI veth names come from the container ID alone, so this one can be nobody else's.
+  const removePlainVeth = () => { if (!podLinkDeleted && plainVeth) netlink.deleteHostLink(hostVethName(podIdentity({}, env.containerId), env.containerId)); };
   // A store that does not exist holds nothing of this container's: DEL (retried after a refused
   // ADD) succeeds without making it.
-  if (!embeddedStoreMissing(conf)) await withStore(conf, async (kv) => {
-    if (!conf.ipam) await withIpamLock(ipamLockOf(conf), () => new Ipam(kv).releaseByHandle(handleId(conf.name, env.containerId)));
-    for (const c of endpointCandidates(conf, env)) {
-      const found = await getResource(kv, WEP, c.name, c.namespace);
-      if (!found) continue;
-      const spec = (found.object.spec ?? {}) as JsonObject;
-      // A newer sandbox of the same pod owns it now: leave it (and its veth, which has the same name).
-      if (typeof spec.containerID === 'string' && spec.containerID !== '' && spec.containerID !== env.containerId) continue;
-      try {
-        await deleteResource(kv, { info: WEP, name: c.name, namespace: c.namespace }, found.entry.modRevision);
-      } catch (e) {
-        if (!(e instanceof ResourceError && e.reason === 'not-found')) throw e;
-      }
-      // This container's veth went with its pod end above; otherwise (namespace gone first) remove the host end.
-      if (!podLinkDeleted && typeof spec.interfaceName === 'string' && (spec.interfaceType ?? 'veth') === 'veth') netlink.deleteHostLink(spec.interfaceName);
+  if (embeddedStoreMissing(conf)) return removePlainVeth();
+  const handle = conf.ipam ? null : handleId(conf.name, env.containerId);
+  const endpoints = endpointCandidates(conf, env);
+  let released: Released;
+  const kv = await openStore(conf);
+  try {
+    // Whether etcd answers, before the lock: DELs finding it down are deferred side by side, not
+    // one after another behind a lock each holds while waiting for etcd.
+    await kv.get(nodeKey(conf.nodename));
+    // Under the IPAM lock as a whole: a replay of this container's deferred DEL (podway run) is
+    // not interleaved with it.
+    released = await withIpamLock(ipamLockOf(conf), async () => {
+      const r = await releaseInStore(kv, handle, endpoints, env.containerId);
+      // Done now: an entry an earlier DEL of this attachment deferred has nothing left to do.
+      for (const s of readPending(conf.pendingDelDir, pendingFileName(conf.name, env.containerId, env.ifname))) removePendingFile(s.file);
+      return r;
+    });
+  } catch (e) {
+    // etcd unreachable: podman does not retry a failed DEL, so what is local goes now and the
+    // datastore part is spooled for podway run (pending-del.ts); the runtime is told success.
+    // So is a DEL that could not get the IPAM lock in time (podway run takes it to replay).
+    if (!(conf.datastore.kind === 'etcd' && (e instanceof KvUnavailableError || e instanceof IpamLockTimeoutError))) throw datastoreError(conf, e);
+    removePlainVeth();
+    const interfaceName = conf.interfaceType === 'veth' ? hostVethName(podIdentity(env.args, env.containerId), env.containerId) : podDeviceName(conf.interfaceType, podIdentity(env.args, env.containerId), env.containerId);
+    let file: string;
+    try {
+      file = writePending(conf.pendingDelDir, {
+        format: PENDING_DEL_FORMAT, network: conf.name, containerID: env.containerId, ifname: env.ifname, node: conf.nodename,
+        handle, endpoints, interfaceName, datastore: datastoreKey(conf.datastore), ipamLockFile: conf.ipamLockFile,
+        deferredAt: new Date().toISOString(), reason: (e as Error).message,
+      });
+    } catch (w) {
+      throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `${(e as Error).message}; and the release could not be deferred: "pending_del_dir" ${conf.pendingDelDir}: ${(w as Error).message}`);
+    }
+    process.stderr.write(`podway: DEL ${env.containerId} (${env.ifname}): ${(e as Error).message}; the pod's interface is removed, the release of ${handle ? `IPAM handle ${handle} and ` : ''}its WorkloadEndpoint is deferred to ${file}: podway run replays it once the datastore answers\n`);
+    return;
+  } finally {
+    await kv.close().catch(() => undefined);
+  }
+  for (const { spec } of released.deleted) {
+    // This container's veth went with its pod end above; otherwise (namespace gone first) remove the host end.
+    if (!podLinkDeleted && typeof spec.interfaceName === 'string' && (spec.interfaceType ?? 'veth') === 'veth') netlink.deleteHostLink(spec.interfaceName);
+  }
+  removePlainVeth();
+}
+
+/**
+ * ADD of a container ID whose earlier DEL was deferred (etcd was down): that DEL's release is
+ * done first, under the IPAM lock, so the handle this ADD is about to use holds nothing of the
+ * old attachment and no later replay can release the new addresses.
+ */
+async function replayOwnPending(kv: KvStore, conf: NetConf, containerId: string): Promise<void> {
+  const store = datastoreKey(conf.datastore);
+  // Entries for another datastore are not this handle's: left for the podway of that datastore.
+  const ours = () => pendingOfContainer(conf.pendingDelDir, conf.name, containerId).filter((s) => s.entry!.datastore === store);
+  if (ours().length === 0) return;
+  await withIpamLock(ipamLockOf(conf), async () => {
+    for (const s of ours()) {
+      const r = await releaseInStore(kv, s.entry!.handle, s.entry!.endpoints, containerId);
+      removePendingFile(s.file);
+      process.stderr.write(`podway: ADD ${containerId}: replayed the DEL deferred at ${s.entry!.deferredAt} (${s.file}): ${r.deleted.length} WorkloadEndpoint(s) deleted${r.kept.length ? `, kept (another container's): ${r.kept.join(', ')}` : ''}\n`);
     }
   });
-  // Plain CNI veth names come from the container ID alone, so this one can be nobody else's.
-  if (!podLinkDeleted && conf.interfaceType === 'veth' && !('K8S_POD_NAME' in env.args && env.args.K8S_POD_NAME)) {
-    netlink.deleteHostLink(hostVethName(podIdentity({}, env.containerId), env.containerId));
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

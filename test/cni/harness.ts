@@ -135,7 +135,7 @@ export class CniHarness {
    * socket the conflist names, with `--ip 10.99.0.1/24` and `more` arguments (the caller stops it).
    */
   startPodway(more: string[] = [], datastore = `embedded:${this.storeDir}`): RunningPodway {
-    return new RunningPodway(spawn('ip', ['netns', 'exec', this.node.name, process.execPath, PODWAY_BIN, 'run', '--node', this.nodeName, '--datastore', datastore, '--ip', '10.99.0.1/24', ...more, '--control', this.control], { stdio: ['ignore', 'ignore', 'pipe'] }), this.control);
+    return new RunningPodway(spawn('ip', ['netns', 'exec', this.node.name, process.execPath, PODWAY_BIN, 'run', '--node', this.nodeName, '--datastore', datastore, '--ip', '10.99.0.1/24', '--cni-pending-del-dir', this.pendingDelDir, ...more, '--control', this.control], { stdio: ['ignore', 'ignore', 'pipe'] }), this.control);
   }
 
   /** A fresh pod network namespace. */

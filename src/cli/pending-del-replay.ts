@@ -1,0 +1,156 @@
+// `podway run`'s side of deferred CNI DELs (src/cni/pending-del.ts): the entries the plugin
+// spooled while etcd was unreachable are replayed once this node's datastore answers: at start,
+// when the datastore answers again after being away, and every minute. A pass handles at most
+// MAX_PER_PASS entries, each under the plugin's host-wide IPAM lock (so an ADD of the same
+// container ID is not interleaved), and stops at the first "unreachable" (the next trigger tries
+// again). Only entries for this podway's datastore are replayed; others are reported once.
+import { existsSync } from 'node:fs';
+import type { DatastoreSpec } from '../control/kv/spec';
+import { KvUnavailableError } from '../control/kv/kv';
+import { openKvStore } from '../control/kv/open';
+import { datastoreKey, readPending, releaseInStore, removePendingFile, SpooledEntry, unchanged } from '../cni/pending-del';
+import { withIpamLock } from '../cni/ipam-lock';
+import { DEFAULT_PENDING_DEL_DIR } from '../cni/config';
+
+export const DEFAULT_REPLAY_INTERVAL_MS = 60_000;
+const MAX_PER_PASS = 100;
+const KV_TIMEOUT_MS = 5_000;
+const LOCK_TIMEOUT_MS = 20_000;
+
+export interface PendingDelStatus {
+  readonly dir: string;
+  /** Entries for this datastore still waiting (as of the last pass). */
+  readonly pending: number;
+  readonly replayed: number;
+  readonly failed: number;
+  /** Entries for another datastore, or unreadable: left alone. */
+  readonly ignored: number;
+  readonly lastError: string | null;
+  readonly lastPassAt: string | null;
+}
+
+export interface ReplayLog {
+  info(m: string): void;
+  warn(m: string): void;
+}
+
+export class PendingDelReplayer {
+  private readonly key: string;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private readonly told = new Set<string>();
+  private counts = { pending: 0, replayed: 0, failed: 0, ignored: 0 };
+  private lastError: string | null = null;
+  private lastPassAt: Date | null = null;
+
+  private readonly dir: string;
+
+  constructor(
+    dir: string | undefined,
+    private readonly spec: Exclude<DatastoreSpec, { kind: 'file' }>,
+    private readonly log: ReplayLog,
+    private readonly intervalMs = DEFAULT_REPLAY_INTERVAL_MS,
+  ) {
+    this.dir = dir ?? DEFAULT_PENDING_DEL_DIR;
+    this.key = datastoreKey(spec);
+  }
+
+  /** A first pass now, then one every intervalMs. */
+  start(): void {
+    this.kick('start');
+    if (this.timer) return;
+    this.timer = setInterval(() => this.kick('periodic'), this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** A pass now (or right after the one under way). */
+  kick(why: string): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass(why)
+      .catch((e) => this.log.warn(`deferred CNI DELs in ${this.dir}: ${(e as Error).message}`))
+      .finally(() => {
+        this.running = null;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          this.kick(why);
+        }
+      });
+  }
+
+  /** Stops the timer; resolves once a pass under way ended. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** Resolves once no pass is under way (tests, stop). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  status(): PendingDelStatus {
+    return { dir: this.dir, ...this.counts, lastError: this.lastError, lastPassAt: this.lastPassAt?.toISOString() ?? null };
+  }
+
+  private async pass(why: string): Promise<void> {
+    if (!existsSync(this.dir)) {
+      this.counts.pending = 0;
+      return;
+    }
+    const all = readPending(this.dir);
+    const mine: SpooledEntry[] = [];
+    let ignored = 0;
+    for (const s of all) {
+      if (!s.entry || s.entry.datastore !== this.key) {
+        ignored++;
+        if (!this.told.has(s.file)) {
+          this.told.add(s.file);
+          this.log.warn(s.entry ? `deferred CNI DEL ${s.file} is for datastore ${s.entry.datastore}, not this podway's ${this.key}: left for the podway of that datastore` : `deferred CNI DEL ${s.file} is unreadable (${s.error}): left as it is`);
+        }
+        continue;
+      }
+      mine.push(s);
+    }
+    this.counts.ignored = ignored;
+    this.counts.pending = mine.length;
+    this.lastPassAt = new Date();
+    if (mine.length === 0) return;
+    this.log.info(`${mine.length} deferred CNI DEL(s) in ${this.dir} (${why}): replaying${mine.length > MAX_PER_PASS ? ` the first ${MAX_PER_PASS}` : ''}`);
+    const kv = openKvStore(this.spec, { timeoutMs: KV_TIMEOUT_MS });
+    try {
+      for (const s of mine.slice(0, MAX_PER_PASS)) {
+        if (this.stopped) break;
+        const e = s.entry!;
+        try {
+          const done = await withIpamLock({ file: e.ipamLockFile, timeoutMs: LOCK_TIMEOUT_MS, setting: `"ipamLockFile" of ${s.file}` }, async () => {
+            // An ADD of the same container (or a DEL that reached the datastore) took it meanwhile.
+            if (!unchanged(s)) return null;
+            const r = await releaseInStore(kv, e.handle, e.endpoints, e.containerID);
+            removePendingFile(s.file);
+            return r;
+          });
+          this.counts.pending--;
+          if (!done) continue;
+          this.counts.replayed++;
+          const kept = done.kept.length ? `; kept ${done.kept.join(', ')} (another container's now)` : '';
+          this.log.info(`deferred CNI DEL replayed: container ${e.containerID} (network ${e.network}, ${e.ifname}, deferred at ${e.deferredAt}): ${e.handle ? `IPAM handle ${e.handle} released, ` : ''}${done.deleted.length} WorkloadEndpoint(s) deleted${kept}`);
+        } catch (err) {
+          this.counts.failed++;
+          this.lastError = `${s.file}: ${(err as Error).message}`;
+          this.log.warn(`deferred CNI DEL ${s.file} not replayed: ${(err as Error).message} (tried again later)`);
+          // The datastore went away again: the rest waits for the next pass.
+          if (err instanceof KvUnavailableError) break;
+        }
+      }
+    } finally {
+      await kv.close().catch(() => undefined);
+    }
+  }
+}

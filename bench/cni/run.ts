@@ -121,7 +121,7 @@ class BenchNode {
     // /20 in /26 blocks: room for every pod of the largest batch, and then some.
     await applyResource(this.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `bench-${this.tag}` }, spec: { cidr: '10.250.0.0/20', blockSize: 26, vxlanMode: 'Never', ipipMode: 'Never' } });
     const control = path.join(this.dir, 'podway.sock');
-    this.podway = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, path.join(ROOT, 'bin', 'podway.js'), 'run', '--node', this.node, '--datastore', spec, '--ip', '10.99.0.1/24', '--control', control, '--model-cache', path.join(this.dir, 'model.json')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.podway = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, path.join(ROOT, 'bin', 'podway.js'), 'run', '--node', this.node, '--datastore', spec, '--ip', '10.99.0.1/24', '--control', control, '--model-cache', path.join(this.dir, 'model.json'), '--cni-pending-del-dir', path.join(this.dir, 'pending-del')], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.podway.stderr!.setEncoding('utf8').on('data', (d: string) => {
       this.log.push(...d.split('\n').filter(Boolean));
       if (this.log.length > 200) this.log.splice(0, this.log.length - 200);
@@ -141,7 +141,9 @@ class BenchNode {
       await sleep(100);
     }
     this.control = control;
-    const done = installCni({ binDir: this.binDir, confDir: path.join(this.dir, 'net.d'), datastore: spec, node: this.node, name: NETWORK, env: {} });
+    const done = installCni({ binDir: this.binDir, confDir: path.join(this.dir, 'net.d'), datastore: spec, node: this.node, name: NETWORK, env: {},
+      // the bench's own IPAM lock and DEL spool, not the machine's
+      ipamLockFile: path.join(this.dir, 'run', 'ipam.lock'), pendingDelDir: path.join(this.dir, 'pending-del') });
     const conflist = JSON.parse(readFileSync(done.conflist, 'utf8')) as { name: string; plugins: Record<string, unknown>[] };
     this.plugin = done.plugin;
     this.config = { cniVersion: '1.0.0', name: conflist.name, ...conflist.plugins[0] };

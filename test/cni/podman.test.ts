@@ -75,7 +75,9 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
     for (const n of lab.nodes) {
       const h = new PodmanHost(n.ns, `${n.name}-${lab.tag}`);
       hosts.push(h);
-      const inst = podwayIn(n, ['cni', 'install', '--bin-dir', h.binDir, '--conf-dir', h.confDir, '--datastore', spec, '--node', n.name, '--control', n.control]);
+      const inst = podwayIn(n, ['cni', 'install', '--bin-dir', h.binDir, '--conf-dir', h.confDir, '--datastore', spec, '--node', n.name, '--control', n.control,
+        // this host's own lock and spool, not the machine's /run/podway and /var/lib/podway
+        '--ipam-lock-file', path.join(h.dir, 'run', 'ipam.lock'), '--pending-del-dir', path.join(h.dir, 'pending-del')]);
       assert.is(inst.code, 0, inst.out);
       const nets = JSON.parse(h.podman(['network', 'ls', '--format', 'json'])) as { name: string }[];
       assert.ok(nets.some((x) => x.name === 'podway'), `podman on ${n.name} sees the podway network: ${JSON.stringify(nets)}`);

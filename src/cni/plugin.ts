@@ -574,13 +574,16 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
           stale.add(h);
         });
       }
-      for (const h of stale) {
-        try {
-          await ipam.releaseByHandle(h);
-        } catch (err) {
-          failures.push(`release ${h}: ${(err as Error).message}`);
+      // Under the host-wide IPAM lock, as DEL's releases.
+      if (stale.size > 0) await withIpamLock(ipamLockOf(conf), async () => {
+        for (const h of stale) {
+          try {
+            await ipam.releaseByHandle(h);
+          } catch (err) {
+            failures.push(`release ${h}: ${(err as Error).message}`);
+          }
         }
-      }
+      });
     }
     // Endpoints this network wrote on this node for attachments that are not valid.
     // A host veth is removed only when no endpoint left in place (a valid one, another network's,

@@ -28,7 +28,7 @@ export function formatSince(iso: string, now = new Date()): string {
 export function formatNodeStatus(status: NodeStatus, now = new Date()): string {
   const head = 'podway process is running.\n\n';
   if (!status.enabled) return `${head}BGP is not enabled on this node (podway run --bgp, or CALICO_NETWORKING_BACKEND=bird).\n`;
-  const down = status.speakerError ? `The BGP speaker is not running: ${status.speakerError} (podway tries again).\n\n` : '';
+  const down = status.speakerError ? `The BGP speaker is not running: ${status.speakerError}${/^it starts once/.test(status.speakerError) ? '' : ' (podway tries again)'}.\n\n` : '';
   const rows = status.peers.map((p) => [p.address, p.type, p.state, formatSince(p.since, now), p.info]);
   const v4 = rows.length === 0 ? 'No IPv4 peers found.\n' : boxTable(['PEER ADDRESS', 'PEER TYPE', 'STATE', 'SINCE', 'INFO'], rows);
   return `${head}${down}IPv4 BGP status\n${v4}\nIPv6 BGP status\nNo IPv6 peers found.\n\n`;

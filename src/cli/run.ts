@@ -31,7 +31,7 @@ import { createLogger, parseLogLevel, type LogLevel } from '../observe/log';
 import type { PodwayMetrics } from '../observe/metrics';
 import type { NodeMetrics } from '../observe/node-metrics';
 import { Health, type EngineReadiness } from '../observe/health';
-import { bgpNotReady } from '../control/bgp/readiness';
+import { bgpNotReady, bgpOffStatus, speakerNotStartedStatus } from '../control/bgp/readiness';
 import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
 import { Worker } from 'node:worker_threads';
@@ -384,7 +384,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
         log.warn(`datastore ${specText} unreachable: forwarding on the cached model from ${cached.appliedAt.toISOString()} (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes) until it answers; registration waits for it too`, { cachedModel: cached.appliedAt.toISOString() });
       }
     } else ({ source, first } = await starting);
-    const bgpStatus = () => (source ? source.bgpStatus() : Promise.resolve(null));
+    // On the cached model the model thread (and the speaker in it) starts once the datastore
+    // answers: the answer says so, rather than "the model thread did not answer" (README, "Datastore
+    // away": the peers keep this node's routes only for their graceful-restart time).
+    const speakerWaits = () => `it starts once the datastore answers (podway forwards on the cached model from ${onCache?.appliedAt.toISOString() ?? '?'}; the peers keep this node's routes only for their graceful-restart time)`;
+    const bgpStatus = () => (source ? source.bgpStatus() : Promise.resolve(opts.bgp ? speakerNotStartedStatus(opts.node, speakerWaits()) : bgpOffStatus(opts.node)));
     if (source) health.setDatastore(true);
     // With --bgp, ready only while the speaker runs and every session is Established (calico-node's
     // -bird-ready): a node whose peers are down does not receive or announce routes.
@@ -393,7 +397,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // for 30 s, so readiness does not flap on one slow reply.
       let lastBgp: { status: NonNullable<Awaited<ReturnType<typeof bgpStatus>>>; at: number } | null = null;
       health.setBgp(async () => {
-        if (!source) return ['the BGP speaker starts once the datastore answers'];
+        if (!source) return [`the BGP speaker is not running: ${speakerWaits()}`];
         const s = await bgpStatus();
         if (s !== null) lastBgp = { status: s, at: Date.now() };
         const known = s ?? (lastBgp !== null && Date.now() - lastBgp.at < 30_000 ? lastBgp.status : null);

@@ -15,3 +15,17 @@ export function bgpNotReady(s: NodeStatus): string[] {
   if (down.length > 0) out.push(`BGP not established with ${down.join(',')}`);
   return out;
 }
+
+/**
+ * The answer for `podway node status`, the metrics and readiness while the speaker has not
+ * started because the model thread has not (podway forwarding on its cached model, the datastore
+ * unreachable since the start): the speaker is not running, saying why, instead of no answer.
+ */
+export function speakerNotStartedStatus(node: string, why: string): NodeStatus {
+  return { enabled: true, node, asNumber: null, routerId: null, peers: [], exported: 0, learned: 0, speakerError: why };
+}
+
+/** The same answer when BGP is off (podway run without --bgp). */
+export function bgpOffStatus(node: string): NodeStatus {
+  return { enabled: false, node, asNumber: null, routerId: null, peers: [], exported: 0, learned: 0 };
+}

@@ -24,6 +24,9 @@
  *   outside every pool), 64 B, 1 and 1,000 flows: podway (masquerading in its nftables table)
  *   against the kernel forwarding with the same masquerade rule (Calico's MASQUERADE
  *   --random-fully), and against podway's unNATed egress (what the NAT stage costs).
+ * - nat6-udp (pps): the same over IPv6 in the dual-stack lab: pod A -> fd00:203::10 on node2's
+ *   loopback, podway's table ip6 podway against the kernel's ip6 masquerade with the same rule
+ *   and against podway's unNATed IPv6 egress (78 B: the smallest IPv6 frame pktgen sends).
  * - vxlan6-encap (pps, issue 15's goal): vxlan-encap over IPv6 in a dual-stack lab of its own (its
  *   pods' MTU is 1430, IPv6 VXLAN's overhead, so the IPv4 rows keep the IPv4 lab): pod A sends
  *   IPv6/UDP to pod B's IPv6 address, podway encapsulating against a kernel node1 with Felix's
@@ -48,8 +51,8 @@ import { controlRequest } from '../../src/dataplane/control-server';
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Lab, LabNode, Mode, POOL_CIDR, run, sleep } from '../../src/lab/lab';
-import { configureKernelNode, kernelMasquerade, resetNode } from '../../src/lab/kernel';
+import { Lab, LabNode, Mode, POOL_CIDR, POOL6_CIDR, run, sleep } from '../../src/lab/lab';
+import { configureKernelNode, kernelMasquerade, kernelMasquerade6, resetNode } from '../../src/lab/kernel';
 import { deriveVtepMac } from '../../src/control';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -67,6 +70,8 @@ interface Setup { label: string; node1: NodeRole; node2: NodeRole; mode: Mode; a
 const MIN_FRAME6 = 78;
 /** An address outside every pool, held by node2's loopback in the nat scenarios (TEST-NET-3). */
 const OUTSIDE_IP = '203.0.113.10';
+/** The IPv6 outside address on node2's loopback in the dual-stack Bench (nat6-udp), a ULA range used nowhere else. */
+const OUTSIDE_IP6 = 'fd00:203::10';
 type Kind = 'pps' | 'tcp-bulk' | 'rr-latency' | 'idle' | 'observe';
 /** sizes/flows: this scenario's own (instead of the run's). */
 interface Scenario { name: string; kind?: Kind; podway: Setup; baselines: Setup[]; sizes?: number[]; flows?: number[] }
@@ -111,6 +116,17 @@ const SCENARIOS: Scenario[] = [
     baselines: [
       { label: 'kernel MASQUERADE -> outside', node1: 'kernel', node2: 'kernel', mode: 'vxlan', nat: true, outside: true },
       { label: 'podway unNATed -> outside', node1: 'podway', node2: 'kernel', mode: 'vxlan', nat: false, outside: true },
+    ],
+    sizes: [64],
+    flows: [1, 1000],
+  },
+  // nat-udp over IPv6 in the dual-stack lab: podway's table ip6 podway against the kernel's ip6 masquerade
+  {
+    name: 'nat6-udp',
+    podway: { label: 'podway natOutgoing -> outside (IPv6)', node1: 'podway', node2: 'kernel', mode: 'vxlan', nat: true, outside: true, ipv6: true },
+    baselines: [
+      { label: 'kernel ip6 MASQUERADE -> outside', node1: 'kernel', node2: 'kernel', mode: 'vxlan', nat: true, outside: true, ipv6: true },
+      { label: 'podway unNATed -> outside (IPv6)', node1: 'podway', node2: 'kernel', mode: 'vxlan', nat: false, outside: true, ipv6: true },
     ],
     sizes: [64],
     flows: [1, 1000],
@@ -269,12 +285,14 @@ class Bench {
     this.stopScrapers();
     for (const n of lab.nodes) resetNode(lab, n);
     lab.natOutgoing = !!s.nat;
+    lab.natOutgoing6 = !!s.nat && !!s.ipv6;
     lab.setMode(s.mode);
     const roles: [LabNode, NodeRole][] = [[lab.nodes[0], s.node1], [lab.nodes[1], s.node2]];
     for (const [n, role] of roles) {
       if (role === 'kernel') {
         configureKernelNode(lab, n, s.mode === 'direct' ? 'direct' : 'vxlan');
         if (s.nat && n === lab.nodes[0]) kernelMasquerade(lab, n, POOL_CIDR);
+        if (s.nat && s.ipv6 && n === lab.nodes[0]) kernelMasquerade6(lab, n, POOL6_CIDR);
       }
       else if (role === 'podway') {
         const args = s.args ?? this.podwayArgs;
@@ -288,7 +306,8 @@ class Bench {
     this.current = key;
     const podB = lab.pod('pod-b');
     if (s.ipv6 && !podB.ip6) throw new Error(`setup ${s.label}: IPv6 needs the dual-stack lab`);
-    this.dst = s.outside ? { ns: lab.nodes[1].ns, ip: OUTSIDE_IP } : { ns: podB.ns, ip: s.ipv6 ? podB.ip6! : podB.ip };
+    const outsideIp = s.ipv6 ? OUTSIDE_IP6 : OUTSIDE_IP;
+    this.dst = s.outside ? { ns: lab.nodes[1].ns, ip: outsideIp } : { ns: podB.ns, ip: s.ipv6 ? podB.ip6! : podB.ip };
     this.ipv6 = !!s.ipv6;
     // The per-packet forwarders carry one direction only (pod A -> pod B), so a ping cannot
     // check them; their rows show what arrives.
@@ -298,12 +317,12 @@ class Bench {
     }
     // warm up: ARP for 169.254.1.1 and the underlay neighbours
     for (let k = 0; k < 10; k++) {
-      const r = lab.ping('pod-a', this.dst.ip === OUTSIDE_IP ? podB.ip : this.dst.ip, 1);
+      const r = lab.ping('pod-a', s.outside ? (s.ipv6 ? podB.ip6! : podB.ip) : this.dst.ip, 1);
       // a NATed ping comes back only through the masquerade, so it checks that path too
-      if (r.received === 1 && (!s.outside || lab.ping('pod-a', OUTSIDE_IP, 1).received === 1)) return;
+      if (r.received === 1 && (!s.outside || lab.ping('pod-a', outsideIp, 1).received === 1)) return;
       await sleep(200);
     }
-    throw new Error(`setup ${s.label} (${s.mode}): pod-a cannot reach ${s.outside ? 'pod-b or ' + OUTSIDE_IP : `pod-b (${this.dst.ip})`}`);
+    throw new Error(`setup ${s.label} (${s.mode}): pod-a cannot reach ${s.outside ? 'pod-b or ' + outsideIp : `pod-b (${this.dst.ip})`}`);
   }
 
   /** measure() sends IPv6 (pod A's and pod B's IPv6 addresses; the sink listens on IPv6). */
@@ -522,6 +541,12 @@ class Bench {
     this.lab.build();
     // the nat scenarios' outside: an address on node2 outside every pool, reached by node1's default route
     run('ip', ['netns', 'exec', this.lab.nodes[1].ns, 'ip', 'addr', 'add', `${OUTSIDE_IP}/32`, 'dev', 'lo']);
+    if (this.lab.dualStack) {
+      // nat6-udp's outside: an IPv6 address on node2, reached by node1's IPv6 default route
+      const [n1, n2] = this.lab.nodes;
+      run('ip', ['netns', 'exec', n2.ns, 'ip', '-6', 'addr', 'add', `${OUTSIDE_IP6}/128`, 'dev', 'lo']);
+      run('ip', ['netns', 'exec', n1.ns, 'ip', '-6', 'route', 'add', 'default', 'via', n2.ip6!, 'dev', 'eth0']);
+    }
     if (underlayOffloads) for (const n of this.lab.nodes) run('ip', ['netns', 'exec', n.ns, 'ethtool', '-K', 'eth0', 'tx', 'on']);
   }
 

@@ -26,11 +26,15 @@ function nsRun(node: LabNode, args: string[], allowFail = false): string {
 export function resetNode(lab: Lab, node: LabNode): void {
   nsRun(node, ['ip', 'link', 'del', 'vxlan.calico'], true);
   nsRun(node, ['nft', 'delete', 'table', 'ip', LAB_MASQ_TABLE], true);
+  nsRun(node, ['nft', 'delete', 'table', 'ip6', LAB_MASQ_TABLE], true);
   for (const other of lab.nodes) if (other !== node) nsRun(node, ['ip', 'route', 'del', other.block], true);
   nsRun(node, ['ip', 'route', 'del', 'blackhole', node.block], true);
   nsRun(node, ['ip', 'link', 'del', 'vxlan-v6.calico'], true);
   for (const other of lab.nodes) if (other !== node && other.block6) nsRun(node, ['ip', '-6', 'route', 'del', other.block6], true);
   if (node.block6) nsRun(node, ['ip', '-6', 'route', 'del', 'blackhole', node.block6], true);
+  // configureKernelNode6's IPv6 forwarding: left on, the kernel would forward a podway node's pod
+  // IPv6 a second time (README: leave it off where podway runs)
+  if (node.ip6) nsRun(node, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=0'], true);
 }
 
 /**
@@ -108,6 +112,21 @@ export function kernelMasquerade(lab: Lab, node: LabNode, pool: string): void {
   const nodes = lab.nodes.map((n) => n.ip).join(', ');
   const match = `ip saddr ${pool} ip daddr != ${pool} ip daddr != { ${nodes} }`;
   const program = `table ip ${LAB_MASQ_TABLE} {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ${match} meta l4proto { tcp, udp } masquerade to :61000-65535 fully-random
+    ${match} masquerade fully-random
+  }
+}
+`;
+  execFileSync('ip', ['netns', 'exec', node.ns, 'nft', '-f', '-'], { input: program, stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
+}
+
+/** The same for an IPv6 pool (Calico's ip6tables `MASQUERADE --random-fully`; podway's table ip6 podway holds the same rule). */
+export function kernelMasquerade6(lab: Lab, node: LabNode, pool: string): void {
+  const nodes = lab.nodes.map((n) => n.ip6).filter((x): x is string => x !== null).join(', ');
+  const match = `ip6 saddr ${pool} ip6 daddr != ${pool}${nodes ? ` ip6 daddr != { ${nodes} }` : ''}`;
+  const program = `table ip6 ${LAB_MASQ_TABLE} {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     ${match} meta l4proto { tcp, udp } masquerade to :61000-65535 fully-random

@@ -289,7 +289,7 @@ static int spare_fits(const struct open_opts *s, const struct open_opts *o) {
   return o->bpf_len == 0 && s->ring == o->ring && s->ring_version == o->ring_version && s->ring_blocks == o->ring_blocks &&
          s->ring_block_size == o->ring_block_size && s->ignore_outgoing == o->ignore_outgoing &&
          s->qdisc_bypass == o->qdisc_bypass && s->vnet_hdr == o->vnet_hdr && s->gro == o->gro && s->tx_gso == o->tx_gso &&
-         s->no_scatter_rx == o->no_scatter_rx && s->rx_super == o->rx_super && s->rx_merge == o->rx_merge && s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
+         s->no_scatter_rx == o->no_scatter_rx && s->rx_super == o->rx_super && s->rx_merge == o->rx_merge && s->rx_super_tcp == o->rx_super_tcp && s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
 }
 
 static int take_spare(struct addon *a, const struct open_opts *o, struct port *p) {
@@ -416,6 +416,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.no_scatter_rx = !v;
     if (opt_u32(env, opts, "rxMerge", 0, &v)) return throw_type(env, "rxMerge: boolean");
     o.rx_merge = (int)v;
+    if (opt_u32(env, opts, "rxSuperTcp", 0, &v)) return throw_type(env, "rxSuperTcp: boolean");
+    o.rx_super_tcp = (int)v;
     bool has = false;
     napi_has_named_property(env, opts, "bpf", &has);
     if (has) {
@@ -813,6 +815,7 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "txGsoRejected", (double)p->st.tx_gso_rejected);
     set_num(env, o, "rxSuperFrames", (double)p->st.rx_super_frames);
     set_num(env, o, "rxSuperSegments", (double)p->st.rx_super_segments);
+    set_num(env, o, "txSuperUso", (double)p->st.tx_super_uso);
     set_num(env, o, "txSuperFrames", (double)p->st.tx_super_frames);
     set_num(env, o, "rxMergeFrames", (double)p->st.rx_merge_frames);
     set_num(env, o, "rxMergeSegments", (double)p->st.rx_merge_segments);

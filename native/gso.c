@@ -208,6 +208,10 @@ uint32_t gso_write_segment_from(const uint8_t *f, const uint8_t *pay, const stru
 }
 
 uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst) {
+  return gso_write_headers_pay(f, g, k, dst, NULL);
+}
+
+uint32_t gso_write_headers_pay(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst, const uint8_t *pay) {
   uint32_t off = k * g->mss;
   uint32_t seg = gso_seg_len(g, k);
   memcpy(dst, f, g->hdrs);
@@ -224,11 +228,17 @@ uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t 
     if (k > 0) fl &= (uint8_t)~TCP_CWR;                         /* first segment only */
     l4[13] = fl;
     l4[16] = l4[17] = 0;
-    put_csum(l4 + 16, l4_csum(ip, l4, l4len, 6, g->v6));
+    if (pay) { /* the TCP header (a multiple of 4 bytes) here, the payload elsewhere: sums concatenate */
+      uint32_t th = g->hdrs - g->l4;
+      put_csum(l4 + 16, (uint16_t)~csum_fold(csum_add(pay, seg, csum_add(l4, th, pseudo_sum(ip, g->v6, 6, l4len)))));
+    } else {
+      put_csum(l4 + 16, l4_csum(ip, l4, l4len, 6, g->v6));
+    }
   } else {
     wr16(l4 + 4, (uint16_t)l4len);
     l4[6] = l4[7] = 0;
-    uint16_t c = l4_csum(ip, l4, l4len, 17, g->v6);
+    uint16_t c = pay ? (uint16_t)~csum_fold(csum_add(pay, seg, csum_add(l4, g->hdrs - g->l4, pseudo_sum(ip, g->v6, 17, l4len))))
+                     : l4_csum(ip, l4, l4len, 17, g->v6);
     put_csum(l4 + 6, c ? c : 0xffff); /* 0 means "no checksum" in UDP */
   }
   uint32_t total = g->hdrs + seg;
@@ -244,7 +254,9 @@ uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t 
       /* Over IPv4 checksum 0 (none: the receiver decapsulates it at once); over IPv6 0 is not
        * allowed, so the full checksum, summed over the finished segment. */
       if (g->ov6) {
-        uint16_t c = l4_csum(o, u, total - g->ol4, 17, 1);
+        uint32_t ul = total - g->ol4; /* headers from u on: 8 + 8 + 14 + inner IP and TCP, even */
+        uint16_t c = pay ? (uint16_t)~csum_fold(csum_add(pay, seg, csum_add(u, g->hdrs - g->ol4, pseudo_sum(o, 1, 17, ul))))
+                         : l4_csum(o, u, ul, 17, 1);
         put_csum(u + 6, c ? c : 0xffff);
       }
     }

@@ -62,6 +62,9 @@ uint32_t gso_write_segment_from(const uint8_t *f, const uint8_t *pay, const stru
 /* The same when segment k's payload is already at dst + hdrs (scatter receive): only f[0, hdrs)
  * is read; the headers are written in front of the payload and the checksums computed over it. */
 uint32_t gso_write_headers(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst);
+/* The same with segment k's payload at pay instead of behind the headers (NULL: behind them): only
+ * dst[0, hdrs) is written, the checksums summed over the headers there and the payload at pay. */
+uint32_t gso_write_headers_pay(const uint8_t *f, const struct gso_plan *g, uint32_t k, uint8_t *dst, const uint8_t *pay);
 /* Complete a partial checksum in place: the 16-bit field at csum_start + csum_offset holds the
  * folded pseudo-header sum; it becomes the checksum of [csum_start, len) (0 written as 0xffff, as
  * the kernel's skb_checksum_help does). Returns 0, or -1 when the offsets are outside the frame. */

@@ -286,9 +286,13 @@ int port_prepare_packet(struct port *p, const struct open_opts *o) {
       if ((err = set_int(p->fd, SOL_PACKET, PACKET_COPY_THRESH, 1))) return fail(p, err);
       if (!(p->rx_big = malloc(RX_BIG))) return fail(p, -ENOMEM);
       p->copy_buf = p->rx_big;
-      if (o->rx_super || o->rx_merge) {
-        if (!(p->arena = malloc((size_t)SUPER_BUFS * RX_BIG))) return fail(p, -ENOMEM);
-        p->rx_super = o->rx_super;
+      if (o->rx_super || o->rx_merge || o->rx_super_tcp) {
+        /* a pod port's arena is smaller: one per pod, and 16 super-frames per recv is ~720 segments */
+        p->arena_bufs = o->rx_super || o->rx_merge ? SUPER_BUFS : POD_SUPER_BUFS;
+        if (!(p->arena = malloc((size_t)p->arena_bufs * RX_BIG))) return fail(p, -ENOMEM);
+        p->rx_super = o->rx_super || o->rx_super_tcp;
+        p->super_tunnel = o->rx_super;
+        p->super_plain = o->rx_super_tcp;
         p->rx_merge = o->rx_merge;
         p->run_desc = -1;
       }
@@ -544,7 +548,7 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
       p->run_desc = -1; /* a run is of consecutive frames: this one's segments come between */
       /* every arena buffer holds a super-frame handed on in this call: the next copy waits for the
        * next call (cutting it instead would cost ~45 descriptors for what the next call takes in one) */
-      if (p->rx_super && !p->copy_ready && p->arena_used >= SUPER_BUFS && n > 0) break;
+      if (p->rx_super && !p->copy_ready && p->arena_used >= p->arena_bufs && n > 0) break;
       struct gso_plan g;
       uint32_t nscat = 0, niov = 0;
       /* scatter receive (gso.h); not on an rx_super port, whose tunnel super-frames may go on whole */
@@ -858,7 +862,7 @@ static int refused(int err) {
 
 /* Copy txlist[first .. first+count) behind the backlog. Returns frames queued; the ones that do not
  * fit (backlog full, or no memory for one) are counted in tx_dropped_full. */
-static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
+static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint32_t count, uint32_t skip) {
   struct tx_backlog *q = p->txq;
   if (!q) {
     q = malloc(sizeof *q + (size_t)TXQ_FRAMES * pl->slot_size);
@@ -876,14 +880,15 @@ static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint
   for (uint32_t k = 0; k < count; k++) {
     uint32_t i = pl->txlist[first + k];
     if (pl->d_flags[i] & DESC_F_SUPER) {
-      /* a super-frame handed on whole (rxsuper.h): its segments, cut from JS's headers */
-      const struct super_ref *r = super_check(pl, i, l3);
-      if (r && l3 + r->ihdrs + r->mss <= q->frame_cap) {
+      /* a super-frame handed on whole (rxsuper.h): its segments, cut from JS's headers (and the
+       * tunnel JS put around them); from segment `skip` on for the first frame, whose earlier
+       * segments a send already took */
+      uint8_t hdr[SUPER_HDR_MAX];
+      struct gso_plan g;
+      const struct super_ref *r = super_cut_plan_any(pl, i, l3, hdr, &g); /* once: the loop writes the backlog */
+      if (r && g.hdrs + r->mss <= q->frame_cap) {
         p->st.tx_super_cut++;
-        uint8_t hdr[GRO_HDR_MAX];
-        struct gso_plan g;
-        super_cut_plan(pl, i, r, l3, hdr, &g); /* once: the loop writes the backlog, not the pool */
-        for (uint32_t s = 0; s < r->nseg; s++) {
+        for (uint32_t s = k == 0 ? skip : 0; s < r->nseg; s++) {
           if (q->count == TXQ_FRAMES) {
             p->st.tx_dropped_full += r->nseg - s;
             break;
@@ -1044,11 +1049,98 @@ struct gro_scratch {
   uint32_t frames[MAX_BATCH]; /* and carries that many frames */
   uint32_t weight[MAX_BATCH]; /* wire segments it carries (a super-frame stands for several) */
   uint8_t kind[MAX_BATCH];    /* 0: a frame as it is; TX_GSO_UDP or TX_GSO_TCP: merged */
+  uint32_t seg0[MAX_BATCH];   /* a message of a super-frame cut on send: its first segment */
   struct virtio_net_hdr vh[MAX_BATCH];
   uint8_t hdr[MAX_BATCH][GRO_HDR_MAX > USO_HDR_MAX ? GRO_HDR_MAX : USO_HDR_MAX];
-  struct iovec iov[MAX_BATCH * 2 + MAX_BATCH];
+  struct iovec iov[MAX_BATCH * 2 + MAX_BATCH + SUPER_TX_SEGS * 2];
+  /* per-segment headers of super-frames cut into UDP GSO messages (send_super_uso) */
+  uint8_t seghdr[SUPER_TX_SEGS][SUPER_SEG_HDR];
 };
 static __thread struct gro_scratch *gro_tls;
+
+/* A pod's super-frame JS encapsulated in VXLAN for another node (rxsuper.h), on a tx_gso port: its
+ * segments go out as UDP GSO messages built here, as uso.c would have merged them had they come one
+ * per descriptor: per message the outer headers with the lengths of the whole (IPv4 id = segment
+ * 0's + the message's first segment, as the cut path numbers them), then per segment its VXLAN,
+ * inner Ethernet, IP and TCP headers (written per segment into seghdr: ids + k, lengths, seq, the
+ * super-frame's FIN/PSH on the last, the full TCP checksum) and its payload read in place from the
+ * receive arena. A message holds at most USO_MAX_SEGS datagrams and 65,535 bytes of outer IPv4
+ * total length (IPv6 payload length); a message of one datagram goes as a plain frame, its outer
+ * lengths and checksums written here. Returns the messages built from g->iov[*niov], g->seghdr
+ * [*nseg] and message *nm on (updated), 0 when it does not qualify (not VXLAN, a datagram over the
+ * MTU) or -1 when the scratch has no room for it (send what is built, then come back). */
+static int send_super_uso(struct port *p, struct pool *pl, uint32_t i, struct gro_scratch *g, struct mmsg_scratch *s,
+                          uint32_t *nm, uint32_t *niov, uint32_t *nseg, uint32_t k) {
+  struct super_encap e;
+  const struct super_ref *r = super_check_encap(pl, i, &e);
+  if (!r || !e.ol4) return 0;
+  uint8_t th[SUPER_HDR_MAX];
+  struct gso_plan sp;
+  super_cut_plan(pl, i, r, e.l3, th, &sp); /* inner headers only: ol3 stays 0, the outer ones are built here */
+  uint32_t u0 = e.ol4 + 8;            /* the UDP payload (VXLAN header) starts here */
+  uint32_t per = sp.hdrs - u0;        /* per datagram: VXLAN + inner Ethernet + IP + TCP headers */
+  uint32_t fixed = e.ov6 ? 8 : 28;    /* outer IPv4 total length / IPv6 payload length beyond the UDP payloads */
+  if ((e.ov6 ? 48 : 28) + per + r->mss > p->mtu) return 0; /* each datagram as it would go alone */
+  if (r->nseg > SUPER_TX_SEGS - *nseg || *niov + 4 * r->nseg > sizeof g->iov / sizeof g->iov[0] ||
+      *nm + r->nseg > MAX_BATCH)
+    return *nm ? -1 : 0; /* (with nothing built yet it never fits: cut) */
+  uint32_t built = 0;
+  for (uint32_t s0 = 0; s0 < r->nseg;) {
+    uint32_t c = 0, pay = 0;
+    while (s0 + c < r->nseg && c < USO_MAX_SEGS) {
+      uint32_t sl = gso_seg_len(&sp, s0 + c);
+      if (fixed + pay + per + sl > 0xffff) break;
+      pay += per + sl;
+      c++;
+    }
+    uint32_t m = *nm;
+    struct msghdr *mh = &s->msgs[m].msg_hdr;
+    memset(mh, 0, sizeof *mh);
+    mh->msg_iov = &g->iov[*niov];
+    uint8_t *oh = g->hdr[m];
+    memcpy(oh, th, u0);
+    uint8_t *ip = oh + 14, *uh = oh + e.ol4;
+    if (!e.ov6) wr16(ip + 4, (uint16_t)(rd16(th + 14 + 4) + s0));
+    ip_set_l4len(ip, e.ov6 ? 40 : 20, e.ov6, 8 + pay);
+    wr16(uh + 4, (uint16_t)(8 + pay));
+    uh[6] = uh[7] = 0;
+    g->iov[(*niov)++] = (struct iovec){ c > 1 ? (void *)&g->vh[m] : (void *)&vnet_plain, p->vnet_len };
+    g->iov[(*niov)++] = (struct iovec){ oh, u0 };
+    uint64_t usum = 0; /* IPv6, one datagram: its UDP checksum, summed as the segment is written */
+    for (uint32_t j = 0; j < c; j++) {
+      uint32_t sk = s0 + j, sl = gso_seg_len(&sp, sk);
+      const uint8_t *pp = r->payload + (size_t)sk * r->mss;
+      uint8_t *sh = g->seghdr[(*nseg)++];
+      gso_write_headers_pay(th, &sp, sk, sh, pp);
+      g->iov[(*niov)++] = (struct iovec){ sh + u0, per };
+      g->iov[(*niov)++] = (struct iovec){ (void *)pp, sl };
+      if (c == 1 && e.ov6) usum = csum_add(pp, sl, csum_add(sh + u0, per, 0));
+    }
+    if (c > 1) {
+      uint16_t pc = csum_fold(pseudo_sum(ip, e.ov6, 17, 8 + pay)); /* as uso_write_header */
+      memcpy(uh + 6, &pc, 2);
+      vnet_hdr_partial(&g->vh[m], VIRTIO_NET_HDR_GSO_UDP_L4, u0, per + r->mss, e.ol4, 6);
+      g->kind[m] = TX_GSO_UDP;
+    } else {
+      if (e.ov6) { /* over IPv4 a VXLAN datagram goes without a UDP checksum, as podway sends it */
+        uint16_t cs = (uint16_t)~csum_fold(csum_add(uh, 8, usum + pseudo_sum(ip, 1, 17, 8 + pay)));
+        if (cs == 0) cs = 0xffff;
+        memcpy(uh + 6, &cs, 2);
+      }
+      g->kind[m] = 0;
+    }
+    mh->msg_iovlen = (size_t)(&g->iov[*niov] - mh->msg_iov);
+    g->start[m] = k;
+    g->frames[m] = 1;
+    g->weight[m] = c;
+    g->seg0[m] = s0;
+    (*nm)++;
+    built++;
+    s0 += c;
+  }
+  p->st.tx_super_uso++;
+  return (int)built;
+}
 
 /* Send straight from the pool, one message per frame. Returns the index of the first frame the
  * kernel refused (count when none was). */
@@ -1072,9 +1164,12 @@ static uint32_t send_plain(struct port *p, struct pool *pl, uint32_t first, uint
  * refused (count when none was); frames from there on go to the backlog unmerged, in order. When
  * the kernel rejects a merged message on its own, its frames and the rest of the batch are sent
  * one by one (after EINVAL, the kernel does not take that GSO type: the port stops merging it). */
-static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, uint32_t count, int has_super) {
+static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, uint32_t count, int has_super,
+                               int *again, uint32_t *skip) {
   struct gro_scratch *g = gro_tls ? gro_tls : (gro_tls = malloc(sizeof *gro_tls));
   struct mmsg_scratch *s = p->scratch;
+  *again = 0;
+  *skip = 0;
   if (!g) return UINT32_MAX;
   if (p->tx_gso && p->st.tx_calls % MTU_REREAD_CALLS == 0) read_mtu(p);
   for (uint32_t k = 0; k < count; k++) {
@@ -1082,7 +1177,7 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     g->f[k] = pl->base + (size_t)pl->d_slot[i] * pl->slot_size + pl->d_off[i];
     g->len[k] = pl->d_len[i];
   }
-  uint32_t nm = 0, niov = 0;
+  uint32_t nm = 0, niov = 0, nseg = 0, built = count;
   for (uint32_t k = 0; k < count;) {
     uint32_t c = 1;
     struct msghdr *mh = &s->msgs[nm].msg_hdr;
@@ -1090,12 +1185,35 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     mh->msg_iov = &g->iov[niov];
     g->kind[nm] = 0;
     g->weight[nm] = 1;
+    g->seg0[nm] = 0;
     /* frames from k a run may take: a super-frame (rxsuper.h) is a message of its own */
     uint32_t lim = count - k;
     if (has_super) {
       uint32_t i = pl->txlist[first + k];
       if (pl->d_flags[i] & DESC_F_SUPER) {
-        const struct super_ref *r = p->gro ? super_check(pl, i, 14) : NULL;
+        if (!p->gro && (p->tx_gso & TX_GSO_UDP)) { /* the underlay: a pod's super-frame in VXLAN */
+          int b = send_super_uso(p, pl, i, g, s, &nm, &niov, &nseg, k);
+          if (b < 0) { /* no room left in this call's scratch: send what is built, come back for it */
+            built = k;
+            *again = 1;
+            break;
+          }
+          if (b > 0) {
+            k++;
+            continue;
+          }
+        }
+        const struct super_ref *r = p->gro || (p->tx_gso & TX_GSO_TCP) ? super_check(pl, i, 14) : NULL;
+        /* underlay, direct routing: one TCP GSO message when every segment is within the MTU */
+        if (r && !p->gro && r->ihdrs + r->mss > p->mtu) r = NULL;
+        if (!r && !p->gro) {
+          uint8_t th[SUPER_HDR_MAX];
+          struct gso_plan tg;
+          if (super_cut_plan_any(pl, i, 14, th, &tg)) { /* live, but no message of its own (IPIP, MTU): cut */
+            built = k;
+            break;
+          } /* else not live: sent as it is below (tx_super_lost) */
+        }
         if (r) {
           uint32_t hl = super_header(pl, i, r, 14, g->hdr[nm], &g->vh[nm]);
           g->iov[niov++] = (struct iovec){ &g->vh[nm], p->vnet_len };
@@ -1159,26 +1277,36 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     k += c;
   }
   int rejected = 0;
-  uint32_t done = xmit_mmsg(p, s->msgs, nm, g->weight, &rejected);
+  uint32_t done = nm ? xmit_mmsg(p, s->msgs, nm, g->weight, &rejected) : 0;
   for (uint32_t m = 0; m < done; m++) {
     if (!g->kind[m]) continue;
     if (g->kind[m] == TX_SUPER) {
       p->st.tx_super_frames++;
-      p->st.tx_gro_frames++;
-      p->st.tx_gro_segments += g->weight[m];
+      if (p->gro) {
+        p->st.tx_gro_frames++;
+        p->st.tx_gro_segments += g->weight[m];
+      } else {
+        p->st.tx_gso_frames++;
+        p->st.tx_gso_segments += g->weight[m];
+      }
     } else if (g->kind[m] == TX_GSO_TCP && p->gro) {
       p->st.tx_gro_frames++;
       p->st.tx_gro_segments += g->frames[m];
     } else {
       p->st.tx_gso_frames++;
-      p->st.tx_gso_segments += g->frames[m];
+      p->st.tx_gso_segments += g->weight[m]; /* (a run's frames, or a super-frame's datagrams) */
     }
+  }
+  if (done < nm) {
+    *again = 0;
+    *skip = g->seg0[done]; /* a super-frame whose first messages went: the backlog cuts the rest */
   }
   if (done < nm && rejected) {
     p->st.tx_gso_rejected++;
     p->last_errno = rejected;
     if (rejected == EINVAL) {
       if ((g->kind[done] == TX_GSO_TCP || g->kind[done] == TX_SUPER) && p->gro) p->gro = 0;
+      else if (g->kind[done] == TX_SUPER) p->tx_gso &= ~TX_GSO_TCP;
       else p->tx_gso &= ~g->kind[done];
     }
     uint32_t at = g->start[done];
@@ -1186,12 +1314,14 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     if (has_super) return at;
     return at + send_plain(p, pl, first + at, count - at);
   }
-  return done < nm ? g->start[done] : count;
+  return done < nm ? g->start[done] : built;
 }
 
 /* Send straight from the pool. Returns the index of the first frame the kernel refused (count when
  * none was). */
-static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uint32_t count, int has_super) {
+static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uint32_t count, int has_super,
+                            uint32_t *skip) {
+  *skip = 0;
   if (p->kind == PORT_TAP || p->kind == PORT_TUN) {
     for (uint32_t k = 0; k < count; k++) {
       uint32_t i = pl->txlist[first + k];
@@ -1200,9 +1330,18 @@ static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uin
     return count;
   }
   if ((p->gro || p->tx_gso) && (count > 1 || has_super)) {
-    uint32_t r = send_coalesced(p, pl, first, count, has_super);
-    if (r != UINT32_MAX) return r;
-    if (has_super) return 0; /* no scratch: everything to the backlog, super-frames cut there */
+    uint32_t k = 0;
+    for (;;) {
+      int again;
+      uint32_t r = send_coalesced(p, pl, first + k, count - k, has_super, &again, skip);
+      if (r == UINT32_MAX) {
+        if (has_super) return k; /* no scratch: the rest to the backlog, super-frames cut there */
+        break;
+      }
+      k += r;
+      if (!again || r == 0 || k >= count) return k;
+    }
+    return k + send_plain(p, pl, first + k, count - k);
   }
   return send_plain(p, pl, first, count);
 }
@@ -1247,10 +1386,11 @@ int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {
   /* Behind an existing backlog nothing is sent ahead of it: frames would be reordered. A
    * super-frame (rxsuper.h) goes whole only to a pod port with gro; for any other port it is cut
    * into segments in the backlog, sent from there at once. */
-  int cut = has_super && !(p->gro && p->vnet_len && p->kind == PORT_PACKET);
-  uint32_t k = p->txq || cut ? 0 : send_direct(p, pl, first, count, has_super);
+  int cut = has_super && !((p->gro || p->tx_gso) && p->vnet_len && p->kind == PORT_PACKET);
+  uint32_t skip = 0;
+  uint32_t k = p->txq || cut ? 0 : send_direct(p, pl, first, count, has_super, &skip);
   uint64_t sent = p->st.tx_packets - sent_before;
-  uint32_t queued = k < count ? txq_append(p, pl, first + k, count - k) : 0;
+  uint32_t queued = k < count ? txq_append(p, pl, first + k, count - k, skip) : 0;
   if (queued && has_super) port_flush(p);
   return (int)(sent + queued);
 }

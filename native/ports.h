@@ -46,6 +46,7 @@ struct port_stats {
   uint64_t rx_super_segments; /* segments they carry (counted in rx_packets too) */
   uint64_t rx_merge_frames;   /* runs of plain VXLAN TCP datagrams merged on receive (rx_merge) */
   uint64_t rx_merge_segments; /* datagrams those runs carry (counted in rx_packets too) */
+  uint64_t tx_super_uso;      /* a pod's super-frames sent in VXLAN as UDP GSO messages built on send */
   uint64_t tx_super_frames;   /* sent to a pod as one GSO message (counted in tx_gro_frames too) */
   uint64_t tx_super_cut;      /* cut into segments on send instead (port without gro, backlog) */
   uint64_t tx_super_lost;     /* segments not sent: the descriptor no longer held segment 0 of its
@@ -118,7 +119,10 @@ struct port {
    * SUPER_BUFS buffers of RX_BIG bytes instead of rx_big, so a super-frame handed to JS as one
    * descriptor stays readable until this port's next recv (rxsuper.h) */
   int rx_super;
+  int super_tunnel;             /* rx_super: VXLAN tunnel super-frames (the underlay) */
+  int super_plain;              /* rx_super: a pod's plain TCP super-frames (rx_super_tcp) */
   uint8_t *arena;
+  uint32_t arena_bufs;          /* buffers in the arena (SUPER_BUFS, or POD_SUPER_BUFS on a pod port) */
   uint32_t arena_used;          /* buffers holding a super-frame handed on in this recv call */
   uint8_t *super_avail;         /* the buffer the frame being delivered lies in, when claimable */
   uint64_t super_epoch;         /* this recv call's number (rxsuper.c): refs of older calls are stale */
@@ -192,6 +196,7 @@ struct open_opts {
   int no_scatter_rx;     /* AF_PACKET V2 ring with vnet_hdr: read super-frames whole into a buffer,
                             then copy them into the pool (the path before scatter receive) */
   int rx_merge;          /* AF_PACKET, V2 ring, vnet_hdr: merge runs of VXLAN TCP datagrams on receive (rxsuper.h) */
+  int rx_super_tcp;      /* AF_PACKET, V2 ring, vnet_hdr: hand a pod's TCP super-frames on whole (rxsuper.h) */
   int share;             /* TAP/TUN: offer this port's fd to the process's other threads (shared_tx) */
   int shared_tx;         /* TAP/TUN: no device open of our own: a dup of the fd another thread shares */
   const char *netns;     /* TAP/TUN with share/shared_tx: the namespace path the device was opened in ("" = ours) */

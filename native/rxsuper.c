@@ -14,14 +14,22 @@ void super_recv_begin(struct port *p) {
 }
 
 uint8_t *super_copy_buf(struct port *p) {
-  if (!p->rx_super || !p->arena || p->arena_used >= SUPER_BUFS) return p->rx_big; /* (rx_merge alone has an arena too) */
+  if (!p->rx_super || !p->arena || p->arena_used >= p->arena_bufs) return p->rx_big; /* (rx_merge alone has an arena too) */
   return p->arena + (size_t)p->arena_used * RX_BIG;
 }
 
 int super_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, const uint8_t *frame,
                   const struct gso_plan *g, uint16_t flags) {
-  if (!g->ol3 || !g->ol4 || g->proto != 6 || g->nseg < 2) return 0;
+  if (g->proto != 6 || g->nseg < 2) return 0;
   if (!pl->d_super || !pl->d_segs || !pl->d_more || g->nseg > 0xffff) return 0;
+  if (g->ol3) {
+    if (!p->super_tunnel || !g->ol4) return 0; /* VXLAN only */
+  } else {
+    /* a pod's own TCP super-frame: data with ACK (PSH, ECN bits allowed); SYN, FIN, RST, URG go
+     * cut, so JS sees every segment that changes a connection's state */
+    if (!p->super_plain || g->nseg > POD_SUPER_MAX_SEGS) return 0;
+    if ((frame[g->l4 + 13] & (uint8_t)~(TCP_PSH | TCP_CWR | 0x40)) != TCP_ACK) return 0;
+  }
   uint32_t ihdrs = g->hdrs - g->l3;
   if (14 + ihdrs > GRO_HDR_MAX) return 0; /* the send side rewrites these headers in a scratch */
   uint32_t sl = gso_write_segment(frame, g, 0, rx_slot(pl, i)); /* fits: gso_plan_frame checked the slot */
@@ -116,6 +124,55 @@ void super_cut_plan(const struct pool *pl, uint32_t i, const struct super_ref *r
   g->v6 = r->v6;
 }
 
+const struct super_ref *super_check_encap(const struct pool *pl, uint32_t i, struct super_encap *e) {
+  const uint8_t *f = desc_frame(pl, i);
+  uint32_t len = pl->d_len[i];
+  if (len < 14 + 40) return NULL;
+  const uint8_t *o = f + 14;
+  uint16_t et = rd16(f + 12);
+  e->ov6 = 0;
+  if (et == 0x0800) {
+    uint32_t ohl = (uint32_t)(o[0] & 15) * 4;
+    if ((o[0] >> 4) != 4 || ohl < 20 || rd16(o + 2) != len - 14 || (rd16(o + 6) & 0x3fff)) return NULL;
+    if (o[9] == 4) { /* IPIP: IPv4 inside */
+      e->ol4 = 0;
+      e->l3 = 14 + ohl;
+      const struct super_ref *r = super_check(pl, i, e->l3);
+      return r && !r->v6 ? r : NULL;
+    }
+    if (o[9] != 17 || ohl != 20) return NULL;
+    e->ol4 = 34;
+  } else if (et == 0x86dd) {
+    if ((o[0] >> 4) != 6 || o[6] != 17 || rd16(o + 4) != len - 54) return NULL;
+    e->ol4 = 54;
+    e->ov6 = 1;
+  } else {
+    return NULL;
+  }
+  const uint8_t *u = f + e->ol4;
+  e->l3 = e->ol4 + 8 + 8 + 14;
+  if (len < e->l3 + 20 || rd16(u + 2) != 4789 || rd16(u + 4) != len - e->ol4 || !(u[8] & 0x08)) return NULL;
+  const struct super_ref *r = super_check(pl, i, e->l3);
+  if (!r || rd16(f + e->l3 - 2) != (r->v6 ? 0x86dd : 0x0800)) return NULL;
+  return r;
+}
+
+const struct super_ref *super_cut_plan_any(const struct pool *pl, uint32_t i, uint32_t l3, uint8_t *hdr,
+                                           struct gso_plan *g) {
+  const struct super_ref *r = super_check(pl, i, l3);
+  if (r) {
+    super_cut_plan(pl, i, r, l3, hdr, g);
+    return r;
+  }
+  struct super_encap e;
+  if (l3 != 14 || !(r = super_check_encap(pl, i, &e))) return NULL;
+  super_cut_plan(pl, i, r, e.l3, hdr, g);
+  g->ol3 = 14; /* outer lengths, id + k (IPv4), UDP length and checksum per segment */
+  g->ol4 = e.ol4;
+  g->ov6 = e.ov6;
+  return r;
+}
+
 /* ---- receive merge (rx_merge) ------------------------------------------------------------------ */
 
 #define OUTER 50  /* outer Ethernet + IPv4 (no options) + UDP + VXLAN */
@@ -130,7 +187,7 @@ static int inner_checksums_ok(const uint8_t *ip, uint32_t l3len, uint32_t ihl, i
 }
 
 void merge_open(struct port *p, struct pool *pl, uint32_t i, const struct virtio_net_hdr *vh) {
-  if (!pl->d_super || !pl->d_segs || !pl->d_more || p->arena_used >= SUPER_BUFS) return;
+  if (!pl->d_super || !pl->d_segs || !pl->d_more || p->arena_used >= p->arena_bufs) return;
   if (vh && (vh->flags || vh->gso_type)) return;
   if (pl->d_flags[i] & (DESC_F_TRUNCATED | DESC_F_OUTGOING | DESC_F_SUPER)) return;
   const uint8_t *f = desc_frame(pl, i);
@@ -179,7 +236,7 @@ int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t
   if (memcmp(a + 40, b + 40, r->ihdrs - 40)) return 0; /* options */
   uint8_t *buf = (uint8_t *)r->payload;
   if (r->nseg == 1) { /* the second datagram: the run becomes a super-frame */
-    if (p->arena_used >= SUPER_BUFS) return 0;
+    if (p->arena_used >= p->arena_bufs) return 0;
     if (!inner_checksums_ok(a, pl->d_len[i] - INNER_IP, 20, 0)) {
       p->run_desc = -1; /* its first segment goes alone, the pod judges it */
       return 0;

@@ -31,6 +31,18 @@
 /* Super-frames one recv call of a port can hand on whole (4 MiB of buffers): the call ends when
  * they are all in use and another super-frame comes. */
 #define SUPER_BUFS 64
+/* The same on a pod port (rx_super_tcp): one arena per pod, 1 MiB. */
+#define POD_SUPER_BUFS 16
+/* A pod's super-frame of more segments than this is cut on receive (a tiny gso_size): its
+ * segments' headers are written per send into a per-thread scratch of SUPER_TX_SEGS. */
+#define POD_SUPER_MAX_SEGS 128
+/* Headers of a super-frame's descriptor after JS encapsulated it: outer Ethernet + IPv6 + UDP +
+ * VXLAN + inner Ethernet + IP and TCP headers with options. */
+#define SUPER_HDR_MAX (14 + 40 + 8 + 8 + 14 + 60 + 60)
+/* Send (ports.c): segments of such super-frames one send call cuts into UDP GSO messages, and the
+ * scratch each one's headers are written to. */
+#define SUPER_TX_SEGS 1024
+#define SUPER_SEG_HDR 208
 
 struct super_ref {
   const struct port *src;  /* the receiving port */
@@ -87,6 +99,22 @@ int merge_append(struct port *p, struct pool *pl, const uint8_t *frame, uint32_t
 uint32_t super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, uint32_t room,
                            const uint8_t *frame, const struct gso_plan *g, uint16_t flags);
 
+/* Send: descriptor i (DESC_F_SUPER) is segment 0 of a live super-frame inside a tunnel JS put
+ * around it (a pod's super-frame encapsulated for another node): VXLAN (outer Ethernet + IPv4
+ * without options and not a fragment, or IPv6 with UDP next; UDP to 4789 with the VXLAN I flag;
+ * outer lengths exactly the frame's) or IPIP (outer IPv4, protocol 4). l3: the inner IP header;
+ * ol4: the outer UDP header (0: IPIP); ov6: the outer header is IPv6. */
+struct super_encap {
+  uint32_t l3, ol4;
+  uint8_t ov6;
+};
+const struct super_ref *super_check_encap(const struct pool *pl, uint32_t i, struct super_encap *e);
+/* Send, cut path: super_check at l3, or (l3 = 14) super_check_encap, then the plan to cut it from
+ * hdr (SUPER_HDR_MAX bytes): segment k is gso_write_segment_from(hdr, r->payload, g, k, dst), with
+ * the outer headers per segment as gso.c writes a tunnel super-frame's. NULL: not live. */
+const struct super_ref *super_cut_plan_any(const struct pool *pl, uint32_t i, uint32_t l3, uint8_t *hdr,
+                                           struct gso_plan *g);
+
 /* Send: descriptor i (DESC_F_SUPER) still holds segment 0 of a live super-frame, its IP header at
  * l3 (14: Ethernet in front, 0: an IP packet). */
 const struct super_ref *super_check(const struct pool *pl, uint32_t i, uint32_t l3);
@@ -94,7 +122,7 @@ const struct super_ref *super_check(const struct pool *pl, uint32_t i, uint32_t 
 uint32_t super_header(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint8_t *hdr,
                       struct virtio_net_hdr *vh);
 /* Send: how to cut it into its segments from descriptor i's headers, which go to hdr (l3 + ihdrs
- * <= GRO_HDR_MAX bytes, with the super-frame's FIN/PSH): segment k is then
+ * <= SUPER_HDR_MAX bytes, with the super-frame's FIN/PSH): segment k is then
  * gso_write_segment_from(hdr, r->payload, g, k, dst). Made once per super-frame. */
 void super_cut_plan(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint8_t *hdr,
                     struct gso_plan *g);

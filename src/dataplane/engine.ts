@@ -61,6 +61,10 @@ export interface EngineOptions {
   /** Pod ports (V2 ring): read super-frames straight into their segments' pool slots (scatter
    * recvmsg; native/README.md; default true). */
   scatterRx?: boolean;
+  /** Pod ports (V2 ring): hand a pod's TCP super-frame to the pipeline as ONE descriptor (segment
+   * 0 routed for all; the rest kept in C) and cut it only where it leaves: into UDP GSO messages on
+   * the underlay, whole to a pod with gro (native/rxsuper.h; default true). */
+  podSuper?: boolean;
   /** Underlay port: receive a run of a kernel node's plain VXLAN TCP datagrams (underlay offloads
    * off) as one descriptor, sent to its pod as one GSO message (native/rxsuper.h; default true). */
   rxMerge?: boolean;
@@ -252,6 +256,7 @@ export class Engine {
   private readonly txGso: boolean;
   private readonly rxSuper: boolean;
   private readonly scatterRx: boolean;
+  private readonly podSuper: boolean;
   private readonly rxMerge: boolean;
   private readonly workerSteer: 'flow' | 'fanout';
   /** Tunnels arrive on the underlay port (TunnelRx.onUnderlay); set by openInfra (workers: told). */
@@ -344,6 +349,7 @@ export class Engine {
     this.txGso = opts.txGso ?? true;
     this.rxSuper = opts.rxSuper ?? true;
     this.scatterRx = opts.scatterRx ?? true;
+    this.podSuper = opts.podSuper ?? true;
     this.rxMerge = opts.rxMerge ?? true;
     this.workerSteer = opts.workerSteer ?? 'flow';
     this.ringCheckMs = opts.ringCheckMs ?? RING_CHECK_MS;
@@ -1177,7 +1183,7 @@ export class Engine {
   }
 
   private podPortOptions() {
-    return { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, scatterRx: this.scatterRx, ignoreOutgoing: true };
+    return { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, scatterRx: this.scatterRx, rxSuperTcp: this.podSuper, ignoreOutgoing: true };
   }
 
   /**
@@ -1719,7 +1725,7 @@ export class Engine {
         txSyscallNs: st.txSyscallNs ?? 0, txSyscalls: st.txSyscalls ?? 0,
         ...(st.txGroFrames ? { txGroFrames: st.txGroFrames, txGroSegments: st.txGroSegments } : {}),
         ...(st.txGsoFrames || st.txGsoRejected ? { txGsoFrames: st.txGsoFrames, txGsoSegments: st.txGsoSegments, txGsoRejected: st.txGsoRejected } : {}),
-        ...(st.rxSuperFrames || st.rxMergeFrames || st.txSuperFrames || st.txSuperCut || st.txSuperLost ? { rxSuperFrames: st.rxSuperFrames, rxSuperSegments: st.rxSuperSegments, rxMergeFrames: st.rxMergeFrames, rxMergeSegments: st.rxMergeSegments, txSuperFrames: st.txSuperFrames, txSuperCut: st.txSuperCut, txSuperLost: st.txSuperLost } : {}),
+        ...(st.rxSuperFrames || st.rxMergeFrames || st.txSuperFrames || st.txSuperCut || st.txSuperLost || st.txSuperUso ? { rxSuperFrames: st.rxSuperFrames, rxSuperSegments: st.rxSuperSegments, rxMergeFrames: st.rxMergeFrames, rxMergeSegments: st.rxMergeSegments, txSuperFrames: st.txSuperFrames, txSuperCut: st.txSuperCut, txSuperLost: st.txSuperLost, txSuperUso: st.txSuperUso } : {}),
         ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });

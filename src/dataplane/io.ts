@@ -68,6 +68,10 @@ export interface PortOptions {
    * the pool slots of its segments (scatter recvmsg, one copy of the payload; native/README.md).
    * false: read it whole into a buffer and copy each segment from there. Default true. */
   scatterRx?: boolean;
+  /** AF_PACKET with vnetHdr and a V2 ring: a pod's TCP super-frame (data with ACK, PSH allowed) is
+   * received as ONE DescFlag.SUPER descriptor like rxSuper's, and cut where it is sent (native/rxsuper.h).
+   * For pod ports; it replaces scatterRx for TCP super-frames. */
+  rxSuperTcp?: boolean;
   /** AF_PACKET with vnetHdr and a V2 ring: a run of consecutive plain VXLAN datagrams of one inner
    * TCP flow (a kernel node's stream over an underlay without offloads) is received as ONE
    * DescFlag.SUPER descriptor, the way rxSuper hands a super-frame on (native/rxsuper.h). */
@@ -119,6 +123,8 @@ export interface PortStats {
   rxSuperFrames?: number; rxSuperSegments?: number;
   /** rxMerge: runs of datagrams received as one descriptor, and the datagrams they carry. */
   rxMergeFrames?: number; rxMergeSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number;
+  /** rxSuperTcp: a pod's super-frames sent in VXLAN as UDP GSO messages built on send. */
+  txSuperUso?: number;
   /** Where time goes, one sample per batch: V2 ring kernel receive stamp -> recv (rxWait), end of
    * the thread's last recv -> this port's send (js), inside sendmmsg (txSyscall); ns summed. */
   rxWaitNs?: number; rxWaitSamples?: number; jsNs?: number; jsSamples?: number; txSyscallNs?: number; txSyscalls?: number;

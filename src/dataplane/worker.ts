@@ -16,7 +16,7 @@ import { serveTaps } from './taps';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; neighbor?: NeighborTimings; neighborQueue?: { perNeighbor?: number }; workerSteer?: 'flow' | 'fanout'; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: { perNeighbor?: number }; workerSteer?: 'flow' | 'fanout'; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
@@ -30,6 +30,7 @@ if (parentPort) {
     gro: init.gro,
     txGso: init.txGso,
     scatterRx: init.scatterRx,
+    podSuper: init.podSuper,
     neighbor: init.neighbor,
     neighborQueue: init.neighborQueue,
     rxSuper: init.rxSuper,

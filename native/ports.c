@@ -1065,12 +1065,69 @@ static __thread struct gro_scratch *gro_tls;
  * inner Ethernet, IP and TCP headers (written per segment into seghdr: ids + k, lengths, seq, the
  * super-frame's FIN/PSH on the last, the full TCP checksum) and its payload read in place from the
  * receive arena. A message holds at most USO_MAX_SEGS datagrams and 65,535 bytes of outer IPv4
- * total length (IPv6 payload length); a message of one datagram goes as a plain frame, its outer
- * lengths and checksums written here. Returns the messages built from g->iov[*niov], g->seghdr
- * [*nseg] and message *nm on (updated), 0 when it does not qualify (not VXLAN, a datagram over the
- * MTU) or -1 when the scratch has no room for it (send what is built, then come back). */
+ * total length (IPv6 payload length), every datagram the first one's size but a shorter last. The
+ * last message of a super-frame stays open for the next descriptor: a super-frame of the same outer
+ * flow right behind it (one TCP stream) continues it, as uso_span merged runs across super-frames
+ * (without that, one stream's 45-segment super-frames went as 44 + 1 datagrams, two messages each).
+ * A message of one datagram goes as a plain frame, its outer lengths and checksums written here. */
+struct uso_open {
+  int32_t m;         /* the open message, -1: none */
+  uint32_t c, pay;   /* datagrams in it, UDP payload bytes */
+  uint32_t dsize;    /* UDP payload of each datagram but a shorter last (gso_size) */
+  uint32_t ol4;      /* outer UDP header offset */
+  uint8_t v6, full;  /* outer IPv6; every datagram so far dsize bytes (another may follow) */
+};
+
+/* Outer headers a and b (Ethernet, IP, UDP) of one outer flow, but for lengths, IPv4 id, checksums. */
+static int uso_same_outer(const uint8_t *a, const uint8_t *b, uint32_t ol4, int v6) {
+  if (memcmp(a, b, 14)) return 0;
+  const uint8_t *x = a + 14, *y = b + 14;
+  if (v6) {
+    if (memcmp(x, y, 4) || memcmp(x + 6, y + 6, 34)) return 0;
+  } else if (memcmp(x, y, 2) || memcmp(x + 6, y + 6, 4) || memcmp(x + 12, y + 12, 8)) {
+    return 0;
+  }
+  return memcmp(a + ol4, b + ol4, 4) == 0;
+}
+
+/* Close the open message: its outer lengths and vnet header (GSO for 2+ datagrams). */
+static void uso_close(struct port *p, struct gro_scratch *g, struct mmsg_scratch *s, struct uso_open *o) {
+  if (o->m < 0) return;
+  uint32_t m = (uint32_t)o->m;
+  uint8_t *oh = g->hdr[m], *ip = oh + 14, *uh = oh + o->ol4;
+  ip_set_l4len(ip, o->v6 ? 40 : 20, o->v6, 8 + o->pay);
+  wr16(uh + 4, (uint16_t)(8 + o->pay));
+  uh[6] = uh[7] = 0;
+  struct msghdr *mh = &s->msgs[m].msg_hdr;
+  if (o->c > 1) {
+    uint16_t pc = csum_fold(pseudo_sum(ip, o->v6, 17, 8 + o->pay)); /* as uso_write_header */
+    memcpy(uh + 6, &pc, 2);
+    vnet_hdr_partial(&g->vh[m], VIRTIO_NET_HDR_GSO_UDP_L4, o->ol4 + 8, o->dsize, o->ol4, 6);
+    mh->msg_iov[0].iov_base = &g->vh[m];
+    g->kind[m] = TX_GSO_UDP;
+  } else {
+    if (o->v6) { /* over IPv4 a VXLAN datagram goes without a UDP checksum, as podway sends it */
+      const struct iovec *v = mh->msg_iov;
+      uint64_t sum = csum_add(v[3].iov_base, (uint32_t)v[3].iov_len, csum_add(v[2].iov_base, (uint32_t)v[2].iov_len, 0));
+      uint16_t cs = (uint16_t)~csum_fold(csum_add(uh, 8, sum + pseudo_sum(ip, 1, 17, 8 + o->pay)));
+      if (cs == 0) cs = 0xffff;
+      memcpy(uh + 6, &cs, 2);
+    }
+    mh->msg_iov[0].iov_base = &vnet_plain;
+    g->kind[m] = 0;
+  }
+  g->weight[m] = o->c;
+  (void)p;
+  o->m = -1;
+}
+
+/* Returns the messages opened for descriptor i (0 when it only continued the open one), with
+ * g->iov[*niov], g->seghdr[*nseg] and message *nm on updated; 0 also when it does not qualify (not
+ * VXLAN, a datagram over the MTU: *took stays 0), -1 when the scratch has no room for it (send what
+ * is built, then come back). */
 static int send_super_uso(struct port *p, struct pool *pl, uint32_t i, struct gro_scratch *g, struct mmsg_scratch *s,
-                          uint32_t *nm, uint32_t *niov, uint32_t *nseg, uint32_t k) {
+                          uint32_t *nm, uint32_t *niov, uint32_t *nseg, uint32_t k, struct uso_open *o, int *took) {
+  *took = 0;
   struct super_encap e;
   const struct super_ref *r = super_check_encap(pl, i, &e);
   if (!r || !e.ol4) return 0;
@@ -1084,62 +1141,44 @@ static int send_super_uso(struct port *p, struct pool *pl, uint32_t i, struct gr
   if (r->nseg > SUPER_TX_SEGS - *nseg || *niov + 4 * r->nseg > sizeof g->iov / sizeof g->iov[0] ||
       *nm + r->nseg > MAX_BATCH)
     return *nm ? -1 : 0; /* (with nothing built yet it never fits: cut) */
-  uint32_t built = 0;
-  for (uint32_t s0 = 0; s0 < r->nseg;) {
-    uint32_t c = 0, pay = 0;
-    while (s0 + c < r->nseg && c < USO_MAX_SEGS) {
-      uint32_t sl = gso_seg_len(&sp, s0 + c);
-      if (fixed + pay + per + sl > 0xffff) break;
-      pay += per + sl;
-      c++;
+  *took = 1;
+  /* the open message continues with this super-frame when it is of the same outer flow and size */
+  if (o->m >= 0 && !(o->full && o->v6 == e.ov6 && o->ol4 == e.ol4 && o->dsize == per + r->mss &&
+                     uso_same_outer(g->hdr[o->m], th, e.ol4, e.ov6)))
+    uso_close(p, g, s, o);
+  int opened = 0;
+  for (uint32_t sk = 0; sk < r->nseg; sk++) {
+    uint32_t sl = gso_seg_len(&sp, sk), d = per + sl;
+    if (o->m >= 0 && (!o->full || o->c >= USO_MAX_SEGS || fixed + o->pay + d > 0xffff)) uso_close(p, g, s, o);
+    if (o->m < 0) { /* a new message: the outer headers of this super-frame, id of this segment */
+      uint32_t m = (*nm)++;
+      struct msghdr *mh = &s->msgs[m].msg_hdr;
+      memset(mh, 0, sizeof *mh);
+      mh->msg_iov = &g->iov[*niov];
+      uint8_t *oh = g->hdr[m];
+      memcpy(oh, th, u0);
+      if (!e.ov6) wr16(oh + 14 + 4, (uint16_t)(rd16(th + 14 + 4) + sk));
+      g->iov[(*niov)++] = (struct iovec){ &vnet_plain, p->vnet_len }; /* (uso_close picks the header) */
+      g->iov[(*niov)++] = (struct iovec){ oh, u0 };
+      g->start[m] = k;
+      g->frames[m] = 1;
+      g->seg0[m] = sk;
+      *o = (struct uso_open){ .m = (int32_t)m, .c = 0, .pay = 0, .dsize = per + r->mss, .ol4 = e.ol4, .v6 = e.ov6, .full = 1 };
+      opened++;
     }
-    uint32_t m = *nm;
-    struct msghdr *mh = &s->msgs[m].msg_hdr;
-    memset(mh, 0, sizeof *mh);
-    mh->msg_iov = &g->iov[*niov];
-    uint8_t *oh = g->hdr[m];
-    memcpy(oh, th, u0);
-    uint8_t *ip = oh + 14, *uh = oh + e.ol4;
-    if (!e.ov6) wr16(ip + 4, (uint16_t)(rd16(th + 14 + 4) + s0));
-    ip_set_l4len(ip, e.ov6 ? 40 : 20, e.ov6, 8 + pay);
-    wr16(uh + 4, (uint16_t)(8 + pay));
-    uh[6] = uh[7] = 0;
-    g->iov[(*niov)++] = (struct iovec){ c > 1 ? (void *)&g->vh[m] : (void *)&vnet_plain, p->vnet_len };
-    g->iov[(*niov)++] = (struct iovec){ oh, u0 };
-    uint64_t usum = 0; /* IPv6, one datagram: its UDP checksum, summed as the segment is written */
-    for (uint32_t j = 0; j < c; j++) {
-      uint32_t sk = s0 + j, sl = gso_seg_len(&sp, sk);
-      const uint8_t *pp = r->payload + (size_t)sk * r->mss;
-      uint8_t *sh = g->seghdr[(*nseg)++];
-      gso_write_headers_pay(th, &sp, sk, sh, pp);
-      g->iov[(*niov)++] = (struct iovec){ sh + u0, per };
-      g->iov[(*niov)++] = (struct iovec){ (void *)pp, sl };
-      if (c == 1 && e.ov6) usum = csum_add(pp, sl, csum_add(sh + u0, per, 0));
-    }
-    if (c > 1) {
-      uint16_t pc = csum_fold(pseudo_sum(ip, e.ov6, 17, 8 + pay)); /* as uso_write_header */
-      memcpy(uh + 6, &pc, 2);
-      vnet_hdr_partial(&g->vh[m], VIRTIO_NET_HDR_GSO_UDP_L4, u0, per + r->mss, e.ol4, 6);
-      g->kind[m] = TX_GSO_UDP;
-    } else {
-      if (e.ov6) { /* over IPv4 a VXLAN datagram goes without a UDP checksum, as podway sends it */
-        uint16_t cs = (uint16_t)~csum_fold(csum_add(uh, 8, usum + pseudo_sum(ip, 1, 17, 8 + pay)));
-        if (cs == 0) cs = 0xffff;
-        memcpy(uh + 6, &cs, 2);
-      }
-      g->kind[m] = 0;
-    }
+    const uint8_t *pp = r->payload + (size_t)sk * r->mss;
+    uint8_t *sh = g->seghdr[(*nseg)++];
+    gso_write_headers_pay(th, &sp, sk, sh, pp);
+    g->iov[(*niov)++] = (struct iovec){ sh + u0, per };
+    g->iov[(*niov)++] = (struct iovec){ (void *)pp, sl };
+    struct msghdr *mh = &s->msgs[o->m].msg_hdr;
     mh->msg_iovlen = (size_t)(&g->iov[*niov] - mh->msg_iov);
-    g->start[m] = k;
-    g->frames[m] = 1;
-    g->weight[m] = c;
-    g->seg0[m] = s0;
-    (*nm)++;
-    built++;
-    s0 += c;
+    o->c++;
+    o->pay += d;
+    if (d != o->dsize) o->full = 0; /* a shorter datagram ends the message */
   }
   p->st.tx_super_uso++;
-  return (int)built;
+  return opened;
 }
 
 /* Send straight from the pool, one message per frame. Returns the index of the first frame the
@@ -1178,7 +1217,9 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     g->len[k] = pl->d_len[i];
   }
   uint32_t nm = 0, niov = 0, nseg = 0, built = count;
+  struct uso_open uo = { .m = -1 };
   for (uint32_t k = 0; k < count;) {
+    if (uo.m >= 0 && !(pl->d_flags[pl->txlist[first + k]] & DESC_F_SUPER)) uso_close(p, g, s, &uo);
     uint32_t c = 1;
     struct msghdr *mh = &s->msgs[nm].msg_hdr;
     memset(mh, 0, sizeof *mh);
@@ -1192,17 +1233,18 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
       uint32_t i = pl->txlist[first + k];
       if (pl->d_flags[i] & DESC_F_SUPER) {
         if (!p->gro && (p->tx_gso & TX_GSO_UDP)) { /* the underlay: a pod's super-frame in VXLAN */
-          int b = send_super_uso(p, pl, i, g, s, &nm, &niov, &nseg, k);
+          int took, b = send_super_uso(p, pl, i, g, s, &nm, &niov, &nseg, k, &uo, &took);
           if (b < 0) { /* no room left in this call's scratch: send what is built, come back for it */
             built = k;
             *again = 1;
             break;
           }
-          if (b > 0) {
+          if (took) {
             k++;
             continue;
           }
         }
+        uso_close(p, g, s, &uo);
         const struct super_ref *r = p->gro || (p->tx_gso & TX_GSO_TCP) ? super_check(pl, i, 14) : NULL;
         /* underlay, direct routing: one TCP GSO message when every segment is within the MTU */
         if (r && !p->gro && r->ihdrs + r->mss > p->mtu) r = NULL;
@@ -1276,6 +1318,7 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
     nm++;
     k += c;
   }
+  uso_close(p, g, s, &uo);
   int rejected = 0;
   uint32_t done = nm ? xmit_mmsg(p, s->msgs, nm, g->weight, &rejected) : 0;
   for (uint32_t m = 0; m < done; m++) {

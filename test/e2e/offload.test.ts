@@ -35,7 +35,7 @@ const SPEC: LabNodeSpec[] = [
 const MB10 = 10 << 20;
 const pool = new FramePool(256);
 
-interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number; rxSuperFrames?: number; rxSuperSegments?: number; rxMergeFrames?: number; rxMergeSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number; txErrors?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }
+interface PortRow { port: string; rx: number; tx: number; drops: number; kernelDrops: number; rxSuperFrames?: number; rxSuperSegments?: number; rxMergeFrames?: number; rxMergeSegments?: number; txSuperFrames?: number; txSuperCut?: number; txSuperLost?: number; txSuperUso?: number; rxGsoFrames?: number; rxGsoBad?: number; rxGsoDropped?: number; rxCsumCompleted?: number; txErrors?: number; txGsoFrames?: number; txGsoSegments?: number; txGsoRejected?: number }
 interface Counters { reasons: Record<string, number>; ports: PortRow[] }
 
 /** `now` minus `before`: each reason and each numeric field of each port row (matched by name). */
@@ -115,7 +115,7 @@ async function counters(lab: Lab, node: string): Promise<Counters> {
   return (await controlRequest(lab.node(node).control, { cmd: 'counters' }, 5000)) as Counters;
 }
 
-interface Case { mode: Mode; offloads: boolean; txGso: boolean; underlayOffloads: boolean; kernelNode2: boolean; rxSuper?: boolean; rxMerge?: boolean }
+interface Case { mode: Mode; offloads: boolean; txGso: boolean; underlayOffloads: boolean; kernelNode2: boolean; rxSuper?: boolean; rxMerge?: boolean; podSuper?: boolean }
 const CASES: Case[] = [];
 for (const offloads of [true, false]) for (const mode of ['vxlan', 'ipip', 'direct'] as Mode[]) CASES.push({ mode, offloads, txGso: true, underlayOffloads: false, kernelNode2: false });
 // Transmit GSO on the underlay (native/uso.c) is on by default; with the pods' offloads on, VXLAN
@@ -132,6 +132,9 @@ CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: true,
 // arrive whole: one flow's in-order run becomes one SUPER descriptor (native/rxsuper.h, both
 // rx-super and rx-merge on; PSH inside ends a group), or with --no-rx-merge is cut into datagrams as before.
 CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: true, kernelNode2: false, rxMerge: false });
+// A pod's own TCP super-frames are handed to the pipeline whole and cut only where they are sent
+// (native/README.md, rxSuperTcp) by default; `--no-pod-super` cuts them on receive as before.
+CASES.push({ mode: 'vxlan', offloads: true, txGso: true, underlayOffloads: false, kernelNode2: false, podSuper: false });
 
 /** The lab of the cases running now: `key` their shared lab options and podway flags (null: one case only). */
 let current: { key: string | null; lab: Lab } | null = null;
@@ -144,15 +147,15 @@ async function dropLab(): Promise<void> {
 test.after(dropLab);
 
 let portSeq = 5300;
-for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = true, rxMerge = true } of CASES) {
-  const label = `${mode}, pod offloads ${offloads ? 'on' : 'off'}${txGso ? '' : ', --no-tx-gso'}${underlayOffloads ? ', underlay offloads on' : ''}${kernelNode2 ? ', node2 a kernel node' : ''}${rxSuper ? '' : ', --no-rx-super'}${rxMerge ? '' : ', --no-rx-merge'}`;
+for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = true, rxMerge = true, podSuper = true } of CASES) {
+  const label = `${mode}, pod offloads ${offloads ? 'on' : 'off'}${txGso ? '' : ', --no-tx-gso'}${underlayOffloads ? ', underlay offloads on' : ''}${kernelNode2 ? ', node2 a kernel node' : ''}${rxSuper ? '' : ', --no-rx-super'}${rxMerge ? '' : ', --no-rx-merge'}${podSuper ? '' : ', --no-pod-super'}`;
   test(`${label}: 10 MB TCP each way between veth pods on two nodes, sha256 equal, nothing truncated`, async () => {
     if (!isRoot()) throw new Error('offload e2e tests need root (network namespaces)');
     const podway = kernelNode2 ? ['node1'] : ['node1', 'node2'];
     // the --no-tx-gso runs also ask for a 64 MiB underlay ring; the others get the default 16 MiB
     const ringMb = txGso ? 16 : 64;
     // a kernel node is programmed for its mode: its lab serves that case only
-    const key = kernelNode2 ? null : JSON.stringify({ offloads, underlayOffloads, txGso, rxSuper, rxMerge });
+    const key = kernelNode2 ? null : JSON.stringify({ offloads, underlayOffloads, txGso, rxSuper, rxMerge, podSuper });
     if (current && (key === null || current.key !== key)) await dropLab();
     const t0 = Date.now();
     const reused = current !== null;
@@ -164,7 +167,7 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
         fresh.build();
         if (kernelNode2) configureKernelNode(fresh, fresh.node('node2'), mode === 'vxlan' ? 'vxlan' : 'direct');
         // one forwarding thread: the counters below are read by port name (no [wN] tags)
-        for (const n of podway) await fresh.startPodway(n, undefined, ['--workers', '1', ...(txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]), ...(rxSuper ? [] : ['--no-rx-super']), ...(rxMerge ? [] : ['--no-rx-merge'])]);
+        for (const n of podway) await fresh.startPodway(n, undefined, ['--workers', '1', ...(txGso ? [] : ['--no-tx-gso', '--underlay-ring-mb', String(ringMb)]), ...(rxSuper ? [] : ['--no-rx-super']), ...(rxMerge ? [] : ['--no-rx-merge']), ...(podSuper ? [] : ['--no-pod-super'])]);
       } catch (e) {
         console.log(logTail(fresh, 20));
         await dropLab();
@@ -227,6 +230,28 @@ for (const { mode, offloads, txGso, underlayOffloads, kernelNode2, rxSuper = tru
           // (the kernel counts a GSO super-datagram, which podway segments, as one packet)
           assert.ok(dropped > (underlayOffloads ? 100 : 5000), `${n}: podway's table dropped the kernel's copy of ${dropped} ${mode} packets`);
           assert.ok(underlay.rx > 5000, `${n}: the underlay port took the tunnel packets (rx ${underlay.rx})`);
+        }
+      }
+      // A pod's TCP super-frames (its offloads on) reach the pipeline whole (SUPER descriptors) and
+      // are cut where they leave: UDP GSO messages built on send (VXLAN, tx GSO on), one TCP GSO
+      // message (direct), the backlog (IPIP, --no-tx-gso); with --no-pod-super, cut on receive
+      {
+        let podSupers = 0, uso = 0, whole = 0, cut = 0, lost = 0;
+        for (const n of podway) {
+          for (const p of (await caseCounters(n)).ports) {
+            if (p.port.startsWith('cali')) podSupers += p.rxSuperFrames ?? 0;
+            if (p.port.startsWith('underlay(')) { uso += p.txSuperUso ?? 0; whole += p.txSuperFrames ?? 0; cut += p.txSuperCut ?? 0; }
+            lost += p.txSuperLost ?? 0;
+          }
+        }
+        console.log(`  pods' super-frames handed on whole ${podSupers}; underlays: as UDP GSO ${uso}, as one TCP GSO message ${whole}, cut ${cut}; segments lost ${lost}`);
+        assert.is(lost, 0, `${label}: segments of a super-frame not sent`);
+        if (!offloads || !podSuper) assert.is(podSupers, 0, `${label}: no pod super-frame should be handed on whole`);
+        else {
+          assert.ok(podSupers > 0, `${label}: the pods' super-frames, yet none was handed on whole`);
+          if (mode === 'vxlan' && txGso) assert.ok(uso > 0, `${label}: no super-frame left as UDP GSO messages built on send`);
+          else if (mode === 'direct' && txGso) assert.ok(whole > 0, `${label}: no super-frame left as one TCP GSO message`);
+          else assert.ok(cut > 0, `${label}: no super-frame was cut on send`);
         }
       }
       // A pod's 64 KiB super-frames, cut by podway, reach the underlay as runs of one flow (VXLAN

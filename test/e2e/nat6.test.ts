@@ -1,6 +1,7 @@
 /**
  * IPv6 egress outside the pools and natOutgoing on an IPv6 pool, end to end (root, network
- * namespaces): a dual-stack lab of two podway nodes (veth, tap and tun pods), and an "outside"
+ * namespaces): a dual-stack lab of two podway nodes (two forwarding threads each; veth, tap and tun
+ * pods), and an "outside"
  * namespace with fd00:203::10 behind the fabric router, reached over IPv6 through each node's
  * default route (Lab.addOutside). With natOutgoing on the IPv6 pool, pods reach it over ICMPv6,
  * TCP and UDP with their node's IPv6 address (table ip6 podway: the kernel's masquerade, ports from
@@ -111,7 +112,7 @@ test.before(async () => {
   let dumpErr = '';
   dump.stderr!.setEncoding('utf8');
   dump.stderr!.on('data', (d: string) => (dumpErr += d));
-  for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--workers', '1']);
+  for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--workers', '2']);
   assert.ok(await until(() => /listening on eth0/.test(dumpErr), 10_000), `tcpdump on the outside did not start: ${dumpErr}`);
 });
 

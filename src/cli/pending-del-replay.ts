@@ -41,6 +41,8 @@ export class PendingDelReplayer {
   private again = false;
   private stopped = false;
   private readonly told = new Set<string>();
+  /** The last failure said per entry file. */
+  private readonly lastSaid = new Map<string, string>();
   private counts = { pending: 0, replayed: 0, failed: 0, ignored: 0 };
   private lastError: string | null = null;
   private lastPassAt: Date | null = null;
@@ -136,6 +138,7 @@ export class PendingDelReplayer {
             removePendingFile(s.file);
             return r;
           });
+          this.lastSaid.delete(s.file);
           this.counts.pending--;
           if (!done) continue;
           this.counts.replayed++;
@@ -144,7 +147,10 @@ export class PendingDelReplayer {
         } catch (err) {
           this.counts.failed++;
           this.lastError = `${s.file}: ${(err as Error).message}`;
-          this.log.warn(`deferred CNI DEL ${s.file} not replayed: ${(err as Error).message} (tried again later)`);
+          // Said again only when the reason changes: an entry that keeps failing is retried every pass.
+          const said = this.lastSaid.get(s.file);
+          if (said !== (err as Error).message) this.log.warn(`deferred CNI DEL ${s.file} not replayed: ${(err as Error).message} (tried again on each pass; said again only if the reason changes)`);
+          this.lastSaid.set(s.file, (err as Error).message);
           // The datastore went away again: the rest waits for the next pass.
           if (err instanceof KvUnavailableError) break;
         }

@@ -207,7 +207,11 @@ export class Connection {
   fail(e: BgpError): void {
     if (this.closed) return;
     const text = `${this.state === 'Established' ? '' : this.state + ': '}Sent: ${e.message}`;
-    this.peer.host.log('warn', `bgp ${this.peer.config.address}: ${text}`);
+    // An Established session's end is news each time; a collision loser is routine (the other
+    // connection carries on); a session that keeps failing to come up is said once per reason.
+    if (this.state === 'Established') this.peer.host.log('warn', `bgp ${this.peer.config.address}: ${text}`);
+    else if (e.code === ErrCode.Cease && e.subcode === CeaseSub.CollisionResolution) this.peer.host.log('info', `bgp ${this.peer.config.address}: ${text}`);
+    else this.peer.noteFailure(text);
     this.send(encodeNotification(e.code, e.subcode, e.data));
     this.close(text, true);
   }
@@ -265,6 +269,10 @@ export class PeerSession {
   private running = false;
   /** A TCP-MD5 dial under way (it becomes a Connection once connected). */
   private dialing?: { cancel(): void };
+  /** The last failure to establish that was logged: a peer failing the same way on every retry
+   * (connection refused, an AS mismatch) is logged once, again when the reason changes, and
+   * afresh after the session was up. */
+  private loggedFailure = '';
 
   constructor(readonly host: SessionHost, readonly config: PeerSettings) {}
 
@@ -308,6 +316,7 @@ export class PeerSession {
     } catch (e) {
       this.lastError = `Connect: ${socketErrorText(e as NodeJS.ErrnoException)}`;
       this.setState('Active', this.lastError);
+      this.noteFailure(this.lastError);
       this.retryLater();
       return;
     }
@@ -328,6 +337,7 @@ export class PeerSession {
         this.dialing = undefined;
         this.lastError = `Connect: ${socketErrorText(e)}`;
         if (!this.conns.length) this.setState('Active', this.lastError);
+        this.noteFailure(this.lastError);
         this.retryLater();
       },
     );
@@ -385,6 +395,7 @@ export class PeerSession {
   connectionEstablished(conn: Connection): void {
     for (const other of this.conns) if (other !== conn) other.fail(new BgpError(ErrCode.Cease, CeaseSub.CollisionResolution));
     this.established = conn;
+    this.loggedFailure = '';
     clearTimeout(this.retryTimer); // armed when an earlier session went down; nothing to retry now
     this.refreshState();
     this.host.established(this);
@@ -396,7 +407,7 @@ export class PeerSession {
     if (this.established === conn || !this.conns.length) this.lastError = reason;
     if (this.established === conn) {
       this.established = undefined;
-      this.host.log('info', `bgp ${this.config.address}: session down: ${reason}`);
+      this.host.log('warn', `bgp ${this.config.address}: session down: ${reason}`);
       const gr = conn.remote?.caps.gracefulRestart;
       const families = !conn.notified && gr && gr.time > 0 ? gr.families.filter(f => f.safi === SAFI_UNICAST).map(f => f.afi as Afi) : [];
       this.host.down(this, families, gr?.time ?? 0);
@@ -406,9 +417,21 @@ export class PeerSession {
       this.refreshState();
       return;
     }
+    // The last connection of a session that did not come up: why, once per reason.
+    if (conn.state !== 'Established') this.noteFailure(reason);
     // Back to Idle (after an error) or Active, and try again after the connect-retry time.
     this.setState(this.config.passive || conn.state === 'Connect' ? 'Active' : 'Idle', reason);
     this.retryLater();
+  }
+
+  /**
+   * A failure to establish the session, logged (warn) when it differs from the last one logged:
+   * once per reason, not on every connect-retry (`podway node status` shows the latest in INFO).
+   */
+  noteFailure(reason: string): void {
+    if (!this.running || reason === this.loggedFailure) return;
+    this.loggedFailure = reason;
+    this.host.log('warn', `bgp ${this.config.address}: session not established: ${reason} (trying again every ${this.host.connectRetryMs / 1000} s; logged again when the reason changes)`);
   }
 
   /** The peer's state is the most advanced of its connections' states. */

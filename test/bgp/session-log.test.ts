@@ -1,0 +1,68 @@
+// What the speaker logs about sessions that do not come up (two podway speakers on loopback): a
+// failure to establish is logged (warn) once per reason, not on every connect-retry, again when
+// the reason changes and afresh after the session was up; an Established session going down is a
+// warning. Before, an AS mismatch or a refused connection showed only in `podway node status`.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BgpSpeaker, BgpSpeakerOptions } from '../../src/control/bgp/speaker';
+import { loopbackNet, randomPort, waitFor } from './bird';
+
+interface Line { level: 'info' | 'warn'; msg: string }
+
+function speaker(opts: BgpSpeakerOptions, lines: Line[]): BgpSpeaker {
+  return new BgpSpeaker({ connectRetrySeconds: 1, log: (level, msg) => lines.push({ level, msg }), ...opts });
+}
+
+const notEstablished = (lines: Line[]) => lines.filter((l) => /session not established/.test(l.msg));
+
+test('AS mismatch, then refused: each reason logged once at warn over several retries; the session down is a warning', async () => {
+  const ip = loopbackNet();
+  const [pa, pb] = [randomPort(), randomPort()];
+  const la: Line[] = [];
+  const lb: Line[] = [];
+  const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: pa }, la);
+  const b = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: pb }, lb);
+  const started: BgpSpeaker[] = [];
+  try {
+    // b expects AS 65001 from a, which speaks 64512: b refuses every OPEN (bad peer AS).
+    a.setPeers([{ address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2) }]);
+    b.setPeers([{ address: ip(2), asNumber: 65001, port: pa, localAddress: ip(3), passive: true }]);
+    await Promise.all([a.start(), b.start()]);
+    started.push(a, b);
+    const peerA = () => a.status().find((p) => p.address === ip(3))!;
+    // Three OPENs sent: three attempts, each refused the same way.
+    await waitFor('three attempts', () => peerA().messagesOut >= 3);
+    assert.match(peerA().info, /bad peer AS/);
+    const asLines = notEstablished(la);
+    assert.is(asLines.length, 1, JSON.stringify(la));
+    assert.is(asLines[0]!.level, 'warn');
+    assert.match(asLines[0]!.msg, new RegExp(`^bgp ${ip(3).replace(/\./g, '\\.')}: session not established: Received: OPEN message error: bad peer AS`));
+    // b's side: its NOTIFICATION, once too.
+    assert.is(notEstablished(lb).length, 1, JSON.stringify(lb));
+    assert.match(notEstablished(lb)[0]!.msg, /OpenSent: Sent: OPEN message error: bad peer AS/);
+
+    // Fixed: up, nothing more logged as a failure.
+    b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, localAddress: ip(3), passive: true }]);
+    await waitFor('Established', () => peerA().state === 'Established');
+    assert.is(notEstablished(la).length, 1);
+
+    // b gone (Cease): the session down is a warning; then every dial is refused, said once.
+    await b.stop({ graceful: false });
+    started.splice(started.indexOf(b), 1);
+    await waitFor('session down logged', () => la.some((l) => /session down/.test(l.msg)));
+    assert.is(la.find((l) => /session down/.test(l.msg))!.level, 'warn');
+    const before = peerA().messagesOut;
+    await waitFor('refused', () => /connection refused/.test(peerA().info));
+    // A few more retries (1 s apart): nothing sent, so wait on the state's info having been
+    // refused for a while, then count.
+    await new Promise((r) => setTimeout(r, 3500));
+    const refused = notEstablished(la).filter((l) => /connection refused/.test(l.msg));
+    assert.is(refused.length, 1, JSON.stringify(la));
+    assert.is(refused[0]!.level, 'warn');
+    assert.is(peerA().messagesOut, before, 'no session meanwhile');
+  } finally {
+    await Promise.all(started.map((s) => s.stop()));
+  }
+});
+
+test.run();

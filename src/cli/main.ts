@@ -194,6 +194,12 @@ export function buildProgram(): Command {
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new Error('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       const { runNode } = await import('./run');
       await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), logLevel, metricsPort, metricsHost });
+      // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
+      // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
+      // that drops packets (a registration that waited on it): grpc-js does not abort a pending
+      // connect on close, and its socket would hold the process until the kernel gives the
+      // connect up (minutes). SIGTERM must end podway in its stop time, so the process ends here.
+      process.exit();
     });
 
   clientCommand(program, 'status', 'show the running node dataplane', (s) => {

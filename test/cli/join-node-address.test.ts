@@ -4,6 +4,7 @@
 // checkConflictingNodes), and at start a stored address no interface holds gives way to
 // first-found.
 import { suite } from 'uvu';
+import { createServer, Socket } from 'node:net';
 import * as assert from 'uvu/assert';
 import { joinCluster } from '../../src/cli/join';
 import { chooseStartAddress } from '../../src/cli/start-address';
@@ -66,3 +67,28 @@ u('the Node\'s address while an interface holds it, else first-found (warned), e
 });
 u.after(() => stopEtcd());
 u.run();
+
+const silentSuite = suite('join on a silent etcd');
+silentSuite('a registration waiting on an etcd that accepts and never answers ends when its signal is aborted (podway run stopping), with the abort\'s reason', async () => {
+  const sockets = new Set<Socket>();
+  const silent = createServer((c) => { sockets.add(c); c.on('error', () => undefined); });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const port = (silent.address() as { port: number }).port;
+  const abort = new AbortController();
+  const said: string[] = [];
+  try {
+    const joined = joinCluster(parseDatastoreSpec(`etcd:http://127.0.0.1:${port}`), { node: 'node1', ip: '10.98.0.1/24', ip6: 'none', signal: abort.signal }, (m) => said.push(m))
+      .then(() => 'registered', (e: Error) => e);
+    // Bounded: the first call times out and the join says it retries.
+    for (let i = 0; i < 300 && !said.some((m) => /unreachable .*; retrying in/.test(m)); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(said.some((m) => /unreachable .*; retrying in/.test(m)), `the join waits on the silent etcd: ${said.join(' | ')}`);
+    abort.abort(new Error('SIGTERM: stopping'));
+    const outcome = await Promise.race([joined, new Promise((r) => setTimeout(() => r('still waiting'), 30_000))]);
+    assert.instance(outcome, Error, `ended by the abort: ${String(outcome)}`);
+    assert.is((outcome as Error).message, 'SIGTERM: stopping');
+  } finally {
+    for (const c of sockets) c.destroy();
+    await new Promise((r) => silent.close(r));
+  }
+});
+silentSuite.run();

@@ -13,10 +13,17 @@
  *   datastore has not answered within the bound, and follows etcd once its packets pass again;
  * - a damaged cache is ignored with the reason in the log, and podway waits for etcd as before;
  * - a cache this host cannot take (its node address held by no interface here) stops that start
- *   and is set aside (FILE.bad): the next start waits for etcd instead of failing again.
+ *   and is set aside (FILE.bad): the next start waits for etcd instead of failing again;
+ * - SIGTERM while on the cache with etcd silent (the registration waiting on it): podway stops
+ *   within the stop bound;
+ * - the datastore's first model refused by the engine while on the cache (its Node names a second
+ *   address whose VXLAN port another socket holds): node1 stays on the cache, not ready, saying
+ *   why (the model thread in sync does not make it ready), and is ready once one of the
+ *   datastore's models is applied.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Lab, LabKvStore, LabNodeSpec, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
@@ -135,6 +142,12 @@ test('etcd silent to node1 (packets dropped): node1 restarted forwards on the ca
     assert.ok(await until(() => talks('web-1c', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk (web-1c too: the cache has it)');
     assert.ok((await status()).cachedModel, 'on the cache');
     assert.ok(etcd!.alive(), 'etcd runs all along');
+    // SIGTERM while the registration still waits on the silent etcd: aborted, podway stops
+    // within lab's stop bound (SIGKILL after it: exit null), and starts on the cache again.
+    assert.is(await lab!.stopPodway('node1'), 0, `node1 stops while its registration waits on a silent etcd: ${n1.log.slice(mark).join(' | ')}`);
+    const mark2 = n1.log.length;
+    await lab!.startPodway('node1', 20_000);
+    assert.ok(await waitLog(n1, /unreachable: forwarding on the cached model from/, mark2, 10_000), `node1 runs on the cache again: ${n1.log.slice(mark2).join(' | ')}`);
     nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
     blocked = false;
     assert.ok(await waitLog(n1, /answers: its model replaces the cached one/, mark, 60_000), `node1 follows etcd: ${n1.log.slice(mark).join(' | ')}`);
@@ -203,7 +216,62 @@ test('a cached model the host cannot take is set aside: the next start waits for
   await start;
   assert.ok(started || (await until(async () => (await status()).ready === true, 20_000, 200)), `node1 starts once etcd is back: ${n1.log.slice(mark).join(' | ')}`);
   assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk again');
-  ok = true;
+});
+
+test('the datastore\'s first model refused while on the cache: still on the cache and not ready, saying why; ready only once one of its models is applied', async () => {
+  const n1 = lab!.node('node1');
+  const nodeKey = '/calico/resources/v3/projectcalico.org/nodes/node1';
+  const setNodeIp = async (ip: string) => {
+    const e = (await store!.kv.get(nodeKey))!;
+    const o = JSON.parse(e.value) as { spec: { bgp: { ipv4Address: string } } };
+    o.spec.bgp.ipv4Address = `${ip}/24`;
+    assert.ok(await store!.kv.update(nodeKey, JSON.stringify(o), e.modRevision), `Node address ${ip} written`);
+  };
+  const own = n1.ip;
+  // A second address on node1 (B), which the datastore's Node will name, with its VXLAN port
+  // taken by another socket: the engine refuses to follow B (EADDRINUSE on B:4789).
+  const other = `${own.split('.').slice(0, 3).join('.')}.201`;
+  const table = `podway_test_blackhole2_${process.pid}`;
+  let blocked = false;
+  let holder: ChildProcess | null = null;
+  assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), 'node1 ready before');
+  assert.is(await lab!.stopPodway('node1'), 0);
+  nsExec(n1.ns, ['ip', 'addr', 'add', `${other}/24`, 'dev', 'eth0']);
+  try {
+    holder = spawn('ip', ['netns', 'exec', n1.ns, 'python3', '-c', `import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('${other}',4789))\nprint('bound',flush=True)\ntime.sleep(300)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let bound = false;
+    holder.stdout!.on('data', (d: Buffer) => { if (/bound/.test(d.toString())) bound = true; });
+    assert.ok(await until(() => bound, 10_000, 50), `a socket holds ${other}:4789`);
+    await setNodeIp(other);
+    // etcd silent to node1 at start: it forwards on its cache (address A), then etcd answers with B.
+    nsExec(n1.ns, ['nft', `add table inet ${table}; add chain inet ${table} out { type filter hook output priority 0; }; add rule inet ${table} out tcp dport 2379 drop`]);
+    blocked = true;
+    const mark = n1.log.length;
+    await lab!.startPodway('node1', 20_000);
+    assert.ok(await waitLog(n1, /unreachable: forwarding on the cached model from/, mark, 10_000), `node1 runs on the cache: ${n1.log.slice(mark).join(' | ')}`);
+    nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
+    blocked = false;
+    assert.ok(await waitLog(n1, new RegExp(`update rejected, keeping the last good state: .*${other.replace(/\./g, '\\.')}:4789: Address already in use`), mark, 60_000), `the datastore's model is refused: ${n1.log.slice(mark).join(' | ')}`);
+    // The model thread is in sync with the datastore, but its model is not in force: not ready.
+    assert.ok(await until(async () => (await status()).notReady?.some((r) => /the datastore's model was refused/.test(r)) === true, 10_000, 200), `the reason: ${JSON.stringify(await status())}`);
+    const st = await status();
+    assert.is(st.ready, false, 'not ready while the cache is in force');
+    assert.ok(st.cachedModel, 'status still names the cache');
+    assert.not.ok(n1.log.slice(mark).some((l) => /answers: its model replaces the cached one/.test(l)), 'the cache was not left');
+    // B free again and the Node back on A: the datastore's model applies, the cache is left, ready.
+    holder.kill('SIGKILL');
+    holder = null;
+    await setNodeIp(own);
+    assert.ok(await waitLog(n1, /answers: its model replaces the cached one/, mark, 30_000), `node1 leaves the cache: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), `ready: ${JSON.stringify(await status())}`);
+    assert.is((await status()).cachedModel, null);
+    assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-2', 'web-1'), 15_000, 100), 'pods talk across the nodes again');
+    ok = true;
+  } finally {
+    if (holder) holder.kill('SIGKILL');
+    if (blocked) nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
+    nsExec(n1.ns, ['ip', 'addr', 'del', `${other}/24`, 'dev', 'eth0']);
+  }
 });
 
 test.run();

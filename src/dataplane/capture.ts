@@ -133,12 +133,13 @@ export interface CapturePorts {
   /** The underlay port (VXLAN over IPv6 is decapsulated from its Ethernet frames); none if absent. */
   isUnderlay?(port: number): boolean;
   readonly nodeIp: number;
-  /** The underlay port (-1: none): where a frame held for its neighbour's MAC is routed. */
-  readonly underlayPort?: number;
+  /** Per descriptor of the batch, the port a frame held for a MAC (verdict HELD_VERDICT) is
+   * routed to: the underlay (its neighbour's MAC), or a local pod's port (the pod's MAC). */
+  readonly heldTo?: Int32Array;
 }
 
-/** The pipeline's verdict for a frame held for an unresolved underlay neighbour (pipeline.ts):
- * routed to the underlay, sent later (`outOfBatch` records it then, at tx). */
+/** The pipeline's verdict for a frame held for a MAC (pipeline.ts: an unresolved underlay
+ * neighbour's, or a local pod's): routed, sent later (`outOfBatch` records it then, at tx). */
 export const HELD_VERDICT = -3;
 
 const UNKNOWN_TUNNEL_SOURCE = COUNTER_NAMES.indexOf('unknown_tunnel_source');
@@ -267,9 +268,9 @@ export class CaptureTap {
         // to the host, never were tunnel traffic for us)
         const decapsulated = o >= 0 || (o === dropVerdict && !failedBeforeDecap(reasons[i], UNKNOWN_TUNNEL_SOURCE, UNSUPPORTED_ETHERTYPE, TRUNCATED));
         if (this.scratchLen[i] > 0 && decapsulated) this.recordKept(i, ports.portName[port], '');
-      } else if (o >= 0 || (o === HELD_VERDICT && stage === Stage.ROUTE && (ports.underlayPort ?? -1) >= 0)) {
-        // routed; a held frame (to the underlay) is recorded at route now, at tx when it leaves
-        const to = o >= 0 ? o : ports.underlayPort!;
+      } else if (o >= 0 || (o === HELD_VERDICT && stage === Stage.ROUTE && ports.heldTo !== undefined)) {
+        // routed; a held frame is recorded at route now (on the port it waits for), at tx when it leaves
+        const to = o >= 0 ? o : ports.heldTo![i];
         const f = pool.start(i);
         const len = pool.len[i];
         const outLink = ports.linkOf(to);

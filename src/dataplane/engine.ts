@@ -12,13 +12,13 @@ import { macEquals } from '../packet/ethernet';
 import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf, errnoName } from './io';
 import { nativeIO } from './native';
-import { Pipeline, Role } from './pipeline';
+import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import { ip6Bytes } from '../control/route-calc6';
 import { formatIpv6 } from '../packet/ipv6';
 import { NeighborTable, NeighborTimings } from './neighbors';
-import { NeighborQueue, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL, FAMILY_V4, FAMILY_V6 } from './neighbor-queue';
+import { NeighborQueue, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL, FAMILY_V4, FAMILY_V6, FAMILY_POD } from './neighbor-queue';
 import { HostProgrammer, HostState, HostLearnedRoute, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
@@ -193,6 +193,8 @@ const CAPTURE_FLUSH_MS = 20;
 /** How often the neighbour tables age their entries and re-probe stale ones (one timer for both
  * tables and every entry; shorter when the retransmit interval is). */
 const NEIGHBOR_TICK_MS = 1000;
+/** A pod whose MAC podway waits for is asked (ARP) at most this often. */
+const POD_MAC_ASK_MS = 1000;
 /** EngineOptions.ringCheckMs default: a wedged V2 ring is set up again within ~2 of these. */
 const RING_CHECK_MS = 1000;
 
@@ -372,6 +374,7 @@ export class Engine {
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip, now) => this.resolve(ip, now);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
+    this.pipe.onPodMacUnknown = (port, ip, now) => this.askPodMac(port, ip, now);
     const onPodMac = opts.onPodMac;
     if (onPodMac && this.worker.count > 1) {
       this.pipe.onPodMac = (port, b, off) => {
@@ -1439,6 +1442,10 @@ export class Engine {
     const q = this.pipe.held;
     if (q === null || q.size === 0) return;
     for (const { family, key } of q.neighbors()) {
+      if (family === FAMILY_POD) {
+        this.pipe.releaseToPod(key);
+        continue;
+      }
       const m = family === FAMILY_V4 ? this.neighbors.mac(key) : this.neighbors6.table.mac(key);
       if (m !== undefined) this.pipe.releaseHeld(family, key, m, 0);
     }
@@ -1496,6 +1503,28 @@ export class Engine {
       return true;
     }
     return this.neighbors.tracks(ip);
+  }
+
+  /** When each pod port was last asked for its MAC (askPodMac), ms. */
+  private readonly podMacAskedAt = new Float64Array(MAX_PORTS);
+
+  /**
+   * Local L2 pod `port` has packets waiting for its MAC (pipeline.ts holdForPod): send it an ARP
+   * request for its address `ip` from the gateway (169.254.1.1, ee:ee:ee:ee:ee:ee), at most one a
+   * second per port. Its reply teaches the MAC (the pipeline learns it from the pod's frame) and
+   * releases them; with --workers, a TAP's reply reaches the first thread, which shares the MAC.
+   */
+  private askPodMac(port: number, ip: number, now: number): void {
+    if (now - this.podMacAskedAt[port] < POD_MAC_ASK_MS) return;
+    this.podMacAskedAt[port] = now;
+    const i = this.arpSlot;
+    this.pool.len[i] = writeArpRequest(this.pool.bytes, this.pool.start(i), GATEWAY_MAC, GATEWAY_IP, ip);
+    this.pool.txList[this.batch] = i;
+    try {
+      this.io.send(port, this.batch, 1);
+    } catch (e) {
+      this.portError(port, 'send', e as Error);
+    }
   }
 
   /** Send one control frame (an IPv6 Neighbor Solicitation) on the underlay from the ARP slot. */

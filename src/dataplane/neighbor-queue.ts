@@ -15,7 +15,8 @@
  * finds its neighbour's share or the whole queue full is not held (the pipeline drops it, counted
  * `neighbor_queue_full`): the first packets of a flow are the ones kept, not the last as in the
  * kernel, whose full queue drops its oldest. A neighbour is named by its family (4: ARP, the IPv4
- * address as a signed 32-bit key; 6: NDP, Neighbors6's id) and key.
+ * address as a signed 32-bit key; 6: NDP, Neighbors6's id; 1: a local pod whose MAC is unknown,
+ * its port) and key.
  *
  * Time is counted in ticks (`age`, called by the engine's neighbour timer), not read from the
  * clock per packet: a frame held more than `maxTicks` ticks is dropped by `age` (a safety net:
@@ -30,6 +31,10 @@ export const NEIGHBOR_QUEUE_TOTAL = 64;
 
 export const FAMILY_V4 = 4;
 export const FAMILY_V6 = 6;
+/** A local L2 pod (veth or TAP) whose MAC podway does not know yet (an endpoint that states none,
+ * and a pod that has sent nothing): keyed by its port, released when the pod answers the ARP
+ * request podway sends it (pipeline.ts holdForPod). */
+export const FAMILY_POD = 1;
 
 export class NeighborQueue {
   /** Per held place k (descriptor first + k): the family (0: free), key, port it came in on, and

@@ -29,7 +29,7 @@ import { Pipeline6 } from './pipeline6';
 import { NatSources } from './nat';
 import { CaptureTap, CapturePorts, Link, HELD_VERDICT } from './capture';
 import type { NeighborQueue } from './neighbor-queue';
-import { FAMILY_V4 } from './neighbor-queue';
+import { FAMILY_V4, FAMILY_POD } from './neighbor-queue';
 
 /** What a port is to the pipeline. */
 export const Role = {
@@ -119,6 +119,8 @@ export class Pipeline implements CapturePorts {
    * that returns DROP sets it, pipeline6's too). */
   lastDrop = 0;
   private readonly reasons: Uint16Array;
+  /** Per descriptor of the batch, the port a held frame waits to go out of (capture's route stage). */
+  readonly heldTo: Int32Array;
   /** The trace record of the packet in hand (also written by pipeline6.ts). */
   tr: TraceRecord | null = null;
   /** Packets for an underlay neighbour still being resolved wait here (the engine's, with pool
@@ -133,6 +135,10 @@ export class Pipeline implements CapturePorts {
   onUnresolved: (ip: number, now: number) => boolean = () => true;
   /** Called when an ARP reply on the underlay resolves a neighbour. */
   onNeighbor: (ip: number, b: Uint8Array, macOff: number) => void = () => {};
+  /** A packet for local L2 pod `port` whose MAC is not known (no MAC in its endpoint, and it has
+   * sent nothing): the engine sends the pod an ARP request for its IPv4 address `ip`
+   * (rate-limited), whose answer teaches the MAC (learnPodMac) and releases what waits for it. */
+  onPodMacUnknown: (port: number, ip: number, now: number) => void = () => {};
   /** A pod's MAC learned from its first frame (the engine shares a TAP pod's with the other
    * workers, which transmit to it but never read it). */
   onPodMac: (port: number, b: Uint8Array, macOff: number) => void = () => {};
@@ -152,6 +158,7 @@ export class Pipeline implements CapturePorts {
     this.out = new Int32Array(batch);
     this.v6 = new Pipeline6(this, MAX_PORTS);
     this.reasons = new Uint16Array(batch);
+    this.heldTo = new Int32Array(batch);
   }
 
   get nodeIp(): number {
@@ -190,10 +197,13 @@ export class Pipeline implements CapturePorts {
     if (mac) {
       this.podMac.set(mac, id * 6);
       this.podMacKnown[id] = 1;
+      this.releaseToPod(id);
     }
   }
 
   clearPort(id: number): void {
+    // packets waiting for this pod's MAC go with it (the port number may be reused)
+    if (this.held !== null && this.held.size > 0) this.held.take(FAMILY_POD, id, this.heldDropped);
     this.role[id] = Role.NONE;
     this.portName[id] = '';
     this.podIpCount[id] = 0;
@@ -562,7 +572,10 @@ export class Pipeline implements CapturePorts {
         if (this.role[p] === Role.POD_TUN) {
           this.setFrame(i, ip, total);
         } else {
-          if (this.podMacKnown[p] === 0) return this.drop(Reason.POD_MAC_UNKNOWN);
+          if (this.podMacKnown[p] === 0) {
+            b[eth + 12] = 0x08; b[eth + 13] = 0x00;
+            return this.holdForPod(i, inPort, p, eth, total + ETH_HLEN);
+          }
           const m = p * 6;
           for (let k = 0; k < 6; k++) { b[eth + k] = this.podMac[m + k]; b[eth + 6 + k] = GATEWAY_MAC[k]; }
           b[eth + 12] = 0x08; b[eth + 13] = 0x00;
@@ -711,6 +724,9 @@ export class Pipeline implements CapturePorts {
     if (v !== Drop.OK) return this.drop(v);
     const op = (b[a + 6] << 8) | b[a + 7];
     const tpa = ((b[a + 24] << 24) | (b[a + 25] << 16) | (b[a + 26] << 8) | b[a + 27]) >>> 0;
+    // The pod's answer to the request podway sent it for its MAC (holdForPod): learned already
+    // (fromPodL2), nothing to send.
+    if (op === ARP_REPLY && tpa === GATEWAY_IP) return this.count(Event.ARP_LEARNED, HOST);
     if (op !== ARP_REQUEST || tpa !== GATEWAY_IP) return this.drop(Reason.ARP_NOT_GATEWAY);
     const spa = ((b[a + 14] << 24) | (b[a + 15] << 16) | (b[a + 16] << 8) | b[a + 17]) >>> 0;
     // Calico's host answers the gateway with its own (ee:..) MAC through proxy ARP; we answer directly.
@@ -793,8 +809,46 @@ export class Pipeline implements CapturePorts {
     if (q === null || (this.pool.flags[i] & DescFlag.SUPER) !== 0) return this.drop(Reason.NEIGHBOR_UNRESOLVED);
     if (!q.hold(i, family, key, inPort)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);
     this.counters[Event.NEIGHBOR_QUEUED]++;
+    if (i < this.heldTo.length) this.heldTo[i] = this.underlayPort;
     if (this.tr !== null) this.tr.stages.push('underlay neighbour unresolved: held until it answers (neighbor_queued)');
     return HELD;
+  }
+
+  /**
+   * A packet for local L2 pod `p` whose MAC is unknown (the Ethernet frame of `len` bytes at
+   * `eth`, its EtherType written): the pod is asked for its MAC (an ARP request, through the
+   * engine) and the frame waits in the pending queue keyed by the port, as the kernel holds a
+   * packet on an INCOMPLETE neighbour of a pod's veth. Dropped (`pod_mac_unknown`) when it cannot
+   * wait: no queue, a super-frame, or a pod without an IPv4 address to ask for; the queue's
+   * bounds as for underlay neighbours (`neighbor_queue_full`). Also used by pipeline6.ts.
+   */
+  holdForPod(i: number, inPort: number, p: number, eth: number, len: number): number {
+    const b = this.b;
+    for (let k = 0; k < 6; k++) { b[eth + k] = 0; b[eth + 6 + k] = GATEWAY_MAC[k]; }
+    this.setFrame(i, eth, len);
+    const asked = this.podIpCount[p] > 0;
+    if (asked) this.onPodMacUnknown(p, this.podIps[p * 4], this.batchNow());
+    const q = this.held;
+    if (q === null || !asked || (this.pool.flags[i] & DescFlag.SUPER) !== 0) return this.drop(Reason.POD_MAC_UNKNOWN);
+    if (!q.hold(i, FAMILY_POD, p, inPort)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);
+    this.counters[Event.NEIGHBOR_QUEUED]++;
+    if (i < this.heldTo.length) this.heldTo[i] = p;
+    if (this.tr !== null) this.tr.stages.push(`pod ${this.portName[p]}'s MAC unknown: asked (arp), held until it answers (neighbor_queued)`);
+    return HELD;
+  }
+
+  /** Pod port p's MAC is known now: the frames held for it leave on its port in one send call,
+   * oldest first, from the gateway MAC. Returns how many. */
+  releaseToPod(p: number): number {
+    const q = this.held;
+    if (q === null || q.size === 0 || this.podMacKnown[p] === 0) return 0;
+    const k = q.release(FAMILY_POD, p, this.podMac, p * 6, q.first, GATEWAY_MAC);
+    if (k === 0) return 0;
+    this.counters[Event.NEIGHBOR_QUEUE_SENT] += k;
+    const cap = this.capture;
+    if (cap !== null) for (let j = 0; j < k; j++) cap.outOfBatch(this.pool, this.pool.txList[q.first + j], this.portName[p], 0);
+    this.sendList(p, q.first, k);
+    return k;
   }
 
   /**
@@ -870,6 +924,7 @@ export class Pipeline implements CapturePorts {
     for (let k = 0; k < 6; k++) this.podMac[port * 6 + k] = this.b[macOff + k];
     this.podMacKnown[port] = 1;
     this.onPodMac(port, this.b, macOff);
+    this.releaseToPod(port);
   }
 
   private nextId(): number {

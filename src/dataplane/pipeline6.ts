@@ -298,7 +298,11 @@ export class Pipeline6 {
           this.setFrame(i, ip, total);
           return p;
         }
-        if (this.p.podMacKnown[p] === 0) return this.drop(Reason.POD_MAC_UNKNOWN);
+        if (this.p.podMacKnown[p] === 0) {
+          // held for the pod's answer to an ARP request, as IPv4 is (pipeline.ts holdForPod)
+          b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
+          return this.p.holdForPod(i, inPort, p, eth, total + ETH_HLEN);
+        }
         const m = p * 6;
         for (let k = 0; k < 6; k++) { b[eth + k] = this.p.podMac[m + k]; b[eth + 6 + k] = 0xee; }
         b[eth + 12] = 0x86; b[eth + 13] = 0xdd;

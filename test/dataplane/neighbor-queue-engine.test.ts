@@ -332,4 +332,44 @@ test('capture at tx: an IPv6 packet held for node2\'s NA is recorded when it lea
   assert.is(toHex(recs[0].data, 14 + 70 + 24, 16), toHex(parseIpv6Bytes(RV6)), 'inner destination the pod the filter named');
 });
 
+test('a tap pod whose endpoint states no MAC: the engine asks it (ARP from 169.254.1.1, at most one a second) and sends what waited once it answers', () => {
+  const r = rig({ neighbor: { retransMs: 20_000 } });
+  const tap = r.io.portNamed('tapT');
+  const caliA = r.io.portNamed('caliA');
+  assert.ok(tap >= 0 && caliA >= 0);
+  const toT = (id: number) => {
+    const f = frame('a_to_b').slice();
+    f.set([10, 245, 0, 3], 30);
+    f[18] = id >> 8; f[19] = id & 255;
+    fixIpChecksum(f, 14);
+    return f;
+  };
+  r.io.inject(caliA, toT(801), toT(802));
+  r.io.pump();
+  r.io.inject(caliA, toT(803));
+  r.io.pump();
+  const asked = r.io.take(tap);
+  assert.is(asked.length, 1, `one ARP request for the three packets (rate-limited), nothing else: ${asked.map((f) => toHex(f.bytes, 0, 14)).join(' ')}`);
+  const req = asked[0].bytes;
+  assert.ok(isArp(asked[0]), 'an ARP frame');
+  assert.is(toHex(req, 0, 6), 'ffffffffffff', 'broadcast');
+  assert.is(toHex(req, 6, 6), 'eeeeeeeeeeee', 'from the gateway MAC');
+  assert.is(toHex(req, 20, 2), '0001', 'a request');
+  assert.is(toHex(req, 28, 4), 'a9fe0101', 'from 169.254.1.1');
+  assert.is(toHex(req, 38, 4), '0af50003', 'for the pod\'s address');
+  assert.is(counter(r.engine, 'neighbor_queued'), 3);
+  // the pod answers as a kernel does: to the gateway, with its MAC
+  const tMac = '2a:5f:10:00:01:03';
+  r.io.inject(tap, arp(2, tMac, '10.245.0.3', 'ee:ee:ee:ee:ee:ee').map((v, k) => (k >= 38 && k < 42 ? [169, 254, 1, 1][k - 38] : v)));
+  r.io.pump();
+  const sent = r.io.take(tap).filter((f) => f.bytes[12] === 0x08 && f.bytes[13] === 0x00);
+  assert.is(sent.length, 3, 'the three packets reached the pod');
+  sent.forEach((f, k) => {
+    assert.is(toHex(f.bytes, 0, 6), tMac.replace(/:/g, ''));
+    assert.is((f.bytes[18] << 8) | f.bytes[19], 801 + k, 'in order');
+  });
+  assert.is(counter(r.engine, 'neighbor_queue_sent'), 3);
+  assert.is(counter(r.engine, 'pod_mac_unknown'), 0);
+});
+
 test.run();

@@ -5,10 +5,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FramePool } from '../../src/dataplane/frame-pool';
-import { NeighborQueue, FAMILY_V4, FAMILY_V6 } from '../../src/dataplane/neighbor-queue';
+import { NeighborQueue, FAMILY_V4, FAMILY_V6, FAMILY_POD } from '../../src/dataplane/neighbor-queue';
 import { Reason, Event, PortCounter } from '../../src/dataplane/counters';
 import { parseIpv6Bytes, toHex } from '../../src/packet';
-import { makeHarness, frame, nothingSent, takeAll, fixIpChecksum, NODE2, NODE2_MAC, assertBytes } from './helpers';
+import { makeHarness, frame, nothingSent, takeAll, fixIpChecksum, NODE2, NODE2_MAC, assertBytes, T, onlyFrame } from './helpers';
 import { makeHarness6, frame6, RV6, NODE2_6 } from './helpers6';
 import { parseMac } from '../../src/packet';
 import { collectionsDuring } from '../helpers/gc';
@@ -278,6 +278,74 @@ test('pipeline: the unresolved path reads the clock once per batch and hands eve
   assert.is(reads, 1, 'one clock read for the batch');
   assert.ok(seen.every((t) => t === seen[0]), `one time for the batch: ${seen.join(', ')}`);
   assert.is(h.pipe.counters[Event.NEIGHBOR_QUEUED], 4);
+});
+
+/** caliA's packet to tap pod T (whose endpoint states no MAC), IP id `id`. */
+function aToT(id: number): Uint8Array {
+  const f = frame('a_to_b').slice();
+  f.set([T >>> 24, (T >>> 16) & 255, (T >>> 8) & 255, T & 255], 30);
+  f[14 + 4] = id >> 8;
+  f[14 + 5] = id & 255;
+  fixIpChecksum(f, 14);
+  return f;
+}
+
+/** Tap pod T's answer to the gateway's ARP request for its MAC. */
+function tAnswers(): Uint8Array {
+  const f = frame('arp_t_gw').slice(); // T's request for 169.254.1.1: its MACs and addresses
+  f[21] = 2; // ... as a reply (sender T, target the gateway)
+  f.set([0xee, 0xee, 0xee, 0xee, 0xee, 0xee], 0);
+  return f;
+}
+
+test('pipeline, a local pod whose MAC is unknown: asked (onPodMacUnknown) and held; its ARP answer teaches the MAC and sends them in order from the gateway MAC', () => {
+  const h = makeHarness({ held: HELD });
+  const t = h.port('tapT');
+  const asked: Array<[number, number]> = [];
+  h.pipe.onPodMacUnknown = (port, ip) => asked.push([port, ip]);
+  h.receive(h.port('caliA'), aToT(11), aToT(12));
+  nothingSent(h, 'held for T\'s MAC');
+  assert.equal(asked, [[t, T], [t, T]], 'T asked for (the engine rate-limits the requests)');
+  assert.is(h.pipe.counters[Event.NEIGHBOR_QUEUED], 2);
+  assert.is(h.pipe.held!.count(FAMILY_POD, t), 2);
+  assert.is(h.pipe.counters[Reason.POD_MAC_UNKNOWN], 0);
+  h.receive(t, tAnswers());
+  const frames = takeAll(h).get(t)!;
+  assert.is(frames.length, 2, 'both left on T\'s port');
+  const tMac = toHex(frame('arp_t_gw'), 6, 6);
+  frames.forEach((f, k) => {
+    assert.is(toHex(f.bytes, 0, 6), tMac, 'to T\'s MAC');
+    assert.is(toHex(f.bytes, 6, 6), 'eeeeeeeeeeee', 'from the gateway MAC');
+    assert.is(toHex(f.bytes, 12, 2), '0800');
+    assert.is((f.bytes[14 + 4] << 8) | f.bytes[14 + 5], 11 + k, 'in order');
+    assert.is(f.bytes[14 + 8], aToT(1)[14 + 8] - 1, 'TTL decremented once');
+  });
+  assert.is(h.pipe.counters[Event.NEIGHBOR_QUEUE_SENT], 2);
+  assert.is(h.pipe.counters[Event.ARP_LEARNED], 1, 'the answer counted, not dropped');
+  assert.is(h.portCounter(t, PortCounter.DROPS), 0);
+  // known now: delivered at once
+  h.receive(h.port('caliA'), aToT(13));
+  assert.is(toHex(onlyFrame(h, t, 'at once').bytes, 0, 6), tMac);
+  assert.is(h.pipe.counters[Event.NEIGHBOR_QUEUED], 2);
+});
+
+test('pipeline, a local pod whose MAC is unknown: without a queue dropped pod_mac_unknown (still asked); a port closed drops what waits for it, counted', () => {
+  const none = makeHarness();
+  let asked = 0;
+  none.pipe.onPodMacUnknown = () => asked++;
+  none.receive(none.port('caliA'), aToT(1));
+  nothingSent(none, 'no queue');
+  assert.is(none.pipe.counters[Reason.POD_MAC_UNKNOWN], 1);
+  assert.is(asked, 1, 'asked anyway: the next packet finds the MAC');
+  const h = makeHarness({ held: HELD });
+  const t = h.port('tapT');
+  h.receive(h.port('caliA'), aToT(1));
+  assert.is(h.pipe.held!.size, 1);
+  h.pipe.clearPort(t);
+  assert.is(h.pipe.held!.size, 0, 'gone with the port');
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_QUEUE_TIMEOUT], 1);
+  assert.is(h.pipe.releaseToPod(t), 0);
+  nothingSent(h, 'nothing to a closed port');
 });
 
 test.run();

@@ -47,11 +47,19 @@ test('ARP: a request for another address is dropped as ARP_NOT_GATEWAY; malforme
   nothingSent(h, 'arp for pod B');
   assert.is(h.pipe.counters[Reason.ARP_NOT_GATEWAY], 1);
   assert.is(h.portCounter(a, PortCounter.DROPS), 1);
-  // A reply from the pod (op 2) is not a request: not answered either.
+  // A reply from the pod to the gateway (op 2) answers podway's request for its MAC (holdForPod):
+  // not answered, counted arp_learned, not a drop.
   const reply = frame('arp_a_gw');
   reply[21] = 2;
   h.receive(a, reply);
   nothingSent(h, 'arp reply from a pod');
+  assert.is(h.pipe.counters[Reason.ARP_NOT_GATEWAY], 1);
+  assert.is(h.pipe.counters[Event.ARP_LEARNED], 1);
+  assert.is(h.portCounter(a, PortCounter.DROPS), 1);
+  // A reply to another address is not ours: dropped.
+  const other = frame('arp_a_b');
+  other[21] = 2;
+  h.receive(a, other);
   assert.is(h.pipe.counters[Reason.ARP_NOT_GATEWAY], 2);
   // Hardware address length 8: not Ethernet/IPv4 ARP.
   const badHlen = frame('arp_a_gw');

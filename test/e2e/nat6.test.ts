@@ -5,7 +5,8 @@
  * namespace with fd00:203::10 behind the fabric router, reached over IPv6 through each node's
  * default route (Lab.addOutside). With natOutgoing on the IPv6 pool, pods reach it over ICMPv6,
  * TCP and UDP with their node's IPv6 address (table ip6 podway: the kernel's masquerade, ports from
- * podway's range), ICMPv6 errors come back translated (traceroute), traffic to a pod of the pool
+ * podway's range), ICMPv6 errors come back translated (traceroute) and those quoting no known flow
+ * are counted (icmpUnmatched), not translated; traffic to a pod of the pool
  * and to a node keeps the pod's address; with the flag off (live) the outside sees and answers the
  * pod's own address; a crashed run's table is removed at the next start when the flag is off; the
  * table goes at stop. One lab for the whole file (built in `before`, removed
@@ -18,6 +19,9 @@ import * as path from 'node:path';
 import { Lab, LabNodeSpec, OUTSIDE6, POOL6_CIDR, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo, spawnCollected } from './e2e-kit';
+import { native, FramePool } from '../../src/dataplane/native';
+import { parseIpv6Bytes } from '../../src/packet';
+import { icmpv6Sum } from '../packet/helpers6';
 
 const PEER = path.join(__dirname, 'nat-peer.js');
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
@@ -181,6 +185,47 @@ test('traceroute6 from a pod: podway\'s and the router\'s time exceeded and the 
   const hops = [...out.matchAll(/^\s*(\d+)\s+(\S+)/gm)].map((m) => m[2]);
   // 1: podway itself (hop limit expired on node2), 2: the fabric router, 3: the outside (port unreachable)
   assert.equal(hops, [node6('node2'), 'fd99::fe', outside.ip6], out);
+});
+
+/** IPv6 + ICMPv6 time exceeded quoting a UDP datagram src:sport -> dst:dport, from `from` to `to`. */
+function forgedTimeExceeded6(b: Uint8Array, o: number, from: string, to: string, src: string, sport: number, dst: string, dport: number): number {
+  const put16 = (at: number, v: number) => { b[at] = (v >>> 8) & 255; b[at + 1] = v & 255; };
+  const ipHdr = (at: number, payload: number, next: number, s: string, d: string) => {
+    b.fill(0, at, at + 40);
+    b[at] = 0x60; put16(at + 4, payload); b[at + 6] = next; b[at + 7] = 64;
+    b.set(parseIpv6Bytes(s), at + 8); b.set(parseIpv6Bytes(d), at + 24);
+  };
+  const len = 8 + 40 + 8;
+  ipHdr(o, len, 58, from, to);
+  const icmp = o + 40;
+  b.fill(0, icmp, icmp + 8);
+  b[icmp] = 3; // time exceeded, code 0
+  ipHdr(icmp + 8, 8, 17, src, dst);
+  put16(icmp + 48, sport); put16(icmp + 50, dport); put16(icmp + 52, 8); put16(icmp + 54, 0);
+  put16(icmp + 2, 0xffff - icmpv6Sum(b, o, icmp, len));
+  return 40 + len;
+}
+
+test('ICMPv6 errors quoting no known flow are not translated, and counted', async () => {
+  const n1 = lab.node('node1');
+  const read = async () => (await counters('node1')).nat6!;
+  const before = await read();
+  const pool = new FramePool(8);
+  const raw = native.openRaw({ netns: `/run/netns/${outside.ns}`, ipv6: true });
+  try {
+    for (let i = 0; i < 5; i++) {
+      const o = pool.start(i);
+      pool.len[i] = forgedTimeExceeded6(pool.bytes, o, outside.ip6, node6('node1'), node6('node1'), 61999 - i, outside.ip6, 9999);
+      pool.txList[i] = i;
+    }
+    assert.is(native.send(raw, 0, 5), 5);
+  } finally {
+    native.close(raw);
+  }
+  let after = before;
+  assert.ok(await until(async () => (after = await read()).icmpUnmatched >= before.icmpUnmatched + 5, 5000), `counted: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
+  assert.is(after.inPackets, before.inPackets, 'nothing taken back to a pod');
+  assert.ok(n1.proc, 'node1 still runs');
 });
 
 test('to a pod of the pool and to another node\'s IPv6 address: not translated, the pod\'s own address', async () => {

@@ -347,6 +347,11 @@ static int do_rr_client(int argc, char **argv) {
   if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) { perror("connect"); return 1; }
   size_t cap = 1 << 22, nl = 0;
   uint32_t *lat = malloc(cap * sizeof *lat); /* round trips in ns */
+  /* PKTGEN_RR_TRACE=FILE: each reply's request time (ns from the start) and round trip (ns), one
+   * line each, written after the run (bench/e2e/rr-tail.ts reads it to find the tail's episodes) */
+  const char *trace_path = getenv("PKTGEN_RR_TRACE");
+  uint64_t *sent_at = trace_path ? malloc(cap * sizeof *sent_at) : NULL;
+  uint64_t start_ns = (uint64_t)(now() * 1e9);
   static uint8_t req[1400], in[65536 + 1400];
   memset(req, 0xa5, sizeof req);
   size_t have = 0; /* TCP: bytes of a partial reply kept at the front of in[] */
@@ -395,7 +400,10 @@ static int do_rr_client(int argc, char **argv) {
         if (m.magic != MAGIC) continue;
         received++;
         if (outstanding > 0) outstanding--;
-        if (nl < cap && tns >= m.t_ns) lat[nl++] = (uint32_t)((tns - m.t_ns) > 0xffffffffu ? 0xffffffffu : tns - m.t_ns);
+        if (nl < cap && tns >= m.t_ns) {
+          if (sent_at) sent_at[nl] = m.t_ns - start_ns;
+          lat[nl++] = (uint32_t)((tns - m.t_ns) > 0xffffffffu ? 0xffffffffu : tns - m.t_ns);
+        }
       }
       if (tcp) {
         have = total - off;
@@ -405,6 +413,12 @@ static int do_rr_client(int argc, char **argv) {
   }
   double took = now() - start;
   double p50 = -1, p99 = -1, p999 = -1, mx = -1;
+  if (trace_path && sent_at) {
+    FILE *tf = fopen(trace_path, "w");
+    if (!tf) { perror(trace_path); return 1; }
+    for (size_t i = 0; i < nl; i++) fprintf(tf, "%llu %u\n", (unsigned long long)sent_at[i], lat[i]);
+    fclose(tf);
+  }
   if (nl) {
     qsort(lat, nl, sizeof *lat, cmp_u32);
     p50 = lat[nl / 2] / 1e3;

@@ -627,6 +627,12 @@ interface RrRow {
   p50us: number; p99us: number; p999us: number; baselineP50us: number; baselineP99us: number; baselineP999us: number;
   /** podway p50 minus the kernel's; podway p99 over the kernel's */
   p50DeltaUs: number; p99Ratio: number; samples: number; baselineSamples: number;
+  /**
+   * Requests without a reply (sent - received). The percentiles are over the replies only: a UDP
+   * request dropped (the server socket's buffer holds about 166-256 of these datagrams) is not a
+   * late sample, so a stall longer than that buffer lifts TCP's tail but only UDP's loss.
+   */
+  lost: number; baselineLost: number;
   /** podway's own timing per batch over this measurement (RrMeasurement.podwayUs) */
   podwayUs?: { rxWait: number; js: number; sendmmsg: number };
 }
@@ -943,7 +949,7 @@ async function main() {
               rate: Math.round(pm.received / pm.seconds), baselineRate: Math.round(bm.received / bm.seconds), maxRate: p.max.rate, baselineMaxRate: b.max.rate,
               p50us: pm.p50us, p99us: pm.p99us, p999us: pm.p999us, baselineP50us: bm.p50us, baselineP99us: bm.p99us, baselineP999us: bm.p999us,
               p50DeltaUs: +(pm.p50us - bm.p50us).toFixed(1), p99Ratio: bm.p99us > 0 ? r2(pm.p99us / bm.p99us) : Infinity,
-              samples: pm.received, baselineSamples: bm.received, ...(pm.podwayUs ? { podwayUs: pm.podwayUs } : {}),
+              samples: pm.received, baselineSamples: bm.received, lost: pm.sent - pm.received, baselineLost: bm.sent - bm.received, ...(pm.podwayUs ? { podwayUs: pm.podwayUs } : {}),
             });
           }
         }
@@ -992,10 +998,10 @@ async function main() {
     console.log('');
   }
   if (rrRows.length) {
-    console.log('| rr-latency | load | podway setup | baseline | rate podway / baseline (max) | podway p50/p99/p99.9 µs | baseline p50/p99/p99.9 µs | p50 podway - baseline | p99 ratio | samples |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|');
+    console.log('| rr-latency | load | podway setup | baseline | rate podway / baseline (max) | podway p50/p99/p99.9 µs | baseline p50/p99/p99.9 µs | p50 podway - baseline | p99 ratio | samples | lost (no reply) |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rrRows) {
-      console.log(`| ${r.proto} 64 B | ${r.load} | ${r.setup} | ${r.baseline} | ${r.rate} (${r.maxRate}) / ${r.baselineRate} (${r.baselineMaxRate}) | ${r.p50us}/${r.p99us}/${r.p999us} | ${r.baselineP50us}/${r.baselineP99us}/${r.baselineP999us} | ${r.p50DeltaUs >= 0 ? '+' : ''}${r.p50DeltaUs} µs | ${Number.isFinite(r.p99Ratio) ? r.p99Ratio + 'x' : '-'} | ${r.samples} / ${r.baselineSamples} |`);
+      console.log(`| ${r.proto} 64 B | ${r.load} | ${r.setup} | ${r.baseline} | ${r.rate} (${r.maxRate}) / ${r.baselineRate} (${r.baselineMaxRate}) | ${r.p50us}/${r.p99us}/${r.p999us} | ${r.baselineP50us}/${r.baselineP99us}/${r.baselineP999us} | ${r.p50DeltaUs >= 0 ? '+' : ''}${r.p50DeltaUs} µs | ${Number.isFinite(r.p99Ratio) ? r.p99Ratio + 'x' : '-'} | ${r.samples} / ${r.baselineSamples} | ${r.lost} / ${r.baselineLost} |`);
     }
     console.log('');
   }

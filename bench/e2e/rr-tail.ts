@@ -1,0 +1,235 @@
+/**
+ * Where a round trip's tail comes from at a fixed load: request/response through podway node1
+ * (node2 a kernel vxlan.calico node) in the rr-latency lab, open loop at a given rate, podway setups
+ * ALTERNATED round by round (podway restarted for each). Per run, next to p50/p99/p99.9/max, what
+ * the one-shot rr-latency rows do not show: the two pods' TCP recovery counters (`nstat` in each
+ * pod's namespace: retransmits, loss probes, out-of-order queueing, SACK recoveries) and podway's
+ * drops (`podway counters`: drop reasons, per port kernel ring drops, refused or dropped sends).
+ * A TCP request lost once holds every later request of the connection behind it until the sender
+ * recovers (a loss probe or a fast retransmit, milliseconds), where a lost UDP request is just one
+ * sample fewer: so drops show in TCP's tail and not in UDP's.
+ *
+ *   node dist/bench/e2e/rr-tail.js [--rounds 3] [--seconds 4] [--protos tcp,udp] [--rate half|N[,half|N...]] [--slow-us 1000]
+ *        [--setup "--workers 1"] [--setup "--workers 1 --no-gro"] [--setup kernel] ...
+ *
+ * `--setup kernel` makes node1 a kernel vxlan.calico node as well (the rr-latency baseline).
+ *
+ * `--rate half` (the default) is half of the closed-loop maximum (16 outstanding) measured in the
+ * 2 s warm-up of the same run, as the rr-latency rows do. Run it under the machine-wide bench lock.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Lab, sleep } from '../../src/lab/lab';
+import { configureKernelNode, resetNode } from '../../src/lab/kernel';
+import { controlRequest } from '../../src/dataplane/control-server';
+
+const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pktgen');
+
+interface Rr { sent: number; received: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number; sched?: string }
+
+/** The TCP counters that say a connection recovered from a loss or a reordering. */
+const TCP_KEYS = ['TcpRetransSegs', 'TcpExtTCPLossProbes', 'TcpExtTCPLossProbeRecovery', 'TcpExtTCPSackRecovery', 'TcpExtTCPTimeouts',
+  'TcpExtTCPOFOQueue', 'TcpExtTCPDSACKRecv', 'TcpExtTCPDSACKOldSent', 'TcpExtDelayedACKs', 'TcpExtTCPFastRetrans', 'TcpExtTCPSpuriousRtxHostQueues',
+  'TcpExtTCPRcvCoalesce', 'TcpExtTCPBacklogCoalesce', 'TcpExtTCPAutoCorking', 'TcpExtTCPACKSkippedSeq', 'UdpRcvbufErrors', 'UdpInErrors'];
+
+function opt(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+function nstat(ns: string): Record<string, number> {
+  const j = JSON.parse(execFileSync('ip', ['netns', 'exec', ns, 'nstat', '-asz', '--json'], { encoding: 'utf8' })) as { kernel: Record<string, number> };
+  return j.kernel;
+}
+
+function nstatDelta(a: Record<string, number>, b: Record<string, number>): string {
+  return TCP_KEYS.filter((k) => (b[k] ?? 0) - (a[k] ?? 0) !== 0).map((k) => `${k.replace(/^TcpExt/, '')} ${(b[k] ?? 0) - (a[k] ?? 0)}`).join(', ') || '-';
+}
+
+type Counters = { reasons: Record<string, number>; ports: Record<string, number | string>[] };
+
+/** podway's drops and the batches it ran: what changed between two `counters` answers. */
+function podwayDelta(a: Counters, b: Counters): string {
+  const out: string[] = [];
+  for (const [r, v] of Object.entries(b.reasons)) if (v - (a.reasons[r] ?? 0)) out.push(`${r} ${v - (a.reasons[r] ?? 0)}`);
+  for (const p of b.ports) {
+    const q = a.ports.find((x) => x.port === p.port) ?? {};
+    const d = (k: string) => Number(p[k] ?? 0) - Number(q[k] ?? 0);
+    const parts = ['drops', 'kernelDrops', 'txFull', 'txErrors', 'sendRefused', 'rxErrors', 'txBacklog', 'rxRingStalls', 'txGroFrames', 'txGroSegments', 'rxMergeFrames', 'rxMergeSegments']
+      .filter((k) => d(k)).map((k) => `${k} ${d(k)}`);
+    const rx = d('rx');
+    const calls = d('rxCalls');
+    if (rx) parts.unshift(`rx ${rx} in ${calls} calls`);
+    if (parts.length) out.push(`${p.port}: ${parts.join(', ')}`);
+  }
+  return out.join('; ');
+}
+
+/**
+ * The tail's episodes from a PKTGEN_RR_TRACE file: runs of requests (by send time, gaps under
+ * 1 ms joined) whose round trip took over `slowUs`. Many short ones are a per-packet cost; a few
+ * long ones, every request behind them slow, are a stall (of a thread, or of a TCP connection
+ * waiting to recover).
+ */
+function episodes(file: string, slowUs: number): string {
+  const lines = readFileSync(file, 'utf8').trim().split('\n');
+  type Ep = { start: number; end: number; n: number; worst: number };
+  const eps: Ep[] = [];
+  let slow = 0;
+  for (const l of lines) {
+    const [t, lat] = l.split(' ').map(Number);
+    if (lat / 1000 <= slowUs) continue;
+    slow++;
+    const last = eps[eps.length - 1];
+    if (last && t - last.end < 1e6) { last.end = t; last.n++; last.worst = Math.max(last.worst, lat); }
+    else eps.push({ start: t, end: t, n: 1, worst: lat });
+  }
+  const top = [...eps].sort((x, y) => y.n - x.n).slice(0, 6).sort((x, y) => x.start - y.start);
+  return `${slow} of ${lines.length} over ${slowUs} µs in ${eps.length} episodes; largest: ` +
+    top.map((e) => `at ${(e.start / 1e6).toFixed(1)} ms ${e.n} slow over ${((e.end - e.start) / 1e3).toFixed(0)} µs, worst ${(e.worst / 1e3).toFixed(0)} µs`).join('; ');
+}
+
+/** run time, run-queue wait (ns) and time slices of every thread of a process (/proc/PID/task/TID/schedstat). */
+function schedstat(pid: number | undefined): Map<string, [number, number, number]> {
+  const out = new Map<string, [number, number, number]>();
+  if (!pid) return out;
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const comm = readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+        const v = readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').trim().split(' ').map(Number) as [number, number, number];
+        out.set(`${comm}(${t})`, v);
+      } catch {
+        /* the thread ended */
+      }
+    }
+  } catch {
+    /* the process ended */
+  }
+  return out;
+}
+
+/** The busy threads' CPU and run-queue wait between two schedstat reads, in ms and µs per slice. */
+function schedDelta(label: string, a: Map<string, [number, number, number]>, b: Map<string, [number, number, number]>): string {
+  const parts: string[] = [];
+  for (const [t, v] of b) {
+    const u = a.get(t);
+    if (!u) continue;
+    const run = (v[0] - u[0]) / 1e6;
+    const wait = (v[1] - u[1]) / 1e6;
+    const slices = v[2] - u[2];
+    if (run < 20) continue;
+    parts.push(`${label} ${t} ran ${run.toFixed(0)} ms, waited ${wait.toFixed(0)} ms for a CPU over ${slices} slices (${slices ? ((wait * 1000) / slices).toFixed(1) : 0} µs each)`);
+  }
+  return parts.join('; ');
+}
+
+async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: number, window = 1, trace?: string): Promise<Rr> {
+  const a = lab.pod('pod-a');
+  const b = lab.pod('pod-b');
+  const server = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'rr-server', proto, String(port), String(seconds + 5)], { stdio: 'ignore' });
+  try {
+    await sleep(300);
+    const podwayPid = lab.nodes[0].proc?.pid;
+    const s0 = [schedstat(podwayPid), schedstat(server.pid)];
+    const out = await new Promise<string>((resolve, reject) => {
+      const c = spawn('ip', ['netns', 'exec', a.ns, PKTGEN, 'rr-client', proto, b.ip, String(port), '64', String(rate), String(seconds), String(window)], { stdio: ['ignore', 'pipe', 'pipe'], env: trace ? { ...process.env, PKTGEN_RR_TRACE: trace } : process.env });
+      let o = '';
+      const timer = setTimeout(() => c.kill('SIGKILL'), (seconds + 10) * 1000);
+      c.stdout.on('data', (d) => { o += d; });
+      // the client's own threads, read just before it exits (it sleeps 0.2 s draining at the end)
+      let c0 = new Map<string, [number, number, number]>();
+      let c1 = c0;
+      setTimeout(() => { c0 = schedstat(c.pid); }, 100);
+      const late = setTimeout(() => { c1 = schedstat(c.pid); }, seconds * 1000);
+      c.on('exit', (code) => { clearTimeout(timer); clearTimeout(late); if (code === 0) resolve(o + '\n' + schedDelta('client', c0, c1)); else reject(new Error(`rr-client exited ${code}`)); });
+    });
+    const s1 = [schedstat(podwayPid), schedstat(server.pid)];
+    const [json, clientSched] = out.trim().split('\n');
+    const m = JSON.parse(json) as Rr;
+    m.sched = [schedDelta('podway', s0[0], s1[0]), schedDelta('server', s0[1], s1[1]), clientSched].filter(Boolean).join('; ');
+    return m;
+  } finally {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  }
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const rounds = Number(opt(args, '--rounds') ?? 3);
+  const seconds = Number(opt(args, '--seconds') ?? 4);
+  const protos = (opt(args, '--protos') ?? 'tcp,udp').split(',');
+  const rateArg = opt(args, '--rate') ?? 'half';
+  const slowUs = Number(opt(args, '--slow-us') ?? 1000);
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'rr-tail-'));
+  const setups: string[] = [];
+  args.forEach((x, i) => { if (x === '--setup') setups.push(args[i + 1]); });
+  if (setups.length === 0) setups.push('--workers 1');
+  const lab = new Lab([
+    { name: 'node1', subnet: 'a', pods: [{ name: 'pod-a', type: 'veth' }] },
+    { name: 'node2', subnet: 'a', pods: [{ name: 'pod-b', type: 'veth' }] },
+  ], { underlay: 'p2p' });
+  let port = 7000;
+  try {
+    lab.build();
+    lab.setMode('vxlan');
+    configureKernelNode(lab, lab.nodes[1], 'vxlan');
+    const n1 = lab.nodes[0];
+    for (let r = 0; r < rounds; r++) {
+      for (const setup of setups) {
+        // `kernel`: node1 a kernel vxlan.calico node too (the baseline), no podway
+        const kernel = setup === 'kernel';
+        resetNode(lab, n1);
+        lab.setMode('vxlan');
+        if (kernel) configureKernelNode(lab, n1, 'vxlan');
+        else await lab.startPodway('node1', 15_000, setup.split(/\s+/).filter(Boolean));
+        const counters = async (): Promise<Counters> => (kernel ? { reasons: {}, ports: [] } : ((await controlRequest(n1.control, { cmd: 'counters' })) as Counters));
+        try {
+          for (let k = 0; k < 10 && !lab.ping('pod-a', lab.pod('pod-b').ip, 1).received; k++) await sleep(200);
+          for (const proto of protos) {
+            const w0 = await counters();
+            const warm = await rr(lab, proto, 0, 2, port++, 16);
+            const w1 = await counters();
+            // requests per frame podway took from pod A at the maximum: a TCP sender with 16
+            // requests outstanding packs several into one segment, so its maximum counts requests, not frames
+            const podRx = (c: Counters) => c.ports.filter((p) => String(p.port).startsWith(lab.pod('pod-a').ifname)).reduce((s, p) => s + Number(p.rx), 0);
+            const perFrame = kernel ? NaN : warm.sent / Math.max(1, podRx(w1) - podRx(w0));
+            for (const rateOne of rateArg.split(',')) {
+              const rate = rateOne === 'half' ? Math.max(100, Math.floor(warm.rate / 2)) : Number(rateOne);
+              const c0 = await counters();
+              const a0 = nstat(lab.pod('pod-a').ns);
+              const b0 = nstat(lab.pod('pod-b').ns);
+              const trace = path.join(tmp, `trace-${port}`);
+              const m = await rr(lab, proto, rate, seconds, port++, 1, trace);
+              const framesAtRate = podRx(await counters()) - podRx(c0);
+              const a1 = nstat(lab.pod('pod-a').ns);
+              const b1 = nstat(lab.pod('pod-b').ns);
+              const c1 = await counters();
+              const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+              console.log(`round ${r} [${setup}] ${proto} max ${warm.rate}/s (${perFrame.toFixed(2)} requests per frame from pod A), at ${rate}/s: sent ${m.sent} received ${m.received} in ${framesAtRate} frames from pod A, p50/p99/p99.9/max ${m.p50us}/${m.p99us}/${m.p999us}/${m.maxus} µs (load ${load})`);
+              console.log(`  pod A: ${nstatDelta(a0, a1)}`);
+              console.log(`  pod B: ${nstatDelta(b0, b1)}`);
+              console.log(`  podway: ${podwayDelta(c0, c1)}`);
+              console.log(`  tail: ${episodes(trace, slowUs)}`);
+              console.log(`  sched: ${m.sched}`);
+              rmSync(trace, { force: true });
+            }
+          }
+        } finally {
+          if (!kernel) await lab.stopPodway('node1');
+        }
+      }
+    }
+  } finally {
+    for (const n of lab.nodes) await lab.stopPodway(n.name);
+    lab.destroy();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

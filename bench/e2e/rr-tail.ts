@@ -27,7 +27,7 @@ import { controlRequest } from '../../src/dataplane/control-server';
 
 const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pktgen');
 
-interface Rr { sent: number; received: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number; sched?: string }
+interface Rr { sent: number; received: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number; p99sentus: number; sched?: string }
 
 /** The TCP counters that say a connection recovered from a loss or a reordering. */
 const TCP_KEYS = ['TcpRetransSegs', 'TcpExtTCPLossProbes', 'TcpExtTCPLossProbeRecovery', 'TcpExtTCPSackRecovery', 'TcpExtTCPTimeouts',
@@ -208,7 +208,7 @@ async function main(): Promise<void> {
               const b1 = nstat(lab.pod('pod-b').ns);
               const c1 = await counters();
               const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
-              console.log(`round ${r} [${setup}] ${proto} max ${warm.rate}/s (${perFrame.toFixed(2)} requests per frame from pod A), at ${rate}/s: sent ${m.sent} received ${m.received} in ${framesAtRate} frames from pod A, p50/p99/p99.9/max ${m.p50us}/${m.p99us}/${m.p999us}/${m.maxus} µs (load ${load})`);
+              console.log(`round ${r} [${setup}] ${proto} max ${warm.rate}/s (${perFrame.toFixed(2)} requests per frame from pod A), at ${rate}/s: sent ${m.sent} received ${m.received} in ${framesAtRate} frames from pod A, p50/p99/p99.9/max ${m.p50us}/${m.p99us}/${m.p999us}/${m.maxus} µs, p99 over sent (lost = slowest) ${m.p99sentus} µs (load ${load})`);
               console.log(`  pod A: ${nstatDelta(a0, a1)}`);
               console.log(`  pod B: ${nstatDelta(b0, b1)}`);
               console.log(`  podway: ${podwayDelta(c0, c1)}`);

@@ -566,6 +566,8 @@ interface TcpMeasurement {
 }
 
 interface RrMeasurement { sent: number; received: number; seconds: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number;
+  /** p99 over the requests sent, one without a reply slower than any (-1: over 1% had none) */
+  p99sentus: number;
   /** podway's average per batch in µs: ring wait (kernel stamp -> recv), recv end -> send, sendmmsg */
   podwayUs?: { rxWait: number; js: number; sendmmsg: number };
 }
@@ -633,6 +635,8 @@ interface RrRow {
    * late sample, so a stall longer than that buffer lifts TCP's tail but only UDP's loss.
    */
   lost: number; baselineLost: number;
+  /** p99 over requests sent, a lost one counted as slower than any reply (-1: over 1% lost) */
+  p99SentUs: number; baselineP99SentUs: number;
   /** podway's own timing per batch over this measurement (RrMeasurement.podwayUs) */
   podwayUs?: { rxWait: number; js: number; sendmmsg: number };
 }
@@ -949,7 +953,7 @@ async function main() {
               rate: Math.round(pm.received / pm.seconds), baselineRate: Math.round(bm.received / bm.seconds), maxRate: p.max.rate, baselineMaxRate: b.max.rate,
               p50us: pm.p50us, p99us: pm.p99us, p999us: pm.p999us, baselineP50us: bm.p50us, baselineP99us: bm.p99us, baselineP999us: bm.p999us,
               p50DeltaUs: +(pm.p50us - bm.p50us).toFixed(1), p99Ratio: bm.p99us > 0 ? r2(pm.p99us / bm.p99us) : Infinity,
-              samples: pm.received, baselineSamples: bm.received, lost: pm.sent - pm.received, baselineLost: bm.sent - bm.received, ...(pm.podwayUs ? { podwayUs: pm.podwayUs } : {}),
+              samples: pm.received, baselineSamples: bm.received, lost: pm.sent - pm.received, baselineLost: bm.sent - bm.received, p99SentUs: pm.p99sentus, baselineP99SentUs: bm.p99sentus, ...(pm.podwayUs ? { podwayUs: pm.podwayUs } : {}),
             });
           }
         }
@@ -981,7 +985,7 @@ async function main() {
   if (atRate.length) {
     console.log(`CPU per delivered packet at ${cpuRate} pps offered (path: pktgen sender's system time + sink + forwarder + ksoftirqd; µs):\n`);
     console.log('| scenario | size | flows | setup | delivered pps | loss | path µs/pkt | sender (system) µs/frame sent | forwarder µs/pkt | sink µs/pkt | machine µs/pkt |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const { scenario, size, flows, setup, m } of atRate) {
       const us = (x: number) => (m.received ? r2((x * 1e6) / m.received) : 0);
       console.log(`| ${scenario} | ${size} | ${flows} | ${setup} | ${Math.round(m.pps)} | ${m.sent ? (100 * (1 - m.received / m.sent)).toFixed(2) : '-'}% | ${us(m.pathCpu)} | ${m.sent ? r2((m.senderCpu * 1e6) / m.sent) : 0} | ${us(m.procCpu)} | ${us(m.sinkCpu)} | ${us(m.machineCpu)} |`);
@@ -998,10 +1002,10 @@ async function main() {
     console.log('');
   }
   if (rrRows.length) {
-    console.log('| rr-latency | load | podway setup | baseline | rate podway / baseline (max) | podway p50/p99/p99.9 µs | baseline p50/p99/p99.9 µs | p50 podway - baseline | p99 ratio | samples | lost (no reply) |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+    console.log('| rr-latency | load | podway setup | baseline | rate podway / baseline (max) | podway p50/p99/p99.9 µs | baseline p50/p99/p99.9 µs | p50 podway - baseline | p99 ratio | samples | lost (no reply) | p99 over sent, lost = slowest (-1: >1% lost) |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rrRows) {
-      console.log(`| ${r.proto} 64 B | ${r.load} | ${r.setup} | ${r.baseline} | ${r.rate} (${r.maxRate}) / ${r.baselineRate} (${r.baselineMaxRate}) | ${r.p50us}/${r.p99us}/${r.p999us} | ${r.baselineP50us}/${r.baselineP99us}/${r.baselineP999us} | ${r.p50DeltaUs >= 0 ? '+' : ''}${r.p50DeltaUs} µs | ${Number.isFinite(r.p99Ratio) ? r.p99Ratio + 'x' : '-'} | ${r.samples} / ${r.baselineSamples} | ${r.lost} / ${r.baselineLost} |`);
+      console.log(`| ${r.proto} 64 B | ${r.load} | ${r.setup} | ${r.baseline} | ${r.rate} (${r.maxRate}) / ${r.baselineRate} (${r.baselineMaxRate}) | ${r.p50us}/${r.p99us}/${r.p999us} | ${r.baselineP50us}/${r.baselineP99us}/${r.baselineP999us} | ${r.p50DeltaUs >= 0 ? '+' : ''}${r.p50DeltaUs} µs | ${Number.isFinite(r.p99Ratio) ? r.p99Ratio + 'x' : '-'} | ${r.samples} / ${r.baselineSamples} | ${r.lost} / ${r.baselineLost} | ${r.p99SentUs} / ${r.baselineP99SentUs} |`);
     }
     console.log('');
   }

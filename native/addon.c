@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
@@ -1103,6 +1104,49 @@ static napi_value peer_cred(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* setSchedSlice(ns) -> the slice the kernel now holds for the CALLING thread (ns)
+ *
+ * EEVDF's per-task slice (sched_setattr's sched_runtime for SCHED_OTHER, Linux 6.12+; the kernel
+ * clamps it to 0.1-100 ms): a forwarding thread that runs a few µs per wake-up and sleeps in
+ * between asks for a short one, so that on waking its virtual deadline comes before that of a task
+ * which has been running (a pod's process, a compiler) and it is picked without waiting out that
+ * task's slice, as the kernel's own forwarding (softirq) never waits. Policy and nice stay as
+ * they are. 0 gives the default slice back. Throws with errno's text where the kernel refuses
+ * (older kernels ignore sched_runtime for SCHED_OTHER: the answer then shows the slice unchanged). */
+struct pw_sched_attr {
+  uint32_t size, sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime, sched_deadline, sched_period;
+  uint32_t sched_util_min, sched_util_max;
+};
+
+static napi_value set_sched_slice(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  double ns = -1;
+  napi_valuetype t = napi_undefined;
+  if (argc >= 1) CHECK(napi_typeof(env, argv[0], &t));
+  if (t != napi_number || napi_get_value_double(env, argv[0], &ns) != napi_ok || !(ns >= 0 && ns <= 100e6))
+    return throw_type(env, "setSchedSlice(ns): ns must be 0..100000000");
+  struct pw_sched_attr a;
+  memset(&a, 0, sizeof a);
+  if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) < 0) return throw_errno(env, errno, "setSchedSlice: sched_getattr");
+  if (a.sched_policy != 0 /* SCHED_OTHER */ && a.sched_policy != 3 /* SCHED_BATCH */)
+    return throw_type(env, "setSchedSlice: the thread is not SCHED_OTHER/SCHED_BATCH");
+  a.size = sizeof a;
+  a.sched_flags = 0;
+  a.sched_runtime = (uint64_t)ns;
+  if (syscall(SYS_sched_setattr, 0, &a, 0) < 0) return throw_errno(env, errno, "setSchedSlice: sched_setattr");
+  memset(&a, 0, sizeof a);
+  if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) < 0) return throw_errno(env, errno, "setSchedSlice: sched_getattr");
+  napi_value v;
+  CHECK(napi_create_double(env, (double)a.sched_runtime, &v));
+  return v;
+}
+
 /* ---- for tests only ---------------------------------------------------------------------------
  *
  * offloadDeliverForTest(frame: Uint8Array, vnetHdr: Uint8Array | null, first, max, resume)
@@ -1314,6 +1358,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "poll", NULL, start_poll, NULL, NULL, NULL, napi_default, NULL },
     { "unpoll", NULL, stop_poll, NULL, NULL, NULL, napi_default, NULL },
     { "peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL },
+    { "setSchedSlice", NULL, set_sched_slice, NULL, NULL, NULL, napi_default, NULL },
     { "offloadDeliverForTest", NULL, offload_deliver_for_test, NULL, NULL, NULL, napi_default, NULL },
     { "groCoalesceForTest", NULL, gro_coalesce_for_test, NULL, NULL, NULL, napi_default, NULL },
     { "usoCoalesceForTest", NULL, uso_coalesce_for_test, NULL, NULL, NULL, napi_default, NULL },

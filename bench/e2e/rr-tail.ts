@@ -9,9 +9,11 @@
  * recovers (a loss probe or a fast retransmit, milliseconds), where a lost UDP request is just one
  * sample fewer: so drops show in TCP's tail and not in UDP's.
  *
- *   node dist/bench/e2e/rr-tail.js [--rounds 3] [--seconds 4] [--protos tcp,udp] [--rate half|N[,half|N...]] [--slow-us 1000]
+ *   node dist/bench/e2e/rr-tail.js [--rounds 3] [--seconds 4] [--protos tcp,udp] [--rate half|N[,half|N...]] [--slow-us 1000] [--perf-sched]
  *        [--setup "--workers 1"] [--setup "--workers 1 --no-gro"] [--setup kernel] ...
  *
+ * `--perf-sched`: `perf sched record -a` for up to 2 s of each measured run: where pod B's server
+ * was woken (the waker's CPU or the other) and what woke podway's threads.
  * `--setup kernel` makes node1 a kernel vxlan.calico node as well (the rr-latency baseline).
  *
  * `--rate half` (the default) is half of the closed-loop maximum (16 outstanding) measured in the
@@ -27,7 +29,7 @@ import { controlRequest } from '../../src/dataplane/control-server';
 
 const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pktgen');
 
-interface Rr { sent: number; received: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number; p99sentus: number; sched?: string }
+interface Rr { sent: number; received: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number; p99sentus: number; sched?: string; wakes?: string }
 
 /** The TCP counters that say a connection recovered from a loss or a reordering. */
 const TCP_KEYS = ['TcpRetransSegs', 'TcpExtTCPLossProbes', 'TcpExtTCPLossProbeRecovery', 'TcpExtTCPSackRecovery', 'TcpExtTCPTimeouts',
@@ -126,7 +128,52 @@ function schedDelta(label: string, a: Map<string, [number, number, number]>, b: 
   return parts.join('; ');
 }
 
-async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: number, window = 1, trace?: string): Promise<Rr> {
+/**
+ * Where the server was woken, from `perf sched timehist -w` of the run: per wake-up of a thread of
+ * `serverPid`, was it then run on the CPU of the thread that woke it (the waker's softirq ran the
+ * request in: the server preempts it there) or on the other one (an idle vCPU woken: an IPI, and the
+ * forwarder goes to sleep before the reply comes). Also the wake-ups of podway's threads, by waker.
+ */
+function wakePlaces(file: string, serverPid: number | undefined, podwayPid: number | undefined): string {
+  let out: string;
+  try {
+    out = execFileSync('perf', ['sched', 'timehist', '-w', '-i', file], { encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch (e) {
+    return `perf sched timehist failed: ${(e as Error).message.split('\n')[0]}`;
+  }
+  const podwayTids = new Set<number>();
+  if (podwayPid) try { for (const t of readdirSync(`/proc/${podwayPid}/task`)) podwayTids.add(Number(t)); } catch { /* ended */ }
+  const pending = new Map<number, { cpu: number; waker: string }>(); // wakee tid -> where its waker ran
+  let same = 0;
+  let other = 0;
+  const podwayWakers = new Map<string, number>();
+  let podwayWakeups = 0;
+  const perTid = new Map<number, number>();
+  const re = /^\s*[\d.]+\s+\[(\d+)\]\s+(\S+?)\[(\d+)(?:\/(\d+))?\]\s+(.*)$/;
+  for (const line of out.split('\n')) {
+    const m = re.exec(line);
+    if (!m) continue;
+    const cpu = Number(m[1]);
+    const tid = Number(m[3]);
+    const rest = m[5];
+    const aw = /awakened:\s+(\S+?)\[(\d+)(?:\/(\d+))?\]/.exec(rest);
+    if (aw) {
+      const wakee = Number(aw[2]);
+      const wakeePid = aw[3] ? Number(aw[3]) : wakee;
+      const waker = `${m[2]}${podwayTids.has(tid) ? '(podway)' : ''}`;
+      if (wakeePid === serverPid || wakee === serverPid) pending.set(wakee, { cpu, waker });
+      if (podwayTids.has(wakee)) { podwayWakeups++; podwayWakers.set(waker, (podwayWakers.get(waker) ?? 0) + 1); perTid.set(wakee, (perTid.get(wakee) ?? 0) + 1); }
+      continue;
+    }
+    // a line without "awakened" is the end of a thread's run on `cpu`
+    const p = pending.get(tid);
+    if (p) { if (p.cpu === cpu) same++; else other++; pending.delete(tid); }
+  }
+  const top = [...podwayWakers].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([w, n]) => `${w} ${n}`).join(', ');
+  return `server woken ${same + other} times: ran on the waker's CPU ${same}, on the other ${other}; podway's threads woken ${podwayWakeups} times (${[...perTid].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([t, n]) => `tid ${t}: ${n}`).join(', ')}), by ${top}`;
+}
+
+async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: number, window = 1, trace?: string, perfFile?: string): Promise<Rr> {
   const a = lab.pod('pod-a');
   const b = lab.pod('pod-b');
   const server = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'rr-server', proto, String(port), String(seconds + 5)], { stdio: 'ignore' });
@@ -134,6 +181,7 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
     await sleep(300);
     const podwayPid = lab.nodes[0].proc?.pid;
     const s0 = [schedstat(podwayPid), schedstat(server.pid)];
+    let perf: ReturnType<typeof spawn> | undefined;
     const out = await new Promise<string>((resolve, reject) => {
       const c = spawn('ip', ['netns', 'exec', a.ns, PKTGEN, 'rr-client', proto, b.ip, String(port), '64', String(rate), String(seconds), String(window)], { stdio: ['ignore', 'pipe', 'pipe'], env: trace ? { ...process.env, PKTGEN_RR_TRACE: trace } : process.env });
       let o = '';
@@ -143,6 +191,7 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
       let c0 = new Map<string, [number, number, number]>();
       let c1 = c0;
       setTimeout(() => { c0 = schedstat(c.pid); }, 100);
+      if (perfFile) setTimeout(() => { perf = spawn('perf', ['sched', 'record', '-a', '-o', perfFile, '--', 'sleep', String(Math.max(0.5, Math.min(2, seconds - 1)))], { stdio: 'ignore' }); }, 300);
       const late = setTimeout(() => { c1 = schedstat(c.pid); }, seconds * 1000);
       c.on('exit', (code) => { clearTimeout(timer); clearTimeout(late); if (code === 0) resolve(o + '\n' + schedDelta('client', c0, c1)); else reject(new Error(`rr-client exited ${code}`)); });
     });
@@ -150,6 +199,12 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
     const [json, clientSched] = out.trim().split('\n');
     const m = JSON.parse(json) as Rr;
     m.sched = [schedDelta('podway', s0[0], s1[0]), schedDelta('server', s0[1], s1[1]), clientSched].filter(Boolean).join('; ');
+    if (perf && perfFile) {
+      const p = perf;
+      if (p.exitCode === null) await new Promise((r) => p.once('exit', r));
+      m.wakes = wakePlaces(perfFile, server.pid, podwayPid);
+      rmSync(perfFile, { force: true });
+    }
     return m;
   } finally {
     if (server.exitCode === null) server.kill('SIGKILL');
@@ -163,6 +218,7 @@ async function main(): Promise<void> {
   const protos = (opt(args, '--protos') ?? 'tcp,udp').split(',');
   const rateArg = opt(args, '--rate') ?? 'half';
   const slowUs = Number(opt(args, '--slow-us') ?? 1000);
+  const perfSched = args.includes('--perf-sched');
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'rr-tail-'));
   const setups: string[] = [];
   args.forEach((x, i) => { if (x === '--setup') setups.push(args[i + 1]); });
@@ -202,7 +258,7 @@ async function main(): Promise<void> {
               const a0 = nstat(lab.pod('pod-a').ns);
               const b0 = nstat(lab.pod('pod-b').ns);
               const trace = path.join(tmp, `trace-${port}`);
-              const m = await rr(lab, proto, rate, seconds, port++, 1, trace);
+              const m = await rr(lab, proto, rate, seconds, port++, 1, trace, perfSched ? path.join(tmp, `perf-${port}`) : undefined);
               const framesAtRate = podRx(await counters()) - podRx(c0);
               const a1 = nstat(lab.pod('pod-a').ns);
               const b1 = nstat(lab.pod('pod-b').ns);
@@ -214,6 +270,7 @@ async function main(): Promise<void> {
               console.log(`  podway: ${podwayDelta(c0, c1)}`);
               console.log(`  tail: ${episodes(trace, slowUs)}`);
               console.log(`  sched: ${m.sched}`);
+              if (m.wakes) console.log(`  wake-ups: ${m.wakes}`);
               rmSync(trace, { force: true });
             }
           }

@@ -34,6 +34,7 @@ import { Health, type EngineReadiness } from '../observe/health';
 import { bgpNotReady, bgpOffStatus, speakerNotStartedStatus } from '../control/bgp/readiness';
 import { startMetricsServer } from '../observe/http';
 import { mergeSnapshots, type DataplaneSnapshot } from '../observe/snapshot';
+import { applySchedSlice } from '../dataplane/sched-slice';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { WORKERS_AUTO_MAX } from './workers-option';
@@ -76,6 +77,8 @@ export interface RunOptions {
   workerSteer?: 'flow' | 'fanout';
   /** workers was chosen by --workers auto (the start-up log says so). */
   workersAuto?: boolean;
+  /** Scheduler slice of each forwarding thread in µs (`--sched-slice-us`; sched-slice.ts); unset: untouched. */
+  schedSliceUs?: number;
   /** This node's address with its prefix, registered in a writable datastore and never changed;
    * "autodetect": first-found, re-detected; unset: the Node's own, else first-found, re-detected
    * once it leaves the node (address-monitor.ts). */
@@ -460,6 +463,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
         : pollMs === 0
           ? 're-detection is off (--autodetect-poll-interval 0): restart podway to register the new address'
           : `it was autodetected: podway looks again every ${pollMs / 1000} s and registers the new address in its Node; the dataplane follows`;
+    if (opts.schedSliceUs !== undefined) {
+      const r = applySchedSlice(opts.schedSliceUs);
+      if ('error' in r) log.warn(`--sched-slice-us: not set on the main forwarding thread: ${r.error}`);
+      else log.info(`forwarding thread scheduler slice ${r.sliceUs} µs`, { worker: 0, sliceUs: r.sliceUs });
+    }
     const eng = new Engine({
       addressAdvice,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
@@ -548,7 +556,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
           if (taps.handle(index, m)) return;

@@ -28,6 +28,8 @@ type NativeAddon = Omit<PacketIO, 'setPool'> & {
   peerCred(fd: number): { pid: number; uid: number; gid: number };
   /** AF_PACKET ports closed whose fd and ring a worker thread has not released yet. */
   pendingCloses(): number;
+  /** EEVDF slice of the calling thread in ns (0: the kernel's default); returns the one it now holds. */
+  setSchedSlice(ns: number): number;
 };
 
 function loadAddon(): NativeAddon {

@@ -13,15 +13,21 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from './engine';
 import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
+import { applySchedSlice } from './sched-slice';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: { perNeighbor?: number }; workerSteer?: 'flow' | 'fanout'; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: { perNeighbor?: number }; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
   const init = workerData as WorkerInit;
   const log = createLogger({ level: init.logLevel, base: { node: init.node, worker: init.index } });
+  if (init.schedSliceUs !== undefined) {
+    const r = applySchedSlice(init.schedSliceUs);
+    if ('error' in r) log.warn(`--sched-slice-us: not set on forwarding worker ${init.index}: ${r.error}`);
+    else log.debug(`forwarding thread scheduler slice ${r.sliceUs} µs`, { sliceUs: r.sliceUs });
+  }
   const engine = new Engine({
     batch: init.batch,
     ringVersion: init.ringVersion,

@@ -29,6 +29,14 @@ t('--workers takes auto or 1..64; anything else is refused before the node start
   }
 });
 
+t('--sched-slice-us takes 0 or 100..100000 µs; anything else is refused before the node starts', async () => {
+  for (const bad of ['50', '99', '100001', '150.5', 'x']) {
+    const r = await podway(['run', '--node', 'slice-opt-test', '--sched-slice-us', bad]);
+    assert.is.not(r.code, 0, `--sched-slice-us ${bad} was accepted`);
+    assert.match(r.err, /--sched-slice-us must be 0 or 100\.\.100000/);
+  }
+});
+
 t('--workers auto is one thread per CPU, at most WORKERS_AUTO_MAX', () => {
   assert.equal(parseWorkers('auto', 1), { count: 1, auto: true });
   assert.equal(parseWorkers('auto', 2), { count: 2, auto: true });

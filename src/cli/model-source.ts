@@ -21,8 +21,9 @@ export interface ModelSourceBgp {
 }
 
 export type ModelMessage =
-  | { type: 'model'; model: NodeDataplaneModel; ms: number }
-  | { type: 'unchanged'; ms: number }
+  /** cause: a datastore change or the learned BGP routes; bgp: what the change did to the speaker. */
+  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string }
+  | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string }
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string; inSync?: boolean }
   | { type: 'status'; message: string; inSync?: boolean }

@@ -5,8 +5,10 @@
  * finished models, or word that the model did not change.
  *
  * workerData: { spec, node } (spec as `podway run --datastore`). Messages posted:
- *   {type:'model', model, ms}      a new model (the first one too)
- *   {type:'unchanged', ms}         a valid change that leaves this node's model as it is
+ *   {type:'model', model, ms, cause, bgp?}  a new model (the first one too); cause 'datastore'
+ *                                  or 'bgp' (the learned routes changed); bgp: what a datastore
+ *                                  change did to the speaker ("peer A changed (session reset)")
+ *   {type:'unchanged', ms, cause, bgp?}  a change that leaves this node's model as it is
  *   {type:'rejected', message}     a valid snapshot this node cannot use (e.g. its Node is gone)
  *   {type:'error', message}        an invalid edit, a read error, the store unreachable (the last
  *                                  good state stays; before the first model: still trying)
@@ -91,13 +93,15 @@ if (parentPort) {
     return mtu === first.mtu.underlay ? first : computeNodeModel(snap, init.node, { underlayMtu: mtu, ...bgp });
   };
 
-  /** A new snapshot updates the speaker's peers and exports; a bad plan keeps the last one. */
-  const updateBgp = (snap: ClusterSnapshot): void => {
-    if (!agent) return;
+  /** A new snapshot updates the speaker's peers and exports; a bad plan keeps the last one.
+   * Returns what changed for the speaker ('' when nothing), for the log. */
+  const updateBgp = (snap: ClusterSnapshot): string => {
+    if (!agent) return '';
     try {
-      agent.update(snap);
+      return agent.update(snap);
     } catch (e) {
       port.postMessage({ type: 'error', message: `bgp: ${(e as Error).message} (keeping the last BGP settings)`, inSync: inSync() });
+      return '';
     }
   };
 
@@ -110,20 +114,27 @@ if (parentPort) {
     warned = now;
   };
 
-  /** Computes the snapshot's model (throws when this node cannot use it: its Node gone, an
-   * address no interface holds) and posts it; only an accepted snapshot becomes the last one. */
-  const publish = (snap: ClusterSnapshot, t0: number): void => {
+  /** The snapshot's model (throws when this node cannot use it: its Node gone, an address no
+   * interface holds); only an accepted snapshot becomes the last one. */
+  const accept = (snap: ClusterSnapshot): NodeDataplaneModel => {
     warnNew(snap);
     const model = modelFor(snap);
     lastSnapshot = snap;
+    return model;
+  };
+
+  /** Posts the model, or that it did not change. `cause`: a datastore change or the learned BGP
+   * routes; `bgp`: what the change did to the speaker (both for the log). */
+  const publish = (model: NodeDataplaneModel, t0: number, cause: 'datastore' | 'bgp', bgp: string): void => {
     const key = modelKey(model);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
+    const why = { cause, ...(bgp ? { bgp } : {}) };
     if (key === lastKey) {
-      port.postMessage({ type: 'unchanged', ms });
+      port.postMessage({ type: 'unchanged', ms, ...why });
       return;
     }
     lastKey = key;
-    port.postMessage({ type: 'model', model, ms });
+    port.postMessage({ type: 'model', model, ms, ...why });
   };
 
   const inSync = (): boolean | undefined => (store instanceof KvDatastore ? store.inSync : undefined);
@@ -138,13 +149,14 @@ if (parentPort) {
   // node's routes while the dataplane keeps forwarding on the last good state.
   const onChange = (snap: ClusterSnapshot, fromDatastore = true): void => {
     const t0 = performance.now();
+    let model: NodeDataplaneModel;
     try {
-      publish(snap, t0);
+      model = accept(snap);
     } catch (e) {
       port.postMessage({ type: 'rejected', message: `${(e as Error).message}${agent && fromDatastore ? ' (BGP keeps its last settings)' : ''}` });
       return;
     }
-    if (fromDatastore) updateBgp(snap);
+    publish(model, t0, fromDatastore ? 'datastore' : 'bgp', fromDatastore ? updateBgp(snap) : '');
   };
   port.on('message', (m: { type: string; id?: number; reason?: string }) => {
     if (m.type === 'reconnect') {
@@ -160,13 +172,14 @@ if (parentPort) {
   const t0 = performance.now();
   store.start().then(
     (snap) => {
+      let model: NodeDataplaneModel;
       try {
-        publish(snap, t0);
+        model = accept(snap);
       } catch (e) {
         port.postMessage({ type: 'fatal', message: (e as Error).message });
         return;
       }
-      updateBgp(snap);
+      publish(model, t0, 'datastore', updateBgp(snap));
       // Changes from here on (a reload only runs after the watch's debounce, so none is missed).
       store.onSnapshot(onChange);
     },

@@ -609,7 +609,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // Models are applied one at a time, the newest winning, whole between two batches; then the
     // kernel's routes are read asynchronously (no `ip` call blocks the forwarding thread) and the
     // model is applied again only if a node's underlay next hop moved.
-    let latest: { model: NodeDataplaneModel | null; ms: number } | null = null;
+    // `what`: what brought it, for the log ("datastore change", "BGP routes changed", what a
+    // datastore change did to the speaker), merged when models coalesce.
+    let latest: { model: NodeDataplaneModel | null; ms: number; what: string[] } | null = null;
     let applying = false;
     let stopping = false;
     // The VXLAN tunnel addresses reconciled again when a model says they are stale (tunnel-join.ts).
@@ -622,7 +624,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         dsLog.error(`cannot reconcile the VXLAN tunnel addresses: ${e.message}`);
       },
     );
-    const applyModel = (model: NodeDataplaneModel, why: string) => {
+    /** `what`: what brought the model (the log line's head, then what it did to BGP). */
+    const applyModel = (model: NodeDataplaneModel, why: string, what: readonly string[] = ['datastore change']) => {
       const t0 = performance.now();
       applyTimed(model, kernelRoutes);
       current = model;
@@ -635,7 +638,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
         health.setDatastore(true);
         dsLog.info(`datastore ${specText} answers: its model replaces the cached one from ${was.appliedAt.toISOString()}`);
       }
-      dsLog.info(`datastore change applied: ${model.endpoints.length} endpoints (${why}, apply ${(performance.now() - t0).toFixed(1)} ms)`);
+      const [head = 'datastore change', ...rest] = what;
+      const size = head === 'BGP route change' ? `${model.routes.length} routes` : `${model.endpoints.length} endpoints`;
+      dsLog.info(`${head} applied: ${size} (${why}, apply ${(performance.now() - t0).toFixed(1)} ms)${rest.length ? `; ${rest.join('; ')}` : ''}`);
       try {
         syncNat(model);
       } catch (e) {
@@ -654,7 +659,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       applying = true;
       try {
         while (latest) {
-          const { model: changed, ms } = latest;
+          const { model: changed, ms, what } = latest;
           latest = null;
           try {
             const model = changed ?? current!;
@@ -662,15 +667,18 @@ export async function runNode(opts: RunOptions): Promise<void> {
             // new node needs no new underlay route, and reading them (an `ip` process) took 5-85
             // ms of the 100 ms watch-to-forwarding budget (bench/watch). They are read right
             // after, and a next hop that moved applies the model again.
-            if (changed) applyModel(model, `model thread ${ms} ms`);
+            const said = what.length ? what.join('; ') : 'datastore change';
+            if (changed) applyModel(model, `model thread ${ms} ms`, what);
             const tRoutes = performance.now();
             kernelRoutes = await eng.readKernelRoutes();
             if (stopping) return;
             if (gatewaysKey(model, kernelRoutes) === lastGateways) {
-              if (!changed) dsLog.info(`datastore change: this node's model is unchanged (${ms} ms in the model thread)`, { ms });
+              // A BGP route change that leaves the model as it was is not news (a peer's route
+              // that loses to a better one); a datastore change is, with what it did to BGP.
+              if (!changed && said !== 'BGP route change') dsLog.info(`${said}: this node's forwarding model is unchanged (${ms} ms in the model thread)`, { ms });
               continue;
             }
-            applyModel(model, `underlay next hops changed; kernel routes read in ${(performance.now() - tRoutes).toFixed(1)} ms`);
+            applyModel(model, `kernel routes read in ${(performance.now() - tRoutes).toFixed(1)} ms`, ['underlay next hops changed']);
           } catch (e) {
             nodeMetrics?.applyFailed();
             log.error(`update rejected, keeping the last good state: ${(e as Error).message}`);
@@ -736,7 +744,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // On the cache until one of the datastore's models is applied (applyModel says in sync then).
         if (!onCache) health.setDatastore(true);
         // A newer "unchanged" never hides an older pending model.
-        latest = m.type === 'model' ? { model: m.model, ms: m.ms } : { model: latest?.model ?? null, ms: m.ms };
+        const what = [m.cause === 'bgp' ? 'BGP route change' : 'datastore change', ...(m.bgp ? [`bgp: ${m.bgp}`] : [])];
+        const merged = [...new Set([...(latest?.what ?? []), ...what])];
+        latest = m.type === 'model' ? { model: m.model, ms: m.ms, what: merged } : { model: latest?.model ?? null, ms: m.ms, what: merged };
         void applyLatest();
       } else if (m.type === 'rejected') {
         dsLog.error(`update rejected, keeping the last good state: ${m.message}`);
@@ -797,7 +807,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       source = s;
       health.setDatastore(false, `on the cached model from ${onCache!.appliedAt.toISOString()}: applying the datastore's first model`);
       s.onMessage(onModelMessage);
-      latest = { model: f, ms: 0 };
+      latest = { model: f, ms: 0, what: ['datastore answered'] };
       void applyLatest();
       monitor?.start();
       replayer?.start();

@@ -61,11 +61,36 @@ test('two agents mesh over loopback, learn each other\'s blocks, follow a new bl
 
     // node2 gets a second block: node1 learns it without any session being reset.
     const since = st.peers[0]!.since;
-    for (const a of agents) a.update(snapshotOf(...docs, affinity('node2', '10.244.1.0/26')));
+    // What each update did to the speaker (the log line of a datastore change): node2 exports one
+    // more prefix, node1's plan is the same.
+    assert.equal(agents.map((a) => a.update(snapshotOf(...docs, affinity('node2', '10.244.1.0/26')))), ['', 'exports 1 -> 2 prefixes']);
     assert.ok(await until(() => learned.get('node1')?.length === 2, 10_000), JSON.stringify(learned.get('node1')));
     assert.is(agents[0]!.status().peers[0]!.since, since, 'the session stayed up');
   } finally {
     await Promise.all(agents.map((a) => a.stop(false)));
+  }
+});
+
+test('update() says what a datastore change did to the speaker: a BGPPeer added, its AS changed (session reset), removed; the speaker restarted', async () => {
+  const port = await freePort();
+  const config = { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { listenPort: port, bindMode: 'NodeIP', nodeToNodeMeshEnabled: false } };
+  const peer = (as: number) => ({ apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor' }, spec: { peerIP: '127.0.0.9', asNumber: as } });
+  const docs = [pool('p', '10.244.0.0/16'), config, node('node1', '127.0.0.1/8'), affinity('node1', '10.244.0.0/26')];
+  const agent = new BgpAgent({
+    node: 'node1',
+    createSpeaker: (o) => new BgpSpeaker({ ...o, connectRetrySeconds: 1, log: () => undefined }),
+    log: () => undefined,
+    onLearned: () => undefined,
+  });
+  try {
+    assert.is(agent.update(snapshotOf(...docs)), '', 'the first plan (the speaker starts, said by its own line)');
+    assert.is(agent.update(snapshotOf(...docs, peer(65000))), 'peer 127.0.0.9 added');
+    assert.is(agent.update(snapshotOf(...docs, peer(65001))), 'peer 127.0.0.9 changed (session reset)');
+    assert.is(agent.update(snapshotOf(...docs, peer(65001))), '');
+    assert.is(agent.update(snapshotOf(...docs)), 'peer 127.0.0.9 removed');
+    assert.is(agent.update(snapshotOf(...docs.slice(0, 2), node('node1', '127.0.0.3/8'), docs[3]!)), 'speaker settings changed (speaker restarted)');
+  } finally {
+    await agent.stop(false);
   }
 });
 

@@ -8,6 +8,9 @@
  * ToR an Administrative shutdown (not graceful) that withdrew the node's block. Now: no restart,
  * the router ID stays, the ToR's session keeps its start time and the ToR keeps the block. The
  * good Node written back changes nothing either (it is the plan in force).
+ * The log along the way says what happened: the ToR's routes learned are a "BGP route change", a
+ * BGPPeer AS change says the session was reset, and the AS mismatch that follows is one warning
+ * however often the two sides try again.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -28,6 +31,9 @@ test('a rejected Node update (an address no interface holds) leaves the BGP spea
   const torHasBlock = () => kernelRoutesVia(lab.fabric, n1.block, n1.ip);
   assert.ok(await until(torHasBlock, 30_000, 250), `the ToR's kernel has ${n1.block}: ${tor.birdc('show', 'route', 'all')}`);
   assert.ok(await until(async () => (await peerState(lab, 'node1', TOR_IP)) === 'Established', 20_000, 250), 'session up');
+  // The ToR's outside net learned: a BGP route change, said as one (it used to read "datastore
+  // change applied: 1 endpoints").
+  assert.ok(await waitLog(n1, /BGP route change applied: \d+ routes/, 0, 20_000), `the route change logged: ${n1.log.join('\n')}`);
   const nodeStatus = async () => (await controlRequest(n1.control, { cmd: 'node-status' }, 5000)) as { routerId: string; peers: StatusPeer[] };
   const torProtocol = () => tor.birdc('show', 'protocols', 'node1').split('\n').find((l) => l.startsWith('node1')) ?? '';
   const before = await nodeStatus();
@@ -57,6 +63,24 @@ test('a rejected Node update (an address no interface holds) leaves the BGP spea
   assert.is(peer(after)?.since, peer(before)?.since, 'podway\'s session with the ToR was not reset');
   assert.is(torProtocol(), torBefore, `the ToR's session was not reset:\n${tor.birdc('show', 'protocols', 'all', 'node1')}`);
   assert.ok(torHasBlock(), `the ToR kept ${n1.block}: ${tor.birdc('show', 'route', 'all')}`);
+
+  // The ToR's BGPPeer with another AS: the forwarding model is the same, but the log says the
+  // session was reset (it used to say only "this node's model is unchanged"); the ToR's OPEN (AS
+  // 65000) is then refused, logged once as a warning however often the ToR tries.
+  const asMark = n1.log.length;
+  writeResources(lab, [good[0], bgpPeerYaml('tor', TOR_IP, TOR_AS + 1)]);
+  const reset = await waitLog(n1, /bgp: peer 10\.99\.0\.254 changed \(session reset\)/, asMark, 20_000);
+  assert.ok(reset, `the reset said: ${n1.log.slice(asMark).join('\n')}`);
+  assert.match(reset!, /^.*"msg":"datastore change/);
+  const refused = await waitLog(n1, /bgp 10\.99\.0\.254: session not established: .*bad peer AS/, asMark, 30_000);
+  assert.ok(refused, `the AS mismatch logged: ${n1.log.slice(asMark).join('\n')}`);
+  assert.match(refused!, /"level":"warn"/);
+  // Both sides try again (BIRD's connect retry 2 s, ours 5 s): two more OPENs sent, still one line.
+  const opensOut = async () => ((await nodeStatus()).peers.find((p) => p.address === TOR_IP) as { messagesOut?: number } | undefined)?.messagesOut ?? 0;
+  const sent = await opensOut();
+  assert.ok(await until(async () => (await opensOut()) >= sent + 2, 30_000, 250), `more attempts: ${tor.birdc('show', 'protocols', 'all', 'node1')}`);
+  const lines = n1.log.slice(asMark).filter((l) => /session not established: .*bad peer AS/.test(l));
+  assert.is(lines.length, 1, lines.join('\n'));
 }));
 
 test.run();

@@ -84,8 +84,8 @@ export class BgpAgent {
    * Applies a snapshot. Throws (nothing changed) when this node has no plan, e.g. no address yet;
    * the previous plan then stays in force, as the dataplane keeps its last good model.
    */
-  update(snapshot: ClusterSnapshot): void {
-    if (this.stopped) return;
+  update(snapshot: ClusterSnapshot): string {
+    if (this.stopped) return '';
     const plan = computeBgpPlan(snapshot, this.options.node, this.options);
     const warningsKey = plan.warnings.join('\n');
     if (warningsKey !== this.warningsKey) for (const w of plan.warnings) this.options.log(`bgp: ${w}`);
@@ -94,10 +94,11 @@ export class BgpAgent {
     this.plan = plan;
     if (!this.speaker || !previous || !speakerOptionsEqual(previous.speaker, plan.speaker)) {
       this.replaceSpeaker(plan);
-      return;
+      return previous ? 'speaker settings changed (speaker restarted)' : '';
     }
     this.speaker.setPeers(plan.peers.map(toPeerConfig));
     this.speaker.setExports([...plan.exports]);
+    return describePlanChange(previous, plan);
   }
 
   status(): NodeStatus {
@@ -206,6 +207,28 @@ export class BgpAgent {
       this.options.onLearned(best, complete);
     }, this.options.settleMs ?? 20);
   }
+}
+
+/**
+ * What a new plan changed for the speaker, for the log line of a datastore change that leaves the
+ * forwarding model as it was ('' when nothing): peers added, removed, or whose settings changed
+ * (their session is reset: Cease, configuration change), and the exported prefixes.
+ */
+export function describePlanChange(previous: BgpPlan, plan: BgpPlan): string {
+  const before = new Map(previous.peers.map((p) => [p.address, JSON.stringify(toPeerConfig(p))]));
+  const after = new Map(plan.peers.map((p) => [p.address, JSON.stringify(toPeerConfig(p))]));
+  const added = [...after.keys()].filter((a) => !before.has(a));
+  const removed = [...before.keys()].filter((a) => !after.has(a));
+  const changed = [...after.keys()].filter((a) => before.has(a) && before.get(a) !== after.get(a));
+  const parts: string[] = [];
+  if (added.length) parts.push(`peer${added.length > 1 ? 's' : ''} ${added.join(', ')} added`);
+  if (removed.length) parts.push(`peer${removed.length > 1 ? 's' : ''} ${removed.join(', ')} removed`);
+  if (changed.length) parts.push(`peer${changed.length > 1 ? 's' : ''} ${changed.join(', ')} changed (session reset)`);
+  const key = (e: BgpPlan['exports'][number]) => JSON.stringify(e);
+  const exportsBefore = new Set(previous.exports.map(key));
+  const exportsAfter = new Set(plan.exports.map(key));
+  if (exportsBefore.size !== exportsAfter.size || [...exportsAfter].some((e) => !exportsBefore.has(e))) parts.push(`exports ${previous.exports.length} -> ${plan.exports.length} prefixes`);
+  return parts.join('; ');
 }
 
 function toPeerConfig(p: BgpPlan['peers'][number]) {

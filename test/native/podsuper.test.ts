@@ -151,7 +151,7 @@ function noIpv6(n: Netns): void {
   n.exec('sysctl', ['-qw', 'net.ipv6.conf.default.disable_ipv6=1']);
 }
 
-interface Lab { tapFd: number; pod: number; scatter: number; underlay: (txGso: boolean) => number; observer: number }
+interface Lab { tapFd: number; pod: number; scatter: number; underlay: (txGso: boolean, sndbuf?: number) => number; observer: number; ns: Netns }
 
 /** A vnet TAP as the pod's veth (an rxSuperTcp port and a plain scatter port on it), a veth pair
  * as the underlay (tx offloads off on the sending end: the kernel segments in software) observed
@@ -171,12 +171,12 @@ async function withLab(fn: (l: Lab) => Promise<void>): Promise<void> {
       ports.push(scatter);
       const observer = native.openPacket('pu1', { netns: N.path, ringVersion: 2 });
       ports.push(observer);
-      const underlay = (txGso: boolean) => {
-        const p = native.openPacket('pu0', { netns: N.path, txGso });
+      const underlay = (txGso: boolean, sndbuf?: number) => {
+        const p = native.openPacket('pu0', { netns: N.path, txGso, ...(sndbuf ? { sndbuf } : {}) });
         ports.push(p);
         return p;
       };
-      await fn({ tapFd, pod, scatter, underlay, observer });
+      await fn({ tapFd, pod, scatter, underlay, observer, ns: N });
     } finally {
       for (const p of ports) native.close(p);
       closeSync(tapFd);
@@ -257,6 +257,31 @@ test('two super-frames of one stream back to back: the second continues the firs
     assert.is(us.txGsoFrames, 3, '44, 1 + 43, 2 datagrams');
     assert.is(us.txGsoSegments, 90);
     assert.is(us.txSuperUso, 2);
+  });
+});
+
+test('a send refused part way through a super-frame (a slow qdisc, a tiny send buffer: EAGAIN) cuts only its unsent segments into the backlog: every datagram arrives once, in order', async () => {
+  await withLab(async (l) => {
+    // 20 Mbit/s: the first message's 44 datagrams wait in the qdisc, holding the socket's buffer
+    l.ns.exec('tc', ['qdisc', 'add', 'dev', 'pu0', 'root', 'tbf', 'rate', '20mbit', 'burst', '1600', 'limit', '400000']);
+    const U = l.underlay(true, 4096);
+    const a = superFrame(45 * MSS, ACK, 5000, 21), b = superFrame(45 * MSS, ACK | PSH, 5000 + 45 * MSS, 22);
+    writeSync(l.tapFd, Buffer.concat([tcpVnet(MSS), a]));
+    writeSync(l.tapFd, Buffer.concat([tcpVnet(MSS), b]));
+    assert.is(await recvAll(l.pod, 0, 2), 2);
+    drain(l.scatter);
+    // sent: a0-a43 in one message; refused: a44 + b0-b42 (continued), then b43-b44: a44 and all of
+    // b cut into the backlog with the cut path's ids
+    const want = [...cutPath(a, MSS, false), ...cutPath(b, MSS, false)];
+    for (const i of [0, 1]) { encapDesc(i, false); pool.txList[i] = i; }
+    assert.is(native.send(U, 0, 2), 90, 'sent or queued: every segment');
+    const us = native.stats(U);
+    assert.is(us.txGsoFrames, 1, 'the first message went');
+    assert.is(us.txSuperCut, 2, 'the rest of the first and the whole second cut');
+    assert.is(us.txQueued, 46, 'a44 and b0-b44 queued');
+    same(await collect(pool, l.observer, 90, ours, 10_000), want, 'refused part way');
+    assert.is(native.stats(U).txPackets, 90);
+    assert.is(native.stats(U).txDroppedFull, 0);
   });
 });
 

@@ -238,7 +238,8 @@ test('the datastore\'s first model refused while on the cache: still on the cach
   assert.is(await lab!.stopPodway('node1'), 0);
   nsExec(n1.ns, ['ip', 'addr', 'add', `${other}/24`, 'dev', 'eth0']);
   try {
-    holder = spawn('ip', ['netns', 'exec', n1.ns, 'python3', '-c', `import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('${other}',4789))\nprint('bound',flush=True)\ntime.sleep(300)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // (no SO_REUSEADDR: podway's bind of the same address and port fails; ends by itself after 5 min)
+    holder = spawn('ip', ['netns', 'exec', n1.ns, process.execPath, '-e', `const s = require('node:dgram').createSocket('udp4'); s.bind(4789, '${other}', () => console.log('bound')); setTimeout(() => process.exit(0), 300000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
     let bound = false;
     holder.stdout!.on('data', (d: Buffer) => { if (/bound/.test(d.toString())) bound = true; });
     assert.ok(await until(() => bound, 10_000, 50), `a socket holds ${other}:4789`);

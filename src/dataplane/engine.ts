@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
+import { nodeAddressProblem, readLinkState } from './node-address';
 import { performance } from 'node:perf_hooks';
 import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
@@ -13,7 +14,7 @@ import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf, errnoName } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP } from './pipeline';
-import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
+import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import { ip6Bytes } from '../control/route-calc6';
 import { formatIpv6 } from '../packet/ipv6';
@@ -1476,22 +1477,16 @@ export class Engine {
     this.addrCheckedAt = now;
     if (!this.model || !this.underlay) return;
     const ip = formatIpv4(this.model.node.ip);
-    let present = false;
-    const found: string[] = [];
-    for (const [name, addrs] of Object.entries(networkInterfaces())) {
-      for (const a of addrs ?? []) {
-        if (a.family !== 'IPv4') continue;
-        if (a.address === ip) present = true;
-        if (name === this.underlay.name) found.push(a.cidr ?? a.address);
-      }
+    const problem = nodeAddressProblem(ip, this.underlay.name, networkInterfaces(), readLinkState(this.underlay.name));
+    if (problem === this.nodeAddressMissing) return;
+    if (problem !== null) {
+      // a link that is down is the link's problem, not the address's (node-address.ts)
+      if (/ link .* is down | is gone$/.test(problem)) this.log.warn(`${problem}: nothing goes out or comes in on it until it is up`, { interface: this.underlay.name });
+      else this.log.warn(`${problem}: podway keeps forwarding with it, but the node's own stack cannot use it; ${this.addressAdvice}`, { interface: this.underlay.name });
+    } else {
+      this.log.info(`node address ${ip} is on this node again${/ link .* is down /.test(this.nodeAddressMissing ?? '') ? ` (link ${this.underlay.name} is up)` : ''}`, { interface: this.underlay.name });
     }
-    if (!present && this.nodeAddressMissing === null) {
-      this.nodeAddressMissing = `node address ${ip} is no longer on this node (${this.underlay.name} has ${found.join(', ') || 'no IPv4 address'})`;
-      this.log.warn(`${this.nodeAddressMissing}: podway keeps forwarding with it, but the node's own stack cannot use it; ${this.addressAdvice}`, { interface: this.underlay.name });
-    } else if (present && this.nodeAddressMissing !== null) {
-      this.nodeAddressMissing = null;
-      this.log.info(`node address ${ip} is on this node again`, { interface: this.underlay.name });
-    }
+    this.nodeAddressMissing = problem;
   }
 
   /** Ask ARP for an underlay neighbour (the table rate-limits per address and ignores unwanted ones). */
@@ -1673,7 +1668,7 @@ export class Engine {
       mtu: m?.mtu ?? null,
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],
       nodeAddressMissing: this.nodeAddressMissing,
-      hostChanges: this.notes,
+      hostChanges: this.liveNotes(),
       hostProgramming: this.host ? (({ lastCommands, ...st }) => st)(this.host.status()) : null,
       neighbors: { entries: this.neighbors.entries(), counters: this.neighbors.counters() },
       neighbors6: { entries: this.neighbors6.table.entries(), counters: this.neighbors6.table.counters() },
@@ -1681,6 +1676,21 @@ export class Engine {
       neighborQueue: this.pipe.held ? { held: this.pipe.held.size, perNeighbor: this.pipe.held.perNeighbor, capacity: this.pipe.held.capacity } : null,
       batch: this.batch,
     };
+  }
+
+  /**
+   * status().hostChanges: what podway changed on the host, less the per-interface sysctls of an
+   * interface that is gone (a deleted pod veth takes its settings with it; quietKernelOn notes
+   * them again when an interface of that name is attached again, if it had to change them).
+   */
+  private liveNotes(): string[] {
+    const live = this.notes.filter((n) => {
+      const m = /^net\.ipv[46]\.conf\.([^.=\s]+)\./.exec(n);
+      return m === null || m[1] === 'all' || m[1] === 'default' || interfaceExists(m[1].replace(/\//g, '.'));
+    });
+    // forget the gone ones for good: a new interface of that name starts with the kernel's defaults
+    if (live.length !== this.notes.length) this.notes.splice(0, this.notes.length, ...live);
+    return live;
   }
 
   /** status().tunnelsOn: where tunnels to the node are read, per family. */
@@ -1692,12 +1702,20 @@ export class Engine {
     return `${v4}; VXLAN to ${ip6}: underlay port only (no IPv6 VXLAN socket: ${this.tunnelsOnUnderlay ? `the table names ${this.tunnelTable6 ?? 'no IPv6 address'}` : 'no table'})`;
   }
 
+  /** A local route whose interface is not attached is not in the FIB (its address falls to the
+   * block's blackhole): `podway routes` says so, with the reason status gives. */
+  private withheldLocal(endpoint: string | null): string {
+    const p = endpoint !== null ? this.pending.get(endpoint) : undefined;
+    return `interface ${endpoint ?? '?'} not attached${p ? `: ${p.error}` : ''}`;
+  }
+
   routes() {
     const nh = this.pipe.nh;
     if (!nh) return [];
     const v4 = nh.routes.map((r, i) => ({
       cidr: r.cidr,
-      kind: NH_KIND_NAMES[nh.kind[i]],
+      kind: nh.kind[i] === NhKind.LOCAL && nh.port[i] < 0 ? 'withheld' : NH_KIND_NAMES[nh.kind[i]],
+      ...(nh.kind[i] === NhKind.LOCAL && nh.port[i] < 0 ? { withheld: this.withheldLocal(r.endpoint) } : {}),
       node: r.node,
       via: r.nodeIp !== null ? formatIpv4(r.nodeIp) : r.endpoint ?? '',
       vtepMac: r.vtepMac ?? '',
@@ -1705,20 +1723,34 @@ export class Engine {
       nextHopMac: nh.macKnown[i] === MAC_KNOWN ? formatMac(nh.mac, i * 6) : nh.macKnown[i] === MAC_FAILED ? 'failed' : '',
       pool: r.pool ?? '',
     }));
-    return [...v4, ...routeRows6(this.pipe.v6.nh)];
+    return [...v4, ...routeRows6(this.pipe.v6.nh, (ifname) => this.withheldLocal(ifname))];
   }
 
+  /** Attached endpoints, then the ones waiting for their interface (their routes withheld). */
   endpointList() {
     const v6 = new Map((this.model?.v6.endpoints ?? []).map((e) => [e.interfaceName, e.ips6.map((ip) => `${ip}/128`)] as const));
-    return [...this.endpoints.values()].map(({ ep, port, kind }) => ({
+    const attached = [...this.endpoints.values()].map(({ ep, port, kind }) => ({
       workload: ep.key,
       interface: ep.interfaceName,
       type: kind,
       networks: [...ep.cidrs, ...(v6.get(ep.interfaceName) ?? [])],
+      state: 'attached',
       mac: this.pipe.podMacKnown[port] ? formatMac(this.pipe.podMac, port * 6) : '',
       rx: this.pipe.portCounters[port * PORT_COUNTERS + PortCounter.RX],
       tx: this.pipe.portCounters[port * PORT_COUNTERS + PortCounter.TX],
     }));
+    const waiting = [...this.pending.values()].map(({ ep, error }) => ({
+      workload: ep.key,
+      interface: ep.interfaceName,
+      type: ep.interfaceType,
+      networks: [...ep.cidrs, ...(v6.get(ep.interfaceName) ?? [])],
+      state: `waiting: ${waitingReason(error)}`,
+      error,
+      mac: ep.mac ?? '',
+      rx: 0,
+      tx: 0,
+    }));
+    return [...attached, ...waiting];
   }
 
   counters() {
@@ -1870,4 +1902,9 @@ export class Engine {
     timer.unref();
     return stop;
   }
+}
+
+/** `podway endpoints`' state of an endpoint whose interface could not be attached. */
+function waitingReason(error: string): string {
+  return /does not exist|ENODEV|No such device/i.test(error) ? 'interface missing' : error;
 }

@@ -11,7 +11,7 @@ import { formatIpv6 } from '../packet/ipv6';
 import { parseIp6 } from '../lpm/cidr';
 import { formatMac, macEquals } from '../packet/ethernet';
 import type { Pipeline } from './pipeline';
-import { NH_KIND_NAMES, MAC_KNOWN, MAC_FAILED } from './nexthops';
+import { NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { writeNeighborSolicit } from '../packet/ndp';
 import { FAMILY_V6 } from './neighbor-queue';
 
@@ -245,11 +245,13 @@ function hash16(b: Uint8Array, off: number): number {
 }
 
 /** `podway routes` rows for the IPv6 table (same columns as IPv4's). */
-export function routeRows6(nh: NextHops6 | null): { cidr: string; kind: string; node: string; via: string; vtepMac: string; mtu: number; nextHopMac: string; pool: string }[] {
+export function routeRows6(nh: NextHops6 | null, withheld: (endpoint: string | null) => string): { cidr: string; kind: string; withheld?: string; node: string; via: string; vtepMac: string; mtu: number; nextHopMac: string; pool: string }[] {
   if (!nh) return [];
+  // a local /128 without a port is not in the FIB (engine.ts routes(): shown withheld)
   return nh.routes.map((r, i) => ({
     cidr: r.cidr,
-    kind: NH_KIND_NAMES[nh.kind[i]],
+    kind: nh.kind[i] === NhKind.LOCAL && nh.port[i] < 0 ? 'withheld' : NH_KIND_NAMES[nh.kind[i]],
+    ...(nh.kind[i] === NhKind.LOCAL && nh.port[i] < 0 ? { withheld: withheld(r.endpoint) } : {}),
     node: r.node,
     via: r.nodeIp6 ?? r.endpoint ?? '',
     vtepMac: r.vtepMac ?? '',

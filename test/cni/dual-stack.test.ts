@@ -42,7 +42,7 @@ async function addPods(h: CniHarness, log: string[], specs: [string, string][]) 
   }
   let attached = false;
   for (let i = 0; i < 150 && !attached; i++) {
-    attached = ((await controlRequest(h.control, { cmd: 'endpoints' })) as unknown[]).length === pods.length;
+    attached = ((await controlRequest(h.control, { cmd: 'endpoints' })) as { state: string }[]).filter((e) => e.state === 'attached').length === pods.length;
     if (!attached) await sleep(100);
   }
   assert.ok(attached, `podway attached the ${pods.length} pods: ${log.slice(-5).join(' | ')}`);

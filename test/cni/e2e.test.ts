@@ -57,7 +57,7 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     const podB = h.pod('b');
     const addA = await h.add(podA, 'cnie2ea', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-a' });
     const hostA = addA.json.interfaces[0].name as string;
-    const attachedA = await until(async () => ((await controlRequest(control, { cmd: 'endpoints' })) as { interface: string }[]).some((e) => e.interface === hostA), 15_000);
+    const attachedA = await until(async () => ((await controlRequest(control, { cmd: 'endpoints' })) as { interface: string; state: string }[]).some((e) => e.interface === hostA && e.state === 'attached'), 15_000);
     assert.ok(attachedA, `podway attached ${hostA}: ${log.slice(-5).join(' | ')}`);
 
     // pod B: ping from A starts the moment ADD returns; the first reply's timestamp (ping -D) is
@@ -83,7 +83,7 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     const podU = h.pod('tun');
     const addT = await h.add(podT, 'cnie2et', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-t', extra: { interfaceType: 'tap' } });
     const addU = await h.add(podU, 'cnie2eu', { args: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-u', extra: { interfaceType: 'tun' } });
-    const attachedTU = await until(async () => ((await controlRequest(control, { cmd: 'endpoints' })) as unknown[]).length === 4, 15_000);
+    const attachedTU = await until(async () => ((await controlRequest(control, { cmd: 'endpoints' })) as { state: string }[]).filter((e) => e.state === 'attached').length === 4, 15_000);
     assert.ok(attachedTU, `podway attached the tap and tun pods: ${log.slice(-5).join(' | ')}`);
     for (const [what, add] of [['tap', addT], ['tun', addU]] as const) {
       const ip = (add.json.ips[0].address as string).split('/')[0];

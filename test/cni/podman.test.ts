@@ -45,8 +45,9 @@ function podwayIn(n: LabNode, args: string[]): { code: number; out: string } {
   }
 }
 
-async function endpointsOf(n: LabNode): Promise<{ interface: string }[]> {
-  return (await controlRequest(n.control, { cmd: 'endpoints' }, 5000)) as { interface: string }[];
+/** Every endpoint podway knows, attached or waiting for its interface (`state`). */
+async function endpointsOf(n: LabNode): Promise<{ interface: string; state: string }[]> {
+  return (await controlRequest(n.control, { cmd: 'endpoints' }, 5000)) as { interface: string; state: string }[];
 }
 
 /** Whether `ip` lies in a block affine to `node`. */
@@ -107,7 +108,7 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
       assert.is(w.spec.node, c.node.name);
       assert.equal(w.spec.ipNetworks, [`${c.ip}/32`]);
       assert.is(w.spec.containerID, c.id);
-      assert.ok(await until(async () => (await endpointsOf(c.node)).some((e) => e.interface === w.spec.interfaceName), 15_000), `podway on ${c.node.name} attached ${w.spec.interfaceName}`);
+      assert.ok(await until(async () => (await endpointsOf(c.node)).some((e) => e.interface === w.spec.interfaceName && e.state === 'attached'), 15_000), `podway on ${c.node.name} attached ${w.spec.interfaceName}`);
     }
 
     // Across the nodes: ping both ways (the first packets may race the peer's route), then 10 MiB.

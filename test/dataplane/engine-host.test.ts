@@ -23,7 +23,7 @@ import { mergeSnapshots } from '../../src/observe/snapshot';
 import { parseMetrics, valueOf } from '../observe/prom-text';
 import { ip6Bytes } from '../../src/control/route-calc6';
 import { parseIpv4, parseMac } from '../../src/packet';
-import { clusterModel, frame, NODE2_MAC } from './helpers';
+import { clusterModel, frame, NODE2_MAC, CLUSTER_YAML } from './helpers';
 import { dualStackYaml } from './helpers6';
 
 runPrivateNetns();
@@ -257,6 +257,36 @@ test('a veth pod set down and up again, sending nothing: its node route and neig
   } finally {
     stopRig(r);
     sh('ip', ['link', 'set', 'caliA', 'down']);
+  }
+});
+
+test('a pod interface missing: `routes` lists its /32 as withheld with status\'s reason, `endpoints` lists it as waiting; status forgets the sysctls of a deleted pod veth', async () => {
+  sh('ip', ['link', 'add', 'caliW', 'type', 'veth', 'peer', 'name', 'caliWp']);
+  const r = rig({ manageHost: true });
+  try {
+    r.engine.apply(clusterModel('node1', CLUSTER_YAML.replace('interfaceName: caliA', 'interfaceName: caliW').replace('interfaceName: caliB', 'interfaceName: caliZ')));
+    const routes = r.engine.routes();
+    const row = (cidr: string) => routes.find((x) => x.cidr === cidr) as { kind: string; withheld?: string } | undefined;
+    assert.is(row('10.244.0.2/32')?.kind, 'withheld', JSON.stringify(routes));
+    assert.match(row('10.244.0.2/32')?.withheld ?? '', /interface caliZ not attached: interface caliZ of workload .* does not exist/);
+    assert.is(row('10.244.0.1/32')?.kind, 'local');
+    assert.is(row('10.244.0.1/32')?.withheld, undefined);
+    // the same route as status's withheld list
+    assert.ok(r.engine.status().withheld.some((w) => w.cidr === '10.244.0.2/32' && /caliZ/.test(w.reason)));
+    const eps = r.engine.endpointList();
+    const z = eps.find((e) => e.interface === 'caliZ');
+    assert.ok(z, JSON.stringify(eps));
+    assert.is(z!.state, 'waiting: interface missing');
+    assert.equal(z!.networks, ['10.244.0.2/32']);
+    assert.is(eps.find((e) => e.interface === 'caliW')?.state, 'attached');
+    // podway turned accept_ra off on the pod's veth (the kernel's default is on): noted, until it is gone
+    const ra = () => r.engine.status().hostChanges.filter((n) => /^net\.ipv6\.conf\.caliW\.accept_ra=0/.test(n));
+    assert.is(ra().length, 1, JSON.stringify(r.engine.status().hostChanges));
+    sh('ip', ['link', 'del', 'caliW']);
+    assert.is(ra().length, 0, 'no longer listed once the interface is gone');
+  } finally {
+    stopRig(r);
+    sh('ip', ['link', 'del', 'caliW'], { allowFail: true });
   }
 });
 

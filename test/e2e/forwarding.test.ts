@@ -602,6 +602,7 @@ spec:
   assert.is(p.r.loss, 0, `forwarding with a missing pod interface:\n${p.out}`);
   const ghostRoutes = ((await controlRequest(n1.control, { cmd: 'routes' })) as RouteRow[]).filter((r) => r.cidr === '10.244.0.10/32');
   assert.is(ghostRoutes.length, 1, 'the missing pod still has its /32 route (and nothing else does)');
+  assert.is(ghostRoutes[0].kind, 'withheld', 'listed as withheld: its packets fall to the block\'s blackhole');
   const before = await reasons(n1);
   p = await ping('web-2', '10.244.0.10', 2, [], { awaitReplies: false });
   assert.is(p.r.received, 0, p.out);

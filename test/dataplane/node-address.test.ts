@@ -1,0 +1,40 @@
+// The node-address check (Engine.checkNodeAddress): os.networkInterfaces() leaves out interfaces
+// that are not up and running, so an address on a link that is down must be reported as the link
+// being down, not as the address missing. No root: fabricated interface lists, and sysfs for `lo`.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { NetworkInterfaceInfo } from 'node:os';
+import { nodeAddressProblem, readLinkState } from '../../src/dataplane/node-address';
+
+const v4 = (address: string, cidr: string): NetworkInterfaceInfo => ({ address, cidr, family: 'IPv4', netmask: '255.255.255.0', mac: '00:00:00:00:00:00', internal: false });
+const UP = { adminUp: true, running: true, operstate: 'up' };
+
+test('the address on an interface that is up: no problem', () => {
+  assert.is(nodeAddressProblem('10.79.0.1', 'o2ed', { o2ed: [v4('10.79.0.1', '10.79.0.1/24')] }, UP), null);
+  // on another interface of the node is fine too
+  assert.is(nodeAddressProblem('10.79.0.1', 'o2ed', { lo: [], br0: [v4('10.79.0.1', '10.79.0.1/24')] }, UP), null);
+});
+
+test('the underlay set down or without a carrier: the link is down (not "no IPv4 address")', () => {
+  // what networkInterfaces() gives for a down link: nothing
+  const down = nodeAddressProblem('10.79.0.1', 'o2ed', {}, { adminUp: false, running: false, operstate: 'down' });
+  assert.is(down, 'node address 10.79.0.1: link o2ed is down (set down: admin state down)');
+  const noCarrier = nodeAddressProblem('10.79.0.1', 'o2ed', {}, { adminUp: true, running: false, operstate: 'lowerlayerdown' });
+  assert.is(noCarrier, 'node address 10.79.0.1: link o2ed is down (operstate lowerlayerdown: no carrier or peer)');
+  assert.is(nodeAddressProblem('10.79.0.1', 'o2ed', {}, null), 'node address 10.79.0.1: its interface o2ed is gone');
+});
+
+test('the underlay up without the address: the address is missing, naming what is there', () => {
+  assert.is(nodeAddressProblem('10.79.0.1', 'o2ed', { o2ed: [v4('10.79.0.9', '10.79.0.9/24')] }, UP), 'node address 10.79.0.1 is no longer on this node (o2ed has 10.79.0.9/24)');
+  assert.is(nodeAddressProblem('10.79.0.1', 'o2ed', {}, UP), 'node address 10.79.0.1 is no longer on this node (o2ed has no IPv4 address)');
+});
+
+test('readLinkState reads sysfs: lo is up, a name that is no interface has no state', () => {
+  const lo = readLinkState('lo');
+  assert.ok(lo !== null);
+  assert.is(lo!.adminUp, true);
+  assert.is(lo!.running, true);
+  assert.is(readLinkState('podway-none0'), null);
+});
+
+test.run();

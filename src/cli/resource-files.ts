@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import { unknownCalicoFields } from '../control/calico-fields';
 import { kindInfo, peekIdentity, validateResource } from '../control/calico-kinds';
+import { selectorIssues } from '../control/selector-fields';
 import { formatIssue, SourceLocation, ValidationIssue } from '../control/snapshot';
 import type { JsonObject } from '../control/v3-store';
 
@@ -55,7 +56,8 @@ export function parseResourceText(text: string, file: string, mode: 'full' | 'id
     const result = validateResource(raw);
     // A field Calico does not define is a typo that would be stored and mean the default.
     const unknown = unknownCalicoFields(raw);
-    const reserved = reservedAsNumber(raw);
+    // a malformed selector is refused here, as calicoctl does (stored ones load with a warning)
+    const reserved = [...reservedAsNumber(raw), ...selectorIssues(raw)];
     for (const issue of [...(result.ok ? [] : result.issues), ...unknown, ...reserved]) issues.push({ file, location, path: issue.path, message: issue.message });
     if (!result.ok || unknown.length > 0 || reserved.length > 0) return;
     out.push({ object: raw as JsonObject, location });

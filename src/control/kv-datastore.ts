@@ -23,6 +23,7 @@ import type { ClusterSnapshot, IpamBlockBorrowed } from './snapshot';
 import { Backoff } from '../util/backoff';
 import { AllocationBlock } from './ipam/block';
 import { BLOCK_PREFIX, parseBlockKey } from './ipam/keys';
+import { selectorIssues } from './selector-fields';
 import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
 
 /** The prefixes a KvDatastore lists and watches. */
@@ -526,6 +527,8 @@ function checkSnapshot(
   for (const pool of pools) {
     const problem = ipv6CidrProblem(pool.spec.cidr);
     if (problem) warn(`IPPool ${pool.metadata.name}: spec.cidr ${problem} (routed as its network)`);
+    // stored by another tool (apply refuses it): loaded, and IPAM gives the pool to no node
+    for (const i of selectorIssues({ kind: 'IPPool', spec: pool.spec })) warn(`IPPool ${pool.metadata.name}: ${i.path}: ${i.message} (IPAM selects no node for it)`);
     const net = parseNet(pool.spec.cidr);
     if (!net) continue;
     const clash = seen.find((p) => netsOverlap(p.net, net));

@@ -11,6 +11,7 @@ import {
   resourceDisplayName, SCHEMA_BY_KIND, WorkloadEndpoint,
 } from './resources';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
+import { selectorIssues } from './selector-fields';
 import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema } from './calico-kind-schemas';
 import { unknownCalicoFields } from './calico-fields';
 
@@ -214,7 +215,7 @@ function parseResource(
   const bgpSchema = Object.prototype.hasOwnProperty.call(BGP_SCHEMAS, raw.kind) ? BGP_SCHEMAS[raw.kind] : undefined;
   if (bgpSchema) {
     const parsed = bgpSchema.safeParse(raw, { reportInput: true });
-    const unknown = unknownCalicoFields(raw);
+    const unknown = [...unknownCalicoFields(raw), ...selectorIssues(raw)];
     if (!parsed.success) {
       for (const zi of parsed.error.issues) issues.push({ file, location, path: formatFieldPath(zi.path), message: zodIssueMessage(zi) });
     }
@@ -234,8 +235,9 @@ function parseResource(
       issues.push({ file, location, path: formatFieldPath(zi.path), message: zodIssueMessage(zi) });
     }
   }
-  // A field Calico does not define is a typo (`vxlanmode: Always`) that would silently mean the default.
-  const unknown = unknownCalicoFields(raw);
+  // A field Calico does not define is a typo (`vxlanmode: Always`) that would silently mean the
+  // default; a malformed selector would be noticed only by what reads it.
+  const unknown = [...unknownCalicoFields(raw), ...selectorIssues(raw)];
   for (const u of unknown) issues.push({ file, location, path: u.path, message: u.message });
   if (!result.success || unknown.length > 0) return;
   out.push({ resource: result.data, location });

@@ -71,6 +71,11 @@ async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion)
     if (pool.cidr.version !== version || raw.metadata?.deletionTimestamp) continue;
     if (raw.spec?.vxlanMode !== 'Always' && raw.spec?.vxlanMode !== 'CrossSubnet') continue;
     if (uses.length > 0 && !uses.includes('Tunnel')) continue;
+    // a stored selector that cannot be parsed: an address of ours there stays, none is taken there
+    if (pool.selectorError !== undefined) {
+      keep.push(pool.cidr);
+      continue;
+    }
     if (!pool.nodeSelector.matches(labels)) continue;
     keep.push(pool.cidr);
     if (!pool.disabled) assign.push(pool.cidr);

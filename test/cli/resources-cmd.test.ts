@@ -269,6 +269,33 @@ function cliSuite(target: Target) {
     assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
   });
 
+  test('malformed selectors are refused by apply, create and replace, naming file, document and field; one stored by another tool still loads', async () => {
+    const bad = path.join(work, 'badsel.yaml');
+    writeFileSync(bad, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p1\nspec:\n  cidr: 10.244.0.0/16\n  nodeSelector: "has(x"\n'
+      + '---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\nspec:\n  peerIP: 10.99.0.254\n  asNumber: 64512\n  nodeSelector: "has(x"\n'
+      + '---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: rr\nspec:\n  peerSelector: "rr ==="\n');
+    for (const verb of ['apply', 'create', 'replace']) {
+      const r = await podway([verb, '-f', bad, ...ds()]);
+      assert.is(r.code, 1, `${verb}: ${r.err}`);
+      assert.match(r.err, /badsel\.yaml: document 1 \(IPPool p1\): spec\.nodeSelector: invalid selector: selector "has\(x": .* at position \d+/);
+      assert.match(r.err, /badsel\.yaml: document 2 \(BGPPeer tor\): spec\.nodeSelector: invalid selector: /);
+      assert.match(r.err, /badsel\.yaml: document 3 \(BGPPeer rr\): spec\.peerSelector: invalid selector: /);
+    }
+    assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+    // A good selector still applies.
+    const good = path.join(work, 'goodsel.yaml');
+    writeFileSync(good, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p1\nspec:\n  cidr: 10.244.0.0/16\n  nodeSelector: "has(x) && zone == \'a\'"\n');
+    await ok(['apply', '-f', good, ...ds()]);
+    // One written by another tool: get still lists it (and the pool with it)
+    const key = `${RES}ippools/p1`;
+    const entry = (await kv.get(key))!;
+    const stored = JSON.parse(entry.value);
+    stored.spec.nodeSelector = 'has(x';
+    assert.ok(await kv.update(key, JSON.stringify(stored), entry.modRevision));
+    const listed = await ok(['get', 'ippools', '-o', 'yaml', ...ds()]);
+    assert.match(listed, /nodeSelector: has\(x/);
+  });
+
   test('get, delete and ipam show|check|release on an embedded store that does not exist: refused naming it, nothing created', async () => {
     // A mistyped path used to be created and shown as an empty cluster.
     const missing = path.join(work, 'no-such-store');

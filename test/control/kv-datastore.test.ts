@@ -123,6 +123,13 @@ function commonSuite(backend: Backend) {
     assert.is(toNode2!.kind, 'vxlan');
     assert.is(model.endpoints.length, 1);
 
+    // A pool with a malformed selector written by another tool (apply refuses one): loaded with a
+    // warning, the snapshot and model go on.
+    await createResource(kv, pool('odd-pool', '10.250.0.0/16', { nodeSelector: 'has(x' }));
+    const odd = await h.waitFor('the odd pool', (s) => s.ipPools.length === 2);
+    assert.ok(odd.warnings.some((w) => /IPPool odd-pool: spec\.nodeSelector: invalid selector: selector "has\(x": .*\(IPAM selects no node for it\)/.test(w)), JSON.stringify(odd.warnings));
+    computeNodeModel(odd, 'node1');
+    await deleteResource(kv, identityOf(pool('odd-pool', '10.250.0.0/16')));
     // Live changes: a new node and pod, a deleted pod, a block confirmed.
     await createResource(kv, node('node3', '10.99.0.3/24', '10.244.0.192'));
     await deleteResource(kv, identityOf(wep('prod', 'node2-k8s-db--1-eth0', 'node2', 'x', '1.1.1.1')));

@@ -216,6 +216,15 @@ test('every problem is reported, one per line, and kept as structured issues', (
   }
 });
 
+test('a malformed selector in a YAML file is refused naming file, document and field (IPPool and BGPPeer)', () => {
+  assert.match(errorOf(yamlOf(pool('a', '10.244.0.0/16', { nodeSelector: 'has(x' }))),
+    /^cluster\.yaml: document 1 \(IPPool a\): spec\.nodeSelector: invalid selector: selector "has\(x": .* at position \d+$/);
+  const peer = { apiVersion: 'projectcalico.org/v3', kind: 'BGPPeer', metadata: { name: 'tor' }, spec: { peerIP: '10.99.0.254', asNumber: 64512, nodeSelector: 'rack ==' } };
+  assert.match(errorOf(yamlOf(basePool, peer)), /^cluster\.yaml: document 2 \(BGPPeer tor\): spec\.nodeSelector: invalid selector: /);
+  // well-formed ones load
+  parseClusterYaml(yamlOf(pool('a', '10.244.0.0/16', { nodeSelector: "has(x) && zone in {'a','b'}" })), 'ok.yaml');
+});
+
 // --- cross-resource checks ------------------------------------------------------------------
 
 test('rejects duplicate names', () => {

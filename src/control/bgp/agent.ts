@@ -88,7 +88,7 @@ export class BgpAgent {
     if (this.stopped) return '';
     const plan = computeBgpPlan(snapshot, this.options.node, this.options);
     const warningsKey = plan.warnings.join('\n');
-    if (warningsKey !== this.warningsKey) for (const w of plan.warnings) this.options.log(`bgp: ${w}`);
+    if (warningsKey !== this.warningsKey) for (const w of plan.warnings) this.options.log(`bgp: ${w}`, 'warn');
     this.warningsKey = warningsKey;
     const previous = this.plan;
     this.plan = plan;

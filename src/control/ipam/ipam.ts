@@ -489,7 +489,7 @@ export class Ipam {
     const pools = this.choosePools(allPools, req.pools, labels);
     const poolList = `[${pools.map((p) => p.cidr.text).join(', ')}]`;
     if (pools.length === 0) {
-      const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, nodeSelector ${JSON.stringify(p.nodeSelector.text)})`);
+      const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, ${p.selectorError ?? `nodeSelector ${JSON.stringify(p.nodeSelector.text)}`})`);
       return { ips: [], noPool: true, errors: [`no enabled IPv${version} pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : 'none'}`] };
     }
     if (req.count === 0) return { ips: [] };
@@ -503,7 +503,7 @@ export class Ipam {
       if (pools.some((p) => netContainsNet(p.cidr, parsed.cidr))) affine.push(parsed.cidr);
       else if (!req.pools?.length) {
         const owner = allPools.find((p) => !p.disabled && netContainsNet(p.cidr, parsed.cidr));
-        if (owner && !owner.nodeSelector.matches(labels)) await this.releaseAffinity(node, parsed.cidr.text, true);
+        if (owner && owner.selectorError === undefined && !owner.nodeSelector.matches(labels)) await this.releaseAffinity(node, parsed.cidr.text, true);
       }
     }
     let owned = affine.length;

@@ -96,6 +96,8 @@ export interface PoolInfo {
   readonly blockSize: number;
   readonly disabled: boolean;
   readonly nodeSelector: Selector;
+  /** The stored nodeSelector could not be parsed (the pool then selects no node). */
+  readonly selectorError?: string;
 }
 
 /** Fills in apiVersion/kind when a stored value leaves them out, so the schema can check the rest. */
@@ -109,13 +111,17 @@ export function decodePool(text: string, key: string): PoolInfo {
   const pool = parsed.data;
   const cidr = parseNet(pool.spec.cidr);
   if (!cidr) throw new Error(`${key}: spec.cidr: ${pool.spec.cidr} is not a canonical network CIDR`);
+  // A malformed stored selector (apply refuses one; another tool may have written it) does not
+  // make every pool unreadable: this pool selects no node, and says why (selectorError).
   let nodeSelector: Selector;
+  let selectorError: string | undefined;
   try {
     nodeSelector = new Selector(pool.spec.nodeSelector);
   } catch (e) {
-    throw new Error(`${key}: spec.nodeSelector: ${(e as Error).message}`);
+    nodeSelector = new Selector('!all()');
+    selectorError = `${key}: spec.nodeSelector: ${(e as Error).message}: the pool selects no node`;
   }
-  return { name: pool.metadata.name, cidr, blockSize: pool.spec.blockSize, disabled: pool.spec.disabled, nodeSelector };
+  return { name: pool.metadata.name, cidr, blockSize: pool.spec.blockSize, disabled: pool.spec.disabled, nodeSelector, ...(selectorError ? { selectorError } : {}) };
 }
 
 /**

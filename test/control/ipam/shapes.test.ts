@@ -149,7 +149,12 @@ test('v3 IPPool and Node values as Calico stores them', () => {
   assert.is(pool.disabled, false);
   assert.is(pool.nodeSelector.text, 'all()');
   assert.equal(decodeNodeLabels(fixture('node-node1.json'), 'k'), { 'kubernetes.io/hostname': 'node1', 'kubernetes.io/os': 'linux', zone: 'a' });
-  assert.throws(() => decodePool('{"metadata":{"name":"x"},"spec":{"cidr":"10.0.0.0/8","nodeSelector":"zone = 1"}}', 'KEY'), /KEY: spec.nodeSelector: .*position 5/);
+  // a malformed stored selector (apply refuses one): loaded, selecting no node, saying why
+  const bad = decodePool('{"metadata":{"name":"x"},"spec":{"cidr":"10.0.0.0/8","nodeSelector":"zone = 1"}}', 'KEY');
+  assert.match(bad.selectorError ?? '', /KEY: spec.nodeSelector: .*position 5.*the pool selects no node/);
+  assert.is(bad.nodeSelector.matches({ zone: '1' }), false);
+  assert.is(bad.nodeSelector.matches({}), false);
+  assert.is(pool.selectorError, undefined);
 });
 
 test.run();

@@ -33,6 +33,7 @@ export class BgpCollector implements Collector {
     snapshotCounter(reg, 'podway_bgp_messages_sent_total', 'BGP messages sent to the peer.', ['peer', 'type'], perPeer((p) => p.messagesOut));
     snapshotGauge(reg, 'podway_bgp_prefixes_received', 'Prefixes the peer announces to this node now.', ['peer', 'type'], perPeer((p) => p.prefixesReceived));
     snapshotGauge(reg, 'podway_bgp_prefixes_accepted', 'Prefixes from the peer that passed the import policy.', ['peer', 'type'], perPeer((p) => p.prefixesAccepted));
+    snapshotGauge(reg, 'podway_bgp_stale_routes', 'Routes of a restarting peer kept (graceful restart helper, RFC 4724) until its End-of-RIB or restart time; 0 otherwise.', ['peer', 'type'], perPeer((p) => p.staleRoutes ?? 0));
     snapshotGauge(reg, 'podway_bgp_exported_prefixes', 'Prefixes this node announces (its blocks, and what it re-advertises).', [], () => (this.last?.enabled ? [[{}, this.last.exported]] : []));
     snapshotGauge(reg, 'podway_bgp_learned_routes', 'Learned routes in use (one per prefix) in the node\'s model.', [], () => (this.last?.enabled ? [[{}, this.last.learned]] : []));
   }

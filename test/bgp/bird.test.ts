@@ -227,11 +227,19 @@ test('graceful restart helper with BIRD: its routes stay while it restarts; stal
     await waitFor('session down', () => !established(speaker));
     await new Promise(r => setTimeout(r, 1000));
     assert.is(speaker.learned().length, 2, 'kept while BIRD restarts');
+    // Status: trying to come up (Active, as BIRD would name it; Connect while a dial is under
+    // way), and the two routes held for the restarting peer.
+    const down = speaker.status()[0]!;
+    assert.ok(down.state === 'Active' || down.state === 'Connect', down.state);
+    assert.is(down.staleRoutes, 2);
+    assert.ok(down.staleUntil && down.staleUntil.getTime() > Date.now(), String(down.staleUntil));
     // BIRD comes back originating one of the two.
     writeFileSync(join(bird.dir, 'bird.conf'), config(['10.99.1.0/24']));
     await bird.start();
     await waitFor('Established again', () => established(speaker), 20000);
     await waitFor('stale route gone', () => speaker.learned().map(r => r.prefix).join() === '10.99.1.0/24');
+    assert.is(speaker.status()[0]!.staleRoutes, 0);
+    assert.is(speaker.status()[0]!.staleUntil, undefined);
   } finally {
     await speaker.stop();
     await bird.stop();

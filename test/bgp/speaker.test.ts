@@ -163,7 +163,7 @@ test('FSM transitions as peer events: Connect -> Active on refusal and retry, th
   a.on('peer', st => { if (states[states.length - 1] !== st.state) states.push(st.state); });
   try {
     a.setPeers([{ address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2) }]);
-    assert.is(state(a).state, 'Idle');
+    assert.is(state(a).state, 'Idle'); // not started yet (Idle means stopped)
     await a.start();
     await waitFor('refused', () => state(a).info === 'Connect: connection refused');
     assert.is(state(a).state, 'Active');

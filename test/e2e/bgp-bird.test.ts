@@ -19,7 +19,7 @@ import { Lab, run } from '../../src/lab/lab';
 import { until, sleep, pingIn } from './e2e-kit';
 import {
   inBgpLab, nodesOnOneSubnet, writeResources, bgpPeerYaml, MESH_OFF_YAML, startBgpPodways, kernelRoutesVia, everyBlockRouted,
-  assertPodPing, pingFromOutside, routesVia, routesOf, peerState, peersOf, calicoNodeBird, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST,
+  assertPodPing, pingFromOutside, routesVia, routesOf, peerState, peersOf, podwayCli, calicoNodeBird, TOR_IP, TOR_AS, OUTSIDE_NET, OUTSIDE_HOST,
 } from './bgp-kit';
 
 test('podway and BIRD (as calico-node) in one node-to-node mesh: both learn each other\'s block; pods reach each other unencapsulated; a router learns both blocks', () => inBgpLab(nodesOnOneSubnet(2), async (lab, birds) => {
@@ -103,6 +103,13 @@ test('BIRD as route reflector for three podway nodes: all learn all blocks; the 
   await sleep(2000);
   assert.ok(await allLearned(), 'routes kept while the reflector restarts');
   assert.is(lab.ping('web-2', lab.pod('web-1').ip, 3).loss, 0, 'pods still reach each other');
+  // node status says the session is trying to come up (BIRD's name: Active, not Idle) and that
+  // the reflector's routes are held for its restart.
+  const held = peersOf(lab, 'node1').find((p) => p.address === TOR_IP)!;
+  assert.ok(['Active', 'Connect', 'OpenSent'].includes(held.bgpState), JSON.stringify(held));
+  assert.match(held.info, /graceful restart: keeping 2 routes until /);
+  const table = podwayCli(['node', 'status', '--control', lab.node('node1').control]);
+  assert.match(table, /\| start +\| .*graceful restart: keeping 2 routes/);
 
   await rr.restart();
   assert.ok(await until(async () => (await Promise.all(lab.nodes.map((n) => peerState(lab, n.name, TOR_IP)))).every((s) => s === 'Established'), 30_000, 250), 'sessions back');

@@ -17,7 +17,8 @@ export interface NodeStatusPeer {
   readonly type: PeerType;
   readonly name: string;
   readonly asNumber: number;
-  /** BIRD's protocol state as calicoctl shows it: `up` when Established, else `start`. */
+  /** BIRD's protocol state as calicoctl shows it: `up` when Established, else `start` (the BGP
+   * state, as BIRD names it, is `bgpState` and leads `info`). */
   readonly state: 'up' | 'start';
   /** When the session entered its present state (ISO time). */
   readonly since: string;
@@ -30,6 +31,8 @@ export interface NodeStatusPeer {
   readonly updatesOut: number;
   readonly prefixesReceived: number;
   readonly prefixesAccepted: number;
+  /** Routes kept for the peer while it restarts (graceful restart helper); 0 when none. */
+  readonly staleRoutes: number;
 }
 
 export interface NodeStatus {
@@ -108,14 +111,17 @@ export class BgpAgent {
     const peers = (plan?.peers ?? []).map((p): NodeStatusPeer => {
       const s = live.get(p.address);
       const bgpState: BgpState = s?.state ?? 'Idle';
-      // The speaker's info is the state, with the last error while not Established ("Active (last: ...)").
-      const info = s?.info || bgpState;
+      // The speaker's info is the state, with the last error while not Established ("Active (last: ...)"),
+      // and the routes held for the peer while it restarts.
+      const stale = s?.staleRoutes ?? 0;
+      const held = stale > 0 ? `; graceful restart: keeping ${stale} route${stale === 1 ? '' : 's'}${s?.staleUntil ? ` until ${s.staleUntil.toISOString()}` : ''}` : '';
+      const info = (s?.info || bgpState) + held;
       return {
         address: p.address, type: p.type, name: p.name, asNumber: p.asNumber,
         state: bgpState === 'Established' ? 'up' : 'start',
         since: (s?.since ?? new Date()).toISOString(), info, bgpState,
         messagesIn: s?.messagesIn ?? 0, messagesOut: s?.messagesOut ?? 0, updatesIn: s?.updatesIn ?? 0, updatesOut: s?.updatesOut ?? 0,
-        prefixesReceived: s?.prefixesReceived ?? 0, prefixesAccepted: s?.prefixesAccepted ?? 0,
+        prefixesReceived: s?.prefixesReceived ?? 0, prefixesAccepted: s?.prefixesAccepted ?? 0, staleRoutes: stale,
       };
     });
     return {

@@ -419,8 +419,10 @@ export class PeerSession {
     }
     // The last connection of a session that did not come up: why, once per reason.
     if (conn.state !== 'Established') this.noteFailure(reason);
-    // Back to Idle (after an error) or Active, and try again after the connect-retry time.
-    this.setState(this.config.passive || conn.state === 'Connect' ? 'Active' : 'Idle', reason);
+    // Active until the connect-retry time brings Connect again: as BIRD names a session that is
+    // trying to come up (`start ... Active`), so the metric, `podway node status` and a BIRD peer's
+    // view agree (RFC 4271 would pass through Idle after an error; Idle here means stopped).
+    this.setState('Active', reason);
     this.retryLater();
   }
 

@@ -93,6 +93,10 @@ export interface BgpPeerStatus {
   attributesDiscarded: number;
   /** iBGP or eBGP, once the session knows. */
   type: 'internal' | 'external';
+  /** Routes kept (stale) for a restarting peer (RFC 4724 helper) until its End-of-RIB or
+   * `staleUntil`; 0 when none are held. */
+  staleRoutes: number;
+  staleUntil?: Date;
 }
 
 const NO_EXPORT = 0xffffff01;
@@ -129,6 +133,8 @@ interface Peer {
   /** The peer said IPv4 End-of-RIB since its session was last Established (ipv4RibsComplete). */
   eor4?: boolean;
   staleTimer?: NodeJS.Timeout;
+  /** When the restart time of a restarting peer runs out (its stale routes go then at the latest). */
+  staleUntil?: Date;
   /** The subnet of our interface on this session, when the peer is on it (one hop away). */
   sharedSubnet?: Subnet;
 }
@@ -409,6 +415,8 @@ export class BgpSpeaker extends EventEmitter {
       updatesTreatedAsWithdraw: p.treatedAsWithdraw,
       attributesDiscarded: p.discarded,
       type: p.config.asNumber === this.opts.localAs ? 'internal' : 'external',
+      staleRoutes: p.stale?.size ?? 0,
+      ...(p.stale?.size && p.staleUntil ? { staleUntil: p.staleUntil } : {}),
     };
   }
 
@@ -557,6 +565,7 @@ export class BgpSpeaker extends EventEmitter {
       else this.removePath(p, prefix);
     }
     this.log('info', `bgp ${p.config.address}: peer restarting; keeping ${p.stale.size} routes for up to ${restartSeconds} s`);
+    p.staleUntil = new Date(Date.now() + restartSeconds * 1000);
     p.staleTimer = setTimeout(() => {
       this.log('info', `bgp ${p.config.address}: restart time over; dropping its stale routes`);
       this.dropStale(p);
@@ -575,6 +584,7 @@ export class BgpSpeaker extends EventEmitter {
     if (afi === undefined || !stale.size) {
       clearTimeout(p.staleTimer);
       p.stale = undefined;
+      p.staleUntil = undefined;
     }
     this.scheduleFlush();
   }

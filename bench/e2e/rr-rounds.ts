@@ -19,6 +19,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, sleep } from '../../src/lab/lab';
 import { configureKernelNode } from '../../src/lab/kernel';
+import { benchArgsOrExit } from './bench-args';
 import { controlRequest } from '../../src/dataplane/control-server';
 
 const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pktgen');
@@ -26,10 +27,13 @@ const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pk
 interface Rr { received: number; p50us: number; p99us: number }
 interface Row { setup: string; proto: string; p50us: number; p99us: number; received: number; sleepsPerRt: number; requests: string; replies: string; load: number }
 
-function opt(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
+const ARGS = {
+  usage: `usage: node dist/bench/e2e/rr-rounds.js [--rounds 4] [--seconds 3] [--protos tcp,udp] [--setup "PODWAY ARGS"]...
+Needs root; run it under the machine's bench lock (flock /tmp/pw-bench.lock ...).`,
+  flags: [],
+  options: ['--rounds', '--seconds', '--protos'],
+  repeated: ['--setup'],
+};
 
 /** Voluntary context switches per thread of a process. */
 function switches(pid: number): Map<string, number> {
@@ -81,12 +85,11 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const rounds = Number(opt(args, '--rounds') ?? 4);
-  const seconds = Number(opt(args, '--seconds') ?? 3);
-  const protos = (opt(args, '--protos') ?? 'tcp,udp').split(',');
-  const setups: string[] = [];
-  args.forEach((x, i) => { if (x === '--setup') setups.push(args[i + 1]); });
+  const args = benchArgsOrExit(process.argv.slice(2), ARGS);
+  const rounds = Number(args.opt('--rounds') ?? 4);
+  const seconds = Number(args.opt('--seconds') ?? 3);
+  const protos = (args.opt('--protos') ?? 'tcp,udp').split(',');
+  const setups = args.all('--setup');
   if (setups.length === 0) setups.push('--workers 1', '--workers 2', '--workers 2 --worker-steer fanout');
   const lab = new Lab([
     { name: 'node1', subnet: 'a', pods: [{ name: 'pod-a', type: 'veth' }] },

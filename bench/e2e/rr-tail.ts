@@ -25,6 +25,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, sleep } from '../../src/lab/lab';
 import { configureKernelNode, resetNode } from '../../src/lab/kernel';
+import { benchArgsOrExit } from './bench-args';
 import { controlRequest } from '../../src/dataplane/control-server';
 
 const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pktgen');
@@ -36,10 +37,14 @@ const TCP_KEYS = ['TcpRetransSegs', 'TcpExtTCPLossProbes', 'TcpExtTCPLossProbeRe
   'TcpExtTCPOFOQueue', 'TcpExtTCPDSACKRecv', 'TcpExtTCPDSACKOldSent', 'TcpExtDelayedACKs', 'TcpExtTCPFastRetrans', 'TcpExtTCPSpuriousRtxHostQueues',
   'TcpExtTCPRcvCoalesce', 'TcpExtTCPBacklogCoalesce', 'TcpExtTCPAutoCorking', 'TcpExtTCPACKSkippedSeq', 'UdpRcvbufErrors', 'UdpInErrors'];
 
-function opt(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
+const ARGS = {
+  usage: `usage: node dist/bench/e2e/rr-tail.js [--rounds 3] [--seconds 4] [--protos tcp,udp] [--rate half|N[,half|N...]]
+         [--slow-us 1000] [--perf-sched] [--setup "PODWAY ARGS"|kernel]...
+Needs root; run it under the machine's bench lock (flock /tmp/pw-bench.lock ...).`,
+  flags: ['--perf-sched'],
+  options: ['--rounds', '--seconds', '--protos', '--rate', '--slow-us'],
+  repeated: ['--setup'],
+};
 
 function nstat(ns: string): Record<string, number> {
   const j = JSON.parse(execFileSync('ip', ['netns', 'exec', ns, 'nstat', '-asz', '--json'], { encoding: 'utf8' })) as { kernel: Record<string, number> };
@@ -212,16 +217,15 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const rounds = Number(opt(args, '--rounds') ?? 3);
-  const seconds = Number(opt(args, '--seconds') ?? 4);
-  const protos = (opt(args, '--protos') ?? 'tcp,udp').split(',');
-  const rateArg = opt(args, '--rate') ?? 'half';
-  const slowUs = Number(opt(args, '--slow-us') ?? 1000);
-  const perfSched = args.includes('--perf-sched');
+  const args = benchArgsOrExit(process.argv.slice(2), ARGS);
+  const rounds = Number(args.opt('--rounds') ?? 3);
+  const seconds = Number(args.opt('--seconds') ?? 4);
+  const protos = (args.opt('--protos') ?? 'tcp,udp').split(',');
+  const rateArg = args.opt('--rate') ?? 'half';
+  const slowUs = Number(args.opt('--slow-us') ?? 1000);
+  const perfSched = args.has('--perf-sched');
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'rr-tail-'));
-  const setups: string[] = [];
-  args.forEach((x, i) => { if (x === '--setup') setups.push(args[i + 1]); });
+  const setups = args.all('--setup');
   if (setups.length === 0) setups.push('--workers 1');
   const lab = new Lab([
     { name: 'node1', subnet: 'a', pods: [{ name: 'pod-a', type: 'veth' }] },

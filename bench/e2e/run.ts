@@ -54,9 +54,20 @@ import * as path from 'node:path';
 import { Lab, LabNode, Mode, POOL_CIDR, POOL6_CIDR, run, sleep } from '../../src/lab/lab';
 import { configureKernelNode, kernelMasquerade, kernelMasquerade6, resetNode } from '../../src/lab/kernel';
 import { deriveVtepMac } from '../../src/control';
+import { benchArgsOrExit } from './bench-args';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PKTGEN = path.join(ROOT, 'build', 'Release', 'pktgen');
+
+const RUN_ARGS = {
+  usage: `usage: node dist/bench/e2e/run.js [--json] [--quick] [--only SCENARIO[,SCENARIO...]] [--seconds N]
+         [--flows 1,1024] [--podway-args "ARGS"] [--compare-podway-args "ARGS"] [--floor-args "ARGS"]
+         [--rounds N] [--cpu-rate PPS] [--streams 1,8] [--directions a-b,b-a] [--underlay-offloads]
+Needs root; run it under the machine's bench lock (flock /tmp/pw-bench.lock ...). bench/README.md
+describes every scenario and option.`,
+  flags: ['--json', '--quick', '--underlay-offloads'],
+  options: ['--only', '--seconds', '--flows', '--podway-args', '--compare-podway-args', '--floor-args', '--rounds', '--cpu-rate', '--streams', '--directions'],
+};
 
 type NodeRole = 'podway' | 'kernel' | 'naive-ipip' | 'naive-vxlan' | 'c-floor';
 const FLOORFWD = path.join(ROOT, 'build', 'Release', 'floorfwd');
@@ -701,11 +712,16 @@ async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[
 }
 
 async function main() {
-  const args = process.argv.slice(2);
-  const opt = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
-  const json = args.includes('--json');
-  const quick = args.includes('--quick');
+  const parsed = benchArgsOrExit(process.argv.slice(2), RUN_ARGS);
+  const opt = parsed.opt;
+  const json = parsed.has('--json');
+  const quick = parsed.has('--quick');
   const only = opt('--only')?.split(',') ?? null;
+  const unknown = only?.filter((n) => !SCENARIOS.some((sc) => sc.name === n)) ?? [];
+  if (unknown.length) {
+    process.stderr.write(`--only: no scenario ${unknown.map((n) => JSON.stringify(n)).join(', ')}; scenarios: ${SCENARIOS.map((sc) => sc.name).join(', ')}\n`);
+    process.exit(2);
+  }
   const secondsArg = opt('--seconds') !== undefined ? Number(opt('--seconds')) : null;
   const seconds = secondsArg ?? (quick ? 1 : 2);
   const longSeconds = secondsArg ?? (quick ? 3 : 10);
@@ -723,7 +739,7 @@ async function main() {
     if (!sc.podway.ipv6) return bench;
     if (!dual.bench) {
       dual.bench = new Bench(podwayArgs, true);
-      dual.bench.build(args.includes('--underlay-offloads'));
+      dual.bench.build(parsed.has('--underlay-offloads'));
     }
     return dual.bench;
   };
@@ -746,7 +762,7 @@ async function main() {
   const errors: string[] = [];
   const say = (m: string) => { if (!json) process.stderr.write(m + '\n'); };
   try {
-    bench.build(args.includes('--underlay-offloads'));
+    bench.build(parsed.has('--underlay-offloads'));
     for (const sc of SCENARIOS) {
       if (only ? !only.includes(sc.name) : sc.kind !== undefined && sc.kind !== 'pps') continue;
       // the podway setup as asked (--podway-args), and the --compare-podway-args one beside it

@@ -1,0 +1,49 @@
+// The e2e benchmarks' option parsing: a misspelt option or --help must never start a run (minutes
+// of namespaces and load beside someone else's measurement).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { BenchUsageError, parseBenchArgs } from '../../bench/e2e/bench-args';
+
+const SPEC = { usage: 'usage: x', flags: ['--json'], options: ['--only', '--podway-args'], repeated: ['--setup'] };
+
+test('values, flags and repeated options are read; a value may start with --', () => {
+  const a = parseBenchArgs(['--json', '--only', 'tcp-bulk', '--podway-args', '--workers 2', '--setup', 'kernel', '--setup', '--workers 1'], SPEC);
+  assert.ok(a.has('--json'));
+  assert.is(a.opt('--only'), 'tcp-bulk');
+  assert.is(a.opt('--podway-args'), '--workers 2');
+  assert.equal(a.all('--setup'), ['kernel', '--workers 1']);
+  assert.is(a.opt('--missing'), undefined);
+  assert.not.ok(a.has('--quick'));
+});
+
+test('an unknown option and a missing value are usage errors', () => {
+  assert.throws(() => parseBenchArgs(['--jsn'], SPEC), (e: unknown) => e instanceof BenchUsageError && /unknown option "--jsn"/.test((e as Error).message));
+  assert.throws(() => parseBenchArgs(['--only'], SPEC), (e: unknown) => e instanceof BenchUsageError && /--only needs a value/.test((e as Error).message));
+  assert.throws(() => parseBenchArgs(['stray'], SPEC), (e: unknown) => e instanceof BenchUsageError);
+});
+
+// The real entry points, without root: --help, an unknown option and an unknown scenario all end
+// before the root check or any lab is built.
+const RUN = path.resolve(__dirname, '..', '..', 'bench', 'e2e', 'run.js');
+const RR_TAIL = path.resolve(__dirname, '..', '..', 'bench', 'e2e', 'rr-tail.js');
+
+test('run.js --help prints the usage and exits 0; a bad option or scenario exits 2', () => {
+  const help = execFileSync(process.execPath, [RUN, '--help'], { encoding: 'utf8', timeout: 20_000 });
+  assert.match(help, /^usage: node dist\/bench\/e2e\/run\.js/);
+  const bad = spawnSync(process.execPath, [RUN, '--quick', '--sconds', '2'], { encoding: 'utf8', timeout: 20_000 });
+  assert.is(bad.status, 2);
+  assert.match(bad.stderr, /unknown option "--sconds"/);
+  const scenario = spawnSync(process.execPath, [RUN, '--only', 'tcp-bulk,tcpbulk'], { encoding: 'utf8', timeout: 20_000 });
+  assert.is(scenario.status, 2);
+  assert.match(scenario.stderr, /--only: no scenario "tcpbulk"; scenarios: .*tcp-bulk/);
+});
+
+test('rr-tail.js -h exits 0 with its usage', () => {
+  const r = spawnSync(process.execPath, [RR_TAIL, '-h'], { encoding: 'utf8', timeout: 20_000 });
+  assert.is(r.status, 0);
+  assert.match(r.stdout, /rr-tail\.js .*--setup/s);
+});
+
+test.run();

@@ -3,7 +3,8 @@
 // (what `podway get -o yaml` and `calicoctl get -o yaml` print). Every document is validated before
 // anything is written; problems are worded as snapshot.ts words them:
 //   pools.yaml: document 2 (IPPool default-pool): spec.cidr: expected a CIDR like 10.244.0.0/16, got "x"
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import * as path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { unknownCalicoFields } from '../control/calico-fields';
 import { kindInfo, peekIdentity, validateResource } from '../control/calico-kinds';
@@ -15,6 +16,8 @@ export interface FileResource {
   /** The document as written (fields Calico defines but podway does not use are stored as given). */
   readonly object: JsonObject;
   readonly location: SourceLocation;
+  /** The file it came from, when read from a directory (`-f DIR`). */
+  readonly file?: string;
 }
 
 export class ResourceFileError extends Error {
@@ -85,8 +88,41 @@ export function parseResourceText(text: string, file: string, mode: 'full' | 'id
   return out;
 }
 
-/** Reads FILE ('-' for standard input) and parses it (see parseResourceText). */
+/**
+ * Reads FILE ('-' for standard input) and parses it (see parseResourceText). A directory, as with
+ * calicoctl, stands for its .yaml, .yml and .json files (not its subdirectories), in name order;
+ * every file's problems are reported before anything is written.
+ */
 export function readResourceFile(file: string, mode: 'full' | 'identity' = 'full'): FileResource[] {
+  if (file !== '-' && isDirectory(file)) {
+    const names = readdirSync(file).filter((n) => /\.(ya?ml|json)$/i.test(n)).sort();
+    const files = names.map((n) => path.join(file, n)).filter((f) => !isDirectory(f));
+    if (files.length === 0) throw new ResourceFileError([{ file, location: null, path: '', message: 'no .yaml, .yml or .json files in the directory' }]);
+    const out: FileResource[] = [];
+    const issues: ValidationIssue[] = [];
+    for (const f of files) {
+      try {
+        for (const r of readOneFile(f, mode)) out.push({ ...r, file: f });
+      } catch (e) {
+        if (e instanceof ResourceFileError) issues.push(...e.issues);
+        else throw e;
+      }
+    }
+    if (issues.length > 0) throw new ResourceFileError(issues);
+    return out;
+  }
+  return readOneFile(file, mode);
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false; // reading it says why
+  }
+}
+
+function readOneFile(file: string, mode: 'full' | 'identity'): FileResource[] {
   let text: string;
   try {
     text = readFileSync(file === '-' ? 0 : file, 'utf8');

@@ -72,7 +72,7 @@ function writableSpec(o: DatastoreOpts): Exclude<DatastoreSpec, { kind: 'file' }
 }
 
 function where(r: FileResource, file: string): string {
-  return `${file}: ${(require('../control/snapshot') as typeof import('../control/snapshot')).formatLocation(r.location)}`;
+  return `${r.file ?? file}: ${(require('../control/snapshot') as typeof import('../control/snapshot')).formatLocation(r.location)}`;
 }
 
 type WriteVerb = 'apply' | 'create' | 'replace' | 'delete';
@@ -305,7 +305,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     program
       .command(verb)
       .description(desc)
-      .requiredOption('-f, --filename <file>', 'YAML or JSON file of resources (- for standard input)')
+      .requiredOption('-f, --filename <file>', 'YAML or JSON file of resources (- for standard input; a directory: its .yaml, .yml and .json files, in name order)')
       .option('-n, --namespace <ns>', 'namespace for namespaced resources that do not name one', 'default')
       .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
@@ -319,7 +319,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     .description('delete the resources in a file, or one resource: `podway delete ippool NAME`')
     .argument('[kind]', `resource type (${KINDS.filter((k) => k.writable).map((k) => k.aliases[0]).join(', ')})`)
     .argument('[name]', 'resource name')
-    .option('-f, --filename <file>', 'YAML or JSON file of resources to delete')
+    .option('-f, --filename <file>', 'YAML or JSON file of resources to delete (a directory: its .yaml, .yml and .json files, in name order)')
     .option('-n, --namespace <ns>', 'namespace (namespaced kinds)', 'default')
     .option('--skip-not-exists', 'do not fail on a resource that does not exist')
     .option('--datastore <spec>', DATASTORE_HELP)

@@ -7,7 +7,7 @@
 // written are compared field by field (and in Go's key order) with hand-written Calico fixtures.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { KvStore } from '../../src/control/kv/kv';
@@ -294,6 +294,34 @@ function cliSuite(target: Target) {
     assert.ok(await kv.update(key, JSON.stringify(stored), entry.modRevision));
     const listed = await ok(['get', 'ippools', '-o', 'yaml', ...ds()]);
     assert.match(listed, /nodeSelector: has\(x/);
+  });
+
+  test('-f DIR: its .yaml, .yml and .json files in name order (apply, create, replace, delete); problems in any file stop all', async () => {
+    const dir = path.join(work, 'dird');
+    mkdirSync(path.join(dir, 'sub.yaml'), { recursive: true }); // a directory, even named so, is not read
+    const poolDoc = (name: string, cidr: string) => `apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: ${name}\nspec:\n  cidr: ${cidr}\n`;
+    writeFileSync(path.join(dir, 'b.yaml'), poolDoc('pb', '10.245.0.0/16'));
+    writeFileSync(path.join(dir, 'a.json'), JSON.stringify({ apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'pa' }, spec: { cidr: '10.244.0.0/16' } }));
+    writeFileSync(path.join(dir, 'c.yml'), poolDoc('pc', '10.246.0.0/16'));
+    writeFileSync(path.join(dir, 'notes.txt'), 'not a resource');
+    assert.is(await ok(['create', '-f', dir, ...ds()]), 'Successfully created 3 \'IPPool\' resource(s)\n');
+    const again = await podway(['create', '-f', dir, ...ds()]);
+    assert.is(again.code, 1);
+    assert.match(again.err, `${path.join(dir, 'a.json')}: document 1 (IPPool pa): resource already exists`, 'the first file in name order, named');
+    assert.is(await ok(['apply', '-f', dir, ...ds()]), 'Successfully applied 3 \'IPPool\' resource(s)\n');
+    assert.is(await ok(['replace', '-f', dir, ...ds()]), 'Successfully replaced 3 \'IPPool\' resource(s)\n');
+    assert.is(await ok(['delete', '-f', dir, ...ds()]), 'Successfully deleted 3 \'IPPool\' resource(s)\n');
+    // a bad document in one file: nothing from the others is written
+    writeFileSync(path.join(dir, 'd.yaml'), poolDoc('pd', '10.247.0.0/16').replace('cidr:', 'cidrs:'));
+    const bad = await podway(['apply', '-f', dir, ...ds()]);
+    assert.is(bad.code, 1);
+    assert.match(bad.err, `${path.join(dir, 'd.yaml')}: document 1 (IPPool pd): spec.cidrs: unknown field`);
+    assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+    const empty = path.join(work, 'empty');
+    mkdirSync(empty);
+    const none = await podway(['apply', '-f', empty, ...ds()]);
+    assert.is(none.code, 1);
+    assert.match(none.err, 'no .yaml, .yml or .json files in the directory');
   });
 
   test('get, delete and ipam show|check|release on an embedded store that does not exist: refused naming it, nothing created', async () => {

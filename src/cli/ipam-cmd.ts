@@ -9,6 +9,7 @@
  * All of them read and write Calico's own IPAM keys (src/control/ipam), so calicoctl on the same
  * etcd sees what podway did and the other way round. Errors exit 1 with `podway: <reason>`.
  */
+import { UsageError } from './usage-error';
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import {
@@ -470,7 +471,9 @@ export const RELEASE_CHANGED_SINCE_CHECK = 4;
 
 async function releaseCommand(o: ReleaseOpts, out: Out, err: Out): Promise<void> {
   const modes = [o.ip.length > 0, o.handle !== undefined, o.fromReport.length > 0].filter(Boolean).length;
-  if (modes !== 1) throw new Error('ipam release: give --ip IP (one or more), --handle H, or --from-report FILE (one or more)');
+  if (modes !== 1) throw new UsageError('ipam release: give --ip IP (one or more), --handle H, or --from-report FILE (one or more)');
+  // a malformed address is a usage error (2), told before the datastore is opened
+  for (const ip of o.ip) if (!parseIp(ip)) throw new UsageError(`ipam release: --ip: invalid IP address ${JSON.stringify(ip)}`);
   if (o.fromReport.length > 0) return releaseFromReports(o, out);
   const code = await withIpam(o, true, (_ipam, kv) => releaseChecked(kv, o, out, err), true);
   if (code !== 0) process.exitCode = code;

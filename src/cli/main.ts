@@ -3,6 +3,7 @@
  * `counters`, `trace`, `capture` and `top` ask a running one over its control socket; `demo` builds a
  * local cluster.
  */
+import { UsageError } from './usage-error';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
@@ -160,7 +161,7 @@ export function buildProgram(): Command {
     .option('--sched-slice-us <us>', 'scheduler slice of each forwarding thread (EEVDF, Linux 6.12+; 100..100000 µs, 0 = the kernel\'s default): a short one lets a woken forwarding thread run before a busy process finishes its slice (default: left as the kernel sets it)', (v) => Number(v))
     .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets; with V8's, a node carrying a trickle runs it unoptimized for thousands`, (v) => Number(v), JIT_BUDGET)
     .action(async (o) => {
-      if (!Number.isInteger(o.jitBudget) || o.jitBudget < 256 || o.jitBudget > 1_048_576) throw new Error('run: --jit-budget must be 256..1048576');
+      if (!Number.isInteger(o.jitBudget) || o.jitBudget < 256 || o.jitBudget > 1_048_576) throw new UsageError('run: --jit-budget must be 256..1048576');
       // Before the dataplane's functions first run: their feedback cells take the budget then.
       setFlagsFromString(`--interrupt-budget=${o.jitBudget}`);
       const node = nodeOption(o.node);
@@ -168,18 +169,18 @@ export function buildProgram(): Command {
       // The flags win over Calico's environment names, which every datastore user reads.
       // (process.env, because the model thread reads it too.)
       Object.assign(process.env, envWithEtcdTlsFlags(o));
-      if (!node) throw new Error('run: give --node NAME (or set NODENAME)');
-      if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new Error('run: --batch must be 1..1024');
+      if (!node) throw new UsageError('run: give --node NAME (or set NODENAME)');
+      if (!Number.isInteger(o.batch) || o.batch < 1 || o.batch > 1024) throw new UsageError('run: --batch must be 1..1024');
       const workers = parseWorkers(o.workers);
-      if (o.underlayRingMb !== undefined && (!Number.isInteger(o.underlayRingMb) || o.underlayRingMb < 1 || o.underlayRingMb > 1024)) throw new Error('run: --underlay-ring-mb must be 1..1024 (MiB)');
-      if (o.natUdpTimeout !== undefined && (!Number.isInteger(o.natUdpTimeout) || o.natUdpTimeout < 1 || o.natUdpTimeout > 86400)) throw new Error('run: --nat-udp-timeout must be 1..86400 seconds');
-      if (!Number.isInteger(o.natMaxFlows) || o.natMaxFlows < 1 || o.natMaxFlows > 16_777_216) throw new Error('run: --nat-max-flows must be 1..16777216');
+      if (o.underlayRingMb !== undefined && (!Number.isInteger(o.underlayRingMb) || o.underlayRingMb < 1 || o.underlayRingMb > 1024)) throw new UsageError('run: --underlay-ring-mb must be 1..1024 (MiB)');
+      if (o.natUdpTimeout !== undefined && (!Number.isInteger(o.natUdpTimeout) || o.natUdpTimeout < 1 || o.natUdpTimeout > 86400)) throw new UsageError('run: --nat-udp-timeout must be 1..86400 seconds');
+      if (!Number.isInteger(o.natMaxFlows) || o.natMaxFlows < 1 || o.natMaxFlows > 16_777_216) throw new UsageError('run: --nat-max-flows must be 1..16777216');
       for (const [flag, v] of [['--neighbor-reachable', o.neighborReachable], ['--neighbor-retrans', o.neighborRetrans]] as const) {
-        if (v !== undefined && (!Number.isInteger(v) || v < 100 || v > 3_600_000)) throw new Error(`run: ${flag} must be 100..3600000 ms`);
+        if (v !== undefined && (!Number.isInteger(v) || v < 100 || v > 3_600_000)) throw new UsageError(`run: ${flag} must be 100..3600000 ms`);
       }
-      if (o.schedSliceUs !== undefined && (!Number.isInteger(o.schedSliceUs) || (o.schedSliceUs !== 0 && (o.schedSliceUs < 100 || o.schedSliceUs > 100_000)))) throw new Error('run: --sched-slice-us must be 0 or 100..100000');
+      if (o.schedSliceUs !== undefined && (!Number.isInteger(o.schedSliceUs) || (o.schedSliceUs !== 0 && (o.schedSliceUs < 100 || o.schedSliceUs > 100_000)))) throw new UsageError('run: --sched-slice-us must be 0 or 100..100000');
       const neighbor = { reachableMs: o.neighborReachable as number | undefined, retransMs: o.neighborRetrans as number | undefined };
-      if (o.neighborQueue !== undefined && (!Number.isInteger(o.neighborQueue) || o.neighborQueue < 0 || o.neighborQueue > 64)) throw new Error('run: --neighbor-queue must be 0..64 (packets per neighbour)');
+      if (o.neighborQueue !== undefined && (!Number.isInteger(o.neighborQueue) || o.neighborQueue < 0 || o.neighborQueue > 64)) throw new UsageError('run: --neighbor-queue must be 0..64 (packets per neighbour)');
       const neighborQueue = o.neighborQueue === undefined ? undefined : { perNeighbor: o.neighborQueue as number };
       const logLevel = startLevel(o.logLevel);
       const metricsPort = metricsPortOption(o.metricsPort);
@@ -188,12 +189,17 @@ export function buildProgram(): Command {
       // calico-node's values: bird (BGP), vxlan and none (no BGP). Anything else is a typo that
       // would otherwise run a node without the BGP its operator asked for.
       if (backend !== undefined && backend !== '' && !['bird', 'vxlan', 'none'].includes(backend)) {
-        throw new Error(`run: CALICO_NETWORKING_BACKEND must be bird, vxlan or none, got ${JSON.stringify(backend)}`);
+        throw new UsageError(`run: CALICO_NETWORKING_BACKEND must be bird, vxlan or none, got ${JSON.stringify(backend)}`);
       }
       const bgp = !!o.bgp || backend === 'bird';
       const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);
-      const autodetectPollMs = pollText === undefined ? DEFAULT_AUTODETECT_POLL_MS : parseDuration(pollText, o.autodetectPollInterval !== undefined ? 'run: --autodetect-poll-interval' : 'run: AUTODETECT_POLL_INTERVAL');
-      if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new Error('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
+      let autodetectPollMs: number;
+      try {
+        autodetectPollMs = pollText === undefined ? DEFAULT_AUTODETECT_POLL_MS : parseDuration(pollText, o.autodetectPollInterval !== undefined ? 'run: --autodetect-poll-interval' : 'run: AUTODETECT_POLL_INTERVAL');
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new UsageError('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       const { runNode } = await import('./run');
       await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
@@ -293,7 +299,14 @@ export function buildProgram(): Command {
     .option('--node <name>', 'node whose podway to ask (default $NODENAME)')
     .option('--control <path>', 'control socket path')
     .action(async (level: string | undefined, o) => {
-      const res = (await controlRequest(controlPath(o), { cmd: 'log-level', ...(level !== undefined ? { level: parseLogLevel(level, 'log-level') } : {}) })) as { level: string };
+      // a bad level is a usage error (2), told before podway is looked for
+      let parsed: ReturnType<typeof parseLogLevel> | undefined;
+      try {
+        parsed = level !== undefined ? parseLogLevel(level, 'log-level') : undefined;
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      const res = (await controlRequest(controlPath(o), { cmd: 'log-level', ...(parsed !== undefined ? { level: parsed } : {}) })) as { level: string };
       process.stdout.write(`${res.level}\n`);
     });
 
@@ -358,6 +371,11 @@ export async function main(argv: string[]): Promise<void> {
     const code = (e as { code?: string }).code;
     if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') return;
     if (code?.startsWith('commander.')) {
+      process.exitCode = 2;
+      return;
+    }
+    if (e instanceof UsageError) {
+      process.stderr.write(`podway: ${e.message}\n`);
       process.exitCode = 2;
       return;
     }

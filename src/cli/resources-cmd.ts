@@ -8,7 +8,7 @@
  * so calicoctl on the same etcd reads them, and podway reads what calicoctl wrote.
  */
 import { existsSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { kindFromArgument, kindInfo, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
 import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
@@ -246,6 +246,15 @@ interface GetOpts extends DatastoreOpts {
   output: string;
 }
 
+const GET_FORMATS = ['ps', 'wide', 'yaml', 'json'] as const;
+
+/** `get -o`: one of GET_FORMATS; calicoctl's custom-columns and go-template are not implemented. */
+function getFormat(v: string): string {
+  if ((GET_FORMATS as readonly string[]).includes(v)) return v;
+  const calicoctlOnly = /^(custom-columns|go-template|go-template-file)(=|$)/.test(v) ? ` (calicoctl's ${v.split('=')[0]} is not supported by podway)` : '';
+  throw new InvalidArgumentError(`use ${GET_FORMATS.join(', ')}${calicoctlOnly}`);
+}
+
 /** The objects of a kind in a file: datastore (no resourceVersion: a file has none). */
 function fromFile(path: string, info: KindInfo): JsonObject[] {
   return readResourceFile(path).map((r) => r.object).filter((o) => o.kind === info.kind);
@@ -351,7 +360,9 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     .argument('[name]', 'one resource (printed as a single object)')
     .option('-n, --namespace <ns>', 'namespace (namespaced kinds; default "default")')
     .option('-A, --all-namespaces', 'every namespace')
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['ps', 'wide', 'yaml', 'json']).default('ps'))
+    // a refused format is one line naming the allowed ones (not the whole help after it)
+    .addOption(new Option('-o, --output <format>', `output format: ${GET_FORMATS.join(', ')}`).argParser(getFormat).default('ps'))
+    .showHelpAfterError(false)
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action((kind: string, nameArg: string | undefined, o: GetOpts) => getCommand(kind, nameArg, o, out, err));

@@ -5,6 +5,7 @@
  * control socket and (with --metrics-port) Prometheus metrics and health, and stops cleanly on
  * SIGINT/SIGTERM. It logs through one pino logger (src/observe/log.ts).
  */
+import { UsageError } from './usage-error';
 import type { NeighborTimings } from '../dataplane/neighbors';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import type { NodeDataplaneModel } from '../control';
@@ -169,7 +170,7 @@ const WORKER_ANSWER_MS = 2000;
 function checkNodeAddresses(ip: string | undefined, ip6: string | undefined): void {
   if (ip !== undefined && ip !== 'autodetect') {
     const cidr = parseIPv4WithPrefix(ip);
-    if (!cidr) throw new Error(`--ip (or IP) ${JSON.stringify(ip)}: expected the node's IPv4 address with its prefix length, like 10.0.0.1/24`);
+    if (!cidr) throw new UsageError(`--ip (or IP) ${JSON.stringify(ip)}: expected the node's IPv4 address with its prefix length, like 10.0.0.1/24`);
     try {
       findUnderlay(cidr.addr);
     } catch (e) {
@@ -177,7 +178,7 @@ function checkNodeAddresses(ip: string | undefined, ip6: string | undefined): vo
     }
   }
   if (ip6 !== undefined && ip6 !== 'none' && ip6 !== 'autodetect' && !parseIPv6Cidr(ip6)) {
-    throw new Error(`--ip6 (or IP6) ${JSON.stringify(ip6)}: expected an IPv6 address with its prefix length like fd00:99::1/64, "autodetect" or "none"`);
+    throw new UsageError(`--ip6 (or IP6) ${JSON.stringify(ip6)}: expected an IPv6 address with its prefix length like fd00:99::1/64, "autodetect" or "none"`);
   }
 }
 
@@ -214,7 +215,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const spec = resolveDatastoreSpec(opts.datastore || undefined);
   // natOutgoing's port range is checked before anything is touched too.
   const ephemeral = ephemeralPorts();
-  const natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
+  let natPorts: ReturnType<typeof defaultNatPortRange>;
+  try {
+    natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
+  } catch (e) {
+    throw new UsageError((e as Error).message); // a bad --nat-port-range: exit 2
+  }
   // The etcd client loads only for an etcd: spec (bench/README.md, "Start-up time").
   if (spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).checkEtcdTlsFiles(spec.tls);
   const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;

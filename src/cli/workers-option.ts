@@ -9,6 +9,7 @@
  * two were never measured (bench/README.md, "Forwarding threads by default").
  */
 import { availableParallelism } from 'node:os';
+import { UsageError } from './usage-error';
 
 export const WORKERS_AUTO_MAX = 4;
 export const DEFAULT_WORKERS: string = '1';
@@ -24,7 +25,7 @@ export function parseWorkers(text: string, cpus: number = availableParallelism()
   const t = String(text).trim();
   if (t === 'auto') return { count: Math.max(1, Math.min(cpus, WORKERS_AUTO_MAX)), auto: true };
   const n = Number(t);
-  if (t === '' || !Number.isInteger(n) || n < 1 || n > 64) throw new Error(`run: --workers must be auto or 1..64 (got ${JSON.stringify(text)})`);
+  if (t === '' || !Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`run: --workers must be auto or 1..64 (got ${JSON.stringify(text)})`);
   return { count: n, auto: false };
 }
 
@@ -32,5 +33,5 @@ export function parseWorkers(text: string, cpus: number = availableParallelism()
 export function parseWorkerSteer(text: string | undefined): 'flow' | 'fanout' {
   const t = String(text ?? 'flow').trim();
   if (t === 'flow' || t === 'fanout') return t;
-  throw new Error(`run: --worker-steer must be flow or fanout (got ${JSON.stringify(text)})`);
+  throw new UsageError(`run: --worker-steer must be flow or fanout (got ${JSON.stringify(text)})`);
 }

@@ -53,31 +53,31 @@ t('--ip held by no interface here: refused naming it, no Node registered', async
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });
 
-t('--ip without a prefix length, a malformed --ip6, a bad --underlay-ring-mb: refused before registering', async () => {
+t('--ip without a prefix length, a malformed --ip6, a bad --underlay-ring-mb: refused before registering, as usage errors (exit 2)', async () => {
   let r = await run(['--ip', '10.1.1.3']);
-  assert.is(r.code, 1, r.stderr);
+  assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, '--ip (or IP) "10.1.1.3": expected the node\'s IPv4 address with its prefix length');
   r = await run(['--ip', '10.1.1.3/24', '--ip6', 'zz']);
-  assert.is(r.code, 1, r.stderr);
+  assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, '--ip6 (or IP6) "zz": expected an IPv6 address with its prefix length');
   r = await run(['--ip', '10.1.1.3/24', '--underlay-ring-mb', 'abc']);
-  assert.is(r.code, 1, r.stderr);
+  assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, '--underlay-ring-mb must be 1..1024');
   r = await run(['--ip', '10.1.1.3/24', '--nat-port-range', '5-1']);
-  assert.is(r.code, 1, r.stderr);
+  assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, '--nat-port-range: "5-1" is not LOW-HIGH');
   r = await run(['--autodetect-poll-interval', 'often']);
-  assert.is(r.code, 1, r.stderr);
+  assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, 'run: --autodetect-poll-interval "often": expected a duration like 60s, 1m30s or 500ms (0 turns re-detection off)');
   r = await run(['--autodetect-poll-interval', '10ms']);
-  assert.is(r.code, 1, r.stderr);
+  assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, '--autodetect-poll-interval must be 0 (off) or 100ms..24h');
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });
 
 t('an unknown CALICO_NETWORKING_BACKEND is refused (a typo of bird ran the node without BGP)', async () => {
   const r = await podway(['run', '--node', 'nx', '--datastore', store, '--control', path.join(tempDir(), 'c.sock')], { CALICO_NETWORKING_BACKEND: 'birdd' });
-  assert.is(r.code, 1, r.err);
+  assert.is(r.code, 2, r.err);
   assert.match(r.err, 'run: CALICO_NETWORKING_BACKEND must be bird, vxlan or none, got "birdd"');
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });

@@ -205,7 +205,7 @@ test('stderr is JSON lines naming the node; `podway log-level debug` shows debug
   await sleep(300);
   assert.not.ok(n1.log.slice(mark2).some((l) => /"level":"(debug|info)"/.test(l)), `nothing below warn: ${n1.log.slice(mark2).join(' | ')}`);
   const bad = await execBounded(process.execPath, [PODWAY, 'log-level', 'loud', '--control', n1.control], 15_000);
-  assert.is(bad.code, 1);
+  assert.is(bad.code, 2, 'a usage error');
   assert.match(bad.stderr, /unknown log level "loud"/);
 });
 

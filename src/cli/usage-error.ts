@@ -1,0 +1,11 @@
+/**
+ * A command used wrongly (a bad flag value, a missing or conflicting option): main() prints
+ * `podway: <message>` and exits 2, as commander's own refusals (unknown option, bad choice) do;
+ * 1 stays for errors met while doing the work (README, "exit status").
+ */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}

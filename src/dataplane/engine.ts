@@ -477,6 +477,8 @@ export class Engine {
       if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
       // tx6 takes up to the underlay's MTU (the kernel refuses more: Packet Too Big instead).
       this.pipe.v6.tx6Mtu = Math.min(model.mtu.underlay, this.underlay!.mtu);
+      // tx4 likewise (fragmentation needed, or a counted drop without DF).
+      this.pipe.tx4Mtu = this.pipe.v6.tx6Mtu;
       applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip) });
     } catch (e) {
       this.followBack(e as Error, infraBefore);

@@ -102,6 +102,10 @@ export class Pipeline implements CapturePorts {
   nh!: NextHops;
   addr: NodeAddressing = { nodeIp: 0, underlayMac: new Uint8Array(6), knownNodes: new Set() };
   tx4Port = -1;
+  /** The largest packet tx4 may take: the underlay's MTU (the engine sets it with each model). The
+   * kernel refuses a raw IP_HDRINCL packet bigger than its output device's MTU (EMSGSIZE, DF or
+   * not: it never fragments one), so a bigger one is answered or dropped here, as a route's MTU is. */
+  tx4Mtu = 1500;
   underlayPort = -1;
   hostPort = -1;
   /** The IP pools (address, mask): pod egress to anything outside them goes to the kernel. */
@@ -600,7 +604,7 @@ export class Pipeline implements CapturePorts {
       case NhKind.DIRECT: {
         // A route out of the pod network (learned over BGP): natOutgoing egress is the kernel's to
         // masquerade, whatever the route, as in Calico (the no-route case does the same).
-        if (nhs.natExit[nh] !== NatExit.NONE && fromPod && !originated && this.natEgress(ip, dst, nhs.natExit[nh])) return this.toKernelNat(i, ip, dst, total);
+        if (nhs.natExit[nh] !== NatExit.NONE && fromPod && !originated && this.natEgress(ip, dst, nhs.natExit[nh])) return this.toKernelNat(i, inPort, ip, dst, total);
         const u = this.addr.underlayMac;
         if (nhs.macKnown[nh] !== MAC_KNOWN) {
           // A neighbour the full table refused is never asked for: holding its packets would only
@@ -682,6 +686,7 @@ export class Pipeline implements CapturePorts {
       this.counters[Reason.TTL_EXPIRED]++;
       return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
     }
+    if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total);
     ipv4DecrementTtl(this.b, ip);
     this.setFrame(i, ip, total);
     this.pool.addr[i] = dst;
@@ -708,11 +713,29 @@ export class Pipeline implements CapturePorts {
 
   /** NATed egress over a learned route: to the kernel's raw socket (routed by the node, OUTPUT and
    * POSTROUTING, where table ip podway masquerades it). TTL and MTU were handled by route(). */
-  private toKernelNat(i: number, ip: number, dst: number, total: number): number {
+  private toKernelNat(i: number, inPort: number, ip: number, dst: number, total: number): number {
+    // The route's MTU passed it; the underlay's (the device the kernel checks) may be smaller.
+    if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total);
     this.setFrame(i, ip, total);
     this.pool.addr[i] = dst;
     if (this.tr !== null) this.tr.stages.push('natOutgoing: through the node\'s routing, masqueraded to the node\'s address by the kernel, table ip podway');
     return this.count(Event.EGRESS_NAT, this.tx4Port);
+  }
+
+  /**
+   * A pod's packet for tx4 bigger than the underlay's MTU, which the kernel would refuse: with DF,
+   * ICMP fragmentation needed with that MTU (counted frag_needed); without DF, dropped counted
+   * too_big_no_df, as the tunnel routes treat it (podway does not fragment IPv4).
+   */
+  private tooBigForTx4(i: number, inPort: number, ip: number, total: number): number {
+    const tr = this.tr;
+    if ((this.b[ip + 6] & 0x40) === 0) {
+      if (tr !== null) tr.stages.push(`mtu: ${total} > underlay mtu ${this.tx4Mtu} (tx4) without DF: dropped, podway does not fragment`);
+      return this.drop(Reason.TOO_BIG_NO_DF);
+    }
+    this.counters[Reason.FRAG_NEEDED]++;
+    if (tr !== null) tr.stages.push(`mtu: ${total} > underlay mtu ${this.tx4Mtu} (tx4) with DF: ICMP fragmentation needed`);
+    return this.icmpError(i, inPort, ip, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, this.tx4Mtu);
   }
 
   // ---- replies podway makes itself -------------------------------------------------------------

@@ -149,3 +149,41 @@ test('the node\'s own TTL 1 packet to a local pod is delivered with TTL 1, not e
 });
 
 test.run();
+
+test('tx4: a pod\'s DF packet for the node\'s routing bigger than the underlay MTU gets fragmentation needed with that MTU (counted frag_needed), not handed to the kernel that would refuse it; without DF a counted drop; at the MTU it goes', () => {
+  const h = makeHarness(RESOLVED);
+  const a = h.port('caliA');
+  // a_big_df to 8.8.8.8: outside the pools, so through tx4 (the node's routing)
+  const df = frame('a_big_df');
+  df.set([8, 8, 8, 8], 30);
+  fixIpChecksum(df, 14);
+  const total = u16(df, 16);
+  assert.ok((df[20] & 0x40) !== 0, 'the fixture has DF');
+  h.pipe.tx4Mtu = total - 100;
+  h.receive(a, df.slice());
+  const out = onlyFrame(h, a, 'frag needed (tx4)').bytes;
+  assert.is(out[34], 3, 'destination unreachable');
+  assert.is(out[35], 4, 'fragmentation needed');
+  assert.is(u16(out, 40), total - 100, 'next-hop MTU: the underlay\'s');
+  assert.is(u16(out, 14 + 10), ipHeaderChecksum(out, 14), 'header checksum');
+  assert.is(onesSum(out, 34, u16(out, 16) - 20), 0xffff, 'icmp checksum');
+  assertBytes(out.subarray(30, 34), df.subarray(26, 30), 'back to the pod that sent it');
+  assertBytes(out.subarray(42, 42 + 20), df.subarray(14, 34), 'quoting the header as received');
+  assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+  assert.is(h.pipe.counters[Event.EGRESS], 0);
+  // without DF: podway does not fragment, a counted drop as on a tunnel route
+  const nodf = df.slice();
+  nodf[20] &= ~0x40;
+  fixIpChecksum(nodf, 14);
+  h.receive(a, nodf);
+  nothingSent(h, 'no DF over the underlay MTU');
+  assert.is(h.pipe.counters[Reason.TOO_BIG_NO_DF], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+  // at the MTU exactly it goes to the kernel
+  h.pipe.tx4Mtu = total;
+  h.receive(a, df.slice());
+  assert.is(onlyFrame(h, h.infra.tx4, 'fits').bytes.length, total);
+  assert.is(h.pipe.counters[Event.EGRESS], 1);
+  assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
+});

@@ -63,6 +63,12 @@ export const Reason = {
    * and direct routes) are dropped at once instead of held until the hold limit. IPv4 VXLAN/IPIP
    * to such a neighbour go through the kernel's raw socket instead (not counted here). */
   NEIGHBOR_TABLE_FULL: base + 33,
+  /** A pod's packet, outside every pool, for an address a node never routes off the box
+   * (src/packet/martian.ts: loopback, unspecified, multicast/broadcast, reserved; IPv6 also
+   * link-local and IPv4-mapped): not handed to the node's routing (tx4/tx6), which would deliver
+   * it to the node's own loopback services. Answered with ICMP/ICMPv6 unreachable (not for
+   * multicast or broadcast). */
+  MARTIAN_DST: base + 34,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -100,7 +106,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 34;
+export const COUNTER_COUNT = base + 35;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -14,12 +14,13 @@ import { Drop } from '../packet/drop';
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, formatMac } from '../packet/ethernet';
 import { ETH_HLEN } from '../packet/layout';
 import { ARP_REQUEST, ARP_REPLY, arpReplyInPlace, validateArp } from '../packet/arp';
-import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
+import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
 import { ipv4DecrementTtl, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
 import { encapVxlan, decapVxlanPacket, vxlanInnerLength, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
 import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
+import { isMartianDst4, isGroupDst4 } from '../packet/martian';
 import { FramePool, DescFlag, SLOT_SHIFT } from './frame-pool';
 import type { PacketIO } from './io';
 import { NextHops, NhKind, NatExit, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
@@ -682,6 +683,7 @@ export class Pipeline implements CapturePorts {
       }
     }
     if (this.tx4Port < 0 || this.role[inPort] === Role.HOST_TUN) return this.drop(Reason.NO_ROUTE);
+    if (isMartianDst4(dst)) return this.martian(i, inPort, ip, dst);
     if (this.b[ip + 8] <= 1) {
       this.counters[Reason.TTL_EXPIRED]++;
       return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
@@ -694,6 +696,19 @@ export class Pipeline implements CapturePorts {
     const nat = dst !== 0 && !this.addr.knownNodes.has(dst) && this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0);
     if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: outside the pools: through the node's routing (${nat ? 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip podway' : 'no NAT'})`);
     return this.count(nat ? Event.EGRESS_NAT : Event.EGRESS, this.tx4Port);
+  }
+
+  /**
+   * A pod's packet for an address a node never routes off the box (loopback, 0/8, multicast,
+   * broadcast, reserved: src/packet/martian.ts), about to be handed to the node's routing (tx4),
+   * which would deliver it to the node's own loopback services: dropped, counted martian_dst, and
+   * answered with ICMP host unreachable unless it went to a group address.
+   */
+  private martian(i: number, inPort: number, ip: number, dst: number): number {
+    if (this.tr !== null) this.tr.stages.push(`lookup ${formatIpv4(dst)}: never routed off the box (martian destination): not handed to the node's routing`);
+    this.counters[Reason.MARTIAN_DST]++;
+    if (isGroupDst4(dst) || !mayReplyWithIcmpError(this.b, ip)) return this.dropCounted(Reason.MARTIAN_DST);
+    return this.icmpError(i, inPort, ip, ICMP_DEST_UNREACH, ICMP_HOST_UNREACH, 0);
   }
 
   /**
@@ -714,6 +729,8 @@ export class Pipeline implements CapturePorts {
   /** NATed egress over a learned route: to the kernel's raw socket (routed by the node, OUTPUT and
    * POSTROUTING, where table ip podway masquerades it). TTL and MTU were handled by route(). */
   private toKernelNat(i: number, inPort: number, ip: number, dst: number, total: number): number {
+    // A learned default route holds 127/8 too: the kernel would deliver that to its loopback.
+    if (isMartianDst4(dst)) return this.martian(i, inPort, ip, dst);
     // The route's MTU passed it; the underlay's (the device the kernel checks) may be smaller.
     if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total);
     this.setFrame(i, ip, total);

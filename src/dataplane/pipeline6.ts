@@ -22,6 +22,7 @@ import { decapVxlan6Packet, encapVxlan6 } from '../packet/vxlan6';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { jhash3, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
+import { isMartianDst6 } from '../packet/martian';
 import { DescFlag, SLOT_SHIFT } from './frame-pool';
 import { NhKind, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import type { NextHops6 } from './nexthops6';
@@ -367,6 +368,12 @@ export class Pipeline6 {
       return this.drop(Reason.NO_ROUTE);
     }
     if (this.tx6Port >= 0) {
+      // Loopback, unspecified, link-local, IPv4-mapped: the node's routing would keep it (::1 to
+      // the node's loopback services), never send it off the box (src/packet/martian.ts).
+      if (isMartianDst6(b, ip + 24)) {
+        if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: never routed off the box (martian destination): not handed to the node's routing`);
+        return this.icmpError(i, inPort, ip, ICMPV6_DEST_UNREACH, ICMPV6_NO_ROUTE, 0, Reason.MARTIAN_DST);
+      }
       if (b[ip + 7] <= 1) return this.icmpError(i, inPort, ip, ICMPV6_TIME_EXCEEDED, ICMPV6_HOP_LIMIT_EXCEEDED, 0, Reason.TTL_EXPIRED);
       const total = IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
       // IPv6 is never fragmented on the way: too big for the underlay is Packet Too Big to the pod

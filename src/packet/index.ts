@@ -20,3 +20,4 @@ export * from './ipv6';
 export * from './icmpv6';
 export * from './ndp';
 export * from './vxlan6';
+export * from './martian';

@@ -1,0 +1,104 @@
+// A pod's packet for an address a node never routes off the box (loopback, unspecified, multicast,
+// broadcast, reserved; IPv6 also link-local and IPv4-mapped) must not be handed to the node's
+// routing through tx4/tx6: the kernel would deliver it to the node's loopback services. It is
+// dropped, counted martian_dst, and answered with ICMP/ICMPv6 unreachable (not for group addresses).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Reason, Event } from '../../src/dataplane/counters';
+import { Role } from '../../src/dataplane/pipeline';
+import { computeNodeModel, parseClusterYaml } from '../../src/control';
+import { isMartianDst4, isMartianDst6, parseIpv4, parseIpv6Bytes } from '../../src/packet';
+import { makeHarness, Harness, frame, onlyFrame, nothingSent, fixIpChecksum, CLUSTER_YAML } from './helpers';
+import { makeHarness6, frame6 } from './helpers6';
+
+function retarget(f: Uint8Array, dst: string): Uint8Array {
+  const c = f.slice();
+  const d = parseIpv4(dst);
+  c.set([d >>> 24, (d >>> 16) & 255, (d >>> 8) & 255, d & 255], 30);
+  fixIpChecksum(c, 14);
+  return c;
+}
+
+test('isMartianDst4: 0/8, 127/8, multicast, reserved and broadcast; not link-local, private or public', () => {
+  for (const a of ['0.0.0.0', '0.1.2.3', '127.0.0.1', '127.255.255.254', '224.0.0.1', '239.1.2.3', '240.0.0.1', '255.255.255.255']) assert.ok(isMartianDst4(parseIpv4(a)), a);
+  for (const a of ['1.0.0.0', '126.255.255.255', '128.0.0.1', '169.254.169.254', '169.254.20.10', '10.0.0.1', '8.8.8.8', '223.255.255.255']) assert.not.ok(isMartianDst4(parseIpv4(a)), a);
+});
+
+test('isMartianDst6: ::, ::1, ::ffff:0:0/96, fe80::/10, ff00::/8; not ::2, global, ULA, fec0::', () => {
+  for (const a of ['::', '::1', '::ffff:7f00:1', '::ffff:0:0', 'fe80::1', 'febf:ffff::1', 'ff02::1', 'ff0e::1']) assert.ok(isMartianDst6(parseIpv6Bytes(a), 0), a);
+  for (const a of ['::2', '::1:0:0:1', '::fffe:7f00:1', '2001:db8::1', 'fd00:10::5', 'fec0::1', 'fe7f::1', '64:ff9b::7f00:1']) assert.not.ok(isMartianDst6(parseIpv6Bytes(a), 0), a);
+});
+
+/** Pod A sends to `dst`: nothing goes to tx4, ICMP host unreachable comes back (unless `group`). */
+function assertMartian4(h: Harness, dst: string, group: boolean): void {
+  const a = h.port('caliA');
+  const before = h.pipe.counters[Reason.MARTIAN_DST];
+  const icmp = h.pipe.counters[Event.ICMP_SENT];
+  h.receive(a, retarget(frame('a_to_b'), dst));
+  if (group) nothingSent(h, `A -> ${dst}`);
+  else {
+    const out = onlyFrame(h, a, `A -> ${dst}: unreachable back to the pod`).bytes;
+    assert.is(out[14 + 9], 1, `${dst}: ICMP`);
+    assert.is(out[14 + 20], 3, `${dst}: destination unreachable`);
+    assert.is(out[14 + 21], 1, `${dst}: host unreachable`);
+    assert.is(h.pipe.counters[Event.ICMP_SENT], icmp + 1);
+  }
+  assert.is(h.pipe.counters[Reason.MARTIAN_DST], before + 1, `${dst}: counted martian_dst`);
+}
+
+test('IPv4: a pod\'s packet for loopback, 0/8, multicast, broadcast, reserved never reaches tx4; outside and 169.254 addresses still do', () => {
+  const h = makeHarness();
+  h.pipe.natSources.set(h.model.pools.filter((p) => p.cidr === '10.244.0.0/16'));
+  assertMartian4(h, '127.0.0.1', false);
+  assertMartian4(h, '127.1.2.3', false);
+  assertMartian4(h, '0.0.0.0', false);
+  assertMartian4(h, '240.0.0.1', true); // reserved: with the broadcast, no ICMP error
+  assertMartian4(h, '224.0.0.251', true);
+  assertMartian4(h, '255.255.255.255', true);
+  const a = h.port('caliA');
+  for (const dst of ['8.8.8.8', '169.254.169.254']) {
+    h.receive(a, retarget(frame('a_to_b'), dst));
+    assert.is(onlyFrame(h, h.infra.tx4, `A -> ${dst}`).addr, parseIpv4(dst));
+  }
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], 2);
+  assert.is(h.pipe.counters[Reason.MARTIAN_DST], 6);
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 0);
+});
+
+test('IPv4: natOutgoing over a learned default route does not hand loopback to tx4 either', () => {
+  const model = computeNodeModel(parseClusterYaml(CLUSTER_YAML, 'test-cluster.yaml'), 'node1', {
+    bgp: { learned: [{ prefix: '0.0.0.0/0', nextHop: '10.99.0.254', peer: 'bgp tor' }] },
+  });
+  const h = makeHarness({ model, neighbors: { '10.99.0.254': '52:54:00:99:00:fe' } });
+  h.pipe.natSources.set(model.pools.filter((p) => p.cidr === '10.244.0.0/16'));
+  assertMartian4(h, '127.0.0.1', false);
+  h.receive(h.port('caliA'), retarget(frame('a_to_b'), '8.8.8.8'));
+  assert.is(onlyFrame(h, h.infra.tx4, 'A -> 8.8.8.8 over the default route').addr, parseIpv4('8.8.8.8'));
+});
+
+test('IPv6: a pod\'s packet for ::1, ::, fe80::/10, ::ffff:0:0/96 never reaches tx6: ICMPv6 unreachable, martian_dst; outside still goes out', () => {
+  const h = makeHarness6();
+  const tx6 = h.io.openRaw({ ipv6: true });
+  h.pipe.setPort(tx6, Role.TX6, 'tx6(raw)');
+  h.pipe.v6.tx6Port = tx6;
+  (h.infra as Record<string, number>).tx6 = tx6;
+  const a = h.port('caliA');
+  let n = 0;
+  for (const dst of ['::1', '::', 'fe80::1', 'fe80::ecee:eeff:feee:eeee', '::ffff:7f00:1']) {
+    const f = frame6('v6pipe_a_to_b');
+    f.set(parseIpv6Bytes(dst), 14 + 24);
+    h.receive(a, f);
+    const out = onlyFrame(h, a, `A -> ${dst}: unreachable back to the pod`).bytes;
+    assert.is(out[14 + 6], 58, `${dst}: ICMPv6`);
+    assert.is(out[14 + 40], 1, `${dst}: destination unreachable`);
+    assert.is(h.pipe.counters[Reason.MARTIAN_DST], ++n, `${dst}: counted martian_dst`);
+  }
+  const f = frame6('v6pipe_a_to_b');
+  f.set(parseIpv6Bytes('2001:db8::1'), 14 + 24);
+  h.receive(a, f);
+  onlyFrame(h, tx6, 'A -> 2001:db8::1');
+  assert.is(h.pipe.counters[Event.EGRESS], 1);
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 0);
+});
+
+test.run();

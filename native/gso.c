@@ -144,6 +144,7 @@ static int gso_plan_tunnel(const uint8_t *f, uint32_t len, const struct virtio_n
   }
   if (l4 != vh->csum_start) return GSO_BAD;
   int v = plan_l4(f, len, vh, cap, l3, l4, proto, v6, g);
+  g->tun = 1;
   g->ol3 = ol3;
   g->ol4 = ol4;
   g->ov6 = ov6;
@@ -175,7 +176,7 @@ static int gso_plan_v6(const uint8_t *f, uint32_t len, const struct virtio_net_h
 int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
                    struct gso_plan *g) {
   g->ol3 = g->ol4 = 0;
-  g->ov6 = 0;
+  g->ov6 = g->tun = 0;
   unsigned type = vh->gso_type & (unsigned)~VIRTIO_NET_HDR_GSO_ECN;
   if (type == VIRTIO_NET_HDR_GSO_UDP) return GSO_UNSUPPORTED;
   if (type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6 && type != VIRTIO_NET_HDR_GSO_UDP_L4) return GSO_BAD;
@@ -242,7 +243,7 @@ uint32_t gso_write_headers_pay(const uint8_t *f, const struct gso_plan *g, uint3
     put_csum(l4 + 6, c ? c : 0xffff); /* 0 means "no checksum" in UDP */
   }
   uint32_t total = g->hdrs + seg;
-  if (g->ol3) { /* the outer headers, as the kernel's tunnel GSO writes them per segment */
+  if (g->tun) { /* the outer headers, as the kernel's tunnel GSO writes them per segment */
     uint8_t *o = dst + g->ol3;
     uint32_t ohl = g->ov6 ? 40 : (uint32_t)(o[0] & 15) * 4;
     if (!g->ov6) wr16(o + 4, (uint16_t)(rd16(f + g->ol3 + 4) + k));

@@ -34,7 +34,9 @@ struct gso_plan {
    * type): l3..hdrs above are the inner headers, and every segment also repeats the outer IP
    * header at ol3 (IPv4: total length, id + k, header checksum per segment; IPv6: payload length)
    * and, for VXLAN, the outer UDP header at ol4 (length per segment; checksum 0 over IPv4, computed
-   * over IPv6). ol3 = 0: not a tunnel. */
+   * over IPv6). tun = 0: not a tunnel. ol3 is 0 when the frame is an IP packet (a raw or TUN
+   * port's frame: the send side cuts those too). */
+  uint8_t tun;
   uint32_t ol3;
   uint32_t ol4;     /* 0: IPIP (no outer UDP) */
   uint8_t ov6;      /* the outer header is IPv6 (payload length per segment, UDP checksum computed) */

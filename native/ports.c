@@ -1129,7 +1129,7 @@ static int send_super_uso(struct port *p, struct pool *pl, uint32_t i, struct gr
                           uint32_t *nm, uint32_t *niov, uint32_t *nseg, uint32_t k, struct uso_open *o, int *took) {
   *took = 0;
   struct super_encap e;
-  const struct super_ref *r = super_check_encap(pl, i, &e);
+  const struct super_ref *r = super_check_encap(pl, i, 14, &e);
   if (!r || !e.ol4) return 0;
   uint8_t th[SUPER_HDR_MAX];
   struct gso_plan sp;

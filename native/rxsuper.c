@@ -22,7 +22,7 @@ int super_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i,
                   const struct gso_plan *g, uint16_t flags) {
   if (g->proto != 6 || g->nseg < 2) return 0;
   if (!pl->d_super || !pl->d_segs || !pl->d_more || g->nseg > 0xffff) return 0;
-  if (g->ol3) {
+  if (g->tun) {
     if (!p->super_tunnel || !g->ol4) return 0; /* VXLAN only */
   } else {
     /* a pod's own TCP super-frame: data with ACK (PSH, ECN bits allowed); SYN, FIN, RST, URG go
@@ -124,27 +124,29 @@ void super_cut_plan(const struct pool *pl, uint32_t i, const struct super_ref *r
   g->v6 = r->v6;
 }
 
-const struct super_ref *super_check_encap(const struct pool *pl, uint32_t i, struct super_encap *e) {
+const struct super_ref *super_check_encap(const struct pool *pl, uint32_t i, uint32_t ol3, struct super_encap *e) {
   const uint8_t *f = desc_frame(pl, i);
   uint32_t len = pl->d_len[i];
-  if (len < 14 + 40) return NULL;
-  const uint8_t *o = f + 14;
-  uint16_t et = rd16(f + 12);
+  if (len < ol3 + 40) return NULL;
+  const uint8_t *o = f + ol3;
+  /* the outer version: the Ethernet type in front (ol3 = 14), else the IP header's own (an IP
+   * packet for a raw or TUN port) */
+  uint16_t et = ol3 ? rd16(f + 12) : (o[0] >> 4) == 4 ? 0x0800 : (o[0] >> 4) == 6 ? 0x86dd : 0;
   e->ov6 = 0;
   if (et == 0x0800) {
     uint32_t ohl = (uint32_t)(o[0] & 15) * 4;
-    if ((o[0] >> 4) != 4 || ohl < 20 || rd16(o + 2) != len - 14 || (rd16(o + 6) & 0x3fff)) return NULL;
+    if ((o[0] >> 4) != 4 || ohl < 20 || rd16(o + 2) != len - ol3 || (rd16(o + 6) & 0x3fff)) return NULL;
     if (o[9] == 4) { /* IPIP: IPv4 inside */
       e->ol4 = 0;
-      e->l3 = 14 + ohl;
+      e->l3 = ol3 + ohl;
       const struct super_ref *r = super_check(pl, i, e->l3);
       return r && !r->v6 ? r : NULL;
     }
     if (o[9] != 17 || ohl != 20) return NULL;
-    e->ol4 = 34;
+    e->ol4 = ol3 + 20;
   } else if (et == 0x86dd) {
-    if ((o[0] >> 4) != 6 || o[6] != 17 || rd16(o + 4) != len - 54) return NULL;
-    e->ol4 = 54;
+    if ((o[0] >> 4) != 6 || o[6] != 17 || rd16(o + 4) != len - ol3 - 40) return NULL;
+    e->ol4 = ol3 + 40;
     e->ov6 = 1;
   } else {
     return NULL;
@@ -159,15 +161,18 @@ const struct super_ref *super_check_encap(const struct pool *pl, uint32_t i, str
 
 const struct super_ref *super_cut_plan_any(const struct pool *pl, uint32_t i, uint32_t l3, uint8_t *hdr,
                                            struct gso_plan *g) {
+  /* l3: where the frame's IP header starts (14 behind Ethernet, 0 for a raw or TUN port); a super-
+   * frame JS put in a tunnel has its outer IP header there and its own further in */
+  struct super_encap e;
   const struct super_ref *r = super_check(pl, i, l3);
   if (r) {
     super_cut_plan(pl, i, r, l3, hdr, g);
     return r;
   }
-  struct super_encap e;
-  if (l3 != 14 || !(r = super_check_encap(pl, i, &e))) return NULL;
+  if (!(r = super_check_encap(pl, i, l3, &e))) return NULL;
   super_cut_plan(pl, i, r, e.l3, hdr, g);
-  g->ol3 = 14; /* outer lengths, id + k (IPv4), UDP length and checksum per segment */
+  g->tun = 1; /* outer lengths, id + k (IPv4), UDP length and checksum per segment */
+  g->ol3 = l3;
   g->ol4 = e.ol4;
   g->ov6 = e.ov6;
   return r;
@@ -314,7 +319,7 @@ static void uso_group(struct port *p, uint16_t port_id, struct pool *pl, uint32_
 
 uint32_t super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, uint32_t i, uint32_t room,
                            const uint8_t *frame, const struct gso_plan *g, uint16_t flags) {
-  if (!p->rx_merge || !p->super_avail || g->ol3 || g->proto != 17 || g->nseg < 2 || g->nseg > GRO_MAX_SEGS) return 0;
+  if (!p->rx_merge || !p->super_avail || g->tun || g->proto != 17 || g->nseg < 2 || g->nseg > GRO_MAX_SEGS) return 0;
   if (!pl->d_super || !pl->d_segs || !pl->d_more) return 0;
   if (frame < p->super_avail || frame + g->hdrs + g->payload > p->super_avail + RX_BIG) return 0;
   if (rd16(frame + g->l4 + 2) != 4789) return 0;

@@ -100,7 +100,8 @@ uint32_t super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, ui
                            const uint8_t *frame, const struct gso_plan *g, uint16_t flags);
 
 /* Send: descriptor i (DESC_F_SUPER) is segment 0 of a live super-frame inside a tunnel JS put
- * around it (a pod's super-frame encapsulated for another node): VXLAN (outer Ethernet + IPv4
+ * around it (a pod's super-frame encapsulated for another node), its outer IP header at ol3 (14:
+ * behind Ethernet; 0: an IP packet for a raw port such as tx4): VXLAN (outer IPv4
  * without options and not a fragment, or IPv6 with UDP next; UDP to 4789 with the VXLAN I flag;
  * outer lengths exactly the frame's) or IPIP (outer IPv4, protocol 4). l3: the inner IP header;
  * ol4: the outer UDP header (0: IPIP); ov6: the outer header is IPv6. */
@@ -108,8 +109,8 @@ struct super_encap {
   uint32_t l3, ol4;
   uint8_t ov6;
 };
-const struct super_ref *super_check_encap(const struct pool *pl, uint32_t i, struct super_encap *e);
-/* Send, cut path: super_check at l3, or (l3 = 14) super_check_encap, then the plan to cut it from
+const struct super_ref *super_check_encap(const struct pool *pl, uint32_t i, uint32_t ol3, struct super_encap *e);
+/* Send, cut path: super_check at l3, or super_check_encap with the outer header at l3, then the plan to cut it from
  * hdr (SUPER_HDR_MAX bytes): segment k is gso_write_segment_from(hdr, r->payload, g, k, dst), with
  * the outer headers per segment as gso.c writes a tunnel super-frame's. NULL: not live. */
 const struct super_ref *super_cut_plan_any(const struct pool *pl, uint32_t i, uint32_t l3, uint8_t *hdr,

@@ -305,6 +305,75 @@ test('on an underlay without txGso, a pod\'s super-frame in VXLAN is cut into th
   });
 });
 
+/** An outer IPv4 header for IPIP 10.99.0.1 -> 10.99.0.2 around an inner IP packet of `len` bytes. */
+function ipipHeader(len: number, id: number): Uint8Array {
+  const o = new Uint8Array(20);
+  o[0] = 0x45; wr16(o, 2, 20 + len); wr16(o, 4, id); wr16(o, 6, 0x4000); o[8] = 64; o[9] = 4;
+  o.set([10, 99, 0, 1], 12); o.set([10, 99, 0, 2], 16);
+  wr16(o, 10, ~fold(sum16(o, 0, 20)) & 0xffff);
+  return o;
+}
+
+for (const tunnel of ['VXLAN', 'IPIP'] as const) {
+  test(`on a raw IPv4 port (tx4: the underlay neighbour's MAC not known), a pod's super-frame in ${tunnel} is cut into its segments: the peer receives exactly the cut path's packets`, async () => {
+    await withLab(async (l) => {
+      // the raw socket's packets leave through pu0 to a neighbour the kernel knows
+      l.ns.ip('addr', 'add', '10.99.0.1/24', 'dev', 'pu0');
+      l.ns.ip('neigh', 'replace', '10.99.0.2', 'lladdr', '02:00:00:99:00:02', 'dev', 'pu0');
+      const U = native.openRaw({ netns: l.ns.path, proto: 255 });
+      try {
+        const f = superFrame(45 * MSS - 100, ACK | PSH, 0xfffff000, 31);
+        writeSync(l.tapFd, Buffer.concat([tcpVnet(MSS), f]));
+        assert.is(await recvAll(l.pod, 0, 1), 1);
+        drain(l.scatter);
+        assert.is(pool.segs[0], 45);
+        // the packets expected: the cut path's segments, each in the tunnel (no outer Ethernet)
+        const r = hooks.offloadDeliverForTest(f, tcpVnet(MSS), 100, 128, false);
+        assert.is(r.n, 45);
+        const want: Uint8Array[] = [];
+        for (let k = 0; k < r.n; k++) {
+          const seg = frameAt(pool, 100 + k);
+          if (tunnel === 'VXLAN') want.push(encap(seg, (OUTER_ID + k) & 0xffff, false).subarray(14));
+          else {
+            const inner = seg.subarray(14), d = new Uint8Array(20 + inner.length);
+            d.set(ipipHeader(inner.length, (OUTER_ID + k) & 0xffff), 0); d.set(inner, 20);
+            want.push(d);
+          }
+        }
+        // descriptor 0 as the pipeline hands it to tx4: an IPv4 packet, the tunnel in front
+        if (tunnel === 'VXLAN') {
+          const o = outer(pool.len[0], OUTER_ID, false).subarray(14);
+          pool.more[0] += (pool.segs[0] - 1) * o.length;
+          pool.off[0] -= o.length; pool.len[0] += o.length;
+          pool.bytes.set(o, pool.start(0));
+        } else {
+          pool.more[0] += (pool.segs[0] - 1) * 6;
+          pool.off[0] += 14 - 20; pool.len[0] += 20 - 14;
+          pool.bytes.set(ipipHeader(pool.len[0] - 20, OUTER_ID), pool.start(0));
+        }
+        assert.equal(Array.from(frameAt(pool, 0)), Array.from(want[0]), 'segment 0 as it goes');
+        pool.addr[0] = (10 << 24 | 99 << 16 | 2) >>> 0;
+        pool.txList[0] = 0;
+        assert.is(native.send(U, 0, 1), 45, 'every segment sent or queued');
+        const mine = (x: Uint8Array) => x.length > 34 && rd16(x, 12) === 0x0800 && x[23] === (tunnel === 'VXLAN' ? 17 : 4) && x[27] === 99 && x[29] === 1; // from 10.99.0.1
+        const got = await collect(pool, l.observer, 45, mine);
+        assert.is(got.length, 45);
+        for (let k = 0; k < 45; k++) {
+          const g = got[k].subarray(14), w = want[k];
+          const at = g.findIndex((x, j) => x !== w[j]);
+          assert.ok(g.length === w.length && at < 0, `packet ${k}: ${g.length} bytes (want ${w.length}), first difference at ${at}: ${g[at]} (want ${w[at]})`);
+        }
+        const us = native.stats(U);
+        assert.is(us.txSuperCut, 1);
+        assert.is(us.txSuperLost, 0);
+        assert.is(us.txPackets, 45);
+      } finally {
+        native.close(U);
+      }
+    });
+  });
+}
+
 test('a SUPER descriptor JS changed (no longer segment 0) goes as it is, the rest counted lost; SYN/FIN/RST super-frames and tiny gso_size are cut on receive', async () => {
   await withLab(async (l) => {
     const U = l.underlay(true);

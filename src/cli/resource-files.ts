@@ -9,6 +9,7 @@ import { parseAllDocuments } from 'yaml';
 import { unknownCalicoFields } from '../control/calico-fields';
 import { kindInfo, peekIdentity, validateResource } from '../control/calico-kinds';
 import { selectorIssues } from '../control/selector-fields';
+import { asNumberInput } from '../control/as-number';
 import { formatIssue, SourceLocation, ValidationIssue } from '../control/snapshot';
 import type { JsonObject } from '../control/v3-store';
 
@@ -142,7 +143,7 @@ function reservedAsNumber(raw: unknown): { path: string; message: string }[] {
   const spec = raw.spec as Record<string, unknown>;
   const bgp = isMapping(spec.bgp) ? (spec.bgp as Record<string, unknown>) : null;
   const message = 'AS 0 is reserved (RFC 7607): use 1-4294967295';
-  if ((raw.kind === 'BGPPeer' || raw.kind === 'BGPConfiguration') && spec.asNumber === 0) return [{ path: 'spec.asNumber', message }];
-  if (raw.kind === 'Node' && bgp?.asNumber === 0) return [{ path: 'spec.bgp.asNumber', message }];
+  if ((raw.kind === 'BGPPeer' || raw.kind === 'BGPConfiguration') && asNumberInput(spec.asNumber) === 0) return [{ path: 'spec.asNumber', message }];
+  if (raw.kind === 'Node' && asNumberInput(bgp?.asNumber) === 0) return [{ path: 'spec.bgp.asNumber', message }];
   return [];
 }

@@ -3,6 +3,7 @@
 // every kind by name. calico-kinds.ts loads this module only when a value is validated, so naming
 // kinds and keys (the CNI plugin's DEL, CHECK, GC) does not load zod.
 import { z } from 'zod';
+import { asNumberInput } from './as-number';
 import { parseIPv4, parseIPv6Cidr, parseIPv4WithPrefix } from './ipv4';
 import { BlockAffinitySchema, CALICO_API_VERSION, IPPoolSchema, NodeSchema, WorkloadEndpointSchema, objectName } from './resources';
 
@@ -12,7 +13,8 @@ const looseMetadata = z.looseObject({ name: objectName });
 // AS 0 (reserved, RFC 7607) loads, as it did before podway refused it: stored data must not vanish
 // from the snapshot. `podway apply` refuses it (cli/resource-files.ts); the BGP plan treats it as
 // unset (Node, BGPConfiguration) or skips the peer (BGPPeer), with a warning (bgp/peering.ts).
-const asNumber = z.number().int().min(0).max(4294967295);
+// A number, or a string holding one or asdot "1.10", as Calico's numorstring.ASNumber (as-number.ts).
+const asNumber = z.preprocess(asNumberInput, z.number().int().min(0).max(4294967295));
 const cidrText = z.string().refine((s) => parseIPv4WithPrefix(s) !== null || parseIPv6Cidr(s) !== null, {
   error: (iss) => `expected a CIDR like 10.96.0.0/12, got ${quoted(iss.input)}`,
 });

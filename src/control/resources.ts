@@ -6,6 +6,7 @@
 // refused where a person wrote the resource (calico-fields.ts). Fields it does use are checked strictly and
 // defaults are applied here, so later stages never see a missing mode or block size.
 import { z } from 'zod';
+import { asNumberInput } from './as-number';
 import { parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
 import { isMacText, normalizeMac } from './mac';
 import { AFFINITY_STATES, CALICO_API_VERSION, INTERFACE_TYPES, MAX_IFNAME_LEN, NAME_PATTERN } from './resource-names';
@@ -161,7 +162,8 @@ const nodeSpec = z.object({
     .object({
       ipv4Address: ipv4AddressWithSubnet.optional(),
       ipv6Address: z.string().optional(),
-      asNumber: z.number().int().min(0).max(4294967295).optional(),
+      // a number, or "64512" / asdot "1.10" as Calico reads it (as-number.ts)
+      asNumber: z.preprocess(asNumberInput, z.number().int().min(0).max(4294967295)).optional(),
       ipv4IPIPTunnelAddr: ipv4Address.optional(),
       /** Set on route reflectors: the cluster ID they reflect for (Calico skips their mesh). */
       routeReflectorClusterID: ipv4Address.optional(),

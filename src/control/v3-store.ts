@@ -10,6 +10,7 @@
 //     122, nodeSelector all(), allowedUses [Workload, Tunnel]; false booleans omitted, as Go's
 //     omitempty does), and a WorkloadEndpoint gets the projectcalico.org/namespace and
 //     projectcalico.org/orchestrator labels clientv3 adds before storing.
+import { asNumberInput } from './as-number';
 import { randomUUID } from 'node:crypto';
 import { ipv6CidrProblem, netsOverlap, parseNet } from './ipam/net';
 import { KvEntry, KvStore } from './kv/kv';
@@ -128,6 +129,9 @@ export function objectForStorage(obj: JsonObject, id: Identity, uid: string, cre
   meta.creationTimestamp = creationTimestamp;
   let spec = isMapping(obj.spec) ? obj.spec : {};
   if (id.info.kind === 'IPPool') spec = poolSpecForStorage(spec);
+  // an AS number given as "64512" or asdot "1.10" is stored as the number, as Calico stores it
+  if ((id.info.kind === 'BGPPeer' || id.info.kind === 'BGPConfiguration') && typeof spec.asNumber === 'string') spec = { ...spec, asNumber: asNumberInput(spec.asNumber) as number };
+  if (id.info.kind === 'Node' && isMapping(spec.bgp) && typeof spec.bgp.asNumber === 'string') spec = { ...spec, bgp: { ...spec.bgp, asNumber: asNumberInput(spec.bgp.asNumber) as number } };
   const specOrder = SPEC_ORDER[id.info.kind];
   if (specOrder) spec = ordered(spec, specOrder);
   if (id.info.kind === 'Node' && isMapping(spec.bgp)) spec = { ...spec, bgp: ordered(spec.bgp, NODE_BGP_ORDER) };

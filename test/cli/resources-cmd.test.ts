@@ -258,6 +258,22 @@ function cliSuite(target: Target) {
     assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
   });
 
+  test('AS numbers as strings ("64512", asdot "1.10") apply and are stored as numbers, as Calico stores them; "0" is AS 0', async () => {
+    const f = path.join(work, 'asstr.yaml');
+    writeFileSync(f, 'apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\nspec:\n  peerIP: 10.99.0.254\n  asNumber: "64512"\n'
+      + '---\napiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  asNumber: "1.10"\n'
+      + '---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: n1\nspec:\n  bgp:\n    ipv4Address: 10.99.0.1/24\n    asNumber: "65001"\n');
+    await ok(['apply', '-f', f, ...ds()]);
+    assert.is(JSON.parse((await kv.get(`${RES}bgppeers/tor`))!.value).spec.asNumber, 64512);
+    assert.is(JSON.parse((await kv.get(`${RES}bgpconfigurations/default`))!.value).spec.asNumber, 65546);
+    assert.is(JSON.parse((await kv.get(`${RES}nodes/n1`))!.value).spec.bgp.asNumber, 65001);
+    const zero = path.join(work, 'as0s.yaml');
+    writeFileSync(zero, 'apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor0\nspec:\n  peerIP: 10.99.0.253\n  asNumber: "0"\n');
+    const r = await podway(['apply', '-f', zero, ...ds()]);
+    assert.is(r.code, 1, r.err);
+    assert.match(r.err, 'spec.asNumber: AS 0 is reserved');
+  });
+
   test('AS 0 (reserved, RFC 7607) is refused by apply, naming the field; nothing is written', async () => {
     const zero = path.join(work, 'as0.yaml');
     writeFileSync(zero, 'apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\nspec:\n  peerIP: 10.99.0.254\n  asNumber: 0\n'

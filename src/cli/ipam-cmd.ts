@@ -458,7 +458,11 @@ async function showIpCommand(o: ShowOpts & { ip: string; gracePeriod: string }, 
 // ---------------------------------------------------------------------------------------------
 // release
 
-interface ReleaseOpts { datastore?: string; ip: string[]; handle?: string; force?: boolean; fromReport: string[]; gracePeriod: string }
+interface ReleaseOpts {
+  datastore?: string; ip: string[]; handle?: string; force?: boolean; fromReport: string[]; gracePeriod: string;
+  /** --grace-period was given (not the default): --from-report then uses it, not the reports' */
+  graceGiven?: boolean;
+}
 
 const describeOwners = (owners: readonly IpOwner[]) => owners.map((w) => `${w.name}${w.kind === 'workload' ? ` on node ${w.node}` : ` (${w.field})`}`).join(', ');
 
@@ -592,8 +596,26 @@ function readReport(file: string): CheckReport {
  * fails if it was assigned again meanwhile. What changed since the report is skipped and said.
  */
 async function releaseFromReports(o: ReleaseOpts, out: Out): Promise<void> {
-  const graceMs = parseDuration(o.gracePeriod);
   const reports = o.fromReport.map((f) => ({ file: f, report: readReport(f) }));
+  // The grace period the reports were checked with (the longest, when they differ), unless
+  // --grace-period is given: a report of `check --grace-period 0` called young addresses leaked
+  // knowingly, and re-checking them with the default 15m would skip every one.
+  let graceMs = parseDuration(o.gracePeriod);
+  if (!o.graceGiven) {
+    const given = reports.map(({ file, report }) => {
+      if (typeof report.gracePeriod !== 'string') return null;
+      try {
+        return parseDuration(report.gracePeriod);
+      } catch {
+        throw new Error(`report ${file}: gracePeriod ${JSON.stringify(report.gracePeriod)} is not a duration`);
+      }
+    });
+    if (given.every((g) => g !== null)) {
+      const fromReports = Math.max(...(given as number[]));
+      if (fromReports !== graceMs) out(`Using the report's grace period ${formatDuration(fromReports)} (not the default ${formatDuration(graceMs)}; --grace-period overrides it).\n`);
+      graceMs = fromReports;
+    }
+  }
   const key = (a: AuditedAllocation) => `${a.ip} ${a.handle ?? ''} ${a.sequenceNumber ?? ''}`;
   // Leaked in every report: reports taken some time apart leave out allocations in transit.
   let candidates = new Map(reports[0]!.report.allocations.filter((a) => a.state === 'leaked').map((a) => [key(a), a]));
@@ -773,7 +795,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .addOption(graceOption())
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-    .action((o: ReleaseOpts) => releaseCommand(o, out, err));
+    .action((o: ReleaseOpts, cmd: Command) => releaseCommand({ ...o, graceGiven: cmd.getOptionValueSource('gracePeriod') !== 'default' }, out, err));
 
   ipam
     .command('assign')

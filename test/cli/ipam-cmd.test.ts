@@ -424,6 +424,26 @@ function ipamSuite(target: Target) {
     assert.ok(table.endsWith('\nCheck complete; found 3 problems.\n'), table);
   });
 
+  test('release --from-report re-checks with the report\'s grace period unless --grace-period is given', async () => {
+    await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
+    const ipam = new Ipam(kv);
+    const now = new Date().toISOString();
+    const [a] = (await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'k8s-pod-network.cyoung', attrs: { node: 'node1', timestamp: now } })).ips;
+    const report = path.join(work, 'grace0.json');
+    assert.is((await podway(['ipam', 'check', '--grace-period', '0', '-o', report, ...ds()])).code, 3);
+    assert.is(JSON.parse(readFileSync(report, 'utf8')).gracePeriod, '0s');
+    // given explicitly, the flag wins: the young address is skipped
+    const strict = await ok(['ipam', 'release', '--from-report', report, '--grace-period', '15m', ...ds()]);
+    assert.match(strict, `  skipped ${a}: allocated less than 15m0s ago`);
+    assert.not.match(strict, 'Using the report');
+    assert.ok(await ipam.allocationOf(a!));
+    // without it, the report's 0s: released, and said
+    const released = await ok(['ipam', 'release', '--from-report', report, ...ds()]);
+    assert.ok(released.startsWith('Using the report\'s grace period 0s (not the default 15m0s; --grace-period overrides it).\n'), released);
+    assert.match(released, `  released ${a} (handle k8s-pod-network.cyoung)`);
+    assert.is(await ipam.allocationOf(a!), null);
+  });
+
   test('release --from-report with two reports: only what both call leaked is released', async () => {
     await ok(['apply', '-f', path.join(work, 'cluster.yaml'), ...ds()]);
     const ipam = new Ipam(kv);

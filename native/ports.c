@@ -1219,6 +1219,14 @@ static uint32_t send_coalesced(struct port *p, struct pool *pl, uint32_t first, 
   uint32_t nm = 0, niov = 0, nseg = 0, built = count;
   struct uso_open uo = { .m = -1 };
   for (uint32_t k = 0; k < count;) {
+    /* every message array holds MAX_BATCH (and sendmmsg takes no more): a super-frame may open two
+     * messages for one descriptor (send_super_uso), so frames can outnumber the room left. Send what
+     * is built; the caller comes back for frame k (the open message is closed below). */
+    if (nm >= MAX_BATCH) {
+      built = k;
+      *again = 1;
+      break;
+    }
     if (uo.m >= 0 && !(pl->d_flags[pl->txlist[first + k]] & DESC_F_SUPER)) uso_close(p, g, s, &uo);
     uint32_t c = 1;
     struct msghdr *mh = &s->msgs[nm].msg_hdr;

@@ -27,7 +27,7 @@ interface TestHooks {
   vnetTapForTest(name: string, netns: string): number;
 }
 const hooks = nativeAddon() as unknown as TestHooks;
-const pool = new FramePool(512);
+const pool = new FramePool(1024); // a send of MAX_BATCH descriptors (one test)
 
 const ACK = 0x10, PSH = 0x08, FIN = 0x01;
 const MSS = 1398; // 50 + 14 + 20 + 32 + 1398 = 1514: a full datagram on a 1500-byte underlay
@@ -373,6 +373,61 @@ for (const tunnel of ['VXLAN', 'IPIP'] as const) {
     });
   });
 }
+
+test('a send of 1024 descriptors, 16 super-frames (two messages each) among 1008 plain frames: more messages than MAX_BATCH, sent in two rounds, every datagram once and in order', async () => {
+  await withLab(async (l) => {
+    const U = l.underlay(true, 8 << 20);
+    // 16 super-frames (a pod port's arena holds 16 per recv call) of 45 segments: 44 datagrams in
+    // one message (65,535 bytes of outer IPv4), the shorter last in a second
+    for (let j = 0; j < 16; j++) writeSync(l.tapFd, Buffer.concat([tcpVnet(MSS), superFrame(45 * MSS - 100, ACK, 1000 + j * 100000, j)]));
+    assert.is(await recvAll(l.pod, 0, 16), 16);
+    drain(l.scatter);
+    for (let j = 0; j < 16; j++) {
+      assert.is(pool.segs[j], 45, `super-frame ${j}`);
+      encapDesc(j, false);
+      wr16(pool.bytes, pool.start(j) + 34, 40000 + j); // its own outer flow (UDP source port)
+    }
+    // 4 plain UDP datagrams 10.99.0.1 -> 10.99.0.2 to ports 7000..7003, in turn: never a run
+    for (let x = 0; x < 4; x++) {
+      const d = 20 + x, f = new Uint8Array(14 + 20 + 8 + 60);
+      f.set([0x02, 0, 0, 0x99, 0, 2], 0); f.set([0x02, 0, 0, 0x99, 0, 1], 6); wr16(f, 12, 0x0800);
+      f[14] = 0x45; wr16(f, 16, f.length - 14); f[22] = 64; f[23] = 17;
+      f.set([10, 99, 0, 1], 26); f.set([10, 99, 0, 2], 30);
+      wr16(f, 24, ~fold(sum16(f, 14, 20)) & 0xffff);
+      wr16(f, 34, 6000); wr16(f, 36, 7000 + x); wr16(f, 38, f.length - 34);
+      pool.off[d] = pool.off[0] + 70; // (any headroom will do)
+      pool.len[d] = f.length;
+      pool.flags[d] = 0;
+      pool.bytes.set(f, pool.start(d));
+    }
+    // S P P ... (63 plain) S P ...: 16 x (2 + 63) = 1040 messages for 1024 frames
+    const want: string[] = [];
+    let n = 0, p = 0;
+    for (let j = 0; j < 16; j++) {
+      pool.txList[n++] = j;
+      for (let s = 0; s < 45; s++) want.push(`S${j}:${s}`);
+      for (let k = 0; k < 63; k++, p++) { pool.txList[n++] = 20 + (p & 3); want.push(`P${p & 3}`); }
+    }
+    assert.is(n, 1024);
+    assert.is(native.send(U, 0, 1024), 16 * 45 + 1008, 'every segment sent or queued');
+    const label = (x: Uint8Array): string | null => {
+      if (x.length < 42 || rd16(x, 12) !== 0x0800 || x[23] !== 17 || x[27] !== 99) return null;
+      if (rd16(x, 36) === 4789) return `S${rd16(x, 34) - 40000}:${(rd16(x, 50 + 14 + 4) - 0x4242) & 0xffff}`; // inner IPv4 id + k
+      const dp = rd16(x, 36);
+      return dp >= 7000 && dp < 7004 ? `P${dp - 7000}` : null;
+    };
+    const got = await collect(pool, l.observer, want.length, (x) => label(x) !== null, 10_000);
+    assert.is(got.length, want.length, 'datagrams');
+    const labels = got.map(label);
+    const at = labels.findIndex((x, k) => x !== want[k]);
+    assert.is(at, -1, `in order: datagram ${at} is ${labels[at]}, expected ${want[at]}`);
+    const us = native.stats(U);
+    assert.is(us.txPackets, want.length);
+    assert.is(us.txSuperUso, 16);
+    assert.is(us.txSuperLost, 0);
+    assert.is(us.txDroppedFull, 0);
+  });
+});
 
 test('a SUPER descriptor JS changed (no longer segment 0) goes as it is, the rest counted lost; SYN/FIN/RST super-frames and tiny gso_size are cut on receive', async () => {
   await withLab(async (l) => {

@@ -482,7 +482,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       onNeighbor6: (ip6, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }); },
       // a refused tunnel table installed on the retry timer: the workers' ports follow with the model
       onTunnelRx: (rx) => { if (current && JSON.stringify(rx) !== toldTunnels) broadcastModel(current); },
-      // a TAP pod is read here alone: the workers that transmit to it learn its MAC from us
+      // a TAP pod is read here alone, and a veth pod's ARP comes here: the other workers learn its MAC from us
       onPodMac: (ifname, mac) => { for (const w of workers) w.postMessage({ type: 'pod-mac', ifname, mac: [...mac] }); },
       onSharedOpen: (ifname) => { for (const w of workers) w.postMessage({ type: 'shared-open', ifname }); },
     });
@@ -581,8 +581,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         w.on('exit', () => exited.add(index));
         // where tunnels are read comes with every model (worker-model.ts), this first one included
         w.postMessage(workerModelMessage(eng, model, kernelRoutes));
-        // TAP pods' MACs learned before this worker existed (it transmits to them, never reads them)
-        for (const m of eng.tapPodMacs()) w.postMessage({ type: 'pod-mac', ...m });
+        // TAP and veth pods' MACs learned before this worker existed
+        for (const m of eng.podMacs()) w.postMessage({ type: 'pod-mac', ...m });
         toldTunnels = JSON.stringify(eng.tunnelRx());
         workers.push(w);
       }

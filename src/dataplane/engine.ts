@@ -79,7 +79,8 @@ export interface EngineOptions {
    * SO_REUSEPORT, so the kernel spreads flows across workers; IPIP receive and the host port stay
    * with worker 0. TAP/TUN pods are single-queue devices: worker 0 opens and alone reads each (a
    * flow's frames stay in order); the other workers transmit to it through a dup of worker 0's fd
-   * (PortOptions.sharedTx) and take the pod's MAC from worker 0 (onPodMac).
+   * (PortOptions.sharedTx) and take the pod's MAC from worker 0 (onPodMac), as they take a veth
+   * pod's: its ARP frames (its answer to a worker's request for its MAC) all go to worker 0.
    */
   worker?: { index: number; count: number };
   /**
@@ -114,8 +115,9 @@ export interface EngineOptions {
   /** The same for IPv6 neighbours (NAs), by address text (`announced`: an unsolicited NA with the
    * override flag). */
   onNeighbor6?: (ip6: string, mac: Uint8Array, announced: boolean) => void;
-  /** With count > 1, worker 0: a TAP pod's MAC learned from its frames (it alone reads the
-   * device), for the other workers, which transmit to the pod (learnSharedPodMac). */
+  /** With count > 1, worker 0: a TAP or veth pod's MAC learned from its frames, for the other
+   * workers (learnSharedPodMac): worker 0 alone reads a TAP, and takes every non-IP frame of a veth
+   * (steer.ts), so a veth pod's ARP answer to another worker's request for its MAC lands here. */
   onPodMac?: (ifname: string, mac: Uint8Array) => void;
   /** With count > 1, worker 0: a TAP/TUN pod's device was (re)opened and listed for the other
    * workers, which attach to it now (sharedOpened) rather than on their next retry. */
@@ -379,7 +381,7 @@ export class Engine {
     const onPodMac = opts.onPodMac;
     if (onPodMac && this.worker.count > 1) {
       this.pipe.onPodMac = (port, b, off) => {
-        if (this.pipe.role[port] === Role.POD_L2 && !this.pipe.hostSees[port]) onPodMac(this.pipe.portName[port], b.slice(off, off + 6));
+        if (this.pipe.role[port] === Role.POD_L2) onPodMac(this.pipe.portName[port], b.slice(off, off + 6));
       };
     }
     this.pipe.onNeighborAnnounce = (ip, b, off, g) => this.announced(ip, b, off, g);
@@ -1178,8 +1180,10 @@ export class Engine {
       port = kind === 'tap' ? this.io.openTap(ep.interfaceName, { netns, existing: true, ...shared }) : this.io.openTun(ep.interfaceName, { netns, existing: true, ...shared });
     }
     const txOnly = kind !== 'veth' && this.worker.count > 1 && !this.primary;
+    // a MAC worker 0 learned before this worker opened the port (a TAP's, or a veth's: learnSharedPodMac)
+    const shared = kind !== 'tun' && this.worker.count > 1 && !this.primary ? this.sharedPodMacs.get(ep.interfaceName) : undefined;
     if (kind !== 'veth' && this.worker.count > 1 && this.primary) setImmediate(() => this.onSharedOpen(ep.interfaceName));
-    this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac ?? (txOnly ? this.sharedPodMacs.get(ep.interfaceName) : undefined), kind === 'veth');
+    this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac ?? shared, kind === 'veth');
     if (!txOnly) this.watch(port);
     // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would
     // (programmed with the host state). A veth's host end keeps its MTU: podway must receive
@@ -1561,24 +1565,25 @@ export class Engine {
   }
 
   private readonly onSharedOpen: (ifname: string) => void;
-  /** TAP pods' MACs worker 0 learned (by interface name), for ports this worker opens later. */
+  /** TAP and veth pods' MACs worker 0 learned (by interface name), for ports this worker opens later. */
   private readonly sharedPodMacs = new Map<string, Uint8Array>();
 
-  /** The TAP pods' MACs this engine knows (learned or given), for a worker started after they were
-   * learned (onPodMac told only the workers that existed then). */
-  tapPodMacs(): { ifname: string; mac: number[] }[] {
+  /** The TAP and veth pods' MACs this engine knows (learned or given), for a worker started after
+   * they were learned (onPodMac told only the workers that existed then). */
+  podMacs(): { ifname: string; mac: number[] }[] {
     const out: { ifname: string; mac: number[] }[] = [];
     for (const [name, cur] of this.endpoints) {
-      if (cur.kind === 'tap' && this.pipe.podMacKnown[cur.port]) out.push({ ifname: name, mac: [...this.pipe.podMac.subarray(cur.port * 6, cur.port * 6 + 6)] });
+      if (cur.kind !== 'tun' && this.pipe.podMacKnown[cur.port]) out.push({ ifname: name, mac: [...this.pipe.podMac.subarray(cur.port * 6, cur.port * 6 + 6)] });
     }
     return out;
   }
 
-  /** A TAP pod's MAC worker 0 learned from the pod's frames (EngineOptions.onPodMac). */
+  /** A TAP or veth pod's MAC worker 0 learned from the pod's frames (EngineOptions.onPodMac): the
+   * frames this worker holds for it leave now (updatePort releases them). */
   learnSharedPodMac(ifname: string, mac: Uint8Array): void {
     this.sharedPodMacs.set(ifname, mac);
     const cur = this.endpoints.get(ifname);
-    if (cur && cur.kind === 'tap' && !cur.ep.mac) this.pipe.updatePort(cur.port, cur.ep.ips, mac);
+    if (cur && cur.kind !== 'tun' && !cur.ep.mac) this.pipe.updatePort(cur.port, cur.ep.ips, mac);
   }
 
   /** A neighbour's answer (or announcement, `announced`) another worker received. Not shared on. */

@@ -3,7 +3,7 @@
  * the main engine. The kernel spreads flows across workers (PACKET_FANOUT, SO_REUSEPORT); see
  * EngineOptions.worker. Messages: {type:'model', model, kernelRoutes, tunnels} (worker-model.ts) | {type:'neighbor', ip, mac, announced} |
  * {type:'neighbor6', ip6, mac, announced} (an answer from an underlay neighbour, shared: see EngineOptions.onNeighbor) |
- * {type:'pod-mac', ifname, mac} (a TAP pod's MAC the main engine learned: EngineOptions.onPodMac) |
+ * {type:'pod-mac', ifname, mac} (a TAP or veth pod's MAC the main engine learned: EngineOptions.onPodMac) |
  * {type:'shared-open', ifname} (the main engine (re)opened a TAP/TUN pod's device: EngineOptions.onSharedOpen) |
  * {type:'counters', id} | {type:'snapshot', id} (metrics) | {type:'log-level', level} | {type:'stop'},
  * and the trace/capture sessions of taps.ts.

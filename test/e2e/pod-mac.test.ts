@@ -5,16 +5,26 @@
  * dropped (`pod_mac_unknown`) and it was unreachable; now podway holds the packet, asks the pod's
  * kernel (an ARP request from 169.254.1.1), and the pod's answer sends it: the first ping from a
  * veth pod is answered. With one forwarding thread, then again after a restart with two (the
- * thread that holds the request may not be the one reading the TAP: the MAC is shared).
+ * thread that holds the request may not be the one reading the TAP: the MAC is shared). Then a
+ * silent veth pod (quiet-1, no MAC in its endpoint) pinged over a flow the second thread handles:
+ * that thread asks, the pod's ARP answer reaches the first thread (every non-IP frame of a veth
+ * goes there, steer.ts), which shares the MAC, so the held ping leaves (before, it timed out).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, renameSync } from 'node:fs';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
+import { steerIndex } from '../../src/dataplane/steer';
+import { parseIpv4 } from '../../src/packet';
 import { guard, teardown, isRoot, routes, logTail, until, nsExec } from './e2e-kit';
 
-const SPEC = [{ name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'tap-1', type: 'tap' as const }] }];
+const SPEC = [{
+  name: 'node1', subnet: 'a' as const,
+  pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'tap-1', type: 'tap' as const }, { name: 'quiet-1', type: 'veth' as const }, { name: 'web-x', type: 'veth' as const }],
+}];
+/** Pods whose endpoints state no MAC and that send nothing until asked. */
+const SILENT = ['tap-1', 'quiet-1'];
 
 let lab: Lab | null = null;
 let ok = false;
@@ -23,11 +33,15 @@ async function counters(): Promise<Record<string, number>> {
   return ((await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number> }).reasons;
 }
 
-/** The resource file with tap-1's endpoint stating no MAC (written whole, by rename). */
-function withoutTapMac(): void {
-  const tap = lab!.pod('tap-1');
-  const docs = lab!.resources(lab!.mode).split('\n---\n').map((d) => (/^\s*pod: tap-1$/m.test(d) ? d.replace(`\n  mac: "${tap.mac}"`, '') : d));
-  assert.ok(docs.some((d) => /^\s*pod: tap-1$/m.test(d) && !/mac:/.test(d)), 'tap-1\'s endpoint without a MAC');
+/** The resource file with the silent pods' endpoints stating no MAC (written whole, by rename). */
+function withoutSilentMacs(): void {
+  let docs = lab!.resources(lab!.mode).split('\n---\n');
+  for (const name of SILENT) {
+    const pod = lab!.pod(name);
+    const mine = new RegExp(`^\\s*pod: ${name}$`, 'm');
+    docs = docs.map((d) => (mine.test(d) ? d.replace(`\n  mac: "${pod.mac}"`, '') : d));
+    assert.ok(docs.some((d) => mine.test(d) && !/mac:/.test(d)), `${name}'s endpoint without a MAC`);
+  }
   writeFileSync(lab!.file + '.tmp', docs.join('\n---\n'));
   renameSync(lab!.file + '.tmp', lab!.file);
 }
@@ -52,10 +66,12 @@ test.before(async () => {
   if (!isRoot()) throw new Error('pod MAC end-to-end tests need root (network namespaces)');
   lab = guard(new Lab(SPEC));
   lab.build();
-  const tap = lab.pod('tap-1');
-  // IPv6 off in the tap pod: nothing is sent at link-up (DAD, router solicitation, MLD)
-  for (const k of ['all', 'default', tap.podIf]) nsExec(tap.ns, ['sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
-  withoutTapMac();
+  // IPv6 off in the silent pods: nothing is sent at link-up (DAD, router solicitation, MLD)
+  for (const name of SILENT) {
+    const pod = lab.pod(name);
+    for (const k of ['all', 'default', pod.podIf]) nsExec(pod.ns, ['sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+  }
+  withoutSilentMacs();
 });
 
 test.after(async () => {
@@ -73,6 +89,23 @@ test('two forwarding threads, after a restart (the MAC forgotten, the pod silent
   // the pod's own ARP entry for the gateway would let it answer without a word first; it answers
   // a request either way, so the pod stays silent until asked
   await firstPingReachesSilentTap(['--workers', '2']);
+});
+
+test('two forwarding threads: a silent veth pod pinged over a flow of the second thread is answered (its MAC shared by the first)', async () => {
+  const quiet = lab!.pod('quiet-1');
+  const from = lab!.pod('web-x');
+  // the ping's flow (ICMP: the two addresses) as the steering filter hashes it: the second thread's
+  const f = new Uint8Array(14 + 28);
+  f[12] = 0x08; f[14] = 0x45; f[14 + 9] = 1;
+  for (const [at, ip] of [[26, from.ip], [30, quiet.ip]] as const) { const a = parseIpv4(ip); f.set([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255], at); }
+  assert.is(steerIndex(f, 2), 1, `${from.ip} -> ${quiet.ip} is the second thread's flow (the lab's addresses changed? pick another pair)`);
+  const c0 = await counters();
+  const p = lab!.ping('web-x', quiet.ip, 1, 56, ['-W', '5']);
+  const c1 = await counters();
+  assert.is(p.received, 1, `the first ping to the silent veth pod is answered; counters ${JSON.stringify(c1)}`);
+  assert.ok((c1.neighbor_queue_sent ?? 0) > (c0.neighbor_queue_sent ?? 0), `held for its MAC, then sent: ${JSON.stringify(c1)}`);
+  assert.is((c1.neighbor_queue_timeout ?? 0) - (c0.neighbor_queue_timeout ?? 0), 0, 'nothing held timed out');
+  assert.is(c1.pod_mac_unknown ?? 0, 0, 'nothing dropped for want of the MAC');
   ok = true;
 });
 

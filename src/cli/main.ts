@@ -251,7 +251,7 @@ export function buildProgram(): Command {
   clientCommand(program, 'counters', 'show per-port counters and drop reasons', (r) => {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
     const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods, ${r.nat.refused} new flows refused (table full), ${r.nat.icmpUnmatched} ICMP errors quoting no known flow, ${r.nat.podTransit ?? 0} pod frames dropped before the kernel's conntrack (podway forwards them)\n` : '';
-    const nat6 = r.nat6 ? `${nat ? '' : '\n'}nat6 (table ip6 podway): ${r.nat6.flows} flows masqueraded, ${r.nat6.outPackets} packets out, ${r.nat6.inPackets} replies back to pods, ${r.nat6.refused} new flows refused (table full), ${r.nat6.icmpUnmatched} ICMPv6 errors quoting no known flow\n` : '';
+    const nat6 = r.nat6 ? `${nat ? '' : '\n'}nat6 (table ip6 podway): ${r.nat6.flows} flows masqueraded, ${r.nat6.outPackets} packets out, ${r.nat6.inPackets} replies back to pods, ${r.nat6.refused} new flows refused (table full), ${r.nat6.icmpUnmatched} ICMPv6 errors quoting no known flow, ${r.nat6.podTransit ?? 0} pod frames dropped before the kernel's IPv6 input (podway forwards them)\n` : '';
     const bgp = r.bgpPeers ? '\n' + table(r.bgpPeers, ['peer', 'type', 'state', 'messagesIn', 'messagesOut', 'updatesIn', 'updatesOut', 'prefixesReceived', 'prefixesAccepted']) : '';
     // host-side failures (Engine.failures), only when there was one
     const failed = Object.entries((r.failures ?? {}) as Record<string, number>).filter(([, n]) => n > 0);

@@ -131,8 +131,9 @@ function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, numbe
 }
 
 /** What podway's IPv6 table (table ip6 podway) should hold: the IPv6 pools and nodes, the same
- * ports, timeouts and bound as IPv4's (no pods: the kernel transit drop is IPv4's). */
-function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number): NatSpec {
+ * ports, timeouts and bound as IPv4's, the veth pods for the IPv6 kernel transit drop (on a node
+ * with IPv6 pools), the NAT chains once an IPv6 pool had natOutgoing (`natChains`). */
+function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number, kernelTransitDrop: boolean, natChains: boolean): NatSpec {
   return {
     hostPort: HOST_PORT_NAME,
     hostPortIndex: ifindexOf(HOST_PORT_NAME),
@@ -142,8 +143,9 @@ function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, numb
     portRange,
     udpTimeout,
     maxFlows,
-    pods: [],
-    kernelTransitDrop: false,
+    pods: model.endpoints.filter((e) => e.interfaceType === 'veth').map((e) => e.interfaceName).sort(),
+    kernelTransitDrop: kernelTransitDrop && model.v6.pools.length > 0,
+    natChains,
   };
 }
 
@@ -434,6 +436,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
     // error only once a pool asks for natOutgoing.
     let leftover6Checked = false;
+    let nat6Chains = false;
     const syncNat = (model: NodeDataplaneModel) => {
       const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false);
       if (nat.active) nat.update(want);
@@ -447,18 +450,29 @@ export async function runNode(opts: RunOptions): Promise<void> {
           natLog.warn(`nat: ${nat.lastError} (no pool has natOutgoing now)`);
         }
       }
-      // The IPv6 table from the first IPv6 pool with natOutgoing on (a node without one never loads
-      // the kernel's IPv6 NAT), then kept and updated like IPv4's until the stop.
-      const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536);
+      // The IPv6 table from the first IPv6 pool (the kernel transit drop) or, with
+      // --no-kernel-transit-drop, from the first IPv6 pool with natOutgoing on; then kept and
+      // updated like IPv4's until the stop. Its NAT chains come with the first IPv6 pool with
+      // natOutgoing (a node without one never loads the kernel's IPv6 NAT nor conntrack) and stay.
+      nat6Chains ||= model.v6.pools.some((p) => p.natOutgoing);
+      const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, nat6Chains);
       if (nat6.active) return nat6.update(want6);
-      if (want6.natPools.length === 0) {
+      if (!want6.natChains && !want6.kernelTransitDrop) {
         // once, at the first model: a crashed run's table would go on masquerading
         if (!leftover6Checked && nat6.removeLeftover()) natLog.info('nat: removed the table ip6 podway a previous run left (no IPv6 pool has natOutgoing)');
         leftover6Checked = true;
         return;
       }
-      nat6.start(want6);
-      natLog.info(`nat: table ip6 podway created; natOutgoing from ${want6.natPools.join(', ')}, ports ${natPorts[0]}-${natPorts[1]}`);
+      try {
+        nat6.start(want6);
+      } catch (e) {
+        if (want6.natChains) throw e;
+        // the transit drop alone: a kernel or nft refusing it costs forwarding nothing
+        nat6.lastError = (e as Error).message;
+        natLog.warn(`nat: ${nat6.lastError} (table ip6 podway for the IPv6 kernel transit drop; no IPv6 pool has natOutgoing now)`);
+        return;
+      }
+      natLog.info(`nat: table ip6 podway created; ${want6.natChains ? 'natOutgoing from ' + want6.natPools.join(', ') + ', ports ' + natPorts[0] + '-' + natPorts[1] : 'no IPv6 pool has natOutgoing'}${want6.kernelTransitDrop ? '; IPv6 kernel transit drop' : ''}`);
     };
     const pollMs = opts.autodetectPollMs ?? DEFAULT_AUTODETECT_POLL_MS;
     const source4 = addressSource(opts.ip);

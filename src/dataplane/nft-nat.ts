@@ -58,6 +58,15 @@ export interface NatSpec {
   /** Drop pod frames podway forwards before the node's kernel tracks and routes them (the
    * `pod_ingress` chain; `podway run --no-kernel-transit-drop` turns it off). */
   kernelTransitDrop: boolean;
+  /** The IPv6 table only: hold the NAT chains (default: while an IPv6 pool has natOutgoing). The
+   * caller keeps it on once on, so turning the flag off later keeps the chains and flows already
+   * translated keep their replies, as IPv4's. */
+  natChains?: boolean;
+}
+
+/** Does the IPv6 table hold its NAT chains (nat6Chains)? */
+function hasNatChains(s: NatSpec): boolean {
+  return s.natChains ?? s.natPools.length > 0;
 }
 
 const MATCH = 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes';
@@ -152,20 +161,28 @@ export function natSetsProgram(s: NatSpec): string {
 const MATCH6 = 'ip6 saddr @natpools ip6 daddr != @pools ip6 daddr != @nodes';
 
 /**
- * The IPv6 table, as natTableProgram's IPv4 one: the same masquerade (fully-random, the same port
- * range), UDP timeout policy, flow bound (IPv6 flows counted apart from IPv4's), counters, and
- * replies (ICMPv6 errors about a flow included) translated back in PREROUTING and copied into the
- * host port. No pod_ingress chain: that drop is IPv4's (the kernel's IPv6 forwarding is off where
- * podway runs, README).
+ * The IPv6 kernel transit drop, as podIngressChain's IPv4 one: a dual-stack veth pod's IPv6 frame
+ * podway forwards also goes through the node's IPv6 input (a route lookup per frame, with
+ * forwarding off counted Ip6InAddrErrors and dropped; conntrack first once table ip6 podway
+ * masquerades). Link-local and multicast destinations are never dropped, whatever the route
+ * lookup says about them (NDP, MLD, the pod's link-local gateway): the kernel needs them; so do
+ * the node's own addresses (fib: local or anycast).
  */
-export function natTableProgram6(s: NatSpec): string {
+function podIngressChain6(s: NatSpec): string {
+  if (!s.kernelTransitDrop) return '';
+  return `
+  chain pod_ingress {
+    type filter hook prerouting priority raw; policy accept;
+    iifname @pods ip6 daddr != { fe80::/10, ff00::/8 } fib daddr type != { local, anycast } counter name "pod_transit" drop
+  }`;
+}
+
+/** The IPv6 NAT part of natTableProgram6: only with an IPv6 pool with natOutgoing, so a table held
+ * for the transit drop alone never makes the kernel track IPv6 (its ct expressions would). */
+function nat6Chains(s: NatSpec): string {
+  if (!hasNatChains(s)) return '';
   const [lo, hi] = s.portRange;
-  return `add table ip6 ${NAT_TABLE}
-delete table ip6 ${NAT_TABLE}
-table ip6 ${NAT_TABLE} {
-  set pools { type ipv6_addr; flags interval; auto-merge;${elements(s.pools)} }
-  set natpools { type ipv6_addr; flags interval; auto-merge;${elements(s.natPools)} }
-  set nodes { type ipv6_addr;${elements(s.nodes)} }
+  return `
   counter nat_flows { }
   counter nat_out { }
   counter nat_in { }
@@ -193,7 +210,25 @@ table ip6 ${NAT_TABLE} {
     type filter hook prerouting priority filter; policy accept;
     ct direction reply ct status snat ip6 daddr @pools counter name "nat_in" dup to ip6 daddr device "${s.hostPort}" drop
     icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ct state invalid counter name "icmp_unmatched"
-  }
+  }`;
+}
+
+/**
+ * The IPv6 table, as natTableProgram's IPv4 one: the same masquerade (fully-random, the same port
+ * range), UDP timeout policy, flow bound (IPv6 flows counted apart from IPv4's), counters, and
+ * replies (ICMPv6 errors about a flow included) translated back in PREROUTING and copied into the
+ * host port, while an IPv6 pool has natOutgoing (nat6Chains); and the IPv6 kernel transit drop
+ * (podIngressChain6), the reason the table may exist without NAT.
+ */
+export function natTableProgram6(s: NatSpec): string {
+  return `add table ip6 ${NAT_TABLE}
+delete table ip6 ${NAT_TABLE}
+table ip6 ${NAT_TABLE} {
+  set pools { type ipv6_addr; flags interval; auto-merge;${elements(s.pools)} }
+  set natpools { type ipv6_addr; flags interval; auto-merge;${elements(s.natPools)} }
+  set nodes { type ipv6_addr;${elements(s.nodes)} }
+  set pods { type ifname;${elements(ifnames(s.pods))} }
+  counter pod_transit { }${nat6Chains(s)}${podIngressChain6(s)}
 }
 `;
 }
@@ -201,7 +236,7 @@ table ip6 ${NAT_TABLE} {
 /** A live update of the IPv6 table: its sets only, in one transaction. */
 export function natSetsProgram6(s: NatSpec): string {
   const lines: string[] = [];
-  for (const [set, xs] of [['pools', s.pools], ['natpools', s.natPools], ['nodes', s.nodes]] as const) {
+  for (const [set, xs] of [['pools', s.pools], ['natpools', s.natPools], ['nodes', s.nodes], ['pods', ifnames(s.pods)]] as const) {
     lines.push(`flush set ip6 ${NAT_TABLE} ${set}`);
     if (xs.length) lines.push(`add element ip6 ${NAT_TABLE} ${set} { ${xs.join(', ')} }`);
   }
@@ -318,7 +353,7 @@ export class NftNat {
   start(s: NatSpec): void {
     this.run(this.fam.table(s), 'create table');
     this.spec = s;
-    this.tableKey = tableKeyOf(s);
+    this.tableKey = tableKeyOf(s, this.fam.family);
     this.setsKey = setsKeyOf(s);
     this.lastError = null;
   }
@@ -352,7 +387,7 @@ export class NftNat {
   /** Apply a new spec: the sets when only they changed, else the whole table. */
   update(s: NatSpec): void {
     if (!this.spec) return;
-    if (tableKeyOf(s) === this.tableKey && setsKeyOf(s) === this.setsKey) return;
+    if (tableKeyOf(s, this.fam.family) === this.tableKey && setsKeyOf(s) === this.setsKey) return;
     this.pending = s;
     if (!this.running) void this.drain();
   }
@@ -363,10 +398,10 @@ export class NftNat {
       while (this.pending && this.spec) {
         const s = this.pending;
         this.pending = null;
-        const whole = tableKeyOf(s) !== this.tableKey;
+        const whole = tableKeyOf(s, this.fam.family) !== this.tableKey;
         try {
           await this.runAsync(whole ? this.fam.table(s) : this.fam.sets(s), whole ? 'replace table' : 'update sets');
-          this.tableKey = tableKeyOf(s);
+          this.tableKey = tableKeyOf(s, this.fam.family);
           this.setsKey = setsKeyOf(s);
           // What status() reports is what the kernel now holds (unless stop() came meanwhile).
           if (this.spec) this.spec = s;
@@ -492,8 +527,9 @@ export class NftNat {
 }
 
 /** What only a whole-table replace changes (the chains' constants). */
-function tableKeyOf(s: NatSpec): string {
-  return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows, s.kernelTransitDrop]);
+function tableKeyOf(s: NatSpec, family: NatFamily['family']): string {
+  // The IPv6 table holds its NAT chains only while an IPv6 pool has natOutgoing (nat6Chains).
+  return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows, s.kernelTransitDrop, family === 'ip6' && hasNatChains(s)]);
 }
 
 function setsKeyOf(s: NatSpec): string {

@@ -86,8 +86,30 @@ test('a live update of the IPv6 table replaces its sets only', () => {
   assert.is(natSetsProgram6({ ...SPEC6, natPools: [] }), [
     'flush set ip6 podway pools', 'add element ip6 podway pools { fd00:10:244::/64, fd00:11::/64 }',
     'flush set ip6 podway natpools',
-    'flush set ip6 podway nodes', 'add element ip6 podway nodes { fd99::1, fd99::2 }', '',
+    'flush set ip6 podway nodes', 'add element ip6 podway nodes { fd99::1, fd99::2 }',
+    'flush set ip6 podway pods', '',
   ].join('\n'));
+});
+
+test('the IPv6 kernel transit drop: pod frames not for the node dropped at priority raw, link-local and multicast (NDP, MLD) never; without an IPv6 natOutgoing pool no NAT chains (no IPv6 conntrack)', () => {
+  const t = { ...SPEC6, natPools: [], pods: ['cali1234', 'cali5678'], kernelTransitDrop: true };
+  const p = natTableProgram6(t);
+  assert.match(p, 'set pods { type ifname; elements = { "cali1234", "cali5678" } }');
+  assert.match(p, 'chain pod_ingress {\n    type filter hook prerouting priority raw; policy accept;\n    iifname @pods ip6 daddr != { fe80::/10, ff00::/8 } fib daddr type != { local, anycast } counter name "pod_transit" drop');
+  assert.match(p, 'counter pod_transit { }');
+  // the transit drop alone: nothing that makes the kernel track or translate IPv6
+  assert.not.match(p, ' ct ');
+  assert.not.match(p, 'masquerade');
+  assert.not.match(p, 'nat_flows');
+  // NAT chains: with an IPv6 natOutgoing pool, or kept on by the caller after one
+  assert.match(natTableProgram6({ ...t, natPools: ['fd00:10:244::/64'] }), 'masquerade fully-random');
+  const kept = natTableProgram6({ ...t, natChains: true });
+  assert.match(kept, 'masquerade fully-random');
+  assert.match(kept, 'chain pod_ingress');
+  assert.not.match(natTableProgram6({ ...t, natChains: false, natPools: ['fd00:10:244::/64'] }), 'masquerade');
+  // off on request
+  assert.not.match(natTableProgram6({ ...t, kernelTransitDrop: false }), 'pod_ingress');
+  assert.match(natSetsProgram6(t), 'flush set ip6 podway pods\nadd element ip6 podway pods { "cali1234", "cali5678" }\n');
 });
 
 test('counters are read from nft -j', () => {

@@ -15,7 +15,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, renameSync } from 'node:fs';
-import { Lab, POOL6_CIDR, run, pingArgs, parsePing } from '../../src/lab/lab';
+import { Lab, POOL6_CIDR, GATEWAY6, run, pingArgs, parsePing } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, routes, logTail, until, sleep, waitLog } from './e2e-kit';
 
@@ -123,6 +123,62 @@ test('a pod pings another node\'s IPv6 address: out through the node\'s routing 
     const after = await reasons(from.node);
     assert.ok((after.egress ?? 0) - (before.egress ?? 0) >= 4, `${pod}'s node counted the requests as egress: ${before.egress} -> ${after.egress}`);
   }
+});
+
+/** A counter of a namespace's kernel IPv6 statistics (/proc/net/snmp6, e.g. Ip6InAddrErrors). */
+function snmp6(ns: string, field: string): number {
+  const line = run('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp6']).split('\n').find((l) => l.startsWith(`${field} `));
+  if (!line) throw new Error(`no ${field} in ${ns}'s /proc/net/snmp6`);
+  return Number(line.trim().split(/\s+/)[1]);
+}
+
+/** The frames node1's kernel routed (and dropped: IPv6 forwarding is off there) or found no route for. */
+function kernelRouted6(ns: string): number {
+  return snmp6(ns, 'Ip6InAddrErrors') + snmp6(ns, 'Ip6InNoRoutes');
+}
+
+async function podTransit6(node: string): Promise<number> {
+  const c = (await controlRequest(lab!.node(node).control, { cmd: 'counters' })) as { nat6?: { podTransit: number } | null };
+  return c.nat6?.podTransit ?? -1;
+}
+
+test('the IPv6 kernel transit drop: a veth pod\'s frames podway forwards never reach the node\'s IPv6 input (counted pod_transit); pod -> node and NDP still do', async () => {
+  const n1 = lab!.node('node1');
+  const web1 = lab!.pod('web-1');
+  const nft = (args: string[]) => run('ip', ['netns', 'exec', n1.ns, 'nft', ...args]);
+  const set = nft(['list', 'set', 'ip6', 'podway', 'pods']);
+  assert.match(set, `"${web1.ifname}"`, `web-1's veth in the set: ${set}`);
+  assert.not.match(set, lab!.pod('tap-1').ifname, 'a tap pod is not seen by the kernel: not in the set');
+  // no IPv6 pool has natOutgoing here: the table holds the drop only, nothing that tracks IPv6
+  assert.not.match(nft(['list', 'table', 'ip6', 'podway']), /masquerade|ct /);
+  assert.ok(await reachable(web1.ns, ip6Of('web-2')), 'web-1 -> web-2 over IPv6');
+  const before = await podTransit6('node1');
+  const k0 = kernelRouted6(n1.ns);
+  const p = lab!.ping('web-1', ip6Of('web-2'), 5);
+  assert.is(p.received, 5, `web-1 -> web-2: ${JSON.stringify(p)}`);
+  assert.ok((await podTransit6('node1')) - before >= 5, `pod_transit (table ip6 podway) counted the 5 forwarded echo requests: ${before} -> ${await podTransit6('node1')}`);
+  assert.is(kernelRouted6(n1.ns) - k0, 0, 'node1\'s kernel never routed (and dropped) a forwarded IPv6 frame');
+  // Without the rule the same frames reach the kernel's routing: what the figure above would show.
+  nft(['flush', 'chain', 'ip6', 'podway', 'pod_ingress']);
+  try {
+    const k1 = kernelRouted6(n1.ns);
+    assert.is(lab!.ping('web-1', ip6Of('web-2'), 5).received, 5);
+    assert.ok(kernelRouted6(n1.ns) - k1 >= 5, `without the rule the kernel routed them: ${k1} -> ${kernelRouted6(n1.ns)}`);
+  } finally {
+    nft(['add', 'rule', 'ip6', 'podway', 'pod_ingress', 'iifname', '@pods', 'ip6', 'daddr', '!=', '{', 'fe80::/10,', 'ff00::/8', '}', 'fib', 'daddr', 'type', '!=', '{', 'local,', 'anycast', '}', 'counter', 'name', 'pod_transit', 'drop']);
+  }
+  // NDP: web-1 forgets its gateway and node1's kernel its neighbours on the veth; the pod asks
+  // again (solicited-node multicast) and the node's own address still answers.
+  run('ip', ['-n', web1.ns, '-6', 'neigh', 'flush', 'dev', web1.podIf]);
+  run('ip', ['-n', n1.ns, '-6', 'neigh', 'flush', 'dev', web1.ifname, 'nud', 'all'], { allowFail: true });
+  const k2 = kernelRouted6(n1.ns);
+  assert.ok(await reachable(web1.ns, node6('node1')), `web-1 -> node1 (${node6('node1')}) after a neighbour flush:\n${pingFromNs(web1.ns, node6('node1'), 1).out}`);
+  const q = lab!.ping('web-1', node6('node1'), 3);
+  assert.is(q.loss, 0, 'web-1 -> node1: the node\'s own address reaches its kernel');
+  assert.ok(JSON.parse(run('ip', ['-j', '-n', web1.ns, '-6', 'neigh', 'show', 'dev', web1.podIf])).some((n: { dst: string; lladdr?: string }) => n.dst === GATEWAY6 && n.lladdr !== undefined), `web-1 resolved its gateway again: ${run('ip', ['-n', web1.ns, '-6', 'neigh'])}`);
+  // and the link-local gateway itself (NDP unicast, ping) is never dropped
+  assert.ok(await until(() => pingFromNs(web1.ns, `${GATEWAY6}%${web1.podIf}`, 1).r.received === 1, 10_000, 200), `web-1 -> its gateway ${GATEWAY6}:\n${pingFromNs(web1.ns, `${GATEWAY6}%${web1.podIf}`, 1).out}`);
+  assert.is(kernelRouted6(n1.ns) - k2, 0, 'nothing of it was routed by the kernel');
 });
 
 test('the node\'s kernel refusing them (no IPv6 route to the other node): counted on tx6(raw), said in the log', async () => {

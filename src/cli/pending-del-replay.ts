@@ -3,19 +3,26 @@
 // when the datastore answers again after being away, and every minute. A pass handles at most
 // MAX_PER_PASS entries, each under the plugin's host-wide IPAM lock (so an ADD of the same
 // container ID is not interleaved), and stops at the first "unreachable" (the next trigger tries
-// again). Only entries for this podway's datastore are replayed; others are reported once.
+// again), or at the first IPAM lock not taken in time (the holder will not be gone for the next
+// entry either). Only entries for this podway's datastore are replayed: the same etcd cluster_id,
+// or for entries without one an etcd endpoint in common (pending-del.ts entryDatastore); others
+// are reported once. stop() aborts a lock wait under way and is waited for at most STOP_WAIT_MS
+// by `podway run` (an etcd call under way is bounded by KV_TIMEOUT_MS).
 import { existsSync } from 'node:fs';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
 import { openKvStore } from '../control/kv/open';
-import { datastoreKey, readPending, releaseInStore, removePendingFile, SpooledEntry, unchanged } from '../cni/pending-del';
-import { withIpamLock } from '../cni/ipam-lock';
+import { nodeKey } from '../control/ipam/keys';
+import { claimEntry, datastoreKey, entryDatastore, putBack, readPending, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
+import { IpamLockAbortedError, IpamLockTimeoutError, withIpamLock } from '../cni/ipam-lock';
 import { DEFAULT_PENDING_DEL_DIR } from '../cni/config';
 
 export const DEFAULT_REPLAY_INTERVAL_MS = 60_000;
 const MAX_PER_PASS = 100;
 const KV_TIMEOUT_MS = 5_000;
 const LOCK_TIMEOUT_MS = 20_000;
+/** How long stop() waits for an entry under way (then the process exits; the entry is replayed next time). */
+export const STOP_WAIT_MS = 5_000;
 
 export interface PendingDelStatus {
   readonly dir: string;
@@ -40,6 +47,7 @@ export class PendingDelReplayer {
   private running: Promise<void> | null = null;
   private again = false;
   private stopped = false;
+  private readonly abort = new AbortController();
   private readonly told = new Set<string>();
   /** The last failure said per entry file. */
   private readonly lastSaid = new Map<string, string>();
@@ -85,11 +93,17 @@ export class PendingDelReplayer {
       });
   }
 
-  /** Stops the timer; resolves once a pass under way ended. */
+  /**
+   * Stops the timer and a lock wait under way; resolves once a pass under way ended, or after
+   * STOP_WAIT_MS (an etcd call still under way: what it did not finish is replayed next time).
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    await this.running;
+    this.abort.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise<void>((r) => { timer = setTimeout(r, STOP_WAIT_MS); timer.unref(); })]);
+    clearTimeout(timer);
   }
 
   /** Resolves once no pass is under way (tests, stop). */
@@ -107,37 +121,59 @@ export class PendingDelReplayer {
       return;
     }
     const all = readPending(this.dir);
-    const mine: SpooledEntry[] = [];
-    let ignored = 0;
-    for (const s of all) {
-      if (!s.entry || s.entry.datastore !== this.key) {
-        ignored++;
-        if (!this.told.has(s.file)) {
-          this.told.add(s.file);
-          this.log.warn(s.entry ? `deferred CNI DEL ${s.file} is for datastore ${s.entry.datastore}, not this podway's ${this.key}: left for the podway of that datastore` : `deferred CNI DEL ${s.file} is unreadable (${s.error}): left as it is`);
-        }
-        continue;
-      }
-      mine.push(s);
-    }
-    this.counts.ignored = ignored;
-    this.counts.pending = mine.length;
     this.lastPassAt = new Date();
-    if (mine.length === 0) return;
-    this.log.info(`${mine.length} deferred CNI DEL(s) in ${this.dir} (${why}): replaying${mine.length > MAX_PER_PASS ? ` the first ${MAX_PER_PASS}` : ''}`);
+    if (all.length === 0) {
+      this.counts.pending = 0;
+      this.counts.ignored = 0;
+      return;
+    }
     const kv = openKvStore(this.spec, { timeoutMs: KV_TIMEOUT_MS });
     try {
+      // Which cluster this podway's datastore is (an unreachable one: the next trigger tries again).
+      try {
+        await kv.get(nodeKey('podway-pending-del-replay'));
+      } catch (err) {
+        this.lastError = (err as Error).message;
+        if (this.lastSaid.get('') !== this.lastError) this.log.warn(`deferred CNI DELs in ${this.dir} wait: ${this.lastError} (tried again on each pass)`);
+        this.lastSaid.set('', this.lastError);
+        return;
+      }
+      this.lastSaid.delete('');
+      const cluster = kv.clusterIdSeen?.() ?? null;
+      const mine: SpooledEntry[] = [];
+      let ignored = 0;
+      for (const s of all) {
+        if (!s.entry || entryDatastore(s.entry, this.key, cluster) !== 'same') {
+          ignored++;
+          if (!this.told.has(s.file)) {
+            this.told.add(s.file);
+            this.log.warn(s.entry ? `deferred CNI DEL ${s.file} is for datastore ${s.entry.datastore}${s.entry.clusterId ? ` (cluster_id ${s.entry.clusterId})` : ''}, not this podway's ${this.key}${cluster ? ` (cluster_id ${cluster})` : ''}: left for the podway of that datastore` : `deferred CNI DEL ${s.file} is unreadable (${s.error}): left as it is`);
+          }
+          continue;
+        }
+        mine.push(s);
+      }
+      this.counts.ignored = ignored;
+      this.counts.pending = mine.length;
+      if (mine.length === 0) return;
+      this.log.info(`${mine.length} deferred CNI DEL(s) in ${this.dir} (${why}): replaying${mine.length > MAX_PER_PASS ? ` the first ${MAX_PER_PASS}` : ''}`);
       for (const s of mine.slice(0, MAX_PER_PASS)) {
         if (this.stopped) break;
         const e = s.entry!;
         try {
           const done = await withIpamLock({ file: e.ipamLockFile, timeoutMs: LOCK_TIMEOUT_MS, setting: `"ipamLockFile" of ${s.file}` }, async () => {
             // An ADD of the same container (or a DEL that reached the datastore) took it meanwhile.
-            if (!unchanged(s)) return null;
-            const r = await releaseInStore(kv, e.handle, e.endpoints, e.containerID);
-            removePendingFile(s.file);
-            return r;
-          });
+            const aside = claimEntry(s);
+            if (aside === null) return null;
+            try {
+              const r = await releaseInStore(kv, e.handle, e.endpoints, e.containerID);
+              removePendingFile(aside);
+              return r;
+            } catch (err) {
+              putBack(aside, s.file);
+              throw err;
+            }
+          }, this.abort.signal);
           this.lastSaid.delete(s.file);
           this.counts.pending--;
           if (!done) continue;
@@ -145,14 +181,16 @@ export class PendingDelReplayer {
           const kept = done.kept.length ? `; kept ${done.kept.join(', ')} (another container's now)` : '';
           this.log.info(`deferred CNI DEL replayed: container ${e.containerID} (network ${e.network}, ${e.ifname}, deferred at ${e.deferredAt}): ${e.handle ? `IPAM handle ${e.handle} released, ` : ''}${done.deleted.length} WorkloadEndpoint(s) deleted${kept}`);
         } catch (err) {
+          if (err instanceof IpamLockAbortedError) break; // stopping
           this.counts.failed++;
           this.lastError = `${s.file}: ${(err as Error).message}`;
           // Said again only when the reason changes: an entry that keeps failing is retried every pass.
           const said = this.lastSaid.get(s.file);
           if (said !== (err as Error).message) this.log.warn(`deferred CNI DEL ${s.file} not replayed: ${(err as Error).message} (tried again on each pass; said again only if the reason changes)`);
           this.lastSaid.set(s.file, (err as Error).message);
-          // The datastore went away again: the rest waits for the next pass.
-          if (err instanceof KvUnavailableError) break;
+          // The datastore went away again, or the lock's holder keeps it: the rest waits for the
+          // next pass (100 entries each waiting out the lock bound would hold a pass for half an hour).
+          if (err instanceof KvUnavailableError || err instanceof IpamLockTimeoutError) break;
         }
       }
     } finally {

@@ -855,7 +855,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.
         const monitorStopped = monitor?.stop() ?? Promise.resolve();
-        const replayStopped = replayer?.stop() ?? Promise.resolve();
+        // A replay's lock wait is aborted; an etcd call under way is waited for at most 5 s, as the others.
+        const replayStopped = replayer ? Promise.race([replayer.stop(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         server.close();
         broadcast({ type: 'stop' });
         eng.stop();

@@ -16,10 +16,19 @@
 // re-created under the same name (k8s endpoint names carry the pod name, not the container) is
 // someone else's and stays.
 //
+// Which datastore an entry is for: etcd's cluster_id when the plugin had seen it (DEL defers
+// because etcd does not answer, so the entry records the cluster_id the plugin last saw for that
+// datastore string, cached in this directory at every ADD and DEL that reached it), else the
+// endpoint list. Endpoint strings alone mismatch too easily (localhost vs 127.0.0.1, a member
+// added): two lists that share an endpoint (after normalising) are taken as one datastore.
+//
 // File name: <network>+<containerID>+<ifname>.json. '+' is in neither a network name nor a
 // container ID, so two attachments never share a file.
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { handleId } from './names';
+import { requirePrivateDir } from './ipam-lock';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { Ipam } from '../control/ipam/ipam';
@@ -49,6 +58,8 @@ export interface PendingDel {
   readonly interfaceName: string | null;
   /** Which datastore this is for (datastoreKey): a podway run on another one leaves it. */
   readonly datastore: string;
+  /** etcd's cluster_id as the plugin last saw it for `datastore` (null: never seen; older entries lack it). */
+  readonly clusterId?: string | null;
   /** The IPAM lock the plugin used: replays take the same one. */
   readonly ipamLockFile: string;
   readonly deferredAt: string;
@@ -66,19 +77,32 @@ export function pendingFileName(network: string, containerID: string, ifname: st
   return `${network}+${containerID}+${ifname}.json`;
 }
 
+const SPOOL_SETTING = '"pending_del_dir"';
+
+/** The spool directory, made private if missing; one others may write to is refused. */
+export function openSpoolDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  requirePrivateDir(dir, SPOOL_SETTING);
+}
+
 /** Writes the entry (replacing one of the same attachment): on disk, whole, before DEL answers. */
 export function writePending(dir: string, entry: PendingDel): string {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  openSpoolDir(dir);
   const file = join(dir, pendingFileName(entry.network, entry.containerID, entry.ifname));
   const tmp = join(dir, `.${pendingFileName(entry.network, entry.containerID, entry.ifname)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w', 0o600);
   try {
-    writeSync(fd, JSON.stringify(entry, null, 2) + '\n');
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(entry, null, 2) + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    removePendingFile(tmp); // a full disk, say: no half-written file left behind
+    throw e;
   }
-  renameSync(tmp, file);
   // The rename itself survives a crash only once the directory is synced.
   const dfd = openSync(dir, 'r');
   try {
@@ -104,14 +128,18 @@ function parseEntry(text: string): PendingDel {
   for (const k of ['network', 'containerID', 'ifname', 'datastore', 'ipamLockFile'] as const) {
     if (typeof e[k] !== 'string' || e[k] === '') throw new Error(`field ${k} missing`);
   }
+  if (e.clusterId !== undefined && e.clusterId !== null && typeof e.clusterId !== 'string') throw new Error('field clusterId is not a string or null');
+  // The handle is not taken from the file: it is the network's and container's (a forged or
+  // corrupt entry cannot name someone else's handle).
   if (e.handle !== null && typeof e.handle !== 'string') throw new Error('field handle is not a string or null');
+  if (e.handle !== null && e.handle !== handleId(e.network, e.containerID)) throw new Error(`field handle ${JSON.stringify(e.handle)} is not network ${e.network}'s handle of container ${e.containerID} (${handleId(e.network, e.containerID)})`);
   if (!Array.isArray(e.endpoints) || e.endpoints.some((r) => typeof r?.name !== 'string' || typeof r?.namespace !== 'string')) throw new Error('field endpoints is not a list of {name, namespace}');
-  return e;
+  return { ...e, handle: e.handle === null ? null : handleId(e.network, e.containerID) };
 }
 
 /**
- * The entries in the spool (a missing directory holds none), oldest file name first; only those
- * whose name starts with `prefix` when given.
+ * The entries in the spool (a missing directory holds none), oldest first (by the file's
+ * modification time, then name); only those whose name starts with `prefix` when given.
  */
 export function readPending(dir: string, prefix = ''): SpooledEntry[] {
   let names: string[];
@@ -122,8 +150,11 @@ export function readPending(dir: string, prefix = ''): SpooledEntry[] {
     throw e;
   }
   const out: SpooledEntry[] = [];
-  for (const name of names.sort()) {
-    if (name.startsWith('.') || !name.endsWith('.json') || !name.startsWith(prefix)) continue;
+  const mtime = (name: string): number => { try { return statSync(join(dir, name)).mtimeMs; } catch { return 0; } };
+  const wanted = names.filter((name) => !name.startsWith('.') && name.endsWith('.json') && name.startsWith(prefix));
+  const times = new Map(wanted.map((n) => [n, mtime(n)]));
+  wanted.sort((a, b) => times.get(a)! - times.get(b)! || (a < b ? -1 : a > b ? 1 : 0));
+  for (const name of wanted) {
     const file = join(dir, name);
     let text: string;
     try {
@@ -147,6 +178,62 @@ export function pendingOfContainer(dir: string, network: string, containerID: st
   return readPending(dir, `${network}+${containerID}+`).filter((s) => s.entry?.network === network && s.entry?.containerID === containerID);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Which datastore
+
+/** An endpoint as compared: scheme and host lower-case, localhost as 127.0.0.1, no trailing slash. */
+function normalEndpoint(e: string): string {
+  return e.trim().replace(/\/+$/, '').toLowerCase().replace(/^(https?:\/\/)localhost(?=[:/]|$)/, '$1127.0.0.1').replace(/^(https?:\/\/)\[::1\](?=[:/]|$)/, '$1127.0.0.1');
+}
+
+function endpointsOf(key: string): Set<string> | null {
+  if (!key.startsWith('etcd:')) return null;
+  return new Set(key.slice(5).split(',').filter((e) => e !== '').map(normalEndpoint));
+}
+
+/**
+ * Whether an entry is for the datastore `key` (cluster_id `clusterId` when known): 'same' by
+ * cluster_id, or without one by an equal key or an etcd endpoint both lists hold; 'other' when
+ * both cluster_ids are known and differ; 'unknown' otherwise.
+ */
+export function entryDatastore(entry: PendingDel, key: string, clusterId: string | null): 'same' | 'other' | 'unknown' {
+  if (entry.clusterId && clusterId) return entry.clusterId === clusterId ? 'same' : 'other';
+  if (entry.datastore === key) return 'same';
+  const a = endpointsOf(entry.datastore);
+  const b = endpointsOf(key);
+  if (a && b && [...a].some((e) => b.has(e))) return 'same';
+  return 'unknown';
+}
+
+function clusterCacheFile(dir: string, key: string): string {
+  return join(dir, `.cluster-id.${createHash('sha256').update(key).digest('hex').slice(0, 16)}`);
+}
+
+/** The cluster_id last seen for the datastore `key` (rememberClusterId), or null. */
+export function lastClusterId(dir: string, key: string): string | null {
+  try {
+    const c = JSON.parse(readFileSync(clusterCacheFile(dir, key), 'utf8')) as { datastore?: unknown; clusterId?: unknown };
+    return c.datastore === key && typeof c.clusterId === 'string' && c.clusterId !== '' ? c.clusterId : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Records the cluster_id the datastore `key` answered with (written only when it changed). */
+export function rememberClusterId(dir: string, key: string, clusterId: string): void {
+  if (lastClusterId(dir, key) === clusterId) return;
+  openSpoolDir(dir);
+  const file = clusterCacheFile(dir, key);
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, JSON.stringify({ datastore: key, clusterId }) + '\n', { mode: 0o600, flag: 'w' });
+    renameSync(tmp, file);
+  } catch (e) {
+    removePendingFile(tmp);
+    throw e;
+  }
+}
+
 /** Removes a file if it is there. */
 export function removePendingFile(file: string): void {
   try {
@@ -154,6 +241,39 @@ export function removePendingFile(file: string): void {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
+}
+
+/**
+ * Takes an entry for replay (under the IPAM lock): the file is renamed aside first, so nothing
+ * written under its name meanwhile (a new DEL of the same attachment) is deleted afterwards by
+ * name. null when the file no longer holds what was read (replayed or rewritten since): then it
+ * is left as it is.
+ */
+export function claimEntry(s: SpooledEntry): string | null {
+  const aside = join(dirname(s.file), `.${basename(s.file)}.replaying`);
+  try {
+    renameSync(s.file, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  let text = '';
+  try {
+    text = readFileSync(aside, 'utf8');
+  } catch { /* gone: treated as changed */ }
+  if (text === s.text) return aside;
+  putBack(aside, s.file);
+  return null;
+}
+
+/** An entry taken by claimEntry and not replayed goes back (unless a newer one took its name). */
+export function putBack(aside: string, file: string): void {
+  try {
+    linkSync(aside, file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST' && (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  removePendingFile(aside);
 }
 
 /** Whether the file still holds `text` (not replayed or rewritten since it was read). */

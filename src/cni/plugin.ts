@@ -11,7 +11,7 @@ import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, worklo
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
 import { IpamLockOptions, IpamLockTimeoutError, withIpamLock } from './ipam-lock';
-import { datastoreKey, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, removePendingFile, writePending } from './pending-del';
+import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, rememberClusterId, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import type { KvStore } from '../control/kv/kv';
 import { KvUnavailableError } from '../control/kv/kv';
@@ -93,6 +93,20 @@ async function withStore<T>(conf: NetConf, fn: (kv: KvStore) => Promise<T>): Pro
     throw datastoreError(conf, e);
   } finally {
     await kv.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Records which etcd cluster answered (its cluster_id) in the spool directory, for the entry a
+ * later DEL defers while etcd is down (pending-del.ts). Best effort: a DEL or ADD does not fail on it.
+ */
+function noteCluster(conf: NetConf, kv: KvStore): void {
+  const id = kv.clusterIdSeen?.();
+  if (!id) return;
+  try {
+    rememberClusterId(conf.pendingDelDir, datastoreKey(conf.datastore), id);
+  } catch (e) {
+    process.stderr.write(`podway: "pending_del_dir" ${conf.pendingDelDir}: cannot record the datastore's cluster_id: ${(e as Error).message}\n`);
   }
 }
 
@@ -314,6 +328,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         if (!earlier) undo.push(() => deleteResource(kv, { info: WEP, name: (wep.metadata as JsonObject).name as string, namespace: id.namespace }, written.resource.entry.modRevision));
       }
 
+      noteCluster(conf, kv);
       return successResult(conf.cniVersion, {
         host,
         ips: ips.map((address) => ({ address, gateway: conf.interfaceType === 'tun' ? null : address.includes(':') ? netlink.GATEWAY6 : netlink.GATEWAY })),
@@ -373,6 +388,7 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     // Whether etcd answers, before the lock: DELs finding it down are deferred side by side, not
     // one after another behind a lock each holds while waiting for etcd.
     await kv.get(nodeKey(conf.nodename));
+    noteCluster(conf, kv);
     // Under the IPAM lock as a whole: a replay of this container's deferred DEL (podway run) is
     // not interleaved with it.
     released = await withIpamLock(ipamLockOf(conf), async () => {
@@ -392,7 +408,7 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     try {
       file = writePending(conf.pendingDelDir, {
         format: PENDING_DEL_FORMAT, network: conf.name, containerID: env.containerId, ifname: env.ifname, node: conf.nodename,
-        handle, endpoints, interfaceName, datastore: datastoreKey(conf.datastore), ipamLockFile: conf.ipamLockFile,
+        handle, endpoints, interfaceName, datastore: datastoreKey(conf.datastore), clusterId: lastClusterId(conf.pendingDelDir, datastoreKey(conf.datastore)), ipamLockFile: conf.ipamLockFile,
         deferredAt: new Date().toISOString(), reason: (e as Error).message,
       });
     } catch (w) {
@@ -413,20 +429,39 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
 /**
  * ADD of a container ID whose earlier DEL was deferred (etcd was down): that DEL's release is
  * done first, under the IPAM lock, so the handle this ADD is about to use holds nothing of the
- * old attachment and no later replay can release the new addresses.
+ * old attachment and no later replay can release the new addresses. Every entry of this
+ * network's container is replayed whatever datastore string it names (the conflist may have
+ * changed since, localhost become 127.0.0.1): only one recorded with another etcd cluster_id is
+ * left, as that cluster's. An entry naming another lock file is replayed holding both locks
+ * (taken in name order, so two such ADDs cannot deadlock).
  */
 async function replayOwnPending(kv: KvStore, conf: NetConf, containerId: string): Promise<void> {
-  const store = datastoreKey(conf.datastore);
-  // Entries for another datastore are not this handle's: left for the podway of that datastore.
-  const ours = () => pendingOfContainer(conf.pendingDelDir, conf.name, containerId).filter((s) => s.entry!.datastore === store);
-  if (ours().length === 0) return;
-  await withIpamLock(ipamLockOf(conf), async () => {
+  const key = datastoreKey(conf.datastore);
+  if (pendingOfContainer(conf.pendingDelDir, conf.name, containerId).length === 0) return;
+  if (!kv.clusterIdSeen?.()) await kv.get(nodeKey(conf.nodename));
+  const cluster = kv.clusterIdSeen?.() ?? null;
+  const ours = () => pendingOfContainer(conf.pendingDelDir, conf.name, containerId).filter((s) => {
+    if (entryDatastore(s.entry!, key, cluster) !== 'other') return true;
+    process.stderr.write(`podway: ADD ${containerId}: the DEL deferred in ${s.file} is for etcd cluster ${s.entry!.clusterId} (${s.entry!.datastore}), not this datastore's ${cluster}: left for that cluster's podway\n`);
+    return false;
+  });
+  const first = ours();
+  if (first.length === 0) return;
+  const locks = [...new Set([conf.ipamLockFile, ...first.map((s) => s.entry!.ipamLockFile)])].sort();
+  const underLocks = async (i: number): Promise<void> => {
+    if (i < locks.length) {
+      const o = locks[i] === conf.ipamLockFile ? ipamLockOf(conf) : { file: locks[i], timeoutMs: conf.ipamLockTimeoutMs, setting: 'the "ipamLockFile" a deferred DEL of this container names' };
+      return withIpamLock(o, () => underLocks(i + 1));
+    }
+    // Read again under the locks: a replay by podway run may have done it meanwhile.
     for (const s of ours()) {
+      if (!locks.includes(s.entry!.ipamLockFile)) continue; // written meanwhile naming yet another lock: the next ADD or replay
       const r = await releaseInStore(kv, s.entry!.handle, s.entry!.endpoints, containerId);
       removePendingFile(s.file);
       process.stderr.write(`podway: ADD ${containerId}: replayed the DEL deferred at ${s.entry!.deferredAt} (${s.file}): ${r.deleted.length} WorkloadEndpoint(s) deleted${r.kept.length ? `, kept (another container's): ${r.kept.join(', ')}` : ''}\n`);
     }
-  });
+  };
+  await underLocks(0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,16 +609,15 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
           stale.add(h);
         });
       }
-      // Under the host-wide IPAM lock, as DEL's releases.
-      if (stale.size > 0) await withIpamLock(ipamLockOf(conf), async () => {
-        for (const h of stale) {
-          try {
-            await ipam.releaseByHandle(h);
-          } catch (err) {
-            failures.push(`release ${h}: ${(err as Error).message}`);
-          }
+      // Each under the host-wide IPAM lock, as DEL's releases: taken per handle, so a GC of many
+      // does not keep every ADD waiting for all of them.
+      for (const h of stale) {
+        try {
+          await withIpamLock(ipamLockOf(conf), () => ipam.releaseByHandle(h));
+        } catch (err) {
+          failures.push(`release ${h}: ${(err as Error).message}`);
         }
-      });
+      }
     }
     // Endpoints this network wrote on this node for attachments that are not valid.
     // A host veth is removed only when no endpoint left in place (a valid one, another network's,

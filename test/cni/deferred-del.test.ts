@@ -93,6 +93,9 @@ test('DEL while etcd is down: local teardown, spooled, replayed by an ADD of the
     assert.is(entryA.containerID, idA);
     assert.is(entryA.handle, `podway.${idA}`);
     assert.is(entryA.datastore, `etcd:${etcd.endpoint}`);
+    // the cluster_id the plugin saw at ADD (etcd is down now): a podway run naming the same etcd
+    // by another endpoint string still knows the entry as its own
+    assert.match(entryA.clusterId, /^[0-9]+$/, JSON.stringify(entryA));
     assert.is(entryA.interfaceName, hostVethName({ orchestrator: 'k8s', namespace: 'shop', pod: 'web' }, idA));
     assert.not.ok(h.caliLinks().includes(entryA.interfaceName), 'the host veth is gone');
     assert.equal(h.ipJson(podA, 'link', 'show').map((l) => l.ifname), ['lo'], 'the pod interface is gone');
@@ -103,7 +106,7 @@ test('DEL while etcd is down: local teardown, spooled, replayed by an ADD of the
       const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra, args: k8s(name) });
       assert.is(d.exitCode, 0, d.stdout + d.stderr);
     }
-    assert.is(readdirSync(h.pendingDelDir).length, 3, readdirSync(h.pendingDelDir).join(' '));
+    assert.is(readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json')).length, 3, readdirSync(h.pendingDelDir).join(' '));
     assert.equal(h.caliLinks(), []);
 
     await etcd.start();

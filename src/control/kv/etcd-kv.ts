@@ -264,10 +264,17 @@ export class EtcdKv implements KvStore {
     }
   }
 
+  /** The cluster_id of the last get or list's answer (null before one answered). */
+  clusterIdSeen(): string | null {
+    return this.lastClusterId;
+  }
+  private lastClusterId: string | null = null;
+
   async get(key: string): Promise<KvEntry | null> {
     const res = await this.call(`get ${key}`, () =>
       this.client.kv.range({ key: Buffer.from(key) }, this.callOptions()),
     );
+    if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
     return res.kvs.length > 0 ? toEntry(res.kvs[0]) : null;
   }
 
@@ -276,6 +283,7 @@ export class EtcdKv implements KvStore {
     const res = await this.call(`list ${prefix}`, () =>
       this.client.kv.range({ key: start, range_end: prefixRangeEnd(start) }, this.callOptions()),
     );
+    if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
     // etcd returns a range in key (byte) order unless asked otherwise.
     return { entries: res.kvs.map(toEntry), revision: Number(res.header.revision) };
   }

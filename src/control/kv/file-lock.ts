@@ -11,8 +11,14 @@
 // under a second lock (`lock.break`) so that two waiters cannot both break it and one of them
 // remove the lock the other has just taken. (A breaker dying inside that few-syscall window
 // leaves `lock.break`; it is broken the same way, which is racy only if two waiters do it in the
-// same instant: accepted.) All writers must share one PID namespace (one host), which holds for
-// a CNI plugin and the podway it talks to.
+// same instant: accepted.)
+//
+// A PID means something only in its own PID namespace: `podway run` in a pod without hostPID
+// sharing this directory through a hostPath (calico-node's layout) would find every plugin
+// process's PID "gone" and break a live lock. So a token also names its holder's PID namespace
+// (the inode /proc/self/ns/pid links to), and a holder in another namespace is never judged dead
+// by its PID: its lock is waited for (and a wait that times out says which namespace holds it).
+// Tokens without the field (older podway) are taken as this namespace's.
 //
 // Fairness, as Go's sync.Mutex does it: a newcomer takes a free lock at once (a process that
 // reads, then writes under compare-and-swap, needs its write to follow its read quickly: a
@@ -27,7 +33,7 @@
 // The randomised backoff this replaces let newcomers win again and again while an old waiter
 // slept: with 8 processes, p99 waits of 0.2-2.6 s against a p50 of 0.05 ms (bench/kv/lock.ts).
 // A dead waiter's ticket is removed by the one behind it, a dead starving marker by a newcomer.
-import { FSWatcher, readFileSync, unlinkSync, watch } from 'node:fs';
+import { FSWatcher, readFileSync, readlinkSync, unlinkSync, watch } from 'node:fs';
 import { link, readFile, readdir, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -45,6 +51,18 @@ function procStartTime(pid: number | 'self'): { start: string; zombie: boolean }
 }
 
 const selfStart = procStartTime('self')?.start ?? '0';
+
+/** This process's PID namespace ("pid:[4026531836]"); '' when it cannot be read. */
+function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return '';
+  }
+}
+const selfPidNs = pidNamespace();
+/** A crashed waiter of another PID namespace cannot be told dead: its ticket is dropped when this old. */
+const FOREIGN_TICKET_MAX_AGE_NS = 10n * 60n * 1_000_000_000n;
 const liveTokens = new Set<string>();
 process.on('exit', () => {
   for (const t of liveTokens) try { unlinkSync(t); } catch { /* already gone */ }
@@ -54,6 +72,11 @@ const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 export class FileLockTimeoutError extends Error {
   readonly code = 'KV_LOCK_TIMEOUT';
+}
+
+/** acquire() given up because its AbortSignal fired (a stopping podway run). */
+export class FileLockAbortedError extends Error {
+  readonly code = 'KV_LOCK_ABORTED';
 }
 
 export class FileLock {
@@ -76,13 +99,17 @@ export class FileLock {
     this.tokenPath = `${path}.${process.pid}.${tag}`;
     this.breakPath = `${path}.break`;
     this.starvingPath = `${path}.starving`;
-    this.tokenContent = `${process.pid} ${selfStart} ${basename(this.tokenPath)}\n`;
+    // The PID namespace last: older readers take the first three fields only.
+    this.tokenContent = `${process.pid} ${selfStart} ${basename(this.tokenPath)}${selfPidNs ? ` ${selfPidNs}` : ''}\n`;
   }
 
-  async acquire(): Promise<void> {
+  /** Takes the lock; `signal` ends a wait with FileLockAbortedError. */
+  async acquire(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) throw new FileLockAbortedError(`FileLock ${this.path}: wait aborted`);
     if (this.held) throw new Error(`FileLock ${this.path}: already held by this instance`);
     if (!this.tokenReady) {
-      await writeFile(this.tokenPath, this.tokenContent);
+      // O_EXCL: a symlink planted at the token's name is not followed.
+      await writeFile(this.tokenPath, this.tokenContent, { flag: 'wx' });
       liveTokens.add(this.tokenPath);
       this.tokenReady = true;
     }
@@ -93,10 +120,13 @@ export class FileLock {
     await writeFile(ticket, this.tokenContent, { flag: 'wx' });
     liveTokens.add(ticket);
     const wake = new Wakeup(dirname(this.path));
+    const onAbort = () => wake.wakeNow();
+    signal?.addEventListener('abort', onAbort);
     let holder = '';
     let firstSince = 0;
     try {
       for (;;) {
+        if (signal?.aborted) throw new FileLockAbortedError(`FileLock ${this.path}: wait aborted`);
         const queue = await this.queued();
         const mine = queue.indexOf(basename(ticket));
         const first = mine <= 0;
@@ -119,7 +149,7 @@ export class FileLock {
           // A waiter ahead of us that died would block the queue for good: drop its ticket.
           const headPath = join(dirname(this.path), queue[0]!);
           const content = await readFile(headPath, 'utf8').catch(() => '');
-          if (content !== '' && isDead(content)) {
+          if (content !== '' && (isDead(content) || staleForeignTicket(queue[0]!, content))) {
             await unlink(headPath).catch(() => undefined);
             continue;
           }
@@ -127,12 +157,13 @@ export class FileLock {
         }
         if (Date.now() >= deadline) {
           throw new FileLockTimeoutError(
-            `timed out after ${this.timeoutMs} ms waiting for the lock ${this.path} (held by pid ${holder.split(' ')[0] || '?'}, ${queue.length} waiting)`,
+            `timed out after ${this.timeoutMs} ms waiting for the lock ${this.path} (held by pid ${holder.split(' ')[0] || '?'}${foreignNs(holder) ? ` of another PID namespace, ${foreignNs(holder)} (this process is in ${selfPidNs}): it cannot be told dead from here, so its lock is not broken; run both sides with hostPID` : ''}, ${queue.length} waiting)`,
           );
         }
         await wake.next(first && !this.starving ? this.starveMs : 10);
       }
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       wake.close();
       if (this.starving) {
         this.starving = false;
@@ -167,7 +198,7 @@ export class FileLock {
         // Our token went with the directory (the store deleted and made again under us, e.g. an
         // embedded store wiped by hand): write it again once rather than fail every later write.
         if (code === 'ENOENT' && attempt === 0) {
-          await writeFile(this.tokenPath, this.tokenContent);
+          await writeFile(this.tokenPath, this.tokenContent, { flag: 'wx' });
           continue;
         }
         if (code !== 'EEXIST') throw e;
@@ -237,8 +268,25 @@ export class FileLock {
   }
 }
 
-/** Whether the process named in a token ("<pid> <starttime> ...") no longer runs. */
+/** The PID namespace a token names when it is not ours ('' when ours or not named). */
+function foreignNs(token: string): string {
+  const ns = token.trim().split(' ')[3] ?? '';
+  return ns !== '' && selfPidNs !== '' && ns !== selfPidNs ? ns : '';
+}
+
+/** A ticket of another PID namespace's waiter, queued longer ago than any wait lasts (its owner crashed). */
+function staleForeignTicket(name: string, content: string): boolean {
+  if (!foreignNs(content)) return false;
+  const m = /\.q\.(\d+)\./.exec(name);
+  return m !== null && process.hrtime.bigint() - BigInt(m[1]) > FOREIGN_TICKET_MAX_AGE_NS;
+}
+
+/**
+ * Whether the process named in a token ("<pid> <starttime> <name> [<pid namespace>]") no longer
+ * runs. A holder in another PID namespace is never dead by this test: its PID means nothing here.
+ */
 function isDead(token: string): boolean {
+  if (foreignNs(token)) return false;
   const [pidText, start] = token.split(' ');
   const pid = Number(pidText);
   if (!Number.isInteger(pid) || pid <= 0) return true;
@@ -276,6 +324,11 @@ class Wakeup {
   /** Only changes to this file name (in the watched directory) wake next(). */
   watchFor(name: string): void {
     this.wanted = name;
+  }
+
+  /** Ends the current (or next) wait at once. */
+  wakeNow(): void {
+    this.fire();
   }
 
   next(ms: number): Promise<void> {

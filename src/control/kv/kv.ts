@@ -87,6 +87,8 @@ export interface KvStore {
    * Stores without connections (the embedded one) leave it out.
    */
   reconnect?(): void;
+  /** Which cluster answered the last get or list (etcd's cluster_id); stores without one leave it out. */
+  clusterIdSeen?(): string | null;
   close(): Promise<void>;
 }
 

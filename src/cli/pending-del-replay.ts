@@ -62,6 +62,7 @@ export class PendingDelReplayer {
     private readonly spec: Exclude<DatastoreSpec, { kind: 'file' }>,
     private readonly log: ReplayLog,
     private readonly intervalMs = DEFAULT_REPLAY_INTERVAL_MS,
+    private readonly lockTimeoutMs = LOCK_TIMEOUT_MS,
   ) {
     this.dir = dir ?? DEFAULT_PENDING_DEL_DIR;
     this.key = datastoreKey(spec);
@@ -161,7 +162,7 @@ export class PendingDelReplayer {
         if (this.stopped) break;
         const e = s.entry!;
         try {
-          const done = await withIpamLock({ file: e.ipamLockFile, timeoutMs: LOCK_TIMEOUT_MS, setting: `"ipamLockFile" of ${s.file}` }, async () => {
+          const done = await withIpamLock({ file: e.ipamLockFile, timeoutMs: this.lockTimeoutMs, setting: `"ipamLockFile" of ${s.file}` }, async () => {
             // An ADD of the same container (or a DEL that reached the datastore) took it meanwhile.
             const aside = claimEntry(s);
             if (aside === null) return null;

@@ -234,6 +234,31 @@ export function rememberClusterId(dir: string, key: string, clusterId: string): 
   }
 }
 
+/**
+ * Entries of one container a replay has taken (claimEntry) and not finished: an ADD must wait for
+ * that replay (take its lock) rather than find the old endpoint and addresses still there.
+ */
+export function replayingOfContainer(dir: string, network: string, containerID: string): { file: string; ipamLockFile: string | null }[] {
+  const prefix = `.${network}+${containerID}+`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: { file: string; ipamLockFile: string | null }[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.json.replaying')) continue;
+    const file = join(dir, name);
+    let lock: string | null = null;
+    try {
+      lock = parseEntry(readFileSync(file, 'utf8')).ipamLockFile;
+    } catch { /* finished meanwhile, or unreadable: the plugin's own lock is still taken */ }
+    out.push({ file, ipamLockFile: lock });
+  }
+  return out;
+}
+
 /** Removes a file if it is there. */
 export function removePendingFile(file: string): void {
   try {

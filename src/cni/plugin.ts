@@ -11,7 +11,7 @@ import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, worklo
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
 import { IpamLockOptions, IpamLockTimeoutError, withIpamLock } from './ipam-lock';
-import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, rememberClusterId, removePendingFile, writePending } from './pending-del';
+import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import type { KvStore } from '../control/kv/kv';
 import { KvUnavailableError } from '../control/kv/kv';
@@ -437,7 +437,10 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
  */
 async function replayOwnPending(kv: KvStore, conf: NetConf, containerId: string): Promise<void> {
   const key = datastoreKey(conf.datastore);
-  if (pendingOfContainer(conf.pendingDelDir, conf.name, containerId).length === 0) return;
+  // A replay by podway run under way (its entry renamed aside) is waited for through its lock:
+  // the old endpoint and addresses are still there until it is done.
+  const replaying = replayingOfContainer(conf.pendingDelDir, conf.name, containerId);
+  if (pendingOfContainer(conf.pendingDelDir, conf.name, containerId).length === 0 && replaying.length === 0) return;
   if (!kv.clusterIdSeen?.()) await kv.get(nodeKey(conf.nodename));
   const cluster = kv.clusterIdSeen?.() ?? null;
   const ours = () => pendingOfContainer(conf.pendingDelDir, conf.name, containerId).filter((s) => {
@@ -446,8 +449,8 @@ async function replayOwnPending(kv: KvStore, conf: NetConf, containerId: string)
     return false;
   });
   const first = ours();
-  if (first.length === 0) return;
-  const locks = [...new Set([conf.ipamLockFile, ...first.map((s) => s.entry!.ipamLockFile)])].sort();
+  if (first.length === 0 && replaying.length === 0) return;
+  const locks = [...new Set([conf.ipamLockFile, ...first.map((s) => s.entry!.ipamLockFile), ...replaying.flatMap((r) => (r.ipamLockFile ? [r.ipamLockFile] : []))])].sort();
   const underLocks = async (i: number): Promise<void> => {
     if (i < locks.length) {
       const o = locks[i] === conf.ipamLockFile ? ipamLockOf(conf) : { file: locks[i], timeoutMs: conf.ipamLockTimeoutMs, setting: 'the "ipamLockFile" a deferred DEL of this container names' };

@@ -1,0 +1,195 @@
+/**
+ * Deferred DELs (src/cni/pending-del.ts) and their replay (src/cli/pending-del-replay.ts) against
+ * a real etcd inside the node's namespace, the plugin run as a runtime runs it (harness.ts), the
+ * replayer run in this process on etcd's unix socket: another endpoint string for the same etcd
+ * than the plugin's http://127.0.0.1 one.
+ * - entries are matched by etcd's cluster_id (which the plugin recorded), not the endpoint string;
+ * - with the IPAM lock held, stop() ends the replay's lock wait (well under the 20 s lock bound),
+ *   and a lock not taken in time ends the pass instead of waiting it out for every entry;
+ * - an ADD replays its container's entry whatever datastore string and lock file it names;
+ * - a replay and an ADD of the same container at the same time: one wins, the new pod keeps its
+ *   address and endpoint, the spool ends empty;
+ * - entryDatastore: cluster_id first, else endpoint overlap (localhost as 127.0.0.1).
+ * Root and network namespaces.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { CniHarness } from './harness';
+import { Ipam } from '../../src/control/ipam';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { FileLock } from '../../src/control/kv/file-lock';
+import { applyResource } from '../../src/control/v3-store';
+import { registerNode } from '../../src/control/node-registration';
+import { entryDatastore, pendingFileName, PendingDel, PENDING_DEL_FORMAT } from '../../src/cni/pending-del';
+import { PendingDelReplayer } from '../../src/cli/pending-del-replay';
+import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
+import { isRoot, sleep } from '../helpers/netns';
+
+if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
+
+const cid = (n: string): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
+
+async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond()) return true;
+    await sleep(50);
+  }
+  return cond();
+}
+
+const entry = (o: Partial<PendingDel>): PendingDel => ({
+  format: PENDING_DEL_FORMAT, network: 'n', containerID: 'c1', ifname: 'eth0', node: 'x', handle: 'n.c1', endpoints: [], interfaceName: null,
+  datastore: 'etcd:http://127.0.0.1:2379', ipamLockFile: '/l', deferredAt: '', reason: '', ...o,
+});
+
+test('entryDatastore: cluster_id decides when both are known; else the same endpoint (localhost as 127.0.0.1) in either list', () => {
+  assert.is(entryDatastore(entry({ clusterId: '7' }), 'etcd:http://10.0.0.9:2379', '7'), 'same');
+  assert.is(entryDatastore(entry({ clusterId: '7' }), 'etcd:http://127.0.0.1:2379', '8'), 'other');
+  assert.is(entryDatastore(entry({ datastore: 'etcd:http://localhost:2379/' }), 'etcd:http://127.0.0.1:2379', '8'), 'same');
+  assert.is(entryDatastore(entry({ datastore: 'etcd:http://10.0.0.1:2379,http://10.0.0.2:2379' }), 'etcd:http://10.0.0.2:2379,http://10.0.0.3:2379', null), 'same');
+  assert.is(entryDatastore(entry({ datastore: 'etcd:http://10.0.0.1:2379' }), 'etcd:http://10.0.0.2:2379', null), 'unknown');
+  assert.is(entryDatastore(entry({ datastore: 'embedded:/a' }), 'embedded:/b', null), 'unknown');
+});
+
+test('replay matched by cluster_id; stop() ends a lock wait; a lock timeout ends the pass; ADD replays its entry under another datastore string and lock file; a replay racing an ADD of the same container leaves the new pod whole', async () => {
+  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
+  const h = new CniHarness();
+  let etcd: LabEtcd | null = null;
+  let kv: EtcdKv | null = null;
+  const replayers: PendingDelReplayer[] = [];
+  const log: string[] = [];
+  const say = { info: (m: string) => log.push(m), warn: (m: string) => log.push(m) };
+  try {
+    await h.setup();
+    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
+    kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
+    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'replay-pool' }, spec: { cidr: '10.250.28.0/24', blockSize: 26 } });
+    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
+    const extra = { datastore: `etcd:${etcd.endpoint}`, datastoreTimeoutMs: 2000 };
+    const ipam = new Ipam(kv);
+    const handleIps = async (id: string) => {
+      const e = await kv!.get(`/calico/ipam/v2/handle/podway.${id}`);
+      return e ? JSON.parse(e.value) : null;
+    };
+    const spoolFiles = () => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json'));
+    const replayer = (lockTimeoutMs?: number) => {
+      const r = new PendingDelReplayer(h.pendingDelDir, { kind: 'etcd', endpoints: [etcd!.localEndpoint] }, say, 3_600_000, lockTimeoutMs);
+      replayers.push(r);
+      return r;
+    };
+    /** A DEL deferred the real way: the IPAM lock held here past the plugin's bound. */
+    const deferDel = async (pod: ReturnType<CniHarness['pod']>, id: string) => {
+      const holder = new FileLock(h.ipamLockFile, 5000);
+      await holder.acquire();
+      try {
+        const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra: { ...extra, ipam_lock_timeout_ms: 200 } });
+        assert.is(d.exitCode, 0, d.stdout + d.stderr);
+        assert.match(d.stderr, 'is deferred to');
+      } finally {
+        await holder.dispose();
+      }
+    };
+
+    // 1. matched by cluster_id: the replayer names etcd by its unix socket, the entry by http://127.0.0.1
+    const p1 = h.pod('r1');
+    const id1 = cid('r1');
+    const add1 = await h.add(p1, id1, { extra });
+    await deferDel(p1, id1);
+    const e1 = JSON.parse(readFileSync(path.join(h.pendingDelDir, pendingFileName('podway', id1, 'eth0')), 'utf8'));
+    assert.is(e1.datastore, `etcd:${etcd.endpoint}`);
+    assert.match(e1.clusterId, /^[0-9]+$/);
+    const r1 = replayer();
+    r1.kick('test');
+    await r1.idle();
+    assert.equal(spoolFiles(), [], log.join('\n'));
+    assert.is(await handleIps(id1), null);
+    assert.is(await ipam.allocationOf(add1.json.ips[0].address.split('/')[0]), null);
+    assert.is(r1.status().replayed, 1);
+
+    // 2. the lock held: stop() ends the replay's wait for it; a lock timeout ends the pass
+    const pods = [h.pod('r2'), h.pod('r3')];
+    const ids = [cid('r2'), cid('r3')];
+    for (let i = 0; i < 2; i++) await h.add(pods[i], ids[i], { extra });
+    for (let i = 0; i < 2; i++) await deferDel(pods[i], ids[i]);
+    assert.is(spoolFiles().length, 2);
+    const holder = new FileLock(h.ipamLockFile, 5000);
+    await holder.acquire();
+    try {
+      const r2 = replayer();
+      r2.kick('test');
+      assert.ok(await until(() => readdirSync(path.dirname(h.ipamLockFile)).some((n) => n.includes('.q.')), 20_000), 'the replay waits for the lock');
+      const t0 = Date.now();
+      await r2.stop();
+      const took = Date.now() - t0;
+      assert.ok(took < 15_000, `stop() ended the lock wait (${took} ms; the lock bound is 20 s)`);
+      assert.is(spoolFiles().length, 2, 'nothing replayed');
+      const r3 = replayer(300);
+      r3.kick('test');
+      await r3.idle();
+      assert.is(r3.status().failed, 1, `one lock timeout ends the pass: ${JSON.stringify(r3.status())}`);
+      assert.match(r3.status().lastError ?? '', 'not taken');
+    } finally {
+      await holder.dispose();
+    }
+    assert.is(spoolFiles().length, 2);
+
+    // 3. ADD of r2's container: its entry rewritten as an older conflist would have left it
+    // (another datastore string, another lock file, no cluster_id) is replayed all the same
+    const f2 = path.join(h.pendingDelDir, pendingFileName('podway', ids[0], 'eth0'));
+    const otherLock = path.join(path.dirname(h.ipamLockFile), 'old-ipam.lock');
+    const old = JSON.parse(readFileSync(f2, 'utf8'));
+    writeFileSync(f2, JSON.stringify({ ...old, datastore: 'etcd:http://localhost:1', clusterId: undefined, ipamLockFile: otherLock }));
+    const p2b = h.pod('r2b');
+    const add2b = await h.add(p2b, ids[0], { extra });
+    assert.match(add2b.stderr, 'replayed the DEL deferred at');
+    assert.not.ok(existsSync(f2), 'the entry is gone');
+    const addr2b = add2b.json.ips[0].address.split('/')[0];
+    assert.is((await ipam.allocationOf(addr2b))?.handleId, `podway.${ids[0]}`);
+    assert.ok(await handleIps(ids[0]), "the handle holds the new address");
+
+    // 4. a replay and an ADD of the same container at the same time, three orderings
+    let round = 0;
+    for (const pod of [pods[1], h.pod('r4'), h.pod('r5')]) {
+      const id = round === 0 ? ids[1] : cid(`r${round + 4}`);
+      if (round > 0) {
+        await h.add(pod, id, { extra });
+        await deferDel(pod, id);
+      }
+      const again = h.pod(`r${round}x`);
+      const r = replayer();
+      const addRun = (async () => {
+        if (round === 1) await sleep(30);
+        return h.add(again, id, { extra });
+      })();
+      if (round === 2) await sleep(30);
+      r.kick('race');
+      const [a] = await Promise.all([addRun, r.idle()]);
+      await r.idle();
+      const addr = a.json.ips[0].address.split('/')[0];
+      assert.is((await ipam.allocationOf(addr))?.handleId, `podway.${id}`, `round ${round}: the new pod keeps its address ${addr}: ${log.slice(-4).join(' | ')}`);
+      const wep = (await kv.list('/calico/resources/v3/projectcalico.org/workloadendpoints/')).entries.map((e) => JSON.parse(e.value)).find((w) => w.spec.containerID === id);
+      assert.ok(wep, `round ${round}: the new pod's endpoint stays`);
+      assert.equal(wep.spec.ipNetworks, [`${addr}/32`]);
+      assert.is(spoolFiles().filter((n) => n.includes(id)).length, 0, `round ${round}: the entry is replayed once`);
+      round++;
+    }
+    assert.equal(await ipam.check(), []);
+    // a later pass finds nothing to do and releases nothing
+    const r9 = replayer();
+    r9.kick('after');
+    await r9.idle();
+    assert.is(r9.status().replayed, 0);
+    assert.equal(await ipam.check(), []);
+    assert.equal(readdirSync(h.pendingDelDir).filter((n) => n.includes('.replaying') || n.endsWith('.tmp')), []);
+  } finally {
+    for (const r of replayers) await r.stop();
+    await kv?.close().catch(() => undefined);
+    await etcd?.stop();
+    await h.cleanup();
+  }
+});
+
+test.run();

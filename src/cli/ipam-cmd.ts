@@ -9,6 +9,7 @@
  * All of them read and write Calico's own IPAM keys (src/control/ipam), so calicoctl on the same
  * etcd sees what podway did and the other way round. Errors exit 1 with `podway: <reason>`.
  */
+import { DEFAULT_PENDING_DEL_DIR } from '../cni/config';
 import { UsageError } from './usage-error';
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -501,7 +502,9 @@ export async function releaseChecked(kv: KvStore, o: Pick<ReleaseOpts, 'ip' | 'h
   const audit = await auditIpam(kv, { gracePeriodMs: graceMs });
   let targets: string[];
   if (o.handle !== undefined) {
-    targets = audit.allocations.filter((a) => a.handle === o.handle).map((a) => a.ip);
+    // The name as stored: handles are kept up to a carriage return (sanitizeHandle), as Calico does.
+    const wanted = sanitizeHandle(o.handle);
+    targets = audit.allocations.filter((a) => a.handle === wanted).map((a) => a.ip);
   } else {
     targets = o.ip.map((ip) => {
       const p = parseIp(ip);
@@ -776,7 +779,7 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .description(`compare IPAM with itself and with the addresses workloads and nodes use; exits ${CHECK_FOUND_PROBLEMS} when it finds problems`)
     .addOption(new Option('-o, --output <format|file>', 'table, json (the report, to stdout), or a FILE to write the JSON report to (for release --from-report; any other value is a file name, as in calicoctl: -o yaml writes a file named yaml, with a warning)').default('table'))
     .option('--show-all-ips', 'list every allocation and who uses it')
-    .option('--cni-pending-del-dir <dir>', 'where this host\'s CNI plugin records DELs it deferred while etcd was unreachable (listed, not changed)', '/var/lib/podway/pending-del')
+    .option('--cni-pending-del-dir <dir>', 'where this host\'s CNI plugin records DELs it deferred while etcd was unreachable (listed, not changed)', DEFAULT_PENDING_DEL_DIR)
     .addOption(graceOption())
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())

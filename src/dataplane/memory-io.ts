@@ -16,8 +16,11 @@ export interface MemFrame {
   addr?: number;
   /** UDP: peer port. */
   aport?: number;
-  /** Descriptor flags to deliver with it (e.g. DescFlag.CSUM_PARTIAL). */
+  /** Descriptor flags to deliver with it (e.g. DescFlag.CSUM_PARTIAL); sent: the descriptor's. */
   flags?: number;
+  /** With DescFlag.SUPER: the segments it stands for and the bytes they add (pool.segs, pool.more). */
+  segs?: number;
+  more?: number;
 }
 
 interface MemPort {
@@ -154,6 +157,8 @@ export class MemoryIO implements PacketIO {
       pool.flags[i] = (f.flags ?? 0) | (f.bytes.length > cap ? DescFlag.TRUNCATED : 0);
       pool.addr[i] = f.addr ?? 0;
       pool.aport[i] = f.aport ?? 0;
+      pool.segs[i] = f.segs ?? 1;
+      pool.more[i] = f.more ?? 0;
       if (f.bytes.length > cap) p.stats.rxTruncated++;
       p.stats.rxBytes += len;
       n++;
@@ -174,15 +179,20 @@ export class MemoryIO implements PacketIO {
     }
     if (count === 0) return 0;
     p.stats.txCalls++;
+    // as the addon: a SUPER descriptor is sent as the segments it stands for (counted so); the
+    // frame is kept as it is, with its flags and segs
+    let segs = 0;
     for (let k = 0; k < count; k++) {
       const i = pool.txList[first + k];
       if (pool.off[i] + pool.len[i] > SLOT_SIZE) throw errno('ERANGE', p.name);
       const s = pool.start(i);
-      p.tx.push({ bytes: pool.bytes.slice(s, s + pool.len[i]), addr: pool.addr[i], aport: pool.aport[i] });
-      p.stats.txBytes += pool.len[i];
+      const sup = (pool.flags[i] & DescFlag.SUPER) !== 0;
+      p.tx.push({ bytes: pool.bytes.slice(s, s + pool.len[i]), addr: pool.addr[i], aport: pool.aport[i], flags: pool.flags[i], ...(sup ? { segs: pool.segs[i], more: pool.more[i] } : {}) });
+      p.stats.txBytes += pool.len[i] + (sup ? pool.more[i] : 0);
+      segs += sup ? pool.segs[i] : 1;
     }
-    p.stats.txPackets += count;
-    return count;
+    p.stats.txPackets += segs;
+    return segs;
   }
 
   stats(port: number): PortStats {

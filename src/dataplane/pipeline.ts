@@ -115,6 +115,8 @@ export class Pipeline implements CapturePorts {
   /** Pools with natOutgoing: their egress is masqueraded by the kernel (counted and traced here). */
   readonly natSources = new NatSources();
   private ipId = 1;
+  /** Port counters (offset) of the port whose batch is being processed. */
+  private batchPc = 0;
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
   /** Set while `podway trace` runs. */
   trace: TraceSession | null = null;
@@ -258,6 +260,7 @@ export class Pipeline implements CapturePorts {
     if (cap !== null) cap.before(this.pool, n, port, this);
     const role = this.role[port];
     const pc = port * PORT_COUNTERS;
+    this.batchPc = pc;
     this.rxBatches[batchBucket(n)]++;
     this.rxBatches[BATCH_SUM] += n;
     const out = this.out;
@@ -289,7 +292,7 @@ export class Pipeline implements CapturePorts {
         this.portCounters[pc + PortCounter.DROPS]++;
         this.counterBytes[this.lastDrop] += this.pool.len[i];
         this.reasons[i] = this.lastDrop;
-        if ((fl & DescFlag.SUPER) !== 0) this.dropRest(i, pc);
+        if ((flags[i] & DescFlag.SUPER) !== 0) this.dropRest(i, pc); // (not when an ICMP error took it: superToOne)
       }
       out[i] = o;
     }
@@ -592,13 +595,13 @@ export class Pipeline implements CapturePorts {
       case NhKind.VXLAN: {
         b[eth + 12] = 0x08; b[eth + 13] = 0x00;
         const sport = vxlanSourcePort(innerFlowHash(b, eth, total + ETH_HLEN, this.flowSeed));
-        const id = this.nextId();
+        const id = this.outerId(i);
         const start = encapVxlan(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport, id);
         if (tr !== null) tr.stages.push(`vxlan encap: outer ${formatIpv4(this.addr.nodeIp)}:${sport} -> ${formatIpv4(nhs.ip[nh])}:4789 udp csum 0, vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}, ${total + 50} bytes on the wire`);
         return this.sendOuter(i, nh, start, total + ETH_HLEN + 36);
       }
       case NhKind.IPIP: {
-        const start = encapIpip(b, ip, total, this.addr.nodeIp, nhs.ip[nh], 64, this.nextId());
+        const start = encapIpip(b, ip, total, this.addr.nodeIp, nhs.ip[nh], 64, this.outerId(i));
         if (tr !== null) tr.stages.push(`ipip encap: outer ${formatIpv4(this.addr.nodeIp)} -> ${formatIpv4(nhs.ip[nh])} proto 4 ttl 64`);
         return this.sendOuter(i, nh, start, total + 20);
       }
@@ -785,6 +788,8 @@ export class Pipeline implements CapturePorts {
   private icmpError(i: number, inPort: number, ip: number, type: number, code: number, mtu: number): number {
     const b = this.b;
     if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
+    // (the reason the caller counted segment 0 in)
+    this.superToOne(i, type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : code === ICMP_FRAG_NEEDED ? Reason.FRAG_NEEDED : Reason.MARTIAN_DST);
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
     const total = (b[n + ETH_HLEN + 2] << 8) | b[n + ETH_HLEN + 3];
     const r = this.role[inPort];
@@ -806,6 +811,7 @@ export class Pipeline implements CapturePorts {
   private icmpErrorRouted(i: number, ip: number, type: number, code: number): number {
     const b = this.b;
     if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
+    this.superToOne(i, type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, 0, this.addr.nodeIp, 64, this.nextId());
     this.counters[Event.ICMP_SENT]++;
     if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: routed back to the sender`);
@@ -970,6 +976,31 @@ export class Pipeline implements CapturePorts {
   private nextId(): number {
     this.ipId = (this.ipId + 1) & 0xffff;
     return this.ipId;
+  }
+
+  /** The outer IPv4 id of descriptor i's tunnel header: a super-frame's packets are cut with id + k
+   * (native/rxsuper.h), so the ids after it start past its last one (RFC 6864: no id repeats within
+   * a flow while its packets may be in flight; the outer header has no DF). */
+  private outerId(i: number): number {
+    const id = this.nextId();
+    if ((this.pool.flags[i] & DescFlag.SUPER) !== 0) this.ipId = (this.ipId + this.pool.segs[i] - 1) & 0xffff;
+    return id;
+  }
+
+  /**
+   * Descriptor i, a super-frame, becomes ONE packet: an ICMP error built in it answers segment 0.
+   * It is no longer a super-frame (send, setFrame and the addon count it as one packet) and its
+   * other segments are dropped for `reason`, as a dropped super-frame's are (dropRest); the
+   * sender's stack retransmits them. Nothing for a plain descriptor. Also used by pipeline6.ts.
+   */
+  superToOne(i: number, reason: number): void {
+    const pool = this.pool;
+    if ((pool.flags[i] & DescFlag.SUPER) === 0) return;
+    const rest = pool.segs[i] - 1;
+    this.portCounters[this.batchPc + PortCounter.DROPS] += rest;
+    this.counters[reason] += rest;
+    this.counterBytes[reason] += pool.more[i];
+    pool.flags[i] &= ~DescFlag.SUPER;
   }
 
   private drop(reason: number): number {

@@ -463,6 +463,7 @@ export class Pipeline6 {
       this.p.lastDrop = reason; // counted above
       return DROP;
     }
+    this.p.superToOne(i, reason);
     const src = this.hasNodeIp6 ? this.nodeIp6 : GATEWAY_IP6;
     const n = buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, src, 0, 64);
     const total = IPV6_HEADER_LEN + ((b[n + ETH_HLEN + 4] << 8) | b[n + ETH_HLEN + 5]);

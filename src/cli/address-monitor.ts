@@ -339,6 +339,13 @@ export class AddressMonitor {
       // back to ours) is left as it is, never overwritten blind.
       const written = await this.opts.write(repair, stored);
       if (written === false) {
+        // Changed back to this node's own address meanwhile (by a join, or this node's other
+        // writer): nothing to repair, and no overwrite by another process to count.
+        const after = this.opts.stored ? await this.opts.stored().catch(() => null) : null;
+        if (after && !repairStoredAddress(after, inForce, seen, this.opts.source, this.opts.given)) {
+          this.opts.info(`the Node's stored address changed back to this node's own while it was being repaired (${what}): nothing to write`);
+          return true;
+        }
         this.opts.info(`the Node's stored address changed again while it was being repaired (${what}): not written; looked at again at the next look`);
         this.repairedAt = this.now();
         this.overwritten(foreign);

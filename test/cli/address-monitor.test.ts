@@ -400,6 +400,35 @@ test('AddressMonitor repair is a compare-and-swap: the Node rewritten again betw
   }
 });
 
+test('AddressMonitor repair: a compare-and-swap that finds the Node changed back to this node\'s own address is no overwrite (no contest, no back-off)', async () => {
+  const { kv, spec } = await storeWithNode('10.97.0.3/24');
+  const infos: string[] = [];
+  const warns: string[] = [];
+  try {
+    const m = new AddressMonitor({
+      intervalMs: 60_000, source: src('default'), read: async () => seen('10.0.0.1/24', ['10.0.0.1']), registered: () => REG,
+      stored: () => storedNodeAddresses(spec, 'node1'),
+      write: async (c, expect) => {
+        // someone writes this node's own address back between the read and the write
+        await setStored(kv, '10.0.0.1/24');
+        return updateNodeAddresses(spec, 'node1', c, expect);
+      },
+      info: (i) => infos.push(i), warn: (w) => warns.push(w),
+    });
+    for (let i = 0; i < CONTEST_OVERWRITES + 1; i++) {
+      await setStored(kv, `10.97.0.${10 + i}/24`);
+      await m.look();
+      assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null });
+    }
+    assert.ok(infos.filter((i) => /changed back to this node's own while it was being repaired/.test(i)).length === CONTEST_OVERWRITES + 1, infos.join(' | '));
+    assert.not.ok(warns.some((w) => /another process appears to be writing/.test(w)), warns.join(' | '));
+    assert.is(m.repairsHeldBack, 0);
+    await m.stop();
+  } finally {
+    await kv.close();
+  }
+});
+
 test('AddressMonitor: two podways writing one Node (embedded store) stop flapping: one says another process writes it and backs off; the stored Node then stays put; after the back-off one repair, and a back-off again', async () => {
   const { kv, spec } = await storeWithNode('10.0.0.1/24');
   const interval = 60_000;

@@ -14,7 +14,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { CniHarness } from './harness';
 import { Ipam } from '../../src/control/ipam';
@@ -22,7 +23,7 @@ import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { FileLock } from '../../src/control/kv/file-lock';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
-import { entryDatastore, pendingFileName, PendingDel, PENDING_DEL_FORMAT } from '../../src/cni/pending-del';
+import { entryDatastore, pendingFileName, PendingDel, PENDING_DEL_FORMAT, readPending, writePending } from '../../src/cni/pending-del';
 import { PendingDelReplayer } from '../../src/cli/pending-del-replay';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sleep } from '../helpers/netns';
@@ -52,6 +53,29 @@ test('entryDatastore: cluster_id decides when both are known; else the same endp
   assert.is(entryDatastore(entry({ datastore: 'etcd:http://10.0.0.1:2379,http://10.0.0.2:2379' }), 'etcd:http://10.0.0.2:2379,http://10.0.0.3:2379', null), 'same');
   assert.is(entryDatastore(entry({ datastore: 'etcd:http://10.0.0.1:2379' }), 'etcd:http://10.0.0.2:2379', null), 'unknown');
   assert.is(entryDatastore(entry({ datastore: 'embedded:/a' }), 'embedded:/b', null), 'unknown');
+});
+
+test('spool files: the handle is derived (a forged one makes the entry unreadable), oldest by mtime first, a group-writable spool refused naming the field, no .tmp left by a failed write', () => {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-spool-')), 'spool');
+  try {
+    writePending(dir, entry({ containerID: 'c2' , handle: 'n.c2' }));
+    writePending(dir, entry({ containerID: 'c1' }));
+    utimesSync(path.join(dir, pendingFileName('n', 'c2', 'eth0')), new Date(), new Date(Date.now() + 5000));
+    assert.equal(readPending(dir).map((s) => s.entry?.containerID), ['c1', 'c2'], 'oldest first');
+    writeFileSync(path.join(dir, pendingFileName('n', 'c3', 'eth0')), JSON.stringify(entry({ containerID: 'c3', handle: 'other.pod' })));
+    const forged = readPending(dir).find((s) => s.file.includes('+c3+'))!;
+    assert.is(forged.entry, null);
+    assert.match(forged.error ?? '', 'is not network n\'s handle of container c3');
+    chmodSync(dir, 0o777);
+    assert.throws(() => writePending(dir, entry({ containerID: 'c4', handle: 'n.c4' })), /"pending_del_dir": .* is writable by group or others \(mode 777\)/);
+    chmodSync(dir, 0o700);
+    // a write that fails (the target name is a directory): nothing half-written left
+    mkdirSync(path.join(dir, pendingFileName('n', 'c5', 'eth0')));
+    assert.throws(() => writePending(dir, entry({ containerID: 'c5', handle: 'n.c5' })));
+    assert.equal(readdirSync(dir).filter((n) => n.endsWith('.tmp')), []);
+  } finally {
+    rmSync(path.dirname(dir), { recursive: true, force: true });
+  }
 });
 
 test('replay matched by cluster_id; stop() ends a lock wait; a lock timeout ends the pass; ADD replays its entry under another datastore string and lock file; a replay racing an ADD of the same container leaves the new pod whole', async () => {

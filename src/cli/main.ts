@@ -252,6 +252,9 @@ export function buildProgram(): Command {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
     const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods, ${r.nat.refused} new flows refused (table full), ${r.nat.icmpUnmatched} ICMP errors quoting no known flow, ${r.nat.podTransit ?? 0} pod frames dropped before the kernel's conntrack (podway forwards them)\n` : '';
     const nat6 = r.nat6 ? `${nat ? '' : '\n'}nat6 (table ip6 podway): ${r.nat6.flows} flows masqueraded, ${r.nat6.outPackets} packets out, ${r.nat6.inPackets} replies back to pods, ${r.nat6.refused} new flows refused (table full), ${r.nat6.icmpUnmatched} ICMPv6 errors quoting no known flow, ${r.nat6.podTransit ?? 0} pod frames dropped before the kernel's IPv6 input (podway forwards them)\n` : '';
+    // deferred CNI DELs (etcd datastore only): always shown there, 0s included, to be watched
+    const pd = r.cniPendingDel as { dir: string; pending: number; replayed: number; failed: number; ignored: number } | null | undefined;
+    const cni = pd ? `${nat || nat6 ? '' : '\n'}cni deferred DELs (${pd.dir}): ${pd.pending} pending, ${pd.replayed} replayed, ${pd.failed} failed${pd.ignored ? `, ${pd.ignored} not for this datastore or unreadable` : ''}\n` : '';
     const bgp = r.bgpPeers ? '\n' + table(r.bgpPeers, ['peer', 'type', 'state', 'messagesIn', 'messagesOut', 'updatesIn', 'updatesOut', 'prefixesReceived', 'prefixesAccepted']) : '';
     // host-side failures (Engine.failures), only when there was one
     const failed = Object.entries((r.failures ?? {}) as Record<string, number>).filter(([, n]) => n > 0);
@@ -259,7 +262,7 @@ export function buildProgram(): Command {
     // workers that did not answer in time: the sums above lack their part
     const missing = (r.missingWorkers ?? []) as number[];
     const gone = missing.length ? `\nnot counted: worker${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not answer in time\n` : '';
-    return table(r.ports) + '\n' + table(reasons) + failures + gone + nat + nat6 + bgp;
+    return table(r.ports) + '\n' + table(reasons) + failures + gone + nat + nat6 + cni + bgp;
   });
   // node status: the BGP sessions, as calicoctl node status.
   addNodeCommands(program, controlPath);

@@ -348,6 +348,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const replayer: PendingDelReplayer | null = spec.kind === 'etcd'
       ? new (require('./pending-del-replay') as typeof import('./pending-del-replay')).PendingDelReplayer(opts.cniPendingDelDir, spec, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.cniPendingDelIntervalMs)
       : null;
+    if (metrics && replayer) {
+      const { PendingDelCollector } = require('../observe/pending-del-metrics') as typeof import('../observe/pending-del-metrics');
+      metrics.add(new PendingDelCollector(() => replayer.status()));
+    }
     let replayInSync = false;
     // On etcd or the embedded store, register this node first (as calico-node does), then start
     // the model thread: parsing, validation and the model run in their own thread from the start
@@ -528,6 +532,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       nat6,
       taps,
       bgpStatus,
+      cniPendingDel: replayer ? () => replayer.status() : undefined,
       status: async () => {
         const r = await health.report();
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString() } : null;

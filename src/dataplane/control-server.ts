@@ -33,6 +33,8 @@ export interface ControlExtras {
   nat?: { status(): unknown; counters(): Promise<unknown> };
   /** The same for IPv6 pools (table ip6 podway). */
   nat6?: { status(): unknown; counters(): Promise<unknown> };
+  /** The deferred CNI DELs' replay (etcd only): its counts join `counters` as cniPendingDel. */
+  cniPendingDel?: () => unknown;
   /** Trace and capture across the forwarding workers (default: this engine alone). */
   taps?: Taps;
   /** The BGP sessions of `podway run --bgp` (null: the model thread did not answer). */
@@ -271,7 +273,8 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
       const merged = mergeCounters(engine.counters(), await workerCounters());
       const withNat4 = extras.nat ? { ...merged, nat: await extras.nat.counters() } : merged;
       // IPv6's table exists only once an IPv6 pool has natOutgoing (null before)
-      const withNat = extras.nat6 ? { ...withNat4, nat6: await extras.nat6.counters() } : withNat4;
+      const withNat6 = extras.nat6 ? { ...withNat4, nat6: await extras.nat6.counters() } : withNat4;
+      const withNat = extras.cniPendingDel ? { ...withNat6, cniPendingDel: extras.cniPendingDel() } : withNat6;
       // Per BGP peer: messages, updates, prefixes received/accepted (only when BGP runs).
       const bgp = extras.bgpStatus ? await extras.bgpStatus() : null;
       if (!bgp?.enabled) return withNat;

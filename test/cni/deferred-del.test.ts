@@ -38,6 +38,19 @@ const PODWAY_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js')
 const cid = (n: string): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
 const WEPS = '/calico/resources/v3/projectcalico.org/workloadendpoints/';
 
+const METRICS_PORT = 9391;
+
+/** podway run's /metrics, fetched inside the node's namespace. */
+function metricsText(ns: string): string {
+  return sh('ip', ['netns', 'exec', ns, 'curl', '-sf', '--max-time', '5', `http://127.0.0.1:${METRICS_PORT}/metrics`]);
+}
+
+/** One unlabelled series' value in the Prometheus text (NaN when absent). */
+function metricValue(text: string, name: string): number {
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
 async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -129,7 +142,9 @@ test('DEL while etcd is down: local teardown, spooled, replayed by an ADD of the
     const addB2 = await h.add(podB2, idB2, { extra, args: k8s('cart') });
     assert.is((await wepOf('cart')).spec.containerID, idB2);
 
-    podway = h.startPodway(['--model-cache', 'none'], datastore);
+    // metrics on the node namespace's own loopback (nothing else listens there)
+    sh('ip', ['-n', h.node.name, 'link', 'set', 'lo', 'up']);
+    podway = h.startPodway(['--model-cache', 'none', '--metrics-port', String(METRICS_PORT), '--metrics-host', '127.0.0.1'], datastore);
     await podway.ready();
     const drained = await until(() => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json')).length === 0, 60_000);
     assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${podway.log.slice(-5).join(' | ')}`);
@@ -156,6 +171,15 @@ test('DEL while etcd is down: local teardown, spooled, replayed by an ADD of the
     assert.is(st.cniPendingDel.failed, 0, JSON.stringify(st.cniPendingDel));
     const status = sh('ip', ['netns', 'exec', h.node.name, process.execPath, PODWAY_BIN, 'status', '--control', h.control]);
     assert.match(status, `cni deferred DELs (${h.pendingDelDir}): 0 pending, 2 replayed, 0 failed`);
+    // the same counts in `podway counters` and in /metrics
+    const cs = (await controlRequest(h.control, { cmd: 'counters' }, 5000)) as { cniPendingDel: { pending: number; replayed: number; failed: number } };
+    assert.equal([cs.cniPendingDel.pending, cs.cniPendingDel.replayed, cs.cniPendingDel.failed], [0, 2, 0], JSON.stringify(cs.cniPendingDel));
+    const counters = sh('ip', ['netns', 'exec', h.node.name, process.execPath, PODWAY_BIN, 'counters', '--control', h.control]);
+    assert.match(counters, `cni deferred DELs (${h.pendingDelDir}): 0 pending, 2 replayed, 0 failed`);
+    const m1 = metricsText(h.node.name);
+    assert.is(metricValue(m1, 'podway_cni_pending_dels_replayed_total'), 2, m1);
+    assert.is(metricValue(m1, 'podway_cni_pending_dels'), 0);
+    assert.is(metricValue(m1, 'podway_cni_pending_dels_failed_total'), 0);
 
     // the IPAM lock not taken within its bound (held here): c's DEL is deferred too
     const holder = new FileLock(h.ipamLockFile, 5000);
@@ -184,6 +208,10 @@ test('DEL while etcd is down: local teardown, spooled, replayed by an ADD of the
     assert.is(await wepOf('ledger'), null);
     assert.equal(await ipam.check(), []);
     assert.is((await ipam.show()).reduce((n, p) => n + p.inUse, 0), 0, 'every pod address is free');
+    // b2's and c's replays counted on top of the first two (attempts that met the outage, if
+    // any, in failed)
+    assert.ok(await until(() => metricValue(metricsText(h.node.name), 'podway_cni_pending_dels_replayed_total') === 4, 10_000), metricsText(h.node.name));
+    assert.is(metricValue(metricsText(h.node.name), 'podway_cni_pending_dels'), 0);
     ok = true;
     if (process.env.PW_SHOW_LOG) console.log(podway.log.filter((l) => /deferred|replay/i.test(l)).join('\n'));
   } finally {

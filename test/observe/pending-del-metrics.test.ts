@@ -1,16 +1,12 @@
 // Deferred CNI DELs in /metrics (no root): the collector reads the replayer's status at each
 // scrape (pending and ignored as gauges, replayed and failed as counters), read back by a
-// Prometheus text-format parser; and a real replayer's pass over a spool whose entry is for
-// another datastore shows up as ignored, without touching any datastore.
+// Prometheus text-format parser. A real replayer against etcd feeding /metrics runs in
+// test/cni/deferred-del.test.ts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
 import { PodwayMetrics } from '../../src/observe/metrics';
 import { PendingDelCollector } from '../../src/observe/pending-del-metrics';
-import { PendingDelReplayer, PendingDelStatus } from '../../src/cli/pending-del-replay';
-import { writePending, PENDING_DEL_FORMAT } from '../../src/cni/pending-del';
+import type { PendingDelStatus } from '../../src/cli/pending-del-replay';
 import { parseMetrics, valueOf, family } from './prom-text';
 
 test('pending, replayed, failed, ignored: read from the replayer\'s status at each scrape', async () => {
@@ -31,29 +27,6 @@ test('pending, replayed, failed, ignored: read from the replayer\'s status at ea
   assert.is(valueOf(m2, 'podway_cni_pending_dels'), 0);
   assert.is(valueOf(m2, 'podway_cni_pending_dels_replayed_total'), 3);
   assert.is(valueOf(m2, 'podway_cni_pending_dels_ignored'), 2);
-});
-
-test('a real replayer: an entry for another datastore is ignored, nothing pending, nothing replayed', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'pw-pending-del-metrics-'));
-  const replayer = new PendingDelReplayer(dir, { kind: 'etcd', endpoints: ['http://127.0.0.1:1'] }, { info: () => {}, warn: () => {} }, 3_600_000);
-  try {
-    writePending(dir, {
-      format: PENDING_DEL_FORMAT, network: 'podway', containerID: 'cother', ifname: 'eth0', node: 'node1', handle: 'podway.cother',
-      endpoints: [], interfaceName: null, datastore: 'etcd:http://192.0.2.1:2379', ipamLockFile: path.join(dir, 'lock'),
-      deferredAt: new Date().toISOString(), reason: 'test',
-    });
-    const metrics = new PodwayMetrics({ processMetrics: false });
-    metrics.add(new PendingDelCollector(() => replayer.status()));
-    replayer.start();
-    await replayer.idle();
-    const m = parseMetrics(await metrics.scrape());
-    assert.is(valueOf(m, 'podway_cni_pending_dels_ignored'), 1, JSON.stringify(replayer.status()));
-    assert.is(valueOf(m, 'podway_cni_pending_dels'), 0);
-    assert.is(valueOf(m, 'podway_cni_pending_dels_replayed_total'), 0);
-  } finally {
-    await replayer.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
 });
 
 test.run();

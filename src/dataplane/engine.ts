@@ -16,6 +16,8 @@ import { nativeIO } from './native';
 import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
+import { GATEWAY_IP6 } from './pipeline6';
+import { writeNeighborSolicit } from '../packet/ndp';
 import { ip6Bytes } from '../control/route-calc6';
 import { formatIpv6 } from '../packet/ipv6';
 import { NeighborTable, NeighborTimings } from './neighbors';
@@ -378,6 +380,7 @@ export class Engine {
     this.pipe.onUnresolved = (ip, now) => this.resolve(ip, now);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
     this.pipe.onPodMacUnknown = (port, ip, now) => this.askPodMac(port, ip, now);
+    this.pipe.onPodMacUnknown6 = (port, b, off, now) => this.askPodMac6(port, b, off, now);
     const onPodMac = opts.onPodMac;
     if (onPodMac && this.worker.count > 1) {
       this.pipe.onPodMac = (port, b, off) => {
@@ -1161,6 +1164,8 @@ export class Engine {
     this.downLinks.delete(this.pipe.portName[p]);
     this.io.close(p);
     this.pipe.clearPort(p);
+    // the slot's next pod is asked for its MAC at once, not a second after this one was
+    this.podMacAskedAt[p] = 0;
   }
 
   private openEndpoint(ep: LocalEndpoint): EndpointPort {
@@ -1520,6 +1525,26 @@ export class Engine {
     this.podMacAskedAt[port] = now;
     const i = this.arpSlot;
     this.pool.len[i] = writeArpRequest(this.pool.bytes, this.pool.start(i), GATEWAY_MAC, GATEWAY_IP, ip);
+    this.pool.txList[this.batch] = i;
+    try {
+      this.io.send(port, this.batch, 1);
+    } catch (e) {
+      this.portError(port, 'send', e as Error);
+    }
+  }
+
+  /**
+   * The same for a pod with IPv6 addresses only: a Neighbor Solicitation for its address at
+   * b[off..off+16] from the gateway, fe80::ecee:eeff:feee:eeee / ee:ee:ee:ee:ee:ee (the address
+   * podway answers solicitations for), to its solicited-node group. The pod's Neighbor
+   * Advertisement teaches the MAC (any frame from the pod does) and releases what waits; it is
+   * then dropped, counted ndp_not_gateway. Shares the per-port rate limit with askPodMac.
+   */
+  private askPodMac6(port: number, b: Uint8Array, off: number, now: number): void {
+    if (now - this.podMacAskedAt[port] < POD_MAC_ASK_MS) return;
+    this.podMacAskedAt[port] = now;
+    const i = this.arpSlot;
+    this.pool.len[i] = writeNeighborSolicit(this.pool.bytes, this.pool.start(i), GATEWAY_MAC, GATEWAY_IP6, 0, b, off);
     this.pool.txList[this.batch] = i;
     try {
       this.io.send(port, this.batch, 1);

@@ -26,7 +26,7 @@ import type { PacketIO } from './io';
 import { NextHops, NhKind, NatExit, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { Reason, Event, COUNTER_COUNT, PortCounter, PORT_COUNTERS, BATCH_HIST_SIZE, BATCH_SUM, batchBucket } from './counters';
 import { TraceSession, TraceRecord, traceMatches, traceMatchesArp } from './trace';
-import { Pipeline6 } from './pipeline6';
+import { Pipeline6, MAX_POD_IPS6 } from './pipeline6';
 import { NatSources } from './nat';
 import { CaptureTap, CapturePorts, Link, HELD_VERDICT } from './capture';
 import type { NeighborQueue } from './neighbor-queue';
@@ -146,6 +146,10 @@ export class Pipeline implements CapturePorts {
    * sent nothing): the engine sends the pod an ARP request for its IPv4 address `ip`
    * (rate-limited), whose answer teaches the MAC (learnPodMac) and releases what waits for it. */
   onPodMacUnknown: (port: number, ip: number, now: number) => void = () => {};
+  /** The same for a pod with IPv6 addresses only: `b[off..off+16]` is its first (v6.podIps6); the
+   * engine sends it a Neighbor Solicitation from the gateway's link-local address, whose answer
+   * (a Neighbor Advertisement) teaches the MAC as the ARP answer does. */
+  onPodMacUnknown6: (port: number, b: Uint8Array, off: number, now: number) => void = () => {};
   /** A pod's MAC learned from its first frame (the engine shares a TAP pod's with the other
    * workers, which transmit to it but never read it). */
   onPodMac: (port: number, b: Uint8Array, macOff: number) => void = () => {};
@@ -865,15 +869,18 @@ export class Pipeline implements CapturePorts {
    * `eth`, its EtherType written): the pod is asked for its MAC (an ARP request, through the
    * engine) and the frame waits in the pending queue keyed by the port, as the kernel holds a
    * packet on an INCOMPLETE neighbour of a pod's veth. Dropped (`pod_mac_unknown`) when it cannot
-   * wait: no queue, a super-frame, or a pod without an IPv4 address to ask for; the queue's
+   * wait: no queue, a super-frame, or a pod without an address to ask for (IPv4 by ARP, else IPv6
+   * by a Neighbor Solicitation); the queue's
    * bounds as for underlay neighbours (`neighbor_queue_full`). Also used by pipeline6.ts.
    */
   holdForPod(i: number, inPort: number, p: number, eth: number, len: number): number {
     const b = this.b;
     for (let k = 0; k < 6; k++) { b[eth + k] = 0; b[eth + 6 + k] = GATEWAY_MAC[k]; }
     this.setFrame(i, eth, len);
-    const asked = this.podIpCount[p] > 0;
-    if (asked) this.onPodMacUnknown(p, this.podIps[p * 4], this.batchNow());
+    let asked = true;
+    if (this.podIpCount[p] > 0) this.onPodMacUnknown(p, this.podIps[p * 4], this.batchNow());
+    else if (this.v6.podIp6Count[p] > 0) this.onPodMacUnknown6(p, this.v6.podIps6, p * MAX_POD_IPS6 * 16, this.batchNow());
+    else asked = false;
     const q = this.held;
     if (q === null || !asked || (this.pool.flags[i] & DescFlag.SUPER) !== 0) return this.drop(Reason.POD_MAC_UNKNOWN);
     if (!q.hold(i, FAMILY_POD, p, inPort)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);

@@ -372,4 +372,46 @@ test('a tap pod whose endpoint states no MAC: the engine asks it (ARP from 169.2
   assert.is(counter(r.engine, 'pod_mac_unknown'), 0);
 });
 
+test('a tap pod with IPv6 addresses only and no MAC: asked by a Neighbor Solicitation from the gateway\'s link-local address; its advertisement sends what waited', () => {
+  const r = rig({ neighbor: { retransMs: 20_000 } }, dualStackYaml().replace('ipNetworks: [10.245.0.3/32, fd00:10:244::3/128]', 'ipNetworks: [fd00:10:244::3/128]'));
+  const tap = r.io.portNamed('tapT');
+  const caliA = r.io.portNamed('caliA');
+  assert.ok(tap >= 0 && caliA >= 0);
+  const toT = (flow: number) => {
+    const f = frame6('v6pipe_a_to_b');
+    f.set(parseIpv6Bytes('fd00:10:244::3'), 14 + 24);
+    f[14 + 3] = flow; // the flow label's low byte tells them apart
+    return f;
+  };
+  r.io.inject(caliA, toT(1), toT(2));
+  r.io.pump();
+  r.io.inject(caliA, toT(3));
+  r.io.pump();
+  const asked = r.io.take(tap);
+  assert.is(asked.length, 1, `one solicitation for the three packets (rate-limited), nothing else: ${asked.map((f) => toHex(f.bytes, 0, 14)).join(' ')}`);
+  const ns = asked[0].bytes;
+  assert.ok(isNs(asked[0]), 'a Neighbor Solicitation');
+  assert.is(toHex(ns, 0, 6), '3333ff000003', 'to the solicited-node group\'s MAC');
+  assert.is(toHex(ns, 6, 6), 'eeeeeeeeeeee', 'from the gateway MAC');
+  assert.is(toHex(ns, 14 + 8, 16), toHex(parseIpv6Bytes('fe80::ecee:eeff:feee:eeee')), 'from the gateway\'s link-local address');
+  assert.is(toHex(ns, 14 + 24, 16), toHex(parseIpv6Bytes('ff02::1:ff00:3')), 'to the pod\'s solicited-node group');
+  assert.is(toHex(ns, 14 + 48, 16), toHex(parseIpv6Bytes('fd00:10:244::3')), 'for the pod\'s address');
+  assert.is(ns[14 + 7], 255, 'hop limit 255');
+  assert.is(counter(r.engine, 'neighbor_queued'), 3);
+  assert.is(counter(r.engine, 'pod_mac_unknown'), 0);
+  // the pod's kernel answers (to the gateway, with its MAC)
+  const tMac = '2a:5f:10:00:01:03';
+  r.io.inject(tap, answer(ns, tMac));
+  r.io.pump();
+  const sent = r.io.take(tap).filter((f) => f.bytes[12] === 0x86 && f.bytes[13] === 0xdd && !isNs(f));
+  assert.is(sent.length, 3, `the three packets reached the pod: ${JSON.stringify(Object.fromEntries(Object.entries(r.engine.counters().reasons as Record<string, number>).filter(([, v]) => v)))}`);
+  sent.forEach((f, k) => {
+    assert.is(toHex(f.bytes, 0, 6), tMac.replace(/:/g, ''), 'to the MAC the advertisement gave');
+    assert.is(toHex(f.bytes, 6, 6), 'eeeeeeeeeeee');
+    assert.is(f.bytes[14 + 3], 1 + k, 'in order');
+  });
+  assert.is(counter(r.engine, 'neighbor_queue_sent'), 3);
+  assert.is(counter(r.engine, 'pod_mac_unknown'), 0);
+});
+
 test.run();

@@ -31,7 +31,8 @@ export const Reason = {
   UNSUPPORTED_ETHERTYPE: base + 9,
   /** Next hop through an underlay neighbour whose MAC is being resolved (ARP/NDP asked), and the
    * packet could not be held for it: a GSO super-frame, or a pipeline without a pending queue
-   * (neighbor-queue.ts); a neighbour the table does not track is `neighbor_table_full`. The
+   * (neighbor-queue.ts), or an IPv6 next hop the engine's neighbour table has not been given yet
+   * (a model change under way); a neighbour the table refused to track is `neighbor_table_full`. The
    * engine holds the others (`neighbor_queued`) instead of dropping them. */
   NEIGHBOR_UNRESOLVED: base + 10,
   /** Local destination whose pod MAC is not known yet (it has sent nothing). */

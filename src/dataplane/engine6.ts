@@ -135,11 +135,13 @@ export class Neighbors6 {
     }
   }
 
-  /** The id of a wanted address at b[off..+16] the table tracks (0: not wanted, or refused by the
-   * table's size bound, so never solicited): the pending queue's key. No allocation. */
+  /** The id of a wanted address at b[off..+16] the table tracks: the pending queue's key. 0: not
+   * wanted (a next hop of a model the table has not been given yet); -1: wanted but refused by the
+   * table's size bound, so never solicited. No allocation. */
   idAt(b: Uint8Array, off: number): number {
     const id = this.find(b, off);
-    return id !== 0 && this.table.tracks(id) ? id : 0;
+    if (id === 0) return 0;
+    return this.table.tracks(id) ? id : -1;
   }
 
   neighbor6(ip6: string): Uint8Array | undefined {

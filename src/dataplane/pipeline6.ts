@@ -64,8 +64,9 @@ export class Pipeline6 {
   /** Called for a next hop whose underlay neighbour (16 bytes at b[off]) is not resolved (the
    * engine sends an NS), with the batch's clock (Pipeline.batchNow: one clock read per batch). */
   onUnresolved6: (b: Uint8Array, off: number, now: number) => void = () => {};
-  /** The pending-queue key of the underlay neighbour at b[off..+16] (Neighbors6's id; 0: the
-   * neighbour table does not track it, full: not held, counted `neighbor_table_full`). */
+  /** The pending-queue key of the underlay neighbour at b[off..+16] (Neighbors6's id; -1: the
+   * full neighbour table refused it, counted `neighbor_table_full`; 0: not a neighbour the engine
+   * wants, counted `neighbor_unresolved`; neither is held). */
   neighborId: (b: Uint8Array, off: number) => number = () => 0;
   /** Called for a valid Neighbor Advertisement on the underlay: target at b[targetOff], its MAC at b[macOff]. */
   onNeighbor6: (b: Uint8Array, targetOff: number, macOff: number) => void = () => {};
@@ -416,11 +417,14 @@ export class Pipeline6 {
    * its destination MAC) is held for it (pipeline.ts hold), keyed by the neighbour's id in the
    * engine's Neighbors6 (`neighborId`), or dropped as `neighbor_table_full` when the table does
    * not track it (its size bound refused it: nobody asks for its MAC, so holding would only delay
-   * the loss).
+   * the loss), or as `neighbor_unresolved` when the engine does not want it at all (a next hop of
+   * a model its neighbour table has not been given yet).
    */
   private holdFor(i: number, inPort: number, nh: number): number {
     const id = this.neighborId(this.nh!.ip6, nh * 16);
-    if (id === 0) return this.drop(Reason.NEIGHBOR_TABLE_FULL);
+    if (id < 0) return this.drop(Reason.NEIGHBOR_TABLE_FULL);
+    // not (yet) a neighbour the engine wants: nobody asks for it, so it cannot be held
+    if (id === 0) return this.drop(Reason.NEIGHBOR_UNRESOLVED);
     return this.p.hold(i, inPort, FAMILY_V6, id);
   }
 

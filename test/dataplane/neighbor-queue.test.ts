@@ -235,10 +235,17 @@ test('pipeline, IPv6 VXLAN, neighbour unresolved: encapsulated and held under it
     // outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14: the inner hop limit, decremented
     assert.is(f.bytes[14 + 70 + 7], 63 - k, `frame ${k + 1} in order`);
   }
+  h.pipe.v6.neighborId = () => -1;
+  h.receive(a, aToRv6(64));
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_TABLE_FULL], 1, 'a neighbour the table refused to track is not held');
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_UNRESOLVED], 0);
+  assert.is(h.pipe.held!.size, 0);
+  // not wanted at all (a model the engine's table has not been given yet): not held either, but
+  // the table is not full
   h.pipe.v6.neighborId = () => 0;
   h.receive(a, aToRv6(64));
-  assert.is(h.pipe.counters[Reason.NEIGHBOR_TABLE_FULL], 1, 'a neighbour the table does not track is not held');
-  assert.is(h.pipe.counters[Reason.NEIGHBOR_UNRESOLVED], 0);
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_TABLE_FULL], 1, 'not counted as a full table');
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_UNRESOLVED], 1, 'counted neighbor_unresolved');
   assert.is(h.pipe.held!.size, 0);
 });
 

@@ -423,6 +423,15 @@ test('a pod veth deleted under a running podway is withheld, then attached again
     assert.ok(await until(async () => (await status(n1)).endpoints === 1, 5000), 'the gone pod is no longer an attached endpoint');
     const withheld = (await status(n1)).withheld as { cidr: string; reason: string }[];
     assert.ok(withheld.some((w) => w.cidr.includes(web1.ip)), `status reports ${web1.ip} withheld: ${JSON.stringify(withheld)}`);
+    // routes and endpoints agree with status: the /32 withheld (with the reason), the pod waiting
+    const row = (await routes(n1)).find((r) => r.cidr === `${web1.ip}/32`) as { kind: string; withheld?: string } | undefined;
+    assert.is(row?.kind, 'withheld', JSON.stringify(row));
+    assert.match(row?.withheld ?? '', new RegExp(`interface ${web1.ifname} not attached`));
+    const eps = (await controlRequest(n1.control, { cmd: 'endpoints' })) as { interface: string; state: string }[];
+    assert.is(eps.find((e) => e.interface === web1.ifname)?.state, 'waiting: interface missing', JSON.stringify(eps));
+    // the sysctls podway set on the gone veth are no longer listed as host changes
+    const changes = ((await status(n1)) as unknown as { hostChanges: string[] }).hostChanges;
+    assert.not.ok(changes.some((c) => c.includes(`.${web1.ifname}.`)), JSON.stringify(changes));
     assert.is(ping(lab, 'tap-1', lab.pod('tap-2').ip, 3).loss, 0, 'the other pods keep forwarding');
     rewireVeth(lab, 'web-1');
     assert.ok(await until(async () => (await status(n1)).endpoints === 2, 10_000), 'web-1 attached again once its interface is back');

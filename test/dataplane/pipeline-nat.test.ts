@@ -5,7 +5,7 @@
 // does; egress to another pool, or to a node, over the same routes is forwarded unchanged.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Event } from '../../src/dataplane/counters';
+import { Event, Reason } from '../../src/dataplane/counters';
 import { NatExit, natExitOf } from '../../src/dataplane/nexthops';
 import { computeNodeModel, parseClusterYaml } from '../../src/control';
 import { parseIpv4, parseMac } from '../../src/packet';
@@ -84,6 +84,22 @@ test('natOutgoing over a learned outside prefix and a learned default route: to 
   assertNatToKernel(h, 'caliA', retarget(frame('a_to_b'), '192.0.2.10'), '192.0.2.10', 'A -> 192.0.2.10 (learned /24)');
   assertNatToKernel(h, 'caliA', retarget(frame('a_to_b'), '8.8.8.8'), '8.8.8.8', 'A -> 8.8.8.8 (learned default route)');
   assert.is(h.pipe.counters[Event.EGRESS], 0);
+});
+
+test('natOutgoing over a learned route, bigger than the underlay MTU (the route\'s MTU passed it): fragmentation needed with the underlay\'s MTU, not handed to the kernel that would refuse it', () => {
+  const h = bgpHarness();
+  const big = retarget(frame('a_big_df'), '192.0.2.10');
+  const total = (big[16] << 8) | big[17];
+  h.pipe.tx4Mtu = total - 1;
+  h.receive(h.port('caliA'), big);
+  const out = onlyFrame(h, h.port('caliA'), 'frag needed').bytes;
+  assert.is(out[34], 3);
+  assert.is(out[35], 4);
+  assert.is((out[40] << 8) | out[41], total - 1, 'the underlay MTU');
+  assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 1);
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], 0);
+  h.pipe.tx4Mtu = total;
+  assertNatToKernel(h, 'caliA', big, '192.0.2.10', 'at the underlay MTU it goes');
 });
 
 test('over the same learned routes: another pool, a node, a pool without natOutgoing and the flag off keep the pod address; the node itself is the host\'s', () => {

@@ -6,6 +6,8 @@ import * as assert from 'uvu/assert';
 import { Reason, Event, PortCounter } from '../../src/dataplane/counters';
 import { DescFlag } from '../../src/dataplane/frame-pool';
 import { makeHarness, frame, onlyFrame, u16, NODE2_MAC } from './helpers';
+import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
+import { parseIpv6Bytes } from '../../src/packet';
 
 const RESOLVED = { neighbors: { '10.99.0.2': NODE2_MAC } };
 
@@ -56,6 +58,20 @@ test('a super-frame over the path MTU with DF: ONE ICMP fragmentation needed, th
   assert.is(h.portCounter(a, PortCounter.TX), 1);
   assert.is(h.portCounter(a, PortCounter.DROPS), 2);
   assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 3);
+});
+
+test('IPv6: a super-frame too big for the path: ONE ICMPv6 packet too big, the other segments dropped frag_needed', () => {
+  const h = makeHarness6({ neighbors6: { [NODE2_6]: NODE2_MAC6 } });
+  const a = h.port('caliA');
+  const big = frame6('v6_big');
+  big.set(parseIpv6Bytes(RV6), 14 + 24);
+  h.receive(a, sup(big, 4));
+  const out = onlyFrame(h, a, 'packet too big');
+  assert.is(out.bytes[14 + 40], 2);
+  assert.is(out.flags! & DescFlag.SUPER, 0, 'one packet');
+  assert.is(h.portCounter(a, PortCounter.TX), 1);
+  assert.is(h.portCounter(a, PortCounter.DROPS), 3);
+  assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 4);
 });
 
 test.run();

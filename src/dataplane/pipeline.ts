@@ -852,11 +852,14 @@ export class Pipeline implements CapturePorts {
    * Descriptor i's frame, ready for the underlay but for its destination MAC, waits for the
    * neighbour (family, key) in the pending queue (copied: descriptor i is free at the next
    * receive). Dropped instead when the queue is full (`neighbor_queue_full`), or when it cannot be
-   * held (no queue, a super-frame: `neighbor_unresolved`). Also used by pipeline6.ts.
+   * held (no queue: `neighbor_unresolved`). Of a super-frame, segment 0 waits (a slot holds one
+   * packet) and its other segments are dropped `neighbor_unresolved`. Also used by pipeline6.ts.
    */
   hold(i: number, inPort: number, family: number, key: number): number {
     const q = this.held;
-    if (q === null || (this.pool.flags[i] & DescFlag.SUPER) !== 0) return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+    if (q === null) return this.drop(Reason.NEIGHBOR_UNRESOLVED);
+    // a super-frame: segment 0 (a complete packet) waits, the others are dropped (one slot each)
+    this.superToOne(i, Reason.NEIGHBOR_UNRESOLVED);
     if (!q.hold(i, family, key, inPort)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);
     this.counters[Event.NEIGHBOR_QUEUED]++;
     if (i < this.heldTo.length) this.heldTo[i] = this.underlayPort;
@@ -869,9 +872,9 @@ export class Pipeline implements CapturePorts {
    * `eth`, its EtherType written): the pod is asked for its MAC (an ARP request, through the
    * engine) and the frame waits in the pending queue keyed by the port, as the kernel holds a
    * packet on an INCOMPLETE neighbour of a pod's veth. Dropped (`pod_mac_unknown`) when it cannot
-   * wait: no queue, a super-frame, or a pod without an address to ask for (IPv4 by ARP, else IPv6
-   * by a Neighbor Solicitation); the queue's
-   * bounds as for underlay neighbours (`neighbor_queue_full`). Also used by pipeline6.ts.
+   * wait: no queue, or a pod without an address to ask for (IPv4 by ARP, else IPv6 by a Neighbor
+   * Solicitation); of a super-frame, segment 0 waits, the others are dropped `pod_mac_unknown`;
+   * the queue's bounds as for underlay neighbours (`neighbor_queue_full`). Also used by pipeline6.ts.
    */
   holdForPod(i: number, inPort: number, p: number, eth: number, len: number): number {
     const b = this.b;
@@ -882,7 +885,8 @@ export class Pipeline implements CapturePorts {
     else if (this.v6.podIp6Count[p] > 0) this.onPodMacUnknown6(p, this.v6.podIps6, p * MAX_POD_IPS6 * 16, this.batchNow());
     else asked = false;
     const q = this.held;
-    if (q === null || !asked || (this.pool.flags[i] & DescFlag.SUPER) !== 0) return this.drop(Reason.POD_MAC_UNKNOWN);
+    if (q === null || !asked) return this.drop(Reason.POD_MAC_UNKNOWN);
+    this.superToOne(i, Reason.POD_MAC_UNKNOWN); // (as in hold)
     if (!q.hold(i, FAMILY_POD, p, inPort)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);
     this.counters[Event.NEIGHBOR_QUEUED]++;
     if (i < this.heldTo.length) this.heldTo[i] = p;

@@ -5,9 +5,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Reason, Event, PortCounter } from '../../src/dataplane/counters';
 import { DescFlag } from '../../src/dataplane/frame-pool';
-import { makeHarness, frame, onlyFrame, u16, NODE2_MAC } from './helpers';
+import { makeHarness, frame, onlyFrame, takeAll, nothingSent, assertBytes, u16, NODE2, NODE2_MAC } from './helpers';
+import { FAMILY_V4 } from '../../src/dataplane/neighbor-queue';
+import { parseIpv6Bytes, parseMac } from '../../src/packet';
 import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
-import { parseIpv6Bytes } from '../../src/packet';
 
 const RESOLVED = { neighbors: { '10.99.0.2': NODE2_MAC } };
 
@@ -72,6 +73,23 @@ test('IPv6: a super-frame too big for the path: ONE ICMPv6 packet too big, the o
   assert.is(h.portCounter(a, PortCounter.TX), 1);
   assert.is(h.portCounter(a, PortCounter.DROPS), 3);
   assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 4);
+});
+
+test('direct route, neighbour unresolved: of a super-frame, segment 0 waits in the neighbour queue (one packet, sent when the neighbour answers), the other segments are dropped neighbor_unresolved', () => {
+  const h = makeHarness({ held: { total: 8, perNeighbor: 3 } });
+  const u = h.port('tunU');
+  const f = frame('u_to_rd').subarray(14).slice();
+  h.receive(u, { bytes: f, flags: DescFlag.SUPER, segs: 6, more: 5 * f.length });
+  nothingSent(h, 'held');
+  assert.is(h.pipe.counters[Event.NEIGHBOR_QUEUED], 1);
+  assert.is(h.pipe.counters[Reason.NEIGHBOR_UNRESOLVED], 5);
+  assert.is(h.portCounter(u, PortCounter.DROPS), 5);
+  assert.is(h.pipe.releaseHeld(FAMILY_V4, NODE2, parseMac(NODE2_MAC), 0), 1);
+  const sent = takeAll(h).get(h.infra.underlay)!;
+  assert.is(sent.length, 1);
+  assert.is(sent[0].flags! & DescFlag.SUPER, 0, 'one packet');
+  assertBytes(sent[0].bytes.subarray(34), f.subarray(20), 'segment 0\'s payload');
+  assert.is(h.portCounter(h.infra.underlay, PortCounter.TX), 1);
 });
 
 test.run();

@@ -14,7 +14,7 @@ import { KvUnavailableError } from '../control/kv/kv';
 import { openKvStore } from '../control/kv/open';
 import { nodeKey } from '../control/ipam/keys';
 import { claimEntry, datastoreKey, entryDatastore, putBack, readPending, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
-import { IpamLockAbortedError, IpamLockTimeoutError, withIpamLock } from '../cni/ipam-lock';
+import { IpamLockAbortedError, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from '../cni/ipam-lock';
 import { DEFAULT_PENDING_DEL_DIR } from '../cni/config';
 
 export const DEFAULT_REPLAY_INTERVAL_MS = 60_000;
@@ -121,6 +121,16 @@ export class PendingDelReplayer {
       this.counts.pending = 0;
       return;
     }
+    // A spool others may write to could hold forged entries: nothing in it is replayed.
+    try {
+      requirePrivateDir(this.dir, '--cni-pending-del-dir');
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      if (this.lastSaid.get('dir') !== this.lastError) this.log.warn(`deferred CNI DELs not replayed: ${this.lastError}`);
+      this.lastSaid.set('dir', this.lastError);
+      return;
+    }
+    this.lastSaid.delete('dir');
     const all = readPending(this.dir);
     this.lastPassAt = new Date();
     if (all.length === 0) {

@@ -10,7 +10,7 @@ import { configVersion, decodeConfig, NetConf, parseConfig, parseValidAttachment
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
-import { IpamLockOptions, IpamLockTimeoutError, withIpamLock } from './ipam-lock';
+import { IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from './ipam-lock';
 import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import type { KvStore } from '../control/kv/kv';
@@ -437,6 +437,9 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
  */
 async function replayOwnPending(kv: KvStore, conf: NetConf, containerId: string): Promise<void> {
   const key = datastoreKey(conf.datastore);
+  if (!existsSync(conf.pendingDelDir)) return;
+  // A spool others may write to could hold forged entries: refused (as DEL's write refuses it).
+  requirePrivateDir(conf.pendingDelDir, '"pending_del_dir" in the network config');
   // A replay by podway run under way (its entry renamed aside) is waited for through its lock:
   // the old endpoint and addresses are still there until it is done.
   const replaying = replayingOfContainer(conf.pendingDelDir, conf.name, containerId);

@@ -55,7 +55,7 @@ test('entryDatastore: cluster_id decides when both are known; else the same endp
   assert.is(entryDatastore(entry({ datastore: 'embedded:/a' }), 'embedded:/b', null), 'unknown');
 });
 
-test('spool files: the handle is derived (a forged one makes the entry unreadable), oldest by mtime first, a group-writable spool refused naming the field, no .tmp left by a failed write', () => {
+test('spool files: the handle is derived (a forged one makes the entry unreadable), oldest by mtime first, a group-writable spool refused naming the field (by DEL\'s write and by the replayer), no .tmp left by a failed write', async () => {
   const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-spool-')), 'spool');
   try {
     writePending(dir, entry({ containerID: 'c2' , handle: 'n.c2' }));
@@ -68,6 +68,14 @@ test('spool files: the handle is derived (a forged one makes the entry unreadabl
     assert.match(forged.error ?? '', 'is not network n\'s handle of container c3');
     chmodSync(dir, 0o777);
     assert.throws(() => writePending(dir, entry({ containerID: 'c4', handle: 'n.c4' })), /"pending_del_dir": .* is writable by group or others \(mode 777\)/);
+    const said: string[] = [];
+    const r = new PendingDelReplayer(dir, { kind: 'etcd', endpoints: ['http://127.0.0.1:1'] }, { info: (m) => said.push(m), warn: (m) => said.push(m) }, 3_600_000);
+    r.kick('test');
+    await r.idle();
+    await r.stop();
+    assert.match(r.status().lastError ?? '', /--cni-pending-del-dir: .* is writable by group or others/);
+    assert.is(said.length, 1, said.join(' | '));
+    assert.is(readPending(dir).length, 3, 'nothing replayed or removed');
     chmodSync(dir, 0o700);
     // a write that fails (the target name is a directory): nothing half-written left
     mkdirSync(path.join(dir, pendingFileName('n', 'c5', 'eth0')));

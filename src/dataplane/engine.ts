@@ -480,10 +480,10 @@ export class Engine {
       this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
       const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));
       if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
-      // tx6 takes up to the underlay's MTU (the kernel refuses more: Packet Too Big instead).
-      this.pipe.v6.tx6Mtu = Math.min(model.mtu.underlay, this.underlay!.mtu);
-      // tx4 likewise (fragmentation needed, or a counted drop without DF).
-      this.pipe.tx4Mtu = this.pipe.v6.tx6Mtu;
+      // tx6 takes up to the underlay's MTU (the kernel refuses more: Packet Too Big instead);
+      // tx4 likewise (fragmentation needed, or a counted drop without DF). Followed between
+      // models when the interface's MTU changes (checkUnderlayMtu).
+      this.setTxMtu(model.mtu.underlay, this.underlay!.mtu);
       applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip) });
     } catch (e) {
       this.followBack(e as Error, infraBefore);
@@ -1437,6 +1437,7 @@ export class Engine {
   private ageNeighbors(): void {
     const now = Date.now();
     if (this.primary && this.manageHost && now - this.addrCheckedAt >= NODE_ADDR_CHECK_MS) this.checkNodeAddress(now);
+    if (now - this.mtuCheckedAt >= NODE_ADDR_CHECK_MS) this.checkUnderlayMtu(now);
     const t = this.neighbors.tick(now);
     for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
     for (const c of t.changed) {
@@ -1471,6 +1472,36 @@ export class Engine {
     if (q === null || q.size === 0) return;
     const m = this.neighbors.mac(ip);
     if (m !== undefined) this.pipe.releaseHeld(FAMILY_V4, ip, m, 0);
+  }
+
+  /** The largest packet tx4/tx6 take: the smaller of the model's underlay MTU and the interface's. */
+  private setTxMtu(modelMtu: number, linkMtu: number): void {
+    this.pipe.v6.tx6Mtu = Math.min(modelMtu, linkMtu);
+    this.pipe.tx4Mtu = this.pipe.v6.tx6Mtu;
+  }
+
+  /** When the underlay's MTU was last read (checkUnderlayMtu). */
+  private mtuCheckedAt = 0;
+
+  /**
+   * The underlay interface's MTU changed (by hand, DHCP, a cloud agent) since it was read: tx4/tx6
+   * take the new bound now (the kernel checks a raw packet against its output device's MTU), not
+   * at the next model. Read from sysfs every few seconds, on every worker (each has its pipeline).
+   */
+  private checkUnderlayMtu(now: number): void {
+    this.mtuCheckedAt = now;
+    const ul = this.underlay;
+    if (!ul || !this.model) return;
+    let mtu: number;
+    try {
+      mtu = Number(readFileSync(`/sys/class/net/${ul.name}/mtu`, 'utf8'));
+    } catch {
+      return; // gone: the link monitoring says so
+    }
+    if (!Number.isInteger(mtu) || mtu < 68 || mtu === ul.mtu) return;
+    if (this.primary) this.log.info(`underlay ${ul.name} mtu ${ul.mtu} -> ${mtu}: packets handed to the node's routing are bounded by ${Math.min(this.model.mtu.underlay, mtu)} now`, { interface: ul.name, mtu });
+    ul.mtu = mtu;
+    this.setTxMtu(this.model.mtu.underlay, mtu);
   }
 
   /** When the node's address was last looked for on its interfaces; the warning given, if any. */

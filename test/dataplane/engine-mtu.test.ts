@@ -1,0 +1,46 @@
+// The underlay's MTU bounds what podway hands to the node's routing (tx4/tx6: bigger is answered
+// with ICMP fragmentation needed / Packet Too Big). An MTU change of the interface between models
+// is followed (the engine reads it every few seconds), not only at the next model. Root, in a
+// private network namespace of the test's own.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
+import { Engine } from '../../src/dataplane/engine';
+import { MemoryIO } from '../../src/dataplane/memory-io';
+import { clusterModel } from './helpers';
+
+runPrivateNetns();
+
+const UL = 'ul0';
+let engine: Engine | null = null;
+
+test.before(() => {
+  sh('ip', ['link', 'set', 'lo', 'up']);
+  sh('ip', ['link', 'add', UL, 'type', 'veth', 'peer', 'name', `${UL}p`]);
+  sh('ip', ['addr', 'add', '10.99.0.1/24', 'dev', UL]);
+  sh('ip', ['link', 'set', UL, 'up']);
+  for (const pod of ['caliA', 'caliB']) sh('ip', ['link', 'add', pod, 'type', 'veth', 'peer', 'name', `${pod}p`]);
+});
+
+test.after(() => {
+  engine?.stop();
+});
+
+test('the underlay interface\'s MTU lowered and raised between models: tx4/tx6 bounds follow it', async () => {
+  engine = new Engine({ io: new MemoryIO(), manageHost: false, ringCheckMs: 0, neighbor: { retransMs: 50 } });
+  engine.apply(clusterModel('node1'));
+  const pipe = (engine as unknown as { pipe: { tx4Mtu: number; v6: { tx6Mtu: number } } }).pipe;
+  const ulMtu = () => engine!.status().underlay?.mtu;
+  assert.is(ulMtu(), 1500);
+  assert.is(pipe.tx4Mtu, 1500);
+  sh('ip', ['link', 'set', UL, 'mtu', '1400']);
+  assert.ok(await waitFor(() => pipe.tx4Mtu === 1400, 20_000, 50), `tx4 bound follows the lowered MTU (now ${pipe.tx4Mtu})`);
+  assert.is(pipe.v6.tx6Mtu, 1400, 'tx6 too');
+  assert.is(ulMtu(), 1400, 'podway status shows it');
+  sh('ip', ['link', 'set', UL, 'mtu', '9000']);
+  // raised above the model's underlay MTU (1500 here): the smaller still bounds
+  assert.ok(await waitFor(() => ulMtu() === 9000, 20_000, 50), 'the raised MTU is read');
+  assert.is(pipe.tx4Mtu, 1500, 'bounded by the model\'s underlay MTU');
+});
+
+test.run();

@@ -4,13 +4,14 @@
  * packet from its address to 127.0.0.1, sent to the gateway MAC with AF_PACKET. Handed to the
  * node's routing (tx4, a raw socket), the node's kernel would deliver it to a socket bound to
  * 127.0.0.1 there. podway drops it (counted martian_dst) and answers ICMP host unreachable; a
- * receiver bound to the node's 127.0.0.1 sees nothing.
+ * receiver bound to the node's 127.0.0.1 sees nothing. The same for IPv6 and ::1 (tx6).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, routes, logTail, until } from './e2e-kit';
+import { parseIpv6Bytes } from '../../src/packet';
 import { Bg, PY_RAW, PY_UDP_RECV, pyJson, py, eth, ipBytes } from './tools';
 
 const SPEC = [{ name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] }];
@@ -47,9 +48,44 @@ function udp4(src: string, dst: string, sport: number, dport: number, payload: B
   return Buffer.concat([ip, u, payload]);
 }
 
+/** An IPv6 UDP packet (checksum computed: IPv6 requires it), hop limit 64. */
+function udp6(src: string, dst: string, sport: number, dport: number, payload: Buffer): Buffer {
+  const len = 8 + payload.length;
+  const ip = Buffer.alloc(40);
+  ip[0] = 0x60;
+  ip.writeUInt16BE(len, 4);
+  ip[6] = 17;
+  ip[7] = 64;
+  Buffer.from(parseIpv6Bytes(src)).copy(ip, 8);
+  Buffer.from(parseIpv6Bytes(dst)).copy(ip, 24);
+  const u = Buffer.alloc(8);
+  u.writeUInt16BE(sport, 0);
+  u.writeUInt16BE(dport, 2);
+  u.writeUInt16BE(len, 4);
+  const pseudo = Buffer.alloc(40);
+  ip.copy(pseudo, 0, 8, 40);
+  pseudo.writeUInt32BE(len, 32);
+  pseudo[39] = 17;
+  const sum = csum(Buffer.concat([pseudo, u, payload, Buffer.alloc(payload.length & 1)]));
+  u.writeUInt16BE(sum === 0 ? 0xffff : sum, 6);
+  return Buffer.concat([ip, u, payload]);
+}
+
+/** A UDP receiver on [::1]: prints 'listening', then the sizes of what came within its time. */
+const PY_UDP6_RECV = `
+import socket, sys, json
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(('::1', int(sys.argv[1])))
+print('listening', flush=True)
+s.settimeout(float(sys.argv[2])); got = []
+try:
+    d, a = s.recvfrom(65535); got.append(len(d))
+except socket.timeout: pass
+print(json.dumps({'sizes': got}), flush=True)
+`;
+
 test.before(async () => {
   if (!isRoot()) throw new Error('martian destination end-to-end tests need root (network namespaces)');
-  lab = guard(new Lab(SPEC));
+  lab = guard(new Lab(SPEC, { dualStack: true }));
   lab.build();
 });
 
@@ -80,6 +116,26 @@ test('a pod\'s frame for 127.0.0.1 does not reach a UDP socket bound to the node
   await recv.finish(10_000);
   const r = JSON.parse(recv.stdout.trim().split('\n').pop()!) as { received: number[]; bad: number; sizes: number[] };
   assert.equal(r.sizes, [], 'nothing reached the node\'s loopback socket');
+});
+
+test('a pod\'s frame for ::1 does not reach a UDP socket bound to the node\'s [::1]: martian_dst', async () => {
+  const n1 = lab!.node('node1');
+  const pod = lab!.pod('web-1');
+  assert.ok(pod.ip6, 'the pod has an IPv6 address');
+  const [c, a] = py(n1.ns, PY_UDP6_RECV, [PORT, 3]);
+  const recv = new Bg(c, a);
+  await recv.waitFor('listening', 5000);
+  const c0 = await counters();
+  const frames = [1, 2, 3].map((k) => eth('ee:ee:ee:ee:ee:ee', pod.mac!, 0x86dd, udp6(pod.ip6!, '::1', 40_000 + k, PORT, Buffer.alloc(64, k))).toString('hex'));
+  const sent = await pyJson<{ sent: number }>(pod.ns, PY_RAW, [JSON.stringify({ ifname: pod.podIf, frames })], 10_000);
+  assert.is(sent.sent, 3);
+  await until(async () => ((await counters()).martian_dst ?? 0) - (c0.martian_dst ?? 0) >= 3, 5000);
+  const c1 = await counters();
+  assert.is((c1.martian_dst ?? 0) - (c0.martian_dst ?? 0), 3, `the three counted martian_dst: ${JSON.stringify(c1)}`);
+  assert.is((c1.egress ?? 0) - (c0.egress ?? 0), 0, 'none handed to the node\'s routing');
+  await recv.finish(10_000);
+  const r = JSON.parse(recv.stdout.trim().split('\n').pop()!) as { sizes: number[] };
+  assert.equal(r.sizes, [], 'nothing reached the node\'s [::1] socket');
   ok = true;
 });
 

@@ -69,7 +69,6 @@ function hasNatChains(s: NatSpec): boolean {
   return s.natChains ?? s.natPools.length > 0;
 }
 
-const MATCH = 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes';
 
 function elements(xs: readonly string[]): string {
   return xs.length ? ` elements = { ${xs.join(', ')} }` : '';
@@ -105,7 +104,6 @@ function podIngressChain(s: NatSpec): string {
  * table left by a crashed run, or none, ends the same way), and the kernel applies it atomically.
  */
 export function natTableProgram(s: NatSpec): string {
-  const [lo, hi] = s.portRange;
   return `add table ip ${NAT_TABLE}
 delete table ip ${NAT_TABLE}
 table ip ${NAT_TABLE} {
@@ -113,52 +111,24 @@ table ip ${NAT_TABLE} {
   set natpools { type ipv4_addr; flags interval; auto-merge;${elements(s.natPools)} }
   set nodes { type ipv4_addr;${elements(s.nodes)} }
   set pods { type ifname;${elements(ifnames(s.pods))} }
-  counter nat_flows { }
-  counter nat_out { }
-  counter nat_in { }
-  counter nat_refused { }
-  counter icmp_unmatched { }
-  counter pod_transit { }
-  ct timeout udp_nat {
-    protocol udp; l3proto ip;
-    policy = { unreplied: ${s.udpTimeout.unreplied}, replied: ${s.udpTimeout.replied} }
-  }
-  # A flow's first packet only (not yet confirmed): every packet of a UDP flow is "ct state new"
-  # until a reply comes, and ct count walks its list on each evaluation (8x slower at 1,000 flows).
-  chain output {
-    type filter hook output priority mangle; policy accept;
-    ${MATCH} ct status ! confirmed ct count over ${s.maxFlows} counter name "nat_refused" drop
-    ${MATCH} meta l4proto udp ct status ! confirmed ct timeout set "udp_nat"
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    ${MATCH} meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :${lo}-${hi} fully-random
-    ${MATCH} counter name "nat_flows" masquerade fully-random
-  }
-  chain counting {
-    type filter hook postrouting priority srcnat + 10; policy accept;
-    ct direction original ct status snat ct original ip saddr @pools counter name "nat_out"
-  }
-  chain prerouting {
-    type filter hook prerouting priority filter; policy accept;
-    ct direction reply ct status snat ip daddr @pools counter name "nat_in" dup to ip daddr device "${s.hostPort}" drop
-    icmp type { destination-unreachable, time-exceeded, parameter-problem } ct state invalid counter name "icmp_unmatched"
-  }${podIngressChain(s)}
+  counter pod_transit { }${natChains(s, NAT4_WORDS)}${podIngressChain(s)}
 }
 `;
 }
 
-/** A live update: the sets only, replaced in one transaction. */
-export function natSetsProgram(s: NatSpec): string {
+/** A live update of either family's table: its sets only, replaced in one transaction. */
+function setsProgram(family: 'ip' | 'ip6', s: NatSpec): string {
   const lines: string[] = [];
   for (const [set, xs] of [['pools', s.pools], ['natpools', s.natPools], ['nodes', s.nodes], ['pods', ifnames(s.pods)]] as const) {
-    lines.push(`flush set ip ${NAT_TABLE} ${set}`);
-    if (xs.length) lines.push(`add element ip ${NAT_TABLE} ${set} { ${xs.join(', ')} }`);
+    lines.push(`flush set ${family} ${NAT_TABLE} ${set}`);
+    if (xs.length) lines.push(`add element ${family} ${NAT_TABLE} ${set} { ${xs.join(', ')} }`);
   }
   return lines.join('\n') + '\n';
 }
 
-const MATCH6 = 'ip6 saddr @natpools ip6 daddr != @pools ip6 daddr != @nodes';
+export function natSetsProgram(s: NatSpec): string {
+  return setsProgram('ip', s);
+}
 
 /**
  * The IPv6 kernel transit drop, as podIngressChain's IPv4 one: a dual-stack veth pod's IPv6 frame
@@ -177,11 +147,25 @@ function podIngressChain6(s: NatSpec): string {
   }`;
 }
 
-/** The IPv6 NAT part of natTableProgram6: only with an IPv6 pool with natOutgoing, so a table held
- * for the transit drop alone never makes the kernel track IPv6 (its ct expressions would). */
-function nat6Chains(s: NatSpec): string {
-  if (!hasNatChains(s)) return '';
+/** What differs between the IPv4 and IPv6 NAT chains: the family's words. */
+interface NatWords {
+  readonly ip: 'ip' | 'ip6';
+  readonly icmpErrors: string;
+}
+const NAT4_WORDS: NatWords = { ip: 'ip', icmpErrors: 'icmp type { destination-unreachable, time-exceeded, parameter-problem }' };
+const NAT6_WORDS: NatWords = { ip: 'ip6', icmpErrors: 'icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem }' };
+
+/**
+ * The masquerade chains of either family's table (one text, so IPv4 and IPv6 NAT cannot drift):
+ * counters, the UDP timeout policy, the flow bound, the masquerade itself, and replies (ICMP
+ * errors about a flow included) translated back in PREROUTING and copied into the host port.
+ * A flow's first packet only is bounded (not yet confirmed): every packet of a UDP flow is "ct
+ * state new" until a reply comes, and ct count walks its list on each evaluation (8x slower at
+ * 1,000 flows).
+ */
+function natChains(s: NatSpec, w: NatWords): string {
   const [lo, hi] = s.portRange;
+  const match = `${w.ip} saddr @natpools ${w.ip} daddr != @pools ${w.ip} daddr != @nodes`;
   return `
   counter nat_flows { }
   counter nat_out { }
@@ -189,28 +173,34 @@ function nat6Chains(s: NatSpec): string {
   counter nat_refused { }
   counter icmp_unmatched { }
   ct timeout udp_nat {
-    protocol udp; l3proto ip6;
+    protocol udp; l3proto ${w.ip};
     policy = { unreplied: ${s.udpTimeout.unreplied}, replied: ${s.udpTimeout.replied} }
   }
   chain output {
     type filter hook output priority mangle; policy accept;
-    ${MATCH6} ct status ! confirmed ct count over ${s.maxFlows} counter name "nat_refused" drop
-    ${MATCH6} meta l4proto udp ct status ! confirmed ct timeout set "udp_nat"
+    ${match} ct status ! confirmed ct count over ${s.maxFlows} counter name "nat_refused" drop
+    ${match} meta l4proto udp ct status ! confirmed ct timeout set "udp_nat"
   }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
-    ${MATCH6} meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :${lo}-${hi} fully-random
-    ${MATCH6} counter name "nat_flows" masquerade fully-random
+    ${match} meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :${lo}-${hi} fully-random
+    ${match} counter name "nat_flows" masquerade fully-random
   }
   chain counting {
     type filter hook postrouting priority srcnat + 10; policy accept;
-    ct direction original ct status snat ct original ip6 saddr @pools counter name "nat_out"
+    ct direction original ct status snat ct original ${w.ip} saddr @pools counter name "nat_out"
   }
   chain prerouting {
     type filter hook prerouting priority filter; policy accept;
-    ct direction reply ct status snat ip6 daddr @pools counter name "nat_in" dup to ip6 daddr device "${s.hostPort}" drop
-    icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ct state invalid counter name "icmp_unmatched"
+    ct direction reply ct status snat ${w.ip} daddr @pools counter name "nat_in" dup to ${w.ip} daddr device "${s.hostPort}" drop
+    ${w.icmpErrors} ct state invalid counter name "icmp_unmatched"
   }`;
+}
+
+/** The IPv6 NAT part of natTableProgram6: only with an IPv6 pool with natOutgoing, so a table held
+ * for the transit drop alone never makes the kernel track IPv6 (its ct expressions would). */
+function nat6Chains(s: NatSpec): string {
+  return hasNatChains(s) ? natChains(s, NAT6_WORDS) : '';
 }
 
 /**
@@ -233,14 +223,8 @@ table ip6 ${NAT_TABLE} {
 `;
 }
 
-/** A live update of the IPv6 table: its sets only, in one transaction. */
 export function natSetsProgram6(s: NatSpec): string {
-  const lines: string[] = [];
-  for (const [set, xs] of [['pools', s.pools], ['natpools', s.natPools], ['nodes', s.nodes], ['pods', ifnames(s.pods)]] as const) {
-    lines.push(`flush set ip6 ${NAT_TABLE} ${set}`);
-    if (xs.length) lines.push(`add element ip6 ${NAT_TABLE} ${set} { ${xs.join(', ')} }`);
-  }
-  return lines.join('\n') + '\n';
+  return setsProgram('ip6', s);
 }
 
 /** What an NftNat writes: its table's family and the two programs. */

@@ -22,7 +22,7 @@ export interface ModelSourceBgp {
 
 export type ModelMessage =
   /** cause: a datastore change or the learned BGP routes; bgp: what the change did to the speaker. */
-  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string }
+  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; gen?: number }
   | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string }
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string; inSync?: boolean }
@@ -97,6 +97,12 @@ export class ModelSource {
         if (this.pendingStatus.delete(id)) resolve(null);
       }, 2000).unref();
     });
+  }
+
+  /** The engine applied model `gen` (ok) or refused it: the model thread's BGP speaker follows
+   * only applied models (model-worker.ts onApplied). */
+  modelApplied(gen: number, ok: boolean, message?: string): void {
+    this.worker.postMessage({ type: 'applied', gen, ok, ...(message ? { message } : {}) });
   }
 
   /** New connections to the datastore (a KV store's), e.g. once the node address they came from left. */

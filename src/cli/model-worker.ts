@@ -5,9 +5,10 @@
  * finished models, or word that the model did not change.
  *
  * workerData: { spec, node } (spec as `podway run --datastore`). Messages posted:
- *   {type:'model', model, ms, cause, bgp?}  a new model (the first one too); cause 'datastore'
+ *   {type:'model', model, ms, cause, bgp?, gen}  a new model (the first one too); cause 'datastore'
  *                                  or 'bgp' (the learned routes changed); bgp: what a datastore
- *                                  change did to the speaker ("peer A changed (session reset)")
+ *                                  change did to the speaker ("peer A changed (session reset)");
+ *                                  gen: its number, for the main thread's {type:'applied'} answer
  *   {type:'unchanged', ms, cause, bgp?}  a change that leaves this node's model as it is
  *   {type:'rejected', message}     a valid snapshot this node cannot use (e.g. its Node is gone)
  *   {type:'error', message}        an invalid edit, a read error, the store unreachable (the last
@@ -18,15 +19,16 @@
  *   {type:'warning', message}      a snapshot's warning (an endpoint left out, an address claimed on
  *                                  two nodes), once when it appears (not again on every change)
  *   {type:'bgp-status', id, status} the answer to {type:'bgp-status', id} (`podway node status`)
- * Messages taken: {type:'stop'}, {type:'bgp-status', id}, and {type:'reconnect', reason} (new
- * connections to etcd: the node address the old ones came from has left the node).
+ * Messages taken: {type:'stop'}, {type:'bgp-status', id}, {type:'reconnect', reason} (new
+ * connections to etcd: the node address the old ones came from has left the node), and
+ * {type:'applied', gen, ok, message?} (the engine applied model gen, or refused it).
  * 'error' and 'status' from etcd or the embedded store carry inSync: whether the store is reachable
  * and not re-listing (readiness; a file datastore is always in sync).
  *
  * With workerData.bgp the thread also runs the BGP speaker (control/bgp/agent.ts), as calico-node
- * runs BIRD beside Felix: each snapshot whose model is accepted updates its peers and exports (a
- * rejected one leaves the speaker alone), and each change of the learned routes recomputes the
- * model from the last accepted snapshot.
+ * runs BIRD beside Felix: each snapshot whose model the forwarding engine applied updates its
+ * peers and exports (one rejected here, or refused by the engine, leaves the speaker alone), and
+ * each change of the learned routes recomputes the model from the last accepted snapshot.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
@@ -63,6 +65,13 @@ if (parentPort) {
   const underlayMtu = new Map<number, number>();
   let lastKey = '';
   let lastSnapshot: ClusterSnapshot | null = null;
+  /** The model the engine last applied (its key, its snapshot): a refused model falls back to it. */
+  let appliedKey = '';
+  let appliedSnapshot: ClusterSnapshot | null = null;
+  /** Models posted and not yet answered by the main thread ({type:'applied'}), oldest first, with
+   * the snapshot the speaker follows once the engine applied that model. */
+  let gen = 0;
+  const pending: { gen: number; key: string; snap: ClusterSnapshot; datastore: boolean }[] = [];
   let learned: readonly LearnedRoute[] = [];
   /** Every BGP peer's IPv4 routes are all here (BgpAgent onLearned). */
   let complete = false;
@@ -125,16 +134,47 @@ if (parentPort) {
 
   /** Posts the model, or that it did not change. `cause`: a datastore change or the learned BGP
    * routes; `bgp`: what the change did to the speaker (both for the log). */
-  const publish = (model: NodeDataplaneModel, t0: number, cause: 'datastore' | 'bgp', bgp: string): void => {
+  const publish = (model: NodeDataplaneModel, t0: number, cause: 'datastore' | 'bgp', bgp: string, snap: ClusterSnapshot | null = null): void => {
     const key = modelKey(model);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
     const why = { cause, ...(bgp ? { bgp } : {}) };
+    const datastore = cause === 'datastore';
     if (key === lastKey) {
-      port.postMessage({ type: 'unchanged', ms, ...why });
+      // The model in force (or on its way): a datastore change that leaves it as it is (a BGP
+      // peer added, say) moves the speaker now, or once the model on its way is applied.
+      if (datastore && snap && pending.length) pending[pending.length - 1] = { ...pending[pending.length - 1], snap, datastore: true };
+      const said = datastore && snap && !pending.length ? updateBgp(snap) : '';
+      port.postMessage({ type: 'unchanged', ms, ...why, ...(said ? { bgp: said } : {}) });
       return;
     }
     lastKey = key;
-    port.postMessage({ type: 'model', model, ms, ...why });
+    ++gen;
+    if (snap) pending.push({ gen, key, snap, datastore });
+    port.postMessage({ type: 'model', model, ms, ...why, gen });
+  };
+
+  /** The main thread's answer for model `g`: applied, the speaker follows its snapshot; refused,
+   * the speaker keeps its last settings (a new router ID would restart every session and have the
+   * peers withdraw this node's routes while it forwards on the last good state). Older models
+   * still unanswered were replaced by this one in the main thread (never applied). */
+  const onApplied = (g: number, ok: boolean, message: string): void => {
+    let entry: (typeof pending)[number] | undefined;
+    while (pending.length && pending[0].gen <= g) entry = pending.shift();
+    if (!entry || entry.gen !== g) return;
+    if (ok) {
+      appliedKey = entry.key;
+      appliedSnapshot = entry.snap;
+      const said = updateBgp(entry.snap);
+      if (said) port.postMessage({ type: 'log', level: 'info', message: `datastore change applied by the engine; bgp: ${said}` });
+      return;
+    }
+    if (entry.datastore && agent) port.postMessage({ type: 'log', level: 'error', message: `rejected by the forwarding engine: ${message} (BGP keeps its last settings)` });
+    // The same model again later is posted again (the engine may take it then), and the learned
+    // routes are recomputed from the snapshot the engine runs on.
+    if (!pending.length) {
+      lastKey = appliedKey;
+      if (appliedSnapshot) lastSnapshot = appliedSnapshot;
+    }
   };
 
   const inSync = (): boolean | undefined => (store instanceof KvDatastore ? store.inSync : undefined);
@@ -156,10 +196,13 @@ if (parentPort) {
       port.postMessage({ type: 'rejected', message: `${(e as Error).message}${agent && fromDatastore ? ' (BGP keeps its last settings)' : ''}` });
       return;
     }
-    publish(model, t0, fromDatastore ? 'datastore' : 'bgp', fromDatastore ? updateBgp(snap) : '');
+    // The speaker moves once the engine applied the model (onApplied).
+    publish(model, t0, fromDatastore ? 'datastore' : 'bgp', '', snap);
   };
-  port.on('message', (m: { type: string; id?: number; reason?: string }) => {
-    if (m.type === 'reconnect') {
+  port.on('message', (m: { type: string; id?: number; reason?: string; gen?: number; ok?: boolean; message?: string }) => {
+    if (m.type === 'applied') {
+      onApplied(m.gen ?? 0, m.ok === true, m.message ?? 'refused');
+    } else if (m.type === 'reconnect') {
       if (store instanceof KvDatastore) store.reconnect(m.reason ?? 'asked');
     } else if (m.type === 'stop') {
       // Graceful: our peers keep our routes for the restart time (a restart is not a withdrawal).
@@ -179,6 +222,10 @@ if (parentPort) {
         port.postMessage({ type: 'fatal', message: (e as Error).message });
         return;
       }
+      // The first model: the main thread builds its engine on it or stops, so the speaker starts
+      // with it (it has no last settings to keep).
+      appliedSnapshot = snap;
+      appliedKey = modelKey(model);
       publish(model, t0, 'datastore', updateBgp(snap));
       // Changes from here on (a reload only runs after the watch's debounce, so none is missed).
       store.onSnapshot(onChange);

@@ -636,7 +636,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // model is applied again only if a node's underlay next hop moved.
     // `what`: what brought it, for the log ("datastore change", "BGP routes changed", what a
     // datastore change did to the speaker), merged when models coalesce.
-    let latest: { model: NodeDataplaneModel | null; ms: number; what: string[] } | null = null;
+    /** gen: the model thread's number for the model, answered once applied or refused (its BGP
+     * speaker follows only models the engine applied). */
+    let latest: { model: NodeDataplaneModel | null; ms: number; what: string[]; gen?: number } | null = null;
     let applying = false;
     let stopping = false;
     // The VXLAN tunnel addresses reconciled again when a model says they are stale (tunnel-join.ts).
@@ -684,8 +686,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       applying = true;
       try {
         while (latest) {
-          const { model: changed, ms, what } = latest;
+          const { model: changed, ms, what, gen } = latest;
           latest = null;
+          /** The model thread has not been told about model gen yet. */
+          let answer = changed !== null && gen !== undefined;
           try {
             const model = changed ?? current!;
             // A changed model goes in at once on the kernel routes already read: a new pod or a
@@ -694,6 +698,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
             // after, and a next hop that moved applies the model again.
             const said = what.length ? what.join('; ') : 'datastore change';
             if (changed) applyModel(model, `model thread ${ms} ms`, what);
+            if (answer) source?.modelApplied(gen!, true);
+            answer = false;
             const tRoutes = performance.now();
             kernelRoutes = await eng.readKernelRoutes();
             if (stopping) return;
@@ -707,6 +713,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
           } catch (e) {
             nodeMetrics?.applyFailed();
             log.error(`update rejected, keeping the last good state: ${(e as Error).message}`);
+            if (answer) source?.modelApplied(gen!, false, (e as Error).message);
             if (onCache) health.setDatastore(false, `the datastore's model was refused (${(e as Error).message}): forwarding on the cached model from ${onCache.appliedAt.toISOString()}`);
             // The main engine may have moved its tunnels before the model was rejected (a table it
             // could not put back, a step failing after the new address was followed): the workers
@@ -771,7 +778,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // A newer "unchanged" never hides an older pending model.
         const what = [m.cause === 'bgp' ? 'BGP route change' : 'datastore change', ...(m.bgp ? [`bgp: ${m.bgp}`] : [])];
         const merged = [...new Set([...(latest?.what ?? []), ...what])];
-        latest = m.type === 'model' ? { model: m.model, ms: m.ms, what: merged } : { model: latest?.model ?? null, ms: m.ms, what: merged };
+        latest = m.type === 'model' ? { model: m.model, ms: m.ms, what: merged, gen: m.gen } : { model: latest?.model ?? null, ms: m.ms, what: merged, gen: latest?.gen };
         void applyLatest();
       } else if (m.type === 'rejected') {
         dsLog.error(`update rejected, keeping the last good state: ${m.message}`);

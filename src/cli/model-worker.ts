@@ -159,7 +159,12 @@ if (parentPort) {
    * still unanswered were replaced by this one in the main thread (never applied). */
   const onApplied = (g: number, ok: boolean, message: string): void => {
     let entry: (typeof pending)[number] | undefined;
-    while (pending.length && pending[0].gen <= g) entry = pending.shift();
+    /** A datastore change among the models this one replaced (said when it is refused). */
+    let datastore = false;
+    while (pending.length && pending[0].gen <= g) {
+      entry = pending.shift()!;
+      datastore ||= entry.datastore;
+    }
     if (!entry || entry.gen !== g) return;
     if (ok) {
       appliedKey = entry.key;
@@ -168,7 +173,7 @@ if (parentPort) {
       if (said) port.postMessage({ type: 'log', level: 'info', message: `datastore change applied by the engine; bgp: ${said}` });
       return;
     }
-    if (entry.datastore && agent) port.postMessage({ type: 'log', level: 'error', message: `rejected by the forwarding engine: ${message} (BGP keeps its last settings)` });
+    if (datastore && agent) port.postMessage({ type: 'log', level: 'error', message: `rejected by the forwarding engine: ${message} (BGP keeps its last settings)` });
     // The same model again later is posted again (the engine may take it then), and the learned
     // routes are recomputed from the snapshot the engine runs on.
     if (!pending.length) {

@@ -396,7 +396,7 @@ export class Engine {
       const roundMs = Math.max(1, opts.neighbor?.probes ?? 3) * (opts.neighbor?.retransMs ?? 1000);
       this.pipe.held = new NeighborQueue(this.pool, this.batch + 8, held, perNeighbor, Math.ceil(roundMs / this.neighborTickMs) + 2);
     }
-    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendOnUnderlay(write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6);
+    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendControlFrame(this.infra.underlay, write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6);
     this.pipe.v6.onUnresolved6 = (b, off, now) => this.neighbors6.request(b, off, now);
     this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
     this.pipe.v6.neighborId = (b, off) => this.neighbors6.idAt(b, off);
@@ -1552,16 +1552,8 @@ export class Engine {
    * releases them; with --workers, a TAP's reply reaches the first thread, which shares the MAC.
    */
   private askPodMac(port: number, ip: number, now: number): void {
-    if (now - this.podMacAskedAt[port] < POD_MAC_ASK_MS) return;
-    this.podMacAskedAt[port] = now;
-    const i = this.arpSlot;
-    this.pool.len[i] = writeArpRequest(this.pool.bytes, this.pool.start(i), GATEWAY_MAC, GATEWAY_IP, ip);
-    this.pool.txList[this.batch] = i;
-    try {
-      this.io.send(port, this.batch, 1);
-    } catch (e) {
-      this.portError(port, 'send', e as Error);
-    }
+    if (this.podMacAsked(port, now)) return;
+    this.sendControlFrame(port, (b, f) => writeArpRequest(b, f, GATEWAY_MAC, GATEWAY_IP, ip));
   }
 
   /**
@@ -1571,11 +1563,23 @@ export class Engine {
    * Advertisement teaches the MAC (any frame from the pod does) and releases what waits; it is
    * then dropped, counted ndp_not_gateway. Shares the per-port rate limit with askPodMac.
    */
-  private askPodMac6(port: number, b: Uint8Array, off: number, now: number): void {
-    if (now - this.podMacAskedAt[port] < POD_MAC_ASK_MS) return;
+  private askPodMac6(port: number, b6: Uint8Array, off: number, now: number): void {
+    if (this.podMacAsked(port, now)) return;
+    this.sendControlFrame(port, (b, f) => writeNeighborSolicit(b, f, GATEWAY_MAC, GATEWAY_IP6, 0, b6, off));
+  }
+
+  /** Was pod `port` asked for its MAC less than a second ago? If not, it counts as asked now. */
+  private podMacAsked(port: number, now: number): boolean {
+    if (now - this.podMacAskedAt[port] < POD_MAC_ASK_MS) return true;
     this.podMacAskedAt[port] = now;
+    return false;
+  }
+
+  /** Send one control frame (ARP, an IPv6 Neighbor Solicitation) built by `write` on `port`, from the ARP slot. */
+  private sendControlFrame(port: number, write: (b: Uint8Array, f: number) => number): void {
+    if (port < 0) return;
     const i = this.arpSlot;
-    this.pool.len[i] = writeNeighborSolicit(this.pool.bytes, this.pool.start(i), GATEWAY_MAC, GATEWAY_IP6, 0, b, off);
+    this.pool.len[i] = write(this.pool.bytes, this.pool.start(i));
     this.pool.txList[this.batch] = i;
     try {
       this.io.send(port, this.batch, 1);
@@ -1584,32 +1588,16 @@ export class Engine {
     }
   }
 
-  /** Send one control frame (an IPv6 Neighbor Solicitation) on the underlay from the ARP slot. */
-  private sendOnUnderlay(write: (b: Uint8Array, f: number) => number): void {
-    if (this.infra.underlay < 0) return;
-    const i = this.arpSlot;
-    this.pool.len[i] = write(this.pool.bytes, this.pool.start(i));
-    this.pool.txList[this.batch] = i;
-    try {
-      this.io.send(this.infra.underlay, this.batch, 1);
-    } catch (e) {
-      this.portError(this.infra.underlay, 'send', e as Error);
-    }
-  }
-
   /** Send an ARP request for `ip`: broadcast, or unicast to `to` (re-probing a known neighbour). */
   private sendArpRequest(ip: number, to?: Uint8Array): void {
-    if (this.infra.underlay < 0 || !this.underlay || !this.model) return;
-    const i = this.arpSlot;
-    const f = this.pool.start(i);
-    this.pool.len[i] = writeArpRequest(this.pool.bytes, f, this.underlay.mac, this.model.node.ip, ip);
-    if (to) this.pool.bytes.set(to, f);
-    this.pool.txList[this.batch] = i;
-    try {
-      this.io.send(this.infra.underlay, this.batch, 1);
-    } catch (e) {
-      this.portError(this.infra.underlay, 'send', e as Error);
-    }
+    if (!this.underlay || !this.model) return;
+    const mac = this.underlay.mac;
+    const nodeIp = this.model.node.ip;
+    this.sendControlFrame(this.infra.underlay, (b, f) => {
+      const n = writeArpRequest(b, f, mac, nodeIp, ip);
+      if (to) b.set(to, f);
+      return n;
+    });
   }
 
   /** Worker 0 (re)opened a TAP/TUN pod's device: a port of ours on a device since deleted is

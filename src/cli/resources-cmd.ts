@@ -23,6 +23,8 @@ import {
 import type { FileResource } from './resource-files';
 import type { DeleteReport } from '../control/resource-delete';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
+import { CustomColumns, CustomColumnsError, evaluatePath, parseCustomColumnsOutput } from './custom-columns';
+import { UsageError } from './usage-error';
 
 // Required by the commands that use them: every `podway` start registers these commands, and the
 // YAML parser and printer, the resource schemas (zod, through resource-files.ts) and IPAM (through
@@ -243,16 +245,46 @@ function printObject(obj: unknown, format: string): string {
 interface GetOpts extends DatastoreOpts {
   namespace?: string;
   allNamespaces?: boolean;
-  output: string;
+  output: string | CustomColumns;
 }
 
-const GET_FORMATS = ['ps', 'wide', 'yaml', 'json'] as const;
+const GET_FORMATS = ['ps', 'wide', 'yaml', 'json', 'custom-columns=SPEC', 'custom-columns-file=FILE'] as const;
 
-/** `get -o`: one of GET_FORMATS; calicoctl's custom-columns and go-template are not implemented. */
-function getFormat(v: string): string {
-  if ((GET_FORMATS as readonly string[]).includes(v)) return v;
-  const calicoctlOnly = /^(custom-columns|go-template|go-template-file)(=|$)/.test(v) ? ` (calicoctl's ${v.split('=')[0]} is not supported by podway)` : '';
+/**
+ * `get -o`: one of GET_FORMATS (custom columns parsed here, so a bad spec is a usage error before
+ * anything is opened); calicoctl's go-template is not implemented.
+ */
+function getFormat(v: string): string | CustomColumns {
+  if ((GET_FORMATS as readonly string[]).includes(v) && !v.includes('=')) return v;
+  try {
+    const custom = parseCustomColumnsOutput(v);
+    if (custom) return custom;
+  } catch (e) {
+    if (e instanceof CustomColumnsError) throw new InvalidArgumentError(e.message);
+    throw e;
+  }
+  const calicoctlOnly = /^(go-template|go-template-file)(=|$)/.test(v) ? ` (calicoctl's ${v.split('=')[0]} is not supported by podway)` : '';
   throw new InvalidArgumentError(`use ${GET_FORMATS.join(', ')}${calicoctlOnly}`);
+}
+
+/**
+ * The table columns of `-o custom-columns`: a `HEADER:PATH` column reads its path; a bare HEADER
+ * (calicoctl's form) is the kind's own column of that heading (any of its default or wide ones).
+ */
+function customColumnsFor(info: KindInfo, custom: CustomColumns, allNamespaces: boolean, defaultAsn: string): Column[] {
+  const known = [...columnsFor(info, true, allNamespaces, defaultAsn), ...columnsFor(info, false, allNamespaces, defaultAsn), ...(info.namespaced ? [namespace] : [])];
+  return custom.custom.map((c): Column => {
+    if (c.path) {
+      const path = c.path;
+      return { header: c.header, value: (o) => evaluatePath(o, path) };
+    }
+    const col = known.find((k) => k.header === c.header.toUpperCase());
+    if (!col) {
+      const headers = [...new Set(known.map((k) => k.header))].join(', ');
+      throw new UsageError(`get -o custom-columns: ${info.kind} has no column ${JSON.stringify(c.header)} (its columns: ${headers}; or write HEADER:PATH, e.g. ${c.header}:.spec.${c.header.toLowerCase()})`);
+    }
+    return { header: col.header, value: col.value };
+  });
 }
 
 /** The objects of a kind in a file: datastore (no resourceVersion: a file has none). */
@@ -264,6 +296,9 @@ async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOp
   const info = kindFromArgument(kindArg);
   if (o.allNamespaces && o.namespace) throw new Error('get: give -n NAMESPACE or -A, not both');
   const ns = info.namespaced ? (o.allNamespaces ? undefined : o.namespace || 'default') : undefined;
+  const allNs = info.namespaced && !!o.allNamespaces;
+  // checked before the datastore is opened: an unknown heading is a usage error
+  if (typeof o.output === 'object') customColumnsFor(info, o.output, allNs, '64512');
   const ds = specOf(o);
   let items: JsonObject[];
   let revision: string | undefined;
@@ -279,7 +314,7 @@ async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOp
       const list = await listResources(kv, info, ns);
       for (const p of list.problems) err(`warning: ${p} (skipped)\n`);
       let asn: unknown;
-      if (info.kind === 'Node' && o.output === 'wide') {
+      if (info.kind === 'Node' && (o.output === 'wide' || typeof o.output === 'object')) {
         asn = spec(((await getResource(kv, kindFromArgument('bgpconfiguration'), 'default'))?.object ?? {}) as JsonObject).asNumber;
       }
       return { items: list.items.map((r) => r.object), revision: String(list.revision), asn };
@@ -301,6 +336,7 @@ async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOp
     const list: JsonObject = { kind: `${info.kind}List`, apiVersion: CALICO_API_VERSION, metadata: revision ? { resourceVersion: revision } : {}, items };
     return out(printObject(list, o.output));
   }
+  if (typeof o.output === 'object') return out(renderTable(customColumnsFor(info, o.output, allNs, defaultAsn), items));
   out(renderTable(columnsFor(info, o.output === 'wide', info.namespaced && !!o.allNamespaces, defaultAsn), items));
 }
 

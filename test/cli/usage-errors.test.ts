@@ -11,10 +11,10 @@ test('get -o with an unknown format: exit 2, one line naming the formats (not th
   const r = await podway(['get', 'ippool', '-o', 'xml', ...store()]);
   assert.is(r.code, 2, r.err);
   assert.is(r.err.trim().split('\n').length, 1, r.err);
-  assert.match(r.err, /'xml' is invalid\. use ps, wide, yaml, json/);
-  const cc = await podway(['get', 'ippool', '-o', 'custom-columns=NAME', ...store()]);
-  assert.is(cc.code, 2);
-  assert.match(cc.err, /calicoctl's custom-columns is not supported by podway/);
+  assert.match(r.err, /'xml' is invalid\. use ps, wide, yaml, json, custom-columns=SPEC, custom-columns-file=FILE/);
+  const gt = await podway(['get', 'ippool', '-o', 'go-template={{.metadata.name}}', ...store()]);
+  assert.is(gt.code, 2);
+  assert.match(gt.err, /calicoctl's go-template is not supported by podway/);
 });
 
 test('bad flag values of run, log-level and ipam release: exit 2 before anything is asked or opened', async () => {

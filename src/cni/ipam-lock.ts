@@ -6,12 +6,25 @@
 // replay (pending-del.ts, by `podway run` or a later ADD of the same container) against an ADD
 // reusing that container's handle.
 //
-// FileLock (src/control/kv/file-lock.ts) is the lock: link(2) of a token naming its holder, a
-// dead holder's lock broken, waiters queued in arrival order. Unlike Calico's flock, waiting is
-// bounded (ipam_lock_timeout_ms), and the error names the file and the config field.
-import { lstatSync, mkdirSync } from 'node:fs';
+// The lock is flock(2) on `<ipam_lock_file>.flock` (flock-lock.ts): the kernel releases it when
+// its holder exits or is killed, in whatever PID namespace it ran, so a crashed plugin never
+// leaves the host's ADDs waiting. Waiters are served in arrival order; waiting is bounded
+// (ipam_lock_timeout_ms, where Calico's flock waits for ever) and the error names the file and
+// the config field.
+//
+// Plugins before this one locked `<ipam_lock_file>` itself by link(2) (FileLock,
+// src/control/kv/file-lock.ts), whose holder's death could not be seen from another PID
+// namespace. While a host upgrades, old and new plugins (and an old podway run replaying deferred
+// DELs) run side by side, so the holder of the kernel lock also takes that link(2) lock, with
+// tokens marked "flock": an old process waits for it by its old rules, and a new one honours a
+// live old token. Another "flock" token is always stale (its holder would hold the kernel lock we
+// now hold), so a new plugin breaks it at once; so is an old token of another PID namespace
+// whose lock is older than any IPAM operation lasts (LEGACY_FOREIGN_MAX_MS), left by an old
+// plugin that crashed before the upgrade.
+import { lstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { FileLock, FileLockAbortedError, FileLockTimeoutError } from '../control/kv/file-lock';
+import { FlockAbortedError, FlockLock, FlockTimeoutError, pidNamespace } from './flock-lock';
 import { CniError, CNI_CODES } from './errors';
 
 /** The lock was not taken within its bound (code 11). */
@@ -44,6 +57,33 @@ export interface IpamLockOptions {
   readonly setting: string;
 }
 
+/** The file the kernel lock is on: beside `ipam_lock_file`, which older plugins lock by link(2). */
+export function flockFileOf(ipamLockFile: string): string {
+  return `${ipamLockFile}.flock`;
+}
+
+/** The mark on link(2) tokens taken under the kernel lock. */
+export const LEGACY_TOKEN_MARK = 'flock';
+
+/** An older plugin's link(2) lock of another PID namespace held this long was left by a crash. */
+export const LEGACY_FOREIGN_MAX_MS = 10 * 60 * 1000;
+
+/** Which link(2) tokens are stale to a holder of the kernel lock (see the top of this file). */
+function legacyDeadIf(lockFile: string): (token: string) => boolean {
+  const ours = pidNamespace();
+  return (token) => {
+    const f = token.trim().split(' ');
+    if (f[4] === LEGACY_TOKEN_MARK) return true;
+    if (!f[3] || f[3] === ours) return false; // ours: FileLock's PID test decides
+    try {
+      // link(2) set the lock's ctime (its inode is the holder's token file).
+      return Date.now() - statSync(lockFile).ctimeMs > LEGACY_FOREIGN_MAX_MS && readFileSync(lockFile, 'utf8') === token;
+    } catch {
+      return false;
+    }
+  };
+}
+
 /**
  * Runs fn holding the lock; a lock not taken within the bound is a CniError (code 11), a wait
  * ended by `signal` an IpamLockAbortedError.
@@ -56,19 +96,34 @@ export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, 
     throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): cannot make its directory: ${(e as Error).message}`);
   }
   requirePrivateDir(dirname(o.file), `IPAM lock ${o.file} (${o.setting}): its directory`);
-  const lock = new FileLock(o.file, o.timeoutMs);
+  const started = Date.now();
+  const lock = new FlockLock(flockFileOf(o.file));
   try {
     try {
-      await lock.acquire(signal);
+      await lock.acquire(o.timeoutMs, signal);
     } catch (e) {
-      if (e instanceof FileLockAbortedError) throw new IpamLockAbortedError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}): wait given up (stopping)`);
-      if (e instanceof FileLockTimeoutError) {
+      if (e instanceof FlockAbortedError) throw new IpamLockAbortedError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}): wait given up (stopping)`);
+      if (e instanceof FlockTimeoutError) {
         throw new IpamLockTimeoutError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}) not taken: ${e.message}; another plugin process (or podway run replaying a deferred DEL) holds it`);
       }
       throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
     }
-    return await fn();
+    const legacy = new FileLock(o.file, Math.max(0, o.timeoutMs - (Date.now() - started)), { mark: LEGACY_TOKEN_MARK, deadIf: legacyDeadIf(o.file) });
+    try {
+      try {
+        await legacy.acquire(signal);
+      } catch (e) {
+        if (e instanceof FileLockAbortedError) throw new IpamLockAbortedError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}): wait given up (stopping)`);
+        if (e instanceof FileLockTimeoutError) {
+          throw new IpamLockTimeoutError(CNI_CODES.TRY_AGAIN_LATER, `IPAM lock ${o.file} (${o.setting}) not taken: ${e.message}; a podway plugin or podway run older than the kernel lock (${flockFileOf(o.file)}) holds this link(2) lock`);
+        }
+        throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): ${(e as Error).message}`);
+      }
+      return await fn();
+    } finally {
+      await legacy.dispose().catch(() => undefined);
+    }
   } finally {
-    await lock.dispose().catch(() => undefined);
+    lock.dispose();
   }
 }

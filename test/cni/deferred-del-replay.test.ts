@@ -20,7 +20,8 @@ import * as path from 'node:path';
 import { CniHarness } from './harness';
 import { Ipam } from '../../src/control/ipam';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { FileLock } from '../../src/control/kv/file-lock';
+import { FlockLock } from '../../src/cni/flock-lock';
+import { flockFileOf } from '../../src/cni/ipam-lock';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
 import { entryDatastore, pendingFileName, PendingDel, PENDING_DEL_FORMAT, readPending, writePending } from '../../src/cni/pending-del';
@@ -114,14 +115,14 @@ test('replay matched by cluster_id; stop() ends a lock wait; a lock timeout ends
     };
     /** A DEL deferred the real way: the IPAM lock held here past the plugin's bound. */
     const deferDel = async (pod: ReturnType<CniHarness['pod']>, id: string) => {
-      const holder = new FileLock(h.ipamLockFile, 5000);
-      await holder.acquire();
+      const holder = new FlockLock(flockFileOf(h.ipamLockFile));
+      await holder.acquire(5000);
       try {
         const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra: { ...extra, ipam_lock_timeout_ms: 200 } });
         assert.is(d.exitCode, 0, d.stdout + d.stderr);
         assert.match(d.stderr, 'is deferred to');
       } finally {
-        await holder.dispose();
+        holder.dispose();
       }
     };
 
@@ -147,8 +148,8 @@ test('replay matched by cluster_id; stop() ends a lock wait; a lock timeout ends
     for (let i = 0; i < 2; i++) await h.add(pods[i], ids[i], { extra });
     for (let i = 0; i < 2; i++) await deferDel(pods[i], ids[i]);
     assert.is(spoolFiles().length, 2);
-    const holder = new FileLock(h.ipamLockFile, 5000);
-    await holder.acquire();
+    const holder = new FlockLock(flockFileOf(h.ipamLockFile));
+    await holder.acquire(5000);
     try {
       const r2 = replayer();
       r2.kick('test');
@@ -164,7 +165,7 @@ test('replay matched by cluster_id; stop() ends a lock wait; a lock timeout ends
       assert.is(r3.status().failed, 1, `one lock timeout ends the pass: ${JSON.stringify(r3.status())}`);
       assert.match(r3.status().lastError ?? '', 'not taken');
     } finally {
-      await holder.dispose();
+      holder.dispose();
     }
     assert.is(spoolFiles().length, 2);
 

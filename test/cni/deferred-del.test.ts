@@ -23,7 +23,8 @@ import * as path from 'node:path';
 import { CniHarness, RunningPodway } from './harness';
 import { Ipam } from '../../src/control/ipam';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
-import { FileLock } from '../../src/control/kv/file-lock';
+import { FlockLock } from '../../src/cni/flock-lock';
+import { flockFileOf } from '../../src/cni/ipam-lock';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
 import { controlRequest } from '../../src/dataplane/control-server';
@@ -146,7 +147,8 @@ test('DEL while etcd is down: local teardown, spooled, replayed by an ADD of the
     sh('ip', ['-n', h.node.name, 'link', 'set', 'lo', 'up']);
     podway = h.startPodway(['--model-cache', 'none', '--metrics-port', String(METRICS_PORT), '--metrics-host', '127.0.0.1'], datastore);
     await podway.ready();
-    const drained = await until(() => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json')).length === 0, 60_000);
+    // the spool empty and both replays logged (a replay removes its entry before it lets the lock go and logs)
+    const drained = await until(() => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json')).length === 0 && podway!.log.filter((l) => l.includes('deferred CNI DEL replayed')).length === 2, 60_000);
     assert.ok(drained, `podway run replayed the spool: ${readdirSync(h.pendingDelDir).join(' ')} | ${podway.log.slice(-5).join(' | ')}`);
     // a: released and deleted
     assert.is(await handleOf(idA), null);
@@ -182,14 +184,14 @@ test('DEL while etcd is down: local teardown, spooled, replayed by an ADD of the
     assert.is(metricValue(m1, 'podway_cni_pending_dels_failed_total'), 0);
 
     // the IPAM lock not taken within its bound (held here): c's DEL is deferred too
-    const holder = new FileLock(h.ipamLockFile, 5000);
-    await holder.acquire();
+    const holder = new FlockLock(flockFileOf(h.ipamLockFile));
+    await holder.acquire(5000);
     try {
       const delC2 = await h.call({ command: 'DEL', containerId: idC, netns: podC2.path, ifname: 'eth0', extra: { ...extra, ipam_lock_timeout_ms: 300 }, args: k8s('ledger') });
       assert.is(delC2.exitCode, 0, delC2.stdout + delC2.stderr);
       assert.match(delC2.stderr, `IPAM lock ${h.ipamLockFile} ("ipam_lock_file" in the network config) not taken`);
     } finally {
-      await holder.dispose();
+      holder.dispose();
     }
     assert.ok(existsSync(path.join(h.pendingDelDir, pendingFileName('podway', idC, 'eth0'))));
     assert.equal(h.ipJson(podC2, 'link', 'show').map((l) => l.ifname), ['lo']);

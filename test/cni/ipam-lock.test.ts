@@ -4,7 +4,8 @@
  * node's namespace, so the plugin reaches it there on 127.0.0.1) get 12 distinct addresses with
  * no error; an ADD waits while another holder has the lock (it queues a ticket, has allocated
  * nothing, then completes once the lock is released); a lock not released within
- * ipam_lock_timeout_ms fails the ADD with code 11 naming the file and the field, leaving nothing.
+ * ipam_lock_timeout_ms fails the ADD with code 11 naming the file and the field, leaving nothing;
+ * an older podway's live link(2) lock is honoured. (Kernel-lock behaviour: ipam-lock-flock.test.ts.)
  * Root and network namespaces.
  */
 import { test } from 'uvu';
@@ -15,6 +16,8 @@ import { CniHarness, PluginRun } from './harness';
 import { Ipam } from '../../src/control/ipam';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { FileLock } from '../../src/control/kv/file-lock';
+import { FlockLock } from '../../src/cni/flock-lock';
+import { flockFileOf } from '../../src/cni/ipam-lock';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
@@ -58,8 +61,8 @@ test('12 ADD processes at once on one host against one etcd: 12 distinct address
     assert.equal(await ipam.check(), []);
     assert.is((await kv.list('/calico/resources/v3/projectcalico.org/workloadendpoints/')).entries.length, 12);
     assert.equal(h.caliLinks().length, 12);
-    // nothing of the lock is left: no holder, no queued ticket, no token file
-    assert.equal(readdirSync(path.dirname(h.ipamLockFile)), []);
+    // nothing of the lock is left but the kernel lock's file: no queued ticket, no token file
+    assert.equal(readdirSync(path.dirname(h.ipamLockFile)), ['ipam.lock.flock']);
     console.log(`  12 concurrent ADDs on etcd: slowest ${Math.max(...adds.map((r) => r.ms))} ms, fastest ${Math.min(...adds.map((r) => r.ms))} ms`);
 
     const dels = await Promise.all(pods.map((p, i) => h.call({ command: 'DEL', containerId: ids[i], netns: p.path, ifname: 'eth0', extra })));
@@ -77,38 +80,38 @@ test('12 ADD processes at once on one host against one etcd: 12 distinct address
 
 test('an ADD waits while another holder has the IPAM lock, and completes once it is released', async () => {
   const h = new CniHarness();
-  const holder = new FileLock(h.ipamLockFile, 5000);
+  const holder = new FlockLock(flockFileOf(h.ipamLockFile));
   try {
     await h.setup();
     mkdirSync(path.dirname(h.ipamLockFile), { recursive: true });
-    await holder.acquire();
+    await holder.acquire(5000);
     const pod = h.pod('wait');
     const id = cid('w');
     let done: PluginRun | null = null;
     const running = h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0' }).then((r) => (done = r));
     // The ADD got as far as the lock: it queued its ticket behind our hold.
-    const queued = await until(() => readdirSync(path.dirname(h.ipamLockFile)).some((n) => n.startsWith('ipam.lock.q.')));
+    const queued = await until(() => readdirSync(path.dirname(h.ipamLockFile)).some((n) => n.startsWith('ipam.lock.flock.q.')));
     assert.ok(queued, `the ADD queued for the lock: ${readdirSync(path.dirname(h.ipamLockFile)).join(' ')}`);
     assert.is(done, null, 'the ADD did not finish while the lock was held');
     assert.equal(await h.handles(), [], 'nothing allocated while it waits');
-    await holder.release();
+    holder.release();
     const r = await running;
     assert.is(r.exitCode, 0, r.stdout + r.stderr);
     assert.ok(r.json.ips[0].address.startsWith('10.251.0.'), r.stdout);
     assert.equal(await h.handles(), [`podway.${id}`]);
   } finally {
-    await holder.dispose().catch(() => undefined);
+    holder.dispose();
     await h.cleanup();
   }
 });
 
 test('an IPAM lock not released within ipam_lock_timeout_ms: ADD fails with 11 naming the file and the field, nothing left', async () => {
   const h = new CniHarness();
-  const holder = new FileLock(h.ipamLockFile, 5000);
+  const holder = new FlockLock(flockFileOf(h.ipamLockFile));
   try {
     await h.setup();
     mkdirSync(path.dirname(h.ipamLockFile), { recursive: true });
-    await holder.acquire();
+    await holder.acquire(5000);
     const pod = h.pod('tmo');
     const r = await h.call({ command: 'ADD', containerId: cid('t'), netns: pod.path, ifname: 'eth0', extra: { ipam_lock_timeout_ms: 300 } });
     assert.is(r.exitCode, 1, r.stdout);
@@ -124,7 +127,30 @@ test('an IPAM lock not released within ipam_lock_timeout_ms: ADD fails with 11 n
     assert.is(bad.json.code, 7, bad.stdout);
     assert.match(bad.json.msg, 'ipam_lock_file: expected an absolute file path');
   } finally {
-    await holder.dispose().catch(() => undefined);
+    holder.dispose();
+    await h.cleanup();
+  }
+});
+
+test('upgrade: a live link(2) lock of an older podway (FileLock, no "flock" mark) is honoured: ADD waits, then fails 11 naming it', async () => {
+  const h = new CniHarness();
+  const old = new FileLock(h.ipamLockFile, 5000);
+  try {
+    await h.setup();
+    mkdirSync(path.dirname(h.ipamLockFile), { recursive: true });
+    await old.acquire();
+    const pod = h.pod('old');
+    const r = await h.call({ command: 'ADD', containerId: cid('o'), netns: pod.path, ifname: 'eth0', extra: { ipam_lock_timeout_ms: 400 } });
+    assert.is(r.json.code, 11, r.stdout);
+    assert.match(r.json.msg, `IPAM lock ${h.ipamLockFile} ("ipam_lock_file" in the network config) not taken`);
+    assert.match(r.json.msg, `held by pid ${process.pid}`);
+    assert.match(r.json.msg, 'older than the kernel lock');
+    assert.equal(await h.handles(), []);
+    await old.release();
+    const ok = await h.call({ command: 'ADD', containerId: cid('o'), netns: pod.path, ifname: 'eth0' });
+    assert.is(ok.exitCode, 0, ok.stdout + ok.stderr);
+  } finally {
+    await old.dispose();
     await h.cleanup();
   }
 });

@@ -79,6 +79,23 @@ export class FileLockAbortedError extends Error {
   readonly code = 'KV_LOCK_ABORTED';
 }
 
+export interface FileLockOptions {
+  /** How long the first waiter lets newcomers take the lock before it makes them queue (ms). */
+  readonly starveMs?: number;
+  /**
+   * A word written as the token's fifth field (after the PID namespace; older readers take the
+   * first four), so that `deadIf` of other holders can recognise tokens of the same kind.
+   */
+  readonly mark?: string;
+  /**
+   * Tokens (of the lock, a ticket, the starving or break marker) this says are dead are taken as
+   * such besides the PID test: for a caller that knows their holder cannot be alive (the CNI
+   * plugin's IPAM lock takes this lock only while holding a kernel lock, so another holder of
+   * its mark is a crashed one, whatever its PID namespace). Never asked about our own token.
+   */
+  readonly deadIf?: (token: string) => boolean;
+}
+
 export class FileLock {
   private readonly tokenPath: string;
   private readonly breakPath: string;
@@ -89,18 +106,30 @@ export class FileLock {
   private readonly starvingPath: string;
   private starving = false;
 
+  private readonly starveMs: number;
+  private readonly deadIf: ((token: string) => boolean) | undefined;
+
   constructor(
     readonly path: string,
     private readonly timeoutMs: number,
-    /** How long the first waiter lets newcomers take the lock before it makes them queue. */
-    private readonly starveMs = 4,
+    options: FileLockOptions = {},
   ) {
+    this.starveMs = options.starveMs ?? 4;
+    this.deadIf = options.deadIf;
     const tag = randomBytes(6).toString('hex');
     this.tokenPath = `${path}.${process.pid}.${tag}`;
     this.breakPath = `${path}.break`;
     this.starvingPath = `${path}.starving`;
-    // The PID namespace last: older readers take the first three fields only.
-    this.tokenContent = `${process.pid} ${selfStart} ${basename(this.tokenPath)}${selfPidNs ? ` ${selfPidNs}` : ''}\n`;
+    // The PID namespace after the first three fields (older readers take those only), the mark
+    // after it (a namespace that cannot be read is written as '-' then: foreign to every reader).
+    const ns = selfPidNs || (options.mark ? '-' : '');
+    this.tokenContent = `${process.pid} ${selfStart} ${basename(this.tokenPath)}${ns ? ` ${ns}` : ''}${options.mark ? ` ${options.mark}` : ''}\n`;
+  }
+
+  /** isDead, or named dead by the caller's deadIf (never our own token). */
+  private dead(token: string): boolean {
+    if (token === this.tokenContent) return false;
+    return isDead(token) || (this.deadIf?.(token) ?? false);
   }
 
   /** Takes the lock; `signal` ends a wait with FileLockAbortedError. */
@@ -141,7 +170,7 @@ export class FileLock {
             this.starving = await link(this.tokenPath, this.starvingPath).then(() => true, () => false);
           }
           holder = await readFile(this.path, 'utf8').catch(() => '');
-          if (holder !== '' && isDead(holder)) {
+          if (holder !== '' && this.dead(holder)) {
             await this.breakStale(holder);
             continue;
           }
@@ -149,7 +178,7 @@ export class FileLock {
           // A waiter ahead of us that died would block the queue for good: drop its ticket.
           const headPath = join(dirname(this.path), queue[0]!);
           const content = await readFile(headPath, 'utf8').catch(() => '');
-          if (content !== '' && (isDead(content) || staleForeignTicket(queue[0]!, content))) {
+          if (content !== '' && (this.dead(content) || staleForeignTicket(queue[0]!, content))) {
             await unlink(headPath).catch(() => undefined);
             continue;
           }
@@ -181,7 +210,7 @@ export class FileLock {
   private async starvingWaiter(): Promise<boolean> {
     const owner = await readFile(this.starvingPath, 'utf8').catch(() => '');
     if (owner === '') return false;
-    if (!isDead(owner)) return true;
+    if (!this.dead(owner)) return true;
     await unlink(this.starvingPath).catch(() => undefined);
     return false;
   }
@@ -236,7 +265,7 @@ export class FileLock {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const breaker = await readFile(this.breakPath, 'utf8').catch(() => '');
-      if (breaker !== '' && isDead(breaker)) {
+      if (breaker !== '' && this.dead(breaker)) {
         const again = await readFile(this.breakPath, 'utf8').catch(() => '');
         if (again === breaker) await unlink(this.breakPath).catch(() => undefined);
       }
@@ -263,7 +292,7 @@ export class FileLock {
       const m = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(\\d+)\\.[0-9a-f]+$`).exec(name);
       if (!m) continue;
       const content = await readFile(join(dir, name), 'utf8').catch(() => '');
-      if (content !== '' && isDead(content)) await unlink(join(dir, name)).catch(() => undefined);
+      if (content !== '' && this.dead(content)) await unlink(join(dir, name)).catch(() => undefined);
     }
   }
 }

@@ -275,9 +275,16 @@ export function defaultNatPortRange(ephemeral: readonly [number, number], vxlanP
 /** Parse and check `--nat-port-range LO-HI`: a clear error naming the option otherwise. */
 export function parseNatPortRange(text: string, ephemeral: readonly [number, number], vxlanPort: number): [number, number] {
   const m = /^(\d{1,5})-(\d{1,5})$/.exec(text.trim());
-  const lo = m ? Number(m[1]) : NaN;
-  const hi = m ? Number(m[2]) : NaN;
-  if (!m || lo < 1024 || hi > 65535 || lo > hi) throw new Error(`--nat-port-range: "${text}" is not LOW-HIGH within 1024-65535`);
+  if (!m) throw new Error(`--nat-port-range: "${text}" is not LOW-HIGH (two port numbers, e.g. 61000-65535)`);
+  const lo = Number(m[1]);
+  const hi = Number(m[2]);
+  // Say which bound is wrong: "not within 1024-65535" left the operator to find out which.
+  const wrong = [
+    lo < 1024 && `LOW ${lo} is below 1024 (the ports below are privileged, the node's own services')`,
+    hi > 65535 && `HIGH ${hi} is above 65535`,
+    lo > hi && `LOW ${lo} is above HIGH ${hi}`,
+  ].filter(Boolean);
+  if (wrong.length) throw new Error(`--nat-port-range: "${text}": ${wrong.join('; ')} (LOW-HIGH within 1024-65535)`);
   if (lo <= vxlanPort && vxlanPort <= hi) throw new Error(`--nat-port-range: ${text} holds the VXLAN port ${vxlanPort}`);
   if (lo <= ephemeral[1] && ephemeral[0] <= hi) throw new Error(`--nat-port-range: ${text} overlaps the kernel's ephemeral ports ${ephemeral[0]}-${ephemeral[1]} (net.ipv4.ip_local_port_range)`);
   return [lo, hi];

@@ -65,7 +65,10 @@ t('--ip without a prefix length, a malformed --ip6, a bad --underlay-ring-mb: re
   assert.match(r.stderr, '--underlay-ring-mb must be 1..1024');
   r = await run(['--ip', '10.1.1.3/24', '--nat-port-range', '5-1']);
   assert.is(r.code, 2, r.stderr);
-  assert.match(r.stderr, '--nat-port-range: "5-1" is not LOW-HIGH');
+  assert.match(r.stderr, '--nat-port-range: "5-1": LOW 5 is below 1024');
+  r = await run(['--ip', '10.1.1.3/24', '--nat-port-range', '1000-2000']);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, '--nat-port-range: "1000-2000": LOW 1000 is below 1024');
   r = await run(['--autodetect-poll-interval', 'often']);
   assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, 'run: --autodetect-poll-interval "often": expected a duration like 60s, 1m30s or 500ms (0 turns re-detection off)');

@@ -21,8 +21,11 @@ test('the NAT port range stays off the ephemeral ports and the VXLAN port', () =
   assert.equal(parseNatPortRange('20000-30000', [32768, 60999], 4789), [20000, 30000]);
   assert.throws(() => parseNatPortRange('4000-5000', [32768, 60999], 4789), /--nat-port-range: 4000-5000 holds the VXLAN port 4789/);
   assert.throws(() => parseNatPortRange('30000-40000', [32768, 60999], 4789), /overlaps the kernel's ephemeral ports 32768-60999/);
-  assert.throws(() => parseNatPortRange('65000-70000', [32768, 60999], 4789), /not LOW-HIGH within 1024-65535/);
-  assert.throws(() => parseNatPortRange('abc', [32768, 60999], 4789), /--nat-port-range: "abc"/);
+  assert.throws(() => parseNatPortRange('65000-70000', [32768, 60999], 4789), /--nat-port-range: "65000-70000": HIGH 70000 is above 65535 \(LOW-HIGH within 1024-65535\)/);
+  assert.throws(() => parseNatPortRange('1000-2000', [32768, 60999], 4789), /--nat-port-range: "1000-2000": LOW 1000 is below 1024 /);
+  assert.throws(() => parseNatPortRange('3000-2000', [32768, 60999], 4789), /--nat-port-range: "3000-2000": LOW 3000 is above HIGH 2000 /);
+  assert.throws(() => parseNatPortRange('5-1', [32768, 60999], 4789), /"5-1": LOW 5 is below 1024 .*; LOW 5 is above HIGH 1 /);
+  assert.throws(() => parseNatPortRange('abc', [32768, 60999], 4789), /--nat-port-range: "abc" is not LOW-HIGH \(two port numbers/);
 });
 
 test('the table: idempotent create, masquerade fully-random for NAT pools to outside pools and nodes, replies into the host port', () => {

@@ -7,6 +7,19 @@ import { PodwayMetrics } from '../../src/observe/metrics';
 import { NatCollector } from '../../src/observe/nat-metrics';
 import { parseCounters, NatCounters } from '../../src/dataplane/nft-nat';
 import { parseMetrics, valueOf, family } from './prom-text';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+/** The metric names README.md names in backquotes, `a_{x,y}_b` patterns expanded. */
+function readmeMetricNames(): Set<string> {
+  const text = readFileSync(path.resolve(__dirname, '..', '..', '..', 'README.md'), 'utf8');
+  const expand = (t: string): string[] => {
+    const m = /\{([^{}]*)\}/.exec(t);
+    if (!m) return [t];
+    return m[1].split(',').flatMap((alt) => expand(t.slice(0, m.index) + alt + t.slice(m.index + m[0].length)));
+  };
+  return new Set([...text.matchAll(/`(podway_[a-z0-9_{},]+)`/g)].flatMap((x) => expand(x[1])));
+}
 
 /** `nft -j list counters table ip podway` output with these values. */
 function nftJson(v: { flows: number; out: [number, number]; back: [number, number]; refused: number; icmp: number }): string {
@@ -60,6 +73,17 @@ test('the IPv6 table beside: podway_nat6_* series of its own, the IPv4 series un
   assert.is(valueOf(m, 'podway_nat6_max_flows'), 40);
   assert.match(family(m, 'podway_nat6_in_packets_total').help, /^IPv6 /);
   assert.not.match(family(m, 'podway_nat_in_packets_total').help, /IPv6/);
+});
+
+test('README lists every series of both tables (podway_nat_* and podway_nat6_*)', async () => {
+  const metrics = new PodwayMetrics({ processMetrics: false });
+  metrics.add(new NatCollector({ counters: async () => null, maxFlows: () => null }));
+  metrics.add(new NatCollector({ counters: async () => null, maxFlows: () => null }, true));
+  const names = [...parseMetrics(await metrics.scrape()).keys()].filter((n) => n.startsWith('podway_nat'));
+  assert.is(names.length, 16, names.join(' '));
+  const listed = readmeMetricNames();
+  const missing = names.filter((n) => !listed.has(n));
+  assert.equal(missing, [], `README.md does not name ${missing.join(', ')}`);
 });
 
 test('no table ever read (nft missing): the series read 0', async () => {

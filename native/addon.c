@@ -1163,6 +1163,50 @@ static napi_value set_sched_slice(napi_env env, napi_callback_info info) {
  * it from that header (a GSO super-frame, a partial checksum), which AF_PACKET sockets on the
  * device then see. The device goes away when the fd is closed. */
 
+/* ---- a super-frame held or captured (rxsuper.h) -------------------------------------------- */
+
+/* superCut(desc, l3, places: Uint32Array, n) -> segments written into descriptors places[0..),
+ * 0 when desc is not a live super-frame, n is too small or a segment does not fit its slot
+ * (the neighbour queue holds a super-frame as its segments). */
+static napi_value super_cut(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!a->pool_set) return throw_type(env, "setPool first");
+  uint32_t i, l3, n;
+  size_t cnt = 0;
+  const uint32_t *places = argc == 4 ? typed_data(env, argv[2], napi_uint32_array, &cnt) : NULL;
+  if (argc != 4 || !places || arg_u32(env, argv[0], &i) || arg_u32(env, argv[1], &l3) || arg_u32(env, argv[3], &n) || n > cnt || l3 > 14)
+    return throw_type(env, "superCut(desc, l3, places: Uint32Array, n)");
+  return ret_u32(env, super_cut_into(&a->pool, i, l3, places, n));
+}
+
+/* superRest(desc, dst: Uint8Array, at, max, out: Uint32Array(2)) -> bytes of desc's super-frame's
+ * payload behind segment 0's (the first max copied to dst[at..]), -1 when it is not a live
+ * super-frame; out[0] its TCP flags, out[1] the ones'-complement sum of those bytes (podway capture). */
+static napi_value super_rest_js(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!a->pool_set) return throw_type(env, "setPool first");
+  uint32_t i, at, max;
+  size_t dlen = 0, olen = 0;
+  uint8_t *dst = argc == 5 ? typed_data(env, argv[1], napi_uint8_array, &dlen) : NULL;
+  uint32_t *out = argc == 5 ? typed_data(env, argv[4], napi_uint32_array, &olen) : NULL;
+  if (!dst || !out || olen < 2 || arg_u32(env, argv[0], &i) || arg_u32(env, argv[2], &at) || arg_u32(env, argv[3], &max) || at > dlen || max > dlen - at)
+    return throw_type(env, "superRest(desc, dst: Uint8Array, at, max, out: Uint32Array(2))");
+  uint8_t fl = 0;
+  uint16_t sum = 0;
+  int64_t r = super_rest(&a->pool, i, dst + at, max, &fl, &sum);
+  out[0] = fl;
+  out[1] = sum;
+  napi_value v;
+  napi_create_double(env, (double)r, &v);
+  return v;
+}
+
 static napi_value offload_deliver_for_test(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
   size_t argc = 5;
@@ -1360,6 +1404,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "unpoll", NULL, stop_poll, NULL, NULL, NULL, napi_default, NULL },
     { "peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL },
     { "setSchedSlice", NULL, set_sched_slice, NULL, NULL, NULL, napi_default, NULL },
+    { "superCut", NULL, super_cut, NULL, NULL, NULL, napi_default, NULL },
+    { "superRest", NULL, super_rest_js, NULL, NULL, NULL, napi_default, NULL },
     { "offloadDeliverForTest", NULL, offload_deliver_for_test, NULL, NULL, NULL, napi_default, NULL },
     { "groCoalesceForTest", NULL, gro_coalesce_for_test, NULL, NULL, NULL, napi_default, NULL },
     { "usoCoalesceForTest", NULL, uso_coalesce_for_test, NULL, NULL, NULL, napi_default, NULL },

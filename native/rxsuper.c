@@ -397,3 +397,43 @@ uint32_t super_deliver_uso(struct port *p, uint16_t port_id, struct pool *pl, ui
   p->super_avail = NULL;
   return n;
 }
+
+/* ---- a super-frame held or captured (JS: the neighbour queue, `podway capture`) ---------------- */
+
+uint32_t super_cut_into(struct pool *pl, uint32_t i, uint32_t l3, const uint32_t *dst, uint32_t n) {
+  if (i >= pl->ndesc || !(pl->d_flags[i] & DESC_F_SUPER)) return 0;
+  uint8_t hdr[SUPER_HDR_MAX];
+  struct gso_plan g;
+  const struct super_ref *r = super_cut_plan_any(pl, i, l3, hdr, &g);
+  if (!r || r->nseg == 0 || r->nseg > n) return 0;
+  /* every place checked before anything is written: all or nothing */
+  for (uint32_t k = 0; k < r->nseg; k++) {
+    uint32_t q = dst[k];
+    if (q >= pl->ndesc || q == i || pl->d_slot[q] >= pl->nslots) return 0;
+    if ((uint32_t)pl->d_off[q] + g.hdrs + gso_seg_len(&g, k) > pl->slot_size) return 0;
+  }
+  for (uint32_t k = 0; k < r->nseg; k++) {
+    uint32_t q = dst[k];
+    uint8_t *to = pl->base + (size_t)pl->d_slot[q] * pl->slot_size + pl->d_off[q];
+    pl->d_len[q] = (uint16_t)gso_write_segment_from(hdr, r->payload, &g, k, to);
+    pl->d_flags[q] = 0;
+    if (pl->d_segs) pl->d_segs[q] = 1;
+    if (pl->d_more) pl->d_more[q] = 0;
+  }
+  return r->nseg;
+}
+
+int64_t super_rest(const struct pool *pl, uint32_t i, uint8_t *dst, uint32_t max, uint8_t *tcp_flags, uint16_t *sum) {
+  if (i >= pl->ndesc || !pl->d_super || !(pl->d_flags[i] & DESC_F_SUPER)) return -1;
+  const struct super_ref *r = &pl->d_super[i];
+  if (!r->src || r->src->super_epoch != r->epoch || !r->src->arena || !r->payload) return -1;
+  if (r->payload_len <= r->mss) return -1;
+  uint32_t rest = r->payload_len - r->mss;
+  const uint8_t *from = r->payload + r->mss;
+  memcpy(dst, from, rest < max ? rest : max);
+  *tcp_flags = r->tcp_flags;
+  /* in network byte order, as if the rest began on an even offset */
+  uint16_t s = csum_fold(csum_add(from, rest, 0));
+  *sum = (uint16_t)((s >> 8) | (s << 8));
+  return rest;
+}

@@ -128,4 +128,16 @@ uint32_t super_header(const struct pool *pl, uint32_t i, const struct super_ref 
 void super_cut_plan(const struct pool *pl, uint32_t i, const struct super_ref *r, uint32_t l3, uint8_t *hdr,
                     struct gso_plan *g);
 
+/* A super-frame JS holds (the neighbour queue) or captures, outside the send path. */
+/* Cut descriptor i's live super-frame (its IP header, or a tunnel's outer one, at l3: 14 behind
+ * Ethernet) into descriptors dst[0..nseg): segment k written as the send side's cut path writes it
+ * (super_cut_plan_any, gso_write_segment_from: full checksums, id + k, seq + offset, FIN/PSH on the
+ * last) at dst[k]'s slot and offset, d_len set, d_flags cleared. Returns nseg; 0 (nothing written)
+ * when i is not a live super-frame, n < nseg, or a segment would not fit its slot. */
+uint32_t super_cut_into(struct pool *pl, uint32_t i, uint32_t l3, const uint32_t *dst, uint32_t n);
+/* The payload of descriptor i's live super-frame behind segment 0's: its first max bytes copied to
+ * dst, the super-frame's TCP flags, and the ones'-complement sum of all of it (network order, as
+ * if it began on an even offset). Returns its length, -1 when i is not a live super-frame. */
+int64_t super_rest(const struct pool *pl, uint32_t i, uint8_t *dst, uint32_t max, uint8_t *tcp_flags, uint16_t *sum);
+
 #endif

@@ -1,5 +1,5 @@
 /**
- * `podway capture [filter] [-n N] [--stage rx|decap|route|tx|drop] -w FILE|-`: asks the running
+ * `podway capture [filter] [-n N] [-s SNAPLEN] [--stage rx|decap|route|tx|drop] -w FILE|-`: asks the running
  * podway for copies of matching frames over its control socket and writes them as pcapng, one
  * interface per podway port. Ends after N packets, on Ctrl-C or when the reader of `-w -` goes
  * away; closing the connection switches capture off in the dataplane.
@@ -9,13 +9,15 @@ import { openSync, closeSync, writeSync, existsSync, unlinkSync } from 'node:fs'
 import { parseTraceFilter } from '../dataplane/trace';
 import { parseStage, readRecords } from '../dataplane/capture';
 import { CaptureFrame } from '../dataplane/control-server';
-import { PcapngWriter } from '../dataplane/pcapng';
+import { PcapngWriter, PCAPNG_SNAPLEN } from '../dataplane/pcapng';
 
 export interface CaptureCliOptions {
   sock: string;
   filter: string[];
   stage?: string;
   count?: number;
+  /** Bytes recorded of each packet at most (default 262,144, tcpdump's). */
+  snaplen?: number;
   /** A file path, or '-' for stdout. */
   write: string;
   /** Where progress and the summary go (stderr). */
@@ -71,6 +73,8 @@ export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> 
   parseTraceFilter(o.filter, 'capture');
   parseStage(o.stage);
   if (o.count !== undefined && (!Number.isInteger(o.count) || o.count < 1)) throw new Error('capture: -n must be a positive whole number');
+  if (o.snaplen !== undefined && (!Number.isInteger(o.snaplen) || o.snaplen < 64 || o.snaplen > PCAPNG_SNAPLEN)) throw new Error(`capture: -s must be a whole number of bytes from 64 to ${PCAPNG_SNAPLEN}`);
+  const snaplen = o.snaplen ?? PCAPNG_SNAPLEN;
   if (!o.write) throw new Error('capture: give -w FILE.pcapng (or -w - for stdout)');
   let finish!: (s: CaptureSummary) => void;
   let fail!: (e: Error) => void;
@@ -106,7 +110,7 @@ export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> 
   let behind = false;
   const pcap = new PcapngWriter((b) => {
     if (!out.write(b) && !behind) behind = true;
-  });
+  }, snaplen);
   /** After each chunk from podway: wait for a slow reader of stdout before reading more. */
   const keepPace = () => {
     if (!behind || over) return;
@@ -122,7 +126,7 @@ export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> 
   conn = net.createConnection(o.sock);
   let answered = false;
   let pending: Buffer = Buffer.alloc(0);
-  conn.on('connect', () => conn!.write(JSON.stringify({ cmd: 'capture', filter: o.filter, stage: o.stage ?? 'rx', count: o.count }) + '\n'));
+  conn.on('connect', () => conn!.write(JSON.stringify({ cmd: 'capture', filter: o.filter, stage: o.stage ?? 'rx', count: o.count, snaplen }) + '\n'));
   conn.on('error', (e) => {
     const code = (e as NodeJS.ErrnoException).code;
     const err =

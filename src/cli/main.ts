@@ -48,6 +48,13 @@ function wholeNumber(v: string): number {
   return n;
 }
 
+/** capture's -s: 64 .. 262144 bytes (tcpdump's largest snaplen). */
+function snaplenBytes(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n < 64 || n > 262144) throw new InvalidArgumentError('expected a whole number of bytes from 64 to 262144');
+  return n;
+}
+
 function positiveSeconds(v: string): number {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number of seconds above 0');
@@ -146,7 +153,7 @@ export function buildProgram(): Command {
     .option('--no-kernel-transit-drop', 'let the node\'s kernel also track and route the pod frames podway forwards (it drops them after conntrack and a route lookup); by default an nftables rule drops them first')
     .option('--neighbor-reachable <ms>', 'underlay neighbours (ARP/NDP): how long an answer keeps an entry REACHABLE before it is re-probed (the kernel\'s base_reachable_time; default 30000)', (v) => Number(v))
     .option('--neighbor-retrans <ms>', 'underlay neighbours: between two probes of one address (the kernel\'s retrans_time; default 1000); 3 unanswered probes make it FAILED', (v) => Number(v))
-    .option('--neighbor-queue <n>', 'underlay neighbours: packets held per neighbour while it is resolved, sent when it answers (the kernel\'s unres_qlen; default 3, at most 64 per forwarding thread; 0: none, dropped as neighbor_unresolved)', (v) => Number(v))
+    .option('--neighbor-queue <n>', 'underlay neighbours: packets held per neighbour while it is resolved, sent when it answers (the kernel\'s unres_qlen; default 3, a TCP super-frame counting as one, within 128 KiB per neighbour and 256 frames per forwarding thread; 0: none, dropped as neighbor_unresolved)', (v) => Number(v))
     .option('--qdisc-bypass', 'send on AF_PACKET sockets straight to the driver, skipping qdiscs (tc)')
     .option('--workers <n|auto>', `forwarding threads, flows spread over them by the kernel (PACKET_FANOUT/SO_REUSEPORT); auto = one per CPU, at most ${WORKERS_AUTO_MAX}; TAP/TUN pods are read by the first (default: ${DEFAULT_WORKERS})`, DEFAULT_WORKERS)
     .option('--worker-steer <flow|fanout>', 'with several workers, how frames are split between them: flow (default: each socket filter takes its share by a symmetric hash of the flow inside the tunnel, so a request and its reply meet on one thread) or fanout (PACKET_FANOUT_HASH of the outer headers; for measuring)', 'flow')
@@ -319,13 +326,14 @@ export function buildProgram(): Command {
     .argument('[filter...]', `${FILTER_HELP}, as for trace`)
     .requiredOption('-w, --write <file>', 'pcapng file to write, or - for stdout')
     .option('-n, --count <n>', 'stop after N packets', wholeNumber)
+    .option('-s, --snaplen <bytes>', 'bytes recorded of each packet at most (64..262144; default 262144, as tcpdump: a whole 64 KiB TCP super-frame)', snaplenBytes)
     .addOption(new Option('--stage <stage>', 'where to take the frames: as received, decapsulated, routed (before encapsulation), as sent, or dropped (with the reason as a comment)').choices(['rx', 'decap', 'route', 'tx', 'drop']).default('rx'))
     .option('--node <name>', 'node whose podway to ask')
     .option('--control <path>', 'control socket path')
     .action(async (filter: string[], o) => {
       if (!filterOk(filter, 'capture')) return;
       const { runCapture, sayToStderr } = await import('./capture');
-      const r = await runCapture({ sock: controlPath(o), filter, stage: o.stage, count: o.count, write: o.write, say: sayToStderr });
+      const r = await runCapture({ sock: controlPath(o), filter, stage: o.stage, count: o.count, snaplen: o.snaplen, write: o.write, say: sayToStderr });
       sayToStderr(`${r.written} packets captured${r.lost ? `, ${r.lost} lost (the reader was too slow)` : ''}`);
     });
 

@@ -17,6 +17,18 @@
  * IPv4 VXLAN (the UDP socket's payloads), IP-in-IP (the inner IPv4 packet), and VXLAN over IPv6,
  * which arrives on the underlay port as whole Ethernet frames (outer IPv6/UDP/VXLAN, inner IPv6);
  * the filter looks at the inner packet there as everywhere at this stage.
+ *
+ * A TCP super-frame handed on whole (DescFlag.SUPER: one descriptor for up to 64 KiB, segment 0 in
+ * the pool, the rest in the receiving port's buffer, native/rxsuper.h) is recorded as one packet,
+ * as tcpdump shows a GSO super-packet on a device with offloads on: segment 0's headers with the
+ * lengths of the whole (every IPv4 total length, IPv6 payload length and VXLAN UDP length; 0 where
+ * it is past 65,535, as for a BIG TCP packet), the super-frame's FIN/PSH, the whole payload (read
+ * from the port's buffer by the addon, `superRest`), a valid inner TCP checksum (updated from
+ * segment 0's) and IPv4 header checksums; an outer VXLAN UDP checksum over IPv4 is 0, over IPv6 it
+ * is segment 0's (not recomputed: on a GSO device tcpdump shows a partial one there too). The
+ * snaplen (`snaplen`, 262,144 by default as tcpdump's) cuts what is copied, so a capture with a
+ * small snaplen copies only the headers of a super-frame. Frames the neighbour queue held and sends
+ * later are recorded at tx one per segment, as they leave.
  */
 import { ETH_HLEN, SLOT_SIZE } from '../packet/layout';
 import { TraceFilter } from './trace';
@@ -24,6 +36,7 @@ import { compileBatchMatcher, BatchMatcher } from './capture-match';
 import { COUNTER_NAMES } from './counters';
 import { DROP_REASON_COUNT } from '../packet/drop';
 import type { FramePool } from './frame-pool';
+import { DescFlag } from './frame-pool';
 
 export const Stage = { RX: 0, DECAP: 1, ROUTE: 2, TX: 3, DROP: 4 } as const;
 export const STAGE_NAMES = ['rx', 'decap', 'route', 'tx', 'drop'] as const;
@@ -123,7 +136,12 @@ export interface CaptureOptions {
   count: number;
   /** Bytes of record buffer (default 1 MiB). */
   bufferBytes?: number;
+  /** Bytes of each packet recorded at most (the rest counted in its original length). */
+  snaplen?: number;
 }
+
+/** tcpdump's default snaplen (libpcap MAXIMUM_SNAPLEN): a whole 64 KiB super-frame fits. */
+export const DEFAULT_SNAPLEN = 262144;
 
 /** What the pipeline tells the tap about the ports of a batch. */
 export interface CapturePorts {
@@ -136,6 +154,8 @@ export interface CapturePorts {
   /** Per descriptor of the batch, the port a frame held for a MAC (verdict HELD_VERDICT) is
    * routed to: the underlay (its neighbour's MAC), or a local pod's port (the pod's MAC). */
   readonly heldTo?: Int32Array;
+  /** The addon's PacketIO.superRest: a super-frame's payload behind segment 0's (none: MemoryIO). */
+  readonly superRest?: (desc: number, dst: Uint8Array, at: number, max: number, out: Uint32Array) => number;
 }
 
 /** The pipeline's verdict for a frame held for a MAC (pipeline.ts: an unresolved underlay
@@ -150,6 +170,7 @@ const TRUNCATED = COUNTER_NAMES.indexOf('truncated');
 export class CaptureTap {
   readonly filter: TraceFilter;
   readonly stage: number;
+  readonly snaplen: number;
   private remaining: number;
   private buf: Uint8Array;
   private dv: DataView;
@@ -177,6 +198,7 @@ export class CaptureTap {
     // Compile for every layout now: a filter that cannot compile fails at start, not mid-batch.
     for (const link of [Link.ETHERNET, Link.IP, Link.VXLAN, Link.VXLAN6_UNDERLAY]) this.matchers[link] = compileBatchMatcher(opts.filter, link);
     this.stage = opts.stage;
+    this.snaplen = Math.max(64, Math.min(DEFAULT_SNAPLEN, opts.snaplen ?? DEFAULT_SNAPLEN));
     this.remaining = Math.max(1, opts.count);
     this.buf = new Uint8Array(opts.bufferBytes ?? 1 << 20);
     this.dv = new DataView(this.buf.buffer);
@@ -194,6 +216,10 @@ export class CaptureTap {
   private readonly oneLen = new Uint16Array(1);
   private readonly oneList = new Uint16Array(1);
   private readonly oneIpAt = new Int32Array(1);
+  /** The batch's pool and the addon's superRest, for a matched super-frame's payload. */
+  private flags: Uint16Array | null = null;
+  private superRest: CapturePorts['superRest'] = undefined;
+  private readonly restOut = new Uint32Array(2);
 
   /** Taken all it was asked for. */
   get done(): boolean {
@@ -224,6 +250,8 @@ export class CaptureTap {
     const k = match(b, pool.slot, pool.off, lens, n, list, ipAt);
     this.nMatched = k;
     if (k === 0) return;
+    this.flags = pool.flags;
+    this.superRest = ports.superRest;
     this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
     for (let j = 0; j < k && this.remaining > 0; j++) {
       const i = list[j];
@@ -233,7 +261,7 @@ export class CaptureTap {
       this.scratchLen[i] = 0;
       const peer = link === Link.VXLAN ? pool.addr[i] : 0;
       const sport = link === Link.VXLAN ? pool.aport[i] : 0;
-      if (stage === Stage.RX) this.record(ports.portName[port], '', b, f, len, link, ports.nodeIp, peer, sport);
+      if (stage === Stage.RX) this.record(ports.portName[port], '', b, f, len, link, ports.nodeIp, peer, sport, i);
       else if (stage === Stage.DROP) this.keep(i, b, f, len, link, ports.nodeIp, peer, sport);
       else if (decap6) {
         if (isVxlan6(b, f, len)) this.keep(i, b, f + VXLAN6_OUTER, len - VXLAN6_OUTER, Link.ETHERNET, 0, 0, 0);
@@ -279,9 +307,9 @@ export class CaptureTap {
         // happen in front of it): it ends where the frame ends. Packets podway built instead (an
         // ICMP error) are taken from the frame itself.
         if (stage === Stage.ROUTE && ip >= f && ip + 20 <= f + len && ip + ((b[ip + 2] << 8) | b[ip + 3]) === f + len) {
-          this.record(ports.portName[to], '', b, ip, f + len - ip, Link.IP, 0, 0, 0);
+          this.record(ports.portName[to], '', b, ip, f + len - ip, Link.IP, 0, 0, 0, i);
         } else {
-          this.record(ports.portName[to], '', b, f, len, outLink === Link.VXLAN ? Link.IP : outLink, 0, 0, 0);
+          this.record(ports.portName[to], '', b, f, len, outLink === Link.VXLAN ? Link.IP : outLink, 0, 0, 0, i);
         }
       }
     }
@@ -308,7 +336,7 @@ export class CaptureTap {
     this.oneLen[0] = len;
     if (match(b, this.oneSlot, this.oneOff, this.oneLen, 1, this.oneList, this.oneIpAt) === 0) return;
     this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
-    this.record(iface, reason === 0 ? '' : this.comment(reason), b, f, len, Link.ETHERNET, 0, 0, 0);
+    this.record(iface, reason === 0 ? '' : this.comment(reason), b, f, len, Link.ETHERNET, 0, 0, 0, -1);
   }
 
   private comment(reason: number): string {
@@ -324,7 +352,7 @@ export class CaptureTap {
 
   private recordKept(i: number, iface: string, comment: string): void {
     const at = i * (SLOT_SIZE + 64);
-    this.record(iface, comment, this.scratch, at, this.scratchLen[i], Link.ETHERNET, 0, 0, 0);
+    this.record(iface, comment, this.scratch, at, this.scratchLen[i], Link.ETHERNET, 0, 0, 0, i);
   }
 
   private nameBytes(s: string): Uint8Array {
@@ -336,12 +364,16 @@ export class CaptureTap {
     return v;
   }
 
-  /** Append one record (the frame converted to Ethernet), or count it lost when it does not fit. */
-  private record(iface: string, comment: string, b: Uint8Array, f: number, len: number, link: number, nodeIp: number, peer: number, sport: number): void {
+  /** Append one record (the frame converted to Ethernet; descriptor d's whole super-frame when it
+   * is one), or count it lost when it does not fit. */
+  private record(iface: string, comment: string, b: Uint8Array, f: number, len: number, link: number, nodeIp: number, peer: number, sport: number, d: number): void {
     const name = this.nameBytes(iface);
     const com = comment ? this.commentBytes(comment) : EMPTY;
     const dataMax = len + ETH_HLEN + 28;
-    const need = (RECORD_HEADER + name.length + com.length + dataMax + 3) & ~3;
+    // a super-frame's payload behind segment 0's: at most 64 KiB more, within the snaplen
+    const sup = d >= 0 && this.flags !== null && this.superRest !== undefined && (this.flags[d] & DescFlag.SUPER) !== 0;
+    const restMax = sup ? Math.max(0, Math.min(SUPER_REST_MAX, this.snaplen - dataMax)) : 0;
+    const need = (RECORD_HEADER + name.length + com.length + dataMax + restMax + 3) & ~3;
     if (this.used + need > this.buf.length) {
       this.lost++;
       return;
@@ -352,7 +384,18 @@ export class CaptureTap {
     p += name.length;
     this.buf.set(com, p);
     p += com.length;
-    const dl = writeAsEthernet(this.buf, p, b, f, len, link, nodeIp, peer, sport);
+    let dl = writeAsEthernet(this.buf, p, b, f, len, link, nodeIp, peer, sport);
+    let orig = dl;
+    if (sup) {
+      const out = this.restOut;
+      const rest = this.superRest!(d, this.buf, p + dl, Math.min(restMax, Math.max(0, this.snaplen - dl)), out);
+      if (rest > 0) {
+        growToSuper(this.buf, p, dl, rest, out[0], out[1]);
+        orig = dl + rest;
+        dl = Math.min(orig, dl + Math.min(restMax, Math.max(0, this.snaplen - dl)));
+      }
+    }
+    if (dl > this.snaplen) dl = this.snaplen;
     const total = (RECORD_HEADER + name.length + com.length + dl + 3) & ~3;
     const dv = this.dv;
     dv.setUint32(at, total, true);
@@ -361,7 +404,7 @@ export class CaptureTap {
     dv.setUint16(at + 12, name.length, true);
     dv.setUint16(at + 14, com.length, true);
     dv.setUint32(at + 16, dl, true);
-    dv.setUint32(at + 20, dl, true);
+    dv.setUint32(at + 20, orig, true);
     this.used = at + total;
     this.taken++;
     this.remaining--;
@@ -374,6 +417,84 @@ export class CaptureTap {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** A super-frame's payload beyond segment 0's: 64 KiB at most (native/rxsuper.h). */
+const SUPER_REST_MAX = 65536;
+
+function onesAdd(s: number, v: number): number {
+  s += v;
+  return (s & 0xffff) + (s >>> 16);
+}
+
+/**
+ * The record at out[at..at+len) is segment 0 of a TCP super-frame (as an Ethernet frame: plain,
+ * or in VXLAN over IPv4 or IPv6), and `rest` more payload bytes (summing to `restSum`, as if on an
+ * even offset) follow it: make its headers the whole super-packet's. Every IPv4 total length and
+ * header checksum, IPv6 payload length and VXLAN UDP length grows by `rest` (0 past 65,535), an
+ * outer UDP checksum over IPv4 becomes 0, the TCP header takes the super-frame's FIN/PSH and its
+ * checksum is updated incrementally (length, flags, the payload added). Only headers inside the
+ * record are touched.
+ */
+export function growToSuper(out: Uint8Array, at: number, len: number, rest: number, tcpFlags: number, restSum: number): void {
+  const end = at + len;
+  let eth = at;
+  for (let level = 0; level < 2; level++) {
+    const l3 = eth + ETH_HLEN;
+    if (l3 + 40 > end) return;
+    const v = out[l3] >> 4;
+    let l4: number;
+    let proto: number;
+    let l4len: number; // before
+    if (v === 4) {
+      const ihl = (out[l3] & 15) << 2;
+      const tot = (out[l3 + 2] << 8) | out[l3 + 3];
+      const nt = tot + rest > 0xffff ? 0 : tot + rest;
+      out[l3 + 2] = nt >> 8; out[l3 + 3] = nt & 255;
+      out[l3 + 10] = 0; out[l3 + 11] = 0;
+      let sum = 0;
+      for (let k = 0; k < ihl; k += 2) sum = onesAdd(sum, (out[l3 + k] << 8) | out[l3 + k + 1]);
+      const c = ~sum & 0xffff;
+      out[l3 + 10] = c >> 8; out[l3 + 11] = c & 255;
+      l4 = l3 + ihl;
+      proto = out[l3 + 9];
+      l4len = tot - ihl;
+    } else if (v === 6) {
+      const pl = (out[l3 + 4] << 8) | out[l3 + 5];
+      const np = pl + rest > 0xffff ? 0 : pl + rest;
+      out[l3 + 4] = np >> 8; out[l3 + 5] = np & 255;
+      l4 = l3 + 40;
+      proto = out[l3 + 6];
+      l4len = pl;
+    } else return;
+    if (proto === 17) {
+      // VXLAN: the inner Ethernet frame behind UDP (8) and VXLAN (8)
+      if (l4 + 16 > end || ((out[l4 + 2] << 8) | out[l4 + 3]) !== 4789) return;
+      const ul = (out[l4 + 4] << 8) | out[l4 + 5];
+      const nu = ul + rest > 0xffff ? 0 : ul + rest;
+      out[l4 + 4] = nu >> 8; out[l4 + 5] = nu & 255;
+      if (v === 4) { out[l4 + 6] = 0; out[l4 + 7] = 0; }
+      eth = l4 + 16;
+      continue;
+    }
+    if (proto !== 6 || l4 + 20 > end) return;
+    let sum = ~((out[l4 + 16] << 8) | out[l4 + 17]) & 0xffff;
+    // the pseudo header's length (IPv6: 32 bits)
+    const nl = l4len + rest;
+    sum = onesAdd(sum, ~(l4len & 0xffff) & 0xffff);
+    sum = onesAdd(sum, ~(l4len >>> 16) & 0xffff);
+    sum = onesAdd(sum, nl & 0xffff);
+    sum = onesAdd(sum, nl >>> 16);
+    const ow = (out[l4 + 12] << 8) | out[l4 + 13];
+    out[l4 + 13] |= tcpFlags & 0x09; // FIN, PSH: segment 0 went without them
+    sum = onesAdd(sum, ~ow & 0xffff);
+    sum = onesAdd(sum, (out[l4 + 12] << 8) | out[l4 + 13]);
+    // the payload behind segment 0's starts l4len bytes into the TCP segment
+    sum = onesAdd(sum, (l4len & 1) === 0 ? restSum : ((restSum & 255) << 8) | (restSum >> 8));
+    const c = ~sum & 0xffff;
+    out[l4 + 16] = c >> 8; out[l4 + 17] = c & 255;
+    return;
+  }
+}
 
 /**
  * Copy a frame to `out` at `at` as an Ethernet frame: as it is, behind a pseudo Ethernet header

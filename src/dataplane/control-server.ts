@@ -349,7 +349,7 @@ function frameOf(kind: number, payload: Uint8Array): Buffer {
 function serveCapture(taps: Taps, engine: Engine, conn: net.Socket, line: string): void {
   let stop: (() => void) | null = null;
   try {
-    const req = JSON.parse(line) as { filter?: string[]; stage?: string; count?: number };
+    const req = JSON.parse(line) as { filter?: string[]; stage?: string; count?: number; snaplen?: number };
     const filter = parseTraceFilter(req.filter ?? [], 'capture');
     const stage = parseStage(req.stage);
     const count = Number.isInteger(req.count) && req.count! > 0 ? req.count! : Number.MAX_SAFE_INTEGER;
@@ -371,7 +371,9 @@ function serveCapture(taps: Taps, engine: Engine, conn: net.Socket, line: string
       }
     };
     const json = (kind: number, v: object) => send(frameOf(kind, Buffer.from(JSON.stringify(v))));
-    const session = taps.capture({ filter, stage, count }, {
+    // (a client that does not say: tcpdump's default; CaptureTap bounds it)
+    const snaplen = Number.isInteger(req.snaplen) && req.snaplen! > 0 ? req.snaplen! : undefined;
+    const session = taps.capture({ filter, stage, count, snaplen }, {
       chunk: (c) => {
         const n = countRecords(c);
         if (conn.destroyed || conn.writableLength + earlyBytes > CAPTURE_QUEUE_BYTES) {

@@ -105,9 +105,9 @@ export interface EngineOptions {
    * table (4,096 by default; tests set it small to see a full table). */
   neighbor?: NeighborTimings & { maxEntries?: number };
   /** Packets held for an underlay neighbour being resolved (neighbor-queue.ts): at most
-   * `perNeighbor` per neighbour (3) and `total` in all (64), in pool slots reserved for them.
+   * `perNeighbor` per neighbour (3) and `total` frames in all (256), `bytes` per neighbour (128 KiB), in pool slots reserved for them.
    * Either 0: none held, they are dropped as `neighbor_unresolved`. */
-  neighborQueue?: { perNeighbor?: number; total?: number };
+  neighborQueue?: { perNeighbor?: number; total?: number; /** bytes held per neighbour (NEIGHBOR_QUEUE_BYTES) */ bytes?: number };
   /** Called when an ARP reply from a wanted underlay neighbour reaches this engine (learned, changed
    * or confirmed): shared with the other workers, whose own probes' answers may land here
    * (PACKET_FANOUT spreads the underlay's frames by hash). `announced`: the MAC came from an
@@ -394,7 +394,9 @@ export class Engine {
       // A neighbour's frames go when it answers, or when it fails (3 probes, retransMs apart);
       // the tick bound is a safety net two ticks past that round.
       const roundMs = Math.max(1, opts.neighbor?.probes ?? 3) * (opts.neighbor?.retransMs ?? 1000);
-      this.pipe.held = new NeighborQueue(this.pool, this.batch + 8, held, perNeighbor, Math.ceil(roundMs / this.neighborTickMs) + 2);
+      this.pipe.held = new NeighborQueue(this.pool, this.batch + 8, held, perNeighbor, Math.ceil(roundMs / this.neighborTickMs) + 2, opts.neighborQueue?.bytes);
+      // a super-frame waits whole, cut into its segments by the addon (MemoryIO has none)
+      this.pipe.held.superCut = this.io.superCut;
     }
     this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendControlFrame(this.infra.underlay, write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6);
     this.pipe.v6.onUnresolved6 = (b, off, now) => this.neighbors6.request(b, off, now);
@@ -1724,7 +1726,7 @@ export class Engine {
       neighbors: { entries: this.neighbors.entries(), counters: this.neighbors.counters() },
       neighbors6: { entries: this.neighbors6.table.entries(), counters: this.neighbors6.table.counters() },
       // packets held now for unresolved neighbours (this thread's), and the bounds
-      neighborQueue: this.pipe.held ? { held: this.pipe.held.size, perNeighbor: this.pipe.held.perNeighbor, capacity: this.pipe.held.capacity } : null,
+      neighborQueue: this.pipe.held ? { held: this.pipe.held.size, perNeighbor: this.pipe.held.perNeighbor, perNeighborBytes: this.pipe.held.perNeighborBytes, capacity: this.pipe.held.capacity } : null,
       batch: this.batch,
     };
   }

@@ -173,6 +173,18 @@ export interface PacketIO {
    * pool's descriptors): receive the first batch before calling it. A second call replaces both. */
   poll(port: number, cb: PollCallback, recvMax?: number): void;
   unpoll(port: number): void;
+  /** A super-frame (DescFlag.SUPER) outside the send path (native/rxsuper.h; absent where
+   * descriptors never are super-frames, as in MemoryIO). Cut descriptor `desc`'s super-frame (its
+   * IP header, or a tunnel's outer one, at `l3`: 14 behind Ethernet, 0 for an IP packet) into the
+   * descriptors places[0..segs), each segment as the send side cuts it; returns the segments
+   * written, 0 (nothing written) when it is no longer a live super-frame, n is too small or a
+   * segment would not fit its slot. The neighbour queue holds a super-frame so. */
+  superCut?(desc: number, l3: number, places: Uint32Array, n: number): number;
+  /** The payload of descriptor `desc`'s super-frame behind segment 0's: its first `max` bytes
+   * copied to dst[at..]; out[0] the super-frame's TCP flags, out[1] the ones'-complement sum of
+   * all of it (as if it began on an even offset). Returns its length, -1 when `desc` is not a live
+   * super-frame. `podway capture` records the whole super-frame so. */
+  superRest?(desc: number, dst: Uint8Array, at: number, max: number, out: Uint32Array): number;
 }
 
 /** The name of a negative errno as PollCallback passes it (-100 -> ENETDOWN). */

@@ -80,7 +80,7 @@ export function nativeIO(): PacketIO {
     openTap: a.openTap, openTun: a.openTun, openPacket: a.openPacket, openUdp: a.openUdp, openRaw: a.openRaw,
     preparePacket: a.preparePacket,
     close: a.close, recv: a.recv, send: a.send, stats: a.stats, checkRing: a.checkRing, info: a.info,
-    poll: a.poll, unpoll: a.unpoll,
+    poll: a.poll, unpoll: a.unpoll, superCut: a.superCut, superRest: a.superRest,
   };
   return io;
 }

@@ -11,10 +11,21 @@
  * encapsulation are written before it is held); `release` writes the MAC the neighbour table took
  * and lists the frames, oldest first, for one send call.
  *
- * Bounds: `perNeighbor` frames per neighbour (3 by default) and `capacity` in all. A frame that
- * finds its neighbour's share or the whole queue full is not held (the pipeline drops it, counted
- * `neighbor_queue_full`): the first packets of a flow are the ones kept, not the last as in the
- * kernel, whose full queue drops its oldest. A neighbour is named by its family (4: ARP, the IPv4
+ * A TCP super-frame handed on whole (DescFlag.SUPER, native/rxsuper.h: up to 64 KiB, one
+ * descriptor for up to 128 segments) is held whole, as the kernel holds one GSO skb on the entry:
+ * cut once, by the addon (`superCut`), into its segments, each in a place of its own, exactly as
+ * the send side would have cut it (full checksums, ids + k), so that when released they leave as
+ * they would have without the wait (and the send side merges them into a GSO message again where
+ * it merges any run of segments). Its receive buffer is reused by the next receive, so it cannot
+ * wait as one descriptor.
+ *
+ * Bounds: `perNeighbor` packets per neighbour (3 by default; a super-frame is one packet, as its
+ * skb is one in the kernel's queue), `perNeighborBytes` bytes per neighbour (128 KiB by default:
+ * two whole 64 KiB super-frames; the kernel bounds its queue in bytes too, unres_qlen_bytes), and
+ * `capacity` places (frames, one pool slot each; a super-frame takes one per segment) in all. A
+ * packet that finds its neighbour's share or the whole queue full is not held (the pipeline drops
+ * it, every segment of a super-frame counted `neighbor_queue_full`): the first packets of a flow
+ * are the ones kept, not the last as in the kernel, whose full queue drops its oldest. A neighbour is named by its family (4: ARP, the IPv4
  * address as a signed 32-bit key; 6: NDP, Neighbors6's id; 1: a local pod whose MAC is unknown,
  * its port) and key.
  *
@@ -26,8 +37,12 @@ import { FramePool, SLOT_SHIFT } from './frame-pool';
 
 /** Frames held per neighbour by default (the kernel's historic unres_qlen). */
 export const NEIGHBOR_QUEUE_PER_NEIGHBOR = 3;
-/** Frames held in all by default (one pool slot each: 64 x 2 KiB per worker). */
-export const NEIGHBOR_QUEUE_TOTAL = 64;
+/** Frames held in all by default (one pool slot each: 256 x 2 KiB per worker; a 64 KiB
+ * super-frame of 1,448-byte segments takes 46). */
+export const NEIGHBOR_QUEUE_TOTAL = 256;
+/** Bytes held per neighbour by default (frames as they will be sent): two whole 64 KiB TCP
+ * super-frames with their segments' headers. */
+export const NEIGHBOR_QUEUE_BYTES = 128 << 10;
 
 export const FAMILY_V4 = 4;
 export const FAMILY_V6 = 6;
@@ -43,6 +58,8 @@ export class NeighborQueue {
   private readonly key: Int32Array;
   private readonly inPort: Int32Array;
   private readonly heldAt: Float64Array;
+  /** 1 for the first (or only) frame of a held packet: a super-frame's other segments are 0. */
+  private readonly lead: Uint8Array;
   /** Arrival order, to release a neighbour's frames oldest first. */
   private readonly seq: Float64Array;
   private nextSeq = 0;
@@ -50,6 +67,10 @@ export class NeighborQueue {
   private ticks = 0;
   /** Scratch for release: the places of one neighbour's frames. */
   private readonly picked: Int32Array;
+  /** Scratch for holdSuper: the descriptors a super-frame is cut into. */
+  private readonly places: Uint32Array;
+  /** The addon's cut (PacketIO.superCut); without it a super-frame cannot be held whole. */
+  superCut: ((desc: number, l3: number, places: Uint32Array, n: number) => number) | undefined = undefined;
 
   constructor(
     readonly pool: FramePool,
@@ -59,6 +80,8 @@ export class NeighborQueue {
     readonly perNeighbor: number = NEIGHBOR_QUEUE_PER_NEIGHBOR,
     /** Frames held longer than this many ticks are dropped by `age`. */
     readonly maxTicks: number = 5,
+    /** Bytes held per neighbour at most. */
+    readonly perNeighborBytes: number = NEIGHBOR_QUEUE_BYTES,
   ) {
     if (capacity < 0 || perNeighbor < 0) throw new Error('NeighborQueue: negative bound');
     if (first < 0 || first + capacity > pool.descriptors || first + capacity > pool.slots) {
@@ -71,8 +94,10 @@ export class NeighborQueue {
     this.key = new Int32Array(capacity);
     this.inPort = new Int32Array(capacity);
     this.heldAt = new Float64Array(capacity);
+    this.lead = new Uint8Array(capacity);
     this.seq = new Float64Array(capacity);
-    this.picked = new Int32Array(Math.max(1, Math.min(perNeighbor, capacity)));
+    this.picked = new Int32Array(Math.max(1, capacity));
+    this.places = new Uint32Array(Math.max(1, capacity));
   }
 
   /** Frames held now. */
@@ -88,23 +113,44 @@ export class NeighborQueue {
     return n;
   }
 
-  /**
-   * Copy descriptor d's frame (ready but for its destination MAC) into a free place for the
-   * neighbour (family, key). False, and nothing kept, when the neighbour already has `perNeighbor`
-   * frames held or the queue is full. No allocation: one scan of the places and one copy.
-   */
-  hold(d: number, family: number, key: number, inPort: number): boolean {
+  /** Bytes held for one neighbour. */
+  bytes(family: number, key: number): number {
     key |= 0;
-    if (this.used >= this.capacity) return false;
-    let same = 0;
+    let n = 0;
+    for (let k = 0; k < this.capacity; k++) if (this.family[k] === family && this.key[k] === key) n += this.pool.len[this.first + k];
+    return n;
+  }
+
+  /** Room for a packet of `frames` frames and `bytes` bytes for (family, key): the index of the
+   * first free place, or -1 (its packets or bytes, or the queue, full). One scan of the places. */
+  private room(family: number, key: number, frames: number, bytes: number): number {
+    if (this.used + frames > this.capacity) return -1;
+    let packets = 0;
+    let held = 0;
     let free = -1;
     for (let k = 0; k < this.capacity; k++) {
       const f = this.family[k];
       if (f === 0) {
         if (free < 0) free = k;
-      } else if (f === family && this.key[k] === key) same++;
+      } else if (f === family && this.key[k] === key) {
+        packets += this.lead[k];
+        held += this.pool.len[this.first + k];
+      }
     }
-    if (same >= this.perNeighbor || free < 0) return false;
+    if (packets >= this.perNeighbor || held + bytes > this.perNeighborBytes) return -1;
+    return free;
+  }
+
+  /**
+   * Copy descriptor d's frame (ready but for its destination MAC) into a free place for the
+   * neighbour (family, key). False, and nothing kept, when the neighbour already has `perNeighbor`
+   * packets or `perNeighborBytes` bytes held or the queue is full. No allocation: one scan of the
+   * places and one copy.
+   */
+  hold(d: number, family: number, key: number, inPort: number): boolean {
+    key |= 0;
+    const free = this.room(family, key, 1, this.pool.len[d]);
+    if (free < 0) return false;
     const pool = this.pool;
     const q = this.first + free;
     const len = pool.len[d];
@@ -122,9 +168,49 @@ export class NeighborQueue {
     this.key[free] = key;
     this.inPort[free] = inPort;
     this.heldAt[free] = this.ticks;
+    this.lead[free] = 1;
     this.seq[free] = this.nextSeq++;
     this.used++;
     return true;
+  }
+
+  /**
+   * Descriptor d, a live TCP super-frame of `segs` segments and `bytes` bytes in all (its
+   * Ethernet frame ready but for the destination MAC, its IP header, or its tunnel's outer one,
+   * at offset 14), held whole for (family, key): cut into `segs` free places, each segment as the
+   * send side would cut it. Returns `segs`; 0 when the neighbour's share or the queue has no room
+   * for all of it (nothing held: the caller drops it whole); -1 when it cannot be cut (no addon,
+   * or no longer a live super-frame: the caller holds segment 0 as a plain frame).
+   */
+  holdSuper(d: number, family: number, key: number, inPort: number, segs: number, bytes: number): number {
+    key |= 0;
+    const cut = this.superCut;
+    if (cut === undefined || segs < 2) return -1;
+    let k = this.room(family, key, segs, bytes);
+    if (k < 0) return 0;
+    const pool = this.pool;
+    const places = this.places;
+    for (let j = 0; j < segs; k++) {
+      if (this.family[k] !== 0) continue;
+      const q = this.first + k;
+      pool.off[q] = pool.off[d]; // the same headroom as the frame (each segment is shorter)
+      places[j++] = q;
+    }
+    if (cut(d, 14, places, segs) !== segs) return -1;
+    for (let j = 0; j < segs; j++) {
+      const q = places[j];
+      const p = q - this.first;
+      pool.addr[q] = 0;
+      pool.aport[q] = 0;
+      this.family[p] = family;
+      this.key[p] = key;
+      this.inPort[p] = inPort;
+      this.heldAt[p] = this.ticks;
+      this.lead[p] = j === 0 ? 1 : 0;
+      this.seq[p] = this.nextSeq++;
+    }
+    this.used += segs;
+    return segs;
   }
 
   /**
@@ -186,14 +272,14 @@ export class NeighborQueue {
     return out;
   }
 
-  /** Places of (family, key)'s frames into `picked`, oldest first (at most perNeighbor of them). */
+  /** Places of (family, key)'s frames into `picked`, oldest first. */
   private pick(family: number, key: number): number {
     key |= 0;
     const p = this.picked;
     let n = 0;
     for (let k = 0; k < this.capacity && n < p.length; k++) {
       if (this.family[k] !== family || this.key[k] !== key) continue;
-      // insertion by arrival order (a handful of entries)
+      // insertion by arrival order (a handful of packets; a super-frame's segments come in order)
       let j = n++;
       while (j > 0 && this.seq[p[j - 1]] > this.seq[k]) {
         p[j] = p[j - 1];

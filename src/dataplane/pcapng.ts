@@ -67,7 +67,10 @@ export function sectionHeader(app = 'podway'): Uint8Array {
   return block(SHB, body);
 }
 
-export function interfaceDescription(name: string, linkType = LINKTYPE_ETHERNET, snapLen = 65535): Uint8Array {
+/** tcpdump's default snaplen (libpcap's MAXIMUM_SNAPLEN): a whole 64 KiB TCP super-frame fits. */
+export const PCAPNG_SNAPLEN = 262144;
+
+export function interfaceDescription(name: string, linkType = LINKTYPE_ETHERNET, snapLen = PCAPNG_SNAPLEN): Uint8Array {
   const opts = options([[IF_NAME, enc.encode(name)], [IF_TSRESOL, Uint8Array.of(6)]]);
   const body = new Uint8Array(8 + opts.length);
   const dv = new DataView(body.buffer);
@@ -100,7 +103,11 @@ export class PcapngWriter {
   private readonly ids = new Map<string, number>();
   private started = false;
 
-  constructor(private readonly write: (bytes: Uint8Array) => void) {}
+  constructor(
+    private readonly write: (bytes: Uint8Array) => void,
+    /** Every interface's snaplen: no packet of the file is longer. */
+    private readonly snaplen = PCAPNG_SNAPLEN,
+  ) {}
 
   private start(): void {
     if (this.started) return;
@@ -115,7 +122,7 @@ export class PcapngWriter {
     if (id === undefined) {
       id = this.ids.size;
       this.ids.set(name, id);
-      this.write(interfaceDescription(name));
+      this.write(interfaceDescription(name, LINKTYPE_ETHERNET, this.snaplen));
     }
     return id;
   }

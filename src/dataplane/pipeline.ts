@@ -133,6 +133,9 @@ export class Pipeline implements CapturePorts {
   /** Packets for an underlay neighbour still being resolved wait here (the engine's, with pool
    * descriptors of its own); null: they are dropped as `neighbor_unresolved`. */
   held: NeighborQueue | null = null;
+  /** The super-frame being processed, as received (trace). */
+  private superRxLen = 0;
+  private superRxBytes = 0;
   /**
    * Called for next hops whose underlay neighbour `ip` has no MAC (the engine sends an ARP
    * request, rate-limited), with the batch's clock (`batchNow`). Returns whether the neighbour
@@ -174,6 +177,11 @@ export class Pipeline implements CapturePorts {
 
   get nodeIp(): number {
     return this.addr.nodeIp;
+  }
+
+  /** For capture: a super-frame's payload behind segment 0's (the addon's; none with MemoryIO). */
+  get superRest(): PacketIO['superRest'] {
+    return this.io.superRest;
   }
 
   /** How a port's frames are laid out, for capture. */
@@ -279,6 +287,8 @@ export class Pipeline implements CapturePorts {
       if ((fl & DescFlag.SUPER) !== 0) {
         extra += this.pool.segs[i] - 1;
         bytes += this.pool.more[i];
+        this.superRxLen = this.pool.len[i];
+        this.superRxBytes = this.pool.len[i] + this.pool.more[i];
       }
       let o: number;
       if ((fl & DescFlag.TRUNCATED) !== 0) o = this.drop(Reason.TRUNCATED);
@@ -290,7 +300,10 @@ export class Pipeline implements CapturePorts {
       else if (role === Role.UNDERLAY) o = this.fromUnderlay(i);
       else if (role === Role.HOST_TUN) o = this.fromHost(i, port);
       else o = this.dropCounted(0);
-      if (this.tr !== null) this.finishTrace(o);
+      if (this.tr !== null) {
+        if ((fl & DescFlag.SUPER) !== 0) this.traceSuper(i);
+        this.finishTrace(o);
+      }
       if (o >= 0) this.markOut(o);
       else if (o === DROP) {
         this.portCounters[pc + PortCounter.DROPS]++;
@@ -852,16 +865,13 @@ export class Pipeline implements CapturePorts {
    * Descriptor i's frame, ready for the underlay but for its destination MAC, waits for the
    * neighbour (family, key) in the pending queue (copied: descriptor i is free at the next
    * receive). Dropped instead when the queue is full (`neighbor_queue_full`), or when it cannot be
-   * held (no queue: `neighbor_unresolved`). Of a super-frame, segment 0 waits (a slot holds one
-   * packet) and its other segments are dropped `neighbor_unresolved`. Also used by pipeline6.ts.
+   * held (no queue: `neighbor_unresolved`). A super-frame waits whole, as its segments
+   * (holdPacket). Also used by pipeline6.ts.
    */
   hold(i: number, inPort: number, family: number, key: number): number {
     const q = this.held;
     if (q === null) return this.drop(Reason.NEIGHBOR_UNRESOLVED);
-    // a super-frame: segment 0 (a complete packet) waits, the others are dropped (one slot each)
-    this.superToOne(i, Reason.NEIGHBOR_UNRESOLVED);
-    if (!q.hold(i, family, key, inPort)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);
-    this.counters[Event.NEIGHBOR_QUEUED]++;
+    if (!this.holdPacket(q, i, family, key, inPort, Reason.NEIGHBOR_UNRESOLVED)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);
     if (i < this.heldTo.length) this.heldTo[i] = this.underlayPort;
     if (this.tr !== null) this.tr.stages.push('underlay neighbour unresolved: held until it answers (neighbor_queued)');
     return HELD;
@@ -873,8 +883,8 @@ export class Pipeline implements CapturePorts {
    * engine) and the frame waits in the pending queue keyed by the port, as the kernel holds a
    * packet on an INCOMPLETE neighbour of a pod's veth. Dropped (`pod_mac_unknown`) when it cannot
    * wait: no queue, or a pod without an address to ask for (IPv4 by ARP, else IPv6 by a Neighbor
-   * Solicitation); of a super-frame, segment 0 waits, the others are dropped `pod_mac_unknown`;
-   * the queue's bounds as for underlay neighbours (`neighbor_queue_full`). Also used by pipeline6.ts.
+   * Solicitation); a super-frame waits whole (holdPacket); the queue's bounds as for underlay
+   * neighbours (`neighbor_queue_full`). Also used by pipeline6.ts.
    */
   holdForPod(i: number, inPort: number, p: number, eth: number, len: number): number {
     const b = this.b;
@@ -886,12 +896,36 @@ export class Pipeline implements CapturePorts {
     else asked = false;
     const q = this.held;
     if (q === null || !asked) return this.drop(Reason.POD_MAC_UNKNOWN);
-    this.superToOne(i, Reason.POD_MAC_UNKNOWN); // (as in hold)
-    if (!q.hold(i, FAMILY_POD, p, inPort)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);
-    this.counters[Event.NEIGHBOR_QUEUED]++;
+    if (!this.holdPacket(q, i, FAMILY_POD, p, inPort, Reason.POD_MAC_UNKNOWN)) return this.drop(Reason.NEIGHBOR_QUEUE_FULL);
     if (i < this.heldTo.length) this.heldTo[i] = p;
     if (this.tr !== null) this.tr.stages.push(`pod ${this.portName[p]}'s MAC unknown: asked (arp), held until it answers (neighbor_queued)`);
     return HELD;
+  }
+
+  /**
+   * Hold descriptor i's packet in the queue: a plain frame in one place; a super-frame whole, cut
+   * into its segments (one place each, as the send side would cut them: they leave as they would
+   * have without the wait) within the neighbour's byte budget. False when there is no room (the
+   * caller drops it `neighbor_queue_full`: every segment of a super-frame, dropRest). Only when a
+   * super-frame cannot be cut (no longer live: never after a receive) segment 0 waits alone and the
+   * others are dropped for `unheld` (superToOne), as before.
+   */
+  private holdPacket(q: NeighborQueue, i: number, family: number, key: number, inPort: number, unheld: number): boolean {
+    const pool = this.pool;
+    if ((pool.flags[i] & DescFlag.SUPER) !== 0) {
+      const segs = pool.segs[i];
+      const r = q.holdSuper(i, family, key, inPort, segs, pool.len[i] + pool.more[i]);
+      if (r === 0) return false;
+      if (r > 0) {
+        this.counters[Event.NEIGHBOR_QUEUED] += segs;
+        if (this.tr !== null) this.tr.stages.push(`super-frame held whole: ${segs} segments, ${pool.len[i] + pool.more[i]} bytes`);
+        return true;
+      }
+      this.superToOne(i, unheld);
+    }
+    if (!q.hold(i, family, key, inPort)) return false;
+    this.counters[Event.NEIGHBOR_QUEUED]++;
+    return true;
   }
 
   /** Pod port p's MAC is known now: the frames held for it leave on its port in one send call,
@@ -1130,6 +1164,13 @@ export class Pipeline implements CapturePorts {
       ingress: port >= 0 ? this.portName[port] : 'tunnel/underlay',
       stages: [`ipv4 ${formatIpv4(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0)} -> ${formatIpv4(((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0)} proto ${b[ip + 9]} len ${total} ttl ${b[ip + 8]} id ${(b[ip + 4] << 8) | b[ip + 5]}: valid (version, ihl, length, checksum)`],
     };
+  }
+
+  /** A traced super-frame (read before it was decided, or its segment 0 as it is now): what the
+   * one descriptor stood for, second in the record (after the packet's first line). */
+  private traceSuper(i: number): void {
+    const segs = this.pool.segs[i];
+    this.tr!.stages.splice(1, 0, `tcp super-frame: ${segs} segments, ${this.superRxBytes} bytes as received (segment 0 ${this.superRxLen}; the line above is segment 0's), handed on as one descriptor: every step below is taken once for all ${segs}, and it is cut into them where it is sent`);
   }
 
   private finishTrace(o: number): void {

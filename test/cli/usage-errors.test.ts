@@ -25,6 +25,8 @@ test('bad flag values of run, log-level and ipam release: exit 2 before anything
     [['ipam', 'release', '--ip', 'bogus', ...store()], /ipam release: --ip: invalid IP address "bogus"/],
     [['ipam', 'release', ...store()], /ipam release: give --ip IP/],
     [['capture', '--stage', 'bogus', '-w', '-'], /argument 'bogus' is invalid/],
+    [['capture', '-s', '10', '-w', '-'], /expected a whole number of bytes from 64 to 262144/],
+    [['capture', '--snaplen', '300000', '-w', '-'], /expected a whole number of bytes from 64 to 262144/],
     [['trace', 'host', 'x'], /invalid IPv4 address "x"/],
   ];
   for (const [args, message] of cases) {

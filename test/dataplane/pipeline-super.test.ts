@@ -8,6 +8,7 @@ import { DescFlag } from '../../src/dataplane/frame-pool';
 import { makeHarness, frame, onlyFrame, takeAll, nothingSent, assertBytes, u16, NODE2, NODE2_MAC } from './helpers';
 import { FAMILY_V4 } from '../../src/dataplane/neighbor-queue';
 import { parseIpv6Bytes, parseMac } from '../../src/packet';
+import { TraceSession, parseTraceFilter } from '../../src/dataplane/trace';
 import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 
 const RESOLVED = { neighbors: { '10.99.0.2': NODE2_MAC } };
@@ -75,7 +76,7 @@ test('IPv6: a super-frame too big for the path: ONE ICMPv6 packet too big, the o
   assert.is(h.pipe.counters[Reason.FRAG_NEEDED], 4);
 });
 
-test('direct route, neighbour unresolved: of a super-frame, segment 0 waits in the neighbour queue (one packet, sent when the neighbour answers), the other segments are dropped neighbor_unresolved', () => {
+test('direct route, neighbour unresolved, without the addon\'s cut (MemoryIO has none; the addon holds it whole: test/native/superhold.test.ts): of a super-frame, segment 0 waits in the neighbour queue (one packet, sent when the neighbour answers), the other segments are dropped neighbor_unresolved', () => {
   const h = makeHarness({ held: { total: 8, perNeighbor: 3 } });
   const u = h.port('tunU');
   const f = frame('u_to_rd').subarray(14).slice();
@@ -90,6 +91,22 @@ test('direct route, neighbour unresolved: of a super-frame, segment 0 waits in t
   assert.is(sent[0].flags! & DescFlag.SUPER, 0, 'one packet');
   assertBytes(sent[0].bytes.subarray(34), f.subarray(20), 'segment 0\'s payload');
   assert.is(h.portCounter(h.infra.underlay, PortCounter.TX), 1);
+});
+
+test('trace: a super-frame\'s record says what the one descriptor stands for (segments, bytes as received), not one MSS packet', () => {
+  const h = makeHarness(RESOLVED);
+  const t = new TraceSession(parseTraceFilter([]), 2);
+  h.pipe.trace = t;
+  const input = frame('a_to_rv');
+  h.receive(h.port('caliA'), sup(input, 10));
+  h.receive(h.port('caliA'), input);
+  assert.is(t.records.length, 2);
+  const [r, plain] = t.records;
+  const bytes = input.length + 9 * (input.length - 14);
+  assert.match(r.stages[0], /^ipv4 /, 'segment 0\'s line first');
+  assert.is(r.stages[1], `tcp super-frame: 10 segments, ${bytes} bytes as received (segment 0 ${input.length}; the line above is segment 0's), handed on as one descriptor: every step below is taken once for all 10, and it is cut into them where it is sent`);
+  assert.ok(r.stages.some((st) => /vxlan encap/.test(st)), r.stages.join('\n'));
+  assert.not.ok(plain.stages.some((st) => /super-frame/.test(st)), 'a plain packet is not one');
 });
 
 test.run();

@@ -3,9 +3,15 @@
  *   node tcp-peer.js recv <ip> <port>        listen, print "listening", then after the sender closes
  *                                           print one JSON line {bytes, sha256, peer} and exit
  *   node tcp-peer.js send <ip> <port> <n>   send n random bytes, print {bytes, sha256}, exit
- * Both sides give up after 60 s so a broken path never hangs a test.
+ *   node tcp-peer.js send-pause <ip> <port> <n1> <n2> <file>
+ *                                           send n1 random bytes, print "paused" once they were
+ *                                           handed to the kernel and 2 s passed (acknowledged on a
+ *                                           lab's veths), wait for <file> to exist, send n2 more
+ *                                           at once, print {bytes, sha256} of all, exit
+ * Both sides give up after 60 s (PEER_TIMEOUT_S) so a broken path never hangs a test.
  */
 import * as net from 'node:net';
+import { existsSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 
 const [mode, host, portText, sizeText] = process.argv.slice(2);
@@ -13,7 +19,7 @@ const port = Number(portText);
 setTimeout(() => {
   process.stderr.write(`tcp-peer ${mode}: timed out\n`);
   process.exit(3);
-}, 60_000).unref();
+}, Number(process.env.PEER_TIMEOUT_S ?? 60) * 1000).unref();
 
 if (mode === 'recv') {
   const server = net.createServer((c) => {
@@ -46,6 +52,30 @@ if (mode === 'recv') {
   });
   c.resume();
   c.on('close', () => process.stdout.write(JSON.stringify({ bytes: data.length, sha256 }) + '\n'));
+} else if (mode === 'send-pause') {
+  const [n2Text, file] = process.argv.slice(6);
+  const a = randomBytes(Number(sizeText));
+  const b = randomBytes(Number(n2Text));
+  const sha256 = createHash('sha256').update(a).update(b).digest('hex');
+  const c = net.createConnection({ host, port });
+  c.on('connect', () => {
+    c.write(a, () => {
+      setTimeout(() => {
+        process.stdout.write('paused\n');
+        const wait = setInterval(() => {
+          if (!existsSync(file)) return;
+          clearInterval(wait);
+          c.end(b);
+        }, 20);
+      }, 2000);
+    });
+  });
+  c.on('error', (e) => {
+    process.stderr.write(`tcp-peer send-pause: ${e.message}\n`);
+    process.exit(2);
+  });
+  c.resume();
+  c.on('close', () => process.stdout.write(JSON.stringify({ bytes: a.length + b.length, sha256 }) + '\n'));
 } else {
   process.stderr.write('usage: tcp-peer recv|send <ip> <port> [bytes]\n');
   process.exit(1);

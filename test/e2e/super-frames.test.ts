@@ -1,0 +1,163 @@
+/**
+ * A pod's TCP super-frames (its veth's offloads on, as every CNI leaves them: podway reads each
+ * TSO super-frame whole, one descriptor, native/README.md) where they leave the send path (root,
+ * network namespaces, one podway node):
+ * - `podway capture` at rx records each super-frame whole, one record as tcpdump shows a GSO
+ *   super-packet: the TCP stream web-1 -> web-2 is in the pcapng without a hole (tshark's sequence
+ *   numbers and lengths cover every byte sent), records longer than the MTU among them; with
+ *   `-s 128` the records are cut at 128 bytes and keep their whole length. Before, a super-frame
+ *   was recorded as its first segment only and the capture had holes.
+ * - A super-frame for a pod whose MAC podway does not know (its endpoint states none and it has
+ *   said nothing since podway started) waits whole: web-1 sends quiet-1 a first part, pauses while
+ *   podway restarts (the MAC forgotten), then sends the rest at once with its window open (no slow
+ *   start after idle); those super-frames are held while podway asks quiet-1 for its MAC and leave
+ *   with it. The transfer's sha256 is checked on both sides, `neighbor_queued` counts more than the
+ *   3 packets a neighbour may have held (so a super-frame was held as its segments) and nothing was
+ *   dropped `pod_mac_unknown`. Before, segment 0 waited and the other segments were dropped
+ *   `pod_mac_unknown` (the sender resent them).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { Lab } from '../../src/lab/lab';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { guard, teardown, isRoot, routes, until, nsExec, spawnCollected, tcpTransfer, logTail, type Collected } from './e2e-kit';
+
+const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+const PEER = path.join(__dirname, 'tcp-peer.js');
+const SPEC = [{
+  name: 'node1', subnet: 'a' as const,
+  pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'web-2', type: 'veth' as const }, { name: 'quiet-1', type: 'veth' as const }],
+}];
+
+let lab: Lab | null = null;
+let dir = '';
+let ok = false;
+
+async function counters(): Promise<Record<string, number>> {
+  return ((await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number> }).reasons;
+}
+
+function tshark(file: string, fields: string[], filter?: string): string[][] {
+  const out = execFileSync('tshark', ['-r', file, '-o', 'tcp.relative_sequence_numbers:TRUE', ...(filter ? ['-Y', filter] : []), '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'ignore'] });
+  return out.split('\n').filter((l) => l.length > 0).map((l) => l.split('|'));
+}
+
+/** Start `podway capture` and wait until every worker captures. */
+async function capture(args: string[], file: string): Promise<Collected> {
+  const p = spawnCollected(process.execPath, [BIN, 'capture', '--control', lab!.node('node1').control, ...args, '-w', file], 120_000, { stdin: 'pipe', signal: 'SIGINT' });
+  const up = await until(() => /capturing/.test(p.err()) || p.proc.exitCode !== null, 15_000);
+  assert.ok(up && p.proc.exitCode === null, `capture started: ${p.err()}`);
+  return p;
+}
+
+async function stopCapture(p: Collected): Promise<void> {
+  p.proc.kill('SIGINT');
+  await p.done;
+}
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('super-frame end-to-end tests need root (network namespaces)');
+  dir = mkdtempSync(path.join(tmpdir(), 'podway-super-'));
+  lab = guard(new Lab(SPEC));
+  lab.build();
+  // quiet-1: no MAC in its endpoint and IPv6 off (nothing sent at link-up): podway learns its MAC
+  // only by asking, or from what it sends
+  const quiet = lab.pod('quiet-1');
+  for (const k of ['all', 'default', quiet.podIf]) nsExec(quiet.ns, ['sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+  const mine = /^\s*pod: quiet-1$/m;
+  const docs = lab.resources(lab.mode).split('\n---\n').map((d) => (mine.test(d) ? d.replace(`\n  mac: "${quiet.mac}"`, '') : d));
+  assert.ok(docs.some((d) => mine.test(d) && !/mac:/.test(d)), 'quiet-1\'s endpoint without a MAC');
+  writeFileSync(lab.file + '.tmp', docs.join('\n---\n'));
+  renameSync(lab.file + '.tmp', lab.file);
+  // web-1 keeps its congestion window over a pause (the held burst is a window's worth at once)
+  nsExec(lab.pod('web-1').ns, ['sysctl', '-q', '-w', 'net.ipv4.tcp_slow_start_after_idle=0']);
+  await lab.startPodway('node1', undefined, ['--workers', '1']);
+  const n1 = lab.node('node1');
+  assert.ok(await until(async () => (await routes(n1)).filter((r) => r.kind === 'local').length >= 3, 15_000), 'pods routed');
+});
+
+test.after(async () => {
+  if (lab) {
+    if (!ok) console.log(logTail(lab));
+    await teardown(lab);
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('capture at rx: a TCP stream between two offloading veth pods is whole in the pcapng (super-frames one record each); -s 128 cuts records, keeping their length', async () => {
+  const bytes = 512 * 1024;
+  const file = path.join(dir, 'rx.pcapng');
+  const cap = await capture(['tcp', 'and', 'port', '5201', '--stage', 'rx'], file);
+  const t = await tcpTransfer(lab!, 'web-1', 'web-2', bytes, 5201);
+  assert.is(t.received.sha256, t.sent.sha256, 'transfer intact');
+  await stopCapture(cap);
+  assert.not.match(cap.err(), /lost/, `nothing lost: ${cap.err()}`);
+  // the data direction: relative sequence numbers and lengths must cover [1, bytes + 1)
+  const rows = tshark(file, ['tcp.seq', 'tcp.len', 'frame.len', 'frame.cap_len'], 'tcp.dstport == 5201 && tcp.len > 0');
+  assert.ok(rows.length > 0, 'data captured');
+  const ranges = rows.map(([s, l]) => [Number(s), Number(s) + Number(l)] as [number, number]).sort((a, b) => a[0] - b[0]);
+  let covered = 1;
+  const holes: string[] = [];
+  for (const [s, e] of ranges) {
+    if (s > covered) holes.push(`${covered}..${s}`);
+    covered = Math.max(covered, e);
+  }
+  assert.equal(holes.slice(0, 5), [], `no hole in the captured stream (${holes.length} holes over ${rows.length} records)`);
+  assert.is(covered, bytes + 1, 'every byte sent is in the capture');
+  const supers = rows.filter(([, , len]) => Number(len) > 1514);
+  assert.ok(supers.length > 0, `super-frames recorded whole (longest ${Math.max(...rows.map((r) => Number(r[2])))} bytes)`);
+  assert.ok(rows.every(([, , len, cap]) => len === cap), 'recorded whole (snaplen 262144)');
+  const info = execFileSync('capinfos', ['-M', file], { encoding: 'utf8' });
+  assert.match(info, /Encapsulation = Ethernet/);
+  assert.match(info, /Capture length = 262144/, 'the interfaces\' snaplen: tcpdump\'s default, room for a whole super-frame');
+
+  const file2 = path.join(dir, 'snap.pcapng');
+  const cap2 = await capture(['tcp', 'and', 'port', '5202', '--stage', 'rx', '-s', '128'], file2);
+  const t2 = await tcpTransfer(lab!, 'web-1', 'web-2', bytes, 5202);
+  assert.is(t2.received.sha256, t2.sent.sha256);
+  await stopCapture(cap2);
+  const rows2 = tshark(file2, ['frame.len', 'frame.cap_len'], 'tcp.dstport == 5202 && tcp.len > 0');
+  assert.ok(rows2.length > 0);
+  assert.ok(rows2.every(([, c]) => Number(c) <= 128), 'no record longer than the snaplen');
+  assert.ok(rows2.some(([l]) => Number(l) > 1514), 'a super-frame\'s whole length kept');
+  assert.match(execFileSync('capinfos', ['-M', file2], { encoding: 'utf8' }), /Capture length = 128\b/);
+});
+
+test('a super-frame for a pod whose MAC is unknown waits whole and leaves with its MAC: the stream intact, nothing dropped pod_mac_unknown', async () => {
+  const quiet = lab!.pod('quiet-1');
+  const web = lab!.pod('web-1');
+  const go = path.join(dir, 'go');
+  const env = { PEER_TIMEOUT_S: '240' };
+  const server = spawnCollected('ip', ['netns', 'exec', quiet.ns, 'env', `PEER_TIMEOUT_S=${env.PEER_TIMEOUT_S}`, process.execPath, PEER, 'recv', quiet.ip, '5301'], 250_000);
+  assert.ok(await until(() => /listening/.test(server.out()) || server.proc.exitCode !== null, 15_000), `receiver up: ${server.err()}`);
+  const client = spawnCollected('ip', ['netns', 'exec', web.ns, 'env', `PEER_TIMEOUT_S=${env.PEER_TIMEOUT_S}`, process.execPath, PEER, 'send-pause', quiet.ip, '5301', String(1 << 20), String(4 << 20), go], 250_000);
+  assert.ok(await until(() => /paused/.test(client.out()) || client.proc.exitCode !== null, 60_000), `first part sent: ${client.err()}`);
+  // podway restarts: quiet-1's MAC is forgotten, and quiet-1 (idle) says nothing
+  await lab!.stopPodway('node1');
+  await lab!.startPodway('node1', undefined, ['--workers', '1']);
+  assert.ok(await until(async () => (await routes(lab!.node('node1'))).some((r) => r.cidr === `${quiet.ip}/32` && r.kind === 'local'), 15_000), 'quiet-1 routed');
+  const c0 = await counters();
+  assert.is(c0.arp_learned ?? 0, 0, 'quiet-1 has said nothing since the restart');
+  writeFileSync(go, '');
+  const [cc, sc] = await Promise.all([client.done, server.done]);
+  assert.is(cc, 0, `sender: ${client.err()}`);
+  assert.is(sc, 0, `receiver: ${server.err()}`);
+  const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as { bytes: number; sha256: string };
+  const sent = last(client.out());
+  const got = last(server.out());
+  assert.is(got.bytes, 5 << 20);
+  assert.is(got.sha256, sent.sha256, 'the stream intact');
+  const c1 = await counters();
+  assert.ok((c1.neighbor_queued ?? 0) > 3, `a super-frame held as its segments (more than 3 packets queued): ${JSON.stringify(c1)}`);
+  assert.is(c1.neighbor_queue_sent ?? 0, c1.neighbor_queued ?? 0, 'everything held was sent');
+  assert.is(c1.pod_mac_unknown ?? 0, 0, 'no segment dropped for want of the MAC');
+  assert.is(c1.neighbor_queue_timeout ?? 0, 0);
+  assert.ok((c1.arp_learned ?? 0) >= 1, 'quiet-1\'s answer taught its MAC');
+  ok = true;
+});
+
+test.run();

@@ -24,10 +24,10 @@ conformance.run();
 const test = suite('EtcdKv specifics');
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
-async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+async function until(what: string | (() => string), cond: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
     await sleep(20);
   }
 }
@@ -317,6 +317,107 @@ test('a watch header below the revisions delivered from a lagging member (same c
     await w.close();
   } finally {
     await store.close();
+  }
+});
+
+/**
+ * The etcd behind `relay` wiped while the watch is cut off from it (killed, data dir emptied,
+ * started again with the same name and URLs: the same cluster_id) and written to directly until
+ * its revision is past `revision`, the last one the watch had seen. Returns the new store's revision.
+ */
+async function wipeAndClimbPast(server: EtcdServer, direct: EtcdKv, p: string, revision: number): Promise<number> {
+  await server.kill();
+  rmSync(server.dataDir, { recursive: true, force: true });
+  mkdirSync(server.dataDir, { mode: 0o700 });
+  await server.start();
+  for (let i = 0, attempts = 0; i < revision + 5; ) {
+    try {
+      await direct.create(`${p}new-${i}`, 'y');
+      i++;
+    } catch (e) {
+      if (++attempts > 20) throw e; // the client reconnecting to the new etcd
+      await sleep(200);
+    }
+  }
+  const now = (await direct.list(p)).revision;
+  assert.ok(now > revision, `the new store (revision ${now}) is past the old one's ${revision}`);
+  return now;
+}
+
+test('a wiped etcd that climbed past our revision while the watch was cut off (witness read at the start) is a replaced store: resync, not a lagging member', async () => {
+  const server = await getEtcd();
+  const relay = await relayTo(server.clientPort);
+  const store = new EtcdKv({ endpoints: [relay.endpoint], timeoutMs: 2000 });
+  const direct = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  try {
+    const p = freshPrefix('wiped-climbed');
+    for (let i = 0; i < 10; i++) await direct.create(`${p}old-${i}`, 'x');
+    const { revision } = await direct.list(p);
+    const resyncs: { reason: string; replaced: boolean | undefined }[] = [];
+    const statuses: string[] = [];
+    // From the next revision: no event delivered, the watch's witness is the key it reads at its start.
+    const w = store.watch(p, revision + 1, {
+      onEvents: () => undefined,
+      onResync: (reason, replaced) => resyncs.push({ reason, replaced }),
+      onStatus: s => statuses.push(s),
+    });
+    await until('the witness read', () => (w as unknown as { witness?: unknown }).witness !== undefined, 10_000);
+    await relay.cut();
+    await until('the watch to report down', () => statuses.includes('down'), 10_000);
+    await wipeAndClimbPast(server, direct, p, revision);
+    await relay.restore();
+    await until(() => `the resync (statuses ${statuses}, confirming ${(w as unknown as { confirming: boolean }).confirming}, witness ${JSON.stringify((w as unknown as { witness: unknown }).witness)})`, () => resyncs.length > 0, 60_000);
+    assert.is(resyncs.length, 1);
+    assert.is(resyncs[0].replaced, true, `the store was replaced: ${resyncs[0].reason}`);
+    assert.match(resyncs[0].reason, new RegExp(`^etcd at ${relay.endpoint} .*not the store of ${p}old-0 \\(created at revision \\d+, modified at \\d+\\)$`));
+    assert.is((w as unknown as { laggingHeaders: number }).laggingHeaders, 0);
+    await w.close();
+  } finally {
+    await store.close();
+    await direct.close();
+    await relay.cut().catch(() => undefined);
+  }
+});
+
+test('a header below ours whose confirming read failed until the wiped store climbed past our revision (witness from the events delivered): replaced, not lagging', async () => {
+  const server = await getEtcd();
+  const relay = await relayTo(server.clientPort);
+  const store = new EtcdKv({ endpoints: [relay.endpoint], timeoutMs: 1500 });
+  const direct = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  try {
+    const p = freshPrefix('wiped-confirm');
+    for (let i = 0; i < 10; i++) await direct.create(`${p}old-${i}`, 'x');
+    const { revision, entries } = await direct.list(p);
+    const resyncs: { reason: string; replaced: boolean | undefined }[] = [];
+    const events: KvEvent[] = [];
+    const statuses: string[] = [];
+    const w = store.watch(p, 1, {
+      onEvents: evs => events.push(...evs),
+      onResync: (reason, replaced) => resyncs.push({ reason, replaced }),
+      onStatus: s => statuses.push(s),
+    });
+    await until('the history', () => events.length === 10, 10_000);
+    const { cluster } = await store.confirmedHeader(p);
+    await relay.cut();
+    await until('the watch to report down', () => statuses.includes('down'), 10_000);
+    // What the wiped store's first answer carries (its low revision, the same cluster_id) handed to
+    // the watch as etcd3's watcher hands it a response: the confirming read cannot get through
+    // (relay cut) and is tried again each second while the wiped store climbs past our revision.
+    const watcher = (w as unknown as { watcher: { emit(ev: string, res: unknown): void } }).watcher;
+    watcher.emit('data', { header: { cluster_id: cluster, member_id: '1', revision: '1', raft_term: '2' }, events: [], created: false, canceled: false, compact_revision: '0', watch_id: '0', fragment: false, cancel_reason: '' });
+    assert.ok((w as unknown as { confirming: boolean }).confirming, 'a confirmation under way');
+    await wipeAndClimbPast(server, direct, p, revision);
+    await relay.restore();
+    await until(() => `the resync (statuses ${statuses}, confirming ${(w as unknown as { confirming: boolean }).confirming}, witness ${JSON.stringify((w as unknown as { witness: unknown }).witness)})`, () => resyncs.length > 0, 60_000);
+    assert.is(resyncs[0].replaced, true, `the store was replaced: ${resyncs[0].reason}`);
+    const last = entries[entries.length - 1]!;
+    assert.match(resyncs[0].reason, `not the store of ${last.key} (created at revision ${last.createRevision}, modified at ${last.modRevision})`);
+    assert.is((w as unknown as { laggingHeaders: number }).laggingHeaders, 0, 'not counted as a lagging member');
+    await w.close();
+  } finally {
+    await store.close();
+    await direct.close();
+    await relay.cut().catch(() => undefined);
   }
 });
 

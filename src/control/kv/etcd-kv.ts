@@ -26,6 +26,15 @@
 // header's revision is the answering member's, though, and after a reconnection to a member that
 // lags behind the leader it is below ours too: a revision going back is confirmed by a
 // linearizable read of the store's revision (confirmedHeader) before the store counts as replaced.
+// A revision at or above ours does not prove the same store, though: a wiped etcd that climbed
+// past our revision while we were away (disconnected, or the confirming read failing until then)
+// looks like a lagging member that caught up. So each watch keeps a witness, one key of its prefix
+// as it saw it (create_revision, mod_revision: the last put it delivered, or one read when it
+// started), and after a reconnection and before a header below ours counts as a lagging member's,
+// reads it back at its mod_revision (witnessCheck): the same store still has that version in its
+// history (or, compacted, still has the key from the same creation); a wiped one has another key
+// there, or none, or not that revision yet: replaced. What this cannot tell is a store rebuilt by
+// replaying the very same writes in the same order (the witness then exists as it was).
 //
 // reconnect() (the node's address went away: the connections made from it are dead, but only a
 // keepalive timeout, 10-15 s, would say so) makes a new client, moves the watches to it, each
@@ -158,6 +167,13 @@ function toEntry(kv: IKeyValue): KvEntry {
     createRevision: Number(kv.create_revision),
     modRevision: Number(kv.mod_revision),
   };
+}
+
+/** One key as a watch saw it, to tell its store from another one later (EtcdKv.witnessCheck). */
+export interface Witness {
+  readonly key: string;
+  readonly create: number;
+  readonly mod: number;
 }
 
 export class EtcdKv implements KvStore {
@@ -396,6 +412,54 @@ export class EtcdKv implements KvStore {
     return { cluster: String(res.header.cluster_id), revision: Number(res.header.revision) };
   }
 
+  /** One key of `prefix` as the store has it now, linearizably (a watch's first witness), or null if none. */
+  async readWitness(prefix: string): Promise<Witness | null> {
+    const start = Buffer.from(prefix);
+    const res = await this.call(`read a key of ${prefix}`, () =>
+      this.client.kv.range({ key: start, range_end: prefixRangeEnd(start), limit: 1, keys_only: true, serializable: false }, this.callOptions()),
+    );
+    const kv = res.kvs[0];
+    return kv ? { key: kv.key.toString('utf8'), create: Number(kv.create_revision), mod: Number(kv.mod_revision) } : null;
+  }
+
+  /**
+   * Whether this store is the one `w` was seen in (see the module comment): null if so, else why
+   * not. Read linearizably at `w.mod`: the same store answers with that very version; when that
+   * revision is compacted, the key as it is now must come from the same creation, at or after
+   * `w.mod`. Unreachable: throws KvUnavailableError (nothing concluded).
+   */
+  async witnessCheck(w: Witness): Promise<string | null> {
+    const key = Buffer.from(w.key);
+    const seen = `${w.key} (created at revision ${w.create}, modified at ${w.mod})`;
+    let kv: IKeyValue | undefined;
+    try {
+      const res = await this.call(`read ${w.key} at revision ${w.mod}`, () =>
+        this.client.kv.range({ key, revision: w.mod, keys_only: true, serializable: false }, this.callOptions()),
+      );
+      kv = res.kvs[0];
+    } catch (e) {
+      if (e instanceof KvUnavailableError) throw e;
+      const msg = (e as Error).message;
+      if (/future revision/i.test(msg)) return `${this.endpointText} has not reached revision ${w.mod} of ${seen}`;
+      if (!/compacted/i.test(msg)) throw e;
+      // history compacted: the key as it is now
+      const res = await this.call(`read ${w.key}`, () =>
+        this.client.kv.range({ key, keys_only: true, serializable: false }, this.callOptions()),
+      );
+      const now = res.kvs[0];
+      if (!now) return `${this.endpointText} has no ${seen} (revision ${w.mod} compacted)`;
+      if (Number(now.create_revision) !== w.create || Number(now.mod_revision) < w.mod) {
+        return `${this.endpointText} has ${w.key} created at revision ${now.create_revision}, modified at ${now.mod_revision}, not ${seen}`;
+      }
+      return null;
+    }
+    if (!kv) return `${this.endpointText} had no ${w.key} at revision ${w.mod}: not the store of ${seen}`;
+    if (Number(kv.create_revision) !== w.create || Number(kv.mod_revision) !== w.mod) {
+      return `${this.endpointText} had ${w.key} created at revision ${kv.create_revision}, modified at ${kv.mod_revision} at revision ${w.mod}: not the store of ${seen}`;
+    }
+    return null;
+  }
+
   /** Whether a read at `revision` fails because etcd compacted it (used to name a canceled watch). */
   async isCompacted(prefix: string, revision: number): Promise<boolean> {
     const start = Buffer.from(prefix);
@@ -426,9 +490,14 @@ class EtcdWatch implements KvWatch {
   private down = false;
   /** The etcd cluster that answered first (its response headers' cluster_id). */
   private clusterId: string | undefined;
-  /** A header below `delivered` is being confirmed by a linearizable read (confirmWentBack). */
+  /** The store is being confirmed by linearizable reads (confirmStore). */
   private confirming = false;
+  /** A header below `delivered` came since the last confirmation: a confirmed store counts it as lagging. */
+  private wentBack = false;
   private confirmRetry: NodeJS.Timeout | undefined;
+  /** A key of the prefix as this watch saw it (see the module comment); undefined until one is known. */
+  private witness: Witness | undefined;
+  private readingWitness = false;
   /** Headers below `delivered` that the linearizable read found to be a lagging member's (tests, diagnostics). */
   laggingHeaders = 0;
   /** Set once etcd canceled the watch: the compaction probe whose answer names the resync. */
@@ -445,6 +514,17 @@ class EtcdWatch implements KvWatch {
   ) {
     this.delivered = fromRevision - 1;
     this.watcher = this.subscribe(client, fromRevision);
+    this.takeWitness();
+  }
+
+  /** A first witness read from the store (a put delivered meanwhile, or later, takes its place). */
+  private takeWitness(): void {
+    if (this.readingWitness || this.closed) return;
+    this.readingWitness = true;
+    this.store.readWitness(this.prefix).then(
+      (w) => { if (!this.witness && !this.confirming && w) this.witness = w; },
+      () => undefined, // unreachable: the next events delivered try again
+    ).finally(() => { this.readingWitness = false; });
   }
 
   private subscribe(client: Etcd3, fromRevision: number): Watcher {
@@ -469,6 +549,8 @@ class EtcdWatch implements KvWatch {
     // watcher then leaves its manager, which stops retrying on the closed client.
     // (A watch that was down is reported up again by the new watcher's 'connected'.)
     void old.cancel().catch(() => undefined);
+    // a new connection, possibly to another store at the same URL
+    this.confirmStore();
   }
 
   /**
@@ -487,7 +569,8 @@ class EtcdWatch implements KvWatch {
     // reconnection to another member, that member lags behind the leader. A linearizable read
     // tells them apart before anything is re-listed (the watch drops what it replays meanwhile).
     if (!reason && revision < this.delivered) {
-      this.confirmWentBack();
+      this.wentBack = true;
+      this.confirmStore();
       return false;
     }
     if (!reason) return false;
@@ -496,29 +579,43 @@ class EtcdWatch implements KvWatch {
   }
 
   /**
-   * A header went below `delivered`: the store's revision read linearizably decides. Still below
-   * (or another cluster_id): replaced. At or above: a lagging member answered, the watch goes on.
-   * A read that fails concludes nothing and is tried again a second later while the watch is open.
+   * After a header below `delivered`, and after a reconnection: linearizable reads decide whether
+   * the store is still the one we watched. Its revision below ours, or another cluster_id:
+   * replaced. At or above, the witness decides (a wiped store may have climbed past us meanwhile):
+   * another key, version or creation at its revision: replaced; the same: a lagging member
+   * answered (or the same store came back), the watch goes on. A read that fails concludes
+   * nothing and all is tried again a second later while the watch is open.
    */
-  private confirmWentBack(): void {
+  private confirmStore(): void {
     if (this.confirming || this.closed) return;
+    // Until concluded (reads failing are tried again), the revision and witness as they are now:
+    // what the store at the other end delivers meanwhile must not stand in for them.
     this.confirming = true;
     const seen = this.delivered;
-    this.store.confirmedHeader(this.prefix).then(
-      (h) => {
-        this.confirming = false;
-        if (this.closed) return;
-        if (h.cluster !== this.clusterId) this.replaced(`${this.store.endpointText} is a different cluster (cluster_id ${h.cluster}, was ${this.clusterId})`);
-        else if (h.revision < seen) this.replaced(`${this.store.endpointText} went back to revision ${h.revision} (we had seen revision ${seen})`);
-        else this.laggingHeaders++;
-      },
-      () => {
-        this.confirming = false;
-        if (this.closed) return;
-        this.confirmRetry = setTimeout(() => this.confirmWentBack(), 1000);
-        this.confirmRetry.unref();
-      },
-    );
+    const witness = this.witness;
+    const check = async (): Promise<string | null> => {
+      const h = await this.store.confirmedHeader(this.prefix);
+      if (this.clusterId !== undefined && h.cluster !== this.clusterId) return `${this.store.endpointText} is a different cluster (cluster_id ${h.cluster}, was ${this.clusterId})`;
+      if (h.revision < seen) return `${this.store.endpointText} went back to revision ${h.revision} (we had seen revision ${seen})`;
+      return witness ? this.store.witnessCheck(witness) : null;
+    };
+    const attempt = (): void => {
+      check().then(
+        (reason) => {
+          this.confirming = false;
+          if (this.closed) return;
+          if (reason) return this.replaced(reason);
+          if (this.wentBack) this.laggingHeaders++;
+          this.wentBack = false;
+        },
+        () => {
+          if (this.closed) return;
+          this.confirmRetry = setTimeout(attempt, 1000);
+          this.confirmRetry.unref();
+        },
+      );
+    };
+    attempt();
   }
 
   /** The store is another one than the one we watched: the watch is closed and onResync(reason, true) told. */
@@ -545,9 +642,17 @@ class EtcdWatch implements KvWatch {
       const rev = Number(ev.kv.mod_revision);
       if (rev <= this.delivered) continue; // replayed after a re-subscription
       last = Math.max(last, rev);
-      if (ev.type === 'Put') events.push({ type: 'put', entry: toEntry(ev.kv) });
-      else events.push({ type: 'delete', key: ev.kv.key.toString('utf8'), modRevision: rev });
+      if (ev.type === 'Put') {
+        const entry = toEntry(ev.kv);
+        events.push({ type: 'put', entry });
+        if (!this.confirming) this.witness = { key: entry.key, create: entry.createRevision, mod: entry.modRevision };
+      } else {
+        const key = ev.kv.key.toString('utf8');
+        events.push({ type: 'delete', key, modRevision: rev });
+        if (!this.confirming && this.witness?.key === key) this.witness = undefined;
+      }
     }
+    if (!this.witness && !this.confirming) this.takeWitness();
     this.delivered = last;
     if (events.length > 0) this.handlers.onEvents(events);
   }
@@ -566,6 +671,8 @@ class EtcdWatch implements KvWatch {
     if (this.closed || this.replacedStore(res?.header)) return;
     if (!this.down) return;
     this.down = false;
+    // back after a disconnection: the store at this URL may be another one (see the module comment)
+    this.confirmStore();
     this.handlers.onStatus?.('up', `${this.store.description}: watch resumed from revision ${this.delivered + 1}`);
   }
 

@@ -248,7 +248,7 @@ export function buildProgram(): Command {
     else if (s.nat6?.lastError) lines.push(`nat6: unavailable: ${s.nat6.lastError}`);
     // DELs the CNI plugin deferred while etcd was down (pending-del-replay.ts), once there were any
     const pd = s.cniPendingDel;
-    if (pd && (pd.pending || pd.replayed || pd.failed || pd.ignored)) lines.push(`cni deferred DELs (${pd.dir}): ${pd.pending} pending, ${pd.replayed} replayed, ${pd.failed} failed${pd.ignored ? `, ${pd.ignored} not for this datastore or unreadable` : ''}${pd.lastError ? `; last error: ${pd.lastError}` : ''}`);
+    if (pd && (pd.pending || pd.replayed || pd.failed || pd.ignored)) lines.push(`cni deferred DELs (${pd.dir}): ${pd.pending} pending, ${pd.replayed} replayed, ${pd.failed} failed${pd.ignored ? `, ${pd.ignored} not for this datastore or unreadable` : ''}${pd.lastError ? `; last error${pd.lastErrorAt ? ` (at ${pd.lastErrorAt})` : ''}: ${pd.lastError}` : ''}`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
     return lines.filter((l) => l !== null).join('\n') + '\n';
   }, { starting: true }); // a podway still starting answers status only to a caller that reads that answer

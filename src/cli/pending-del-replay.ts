@@ -8,12 +8,22 @@
 // or for entries without one an etcd endpoint in common (pending-del.ts entryDatastore); others
 // are reported once. stop() aborts a lock wait under way and is waited for at most STOP_WAIT_MS
 // by `podway run` (an etcd call under way is bounded by KV_TIMEOUT_MS).
+//
+// The counts status() gives (pending, ignored) are read from the spool directory, which is local:
+// by each pass before it asks the datastore (so a pass that finds the datastore away still counts
+// what waits), and by status() itself when the last count is older than RECOUNT_MS and no pass is
+// under way, so `podway status`, `counters` and /metrics see an entry the plugin spools during an
+// outage within seconds, not at the first pass after the datastore is back (an alert on
+// podway_cni_pending_dels above 0 has to fire during the outage). Which entries are this
+// datastore's is judged with the cluster_id last seen (this replayer's, else the spool's
+// .cluster-id cache). lastError is the last failure (with its time, lastErrorAt) and is cleared
+// by a pass that reaches the datastore and replays every entry it tries (or finds the spool empty).
 import { existsSync } from 'node:fs';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
 import { openKvStore } from '../control/kv/open';
 import { nodeKey } from '../control/ipam/keys';
-import { claimEntry, datastoreKey, entryDatastore, putBack, readPending, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
+import { claimEntry, datastoreKey, entryDatastore, lastClusterId, putBack, readPending, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
 import { IpamLockAbortedError, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from '../cni/ipam-lock';
 import { DEFAULT_PENDING_DEL_DIR } from '../cni/config';
 
@@ -23,16 +33,23 @@ const KV_TIMEOUT_MS = 5_000;
 const LOCK_TIMEOUT_MS = 20_000;
 /** How long stop() waits for an entry under way (then the process exits; the entry is replayed next time). */
 export const STOP_WAIT_MS = 5_000;
+/** status() counts the spool again when its last count is older than this (reading it is local). */
+export const RECOUNT_MS = 2_000;
 
 export interface PendingDelStatus {
   readonly dir: string;
-  /** Entries for this datastore still waiting (as of the last pass). */
+  /** Entries for this datastore still waiting in the spool (counted at most RECOUNT_MS ago, also
+   * while the datastore is away). */
   readonly pending: number;
   readonly replayed: number;
   readonly failed: number;
   /** Entries for another datastore, or unreadable: left alone. */
   readonly ignored: number;
+  /** The last failure (the datastore away, an entry's replay failed, the spool refused); cleared
+   * by a pass that reached the datastore and failed nowhere. */
   readonly lastError: string | null;
+  /** When lastError happened (ISO time), null with it. */
+  readonly lastErrorAt: string | null;
   readonly lastPassAt: string | null;
 }
 
@@ -53,7 +70,12 @@ export class PendingDelReplayer {
   private readonly lastSaid = new Map<string, string>();
   private counts = { pending: 0, replayed: 0, failed: 0, ignored: 0 };
   private lastError: string | null = null;
+  private lastErrorAt: Date | null = null;
   private lastPassAt: Date | null = null;
+  /** When the spool was last counted (Date.now()). */
+  private countedAt = 0;
+  /** The cluster_id this datastore last answered with (null: not yet, this run). */
+  private cluster: string | null = null;
 
   private readonly dir: string;
 
@@ -113,29 +135,68 @@ export class PendingDelReplayer {
   }
 
   status(): PendingDelStatus {
-    return { dir: this.dir, ...this.counts, lastError: this.lastError, lastPassAt: this.lastPassAt?.toISOString() ?? null };
+    // A pass under way keeps its own count (it decrements as it replays).
+    if (!this.running && Date.now() - this.countedAt >= RECOUNT_MS) {
+      try {
+        this.countLocal(existsSync(this.dir) ? readPending(this.dir) : []);
+      } catch {
+        /* unreadable spool: the pass says why; the last count stays */
+      }
+    }
+    return { dir: this.dir, ...this.counts, lastError: this.lastError, lastErrorAt: this.lastErrorAt?.toISOString() ?? null, lastPassAt: this.lastPassAt?.toISOString() ?? null };
+  }
+
+  private failedWith(message: string): void {
+    this.lastError = message;
+    this.lastErrorAt = new Date();
+  }
+
+  /** Which of `all` are this datastore's, judged by `cluster` (null: by endpoint only). */
+  private split(all: SpooledEntry[], cluster: string | null): { mine: SpooledEntry[]; others: SpooledEntry[] } {
+    const mine: SpooledEntry[] = [];
+    const others: SpooledEntry[] = [];
+    for (const s of all) (s.entry && entryDatastore(s.entry, this.key, cluster) === 'same' ? mine : others).push(s);
+    return { mine, others };
+  }
+
+  /** pending and ignored from the spool alone (no datastore): the cluster_id last seen decides. */
+  private countLocal(all: SpooledEntry[]): void {
+    const { mine, others } = this.split(all, this.cluster ?? lastClusterId(this.dir, this.key));
+    this.counts.pending = mine.length;
+    this.counts.ignored = others.length;
+    this.countedAt = Date.now();
   }
 
   private async pass(why: string): Promise<void> {
     if (!existsSync(this.dir)) {
       this.counts.pending = 0;
+      this.counts.ignored = 0;
+      this.countedAt = Date.now();
       return;
     }
     // A spool others may write to could hold forged entries: nothing in it is replayed.
     try {
       requirePrivateDir(this.dir, '--cni-pending-del-dir');
     } catch (err) {
-      this.lastError = (err as Error).message;
+      this.failedWith((err as Error).message);
       if (this.lastSaid.get('dir') !== this.lastError) this.log.warn(`deferred CNI DELs not replayed: ${this.lastError}`);
-      this.lastSaid.set('dir', this.lastError);
+      this.lastSaid.set('dir', this.lastError!);
+      // still counted: what waits there is what an operator needs to see
+      try {
+        this.countLocal(readPending(this.dir));
+      } catch {
+        /* the last count stays */
+      }
       return;
     }
     this.lastSaid.delete('dir');
     const all = readPending(this.dir);
     this.lastPassAt = new Date();
+    // Counted before the datastore is asked: an unreachable one leaves this count in status.
+    this.countLocal(all);
     if (all.length === 0) {
-      this.counts.pending = 0;
-      this.counts.ignored = 0;
+      // nothing waits: an earlier failure is over
+      this.lastError = this.lastErrorAt = null;
       return;
     }
     const kv = openKvStore(this.spec, { timeoutMs: KV_TIMEOUT_MS });
@@ -144,29 +205,28 @@ export class PendingDelReplayer {
       try {
         await kv.get(nodeKey('podway-pending-del-replay'));
       } catch (err) {
-        this.lastError = (err as Error).message;
+        this.failedWith((err as Error).message);
         if (this.lastSaid.get('') !== this.lastError) this.log.warn(`deferred CNI DELs in ${this.dir} wait: ${this.lastError} (tried again on each pass)`);
-        this.lastSaid.set('', this.lastError);
+        this.lastSaid.set('', this.lastError!);
         return;
       }
       this.lastSaid.delete('');
       const cluster = kv.clusterIdSeen?.() ?? null;
-      const mine: SpooledEntry[] = [];
-      let ignored = 0;
-      for (const s of all) {
-        if (!s.entry || entryDatastore(s.entry, this.key, cluster) !== 'same') {
-          ignored++;
-          if (!this.told.has(s.file)) {
-            this.told.add(s.file);
-            this.log.warn(s.entry ? `deferred CNI DEL ${s.file} is for datastore ${s.entry.datastore}${s.entry.clusterId ? ` (cluster_id ${s.entry.clusterId})` : ''}, not this podway's ${this.key}${cluster ? ` (cluster_id ${cluster})` : ''}: left for the podway of that datastore` : `deferred CNI DEL ${s.file} is unreadable (${s.error}): left as it is`);
-          }
-          continue;
-        }
-        mine.push(s);
+      if (cluster !== null) this.cluster = cluster;
+      const { mine, others } = this.split(all, cluster);
+      for (const s of others) {
+        if (this.told.has(s.file)) continue;
+        this.told.add(s.file);
+        this.log.warn(s.entry ? `deferred CNI DEL ${s.file} is for datastore ${s.entry.datastore}${s.entry.clusterId ? ` (cluster_id ${s.entry.clusterId})` : ''}, not this podway's ${this.key}${cluster ? ` (cluster_id ${cluster})` : ''}: left for the podway of that datastore` : `deferred CNI DEL ${s.file} is unreadable (${s.error}): left as it is`);
       }
-      this.counts.ignored = ignored;
+      this.counts.ignored = others.length;
       this.counts.pending = mine.length;
-      if (mine.length === 0) return;
+      this.countedAt = Date.now();
+      let failed = false;
+      if (mine.length === 0) {
+        this.lastError = this.lastErrorAt = null;
+        return;
+      }
       this.log.info(`${mine.length} deferred CNI DEL(s) in ${this.dir} (${why}): replaying${mine.length > MAX_PER_PASS ? ` the first ${MAX_PER_PASS}` : ''}`);
       for (const s of mine.slice(0, MAX_PER_PASS)) {
         if (this.stopped) break;
@@ -194,7 +254,8 @@ export class PendingDelReplayer {
         } catch (err) {
           if (err instanceof IpamLockAbortedError) break; // stopping
           this.counts.failed++;
-          this.lastError = `${s.file}: ${(err as Error).message}`;
+          failed = true;
+          this.failedWith(`${s.file}: ${(err as Error).message}`);
           // Said again only when the reason changes: an entry that keeps failing is retried every pass.
           const said = this.lastSaid.get(s.file);
           if (said !== (err as Error).message) this.log.warn(`deferred CNI DEL ${s.file} not replayed: ${(err as Error).message} (tried again on each pass; said again only if the reason changes)`);
@@ -204,6 +265,9 @@ export class PendingDelReplayer {
           if (err instanceof KvUnavailableError || err instanceof IpamLockTimeoutError) break;
         }
       }
+      // Every entry tried was replayed: the last failure is over (entries beyond MAX_PER_PASS, or
+      // left by a stop, are tried on the next pass and set it again if they fail).
+      if (!failed && !this.stopped) this.lastError = this.lastErrorAt = null;
     } finally {
       await kv.close().catch(() => undefined);
     }

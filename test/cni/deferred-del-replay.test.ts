@@ -225,4 +225,68 @@ test('replay matched by cluster_id; stop() ends a lock wait; a lock timeout ends
   }
 });
 
+test('etcd killed: the spool is still counted (pending, from the directory), the failure shown with its time; etcd back: the pass replays it and the failure is cleared', async () => {
+  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
+  const h = new CniHarness();
+  let etcd: LabEtcd | null = null;
+  let r: PendingDelReplayer | null = null;
+  const log: string[] = [];
+  try {
+    await h.setup();
+    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
+    const kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
+    let clusterId: string | null;
+    try {
+      await kv.get('/calico/resources/v3/projectcalico.org/nodes/x');
+      clusterId = kv.clusterIdSeen();
+    } finally {
+      await kv.close();
+    }
+    assert.ok(clusterId, 'etcd told its cluster_id');
+    // entries as the plugin writes them (http://127.0.0.1, the cluster_id it saw); the replayer
+    // names etcd by its unix socket: they are its own by cluster_id only
+    const spool = (id: string) => writePending(h.pendingDelDir, entry({
+      network: 'podway', containerID: id, handle: `podway.${id}`, datastore: `etcd:${etcd!.endpoint}`, clusterId: clusterId!, ipamLockFile: h.ipamLockFile, deferredAt: new Date().toISOString(), reason: 'test',
+    }));
+    const pending = () => readdirSync(h.pendingDelDir).filter((n) => n.endsWith('.json')).length;
+    spool(cid('k1'));
+    r = new PendingDelReplayer(h.pendingDelDir, { kind: 'etcd', endpoints: [etcd.localEndpoint] }, { info: (m) => log.push(m), warn: (m) => log.push(m) }, 3_600_000);
+    r.kick('test');
+    await r.idle();
+    assert.is(pending(), 0, log.join('\n'));
+    assert.is(r.status().replayed, 1);
+    assert.is(r.status().lastError, null);
+
+    await etcd.kill();
+    spool(cid('k2'));
+    // no pass yet: status() counts the spool itself (it was counted empty by the pass above)
+    assert.ok(await until(() => r!.status().pending === 1, 10_000), `counted during the outage without a pass: ${JSON.stringify(r.status())}`);
+    assert.is(r.status().ignored, 0);
+    // a pass meets the outage: the entry still counted, the failure shown with its time
+    const before = Date.now();
+    r.kick('test');
+    await r.idle();
+    let st = r.status();
+    assert.is(st.pending, 1, JSON.stringify(st));
+    assert.ok(st.lastError, JSON.stringify(st));
+    assert.ok(st.lastErrorAt !== null && Date.parse(st.lastErrorAt) >= before - 1000, JSON.stringify(st));
+    spool(cid('k3'));
+    assert.ok(await until(() => r!.status().pending === 2, 10_000), `a second entry counted: ${JSON.stringify(r.status())}`);
+
+    await etcd.start();
+    r.kick('the datastore answers again');
+    await r.idle();
+    st = r.status();
+    assert.is(pending(), 0, log.join('\n'));
+    assert.is(st.pending, 0, JSON.stringify(st));
+    assert.is(st.replayed, 3, JSON.stringify(st));
+    assert.is(st.lastError, null, `the outage's error is cleared once a pass replays: ${JSON.stringify(st)}`);
+    assert.is(st.lastErrorAt, null);
+  } finally {
+    await r?.stop();
+    await etcd?.stop();
+    await h.cleanup();
+  }
+});
+
 test.run();

@@ -10,7 +10,7 @@ import type { PendingDelStatus } from '../../src/cli/pending-del-replay';
 import { parseMetrics, valueOf, family } from './prom-text';
 
 test('pending, replayed, failed, ignored: read from the replayer\'s status at each scrape', async () => {
-  let st: PendingDelStatus = { dir: '/spool', pending: 3, replayed: 0, failed: 1, ignored: 0, lastError: 'x', lastPassAt: null };
+  let st: PendingDelStatus = { dir: '/spool', pending: 3, replayed: 0, failed: 1, ignored: 0, lastError: 'x', lastErrorAt: null, lastPassAt: null };
   const metrics = new PodwayMetrics({ processMetrics: false });
   metrics.add(new PendingDelCollector(() => st));
   const m = parseMetrics(await metrics.scrape());

@@ -17,11 +17,14 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { NodeDataplaneModel } from '../control';
 import type { DatastoreSpec } from '../control/kv/spec';
+import { checkBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
 
 /** What the file says it is; a different value is not a podway model cache. */
 export const MODEL_CACHE_FORMAT = 'podway-model-cache';
-/** Bumped when the model's shape changes incompatibly: an older cache is refused, not misread. */
-export const MODEL_CACHE_VERSION = 1;
+/** Bumped when the file's shape changes: 2 added the BGP settings (`bgp`). Version 1 is still read
+ * (its model is the same; it has no BGP settings, so the speaker waits for the datastore); any
+ * other version is refused, not misread. */
+export const MODEL_CACHE_VERSION = 2;
 /** Where `podway run` keeps it by default (local disk: it outlives a restart and a reboot). */
 export const DEFAULT_MODEL_CACHE_DIR = '/var/lib/podway';
 /** At most one write per this many ms (the newest model applied is written when it is up). */
@@ -48,15 +51,22 @@ interface CacheFile {
   datastore: string;
   /** When the model was applied (ISO 8601). */
   appliedAt: string;
+  /** Of `model` (version 1), of `model`, a newline and `bgp` (version 2). */
   sha256: string;
   /** The model as encodeModel's text (hashed as it stands). */
   model: string;
+  /** Version 2: the BGP settings in force (BgpInputs as JSON text; null without --bgp). */
+  bgp?: string | null;
 }
 
 export interface CachedModel {
   readonly model: NodeDataplaneModel;
   /** When this model was applied by the podway that wrote it. */
   readonly appliedAt: Date;
+  /** The BGP settings in force with it (`podway run --bgp`); null when the cache has none, `noBgp`
+   * saying why (written without --bgp, or by a podway of format version 1). */
+  readonly bgp: BgpInputs | null;
+  readonly noBgp?: string;
 }
 
 /** The model as JSON; its Sets (knownNodeIps) become tagged arrays. */
@@ -112,23 +122,40 @@ export function readModelCache(file: string, node: string, datastore: string): C
       return { refused: `not JSON (${(e as Error).message}): damaged` };
     }
     if (typeof c !== 'object' || c === null || c.format !== MODEL_CACHE_FORMAT) return { refused: 'not a podway model cache' };
-    if (c.version !== MODEL_CACHE_VERSION) return { refused: `format version ${String(c.version)}, this podway reads ${MODEL_CACHE_VERSION}` };
+    if (c.version !== MODEL_CACHE_VERSION && c.version !== 1) return { refused: `format version ${String(c.version)}, this podway reads 1 and ${MODEL_CACHE_VERSION}` };
     if (c.node !== node) return { refused: `it is node ${String(c.node)}'s, not ${node}'s` };
     if (c.datastore !== datastore) return { refused: `it is from datastore ${String(c.datastore)}, not ${datastore}` };
-    if (typeof c.model !== 'string' || sha256(c.model) !== c.sha256) return { refused: 'its checksum does not match: damaged' };
+    if (typeof c.model !== 'string') return { refused: 'its checksum does not match: damaged' };
+    if (c.version !== 1 && c.bgp !== null && typeof c.bgp !== 'string') return { refused: 'its checksum does not match: damaged' };
+    const bgpText = c.version === 1 ? null : (c.bgp as string | null);
+    if (sha256(hashed(c.model, c.version === 1 ? undefined : bgpText)) !== c.sha256) return { refused: 'its checksum does not match: damaged' };
     const appliedAt = new Date(c.appliedAt);
     if (Number.isNaN(appliedAt.getTime())) return { refused: 'no valid appliedAt time' };
     const model = decodeModel(c.model);
     checkShape(model, node);
-    return { model, appliedAt };
+    if (c.version === 1) return { model, appliedAt, bgp: null, noBgp: 'it is of format version 1, which holds no BGP settings' };
+    if (bgpText === null) return { model, appliedAt, bgp: null, noBgp: 'it was written without --bgp' };
+    let bgp: BgpInputs;
+    try {
+      bgp = checkBgpInputs(JSON.parse(bgpText));
+    } catch (e) {
+      return { refused: e instanceof SyntaxError ? `the BGP settings are not JSON (${e.message})` : (e as Error).message };
+    }
+    return { model, appliedAt, bgp };
   } catch (e) {
     return { refused: (e as Error).message };
   }
 }
 
-function cacheText(node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): string {
+/** The text the checksum covers: version 1 the model alone, version 2 the model and the BGP settings. */
+function hashed(model: string, bgp: string | null | undefined): string {
+  return bgp === undefined ? model : `${model}\n${bgp ?? 'null'}`;
+}
+
+function cacheText(node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null): string {
   const text = encodeModel(model);
-  const body: CacheFile = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), sha256: sha256(text), model: text };
+  const bgpText = bgp === null ? null : JSON.stringify(bgp);
+  const body: CacheFile = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), sha256: sha256(hashed(text, bgpText)), model: text, bgp: bgpText };
   return JSON.stringify(body);
 }
 
@@ -137,8 +164,8 @@ function cacheText(node: string, datastore: string, model: NodeDataplaneModel, a
  * encoding runs on the calling thread, the file work (write, fsync, rename) off it: podway run's
  * main thread forwards, and an fsync may take a disk's time.
  */
-export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date): Promise<number> {
-  const data = cacheText(node, datastore, model, appliedAt);
+export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null = null): Promise<number> {
+  const data = cacheText(node, datastore, model, appliedAt, bgp);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
   try {
@@ -165,6 +192,10 @@ export async function writeModelCache(file: string, node: string, datastore: str
  */
 export class ModelCacheWriter {
   private pending: { model: NodeDataplaneModel; at: Date } | null = null;
+  /** The last model applied (rewritten when only the BGP settings change). */
+  private last: { model: NodeDataplaneModel; at: Date } | null = null;
+  /** The BGP settings in force, written with every model (null: none, BGP off). */
+  private bgpInputs: BgpInputs | null = null;
   private lastWrite = 0;
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
@@ -183,11 +214,20 @@ export class ModelCacheWriter {
 
   applied(model: NodeDataplaneModel, at = new Date()): void {
     this.pending = { model, at };
+    this.last = this.pending;
     if (this.timer || this.stopped) return;
     const wait = this.lastWrite + this.intervalMs - Date.now();
     if (wait <= 0) return this.flush();
     this.timer = setTimeout(() => { this.timer = null; this.flush(); }, wait);
     this.timer.unref();
+  }
+
+  /** The BGP settings in force changed (a BGPPeer added, say, leaving the model as it was): the
+   * last model is written again with them, as a new model would be. */
+  bgp(inputs: BgpInputs | null): void {
+    if (JSON.stringify(inputs) === JSON.stringify(this.bgpInputs)) return;
+    this.bgpInputs = inputs;
+    if (this.last) this.applied(this.last.model, this.last.at);
   }
 
   /** Writes the pending model now (one write at a time: a write under way takes it when it ends). */
@@ -197,7 +237,7 @@ export class ModelCacheWriter {
     const p = this.pending;
     this.pending = null;
     this.lastWrite = Date.now();
-    this.writing = writeModelCache(this.file, this.node, this.datastore, p.model, p.at).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
+    this.writing = writeModelCache(this.file, this.node, this.datastore, p.model, p.at, this.bgpInputs).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
       this.writing = null;
       // a model applied meanwhile: written when the interval is up, as any other
       if (this.pending) this.applied(this.pending.model, this.pending.at);
@@ -215,7 +255,7 @@ export class ModelCacheWriter {
     this.pending = null;
     if (!p) return;
     try {
-      this.wrote(await writeModelCache(this.file, this.node, this.datastore, p.model, p.at));
+      this.wrote(await writeModelCache(this.file, this.node, this.datastore, p.model, p.at, this.bgpInputs));
     } catch (e) {
       this.failed(e as Error);
     }

@@ -1,12 +1,14 @@
 /**
  * The main thread's handle on the model worker (model-worker.ts): starts it, waits for the first
  * model (or the error that stops `podway run` before it touches anything), then hands every later
- * message to the caller.
+ * message to the caller. The thread can run before the datastore is opened (spawn, then begin):
+ * on the cached model its BGP speaker runs on the cache's settings meanwhile.
  */
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import type { NodeDataplaneModel } from '../control';
 import type { NodeStatus } from '../control/bgp/agent';
+import type { BgpInputs } from '../control/bgp/cached-inputs';
 
 /** BGP in the model thread (`podway run --bgp`). */
 export interface ModelSourceBgp {
@@ -20,10 +22,13 @@ export interface ModelSourceBgp {
   readonly signal?: AbortSignal;
 }
 
+/** The first model: gen is the model thread's number for it, answered with modelApplied. */
+export interface FirstModel { source: ModelSource; first: NodeDataplaneModel; gen?: number; bgpInputs?: BgpInputs }
+
 export type ModelMessage =
   /** cause: a datastore change or the learned BGP routes; bgp: what the change did to the speaker. */
-  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; gen?: number }
-  | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string }
+  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; gen?: number; bgpInputs?: BgpInputs }
+  | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; bgpInputs?: BgpInputs }
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string; inSync?: boolean }
   | { type: 'status'; message: string; inSync?: boolean }
@@ -37,54 +42,97 @@ export class ModelSource {
   private listener: (m: ModelMessage) => void = () => {};
   private nextId = 0;
   private readonly pendingStatus = new Map<number, (s: NodeStatus | null) => void>();
+  /** A begin() waiting for the first model; null once it came (or none asked). */
+  private waiting: { resolve: (f: FirstModel) => void; reject: (e: Error) => void; say: (m: string) => void } | null = null;
+  private started = false;
+  private exited = false;
 
-  private constructor(private readonly worker: Worker) {}
+  private constructor(private readonly worker: Worker, private readonly bgp: ModelSourceBgp) {
+    worker.on('message', (m: ModelMessage | { type: 'bgp-status'; id: number; status: NodeStatus }) => {
+      if (m.type === 'bgp-status') {
+        this.pendingStatus.get(m.id)?.(m.status);
+        this.pendingStatus.delete(m.id);
+        return;
+      }
+      if (m.type === 'log') return bgp.onLog?.(m.level, m.message);
+      if (m.type === 'warning') return bgp.onWarning?.(m.message);
+      if (this.started) return this.listener(m);
+      const w = this.waiting;
+      if (!w) return;
+      if (m.type === 'model') {
+        this.started = true;
+        this.waiting = null;
+        w.resolve({ source: this, first: m.model, ...(m.gen !== undefined ? { gen: m.gen } : {}), ...(m.bgpInputs ? { bgpInputs: m.bgpInputs } : {}) });
+      } else if (m.type === 'error' || m.type === 'status' || m.type === 'store-replaced') {
+        w.say(`datastore: ${m.message}${m.type === 'error' ? ' (waiting for it)' : ''}`);
+      } else if (m.type === 'fatal' || m.type === 'rejected') {
+        this.waiting = null;
+        w.reject(new Error(m.message));
+      }
+    });
+    worker.once('error', (e) => {
+      if (this.waiting) this.waiting.reject(e);
+      else if (this.started) this.listener({ type: 'error', message: `model worker failed: ${e.message}` });
+      this.waiting = null;
+    });
+    worker.once('exit', (code) => {
+      this.exited = true;
+      this.waiting?.reject(new Error(`model worker exited (${code}) before the first model`));
+      this.waiting = null;
+    });
+  }
+
+  /** The model thread, its datastore not opened yet (begin opens it). */
+  static spawn(spec: string, node: string, bgp: ModelSourceBgp = {}): ModelSource {
+    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir } });
+    return new ModelSource(worker, bgp);
+  }
 
   /**
    * Start watching the datastore `spec` for `node`; resolves with the first model, rejects with a
-   * clear error. Errors before the first model that the datastore retries on (etcd not reachable
-   * yet) go to `say` and the wait goes on, as calico-node waits for its datastore.
+   * clear error (the thread is terminated). Errors before the first model that the datastore
+   * retries on (etcd not reachable yet) go to `say` and the wait goes on, as calico-node waits for
+   * its datastore.
    */
-  static start(spec: string, node: string, say: (m: string) => void = () => {}, bgp: ModelSourceBgp = {}): Promise<{ source: ModelSource; first: NodeDataplaneModel }> {
-    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir } });
-    const source = new ModelSource(worker);
+  static async start(spec: string, node: string, say: (m: string) => void = () => {}, bgp: ModelSourceBgp = {}): Promise<FirstModel> {
+    const source = ModelSource.spawn(spec, node, bgp);
+    try {
+      return await source.begin(say, bgp.signal);
+    } catch (e) {
+      void source.worker.terminate();
+      throw e;
+    }
+  }
+
+  /**
+   * Opens the datastore in the thread: resolves with its first model, rejects with the error that
+   * stopped it (the datastore is closed in the thread, which keeps running: begin may be called
+   * again). `signal` ends the wait (rejects; the thread stays until close()).
+   */
+  begin(say: (m: string) => void = () => {}, signal?: AbortSignal): Promise<FirstModel> {
+    if (this.started) return Promise.reject(new Error('the datastore was started already'));
+    if (this.exited) return Promise.reject(new Error('the model worker exited'));
     return new Promise((resolve, reject) => {
-      let started = false;
       const abort = () => {
-        if (started) return;
-        void worker.terminate();
+        if (!this.waiting) return;
+        this.waiting = null;
         reject(new Error('stopped before the datastore answered'));
       };
-      if (bgp.signal?.aborted) abort();
-      bgp.signal?.addEventListener('abort', abort, { once: true });
-      worker.on('message', (m: ModelMessage | { type: 'bgp-status'; id: number; status: NodeStatus }) => {
-        if (m.type === 'bgp-status') {
-          source.pendingStatus.get(m.id)?.(m.status);
-          source.pendingStatus.delete(m.id);
-          return;
-        }
-        if (m.type === 'log') return bgp.onLog?.(m.level, m.message);
-        if (m.type === 'warning') return bgp.onWarning?.(m.message);
-        if (started) return source.listener(m);
-        if (m.type === 'model') {
-          started = true;
-          bgp.signal?.removeEventListener('abort', abort);
-          resolve({ source, first: m.model });
-        } else if (m.type === 'error' || m.type === 'status' || m.type === 'store-replaced') {
-          say(`datastore: ${m.message}${m.type === 'error' ? ' (waiting for it)' : ''}`);
-        } else if (m.type === 'fatal' || m.type === 'rejected') {
-          void worker.terminate();
-          reject(new Error(m.message));
-        }
-      });
-      worker.once('error', (e) => {
-        if (!started) reject(e);
-        else source.listener({ type: 'error', message: `model worker failed: ${e.message}` });
-      });
-      worker.once('exit', (code) => {
-        if (!started) reject(new Error(`model worker exited (${code}) before the first model`));
-      });
+      this.waiting = {
+        resolve: (f) => { signal?.removeEventListener('abort', abort); resolve(f); },
+        reject: (e) => { signal?.removeEventListener('abort', abort); reject(e); },
+        say,
+      };
+      if (signal?.aborted) return abort();
+      signal?.addEventListener('abort', abort, { once: true });
+      this.worker.postMessage({ type: 'start' });
     });
+  }
+
+  /** With --bgp on the cached model: the speaker runs on the cache's BGP settings until a datastore
+   * model is applied (model-worker.ts useCachedBgp). */
+  useCachedBgp(inputs: BgpInputs, appliedAt: Date, file: string): void {
+    this.worker.postMessage({ type: 'cached-bgp', inputs, appliedAt: appliedAt.toISOString(), file });
   }
 
   /** The BGP sessions as the model thread sees them (null: no answer within 2 s). */
@@ -114,8 +162,14 @@ export class ModelSource {
     this.listener = fn;
   }
 
+  /** Ends the thread at once (a start that failed: nothing to stop gracefully). */
+  terminate(): void {
+    void this.worker.terminate();
+  }
+
   /** Stop watching (bounded: the thread is terminated after 2 s). */
   close(): Promise<void> {
+    if (this.exited) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(() => void this.worker.terminate(), 2000);
       timer.unref();

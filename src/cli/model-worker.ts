@@ -4,22 +4,30 @@
  * file of 1,000 endpoints) ever runs on the forwarding thread. The main thread receives only
  * finished models, or word that the model did not change.
  *
- * workerData: { spec, node } (spec as `podway run --datastore`). Messages posted:
- *   {type:'model', model, ms, cause, bgp?, gen}  a new model (the first one too); cause 'datastore'
- *                                  or 'bgp' (the learned routes changed); bgp: what a datastore
- *                                  change did to the speaker ("peer A changed (session reset)");
- *                                  gen: its number, for the main thread's {type:'applied'} answer
- *   {type:'unchanged', ms, cause, bgp?}  a change that leaves this node's model as it is
+ * workerData: { spec, node } (spec as `podway run --datastore`). The datastore is opened on
+ * {type:'start'} (the main thread registers the node first), so the thread (and its BGP speaker)
+ * can run before the datastore answers. Messages posted:
+ *   {type:'model', model, ms, cause, bgp?, gen, bgpInputs?}  a new model (the first one too); cause
+ *                                  'datastore' or 'bgp' (the learned routes changed); bgp: what a
+ *                                  datastore change did to the speaker ("peer A changed (session
+ *                                  reset)"); gen: its number, for the main thread's {type:'applied'}
+ *                                  answer (the first model's too); bgpInputs: with --bgp, the BGP
+ *                                  settings of its snapshot (for the model cache)
+ *   {type:'unchanged', ms, cause, bgp?, bgpInputs?}  a change that leaves this node's model as it
+ *                                  is (bgpInputs when the BGP settings changed)
  *   {type:'rejected', message}     a valid snapshot this node cannot use (e.g. its Node is gone)
  *   {type:'error', message}        an invalid edit, a read error, the store unreachable (the last
  *                                  good state stays; before the first model: still trying)
  *   {type:'status', message}       the datastore is reachable again, or re-listing (for the log)
- *   {type:'fatal', message}        the datastore could not be used at start
+ *   {type:'fatal', message}        the datastore could not be used at start (it is closed; a later
+ *                                  {type:'start'} tries again)
  *   {type:'log', level, message}   a line for the log (BGP sessions coming and going)
  *   {type:'warning', message}      a snapshot's warning (an endpoint left out, an address claimed on
  *                                  two nodes), once when it appears (not again on every change)
  *   {type:'bgp-status', id, status} the answer to {type:'bgp-status', id} (`podway node status`)
- * Messages taken: {type:'stop'}, {type:'bgp-status', id}, {type:'reconnect', reason} (new
+ * Messages taken: {type:'start'}, {type:'cached-bgp', inputs, appliedAt, file} (with --bgp: run
+ * the speaker on the model cache's BGP settings until a datastore snapshot's model is applied),
+ * {type:'stop'}, {type:'bgp-status', id}, {type:'reconnect', reason} (new
  * connections to etcd: the node address the old ones came from has left the node), and
  * {type:'applied', gen, ok, message?} (the engine applied model gen, or refused it).
  * 'error' and 'status' from etcd or the embedded store carry inSync: whether the store is reachable
@@ -28,7 +36,11 @@
  * With workerData.bgp the thread also runs the BGP speaker (control/bgp/agent.ts), as calico-node
  * runs BIRD beside Felix: each snapshot whose model the forwarding engine applied updates its
  * peers and exports (one rejected here, or refused by the engine, leaves the speaker alone), and
- * each change of the learned routes recomputes the model from the last accepted snapshot.
+ * each change of the learned routes recomputes the model from the last accepted snapshot. The
+ * first datastore model too: on the cached model the engine may refuse it, and the speaker then
+ * keeps the cache's settings. Started on the cache's settings, the speaker is the same one the
+ * datastore's settings then update (agent.update diffs them): the same router ID and peers keep
+ * their sessions and the listener is not bound again.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
@@ -43,6 +55,9 @@ import { findUnderlay } from '../dataplane/host';
 import type { NodeStatus } from '../control/bgp/agent';
 import type { LearnedRoute } from '../control/route-calc';
 import { secretFromDir } from './bgp-secrets';
+import type { Datastore } from '../control/datastore';
+import { bgpInputsOf, snapshotOfBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
+import { speakerNotStartedStatus } from '../control/bgp/readiness';
 
 interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string }
 
@@ -59,8 +74,15 @@ export function modelKey(model: NodeDataplaneModel): string {
 if (parentPort) {
   const port = parentPort;
   const init = workerData as ModelWorkerInit;
-  // file:PATH (the YAML file), etcd:URL[,URL] or embedded:DIR (Calico's etcd v3 layout)
-  const store = openDatastore(init.spec);
+  // file:PATH (the YAML file), etcd:URL[,URL] or embedded:DIR (Calico's etcd v3 layout); opened
+  // on {type:'start'}, again after a start that failed.
+  let store: Datastore | null = null;
+  /** While the speaker runs on the model cache's BGP settings: that model's time (status). */
+  let cachedSettings: string | null = null;
+  /** Why the cache's settings could not be used (status while the speaker waits). */
+  let cachedRefused: string | null = null;
+  /** The BGP settings last posted with a model or change (the main thread caches them). */
+  let inputsKey = '';
   /** The underlay MTU by node IP, read once per address (it decides the tunnel MTUs). */
   const underlayMtu = new Map<number, number>();
   let lastKey = '';
@@ -106,12 +128,19 @@ if (parentPort) {
    * Returns what changed for the speaker ('' when nothing), for the log. */
   const updateBgp = (snap: ClusterSnapshot): string => {
     if (!agent) return '';
+    let said: string;
     try {
-      return agent.update(snap);
+      said = agent.update(snap);
     } catch (e) {
       port.postMessage({ type: 'error', message: `bgp: ${(e as Error).message} (keeping the last BGP settings)`, inSync: inSync() });
       return '';
     }
+    if (cachedSettings === null) return said;
+    // The handover: the datastore's settings replace the cache's in the same speaker (agent.update
+    // diffs them: the same router ID and peers keep their sessions).
+    port.postMessage({ type: 'log', level: 'info', message: `bgp: the datastore's settings replace the model cache's from ${cachedSettings}: ${said || 'the same speaker, peers and exports (sessions kept)'}` });
+    cachedSettings = null;
+    return '';
   };
 
   // The snapshot's warnings were computed and dropped before: a WorkloadEndpoint left out (its
@@ -139,18 +168,27 @@ if (parentPort) {
     const ms = Math.round((performance.now() - t0) * 10) / 10;
     const why = { cause, ...(bgp ? { bgp } : {}) };
     const datastore = cause === 'datastore';
+    // The BGP settings with the model (or a change that moved only them), for the model cache.
+    let bgpInputs: BgpInputs | undefined;
+    if (agent && snap && datastore) {
+      const inputs = bgpInputsOf(snap, init.node);
+      const k = JSON.stringify(inputs);
+      if (k !== inputsKey || key !== lastKey) bgpInputs = inputs;
+      inputsKey = k;
+    }
+    const withInputs = bgpInputs ? { bgpInputs } : {};
     if (key === lastKey) {
       // The model in force (or on its way): a datastore change that leaves it as it is (a BGP
       // peer added, say) moves the speaker now, or once the model on its way is applied.
       if (datastore && snap && pending.length) pending[pending.length - 1] = { ...pending[pending.length - 1], snap, datastore: true };
       const said = datastore && snap && !pending.length ? updateBgp(snap) : '';
-      port.postMessage({ type: 'unchanged', ms, ...why, ...(said ? { bgp: said } : {}) });
+      port.postMessage({ type: 'unchanged', ms, ...why, ...(said ? { bgp: said } : {}), ...withInputs });
       return;
     }
     lastKey = key;
     ++gen;
     if (snap) pending.push({ gen, key, snap, datastore });
-    port.postMessage({ type: 'model', model, ms, ...why, gen });
+    port.postMessage({ type: 'model', model, ms, ...why, gen, ...withInputs });
   };
 
   /** The main thread's answer for model `g`: applied, the speaker follows its snapshot; refused,
@@ -183,11 +221,6 @@ if (parentPort) {
   };
 
   const inSync = (): boolean | undefined => (store instanceof KvDatastore ? store.inSync : undefined);
-  store.onError((e) => port.postMessage({ type: 'error', message: e.message, inSync: inSync() }));
-  // Informational lines of a KV datastore: reachable again, resyncing after a compaction.
-  if (store instanceof KvDatastore) store.onStatus((line) => port.postMessage({ type: 'status', message: line, inSync: inSync() }));
-  // The store was replaced (etcd rebuilt, wiped, restored): the main thread registers the node again.
-  if (store instanceof KvDatastore) store.onStoreReplaced((line) => port.postMessage({ type: 'store-replaced', message: line, inSync: inSync() }));
   // The speaker follows only snapshots whose model was accepted: a rejected one (a Node address no
   // interface here holds, written by an operator or a second podway for this node elsewhere) must
   // not restart it with that address as router ID, which drops every session and withdraws the
@@ -204,37 +237,84 @@ if (parentPort) {
     // The speaker moves once the engine applied the model (onApplied).
     publish(model, t0, fromDatastore ? 'datastore' : 'bgp', '', snap);
   };
-  port.on('message', (m: { type: string; id?: number; reason?: string; gen?: number; ok?: boolean; message?: string }) => {
+  /**
+   * The speaker on the model cache's BGP settings (podway forwarding on the cached model, the
+   * datastore unreachable): the plan is made from them as from a snapshot (passwords from
+   * --bgp-secrets as always), exporting the prefixes the cache lists. Ignored once a snapshot's
+   * settings are in force (the datastore answered first).
+   */
+  const useCachedBgp = (inputs: BgpInputs, appliedAt: string, file: string): void => {
+    if (!agent || agent.hasPlan()) return;
+    try {
+      agent.update(snapshotOfBgpInputs(inputs, `the model cache ${file}`), inputs.exports);
+      cachedSettings = appliedAt;
+      const s = agent.status();
+      port.postMessage({ type: 'log', level: 'info', message: `bgp: on the model cache's settings from ${appliedAt} until the datastore answers: router ID ${s.routerId}, AS ${s.asNumber}, ${s.peers.length} peers, ${s.exported} prefixes exported` });
+    } catch (e) {
+      cachedRefused = `the model cache's BGP settings cannot be used (${(e as Error).message})`;
+      port.postMessage({ type: 'log', level: 'error', message: `bgp: ${cachedRefused}: the speaker starts once the datastore answers` });
+    }
+  };
+  const bgpStatus = () => {
+    if (!agent) return bgpDisabledStatus(init.node);
+    if (!agent.hasPlan() && cachedRefused) return speakerNotStartedStatus(init.node, `it starts once the datastore answers (${cachedRefused})`);
+    return { ...agent.status(), cachedSettings };
+  };
+  port.on('message', (m: { type: string; id?: number; reason?: string; gen?: number; ok?: boolean; message?: string; inputs?: BgpInputs; appliedAt?: string; file?: string }) => {
     if (m.type === 'applied') {
       onApplied(m.gen ?? 0, m.ok === true, m.message ?? 'refused');
+    } else if (m.type === 'start') {
+      startStore();
+    } else if (m.type === 'cached-bgp') {
+      useCachedBgp(m.inputs!, m.appliedAt ?? '?', m.file ?? 'the model cache');
     } else if (m.type === 'reconnect') {
       if (store instanceof KvDatastore) store.reconnect(m.reason ?? 'asked');
     } else if (m.type === 'stop') {
       // Graceful: our peers keep our routes for the restart time (a restart is not a withdrawal).
-      void (agent ? agent.stop(true) : Promise.resolve()).then(() => store.close()).then(() => port.close());
+      void (agent ? agent.stop(true) : Promise.resolve()).then(() => store?.close()).then(() => port.close());
     } else if (m.type === 'bgp-status') {
-      port.postMessage({ type: 'bgp-status', id: m.id, status: agent ? agent.status() : bgpDisabledStatus(init.node) });
+      port.postMessage({ type: 'bgp-status', id: m.id, status: bgpStatus() });
     }
   });
-  // The first snapshot: a model this node cannot compute is fatal at start (not later).
-  const t0 = performance.now();
-  store.start().then(
-    (snap) => {
-      let model: NodeDataplaneModel;
-      try {
-        model = accept(snap);
-      } catch (e) {
-        port.postMessage({ type: 'fatal', message: (e as Error).message });
-        return;
-      }
-      // The first model: the main thread builds its engine on it or stops, so the speaker starts
-      // with it (it has no last settings to keep).
-      appliedSnapshot = snap;
-      appliedKey = modelKey(model);
-      publish(model, t0, 'datastore', updateBgp(snap));
-      // Changes from here on (a reload only runs after the watch's debounce, so none is missed).
-      store.onSnapshot(onChange);
-    },
-    (e) => port.postMessage({ type: 'fatal', message: (e as Error).message }),
-  );
+  /** The datastore opened and its first snapshot's model posted ('fatal' and closed when it cannot
+   * be used: the main thread stops, or on the cached model asks again later). */
+  const startStore = (): void => {
+    if (store) return;
+    const s = openDatastore(init.spec);
+    store = s;
+    const mine = <T extends unknown[]>(fn: (...a: T) => void) => (...a: T) => { if (store === s) fn(...a); };
+    s.onError(mine((e: Error) => port.postMessage({ type: 'error', message: e.message, inSync: inSync() })));
+    // Informational lines of a KV datastore: reachable again, resyncing after a compaction.
+    if (s instanceof KvDatastore) s.onStatus(mine((line: string) => port.postMessage({ type: 'status', message: line, inSync: inSync() })));
+    // The store was replaced (etcd rebuilt, wiped, restored): the main thread registers the node again.
+    if (s instanceof KvDatastore) s.onStoreReplaced(mine((line: string) => port.postMessage({ type: 'store-replaced', message: line, inSync: inSync() })));
+    const fail = (message: string): void => {
+      if (store !== s) return;
+      store = null;
+      lastSnapshot = null;
+      void s.close().catch(() => undefined);
+      port.postMessage({ type: 'fatal', message });
+    };
+    // The first snapshot: a model this node cannot compute is fatal at start (not later).
+    const t0 = performance.now();
+    s.start().then(
+      (snap) => {
+        if (store !== s) return;
+        let model: NodeDataplaneModel;
+        try {
+          model = accept(snap);
+        } catch (e) {
+          fail((e as Error).message);
+          return;
+        }
+        // The first model, as every later one: the speaker follows its snapshot once the engine
+        // applied it (onApplied). At start the engine is built on it (refused: podway stops); on
+        // the cached model a refused one leaves the speaker on the cache's settings.
+        publish(model, t0, 'datastore', '', snap);
+        // Changes from here on (a reload only runs after the watch's debounce, so none is missed).
+        s.onSnapshot(mine(onChange));
+      },
+      (e) => fail((e as Error).message),
+    );
+  };
 }

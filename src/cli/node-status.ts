@@ -29,9 +29,11 @@ export function formatNodeStatus(status: NodeStatus, now = new Date()): string {
   const head = 'podway process is running.\n\n';
   if (!status.enabled) return `${head}BGP is not enabled on this node (podway run --bgp, or CALICO_NETWORKING_BACKEND=bird).\n`;
   const down = status.speakerError ? `The BGP speaker is not running: ${status.speakerError}${/^it starts once/.test(status.speakerError) ? '' : ' (podway tries again)'}.\n\n` : '';
+  const cached = status.cachedSettings ? `BGP settings from the model cache (the model applied ${status.cachedSettings}): the datastore has not answered since podway started.\n\n` : '';
+  const left = status.warnings?.length ? `Warnings:\n${status.warnings.map((w) => `  ${w}\n`).join('')}\n` : '';
   const rows = status.peers.map((p) => [p.address, p.type, p.state, formatSince(p.since, now), p.info]);
   const v4 = rows.length === 0 ? 'No IPv4 peers found.\n' : boxTable(['PEER ADDRESS', 'PEER TYPE', 'STATE', 'SINCE', 'INFO'], rows);
-  return `${head}${down}IPv4 BGP status\n${v4}\nIPv6 BGP status\nNo IPv6 peers found.\n\n`;
+  return `${head}${down}${cached}${left}IPv4 BGP status\n${v4}\nIPv6 BGP status\nNo IPv6 peers found.\n\n`;
 }
 
 /** `podway node status [-o json]`; `controlPath` picks the socket as the other client commands do. */

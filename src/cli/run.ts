@@ -9,7 +9,8 @@ import { UsageError } from './usage-error';
 import type { NeighborTimings } from '../dataplane/neighbors';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import type { NodeDataplaneModel } from '../control';
-import { ModelSource, ModelMessage } from './model-source';
+import { ModelSource, ModelMessage, type FirstModel } from './model-source';
+import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
 import { joinCluster, storedNodeAddresses, updateNodeAddresses } from './join';
 import { TunnelAddressJoin } from './tunnel-join';
@@ -357,7 +358,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // the model thread: parsing, validation and the model run in their own thread from the start
     // (the forwarding thread only ever receives finished models). A datastore that cannot be used
     // stops us here; on the cached model, this goes on in the background until it answers.
-    const startDatastore = async (): Promise<{ source: ModelSource; first: NodeDataplaneModel }> => {
+    /** The model thread: spawned when the datastore is started, or before on the cached model with
+     * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
+    let thread: ModelSource | null = null;
+    const bgpOptions = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
+    const startDatastore = async (): Promise<FirstModel> => {
       datastoreDown(`joining ${specText}`);
       await joinSerial(() => joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
         if (/unreachable/.test(m)) {
@@ -367,11 +372,24 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } else say(m);
       }));
       datastoreDown('waiting for the first snapshot');
-      const started = await ModelSource.start(opts.datastore, opts.node, (m) => {
-        dsLog.warn(m);
-        datastoreDown(m.replace(/^datastore: /, ''));
-        if (/waiting for it|unreachable/.test(m)) saidUnreachable();
-      }, { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, signal: abortStart.signal, onLog: (level, m) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m) => dsLog.warn(m) });
+      if (abortStart.signal.aborted) throw new Error('stopped before the datastore answered');
+      const t = thread ?? (thread = ModelSource.spawn(opts.datastore, opts.node, bgpOptions));
+      let started: FirstModel;
+      try {
+        started = await t.begin((m) => {
+          dsLog.warn(m);
+          datastoreDown(m.replace(/^datastore: /, ''));
+          if (/waiting for it|unreachable/.test(m)) saidUnreachable();
+        }, abortStart.signal);
+      } catch (e) {
+        // On the cached model the thread stays (its speaker may run on the cache's settings) and is
+        // asked again; at start podway stops.
+        if (!onCache && thread === t) {
+          thread = null;
+          t.terminate();
+        }
+        throw e;
+      }
       if (spec.kind === 'file') {
         try {
           checkFileNodeAddresses(started.first, spec.path, opts.ip, opts.ip6);
@@ -386,25 +404,43 @@ export async function runNode(opts: RunOptions): Promise<void> {
     starting.catch(() => undefined); // handled below (at once, or once forwarding on the cache)
     let source: ModelSource | null = null;
     let first: NodeDataplaneModel;
+    /** The first model's number in the model thread and its BGP settings (start without the cache). */
+    let firstGen: number | undefined;
+    let firstInputs: BgpInputs | undefined;
+    /** On the cached model with --bgp: the speaker runs on the cache's BGP settings; else why not. */
+    let cacheBgp = false;
+    let cacheNoBgp = '';
     const cached = cacheFile && cacheId ? readModelCache(cacheFile, opts.node, cacheId) : 'none';
     if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}`);
     if (cached !== 'none' && !('refused' in cached)) {
       // The datastore first, as always; the cache only when it says it is unreachable or does not
       // answer within CACHE_WAIT_MS (a blackholed etcd says nothing).
       const answered = await Promise.race([starting, unreachable, new Promise<null>((r) => setTimeout(() => r(null), CACHE_WAIT_MS).unref())]);
-      if (answered) ({ source, first } = answered);
+      if (answered) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = answered);
       else {
         onCache = cached;
         first = cached.model;
         datastoreDown(health.datastoreReason);
         log.warn(`datastore ${specText} unreachable: forwarding on the cached model from ${cached.appliedAt.toISOString()} (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes) until it answers; registration waits for it too`, { cachedModel: cached.appliedAt.toISOString() });
+        // With --bgp the speaker starts now on the cache's BGP settings (the peers, a ToR, keep this
+        // node's routes only for their graceful-restart time), in the model thread that then takes
+        // the datastore's settings: the same sessions go on (README, "Datastore away").
+        if (opts.bgp && cached.bgp) {
+          (thread ?? (thread = ModelSource.spawn(opts.datastore, opts.node, bgpOptions))).useCachedBgp(cached.bgp, cached.appliedAt, cacheFile!);
+          cacheBgp = true;
+        } else if (opts.bgp) {
+          cacheNoBgp = `the model cache has no BGP settings: ${cached.noBgp ?? 'none'}`;
+          bgpLog.warn(`${cacheNoBgp}; the BGP speaker starts once the datastore answers`);
+        }
       }
-    } else ({ source, first } = await starting);
-    // On the cached model the model thread (and the speaker in it) starts once the datastore
-    // answers: the answer says so, rather than "the model thread did not answer" (README, "Datastore
-    // away": the peers keep this node's routes only for their graceful-restart time).
-    const speakerWaits = () => `it starts once the datastore answers (podway forwards on the cached model from ${onCache?.appliedAt.toISOString() ?? '?'}; the peers keep this node's routes only for their graceful-restart time)`;
-    const bgpStatus = () => (source ? source.bgpStatus() : Promise.resolve(opts.bgp ? speakerNotStartedStatus(opts.node, speakerWaits()) : bgpOffStatus(opts.node)));
+    } else ({ source, first, gen: firstGen, bgpInputs: firstInputs } = await starting);
+    // On a cached model without BGP settings the speaker starts once the datastore answers: the
+    // answer says so, rather than "the model thread did not answer" (README, "Datastore away": the
+    // peers keep this node's routes only for their graceful-restart time).
+    const speakerWaits = () => `it starts once the datastore answers (podway forwards on the cached model from ${onCache?.appliedAt.toISOString() ?? '?'}; ${cacheNoBgp ? `${cacheNoBgp}; ` : ''}the peers keep this node's routes only for their graceful-restart time)`;
+    /** The speaker's thread once it runs: the datastore's, or on the cache's settings. */
+    const speakerThread = () => (source ?? (cacheBgp ? thread : null));
+    const bgpStatus = () => (speakerThread()?.bgpStatus() ?? Promise.resolve(opts.bgp ? speakerNotStartedStatus(opts.node, speakerWaits()) : bgpOffStatus(opts.node)));
     if (source) health.setDatastore(true);
     // With --bgp, ready only while the speaker runs and every session is Established (calico-node's
     // -bird-ready): a node whose peers are down does not receive or announce routes.
@@ -413,7 +449,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // for 30 s, so readiness does not flap on one slow reply.
       let lastBgp: { status: NonNullable<Awaited<ReturnType<typeof bgpStatus>>>; at: number } | null = null;
       health.setBgp(async () => {
-        if (!source) return [`the BGP speaker is not running: ${speakerWaits()}`];
+        if (!speakerThread()) return [`the BGP speaker is not running: ${speakerWaits()}`];
         const s = await bgpStatus();
         if (s !== null) lastBgp = { status: s, at: Date.now() };
         const known = s ?? (lastBgp !== null && Date.now() - lastBgp.at < 30_000 ? lastBgp.status : null);
@@ -573,6 +609,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
         cachedRefused = onCache !== null;
         throw e;
       }
+      // The model thread's speaker follows the first model once it is applied (model-worker.ts).
+      if (source && firstGen !== undefined) source.modelApplied(firstGen, true);
+      if (source && firstInputs) cacheWriter?.bgp(firstInputs);
       if (source) cacheWriter?.applied(model);
       lastGateways = gatewaysKey(model, kernelRoutes);
       // After the host port exists: the table's reply rule names it.
@@ -610,7 +649,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       for (const w of workers) void w.terminate();
       server.close();
       abortStart.abort();
-      await source?.close();
+      await (thread as ModelSource | null)?.close();
       // On the cache the datastore's start was still under way: one that answered all the same
       // (before the abort reached it) is closed, or its model thread keeps the process alive.
       if (!source) void starting.then((s) => s.source.close(), () => undefined);
@@ -638,7 +677,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // datastore change did to the speaker), merged when models coalesce.
     /** gen: the model thread's number for the model, answered once applied or refused (its BGP
      * speaker follows only models the engine applied). */
-    let latest: { model: NodeDataplaneModel | null; ms: number; what: string[]; gen?: number } | null = null;
+    let latest: { model: NodeDataplaneModel | null; ms: number; what: string[]; gen?: number; bgpInputs?: BgpInputs } | null = null;
     let applying = false;
     let stopping = false;
     // The VXLAN tunnel addresses reconciled again when a model says they are stale (tunnel-join.ts).
@@ -652,7 +691,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       },
     );
     /** `what`: what brought the model (the log line's head, then what it did to BGP). */
-    const applyModel = (model: NodeDataplaneModel, why: string, what: readonly string[] = ['datastore change']) => {
+    const applyModel = (model: NodeDataplaneModel, why: string, what: readonly string[] = ['datastore change'], bgpInputs?: BgpInputs) => {
       const t0 = performance.now();
       applyTimed(model, kernelRoutes);
       current = model;
@@ -676,7 +715,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // On the cached model the datastore is away: the tunnel addresses are reconciled (the start's
       // registration) once it answers.
       if (!stopping && source) tunnelJoin?.applied(model);
-      // Only the datastore's models: the cached one is on disk already.
+      // Only the datastore's models: the cached one is on disk already. With them the BGP settings
+      // of their snapshot (the speaker follows it now).
+      if (source && bgpInputs) cacheWriter?.bgp(bgpInputs);
       if (source) cacheWriter?.applied(model);
       lastGateways = gatewaysKey(model, kernelRoutes);
       broadcastModel(model);
@@ -686,7 +727,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       applying = true;
       try {
         while (latest) {
-          const { model: changed, ms, what, gen } = latest;
+          const { model: changed, ms, what, gen, bgpInputs } = latest;
           latest = null;
           /** The model thread has not been told about model gen yet. */
           let answer = changed !== null && gen !== undefined;
@@ -697,7 +738,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
             // ms of the 100 ms watch-to-forwarding budget (bench/watch). They are read right
             // after, and a next hop that moved applies the model again.
             const said = what.length ? what.join('; ') : 'datastore change';
-            if (changed) applyModel(model, `model thread ${ms} ms`, what);
+            if (changed) applyModel(model, `model thread ${ms} ms`, what, bgpInputs);
             if (answer) source?.modelApplied(gen!, true);
             answer = false;
             const tRoutes = performance.now();
@@ -778,7 +819,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // A newer "unchanged" never hides an older pending model.
         const what = [m.cause === 'bgp' ? 'BGP route change' : 'datastore change', ...(m.bgp ? [`bgp: ${m.bgp}`] : [])];
         const merged = [...new Set([...(latest?.what ?? []), ...what])];
-        latest = m.type === 'model' ? { model: m.model, ms: m.ms, what: merged, gen: m.gen } : { model: latest?.model ?? null, ms: m.ms, what: merged, gen: latest?.gen };
+        latest = m.type === 'model' ? { model: m.model, ms: m.ms, what: merged, gen: m.gen, bgpInputs: m.bgpInputs ?? latest?.bgpInputs } : { model: latest?.model ?? null, ms: m.ms, what: merged, gen: latest?.gen, bgpInputs: latest?.bgpInputs };
+        // BGP settings that changed alone (a BGPPeer added): with the model on its way, else written
+        // with the model in force (on the cache: none of the datastore's is, nothing is written).
+        if (m.type === 'unchanged' && m.bgpInputs) {
+          if (latest.model) latest.bgpInputs = m.bgpInputs;
+          else if (source && !onCache) cacheWriter?.bgp(m.bgpInputs);
+        }
         void applyLatest();
       } else if (m.type === 'rejected') {
         dsLog.error(`update rejected, keeping the last good state: ${m.message}`);
@@ -832,14 +879,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // with backoff, then the model thread); once it answers its model replaces the cached one, as
     // any change does, and what waited for it (tunnel addresses, the address monitor) starts.
     let retryStart: NodeJS.Timeout | undefined;
-    const whenStarted = (p: typeof starting) => p.then(({ source: s, first: f }) => {
+    const whenStarted = (p: typeof starting) => p.then(({ source: s, first: f, gen: g, bgpInputs: b }) => {
       if (stopping) return void s.close();
       // onCache is left once this first model is applied (applyModel), not before: refused, the
       // node stays not ready on the cache, saying why.
       source = s;
       health.setDatastore(false, `on the cached model from ${onCache!.appliedAt.toISOString()}: applying the datastore's first model`);
       s.onMessage(onModelMessage);
-      latest = { model: f, ms: 0, what: ['datastore answered'] };
+      latest = { model: f, ms: 0, what: ['datastore answered'], gen: g, bgpInputs: b };
       void applyLatest();
       monitor?.start();
       replayer?.start();
@@ -879,7 +926,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         const registered = registering ? Promise.race([registering, new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         void Promise.all([monitorStopped, replayStopped, natStopped, joinEnded, cacheWritten, registered, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
-          .then(() => source?.close())
+          .then(() => (thread as ModelSource | null)?.close())
           .then(resolve);
       };
       endStartSignals();

@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { computeNodeModel, type NodeDataplaneModel } from '../../src/control';
 import { parseClusterYaml } from '../../src/control/snapshot';
-import { ModelCacheWriter, datastoreIdentity, readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { createHash } from 'node:crypto';
+import { ModelCacheWriter, MODEL_CACHE_VERSION, datastoreIdentity, readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { bgpInputsOf } from '../../src/control/bgp/cached-inputs';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -57,7 +59,7 @@ test('another node\'s, another datastore\'s, another version\'s or a damaged cac
   const good = readFileSync(file, 'utf8');
   const c = JSON.parse(good) as Record<string, unknown> & { model: string };
   writeFileSync(file, JSON.stringify({ ...c, version: 99 }));
-  assert.match(refused('n1', DS), 'format version 99, this podway reads 1');
+  assert.match(refused('n1', DS), 'format version 99, this podway reads 1 and 2');
   writeFileSync(file, JSON.stringify({ ...c, model: c.model.replace('"endpoints"', '"endpointz"') }));
   assert.match(refused('n1', DS), 'its checksum does not match: damaged');
   writeFileSync(file, good.slice(0, good.length / 2));
@@ -66,6 +68,69 @@ test('another node\'s, another datastore\'s, another version\'s or a damaged cac
   assert.match(refused('n1', DS), 'not a podway model cache');
   writeFileSync(file, good);
   assert.match(refused('n1', DS), /^not refused/, 'the good file reads again');
+});
+
+const BGP_YAML = `${YAML(1)}\n---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: 10.0.0.254, asNumber: 65000, password: {secretKeyRef: {name: bgp, key: tor}}}`;
+
+test('format 2 carries the BGP settings (checksummed with the model); without --bgp they are null, said', async () => {
+  assert.is(MODEL_CACHE_VERSION, 2);
+  const file = path.join(tempDir(), 'n1.model.json');
+  const snap = parseClusterYaml(BGP_YAML, 'test.yaml');
+  const inputs = bgpInputsOf(snap, 'n1');
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), inputs);
+  const r = readModelCache(file, 'n1', DS);
+  if (r === 'none' || 'refused' in r) throw new Error(`not read: ${JSON.stringify(r)}`);
+  assert.equal(r.bgp, JSON.parse(JSON.stringify(inputs)));
+  assert.equal(r.bgp!.exports, [{ prefix: '10.244.0.0/26' }]);
+  assert.equal(r.bgp!.peers, [{ name: 'tor', spec: { peerIP: '10.0.0.254', asNumber: 65000, password: { secretKeyRef: { name: 'bgp', key: 'tor' } } } }]);
+  // the BGP part is covered by the checksum
+  const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { bgp: string };
+  writeFileSync(file, JSON.stringify({ ...c, bgp: c.bgp.replace('65000', '65001') }));
+  const damaged = readModelCache(file, 'n1', DS);
+  assert.equal(damaged, { refused: 'its checksum does not match: damaged' });
+  // a BGP part of the wrong shape (checksum right: written so by something else) is named
+  const bad = JSON.stringify({ nodes: 'x' });
+  writeFileSync(file, JSON.stringify({ ...c, bgp: bad, sha256: createHash('sha256').update(`${c.model as string}\n${bad}`).digest('hex') }));
+  assert.equal(readModelCache(file, 'n1', DS), { refused: 'the BGP settings are malformed (bgp.nodes)' });
+  await writeModelCache(file, 'n1', DS, model(1), new Date());
+  const none = readModelCache(file, 'n1', DS);
+  assert.ok(none !== 'none' && !('refused' in none) && none.bgp === null && none.noBgp === 'it was written without --bgp', JSON.stringify(none).slice(0, 200));
+});
+
+test('a cache of format version 1 (before the BGP settings) is still read: its model, no BGP settings, saying why', async () => {
+  const file = path.join(tempDir(), 'n1.model.json');
+  await writeModelCache(file, 'n1', DS, model(2), new Date('2026-01-02T03:04:05.000Z'));
+  const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { model: string };
+  // as podway of version 1 wrote it: no bgp field, the checksum of the model alone
+  const v1: Record<string, unknown> = { ...c, version: 1, sha256: createHash('sha256').update(c.model).digest('hex') };
+  delete v1.bgp;
+  writeFileSync(file, JSON.stringify(v1));
+  const r = readModelCache(file, 'n1', DS);
+  if (r === 'none' || 'refused' in r) throw new Error(`not read: ${JSON.stringify(r)}`);
+  assert.is(r.model.endpoints.length, 2);
+  assert.is(r.bgp, null);
+  assert.is(r.noBgp, 'it is of format version 1, which holds no BGP settings');
+  writeFileSync(file, JSON.stringify({ ...v1, model: c.model.replace('"endpoints"', '"endpointz"') }));
+  assert.equal(readModelCache(file, 'n1', DS), { refused: 'its checksum does not match: damaged' });
+});
+
+test('the writer writes the BGP settings with the model, and again when only they change', async () => {
+  const file = path.join(tempDir(), 'n1.model.json');
+  const w = new ModelCacheWriter(file, 'n1', DS, { info: () => undefined, warn: () => undefined }, 0);
+  const snap = parseClusterYaml(BGP_YAML, 'test.yaml');
+  const inputs = bgpInputsOf(snap, 'n1');
+  const peersOnDisk = () => {
+    const r = readModelCache(file, 'n1', DS);
+    return r !== 'none' && !('refused' in r) ? r.bgp?.peers.length ?? -1 : -2;
+  };
+  w.bgp(inputs);
+  w.applied(model(1));
+  assert.ok(await until(() => peersOnDisk() === 1), 'written with the model');
+  w.bgp({ ...inputs, peers: [] });
+  assert.ok(await until(() => peersOnDisk() === 0), 'written again with the new settings');
+  await w.stop();
+  const r = readModelCache(file, 'n1', DS);
+  assert.ok(r !== 'none' && !('refused' in r) && r.model.endpoints.length === 1, 'the same model');
 });
 
 /** Bounded wait for a condition (the writer's file work runs off the thread). */

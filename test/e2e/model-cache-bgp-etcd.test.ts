@@ -1,16 +1,19 @@
 /**
  * `podway run --bgp` on its cached model (src/cli/model-cache.ts) while etcd is down (root, network
  * namespaces, etcd and a BIRD ToR in the fabric namespace, both killed by PID). node1 peers with
- * the ToR through a global BGPPeer and writes its model cache; etcd is killed and node1's podway
- * restarted: it forwards on the cached model, and
- * - `podway node status` answers (rc 0), saying the speaker is not running and why (it starts once
- *   the datastore answers), instead of "the model thread did not answer within 2 s"; readiness
- *   says the same;
- * - etcd back, the speaker starts and the ToR session is Established again.
+ * the ToR through a global BGPPeer and writes its model cache (with its BGP settings); etcd is
+ * killed and node1's podway restarted: it forwards on the cached model, and
+ * - its speaker runs on the cache's BGP settings: the ToR's session is Established again and the
+ *   ToR has node1's block from it, without etcd (the speaker used to wait for the datastore, and
+ *   the ToR dropped the block once its graceful-restart time was up); `podway node status`
+ *   answers (rc 0) with the session and says the settings are the cache's;
+ * - etcd back, the datastore's settings replace the cache's in the same speaker: the ToR's session
+ *   is not reset (BIRD's protocol line, its time included, is the same) nor podway's, the ToR
+ *   keeps the block, and the node is ready.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import { Lab, LabKvStore } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
@@ -58,32 +61,73 @@ test('at start: the ToR session is up, the ToR routes node1\'s block; node1 wrot
   assert.ok(await until(() => existsSync(lab!.modelCachePath('node1')), 15_000, 100), 'node1 wrote its model cache');
 });
 
-test('etcd killed, node1 restarted on its cached model: `podway node status` answers, saying the speaker waits for the datastore', async () => {
+/** BIRD's line for the ToR's session with node1 (state and since: a reset changes it). */
+const torProtocol = () => tor!.birdc('show', 'protocols', 'node1').split('\n').find((l) => l.startsWith('node1')) ?? '';
+/** The UPDATEs BIRD received from node1 (all sessions). */
+const importUpdates = () => Number(/Import updates:\s+(\d+)/.exec(tor!.birdc('show', 'protocols', 'all', 'node1'))?.[1] ?? -1);
+interface StatusPeer { address: string; bgpState: string; since: string }
+const nodeStatus = async () => (await controlRequest(lab!.node('node1').control, { cmd: 'node-status' }, 5000)) as { routerId: string; peers: StatusPeer[]; cachedSettings?: string | null; speakerError?: string | null };
+const torPeer = (s: { peers: StatusPeer[] }) => s.peers.find((p) => p.address === TOR_IP);
+let onCache: { tor: string; since: string } | null = null;
+
+test('etcd killed, node1 restarted on its cached model: its speaker runs on the cache\'s BGP settings, the ToR session is Established and the ToR has node1\'s block, without etcd', async () => {
   const n1 = lab!.node('node1');
+  const updatesBefore = importUpdates();
+  assert.ok(updatesBefore > 0, tor!.birdc('show', 'protocols', 'all', 'node1'));
   await etcd!.kill();
   assert.is(await lab!.stopPodway('node1'), 0, 'node1 stopped cleanly');
   const mark = n1.log.length;
   await lab!.startPodway('node1', 20_000, ['--bgp']);
   assert.ok(await waitLog(n1, /forwarding on the cached model from/, mark, 10_000), `on the cache: ${n1.log.slice(mark).join(' | ')}`);
-  // The table (rc 0: execFileSync throws otherwise) and the JSON.
+  // The ToR's side: Established again (BIRD dials every 2 s), node1's block in its table and kernel.
+  assert.ok(await until(() => /Established/.test(torProtocol()), 60_000, 250), `the ToR's session with node1 is up without etcd: ${tor!.birdc('show', 'protocols', 'all', 'node1')}`);
+  assert.ok(await until(async () => (await peerState(lab!, 'node1', TOR_IP)) === 'Established', 30_000, 250), 'podway\'s side Established');
+  // node1 sent its block again in this session (BIRD's import counters add up across sessions): not
+  // only the stale copy BIRD keeps as graceful-restart helper, which it drops after 120 s.
+  assert.ok(await until(() => importUpdates() > updatesBefore && tor!.birdc('show', 'route', 'protocol', 'node1').includes(n1.block), 30_000, 250), `the ToR has ${n1.block} from node1 again (updates received before the restart: ${updatesBefore}): ${tor!.birdc('show', 'route', 'all')}\n${tor!.birdc('show', 'protocols', 'all', 'node1')}`);
+  assert.ok(await until(() => kernelRoutesVia(lab!.fabric, n1.block, n1.ip), 20_000, 250), `the ToR routes ${n1.block} via node1`);
+  assert.ok(await waitLog(n1, new RegExp(`bgp: on the model cache's settings from .* until the datastore answers: router ID ${n1.ip.replace(/\./g, '\\.')}, AS 64512, 1 peers, 1 prefixes exported`), mark, 10_000), `the speaker on the cache's settings: ${n1.log.slice(mark).join(' | ')}`);
+  // `podway node status`: the session, and whose settings (rc 0: execFileSync throws otherwise).
   const table = podwayCli(['node', 'status', '--control', n1.control]);
-  assert.match(table, /The BGP speaker is not running: it starts once the datastore answers \(podway forwards on the cached model from /);
-  const json = JSON.parse(podwayCli(['node', 'status', '--control', n1.control, '-o', 'json'])) as { enabled: boolean; speakerError: string | null; peers: unknown[] };
+  assert.match(table, /BGP settings from the model cache \(the model applied [^)]+\): the datastore has not answered since podway started/);
+  assert.match(table, new RegExp(`${TOR_IP.replace(/\./g, '\\.')} .* up .*Established`));
+  const json = JSON.parse(podwayCli(['node', 'status', '--control', n1.control, '-o', 'json'])) as { enabled: boolean; speakerError: string | null; cachedSettings: string | null; routerId: string };
   assert.is(json.enabled, true);
-  assert.match(json.speakerError ?? '', /^it starts once the datastore answers/);
+  assert.is(json.speakerError, null);
+  assert.is(json.routerId, n1.ip);
+  assert.ok(json.cachedSettings, 'the settings are the cache\'s');
+  // Not ready (the datastore is away), but BGP is not among the reasons.
   const st = await status();
   assert.ok(st.cachedModel, 'on the cache');
   assert.is(st.ready, false);
-  assert.ok(st.notReady?.some((r) => /^bgp: the BGP speaker is not running: it starts once the datastore answers/.test(r)), JSON.stringify(st.notReady));
+  assert.not.ok(st.notReady?.some((r) => /^bgp:/.test(r)), JSON.stringify(st.notReady));
+  assert.ok(st.notReady?.some((r) => /running on the cached model/.test(r)), JSON.stringify(st.notReady));
+  onCache = { tor: torProtocol(), since: torPeer(await nodeStatus())!.since };
 });
 
-test('etcd back: the speaker starts and the ToR session is Established again', async () => {
+test('etcd back: the datastore\'s settings replace the cache\'s in the same speaker, the ToR session is not reset and keeps the block, the node is ready', async () => {
   const n1 = lab!.node('node1');
+  assert.ok(onCache, 'on the cache with the session up (the test before)');
   const mark = n1.log.length;
   await etcd!.start();
   assert.ok(await waitLog(n1, /answers: its model replaces the cached one/, mark, 30_000), `node1 follows etcd again: ${n1.log.slice(mark).join(' | ')}`);
-  assert.ok(await until(async () => (await peerState(lab!, 'node1', TOR_IP)) === 'Established', 30_000, 250), 'session up again');
-  assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), `ready again: ${JSON.stringify(await status())}`);
+  assert.ok(await waitLog(n1, /bgp: the datastore's settings replace the model cache's from .*: the same speaker, peers and exports \(sessions kept\)/, mark, 20_000), `the handover: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(async () => (await status()).ready === true, 30_000, 200), `ready again: ${JSON.stringify(await status())}`);
+  const since = n1.log.slice(mark);
+  assert.not.ok(since.some((l) => /restarting the speaker|speaker up|session down|cannot start the speaker/.test(l)), `the speaker was left alone:\n${since.join('\n')}`);
+  const after = await nodeStatus();
+  assert.is(after.cachedSettings ?? null, null, 'the datastore\'s settings now');
+  assert.is(torPeer(after)?.bgpState, 'Established');
+  assert.is(torPeer(after)?.since, onCache!.since, 'podway\'s session with the ToR was not reset');
+  assert.is(torProtocol(), onCache!.tor, `the ToR's session was not reset:\n${tor!.birdc('show', 'protocols', 'all', 'node1')}`);
+  assert.ok(tor!.birdc('show', 'route', 'protocol', 'node1').includes(n1.block), `the ToR kept ${n1.block}: ${tor!.birdc('show', 'route', 'all')}`);
+  assert.ok(kernelRoutesVia(lab!.fabric, n1.block, n1.ip), `the ToR still routes ${n1.block} via node1`);
+  // The cache written again holds the BGP settings (the next restart on it peers at once too).
+  const cache = JSON.parse(readFileSync(lab!.modelCachePath('node1'), 'utf8')) as { version: number; bgp: string | null };
+  assert.is(cache.version, 2);
+  const bgp = JSON.parse(cache.bgp ?? 'null') as { exports: { prefix: string }[]; peers: { name: string }[] } | null;
+  assert.equal(bgp?.exports.map((e) => e.prefix), [n1.block]);
+  assert.equal(bgp?.peers.map((p) => p.name), ['tor']);
   ok = true;
 });
 

@@ -80,9 +80,10 @@ test('at start: pods talk across the nodes and on node1; node1 wrote its model c
   pairTalks('web-1', 'web-1b', 'on node1');
   const file = lab!.modelCachePath('node1');
   assert.ok(await until(() => existsSync(file), 10_000, 100), `node1 wrote ${file}`);
-  const c = JSON.parse(readFileSync(file, 'utf8')) as { format: string; version: number; node: string; datastore: string };
+  const c = JSON.parse(readFileSync(file, 'utf8')) as { format: string; version: number; node: string; datastore: string; bgp: string | null };
   assert.is(c.format, 'podway-model-cache');
-  assert.is(c.version, 1);
+  assert.is(c.version, 2);
+  assert.is(c.bgp, null, 'no BGP settings without --bgp');
   assert.is(c.node, 'node1');
   assert.is(c.datastore, store!.spec);
   const st = await status();

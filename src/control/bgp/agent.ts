@@ -46,6 +46,11 @@ export interface NodeStatus {
   /** Why the speaker is not running (its listener could not open, e.g. port 179 taken); it is
    * started again with backoff meanwhile. null while it runs. */
   readonly speakerError?: string | null;
+  /** What the plan left out and why (a peer whose password secret cannot be read, a bad selector). */
+  readonly warnings?: readonly string[];
+  /** While the speaker runs on the model cache's settings (the datastore has not answered since
+   * the start): when that model was applied (ISO time). */
+  readonly cachedSettings?: string | null;
 }
 
 export interface BgpAgentOptions extends BgpPlanOptions {
@@ -78,6 +83,11 @@ export class BgpAgent {
 
   constructor(private readonly options: BgpAgentOptions) {}
 
+  /** Whether a plan is in force (a snapshot, or the model cache's settings, was taken). */
+  hasPlan(): boolean {
+    return this.plan !== null;
+  }
+
   /** The routes in use (one per prefix). */
   learned(): readonly LearnedRoute[] {
     return this.best;
@@ -87,9 +97,9 @@ export class BgpAgent {
    * Applies a snapshot. Throws (nothing changed) when this node has no plan, e.g. no address yet;
    * the previous plan then stays in force, as the dataplane keeps its last good model.
    */
-  update(snapshot: ClusterSnapshot): string {
+  update(snapshot: ClusterSnapshot, exports?: BgpPlanOptions['exports']): string {
     if (this.stopped) return '';
-    const plan = computeBgpPlan(snapshot, this.options.node, this.options);
+    const plan = computeBgpPlan(snapshot, this.options.node, exports ? { ...this.options, exports } : this.options);
     const warningsKey = plan.warnings.join('\n');
     if (warningsKey !== this.warningsKey) for (const w of plan.warnings) this.options.log(`bgp: ${w}`, 'warn');
     this.warningsKey = warningsKey;
@@ -127,6 +137,7 @@ export class BgpAgent {
     return {
       enabled: true, node: this.options.node, asNumber: plan?.speaker.localAs ?? null, routerId: plan?.speaker.routerId ?? null,
       peers, exported: plan?.exports.length ?? 0, learned: this.best.length, speakerError: this.speakerError,
+      ...(plan?.warnings.length ? { warnings: [...plan.warnings] } : {}),
     };
   }
 

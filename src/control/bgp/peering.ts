@@ -57,6 +57,9 @@ export interface BgpPlanOptions {
    * when unknown. Without it, a peer that wants a password is left out (never peered without one).
    */
   readonly resolveSecret?: (name: string, key: string) => string | undefined;
+  /** The prefixes to export as given, instead of computed from the snapshot (the model cache's:
+   * its snapshot holds no pools or blocks). */
+  readonly exports?: readonly BgpExport[];
 }
 
 interface NodeBgp {
@@ -226,7 +229,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     ...(config?.spec.listenPort !== undefined ? { listenPort: config.spec.listenPort } : {}),
     ...(config?.spec.bindMode === 'NodeIP' ? { listenAddress: selfIp } : {}),
   };
-  return { node: nodeName, speaker, peers, exports: computeExports(snapshot, nodeName), warnings };
+  return { node: nodeName, speaker, peers, exports: options.exports ? [...options.exports] : computeExports(snapshot, nodeName), warnings };
 }
 
 /** Whether two plans need a new speaker (its constructor options differ). */

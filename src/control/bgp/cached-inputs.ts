@@ -1,0 +1,82 @@
+// What the BGP plan of a node needs from a snapshot, small enough for `podway run`'s model cache
+// (src/cli/model-cache.ts), so that a node restarted while its etcd is away runs its speaker on the
+// settings it last had (as calico-node's BIRD keeps its last config): the BGPConfiguration
+// `default`, the BGPPeers that may apply to it, every Node's BGP part (mesh peers, peerSelector,
+// route reflectors) and the prefixes it exported. Passwords are kept as the BGPPeer holds them:
+// secret references (spec.password.secretKeyRef), never a secret's value; the value is read from
+// `--bgp-secrets DIR` when the plan is made, as with the datastore's settings.
+import type { ClusterSnapshot } from '../snapshot';
+import type { Node } from '../resources';
+import type { BGPConfiguration, BGPPeer } from '../calico-kinds';
+import type { BgpExport } from './speaker';
+import { computeExports } from './exports';
+
+export interface BgpInputs {
+  /** Every Node: name, labels and spec.bgp only. */
+  readonly nodes: readonly { readonly name: string; readonly labels?: Readonly<Record<string, string>>; readonly bgp?: Readonly<Record<string, unknown>> }[];
+  /** The BGPConfiguration `default`, if any (its spec). */
+  readonly config: Readonly<Record<string, unknown>> | null;
+  /** BGPPeers that are global or may select this node: name and the spec fields the plan reads. */
+  readonly peers: readonly { readonly name: string; readonly spec: Readonly<Record<string, unknown>> }[];
+  /** The prefixes the node exported (computeExports). */
+  readonly exports: readonly BgpExport[];
+}
+
+const PEER_FIELDS = ['node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector', 'keepOriginalNextHop'] as const;
+
+/** `node`'s BGP inputs in `snap` (only what computeBgpPlan reads; secret references, no values). */
+export function bgpInputsOf(snap: ClusterSnapshot, node: string): BgpInputs {
+  const config = (snap.bgpConfigurations ?? []).find((c) => c.metadata.name === 'default');
+  const peers = (snap.bgpPeers ?? []).filter((p) => !p.spec.node || p.spec.node === node).map((p) => {
+    const spec: Record<string, unknown> = {};
+    for (const f of PEER_FIELDS) if (p.spec[f] !== undefined) spec[f] = p.spec[f];
+    const ref = p.spec.password?.secretKeyRef;
+    if (ref) spec.password = { secretKeyRef: { name: ref.name, key: ref.key } };
+    return { name: p.metadata.name, spec };
+  });
+  return {
+    nodes: snap.nodes.map((n) => ({ name: n.metadata.name, ...(n.metadata.labels ? { labels: n.metadata.labels } : {}), ...(n.spec.bgp ? { bgp: { ...n.spec.bgp } } : {}) })),
+    config: config ? { ...config.spec } : null,
+    peers,
+    exports: computeExports(snap, node),
+  };
+}
+
+/**
+ * The inputs checked as read from a file: the shape computeBgpPlan relies on, or an Error naming
+ * the field (`bgp.nodes[3].name`).
+ */
+export function checkBgpInputs(v: unknown): BgpInputs {
+  const fail = (what: string): never => { throw new Error(`the BGP settings are malformed (bgp.${what})`); };
+  const isObj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (!isObj(v)) fail('not an object');
+  const o = v as Record<string, unknown>;
+  if (!Array.isArray(o.nodes)) fail('nodes');
+  (o.nodes as unknown[]).forEach((n, i) => {
+    if (!isObj(n) || typeof n.name !== 'string') fail(`nodes[${i}].name`);
+    const node = n as Record<string, unknown>;
+    if (node.labels !== undefined && !isObj(node.labels)) fail(`nodes[${i}].labels`);
+    if (node.bgp !== undefined && !isObj(node.bgp)) fail(`nodes[${i}].bgp`);
+  });
+  if (o.config !== null && !isObj(o.config)) fail('config');
+  if (!Array.isArray(o.peers)) fail('peers');
+  (o.peers as unknown[]).forEach((p, i) => { if (!isObj(p) || typeof p.name !== 'string' || !isObj(p.spec)) fail(`peers[${i}]`); });
+  if (!Array.isArray(o.exports)) fail('exports');
+  (o.exports as unknown[]).forEach((e, i) => { if (!isObj(e) || typeof e.prefix !== 'string') fail(`exports[${i}].prefix`); });
+  return v as BgpInputs;
+}
+
+/** A snapshot holding only the inputs (for computeBgpPlan, with the exports given as they are). */
+export function snapshotOfBgpInputs(inputs: BgpInputs, source: string): ClusterSnapshot {
+  const meta = { apiVersion: 'projectcalico.org/v3' as const };
+  return {
+    source,
+    ipPools: [],
+    blockAffinities: [],
+    workloadEndpoints: [],
+    warnings: [],
+    nodes: inputs.nodes.map((n) => ({ ...meta, kind: 'Node', metadata: { name: n.name, ...(n.labels ? { labels: n.labels } : {}) }, spec: { ...(n.bgp ? { bgp: n.bgp } : {}) } }) as unknown as Node),
+    bgpConfigurations: inputs.config ? [{ ...meta, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: inputs.config } as unknown as BGPConfiguration] : [],
+    bgpPeers: inputs.peers.map((p) => ({ ...meta, kind: 'BGPPeer', metadata: { name: p.name }, spec: p.spec }) as unknown as BGPPeer),
+  };
+}

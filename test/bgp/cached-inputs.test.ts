@@ -1,0 +1,122 @@
+// The BGP settings in podway run's model cache (src/control/bgp/cached-inputs.ts): the plan made
+// from them is the plan made from the snapshot they came from (so the speaker started on the cache
+// keeps its sessions when the datastore's settings replace them), and they hold a password's
+// secret reference, never its value.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { computeBgpPlan } from '../../src/control/bgp/peering';
+import { bgpInputsOf, checkBgpInputs, snapshotOfBgpInputs } from '../../src/control/bgp/cached-inputs';
+import { BgpAgent } from '../../src/control/bgp/agent';
+import { BgpSpeaker } from '../../src/control/bgp/speaker';
+import type { LearnedRoute } from '../../src/control/route-calc';
+import { createServer } from 'node:net';
+import { affinity, node, pool, snapshotOf, wep } from '../control/fixtures';
+
+const API = 'projectcalico.org/v3';
+type Obj = Record<string, unknown>;
+const bgpPeer = (name: string, spec: Obj): Obj => ({ apiVersion: API, kind: 'BGPPeer', metadata: { name }, spec });
+const labelled = (n: Obj, labels: Record<string, string>): Obj => ({ ...n, metadata: { ...(n.metadata as Obj), labels } });
+const SECRET = 's3cret-value';
+const resolveSecret = (name: string, key: string) => (name === 'bgp' && key === 'tor' ? SECRET : undefined);
+
+const snap = snapshotOf(
+  pool('p', '10.244.0.0/16'),
+  labelled(node('node1', '10.99.0.2/24'), { rack: 'a' }), node('node2', '10.99.0.3/24'), node('node3', '10.99.0.10/24'),
+  { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { asNumber: 64600, listenPort: 1179 } },
+  bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000, password: { secretKeyRef: { name: 'bgp', key: 'tor' } }, keepOriginalNextHop: true }),
+  bgpPeer('rack-a', { nodeSelector: 'rack == "a"', peerIP: '10.99.0.253', asNumber: 65001 }),
+  bgpPeer('other-node', { node: 'node2', peerIP: '10.99.0.252', asNumber: 65002 }),
+  affinity('node1', '10.244.0.0/26'), affinity('node2', '10.244.0.64/26'),
+  wep('node1', 'pod-a', ['10.244.0.70/32'], 'calia'),
+);
+
+test('the plan from the cached inputs is the snapshot\'s plan (speaker, peers with their password, exports)', () => {
+  const fromSnap = computeBgpPlan(snap, 'node1', { resolveSecret });
+  const inputs = bgpInputsOf(snap, 'node1');
+  // written to the file as JSON and read back
+  const read = checkBgpInputs(JSON.parse(JSON.stringify(inputs)));
+  const fromCache = computeBgpPlan(snapshotOfBgpInputs(read, 'the model cache'), 'node1', { resolveSecret, exports: read.exports });
+  assert.equal(fromCache.speaker, fromSnap.speaker);
+  assert.is(JSON.stringify(fromCache.peers), JSON.stringify(fromSnap.peers), 'the same peer configs, key order included (the speaker compares them as JSON)');
+  assert.equal(fromCache.exports, fromSnap.exports);
+  assert.equal(fromSnap.exports.map((e) => e.prefix), ['10.244.0.0/26', '10.244.0.70/32']);
+  assert.equal(fromSnap.peers.map((p) => p.address), ['10.99.0.3', '10.99.0.10', '10.99.0.254', '10.99.0.253']);
+  assert.is(fromCache.peers.find((p) => p.address === '10.99.0.254')?.password, SECRET);
+  // another node's node-specific BGPPeer is not kept
+  assert.equal(inputs.peers.map((p) => p.name), ['tor', 'rack-a']);
+});
+
+test('a password is kept as its secret reference, never its value; a secret not there leaves that peer out, said', () => {
+  const text = JSON.stringify(bgpInputsOf(snap, 'node1'));
+  assert.not.ok(text.includes(SECRET));
+  assert.ok(text.includes('"secretKeyRef":{"name":"bgp","key":"tor"}'), text);
+  const inputs = checkBgpInputs(JSON.parse(text));
+  const plan = computeBgpPlan(snapshotOfBgpInputs(inputs, 'the model cache'), 'node1', { exports: inputs.exports });
+  assert.not.ok(plan.peers.some((p) => p.address === '10.99.0.254'));
+  assert.ok(plan.warnings.some((w) => /BGPPeer tor: spec.password: secret bgp\/tor is not available; peer left out/.test(w)), plan.warnings.join('\n'));
+});
+
+test('malformed inputs are refused naming the field', () => {
+  const good = JSON.parse(JSON.stringify(bgpInputsOf(snap, 'node1'))) as Obj;
+  const err = (v: unknown) => { try { checkBgpInputs(v); return 'accepted'; } catch (e) { return (e as Error).message; } };
+  assert.is(err(good), 'accepted');
+  assert.is(err(null), 'the BGP settings are malformed (bgp.not an object)');
+  assert.is(err({ ...good, nodes: [{ labels: {} }] }), 'the BGP settings are malformed (bgp.nodes[0].name)');
+  assert.is(err({ ...good, peers: [{ name: 'x' }] }), 'the BGP settings are malformed (bgp.peers[0])');
+  assert.is(err({ ...good, exports: [{ prefix: 1 }] }), 'the BGP settings are malformed (bgp.exports[0].prefix)');
+  assert.is(err({ ...good, config: 'x' }), 'the BGP settings are malformed (bgp.config)');
+});
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (cond()) return true;
+  return cond();
+}
+
+test('an agent started on the cached inputs peers (loopback mesh), and the same snapshot then changes nothing: one speaker, the session stays up', async () => {
+  const port = await freePort();
+  const config = { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { listenPort: port, bindMode: 'NodeIP' } };
+  const mesh = snapshotOf(pool('p', '10.244.0.0/16'), config, node('node1', '127.0.0.1/8'), node('node2', '127.0.0.2/8'), affinity('node1', '10.244.0.0/26'), affinity('node2', '10.244.0.64/26'));
+  const learned = new Map<string, readonly LearnedRoute[]>();
+  const logs: string[] = [];
+  let made = 0;
+  const agents = ['node1', 'node2'].map((name) => new BgpAgent({
+    node: name,
+    createSpeaker: (o) => { made += name === 'node1' ? 1 : 0; return new BgpSpeaker({ ...o, connectRetrySeconds: 1, log: (_l, m) => logs.push(`${name}: ${m}`) }); },
+    log: (m) => logs.push(`${name}: ${m}`),
+    onLearned: (routes) => learned.set(name, routes),
+  }));
+  try {
+    // node1 on its cache (written as JSON, read back), node2 on the datastore.
+    const inputs = checkBgpInputs(JSON.parse(JSON.stringify(bgpInputsOf(mesh, 'node1'))));
+    assert.not.ok(agents[0]!.hasPlan());
+    agents[0]!.update(snapshotOfBgpInputs(inputs, 'the model cache'), inputs.exports);
+    assert.ok(agents[0]!.hasPlan());
+    agents[1]!.update(mesh);
+    assert.ok(await until(() => learned.get('node2')?.[0]?.prefix === '10.244.0.0/26' && learned.get('node1')?.[0]?.prefix === '10.244.0.64/26', 15_000), `learned: ${JSON.stringify([...learned])}\n${logs.join('\n')}`);
+    const before = agents[0]!.status().peers[0]!;
+    const before2 = agents[1]!.status().peers[0]!;
+    assert.is(before.bgpState, 'Established');
+    // The datastore answers with the same settings: nothing to do for the speaker.
+    assert.is(agents[0]!.update(mesh), '', 'the datastore\'s settings change nothing');
+    await new Promise((r) => setTimeout(r, 1500));
+    const after = agents[0]!.status().peers[0]!;
+    assert.is(made, 1, 'the speaker was not replaced');
+    assert.is(after.bgpState, 'Established');
+    assert.is(after.since, before.since, 'the session stayed up');
+    assert.is(agents[1]!.status().peers[0]!.since, before2.since, 'node2\'s side stayed up too');
+    assert.equal(learned.get('node2'), [{ prefix: '10.244.0.0/26', nextHop: '127.0.0.1', peer: '127.0.0.1' }]);
+    assert.not.ok(logs.some((l) => /session down|restarting the speaker/.test(l)), logs.join('\n'));
+  } finally {
+    await Promise.all(agents.map((a) => a.stop(false)));
+  }
+});
+
+test.run();

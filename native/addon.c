@@ -39,6 +39,8 @@ void flock_init(napi_env env, napi_value exports);
  * writability while the port has a transmit backlog (see port_send). */
 struct poller {
   uv_poll_t handle;
+  uv_poll_t whandle;   /* a port with a transmit-only socket (tx_socket): watches that fd for
+                        * writability while a backlog waits (handle then watches readability only) */
   uv_timer_t retry;    /* backs off a backlog the kernel refuses although the fd polls writable */
   struct addon *a;
   napi_env env;
@@ -47,6 +49,8 @@ struct poller {
                         * descriptors [0, recv_max) first and hands JS the count (poll's recvMax) */
   int id;
   int events;          /* what the handle watches now: UV_READABLE, UV_WRITABLE */
+  int has_w;           /* whandle is in use */
+  int wevents;         /* what whandle watches now: UV_WRITABLE or 0 */
   int retry_armed;
   unsigned backoff_ms; /* the retry delay last used; 0 after a flush that made progress */
   int closing;         /* released: callbacks already queued for it return at once */
@@ -291,7 +295,7 @@ static int spare_fits(const struct open_opts *s, const struct open_opts *o) {
   return o->bpf_len == 0 && s->ring == o->ring && s->ring_version == o->ring_version && s->ring_blocks == o->ring_blocks &&
          s->ring_block_size == o->ring_block_size && s->ignore_outgoing == o->ignore_outgoing &&
          s->qdisc_bypass == o->qdisc_bypass && s->vnet_hdr == o->vnet_hdr && s->gro == o->gro && s->tx_gso == o->tx_gso &&
-         s->no_scatter_rx == o->no_scatter_rx && s->rx_super == o->rx_super && s->rx_merge == o->rx_merge && s->rx_super_tcp == o->rx_super_tcp && s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
+         s->no_scatter_rx == o->no_scatter_rx && s->rx_super == o->rx_super && s->rx_merge == o->rx_merge && s->rx_super_tcp == o->rx_super_tcp && s->tx_socket == o->tx_socket && s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
 }
 
 static int take_spare(struct addon *a, const struct open_opts *o, struct port *p) {
@@ -420,6 +424,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.rx_merge = (int)v;
     if (opt_u32(env, opts, "rxSuperTcp", 0, &v)) return throw_type(env, "rxSuperTcp: boolean");
     o.rx_super_tcp = (int)v;
+    if (opt_u32(env, opts, "txSocket", 0, &v)) return throw_type(env, "txSocket: boolean");
+    o.tx_socket = (int)v;
     bool has = false;
     napi_has_named_property(env, opts, "bpf", &has);
     if (has) {
@@ -555,6 +561,10 @@ static void poller_release(napi_env env, struct addon *a, uint32_t id) {
   uv_timer_stop(&pl->retry);
   uv_close((uv_handle_t *)&pl->handle, poller_handle_closed);
   uv_close((uv_handle_t *)&pl->retry, poller_handle_closed);
+  if (pl->has_w) {
+    uv_poll_stop(&pl->whandle);
+    uv_close((uv_handle_t *)&pl->whandle, poller_handle_closed);
+  }
 }
 
 /* The port's poller, made (watching nothing yet) if it has none. Returns NULL with *err (libuv). */
@@ -576,10 +586,23 @@ static struct poller *poller_get(napi_env env, struct addon *a, uint32_t id, int
     *err = r;
     return NULL;
   }
+  if (a->ports[id].has_txfd) {
+    r = uv_poll_init(loop, &pl->whandle, a->ports[id].txfd);
+    if (r) {
+      /* handle is initialized: libuv must close it before the memory goes */
+      pl->open_handles = 1;
+      pl->closing = 1;
+      uv_close((uv_handle_t *)&pl->handle, poller_handle_closed);
+      *err = r;
+      return NULL;
+    }
+    pl->whandle.data = pl;
+    pl->has_w = 1;
+  }
   uv_timer_init(loop, &pl->retry);
   pl->handle.data = pl;
   pl->retry.data = pl;
-  pl->open_handles = 2;
+  pl->open_handles = 2 + pl->has_w;
   pl->a = a;
   pl->env = env;
   pl->id = (int)id;
@@ -601,11 +624,17 @@ static int poller_sync(napi_env env, struct addon *a, uint32_t id) {
   /* a port whose ring is being set up again has nothing to read: its socket would poll readable
    * with the frames queued meanwhile (discarded when the ring is back) */
   int reading = pl->cb && !a->ports[id].rearming;
-  int want = (reading ? UV_READABLE : 0) | (backlog && !pl->retry_armed ? UV_WRITABLE : 0);
-  if (!want && !pl->retry_armed && !pl->cb) {
+  int writing = backlog && !pl->retry_armed ? UV_WRITABLE : 0;
+  if (!reading && !writing && !pl->retry_armed && !pl->cb) {
     poller_release(env, a, id);
     return 0;
   }
+  if (pl->has_w && writing != pl->wevents) {
+    int r = writing ? uv_poll_start(&pl->whandle, writing, on_poll) : uv_poll_stop(&pl->whandle);
+    if (r) return r;
+    pl->wevents = writing;
+  }
+  int want = (reading ? UV_READABLE : 0) | (pl->has_w ? 0 : writing);
   if (want == pl->events) return 0;
   int r = want ? uv_poll_start(&pl->handle, want, on_poll) : uv_poll_stop(&pl->handle);
   if (r == 0) pl->events = want;
@@ -1007,14 +1036,23 @@ static void on_poll(uv_poll_t *h, int status, int events) {
      * it, so it would stay pending and every later poll of this healthy fd would fail at once with
      * EBADF for good. Read it (SO_ERROR clears it) and hand JS that error instead: polling the
      * port again then works, and frames flow once the device is up. */
+    int wside = h == &pl->whandle; /* the transmit-only socket's handle */
     if (status == UV_EBADF) {
       int soerr = 0;
       socklen_t len = sizeof soerr;
-      if (getsockopt(pl->a->ports[pl->id].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr > 0) status = -soerr;
+      struct port *p = &pl->a->ports[pl->id];
+      if (getsockopt(wside ? p->txfd : p->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr > 0) status = -soerr;
     }
-    /* Frames still queued for it are counted as errors; JS hears of it if it polls this port. */
+    /* Frames still queued for it are counted as errors; JS hears of it if it polls this port
+     * (an error of the transmit-only socket drops the backlog only: JS reads the other fd). */
+    if (wside) {
+      pl->wevents = 0;
+      port_drop_backlog(&pl->a->ports[pl->id], -status);
+      poller_sync(pl->env, pl->a, (uint32_t)pl->id);
+      return;
+    }
     pl->events = 0;
-    port_drop_backlog(&pl->a->ports[pl->id], -status);
+    if (!pl->has_w) port_drop_backlog(&pl->a->ports[pl->id], -status);
     if (pl->cb) call_js(pl, status);
     else poller_sync(pl->env, pl->a, (uint32_t)pl->id);
     return;

@@ -307,6 +307,17 @@ int port_prepare_packet(struct port *p, const struct open_opts *o) {
   }
   /* Send path always uses sendmmsg from pool slots. */
   if (!p->scratch && (err = alloc_scratch(p))) return fail(p, err);
+  if (o->tx_socket) {
+    /* Protocol 0: the kernel registers no receive hook for it (nothing queued, no filter to run).
+     * Sends get the same treatment as on the receiving socket: vnet header, qdisc bypass, sndbuf. */
+    int t = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (t < 0) return fail(p, -errno);
+    p->txfd = t;
+    p->has_txfd = 1;
+    if (o->qdisc_bypass && (err = set_int(t, SOL_PACKET, PACKET_QDISC_BYPASS, 1))) return fail(p, err);
+    if (o->vnet_hdr && (err = set_int(t, SOL_PACKET, PACKET_VNET_HDR, 1))) return fail(p, err);
+    if (o->sndbuf > 0 && set_int(t, SOL_SOCKET, SO_SNDBUFFORCE, o->sndbuf) < 0) set_int(t, SOL_SOCKET, SO_SNDBUF, o->sndbuf);
+  }
   return 0;
 }
 
@@ -331,6 +342,10 @@ int port_bind_packet(struct port *p, const char *ifname, const struct open_opts 
   sll.sll_protocol = htons(ETH_P_ALL);
   sll.sll_ifindex = p->ifindex;
   if (bind(p->fd, (struct sockaddr *)&sll, sizeof sll) < 0) return fail(p, -errno);
+  if (p->has_txfd) {
+    sll.sll_protocol = 0;
+    if (bind(p->txfd, (struct sockaddr *)&sll, sizeof sll) < 0) return fail(p, -errno);
+  }
   if (p->tx_gso) read_mtu(p);
   if (o->fanout_group > 0) {
     int arg = ((o->fanout_group - 1) & 0xffff) | (PACKET_FANOUT_HASH << 16);
@@ -461,6 +476,8 @@ void port_close(struct port *p) {
   if (p->shared_owner && p->fd >= 0) shared_tt_remove(p->fd); /* before the number can be reused */
   p->shared_owner = 0;
   if (p->fd >= 0) close(p->fd);
+  if (p->has_txfd) close(p->txfd);
+  p->has_txfd = 0;
   free(p->scratch);
   free(p->txq); /* frames still waiting go with the port */
   free(p->rx_big);
@@ -978,7 +995,7 @@ static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, 
   uint32_t done = 0;
   while (done < count) {
     uint64_t t0 = now_ns(CLOCK_MONOTONIC);
-    int r = sendmmsg(p->fd, msgs + done, count - done, MSG_DONTWAIT);
+    int r = sendmmsg(port_txfd(p), msgs + done, count - done, MSG_DONTWAIT);
     p->st.tx_ns += now_ns(CLOCK_MONOTONIC) - t0;
     p->st.tx_syscalls++;
     if (r > 0) {

@@ -85,6 +85,11 @@ struct port {
   int udp6;           /* UDP: an IPv6 socket (receive: the peer address before the frame, see recv_mmsg) */
   int raw6;           /* raw: an IPv6 IPPROTO_RAW socket (send: to the packet's own destination) */
   int fd;
+  /* AF_PACKET with tx_socket: frames are sent through this second socket, bound to the device with
+   * protocol 0 (it receives nothing, is in no epoll set but while it has a backlog), so the kernel
+   * freeing each sent skb finds no waiter to wake (native/README.md). has_txfd = 0: fd sends. */
+  int has_txfd;
+  int txfd;
   int ifindex;
   char name[32];
   /* PACKET_MMAP receive ring (AF_PACKET with ring=1): TPACKET_V2 (per-frame, wakes per frame) or
@@ -197,6 +202,7 @@ struct open_opts {
                             then copy them into the pool (the path before scatter receive) */
   int rx_merge;          /* AF_PACKET, V2 ring, vnet_hdr: merge runs of VXLAN TCP datagrams on receive (rxsuper.h) */
   int rx_super_tcp;      /* AF_PACKET, V2 ring, vnet_hdr: hand a pod's TCP super-frames on whole (rxsuper.h) */
+  int tx_socket;         /* AF_PACKET: send through a second socket of the port's own that receives nothing */
   int share;             /* TAP/TUN: offer this port's fd to the process's other threads (shared_tx) */
   int shared_tx;         /* TAP/TUN: no device open of our own: a dup of the fd another thread shares */
   const char *netns;     /* TAP/TUN with share/shared_tx: the namespace path the device was opened in ("" = ours) */
@@ -231,6 +237,8 @@ int port_recv(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first,
  * tx_dropped_full, frames the kernel rejects on their own (EMSGSIZE, ENETUNREACH...) in tx_errors.
  * Negative (-errno) only for a bad argument: a count over MAX_BATCH or a descriptor out of range. */
 int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count);
+/* The fd frames are sent on: the port's own, or its transmit-only socket (tx_socket). */
+static inline int port_txfd(const struct port *p) { return p->has_txfd ? p->txfd : p->fd; }
 /* Frames waiting in the backlog (0 when there is none). */
 uint32_t port_backlog(const struct port *p);
 /* Send from the backlog until it is empty or the kernel refuses again; frees it once empty.

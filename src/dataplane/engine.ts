@@ -57,6 +57,9 @@ export interface EngineOptions {
   /** Underlay port: send runs of VXLAN datagrams of one outer flow (and of one TCP flow's segments,
    * direct routing) as one GSO message the kernel segments (native/uso.c; default true). */
   txGso?: boolean;
+  /** The underlay port sends through a transmit-only packet socket of its own (native/README.md,
+   * "A transmit-only underlay socket"). Default true; `podway run --no-tx-socket`. */
+  txSocket?: boolean;
   /** Underlay port: receive a kernel node's VXLAN TCP super-frames (UDP tunnel GSO) as one
    * descriptor and send each to its pod as one GSO message, not cut and merged again
    * (native/rxsuper.h; default true). */
@@ -261,6 +264,7 @@ export class Engine {
   private readonly qdiscBypass: boolean;
   private readonly gro: boolean;
   private readonly txGso: boolean;
+  private readonly txSocket: boolean;
   private readonly rxSuper: boolean;
   private readonly scatterRx: boolean;
   private readonly podSuper: boolean;
@@ -354,6 +358,7 @@ export class Engine {
     this.qdiscBypass = opts.qdiscBypass ?? false;
     this.gro = opts.gro ?? true;
     this.txGso = opts.txGso ?? true;
+    this.txSocket = opts.txSocket ?? true;
     this.rxSuper = opts.rxSuper ?? true;
     this.scatterRx = opts.scatterRx ?? true;
     this.podSuper = opts.podSuper ?? true;
@@ -649,7 +654,7 @@ export class Engine {
 
   /** The underlay packet port; its filter takes IPv6 only while the node has an IPv6 address. */
   private openUnderlay(ul: Underlay, model: NodeDataplaneModel): number {
-    const p = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT, steer: this.steer() }), sndbuf: 4 << 20, txGso: this.txGso, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name) });
+    const p = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT, steer: this.steer() }), sndbuf: 4 << 20, txGso: this.txGso, txSocket: this.txSocket, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name) });
     this.underlayFilterStale = false;
     return p;
   }

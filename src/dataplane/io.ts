@@ -59,6 +59,11 @@ export interface PortOptions {
    * flow as one TCPV4 (TCPV6) message; the kernel carries each as one skb and segments it at the device
    * (in software when the device cannot). For the underlay port. */
   txGso?: boolean;
+  /** AF_PACKET: send through a second packet socket of the port's own, bound to the device with
+   * protocol 0 (it receives nothing). The kernel then finds no waiter to wake each time it frees
+   * a sent skb (the receiving socket is in the event loop's epoll set); the backlog's writability
+   * is watched on it. For the underlay port. */
+  txSocket?: boolean;
   /** AF_PACKET with vnetHdr and a V2 ring: a VXLAN TCP super-frame (UDP tunnel GSO from a kernel
    * node) is received as ONE descriptor (DescFlag.SUPER: segment 0, the rest kept in C until the
    * port's next recv) and sent to a pod with gro as one GSO message (native/rxsuper.h). For the

@@ -17,7 +17,7 @@ import { applySchedSlice } from './sched-slice';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: { perNeighbor?: number }; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: { perNeighbor?: number }; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
@@ -35,6 +35,7 @@ if (parentPort) {
     qdiscBypass: init.qdiscBypass,
     gro: init.gro,
     txGso: init.txGso,
+    txSocket: init.txSocket,
     scatterRx: init.scatterRx,
     podSuper: init.podSuper,
     neighbor: init.neighbor,

@@ -64,7 +64,7 @@ function slowQdisc(ns: Netns, dev: string, rate = '1mbit') {
  * are closed after `fn`, however it ends.
  */
 async function withSlowPacketPair(
-  labels: [string, string], aIf: string, bIf: string, rate: string, paOpts: { sndbuf?: number },
+  labels: [string, string], aIf: string, bIf: string, rate: string, paOpts: { sndbuf?: number; txSocket?: boolean },
   fn: (pa: number, pb: number) => Promise<void>,
 ): Promise<void> {
   await withNetns(labels, async ([A, B]) => {
@@ -109,8 +109,9 @@ function drainEth(port: number, seen: number[], len = 100) {
   }
 }
 
-test('AF_PACKET: a full socket queues in C, drains on POLLOUT in order, overflow counted exactly', async () => {
-  await withSlowPacketPair(['bpa', 'bpb'], 'qa0', 'qb0', '1mbit', { sndbuf: 4096 }, async (pa, pb) => {
+for (const txSocket of [false, true]) test(`AF_PACKET${txSocket ? ' with a transmit-only socket (txSocket)' : ''}: a full socket queues in C, drains on POLLOUT in order, overflow counted exactly`, async () => {
+  const t = txSocket ? 't' : '';
+  await withSlowPacketPair([`bpa${t}`, `bpb${t}`], `qa${t}0`, `qb${t}0`, '1mbit', { sndbuf: 4096, txSocket }, async (pa, pb) => {
     ethFrames(256, 0);
     const a1 = native.send(pa, 0, 256);
     const s1 = stats(pa);
@@ -150,6 +151,59 @@ test('AF_PACKET: a full socket queues in C, drains on POLLOUT in order, overflow
     // a drained port sends directly again
     ethFrames(1, 20_000);
     assert.is(native.send(pa, 0, 1), 1);
+  });
+});
+
+/** /proc/net/packet rows of namespace `n` for interface index `ifindex`: protocol and running (R). */
+function packetSockets(n: Netns, ifindex: number): { proto: number; running: boolean }[] {
+  return n.exec('cat', ['/proc/net/packet']).split('\n').slice(1).map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length >= 9 && Number(f[4]) === ifindex).map((f) => ({ proto: parseInt(f[3], 16), running: f[5] === '1' }));
+}
+
+test('AF_PACKET txSocket: sends leave by a second socket that has no receive hook; the port still receives (never its own frames) while its backlog drains', async () => {
+  await withNetns(['bxa', 'bxb'], async ([A, B]) => {
+    veth(A, 'xa0', B, 'xb0');
+    slowQdisc(A, 'xa0', '1mbit');
+    const ifindex = Number(A.ip('-o', 'link', 'show', 'xa0').split(':')[0]);
+    const before = packetSockets(A, ifindex).length;
+    const pa = native.openPacket('xa0', { netns: A.path, txSocket: true, sndbuf: 4096, bpf: etherFilter(ETHERTYPE) });
+    const pb = native.openPacket('xb0', { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 1 << 20 });
+    try {
+      const socks = packetSockets(A, ifindex);
+      assert.is(socks.length, before + 2, `two packet sockets on xa0: ${JSON.stringify(socks)}`);
+      assert.equal(socks.filter((k) => k.proto === 0 && !k.running).length, 1, 'one of protocol 0, not hooked: it receives nothing');
+      assert.equal(socks.filter((k) => k.proto === 0x0003 && k.running).length, 1, 'one bound to ETH_P_ALL, receiving');
+
+      // JS polls the port for reading while its backlog (on the other socket) drains.
+      const got: number[] = [];
+      native.poll(pa, () => {
+        for (;;) {
+          const n = native.recv(pa, 600, 128);
+          for (let k = 0; k < n; k++) got.push(rd32(b, pool.start(600 + k) + 14));
+          if (n < 128) return;
+        }
+      });
+      ethFrames(256, 0);
+      assert.is(native.send(pa, 0, 256), 256);
+      const s1 = stats(pa);
+      assert.ok(s1.txBacklog > 0 && s1.txBacklog < 256, `the transmit socket's 4 KiB buffer refused part of the burst (sent ${s1.txPackets})`);
+      ethFrames(20, 50_000); // B -> A while A's backlog waits
+      assert.is(native.send(pb, 0, 20), 20);
+      const seen: number[] = [];
+      const done = await waitFor(() => { drainEth(pb, seen); return stats(pa).txBacklog === 0 && seen.length >= 256 && got.length >= 20; }, 15_000);
+      await sleep(20);
+      drainEth(pb, seen);
+      assert.ok(done, `backlog ${stats(pa).txBacklog}, B received ${seen.length}, A received ${got.length}`);
+      assert.equal(seen, [...Array(256).keys()], 'the peer got the burst once, in order');
+      assert.equal(got, [...Array(20).keys()].map((k) => 50_000 + k), 'A received B\'s frames and none of its own');
+      assert.is(stats(pa).txErrors, 0);
+      native.unpoll(pa);
+    } finally {
+      native.close(pa);
+      native.close(pb);
+    }
+    assert.ok(await waitFor(() => native.pendingCloses() === 0, 5000), 'the worker thread released both sockets');
+    assert.is(packetSockets(A, ifindex).length, before, 'both sockets closed');
   });
 });
 

@@ -13,11 +13,12 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { NodeDataplaneModel } from '../control';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { checkBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
+import { replaceFile } from '../util/replace-file';
 
 /** What the file says it is; a different value is not a podway model cache. */
 export const MODEL_CACHE_FORMAT = 'podway-model-cache';
@@ -160,27 +161,15 @@ function cacheText(node: string, datastore: string, model: NodeDataplaneModel, a
 }
 
 /**
- * Writes `file` atomically: a temporary file beside it, fsynced, renamed over it. Only the JSON
+ * Writes `file` atomically (util/replace-file.ts: a temporary dot-file beside it, fsynced, renamed
+ * over it, the directory fsynced; none left by a failed write). Only the JSON
  * encoding runs on the calling thread, the file work (write, fsync, rename) off it: podway run's
  * main thread forwards, and an fsync may take a disk's time.
  */
 export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null = null): Promise<number> {
   const data = cacheText(node, datastore, model, appliedAt, bgp);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  await replaceFile(file, data, { mode: 0o600 });
   return data.length;
 }
 

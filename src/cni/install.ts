@@ -2,12 +2,13 @@
 // checkout's compiled plugin with this Node) in the CNI bin directory, and a conflist naming it in
 // the CNI config directory. Both carry what the runtime's minimal environment lacks: the absolute
 // paths of node and the plugin, a PATH with iproute2 and nsenter, the datastore and the node name.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { parseDatastoreSpec } from '../control/kv/spec';
 import { validateNodeName } from '../control/resource-names';
+import { replaceFileSync } from '../util/replace-file';
 
 export const SHIM_MARKER = '# podway CNI plugin shim, written by `podway cni install`';
 
@@ -93,12 +94,6 @@ export function conflistText(opts: InstallOptions): string {
   return JSON.stringify(conf, null, 2) + '\n';
 }
 
-function writeAtomically(file: string, text: string, mode: number): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode });
-  renameSync(tmp, file);
-}
-
 export function installCni(opts: InstallOptions): Installed {
   const name = opts.name ?? 'podway';
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`cni install: --name ${JSON.stringify(name)}: a network name is alphanumerics, '_', '.', '-'`);
@@ -112,10 +107,10 @@ export function installCni(opts: InstallOptions): Installed {
   if (existsSync(plugin) && !readFileSync(plugin, 'utf8').includes(SHIM_MARKER)) {
     throw new Error(`cni install: ${plugin} exists and was not written by podway cni install; not replacing it`);
   }
-  writeAtomically(plugin, shimText(process.execPath, pluginJs), 0o755);
+  replaceFileSync(plugin, shimText(process.execPath, pluginJs), { mode: 0o755 });
   // One conflist per network name: a reinstall with another priority replaces the old file.
   for (const old of ourConflists(opts.confDir, name)) unlinkSync(old);
-  writeAtomically(conflist, text, 0o644);
+  replaceFileSync(conflist, text, { mode: 0o644 });
   return { plugin, conflist };
 }
 

@@ -24,10 +24,11 @@
 //
 // File name: <network>+<containerID>+<ifname>.json. '+' is in neither a network name nor a
 // container ID, so two attachments never share a file.
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { handleId } from './names';
+import { replaceFileSync } from '../util/replace-file';
 import { requirePrivateDir } from './ipam-lock';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
@@ -89,7 +90,7 @@ export function openSpoolDir(dir: string): void {
 export function writePending(dir: string, entry: PendingDel): string {
   openSpoolDir(dir);
   const file = join(dir, pendingFileName(entry.network, entry.containerID, entry.ifname));
-  replaceFile(file, join(dir, `.${pendingFileName(entry.network, entry.containerID, entry.ifname)}.${process.pid}.tmp`), JSON.stringify(entry, null, 2) + '\n');
+  replaceFileSync(file, JSON.stringify(entry, null, 2) + '\n', { mode: 0o600 });
   return file;
 }
 
@@ -204,34 +205,7 @@ export function rememberClusterId(dir: string, key: string, clusterId: string): 
   if (lastClusterId(dir, key) === clusterId) return;
   openSpoolDir(dir);
   const file = clusterCacheFile(dir, key);
-  replaceFile(file, `${file}.${process.pid}.tmp`, JSON.stringify({ datastore: key, clusterId }) + '\n');
-}
-
-/**
- * Replaces `file` with `text` whole: written to `tmp` (a dot-name in the same directory, which
- * readPending skips), fsynced, renamed over it, then the directory synced (the rename survives a
- * crash only once it is). A failed write (a full disk, say) leaves no temporary file behind.
- */
-function replaceFile(file: string, tmp: string, text: string): void {
-  try {
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-  } catch (e) {
-    removePendingFile(tmp);
-    throw e;
-  }
-  const dfd = openSync(dirname(file), 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+  replaceFileSync(file, JSON.stringify({ datastore: key, clusterId }) + '\n', { mode: 0o600 });
 }
 
 /**

@@ -34,12 +34,13 @@
 // (etcd 3.4 on the same disk through EtcdKv: 280-540 ops/s). Eight processes contending (the
 // test's 3,200 successful writes plus CAS retries) take ~3.5 s.
 import { watch as fsWatch, FSWatcher } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink, FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, stat, unlink, FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { FileLock } from './file-lock';
 import { compareKeys } from './keys';
 import { KvEntry, KvEvent, KvGuard, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
+import { replaceFile } from '../../util/replace-file';
 
 export interface FileKvOptions {
   readonly dir: string;
@@ -364,24 +365,10 @@ export class FileKv implements KvStore {
 
   /** Writes `snap` and its empty log, then makes it current (the rename is the commit point). */
   private async writeSnapshot(snap: Snapshot): Promise<void> {
-    const tmp = `${this.statePath}.${process.pid}.tmp`;
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(JSON.stringify(snap));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
     // The log exists before the snapshot naming it does, so a reader never finds it missing.
     const logFh = await open(join(this.dir, `log.${snap.generation}`), 'w');
     await logFh.close();
-    await rename(tmp, this.statePath);
-    const dirFh = await open(this.dir, 'r');
-    try {
-      await dirFh.sync();
-    } finally {
-      await dirFh.close();
-    }
+    await replaceFile(this.statePath, JSON.stringify(snap));
     // Older logs (and any left by a crash mid-rotation) are no longer named by the snapshot.
     for (const name of await readdir(this.dir)) {
       const m = /^log\.(\d+)$/.exec(name);

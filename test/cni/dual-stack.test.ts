@@ -112,16 +112,16 @@ test('assign_ipv4/assign_ipv6: "false" leaves a family out; "true" without an IP
     assert.is(only6.ips[0].gateway, undefined, 'tun: a device route');
     assert.ok(h.ipJson(podTun, '-6', 'route', 'show').some((r) => r.dst === 'default' && r.dev === 'eth0' && !r.gateway));
     assert.equal(h.ipJson(podTun, '-4', 'addr', 'show', 'dev', 'eth0')[0]?.addr_info ?? [], [], 'no IPv4 address');
-    const none = await h.call({ command: 'ADD', containerId: cid('n'), netns: h.pod('n').path, ifname: 'eth0', args: args('n'), extra: { ipam: { assign_ipv4: 'false', assign_ipv6: 'false' } } });
+    const none = await h.call({ command: 'ADD', containerId: cid('n'), netns: h.pod('n').path, ifname: 'eth0', args: args('n'), extra: { ipam: { type: 'podway', assign_ipv4: 'false', assign_ipv6: 'false' } } });
     assert.is(none.json?.code, 7, none.stdout);
     assert.match(none.json.msg, 'ipam.assign_ipv4');
-    const junk = await h.call({ command: 'ADD', containerId: cid('j'), netns: h.pod('j').path, ifname: 'eth0', args: args('j'), extra: { ipam: { assign_ipv6: 'yes' } } });
+    const junk = await h.call({ command: 'ADD', containerId: cid('j'), netns: h.pod('j').path, ifname: 'eth0', args: args('j'), extra: { ipam: { type: 'podway', assign_ipv6: 'yes' } } });
     assert.match(junk.json?.msg ?? '', /ipam\.assign_ipv6: expected "true" or "false"/);
   });
   await withDualStack(async (h) => {
     const plain = (await h.add(h.pod('p'), cid('p'), { args: args('p') })).json;
     assert.is(plain.ips.length, 1, 'no IPv6 pool: IPv4 only, no error');
-    const want6 = await h.call({ command: 'ADD', containerId: cid('w'), netns: h.pod('w').path, ifname: 'eth0', args: args('w'), extra: { ipam: { assign_ipv6: 'true' } } });
+    const want6 = await h.call({ command: 'ADD', containerId: cid('w'), netns: h.pod('w').path, ifname: 'eth0', args: args('w'), extra: { ipam: { type: 'calico-ipam', assign_ipv6: 'true' } } });
     assert.is(want6.json?.code, 11, want6.stdout);
     assert.match(want6.json.msg, 'no enabled IPv6 pool');
     assert.equal(await new Ipam(h.kv).check(), [], 'the failed ADD gave its IPv4 address back');

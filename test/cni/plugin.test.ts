@@ -476,6 +476,11 @@ test('bad environment and config: codes 1, 4, 6, 7 naming what is wrong', async 
       ['kubernetes datastore_type', { command: 'ADD', ...base, extra: { datastore: undefined, datastore_type: 'kubernetes' } }, 7, 'datastore_type'],
       ['read-only datastore', { command: 'ADD', ...base, extra: { datastore: 'file:/tmp/x.yaml' } }, 7, 'datastore'],
       ['bad ipam', { command: 'ADD', ...base, extra: { ipam: 'host-local' } }, 7, 'ipam'],
+      // the CNI spec requires ipam.type; it used to be taken as podway's own IPAM
+      ['ipam without type', { command: 'ADD', ...base, extra: { ipam: {} } }, 7, 'ipam.type: required'],
+      ['ipam with assign_ipv6 but no type', { command: 'ADD', ...base, extra: { ipam: { assign_ipv6: 'false' } } }, 7, 'ipam.type: required'],
+      // it used to become the hostname, and the error then said `or set "nodename"`
+      ['empty nodename', { command: 'ADD', ...base, extra: { nodename: '' } }, 7, 'nodename: is empty'],
       ['tap in an odd netns path', { command: 'ADD', ...base, netns: '/proc/self/ns/net', extra: { interfaceType: 'tap' } }, 4, 'CNI_NETNS'],
     ];
     for (const [what, call, code, mention] of cases) {

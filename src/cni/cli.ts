@@ -1,6 +1,7 @@
 // `podway cni install` and `podway cni uninstall` (registered by src/cli/main.ts).
 import { Command, Option } from 'commander';
 import { installCni, uninstallCni } from './install';
+import { UsageError } from '../cli/usage-error';
 
 export function addCniCommands(program: Command): void {
   const cni = program.command('cni').description('install or remove podway\'s CNI plugin (so a container runtime attaches pods itself)');
@@ -19,8 +20,8 @@ export function addCniCommands(program: Command): void {
     .option('--ipam-lock-file <path>', 'host-wide lock the plugin holds around IPAM (default /run/podway/ipam.lock)')
     .option('--pending-del-dir <dir>', 'where DEL records releases deferred while etcd is down; podway run --cni-pending-del-dir replays them (default /var/lib/podway/pending-del)')
     .action((o) => {
-      if (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > 99) throw new Error('cni install: --priority must be 0..99');
-      if (o.mtu !== undefined && (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535)) throw new Error('cni install: --mtu must be 576..65535');
+      if (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > 99) throw new UsageError('cni install: --priority must be 0..99');
+      if (o.mtu !== undefined && (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535)) throw new UsageError('cni install: --mtu must be 576..65535');
       const done = installCni({ binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control, ipamLockFile: o.ipamLockFile, pendingDelDir: o.pendingDelDir });
       process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
     });

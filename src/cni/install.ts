@@ -2,13 +2,14 @@
 // checkout's compiled plugin with this Node) in the CNI bin directory, and a conflist naming it in
 // the CNI config directory. Both carry what the runtime's minimal environment lacks: the absolute
 // paths of node and the plugin, a PATH with iproute2 and nsenter, the datastore and the node name.
-import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { parseDatastoreSpec } from '../control/kv/spec';
 import { validateNodeName } from '../control/resource-names';
 import { replaceFileSync } from '../util/replace-file';
+import { UsageError } from '../cli/usage-error';
 
 export const SHIM_MARKER = '# podway CNI plugin shim, written by `podway cni install`';
 
@@ -58,10 +59,35 @@ export function shimText(nodePath: string, pluginJs: string): string {
   ].join('\n');
 }
 
+/**
+ * A path the plugin will use: absolute, or a usage error naming the option. The plugin runs in the
+ * runtime's working directory, not the installer's, so a relative path is refused rather than
+ * quietly resolved against wherever `cni install` happened to run.
+ */
+function absoluteOption(option: string, value: string, kind: 'file' | 'dir' = 'file'): string {
+  if (value === '' || !path.isAbsolute(value)) {
+    throw new UsageError(`cni install: ${option} ${JSON.stringify(value)}: give an absolute path (the plugin runs in the container runtime's working directory, not this one)`);
+  }
+  const p = path.normalize(value);
+  if (kind === 'dir') return p.length > 1 ? p.replace(/\/+$/, '') : p;
+  // The plugin refuses a file path ending in '/' (network config: ipam_lock_file: ...): said now.
+  if (p.endsWith('/')) throw new UsageError(`cni install: ${option} ${JSON.stringify(value)}: expected a file path, not a directory`);
+  return p;
+}
+
 function datastoreText(spec: string | undefined, env: NodeJS.ProcessEnv): { datastore: string; tls: Record<string, string> } {
   const parsed = spec ? parseDatastoreSpec(spec, env) : resolveDatastoreSpec(undefined, env);
-  if (parsed.kind === 'file') throw new Error('cni install: --datastore file: is read-only; the plugin needs etcd:URL or embedded:DIR');
-  if (parsed.kind === 'embedded') return { datastore: `embedded:${path.resolve(parsed.dir)}`, tls: {} };
+  // Where the spec came from, for messages.
+  const option = spec ? '--datastore' : env.PODWAY_DATASTORE ? '$PODWAY_DATASTORE' : 'the default datastore';
+  if (parsed.kind === 'file') throw new UsageError(`cni install: ${option} file: is read-only; the plugin needs etcd:URL or embedded:DIR`);
+  if (parsed.kind === 'embedded') {
+    const dir = absoluteOption(`${option} embedded:DIR`, parsed.dir, 'dir');
+    // The plugin refuses a missing store at the first pod (it does not make one: a mistyped path
+    // would otherwise become an empty cluster); said here instead, where the path was typed.
+    if (!existsSync(dir)) throw new UsageError(`cni install: ${option} embedded:${dir}: the embedded datastore ${dir} does not exist (podway run, apply or create makes it; is the path right?)`);
+    if (!statSync(dir).isDirectory()) throw new UsageError(`cni install: ${option} embedded:${dir}: ${dir} is not a directory`);
+    return { datastore: `embedded:${dir}`, tls: {} };
+  }
   const tls: Record<string, string> = {};
   if (parsed.tls?.caFile) tls.etcd_ca_cert_file = path.resolve(parsed.tls.caFile);
   if (parsed.tls?.certFile) tls.etcd_cert_file = path.resolve(parsed.tls.certFile);
@@ -84,9 +110,9 @@ export function conflistText(opts: InstallOptions): string {
   const plugin: Record<string, unknown> = { type: 'podway', datastore, ...tls, nodename: node };
   if (opts.mtu) plugin.mtu = opts.mtu;
   if (opts.interfaceType && opts.interfaceType !== 'veth') plugin.interfaceType = opts.interfaceType;
-  if (opts.control) plugin.control = path.resolve(opts.control);
-  if (opts.ipamLockFile) plugin.ipam_lock_file = path.resolve(opts.ipamLockFile);
-  if (opts.pendingDelDir) plugin.pending_del_dir = path.resolve(opts.pendingDelDir);
+  if (opts.control !== undefined) plugin.control = absoluteOption('--control', opts.control);
+  if (opts.ipamLockFile !== undefined) plugin.ipam_lock_file = absoluteOption('--ipam-lock-file', opts.ipamLockFile);
+  if (opts.pendingDelDir !== undefined) plugin.pending_del_dir = absoluteOption('--pending-del-dir', opts.pendingDelDir, 'dir');
   plugin.ipam = { type: 'podway' };
   // Where this config lives: the plugin gets only stdin, and names the file in its config errors.
   if (opts.conflist) plugin.conflist = opts.conflist;

@@ -9,6 +9,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CniHarness } from './harness';
@@ -697,6 +698,7 @@ test('podway cni install writes the shim and the conflist; uninstall removes onl
     const binDir = path.join(h.dir, 'i-bin');
     const confDir = path.join(h.dir, 'i-conf');
     mkdirSync(confDir, { recursive: true });
+    mkdirSync(h.storeDir, { recursive: true }); // install checks that an embedded store exists
     writeFileSync(path.join(confDir, '05-other.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'other', plugins: [{ type: 'bridge' }] }));
     const out = sh(process.execPath, [path.resolve(__dirname, '../../../bin/podway.js'), 'cni', 'install', '--bin-dir', binDir, '--conf-dir', confDir, '--datastore', `embedded:${h.storeDir}`, '--node', 'n-1', '--name', 'pw-net', '--priority', '20']);
     assert.match(out, 'installed');
@@ -713,6 +715,37 @@ test('podway cni install writes the shim and the conflist; uninstall removes onl
     mkdirSync(foreignBin);
     writeFileSync(path.join(foreignBin, 'podway'), '#!/bin/sh\n');
     assert.throws(() => installCni({ binDir: foreignBin, confDir, datastore: `embedded:${h.storeDir}`, node: 'n-1' }), /not written by podway/);
+    // Paths the plugin uses are refused when relative (the runtime runs it elsewhere) and an
+    // embedded store must exist: a usage error (exit 2) naming the option, nothing written. They
+    // used to be made absolute from the installer's cwd, and a missing store failed at the first pod.
+    const podway = path.resolve(__dirname, '../../../bin/podway.js');
+    const rBin = path.join(h.dir, 'r-bin');
+    const rConf = path.join(h.dir, 'r-conf');
+    const good = ['cni', 'install', '--bin-dir', rBin, '--conf-dir', rConf, '--node', 'n-1', '--datastore', `embedded:${h.storeDir}`];
+    const refusals: [string[], string][] = [
+      [['--datastore', 'embedded:relds'], '--datastore embedded:DIR "relds": give an absolute path'],
+      [['--datastore', `embedded:${path.join(h.dir, 'no-such-store')}`], `--datastore embedded:${path.join(h.dir, 'no-such-store')}: the embedded datastore ${path.join(h.dir, 'no-such-store')} does not exist`],
+      [['--ipam-lock-file', 'run/ipam.lock'], '--ipam-lock-file "run/ipam.lock": give an absolute path'],
+      [['--ipam-lock-file', `${h.dir}/run/`], 'expected a file path, not a directory'],
+      [['--pending-del-dir', 'pending'], '--pending-del-dir "pending": give an absolute path'],
+      [['--control', './n.sock'], '--control "./n.sock": give an absolute path'],
+    ];
+    for (const [more, mention] of refusals) {
+      const r = spawnSync(process.execPath, [podway, ...good, ...more], { cwd: h.dir, encoding: 'utf8', timeout: 60_000 });
+      assert.is(r.status, 2, `${more.join(' ')}: exit 2 (usage): ${r.stdout}${r.stderr}`);
+      assert.ok(r.stderr.includes(mention), `${more.join(' ')}: names ${mention}: ${r.stderr}`);
+      assert.not.ok(existsSync(rBin) || existsSync(rConf), `${more.join(' ')}: nothing written`);
+    }
+    const penv = { ...process.env, PODWAY_DATASTORE: 'embedded:relstore' };
+    const fromEnv = spawnSync(process.execPath, [podway, 'cni', 'install', '--bin-dir', rBin, '--conf-dir', rConf, '--node', 'n-1'], { cwd: h.dir, env: penv, encoding: 'utf8', timeout: 60_000 });
+    assert.is(fromEnv.status, 2, fromEnv.stderr);
+    assert.match(fromEnv.stderr, '$PODWAY_DATASTORE embedded:DIR "relstore"');
+    // a directory given with a trailing '/' is written without it (the plugin refuses one)
+    const ok = spawnSync(process.execPath, [podway, ...good, '--pending-del-dir', `${h.dir}/pd/`, '--ipam-lock-file', `${h.dir}//run/ipam.lock`], { cwd: h.dir, encoding: 'utf8', timeout: 60_000 });
+    assert.is(ok.status, 0, ok.stderr);
+    const okConf = JSON.parse(readFileSync(path.join(rConf, '10-podway.conflist'), 'utf8')).plugins[0];
+    assert.is(okConf.pending_del_dir, `${h.dir}/pd`);
+    assert.is(okConf.ipam_lock_file, `${h.dir}/run/ipam.lock`);
     const removed = uninstallCni({ binDir, confDir, name: 'pw-net' });
     assert.equal(removed.sort(), [path.join(binDir, 'podway'), path.join(confDir, '20-pw-net.conflist')].sort());
     assert.ok(existsSync(path.join(confDir, '05-other.conflist')), 'others\' conflists stay');

@@ -1,0 +1,113 @@
+/**
+ * A pod's TCP super-frames for an underlay neighbour being resolved wait whole (root, network
+ * namespaces): node1 runs podway, node2 is a kernel node (src/lab/kernel.ts), direct routes, the
+ * pods' veth offloads on (podway reads web-1's TSO super-frames whole). web-1 sends web-2 a first
+ * part, pauses; podway restarts (its neighbour table empty) while node2 does not answer ARP; then
+ * web-1 sends the rest at once with its window open (no slow start after idle): those super-frames
+ * reach podway with node2 unresolved and are held whole (`neighbor_queued` counts their segments:
+ * more than the 3 packets a neighbour may have held), node2 answers again, and they leave with its
+ * MAC. The stream's sha256 is checked on both sides and nothing is dropped `neighbor_unresolved`.
+ * Before, segment 0 of each waited and the other segments were dropped `neighbor_unresolved` (the
+ * sender resent them).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { configureKernelNode } from '../../src/lab/kernel';
+import { Lab } from '../../src/lab/lab';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { guard, teardown, isRoot, routes, logTail, until, nsExec, spawnCollected } from './e2e-kit';
+
+const PEER = path.join(__dirname, 'tcp-peer.js');
+const SPEC = [
+  { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] },
+  { name: 'node2', subnet: 'a' as const, pods: [{ name: 'web-2', type: 'veth' as const }] },
+];
+/** Probes 4 s apart: node2 stays INCOMPLETE (3 probes, 12 s) while the burst is held. */
+const PODWAY_ARGS = ['--neighbor-retrans', '4000', '--workers', '1'];
+const SILENT = `podway-test-silent-${process.pid}`;
+
+let lab: Lab | null = null;
+let dir = '';
+let ok = false;
+
+async function counters(): Promise<Record<string, number>> {
+  return ((await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number> }).reasons;
+}
+
+/** node2 stops answering ARP (its own requests still go out). */
+function silence(on: boolean): void {
+  const ns = lab!.node('node2').ns;
+  if (on) nsExec(ns, ['nft', `add table arp ${SILENT}; add chain arp ${SILENT} out { type filter hook output priority 0; arp operation reply drop; }`]);
+  else nsExec(ns, ['nft', `delete table arp ${SILENT}`]);
+}
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('neighbour queue e2e tests need root (network namespaces)');
+  dir = mkdtempSync(path.join(tmpdir(), 'podway-nqsuper-'));
+  lab = guard(new Lab(SPEC));
+  lab.build();
+  lab.setMode('direct');
+  configureKernelNode(lab, lab.node('node2'), 'direct');
+  nsExec(lab.pod('web-1').ns, ['sysctl', '-q', '-w', 'net.ipv4.tcp_slow_start_after_idle=0']);
+  await lab.startPodway('node1', 15_000, PODWAY_ARGS);
+});
+
+test.after(async () => {
+  if (lab) {
+    if (!ok) console.log(logTail(lab, 40));
+    await teardown(lab);
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('super-frames for node2 while it is resolved after a restart wait whole and leave with its MAC: the stream intact, nothing dropped neighbor_unresolved', async () => {
+  const web1 = lab!.pod('web-1');
+  const web2 = lab!.pod('web-2');
+  const n2 = lab!.node('node2');
+  const go = path.join(dir, 'go');
+  const server = spawnCollected('ip', ['netns', 'exec', web2.ns, 'env', 'PEER_TIMEOUT_S=240', process.execPath, PEER, 'recv', web2.ip, '5401'], 250_000);
+  assert.ok(await until(() => /listening/.test(server.out()) || server.proc.exitCode !== null, 15_000), `receiver up: ${server.err()}`);
+  const client = spawnCollected('ip', ['netns', 'exec', web1.ns, 'env', 'PEER_TIMEOUT_S=240', process.execPath, PEER, 'send-pause', web2.ip, '5401', String(1 << 20), String(4 << 20), go], 250_000);
+  let silenced = false;
+  try {
+    assert.ok(await until(() => /paused/.test(client.out()) || client.proc.exitCode !== null, 60_000), `first part sent: ${client.err()}`);
+    silence(true);
+    silenced = true;
+    await lab!.stopPodway('node1');
+    await lab!.startPodway('node1', 15_000, PODWAY_ARGS);
+    const unresolved = await until(async () => {
+      const rows = (await routes(lab!.node('node1'))) as unknown as { cidr: string; kind: string; nextHopMac: string }[];
+      const r = rows.find((x) => x.cidr === n2.block);
+      return r?.kind === 'direct' && r.nextHopMac === '';
+    }, 15_000);
+    assert.ok(unresolved, 'node1 routes node2\'s block directly, next hop unresolved');
+    const c0 = await counters();
+    writeFileSync(go, '');
+    const held = await until(async () => ((await counters()).neighbor_queued ?? 0) > 3, 15_000);
+    const c1 = await counters();
+    silence(false);
+    silenced = false;
+    assert.ok(held, `a super-frame held as its segments (more than 3 packets queued): ${JSON.stringify(c1)}`);
+    assert.is(c0.neighbor_queued ?? 0, 0);
+  } finally {
+    if (silenced) silence(false);
+  }
+  const [cc, sc] = await Promise.all([client.done, server.done]);
+  assert.is(cc, 0, `sender: ${client.err()}`);
+  assert.is(sc, 0, `receiver: ${server.err()}`);
+  const last = (s: string) => JSON.parse(s.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as { bytes: number; sha256: string };
+  const sent = last(client.out());
+  const got = last(server.out());
+  assert.is(got.bytes, 5 << 20);
+  assert.is(got.sha256, sent.sha256, 'the stream intact');
+  const c2 = await counters();
+  assert.is(c2.neighbor_queue_sent ?? 0, c2.neighbor_queued ?? 0, `everything held was sent: ${JSON.stringify(c2)}`);
+  assert.is(c2.neighbor_unresolved ?? 0, 0, 'no segment dropped neighbor_unresolved');
+  assert.is(c2.neighbor_queue_timeout ?? 0, 0);
+  ok = true;
+});
+
+test.run();

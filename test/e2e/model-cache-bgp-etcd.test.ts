@@ -9,7 +9,10 @@
  *   answers (rc 0) with the session and says the settings are the cache's;
  * - etcd back, the datastore's settings replace the cache's in the same speaker: the ToR's session
  *   is not reset (BIRD's protocol line, its time included, is the same) nor podway's, the ToR
- *   keeps the block, and the node is ready.
+ *   keeps the block, and the node is ready;
+ * - the datastore's first model refused by the engine while on the cache (its Node names a second
+ *   address whose VXLAN port another socket holds): the speaker keeps the cache's settings, its
+ *   router ID and the session; the Node put back, the datastore's settings take over, same session.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,7 +22,8 @@ import { Lab, LabKvStore } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
 import { applyResource, JsonObject } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, logTail, until, waitLog } from './e2e-kit';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { guard, teardown, isRoot, logTail, nsExec, until, waitLog } from './e2e-kit';
 import { Birds, BirdProcess, nodesOnOneSubnet, bgpPeerYaml, kernelRoutesVia, peerState, podwayCli, TOR_IP, TOR_AS } from './bgp-kit';
 
 let lab: Lab | null = null;
@@ -128,7 +132,75 @@ test('etcd back: the datastore\'s settings replace the cache\'s in the same spea
   const bgp = JSON.parse(cache.bgp ?? 'null') as { exports: { prefix: string }[]; peers: { name: string }[] } | null;
   assert.equal(bgp?.exports.map((e) => e.prefix), [n1.block]);
   assert.equal(bgp?.peers.map((p) => p.name), ['tor']);
-  ok = true;
+});
+
+// The datastore's first model goes through the engine's answer like every later one: refused on the
+// cache, the speaker stays on the cache's settings (it used to take the first snapshot at once).
+test('the datastore\'s first model refused by the engine while on the cache: the speaker keeps the cache\'s settings, router ID and the ToR session; then the datastore\'s model applies, the same session goes on', async () => {
+  const n1 = lab!.node('node1');
+  const nodeKey = '/calico/resources/v3/projectcalico.org/nodes/node1';
+  const setNodeIp = async (ip: string) => {
+    const e = (await store!.kv.get(nodeKey))!;
+    const o = JSON.parse(e.value) as { spec: { bgp: { ipv4Address: string } } };
+    o.spec.bgp.ipv4Address = `${ip}/${n1.prefix}`;
+    assert.ok(await store!.kv.update(nodeKey, JSON.stringify(o), e.modRevision), `Node address ${ip} written`);
+  };
+  // A second address on node1 (B), which the datastore's Node will name, with its VXLAN port taken
+  // by another socket: the engine refuses to follow B (EADDRINUSE on B:4789).
+  const other = `${n1.ip.split('.').slice(0, 3).join('.')}.201`;
+  const esc = other.replace(/\./g, '\\.');
+  const table = `podway_test_blackhole_${process.pid}`;
+  let blocked = false;
+  let holder: ChildProcess | null = null;
+  assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), 'node1 ready before');
+  assert.is(await lab!.stopPodway('node1'), 0);
+  nsExec(n1.ns, ['ip', 'addr', 'add', `${other}/${n1.prefix}`, 'dev', 'eth0']);
+  try {
+    // (no SO_REUSEADDR: podway's bind of the same address and port fails; ends by itself after 5 min)
+    holder = spawn('ip', ['netns', 'exec', n1.ns, process.execPath, '-e', `const s = require('node:dgram').createSocket('udp4'); s.bind(4789, '${other}', () => console.log('bound')); setTimeout(() => process.exit(0), 300000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let bound = false;
+    holder.stdout!.on('data', (d: Buffer) => { if (/bound/.test(d.toString())) bound = true; });
+    assert.ok(await until(() => bound, 10_000, 50), `a socket holds ${other}:4789`);
+    await setNodeIp(other);
+    // etcd silent to node1 at start: it runs on its cache (address A, its BGP settings), then etcd
+    // answers with B.
+    nsExec(n1.ns, ['nft', `add table inet ${table}; add chain inet ${table} out { type filter hook output priority 0; }; add rule inet ${table} out tcp dport 2379 drop`]);
+    blocked = true;
+    const mark = n1.log.length;
+    await lab!.startPodway('node1', 20_000, ['--bgp']);
+    assert.ok(await waitLog(n1, /bgp: on the model cache's settings from/, mark, 20_000), `the speaker on the cache's settings: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await until(() => /Established/.test(torProtocol()), 60_000, 250), `the ToR's session with node1 is up: ${tor!.birdc('show', 'protocols', 'all', 'node1')}`);
+    assert.ok(await until(async () => torPeer(await nodeStatus())?.bgpState === 'Established', 30_000, 250), 'podway\'s side Established');
+    const torBefore = torProtocol();
+    const sinceBefore = torPeer(await nodeStatus())!.since;
+    nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
+    blocked = false;
+    assert.ok(await waitLog(n1, new RegExp(`update rejected, keeping the last good state: .*${esc}:4789: Address already in use`), mark, 60_000), `the datastore's model is refused: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await waitLog(n1, /rejected by the forwarding engine: .*\(BGP keeps its last settings\)/, mark, 20_000), `the speaker's side said: ${n1.log.slice(mark).join(' | ')}`);
+    const st = await nodeStatus();
+    assert.is(st.routerId, n1.ip, 'router ID unchanged');
+    assert.ok(st.cachedSettings, 'still the cache\'s settings');
+    assert.is(torPeer(st)?.since, sinceBefore, 'podway\'s session with the ToR was not reset');
+    assert.is(torProtocol(), torBefore, `the ToR's session was not reset: ${tor!.birdc('show', 'protocols', 'all', 'node1')}`);
+    assert.ok(kernelRoutesVia(lab!.fabric, n1.block, n1.ip), `the ToR still routes ${n1.block} via node1`);
+    // B free again and the Node back on A: the datastore's model applies and its settings replace
+    // the cache's in the same speaker.
+    holder.kill('SIGKILL');
+    holder = null;
+    await setNodeIp(n1.ip);
+    assert.ok(await waitLog(n1, /answers: its model replaces the cached one/, mark, 30_000), `node1 leaves the cache: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await waitLog(n1, /bgp: the datastore's settings replace the model cache's from .*\(sessions kept\)/, mark, 20_000), `the handover: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await until(async () => (await status()).ready === true, 30_000, 200), `ready: ${JSON.stringify(await status())}`);
+    const since = n1.log.slice(mark);
+    assert.not.ok(since.some((l) => new RegExp(`restarting the speaker|router ID ${esc}|session down`).test(l)), `the speaker was left alone:\n${since.join('\n')}`);
+    assert.is(torPeer(await nodeStatus())?.since, sinceBefore, 'the same session');
+    assert.is(torProtocol(), torBefore, 'the ToR\'s session still the same');
+    ok = true;
+  } finally {
+    if (holder) holder.kill('SIGKILL');
+    if (blocked) nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
+    nsExec(n1.ns, ['ip', 'addr', 'del', `${other}/${n1.prefix}`, 'dev', 'eth0']);
+  }
 });
 
 test.run();

@@ -298,7 +298,14 @@ export class AddressMonitor {
     if (!change) {
       if (await this.repairStored(registered, seen)) return;
       this.forgetContest();
-      if (this.opts.source.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false)) this.problem(`no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`);
+      // Nothing to move to (Calico: "keeping existing value"), said once per family and state;
+      // IPv6 as IPv4 (a link set down and up flushes its IPv6 addresses).
+      const src = this.opts.source;
+      const none = [
+        src.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false) && `no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`,
+        src.v6 !== 'manual' && src.v6 !== 'none' && registered.ipv6 !== null && seen.ipv6 === undefined && !held(seen, registered.ipv6, true) && `no IPv6 address found on the node's interfaces: keeping ${registered.ipv6} in the Node`,
+      ].filter((m): m is string => typeof m === 'string');
+      if (none.length > 0) this.problem(none.join('; '));
       else this.lastProblem = '';
       return;
     }

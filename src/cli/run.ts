@@ -525,13 +525,21 @@ export async function runNode(opts: RunOptions): Promise<void> {
         : pollMs === 0
           ? 're-detection is off (--autodetect-poll-interval 0): restart podway to register the new address'
           : `it was autodetected: podway looks again every ${pollMs / 1000} s and registers the new address in its Node; the dataplane follows`;
+    const source6Early = addressSource(opts.ip6);
+    const addressAdvice6 = spec.kind === 'file'
+      ? `it is its Node's spec.bgp.ipv6Address in ${spec.path} (a file: datastore, which podway never writes): edit it there (or add the address back), the dataplane follows`
+      : source6Early === 'manual'
+        ? 'it was given with --ip6 (or IP6), which podway never changes (as Calico): add it back, or restart podway with the new --ip6, or without it to autodetect'
+        : pollMs === 0
+          ? 're-detection is off (--autodetect-poll-interval 0): add it back, or restart podway to register the new address'
+          : `podway looks again every ${pollMs / 1000} s and registers a new IPv6 address found on the node in its Node (with none found, the Node keeps this one): add it back, or add the new one`;
     if (opts.schedSliceUs !== undefined) {
       const r = applySchedSlice(opts.schedSliceUs);
       if ('error' in r) log.warn(`--sched-slice-us: not set on the main forwarding thread: ${r.error}`);
       else log.info(`forwarding thread scheduler slice ${r.sliceUs} µs`, { worker: 0, sliceUs: r.sliceUs });
     }
     const eng = new Engine({
-      addressAdvice,
+      addressAdvice, addressAdvice6,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
       worker: { index: 0, count }, workerSteer: opts.workerSteer,
       onNeighbor: (ip, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }); },

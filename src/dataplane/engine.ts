@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
-import { nodeAddressProblem, readLinkState } from './node-address';
+import { nodeAddressState, readLinkState } from './node-address';
 import { performance } from 'node:perf_hooks';
 import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
@@ -141,6 +141,8 @@ export interface EngineOptions {
    * found, re-detected by cli/address-monitor.ts; a file: datastore's Node). Default: restart.
    */
   addressAdvice?: string;
+  /** The same for the node's IPv6 address (--ip6, first-found, the file's Node). Default: restart. */
+  addressAdvice6?: string;
 }
 
 /**
@@ -344,6 +346,7 @@ export class Engine {
   private podMtu = 0;
   readonly notes: string[] = [];
   private readonly addressAdvice: string;
+  private readonly addressAdvice6: string;
   applied = 0;
   /** How long the last model apply took (ms), for the metrics. */
   lastApplyMs = 0;
@@ -369,6 +372,7 @@ export class Engine {
     this.tunnelTable6 = opts.tunnelRx?.ip6 ?? null;
     this.worker = opts.worker ?? { index: 0, count: 1 };
     this.addressAdvice = opts.addressAdvice ?? 'restart podway to register the new address';
+    this.addressAdvice6 = opts.addressAdvice6 ?? 'restart podway to register the new address';
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
@@ -1514,26 +1518,46 @@ export class Engine {
   /** When the node's address was last looked for on its interfaces; the warning given, if any. */
   private addrCheckedAt = 0;
   nodeAddressMissing: string | null = null;
+  /** The node's addresses last found missing (nodeAddressState.missing). */
+  private addressesMissing: string[] = [];
+  /** The underlay was down or gone at the last look (not ready when other nodes exist). */
+  private underlayDown = false;
 
   /**
-   * The node's address (its Node's, which the model and the peers use) removed from the node
-   * (re-addressed by DHCP or by hand): podway goes on answering ARP for it and sending from it, so
-   * pod traffic still flows, but the node's own stack no longer has it. Say so once, and when it
-   * is back. An autodetected address is followed (`podway run` re-detects it and updates its Node;
-   * the model brings the new one here, followIp4); one given with --ip needs a restart.
+   * The node's addresses (its Node's IPv4 address, and its IPv6 address when it has one: what the
+   * model and the peers use) removed from the node (re-addressed by DHCP or by hand, a link set
+   * down and up, which flushes IPv6 addresses): podway goes on answering ARP for the IPv4 address
+   * and sending from it, so pod traffic over the tunnels still flows, but the node's own stack no
+   * longer has it, and what podway hands to the node's routing for the IPv6 address (pod IPv6
+   * egress, tx6's raw socket) finds no route. Say so once, and when it is back. An autodetected
+   * address is followed (`podway run` re-detects it and updates its Node; the model brings the new
+   * one here, followIp4/followIp6); one given with --ip/--ip6 needs a restart. The underlay down or
+   * gone is said as such, and makes the node not ready while other nodes exist (readiness()).
    */
   private checkNodeAddress(now: number): void {
     this.addrCheckedAt = now;
     if (!this.model || !this.underlay) return;
-    const ip = formatIpv4(this.model.node.ip);
-    const problem = nodeAddressProblem(ip, this.underlay.name, networkInterfaces(), readLinkState(this.underlay.name));
+    const ips = [formatIpv4(this.model.node.ip), ...(this.model.v6.ip6 ? [this.model.v6.ip6] : [])];
+    const st = nodeAddressState(ips, this.underlay.name, networkInterfaces(), readLinkState(this.underlay.name));
+    const { problem } = st;
+    const wasDown = this.underlayDown;
+    const back = this.addressesMissing.filter((ip) => !st.missing.includes(ip));
+    this.underlayDown = st.linkDown;
+    this.addressesMissing = st.missing;
     if (problem === this.nodeAddressMissing) return;
+    const iface = { interface: this.underlay.name };
+    if (back.length > 0) this.log.info(`node address${back.length > 1 ? 'es' : ''} ${back.join(', ')} ${back.length > 1 ? 'are' : 'is'} on this node again${wasDown && !st.linkDown ? ` (link ${this.underlay.name} is up)` : ''}`, iface);
     if (problem !== null) {
-      // a link that is down is the link's problem, not the address's (node-address.ts)
-      if (/ link .* is down | is gone$/.test(problem)) this.log.warn(`${problem}: nothing goes out or comes in on it until it is up`, { interface: this.underlay.name });
-      else this.log.warn(`${problem}: podway keeps forwarding with it, but the node's own stack cannot use it; ${this.addressAdvice}`, { interface: this.underlay.name });
-    } else {
-      this.log.info(`node address ${ip} is on this node again${/ link .* is down /.test(this.nodeAddressMissing ?? '') ? ` (link ${this.underlay.name} is up)` : ''}`, { interface: this.underlay.name });
+      if (st.linkDown) this.log.warn(`${problem}: nothing goes out or comes in on it until it is up`, iface);
+      else {
+        const v4 = st.missing.filter((ip) => !ip.includes(':'));
+        const v6 = st.missing.filter((ip) => ip.includes(':'));
+        const says = [
+          v4.length && `podway keeps forwarding with ${v4.join(', ')}, but the node's own stack cannot use it; ${this.addressAdvice}`,
+          v6.length && `the IPv6 packets podway hands to the node's routing (pods' IPv6 egress, tx6) find no route from ${v6.join(', ')} (tx6(raw) txErrors); ${this.addressAdvice6}`,
+        ].filter(Boolean).join('; ');
+        this.log.warn(`${problem}: ${says}`, iface);
+      }
     }
     this.nodeAddressMissing = problem;
   }
@@ -1914,6 +1938,14 @@ export class Engine {
         if (p < 0) problems.push(`port ${k} is not open`);
         else if (this.repoll.has(p)) problems.push(`port ${this.pipe.portName[p]}: receive failing (${this.loggedErrors.get(p) ?? 'error'})`);
       }
+    }
+    // The underlay down or gone: nothing crosses to the other nodes. Only while there are others
+    // (knownNodeIps holds this node too): a node alone loses only what leaves the cluster, and its
+    // pods still reach each other. An address missing from a link that is up is no readiness
+    // problem (a warning and nodeAddressMissing): IPv4 still forwards (podway answers ARP for it),
+    // and an autodetected address is re-registered within the poll interval.
+    if (this.primary && this.model && this.underlayDown && this.nodeAddressMissing && [...this.model.node.knownNodeIps].some((ip) => ip !== this.model!.node.ip)) {
+      problems.push(`underlay: ${this.nodeAddressMissing}: this node cannot reach the other nodes`);
     }
     const waiting = [...this.pending.values()].map(({ ep, error }) => `${ep.key}: ${error}`);
     return { problems, waiting };

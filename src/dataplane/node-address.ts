@@ -1,9 +1,10 @@
-// Whether the node's IPv4 address is still on the node, for the engine's periodic check
+// Whether the node's addresses (IPv4, and IPv6 when it has one) are still on the node, for the engine's periodic check
 // (Engine.checkNodeAddress). Node's os.networkInterfaces() lists only interfaces that are up and
 // running (libuv skips the others), so an address on a link that is down looks missing there: the
 // link's own state (sysfs) is read first, and a link that is down is reported as down.
 import { readFileSync } from 'node:fs';
 import type { NetworkInterfaceInfo } from 'node:os';
+import { canonicalIpv6 } from '../packet/ipv6';
 
 /** An interface's link state from sysfs: administratively up (IFF_UP) and its operstate; null
  * when there is no such interface. */
@@ -31,24 +32,61 @@ export function readLinkState(name: string): LinkState | null {
   }
 }
 
+/** What checkNodeAddress found: `problem` as told (null: every address is on an interface that
+ * is up); `linkDown`: the underlay is down or gone (nothing crosses it), rather than an address
+ * missing from a link that is up; `missing`: the node addresses not seen. */
+export interface NodeAddressState {
+  problem: string | null;
+  linkDown: boolean;
+  missing: string[];
+}
+
+const isV6 = (ip: string): boolean => ip.includes(':');
+
 /**
- * The problem with the node's address `ip` (dotted) on underlay `underlay`, or null when it is on
- * an interface that is up. `ifaces`: os.networkInterfaces() (up and running interfaces only);
- * `link`: the underlay's link state (readLinkState).
+ * The node's addresses `ips` (its Node's IPv4 address, dotted, and IPv6 address when it has one)
+ * on underlay `underlay`. `ifaces`: os.networkInterfaces() (up and running interfaces only);
+ * `link`: the underlay's link state (readLinkState). IPv6 addresses are compared canonically.
  */
-export function nodeAddressProblem(ip: string, underlay: string, ifaces: NodeJS.Dict<NetworkInterfaceInfo[]>, link: LinkState | null): string | null {
-  const found: string[] = [];
+export function nodeAddressState(ips: readonly string[], underlay: string, ifaces: NodeJS.Dict<NetworkInterfaceInfo[]>, link: LinkState | null): NodeAddressState {
+  const want = new Map(ips.map((ip) => [isV6(ip) ? canonicalIpv6(ip) : ip, ip]));
+  const seen = new Set<string>();
+  const found: { v4: string[]; v6: string[] } = { v4: [], v6: [] };
   for (const [name, addrs] of Object.entries(ifaces)) {
     for (const a of addrs ?? []) {
-      if (a.family !== 'IPv4') continue;
-      if (a.address === ip) return null;
-      if (name === underlay) found.push(a.cidr ?? a.address);
+      if (a.family !== 'IPv4' && a.family !== 'IPv6') continue;
+      const v6 = a.family === 'IPv6';
+      let key = a.address;
+      if (v6) {
+        try {
+          key = canonicalIpv6(a.address.split('%')[0]);
+        } catch {
+          continue;
+        }
+      }
+      if (want.has(key)) seen.add(key);
+      if (name === underlay) (v6 ? found.v6 : found.v4).push(a.cidr ?? a.address);
     }
   }
-  if (link === null) return `node address ${ip}: its interface ${underlay} is gone`;
+  const missing = [...want].filter(([k]) => !seen.has(k)).map(([, ip]) => ip);
+  if (missing.length === 0) return { problem: null, linkDown: false, missing };
+  const which = `node address${missing.length > 1 ? 'es' : ''} ${missing.join(', ')}`;
+  if (link === null) return { problem: `${which}: its interface ${underlay} is gone`, linkDown: true, missing };
   // A link that is not up and running is not listed at all: its addresses cannot be seen here,
   // and what is wrong is the link.
-  if (!link.adminUp) return `node address ${ip}: link ${underlay} is down (set down: admin state down)`;
-  if (!link.running) return `node address ${ip}: link ${underlay} is down (operstate ${link.operstate}: no carrier or peer)`;
-  return `node address ${ip} is no longer on this node (${underlay} has ${found.join(', ') || 'no IPv4 address'})`;
+  if (!link.adminUp) return { problem: `${which}: link ${underlay} is down (set down: admin state down)`, linkDown: true, missing };
+  if (!link.running) return { problem: `${which}: link ${underlay} is down (operstate ${link.operstate}: no carrier or peer)`, linkDown: true, missing };
+  const problem = missing.map((ip) => {
+    const has = isV6(ip) ? found.v6 : found.v4;
+    return `node address ${ip} is no longer on this node (${underlay} has ${has.join(', ') || `no ${isV6(ip) ? 'IPv6' : 'IPv4'} address`})`;
+  }).join('; ');
+  return { problem, linkDown: false, missing };
+}
+
+/**
+ * The problem with the node's address `ip` (dotted IPv4, or IPv6) on underlay `underlay`, or null
+ * when it is on an interface that is up (nodeAddressState for one address).
+ */
+export function nodeAddressProblem(ip: string, underlay: string, ifaces: NodeJS.Dict<NetworkInterfaceInfo[]>, link: LinkState | null): string | null {
+  return nodeAddressState([ip], underlay, ifaces, link).problem;
 }

@@ -117,6 +117,33 @@ test('AddressMonitor.look: writes a change, says a failing write once, nothing b
   assert.equal(writes.slice(1), [{ ipv4Address: '10.0.0.8/24' }]);
 });
 
+test('AddressMonitor: the IPv6 address gone with no other found is warned as IPv4 is (keeping it in the Node), once, and again after it came back and left again; a manual --ip6 is not', async () => {
+  const warns: string[] = [];
+  const writes: unknown[] = [];
+  let addrs: NodeAddresses = seen('10.0.0.1/24', ['10.0.0.1', 'fd88::1'], 'fd88::1/64');
+  let v6: AddressSource = 'default';
+  const m = new AddressMonitor({
+    intervalMs: 1000, source: { v4: 'default', get v6() { return v6; } }, read: async () => addrs, registered: () => ({ ipv4: '10.0.0.1/24', ipv6: 'fd88::1/64' }),
+    write: async (c) => { writes.push(c); }, info: () => {}, warn: (w) => warns.push(w),
+  });
+  await m.look();
+  assert.equal(warns, []);
+  addrs = seen('10.0.0.1/24', ['10.0.0.1', 'fe80::1']);
+  await m.look();
+  await m.look();
+  assert.equal(warns, ['no IPv6 address found on the node\'s interfaces: keeping fd88::1/64 in the Node'], 'said once');
+  assert.equal(writes, [], 'nothing written (Calico: keeping existing value)');
+  addrs = seen('10.0.0.1/24', ['10.0.0.1', 'fd88::1'], 'fd88::1/64');
+  await m.look();
+  addrs = seen(undefined, ['fe80::1']);
+  await m.look();
+  assert.is(warns[1], 'no IPv4 address found on the node\'s interfaces: keeping 10.0.0.1/24 in the Node; no IPv6 address found on the node\'s interfaces: keeping fd88::1/64 in the Node');
+  v6 = 'manual';
+  addrs = seen('10.0.0.1/24', ['10.0.0.1']);
+  await m.look();
+  assert.is(warns.length, 2, `--ip6 given: the engine's warning says it (checkNodeAddress): ${warns.join(' | ')}`);
+});
+
 test('AddressMonitor addressLeft: told once, before the write, when a registered address (IPv4 or IPv6, any source) leaves the node; again for a new departure', async () => {
   const calls: string[] = [];
   let addrs: NodeAddresses = seen('10.0.0.1/24', ['10.0.0.1', 'fd00::1'], 'fd00::1/64');

@@ -4,9 +4,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { NetworkInterfaceInfo } from 'node:os';
-import { nodeAddressProblem, readLinkState } from '../../src/dataplane/node-address';
+import { nodeAddressProblem, nodeAddressState, readLinkState } from '../../src/dataplane/node-address';
 
 const v4 = (address: string, cidr: string): NetworkInterfaceInfo => ({ address, cidr, family: 'IPv4', netmask: '255.255.255.0', mac: '00:00:00:00:00:00', internal: false });
+const v6 = (address: string, cidr: string): NetworkInterfaceInfo => ({ address, cidr, family: 'IPv6', netmask: 'ffff:ffff:ffff:ffff::', mac: '00:00:00:00:00:00', internal: false, scopeid: 0 });
 const UP = { adminUp: true, running: true, operstate: 'up' };
 
 test('the address on an interface that is up: no problem', () => {
@@ -27,6 +28,20 @@ test('the underlay set down or without a carrier: the link is down (not "no IPv4
 test('the underlay up without the address: the address is missing, naming what is there', () => {
   assert.is(nodeAddressProblem('10.79.0.1', 'o2ed', { o2ed: [v4('10.79.0.9', '10.79.0.9/24')] }, UP), 'node address 10.79.0.1 is no longer on this node (o2ed has 10.79.0.9/24)');
   assert.is(nodeAddressProblem('10.79.0.1', 'o2ed', {}, UP), 'node address 10.79.0.1 is no longer on this node (o2ed has no IPv4 address)');
+});
+
+test('IPv6 as IPv4: the node\'s IPv6 address looked for too (compared canonically); missing, it is said with what the underlay has; the link down said once for both', () => {
+  const both = ['10.79.0.1', 'fd88::1'];
+  const ok = { o2ed: [v4('10.79.0.1', '10.79.0.1/24'), v6('fd88:0::1', 'fd88::1/64'), v6('fe80::1', 'fe80::1/64')] };
+  assert.equal(nodeAddressState(both, 'o2ed', ok, UP), { problem: null, linkDown: false, missing: [] });
+  assert.is(nodeAddressProblem('fd88::1', 'o2ed', ok, UP), null);
+  const gone6 = { o2ed: [v4('10.79.0.1', '10.79.0.1/24'), v6('fe80::1', 'fe80::1/64')] };
+  assert.equal(nodeAddressState(both, 'o2ed', gone6, UP), { problem: 'node address fd88::1 is no longer on this node (o2ed has fe80::1/64)', linkDown: false, missing: ['fd88::1'] });
+  assert.is(nodeAddressProblem('fd88::1', 'o2ed', { o2ed: [v4('10.79.0.1', '10.79.0.1/24')] }, UP), 'node address fd88::1 is no longer on this node (o2ed has no IPv6 address)');
+  assert.is(nodeAddressState(both, 'o2ed', {}, UP).problem, 'node address 10.79.0.1 is no longer on this node (o2ed has no IPv4 address); node address fd88::1 is no longer on this node (o2ed has no IPv6 address)');
+  const down = nodeAddressState(both, 'o2ed', {}, { adminUp: false, running: false, operstate: 'down' });
+  assert.equal(down, { problem: 'node addresses 10.79.0.1, fd88::1: link o2ed is down (set down: admin state down)', linkDown: true, missing: both });
+  assert.is(nodeAddressState(both, 'o2ed', {}, null).linkDown, true);
 });
 
 test('readLinkState reads sysfs: lo is up, a name that is no interface has no state', () => {

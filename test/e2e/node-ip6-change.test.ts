@@ -137,4 +137,50 @@ test('nft refusing the rewrite for a new address: VXLAN to it read once, from th
   ok = true;
 });
 
+test('the IPv6 address removed under podway: warned, nodeAddressMissing and `podway status` say so (as for IPv4), the node stays ready; the underlay down: not ready (another node exists), ready again once it is up', async () => {
+  ok = false;
+  const n1 = lab!.node('node1');
+  const ip6 = n1.ip6!;
+  const re = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  type Status = { ready: boolean; notReady: string[]; nodeAddressMissing: string | null };
+  const status = async () => (await controlRequest(n1.control, { cmd: 'status' })) as Status;
+  const statusText = () => podwayCli(['status', '--control', n1.control]);
+  let from = n1.log.length;
+  nsExec(n1.ns, ['ip', '-6', 'addr', 'del', `${ip6}/64`, 'dev', 'eth0']);
+  const warn = await waitLog(n1, new RegExp(`node address ${re(ip6)} is no longer on this node \\(eth0 has [^)]*\\): the IPv6 packets podway hands to the node's routing`), from, 15_000);
+  assert.ok(warn, n1.log.slice(from).join('\n'));
+  assert.match(JSON.parse(warn!).level, 'warn');
+  let st = await status();
+  assert.match(st.nodeAddressMissing ?? '', `node address ${ip6} is no longer on this node`);
+  assert.is(st.ready, true, `an address missing from a link that is up is no readiness problem: ${st.notReady.join('; ')}`);
+  assert.match(statusText(), new RegExp(`\\nnode address missing: node address ${re(ip6)} is no longer on this node`));
+  nsExec(n1.ns, ['ip', '-6', 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
+  assert.ok(await waitLog(n1, new RegExp(`node address ${re(ip6)} is on this node again`), from, 15_000), n1.log.slice(from).join('\n'));
+  assert.is((await status()).nodeAddressMissing, null);
+  assert.not.match(statusText(), /node address missing/);
+
+  // the underlay down: nothing crosses to node2, so not ready, saying why
+  from = n1.log.length;
+  nsExec(n1.ns, ['ip', 'link', 'set', 'eth0', 'down']);
+  try {
+    // (the underlay port's receive failing, ENETDOWN, may say not ready for a moment first)
+    const why = `underlay: node addresses ${n1.ip}, ${ip6}: link eth0 is down (set down: admin state down): this node cannot reach the other nodes`;
+    assert.ok(await until(async () => (await status()).notReady.includes(why), 15_000, 200), JSON.stringify(await status()));
+    st = await status();
+    assert.is(st.ready, false);
+    const text = statusText();
+    assert.match(text, /\nnot ready: .*underlay: node addresses .*link eth0 is down/);
+    assert.match(text, /\nnode address missing: node addresses .*: link eth0 is down/);
+  } finally {
+    nsExec(n1.ns, ['ip', 'link', 'set', 'eth0', 'up']);
+  }
+  // up again: ready; the kernel flushed the IPv6 address with the link down: said, as above
+  assert.ok(await until(async () => (await status()).ready, 20_000, 200), JSON.stringify(await status()));
+  assert.ok(await waitLog(n1, new RegExp(`node address ${re(ip6)} is no longer on this node`), from, 15_000), n1.log.slice(from).join('\n'));
+  nsExec(n1.ns, ['ip', '-6', 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
+  assert.ok(await until(async () => (await status()).nodeAddressMissing === null, 15_000, 200), JSON.stringify(await status()));
+  assert.ok(await until(() => ping6('web-2', 'web-1') && ping6('web-1', 'web-2'), 20_000, 200), 'IPv6 both ways once the link and address are back');
+  ok = true;
+});
+
 test.run();

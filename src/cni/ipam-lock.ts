@@ -68,8 +68,11 @@ export const LEGACY_TOKEN_MARK = 'flock';
 /** An older plugin's link(2) lock of another PID namespace held this long was left by a crash. */
 export const LEGACY_FOREIGN_MAX_MS = 10 * 60 * 1000;
 
-/** Which link(2) tokens are stale to a holder of the kernel lock (see the top of this file). */
-function legacyDeadIf(lockFile: string): (token: string) => boolean {
+/**
+ * Which link(2) tokens are stale to a holder of the kernel lock (see the top of this file);
+ * `foreignMaxMs` is for tests.
+ */
+export function legacyDeadIf(lockFile: string, foreignMaxMs = LEGACY_FOREIGN_MAX_MS): (token: string) => boolean {
   const ours = pidNamespace();
   return (token) => {
     const f = token.trim().split(' ');
@@ -77,7 +80,7 @@ function legacyDeadIf(lockFile: string): (token: string) => boolean {
     if (!f[3] || f[3] === ours) return false; // ours: FileLock's PID test decides
     try {
       // link(2) set the lock's ctime (its inode is the holder's token file).
-      return Date.now() - statSync(lockFile).ctimeMs > LEGACY_FOREIGN_MAX_MS && readFileSync(lockFile, 'utf8') === token;
+      return Date.now() - statSync(lockFile).ctimeMs > foreignMaxMs && readFileSync(lockFile, 'utf8') === token;
     } catch {
       return false;
     }

@@ -12,7 +12,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { flockFileOf, IpamLockAbortedError, withIpamLock } from '../../src/cni/ipam-lock';
+import { flockFileOf, IpamLockAbortedError, legacyDeadIf, LEGACY_TOKEN_MARK, withIpamLock } from '../../src/cni/ipam-lock';
 import { FileLock, FileLockTimeoutError } from '../../src/control/kv/file-lock';
 import { CniHarness } from './harness';
 import { isRoot, sleep } from '../helpers/netns';
@@ -243,6 +243,49 @@ test('upgrade: an older podway (link(2) lock, no kernel lock) waits for a new ho
   } finally {
     await stop(holder);
     await old.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('upgrade: an older podway killed holding its link(2) lock in another PID namespace: kept while young, broken once older than any hold', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-flock-'));
+  const file = path.join(dir, 'ipam.lock');
+  // the older protocol itself: FileLock without the mark, as plugins before the kernel lock take it
+  const script = `const { FileLock } = require(${JSON.stringify(require.resolve('../../src/control/kv/file-lock'))});
+new FileLock(${JSON.stringify(file)}, 5000).acquire().then(() => { process.stdout.write('held\\n'); setInterval(() => {}, 1000); });`;
+  const child = spawn('unshare', ['--pid', '--fork', '--kill-child', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    assert.ok(await until(() => out.includes('held')), 'the old holder took its lock');
+    const token = readFileSync(file, 'utf8');
+    assert.is(token.trim().split(' ').length, 4, `an unmarked token of another namespace: ${token}`);
+    const kid = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim());
+    process.kill(kid, 'SIGKILL');
+    await exited;
+    await sleep(50);
+    // young: cannot be told from a live holder of another namespace, so kept (what the plugin uses)
+    assert.not.ok(legacyDeadIf(file)(token));
+    const plugin = new FileLock(file, 300, { mark: LEGACY_TOKEN_MARK, deadIf: legacyDeadIf(file) });
+    try {
+      await plugin.acquire();
+      assert.unreachable('a young foreign lock was broken');
+    } catch (e) {
+      assert.instance(e, FileLockTimeoutError);
+    } finally {
+      await plugin.dispose();
+    }
+    // older than the bound (here 20 ms instead of 10 minutes): a crash's leftover, broken
+    assert.ok(legacyDeadIf(file, 20)(token));
+    assert.not.ok(legacyDeadIf(file, 20)(token.replace(/ \d+ /, ' 1 ')), 'only the token the lock file holds');
+    const later = new FileLock(file, 5000, { mark: LEGACY_TOKEN_MARK, deadIf: legacyDeadIf(file, 20) });
+    await later.acquire();
+    assert.match(readFileSync(file, 'utf8'), / flock\n$/);
+    await later.dispose();
+    assert.not.ok(existsSync(file));
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -10,9 +10,14 @@
         "native/rxsuper.c",
         "native/uso.c",
         "native/tcp_md5.c",
-        "native/flock.c",
         "native/errors.c"
       ],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
+      "defines": ["NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "podway_flock",
+      "sources": ["native/flock.c", "native/errors.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
       "defines": ["NAPI_VERSION=8"]
     },

@@ -8,6 +8,10 @@
  *
  * Waiting is JS's (a poll paced by inotify and a timer): a blocking flock would hold a thread that
  * only a signal can interrupt, and the wait must end at a deadline or when `podway run` stops.
+ *
+ * An addon of its own (podway_flock.node, 16 kB), not a function of podway_native.node: every
+ * plugin process loads it, and loading the dataplane's addon cost several times as much (see
+ * native/README.md).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -44,9 +48,12 @@ static napi_value flock_try(napi_env env, napi_callback_info info) {
   return out;
 }
 
-void flock_init(napi_env env, napi_value exports) {
+static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "flockTry", NULL, flock_try, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
 }
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,7 +1,8 @@
 // A host-wide mutex on flock(2), for the CNI plugin's IPAM lock (ipam-lock.ts). The kernel holds
 // the lock for the open file, so it is released when its holder exits or dies (SIGKILL, the OOM
 // killer), whatever PID namespace the holder ran in: nothing has to judge whether a PID is alive.
-// Node has no flock: the addon's flockTry (native/flock.c) makes the one non-blocking call.
+// Node has no flock: the small addon podway_flock.node (native/flock.c) makes the one
+// non-blocking call.
 //
 //   lock file   `path`, never removed; its holder writes "<pid> <pid namespace>" into it (only
 //               for error messages: the kernel, not the text, says whether it is held)
@@ -36,18 +37,18 @@ let addon: FlockAddon | null = null;
 function flockAddon(): FlockAddon {
   if (addon) return addon;
   // dist/src/cni/flock-lock.js -> the repository is three levels up; src/cni (ts-node) two.
-  const candidates = [resolve(__dirname, '..', '..', '..', 'build', 'Release', 'podway_native.node'), resolve(__dirname, '..', '..', 'build', 'Release', 'podway_native.node')];
+  const candidates = [resolve(__dirname, '..', '..', '..', 'build', 'Release', 'podway_flock.node'), resolve(__dirname, '..', '..', 'build', 'Release', 'podway_flock.node')];
   let lastErr: unknown;
   for (const c of candidates) {
     try {
       const a = require(c) as Partial<FlockAddon>;
-      if (typeof a.flockTry !== 'function') throw new Error(`${c} has no flockTry (built before it: run \`npm run build:native\`)`);
+      if (typeof a.flockTry !== 'function') throw new Error(`${c} has no flockTry`);
       return (addon = a as FlockAddon);
     } catch (e) {
       lastErr = e;
     }
   }
-  throw new Error(`podway native addon not built (run \`npm run build:native\`): ${(lastErr as Error)?.message}`);
+  throw new Error(`podway's flock addon (build/Release/podway_flock.node) not built (run \`npm run build:native\`): ${(lastErr as Error)?.message}`);
 }
 
 /** This process's PID namespace ("pid:[4026531836]"), '?' when it cannot be read. */

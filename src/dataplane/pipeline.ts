@@ -623,6 +623,10 @@ export class Pipeline implements CapturePorts {
         return this.sendOuter(i, nh, start, total + 20);
       }
       case NhKind.DIRECT: {
+        // A learned route holding a martian destination (a default route holds 127/8): the node
+        // never routes one off the box, so neither does podway for a pod, NATed or not (the next
+        // hop, a ToR, would be handed a pod's packet for its own loopback).
+        if (fromPod && !originated && isMartianDst4(dst)) return this.martian(i, inPort, ip, dst);
         // A route out of the pod network (learned over BGP): natOutgoing egress is the kernel's to
         // masquerade, whatever the route, as in Calico (the no-route case does the same).
         if (nhs.natExit[nh] !== NatExit.NONE && fromPod && !originated && this.natEgress(ip, dst, nhs.natExit[nh])) return this.toKernelNat(i, inPort, ip, dst, total);
@@ -721,8 +725,9 @@ export class Pipeline implements CapturePorts {
   /**
    * A pod's packet for an address a node never routes off the box (loopback, 0/8, multicast,
    * broadcast, reserved: src/packet/martian.ts), about to be handed to the node's routing (tx4),
-   * which would deliver it to the node's own loopback services: dropped, counted martian_dst, and
-   * answered with ICMP host unreachable unless it went to a group address.
+   * which would deliver it to the node's own loopback services, or to a learned direct route's
+   * next hop: dropped, counted martian_dst, and answered with ICMP host unreachable unless it went
+   * to a group address.
    */
   private martian(i: number, inPort: number, ip: number, dst: number): number {
     if (this.tr !== null) this.tr.stages.push(`lookup ${formatIpv4(dst)}: never routed off the box (martian destination): not handed to the node's routing`);
@@ -749,8 +754,7 @@ export class Pipeline implements CapturePorts {
   /** NATed egress over a learned route: to the kernel's raw socket (routed by the node, OUTPUT and
    * POSTROUTING, where table ip podway masquerades it). TTL and MTU were handled by route(). */
   private toKernelNat(i: number, inPort: number, ip: number, dst: number, total: number): number {
-    // A learned default route holds 127/8 too: the kernel would deliver that to its loopback.
-    if (isMartianDst4(dst)) return this.martian(i, inPort, ip, dst);
+    // (a martian destination never gets here: route()'s DIRECT case dropped it)
     // The route's MTU passed it; the underlay's (the device the kernel checks) may be smaller.
     if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total);
     this.setFrame(i, ip, total);

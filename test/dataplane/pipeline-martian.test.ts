@@ -76,6 +76,22 @@ test('IPv4: natOutgoing over a learned default route does not hand loopback to t
   assert.is(onlyFrame(h, h.infra.tx4, 'A -> 8.8.8.8 over the default route').addr, parseIpv4('8.8.8.8'));
 });
 
+test('IPv4: without natOutgoing, a learned direct default route does not send loopback or 0/8 to its next hop (the ToR) either', () => {
+  const model = computeNodeModel(parseClusterYaml(CLUSTER_YAML, 'test-cluster.yaml'), 'node1', {
+    bgp: { learned: [{ prefix: '0.0.0.0/0', nextHop: '10.99.0.254', peer: 'bgp tor' }] },
+  });
+  const h = makeHarness({ model, neighbors: { '10.99.0.254': '52:54:00:99:00:fe' } });
+  // no natSources: the route is taken as it is, unencapsulated, to the ToR's MAC
+  assertMartian4(h, '127.0.0.1', false);
+  assertMartian4(h, '0.1.2.3', false);
+  assertMartian4(h, '240.0.0.1', true);
+  assert.is(h.pipe.counters[Reason.MARTIAN_DST], 3);
+  h.receive(h.port('caliA'), retarget(frame('a_to_b'), '8.8.8.8'));
+  const out = onlyFrame(h, h.infra.underlay, 'A -> 8.8.8.8 over the default route, to the ToR').bytes;
+  assert.equal([...out.subarray(0, 6)], [0x52, 0x54, 0x00, 0x99, 0x00, 0xfe]);
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], 0);
+});
+
 test('IPv6: a pod\'s packet for ::1, ::, fe80::/10, ::ffff:0:0/96 never reaches tx6: ICMPv6 unreachable, martian_dst; outside still goes out', () => {
   const h = makeHarness6();
   const tx6 = h.io.openRaw({ ipv6: true });

@@ -10,11 +10,18 @@ export interface Attachment {
   readonly ips: readonly { readonly address: string; readonly gateway: string | null }[];
 }
 
+/** The pod interface's `mac` in the result for a device without one (tun). */
+export const NO_MAC = '00:00:00:00:00:00';
+
 export function successResult(version: CniVersion, a: Attachment): Record<string, unknown> {
   const interfaces: Record<string, unknown>[] = [];
   if (a.host) interfaces.push({ name: a.host.name, mac: a.host.mac });
-  const podIf: Record<string, unknown> = { name: a.pod.name };
-  if (a.pod.mac) podIf.mac = a.pod.mac;
+  // A tun device has no hardware address. The spec makes `mac` optional ("if applicable"), but
+  // podman's libnetwork parses the mac of every sandbox interface (net.ParseMAC) and fails the
+  // container on an empty one ("invalid MAC address"); leaving the interface out, or its index out
+  // of `ips`, would lose the pod's address in podman inspect. So the all-zero address stands for
+  // "none", as the kernel shows one for a device without (the WorkloadEndpoint gets no mac).
+  const podIf: Record<string, unknown> = { name: a.pod.name, mac: a.pod.mac ?? NO_MAC };
   // `mtu` on interfaces is new in 1.1.0.
   if (version === '1.1.0') podIf.mtu = a.pod.mtu;
   podIf.sandbox = a.pod.sandbox;

@@ -108,6 +108,9 @@ test('assign_ipv4/assign_ipv6: "false" leaves a family out; "true" without an IP
     assert.equal((await h.add(podTun, o6, only6Opts)).json.ips, only6.ips, 'a repeated ADD of a tun pod: the same address');
     assert.ok(h.ipJson(podTun, '-6', 'route', 'show').some((r) => r.dst === 'default' && r.dev === 'eth0'), 'its route made again');
     assert.equal(only6.ips.length, 1);
+    // no hardware address: the all-zero one (podman fails a container on a result without mac)
+    assert.equal(only6.interfaces.map((i: { name: string; mac: string; sandbox: string }) => [i.name, i.mac, i.sandbox]), [['eth0', '00:00:00:00:00:00', podTun.path]]);
+    assert.is(only6.ips[0].interface, 0);
     assert.match(only6.ips[0].address, /^fd00:251::/);
     assert.is(only6.ips[0].gateway, undefined, 'tun: a device route');
     assert.ok(h.ipJson(podTun, '-6', 'route', 'show').some((r) => r.dst === 'default' && r.dev === 'eth0' && !r.gateway));

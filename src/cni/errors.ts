@@ -26,6 +26,8 @@ export const CNI_CODES = {
   GC_INCOMPLETE: 103,
   /** The datastore refused a write (not a reachability problem). */
   DATASTORE_FAILED: 104,
+  /** The address the runtime asked for (CNI_ARGS IP, runtimeConfig.ips) cannot be given: outside the pools, in use, or in another node's block under strict affinity. */
+  IP_UNAVAILABLE: 105,
 } as const;
 
 export class CniError extends Error {

@@ -19,6 +19,7 @@ import { FileLockTimeoutError } from '../control/kv/file-lock';
 import { Ipam } from '../control/ipam/ipam';
 import { AllocationBlock } from '../control/ipam/block';
 import { blockPrefix, HANDLE_PREFIX, nodeKey, parseBlockKey } from '../control/ipam/keys';
+import { formatIp, parseIp } from '../control/ipam/net';
 import { kindInfo } from '../control/calico-kinds';
 import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
 import { CALICO_API_VERSION } from '../control/resource-names';
@@ -224,12 +225,52 @@ async function earlierAttachment(kv: KvStore, conf: NetConf, env: CniEnv, id: Po
   return { ips, interfaceName: spec.interfaceName, mac: typeof spec.mac === 'string' ? spec.mac : null };
 }
 
+/**
+ * The addresses the runtime asks for, IPv4 first; null when it asks for none (IPAM picks). Calico's
+ * CNI_ARGS `IP=` (podman's `--ip`), one address or a comma-separated list of at most one per
+ * family, or runtimeConfig `ips` (the "ips" capability: podman sends it for more than one `--ip`,
+ * adding the capability to the config itself); a prefix length there ("A/N") is ignored, the pod
+ * gets its /32 or /128 as always. Both given must agree.
+ */
+export function requestedIps(env: CniEnv, conf: NetConf): { ips: string[]; source: string } | null {
+  const bad = (source: string, why: string): CniError => new CniError(CNI_CODES.INVALID_ENV, `${source}: ${why}`);
+  const parse = (source: string, items: readonly unknown[]): string[] => {
+    const byVersion = new Map<4 | 6, string>();
+    for (const item of items) {
+      const text = typeof item === 'string' ? item.trim() : '';
+      const parsed = parseIp(text.replace(/\/\d{1,3}$/, ''));
+      if (!parsed) throw bad(source, `${JSON.stringify(item)} is not an IP address (expected A.B.C.D and/or an IPv6 address, at most one of each)`);
+      const ip = formatIp(parsed.version, parsed.value);
+      if (byVersion.has(parsed.version)) throw bad(source, `two IPv${parsed.version} addresses (${byVersion.get(parsed.version)}, ${ip}): a pod gets at most one of each family`);
+      byVersion.set(parsed.version, ip);
+    }
+    return [4 as const, 6 as const].flatMap((v) => (byVersion.has(v) ? [byVersion.get(v)!] : []));
+  };
+  let fromArgs: string[] | null = null;
+  if (env.args.IP !== undefined && env.args.IP.trim() !== '') fromArgs = parse(`CNI_ARGS IP=${env.args.IP}`, env.args.IP.split(','));
+  let fromRuntime: string[] | null = null;
+  const rc = conf.raw.runtimeConfig;
+  const rcIps = typeof rc === 'object' && rc !== null && !Array.isArray(rc) ? (rc as Record<string, unknown>).ips : undefined;
+  if (rcIps !== undefined && rcIps !== null) {
+    if (!Array.isArray(rcIps)) throw new CniError(CNI_CODES.INVALID_CONFIG, `network config: runtimeConfig.ips: expected a list of addresses, got ${JSON.stringify(rcIps)}`);
+    if (rcIps.length > 0) fromRuntime = parse(`runtimeConfig.ips ${JSON.stringify(rcIps)}`, rcIps);
+  }
+  if (fromArgs && fromRuntime && fromArgs.join(',') !== fromRuntime.join(',')) {
+    throw bad('CNI_ARGS IP', `${fromArgs.join(',')} and runtimeConfig.ips ${fromRuntime.join(',')} ask for different addresses`);
+  }
+  if (fromArgs) return { ips: fromArgs, source: 'CNI_ARGS IP' };
+  if (fromRuntime) return { ips: fromRuntime, source: 'runtimeConfig.ips' };
+  return null;
+}
+
 async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
   requireNetns(env.netns);
   zodWithoutJit();
   if (conf.interfaceType !== 'veth') endpointNetns(env.netns);
   const id = podIdentity(env.args, env.containerId);
   const handle = handleId(conf.name, env.containerId);
+  // Checked before anything is made; a delegated IPAM plugin reads CNI_ARGS itself (host-local: IP=).
+  const requested = conf.ipam ? null : requestedIps(env, conf);
   return withStore(conf, async (kv) => {
     const mtu = conf.mtu ?? (await poolMtu(kv));
     // Everything made so far, undone in reverse order when a later step fails.
@@ -260,6 +301,27 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         const families: (4 | 6)[] = [...(conf.assignIpv4 ? [4 as const] : []), ...(conf.assignIpv6 !== false ? [6 as const] : [])];
         // One plugin process at a time per host (ipam-lock.ts).
         await withIpamLock(ipamLockOf(conf), async () => {
+          if (requested) {
+            // Exactly the addresses asked for (and no other family), as Calico's IPAM does with
+            // IP=: its block claimed for this node if nobody has it, the same handle and attributes.
+            for (const ip of requested.ips) {
+              const holder = await ipam.allocationOf(ip);
+              if (holder) {
+                const who = holder.handleId ? `IPAM handle ${holder.handleId}${holder.secondary?.node ? ` on node ${holder.secondary.node}` : ''}` : 'an allocation without a handle';
+                throw new CniError(CNI_CODES.IP_UNAVAILABLE, `${requested.source}: ${ip} is already in use (${who})`);
+              }
+              try {
+                await ipam.assignIp({ ip, handleId: handle, attrs, node: conf.nodename });
+              } catch (e) {
+                const m = (e as Error).message;
+                // Outside every enabled pool, in another node's block under strict_affinity, taken meanwhile.
+                if (/not in an enabled IP pool|strict_affinity|already assigned/.test(m)) throw new CniError(CNI_CODES.IP_UNAVAILABLE, `${requested.source}: ${m}`);
+                throw e;
+              }
+              ips.push(ip);
+            }
+            return;
+          }
           for (const version of families) {
             const got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version });
             if (got.ips.length > 0) { ips.push(got.ips[0]); continue; }

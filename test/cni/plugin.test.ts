@@ -14,6 +14,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CniHarness } from './harness';
 import { Ipam } from '../../src/control/ipam';
+import { IPAM_CONFIG_KEY } from '../../src/control/ipam/keys';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
@@ -541,6 +542,70 @@ test('a failed ADD leaves nothing half-made: pool exhausted (11, names the pool)
     assert.equal(await h.workloadEndpoints(), []);
     assert.equal(await new Ipam(h.kv).check(), []);
   }, { cidr: '10.253.0.0/30', blockSize: 30 });
+});
+
+test('CNI_ARGS IP= (podman --ip) and runtimeConfig.ips: exactly that address through podway\'s IPAM (handle, attributes, block affinity), released by DEL; outside the pools, in use, strict affinity and malformed refused naming it', async () => {
+  await withHarness(async (h) => {
+    const ipam = new Ipam(h.kv);
+    // podman's CNI_ARGS for `podman run --ip 10.251.0.77`
+    const a = cid('ip');
+    const podA = h.pod('ipa');
+    const ra = await h.add(podA, a, { args: `IgnoreUnknown=1;K8S_POD_NAME=ctr-a;IP=10.251.0.77` });
+    assert.equal(ra.json.ips.map((i: { address: string }) => i.address), ['10.251.0.77/32'], ra.stdout);
+    assert.ok(h.ipJson(podA, '-4', 'addr', 'show', 'dev', 'eth0')[0].addr_info.some((x: { local: string }) => x.local === '10.251.0.77'), 'on the pod');
+    const held = await ipam.allocationOf('10.251.0.77');
+    assert.is(held?.handleId, `podway.${a}`);
+    assert.is(held?.secondary?.node, h.nodeName);
+    assert.is(held?.secondary?.network, 'podway');
+    assert.equal((await ipam.blocksOf(h.nodeName)).map((b) => b.cidr), ['10.251.0.64/26'], 'its block claimed for this node');
+    assert.equal((await h.workloadEndpoints())[0].spec.ipNetworks, ['10.251.0.77/32']);
+    // the same address again: in use, naming the holder; nothing made
+    const b = cid('ip');
+    const podB = h.pod('ipb');
+    const taken = await h.call({ command: 'ADD', containerId: b, netns: podB.path, ifname: 'eth0', args: 'IP=10.251.0.77' });
+    assert.is(taken.json?.code, 105, taken.stdout);
+    assert.match(taken.json.msg, `CNI_ARGS IP: 10.251.0.77 is already in use (IPAM handle podway.${a} on node ${h.nodeName})`);
+    assert.equal(h.ipJson(podB, 'link', 'show').map((l) => l.ifname), ['lo']);
+    // outside every pool; malformed; two of one family
+    const outside = await h.call({ command: 'ADD', containerId: b, netns: podB.path, ifname: 'eth0', args: 'IP=10.9.9.9' });
+    assert.is(outside.json?.code, 105, outside.stdout);
+    assert.match(outside.json.msg, 'CNI_ARGS IP: 10.9.9.9 is not in an enabled IP pool');
+    const junk = await h.call({ command: 'ADD', containerId: b, netns: podB.path, ifname: 'eth0', args: 'IP=10.251.0' });
+    assert.is(junk.json?.code, 4, junk.stdout);
+    assert.match(junk.json.msg, 'CNI_ARGS IP=10.251.0: "10.251.0" is not an IP address');
+    const two = await h.call({ command: 'ADD', containerId: b, netns: podB.path, ifname: 'eth0', extra: { runtimeConfig: { ips: ['10.251.0.80', '10.251.0.81'] } } });
+    assert.is(two.json?.code, 4, two.stdout);
+    assert.match(two.json.msg, 'two IPv4 addresses (10.251.0.80, 10.251.0.81)');
+    assert.equal(await h.handles(), [`podway.${a}`], 'the refused ADDs hold nothing');
+    // runtimeConfig.ips (the "ips" capability), a prefix length ignored
+    const rb = await h.add(podB, b, { extra: { runtimeConfig: { ips: ['10.251.0.78/24'] } } });
+    assert.equal(rb.json.ips.map((i: { address: string }) => i.address), ['10.251.0.78/32'], rb.stdout);
+    // a block affine to another node: allowed as Calico allows it, refused under strict_affinity
+    await ipam.assignIp({ ip: '10.251.0.130', handleId: 'other-host', attrs: { node: 'other-node' }, node: 'other-node' });
+    const c = cid('ip');
+    const podC = h.pod('ipc');
+    const cfg = await h.kv.get(IPAM_CONFIG_KEY);
+    const strict = JSON.stringify({ strict_affinity: true, auto_allocate_blocks: true });
+    assert.ok(cfg ? await h.kv.update(IPAM_CONFIG_KEY, strict, cfg.modRevision) : await h.kv.create(IPAM_CONFIG_KEY, strict));
+    const refused = await h.call({ command: 'ADD', containerId: c, netns: podC.path, ifname: 'eth0', args: 'IP=10.251.0.131' });
+    assert.is(refused.json?.code, 105, refused.stdout);
+    assert.match(refused.json.msg, 'CNI_ARGS IP: cannot assign 10.251.0.131 to node');
+    assert.match(refused.json.msg, 'affine to host:other-node and strict_affinity is set');
+    const cfg2 = (await h.kv.get(IPAM_CONFIG_KEY))!;
+    assert.ok(await h.kv.update(IPAM_CONFIG_KEY, JSON.stringify({ strict_affinity: false, auto_allocate_blocks: true }), cfg2.modRevision));
+    const rc = await h.add(podC, c, { args: 'IP=10.251.0.131' });
+    assert.equal(rc.json.ips.map((i: { address: string }) => i.address), ['10.251.0.131/32']);
+    assert.is((await ipam.allocationOf('10.251.0.131'))?.handleId, `podway.${c}`);
+    // DEL releases as usual
+    for (const [id, pod] of [[a, podA], [b, podB], [c, podC]] as const) {
+      const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', args: 'IP=10.251.0.77' });
+      assert.is(d.exitCode, 0, d.stdout);
+    }
+    assert.equal(await h.handles(), ['other-host']);
+    for (const ip of ['10.251.0.77', '10.251.0.78', '10.251.0.131']) assert.is(await ipam.allocationOf(ip), null, `${ip} released`);
+    assert.equal(await h.workloadEndpoints(), []);
+    assert.equal(await ipam.check(), []);
+  });
 });
 
 test('interfaceType tap: the device is made inside the pod namespace (eth0, with a unique altname podway opens it by) and named in interfaceNetns', async () => {

@@ -145,9 +145,9 @@ export class PodmanHost {
     return rootfs;
   }
 
-  /** `podman run -d` a busybox container on `network` that sleeps; returns its ID. */
-  runContainer(name: string, network: string): string {
-    const id = this.podman(['run', '-d', '--name', name, '--network', network, ...RUN_FLAGS, '--rootfs', this.rootfs(name), '/bin/sleep', '600']).trim();
+  /** `podman run -d` a busybox container on `network` that sleeps (`more`: other run flags, e.g. --ip); returns its ID. */
+  runContainer(name: string, network: string, more: string[] = []): string {
+    const id = this.podman(['run', '-d', '--name', name, '--network', network, ...more, ...RUN_FLAGS, '--rootfs', this.rootfs(name), '/bin/sleep', '600']).trim();
     this.sandboxes.add(this.inspect(name).NetworkSettings.SandboxKey);
     return id;
   }

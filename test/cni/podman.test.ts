@@ -19,7 +19,7 @@ import { Lab, LabKvStore, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import type { KvStore } from '../../src/control/kv/kv';
 import { Ipam } from '../../src/control/ipam';
 import { HANDLE_PREFIX, nodeAffinityPrefix, parseAffinityKey } from '../../src/control/ipam/keys';
-import { netContains, parseIp } from '../../src/control/ipam/net';
+import { formatIp, netContains, parseIp } from '../../src/control/ipam/net';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, until, logTail } from '../e2e/e2e-kit';
 import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing } from './podman-kit';
@@ -55,6 +55,56 @@ async function inNodeBlock(kv: KvStore, node: string, ip: string): Promise<boole
   const addr = parseIp(ip)!.value;
   const blocks = (await kv.list(nodeAffinityPrefix(node, 4))).entries.map((e) => parseAffinityKey(e.key)!.cidr);
   return blocks.some((b) => netContains(b, addr));
+}
+
+/**
+ * On one node's podman: a tun and a tap pod (networks podway-tun and podway-tap installed beside
+ * podway) and a veth pod with `--ip` (podman passes CNI_ARGS IP=). Each gets its address (the tun
+ * pod used to fail, `Error: invalid MAC address`: its result had no mac; the --ip one got another
+ * address), which podman inspect reports, reaches `peer` on the other node through both podways,
+ * and `podman rm` releases it.
+ */
+async function tunTapAndStaticIp(kv: KvStore, spec: string, node: LabNode, host: PodmanHost, peer: Container): Promise<void> {
+  for (const type of ['tun', 'tap']) {
+    const inst = podwayIn(node, ['cni', 'install', '--bin-dir', host.binDir, '--conf-dir', host.confDir, '--datastore', spec, '--node', node.name, '--control', node.control,
+      '--ipam-lock-file', path.join(host.dir, 'run', 'ipam.lock'), '--pending-del-dir', path.join(host.dir, 'pending-del'), '--name', `podway-${type}`, '--priority', '20', '--interface-type', type]);
+    assert.is(inst.code, 0, inst.out);
+  }
+  // A free address of the node's block (addresses are handed out from its start).
+  const block = (await kv.list(nodeAffinityPrefix(node.name, 4))).entries.map((e) => parseAffinityKey(e.key)!.cidr)[0];
+  const wanted = formatIp(4, block.base + 58n);
+  const pods = [
+    { network: 'podway-tun', type: 'tun', more: [] as string[] },
+    { network: 'podway-tap', type: 'tap', more: [] as string[] },
+    { network: 'podway', type: 'veth', more: ['--ip', wanted] },
+  ];
+  for (const p of pods) {
+    const name = `${p.type}${p.more.length ? '-ip' : ''}-${node.name}-${process.pid}`;
+    const id = host.runContainer(name, p.network, p.more);
+    const ip = host.inspect(name).NetworkSettings.Networks[p.network].IPAddress as string;
+    if (p.more.length) assert.is(ip, wanted, `podman run --ip ${wanted}: podman inspect says ${ip}`);
+    const held = await new Ipam(kv).allocationOf(ip);
+    assert.is(held?.handleId, `${p.network}.${id}`, `${name}'s ${ip} is held by its IPAM handle`);
+    assert.is(held?.secondary?.node, node.name);
+    const addr = host.exec(name, 'ip -o -4 addr show dev eth0; ip route');
+    assert.match(addr, `inet ${ip}/32`, addr);
+    assert.match(addr, p.type === 'tun' ? /default dev eth0/ : /default via 169\.254\.1\.1 dev eth0/, addr);
+    const wep = JSON.parse((await kv.get(`${WEP_PREFIX}default/${node.name}-cni-${id}-eth0`))!.value) as { spec: { interfaceName: string; interfaceType?: string; ipNetworks: string[] } };
+    assert.equal(wep.spec.ipNetworks, [`${ip}/32`]);
+    assert.is(wep.spec.interfaceType ?? 'veth', p.type);
+    assert.ok(await until(async () => (await endpointsOf(node)).some((e) => e.interface === wep.spec.interfaceName && e.state === 'attached'), 15_000), `podway on ${node.name} attached ${name}'s ${wep.spec.interfaceName}`);
+    let ping = '';
+    const reached = await until(() => {
+      ping = host.exec(name, `ping -c 1 -W 1 ${peer.ip} >/dev/null 2>&1 && ping -c 3 -i 0.2 -W 2 ${peer.ip} 2>&1 || echo unreachable`, 15_000);
+      return /3 packets transmitted, 3 packets received/.test(ping);
+    }, 20_000, 200);
+    assert.ok(reached, `${name} (${p.type}, ${ip}) -> ${peer.name} (${peer.ip}): ${ping}`);
+    host.podman(['rm', '-f', '-t', '0', name]);
+    assert.is(await kv.get(`${HANDLE_PREFIX}${p.network}.${id}`), null, `${name}: handle released by podman rm`);
+    assert.is(await new Ipam(kv).allocationOf(ip), null, `${name}: ${ip} released`);
+    assert.is(await kv.get(`${WEP_PREFIX}default/${node.name}-cni-${id}-eth0`), null, `${name}: endpoint removed`);
+    console.log(`  [embedded] ${p.type}${p.more.length ? ' --ip' : ''} pod ${ip} on ${node.name} -> ${peer.ip}: 3/3 pings; podman rm released it`);
+  }
 }
 
 async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
@@ -137,6 +187,8 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
     assert.is(gotSum, sentSum, `${b.name} received exactly the ${BYTES} bytes ${a.name} sent`);
     console.log(`  [${datastore}] ${a.ip} (${a.node.name}) -> ${b.ip} (${b.node.name}): 10 MiB in ${ms} ms, sha256 equal`);
 
+    if (datastore === 'embedded') await tunTapAndStaticIp(kv, spec, a.node, a.host, b);
+
     // podman rm: CNI DEL releases the address and removes the endpoint and the veth.
     for (const c of containers) {
       const sandbox = c.host.inspect(c.name).NetworkSettings.SandboxKey as string;
@@ -174,7 +226,7 @@ test.before(() => {
   if (!isRoot()) throw new Error('the podman tests need root (network namespaces, podman)');
 });
 
-test('podman (CNI backend) on two podway nodes, embedded datastore: addresses from the node blocks, ping and 10 MiB TCP across nodes, podman rm cleans up', async () => {
+test('podman (CNI backend) on two podway nodes, embedded datastore: addresses from the node blocks, ping and 10 MiB TCP across nodes; tun and tap pods, --ip; podman rm cleans up', async () => {
   await scenario('embedded');
 });
 

@@ -39,6 +39,9 @@
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
 #endif
+#ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+#define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
+#endif
 
 /* Per-port scratch for recvmmsg/sendmmsg, allocated once at open: no allocation per batch. */
 struct mmsg_scratch {
@@ -329,6 +332,26 @@ static void read_mtu(struct port *p) {
   p->mtu = ioctl(p->fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0 ? (uint32_t)ifr.ifr_mtu : 0;
 }
 
+/* A member of a PACKET_FANOUT group reads every frame sent on the device by a socket outside the
+ * group (the port's own transmit-only socket, tx_socket) as OUTGOING: PACKET_IGNORE_OUTGOING is per
+ * socket and the group's shared hook does not look at it. So a fanout socket asked to ignore
+ * outgoing frames gets a filter that drops them (pkttype 4) ahead of its own program, if any. Works
+ * on every kernel; costs three instructions per received frame. */
+static int attach_drop_outgoing(int fd, const struct open_opts *o) {
+  size_t n = o->bpf && o->bpf_len ? o->bpf_len / sizeof(struct sock_filter) : 1;
+  struct sock_filter *f = malloc((n + 3) * sizeof *f);
+  if (!f) return -ENOMEM;
+  f[0] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_B | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE));
+  f[1] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 0, 1);
+  f[2] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0);
+  if (o->bpf && o->bpf_len) memcpy(f + 3, o->bpf, o->bpf_len);
+  else f[3] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, 0xffffffffu);
+  struct sock_fprog prog = { .len = (unsigned short)(n + 3), .filter = f };
+  int err = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0 ? -errno : 0;
+  free(f);
+  return err;
+}
+
 /* Bind a prepared AF_PACKET port to its interface (microseconds: the socket had no protocol hook). */
 int port_bind_packet(struct port *p, const char *ifname, const struct open_opts *o) {
   int err;
@@ -341,6 +364,7 @@ int port_bind_packet(struct port *p, const char *ifname, const struct open_opts 
   sll.sll_family = AF_PACKET;
   sll.sll_protocol = htons(ETH_P_ALL);
   sll.sll_ifindex = p->ifindex;
+  if (o->fanout_group > 0 && o->ignore_outgoing && (err = attach_drop_outgoing(p->fd, o))) return fail(p, err);
   if (bind(p->fd, (struct sockaddr *)&sll, sizeof sll) < 0) return fail(p, -errno);
   if (p->has_txfd) {
     sll.sll_protocol = 0;
@@ -349,7 +373,13 @@ int port_bind_packet(struct port *p, const char *ifname, const struct open_opts 
   if (p->tx_gso) read_mtu(p);
   if (o->fanout_group > 0) {
     int arg = ((o->fanout_group - 1) & 0xffff) | (PACKET_FANOUT_HASH << 16);
-    if ((err = set_int(p->fd, SOL_PACKET, PACKET_FANOUT, arg))) return fail(p, err);
+    /* The group's hook, not the member's, decides about sent frames: PACKET_IGNORE_OUTGOING is not
+     * honoured there. The flag (Linux 4.20) makes the group skip them; every member of a group must
+     * ask for the same flags, so an older kernel (or a group joined without it) gets EINVAL, and the
+     * socket joins without it: the filter attached above drops them then. */
+    if (o->ignore_outgoing) err = set_int(p->fd, SOL_PACKET, PACKET_FANOUT, arg | (PACKET_FANOUT_FLAG_IGNORE_OUTGOING << 16));
+    if (!o->ignore_outgoing || err == -EINVAL) err = set_int(p->fd, SOL_PACKET, PACKET_FANOUT, arg);
+    if (err) return fail(p, err);
   }
   p->in_use = 1;
   return 0;

@@ -207,6 +207,40 @@ test('AF_PACKET txSocket: sends leave by a second socket that has no receive hoo
   });
 });
 
+test('AF_PACKET txSocket in a PACKET_FANOUT group: no member reads back the frames any member sent (with and without a socket filter)', async () => {
+  // The group's shared hook ignores PACKET_IGNORE_OUTGOING of its members, and the transmit-only
+  // socket is no member, so without the port's own guard every sent frame came back to the group.
+  await withNetns(['bfa', 'bfb'], async ([A, B]) => {
+    veth(A, 'fa0', B, 'fb0');
+    const group = 1000 + (process.pid % 30000);
+    const ports = [
+      native.openPacket('fa0', { netns: A.path, txSocket: true, fanoutGroup: group, bpf: etherFilter(ETHERTYPE) }),
+      native.openPacket('fa0', { netns: A.path, txSocket: true, fanoutGroup: group }),
+    ];
+    const pb = native.openPacket('fb0', { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 1 << 20 });
+    try {
+      const got: number[] = [];
+      const seen: number[] = [];
+      ethFrames(20, 0);
+      assert.is(native.send(ports[0], 0, 20), 20);
+      ethFrames(20, 1000);
+      assert.is(native.send(ports[1], 0, 20), 20);
+      ethFrames(20, 50_000); // B -> A
+      assert.is(native.send(pb, 0, 20), 20);
+      const done = await waitFor(() => { for (const p of ports) drainEth(p, got); drainEth(pb, seen); return seen.length >= 40 && got.length >= 20; }, 15_000);
+      await sleep(50);
+      for (const p of ports) drainEth(p, got);
+      assert.ok(done, `B received ${seen.length}, A's group received ${got.length}`);
+      assert.equal(seen.sort((x, y) => x - y), [...[...Array(20).keys()], ...[...Array(20).keys()].map((k) => 1000 + k)], 'the peer got both members\' frames');
+      assert.equal(got.sort((x, y) => x - y), [...Array(20).keys()].map((k) => 50_000 + k), 'the group received B\'s frames and none of its own');
+    } finally {
+      for (const p of ports) native.close(p);
+      native.close(pb);
+    }
+    assert.ok(await waitFor(() => native.pendingCloses() === 0, 5000), 'the worker thread released the sockets');
+  });
+});
+
 test('AF_PACKET: close() drops the backlog: nothing the kernel had refused reaches the peer after the call', async () => {
   await withSlowPacketPair(['bca', 'bcb'], 'ca0', 'cb0', '1mbit', { sndbuf: 4096 }, async (pa, pb) => {
     ethFrames(256, 0);

@@ -426,74 +426,98 @@ function onesAdd(s: number, v: number): number {
   return (s & 0xffff) + (s >>> 16);
 }
 
+/** growToSuper's walk: each IP header on the way to TCP, and the VXLAN UDP header behind it (or -1). */
+const SUPER_LEVELS = 3;
+const superL3 = new Int32Array(SUPER_LEVELS);
+const superUdp = new Int32Array(SUPER_LEVELS);
+
 /**
  * The record at out[at..at+len) is segment 0 of a TCP super-frame (as an Ethernet frame: plain,
- * or in VXLAN over IPv4 or IPv6), and `rest` more payload bytes (summing to `restSum`, as if on an
- * even offset) follow it: make its headers the whole super-packet's. Every IPv4 total length and
- * header checksum, IPv6 payload length and VXLAN UDP length grows by `rest` (0 past 65,535), an
- * outer UDP checksum over IPv4 becomes 0, the TCP header takes the super-frame's FIN/PSH and its
- * checksum is updated incrementally (length, flags, the payload added). Only headers inside the
- * record are touched.
+ * in VXLAN over IPv4 or IPv6, or in IP-in-IP), and `rest` more payload bytes (summing to
+ * `restSum`, as if on an even offset) follow it: make its headers the whole super-packet's. Every
+ * IPv4 total length and header checksum, IPv6 payload length and VXLAN UDP length grows by `rest`
+ * (0 past 65,535), an outer UDP checksum over IPv4 becomes 0, the TCP header takes the
+ * super-frame's FIN/PSH and its checksum is updated incrementally (length, flags, the payload
+ * added). The header chain is walked first: nothing is changed unless it ends in a TCP header
+ * inside the record (UDP to another port than 4789, another protocol: the record stays segment 0's).
  */
 export function growToSuper(out: Uint8Array, at: number, len: number, rest: number, tcpFlags: number, restSum: number): void {
   const end = at + len;
-  let eth = at;
-  for (let level = 0; level < 2; level++) {
-    const l3 = eth + ETH_HLEN;
+  let l3 = at + ETH_HLEN;
+  let n = 0;
+  let tcp = -1;
+  while (n < SUPER_LEVELS) {
     if (l3 + 40 > end) return;
     const v = out[l3] >> 4;
     let l4: number;
     let proto: number;
-    let l4len: number; // before
     if (v === 4) {
       const ihl = (out[l3] & 15) << 2;
-      const tot = (out[l3 + 2] << 8) | out[l3 + 3];
-      const nt = tot + rest > 0xffff ? 0 : tot + rest;
-      out[l3 + 2] = nt >> 8; out[l3 + 3] = nt & 255;
-      out[l3 + 10] = 0; out[l3 + 11] = 0;
-      let sum = 0;
-      for (let k = 0; k < ihl; k += 2) sum = onesAdd(sum, (out[l3 + k] << 8) | out[l3 + k + 1]);
-      const c = ~sum & 0xffff;
-      out[l3 + 10] = c >> 8; out[l3 + 11] = c & 255;
+      if (ihl < 20) return;
       l4 = l3 + ihl;
       proto = out[l3 + 9];
-      l4len = tot - ihl;
     } else if (v === 6) {
-      const pl = (out[l3 + 4] << 8) | out[l3 + 5];
-      const np = pl + rest > 0xffff ? 0 : pl + rest;
-      out[l3 + 4] = np >> 8; out[l3 + 5] = np & 255;
       l4 = l3 + 40;
       proto = out[l3 + 6];
-      l4len = pl;
     } else return;
-    if (proto === 17) {
-      // VXLAN: the inner Ethernet frame behind UDP (8) and VXLAN (8)
-      if (l4 + 16 > end || ((out[l4 + 2] << 8) | out[l4 + 3]) !== 4789) return;
-      const ul = (out[l4 + 4] << 8) | out[l4 + 5];
-      const nu = ul + rest > 0xffff ? 0 : ul + rest;
-      out[l4 + 4] = nu >> 8; out[l4 + 5] = nu & 255;
-      if (v === 4) { out[l4 + 6] = 0; out[l4 + 7] = 0; }
-      eth = l4 + 16;
-      continue;
+    superL3[n] = l3;
+    superUdp[n] = -1;
+    n++;
+    if (proto === 6) {
+      if (l4 + 20 <= end) tcp = l4;
+      break;
     }
-    if (proto !== 6 || l4 + 20 > end) return;
-    let sum = ~((out[l4 + 16] << 8) | out[l4 + 17]) & 0xffff;
-    // the pseudo header's length (IPv6: 32 bits)
-    const nl = l4len + rest;
-    sum = onesAdd(sum, ~(l4len & 0xffff) & 0xffff);
-    sum = onesAdd(sum, ~(l4len >>> 16) & 0xffff);
-    sum = onesAdd(sum, nl & 0xffff);
-    sum = onesAdd(sum, nl >>> 16);
-    const ow = (out[l4 + 12] << 8) | out[l4 + 13];
-    out[l4 + 13] |= tcpFlags & 0x09; // FIN, PSH: segment 0 went without them
-    sum = onesAdd(sum, ~ow & 0xffff);
-    sum = onesAdd(sum, (out[l4 + 12] << 8) | out[l4 + 13]);
-    // the payload behind segment 0's starts l4len bytes into the TCP segment
-    sum = onesAdd(sum, (l4len & 1) === 0 ? restSum : ((restSum & 255) << 8) | (restSum >> 8));
-    const c = ~sum & 0xffff;
-    out[l4 + 16] = c >> 8; out[l4 + 17] = c & 255;
-    return;
+    if (proto === 4 || proto === 41) { l3 = l4; continue; } // IP-in-IP: the inner IP header right behind
+    // VXLAN: the inner Ethernet frame behind UDP (8) and VXLAN (8)
+    if (proto !== 17 || l4 + 16 > end || ((out[l4 + 2] << 8) | out[l4 + 3]) !== 4789) return;
+    superUdp[n - 1] = l4;
+    l3 = l4 + 16 + ETH_HLEN;
   }
+  if (tcp < 0) return;
+  let l4len = 0; // the TCP segment's length before
+  for (let i = 0; i < n; i++) {
+    const h = superL3[i];
+    if (out[h] >> 4 === 4) {
+      const ihl = (out[h] & 15) << 2;
+      const tot = (out[h + 2] << 8) | out[h + 3];
+      const nt = tot + rest > 0xffff ? 0 : tot + rest;
+      out[h + 2] = nt >> 8; out[h + 3] = nt & 255;
+      out[h + 10] = 0; out[h + 11] = 0;
+      let sum = 0;
+      for (let k = 0; k < ihl; k += 2) sum = onesAdd(sum, (out[h + k] << 8) | out[h + k + 1]);
+      const c = ~sum & 0xffff;
+      out[h + 10] = c >> 8; out[h + 11] = c & 255;
+      l4len = tot - ihl;
+    } else {
+      const pl = (out[h + 4] << 8) | out[h + 5];
+      const np = pl + rest > 0xffff ? 0 : pl + rest;
+      out[h + 4] = np >> 8; out[h + 5] = np & 255;
+      l4len = pl;
+    }
+    const u = superUdp[i];
+    if (u >= 0) {
+      const ul = (out[u + 4] << 8) | out[u + 5];
+      const nu = ul + rest > 0xffff ? 0 : ul + rest;
+      out[u + 4] = nu >> 8; out[u + 5] = nu & 255;
+      if (out[h] >> 4 === 4) { out[u + 6] = 0; out[u + 7] = 0; }
+    }
+  }
+  const l4 = tcp;
+  let sum = ~((out[l4 + 16] << 8) | out[l4 + 17]) & 0xffff;
+  // the pseudo header's length (IPv6: 32 bits)
+  const nl = l4len + rest;
+  sum = onesAdd(sum, ~(l4len & 0xffff) & 0xffff);
+  sum = onesAdd(sum, ~(l4len >>> 16) & 0xffff);
+  sum = onesAdd(sum, nl & 0xffff);
+  sum = onesAdd(sum, nl >>> 16);
+  const ow = (out[l4 + 12] << 8) | out[l4 + 13];
+  out[l4 + 13] |= tcpFlags & 0x09; // FIN, PSH: segment 0 went without them
+  sum = onesAdd(sum, ~ow & 0xffff);
+  sum = onesAdd(sum, (out[l4 + 12] << 8) | out[l4 + 13]);
+  // the payload behind segment 0's starts l4len bytes into the TCP segment
+  sum = onesAdd(sum, (l4len & 1) === 0 ? restSum : ((restSum & 255) << 8) | (restSum >> 8));
+  const c = ~sum & 0xffff;
+  out[l4 + 16] = c >> 8; out[l4 + 17] = c & 255;
 }
 
 /**

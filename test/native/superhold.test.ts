@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { native, nativeAddon, FramePool, DescFlag } from '../../src/dataplane/native';
 import { NeighborQueue, FAMILY_V4 } from '../../src/dataplane/neighbor-queue';
-import { CaptureTap, Link, Stage, readRecords, type CapturePorts } from '../../src/dataplane/capture';
+import { CaptureTap, Link, Stage, growToSuper, readRecords, type CapturePorts } from '../../src/dataplane/capture';
 import { PcapngWriter } from '../../src/dataplane/pcapng';
 import { withNetns, Netns } from '../helpers/netns';
 import { fold, rd16, sum16, wr16, wr32 } from './wire-ref';
@@ -318,6 +318,48 @@ test('capture: a super-frame is one record, the whole super-packet (lengths, PSH
       assert.equal(Array.from(tx[0].data), [...wo, ...whole], 'outer and inner lengths of the whole');
       const [l3] = tshark(file3, ['frame.len', 'ip.len', 'udp.length', 'tcp.len', 'tcp.checksum.status']);
       assert.is(l3, `${whole.length + 50}\t${whole.length + 36},${whole.length - 14}\t${whole.length + 16}\t${payload}\t1`);
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('capture: a super-frame in IP-in-IP is one record with the outer and inner lengths and the TCP checksum of the whole; one in UDP to another port than 4789 is left as segment 0', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-superhold-'));
+  try {
+    await withLab(async (l) => {
+      const payload = 45 * MSS - 300;
+      const f = superFrame(payload, ACK | PSH, 0xfffff000, 7);
+      const whole = superFrame(payload, ACK | PSH, 0xfffff000, 7, true);
+      await receiveSuper(l, f);
+      // at tx, in IPIP (as the pipeline encapsulates it for another node): the pod's Ethernet
+      // header gives way to the node's and an outer IPv4 header (protocol 4)
+      const o = new Uint8Array(34);
+      o.set([0x02, 0, 0, 0x99, 0, 2], 0); o.set([0x02, 0, 0, 0x99, 0, 1], 6); wr16(o, 12, 0x0800);
+      const seg0 = pool.len[0];
+      o[14] = 0x45; wr16(o, 16, 20 + seg0 - 14); wr16(o, 18, 0x3001); o[22] = 64; o[23] = 4;
+      o.set([10, 99, 0, 1], 26); o.set([10, 99, 0, 2], 30);
+      wr16(o, 24, ~fold(sum16(o, 14, 20)) & 0xffff);
+      pool.off[0] -= 20; pool.len[0] += 20; pool.more[0] += (pool.segs[0] - 1) * 20;
+      pool.bytes.set(o, pool.start(0));
+      const file = path.join(dir, 'ipip.pcapng');
+      const tx = captureOne(Stage.TX, undefined, file);
+      assert.is(tx.length, 1, 'one record');
+      const wo = o.slice();
+      wr16(wo, 16, 20 + whole.length - 14); wr16(wo, 24, 0); wr16(wo, 24, ~fold(sum16(wo, 14, 20)) & 0xffff);
+      assert.equal(Array.from(tx[0].data), [...wo, ...whole.subarray(14)], 'outer and inner IPv4 of the whole, TCP checksum of the whole');
+      const [line] = tshark(file, ['frame.len', 'ip.len', 'tcp.len', 'tcp.checksum.status', 'ip.checksum.status']);
+      assert.is(line, `${whole.length + 20}\t${whole.length + 6},${whole.length - 14}\t${payload}\t1\t1,1`, 'tshark: both IPv4 headers good, TCP checksum good');
+
+      // UDP to a port that is not VXLAN's: no header of the record is touched
+      const ud = new Uint8Array(14 + 20 + 8 + 20 + 40);
+      wr16(ud, 12, 0x0800); ud[14] = 0x45; wr16(ud, 16, ud.length - 14); ud[23] = 17;
+      wr16(ud, 24, ~fold(sum16(ud, 14, 20)) & 0xffff);
+      wr16(ud, 34, 1234); wr16(ud, 36, 5555); wr16(ud, 38, ud.length - 34); wr16(ud, 40, 0x1234);
+      ud[42] = 0x45; wr16(ud, 44, 60); ud[51] = 6;
+      const before = ud.slice();
+      growToSuper(ud, 0, ud.length, 10_000, PSH, 0x4321);
+      assert.equal(Array.from(ud), Array.from(before), 'UDP to port 5555: unchanged');
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -20,11 +20,13 @@
  * wait as one descriptor.
  *
  * Bounds: `perNeighbor` packets per neighbour (3 by default; a super-frame is one packet, as its
- * skb is one in the kernel's queue), `perNeighborBytes` bytes per neighbour (128 KiB by default:
- * two whole 64 KiB super-frames; the kernel bounds its queue in bytes too, unres_qlen_bytes), and
+ * skb is one in the kernel's queue), `perNeighborBytes` bytes per neighbour (212,992 by default, the kernel's default
+ * unres_qlen_bytes: two whole 64 KiB super-frames, ~68-71 KiB each with their segments' headers), and
  * `capacity` places (frames, one pool slot each; a super-frame takes one per segment) in all. A
  * packet that finds its neighbour's share or the whole queue full is not held (the pipeline drops
- * it, every segment of a super-frame counted `neighbor_queue_full`): the first packets of a flow
+ * it, every segment of a super-frame counted `neighbor_queue_full`; a super-frame that could never
+ * fit whole, more segments than `capacity` or bytes than `perNeighborBytes`, has its segment 0 held
+ * alone when its neighbour holds nothing yet, as before super-frames were held whole): the first packets of a flow
  * are the ones kept, not the last as in the kernel, whose full queue drops its oldest. A neighbour is named by its family (4: ARP, the IPv4
  * address as a signed 32-bit key; 6: NDP, Neighbors6's id; 1: a local pod whose MAC is unknown,
  * its port) and key.
@@ -40,9 +42,10 @@ export const NEIGHBOR_QUEUE_PER_NEIGHBOR = 3;
 /** Frames held in all by default (one pool slot each: 256 x 2 KiB per worker; a 64 KiB
  * super-frame of 1,448-byte segments takes 46). */
 export const NEIGHBOR_QUEUE_TOTAL = 256;
-/** Bytes held per neighbour by default (frames as they will be sent): two whole 64 KiB TCP
- * super-frames with their segments' headers. */
-export const NEIGHBOR_QUEUE_BYTES = 128 << 10;
+/** Bytes held per neighbour by default (frames as they will be sent): the kernel's default
+ * unres_qlen_bytes (SK_WMEM_MAX), room for two whole 64 KiB TCP super-frames with their segments'
+ * headers (~68-71 KiB each). */
+export const NEIGHBOR_QUEUE_BYTES = 212_992;
 
 export const FAMILY_V4 = 4;
 export const FAMILY_V6 = 6;
@@ -180,14 +183,16 @@ export class NeighborQueue {
    * at offset 14), held whole for (family, key): cut into `segs` free places, each segment as the
    * send side would cut it. Returns `segs`; 0 when the neighbour's share or the queue has no room
    * for all of it (nothing held: the caller drops it whole); -1 when it cannot be cut (no addon,
-   * or no longer a live super-frame: the caller holds segment 0 as a plain frame).
+   * or no longer a live super-frame) or could never fit whole (more segments than the queue's
+   * places or bytes than the neighbour's budget) while the neighbour holds nothing yet: the caller
+   * holds segment 0 as a plain frame.
    */
   holdSuper(d: number, family: number, key: number, inPort: number, segs: number, bytes: number): number {
     key |= 0;
     const cut = this.superCut;
     if (cut === undefined || segs < 2) return -1;
     let k = this.room(family, key, segs, bytes);
-    if (k < 0) return 0;
+    if (k < 0) return (segs > this.capacity || bytes > this.perNeighborBytes) && this.count(family, key) === 0 ? -1 : 0;
     const pool = this.pool;
     const places = this.places;
     for (let j = 0; j < segs; k++) {

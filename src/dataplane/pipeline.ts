@@ -911,8 +911,9 @@ export class Pipeline implements CapturePorts {
    * into its segments (one place each, as the send side would cut them: they leave as they would
    * have without the wait) within the neighbour's byte budget. False when there is no room (the
    * caller drops it `neighbor_queue_full`: every segment of a super-frame, dropRest). Only when a
-   * super-frame cannot be cut (no longer live: never after a receive) segment 0 waits alone and the
-   * others are dropped for `unheld` (superToOne), as before.
+   * super-frame cannot be cut (no longer live: never after a receive), or could never fit whole
+   * and its neighbour holds nothing yet, segment 0 waits alone and the others are dropped for
+   * `unheld` (superToOne), as before.
    */
   private holdPacket(q: NeighborQueue, i: number, family: number, key: number, inPort: number, unheld: number): boolean {
     const pool = this.pool;

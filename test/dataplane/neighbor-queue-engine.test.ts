@@ -103,7 +103,7 @@ test('packets to a neighbour being resolved wait; replies the table refuses rele
   assert.is(counter(r.engine, 'neighbor_queue_sent'), 0);
   const st = r.engine.status() as { neighbors: { entries: { ip: string; mac: string | null }[] }; neighborQueue: unknown };
   assert.is(st.neighbors.entries.find((e) => e.ip === '10.99.0.2')?.mac, null, 'node2 still unresolved');
-  assert.equal(st.neighborQueue, { held: 3, perNeighbor: 3, perNeighborBytes: 128 << 10, capacity: 256 }, 'podway status shows them held');
+  assert.equal(st.neighborQueue, { held: 3, perNeighbor: 3, perNeighborBytes: 212_992, capacity: 256 }, 'podway status shows them held');
 
   r.io.inject(r.ul, arp(2, NODE2_MAC, '10.99.0.2', ulMac));
   r.io.pump();

@@ -203,29 +203,40 @@ for (const [txGso, v6] of [[true, false], [false, false], [true, true]]) {
   });
 }
 
-test('neighbour queue: the byte budget per neighbour (a super-frame that does not fit is not held at all; plain frames still are) and the packets per neighbour (a super-frame is one)', async () => {
+test('neighbour queue: the byte budget per neighbour (two whole 64 KiB super-frames by default; one that does not fit is not held at all, one that never could has segment 0 held while the neighbour holds nothing; plain frames still are) and the packets per neighbour (a super-frame is one)', async () => {
   await withLab(async (l) => {
     const f = superFrame(45 * MSS, ACK, 1000, 5);
     await receiveSuper(l, f);
     readyButMac(0);
-    const small = queue(32 << 10);
     const bytes = pool.len[0] + pool.more[0];
-    assert.is(small.holdSuper(0, FAMILY_V4, 7, l.pod, pool.segs[0], bytes), 0, 'over 32 KiB: refused');
-    assert.is(small.size, 0, 'nothing held');
-    // three packets per neighbour: two super-frames and one plain frame fit 128 KiB, a fourth not
+    assert.ok(bytes > 64 << 10, `a 64 KiB super-frame is ${bytes} bytes with its segments' headers`);
+    // never fits whole, nothing held for the neighbour yet: -1, the caller holds segment 0 alone
+    const small = queue(32 << 10);
+    assert.is(small.holdSuper(0, FAMILY_V4, 7, l.pod, pool.segs[0], bytes), -1, 'over 32 KiB: never fits, segment 0 for the caller');
+    assert.is(small.size, 0, 'nothing held by holdSuper');
+    const few = queue(undefined, 40);
+    assert.is(few.holdSuper(0, FAMILY_V4, 7, l.pod, pool.segs[0], bytes), -1, '45 segments, 40 places: the same');
+    assert.is(few.size, 0);
+    // does not fit beside what the neighbour holds: refused whole (0)
+    const mid = queue(100_000);
+    assert.is(mid.holdSuper(0, FAMILY_V4, 7, l.pod, pool.segs[0], bytes), 45);
+    assert.is(mid.holdSuper(0, FAMILY_V4, 7, l.pod, pool.segs[0], bytes), 0, 'a second over the neighbour\'s bytes: refused');
+    assert.is(mid.size, 45);
+    // the default budget: two whole ones and a plain frame are the three packets, a fourth not
     const q = queue();
+    assert.is(q.perNeighborBytes, 212_992);
     assert.is(q.holdSuper(0, FAMILY_V4, 7, l.pod, pool.segs[0], bytes), 45);
+    assert.is(q.holdSuper(0, FAMILY_V4, 7, l.pod, pool.segs[0], bytes), 45, 'a second whole 64 KiB super-frame');
+    pool.flags[2] = 0; pool.len[2] = 100; pool.off[2] = pool.off[0];
+    assert.ok(q.hold(2, FAMILY_V4, 7, l.pod), 'a plain frame: the third packet');
+    assert.not.ok(q.hold(2, FAMILY_V4, 7, l.pod), 'a fourth: refused');
+    assert.is(q.holdSuper(0, FAMILY_V4, 7, l.pod, pool.segs[0], bytes), 0, 'a fourth super-frame: refused');
+    assert.ok(q.hold(2, FAMILY_V4, 8, l.pod), 'another neighbour has its own budget');
+    assert.is(q.size, 92);
+    // a descriptor that is no longer a live super-frame cannot be cut: -1 (the caller holds it as one)
     const g = superFrame(10 * MSS, ACK, 1000 + 45 * MSS, 6);
     await receiveSuper(l, g, 1);
     readyButMac(1);
-    assert.is(q.holdSuper(1, FAMILY_V4, 7, l.pod, pool.segs[1], pool.len[1] + pool.more[1]), 10);
-    assert.is(q.holdSuper(0, FAMILY_V4, 7, l.pod, pool.segs[0], bytes), 0, 'a third over the neighbour\'s bytes: refused');
-    pool.flags[2] = 0; pool.len[2] = 100; pool.off[2] = pool.off[1];
-    assert.ok(q.hold(2, FAMILY_V4, 7, l.pod), 'a plain frame: the third packet');
-    assert.not.ok(q.hold(2, FAMILY_V4, 7, l.pod), 'a fourth: refused');
-    assert.ok(q.hold(2, FAMILY_V4, 8, l.pod), 'another neighbour has its own budget');
-    assert.is(q.size, 57);
-    // a descriptor that is no longer a live super-frame cannot be cut: -1 (the caller holds it as one)
     pool.flags[1] &= ~DescFlag.SUPER;
     assert.is(q.holdSuper(1, FAMILY_V4, 9, l.pod, 10, 1000), -1);
   });

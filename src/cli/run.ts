@@ -15,7 +15,7 @@ import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCa
 import { joinCluster, storedNodeAddresses, updateNodeAddresses } from './join';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
-import { Engine, HOST_PORT_NAME } from '../dataplane/engine';
+import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
 import { NftNat, NatSpec, NAT_IPV6, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { VXLAN_PORT } from '../packet/vxlan';
@@ -66,7 +66,8 @@ export interface RunOptions {
   /** Underlay neighbour (ARP/NDP) timings (`--neighbor-reachable`, `--neighbor-retrans`). */
   neighbor?: NeighborTimings;
   /** Packets held per underlay neighbour while it is resolved (`--neighbor-queue`; 0: none). */
-  neighborQueue?: { perNeighbor?: number };
+  /** the engine's neighbour queue bounds (per neighbour: packets, bytes; frames in all), given to every worker as they are */
+  neighborQueue?: EngineOptions['neighborQueue'];
   rxSuper?: boolean;
   /** Read pod super-frames straight into their segments' pool slots (scatter receive, default true). */
   scatterRx?: boolean;

@@ -10,14 +10,14 @@
  */
 import type { NeighborTimings } from './neighbors';
 import { parentPort, workerData } from 'node:worker_threads';
-import { Engine } from './engine';
+import { Engine, type EngineOptions } from './engine';
 import type { KernelRoute4 } from './host';
 import { serveTaps } from './taps';
 import { applySchedSlice } from './sched-slice';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: { perNeighbor?: number }; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: EngineOptions['neighborQueue']; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;

@@ -14,11 +14,16 @@
 // what waits), and by status() itself when the last count is older than RECOUNT_MS and no pass is
 // under way, so `podway status`, `counters` and /metrics see an entry the plugin spools during an
 // outage within seconds, not at the first pass after the datastore is back (an alert on
-// podway_cni_pending_dels above 0 has to fire during the outage). Which entries are this
-// datastore's is judged with the cluster_id last seen (this replayer's, else the spool's
-// .cluster-id cache). lastError is the last failure (with its time, lastErrorAt) and is cleared
+// podway_cni_pending_dels above 0 has to fire during the outage). A pass reads the entries and
+// judges which are this datastore's with the cluster_id last seen (this replayer's, else the
+// spool's .cluster-id cache). status() runs on podway run's main (forwarding) thread, so it reads
+// the directory's names only, never a file: an entry the last pass judged another datastore's (or
+// unreadable) counts as ignored, any other name (one spooled since) as pending. A spool that is not
+// a private directory is not read at all, neither by status() nor by a pass: it counts nothing and
+// its refusal is lastError. lastError is the last failure (with its time, lastErrorAt) and is cleared
 // by a pass that reaches the datastore and replays every entry it tries (or finds the spool empty).
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
 import { openKvStore } from '../control/kv/open';
@@ -74,6 +79,8 @@ export class PendingDelReplayer {
   private lastPassAt: Date | null = null;
   /** When the spool was last counted (Date.now()). */
   private countedAt = 0;
+  /** Entry file names (basename) the last pass judged not this datastore's, or unreadable. */
+  private othersSeen = new Set<string>();
   /** The cluster_id this datastore last answered with (null: not yet, this run). */
   private cluster: string | null = null;
 
@@ -136,13 +143,7 @@ export class PendingDelReplayer {
 
   status(): PendingDelStatus {
     // A pass under way keeps its own count (it decrements as it replays).
-    if (!this.running && Date.now() - this.countedAt >= RECOUNT_MS) {
-      try {
-        this.countLocal(existsSync(this.dir) ? readPending(this.dir) : []);
-      } catch {
-        /* unreadable spool: the pass says why; the last count stays */
-      }
-    }
+    if (!this.running && Date.now() - this.countedAt >= RECOUNT_MS) this.countNames();
     return { dir: this.dir, ...this.counts, lastError: this.lastError, lastErrorAt: this.lastErrorAt?.toISOString() ?? null, lastPassAt: this.lastPassAt?.toISOString() ?? null };
   }
 
@@ -162,9 +163,45 @@ export class PendingDelReplayer {
   /** pending and ignored from the spool alone (no datastore): the cluster_id last seen decides. */
   private countLocal(all: SpooledEntry[]): void {
     const { mine, others } = this.split(all, this.cluster ?? lastClusterId(this.dir, this.key));
-    this.counts.pending = mine.length;
+    this.setCounts(mine.length, others);
+  }
+
+  private setCounts(pending: number, others: SpooledEntry[]): void {
+    this.counts.pending = pending;
     this.counts.ignored = others.length;
+    this.othersSeen = new Set(others.map((s) => basename(s.file)));
     this.countedAt = Date.now();
+  }
+
+  /**
+   * status()'s count, on the main thread: the spool's names only (readdir; no file is opened, so a
+   * FIFO or a large file there cannot stall forwarding), judged by what the last pass learned.
+   * A spool that is not a private directory is not read: nothing counted, its refusal is lastError.
+   */
+  private countNames(): void {
+    this.countedAt = Date.now();
+    if (!existsSync(this.dir)) {
+      this.counts.pending = this.counts.ignored = 0;
+      return;
+    }
+    let names: string[];
+    try {
+      requirePrivateDir(this.dir, '--cni-pending-del-dir');
+      names = readdirSync(this.dir);
+    } catch (err) {
+      this.counts.pending = this.counts.ignored = 0;
+      if (this.lastError !== (err as Error).message) this.failedWith((err as Error).message);
+      return;
+    }
+    let pending = 0;
+    let ignored = 0;
+    for (const n of names) {
+      if (n.startsWith('.') || !n.endsWith('.json')) continue;
+      if (this.othersSeen.has(n)) ignored++;
+      else pending++;
+    }
+    this.counts.pending = pending;
+    this.counts.ignored = ignored;
   }
 
   private async pass(why: string): Promise<void> {
@@ -181,12 +218,9 @@ export class PendingDelReplayer {
       this.failedWith((err as Error).message);
       if (this.lastSaid.get('dir') !== this.lastError) this.log.warn(`deferred CNI DELs not replayed: ${this.lastError}`);
       this.lastSaid.set('dir', this.lastError!);
-      // still counted: what waits there is what an operator needs to see
-      try {
-        this.countLocal(readPending(this.dir));
-      } catch {
-        /* the last count stays */
-      }
+      // not read (its files could be forged, or FIFOs that would hang this thread): counts nothing
+      this.counts.pending = this.counts.ignored = 0;
+      this.countedAt = Date.now();
       return;
     }
     this.lastSaid.delete('dir');
@@ -219,9 +253,7 @@ export class PendingDelReplayer {
         this.told.add(s.file);
         this.log.warn(s.entry ? `deferred CNI DEL ${s.file} is for datastore ${s.entry.datastore}${s.entry.clusterId ? ` (cluster_id ${s.entry.clusterId})` : ''}, not this podway's ${this.key}${cluster ? ` (cluster_id ${cluster})` : ''}: left for the podway of that datastore` : `deferred CNI DEL ${s.file} is unreadable (${s.error}): left as it is`);
       }
-      this.counts.ignored = others.length;
-      this.counts.pending = mine.length;
-      this.countedAt = Date.now();
+      this.setCounts(mine.length, others);
       let failed = false;
       if (mine.length === 0) {
         this.lastError = this.lastErrorAt = null;

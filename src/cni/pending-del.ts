@@ -24,7 +24,7 @@
 //
 // File name: <network>+<containerID>+<ifname>.json. '+' is in neither a network name nor a
 // container ID, so two attachments never share a file.
-import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { handleId } from './names';
@@ -122,6 +122,26 @@ function parseEntry(text: string): PendingDel {
  * The entries in the spool (a missing directory holds none), oldest first (by the file's
  * modification time, then name); only those whose name starts with `prefix` when given.
  */
+/** An entry is a few hundred bytes: a larger file is not one (and is not read). */
+const MAX_ENTRY_BYTES = 64 * 1024;
+
+/**
+ * An entry file's text. Opened without following a symlink and without blocking (a FIFO there
+ * would hang the caller: podway run reads the spool on its forwarding thread); anything but a
+ * regular file of at most MAX_ENTRY_BYTES is refused with an error naming what it is.
+ */
+function readEntryFile(file: string): string {
+  const fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error(`${file}: not a regular file`);
+    if (st.size > MAX_ENTRY_BYTES) throw new Error(`${file}: ${st.size} bytes, more than an entry's ${MAX_ENTRY_BYTES}`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function readPending(dir: string, prefix = ''): SpooledEntry[] {
   let names: string[];
   try {
@@ -139,7 +159,7 @@ export function readPending(dir: string, prefix = ''): SpooledEntry[] {
     const file = join(dir, name);
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readEntryFile(file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // replayed meanwhile
       out.push({ file, text: '', entry: null, error: (e as Error).message });

@@ -14,7 +14,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { CniHarness } from './harness';
@@ -25,7 +26,7 @@ import { flockFileOf } from '../../src/cni/ipam-lock';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
 import { entryDatastore, pendingFileName, PendingDel, PENDING_DEL_FORMAT, readPending, writePending } from '../../src/cni/pending-del';
-import { PendingDelReplayer } from '../../src/cli/pending-del-replay';
+import { PendingDelReplayer, RECOUNT_MS } from '../../src/cli/pending-del-replay';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sleep } from '../helpers/netns';
 
@@ -83,6 +84,49 @@ test('spool files: the handle is derived (a forged one makes the entry unreadabl
     assert.throws(() => writePending(dir, entry({ containerID: 'c5', handle: 'n.c5' })));
     assert.equal(readdirSync(dir).filter((n) => n.endsWith('.tmp')), []);
   } finally {
+    rmSync(path.dirname(dir), { recursive: true, force: true });
+  }
+});
+
+test('status() counts the spool by names only: a FIFO named x.json is never opened by it (no hang of podway run\'s thread); a pass reads it without blocking as unreadable; a non-private spool is not read, its refusal is the error', async () => {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-spool-')), 'spool');
+  let writer: ChildProcess | null = null;
+  try {
+    writePending(dir, entry({ containerID: 'c1', datastore: 'etcd:http://127.0.0.1:1' }));
+    const fifo = path.join(dir, 'n+x+eth0.json');
+    const mk = spawnSync('mkfifo', [fifo]);
+    assert.is(mk.status, 0, String(mk.stderr));
+    symlinkSync('/dev/zero', path.join(dir, 'n+z+eth0.json'));
+    // A writer blocks in open(2) until someone opens the FIFO to read: its exit tells that one did
+    // (and, should one do so, lets that reader go on instead of hanging this test).
+    writer = spawn('sh', ['-c', `echo x > '${fifo}'`], { stdio: 'ignore' });
+    const w = writer;
+    const said: string[] = [];
+    const r = new PendingDelReplayer(dir, { kind: 'etcd', endpoints: ['http://127.0.0.1:1'] }, { info: (m) => said.push(m), warn: (m) => said.push(m) }, 3_600_000);
+    let st = r.status();
+    assert.is(st.pending, 3, `every name counted before any pass: ${JSON.stringify(st)}`);
+    assert.is(st.ignored, 0);
+    assert.not.ok(await until(() => w.exitCode !== null || w.signalCode !== null, 1_000), 'status() opened the FIFO');
+    // a pass (the datastore away) reads the entries: the FIFO and the symlink are unreadable, not a hang
+    r.kick('test');
+    await r.idle();
+    await r.stop();
+    const spooled = readPending(dir);
+    assert.match(spooled.find((s) => s.file === fifo)?.error ?? '', 'not a regular file');
+    assert.ok(spooled.find((s) => s.file.endsWith('n+z+eth0.json'))?.error, 'the symlink is not followed');
+    await sleep(RECOUNT_MS + 100);
+    st = r.status();
+    assert.is(st.pending, 1, `the unreadable ones left alone: ${JSON.stringify(st)}`);
+    assert.is(st.ignored, 2, JSON.stringify(st));
+    // others may write to the spool: status() does not read it, says why
+    chmodSync(dir, 0o777);
+    await sleep(RECOUNT_MS + 100);
+    st = r.status();
+    assert.is(st.pending, 0, JSON.stringify(st));
+    assert.is(st.ignored, 0, JSON.stringify(st));
+    assert.match(st.lastError ?? '', /--cni-pending-del-dir: .* is writable by group or others/);
+  } finally {
+    if (writer && writer.exitCode === null && writer.signalCode === null) writer.kill('SIGKILL');
     rmSync(path.dirname(dir), { recursive: true, force: true });
   }
 });

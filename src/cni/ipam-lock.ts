@@ -17,13 +17,15 @@
 // namespace. While a host upgrades, old and new plugins (and an old podway run replaying deferred
 // DELs) run side by side, so the holder of the kernel lock also takes that link(2) lock, with
 // tokens marked "flock": an old process waits for it by its old rules, and a new one honours a
-// live old token. Another "flock" token is always stale (its holder would hold the kernel lock we
-// now hold), so a new plugin breaks it at once; so is an old token of another PID namespace
+// live old token. A "flock" token of our PID namespace is judged by its holder's PID (a live one
+// holds the kernel lock on a file since removed: ipam.lock.flock deleted under it, and breaking its
+// link(2) lock would make two IPAM writers); one of another PID namespace, whose PID means nothing
+// here, is stale at once (its holder would hold the kernel lock we now hold), and so is an old token of another PID namespace
 // whose lock is older than any IPAM operation lasts (LEGACY_FOREIGN_MAX_MS), left by an old
 // plugin that crashed before the upgrade.
 import { lstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { FileLock, FileLockAbortedError, FileLockTimeoutError } from '../control/kv/file-lock';
+import { FileLock, FileLockAbortedError, FileLockTimeoutError, sweepDeadTokens } from '../control/kv/file-lock';
 import { FlockAbortedError, FlockLock, FlockTimeoutError, pidNamespace } from './flock-lock';
 import { CniError, CNI_CODES } from './errors';
 
@@ -69,6 +71,12 @@ export const LEGACY_TOKEN_MARK = 'flock';
 export const LEGACY_FOREIGN_MAX_MS = 10 * 60 * 1000;
 
 /**
+ * A marked token file of another PID namespace this old is swept (its waiter was killed): longer
+ * than the longest wait (ipam_lock_timeout_ms at most 10 min) and hold.
+ */
+const LEGACY_TOKEN_SWEEP_MS = 3 * LEGACY_FOREIGN_MAX_MS;
+
+/**
  * Which link(2) tokens are stale to a holder of the kernel lock (see the top of this file);
  * `foreignMaxMs` is for tests.
  */
@@ -76,8 +84,11 @@ export function legacyDeadIf(lockFile: string, foreignMaxMs = LEGACY_FOREIGN_MAX
   const ours = pidNamespace();
   return (token) => {
     const f = token.trim().split(' ');
+    // ours (marked or not): FileLock's PID test decides. A marked token of our namespace whose
+    // holder lives is a live holder of an older kernel-lock file (ipam.lock.flock removed under
+    // it): breaking its link(2) lock would make two IPAM writers.
+    if (!f[3] || f[3] === ours) return false;
     if (f[4] === LEGACY_TOKEN_MARK) return true;
-    if (!f[3] || f[3] === ours) return false; // ours: FileLock's PID test decides
     try {
       // link(2) set the lock's ctime (its inode is the holder's token file).
       return Date.now() - statSync(lockFile).ctimeMs > foreignMaxMs && readFileSync(lockFile, 'utf8') === token;
@@ -99,6 +110,8 @@ export async function withIpamLock<T>(o: IpamLockOptions, fn: () => Promise<T>, 
     throw new CniError(CNI_CODES.IO_FAILURE, `IPAM lock ${o.file} (${o.setting}): cannot make its directory: ${(e as Error).message}`);
   }
   requirePrivateDir(dirname(o.file), `IPAM lock ${o.file} (${o.setting}): its directory`);
+  // Tokens of link(2) waiters killed by SIGKILL would pile up: one readdir (and a stat per token) each call.
+  sweepDeadTokens(o.file, { mark: LEGACY_TOKEN_MARK, foreignMaxMs: LEGACY_TOKEN_SWEEP_MS });
   const started = Date.now();
   const lock = new FlockLock(flockFileOf(o.file));
   // The link(2) lock's token is written before the wait, so that inside the critical section

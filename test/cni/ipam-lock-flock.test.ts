@@ -117,6 +117,58 @@ for (const pidns of [false, true]) {
   });
 }
 
+test('ipam.lock.flock removed under a live holder of this PID namespace: a newcomer takes the new kernel lock but not the holder\'s link(2) lock (no two IPAM writers)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-flock-'));
+  const file = path.join(dir, 'ipam.lock');
+  const holder = nodeProc(file, HOLD);
+  try {
+    assert.ok(await until(() => holder.out().includes('held')), `the holder took the lock: ${holder.out()}`);
+    const token = readFileSync(file, 'utf8');
+    assert.is(token.trim().split(' ')[4], LEGACY_TOKEN_MARK);
+    assert.not.ok(legacyDeadIf(file)(token), 'a marked token of this namespace whose holder lives is not stale');
+    rmSync(flockFileOf(file));
+    let entered = false;
+    const err = await withIpamLock({ file, timeoutMs: 1500, setting: 'test' }, async () => { entered = true; }).then(() => null, (e) => e as Error);
+    assert.not.ok(entered, 'the newcomer got in beside the live holder');
+    assert.match(err?.message ?? '', 'holds this link(2) lock');
+    assert.is(readFileSync(file, 'utf8'), token, 'the holder\'s link(2) lock kept');
+  } finally {
+    await stop(holder);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the link(2) token of a waiter killed by SIGKILL is swept by the next withIpamLock; a live waiter\'s is kept', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-flock-'));
+  const file = path.join(dir, 'ipam.lock');
+  const tokenOf = (pid: number) => readdirSync(dir).filter((n) => new RegExp(`^ipam\\.lock\\.${pid}\\.[0-9a-f]{12}$`).test(n));
+  let release = (): void => undefined;
+  const procs: Proc[] = [];
+  try {
+    const held = withIpamLock({ file, timeoutMs: 20_000, setting: 'test' }, () => new Promise<void>((r) => { release = r; }));
+    assert.ok(await until(() => existsSync(file)), 'held here');
+    const killed = nodeProc(file, HOLD);
+    const live = nodeProc(file, HOLD);
+    procs.push(killed, live);
+    assert.ok(await until(() => tokenOf(killed.child.pid!).length === 1 && tokenOf(live.child.pid!).length === 1), `both waiters wrote their tokens: ${readdirSync(dir).join(' ')}`);
+    const killedPid = killed.child.pid!;
+    killed.child.kill('SIGKILL');
+    await killed.exited();
+    assert.is(tokenOf(killedPid).length, 1, 'SIGKILL left its token');
+    // a newcomer's withIpamLock sweeps it (it waits, the lock being held here)
+    const next = nodeProc(file, HOLD);
+    procs.push(next);
+    assert.ok(await until(() => tokenOf(killedPid).length === 0), `the dead waiter's token swept: ${readdirSync(dir).join(' ')}`);
+    assert.is(tokenOf(live.child.pid!).length, 1, 'the live waiter\'s token kept');
+    release();
+    await held;
+  } finally {
+    release();
+    for (const p of procs) await stop(p);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a plugin killed holding the IPAM lock in another PID namespace: the next ADD goes through', async () => {
   const h = new CniHarness();
   let holder: Proc | null = null;

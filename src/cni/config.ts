@@ -161,7 +161,13 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
   if (typeof name !== 'string' || !NETWORK_NAME.test(name)) throw bad('name', `expected a network name (alphanumerics, '_', '.', '-'), got ${JSON.stringify(name)}`);
   if (raw.type !== 'podway') throw bad('type', `expected "podway", got ${JSON.stringify(raw.type)}`);
   // Set but empty is a mistake (a template left blank), not "use the hostname": refused, naming the field.
-  if (raw.nodename === '') throw bad('nodename', 'is empty: give this node\'s name (as `podway run --node` registers it), or leave the key out to use $NODENAME or the hostname');
+  // Under `tolerant` (DEL) it is read as the plugin before this check did ($NODENAME or the hostname), with a
+  // warning: a pod added with such a config must still be deletable, or its address would never be freed.
+  if (raw.nodename === '') {
+    const why = 'is empty: give this node\'s name (as `podway run --node` registers it), or leave the key out to use $NODENAME or the hostname';
+    if (!opts.tolerant) throw bad('nodename', why);
+    opts.warn?.(`network config: nodename: ${why} (read as $NODENAME or the hostname to delete, as older podway did)`);
+  }
   const nodeText = optString(raw, 'nodename') ?? (env.NODENAME || hostname());
   let nodename: string;
   try {
@@ -184,8 +190,13 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     if (!isObject(raw.ipam)) throw bad('ipam', `expected an object like {"type": "host-local", ...}, got ${JSON.stringify(raw.ipam)}`);
     const t = raw.ipam.type;
     // The CNI spec requires ipam.type: a section without it is refused, not read as podway's IPAM.
-    if (t === undefined || t === null) throw bad('ipam.type', 'required in an "ipam" section (the CNI spec\'s IPAM plugin name): "podway" (or Calico\'s "calico-ipam") for podway\'s own IPAM, or a plugin such as "host-local"; leave "ipam" out for podway\'s own');
-    if (typeof t !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(t)) throw bad('ipam.type', `expected a plugin name, got ${JSON.stringify(t)}`);
+    // Under `tolerant` (DEL) a missing type is read as podway's IPAM, as the plugin before this check did, with a
+    // warning: refusing it would leave the address of a pod added by an older podway allocated forever.
+    if (t === undefined || t === null) {
+      const why = 'required in an "ipam" section (the CNI spec\'s IPAM plugin name): "podway" (or Calico\'s "calico-ipam") for podway\'s own IPAM, or a plugin such as "host-local"; leave "ipam" out for podway\'s own';
+      if (!opts.tolerant) throw bad('ipam.type', why);
+      opts.warn?.(`network config: ipam.type: ${why} (read as podway's IPAM to delete, as older podway did)`);
+    } else if (typeof t !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(t)) throw bad('ipam.type', `expected a plugin name, got ${JSON.stringify(t)}`);
     if (typeof t === 'string' && t !== 'podway' && t !== 'calico-ipam') ipam = { ...raw.ipam, type: t };
   }
   const ipamSection = isObject(raw.ipam) && ipam === null ? raw.ipam : {};

@@ -27,7 +27,7 @@ import { closeSync, fstatSync, FSWatcher, ftruncateSync, futimesSync, openSync, 
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-interface FlockAddon {
+export interface FlockAddon {
   flockTry(fd: number, mode: 'ex' | 'sh' | 'un'): boolean;
 }
 
@@ -35,6 +35,11 @@ let addon: FlockAddon | null = null;
 
 /** The addon's flockTry (native/flock.c), loaded on first use. */
 function flockAddon(): FlockAddon {
+  return loadFlockAddon();
+}
+
+/** Loads the addon now (or throws naming it): `cni install` checks the plugin will find it. */
+export function loadFlockAddon(): FlockAddon {
   if (addon) return addon;
   // dist/src/cni/flock-lock.js -> the repository is three levels up; src/cni (ts-node) two.
   const candidates = [resolve(__dirname, '..', '..', '..', 'build', 'Release', 'podway_flock.node'), resolve(__dirname, '..', '..', 'build', 'Release', 'podway_flock.node')];

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, unlinkSync 
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { resolveDatastoreSpec } from '../control/open-datastore';
+import { loadFlockAddon } from './flock-lock';
 import { parseDatastoreSpec } from '../control/kv/spec';
 import { validateNodeName } from '../control/resource-names';
 import { replaceFileSync } from '../util/replace-file';
@@ -89,9 +90,10 @@ function datastoreText(spec: string | undefined, env: NodeJS.ProcessEnv): { data
     return { datastore: `embedded:${dir}`, tls: {} };
   }
   const tls: Record<string, string> = {};
-  if (parsed.tls?.caFile) tls.etcd_ca_cert_file = path.resolve(parsed.tls.caFile);
-  if (parsed.tls?.certFile) tls.etcd_cert_file = path.resolve(parsed.tls.certFile);
-  if (parsed.tls?.keyFile) tls.etcd_key_file = path.resolve(parsed.tls.keyFile);
+  // The plugin reads these too, from the runtime's working directory: absolute, as the paths above.
+  if (parsed.tls?.caFile) tls.etcd_ca_cert_file = absoluteOption('$ETCD_CA_CERT_FILE', parsed.tls.caFile);
+  if (parsed.tls?.certFile) tls.etcd_cert_file = absoluteOption('$ETCD_CERT_FILE', parsed.tls.certFile);
+  if (parsed.tls?.keyFile) tls.etcd_key_file = absoluteOption('$ETCD_KEY_FILE', parsed.tls.keyFile);
   return { datastore: `etcd:${parsed.endpoints.join(',')}`, tls };
 }
 
@@ -125,6 +127,13 @@ export function installCni(opts: InstallOptions): Installed {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`cni install: --name ${JSON.stringify(name)}: a network name is alphanumerics, '_', '.', '-'`);
   const pluginJs = path.resolve(__dirname, 'main.js');
   if (!existsSync(pluginJs)) throw new Error(`cni install: ${pluginJs} is missing (run npm run build:ts first)`);
+  // Every ADD and DEL takes the IPAM lock through this addon: a checkout rebuilt by tsc alone
+  // (an upgrade without `npm run build:native`) would fail them all; said here instead.
+  try {
+    loadFlockAddon();
+  } catch (e) {
+    throw new Error(`cni install: ${(e as Error).message}; the plugin needs it for every ADD and DEL (an upgrade needs \`npm run build:native\` or \`npm install\`)`);
+  }
   const conflist = conflistPath(path.resolve(opts.confDir), name, opts.priority);
   const text = conflistText({ ...opts, conflist });
   mkdirSync(opts.binDir, { recursive: true });

@@ -10,7 +10,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { CniHarness } from './harness';
 import { Ipam } from '../../src/control/ipam';
@@ -306,6 +307,33 @@ test('DEL tolerates config fields it does not use (reported on stderr), still re
     // Without a file name (a config not written by cni install), the network is still named.
     const plain = await h.call({ command: 'ADD', containerId: cid('t'), netns: h.pod('deltol3').path, ifname: 'eth0', extra: { conflist: undefined, mtu: 'abc' } });
     assert.ok(plain.json.msg.startsWith('network "podway" config: mtu:'), plain.json.msg);
+  });
+});
+
+test('DEL of a pod added by an older podway with "nodename": "" or an "ipam" section without "type" (both refused by ADD now) still releases its address, with a warning', async () => {
+  await withHarness(async (h) => {
+    const cases: Array<[string, Record<string, unknown>, Record<string, string>, string]> = [
+      // the older plugin read "" as $NODENAME or the hostname
+      ['empty nodename', { nodename: '' }, { NODENAME: h.nodeName }, 'nodename: is empty'],
+      // ... and an untyped "ipam" section as podway's own IPAM
+      ['ipam without type', { ipam: { assign_ipv6: 'false' } }, {}, 'ipam.type: required'],
+    ];
+    for (const [what, extra, env] of cases) {
+      const add = await h.call({ command: 'ADD', containerId: cid('u'), netns: h.pod(`up${what.length}`).path, ifname: 'eth0', extra, env });
+      assert.is(add.json?.code, 7, `${what}: ADD refuses it: ${add.stdout}`);
+    }
+    for (const [i, [what, extra, env, warning]] of cases.entries()) {
+      const pod = h.pod(`upg${i}`);
+      const id = cid('u');
+      await h.add(pod, id); // as the older plugin added it (same node, podway's IPAM)
+      assert.equal(await h.handles(), [`podway.${id}`], what);
+      const del = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra, env });
+      assert.is(del.exitCode, 0, `${what}: ${del.stdout} ${del.stderr}`);
+      assert.ok(del.stderr.includes(warning), `${what}: warned on stderr: ${del.stderr}`);
+      assert.equal(await h.handles(), [], `${what}: address released`);
+      assert.equal(await h.workloadEndpoints(), [], `${what}: endpoint deleted`);
+      assert.equal(h.caliLinks(), [], `${what}: veth removed`);
+    }
   });
 });
 
@@ -757,6 +785,24 @@ test('etcd datastore: ADD, CHECK and DEL against a real etcd (Calico\'s etcd_end
   }
 });
 
+test('podway cni install refuses a build whose flock addon (build/Release/podway_flock.node) does not load, naming it: every ADD and DEL would fail', async () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'podway-noaddon-'));
+  try {
+    // this build's compiled tree without build/ beside it (a checkout rebuilt by tsc alone)
+    cpSync(path.resolve(__dirname, '../../src'), path.join(tmp, 'dist', 'src'), { recursive: true });
+    symlinkSync(path.resolve(__dirname, '../../../node_modules'), path.join(tmp, 'node_modules'));
+    mkdirSync(path.join(tmp, 'store'));
+    const script = `require(${JSON.stringify(path.join(tmp, 'dist/src/cni/install.js'))}).installCni({ binDir: ${JSON.stringify(path.join(tmp, 'bin'))}, confDir: ${JSON.stringify(path.join(tmp, 'conf'))}, datastore: 'embedded:${path.join(tmp, 'store')}', node: 'n-1' }); console.log('installed');`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.is.not(r.status, 0, `${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, 'cni install: podway\'s flock addon (build/Release/podway_flock.node) not built');
+    assert.match(r.stderr, 'npm run build:native');
+    assert.not.ok(existsSync(path.join(tmp, 'bin')) || existsSync(path.join(tmp, 'conf')), 'nothing written');
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
 test('podway cni install writes the shim and the conflist; uninstall removes only those', async () => {
   const h = new CniHarness();
   try {
@@ -800,6 +846,14 @@ test('podway cni install writes the shim and the conflist; uninstall removes onl
       assert.is(r.status, 2, `${more.join(' ')}: exit 2 (usage): ${r.stdout}${r.stderr}`);
       assert.ok(r.stderr.includes(mention), `${more.join(' ')}: names ${mention}: ${r.stderr}`);
       assert.not.ok(existsSync(rBin) || existsSync(rConf), `${more.join(' ')}: nothing written`);
+    }
+    // the etcd TLS files go into the conflist too: refused when relative, naming the variable
+    for (const v of ['ETCD_CA_CERT_FILE', 'ETCD_CERT_FILE', 'ETCD_KEY_FILE']) {
+      const tenv = { ...process.env, ETCD_CA_CERT_FILE: path.join(h.dir, 'ca.pem'), ETCD_CERT_FILE: path.join(h.dir, 'c.pem'), ETCD_KEY_FILE: path.join(h.dir, 'k.pem'), [v]: 'tls/f.pem' };
+      const r = spawnSync(process.execPath, [podway, ...good, '--datastore', 'etcd:https://127.0.0.1:2379'], { cwd: h.dir, env: tenv, encoding: 'utf8', timeout: 60_000 });
+      assert.is(r.status, 2, `${v}: exit 2 (usage): ${r.stdout}${r.stderr}`);
+      assert.ok(r.stderr.includes(`$${v} "tls/f.pem": give an absolute path`), `${v}: named: ${r.stderr}`);
+      assert.not.ok(existsSync(rBin) || existsSync(rConf), `${v}: nothing written`);
     }
     const penv = { ...process.env, PODWAY_DATASTORE: 'embedded:relstore' };
     const fromEnv = spawnSync(process.execPath, [podway, 'cni', 'install', '--bin-dir', rBin, '--conf-dir', rConf, '--node', 'n-1'], { cwd: h.dir, env: penv, encoding: 'utf8', timeout: 60_000 });

@@ -180,10 +180,13 @@ export async function writeModelCache(file: string, node: string, datastore: str
  * finds the newest state) once a write under way ended; nothing is written after it.
  */
 export class ModelCacheWriter {
-  private pending: { model: NodeDataplaneModel; at: Date } | null = null;
+  /** The model to write and the BGP settings in force with it (written together, never one
+   * model with another's settings). */
+  private pending: { model: NodeDataplaneModel; at: Date; bgp: BgpInputs | null } | null = null;
   /** The last model applied (rewritten when only the BGP settings change). */
-  private last: { model: NodeDataplaneModel; at: Date } | null = null;
-  /** The BGP settings in force, written with every model (null: none, BGP off). */
+  private last: { model: NodeDataplaneModel; at: Date; bgp: BgpInputs | null } | null = null;
+  /** The BGP settings in force (null: none, BGP off): written with the next model that comes
+   * without its own. */
   private bgpInputs: BgpInputs | null = null;
   private lastWrite = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -201,22 +204,31 @@ export class ModelCacheWriter {
     private readonly intervalMs = MODEL_CACHE_WRITE_INTERVAL_MS,
   ) {}
 
-  applied(model: NodeDataplaneModel, at = new Date()): void {
-    this.pending = { model, at };
+  /** `model` was applied; `bgp`: the BGP settings of its snapshot, written with it (undefined: the
+   * settings in force stay, a model applied again with its next hops moved, say). */
+  applied(model: NodeDataplaneModel, at = new Date(), bgp?: BgpInputs | null): void {
+    if (bgp !== undefined) this.bgpInputs = bgp;
+    this.pending = { model, at, bgp: this.bgpInputs };
     this.last = this.pending;
+    this.schedule();
+  }
+
+  /** The BGP settings in force changed alone (a BGPPeer added, say, leaving the model as it was):
+   * the last model applied is written again with them. A model with new settings comes with them
+   * through applied(), never here first: the last model would be written with its successor's
+   * settings. */
+  bgp(inputs: BgpInputs | null): void {
+    if (JSON.stringify(inputs) === JSON.stringify(this.bgpInputs)) return;
+    this.bgpInputs = inputs;
+    if (this.last) this.applied(this.last.model, this.last.at, inputs);
+  }
+
+  private schedule(): void {
     if (this.timer || this.stopped) return;
     const wait = this.lastWrite + this.intervalMs - Date.now();
     if (wait <= 0) return this.flush();
     this.timer = setTimeout(() => { this.timer = null; this.flush(); }, wait);
     this.timer.unref();
-  }
-
-  /** The BGP settings in force changed (a BGPPeer added, say, leaving the model as it was): the
-   * last model is written again with them, as a new model would be. */
-  bgp(inputs: BgpInputs | null): void {
-    if (JSON.stringify(inputs) === JSON.stringify(this.bgpInputs)) return;
-    this.bgpInputs = inputs;
-    if (this.last) this.applied(this.last.model, this.last.at);
   }
 
   /** Writes the pending model now (one write at a time: a write under way takes it when it ends). */
@@ -226,10 +238,10 @@ export class ModelCacheWriter {
     const p = this.pending;
     this.pending = null;
     this.lastWrite = Date.now();
-    this.writing = writeModelCache(this.file, this.node, this.datastore, p.model, p.at, this.bgpInputs).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
+    this.writing = writeModelCache(this.file, this.node, this.datastore, p.model, p.at, p.bgp).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
       this.writing = null;
       // a model applied meanwhile: written when the interval is up, as any other
-      if (this.pending) this.applied(this.pending.model, this.pending.at);
+      if (this.pending) this.schedule();
     });
   }
 
@@ -244,7 +256,7 @@ export class ModelCacheWriter {
     this.pending = null;
     if (!p) return;
     try {
-      this.wrote(await writeModelCache(this.file, this.node, this.datastore, p.model, p.at, this.bgpInputs));
+      this.wrote(await writeModelCache(this.file, this.node, this.datastore, p.model, p.at, p.bgp));
     } catch (e) {
       this.failed(e as Error);
     }

@@ -622,8 +622,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
       // The model thread's speaker follows the first model once it is applied (model-worker.ts).
       if (source && firstGen !== undefined) source.modelApplied(firstGen, true);
-      if (source && firstInputs) cacheWriter?.bgp(firstInputs);
-      if (source) cacheWriter?.applied(model);
+      if (source) cacheWriter?.applied(model, new Date(), firstInputs);
       lastGateways = gatewaysKey(model, kernelRoutes);
       // After the host port exists: the table's reply rule names it.
       syncNat(model);
@@ -726,10 +725,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // On the cached model the datastore is away: the tunnel addresses are reconciled (the start's
       // registration) once it answers.
       if (!stopping && source) tunnelJoin?.applied(model);
-      // Only the datastore's models: the cached one is on disk already. With them the BGP settings
-      // of their snapshot (the speaker follows it now).
-      if (source && bgpInputs) cacheWriter?.bgp(bgpInputs);
-      if (source) cacheWriter?.applied(model);
+      // Only the datastore's models: the cached one is on disk already. With them (in the same
+      // write, never the old model with the new settings) the BGP settings of their snapshot (the
+      // speaker follows it now).
+      if (source) cacheWriter?.applied(model, new Date(), bgpInputs);
       lastGateways = gatewaysKey(model, kernelRoutes);
       broadcastModel(model);
     };

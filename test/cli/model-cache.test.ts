@@ -123,14 +123,43 @@ test('the writer writes the BGP settings with the model, and again when only the
     const r = readModelCache(file, 'n1', DS);
     return r !== 'none' && !('refused' in r) ? r.bgp?.peers.length ?? -1 : -2;
   };
-  w.bgp(inputs);
-  w.applied(model(1));
+  w.applied(model(1), new Date(), inputs);
   assert.ok(await until(() => peersOnDisk() === 1), 'written with the model');
   w.bgp({ ...inputs, peers: [] });
   assert.ok(await until(() => peersOnDisk() === 0), 'written again with the new settings');
   await w.stop();
   const r = readModelCache(file, 'n1', DS);
   assert.ok(r !== 'none' && !('refused' in r) && r.model.endpoints.length === 1, 'the same model');
+});
+
+test('a model with new BGP settings is written with them in one write: never the previous model with the new settings', async () => {
+  const file = path.join(tempDir(), 'n1.model.json');
+  const w = new ModelCacheWriter(file, 'n1', DS, { info: () => undefined, warn: () => undefined }, 1000);
+  const inputs = bgpInputsOf(parseClusterYaml(BGP_YAML, 'test.yaml'), 'n1');
+  const onDisk = () => {
+    const r = readModelCache(file, 'n1', DS);
+    return r !== 'none' && !('refused' in r) ? `${r.model.endpoints.length} endpoints, ${r.bgp?.peers.length ?? -1} peers` : 'none';
+  };
+  try {
+    w.applied(model(1), new Date(), inputs);
+    assert.ok(await until(() => onDisk() === '1 endpoints, 1 peers'), onDisk());
+    // the interval is up: the next model is written at once (the bug: its settings went first,
+    // written at once with the model before, which stayed on disk for an interval)
+    await new Promise((r) => setTimeout(r, 1200));
+    w.applied(model(2), new Date(), { ...inputs, peers: [] });
+    const seen = new Set<string>();
+    await until(() => { seen.add(onDisk()); return onDisk() === '2 endpoints, 0 peers'; });
+    seen.delete('1 endpoints, 1 peers'); // read before the write landed
+    assert.equal([...seen], ['2 endpoints, 0 peers'], 'on disk, in turn');
+    // settings alone (the model as it was): the last model again, with them; a model without
+    // settings of its own keeps those in force
+    w.bgp(inputs);
+    w.applied(model(3));
+    await w.stop();
+    assert.is(onDisk(), '3 endpoints, 1 peers');
+  } finally {
+    await w.stop();
+  }
 });
 
 /** Bounded wait for a condition (the writer's file work runs off the thread). */

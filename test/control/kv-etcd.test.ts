@@ -131,6 +131,52 @@ test('a watch cut off while etcd compacted past it resyncs with reason compacted
   }
 });
 
+test('a watch cut off while its witness key was deleted, or deleted and created again, and etcd compacted past it: a compaction resync, not a replaced store', async () => {
+  const server = await getEtcd();
+  const relay = await relayTo(server.clientPort);
+  const store = new EtcdKv({ endpoints: [relay.endpoint], timeoutMs: 2000 });
+  const direct = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  const watches: { close(): Promise<void> }[] = [];
+  try {
+    const cases = ['deleted', 'recreated'].map((name) => {
+      const p = freshPrefix(`witness-${name}`);
+      const rec = { p, events: 0, statuses: [] as string[], resyncs: [] as string[] };
+      return rec;
+    });
+    const start = (await direct.create(`${cases[0]!.p}x`, '0'))!.modRevision + 1;
+    for (const c of cases) {
+      watches.push(store.watch(c.p, start, {
+        onEvents: (evs) => { c.events += evs.length; },
+        onResync: (reason, replaced) => c.resyncs.push(`${replaced === true ? 'replaced' : 'resync'}: ${reason}`),
+        onStatus: (st) => c.statuses.push(st),
+      }));
+    }
+    // each watch's witness: the last put it delivered, its key w
+    for (const c of cases) await direct.create(`${c.p}w`, '1');
+    await until('the puts delivered', () => cases.every((c) => c.events === 1), 10_000);
+    await relay.cut();
+    await until('down', () => cases.every((c) => c.statuses.includes('down')), 10_000);
+    // while cut off: the witnesses deleted (one created again), more writes, then compacted
+    const w0 = (await direct.get(`${cases[0]!.p}w`))!;
+    const w1 = (await direct.get(`${cases[1]!.p}w`))!;
+    await direct.delete(`${cases[0]!.p}w`, w0.modRevision);
+    await direct.delete(`${cases[1]!.p}w`, w1.modRevision);
+    await direct.create(`${cases[1]!.p}w`, '2');
+    const last = (await direct.create(`${cases[0]!.p}y`, '3'))!;
+    await direct.compact(last.modRevision);
+    await relay.restore();
+    await until(() => `the resyncs: ${JSON.stringify(cases)}`, () => cases.every((c) => c.resyncs.length > 0), 20_000);
+    // the reads of the witness (confirmStore, on reconnecting) may end after the compaction's
+    await sleep(1500);
+    for (const c of cases) assert.equal(c.resyncs, ['resync: compacted'], JSON.stringify(c));
+  } finally {
+    for (const w of watches) await w.close();
+    await store.close();
+    await direct.close();
+    await relay.cut().catch(() => undefined);
+  }
+});
+
 /**
  * A TCP relay to etcd whose connections can be made dead without a word, as a connection from a
  * node address that was removed is: freeze() stops every byte of the connections open now in both

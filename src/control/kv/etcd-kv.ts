@@ -34,7 +34,10 @@
 // reads it back at its mod_revision (witnessCheck): the same store still has that version in its
 // history (or, compacted, still has the key from the same creation); a wiped one has another key
 // there, or none, or not that revision yet: replaced. What this cannot tell is a store rebuilt by
-// replaying the very same writes in the same order (the witness then exists as it was).
+// replaying the very same writes in the same order (the witness then exists as it was), nor, once
+// that revision is compacted, a store whose witness key is gone or was created after it (the same
+// store may have deleted it meanwhile: nothing is concluded from that, only the revision and
+// cluster_id then tell a wiped store).
 //
 // reconnect() (the node's address went away: the connections made from it are dead, but only a
 // keepalive timeout, 10-15 s, would say so) makes a new client, moves the watches to it, each
@@ -442,12 +445,16 @@ export class EtcdKv implements KvStore {
       const msg = (e as Error).message;
       if (/future revision/i.test(msg)) return `${this.endpointText} has not reached revision ${w.mod} of ${seen}`;
       if (!/compacted/i.test(msg)) throw e;
-      // history compacted: the key as it is now
+      // History compacted: the key as it is now. Gone, or created again after w.mod, says nothing
+      // (the same store may have deleted it since: a node cut off longer than the compaction
+      // retention, its witness a pod's endpoint); a wiped store is then told by its revision or
+      // cluster_id only. A key alive now that was created at or before w.mod by another creation,
+      // or the same creation modified last before w.mod, cannot be the same store's.
       const res = await this.call(`read ${w.key}`, () =>
         this.client.kv.range({ key, keys_only: true, serializable: false }, this.callOptions()),
       );
       const now = res.kvs[0];
-      if (!now) return `${this.endpointText} has no ${seen} (revision ${w.mod} compacted)`;
+      if (!now || Number(now.create_revision) > w.mod) return null;
       if (Number(now.create_revision) !== w.create || Number(now.mod_revision) < w.mod) {
         return `${this.endpointText} has ${w.key} created at revision ${now.create_revision}, modified at ${now.mod_revision}, not ${seen}`;
       }

@@ -11,6 +11,12 @@ import { BgpSpeaker } from '../../src/control/bgp/speaker';
 import type { LearnedRoute } from '../../src/control/route-calc';
 import { createServer } from 'node:net';
 import { affinity, node, pool, snapshotOf, wep } from '../control/fixtures';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { computeNodeModel } from '../../src/control';
+import { ModelCacheWriter, readModelCache } from '../../src/cli/model-cache';
+import { secretFromDir } from '../../src/cli/bgp-secrets';
 
 const API = 'projectcalico.org/v3';
 type Obj = Record<string, unknown>;
@@ -48,12 +54,37 @@ test('the plan from the cached inputs is the snapshot\'s plan (speaker, peers wi
 
 test('a password is kept as its secret reference, never its value; a secret not there leaves that peer out, said', () => {
   const text = JSON.stringify(bgpInputsOf(snap, 'node1'));
-  assert.not.ok(text.includes(SECRET));
   assert.ok(text.includes('"secretKeyRef":{"name":"bgp","key":"tor"}'), text);
   const inputs = checkBgpInputs(JSON.parse(text));
   const plan = computeBgpPlan(snapshotOfBgpInputs(inputs, 'the model cache'), 'node1', { exports: inputs.exports });
   assert.not.ok(plan.peers.some((p) => p.address === '10.99.0.254'));
   assert.ok(plan.warnings.some((w) => /BGPPeer tor: spec.password: secret bgp\/tor is not available; peer left out/.test(w)), plan.warnings.join('\n'));
+});
+
+test('a password from --bgp-secrets is in the plan, never in the model cache file written (its reference is; read back, the plan has the password again)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'podway-cached-secret-'));
+  try {
+    const secrets = join(dir, 'secrets');
+    mkdirSync(join(secrets, 'bgp'), { recursive: true });
+    writeFileSync(join(secrets, 'bgp', 'tor'), `${SECRET}\n`);
+    const fromDir = (name: string, key: string) => secretFromDir(secrets, name, key);
+    // the plan of the snapshot the settings are taken from has the password (podway run --bgp-secrets)
+    const plan = computeBgpPlan(snap, 'node1', { resolveSecret: fromDir });
+    assert.is(plan.peers.find((p) => p.address === '10.99.0.254')?.password, SECRET);
+    const file = join(dir, 'node1.model.json');
+    const writer = new ModelCacheWriter(file, 'node1', 'etcd:http://127.0.0.1:2379', { info: () => undefined, warn: (m) => { throw new Error(m); } }, 0);
+    writer.applied(computeNodeModel(snap, 'node1'), new Date(), bgpInputsOf(snap, 'node1'));
+    await writer.stop();
+    const onDisk = readFileSync(file, 'utf8');
+    assert.ok(onDisk.includes('secretKeyRef'), 'the reference is written');
+    assert.not.ok(onDisk.includes(SECRET), 'the value is not');
+    const read = readModelCache(file, 'node1', 'etcd:http://127.0.0.1:2379');
+    if (read === 'none' || 'refused' in read || !read.bgp) throw new Error(`not read back: ${JSON.stringify(read).slice(0, 200)}`);
+    const again = computeBgpPlan(snapshotOfBgpInputs(read.bgp, 'the model cache'), 'node1', { resolveSecret: fromDir, exports: read.bgp.exports });
+    assert.is(again.peers.find((p) => p.address === '10.99.0.254')?.password, SECRET);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('malformed inputs are refused naming the field', () => {

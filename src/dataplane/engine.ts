@@ -1547,6 +1547,7 @@ export class Engine {
     if (problem === this.nodeAddressMissing) return;
     const iface = { interface: this.underlay.name };
     if (back.length > 0) this.log.info(`node address${back.length > 1 ? 'es' : ''} ${back.join(', ')} ${back.length > 1 ? 'are' : 'is'} on this node again${wasDown && !st.linkDown ? ` (link ${this.underlay.name} is up)` : ''}`, iface);
+    else if (wasDown && !st.linkDown) this.log.info(`underlay: link ${this.underlay.name} is up again`, iface);
     if (problem !== null) {
       if (st.linkDown) this.log.warn(`${problem}: nothing goes out or comes in on it until it is up`, iface);
       else {

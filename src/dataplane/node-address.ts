@@ -33,8 +33,9 @@ export function readLinkState(name: string): LinkState | null {
 }
 
 /** What checkNodeAddress found: `problem` as told (null: every address is on an interface that
- * is up); `linkDown`: the underlay is down or gone (nothing crosses it), rather than an address
- * missing from a link that is up; `missing`: the node addresses not seen. */
+ * is up and the underlay is up); `linkDown`: the underlay is down or gone (nothing crosses it),
+ * whether or not an address is missing (one may sit on another interface); `missing`: the node
+ * addresses not seen. */
 export interface NodeAddressState {
   problem: string | null;
   linkDown: boolean;
@@ -69,13 +70,16 @@ export function nodeAddressState(ips: readonly string[], underlay: string, iface
     }
   }
   const missing = [...want].filter(([k]) => !seen.has(k)).map(([, ip]) => ip);
-  if (missing.length === 0) return { problem: null, linkDown: false, missing };
+  // The underlay's own state, whatever the addresses: they may sit on another interface (a
+  // dummy or loopback address, a bond's master), and the underlay still carries the traffic.
+  const linkProblem = link === null ? `its interface ${underlay} is gone`
+    : !link.adminUp ? `link ${underlay} is down (set down: admin state down)`
+    : !link.running ? `link ${underlay} is down (operstate ${link.operstate}: no carrier or peer)` : null;
+  if (missing.length === 0) return { problem: link === null ? `interface ${underlay} is gone` : linkProblem, linkDown: linkProblem !== null, missing };
   const which = `node address${missing.length > 1 ? 'es' : ''} ${missing.join(', ')}`;
-  if (link === null) return { problem: `${which}: its interface ${underlay} is gone`, linkDown: true, missing };
   // A link that is not up and running is not listed at all: its addresses cannot be seen here,
   // and what is wrong is the link.
-  if (!link.adminUp) return { problem: `${which}: link ${underlay} is down (set down: admin state down)`, linkDown: true, missing };
-  if (!link.running) return { problem: `${which}: link ${underlay} is down (operstate ${link.operstate}: no carrier or peer)`, linkDown: true, missing };
+  if (linkProblem !== null) return { problem: `${which}: ${linkProblem}`, linkDown: true, missing };
   const problem = missing.map((ip) => {
     const has = isV6(ip) ? found.v6 : found.v4;
     return `node address ${ip} is no longer on this node (${underlay} has ${has.join(', ') || `no ${isV6(ip) ? 'IPv6' : 'IPv4'} address`})`;
@@ -88,5 +92,6 @@ export function nodeAddressState(ips: readonly string[], underlay: string, iface
  * when it is on an interface that is up (nodeAddressState for one address).
  */
 export function nodeAddressProblem(ip: string, underlay: string, ifaces: NodeJS.Dict<NetworkInterfaceInfo[]>, link: LinkState | null): string | null {
-  return nodeAddressState([ip], underlay, ifaces, link).problem;
+  const st = nodeAddressState([ip], underlay, ifaces, link);
+  return st.missing.length > 0 ? st.problem : null;
 }

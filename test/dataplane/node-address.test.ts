@@ -44,6 +44,19 @@ test('IPv6 as IPv4: the node\'s IPv6 address looked for too (compared canonicall
   assert.is(nodeAddressState(both, 'o2ed', {}, null).linkDown, true);
 });
 
+test('the underlay down or gone while the node\'s addresses sit on another interface that is up: the link is down all the same (readiness counts it)', () => {
+  const elsewhere = { lo: [v4('10.79.0.1', '10.79.0.1/32')], dummy0: [v6('fd88::1', 'fd88::1/128')] };
+  const both = ['10.79.0.1', 'fd88::1'];
+  assert.equal(nodeAddressState(both, 'o2ed', elsewhere, { adminUp: false, running: false, operstate: 'down' }),
+    { problem: 'link o2ed is down (set down: admin state down)', linkDown: true, missing: [] });
+  assert.equal(nodeAddressState(both, 'o2ed', elsewhere, { adminUp: true, running: false, operstate: 'lowerlayerdown' }),
+    { problem: 'link o2ed is down (operstate lowerlayerdown: no carrier or peer)', linkDown: true, missing: [] });
+  assert.equal(nodeAddressState(both, 'o2ed', elsewhere, null), { problem: 'interface o2ed is gone', linkDown: true, missing: [] });
+  assert.equal(nodeAddressState(both, 'o2ed', elsewhere, UP), { problem: null, linkDown: false, missing: [] });
+  // the address itself is fine: no problem with it (nodeAddressProblem is about the address)
+  assert.is(nodeAddressProblem('10.79.0.1', 'o2ed', elsewhere, null), null);
+});
+
 test('readLinkState reads sysfs: lo is up, a name that is no interface has no state', () => {
   const lo = readLinkState('lo');
   assert.ok(lo !== null);

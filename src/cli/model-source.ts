@@ -46,6 +46,7 @@ export class ModelSource {
   private waiting: { resolve: (f: FirstModel) => void; reject: (e: Error) => void; say: (m: string) => void } | null = null;
   private started = false;
   private exited = false;
+  private exitListener: (code: number) => void = () => {};
 
   private constructor(private readonly worker: Worker, private readonly bgp: ModelSourceBgp) {
     worker.on('message', (m: ModelMessage | { type: 'bgp-status'; id: number; status: NodeStatus }) => {
@@ -79,6 +80,7 @@ export class ModelSource {
       this.exited = true;
       this.waiting?.reject(new Error(`model worker exited (${code}) before the first model`));
       this.waiting = null;
+      this.exitListener(code);
     });
   }
 
@@ -156,6 +158,16 @@ export class ModelSource {
   /** New connections to the datastore (a KV store's), e.g. once the node address they came from left. */
   reconnectDatastore(reason: string): void {
     this.worker.postMessage({ type: 'reconnect', reason });
+  }
+
+  /** The thread ended (stopped, or died). */
+  get hasExited(): boolean {
+    return this.exited;
+  }
+
+  /** Called once the thread ended, whatever ended it (close() too). */
+  onExit(fn: (code: number) => void): void {
+    this.exitListener = fn;
   }
 
   onMessage(fn: (m: ModelMessage) => void): void {

@@ -365,6 +365,39 @@ export async function runNode(opts: RunOptions): Promise<void> {
      * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
     let thread: ModelSource | null = null;
     const bgpOptions = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
+    /** The cached model is in force in the engine: only then does the speaker start on the cache's
+     * BGP settings (as a datastore model's settings follow it once applied). */
+    let cacheApplied = false;
+    let lastSpawn = 0;
+    let respawnTimer: NodeJS.Timeout | undefined;
+    /** With --bgp on the cached model, once it is applied: the speaker on the cache's settings. */
+    const startCachedSpeaker = () => {
+      if (thread && cacheBgp && cacheApplied && onCache?.bgp && !source) thread.useCachedBgp(onCache.bgp, onCache.appliedAt, cacheFile!);
+    };
+    /** A model thread. One that dies while podway runs on the cached model (the datastore's
+     * first model not in force yet) is replaced, not kept: a dead one fails every later start of
+     * the datastore, and with it went the speaker on the cache's settings, started again in the
+     * new one. At most one new thread per START_RETRY_MS (one that dies at once does not spin). */
+    const spawnThread = (): ModelSource => {
+      const t = ModelSource.spawn(opts.datastore, opts.node, bgpOptions);
+      lastSpawn = Date.now();
+      t.onExit((code) => {
+        // stopping, a failed start (both abort it) or the datastore's thread (not on the cache)
+        if (abortStart.signal.aborted || thread !== t || source || !onCache) return;
+        thread = null;
+        const speaker = cacheBgp && cacheApplied;
+        const wait = Math.max(0, lastSpawn + START_RETRY_MS - Date.now());
+        dsLog.error(`the model thread exited (code ${code}) while forwarding on the cached model: ${speaker ? `a new one in ${Math.ceil(wait / 1000)} s, its BGP speaker again on the model cache's settings` : 'a new one at the next try of the datastore'}`);
+        if (!speaker) return; // the next start of the datastore spawns it
+        respawnTimer = setTimeout(() => {
+          if (abortStart.signal.aborted || thread || source) return;
+          thread = spawnThread();
+          startCachedSpeaker();
+        }, wait);
+        respawnTimer.unref();
+      });
+      return t;
+    };
     const startDatastore = async (): Promise<FirstModel> => {
       datastoreDown(`joining ${specText}`);
       await joinSerial(() => joinCluster(spec, { node: opts.node, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
@@ -376,7 +409,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }));
       datastoreDown('waiting for the first snapshot');
       if (abortStart.signal.aborted) throw new Error('stopped before the datastore answered');
-      const t = thread ?? (thread = ModelSource.spawn(opts.datastore, opts.node, bgpOptions));
+      if (thread?.hasExited) thread = null;
+      if (!thread) {
+        thread = spawnThread();
+        startCachedSpeaker(); // a thread that died on the cache: its speaker again (after the apply)
+      }
+      const t = thread;
       let started: FirstModel;
       try {
         started = await t.begin((m) => {
@@ -425,11 +463,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
         first = cached.model;
         datastoreDown(health.datastoreReason);
         log.warn(`datastore ${specText} unreachable: forwarding on the cached model from ${cached.appliedAt.toISOString()} (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes) until it answers; registration waits for it too`, { cachedModel: cached.appliedAt.toISOString() });
-        // With --bgp the speaker starts now on the cache's BGP settings (the peers, a ToR, keep this
-        // node's routes only for their graceful-restart time), in the model thread that then takes
-        // the datastore's settings: the same sessions go on (README, "Datastore away").
+        // With --bgp the speaker starts on the cache's BGP settings once the cached model is
+        // applied (the peers, a ToR, keep this node's routes only for their graceful-restart
+        // time), in the model thread that then takes the datastore's settings: the same sessions
+        // go on (README, "Datastore away"). Not before: a cached model the engine refuses would
+        // have announced this node's blocks.
         if (opts.bgp && cached.bgp) {
-          (thread ?? (thread = ModelSource.spawn(opts.datastore, opts.node, bgpOptions))).useCachedBgp(cached.bgp, cached.appliedAt, cacheFile!);
+          if (!thread) thread = spawnThread();
           cacheBgp = true;
         } else if (opts.bgp) {
           cacheNoBgp = `the model cache has no BGP settings: ${cached.noBgp ?? 'none'}`;
@@ -620,8 +660,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
         cachedRefused = onCache !== null;
         throw e;
       }
-      // The model thread's speaker follows the first model once it is applied (model-worker.ts).
+      // The model thread's speaker follows the first model once it is applied (model-worker.ts);
+      // on the cache, the cache's BGP settings.
       if (source && firstGen !== undefined) source.modelApplied(firstGen, true);
+      cacheApplied = onCache !== null;
+      startCachedSpeaker();
       if (source) cacheWriter?.applied(model, new Date(), firstInputs);
       lastGateways = gatewaysKey(model, kernelRoutes);
       // After the host port exists: the table's reply rule names it.
@@ -920,6 +963,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         stopping = true; // a model still on its way is not applied after this
         abortStart.abort(); // a start still waiting for the datastore (on the cached model)
         clearTimeout(retryStart);
+        clearTimeout(respawnTimer);
         const cacheWritten = cacheWriter?.stop() ?? Promise.resolve(); // the newest model applied, for the next start
         tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.

@@ -96,7 +96,6 @@ test('status() counts the spool by names only: a FIFO named x.json is never open
     const fifo = path.join(dir, 'n+x+eth0.json');
     const mk = spawnSync('mkfifo', [fifo]);
     assert.is(mk.status, 0, String(mk.stderr));
-    symlinkSync('/dev/zero', path.join(dir, 'n+z+eth0.json'));
     // A writer blocks in open(2) until someone opens the FIFO to read: its exit tells that one did
     // (and, should one do so, lets that reader go on instead of hanging this test).
     writer = spawn('sh', ['-c', `echo x > '${fifo}'`], { stdio: 'ignore' });
@@ -104,9 +103,11 @@ test('status() counts the spool by names only: a FIFO named x.json is never open
     const said: string[] = [];
     const r = new PendingDelReplayer(dir, { kind: 'etcd', endpoints: ['http://127.0.0.1:1'] }, { info: (m) => said.push(m), warn: (m) => said.push(m) }, 3_600_000);
     let st = r.status();
-    assert.is(st.pending, 3, `every name counted before any pass: ${JSON.stringify(st)}`);
+    assert.is(st.pending, 2, `every name counted before any pass: ${JSON.stringify(st)}`);
     assert.is(st.ignored, 0);
     assert.not.ok(await until(() => w.exitCode !== null || w.signalCode !== null, 1_000), 'status() opened the FIFO');
+    // read by an older status() or pass, this would take all memory
+    symlinkSync('/dev/zero', path.join(dir, 'n+z+eth0.json'));
     // a pass (the datastore away) reads the entries: the FIFO and the symlink are unreadable, not a hang
     r.kick('test');
     await r.idle();

@@ -100,7 +100,9 @@ test('a pod\'s frame for 127.0.0.1 does not reach a UDP socket bound to the node
   const pod = lab!.pod('web-1');
   await lab!.startPodway('node1');
   assert.ok(await until(async () => (await routes(n1)).some((r) => r.cidr === `${pod.ip}/32`), 10_000), 'web-1 routed');
-  assert.is(lab!.ping('web-1', n1.ip, 1, 56, ['-W', '5']).received, 1, 'the pod reaches its node (the path works)');
+  // the path's precondition, not the subject: a first echo lost while the freshly started node
+  // settles (seen once at load 15 in CI) is retried, as the other e2e tests do
+  assert.ok(await until(() => lab!.ping('web-1', n1.ip, 1, 56, ['-W', '2']).received === 1, 20_000, 200), 'the pod reaches its node (the path works)');
   // a receiver on the node's loopback: one datagram would end it early; 3 s at most
   const [c, a] = py(n1.ns, PY_UDP_RECV, ['127.0.0.1', PORT, 1, 3]);
   const recv = new Bg(c, a);

@@ -23,9 +23,10 @@
 // costs one wake-up, a crashed holder's lock is taken within ~10 ms, and a waiter waits for the
 // waiters ahead of it and their holds, not for luck. (Strict order suits the IPAM lock, held for
 // a whole IPAM operation; FileLock's newcomer-first rule is for short read-then-write holds.)
-import { closeSync, fstatSync, FSWatcher, ftruncateSync, futimesSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, watch, writeSync, constants as C } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, futimesSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, statSync, unlinkSync, writeSync, constants as C } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { Wakeup } from '../util/dir-wakeup';
 
 export interface FlockAddon {
   flockTry(fd: number, mode: 'ex' | 'sh' | 'un'): boolean;
@@ -266,57 +267,5 @@ function removeIfUnheld(file: string, minAgeMs = 0): boolean {
     return false;
   } finally {
     closeSync(fd);
-  }
-}
-
-/**
- * Resolves next() when the watched name in the directory changes or after `ms`, whichever comes
- * first. The watcher does not keep the process alive.
- */
-class Wakeup {
-  private watcher: FSWatcher | null = null;
-  private pending: (() => void) | null = null;
-  private changed = false;
-  private wanted = '';
-
-  constructor(dir: string) {
-    try {
-      this.watcher = watch(dir, { persistent: false }, (_event, name) => { if (name === null || name === this.wanted) this.fire(); });
-      this.watcher.on('error', () => this.close());
-    } catch {
-      this.watcher = null; // no inotify: the timer alone paces the waits
-    }
-  }
-
-  private fire(): void {
-    this.changed = true;
-    const p = this.pending;
-    this.pending = null;
-    p?.();
-  }
-
-  watchFor(name: string): void {
-    this.wanted = name;
-  }
-
-  wakeNow(): void {
-    this.fire();
-  }
-
-  next(ms: number): Promise<void> {
-    if (this.changed) {
-      this.changed = false;
-      return Promise.resolve();
-    }
-    return new Promise((res) => {
-      const timer = setTimeout(() => { this.pending = null; res(); }, ms);
-      this.pending = () => { clearTimeout(timer); this.changed = false; res(); };
-    });
-  }
-
-  close(): void {
-    this.watcher?.close();
-    this.watcher = null;
-    this.pending?.();
   }
 }

@@ -33,10 +33,11 @@
 // The randomised backoff this replaces let newcomers win again and again while an old waiter
 // slept: with 8 processes, p99 waits of 0.2-2.6 s against a p50 of 0.05 ms (bench/kv/lock.ts).
 // A dead waiter's ticket is removed by the one behind it, a dead starving marker by a newcomer.
-import { existsSync, FSWatcher, linkSync, readdirSync, readFileSync, readlinkSync, statSync, unlinkSync, watch, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readdirSync, readFileSync, readlinkSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { link, readFile, readdir, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { Wakeup } from '../../util/dir-wakeup';
 
 function procStartTime(pid: number | 'self'): { start: string; zombie: boolean } | null {
   try {
@@ -419,58 +420,4 @@ function isDead(token: string): boolean {
   if (pid === process.pid) return start !== selfStart;
   const info = procStartTime(pid);
   return info === null || info.zombie || info.start !== start;
-}
-
-/**
- * Resolves next() when the watched name in the directory changes (the lock released, the ticket
- * ahead removed) or after `ms`, whichever comes first. The watcher does not keep the process alive.
- */
-class Wakeup {
-  private watcher: FSWatcher | null = null;
-  private pending: (() => void) | null = null;
-  private changed = false;
-  private wanted = '';
-
-  constructor(dir: string) {
-    try {
-      this.watcher = watch(dir, { persistent: false }, (_event, name) => { if (name === null || name === this.wanted) this.fire(); });
-      this.watcher.on('error', () => this.close());
-    } catch {
-      this.watcher = null; // no inotify: the timer alone paces the waits
-    }
-  }
-
-  private fire(): void {
-    this.changed = true;
-    const p = this.pending;
-    this.pending = null;
-    p?.();
-  }
-
-  /** Only changes to this file name (in the watched directory) wake next(). */
-  watchFor(name: string): void {
-    this.wanted = name;
-  }
-
-  /** Ends the current (or next) wait at once. */
-  wakeNow(): void {
-    this.fire();
-  }
-
-  next(ms: number): Promise<void> {
-    if (this.changed) {
-      this.changed = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => { this.pending = null; resolve(); }, ms);
-      this.pending = () => { clearTimeout(timer); this.changed = false; resolve(); };
-    });
-  }
-
-  close(): void {
-    this.watcher?.close();
-    this.watcher = null;
-    this.pending?.();
-  }
 }

@@ -167,14 +167,19 @@ export class NeighborQueue {
     pool.aport[q] = 0;
     pool.segs[q] = 1;
     pool.more[q] = 0;
-    this.family[free] = family;
-    this.key[free] = key;
-    this.inPort[free] = inPort;
-    this.heldAt[free] = this.ticks;
-    this.lead[free] = 1;
-    this.seq[free] = this.nextSeq++;
+    this.occupy(free, family, key, inPort, 1);
     this.used++;
     return true;
+  }
+
+  /** Place p now holds a packet for (family, key): `lead` 1 for a packet's first (or only) frame. */
+  private occupy(p: number, family: number, key: number, inPort: number, lead: number): void {
+    this.family[p] = family;
+    this.key[p] = key;
+    this.inPort[p] = inPort;
+    this.heldAt[p] = this.ticks;
+    this.lead[p] = lead;
+    this.seq[p] = this.nextSeq++;
   }
 
   /**
@@ -204,15 +209,9 @@ export class NeighborQueue {
     if (cut(d, 14, places, segs) !== segs) return -1;
     for (let j = 0; j < segs; j++) {
       const q = places[j];
-      const p = q - this.first;
       pool.addr[q] = 0;
       pool.aport[q] = 0;
-      this.family[p] = family;
-      this.key[p] = key;
-      this.inPort[p] = inPort;
-      this.heldAt[p] = this.ticks;
-      this.lead[p] = j === 0 ? 1 : 0;
-      this.seq[p] = this.nextSeq++;
+      this.occupy(q - this.first, family, key, inPort, j === 0 ? 1 : 0);
     }
     this.used += segs;
     return segs;

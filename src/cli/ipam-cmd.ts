@@ -18,7 +18,7 @@ import {
   formatDuration, Ipam, IPAM_CONFIG_KEY, IpamAudit, IpamProblem, IpOwner, ownersOf, parseBlockKey, parseDuration, PoolUsage, readOwners,
 } from '../control/ipam';
 import { formatIp, netContains, parseIp } from '../control/ipam/net';
-import { CLUSTER_INFORMATION_KEY } from '../control/node-registration';
+import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from '../control/kv/cluster-guid';
 import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
@@ -224,13 +224,7 @@ const problemCount = (p: IpamProblem): number => (p.kind === 'address-without-ha
 
 async function clusterGuid(kv: KvStore): Promise<string> {
   const e = await kv.get(CLUSTER_INFORMATION_KEY);
-  if (!e) return '';
-  try {
-    const guid = (JSON.parse(e.value) as { spec?: { clusterGUID?: unknown } }).spec?.clusterGUID;
-    return typeof guid === 'string' ? guid : '';
-  } catch {
-    return '';
-  }
+  return e ? clusterGuidOf(e.value) ?? '' : '';
 }
 
 function graceOption(): Option {

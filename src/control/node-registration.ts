@@ -8,6 +8,7 @@ import { isIPv6 } from 'node:net';
 import { formatIPv4, parseIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
 import { isMacText, normalizeMac } from './mac';
 import { KvEntry, KvStore } from './kv/kv';
+import { CLUSTER_INFORMATION_KEY } from './kv/cluster-guid';
 import { kindInfo, kindPrefix, resourceKey } from './calico-kinds';
 import { canonicalIpv6 } from '../packet/ipv6';
 import { CALICO_API_VERSION, validateNodeName } from './resource-names';
@@ -269,7 +270,7 @@ export async function updateNodeSpec(kv: KvStore, name: string, change: (spec: J
   throw new Error(`node ${name}: ${key} kept changing under us (${CAS_ATTEMPTS} attempts)`);
 }
 
-export const CLUSTER_INFORMATION_KEY = '/calico/resources/v3/projectcalico.org/clusterinformations/default';
+export { CLUSTER_INFORMATION_KEY };
 
 export interface DatastoreReadyOptions {
   /** spec.clusterType when the ClusterInformation is created (Calico's CLUSTER_TYPE, e.g. "k8s,bgp"). */
@@ -281,6 +282,9 @@ export interface DatastoreReadyOptions {
  * Sets ClusterInformation "default" spec.datastoreReady to true: created when absent (with a new
  * clusterGUID: 32 hex digits, as Calico generates it), else updated by compare-and-swap, keeping
  * its other fields (and filling a missing clusterGUID). Returns the entry as it is now.
+ * A clusterGUID once written is never changed: it names the datastore, and the etcd watch takes
+ * another GUID after a reconnection for another store (kv/cluster-guid.ts, kv/etcd-kv.ts); nodes
+ * racing to create or fill it end with the one that won the compare-and-swap.
  */
 export async function markDatastoreReady(kv: KvStore, options: DatastoreReadyOptions = {}): Promise<{ action: RegistrationAction; entry: KvEntry }> {
   const info = kindInfo('ClusterInformation')!;

@@ -8,6 +8,8 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { connect, createServer, Socket } from 'node:net';
 import { EtcdKv, grpcReason } from '../../src/control/kv/etcd-kv';
 import { KvEvent, KvUnavailableError } from '../../src/control/kv/kv';
+import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from '../../src/control/kv/cluster-guid';
+import { markDatastoreReady } from '../../src/control/node-registration';
 import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
 import { collectEvents, conformanceSuite, freshPrefix } from '../helpers/kv-conformance';
 
@@ -34,12 +36,13 @@ async function until(what: string | (() => string), cond: () => boolean, timeout
 
 /** A watch of `prefix` from `fromRevision` recording all it reports: events, statuses, the last resync reason. */
 function recordWatch(store: EtcdKv, prefix: string, fromRevision: number) {
-  const rec = { events: [] as KvEvent[], statuses: [] as string[], resync: '', close: () => w.close() };
+  const rec = { events: [] as KvEvent[], statuses: [] as string[], resync: '', close: () => w.close(), watch: undefined as unknown };
   const w = store.watch(prefix, fromRevision, {
     onEvents: evs => rec.events.push(...evs),
     onResync: r => (rec.resync = r),
     onStatus: s => rec.statuses.push(s),
   });
+  rec.watch = w;
   return rec;
 }
 
@@ -464,6 +467,123 @@ test('a header below ours whose confirming read failed until the wiped store cli
     await store.close();
     await direct.close();
     await relay.cut().catch(() => undefined);
+  }
+});
+
+/** The clusterGUID of ClusterInformation "default" as `kv` has it now (made by a registration when absent). */
+async function ensureGuid(kv: EtcdKv): Promise<string> {
+  const guid = clusterGuidOf((await markDatastoreReady(kv)).entry.value);
+  assert.ok(guid, 'a clusterGUID');
+  return guid!;
+}
+
+const watchState = (w: unknown) => w as { witness?: unknown; guid?: string | null; confirming: boolean; laggingHeaders: number };
+
+test('a wiped etcd filled again past our revision and compacted, our witness key gone, the same cluster_id: its new clusterGUID says it is another store (resync naming both GUIDs)', async () => {
+  const server = await getEtcd();
+  const relay = await relayTo(server.clientPort);
+  const store = new EtcdKv({ endpoints: [relay.endpoint], timeoutMs: 2000 });
+  const direct = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  try {
+    const p = freshPrefix('wiped-guid');
+    const oldGuid = await ensureGuid(direct);
+    for (let i = 0; i < 10; i++) await direct.create(`${p}old-${i}`, 'x');
+    const { revision } = await direct.list(p);
+    const { cluster } = await direct.confirmedHeader(p);
+    const resyncs: { reason: string; replaced: boolean | undefined }[] = [];
+    const statuses: string[] = [];
+    const w = store.watch(p, revision + 1, {
+      onEvents: () => undefined,
+      onResync: (reason, replaced) => resyncs.push({ reason, replaced }),
+      onStatus: s => statuses.push(s),
+    });
+    await until('the witness and clusterGUID read', () => watchState(w).witness !== undefined && watchState(w).guid !== undefined, 10_000);
+    assert.is(watchState(w).guid, oldGuid);
+    await relay.cut();
+    await until('the watch to report down', () => statuses.includes('down'), 10_000);
+    // The new store: no ${p}old-0 (the witness), past our revision, a ClusterInformation of its
+    // own (the first node started against it registers), its history compacted.
+    const now = await wipeAndClimbPast(server, direct, p, revision);
+    const newGuid = await ensureGuid(direct);
+    assert.is.not(newGuid, oldGuid);
+    assert.is((await direct.confirmedHeader(p)).cluster, cluster, 'the same cluster_id: etcd alone cannot tell');
+    await direct.compact((await direct.list(p)).revision);
+    await relay.restore();
+    await until(() => `the resync (statuses ${statuses}, confirming ${watchState(w).confirming})`, () => resyncs.length > 0, 60_000);
+    await sleep(1500); // nothing more comes
+    assert.is(resyncs.length, 1, JSON.stringify(resyncs));
+    assert.is(resyncs[0].replaced, true, `the store was replaced: ${resyncs[0].reason}`);
+    assert.is(resyncs[0].reason, `etcd at ${relay.endpoint} is another Calico datastore (ClusterInformation default has clusterGUID ${newGuid}, was ${oldGuid})`);
+    await w.close();
+  } finally {
+    await store.close();
+    await direct.close();
+    await relay.cut().catch(() => undefined);
+  }
+});
+
+test('the same store through an etcd restart, its clusterGUID unchanged: no resync, the watch goes on', async () => {
+  const server = await getEtcd();
+  const store = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 2000 });
+  try {
+    const p = freshPrefix('restart-guid');
+    const guid = await ensureGuid(store);
+    for (let i = 0; i < 5; i++) await store.create(`${p}k-${i}`, 'x');
+    const { revision } = await store.list(p);
+    const w = recordWatch(store, p, revision + 1);
+    await until('the clusterGUID read', () => watchState(w.watch).guid !== undefined, 10_000);
+    await server.kill();
+    await until('the watch to report down', () => w.statuses.includes('down'), 10_000);
+    await server.start();
+    await until('the watch up again', () => w.statuses.includes('up'), 15_000);
+    await until('the store confirmed', () => !watchState(w.watch).confirming, 15_000);
+    const after = (await store.create(`${p}after`, 'y'))!;
+    await until('the event after the restart', () => w.events.length === 1, 10_000);
+    assert.is(w.resync, '', 'no resync');
+    assert.is((w.events[0] as { entry: { modRevision: number } }).entry.modRevision, after.modRevision);
+    assert.is(watchState(w.watch).guid, guid);
+    await w.close();
+  } finally {
+    await store.close();
+  }
+});
+
+test('registrations racing on a store without ClusterInformation, or with one without a clusterGUID: one GUID, written once, never changed', async () => {
+  const server = await getEtcd();
+  const nodes = Array.from({ length: 6 }, () => new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 5000 }));
+  try {
+    const [direct] = nodes;
+    const race = async () => {
+      const results = await Promise.all(nodes.map((kv) => markDatastoreReady(kv)));
+      const guids = new Set(results.map((r) => clusterGuidOf(r.entry.value)));
+      const stored = clusterGuidOf((await direct!.get(CLUSTER_INFORMATION_KEY))!.value);
+      return { actions: results.map((r) => r.action).sort(), guids: [...guids], stored };
+    };
+    const ci = await direct!.get(CLUSTER_INFORMATION_KEY);
+    if (ci) await direct!.delete(CLUSTER_INFORMATION_KEY);
+    const first = await race();
+    assert.equal(first.actions, ['created', 'unchanged', 'unchanged', 'unchanged', 'unchanged', 'unchanged']);
+    assert.equal(first.guids, [first.stored]);
+    assert.match(first.stored!, /^[0-9a-f]{32}$/);
+    // One written by an older Calico (no GUID, not ready): filled in once.
+    const old = (await direct!.get(CLUSTER_INFORMATION_KEY))!;
+    const noGuid = { kind: 'ClusterInformation', apiVersion: 'projectcalico.org/v3', metadata: { name: 'default' }, spec: { calicoVersion: 'v3.0.0', datastoreReady: false } };
+    assert.ok(await direct!.update(CLUSTER_INFORMATION_KEY, JSON.stringify(noGuid), old.modRevision));
+    const second = await race();
+    assert.equal(second.actions, ['unchanged', 'unchanged', 'unchanged', 'unchanged', 'unchanged', 'updated']);
+    assert.equal(second.guids, [second.stored]);
+    assert.match(second.stored!, /^[0-9a-f]{32}$/);
+    assert.is.not(second.stored, first.stored);
+    // An existing GUID stays, whatever else is set again.
+    const now = (await direct!.get(CLUSTER_INFORMATION_KEY))!;
+    const notReady = JSON.parse(now.value) as { spec: Record<string, unknown> };
+    notReady.spec.datastoreReady = false;
+    assert.ok(await direct!.update(CLUSTER_INFORMATION_KEY, JSON.stringify(notReady), now.modRevision));
+    const third = await race();
+    assert.equal(third.guids, [second.stored]);
+    assert.is(third.stored, second.stored);
+  } finally {
+    for (const kv of nodes) await kv.close();
   }
 });
 

@@ -39,6 +39,20 @@
 // store may have deleted it meanwhile: nothing is concluded from that, only the revision and
 // cluster_id then tell a wiped store).
 //
+// That last case is a wiped store that climbed past our revision and was compacted, our witness
+// key absent, the same cluster_id (rebuilt with the same member name, URLs and token, or restored
+// keeping its ID). Calico names its datastore itself: ClusterInformation "default" carries a
+// clusterGUID that calico-node (and podway's registration) writes once when it creates it
+// (cluster-guid.ts), and a wiped store filled again gets a new one. So each watch also remembers
+// the clusterGUID it saw (read with its first witness; a watch whose prefix holds the key follows
+// its puts and deletes), and the read that confirms the store after a reconnection reads it too
+// (the same single read: a range of that key gives the header's revision and cluster_id): another
+// GUID, or none where there was one, is another store. The same GUID decides nothing by itself:
+// the checks above still run (a snapshot of this very store restored keeps its GUID). A store
+// without a ClusterInformation (older data, a store no Calico node started on) has only those
+// checks. A watch etcd cancels because its start revision was compacted is checked the same way
+// before it reports 'compacted': a wiped store compacted past us cancels the resumed watch.
+//
 // reconnect() (the node's address went away: the connections made from it are dead, but only a
 // keepalive timeout, 10-15 s, would say so) makes a new client, moves the watches to it, each
 // from the last revision it delivered, and closes the old one. grpc-js shares one connection
@@ -58,6 +72,7 @@ import {
   Watcher,
   isRecoverableError,
 } from 'etcd3';
+import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from './cluster-guid';
 import { prefixRangeEnd } from './keys';
 import {
   KvEntry,
@@ -405,24 +420,43 @@ export class EtcdKv implements KvStore {
    * The store's cluster_id and current revision by a linearizable read (a range without
    * `serializable`: the member answering first confirms with the leader that it has applied
    * everything committed, so a lagging member cannot answer with an old revision). A count-only
-   * range of `prefix`; an unreachable store throws KvUnavailableError.
+   * range of ClusterInformation "default", whose clusterGUID comes with it (null: none there); an
+   * unreachable store throws KvUnavailableError.
    */
-  async confirmedHeader(prefix: string): Promise<{ cluster: string; revision: number }> {
-    const start = Buffer.from(prefix);
+  async confirmedHeader(prefix: string): Promise<{ cluster: string; revision: number; guid: string | null }> {
     const res = await this.call(`confirm the revision of ${prefix}`, () =>
-      this.client.kv.range({ key: start, range_end: prefixRangeEnd(start), count_only: true, serializable: false }, this.callOptions()),
+      this.client.kv.range({ key: Buffer.from(CLUSTER_INFORMATION_KEY), serializable: false }, this.callOptions()),
     );
-    return { cluster: String(res.header.cluster_id), revision: Number(res.header.revision) };
+    const ci = res.kvs[0];
+    return { cluster: String(res.header.cluster_id), revision: Number(res.header.revision), guid: ci ? clusterGuidOf(ci.value.toString('utf8')) : null };
   }
 
-  /** One key of `prefix` as the store has it now, linearizably (a watch's first witness), or null if none. */
-  async readWitness(prefix: string): Promise<Witness | null> {
+  /**
+   * One key of `prefix` as the store has it now (a watch's first witness; null if none) and the
+   * store's clusterGUID (null: no ClusterInformation "default", or none in it): one read-only
+   * transaction, linearizable.
+   */
+  async readWitness(prefix: string): Promise<{ witness: Witness | null; guid: string | null }> {
     const start = Buffer.from(prefix);
     const res = await this.call(`read a key of ${prefix}`, () =>
-      this.client.kv.range({ key: start, range_end: prefixRangeEnd(start), limit: 1, keys_only: true, serializable: false }, this.callOptions()),
+      this.client.kv.txn(
+        {
+          compare: [],
+          success: [
+            { request_range: { key: start, range_end: prefixRangeEnd(start), limit: 1, keys_only: true, serializable: false } },
+            { request_range: { key: Buffer.from(CLUSTER_INFORMATION_KEY), serializable: false } },
+          ],
+          failure: [],
+        },
+        this.callOptions(),
+      ),
     );
-    const kv = res.kvs[0];
-    return kv ? { key: kv.key.toString('utf8'), create: Number(kv.create_revision), mod: Number(kv.mod_revision) } : null;
+    const kv = res.responses[0]?.response_range?.kvs[0];
+    const ci = res.responses[1]?.response_range?.kvs[0];
+    return {
+      witness: kv ? { key: kv.key.toString('utf8'), create: Number(kv.create_revision), mod: Number(kv.mod_revision) } : null,
+      guid: ci ? clusterGuidOf(ci.value.toString('utf8')) : null,
+    };
   }
 
   /**
@@ -504,6 +538,10 @@ class EtcdWatch implements KvWatch {
   private confirmRetry: NodeJS.Timeout | undefined;
   /** A key of the prefix as this watch saw it (see the module comment); undefined until one is known. */
   private witness: Witness | undefined;
+  /** The store's clusterGUID as this watch saw it: undefined until read, null when there was none. */
+  private guid: string | null | undefined;
+  /** What the confirmation under way compares the store with (see confirmStore), as it was when it began. */
+  private basis: { seen: number; witness: Witness | undefined; guid: string | null | undefined } | undefined;
   private readingWitness = false;
   /** Headers below `delivered` that the linearizable read found to be a lagging member's (tests, diagnostics). */
   laggingHeaders = 0;
@@ -524,12 +562,20 @@ class EtcdWatch implements KvWatch {
     this.takeWitness();
   }
 
-  /** A first witness read from the store (a put delivered meanwhile, or later, takes its place). */
+  /**
+   * A first witness read from the store (a put delivered meanwhile, or later, takes its place),
+   * and the store's clusterGUID when none is known yet (one seen is kept: only a put or delete of
+   * the ClusterInformation delivered by this watch changes it).
+   */
   private takeWitness(): void {
     if (this.readingWitness || this.closed) return;
     this.readingWitness = true;
     this.store.readWitness(this.prefix).then(
-      (w) => { if (!this.witness && !this.confirming && w) this.witness = w; },
+      ({ witness, guid }) => {
+        if (this.confirming) return;
+        if (!this.witness && witness) this.witness = witness;
+        if (!this.guid) this.guid = guid;
+      },
       () => undefined, // unreachable: the next events delivered try again
     ).finally(() => { this.readingWitness = false; });
   }
@@ -598,18 +644,13 @@ class EtcdWatch implements KvWatch {
     // Until concluded (reads failing are tried again), the revision and witness as they are now:
     // what the store at the other end delivers meanwhile must not stand in for them.
     this.confirming = true;
-    const seen = this.delivered;
-    const witness = this.witness;
-    const check = async (): Promise<string | null> => {
-      const h = await this.store.confirmedHeader(this.prefix);
-      if (this.clusterId !== undefined && h.cluster !== this.clusterId) return `${this.store.endpointText} is a different cluster (cluster_id ${h.cluster}, was ${this.clusterId})`;
-      if (h.revision < seen) return `${this.store.endpointText} went back to revision ${h.revision} (we had seen revision ${seen})`;
-      return witness ? this.store.witnessCheck(witness) : null;
-    };
+    const basis = { seen: this.delivered, witness: this.witness, guid: this.guid };
+    this.basis = basis;
     const attempt = (): void => {
-      check().then(
+      this.otherStore(basis).then(
         (reason) => {
           this.confirming = false;
+          this.basis = undefined;
           if (this.closed) return;
           if (reason) return this.replaced(reason);
           if (this.wentBack) this.laggingHeaders++;
@@ -623,6 +664,23 @@ class EtcdWatch implements KvWatch {
       );
     };
     attempt();
+  }
+
+  /**
+   * Why the store answering now is not the one this watch saw up to `basis` (null: the same, as far
+   * as can be told): its cluster_id, its revision below ours, its clusterGUID changed or gone, the
+   * witness's version. Unreachable: throws KvUnavailableError.
+   */
+  private async otherStore(basis: { seen: number; witness: Witness | undefined; guid: string | null | undefined }): Promise<string | null> {
+    const h = await this.store.confirmedHeader(this.prefix);
+    if (this.clusterId !== undefined && h.cluster !== this.clusterId) return `${this.store.endpointText} is a different cluster (cluster_id ${h.cluster}, was ${this.clusterId})`;
+    if (h.revision < basis.seen) return `${this.store.endpointText} went back to revision ${h.revision} (we had seen revision ${basis.seen})`;
+    if (basis.guid && h.guid !== basis.guid) {
+      return h.guid
+        ? `${this.store.endpointText} is another Calico datastore (ClusterInformation default has clusterGUID ${h.guid}, was ${basis.guid})`
+        : `${this.store.endpointText} is another Calico datastore (no clusterGUID in ClusterInformation default any more, was ${basis.guid})`;
+    }
+    return basis.witness ? this.store.witnessCheck(basis.witness) : null;
   }
 
   /** The store is another one than the one we watched: the watch is closed and onResync(reason, true) told. */
@@ -652,11 +710,15 @@ class EtcdWatch implements KvWatch {
       if (ev.type === 'Put') {
         const entry = toEntry(ev.kv);
         events.push({ type: 'put', entry });
-        if (!this.confirming) this.witness = { key: entry.key, create: entry.createRevision, mod: entry.modRevision };
+        if (!this.confirming) {
+          this.witness = { key: entry.key, create: entry.createRevision, mod: entry.modRevision };
+          if (entry.key === CLUSTER_INFORMATION_KEY) this.guid = clusterGuidOf(entry.value);
+        }
       } else {
         const key = ev.kv.key.toString('utf8');
         events.push({ type: 'delete', key, modRevision: rev });
         if (!this.confirming && this.witness?.key === key) this.witness = undefined;
+        if (!this.confirming && key === CLUSTER_INFORMATION_KEY) this.guid = null;
       }
     }
     if (!this.witness && !this.confirming) this.takeWitness();
@@ -686,9 +748,19 @@ class EtcdWatch implements KvWatch {
   private async onCanceled(err: Error): Promise<void> {
     if (this.closed || this.resync) return;
     this.onClosed();
-    this.resync = this.store.isCompacted(this.prefix, this.delivered + 1).then(compacted => {
+    // A store wiped, filled past our revision and compacted cancels the resumed watch as
+    // compacted, before (or while) the confirmation after the reconnection reads it: the store is
+    // checked here too, against what the confirmation under way compares with if there is one.
+    // Unreachable: a compaction resync, as before.
+    const basis = this.basis ?? { seen: this.delivered, witness: this.witness, guid: this.guid };
+    this.resync = Promise.all([
+      this.store.isCompacted(this.prefix, this.delivered + 1),
+      this.otherStore(basis).catch(() => null),
+    ]).then(([compacted, other]) => {
       if (this.closed) return;
+      if (other) return this.replaced(other);
       this.closed = true;
+      clearTimeout(this.confirmRetry);
       this.handlers.onResync(compacted ? 'compacted' : `watch canceled by etcd: ${err.message}`);
     });
     await this.resync;

@@ -1,0 +1,28 @@
+// Calico's own name for a datastore: ClusterInformation "default", whose spec.clusterGUID (32 hex
+// digits) calico-node's start-up writes once, when it creates the resource, and nobody changes
+// afterwards (podway's registration does the same: node-registration.ts, markDatastoreReady).
+// A store wiped or rebuilt and filled again gets another one from the first node that starts
+// against it; etcd's own cluster_id does not tell such a store apart when it was rebuilt with the
+// same member name, URLs and token, or restored keeping its ID. The etcd watch (etcd-kv.ts) reads
+// it back after every reconnection.
+
+/** The key of ClusterInformation "default" in Calico's etcd v3 layout. */
+export const CLUSTER_INFORMATION_KEY = '/calico/resources/v3/projectcalico.org/clusterinformations/default';
+
+/** spec.clusterGUID of a stored ClusterInformation value; null when it has none (or is not a JSON object). */
+export function clusterGuidOf(value: string): string | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return null;
+  }
+  const spec = typeof parsed === 'object' && parsed !== null ? (parsed as { spec?: unknown }).spec : undefined;
+  const guid = typeof spec === 'object' && spec !== null ? (spec as { clusterGUID?: unknown }).clusterGUID : undefined;
+  return typeof guid === 'string' && guid !== '' ? guid : null;
+}
+
+/** A GUID as the status shows it: its first 8 hex digits. */
+export function shortGuid(guid: string): string {
+  return guid.slice(0, 8);
+}

@@ -240,7 +240,9 @@ export function buildProgram(): Command {
         ? `ipv6: node ${s.ipv6.nodeIp ?? 'no address'}; vtep ${s.ipv6.vtep.ip ?? '-'} ${s.ipv6.vtep.mac}; ${s.ipv6.routes} routes; mtu: pod ${s.ipv6.podMtu}, vxlan ${s.ipv6.vxlanMtu}; known nodes: ${s.ipv6.knownNodes.join(', ') || '-'}`
         : null,
     ];
-    // the node's address gone from its interfaces, or the underlay down (Engine.checkNodeAddress)
+    // the underlay link down or gone, and the node's address gone from a link that is up: two
+    // things, two lines (Engine.checkNodeAddress)
+    if (s.underlayDown) lines.push(`underlay down: ${s.underlayDown.reason} (since ${s.underlayDown.since})`);
     if (s.nodeAddressMissing) lines.push(`node address missing: ${s.nodeAddressMissing}`);
     for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
     for (const w of s.waiting ?? []) lines.push(`waiting for: ${w}`);

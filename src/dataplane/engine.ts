@@ -796,6 +796,7 @@ export class Engine {
     this.infraAt = { ip: nodeIp, ip6: model.v6.ip6 };
     // The warning about the old address (checkNodeAddress) is answered: look again at once.
     this.nodeAddressMissing = null;
+    this.addressProblemSaid = null;
     this.addrCheckedAt = 0;
     this.log.info(`${change}: tunnel sockets, underlay port filter${this.ownsTunnelTable ? ` and nftables table inet ${TUNNEL_TABLE}` : ''} follow it on ${ul.name}`, { component: 'host', interface: ul.name });
   }
@@ -1517,11 +1518,16 @@ export class Engine {
 
   /** When the node's address was last looked for on its interfaces; the warning given, if any. */
   private addrCheckedAt = 0;
+  /** The node's addresses missing from a link that is up (nodeAddressState.addressProblem): only
+   * that; the underlay down or gone is underlayDown. */
   nodeAddressMissing: string | null = null;
+  /** The underlay down or gone at the last look (nodeAddressState.linkProblem), and since when it
+   * has been (the first look that found it so); null while it is up. Not ready when other nodes exist. */
+  underlayDown: { reason: string; since: Date } | null = null;
+  /** What the last look told the log (nodeAddressState.problem): said again only when it changes. */
+  private addressProblemSaid: string | null = null;
   /** The node's addresses last found missing (nodeAddressState.missing). */
   private addressesMissing: string[] = [];
-  /** The underlay was down or gone at the last look (not ready when other nodes exist). */
-  private underlayDown = false;
 
   /**
    * The node's addresses (its Node's IPv4 address, and its IPv6 address when it has one: what the
@@ -1540,11 +1546,12 @@ export class Engine {
     const ips = [formatIpv4(this.model.node.ip), ...(this.model.v6.ip6 ? [this.model.v6.ip6] : [])];
     const st = nodeAddressState(ips, this.underlay.name, networkInterfaces(), readLinkState(this.underlay.name));
     const { problem } = st;
-    const wasDown = this.underlayDown;
+    const wasDown = this.underlayDown !== null;
     const back = this.addressesMissing.filter((ip) => !st.missing.includes(ip));
-    this.underlayDown = st.linkDown;
+    this.underlayDown = st.linkProblem === null ? null : { reason: st.linkProblem, since: this.underlayDown?.since ?? new Date(now) };
+    this.nodeAddressMissing = st.addressProblem;
     this.addressesMissing = st.missing;
-    if (problem === this.nodeAddressMissing) return;
+    if (problem === this.addressProblemSaid) return;
     const iface = { interface: this.underlay.name };
     if (back.length > 0) this.log.info(`node address${back.length > 1 ? 'es' : ''} ${back.join(', ')} ${back.length > 1 ? 'are' : 'is'} on this node again${wasDown && !st.linkDown ? ` (link ${this.underlay.name} is up)` : ''}`, iface);
     else if (wasDown && !st.linkDown) this.log.info(`underlay: link ${this.underlay.name} is up again`, iface);
@@ -1560,7 +1567,7 @@ export class Engine {
         this.log.warn(`${problem}: ${says}`, iface);
       }
     }
-    this.nodeAddressMissing = problem;
+    this.addressProblemSaid = problem;
   }
 
   /** Ask ARP for an underlay neighbour (the table rate-limits per address and ignores unwanted ones). */
@@ -1750,7 +1757,9 @@ export class Engine {
       endpoints: this.endpoints.size,
       mtu: m?.mtu ?? null,
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],
+      // a node address missing from a link that is up (only that), and the underlay down or gone
       nodeAddressMissing: this.nodeAddressMissing,
+      underlayDown: this.underlayDown ? { reason: this.underlayDown.reason, since: this.underlayDown.since.toISOString() } : null,
       hostChanges: this.liveNotes(),
       hostProgramming: this.host ? (({ lastCommands, ...st }) => st)(this.host.status()) : null,
       neighbors: { entries: this.neighbors.entries(), counters: this.neighbors.counters() },
@@ -1944,9 +1953,10 @@ export class Engine {
     // (knownNodeIps holds this node too): a node alone loses only what leaves the cluster, and its
     // pods still reach each other. An address missing from a link that is up is no readiness
     // problem (a warning and nodeAddressMissing): IPv4 still forwards (podway answers ARP for it),
-    // and an autodetected address is re-registered within the poll interval.
-    if (this.primary && this.model && this.underlayDown && this.nodeAddressMissing && [...this.model.node.knownNodeIps].some((ip) => ip !== this.model!.node.ip)) {
-      problems.push(`underlay: ${this.nodeAddressMissing}: this node cannot reach the other nodes`);
+    // and an autodetected address is re-registered within the poll interval. Said as status's
+    // `underlay down:` line is, with since when.
+    if (this.primary && this.model && this.underlayDown && [...this.model.node.knownNodeIps].some((ip) => ip !== this.model!.node.ip)) {
+      problems.push(`underlay down: ${this.underlayDown.reason} (since ${this.underlayDown.since.toISOString()}): this node cannot reach the other nodes`);
     }
     const waiting = [...this.pending.values()].map(({ ep, error }) => `${ep.key}: ${error}`);
     return { problems, waiting };

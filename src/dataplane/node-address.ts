@@ -32,13 +32,19 @@ export function readLinkState(name: string): LinkState | null {
   }
 }
 
-/** What checkNodeAddress found: `problem` as told (null: every address is on an interface that
- * is up and the underlay is up); `linkDown`: the underlay is down or gone (nothing crosses it),
- * whether or not an address is missing (one may sit on another interface); `missing`: the node
- * addresses not seen. */
+/** What checkNodeAddress found: `problem` as told in the log (null: every address is on an
+ * interface that is up and the underlay is up); `linkDown`: the underlay is down or gone (nothing
+ * crosses it), whether or not an address is missing (one may sit on another interface);
+ * `linkProblem`: what is wrong with the underlay link (`link eth0 is down (...)`, `interface eth0
+ * is gone`), null when it is up; `addressProblem`: the node addresses missing from a link that is
+ * up (null when none is, and while the underlay is down or gone: its addresses cannot be seen
+ * then, so whether they are still there is not known; the link is what is wrong); `missing`: the
+ * node addresses not seen. */
 export interface NodeAddressState {
   problem: string | null;
   linkDown: boolean;
+  linkProblem: string | null;
+  addressProblem: string | null;
   missing: string[];
 }
 
@@ -75,16 +81,17 @@ export function nodeAddressState(ips: readonly string[], underlay: string, iface
   const linkProblem = link === null ? `its interface ${underlay} is gone`
     : !link.adminUp ? `link ${underlay} is down (set down: admin state down)`
     : !link.running ? `link ${underlay} is down (operstate ${link.operstate}: no carrier or peer)` : null;
-  if (missing.length === 0) return { problem: link === null ? `interface ${underlay} is gone` : linkProblem, linkDown: linkProblem !== null, missing };
+  const gone = link === null ? `interface ${underlay} is gone` : null;
+  if (missing.length === 0) return { problem: gone ?? linkProblem, linkDown: linkProblem !== null, linkProblem: gone ?? linkProblem, addressProblem: null, missing };
   const which = `node address${missing.length > 1 ? 'es' : ''} ${missing.join(', ')}`;
   // A link that is not up and running is not listed at all: its addresses cannot be seen here,
-  // and what is wrong is the link.
-  if (linkProblem !== null) return { problem: `${which}: ${linkProblem}`, linkDown: true, missing };
+  // and what is wrong is the link (addressProblem stays null: the addresses may well be there).
+  if (linkProblem !== null) return { problem: `${which}: ${linkProblem}`, linkDown: true, linkProblem: gone ?? linkProblem, addressProblem: null, missing };
   const problem = missing.map((ip) => {
     const has = isV6(ip) ? found.v6 : found.v4;
     return `node address ${ip} is no longer on this node (${underlay} has ${has.join(', ') || `no ${isV6(ip) ? 'IPv6' : 'IPv4'} address`})`;
   }).join('; ');
-  return { problem, linkDown: false, missing };
+  return { problem, linkDown: false, linkProblem: null, addressProblem: problem, missing };
 }
 
 /**

@@ -33,26 +33,42 @@ test('the underlay up without the address: the address is missing, naming what i
 test('IPv6 as IPv4: the node\'s IPv6 address looked for too (compared canonically); missing, it is said with what the underlay has; the link down said once for both', () => {
   const both = ['10.79.0.1', 'fd88::1'];
   const ok = { o2ed: [v4('10.79.0.1', '10.79.0.1/24'), v6('fd88:0::1', 'fd88::1/64'), v6('fe80::1', 'fe80::1/64')] };
-  assert.equal(nodeAddressState(both, 'o2ed', ok, UP), { problem: null, linkDown: false, missing: [] });
+  assert.equal(nodeAddressState(both, 'o2ed', ok, UP), { problem: null, linkDown: false, linkProblem: null, addressProblem: null, missing: [] });
   assert.is(nodeAddressProblem('fd88::1', 'o2ed', ok, UP), null);
   const gone6 = { o2ed: [v4('10.79.0.1', '10.79.0.1/24'), v6('fe80::1', 'fe80::1/64')] };
-  assert.equal(nodeAddressState(both, 'o2ed', gone6, UP), { problem: 'node address fd88::1 is no longer on this node (o2ed has fe80::1/64)', linkDown: false, missing: ['fd88::1'] });
+  const p6 = 'node address fd88::1 is no longer on this node (o2ed has fe80::1/64)';
+  assert.equal(nodeAddressState(both, 'o2ed', gone6, UP), { problem: p6, linkDown: false, linkProblem: null, addressProblem: p6, missing: ['fd88::1'] });
   assert.is(nodeAddressProblem('fd88::1', 'o2ed', { o2ed: [v4('10.79.0.1', '10.79.0.1/24')] }, UP), 'node address fd88::1 is no longer on this node (o2ed has no IPv6 address)');
   assert.is(nodeAddressState(both, 'o2ed', {}, UP).problem, 'node address 10.79.0.1 is no longer on this node (o2ed has no IPv4 address); node address fd88::1 is no longer on this node (o2ed has no IPv6 address)');
   const down = nodeAddressState(both, 'o2ed', {}, { adminUp: false, running: false, operstate: 'down' });
-  assert.equal(down, { problem: 'node addresses 10.79.0.1, fd88::1: link o2ed is down (set down: admin state down)', linkDown: true, missing: both });
+  // the log names the addresses behind the link; addressProblem stays null: the link is what is
+  // wrong, and whether the addresses are still there cannot be seen while it is down
+  assert.equal(down, { problem: 'node addresses 10.79.0.1, fd88::1: link o2ed is down (set down: admin state down)', linkDown: true, linkProblem: 'link o2ed is down (set down: admin state down)', addressProblem: null, missing: both });
   assert.is(nodeAddressState(both, 'o2ed', {}, null).linkDown, true);
+});
+
+test('the underlay down or gone is the link\'s problem, never "node address missing" (status\'s two lines and two fields come from linkProblem and addressProblem)', () => {
+  const gone = nodeAddressState(['10.79.0.1'], 'o2ed', {}, null);
+  assert.is(gone.linkProblem, 'interface o2ed is gone');
+  assert.is(gone.addressProblem, null);
+  const noCarrier = nodeAddressState(['10.79.0.1', 'fd88::1'], 'o2ed', {}, { adminUp: true, running: false, operstate: 'lowerlayerdown' });
+  assert.is(noCarrier.linkProblem, 'link o2ed is down (operstate lowerlayerdown: no carrier or peer)');
+  assert.is(noCarrier.addressProblem, null);
+  // up without the address: the address only
+  const missing = nodeAddressState(['10.79.0.1'], 'o2ed', { o2ed: [v4('10.79.0.9', '10.79.0.9/24')] }, UP);
+  assert.is(missing.linkProblem, null);
+  assert.is(missing.addressProblem, 'node address 10.79.0.1 is no longer on this node (o2ed has 10.79.0.9/24)');
 });
 
 test('the underlay down or gone while the node\'s addresses sit on another interface that is up: the link is down all the same (readiness counts it)', () => {
   const elsewhere = { lo: [v4('10.79.0.1', '10.79.0.1/32')], dummy0: [v6('fd88::1', 'fd88::1/128')] };
   const both = ['10.79.0.1', 'fd88::1'];
   assert.equal(nodeAddressState(both, 'o2ed', elsewhere, { adminUp: false, running: false, operstate: 'down' }),
-    { problem: 'link o2ed is down (set down: admin state down)', linkDown: true, missing: [] });
+    { problem: 'link o2ed is down (set down: admin state down)', linkDown: true, linkProblem: 'link o2ed is down (set down: admin state down)', addressProblem: null, missing: [] });
   assert.equal(nodeAddressState(both, 'o2ed', elsewhere, { adminUp: true, running: false, operstate: 'lowerlayerdown' }),
-    { problem: 'link o2ed is down (operstate lowerlayerdown: no carrier or peer)', linkDown: true, missing: [] });
-  assert.equal(nodeAddressState(both, 'o2ed', elsewhere, null), { problem: 'interface o2ed is gone', linkDown: true, missing: [] });
-  assert.equal(nodeAddressState(both, 'o2ed', elsewhere, UP), { problem: null, linkDown: false, missing: [] });
+    { problem: 'link o2ed is down (operstate lowerlayerdown: no carrier or peer)', linkDown: true, linkProblem: 'link o2ed is down (operstate lowerlayerdown: no carrier or peer)', addressProblem: null, missing: [] });
+  assert.equal(nodeAddressState(both, 'o2ed', elsewhere, null), { problem: 'interface o2ed is gone', linkDown: true, linkProblem: 'interface o2ed is gone', addressProblem: null, missing: [] });
+  assert.equal(nodeAddressState(both, 'o2ed', elsewhere, UP), { problem: null, linkDown: false, linkProblem: null, addressProblem: null, missing: [] });
   // the address itself is fine: no problem with it (nodeAddressProblem is about the address)
   assert.is(nodeAddressProblem('10.79.0.1', 'o2ed', elsewhere, null), null);
 });

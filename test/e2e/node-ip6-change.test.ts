@@ -142,7 +142,7 @@ test('the IPv6 address removed under podway: warned, nodeAddressMissing and `pod
   const n1 = lab!.node('node1');
   const ip6 = n1.ip6!;
   const re = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  type Status = { ready: boolean; notReady: string[]; nodeAddressMissing: string | null };
+  type Status = { ready: boolean; notReady: string[]; nodeAddressMissing: string | null; underlayDown: { reason: string; since: string } | null };
   const status = async () => (await controlRequest(n1.control, { cmd: 'status' })) as Status;
   const statusText = () => podwayCli(['status', '--control', n1.control]);
   let from = n1.log.length;
@@ -153,6 +153,7 @@ test('the IPv6 address removed under podway: warned, nodeAddressMissing and `pod
   let st = await status();
   assert.match(st.nodeAddressMissing ?? '', `node address ${ip6} is no longer on this node`);
   assert.is(st.ready, true, `an address missing from a link that is up is no readiness problem: ${st.notReady.join('; ')}`);
+  assert.is(st.underlayDown, null);
   assert.match(statusText(), new RegExp(`\\nnode address missing: node address ${re(ip6)} is no longer on this node`));
   nsExec(n1.ns, ['ip', '-6', 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
   assert.ok(await waitLog(n1, new RegExp(`node address ${re(ip6)} is on this node again`), from, 15_000), n1.log.slice(from).join('\n'));
@@ -164,18 +165,25 @@ test('the IPv6 address removed under podway: warned, nodeAddressMissing and `pod
   nsExec(n1.ns, ['ip', 'link', 'set', 'eth0', 'down']);
   try {
     // (the underlay port's receive failing, ENETDOWN, may say not ready for a moment first)
-    const why = `underlay: node addresses ${n1.ip}, ${ip6}: link eth0 is down (set down: admin state down): this node cannot reach the other nodes`;
-    assert.ok(await until(async () => (await status()).notReady.includes(why), 15_000, 200), JSON.stringify(await status()));
+    // the link is down, said as such (since when); the node addresses are not "missing"
+    const why = /^underlay down: link eth0 is down \(set down: admin state down\) \(since \d{4}-\d\d-\d\dT[\d:.]+Z\): this node cannot reach the other nodes$/;
+    assert.ok(await until(async () => (await status()).notReady.some((r) => why.test(r)), 15_000, 200), JSON.stringify(await status()));
     st = await status();
     assert.is(st.ready, false);
+    assert.is(st.underlayDown?.reason, 'link eth0 is down (set down: admin state down)');
+    // notReady is Health.report's reasons: what /readyz serves and podway_ready reads
+    assert.ok(st.notReady.includes(`underlay down: ${st.underlayDown!.reason} (since ${st.underlayDown!.since}): this node cannot reach the other nodes`), st.notReady.join('; '));
+    assert.is(st.nodeAddressMissing, null);
     const text = statusText();
-    assert.match(text, /\nnot ready: .*underlay: node addresses .*link eth0 is down/);
-    assert.match(text, /\nnode address missing: node addresses .*: link eth0 is down/);
+    assert.match(text, /\nnot ready: .*underlay down: link eth0 is down/);
+    assert.match(text, `\nunderlay down: link eth0 is down (set down: admin state down) (since ${st.underlayDown!.since})\n`);
+    assert.not.match(text, /node address missing/);
   } finally {
     nsExec(n1.ns, ['ip', 'link', 'set', 'eth0', 'up']);
   }
   // up again: ready; the kernel flushed the IPv6 address with the link down: said, as above
   assert.ok(await until(async () => (await status()).ready, 20_000, 200), JSON.stringify(await status()));
+  assert.is((await status()).underlayDown, null);
   assert.ok(await waitLog(n1, new RegExp(`node address ${re(ip6)} is no longer on this node`), from, 15_000), n1.log.slice(from).join('\n'));
   nsExec(n1.ns, ['ip', '-6', 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
   assert.ok(await until(async () => (await status()).nodeAddressMissing === null, 15_000, 200), JSON.stringify(await status()));

@@ -11,6 +11,7 @@
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
+import { clusterGuidOf } from '../control/kv/cluster-guid';
 import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
 import { kindInfo, resourceKey } from '../control/calico-kinds';
 import { firstFoundIPv4, firstFoundIPv6 } from '../dataplane/host';
@@ -42,6 +43,8 @@ export interface JoinOptions {
   /** Ends the wait for an unreachable store (podway run stopping while it forwards on its cached
    * model): joinCluster then rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** The datastore's clusterGUID (ClusterInformation default) once the registration marked it ready. */
+  onClusterGuid?: (guid: string | null) => void;
 }
 
 interface StoredNode { spec?: { bgp?: { ipv4Address?: string; ipv6Address?: string }; ipv4VXLANTunnelAddr?: string; ipv6VXLANTunnelAddr?: string } }
@@ -141,7 +144,9 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   const tunnelsChanged = [t.v4, t.v6].some((o) => o.action === 'assigned' || o.action === 'released');
   say(`node ${opts.node} ${reg.action === 'unchanged' && tunnelsChanged ? 'updated' : reg.action} in ${kv.description} (${addrs})`);
   const ready = await markDatastoreReady(kv);
-  if (ready.action !== 'unchanged') say(`datastore marked ready (ClusterInformation default ${ready.action})`);
+  const guid = clusterGuidOf(ready.entry.value);
+  if (ready.action !== 'unchanged') say(`datastore marked ready (ClusterInformation default ${ready.action}, clusterGUID ${guid})`);
+  opts.onClusterGuid?.(guid);
 }
 
 export interface NodeAddressChange {

@@ -21,6 +21,7 @@ import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } 
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
 import { parseTraceFilter } from '../dataplane/trace';
 import { validateNodeName } from '../control/resource-names';
+import { shortGuid } from '../control/kv/cluster-guid';
 import { startLevel, parseLogLevel } from '../observe/log';
 
 /** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
@@ -254,6 +255,8 @@ export function buildProgram(): Command {
     // DELs the CNI plugin deferred while etcd was down (pending-del-replay.ts), once there were any
     const pd = s.cniPendingDel;
     if (pd && (pd.pending || pd.replayed || pd.failed || pd.ignored)) lines.push(`cni deferred DELs (${pd.dir}): ${pd.pending} pending, ${pd.replayed} replayed, ${pd.failed} failed${pd.ignored ? `, ${pd.ignored} not for this datastore or unreadable` : ''}${pd.lastError ? `; last error${pd.lastErrorAt ? ` (at ${pd.lastErrorAt})` : ''}: ${pd.lastError}` : ''}`);
+    // the datastore and its clusterGUID (ClusterInformation default) as the registration saw it
+    if (s.datastoreSource) lines.push(`datastore ${s.datastoreSource}${s.clusterGuid ? ` (clusterGUID ${shortGuid(s.clusterGuid)})` : ''}`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
     return lines.filter((l) => l !== null).join('\n') + '\n';
   }, { starting: true }); // a podway still starting answers status only to a caller that reads that answer

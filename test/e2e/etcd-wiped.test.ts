@@ -12,7 +12,9 @@
  *   operator and the CNI would) make the pods talk again, with no podway restart;
  * - both podways say `ready`.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync } from 'node:fs';
+import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
@@ -43,6 +45,15 @@ async function storedNode(name: string): Promise<StoredNode | null> {
 const ping = (from: string, to: string) => lab!.ping(from, lab!.pod(to).ip, 1, 56, ['-W', '1']).received === 1;
 const bothWays = () => ping('web-1', 'web-2') && ping('web-2', 'web-1');
 const ready = async (name: string) => ((await controlRequest(lab!.node(name).control, { cmd: 'status' }, 5000)) as { ready?: boolean }).ready === true;
+/** The clusterGUID `podway status` shows, and the one etcd holds now. */
+const statusGuid = async (name: string) => ((await controlRequest(lab!.node(name).control, { cmd: 'status' }, 5000)) as { clusterGuid?: string | null }).clusterGuid;
+const storedGuid = async () => {
+  const info = await store!.kv.get('/calico/resources/v3/projectcalico.org/clusterinformations/default').catch(() => null);
+  return info ? (JSON.parse(info.value) as { spec: { clusterGUID?: string } }).spec.clusterGUID : undefined;
+};
+let guidBefore: string | undefined;
+const PODWAY_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+const statusText = (name: string) => execFileSync(process.execPath, [PODWAY_BIN, 'status', '--control', lab!.node(name).control], { encoding: 'utf8', timeout: 30_000 });
 
 test.before(async () => {
   if (!isRoot()) throw new Error('e2e tests need root (network namespaces)');
@@ -72,6 +83,9 @@ test('at start: both Nodes registered, pods talk, both ready', async () => {
   }
   assert.ok(await until(bothWays, 15_000, 100), 'pods talk');
   for (const n of ['node1', 'node2']) assert.ok(await until(() => ready(n), 15_000, 200), `${n} ready`);
+  guidBefore = await storedGuid();
+  assert.match(guidBefore ?? '', /^[0-9a-f]{32}$/, 'one clusterGUID');
+  for (const n of ['node1', 'node2']) assert.is(await statusGuid(n), guidBefore, `${n}'s status shows the datastore's clusterGUID`);
 });
 
 test('etcd wiped (a fresh data dir at the same URL): both podways see it, list again and register again; pods talk again once the pool and pods are written again', async () => {
@@ -113,6 +127,12 @@ test('etcd wiped (a fresh data dir at the same URL): both podways see it, list a
   assert.ok(await until(bothWays, 30_000, 200), `pods talk again: ${lab!.node('node1').log.slice(-8).join(' | ')}`);
   for (const n of ['node1', 'node2']) assert.ok(await until(() => ready(n), 20_000, 200), `${n} ready`);
   for (const n of ['node1', 'node2']) assert.is(lab!.node(n).proc?.exitCode, null, `${n}'s podway ran all along`);
+  // the new store's ClusterInformation, made by the first registration again: another GUID, shown
+  const guidAfter = await storedGuid();
+  assert.match(guidAfter ?? '', /^[0-9a-f]{32}$/);
+  assert.is.not(guidAfter, guidBefore);
+  for (const n of ['node1', 'node2']) assert.is(await statusGuid(n), guidAfter, `${n}'s status shows the new clusterGUID`);
+  assert.match(statusText('node1'), new RegExp(`^datastore etcd:\\S+ \\(clusterGUID ${guidAfter!.slice(0, 8)}\\)$`, 'm'));
   ok = true;
 });
 

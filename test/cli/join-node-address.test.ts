@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { joinCluster } from '../../src/cli/join';
 import { chooseStartAddress } from '../../src/cli/start-address';
 import { parseDatastoreSpec } from '../../src/control/kv/spec';
+import { within } from '../../src/lab/lab';
 import { embeddedTarget, etcdTarget, stopEtcd, Target } from './cli-kit';
 
 const NODES = '/calico/resources/v3/projectcalico.org/nodes/';
@@ -83,7 +84,8 @@ silentSuite('a registration waiting on an etcd that accepts and never answers en
     for (let i = 0; i < 300 && !said.some((m) => /unreachable .*; retrying in/.test(m)); i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(said.some((m) => /unreachable .*; retrying in/.test(m)), `the join waits on the silent etcd: ${said.join(' | ')}`);
     abort.abort(new Error('SIGTERM: stopping'));
-    const outcome = await Promise.race([joined, new Promise((r) => setTimeout(() => r('still waiting'), 30_000))]);
+    // within() clears its timer: a bare setTimeout raced here kept the file alive 30 s after its last test.
+    const outcome = await within(joined, 30_000, 'still waiting');
     assert.instance(outcome, Error, `ended by the abort: ${String(outcome)}`);
     assert.is((outcome as Error).message, 'SIGTERM: stopping');
   } finally {

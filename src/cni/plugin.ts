@@ -304,6 +304,12 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
           if (requested) {
             // Exactly the addresses asked for (and no other family), as Calico's IPAM does with
             // IP=: its block claimed for this node if nobody has it, the same handle and attributes.
+            // Checked as Calico's plugin checks them (ipamplugin's cmdAdd hands IP= to
+            // ipamClient.AssignIP, nothing else): refused outside every enabled pool (a disabled
+            // pool's address too), in use, or in another node's block under strict_affinity;
+            // given, on purpose, when an IPReservation covers it or its pool's nodeSelector does
+            // not select this node (AssignIP consults neither: reservations and nodeSelectors
+            // steer automatic assignment only). See Ipam.assignIp.
             for (const ip of requested.ips) {
               const holder = await ipam.allocationOf(ip);
               if (holder) {

@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { CniHarness } from './harness';
 import { Ipam } from '../../src/control/ipam';
 import { IPAM_CONFIG_KEY } from '../../src/control/ipam/keys';
+import { RESOURCES_PREFIX } from '../../src/control/calico-kinds';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
@@ -632,6 +633,44 @@ test('CNI_ARGS IP= (podman --ip) and runtimeConfig.ips: exactly that address thr
     assert.equal(await h.handles(), ['other-host']);
     for (const ip of ['10.251.0.77', '10.251.0.78', '10.251.0.131']) assert.is(await ipam.allocationOf(ip), null, `${ip} released`);
     assert.equal(await h.workloadEndpoints(), []);
+    assert.equal(await ipam.check(), []);
+  });
+});
+
+test('CNI_ARGS IP= as Calico\'s AssignIP: an address an IPReservation covers, or in a pool whose nodeSelector leaves this node out, is given; one in a disabled pool is refused (105) naming that pool, with nothing made', async () => {
+  await withHarness(async (h) => {
+    const ipam = new Ipam(h.kv);
+    // an IPReservation as calicoctl stores it in etcd (podway's own `apply` does not take the kind)
+    const rsv = { kind: 'IPReservation', apiVersion: 'projectcalico.org/v3', metadata: { name: `rsv-${h.tag}`, uid: 'b0e5a3c2-0000-4000-8000-000000000001', creationTimestamp: '2026-01-01T00:00:00Z' }, spec: { reservedCIDRs: ['10.251.0.200/29'] } };
+    assert.ok(await h.kv.create(`${RESOURCES_PREFIX}ipreservations/rsv-${h.tag}`, JSON.stringify(rsv)));
+    await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `elsewhere-${h.tag}` }, spec: { cidr: '10.251.1.0/24', blockSize: 26, nodeSelector: 'zone == "nowhere"' } });
+    await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `off-${h.tag}` }, spec: { cidr: '10.251.2.0/24', blockSize: 26, disabled: true } });
+    // reserved: given (AssignIP does not read reservations)
+    const a = cid('rsv');
+    const podA = h.pod('rsva');
+    const ra = await h.add(podA, a, { args: 'IP=10.251.0.201' });
+    assert.equal(ra.json.ips.map((i: { address: string }) => i.address), ['10.251.0.201/32'], ra.stdout);
+    assert.is((await ipam.allocationOf('10.251.0.201'))?.handleId, `podway.${a}`);
+    // a pool selecting other nodes: given, its block claimed for this node (AssignIP does not read nodeSelector)
+    const b = cid('sel');
+    const podB = h.pod('selb');
+    const rb = await h.add(podB, b, { extra: { runtimeConfig: { ips: ['10.251.1.9'] } } });
+    assert.equal(rb.json.ips.map((i: { address: string }) => i.address), ['10.251.1.9/32'], rb.stdout);
+    assert.ok((await ipam.blocksOf(h.nodeName)).some((x) => x.cidr === '10.251.1.0/26'), 'its block is this node\'s');
+    // a disabled pool: refused, naming it, nothing made or held
+    const c = cid('off');
+    const podC = h.pod('offc');
+    const off = await h.call({ command: 'ADD', containerId: c, netns: podC.path, ifname: 'eth0', args: 'IP=10.251.2.9' });
+    assert.is(off.json?.code, 105, off.stdout);
+    assert.match(off.json.msg, `CNI_ARGS IP: 10.251.2.9 is not in an enabled IP pool (it is in IP pool off-${h.tag}, 10.251.2.0/24, which is disabled)`);
+    assert.equal(h.ipJson(podC, 'link', 'show').map((l) => l.ifname), ['lo']);
+    assert.is(await ipam.allocationOf('10.251.2.9'), null);
+    assert.equal((await h.handles()).sort(), [`podway.${a}`, `podway.${b}`].sort());
+    for (const [id, pod] of [[a, podA], [b, podB]] as const) {
+      const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0' });
+      assert.is(d.exitCode, 0, d.stdout);
+    }
+    assert.equal(await h.handles(), []);
     assert.equal(await ipam.check(), []);
   });
 });

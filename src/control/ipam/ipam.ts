@@ -636,15 +636,30 @@ export class Ipam {
     return got;
   }
 
-  /** Assigns one given address to a node (Calico's AssignIP), claiming its block if nobody has. */
+  /**
+   * Assigns one given address to a node (Calico's AssignIP), claiming its block if nobody has.
+   * What it checks is what libcalico-go's ipamClient.AssignIP checks, no more: the address must be
+   * in an enabled pool (blockReaderWriter.getPoolForIP over poolAccessor.GetEnabledPools, whose
+   * filterIPPool skips disabled pools), free in its block, and in a block affine to this node when
+   * strict_affinity is set (allocationBlock.assign). It does not look at the pool's nodeSelector
+   * (only autoAssign's prepareAffinityBlocksForHost does) nor at IPReservations (only autoAssign
+   * and EnsureBlock call getReservedIPs: reservations keep addresses from automatic assignment,
+   * as Calico's IPReservation reference says), so a given address in a reserved range or in a pool
+   * selecting other nodes is assigned, on purpose, as Calico assigns it.
+   */
   async assignIp(req: AssignIpRequest): Promise<void> {
     const node = checkSegment('node name', req.node);
     if (req.handleId !== null) checkSegment('handle ID', req.handleId);
     const handleId = req.handleId === null ? null : sanitizeHandle(req.handleId);
     const parsed = parseIp(req.ip);
     if (!parsed) throw new Error(`invalid IP address ${JSON.stringify(req.ip)}`);
-    const pool = (await this.listPools(parsed.version)).find((p) => !p.disabled && netContains(p.cidr, parsed.value));
-    if (!pool) throw new Error(`${req.ip} is not in an enabled IP pool`);
+    const pools = await this.listPools(parsed.version);
+    const pool = pools.find((p) => !p.disabled && netContains(p.cidr, parsed.value));
+    if (!pool) {
+      // Calico says only "not in a configured pool"; the disabled pool that holds it is named here.
+      const off = pools.find((p) => p.disabled && netContains(p.cidr, parsed.value));
+      throw new Error(`${req.ip} is not in an enabled IP pool${off ? ` (it is in IP pool ${off.name}, ${off.cidr.text}, which is disabled)` : ''}`);
+    }
     const config = await this.getConfig();
     const cidr = makeNet(parsed.version, parsed.value, pool.blockSize);
     const attrs = noAttrs(req.attrs);

@@ -35,9 +35,16 @@ export class IpamLockTimeoutError extends CniError {}
 /** The wait for the lock was given up through its AbortSignal (podway run stopping). */
 export class IpamLockAbortedError extends CniError {}
 
+/** This process's effective uid (the owner its private directories and files must have). */
+export function ownUid(): number {
+  return process.geteuid ? process.geteuid() : 0;
+}
+
 /**
- * A directory anyone but its owner may write to would let them plant or remove lock and spool
- * files (a forged deferred DEL releases someone else's handle): refused, naming the setting.
+ * A directory anyone but this process's user may write to would let them plant or remove lock
+ * and spool files (a forged deferred DEL releases someone else's handle): one owned by another
+ * user (who may chmod it and write at will, whatever its mode now) or writable by group or others
+ * is refused, naming the setting and the path.
  */
 export function requirePrivateDir(dir: string, setting: string): void {
   let st;
@@ -47,6 +54,10 @@ export function requirePrivateDir(dir: string, setting: string): void {
     throw new CniError(CNI_CODES.IO_FAILURE, `${setting}: ${dir}: ${(e as Error).message}`);
   }
   if (!st.isDirectory()) throw new CniError(CNI_CODES.INVALID_CONFIG, `${setting}: ${dir} is not a directory (a symlink is not followed)`);
+  const uid = ownUid();
+  if (st.uid !== uid) {
+    throw new CniError(CNI_CODES.INVALID_CONFIG, `${setting}: ${dir} is owned by uid ${st.uid}, not by this process's user (uid ${uid}): refused, its owner could forge or remove its files; chown it to uid ${uid} or use another directory`);
+  }
   if ((st.mode & 0o022) !== 0) {
     throw new CniError(CNI_CODES.INVALID_CONFIG, `${setting}: ${dir} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}): refused, another user could forge or remove its files; chmod go-w it`);
   }

@@ -29,7 +29,7 @@ import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { handleId } from './names';
 import { replaceFileSync } from '../util/replace-file';
-import { requirePrivateDir } from './ipam-lock';
+import { ownUid, requirePrivateDir } from './ipam-lock';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { Ipam } from '../control/ipam/ipam';
@@ -126,15 +126,20 @@ function parseEntry(text: string): PendingDel {
 const MAX_ENTRY_BYTES = 64 * 1024;
 
 /**
- * An entry file's text. Opened without following a symlink and without blocking (a FIFO there
- * would hang the caller: podway run reads the spool on its forwarding thread); anything but a
- * regular file of at most MAX_ENTRY_BYTES is refused with an error naming what it is.
+ * A spool file's text (an entry, one taken aside for replay, the cluster_id cache). Opened without
+ * following a symlink (ELOOP: the link itself is refused) and without blocking (a FIFO there would
+ * hang the caller: podway run reads the spool on its forwarding thread), then checked on the open
+ * descriptor (fstat), so what is checked is what is read: anything but a regular file owned by this
+ * process's user, of at most MAX_ENTRY_BYTES, is refused with an error naming the file and what
+ * it is. ENOENT is thrown as is (callers treat a file gone as replayed meanwhile).
  */
-function readEntryFile(file: string): string {
+export function readSpoolFile(file: string): string {
   const fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new Error(`${file}: not a regular file`);
+    const uid = ownUid();
+    if (st.uid !== uid) throw new Error(`${file}: owned by uid ${st.uid}, not by this process's user (uid ${uid}): not read`);
     if (st.size > MAX_ENTRY_BYTES) throw new Error(`${file}: ${st.size} bytes, more than an entry's ${MAX_ENTRY_BYTES}`);
     return readFileSync(fd, 'utf8');
   } finally {
@@ -159,7 +164,7 @@ export function readPending(dir: string, prefix = ''): SpooledEntry[] {
     const file = join(dir, name);
     let text: string;
     try {
-      text = readEntryFile(file);
+      text = readSpoolFile(file);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // replayed meanwhile
       out.push({ file, text: '', entry: null, error: (e as Error).message });
@@ -213,7 +218,7 @@ function clusterCacheFile(dir: string, key: string): string {
 /** The cluster_id last seen for the datastore `key` (rememberClusterId), or null. */
 export function lastClusterId(dir: string, key: string): string | null {
   try {
-    const c = JSON.parse(readFileSync(clusterCacheFile(dir, key), 'utf8')) as { datastore?: unknown; clusterId?: unknown };
+    const c = JSON.parse(readSpoolFile(clusterCacheFile(dir, key))) as { datastore?: unknown; clusterId?: unknown };
     return c.datastore === key && typeof c.clusterId === 'string' && c.clusterId !== '' ? c.clusterId : null;
   } catch {
     return null;
@@ -246,7 +251,7 @@ export function replayingOfContainer(dir: string, network: string, containerID: 
     const file = join(dir, name);
     let lock: string | null = null;
     try {
-      lock = parseEntry(readFileSync(file, 'utf8')).ipamLockFile;
+      lock = parseEntry(readSpoolFile(file)).ipamLockFile;
     } catch { /* finished meanwhile, or unreadable: the plugin's own lock is still taken */ }
     out.push({ file, ipamLockFile: lock });
   }
@@ -278,8 +283,8 @@ export function claimEntry(s: SpooledEntry): string | null {
   }
   let text = '';
   try {
-    text = readFileSync(aside, 'utf8');
-  } catch { /* gone: treated as changed */ }
+    text = readSpoolFile(aside);
+  } catch { /* gone, or no longer a regular file of ours: treated as changed */ }
   if (text === s.text) return aside;
   putBack(aside, s.file);
   return null;
@@ -298,7 +303,7 @@ export function putBack(aside: string, file: string): void {
 /** Whether the file still holds `text` (not replayed or rewritten since it was read). */
 export function unchanged(s: SpooledEntry): boolean {
   try {
-    return readFileSync(s.file, 'utf8') === s.text;
+    return readSpoolFile(s.file) === s.text;
   } catch {
     return false;
   }

@@ -15,7 +15,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync, ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { CniHarness } from './harness';
@@ -25,7 +25,7 @@ import { FlockLock } from '../../src/cni/flock-lock';
 import { flockFileOf } from '../../src/cni/ipam-lock';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
-import { entryDatastore, pendingFileName, PendingDel, PENDING_DEL_FORMAT, readPending, writePending } from '../../src/cni/pending-del';
+import { claimEntry, entryDatastore, lastClusterId, pendingFileName, PendingDel, PENDING_DEL_FORMAT, readPending, rememberClusterId, replayingOfContainer, unchanged, writePending } from '../../src/cni/pending-del';
 import { PendingDelReplayer, RECOUNT_MS } from '../../src/cli/pending-del-replay';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sleep } from '../helpers/netns';
@@ -84,6 +84,87 @@ test('spool files: the handle is derived (a forged one makes the entry unreadabl
     assert.throws(() => writePending(dir, entry({ containerID: 'c5', handle: 'n.c5' })));
     assert.equal(readdirSync(dir).filter((n) => n.endsWith('.tmp')), []);
   } finally {
+    rmSync(path.dirname(dir), { recursive: true, force: true });
+  }
+});
+
+test('a spool owned by another user (mode 0700 all the same) is refused naming it, by DEL\'s write, the replayer and an ADD through the plugin; entries, claimed entries and the cluster_id cache are read only as regular files of ours, a symlink not followed', async () => {
+  const dir = path.join(mkdtempSync(path.join(tmpdir(), 'podway-spool-')), 'spool');
+  const h = new CniHarness();
+  try {
+    writePending(dir, entry({ containerID: 'c1' }));
+    // another user's directory, private to them: they could chmod it and write at will
+    chownSync(dir, 65534, 65534);
+    const owned = new RegExp(`"pending_del_dir": ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is owned by uid 65534, not by this process's user \\(uid 0\\)`);
+    assert.throws(() => writePending(dir, entry({ containerID: 'c2', handle: 'n.c2' })), owned);
+    const said: string[] = [];
+    const r = new PendingDelReplayer(dir, { kind: 'etcd', endpoints: ['http://127.0.0.1:1'] }, { info: (m) => said.push(m), warn: (m) => said.push(m) }, 3_600_000);
+    r.kick('test');
+    await r.idle();
+    await r.stop();
+    assert.match(r.status().lastError ?? '', /--cni-pending-del-dir: .* is owned by uid 65534/);
+    chownSync(dir, 0, 0);
+    assert.equal(readPending(dir).map((s) => s.entry?.containerID), ['c1']);
+
+    // an entry owned by another user, in our spool: not read
+    const theirs = path.join(dir, pendingFileName('n', 'c3', 'eth0'));
+    writeFileSync(theirs, JSON.stringify(entry({ containerID: 'c3', handle: 'n.c3' })));
+    chownSync(theirs, 65534, 65534);
+    const t = readPending(dir).find((s) => s.file === theirs)!;
+    assert.is(t.entry, null);
+    assert.match(t.error ?? '', `${theirs}: owned by uid 65534, not by this process's user (uid 0): not read`);
+    rmSync(theirs);
+    // a symlink to a well-formed entry of ours outside the spool: not followed (the link is refused)
+    const outside = path.join(path.dirname(dir), 'elsewhere.json');
+    writeFileSync(outside, JSON.stringify(entry({ containerID: 'c4', handle: 'n.c4' })));
+    const link = path.join(dir, pendingFileName('n', 'c4', 'eth0'));
+    symlinkSync(outside, link);
+    const l = readPending(dir).find((s) => s.file === link)!;
+    assert.is(l.entry, null, 'the entry behind the symlink is not read');
+    assert.match(l.error ?? '', 'ELOOP');
+    assert.is(unchanged({ file: link, text: readFileSync(outside, 'utf8'), entry: null }), false, 'unchanged() does not follow it either');
+    rmSync(link);
+    // an entry claimed aside (.replaying) that is a symlink: its lock file is not read through it
+    const aside = path.join(dir, '.n+c5+eth0.json.replaying');
+    symlinkSync(outside, aside);
+    assert.equal(replayingOfContainer(dir, 'n', 'c5'), [{ file: aside, ipamLockFile: null }]);
+    rmSync(aside);
+    // claimEntry re-reads what it renamed aside: a symlink there is "changed", put back, not taken
+    symlinkSync(outside, link);
+    assert.is(claimEntry({ file: link, text: readFileSync(outside, 'utf8'), entry: null }), null);
+    rmSync(link);
+    // the cluster_id cache: read back when it is our regular file; a symlink (even to a valid
+    // cache of ours) or another user's file is not read
+    rememberClusterId(dir, 'etcd:http://x:2379', 'cid-1');
+    assert.is(lastClusterId(dir, 'etcd:http://x:2379'), 'cid-1');
+    const cache = readdirSync(dir).find((n) => n.startsWith('.cluster-id.'))!;
+    const fake = path.join(path.dirname(dir), 'cache');
+    writeFileSync(fake, readFileSync(path.join(dir, cache)));
+    rmSync(path.join(dir, cache));
+    symlinkSync(fake, path.join(dir, cache));
+    assert.is(lastClusterId(dir, 'etcd:http://x:2379'), null, 'the symlinked cache is not followed');
+    rmSync(path.join(dir, cache));
+    writeFileSync(path.join(dir, cache), readFileSync(fake));
+    chownSync(path.join(dir, cache), 65534, 65534);
+    assert.is(lastClusterId(dir, 'etcd:http://x:2379'), null, 'another user\'s cache is not read');
+
+    // through the plugin: ADD replays its container's deferred DELs first, and refuses a spool
+    // another user owns, naming it; nothing is made
+    await h.setup();
+    mkdirSync(h.pendingDelDir, { recursive: true, mode: 0o700 });
+    chownSync(h.pendingDelDir, 65534, 65534);
+    const pod = h.pod('own');
+    const id = cid('own');
+    const add = await h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0' });
+    assert.is.not(add.exitCode, 0, add.stdout);
+    assert.match(add.json?.msg ?? '', `"pending_del_dir" in the network config: ${h.pendingDelDir} is owned by uid 65534`);
+    assert.equal(h.ipJson(pod, 'link', 'show').map((x) => x.ifname), ['lo']);
+    chownSync(h.pendingDelDir, 0, 0);
+    await h.add(pod, id);
+    const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0' });
+    assert.is(d.exitCode, 0, d.stdout);
+  } finally {
+    await h.cleanup();
     rmSync(path.dirname(dir), { recursive: true, force: true });
   }
 });

@@ -822,6 +822,8 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "txBacklog", (double)port_backlog(p));
   set_num(env, o, "txDroppedFull", (double)p->st.tx_dropped_full);
   set_num(env, o, "txErrors", (double)p->st.tx_errors);
+  set_num(env, o, "txRejected", (double)p->st.tx_rejected);
+  set_num(env, o, "txHeadDropped", (double)p->st.tx_head_dropped);
   set_num(env, o, "txCalls", (double)p->st.tx_calls);
   set_num(env, o, "rxWaitNs", (double)p->st.rx_wait_ns);
   set_num(env, o, "rxWaitSamples", (double)p->st.rx_wait_samples);
@@ -1222,6 +1224,23 @@ static napi_value super_cut(napi_env env, napi_callback_info info) {
 /* superRest(desc, dst: Uint8Array, at, max, out: Uint32Array(2)) -> bytes of desc's super-frame's
  * payload behind segment 0's (the first max copied to dst[at..]), -1 when it is not a live
  * super-frame; out[0] its TCP flags, out[1] the ones'-complement sum of those bytes (podway capture). */
+/* takeRejected(port, dst: Uint8Array) -> bytes written: copies of the frames the kernel refused and
+ * podway dropped (tx_rejected) since the last call, as records [u16 original length LE][u16 bytes
+ * LE][bytes]; for `podway capture --stage drop` (called now and then, not per batch). */
+static napi_value take_rejected(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t id;
+  struct port *p = argc == 2 ? arg_port(env, a, argv[0], &id) : NULL;
+  if (!p) return argc == 2 ? NULL : throw_type(env, "takeRejected(port, dst: Uint8Array)");
+  size_t dlen = 0;
+  uint8_t *dst = typed_data(env, argv[1], napi_uint8_array, &dlen);
+  if (!dst) return throw_type(env, "takeRejected(port, dst: Uint8Array)");
+  return ret_u32(env, port_take_rejected(p, dst, dlen > UINT32_MAX ? UINT32_MAX : (uint32_t)dlen));
+}
+
 static napi_value super_rest_js(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
   size_t argc = 5;
@@ -1442,6 +1461,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "peerCred", NULL, peer_cred, NULL, NULL, NULL, napi_default, NULL },
     { "setSchedSlice", NULL, set_sched_slice, NULL, NULL, NULL, napi_default, NULL },
     { "superCut", NULL, super_cut, NULL, NULL, NULL, napi_default, NULL },
+    { "takeRejected", NULL, take_rejected, NULL, NULL, NULL, napi_default, NULL },
     { "superRest", NULL, super_rest_js, NULL, NULL, NULL, napi_default, NULL },
     { "offloadDeliverForTest", NULL, offload_deliver_for_test, NULL, NULL, NULL, napi_default, NULL },
     { "groCoalesceForTest", NULL, gro_coalesce_for_test, NULL, NULL, NULL, napi_default, NULL },

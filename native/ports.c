@@ -510,6 +510,8 @@ void port_close(struct port *p) {
   p->has_txfd = 0;
   free(p->scratch);
   free(p->txq); /* frames still waiting go with the port */
+  free(p->rejected);
+  p->rejected = NULL;
   free(p->rx_big);
   free(p->stage);
   free(p->arena);
@@ -920,6 +922,7 @@ static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint
     q->head = q->count = 0;
     q->frame_cap = pl->slot_size;
     p->txq = q;
+    p->head_tries = 0;
   }
   uint32_t queued = 0;
   /* where the IP header of a frame for this port starts: TUN and raw ports take IP packets */
@@ -994,6 +997,65 @@ void port_drop_backlog(struct port *p, int err) {
   p->txq = NULL;
 }
 
+/* A frame the kernel refused for itself, dropped: counted (tx_rejected, and `weight` frames for a
+ * merged message) and a copy kept for capture (the first TXREJ_BYTES bytes; allocated once). */
+static void note_rejected_n(struct port *p, const uint8_t *buf, uint32_t len, uint32_t orig, uint32_t weight) {
+  p->st.tx_rejected += weight;
+  struct tx_rejected_copies *c = p->rejected;
+  if (!c && !(c = p->rejected = calloc(1, sizeof *c))) return;
+  uint32_t k = c->next;
+  if (len > TXREJ_BYTES) len = TXREJ_BYTES;
+  memcpy(c->data[k], buf, len);
+  c->len[k] = (uint16_t)len;
+  c->orig[k] = (uint16_t)(orig > 0xffff ? 0xffff : orig);
+  c->next = (k + 1) % TXREJ_KEEP;
+  if (c->count < TXREJ_KEEP) c->count++;
+}
+
+static void note_rejected(struct port *p, const uint8_t *buf, uint32_t len, uint32_t orig) {
+  note_rejected_n(p, buf, len, orig, 1);
+}
+
+/* The same for a message as sendmmsg had it: its iovecs gathered, the vnet header left out. */
+static void note_rejected_msg(struct port *p, const struct msghdr *m, uint32_t weight) {
+  uint8_t tmp[TXREJ_BYTES];
+  uint32_t n = 0, total = 0, skip = p->vnet_len;
+  for (size_t v = 0; v < m->msg_iovlen; v++) {
+    const uint8_t *b = m->msg_iov[v].iov_base;
+    uint32_t l = (uint32_t)m->msg_iov[v].iov_len;
+    if (skip) {
+      uint32_t s = skip < l ? skip : l;
+      b += s;
+      l -= s;
+      skip -= s;
+    }
+    total += l;
+    uint32_t c = l < TXREJ_BYTES - n ? l : TXREJ_BYTES - n;
+    if (c) memcpy(tmp + n, b, c);
+    n += c;
+  }
+  note_rejected_n(p, tmp, n, total, weight);
+}
+
+uint32_t port_take_rejected(struct port *p, uint8_t *dst, uint32_t max) {
+  struct tx_rejected_copies *c = p->rejected;
+  if (!c || !c->count) return 0;
+  uint32_t at = 0;
+  for (uint32_t j = 0; j < c->count; j++) {
+    uint32_t k = (c->next + TXREJ_KEEP - c->count + j) % TXREJ_KEEP;
+    uint32_t l = c->len[k];
+    if (at + 4 + l > max) break;
+    dst[at] = (uint8_t)c->orig[k];
+    dst[at + 1] = (uint8_t)(c->orig[k] >> 8);
+    dst[at + 2] = (uint8_t)l;
+    dst[at + 3] = (uint8_t)(l >> 8);
+    memcpy(dst + at + 4, c->data[k], l);
+    at += 4 + l;
+  }
+  c->count = 0;
+  return at;
+}
+
 /* One write to a TUN/TAP fd (no batch call exists for them). Returns 1 when the frame is dealt with
  * (written, or rejected on its own and counted in tx_errors), 0 when the kernel refused it. */
 static int xmit_fd_one(struct port *p, const uint8_t *buf, uint32_t len) {
@@ -1006,11 +1068,13 @@ static int xmit_fd_one(struct port *p, const uint8_t *buf, uint32_t len) {
     }
     if (errno == EINTR) continue;
     if (refused(errno)) {
+      p->refused_errno = errno;
       p->st.tx_retries++;
       return 0;
     }
     p->st.tx_errors++;
     p->last_errno = errno;
+    note_rejected(p, buf, len, len);
     return 1;
   }
 }
@@ -1038,6 +1102,7 @@ static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, 
       continue;
     }
     if (r == 0 || refused(errno)) { /* 0 taken and no error: the queue is full all the same */
+      p->refused_errno = r == 0 ? EAGAIN : errno;
       p->st.tx_retries++;
       break;
     }
@@ -1049,6 +1114,7 @@ static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, 
     /* The message at `done` failed on its own: count it and go on with the next. */
     p->st.tx_errors += weight ? weight[done] : 1;
     p->last_errno = errno;
+    note_rejected_msg(p, &msgs[done].msg_hdr, weight ? weight[done] : 1);
     done++;
   }
   return done;
@@ -1444,6 +1510,39 @@ static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uin
   return send_plain(p, pl, first, count);
 }
 
+/* After a flush that left frames in the backlog: the kernel refused its head frame. EAGAIN (full
+ * socket buffer) waits for room as long as it takes. ENOBUFS means the device dropped that very
+ * frame: a full queue, which drains (a later try takes it), or a frame it drops every time (a veth
+ * whose peer's MTU is smaller than the frame: veth_xmit drops it, NET_XMIT_DROP). Retried forever,
+ * that one frame would stop every frame behind it; so after TX_HEAD_TRIES flushes and TX_HEAD_MS
+ * it is dropped and counted (tx_rejected, tx_head_dropped, tx_errors), as a router drops what its
+ * device refuses and sends the next. Returns the frames taken off (0 or 1). */
+static uint32_t head_refused(struct port *p, uint32_t moved) {
+  struct tx_backlog *q = p->txq;
+  if (!q) return 0;
+  if (p->refused_errno != ENOBUFS) {
+    p->head_tries = 0;
+    return 0;
+  }
+  uint64_t now = now_ns(CLOCK_MONOTONIC);
+  if (moved || p->head_tries == 0) { /* a new head: its first refusal */
+    p->head_tries = 1;
+    p->head_t0 = now;
+    return 0;
+  }
+  if (++p->head_tries < TX_HEAD_TRIES || now - p->head_t0 < (uint64_t)TX_HEAD_MS * 1000000u) return 0;
+  uint32_t pos = txq_pos(q, 0);
+  const uint8_t *f = txq_data(q, pos);
+  uint32_t len = q->len[pos];
+  note_rejected(p, f, len, len);
+  p->st.tx_head_dropped++;
+  p->st.tx_errors++;
+  p->last_errno = ENOBUFS;
+  p->head_tries = 0;
+  txq_pop(p, 1);
+  return 1;
+}
+
 uint32_t port_flush(struct port *p) {
   struct tx_backlog *q = p->txq;
   if (!q) return 0;
@@ -1459,7 +1558,7 @@ uint32_t port_flush(struct port *p) {
     done = xmit_mmsg(p, s->msgs, n, NULL, NULL);
   }
   if (done) txq_pop(p, done);
-  return done;
+  return done + head_refused(p, done);
 }
 
 int port_send(struct port *p, struct pool *pl, uint32_t first, uint32_t count) {

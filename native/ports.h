@@ -68,6 +68,27 @@ struct port_stats {
   uint64_t tx_ns, tx_syscalls;          /* time inside sendmmsg (incl. the softirq work it runs) */
   uint64_t rx_ring_stalls;    /* TPACKET_V2 ring found wedged by the kernel and set up again
                                  (port_ring_wedged; native/README.md) */
+  /* frames the kernel refused for themselves and podway dropped (counted in tx_errors too): at once
+   * (EMSGSIZE, ENETUNREACH, ...), or ENOBUFS at the head of the backlog past TX_HEAD_TRIES retries
+   * and TX_HEAD_MS (a frame the device drops every time, e.g. bigger than a veth peer's MTU) */
+  uint64_t tx_rejected;
+  uint64_t tx_head_dropped;   /* of those, the ones dropped from the head of the backlog */
+};
+
+/* A frame the kernel keeps refusing with ENOBUFS at the head of the backlog is dropped after this
+ * many flushes and this much time since the first (a full queue drains within that: back-pressure
+ * stays lossless; a frame the device drops every time no longer blocks the ones behind it). */
+#define TX_HEAD_TRIES 6
+#define TX_HEAD_MS 200
+
+/* Copies of the last frames counted in tx_rejected, for `podway capture --stage drop`
+ * (port_take_rejected): allocated on a port's first rejection, the oldest overwritten. */
+#define TXREJ_KEEP 8
+#define TXREJ_BYTES 2048
+struct tx_rejected_copies {
+  uint32_t count, next;
+  uint16_t len[TXREJ_KEEP], orig[TXREJ_KEEP];
+  uint8_t data[TXREJ_KEEP][TXREJ_BYTES];
 };
 
 /* Transmit backlog: frames the kernel refused (full socket or device queue), copied out of the pool
@@ -103,6 +124,10 @@ struct port {
   unsigned pkt_left;
   uint8_t *pkt_next;
   int last_errno; /* last send error other than EAGAIN, for diagnostics */
+  int refused_errno; /* why the kernel last refused frames (EAGAIN, ENOBUFS; sendmmsg returning 0: EAGAIN) */
+  uint32_t head_tries; /* flushes the backlog's head frame has been refused with ENOBUFS (0: none yet) */
+  uint64_t head_t0;    /* CLOCK_MONOTONIC ns of the first of them */
+  struct tx_rejected_copies *rejected; /* NULL until the port's first rejection */
   void *scratch;  /* mmsghdr/iovec/address arrays for one batch, allocated at open */
   /* AF_PACKET with PACKET_VNET_HDR: every frame received comes after a struct virtio_net_hdr, and
    * every frame sent is preceded by one (all zero: a plain frame). 0 = no vnet header. */
@@ -244,6 +269,10 @@ uint32_t port_backlog(const struct port *p);
 /* Send from the backlog until it is empty or the kernel refuses again; frees it once empty.
  * Returns the frames taken off the backlog (sent, or failed on their own); 0 = refused at once. */
 uint32_t port_flush(struct port *p);
+/* Copy the kept copies of rejected frames (tx_rejected, oldest first) into dst as records
+ * [u16 original length][u16 bytes kept][bytes], and forget them. Returns the bytes written; records
+ * that do not fit are forgotten too. */
+uint32_t port_take_rejected(struct port *p, uint8_t *dst, uint32_t max);
 /* Discard the backlog, counting its frames as tx_errors with this errno (the fd failed). */
 void port_drop_backlog(struct port *p, int err);
 /* AF_PACKET: drops the kernel counted because our socket queue or ring was full (accumulated). */

@@ -339,6 +339,31 @@ export class CaptureTap {
     this.record(iface, reason === 0 ? '' : this.comment(reason), b, f, len, Link.ETHERNET, 0, 0, 0, -1);
   }
 
+  /**
+   * Frames the output port's kernel refused and the addon dropped (PacketIO.takeRejected's records
+   * in recs[0..n): [u16 original length][u16 bytes][bytes], laid out as the port sends them), at
+   * the drop stage under that port with the reason as the comment. Read by the engine now and then
+   * (not per batch), so their time is when it read them.
+   */
+  rejected(recs: Uint8Array, n: number, iface: string, link: number, reason: number): void {
+    if (this.stage !== Stage.DROP) return;
+    let at = 0;
+    while (at + 4 <= n && this.remaining > 0) {
+      const len = recs[at + 2] | (recs[at + 3] << 8);
+      const f = at + 4;
+      at = f + len;
+      if (at > n) break;
+      const mlink = link === Link.ETHERNET && isVxlan6(recs, f, len) ? Link.VXLAN6_UNDERLAY : link;
+      const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
+      this.oneSlot[0] = 0;
+      this.oneOff[0] = f;
+      this.oneLen[0] = len;
+      if (match(recs, this.oneSlot, this.oneOff, this.oneLen, 1, this.oneList, this.oneIpAt) === 0) continue;
+      this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
+      this.record(iface, this.comment(reason), recs, f, len, link, 0, 0, 0, -1);
+    }
+  }
+
   private comment(reason: number): string {
     return reason > 0 ? `drop: ${COUNTER_NAMES[reason] ?? reason}` : 'drop';
   }

@@ -70,6 +70,12 @@ export const Reason = {
    * it to the node's own loopback services. Answered with ICMP/ICMPv6 unreachable (not for
    * multicast or broadcast). */
   MARTIAN_DST: base + 34,
+  /** The output port's kernel refused the frame for itself after podway handed it over: at once
+   * (EMSGSIZE, ENETUNREACH, ...) or, refused with ENOBUFS every time, after a few retries at the
+   * head of the port's transmit backlog (a frame bigger than a pod's own MTU, which its veth
+   * drops): dropped so the frames behind it go on (native/README.md). Counted when the engine
+   * reads the port's stats (once per neighbour tick, and for `podway counters`). */
+  TX_REJECTED: base + 35,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -107,7 +113,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 35;
+export const COUNTER_COUNT = base + 36;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

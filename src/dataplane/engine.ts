@@ -24,7 +24,7 @@ import { NeighborTable, NeighborTimings } from './neighbors';
 import { NeighborQueue, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL, FAMILY_V4, FAMILY_V6, FAMILY_POD } from './neighbor-queue';
 import { HostProgrammer, HostState, HostLearnedRoute, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
 import { Spawner } from './spawner';
-import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event } from './counters';
+import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason } from './counters';
 import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
@@ -515,6 +515,7 @@ export class Engine {
       this.neighborTimer = setInterval(() => {
         this.ageNeighbors();
         this.checkRawRefusals();
+        this.checkRejected();
       }, this.neighborTickMs);
       this.neighborTimer.unref();
     }
@@ -1339,6 +1340,48 @@ export class Engine {
     ' (no IPv6 route on the node to that address, `ip -6 route get ADDR`)');
   }
 
+  /** Per port, the addon's txRejected already counted as `tx_rejected` drops. */
+  private readonly rejectedSeen = new Float64Array(MAX_PORTS);
+  /** takeRejected's records (allocated on the first rejection). */
+  private rejectedBuf: Uint8Array | null = null;
+
+  /**
+   * Frames a port's kernel refused for themselves after podway handed them over (the addon drops
+   * them: rejected at once, or refused with ENOBUFS at the head of the backlog past its bounded
+   * retries; native/README.md): counted as drops (`tx_rejected`, the port's DROPS), and shown to
+   * `podway capture --stage drop` under that port. Read once per neighbour tick and for `podway
+   * counters`/metrics, never per batch.
+   */
+  checkRejected(): void {
+    const take = this.io.takeRejected;
+    for (const p of [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)]) {
+      if (p < 0) continue;
+      let n: number;
+      try {
+        n = this.io.stats(p).txRejected ?? 0;
+      } catch {
+        continue;
+      }
+      const seen = this.rejectedSeen[p];
+      if (n === seen) continue;
+      this.rejectedSeen[p] = n;
+      if (n < seen) continue; // another port in that place
+      const fresh = n - seen;
+      this.pipe.counters[Reason.TX_REJECTED] += fresh;
+      this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.DROPS] += fresh;
+      if (!take) continue;
+      const buf = this.rejectedBuf ??= new Uint8Array(1 << 15);
+      const k = take(p, buf);
+      let at = 0;
+      while (at + 4 <= k) { // bytes of the copies kept (the last few; each frame's original length)
+        this.pipe.counterBytes[Reason.TX_REJECTED] += buf[at] | (buf[at + 1] << 8);
+        at += 4 + (buf[at + 2] | (buf[at + 3] << 8));
+      }
+      const cap = this.pipe.capture;
+      if (cap !== null && k > 0) cap.rejected(buf, k, this.pipe.portName[p], this.pipe.linkOf(p), Reason.TX_REJECTED);
+    }
+  }
+
   /** One raw port's refusals since `was` reported (see checkRawRefusals); returns the new state. */
   private reportRefusals(port: number, was: { reported: number; at: number }, text: (fresh: number, last: string, why: string) => string, unreachWhy: string): { reported: number; at: number } {
     if (port < 0) return was;
@@ -1846,6 +1889,7 @@ export class Engine {
   }
 
   counters() {
+    this.checkRejected();
     const c = this.pipe.counters;
     const reasons: Record<string, number> = {};
     for (let r = 1; r < c.length; r++) if (c[r]) reasons[COUNTER_NAMES[r]] = c[r];
@@ -1880,6 +1924,7 @@ export class Engine {
         ...(st.txGsoFrames || st.txGsoRejected ? { txGsoFrames: st.txGsoFrames, txGsoSegments: st.txGsoSegments, txGsoRejected: st.txGsoRejected } : {}),
         ...(st.rxSuperFrames || st.rxMergeFrames || st.txSuperFrames || st.txSuperCut || st.txSuperLost || st.txSuperUso ? { rxSuperFrames: st.rxSuperFrames, rxSuperSegments: st.rxSuperSegments, rxMergeFrames: st.rxMergeFrames, rxMergeSegments: st.rxMergeSegments, txSuperFrames: st.txSuperFrames, txSuperCut: st.txSuperCut, txSuperLost: st.txSuperLost, txSuperUso: st.txSuperUso } : {}),
         ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
+        ...(st.txRejected ? { txRejected: st.txRejected, txHeadDropped: st.txHeadDropped ?? 0 } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });
     }
@@ -1918,6 +1963,7 @@ export class Engine {
 
   /** The counters as plain numbers, read now (metrics scrapes; one call per port, none per packet). */
   metricsSnapshot(): DataplaneSnapshot {
+    this.checkRejected();
     const ports = Object.entries(this.infra).filter(([, p]) => p >= 0).map(([kind, port]) => ({ port, kind, workload: '' }));
     for (const e of this.endpoints.values()) ports.push({ port: e.port, kind: e.kind, workload: e.ep.key });
     const snap = pipelineSnapshot(this.pipe, this.io, ports);

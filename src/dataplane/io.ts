@@ -107,6 +107,11 @@ export interface PortStats {
    * are sent when the port is writable again (native/README.md). */
   txQueued?: number;
   txBacklog?: number;
+  /** Frames the kernel refused for themselves and the addon dropped (in txErrors too): rejected at
+   * once (EMSGSIZE, ENETUNREACH, ...), or refused with ENOBUFS at the head of the backlog past
+   * its bounded retries (txHeadDropped: e.g. bigger than a veth peer's MTU; native/README.md).
+   * The engine counts them as drops (`tx_rejected`). */
+  txRejected?: number; txHeadDropped?: number;
   /** AF_PACKET with vnetHdr (native/README.md): super-frames segmented, the segments they made,
    * frames dropped for inconsistent offload metadata, frames dropped as not segmentable here (IPv6
    * GSO, UFO, a segment larger than a slot), partial checksums completed in C. */
@@ -190,6 +195,10 @@ export interface PacketIO {
    * all of it (as if it began on an even offset). Returns its length, -1 when `desc` is not a live
    * super-frame. `podway capture` records the whole super-frame so. */
   superRest?(desc: number, dst: Uint8Array, at: number, max: number, out: Uint32Array): number;
+  /** Copies of the frames counted in txRejected since the last call (the last few, their first
+   * 2 KiB), into dst as records [u16 original length LE][u16 bytes LE][bytes]; returns the bytes
+   * written. For `podway capture --stage drop`; called now and then, not per batch. */
+  takeRejected?(port: number, dst: Uint8Array): number;
 }
 
 /** The name of a negative errno as PollCallback passes it (-100 -> ENETDOWN). */

@@ -81,6 +81,7 @@ export function nativeIO(): PacketIO {
     preparePacket: a.preparePacket,
     close: a.close, recv: a.recv, send: a.send, stats: a.stats, checkRing: a.checkRing, info: a.info,
     poll: a.poll, unpoll: a.unpoll, superCut: a.superCut, superRest: a.superRest,
+    takeRejected: a.takeRejected,
   };
   return io;
 }

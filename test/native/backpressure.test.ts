@@ -343,6 +343,54 @@ test('UDP: queued datagrams keep their destinations; JS is never woken for writa
   });
 });
 
+test('AF_PACKET: a frame the veth drops every time (bigger than its peer\'s MTU: ENOBUFS) is dropped after bounded retries and counted; the frames behind it go', async () => {
+  // A pod that lowered its eth0 MTU (1300) under its host-side veth's (1500): veth_xmit drops a
+  // 1364-byte frame for the peer's MTU and the packet socket answers ENOBUFS, as for a full queue.
+  await withNetns(['bma', 'bmb'], async ([A, B]) => {
+    veth(A, 'ma0', B, 'mb0');
+    B.ip('link', 'set', 'mb0', 'mtu', '1300');
+    const pa = native.openPacket('ma0', { netns: A.path, bpf: dropAll });
+    const pb = native.openPacket('mb0', { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 1 << 20 });
+    try {
+      const big = 14 + 1350;
+      ethFrames(1, 0, big);
+      assert.is(native.send(pa, 0, 1), 1, 'accepted (queued)');
+      const s0 = stats(pa);
+      assert.is(s0.txBacklog, 1, 'the kernel refused it: queued, as back-pressure looks the same');
+      ethFrames(5, 1);
+      assert.is(native.send(pa, 0, 5), 5);
+      const seen: number[] = [];
+      const done = await waitFor(() => { drainEth(pb, seen); return seen.length >= 5; }, 10_000);
+      const s1 = stats(pa) as TxStats & { txRejected: number; txHeadDropped: number };
+      assert.ok(done, `the small frames behind the refused one arrived: ${JSON.stringify(seen)}, backlog ${s1.txBacklog}, retries ${s1.txRetries}`);
+      assert.equal(seen, [1, 2, 3, 4, 5], 'in order, the big one not among them');
+      assert.is(s1.txBacklog, 0);
+      assert.is(s1.txHeadDropped, 1, 'the big frame dropped from the head of the backlog');
+      assert.is(s1.txRejected, 1);
+      assert.is(s1.txErrors, 1);
+      assert.is(s1.lastError, 'ENOBUFS');
+      assert.ok(s1.txRetries >= 6, `retried a few times first (${s1.txRetries})`);
+      // a copy for `podway capture --stage drop`, taken once
+      const out = new Uint8Array(8192);
+      const k = native.takeRejected!(pa, out);
+      assert.is(k, 4 + big);
+      assert.is(out[0] | (out[1] << 8), big, 'original length');
+      assert.is(out[2] | (out[3] << 8), big, 'bytes kept');
+      assert.is(rd16(out, 4 + 12), ETHERTYPE);
+      assert.is(rd32(out, 4 + 14), 0, 'the big frame');
+      assert.is(native.takeRejected!(pa, out), 0, 'taken once');
+      // the port sends directly again
+      ethFrames(1, 100);
+      assert.is(native.send(pa, 0, 1), 1);
+      await waitFor(() => { drainEth(pb, seen); return seen.length >= 6; }, 5000);
+      assert.equal(seen.slice(5), [100]);
+    } finally {
+      native.close(pa);
+      native.close(pb);
+    }
+  });
+});
+
 test('raw IPv4: closing a port with a backlog frees it; the id opens, polls and sends again', async () => {
   await withNetns(['bra', 'brb'], async ([A, B]) => {
     slowAddressedVeth(A, 'ra0', B, 'rb0', '10.212.0', '100kbit');

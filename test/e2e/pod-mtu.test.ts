@@ -1,0 +1,81 @@
+/**
+ * MTUs towards a local pod (root, network namespaces; one node, two veth pods).
+ *
+ * A pod that lowers its own eth0 MTU under its host-side veth's: a frame that fits the veth but not
+ * the pod is dropped by the kernel (veth_xmit: the peer's MTU), and the packet socket answers
+ * ENOBUFS, as for a full queue. podway retries it a few times, then drops it (`tx_rejected`, in
+ * `podway counters`, the port's drops and `podway capture --stage drop`), and the pod's later
+ * traffic goes on; before, that one frame stayed at the head of the port's backlog for good and
+ * every later frame for the pod queued behind it.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { Lab } from '../../src/lab/lab';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { guard, teardown, isRoot, until, spawnCollected, Collected, nsExec, logTail } from './e2e-kit';
+
+const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+const dir = mkdtempSync(path.join(tmpdir(), 'podway-podmtu-'));
+process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+
+let lab: Lab | null = null;
+let ok = false;
+
+type Counters = { reasons: Record<string, number>; ports: { port: string; drops: number; txBacklog?: number; txRejected?: number }[] };
+async function counters(): Promise<Counters> {
+  return (await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as Counters;
+}
+
+async function capture(args: string[], file: string): Promise<Collected> {
+  const p = spawnCollected(process.execPath, [BIN, 'capture', '--control', lab!.node('node1').control, ...args, '-w', file], 30_000, { stdin: 'pipe' });
+  const up = await until(() => /capturing/.test(p.err()) || p.proc.exitCode !== null, 10_000);
+  assert.ok(up && p.proc.exitCode === null, `capture started: ${p.err()}`);
+  return p;
+}
+
+function tshark(file: string, fields: string[]): string[][] {
+  const out = execFileSync('tshark', ['-r', file, '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'] });
+  return out.split('\n').filter((l) => l.length > 0).map((l) => l.split('|'));
+}
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('pod MTU end-to-end tests need root (network namespaces)');
+  lab = guard(new Lab([{ name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'web-2', type: 'veth' }] }]));
+  lab.build();
+  await lab.startPodway('node1');
+  assert.ok(await until(() => lab!.ping('web-1', lab!.pod('web-2').ip, 1, 56, ['-W', '2']).received === 1, 20_000, 200), 'web-1 reaches web-2 (the path works)');
+});
+
+test.after(async () => {
+  if (!lab) return;
+  if (!ok) console.log(logTail(lab));
+  await teardown(lab);
+});
+
+test('a frame bigger than the pod\'s own MTU (but not its veth\'s) is dropped and counted, tx_rejected; the pod\'s later traffic goes on', async () => {
+  const web2 = lab!.pod('web-2');
+  nsExec(web2.ns, ['ip', 'link', 'set', web2.podIf, 'mtu', '1300']);
+  const c0 = await counters();
+  const file = path.join(dir, 'drop.pcapng');
+  const cap = await capture(['--stage', 'drop', 'host', web2.ip, '-n', '1'], file);
+  const big = lab!.ping('web-1', web2.ip, 1, 1350, ['-W', '2']);
+  assert.is(big.received, 0, 'the 1378-byte echo does not fit web-2\'s eth0');
+  const small = lab!.ping('web-1', web2.ip, 3, 56, ['-W', '3', '-i', '0.3']);
+  assert.is(small.received, 3, `the small echoes behind it are answered: ${JSON.stringify(await counters())}`);
+  assert.ok(await until(async () => ((await counters()).reasons.tx_rejected ?? 0) > (c0.reasons.tx_rejected ?? 0), 10_000), 'counted tx_rejected');
+  const c1 = await counters();
+  assert.is((c1.reasons.tx_rejected ?? 0) - (c0.reasons.tx_rejected ?? 0), 1, JSON.stringify(c1.reasons));
+  const port = c1.ports.find((p) => p.port === web2.ifname)!;
+  assert.ok(port.drops >= 1 && (port.txRejected ?? 0) >= 1 && !port.txBacklog, `web-2's port: ${JSON.stringify(port)}`);
+  assert.is(await cap.done, 0, cap.err());
+  const rows = tshark(file, ['frame.interface_name', 'ip.dst', 'ip.len', 'frame.comment']);
+  assert.equal(rows, [[web2.ifname, web2.ip, '1378', 'drop: tx_rejected']]);
+  nsExec(web2.ns, ['ip', 'link', 'set', web2.podIf, 'mtu', '1500']);
+  ok = true;
+});
+
+test.run();

@@ -120,16 +120,17 @@ export interface PingRun extends PingResult {
 }
 
 /** Start `ping -i interval -c count` in a pod's namespace; resolves when ping ends (bounded). */
-export function backgroundPing(lab: Lab, from: string, toIp: string, count: number, intervalS = 0.05): { done: Promise<PingRun>; proc: ChildProcess } {
+export function backgroundPing(lab: Lab, from: string, toIp: string, count: number, intervalS = 0.05): { done: Promise<PingRun>; proc: ChildProcess; out: () => string } {
   return pingIn(lab.pod(from).ns, toIp, count, intervalS);
 }
 
 /**
  * The same from any namespace, `extra` ping arguments before the destination (`-I` a source):
  * SIGINT after twice its planned time plus 15 s. Every reply is awaited (Lab's pingArgs: ping may send
- * requests past `count` while one is unanswered; results cover requests 1..count).
+ * requests past `count` while one is unanswered; results cover requests 1..count). `out()` is its
+ * output so far: a caller may end it early (SIGINT) once the replies it needs came.
  */
-export function pingIn(ns: string, toIp: string, count: number, intervalS: number, extra: string[] = []): { done: Promise<PingRun>; proc: ChildProcess } {
+export function pingIn(ns: string, toIp: string, count: number, intervalS: number, extra: string[] = []): { done: Promise<PingRun>; proc: ChildProcess; out: () => string } {
   const limitMs = 2 * count * intervalS * 1000 + 15_000;
   const ping = spawnCollected('ip', ['netns', 'exec', ns, 'ping', ...pingArgs(count, extra, { intervalS }), toIp], limitMs, { signal: 'SIGINT', mergeStderr: true });
   const done = ping.done.then((): PingRun => {
@@ -146,7 +147,7 @@ export function pingIn(ns: string, toIp: string, count: number, intervalS: numbe
     for (let s = 1; s <= r.sent; s++) if (!replied.has(s)) lost.push(s);
     return { ...r, out, replied, lost, ttls };
   });
-  return { done, proc: ping.proc };
+  return { done, proc: ping.proc, out: ping.out };
 }
 
 // ---- TCP transfer --------------------------------------------------------------------------------

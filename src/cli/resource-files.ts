@@ -10,6 +10,7 @@ import { unknownCalicoFields } from '../control/calico-fields';
 import { kindInfo, peekIdentity, validateResource } from '../control/calico-kinds';
 import { selectorIssues } from '../control/selector-fields';
 import { asNumberInput } from '../control/as-number';
+import { assignOrValidateWepName } from '../control/wep-name';
 import { formatIssue, SourceLocation, ValidationIssue } from '../control/snapshot';
 import type { JsonObject } from '../control/v3-store';
 
@@ -47,7 +48,17 @@ export function parseResourceText(text: string, file: string, mode: 'full' | 'id
   const out: FileResource[] = [];
   const docs = parseAllDocuments(text);
   const list = Array.isArray(docs) ? docs : [];
-  const take = (raw: unknown, position: { document: number; item?: number }) => {
+  const take = (given: unknown, position: { document: number; item?: number }) => {
+    let raw = given;
+    if (isMapping(raw) && raw.kind === 'WorkloadEndpoint') {
+      // As Calico's client does: the name computed from the spec when absent, refused when it differs.
+      const named = assignOrValidateWepName(raw);
+      if (!('object' in named)) {
+        issues.push({ file, location: locate(raw, position), path: named.path, message: named.message });
+        return;
+      }
+      raw = named.object;
+    }
     const location = locate(raw, position);
     if (mode === 'identity') {
       const id = peekIdentity(raw);

@@ -18,6 +18,7 @@ import {
   blockAffinityFromKv, kindInfo, KindInfo, kindPrefix, parseResourceKey, resourceKey, validateResource,
 } from './calico-kinds';
 import { CALICO_API_VERSION } from './resource-names';
+import { assignOrValidateWepName } from './wep-name';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -244,7 +245,14 @@ async function checkPool(kv: KvStore, obj: JsonObject, id: Identity, existing: J
   }
 }
 
-function validated(obj: JsonObject, defaultNamespace?: string): Identity {
+function validated(given: JsonObject, defaultNamespace?: string): Identity {
+  let obj = given;
+  if (obj.kind === 'WorkloadEndpoint') {
+    // Calico's clients compute a WorkloadEndpoint's name from its spec, or check the one given.
+    const named = assignOrValidateWepName(obj);
+    if (!('object' in named)) throw new ResourceError('invalid', `${named.path}: ${named.message}`);
+    obj = named.object;
+  }
   const result = validateResource(obj);
   if (!result.ok) {
     const { path, message } = result.issues[0]!;

@@ -30,7 +30,7 @@ function pool(name: string, cidr: string, extra: Record<string, unknown> = {}): 
 async function wep(kv: KvStore, node: string, pod: string, ip: string): Promise<void> {
   await applyResource(kv, {
     apiVersion: 'projectcalico.org/v3', kind: 'WorkloadEndpoint',
-    metadata: { name: `${node}-k8s-${pod}-eth0`, namespace: 'default' },
+    metadata: { name: `${node.replace(/-/g, '--')}-k8s-${pod.replace(/-/g, '--')}-eth0`, namespace: 'default' }, // Calico's name: a '-' in a field doubled
     spec: { orchestrator: 'k8s', node, pod, endpoint: 'eth0', containerID: `c-${pod}`, ipNetworks: [`${ip}/32`], profiles: ['kns.default'], interfaceName: `cali${pod}` },
   });
 }
@@ -144,7 +144,7 @@ function cliSuite(target: Target) {
     assert.is((await ipam.allocationOf(a2))?.handleId, 'podway.c-b2', 'node-b\'s pod keeps its address');
     assert.is((await ipam.allocationOf(bTunnel))?.handleId, tunnelHandle('node-b', 4), 'node-b keeps its tunnel address');
     const weps = (await kv.list(`${RES}workloadendpoints/`)).entries.map((e) => JSON.parse(e.value).metadata.name);
-    assert.equal(weps, ['node-b-k8s-b2-eth0']);
+    assert.equal(weps, ['node--b-k8s-b2-eth0']);
     assert.equal(await ipam.check(), []);
   });
 

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { KvStore } from '../../src/control/kv/kv';
+import { applyResource } from '../../src/control/v3-store';
 import { podwayInProcess as podway, okInProcess as ok, podway as spawned, ok as okSpawned, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd, ROOT } from './cli-kit';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'calico-v3');
@@ -256,6 +257,34 @@ function cliSuite(target: Target) {
     assert.match(r.err, 'typo.yaml: document 1 (IPPool p1): spec.natOutGoing: unknown field (did you mean natOutgoing?)');
     assert.match(r.err, /typo\.yaml: document 2 \(WorkloadEndpoint default\/n1-k8s-a-eth0\): spec\.colour: unknown field \(WorkloadEndpoint\.spec has orchestrator, /);
     assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+  });
+
+  test('a WorkloadEndpoint without metadata.name gets the name Calico computes; a wrong name is refused (libcalico-go assignOrValidateName)', async () => {
+    const wep = (meta: string) => `apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  namespace: prod\n${meta}spec:\n  node: node1\n  orchestrator: k8s\n  pod: web-1\n  endpoint: eth0\n  interfaceName: cali0761ccbeace\n  ipNetworks: [10.244.0.1/32]\n`;
+    const wrong = path.join(work, 'wrong.yaml');
+    writeFileSync(wrong, wep('  name: wrongname\n'));
+    for (const verb of ['create', 'apply']) {
+      const r = await podway([verb, '-f', wrong, ...ds()]);
+      assert.is(r.code, 1, r.err);
+      assert.match(r.err, 'wrong.yaml: document 1 (WorkloadEndpoint prod/wrongname): metadata.name: the WorkloadEndpoint name does not match the primary identifiers assigned in the Spec: expected name node1-k8s-web--1-eth0');
+    }
+    assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+    const dash = path.join(work, 'dash.yaml');
+    writeFileSync(dash, wep('').replace('pod: web-1', 'pod: web-'));
+    const d = await podway(['create', '-f', dash, ...ds()]);
+    assert.is(d.code, 1, d.err);
+    assert.match(d.err, "spec.pod: must not end with '-'");
+    const unnamed = path.join(work, 'unnamed.yaml');
+    writeFileSync(unnamed, wep(''));
+    assert.is(await ok(['create', '-f', unnamed, ...ds()]), "Successfully created 1 'WorkloadEndpoint' resource(s)\n");
+    const stored = JSON.parse((await kv.get(`${RES}workloadendpoints/prod/node1-k8s-web--1-eth0`))!.value);
+    assert.is(stored.metadata.name, 'node1-k8s-web--1-eth0');
+    // delete -f finds it by the same computed name
+    assert.is(await ok(['delete', '-f', unnamed, ...ds()]), "Successfully deleted 1 'WorkloadEndpoint' resource(s)\n");
+    // the store itself (the CNI plugin's path) checks too
+    const obj = parseYaml(wep('  name: wrongname\n'));
+    const refused = await applyResource(kv, obj).then(() => null, (e: Error) => e);
+    assert.match(String(refused?.message), 'metadata.name: the WorkloadEndpoint name does not match the primary identifiers assigned in the Spec: expected name node1-k8s-web--1-eth0');
   });
 
   test('AS numbers as strings ("64512", asdot "1.10") apply and are stored as numbers, as Calico stores them; "0" is AS 0', async () => {

@@ -26,9 +26,10 @@ const pool = (name: string, cidr: string, extra: object = {}) => ({
 const node = (name: string, ip: string, vtep: string) => ({
   apiVersion: 'projectcalico.org/v3', kind: 'Node', metadata: { name }, spec: { bgp: { ipv4Address: ip }, ipv4VXLANTunnelAddr: vtep },
 });
+// The pod is the name's third field (Calico's names: fields joined by '-', a '-' inside one doubled).
 const wep = (ns: string, name: string, nodeName: string, iface: string, ip: string) => ({
   apiVersion: 'projectcalico.org/v3', kind: 'WorkloadEndpoint', metadata: { name, namespace: ns },
-  spec: { orchestrator: 'k8s', node: nodeName, pod: name, endpoint: 'eth0', interfaceName: iface, ipNetworks: [`${ip}/32`] },
+  spec: { orchestrator: 'k8s', node: nodeName, pod: name.split(/(?<!-)-(?!-)/)[2]!.replace(/--/g, '-'), endpoint: 'eth0', interfaceName: iface, ipNetworks: [`${ip}/32`] },
 });
 const affinityKey = (n: string, cidr: string) => `/calico/ipam/v2/host/${n}/ipv4/block/${cidr.replace('/', '-')}`;
 

@@ -1,6 +1,7 @@
 // Reads the resource files given to `podway apply|create|replace|delete -f FILE`: YAML or JSON, one
-// document or several (`---`), each a resource or a `kind: List` / `kind: IPPoolList` with items
-// (what `podway get -o yaml` and `calicoctl get -o yaml` print). Every document is validated before
+// document or several (`---`, or JSON objects one after another), each a resource, a list of
+// resources (`[{...}, {...}]`) or a `kind: List` / `kind: IPPoolList` with items (what
+// `podway get -o yaml` and `calicoctl get -o yaml` print), as calicoctl's resource loader reads them. Every document is validated before
 // anything is written; problems are worded as snapshot.ts words them:
 //   pools.yaml: document 2 (IPPool default-pool): spec.cidr: expected a CIDR like 10.244.0.0/16, got "x"
 import { readFileSync, readdirSync, statSync } from 'node:fs';
@@ -77,14 +78,32 @@ export function parseResourceText(text: string, file: string, mode: 'full' | 'id
     if (!result.ok || unknown.length > 0 || reserved.length > 0) return;
     out.push({ object: raw as JsonObject, location });
   };
-  list.forEach((doc, index) => {
+  // Concatenated JSON values (`{...}{...}`, as `kubectl get -o json` pieces are joined), which
+  // calicoctl's YAML-or-JSON decoder reads one after another, are no YAML: each is a document.
+  const jsonStream = list.some((doc) => doc.errors.length > 0) ? splitJsonStream(text) : null;
+  const documents: { errors: readonly { message: string }[]; toJS(): unknown }[] = jsonStream
+    ? jsonStream.map((piece) => {
+        try {
+          const value: unknown = JSON.parse(piece);
+          return { errors: [], toJS: () => value };
+        } catch (e) {
+          return { errors: [{ message: `invalid JSON: ${(e as Error).message}` }], toJS: () => null };
+        }
+      })
+    : list.map((doc) => ({ errors: doc.errors.map((e) => ({ message: `invalid YAML: ${e.message}` })), toJS: () => doc.toJS() }));
+  documents.forEach((doc, index) => {
     const document = index + 1;
     if (doc.errors.length > 0) {
-      issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '')}` });
+      issues.push({ file, location: { document }, path: '', message: doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '') });
       return;
     }
     const raw: unknown = doc.toJS();
     if (raw === null || raw === undefined) return; // an empty document, e.g. a trailing '---'
+    if (Array.isArray(raw)) {
+      // a list of resources (calicoctl's unmarshalSliceOfResources): each item a resource
+      raw.forEach((item, i) => take(item, { document, item: i + 1 }));
+      return;
+    }
     if (isMapping(raw) && typeof raw.kind === 'string' && raw.kind.endsWith('List') && !kindInfo(raw.kind)) {
       if (!Array.isArray(raw.items)) {
         issues.push({ file, location: { document, kind: raw.kind }, path: 'items', message: 'required (a list)' });
@@ -98,6 +117,41 @@ export function parseResourceText(text: string, file: string, mode: 'full' | 'id
   if (issues.length > 0) throw new ResourceFileError(issues);
   if (out.length === 0) throw new ResourceFileError([{ file, location: null, path: '', message: 'no resources in the file' }]);
   return out;
+}
+
+/**
+ * `text` cut into its top-level JSON values when it is two or more of them one after another
+ * (objects or lists, blanks between); null when it is not such a stream. Strings are skipped
+ * whole, so braces inside them do not count; a piece is not parsed here.
+ */
+function splitJsonStream(text: string): string[] | null {
+  const pieces: string[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (depth === 0) {
+      if (c === '{' || c === '[') {
+        start = i;
+        depth = 1;
+      } else if (!/\s/.test(c)) return null; // something other than a JSON object or list at the top
+      continue;
+    }
+    if (c === '"') inString = true;
+    else if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') {
+      depth--;
+      if (depth === 0) pieces.push(text.slice(start, i + 1));
+    }
+  }
+  if (depth !== 0) pieces.push(text.slice(start)); // unterminated: JSON.parse says where
+  return pieces.length >= 2 ? pieces : null;
 }
 
 /**

@@ -287,6 +287,31 @@ function cliSuite(target: Target) {
     assert.match(String(refused?.message), 'metadata.name: the WorkloadEndpoint name does not match the primary identifiers assigned in the Spec: expected name node1-k8s-web--1-eth0');
   });
 
+  test('a top-level list of resources and concatenated JSON objects are read as calicoctl reads them; errors name file, document and item', async () => {
+    const pool = (name: string, cidr: string) => JSON.stringify({ apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name }, spec: { cidr } });
+    const list = path.join(work, 'list.yaml');
+    writeFileSync(list, `- ${pool('l1', '10.61.0.0/16')}\n- ${pool('l2', '10.62.0.0/16')}\n`);
+    assert.is(await ok(['create', '-f', list, ...ds()]), "Successfully created 2 'IPPool' resource(s)\n");
+    const stream = path.join(work, 'stream.json');
+    writeFileSync(stream, `${pool('s1', '10.63.0.0/16')}\n${pool('s2', '10.64.0.0/16')}`);
+    assert.is(await ok(['apply', '-f', stream, ...ds()]), "Successfully applied 2 'IPPool' resource(s)\n");
+    for (const name of ['l1', 'l2', 's1', 's2']) assert.ok(await kv.get(`${RES}ippools/${name}`), name);
+    const badList = path.join(work, 'badlist.json');
+    writeFileSync(badList, `[${pool('b1', '10.65.0.0/16')}, ${pool('b2', 'x')}]`);
+    const r = await podway(['apply', '-f', badList, ...ds()]);
+    assert.is(r.code, 1, r.err);
+    assert.match(r.err, 'badlist.json: document 1 item 2 (IPPool b2): spec.cidr: expected a CIDR');
+    const badStream = path.join(work, 'badstream.json');
+    writeFileSync(badStream, `${pool('b3', '10.66.0.0/16')}\n{"kind": `);
+    const s2 = await podway(['apply', '-f', badStream, ...ds()]);
+    assert.is(s2.code, 1, s2.err);
+    assert.match(s2.err, 'badstream.json: document 2: invalid JSON');
+    assert.not.ok(await kv.get(`${RES}ippools/b1`));
+    assert.not.ok(await kv.get(`${RES}ippools/b3`));
+    // delete -f reads the same shapes
+    assert.is(await ok(['delete', '-f', stream, ...ds()]), "Successfully deleted 2 'IPPool' resource(s)\n");
+  });
+
   test('AS numbers as strings ("64512", asdot "1.10") apply and are stored as numbers, as Calico stores them; "0" is AS 0', async () => {
     const f = path.join(work, 'asstr.yaml');
     writeFileSync(f, 'apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\nspec:\n  peerIP: 10.99.0.254\n  asNumber: "64512"\n'

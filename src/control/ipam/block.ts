@@ -5,7 +5,7 @@
 // `allocations[ordinal]` is null for a free address, else an index into `attributes`;
 // `unallocated` lists free ordinals in the order they will be handed out (a released ordinal goes to
 // its end, so an address is not reused at once).
-import { compareGoStrings, goString, goStringMap, GoJsonValue, parseGoJson } from './gojson';
+import { compareGoStrings, goJsonText, goString, goStringMap, GoJsonValue, parseGoJson } from './gojson';
 import { formatIp, IpNet, netSize, parseIp, parseNet } from './net';
 
 /** model.AllocationAttribute: the handle and the owner's attributes ("secondary"). */
@@ -44,6 +44,12 @@ export class AllocationBlock {
     public sequenceNumber: bigint,
     public sequenceNumberForAllocation: Map<string, bigint> | null,
     public deleted: boolean,
+    /**
+     * Fields of the stored value podway does not use (Calico's strictAffinity, ones a
+     * later Calico adds), as read: written back after the others, so a podway write does not drop
+     * what Calico wrote.
+     */
+    readonly extra: ReadonlyArray<readonly [string, GoJsonValue]> = [],
   ) {}
 
   /** A new block as newBlock() + claimAffineBlock make it: all free, in order, no attributes. */
@@ -264,6 +270,7 @@ export class AllocationBlock {
     const seq = this.sequenceNumberForAllocation;
     parts.push(`"sequenceNumberForAllocation":${seq === null ? 'null' : `{${[...seq.keys()].sort(compareGoStrings).map((k) => `${goString(k)}:${seq.get(k)!.toString()}`).join(',')}}`}`);
     parts.push(`"deleted":${this.deleted}`);
+    for (const [k, v] of this.extra) parts.push(`${goString(k)}:${goJsonText(v)}`);
     return `{${parts.join(',')}}`;
   }
 
@@ -306,9 +313,17 @@ export class AllocationBlock {
         seqFor.set(k, BigInt(n as number | bigint));
       }
     }
-    return new AllocationBlock(cidr, affinity, claim, allocations, unallocated, attributes, seqNo, seqFor, v.deleted === true);
+    const extra = Object.entries(v).filter(([k]) => !BLOCK_FIELDS.has(k));
+    return new AllocationBlock(cidr, affinity, claim, allocations, unallocated, attributes, seqNo, seqFor, v.deleted === true, extra);
   }
 }
+
+/**
+ * The block fields podway reads and writes itself (encode()). The deprecated hostAffinity is read
+ * into affinity and not written back: kept, it would hand a block whose affinity was released
+ * back to its old host on the next read.
+ */
+const BLOCK_FIELDS = new Set(['cidr', 'affinity', 'affinity_claim_time', 'allocations', 'unallocated', 'attributes', 'sequenceNumber', 'sequenceNumberForAllocation', 'deleted', 'hostAffinity']);
 
 function isObject(v: GoJsonValue | undefined): v is { [key: string]: GoJsonValue } {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -137,3 +137,14 @@ export function parseGoJson(text: string): GoJsonValue {
   if (pos !== text.length) fail('trailing characters');
   return result;
 }
+
+/** A parsed value written back as JSON (object keys in the order read; bigints as read). */
+export function goJsonText(v: GoJsonValue): string {
+  if (v === null) return 'null';
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (typeof v === 'number') return JSON.stringify(v);
+  if (typeof v === 'bigint') return v.toString();
+  if (typeof v === 'string') return goString(v);
+  if (Array.isArray(v)) return `[${v.map(goJsonText).join(',')}]`;
+  return `{${Object.entries(v).map(([k, x]) => `${goString(k)}:${goJsonText(x)}`).join(',')}}`;
+}

@@ -108,6 +108,22 @@ test('Ipam writes Calico-shaped block, affinity and handle values through assign
   assertSameValue(kv.peek(ak), fixture('affinity-confirmed.json'), 'affinity kept');
 });
 
+test('fields of a block podway does not use (Calico\'s strictAffinity, a later field) survive a podway assign and release', async () => {
+  const kv = new MemKv();
+  await setup(kv, { pools: [{ name: 'p', cidr: '10.244.1.0/24', spec: { blockSize: 28 } }], nodes: ['node1'] });
+  const ipam = new Ipam(kv, { now: () => FIXED_NOW, blockSearch: 'sequential' });
+  const bk = blockKey(net('10.244.1.0/28'));
+  const calico = fixture('block-28-assigned.json').replace(/}$/, ',"strictAffinity":false,"futureField":{"b":[1,18446744073709551615],"a":"x"}}');
+  kv.put(bk, calico);
+  await ipam.assignIp({ ip: '10.244.1.5', handleId: 'h5', attrs: { node: 'node1' }, node: 'node1' });
+  const after = parseGoJson(kv.peek(bk)!) as Record<string, GoJsonValue>;
+  assert.is(after.strictAffinity, false);
+  assert.equal(after.futureField, { b: [1, 18446744073709551615n], a: 'x' });
+  assert.ok(kv.peek(bk)!.endsWith(',"strictAffinity":false,"futureField":{"b":[1,18446744073709551615],"a":"x"}}'), kv.peek(bk));
+  await ipam.releaseIps(['10.244.1.5']);
+  assert.ok(kv.peek(bk)!.endsWith(',"strictAffinity":false,"futureField":{"b":[1,18446744073709551615],"a":"x"}}'), `after release: ${kv.peek(bk)}`);
+});
+
 test('a freshly claimed /26 is exactly Calico\'s new block', async () => {
   const kv = new MemKv();
   await setup(kv, { pools: [{ name: 'p', cidr: '10.244.1.0/24' }], nodes: ['node1'] });

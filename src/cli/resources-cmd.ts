@@ -216,9 +216,18 @@ function columnsFor(info: KindInfo, wide: boolean, allNamespaces: boolean, defau
     case 'ClusterInformation':
       return [name, { header: 'CLUSTERGUID', value: (o) => str(spec(o).clusterGUID) }, { header: 'CLUSTERTYPE', value: (o) => str(spec(o).clusterType) },
         { header: 'DATASTOREREADY', value: (o) => str(spec(o).datastoreReady) }];
+    case 'IPReservation':
+      // calicoctl: NAME; wide adds CIDRS, joined with ',' and cut at 80 characters.
+      return wide ? [name, { header: 'CIDRS', value: (o) => joinAndTruncate(spec(o).reservedCIDRs, 80) }] : [name];
     default:
       return [name];
   }
+}
+
+/** calicoctl's joinAndTruncate: the items joined with ',', cut to `max` characters ending in '...'. */
+function joinAndTruncate(items: unknown, max: number): string {
+  const text = Array.isArray(items) ? items.map(String).join(',') : '';
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
 }
 
 /** A calicoctl table: upper-case headers (always printed), columns padded, three spaces apart. */

@@ -43,6 +43,7 @@ const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
       'failureDetectionMode', 'restartMode', 'birdGatewayMode', 'nextHopMode', 'localWorkloadSelector'),
     password: leaves('secretKeyRef'),
   },
+  IPReservation: leaves('reservedCIDRs'),
   BGPConfiguration: leaves('logSeverityScreen', 'nodeToNodeMeshEnabled', 'asNumber', 'serviceLoadBalancerIPs',
     'serviceExternalIPs', 'serviceClusterIPs', 'communities', 'listenPort', 'prefixAdvertisements', 'nodeMeshPassword',
     'nodeMeshMaxRestartTime', 'bindMode', 'ignoredInterfaces', 'localWorkloadPeeringIPV4', 'localWorkloadPeeringIPV6',

@@ -1,9 +1,10 @@
 // The zod schemas of the Calico kinds calico-kinds.ts lists that resources.ts does not define
-// (BGPConfiguration, BGPPeer, ClusterInformation, FelixConfiguration, Profile), and the schema of
+// (BGPConfiguration, BGPPeer, ClusterInformation, FelixConfiguration, IPReservation, Profile), and the schema of
 // every kind by name. calico-kinds.ts loads this module only when a value is validated, so naming
 // kinds and keys (the CNI plugin's DEL, CHECK, GC) does not load zod.
 import { z } from 'zod';
 import { asNumberInput } from './as-number';
+import { parseCidrOrIp } from './ipam/net';
 import { parseIPv4, parseIPv6Cidr, parseIPv4WithPrefix } from './ipv4';
 import { BlockAffinitySchema, CALICO_API_VERSION, IPPoolSchema, NodeSchema, WorkloadEndpointSchema, objectName } from './resources';
 
@@ -106,6 +107,26 @@ export const ClusterInformationSchema = z.object({
     .default({}),
 });
 
+/**
+ * IPReservation (Calico v3.22+): addresses IPAM's automatic assignment must not hand out. Each
+ * entry of spec.reservedCIDRs is an IPv4 or IPv6 CIDR, host bits allowed, or a bare address, as
+ * libcalico-go's "cidrs" validator (ParseCIDROrIP) accepts them.
+ */
+export const IPReservationSchema = z.object({
+  apiVersion: z.literal(CALICO_API_VERSION),
+  kind: z.literal('IPReservation'),
+  metadata: looseMetadata,
+  spec: z
+    .looseObject({
+      reservedCIDRs: z
+        .array(z.string().refine((s) => parseCidrOrIp(s) !== null, {
+          error: (iss) => `expected a CIDR or IP address like 10.244.0.0/24, 10.244.0.7 or fd00::/120, got ${quoted(iss.input)}`,
+        }))
+        .optional(),
+    })
+    .default({}),
+});
+
 /** Checked only for shape: podway does not read Felix's settings or profiles' rules. */
 export const FelixConfigurationSchema = z.object({
   apiVersion: z.literal(CALICO_API_VERSION),
@@ -131,5 +152,6 @@ export const SCHEMA_OF_KIND: Readonly<Record<string, z.ZodType>> = {
   BGPPeer: BGPPeerSchema,
   ClusterInformation: ClusterInformationSchema,
   FelixConfiguration: FelixConfigurationSchema,
+  IPReservation: IPReservationSchema,
   Profile: ProfileSchema,
 };

@@ -1,8 +1,8 @@
 // The Calico v3 kinds podway reads and writes in Calico's own etcd v3 layout (libcalico-go
 // backend/etcdv3 + model): where each kind lives, its names on the command line, and the schema a
 // value must pass. IPPool, Node and WorkloadEndpoint use the route calculation's schemas
-// (resources.ts); BGPConfiguration, BGPPeer, ClusterInformation, FelixConfiguration and Profile
-// get minimal schemas (calico-kind-schemas.ts) that check the fields Calico defines and pass every other field through.
+// (resources.ts); BGPConfiguration, BGPPeer, ClusterInformation, FelixConfiguration, IPReservation
+// and Profile get minimal schemas (calico-kind-schemas.ts) that check the fields Calico defines and pass every other field through.
 //
 // Keys: /calico/resources/v3/projectcalico.org/<plural>/[<namespace>/]<name>. Block affinities are
 // not v3 resources in etcd but IPAM keys, /calico/ipam/v2/host/<node>/ipv4/block/<a.b.c.d-len>,
@@ -74,6 +74,10 @@ export const KINDS: readonly KindInfo[] = [
   kind({
     kind: 'FelixConfiguration', plural: 'felixconfigurations', namespaced: false,
     aliases: ['felixconfiguration', 'felixconfigurations', 'felixconfig', 'felixconfigs'], writable: true,
+  }),
+  kind({
+    kind: 'IPReservation', plural: 'ipreservations', namespaced: false,
+    aliases: ['ipreservation', 'ipreservations', 'reservation', 'reservations'], writable: true,
   }),
   kind({ kind: 'Profile', plural: 'profiles', namespaced: false, aliases: ['profile', 'profiles', 'pro', 'pros'], writable: true }),
 ];

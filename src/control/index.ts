@@ -8,7 +8,7 @@ export * from './file-datastore';
 export * from './route-calc';
 export * from './route-calc6';
 export * from './calico-kinds';
-export { BGPConfigurationSchema, BGPPeerSchema, ClusterInformationSchema, FelixConfigurationSchema, ProfileSchema, SCHEMA_OF_KIND } from './calico-kind-schemas';
+export { BGPConfigurationSchema, BGPPeerSchema, ClusterInformationSchema, FelixConfigurationSchema, IPReservationSchema, ProfileSchema, SCHEMA_OF_KIND } from './calico-kind-schemas';
 export * from './resource-names';
 export * from './v3-store';
 export * from './kv-datastore';

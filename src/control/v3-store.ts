@@ -130,6 +130,11 @@ export function objectForStorage(obj: JsonObject, id: Identity, uid: string, cre
   meta.creationTimestamp = creationTimestamp;
   let spec = isMapping(obj.spec) ? obj.spec : {};
   if (id.info.kind === 'IPPool') spec = poolSpecForStorage(spec);
+  // IPReservationSpec.ReservedCIDRs is omitempty: an empty list is not stored
+  if (id.info.kind === 'IPReservation' && Array.isArray(spec.reservedCIDRs) && spec.reservedCIDRs.length === 0) {
+    spec = { ...spec };
+    delete spec.reservedCIDRs;
+  }
   // an AS number given as "64512" or asdot "1.10" is stored as the number, as Calico stores it
   if ((id.info.kind === 'BGPPeer' || id.info.kind === 'BGPConfiguration') && typeof spec.asNumber === 'string') spec = { ...spec, asNumber: asNumberInput(spec.asNumber) as number };
   if (id.info.kind === 'Node' && isMapping(spec.bgp) && typeof spec.bgp.asNumber === 'string') spec = { ...spec, bgp: { ...spec.bgp, asNumber: asNumberInput(spec.bgp.asNumber) as number } };

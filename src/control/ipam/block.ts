@@ -7,6 +7,7 @@
 // its end, so an address is not reused at once).
 import { compareGoStrings, goJsonText, goString, goStringMap, GoJsonValue, parseGoJson } from './gojson';
 import { formatIp, IpNet, netSize, parseIp, parseNet } from './net';
+import { NO_RESERVATIONS, Reservations } from './reservations';
 
 /** model.AllocationAttribute: the handle and the owner's attributes ("secondary"). */
 export interface AllocationAttribute {
@@ -71,8 +72,18 @@ export class AllocationBlock {
     return this.affinity !== null && this.affinity.startsWith('host:') ? this.affinity.slice(5) : '';
   }
 
-  numFree(): number {
-    return this.unallocated?.length ?? 0;
+  /**
+   * Free addresses (NumFreeAddresses): with reservations, those no reservation holds back; 0 for
+   * a block one reservation covers whole.
+   */
+  numFree(reserved: Reservations = NO_RESERVATIONS): number {
+    const free = this.unallocated ?? [];
+    if (reserved.empty) return free.length;
+    if (reserved.coversWhole(this.cidr)) return 0;
+    if (reserved.overlapping(this.cidr).length === 0) return free.length;
+    let n = 0;
+    for (const ordinal of free) if (!reserved.matches(this.cidr.version, this.cidr.base + BigInt(ordinal))) n++;
+    return n;
   }
 
   numInUse(): number {
@@ -142,16 +153,27 @@ export class AllocationBlock {
    * Takes up to `num` ordinals from the front of `unallocated` for one handle. Does not check
    * affinity; the caller decides whether this node may use the block. Returns the ordinals taken.
    */
-  autoAssign(num: number, handleId: string | null, secondary: Readonly<Record<string, string>> | null): number[] {
+  autoAssign(num: number, handleId: string | null, secondary: Readonly<Record<string, string>> | null, reserved: Reservations = NO_RESERVATIONS): number[] {
     const free = this.unallocated ?? [];
-    const take = free.slice(0, Math.max(0, num));
+    const want = Math.max(0, num);
+    // Reserved ordinals are passed over and stay in `unallocated` in their place, as Calico's
+    // autoAssign keeps them (MatchesIP); only the reservations touching this block are asked.
+    const touching = reserved.empty ? NO_RESERVATIONS : new Reservations(reserved.overlapping(this.cidr));
+    const take: number[] = [];
+    const kept: number[] = [];
+    let i = 0;
+    for (; i < free.length && take.length < want; i++) {
+      const ordinal = free[i]!;
+      if (!touching.empty && touching.matches(this.cidr.version, this.cidr.base + BigInt(ordinal))) kept.push(ordinal);
+      else take.push(ordinal);
+    }
     if (take.length === 0) return [];
     const attrIdx = this.findOrAddAttribute(handleId, secondary);
     for (const ordinal of take) {
       this.allocations[ordinal] = attrIdx;
       this.setSequenceForOrdinal(ordinal);
     }
-    this.unallocated = free.slice(take.length);
+    this.unallocated = [...kept, ...free.slice(i)];
     return take;
   }
 

@@ -23,6 +23,7 @@ import {
   AffinityState, decodeAffinity, decodeHandle, decodeIpamConfig, decodeNodeLabels, decodePool, DEFAULT_IPAM_CONFIG,
   DEFAULT_MAX_BLOCKS_PER_HOST, encodeAffinity, encodeHandle, HandleBlocks, IpamConfig, PoolInfo,
 } from './records';
+import { readReservations, Reservations } from './reservations';
 import { Labels } from './selector';
 
 /** Calico's datastoreRetries: how often a compare-and-swap loop retries after a conflict. */
@@ -373,7 +374,7 @@ export class Ipam {
   }
 
   /** A block CIDR in the pools that has no block yet, or one of ours with room; null when none. */
-  private async findUsableBlock(node: string, pools: PoolInfo[], version: IpVersion): Promise<IpNet | null> {
+  private async findUsableBlock(node: string, pools: PoolInfo[], version: IpVersion, reserved: Reservations): Promise<IpNet | null> {
     const existing = new Map<string, AllocationBlock>();
     for (const e of (await this.kv.list(blockPrefix(version))).entries) {
       const cidr = parseBlockKey(e.key);
@@ -381,9 +382,11 @@ export class Ipam {
     }
     for (const pool of pools) {
       for (const cidr of this.blockCidrs(pool, node)) {
+        // A block one IPReservation covers whole is never claimed (Calico's MatchesWholeCIDR).
+        if (reserved.coversWhole(cidr)) continue;
         const b = existing.get(cidr.text);
         if (!b) return cidr;
-        if (b.affinity === `host:${node}` && b.numFree() > 0) return cidr;
+        if (b.affinity === `host:${node}` && b.numFree(reserved) > 0) return cidr;
       }
     }
     return null;
@@ -440,9 +443,9 @@ export class Ipam {
    * long it stalled) and deleted it then fails this write, and the retry counts the addresses in a
    * new handle, instead of writing addresses whose handle is gone.
    */
-  private async assignFromBlock(at: Located, num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null): Promise<string[]> {
+  private async assignFromBlock(at: Located, num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null, reserved: Reservations): Promise<string[]> {
     const { block, entry } = at;
-    const ordinals = block.autoAssign(num, handleId, attrs);
+    const ordinals = block.autoAssign(num, handleId, attrs, reserved);
     if (ordinals.length === 0) return [];
     const handle = handleId !== null ? await this.incrementHandle(handleId, block.cidr, ordinals.length) : null;
     block.sequenceNumber += 1n;
@@ -457,12 +460,12 @@ export class Ipam {
   }
 
   /** assignFromBlock with re-reads of the block on conflicts. Returns [] when the block is full or gone. */
-  private async assignWithRetries(first: Located, num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null, mayUse: (b: AllocationBlock) => boolean): Promise<string[]> {
+  private async assignWithRetries(first: Located, num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null, reserved: Reservations, mayUse: (b: AllocationBlock) => boolean): Promise<string[]> {
     let at: Located | null = first;
     for (let i = 0; i < this.retries && at; i++) {
       if (!mayUse(at.block)) return [];
       try {
-        return await this.assignFromBlock(at, num, handleId, attrs);
+        return await this.assignFromBlock(at, num, handleId, attrs, reserved);
       } catch (e) {
         if (!(e instanceof CasConflict)) throw e;
         const entry = await this.kv.get(at.entry.key);
@@ -485,7 +488,8 @@ export class Ipam {
     if (version !== 4 && version !== 6) throw new Error(`version must be 4 or 6, got ${String(version)}`);
     const attrs = noAttrs(req.attrs);
     const handleId = req.handleId === null ? null : sanitizeHandle(req.handleId);
-    const [config, allPools, labels] = await Promise.all([this.getConfig(), this.listPools(version), this.nodeLabels(node)]);
+    // The IPReservations are read once for the whole call, as Calico's autoAssign reads them.
+    const [config, allPools, labels, reserved] = await Promise.all([this.getConfig(), this.listPools(version), this.nodeLabels(node), readReservations(this.kv, version)]);
     const pools = this.choosePools(allPools, req.pools, labels);
     const poolList = `[${pools.map((p) => p.cidr.text).join(', ')}]`;
     if (pools.length === 0) {
@@ -519,14 +523,14 @@ export class Ipam {
 
     // Bounded: each pass either assigns, uses up an affine block, or claims/finds a block.
     for (let pass = 0; ips.length < req.count && pass < req.count + 4 * this.retries; pass++) {
-      const found = await this.claimSerially(node, () => this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config, version));
+      const found = await this.claimSerially(node, () => this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config, version, reserved));
       if (found === 'limit') {
         refused = true;
-        errors.push(`pools ${poolList}: node ${node} has reached maxBlocksPerHost=${maxBlocks} blocks and they are full (a node at its block limit does not borrow)`);
+        errors.push(`pools ${poolList}: node ${node} has reached maxBlocksPerHost=${maxBlocks} blocks and they are full (a node at its block limit does not borrow)${reservedNote(pools, reserved)}`);
         break;
       }
       if (found === 'no-free-blocks') {
-        if (config.strictAffinity) errors.push(`pools ${poolList}: no free blocks left for node ${node} and strict_affinity is set`);
+        if (config.strictAffinity) errors.push(`pools ${poolList}: no free blocks left for node ${node} and strict_affinity is set${reservedNote(pools, reserved)}`);
         break;
       }
       if (found === 'no-auto') {
@@ -535,14 +539,14 @@ export class Ipam {
         break;
       }
       if (found.newlyClaimed) owned++;
-      ips.push(...(await this.assignWithRetries(found.at, req.count - ips.length, handleId, attrs, ours)));
+      ips.push(...(await this.assignWithRetries(found.at, req.count - ips.length, handleId, attrs, reserved, ours)));
     }
 
     if (ips.length < req.count && !refused && !config.strictAffinity) {
-      ips.push(...(await this.borrow(node, pools, req.count - ips.length, handleId, attrs, version)));
+      ips.push(...(await this.borrow(node, pools, req.count - ips.length, handleId, attrs, version, reserved)));
     }
     if (ips.length < req.count && errors.length === 0) {
-      errors.push(`no free addresses in pools ${poolList} for node ${node}: assigned ${ips.length} of ${req.count}`);
+      errors.push(`no free addresses in pools ${poolList} for node ${node}: assigned ${ips.length} of ${req.count}${reservedNote(pools, reserved)}`);
     }
     return errors.length > 0 ? { ips, errors } : { ips };
   }
@@ -565,9 +569,11 @@ export class Ipam {
     return run;
   }
 
-  private async findOrClaimBlock(node: string, affine: IpNet[], pools: PoolInfo[], allowNewClaim: boolean, config: IpamConfig, version: IpVersion): Promise<{ at: Located; newlyClaimed: boolean } | 'limit' | 'no-free-blocks' | 'no-auto'> {
+  private async findOrClaimBlock(node: string, affine: IpNet[], pools: PoolInfo[], allowNewClaim: boolean, config: IpamConfig, version: IpVersion, reserved: Reservations): Promise<{ at: Located; newlyClaimed: boolean } | 'limit' | 'no-free-blocks' | 'no-auto'> {
     while (affine.length > 0) {
       const cidr = affine.shift()!;
+      if (reserved.coversWhole(cidr)) continue; // entirely reserved: not even read
+
       for (let i = 0; i < this.retries; i++) {
         const aff = await this.kv.get(affinityKey(node, cidr));
         if (!aff) break;
@@ -579,7 +585,7 @@ export class Ipam {
           if (e instanceof StaleAffinity || e instanceof BlockClaimConflict) break;
           throw e;
         }
-        if (at.block.numFree() > 0) {
+        if (at.block.numFree(reserved) > 0) {
           // Come back to this block next time if it still has room after this assignment.
           affine.unshift(cidr);
           return { at, newlyClaimed: false };
@@ -590,7 +596,7 @@ export class Ipam {
     if (!allowNewClaim) return 'limit';
     if (!config.autoAllocateBlocks) return 'no-auto';
     for (let outer = 0; outer < this.retries; outer++) {
-      const subnet = await this.findUsableBlock(node, pools, version);
+      const subnet = await this.findUsableBlock(node, pools, version, reserved);
       if (!subnet) return 'no-free-blocks';
       for (let inner = 0; inner < this.retries; inner++) {
         let at: Located;
@@ -602,7 +608,9 @@ export class Ipam {
           if (e instanceof BlockClaimConflict || e instanceof StaleAffinity) break;
           throw e;
         }
-        if (at.block.numFree() === 0) break; // filled by another process of this node meanwhile
+        // Filled by another process of this node meanwhile, or (a block the reservations hold back
+        // only in pieces that add up to all of it) nothing assignable: findUsableBlock passes it over next.
+        if (at.block.numFree(reserved) === 0) break;
         return { at, newlyClaimed: true };
       }
     }
@@ -614,7 +622,7 @@ export class Ipam {
    * node's block search order. Walks the blocks that exist, not the pool's block space (2^58
    * blocks in a /64 IPv6 pool).
    */
-  private async borrow(node: string, pools: PoolInfo[], num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null, version: IpVersion): Promise<string[]> {
+  private async borrow(node: string, pools: PoolInfo[], num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null, version: IpVersion, reserved: Reservations): Promise<string[]> {
     const got: string[] = [];
     const existing: { cidr: IpNet; entry: KvEntry }[] = [];
     for (const e of (await this.kv.list(blockPrefix(version))).entries) {
@@ -626,11 +634,12 @@ export class Ipam {
         .filter(({ cidr }) => cidr.prefixLen === pool.blockSize && netContainsNet(pool.cidr, cidr))
         .map((b) => ({ ...b, rank: this.searchRank(pool, node, b.cidr) }))
         .sort((a, b) => (a.rank < b.rank ? -1 : a.rank > b.rank ? 1 : 0));
-      for (const { entry } of inPool) {
+      for (const { cidr, entry } of inPool) {
         if (got.length >= num) return got;
+        if (reserved.coversWhole(cidr)) continue;
         const block = this.decodeBlock(entry);
-        if (block.numFree() === 0) continue;
-        got.push(...(await this.assignWithRetries({ entry, block }, num - got.length, handleId, attrs, () => true)));
+        if (block.numFree(reserved) === 0) continue;
+        got.push(...(await this.assignWithRetries({ entry, block }, num - got.length, handleId, attrs, reserved, () => true)));
       }
     }
     return got;
@@ -1024,6 +1033,23 @@ export class Ipam {
 }
 
 /** Internal consistency of one block: every ordinal exactly once in allocations xor unallocated, attribute indexes valid and used. */
+/**
+ * Why a short assignment may be short because of IPReservations: the pools one reservation covers
+ * whole, else the reservations that overlap the pools; '' when none touch them.
+ */
+function reservedNote(pools: readonly PoolInfo[], reserved: Reservations): string {
+  if (reserved.empty) return '';
+  const whole = pools.filter((p) => reserved.coversWhole(p.cidr));
+  if (whole.length === pools.length) {
+    const names = [...new Set(pools.flatMap((p) => reserved.list.filter((r) => netContainsNet(r.cidr, p.cidr)).map((r) => r.name)))];
+    return `; every address of ${pools.length === 1 ? 'the pool is' : 'these pools is'} reserved (IPReservation ${names.join(', ')})`;
+  }
+  const names = [...new Set(pools.flatMap((p) => reserved.overlapping(p.cidr).map((r) => r.name)))];
+  if (names.length === 0) return '';
+  const wholeText = whole.length > 0 ? `; all of ${whole.map((p) => `${p.name} (${p.cidr.text})`).join(', ')} is reserved` : '';
+  return `${wholeText}; IPReservation ${names.join(', ')} hold${names.length === 1 ? 's' : ''} back addresses in these pools`;
+}
+
 export function blockInconsistencies(block: AllocationBlock): string[] {
   const out: string[] = [];
   const attrs = block.attributes ?? [];

@@ -9,6 +9,8 @@ export const HANDLE_PREFIX = '/calico/ipam/v2/handle/';
 export const IPAM_CONFIG_KEY = '/calico/ipam/v2/config';
 export const IPPOOL_PREFIX = '/calico/resources/v3/projectcalico.org/ippools/';
 export const NODE_PREFIX = '/calico/resources/v3/projectcalico.org/nodes/';
+/** IPReservations: addresses automatic assignment skips (reservations.ts). */
+export const IPRESERVATION_PREFIX = '/calico/resources/v3/projectcalico.org/ipreservations/';
 /** WorkloadEndpoints: <prefix><namespace>/<name> (ipam check reads which addresses they use). */
 export const WORKLOADENDPOINT_PREFIX = '/calico/resources/v3/projectcalico.org/workloadendpoints/';
 

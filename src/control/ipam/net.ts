@@ -62,6 +62,22 @@ export function parseNet(text: string): IpNet | null {
   return net.base === addr.value ? net : null;
 }
 
+/**
+ * A CIDR whose host bits may be set, or a bare address (then /32 or /128), as libcalico-go's
+ * ParseCIDROrIP reads IPReservation.spec.reservedCIDRs: the network it names (host bits
+ * cleared); null when it is neither.
+ */
+export function parseCidrOrIp(text: string): IpNet | null {
+  const slash = text.indexOf('/');
+  const addr = parseIp(slash < 0 ? text : text.slice(0, slash));
+  if (!addr) return null;
+  const bits = addressBits(addr.version);
+  if (slash < 0) return makeNet(addr.version, addr.value, bits);
+  const lenText = text.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > bits) return null;
+  return makeNet(addr.version, addr.value, Number(lenText));
+}
+
 /** The network of `prefixLen` that holds `value`. */
 export function makeNet(version: IpVersion, value: bigint, prefixLen: number): IpNet {
   const bits = addressBits(version);

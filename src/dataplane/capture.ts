@@ -186,6 +186,9 @@ export class CaptureTap {
   /** drop/decap stages: the frame as it was before processing, kept until its fate is known. */
   private readonly scratch: Uint8Array;
   private readonly scratchLen: Uint16Array;
+  /** drop stage: per descriptor, the reason a frame was turned into an ICMP error (ttl_expired,
+   * frag_needed): recorded from its copy as a drop though it leaves as the error; 0: none. */
+  private readonly errored: Uint16Array;
   private readonly names = new Map<string, Uint8Array>();
   private readonly comments: Uint8Array[] = [];
   private ts = 0;
@@ -207,6 +210,13 @@ export class CaptureTap {
     const keepsCopies = opts.stage === Stage.DROP || opts.stage === Stage.DECAP;
     this.scratch = new Uint8Array(keepsCopies ? batch * (SLOT_SIZE + 64) : 0);
     this.scratchLen = new Uint16Array(batch);
+    this.errored = new Uint16Array(batch);
+  }
+
+  /** The pipeline turned descriptor i of the batch into an ICMP error for `reason` (called only
+   * while a capture runs). */
+  noteError(i: number, reason: number): void {
+    if (i < this.errored.length) this.errored[i] = reason;
   }
 
   /** One descriptor's place, length and match result, for frames matched outside a batch
@@ -259,6 +269,7 @@ export class CaptureTap {
       const f = pool.start(i);
       const len = lens[i];
       this.scratchLen[i] = 0;
+      this.errored[i] = 0;
       const peer = link === Link.VXLAN ? pool.addr[i] : 0;
       const sport = link === Link.VXLAN ? pool.aport[i] : 0;
       if (stage === Stage.RX) this.record(ports.portName[port], '', b, f, len, link, ports.nodeIp, peer, sport, i);
@@ -291,6 +302,7 @@ export class CaptureTap {
       const o = verdicts[i];
       if (stage === Stage.DROP) {
         if (o === dropVerdict) this.recordKept(i, ports.portName[port], this.comment(reasons[i]));
+        else if (this.errored[i] !== 0) this.recordKept(i, ports.portName[port], this.comment(this.errored[i]));
       } else if (stage === Stage.DECAP) {
         // decapsulated: sent on, or dropped after decapsulation (the underlay's other frames, left
         // to the host, never were tunnel traffic for us)

@@ -1202,6 +1202,7 @@ export class Engine {
     const shared = kind !== 'tun' && this.worker.count > 1 && !this.primary ? this.sharedPodMacs.get(ep.interfaceName) : undefined;
     if (kind !== 'veth' && this.worker.count > 1 && this.primary) setImmediate(() => this.onSharedOpen(ep.interfaceName));
     this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac ?? shared, kind === 'veth');
+    if (kind === 'veth') this.readPortMtu(port, ep.interfaceName);
     if (!txOnly) this.watch(port);
     // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would
     // (programmed with the host state). A veth's host end keeps its MTU: podway must receive
@@ -1545,6 +1546,7 @@ export class Engine {
    */
   private checkUnderlayMtu(now: number): void {
     this.mtuCheckedAt = now;
+    for (const e of this.endpoints.values()) if (e.kind === 'veth') this.readPortMtu(e.port, e.ep.interfaceName);
     const ul = this.underlay;
     if (!ul || !this.model) return;
     let mtu: number;
@@ -1557,6 +1559,21 @@ export class Engine {
     if (this.primary) this.log.info(`underlay ${ul.name} mtu ${ul.mtu} -> ${mtu}: packets handed to the node's routing are bounded by ${Math.min(this.model.mtu.underlay, mtu)} now`, { interface: ul.name, mtu });
     ul.mtu = mtu;
     this.setTxMtu(this.model.mtu.underlay, mtu);
+  }
+
+  /**
+   * A veth pod's host end's MTU (the CNI sets it to the pod's), for the pipeline's MTU check of
+   * packets to that pod (Pipeline.portMtu): read when the port is attached and every few seconds
+   * with the underlay's. Unreadable: 0, not checked.
+   */
+  private readPortMtu(port: number, ifname: string): void {
+    let mtu = 0;
+    try {
+      mtu = Number(readFileSync(`/sys/class/net/${ifname}/mtu`, 'utf8'));
+    } catch {
+      mtu = 0;
+    }
+    this.pipe.portMtu[port] = Number.isInteger(mtu) && mtu >= 68 && mtu <= 0xffff ? mtu : 0;
   }
 
   /** When the node's address was last looked for on its interfaces; the warning given, if any. */

@@ -90,6 +90,11 @@ export class Pipeline implements CapturePorts {
   /** Pod MAC per port (6 bytes each), learned from its frames or given by the endpoint. */
   readonly podMac = new Uint8Array(MAX_PORTS * 6);
   readonly podMacKnown = new Uint8Array(MAX_PORTS);
+  /** A local pod port's MTU (a veth's host end, which the CNI sets to the pod's), set by the
+   * engine; 0: not known, not checked. Packets for the pod bigger than it are answered as a
+   * route's MTU answers them (frag needed / packet too big, too_big_no_df), as the kernel's
+   * forwarding checks its output device's MTU. */
+  readonly portMtu = new Uint16Array(MAX_PORTS);
   /** Addresses each pod port may send from (source check), up to 4 per port. */
   readonly podIps = new Uint32Array(MAX_PORTS * 4);
   readonly podIpCount = new Uint8Array(MAX_PORTS);
@@ -202,6 +207,7 @@ export class Pipeline implements CapturePorts {
     this.hostSees[id] = hostSees ? 1 : 0;
     this.portName[id] = name;
     this.podMacKnown[id] = 0;
+    this.portMtu[id] = 0;
     this.updatePort(id, ips, mac);
     this.portCounters.fill(0, id * PORT_COUNTERS, (id + 1) * PORT_COUNTERS);
   }
@@ -572,13 +578,17 @@ export class Pipeline implements CapturePorts {
       this.counters[Reason.TTL_EXPIRED]++;
       if (tr !== null) tr.stages.push(`ttl ${b[ip + 8]}: expired`);
       if (fromPod) return this.icmpError(i, inPort, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
-      return this.icmpErrorRouted(i, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED);
+      return this.icmpErrorRouted(i, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
     }
-    if (kind !== NhKind.LOCAL && total > nhs.mtu[nh]) {
+    // the path MTU: the route's, or a local pod's port's (0: not known)
+    const mtu = kind !== NhKind.LOCAL ? nhs.mtu[nh] : nhs.port[nh] >= 0 ? this.portMtu[nhs.port[nh]] : 0;
+    if (mtu !== 0 && total > mtu) {
       if ((b[ip + 6] & 0x40) !== 0) {
         this.counters[Reason.FRAG_NEEDED]++;
-        if (tr !== null) tr.stages.push(`mtu: ${total} > ${nhs.mtu[nh]} with DF: ICMP fragmentation needed`);
-        if (fromPod) return this.icmpError(i, inPort, ip, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, nhs.mtu[nh]);
+        if (tr !== null) tr.stages.push(`mtu: ${total} > ${mtu} with DF: ICMP fragmentation needed`);
+        if (fromPod) return this.icmpError(i, inPort, ip, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu);
+        // from another node (a tunnel, the underlay) or the host: routed back to its sender
+        if (!originated) return this.icmpErrorRouted(i, ip, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu);
         return this.dropCounted(Reason.FRAG_NEEDED);
       }
       return this.drop(Reason.TOO_BIG_NO_DF);
@@ -810,7 +820,11 @@ export class Pipeline implements CapturePorts {
     const b = this.b;
     if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
     // (the reason the caller counted segment 0 in)
-    this.superToOne(i, type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : code === ICMP_FRAG_NEEDED ? Reason.FRAG_NEEDED : Reason.MARTIAN_DST);
+    const why = type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : code === ICMP_FRAG_NEEDED ? Reason.FRAG_NEEDED : Reason.MARTIAN_DST;
+    // `podway capture --stage drop` shows the packet as it came (its copy), not the error it becomes
+    const cap = this.capture;
+    if (cap !== null) cap.noteError(i, why);
+    this.superToOne(i, why);
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
     const total = (b[n + ETH_HLEN + 2] << 8) | b[n + ETH_HLEN + 3];
     const r = this.role[inPort];
@@ -829,11 +843,13 @@ export class Pipeline implements CapturePorts {
    * node, so the error is routed like any packet (back through the tunnel), as the node's kernel
    * would send it. It is built in place in front of the offending packet.
    */
-  private icmpErrorRouted(i: number, ip: number, type: number, code: number): number {
+  private icmpErrorRouted(i: number, ip: number, type: number, code: number, mtu: number): number {
     const b = this.b;
     if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
+    const cap = this.capture;
+    if (cap !== null) cap.noteError(i, type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
     this.superToOne(i, type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
-    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, 0, this.addr.nodeIp, 64, this.nextId());
+    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
     this.counters[Event.ICMP_SENT]++;
     if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: routed back to the sender`);
     return this.forward(i, -1, n + ETH_HLEN, false, true);

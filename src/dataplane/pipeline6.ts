@@ -278,11 +278,15 @@ export class Pipeline6 {
     // the node itself sent is not forwarded by this hop (the kernel's output path).
     if (!originated && b[ip + 7] <= 1) {
       if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_TIME_EXCEEDED, ICMPV6_HOP_LIMIT_EXCEEDED, 0, Reason.TTL_EXPIRED);
-      return this.drop(Reason.TTL_EXPIRED);
+      // from another node (a tunnel, the underlay) or the host: routed back to its sender
+      return this.icmpErrorRouted(i, ip, ICMPV6_TIME_EXCEEDED, ICMPV6_HOP_LIMIT_EXCEEDED, 0, Reason.TTL_EXPIRED);
     }
-    // IPv6 routers never fragment: too big is always "packet too big" with the path MTU.
-    if (kind !== NhKind.LOCAL && total > nhs.mtu[nh]) {
-      if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_PACKET_TOO_BIG, 0, nhs.mtu[nh], Reason.FRAG_NEEDED);
+    // IPv6 routers never fragment: too big is always "packet too big" with the path MTU (the
+    // route's, or a local pod's port's; 0: not known).
+    const mtu = kind !== NhKind.LOCAL ? nhs.mtu[nh] : nhs.port[nh] >= 0 ? this.p.portMtu[nhs.port[nh]] : 0;
+    if (mtu !== 0 && total > mtu) {
+      if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_PACKET_TOO_BIG, 0, mtu, Reason.FRAG_NEEDED);
+      if (!originated) return this.icmpErrorRouted(i, ip, ICMPV6_PACKET_TOO_BIG, 0, mtu, Reason.FRAG_NEEDED);
       return this.drop(Reason.FRAG_NEEDED);
     }
     if (!originated) {
@@ -467,6 +471,8 @@ export class Pipeline6 {
       this.p.lastDrop = reason; // counted above
       return DROP;
     }
+    const cap = this.p.capture;
+    if (cap !== null) cap.noteError(i, reason);
     this.p.superToOne(i, reason);
     const src = this.hasNodeIp6 ? this.nodeIp6 : GATEWAY_IP6;
     const n = buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, src, 0, 64);
@@ -478,6 +484,29 @@ export class Pipeline6 {
       this.setFrame(i, n, total + ETH_HLEN);
     }
     return this.count(Event.ICMP_SENT, inPort);
+  }
+
+  /**
+   * An ICMPv6 error for a packet that came from another node (a tunnel, the underlay) or the host
+   * (counted under `reason`): its sender is elsewhere, so the error is built in place from this
+   * node's IPv6 address and routed like any packet, as the node's kernel would send it (IPv4:
+   * Pipeline.icmpErrorRouted). No node IPv6 address: dropped, counted.
+   */
+  private icmpErrorRouted(i: number, ip: number, type: number, code: number, word32: number, reason: number): number {
+    const b = this.b;
+    this.p.counters[reason]++;
+    const l4 = this.walk[2] === 0 ? this.walk[1] : -1;
+    if (!this.hasNodeIp6 || !mayReplyWithIcmpv6Error(b, ip, this.walk[0], l4)) {
+      this.p.lastDrop = reason; // counted above
+      return DROP;
+    }
+    const cap = this.p.capture;
+    if (cap !== null) cap.noteError(i, reason);
+    this.p.superToOne(i, reason);
+    const n = buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, this.nodeIp6, 0, 64);
+    this.p.counters[Event.ICMP_SENT]++;
+    if (this.p.tr !== null) this.p.tr.stages.push(`${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} from ${formatIpv6(this.nodeIp6, 0)}: routed back to the sender`);
+    return this.route(i, -1, n + ETH_HLEN, false, true);
   }
 
   /** The pod left its TCP/UDP checksum to offload: the field holds the pseudo-header sum. */

@@ -313,6 +313,45 @@ test('underlay filter with IPv6: IPv6 and ARP accepted, IPv4 for the node still 
   void NODE2_MAC;
 });
 
+test('node2: a tunnelled packet with hop limit 1 gets ICMPv6 time exceeded, and one bigger than the pod port\'s MTU Packet Too Big, from node2\'s IPv6 address, tunnelled back to node1; capture at drop shows the packets as they came', () => {
+  const h1 = makeHarness6({ neighbors6: { [NODE2_6]: NODE2_MAC6 } });
+  const h2 = makeHarness6({ node: 'node2', neighbors6: { 'fd99::1': NODE1_MAC } });
+  const rv = h2.port('caliRV');
+  const hl2 = aToRv();
+  hl2[14 + 7] = 2; // 1 after node1's hop
+  h1.receive(h1.port('caliA'), hl2);
+  const wire = onlyFrame(h1, h1.infra.underlay, 'from node1').bytes;
+  const tap = new CaptureTap({ filter: parseTraceFilter([]), stage: Stage.DROP, count: 10 }, h2.pipe.batch);
+  h2.pipe.capture = tap;
+  h2.receive(h2.infra.underlay, wire);
+  const back = onlyFrame(h2, h2.infra.underlay, 'time exceeded back').bytes;
+  assert.is(toHex(back, 14 + 24, 16), toHex(parseIpv6Bytes('fd99::1')), 'outer: to node1');
+  const inner = 14 + 40 + 8 + 8 + 14;
+  assert.is(toHex(back, inner + 8, 16), toHex(parseIpv6Bytes(NODE2_6)), 'from node2\'s IPv6 address');
+  assert.is(toHex(back, inner + 24, 16), toHex(parseIpv6Bytes('fd00:10:244::1')), 'to A');
+  assert.equal([back[inner + 40], back[inner + 41]], [3, 0], 'ICMPv6 time exceeded, hop limit');
+  assert.is(icmpv6Sum(back, inner, inner + 40, u16(back, inner + 4)), 0xffff, 'ICMPv6 checksum');
+  assert.is(h2.pipe.counters[Reason.TTL_EXPIRED], 1);
+  // Packet Too Big: RV's port (its veth's host end) has MTU 1300; a 1400-byte packet fits node1's route (1430)
+  h2.pipe.portMtu[rv] = 1300;
+  const big = new Uint8Array(14 + 1400);
+  big.set(aToRv());
+  big[18] = (1360 >> 8); big[19] = 1360 & 255;
+  fixChecksum(big);
+  h1.receive(h1.port('caliA'), big);
+  h2.receive(h2.infra.underlay, onlyFrame(h1, h1.infra.underlay, 'big from node1').bytes);
+  const ptb = onlyFrame(h2, h2.infra.underlay, 'packet too big back').bytes;
+  assert.is(toHex(ptb, inner + 8, 16), toHex(parseIpv6Bytes(NODE2_6)));
+  assert.is(ptb[inner + 40], 2, 'ICMPv6 Packet Too Big');
+  assert.is(u16(ptb, inner + 44) * 65536 + u16(ptb, inner + 46), 1300, 'the pod port\'s MTU');
+  assert.is(h2.pipe.counters[Reason.FRAG_NEEDED], 1);
+  h2.pipe.capture = null;
+  const c = tap.take();
+  const recs = c ? [...readRecords(c)] : [];
+  assert.equal(recs.map((r) => r.comment), ['drop: ttl_expired', 'drop: frag_needed'], 'both recorded at drop, not as the errors they became');
+  assert.is(recs[0].data[14 + 40 + 8 + 8 + 14 + 40], 128, 'the echo request as it came (inner of the VXLAN frame)');
+});
+
 function fixChecksum(f: Uint8Array): void {
   const len = u16(f, 18);
   f[56] = 0; f[57] = 0;

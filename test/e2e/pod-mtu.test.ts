@@ -75,7 +75,38 @@ test('a frame bigger than the pod\'s own MTU (but not its veth\'s) is dropped an
   const rows = tshark(file, ['frame.interface_name', 'ip.dst', 'ip.len', 'frame.comment']);
   assert.equal(rows, [[web2.ifname, web2.ip, '1378', 'drop: tx_rejected']]);
   nsExec(web2.ns, ['ip', 'link', 'set', web2.podIf, 'mtu', '1500']);
-  ok = true;
+});
+
+test('a pod\'s veth with a smaller MTU (as the CNI sets it, both ends alike): a bigger DF packet for it gets ICMP fragmentation needed with that MTU, frag_needed, shown by capture at drop as it came', async () => {
+  const web1 = lab!.pod('web-1');
+  const web2 = lab!.pod('web-2');
+  nsExec(web2.ns, ['ip', 'link', 'set', web2.podIf, 'mtu', '1300']);
+  nsExec(lab!.node('node1').ns, ['ip', 'link', 'set', web2.ifname, 'mtu', '1300']);
+  try {
+    const c0 = await counters();
+    // the engine reads the port's MTU every few seconds: ask until the answer comes (before it,
+    // the kernel refuses the frame at the veth, EMSGSIZE: tx_rejected)
+    let out = '';
+    const answered = await until(() => {
+      out = nsExec(web1.ns, ['sh', '-c', `ip route flush cache; ping -c1 -W1 -M do -s 1350 ${web2.ip} 2>&1; true`]);
+      return /mtu = 1300/.test(out);
+    }, 20_000, 500);
+    assert.ok(answered, `web-1 told the path MTU: ${out}`);
+    const c1 = await counters();
+    assert.ok((c1.reasons.frag_needed ?? 0) > (c0.reasons.frag_needed ?? 0), 'counted frag_needed');
+    const file = path.join(dir, 'frag.pcapng');
+    const cap = await capture(['--stage', 'drop', 'host', web2.ip, '-n', '1'], file);
+    // (web-1's kernel learned the path MTU: forget it, so the echo goes out again)
+    assert.match(nsExec(web1.ns, ['sh', '-c', `ip route flush cache; ping -c1 -W1 -M do -s 1350 ${web2.ip} 2>&1; true`]), /mtu = 1300/);
+    assert.is(await cap.done, 0, cap.err());
+    const rows = tshark(file, ['frame.interface_name', 'ip.dst', 'ip.len', 'frame.comment']);
+    assert.equal(rows, [[web1.ifname, web2.ip, '1378', 'drop: frag_needed']], 'the echo request as it came, not the ICMP error it became');
+    assert.is(lab!.ping('web-1', web2.ip, 2, 56, ['-W', '3']).received, 2, 'small packets still pass');
+    ok = true;
+  } finally {
+    nsExec(lab!.node('node1').ns, ['ip', 'link', 'set', web2.ifname, 'mtu', '1500']);
+    nsExec(web2.ns, ['ip', 'link', 'set', web2.podIf, 'mtu', '1500']);
+  }
 });
 
 test.run();

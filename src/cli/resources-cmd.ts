@@ -87,7 +87,7 @@ function resourcesWord(resources: readonly FileResource[]): string {
 }
 
 /** Writes each resource in file order; stops at the first failure (naming file, document and reason). */
-async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { namespace?: string; skipNotExists?: boolean }, out: Out, err: Out): Promise<void> {
+async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { namespace?: string; skipNotExists?: boolean; skipExists?: boolean }, out: Out, err: Out): Promise<void> {
   const spec = writableSpec(o);
   const resources = readResourceFile(file, verb === 'delete' ? 'identity' : 'full');
   // IPAM state among the documents (a file datastore's BlockAffinities) is refused before anything
@@ -100,7 +100,6 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
   }
   const options = { namespace: o.namespace };
   let done = 0;
-  let skipped = 0;
   await withKv(spec, async (kv) => {
     for (const r of resources) {
       try {
@@ -110,8 +109,15 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
         else await deleteAndReport(kv, identityOf(r.object, o.namespace), requestedRevision(r.object), err);
         done++;
       } catch (e) {
+        // Skipped resources count as handled, as calicoctl counts them; stderr says which.
         if (verb === 'delete' && o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found') {
-          skipped++;
+          err(`podway: ${where(r, file === '-' ? '<stdin>' : file)}: ${describeIdentity(identityOf(r.object, o.namespace))} does not exist: skipped (--skip-not-exists)\n`);
+          done++;
+          continue;
+        }
+        if (verb === 'create' && o.skipExists && e instanceof ResourceError && e.reason === 'exists') {
+          err(`podway: ${where(r, file === '-' ? '<stdin>' : file)}: ${describeIdentity(identityOf(r.object, o.namespace))} already exists: skipped (--skip-exists)\n`);
+          done++;
           continue;
         }
         const reason = e instanceof ResourceError ? e.message : `${(e as Error).message}`;
@@ -122,7 +128,7 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
       }
     }
   });
-  out(`Successfully ${PAST[verb]} ${done} ${resourcesWord(resources)}${skipped ? ` (${skipped} did not exist)` : ''}\n`);
+  out(`Successfully ${PAST[verb]} ${done} ${resourcesWord(resources)}\n`);
 }
 
 /**
@@ -365,7 +371,8 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
       .action((o) => writeAll(verb, o.filename, o, out, err));
   writer('apply', 'create or replace the resources in a file');
-  writer('create', 'create the resources in a file (fails on one that exists)');
+  writer('create', 'create the resources in a file (fails on one that exists, unless --skip-exists)')
+    .option('--skip-exists', 'skip a resource that already exists (left as it is) and count it as created, as calicoctl does');
   writer('replace', 'replace the resources in a file (fails on one that does not exist)');
 
   program
@@ -391,8 +398,9 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
         try {
           await deleteAndReport(kv, id, undefined, err);
         } catch (e) {
-          if (o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found') return;
-          throw e;
+          if (!(o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found')) throw e;
+          // counted as deleted, as calicoctl counts it; stderr says it was not there
+          err(`podway: ${describeIdentity(id)} does not exist: skipped (--skip-not-exists)\n`);
         }
       }, true);
       out(`Successfully deleted 1 '${info.kind}' resource(s)\n`);

@@ -217,7 +217,15 @@ function cliSuite(target: Target) {
 
     // Deleting node2 deletes its WorkloadEndpoint too (as calicoctl's node delete does), so the
     // file's last document no longer exists when its turn comes.
-    assert.is(await ok(['delete', '-f', CLUSTER, '--skip-not-exists', ...ds()]), 'Successfully deleted 3 resource(s) (2 did not exist)\n');
+    // calicoctl counts the skipped ones as deleted; stderr names them
+    const del = await podway(['delete', '-f', CLUSTER, '--skip-not-exists', ...ds()]);
+    assert.is(del.code, 0, del.err);
+    assert.is(del.out, 'Successfully deleted 5 resource(s)\n');
+    assert.is(del.err.match(/does not exist: skipped \(--skip-not-exists\)/g)?.length, 2, del.err);
+    const none = await podway(['delete', 'ippool', 'nosuch', '--skip-not-exists', ...ds()]);
+    assert.is(none.code, 0, none.err);
+    assert.is(none.out, "Successfully deleted 1 'IPPool' resource(s)\n");
+    assert.match(none.err, 'IPPool(nosuch) does not exist: skipped (--skip-not-exists)');
     const left = await kv.list(RES);
     assert.equal(left.entries.map((e) => e.key), [`${RES}bgppeers/rr1`]);
   });
@@ -310,6 +318,25 @@ function cliSuite(target: Target) {
     assert.not.ok(await kv.get(`${RES}ippools/b3`));
     // delete -f reads the same shapes
     assert.is(await ok(['delete', '-f', stream, ...ds()]), "Successfully deleted 2 'IPPool' resource(s)\n");
+  });
+
+  test('create --skip-exists skips (and leaves alone) what exists, counting it as created as calicoctl does; without it create fails', async () => {
+    const pool = (name: string, cidr: string) => `apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: ${name}\nspec:\n  cidr: ${cidr}\n`;
+    const one = path.join(work, 'one.yaml');
+    writeFileSync(one, pool('k1', '10.71.0.0/16'));
+    await ok(['create', '-f', one, ...ds()]);
+    const before = (await kv.get(`${RES}ippools/k1`))!;
+    const both = path.join(work, 'both.yaml');
+    writeFileSync(both, pool('k1', '10.71.0.0/16').replace('cidr:', 'natOutgoing: true\n  cidr:') + '---\n' + pool('k2', '10.72.0.0/16'));
+    const plain = await podway(['create', '-f', both, ...ds()]);
+    assert.is(plain.code, 1, plain.err);
+    assert.match(plain.err, 'resource already exists: IPPool(k1)');
+    const r = await spawned(['create', '-f', both, '--skip-exists', ...ds()]);
+    assert.is(r.code, 0, r.err);
+    assert.is(r.out, "Successfully created 2 'IPPool' resource(s)\n");
+    assert.match(r.err, 'both.yaml: document 1 (IPPool k1): IPPool(k1) already exists: skipped (--skip-exists)');
+    assert.is((await kv.get(`${RES}ippools/k1`))!.modRevision, before.modRevision, 'the existing pool is left as it was');
+    assert.ok(await kv.get(`${RES}ippools/k2`));
   });
 
   test('AS numbers as strings ("64512", asdot "1.10") apply and are stored as numbers, as Calico stores them; "0" is AS 0', async () => {

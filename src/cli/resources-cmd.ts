@@ -322,16 +322,17 @@ async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOp
     items = fromFile(ds.path, info).filter((obj) => ns === undefined || (meta(obj).namespace ?? 'default') === ns);
   } else {
     const result = await withKv(ds, async (kv) => {
-      if (nameArg !== undefined) {
-        const one = await getResource(kv, info, nameArg, ns);
-        return { items: one ? [one.object] : [], revision: undefined, asn: undefined };
-      }
-      const list = await listResources(kv, info, ns);
-      for (const p of list.problems) err(`warning: ${p} (skipped)\n`);
+      // a Node without its own AS shows the cluster's (BGPConfiguration default), one or all of them
       let asn: unknown;
       if (info.kind === 'Node' && (o.output === 'wide' || typeof o.output === 'object')) {
         asn = spec(((await getResource(kv, kindFromArgument('bgpconfiguration'), 'default'))?.object ?? {}) as JsonObject).asNumber;
       }
+      if (nameArg !== undefined) {
+        const one = await getResource(kv, info, nameArg, ns);
+        return { items: one ? [one.object] : [], revision: undefined, asn };
+      }
+      const list = await listResources(kv, info, ns);
+      for (const p of list.problems) err(`warning: ${p} (skipped)\n`);
       return { items: list.items.map((r) => r.object), revision: String(list.revision), asn };
     }, true);
     items = result.items;

@@ -339,6 +339,17 @@ function cliSuite(target: Target) {
     assert.ok(await kv.get(`${RES}ippools/k2`));
   });
 
+  test('get node NAME -o wide shows the BGPConfiguration default AS for a node without its own, as the list does', async () => {
+    const f = path.join(work, 'asn.yaml');
+    writeFileSync(f, 'apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  asNumber: 64520\n'
+      + '---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: n1\nspec:\n  bgp:\n    ipv4Address: 10.99.0.1/24\n');
+    await ok(['apply', '-f', f, ...ds()]);
+    const table = 'NAME   ASN       IPV4           IPV6\nn1     (64520)   10.99.0.1/24\n';
+    assert.is(await ok(['get', 'node', '-o', 'wide', ...ds()]), table);
+    assert.is(await ok(['get', 'node', 'n1', '-o', 'wide', ...ds()]), table);
+    assert.is(await ok(['get', 'node', 'n1', '-o', 'custom-columns=NAME,ASN', ...ds()]), 'NAME   ASN\nn1     (64520)\n');
+  });
+
   test('AS numbers as strings ("64512", asdot "1.10") apply and are stored as numbers, as Calico stores them; "0" is AS 0', async () => {
     const f = path.join(work, 'asstr.yaml');
     writeFileSync(f, 'apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\nspec:\n  peerIP: 10.99.0.254\n  asNumber: "64512"\n'

@@ -143,9 +143,13 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   // A tunnel address assigned or released is written to the Node too: then it was updated.
   const tunnelsChanged = [t.v4, t.v6].some((o) => o.action === 'assigned' || o.action === 'released');
   say(`node ${opts.node} ${reg.action === 'unchanged' && tunnelsChanged ? 'updated' : reg.action} in ${kv.description} (${addrs})`);
-  const ready = await markDatastoreReady(kv);
+  // CLUSTER_TYPE as calico-node reads it (e.g. "k8s,bgp"), merged into clusterType as Calico merges it
+  const ready = await markDatastoreReady(kv, { clusterType: process.env.CLUSTER_TYPE });
   const guid = clusterGuidOf(ready.entry.value);
   if (ready.action !== 'unchanged') say(`datastore marked ready (ClusterInformation default ${ready.action}, clusterGUID ${guid})`);
+  if (ready.locked) {
+    warn(`ClusterInformation default has datastoreReady: false (the datastore is locked, e.g. by \`calicoctl datastore migrate lock\`): Calico's Felix waits until it is true again; podway leaves it false (it does not unlock a locked datastore)`);
+  }
   opts.onClusterGuid?.(guid);
 }
 

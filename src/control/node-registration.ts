@@ -273,47 +273,71 @@ export async function updateNodeSpec(kv: KvStore, name: string, change: (spec: J
 export { CLUSTER_INFORMATION_KEY };
 
 export interface DatastoreReadyOptions {
-  /** spec.clusterType when the ClusterInformation is created (Calico's CLUSTER_TYPE, e.g. "k8s,bgp"). */
+  /**
+   * Calico's CLUSTER_TYPE (e.g. "k8s,bgp"): spec.clusterType when the ClusterInformation is
+   * created, and merged into an existing one as libcalico-go's ensureClusterInformation merges it
+   * (the comma-separated types not there yet appended in order).
+   */
   readonly clusterType?: string;
   readonly now?: () => Date;
 }
 
 /**
- * Sets ClusterInformation "default" spec.datastoreReady to true: created when absent (with a new
- * clusterGUID: 32 hex digits, as Calico generates it), else updated by compare-and-swap, keeping
- * its other fields (and filling a missing clusterGUID). Returns the entry as it is now.
+ * Initialises ClusterInformation "default" as calico-node's EnsureInitialized does: created when
+ * absent (a new clusterGUID of 32 hex digits, clusterType, datastoreReady true); else a missing
+ * clusterGUID filled, clusterType merged and an absent datastoreReady set to true, by
+ * compare-and-swap, its other fields kept. spec.calicoVersion is never written: podway is not a
+ * Calico release, and calicoctl refuses to work (version mismatch) against a cluster whose
+ * calicoVersion differs from its own; one calico-node wrote is left as it is.
+ * A datastoreReady set to false (`calicoctl datastore migrate lock`) is left false, as Calico
+ * leaves it: `locked` is true then, and the caller waits rather than unlock the datastore.
  * A clusterGUID once written is never changed: it names the datastore, and the etcd watch takes
  * another GUID after a reconnection for another store (kv/cluster-guid.ts, kv/etcd-kv.ts); nodes
  * racing to create or fill it end with the one that won the compare-and-swap.
  */
-export async function markDatastoreReady(kv: KvStore, options: DatastoreReadyOptions = {}): Promise<{ action: RegistrationAction; entry: KvEntry }> {
+export async function markDatastoreReady(kv: KvStore, options: DatastoreReadyOptions = {}): Promise<{ action: RegistrationAction; entry: KvEntry; locked: boolean }> {
   const info = kindInfo('ClusterInformation')!;
   const id = { info, name: 'default' };
   const now = options.now ?? (() => new Date());
+  const clusterType = (options.clusterType ?? '').replace(/,+$/, '');
   for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
     const current = await kv.get(CLUSTER_INFORMATION_KEY);
     if (!current) {
       const spec: JsonObject = { clusterGUID: randomBytes(16).toString('hex') };
-      if (options.clusterType) spec.clusterType = options.clusterType;
+      if (clusterType) spec.clusterType = clusterType;
       spec.datastoreReady = true;
       const obj = { kind: 'ClusterInformation', apiVersion: CALICO_API_VERSION, metadata: { name: 'default' }, spec };
       const entry = await kv.create(CLUSTER_INFORMATION_KEY, JSON.stringify(objectForStorage(obj, id, randomUUID(), calicoTimestamp(now()))));
-      if (entry) return { action: 'created', entry };
+      if (entry) return { action: 'created', entry, locked: false };
       continue;
     }
     const existing = storedObject(current.value, `markDatastoreReady: ${CLUSTER_INFORMATION_KEY}`);
     const spec: JsonObject = { ...(isMapping(existing.spec) ? existing.spec : {}) };
-    if (spec.datastoreReady === true && typeof spec.clusterGUID === 'string' && spec.clusterGUID !== '') {
-      return { action: 'unchanged', entry: current };
+    let changed = false;
+    if (typeof spec.clusterGUID !== 'string' || spec.clusterGUID === '') {
+      spec.clusterGUID = randomBytes(16).toString('hex');
+      changed = true;
     }
-    if (typeof spec.clusterGUID !== 'string' || spec.clusterGUID === '') spec.clusterGUID = randomBytes(16).toString('hex');
-    spec.datastoreReady = true;
+    if (spec.datastoreReady === undefined || spec.datastoreReady === null) {
+      spec.datastoreReady = true;
+      changed = true;
+    }
+    if (clusterType) {
+      const have = typeof spec.clusterType === 'string' && spec.clusterType !== '' ? spec.clusterType.split(',') : [];
+      const add = clusterType.split(',').filter((t) => !have.includes(t));
+      if (add.length > 0) {
+        spec.clusterType = [...have, ...add].join(',');
+        changed = true;
+      }
+    }
+    const locked = spec.datastoreReady === false;
+    if (!changed) return { action: 'unchanged', entry: current, locked };
     const meta = isMapping(existing.metadata) ? existing.metadata : {};
     const uid = typeof meta.uid === 'string' && meta.uid ? meta.uid : randomUUID();
     const created = typeof meta.creationTimestamp === 'string' ? meta.creationTimestamp : calicoTimestamp(now());
     const value = objectForStorage({ ...existing, spec }, id, uid, created);
     const entry = await kv.update(CLUSTER_INFORMATION_KEY, JSON.stringify(value), current.modRevision);
-    if (entry) return { action: 'updated', entry };
+    if (entry) return { action: 'updated', entry, locked };
   }
   throw new Error(`markDatastoreReady: ${CLUSTER_INFORMATION_KEY} kept changing under us (${CAS_ATTEMPTS} attempts)`);
 }

@@ -127,27 +127,45 @@ test('registerNode refuses bad input before writing', async () => {
   }
 });
 
-test('markDatastoreReady: created with a clusterGUID; an existing not-ready one is updated keeping its fields; then unchanged', async () => {
+test('markDatastoreReady as EnsureInitialized: created with a clusterGUID; an absent datastoreReady set true, clusterType merged; a locked (false) datastore left locked; calicoVersion never written', async () => {
   const { kv } = store();
   try {
-    const created = await markDatastoreReady(kv, { clusterType: 'podway' });
+    const created = await markDatastoreReady(kv, { clusterType: 'k8s,bgp' });
     assert.is(created.action, 'created');
+    assert.is(created.locked, false);
     const v = JSON.parse(created.entry.value);
     assert.equal(Object.keys(v), ['kind', 'apiVersion', 'metadata', 'spec']);
     assert.is(v.kind, 'ClusterInformation');
     assert.is(v.metadata.name, 'default');
     assert.match(v.spec.clusterGUID, /^[0-9a-f]{32}$/);
     assert.equal(Object.keys(v.spec), ['clusterGUID', 'clusterType', 'datastoreReady']);
+    assert.is(v.spec.clusterType, 'k8s,bgp');
     assert.is(v.spec.datastoreReady, true);
     assert.is((await markDatastoreReady(kv)).action, 'unchanged');
+    assert.is((await markDatastoreReady(kv, { clusterType: 'bgp,k8s' })).action, 'unchanged', 'types already there');
 
-    const cur = (await kv.get(CLUSTER_INFORMATION_KEY))!;
-    const paused = { ...v, spec: { ...v.spec, calicoVersion: 'v3.28.0', datastoreReady: false } };
-    await kv.update(CLUSTER_INFORMATION_KEY, JSON.stringify(paused), cur.modRevision);
+    // `calicoctl datastore migrate lock`: datastoreReady false stays false (Calico leaves it so)
+    let cur = (await kv.get(CLUSTER_INFORMATION_KEY))!;
+    const locked = { ...v, spec: { ...v.spec, calicoVersion: 'v3.28.0', datastoreReady: false } };
+    await kv.update(CLUSTER_INFORMATION_KEY, JSON.stringify(locked), cur.modRevision);
+    const stays = await markDatastoreReady(kv);
+    assert.is(stays.action, 'unchanged');
+    assert.is(stays.locked, true);
+    assert.is(JSON.parse((await kv.get(CLUSTER_INFORMATION_KEY))!.value).spec.datastoreReady, false);
+    const merged = await markDatastoreReady(kv, { clusterType: 'k8s,bgp,typha,' });
+    assert.is(merged.action, 'updated');
+    assert.is(merged.locked, true);
+    assert.equal(JSON.parse(merged.entry.value).spec, { clusterGUID: v.spec.clusterGUID, clusterType: 'k8s,bgp,typha', calicoVersion: 'v3.28.0', datastoreReady: false });
+
+    // no datastoreReady at all: set true, the rest kept (calicoVersion as calico-node wrote it)
+    cur = (await kv.get(CLUSTER_INFORMATION_KEY))!;
+    const { datastoreReady: _drop, ...noReady } = JSON.parse(cur.value).spec;
+    await kv.update(CLUSTER_INFORMATION_KEY, JSON.stringify({ ...v, spec: noReady }), cur.modRevision);
     const updated = await markDatastoreReady(kv);
     assert.is(updated.action, 'updated');
+    assert.is(updated.locked, false);
     const u = JSON.parse(updated.entry.value);
-    assert.equal(u.spec, { clusterGUID: v.spec.clusterGUID, clusterType: 'podway', calicoVersion: 'v3.28.0', datastoreReady: true });
+    assert.equal(u.spec, { clusterGUID: v.spec.clusterGUID, clusterType: 'k8s,bgp,typha', calicoVersion: 'v3.28.0', datastoreReady: true });
     assert.is(u.metadata.uid, v.metadata.uid);
   } finally {
     await kv.close();

@@ -701,11 +701,11 @@ async function assignCommand(o: AssignOpts, out: Out): Promise<void> {
   const handleId = o.handle ?? null;
   await withIpam(o, true, async (ipam) => {
     if (o.ip !== undefined) {
-      await ipam.assignIp({ ip: o.ip, handleId, attrs, node: o.node });
+      await ipam.assignIp({ ip: o.ip, handleId, attrs, node: o.node, use: 'Workload' });
       out(`${o.ip}\n`);
       return;
     }
-    const r = await ipam.autoAssign({ node: o.node, count, handleId, attrs, pools: o.pool.length ? o.pool : undefined, version: o.ipv6 ? 6 : 4 });
+    const r = await ipam.autoAssign({ node: o.node, count, handleId, attrs, pools: o.pool.length ? o.pool : undefined, version: o.ipv6 ? 6 : 4, use: 'Workload' });
     // What was assigned is printed even on a shortfall: those addresses are held until released.
     for (const ip of r.ips) out(`${ip}\n`);
     if (r.ips.length < count) {

@@ -317,11 +317,11 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
                 throw new CniError(CNI_CODES.IP_UNAVAILABLE, `${requested.source}: ${ip} is already in use (${who})`);
               }
               try {
-                await ipam.assignIp({ ip, handleId: handle, attrs, node: conf.nodename });
+                await ipam.assignIp({ ip, handleId: handle, attrs, node: conf.nodename, use: 'Workload' });
               } catch (e) {
                 const m = (e as Error).message;
-                // Outside every enabled pool, in another node's block under strict_affinity, taken meanwhile.
-                if (/not in an enabled IP pool|strict_affinity|already assigned/.test(m)) throw new CniError(CNI_CODES.IP_UNAVAILABLE, `${requested.source}: ${m}`);
+                // Outside every enabled pool, in a pool not for pods, in another node's block under strict_affinity, taken meanwhile.
+                if (/not in an enabled IP pool|not allowed for use|strict_affinity|already assigned/.test(m)) throw new CniError(CNI_CODES.IP_UNAVAILABLE, `${requested.source}: ${m}`);
                 throw e;
               }
               ips.push(ip);
@@ -329,7 +329,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
             return;
           }
           for (const version of families) {
-            const got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version });
+            const got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version, use: 'Workload' });
             if (got.ips.length > 0) { ips.push(got.ips[0]); continue; }
             // Unset assign_ipv6 means "if the cluster has IPv6 for this node": none is no error.
             if (version === 6 && conf.assignIpv6 === 'auto' && got.noPool) continue;
@@ -621,7 +621,7 @@ async function status(env: CniEnv, conf: NetConf, stdin: string): Promise<void> 
         const ipam = new Ipam(kv);
         const required: (4 | 6)[] = [...(conf.assignIpv4 ? [4 as const] : []), ...(conf.assignIpv6 === true ? [6 as const] : [])];
         for (const v of required) {
-          if (!(await ipam.listPools(v)).some((p) => !p.disabled)) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} has no enabled IPv${v} pool to assign pod addresses from`);
+          if (!(await ipam.listPools(v)).some((p) => !p.disabled && p.allowedUses.includes('Workload'))) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} has no enabled IPv${v} pool allowing Workload use to assign pod addresses from`);
         }
       }
     });

@@ -33,6 +33,13 @@ export const IGNORED_KINDS: ReadonlySet<string> = new Set([
 export const ENCAP_MODES = ['Never', 'Always', 'CrossSubnet'] as const;
 export type EncapMode = (typeof ENCAP_MODES)[number];
 
+/**
+ * IPPool spec.allowedUses values (Calico's IPPoolAllowedUse). Absent or empty means
+ * [Workload, Tunnel], as libcalico-go's convertIpPoolFromStorage defaults it.
+ */
+export const POOL_USES = ['Workload', 'Tunnel', 'LoadBalancer'] as const;
+export type PoolUse = (typeof POOL_USES)[number];
+
 const quoted = (v: unknown): string => JSON.stringify(v);
 
 /** A resource name: a lowercase DNS name, as Kubernetes and Calico require. */
@@ -110,9 +117,27 @@ const ipPoolSpec = z
     disabled: z.boolean().default(false),
     disableBGPExport: z.boolean().default(false),
     nodeSelector: z.string().default('all()'),
+    // Which addresses IPAM may take from the pool: pod addresses (Workload), tunnel addresses
+    // (Tunnel); LoadBalancer pools are for service addresses, which podway does not assign.
+    allowedUses: z.array(z.string()).optional(),
   })
   .check((ctx) => {
     const spec = ctx.value;
+    // As libcalico-go's validateIPPoolSpec (lib/validator/v3): every use one of the three, and
+    // LoadBalancer neither combined with Workload/Tunnel nor on an encapsulated pool.
+    const uses = spec.allowedUses ?? [];
+    uses.forEach((u, i) => {
+      if (!(POOL_USES as readonly string[]).includes(u)) {
+        ctx.issues.push({ code: 'custom', path: ['allowedUses', i], input: u, message: `unknown use ${quoted(u)}: expected one of ${POOL_USES.join(', ')}` });
+      }
+    });
+    if (uses.includes('LoadBalancer')) {
+      const other = uses.find((u) => u === 'Workload' || u === 'Tunnel');
+      if (other) ctx.issues.push({ code: 'custom', path: ['allowedUses'], input: uses, message: `LoadBalancer cannot be used at the same time as ${other}` });
+      if (spec.ipipMode !== 'Never' || spec.vxlanMode !== 'Never') {
+        ctx.issues.push({ code: 'custom', path: ['allowedUses'], input: uses, message: 'a LoadBalancer pool cannot have ipipMode or vxlanMode enabled' });
+      }
+    }
     const isV6 = spec.cidr.includes(':');
     let sizeOk = true;
     if (spec.blockSize !== undefined) {

@@ -51,7 +51,7 @@ export interface TunnelReconcileOptions {
   readonly assignV6: boolean;
 }
 
-interface PoolJson { metadata?: { deletionTimestamp?: string }; spec?: { vxlanMode?: string; allowedUses?: string[] } }
+interface PoolJson { metadata?: { deletionTimestamp?: string }; spec?: { vxlanMode?: string } }
 
 /**
  * CIDRs of the pools that call for a VXLAN tunnel address of `version` on this node: `keep`, in
@@ -67,10 +67,9 @@ async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion)
   for (const e of (await kv.list(IPPOOL_PREFIX)).entries) {
     const pool = decodePool(e.value, e.key);
     const raw = JSON.parse(e.value) as PoolJson;
-    const uses = raw.spec?.allowedUses ?? [];
     if (pool.cidr.version !== version || raw.metadata?.deletionTimestamp) continue;
     if (raw.spec?.vxlanMode !== 'Always' && raw.spec?.vxlanMode !== 'CrossSubnet') continue;
-    if (uses.length > 0 && !uses.includes('Tunnel')) continue;
+    if (!pool.allowedUses.includes('Tunnel')) continue;
     // a stored selector that cannot be parsed: an address of ours there stays, none is taken there
     if (pool.selectorError !== undefined) {
       keep.push(pool.cidr);
@@ -163,7 +162,7 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
       const r = await ipam.releaseIfHeld(addr, (h) => (h && h.handleId === null && !h.secondary ? null : 'held by someone else'));
       try {
         if (r.outcome === 'released' && inside(addr, keep)) {
-          await ipam.assignIp({ ip: addr, handleId: handle, attrs: { node, type, timestamp: new Date().toISOString() }, node });
+          await ipam.assignIp({ ip: addr, handleId: handle, attrs: { node, type, timestamp: new Date().toISOString() }, node, use: 'Tunnel' });
           return { outcome: { addr, action: 'kept', released: [] } };
         }
       } catch {
@@ -180,7 +179,7 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
     // is enabled (`podway status` says so while the node has blocks that need one).
     return { outcome: { addr: null, action: addr !== null || released.length > 0 ? 'released' : 'none', released }, write: addr === null ? undefined : null };
   }
-  const r = await ipam.autoAssign({ node, count: 1, handleId: handle, attrs: { node, type, timestamp: new Date().toISOString() }, version, pools: assign.map((c) => c.text) });
+  const r = await ipam.autoAssign({ node, count: 1, handleId: handle, attrs: { node, type, timestamp: new Date().toISOString() }, version, pools: assign.map((c) => c.text), use: 'Tunnel' });
   if (r.ips.length === 0) throw new Error(`node ${node}: no IPv${version} VXLAN tunnel address: ${(r.errors ?? []).join('; ')}`);
   return { outcome: { addr: r.ips[0], action: 'assigned', released }, write: r.ips[0] };
 }

@@ -31,7 +31,7 @@ test('an IPv6 pool with natOutgoing is kept, with no warning (podway masquerades
     'cluster.yaml: document 1 (IPPool p): spec.blockSize: expected 116 to 128 for an IPv6 pool, got 26');
 });
 
-test('keeps disableBGPExport and nodeSelector; drops fields podway does not use', () => {
+test('keeps disableBGPExport, nodeSelector and allowedUses; drops fields podway does not use', () => {
   const raw = pool('p', '10.244.0.0/16', { disableBGPExport: true, nodeSelector: "zone == 'a'", allowedUses: ['Workload'] });
   (raw.metadata as Record<string, unknown>).uid = 'abc';
   (raw.metadata as Record<string, unknown>).creationTimestamp = '2024-01-01T00:00:00Z';
@@ -39,7 +39,18 @@ test('keeps disableBGPExport and nodeSelector; drops fields podway does not use'
   assert.is(s.ipPools[0]!.spec.disableBGPExport, true);
   assert.is(s.ipPools[0]!.spec.nodeSelector, "zone == 'a'");
   assert.equal(s.ipPools[0]!.metadata, { name: 'p' });
-  assert.not.ok('allowedUses' in s.ipPools[0]!.spec);
+  assert.equal(s.ipPools[0]!.spec.allowedUses, ['Workload']);
+  assert.not.ok('uid' in s.ipPools[0]!.metadata);
+});
+
+test('IPPool allowedUses: values and combinations libcalico-go validateIPPoolSpec refuses are refused, naming the field', () => {
+  assert.is(errorOf(yamlOf(pool('p', '10.244.0.0/16', { allowedUses: ['Workload', 'workload'] }))),
+    'cluster.yaml: document 1 (IPPool p): spec.allowedUses[1]: unknown use "workload": expected one of Workload, Tunnel, LoadBalancer');
+  assert.is(errorOf(yamlOf(pool('p', '10.244.0.0/16', { allowedUses: ['LoadBalancer', 'Tunnel'] }))),
+    'cluster.yaml: document 1 (IPPool p): spec.allowedUses: LoadBalancer cannot be used at the same time as Tunnel');
+  assert.is(errorOf(yamlOf(pool('p', '10.244.0.0/16', { allowedUses: ['LoadBalancer'], vxlanMode: 'Always' }))),
+    'cluster.yaml: document 1 (IPPool p): spec.allowedUses: a LoadBalancer pool cannot have ipipMode or vxlanMode enabled');
+  assert.equal(snapshotOf(pool('p', '10.244.0.0/16', { allowedUses: ['Tunnel'] })).ipPools[0]!.spec.allowedUses, ['Tunnel']);
 });
 
 test('WorkloadEndpoint: interfaceType defaults to veth, accepts tap/tun, MAC lower-cased', () => {

@@ -6,7 +6,7 @@ export {
   blockInconsistencies, DATASTORE_RETRIES, Ipam,
 } from './ipam';
 export type {
-  AssignIpRequest, AutoAssignRequest, AutoAssignResult, BlockUsage, IpamOptions, IpamProblem, IpamProblemKind,
+  AssignIpRequest, AssignUse, AutoAssignRequest, AutoAssignResult, BlockUsage, IpamOptions, IpamProblem, IpamProblemKind,
   NodeBlock, PoolUsage, ReleaseResult, RouteInputs,
 } from './ipam';
 export * from './keys';

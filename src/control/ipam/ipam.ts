@@ -52,13 +52,21 @@ export interface AutoAssignRequest {
   readonly pools?: readonly string[];
   /** IP version to assign (Calico's Num4/Num6 of AutoAssignArgs, one per call); default 4. */
   readonly version?: IpVersion;
+  /**
+   * What the addresses are for (Calico's IntendedUse): only pools whose allowedUses hold it are
+   * used. Default Workload (pod addresses); tunnel addresses ask for Tunnel.
+   */
+  readonly use?: AssignUse;
 }
+
+/** The uses podway assigns addresses for (LoadBalancer pools are never assigned from). */
+export type AssignUse = 'Workload' | 'Tunnel';
 
 export interface AutoAssignResult {
   /** Assigned addresses (possibly fewer than asked; then `errors` says why). */
   readonly ips: string[];
   readonly errors?: string[];
-  /** Set when no enabled pool of the version selects the node (nothing to assign from, not a shortage). */
+  /** Set when no enabled pool of the version selects the node and allows the use (nothing to assign from, not a shortage). */
   readonly noPool?: true;
 }
 
@@ -67,6 +75,8 @@ export interface AssignIpRequest {
   readonly handleId: string | null;
   readonly attrs?: Readonly<Record<string, string>>;
   readonly node: string;
+  /** When given, the address's pool must allow this use (as Calico's AssignIP with IntendedUse). */
+  readonly use?: AssignUse;
 }
 
 export interface ReleaseResult {
@@ -206,8 +216,11 @@ export class Ipam {
     return decodeNodeLabels(e.value, key);
   }
 
-  /** Enabled pools for this request: the requested ones, or every pool whose nodeSelector matches. */
-  private choosePools(all: PoolInfo[], requested: readonly string[] | undefined, labels: Labels): PoolInfo[] {
+  /**
+   * Enabled pools that select the node: the requested ones, or every pool whose nodeSelector
+   * matches (libcalico-go's determinePools). The caller then keeps those allowing the use.
+   */
+  private selectingPools(all: PoolInfo[], requested: readonly string[] | undefined, labels: Labels): PoolInfo[] {
     const enabled = all.filter((p) => !p.disabled);
     if (requested && requested.length > 0) {
       // As in Calico, explicitly requested pools are used whatever their nodeSelector says.
@@ -488,13 +501,22 @@ export class Ipam {
     if (version !== 4 && version !== 6) throw new Error(`version must be 4 or 6, got ${String(version)}`);
     const attrs = noAttrs(req.attrs);
     const handleId = req.handleId === null ? null : sanitizeHandle(req.handleId);
+    const use = req.use ?? 'Workload';
+    if (use !== 'Workload' && use !== 'Tunnel') throw new Error(`use must be Workload or Tunnel, got ${String(use)}`);
     // The IPReservations are read once for the whole call, as Calico's autoAssign reads them.
     const [config, allPools, labels, reserved] = await Promise.all([this.getConfig(), this.listPools(version), this.nodeLabels(node), readReservations(this.kv, version)]);
-    const pools = this.choosePools(allPools, req.pools, labels);
+    const selecting = this.selectingPools(allPools, req.pools, labels);
+    // Only pools whose allowedUses hold the use, requested ones included (libcalico-go's
+    // prepareAffinityBlocksForHost through filterPoolsByUse): a [Tunnel] pool gives no pod address.
+    const pools = selecting.filter((p) => p.allowedUses.includes(use));
     const poolList = `[${pools.map((p) => p.cidr.text).join(', ')}]`;
-    if (pools.length === 0) {
+    if (selecting.length === 0) {
       const enabled = allPools.filter((p) => !p.disabled).map((p) => `${p.name} (${p.cidr.text}, ${p.selectorError ?? `nodeSelector ${JSON.stringify(p.nodeSelector.text)}`})`);
       return { ips: [], noPool: true, errors: [`no enabled IPv${version} pool selects node ${node}; enabled pools: ${enabled.length ? enabled.join(', ') : 'none'}`] };
+    }
+    if (pools.length === 0) {
+      const others = selecting.map((p) => `${p.name} (${p.cidr.text}, allowedUses [${p.allowedUses.join(', ')}])`);
+      return { ips: [], noPool: true, errors: [`no enabled IPv${version} pool for node ${node} allows use ${use}; pools selecting it: ${others.join(', ')}`] };
     }
     if (req.count === 0) return { ips: [] };
 
@@ -650,7 +672,8 @@ export class Ipam {
    * What it checks is what libcalico-go's ipamClient.AssignIP checks, no more: the address must be
    * in an enabled pool (blockReaderWriter.getPoolForIP over poolAccessor.GetEnabledPools, whose
    * filterIPPool skips disabled pools), free in its block, and in a block affine to this node when
-   * strict_affinity is set (allocationBlock.assign). It does not look at the pool's nodeSelector
+   * strict_affinity is set (allocationBlock.assign), and, when the caller names a use (its
+   * IntendedUse), in a pool whose allowedUses hold it. It does not look at the pool's nodeSelector
    * (only autoAssign's prepareAffinityBlocksForHost does) nor at IPReservations (only autoAssign
    * and EnsureBlock call getReservedIPs: reservations keep addresses from automatic assignment,
    * as Calico's IPReservation reference says), so a given address in a reserved range or in a pool
@@ -668,6 +691,10 @@ export class Ipam {
       // Calico says only "not in a configured pool"; the disabled pool that holds it is named here.
       const off = pools.find((p) => p.disabled && netContains(p.cidr, parsed.value));
       throw new Error(`${req.ip} is not in an enabled IP pool${off ? ` (it is in IP pool ${off.name}, ${off.cidr.text}, which is disabled)` : ''}`);
+    }
+    // libcalico-go's AssignIP: the pool must allow the caller's IntendedUse, when it names one.
+    if (req.use !== undefined && !pool.allowedUses.includes(req.use)) {
+      throw new Error(`${req.ip} is in IP pool ${pool.name}, which is not allowed for use ${req.use} (allowedUses [${pool.allowedUses.join(', ')}])`);
     }
     const config = await this.getConfig();
     const cidr = makeNet(parsed.version, parsed.value, pool.blockSize);

@@ -4,11 +4,15 @@
 //   IPAMConfig     {"strict_affinity"?,"auto_allocate_blocks"?,"maxBlocksPerHost"?} (all omitempty)
 // and the v3 resources IPAM reads (IPPool, Node), parsed with podway's own schemas.
 import { AFFINITY_STATES, AffinityState, CALICO_API_VERSION } from '../resource-names';
+import type { PoolUse } from '../resources';
 import { compareGoStrings, goString, GoJsonValue, parseGoJson } from './gojson';
 import { IpNet, parseNet } from './net';
 import { Labels, Selector } from './selector';
 
-export type { AffinityState };
+export type { AffinityState, PoolUse };
+
+/** libcalico-go's default for a pool without allowedUses (kept here: records.ts loads zod lazily). */
+const DEFAULT_POOL_USES: readonly PoolUse[] = ['Workload', 'Tunnel'];
 
 /** resources.ts (zod schemas), required when a pool or node is first decoded: releasing an
  * address (the CNI plugin's DEL) decodes neither and so does not load zod. */
@@ -98,6 +102,8 @@ export interface PoolInfo {
   readonly nodeSelector: Selector;
   /** The stored nodeSelector could not be parsed (the pool then selects no node). */
   readonly selectorError?: string;
+  /** spec.allowedUses, [Workload, Tunnel] when absent or empty (libcalico-go's convertIpPoolFromStorage). */
+  readonly allowedUses: readonly PoolUse[];
 }
 
 /** Fills in apiVersion/kind when a stored value leaves them out, so the schema can check the rest. */
@@ -121,7 +127,9 @@ export function decodePool(text: string, key: string): PoolInfo {
     nodeSelector = new Selector('!all()');
     selectorError = `${key}: spec.nodeSelector: ${(e as Error).message}: the pool selects no node`;
   }
-  return { name: pool.metadata.name, cidr, blockSize: pool.spec.blockSize, disabled: pool.spec.disabled, nodeSelector, ...(selectorError ? { selectorError } : {}) };
+  const uses = pool.spec.allowedUses as PoolUse[] | undefined;
+  const allowedUses = uses && uses.length > 0 ? uses : DEFAULT_POOL_USES;
+  return { name: pool.metadata.name, cidr, blockSize: pool.spec.blockSize, disabled: pool.spec.disabled, nodeSelector, ...(selectorError ? { selectorError } : {}), allowedUses };
 }
 
 /**

@@ -1,0 +1,76 @@
+// How IPAM reads IP pools, against a real etcd (test/helpers/etcd.ts starts one on loopback for
+// this file and stops it by PID): spec.allowedUses decides which pools give pod (Workload) and
+// tunnel (Tunnel) addresses, as libcalico-go's filterPoolsByUse does.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { KvStore } from '../../../src/control/kv/kv';
+import { Ipam } from '../../../src/control/ipam/ipam';
+import { IPPOOL_PREFIX } from '../../../src/control/ipam/keys';
+import { netContains, parseIp, parseNet } from '../../../src/control/ipam/net';
+import { etcdForFile } from '../../helpers/etcd';
+import { poolValue, setup } from './helpers';
+
+const open = etcdForFile(test);
+
+/** Every key of the previous test gone: each test starts from an empty datastore. */
+async function emptied(): Promise<KvStore> {
+  const kv = open();
+  for (const e of (await kv.list('/calico/')).entries) await kv.delete(e.key, e.modRevision);
+  return kv;
+}
+
+const inNet = (ip: string, cidr: string): boolean => {
+  const a = parseIp(ip);
+  const n = parseNet(cidr);
+  return a !== null && n !== null && netContains(n, a.value);
+};
+
+test('allowedUses: pod addresses only from Workload pools, tunnel addresses only from Tunnel pools', async () => {
+  const kv = await emptied();
+  await setup(kv, {
+    pools: [
+      { name: 'tunnels', cidr: '10.251.0.0/24', spec: { allowedUses: ['Tunnel'] } },
+      { name: 'pods', cidr: '10.252.0.0/24', spec: { allowedUses: ['Workload'] } },
+    ],
+    nodes: ['node1'],
+  });
+  const ipam = new Ipam(kv, { blockSearch: 'sequential' });
+  // Default use (what the CNI ADD and `ipam assign` ask for) is Workload.
+  const pods = await ipam.autoAssign({ node: 'node1', count: 5, handleId: 'h-pods', attrs: { node: 'node1' } });
+  assert.is(pods.errors, undefined);
+  assert.is(pods.ips.length, 5);
+  for (const ip of pods.ips) assert.ok(inNet(ip, '10.252.0.0/24'), `${ip} is a pod address from the Workload pool`);
+  const tunnel = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h-tun', attrs: { node: 'node1' }, use: 'Tunnel' });
+  assert.is(tunnel.ips.length, 1);
+  assert.ok(inNet(tunnel.ips[0]!, '10.251.0.0/24'), `${tunnel.ips[0]} is a tunnel address from the Tunnel pool`);
+
+  // The Workload pool disabled: the Tunnel-only pool still gives no pod address, asked for or not.
+  const podsKey = IPPOOL_PREFIX + 'pods';
+  const cur = (await kv.get(podsKey))!;
+  assert.ok(await kv.update(podsKey, poolValue('pods', '10.252.0.0/24', { allowedUses: ['Workload'], disabled: true }), cur.modRevision));
+  const none = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h-none', attrs: { node: 'node1' } });
+  assert.equal(none.ips, []);
+  assert.is(none.noPool, true);
+  assert.match(none.errors!.join('; '), 'no enabled IPv4 pool for node node1 allows use Workload; pools selecting it: tunnels (10.251.0.0/24, allowedUses [Tunnel])');
+  const named = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h-none', attrs: { node: 'node1' }, pools: ['tunnels'] });
+  assert.equal(named.ips, []);
+  assert.is(named.noPool, true);
+  // A given address in the Tunnel pool is refused for a pod, taken for a tunnel.
+  try {
+    await ipam.assignIp({ ip: '10.251.0.9', handleId: 'h-ip', node: 'node1', use: 'Workload' });
+    assert.unreachable('10.251.0.9 is in a Tunnel-only pool');
+  } catch (e) {
+    assert.match((e as Error).message, '10.251.0.9 is in IP pool tunnels, which is not allowed for use Workload (allowedUses [Tunnel])');
+  }
+  await ipam.assignIp({ ip: '10.251.0.9', handleId: 'h-ip', node: 'node1', use: 'Tunnel' });
+  assert.ok(await ipam.allocationOf('10.251.0.9'));
+
+  // A pool without allowedUses allows both (Calico's default [Workload, Tunnel]).
+  await setup(kv, { pools: [{ name: 'both', cidr: '10.253.0.0/24' }] });
+  const both = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h-both', attrs: { node: 'node1' } });
+  assert.ok(inNet(both.ips[0]!, '10.253.0.0/24'), `${both.ips[0]} from the default pool`);
+  const bothTunnel = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h-both-t', attrs: { node: 'node1' }, use: 'Tunnel', pools: ['both'] });
+  assert.ok(inNet(bothTunnel.ips[0]!, '10.253.0.0/24'), `${bothTunnel.ips[0]} tunnel address from the default pool`);
+});
+
+test.run();

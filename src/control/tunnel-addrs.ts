@@ -65,7 +65,14 @@ async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion)
   const keep: IpNet[] = [];
   const assign: IpNet[] = [];
   for (const e of (await kv.list(IPPOOL_PREFIX)).entries) {
-    const pool = decodePool(e.value, e.key);
+    // A pool that fails its schema (another tool's `ipipMode: always`) is skipped, not fatal: no
+    // tunnel address comes from it (IPAM skips it too) and `podway run` warns about it.
+    let pool: ReturnType<typeof decodePool>;
+    try {
+      pool = decodePool(e.value, e.key);
+    } catch {
+      continue;
+    }
     const raw = JSON.parse(e.value) as PoolJson;
     if (pool.cidr.version !== version || raw.metadata?.deletionTimestamp) continue;
     if (raw.spec?.vxlanMode !== 'Always' && raw.spec?.vxlanMode !== 'CrossSubnet') continue;
@@ -190,7 +197,9 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
  * Node has none). Idempotent: run at start and whenever pools or the node change.
  */
 export async function reconcileVxlanTunnelAddrs(kv: KvStore, node: string, opts: TunnelReconcileOptions): Promise<{ v4: TunnelOutcome; v6: TunnelOutcome }> {
-  const ipam = new Ipam(kv);
+  // podway run, the caller, logs a stored pool it cannot read (its datastore skips it too); IPAM's
+  // own stderr line would only repeat it outside the log.
+  const ipam = new Ipam(kv, { warn: () => undefined });
   // each family is written as soon as it is decided: an IPv6 failure must not lose the IPv4 result
   const v4 = await reconcileOne(kv, ipam, node, 4, true);
   if (v4.write !== undefined) await writeField(kv, node, 4, v4.write);

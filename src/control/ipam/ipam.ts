@@ -18,7 +18,7 @@ import {
   affinityKey, BLOCK_PREFIX, blockKey, blockPrefix, checkSegment, handleKey,
   IPAM_CONFIG_KEY, IPAM_PREFIX, IPPOOL_PREFIX, nodeAffinityPrefix, nodeKey, parseAffinityKey, parseBlockKey, parseHandleKey,
 } from './keys';
-import { IpNet, IpVersion, makeNet, netContains, netContainsNet, netSize, parseIp, parseNet } from './net';
+import { IpNet, IpVersion, makeNet, netContains, netContainsNet, netSize, netsOverlap, parseIp, parseNet } from './net';
 import {
   AffinityState, decodeAffinity, decodeHandle, decodeIpamConfig, decodeNodeLabels, decodePool, DEFAULT_IPAM_CONFIG,
   DEFAULT_MAX_BLOCKS_PER_HOST, encodeAffinity, encodeHandle, HandleBlocks, IpamConfig, PoolInfo,
@@ -39,6 +39,20 @@ export interface IpamOptions {
    */
   readonly blockSearch?: 'spread' | 'sequential';
   readonly retries?: number;
+  /**
+   * Where a stored IPPool IPAM cannot read is reported (it is skipped, once per pool and
+   * instance). Default: a "podway: warning: ..." line on stderr.
+   */
+  readonly warn?: (message: string) => void;
+}
+
+/** A stored IPPool IPAM skips: it failed its schema (e.g. `ipipMode: always` written by another tool). */
+export interface SkippedPool {
+  readonly key: string;
+  /** Why, naming the key and the field. */
+  readonly message: string;
+  /** Its spec.cidr when that at least parses: no address inside it is handed out through another pool. */
+  readonly cidr: IpNet | null;
 }
 
 export interface AutoAssignRequest {
@@ -182,9 +196,13 @@ export class Ipam {
   private readonly retries: number;
   /** Per node, the tail of this instance's block claims (see claimSerially). */
   private readonly claims = new Map<string, Promise<void>>();
+  private readonly warn: (message: string) => void;
+  /** Keys of the skipped pools already warned about (once per instance). */
+  private readonly warned = new Set<string>();
 
   constructor(readonly kv: KvStore, options: IpamOptions = {}) {
     this.now = options.now ?? (() => new Date());
+    this.warn = options.warn ?? ((m) => void process.stderr.write(`podway: warning: ${m}\n`));
     this.spread = (options.blockSearch ?? 'spread') === 'spread';
     this.retries = options.retries ?? DATASTORE_RETRIES;
   }
@@ -203,10 +221,40 @@ export class Ipam {
     }
   }
 
-  /** All pools of one IP version (of both when `version` is not given), enabled or not. */
+  /**
+   * All pools of one IP version (of both when `version` is not given), enabled or not, that IPAM
+   * can read; a stored pool that fails its schema is left out with a warning (see readPools).
+   */
   async listPools(version?: IpVersion): Promise<PoolInfo[]> {
+    return (await this.readPools(version)).pools;
+  }
+
+  /**
+   * The pools, and the stored ones IPAM skips. One pool another tool wrote with a value podway
+   * does not accept (`ipipMode: always`: Calico's validator refuses it too, case-sensitively)
+   * must not stop every assignment on every node: it is skipped with a warning naming it and the
+   * field, as `podway run` skips it, and nothing inside its CIDR is handed out (see `excluded`).
+   */
+  async readPools(version?: IpVersion): Promise<{ pools: PoolInfo[]; skipped: SkippedPool[] }> {
     const list = await this.kv.list(IPPOOL_PREFIX);
-    return list.entries.map((e) => decodePool(e.value, e.key)).filter((p) => version === undefined || p.cidr.version === version);
+    const pools: PoolInfo[] = [];
+    const skipped: SkippedPool[] = [];
+    for (const e of list.entries) {
+      try {
+        const p = decodePool(e.value, e.key);
+        if (version === undefined || p.cidr.version === version) pools.push(p);
+      } catch (err) {
+        const cidr = storedCidr(e.value);
+        if (version !== undefined && cidr !== null && cidr.version !== version) continue;
+        const message = `${(err as Error).message}: IPAM skips this pool (no address inside ${cidr?.text ?? 'it'} is assigned)`;
+        skipped.push({ key: e.key, message, cidr });
+        if (!this.warned.has(e.key)) {
+          this.warned.add(e.key);
+          this.warn(message);
+        }
+      }
+    }
+    return { pools, skipped };
   }
 
   private async nodeLabels(node: string): Promise<Labels> {
@@ -387,16 +435,18 @@ export class Ipam {
   }
 
   /** A block CIDR in the pools that has no block yet, or one of ours with room; null when none. */
-  private async findUsableBlock(node: string, pools: PoolInfo[], version: IpVersion, reserved: Reservations): Promise<IpNet | null> {
+  private async findUsableBlock(node: string, pools: PoolInfo[], version: IpVersion, reserved: Reservations, excluded: readonly IpNet[]): Promise<IpNet | null> {
     const existing = new Map<string, AllocationBlock>();
     for (const e of (await this.kv.list(blockPrefix(version))).entries) {
       const cidr = parseBlockKey(e.key);
       if (cidr) existing.set(cidr.text, this.decodeBlock(e));
     }
     for (const pool of pools) {
+      if (excluded.some((x) => netContainsNet(x, pool.cidr))) continue; // all of it inside a skipped pool
       for (const cidr of this.blockCidrs(pool, node)) {
         // A block one IPReservation covers whole is never claimed (Calico's MatchesWholeCIDR).
         if (reserved.coversWhole(cidr)) continue;
+        if (!outside(excluded, cidr)) continue;
         const b = existing.get(cidr.text);
         if (!b) return cidr;
         if (b.affinity === `host:${node}` && b.numFree(reserved) > 0) return cidr;
@@ -504,7 +554,10 @@ export class Ipam {
     const use = req.use ?? 'Workload';
     if (use !== 'Workload' && use !== 'Tunnel') throw new Error(`use must be Workload or Tunnel, got ${String(use)}`);
     // The IPReservations are read once for the whole call, as Calico's autoAssign reads them.
-    const [config, allPools, labels, reserved] = await Promise.all([this.getConfig(), this.listPools(version), this.nodeLabels(node), readReservations(this.kv, version)]);
+    const [config, read, labels, reserved] = await Promise.all([this.getConfig(), this.readPools(version), this.nodeLabels(node), readReservations(this.kv, version)]);
+    const allPools = read.pools;
+    // Blocks inside a skipped pool's CIDR are no other pool's free space, even where pools overlap.
+    const excluded = read.skipped.map((s) => s.cidr).filter((c): c is IpNet => c !== null);
     const selecting = this.selectingPools(allPools, req.pools, labels);
     // Only pools whose allowedUses hold the use, requested ones included (libcalico-go's
     // prepareAffinityBlocksForHost through filterPoolsByUse): a [Tunnel] pool gives no pod address.
@@ -526,7 +579,7 @@ export class Ipam {
     for (const e of (await this.kv.list(nodeAffinityPrefix(node, version))).entries) {
       const parsed = parseAffinityKey(e.key);
       if (!parsed) continue;
-      if (pools.some((p) => netContainsNet(p.cidr, parsed.cidr))) affine.push(parsed.cidr);
+      if (pools.some((p) => netContainsNet(p.cidr, parsed.cidr))) { if (outside(excluded, parsed.cidr)) affine.push(parsed.cidr); }
       else if (!req.pools?.length) {
         const owner = allPools.find((p) => !p.disabled && netContainsNet(p.cidr, parsed.cidr));
         if (owner && owner.selectorError === undefined && !owner.nodeSelector.matches(labels)) await this.releaseAffinity(node, parsed.cidr.text, true);
@@ -545,7 +598,7 @@ export class Ipam {
 
     // Bounded: each pass either assigns, uses up an affine block, or claims/finds a block.
     for (let pass = 0; ips.length < req.count && pass < req.count + 4 * this.retries; pass++) {
-      const found = await this.claimSerially(node, () => this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config, version, reserved));
+      const found = await this.claimSerially(node, () => this.findOrClaimBlock(node, affine, pools, owned < maxBlocks, config, version, reserved, excluded));
       if (found === 'limit') {
         refused = true;
         errors.push(`pools ${poolList}: node ${node} has reached maxBlocksPerHost=${maxBlocks} blocks and they are full (a node at its block limit does not borrow)${reservedNote(pools, reserved)}`);
@@ -565,7 +618,7 @@ export class Ipam {
     }
 
     if (ips.length < req.count && !refused && !config.strictAffinity) {
-      ips.push(...(await this.borrow(node, pools, req.count - ips.length, handleId, attrs, version, reserved)));
+      ips.push(...(await this.borrow(node, pools, req.count - ips.length, handleId, attrs, version, reserved, excluded)));
     }
     if (ips.length < req.count && errors.length === 0) {
       errors.push(`no free addresses in pools ${poolList} for node ${node}: assigned ${ips.length} of ${req.count}${reservedNote(pools, reserved)}`);
@@ -591,7 +644,7 @@ export class Ipam {
     return run;
   }
 
-  private async findOrClaimBlock(node: string, affine: IpNet[], pools: PoolInfo[], allowNewClaim: boolean, config: IpamConfig, version: IpVersion, reserved: Reservations): Promise<{ at: Located; newlyClaimed: boolean } | 'limit' | 'no-free-blocks' | 'no-auto'> {
+  private async findOrClaimBlock(node: string, affine: IpNet[], pools: PoolInfo[], allowNewClaim: boolean, config: IpamConfig, version: IpVersion, reserved: Reservations, excluded: readonly IpNet[]): Promise<{ at: Located; newlyClaimed: boolean } | 'limit' | 'no-free-blocks' | 'no-auto'> {
     while (affine.length > 0) {
       const cidr = affine.shift()!;
       if (reserved.coversWhole(cidr)) continue; // entirely reserved: not even read
@@ -618,7 +671,7 @@ export class Ipam {
     if (!allowNewClaim) return 'limit';
     if (!config.autoAllocateBlocks) return 'no-auto';
     for (let outer = 0; outer < this.retries; outer++) {
-      const subnet = await this.findUsableBlock(node, pools, version, reserved);
+      const subnet = await this.findUsableBlock(node, pools, version, reserved, excluded);
       if (!subnet) return 'no-free-blocks';
       for (let inner = 0; inner < this.retries; inner++) {
         let at: Located;
@@ -644,7 +697,7 @@ export class Ipam {
    * node's block search order. Walks the blocks that exist, not the pool's block space (2^58
    * blocks in a /64 IPv6 pool).
    */
-  private async borrow(node: string, pools: PoolInfo[], num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null, version: IpVersion, reserved: Reservations): Promise<string[]> {
+  private async borrow(node: string, pools: PoolInfo[], num: number, handleId: string | null, attrs: Readonly<Record<string, string>> | null, version: IpVersion, reserved: Reservations, excluded: readonly IpNet[]): Promise<string[]> {
     const got: string[] = [];
     const existing: { cidr: IpNet; entry: KvEntry }[] = [];
     for (const e of (await this.kv.list(blockPrefix(version))).entries) {
@@ -653,7 +706,7 @@ export class Ipam {
     }
     for (const pool of pools) {
       const inPool = existing
-        .filter(({ cidr }) => cidr.prefixLen === pool.blockSize && netContainsNet(pool.cidr, cidr))
+        .filter(({ cidr }) => cidr.prefixLen === pool.blockSize && netContainsNet(pool.cidr, cidr) && outside(excluded, cidr))
         .map((b) => ({ ...b, rank: this.searchRank(pool, node, b.cidr) }))
         .sort((a, b) => (a.rank < b.rank ? -1 : a.rank > b.rank ? 1 : 0));
       for (const { cidr, entry } of inPool) {
@@ -685,7 +738,10 @@ export class Ipam {
     const handleId = req.handleId === null ? null : sanitizeHandle(req.handleId);
     const parsed = parseIp(req.ip);
     if (!parsed) throw new Error(`invalid IP address ${JSON.stringify(req.ip)}`);
-    const pools = await this.listPools(parsed.version);
+    const read = await this.readPools(parsed.version);
+    const skippedPool = read.skipped.find((s) => s.cidr !== null && netContains(s.cidr, parsed.value));
+    if (skippedPool) throw new Error(`${req.ip} is inside a pool IPAM skips: ${skippedPool.message}`);
+    const pools = read.pools;
     const pool = pools.find((p) => !p.disabled && netContains(p.cidr, parsed.value));
     if (!pool) {
       // Calico says only "not in a configured pool"; the disabled pool that holds it is named here.
@@ -952,7 +1008,9 @@ export class Ipam {
    */
   async check(): Promise<IpamProblem[]> {
     const { blocks, affinities, handles } = await this.readAll();
-    const pools = await this.listPools();
+    const read = await this.readPools();
+    // A skipped pool's blocks are in a pool still (one IPAM cannot read, warned about).
+    const pools: { cidr: IpNet }[] = [...read.pools, ...read.skipped.filter((s) => s.cidr !== null).map((s) => ({ cidr: s.cidr! }))];
     const problems: IpamProblem[] = [];
     // Per block, per handle: the addresses held.
     const held = new Map<string, Map<string, string[]>>();
@@ -1106,3 +1164,18 @@ function sameAttributes(a: Readonly<Record<string, string>>, b: Readonly<Record<
 
 const formatAttrMap = (m: Readonly<Record<string, string>>): string =>
   Object.keys(m).length === 0 ? 'none' : Object.keys(m).sort().map((k) => `${k}=${m[k]}`).join(' ');
+
+/** True when `cidr` overlaps none of the excluded (skipped pools') CIDRs. */
+function outside(excluded: readonly IpNet[], cidr: IpNet): boolean {
+  return !excluded.some((x) => x.version === cidr.version && netsOverlap(x, cidr));
+}
+
+/** spec.cidr of a stored pool value, when it parses (for a pool that fails its schema otherwise). */
+function storedCidr(text: string): IpNet | null {
+  try {
+    const v = JSON.parse(text) as { spec?: { cidr?: unknown } };
+    return typeof v?.spec?.cidr === 'string' ? parseNet(v.spec.cidr) : null;
+  } catch {
+    return null;
+  }
+}

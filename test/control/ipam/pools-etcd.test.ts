@@ -1,12 +1,15 @@
 // How IPAM reads IP pools, against a real etcd (test/helpers/etcd.ts starts one on loopback for
 // this file and stops it by PID): spec.allowedUses decides which pools give pod (Workload) and
-// tunnel (Tunnel) addresses, as libcalico-go's filterPoolsByUse does.
+// tunnel (Tunnel) addresses, as libcalico-go's filterPoolsByUse does; a stored pool IPAM cannot
+// read (another tool's `ipipMode: always`) is skipped with a warning, not fatal, and nothing inside
+// it is handed out.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { KvStore } from '../../../src/control/kv/kv';
 import { Ipam } from '../../../src/control/ipam/ipam';
 import { IPPOOL_PREFIX } from '../../../src/control/ipam/keys';
 import { netContains, parseIp, parseNet } from '../../../src/control/ipam/net';
+import { reconcileVxlanTunnelAddrs } from '../../../src/control/tunnel-addrs';
 import { etcdForFile } from '../../helpers/etcd';
 import { poolValue, setup } from './helpers';
 
@@ -71,6 +74,42 @@ test('allowedUses: pod addresses only from Workload pools, tunnel addresses only
   assert.ok(inNet(both.ips[0]!, '10.253.0.0/24'), `${both.ips[0]} from the default pool`);
   const bothTunnel = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h-both-t', attrs: { node: 'node1' }, use: 'Tunnel', pools: ['both'] });
   assert.ok(inNet(bothTunnel.ips[0]!, '10.253.0.0/24'), `${bothTunnel.ips[0]} tunnel address from the default pool`);
+});
+
+test('a stored pool that fails its schema is skipped with a warning; its addresses are never handed out', async () => {
+  const kv = await emptied();
+  await setup(kv, {
+    pools: [
+      { name: 'outer', cidr: '10.70.0.0/24', spec: { vxlanMode: 'Always' } },
+      // Written by another tool: Calico's validator refuses the lower case too; IPAM must go on.
+      { name: 'calico-new', cidr: '10.70.0.0/25', spec: { ipipMode: 'always', blockSize: 26 } },
+    ],
+    nodes: ['node1'],
+  });
+  const warnings: string[] = [];
+  const ipam = new Ipam(kv, { blockSearch: 'sequential', warn: (m) => warnings.push(m) });
+  assert.equal((await ipam.listPools()).map((p) => p.name), ['outer']);
+  // Sequential search starts at 10.70.0.0/26, inside the skipped pool: it is not outer's free space.
+  const got = await ipam.autoAssign({ node: 'node1', count: 3, handleId: 'h1', attrs: { node: 'node1' } });
+  assert.is(got.errors, undefined);
+  assert.is(got.ips.length, 3);
+  for (const ip of got.ips) assert.ok(inNet(ip, '10.70.0.128/25'), `${ip} is outside the skipped pool 10.70.0.0/25`);
+  assert.is(warnings.length, 1, `one warning per pool and instance: ${warnings.join(' | ')}`);
+  assert.match(warnings[0]!, '/calico/resources/v3/projectcalico.org/ippools/calico-new: spec.ipipMode: ');
+  assert.match(warnings[0]!, 'IPAM skips this pool (no address inside 10.70.0.0/25 is assigned)');
+  try {
+    await ipam.assignIp({ ip: '10.70.0.5', handleId: 'h2', node: 'node1' });
+    assert.unreachable('10.70.0.5 is in the skipped pool');
+  } catch (e) {
+    assert.match((e as Error).message, '10.70.0.5 is inside a pool IPAM skips: /calico/resources/v3/projectcalico.org/ippools/calico-new: spec.ipipMode');
+  }
+  // show and check read on; the skipped pool's CIDR is still a pool's, not "outside pools".
+  assert.equal((await ipam.show()).map((u) => u.name), ['outer']);
+  assert.equal((await ipam.check()).filter((p) => p.kind === 'block-outside-pools'), []);
+  // The tunnel address path reads on as well (from the readable VXLAN pool).
+  const t = await reconcileVxlanTunnelAddrs(kv, 'node1', { assignV6: false });
+  assert.is(t.v4.action, 'assigned');
+  assert.ok(inNet(t.v4.addr!, '10.70.0.128/25'), `tunnel address ${t.v4.addr} outside the skipped pool`);
 });
 
 test.run();

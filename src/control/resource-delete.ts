@@ -23,7 +23,7 @@ import { HOST_AFFINITY_PREFIX, nodeAffinityPrefix, parseAffinityKey } from './ip
 import { netContainsNet, parseIp, parseNet } from './ipam/net';
 import { tunnelHandle } from './tunnel-addrs';
 import {
-  deleteResource, describeIdentity, getResource, Identity, JsonObject, listResources, replaceResource, ResourceError, StoredResource,
+  deleteResource, describeIdentity, getResource, Identity, JsonObject, listResources, ResourceError, StoredResource,
 } from './v3-store';
 
 const WEP = kindInfo('WorkloadEndpoint')!;
@@ -176,22 +176,40 @@ export function partial(done: string, cause: unknown): Error {
   return cause instanceof ResourceError ? new ResourceError(cause.reason, msg) : new Error(msg);
 }
 
+/**
+ * Sets spec.disabled on the stored pool as it is, without validating it again: a pool that
+ * overlaps another (two creates that raced) or holds a value podway refuses (another tool's
+ * `ipipMode: always`) must still be deletable. libcalico-go's ipPools.Delete disables through its
+ * Update, which runs no overlap check on an existing pool either.
+ */
+async function disablePool(kv: KvStore, id: Identity, pool: StoredResource, resourceVersion: number | undefined): Promise<StoredResource> {
+  let current = pool;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    if (spec(current.object).disabled === true) return current;
+    let raw: JsonObject;
+    try {
+      raw = JSON.parse(current.entry.value) as JsonObject;
+    } catch {
+      return current; // not JSON: nothing to disable, the delete removes it
+    }
+    const value = JSON.stringify({ ...raw, spec: { ...spec(raw), disabled: true } });
+    const written = await kv.update(current.key, value, current.entry.modRevision);
+    if (written) return { key: current.key, entry: written, object: { ...current.object, spec: { ...spec(current.object), disabled: true } } };
+    const again = await getResource(kv, id.info, id.name);
+    if (!again) throw notFound(id);
+    checkRevision(id, again, resourceVersion);
+    current = again;
+  }
+  throw new ResourceError('conflict', `delete conflict: ${describeIdentity(id)} kept changing while being disabled`);
+}
+
 /** Disables an IPPool, releases the block affinities inside it, then deletes it (see the top). */
 export async function deletePool(kv: KvStore, name: string, resourceVersion?: number): Promise<DeleteReport> {
   const id: Identity = { info: kindInfo('IPPool')!, name };
   let pool = await getResource(kv, id.info, name);
   if (!pool) throw notFound(id);
   checkRevision(id, pool, resourceVersion);
-  if (spec(pool.object).disabled !== true) {
-    const obj = { ...pool.object, spec: { ...spec(pool.object), disabled: true } } as JsonObject;
-    obj.metadata = { ...((pool.object.metadata ?? {}) as JsonObject), resourceVersion: String(pool.entry.modRevision) };
-    try {
-      pool = await replaceResource(kv, obj);
-    } catch (e) {
-      if (e instanceof ResourceError && e.reason === 'not-found') throw notFound(id);
-      throw e;
-    }
-  }
+  pool = await disablePool(kv, id, pool, resourceVersion);
   const cidr = parseNet(String(spec(pool.object).cidr ?? ''));
   const blocks: string[] = [];
   try {

@@ -218,9 +218,12 @@ export async function listResources(kv: KvStore, info: KindInfo, namespace?: str
 }
 
 /**
- * Calico refuses an IPv4 pool that overlaps another, and a change of an existing pool's CIDR or
+ * Calico refuses a new pool that overlaps another, and a change of an existing pool's CIDR or
  * block size (the pool's blocks in IPAM are cut to the old size: a new size would leave them
- * misread; libcalico-go refuses it too).
+ * misread; libcalico-go refuses it too). As libcalico-go's ipPools.validateAndSetDefaults, the
+ * overlap check is for a create only (`old == nil`): a replace keeps the CIDR, so it brings no new
+ * overlap, and pools that overlap already (two creates that raced, another writer) can still be
+ * changed, disabled and deleted.
  */
 async function checkPool(kv: KvStore, obj: JsonObject, id: Identity, existing: JsonObject | null): Promise<void> {
   const cidrText = String((obj.spec as JsonObject).cidr);
@@ -239,6 +242,7 @@ async function checkPool(kv: KvStore, obj: JsonObject, id: Identity, existing: J
   if (problem) throw new ResourceError('invalid', `${describeIdentity(id)}: spec.cidr: ${problem}`);
   const cidr = parseNet(cidrText);
   if (!cidr) return;
+  if (existing && isMapping(existing.spec) && existing.spec.cidr === cidrText) return;
   const pools = await listResources(kv, id.info);
   for (const pool of pools.items) {
     const other = pool.object;

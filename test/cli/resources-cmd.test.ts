@@ -404,6 +404,40 @@ function cliSuite(target: Target) {
     assert.match(listed, /nodeSelector: has\(x/);
   });
 
+  test('pools that overlap already (racing creates) can be disabled, changed and deleted; a new overlap is still refused', async () => {
+    // As two creates that raced leave them (each checked before the other was written).
+    const stored = (name: string, cidr: string, extra: Record<string, unknown> = {}) => JSON.stringify({
+      kind: 'IPPool', apiVersion: 'projectcalico.org/v3', metadata: { name, uid: `uid-${name}`, creationTimestamp: '2024-05-01T12:00:00Z' },
+      spec: { cidr, vxlanMode: 'Never', ipipMode: 'Never', blockSize: 26, nodeSelector: 'all()', allowedUses: ['Workload', 'Tunnel'], ...extra },
+    });
+    await ok(['apply', '-f', CLUSTER, ...ds()]); // makes the embedded store (pool-a is 10.244.0.0/16)
+    assert.ok(await kv.create(`${RES}ippools/race1`, stored('race1', '10.80.1.0/24')));
+    assert.ok(await kv.create(`${RES}ippools/race2`, stored('race2', '10.80.0.0/16')));
+    const yaml = (name: string, cidr: string, extra = '') => `apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: ${name}}\nspec: {cidr: ${cidr}${extra}}\n`;
+    writeFileSync(path.join(work, 'r1.yaml'), yaml('race1', '10.80.1.0/24', ', disabled: true, natOutgoing: true'));
+    await ok(['apply', '-f', path.join(work, 'r1.yaml'), ...ds()]);
+    const r1 = JSON.parse((await kv.get(`${RES}ippools/race1`))!.value) as { spec: Record<string, unknown> };
+    assert.is(r1.spec.disabled, true);
+    assert.is(r1.spec.natOutgoing, true);
+    await ok(['delete', 'ippool', 'race2', ...ds()]);
+    assert.is(await kv.get(`${RES}ippools/race2`), null);
+    await ok(['delete', '-f', path.join(work, 'r1.yaml'), ...ds()]);
+    assert.is(await kv.get(`${RES}ippools/race1`), null);
+    // A pool another tool stored with a value podway refuses is deletable too.
+    assert.ok(await kv.create(`${RES}ippools/calico-new`, stored('calico-new', '10.70.0.0/16', { ipipMode: 'always' })));
+    await ok(['delete', 'ippool', 'calico-new', ...ds()]);
+    assert.is(await kv.get(`${RES}ippools/calico-new`), null);
+    // A create that brings a new overlap is refused still.
+    assert.ok(await kv.create(`${RES}ippools/race1`, stored('race1', '10.80.1.0/24')));
+    writeFileSync(path.join(work, 'r3.yaml'), yaml('race3', '10.80.0.0/16'));
+    const r3 = await podway(['create', '-f', path.join(work, 'r3.yaml'), ...ds()]);
+    assert.is(r3.code, 1);
+    assert.match(r3.err, /spec\.cidr 10\.80\.0\.0\/16 overlaps IPPool\(race1\) 10\.80\.1\.0\/24/);
+    const r3apply = await podway(['apply', '-f', path.join(work, 'r3.yaml'), ...ds()]);
+    assert.is(r3apply.code, 1);
+    assert.match(r3apply.err, /overlaps IPPool\(race1\)/);
+  });
+
   test('-f DIR: its .yaml, .yml and .json files in name order (apply, create, replace, delete); problems in any file stop all', async () => {
     const dir = path.join(work, 'dird');
     mkdirSync(path.join(dir, 'sub.yaml'), { recursive: true }); // a directory, even named so, is not read

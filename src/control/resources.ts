@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { asNumberInput } from './as-number';
 import { parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
+import { netsOverlap, parseNet } from './ipam/net';
 import { isMacText, normalizeMac } from './mac';
 import { AFFINITY_STATES, CALICO_API_VERSION, INTERFACE_TYPES, MAX_IFNAME_LEN, NAME_PATTERN } from './resource-names';
 
@@ -158,6 +159,16 @@ const ipPoolSpec = z
         code: 'custom', path: ['cidr'], input: spec.cidr,
         message: `pool ${spec.cidr} is smaller than one block (/${blockSize})`,
       });
+    }
+    // libcalico-go's validateIPPoolSpec: a pool may not overlap the link-local ranges (a
+    // 169.254 pool would also hold 169.254.1.1, the gateway every pod is given). Calico refuses no
+    // other range (loopback, multicast) there, and neither does podway.
+    const net = parseNet(spec.cidr);
+    if (net) {
+      const [linkLocal, family] = net.version === 4 ? ['169.254.0.0/16', 'IPv4'] : ['fe80::/10', 'IPv6'];
+      if (netsOverlap(net, parseNet(linkLocal)!)) {
+        ctx.issues.push({ code: 'custom', path: ['cidr'], input: spec.cidr, message: `IP pool range ${spec.cidr} overlaps with ${family} Link Local range ${linkLocal}` });
+      }
     }
     if (spec.ipipMode !== 'Never' && spec.vxlanMode !== 'Never') {
       ctx.issues.push({

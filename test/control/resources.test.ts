@@ -43,6 +43,17 @@ test('keeps disableBGPExport, nodeSelector and allowedUses; drops fields podway 
   assert.not.ok('uid' in s.ipPools[0]!.metadata);
 });
 
+test('IPPool cidr overlapping a link-local range is refused, naming the field, as libcalico-go validateIPPoolSpec does', () => {
+  const err = (cidr: string) => errorOf(yamlOf(pool('p', cidr)));
+  assert.is(err('169.254.0.0/16'), 'cluster.yaml: document 1 (IPPool p): spec.cidr: IP pool range 169.254.0.0/16 overlaps with IPv4 Link Local range 169.254.0.0/16');
+  assert.is(err('169.254.8.0/24'), 'cluster.yaml: document 1 (IPPool p): spec.cidr: IP pool range 169.254.8.0/24 overlaps with IPv4 Link Local range 169.254.0.0/16');
+  assert.is(err('169.0.0.0/8'), 'cluster.yaml: document 1 (IPPool p): spec.cidr: IP pool range 169.0.0.0/8 overlaps with IPv4 Link Local range 169.254.0.0/16');
+  assert.is(err('fe80::/64'), 'cluster.yaml: document 1 (IPPool p): spec.cidr: IP pool range fe80::/64 overlaps with IPv6 Link Local range fe80::/10');
+  assert.is(err('fe00::/7'), 'cluster.yaml: document 1 (IPPool p): spec.cidr: IP pool range fe00::/7 overlaps with IPv6 Link Local range fe80::/10');
+  // Calico's validator refuses no other range: loopback and multicast pools load (as calicoctl takes them).
+  for (const cidr of ['127.0.0.0/16', '224.0.0.0/16', '169.253.0.0/16', 'fec0::/64']) assert.is(snapshotOf(pool('p', cidr)).ipPools.length, 1, cidr);
+});
+
 test('IPPool allowedUses: values and combinations libcalico-go validateIPPoolSpec refuses are refused, naming the field', () => {
   assert.is(errorOf(yamlOf(pool('p', '10.244.0.0/16', { allowedUses: ['Workload', 'workload'] }))),
     'cluster.yaml: document 1 (IPPool p): spec.allowedUses[1]: unknown use "workload": expected one of Workload, Tunnel, LoadBalancer');

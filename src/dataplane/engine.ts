@@ -528,7 +528,9 @@ export class Engine {
     this.programHost();
     this.prepareSparePort();
     this.lastApplyMs = performance.now() - t0;
-    this.log.info(`applied model: ${model.routes.length} routes, ${this.endpoints.size} endpoints, ${model.withheld.length} withheld (${this.lastApplyMs.toFixed(1)} ms; endpoints ${(t1 - t0).toFixed(1)}, gw ${(t2 - t1).toFixed(1)})`, { routes: model.routes.length, endpoints: this.endpoints.size, withheld: model.withheld.length, ms: Math.round(this.lastApplyMs * 10) / 10 });
+    const routes6 = model.v6.routes.length;
+    const withheld = model.withheld.length + model.v6.withheld.length;
+    this.log.info(`applied model: ${model.routes.length + routes6} routes${routes6 ? ` (${routes6} IPv6)` : ''}, ${this.endpoints.size} endpoints, ${withheld} withheld (${this.lastApplyMs.toFixed(1)} ms; endpoints ${(t1 - t0).toFixed(1)}, gw ${(t2 - t1).toFixed(1)})`, { routes: model.routes.length + routes6, routes6, endpoints: this.endpoints.size, withheld, ms: Math.round(this.lastApplyMs * 10) / 10 });
   }
 
   /**

@@ -48,14 +48,19 @@ export class NodeMetrics implements Collector {
     this.ipamEvents = new Counter({ name: 'podway_ipam_events_total', help: 'IPAM operations podway run made (tunnel address assignments and their failures).', labelNames: ['event'], registers });
     for (const event of ['model', 'unchanged', 'rejected', 'error', 'status']) this.datastoreEvents.inc({ event }, 0);
 
-    snapshotGauge(reg, 'podway_routes', 'Routes in this node\'s model, by kind and Felix route class.', ['kind', 'class'], () => {
+    snapshotGauge(reg, 'podway_routes', 'Routes in this node\'s model, by kind, Felix route class and address family (ipv4, ipv6).', ['kind', 'class', 'family'], () => {
       const counts = new Map<string, Sample>();
-      for (const r of this.state.model()?.routes ?? []) {
-        const key = `${r.kind}/${r.class}`;
-        const s = counts.get(key) ?? [{ kind: r.kind, class: CLASS_NAMES.get(r.class) ?? String(r.class) }, 0];
-        s[1]++;
-        counts.set(key, s);
-      }
+      const model = this.state.model();
+      const add = (family: string, routes: readonly { kind: string; class: number }[]): void => {
+        for (const r of routes) {
+          const key = `${family}/${r.kind}/${r.class}`;
+          const s = counts.get(key) ?? [{ kind: r.kind, class: CLASS_NAMES.get(r.class) ?? String(r.class), family }, 0];
+          s[1]++;
+          counts.set(key, s);
+        }
+      };
+      add('ipv4', model?.routes ?? []);
+      add('ipv6', model?.v6.routes ?? []);
       return [...counts.values()];
     });
     const hosts = (): Sample[] => [[{}, this.state.model()?.node.knownNodeIps.size ?? 0]];

@@ -9,6 +9,7 @@ import { NodeMetrics } from '../../src/observe/node-metrics';
 import { Health } from '../../src/observe/health';
 import { mergeSnapshots, pipelineSnapshot, type DataplaneSnapshot } from '../../src/observe/snapshot';
 import { makeHarness, frame, clusterModel, type Harness } from '../dataplane/helpers';
+import { dualStackYaml } from '../dataplane/helpers6';
 import { parseMetrics, valueOf, family } from './prom-text';
 
 function snapshotOf(h: Harness): DataplaneSnapshot {
@@ -119,7 +120,7 @@ test('node metrics: routes by kind and class, cluster size, apply time under Fel
   const byKind = (kind: string) => model.routes.filter((r) => r.kind === kind).length;
   assert.ok(byKind('vxlan') > 0 && byKind('local') > 0);
   assert.is(valueOf(m, 'podway_routes', { kind: 'vxlan', class: 'VXLANTunnel' }), byKind('vxlan'));
-  assert.is(valueOf(m, 'podway_routes', { kind: 'local', class: 'LocalWorkload' }), byKind('local'));
+  assert.is(valueOf(m, 'podway_routes', { kind: 'local', class: 'LocalWorkload', family: 'ipv4' }), byKind('local'));
   assert.is(valueOf(m, 'podway_routes', { kind: 'blackhole', class: 'IPAMBlockDrop' }), byKind('blackhole'));
   assert.is(valueOf(m, 'felix_cluster_num_hosts'), model.node.knownNodeIps.size);
   assert.is(valueOf(m, 'podway_model_applies_total'), 2);
@@ -173,6 +174,23 @@ test('readiness: every reason is reported, per worker, and pods waiting for thei
   r = await health.report();
   assert.is(r.ready, true, r.reasons.join('; '));
   assert.equal(r.reasons, []);
+});
+
+test('node metrics: podway_routes counts the IPv6 routes too, labelled by family', async () => {
+  const model = clusterModel('node1', dualStackYaml());
+  assert.ok(model.v6.routes.length > 0 && model.v6.routes.some((r) => r.kind === 'local') && model.v6.routes.some((r) => r.kind === 'vxlan'));
+  const nm = new NodeMetrics({ model: () => model, ready: () => true, datastoreInSync: () => true, workers: () => 1 });
+  const metrics = new PodwayMetrics({ processMetrics: false });
+  metrics.add(nm);
+  const m = parseMetrics(await metrics.scrape());
+  const samples = family(m, 'podway_routes').metrics;
+  const sum = (fam: string) => samples.filter((s) => s.labels?.family === fam).reduce((a, s) => a + Number(s.value), 0);
+  assert.is(sum('ipv4'), model.routes.length);
+  assert.is(sum('ipv6'), model.v6.routes.length);
+  assert.is(samples.reduce((a, s) => a + Number(s.value), 0), model.routes.length + model.v6.routes.length, 'the total is both families');
+  for (const kind of ['local', 'vxlan', 'blackhole'] as const) {
+    assert.is(valueOf(m, 'podway_routes', { kind, family: 'ipv6' }), model.v6.routes.filter((r) => r.kind === kind).length, `ipv6 ${kind}`);
+  }
 });
 
 test.run();

@@ -16,6 +16,7 @@ import { nativeIO } from './native';
 import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
+import type { NextHops6 } from './nexthops6';
 import { GATEWAY_IP6 } from './pipeline6';
 import { writeNeighborSolicit } from '../packet/ndp';
 import { ip6Bytes } from '../control/route-calc6';
@@ -252,6 +253,22 @@ export function underlayRingBlocks(ringVersion: 2 | 3, mb: number): number {
 /** Same addresses and MAC: nothing to change on the port or in the host's routes. */
 function sameEndpointAddressing(a: LocalEndpoint, b: LocalEndpoint): boolean {
   return a.mac === b.mac && a.ips.length === b.ips.length && a.ips.every((ip, k) => ip === b.ips[k]);
+}
+
+/** One route's packets so far (`podway counters`' routes, `podway top`'s BUSIEST ROUTES). */
+export interface RouteHit { cidr: string; kind: string; node: string; packets: number }
+
+/** Packets routed per route so far in an IPv4 and an IPv6 next-hop table (routes that carried
+ * none are left out). */
+export function routeHits(nh4: NextHops | null, nh6: NextHops6 | null): RouteHit[] {
+  const out: RouteHit[] = [];
+  for (const nh of [nh4, nh6]) {
+    if (!nh) continue;
+    for (let i = 0; i < nh.count; i++) {
+      if (nh.hits[i] > 0) out.push({ cidr: nh.routes[i].cidr, kind: NH_KIND_NAMES[nh.kind[i]], node: nh.routes[i].node, packets: nh.hits[i] });
+    }
+  }
+  return out;
 }
 
 export class Engine {
@@ -1950,15 +1967,9 @@ export class Engine {
     return { reasons, ports, routes: this.routeHits(), failures: { ...this.failures } };
   }
 
-  /** Packets routed per route so far (routes that carried none are left out). */
-  routeHits(): { cidr: string; kind: string; node: string; packets: number }[] {
-    const nh = this.pipe.nh;
-    const out: { cidr: string; kind: string; node: string; packets: number }[] = [];
-    if (!nh) return out;
-    for (let i = 0; i < nh.count; i++) {
-      if (nh.hits[i] > 0) out.push({ cidr: nh.routes[i].cidr, kind: NH_KIND_NAMES[nh.kind[i]], node: nh.routes[i].node, packets: nh.hits[i] });
-    }
-    return out;
+  /** Packets routed per route so far, IPv4 and IPv6 (routes that carried none are left out). */
+  routeHits(): RouteHit[] {
+    return routeHits(this.pipe.nh, this.pipe.v6.nh);
   }
 
   /** Names of the ports open now (a capture describes them up front). */

@@ -26,6 +26,8 @@ export interface NextHops6 {
   readonly macKnown: Uint8Array;
   /** VXLAN: outer Ethernet (MACs left for sendOuter) + IPv6 + UDP + VXLAN + inner Ethernet template. */
   readonly tpl: Uint8Array[];
+  /** Packets routed through each next hop (`podway top`'s busiest routes), kept across models by CIDR. */
+  readonly hits: Float64Array;
   readonly routes: readonly Route6[];
   readonly fib: Fib6;
   readonly table: RouteTable6;
@@ -98,7 +100,13 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
       tpl[i] = buildVxlan6Template({ srcIp: ip6Bytes(model.ip6), dstIp: ip6Bytes(r.nodeIp6), vni: CALICO_VNI, hopLimit: 64, innerDstMac: parseMac(r.vtepMac), innerSrcMac: localVtepMac });
     }
   }
-  return { count: n, kind, port, mtu, ip6, mac, macKnown, tpl, routes, fib: table.fib, table, installed };
+  const hits = new Float64Array(n);
+  if (prev) {
+    const was = new Map<string, number>();
+    prev.routes.forEach((r, i) => was.set(r.cidr, prev.hits[i]));
+    routes.forEach((r, i) => (hits[i] = was.get(r.cidr) ?? 0));
+  }
+  return { count: n, kind, port, mtu, ip6, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed };
 }
 
 /** Record a resolved underlay IPv6 neighbour (16 bytes at b[ipOff]) in every next hop through it. */

@@ -270,6 +270,7 @@ export class Pipeline6 {
       return this.drop(Reason.NO_ROUTE);
     }
     const kind = nhs.kind[nh];
+    nhs.hits[nh]++;
     const tr = this.p.tr;
     if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: ${describeNextHop6(nhs, nh)}${nhs.routes[nh].node ? ' (node ' + nhs.routes[nh].node + ')' : ''}`);
     if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);

@@ -10,6 +10,8 @@ import { onlyFrame, nothingSent, assertBytes, u16, frame } from './helpers';
 import { Role } from '../../src/dataplane/pipeline';
 import { makeHarness6, frame6, dualStackYaml, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 import { fixture6, icmpv6Sum, fixIcmpv6Checksum } from '../packet/helpers6';
+import { routeHits } from '../../src/dataplane/engine';
+import { applyModel6 } from '../../src/dataplane/engine6';
 
 test('the model: IPv6 /128s per pod, our /122 blackholed, node2\'s block over IPv6 VXLAN (MTU 1430)', () => {
   const h = makeHarness6();
@@ -335,6 +337,24 @@ test('multicast from a pod (an MLD report) is not routed, counted', () => {
   h.receive(h.port('caliA'), f);
   nothingSent(h, 'multicast');
   assert.is(h.pipe.counters[Reason6.MULTICAST6], 1);
+});
+
+test('packets per IPv6 route are counted (podway top\'s busiest routes) beside IPv4\'s, and kept through a new model', () => {
+  const h = makeHarness6({ neighbors6: { [NODE2_6]: NODE2_MAC6 } });
+  for (let k = 0; k < 3; k++) h.receive(h.port('caliA'), frame6('v6pipe_a_to_b'));
+  const f = frame6('v6pipe_a_to_b');
+  f.set(parseIpv6Bytes(RV6), 14 + 24);
+  h.receive(h.port('caliA'), f);
+  h.receive(h.port('caliA'), frame('a_to_b'));
+  const hits = routeHits(h.pipe.nh, h.pipe.v6.nh);
+  const of = (cidr: string) => hits.find((r) => r.cidr === cidr);
+  assert.equal(of('fd00:10:244::2/128'), { cidr: 'fd00:10:244::2/128', kind: 'local', node: 'node1', packets: 3 });
+  assert.equal(of('fd00:10:244::40/122'), { cidr: 'fd00:10:244::40/122', kind: 'vxlan', node: 'node2', packets: 1 });
+  assert.is(of('10.244.0.2/32')?.packets, 1, 'IPv4 beside it');
+  assert.not.ok(hits.some((r) => r.packets === 0), 'routes that carried nothing are left out');
+  // the next model's next hops carry the counts over by CIDR
+  applyModel6(h.pipe, h.model, { portOf: (ifname) => h.ports.get(ifname) ?? -1, neighbor6: () => undefined });
+  assert.is(routeHits(h.pipe.nh, h.pipe.v6.nh).find((r) => r.cidr === 'fd00:10:244::2/128')?.packets, 3);
 });
 
 test('IPv4 still works beside IPv6 on the same ports', () => {

@@ -102,18 +102,25 @@ export const Event = {
 
 /** IPv6 (pipeline6.ts), numbered after the IPv4 ones so those keep their numbers. */
 export const Reason6 = {
-  /** An NDP message from a pod podway does not answer: a solicitation for another address
-   * (DAD for its own, another pod's), an advertisement, a redirect or an RA from a pod. */
+  /** A Neighbor Solicitation from a pod podway does not answer: one for another address than the
+   * gateway's (DAD for its own, another pod's). */
   NDP_NOT_GATEWAY: base + 24,
   /** IPv6 multicast from a pod (MLD reports, ...): podway routes no multicast. */
   MULTICAST6: base + 25,
+  /** A Neighbor Advertisement from a pod (its answer to podway's solicitation for its MAC, or an
+   * unsolicited one): its source MAC is learned as from any frame of the pod, nothing else is
+   * taken from it (no neighbour, route or gateway state changes). */
+  NDP_ADVERT_FROM_POD: base + 36,
+  /** A Router Advertisement or a Redirect from a pod: the pod acting as a router is not listened
+   * to (podway is the pods' only router; nothing is learned from it). */
+  NDP_ROUTER_MSG_FROM_POD: base + 37,
 } as const;
 export const Event6 = {
   /** Neighbor/Router Solicitations from pods answered for the gateway (NA, RA). */
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 36;
+export const COUNTER_COUNT = base + 38;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -1679,7 +1679,7 @@ export class Engine {
    * b[off..off+16] from the gateway, fe80::ecee:eeff:feee:eeee / ee:ee:ee:ee:ee:ee (the address
    * podway answers solicitations for), to its solicited-node group. The pod's Neighbor
    * Advertisement teaches the MAC (any frame from the pod does) and releases what waits; it is
-   * then dropped, counted ndp_not_gateway. Shares the per-port rate limit with askPodMac.
+   * then dropped, counted ndp_advert_from_pod. Shares the per-port rate limit with askPodMac.
    */
   private askPodMac6(port: number, b6: Uint8Array, off: number, now: number): void {
     if (this.podMacAsked(port, now)) return;

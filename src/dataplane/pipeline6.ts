@@ -455,8 +455,9 @@ export class Pipeline6 {
       this.setFrame(i, f, answerRouterSolicitInPlace(b, f, icmp, len, GATEWAY_IP6, 0, GATEWAY_MAC6, 0, this.podMtu));
       return this.count(Event6.NDP_REPLIED, port);
     }
-    // Advertisements and redirects from a pod (and solicitations for others) are not ours to act on.
-    return this.drop(Reason6.NDP_NOT_GATEWAY);
+    // Advertisements, RAs and redirects from a pod are not ours to act on (validateNdp passed
+    // types 133-137 only: RS and NS are answered above).
+    return this.drop(type === ICMPV6_NEIGHBOR_ADVERT ? Reason6.NDP_ADVERT_FROM_POD : Reason6.NDP_ROUTER_MSG_FROM_POD);
   }
 
   /**

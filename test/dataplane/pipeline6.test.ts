@@ -54,7 +54,30 @@ test('DAD and solicitations for other addresses are not answered (counted)', () 
   const a = h.port('caliA');
   h.receive(a, frame6('v6_ns_dad'), frame6('v6_ns_other'), frame6('v6_na_gw'));
   nothingSent(h, 'DAD / other targets / an NA from a pod');
-  assert.is(h.pipe.counters[Reason6.NDP_NOT_GATEWAY], 3);
+  assert.is(h.pipe.counters[Reason6.NDP_NOT_GATEWAY], 2, 'the two solicitations');
+  assert.is(h.pipe.counters[Reason6.NDP_ADVERT_FROM_POD], 1, 'the advertisement has its own reason');
+
+});
+
+test('a Router Advertisement and a Redirect from a pod are dropped as ndp_router_msg_from_pod, not ndp_not_gateway', () => {
+  const h = makeHarness6();
+  const a = h.port('caliA');
+  const ra = frame6('v6_ra_from_router');
+  ra.set(frame6('v6_rs').subarray(6, 12), 6); // from pod A's MAC (the RS is pod A's)
+  // a Redirect (type 137): pod A's RS header re-used, 40 bytes of target and destination
+  const rs = frame6('v6_rs');
+  const redirect = new Uint8Array(54 + 40);
+  redirect.set(rs.subarray(0, 54));
+  redirect[18] = 0; redirect[19] = 40;
+  redirect[54] = 137;
+  redirect.set(parseIpv6Bytes('fe80::1'), 54 + 8);
+  redirect.set(parseIpv6Bytes(RV6), 54 + 24);
+  fixIcmpv6Checksum(redirect);
+  h.receive(a, ra, redirect);
+  nothingSent(h, 'RA and redirect from a pod');
+  assert.is(h.pipe.counters[Reason6.NDP_ROUTER_MSG_FROM_POD], 2);
+  assert.is(h.pipe.counters[Reason6.NDP_NOT_GATEWAY], 0);
+  assert.is(h.pipe.counters[Drop.BAD_NDP], 0, 'both are valid NDP');
 });
 
 test('bad NDP (hop limit 64, option length 0 or past the end, DAD with SLLA, multicast target, code, short, checksum) is dropped and counted', () => {

@@ -270,8 +270,13 @@ export class Pipeline implements CapturePorts {
     return this.clockAt;
   }
 
+  /** The port the batch in hand came from (a trace's ingress when the packet is read past its
+   * outer headers: a tunnel's inner packet, an underlay frame). */
+  rxPort = -1;
+
   processBatch(port: number, n: number): void {
     this.clockAt = -1;
+    this.rxPort = port;
     // Capture is tested once per batch here and once after; a drop notes its reason for it on the
     // drop path only.
     const cap = this.capture;
@@ -1175,6 +1180,13 @@ export class Pipeline implements CapturePorts {
     return `${r.cidr} ${NH_KIND_NAMES[this.nh.kind[nh]]}${r.node ? ' (node ' + r.node + ')' : ''}`;
   }
 
+  /** A trace record's ingress: the port, as counters and capture name it (`underlay(eth0)`,
+   * `vxlan(10.99.0.1:4789)`, a pod's interface); -1: the port of the batch in hand. */
+  ingressName(port: number): string {
+    const p = port >= 0 ? port : this.rxPort;
+    return p >= 0 && this.portName[p] ? this.portName[p] : 'unknown';
+  }
+
   private startTrace(ip: number, port: number): void {
     const t = this.trace!;
     if (!traceMatches(t.filter, this.b, ip)) return;
@@ -1182,7 +1194,7 @@ export class Pipeline implements CapturePorts {
     const total = (b[ip + 2] << 8) | b[ip + 3];
     this.tr = {
       at: new Date().toISOString(),
-      ingress: port >= 0 ? this.portName[port] : 'tunnel/underlay',
+      ingress: this.ingressName(port),
       stages: [`ipv4 ${formatIpv4(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0)} -> ${formatIpv4(((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0)} proto ${b[ip + 9]} len ${total} ttl ${b[ip + 8]} id ${(b[ip + 4] << 8) | b[ip + 5]}: valid (version, ihl, length, checksum)`],
     };
   }

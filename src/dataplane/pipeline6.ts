@@ -592,7 +592,7 @@ export class Pipeline6 {
     const ext = w[1] - ip - IPV6_HEADER_LEN;
     this.p.tr = {
       at: new Date().toISOString(),
-      ingress: port >= 0 ? this.p.portName[port] : 'tunnel/underlay',
+      ingress: this.p.ingressName(port),
       stages: [`ipv6 ${formatIpv6(b, ip + 8)} -> ${formatIpv6(b, ip + 24)} next header ${w[0]} len ${IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5])} hop limit ${b[ip + 7]}: valid (version, length${ext > 0 ? `, ${ext} bytes of extension headers` : ''})`],
     };
   }

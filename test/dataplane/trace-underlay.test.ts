@@ -26,7 +26,7 @@ test('unencapsulated underlay packet to a blackholed address of our block: trace
   assert.is(h.pipe.counters[Reason.BLACKHOLE], 3);
   assert.is(t.records.length, 3);
   const s = t.records[0].stages.join('\n');
-  assert.is(t.records[0].ingress, 'tunnel/underlay');
+  assert.is(t.records[0].ingress, 'underlay(eth0)', 'named as counters and capture name the port');
   assert.match(s, /-> 10\.246\.0\.9 proto/);
   assert.match(s, /underlay: unencapsulated from/);
   assert.match(s, /lookup 10\.246\.0\.9: 10\.246\.0\.0\/\d+ blackhole/);
@@ -68,6 +68,7 @@ test('tunnel packets dropped before decapsulation are traced (socket and underla
   assert.is(t.records.length, 2);
   assert.match(t.records[0].stages.join('\n'), /vxlan \(underlay port\): outer 10\.99\.0\.77 -> 10\.99\.0\.1 \(not a known node\)\ndrop: unknown_tunnel_source$/);
   assert.match(t.records[1].stages.join('\n'), /ipip: outer 10\.99\.0\.77 -> 10\.99\.0\.1 \(not a known node\)\ndrop: unknown_tunnel_source$/);
+  assert.equal(t.records.map((r) => r.ingress), ['underlay(eth0)', 'ipip(proto 4)'], 'each named after its port');
   // The VXLAN socket has no outer header: the record is the inner packet's.
   const inner = new TraceSession(parseTraceFilter(['host', '10.244.0.1']), 5);
   h.pipe.trace = inner;
@@ -79,6 +80,7 @@ test('tunnel packets dropped before decapsulation are traced (socket and underla
   onlyFrame(h, h.port('caliA'), 'vxlan from node2');
   assert.is(inner.records.length, 2);
   assert.match(inner.records[1].stages.join('\n'), /vxlan decap: from node 10\.99\.0\.2[^]*queued to port caliA$/);
+  assert.equal(inner.records.map((r) => r.ingress), ['vxlan', 'vxlan'], 'the VXLAN socket\'s port name (the harness calls it vxlan)');
 });
 
 test.run();

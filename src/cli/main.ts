@@ -28,7 +28,7 @@ import { startLevel, parseLogLevel } from '../observe/log';
 export const TRACE_TIMED_OUT = 3;
 
 /** trace's and capture's filter words (src/dataplane/trace.ts parseTraceFilter). */
-const FILTER_HELP = 'host|src|dst ADDR (IPv4 or IPv6), icmp|icmp6|tcp|udp|ipip|proto N, port N (joined by "and")';
+const FILTER_HELP = 'host|src|dst ADDR (IPv4 or IPv6), icmp|icmp6|tcp|udp|ipip|proto N, port N (joined by "and" and "or", "and" first; parentheses quoted)';
 
 /** trace's and capture's filter words checked here: false (exit status 2, the reason on stderr) when they are wrong. */
 function filterOk(words: string[], command: 'trace' | 'capture'): boolean {

@@ -10,7 +10,7 @@
  */
 import { ETH_HLEN } from '../packet/layout';
 import { SLOT_SHIFT } from './frame-pool';
-import { traceMatchesArp, traceMatches6, TraceFilter } from './trace';
+import { traceMatchesArp, traceMatches6, filterTerms, TraceFilter } from './trace';
 import { ipv6WalkExtHeaders } from '../packet/ipv6';
 import { Drop } from '../packet/drop';
 import { VXLAN_PORT } from '../packet/vxlan';
@@ -44,8 +44,8 @@ function addrEquals(at: string, a: number): string {
   return `(b[${at}+0]===${a >>> 24}&&b[${at}+1]===${(a >>> 16) & 255}&&b[${at}+2]===${(a >>> 8) & 255}&&b[${at}+3]===${a & 255})`;
 }
 
-/** Compile the filter for frames of one layout (capture.ts's Link). */
-export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher {
+/** One term's tests on the IPv4 header at `ip` (generated source; numbers validated here only). */
+function compileTerm(f: TraceFilter, link: number): { ipTest: string; all: boolean; arpPossible: boolean } {
   const host = checked(f.host, 0xffffffff, 'address');
   const src = checked(f.src, 0xffffffff, 'address');
   const dst = checked(f.dst, 0xffffffff, 'address');
@@ -54,6 +54,32 @@ export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher 
   // A filter naming an IPv6 address matches IPv6 packets only (trace's rule).
   const v6addr = f.host6 !== undefined || f.src6 !== undefined || f.dst6 !== undefined;
   const all = host < 0 && src < 0 && dst < 0 && proto < 0 && port < 0 && !v6addr;
+  // The term's tests on the IPv4 header at ip, cheapest and most selective first.
+  const tests: string[] = [];
+  if (port >= 0) {
+    tests.push(proto >= 0 ? `b[ip+9]===${proto}` : `(b[ip+9]===6||b[ip+9]===17)`);
+    if (proto >= 0 && proto !== 6 && proto !== 17) tests.push('false');
+    tests.push(`(l4=ip+((b[ip]&15)<<2))+4<=f+len`);
+    tests.push(`((((b[l4]<<8)|b[l4+1])===${port})||(((b[l4+2]<<8)|b[l4+3])===${port}))`);
+  } else if (proto >= 0) tests.push(`b[ip+9]===${proto}`);
+  if (v6addr) tests.push('false');
+  if (host >= 0) tests.push(`(${addrEquals('ip+12', host)}||${addrEquals('ip+16', host)})`);
+  if (src >= 0) tests.push(addrEquals('ip+12', src));
+  if (dst >= 0) tests.push(addrEquals('ip+16', dst));
+  const ipTest = tests.length ? tests.join('&&') : 'true';
+
+  // ARP (Ethernet ports) can match a term without a protocol or port
+  return { ipTest, all, arpPossible: link === ETHERNET && proto < 0 && port < 0 };
+}
+
+/** Compile the filter for frames of one layout (capture.ts's Link). */
+export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher {
+  // Each term (filterTerms: the filter's or'ed conjunctions) compiles to its own tests; the
+  // frame matches when one term's do (IPv6 and ARP: the shared rules in trace.ts, or included).
+  const terms = filterTerms(f).map((t) => compileTerm(t, link));
+  const all = terms.some((t) => t.all);
+  const ipTest = terms.length === 1 ? terms[0].ipTest : terms.map((t) => `(${t.ipTest})`).join('||');
+  const arpPossible = terms.some((t) => t.arpPossible);
 
   // Where the IPv4 header a filter looks at starts (the inner one for tunnel traffic), or -1.
   let findIp: string;
@@ -73,24 +99,8 @@ export function compileBatchMatcher(f: TraceFilter, link: number): BatchMatcher 
     findIp = `ip=-1;if(len>=20&&(b[f]>>4)===4){ip=f;if(b[f+9]===4){const hl=(b[f]&15)<<2;if(len>=hl+20&&(b[f+hl]>>4)===4)ip=f+hl;}}`;
   }
 
-  // The filter's tests on the IPv4 header at ip, cheapest and most selective first.
-  const tests: string[] = [];
-  if (port >= 0) {
-    tests.push(proto >= 0 ? `b[ip+9]===${proto}` : `(b[ip+9]===6||b[ip+9]===17)`);
-    if (proto >= 0 && proto !== 6 && proto !== 17) tests.push('false');
-    tests.push(`(l4=ip+((b[ip]&15)<<2))+4<=f+len`);
-    tests.push(`((((b[l4]<<8)|b[l4+1])===${port})||(((b[l4+2]<<8)|b[l4+3])===${port}))`);
-  } else if (proto >= 0) tests.push(`b[ip+9]===${proto}`);
-  if (v6addr) tests.push('false');
-  if (host >= 0) tests.push(`(${addrEquals('ip+12', host)}||${addrEquals('ip+16', host)})`);
-  if (src >= 0) tests.push(addrEquals('ip+12', src));
-  if (dst >= 0) tests.push(addrEquals('ip+16', dst));
-  const ipTest = tests.length ? tests.join('&&') : 'true';
-
   // Not IPv4: everything matches an empty filter; ARP on Ethernet ports is matched by address
   // (rare frames: the shared rule in trace.ts decides).
-  const arpPossible = link === ETHERNET && proto < 0 && port < 0;
-  // IPv6 (rare next to IPv4 in most clusters): one call per such frame, the shared rule in trace.ts.
   const otherTest = all ? 'true' : arpPossible
     ? `m6(b,f,len)||len>=${ETH_HLEN + 28}&&b[f+12]===8&&b[f+13]===6&&arp(((b[f+${ETH_HLEN + 14}]<<24)|(b[f+${ETH_HLEN + 15}]<<16)|(b[f+${ETH_HLEN + 16}]<<8)|b[f+${ETH_HLEN + 17}])>>>0,((b[f+${ETH_HLEN + 24}]<<24)|(b[f+${ETH_HLEN + 25}]<<16)|(b[f+${ETH_HLEN + 26}]<<8)|b[f+${ETH_HLEN + 27}])>>>0)`
     : 'm6(b,f,len)';

@@ -5,6 +5,12 @@
  */
 import { formatIpv4, parseIpv4, formatIpv6, parseIpv6Bytes } from '../packet';
 
+/**
+ * One conjunction of the filter's words (every field given must match), plus, on the filter as
+ * parsed, the other conjunctions it is or'ed with: `host A and icmp or port 53` is the term
+ * {host A, proto 1} with `or: [{port 53}]`. Parentheses are expanded into such terms when parsed
+ * (`(icmp or icmp6) and host A` is two), so matching is a few terms of plain field compares.
+ */
 export interface TraceFilter {
   /** Either address (src or dst) */
   host?: number;
@@ -14,12 +20,25 @@ export interface TraceFilter {
   proto?: number;
   /** Either L4 port */
   port?: number;
-  /** IPv6 addresses (canonical text): either, source, destination. A filter naming an IPv6
+  /** IPv6 addresses (canonical text): either, source, destination. A term naming an IPv6
    * address matches IPv6 packets only, one naming an IPv4 address IPv4 only. */
   host6?: string;
   src6?: string;
   dst6?: string;
+  /** The other terms (none of them with `or` of its own): the filter matches a packet when this
+   * term or any of these does. */
+  or?: TraceFilter[];
 }
+
+/** The filter's terms, the first one included. */
+export function filterTerms(f: TraceFilter): TraceFilter[] {
+  if (f.or === undefined || f.or.length === 0) return [f];
+  const { or, ...first } = f;
+  return [first, ...or];
+}
+
+/** At most this many terms once parentheses are expanded (`(a or b) and (c or d)` is 4). */
+const MAX_TERMS = 32;
 
 export interface TraceRecord {
   at: string;
@@ -30,7 +49,8 @@ export interface TraceRecord {
 const PROTOS: Record<string, number> = { icmp: 1, ipip: 4, tcp: 6, udp: 17, icmp6: 58, icmpv6: 58 };
 
 /**
- * Parse a tcpdump-like filter: words such as `host 10.0.0.1 and icmp`, `src X`, `dst X`, `port 80`.
+ * Parse a tcpdump-like filter: words such as `host 10.0.0.1 and icmp`, `src X`, `dst X`, `port 80`,
+ * joined by `and` (or nothing) and `or`, `and` binding tighter (as tcpdump), with parentheses.
  * `command` (trace or capture, which share the words) starts each error message.
  */
 export function parseTraceFilter(words: string[], command: 'trace' | 'capture' = 'trace'): TraceFilter {
@@ -43,41 +63,103 @@ export function parseTraceFilter(words: string[], command: 'trace' | 'capture' =
 }
 
 function parseFilterWords(words: string[], what: string): TraceFilter {
-  const f: TraceFilter = {};
-  const w = words.flatMap((x) => x.split(/\s+/)).filter((x) => x && x !== 'and');
-  for (let i = 0; i < w.length; i++) {
-    const k = w[i].toLowerCase();
-    const next = () => {
-      if (i + 1 >= w.length) throw new Error(`${what}: "${k}" needs a value`);
-      return w[++i];
-    };
-    const addr = (s: string) => parseIpv4(s); // throws "invalid IPv4 address ..." itself
-    const addr6 = (s: string) => formatIpv6(parseIpv6Bytes(s)); // throws "invalid IPv6 address ..."
-    if ((k === 'host' || k === 'src' || k === 'dst') && i + 1 < w.length && w[i + 1].includes(':')) {
-      const a = addr6(next());
-      if (k === 'host') f.host6 = a;
-      else if (k === 'src') f.src6 = a;
-      else f.dst6 = a;
-    } else if (k === 'host') f.host = addr(next());
-    else if (k === 'src') f.src = addr(next());
-    else if (k === 'dst') f.dst = addr(next());
-    else if (k === 'port') {
-      const p = Number(next());
-      if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`${what}: bad port "${w[i]}" (a number 0..65535)`);
-      f.port = p;
-    } else if (k === 'proto') {
-      const v = next();
-      f.proto = PROTOS[v] ?? (/^\d+$/.test(v) ? Number(v) : NaN);
-      if (!(f.proto >= 0 && f.proto <= 255)) throw new Error(`${what}: unknown protocol "${v}" (icmp, icmp6, tcp, udp, ipip or a number 0..255)`);
-    } else if (k in PROTOS) f.proto = PROTOS[k];
-    else if (/^\d+\.\d+\.\d+\.\d+$/.test(k)) f.host = addr(k);
-    else if (k.includes(':')) f.host6 = addr6(k);
-    else throw new Error(`${what}: unknown word "${w[i]}" (use host/src/dst ADDR, icmp/icmp6/tcp/udp/ipip, proto N, port N)`);
-  }
-  return f;
+  const w = words.flatMap((x) => x.replace(/[()]/g, ' $& ').split(/\s+/)).filter((x) => x !== '');
+  if (w.length === 0) return {};
+  let i = 0;
+  // expr := conj ('or' conj)* ; conj := factor (['and'] factor)* ; factor := '(' expr ')' | word [value]
+  const expr = (): TraceFilter[] => {
+    let terms = conj();
+    while (i < w.length && w[i].toLowerCase() === 'or') {
+      i++;
+      terms = [...terms, ...conj()];
+      if (terms.length > MAX_TERMS) throw new Error(`${what}: more than ${MAX_TERMS} alternatives once the parentheses are expanded`);
+    }
+    return terms;
+  };
+  const conj = (): TraceFilter[] => {
+    let terms: TraceFilter[] | null = null;
+    for (;;) {
+      const k = i < w.length ? w[i].toLowerCase() : null;
+      if (k === null || k === ')' || k === 'or') {
+        if (terms === null) throw new Error(k === null && i === 0 ? `${what}: empty` : `${what}: ${k === null ? 'the end' : `"${w[i]}"`} where a filter word was expected${i > 0 ? ` (after "${w[i - 1]}")` : ''}`);
+        return terms;
+      }
+      if (k === 'and') {
+        if (terms === null) throw new Error(`${what}: "and" needs a filter word before it`);
+        i++;
+        const n = i < w.length ? w[i].toLowerCase() : null;
+        if (n === null || n === ')' || n === 'or' || n === 'and') throw new Error(`${what}: "and" needs a filter word after it`);
+        continue;
+      }
+      const f = factor();
+      if (terms === null) terms = f;
+      else {
+        // and: every term of one side with every term of the other (a later word wins for a field
+        // given on both sides, as within one conjunction)
+        const both: TraceFilter[] = [];
+        for (const a of terms) for (const b of f) both.push({ ...a, ...b });
+        if (both.length > MAX_TERMS) throw new Error(`${what}: more than ${MAX_TERMS} alternatives once the parentheses are expanded`);
+        terms = both;
+      }
+    }
+  };
+  const factor = (): TraceFilter[] => {
+    if (w[i] === '(') {
+      const open = i++;
+      const terms = expr();
+      if (i >= w.length || w[i] !== ')') throw new Error(`${what}: "(" at word ${open + 1} is not closed`);
+      i++;
+      return terms;
+    }
+    const f: TraceFilter = {};
+    i = primitive(w, i, f, what);
+    return [f];
+  };
+  const terms = expr();
+  if (i < w.length) throw new Error(w[i] === ')' ? `${what}: ")" without its "("` : `${what}: unexpected "${w[i]}"`);
+  const [first, ...rest] = terms;
+  return rest.length > 0 ? { ...first, or: rest } : first;
+}
+
+/** One filter word (and its value) at w[i] into `f`; returns the index after it. */
+function primitive(w: string[], i: number, f: TraceFilter, what: string): number {
+  const k = w[i].toLowerCase();
+  const next = () => {
+    if (i + 1 >= w.length || w[i + 1] === '(' || w[i + 1] === ')') throw new Error(`${what}: "${k}" needs a value`);
+    return w[++i];
+  };
+  const addr = (s: string) => parseIpv4(s); // throws "invalid IPv4 address ..." itself
+  const addr6 = (s: string) => formatIpv6(parseIpv6Bytes(s)); // throws "invalid IPv6 address ..."
+  if ((k === 'host' || k === 'src' || k === 'dst') && i + 1 < w.length && w[i + 1].includes(':')) {
+    const a = addr6(next());
+    if (k === 'host') f.host6 = a;
+    else if (k === 'src') f.src6 = a;
+    else f.dst6 = a;
+  } else if (k === 'host') f.host = addr(next());
+  else if (k === 'src') f.src = addr(next());
+  else if (k === 'dst') f.dst = addr(next());
+  else if (k === 'port') {
+    const p = Number(next());
+    if (!Number.isInteger(p) || p < 0 || p > 65535) throw new Error(`${what}: bad port "${w[i]}" (a number 0..65535)`);
+    f.port = p;
+  } else if (k === 'proto') {
+    const v = next();
+    f.proto = PROTOS[v] ?? (/^\d+$/.test(v) ? Number(v) : NaN);
+    if (!(f.proto >= 0 && f.proto <= 255)) throw new Error(`${what}: unknown protocol "${v}" (icmp, icmp6, tcp, udp, ipip or a number 0..255)`);
+  } else if (k in PROTOS) f.proto = PROTOS[k];
+  else if (/^\d+\.\d+\.\d+\.\d+$/.test(k)) f.host = addr(k);
+  else if (k.includes(':')) f.host6 = addr6(k);
+  else throw new Error(`${what}: unknown word "${w[i]}" (use host/src/dst ADDR, icmp/icmp6/tcp/udp/ipip, proto N, port N, joined by and/or, with parentheses)`);
+  return i + 1;
 }
 
 export function describeFilter(f: TraceFilter): string {
+  const terms = filterTerms(f);
+  if (terms.length === 1) return describeTerm(f) || 'all IPv4 and IPv6';
+  return terms.map((t) => describeTerm(t) || 'all IPv4 and IPv6').join(' or ');
+}
+
+function describeTerm(f: TraceFilter): string {
   const parts: string[] = [];
   if (f.host !== undefined) parts.push(`host ${formatIpv4(f.host)}`);
   if (f.src !== undefined) parts.push(`src ${formatIpv4(f.src)}`);
@@ -87,11 +169,17 @@ export function describeFilter(f: TraceFilter): string {
   if (f.dst6 !== undefined) parts.push(`dst ${f.dst6}`);
   if (f.proto !== undefined) parts.push(`proto ${f.proto}`);
   if (f.port !== undefined) parts.push(`port ${f.port}`);
-  return parts.join(' and ') || 'all IPv4 and IPv6';
+  return parts.join(' and ');
 }
 
 /** Does the IPv4 packet at ip match? (Called only while a trace runs.) */
 export function traceMatches(f: TraceFilter, b: Uint8Array, ip: number): boolean {
+  if (termMatches(f, b, ip)) return true;
+  if (f.or !== undefined) for (const t of f.or) if (termMatches(t, b, ip)) return true;
+  return false;
+}
+
+function termMatches(f: TraceFilter, b: Uint8Array, ip: number): boolean {
   if (f.host6 !== undefined || f.src6 !== undefined || f.dst6 !== undefined) return false;
   const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
   const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
@@ -113,6 +201,12 @@ export function traceMatches(f: TraceFilter, b: Uint8Array, ip: number): boolean
 /** Does an ARP request (sender address spa asking for tpa) match? An IP protocol or port in the
  * filter never matches ARP; addresses match the sender (src) and the target (dst). */
 export function traceMatchesArp(f: TraceFilter, spa: number, tpa: number): boolean {
+  if (termMatchesArp(f, spa, tpa)) return true;
+  if (f.or !== undefined) for (const t of f.or) if (termMatchesArp(t, spa, tpa)) return true;
+  return false;
+}
+
+function termMatchesArp(f: TraceFilter, spa: number, tpa: number): boolean {
   if (f.proto !== undefined || f.port !== undefined) return false;
   if (f.host !== undefined && spa !== f.host && tpa !== f.host) return false;
   if (f.src !== undefined && spa !== f.src) return false;
@@ -144,6 +238,12 @@ export class TraceSession {
 
 /** Does the IPv6 packet at ip (upper-layer protocol `upper` at `l4`, -1 when not parseable) match? */
 export function traceMatches6(f: TraceFilter, b: Uint8Array, ip: number, upper: number, l4: number): boolean {
+  if (termMatches6(f, b, ip, upper, l4)) return true;
+  if (f.or !== undefined) for (const t of f.or) if (termMatches6(t, b, ip, upper, l4)) return true;
+  return false;
+}
+
+function termMatches6(f: TraceFilter, b: Uint8Array, ip: number, upper: number, l4: number): boolean {
   if (f.host !== undefined || f.src !== undefined || f.dst !== undefined) return false;
   if (f.host6 !== undefined || f.src6 !== undefined || f.dst6 !== undefined) {
     const src = formatIpv6(b, ip + 8);

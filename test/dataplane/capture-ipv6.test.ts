@@ -82,4 +82,15 @@ test('protocol and port past the extension headers; a filter on protocol alone t
   assert.equal(captured(''), Object.keys(frames), 'no filter: everything, a cut frame too');
 });
 
+test('"or" and parentheses in the compiled matcher: and binds tighter, as tcpdump', () => {
+  assert.equal(captured('icmp6 or host 10.244.0.2'), ['v6icmp', 'v4']);
+  // icmp6 or (udp and host 10.244.0.67) -- not (icmp6 or udp) and host 10.244.0.67
+  assert.equal(captured('icmp6 or udp and host 10.244.0.67'), ['v6icmp', 'v4']);
+  assert.equal(captured('(icmp6 or udp) and host 10.244.0.67'), ['v4']);
+  assert.equal(captured(`dst ${A} and (icmp6 or tcp)`), ['v6icmp']);
+  assert.equal(captured(`tcp or src ${B} and port 53`), ['v6tun']);
+  assert.equal(captured('tcp or icmp'), [], 'no term matches');
+  assert.equal(captured(`host ${A} or host 10.244.0.2`), ['v6udp', 'v6icmp', 'v6hbh', 'v6tun', 'v6vxlan', 'v4']);
+});
+
 test.run();

@@ -32,7 +32,45 @@ test('parseTraceFilter refuses what it does not understand', () => {
   assert.throws(() => parseTraceFilter(['port', '-1']), /bad port/);
   assert.throws(() => parseTraceFilter(['port', 'http']), /bad port/);
   assert.throws(() => parseTraceFilter(['proto', 'sctpx']), /unknown protocol/);
-  assert.throws(() => parseTraceFilter(['or', 'icmp']), /unknown word "or"/);
+  assert.throws(() => parseTraceFilter(['or', 'icmp']), /"or" where a filter word was expected/);
+  assert.throws(() => parseTraceFilter(['icmp', 'or']), /the end where a filter word was expected \(after "or"\)/);
+  assert.throws(() => parseTraceFilter(['icmp', 'and']), /"and" needs a filter word after it/);
+  assert.throws(() => parseTraceFilter(['and', 'icmp']), /"and" needs a filter word before it/);
+  assert.throws(() => parseTraceFilter(['(icmp', 'or', 'udp']), /"\(" at word 1 is not closed/);
+  assert.throws(() => parseTraceFilter(['icmp)']), /"\)" without its "\("/);
+  assert.throws(() => parseTraceFilter(['()']), /"\)" where a filter word was expected/);
+  assert.throws(() => parseTraceFilter(['host', '(10.0.0.1)']), /"host" needs a value/);
+  assert.throws(() => parseTraceFilter(['(icmp or udp) and (icmp or udp) and (icmp or udp) and (icmp or udp) and (icmp or udp) and (icmp or udp)']), /more than 32 alternatives/);
+});
+
+test('parseTraceFilter: "or", "and" binding tighter (as tcpdump), parentheses expanded into or\'ed terms', () => {
+  assert.equal(parseTraceFilter(['icmp', 'or', 'icmp6']), { proto: 1, or: [{ proto: 58 }] });
+  assert.equal(parseTraceFilter(['host 10.244.0.1 and icmp or port 53']), { host: ip('10.244.0.1'), proto: 1, or: [{ port: 53 }] });
+  assert.equal(parseTraceFilter(['icmp or udp and host 10.244.0.1']), { proto: 1, or: [{ proto: 17, host: ip('10.244.0.1') }] });
+  assert.equal(parseTraceFilter(['(icmp', 'or', 'udp)', 'and', 'host', '10.244.0.1']), { proto: 1, host: ip('10.244.0.1'), or: [{ proto: 17, host: ip('10.244.0.1') }] });
+  assert.equal(parseTraceFilter(['host 10.244.0.1 (icmp or (udp port 53))']), { host: ip('10.244.0.1'), proto: 1, or: [{ host: ip('10.244.0.1'), proto: 17, port: 53 }] });
+  assert.equal(parseTraceFilter(['((icmp))']), { proto: 1 });
+  assert.equal(parseTraceFilter(['(icmp or udp) and (src 10.244.0.1 or dst 10.244.0.1)']).or?.length, 3, 'two by two: four terms');
+  assert.is(describeFilter(parseTraceFilter(['host 10.244.0.1 and icmp or port 53'])), 'host 10.244.0.1 and proto 1 or port 53');
+  assert.is(describeFilter(parseTraceFilter(['(icmp or icmp6) and host fd00::1'])), 'host fd00::1 and proto 1 or host fd00::1 and proto 58');
+});
+
+test('traceMatches with "or": any term; "and" binds tighter; ARP too', () => {
+  const udp = frame('a_to_b'); // 10.244.0.1:40001 -> 10.244.0.2:7000 UDP
+  const m = (words: string, f: Uint8Array) => traceMatches(parseTraceFilter([words]), f, 14);
+  assert.ok(m('tcp or host 10.244.0.2', udp));
+  assert.ok(m('host 10.244.0.2 or tcp', udp));
+  assert.not.ok(m('tcp or icmp', udp));
+  // icmp or (udp and host .3): no; (icmp or udp) and host .2: yes
+  assert.not.ok(m('icmp or udp and host 10.244.0.3', udp), 'and binds tighter than or');
+  assert.ok(m('icmp or udp and host 10.244.0.2', udp));
+  assert.ok(m('(icmp or udp) and host 10.244.0.2', udp));
+  assert.not.ok(m('(icmp or udp) and host 10.244.0.3', udp));
+  assert.ok(m('icmp6 or udp', udp), 'an IPv6-only term beside an IPv4 one');
+  assert.ok(m('host fd00::1 or port 7000', udp));
+  const gw = ip('169.254.1.1');
+  assert.ok(traceMatchesArp(parseTraceFilter(['tcp or host 169.254.1.1']), A, gw));
+  assert.not.ok(traceMatchesArp(parseTraceFilter(['tcp or udp']), A, gw));
 });
 
 test('traceMatches on IPv4 packets: addresses either way, protocol, L4 port either way', () => {

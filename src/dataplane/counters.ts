@@ -114,13 +114,19 @@ export const Reason6 = {
   /** A Router Advertisement or a Redirect from a pod: the pod acting as a router is not listened
    * to (podway is the pods' only router; nothing is learned from it). */
   NDP_ROUTER_MSG_FROM_POD: base + 37,
+  /** IPv6 handed to the node's routing (tx6: pods' IPv6 to other nodes' addresses and outside the
+   * pools) that the node's kernel refused while the node's IPv6 address was missing from its
+   * underlay link (that link up): its IPv6 routes went with it (a link set down and up flushes
+   * IPv6 addresses). What would otherwise be tx6's `tx_rejected` (counted and shown to a drop-stage
+   * capture the same way, Engine.checkRejected). */
+  NO_NODE_ADDRESS6: base + 38,
 } as const;
 export const Event6 = {
   /** Neighbor/Router Solicitations from pods answered for the gateway (NA, RA). */
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 38;
+export const COUNTER_COUNT = base + 39;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

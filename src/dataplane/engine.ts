@@ -25,7 +25,7 @@ import { NeighborTable, NeighborTimings } from './neighbors';
 import { NeighborQueue, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL, FAMILY_V4, FAMILY_V6, FAMILY_POD } from './neighbor-queue';
 import { HostProgrammer, HostState, HostLearnedRoute, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
 import { Spawner } from './spawner';
-import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason } from './counters';
+import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } from './counters';
 import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
@@ -1356,7 +1356,7 @@ export class Engine {
       `tx4(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pod egress, natOutgoing), last ${last}${why}; they are lost (tx4(raw)'s txErrors and lastError in \`podway counters\`, podway_port_errors_total{direction="tx"} in /metrics)`,
     ' (no route on the node: with --bgp, check that the learned route is in the kernel, `ip route show proto bird`)');
     this.tx6Refused = this.reportRefusals(this.infra.tx6, this.tx6Refused, (fresh, last, why) =>
-      `tx6(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pods' IPv6 to other nodes and outside the pools, natOutgoing), last ${last}${why}; they are lost (tx6(raw)'s txErrors and lastError in \`podway counters\`)`,
+      `tx6(raw): the node's kernel refused ${fresh} packet(s) podway handed it (pods' IPv6 to other nodes and outside the pools, natOutgoing), last ${last}${why}; they are lost (drop reason tx_rejected, no_node_address6 while the node's IPv6 address is missing; tx6(raw)'s txErrors and lastError in \`podway counters\`)`,
     ' (no IPv6 route on the node to that address, `ip -6 route get ADDR`)');
   }
 
@@ -1387,19 +1387,34 @@ export class Engine {
       this.rejectedSeen[p] = n;
       if (n < seen) continue; // another port in that place
       const fresh = n - seen;
-      this.pipe.counters[Reason.TX_REJECTED] += fresh;
+      // tx6's refusals while the node's IPv6 address is missing have their own reason
+      const reason = p === this.infra.tx6 && this.nodeAddress6Missing() ? Reason6.NO_NODE_ADDRESS6 : Reason.TX_REJECTED;
+      this.pipe.counters[reason] += fresh;
       this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.DROPS] += fresh;
       if (!take) continue;
       const buf = this.rejectedBuf ??= new Uint8Array(1 << 15);
       const k = take(p, buf);
       let at = 0;
       while (at + 4 <= k) { // bytes of the copies kept (the last few; each frame's original length)
-        this.pipe.counterBytes[Reason.TX_REJECTED] += buf[at] | (buf[at + 1] << 8);
+        this.pipe.counterBytes[reason] += buf[at] | (buf[at + 1] << 8);
         at += 4 + (buf[at + 2] | (buf[at + 3] << 8));
       }
       const cap = this.pipe.capture;
-      if (cap !== null && k > 0) cap.rejected(buf, k, this.pipe.portName[p], this.pipe.linkOf(p), Reason.TX_REJECTED);
+      if (cap !== null && k > 0) cap.rejected(buf, k, this.pipe.portName[p], this.pipe.linkOf(p), reason);
     }
+  }
+
+  /**
+   * Whether the node's IPv6 address is missing from its underlay link, that link up (the kernel
+   * flushed it: a link set down and up; removed by hand): tx6's refusals are then counted
+   * `no_node_address6` instead of `tx_rejected`, since the node's IPv6 routes went with the address.
+   * Looked for only when tx6 had refusals (each engine for itself: workers have their own tx6).
+   */
+  private nodeAddress6Missing(): boolean {
+    const ip6 = this.model?.v6.ip6;
+    if (!ip6 || !this.underlay) return false;
+    const st = nodeAddressState([ip6], this.underlay.name, networkInterfaces(), readLinkState(this.underlay.name));
+    return st.missing.length > 0 && !st.linkDown;
   }
 
   /** One raw port's refusals since `was` reported (see checkRawRefusals); returns the new state. */
@@ -1641,7 +1656,7 @@ export class Engine {
         const v6 = st.missing.filter((ip) => ip.includes(':'));
         const says = [
           v4.length && `podway keeps forwarding with ${v4.join(', ')}, but the node's own stack cannot use it; ${this.addressAdvice}`,
-          v6.length && `the IPv6 packets podway hands to the node's routing (pods' IPv6 egress, tx6) find no route from ${v6.join(', ')} (tx6(raw) txErrors); ${this.addressAdvice6}`,
+          v6.length && `the IPv6 packets podway hands to the node's routing (pods' IPv6 egress, tx6) find no route from ${v6.join(', ')} and are lost (counted no_node_address6 in \`podway counters\`, tx6(raw) txErrors); ${this.addressAdvice6}`,
         ].filter(Boolean).join('; ');
         this.log.warn(`${problem}: ${says}`, iface);
       }

@@ -155,6 +155,16 @@ test('the IPv6 address removed under podway: warned, nodeAddressMissing and `pod
   assert.is(st.ready, true, `an address missing from a link that is up is no readiness problem: ${st.notReady.join('; ')}`);
   assert.is(st.underlayDown, null);
   assert.match(statusText(), new RegExp(`\\nnode address missing: node address ${re(ip6)} is no longer on this node`));
+  // web-1's IPv6 to node2's address leaves through tx6, which the kernel refuses now (its route
+  // to fd99::/64 went with the address): a drop reason says why, not only tx6's txErrors
+  type Counters = { reasons: Record<string, number>; ports: { port: string; txErrors: number }[] };
+  const counters = async () => (await controlRequest(n1.control, { cmd: 'counters' })) as Counters;
+  const before = (await counters()).reasons.no_node_address6 ?? 0;
+  assert.is(lab!.ping('web-1', lab!.node('node2').ip6!, 3).received, 0, 'web-1 -> node2\'s address is lost');
+  assert.ok(await until(async () => ((await counters()).reasons.no_node_address6 ?? 0) > before, 10_000, 200), JSON.stringify(await counters()));
+  const c = await counters();
+  assert.ok((c.ports.find((p) => p.port === 'tx6(raw)')?.txErrors ?? 0) >= c.reasons.no_node_address6, 'no more than tx6 refused');
+  assert.match(podwayCli(['counters', '--control', n1.control]), /no_node_address6/);
   nsExec(n1.ns, ['ip', '-6', 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
   assert.ok(await waitLog(n1, new RegExp(`node address ${re(ip6)} is on this node again`), from, 15_000), n1.log.slice(from).join('\n'));
   assert.is((await status()).nodeAddressMissing, null);

@@ -240,13 +240,14 @@ if (parentPort) {
   /**
    * The speaker on the model cache's BGP settings (podway forwarding on the cached model, the
    * datastore unreachable): the plan is made from them as from a snapshot (passwords from
-   * --bgp-secrets as always), exporting the prefixes the cache lists. Ignored once a snapshot's
+   * --bgp-secrets as always), exporting the prefixes the cache lists and passing on learned routes
+   * by the pools it lists. Ignored once a snapshot's
    * settings are in force (the datastore answered first).
    */
   const useCachedBgp = (inputs: BgpInputs, appliedAt: string, file: string): void => {
     if (!agent || agent.hasPlan()) return;
     try {
-      agent.update(snapshotOfBgpInputs(inputs, `the model cache ${file}`), inputs.exports);
+      agent.update(snapshotOfBgpInputs(inputs, `the model cache ${file}`), { exports: inputs.exports, ...(inputs.learnedExport ? { learnedExport: inputs.learnedExport } : {}) });
       cachedSettings = appliedAt;
       const s = agent.status();
       port.postMessage({ type: 'log', level: 'info', message: `bgp: on the model cache's settings from ${appliedAt} until the datastore answers: router ID ${s.routerId}, AS ${s.asNumber}, ${s.peers.length} peers, ${s.exported} prefixes exported` });

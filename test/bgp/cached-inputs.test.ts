@@ -41,8 +41,13 @@ test('the plan from the cached inputs is the snapshot\'s plan (speaker, peers wi
   const inputs = bgpInputsOf(snap, 'node1');
   // written to the file as JSON and read back
   const read = checkBgpInputs(JSON.parse(JSON.stringify(inputs)));
-  const fromCache = computeBgpPlan(snapshotOfBgpInputs(read, 'the model cache'), 'node1', { resolveSecret, exports: read.exports });
+  const fromCache = computeBgpPlan(snapshotOfBgpInputs(read, 'the model cache'), 'node1', { resolveSecret, exports: read.exports, learnedExport: read.learnedExport });
   assert.equal(fromCache.speaker, fromSnap.speaker);
+  assert.equal(fromCache.learnedExport, fromSnap.learnedExport);
+  assert.equal(fromSnap.learnedExport, { pools: [{ cidr: '10.244.0.0/16', exported: true }], blocks: ['10.244.0.0/26'] });
+  // A cache written before the policy was kept: no pools, so nothing learned is passed on.
+  const { learnedExport: _le, ...older } = read;
+  assert.equal(computeBgpPlan(snapshotOfBgpInputs(older, 'the model cache'), 'node1', { resolveSecret, exports: older.exports }).learnedExport, { pools: [], blocks: [] });
   assert.is(JSON.stringify(fromCache.peers), JSON.stringify(fromSnap.peers), 'the same peer configs, key order included (the speaker compares them as JSON)');
   assert.equal(fromCache.exports, fromSnap.exports);
   assert.equal(fromSnap.exports.map((e) => e.prefix), ['10.244.0.0/26', '10.244.0.70/32']);
@@ -96,6 +101,12 @@ test('malformed inputs are refused naming the field', () => {
   assert.is(err({ ...good, peers: [{ name: 'x' }] }), 'the BGP settings are malformed (bgp.peers[0])');
   assert.is(err({ ...good, exports: [{ prefix: 1 }] }), 'the BGP settings are malformed (bgp.exports[0].prefix)');
   assert.is(err({ ...good, config: 'x' }), 'the BGP settings are malformed (bgp.config)');
+  assert.is(err({ ...good, learnedExport: { pools: [{ cidr: '10.244.0.1/16', exported: true }], blocks: [] } }), 'the BGP settings are malformed (bgp.learnedExport.pools[0])');
+  assert.is(err({ ...good, learnedExport: { pools: [{ cidr: '10.244.0.0/16' }], blocks: [] } }), 'the BGP settings are malformed (bgp.learnedExport.pools[0])');
+  assert.is(err({ ...good, learnedExport: { pools: [], blocks: ['x'] } }), 'the BGP settings are malformed (bgp.learnedExport.blocks[0])');
+  assert.is(err({ ...good, learnedExport: [] }), 'the BGP settings are malformed (bgp.learnedExport.pools)');
+  const { learnedExport: _le, ...older } = good;
+  assert.is(err(older), 'accepted', 'a cache written before the policy was kept');
 });
 
 async function freePort(): Promise<number> {
@@ -128,7 +139,7 @@ test('an agent started on the cached inputs peers (loopback mesh), and the same 
     // node1 on its cache (written as JSON, read back), node2 on the datastore.
     const inputs = checkBgpInputs(JSON.parse(JSON.stringify(bgpInputsOf(mesh, 'node1'))));
     assert.not.ok(agents[0]!.hasPlan());
-    agents[0]!.update(snapshotOfBgpInputs(inputs, 'the model cache'), inputs.exports);
+    agents[0]!.update(snapshotOfBgpInputs(inputs, 'the model cache'), { exports: inputs.exports, learnedExport: inputs.learnedExport });
     assert.ok(agents[0]!.hasPlan());
     agents[1]!.update(mesh);
     assert.ok(await until(() => learned.get('node2')?.[0]?.prefix === '10.244.0.0/26' && learned.get('node1')?.[0]?.prefix === '10.244.0.64/26', 15_000), `learned: ${JSON.stringify([...learned])}\n${logs.join('\n')}`);

@@ -94,12 +94,13 @@ export class BgpAgent {
   }
 
   /**
-   * Applies a snapshot. Throws (nothing changed) when this node has no plan, e.g. no address yet;
+   * Applies a snapshot (`given`: the model cache's exports and learned-route policy, which its
+   * snapshot cannot give). Throws (nothing changed) when this node has no plan, e.g. no address yet;
    * the previous plan then stays in force, as the dataplane keeps its last good model.
    */
-  update(snapshot: ClusterSnapshot, exports?: BgpPlanOptions['exports']): string {
+  update(snapshot: ClusterSnapshot, given?: Pick<BgpPlanOptions, 'exports' | 'learnedExport'>): string {
     if (this.stopped) return '';
-    const plan = computeBgpPlan(snapshot, this.options.node, exports ? { ...this.options, exports } : this.options);
+    const plan = computeBgpPlan(snapshot, this.options.node, given ? { ...this.options, ...given } : this.options);
     const warningsKey = plan.warnings.join('\n');
     if (warningsKey !== this.warningsKey) for (const w of plan.warnings) this.options.log(`bgp: ${w}`, 'warn');
     this.warningsKey = warningsKey;
@@ -111,6 +112,7 @@ export class BgpAgent {
     }
     this.speaker.setPeers(plan.peers.map(toPeerConfig));
     this.speaker.setExports([...plan.exports]);
+    this.speaker.setLearnedExportPolicy(plan.learnedExport);
     return describePlanChange(previous, plan);
   }
 
@@ -163,6 +165,7 @@ export class BgpAgent {
     speaker.on('error', (e: unknown) => this.options.log(`bgp: ${e instanceof Error ? e.message : String(e)}`, 'warn'));
     speaker.setPeers(plan.peers.map(toPeerConfig));
     speaker.setExports([...plan.exports]);
+    speaker.setLearnedExportPolicy(plan.learnedExport);
     this.chain = this.chain.then(async () => {
       if (old) {
         this.options.log('bgp: speaker settings changed; restarting the speaker');
@@ -245,6 +248,8 @@ export function describePlanChange(previous: BgpPlan, plan: BgpPlan): string {
   const exportsBefore = new Set(previous.exports.map(key));
   const exportsAfter = new Set(plan.exports.map(key));
   if (exportsBefore.size !== exportsAfter.size || [...exportsAfter].some((e) => !exportsBefore.has(e))) parts.push(`exports ${previous.exports.length} -> ${plan.exports.length} prefixes`);
+  // (The policy's blocks move with the exports; its pools are news of their own.)
+  if (JSON.stringify(previous.learnedExport.pools) !== JSON.stringify(plan.learnedExport.pools)) parts.push('the IP pools of the learned-route export filter changed');
   return parts.join('; ');
 }
 

@@ -2,14 +2,15 @@
 // (src/cli/model-cache.ts), so that a node restarted while its etcd is away runs its speaker on the
 // settings it last had (as calico-node's BIRD keeps its last config): the BGPConfiguration
 // `default`, the BGPPeers that may apply to it, every Node's BGP part (mesh peers, peerSelector,
-// route reflectors) and the prefixes it exported. Passwords are kept as the BGPPeer holds them:
+// route reflectors), the prefixes it exported and which learned routes it passed on. Passwords are kept as the BGPPeer holds them:
 // secret references (spec.password.secretKeyRef), never a secret's value; the value is read from
 // `--bgp-secrets DIR` when the plan is made, as with the datastore's settings.
 import type { ClusterSnapshot } from '../snapshot';
 import type { Node } from '../resources';
 import type { BGPConfiguration, BGPPeer } from '../calico-kinds';
-import type { BgpExport } from './speaker';
-import { computeExports } from './exports';
+import type { BgpExport, BgpLearnedExportPolicy } from './speaker';
+import { computeExports, computeLearnedExportPolicy } from './exports';
+import { parsePrefix } from './wire';
 
 export interface BgpInputs {
   /** Every Node: name, labels and spec.bgp only. */
@@ -20,6 +21,10 @@ export interface BgpInputs {
   readonly peers: readonly { readonly name: string; readonly spec: Readonly<Record<string, unknown>> }[];
   /** The prefixes the node exported (computeExports). */
   readonly exports: readonly BgpExport[];
+  /** Which learned routes it passed on (computeLearnedExportPolicy). Absent in a cache written by
+   * a podway before it: the plan then has no pools, and no learned route is passed on until the
+   * datastore answers (never a route leak). */
+  readonly learnedExport?: BgpLearnedExportPolicy;
 }
 
 const PEER_FIELDS = ['node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector', 'keepOriginalNextHop'] as const;
@@ -39,6 +44,7 @@ export function bgpInputsOf(snap: ClusterSnapshot, node: string): BgpInputs {
     config: config ? { ...config.spec } : null,
     peers,
     exports: computeExports(snap, node),
+    learnedExport: computeLearnedExportPolicy(snap, node),
   };
 }
 
@@ -63,6 +69,21 @@ export function checkBgpInputs(v: unknown): BgpInputs {
   (o.peers as unknown[]).forEach((p, i) => { if (!isObj(p) || typeof p.name !== 'string' || !isObj(p.spec)) fail(`peers[${i}]`); });
   if (!Array.isArray(o.exports)) fail('exports');
   (o.exports as unknown[]).forEach((e, i) => { if (!isObj(e) || typeof e.prefix !== 'string') fail(`exports[${i}].prefix`); });
+  if (o.learnedExport !== undefined) {
+    const cidrOk = (c: unknown): boolean => {
+      try {
+        return typeof c === 'string' && parsePrefix(c).text === c;
+      } catch {
+        return false;
+      }
+    };
+    const le = o.learnedExport;
+    if (!isObj(le) || !Array.isArray(le.pools)) fail('learnedExport.pools');
+    const { pools, blocks } = le as { pools: unknown[]; blocks: unknown };
+    pools.forEach((p, i) => { if (!isObj(p) || !cidrOk(p.cidr) || typeof p.exported !== 'boolean') fail(`learnedExport.pools[${i}]`); });
+    if (!Array.isArray(blocks)) fail('learnedExport.blocks');
+    (blocks as unknown[]).forEach((b, i) => { if (!cidrOk(b)) fail(`learnedExport.blocks[${i}]`); });
+  }
   return v as BgpInputs;
 }
 

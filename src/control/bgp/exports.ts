@@ -2,9 +2,11 @@
 // confirmed affine blocks (never the pool aggregates), and every address of a local workload that
 // lies outside those blocks (borrowed from another node's block, routed as a /32 to us). Blocks
 // and addresses of disabled pools, and of pools with disableBGPExport, are not announced.
+// And which learned routes the node passes on (computeLearnedExportPolicy): only those inside its
+// IP pools, as the same filter (calico_export_to_bgp_peers) lets through.
 import { cidrContainsAddr, cidrContainsCidr, IPv4Cidr, makeIPv4Cidr, parseIPv4Cidr, parseIPv4WithPrefix } from '../ipv4';
 import type { ClusterSnapshot } from '../snapshot';
-import type { BgpExport } from './speaker';
+import type { BgpExport, BgpLearnedExportPolicy } from './speaker';
 
 /** The prefixes `nodeName` announces, sorted by address then length, each once. */
 export function computeExports(snapshot: ClusterSnapshot, nodeName: string): BgpExport[] {
@@ -35,4 +37,28 @@ export function computeExports(snapshot: ClusterSnapshot, nodeName: string): Bgp
     }
   }
   return [...out.values()].sort((a, b) => a.addr - b.addr || a.prefixLen - b.prefixLen).map((c) => ({ prefix: c.cidr }));
+}
+
+/**
+ * Which learned routes `nodeName` passes on to its peers, as Calico's BIRD export filter decides
+ * for routes it learned over BGP (bird_ipam.cfg's calico_export_to_bgp_peers and bird_aggr.cfg's
+ * calico_aggr): routes inside an IPv4 pool with disableBGPExport never; routes strictly inside one
+ * of the node's confirmed blocks never (its block covers them); routes inside any other IPv4 pool
+ * (disabled ones too: Calico's filter reads only disableBGPExport) yes; everything else never, so
+ * a ToR's default route or another AS's networks are not carried on to the mesh or to a second ToR.
+ */
+export function computeLearnedExportPolicy(snapshot: ClusterSnapshot, nodeName: string): BgpLearnedExportPolicy {
+  const pools: { cidr: string; exported: boolean }[] = [];
+  for (const pool of snapshot.ipPools) {
+    const cidr = parseIPv4Cidr(pool.spec.cidr);
+    if (cidr) pools.push({ cidr: cidr.cidr, exported: !pool.spec.disableBGPExport });
+  }
+  const blocks = new Set<string>();
+  for (const affinity of snapshot.blockAffinities) {
+    const { node, state, deleted } = affinity.spec;
+    if (node !== nodeName || state !== 'confirmed' || deleted === true || deleted === 'true') continue;
+    const cidr = parseIPv4Cidr(affinity.spec.cidr);
+    if (cidr) blocks.add(cidr.cidr);
+  }
+  return { pools, blocks: [...blocks].sort() };
 }

@@ -24,8 +24,8 @@ import type { Node } from '../resources';
 import type { BGPConfiguration } from '../calico-kinds';
 import type { ClusterSnapshot } from '../snapshot';
 import { Selector } from '../ipam/selector';
-import type { BgpExport, BgpPeerConfig, BgpSpeakerOptions } from './speaker';
-import { computeExports } from './exports';
+import type { BgpExport, BgpLearnedExportPolicy, BgpPeerConfig, BgpSpeakerOptions } from './speaker';
+import { computeExports, computeLearnedExportPolicy } from './exports';
 
 export const DEFAULT_AS_NUMBER = 64512;
 /** Calico's BIRD graceful-restart time (bird.cfg.template `graceful restart time 120`). */
@@ -47,6 +47,8 @@ export interface BgpPlan {
   readonly speaker: BgpSpeakerOptions;
   readonly peers: readonly CalicoPeer[];
   readonly exports: readonly BgpExport[];
+  /** Which learned routes are passed on to peers (only those inside the IP pools). */
+  readonly learnedExport: BgpLearnedExportPolicy;
   /** Things skipped and why (a bad selector, an unresolvable password, a duplicate peer), for logs. */
   readonly warnings: readonly string[];
 }
@@ -60,6 +62,8 @@ export interface BgpPlanOptions {
   /** The prefixes to export as given, instead of computed from the snapshot (the model cache's:
    * its snapshot holds no pools or blocks). */
   readonly exports?: readonly BgpExport[];
+  /** The learned-route export policy as given (the model cache's), instead of from the snapshot. */
+  readonly learnedExport?: BgpLearnedExportPolicy;
 }
 
 interface NodeBgp {
@@ -229,7 +233,12 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     ...(config?.spec.listenPort !== undefined ? { listenPort: config.spec.listenPort } : {}),
     ...(config?.spec.bindMode === 'NodeIP' ? { listenAddress: selfIp } : {}),
   };
-  return { node: nodeName, speaker, peers, exports: options.exports ? [...options.exports] : computeExports(snapshot, nodeName), warnings };
+  return {
+    node: nodeName, speaker, peers,
+    exports: options.exports ? [...options.exports] : computeExports(snapshot, nodeName),
+    learnedExport: options.learnedExport ?? computeLearnedExportPolicy(snapshot, nodeName),
+    warnings,
+  };
 }
 
 /** Whether two plans need a new speaker (its constructor options differ). */

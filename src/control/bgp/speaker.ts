@@ -1,5 +1,6 @@
 // podway's BGP-4 speaker: peers (session.ts), the Adj-RIBs-In, best-path selection, and what is
-// advertised to whom (iBGP rules, eBGP next-hop-self and AS prepend, RFC 4456 route reflection).
+// advertised to whom (iBGP rules, eBGP next-hop-self and AS prepend, RFC 4456 route reflection,
+// and which learned routes may be passed on at all: setLearnedExportPolicy).
 // The public API (BgpSpeaker and the types) is what the Calico peering model builds on.
 import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
@@ -57,6 +58,19 @@ export interface BgpExport {
   nextHop?: string;
   /** "65000:100" style. */
   communities?: string[];
+}
+
+/**
+ * Which learned routes are passed on to peers (iBGP and eBGP alike), as Calico's BIRD export
+ * filter `calico_export_to_bgp_peers` decides it for routes BIRD learned over BGP: a route inside
+ * (or equal to) a pool with `exported: false` (disableBGPExport) never; one strictly inside one of
+ * our own `blocks` never (the block covers it: calico_aggr); else one inside any other pool yes;
+ * anything else (a ToR's default route, another AS's networks) never, so a node is no transit
+ * between its peers. The BGP rules (iBGP split horizon, route reflection) apply on top.
+ */
+export interface BgpLearnedExportPolicy {
+  readonly pools: readonly { readonly cidr: string; readonly exported: boolean }[];
+  readonly blocks: readonly string[];
 }
 
 export interface BgpRoute {
@@ -229,6 +243,10 @@ export class BgpSpeaker extends EventEmitter {
   /** Connections refused from unconfigured addresses, all told. */
   refusedTotal = 0;
   private exports = new Map<string, { exp: BgpExport; prefix: Prefix; communities: number[] }>();
+  /** null: every learned route may be passed on (a plain BGP speaker; the Calico agent always sets one). */
+  private learnedPolicy: { key: string; accept: Subnet[]; reject: Subnet[]; blocks: Subnet[] } | null = null;
+  /** The learned-route policy's verdict per prefix of `best` (cleared with the policy). */
+  private readonly passable = new Map<string, boolean>();
   /** Best accepted learned path per prefix (Loc-RIB without our own exports). */
   private readonly best = new Map<string, Path>();
   private readonly dirty = new Set<string>();
@@ -351,6 +369,28 @@ export class BgpSpeaker extends EventEmitter {
     }
     for (const key of this.exports.keys()) if (!next.has(key)) this.dirty.add(key);
     this.exports = next;
+    this.scheduleFlush();
+  }
+
+  /**
+   * Sets which learned routes may be passed on (null: all, subject to the BGP rules). A change is
+   * announced or withdrawn at once on every session.
+   */
+  setLearnedExportPolicy(policy: BgpLearnedExportPolicy | null): void {
+    const key = JSON.stringify(policy);
+    if (key === (this.learnedPolicy?.key ?? 'null')) return;
+    const subnet = (text: string): Subnet => {
+      const p = parsePrefix(text);
+      return { net: p.octets, bits: p.len };
+    };
+    this.learnedPolicy = policy === null ? null : {
+      key,
+      accept: policy.pools.filter(p => p.exported).map(p => subnet(p.cidr)),
+      reject: policy.pools.filter(p => !p.exported).map(p => subnet(p.cidr)),
+      blocks: policy.blocks.map(subnet),
+    };
+    this.passable.clear();
+    for (const prefix of this.best.keys()) this.dirty.add(prefix);
     this.scheduleFlush();
   }
 
@@ -637,7 +677,10 @@ export class BgpSpeaker extends EventEmitter {
       if (next === prev) continue;
       learnedChanged = true;
       if (next) this.best.set(prefix, next);
-      else this.best.delete(prefix);
+      else {
+        this.best.delete(prefix);
+        this.passable.delete(prefix);
+      }
     }
     for (const p of this.peers.values()) if (p.session.established) this.advertise(p, changed);
     if (learnedChanged) this.routesChanged();
@@ -725,6 +768,22 @@ export class BgpSpeaker extends EventEmitter {
     };
   }
 
+  /** Whether the learned-route policy lets a learned `prefix` be passed on to any peer. */
+  private passOn(prefix: string): boolean {
+    const policy = this.learnedPolicy;
+    if (!policy) return true;
+    let verdict = this.passable.get(prefix);
+    if (verdict === undefined) {
+      const p = parsePrefix(prefix);
+      const inside = (s: Subnet) => p.len >= s.bits && inSubnet(p.octets, s);
+      verdict = !policy.reject.some(inside)
+        && !policy.blocks.some(s => p.len > s.bits && inSubnet(p.octets, s))
+        && policy.accept.some(inside);
+      this.passable.set(prefix, verdict);
+    }
+    return verdict;
+  }
+
   /** The attributes to pass the learned `best` on to `p` with, or null when `p` should not have it. */
   private outboundLearned(p: Peer, best: Path, afi: Afi): PathAttrs | null {
     if (best.peer === p) return null;
@@ -788,7 +847,7 @@ export class BgpSpeaker extends EventEmitter {
       if (own) {
         const attrs = this.outboundOwn(p, own, afi);
         out = { attrs, sig: `${afi}|${JSON.stringify(attrs)}` };
-      } else if (best) {
+      } else if (best && this.passOn(key)) {
         out = learnedOut(best, afi);
       }
       const prev = p.ribOut.get(key);

@@ -2,6 +2,7 @@
 // addon keys the listener and creates outgoing sockets keyed before their SYN; node takes over
 // the connected fd. The addon is loaded only when a peer has a password.
 import { Server, Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
 
 interface Md5Addon {
   tcpMd5Sig(fd: number, peer: string, key: string): void;
@@ -74,4 +75,58 @@ export function connectWithKey(peer: string, port: number, local: string | undef
       if (fd >= 0) a.closeFd(fd);
     },
   };
+}
+
+/**
+ * The kernel's TCP-MD5 drop counters of this network namespace (`/proc/net/netstat`, TcpExt):
+ * segments dropped because they carried no signature though a key is set for their address
+ * (TCPMD5NotFound), carried one though none is set (TCPMD5Unexpected), or a wrong one
+ * (TCPMD5Failure). A counter this kernel does not have is 0; null when the file cannot be read.
+ * The counters are per namespace, never per peer.
+ */
+export interface TcpMd5Counters {
+  notFound: number;
+  unexpected: number;
+  failure: number;
+}
+
+export function parseTcpMd5Counters(netstat: string): TcpMd5Counters | null {
+  const lines = netstat.split('\n').filter(l => l.startsWith('TcpExt:'));
+  if (lines.length < 2) return null;
+  const names = lines[0].split(/\s+/).slice(1);
+  const values = lines[1].split(/\s+/).slice(1);
+  const value = (name: string): number => {
+    const i = names.indexOf(name);
+    const v = i < 0 ? 0 : Number(values[i]);
+    return Number.isFinite(v) ? v : 0;
+  };
+  return { notFound: value('TCPMD5NotFound'), unexpected: value('TCPMD5Unexpected'), failure: value('TCPMD5Failure') };
+}
+
+export function readTcpMd5Counters(file = '/proc/net/netstat'): TcpMd5Counters | null {
+  try {
+    return parseTcpMd5Counters(readFileSync(file, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * What moved between two readings that tells of a TCP-MD5 mismatch with a peer for which we have
+ * a key (`keyed`) or none: a peer signing while we have no key shows as TCPMD5Unexpected; a peer
+ * not signing, or with another key, while we have one, as TCPMD5NotFound or TCPMD5Failure. Counts
+ * of the kind that cannot concern such a peer are left out. '' when nothing moved.
+ */
+export function md5MismatchHint(keyed: boolean, dropped: TcpMd5Counters): string {
+  const parts: string[] = [];
+  const said = (n: number, what: string, counter: string) => {
+    if (n > 0) parts.push(`the kernel dropped ${n} segment${n === 1 ? '' : 's'} ${what} (${counter})`);
+  };
+  if (keyed) {
+    said(dropped.notFound, 'without the MD5 signature our password expects', 'TCPMD5NotFound');
+    said(dropped.failure, 'with a wrong MD5 signature', 'TCPMD5Failure');
+  } else {
+    said(dropped.unexpected, 'with an unexpected MD5 signature', 'TCPMD5Unexpected');
+  }
+  return parts.length ? `TCP-MD5 mismatch suspected: ${parts.join(', ')}` : '';
 }

@@ -7,7 +7,7 @@ import {
   Afi, BgpError, CeaseSub, describeError, decodeMessage, encodeNotification, encodeOpen, ErrCode, Framer,
   KEEPALIVE, MsgType, OpenMessage, openAs, OpenSub, SAFI_UNICAST, UpdateContext, UpdateMessage,
 } from './wire';
-import { connectWithKey } from './md5';
+import { connectWithKey, md5MismatchHint, TcpMd5Counters } from './md5';
 
 export type BgpState = 'Idle' | 'Connect' | 'Active' | 'OpenSent' | 'OpenConfirm' | 'Established';
 
@@ -39,6 +39,8 @@ export interface SessionHost {
   down(peer: PeerSession, restartFamilies: Afi[], restartSeconds: number): void;
   stateChanged(peer: PeerSession): void;
   log(level: 'info' | 'warn', msg: string): void;
+  /** The namespace's TCP-MD5 drop counters (null: unreadable), for sessions that do not come up. */
+  md5Counters?(): TcpMd5Counters | null;
 }
 
 type ConnState = 'Connect' | 'OpenSent' | 'OpenConfirm' | 'Established';
@@ -273,13 +275,73 @@ export class PeerSession {
    * (connection refused, an AS mismatch) is logged once, again when the reason changes, and
    * afresh after the session was up. */
   private loggedFailure = '';
+  /** The state's info without the TCP-MD5 hint. */
+  private baseInfo = 'Idle';
+  /** TCP-MD5: the namespace's drop counters at the last check while not Established, the drops
+   * of the kinds that concern this peer counted since it was last up, what they suggest (shown in
+   * info) and the last kind of it logged. */
+  private md5Seen: TcpMd5Counters | null = null;
+  private md5Dropped: TcpMd5Counters = { notFound: 0, unexpected: 0, failure: 0 };
+  private md5Hint = '';
+  private md5Logged = '';
+  private md5Timer?: NodeJS.Timeout;
 
   constructor(readonly host: SessionHost, readonly config: PeerSettings) {}
 
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.md5Seen = this.host.md5Counters?.() ?? null;
+    this.watchMd5();
     this.begin();
+  }
+
+  /**
+   * While the session is not Established, once per connect-retry time (BIRD's attempt period; our
+   * dial, or the peer's, may hang in SYNs the kernel drops for a TCP-MD5 mismatch, never reaching
+   * us as an error): whether the namespace's TCP-MD5 drop counters moved in a way that concerns
+   * this peer. Read then, never per segment.
+   */
+  private watchMd5(): void {
+    clearTimeout(this.md5Timer);
+    if (!this.running || this.established || !this.host.md5Counters) return;
+    this.md5Timer = setTimeout(() => {
+      this.checkMd5();
+      this.watchMd5();
+    }, this.host.connectRetryMs);
+  }
+
+  private checkMd5(): void {
+    const now = this.host.md5Counters?.() ?? null;
+    const seen = this.md5Seen;
+    this.md5Seen = now;
+    if (!now || !seen || this.established) return;
+    const d = this.md5Dropped;
+    // Counters only grow; one lower than before (another namespace's file) counts nothing.
+    d.notFound += Math.max(0, now.notFound - seen.notFound);
+    d.unexpected += Math.max(0, now.unexpected - seen.unexpected);
+    d.failure += Math.max(0, now.failure - seen.failure);
+    const hint = md5MismatchHint(!!this.config.password, d);
+    if (hint === this.md5Hint) return;
+    this.md5Hint = hint;
+    // Logged once per kind of drop, not each time the count grows.
+    const kind = hint.replace(/\d+ segments?/g, 'N segments');
+    if (hint && kind !== this.md5Logged) {
+      this.md5Logged = kind;
+      const side = this.config.password ? 'this side has a password for the peer' : 'this side has no password for the peer';
+      this.host.log('warn', `bgp ${this.config.address}: session not established: ${hint}; ${side} (BGPPeer spec.password): check that both sides have the same one or none`);
+    }
+    this.setState(this.state, this.baseInfo);
+  }
+
+  /** Up: the TCP-MD5 watch stops and starts afresh if the session goes down. */
+  private md5Reset(): void {
+    clearTimeout(this.md5Timer);
+    this.md5Timer = undefined;
+    this.md5Seen = null;
+    this.md5Dropped = { notFound: 0, unexpected: 0, failure: 0 };
+    this.md5Hint = '';
+    this.md5Logged = '';
   }
 
   /** Idle -> Connect (we dial) or Active (passive: we wait for the peer). */
@@ -396,6 +458,7 @@ export class PeerSession {
     for (const other of this.conns) if (other !== conn) other.fail(new BgpError(ErrCode.Cease, CeaseSub.CollisionResolution));
     this.established = conn;
     this.loggedFailure = '';
+    this.md5Reset();
     clearTimeout(this.retryTimer); // armed when an earlier session went down; nothing to retry now
     this.refreshState();
     this.host.established(this);
@@ -408,6 +471,10 @@ export class PeerSession {
     if (this.established === conn) {
       this.established = undefined;
       this.host.log('warn', `bgp ${this.config.address}: session down: ${reason}`);
+      if (this.running) {
+        this.md5Seen = this.host.md5Counters?.() ?? null;
+        this.watchMd5();
+      }
       const gr = conn.remote?.caps.gracefulRestart;
       const families = !conn.notified && gr && gr.time > 0 ? gr.families.filter(f => f.safi === SAFI_UNICAST).map(f => f.afi as Afi) : [];
       this.host.down(this, families, gr?.time ?? 0);
@@ -445,7 +512,10 @@ export class PeerSession {
     this.setState(best, info);
   }
 
-  private setState(state: BgpState, info: string): void {
+  private setState(state: BgpState, base: string): void {
+    this.baseInfo = base;
+    // While not up, what the TCP-MD5 drop counters suggest follows the state's own info.
+    const info = state !== 'Established' && this.md5Hint ? `${base}; ${this.md5Hint}` : base;
     if (state === this.state && info === this.info) return;
     if (state !== this.state) this.since = new Date();
     this.state = state;
@@ -460,6 +530,7 @@ export class PeerSession {
   stop(opts: { graceful?: boolean; subcode?: number } = {}): Promise<void> {
     this.running = false;
     clearTimeout(this.retryTimer);
+    this.md5Reset();
     this.dialing?.cancel();
     this.dialing = undefined;
     const conns = this.conns;

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import { createServer, Server, Socket } from 'node:net';
 import { PeerSession, SessionHost, stripMapped, BgpState } from './session';
-import { setListenerKey } from './md5';
+import { readTcpMd5Counters, setListenerKey, TcpMd5Counters } from './md5';
 import {
   Afi, AsPathSegment, AsSegment, asPathLength, BgpError, CeaseSub, encodeAnnounce, encodeEndOfRib,
   encodeRouteRefresh, encodeWithdraw, endOfRibFamily, ErrCode, PathAttrs, Prefix, SAFI_UNICAST, UpdateMessage,
@@ -255,6 +255,8 @@ export class BgpSpeaker extends EventEmitter {
   private lastRoutesEvent = 0;
   private server?: Server;
   private started = false;
+  /** The last reading of the TCP-MD5 drop counters, shared by sessions for a second. */
+  private md5Read?: { at: number; counters: TcpMd5Counters | null };
   private readonly host: SessionHost;
   private readonly log: (level: 'info' | 'warn', msg: string) => void;
 
@@ -275,6 +277,7 @@ export class BgpSpeaker extends EventEmitter {
       down: (s, families, seconds) => speaker.onDown(speaker.peerOf(s), families, seconds),
       stateChanged: s => { const p = speaker.peerOf(s, true); if (p) speaker.emit('peer', speaker.statusOf(p)); },
       log: (level, msg) => speaker.log(level, msg),
+      md5Counters: () => speaker.md5Counters(),
     };
   }
 
@@ -438,6 +441,13 @@ export class BgpSpeaker extends EventEmitter {
   }
 
   // -------------------------------------------------------------------------------------------
+
+  /** The namespace's TCP-MD5 drop counters, read at most once a second for all sessions. */
+  private md5Counters(): TcpMd5Counters | null {
+    const now = Date.now();
+    if (!this.md5Read || now - this.md5Read.at >= 1000) this.md5Read = { at: now, counters: readTcpMd5Counters() };
+    return this.md5Read.counters;
+  }
 
   private statusOf(p: Peer): BgpPeerStatus {
     const s = p.session;

@@ -9,7 +9,7 @@ import { openSync, closeSync, writeSync, existsSync, unlinkSync } from 'node:fs'
 import { parseTraceFilter } from '../dataplane/trace';
 import { parseStage, readRecords } from '../dataplane/capture';
 import { CaptureFrame } from '../dataplane/control-server';
-import { PcapngWriter, PCAPNG_SNAPLEN } from '../dataplane/pcapng';
+import { PcapngWriter, PCAPNG_SNAPLEN, PcapDirection } from '../dataplane/pcapng';
 
 export interface CaptureCliOptions {
   sock: string;
@@ -125,6 +125,7 @@ export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> 
 
   conn = net.createConnection(o.sock);
   let answered = false;
+  let direction: number = PcapDirection.UNKNOWN;
   let pending: Buffer = Buffer.alloc(0);
   conn.on('connect', () => conn!.write(JSON.stringify({ cmd: 'capture', filter: o.filter, stage: o.stage ?? 'rx', count: o.count, snaplen }) + '\n'));
   conn.on('error', (e) => {
@@ -150,6 +151,9 @@ export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> 
       answered = true;
       if (!res.ok) return refuse(new Error(res.error ?? 'capture refused'));
       pcap.begin();
+      // the EPB flags' direction: frames read from a port (rx, decap) or sent on one (tx)
+      const st = res.result!.stage;
+      direction = st === 'rx' || st === 'decap' ? PcapDirection.INBOUND : st === 'tx' ? PcapDirection.OUTBOUND : PcapDirection.UNKNOWN;
       for (const p of res.result!.ports) pcap.iface(p);
       o.say(`capturing ${res.result!.filter} at stage ${res.result!.stage}${o.count ? `, ${o.count} packets` : ''} (Ctrl-C to stop)`);
     }
@@ -161,7 +165,7 @@ export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> 
       pending = pending.subarray(5 + len);
       if (kind === CaptureFrame.RECORDS) {
         for (const r of readRecords(body)) {
-          pcap.packet(r.iface, r.tsMicros, r.data, r.origLen, r.comment);
+          pcap.packet(r.iface, r.tsMicros, r.data, r.origLen, r.comment, direction);
           if (++written === o.count) return end();
         }
       } else if (kind === CaptureFrame.LOST) lost = (JSON.parse(body.toString('utf8')) as { lost: number }).lost;

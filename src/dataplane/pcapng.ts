@@ -14,6 +14,10 @@ export const LINKTYPE_ETHERNET = 1;
 
 const OPT_END = 0;
 const OPT_COMMENT = 1;
+/** EPB epb_flags: a 32-bit word; bits 0-1 the direction (PcapDirection). */
+const EPB_FLAGS = 2;
+/** The packet's direction, as the EPB flags word carries it (tshark: frame.packet_flags_direction). */
+export const PcapDirection = { UNKNOWN: 0, INBOUND: 1, OUTBOUND: 2 } as const;
 const SHB_USERAPPL = 4;
 const IF_NAME = 2;
 const IF_TSRESOL = 9;
@@ -81,8 +85,10 @@ export function interfaceDescription(name: string, linkType = LINKTYPE_ETHERNET,
   return block(IDB, body);
 }
 
-export function enhancedPacket(ifaceId: number, tsMicros: number, data: Uint8Array, origLen = data.length, comment = ''): Uint8Array {
-  const opts = options(comment ? [[OPT_COMMENT, enc.encode(comment)]] : []);
+export function enhancedPacket(ifaceId: number, tsMicros: number, data: Uint8Array, origLen = data.length, comment = '', direction = 0): Uint8Array {
+  const o: [number, Uint8Array][] = comment ? [[OPT_COMMENT, enc.encode(comment)]] : [];
+  if (direction !== 0) o.push([EPB_FLAGS, Uint8Array.of(direction & 3, 0, 0, 0)]);
+  const opts = options(o);
   const body = new Uint8Array(20 + pad4(data.length) + opts.length);
   const dv = new DataView(body.buffer);
   dv.setUint32(0, ifaceId, true);
@@ -127,9 +133,10 @@ export class PcapngWriter {
     return id;
   }
 
-  packet(iface: string, tsMicros: number, data: Uint8Array, origLen = data.length, comment = ''): void {
+  /** `direction`: PcapDirection (inbound at rx/decap, outbound at tx; none at route/drop). */
+  packet(iface: string, tsMicros: number, data: Uint8Array, origLen = data.length, comment = '', direction = 0): void {
     const id = this.iface(iface);
-    this.write(enhancedPacket(id, tsMicros, data, origLen, comment));
+    this.write(enhancedPacket(id, tsMicros, data, origLen, comment, direction));
   }
 
   /** Write the section header even when nothing else comes (an empty but valid file). */

@@ -57,6 +57,15 @@ test('pcapng writer: tshark reads interfaces by name, timestamps, frames and com
   assert.is(rows[2][6], '169.254.1.1');
 });
 
+test('pcapng writer: the EPB flags carry the direction (inbound at rx/decap, outbound at tx), none when not given', () => {
+  const rows = tshark((w) => {
+    w.packet('caliA', 1, frame('a_to_b'), undefined, '', 1);
+    w.packet('caliA', 2, frame('a_to_b'), undefined, 'x', 2);
+    w.packet('caliA', 3, frame('a_to_b'));
+  }, ['frame.packet_flags_direction', 'frame.comment']);
+  assert.equal(rows, [['0x00000001', ''], ['0x00000002', 'x'], ['', '']]);
+});
+
 test('an empty capture is a valid file (section header only)', () => {
   assert.equal(tshark(() => {}, ['frame.number']), []);
 });

@@ -95,6 +95,7 @@ test('capture at rx, tx and drop, to stdout, across workers; top shows the traff
     assert.match(rx.err(), /6 packets captured/);
     const rows = tshark(rxFile, ['frame.interface_name', 'ip.src', 'ip.dst', 'icmp.type']);
     assert.is(rows.length, 6, JSON.stringify(rows));
+    assert.equal(tshark(rxFile, ['frame.packet_flags_direction']).map((r) => r[0]), Array(6).fill('0x00000001'), 'rx: inbound (EPB flags)');
     const requests = rows.filter((r) => r[3] === '8');
     const replies = rows.filter((r) => r[3] === '0');
     assert.is(requests.length, 3);
@@ -117,6 +118,7 @@ test('capture at rx, tx and drop, to stdout, across workers; top shows the traff
     await ping2.done;
     const txRows = tshark(txFile, ['frame.interface_name', 'ip.dst', 'icmp.type', 'ip.ttl', 'vxlan.vni']);
     assert.is(txRows.length, 4, JSON.stringify(txRows));
+    assert.equal(tshark(txFile, ['frame.packet_flags_direction']).map((r) => r[0]), Array(4).fill('0x00000002'), 'tx: outbound (EPB flags)');
     for (const r of txRows.filter((x) => x[2] === '8')) {
       assert.match(r[0], /^(underlay\(eth0\)|tx4\(raw\))$/);
       assert.is(r[1], `${lab.node('node2').ip},${web2.ip}`);

@@ -824,6 +824,7 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "txErrors", (double)p->st.tx_errors);
   set_num(env, o, "txRejected", (double)p->st.tx_rejected);
   set_num(env, o, "txHeadDropped", (double)p->st.tx_head_dropped);
+  set_num(env, o, "txTooBigLen", (double)p->tx_toobig_len);
   set_num(env, o, "txCalls", (double)p->st.tx_calls);
   set_num(env, o, "rxWaitNs", (double)p->st.rx_wait_ns);
   set_num(env, o, "rxWaitSamples", (double)p->st.rx_wait_samples);

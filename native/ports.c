@@ -1064,6 +1064,7 @@ static int xmit_fd_one(struct port *p, const uint8_t *buf, uint32_t len) {
     if (r >= 0) {
       p->st.tx_packets++;
       p->st.tx_bytes += (uint64_t)r;
+      if (p->tx_toobig_len && len >= p->tx_toobig_len) p->tx_toobig_len = 0;
       return 1;
     }
     if (errno == EINTR) continue;
@@ -1076,6 +1077,19 @@ static int xmit_fd_one(struct port *p, const uint8_t *buf, uint32_t len) {
     p->last_errno = errno;
     note_rejected(p, buf, len, len);
     return 1;
+  }
+}
+
+/* The kernel took msgs[0 .. n): one plain frame (not a GSO message, which a veth takes whatever
+ * its peer's MTU) at least tx_toobig_len long means frames that long pass again (the peer's MTU
+ * went up): forget the length. Looked at only while one is remembered. */
+static void toobig_sent(struct port *p, const struct mmsghdr *msgs, uint32_t n, const uint32_t *weight) {
+  for (uint32_t k = 0; k < n; k++) {
+    if (weight && weight[k] != 1) continue;
+    if (msgs[k].msg_len - p->vnet_len >= p->tx_toobig_len) {
+      p->tx_toobig_len = 0;
+      return;
+    }
   }
 }
 
@@ -1098,6 +1112,7 @@ static uint32_t xmit_mmsg(struct port *p, struct mmsghdr *msgs, uint32_t count, 
         for (int k = 0; k < r; k++) p->st.tx_packets += weight[done + k];
       else
         p->st.tx_packets += (uint32_t)r;
+      if (p->tx_toobig_len) toobig_sent(p, msgs + done, (uint32_t)r, weight ? weight + done : NULL);
       done += (uint32_t)r;
       continue;
     }
@@ -1516,7 +1531,11 @@ static uint32_t send_direct(struct port *p, struct pool *pl, uint32_t first, uin
  * whose peer's MTU is smaller than the frame: veth_xmit drops it, NET_XMIT_DROP). Retried forever,
  * that one frame would stop every frame behind it; so after TX_HEAD_TRIES flushes and TX_HEAD_MS
  * it is dropped and counted (tx_rejected, tx_head_dropped, tx_errors), as a router drops what its
- * device refuses and sends the next. Returns the frames taken off (0 or 1). */
+ * device refuses and sends the next. Its length is remembered (the shortest so dropped): a later
+ * head frame at least that long refused with ENOBUFS is dropped at its first refusal, so a stream
+ * of such frames does not hold the port ~255 ms each (the retries run 1, 2, 4 .. 64 ms) while
+ * everything behind waits and overflows; a frame that long taken by the kernel forgets it
+ * (toobig_sent). Returns the frames taken off (0 or 1). */
 static uint32_t head_refused(struct port *p, uint32_t moved) {
   struct tx_backlog *q = p->txq;
   if (!q) return 0;
@@ -1524,16 +1543,19 @@ static uint32_t head_refused(struct port *p, uint32_t moved) {
     p->head_tries = 0;
     return 0;
   }
-  uint64_t now = now_ns(CLOCK_MONOTONIC);
+  uint32_t pos = txq_pos(q, 0);
+  uint32_t len = q->len[pos];
   if (moved || p->head_tries == 0) { /* a new head: its first refusal */
-    p->head_tries = 1;
-    p->head_t0 = now;
+    if (!p->tx_toobig_len || len < p->tx_toobig_len) {
+      p->head_tries = 1;
+      p->head_t0 = now_ns(CLOCK_MONOTONIC);
+      return 0;
+    }
+  } else if (++p->head_tries < TX_HEAD_TRIES || now_ns(CLOCK_MONOTONIC) - p->head_t0 < (uint64_t)TX_HEAD_MS * 1000000u) {
     return 0;
   }
-  if (++p->head_tries < TX_HEAD_TRIES || now - p->head_t0 < (uint64_t)TX_HEAD_MS * 1000000u) return 0;
-  uint32_t pos = txq_pos(q, 0);
+  if (!p->tx_toobig_len || len < p->tx_toobig_len) p->tx_toobig_len = len;
   const uint8_t *f = txq_data(q, pos);
-  uint32_t len = q->len[pos];
   note_rejected(p, f, len, len);
   p->st.tx_head_dropped++;
   p->st.tx_errors++;

@@ -127,6 +127,9 @@ struct port {
   int refused_errno; /* why the kernel last refused frames (EAGAIN, ENOBUFS; sendmmsg returning 0: EAGAIN) */
   uint32_t head_tries; /* flushes the backlog's head frame has been refused with ENOBUFS (0: none yet) */
   uint64_t head_t0;    /* CLOCK_MONOTONIC ns of the first of them */
+  uint32_t tx_toobig_len; /* the shortest frame dropped past those retries (0: none, or a frame at
+                             least that long was accepted since): a head frame at least that long
+                             refused with ENOBUFS is dropped on its first refusal */
   struct tx_rejected_copies *rejected; /* NULL until the port's first rejection */
   void *scratch;  /* mmsghdr/iovec/address arrays for one batch, allocated at open */
   /* AF_PACKET with PACKET_VNET_HDR: every frame received comes after a struct virtio_net_hdr, and

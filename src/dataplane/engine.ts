@@ -1168,6 +1168,7 @@ export class Engine {
   /** Close an endpoint's port and forget it; a re-apply on a later turn attaches it again. */
   private detachEndpoint(name: string, p: number): void {
     const cur = this.endpoints.get(name);
+    this.checkRejectedPort(p); // its last refusals, into the DROPS carried below
     if (cur) {
       const [last] = pipelineSnapshot(this.pipe, this.io, [{ port: p, kind: cur.kind, workload: cur.ep.key }]).ports;
       const before = this.carried.get(name);
@@ -1194,6 +1195,9 @@ export class Engine {
     this.repollDelay.delete(p);
     this.loggedErrors.delete(p);
     this.downLinks.delete(this.pipe.portName[p]);
+    // its refusals since the last tick are counted; the id's next port starts from 0
+    this.checkRejectedPort(p);
+    this.rejectedSeen[p] = 0;
     this.io.close(p);
     this.pipe.clearPort(p);
     // the slot's next pod is asked for its MAC at once, not a second after this one was
@@ -1373,35 +1377,38 @@ export class Engine {
    * counters`/metrics, never per batch.
    */
   checkRejected(): void {
+    for (const p of [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)]) this.checkRejectedPort(p);
+  }
+
+  /** checkRejected for one port (also when it is closed, before its id is reused). */
+  private checkRejectedPort(p: number): void {
     const take = this.io.takeRejected;
-    for (const p of [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)]) {
-      if (p < 0) continue;
-      let n: number;
-      try {
-        n = this.io.stats(p).txRejected ?? 0;
-      } catch {
-        continue;
-      }
-      const seen = this.rejectedSeen[p];
-      if (n === seen) continue;
-      this.rejectedSeen[p] = n;
-      if (n < seen) continue; // another port in that place
-      const fresh = n - seen;
-      // tx6's refusals while the node's IPv6 address is missing have their own reason
-      const reason = p === this.infra.tx6 && this.nodeAddress6Missing() ? Reason6.NO_NODE_ADDRESS6 : Reason.TX_REJECTED;
-      this.pipe.counters[reason] += fresh;
-      this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.DROPS] += fresh;
-      if (!take) continue;
-      const buf = this.rejectedBuf ??= new Uint8Array(1 << 15);
-      const k = take(p, buf);
-      let at = 0;
-      while (at + 4 <= k) { // bytes of the copies kept (the last few; each frame's original length)
-        this.pipe.counterBytes[reason] += buf[at] | (buf[at + 1] << 8);
-        at += 4 + (buf[at + 2] | (buf[at + 3] << 8));
-      }
-      const cap = this.pipe.capture;
-      if (cap !== null && k > 0) cap.rejected(buf, k, this.pipe.portName[p], this.pipe.linkOf(p), reason);
+    if (p < 0) return;
+    let n: number;
+    try {
+      n = this.io.stats(p).txRejected ?? 0;
+    } catch {
+      return;
     }
+    const seen = this.rejectedSeen[p];
+    if (n === seen) return;
+    this.rejectedSeen[p] = n;
+    if (n < seen) return; // (not expected: the entry is zeroed when a port closes)
+    const fresh = n - seen;
+    // tx6's refusals while the node's IPv6 address is missing have their own reason
+    const reason = p === this.infra.tx6 && this.nodeAddress6Missing() ? Reason6.NO_NODE_ADDRESS6 : Reason.TX_REJECTED;
+    this.pipe.counters[reason] += fresh;
+    this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.DROPS] += fresh;
+    if (!take) return;
+    const buf = this.rejectedBuf ??= new Uint8Array(1 << 15);
+    const k = take(p, buf);
+    let at = 0;
+    while (at + 4 <= k) { // bytes of the copies kept (the last few; each frame's original length)
+      this.pipe.counterBytes[reason] += buf[at] | (buf[at + 1] << 8);
+      at += 4 + (buf[at + 2] | (buf[at + 3] << 8));
+    }
+    const cap = this.pipe.capture;
+    if (cap !== null && k > 0) cap.rejected(buf, k, this.pipe.portName[p], this.pipe.linkOf(p), reason);
   }
 
   /**

@@ -112,6 +112,9 @@ export interface PortStats {
    * its bounded retries (txHeadDropped: e.g. bigger than a veth peer's MTU; native/README.md).
    * The engine counts them as drops (`tx_rejected`). */
   txRejected?: number; txHeadDropped?: number;
+  /** The shortest frame dropped so past the retries (0: none, or one that long was sent since):
+   * a head frame at least that long refused with ENOBUFS is dropped on its first refusal. */
+  txTooBigLen?: number;
   /** AF_PACKET with vnetHdr (native/README.md): super-frames segmented, the segments they made,
    * frames dropped for inconsistent offload metadata, frames dropped as not segmentable here (IPv6
    * GSO, UFO, a segment larger than a slot), partial checksums completed in C. */

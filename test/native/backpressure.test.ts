@@ -38,18 +38,21 @@ const dropAll = (() => { const f = new Uint8Array(8); f[0] = 0x06; return f; })(
 
 const ETHERTYPE = 0x88b5;
 
+/** Descriptor i as an Ethernet frame of `len` bytes carrying sequence number seq. */
+function ethFrame(i: number, seq: number, len: number) {
+  const o = pool.start(i);
+  b.fill(0xff, o, o + 6);
+  b.set([2, 0, 0, 0, 0, 1], o + 6);
+  wr16(b, o + 12, ETHERTYPE);
+  wr32(b, o + 14, seq);
+  b.fill(seq & 255, o + 18, o + len);
+  pool.len[i] = len;
+  pool.txList[i] = i;
+}
+
 /** Descriptors [0, n) as Ethernet frames of `len` bytes carrying sequence numbers seq0, seq0+1, ... */
 function ethFrames(n: number, seq0: number, len = 100) {
-  for (let i = 0; i < n; i++) {
-    const o = pool.start(i);
-    b.fill(0xff, o, o + 6);
-    b.set([2, 0, 0, 0, 0, 1], o + 6);
-    wr16(b, o + 12, ETHERTYPE);
-    wr32(b, o + 14, seq0 + i);
-    b.fill((seq0 + i) & 255, o + 18, o + len);
-    pool.len[i] = len;
-    pool.txList[i] = i;
-  }
+  for (let i = 0; i < n; i++) ethFrame(i, seq0 + i, len);
 }
 
 /** A slow egress: tbf at 1 Mbit/s on a veth end (about 1 ms per 100-byte frame). */
@@ -384,6 +387,76 @@ test('AF_PACKET: a frame the veth drops every time (bigger than its peer\'s MTU:
       assert.is(native.send(pa, 0, 1), 1);
       await waitFor(() => { drainEth(pb, seen); return seen.length >= 6; }, 5000);
       assert.equal(seen.slice(5), [100]);
+    } finally {
+      native.close(pa);
+      native.close(pb);
+    }
+  });
+});
+
+test('AF_PACKET: after one frame too big for the veth peer was dropped past the retries, later ones at least that long are dropped at their first refusal; small frames among them all go', async () => {
+  // The pod (MTU 1300) gets a steady mix of frames too big for it and small ones. Each big frame
+  // held the backlog's head for the whole bound (~255 ms) while the small ones behind it waited and
+  // overflowed; the kernel itself would drop only the big ones.
+  await withNetns(['bta', 'btb'], async ([A, B]) => {
+    veth(A, 'ta0', B, 'tb0');
+    B.ip('link', 'set', 'tb0', 'mtu', '1300');
+    const pa = native.openPacket('ta0', { netns: A.path, bpf: dropAll });
+    const pb = native.openPacket('tb0', { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 1 << 20 });
+    type S = TxStats & { txRejected: number; txHeadDropped: number; txTooBigLen: number };
+    const st = () => stats(pa) as S;
+    try {
+      const big = 14 + 1350;
+      const seen: number[] = [];
+      // the first big frame: dropped by the bound, its length remembered
+      ethFrame(0, 1000, big);
+      ethFrame(1, 0, 100);
+      pool.txList[1] = 1;
+      assert.is(native.send(pa, 0, 2), 2);
+      assert.ok(await waitFor(() => { drainEth(pb, seen); return seen.length >= 1; }, 10_000), 'the small frame behind it arrived');
+      const s0 = st();
+      assert.is(s0.txHeadDropped, 1);
+      assert.ok(s0.txRetries >= 6, `the first one waited out the bound (${s0.txRetries} refusals)`);
+      assert.is(s0.txTooBigLen, big, 'its length is remembered');
+      assert.is(s0.txBacklog, 0);
+
+      // one big frame alone: refused by the direct send, then by the first flush, which drops it
+      ethFrame(0, 1001, big);
+      assert.is(native.send(pa, 0, 1), 1);
+      assert.ok(await waitFor(() => st().txBacklog === 0, 10_000));
+      const s1 = st();
+      assert.is(s1.txHeadDropped, 2);
+      assert.is(s1.txRetries - s0.txRetries, 2, 'dropped at its first refusal from the backlog, no retries after it');
+
+      // a stream: rounds of [big, small, small], bigger ones too (at least the remembered length)
+      const rounds = 20;
+      let seq = 1;
+      for (let r = 0; r < rounds; r++) {
+        ethFrame(3 * r, 2000 + r, r % 2 ? big + 50 : big);
+        ethFrame(3 * r + 1, seq++, 100);
+        ethFrame(3 * r + 2, seq++, 100);
+      }
+      assert.is(native.send(pa, 0, 3 * rounds), 3 * rounds, 'all taken (sent or queued): none overflowed');
+      const done = await waitFor(() => { drainEth(pb, seen); return seen.length >= 1 + 2 * rounds && st().txBacklog === 0; }, 10_000);
+      const s2 = st();
+      assert.ok(done, `received ${seen.length}, backlog ${s2.txBacklog}`);
+      assert.equal(seen, [...Array(1 + 2 * rounds).keys()], 'every small frame, in order; no big one');
+      assert.is(s2.txHeadDropped, 2 + rounds, 'each big frame dropped');
+      assert.is(s2.txRejected, 2 + rounds);
+      assert.is(s2.txDroppedFull, 0);
+      // one refusal per big frame (the direct send's, on the first, included), never a retry
+      assert.ok(s2.txRetries - s1.txRetries <= rounds + 1, `${s2.txRetries - s1.txRetries} refusals for ${rounds} big frames`);
+      assert.is(s2.txTooBigLen, big, 'the shortest dropped');
+
+      // the pod raises its MTU: a big frame goes through and the remembered length is forgotten
+      B.ip('link', 'set', 'tb0', 'mtu', '1500');
+      ethFrame(0, 3000, big);
+      assert.is(native.send(pa, 0, 1), 1);
+      const bigSeen: number[] = [];
+      assert.ok(await waitFor(() => { drainEth(pb, bigSeen, big); return bigSeen.length >= 1; }, 10_000), 'the big frame arrived');
+      assert.equal(bigSeen, [3000]);
+      assert.is(st().txTooBigLen, 0);
+      assert.is(st().txHeadDropped, 2 + rounds);
     } finally {
       native.close(pa);
       native.close(pb);

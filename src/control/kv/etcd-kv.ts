@@ -574,7 +574,9 @@ class EtcdWatch implements KvWatch {
       ({ witness, guid }) => {
         if (this.confirming) return;
         if (!this.witness && witness) this.witness = witness;
-        if (!this.guid) this.guid = guid;
+        // Only when nothing is known: a ClusterInformation put or delete delivered while this read
+        // was in flight (guid set, or null for a delete) is newer than what the read saw.
+        if (this.guid === undefined) this.guid = guid;
       },
       () => undefined, // unreachable: the next events delivered try again
     ).finally(() => { this.readingWitness = false; });

@@ -850,10 +850,11 @@ export class Pipeline implements CapturePorts {
    */
   private icmpErrorRouted(i: number, ip: number, type: number, code: number, mtu: number): number {
     const b = this.b;
-    if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
+    const why = type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED;
+    if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(why);
     const cap = this.capture;
-    if (cap !== null) cap.noteError(i, type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
-    this.superToOne(i, type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
+    if (cap !== null) cap.noteError(i, why);
+    this.superToOne(i, why);
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
     this.counters[Event.ICMP_SENT]++;
     if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: routed back to the sender`);

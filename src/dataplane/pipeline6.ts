@@ -466,18 +466,9 @@ export class Pipeline6 {
    */
   private icmpError(i: number, inPort: number, ip: number, type: number, code: number, word32: number, reason: number): number {
     const b = this.b;
-    this.p.counters[reason]++;
-    const l4 = this.walk[2] === 0 ? this.walk[1] : -1;
     if (this.p.tr !== null) this.p.tr.stages.push(`${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} back to ${this.p.portName[inPort]}`);
-    if (!mayReplyWithIcmpv6Error(b, ip, this.walk[0], l4)) {
-      this.p.lastDrop = reason; // counted above
-      return DROP;
-    }
-    const cap = this.p.capture;
-    if (cap !== null) cap.noteError(i, reason);
-    this.p.superToOne(i, reason);
-    const src = this.hasNodeIp6 ? this.nodeIp6 : GATEWAY_IP6;
-    const n = buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, src, 0, 64);
+    const n = this.errorInPlace(i, ip, type, code, word32, reason, true);
+    if (n < 0) return DROP;
     const total = IPV6_HEADER_LEN + ((b[n + ETH_HLEN + 4] << 8) | b[n + ETH_HLEN + 5]);
     const r = this.p.role[inPort];
     if (r === ROLE_POD_TUN || r === ROLE_HOST_TUN) this.setFrame(i, n + ETH_HLEN, total);
@@ -489,23 +480,35 @@ export class Pipeline6 {
   }
 
   /**
+   * What both ICMPv6 errors do before they are sent: count `reason`; when the packet may not be
+   * answered (an ICMPv6 error itself, a multicast source...; or `may` false) leave it dropped
+   * (-1); otherwise note it for capture's drop stage as it came, keep segment 0 of a super-frame and
+   * build the error in place over it, from the node's IPv6 address (the gateway's when the node has
+   * none). Returns where the error's Ethernet header starts.
+   */
+  private errorInPlace(i: number, ip: number, type: number, code: number, word32: number, reason: number, may: boolean): number {
+    const b = this.b;
+    this.p.counters[reason]++;
+    const l4 = this.walk[2] === 0 ? this.walk[1] : -1;
+    if (!may || !mayReplyWithIcmpv6Error(b, ip, this.walk[0], l4)) {
+      this.p.lastDrop = reason; // counted above
+      return -1;
+    }
+    const cap = this.p.capture;
+    if (cap !== null) cap.noteError(i, reason);
+    this.p.superToOne(i, reason);
+    return buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, this.hasNodeIp6 ? this.nodeIp6 : GATEWAY_IP6, 0, 64);
+  }
+
+  /**
    * An ICMPv6 error for a packet that came from another node (a tunnel, the underlay) or the host
    * (counted under `reason`): its sender is elsewhere, so the error is built in place from this
    * node's IPv6 address and routed like any packet, as the node's kernel would send it (IPv4:
    * Pipeline.icmpErrorRouted). No node IPv6 address: dropped, counted.
    */
   private icmpErrorRouted(i: number, ip: number, type: number, code: number, word32: number, reason: number): number {
-    const b = this.b;
-    this.p.counters[reason]++;
-    const l4 = this.walk[2] === 0 ? this.walk[1] : -1;
-    if (!this.hasNodeIp6 || !mayReplyWithIcmpv6Error(b, ip, this.walk[0], l4)) {
-      this.p.lastDrop = reason; // counted above
-      return DROP;
-    }
-    const cap = this.p.capture;
-    if (cap !== null) cap.noteError(i, reason);
-    this.p.superToOne(i, reason);
-    const n = buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, this.nodeIp6, 0, 64);
+    const n = this.errorInPlace(i, ip, type, code, word32, reason, this.hasNodeIp6);
+    if (n < 0) return DROP;
     this.p.counters[Event.ICMP_SENT]++;
     if (this.p.tr !== null) this.p.tr.stages.push(`${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} from ${formatIpv6(this.nodeIp6, 0)}: routed back to the sender`);
     return this.route(i, -1, n + ETH_HLEN, false, true);

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { computeBgpPlan, DEFAULT_AS_NUMBER } from '../../src/control/bgp/peering';
-import { computeExports } from '../../src/control/bgp/exports';
+import { computeExports, computeLearnedExportPolicy } from '../../src/control/bgp/exports';
 import { affinity, node, pool, snapshotOf, wep, errorOf, yamlOf } from '../control/fixtures';
 
 const API = 'projectcalico.org/v3';
@@ -130,7 +130,7 @@ test('a node without an address has no plan; a bad BGPPeer in a file is an error
   assert.match(errorOf(yamlOf(ippool, bgpPeer('x', { peerIP: '1.2.3.4', asNumber: 1 }), bgpPeer('x', { peerIP: '1.2.3.5', asNumber: 1 }))), /duplicate BGPPeer "x"/);
 });
 
-test('exports: confirmed affine blocks and borrowed /32s; not pending blocks, other nodes, disabled or disableBGPExport pools', () => {
+test('exports: confirmed affine blocks and borrowed /32s, disabled pools\' too; not pending blocks, other nodes, disableBGPExport pools', () => {
   const snap = snapshotOf(
     pool('p', '10.244.0.0/16'), pool('off', '10.245.0.0/16', { disabled: true }), pool('quiet', '10.246.0.0/16', { disableBGPExport: true }),
     pool('vx', '10.247.0.0/16', { vxlanMode: 'Always' }),
@@ -140,12 +140,26 @@ test('exports: confirmed affine blocks and borrowed /32s; not pending blocks, ot
     wep('node1', 'a', ['10.244.0.5/32'], 'calia'),
     wep('node1', 'borrowed', ['10.244.0.70/32'], 'calib'),
     wep('node1', 'quiet', ['10.246.3.3/32'], 'calic'),
+    wep('node1', 'off', ['10.245.9.9/32'], 'calie'),
     wep('node2', 'b', ['10.244.0.66/32'], 'calid'),
   );
-  assert.equal(computeExports(snap, 'node1'), [{ prefix: '10.244.0.0/26' }, { prefix: '10.244.0.70/32' }, { prefix: '10.247.0.0/26' }]);
+  // A disabled pool only stops new assignments: its block and borrowed /32 are announced (Calico's
+  // BIRD filter reads only disableBGPExport), so its pods stay reachable from other racks.
+  assert.equal(computeExports(snap, 'node1'), [
+    { prefix: '10.244.0.0/26' }, { prefix: '10.244.0.70/32' }, { prefix: '10.245.0.0/26' }, { prefix: '10.245.9.9/32' }, { prefix: '10.247.0.0/26' },
+  ]);
   assert.equal(computeExports(snap, 'node2'), [{ prefix: '10.244.0.64/26' }]);
   assert.equal(computeExports(snap, 'node3'), []);
   assert.equal(computeBgpPlan(snap, 'node1').exports, computeExports(snap, 'node1'));
+  // Learned routes: passed on inside any pool, a disabled one too (calico_export_to_bgp_peers
+  // rejects only disableBGPExport pools); never strictly inside the node's own confirmed blocks.
+  assert.equal(computeLearnedExportPolicy(snap, 'node1'), {
+    pools: [
+      { cidr: '10.244.0.0/16', exported: true }, { cidr: '10.245.0.0/16', exported: true },
+      { cidr: '10.246.0.0/16', exported: false }, { cidr: '10.247.0.0/16', exported: true },
+    ],
+    blocks: ['10.244.0.0/26', '10.245.0.0/26', '10.246.0.0/26', '10.247.0.0/26'],
+  });
 });
 
 test.run();

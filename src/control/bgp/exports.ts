@@ -1,7 +1,8 @@
 // What a node announces over BGP, as Calico's BIRD export filter does: each of the node's
 // confirmed affine blocks (never the pool aggregates), and every address of a local workload that
 // lies outside those blocks (borrowed from another node's block, routed as a /32 to us). Blocks
-// and addresses of disabled pools, and of pools with disableBGPExport, are not announced.
+// and addresses of pools with disableBGPExport are not announced; those of disabled pools are (a
+// disabled pool only stops new assignments: Calico's filter reads only disableBGPExport).
 // And which learned routes the node passes on (computeLearnedExportPolicy): only those inside its
 // IP pools, as the same filter (calico_export_to_bgp_peers) lets through.
 import { cidrContainsAddr, cidrContainsCidr, IPv4Cidr, makeIPv4Cidr, parseIPv4Cidr, parseIPv4WithPrefix } from '../ipv4';
@@ -13,7 +14,7 @@ export function computeExports(snapshot: ClusterSnapshot, nodeName: string): Bgp
   const pools: { cidr: IPv4Cidr; exported: boolean }[] = [];
   for (const pool of snapshot.ipPools) {
     const cidr = parseIPv4Cidr(pool.spec.cidr);
-    if (cidr) pools.push({ cidr, exported: !pool.spec.disabled && !pool.spec.disableBGPExport });
+    if (cidr) pools.push({ cidr, exported: !pool.spec.disableBGPExport });
   }
   const exportedPoolOf = (cidr: IPv4Cidr): boolean => pools.find((p) => cidrContainsCidr(p.cidr, cidr))?.exported ?? false;
 

@@ -45,6 +45,9 @@ export interface JoinOptions {
   signal?: AbortSignal;
   /** The datastore's clusterGUID (ClusterInformation default) once the registration marked it ready. */
   onClusterGuid?: (guid: string | null) => void;
+  /** Whether the registration found the datastore locked (ClusterInformation default has
+   * datastoreReady: false, as `calicoctl datastore migrate lock` leaves it). */
+  onDatastoreLocked?: (locked: boolean) => void;
 }
 
 interface StoredNode { spec?: { bgp?: { ipv4Address?: string; ipv6Address?: string }; ipv4VXLANTunnelAddr?: string; ipv6VXLANTunnelAddr?: string } }
@@ -151,6 +154,7 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
     warn(`ClusterInformation default has datastoreReady: false (the datastore is locked, e.g. by \`calicoctl datastore migrate lock\`): Calico's Felix waits until it is true again; podway leaves it false (it does not unlock a locked datastore)`);
   }
   opts.onClusterGuid?.(guid);
+  opts.onDatastoreLocked?.(ready.locked);
 }
 
 export interface NodeAddressChange {

@@ -401,9 +401,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The datastore's clusterGUID as the last registration found or made it (podway status).
     let clusterGuid: string | null = null;
     const onClusterGuid = (guid: string | null): void => { clusterGuid = guid; };
+    // ClusterInformation default's datastoreReady: false (`calicoctl datastore migrate lock`) as the
+    // last registration read it, and when (podway status): Calico's Felix and CNI plugin wait while
+    // it is locked, so an operator sees why the cluster may not change.
+    let datastoreLocked: { checkedAt: string } | null = null;
+    const onDatastoreLocked = (locked: boolean): void => { datastoreLocked = locked ? { checkedAt: new Date().toISOString() } : null; };
     const startDatastore = async (): Promise<FirstModel> => {
       datastoreDown(`joining ${specText}`);
-      await joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
+      await joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
         if (/unreachable/.test(m)) {
           datastoreDown(m);
           dsLog.warn(m);
@@ -626,7 +631,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       status: async () => {
         const r = await health.report();
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString() } : null;
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, cachedModel, cniPendingDel: replayer?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, cachedModel, cniPendingDel: replayer?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked };
       },
       commands: {
         'log-level': (req) => {
@@ -739,7 +744,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The VXLAN tunnel addresses reconciled again when a model says they are stale (tunnel-join.ts).
     // The registered address, not a new first-found: following it is the address monitor's.
     const tunnelJoin = spec.kind === 'file' ? null : new TunnelAddressJoin(
-      () => joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam, signal: abortStart.signal }, say)),
+      () => joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam, signal: abortStart.signal }, say)),
       (e) => {
         if (stopping) return; // aborted by the stop
         nodeMetrics?.ipamEvent('tunnel_address_failed');
@@ -839,7 +844,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const inForce = current;
       const ip = opts.ip ?? (inForce ? `${formatIPv4(inForce.node.ip)}/${inForce.node.subnet.prefixLen}` : undefined);
       const ip6 = opts.ip6 ?? (inForce ? (inForce.v6.ip6 === null ? 'none' : `${inForce.v6.ip6}/${inForce.v6.subnet6?.split('/')[1] ?? '128'}`) : undefined);
-      registering = joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say))
+      registering = joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say))
         .then(
           () => dsLog.info(`node ${opts.node} registered again after: ${why}`),
           (e: Error) => { if (!stopping) dsLog.error(`node ${opts.node}: registering again after the datastore was replaced failed: ${e.message}`); },

@@ -149,10 +149,12 @@ t('a node name new to the store on another Node\'s address: refused naming that 
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });
 
-t('without --ip, a stored Node address no interface here holds gives way to first-found (said), and podway starts (it failed)', async () => {
+t('without --ip, a stored Node address no interface here holds gives way to first-found (said), and podway starts (it failed); a locked datastore is shown in status', async () => {
   const node = path.join(tempDir(), 'nx.yaml');
-  // As a second process run as nx with --ip 10.1.1.9/24 elsewhere leaves it.
-  writeFileSync(node, 'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: nx}\nspec: {bgp: {ipv4Address: 10.1.1.9/24}}\n');
+  // As a second process run as nx with --ip 10.1.1.9/24 elsewhere leaves it; and the datastore
+  // locked as `calicoctl datastore migrate lock` leaves it.
+  writeFileSync(node, 'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: nx}\nspec: {bgp: {ipv4Address: 10.1.1.9/24}}\n---\n'
+    + 'apiVersion: projectcalico.org/v3\nkind: ClusterInformation\nmetadata: {name: default}\nspec: {clusterGUID: 0123456789abcdef0123456789abcdef, datastoreReady: false}\n');
   await ok(['apply', '-f', node, '--datastore', store]);
   const sock = path.join(tempDir(), 'c.sock');
   const r = spawnRun(['--datastore', store, '--control', sock]);
@@ -165,6 +167,9 @@ t('without --ip, a stored Node address no interface here holds gives way to firs
     const status = JSON.parse(await ok(['status', '--control', sock, '-o', 'json']));
     assert.is(status.node, 'nx');
     assert.ok(Number.isInteger(status.uptimeSeconds));
+    assert.match(r.err(), /"level":"warn".*datastoreReady: false/);
+    assert.match(status.datastoreLocked?.checkedAt ?? '', /^\d{4}-\d\d-\d\dT/, JSON.stringify(status.datastoreLocked));
+    assert.match(await ok(['status', '--control', sock]), /^datastore locked: ClusterInformation default has datastoreReady: false \(read \S+; e\.g\. `calicoctl datastore migrate lock`\)/m);
     r.child.kill('SIGTERM');
     const code = await within(r.exited, 10_000, 'timeout' as const);
     assert.is(code, 0, r.err());

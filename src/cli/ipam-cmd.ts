@@ -208,6 +208,8 @@ async function showCommand(o: ShowOpts, out: Out): Promise<void> {
       return out(JSON.stringify(pools, null, 2) + '\n');
     }
     out(renderBoxTable(['GROUPING', 'CIDR', 'IPS TOTAL', 'IPS IN USE', 'IPS FREE'], usageRows(usage, !!o.showBlocks)));
+    // A pool IPAM cannot read is listed with its blocks (they are not orphaned), and said why.
+    for (const p of usage) if (p.skipped) out(`\nNote: IP pool ${p.name} (${p.cidr}) cannot be read: ${p.skipped}; its blocks are counted under it, not as orphaned.\n`);
   });
 }
 

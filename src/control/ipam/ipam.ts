@@ -147,6 +147,9 @@ export interface PoolUsage {
   readonly name: string;
   readonly cidr: string;
   readonly disabled: boolean;
+  /** A stored pool IPAM skips (it cannot read it): why, naming the key and field. Its blocks are
+   * its own, not orphaned. */
+  readonly skipped?: string;
   /** Addresses in the pool (a bigint text for IPv6-sized pools is not needed yet; number). */
   readonly size: number;
   readonly inUse: number;
@@ -1070,9 +1073,15 @@ export class Ipam {
 
   /** Per-pool and per-block usage, for a calicoctl-shaped `ipam show` (and `--show-blocks`). */
   async show(): Promise<PoolUsage[]> {
-    const pools = await this.listPools();
+    const read = await this.readPools();
     const { blocks } = await this.readAll();
-    const usage = pools.map((p) => ({ pool: p, blocks: [] as BlockUsage[] }));
+    // The pools IPAM reads, then those it skips (their CIDR known): a skipped pool's blocks are
+    // still in a pool, shown under it rather than as orphaned. A block goes to the narrowest pool
+    // holding it (Calico refuses overlapping pools; another tool may have written them).
+    const usage: { name: string; cidr: IpNet; disabled: boolean; skipped?: string; blocks: BlockUsage[] }[] = [
+      ...read.pools.map((p) => ({ name: p.name, cidr: p.cidr, disabled: p.disabled, blocks: [] as BlockUsage[] })),
+      ...read.skipped.flatMap((s) => (s.cidr === null ? [] : [{ name: s.key.slice(IPPOOL_PREFIX.length), cidr: s.cidr, disabled: false, skipped: s.message, blocks: [] as BlockUsage[] }])),
+    ];
     const orphans: BlockUsage[] = [];
     for (const [cidrText, { block }] of [...blocks].sort((a, b) => (a[1].block?.cidr.base ?? 0n) < (b[1].block?.cidr.base ?? 0n) ? -1 : 1)) {
       if (!block) continue;
@@ -1080,13 +1089,14 @@ export class Ipam {
       let borrowed = 0;
       block.allocations.forEach((a, o) => { if (a !== null && (block.attributeOf(o)?.secondary?.node ?? '') !== host) borrowed++; });
       const row: BlockUsage = { cidr: cidrText, affinity: block.affinity, size: block.size, inUse: block.numInUse(), free: block.numFree(), borrowed };
-      const owner = usage.find((u) => netContainsNet(u.pool.cidr, block.cidr));
+      let owner: (typeof usage)[number] | undefined;
+      for (const u of usage) if (netContainsNet(u.cidr, block.cidr) && (!owner || u.cidr.prefixLen > owner.cidr.prefixLen)) owner = u;
       (owner ? owner.blocks : orphans).push(row);
     }
-    const out: PoolUsage[] = usage.map(({ pool, blocks: rows }) => {
-      const size = Number(netSize(pool.cidr));
+    const out: PoolUsage[] = usage.map(({ name, cidr, disabled, skipped, blocks: rows }) => {
+      const size = Number(netSize(cidr));
       const inUse = rows.reduce((n, r) => n + r.inUse, 0);
-      return { name: pool.name, cidr: pool.cidr.text, disabled: pool.disabled, size, inUse, free: size - inUse, blocks: rows };
+      return { name, cidr: cidr.text, disabled, ...(skipped !== undefined ? { skipped } : {}), size, inUse, free: size - inUse, blocks: rows };
     });
     if (orphans.length > 0) {
       const inUse = orphans.reduce((n, r) => n + r.inUse, 0);

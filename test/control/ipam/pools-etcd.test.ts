@@ -7,7 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { KvStore } from '../../../src/control/kv/kv';
 import { Ipam } from '../../../src/control/ipam/ipam';
-import { IPPOOL_PREFIX } from '../../../src/control/ipam/keys';
+import { AllocationBlock } from '../../../src/control/ipam/block';
+import { blockKey, IPPOOL_PREFIX } from '../../../src/control/ipam/keys';
 import { netContains, parseIp, parseNet } from '../../../src/control/ipam/net';
 import { reconcileVxlanTunnelAddrs } from '../../../src/control/tunnel-addrs';
 import { etcdForFile } from '../../helpers/etcd';
@@ -104,12 +105,38 @@ test('a stored pool that fails its schema is skipped with a warning; its address
     assert.match((e as Error).message, '10.70.0.5 is inside a pool IPAM skips: /calico/resources/v3/projectcalico.org/ippools/calico-new: spec.ipipMode');
   }
   // show and check read on; the skipped pool's CIDR is still a pool's, not "outside pools".
-  assert.equal((await ipam.show()).map((u) => u.name), ['outer']);
+  assert.equal((await ipam.show()).map((u) => u.name), ['outer', 'calico-new']);
   assert.equal((await ipam.check()).filter((p) => p.kind === 'block-outside-pools'), []);
   // The tunnel address path reads on as well (from the readable VXLAN pool).
   const t = await reconcileVxlanTunnelAddrs(kv, 'node1', { assignV6: false });
   assert.is(t.v4.action, 'assigned');
   assert.ok(inNet(t.v4.addr!, '10.70.0.128/25'), `tunnel address ${t.v4.addr} outside the skipped pool`);
+});
+
+test('ipam show: the blocks of a skipped pool are listed under it, not as orphaned (only those in no pool are)', async () => {
+  const kv = await emptied();
+  await setup(kv, {
+    pools: [
+      { name: 'ok', cidr: '10.71.0.0/24', spec: { vxlanMode: 'Always', blockSize: 26 } },
+      { name: 'odd', cidr: '10.72.0.0/24', spec: { ipipMode: 'always', blockSize: 26 } },
+    ],
+    nodes: ['node1'],
+  });
+  const ipam = new Ipam(kv, { blockSearch: 'sequential', warn: () => {} });
+  await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h1', attrs: { node: 'node1' } });
+  // A block another tool's IPAM made in its pool, and one in no pool at all.
+  for (const cidr of ['10.72.0.64/26', '10.99.0.0/30']) {
+    const n = parseNet(cidr)!;
+    assert.ok(await kv.create(blockKey(n), AllocationBlock.create(n, null, 1n, null).encode()));
+  }
+  const show = await ipam.show();
+  assert.equal(show.map((u) => [u.name, u.cidr, u.inUse, u.blocks.map((b) => b.cidr)]), [
+    ['ok', '10.71.0.0/24', 1, ['10.71.0.0/26']],
+    ['odd', '10.72.0.0/24', 0, ['10.72.0.64/26']],
+    ['orphaned allocation blocks', '0.0.0.0/0', 0, ['10.99.0.0/30']],
+  ]);
+  assert.match(show[1]!.skipped ?? '', '/calico/resources/v3/projectcalico.org/ippools/odd: spec.ipipMode: ');
+  assert.is(show[0]!.skipped, undefined);
 });
 
 test.run();

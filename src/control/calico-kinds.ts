@@ -129,7 +129,8 @@ export function blockAffinityName(node: string, cidr: string): string {
 /**
  * A BlockAffinity object from an IPAM affinity key and value. Throws an error naming the field
  * when the key or value is malformed. An empty or missing state means confirmed, as in Calico
- * (affinities written before states existed).
+ * (affinities written before states existed); so does an empty value (stored before affinities had
+ * values: libcalico-go reads it as {}).
  */
 export function blockAffinityFromKv(key: string, value: string): BlockAffinity {
   const m = AFFINITY_KEY.exec(key);
@@ -139,7 +140,7 @@ export function blockAffinityFromKv(key: string, value: string): BlockAffinity {
   const cidr = dash > 0 ? `${part.slice(0, dash)}/${part.slice(dash + 1)}` : part;
   let raw: unknown;
   try {
-    raw = JSON.parse(value);
+    raw = JSON.parse(value === '' ? '{}' : value);
   } catch (e) {
     throw new Error(`value: not valid JSON (${(e as Error).message})`);
   }

@@ -27,7 +27,9 @@ export function encodeAffinity(state: AffinityState): string {
 }
 
 export function decodeAffinity(text: string): { state: AffinityState | ''; deleted: boolean } {
-  const v = parseGoJson(text);
+  // An empty value is an affinity stored before affinities had values: libcalico-go reads it as
+  // {} (BlockAffinityKey.parseValue), so confirmed.
+  const v = parseGoJson(text === '' ? '{}' : text);
   if (!isObject(v)) throw new Error('affinity value is not a JSON object');
   const state = v.state === undefined || v.state === '' ? '' : v.state;
   if (state !== '' && !(AFFINITY_STATES as readonly GoJsonValue[]).includes(state)) throw new Error(`unknown affinity state ${JSON.stringify(state)}`);

@@ -8,6 +8,7 @@ import { affinityKey, blockKey, handleKey, IPAM_CONFIG_KEY, IPPOOL_PREFIX } from
 import { parseNet } from '../../../src/control/ipam/net';
 import { assertClean, handleCountsFromStore, poolValue, setup } from './helpers';
 import { MemKv } from './mem-kv';
+import { blockAffinityFromKv } from '../../../src/control/calico-kinds';
 
 const net = (t: string) => parseNet(t)!;
 const attrs = (node: string, pod = 'p') => ({ node, pod, namespace: 'ns' });
@@ -260,6 +261,21 @@ test('a pending affinity left behind (crash between affinity and block) is compl
   assert.equal((await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h' })).ips, ['10.7.0.128']);
   assert.is(kv.peek(affinityKey('node1', net('10.7.0.128/26'))), '{"state":"confirmed","deleted":false}');
   await assertClean(ipam, 'after completing the claim');
+});
+
+test('an affinity stored with an empty value (before affinities had values) is confirmed, as libcalico-go reads it', async () => {
+  const kv = new MemKv();
+  await setup(kv, { pools: [{ name: 'p', cidr: '10.7.0.0/24' }], nodes: ['node1'] });
+  const cidr = net('10.7.0.64/26');
+  kv.put(blockKey(cidr), AllocationBlock.create(cidr, 'host:node1', 1n, null).encode());
+  kv.put(affinityKey('node1', cidr), '');
+  const ipam = seq(kv);
+  await assertClean(ipam, 'an empty affinity value');
+  assert.equal((await ipam.routeInputs()).affinities, [{ node: 'node1', cidr: '10.7.0.64/26', state: '' }]);
+  // The node's own block is used first, and the affinity is left as it is.
+  assert.equal((await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'h' })).ips, ['10.7.0.64']);
+  assert.is(kv.peek(affinityKey('node1', cidr)), '');
+  assert.equal(blockAffinityFromKv(affinityKey('node1', cidr), '').spec, { node: 'node1', cidr: '10.7.0.64/26', state: 'confirmed', deleted: 'false' });
 });
 
 test('check() finds planted leaks and orphans', async () => {

@@ -41,10 +41,15 @@ function locate(raw: unknown, position: { document: number; item?: number }): So
 }
 
 /**
- * The resources in `text` (named `file` in errors). `mode` 'full' validates each against its
- * kind's schema; 'identity' (for delete) needs only a known kind and a name.
+ * How a file is read: 'full' validates each resource against its kind's schema; 'write' (apply,
+ * create, replace) does too and, as Calico's client does before it writes, refuses a named
+ * WorkloadEndpoint whose spec lacks an identifier Calico computes the name from; 'identity' (for
+ * delete) needs only a known kind and a name.
  */
-export function parseResourceText(text: string, file: string, mode: 'full' | 'identity' = 'full'): FileResource[] {
+export type ReadMode = 'full' | 'write' | 'identity';
+
+/** The resources in `text` (named `file` in errors), read as `mode` says. */
+export function parseResourceText(text: string, file: string, mode: ReadMode = 'full'): FileResource[] {
   const issues: ValidationIssue[] = [];
   const out: FileResource[] = [];
   const docs = parseAllDocuments(text);
@@ -53,7 +58,7 @@ export function parseResourceText(text: string, file: string, mode: 'full' | 'id
     let raw = given;
     if (isMapping(raw) && raw.kind === 'WorkloadEndpoint') {
       // As Calico's client does: the name computed from the spec when absent, refused when it differs.
-      const named = assignOrValidateWepName(raw);
+      const named = assignOrValidateWepName(raw, { requireIdentifiers: mode === 'write' });
       if (!('object' in named)) {
         issues.push({ file, location: locate(raw, position), path: named.path, message: named.message });
         return;
@@ -159,7 +164,7 @@ function splitJsonStream(text: string): string[] | null {
  * calicoctl, stands for its .yaml, .yml and .json files (not its subdirectories), in name order;
  * every file's problems are reported before anything is written.
  */
-export function readResourceFile(file: string, mode: 'full' | 'identity' = 'full'): FileResource[] {
+export function readResourceFile(file: string, mode: ReadMode = 'full'): FileResource[] {
   if (file !== '-' && isDirectory(file)) {
     const names = readdirSync(file).filter((n) => /\.(ya?ml|json)$/i.test(n)).sort();
     const files = names.map((n) => path.join(file, n)).filter((f) => !isDirectory(f));
@@ -188,7 +193,7 @@ function isDirectory(p: string): boolean {
   }
 }
 
-function readOneFile(file: string, mode: 'full' | 'identity'): FileResource[] {
+function readOneFile(file: string, mode: ReadMode): FileResource[] {
   let text: string;
   try {
     text = readFileSync(file === '-' ? 0 : file, 'utf8');

@@ -89,7 +89,7 @@ function resourcesWord(resources: readonly FileResource[]): string {
 /** Writes each resource in file order; stops at the first failure (naming file, document and reason). */
 async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { namespace?: string; skipNotExists?: boolean; skipExists?: boolean }, out: Out, err: Out): Promise<void> {
   const spec = writableSpec(o);
-  const resources = readResourceFile(file, verb === 'delete' ? 'identity' : 'full');
+  const resources = readResourceFile(file, verb === 'delete' ? 'identity' : 'write');
   // IPAM state among the documents (a file datastore's BlockAffinities) is refused before anything
   // is written: it used to stop the file half-way ("Partial success"), the rest left out.
   const ipamState = resources.filter((r) => !kindInfo(peekIdentity(r.object).kind ?? '')?.writable);

@@ -55,16 +55,24 @@ export function expectedWepName(spec: unknown): WepNameResult {
  * Calico's assignOrValidateName for a WorkloadEndpoint document: without metadata.name, the
  * document with the name computed from its spec; with one, the document itself when the name is
  * the expected one. A problem (a name that cannot be computed, or does not match) is returned
- * as path/message. podway leaves a named endpoint whose spec lacks some identifier (e.g. no
- * orchestrator or endpoint, as in podway's own snapshot files) as it is: there is no expected
- * name to compare with.
+ * as path/message. With `requireIdentifiers` (what `podway apply/create/replace -f` write), a
+ * named endpoint whose spec lacks an identifier is refused naming the field, as Calico's client
+ * refuses it (CalculateWorkloadEndpointName: "field should be assigned"); without it, such an
+ * endpoint is left as it is (podway's own snapshot files, endpoints other tools wrote): there is
+ * no expected name to compare with.
  */
-export function assignOrValidateWepName(obj: JsonObject): { object: JsonObject } | { path: string; message: string } {
+export function assignOrValidateWepName(obj: JsonObject, options: { requireIdentifiers?: boolean } = {}): { object: JsonObject } | { path: string; message: string } {
   const meta = isMapping(obj.metadata) ? obj.metadata : undefined;
   const given = meta && typeof meta.name === 'string' && meta.name !== '' ? meta.name : undefined;
   const expected = expectedWepName(obj.spec);
   if ('path' in expected) return expected;
   if ('missing' in expected) {
+    if (given !== undefined && options.requireIdentifiers) {
+      return {
+        path: `spec.${expected.missing}`,
+        message: `required: Calico computes a WorkloadEndpoint's name from spec.node, spec.orchestrator, the workload (spec.pod for k8s, spec.containerID for cni, spec.workload otherwise) and spec.endpoint, and refuses one without them`,
+      };
+    }
     if (given !== undefined) return { object: obj };
     return {
       path: 'metadata.name',

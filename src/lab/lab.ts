@@ -493,12 +493,13 @@ spec:
         docs.push(`apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata:
-  name: ${n.name}-k8s-${p.name}-eth0
+  name: ${n.name.replace(/-/g, '--')}-k8s-${p.name.replace(/-/g, '--')}-eth0
   namespace: default
 spec:
   node: ${n.name}
   orchestrator: k8s
   pod: ${p.name}
+  endpoint: eth0
   interfaceName: ${p.ifname}
   interfaceType: ${p.type}${p.type !== 'veth' ? `\n  interfaceNetns: /run/netns/${p.ns}` : ''}
   ipNetworks:

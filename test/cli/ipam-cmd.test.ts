@@ -52,7 +52,9 @@ spec: {cidr: 10.250.0.0/24, blockSize: 30}
 /** A WorkloadEndpoint document listing `ips` (host routes), as the CNI plugin writes one. */
 function wepYaml(name: string, node: string, ips: readonly string[], extra: Record<string, string> = {}, namespace = 'default'): string {
   const nets = ips.map((ip) => (ip.includes(':') ? `${ip}/128` : `${ip}/32`)).join(', ');
-  const more = Object.entries(extra).map(([k, v]) => `, ${k}: ${v}`).join('');
+  // Calico's identifiers, which `podway apply` requires of a named endpoint: name is <node>-k8s-<pod>-eth0.
+  const ids = { orchestrator: 'k8s', pod: name.split('-k8s-')[1]!.replace(/-eth0$/, ''), endpoint: 'eth0', ...extra };
+  const more = Object.entries(ids).map(([k, v]) => `, ${k}: ${v}`).join('');
   return `apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: ${name}, namespace: ${namespace}}\n`
     + `spec: {node: ${node}, interfaceName: cali${name.length}${name.slice(-6).replace(/[^a-z0-9]/g, '')}, ipNetworks: [${nets}]${more}}\n`;
 }

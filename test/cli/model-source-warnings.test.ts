@@ -10,8 +10,8 @@ import { ok, tempDir } from './cli-kit';
 
 const t = suite('model source warnings');
 
-const wep = (name: string, iface: string, ip: string, node = 'n1') =>
-  `apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: ${name}}\nspec: {node: ${node}, interfaceName: ${iface}, ipNetworks: [${ip}/32]}\n`;
+const wep = (pod: string, iface: string, ip: string, node = 'n1') =>
+  `apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: ${node}-k8s-${pod}-eth0}\nspec: {node: ${node}, orchestrator: k8s, pod: ${pod}, endpoint: eth0, interfaceName: ${iface}, ipNetworks: [${ip}/32]}\n`;
 
 t('an endpoint left out (its address taken) is warned about once, not again on every change', async () => {
   const store = `embedded:${tempDir()}`;
@@ -31,7 +31,7 @@ t('an endpoint left out (its address taken) is warned about once, not again on e
   const { source, first } = await ModelSource.start(store, 'n1', () => undefined, { onWarning: (m) => warnings.push(m) });
   try {
     assert.equal(first.endpoints.map((e) => e.interfaceName), ['cali1'], 'the older endpoint keeps the address');
-    const leftOut = /WorkloadEndpoint default\/second left out: 10\.244\.0\.5\/32 on node n1 belongs to WorkloadEndpoint default\/first/;
+    const leftOut = /WorkloadEndpoint default\/n1-k8s-second-eth0 left out: 10\.244\.0\.5\/32 on node n1 belongs to WorkloadEndpoint default\/n1-k8s-first-eth0/;
     assert.ok(warnings.some((w) => leftOut.test(w)), `warned: ${JSON.stringify(warnings)}`);
     // Another change: the same warning is not repeated.
     const seen = new Promise<void>((resolve) => source.onMessage((m) => { if (m.type === 'model' || m.type === 'unchanged') resolve(); }));

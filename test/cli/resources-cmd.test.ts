@@ -258,7 +258,7 @@ function cliSuite(target: Target) {
     // `vxlanmode: Always` used to be stored as given and the pool left at vxlanMode Never.
     const typo = path.join(work, 'typo.yaml');
     writeFileSync(typo, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p1\nspec:\n  cidr: 10.244.0.0/16\n  vxlanmode: Always\n  natOutGoing: true\n'
-      + '---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: n1-k8s-a-eth0\nspec:\n  node: n1\n  interfaceName: cali1\n  ipNetworks: [10.244.0.1/32]\n  colour: blue\n');
+      + '---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  name: n1-k8s-a-eth0\nspec:\n  node: n1\n  orchestrator: k8s\n  pod: a\n  endpoint: eth0\n  interfaceName: cali1\n  ipNetworks: [10.244.0.1/32]\n  colour: blue\n');
     const r = await podway(['apply', '-f', typo, ...ds()]);
     assert.is(r.code, 1, r.err);
     assert.match(r.err, 'typo.yaml: document 1 (IPPool p1): spec.vxlanmode: unknown field (did you mean vxlanMode?)');
@@ -267,7 +267,7 @@ function cliSuite(target: Target) {
     assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
   });
 
-  test('a WorkloadEndpoint without metadata.name gets the name Calico computes; a wrong name is refused (libcalico-go assignOrValidateName)', async () => {
+  test('a WorkloadEndpoint without metadata.name gets the name Calico computes; a wrong name, or a name without the identifiers, is refused (libcalico-go assignOrValidateName)', async () => {
     const wep = (meta: string) => `apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata:\n  namespace: prod\n${meta}spec:\n  node: node1\n  orchestrator: k8s\n  pod: web-1\n  endpoint: eth0\n  interfaceName: cali0761ccbeace\n  ipNetworks: [10.244.0.1/32]\n`;
     const wrong = path.join(work, 'wrong.yaml');
     writeFileSync(wrong, wep('  name: wrongname\n'));
@@ -275,6 +275,19 @@ function cliSuite(target: Target) {
       const r = await podway([verb, '-f', wrong, ...ds()]);
       assert.is(r.code, 1, r.err);
       assert.match(r.err, 'wrong.yaml: document 1 (WorkloadEndpoint prod/wrongname): metadata.name: the WorkloadEndpoint name does not match the primary identifiers assigned in the Spec: expected name node1-k8s-web--1-eth0');
+    }
+    assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
+    // A named endpoint lacking an identifier Calico computes the name from: refused naming the
+    // field (libcalico-go's CalculateWorkloadEndpointName: "field should be assigned"), as
+    // calicoctl refuses it; delete -f still finds it by name.
+    for (const [drop, field] of [['  orchestrator: k8s\n', 'spec.orchestrator'], ['  endpoint: eth0\n', 'spec.endpoint'], ['  pod: web-1\n', 'spec.pod']] as const) {
+      const partial = path.join(work, 'partial.yaml');
+      writeFileSync(partial, wep('  name: node1-k8s-web--1-eth0\n').replace(drop, ''));
+      for (const verb of ['create', 'apply', 'replace']) {
+        const r = await podway([verb, '-f', partial, ...ds()]);
+        assert.is(r.code, 1, r.err);
+        assert.match(r.err, `partial.yaml: document 1 (WorkloadEndpoint prod/node1-k8s-web--1-eth0): ${field}: required: Calico computes a WorkloadEndpoint's name from spec.node, spec.orchestrator,`);
+      }
     }
     assert.equal((await kv.list('/calico/')).entries, [], 'nothing written');
     const dash = path.join(work, 'dash.yaml');

@@ -76,6 +76,12 @@ export const Reason = {
    * drops): dropped so the frames behind it go on (native/README.md). Counted when the engine
    * reads the port's stats (once per neighbour tick, and for `podway counters`). */
   TX_REJECTED: base + 35,
+  /** An ICMP/ICMPv6 error podway would have sent (time exceeded, destination unreachable: for
+   * ttl_expired, martian_dst, no_route) was not, held back by the rate limits the kernel applies to
+   * its own (icmp-ratelimit.ts: 50 at once then 1,000/s per worker, and per destination 6 at once
+   * then 1/s for IPv4, 10/s for IPv6): the offending frame is dropped under this reason, and counted
+   * under its own too. Fragmentation needed / Packet Too Big are never limited. */
+  ICMP_RATELIMITED: base + 39,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -126,7 +132,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 39;
+export const COUNTER_COUNT = base + 40;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -31,6 +31,7 @@ import { NatSources } from './nat';
 import { CaptureTap, CapturePorts, Link, HELD_VERDICT } from './capture';
 import type { NeighborQueue } from './neighbor-queue';
 import { FAMILY_V4, FAMILY_POD } from './neighbor-queue';
+import { IcmpRateLimiter } from './icmp-ratelimit';
 
 /** What a port is to the pipeline. */
 export const Role = {
@@ -264,11 +265,18 @@ export class Pipeline implements CapturePorts {
    * heap number: one read per batch, not per packet. */
   private clockAt = -1;
 
+  /** Where batchNow reads the time (ms) when set (tests); null: Date.now(). */
+  clock: (() => number) | null = null;
+
   /** The batch's clock: read once per batch, on first use (most batches never need it). */
   batchNow(): number {
-    if (this.clockAt < 0) this.clockAt = Date.now();
+    if (this.clockAt < 0) this.clockAt = this.clock !== null ? this.clock() : Date.now();
     return this.clockAt;
   }
+
+  /** The kernel's rate limits on the ICMP/ICMPv6 errors podway sends (icmp-ratelimit.ts), this
+   * worker's: IPv4's and IPv6's share the global bucket, as in the kernel. */
+  readonly icmpLimit = new IcmpRateLimiter();
 
   /** The port the batch in hand came from (a trace's ingress when the packet is read past its
    * outer headers: a tunnel's inner packet, an underlay frame). */
@@ -824,6 +832,7 @@ export class Pipeline implements CapturePorts {
   private icmpError(i: number, inPort: number, ip: number, type: number, code: number, mtu: number): number {
     const b = this.b;
     if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
+    if (!this.icmpAllowed(ip, type, code)) return this.drop(Reason.ICMP_RATELIMITED);
     // (the reason the caller counted segment 0 in)
     const why = type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : code === ICMP_FRAG_NEEDED ? Reason.FRAG_NEEDED : Reason.MARTIAN_DST;
     // `podway capture --stage drop` shows the packet as it came (its copy), not the error it becomes
@@ -844,6 +853,19 @@ export class Pipeline implements CapturePorts {
   }
 
   /**
+   * May the ICMP error (type, code) about the IPv4 packet at `ip` go, under the kernel's rate
+   * limits (icmp-ratelimit.ts)? Fragmentation needed always may (the kernel never limits PMTU
+   * discovery); the others are limited globally and per destination (the packet's source). The
+   * caller drops the packet as `icmp_ratelimited` when not.
+   */
+  private icmpAllowed(ip: number, type: number, code: number): boolean {
+    if (type === ICMP_DEST_UNREACH && code === ICMP_FRAG_NEEDED) return true;
+    const b = this.b;
+    const src = (b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15];
+    return this.icmpLimit.allow4(src, this.batchNow());
+  }
+
+  /**
    * An ICMP error for a packet that came through a tunnel or the underlay: its sender is on another
    * node, so the error is routed like any packet (back through the tunnel), as the node's kernel
    * would send it. It is built in place in front of the offending packet.
@@ -852,6 +874,7 @@ export class Pipeline implements CapturePorts {
     const b = this.b;
     const why = type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED;
     if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(why);
+    if (!this.icmpAllowed(ip, type, code)) return this.drop(Reason.ICMP_RATELIMITED);
     const cap = this.capture;
     if (cap !== null) cap.noteError(i, why);
     this.superToOne(i, why);

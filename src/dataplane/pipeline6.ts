@@ -482,9 +482,10 @@ export class Pipeline6 {
   /**
    * What both ICMPv6 errors do before they are sent: count `reason`; when the packet may not be
    * answered (an ICMPv6 error itself, a multicast source...; or `may` false) leave it dropped
-   * (-1); otherwise note it for capture's drop stage as it came, keep segment 0 of a super-frame and
-   * build the error in place over it, from the node's IPv6 address (the gateway's when the node has
-   * none). Returns where the error's Ethernet header starts.
+   * (-1), and when the rate limits hold the error back (not Packet Too Big) dropped as
+   * `icmp_ratelimited` (-1); otherwise note it for capture's drop stage as it came, keep segment 0
+   * of a super-frame and build the error in place over it, from the node's IPv6 address (the
+   * gateway's when the node has none). Returns where the error's Ethernet header starts.
    */
   private errorInPlace(i: number, ip: number, type: number, code: number, word32: number, reason: number, may: boolean): number {
     const b = this.b;
@@ -492,6 +493,14 @@ export class Pipeline6 {
     const l4 = this.walk[2] === 0 ? this.walk[1] : -1;
     if (!may || !mayReplyWithIcmpv6Error(b, ip, this.walk[0], l4)) {
       this.p.lastDrop = reason; // counted above
+      return -1;
+    }
+    // the kernel's rate limits (icmp-ratelimit.ts), on every error but Packet Too Big, per
+    // destination (the packet's source) and globally
+    if (type !== ICMPV6_PACKET_TOO_BIG && !this.p.icmpLimit.allow6(b, ip + 8, this.p.batchNow())) {
+      this.p.counters[Reason.ICMP_RATELIMITED]++;
+      this.p.lastDrop = Reason.ICMP_RATELIMITED;
+      if (this.p.tr !== null) this.p.tr.stages.push('drop: icmp_ratelimited');
       return -1;
     }
     const cap = this.p.capture;

@@ -50,7 +50,7 @@ export class DataplaneCollector implements Collector {
       const a = arr();
       return which.map((r): Sample => [{ [label]: COUNTER_NAMES[r] }, a[r] ?? 0]);
     };
-    snapshotCounter(reg, 'podway_dropped_packets_total', 'Frames dropped, by reason (ttl_expired and frag_needed count the frames answered with ICMP too).', ['reason'], byIndex('reason', DROPS, () => this.snapshot.counters));
+    snapshotCounter(reg, 'podway_dropped_packets_total', 'Frames dropped, by reason (ttl_expired and frag_needed count the frames answered with ICMP too; icmp_ratelimited counts those whose ICMP error the rate limit held back, also counted under their own reason).', ['reason'], byIndex('reason', DROPS, () => this.snapshot.counters));
     snapshotCounter(reg, 'podway_dropped_bytes_total', 'Bytes of the frames dropped, by reason (frames answered with ICMP are not dropped).', ['reason'], byIndex('reason', DROPS, () => this.snapshot.counterBytes));
     snapshotCounter(reg, 'podway_events_total', 'Frames handed to the host, ARP/NDP answered or learned, ICMP sent, pod egress, checksums completed.', ['event'], byIndex('event', EVENTS, () => this.snapshot.counters));
 

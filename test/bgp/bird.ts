@@ -156,6 +156,8 @@ export interface BirdBgpNeighbor {
   extra?: string;
   /** Extra lines in its ipv6 channel; IPv6 is only configured when this is given. */
   ipv6?: string;
+  /** Extra lines in its ipv4 channel, or false for no IPv4 channel (default: one). */
+  ipv4?: string | false;
 }
 
 /**
@@ -163,7 +165,7 @@ export interface BirdBgpNeighbor {
  * unreachable routes from protocol s4/s6, with one BGP protocol per neighbour that imports
  * everything and exports the statics plus whatever BGP learned. Timers are short so tests are.
  */
-export function birdBgpConfig(opts: { address: string; port: number; as: number; statics: string[]; statics6?: string[]; neighbors: BirdBgpNeighbor[] }): string {
+export function birdBgpConfig(opts: { address: string; port: number; as: number; statics: string[]; statics6?: string[]; neighbors: BirdBgpNeighbor[]; routerId?: string }): string {
   const protos = opts.neighbors.map(n => `
 protocol bgp ${n.name} {
   local ${opts.address} port ${opts.port} as ${opts.as};
@@ -176,11 +178,11 @@ protocol bgp ${n.name} {
   connect delay time 1;
   error wait time 1, 2;
   ${n.extra ?? ''}
-  ipv4 { import all; export where proto = "s4" || source = RTS_BGP; };
+  ${n.ipv4 !== false ? `ipv4 { import all; export where proto = "s4" || source = RTS_BGP; ${n.ipv4 ?? ''} };` : ''}
   ${n.ipv6 !== undefined ? `ipv6 { import all; export where proto = "s6" || source = RTS_BGP; ${n.ipv6} };` : ''}
 }`).join('\n');
   return `
-router id ${opts.address};
+router id ${opts.routerId ?? opts.address};
 log stderr all;
 protocol device {}
 protocol static s4 {

@@ -257,10 +257,46 @@ test('RFC 7606: session resets where the NLRI cannot be located', () => {
   assert.is(resetError(rr).code, 7);
 });
 
+/** MP_REACH_NLRI value for IPv6 unicast: next hop octets, then NLRI octets. */
+function mpReach6(nextHop: number[], nlri: number[]): number[] {
+  return [0, 2, 1, nextHop.length, ...nextHop, 0, ...nlri];
+}
+const v6 = (text: string) => [...parsePrefix(`${text}/128`).octets];
+
+test('MP-BGP IPv6: global + link-local next hop (RFC 2545), unusable next hops are treat-as-withdraw, bad lengths reset', () => {
+  const mandatory = [ORIGIN, ASPATH];
+  const nlri = [64, 0xfd, 0, 0, 0x10, 0, 0, 0, 0]; // fd00:10::/64
+  const ok = update(rawUpdate(Buffer.alloc(0), Buffer.concat([...mandatory, attr(0x80, AttrType.MpReach, mpReach6([...v6('fd00::2'), ...v6('fe80::2')], nlri))]), Buffer.alloc(0)));
+  assert.equal(ok.attrs.mpReach, { afi: 2, safi: 1, nextHop: 'fd00::2', linkLocal: 'fe80::2', nlri: ['fd00:10::/64'] });
+  assert.is(ok.treatAsWithdraw, undefined, 'no NEXT_HOP needed beside MP_REACH_NLRI');
+  const withdrawn = (nh: number[]) => update(rawUpdate(Buffer.alloc(0), Buffer.concat([...mandatory, attr(0x80, AttrType.MpReach, mpReach6(nh, nlri))]), Buffer.alloc(0)));
+  assert.match(withdrawn(v6('::')).treatAsWithdraw ?? '', /unspecified/);
+  assert.match(withdrawn(v6('ff02::1')).treatAsWithdraw ?? '', /multicast/);
+  assert.equal(withdrawn(v6('ff02::1')).attrs.mpReach?.nlri, ['fd00:10::/64'], 'the NLRI are still found (to withdraw them)');
+  assert.is(withdrawn([...v6('::'), ...v6('fe80::2')]).treatAsWithdraw, undefined, ':: beside a link-local one is well formed');
+  // Missing ORIGIN with MP_REACH only: treat-as-withdraw too.
+  assert.match(update(rawUpdate(Buffer.alloc(0), Buffer.concat([ASPATH, attr(0x80, AttrType.MpReach, mpReach6(v6('fd00::2'), nlri))]), Buffer.alloc(0))).treatAsWithdraw ?? '', /ORIGIN missing/);
+  // Session resets: a next hop length that is neither 16 nor 32, a prefix length over 128, NLRI
+  // overrunning the attribute, MP_REACH flagged transitive, MP_UNREACH overrunning.
+  const reset = (value: number[], flags = 0x80, type = AttrType.MpReach) => resetError(rawUpdate(Buffer.alloc(0), Buffer.concat([...mandatory, attr(flags, type, value)]), Buffer.alloc(0)));
+  assert.equal([reset(mpReach6([...v6('fd00::2'), 1], nlri)).code, reset(mpReach6([...v6('fd00::2'), 1], nlri)).subcode], [3, 9]);
+  assert.is(reset(mpReach6(v6('fd00::2'), [129, ...Array(17).fill(0)])).subcode, 10);
+  assert.is(reset(mpReach6(v6('fd00::2'), [64, 0xfd, 0])).subcode, 10);
+  assert.is(reset(mpReach6(v6('fd00::2'), nlri), 0xc0).subcode, 4);
+  assert.is(reset([0, 2, 1, 64, 0xfd], 0x80, AttrType.MpUnreach).subcode, 10);
+  // OPEN offering IPv6 unicast only, with graceful restart for it.
+  const open = decodeOpen(encodeOpen(64512, 90, '10.0.0.1', { multiprotocol: [{ afi: 2, safi: 1 }], routeRefresh: true, fourOctetAs: 64512, gracefulRestart: { restarting: false, time: 120, families: [{ afi: 2, safi: 1, forwarding: true }] }, unknown: [] }).subarray(HEADER_LEN));
+  assert.equal(open.caps.multiprotocol, [{ afi: 2, safi: 1 }]);
+  assert.equal(open.caps.gracefulRestart?.families, [{ afi: 2, safi: 1, forwarding: true }]);
+});
+
 test('fuzz: random and mutated messages never throw anything but BgpError', () => {
   const seeds = [
     rawUpdate(Buffer.from([8, 10]), Buffer.concat([ORIGIN, ASPATH, NEXTHOP, attr(0xc0, 8, [0, 1, 0, 2])]), NLRI),
     ...encodeAnnounce([parsePrefix('fd00::/64')], { origin: 0, asPath: [], nextHop: 'fd00::1', clusterList: ['1.1.1.1'] }, ibgp4),
+    rawUpdate(Buffer.alloc(0), Buffer.concat([ORIGIN, ASPATH, attr(0x80, AttrType.MpReach, mpReach6([...v6('fd00::2'), ...v6('fe80::2')], [64, 0xfd, 0, 0, 0x10, 0, 0, 0, 0, 7, 0xfe]))]), Buffer.alloc(0)),
+    ...encodeWithdraw([parsePrefix('fd00:10::/64'), parsePrefix('fd00:11::/122')]),
+    encodeEndOfRib(Afi.Ipv6),
     encodeOpen(65000, 90, '1.1.1.1', { multiprotocol: [{ afi: 1, safi: 1 }], routeRefresh: true, fourOctetAs: 65000, unknown: [] }),
     encodeNotification(3, 1, Buffer.from([1, 2, 3])),
     encodeRouteRefresh(1, 1),

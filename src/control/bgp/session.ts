@@ -20,6 +20,18 @@ export interface PeerSettings {
   localAddress?: string;
   /** TCP-MD5 key (RFC 2385). */
   password?: string;
+  /** Address families offered in OPEN (default both IPv4 and IPv6 unicast). Calico's BIRD carries
+   * IPv4 on sessions between IPv4 addresses and IPv6 on sessions between IPv6 ones. */
+  families?: readonly ('ipv4' | 'ipv6')[];
+}
+
+/** The families a peer's sessions offer (PeerSettings.families; both when unset). */
+export function offeredFamilies(cfg: PeerSettings): Afi[] {
+  const f = cfg.families ?? ['ipv4', 'ipv6'];
+  const out: Afi[] = [];
+  if (f.includes('ipv4')) out.push(Afi.Ipv4);
+  if (f.includes('ipv6')) out.push(Afi.Ipv6);
+  return out;
 }
 
 /** What a session needs from the speaker that owns it. */
@@ -110,7 +122,7 @@ export class Connection {
     this.state = 'OpenSent';
     const hold = this.peer.config.holdTimeSeconds ?? DEFAULT_HOLD;
     const gr = host.gracefulRestartSeconds;
-    const families = [{ afi: Afi.Ipv4, safi: SAFI_UNICAST }, { afi: Afi.Ipv6, safi: SAFI_UNICAST }];
+    const families = offeredFamilies(this.peer.config).map(afi => ({ afi, safi: SAFI_UNICAST }));
     this.send(encodeOpen(host.localAs, hold, host.routerId, {
       multiprotocol: families,
       routeRefresh: true,
@@ -193,9 +205,11 @@ export class Connection {
     if (asn === host.localAs && m.routerId === host.routerId) throw new BgpError(ErrCode.Open, OpenSub.BadBgpId, Buffer.alloc(0), `router id ${m.routerId} is ours`);
     this.remote = m;
     this.ctx = { fourOctetAs: m.caps.fourOctetAs !== undefined, ebgp: asn !== host.localAs };
-    // RFC 4760: no multiprotocol capability at all means IPv4 unicast only.
+    // RFC 4760: no multiprotocol capability at all means IPv4 unicast only. A family is carried
+    // when both sides offered it (section 6: a speaker that did not offer one never gets it).
     const offered = m.caps.multiprotocol.length ? m.caps.multiprotocol : [{ afi: Afi.Ipv4, safi: SAFI_UNICAST }];
-    for (const f of offered) if (f.safi === SAFI_UNICAST && (f.afi === Afi.Ipv4 || f.afi === Afi.Ipv6)) this.families.add(f.afi);
+    const ours = offeredFamilies(cfg);
+    for (const f of offered) if (f.safi === SAFI_UNICAST && ours.includes(f.afi as Afi)) this.families.add(f.afi);
     if (!this.peer.collisionAllows(this)) return;
     const hold = Math.min(cfg.holdTimeSeconds ?? DEFAULT_HOLD, m.holdTime);
     this.state = 'OpenConfirm';

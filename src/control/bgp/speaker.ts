@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import { createServer, Server, Socket } from 'node:net';
-import { PeerSession, SessionHost, stripMapped, BgpState } from './session';
+import { offeredFamilies, PeerSession, SessionHost, stripMapped, BgpState } from './session';
 import { readTcpMd5Counters, setListenerKey, TcpMd5Counters } from './md5';
 import {
   Afi, AsPathSegment, AsSegment, asPathLength, BgpError, CeaseSub, encodeAnnounce, encodeEndOfRib,
@@ -34,12 +34,18 @@ export interface BgpPeerConfig {
   description?: string;
   /** Most prefixes accepted from this peer before the session is closed (Cease 1); default 250000. */
   maxPrefixes?: number;
+  /** Address families offered (default both): Calico's plan gives IPv4 sessions 'ipv4' and IPv6
+   * sessions 'ipv6', as its BIRD for IPv4 and BIRD for IPv6 do. */
+  families?: readonly ('ipv4' | 'ipv6')[];
 }
 
 export interface BgpSpeakerOptions {
   localAs: number;
   routerId: string;
+  /** Listen on this address only (Calico's bindMode NodeIP); default all addresses, IPv4 and IPv6. */
   listenAddress?: string;
+  /** With listenAddress: also listen on this IPv6 address (the node's, for its IPv6 sessions). */
+  listenAddress6?: string;
   /** TCP port to listen on; 179 by default, 0 = do not listen (outgoing sessions only). */
   listenPort?: number;
   /** Set = we are a route reflector with this cluster id. */
@@ -253,7 +259,7 @@ export class BgpSpeaker extends EventEmitter {
   private flushScheduled = false;
   private routesTimer?: NodeJS.Timeout;
   private lastRoutesEvent = 0;
-  private server?: Server;
+  private servers: Server[] = [];
   private started = false;
   /** The last reading of the TCP-MD5 drop counters, shared by sessions for a second. */
   private md5Read?: { at: number; counters: TcpMd5Counters | null };
@@ -286,24 +292,29 @@ export class BgpSpeaker extends EventEmitter {
     this.started = true;
     const port = this.opts.listenPort ?? 179;
     if (port !== 0) {
-      const server = createServer(socket => this.onIncoming(socket));
+      const hosts = this.opts.listenAddress === undefined ? ['::'] : [this.opts.listenAddress, ...(this.opts.listenAddress6 !== undefined ? [this.opts.listenAddress6] : [])];
+      const servers: Server[] = [];
       try {
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ port, host: this.opts.listenAddress ?? '::' }, () => {
-            server.off('error', reject);
-            resolve();
+        for (const host of hosts) {
+          const server = createServer(socket => this.onIncoming(socket));
+          servers.push(server);
+          await new Promise<void>((resolve, reject) => {
+            server.once('error', reject);
+            server.listen({ port, host }, () => {
+              server.off('error', reject);
+              resolve();
+            });
           });
-        });
+        }
       } catch (e) {
         // Not started at all: no session opens while peers that dial us could not reach us (a
         // node half-peered); the caller may start again (BgpAgent retries).
         this.started = false;
-        server.close();
+        for (const server of servers) server.close();
         throw e;
       }
-      server.on('error', e => this.log('warn', `bgp listener: ${e.message}`));
-      this.server = server;
+      for (const server of servers) server.on('error', e => this.log('warn', `bgp listener: ${e.message}`));
+      this.servers = servers;
       for (const p of this.peers.values()) this.keyListener(p.config, p.config.password ?? '');
     }
     for (const p of this.peers.values()) p.session.start();
@@ -315,9 +326,9 @@ export class BgpSpeaker extends EventEmitter {
     for (const p of this.peers.values()) clearTimeout(p.staleTimer);
     clearTimeout(this.routesTimer);
     this.routesTimer = undefined;
-    const server = this.server;
-    this.server = undefined;
-    const closing = server ? new Promise<void>(resolve => server.close(() => resolve())) : Promise.resolve();
+    const servers = this.servers;
+    this.servers = [];
+    const closing = Promise.all(servers.map(server => new Promise<void>(resolve => server.close(() => resolve()))));
     await Promise.all([...this.peers.values()].map(p => p.session.stop({ graceful: opts.graceful })));
     await closing;
   }
@@ -405,6 +416,7 @@ export class BgpSpeaker extends EventEmitter {
    */
   ipv4RibsComplete(): boolean {
     for (const p of this.peers.values()) {
+      if (!offeredFamilies(p.config).includes(Afi.Ipv4)) continue; // an IPv6 session never carries them
       const conn = p.session.established;
       if (!conn || (conn.families.has(Afi.Ipv4) && !p.eor4)) return false;
     }
@@ -509,9 +521,14 @@ export class BgpSpeaker extends EventEmitter {
 
   /** Sets (or with '' removes) the peer's TCP-MD5 key on our listener. */
   private keyListener(cfg: BgpPeerConfig, key: string): void {
-    if (!this.server || (!key && !cfg.password)) return;
+    if (!this.servers.length || (!key && !cfg.password)) return;
     try {
-      setListenerKey(this.server, cfg.address, key);
+      // A listener bound to one address takes keys of its own family only; '::' takes both.
+      const v6 = cfg.address.includes(':');
+      for (const server of this.servers) {
+        const bound = (server.address() as { address?: string } | null)?.address ?? '::';
+        if (bound === '::' || bound.includes(':') === v6) setListenerKey(server, cfg.address, key);
+      }
     } catch (e) {
       this.log('warn', `bgp ${cfg.address}: cannot set the TCP-MD5 key on the listener: ${(e as Error).message}`);
     }
@@ -540,11 +557,15 @@ export class BgpSpeaker extends EventEmitter {
       }
       return;
     }
-    const gone = [...m.withdrawn, ...(m.attrs.mpUnreach?.withdrawn ?? [])];
+    // Routes of a family the session did not negotiate are ignored (RFC 4760 section 6).
+    const families = p.session.established?.families;
+    const carried = (afi: number) => families?.has(afi as Afi) ?? false;
+    const unreach = m.attrs.mpUnreach;
+    const gone = [...(carried(Afi.Ipv4) ? m.withdrawn : []), ...(unreach && unreach.safi === SAFI_UNICAST && carried(unreach.afi) ? unreach.withdrawn : [])];
     const announced: { prefix: string; afi: Afi; nextHop: string }[] = [];
-    for (const prefix of m.nlri) announced.push({ prefix, afi: Afi.Ipv4, nextHop: m.attrs.nextHop ?? '' });
+    if (carried(Afi.Ipv4)) for (const prefix of m.nlri) announced.push({ prefix, afi: Afi.Ipv4, nextHop: m.attrs.nextHop ?? '' });
     const mp = m.attrs.mpReach;
-    if (mp && mp.safi === SAFI_UNICAST && (mp.afi === Afi.Ipv4 || mp.afi === Afi.Ipv6)) {
+    if (mp && mp.safi === SAFI_UNICAST && carried(mp.afi)) {
       for (const prefix of mp.nlri) announced.push({ prefix, afi: mp.afi, nextHop: mp.nextHop });
     }
     if (m.treatAsWithdraw) {

@@ -168,6 +168,20 @@ function decodeMpReach(v: Buffer): MpReach {
   return { afi, safi, nextHop, linkLocal, nlri: decodeNlri(afi, nlriField) };
 }
 
+/** Why an MP_REACH_NLRI next hop cannot be used ('' when it can): unspecified (with no link-local
+ * one beside it, RFC 2545) or multicast. A link-local one is well formed: the route calculation
+ * leaves it out (it needs an interface). */
+function badMpNextHop(mp: MpReach): string {
+  const nh = mp.nextHop;
+  if (!nh.includes(':')) {
+    const first = Number(nh.split('.')[0]);
+    return nh === '0.0.0.0' || first >= 224 ? `${nh} is not a unicast address` : '';
+  }
+  if (nh === '::' && !mp.linkLocal) return ':: (unspecified)';
+  if (/^ff/i.test(nh)) return `${nh} is multicast`;
+  return '';
+}
+
 function decodeMpUnreach(v: Buffer): MpUnreach {
   if (v.length < 3) throw updateError(UpdateSub.OptionalAttr, 'MP_UNREACH_NLRI shorter than 3 octets');
   const afi = v.readUInt16BE(0);
@@ -330,9 +344,14 @@ function decodeAttr(type: number, v: Buffer, a: PathAttrs, ctx: UpdateContext, s
       a.clusterList = ids;
       return;
     }
-    case AttrType.MpReach:
-      a.mpReach = decodeMpReach(v);
-      return;
+    case AttrType.MpReach: {
+      // A length that hides the NLRI resets the session (thrown); a next hop that is well formed
+      // but unusable makes its NLRI withdrawals (RFC 7606 section 7.11 / 7.3 alike).
+      const mp = decodeMpReach(v);
+      a.mpReach = mp;
+      const why = mp.nlri.length && mp.safi === SAFI_UNICAST ? badMpNextHop(mp) : '';
+      return why ? { withdraw: `MP_REACH_NLRI next hop ${why}` } : undefined;
+    }
     case AttrType.MpUnreach:
       a.mpUnreach = decodeMpUnreach(v);
       return;

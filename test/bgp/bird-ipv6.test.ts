@@ -1,0 +1,119 @@
+// BGP over IPv6 against a real BIRD 2: the TCP session between IPv6 addresses (::1 on both ends,
+// ports of our own), carrying IPv6 unicast only, as Calico's sessions between nodes' IPv6 addresses
+// do: MP_REACH_NLRI / MP_UNREACH_NLRI both ways, BIRD's IPv4 routes not taken over it, IPv6
+// End-of-RIB after a graceful restart, and TCP-MD5 on an IPv6 session.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BgpSpeaker, BgpPeerStatus } from '../../src/control/bgp/speaker';
+import { Bird, birdBgpConfig, loopbackNet, randomPort, startBird, waitFor } from './bird';
+
+const quiet = () => undefined;
+
+interface Setup {
+  bird: Bird;
+  /** A speaker at ::1 (router ID 127.x.y.2) peering with BIRD at ::1 over IPv6, IPv6 unicast only. */
+  make: (opts?: { password?: string; gracefulRestartSeconds?: number }) => BgpSpeaker;
+}
+
+// BIRD refuses to announce a next hop equal to the neighbour's address (both ends are ::1 here), so
+// it announces its IPv6 routes with another one.
+async function setup(birdExtra = '', ipv6Extra = 'next hop address fd00:ff::3;'): Promise<Setup> {
+  const ip = loopbackNet();
+  const birdPort = randomPort();
+  const ourPort = birdPort + 1;
+  const bird = await startBird(birdBgpConfig({
+    address: '::1', routerId: ip(3), port: birdPort, as: 64512,
+    // BIRD has routes of both families and offers both; the session carries IPv6 only.
+    statics: ['10.99.0.0/24'], statics6: ['fd00:99::/64', 'fd00:99:1::/64'],
+    neighbors: [{ name: 'podway', address: '::1', port: ourPort, as: 64512, extra: birdExtra, ipv6: ipv6Extra }],
+  }));
+  const make = (opts: { password?: string; gracefulRestartSeconds?: number } = {}) => {
+    const s = new BgpSpeaker({ localAs: 64512, routerId: ip(2), listenAddress: '::1', listenPort: ourPort, connectRetrySeconds: 1, log: quiet, gracefulRestartSeconds: opts.gracefulRestartSeconds });
+    s.setPeers([{ address: '::1', asNumber: 64512, port: birdPort, localAddress: '::1', holdTimeSeconds: 9, families: ['ipv6'], ...(opts.password ? { password: opts.password } : {}) }]);
+    return s;
+  };
+  return { bird, make };
+}
+
+const peer = (s: BgpSpeaker): BgpPeerStatus => s.status()[0]!;
+const established = (s: BgpSpeaker) => peer(s).state === 'Established';
+
+test('IPv6 session with BIRD: IPv6 unicast only, routes both ways, withdrawals both ways', async () => {
+  const { bird, make } = await setup();
+  const speaker = make();
+  try {
+    speaker.setExports([{ prefix: 'fd00:10:244:1::/122' }, { prefix: '10.244.3.0/26' }]);
+    await speaker.start();
+    await waitFor('Established over IPv6', () => established(speaker));
+    const text = await bird.protocol('podway');
+    assert.match(text, /Established/);
+    assert.match(text, /Channel ipv6\s+State:\s+UP/);
+    assert.not.match(text, /Channel ipv4\s+State:\s+UP/, 'IPv4 is not negotiated on an IPv6 session');
+
+    const learned = await waitFor('BIRD\'s IPv6 routes learned', () => {
+      const r = speaker.learned();
+      return r.length === 2 ? r : null;
+    });
+    assert.equal(learned.map((r) => [r.prefix, r.nextHop, r.peer]).sort(), [['fd00:99:1::/64', 'fd00:ff::3', '::1'], ['fd00:99::/64', 'fd00:ff::3', '::1']]);
+    assert.is(speaker.ipv4RibsComplete(), true, 'an IPv6-only peer carries no IPv4 routes to wait for');
+
+    // Our IPv6 block in BIRD, with our session address as next hop; the IPv4 one is not sent here.
+    await waitFor('our IPv6 export in BIRD', async () => (await bird.routes('podway')).join() === 'fd00:10:244:1::/122');
+    assert.match(await bird.birdc('show', 'route', 'all', 'fd00:10:244:1::/122'), /BGP\.next_hop: ::1/);
+
+    speaker.setExports([{ prefix: 'fd00:10:244:1::/122' }, { prefix: 'fd00:10:244:1::40/122' }]);
+    await waitFor('second IPv6 export in BIRD', async () => (await bird.routes('podway')).length === 2);
+    speaker.setExports([{ prefix: 'fd00:10:244:1::40/122' }]);
+    await waitFor('IPv6 withdrawal (MP_UNREACH_NLRI) in BIRD', async () => (await bird.routes('podway')).join() === 'fd00:10:244:1::40/122');
+
+    await bird.birdc('disable', 's6');
+    await waitFor('BIRD\'s IPv6 withdrawals learned', () => speaker.learned().length === 0);
+    assert.is(peer(speaker).state, 'Established');
+  } finally {
+    await speaker.stop();
+    await bird.stop();
+  }
+});
+
+test('graceful restart over IPv6: BIRD keeps our IPv6 routes, then drops the stale one at our IPv6 End-of-RIB', async () => {
+  const { bird, make } = await setup('graceful restart on;');
+  const first = make({ gracefulRestartSeconds: 60 });
+  let second: BgpSpeaker | undefined;
+  try {
+    first.setExports([{ prefix: 'fd00:10:244:5::/122' }, { prefix: 'fd00:10:244:5::40/122' }]);
+    await first.start();
+    await waitFor('Established', () => established(first));
+    await waitFor('both IPv6 exports in BIRD', async () => (await bird.routes('podway')).length === 2);
+    await first.stop({ graceful: true });
+    // BIRD holds them (stale) while we are away.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await bird.routes('podway'), ['fd00:10:244:5::/122', 'fd00:10:244:5::40/122']);
+    second = make({ gracefulRestartSeconds: 60 });
+    second.setExports([{ prefix: 'fd00:10:244:5::/122' }]);
+    await second.start();
+    await waitFor('Established again', () => established(second!));
+    // Only our End-of-RIB for IPv6 (an empty MP_UNREACH_NLRI) tells BIRD the second is gone.
+    await waitFor('the stale IPv6 route dropped at End-of-RIB', async () => (await bird.routes('podway')).join() === 'fd00:10:244:5::/122', 20_000);
+  } finally {
+    await first.stop();
+    await second?.stop();
+    await bird.stop();
+  }
+});
+
+test('TCP-MD5 on an IPv6 session: the same password establishes, routes flow', async () => {
+  const { bird, make } = await setup('password "v6-secret";');
+  const speaker = make({ password: 'v6-secret' });
+  try {
+    speaker.setExports([{ prefix: 'fd00:10:244:7::/122' }]);
+    await speaker.start();
+    await waitFor('Established with TCP-MD5 over IPv6', () => established(speaker), 20_000);
+    await waitFor('our IPv6 export in BIRD', async () => (await bird.routes('podway')).join() === 'fd00:10:244:7::/122');
+    await waitFor('BIRD\'s IPv6 routes learned', () => speaker.learned().length === 2);
+  } finally {
+    await speaker.stop();
+    await bird.stop();
+  }
+});
+
+test.run();

@@ -31,9 +31,12 @@ export function formatNodeStatus(status: NodeStatus, now = new Date()): string {
   const down = status.speakerError ? `The BGP speaker is not running: ${status.speakerError}${/^it starts once/.test(status.speakerError) ? '' : ' (podway tries again)'}.\n\n` : '';
   const cached = status.cachedSettings ? `BGP settings from the model cache (the model applied ${status.cachedSettings}): the datastore has not answered since podway started.\n\n` : '';
   const left = status.warnings?.length ? `Warnings:\n${status.warnings.map((w) => `  ${w}\n`).join('')}\n` : '';
-  const rows = status.peers.map((p) => [p.address, p.type, p.state, formatSince(p.since, now), p.info]);
-  const v4 = rows.length === 0 ? 'No IPv4 peers found.\n' : boxTable(['PEER ADDRESS', 'PEER TYPE', 'STATE', 'SINCE', 'INFO'], rows);
-  return `${head}${down}${cached}${left}IPv4 BGP status\n${v4}\nIPv6 BGP status\nNo IPv6 peers found.\n\n`;
+  // calicoctl prints BIRD's sessions, then BIRD for IPv6's: here the IPv4 peers, then the IPv6 ones.
+  const table = (v6: boolean) => {
+    const rows = status.peers.filter((p) => p.address.includes(':') === v6).map((p) => [p.address, p.type, p.state, formatSince(p.since, now), p.info]);
+    return rows.length === 0 ? `No IPv${v6 ? 6 : 4} peers found.\n` : boxTable(['PEER ADDRESS', 'PEER TYPE', 'STATE', 'SINCE', 'INFO'], rows);
+  };
+  return `${head}${down}${cached}${left}IPv4 BGP status\n${table(false)}\nIPv6 BGP status\n${table(true)}\n`;
 }
 
 /** `podway node status [-o json]`; `controlPath` picks the socket as the other client commands do. */

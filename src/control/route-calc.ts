@@ -445,7 +445,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     pools,
     mtu,
     encap,
-    v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod),
+    v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod, options.bgp),
     ...(options.bgp ? { kernelRoutes, kernelRoutesComplete: options.bgp.complete === true } : {}),
   };
 }

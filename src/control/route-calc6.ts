@@ -13,11 +13,17 @@
 //   IPv6>` on the underlay, the neighbour found by NDP.
 // - Same route classes, tie-breaking, blackholes for our own blocks (not for /128 blocks) and
 //   borrowed /128s as for IPv4.
+// - BGP mode (`bgp`, `podway run --bgp`): as route-calc.ts does for IPv4 (and calico-node's BIRD
+//   for IPv6 does), routes to other nodes' blocks and /128s of unencapsulated IPv6 pools come from
+//   the IPv6 routes learned over BGP, not from the datastore; VXLAN pools stay the datastore's. A
+//   learned route is `direct` via its (global) next hop, which must be on our IPv6 subnet; class BGP,
+//   so our own block's blackhole wins over a learned copy of it. Learned IPv6 routes outside every
+//   pool are forwarded by podway too, but not put into the kernel (no IPv6 kernelRoutes).
 import { formatCidr6, parseIp6, mask6Word } from '../lpm/cidr';
 import { deriveVtepMac } from './mac';
 import type { IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
-import { RouteClass, type WithheldRoute } from './route-calc';
+import { RouteClass, type LearnedRoute, type WithheldRoute } from './route-calc';
 
 /** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14 (Calico: IPv6 VXLAN MTU = host MTU - 70). */
 export const VXLAN6_OVERHEAD = 70;
@@ -151,8 +157,24 @@ function pool6Of(pool: IPPool, cidr: Cidr6): PoolModel6 {
   };
 }
 
-/** `nodeName`'s IPv6 model. Never throws for missing IPv6 data: a node without IPv6 has no IPv6 routes. */
-export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, underlayMtu: number, podMtu: number): NodeModel6 {
+/** `c` without the single address `addr` (inside it): one prefix per bit below c's length, the
+ * sibling of addr's own prefix at that length (as route-calc.ts cidrsAround for IPv4). */
+export function cidrsAround6(c: Cidr6, addr: readonly number[]): Cidr6[] {
+  const out: Cidr6[] = [];
+  for (let len = c.prefixLen + 1; len <= 128; len++) {
+    const bit = len - 1;
+    const w = [0, 1, 2, 3].map((i) => (addr[i]! & mask6Word(len, i)) >>> 0) as [number, number, number, number];
+    w[bit >> 5] = (w[bit >> 5]! ^ (1 << (31 - (bit & 31)))) >>> 0;
+    out.push({ cidr: formatCidr6(w, len), w, prefixLen: len });
+  }
+  return out;
+}
+
+/**
+ * `nodeName`'s IPv6 model. Never throws for missing IPv6 data: a node without IPv6 has no IPv6
+ * routes. `bgp`: the routes learned over BGP (BGP mode; only the IPv6 ones are used here).
+ */
+export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, underlayMtu: number, podMtu: number, bgp?: { readonly learned: readonly LearnedRoute[] }): NodeModel6 {
   const pools: (PoolModel6 & { c: Cidr6 })[] = [];
   for (const pool of snapshot.ipPools) {
     if (!pool.spec.cidr.includes(':')) continue;
@@ -211,6 +233,9 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
     return add({ ...direct, class: RouteClass.NoEncap });
   };
 
+  // In BGP mode other nodes' routes of unencapsulated pools are BGP's, not the datastore's.
+  const fromDatastore = (pool: PoolModel6 | undefined): boolean => !bgp || pool?.encap === 'vxlan';
+
   const confirmed: { c: Cidr6; node: string }[] = [];
   for (const affinity of snapshot.blockAffinities) {
     if (affinity.spec.state !== 'confirmed' || !affinity.spec.cidr.includes(':')) continue;
@@ -225,7 +250,7 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
           nodeIp6: null, vtepIp6: null, vtepMac: null, pool: pool?.name ?? null, mtu: localMtu,
         });
       }
-    } else {
+    } else if (fromDatastore(pool)) {
       addRemote(c, affinity.spec.node, pool);
     }
   }
@@ -240,7 +265,8 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
       if (!c || c.prefixLen !== 128) continue;
       if (confirmed.some((b) => b.node === wep.spec.node && contains(b.c, c))) continue;
       borrowedTo.add(`${c.cidr} ${wep.spec.node}`);
-      addRemote(c, wep.spec.node, poolContaining(c));
+      const pool = poolContaining(c);
+      if (fromDatastore(pool)) addRemote(c, wep.spec.node, pool);
     }
   }
   // IPv6 addresses borrowed from IPAM blocks (Felix's NonAffineAllocations), as route-calc.ts does
@@ -253,7 +279,40 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
       if (!c || borrowedTo.has(`${c.cidr} ${alloc.node}`)) continue;
       if (confirmed.some((b) => b.node === alloc.node && contains(b.c, c))) continue;
       borrowedTo.add(`${c.cidr} ${alloc.node}`);
-      addRemote(c, alloc.node, poolContaining(c));
+      const pool = poolContaining(c);
+      if (fromDatastore(pool)) addRemote(c, alloc.node, pool);
+    }
+  }
+
+  // Routes learned over BGP (IPv6 prefixes with an IPv6 next hop):
+  // - inside a VXLAN pool: ignored (the datastore routes those);
+  // - otherwise direct to the next hop, which must be on our IPv6 subnet (else withheld);
+  // - a next hop that is our own address (our routes reflected back) is ignored; a learned prefix
+  //   that holds our own address is installed around it, so a pod still reaches its node.
+  if (bgp) {
+    const nodeByIp6 = new Map<string, string>();
+    for (const [name, info] of nodes) if (info.ip6 !== null && !nodeByIp6.has(info.ip6)) nodeByIp6.set(info.ip6, name);
+    const selfAddr = self.ip6 === null ? null : cidr6(`${self.ip6}/128`);
+    for (const learned of bgp.learned) {
+      if (!learned.prefix.includes(':')) continue;
+      const c = cidr6(learned.prefix);
+      const nextHop = canonicalIp6(learned.nextHop);
+      const hop = nextHop === null ? null : cidr6(`${nextHop}/128`);
+      if (!c || nextHop === null || hop === null || nextHop === self.ip6) continue;
+      const pool = poolContaining(c);
+      if (pool?.encap === 'vxlan') continue;
+      const via = nodeByIp6.get(nextHop) ?? nextHop;
+      if (self.subnet6 === null || self.subnet6.prefixLen === 128 || !contains(self.subnet6, hop)) {
+        withheld.push({ cidr: c.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${nextHop}, not on ${self.subnet6?.cidr ?? 'our IPv6 subnet (no spec.bgp.ipv6Address)'}` });
+        continue;
+      }
+      const parts = selfAddr !== null && contains(c, selfAddr) ? cidrsAround6(c, selfAddr.w) : [c];
+      for (const part of parts) {
+        add({
+          cidr: part.cidr, w: part.w, prefixLen: part.prefixLen, kind: 'direct', class: RouteClass.BGP, endpoint: null, node: via,
+          nodeIp6: nextHop, vtepIp6: null, vtepMac: null, pool: pool?.name ?? null, mtu: underlayMtu,
+        });
+      }
     }
   }
 

@@ -109,6 +109,26 @@ test('node status: calicoctl\'s table (centred headers, left-aligned cells), the
   const base = { enabled: true, node: 'n', asNumber: 64512, routerId: '10.0.0.1', exported: 0, learned: 0 };
   assert.is(formatNodeStatus({ ...base, peers: [] }, now), 'podway process is running.\n\nIPv4 BGP status\nNo IPv4 peers found.\n\nIPv6 BGP status\nNo IPv6 peers found.\n\n');
   assert.match(formatNodeStatus({ ...base, enabled: false, peers: [] }, now), /BGP is not enabled on this node/);
+  // IPv6 sessions go to the IPv6 table, as calicoctl prints BIRD for IPv6's.
+  const peer = (address: string, info: string) => ({
+    address, type: 'node-to-node mesh' as const, name: 'Mesh', asNumber: 64512, state: 'up' as const, since: new Date(2026, 11, 4, 9, 5, 7).toISOString(), info, bgpState: 'Established' as const,
+    messagesIn: 0, messagesOut: 0, updatesIn: 0, updatesOut: 0, prefixesReceived: 0, prefixesAccepted: 0, staleRoutes: 0,
+  });
+  assert.is(formatNodeStatus({ ...base, peers: [peer('10.0.0.2', 'Established'), peer('fd00::2', 'Established')] }, now), [
+    'podway process is running.', '', 'IPv4 BGP status',
+    '+--------------+-------------------+-------+----------+-------------+',
+    '| PEER ADDRESS |     PEER TYPE     | STATE |  SINCE   |    INFO     |',
+    '+--------------+-------------------+-------+----------+-------------+',
+    '| 10.0.0.2     | node-to-node mesh | up    | 09:05:07 | Established |',
+    '+--------------+-------------------+-------+----------+-------------+',
+    '', 'IPv6 BGP status',
+    '+--------------+-------------------+-------+----------+-------------+',
+    '| PEER ADDRESS |     PEER TYPE     | STATE |  SINCE   |    INFO     |',
+    '+--------------+-------------------+-------+----------+-------------+',
+    '| fd00::2      | node-to-node mesh | up    | 09:05:07 | Established |',
+    '+--------------+-------------------+-------+----------+-------------+',
+    '', '',
+  ].join('\n'));
   assert.match(formatNodeStatus({ ...base, peers: [], speakerError: 'listen EADDRINUSE: address already in use 127.0.0.1:179' }, now),
     /^podway process is running\.\n\nThe BGP speaker is not running: listen EADDRINUSE: address already in use 127\.0\.0\.1:179 \(podway tries again\)\.\n\nIPv4 BGP status/);
 });

@@ -117,7 +117,7 @@ test('duplicates keep the first rule, our own address is never a peer, bad selec
   assert.match(plan.warnings[0]!, /BGPPeer dup: 10.99.0.3 is already peered by mesh/);
   assert.match(plan.warnings[1]!, /BGPPeer bad: spec.nodeSelector: /);
   assert.match(plan.warnings[2]!, /BGPPeer secret: spec.password: secret bgp\/tor is not available/);
-  assert.match(plan.warnings[3]!, /BGPPeer v6: .*only IPv4/);
+  assert.match(plan.warnings[3]!, /BGPPeer v6: spec.peerIP fd00::1 is IPv6 and node node1 has no spec.bgp.ipv6Address/);
   const withSecret = computeBgpPlan(snap, 'node1', { resolveSecret: (name, key) => (name === 'bgp' && key === 'tor' ? 's3cret' : undefined) });
   assert.equal(withSecret.peers.find((p) => p.address === '10.99.0.251')?.password, 's3cret');
 });
@@ -160,6 +160,78 @@ test('exports: confirmed affine blocks and borrowed /32s, disabled pools\' too; 
     ],
     blocks: ['10.244.0.0/26', '10.245.0.0/26', '10.246.0.0/26', '10.247.0.0/26'],
   });
+});
+
+// Dual-stack nodes: IPv4 and IPv6 address. fd00::10 < fd00::2 < fd00::3 as strings.
+const dual = (name: string, v4: string, v6: string, bgp: Obj = {}): Obj => node(name, v4, undefined, { bgp: { ipv4Address: v4, ipv6Address: v6, ...bgp } });
+const duals = [dual('node1', '10.99.0.2/24', 'fd00::2/64'), dual('node2', '10.99.0.3/24', 'fd00:0::3/64'), dual('node3', '10.99.0.10/24', 'fd00::10/64'), node('v4only', '10.99.0.4/24')];
+
+test('IPv6 mesh (bird6): a session to every other node with an IPv6 address, from ours, IPv6 unicast only; IPv4 sessions IPv4 only', () => {
+  const plan = computeBgpPlan(snapshotOf(ippool, ...duals), 'node1');
+  assert.equal(plan.speaker.routerId, '10.99.0.2', 'the router ID stays the IPv4 address');
+  assert.equal(plan.peers.map((p) => [p.name, p.address, p.passive, p.localAddress, p.families, p.type]), [
+    ['Mesh_10_99_0_3', '10.99.0.3', true, '10.99.0.2', ['ipv4'], 'node-to-node mesh'],
+    ['Mesh_10_99_0_10', '10.99.0.10', false, '10.99.0.2', ['ipv4'], 'node-to-node mesh'],
+    ['Mesh_10_99_0_4', '10.99.0.4', true, '10.99.0.2', ['ipv4'], 'node-to-node mesh'],
+    ['Mesh_fd00__3', 'fd00::3', true, 'fd00::2', ['ipv6'], 'node-to-node mesh'],
+    ['Mesh_fd00__10', 'fd00::10', false, 'fd00::2', ['ipv6'], 'node-to-node mesh'],
+  ]);
+  assert.equal(plan.warnings, []);
+  // Each IPv6 pair is active on exactly one side too.
+  const plans = ['node1', 'node2', 'node3'].map((n) => computeBgpPlan(snapshotOf(ippool, ...duals), n));
+  for (const a of plans) {
+    for (const b of plans) {
+      if (a === b) continue;
+      const a6 = a.peers.find((p) => p.families?.[0] === 'ipv6' && p.address === b.peers.find((q) => q.families?.[0] === 'ipv6')!.localAddress)!;
+      const b6 = b.peers.find((p) => p.address === a6.localAddress)!;
+      assert.is(a6.passive !== b6.passive, true, `${a.node}<->${b.node}`);
+    }
+  }
+  // A node without an IPv6 address has no IPv6 sessions; nor does anyone with it.
+  assert.equal(computeBgpPlan(snapshotOf(ippool, ...duals), 'v4only').peers.map((p) => p.address), ['10.99.0.2', '10.99.0.3', '10.99.0.10']);
+  // bindMode NodeIP: listen on both node addresses.
+  const bound = computeBgpPlan(snapshotOf(ippool, bgpConfig({ bindMode: 'NodeIP' }), ...duals), 'node1');
+  assert.equal([bound.speaker.listenAddress, bound.speaker.listenAddress6], ['10.99.0.2', 'fd00::2']);
+});
+
+test('IPv6 BGPPeers: peerIP with and without [ ]:port, nodeSelector, peerSelector over both families, ourselves skipped', () => {
+  const snap = snapshotOf(
+    ippool, labelled(duals[0]!, { rack: 'a' }), labelled(duals[1]!, { rr: 'yes' }), duals[2]!,
+    bgpConfig({ nodeToNodeMeshEnabled: false }),
+    bgpPeer('tor6', { peerIP: 'FD00::FE', asNumber: 65000 }),
+    bgpPeer('rack-a6', { nodeSelector: "rack == 'a'", peerIP: '[fd00::fd]:1179', asNumber: 65000, password: { secretKeyRef: { name: 'bgp', key: 'tor' } } }),
+    bgpPeer('to-rr', { peerSelector: "rr == 'yes'" }),
+    bgpPeer('self6', { peerIP: 'fd00::2', asNumber: 64512 }),
+  );
+  const plan = computeBgpPlan(snap, 'node1', { resolveSecret: () => 'pw' });
+  assert.equal(plan.peers.map((p) => [p.name, p.type, p.address, p.port, p.asNumber, p.localAddress, p.families, p.password]), [
+    ['Global_fd00__fe', 'global', 'fd00::fe', undefined, 65000, 'fd00::2', ['ipv6'], undefined],
+    ['Node_fd00__fd', 'node specific', 'fd00::fd', 1179, 65000, 'fd00::2', ['ipv6'], 'pw'],
+    ['Global_10_99_0_3', 'global', '10.99.0.3', undefined, 64512, '10.99.0.2', ['ipv4'], undefined],
+    ['Global_fd00__3', 'global', 'fd00::3', undefined, 64512, 'fd00::2', ['ipv6'], undefined],
+  ]);
+  assert.equal(plan.warnings, []);
+  assert.equal(computeBgpPlan(snap, 'node3', { resolveSecret: () => 'pw' }).peers.map((p) => p.address), ['fd00::fe', '10.99.0.3', 'fd00::3', 'fd00::2'], 'node1 is a global peer of the others');
+});
+
+test('IPv6 exports and learned-route filter: the same rules as IPv4 (blocks, borrowed /128s, pools, disableBGPExport, disabled pools still exported)', () => {
+  const snap = snapshotOf(
+    pool('p', '10.244.0.0/16'), pool('p6', 'fd00:10:244::/48'), pool('quiet6', 'fd00:10:246::/48', { disableBGPExport: true }), pool('off6', 'fd00:10:245::/48', { disabled: true }),
+    ...duals,
+    affinity('node1', '10.244.0.0/26'), affinity('node1', 'fd00:10:244::/122'), affinity('node1', 'fd00:10:244::40/122', 'pending'),
+    affinity('node2', 'fd00:10:244::80/122'), affinity('node1', 'fd00:10:246::/122'), affinity('node1', 'fd00:10:245::/122'),
+    wep('node1', 'a', ['10.244.0.5/32', 'fd00:10:244::5/128'], 'calia'),
+    wep('node1', 'borrowed', ['fd00:10:244::85/128'], 'calib'),
+    wep('node1', 'quiet', ['fd00:10:246::99/128'], 'calic'),
+  );
+  assert.equal(computeExports(snap, 'node1'), [{ prefix: '10.244.0.0/26' }, { prefix: 'fd00:10:244::/122' }, { prefix: 'fd00:10:244::85/128' }, { prefix: 'fd00:10:245::/122' }], 'a disabled pool\'s block too');
+  assert.equal(computeExports(snap, 'node2'), [{ prefix: 'fd00:10:244::80/122' }]);
+  const policy = computeLearnedExportPolicy(snap, 'node1');
+  assert.equal(policy.pools, [
+    { cidr: '10.244.0.0/16', exported: true }, { cidr: 'fd00:10:244::/48', exported: true },
+    { cidr: 'fd00:10:246::/48', exported: false }, { cidr: 'fd00:10:245::/48', exported: true },
+  ]);
+  assert.equal(policy.blocks, ['10.244.0.0/26', 'fd00:10:244::/122', 'fd00:10:245::/122', 'fd00:10:246::/122']);
 });
 
 test.run();

@@ -136,4 +136,38 @@ test('bad IPv6 input in the file is a named error', () => {
   assert.throws(() => parseClusterYaml(yaml('Always').replace('"fd00:10:244::1/128"', '"fd00:10:244::1/64"'), 't.yaml'), /IPv6 \/128/);
 });
 
+test('BGP mode: unencapsulated IPv6 pools are routed by learned IPv6 routes (direct via an on-link next hop), VXLAN pools stay the datastore\'s', () => {
+  const snap = parseClusterYaml(yaml('Never'), 't.yaml');
+  const bgp = (learned: { prefix: string; nextHop: string; peer: string }[]) => new Map(computeNodeModel(snap, 'node1', { bgp: { learned } }).v6.routes.map((r) => [r.cidr, r]));
+  // Without learned routes, node2's block and borrowed /128 are not routed from the datastore.
+  const none = bgp([]);
+  assert.not.ok(none.has('fd00:10:244::40/122'));
+  assert.not.ok(none.has('fd00:10:244::7/128'));
+  assert.is(none.get('fd00:10:244::/122')!.kind, 'blackhole');
+  const m = bgp([
+    { prefix: 'fd00:10:244::40/122', nextHop: 'fd99::2', peer: 'fd99::2' },
+    { prefix: 'fd00:10:244::7/128', nextHop: 'fd99::2', peer: 'fd99::2' },
+    { prefix: 'fd00:10:244::/122', nextHop: 'fd99::2', peer: 'fd99::2' }, // our own block: the blackhole wins
+    { prefix: 'fd00:77::/64', nextHop: 'fd98::9', peer: 'fd99::2' }, // next hop off our subnet: withheld
+    { prefix: 'fd00:10:244::c0/122', nextHop: 'fd99::1', peer: 'fd99::2' }, // our own address as next hop: ignored
+    { prefix: '10.244.0.64/26', nextHop: '10.99.0.2', peer: '10.99.0.2' }, // IPv4: route-calc.ts's
+  ]);
+  const block = m.get('fd00:10:244::40/122')!;
+  assert.equal([block.kind, block.class, block.nodeIp6, block.node, block.mtu], ['direct', 9, 'fd99::2', 'node2', 1500]);
+  assert.is(m.get('fd00:10:244::7/128')!.kind, 'direct');
+  assert.is(m.get('fd00:10:244::/122')!.kind, 'blackhole');
+  assert.not.ok(m.has('fd00:77::/64'));
+  assert.not.ok(m.has('fd00:10:244::c0/122'));
+  const withheld = computeNodeModel(snap, 'node1', { bgp: { learned: [{ prefix: 'fd00:77::/64', nextHop: 'fd98::9', peer: 'fd99::2' }] } }).v6.withheld;
+  assert.match(withheld.map((w) => w.reason).join(), /next hop fd98::9, not on fd99::\/64/);
+  // A learned default route is installed around our own address.
+  const def = [...bgp([{ prefix: '::/0', nextHop: 'fd99::2', peer: 'fd99::2' }]).values()].filter((r) => r.class === 9);
+  assert.is(def.length, 128);
+  assert.ok(def.every((r) => r.cidr !== '::/0' && r.nodeIp6 === 'fd99::2'));
+  assert.ok(!def.some((r) => r.prefixLen === 128 && r.cidr === 'fd99::1/128'));
+  // VXLAN pools: learned routes ignored, the datastore's VXLAN route stays.
+  const vx = new Map(computeNodeModel(parseClusterYaml(yaml('Always'), 't.yaml'), 'node1', { bgp: { learned: [{ prefix: 'fd00:10:244::40/122', nextHop: 'fd99::2', peer: 'fd99::2' }] } }).v6.routes.map((r) => [r.cidr, r]));
+  assert.is(vx.get('fd00:10:244::40/122')!.kind, 'vxlan');
+});
+
 test.run();

@@ -5,7 +5,10 @@
 // disabled pool only stops new assignments: Calico's filter reads only disableBGPExport).
 // And which learned routes the node passes on (computeLearnedExportPolicy): only those inside its
 // IP pools, as the same filter (calico_export_to_bgp_peers) lets through.
+// IPv6 alike (bird6_ipam.cfg.template has the same filter): the node's IPv6 blocks and borrowed
+// /128s of its IPv6 pools, announced on its IPv6 sessions.
 import { cidrContainsAddr, cidrContainsCidr, IPv4Cidr, makeIPv4Cidr, parseIPv4Cidr, parseIPv4WithPrefix } from '../ipv4';
+import { parsePrefix, type Prefix } from './wire/prefix';
 import type { ClusterSnapshot } from '../snapshot';
 import type { BgpExport, BgpLearnedExportPolicy } from './speaker';
 
@@ -37,29 +40,80 @@ export function computeExports(snapshot: ClusterSnapshot, nodeName: string): Bgp
       if (exportedPoolOf(host)) out.set(host.cidr, host);
     }
   }
-  return [...out.values()].sort((a, b) => a.addr - b.addr || a.prefixLen - b.prefixLen).map((c) => ({ prefix: c.cidr }));
+  const v4 = [...out.values()].sort((a, b) => a.addr - b.addr || a.prefixLen - b.prefixLen).map((c) => ({ prefix: c.cidr }));
+  return [...v4, ...computeExports6(snapshot, nodeName)];
+}
+
+/** An IPv6 CIDR (host bits cleared); null for IPv4 or anything unparseable. */
+function prefix6(text: string): Prefix | null {
+  if (!text.includes(':')) return null;
+  try {
+    return parsePrefix(text);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `inner` lies inside (or equals) `outer`. */
+function within(outer: Prefix, inner: Prefix): boolean {
+  if (inner.len < outer.len) return false;
+  const whole = outer.len >> 3;
+  for (let i = 0; i < whole; i++) if (inner.octets[i] !== outer.octets[i]) return false;
+  const rest = outer.len & 7;
+  return rest === 0 || ((inner.octets[whole]! ^ outer.octets[whole]!) & (0xff << (8 - rest)) & 0xff) === 0;
+}
+
+/** The node's IPv6 exports, as computeExports does for IPv4: its confirmed IPv6 blocks and the /128s
+ * of its workloads outside them, inside a pool without disableBGPExport (disabled ones too). */
+function computeExports6(snapshot: ClusterSnapshot, nodeName: string): BgpExport[] {
+  const pools: { p: Prefix; exported: boolean }[] = [];
+  for (const pool of snapshot.ipPools) {
+    const p = prefix6(pool.spec.cidr);
+    if (p) pools.push({ p, exported: !pool.spec.disableBGPExport });
+  }
+  const exported = (c: Prefix): boolean => pools.find((x) => within(x.p, c))?.exported ?? false;
+  const out = new Map<string, Prefix>();
+  const ownBlocks: Prefix[] = [];
+  for (const affinity of snapshot.blockAffinities) {
+    const { node, state, deleted } = affinity.spec;
+    if (node !== nodeName || state !== 'confirmed' || deleted === true || deleted === 'true') continue;
+    const c = prefix6(affinity.spec.cidr);
+    if (!c) continue;
+    ownBlocks.push(c);
+    if (exported(c)) out.set(c.text, c);
+  }
+  for (const wep of snapshot.workloadEndpoints) {
+    if (wep.spec.node !== nodeName) continue;
+    for (const net of wep.spec.ipNetworks) {
+      const c = prefix6(`${net.split('/')[0]}/128`);
+      if (!c || ownBlocks.some((b) => within(b, c))) continue;
+      if (exported(c)) out.set(c.text, c);
+    }
+  }
+  return [...out.values()].sort((a, b) => Buffer.compare(a.octets, b.octets) || a.len - b.len).map((c) => ({ prefix: c.text }));
 }
 
 /**
  * Which learned routes `nodeName` passes on to its peers, as Calico's BIRD export filter decides
  * for routes it learned over BGP (bird_ipam.cfg's calico_export_to_bgp_peers and bird_aggr.cfg's
- * calico_aggr): routes inside an IPv4 pool with disableBGPExport never; routes strictly inside one
- * of the node's confirmed blocks never (its block covers them); routes inside any other IPv4 pool
+ * calico_aggr; bird6_* alike for IPv6): routes inside a pool with disableBGPExport never; routes
+ * strictly inside one of the node's confirmed blocks never (its block covers them); routes inside any other pool
  * (disabled ones too: Calico's filter reads only disableBGPExport) yes; everything else never, so
  * a ToR's default route or another AS's networks are not carried on to the mesh or to a second ToR.
  */
 export function computeLearnedExportPolicy(snapshot: ClusterSnapshot, nodeName: string): BgpLearnedExportPolicy {
   const pools: { cidr: string; exported: boolean }[] = [];
+  const cidrOf = (text: string): string | null => parseIPv4Cidr(text)?.cidr ?? prefix6(text)?.text ?? null;
   for (const pool of snapshot.ipPools) {
-    const cidr = parseIPv4Cidr(pool.spec.cidr);
-    if (cidr) pools.push({ cidr: cidr.cidr, exported: !pool.spec.disableBGPExport });
+    const cidr = cidrOf(pool.spec.cidr);
+    if (cidr) pools.push({ cidr, exported: !pool.spec.disableBGPExport });
   }
   const blocks = new Set<string>();
   for (const affinity of snapshot.blockAffinities) {
     const { node, state, deleted } = affinity.spec;
     if (node !== nodeName || state !== 'confirmed' || deleted === true || deleted === 'true') continue;
-    const cidr = parseIPv4Cidr(affinity.spec.cidr);
-    if (cidr) blocks.add(cidr.cidr);
+    const cidr = cidrOf(affinity.spec.cidr);
+    if (cidr) blocks.add(cidr);
   }
   return { pools, blocks: [...blocks].sort() };
 }

@@ -2,8 +2,12 @@
 // prefix for the route calculation, chosen as RFC 4271 9.1.2.2 orders them in the parts that
 // matter between Calico peers: highest LOCAL_PREF, shortest AS_PATH, lowest MED (among routes from
 // the same neighbouring AS), then the lowest peer address, so the choice never depends on arrival
-// order. IPv6 prefixes are left out (the route calculation is IPv4).
+// order. IPv4 prefixes with an IPv4 next hop go to route-calc.ts, IPv6 prefixes with an IPv6 next
+// hop (the global one of MP_REACH_NLRI) to route-calc6.ts; other pairings (an IPv6 prefix with an
+// IPv4-mapped next hop) cannot be forwarded and are left out.
+import { isIPv6 } from 'node:net';
 import { parseIPv4, parseIPv4Cidr } from '../ipv4';
+import { addressOctets } from './wire/prefix';
 import type { LearnedRoute } from '../route-calc';
 import type { BgpRoute } from './speaker';
 
@@ -18,14 +22,35 @@ export function compareLearned(a: BgpRoute, b: BgpRoute): number {
     const med = (a.med ?? 0) - (b.med ?? 0);
     if (med !== 0) return med;
   }
-  return (parseIPv4(a.peer) ?? 0) - (parseIPv4(b.peer) ?? 0);
+  return peerOrder(a.peer, b.peer);
 }
 
-/** One best route per IPv4 prefix, sorted by prefix text. */
+/** Lowest peer address first: as numbers for IPv4, by octets for IPv6 (IPv4 peers before IPv6). */
+function peerOrder(a: string, b: string): number {
+  const a4 = parseIPv4(a);
+  const b4 = parseIPv4(b);
+  if (a4 !== null && b4 !== null) return a4 - b4;
+  if (a4 !== null || b4 !== null) return a4 !== null ? -1 : 1;
+  try {
+    return Buffer.compare(addressOctets(a), addressOctets(b));
+  } catch {
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+}
+
+/** An IPv6 prefix with a usable IPv6 next hop: not unspecified, not IPv4-mapped, not link-local
+ * (that needs an interface, which a route in the model does not name). */
+function usable6(route: BgpRoute): boolean {
+  const nh = route.nextHop;
+  return route.prefix.includes(':') && isIPv6(nh) && nh !== '::' && !/^::ffff:/i.test(nh) && !/^fe[89ab]/i.test(nh);
+}
+
+/** One best route per prefix (IPv4 and IPv6), sorted by prefix text. */
 export function bestLearnedRoutes(routes: readonly BgpRoute[]): LearnedRoute[] {
   const best = new Map<string, BgpRoute>();
   for (const route of routes) {
-    if (parseIPv4Cidr(route.prefix) === null || parseIPv4(route.nextHop) === null) continue;
+    const ok4 = parseIPv4Cidr(route.prefix) !== null && parseIPv4(route.nextHop) !== null;
+    if (!ok4 && !usable6(route)) continue;
     const held = best.get(route.prefix);
     if (!held || compareLearned(route, held) < 0) best.set(route.prefix, route);
   }

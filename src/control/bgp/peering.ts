@@ -15,11 +15,20 @@
 //   "node specific"; neither makes it "global" (every node). `peerIP`[:port] + `asNumber` names
 //   one peer; `peerSelector` names the Calico nodes it selects (their address and AS), and between
 //   two Calico nodes the same string rule as the mesh picks the passive side.
+// - IPv6 (Calico's bird6.cfg.template, BIRD for IPv6 beside BIRD for IPv4): when this node has
+//   spec.bgp.ipv6Address, the same mesh and BGPPeer rules run again over IPv6: a mesh session to
+//   every other node that has an IPv6 address (Mesh_fd00__2), from our IPv6 address, passive by the
+//   same string rule on the IPv6 texts; BGPPeers with an IPv6 peerIP ("fd00::1", "[fd00::1]:1179");
+//   peerSelector nodes' IPv6 addresses too. IPv4 sessions carry IPv4 unicast only and IPv6 sessions
+//   IPv6 unicast only (`families`), as the two BIRDs do. The router ID stays the IPv4 address (BGP
+//   identifiers are 4 octets, even in MP-BGP), so a node needs an IPv4 address to run BGP at all.
 // - Our own address is never a peer; an address reached by two rules keeps the first (mesh, then
 //   BGPPeers in datastore order) and the others are reported.
 //
 // Pure: the same snapshot gives the same plan, so `podway run --bgp` can compare plans by value.
+import { isIPv6 } from 'node:net';
 import { formatIPv4, parseIPv4, parseIPv4WithPrefix } from '../ipv4';
+import { addressOctets, addressText } from './wire/prefix';
 import type { Node } from '../resources';
 import type { BGPConfiguration } from '../calico-kinds';
 import type { ClusterSnapshot } from '../snapshot';
@@ -70,6 +79,8 @@ interface NodeBgp {
   readonly name: string;
   readonly ip: number | null;
   readonly ipText: string | null;
+  /** spec.bgp.ipv6Address without its prefix length, canonical ("fd00::2"); null when unset or bad. */
+  readonly ip6Text: string | null;
   readonly asNumber: number;
   readonly rrClusterId: string | null;
   readonly labels: Readonly<Record<string, string>>;
@@ -82,6 +93,7 @@ function nodeBgpOf(node: Node, defaultAs: number): NodeBgp {
     name: node.metadata.name,
     ip,
     ipText: ip === null ? null : formatIPv4(ip),
+    ip6Text: canonicalIp6(node.spec.bgp?.ipv6Address?.split('/')[0]),
     // AS 0 is reserved (RFC 7607): as unset (computeBgpPlan warns).
     asNumber: node.spec.bgp?.asNumber || defaultAs,
     rrClusterId: node.spec.bgp?.routeReflectorClusterID ?? null,
@@ -94,11 +106,23 @@ function protocolSuffix(ip: string): string {
   return ip.replace(/[.:]/g, '_');
 }
 
-/** BGPPeer.spec.peerIP as address and optional port ("10.0.0.1", "10.0.0.1:1179"); null for IPv6. */
+/** An IPv6 address text in canonical form ("fd00:0::02" -> "fd00::2"); null when it is not one. */
+function canonicalIp6(text: string | undefined): string | null {
+  if (text === undefined || !isIPv6(text)) return null;
+  return addressText(addressOctets(text));
+}
+
+/** BGPPeer.spec.peerIP as address and optional port: "10.0.0.1", "10.0.0.1:1179", "fd00::1",
+ * "[fd00::1]:1179" (IPv6 in canonical form); null when it is none of these. */
 export function splitPeerIp(text: string): { address: string; port?: number } | null {
   if (parseIPv4(text) !== null) return { address: formatIPv4(parseIPv4(text)!) };
   const m = /^(\d+\.\d+\.\d+\.\d+):(\d{1,5})$/.exec(text);
   if (m && parseIPv4(m[1]!) !== null) return { address: formatIPv4(parseIPv4(m[1]!)!), port: Number(m[2]) };
+  const v6 = canonicalIp6(text);
+  if (v6 !== null) return { address: v6 };
+  const b = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(text);
+  const bracketed = b ? canonicalIp6(b[1]) : null;
+  if (b && bracketed !== null) return { address: bracketed, port: Number(b[2]) };
   return null;
 }
 
@@ -121,6 +145,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   if (!self) throw new Error(`node ${JSON.stringify(nodeName)} is not in ${snapshot.source}`);
   if (self.ip === null || self.ipText === null) throw new Error(`node ${JSON.stringify(nodeName)} has no spec.bgp.ipv4Address in ${snapshot.source}`);
   const selfIp = self.ipText;
+  const selfIp6 = self.ip6Text;
 
   const warnings: string[] = [];
   if (config?.spec.asNumber === 0) warnings.push('BGPConfiguration default: spec.asNumber 0 is reserved (RFC 7607); using 64512');
@@ -129,9 +154,17 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   const taken = new Map<string, string>();
   const nodeByIp = new Map<string, NodeBgp>();
   for (const n of nodes) if (n.ipText !== null && !nodeByIp.has(n.ipText)) nodeByIp.set(n.ipText, n);
+  for (const n of nodes) if (n.ip6Text !== null && !nodeByIp.has(n.ip6Text)) nodeByIp.set(n.ip6Text, n);
+  for (const n of snapshot.nodes) {
+    const v6 = n.spec.bgp?.ipv6Address;
+    if (v6 !== undefined && canonicalIp6(v6.split('/')[0]) === null) warnings.push(`Node ${n.metadata.name}: spec.bgp.ipv6Address ${JSON.stringify(v6)} is not an IPv6 address; no IPv6 sessions with it`);
+  }
+  /** The IPv4 sessions' and the IPv6 sessions' settings: source address and family. */
+  const v4 = { localAddress: selfIp, families: ['ipv4'] as const };
+  const v6 = selfIp6 === null ? null : { localAddress: selfIp6, families: ['ipv6'] as const };
 
   const add = (peer: CalicoPeer): void => {
-    if (peer.address === selfIp) return; // ourselves (a global peer list naming every node, say)
+    if (peer.address === selfIp || peer.address === selfIp6) return; // ourselves (a global peer list naming every node, say)
     const first = taken.get(peer.address);
     if (first !== undefined) {
       if (first !== peer.source) warnings.push(`${peer.source}: ${peer.address} is already peered by ${first}; skipped`);
@@ -152,8 +185,16 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     for (const other of nodes) {
       if (other.name === nodeName || other.ipText === null || other.rrClusterId !== null) continue;
       add({
-        address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, localAddress: selfIp, ...nodePort,
+        address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, ...v4, ...nodePort,
         type: 'node-to-node mesh', name: `Mesh_${protocolSuffix(other.ipText)}`, source: 'mesh', description: `Mesh_${protocolSuffix(other.ipText)}`,
+      });
+    }
+    // The IPv6 mesh: between nodes that both have an IPv6 address.
+    for (const other of nodes) {
+      if (v6 === null || other.name === nodeName || other.ip6Text === null || other.rrClusterId !== null) continue;
+      add({
+        address: other.ip6Text, asNumber: other.asNumber, passive: other.ip6Text > v6.localAddress, ...v6, ...nodePort,
+        type: 'node-to-node mesh', name: `Mesh_${protocolSuffix(other.ip6Text)}`, source: 'mesh', description: `Mesh_${protocolSuffix(other.ip6Text)}`,
       });
     }
   }
@@ -188,7 +229,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
       }
     }
     const common = {
-      localAddress: selfIp, type, source,
+      type, source,
       ...(password !== undefined ? { password } : {}),
       ...(spec.keepOriginalNextHop ? { keepOriginalNextHop: true } : {}),
     };
@@ -197,18 +238,31 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
       const sel = selector('peerSelector', spec.peerSelector);
       if (!sel) continue;
       for (const other of nodes) {
-        if (other.name === nodeName || other.ipText === null || !sel.matches(other.labels)) continue;
-        const name = `${prefix}_${protocolSuffix(other.ipText)}`;
-        add({
-          ...common, ...nodePort, address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, name, description: name,
-          ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
-        });
+        if (other.name === nodeName || !sel.matches(other.labels)) continue;
+        // Its IPv4 address over IPv4, and its IPv6 address over IPv6 when both nodes have one.
+        const sessions = [
+          { address: other.ipText, family: v4 },
+          { address: other.ip6Text, family: v6 },
+        ];
+        for (const { address, family } of sessions) {
+          if (address === null || family === null) continue;
+          const name = `${prefix}_${protocolSuffix(address)}`;
+          add({
+            ...common, ...family, ...nodePort, address, asNumber: other.asNumber, passive: address > family.localAddress, name, description: name,
+            ...(rrClientOf(other.asNumber, other.rrClusterId) ? { routeReflectorClient: true } : {}),
+          });
+        }
       }
       continue;
     }
     const target = spec.peerIP === undefined ? null : splitPeerIp(spec.peerIP);
     if (!target) {
-      warnings.push(`${source}: spec.peerIP ${JSON.stringify(spec.peerIP)}: only IPv4 peers are supported; skipped`);
+      warnings.push(`${source}: spec.peerIP ${JSON.stringify(spec.peerIP)} is not an IP address (optionally with :port); skipped`);
+      continue;
+    }
+    const targetV6 = target.address.includes(':');
+    if (targetV6 && v6 === null) {
+      warnings.push(`${source}: spec.peerIP ${target.address} is IPv6 and node ${nodeName} has no spec.bgp.ipv6Address to peer from; skipped`);
       continue;
     }
     const asNumber = spec.asNumber!;
@@ -219,7 +273,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     const name = `${prefix}_${protocolSuffix(target.address)}`;
     const peerNode = nodeByIp.get(target.address);
     add({
-      ...common, address: target.address, asNumber, name, description: name,
+      ...common, ...(targetV6 ? v6! : v4), address: target.address, asNumber, name, description: name,
       ...(target.port !== undefined ? { port: target.port } : {}),
       ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null) ? { routeReflectorClient: true } : {}),
     });
@@ -231,7 +285,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     gracefulRestartSeconds: GRACEFUL_RESTART_SECONDS,
     ...(self.rrClusterId !== null ? { clusterId: self.rrClusterId } : {}),
     ...(config?.spec.listenPort !== undefined ? { listenPort: config.spec.listenPort } : {}),
-    ...(config?.spec.bindMode === 'NodeIP' ? { listenAddress: selfIp } : {}),
+    ...(config?.spec.bindMode === 'NodeIP' ? { listenAddress: selfIp, ...(selfIp6 !== null ? { listenAddress6: selfIp6 } : {}) } : {}),
   };
   return {
     node: nodeName, speaker, peers,

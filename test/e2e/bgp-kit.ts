@@ -104,9 +104,9 @@ export class Birds {
  * tails are printed; whatever happens, the BIRDs started through `birds` are killed, then the
  * podways stopped and the namespaces removed.
  */
-export async function inBgpLab(spec: LabNodeSpec[], body: (lab: Lab, birds: Birds) => Promise<void>): Promise<void> {
+export async function inBgpLab(spec: LabNodeSpec[], body: (lab: Lab, birds: Birds) => Promise<void>, opts: { dualStack?: boolean } = {}): Promise<void> {
   if (!isRoot()) throw new Error('BGP e2e tests need root (network namespaces)');
-  const lab = guard(new Lab(spec));
+  const lab = guard(new Lab(spec, opts.dualStack ? { dualStack: true } : {}));
   const birds = new Birds(lab);
   try {
     lab.build();

@@ -12,7 +12,7 @@ const quiet = () => undefined;
 interface Setup {
   bird: Bird;
   /** A speaker at ::1 (router ID 127.x.y.2) peering with BIRD at ::1 over IPv6, IPv6 unicast only. */
-  make: (opts?: { password?: string; gracefulRestartSeconds?: number }) => BgpSpeaker;
+  make: (opts?: { password?: string; gracefulRestartSeconds?: number; passive?: boolean; bindBoth?: boolean }) => BgpSpeaker;
 }
 
 // BIRD refuses to announce a next hop equal to the neighbour's address (both ends are ::1 here), so
@@ -27,9 +27,11 @@ async function setup(birdExtra = '', ipv6Extra = 'next hop address fd00:ff::3;')
     statics: ['10.99.0.0/24'], statics6: ['fd00:99::/64', 'fd00:99:1::/64'],
     neighbors: [{ name: 'podway', address: '::1', port: ourPort, as: 64512, extra: birdExtra, ipv6: ipv6Extra }],
   }));
-  const make = (opts: { password?: string; gracefulRestartSeconds?: number } = {}) => {
-    const s = new BgpSpeaker({ localAs: 64512, routerId: ip(2), listenAddress: '::1', listenPort: ourPort, connectRetrySeconds: 1, log: quiet, gracefulRestartSeconds: opts.gracefulRestartSeconds });
-    s.setPeers([{ address: '::1', asNumber: 64512, port: birdPort, localAddress: '::1', holdTimeSeconds: 9, families: ['ipv6'], ...(opts.password ? { password: opts.password } : {}) }]);
+  const make = (opts: { password?: string; gracefulRestartSeconds?: number; passive?: boolean; bindBoth?: boolean } = {}) => {
+    // bindBoth: listening as bindMode NodeIP does on a dual-stack node, on the IPv4 and the IPv6 address.
+    const listen = opts.bindBoth ? { listenAddress: ip(2), listenAddress6: '::1' } : { listenAddress: '::1' };
+    const s = new BgpSpeaker({ localAs: 64512, routerId: ip(2), ...listen, listenPort: ourPort, connectRetrySeconds: 1, log: quiet, gracefulRestartSeconds: opts.gracefulRestartSeconds });
+    s.setPeers([{ address: '::1', asNumber: 64512, port: birdPort, localAddress: '::1', holdTimeSeconds: 9, families: ['ipv6'], ...(opts.password ? { password: opts.password } : {}), ...(opts.passive ? { passive: true } : {}) }]);
     return s;
   };
   return { bird, make };
@@ -101,9 +103,10 @@ test('graceful restart over IPv6: BIRD keeps our IPv6 routes, then drops the sta
   }
 });
 
-test('TCP-MD5 on an IPv6 session: the same password establishes, routes flow', async () => {
+test('TCP-MD5 on an IPv6 session BIRD opens to our IPv6 listener (beside an IPv4 one, as bindMode NodeIP): the same password establishes, routes flow', async () => {
   const { bird, make } = await setup('password "v6-secret";');
-  const speaker = make({ password: 'v6-secret' });
+  // Passive: only BIRD dials, so the session comes up only through the keyed IPv6 listener.
+  const speaker = make({ password: 'v6-secret', passive: true, bindBoth: true });
   try {
     speaker.setExports([{ prefix: 'fd00:10:244:7::/122' }]);
     await speaker.start();

@@ -9,7 +9,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { until } from './e2e-kit';
-import { inBgpLab, nodesOnOneSubnet, startBgpPodways, podwayCli as podway, routesOf } from './bgp-kit';
+import { run } from '../../src/lab/lab';
+import { inBgpLab, nodesOnOneSubnet, startBgpPodways, podwayCli as podway, routesOf, writeResources, TOR_AS } from './bgp-kit';
+
+/** The ToR's address on subnet a's IPv6 side (the nodes are fd99::1, fd99::2) and a network behind it. */
+const TOR6 = 'fd99::fe';
+const OUTSIDE6_NET = 'fd00:77::/64';
 
 test('two dual-stack podways mesh over IPv6 too and route each other\'s IPv6 block from BGP; IPv6 pods ping across', () => inBgpLab(nodesOnOneSubnet(2), async (lab) => {
   await startBgpPodways(lab);
@@ -31,6 +36,45 @@ test('two dual-stack podways mesh over IPv6 too and route each other\'s IPv6 blo
   // The IPv6 session carried node2's IPv6 block (and nothing of IPv4); the IPv4 one its IPv4 block.
   const json = JSON.parse(podway(['node', 'status', '--control', n1!.control, '-o', 'json'])) as { peers: { address: string; bgpState: string; prefixesAccepted: number }[] };
   assert.equal(json.peers.map((x) => [x.address, x.bgpState, x.prefixesAccepted]), [[n2!.ip, 'Established', 1], [n2!.ip6, 'Established', 1]]);
+}, { dualStack: true }));
+
+test('a BIRD ToR peers with every node over IPv6 (a global BGPPeer with an IPv6 peerIP): it learns the IPv6 blocks, the nodes use and lose its IPv6 route', () => inBgpLab(nodesOnOneSubnet(2), async (lab, birds) => {
+  run('ip', ['-n', lab.fabric, '-6', 'addr', 'add', `${TOR6}/64`, 'dev', 'br0', 'nodad']);
+  writeResources(lab, [lab.resources('direct'), `apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: tor6
+spec:
+  peerIP: "${TOR6}"
+  asNumber: ${TOR_AS}
+`]);
+  const neighbours = lab.nodes.map((n) => `
+protocol bgp ${n.name} {
+  local ${TOR6} as ${TOR_AS};
+  neighbor ${n.ip6} as 64512;
+  connect retry time 2;
+  error wait time 1, 5;
+  ipv6 { import all; export where source = RTS_STATIC; };
+}`).join('\n');
+  const tor = await birds.start(lab.fabric, 'tor6', `router id 10.99.0.254;
+protocol device { scan time 2; }
+protocol static s6 { ipv6; route ${OUTSIDE6_NET} unreachable; }
+${neighbours}
+`);
+  await startBgpPodways(lab);
+  const [n1, n2] = lab.nodes;
+  // The ToR has both IPv6 blocks, each from its own node at least.
+  const torHas = () => lab.nodes.every((n) => tor.birdc('show', 'route', 'protocol', n.name).includes(n.block6!.split('/')[0]!));
+  assert.ok(await until(torHas, 60_000, 250), `ToR routes: ${tor.birdc('show', 'route')}`);
+  assert.match(tor.birdc('show', 'route', 'all', n1!.block6!), new RegExp(`BGP\\.next_hop: ${n1!.ip6}`));
+  // The nodes learn the ToR's IPv6 network: direct via the ToR (pod egress).
+  const viaTor = async (name: string) => (await routesOf(lab, name)).some((r) => r.cidr === OUTSIDE6_NET && r.kind === 'direct' && r.via === TOR6);
+  assert.ok(await until(async () => (await viaTor('node1')) && (await viaTor('node2')), 30_000, 250), JSON.stringify((await routesOf(lab, 'node1')).filter((r) => r.cidr.includes(':'))));
+  const table = podway(['node', 'status', '--control', n2!.control]);
+  assert.match(table, /IPv6 BGP status\n\+-+[^]*\| fd99::fe\s+\| global\s+\| up\s+\|/);
+  // Withdrawn at the ToR (MP_UNREACH_NLRI): gone from the nodes.
+  tor.birdc('disable', 's6');
+  assert.ok(await until(async () => !(await viaTor('node1')) && !(await viaTor('node2')), 30_000, 250), 'the withdrawn IPv6 route is gone');
 }, { dualStack: true }));
 
 test.run();

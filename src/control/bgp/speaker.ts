@@ -591,8 +591,9 @@ export class BgpSpeaker extends EventEmitter {
       const max = p.config.maxPrefixes ?? DEFAULT_MAX_PREFIXES;
       if (p.ribIn.size > max) {
         this.log('warn', `bgp ${p.config.address}: ${p.ribIn.size} prefixes exceed the limit of ${max}; closing the session (Cease: maximum number of prefixes reached)`);
+        // RFC 4486: the data names the family whose prefixes went over (the one of this UPDATE).
         const data = Buffer.alloc(7);
-        data.writeUInt16BE(Afi.Ipv4, 0);
+        data.writeUInt16BE(announced[0]!.afi, 0);
         data[2] = SAFI_UNICAST;
         data.writeUInt32BE(max, 3);
         p.session.established?.fail(new BgpError(ErrCode.Cease, CeaseSub.MaxPrefixes, data));

@@ -4,6 +4,7 @@
  * routes, endpoints, counters, trace). Model changes are applied whole, between packet batches.
  */
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { nodeAddressState, readLinkState } from './node-address';
 import { performance } from 'node:perf_hooks';
@@ -1587,7 +1588,7 @@ export class Engine {
    */
   private checkUnderlayMtu(now: number): void {
     this.mtuCheckedAt = now;
-    for (const e of this.endpoints.values()) if (e.kind === 'veth') this.readPortMtu(e.port, e.ep.interfaceName);
+    for (const e of this.endpoints.values()) if (e.kind === 'veth') this.rereadPortMtu(e);
     const ul = this.underlay;
     if (!ul || !this.model) return;
     let mtu: number;
@@ -1605,7 +1606,7 @@ export class Engine {
   /**
    * A veth pod's host end's MTU (the CNI sets it to the pod's), for the pipeline's MTU check of
    * packets to that pod (Pipeline.portMtu): read when the port is attached and every few seconds
-   * with the underlay's. Unreadable: 0, not checked.
+   * with the underlay's (then asynchronously: rereadPortMtu). Unreadable: 0, not checked.
    */
   private readPortMtu(port: number, ifname: string): void {
     let mtu = 0;
@@ -1614,6 +1615,23 @@ export class Engine {
     } catch {
       mtu = 0;
     }
+    this.setPortMtu(port, mtu);
+  }
+
+  /**
+   * The every-few-seconds read of a veth pod's host-end MTU: asynchronous, so its open/read/close
+   * run on libuv's thread pool, not the forwarding thread (with many pods, reading them all at once
+   * held up forwarding for as long); only the parse and the store come back here. Taken only if
+   * the same endpoint still holds the port (a pod gone or re-attached meanwhile is left alone).
+   */
+  private rereadPortMtu(e: EndpointPort): void {
+    const done = (mtu: number): void => {
+      if (this.endpoints.get(e.ep.interfaceName) === e) this.setPortMtu(e.port, mtu);
+    };
+    readFile(`/sys/class/net/${e.ep.interfaceName}/mtu`, 'utf8').then((t) => done(Number(t)), () => done(0));
+  }
+
+  private setPortMtu(port: number, mtu: number): void {
     this.pipe.portMtu[port] = Number.isInteger(mtu) && mtu >= 68 && mtu <= 0xffff ? mtu : 0;
   }
 

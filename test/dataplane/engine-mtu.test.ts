@@ -43,4 +43,20 @@ test('the underlay interface\'s MTU lowered and raised between models: tx4/tx6 b
   assert.is(pipe.tx4Mtu, 1500, 'bounded by the model\'s underlay MTU');
 });
 
+test('a veth pod\'s host-end MTU changed while it runs: the pipeline\'s check follows it (read every few seconds, off the forwarding thread)', async () => {
+  const e = new Engine({ io: new MemoryIO(), manageHost: false, ringCheckMs: 0, neighbor: { retransMs: 50 } });
+  try {
+    e.apply(clusterModel('node1'));
+    const inner = e as unknown as { pipe: { portMtu: Uint16Array }; endpoints: Map<string, { port: number }> };
+    const port = inner.endpoints.get('caliA')!.port;
+    assert.is(inner.pipe.portMtu[port], 1500, 'read when attached');
+    sh('ip', ['link', 'set', 'caliA', 'mtu', '1300']);
+    assert.ok(await waitFor(() => inner.pipe.portMtu[port] === 1300, 20_000, 50), `follows the lowered MTU (now ${inner.pipe.portMtu[port]})`);
+    sh('ip', ['link', 'set', 'caliA', 'mtu', '1500']);
+    assert.ok(await waitFor(() => inner.pipe.portMtu[port] === 1500, 20_000, 50), `and the raised one (now ${inner.pipe.portMtu[port]})`);
+  } finally {
+    e.stop();
+  }
+});
+
 test.run();

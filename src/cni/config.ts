@@ -4,6 +4,7 @@ import { CniError, CNI_CODES } from './errors';
 import { INTERFACE_TYPES, InterfaceType, validateNodeName } from '../control/resource-names';
 import { DatastoreEnv, DatastoreSpec, parseDatastoreSpec } from '../control/kv/spec';
 import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
 
 export const SUPPORTED_VERSIONS = ['0.4.0', '1.0.0', '1.1.0'] as const;
 export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
@@ -33,6 +34,14 @@ export interface NetConf {
    * pool selects the node; "true": required; "false": never.
    */
   readonly assignIpv6: boolean | 'auto';
+  /**
+   * podway's IPAM: Calico's ipam.ipv4_pools / ipv6_pools, pool names or CIDRs (as written; the
+   * plugin resolves them against the datastore's pools). Empty: every enabled pool selecting the node.
+   */
+  readonly ipv4Pools: readonly string[];
+  readonly ipv6Pools: readonly string[];
+  /** Calico's container_settings.allow_ip_forwarding: the pod's ip_forward (and IPv6 all.forwarding) 1, else 0. */
+  readonly allowIpForwarding: boolean;
   /** Per-call deadline of the datastore, ms. */
   readonly datastoreTimeoutMs: number;
   /** The control socket of this node's `podway run` (STATUS asks it); null: its default path. */
@@ -80,6 +89,43 @@ function assignFlag(section: Record<string, unknown>, key: string): boolean | un
   if (v === true || v === 'true') return true;
   if (v === false || v === 'false') return false;
   throw bad(`ipam.${key}`, `expected "true" or "false", got ${JSON.stringify(v)}`);
+}
+
+/** Calico's ipv4_pools/ipv6_pools: a list of pool names or CIDRs; [] when unset. */
+function poolList(section: Record<string, unknown>, key: string): string[] {
+  const v = section[key];
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || v.some((p) => typeof p !== 'string' || p.trim() === '')) throw bad(`ipam.${key}`, `expected a list of IP pool names or CIDRs, got ${JSON.stringify(v)}`);
+  return (v as string[]).map((p) => p.trim());
+}
+
+/**
+ * Keys of Calico's NetConf that podway does not act on although a Calico plugin would (k8s API
+ * lookups, readiness waits, device options): each set one is named, so that a config written for
+ * Calico does not silently behave otherwise. Keys Calico itself ignores on Linux without
+ * Kubernetes (Windows options, client rate limits, log settings: podway logs to stderr) are not.
+ */
+export function unhonouredSettings(raw: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  const set = (v: unknown): boolean => v !== undefined && v !== null && v !== '' && v !== false && v !== 0 && !(Array.isArray(v) && v.length === 0) && !(isObject(v) && Object.keys(v).length === 0);
+  const fc = isObject(raw.feature_control) ? raw.feature_control : {};
+  for (const k of ['ip_addrs_no_ipam', 'floating_ips']) if (set(fc[k])) out.push(`feature_control.${k}: not implemented (it reads Kubernetes pod annotations, which podway does not)`);
+  const policy = isObject(raw.policy) ? raw.policy : {};
+  if (set(policy.type)) out.push(`policy.type ${JSON.stringify(policy.type)}: not implemented (podway reads no pod labels or service accounts from the Kubernetes API; endpoints get profile kns.<namespace> or the network name)`);
+  const k8s = isObject(raw.kubernetes) ? raw.kubernetes : {};
+  for (const k of ['kubeconfig', 'k8s_api_root', 'node_name']) if (set(k8s[k])) out.push(`kubernetes.${k}: not used (podway does not talk to the Kubernetes API${k === 'node_name' ? '; set "nodename"' : ''})`);
+  if (typeof raw.num_queues === 'number' && raw.num_queues > 1) out.push(`num_queues ${raw.num_queues}: not implemented (the veth gets one queue)`);
+  if (set(raw.device_type) && raw.device_type !== 'veth') out.push(`device_type ${JSON.stringify(raw.device_type)}: not implemented (a veth is made, as Calico does where netkit is missing; podway's own interfaceType picks veth, tap or tun)`);
+  if (set(raw.readiness_gates)) out.push('readiness_gates: not implemented (ADD does not wait for them)');
+  if (set(raw.policy_setup_timeout_seconds)) out.push('policy_setup_timeout_seconds: not implemented (ADD does not wait for policy to be programmed)');
+  if (set(raw.require_mtu_file)) out.push('require_mtu_file: not implemented (podway takes "mtu" or derives it from the pools, it reads no MTU file)');
+  if (set(raw.dataplane_options)) out.push('dataplane_options: not implemented (no gRPC dataplane)');
+  if (set(raw.include_default_routes)) out.push('include_default_routes: not implemented (podway does not read host-local routes for calico-ipam)');
+  for (const k of ['etcd_discovery_srv', 'etcd_authority', 'etcd_scheme']) if (set(raw[k])) out.push(`${k}: not implemented (give "etcd_endpoints" or "datastore")`);
+  if (set(raw.hostname) && raw.nodename === undefined && raw.nodename_file === undefined) out.push('hostname: the deprecated key is not read (set "nodename")');
+  const args = isObject(raw.args) ? raw.args : {};
+  if (set(args['org.apache.mesos'])) out.push('args.org.apache.mesos: not implemented (no Mesos labels on the endpoint)');
+  return out;
 }
 
 /** Parses stdin's JSON (code 6 when it is not JSON). */
@@ -133,6 +179,27 @@ function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): { da
   return { datastore: parsed, datastoreField: field };
 }
 
+/**
+ * Calico's nodename_file: the node name read from that file when "nodename" is not set. A file
+ * that does not exist is an error unless nodename_file_optional is true, as in Calico (which also
+ * looks at /var/lib/calico/nodename by default; podway only at a file the config names).
+ */
+function nodenameFromFile(raw: Record<string, unknown>): string | undefined {
+  const file = optString(raw, 'nodename_file');
+  if (file === undefined) return undefined;
+  if (!file.startsWith('/')) throw bad('nodename_file', `expected an absolute file path, got ${JSON.stringify(file)}`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && raw.nodename_file_optional === true) return undefined;
+    throw bad('nodename_file', `${file}: ${(e as Error).message}${raw.nodename_file_optional === true ? '' : ' (set "nodename_file_optional": true to fall back to $NODENAME or the hostname)'}`);
+  }
+  const name = text.trim();
+  if (name === '') throw bad('nodename_file', `${file} is empty`);
+  return name;
+}
+
 export interface ParseOptions {
   /**
    * DEL: a field DEL does not use (mtu, interfaceType, ipam.assign_*, datastoreTimeoutMs, control)
@@ -168,7 +235,7 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     if (!opts.tolerant) throw bad('nodename', why);
     opts.warn?.(`network config: nodename: ${why} (read as $NODENAME or the hostname to delete, as older podway did)`);
   }
-  const nodeText = optString(raw, 'nodename') ?? (env.NODENAME || hostname());
+  const nodeText = optString(raw, 'nodename') ?? nodenameFromFile(raw) ?? (env.NODENAME || hostname());
   let nodename: string;
   try {
     nodename = validateNodeName(nodeText, 'node name');
@@ -206,6 +273,19 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     if (!v4 && v6 === false) throw bad('ipam.assign_ipv4', 'assign_ipv4 and assign_ipv6 are both "false": the pod would get no address');
     return { assignIpv4: v4, assignIpv6: v6 };
   });
+  const { ipv4Pools, ipv6Pools } = unused<{ ipv4Pools: string[]; ipv6Pools: string[] }>({ ipv4Pools: [], ipv6Pools: [] }, () => ({
+    ipv4Pools: poolList(ipamSection, 'ipv4_pools'),
+    ipv6Pools: poolList(ipamSection, 'ipv6_pools'),
+  }));
+  const allowIpForwarding = unused(false, () => {
+    const cs = raw.container_settings;
+    if (cs === undefined || cs === null) return false;
+    if (!isObject(cs)) throw bad('container_settings', `expected an object like {"allow_ip_forwarding": true}, got ${JSON.stringify(cs)}`);
+    const v = cs.allow_ip_forwarding;
+    if (v === undefined || v === null) return false;
+    if (typeof v !== 'boolean') throw bad('container_settings.allow_ip_forwarding', `expected true or false, got ${JSON.stringify(v)}`);
+    return v;
+  });
   const datastoreTimeoutMs = unused(5000, () => {
     const t = raw.datastoreTimeoutMs;
     if (t === undefined) return 5000;
@@ -229,7 +309,7 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
   const ipamLockTimeoutMs = (t as number | undefined) ?? DEFAULT_IPAM_LOCK_TIMEOUT_MS;
   const pendingDelDir = absolutePath('pending_del_dir', DEFAULT_PENDING_DEL_DIR);
   return {
-    cniVersion, name, ...datastoreOf(raw, env), nodename, mtu, interfaceType, ipam, assignIpv4, assignIpv6,
+    cniVersion, name, ...datastoreOf(raw, env), nodename, mtu, interfaceType, ipam, assignIpv4, assignIpv6, ipv4Pools, ipv6Pools, allowIpForwarding,
     datastoreTimeoutMs, control, ipamLockFile, ipamLockTimeoutMs, pendingDelDir, prevResult: raw.prevResult, raw,
   };
 }

@@ -126,6 +126,24 @@ export function createTunTap(netns: string, ifname: string, mode: 'tap' | 'tun',
 }
 
 /**
+ * The sysctls Calico's plugin sets inside the pod's namespace before its addresses: with an IPv6
+ * address, disable_ipv6=0 for all, default and lo (a namespace made with IPv6 off could not take
+ * the address: "IPv6 is disabled on this device"); and forwarding per family (Calico's
+ * container_settings.allow_ip_forwarding: net.ipv4.ip_forward, net.ipv6.conf.all.forwarding, 1
+ * when allowed, else 0). One `sysctl` process in the namespace.
+ */
+export function configurePodSysctls(netns: string, ips: readonly string[], allowForwarding: boolean): void {
+  const has4 = ips.some((ip) => !ip.includes(':'));
+  const has6 = ips.some((ip) => ip.includes(':'));
+  const f = allowForwarding ? '1' : '0';
+  const settings: string[] = [];
+  if (has6) settings.push('net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0', 'net.ipv6.conf.lo.disable_ipv6=0');
+  if (has4) settings.push(`net.ipv4.ip_forward=${f}`);
+  if (has6) settings.push(`net.ipv6.conf.all.forwarding=${f}`);
+  if (settings.length > 0) run('nsenter', [`--net=${netns}`, 'sysctl', '-q', '-w', ...settings]);
+}
+
+/**
  * The pod end: up, its /32 (and /128), and the routes Calico gives a pod: IPv4 default via
  * 169.254.1.1 (scope link), IPv6 default via fe80::ecee:eeff:feee:eeee (tun: device routes, it
  * has no L2). The IPv6 address skips DAD (`nodad`): it is the pod's alone by IPAM, and a

@@ -6,7 +6,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
-import { configVersion, decodeConfig, NetConf, parseConfig, parseValidAttachments, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
+import { configOrigin, configVersion, decodeConfig, unhonouredSettings, NetConf, parseConfig, parseValidAttachments, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
@@ -19,7 +19,7 @@ import { FileLockTimeoutError } from '../control/kv/file-lock';
 import { Ipam } from '../control/ipam/ipam';
 import { AllocationBlock } from '../control/ipam/block';
 import { blockPrefix, HANDLE_PREFIX, nodeKey, parseBlockKey } from '../control/ipam/keys';
-import { formatIp, parseIp } from '../control/ipam/net';
+import { formatIp, parseCidrOrIp, parseIp } from '../control/ipam/net';
 import { kindInfo } from '../control/calico-kinds';
 import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
 import { CALICO_API_VERSION } from '../control/resource-names';
@@ -263,7 +263,27 @@ export function requestedIps(env: CniEnv, conf: NetConf): { ips: string[]; sourc
   return null;
 }
 
+/**
+ * ipam.ipv4_pools / ipv6_pools as CIDRs, as Calico's plugin resolves them (utils.ResolvePools): a
+ * CIDR is taken as it is (host bits cleared), anything else must be the name of an IP pool;
+ * refused (code 7, naming the key) when it is neither or of the other family. Whether each is an
+ * enabled pool is IPAM's check ("the given pool (CIDR) does not exist, or is not enabled").
+ */
+async function resolvePools(ipam: Ipam, conf: NetConf, version: 4 | 6): Promise<string[]> {
+  const given = version === 4 ? conf.ipv4Pools : conf.ipv6Pools;
+  if (given.length === 0) return [];
+  const key = `network config: ipam.ipv${version}_pools`;
+  const all = given.some((p) => !p.includes('/')) ? await ipam.listPools() : [];
+  return given.map((p) => {
+    const net = p.includes('/') ? parseCidrOrIp(p) : all.find((q) => q.name === p)?.cidr ?? null;
+    if (!net) throw new CniError(CNI_CODES.INVALID_CONFIG, `${key}: error parsing pool ${JSON.stringify(p)}: ${p.includes('/') ? 'not a CIDR' : 'neither a CIDR nor the name of an IP pool'}`);
+    if (net.version !== version) throw new CniError(CNI_CODES.INVALID_CONFIG, `${key}: ${JSON.stringify(p)} (${net.text}) isn't an IPv${version} pool`);
+    return net.text;
+  });
+}
+
 async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
+  for (const w of unhonouredSettings(conf.raw)) process.stderr.write(`podway: ${configOrigin(conf.raw)}: ${w}\n`);
   requireNetns(env.netns);
   zodWithoutJit();
   if (conf.interfaceType !== 'veth') endpointNetns(env.netns);
@@ -329,10 +349,18 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
             return;
           }
           for (const version of families) {
-            const got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version, use: 'Workload' });
+            const pools = await resolvePools(ipam, conf, version);
+            let got: Awaited<ReturnType<Ipam['autoAssign']>>;
+            try {
+              got = await ipam.autoAssign({ node: conf.nodename, count: 1, handleId: handle, attrs, version, use: 'Workload', pools });
+            } catch (e) {
+              // A requested pool that is not an enabled one (libcalico-go's determinePools words it so).
+              if (/does not exist, or is not enabled/.test((e as Error).message)) throw new CniError(CNI_CODES.INVALID_CONFIG, `network config: ipam.ipv${version}_pools: ${(e as Error).message}`);
+              throw e;
+            }
             if (got.ips.length > 0) { ips.push(got.ips[0]); continue; }
             // Unset assign_ipv6 means "if the cluster has IPv6 for this node": none is no error.
-            if (version === 6 && conf.assignIpv6 === 'auto' && got.noPool) continue;
+            if (version === 6 && conf.assignIpv6 === 'auto' && got.noPool && conf.ipv6Pools.length === 0) continue;
             throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `IPAM: no IPv${version} address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}`);
           }
         });
@@ -378,7 +406,10 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         undo.push(() => netlink.deletePodLink(env.netns, env.ifname));
         netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName);
       }
-      if (!link) link = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ips);
+      if (!link) {
+        netlink.configurePodSysctls(env.netns, ips, conf.allowIpForwarding);
+        link = netlink.configurePod(env.netns, env.ifname, conf.interfaceType, ips);
+      }
 
       // The endpoint is written again only when it changed (a re-made interface has a new MAC):
       // an unchanged one would only wake every node's watch.

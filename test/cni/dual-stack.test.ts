@@ -131,6 +131,45 @@ test('assign_ipv4/assign_ipv6: "false" leaves a family out; "true" without an IP
   }, false);
 });
 
+test('ipam.ipv4_pools/ipv6_pools (names, CIDRs) as calico-ipam; unknown, disabled, wrong-family refused; allow_ip_forwarding; IPv6 off in the pod namespace; unimplemented Calico keys named on stderr', async () => {
+  await withDualStack(async (h) => {
+    const b = `b-${h.tag}`;
+    await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: b }, spec: { cidr: '10.252.0.0/24', blockSize: 26 } });
+    await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: `off-${h.tag}` }, spec: { cidr: '10.253.0.0/24', disabled: true } });
+    const sysctl = (pod: ReturnType<CniHarness['pod']>, key: string) => pod.exec('sysctl', ['-n', key]).trim();
+    // a namespace with IPv6 off (Calico turns it on for an IPv6 address), the pool named, forwarding allowed
+    const pod = h.pod('pl');
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    const r = await h.add(pod, cid('pl'), { args: args('pl'), extra: { ipam: { type: 'calico-ipam', ipv4_pools: [b], ipv6_pools: [V6_POOL] }, container_settings: { allow_ip_forwarding: true }, policy: { type: 'k8s' }, feature_control: { floating_ips: true } } });
+    assert.match(r.json.ips[0].address, /^10\.252\.0\.\d+\/32$/, 'from the named pool only');
+    assert.match(r.json.ips[1].address, /^fd00:251::/);
+    assert.equal(['net.ipv6.conf.all.disable_ipv6', 'net.ipv6.conf.lo.disable_ipv6', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding'].map((k) => sysctl(pod, k)), ['0', '0', '1', '1']);
+    assert.match(r.stderr, /network "podway" config[^\n]*: policy\.type "k8s": not implemented/);
+    assert.match(r.stderr, /feature_control\.floating_ips: not implemented/);
+    // a CIDR with host bits set, as Go's ParseCIDR reads it; forwarding not allowed: 0, as Calico writes it
+    const pod2 = h.pod('pc');
+    pod2.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+    const r2 = await h.add(pod2, cid('pc'), { args: args('pc'), extra: { ipam: { type: 'calico-ipam', ipv4_pools: ['10.252.0.9/24'], assign_ipv6: 'false' } } });
+    assert.match(r2.json.ips[0].address, /^10\.252\.0\./);
+    assert.is(r2.json.ips.length, 1);
+    assert.is(sysctl(pod2, 'net.ipv4.ip_forward'), '0');
+    assert.is(r2.stderr, '', 'no warning for a config podway honours');
+    const xpod = h.pod('x'); // a refused ADD leaves nothing in it
+    const refused = async (ipamExtra: Record<string, unknown>, code: number, msg: RegExp) => {
+      const x = await h.call({ command: 'ADD', containerId: cid('x'), netns: xpod.path, ifname: 'eth0', args: args('x'), extra: { ipam: { type: 'calico-ipam', ...ipamExtra } } });
+      assert.is(x.json?.code, code, x.stdout);
+      assert.match(x.json.msg, msg);
+    };
+    await refused({ ipv4_pools: ['nope'] }, 7, /ipam\.ipv4_pools: error parsing pool "nope"/);
+    await refused({ ipv4_pools: [`off-${h.tag}`] }, 7, /ipam\.ipv4_pools: the given pool \(10\.253\.0\.0\/24\) does not exist, or is not enabled/);
+    await refused({ ipv4_pools: ['10.99.0.0/24'] }, 7, /the given pool \(10\.99\.0\.0\/24\) does not exist, or is not enabled/);
+    await refused({ ipv6_pools: [b] }, 7, /ipam\.ipv6_pools: .*isn't an IPv6 pool/);
+    await refused({ ipv4_pools: 'x' }, 7, /ipam\.ipv4_pools: expected a list/);
+    const handles = await h.handles();
+    assert.is(handles.length, 2, `only the two pods hold addresses: ${handles.join(', ')}`);
+  });
+});
+
 test('podway run forwards IPv6 between veth, tap and tun pods the plugin made', async () => {
   await withDualStack(async (h) => {
     let podway: RunningPodway | null = null;

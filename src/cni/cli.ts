@@ -24,6 +24,8 @@ export function addCniCommands(program: Command): void {
       if (o.mtu !== undefined && (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535)) throw new UsageError('cni install: --mtu must be 576..65535');
       const done = installCni({ binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control, ipamLockFile: o.ipamLockFile, pendingDelDir: o.pendingDelDir });
       process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
+      // Calico's conflist chains portmap; podway's does not (README "CNI plugin", host ports).
+      process.stdout.write('note: no portmap plugin is chained: `podman run -p` / hostPort publish nothing on this network (see README, "Host ports")\n');
     });
   cni
     .command('uninstall')

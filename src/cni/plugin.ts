@@ -2,7 +2,7 @@
 // namespace (netlink.ts), IPAM (podway's Calico-compatible one, or a delegated plugin) and the
 // WorkloadEndpoint a running `podway run` attaches. Calico's CNI plugin is the model: the same
 // veth names, host MAC, pod routes, IPAM handle and WorkloadEndpoint names and fields.
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync, statfsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
@@ -141,8 +141,23 @@ async function poolMtu(kv: KvStore): Promise<number> {
 const NETNS_NAMED = /^\/run\/netns\/[A-Za-z0-9_.-]+$/;
 const NETNS_OF_PID = /^\/proc\/[0-9]+\/ns\/net$/;
 
+/** statfs(2) f_type of the namespace filesystem (linux/magic.h NSFS_MAGIC). */
+const NSFS_MAGIC = 0x6e736673;
+
+/**
+ * CNI_NETNS exists and is a namespace file (nsfs, as Calico's ns.GetNS checks): another file
+ * (a typo, /etc/hostname) would otherwise fail later inside `ip` with "Invalid argument", not
+ * naming CNI_NETNS.
+ */
 function requireNetns(path: string): void {
   if (!existsSync(path)) throw new CniError(CNI_CODES.INVALID_ENV, `CNI_NETNS: ${path} does not exist (the container's network namespace is gone or was never made)`);
+  let type: number;
+  try {
+    type = statfsSync(path).type;
+  } catch (e) {
+    throw new CniError(CNI_CODES.INVALID_ENV, `CNI_NETNS: ${path}: ${(e as Error).message}`);
+  }
+  if (type !== NSFS_MAGIC) throw new CniError(CNI_CODES.INVALID_ENV, `CNI_NETNS: ${path} is not a network namespace (a file on a filesystem of type 0x${type.toString(16)}, not nsfs): give /run/netns/NAME, /proc/PID/ns/net or a bind mount of one`);
 }
 
 /**
@@ -282,6 +297,21 @@ async function resolvePools(ipam: Ipam, conf: NetConf, version: 4 | 6): Promise<
   });
 }
 
+/**
+ * Refuses (code 4) an ADD whose host veth name is already the interface of another attachment of
+ * the same container on this node: another network or CNI_IFNAME (podman --network a,b). Calico
+ * names the veth the same way and would replace the first one's; podway refuses instead, naming it.
+ */
+async function refuseSharedVeth(kv: KvStore, conf: NetConf, env: CniEnv, id: PodIdentity, interfaceName: string): Promise<void> {
+  for (const r of (await listResources(kv, WEP, id.namespace)).items) {
+    const spec = (r.object.spec ?? {}) as JsonObject;
+    if (spec.node !== conf.nodename || spec.interfaceName !== interfaceName || spec.containerID !== env.containerId) continue;
+    const net = ((((r.object.metadata ?? {}) as JsonObject).annotations ?? {}) as Record<string, string>)[NETWORK_ANNOTATION];
+    if (spec.endpoint === env.ifname && (net === undefined || net === conf.name)) continue;
+    throw new CniError(CNI_CODES.INVALID_ENV, `CNI_IFNAME ${env.ifname}: host veth ${interfaceName} is already the interface of WorkloadEndpoint ${id.namespace}/${String((r.object.metadata as JsonObject).name)} (network ${JSON.stringify(net ?? '?')}, ${String(spec.endpoint)}) of this container: the veth is named after the container${id.orchestrator === 'k8s' ? ' (k8s: the pod)' : ''}, as Calico names it, so a container can be on one podway veth network only; nothing was changed`);
+  }
+}
+
 async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
   for (const w of unhonouredSettings(conf.raw)) process.stderr.write(`podway: ${configOrigin(conf.raw)}: ${w}\n`);
   requireNetns(env.netns);
@@ -395,6 +425,10 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
           // Calico replaces it too. Deleted only when it is in the way, so the usual ADD costs one
           // `ip` process less.
           if (!netlink.alreadyExists(e)) throw e;
+          // Not when it is this very container's other attachment (a second podway network, or
+          // another CNI_IFNAME): the name comes from the container (k8s: the pod) alone, so replacing
+          // it would cut that attachment off and leave two endpoints naming one veth.
+          await refuseSharedVeth(kv, conf, env, id, interfaceName);
           netlink.deleteHostLink(interfaceName);
           netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
         }

@@ -404,6 +404,23 @@ test('ADD replaces a host veth left by the pod\'s previous sandbox (same k8s pod
   });
 });
 
+test('a second podway network on the same container (podman --network a,b: eth1) is refused naming the first endpoint and its veth, which stays attached', async () => {
+  await withHarness(async (h) => {
+    const id = cid('two');
+    const pod = h.pod('two');
+    const first = await h.add(pod, id);
+    const host = first.json.interfaces[0].name;
+    const second = await h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth1', extra: { name: 'podway2' } });
+    assert.is(second.json?.code, 4, second.stdout);
+    assert.match(second.json.msg, `host veth ${host} is already the interface of WorkloadEndpoint default/`);
+    assert.match(second.json.msg, '(network "podway", eth0)');
+    assert.equal(h.caliLinks(), [host], 'the first attachment\'s veth is kept');
+    assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname).sort(), ['eth0', 'lo'], 'nothing left of the refused ADD');
+    assert.equal(await h.handles(), [`podway.${id}`]);
+    assert.is((await h.workloadEndpoints()).length, 1);
+  });
+});
+
 test('a namespace path with a space (a bind mount): the veth is made without ip -batch, ADD and DEL work', async () => {
   await withHarness(async (h) => {
     const pod = h.pod('space');
@@ -496,6 +513,8 @@ test('bad environment and config: codes 1, 4, 6, 7 naming what is wrong', async 
       ['long CNI_IFNAME', { command: 'ADD', ...base, ifname: 'a-very-long-ifname' }, 4, 'CNI_IFNAME'],
       ['no CNI_NETNS', { command: 'ADD', containerId: base.containerId, ifname: 'eth0' }, 4, 'CNI_NETNS'],
       ['missing netns', { command: 'ADD', ...base, netns: '/run/netns/pw-cni-nope-000000' }, 4, '/run/netns/pw-cni-nope-000000'],
+      // a file that is no namespace: it failed inside `ip -batch` (101, "Invalid argument")
+      ['not a netns', { command: 'ADD', ...base, netns: '/etc/hostname' }, 4, 'CNI_NETNS: /etc/hostname is not a network namespace'],
       ['bad CNI_ARGS', { command: 'ADD', ...base, args: 'K8S_POD_NAME' }, 4, 'CNI_ARGS'],
       ['not JSON', { command: 'ADD', ...base, config: '{"cniVersion": ' }, 6, 'not JSON'],
       ['unknown version', { command: 'ADD', ...base, config: h.config('9.9.9') }, 1, '9.9.9'],
@@ -856,6 +875,7 @@ test('podway cni install writes the shim and the conflist; uninstall removes onl
     writeFileSync(path.join(confDir, '05-other.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'other', plugins: [{ type: 'bridge' }] }));
     const out = sh(process.execPath, [path.resolve(__dirname, '../../../bin/podway.js'), 'cni', 'install', '--bin-dir', binDir, '--conf-dir', confDir, '--datastore', `embedded:${h.storeDir}`, '--node', 'n-1', '--name', 'pw-net', '--priority', '20']);
     assert.match(out, 'installed');
+    assert.match(out, 'note: no portmap plugin is chained', 'hostPort\'s absence is said');
     const shim = readFileSync(path.join(binDir, 'podway'), 'utf8');
     assert.ok(shim.includes(SHIM_MARKER));
     assert.ok(shim.includes(process.execPath) && shim.includes(path.resolve(__dirname, '../../src/cni/main.js')), shim);

@@ -231,6 +231,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
   if (spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).checkEtcdTlsFiles(spec.tls);
   const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   const dsLog = log.child({ datastore: specText });
+  const sysfsWrong = (require('../dataplane/sysfs-netns') as typeof import('../dataplane/sysfs-netns')).sysfsNetnsMismatch();
+  if (sysfsWrong) log.warn(sysfsWrong);
   const count = Math.max(1, opts.workers ?? 1);
   const health = new Health();
   let current: NodeDataplaneModel | null = null;

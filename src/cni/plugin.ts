@@ -428,7 +428,12 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
           // Not when it is this very container's other attachment (a second podway network, or
           // another CNI_IFNAME): the name comes from the container (k8s: the pod) alone, so replacing
           // it would cut that attachment off and leave two endpoints naming one veth.
-          await refuseSharedVeth(kv, conf, env, id, interfaceName);
+          try {
+            await refuseSharedVeth(kv, conf, env, id, interfaceName);
+          } catch (r) {
+            undo.pop(); // the veth in the way is the other attachment's: left as it is
+            throw r;
+          }
           netlink.deleteHostLink(interfaceName);
           netlink.createVeth(interfaceName, env.netns, env.ifname, mtu);
         }
@@ -498,9 +503,14 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   // The pod's interface first (with a veth, the host end goes with it); a namespace already gone
   // took its interfaces with it.
   let podLinkDeleted = false;
+  // Looked into the namespace: a veth's two ends go together, so a host veth of this container's
+  // name still there has its pod end elsewhere (this container's other attachment: another
+  // network's eth0, whose ADD came first) and is not ours to remove by name.
+  let lookedInside = false;
   if (env.netns !== '' && existsSync(env.netns)) {
     try {
       podLinkDeleted = netlink.deletePodLink(env.netns, env.ifname);
+      lookedInside = true;
     } catch (e) {
       // Not a namespace any more (e.g. an unmounted bind-mount point): nothing of ours is in it.
       if (!(e instanceof CniError && /nsenter/.test(e.message) && /reassociate|Invalid argument|No such file/.test(e.message))) throw e;
@@ -509,7 +519,7 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   if (conf.ipam) runIpamPlugin(conf.ipam.type, 'DEL', env, stdin);
   const plainVeth = conf.interfaceType === 'veth' && !('K8S_POD_NAME' in env.args && env.args.K8S_POD_NAME);
   // Plain CNI veth names come from the container ID alone, so this one can be nobody else's.
-  const removePlainVeth = () => { if (!podLinkDeleted && plainVeth) netlink.deleteHostLink(hostVethName(podIdentity({}, env.containerId), env.containerId)); };
+  const removePlainVeth = () => { if (!podLinkDeleted && !lookedInside && plainVeth) netlink.deleteHostLink(hostVethName(podIdentity({}, env.containerId), env.containerId)); };
   // A store that does not exist holds nothing of this container's: DEL (retried after a refused
   // ADD) succeeds without making it.
   if (embeddedStoreMissing(conf)) return removePlainVeth();

@@ -375,9 +375,11 @@ test('a repeated ADD of the same attachment keeps its address and interface; a b
     const chk = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', config: h.config('1.1.0', { prevResult: r4.json }) });
     assert.is(chk.exitCode, 0, chk.stdout);
 
-    // Another interface of the same container is another attachment: its own address.
-    const other = await h.add(pod, id, { ifname: 'eth1' });
-    assert.is.not(other.json.ips[0].address, r1.json.ips[0].address);
+    // Another interface of the same container would need the same host veth: refused (it used to
+    // replace eth0's veth), eth0 left attached (see the test of a second network below).
+    const other = await h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth1' });
+    assert.is(other.json?.code, 4, other.stdout);
+    assert.equal(h.caliLinks(), [host]);
 
     for (const ifname of ['eth0', 'eth1']) assert.is((await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname })).exitCode, 0);
     assert.equal(await h.handles(), []);
@@ -418,6 +420,11 @@ test('a second podway network on the same container (podman --network a,b: eth1)
     assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname).sort(), ['eth0', 'lo'], 'nothing left of the refused ADD');
     assert.equal(await h.handles(), [`podway.${id}`]);
     assert.is((await h.workloadEndpoints()).length, 1);
+    // the runtime's DEL of the refused attachment leaves the first one's veth (same name) alone
+    const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth1', extra: { name: 'podway2' } });
+    assert.is(d.exitCode, 0, d.stdout);
+    assert.equal(h.caliLinks(), [host], 'DEL of eth1 did not remove eth0\'s veth');
+    assert.equal(await h.handles(), [`podway.${id}`]);
   });
 });
 

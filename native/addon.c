@@ -924,6 +924,42 @@ static void ring_job_orphan(struct port *p) {
   p->ring = NULL;
 }
 
+/* check_ring's work for one port: 1 when its ring was found wedged and is being set up again, 0
+ * when not, -errno when setting it up again failed (now or before: ring_err). */
+#define RING_ERR(p) ((p)->ring_err < 0 ? (p)->ring_err : -(p)->ring_err) /* (ports.c stores -errno) */
+static int ring_check_one(napi_env env, struct addon *a, uint32_t id, uint32_t checks) {
+  struct port *p = &a->ports[id];
+  if (p->ring_err) return RING_ERR(p);
+  if (port_ring_wedged(p, checks) != 1) return 0;
+  struct ring_job *j = calloc(1, sizeof *j);
+  if (j) {
+    j->a = a;
+    j->id = id;
+    napi_value name;
+    napi_create_string_utf8(env, "podway:rearmRing", NAPI_AUTO_LENGTH, &name);
+    if (napi_create_async_work(env, NULL, name, ring_job_execute, ring_job_complete, j, &j->work) == napi_ok) {
+      port_ring_detach(p, &j->r);
+      if (napi_queue_async_work(env, j->work) == napi_ok) {
+        p->rearm_job = j;
+        poller_sync(env, a, id);
+        return 1;
+      }
+      napi_delete_async_work(env, j->work);
+      /* no worker: here, on this thread */
+      ring_rearm_run(&j->r);
+      port_ring_attach(p, &j->r);
+      free(j);
+      return p->ring_err ? RING_ERR(p) : 1;
+    }
+    free(j);
+  }
+  struct ring_rearm r;
+  port_ring_detach(p, &r);
+  ring_rearm_run(&r);
+  port_ring_attach(p, &r);
+  return p->ring_err ? RING_ERR(p) : 1;
+}
+
 static napi_value check_ring(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
   size_t argc = 2;
@@ -936,40 +972,77 @@ static napi_value check_ring(napi_env env, napi_callback_info info) {
   struct port *p = arg_port(env, a, argv[0], &id);
   if (!p) return NULL;
   if (argc > 1 && arg_u32(env, argv[1], &checks) < 0) return throw_type(env, "checkRing(port, checks)");
-  if (p->ring_err) return throw_errno(env, -p->ring_err, "checkRing: setting the ring up again");
-  int wedged = port_ring_wedged(p, checks);
+  int r = ring_check_one(env, a, id, checks);
+  if (r < 0) return throw_errno(env, r, "checkRing: setting the ring up again");
   napi_value yes;
-  napi_get_boolean(env, wedged == 1, &yes);
-  if (wedged != 1) return yes;
-  struct ring_job *j = calloc(1, sizeof *j);
-  if (j) {
-    j->a = a;
-    j->id = id;
-    napi_value name;
-    napi_create_string_utf8(env, "podway:rearmRing", NAPI_AUTO_LENGTH, &name);
-    if (napi_create_async_work(env, NULL, name, ring_job_execute, ring_job_complete, j, &j->work) == napi_ok) {
-      port_ring_detach(p, &j->r);
-      if (napi_queue_async_work(env, j->work) == napi_ok) {
-        p->rearm_job = j;
-        poller_sync(env, a, id);
-        return yes;
-      }
-      napi_delete_async_work(env, j->work);
-      /* no worker: here, on this thread */
-      ring_rearm_run(&j->r);
-      port_ring_attach(p, &j->r);
-      free(j);
-      if (p->ring_err) return throw_errno(env, -p->ring_err, "checkRing: setting the ring up again");
-      return yes;
-    }
-    free(j);
-  }
-  struct ring_rearm r;
-  port_ring_detach(p, &r);
-  ring_rearm_run(&r);
-  port_ring_attach(p, &r);
-  if (p->ring_err) return throw_errno(env, -p->ring_err, "checkRing: setting the ring up again");
+  napi_get_boolean(env, r == 1, &yes);
   return yes;
+}
+
+/* checkRings(checks, out: Uint32Array) -> n: checkRing for every open AF_PACKET port in one call
+ * (the engine's ring timer: a getsockopt per port here, no JS per port). out[0..n) gets the ids of
+ * the ports whose ring was found wedged and is being set up again, and, with RING_FAILED (bit 31)
+ * set, of those whose ring could not be set up again (checkRing on that port throws the error).
+ * Stops when out is full (the rest are looked at on the next call). */
+#define RING_FAILED 0x80000000u
+static napi_value check_rings(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t checks;
+  size_t cap = 0;
+  uint32_t *out = argc >= 2 ? typed_data(env, argv[1], napi_uint32_array, &cap) : NULL;
+  if (argc < 2 || arg_u32(env, argv[0], &checks) < 0 || !out) return throw_type(env, "checkRings(checks, out: Uint32Array)");
+  uint32_t n = 0;
+  for (uint32_t id = 0; id < MAX_PORTS && n < cap; id++) {
+    struct port *p = &a->ports[id];
+    if (!p->in_use || p->kind != PORT_PACKET) continue;
+    int r = ring_check_one(env, a, id, checks);
+    if (r == 1) out[n++] = id;
+    else if (r < 0) out[n++] = id | RING_FAILED;
+  }
+  return ret_u32(env, n);
+}
+
+/* txRejectedAll(out: Float64Array): out[id] = the port's tx_rejected (stats().txRejected) for every
+ * open port id < out.length (others untouched): the engine's per-tick look for refusals, one call
+ * instead of a stats() object per port. */
+static napi_value tx_rejected_all(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t cap = 0;
+  double *out = argc >= 1 ? typed_data(env, argv[0], napi_float64_array, &cap) : NULL;
+  if (!out) return throw_type(env, "txRejectedAll(out: Float64Array)");
+  for (uint32_t id = 0; id < MAX_PORTS && id < cap; id++)
+    if (a->ports[id].in_use) out[id] = (double)a->ports[id].st.tx_rejected;
+  return NULL;
+}
+
+/* linkMtus(out: Uint32Array): out[id] = the MTU of the device an open AF_PACKET port is bound to,
+ * 0 when unknown (the device gone), for every port id < out.length (others untouched): two ioctls
+ * per port (its ifindex's name, that name's MTU), instead of a sysfs file read from JS each. */
+static napi_value link_mtus(napi_env env, napi_callback_info info) {
+  struct addon *a = get_addon(env);
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  size_t cap = 0;
+  uint32_t *out = argc >= 1 ? typed_data(env, argv[0], napi_uint32_array, &cap) : NULL;
+  if (!out) return throw_type(env, "linkMtus(out: Uint32Array)");
+  for (uint32_t id = 0; id < MAX_PORTS && id < cap; id++) {
+    struct port *p = &a->ports[id];
+    if (!p->in_use || p->kind != PORT_PACKET || p->fd < 0) continue;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_ifindex = p->ifindex;
+    out[id] = 0;
+    if (p->ifindex <= 0 || ioctl(p->fd, SIOCGIFNAME, &ifr) < 0 || ioctl(p->fd, SIOCGIFMTU, &ifr) < 0) continue;
+    out[id] = ifr.ifr_mtu > 0 ? (uint32_t)ifr.ifr_mtu : 0;
+  }
+  return NULL;
 }
 
 static napi_value port_info(napi_env env, napi_callback_info info) {
@@ -1456,6 +1529,9 @@ static napi_value init(napi_env env, napi_value exports) {
     { "send", NULL, send_batch, NULL, NULL, NULL, napi_default, NULL },
     { "stats", NULL, port_stats, NULL, NULL, NULL, napi_default, NULL },
     { "checkRing", NULL, check_ring, NULL, NULL, NULL, napi_default, NULL },
+    { "checkRings", NULL, check_rings, NULL, NULL, NULL, napi_default, NULL },
+    { "txRejectedAll", NULL, tx_rejected_all, NULL, NULL, NULL, napi_default, NULL },
+    { "linkMtus", NULL, link_mtus, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, port_info, NULL, NULL, NULL, napi_default, NULL },
     { "poll", NULL, start_poll, NULL, NULL, NULL, napi_default, NULL },
     { "unpoll", NULL, stop_poll, NULL, NULL, NULL, napi_default, NULL },

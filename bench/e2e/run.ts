@@ -44,7 +44,7 @@
  *                 [-- --floor-args "--fifo 1"]   (options for the C floor forwarder: --fifo N, --cpu N, --slack NS, --busy-poll US)
  *
  * --seconds sets every measurement's length; without it pps measurements take 2 s (1 with --quick),
- * tcp-bulk and rr-latency runs 10 s each.
+ * tcp-bulk and rr-latency runs and idle 10 s each (idle 3 with --quick).
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import { controlRequest } from '../../src/dataplane/control-server';
@@ -771,7 +771,7 @@ async function main() {
         if (sc.kind === 'tcp-bulk') await runTcp(sc, podways);
         else if (sc.kind === 'rr-latency') await runRr(sc, podways);
         else if (sc.kind === 'observe') await runObserve(sc);
-        else if (sc.kind === 'idle') idleRows.push(...(await measureIdle(podways, quick ? 3 : 10, podwayArgs)));
+        else if (sc.kind === 'idle') idleRows.push(...(await measureIdle(podways, longSeconds, podwayArgs)));
         else await runPps(sc, podways);
       } catch (e) {
         // one broken setup must not throw away the other scenarios' figures

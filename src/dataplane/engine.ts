@@ -12,7 +12,7 @@ import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
 import { macEquals } from '../packet/ethernet';
 import { FramePool } from './frame-pool';
-import { PacketIO, errnoOf, errnoName } from './io';
+import { PacketIO, errnoOf, errnoName, RING_FAILED } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED } from './nexthops';
@@ -209,6 +209,9 @@ const NEIGHBOR_TICK_MS = 1000;
 const POD_MAC_ASK_MS = 1000;
 /** EngineOptions.ringCheckMs default: a wedged V2 ring is set up again within ~2 of these. */
 const RING_CHECK_MS = 1000;
+
+/** A port's MTU as the pipeline checks it: 0 (not checked) unless a sane one. */
+const portMtuOf = (mtu: number): number => (Number.isInteger(mtu) && mtu >= 68 && mtu <= 0xffff ? mtu : 0);
 
 /** How often the veth pods whose port reported ENETDOWN are looked at (sysfs flags) until their
  * link is up again; the timer runs only while some are down. */
@@ -1378,18 +1381,34 @@ export class Engine {
    * counters`/metrics, never per batch.
    */
   checkRejected(): void {
+    const all = this.io.txRejectedAll;
+    if (all) {
+      // one call for every port's count: only a port whose count moved costs more
+      const now = (this.rejectedNow ??= new Float64Array(MAX_PORTS));
+      now.set(this.rejectedSeen);
+      all.call(this.io, now);
+      for (const p of Object.values(this.infra)) if (p >= 0 && now[p] !== this.rejectedSeen[p]) this.checkRejectedPort(p, now[p]);
+      for (const e of this.endpoints.values()) if (now[e.port] !== this.rejectedSeen[e.port]) this.checkRejectedPort(e.port, now[e.port]);
+      return;
+    }
     for (const p of [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)]) this.checkRejectedPort(p);
   }
 
-  /** checkRejected for one port (also when it is closed, before its id is reused). */
-  private checkRejectedPort(p: number): void {
+  private rejectedNow: Float64Array | null = null;
+
+  /** checkRejected for one port (also when it is closed, before its id is reused); `count`: its
+   * txRejected when already read. */
+  private checkRejectedPort(p: number, count?: number): void {
     const take = this.io.takeRejected;
     if (p < 0) return;
     let n: number;
-    try {
-      n = this.io.stats(p).txRejected ?? 0;
-    } catch {
-      return;
+    if (count !== undefined) n = count;
+    else {
+      try {
+        n = this.io.stats(p).txRejected ?? 0;
+      } catch {
+        return;
+      }
     }
     const seen = this.rejectedSeen[p];
     if (n === seen) return;
@@ -1480,15 +1499,39 @@ export class Engine {
     if (this.worker.count > 1 && !this.primary) {
       for (const cur of [...this.endpoints.values()]) if (cur.kind !== 'veth') this.vanished(cur.port);
     }
+    if (this.io.checkRings) {
+      // every port in one call (a getsockopt each in C): the tick's cost is no JS per port
+      const out = (this.ringOut ??= new Uint32Array(MAX_PORTS));
+      const n = this.io.checkRings(2, out);
+      for (let i = 0; i < n; i++) {
+        const p = out[i] & ~RING_FAILED;
+        if ((out[i] & RING_FAILED) === 0) {
+          this.ringWedged(p);
+          continue;
+        }
+        try {
+          this.io.checkRing(p); // throws the error the port's ring was left with
+        } catch (e) {
+          this.ringFailed(p, e as Error);
+        }
+      }
+      return;
+    }
     const ports = [...Object.values(this.infra), ...[...this.endpoints.values()].map((e) => e.port)];
     for (const p of ports) {
       if (p < 0) continue;
       try {
-        if (this.io.checkRing(p)) this.log.warn(`port ${this.pipe.portName[p]}: the kernel stopped filling its receive ring (a frame it could not describe in a vnet header, e.g. an SCTP or UFO super-frame); ring being set up again on a worker thread (rxRingStalls)`, { port: this.pipe.portName[p] });
+        if (this.io.checkRing(p)) this.ringWedged(p);
       } catch (e) {
         this.ringFailed(p, e as Error);
       }
     }
+  }
+
+  private ringOut: Uint32Array | null = null;
+
+  private ringWedged(p: number): void {
+    this.log.warn(`port ${this.pipe.portName[p]}: the kernel stopped filling its receive ring (a frame it could not describe in a vnet header, e.g. an SCTP or UFO super-frame); ring being set up again on a worker thread (rxRingStalls)`, { port: this.pipe.portName[p] });
   }
 
   /**
@@ -1588,7 +1631,14 @@ export class Engine {
    */
   private checkUnderlayMtu(now: number): void {
     this.mtuCheckedAt = now;
-    for (const e of this.endpoints.values()) if (e.kind === 'veth') this.rereadPortMtu(e);
+    if (this.io.linkMtus) {
+      // every veth port's in one call (two ioctls each in C), not a sysfs read per port from JS
+      const out = (this.mtuOut ??= new Uint32Array(MAX_PORTS));
+      this.io.linkMtus(out);
+      for (const e of this.endpoints.values()) if (e.kind === 'veth') this.setPortMtu(e.port, out[e.port]);
+    } else {
+      for (const e of this.endpoints.values()) if (e.kind === 'veth') this.rereadPortMtu(e);
+    }
     const ul = this.underlay;
     if (!ul || !this.model) return;
     let mtu: number;
@@ -1606,7 +1656,8 @@ export class Engine {
   /**
    * A veth pod's host end's MTU (the CNI sets it to the pod's), for the pipeline's MTU check of
    * packets to that pod (Pipeline.portMtu): read when the port is attached and every few seconds
-   * with the underlay's (then asynchronously: rereadPortMtu). Unreadable: 0, not checked.
+   * with the underlay's (then all in one addon call, linkMtus; without it asynchronously:
+   * rereadPortMtu). Unreadable: 0, not checked.
    */
   private readPortMtu(port: number, ifname: string): void {
     let mtu = 0;
@@ -1632,8 +1683,10 @@ export class Engine {
   }
 
   private setPortMtu(port: number, mtu: number): void {
-    this.pipe.portMtu[port] = Number.isInteger(mtu) && mtu >= 68 && mtu <= 0xffff ? mtu : 0;
+    this.pipe.portMtu[port] = portMtuOf(mtu);
   }
+
+  private mtuOut: Uint32Array | null = null;
 
   /** When the node's address was last looked for on its interfaces; the warning given, if any. */
   private addrCheckedAt = 0;

@@ -155,6 +155,9 @@ export interface PortInfo { kind: 'tap' | 'tun' | 'packet' | 'udp' | 'raw'; name
  */
 export type PollCallback = (port: number, status: number) => void;
 
+/** PacketIO.checkRings: the port's ring could not be set up again. */
+export const RING_FAILED = 0x80000000;
+
 export interface PacketIO {
   /** Largest batch one recv/send call moves. */
   readonly MAX_BATCH: number;
@@ -181,6 +184,16 @@ export interface PacketIO {
    * again on a worker thread (counted in rxRingStalls; rxRingRearming until it is back). Throws
    * when a previous attempt failed (the port receives nothing: close it). Other ports: false. */
   checkRing?(port: number, checks?: number): boolean;
+  /** checkRing for every open AF_PACKET port in one call (the engine's ring timer: one getsockopt
+   * per port in C, nothing per port in JS): out[0..n) gets the ids of the ports found wedged (their
+   * ring being set up again) and, with RING_FAILED set, of those whose ring could not be set up
+   * again (checkRing on them throws the error). Returns n; stops when out is full. */
+  checkRings?(checks: number, out: Uint32Array): number;
+  /** out[id] = stats(id).txRejected for every open port id < out.length (others untouched). */
+  txRejectedAll?(out: Float64Array): void;
+  /** out[id] = the MTU of the interface an open AF_PACKET port is bound to (0: unknown, e.g. the
+   * interface gone) for every such port id < out.length (others untouched). */
+  linkMtus?(out: Uint32Array): void;
   info(port: number): PortInfo;
   /** Call `cb` when the port is readable (see PollCallback); recvMax (1..MAX_BATCH, at most the
    * pool's descriptors): receive the first batch before calling it. A second call replaces both. */

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { FramePool, HEADROOM, SLOT_SIZE, DescFlag } from './frame-pool';
+import { RING_FAILED } from './io';
 import type { PacketIO, PortOptions, PortStats, PortInfo, PollCallback } from './io';
 
 /** A frame handed to a port: bytes plus, for UDP/raw ports, the peer address and port. */
@@ -245,6 +246,42 @@ export class MemoryIO implements PacketIO {
   /** The id of the open port named `name` (device or interface name), or -1. */
   portNamed(name: string): number {
     return this.ports.findIndex((p) => p?.name === name);
+  }
+
+  /** As the addon's: checkRing on every open port, the wedged and the failed ones listed. */
+  checkRings(checks: number, out: Uint32Array): number {
+    let n = 0;
+    for (let id = 0; id < this.ports.length && n < out.length; id++) {
+      if (this.ports[id] === undefined) continue;
+      try {
+        if (this.checkRing(id)) out[n++] = id;
+      } catch {
+        out[n++] = (id | RING_FAILED) >>> 0;
+      }
+    }
+    return n;
+  }
+
+  txRejectedAll(out: Float64Array): void {
+    for (let id = 0; id < this.ports.length && id < out.length; id++) {
+      const p = this.ports[id];
+      if (p !== undefined) out[id] = p.stats.txRejected ?? 0;
+    }
+  }
+
+  /** As the addon's, from sysfs (a memory port named after a real interface has its MTU). */
+  linkMtus(out: Uint32Array): void {
+    for (let id = 0; id < this.ports.length && id < out.length; id++) {
+      const p = this.ports[id];
+      if (p === undefined || p.kind !== 'packet') continue;
+      let mtu = 0;
+      try {
+        mtu = Number(readFileSync(`/sys/class/net/${p.name}/mtu`, 'utf8')) || 0;
+      } catch {
+        mtu = 0;
+      }
+      out[id] = mtu;
+    }
   }
 
   isPolled(port: number): boolean {

@@ -892,11 +892,20 @@ test('a TPACKET_V2 ring the kernel wedges (legacy UFO: no vnet header for it) is
       write([16].map(plain));
       // (the V3 port still holds the frames of the part before: 3 plain ones and 5 segments, then this one)
       assert.is((await collect(v3, 1 + 3 + 5, 64)).length, 1 + 3 + 5);
-      assert.is(checkRing(v2, 1), true, 'checks = 1: at once');
+      // the engine's timer asks every port in one call (checkRings): the wedged one is listed
+      const all = native as unknown as { checkRings(checks: number, out: Uint32Array): number; linkMtus(out: Uint32Array): void };
+      const out = new Uint32Array(1024);
+      assert.equal([...out.subarray(0, all.checkRings(1, out))], [v2], 'checkRings, checks = 1: at once, only the wedged V2 port');
       assert.ok(await rearmed(v2));
       write([17].map(plain));
       assert.is((await collect(v2, 1, 64)).length, 1);
       assert.is(offloadStats(v2).rxRingStalls, 2);
+      assert.is(all.checkRings(1, out), 0, 'healthy again');
+      // and every packet port's interface MTU in one call (linkMtus), as the interface has it
+      N.ip('link', 'set', 'gw0', 'mtu', '1280');
+      const mtus = new Uint32Array(1024);
+      all.linkMtus(mtus);
+      assert.equal([mtus[v2], mtus[v3]], [1280, 1280]);
     } finally {
       if (v2 >= 0) { native.unpoll(v2); native.close(v2); }
       if (v3 >= 0) native.close(v3);

@@ -4,6 +4,13 @@
 // temp file) often save by writing a new file and renaming it over the old one, which leaves a
 // watch on the old inode deaf. Events are debounced because one save produces several events
 // (truncate, write, rename...) and the file may be briefly missing or half-written in between.
+//
+// A writer that writes the file in place (not a temp file renamed over it) and pauses longer than
+// the debounce leaves a valid YAML prefix for a while: applied, it would withdraw every pod, pool
+// or node behind the cut. So a reload that leaves fewer objects than the snapshot in force is held
+// until the file has not changed for `shrinkSettleMs` (default 2 s; re-read and compared, a change
+// meanwhile starts the wait again); one that adds or edits objects applies after the debounce.
+// Only atomic replacement (write a temp file, rename it over) is safe against any pause: README.
 import { FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -13,6 +20,14 @@ import { ClusterSnapshot, parseClusterYaml } from './snapshot';
 export interface FileDatastoreOptions {
   /** Quiet time after the last file event before re-reading (default 100 ms). */
   readonly debounceMs?: number;
+  /** How long the file must stay unchanged before a reload that removes objects applies
+   * (default 2000 ms; see the file comment). */
+  readonly shrinkSettleMs?: number;
+}
+
+/** Objects a snapshot holds (every kind a file can carry). */
+function objectCount(s: ClusterSnapshot): number {
+  return s.ipPools.length + s.nodes.length + s.blockAffinities.length + s.workloadEndpoints.length + (s.bgpConfigurations?.length ?? 0) + (s.bgpPeers?.length ?? 0);
 }
 
 /** Reads and validates a file once, without watching. Errors name the file as given. */
@@ -28,6 +43,9 @@ export async function loadClusterFile(filePath: string): Promise<ClusterSnapshot
 
 export class FileDatastore extends DatastoreEvents implements Datastore {
   private readonly debounceMs: number;
+  private readonly shrinkSettleMs: number;
+  /** Ends a shrink hold's wait early (close). */
+  private wake: (() => void) | undefined;
   private snapshot: ClusterSnapshot | undefined;
   private watcher: FSWatcher | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
@@ -39,6 +57,7 @@ export class FileDatastore extends DatastoreEvents implements Datastore {
   constructor(readonly filePath: string, options: FileDatastoreOptions = {}) {
     super();
     this.debounceMs = options.debounceMs ?? 100;
+    this.shrinkSettleMs = options.shrinkSettleMs ?? 2000;
   }
 
   async start(): Promise<ClusterSnapshot> {
@@ -73,6 +92,7 @@ export class FileDatastore extends DatastoreEvents implements Datastore {
     this.debounceTimer = undefined;
     this.watcher?.close();
     this.watcher = undefined;
+    this.wake?.();
     await this.reloading;
   }
 
@@ -119,8 +139,38 @@ export class FileDatastore extends DatastoreEvents implements Datastore {
       this.emitError(err as Error); // the last good snapshot stays in force
       return;
     }
+    // Fewer objects than in force: maybe a writer's valid prefix. Applied only once the file has
+    // stayed the same for shrinkSettleMs; a change meanwhile is read and judged afresh.
+    if (this.snapshot && objectCount(next) < objectCount(this.snapshot) && !(await this.settled(text))) return;
     this.snapshot = next;
     this.emitSnapshot(next);
+  }
+
+  /** Waits shrinkSettleMs (less when closed): whether the file still holds `text`. When not, the
+   * change is judged afresh by one more reload. */
+  private async settled(text: string): Promise<boolean> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, this.shrinkSettleMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+    if (this.closed) return false;
+    let now: string;
+    try {
+      now = await this.readText();
+    } catch {
+      now = '';
+    }
+    if (now === text) return true;
+    this.lastSeenText = undefined;
+    this.reloadAgain = true;
+    return false;
   }
 
   private async readText(): Promise<string> {

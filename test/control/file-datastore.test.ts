@@ -146,4 +146,31 @@ test('start() rejects an invalid initial file; close() stops delivery', async ()
   assert.is(calls, 0);
 });
 
+
+test('a write that pauses with a valid prefix in the file (fewer objects) is held until the file settles; a real removal applies after the settle time', async () => {
+  const three = [node('node1', '10.99.0.1/24', '10.244.0.0'), node('node2', '10.99.0.2/24', '10.244.1.0'), node('node3', '10.99.0.3/24', '10.244.2.0')];
+  const full = yamlOf(pool('p', '10.244.0.0/16', { vxlanMode: 'Always' }), ...three);
+  const file = tempFile(full);
+  const store = new FileDatastore(file, { debounceMs: 30, shrinkSettleMs: 1000 });
+  stores.push(store);
+  await store.start();
+  const seen: number[] = [];
+  store.onSnapshot((s) => seen.push(s.nodes.length));
+  // an in-place writer: the first documents, a pause longer than the debounce, then the rest
+  const edited = yamlOf(pool('p', '10.244.0.0/16', { vxlanMode: 'CrossSubnet' }), ...three);
+  const prefix = yamlOf(pool('p', '10.244.0.0/16', { vxlanMode: 'CrossSubnet' }), three[0]!);
+  const whole = next<ClusterSnapshot>((fn) => store.onSnapshot(fn), 'snapshot');
+  writeFileSync(file, prefix);
+  await new Promise((r) => setTimeout(r, 400));
+  writeFileSync(file, edited);
+  const s = await whole;
+  assert.is(s.nodes.length, 3);
+  assert.is(s.ipPools[0]!.spec.vxlanMode, 'CrossSubnet');
+  assert.equal(seen, [3], 'the prefix was never applied');
+  // a removal that stays: applied once the file has been still for the settle time
+  const removed = next<ClusterSnapshot>((fn) => store.onSnapshot(fn), 'snapshot');
+  writeFileSync(file, prefix);
+  assert.is((await removed).nodes.length, 1);
+  assert.equal(seen, [3, 1]);
+});
 test.run();

@@ -8,24 +8,73 @@
 // uvu 0.5 prints "Total" (tests that ran, skipped ones NOT included), "Passed" and "Skipped"
 // (test.skip plus tests left out by test.only), so a file's failures are Total - Passed.
 //
-// Usage: node scripts/run-tests.js [regex]   (regex filters files by path relative to the root)
+// Usage: node scripts/run-tests.js [--jobs N] [--save-durations] [regex]
+//   regex             filters files by path relative to the root
+//   --jobs N, -j N    how many files run at once (default PODWAY_TEST_JOBS, else DEFAULT_JOBS);
+//                     --jobs 1 runs them one after the other, in path order
+//   --save-durations  writes the wall time of each file that passed into DURATIONS_FILE
 // PODWAY_TEST_ROOT=dir runs the *.test.js files under dir instead of dist/test (the runner's own
 // self-test uses it).
-const { spawnSync } = require('node:child_process');
+//
+// Files run concurrently must not get in each other's way. A test file declares what it shares
+// with others in a line comment at its top (before any code; tsc keeps it in dist):
+//   // test-resources: podman, cni-cache   files naming a common resource never overlap
+//   // test-exclusive                      the file runs alone (before the others start)
+// Longest first (expected times from DURATIONS_FILE), so the last files to finish are short ones.
+// Each file's line is printed when it ends (wall and CPU seconds); a failing file's output follows
+// its line as one block. CPU is user+system of the file's process and of every process it waited
+// for (its children: podway, etcd, BIRD, ...), as the shell's `times` reports them.
+const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { HOOK_ERROR_MARK } = require('./uvu-hook-errors');
 
 const root = process.env.PODWAY_TEST_ROOT
   ? path.resolve(process.env.PODWAY_TEST_ROOT)
   : path.resolve(__dirname, '..', 'dist', 'test');
-const filter = process.argv[2] ? new RegExp(process.argv[2]) : null;
+// Measured on the 2-vCPU CI kind of machine (README, "Tests"): most slow files wait (podway
+// starts, BGP retries, etcd, timers), so 3 at once keeps both CPUs busy without starving them.
+const DEFAULT_JOBS = 3;
+// Expected wall seconds per file (relative path -> seconds), for longest-first; refreshed with
+// --save-durations. Files missing from it count as NEW_FILE_SECONDS.
+const DURATIONS_FILE = path.join(__dirname, 'test-durations.json');
+const NEW_FILE_SECONDS = 10;
 // A bound on a hung file, not on a slow one: the longest e2e files take 200 s on a loaded 2-CPU
 // host (a podway start alone took 20 s there), and a timed-out file fails as a whole.
 const FILE_TIMEOUT_MS = 600_000;
 // Wraps uvu's hook registration so a throwing before/after hook is printed (uvu drops it).
 const hookReporter = path.join(__dirname, 'uvu-hook-errors.js');
 const isRoot = !process.getuid || process.getuid() === 0;
+
+function usage(msg) {
+  console.error(`${msg}\nusage: node scripts/run-tests.js [--jobs N] [--save-durations] [regex]`);
+  console.log('0 passed, 1 failed');
+  process.exit(2);
+}
+
+function parseJobs(text, from) {
+  if (!/^[1-9][0-9]*$/.test(String(text))) usage(`${from}: expected a whole number of files at once (1 or more), got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+let jobs = process.env.PODWAY_TEST_JOBS ? parseJobs(process.env.PODWAY_TEST_JOBS, 'PODWAY_TEST_JOBS') : DEFAULT_JOBS;
+let saveDurations = false;
+let filter = null;
+{
+  const args = process.argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--jobs' || a === '-j') {
+      if (i + 1 >= args.length) usage(`${a}: missing the number of files at once`);
+      jobs = parseJobs(args[++i], a);
+    } else if (a.startsWith('--jobs=')) jobs = parseJobs(a.slice(7), '--jobs');
+    else if (a === '--save-durations') saveDurations = true;
+    else if (a.startsWith('-') && a.length > 1) usage(`unknown option ${a}`);
+    else if (filter) usage(`one filter only (got ${JSON.stringify(filter.source)} and ${JSON.stringify(a)})`);
+    else filter = new RegExp(a);
+  }
+}
 
 function walk(dir) {
   const out = [];
@@ -37,57 +86,240 @@ function walk(dir) {
   return out.sort();
 }
 
+/**
+ * What a file declares in its leading comments: `// test-resources: a, b` and `// test-exclusive`.
+ * Only the comment block before the first line of code counts (a test may hold such text in a
+ * string, as the runner's own self-test does).
+ */
+function declarations(file) {
+  const resources = new Set();
+  let exclusive = false;
+  let inBlock = false;
+  for (const raw of fs.readFileSync(file, 'utf8').split('\n')) {
+    const line = raw.trim();
+    if (inBlock) {
+      if (line.includes('*/')) inBlock = false;
+      continue;
+    }
+    if (line === '' || line === '"use strict";' || line === "'use strict';" || line.startsWith('#!')) continue;
+    if (line.startsWith('/*')) {
+      inBlock = !line.includes('*/');
+      continue;
+    }
+    if (!line.startsWith('//')) break;
+    const m = /^\/\/\s*test-(resources|exclusive)\b:?\s*(.*)$/.exec(line);
+    if (!m) continue;
+    if (m[1] === 'exclusive') exclusive = true;
+    else for (const r of m[2].split(/[\s,]+/)) if (r) resources.add(r);
+  }
+  return { resources, exclusive };
+}
+
 /** The last uvu summary number called `label` in a file's output, or null if it never reported. */
 function summary(out, label) {
   const all = [...out.matchAll(new RegExp(`^\\s*${label}:\\s+(\\d+)`, 'gm'))];
   return all.length ? Number(all[all.length - 1][1]) : null;
 }
 
-if (!fs.existsSync(root)) {
-  console.error(`no compiled tests in ${path.relative(process.cwd(), root) || root}: run \`npm run build\` first`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-}
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-const failedFiles = [];
-const rootFiles = []; // failed files whose output says they need root (only counted when not root)
-for (const file of walk(root)) {
-  const rel = path.relative(root, file);
-  if (filter && !filter.test(rel)) continue;
-  const t0 = Date.now();
-  const r = spawnSync(process.execPath, ['-r', hookReporter, file], {
-    encoding: 'utf8',
-    timeout: FILE_TIMEOUT_MS,
-    env: { ...process.env, FORCE_COLOR: '0' },
-  });
-  const out = (r.stdout || '') + (r.stderr || '');
-  const total = summary(out, 'Total');
-  const p = summary(out, 'Passed') ?? 0;
-  const s = summary(out, 'Skipped') ?? 0;
-  let f = total === null ? 0 : Math.max(0, total - p);
-  const hookError = out.includes(HOOK_ERROR_MARK);
-  // Crashed, timed out or hook failed without uvu counting a failure: still a failure.
-  if ((r.status !== 0 || hookError || total === null) && f === 0) f = 1;
-  passed += p;
-  failed += f;
-  skipped += s;
-  const secs = ((Date.now() - t0) / 1000).toFixed(1);
-  console.log(`${f ? 'FAIL' : 'ok  '} ${rel} (${p} passed, ${f} failed${s ? `, ${s} skipped` : ''}, ${secs}s)`);
-  if (f || r.status !== 0) {
-    if (f) failedFiles.push(rel);
-    process.stdout.write(out.split('\n').map((l) => '    ' + l).join('\n') + '\n');
-    if (r.error) console.log('    ' + r.error.message);
-    else if (r.status === null) console.log(`    killed by ${r.signal}`);
-    else if (r.status !== 0) console.log(`    exit status ${r.status}`);
-    if (!isRoot && f && /needs? root/i.test(out)) rootFiles.push(rel);
+function readDurations() {
+  try {
+    return JSON.parse(fs.readFileSync(DURATIONS_FILE, 'utf8'));
+  } catch {
+    return {}; // none yet (or a copy of the runner without it): path order among equals
   }
 }
-if (failedFiles.length) console.log('failed files: ' + failedFiles.join(', '));
-if (rootFiles.length) {
-  const n = rootFiles.length;
-  console.log(`note: not root: ${n} ${n === 1 ? 'file needs' : 'files need'} root (network namespaces) and failed for that reason: ${rootFiles.join(', ')}`);
+
+/** Seconds of `times` output ("0m1.790000s 0m0.060000s"): user + system of the waited children. */
+function cpuSeconds(timesOut) {
+  const lines = timesOut.trim().split('\n');
+  const m = lines.length >= 2 ? [...lines[1].matchAll(/(\d+)m([\d.]+)s/g)] : [];
+  if (m.length !== 2) return null;
+  return m.reduce((s, x) => s + Number(x[1]) * 60 + Number(x[2]), 0);
 }
-console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-process.exit(failed ? 1 : 0);
+
+const SIGNAL_NAMES = Object.fromEntries(Object.entries(os.constants.signals).map(([k, v]) => [v, k]));
+
+/**
+ * Runs one file: `sh` starts node on it and, when it ends, writes `times` (the CPU of node and of
+ * all it waited for) on fd 3, which node itself does not get. The shell leads a process group of
+ * its own, so a timeout ends everything the file started that is still in that group.
+ */
+function runFile(file) {
+  return new Promise((resolve) => {
+    const script = '"$@" 3>&-; s=$?; times >&3; exit $s';
+    const child = spawn('/bin/sh', ['-c', script, 'sh', process.execPath, '-r', hookReporter, file], {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      env: { ...process.env, FORCE_COLOR: '0' },
+      detached: true,
+    });
+    running.add(child);
+    const t0 = process.hrtime.bigint();
+    let out = '';
+    let times = '';
+    let timedOut = false;
+    let exited = null;
+    child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (out += d));
+    child.stdio[3].setEncoding('utf8').on('data', (d) => (times += d));
+    const killGroup = (sig) => {
+      try {
+        process.kill(-child.pid, sig);
+      } catch {
+        /* the group is gone */
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup('SIGTERM');
+      setTimeout(() => killGroup('SIGKILL'), 5000).unref();
+    }, FILE_TIMEOUT_MS);
+    let closeWait = null;
+    const finish = () => {
+      if (!exited) return;
+      clearTimeout(timer);
+      clearTimeout(closeWait);
+      running.delete(child);
+      const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+      resolve({ out, wallS, cpuS: cpuSeconds(times), code: exited.code, signal: exited.signal, timedOut, error: exited.error });
+    };
+    child.once('error', (error) => {
+      exited = { code: null, signal: null, error };
+      finish();
+    });
+    child.once('exit', (code, signal) => {
+      exited = { code, signal };
+      // Output still in the pipes comes before 'close'; a process the file left running that
+      // still holds them must not hold the run: 5 s, then what was read is what counts.
+      closeWait = setTimeout(() => {
+        for (const s of child.stdio) if (s) s.destroy();
+        out += '\n(a process this file started still held its output open after it ended)\n';
+        finish();
+      }, 5000);
+    });
+    child.once('close', () => finish());
+  });
+}
+
+const running = new Set();
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    // The files run in process groups of their own: pass the signal on, as a terminal would.
+    for (const c of running) try { process.kill(-c.pid, sig); } catch { /* gone */ }
+    process.exit(130);
+  });
+}
+
+async function main() {
+  if (!fs.existsSync(root)) {
+    console.error(`no compiled tests in ${path.relative(process.cwd(), root) || root}: run \`npm run build\` first`);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  const expected = readDurations();
+  const files = walk(root)
+    .map((file) => ({ file, rel: path.relative(root, file) }))
+    .filter((f) => !filter || filter.test(f.rel))
+    .map((f) => ({ ...f, ...declarations(f.file), expectS: expected[f.rel] ?? NEW_FILE_SECONDS }));
+  // With one job: path order, as always. With more: longest first (ties by path), exclusive
+  // files before all others, each alone.
+  if (jobs > 1) files.sort((a, b) => b.expectS - a.expectS || (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  const pending = [...files.filter((f) => f.exclusive), ...files.filter((f) => !f.exclusive)];
+  if (jobs > 1 && files.length > 1) {
+    const nEx = files.filter((f) => f.exclusive).length;
+    console.log(`${files.length} files, ${jobs} at once${nEx ? ` (${nEx} exclusive, alone first)` : ''}; --jobs 1 runs them one by one`);
+  }
+
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  let cpuTotal = 0;
+  let cpuUnknown = 0;
+  let wallSum = 0;
+  const failedFiles = [];
+  const rootFiles = []; // failed files whose output says they need root (only counted when not root)
+  const measured = {};
+  const t0 = Date.now();
+
+  const report = (f, r) => {
+    const out = r.out;
+    const total = summary(out, 'Total');
+    const p = summary(out, 'Passed') ?? 0;
+    const s = summary(out, 'Skipped') ?? 0;
+    let nf = total === null ? 0 : Math.max(0, total - p);
+    const hookError = out.includes(HOOK_ERROR_MARK);
+    const bad = r.code !== 0 || r.error || r.timedOut;
+    // Crashed, timed out or hook failed without uvu counting a failure: still a failure.
+    if ((bad || hookError || total === null) && nf === 0) nf = 1;
+    passed += p;
+    failed += nf;
+    skipped += s;
+    wallSum += r.wallS;
+    if (r.cpuS === null) cpuUnknown++;
+    else cpuTotal += r.cpuS;
+    if (!nf) measured[f.rel] = Math.round(r.wallS * 10) / 10;
+    const cpu = r.cpuS === null ? '?' : r.cpuS.toFixed(1);
+    let text = `${nf ? 'FAIL' : 'ok  '} ${f.rel} (${p} passed, ${nf} failed${s ? `, ${s} skipped` : ''}, ${r.wallS.toFixed(1)}s, cpu ${cpu}s)\n`;
+    if (nf || bad) {
+      if (nf) failedFiles.push(f.rel);
+      text += out.split('\n').map((l) => '    ' + l).join('\n') + '\n';
+      if (r.error) text += `    ${r.error.message}\n`;
+      else if (r.timedOut) text += `    timed out after ${FILE_TIMEOUT_MS / 1000} s: its process group was killed\n`;
+      else if (r.signal) text += `    killed by ${r.signal}\n`;
+      else if (r.code > 128 && SIGNAL_NAMES[r.code - 128]) text += `    killed by ${SIGNAL_NAMES[r.code - 128]}\n`;
+      else if (r.code !== 0) text += `    exit status ${r.code}\n`;
+      if (!isRoot && nf && /needs? root/i.test(out)) rootFiles.push(f.rel);
+    }
+    process.stdout.write(text); // one write: a file's block is never split by another's
+  };
+
+  // The scheduler: start the first pending file (in the order above) that may run now, as long as
+  // fewer than `jobs` run. An exclusive file waits for an empty machine and holds it; a file
+  // waits while one sharing a resource with it runs (files behind it may start meanwhile).
+  const busy = new Set();
+  let exclusiveRunning = false;
+  let active = 0;
+  await new Promise((resolveAll) => {
+    const pump = () => {
+      while (active < jobs && !exclusiveRunning && pending.length) {
+        // exclusive files are all at the front: each waits for the others to end
+        const k = pending[0].exclusive
+          ? (active === 0 ? 0 : -1)
+          : pending.findIndex((f) => ![...f.resources].some((r) => busy.has(r)));
+        if (k < 0) break;
+        const [f] = pending.splice(k, 1);
+        active++;
+        if (f.exclusive) exclusiveRunning = true;
+        for (const r of f.resources) busy.add(r);
+        runFile(f.file).then((r) => {
+          active--;
+          if (f.exclusive) exclusiveRunning = false;
+          for (const x of f.resources) busy.delete(x);
+          report(f, r);
+          pump();
+        });
+      }
+      if (active === 0 && pending.length === 0) resolveAll();
+    };
+    pump();
+  });
+
+  const wall = (Date.now() - t0) / 1000;
+  if (files.length > 1) {
+    console.log(`wall ${wall.toFixed(1)}s for ${files.length} files at ${jobs} at once (their own wall times add up to ${wallSum.toFixed(1)}s); cpu ${cpuTotal.toFixed(1)}s${cpuUnknown ? ` (${cpuUnknown} not measured)` : ''}`);
+  }
+  if (saveDurations && Object.keys(measured).length) {
+    const all = { ...readDurations(), ...measured };
+    const sorted = Object.fromEntries(Object.keys(all).sort().map((k) => [k, all[k]]));
+    fs.writeFileSync(DURATIONS_FILE, JSON.stringify(sorted, null, 1) + '\n');
+    console.log(`durations of ${Object.keys(measured).length} files saved in ${path.relative(process.cwd(), DURATIONS_FILE)}`);
+  }
+  if (failedFiles.length) console.log('failed files: ' + failedFiles.join(', '));
+  if (rootFiles.length) {
+    const n = rootFiles.length;
+    console.log(`note: not root: ${n} ${n === 1 ? 'file needs' : 'files need'} root (network namespaces) and failed for that reason: ${rootFiles.join(', ')}`);
+  }
+  console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+  process.exit(failed ? 1 : 0);
+}
+
+main();

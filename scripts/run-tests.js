@@ -17,7 +17,8 @@
 // self-test uses it).
 //
 // Files run concurrently must not get in each other's way. A test file declares what it shares
-// with others in a line comment at its top (before any code; tsc keeps it in dist):
+// with others in a line comment among the comments at its top, before any code (read from its
+// TypeScript source):
 //   // test-resources: podman, cni-cache   files naming a common resource never overlap
 //   // test-exclusive                      the file runs alone (before the others start)
 // Longest first (expected times from DURATIONS_FILE), so the last files to finish are short ones.
@@ -87,6 +88,18 @@ function walk(dir) {
 }
 
 /**
+ * Where a compiled file's declarations are read: its TypeScript source (tsc moves leading comments
+ * below its module helpers), test/REL.ts for dist/test/REL.js or a .ts beside the .js; else the
+ * file itself (a plain .js test).
+ */
+function declaringSource(file) {
+  const rel = path.relative(root, file);
+  const candidates = [file.replace(/\.js$/, '.ts'), file];
+  if (!process.env.PODWAY_TEST_ROOT) candidates.unshift(path.join(__dirname, '..', 'test', rel.replace(/\.js$/, '.ts')));
+  return candidates.find((f) => fs.existsSync(f));
+}
+
+/**
  * What a file declares in its leading comments: `// test-resources: a, b` and `// test-exclusive`.
  * Only the comment block before the first line of code counts (a test may hold such text in a
  * string, as the runner's own self-test does).
@@ -95,7 +108,7 @@ function declarations(file) {
   const resources = new Set();
   let exclusive = false;
   let inBlock = false;
-  for (const raw of fs.readFileSync(file, 'utf8').split('\n')) {
+  for (const raw of fs.readFileSync(declaringSource(file), 'utf8').split('\n')) {
     const line = raw.trim();
     if (inBlock) {
       if (line.includes('*/')) inBlock = false;

@@ -46,7 +46,8 @@ process.exit(3);
 `,
 };
 
-interface RunResult { status: number | null; out: string; lines: string[] }
+/** `events`: the lines of events.log, which the files of `noting` write beside the test root. */
+interface RunResult { status: number | null; out: string; lines: string[]; events: string[] }
 
 /**
  * Copies package `name` and, recursively, its dependencies from the repo's node_modules into
@@ -76,7 +77,7 @@ function openUp(dir: string): void {
  * With `uid`, the runner runs as that user; the repo may not be readable to it (a checkout under
  * /root is not), so the runner's two scripts and uvu with its dependencies are copied in first.
  */
-function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number } = {}): RunResult {
+function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number; args?: string[] } = {}): RunResult {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `podway-runner-${TAG}-`));
   try {
     const tests = path.join(dir, 'tests');
@@ -95,17 +96,19 @@ function runOn(files: Record<string, string>, opts: { filter?: string; uid?: num
       fs.writeFileSync(path.join(tests, rel), text);
     }
     if (opts.uid !== undefined) openUp(dir);
-    const args = [runner, ...(opts.filter ? [opts.filter] : [])];
+    const args = [runner, ...(opts.args ?? []), ...(opts.filter ? [opts.filter] : [])];
     const r = spawnSync(process.execPath, args, {
       cwd: dir,
       encoding: 'utf8',
       timeout: 60_000,
-      env: { ...process.env, PODWAY_TEST_ROOT: tests, FORCE_COLOR: '0' },
+      env: { ...process.env, PODWAY_TEST_ROOT: tests, FORCE_COLOR: '0', PODWAY_TEST_JOBS: '' },
       ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
     });
     if (r.error) throw r.error;
     const out = r.stdout + r.stderr;
-    return { status: r.status, out, lines: r.stdout.trimEnd().split('\n') };
+    const log = path.join(dir, 'events.log');
+    const events = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n') : [];
+    return { status: r.status, out, lines: r.stdout.trimEnd().split('\n'), events };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -173,6 +176,79 @@ test.run();
   assert.is(res.status, 1, res.out);
   assert.ok(res.out.includes('note: not root: 1 file needs root (network namespaces) and failed for that reason: netns.test.js'), res.out);
   assert.is(res.lines[res.lines.length - 1], '2 passed, 1 failed', res.out);
+});
+
+/**
+ * A fake file that notes "start NAME" and "end NAME" in the run's log (events.log beside the test
+ * root), 400 ms apart; `head` is its leading comment lines (its declarations).
+ */
+function noting(name: string, head = ''): string {
+  return `${head}${HEADER}const fs = require('node:fs');
+const log = require('node:path').join(process.env.PODWAY_TEST_ROOT, '..', 'events.log');
+test('${name}', async () => {
+  fs.appendFileSync(log, 'start ${name}\\n');
+  await new Promise((r) => setTimeout(r, 400));
+  fs.appendFileSync(log, 'end ${name}\\n');
+});
+test.run();
+`;
+}
+
+test('--jobs N runs files at once; files naming a common test-resources never overlap; a test-exclusive file runs alone', () => {
+  const files = {
+    'a/x.test.js': noting('x', '// test-resources: shared-thing\n'),
+    'a/y.test.js': noting('y', '// a comment first\n// test-resources: other, shared-thing\n'),
+    'b/free1.test.js': noting('free1'),
+    'b/free2.test.js': noting('free2'),
+    'c/alone.test.js': noting('alone', '/* a block\n comment */\n// test-exclusive\n'),
+  };
+  const res = runOn(files, { args: ['--jobs', '3'] });
+  assert.is(res.status, 0, res.out);
+  assert.is(res.lines[res.lines.length - 1], '5 passed, 0 failed', res.out);
+  assert.match(res.out, /5 files, 3 at once \(1 exclusive, alone first\)/);
+  assert.match(res.out, /wall [\d.]+s for 5 files at 3 at once/);
+  const log = res.events;
+  const at = (e: string) => log.indexOf(e);
+  for (const e of ['start x', 'end x', 'start y', 'end y', 'start free1', 'end free1', 'start free2', 'end free2', 'start alone', 'end alone']) assert.ok(at(e) >= 0, `${e} in ${log.join(', ')}`);
+  // exclusive: first, nothing else between its start and end
+  assert.is(at('start alone'), 0, log.join(', '));
+  assert.is(at('end alone'), 1, log.join(', '));
+  // x and y share a resource: one ends before the other starts
+  assert.ok(at('end x') < at('start y') || at('end y') < at('start x'), `x and y overlapped: ${log.join(', ')}`);
+  // the others did run at once: some file started while another was running
+  const overlapped = log.some((e, i) => e.startsWith('start') && log.slice(0, i).filter((x) => x.startsWith('start')).length > log.slice(0, i).filter((x) => x.startsWith('end')).length);
+  assert.ok(overlapped, `nothing ran at once: ${log.join(', ')}`);
+});
+
+test('--jobs 1 runs one file at a time, in path order; a bad --jobs is refused', () => {
+  const res = runOn({ 'b/two.test.js': noting('two'), 'a/one.test.js': noting('one'), 'c/three.test.js': noting('three') }, { args: ['--jobs', '1'] });
+  assert.is(res.status, 0, res.out);
+  const log = res.events;
+  assert.equal(log, ['start one', 'end one', 'start two', 'end two', 'start three', 'end three']);
+  for (const bad of [['--jobs', '0'], ['--jobs', 'two'], ['--jobs']]) {
+    const r = runOn({ 'a/one.test.js': noting('one') }, { args: bad });
+    assert.is(r.status, 2, r.out);
+    assert.match(r.out, /--jobs/);
+    assert.is(r.lines[r.lines.length - 1], '0 passed, 1 failed', r.out);
+  }
+});
+
+test('each file\'s line shows its wall and CPU seconds, its children\'s CPU included', () => {
+  // burns 0.5 s of CPU in a child process it waits for, and little itself
+  const burn = `${HEADER}const { spawnSync } = require('node:child_process');
+test('burn', () => {
+  const r = spawnSync(process.execPath, ['-e', 'const t = process.cpuUsage(); while (process.cpuUsage(t).user + process.cpuUsage(t).system < 500000);']);
+  assert.is(r.status, 0);
+});
+test.run();
+`;
+  const res = runOn({ 'burn.test.js': burn });
+  assert.is(res.status, 0, res.out);
+  const m = /^ok {3}burn\.test\.js \(1 passed, 0 failed, ([\d.]+)s, cpu ([\d.]+)s\)$/.exec(fileLine(res, 'burn.test.js'));
+  assert.ok(m, fileLine(res, 'burn.test.js'));
+  const [wall, cpu] = [Number(m![1]), Number(m![2])];
+  assert.ok(cpu >= 0.5, `cpu ${cpu} s counts the child's 0.5 s`);
+  assert.ok(wall >= 0.5, `wall ${wall} s`);
 });
 
 test.run();

@@ -8,11 +8,12 @@
 // uvu 0.5 prints "Total" (tests that ran, skipped ones NOT included), "Passed" and "Skipped"
 // (test.skip plus tests left out by test.only), so a file's failures are Total - Passed.
 //
-// Usage: node scripts/run-tests.js [--jobs N] [--save-durations] [regex]
+// Usage: node scripts/run-tests.js [--jobs N] [--save-durations] [--list] [regex]
 //   regex             filters files by path relative to the root
 //   --jobs N, -j N    how many files run at once (default PODWAY_TEST_JOBS, else DEFAULT_JOBS);
 //                     --jobs 1 runs them one after the other, in path order
 //   --save-durations  writes the wall time of each file that passed into DURATIONS_FILE
+//   --list            prints the files in the order they would start, with their declarations
 // PODWAY_TEST_ROOT=dir runs the *.test.js files under dir instead of dist/test (the runner's own
 // self-test uses it).
 //
@@ -49,7 +50,7 @@ const hookReporter = path.join(__dirname, 'uvu-hook-errors.js');
 const isRoot = !process.getuid || process.getuid() === 0;
 
 function usage(msg) {
-  console.error(`${msg}\nusage: node scripts/run-tests.js [--jobs N] [--save-durations] [regex]`);
+  console.error(`${msg}\nusage: node scripts/run-tests.js [--jobs N] [--save-durations] [--list] [regex]`);
   console.log('0 passed, 1 failed');
   process.exit(2);
 }
@@ -61,6 +62,7 @@ function parseJobs(text, from) {
 
 let jobs = process.env.PODWAY_TEST_JOBS ? parseJobs(process.env.PODWAY_TEST_JOBS, 'PODWAY_TEST_JOBS') : DEFAULT_JOBS;
 let saveDurations = false;
+let listOnly = false;
 let filter = null;
 {
   const args = process.argv.slice(2);
@@ -71,6 +73,7 @@ let filter = null;
       jobs = parseJobs(args[++i], a);
     } else if (a.startsWith('--jobs=')) jobs = parseJobs(a.slice(7), '--jobs');
     else if (a === '--save-durations') saveDurations = true;
+    else if (a === '--list') listOnly = true;
     else if (a.startsWith('-') && a.length > 1) usage(`unknown option ${a}`);
     else if (filter) usage(`one filter only (got ${JSON.stringify(filter.source)} and ${JSON.stringify(a)})`);
     else filter = new RegExp(a);
@@ -237,6 +240,13 @@ async function main() {
   // files before all others, each alone.
   if (jobs > 1) files.sort((a, b) => b.expectS - a.expectS || (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
   const pending = [...files.filter((f) => f.exclusive), ...files.filter((f) => !f.exclusive)];
+  if (listOnly) {
+    for (const f of pending) {
+      const decl = [...(f.exclusive ? ['exclusive'] : []), ...[...f.resources].map((r) => `resource ${r}`)];
+      console.log(`${f.rel} (expected ${f.expectS}s${decl.length ? `; ${decl.join(', ')}` : ''})`);
+    }
+    return;
+  }
   if (jobs > 1 && files.length > 1) {
     const nEx = files.filter((f) => f.exclusive).length;
     console.log(`${files.length} files, ${jobs} at once${nEx ? ` (${nEx} exclusive, alone first)` : ''}; --jobs 1 runs them one by one`);

@@ -10,6 +10,9 @@
  *   - `podman rm` releases the address and removes the endpoint and the veth; `podway ipam check`
  *     is clean and podway forgets the endpoint.
  */
+// test-resources: podman
+// (podman makes libcni's cache directories /var/lib/cni/results when missing, and this file
+// removes those it made once empty: another podman file at the same time could lose them.)
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';

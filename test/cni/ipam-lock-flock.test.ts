@@ -6,6 +6,10 @@
  * for it never overlap; an abort ends a wait and leaves no ticket; a legacy (link(2)) waiter of
  * an older podway waits for a new holder. Root (unshare, network namespaces).
  */
+// test-exclusive
+// (its lock waiters are node processes with 20 s lock timeouts, started one after another: at load
+// 15 with two other files beside it, the waiter meant to sweep a killed one's token started too
+// late for the test's 30 s wait; alone, as before the runner ran files at once)
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ChildProcess, spawn } from 'node:child_process';

@@ -258,6 +258,7 @@ export function buildProgram(): Command {
     // the datastore and its clusterGUID (ClusterInformation default) as the registration saw it
     if (s.datastoreSource) lines.push(`datastore ${s.datastoreSource}${s.clusterGuid ? ` (clusterGUID ${shortGuid(s.clusterGuid)})` : ''}`);
     // ClusterInformation default's datastoreReady: false, as the last registration read it
+    if (s.datastoreRejected) lines.push(`datastore ${s.datastoreSource ?? ''} rejected since ${s.datastoreRejected.since}: ${s.datastoreRejected.error}; running on the last good state`);
     if (s.datastoreLocked) lines.push(`datastore locked: ClusterInformation default has datastoreReady: false (read ${s.datastoreLocked.checkedAt}; e.g. \`calicoctl datastore migrate lock\`): Calico's Felix and CNI plugin wait until it is unlocked (\`calicoctl datastore migrate unlock\`); podway forwards on and does not unlock it`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
     return lines.filter((l) => l !== null).join('\n') + '\n';

@@ -407,6 +407,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // last registration read it, and when (podway status): Calico's Felix and CNI plugin wait while
     // it is locked, so an operator sees why the cluster may not change.
     let datastoreLocked: { checkedAt: string } | null = null;
+    // A file: datastore's edit refused (invalid YAML, a field): forwarding goes on with the last good
+    // state, readiness unchanged; status says so until a good edit (or the same error's since stays).
+    let datastoreRejected: { since: string; error: string } | null = null;
     const onDatastoreLocked = (locked: boolean): void => { datastoreLocked = locked ? { checkedAt: new Date().toISOString() } : null; };
     const startDatastore = async (): Promise<FirstModel> => {
       datastoreDown(`joining ${specText}`);
@@ -633,7 +636,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       status: async () => {
         const r = await health.report();
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString() } : null;
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, cachedModel, cniPendingDel: replayer?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, cachedModel, cniPendingDel: replayer?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected };
       },
       commands: {
         'log-level': (req) => {
@@ -875,6 +878,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     };
     const handleModelMessage = (m: ModelMessage) => {
       nodeMetrics?.datastoreEvent(m.type);
+      if (spec.kind === 'file') {
+        if (m.type === 'error' && !m.message.startsWith('bgp: ')) datastoreRejected = { since: datastoreRejected?.since ?? new Date().toISOString(), error: m.message };
+        else if ((m.type === 'model' || m.type === 'unchanged') && m.cause !== 'bgp') datastoreRejected = null;
+      }
       if (m.type === 'model' || m.type === 'unchanged') {
         nodeMetrics?.computed(m.ms / 1000);
         // On the cache until one of the datastore's models is applied (applyModel says in sync then).

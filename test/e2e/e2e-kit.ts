@@ -195,8 +195,8 @@ export async function routes(n: LabNode): Promise<RouteRow[]> {
   return (await controlRequest(n.control, { cmd: 'routes' }, 5000)) as RouteRow[];
 }
 
-export async function status(n: LabNode): Promise<{ modelsApplied: number; routes: number; endpoints: number; withheld: unknown[] }> {
-  return (await controlRequest(n.control, { cmd: 'status' }, 5000)) as { modelsApplied: number; routes: number; endpoints: number; withheld: unknown[] };
+export async function status(n: LabNode): Promise<{ modelsApplied: number; routes: number; endpoints: number; withheld: unknown[]; ready?: boolean; datastoreRejected?: { since: string; error: string } | null }> {
+  return (await controlRequest(n.control, { cmd: 'status' }, 5000)) as { modelsApplied: number; routes: number; endpoints: number; withheld: unknown[]; ready?: boolean; datastoreRejected?: { since: string; error: string } | null };
 }
 
 export async function kindOf(n: LabNode, cidr: string): Promise<string | undefined> {

@@ -206,6 +206,10 @@ test('bad edits are rejected with file/document/field named; forwarding goes on;
     let p = ping(lab, 'web-1', lab.pod('web-2').ip, 5);
     assert.is(p.loss, 0, `forwarding after invalid YAML: ${JSON.stringify(p)}`);
     assert.is(await kindOf(n1, n2block), 'vxlan');
+    // status says the file is rejected (not only the log); readiness is unchanged (forwarding on)
+    const st1 = await status(n1);
+    assert.match(st1.datastoreRejected?.error ?? '', /document 3\b/, JSON.stringify(st1.datastoreRejected));
+    assert.is(st1.ready, true);
 
     // 2. valid YAML, invalid value
     mark = n1.log.length;
@@ -221,6 +225,9 @@ test('bad edits are rejected with file/document/field named; forwarding goes on;
     assert.is(p.loss, 0, `forwarding after vxlanMode: Sometimes: ${JSON.stringify(p)}`);
     assert.is(await kindOf(n1, n2block), 'vxlan');
     assert.is((await status(n1)).modelsApplied, applied, 'a rejected edit must not be applied');
+    const st2 = await status(n1);
+    assert.match(st2.datastoreRejected?.error ?? '', /vxlanMode/);
+    assert.is(st2.datastoreRejected?.since, st1.datastoreRejected?.since, 'rejected since the first bad edit');
 
     // 3. valid YAML, but the node itself vanishes from the file: the model cannot be computed
     mark = n1.log.length;
@@ -235,6 +242,7 @@ test('bad edits are rejected with file/document/field named; forwarding goes on;
     await waitKind(lab, 'node1', n2block, 'ipip');
     await waitKind(lab, 'node2', lab.node('node1').block, 'ipip');
     assert.ok((await status(n1)).modelsApplied > applied);
+    assert.is((await status(n1)).datastoreRejected, null, 'a good edit clears it');
     p = ping(lab, 'web-1', lab.pod('web-2').ip, 5);
     assert.is(p.loss, 0, `after the fix: ${JSON.stringify(p)}`);
     assert.is(p.ttl, 62);

@@ -9,7 +9,7 @@
  * ControlExtras.
  */
 import * as net from 'node:net';
-import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import type { Engine } from './engine';
@@ -189,7 +189,7 @@ function openControlServer(sockPath: string, target: () => ControlTarget | null,
 function prepareSocketDir(dir: string, ownerUid: number): string | null {
   let created: string | undefined;
   try {
-    created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+    created = mkdirParents(dir, 0o700);
     if (created !== undefined) chmodSync(dir, 0o700);
   } catch (e) {
     return `cannot create the control socket directory ${dir}: ${(e as Error).message}`;
@@ -205,6 +205,27 @@ function prepareSocketDir(dir: string, ownerUid: number): string | null {
     return `the control socket directory ${dir} is owned by uid ${st.uid}, not by this podway's uid ${ownerUid}; refusing to use it`;
   }
   return null;
+}
+
+/**
+ * mkdirSync(dir, { recursive: true }) without its endless retry: Node's loops for ever (100% CPU)
+ * where mkdir says ENOENT although the parent exists (under /proc: `--control /proc/nope/n.sock`).
+ * The missing directories are made one at a time from the deepest existing one, so such a refusal
+ * throws (ENOENT naming the directory). Returns the first directory made, as mkdirSync does.
+ */
+function mkdirParents(dir: string, mode: number): string | undefined {
+  const missing: string[] = [];
+  let cur = path.resolve(dir);
+  while (!existsSync(cur)) {
+    missing.unshift(cur);
+    const up = path.dirname(cur);
+    if (up === cur) break;
+    cur = up;
+  }
+  // a file (not a directory) in the way: Node's own error (EEXIST, ENOTDIR), which does not loop
+  if (missing.length === 0 || !statSync(cur).isDirectory()) return mkdirSync(dir, { recursive: true, mode });
+  for (const d of missing) mkdirSync(d, { mode });
+  return missing[0];
 }
 
 /**

@@ -236,6 +236,13 @@ test('a directory owned by another uid, or a file where the directory should be,
     server = startControlServer(engine, path.join(notDir, 'x.sock'));
     const err = await outcome(server);
     assert.ok(err?.message.startsWith(`cannot create the control socket directory ${notDir}: `), err?.message);
+
+    // where mkdir says ENOENT under an existing parent (/proc), Node's recursive mkdir loops for
+    // ever at 100% CPU: refused at once, naming the directory
+    const procDir = `/proc/podway-nope-${process.pid}`;
+    server = startControlServer(engine, path.join(procDir, 'n.sock'));
+    const err2 = await outcome(server);
+    assert.ok(err2?.message.startsWith(`cannot create the control socket directory ${procDir}: ENOENT`), err2?.message);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -9,3 +9,46 @@ export function table(rows: Record<string, unknown>[], columns?: string[]): stri
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd();
   return [line(cols.map((c) => c.toUpperCase())), ...rows.map((r) => line(cols.map((c) => cell(r[c]))))].join('\n') + '\n';
 }
+
+/**
+ * A list for a one-line status field: all of it up to `max` items, else how many and the first
+ * `max` ("300: a, b, ... and 292 more (-o json lists all)"), so `podway status` stays short at
+ * scale; JSON keeps the whole list.
+ */
+export function listSummary(items: readonly string[], max = 8): string {
+  if (items.length <= max) return items.join(', ');
+  return `${items.length}: ${items.slice(0, max).join(', ')} and ${items.length - max} more (-o json lists all)`;
+}
+
+/**
+ * `podway status`'s host changes: a per-interface sysctl set alike on more than `examples`
+ * interfaces ("net.ipv6.conf.caliX.accept_ra=0 (was 1)" on every pod veth) is one line, with the
+ * count and the first few interfaces; every other change (`all`, `default`, one interface's) as it
+ * is, in first-seen order. JSON keeps one entry per change.
+ */
+export function summarizeHostChanges(changes: readonly string[], examples = 3): string[] {
+  const groups = new Map<string, { at: number[]; ifs: string[]; lines: string[] }>();
+  const out: { at: number; text: string }[] = [];
+  changes.forEach((c, i) => {
+    const m = /^(net\.ipv[46]\.conf\.)([^.=\s]+)(\..*)$/.exec(c);
+    if (m === null || m[2] === 'all' || m[2] === 'default') {
+      out.push({ at: i, text: c });
+      return;
+    }
+    const key = `${m[1]}\0${m[3]}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { at: [], ifs: [], lines: [] }));
+    g.at.push(i);
+    g.ifs.push(m[2]);
+    g.lines.push(c);
+  });
+  for (const [key, g] of groups) {
+    if (g.ifs.length <= examples) {
+      g.lines.forEach((text, k) => out.push({ at: g.at[k], text }));
+      continue;
+    }
+    const [pre, post] = key.split('\0');
+    out.push({ at: g.at[0], text: `${pre}IF${post} on ${g.ifs.length} interfaces: ${g.ifs.slice(0, examples).join(', ')} and ${g.ifs.length - examples} more (-o json lists all)` });
+  }
+  return out.sort((a, b) => a.at - b.at).map((o) => o.text);
+}

@@ -9,7 +9,7 @@ import { readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { DEFAULT_WORKERS, WORKERS_AUTO_MAX, parseWorkerSteer, parseWorkers } from './workers-option';
 import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
-import { table } from './format';
+import { table, listSummary, summarizeHostChanges } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
@@ -235,10 +235,10 @@ export function buildProgram(): Command {
       s.cachedModel ? `forwarding on the cached model from ${s.cachedModel.appliedAt} (${s.cachedModel.file}): the datastore has not answered since the start` : null,
       `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}`,
       `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,
-      `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${s.knownNodes.join(', ')}`,
+      `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${listSummary(s.knownNodes)}`,
       // IPv6 beside: its own line when the node has an address or routes of that family
       s.ipv6 && (s.ipv6.nodeIp || s.ipv6.routes > 0)
-        ? `ipv6: node ${s.ipv6.nodeIp ?? 'no address'}; vtep ${s.ipv6.vtep.ip ?? '-'} ${s.ipv6.vtep.mac}; ${s.ipv6.routes} routes; mtu: pod ${s.ipv6.podMtu}, vxlan ${s.ipv6.vxlanMtu}; known nodes: ${s.ipv6.knownNodes.join(', ') || '-'}`
+        ? `ipv6: node ${s.ipv6.nodeIp ?? 'no address'}; vtep ${s.ipv6.vtep.ip ?? '-'} ${s.ipv6.vtep.mac}; ${s.ipv6.routes} routes; mtu: pod ${s.ipv6.podMtu}, vxlan ${s.ipv6.vxlanMtu}; known nodes: ${listSummary(s.ipv6.knownNodes) || '-'}`
         : null,
     ];
     // the underlay link down or gone, and the node's address gone from a link that is up: two
@@ -247,7 +247,7 @@ export function buildProgram(): Command {
     if (s.nodeAddressMissing) lines.push(`node address missing: ${s.nodeAddressMissing}`);
     for (const w of s.withheld) lines.push(`withheld: ${w.cidr} via ${w.node}: ${w.reason}`);
     for (const w of s.waiting ?? []) lines.push(`waiting for: ${w}`);
-    for (const h of s.hostChanges) lines.push(`host: ${h}`);
+    for (const h of summarizeHostChanges(s.hostChanges)) lines.push(`host: ${h}`);
     if (s.nat?.table) lines.push(`nat: table ${s.nat.table}; natOutgoing from ${s.nat.natPools.join(', ') || 'no pool'}; ports ${s.nat.portRange}; udp timeout ${s.nat.udpTimeout.unreplied}/${s.nat.udpTimeout.replied} s; at most ${s.nat.maxFlows} flows${s.nat.lastError ? '; last error: ' + s.nat.lastError : ''}`);
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
     if (s.nat6?.table) lines.push(`nat6: table ${s.nat6.table}; natOutgoing from ${s.nat6.natPools.join(', ') || 'no pool'}; ports ${s.nat6.portRange}; udp timeout ${s.nat6.udpTimeout.unreplied}/${s.nat6.udpTimeout.replied} s; at most ${s.nat6.maxFlows} flows${s.nat6.lastError ? '; last error: ' + s.nat6.lastError : ''}`);

@@ -2,7 +2,7 @@
 // port's txRejected or txBacklog, which the engine adds only when non-zero) still shows.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { table } from '../../src/cli/format';
+import { table, listSummary, summarizeHostChanges } from '../../src/cli/format';
 
 test('columns are every row\'s keys in first-seen order, not only the first row\'s', () => {
   const out = table([
@@ -18,6 +18,20 @@ test('columns are every row\'s keys in first-seen order, not only the first row\
 test('explicit columns are kept as given; no rows is (none)', () => {
   assert.is(table([{ a: 1, b: 2 }], ['b']), 'B\n2\n');
   assert.is(table([]), '(none)\n');
+});
+
+test('status at scale: a sysctl set on every pod veth is one line with the count and examples; known nodes are counted past 8', () => {
+  const changes = ['net.ipv4.ip_forward=1 (was 0)', ...Array.from({ length: 300 }, (_, k) => `net.ipv6.conf.cali${k}.accept_ra=0 (was 1)`), 'net.ipv4.conf.all.rp_filter=0 (was 1)', 'net.ipv4.conf.tap1.proxy_arp=1 (was 0)'];
+  assert.equal(summarizeHostChanges(changes), [
+    'net.ipv4.ip_forward=1 (was 0)',
+    'net.ipv6.conf.IF.accept_ra=0 (was 1) on 300 interfaces: cali0, cali1, cali2 and 297 more (-o json lists all)',
+    'net.ipv4.conf.all.rp_filter=0 (was 1)',
+    'net.ipv4.conf.tap1.proxy_arp=1 (was 0)',
+  ]);
+  assert.equal(summarizeHostChanges(changes.slice(0, 3)), changes.slice(0, 3), 'a few are listed as they are');
+  const ips = Array.from({ length: 20 }, (_, k) => `10.0.0.${k + 1}`);
+  assert.is(listSummary(ips.slice(0, 3)), '10.0.0.1, 10.0.0.2, 10.0.0.3');
+  assert.is(listSummary(ips), '20: 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5, 10.0.0.6, 10.0.0.7, 10.0.0.8 and 12 more (-o json lists all)');
 });
 
 test.run();

@@ -1,6 +1,6 @@
 // `podway run`'s side of deferred CNI DELs (src/cni/pending-del.ts): the entries the plugin
-// spooled while etcd was unreachable are replayed once this node's datastore answers: at start,
-// when the datastore answers again after being away, and every minute. A pass handles at most
+// spooled while etcd was unreachable (or locked) are replayed once this node's datastore answers
+// and is not locked: at start, when the datastore answers again after being away, and every minute. A pass handles at most
 // MAX_PER_PASS entries, each under the plugin's host-wide IPAM lock (so an ADD of the same
 // container ID is not interleaved), and stops at the first "unreachable" (the next trigger tries
 // again), or at the first IPAM lock not taken in time (the holder will not be gone for the next
@@ -27,7 +27,7 @@ import { basename } from 'node:path';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { KvUnavailableError } from '../control/kv/kv';
 import { openKvStore } from '../control/kv/open';
-import { nodeKey } from '../control/ipam/keys';
+import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
 import { claimEntry, datastoreKey, entryDatastore, lastClusterId, putBack, readPending, releaseInStore, removePendingFile, SpooledEntry } from '../cni/pending-del';
 import { IpamLockAbortedError, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from '../cni/ipam-lock';
 import { DEFAULT_PENDING_DEL_DIR } from '../cni/config';
@@ -236,8 +236,11 @@ export class PendingDelReplayer {
     const kv = openKvStore(this.spec, { timeoutMs: KV_TIMEOUT_MS });
     try {
       // Which cluster this podway's datastore is (an unreachable one: the next trigger tries again).
+      // The same read says whether the datastore is locked (`calicoctl datastore migrate lock`):
+      // nothing is replayed into a locked store (the plugin refuses ADD and DEL then, as Calico's does).
       try {
-        await kv.get(nodeKey('podway-pending-del-replay'));
+        const ci = await kv.get(CLUSTER_INFORMATION_KEY);
+        if (ci && datastoreLockedIn(ci.value)) throw new Error(`datastore ${this.key} is locked (${DATASTORE_LOCKED_TEXT})`);
       } catch (err) {
         this.failedWith((err as Error).message);
         if (this.lastSaid.get('') !== this.lastError) this.log.warn(`deferred CNI DELs in ${this.dir} wait: ${this.lastError} (tried again on each pass)`);

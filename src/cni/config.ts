@@ -121,7 +121,8 @@ export function unhonouredSettings(raw: Record<string, unknown>): string[] {
   if (set(raw.require_mtu_file)) out.push('require_mtu_file: not implemented (podway takes "mtu" or derives it from the pools, it reads no MTU file)');
   if (set(raw.dataplane_options)) out.push('dataplane_options: not implemented (no gRPC dataplane)');
   if (set(raw.include_default_routes)) out.push('include_default_routes: not implemented (podway does not read host-local routes for calico-ipam)');
-  for (const k of ['etcd_discovery_srv', 'etcd_authority', 'etcd_scheme']) if (set(raw[k])) out.push(`${k}: not implemented (give "etcd_endpoints" or "datastore")`);
+  // Without "etcd_endpoints" or "datastore", the first two are refused (parseConfig).
+  for (const k of ['etcd_discovery_srv', 'etcd_authority', 'etcd_scheme']) if (set(raw[k])) out.push(`${k}: not read (podway uses "etcd_endpoints" or "datastore")`);
   if (set(raw.hostname) && raw.nodename === undefined && raw.nodename_file === undefined) out.push('hostname: the deprecated key is not read (set "nodename")');
   const args = isObject(raw.args) ? raw.args : {};
   if (set(args['org.apache.mesos'])) out.push('args.org.apache.mesos: not implemented (no Mesos labels on the endpoint)');
@@ -176,6 +177,16 @@ function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): { da
     throw bad(field, (e as Error).message);
   }
   if (parsed.kind === 'file') throw bad('datastore', 'file: is the read-only YAML datastore; the CNI plugin writes addresses and endpoints, so give etcd:URL or embedded:DIR');
+  // Calico finds its etcd by these keys when "etcd_endpoints" is not given; podway reads neither,
+  // so the pod would silently land in another datastore (the default one) than the one meant.
+  if (spec === undefined && endpoints === undefined) {
+    for (const k of ['etcd_discovery_srv', 'etcd_authority']) {
+      const v = optString(raw, k);
+      if (v === undefined) continue;
+      const where = parsed.kind === 'etcd' ? `etcd ${parsed.endpoints.join(',')}` : `embedded ${parsed.dir}`;
+      throw bad(k, `${JSON.stringify(v)} without "etcd_endpoints": podway does not read it (${k === 'etcd_discovery_srv' ? 'no DNS SRV lookup' : 'Calico\'s legacy host:port key'}), so the pod would land in ${where} (${field}) instead; give the etcd as "etcd_endpoints" (or podway's "datastore")`);
+    }
+  }
   return { datastore: parsed, datastoreField: field };
 }
 

@@ -28,6 +28,9 @@ export const CNI_CODES = {
   DATASTORE_FAILED: 104,
   /** The address the runtime asked for (CNI_ARGS IP, runtimeConfig.ips) cannot be given: outside the pools, in use, or in another node's block under strict affinity. */
   IP_UNAVAILABLE: 105,
+  /** ADD or DEL while the datastore is locked (ClusterInformation default datastoreReady: false):
+   * the code Calico's plugin answers with (libcni's skel gives a plain Go error 999). */
+  DATASTORE_LOCKED: 999,
 } as const;
 
 export class CniError extends Error {

@@ -23,6 +23,7 @@ import { formatIp, parseCidrOrIp, parseIp } from '../control/ipam/net';
 import { kindInfo } from '../control/calico-kinds';
 import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
 import { CALICO_API_VERSION } from '../control/resource-names';
+import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
 
 /** Annotation on the WorkloadEndpoints this plugin writes: which CNI network made it (GC keys on it). */
 export const NETWORK_ANNOTATION = 'cni.podway.io/network';
@@ -114,6 +115,29 @@ function noteCluster(conf: NetConf, kv: KvStore): void {
 /** The host-wide IPAM lock this network's config names (ipam-lock.ts). */
 function ipamLockOf(conf: NetConf): IpamLockOptions {
   return { file: conf.ipamLockFile, timeoutMs: conf.ipamLockTimeoutMs, setting: '"ipam_lock_file" in the network config' };
+}
+
+/** ADD or DEL refused because the datastore is locked (`calicoctl datastore migrate lock`). */
+class DatastoreLockedError extends CniError {}
+
+/**
+ * Calico's plugin reads ClusterInformation default at every ADD and DEL and refuses both while its
+ * datastoreReady is false ("Calico is currently not ready to process requests", code 999): the
+ * datastore is locked, e.g. for a migration, and a write now could be lost with the old store. The
+ * same here, with the same code, naming the lock and how to lift it. One read, whose answer also
+ * says the store is reachable (and which etcd cluster answered). A store without a ClusterInformation
+ * (no calico-node or podway run has registered there yet) is not locked here, where Calico's
+ * plugin fails ("error getting ClusterInformation").
+ */
+async function datastoreLock(kv: KvStore, conf: NetConf): Promise<DatastoreLockedError | null> {
+  const ci = await kv.get(CLUSTER_INFORMATION_KEY);
+  if (!ci || !datastoreLockedIn(ci.value)) return null;
+  return new DatastoreLockedError(CNI_CODES.DATASTORE_LOCKED, `Calico is currently not ready to process requests: datastore ${datastoreText(conf)} is locked (${DATASTORE_LOCKED_TEXT})`);
+}
+
+async function requireUnlocked(kv: KvStore, conf: NetConf): Promise<void> {
+  const locked = await datastoreLock(kv, conf);
+  if (locked) throw locked;
 }
 
 async function requireNode(kv: KvStore, conf: NetConf): Promise<void> {
@@ -322,6 +346,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
   // Checked before anything is made; a delegated IPAM plugin reads CNI_ARGS itself (host-local: IP=).
   const requested = conf.ipam ? null : requestedIps(env, conf);
   return withStore(conf, async (kv) => {
+    // Before anything is read for the pod or made: nothing is changed while the store is locked.
+    await requireUnlocked(kv, conf);
     const mtu = conf.mtu ?? (await poolMtu(kv));
     // Everything made so far, undone in reverse order when a later step fails.
     const undo: (() => unknown)[] = [];
@@ -529,9 +555,11 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   const kv = await openStore(conf);
   try {
     // Whether etcd answers, before the lock: DELs finding it down are deferred side by side, not
-    // one after another behind a lock each holds while waiting for etcd.
-    await kv.get(nodeKey(conf.nodename));
+    // one after another behind a lock each holds while waiting for etcd. The same read says
+    // whether the datastore is locked (`calicoctl datastore migrate lock`).
+    const locked = await datastoreLock(kv, conf);
     noteCluster(conf, kv);
+    if (locked) throw locked;
     // Under the IPAM lock as a whole: a replay of this container's deferred DEL (podway run) is
     // not interleaved with it.
     released = await withIpamLock(ipamLockOf(conf), async () => {
@@ -544,7 +572,12 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     // etcd unreachable: podman does not retry a failed DEL, so what is local goes now and the
     // datastore part is spooled for podway run (pending-del.ts); the runtime is told success.
     // So is a DEL that could not get the IPAM lock in time (podway run takes it to replay).
-    if (!(conf.datastore.kind === 'etcd' && (e instanceof KvUnavailableError || e instanceof IpamLockTimeoutError))) throw datastoreError(conf, e);
+    // A datastore locked by `calicoctl datastore migrate lock`: the runtime is told DEL failed, as
+    // Calico's plugin tells it (kubelet retries, and a retry once unlocked releases and drops the
+    // entry), but the release is spooled all the same, for runtimes that never retry (podman):
+    // podway run replays it once the lock is lifted. Nothing is written to the locked store.
+    const locked = e instanceof DatastoreLockedError;
+    if (!(conf.datastore.kind === 'etcd' && (locked || e instanceof KvUnavailableError || e instanceof IpamLockTimeoutError))) throw datastoreError(conf, e);
     removePlainVeth();
     const interfaceName = conf.interfaceType === 'veth' ? hostVethName(podIdentity(env.args, env.containerId), env.containerId) : podDeviceName(conf.interfaceType, podIdentity(env.args, env.containerId), env.containerId);
     let file: string;
@@ -557,7 +590,8 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     } catch (w) {
       throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `${(e as Error).message}; and the release could not be deferred: "pending_del_dir" ${conf.pendingDelDir}: ${(w as Error).message}`);
     }
-    process.stderr.write(`podway: DEL ${env.containerId} (${env.ifname}): ${(e as Error).message}; the pod's interface is removed, the release of ${handle ? `IPAM handle ${handle} and ` : ''}its WorkloadEndpoint is deferred to ${file}: podway run replays it once the datastore answers\n`);
+    process.stderr.write(`podway: DEL ${env.containerId} (${env.ifname}): ${(e as Error).message}; the pod's interface is removed, the release of ${handle ? `IPAM handle ${handle} and ` : ''}its WorkloadEndpoint is deferred to ${file}: podway run replays it once the datastore ${locked ? 'is unlocked' : 'answers'}\n`);
+    if (locked) throw e;
     return;
   } finally {
     await kv.close().catch(() => undefined);
@@ -690,6 +724,7 @@ async function requirePodway(conf: NetConf): Promise<void> {
 async function status(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   try {
     await withStore(conf, async (kv) => {
+      await requireUnlocked(kv, conf);
       await requireNode(kv, conf);
       if (!conf.ipam) {
         zodWithoutJit();

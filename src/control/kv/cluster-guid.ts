@@ -26,3 +26,22 @@ export function clusterGuidOf(value: string): string | null {
 export function shortGuid(guid: string): string {
   return guid.slice(0, 8);
 }
+
+/**
+ * Whether a stored ClusterInformation value says the datastore is locked: spec.datastoreReady
+ * false, as `calicoctl datastore migrate lock` leaves it (an absent flag is not a lock: calico-node
+ * and podway's registration set it true). Calico's Felix and CNI plugin wait while it is false.
+ */
+export function datastoreLockedIn(value: string): boolean {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return false;
+  }
+  const spec = typeof parsed === 'object' && parsed !== null ? (parsed as { spec?: unknown }).spec : undefined;
+  return typeof spec === 'object' && spec !== null && (spec as { datastoreReady?: unknown }).datastoreReady === false;
+}
+
+/** What a locked datastore means and how to lift it, for messages. */
+export const DATASTORE_LOCKED_TEXT = 'ClusterInformation default has datastoreReady: false, as `calicoctl datastore migrate lock` leaves it; `calicoctl datastore migrate unlock` lifts it';

@@ -1208,6 +1208,10 @@ export class Engine {
     this.podMacAskedAt[p] = 0;
   }
 
+  /** Interfaces of the model's endpoints attached at least once (openEndpoint: a re-attach asks a
+   * pod with a stated MAC for its own). */
+  private readonly attachedBefore = new Set<string>();
+
   private openEndpoint(ep: LocalEndpoint): EndpointPort {
     const kind = ep.interfaceType;
     const mac = ep.mac ? parseMac(ep.mac) : undefined;
@@ -1231,6 +1235,12 @@ export class Engine {
     this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac ?? shared, kind === 'veth');
     if (kind === 'veth') this.readPortMtu(port, ep.interfaceName);
     if (!txOnly) this.watch(port);
+    // A stated MAC (spec.mac) may be stale when the pod's interface was made again under the same
+    // endpoint (not rewritten): re-attached, the pod is asked at once, and its answer's source MAC
+    // replaces it if it differs (Pipeline.podMacCheck), not only once the pod sends of itself.
+    const again = this.attachedBefore.has(ep.interfaceName);
+    this.attachedBefore.add(ep.interfaceName);
+    if (again && mac && kind !== 'tun' && !txOnly && ep.ips.length > 0) this.askPodMac(port, ep.ips[0], Date.now());
     // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would
     // (programmed with the host state). A veth's host end keeps its MTU: podway must receive
     // oversize DF packets to answer them with ICMP fragmentation needed (a smaller host-end MTU
@@ -1286,6 +1296,7 @@ export class Engine {
       }
     }
     for (const name of [...this.pending.keys()]) if (!want.has(name)) this.pending.delete(name);
+    for (const name of [...this.attachedBefore]) if (!want.has(name)) this.attachedBefore.delete(name);
     // A pod gone from the model takes its series with it; one whose port kind changed starts new ones.
     for (const [name, c] of this.carried) if (want.get(name)?.interfaceType !== c.kind) this.carried.delete(name);
     if (this.pending.size > 0 && !this.retryTimer) {
@@ -1838,7 +1849,7 @@ export class Engine {
   learnSharedPodMac(ifname: string, mac: Uint8Array): void {
     this.sharedPodMacs.set(ifname, mac);
     const cur = this.endpoints.get(ifname);
-    if (cur && cur.kind !== 'tun' && !cur.ep.mac) this.pipe.updatePort(cur.port, cur.ep.ips, mac);
+    if (cur && cur.kind !== 'tun') this.pipe.updatePort(cur.port, cur.ep.ips, mac);
   }
 
   /** A neighbour's answer (or announcement, `announced`) another worker received. Not shared on. */

@@ -91,6 +91,10 @@ export class Pipeline implements CapturePorts {
   /** Pod MAC per port (6 bytes each), learned from its frames or given by the endpoint. */
   readonly podMac = new Uint8Array(MAX_PORTS * 6);
   readonly podMacKnown = new Uint8Array(MAX_PORTS);
+  /** 1 while a port's MAC is the endpoint's stated one (spec.mac) and no frame from the pod has
+   * confirmed it: the pod's next frame's source MAC replaces it when they differ (a veth made again
+   * under the same WorkloadEndpoint has a new pod MAC while spec.mac keeps the old one). */
+  readonly podMacCheck = new Uint8Array(MAX_PORTS);
   /** A local pod port's MTU (a veth's host end, which the CNI sets to the pod's), set by the
    * engine; 0: not known, not checked. Packets for the pod bigger than it are answered as a
    * route's MTU answers them (frag needed / packet too big, too_big_no_df), as the kernel's
@@ -223,6 +227,7 @@ export class Pipeline implements CapturePorts {
     if (mac) {
       this.podMac.set(mac, id * 6);
       this.podMacKnown[id] = 1;
+      this.podMacCheck[id] = 1;
       this.releaseToPod(id);
     }
   }
@@ -234,6 +239,7 @@ export class Pipeline implements CapturePorts {
     this.portName[id] = '';
     this.podIpCount[id] = 0;
     this.podMacKnown[id] = 0;
+    this.podMacCheck[id] = 0;
     this.v6.clearPort(id);
   }
 
@@ -347,6 +353,7 @@ export class Pipeline implements CapturePorts {
     if (len < ETH_HLEN) return this.drop(Drop.TOO_SHORT);
     const type = (b[f + 12] << 8) | b[f + 13];
     if (this.podMacKnown[port] === 0) this.learnPodMac(port, f + 6);
+    else if (this.podMacCheck[port] !== 0) this.checkPodMac(port, f + 6);
     if (type === ETHERTYPE_ARP) return this.podArp(i, port, f, len);
     if (type === ETHERTYPE_IPV6) return this.v6.fromPodL2(i, port, f, len);
     if (type !== ETHERTYPE_IPV4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
@@ -1059,6 +1066,19 @@ export class Pipeline implements CapturePorts {
   private isGatewayMac(f: number): boolean {
     const b = this.b;
     return b[f] === 0xee && b[f + 1] === 0xee && b[f + 2] === 0xee && b[f + 3] === 0xee && b[f + 4] === 0xee && b[f + 5] === 0xee;
+  }
+
+  /** The pod's first frame on a port whose MAC was stated (podMacCheck): its source MAC wins. */
+  private checkPodMac(port: number, macOff: number): void {
+    this.podMacCheck[port] = 0;
+    const b = this.b;
+    const m = port * 6;
+    for (let k = 0; k < 6; k++) {
+      if (this.podMac[m + k] !== b[macOff + k]) {
+        this.learnPodMac(port, macOff);
+        return;
+      }
+    }
   }
 
   private learnPodMac(port: number, macOff: number): void {

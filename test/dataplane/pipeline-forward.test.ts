@@ -536,6 +536,23 @@ test('harness sanity: A is 10.244.0.1 on caliA with its declared MAC, node IP 10
   assert.ok(h.pipe.addr.knownNodes.has(NODE2));
 });
 
+test('a stated pod MAC (spec.mac) is checked against the pod\'s first frame: a different source MAC (the veth made again) replaces it', () => {
+  const h = makeHarness();
+  const a = h.port('caliA');
+  const stated = [...h.pipe.podMac.subarray(a * 6, a * 6 + 6)];
+  const f = frame('a_to_b').slice();
+  const fresh = [0x02, 0, 0, 0, 0, 0x99];
+  assert.not.equal(fresh, stated);
+  f.set(fresh, 6);
+  h.receive(a, f);
+  assert.equal([...h.pipe.podMac.subarray(a * 6, a * 6 + 6)], fresh, 'learned from the pod\'s frame');
+  assert.is(h.pipe.podMacCheck[a], 0, 'checked once, not per frame');
+  // the stated MAC again (a model with spec.mac): checked again by the next frame
+  h.pipe.updatePort(a, [A], Uint8Array.from(stated));
+  h.receive(a, f);
+  assert.equal([...h.pipe.podMac.subarray(a * 6, a * 6 + 6)], fresh);
+});
+
 test('one JS call per wake-up: poll with recvMax hands the pipeline its first batch, drainReceived forwards it and drains the rest', () => {
   const h = makeHarness({ ...RESOLVED, batch: 2 });
   const a = h.port('caliA');

@@ -29,6 +29,7 @@ export function formatNodeStatus(status: NodeStatus, now = new Date()): string {
   const head = 'podway process is running.\n\n';
   if (!status.enabled) return `${head}BGP is not enabled on this node (podway run --bgp, or CALICO_NETWORKING_BACKEND=bird).\n`;
   const down = status.speakerError ? `The BGP speaker is not running: ${status.speakerError}${/^it starts once/.test(status.speakerError) ? '' : ' (podway tries again)'}.\n\n` : '';
+  const listeners = status.listenerErrors?.length ? status.listenerErrors.map((e) => `The BGP speaker runs, but ${e}.\n`).join('') + '\n' : '';
   const cached = status.cachedSettings ? `BGP settings from the model cache (the model applied ${status.cachedSettings}): the datastore has not answered since podway started.\n\n` : '';
   const left = status.warnings?.length ? `Warnings:\n${status.warnings.map((w) => `  ${w}\n`).join('')}\n` : '';
   // calicoctl prints BIRD's sessions, then BIRD for IPv6's: here the IPv4 peers, then the IPv6 ones.
@@ -36,7 +37,7 @@ export function formatNodeStatus(status: NodeStatus, now = new Date()): string {
     const rows = status.peers.filter((p) => p.address.includes(':') === v6).map((p) => [p.address, p.type, p.state, formatSince(p.since, now), p.info]);
     return rows.length === 0 ? `No IPv${v6 ? 6 : 4} peers found.\n` : boxTable(['PEER ADDRESS', 'PEER TYPE', 'STATE', 'SINCE', 'INFO'], rows);
   };
-  return `${head}${down}${cached}${left}IPv4 BGP status\n${table(false)}\nIPv6 BGP status\n${table(true)}\n`;
+  return `${head}${down}${listeners}${cached}${left}IPv4 BGP status\n${table(false)}\nIPv6 BGP status\n${table(true)}\n`;
 }
 
 /** `podway node status [-o json]`; `controlPath` picks the socket as the other client commands do. */

@@ -8,6 +8,7 @@ import { encodeAnnounce, encodeNotification, MsgType, parsePrefix, HEADER_LEN, e
 import { loopbackNet, randomPort, waitFor } from './bird';
 import { seededInts } from '../helpers/prng';
 import { RawPeer } from './raw-peer';
+import { createServer } from 'node:net';
 
 const quiet = () => undefined;
 const speakers: BgpSpeaker[] = [];
@@ -62,6 +63,43 @@ test('two podway speakers, both dialling: collision leaves one session; IPv4 and
     await a.stop();
     await waitFor('b notices', () => /Received: Cease: administrative shutdown/.test(state(b).info) && a.learned().length === 0 && b.learned().length === 0);
   } finally {
+    await cleanup();
+  }
+});
+
+test('bindMode NodeIP: an IPv6 listener that cannot open holds only the IPv6 sessions; IPv4 runs, the IPv6 listener is retried alone', async () => {
+  const ip = loopbackNet();
+  const [pa, pb, pc] = [randomPort(), randomPort(), randomPort()];
+  // ::1 port pa taken by someone else (as a BIRD6 still running, or an address in DAD, would refuse the bind).
+  // It drops what connects (c dialling a), so its close() ends at once.
+  const squatter = createServer(socket => socket.destroy());
+  await new Promise<void>((resolve, reject) => { squatter.once('error', reject); squatter.listen({ port: pa, host: '::1' }, () => resolve()); });
+  const logs: string[] = [];
+  const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenAddress6: '::1', listenPort: pa, listenRetryMs: { first: 200, max: 400 }, log: (_l, m) => { logs.push(m); } });
+  const b = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: pb });
+  const c = speaker({ localAs: 64512, routerId: ip(4), listenAddress: '::1', listenPort: pc });
+  try {
+    a.setPeers([
+      { address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2), families: ['ipv4'] },
+      { address: '::1', asNumber: 64512, port: pc, localAddress: '::1', families: ['ipv6'] },
+    ]);
+    b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, localAddress: ip(3), families: ['ipv4'] }]);
+    c.setPeers([{ address: '::1', asNumber: 64512, port: pa, localAddress: '::1', families: ['ipv6'] }]);
+    await Promise.all([a.start(), b.start(), c.start()]);
+    await waitFor('IPv4 session Established with the IPv6 listener down', () => state(a, ip(3)).state === 'Established' && state(b).state === 'Established');
+    assert.is(a.listenerErrors().length, 1);
+    assert.match(a.listenerErrors()[0], /IPv6 listener on ::1 port \d+ cannot open: .*EADDRINUSE.*IPv6 sessions wait for it/);
+    assert.ok(logs.some(l => /IPv6 listener on ::1/.test(l)), 'warned');
+    assert.is(state(a, '::1').state, 'Idle', 'the IPv6 session waits for its listener');
+    // Retried alone, with backoff: still down while the port is taken, the IPv4 session untouched.
+    await new Promise(r => setTimeout(r, 1000));
+    assert.is(a.listenerErrors().length, 1);
+    assert.is(state(a, '::1').state, 'Idle');
+    await new Promise<void>(resolve => squatter.close(() => resolve()));
+    await waitFor('IPv6 listener open and its session Established', () => a.listenerErrors().length === 0 && state(a, '::1').state === 'Established' && state(c).state === 'Established');
+    assert.is(state(a, ip(3)).state, 'Established');
+  } finally {
+    squatter.close();
     await cleanup();
   }
 });

@@ -46,6 +46,9 @@ export interface NodeStatus {
   /** Why the speaker is not running (its listener could not open, e.g. port 179 taken); it is
    * started again with backoff meanwhile. null while it runs. */
   readonly speakerError?: string | null;
+  /** Listeners of the running speaker that could not open (bindMode NodeIP: one per family), why;
+   * the sessions of that family wait while it is tried again. Absent when all are open. */
+  readonly listenerErrors?: readonly string[];
   /** What the plan left out and why (a peer whose password secret cannot be read, a bad selector). */
   readonly warnings?: readonly string[];
   /** While the speaker runs on the model cache's settings (the datastore has not answered since
@@ -120,6 +123,7 @@ export class BgpAgent {
     const plan = this.plan;
     const live = new Map<string, BgpPeerStatus>();
     for (const s of this.speaker?.status() ?? []) live.set(s.address, s);
+    const listenerErrors = this.speakerError === null ? this.speaker?.listenerErrors() ?? [] : [];
     const peers = (plan?.peers ?? []).map((p): NodeStatusPeer => {
       const s = live.get(p.address);
       const bgpState: BgpState = s?.state ?? 'Idle';
@@ -139,6 +143,7 @@ export class BgpAgent {
     return {
       enabled: true, node: this.options.node, asNumber: plan?.speaker.localAs ?? null, routerId: plan?.speaker.routerId ?? null,
       peers, exported: plan?.exports.length ?? 0, learned: this.best.length, speakerError: this.speakerError,
+      ...(listenerErrors.length ? { listenerErrors } : {}),
       ...(plan?.warnings.length ? { warnings: [...plan.warnings] } : {}),
     };
   }

@@ -7,6 +7,7 @@ import { networkInterfaces } from 'node:os';
 import { createServer, Server, Socket } from 'node:net';
 import { offeredFamilies, PeerSession, SessionHost, stripMapped, BgpState } from './session';
 import { readTcpMd5Counters, setListenerKey, TcpMd5Counters } from './md5';
+import { Backoff } from '../../util/backoff';
 import {
   Afi, AsPathSegment, AsSegment, asPathLength, BgpError, CeaseSub, encodeAnnounce, encodeEndOfRib,
   encodeRouteRefresh, encodeWithdraw, endOfRibFamily, ErrCode, PathAttrs, Prefix, SAFI_UNICAST, UpdateMessage,
@@ -54,6 +55,8 @@ export interface BgpSpeakerOptions {
   gracefulRestartSeconds?: number;
   /** Wait between connection attempts and after a session error; default 5. */
   connectRetrySeconds?: number;
+  /** A listener that could not open is tried again after these waits (ms, doubling); default 1 s to 30 s. */
+  listenRetryMs?: { first: number; max: number };
   /** Where the speaker reports session events; default: warnings to stderr. */
   log?: (level: 'info' | 'warn', msg: string) => void;
 }
@@ -238,6 +241,13 @@ function afiOf(prefix: string): Afi {
   return prefix.includes(':') ? Afi.Ipv6 : Afi.Ipv4;
 }
 
+/** A listening address and the sessions it serves ('::' serves both families). */
+interface Listener { host: string; families: 'ipv4' | 'ipv6' | 'both' }
+
+function listens(l: Listener, peer: string): boolean {
+  return l.families === 'both' || (l.families === 'ipv6') === peer.includes(':');
+}
+
 function ipNumber(text: string): number {
   return text.split('.').reduce((n, o) => n * 256 + Number(o), 0);
 }
@@ -260,6 +270,9 @@ export class BgpSpeaker extends EventEmitter {
   private routesTimer?: NodeJS.Timeout;
   private lastRoutesEvent = 0;
   private servers: Server[] = [];
+  /** Listeners (by address) that could not open yet: why, and their retry. */
+  private readonly listenerDown = new Map<string, { message: string; backoff: Backoff; timer?: NodeJS.Timeout }>();
+  private readonly listenRetry: { first: number; max: number };
   private started = false;
   /** The last reading of the TCP-MD5 drop counters, shared by sessions for a second. */
   private md5Read?: { at: number; counters: TcpMd5Counters | null };
@@ -270,6 +283,7 @@ export class BgpSpeaker extends EventEmitter {
     super();
     if (!Number.isInteger(opts.localAs) || opts.localAs < 1 || opts.localAs > 0xffffffff) throw new Error(`BgpSpeaker: localAs ${opts.localAs} is not an AS number (1..4294967295)`);
     if (!/^\d+\.\d+\.\d+\.\d+$/.test(opts.routerId) || ipNumber(opts.routerId) === 0) throw new Error(`BgpSpeaker: routerId "${opts.routerId}" is not a non-zero dotted quad`);
+    this.listenRetry = opts.listenRetryMs ?? { first: 1000, max: 30_000 };
     this.log = opts.log ?? ((level, msg) => { if (level === 'warn') process.stderr.write(`${msg}\n`); });
     const speaker = this;
     this.host = {
@@ -287,42 +301,96 @@ export class BgpSpeaker extends EventEmitter {
     };
   }
 
+  /**
+   * Opens the listeners and starts the sessions. Under bindMode NodeIP there are two listeners
+   * (the node's IPv4 and IPv6 addresses), each on its own, as Calico's BIRD and BIRD6 are: one
+   * that cannot open (an IPv6 address still in DAD after boot or a renumbering, or gone) is
+   * warned, shown by listenerErrors() and tried again alone with backoff, and only the sessions of
+   * its family wait for it; the other family's sessions run. Only when no listener opens at all
+   * does start() fail (the caller, BgpAgent, retries the whole speaker).
+   */
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
     const port = this.opts.listenPort ?? 179;
     if (port !== 0) {
-      const hosts = this.opts.listenAddress === undefined ? ['::'] : [this.opts.listenAddress, ...(this.opts.listenAddress6 !== undefined ? [this.opts.listenAddress6] : [])];
-      const servers: Server[] = [];
-      try {
-        for (const host of hosts) {
-          const server = createServer(socket => this.onIncoming(socket));
-          servers.push(server);
-          await new Promise<void>((resolve, reject) => {
-            server.once('error', reject);
-            server.listen({ port, host }, () => {
-              server.off('error', reject);
-              resolve();
-            });
-          });
-        }
-      } catch (e) {
+      const wanted: Listener[] = this.opts.listenAddress === undefined
+        ? [{ host: '::', families: 'both' }]
+        : [{ host: this.opts.listenAddress, families: this.opts.listenAddress.includes(':') ? 'ipv6' : 'ipv4' },
+          ...(this.opts.listenAddress6 !== undefined ? [{ host: this.opts.listenAddress6, families: 'ipv6' as const }] : [])];
+      const results = await Promise.all(wanted.map(l => this.openListener(l, port).then(() => null, (e: Error) => e)));
+      if (results.every(e => e !== null)) {
         // Not started at all: no session opens while peers that dial us could not reach us (a
         // node half-peered); the caller may start again (BgpAgent retries).
         this.started = false;
-        for (const server of servers) server.close();
-        throw e;
+        throw results[0]!;
       }
-      for (const server of servers) server.on('error', e => this.log('warn', `bgp listener: ${e.message}`));
-      this.servers = servers;
-      for (const p of this.peers.values()) this.keyListener(p.config, p.config.password ?? '');
+      if (!this.started) return; // stopped meanwhile (its listeners closed by stop() or openListener)
+      wanted.forEach((l, i) => { if (results[i]) this.listenerFailed(l, port, results[i]!); });
     }
-    for (const p of this.peers.values()) p.session.start();
+    for (const p of this.peers.values()) this.startSession(p);
+  }
+
+  /** Why a listener is not open (its sessions wait for it; it is tried again), one line each; [] when all are. */
+  listenerErrors(): string[] {
+    return [...this.listenerDown.values()].map(d => d.message);
+  }
+
+  private async openListener(l: Listener, port: number): Promise<void> {
+    const server = createServer(socket => this.onIncoming(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port, host: l.host }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    if (!this.started) { server.close(); return; }
+    server.on('error', e => this.log('warn', `bgp listener: ${e.message}`));
+    this.servers.push(server);
+    for (const p of this.peers.values()) {
+      if (p.config.password && listens(l, p.config.address)) this.keyServer(server, p.config, p.config.password);
+    }
+  }
+
+  /** A listener that could not open: warned (once per distinct error), its family's sessions held, tried again with backoff. */
+  private listenerFailed(l: Listener, port: number, e: Error): void {
+    const prev = this.listenerDown.get(l.host);
+    const family = l.families === 'ipv6' ? 'IPv6' : l.families === 'ipv4' ? 'IPv4' : 'IPv4 and IPv6';
+    const message = `the ${family} listener on ${l.host} port ${port} cannot open: ${e.message}; ${family} sessions wait for it (tried again every ${this.listenRetry.max / 1000} s at most)`;
+    const backoff = prev?.backoff ?? new Backoff(this.listenRetry);
+    if (prev?.message !== message) this.log('warn', `bgp: ${message}`);
+    const down = { message, backoff, timer: undefined as NodeJS.Timeout | undefined };
+    this.listenerDown.set(l.host, down);
+    down.timer = setTimeout(() => {
+      if (!this.started || this.listenerDown.get(l.host) !== down) return;
+      this.openListener(l, port).then(() => {
+        if (!this.started || this.listenerDown.get(l.host) !== down) return;
+        this.listenerDown.delete(l.host);
+        this.log('info', `bgp: the ${family} listener on ${l.host} port ${port} is open (after failing); its sessions start`);
+        for (const p of this.peers.values()) this.startSession(p);
+      }, (err: Error) => {
+        if (this.started && this.listenerDown.get(l.host) === down) this.listenerFailed(l, port, err);
+      });
+    }, backoff.next());
+    down.timer.unref?.();
+  }
+
+  /** Starts a peer's session unless the listener of its family has not opened yet. */
+  private startSession(p: Peer): void {
+    if (!this.started) return;
+    const v6 = p.config.address.includes(':');
+    for (const d of this.listenerDown.keys()) {
+      if (this.opts.listenAddress === undefined || d.includes(':') === v6) return;
+    }
+    p.session.start();
   }
 
   /** Ends every session: with NOTIFICATION Cease, or (graceful) silently so peers keep our routes. */
   async stop(opts: { graceful?: boolean } = {}): Promise<void> {
     this.started = false;
+    for (const d of this.listenerDown.values()) clearTimeout(d.timer);
+    this.listenerDown.clear();
     for (const p of this.peers.values()) clearTimeout(p.staleTimer);
     clearTimeout(this.routesTimer);
     this.routesTimer = undefined;
@@ -363,7 +431,7 @@ export class BgpSpeaker extends EventEmitter {
       };
       this.peers.set(address, peer);
       if (cfg.password) this.keyListener(cfg, cfg.password);
-      if (this.started) peer.session.start();
+      this.startSession(peer);
     }
     // A peer gone (one that never came up has no routes to withdraw) may be the last one that
     // kept ipv4RibsComplete() false: listeners are told as for a route change.
@@ -519,16 +587,20 @@ export class BgpSpeaker extends EventEmitter {
     peer.session.accept(socket);
   }
 
-  /** Sets (or with '' removes) the peer's TCP-MD5 key on our listener. */
+  /** Sets (or with '' removes) the peer's TCP-MD5 key on our listeners of its family. */
   private keyListener(cfg: BgpPeerConfig, key: string): void {
-    if (!this.servers.length || (!key && !cfg.password)) return;
+    if (!key && !cfg.password) return;
+    // A listener bound to one address takes keys of its own family only; '::' takes both.
+    const v6 = cfg.address.includes(':');
+    for (const server of this.servers) {
+      const bound = (server.address() as { address?: string } | null)?.address ?? '::';
+      if (bound === '::' || bound.includes(':') === v6) this.keyServer(server, cfg, key);
+    }
+  }
+
+  private keyServer(server: Server, cfg: BgpPeerConfig, key: string): void {
     try {
-      // A listener bound to one address takes keys of its own family only; '::' takes both.
-      const v6 = cfg.address.includes(':');
-      for (const server of this.servers) {
-        const bound = (server.address() as { address?: string } | null)?.address ?? '::';
-        if (bound === '::' || bound.includes(':') === v6) setListenerKey(server, cfg.address, key);
-      }
+      setListenerKey(server, cfg.address, key);
     } catch (e) {
       this.log('warn', `bgp ${cfg.address}: cannot set the TCP-MD5 key on the listener: ${(e as Error).message}`);
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // Runs every compiled test file (dist/test/**/*.test.js) with uvu and ends with the plain line
-// "N passed, N failed" (followed by ", N skipped" only when tests were skipped) that CI reads.
+// "N passed, N failed" that CI reads (skipped tests, if any, are counted on the line before).
 // uvu prints its own totals per file; we add them up across files so a file that crashes before
 // reporting still counts as a failure.
 //
@@ -177,6 +177,7 @@ function runFile(file) {
     let times = '';
     let timedOut = false;
     let exited = null;
+    let leftovers = false;
     child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d) => (out += d));
     child.stdio[3].setEncoding('utf8').on('data', (d) => (times += d));
@@ -199,7 +200,7 @@ function runFile(file) {
       clearTimeout(closeWait);
       running.delete(child);
       const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
-      resolve({ out, wallS, cpuS: cpuSeconds(times), code: exited.code, signal: exited.signal, timedOut, error: exited.error });
+      resolve({ out, wallS, cpuS: cpuSeconds(times), code: exited.code, signal: exited.signal, timedOut, error: exited.error, leftovers });
     };
     child.once('error', (error) => {
       exited = { code: null, signal: null, error };
@@ -207,6 +208,15 @@ function runFile(file) {
     });
     child.once('exit', (code, signal) => {
       exited = { code, signal };
+      // The file has ended: what it started in its group and left running (podway, etcd, BIRD)
+      // must not run on beside the next files. Signal 0 asks whether any member is left.
+      try {
+        process.kill(-child.pid, 0);
+        leftovers = true;
+        killGroup('SIGKILL');
+      } catch {
+        /* nothing left in the group */
+      }
       // Output still in the pipes comes before 'close'; a process the file left running that
       // still holds them must not hold the run: 5 s, then what was read is what counts.
       closeWait = setTimeout(() => {
@@ -242,7 +252,7 @@ async function main() {
   // With one job: path order, as always. With more: longest first (ties by path), exclusive
   // files before all others, each alone.
   if (jobs > 1) files.sort((a, b) => b.expectS - a.expectS || (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
-  const pending = [...files.filter((f) => f.exclusive), ...files.filter((f) => !f.exclusive)];
+  const pending = jobs > 1 ? [...files.filter((f) => f.exclusive), ...files.filter((f) => !f.exclusive)] : files;
   if (listOnly) {
     for (const f of pending) {
       const decl = [...(f.exclusive ? ['exclusive'] : []), ...[...f.resources].map((r) => `resource ${r}`)];
@@ -295,6 +305,7 @@ async function main() {
       else if (r.code !== 0) text += `    exit status ${r.code}\n`;
       if (!isRoot && nf && /needs? root/i.test(out)) rootFiles.push(f.rel);
     }
+    if (r.leftovers) text += '    note: processes this file started were still running when it ended: killed (SIGKILL to its group)\n';
     process.stdout.write(text); // one write: a file's block is never split by another's
   };
 
@@ -344,7 +355,9 @@ async function main() {
     const n = rootFiles.length;
     console.log(`note: not root: ${n} ${n === 1 ? 'file needs' : 'files need'} root (network namespaces) and failed for that reason: ${rootFiles.join(', ')}`);
   }
-  console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+  // The closing line is exactly "N passed, N failed" (CI reads it); skips are said just before.
+  if (skipped) console.log(`${skipped} skipped`);
+  console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
 }
 

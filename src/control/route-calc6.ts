@@ -24,6 +24,7 @@ import { deriveVtepMac } from './mac';
 import type { IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
 import { RouteClass, type LearnedRoute, type WithheldRoute } from './route-calc';
+import { linkLocalOnly6 } from './bgp/learned-routes';
 
 /** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14 (Calico: IPv6 VXLAN MTU = host MTU - 70). */
 export const VXLAN6_OVERHEAD = 70;
@@ -302,6 +303,10 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
       const pool = poolContaining(c);
       if (pool?.encap === 'vxlan') continue;
       const via = nodeByIp6.get(nextHop) ?? nextHop;
+      if (linkLocalOnly6(learned.prefix, nextHop)) {
+        withheld.push({ cidr: c.cidr, node: via, reason: `learned from ${learned.peer} with only a link-local next hop (${nextHop}): it needs an interface, which podway's routes do not name` });
+        continue;
+      }
       if (self.subnet6 === null || self.subnet6.prefixLen === 128 || !contains(self.subnet6, hop)) {
         withheld.push({ cidr: c.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${nextHop}, not on ${self.subnet6?.cidr ?? 'our IPv6 subnet (no spec.bgp.ipv6Address)'}` });
         continue;

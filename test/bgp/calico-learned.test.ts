@@ -25,14 +25,16 @@ test('one route per prefix, sorted; IPv6 and malformed prefixes left out; equali
   assert.not.ok(learnedEqual(list, list.slice(1)));
 });
 
-test('IPv6 routes with an IPv6 next hop are kept (the lowest peer address by octets); link-local, mapped or IPv4 next hops are not', () => {
+test('IPv6 routes with an IPv6 next hop are kept (the lowest peer address by octets); mapped or IPv4 next hops are not; link-local-only ones are kept (to be withheld) unless a usable route exists', () => {
   const list = bestLearnedRoutes([
     r('fd00:10:244::80/122', 'fd00::10'), r('fd00:10:244::80/122', 'fd00::9'), r('fd00:10:244::c0/122', 'fd00::3'),
     r('fd00:1::/64', 'fe80::1'), r('fd00:2::/64', '::ffff:10.0.0.1'), r('fd00:3::/64', '10.99.0.2'), r('10.1.0.0/24', 'fd00::3'),
+    r('fd00:10:244::c0/122', 'fe80::2', { localPref: 200 }), // preferred by BGP, but a usable route wins
   ]);
   assert.equal(list, [
     { prefix: 'fd00:10:244::80/122', nextHop: 'fd00::9', peer: 'fd00::9' },
     { prefix: 'fd00:10:244::c0/122', nextHop: 'fd00::3', peer: 'fd00::3' },
+    { prefix: 'fd00:1::/64', nextHop: 'fe80::1', peer: 'fe80::1' },
   ]);
 });
 

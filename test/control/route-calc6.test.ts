@@ -160,6 +160,10 @@ test('BGP mode: unencapsulated IPv6 pools are routed by learned IPv6 routes (dir
   assert.not.ok(m.has('fd00:10:244::c0/122'));
   const withheld = computeNodeModel(snap, 'node1', { bgp: { learned: [{ prefix: 'fd00:77::/64', nextHop: 'fd98::9', peer: 'fd99::2' }] } }).v6.withheld;
   assert.match(withheld.map((w) => w.reason).join(), /next hop fd98::9, not on fd99::\/64/);
+  // Only a link-local next hop: not routed, withheld with the reason (podway routes shows it).
+  const ll = computeNodeModel(snap, 'node1', { bgp: { learned: [{ prefix: 'fd00:10:244::40/122', nextHop: 'fe80::2', peer: 'fd99::2' }] } }).v6;
+  assert.not.ok(ll.routes.some((x) => x.cidr === 'fd00:10:244::40/122'));
+  assert.equal(ll.withheld.map((w) => [w.cidr, w.reason]), [['fd00:10:244::40/122', 'learned from fd99::2 with only a link-local next hop (fe80::2): it needs an interface, which podway\'s routes do not name']]);
   // A learned default route is installed around our own address.
   const def = [...bgp([{ prefix: '::/0', nextHop: 'fd99::2', peer: 'fd99::2' }]).values()].filter((r) => r.class === 9);
   assert.is(def.length, 128);

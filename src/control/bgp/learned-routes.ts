@@ -45,15 +45,27 @@ function usable6(route: BgpRoute): boolean {
   return route.prefix.includes(':') && isIPv6(nh) && nh !== '::' && !/^::ffff:/i.test(nh) && !/^fe[89ab]/i.test(nh);
 }
 
-/** One best route per prefix (IPv4 and IPv6), sorted by prefix text. */
+/** An IPv6 prefix whose next hop is only link-local (or '::' beside a link-local one, RFC 2545). */
+export function linkLocalOnly6(prefix: string, nextHop: string): boolean {
+  return prefix.includes(':') && (nextHop === '::' || /^fe[89ab][0-9a-f]?:/i.test(nextHop));
+}
+
+/**
+ * One best route per prefix (IPv4 and IPv6), sorted by prefix text. An IPv6 prefix heard only
+ * with a link-local next hop is kept (its best such route) so the route calculation can report it
+ * withheld, with the reason, in `podway routes`; a usable route for the prefix always wins.
+ */
 export function bestLearnedRoutes(routes: readonly BgpRoute[]): LearnedRoute[] {
   const best = new Map<string, BgpRoute>();
+  const linkLocal = new Map<string, BgpRoute>();
   for (const route of routes) {
     const ok4 = parseIPv4Cidr(route.prefix) !== null && parseIPv4(route.nextHop) !== null;
-    if (!ok4 && !usable6(route)) continue;
-    const held = best.get(route.prefix);
-    if (!held || compareLearned(route, held) < 0) best.set(route.prefix, route);
+    const into = ok4 || usable6(route) ? best : linkLocalOnly6(route.prefix, route.nextHop) ? linkLocal : null;
+    if (!into) continue;
+    const held = into.get(route.prefix);
+    if (!held || compareLearned(route, held) < 0) into.set(route.prefix, route);
   }
+  for (const [prefix, route] of linkLocal) if (!best.has(prefix)) best.set(prefix, route);
   return [...best.values()]
     .map((r) => ({ prefix: r.prefix, nextHop: r.nextHop, peer: r.peer }))
     .sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));

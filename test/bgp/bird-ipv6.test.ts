@@ -5,7 +5,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker, BgpPeerStatus } from '../../src/control/bgp/speaker';
-import { Bird, birdBgpConfig, loopbackNet, randomPort, startBird, waitFor } from './bird';
+import { Bird, birdBgpConfig, loopbackNet, startBird, waitFor } from './bird';
+import { freePort } from '../helpers/etcd';
 
 const quiet = () => undefined;
 
@@ -19,8 +20,11 @@ interface Setup {
 // it announces its IPv6 routes with another one.
 async function setup(birdExtra = '', ipv6Extra = 'next hop address fd00:ff::3;'): Promise<Setup> {
   const ip = loopbackNet();
-  const birdPort = randomPort();
-  const ourPort = birdPort + 1;
+  // Ports free on ::1 now, asked of the kernel (randomPort()'s 20000-60000 overlaps the ephemeral
+  // range, and port + 1 was never checked): two distinct ones.
+  const birdPort = await freePort('::1');
+  let ourPort = await freePort('::1');
+  for (let i = 0; ourPort === birdPort && i < 10; i++) ourPort = await freePort('::1');
   const bird = await startBird(birdBgpConfig({
     address: '::1', routerId: ip(3), port: birdPort, as: 64512,
     // BIRD has routes of both families and offers both; the session carries IPv6 only.

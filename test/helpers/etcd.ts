@@ -29,11 +29,12 @@ export interface EtcdServer {
 }
 
 /** A port nobody listens on now: bind port 0 on loopback, read it, release it. */
-export function freePort(): Promise<number> {
+/** A TCP port nothing listens on at `host` now (the kernel's pick for port 0; '::1' for IPv6 loopback). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, host, () => {
       const addr = srv.address();
       const port = typeof addr === 'object' && addr ? addr.port : 0;
       srv.close(() => resolve(port));

@@ -187,6 +187,15 @@ test('IPv6 mesh (bird6): a session to every other node with an IPv6 address, fro
       assert.is(a6.passive !== b6.passive, true, `${a.node}<->${b.node}`);
     }
   }
+  // The rule compares canonical texts, as calico-node's does: libcalico-go's BGP syncer stores a
+  // Node's ipv6Address as ip_addr_v6 = the parsed address's Go String() (canonical, no prefix
+  // length), and confd compares those strings. Raw text would disagree here ('FD00:0:0::0A' <
+  // 'fd00::9' by bytes, but 'fd00::a' > 'fd00::9'), so podway and a calico-node could both wait.
+  const odd = [dual('node-a', '10.99.0.2/24', 'FD00:0:0::0A/64'), dual('node-b', '10.99.0.3/24', 'fd00::9/64')];
+  const atA = computeBgpPlan(snapshotOf(ippool, ...odd), 'node-a').peers.find((p) => p.families?.[0] === 'ipv6')!;
+  const atB = computeBgpPlan(snapshotOf(ippool, ...odd), 'node-b').peers.find((p) => p.families?.[0] === 'ipv6')!;
+  assert.equal([atA.address, atA.localAddress, atA.passive], ['fd00::9', 'fd00::a', false], 'node-a (fd00::a, the greater) dials');
+  assert.equal([atB.address, atB.localAddress, atB.passive], ['fd00::a', 'fd00::9', true], 'node-b waits, as calico-node at fd00::9 would');
   // A node without an IPv6 address has no IPv6 sessions; nor does anyone with it.
   assert.equal(computeBgpPlan(snapshotOf(ippool, ...duals), 'v4only').peers.map((p) => p.address), ['10.99.0.2', '10.99.0.3', '10.99.0.10']);
   // bindMode NodeIP: listen on both node addresses.

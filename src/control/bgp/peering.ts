@@ -189,7 +189,9 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
         type: 'node-to-node mesh', name: `Mesh_${protocolSuffix(other.ipText)}`, source: 'mesh', description: `Mesh_${protocolSuffix(other.ipText)}`,
       });
     }
-    // The IPv6 mesh: between nodes that both have an IPv6 address.
+    // The IPv6 mesh: between nodes that both have an IPv6 address. Passive by the canonical texts,
+    // as calico-node: its ip_addr_v6 keys hold the parsed ipv6Address's Go String() (canonical, no
+    // prefix length; libcalico-go's BGP node syncer), compared as strings by confd.
     for (const other of nodes) {
       if (v6 === null || other.name === nodeName || other.ip6Text === null || other.rrClusterId !== null) continue;
       add({

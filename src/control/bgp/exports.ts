@@ -7,41 +7,67 @@
 // IP pools, as the same filter (calico_export_to_bgp_peers) lets through.
 // IPv6 alike (bird6_ipam.cfg.template has the same filter): the node's IPv6 blocks and borrowed
 // /128s of its IPv6 pools, announced on its IPv6 sessions.
-import { cidrContainsAddr, cidrContainsCidr, IPv4Cidr, makeIPv4Cidr, parseIPv4Cidr, parseIPv4WithPrefix } from '../ipv4';
+import { formatIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from '../ipv4';
 import { parsePrefix, type Prefix } from './wire/prefix';
 import type { ClusterSnapshot } from '../snapshot';
 import type { BgpExport, BgpLearnedExportPolicy } from './speaker';
 
-/** The prefixes `nodeName` announces, sorted by address then length, each once. */
-export function computeExports(snapshot: ClusterSnapshot, nodeName: string): BgpExport[] {
-  const pools: { cidr: IPv4Cidr; exported: boolean }[] = [];
-  for (const pool of snapshot.ipPools) {
-    const cidr = parseIPv4Cidr(pool.spec.cidr);
-    if (cidr) pools.push({ cidr, exported: !pool.spec.disableBGPExport });
-  }
-  const exportedPoolOf = (cidr: IPv4Cidr): boolean => pools.find((p) => cidrContainsCidr(p.cidr, cidr))?.exported ?? false;
+/** How one address family's texts are read: a CIDR (null when not one of this family), and a
+ * workload's ipNetworks entry as its host prefix (/32, /128). */
+interface Family {
+  cidr(text: string): Prefix | null;
+  host(net: string): Prefix | null;
+}
 
-  const out = new Map<string, IPv4Cidr>();
-  const ownBlocks: IPv4Cidr[] = [];
+const IPV4: Family = {
+  cidr: (text) => {
+    const c = parseIPv4Cidr(text);
+    return c ? parsePrefix(c.cidr) : null;
+  },
+  host: (net) => {
+    const parsed = net.includes(':') ? null : parseIPv4WithPrefix(net);
+    return parsed ? parsePrefix(`${formatIPv4(parsed.addr)}/32`) : null;
+  },
+};
+
+const IPV6: Family = {
+  cidr: prefix6,
+  host: (net) => prefix6(`${net.split('/')[0]}/128`),
+};
+
+/** The prefixes `nodeName` announces, sorted by address then length, each once: IPv4, then IPv6. */
+export function computeExports(snapshot: ClusterSnapshot, nodeName: string): BgpExport[] {
+  return [...familyExports(snapshot, nodeName, IPV4), ...familyExports(snapshot, nodeName, IPV6)];
+}
+
+/** One family's exports: the node's confirmed blocks and the host prefixes of its workloads outside
+ * them, inside a pool without disableBGPExport (disabled pools too). */
+function familyExports(snapshot: ClusterSnapshot, nodeName: string, family: Family): BgpExport[] {
+  const pools: { p: Prefix; exported: boolean }[] = [];
+  for (const pool of snapshot.ipPools) {
+    const p = family.cidr(pool.spec.cidr);
+    if (p) pools.push({ p, exported: !pool.spec.disableBGPExport });
+  }
+  const exported = (c: Prefix): boolean => pools.find((x) => within(x.p, c))?.exported ?? false;
+  const out = new Map<string, Prefix>();
+  const ownBlocks: Prefix[] = [];
   for (const affinity of snapshot.blockAffinities) {
     const { node, state, deleted } = affinity.spec;
     if (node !== nodeName || state !== 'confirmed' || deleted === true || deleted === 'true') continue;
-    const cidr = parseIPv4Cidr(affinity.spec.cidr);
-    if (!cidr) continue;
-    ownBlocks.push(cidr);
-    if (exportedPoolOf(cidr)) out.set(cidr.cidr, cidr);
+    const c = family.cidr(affinity.spec.cidr);
+    if (!c) continue;
+    ownBlocks.push(c);
+    if (exported(c)) out.set(c.text, c);
   }
   for (const wep of snapshot.workloadEndpoints) {
     if (wep.spec.node !== nodeName) continue;
     for (const net of wep.spec.ipNetworks) {
-      const parsed = net.includes(':') ? null : parseIPv4WithPrefix(net);
-      if (!parsed || ownBlocks.some((b) => cidrContainsAddr(b, parsed.addr))) continue;
-      const host = makeIPv4Cidr(parsed.addr, 32);
-      if (exportedPoolOf(host)) out.set(host.cidr, host);
+      const c = family.host(net);
+      if (!c || ownBlocks.some((b) => within(b, c))) continue;
+      if (exported(c)) out.set(c.text, c);
     }
   }
-  const v4 = [...out.values()].sort((a, b) => a.addr - b.addr || a.prefixLen - b.prefixLen).map((c) => ({ prefix: c.cidr }));
-  return [...v4, ...computeExports6(snapshot, nodeName)];
+  return [...out.values()].sort((a, b) => Buffer.compare(a.octets, b.octets) || a.len - b.len).map((c) => ({ prefix: c.text }));
 }
 
 /** An IPv6 CIDR (host bits cleared); null for IPv4 or anything unparseable. */
@@ -54,43 +80,13 @@ function prefix6(text: string): Prefix | null {
   }
 }
 
-/** Whether `inner` lies inside (or equals) `outer`. */
+/** Whether `inner` lies inside (or equals) `outer` (both of one family). */
 function within(outer: Prefix, inner: Prefix): boolean {
-  if (inner.len < outer.len) return false;
+  if (inner.len < outer.len || inner.octets.length !== outer.octets.length) return false;
   const whole = outer.len >> 3;
   for (let i = 0; i < whole; i++) if (inner.octets[i] !== outer.octets[i]) return false;
   const rest = outer.len & 7;
   return rest === 0 || ((inner.octets[whole]! ^ outer.octets[whole]!) & (0xff << (8 - rest)) & 0xff) === 0;
-}
-
-/** The node's IPv6 exports, as computeExports does for IPv4: its confirmed IPv6 blocks and the /128s
- * of its workloads outside them, inside a pool without disableBGPExport (disabled ones too). */
-function computeExports6(snapshot: ClusterSnapshot, nodeName: string): BgpExport[] {
-  const pools: { p: Prefix; exported: boolean }[] = [];
-  for (const pool of snapshot.ipPools) {
-    const p = prefix6(pool.spec.cidr);
-    if (p) pools.push({ p, exported: !pool.spec.disableBGPExport });
-  }
-  const exported = (c: Prefix): boolean => pools.find((x) => within(x.p, c))?.exported ?? false;
-  const out = new Map<string, Prefix>();
-  const ownBlocks: Prefix[] = [];
-  for (const affinity of snapshot.blockAffinities) {
-    const { node, state, deleted } = affinity.spec;
-    if (node !== nodeName || state !== 'confirmed' || deleted === true || deleted === 'true') continue;
-    const c = prefix6(affinity.spec.cidr);
-    if (!c) continue;
-    ownBlocks.push(c);
-    if (exported(c)) out.set(c.text, c);
-  }
-  for (const wep of snapshot.workloadEndpoints) {
-    if (wep.spec.node !== nodeName) continue;
-    for (const net of wep.spec.ipNetworks) {
-      const c = prefix6(`${net.split('/')[0]}/128`);
-      if (!c || ownBlocks.some((b) => within(b, c))) continue;
-      if (exported(c)) out.set(c.text, c);
-    }
-  }
-  return [...out.values()].sort((a, b) => Buffer.compare(a.octets, b.octets) || a.len - b.len).map((c) => ({ prefix: c.text }));
 }
 
 /**

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { until } from './e2e-kit';
 import { run } from '../../src/lab/lab';
-import { inBgpLab, nodesOnOneSubnet, startBgpPodways, podwayCli as podway, routesOf, writeResources, TOR_AS } from './bgp-kit';
+import { inBgpLab, nodesOnOneSubnet, startBgpPodways, podwayCli as podway, routesOf, routesVia, writeResources, TOR_AS } from './bgp-kit';
 
 /** The ToR's address on subnet a's IPv6 side (the nodes are fd99::1, fd99::2) and a network behind it. */
 const TOR6 = 'fd99::fe';
@@ -20,7 +20,7 @@ test('two dual-stack podways mesh over IPv6 too and route each other\'s IPv6 blo
   await startBgpPodways(lab);
   const [n1, n2] = lab.nodes;
   // Each routes the other's IPv6 block directly to the other's IPv6 address (learned, class BGP).
-  const routed6 = async (from: typeof n1, to: typeof n1) => (await routesOf(lab, from!.name)).some((r) => r.cidr === to!.block6 && r.kind === 'direct' && r.via === to!.ip6);
+  const routed6 = (from: typeof n1, to: typeof n1) => routesVia(lab, from!.name, to!.block6!, 'direct', to!.ip6!);
   const ok = await until(async () => (await routed6(n1, n2)) && (await routed6(n2, n1)), 60_000, 250);
   assert.ok(ok, `IPv6 blocks routed over BGP: ${JSON.stringify((await routesOf(lab, 'node1')).filter((r) => r.cidr.includes(':')))}`);
 
@@ -68,7 +68,7 @@ ${neighbours}
   assert.ok(await until(torHas, 60_000, 250), `ToR routes: ${tor.birdc('show', 'route')}`);
   assert.match(tor.birdc('show', 'route', 'all', n1!.block6!), new RegExp(`BGP\\.next_hop: ${n1!.ip6}`));
   // The nodes learn the ToR's IPv6 network: direct via the ToR (pod egress).
-  const viaTor = async (name: string) => (await routesOf(lab, name)).some((r) => r.cidr === OUTSIDE6_NET && r.kind === 'direct' && r.via === TOR6);
+  const viaTor = (name: string) => routesVia(lab, name, OUTSIDE6_NET, 'direct', TOR6);
   assert.ok(await until(async () => (await viaTor('node1')) && (await viaTor('node2')), 30_000, 250), JSON.stringify((await routesOf(lab, 'node1')).filter((r) => r.cidr.includes(':'))));
   const table = podway(['node', 'status', '--control', n2!.control]);
   assert.match(table, /IPv6 BGP status\n\+-+[^]*\| fd99::fe\s+\| global\s+\| up\s+\|/);

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { until } from './e2e-kit';
 import { run } from '../../src/lab/lab';
-import { inBgpLab, nodesOnOneSubnet, startBgpPodways, podwayCli as podway, routesOf, routesVia, writeResources, TOR_AS } from './bgp-kit';
+import { inBgpLab, nodesOnOneSubnet, startBgpPodways, podwayCli as podway, routesOf, routesVia, torConf, writeResources, TOR_AS } from './bgp-kit';
 
 /** The ToR's address on subnet a's IPv6 side (the nodes are fd99::1, fd99::2) and a network behind it. */
 const TOR6 = 'fd99::fe';
@@ -48,19 +48,7 @@ spec:
   peerIP: "${TOR6}"
   asNumber: ${TOR_AS}
 `]);
-  const neighbours = lab.nodes.map((n) => `
-protocol bgp ${n.name} {
-  local ${TOR6} as ${TOR_AS};
-  neighbor ${n.ip6} as 64512;
-  connect retry time 2;
-  error wait time 1, 5;
-  ipv6 { import all; export where source = RTS_STATIC; };
-}`).join('\n');
-  const tor = await birds.start(lab.fabric, 'tor6', `router id 10.99.0.254;
-protocol device { scan time 2; }
-protocol static s6 { ipv6; route ${OUTSIDE6_NET} unreachable; }
-${neighbours}
-`);
+  const tor = await birds.start(lab.fabric, 'tor6', torConf(lab, TOR6, TOR_AS, OUTSIDE6_NET, [], 6));
   await startBgpPodways(lab);
   const [n1, n2] = lab.nodes;
   // The ToR has both IPv6 blocks, each from its own node at least.

@@ -267,21 +267,25 @@ export async function routesVia(lab: Lab, node: string, cidr: string, kind: stri
   return (await routesOf(lab, node)).some((r) => r.cidr === cidr && r.kind === kind && r.via === via);
 }
 
-/** The ToR: BIRD on the fabric (10.99.0.254, AS torAs) with an eBGP session to every node. */
-export function torConf(lab: Lab, torIp: string, torAs: number, outsideNet: string, moreNets: string[] = []): string {
+/**
+ * The ToR: BIRD on the fabric (10.99.0.254, AS torAs) with an eBGP session to every node. Family 6:
+ * the sessions go to the nodes' IPv6 addresses from torIp (an IPv6 address), carry IPv6 only, and
+ * its static protocol is named s6 (router ID still 10.99.0.254; no kernel protocol).
+ */
+export function torConf(lab: Lab, torIp: string, torAs: number, outsideNet: string, moreNets: string[] = [], family: 4 | 6 = 4): string {
+  const v6 = family === 6;
   const neighbours = lab.nodes.map((n) => `
 protocol bgp ${n.name} {
   local ${torIp} as ${torAs};
-  neighbor ${n.ip} as 64512;
+  neighbor ${v6 ? n.ip6 : n.ip} as 64512;
   connect retry time 2;
   error wait time 1, 5;
   graceful restart aware;
-  ipv4 { import all; export where source = RTS_STATIC; };
+  ipv${family} { import all; export where source = RTS_STATIC; };
 }`).join('\n');
-  return `router id ${torIp};
+  return `router id ${v6 ? TOR_IP : torIp};
 protocol device { scan time 2; }
-protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
-protocol static { ipv4; ${[outsideNet, ...moreNets].map((n) => `route ${n} unreachable;`).join(' ')} }
+${v6 ? '' : 'protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }\n'}protocol static${v6 ? ' s6' : ''} { ipv${family}; ${[outsideNet, ...moreNets].map((n) => `route ${n} unreachable;`).join(' ')} }
 ${neighbours}
 `;
 }

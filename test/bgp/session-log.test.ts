@@ -33,18 +33,23 @@ test('AS mismatch, then refused: each reason logged once at warn over several re
     // Three OPENs sent: three attempts, each refused the same way.
     await waitFor('three attempts', () => peerA().messagesOut >= 3);
     assert.match(peerA().info, /bad peer AS/);
-    const asLines = notEstablished(la);
+    // Once for this reason over the three attempts. Under load an attempt can end another way
+    // first (the peer's close read before its NOTIFICATION): a different reason, logged as such,
+    // which is the rule, not a repeat, so only the bad-peer-AS lines are counted.
+    const asLines = notEstablished(la).filter((l) => /bad peer AS/.test(l.msg));
     assert.is(asLines.length, 1, JSON.stringify(la));
     assert.is(asLines[0]!.level, 'warn');
     assert.match(asLines[0]!.msg, new RegExp(`^bgp ${ip(3).replace(/\./g, '\\.')}: session not established: Received: OPEN message error: bad peer AS`));
     // b's side: its NOTIFICATION, once too.
-    assert.is(notEstablished(lb).length, 1, JSON.stringify(lb));
-    assert.match(notEstablished(lb)[0]!.msg, /OpenSent: Sent: OPEN message error: bad peer AS/);
+    const bLines = notEstablished(lb).filter((l) => /bad peer AS/.test(l.msg));
+    assert.is(bLines.length, 1, JSON.stringify(lb));
+    assert.match(bLines[0]!.msg, /OpenSent: Sent: OPEN message error: bad peer AS/);
 
-    // Fixed: up, nothing more logged as a failure.
+    // Fixed: up, the AS mismatch not logged again (an attempt b's reconfiguration closes on the
+    // way up may be logged with its own reason).
     b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, localAddress: ip(3), passive: true }]);
     await waitFor('Established', () => peerA().state === 'Established');
-    assert.is(notEstablished(la).length, 1);
+    assert.is(notEstablished(la).filter((l) => /bad peer AS/.test(l.msg)).length, 1, JSON.stringify(la));
 
     // b gone (Cease): the session down is a warning; then every dial is refused, said once.
     await b.stop({ graceful: false });

@@ -252,7 +252,8 @@ async function main() {
   // With one job: path order, as always. With more: longest first (ties by path), exclusive
   // files before all others, each alone.
   if (jobs > 1) files.sort((a, b) => b.expectS - a.expectS || (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
-  const pending = jobs > 1 ? [...files.filter((f) => f.exclusive), ...files.filter((f) => !f.exclusive)] : files;
+  // (a copy either way: the scheduler takes files out of pending, and files is counted at the end)
+  const pending = jobs > 1 ? [...files.filter((f) => f.exclusive), ...files.filter((f) => !f.exclusive)] : [...files];
   if (listOnly) {
     for (const f of pending) {
       const decl = [...(f.exclusive ? ['exclusive'] : []), ...[...f.resources].map((r) => `resource ${r}`)];

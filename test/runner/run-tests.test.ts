@@ -228,6 +228,7 @@ test('--jobs 1 runs one file at a time, in path order; a bad --jobs is refused',
   assert.is(res.status, 0, res.out);
   const log = res.events;
   assert.equal(log, ['start one', 'end one', 'start two', 'end two', 'start three', 'end three']);
+  assert.match(res.out, /wall [\d.]+s for 3 files at 1 at once/);
   for (const bad of [['--jobs', '0'], ['--jobs', 'two'], ['--jobs']]) {
     const r = runOn({ 'a/one.test.js': noting('one') }, { args: bad });
     assert.is(r.status, 2, r.out);

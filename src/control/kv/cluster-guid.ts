@@ -11,6 +11,12 @@ export const CLUSTER_INFORMATION_KEY = '/calico/resources/v3/projectcalico.org/c
 
 /** spec.clusterGUID of a stored ClusterInformation value; null when it has none (or is not a JSON object). */
 export function clusterGuidOf(value: string): string | null {
+  const guid = specOf(value)?.clusterGUID;
+  return typeof guid === 'string' && guid !== '' ? guid : null;
+}
+
+/** The spec object of a stored ClusterInformation value; null when the value is not JSON or has none. */
+function specOf(value: string): Record<string, unknown> | null {
   let parsed: unknown;
   try {
     parsed = JSON.parse(value);
@@ -18,8 +24,7 @@ export function clusterGuidOf(value: string): string | null {
     return null;
   }
   const spec = typeof parsed === 'object' && parsed !== null ? (parsed as { spec?: unknown }).spec : undefined;
-  const guid = typeof spec === 'object' && spec !== null ? (spec as { clusterGUID?: unknown }).clusterGUID : undefined;
-  return typeof guid === 'string' && guid !== '' ? guid : null;
+  return typeof spec === 'object' && spec !== null ? (spec as Record<string, unknown>) : null;
 }
 
 /** A GUID as the status shows it: its first 8 hex digits. */
@@ -33,14 +38,7 @@ export function shortGuid(guid: string): string {
  * and podway's registration set it true). Calico's Felix and CNI plugin wait while it is false.
  */
 export function datastoreLockedIn(value: string): boolean {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    return false;
-  }
-  const spec = typeof parsed === 'object' && parsed !== null ? (parsed as { spec?: unknown }).spec : undefined;
-  return typeof spec === 'object' && spec !== null && (spec as { datastoreReady?: unknown }).datastoreReady === false;
+  return specOf(value)?.datastoreReady === false;
 }
 
 /** What a locked datastore means and how to lift it, for messages. */

@@ -4,7 +4,6 @@
  * routes, endpoints, counters, trace). Model changes are applied whole, between packet batches.
  */
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { nodeAddressState, readLinkState } from './node-address';
 import { performance } from 'node:perf_hooks';
@@ -1642,14 +1641,10 @@ export class Engine {
    */
   private checkUnderlayMtu(now: number): void {
     this.mtuCheckedAt = now;
-    if (this.io.linkMtus) {
-      // every veth port's in one call (two ioctls each in C), not a sysfs read per port from JS
-      const out = (this.mtuOut ??= new Uint32Array(MAX_PORTS));
-      this.io.linkMtus(out);
-      for (const e of this.endpoints.values()) if (e.kind === 'veth') this.setPortMtu(e.port, out[e.port]);
-    } else {
-      for (const e of this.endpoints.values()) if (e.kind === 'veth') this.rereadPortMtu(e);
-    }
+    // every veth port's in one call (two ioctls each in C), not a sysfs read per port from JS
+    const out = (this.mtuOut ??= new Uint32Array(MAX_PORTS));
+    this.io.linkMtus(out);
+    for (const e of this.endpoints.values()) if (e.kind === 'veth') this.setPortMtu(e.port, out[e.port]);
     const ul = this.underlay;
     if (!ul || !this.model) return;
     let mtu: number;
@@ -1667,8 +1662,7 @@ export class Engine {
   /**
    * A veth pod's host end's MTU (the CNI sets it to the pod's), for the pipeline's MTU check of
    * packets to that pod (Pipeline.portMtu): read when the port is attached and every few seconds
-   * with the underlay's (then all in one addon call, linkMtus; without it asynchronously:
-   * rereadPortMtu). Unreadable: 0, not checked.
+   * with the underlay's (then all in one addon call, linkMtus). Unreadable: 0, not checked.
    */
   private readPortMtu(port: number, ifname: string): void {
     let mtu = 0;
@@ -1678,19 +1672,6 @@ export class Engine {
       mtu = 0;
     }
     this.setPortMtu(port, mtu);
-  }
-
-  /**
-   * The every-few-seconds read of a veth pod's host-end MTU: asynchronous, so its open/read/close
-   * run on libuv's thread pool, not the forwarding thread (with many pods, reading them all at once
-   * held up forwarding for as long); only the parse and the store come back here. Taken only if
-   * the same endpoint still holds the port (a pod gone or re-attached meanwhile is left alone).
-   */
-  private rereadPortMtu(e: EndpointPort): void {
-    const done = (mtu: number): void => {
-      if (this.endpoints.get(e.ep.interfaceName) === e) this.setPortMtu(e.port, mtu);
-    };
-    readFile(`/sys/class/net/${e.ep.interfaceName}/mtu`, 'utf8').then((t) => done(Number(t)), () => done(0));
   }
 
   private setPortMtu(port: number, mtu: number): void {

@@ -193,7 +193,7 @@ export interface PacketIO {
   txRejectedAll?(out: Float64Array): void;
   /** out[id] = the MTU of the interface an open AF_PACKET port is bound to (0: unknown, e.g. the
    * interface gone) for every such port id < out.length (others untouched). */
-  linkMtus?(out: Uint32Array): void;
+  linkMtus(out: Uint32Array): void;
   info(port: number): PortInfo;
   /** Call `cb` when the port is readable (see PollCallback); recvMax (1..MAX_BATCH, at most the
    * pool's descriptors): receive the first batch before calling it. A second call replaces both. */

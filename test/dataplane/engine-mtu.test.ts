@@ -43,7 +43,7 @@ test('the underlay interface\'s MTU lowered and raised between models: tx4/tx6 b
   assert.is(pipe.tx4Mtu, 1500, 'bounded by the model\'s underlay MTU');
 });
 
-test('a veth pod\'s host-end MTU changed while it runs: the pipeline\'s check follows it (read every few seconds, off the forwarding thread)', async () => {
+test('a veth pod\'s host-end MTU changed while it runs: the pipeline\'s check follows it (read every few seconds, every port in one linkMtus call)', async () => {
   const e = new Engine({ io: new MemoryIO(), manageHost: false, ringCheckMs: 0, neighbor: { retransMs: 50 } });
   try {
     e.apply(clusterModel('node1'));

@@ -294,7 +294,7 @@ static int spare_fits(const struct open_opts *s, const struct open_opts *o) {
   return o->bpf_len == 0 && s->ring == o->ring && s->ring_version == o->ring_version && s->ring_blocks == o->ring_blocks &&
          s->ring_block_size == o->ring_block_size && s->ignore_outgoing == o->ignore_outgoing &&
          s->qdisc_bypass == o->qdisc_bypass && s->vnet_hdr == o->vnet_hdr && s->gro == o->gro && s->tx_gso == o->tx_gso &&
-         s->no_scatter_rx == o->no_scatter_rx && s->rx_super == o->rx_super && s->rx_merge == o->rx_merge && s->rx_super_tcp == o->rx_super_tcp && s->tx_socket == o->tx_socket && s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
+         s->no_scatter_rx == o->no_scatter_rx && s->rx_super == o->rx_super && s->rx_merge == o->rx_merge && s->rx_super_tcp == o->rx_super_tcp && s->gso_min == o->gso_min && s->tx_socket == o->tx_socket && s->rcvbuf == o->rcvbuf && s->sndbuf == o->sndbuf;
 }
 
 static int take_spare(struct addon *a, const struct open_opts *o, struct port *p) {
@@ -423,6 +423,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.rx_merge = (int)v;
     if (opt_u32(env, opts, "rxSuperTcp", 0, &v)) return throw_type(env, "rxSuperTcp: boolean");
     o.rx_super_tcp = (int)v;
+    if (opt_u32(env, opts, "gsoMin", 0, &v) || v > 65535) return throw_type(env, "gsoMin: 0..65535 bytes");
+    o.gso_min = v;
     if (opt_u32(env, opts, "txSocket", 0, &v)) return throw_type(env, "txSocket: boolean");
     o.tx_socket = (int)v;
     bool has = false;
@@ -1263,7 +1265,7 @@ static napi_value set_sched_slice(napi_env env, napi_callback_info info) {
 
 /* ---- for tests only ---------------------------------------------------------------------------
  *
- * offloadDeliverForTest(frame: Uint8Array, vnetHdr: Uint8Array | null, first, max, resume)
+ * offloadDeliverForTest(frame: Uint8Array, vnetHdr: Uint8Array | null, first, max, resume[, gsoMin])
  *   -> { n, done, gsoFrames, gsoSegments, gsoBad, gsoDropped, csumCompleted, truncated }
  * runs the receive path's delivery (rx_deliver, the code every AF_PACKET recv uses) on a frame
  * given from JS, as if a vnet-header socket had received it, into descriptors [first, first+max)
@@ -1339,10 +1341,10 @@ static napi_value super_rest_js(napi_env env, napi_callback_info info) {
 
 static napi_value offload_deliver_for_test(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 5) return throw_type(env, "offloadDeliverForTest(frame, vnetHdr, first, max, resume)");
+  if (argc != 5 && argc != 6) return throw_type(env, "offloadDeliverForTest(frame, vnetHdr, first, max, resume[, gsoMin])");
   if (!a->pool_set) return throw_type(env, "setPool first");
   size_t flen = 0, vlen = 0;
   const uint8_t *frame = typed_data(env, argv[0], napi_uint8_array, &flen);
@@ -1362,9 +1364,12 @@ static napi_value offload_deliver_for_test(napi_env env, napi_callback_info info
   if (max == 0 || max > MAX_BATCH || first > pl->ndesc || max > pl->ndesc - first) return throw_errno(env, ERANGE, "offloadDeliverForTest");
   for (uint32_t k = 0; k < max; k++)
     if (pl->d_slot[first + k] >= pl->nslots) return throw_errno(env, ERANGE, "offloadDeliverForTest");
+  uint32_t gso_min = 0;
+  if (argc == 6 && arg_u32(env, argv[5], &gso_min)) return throw_type(env, "gsoMin: bytes");
   struct port *p = &a->test_port;
   p->kind = PORT_PACKET;
   p->vnet_len = VNET_HDR_LEN;
+  p->gso_min = gso_min;
   if (!resume) p->gso_next = 0;
   int done = 1;
   uint32_t n = rx_deliver(p, 0, pl, first, max, frame, (uint32_t)flen, (uint32_t)flen, vh, 0, &done);

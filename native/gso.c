@@ -309,6 +309,11 @@ uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t 
     p->st.rx_bytes += len;
     return 1;
   }
+  if (h.gso_size < p->gso_min) { /* a pod's tiny gso_size: thousands of segments from one frame (gso.h) */
+    p->gso_next = 0;
+    p->st.rx_gso_bad++;
+    return 0;
+  }
   if (len < wire_len) { /* a cut super-frame cannot be segmented: delivered flagged, as any cut frame */
     p->gso_next = 0;
     return deliver_copy(p, port_id, pl, first, frame, len, wire_len, flags);
@@ -355,6 +360,7 @@ uint32_t rx_scatter_layout(const struct port *p, struct pool *pl, uint32_t first
   struct virtio_net_hdr h;
   memcpy(&h, vh, sizeof h); /* the ring is shared memory: read the header once */
   if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE || have < SCATTER_HEAD_MIN || room == 0) return 0;
+  if (h.gso_size < p->gso_min) return 0; /* read whole: rx_deliver drops and counts it */
   if (len > big_cap - p->vnet_len) return 0; /* too long for big: read whole (cut) and handled as before */
   memset(g, 0, sizeof *g);
   if (gso_plan_frame(head, len, &h, pl->slot_size - pl->headroom, g) != GSO_OK || g->hdrs > have) return 0;

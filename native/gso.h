@@ -48,6 +48,17 @@ enum gso_verdict {
   GSO_UNSUPPORTED = -2, /* well formed but not segmented here (VLAN, IPv6 extension headers, UFO, segment > slot) */
 };
 
+/* A pod port's floor on gso_size (open option gsoMin, set by the engine on veth pod ports only):
+ * a pod can write a GSO frame with gso_size 1, which would be cut into one segment per payload
+ * byte (64 KiB in, 65,535 frames out). Below the floor the frame is bad (rx_gso_bad), before any
+ * planning. The engine uses 88, Linux's TCP_MIN_MSS, the smallest MSS a socket may ask for
+ * (TCP_MAXSEG); Linux advertises at least net.ipv4.route.min_adv_mss (256). A pod's own TCP builds
+ * its GSO frames at its path MSS, so it goes below 88 only toward a peer that advertises less
+ * (Linux caps a peer's MSS at net.ipv4.tcp_min_snd_mss, 48, and its options come off that: the
+ * kernel's TCP_MIN_GSO_SIZE is 8): such a connection's super-frames are dropped, its single
+ * segments pass. The underlay has no floor: the kernel's GRO merges a flow's small segments into
+ * a frame whose gso_size is their size, any size. */
+
 /* Check a GSO frame and plan its segments; a segment must fit `cap` bytes. */
 int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
                    struct gso_plan *g);

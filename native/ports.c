@@ -269,6 +269,7 @@ int port_prepare_packet(struct port *p, const struct open_opts *o) {
     p->vnet_len = VNET_HDR_LEN;
     p->gro = o->gro;
     p->tx_gso = o->tx_gso ? TX_GSO_UDP | TX_GSO_TCP : 0;
+    p->gso_min = o->gso_min;
   }
   if (o->bpf && o->bpf_len) {
     struct sock_fprog prog = { .len = (unsigned short)(o->bpf_len / sizeof(struct sock_filter)),

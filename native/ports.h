@@ -154,6 +154,7 @@ struct port {
   int rx_super;
   int super_tunnel;             /* rx_super: VXLAN tunnel super-frames (the underlay) */
   int super_plain;              /* rx_super: a pod's plain TCP super-frames (rx_super_tcp) */
+  uint32_t gso_min;             /* open_opts.gso_min: smaller gso_size counts rx_gso_bad (gso.c) */
   uint8_t *arena;
   uint32_t arena_bufs;          /* buffers in the arena (SUPER_BUFS, or POD_SUPER_BUFS on a pod port) */
   uint32_t arena_used;          /* buffers holding a super-frame handed on in this recv call */
@@ -230,6 +231,8 @@ struct open_opts {
                             then copy them into the pool (the path before scatter receive) */
   int rx_merge;          /* AF_PACKET, V2 ring, vnet_hdr: merge runs of VXLAN TCP datagrams on receive (rxsuper.h) */
   int rx_super_tcp;      /* AF_PACKET, V2 ring, vnet_hdr: hand a pod's TCP super-frames on whole (rxsuper.h) */
+  uint32_t gso_min;      /* AF_PACKET with vnet_hdr: a GSO frame whose gso_size is below this is bad
+                            (rx_gso_bad; a pod port: POD_GSO_MIN, see gso.h); 0 = any size */
   int tx_socket;         /* AF_PACKET: send through a second socket of the port's own that receives nothing */
   int share;             /* TAP/TUN: offer this port's fd to the process's other threads (shared_tx) */
   int shared_tx;         /* TAP/TUN: no device open of our own: a dup of the fd another thread shares */

@@ -11,7 +11,7 @@ import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
 import { macEquals } from '../packet/ethernet';
 import { FramePool } from './frame-pool';
-import { PacketIO, errnoOf, errnoName, RING_FAILED } from './io';
+import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED } from './nexthops';
@@ -1248,7 +1248,7 @@ export class Engine {
   }
 
   private podPortOptions() {
-    return { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, scatterRx: this.scatterRx, rxSuperTcp: this.podSuper, ignoreOutgoing: true };
+    return { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, scatterRx: this.scatterRx, rxSuperTcp: this.podSuper, gsoMin: POD_GSO_MIN, ignoreOutgoing: true };
   }
 
   /**

@@ -13,6 +13,10 @@
 import { getSystemErrorName } from 'node:util';
 import type { FramePool } from './frame-pool';
 
+/** A veth pod's GSO frames with a smaller gso_size are dropped, counted rxGsoBad (PortOptions
+ * gsoMin): Linux's TCP_MIN_MSS (native/gso.h says why, and what an honest pod loses). */
+export const POD_GSO_MIN = 88;
+
 export interface PortOptions {
   /** Open the device or socket inside this network namespace (e.g. /run/netns/NAME). */
   netns?: string;
@@ -54,6 +58,10 @@ export interface PortOptions {
    * TCP/IPv6 segments of one flow in a batch go out as one super-frame with a virtio_net_hdr (TCPV4
    * or TCPV6, gso_size, partial checksum), as the kernel's GRO hands them to a pod. For pod ports. */
   gro?: boolean;
+  /** AF_PACKET with vnetHdr: a received GSO frame whose gso_size is below this many bytes is
+   * dropped, counted rxGsoBad (native/gso.h: a pod's gso_size of 1 is one segment per byte). For
+   * pod ports (POD_GSO_MIN); default 0, any size (the underlay: GRO merges small segments). */
+  gsoMin?: number;
   /** AF_PACKET with vnetHdr: transmit GSO (native/uso.c, gro.c). Consecutive VXLAN datagrams of one
    * outer flow in a batch go out as one UDP GSO message (UDP_L4), and in-order TCP segments of one
    * flow as one TCPV4 (TCPV6) message; the kernel carries each as one skb and segments it at the device

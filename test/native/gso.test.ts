@@ -15,11 +15,12 @@ import * as assert from 'uvu/assert';
 import { writeSync, closeSync, readdirSync, readFileSync } from 'node:fs';
 import { native, nativeAddon, FramePool, SLOT_SIZE, HEADROOM, DescFlag } from '../../src/dataplane/native';
 import { withNetns, waitFor, Netns } from '../helpers/netns';
+import { POD_GSO_MIN } from '../../src/dataplane/io';
 import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
 
 interface DeliverResult { n: number; done: number; gsoFrames: number; gsoSegments: number; gsoBad: number; gsoDropped: number; csumCompleted: number; truncated: number }
 interface TestHooks {
-  offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean): DeliverResult;
+  offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean, gsoMin?: number): DeliverResult;
   vnetTapForTest(name: string, netns: string): number;
 }
 const hooks = nativeAddon() as unknown as TestHooks;
@@ -504,6 +505,37 @@ test('bad offload metadata and headers: each dropped and counted, nothing delive
   }
 });
 
+test('a pod port\'s gso_size floor (gsoMin, POD_GSO_MIN): a smaller gso_size is bad (counted, nothing delivered); at the floor it is cut; without it (underlay) any size is cut', () => {
+  assert.is(POD_GSO_MIN, 88);
+  const cases: Array<[string, Uint8Array, Uint8Array]> = [
+    ['TCPv4 gso_size 1', frame({ payload: 3000, seed: 51 }), tcpVnet(1)],
+    ['TCPv4 gso_size 87', frame({ payload: 3000, seed: 52 }), tcpVnet(POD_GSO_MIN - 1)],
+    ['TCPv6 gso_size 8', frame6({ payload: 3000, seed: 53 }), tcp6Vnet(8)],
+    ['UDP GSO gso_size 1', frame({ proto: 17, payload: 3000, seed: 54 }), udpVnet(1)],
+  ];
+  for (const [what, f, v] of cases) {
+    const before = hooks.offloadDeliverForTest(new Uint8Array(60), null, 0, 1, false);
+    pool.len[10] = 0x1234;
+    const r = hooks.offloadDeliverForTest(f, v, 10, 64, false, POD_GSO_MIN);
+    assert.is(r.n, 0, what);
+    assert.is(r.done, 1, what);
+    assert.is(pool.len[10], 0x1234, `${what}: no descriptor written`);
+    assert.is(r.gsoBad - before.gsoBad, 1, `${what}: gsoBad`);
+    assert.is(r.gsoSegments - before.gsoSegments, 0, `${what}: no segment`);
+  }
+  // at the floor: cut by the rules
+  const at = frame({ payload: 88 * 5 + 7, seed: 55 });
+  const r = hooks.offloadDeliverForTest(at, tcpVnet(POD_GSO_MIN), 0, 64, false, POD_GSO_MIN);
+  const want = referenceSegments(at, POD_GSO_MIN);
+  assert.is(r.n, want.length);
+  for (let i = 0; i < want.length; i++) assert.equal(frameAt(i), want[i], `segment ${i}`);
+  // no floor (an underlay port: GRO merges small segments): gso_size 1 is still cut, one byte each
+  const small = frame({ payload: 40, seed: 56 });
+  const r1 = hooks.offloadDeliverForTest(small, tcpVnet(1), 0, 64, false);
+  assert.is(r1.n, 40);
+  assert.equal(frameAt(39), referenceSegments(small, 1)[39]);
+});
+
 test('fuzz: 3000 mutated super-frames and headers; whatever comes out is a valid wire frame within the batch and a slot', () => {
   let x = 0x9e3779b9;
   const rnd = (n: number) => {
@@ -609,11 +641,11 @@ const offloadStats = (port: number): OffloadStats => native.stats(port) as unkno
  * deliver the same frames byte for byte and count the same drops; batches of a few descriptors
  * make scatter put the tail of a super-frame in the buffer and finish it over later calls.
  */
-async function scatterAgainstWhole(tap: string, N: Netns, fd: number, writes: Array<[Uint8Array, Uint8Array]>, marker: Uint8Array[], batches: [number, number], timeoutMs = 5000): Promise<[Uint8Array[], OffloadStats, OffloadStats, boolean]> {
-  const scatter = native.openPacket(tap, { netns: N.path });
+async function scatterAgainstWhole(tap: string, N: Netns, fd: number, writes: Array<[Uint8Array, Uint8Array]>, marker: Uint8Array[], batches: [number, number], timeoutMs = 5000, opts: { gsoMin?: number } = {}): Promise<[Uint8Array[], OffloadStats, OffloadStats, boolean]> {
+  const scatter = native.openPacket(tap, { netns: N.path, ...opts });
   let whole = -1;
   try {
-    whole = native.openPacket(tap, { netns: N.path, scatterRx: false });
+    whole = native.openPacket(tap, { netns: N.path, scatterRx: false, ...opts });
     for (const [v, f] of writes) {
       try { writeSync(fd, Buffer.concat([v, f])); } catch { /* the tap refused this header: neither port sees it */ }
     }
@@ -700,6 +732,17 @@ test('V2 ring, scatter receive: bad offload metadata is dropped and counted as o
         bad += (sc.rxGsoBad ?? 0) + (sc.rxGsoDropped ?? 0);
       }
       assert.ok(bad >= 10, `bad frames that got past the tap were dropped and counted (${bad})`);
+      // a pod port's gso_size floor on real sockets, both paths: gso_size 1 and 87 dropped and
+      // counted, the super-frame after them (gso_size 88, the floor) arrives cut by the rules
+      const tiny: Array<[Uint8Array, Uint8Array]> = [[tcpVnet(1), frame({ payload: 3000, seed: 41 })], [tcpVnet(POD_GSO_MIN - 1), frame({ payload: 3000, seed: 42 })]];
+      const floorMarker: [Uint8Array, Uint8Array] = [tcpVnet(POD_GSO_MIN), frame({ payload: 2000, seed: 43 })];
+      const [got, sc, wh, complete] = await scatterAgainstWhole('gsb0', N, fd, tiny, floorMarker, [5, 64], 5000, { gsoMin: POD_GSO_MIN });
+      assert.ok(complete, 'gsoMin: the super-frame after the tiny ones arrived');
+      sameFrames(got, referenceSegments(floorMarker[1], POD_GSO_MIN), 'gsoMin: only the floor-sized super-frame, cut');
+      for (const st of [sc, wh]) {
+        assert.is(st.rxGsoBad, 2, 'gsoMin: both tiny gso_size frames counted bad');
+        assert.is(st.rxGsoFrames, 1);
+      }
     } finally {
       closeSync(fd);
     }

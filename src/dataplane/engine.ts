@@ -1208,10 +1208,10 @@ export class Engine {
   }
 
   /** Interfaces of the model's endpoints attached at least once (openEndpoint: a re-attach asks a
-   * pod with a stated MAC for its own). */
+   * pod with a stated MAC for its own: askReattached). */
   private readonly attachedBefore = new Set<string>();
 
-  private openEndpoint(ep: LocalEndpoint): EndpointPort {
+  private openEndpoint(ep: LocalEndpoint, model: NodeDataplaneModel): EndpointPort {
     const kind = ep.interfaceType;
     const mac = ep.mac ? parseMac(ep.mac) : undefined;
     let port: number;
@@ -1239,7 +1239,7 @@ export class Engine {
     // replaces it if it differs (Pipeline.podMacCheck), not only once the pod sends of itself.
     const again = this.attachedBefore.has(ep.interfaceName);
     this.attachedBefore.add(ep.interfaceName);
-    if (again && mac && kind !== 'tun' && !txOnly && ep.ips.length > 0) this.askPodMac(port, ep.ips[0], Date.now());
+    if (again && mac && kind !== 'tun' && !txOnly) this.askReattached(port, ep, model);
     // A tap/tun device is the pod's own interface, so podway gives it the pod MTU as a CNI would
     // (programmed with the host state). A veth's host end keeps its MTU: podway must receive
     // oversize DF packets to answer them with ICMP fragmentation needed (a smaller host-end MTU
@@ -1284,7 +1284,7 @@ export class Engine {
         continue;
       }
       try {
-        this.endpoints.set(name, this.openEndpoint(ep));
+        this.endpoints.set(name, this.openEndpoint(ep, model));
         this.pending.delete(name);
       } catch (e) {
         // A missing pod interface is not fatal: its route is withheld (no next hop port) and the
@@ -1313,7 +1313,7 @@ export class Engine {
     for (const [name, { ep }] of this.pending) {
       if (!this.canOpen(ep)) continue;
       try {
-        this.endpoints.set(name, this.openEndpoint(ep));
+        this.endpoints.set(name, this.openEndpoint(ep, this.model));
         this.pending.delete(name);
         attached++;
         this.log.info(`endpoint ${ep.key}: attached ${name}`, { workload: ep.key, interface: name });
@@ -1769,6 +1769,20 @@ export class Engine {
   private askPodMac6(port: number, b6: Uint8Array, off: number, now: number): void {
     if (this.podMacAsked(port, now)) return;
     this.sendControlFrame(port, (b, f) => writeNeighborSolicit(b, f, GATEWAY_MAC, GATEWAY_IP6, 0, b6, off));
+  }
+
+  /**
+   * A pod port re-attached under the same endpoint with a stated MAC (openEndpoint): ask the pod at
+   * once, an ARP request for its first IPv4 address, or for an IPv6-only pod a Neighbor
+   * Solicitation for its first IPv6 address (askPodMac6); the answer's source MAC replaces a stale
+   * stated one (Pipeline.podMacCheck). One MAC per port serves both families, so a dual-stack pod's
+   * ARP answer corrects its IPv6 traffic too.
+   */
+  private askReattached(port: number, ep: LocalEndpoint, model: NodeDataplaneModel): void {
+    const now = Date.now();
+    if (ep.ips.length > 0) return this.askPodMac(port, ep.ips[0], now);
+    const ip6 = model.v6.endpoints.find((e) => e.interfaceName === ep.interfaceName)?.ips6[0];
+    if (ip6 !== undefined) this.askPodMac6(port, ip6Bytes(ip6), 0, now);
   }
 
   /** Was pod `port` asked for its MAC less than a second ago? If not, it counts as asked now. */

@@ -24,7 +24,7 @@ import { parseMetrics, valueOf } from '../observe/prom-text';
 import { ip6Bytes } from '../../src/control/route-calc6';
 import { parseIpv4, parseMac } from '../../src/packet';
 import { clusterModel, frame, NODE2_MAC, CLUSTER_YAML } from './helpers';
-import { dualStackYaml } from './helpers6';
+import { dualStackYaml, frame6, B6 } from './helpers6';
 
 runPrivateNetns();
 
@@ -175,6 +175,88 @@ test('a pod ring that could not be set up again: its port closed, the interface 
   await new Promise((res) => setTimeout(res, 50));
   assert.is(r.io.events.slice(n0).filter((e) => e.op === 'open' && e.name === 'caliB').length, 1, 'reattached once');
   stopRig(r);
+});
+
+/** caliB attached again under the same endpoint: its ring could not be set up again, so the engine
+ * closes its port and opens the interface anew (as for a veth deleted and made again). The new port. */
+async function reattachB(r: Rig): Promise<number> {
+  const n0 = r.io.events.length;
+  r.io.failRing(portOf(r, 'caliB'), 'ENOMEM');
+  assert.ok(await waitFor(() => r.io.events.slice(n0).some((e) => e.op === 'open' && e.name === 'caliB'), 5000), 'caliB attached again');
+  return portOf(r, 'caliB');
+}
+
+const macAt = (b: Uint8Array, off: number) => [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+const STATED_B = '2a:5f:10:00:01:02';
+const FRESH_B = '02:00:00:00:00:99';
+
+/** ARP requests and Neighbor Solicitations among frames sent to a pod. */
+const arpRequests = (fs: { bytes: Uint8Array }[]) => fs.filter((f) => f.bytes[12] === 0x08 && f.bytes[13] === 0x06 && f.bytes[21] === 1);
+const solicitations = (fs: { bytes: Uint8Array }[]) => fs.filter((f) => f.bytes[12] === 0x86 && f.bytes[13] === 0xdd && f.bytes[20] === 58 && f.bytes[54] === 135);
+
+/** Pod A's IPv6 packet to B as it leaves B's port: its destination MAC. */
+function v6ToB(r: Rig, b: number): string {
+  r.io.take(b);
+  r.io.inject(portOf(r, 'caliA'), frame6('v6pipe_a_to_b'));
+  r.io.pump();
+  const sent = r.io.take(b);
+  const out = sent.filter((f) => f.bytes[12] === 0x86 && f.bytes[13] === 0xdd && solicitations([f]).length === 0);
+  assert.is(out.length, 1, `A's IPv6 packet delivered to B: ${sent.length} frame(s), ${JSON.stringify(r.engine.counters().reasons)}`);
+  return macAt(out[0].bytes, 0);
+}
+
+test('a veth pod with a stated MAC attached again under the same endpoint is asked at once: an ARP request (IPv4, dual stack), a Neighbor Solicitation from the gateway\'s link-local (IPv6 only); its answer\'s MAC then carries its IPv6 traffic', async () => {
+  // IPv6 only: before, nothing was sent and B's IPv6 traffic went to the stale stated MAC until B spoke
+  const v6only = clusterModel('node1', dualStackYaml().replace(`ipNetworks: [10.244.0.2/32, ${B6}/128]`, `ipNetworks: [${B6}/128]`));
+  assert.equal(v6only.endpoints.find((e) => e.interfaceName === 'caliB')?.ips, [], 'caliB is IPv6 only');
+  let r = rig();
+  try {
+    r.engine.apply(v6only);
+    assert.is(solicitations(r.io.take(portOf(r, 'caliB'))).length, 0, 'not asked at the first attach');
+    const b = await reattachB(r);
+    const sent = r.io.take(b);
+    assert.is(arpRequests(sent).length, 0);
+    const ns = solicitations(sent);
+    assert.is(ns.length, 1, `one Neighbor Solicitation on re-attach: ${sent.length} frame(s)`);
+    const f = ns[0].bytes;
+    assert.is(macAt(f, 0), '33:33:ff:00:00:02', 'to B\'s solicited-node group');
+    assert.is(macAt(f, 6), 'ee:ee:ee:ee:ee:ee');
+    assert.equal([...f.subarray(22, 38)], [...ip6Bytes('fe80::ecee:eeff:feee:eeee')], 'from the gateway\'s link-local');
+    assert.equal([...f.subarray(62, 78)], [...ip6Bytes(B6)], 'for B\'s IPv6 address');
+    assert.is(v6ToB(r, b), STATED_B, 'the stated MAC until B answers');
+    // B's answer (any frame of B's: the NA is one) with its new MAC
+    const from = frame6('v6pipe_b_to_a');
+    from.set(parseMac(FRESH_B), 6);
+    r.io.inject(b, from);
+    r.io.pump();
+    assert.is(v6ToB(r, b), FRESH_B, 'the answer\'s MAC');
+  } finally {
+    stopRig(r);
+  }
+  // IPv4 and dual stack: an ARP request for B's IPv4 address, whose answer serves IPv6 too
+  for (const model of [clusterModel(), dualModel()]) {
+    r = rig();
+    try {
+      r.engine.apply(model);
+      assert.is(arpRequests(r.io.take(portOf(r, 'caliB'))).length, 0, 'not asked at the first attach');
+      const b = await reattachB(r);
+      const sent = r.io.take(b);
+      assert.is(solicitations(sent).length, 0);
+      const arp = arpRequests(sent);
+      assert.is(arp.length, 1, `one ARP request on re-attach: ${sent.length} frame(s)`);
+      assert.equal([...arp[0].bytes.subarray(28, 32)], [169, 254, 1, 1], 'from the gateway');
+      assert.equal([...arp[0].bytes.subarray(38, 42)], [10, 244, 0, 2], 'for B\'s IPv4 address');
+      if (model.v6.endpoints.length === 0) continue;
+      const reply = frame('arp_b_gw');
+      reply.set(parseMac(FRESH_B), 6);
+      reply.set(parseMac(FRESH_B), 22);
+      r.io.inject(b, reply);
+      r.io.pump();
+      assert.is(v6ToB(r, b), FRESH_B, 'dual stack: B\'s ARP frame\'s MAC carries its IPv6 traffic');
+    } finally {
+      stopRig(r);
+    }
+  }
 });
 
 test('an underlay ring that could not be set up again: reopened (new port before the old one closes), a failed reopen tried again on the next check', async () => {

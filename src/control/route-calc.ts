@@ -151,14 +151,16 @@ export interface NodeDataplaneModel {
   readonly v6: NodeModel6;
   /**
    * Learned routes the node's kernel needs (absent without BGP): every best learned prefix
-   * outside all pools (a ToR's default route, an outside network) with an on-link next hop. podway
-   * forwards pods' traffic there itself, but natOutgoing egress is handed to the kernel to be
-   * masqueraded and routed; calico-node's BIRD puts these into the main table (`protocol kernel`),
+   * outside all pools (a ToR's default route, an outside network) with an on-link next hop, IPv4
+   * and IPv6 (route-calc6.ts: a global next hop on our IPv6 subnet). podway forwards pods' traffic
+   * there itself, but natOutgoing egress is handed to the kernel to be masqueraded and routed;
+   * calico-node's BIRD (and BIRD for IPv6) puts these into the main table (`protocol kernel`),
    * and so does podway (dataplane/host-programmer.ts). Pool prefixes stay podway's own.
    */
   readonly kernelRoutes?: readonly KernelLearnedRoute[];
   /**
-   * With BGP: every configured peer's session is Established and has sent its IPv4 End-of-RIB, so
+   * With BGP: every configured peer's session is Established and has sent its End-of-RIB (each
+   * family it carries), so
    * kernelRoutes is every peer's whole table: a learned route an earlier run left in the kernel
    * (adopted at start) that is not in it now is gone for good (as RFC 4724's restarting speaker
    * deletes its stale routes then), not held any longer.
@@ -166,7 +168,8 @@ export interface NodeDataplaneModel {
   readonly kernelRoutesComplete?: boolean;
 }
 
-/** A learned prefix for the node's kernel: `cidr` via `via` (IPv4 text), learned from `peer`. */
+/** A learned prefix for the node's kernel: `cidr` via `via` (IPv4, or canonical IPv6, text),
+ * learned from `peer`. */
 export interface KernelLearnedRoute {
   readonly cidr: string;
   readonly via: string;
@@ -185,7 +188,7 @@ export interface RouteCalcOptions {
   /** MTU of the underlay NIC (default 1500). */
   readonly underlayMtu?: number;
   /** BGP mode: routes of IPIP and unencapsulated pools come from these learned routes. */
-  /** `complete`: every BGP peer's IPv4 routes are all here (End-of-RIB from each; NodeModel's
+  /** `complete`: every BGP peer's routes are all here (End-of-RIB from each, each family; NodeModel's
    * kernelRoutesComplete). */
   readonly bgp?: { readonly learned: readonly LearnedRoute[]; readonly complete?: boolean };
 }
@@ -445,7 +448,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     pools,
     mtu,
     encap,
-    v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod, options.bgp),
+    v6: computeNodeModel6(snapshot, nodeName, underlay, mtu.pod, options.bgp, kernelRoutes),
     ...(options.bgp ? { kernelRoutes, kernelRoutesComplete: options.bgp.complete === true } : {}),
   };
 }

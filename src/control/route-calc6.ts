@@ -18,12 +18,13 @@
 //   the IPv6 routes learned over BGP, not from the datastore; VXLAN pools stay the datastore's. A
 //   learned route is `direct` via its (global) next hop, which must be on our IPv6 subnet; class BGP,
 //   so our own block's blackhole wins over a learned copy of it. Learned IPv6 routes outside every
-//   pool are forwarded by podway too, but not put into the kernel (no IPv6 kernelRoutes).
+//   pool are forwarded by podway and also go into the node's kernel (`kernel`: appended to the
+//   model's kernelRoutes, as route-calc.ts does for IPv4): those with a usable next hop only.
 import { formatCidr6, parseIp6, mask6Word } from '../lpm/cidr';
 import { deriveVtepMac } from './mac';
 import type { IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
-import { RouteClass, type LearnedRoute, type WithheldRoute } from './route-calc';
+import { RouteClass, type KernelLearnedRoute, type LearnedRoute, type WithheldRoute } from './route-calc';
 import { linkLocalOnly6 } from './bgp/learned-routes';
 
 /** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14 (Calico: IPv6 VXLAN MTU = host MTU - 70). */
@@ -173,9 +174,11 @@ export function cidrsAround6(c: Cidr6, addr: readonly number[]): Cidr6[] {
 
 /**
  * `nodeName`'s IPv6 model. Never throws for missing IPv6 data: a node without IPv6 has no IPv6
- * routes. `bgp`: the routes learned over BGP (BGP mode; only the IPv6 ones are used here).
+ * routes. `bgp`: the routes learned over BGP (BGP mode; only the IPv6 ones are used here);
+ * `kernel`: where the learned IPv6 routes the node's kernel needs are appended (NodeDataplaneModel's
+ * kernelRoutes).
  */
-export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, underlayMtu: number, podMtu: number, bgp?: { readonly learned: readonly LearnedRoute[] }): NodeModel6 {
+export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, underlayMtu: number, podMtu: number, bgp?: { readonly learned: readonly LearnedRoute[] }, kernel?: KernelLearnedRoute[]): NodeModel6 {
   const pools: (PoolModel6 & { c: Cidr6 })[] = [];
   for (const pool of snapshot.ipPools) {
     if (!pool.spec.cidr.includes(':')) continue;
@@ -311,6 +314,10 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
         withheld.push({ cidr: c.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${nextHop}, not on ${self.subnet6?.cidr ?? 'our IPv6 subnet (no spec.bgp.ipv6Address)'}` });
         continue;
       }
+      // Outside every pool (a ToR's ::/0, an outside network): the node's kernel gets it too, for
+      // the host's own traffic and natOutgoing egress (the whole prefix: the kernel's local table
+      // keeps our own address local).
+      if (pool === undefined) kernel?.push({ cidr: c.cidr, via: nextHop, peer: learned.peer });
       const parts = selfAddr !== null && contains(c, selfAddr) ? cidrsAround6(c, selfAddr.w) : [c];
       for (const part of parts) {
         add({

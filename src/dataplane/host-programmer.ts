@@ -68,13 +68,15 @@ export interface HostDeviceMtu {
 
 /**
  * A route learned over BGP for the node's kernel (calico-node's BIRD `protocol kernel` does the
- * same): `route CIDR via VIA dev DEV proto bird metric 32`. BIRD's protocol number and BIRD 1.6's
- * default kernel metric: beside an operator's own route to the same prefix (a static default,
- * metric 0 unless set) it is added, never put in its place, and the operator's route wins.
+ * same, and its BIRD for IPv6): `route CIDR via VIA dev DEV proto bird metric 32`. BIRD's protocol
+ * number and BIRD 1.6's default kernel metric: beside an operator's own route to the same prefix
+ * (a static default, metric 0 unless set for IPv4, 1024 for IPv6) it is added, never put in its
+ * place, and the operator's route wins. IPv6 the same way (a global next hop; the kernel keys a
+ * route by prefix and metric in both families).
  */
 export interface HostLearnedRoute {
   cidr: string;
-  /** The BGP next hop (IPv4 text), on the underlay's subnet. */
+  /** The BGP next hop (IPv4 or IPv6 text), on the underlay's subnet. */
   via: string;
   dev: string;
 }
@@ -84,14 +86,15 @@ export const LEARNED_ROUTE_PROTO = 'bird';
 export const LEARNED_ROUTE_METRIC = 32;
 
 /**
- * The routes of `ip -j -4 route show ... proto P` (JSON text) with the given metric, as learned
- * routes (`default` is 0.0.0.0/0, a bare address a /32). Throws when the text is not JSON.
+ * The routes of `ip -j -4 route show ... proto P` (or `-6`, `family` 6; JSON text) with the given
+ * metric, as learned routes (`default` is 0.0.0.0/0 or ::/0, a bare address a /32 or /128).
+ * Throws when the text is not JSON.
  */
-export function parseLearnedRoutes(json: string, metric: number): HostLearnedRoute[] {
+export function parseLearnedRoutes(json: string, metric: number, family: 4 | 6 = 4): HostLearnedRoute[] {
   const out: HostLearnedRoute[] = [];
   for (const r of JSON.parse(json || '[]') as Record<string, unknown>[]) {
     if (Number(r.metric ?? 0) !== metric || typeof r.dst !== 'string' || typeof r.gateway !== 'string' || typeof r.dev !== 'string') continue;
-    const cidr = r.dst === 'default' ? '0.0.0.0/0' : r.dst.includes('/') ? r.dst : `${r.dst}/32`;
+    const cidr = r.dst === 'default' ? (family === 6 ? '::/0' : '0.0.0.0/0') : r.dst.includes('/') ? r.dst : `${r.dst}/${family === 6 ? 128 : 32}`;
     out.push({ cidr, via: r.gateway, dev: r.dev });
   }
   return out;
@@ -493,12 +496,16 @@ export class HostProgrammer {
   private async adoptExisting(): Promise<void> {
     const existing = this.existing;
     this.existing = [];
-    const text = await this.readTable(['-j', '-4', 'route', 'show', 'table', 'main', 'proto', LEARNED_ROUTE_PROTO]);
     const inKernel = new Set<string>();
-    try {
-      for (const r of parseLearnedRoutes(text, LEARNED_ROUTE_METRIC)) inKernel.add(`${r.cidr} ${r.via} ${r.dev}`);
-    } catch {
-      /* not JSON (ip failed): nothing is adopted, all are retried */
+    // Each family read only when one of its routes is in question (items are keyed `l CIDR`).
+    for (const family of [4, 6] as const) {
+      if (!existing.some(({ item }) => item.key.includes(':') === (family === 6))) continue;
+      const text = await this.readTable(['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', LEARNED_ROUTE_PROTO]);
+      try {
+        for (const r of parseLearnedRoutes(text, LEARNED_ROUTE_METRIC, family)) inKernel.add(`${r.cidr} ${r.via} ${r.dev}`);
+      } catch {
+        /* not JSON (ip failed): nothing of this family is adopted, all are retried */
+      }
     }
     for (const { item, cmd, error } of existing) {
       // Items are keyed `l CIDR` with value `VIA DEV` (itemsOf).
@@ -729,6 +736,18 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
     add({ key: `p ${pool.cidr}`, value: pool.dev, ns: '', kind: 'route', label: `pool ${pool.cidr} on ${pool.dev}`, replace: `route replace ${pool.cidr} dev ${pool.dev} scope link`, remove: `route del ${pool.cidr} dev ${pool.dev}` });
   }
   for (const l of state.learned ?? []) {
+    if (l.cidr.includes(':')) {
+      // IPv6: canonical texts (as `ip -j -6 route` prints them, for adoption), a global next hop.
+      const c = canonicalCidr6(l.cidr);
+      const via = canonical6(l.via);
+      if (c === null || via === null || via === '::' || /^fe[89ab]/.test(via) || !SAFE_NAME.test(l.dev)) {
+        rejects.push({ key: `bad-learned ${l.cidr}`, msg: `learned route "${l.cidr}" via "${l.via}" dev "${l.dev}": bad CIDR, next hop (a global IPv6 address) or interface name` });
+        continue;
+      }
+      const tail = `${c} via ${via} dev ${l.dev} proto ${LEARNED_ROUTE_PROTO} metric ${LEARNED_ROUTE_METRIC}`;
+      add({ key: `l ${c}`, value: `${via} ${l.dev}`, ns: '', kind: 'route', label: `learned route ${c} via ${via}`, add: `route add ${tail}`, replace: `route replace ${tail}`, remove: `route del ${tail}` });
+      continue;
+    }
     const m = CIDR4.exec(l.cidr);
     const v = CIDR4.exec(`${l.via}/32`);
     if (!m || !v || [...m.slice(1, 5), ...v.slice(1, 5)].some((o) => Number(o) > 255) || Number(m[5]) > 32 || !SAFE_NAME.test(l.dev)) {

@@ -203,15 +203,20 @@ export function readPodRoutesSync(): FoundPodRoute[] {
 
 /**
  * Learned routes an earlier run put in the main table (protocol `bird`, metric 32, a gateway; see
- * host-programmer.ts HostLearnedRoute), for the host programmer to adopt. A route of another
- * protocol or metric (the operator's own default route) is never listed, so never removed.
+ * host-programmer.ts HostLearnedRoute), IPv4 and IPv6, for the host programmer to adopt. A route
+ * of another protocol or metric (the operator's own default route) is never listed, so never
+ * removed. A family whose table cannot be read gives none.
  */
 export function readLearnedRoutesSync(proto: string, metric: number): { cidr: string; via: string; dev: string }[] {
-  try {
-    return parseLearnedRoutes(execFileSync('ip', ['-j', '-4', 'route', 'show', 'table', 'main', 'proto', proto], { encoding: 'utf8', timeout: 10_000 }), metric);
-  } catch {
-    return [];
+  const out: { cidr: string; via: string; dev: string }[] = [];
+  for (const family of [4, 6] as const) {
+    try {
+      out.push(...parseLearnedRoutes(execFileSync('ip', ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', proto], { encoding: 'utf8', timeout: 10_000 }), metric, family));
+    } catch {
+      /* no such table (IPv6 disabled): none of this family */
+    }
   }
+  return out;
 }
 
 /** Write a sysctl under /proc/sys/net; returns a note of what changed, or '' when already set. */

@@ -174,4 +174,25 @@ test('BGP mode: unencapsulated IPv6 pools are routed by learned IPv6 routes (dir
   assert.is(vx.get('fd00:10:244::40/122')!.kind, 'vxlan');
 });
 
+test('BGP mode: learned IPv6 routes outside every pool with a usable next hop go to the node\'s kernel (kernelRoutes, beside IPv4\'s); pool blocks, link-local, off-subnet and our own next hops never', () => {
+  const snap = parseClusterYaml(yaml('Never'), 't.yaml');
+  const model = computeNodeModel(snap, 'node1', { bgp: { complete: true, learned: [
+    { prefix: '::/0', nextHop: 'fd99::fe', peer: 'fd99::fe' }, // a ToR's default route
+    { prefix: 'fd00:77::/64', nextHop: 'fd99::fe', peer: 'fd99::fe' }, // an outside network
+    { prefix: 'fd00:10:244::40/122', nextHop: 'fd99::2', peer: 'fd99::2' }, // node2's block: podway's own
+    { prefix: 'fd00:78::/64', nextHop: 'fe80::2', peer: 'fd99::2' }, // link-local only
+    { prefix: 'fd00:79::/64', nextHop: 'fd98::9', peer: 'fd99::2' }, // off our subnet
+    { prefix: 'fd00:7a::/64', nextHop: 'fd99::1', peer: 'fd99::2' }, // our own address: our route reflected
+    { prefix: '198.51.100.0/24', nextHop: '10.99.0.254', peer: '10.99.0.254' }, // IPv4: route-calc.ts's
+  ] } });
+  assert.equal(model.kernelRoutes, [
+    { cidr: '198.51.100.0/24', via: '10.99.0.254', peer: '10.99.0.254' },
+    { cidr: '::/0', via: 'fd99::fe', peer: 'fd99::fe' },
+    { cidr: 'fd00:77::/64', via: 'fd99::fe', peer: 'fd99::fe' },
+  ]);
+  assert.is(model.kernelRoutesComplete, true);
+  // Without BGP: no kernel routes at all (the field is absent, as for IPv4).
+  assert.is(computeNodeModel(snap, 'node1').kernelRoutes, undefined);
+});
+
 test.run();

@@ -299,6 +299,47 @@ test('a learned route already in the kernel exactly as we write it (an add whose
   });
 });
 
+test('IPv6 learned routes: written with proto bird metric 32 in canonical form, a lost add taken as ours, a bad or link-local next hop refused, an operator\'s route left alone', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, ['hl0']);
+    ns.ip('-6', 'addr', 'add', 'fd79::1/64', 'dev', 'hl0', 'nodad');
+    const show = (cidr: string) => ns.ip('-6', 'route', 'show', 'table', 'main', cidr).replace(/ pref medium/g, '').trim();
+    // What a lost add leaves (ours), and an operator's route at our metric.
+    const ours = 'fd00:77::/64 via fd79::fe dev hl0 proto bird metric 32';
+    const operators = 'fd00:78::/64 via fd79::fe dev hl0 proto static metric 32';
+    ns.ip('-6', 'route', 'add', ...ours.split(' '));
+    ns.ip('-6', 'route', 'add', ...operators.split(' '));
+    const { hp, logs } = programmer(ns);
+    try {
+      const learned = [
+        { cidr: 'FD00:77:0::/64', via: 'FD79::FE', dev: 'hl0' }, // any valid text: the kernel's canonical form is the key
+        { cidr: 'fd00:78::/64', via: 'fd79::fe', dev: 'hl0' },
+        { cidr: '::/0', via: 'fd79::fe', dev: 'hl0' },
+        { cidr: 'fd00:79::/64', via: 'fe80::1', dev: 'hl0' }, // link-local: refused
+        { cidr: 'fd00:7a::/64', via: 'fd79::zz', dev: 'hl0' }, // not an address: refused
+      ];
+      hp.sync({ pods: [], pools: [], mtus: [], learned });
+      await hp.idle();
+      const st = hp.status();
+      assert.is(st.adopted, 1, 'ours adopted');
+      assert.ok(st.lastCommands.includes('route add ::/0 via fd79::fe dev hl0 proto bird metric 32'), st.lastCommands.join('\n'));
+      assert.is(show('fd00:77::/64'), ours, 'one route, not duplicated');
+      assert.is(show('fd00:78::/64'), operators);
+      assert.is(show('default'), 'default via fd79::fe dev hl0 proto bird metric 32');
+      assert.is(show('fd00:79::/64') + show('fd00:7a::/64'), '');
+      assert.ok(logs.some((l) => l.includes('fd00:78::/64') && l.includes('File exists')), logs.join('\n'));
+      assert.ok(logs.some((l) => l.includes('"fd00:79::/64"') && l.includes('global IPv6')), logs.join('\n'));
+      // Withdrawn: ours go, the operator's stays.
+      hp.sync({ pods: [], pools: [], mtus: [], learned: [] });
+      await hp.idle();
+      assert.is(show('fd00:77::/64') + show('default'), '');
+      assert.is(show('fd00:78::/64'), operators);
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
 test('a neighbour the kernel rejects ends ip\'s batch: it alone fails, the lines after it still run', async () => {
   await withNetns(['hp'], async ([ns]) => {
     makeVeths(ns, range(10).map((i) => `hp${i}`));

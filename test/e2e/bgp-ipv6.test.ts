@@ -5,6 +5,11 @@
  * other node's IPv6 block from what they learned (in BGP mode nothing else tells them: the
  * datastore's IPv6 routes of unencapsulated pools are not used), so IPv6 pods ping across;
  * `podway node status` lists the IPv6 session under "IPv6 BGP status".
+ *
+ * The ToR's IPv6 outside network goes into the nodes' kernels too (proto bird, metric 32, via the
+ * ToR's global address, as calico-node's BIRD for IPv6 does); the other node's IPv6 block (inside
+ * the pool) and an operator's own route never; a route left by a stopped podway is adopted by the
+ * next run and removed once every peer (IPv4 and IPv6 sessions) has sent End-of-RIB without it.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -15,6 +20,11 @@ import { inBgpLab, nodesOnOneSubnet, startBgpPodways, podwayCli as podway, route
 /** The ToR's address on subnet a's IPv6 side (the nodes are fd99::1, fd99::2) and a network behind it. */
 const TOR6 = 'fd99::fe';
 const OUTSIDE6_NET = 'fd00:77::/64';
+/** Also announced by the ToR; node1's operator has a static route there at podway's metric. */
+const OPERATOR6_NET = 'fd00:78::/64';
+
+/** `ns`'s kernel IPv6 routes for `cidr` (or all of proto bird), one per line, `pref medium` left out. */
+const kernel6 = (ns: string, ...sel: string[]): string => run('ip', ['-n', ns, '-6', 'route', 'show', 'table', 'main', ...sel]).replace(/ pref medium/g, '').trim();
 
 test('two dual-stack podways mesh over IPv6 too and route each other\'s IPv6 block from BGP; IPv6 pods ping across', () => inBgpLab(nodesOnOneSubnet(2), async (lab) => {
   await startBgpPodways(lab);
@@ -48,9 +58,11 @@ spec:
   peerIP: "${TOR6}"
   asNumber: ${TOR_AS}
 `]);
-  const tor = await birds.start(lab.fabric, 'tor6', torConf(lab, TOR6, TOR_AS, OUTSIDE6_NET, [], 6));
-  await startBgpPodways(lab);
   const [n1, n2] = lab.nodes;
+  const operator = `${OPERATOR6_NET} via ${TOR6} dev eth0 proto static metric 32`;
+  run('ip', ['-n', n1!.ns, '-6', 'route', 'add', OPERATOR6_NET, 'via', TOR6, 'proto', 'static', 'metric', '32']);
+  const tor = await birds.start(lab.fabric, 'tor6', torConf(lab, TOR6, TOR_AS, OUTSIDE6_NET, [OPERATOR6_NET], 6));
+  await startBgpPodways(lab);
   // The ToR has both IPv6 blocks, each from its own node at least.
   const torHas = () => lab.nodes.every((n) => tor.birdc('show', 'route', 'protocol', n.name).includes(n.block6!.split('/')[0]!));
   assert.ok(await until(torHas, 60_000, 250), `ToR routes: ${tor.birdc('show', 'route')}`);
@@ -60,9 +72,31 @@ spec:
   assert.ok(await until(async () => (await viaTor('node1')) && (await viaTor('node2')), 30_000, 250), JSON.stringify((await routesOf(lab, 'node1')).filter((r) => r.cidr.includes(':'))));
   const table = podway(['node', 'status', '--control', n2!.control]);
   assert.match(table, /IPv6 BGP status\n\+-+[^]*\| fd99::fe\s+\| global\s+\| up\s+\|/);
-  // Withdrawn at the ToR (MP_UNREACH_NLRI): gone from the nodes.
+
+  // ... and into their kernels: the outside networks alone (not the other node's IPv6 block, in
+  // the pool; on node1 not the operator's prefix either, whose route is left as it is).
+  const ours = `${OUTSIDE6_NET} via ${TOR6} dev eth0 proto bird metric 32`;
+  // (`ip route show proto bird` leaves the protocol it selects on out of its lines.)
+  const want = { [n1!.ns]: [OUTSIDE6_NET], [n2!.ns]: [OUTSIDE6_NET, OPERATOR6_NET] };
+  const onlyOurs = (ns: string) => kernel6(ns, 'proto', 'bird') === want[ns]!.map((c) => `${c} via ${TOR6} dev eth0 metric 32`).join('\n');
+  assert.ok(await until(() => onlyOurs(n1!.ns) && onlyOurs(n2!.ns), 30_000, 200), `node1: ${kernel6(n1!.ns, 'proto', 'bird')} | node2: ${kernel6(n2!.ns, 'proto', 'bird')}`);
+  assert.is(kernel6(n1!.ns, OPERATOR6_NET), operator, 'the operator\'s route is left alone');
+  assert.ok(await routesVia(lab, 'node1', OPERATOR6_NET, 'direct', TOR6), 'podway forwards over the learned operator prefix itself');
+  assert.is(kernel6(n2!.ns, n1!.block6!), '', 'a pool block is podway\'s own, never in the kernel');
+  // The host itself uses the learned route (`ip route get` picks it).
+  assert.match(run('ip', ['-n', n1!.ns, '-6', 'route', 'get', 'fd00:77::1']), new RegExp(`via ${TOR6} dev eth0 proto bird`));
+
+  // A restart: the route stays while podway is down, the next run adopts it and, as the ToR
+  // withdrew it meanwhile, removes it once every session has sent its End-of-RIB (long before the
+  // 120 s hold). node2 sees the withdrawal itself (MP_UNREACH_NLRI): gone from its kernel.
+  await lab.stopPodway('node1');
+  assert.is(kernel6(n1!.ns, OUTSIDE6_NET), ours, 'kept in the kernel while podway is down');
   tor.birdc('disable', 's6');
-  assert.ok(await until(async () => !(await viaTor('node1')) && !(await viaTor('node2')), 30_000, 250), 'the withdrawn IPv6 route is gone');
+  assert.ok(await until(async () => !(await viaTor('node2')) && kernel6(n2!.ns, OUTSIDE6_NET) === '', 30_000, 200), `withdrawn: node2's kernel ${kernel6(n2!.ns, OUTSIDE6_NET)}`);
+  await lab.startPodway('node1', 20_000, ['--bgp']);
+  assert.ok(await until(() => n1!.log.some((l) => l.includes('learned route(s) left by an earlier run') && l.includes(`${OUTSIDE6_NET} via ${TOR6}`)), 10_000, 100), 'the restarted podway adopted the earlier run\'s IPv6 route');
+  assert.ok(await until(() => kernel6(n1!.ns, OUTSIDE6_NET) === '', 60_000, 200), `the withdrawn route left node1's kernel after End-of-RIB: ${kernel6(n1!.ns, OUTSIDE6_NET)}`);
+  assert.is(kernel6(n1!.ns, OPERATOR6_NET), operator, 'the operator\'s route is still left alone');
 }, { dualStack: true }));
 
 test.run();

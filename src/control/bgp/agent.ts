@@ -63,8 +63,8 @@ export interface BgpAgentOptions extends BgpPlanOptions {
   /** First and longest wait before starting a speaker again that failed to start (ms; default
    * 1 s doubling up to 30 s). */
   readonly retryMs?: { first: number; max: number };
-  /** Called (coalesced) when the best learned routes change, or whether every peer's IPv4 routes
-   * are all here (`complete`: BgpSpeaker.ipv4RibsComplete). */
+  /** Called (coalesced) when the best learned routes change, or whether every peer's routes (both
+   * families) are all here (`complete`: BgpSpeaker.ribsComplete). */
   readonly onLearned: (learned: readonly LearnedRoute[], complete: boolean) => void;
   /** Quiet time after a burst of route changes before onLearned (default 20 ms). */
   readonly settleMs?: number;
@@ -225,7 +225,7 @@ export class BgpAgent {
       this.timer = undefined;
       if (this.stopped || !this.speaker) return;
       const best = bestLearnedRoutes(this.speaker.learned());
-      const complete = this.speaker.ipv4RibsComplete();
+      const complete = this.speaker.ribsComplete();
       if (learnedEqual(best, this.best) && complete === this.complete) return;
       this.best = best;
       this.complete = complete;

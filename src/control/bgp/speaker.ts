@@ -155,6 +155,8 @@ interface Peer {
   stale?: Set<string>;
   /** The peer said IPv4 End-of-RIB since its session was last Established (ipv4RibsComplete). */
   eor4?: boolean;
+  /** The same for IPv6 (ribsComplete). */
+  eor6?: boolean;
   staleTimer?: NodeJS.Timeout;
   /** When the restart time of a restarting peer runs out (its stale routes go then at the latest). */
   staleUntil?: Date;
@@ -491,6 +493,18 @@ export class BgpSpeaker extends EventEmitter {
     return true;
   }
 
+  /**
+   * Every configured peer's session is Established and has said End-of-RIB for each family it
+   * carries (IPv4 and IPv6): the learned routes of both families are every peer's whole tables.
+   */
+  ribsComplete(): boolean {
+    for (const p of this.peers.values()) {
+      const conn = p.session.established;
+      if (!conn || (conn.families.has(Afi.Ipv4) && !p.eor4) || (conn.families.has(Afi.Ipv6) && !p.eor6)) return false;
+    }
+    return true;
+  }
+
   learned(): BgpRoute[] {
     return [...this.best.values()].map(p => ({
       prefix: p.prefix,
@@ -626,6 +640,9 @@ export class BgpSpeaker extends EventEmitter {
       if (eor === Afi.Ipv4 && !p.eor4) {
         p.eor4 = true;
         this.routesChanged();
+      } else if (eor === Afi.Ipv6 && !p.eor6) {
+        p.eor6 = true;
+        this.routesChanged();
       }
       return;
     }
@@ -695,6 +712,7 @@ export class BgpSpeaker extends EventEmitter {
   private onDown(p: Peer, restartFamilies: Afi[], restartSeconds: number): void {
     p.ribOut.clear();
     p.eor4 = false;
+    p.eor6 = false;
     this.dropStale(p);
     if (!restartFamilies.length) {
       this.forgetRoutes(p);

@@ -22,7 +22,11 @@
  * When a registered address is seen gone from the node (whatever its source), addressLeft is told
  * once, before any write: connections made from that address (the model thread's etcd watch) are
  * dead, and nothing would say so before a keepalive times out; meanwhile this node would not see
- * its own Node change (run.ts makes the model thread reconnect). The connections made then may
+ * its own Node change (run.ts makes the model thread reconnect, and this thread's etcd stores: a
+ * call of a look waiting on such a connection is given up and made again over a new one). The
+ * addresses are looked at on every tick, also while a look is still under way (waiting for the
+ * datastore): a look's read or write sent just before the address left would otherwise hold the
+ * news back until its deadline. The connections made then may
  * find no way out (the new address not up yet, or none while the old one comes back), and gRPC
  * only tries again after its backoff (capped at 5 s, etcd-kv.ts): so while a registered address
  * is gone, every look that finds a new address on the node (not link-local) tells addressAppeared
@@ -198,6 +202,11 @@ export class AddressMonitor {
   private awaitingAddress = false;
   /** The registered addresses at the last look ("ipv4 ipv6"). */
   private lastRegistered = '';
+  /** A look at the addresses only (followOnly) is under way. */
+  private following = false;
+  /** Reads of the node's addresses begun, and the newest one followed (an older one ending later is not). */
+  private reads = 0;
+  private followed = 0;
   /** lookSoon() was asked during a look: another one right after it. */
   private again = false;
   /** When this monitor last wrote a repair (null: none, or the contest forgotten). */
@@ -223,7 +232,7 @@ export class AddressMonitor {
 
   start(): void {
     if (this.timer || this.stopped || this.opts.intervalMs <= 0) return;
-    this.timer = setInterval(() => void this.look(), this.opts.intervalMs);
+    this.timer = setInterval(() => void (this.busy ? this.followOnly() : this.look()), this.opts.intervalMs);
     this.timer.unref();
   }
 
@@ -269,12 +278,32 @@ export class AddressMonitor {
     return p;
   }
 
-  private async lookOnce(): Promise<void> {
-    this.looks++;
-    const registered = this.opts.registered();
-    const seen = registered && (await this.opts.read());
-    // stopped while reading: the process is going, the Node is left as it is
-    if (!registered || !seen || this.stopped) return;
+  /**
+   * A tick while a look is under way (its datastore call waiting, say): the addresses are looked
+   * at all the same, for addressLeft / addressAppeared only. A call waiting on a connection made
+   * from an address that has just left the node would otherwise hold back the news until its
+   * deadline (5 s), and with it the new connections (run.ts) that end that very wait.
+   */
+  private async followOnly(): Promise<void> {
+    if (this.following || this.stopped) return;
+    this.following = true;
+    try {
+      const registered = this.opts.registered();
+      const read = ++this.reads;
+      const seen = registered && (await this.opts.read());
+      if (!registered || !seen || this.stopped) return;
+      this.follow(registered, seen, read);
+    } catch {
+      // a look that fails says so itself (the one under way, or the next)
+    } finally {
+      this.following = false;
+    }
+  }
+
+  /** Registered addresses gone from the node, new ones on it: addressLeft / addressAppeared (see the options). */
+  private follow(registered: RegisteredAddresses, seen: NodeAddresses, read: number): void {
+    if (read < this.followed) return;
+    this.followed = read;
     const left = [registered.ipv4, registered.ipv6].filter((c): c is string => c !== null && !held(seen, c, c.includes(':'))).map((c) => c.split('/')[0]);
     const before = this.lastAll;
     this.lastAll = seen.all;
@@ -294,6 +323,16 @@ export class AddressMonitor {
     this.lastRegistered = regKey;
     if (this.awaitingAddress && !told && appeared.length > 0 && (left.length > 0 || sameNode)) this.opts.addressAppeared?.(appeared);
     if (left.length === 0) this.awaitingAddress = false;
+  }
+
+  private async lookOnce(): Promise<void> {
+    this.looks++;
+    const registered = this.opts.registered();
+    const read = ++this.reads;
+    const seen = registered && (await this.opts.read());
+    // stopped while reading: the process is going, the Node is left as it is
+    if (!registered || !seen || this.stopped) return;
+    this.follow(registered, seen, read);
     const change = decideAddressChange(registered, seen, this.opts.source);
     if (!change) {
       if (await this.repairStored(registered, seen)) return;

@@ -180,24 +180,37 @@ export async function updateNodeAddresses(spec: DatastoreSpec, node: string, cha
   if (spec.kind === 'file') throw new Error('a file: datastore is read-only');
   const kv = openKvStore(spec, {});
   try {
-    const conflicts = await nodeAddressConflicts(kv, node, { 4: change.ipv4Address, 6: change.ipv6Address });
-    if (conflicts.length > 0) throw new NodeAddressConflictError(node, conflicts);
-    let moved = false;
-    const entry = await updateNodeSpec(kv, node, (s) => {
-      const bgp = { ...((s.bgp ?? {}) as Record<string, unknown>) };
-      // The repair's compare-and-swap: the Node as read now (each CAS attempt reads it again) must
-      // still name the addresses the monitor judged; else it is left as it is (spec unchanged: no write).
-      moved = expect !== undefined && ((bgp.ipv4Address ?? null) !== expect.ipv4 || (bgp.ipv6Address ?? null) !== expect.ipv6);
-      if (moved) return;
-      if (change.ipv4Address) bgp.ipv4Address = change.ipv4Address;
-      if (change.ipv6Address) bgp.ipv6Address = change.ipv6Address;
-      s.bgp = bgp as typeof s.bgp;
-    });
-    if (entry === null) throw new Error(`Node ${node} is not in ${kv.description}`);
-    return !moved;
+    try {
+      return await updateNodeAddressesIn(kv, node, change, expect);
+    } catch (e) {
+      // Its connection was left for a new one under it (the node address it came from left the
+      // node: run.ts reconnectEtcdStores): once more over the new one, now, not at the next look
+      // (a minute later by default). The compare-and-swap reads the Node again first: a write of
+      // the first attempt that was applied is found there, and not written twice.
+      if (!(e instanceof KvUnavailableError && e.reconnected)) throw e;
+      return await updateNodeAddressesIn(kv, node, change, expect);
+    }
   } finally {
     await kv.close();
   }
+}
+
+async function updateNodeAddressesIn(kv: ReturnType<typeof openKvStore>, node: string, change: NodeAddressChange, expect?: { ipv4: string; ipv6: string | null }): Promise<boolean> {
+  const conflicts = await nodeAddressConflicts(kv, node, { 4: change.ipv4Address, 6: change.ipv6Address });
+  if (conflicts.length > 0) throw new NodeAddressConflictError(node, conflicts);
+  let moved = false;
+  const entry = await updateNodeSpec(kv, node, (s) => {
+    const bgp = { ...((s.bgp ?? {}) as Record<string, unknown>) };
+    // The repair's compare-and-swap: the Node as read now (each CAS attempt reads it again) must
+    // still name the addresses the monitor judged; else it is left as it is (spec unchanged: no write).
+    moved = expect !== undefined && ((bgp.ipv4Address ?? null) !== expect.ipv4 || (bgp.ipv6Address ?? null) !== expect.ipv6);
+    if (moved) return;
+    if (change.ipv4Address) bgp.ipv4Address = change.ipv4Address;
+    if (change.ipv6Address) bgp.ipv6Address = change.ipv6Address;
+    s.bgp = bgp as typeof s.bgp;
+  });
+  if (entry === null) throw new Error(`Node ${node} is not in ${kv.description}`);
+  return !moved;
 }
 
 /**

@@ -13,6 +13,7 @@ import { ModelSource, ModelMessage, type FirstModel } from './model-source';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
 import { joinCluster, storedNodeAddresses, updateNodeAddresses } from './join';
+import { reconnectEtcdStores } from '../control/kv/etcd-kv';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
@@ -935,10 +936,18 @@ export async function runNode(opts: RunOptions): Promise<void> {
       stored: () => storedNodeAddresses(spec, opts.node),
       given: { v4: source4 === 'manual' ? opts.ip : undefined, v6: source6 === 'manual' ? opts.ip6 : undefined },
       write: (change, expect) => updateNodeAddresses(spec, opts.node, change, expect),
-      // the model thread's etcd connections came from that address: dead, and its watch with them
-      addressLeft: (gone) => source?.reconnectDatastore(`node address ${gone.join(', ')} left the node`),
+      // the model thread's etcd connections came from that address: dead, and its watch with them;
+      // so are this thread's (the monitor's own read or write of the Node waiting on one, a
+      // registration under way): their calls are given up and go on over new ones (etcd-kv.ts)
+      addressLeft: (gone) => {
+        reconnectEtcdStores();
+        source?.reconnectDatastore(`node address ${gone.join(', ')} left the node`);
+      },
       // those new connections may have found no way out and wait in gRPC's backoff: again, at once
-      addressAppeared: (added) => source?.reconnectDatastore(`node address ${added.join(', ')} appeared`),
+      addressAppeared: (added) => {
+        reconnectEtcdStores();
+        source?.reconnectDatastore(`node address ${added.join(', ')} appeared`);
+      },
       info: (m) => dsLog.info(m),
       warn: (m) => dsLog.warn(m),
     });

@@ -175,6 +175,33 @@ test('AddressMonitor addressLeft: told once, before the write, when a registered
   assert.equal(calls.slice(4), ['left fd00::2'], 'a new departure is told');
 });
 
+test('AddressMonitor: a look waiting on the datastore (a read sent just before the address left) does not hold back addressLeft: the next tick tells it, once; the write follows when the wait ends', async () => {
+  const calls: string[] = [];
+  let addrs: NodeAddresses = seen('10.0.0.1/24', ['10.0.0.1', '10.0.0.9']);
+  let release: (() => void) | null = null;
+  const m = new AddressMonitor({
+    intervalMs: 20, source: src('autodetect'), read: async () => addrs, registered: () => REG,
+    // the repair's read of the stored Node: the first one waits (its connection dead) until let go
+    stored: () => (calls.includes('stored') ? Promise.resolve(REG) : new Promise((resolve) => { calls.push('stored'); release = () => resolve(REG); })),
+    write: async (c) => { calls.push(`write ${JSON.stringify(c)}`); },
+    // as run.ts does: new connections, which give up the call that waits on the old one
+    addressLeft: (gone) => { calls.push(`left ${gone.join(',')}`); release?.(); },
+    info: () => {}, warn: () => {},
+  });
+  try {
+    m.start();
+    const deadline = Date.now() + 20_000;
+    while (!calls.includes('stored') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(calls, ['stored'], 'a look waits on the stored Node');
+    addrs = seen('10.0.0.9/24', ['10.0.0.9']);
+    while (!calls.some((c) => c.startsWith('write')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(calls, ['stored', 'left 10.0.0.1', 'write {"ipv4Address":"10.0.0.9/24"}'], 'told while the look waited (it never ends otherwise), once; then written');
+  } finally {
+    (release as (() => void) | null)?.(); // (a look still waiting would hold stop())
+    await m.stop();
+  }
+});
+
 test('AddressMonitor addressAppeared: after a registered address left, each look finding new addresses tells them (the old one back, then a new one); not in the look that told the departure, not once all is held again', async () => {
   const calls: string[] = [];
   let addrs: NodeAddresses = seen('10.0.0.1/24', ['10.0.0.1', 'fe80::1']);

@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdirSync, rmSync } from 'node:fs';
 import { connect, createServer, Socket } from 'node:net';
-import { EtcdKv, grpcReason } from '../../src/control/kv/etcd-kv';
+import { EtcdKv, grpcReason, reconnectEtcdStores } from '../../src/control/kv/etcd-kv';
 import { KvEvent, KvUnavailableError } from '../../src/control/kv/kv';
 import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from '../../src/control/kv/cluster-guid';
 import { markDatastoreReady } from '../../src/control/node-registration';
@@ -250,6 +250,42 @@ test('reconnect(): a watch on a dead connection (no byte passes, nothing closes)
   } finally {
     await store.close();
     await other.close();
+    await direct.close();
+    await relay.close();
+  }
+});
+
+test('reconnect(): calls waiting on a dead connection are given up at once: a read is sent again over a new connection, a write fails as unreachable (reconnected); a store opened later never shares the dead connection; reconnectEtcdStores() reaches every open store', async () => {
+  const server = await getEtcd();
+  const relay = await freezableRelayTo(server.clientPort);
+  // A deadline no wait here comes near unless the call stays on the dead connection.
+  const store = new EtcdKv({ endpoints: [relay.endpoint], timeoutMs: 60_000 });
+  const direct = new EtcdKv({ endpoints: [server.endpoint], timeoutMs: 5000 });
+  let later: EtcdKv | undefined;
+  try {
+    const p = freshPrefix('moved');
+    const a = (await direct.create(`${p}a`, '0'))!;
+    assert.is((await store.get(`${p}a`))?.value, '0', 'connected');
+    relay.freeze();
+    const settled: string[] = [];
+    const read = store.get(`${p}a`).then((e) => { settled.push('read'); return e; });
+    const write = store.update(`${p}a`, '1', a.modRevision).then(() => null, (e: Error) => { settled.push('write'); return e; });
+    // A store of the same endpoint opened now: its own connection, not the dead one.
+    later = new EtcdKv({ endpoints: [relay.endpoint], timeoutMs: 60_000 });
+    assert.is((await later.get(`${p}a`))?.value, '0', 'a store opened after the connection died answers');
+    await sleep(300);
+    assert.equal(settled, [], 'nothing answers over the dead connection');
+    assert.ok(reconnectEtcdStores() >= 3, 'every store open in this thread (these three at least)');
+    assert.is((await read)?.value, '0', 'the read, sent again over a new connection');
+    const err = await write;
+    assert.ok(err instanceof KvUnavailableError && err.reconnected, `the write given up as unreachable, reconnected: ${err}`);
+    assert.match(err!.message, `unreachable (update ${p}a): its connection was left for a new one`);
+    // (it may or may not have reached etcd; the caller re-reads, as for any unreachable write)
+    const now = (await store.get(`${p}a`))!;
+    assert.ok(await store.update(`${p}a`, '2', now.modRevision), 'writes go over the new connection');
+  } finally {
+    await store.close();
+    await later?.close();
     await direct.close();
     await relay.close();
   }

@@ -16,10 +16,6 @@
  * - pods on both nodes talk again (IPv4 over VXLAN to the new IPv4 underlay address, IPv6 over
  *   VXLAN to the new IPv6 underlay address), with no podway restart.
  */
-// test-exclusive
-// (at load 15 with two other files beside it, node1's first Node update after the renumbering got
-// no answer from the lab's etcd within its 5 s request timeout and the 10 s waits ran out: alone,
-// as before the runner ran files at once, until that is understood)
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Lab, LabKvStore, LabNode, LabNodeSpec } from '../../src/lab/lab';

@@ -58,7 +58,15 @@
 // from the last revision it delivered, and closes the old one. grpc-js shares one connection
 // between the channels of equal target, options and credentials in a thread, so another client
 // of the same endpoint would keep the dead connection open and hand it to the new client: each
-// client carries its own generation number as a channel option, so a new one never shares.
+// client this thread makes carries its own number as a channel option, so a new one never shares
+// (neither a reconnected store's nor a store opened after the address left, whatever other store
+// of the same endpoint is still open). Closing the old client does not end a call already sent
+// on it (grpc-js closes a connection gracefully, after its calls), and such a call would wait for
+// its deadline: reconnect() gives up every call still waiting on the old client. A read is sent
+// again, once, on the new client; a write fails as unreachable (KvUnavailableError with
+// `reconnected`: it may have been applied), and its caller re-reads and retries.
+// reconnectEtcdStores() reconnects every store this thread has open (podway run's main thread:
+// the address monitor's own reads and writes of the Node, a registration under way).
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
@@ -116,6 +124,23 @@ export const MAX_RECONNECT_BACKOFF_MS = 5000;
 
 /** Raised by the endpoint cooldown policy instead of calling a host that just failed. */
 class HostCoolingDown extends Error {}
+
+/** A call given up by reconnect() while it waited on the old client. */
+class CallMoved extends Error {}
+
+/** Clients made in this thread: each one's number keeps its channels off every other's connections. */
+let clientsMade = 0;
+/** The stores open in this thread (reconnectEtcdStores). */
+const openStores = new Set<EtcdKv>();
+
+/**
+ * New connections for every etcd store open in this thread (see the module comment): e.g. the
+ * node address their connections were made from left the node. Returns how many were open.
+ */
+export function reconnectEtcdStores(): number {
+  for (const s of openStores) s.reconnect();
+  return openStores.size;
+}
 
 /** The policy shape etcd3 calls: only `execute` is used (for hosts and for the whole call). */
 interface CallPolicy {
@@ -200,8 +225,8 @@ export class EtcdKv implements KvStore {
   readonly endpointText: string;
   private client: Etcd3;
   private readonly etcdOptions: IOptions;
-  /** Bumped by reconnect(): the channel option that keeps a new client off old connections. */
-  private generation = 0;
+  /** Calls waiting on the current client: reconnect() gives them up (see the module comment). */
+  private readonly waiting = new Set<(e: Error) => void>();
   private readonly endpoints: readonly string[];
   private readonly timeoutMs: number;
   private readonly watches = new Set<EtcdWatch>();
@@ -226,7 +251,7 @@ export class EtcdKv implements KvStore {
         // that found no way out (the node's address gone, etcd down) would then take up to two
         // minutes to see that the way is back. 5 s at most; each failed attempt is one SYN.
         'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
-        [GENERATION_OPTION]: 0,
+        [GENERATION_OPTION]: clientsMade++,
       },
       faultHandling: {
         host: () => (this.endpoints.length > 1 ? cooldownPolicy() : passThrough) as never,
@@ -235,19 +260,23 @@ export class EtcdKv implements KvStore {
       },
     };
     this.client = new Etcd3(this.etcdOptions);
+    openStores.add(this);
   }
 
   /**
    * New connections (see the module comment): calls made from now on and every open watch use a
    * new client, watches resuming from the last revision they delivered; the old client is closed
-   * (a call still on it fails as unreachable, and its caller retries).
+   * (a call still waiting on it is given up: a read is sent again on the new one, a write fails
+   * as unreachable with `reconnected`, and its caller re-reads and retries).
    */
   reconnect(): void {
     if (this.closed) return;
     const old = this.client;
-    this.generation++;
-    this.client = new Etcd3({ ...this.etcdOptions, grpcOptions: { ...this.etcdOptions.grpcOptions, [GENERATION_OPTION]: this.generation } });
+    this.client = new Etcd3({ ...this.etcdOptions, grpcOptions: { ...this.etcdOptions.grpcOptions, [GENERATION_OPTION]: clientsMade++ } });
     for (const w of this.watches) w.moveTo(this.client);
+    const waiting = [...this.waiting];
+    this.waiting.clear();
+    for (const giveUp of waiting) giveUp(new CallMoved('its connection was left for a new one (reconnect) before it answered'));
     old.close();
   }
 
@@ -276,6 +305,7 @@ export class EtcdKv implements KvStore {
       err instanceof GRPCUnavailableError ||
       err instanceof GRPCDeadlineExceededError ||
       err instanceof HostCoolingDown ||
+      err instanceof CallMoved ||
       err instanceof EtcdWatchStreamEnded ||
       isRecoverableError(err)
     ) {
@@ -284,18 +314,36 @@ export class EtcdKv implements KvStore {
       const reason = err instanceof GRPCDeadlineExceededError ? `no answer within ${this.timeoutMs} ms` : grpcReason(err.message);
       const kvErr = new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${reason}`);
       (kvErr as { cause?: unknown }).cause = err;
+      kvErr.reconnected = err instanceof CallMoved;
       return kvErr;
     }
     return err;
   }
 
-  private async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * `fn` on the current client, its errors mapped (mapError). Given up by reconnect() while it
+   * waits: a read (`read`) is sent once more, on the new client; anything else throws.
+   */
+  private async call<T>(what: string, fn: () => Promise<T>, read = false): Promise<T> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
-    try {
-      return await fn();
-    } catch (e) {
-      throw this.mapError(e, what);
+    for (let sent = 1; ; sent++) {
+      try {
+        return await this.onThisClient(fn);
+      } catch (e) {
+        if (e instanceof CallMoved && read && sent === 1 && !this.closed) continue;
+        throw this.mapError(e, what);
+      }
     }
+  }
+
+  /** `fn()`, or CallMoved as soon as reconnect() leaves the client it was sent on. */
+  private onThisClient<T>(fn: () => Promise<T>): Promise<T> {
+    let giveUp!: (e: Error) => void;
+    const moved = new Promise<never>((_, reject) => { giveUp = reject; });
+    this.waiting.add(giveUp);
+    const sent = fn();
+    sent.catch(() => undefined); // given up: its own end (the deadline, the close) is not waited for
+    return Promise.race([sent, moved]).finally(() => this.waiting.delete(giveUp));
   }
 
   /** The cluster_id of the last get or list's answer (null before one answered). */
@@ -307,6 +355,7 @@ export class EtcdKv implements KvStore {
   async get(key: string): Promise<KvEntry | null> {
     const res = await this.call(`get ${key}`, () =>
       this.client.kv.range({ key: Buffer.from(key) }, this.callOptions()),
+      true,
     );
     if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
     return res.kvs.length > 0 ? toEntry(res.kvs[0]) : null;
@@ -316,6 +365,7 @@ export class EtcdKv implements KvStore {
     const start = Buffer.from(prefix);
     const res = await this.call(`list ${prefix}`, () =>
       this.client.kv.range({ key: start, range_end: prefixRangeEnd(start) }, this.callOptions()),
+      true,
     );
     if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
     // etcd returns a range in key (byte) order unless asked otherwise.
@@ -426,6 +476,7 @@ export class EtcdKv implements KvStore {
   async confirmedHeader(prefix: string): Promise<{ cluster: string; revision: number; guid: string | null }> {
     const res = await this.call(`confirm the revision of ${prefix}`, () =>
       this.client.kv.range({ key: Buffer.from(CLUSTER_INFORMATION_KEY), serializable: false }, this.callOptions()),
+      true,
     );
     const ci = res.kvs[0];
     return { cluster: String(res.header.cluster_id), revision: Number(res.header.revision), guid: ci ? clusterGuidOf(ci.value.toString('utf8')) : null };
@@ -450,6 +501,7 @@ export class EtcdKv implements KvStore {
         },
         this.callOptions(),
       ),
+      true,
     );
     const kv = res.responses[0]?.response_range?.kvs[0];
     const ci = res.responses[1]?.response_range?.kvs[0];
@@ -472,6 +524,7 @@ export class EtcdKv implements KvStore {
     try {
       const res = await this.call(`read ${w.key} at revision ${w.mod}`, () =>
         this.client.kv.range({ key, revision: w.mod, keys_only: true, serializable: false }, this.callOptions()),
+        true,
       );
       kv = res.kvs[0];
     } catch (e) {
@@ -486,6 +539,7 @@ export class EtcdKv implements KvStore {
       // or the same creation modified last before w.mod, cannot be the same store's.
       const res = await this.call(`read ${w.key}`, () =>
         this.client.kv.range({ key, keys_only: true, serializable: false }, this.callOptions()),
+        true,
       );
       const now = res.kvs[0];
       if (!now || Number(now.create_revision) > w.mod) return null;
@@ -519,6 +573,7 @@ export class EtcdKv implements KvStore {
     if (this.closed) return;
     await Promise.all([...this.watches].map(w => w.close()));
     this.closed = true;
+    openStores.delete(this);
     this.client.close();
   }
 }

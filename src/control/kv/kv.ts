@@ -99,4 +99,9 @@ export interface KvStore {
  */
 export class KvUnavailableError extends Error {
   readonly code = 'KV_UNAVAILABLE';
+  /**
+   * The call was given up because the store made new connections under it (reconnect()): a
+   * write may have been applied; an attempt made now goes over the new connections.
+   */
+  reconnected = false;
 }

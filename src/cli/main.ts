@@ -165,6 +165,7 @@ export function buildProgram(): Command {
     .option('--metrics-port <port>', 'serve Prometheus /metrics, /livez and /readyz on this port (or FELIX_PROMETHEUSMETRICSENABLED=true and FELIX_PROMETHEUSMETRICSPORT, default 9091)')
     .option('--metrics-host <addr>', 'address for the metrics port (default every address; or FELIX_PROMETHEUSMETRICSHOST)')
     .option('--bgp', 'run the BGP speaker with Calico\'s peering model (also CALICO_NETWORKING_BACKEND=bird)')
+    .option('--router-id <id|hash>', 'BGP router ID: a.b.c.d, or hash (derived from the node name, as calico-node); needed on a node without an IPv4 address (or CALICO_ROUTER_ID; default the node\'s IPv4 address)')
     .option('--bgp-secrets <dir>', 'BGPPeer password secrets, read from DIR/<secret>/<key> (a mounted Kubernetes secret\'s layout)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix\'s FELIX_LOGSEVERITYSCREEN; default info); change it later with `podway log-level`')
     .option('--sched-slice-us <us>', 'scheduler slice of each forwarding thread (EEVDF, Linux 6.12+; 100..100000 µs, 0 = the kernel\'s default): a short one lets a woken forwarding thread run before a busy process finishes its slice (default: left as the kernel sets it)', (v) => Number(v))
@@ -201,6 +202,14 @@ export function buildProgram(): Command {
         throw new UsageError(`run: CALICO_NETWORKING_BACKEND must be bird, vxlan or none, got ${JSON.stringify(backend)}`);
       }
       const bgp = !!o.bgp || backend === 'bird';
+      // calico-node's CALICO_ROUTER_ID (the flag wins): checked here, so a typo stops the start.
+      const routerIdText: string | undefined = o.routerId ?? (process.env.CALICO_ROUTER_ID || undefined);
+      let routerId: string | undefined;
+      try {
+        routerId = routerIdText === undefined ? undefined : (await import('../control/bgp/peering')).checkRouterIdSetting(routerIdText, o.routerId !== undefined ? 'run: --router-id' : 'run: CALICO_ROUTER_ID');
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);
       let autodetectPollMs: number;
       try {
@@ -210,7 +219,7 @@ export function buildProgram(): Command {
       }
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new UsageError('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending

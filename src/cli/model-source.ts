@@ -14,6 +14,8 @@ import type { BgpInputs } from '../control/bgp/cached-inputs';
 export interface ModelSourceBgp {
   readonly bgp?: boolean;
   readonly bgpSecretsDir?: string;
+  /** CALICO_ROUTER_ID (`--router-id`): `hash` or a dotted quad, for the BGP plan. */
+  readonly routerId?: string;
   /** The BGP agent's log lines (sessions up and down, skipped peers). */
   readonly onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** The datastore's warnings (an endpoint left out, an address claimed twice), each when it appears. */
@@ -86,7 +88,7 @@ export class ModelSource {
 
   /** The model thread, its datastore not opened yet (begin opens it). */
   static spawn(spec: string, node: string, bgp: ModelSourceBgp = {}): ModelSource {
-    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir } });
+    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId } });
     return new ModelSource(worker, bgp);
   }
 

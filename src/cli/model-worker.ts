@@ -59,7 +59,7 @@ import type { Datastore } from '../control/datastore';
 import { bgpInputsOf, snapshotOfBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
 import { speakerNotStartedStatus } from '../control/bgp/readiness';
 
-interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string }
+interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string; routerId?: string }
 
 /** What `podway node status` gets when BGP is off. */
 export function bgpDisabledStatus(node: string): NodeStatus {
@@ -104,6 +104,7 @@ if (parentPort) {
         node: init.node,
         createSpeaker: (options) => new speakerModule.BgpSpeaker({ ...options, log: (level, message) => port.postMessage({ type: 'log', level, message }) }),
         resolveSecret: init.bgpSecretsDir ? (name, key) => secretFromDir(init.bgpSecretsDir!, name, key) : undefined,
+        ...(init.routerId !== undefined ? { routerId: init.routerId } : {}),
         log: (message, level = 'info') => port.postMessage({ type: 'log', level, message }),
         onLearned: (routes, all) => {
           learned = routes;

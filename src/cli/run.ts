@@ -108,6 +108,9 @@ export interface RunOptions {
   bgp?: boolean;
   /** Where BGPPeer password secrets are read from (DIR/<secret>/<key>). */
   bgpSecretsDir?: string;
+  /** BGP router ID setting (`--router-id`, CALICO_ROUTER_ID): `hash` or a dotted quad; unset: the
+   * node's IPv4 address (an IPv6-only node needs it). */
+  routerId?: string;
   /** The last-known-good model file (model-cache.ts; default /var/lib/podway/NODE.model.json;
    * 'none': no cache). etcd datastores only. */
   modelCache?: string;
@@ -367,7 +370,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The model thread: spawned when the datastore is started, or before on the cached model with
      * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
     let thread: ModelSource | null = null;
-    const bgpOptions = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
+    const bgpOptions = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
     /** The cached model is in force in the engine: only then does the speaker start on the cache's
      * BGP settings (as a datastore model's settings follow it once applied). */
     let cacheApplied = false;

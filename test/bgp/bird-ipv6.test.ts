@@ -1,12 +1,20 @@
 // BGP over IPv6 against a real BIRD 2: the TCP session between IPv6 addresses (::1 on both ends,
 // ports of our own), carrying IPv6 unicast only, as Calico's sessions between nodes' IPv6 addresses
 // do: MP_REACH_NLRI / MP_UNREACH_NLRI both ways, BIRD's IPv4 routes not taken over it, IPv6
-// End-of-RIB after a graceful restart, and TCP-MD5 on an IPv6 session.
+// End-of-RIB after a graceful restart, and TCP-MD5 on an IPv6 session. Also an IPv6-only node (no
+// IPv4 address, CALICO_ROUTER_ID=hash) through the BGP agent of `podway run --bgp`, with BIRD in a
+// network namespace of its own (root): two IPv6 addresses on its loopback, as ::1 is the only one
+// the host's has.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker, BgpPeerStatus } from '../../src/control/bgp/speaker';
 import { Bird, birdBgpConfig, loopbackNet, startBird, waitFor } from './bird';
 import { freePort } from '../helpers/etcd';
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { withNetns } from '../helpers/netns';
+import type { NodeStatus } from '../../src/control/bgp/agent';
+import type { LearnedRoute } from '../../src/control/route-calc';
 
 const quiet = () => undefined;
 
@@ -121,6 +129,65 @@ test('TCP-MD5 on an IPv6 session BIRD opens to our IPv6 listener (beside an IPv4
     await speaker.stop();
     await bird.stop();
   }
+});
+
+test('an IPv6-only node (no spec.bgp.ipv4Address) with CALICO_ROUTER_ID=hash peers with BIRD over IPv6: the router ID confd derives from the node name, routes both ways, its IPv4 BGPPeer skipped', async () => {
+  await withNetns(['v6only'], async ([ns]) => {
+    const [us, them] = ['fd00:98::1', 'fd00:98::2'];
+    for (const a of [us, them]) ns!.ip('-6', 'addr', 'add', `${a}/128`, 'dev', 'lo', 'nodad');
+    const bird = await startBird(birdBgpConfig({
+      address: them, routerId: '192.0.2.2', port: 179, as: 64512, statics: [], statics6: ['fd00:99::/64'],
+      neighbors: [{ name: 'podway', address: us, port: 179, as: 64512, ipv4: false, ipv6: '' }],
+    }), ns!.name);
+    const API = 'projectcalico.org/v3';
+    const docs = [
+      { apiVersion: API, kind: 'IPPool', metadata: { name: 'p6' }, spec: { cidr: 'fd00:10:244::/64' } },
+      // bindMode NodeIP: our listener on our address alone (BIRD holds port 179 on its own).
+      { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { bindMode: 'NodeIP' } },
+      { apiVersion: API, kind: 'Node', metadata: { name: 'test-node-hash' }, spec: { bgp: { ipv6Address: `${us}/128` } } },
+      { apiVersion: API, kind: 'BlockAffinity', metadata: { name: 'a1' }, spec: { node: 'test-node-hash', cidr: 'fd00:10:244::/122', state: 'confirmed', deleted: 'false' } },
+      { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'bird' }, spec: { peerIP: them, asNumber: 64512 } },
+      { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor4' }, spec: { peerIP: '192.0.2.9', asNumber: 65000 } },
+    ];
+    const child = spawn('ip', ['netns', 'exec', ns!.name, process.execPath, path.join(__dirname, 'agent-child.js'), JSON.stringify({ node: 'test-node-hash', docs, routerId: 'hash' })], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let last: { status: NodeStatus; learned: LearnedRoute[]; error: string | null } | null = null;
+    let buf = '';
+    let stderr = '';
+    const logs: string[] = [];
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        last = JSON.parse(buf.slice(0, i));
+        logs.push(...(last as unknown as { logs: string[] }).logs);
+        buf = buf.slice(i + 1);
+      }
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
+    const now = () => last as typeof last;
+    try {
+      const up = await waitFor('the IPv6-only node Established with BIRD, BIRD\'s route learned', () => {
+        const l = now();
+        return l && l.status.peers[0]?.bgpState === 'Established' && l.learned.length === 1 ? l : null;
+      }, 20_000).catch((e: Error) => assert.unreachable(`${e.message}: ${JSON.stringify(now())}\n${logs.join('\n')}\n${stderr}\n${bird.log()}`));
+      assert.is(up!.error, null);
+      assert.is(up!.status.routerId, '197.137.39.194', 'hashToIPv4("test-node-hash")');
+      assert.equal(up!.status.peers.map((p) => [p.address, p.type]), [[them, 'global']]);
+      assert.ok((up!.status.warnings ?? []).some((w) => w.includes('192.0.2.9 is IPv4 and node test-node-hash has no spec.bgp.ipv4Address')), JSON.stringify(up!.status.warnings));
+      assert.equal(up!.learned, [{ prefix: 'fd00:99::/64', nextHop: them, peer: them }]);
+      // BIRD sees our router ID and has our IPv6 block, next hop our IPv6 address.
+      assert.match(await bird.protocol('podway'), /Neighbor ID:\s+197\.137\.39\.194/);
+      await waitFor('our IPv6 block in BIRD', async () => (await bird.routes('podway')).join() === 'fd00:10:244::/122');
+      assert.match(await bird.birdc('show', 'route', 'all', 'fd00:10:244::/122'), new RegExp(`BGP\\.next_hop: ${us}`));
+    } finally {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        const exited = new Promise((r) => child.once('exit', r));
+        process.kill(child.pid, 'SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+      }
+      await bird.stop();
+    }
+  });
 });
 
 test.run();

@@ -51,7 +51,8 @@ export interface Bird {
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
-export async function startBird(config: string): Promise<Bird> {
+/** `netns`: run BIRD in that named network namespace (`ip netns exec` execs it: the PID is BIRD's). */
+export async function startBird(config: string, netns?: string): Promise<Bird> {
   if (!existsSync(BIRD_BINARY)) throw new Error(`${BIRD_BINARY} is missing: run \`bash scripts/setup.sh\` (as root), which installs Debian's bird2`);
   const dir = mkdtempSync(join(tmpdir(), 'podway-bird-'));
   dirs.add(dir);
@@ -70,7 +71,8 @@ export async function startBird(config: string): Promise<Bird> {
 
   const launch = async () => {
     output = '';
-    const p = spawn(BIRD_BINARY, ['-f', '-c', conf, '-s', socket, '-P', join(dir, 'bird.pid')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = ['-f', '-c', conf, '-s', socket, '-P', join(dir, 'bird.pid')];
+    const p = netns ? spawn('ip', ['netns', 'exec', netns, BIRD_BINARY, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(BIRD_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (b: Buffer) => { output = (output + b.toString()).slice(-20000); };
     p.stdout!.on('data', keep);
     p.stderr!.on('data', keep);

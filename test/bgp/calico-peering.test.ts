@@ -2,7 +2,7 @@
 // resources, checked against what confd renders for BIRD in the same situations.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { computeBgpPlan, DEFAULT_AS_NUMBER } from '../../src/control/bgp/peering';
+import { computeBgpPlan, DEFAULT_AS_NUMBER, hashRouterId } from '../../src/control/bgp/peering';
 import { computeExports, computeLearnedExportPolicy } from '../../src/control/bgp/exports';
 import { affinity, node, pool, snapshotOf, wep, errorOf, yamlOf } from '../control/fixtures';
 
@@ -128,6 +128,28 @@ test('a node without an address has no plan; a bad BGPPeer in a file is an error
   const text = yamlOf(ippool, nodes[0]!, bgpPeer('x', { asNumber: 65000 }));
   assert.match(errorOf(text), /document 3 \(BGPPeer x\): spec.peerIP: required/);
   assert.match(errorOf(yamlOf(ippool, bgpPeer('x', { peerIP: '1.2.3.4', asNumber: 1 }), bgpPeer('x', { peerIP: '1.2.3.5', asNumber: 1 }))), /duplicate BGPPeer "x"/);
+});
+
+test('router ID: CALICO_ROUTER_ID (a.b.c.d, or hash: confd\'s hashToIPv4 of the node name) over the IPv4 address; an IPv6-only node peers over IPv6 alone, and without the setting has no plan, naming it', () => {
+  const v6only = node('test-node-hash', undefined, undefined, { bgp: { ipv6Address: 'fd99::1/64' } });
+  const docs = [ippool, ...nodes, v6only, node('node9', undefined, undefined, { bgp: { ipv6Address: 'fd99::9/64' } }),
+    bgpPeer('tor4', { peerIP: '10.99.0.254', asNumber: 65000 }), bgpPeer('tor6', { peerIP: 'fd99::fe', asNumber: 65000 })];
+  const snap = snapshotOf(...docs);
+  // Hashes worked out apart from podway (Python's hashlib): sha256 bytes 0..3, byte 0 above 223 less 32.
+  assert.is(hashRouterId('node1'), '202.18.243.27');
+  assert.is(hashRouterId('test-node-hash'), '197.137.39.194', 'first byte 229: lowered by 32');
+  assert.is(computeBgpPlan(snap, 'node1').speaker.routerId, '10.99.0.2', 'default: the IPv4 address');
+  assert.is(computeBgpPlan(snap, 'node1', { routerId: 'hash' }).speaker.routerId, '202.18.243.27');
+  assert.is(computeBgpPlan(snap, 'node1', { routerId: '192.0.2.77' }).speaker.routerId, '192.0.2.77');
+  const plan = computeBgpPlan(snap, 'test-node-hash', { routerId: 'hash' });
+  assert.is(plan.speaker.routerId, '197.137.39.194');
+  // IPv6 sessions only: the IPv6 mesh and the IPv6 BGPPeer; the IPv4 BGPPeer skipped with a warning.
+  assert.equal(plan.peers.map((p) => [p.address, p.families, p.localAddress]), [['fd99::9', ['ipv6'], 'fd99::1'], ['fd99::fe', ['ipv6'], 'fd99::1']]);
+  assert.ok(plan.warnings.some((w) => w === 'BGPPeer tor4: spec.peerIP 10.99.0.254 is IPv4 and node test-node-hash has no spec.bgp.ipv4Address to peer from; skipped'), plan.warnings.join('\n'));
+  // IPv4 nodes do not mesh with it over IPv4 (it has no IPv4 address).
+  assert.not.ok(computeBgpPlan(snap, 'node1').peers.some((p) => p.address.startsWith('fd99::1')));
+  assert.throws(() => computeBgpPlan(snap, 'test-node-hash'), /node "test-node-hash" has no spec.bgp.ipv4Address in .*, so no BGP router ID: an IPv6-only node needs CALICO_ROUTER_ID \(podway run --router-id\) set, to "hash"/);
+  assert.throws(() => computeBgpPlan(snap, 'node1', { routerId: '1.2.3' }), /CALICO_ROUTER_ID \(podway run --router-id\) must be "hash" or a router ID in IPv4 form/);
 });
 
 test('exports: confirmed affine blocks and borrowed /32s, disabled pools\' too; not pending blocks, other nodes, disableBGPExport pools', () => {

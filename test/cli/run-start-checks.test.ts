@@ -85,6 +85,17 @@ t('an unknown CALICO_NETWORKING_BACKEND is refused (a typo of bird ran the node 
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });
 
+t('a bad CALICO_ROUTER_ID or --router-id is refused naming the setting (hash or a.b.c.d, as calico-node)', async () => {
+  const sock = path.join(tempDir(), 'c.sock');
+  const env = await podway(['run', '--node', 'nx', '--datastore', store, '--control', sock], { CALICO_ROUTER_ID: '10.0.0' });
+  assert.is(env.code, 2, env.err);
+  assert.match(env.err, 'run: CALICO_ROUTER_ID must be "hash" or a router ID in IPv4 form (a non-zero a.b.c.d), got "10.0.0"');
+  const flag = await podway(['run', '--node', 'nx', '--datastore', store, '--control', sock, '--router-id', '0.0.0.0']);
+  assert.is(flag.code, 2, flag.err);
+  assert.match(flag.err, 'run: --router-id must be "hash"');
+  assert.not.match(await registeredNodes(), /\bnx\b/);
+});
+
 t('file: datastore: --ip or --ip6 other than the file\'s Node address is refused naming the flag (it was ignored without a word)', async () => {
   const file = path.join(tempDir(), 'cluster.yaml');
   writeFileSync(file, [

@@ -20,12 +20,16 @@
 //   every other node that has an IPv6 address (Mesh_fd00__2), from our IPv6 address, passive by the
 //   same string rule on the IPv6 texts; BGPPeers with an IPv6 peerIP ("fd00::1", "[fd00::1]:1179");
 //   peerSelector nodes' IPv6 addresses too. IPv4 sessions carry IPv4 unicast only and IPv6 sessions
-//   IPv6 unicast only (`families`), as the two BIRDs do. The router ID stays the IPv4 address (BGP
-//   identifiers are 4 octets, even in MP-BGP), so a node needs an IPv4 address to run BGP at all.
+//   IPv6 unicast only (`families`), as the two BIRDs do.
+// - Router ID (4 octets, even in MP-BGP): calico-node's CALICO_ROUTER_ID when set (`routerId`: an
+//   IPv4-shaped ID, or `hash`: hashToIPv4 of the node name, confd's template function), else the
+//   node's IPv4 address. An IPv6-only node (no IPv4 address) needs CALICO_ROUTER_ID; it then has
+//   IPv6 sessions only. Without either there is no plan (confd renders no BIRD config then).
 // - Our own address is never a peer; an address reached by two rules keeps the first (mesh, then
 //   BGPPeers in datastore order) and the others are reported.
 //
 // Pure: the same snapshot gives the same plan, so `podway run --bgp` can compare plans by value.
+import { createHash } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { formatIPv4, parseIPv4, parseIPv4WithPrefix } from '../ipv4';
 import { addressOctets, addressText } from './wire/prefix';
@@ -73,6 +77,39 @@ export interface BgpPlanOptions {
   readonly exports?: readonly BgpExport[];
   /** The learned-route export policy as given (the model cache's), instead of from the snapshot. */
   readonly learnedExport?: BgpLearnedExportPolicy;
+  /** calico-node's CALICO_ROUTER_ID (`podway run --router-id`): a dotted quad, or `hash`
+   * (routerIdOf); unset: the node's IPv4 address. */
+  readonly routerId?: string;
+}
+
+/** How CALICO_ROUTER_ID is named in errors (the setting and its flag). */
+export const ROUTER_ID_SETTING = 'CALICO_ROUTER_ID (podway run --router-id)';
+
+/**
+ * confd's hashToIPv4 (calico's confd template functions): the first four bytes of SHA-256 of the
+ * node name as a dotted quad, a first byte above 223 (multicast, reserved) lowered by 32.
+ */
+export function hashRouterId(nodeName: string): string {
+  const b = createHash('sha256').update(nodeName, 'utf8').digest();
+  return `${b[0]! > 223 ? b[0]! - 32 : b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+}
+
+/**
+ * Checks a CALICO_ROUTER_ID value: `hash` or a non-zero dotted quad (BIRD's `router id` takes
+ * no other form); returns it, or throws an Error naming `setting`.
+ */
+export function checkRouterIdSetting(value: string, setting = ROUTER_ID_SETTING): string {
+  if (value === 'hash') return value;
+  const n = parseIPv4(value);
+  if (n === null || n === 0 || !/^\d+\.\d+\.\d+\.\d+$/.test(value)) throw new Error(`${setting} must be "hash" or a router ID in IPv4 form (a non-zero a.b.c.d), got ${JSON.stringify(value)}`);
+  return formatIPv4(n);
+}
+
+/** The router ID of `nodeName`: the setting (hash or given), else its IPv4 address; null: none. */
+export function routerIdOf(nodeName: string, setting: string | undefined, ipv4: string | null): string | null {
+  if (setting === 'hash') return hashRouterId(nodeName);
+  if (setting !== undefined && setting !== '') return checkRouterIdSetting(setting);
+  return ipv4;
 }
 
 interface NodeBgp {
@@ -133,7 +170,8 @@ function globalConfig(snapshot: ClusterSnapshot): BGPConfiguration | undefined {
 
 /**
  * `nodeName`'s BGP speaker settings, sessions and exports. Throws when the node is not in the
- * snapshot or has no IPv4 address (no router ID, no source address: nothing sensible to run).
+ * snapshot, or has no router ID: neither `options.routerId` (CALICO_ROUTER_ID) nor an IPv4
+ * address; or has no address at all (nothing to peer from).
  */
 export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, options: BgpPlanOptions = {}): BgpPlan {
   const config = globalConfig(snapshot);
@@ -143,9 +181,13 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
   const nodes = snapshot.nodes.map((n) => nodeBgpOf(n, defaultAs));
   const self = nodes.find((n) => n.name === nodeName);
   if (!self) throw new Error(`node ${JSON.stringify(nodeName)} is not in ${snapshot.source}`);
-  if (self.ip === null || self.ipText === null) throw new Error(`node ${JSON.stringify(nodeName)} has no spec.bgp.ipv4Address in ${snapshot.source}`);
   const selfIp = self.ipText;
   const selfIp6 = self.ip6Text;
+  if (selfIp === null && selfIp6 === null) throw new Error(`node ${JSON.stringify(nodeName)} has no spec.bgp.ipv4Address in ${snapshot.source}`);
+  const routerId = routerIdOf(nodeName, options.routerId, selfIp);
+  if (routerId === null) {
+    throw new Error(`node ${JSON.stringify(nodeName)} has no spec.bgp.ipv4Address in ${snapshot.source}, so no BGP router ID: an IPv6-only node needs ${ROUTER_ID_SETTING} set, to "hash" (derived from the node name) or a unique a.b.c.d`);
+  }
 
   const warnings: string[] = [];
   if (config?.spec.asNumber === 0) warnings.push('BGPConfiguration default: spec.asNumber 0 is reserved (RFC 7607); using 64512');
@@ -160,7 +202,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     if (v6 !== undefined && canonicalIp6(v6.split('/')[0]) === null) warnings.push(`Node ${n.metadata.name}: spec.bgp.ipv6Address ${JSON.stringify(v6)} is not an IPv6 address; no IPv6 sessions with it`);
   }
   /** The IPv4 sessions' and the IPv6 sessions' settings: source address and family. */
-  const v4 = { localAddress: selfIp, families: ['ipv4'] as const };
+  const v4 = selfIp === null ? null : { localAddress: selfIp, families: ['ipv4'] as const };
   const v6 = selfIp6 === null ? null : { localAddress: selfIp6, families: ['ipv6'] as const };
 
   const add = (peer: CalicoPeer): void => {
@@ -183,9 +225,9 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
 
   if (meshEnabled && self.rrClusterId === null) {
     for (const other of nodes) {
-      if (other.name === nodeName || other.ipText === null || other.rrClusterId !== null) continue;
+      if (v4 === null || other.name === nodeName || other.ipText === null || other.rrClusterId !== null) continue;
       add({
-        address: other.ipText, asNumber: other.asNumber, passive: other.ipText > selfIp, ...v4, ...nodePort,
+        address: other.ipText, asNumber: other.asNumber, passive: other.ipText > v4.localAddress, ...v4, ...nodePort,
         type: 'node-to-node mesh', name: `Mesh_${protocolSuffix(other.ipText)}`, source: 'mesh', description: `Mesh_${protocolSuffix(other.ipText)}`,
       });
     }
@@ -267,6 +309,10 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
       warnings.push(`${source}: spec.peerIP ${target.address} is IPv6 and node ${nodeName} has no spec.bgp.ipv6Address to peer from; skipped`);
       continue;
     }
+    if (!targetV6 && v4 === null) {
+      warnings.push(`${source}: spec.peerIP ${target.address} is IPv4 and node ${nodeName} has no spec.bgp.ipv4Address to peer from; skipped`);
+      continue;
+    }
     const asNumber = spec.asNumber!;
     if (asNumber === 0) {
       warnings.push(`${source}: spec.asNumber 0 is reserved (RFC 7607) and can never establish; skipped`);
@@ -275,7 +321,7 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
     const name = `${prefix}_${protocolSuffix(target.address)}`;
     const peerNode = nodeByIp.get(target.address);
     add({
-      ...common, ...(targetV6 ? v6! : v4), address: target.address, asNumber, name, description: name,
+      ...common, ...(targetV6 ? v6! : v4!), address: target.address, asNumber, name, description: name,
       ...(target.port !== undefined ? { port: target.port } : {}),
       ...(rrClientOf(asNumber, peerNode?.rrClusterId ?? null) ? { routeReflectorClient: true } : {}),
     });
@@ -283,11 +329,12 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
 
   const speaker: BgpSpeakerOptions = {
     localAs: self.asNumber,
-    routerId: selfIp,
+    routerId,
     gracefulRestartSeconds: GRACEFUL_RESTART_SECONDS,
     ...(self.rrClusterId !== null ? { clusterId: self.rrClusterId } : {}),
     ...(config?.spec.listenPort !== undefined ? { listenPort: config.spec.listenPort } : {}),
-    ...(config?.spec.bindMode === 'NodeIP' ? { listenAddress: selfIp, ...(selfIp6 !== null ? { listenAddress6: selfIp6 } : {}) } : {}),
+    // bindMode NodeIP: the node's addresses (an IPv6-only node's one address is its only listener).
+    ...(config?.spec.bindMode === 'NodeIP' ? (selfIp !== null ? { listenAddress: selfIp, ...(selfIp6 !== null ? { listenAddress6: selfIp6 } : {}) } : { listenAddress: selfIp6! }) : {}),
   };
   return {
     node: nodeName, speaker, peers,

@@ -139,7 +139,7 @@ export function buildProgram(): Command {
     .option('--datastore <spec>', 'file:PATH (a YAML file), etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, then Calico\'s DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)')
     .option('--control <path>', 'control socket (default /run/podway/NODE.sock)')
     .option('--model-cache <path>', 'etcd datastore: the last-known-good model, written on local disk (at most every 10 s) and forwarded on when podway starts while etcd is unreachable, until it answers; "none": no cache (default /var/lib/podway/NODE.model.json)')
-    .option('--cni-pending-del-dir <dir>', 'etcd datastore: where podway\'s CNI plugin records the DELs it could not finish while etcd was unreachable (its "pending_del_dir"); replayed here at start, when etcd answers again and every minute (default /var/lib/podway/pending-del)')
+    .option('--cni-pending-del-dir <dir>', 'etcd or embedded datastore: where podway\'s CNI plugin records the DELs it could not finish while etcd was unreachable or the datastore locked (its "pending_del_dir"); replayed here at start, when etcd answers again and every minute (default /var/lib/podway/pending-del)')
     .option('--batch <n>', 'frames per batch', (v) => Number(v), 256)
     .addOption(new Option('--rx-ring <version>', 'AF_PACKET receive ring: 2 = wake per frame (default: no block timer on the path), 3 = block batching').choices(['2', '3']).default('2'))
     .option('--underlay-ring-mb <n>', 'receive ring of the underlay port in MiB, per worker (unswappable kernel memory; one ring takes all the node\'s tunnel traffic; default 16)', (v) => Number(v))

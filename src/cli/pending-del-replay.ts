@@ -1,11 +1,13 @@
 // `podway run`'s side of deferred CNI DELs (src/cni/pending-del.ts): the entries the plugin
-// spooled while etcd was unreachable (or locked) are replayed once this node's datastore answers
-// and is not locked: at start, when the datastore answers again after being away, and every minute. A pass handles at most
+// spooled while etcd was unreachable, or while the datastore (etcd or embedded) was locked, are
+// replayed once this node's datastore answers and is not locked: at start, when the datastore
+// answers again after being away, and every minute. A pass handles at most
 // MAX_PER_PASS entries, each under the plugin's host-wide IPAM lock (so an ADD of the same
 // container ID is not interleaved), and stops at the first "unreachable" (the next trigger tries
 // again), or at the first IPAM lock not taken in time (the holder will not be gone for the next
 // entry either). Only entries for this podway's datastore are replayed: the same etcd cluster_id,
-// or for entries without one an etcd endpoint in common (pending-del.ts entryDatastore); others
+// or for entries without one an etcd endpoint in common, or the same embedded directory
+// (pending-del.ts entryDatastore); others
 // are reported once. stop() aborts a lock wait under way and is waited for at most STOP_WAIT_MS
 // by `podway run` (an etcd call under way is bounded by KV_TIMEOUT_MS).
 //

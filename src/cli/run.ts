@@ -352,10 +352,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // Every registration (joinCluster) here, one at a time: two tunnel-address reconciles at once
     // can release the address the other just assigned and wrote to the Node (tunnel-addrs.ts).
     const joinSerial = oneAtATime();
-    // DELs the CNI plugin deferred while etcd was unreachable (pending-del-replay.ts): replayed
-    // once the datastore answers, again when it answers after being away, and every minute.
-    // Loaded for etcd only (the IPAM and the v3 store come with it).
-    const replayer: PendingDelReplayer | null = spec.kind === 'etcd'
+    // DELs the CNI plugin deferred while etcd was unreachable, or while the datastore (etcd or
+    // embedded) was locked (pending-del-replay.ts): replayed once the datastore answers unlocked,
+    // again when it answers after being away, and every minute. Loaded for the datastores the
+    // plugin writes to (the IPAM and the v3 store come with it): not for a read-only file:.
+    const replayer: PendingDelReplayer | null = spec.kind !== 'file'
       ? new (require('./pending-del-replay') as typeof import('./pending-del-replay')).PendingDelReplayer(opts.cniPendingDelDir, spec, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.cniPendingDelIntervalMs)
       : null;
     if (metrics && replayer) {

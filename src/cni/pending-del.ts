@@ -1,4 +1,6 @@
-// Deferred DELs: what a DEL could not remove from etcd because etcd was unreachable.
+// Deferred DELs: what a DEL could not remove from etcd because etcd was unreachable, or from a
+// datastore locked by `calicoctl datastore migrate lock` (etcd or the embedded store: a lifted
+// lock is what the replay waits for then).
 //
 // podman (and libcni's other users) do not retry a failed DEL: the container is gone for them, so
 // the pod's WorkloadEndpoint and its IPAM addresses would stay in etcd for good, counted as used.
@@ -20,12 +22,13 @@
 // because etcd does not answer, so the entry records the cluster_id the plugin last saw for that
 // datastore string, cached in this directory at every ADD and DEL that reached it), else the
 // endpoint list. Endpoint strings alone mismatch too easily (localhost vs 127.0.0.1, a member
-// added): two lists that share an endpoint (after normalising) are taken as one datastore.
+// added): two lists that share an endpoint (after normalising) are taken as one datastore. The
+// embedded store is named by its directory (resolved to an absolute path).
 //
 // File name: <network>+<containerID>+<ifname>.json. '+' is in neither a network name nor a
 // container ID, so two attachments never share a file.
 import { closeSync, constants as fsc, fstatSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import { handleId } from './names';
 import { replaceFileSync } from '../util/replace-file';
@@ -71,7 +74,8 @@ export interface PendingDel {
 /** The datastore as an entry names it: etcd's endpoints in order, so a reordered list matches. */
 export function datastoreKey(spec: DatastoreSpec): string {
   if (spec.kind === 'etcd') return `etcd:${[...spec.endpoints].map((e) => e.replace(/\/+$/, '')).sort().join(',')}`;
-  return spec.kind === 'embedded' ? `embedded:${spec.dir}` : `file:${spec.path}`;
+  // the embedded store's directory as a path (`/var/lib/podway/` is `/var/lib/podway`)
+  return spec.kind === 'embedded' ? `embedded:${resolve(spec.dir)}` : `file:${spec.path}`;
 }
 
 export function pendingFileName(network: string, containerID: string, ifname: string): string {

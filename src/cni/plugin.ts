@@ -572,12 +572,13 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     // etcd unreachable: podman does not retry a failed DEL, so what is local goes now and the
     // datastore part is spooled for podway run (pending-del.ts); the runtime is told success.
     // So is a DEL that could not get the IPAM lock in time (podway run takes it to replay).
-    // A datastore locked by `calicoctl datastore migrate lock`: the runtime is told DEL failed, as
-    // Calico's plugin tells it (kubelet retries, and a retry once unlocked releases and drops the
-    // entry), but the release is spooled all the same, for runtimes that never retry (podman):
-    // podway run replays it once the lock is lifted. Nothing is written to the locked store.
+    // A datastore locked by `calicoctl datastore migrate lock` (etcd or the embedded store): the
+    // runtime is told DEL failed, as Calico's plugin tells it (kubelet retries, and a retry once
+    // unlocked releases and drops the entry), but the release is spooled all the same, for
+    // runtimes that never retry (podman): podway run replays it once the lock is lifted. Nothing
+    // is written to the locked store.
     const locked = e instanceof DatastoreLockedError;
-    if (!(conf.datastore.kind === 'etcd' && (locked || e instanceof KvUnavailableError || e instanceof IpamLockTimeoutError))) throw datastoreError(conf, e);
+    if (!(locked || (conf.datastore.kind === 'etcd' && (e instanceof KvUnavailableError || e instanceof IpamLockTimeoutError)))) throw datastoreError(conf, e);
     removePlainVeth();
     const interfaceName = conf.interfaceType === 'veth' ? hostVethName(podIdentity(env.args, env.containerId), env.containerId) : podDeviceName(conf.interfaceType, podIdentity(env.args, env.containerId), env.containerId);
     let file: string;

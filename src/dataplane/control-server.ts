@@ -33,7 +33,7 @@ export interface ControlExtras {
   nat?: { status(): unknown; counters(): Promise<unknown> };
   /** The same for IPv6 pools (table ip6 podway). */
   nat6?: { status(): unknown; counters(): Promise<unknown> };
-  /** The deferred CNI DELs' replay (etcd only): its counts join `counters` as cniPendingDel. */
+  /** The deferred CNI DELs' replay (etcd or embedded datastore): its counts join `counters` as cniPendingDel. */
   cniPendingDel?: () => unknown;
   /** Trace and capture across the forwarding workers (default: this engine alone). */
   taps?: Taps;

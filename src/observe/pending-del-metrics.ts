@@ -1,7 +1,7 @@
 /**
  * Deferred CNI DELs (src/cli/pending-del-replay.ts) as Prometheus metrics: the entries the plugin
- * spooled while etcd was unreachable that still wait, those replayed and those whose replay failed,
- * the figures `podway status` shows under cniPendingDel (and `podway counters` too). Read from the
+ * spooled while etcd was unreachable (or the datastore locked) that still wait, those replayed and
+ * those whose replay failed, the figures `podway status` shows under cniPendingDel (and `podway counters` too). Read from the
  * replayer's status at scrape time; nothing here touches the spool.
  *
  * replayed and failed only grow while podway runs (counters: a failing entry is tried again on

@@ -5,7 +5,9 @@
  *   a message naming the lock and `calicoctl datastore migrate unlock`; ADD makes nothing; DEL
  *   removes the pod's interface and spools the release, which podway run's replayer leaves while
  *   locked and replays once unlocked; STATUS says it cannot serve ADD;
- * - the embedded store holding a locked ClusterInformation refuses ADD the same way;
+ * - the embedded store holding a locked ClusterInformation refuses ADD and DEL the same way, and
+ *   its DEL spools too: `podway run` on that store leaves the entry while locked and replays it
+ *   once unlocked;
  * - a config with etcd_discovery_srv or etcd_authority but no etcd_endpoints is refused (code 7,
  *   naming the key and the conflist) instead of using the default datastore.
  * Root and network namespaces.
@@ -14,17 +16,28 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { CniHarness } from './harness';
+import { CniHarness, RunningPodway } from './harness';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import type { KvStore } from '../../src/control/kv/kv';
 import { applyResource } from '../../src/control/v3-store';
+import { Ipam } from '../../src/control/ipam';
+import { controlRequest } from '../../src/dataplane/control-server';
 import { CLUSTER_INFORMATION_KEY, markDatastoreReady, registerNode } from '../../src/control/node-registration';
 import { pendingFileName } from '../../src/cni/pending-del';
 import { PendingDelReplayer } from '../../src/cli/pending-del-replay';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
-import { isRoot } from '../helpers/netns';
+import { isRoot, sleep } from '../helpers/netns';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
+
+async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond()) return true;
+    await sleep(200);
+  }
+  return cond();
+}
 
 const cid = (n: string): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
 
@@ -114,11 +127,19 @@ test('etcd locked: ADD and DEL refused as Calico refuses them (999, naming the l
   }
 });
 
-test('embedded store holding a locked ClusterInformation: ADD refused (999)', async () => {
+test('embedded store locked: ADD refused (999); DEL refused as on etcd, removes what is local and spools the release, which podway run leaves while locked and replays once unlocked', async () => {
   const h = new CniHarness();
+  let podway: RunningPodway | null = null;
   try {
     await h.setup();
     await markDatastoreReady(h.kv);
+    const handleOf = (id: string) => h.kv.get(`/calico/ipam/v2/handle/podway.${id}`);
+    const podA = h.pod('a');
+    const idA = cid('a');
+    const addA = await h.add(podA, idA);
+    const addrA = (addA.json.ips[0].address as string).split('/')[0];
+    assert.ok(await handleOf(idA));
+
     await setReady(h.kv, false);
     const pod = h.pod('e');
     const r = await h.call({ command: 'ADD', containerId: cid('e'), netns: pod.path, ifname: 'eth0' });
@@ -126,7 +147,45 @@ test('embedded store holding a locked ClusterInformation: ADD refused (999)', as
     assert.is(r.json.code, 999);
     assert.match(r.json.msg, `datastore embedded ${h.storeDir} is locked`);
     assert.equal(podLinks(pod), []);
+
+    // DEL: Calico's refusal for the runtime; the pod's interface goes, the release is spooled
+    // (podman never retries a DEL: without the spool the address would leak).
+    const delA = await h.call({ command: 'DEL', containerId: idA, netns: podA.path, ifname: 'eth0' });
+    assert.is(delA.exitCode, 1, delA.stdout);
+    assert.is(delA.json.code, 999);
+    assert.match(delA.json.msg, `datastore embedded ${h.storeDir} is locked`);
+    assert.match(delA.stderr, /deferred to .*once the datastore is unlocked/);
+    const fileA = path.join(h.pendingDelDir, pendingFileName('podway', idA, 'eth0'));
+    assert.ok(existsSync(fileA), readdirSync(h.pendingDelDir).join(' '));
+    assert.equal(podLinks(podA), []);
+    assert.ok(await handleOf(idA), 'nothing released in the locked store');
+
+    // podway run on that store (its spool directory given as the plugin's) leaves the entry while
+    // locked: its first pass, at start, says why.
+    h.addUplink(); // the node's address, for podway run
+    const status = async () => ((await controlRequest(h.control, { cmd: 'status' }, 5000)) as { cniPendingDel: { pending: number; replayed: number; lastError: string | null } | null }).cniPendingDel;
+    podway = h.startPodway(['--model-cache', 'none']);
+    await podway.ready();
+    assert.ok(await until(async () => /is locked/.test((await status())?.lastError ?? ''), 60_000), `the replay waits for the unlock: ${JSON.stringify(await status())} | ${podway.log.slice(-5).join(' | ')}`);
+    assert.is((await status())!.pending, 1);
+    assert.ok(existsSync(fileA));
+    assert.ok(await handleOf(idA));
+    await podway.stop();
+
+    // unlocked: the next podway run's first pass replays it (a running one within a minute)
+    await setReady(h.kv, true);
+    podway = h.startPodway(['--model-cache', 'none']);
+    await podway.ready();
+    assert.ok(await until(async () => !existsSync(fileA) && (await status())?.replayed === 1, 60_000), `replayed: ${JSON.stringify(await status())} | ${podway.log.slice(-5).join(' | ')}`);
+    assert.is(await handleOf(idA), null, 'the handle released');
+    assert.is(await new Ipam(h.kv).allocationOf(addrA), null, 'the address is free');
+    assert.equal(await new Ipam(h.kv).check(), []);
+    assert.ok(podway.log.some((l) => l.includes('deferred CNI DEL replayed') && l.includes(idA)), podway.log.join('\n'));
+    // a retry of the DEL (kubelet) finds nothing left
+    const again = await h.call({ command: 'DEL', containerId: idA, netns: podA.path, ifname: 'eth0' });
+    assert.is(again.exitCode, 0, again.stdout);
   } finally {
+    await podway?.stop();
     await h.cleanup();
   }
 });

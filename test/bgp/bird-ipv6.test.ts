@@ -4,7 +4,8 @@
 // End-of-RIB after a graceful restart, and TCP-MD5 on an IPv6 session. Also an IPv6-only node (no
 // IPv4 address, CALICO_ROUTER_ID=hash) through the BGP agent of `podway run --bgp`, with BIRD in a
 // network namespace of its own (root): two IPv6 addresses on its loopback, as ::1 is the only one
-// the host's has.
+// the host's has. And RFC 2545: BIRD directly connected over a veth sends a global + link-local
+// next hop (checked on the wire with tcpdump/tshark), of which podway uses the global one.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker, BgpPeerStatus } from '../../src/control/bgp/speaker';
@@ -12,6 +13,9 @@ import { Bird, birdBgpConfig, loopbackNet, startBird, waitFor } from './bird';
 import { freePort } from '../helpers/etcd';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { withNetns } from '../helpers/netns';
 import type { NodeStatus } from '../../src/control/bgp/agent';
 import type { LearnedRoute } from '../../src/control/route-calc';
@@ -50,6 +54,51 @@ async function setup(birdExtra = '', ipv6Extra = 'next hop address fd00:ff::3;')
 }
 
 const peer = (s: BgpSpeaker): BgpPeerStatus => s.status()[0]!;
+const API = 'projectcalico.org/v3';
+
+interface AgentLine { status: NodeStatus; learned: LearnedRoute[]; error: string | null }
+interface AgentChild {
+  /** The latest line once `cond` holds for it (20 s at most; the failure shows the agent's logs and BIRD's). */
+  until(what: string, cond: (l: AgentLine) => boolean, bird: Bird): Promise<AgentLine>;
+  /** SIGTERM by PID (SIGKILL after 5 s). */
+  stop(): Promise<void>;
+}
+
+/** The agent of `podway run --bgp` (agent-child.ts) in namespace `ns`, on `cfg`. */
+function agentIn(ns: string, cfg: { node: string; docs: Record<string, unknown>[]; routerId?: string }): AgentChild {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, path.join(__dirname, 'agent-child.js'), JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let last: AgentLine | null = null;
+  let buf = '';
+  let stderr = '';
+  const logs: string[] = [];
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    buf += d;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const l = JSON.parse(buf.slice(0, i)) as AgentLine & { logs: string[] };
+      logs.push(...l.logs);
+      last = l;
+      buf = buf.slice(i + 1);
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
+  return {
+    until: async (what, cond, bird) => {
+      try {
+        return await waitFor(what, () => (last !== null && cond(last) ? last : null), 20_000);
+      } catch (e) {
+        assert.unreachable(`${(e as Error).message}: ${JSON.stringify(last)}\n${logs.join('\n')}\n${stderr}\n${bird.log()}`);
+        throw e;
+      }
+    },
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      process.kill(child.pid, 'SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+    },
+  };
+}
 const established = (s: BgpSpeaker) => peer(s).state === 'Established';
 
 test('IPv6 session with BIRD: IPv6 unicast only, routes both ways, withdrawals both ways', async () => {
@@ -139,7 +188,6 @@ test('an IPv6-only node (no spec.bgp.ipv4Address) with CALICO_ROUTER_ID=hash pee
       address: them, routerId: '192.0.2.2', port: 179, as: 64512, statics: [], statics6: ['fd00:99::/64'],
       neighbors: [{ name: 'podway', address: us, port: 179, as: 64512, ipv4: false, ipv6: '' }],
     }), ns!.name);
-    const API = 'projectcalico.org/v3';
     const docs = [
       { apiVersion: API, kind: 'IPPool', metadata: { name: 'p6' }, spec: { cidr: 'fd00:10:244::/64' } },
       // bindMode NodeIP: our listener on our address alone (BIRD holds port 179 on its own).
@@ -149,43 +197,72 @@ test('an IPv6-only node (no spec.bgp.ipv4Address) with CALICO_ROUTER_ID=hash pee
       { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'bird' }, spec: { peerIP: them, asNumber: 64512 } },
       { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'tor4' }, spec: { peerIP: '192.0.2.9', asNumber: 65000 } },
     ];
-    const child = spawn('ip', ['netns', 'exec', ns!.name, process.execPath, path.join(__dirname, 'agent-child.js'), JSON.stringify({ node: 'test-node-hash', docs, routerId: 'hash' })], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let last: { status: NodeStatus; learned: LearnedRoute[]; error: string | null } | null = null;
-    let buf = '';
-    let stderr = '';
-    const logs: string[] = [];
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        last = JSON.parse(buf.slice(0, i));
-        logs.push(...(last as unknown as { logs: string[] }).logs);
-        buf = buf.slice(i + 1);
-      }
-    });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
-    const now = () => last as typeof last;
+    const agent = agentIn(ns!.name, { node: 'test-node-hash', docs, routerId: 'hash' });
     try {
-      const up = await waitFor('the IPv6-only node Established with BIRD, BIRD\'s route learned', () => {
-        const l = now();
-        return l && l.status.peers[0]?.bgpState === 'Established' && l.learned.length === 1 ? l : null;
-      }, 20_000).catch((e: Error) => assert.unreachable(`${e.message}: ${JSON.stringify(now())}\n${logs.join('\n')}\n${stderr}\n${bird.log()}`));
-      assert.is(up!.error, null);
-      assert.is(up!.status.routerId, '197.137.39.194', 'hashToIPv4("test-node-hash")');
-      assert.equal(up!.status.peers.map((p) => [p.address, p.type]), [[them, 'global']]);
-      assert.ok((up!.status.warnings ?? []).some((w) => w.includes('192.0.2.9 is IPv4 and node test-node-hash has no spec.bgp.ipv4Address')), JSON.stringify(up!.status.warnings));
-      assert.equal(up!.learned, [{ prefix: 'fd00:99::/64', nextHop: them, peer: them }]);
+      const up = await agent.until('the IPv6-only node Established with BIRD, BIRD\'s route learned', (l) => l.status.peers[0]?.bgpState === 'Established' && l.learned.length === 1, bird);
+      assert.is(up.error, null);
+      assert.is(up.status.routerId, '197.137.39.194', 'hashToIPv4("test-node-hash")');
+      assert.equal(up.status.peers.map((p) => [p.address, p.type]), [[them, 'global']]);
+      assert.ok((up.status.warnings ?? []).some((w) => w.includes('192.0.2.9 is IPv4 and node test-node-hash has no spec.bgp.ipv4Address')), JSON.stringify(up.status.warnings));
+      assert.equal(up.learned, [{ prefix: 'fd00:99::/64', nextHop: them, peer: them }]);
       // BIRD sees our router ID and has our IPv6 block, next hop our IPv6 address.
       assert.match(await bird.protocol('podway'), /Neighbor ID:\s+197\.137\.39\.194/);
       await waitFor('our IPv6 block in BIRD', async () => (await bird.routes('podway')).join() === 'fd00:10:244::/122');
       assert.match(await bird.birdc('show', 'route', 'all', 'fd00:10:244::/122'), new RegExp(`BGP\\.next_hop: ${us}`));
     } finally {
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-        const exited = new Promise((r) => child.once('exit', r));
-        process.kill(child.pid, 'SIGTERM');
+      await agent.stop();
+      await bird.stop();
+    }
+  });
+});
+
+test('RFC 2545: BIRD on a shared link sends a 32-octet IPv6 next hop (global + link-local, seen on the wire); podway uses the global one', async () => {
+  await withNetns(['v6ll-a', 'v6ll-b'], async ([a, b]) => {
+    // No DAD: the link-local addresses are usable at once (BIRD sends one only when it has it).
+    for (const ns of [a!, b!]) ns.exec('sysctl', ['-qw', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+    // Made inside a (not moved in from the host's namespace), so both ends get link-local addresses.
+    a!.ip('link', 'add', 'lla', 'type', 'veth', 'peer', 'name', 'llb', 'netns', b!.name);
+    a!.ip('link', 'set', 'lla', 'up');
+    b!.ip('link', 'set', 'llb', 'up');
+    const [us, them] = ['fd00:97::1', 'fd00:97::2'];
+    a!.ip('-6', 'addr', 'add', `${us}/64`, 'dev', 'lla', 'nodad');
+    b!.ip('-6', 'addr', 'add', `${them}/64`, 'dev', 'llb', 'nodad');
+    // The kernel gives the veth its link-local address a moment after it is up.
+    const themLl = await waitFor('BIRD\'s link-local address', () => /inet6 (fe80::[0-9a-f:]+)\/64 scope link/.exec(b!.ip('-6', 'addr', 'show', 'dev', 'llb'))?.[1], 10_000);
+    const dir = mkdtempSync(path.join(tmpdir(), 'podway-rfc2545-'));
+    const cap = path.join(dir, 'bgp.pcap');
+    // Direct eBGP (no multihop): BIRD puts its link-local address beside the global one.
+    const bird = await startBird(birdBgpConfig({
+      address: them, routerId: '192.0.2.2', port: 179, as: 65000, statics: [], statics6: ['fd00:99::/64'],
+      neighbors: [{ name: 'podway', address: us, port: 179, as: 64512, ipv4: false, ipv6: '', extra: 'direct;' }],
+    }), b!.name);
+    const dump = spawn('ip', ['netns', 'exec', a!.name, 'tcpdump', '-i', 'lla', '--immediate-mode', '-U', '-w', cap, 'tcp port 179'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let agent: AgentChild | null = null;
+    const tshark = (args: string[]) => execFileSync('tshark', ['-r', cap, '-d', 'tcp.port==179,bgp', ...args], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const hopsOf = () => tshark(['-Y', 'bgp.update.path_attribute.mp_reach_nlri', '-T', 'fields', '-e', 'bgp.update.path_attribute.mp_reach_nlri.next_hop.ipv6', '-e', 'bgp.update.path_attribute.mp_reach_nlri.next_hop.ipv6.link_local']).trim().split('\n');
+    const seen = () => tshark([]).split('\n').slice(0, 30).join('\n');
+    try {
+      await waitFor('tcpdump capturing', () => existsSync(cap), 10_000);
+      agent = agentIn(a!.name, { node: 'node1', routerId: '192.0.2.1', docs: [
+        { apiVersion: API, kind: 'IPPool', metadata: { name: 'p6' }, spec: { cidr: 'fd00:10:244::/64' } },
+        { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { bindMode: 'NodeIP' } },
+        { apiVersion: API, kind: 'Node', metadata: { name: 'node1' }, spec: { bgp: { ipv6Address: `${us}/64` } } },
+        { apiVersion: API, kind: 'BGPPeer', metadata: { name: 'bird' }, spec: { peerIP: them, asNumber: 65000 } },
+      ] });
+      const up = await agent.until('BIRD\'s route learned', (l) => l.learned.length === 1, bird);
+      assert.equal(up.learned, [{ prefix: 'fd00:99::/64', nextHop: them, peer: them }], 'the global next hop');
+      // The UPDATE as it came: global and link-local next hop (32 octets).
+      const ok = await waitFor('the UPDATE in the capture', () => hopsOf().includes(`${them}\t${themLl}`), 10_000).catch(() => false);
+      assert.ok(ok, `MP_REACH_NLRI next hops from BIRD: ${JSON.stringify(hopsOf())} (want ${them} + ${themLl})\n${seen()}`);
+    } finally {
+      await agent?.stop();
+      if (dump.pid !== undefined && dump.exitCode === null) {
+        const exited = new Promise((r) => dump.once('exit', r));
+        process.kill(dump.pid, 'SIGTERM');
         await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-        if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
       }
       await bird.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

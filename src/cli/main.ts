@@ -82,6 +82,20 @@ export function metricsPortOption(flag: string | undefined, env: NodeJS.ProcessE
   return env.FELIX_PROMETHEUSMETRICSPORT ? check(env.FELIX_PROMETHEUSMETRICSPORT, '$FELIX_PROMETHEUSMETRICSPORT') : 9091;
 }
 
+/**
+ * `--endpoint-to-host`, else Felix's FELIX_DEFAULTENDPOINTTOHOSTACTION, else accept (what
+ * calico.yaml sets; Felix's own default is Drop). Felix's Return (the host's own INPUT rules
+ * decide) is accept here: podway's table then leaves them to the host's other rules as well.
+ */
+export function parseEndpointToHost(flag: string | undefined, env: string | undefined): 'accept' | 'drop' {
+  const [text, where] = flag !== undefined ? [flag, '--endpoint-to-host'] : [env ?? '', '$FELIX_DEFAULTENDPOINTTOHOSTACTION'];
+  const v = text.trim().toLowerCase();
+  if (v === '' && flag === undefined) return 'accept';
+  if (v === 'accept' || v === 'return') return 'accept';
+  if (v === 'drop') return 'drop';
+  throw new UsageError(`${where}: ${JSON.stringify(text)} is not accept or drop${flag === undefined ? ' (Felix\'s Accept, Return or Drop)' : ''}`);
+}
+
 /** The node name from --node or $NODENAME, checked where it is accepted (it names a file). */
 function nodeOption(flag: string | undefined): string | undefined {
   if (flag !== undefined) return validateNodeName(flag, '--node');
@@ -153,6 +167,7 @@ export function buildProgram(): Command {
     .option('--no-pod-super', 'cut a pod\'s TCP super-frames into segments on receive (scatter receive), one descriptor each, instead of handing each on whole and cutting it on send (on by default)')
     .option('--no-scatter-rx', 'read a pod\'s TCP/UDP super-frames whole into a buffer and copy each segment into the pool from there, not straight into the segments\' slots (scatter receive, on by default)')
     .option('--no-kernel-transit-drop', 'let the node\'s kernel also track and route the pod frames podway forwards (it drops them after conntrack and a route lookup); by default an nftables rule drops them first')
+    .option('--endpoint-to-host <accept|drop>', 'what a pod\'s new connections to the node\'s own addresses get (Felix\'s DefaultEndpointToHostAction, or FELIX_DEFAULTENDPOINTTOHOSTACTION; default accept, as calico.yaml sets it): drop leaves pods only replies to connections the node opened and IPv6 NDP/MLD')
     .option('--neighbor-reachable <ms>', 'underlay neighbours (ARP/NDP): how long an answer keeps an entry REACHABLE before it is re-probed (the kernel\'s base_reachable_time; default 30000)', (v) => Number(v))
     .option('--neighbor-retrans <ms>', 'underlay neighbours: between two probes of one address (the kernel\'s retrans_time; default 1000); 3 unanswered probes make it FAILED', (v) => Number(v))
     .option('--neighbor-queue <n>', 'underlay neighbours: packets held per neighbour while it is resolved, sent when it answers (the kernel\'s unres_qlen; default 3, a TCP super-frame counting as one, within 128 KiB per neighbour and 256 frames per forwarding thread; 0: none, dropped as neighbor_unresolved)', (v) => Number(v))
@@ -210,6 +225,7 @@ export function buildProgram(): Command {
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
+      const endpointToHost = parseEndpointToHost(o.endpointToHost, process.env.FELIX_DEFAULTENDPOINTTOHOSTACTION);
       const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);
       let autodetectPollMs: number;
       try {
@@ -219,7 +235,7 @@ export function buildProgram(): Command {
       }
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new UsageError('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending
@@ -261,6 +277,8 @@ export function buildProgram(): Command {
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
     if (s.nat6?.table) lines.push(`nat6: table ${s.nat6.table}; natOutgoing from ${s.nat6.natPools.join(', ') || 'no pool'}; ports ${s.nat6.portRange}; udp timeout ${s.nat6.udpTimeout.unreplied}/${s.nat6.udpTimeout.replied} s; at most ${s.nat6.maxFlows} flows${s.nat6.lastError ? '; last error: ' + s.nat6.lastError : ''}`);
     else if (s.nat6?.lastError) lines.push(`nat6: unavailable: ${s.nat6.lastError}`);
+    if (s.guard?.table) lines.push(`pod guard: table ${s.guard.table}; ${s.guard.pods} veth pods; endpoint-to-host ${s.guard.endpointToHost}${s.guard.lastError ? '; last error: ' + s.guard.lastError : ''}`);
+    else if (s.guard?.lastError) lines.push(`pod guard: unavailable (veth pods reach the node's kernel with forged sources and tunnel packets): ${s.guard.lastError}`);
     // DELs the CNI plugin deferred while etcd was down (pending-del-replay.ts), once there were any
     const pd = s.cniPendingDel;
     if (pd && (pd.pending || pd.replayed || pd.failed || pd.ignored)) lines.push(`cni deferred DELs (${pd.dir}): ${pd.pending} pending, ${pd.replayed} replayed, ${pd.failed} failed${pd.ignored ? `, ${pd.ignored} not for this datastore or unreadable` : ''}${pd.lastError ? `; last error${pd.lastErrorAt ? ` (at ${pd.lastErrorAt})` : ''}: ${pd.lastError}` : ''}`);
@@ -279,9 +297,11 @@ export function buildProgram(): Command {
     const reasons = Object.entries(r.reasons as Record<string, number>).map(([reason, count]) => ({ reason, count }));
     const nat = r.nat ? `\nnat (table ip podway): ${r.nat.flows} flows masqueraded, ${r.nat.outPackets} packets out, ${r.nat.inPackets} replies back to pods, ${r.nat.refused} new flows refused (table full), ${r.nat.icmpUnmatched} ICMP errors quoting no known flow, ${r.nat.podTransit ?? 0} pod frames dropped before the kernel's conntrack (podway forwards them)\n` : '';
     const nat6 = r.nat6 ? `${nat ? '' : '\n'}nat6 (table ip6 podway): ${r.nat6.flows} flows masqueraded, ${r.nat6.outPackets} packets out, ${r.nat6.inPackets} replies back to pods, ${r.nat6.refused} new flows refused (table full), ${r.nat6.icmpUnmatched} ICMPv6 errors quoting no known flow, ${r.nat6.podTransit ?? 0} pod frames dropped before the kernel's IPv6 input (podway forwards them)\n` : '';
+    const g = r.guard as { podSpoofed?: number; podTunnel?: number; podToHost?: number } | null | undefined;
+    const guard = g ? `${nat || nat6 ? '' : '\n'}pod guard (table inet podway): ${g.podSpoofed ?? 0} frames from veth pods with a source not their own dropped before the node's kernel, ${g.podTunnel ?? 0} tunnel packets (VXLAN, IPIP) from pods dropped, ${g.podToHost ?? 0} new connections from pods to the node dropped (--endpoint-to-host drop)\n` : '';
     // deferred CNI DELs (etcd datastore only): always shown there, 0s included, to be watched
     const pd = r.cniPendingDel as { dir: string; pending: number; replayed: number; failed: number; ignored: number } | null | undefined;
-    const cni = pd ? `${nat || nat6 ? '' : '\n'}cni deferred DELs (${pd.dir}): ${pd.pending} pending, ${pd.replayed} replayed, ${pd.failed} failed${pd.ignored ? `, ${pd.ignored} not for this datastore or unreadable` : ''}\n` : '';
+    const cni = pd ? `${nat || nat6 || guard ? '' : '\n'}cni deferred DELs (${pd.dir}): ${pd.pending} pending, ${pd.replayed} replayed, ${pd.failed} failed${pd.ignored ? `, ${pd.ignored} not for this datastore or unreadable` : ''}\n` : '';
     const bgp = r.bgpPeers ? '\n' + table(r.bgpPeers, ['peer', 'type', 'state', 'messagesIn', 'messagesOut', 'updatesIn', 'updatesOut', 'prefixesReceived', 'prefixesAccepted']) : '';
     // host-side failures (Engine.failures), only when there was one
     const failed = Object.entries((r.failures ?? {}) as Record<string, number>).filter(([, n]) => n > 0);
@@ -289,7 +309,7 @@ export function buildProgram(): Command {
     // workers that did not answer in time: the sums above lack their part
     const missing = (r.missingWorkers ?? []) as number[];
     const gone = missing.length ? `\nnot counted: worker${missing.length > 1 ? 's' : ''} ${missing.join(', ')} did not answer in time\n` : '';
-    return table(r.ports) + '\n' + table(reasons) + failures + gone + nat + nat6 + cni + bgp;
+    return table(r.ports) + '\n' + table(reasons) + failures + gone + nat + nat6 + guard + cni + bgp;
   });
   // node status: the BGP sessions, as calicoctl node status.
   addNodeCommands(program, controlPath);

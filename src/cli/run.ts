@@ -18,7 +18,7 @@ import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
-import { NftNat, NatSpec, NAT_IPV6, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
+import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
@@ -77,6 +77,9 @@ export interface RunOptions {
   /** Drop pod frames podway forwards before the node's kernel tracks and routes them (default
    * true; nft-nat.ts podIngressChain). */
   kernelTransitDrop?: boolean;
+  /** A pod's new connections to the node's own addresses: accepted (default) or dropped (table
+   * inet podway, nft-nat.ts guardTableProgram; `--endpoint-to-host`). */
+  endpointToHost?: 'accept' | 'drop';
   /** Forwarding workers (1 = the main thread alone). */
   workers?: number;
   /** How frames are split between workers (EngineOptions.workerSteer; default 'flow'). */
@@ -154,6 +157,24 @@ function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, numb
     pods: model.endpoints.filter((e) => e.interfaceType === 'veth').map((e) => e.interfaceName).sort(),
     kernelTransitDrop: kernelTransitDrop && model.v6.pools.length > 0,
     natChains,
+  };
+}
+
+/** What the pod guard (table inet podway) should hold: every veth pod's interface and its own
+ * addresses, the VXLAN port, the endpoint-to-host action. The NAT fields are unused there. */
+function guardSpecOf(model: NodeDataplaneModel, endpointToHost: 'accept' | 'drop'): NatSpec {
+  const veths = model.endpoints.filter((e) => e.interfaceType === 'veth');
+  const names = new Set(veths.map((e) => e.interfaceName));
+  const pairs4 = veths.flatMap((e) => e.ips.map((ip) => [e.interfaceName, formatIpv4(ip)] as const));
+  const pairs6 = model.v6.endpoints.filter((e) => names.has(e.interfaceName)).flatMap((e) => e.ips6.map((ip) => [e.interfaceName, ip] as const));
+  const order = (a: readonly [string, string], b: readonly [string, string]) => (a[0] + ' ' + a[1] < b[0] + ' ' + b[1] ? -1 : a[0] + ' ' + a[1] > b[0] + ' ' + b[1] ? 1 : 0);
+  return {
+    hostPort: HOST_PORT_NAME, hostPortIndex: 0, natPools: [], pools: [], nodes: [], portRange: [0, 0], udpTimeout: { unreplied: 0, replied: 0 }, maxFlows: 0, kernelTransitDrop: false,
+    pods: [...names].sort(),
+    podAddrs4: pairs4.sort(order),
+    podAddrs6: pairs6.sort(order),
+    tunnelPorts: [VXLAN_PORT],
+    endpointToHost,
   };
 }
 
@@ -529,16 +550,34 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const natLog = log.child({ component: 'nat' });
     const nat = new NftNat((m) => natLog.info(m));
     const nat6 = new NftNat((m) => natLog.info(m), 'nft', {}, NAT_IPV6);
+    const guard = new NftNat((m) => natLog.info(m), 'nft', {}, POD_GUARD);
+    const endpointToHost = opts.endpointToHost ?? 'accept';
     if (metrics) {
-      const { NatCollector } = require('../observe/nat-metrics') as typeof import('../observe/nat-metrics');
+      const { NatCollector, PodGuardCollector } = require('../observe/nat-metrics') as typeof import('../observe/nat-metrics');
       metrics.add(new NatCollector({ counters: () => nat.counters(), maxFlows: () => (nat.active ? opts.natMaxFlows ?? 65536 : null) }));
       metrics.add(new NatCollector({ counters: () => nat6.counters(), maxFlows: () => (nat6.active ? opts.natMaxFlows ?? 65536 : null) }, true));
+      metrics.add(new PodGuardCollector(() => guard.counters()));
     }
     // The table exists while podway runs (a pool may turn natOutgoing on live); without nft it is an
     // error only once a pool asks for natOutgoing.
     let leftover6Checked = false;
     let nat6Chains = false;
     const syncNat = (model: NodeDataplaneModel) => {
+      // The pod guard first: from the first model on, a veth pod cannot reach the node's tunnel
+      // sockets nor its services with a forged source (review C, H1/H2).
+      const wantGuard = guardSpecOf(model, endpointToHost);
+      if (guard.active) guard.update(wantGuard);
+      else {
+        try {
+          guard.start(wantGuard);
+          natLog.info(`pod guard: table inet podway created (${wantGuard.pods.length} veth pods; endpoint-to-host ${endpointToHost})`);
+        } catch (e) {
+          // asked to drop pods' connections to the node: not running open instead
+          if (endpointToHost === 'drop') throw e;
+          guard.lastError = (e as Error).message;
+          natLog.warn(`pod guard: ${guard.lastError}: veth pods can send the node's kernel forged sources and tunnel packets (tried again with the next model)`);
+        }
+      }
       const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false);
       if (nat.active) nat.update(want);
       else {
@@ -635,6 +674,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const extras = {
       nat,
       nat6,
+      guard,
       taps,
       bgpStatus,
       cniPendingDel: replayer ? () => replayer.status() : undefined,
@@ -738,6 +778,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       eng.stop();
       await nat.stop();
       await nat6.stop();
+      await guard.stop();
       throw e;
     }
     for (const n of eng.notes) log.info(`host: set ${n}`, { component: 'host' });
@@ -1004,7 +1045,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         broadcast({ type: 'stop' });
         eng.stop();
         // an update's nft still running is waited for before the table is deleted (nft-nat.ts stop)
-        const natStopped = Promise.all([nat.stop(), nat6.stop()]);
+        const natStopped = Promise.all([nat.stop(), nat6.stop(), guard.stop()]);
         // a tunnel-address join in flight still writes the Node and IPAM through the datastore:
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();

@@ -33,6 +33,8 @@ export interface ControlExtras {
   nat?: { status(): unknown; counters(): Promise<unknown> };
   /** The same for IPv6 pools (table ip6 podway). */
   nat6?: { status(): unknown; counters(): Promise<unknown> };
+  /** The pod guard's table (table inet podway, nft-nat.ts guardTableProgram). */
+  guard?: { status(): unknown; counters(): Promise<unknown> };
   /** The deferred CNI DELs' replay (etcd or embedded datastore): its counts join `counters` as cniPendingDel. */
   cniPendingDel?: () => unknown;
   /** Trace and capture across the forwarding workers (default: this engine alone). */
@@ -285,7 +287,7 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
   }
   switch (req.cmd) {
     case 'status':
-      return { ...engine.status(), ...(extras.nat ? { nat: extras.nat.status() } : {}), ...(extras.nat6 ? { nat6: extras.nat6.status() } : {}), ...(await extras.status?.()) };
+      return { ...engine.status(), ...(extras.nat ? { nat: extras.nat.status() } : {}), ...(extras.nat6 ? { nat6: extras.nat6.status() } : {}), ...(extras.guard ? { guard: extras.guard.status() } : {}), ...(await extras.status?.()) };
     case 'routes':
       return engine.routes();
     case 'endpoints':
@@ -295,7 +297,8 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
       const withNat4 = extras.nat ? { ...merged, nat: await extras.nat.counters() } : merged;
       // IPv6's table exists only once an IPv6 pool has natOutgoing (null before)
       const withNat6 = extras.nat6 ? { ...withNat4, nat6: await extras.nat6.counters() } : withNat4;
-      const withNat = extras.cniPendingDel ? { ...withNat6, cniPendingDel: extras.cniPendingDel() } : withNat6;
+      const withGuard = extras.guard ? { ...withNat6, guard: await extras.guard.counters() } : withNat6;
+      const withNat = extras.cniPendingDel ? { ...withGuard, cniPendingDel: extras.cniPendingDel() } : withGuard;
       // Per BGP peer: messages, updates, prefixes received/accepted (only when BGP runs).
       const bgp = extras.bgpStatus ? await extras.bgpStatus() : null;
       if (!bgp?.enabled) return withNat;

@@ -62,6 +62,15 @@ export interface NatSpec {
    * caller keeps it on once on, so turning the flag off later keeps the chains and flows already
    * translated keep their replies, as IPv4's. */
   natChains?: boolean;
+  /** table inet podway only (the pod guard, guardTableProgram): each veth pod's own IPv4 and IPv6
+   * addresses, as [interface, address]. */
+  podAddrs4?: readonly (readonly [string, string])[];
+  podAddrs6?: readonly (readonly [string, string])[];
+  /** The pod guard: the UDP ports of the tunnels the node receives (VXLAN, 4789). */
+  tunnelPorts?: readonly number[];
+  /** The pod guard: a pod's new connections to the node's own addresses accepted (the default,
+   * as calico.yaml sets Felix's DefaultEndpointToHostAction) or dropped (`--endpoint-to-host drop`). */
+  endpointToHost?: 'accept' | 'drop';
 }
 
 /** Does the IPv6 table hold its NAT chains (nat6Chains)? */
@@ -116,18 +125,42 @@ table ip ${NAT_TABLE} {
 `;
 }
 
-/** A live update of either family's table: its sets only, replaced in one transaction. */
-function setsProgram(family: 'ip' | 'ip6', s: NatSpec): string {
-  const lines: string[] = [];
-  for (const [set, xs] of [['pools', s.pools], ['natpools', s.natPools], ['nodes', s.nodes], ['pods', ifnames(s.pods)]] as const) {
-    lines.push(`flush set ${family} ${NAT_TABLE} ${set}`);
-    if (xs.length) lines.push(`add element ${family} ${NAT_TABLE} ${set} { ${xs.join(', ')} }`);
-  }
-  return lines.join('\n') + '\n';
+/**
+ * One set's part of a live update. Without the elements the table holds now (`had` null): flushed
+ * and filled. With them: nothing when unchanged; an interval set (pools: auto-merge joins
+ * neighbours, so an element may not be deletable as added) flushed and filled; any other set only
+ * its difference, so an endpoint that comes or goes is one element added or deleted, not the
+ * whole set again (300 pods: 300 interfaces and their addresses).
+ */
+function setUpdate(where: string, set: string, want: readonly string[], had: readonly string[] | null, interval: boolean): string[] {
+  const fill = [`flush set ${where} ${set}`, ...(want.length ? [`add element ${where} ${set} { ${want.join(', ')} }`] : [])];
+  if (had === null) return fill;
+  if (want.length === had.length && want.every((x, k) => x === had[k])) return [];
+  if (interval) return fill;
+  const w = new Set(want);
+  const h = new Set(had);
+  const gone = had.filter((x) => !w.has(x));
+  const added = want.filter((x) => !h.has(x));
+  return [
+    ...(gone.length ? [`delete element ${where} ${set} { ${gone.join(', ')} }`] : []),
+    ...(added.length ? [`add element ${where} ${set} { ${added.join(', ')} }`] : []),
+  ];
 }
 
-export function natSetsProgram(s: NatSpec): string {
-  return setsProgram('ip', s);
+/** A live update of either family's table: its sets only, in one transaction (`prev`: the spec
+ * the table holds now, for each set's difference; null: every set replaced). */
+function setsProgram(family: 'ip' | 'ip6', s: NatSpec, prev: NatSpec | null = null): string {
+  const lines: string[] = [];
+  const where = `${family} ${NAT_TABLE}`;
+  lines.push(...setUpdate(where, 'pools', s.pools, prev && prev.pools, true));
+  lines.push(...setUpdate(where, 'natpools', s.natPools, prev && prev.natPools, true));
+  lines.push(...setUpdate(where, 'nodes', s.nodes, prev && prev.nodes, false));
+  lines.push(...setUpdate(where, 'pods', ifnames(s.pods), prev && ifnames(prev.pods), false));
+  return lines.length ? lines.join('\n') + '\n' : '';
+}
+
+export function natSetsProgram(s: NatSpec, prev: NatSpec | null = null): string {
+  return setsProgram('ip', s, prev);
 }
 
 /**
@@ -223,19 +256,102 @@ table ip6 ${NAT_TABLE} {
 `;
 }
 
-export function natSetsProgram6(s: NatSpec): string {
-  return setsProgram('ip6', s);
+export function natSetsProgram6(s: NatSpec, prev: NatSpec | null = null): string {
+  return setsProgram('ip6', s, prev);
 }
 
 /** What an NftNat writes: its table's family and the two programs. */
 export interface NatFamily {
-  readonly family: 'ip' | 'ip6';
+  readonly family: 'ip' | 'ip6' | 'inet';
   table(s: NatSpec): string;
-  sets(s: NatSpec): string;
+  /** `prev`: the spec the table holds now (each set's difference), null: every set replaced. */
+  sets(s: NatSpec, prev: NatSpec | null): string;
+  /** What an applied update holds, for the log (default: the NAT pools). */
+  describe?(s: NatSpec): string;
 }
 
 export const NAT_IPV4: NatFamily = { family: 'ip', table: natTableProgram, sets: natSetsProgram };
 export const NAT_IPV6: NatFamily = { family: 'ip6', table: natTableProgram6, sets: natSetsProgram6 };
+
+/** [interface, address] pairs as nft concatenations; pairs whose interface name could break out
+ * of its quotes, or whose address is not plain address text, are left out. */
+function ifaddrs(xs: readonly (readonly [string, string])[] | undefined): string[] {
+  return (xs ?? [])
+    .filter(([i, a]) => /^[A-Za-z0-9_.@-]{1,15}$/.test(i) && /^[0-9a-fA-F:.]{2,45}$/.test(a))
+    .map(([i, a]) => `"${i}" . ${a}`);
+}
+
+/**
+ * The pod guard, `table inet podway` (review C, H1 and H2; as Calico's strict RPF on workload
+ * interfaces and cali-fw's drops of VXLAN and IPIP "originating in workloads"). A veth pod's frame
+ * reaches the node's own stack as well as podway (pod -> node traffic goes that way), and podway's
+ * source check only covers its own copy. Without this table the kernel accepted, from a pod:
+ * VXLAN or IPIP to the node's underlay address with another node's address forged as the outer
+ * source, which the kernel handed to podway's VXLAN socket / IPIP raw socket (whose only check is
+ * that outer source) and podway delivered the inner packet to any pod; and any forged source to
+ * any node service (its replies reflected at the forged pod or node).
+ *
+ * prerouting, priority raw + 1 (after the kernel transit drop, which took the frames podway
+ * forwards; before conntrack), only for interfaces in `pods` (veth pods; a TAP or TUN pod's frames
+ * reach only podway):
+ * - UDP to a tunnel port (VXLAN 4789) or IP protocol 4 (IPIP), to any address: `pod_tunnel`;
+ * - IPv4 whose (interface, source) is not one of that pod's addresses: `pod_spoofed`;
+ * - IPv6 likewise, except link-local and unspecified sources (NDP, DAD, MLD: a pod's link-local
+ *   address is its own choice), which may only go to link-local or multicast destinations.
+ *
+ * With `endpointToHost: 'drop'` a second chain at input (priority filter, after conntrack) drops a
+ * pod's packets for the node itself but replies to connections the node opened (ct state
+ * established, related) and ICMPv6 NDP/MLD (types 130-133, 135, 136, as Felix's workload-to-host
+ * chain): `pod_to_host`. Only then does the table use conntrack.
+ */
+export function guardTableProgram(s: NatSpec): string {
+  const ports = (s.tunnelPorts ?? []).filter((p) => Number.isInteger(p) && p > 0 && p < 65536);
+  const tunnels = ports.length ? `\n    iifname @pods udp dport { ${ports.join(', ')} } counter name "pod_tunnel" drop` : '';
+  const toHost = s.endpointToHost === 'drop'
+    ? `
+  chain pod_input {
+    type filter hook input priority filter; policy accept;
+    iifname @pods ct state established,related accept
+    iifname @pods icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept
+    iifname @pods counter name "pod_to_host" drop
+  }`
+    : '';
+  return `add table inet ${NAT_TABLE}
+delete table inet ${NAT_TABLE}
+table inet ${NAT_TABLE} {
+  set pods { type ifname;${elements(ifnames(s.pods))} }
+  set pod_addrs4 { type ifname . ipv4_addr;${elements(ifaddrs(s.podAddrs4))} }
+  set pod_addrs6 { type ifname . ipv6_addr;${elements(ifaddrs(s.podAddrs6))} }
+  counter pod_spoofed { }
+  counter pod_tunnel { }
+  counter pod_to_host { }
+  chain pod_guard {
+    type filter hook prerouting priority raw + 1; policy accept;${tunnels}
+    iifname @pods meta l4proto 4 counter name "pod_tunnel" drop
+    iifname @pods iifname . ip saddr != @pod_addrs4 counter name "pod_spoofed" drop
+    iifname @pods ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @pod_addrs6 counter name "pod_spoofed" drop
+    iifname @pods ip6 saddr { ::, fe80::/10 } ip6 daddr != { fe80::/10, ff00::/8 } counter name "pod_spoofed" drop
+  }${toHost}
+}
+`;
+}
+
+/** A live update of the pod guard: the sets' differences (an endpoint's interface and addresses
+ * added or deleted), in one transaction. */
+export function guardSetsProgram(s: NatSpec, prev: NatSpec | null = null): string {
+  const where = `inet ${NAT_TABLE}`;
+  const lines = [
+    ...setUpdate(where, 'pods', ifnames(s.pods), prev && ifnames(prev.pods), false),
+    ...setUpdate(where, 'pod_addrs4', ifaddrs(s.podAddrs4), prev && ifaddrs(prev.podAddrs4), false),
+    ...setUpdate(where, 'pod_addrs6', ifaddrs(s.podAddrs6), prev && ifaddrs(prev.podAddrs6), false),
+  ];
+  return lines.length ? lines.join('\n') + '\n' : '';
+}
+
+export const POD_GUARD: NatFamily = {
+  family: 'inet', table: guardTableProgram, sets: guardSetsProgram,
+  describe: (s) => `${s.pods.length} veth pods, endpoint-to-host ${s.endpointToHost ?? 'accept'}`,
+};
 
 /** A device's ifindex (0 when it does not exist). */
 export function ifindexOf(name: string): number {
@@ -294,7 +410,11 @@ export function parseNatPortRange(text: string, ephemeral: readonly [number, num
  * node's stack ignores them). */
 export interface NatCounters { flows: number; outPackets: number; outBytes: number; inPackets: number; inBytes: number; refused: number; icmpUnmatched: number;
   /** pod frames the kernel transit drop took before conntrack (podway forwards them) */
-  podTransit: number }
+  podTransit: number;
+  /** table inet podway (the pod guard): frames from a veth pod the kernel got with a source not the
+   * pod's own, tunnel packets (VXLAN, IPIP) from pods, and new connections from pods to the node
+   * refused by `--endpoint-to-host drop` */
+  podSpoofed?: number; podTunnel?: number; podToHost?: number }
 
 function nftError(e: unknown, what: string): Error {
   const err = e as NodeJS.ErrnoException & { stderr?: Buffer | string };
@@ -391,7 +511,8 @@ export class NftNat {
         this.pending = null;
         const whole = tableKeyOf(s, this.fam.family) !== this.tableKey;
         try {
-          await this.runAsync(whole ? this.fam.table(s) : this.fam.sets(s), whole ? 'replace table' : 'update sets');
+          const program = whole ? this.fam.table(s) : this.fam.sets(s, this.spec);
+          if (program) await this.runAsync(program, whole ? 'replace table' : 'update sets');
           this.tableKey = tableKeyOf(s, this.fam.family);
           this.setsKey = setsKeyOf(s);
           // What status() reports is what the kernel now holds (unless stop() came meanwhile).
@@ -400,7 +521,8 @@ export class NftNat {
           this.lastError = null;
           const healed = this.retryWait.attempts > 0 ? `, after ${this.failures} refused attempt(s) in all` : '';
           this.clearRetry();
-          this.log(`nat: ${s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing'} (table ${this.fam.family} ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'}${healed})`);
+          const what = this.fam.describe ? this.fam.describe(s) : s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing';
+          this.log(`${this.fam.family === 'inet' ? 'pod guard' : 'nat'}: ${what} (table ${this.fam.family} ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'}${healed})`);
         } catch (e) {
           const first = this.retryWait.attempts === 0;
           this.lastError = (e as Error).message;
@@ -486,6 +608,7 @@ export class NftNat {
   /** The spec the table holds now (the start spec, then each applied update), for `podway status`. */
   status() {
     const s = this.spec;
+    if (s && this.fam.family === 'inet') return { table: `${this.fam.family} ${NAT_TABLE}`, pods: s.pods.length, endpointToHost: s.endpointToHost ?? 'accept', updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError };
     return s
       ? { table: `${this.fam.family} ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, maxFlows: s.maxFlows, updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError }
       : { table: null, lastError: this.lastError };
@@ -520,11 +643,12 @@ export class NftNat {
 /** What only a whole-table replace changes (the chains' constants). */
 function tableKeyOf(s: NatSpec, family: NatFamily['family']): string {
   // The IPv6 table holds its NAT chains only while an IPv6 pool has natOutgoing (nat6Chains).
+  if (family === 'inet') return JSON.stringify([s.tunnelPorts ?? [], s.endpointToHost ?? 'accept']);
   return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows, s.kernelTransitDrop, family === 'ip6' && hasNatChains(s)]);
 }
 
 function setsKeyOf(s: NatSpec): string {
-  return JSON.stringify([s.pools, s.natPools, s.nodes, s.pods]);
+  return JSON.stringify([s.pools, s.natPools, s.nodes, s.pods, s.podAddrs4 ?? [], s.podAddrs6 ?? []]);
 }
 
 export function parseCounters(json: string): NatCounters {
@@ -539,6 +663,9 @@ export function parseCounters(json: string): NatCounters {
     else if (k.name === 'nat_refused') c.refused = k.packets;
     else if (k.name === 'icmp_unmatched') c.icmpUnmatched = k.packets;
     else if (k.name === 'pod_transit') c.podTransit = k.packets;
+    else if (k.name === 'pod_spoofed') c.podSpoofed = k.packets;
+    else if (k.name === 'pod_tunnel') c.podTunnel = k.packets;
+    else if (k.name === 'pod_to_host') c.podToHost = k.packets;
   }
   return c;
 }

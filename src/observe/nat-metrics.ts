@@ -52,3 +52,25 @@ export class NatCollector implements Collector {
     });
   }
 }
+
+/**
+ * The pod guard's table (`table inet podway`, nft-nat.ts guardTableProgram) as metrics, read the
+ * same way (one `nft -j list counters` per scrape): what veth pods sent the node's kernel that it
+ * must not take.
+ */
+export class PodGuardCollector implements Collector {
+  last: NatCounters | null = null;
+
+  constructor(private readonly counters: () => Promise<NatCounters | null>) {}
+
+  async refresh(): Promise<void> {
+    this.last = (await this.counters()) ?? this.last;
+  }
+
+  register(reg: Registry): void {
+    const one = (pick: (c: NatCounters) => number | undefined) => (): Sample[] => [[{}, (this.last ? pick(this.last) : 0) ?? 0]];
+    snapshotCounter(reg, 'podway_pod_guard_spoofed_total', 'Frames from veth pods whose source is not the pod\'s own address, dropped before the node\'s kernel took them (podway\'s own copy counts source_check).', [], one((c) => c.podSpoofed));
+    snapshotCounter(reg, 'podway_pod_guard_tunnel_total', 'Tunnel packets (VXLAN UDP 4789, IPIP) from veth pods, dropped before the node\'s kernel took them.', [], one((c) => c.podTunnel));
+    snapshotCounter(reg, 'podway_pod_guard_to_host_total', 'New connections from veth pods to the node\'s own addresses dropped (--endpoint-to-host drop).', [], one((c) => c.podToHost));
+  }
+}

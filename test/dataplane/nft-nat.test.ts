@@ -5,7 +5,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NatSpec, natTableProgram, natSetsProgram, natTableProgram6, natSetsProgram6, defaultNatPortRange, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
+import { NatSpec, natTableProgram, natSetsProgram, natTableProgram6, natSetsProgram6, guardTableProgram, guardSetsProgram, defaultNatPortRange, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
+import { parseEndpointToHost } from '../../src/cli/main';
 
 const SPEC: NatSpec = {
   hostPort: 'podway0', hostPortIndex: 7, natPools: ['10.244.0.0/16'], pools: ['10.244.0.0/16', '10.250.0.0/16'], nodes: ['10.99.0.1', '10.99.0.2'],
@@ -125,6 +126,61 @@ test('counters are read from nft -j', () => {
     { counter: { family: 'ip', name: 'pod_transit', table: 'podway', handle: 5, packets: 77, bytes: 7700 } },
   ] });
   assert.equal(parseCounters(json), { flows: 12, outPackets: 40, outBytes: 4000, inPackets: 38, inBytes: 3800, refused: 2, icmpUnmatched: 0, podTransit: 77 });
+});
+
+test('a live update with the table\'s current spec: only what changed; one pod more or less is one element added or deleted', () => {
+  assert.is(natSetsProgram(SPEC, SPEC), '', 'nothing changed: nothing to run');
+  assert.is(natSetsProgram({ ...SPEC, pods: ['cali1234', 'cali9999'] }, SPEC), [
+    'delete element ip podway pods { "cali5678" }', 'add element ip podway pods { "cali9999" }', '',
+  ].join('\n'));
+  // an interval set (auto-merge may have joined elements) is refilled when it changed
+  assert.is(natSetsProgram6({ ...SPEC6, pools: ['fd00:10:244::/64'] }, SPEC6), ['flush set ip6 podway pools', 'add element ip6 podway pools { fd00:10:244::/64 }', ''].join('\n'));
+});
+
+const GUARD: NatSpec = {
+  ...SPEC, natPools: [], pools: [], nodes: [], pods: ['cali1', 'cali2'],
+  podAddrs4: [['cali1', '10.244.0.2'], ['cali2', '10.244.0.3']], podAddrs6: [['cali1', 'fd00:10:244::2']], tunnelPorts: [4789], endpointToHost: 'accept',
+};
+
+test('the pod guard (table inet podway): tunnels from pods and sources not the pod\'s own dropped before the kernel; link-local IPv6 only on the link; endpoint-to-host drop after conntrack', () => {
+  const p = guardTableProgram(GUARD);
+  assert.ok(p.startsWith('add table inet podway\ndelete table inet podway\ntable inet podway {'), 'replaces a leftover table in one transaction');
+  assert.match(p, 'set pod_addrs4 { type ifname . ipv4_addr; elements = { "cali1" . 10.244.0.2, "cali2" . 10.244.0.3 } }');
+  assert.match(p, 'set pod_addrs6 { type ifname . ipv6_addr; elements = { "cali1" . fd00:10:244::2 } }');
+  assert.match(p, 'type filter hook prerouting priority raw + 1; policy accept;\n    iifname @pods udp dport { 4789 } counter name "pod_tunnel" drop\n    iifname @pods meta l4proto 4 counter name "pod_tunnel" drop');
+  assert.match(p, 'iifname @pods iifname . ip saddr != @pod_addrs4 counter name "pod_spoofed" drop');
+  assert.match(p, 'iifname @pods ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @pod_addrs6 counter name "pod_spoofed" drop');
+  assert.match(p, 'iifname @pods ip6 saddr { ::, fe80::/10 } ip6 daddr != { fe80::/10, ff00::/8 } counter name "pod_spoofed" drop');
+  assert.not.match(p, 'pod_input', 'accept: no input chain, no conntrack');
+  assert.not.match(p, 'ct ');
+  const drop = guardTableProgram({ ...GUARD, endpointToHost: 'drop' });
+  assert.match(drop, 'type filter hook input priority filter; policy accept;\n    iifname @pods ct state established,related accept\n    iifname @pods icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept\n    iifname @pods counter name "pod_to_host" drop');
+  // names and addresses that could leave their place never reach nft
+  assert.match(guardTableProgram({ ...GUARD, podAddrs4: [['x" } drop', '10.0.0.1'], ['cali1', '10.0.0.1 } drop']] }), 'set pod_addrs4 { type ifname . ipv4_addr; }');
+  // an endpoint that comes: its interface and addresses added, nothing else touched
+  const more: NatSpec = { ...GUARD, pods: ['cali1', 'cali2', 'cali3'], podAddrs4: [...GUARD.podAddrs4!, ['cali3', '10.244.0.4']], podAddrs6: [...GUARD.podAddrs6!, ['cali3', 'fd00:10:244::4']] };
+  assert.is(guardSetsProgram(more, GUARD), [
+    'add element inet podway pods { "cali3" }', 'add element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'add element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }', '',
+  ].join('\n'));
+  assert.is(guardSetsProgram(GUARD, more), [
+    'delete element inet podway pods { "cali3" }', 'delete element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'delete element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }', '',
+  ].join('\n'));
+  const json = JSON.stringify({ nftables: [
+    { counter: { family: 'inet', name: 'pod_spoofed', table: 'podway', handle: 1, packets: 5, bytes: 300 } },
+    { counter: { family: 'inet', name: 'pod_tunnel', table: 'podway', handle: 2, packets: 3, bytes: 400 } },
+    { counter: { family: 'inet', name: 'pod_to_host', table: 'podway', handle: 3, packets: 2, bytes: 100 } },
+  ] });
+  const c = parseCounters(json);
+  assert.equal([c.podSpoofed, c.podTunnel, c.podToHost], [5, 3, 2]);
+});
+
+test('--endpoint-to-host / FELIX_DEFAULTENDPOINTTOHOSTACTION: accept by default, Felix\'s words, a clear error otherwise', () => {
+  assert.is(parseEndpointToHost(undefined, undefined), 'accept');
+  assert.is(parseEndpointToHost('drop', 'ACCEPT'), 'drop', 'the flag wins');
+  assert.is(parseEndpointToHost(undefined, 'DROP'), 'drop');
+  assert.is(parseEndpointToHost(undefined, 'Return'), 'accept');
+  assert.throws(() => parseEndpointToHost('deny', undefined), /--endpoint-to-host: "deny" is not accept or drop/);
+  assert.throws(() => parseEndpointToHost(undefined, 'block'), /\$FELIX_DEFAULTENDPOINTTOHOSTACTION: "block" is not accept or drop \(Felix's Accept, Return or Drop\)/);
 });
 
 test('nft missing: a clear error naming the package', () => {

@@ -1,4 +1,14 @@
 /**
+ * Hostile veth pods and the node's own kernel (review C, H1/H2/M1), below the loopback tests:
+ * the kernel receives every frame a veth pod sends, not only podway. The pod guard (table inet
+ * podway, nft-nat.ts guardTableProgram) drops, before the kernel takes them: VXLAN and IPIP from a
+ * pod (a forged outer source of another node would otherwise reach podway's tunnel sockets and be
+ * delivered to another pod), and any source that is not the pod's own (a forged source reached
+ * node services). Both are shown delivered with the guard table removed, then dropped and counted
+ * with it; honest pod -> node traffic passes. With --endpoint-to-host drop a pod's new
+ * connections to the node are dropped and counted, while the node's own connections to the pod
+ * still get their replies.
+ *
  * A pod must not reach services the node binds to loopback (root, network namespaces). The pod's
  * own stack keeps 127.0.0.1 to itself, but a pod can write any frame on its interface: a UDP
  * packet from its address to 127.0.0.1, sent to the gateway MAC with AF_PACKET. Handed to the
@@ -13,8 +23,17 @@ import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, routes, logTail, until } from './e2e-kit';
 import { parseIpv6Bytes } from '../../src/packet';
 import { Bg, PY_RAW, PY_UDP_RECV, pyJson, py, eth, ipBytes } from './tools';
+import { run } from '../../src/lab/lab';
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
 
-const SPEC = [{ name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] }];
+const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+
+const SPEC = [
+  { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'web-2', type: 'veth' as const }] },
+  // never started: a known node (its address is in the datastore) whose address a pod forges
+  { name: 'node2', subnet: 'a' as const, pods: [] },
+];
 const PORT = 47_123;
 
 let lab: Lab | null = null;
@@ -138,7 +157,168 @@ test('a pod\'s frame for ::1 does not reach a UDP socket bound to the node\'s [:
   await recv.finish(10_000);
   const r = JSON.parse(recv.stdout.trim().split('\n').pop()!) as { sizes: number[] };
   assert.equal(r.sizes, [], 'nothing reached the node\'s [::1] socket');
+});
+
+/** A UDP receiver on every IPv4 and IPv6 address of its namespace: prints 'listening', then the
+ * first payload byte (the tag) of each datagram that came within its time (at most 50). */
+const PY_UDP_TAGS = `
+import socket, sys, json, time, select
+port, tmo = int(sys.argv[1]), float(sys.argv[2])
+s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s4.bind(('0.0.0.0', port))
+s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1); s6.bind(('::', port))
+print('listening', flush=True)
+end = time.time() + tmo; tags = []
+while time.time() < end and len(tags) < 50:
+    r, _, _ = select.select([s4, s6], [], [], max(0.01, end - time.time()))
+    for x in r:
+        d, a = x.recvfrom(65535); tags.append(d[0] if d else -1)
+print(json.dumps({'tags': tags}), flush=True)
+`;
+
+/** Start a tag receiver in `ns` on `port` for `secs`; finish() gives the tags it got. */
+async function tagReceiver(ns: string, port: number, secs: number): Promise<{ finish(): Promise<number[]> }> {
+  const [c, a] = py(ns, PY_UDP_TAGS, [port, secs]);
+  const bg = new Bg(c, a);
+  await bg.waitFor('listening', 5000);
+  return {
+    async finish() {
+      await bg.finish((secs + 10) * 1000);
+      return (JSON.parse(bg.stdout.trim().split('\n').pop()!) as { tags: number[] }).tags;
+    },
+  };
+}
+
+/** The IPv4 header of `payload` (protocol `proto`, checksum set, TTL 64). */
+function ip4(src: string, dst: string, proto: number, payload: Buffer): Buffer {
+  const ip = Buffer.alloc(20);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(20 + payload.length, 2);
+  ip[8] = 64;
+  ip[9] = proto;
+  ipBytes(src).copy(ip, 12);
+  ipBytes(dst).copy(ip, 16);
+  ip.writeUInt16BE(csum(ip), 10);
+  return Buffer.concat([ip, payload]);
+}
+
+/** VXLAN (flags I, Calico's VNI 4096) carrying `inner` behind an Ethernet header. */
+function vxlanPayload(inner: Buffer, type: number): Buffer {
+  const h = Buffer.from([0x08, 0, 0, 0, 0, 0x10, 0x00, 0]);
+  return Buffer.concat([h, eth('ee:ee:ee:ee:ee:ee', '66:00:00:00:00:02', type, inner)]);
+}
+
+interface GuardCounters { podSpoofed?: number; podTunnel?: number; podToHost?: number }
+async function guardCounters(): Promise<GuardCounters> {
+  return ((await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as { guard?: GuardCounters | null }).guard ?? {};
+}
+const delta = (a: GuardCounters, b: GuardCounters, k: keyof GuardCounters) => (b[k] ?? 0) - (a[k] ?? 0);
+
+/** Send frames from a pod's interface (AF_PACKET in its namespace). */
+async function sendFrames(pod: string, frames: Buffer[]): Promise<void> {
+  const p = lab!.pod(pod);
+  const r = await pyJson<{ sent: number }>(p.ns, PY_RAW, [JSON.stringify({ ifname: p.podIf, frames: frames.map((f) => f.toString('hex')) })], 10_000);
+  assert.is(r.sent, frames.length);
+}
+
+/** The guard table's text, and the table removed / put back (to show what it stops). */
+const nftIn = (args: string[]) => run('ip', ['netns', 'exec', lab!.node('node1').ns, 'nft', ...args]);
+
+test('pod guard: a veth pod\'s VXLAN and IPIP with another node\'s address forged as the outer source are dropped before the node\'s kernel (pod_tunnel): the inner packets never reach another pod', async () => {
+  const n1 = lab!.node('node1');
+  const n2 = lab!.node('node2');
+  const web1 = lab!.pod('web-1');
+  const web2 = lab!.pod('web-2');
+  assert.ok(n1.ip6 && n2.ip6 && web2.ip6, 'dual stack lab');
+  const table = nftIn(['list', 'table', 'inet', 'podway']);
+  assert.match(table, `"${web1.ifname}" . ${web1.ip}`, `web-1's veth and address in pod_addrs4: ${table}`);
+  assert.ok(await until(() => lab!.ping('web-1', web2.ip, 1, 56, ['-W', '2']).received === 1, 20_000, 200), 'web-1 reaches web-2 (the path works)');
+  const PORT2 = 47_200;
+  const inner4 = (tag: number) => udp4('1.2.3.4', web2.ip, 3333, PORT2, Buffer.alloc(32, tag));
+  const frames = (base: number) => [
+    // VXLAN from "node2" to node1's VXLAN socket, inner 1.2.3.4 -> web-2
+    eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(n2.ip, n1.ip, 40_001, 4789, vxlanPayload(inner4(base + 1), 0x0800))),
+    // IPIP from "node2" (proto 4: the IPIP raw socket)
+    eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, ip4(n2.ip, n1.ip, 4, inner4(base + 2))),
+    // VXLAN over IPv6 from "node2", inner IPv6 -> web-2
+    eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x86dd, udp6(n2.ip6!, n1.ip6!, 40_003, 4789, vxlanPayload(udp6('fd00:10:244::42', web2.ip6!, 3333, PORT2, Buffer.alloc(32, base + 3)), 0x86dd))),
+  ];
+  // Without the guard: the attack works (what the table stops). The table goes back whole after.
+  const saved = nftIn(['list', 'table', 'inet', 'podway']);
+  nftIn(['delete', 'table', 'inet', 'podway']);
+  let open: number[];
+  try {
+    const rx = await tagReceiver(web2.ns, PORT2, 4);
+    await sendFrames('web-1', frames(10));
+    open = await rx.finish();
+  } finally {
+    execFileSync('ip', ['netns', 'exec', n1.ns, 'nft', '-f', '-'], { input: saved, stdio: ['pipe', 'ignore', 'pipe'], timeout: 20_000 });
+  }
+  assert.equal([...open].sort((a, b) => a - b), [11, 12, 13], `without the guard all three forged tunnels (VXLAN, IPIP, VXLAN over IPv6) reached web-2 (the attack): ${JSON.stringify(open)}`);
+  const g0 = await guardCounters();
+  const rx = await tagReceiver(web2.ns, PORT2, 4);
+  await sendFrames('web-1', frames(20));
+  const got = await rx.finish();
+  assert.equal(got, [], 'with the guard none of the inner packets reached web-2');
+  await until(async () => delta(g0, await guardCounters(), 'podTunnel') >= 3, 5000);
+  assert.is(delta(g0, await guardCounters(), 'podTunnel'), 3, 'the three tunnel packets counted pod_tunnel');
+  assert.match(cli('counters'), /pod guard \(table inet podway\): \d+ frames from veth pods with a source not their own dropped before the node's kernel, [1-9]\d* tunnel packets/);
+});
+
+test('pod guard: forged sources to a node listener are dropped before the node\'s kernel (pod_spoofed, IPv4 and IPv6); the pod\'s own addresses reach it', async () => {
+  const n1 = lab!.node('node1');
+  const n2 = lab!.node('node2');
+  const web1 = lab!.pod('web-1');
+  const web2 = lab!.pod('web-2');
+  const PORT3 = 47_300;
+  const to4 = (src: string, tag: number) => eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(src, n1.ip, 40_000 + tag, PORT3, Buffer.alloc(16, tag)));
+  const to6 = (src: string, tag: number) => eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x86dd, udp6(src, n1.ip6!, 40_000 + tag, PORT3, Buffer.alloc(16, tag)));
+  const forged = [to4(n2.ip, 1), to4(web2.ip, 2), to4('10.99.0.254', 3), to6(n2.ip6!, 4), to6(web2.ip6!, 5)];
+  const g0 = await guardCounters();
+  const rx = await tagReceiver(n1.ns, PORT3, 4);
+  await sendFrames('web-1', [...forged, to4(web1.ip, 100), to6(web1.ip6!, 101)]);
+  const got = await rx.finish();
+  assert.equal([...got].sort((a, b) => a - b), [100, 101], `only web-1's own sources reached node1's listener: ${JSON.stringify(got)}`);
+  await until(async () => delta(g0, await guardCounters(), 'podSpoofed') >= 5, 5000);
+  assert.is(delta(g0, await guardCounters(), 'podSpoofed'), 5, 'the five forged sources counted pod_spoofed');
+  // NDP and pod -> node over both families still work (link-local sources to link-local/multicast)
+  run('ip', ['-n', web1.ns, '-6', 'neigh', 'flush', 'dev', web1.podIf]);
+  assert.ok(await until(() => lab!.ping('web-1', n1.ip6!, 1, 56, ['-W', '2']).received === 1, 20_000, 200), 'web-1 -> node1 over IPv6 after its neighbours were flushed');
+  assert.is(lab!.ping('web-1', n1.ip, 2, 56, ['-W', '3']).received, 2, 'web-1 -> node1 over IPv4');
+});
+
+test('--endpoint-to-host drop: a pod\'s new connections to the node are dropped (pod_to_host); the node\'s own connections to the pod get their replies', async () => {
+  const n1 = lab!.node('node1');
+  const web1 = lab!.pod('web-1');
+  assert.is(await lab!.stopPodway('node1', 20_000), 0);
+  await lab!.startPodway('node1', 20_000, ['--endpoint-to-host', 'drop']);
+  assert.match(cli('status'), /pod guard: table inet podway; 2 veth pods; endpoint-to-host drop/);
+  // the node pings its pods: the replies are of a connection the node opened
+  assert.ok(await until(() => pingFrom(n1.ns, web1.ip) && pingFrom(n1.ns, web1.ip6!), 20_000, 200), 'node1 -> web-1 (IPv4 and IPv6, the pod resolving its gateway by NDP)');
+  const PORT4 = 47_400;
+  const g0 = await guardCounters();
+  const rx = await tagReceiver(n1.ns, PORT4, 4);
+  await sendFrames('web-1', [
+    eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(web1.ip, n1.ip, 40_001, PORT4, Buffer.alloc(16, 7))),
+    eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x86dd, udp6(web1.ip6!, n1.ip6!, 40_002, PORT4, Buffer.alloc(16, 8))),
+  ]);
+  assert.equal(await rx.finish(), [], 'nothing reached node1\'s listener');
+  await until(async () => delta(g0, await guardCounters(), 'podToHost') >= 2, 5000);
+  assert.is(delta(g0, await guardCounters(), 'podToHost'), 2, 'both counted pod_to_host');
+  assert.is(lab!.ping('web-1', n1.ip, 2, 56, ['-W', '2']).received, 0, 'web-1 -> node1 ping: dropped too');
   ok = true;
 });
+
+function pingFrom(ns: string, ip: string): boolean {
+  try {
+    run('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '2', ip]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function cli(cmd: string): string {
+  return execFileSync(process.execPath, [BIN, cmd, '--control', lab!.node('node1').control], { encoding: 'utf8', timeout: 20_000 });
+}
 
 test.run();

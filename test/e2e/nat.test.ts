@@ -111,9 +111,10 @@ test.after(async () => {
   if (lab) await teardown(lab);
 });
 
-// podway's tables: `ip podway` (natOutgoing) and `inet podway_tunnels` (the kernel's copy of tunnel
-// packets dropped: nft-tunnels.ts). Nothing else is touched.
-const PODWAY_TABLES = ['table inet podway_tunnels', 'table ip podway']; // sorted
+// podway's tables: `ip podway` (natOutgoing), `inet podway_tunnels` (the kernel's copy of tunnel
+// packets dropped: nft-tunnels.ts) and `inet podway` (the pod guard: nft-nat.ts guardTableProgram).
+// Nothing else is touched.
+const PODWAY_TABLES = ['table inet podway', 'table inet podway_tunnels', 'table ip podway']; // sorted
 const tablesIn = (ns: string) => inNs(ns, ['nft', 'list', 'tables']).trim().split('\n').filter((l) => l).sort();
 
 test('podway creates its own table ip podway with the natOutgoing pool, nothing else', async () => {

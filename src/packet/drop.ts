@@ -41,6 +41,10 @@ export const Drop = {
   /** NDP message failing RFC 4861 validation: hop limit != 255, code != 0, too short, an option
    * of length 0 or past the end, or a source link-layer option where the source is unspecified. */
   BAD_NDP: 18,
+  /** IPv4 with a source route option (LSRR 0x83, SSRR 0x89): dropped as the kernel drops it with
+   * net.ipv4.conf.*.accept_source_route=0 (podway never follows the route; forwarding it would
+   * hand the receiver a route chosen by the sender). Looked for only when the header has options. */
+  SOURCE_ROUTE: 19,
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];

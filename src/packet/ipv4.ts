@@ -194,7 +194,37 @@ export function validateIpv4(b: Uint8Array, off: number, len: number): DropReaso
         ((b[off + 14] << 8) | b[off + 15]) + ((b[off + 16] << 8) | b[off + 17]) + ((b[off + 18] << 8) | b[off + 19])
       : sum16(b, off, hlen, 0);
   if (fold16(s) !== 0xffff) return Drop.BAD_CHECKSUM;
+  // Options (IHL > 5, rare): a source route is dropped (Drop.SOURCE_ROUTE). The option-less fast
+  // path pays the one compare above.
+  if (hlen !== IPV4_HEADER_LEN && hasSourceRoute(b, off + IPV4_HEADER_LEN, off + hlen)) return Drop.SOURCE_ROUTE;
   return Drop.OK;
+}
+
+/** IPv4 option types of a source route: loose (LSRR) and strict (SSRR), RFC 791. */
+const OPT_LSRR = 0x83;
+const OPT_SSRR = 0x89;
+
+/**
+ * Does the option list [o, end) hold a source route? Walks it as Linux's ip_options_compile does:
+ * EOL (0) ends it, NOP (1) is one byte, any other option has a length byte (at least 2, within the
+ * list). A list malformed before a source route ends the walk (the receiving kernel drops such a
+ * header for its bad option anyway).
+ */
+function hasSourceRoute(b: Uint8Array, o: number, end: number): boolean {
+  while (o < end) {
+    const t = b[o];
+    if (t === 0) return false;
+    if (t === 1) {
+      o++;
+      continue;
+    }
+    if (t === OPT_LSRR || t === OPT_SSRR) return true;
+    if (o + 1 >= end) return false;
+    const l = b[o + 1];
+    if (l < 2 || o + l > end) return false;
+    o += l;
+  }
+  return false;
 }
 
 /**

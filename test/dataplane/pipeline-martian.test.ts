@@ -4,7 +4,8 @@
 // dropped, counted martian_dst, and answered with ICMP/ICMPv6 unreachable (not for group addresses).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Reason, Event } from '../../src/dataplane/counters';
+import { Reason, Event, COUNTER_NAMES } from '../../src/dataplane/counters';
+import { Drop } from '../../src/packet/drop';
 import { Role } from '../../src/dataplane/pipeline';
 import { computeNodeModel, parseClusterYaml } from '../../src/control';
 import { isMartianDst4, isMartianDst6, parseIpv4, parseIpv6Bytes } from '../../src/packet';
@@ -18,6 +19,57 @@ function retarget(f: Uint8Array, dst: string): Uint8Array {
   fixIpChecksum(c, 14);
   return c;
 }
+
+/** `f` (an IPv4 frame) with `opts` as IPv4 options, padded with EOL to a multiple of 4 bytes. */
+function withOptions(f: Uint8Array, opts: number[]): Uint8Array {
+  const pad = [...opts, ...new Array((4 - (opts.length % 4)) % 4).fill(0)];
+  const c = new Uint8Array(f.length + pad.length);
+  c.set(f.subarray(0, 34));
+  c.set(pad, 34);
+  c.set(f.subarray(34), 34 + pad.length);
+  c[14] = 0x40 | ((20 + pad.length) >> 2);
+  const total = ((c[16] << 8) | c[17]) + pad.length;
+  c[16] = total >> 8;
+  c[17] = total & 255;
+  fixIpChecksum(c, 14);
+  return c;
+}
+
+test('IPv4 source route options (LSRR 0x83, SSRR 0x89) are dropped and counted source_route, as the kernel with accept_source_route=0; other options are forwarded', () => {
+  const h = makeHarness();
+  const a = h.port('caliA');
+  assert.is(COUNTER_NAMES[Drop.SOURCE_ROUTE], 'source_route');
+  const route = [10, 99, 0, 2];
+  const cases: Array<[string, number[]]> = [
+    ['LSRR', [0x83, 7, 4, ...route]],
+    ['SSRR', [0x89, 7, 4, ...route]],
+    ['NOPs, then LSRR', [1, 1, 1, 0x83, 7, 4, ...route]],
+    ['record route, then SSRR', [0x07, 7, 4, 0, 0, 0, 0, 0x89, 7, 4, ...route]],
+  ];
+  for (const [what, opts] of cases) {
+    const before = h.pipe.counters[Drop.SOURCE_ROUTE];
+    h.receive(a, withOptions(frame('a_to_b'), opts));
+    nothingSent(h, what);
+    assert.is(h.pipe.counters[Drop.SOURCE_ROUTE], before + 1, `${what}: counted source_route`);
+  }
+  // options that are not a source route go through (the kernel forwards them too)
+  for (const [what, opts] of [['4 NOPs', [1, 1, 1, 1]], ['record route', [0x07, 7, 4, 0, 0, 0, 0]], ['EOL, then bytes that look like LSRR', [0, 0x83, 7, 4, ...route]]] as Array<[string, number[]]>) {
+    h.receive(a, withOptions(frame('a_to_b'), opts));
+    onlyFrame(h, h.port('caliB'), what);
+  }
+  assert.is(h.pipe.counters[Drop.SOURCE_ROUTE], 4);
+  // the same from another node: a VXLAN packet whose inner header has an LSRR
+  const payload = frame('vxlan_rv_to_a').subarray(42); // VXLAN header, then the inner Ethernet frame
+  h.receive(h.infra.vxlan, { bytes: payload, addr: parseIpv4('10.99.0.2'), aport: 50000 });
+  onlyFrame(h, a, 'VXLAN as it is: delivered');
+  const innerOpt = withOptions(payload.subarray(8), [0x83, 7, 4, ...route]);
+  const bytes = new Uint8Array(8 + innerOpt.length);
+  bytes.set(payload.subarray(0, 8));
+  bytes.set(innerOpt, 8);
+  h.receive(h.infra.vxlan, { bytes, addr: parseIpv4('10.99.0.2'), aport: 50000 });
+  nothingSent(h, 'VXLAN inner LSRR');
+  assert.is(h.pipe.counters[Drop.SOURCE_ROUTE], 5, 'inner LSRR counted source_route');
+});
 
 test('isMartianDst4: 0/8, 127/8, multicast, reserved and broadcast; not link-local, private or public', () => {
   for (const a of ['0.0.0.0', '0.1.2.3', '127.0.0.1', '127.255.255.254', '224.0.0.1', '239.1.2.3', '240.0.0.1', '255.255.255.255']) assert.ok(isMartianDst4(parseIpv4(a)), a);

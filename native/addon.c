@@ -1023,9 +1023,21 @@ static napi_value tx_rejected_all(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* linkMtus(out: Uint32Array): out[id] = the MTU of the device an open AF_PACKET port is bound to,
- * 0 when unknown (the device gone), for every port id < out.length (others untouched): two ioctls
- * per port (its ifindex's name, that name's MTU), instead of a sysfs file read from JS each. */
+/* The MTU of the device port `p` is on: an AF_PACKET port's interface, or a TAP/TUN port's device
+ * in the namespace it was opened in (through its ctlfd); 0 when unknown (the device gone). Two
+ * ioctls: the ifindex's name, that name's MTU. -1: not a port on a device. */
+static int64_t port_link_mtu(const struct port *p) {
+  int fd = p->kind == PORT_PACKET ? p->fd : (p->kind == PORT_TAP || p->kind == PORT_TUN) && p->has_ctlfd ? p->ctlfd : -1;
+  if (!p->in_use || fd < 0) return -1;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_ifindex = p->ifindex;
+  if (p->ifindex <= 0 || ioctl(fd, SIOCGIFNAME, &ifr) < 0 || ioctl(fd, SIOCGIFMTU, &ifr) < 0) return 0;
+  return ifr.ifr_mtu > 0 ? ifr.ifr_mtu : 0;
+}
+
+/* linkMtus(out: Uint32Array): out[id] = port_link_mtu for every port on a device with id <
+ * out.length (others untouched), instead of a sysfs file read from JS each. */
 static napi_value link_mtus(napi_env env, napi_callback_info info) {
   struct addon *a = get_addon(env);
   size_t argc = 1;
@@ -1035,16 +1047,19 @@ static napi_value link_mtus(napi_env env, napi_callback_info info) {
   uint32_t *out = argc >= 1 ? typed_data(env, argv[0], napi_uint32_array, &cap) : NULL;
   if (!out) return throw_type(env, "linkMtus(out: Uint32Array)");
   for (uint32_t id = 0; id < MAX_PORTS && id < cap; id++) {
-    struct port *p = &a->ports[id];
-    if (!p->in_use || p->kind != PORT_PACKET || p->fd < 0) continue;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_ifindex = p->ifindex;
-    out[id] = 0;
-    if (p->ifindex <= 0 || ioctl(p->fd, SIOCGIFNAME, &ifr) < 0 || ioctl(p->fd, SIOCGIFMTU, &ifr) < 0) continue;
-    out[id] = ifr.ifr_mtu > 0 ? (uint32_t)ifr.ifr_mtu : 0;
+    int64_t mtu = port_link_mtu(&a->ports[id]);
+    if (mtu >= 0) out[id] = (uint32_t)mtu;
   }
   return NULL;
+}
+
+/* linkMtu(port) -> port_link_mtu of that one port, 0 for a port on no device. */
+static napi_value link_mtu(napi_env env, napi_callback_info info) {
+  uint32_t id;
+  struct port *p = port_of_call(env, info, &id);
+  if (!p) return NULL;
+  int64_t mtu = port_link_mtu(p);
+  return ret_u32(env, mtu > 0 ? (uint32_t)mtu : 0);
 }
 
 static napi_value port_info(napi_env env, napi_callback_info info) {
@@ -1537,6 +1552,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "checkRings", NULL, check_rings, NULL, NULL, NULL, napi_default, NULL },
     { "txRejectedAll", NULL, tx_rejected_all, NULL, NULL, NULL, napi_default, NULL },
     { "linkMtus", NULL, link_mtus, NULL, NULL, NULL, napi_default, NULL },
+    { "linkMtu", NULL, link_mtu, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, port_info, NULL, NULL, NULL, napi_default, NULL },
     { "poll", NULL, start_poll, NULL, NULL, NULL, napi_default, NULL },
     { "unpoll", NULL, stop_poll, NULL, NULL, NULL, napi_default, NULL },

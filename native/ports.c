@@ -158,12 +158,23 @@ static int shared_tt_dup(int tap, const char *netns, const char *name) {
   return fd;
 }
 
+/* The MTU socket of a TAP/TUN port (struct port ctlfd), made in the thread's network namespace now,
+ * the device's: the caller opens the port from inside it. */
+static int open_ctl(struct port *p) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  p->ctlfd = fd;
+  p->has_ctlfd = 1;
+  return 0;
+}
+
 int port_open_tuntap(struct port *p, const char *name, int tap, const struct open_opts *o) {
   memset(p, 0, sizeof *p);
   p->fd = -1;
   if (strlen(name) == 0 || strlen(name) >= IFNAMSIZ) return -ENAMETOOLONG;
   p->kind = tap ? PORT_TAP : PORT_TUN;
   const char *netns = o->netns ? o->netns : "";
+  int err;
   if (o->shared_tx) {
     int fd = shared_tt_dup(tap, netns, name);
     if (fd < 0) return fd;
@@ -174,6 +185,7 @@ int port_open_tuntap(struct port *p, const char *name, int tap, const struct ope
     if (ioctl(p->fd, TUNGETIFF, &chk) < 0) return fail(p, -errno);
     strncpy(p->name, name, sizeof p->name - 1);
     p->ifindex = (int)if_nametoindex(p->name);
+    if ((err = open_ctl(p))) return fail(p, err);
     p->in_use = 1;
     return 0;
   }
@@ -190,8 +202,9 @@ int port_open_tuntap(struct port *p, const char *name, int tap, const struct ope
   if (o->persist && ioctl(p->fd, TUNSETPERSIST, 1) < 0) return fail(p, -errno);
   strncpy(p->name, ifr.ifr_name, sizeof p->name - 1);
   p->ifindex = (int)if_nametoindex(p->name);
+  if ((err = open_ctl(p))) return fail(p, err);
   if (o->share) {
-    int err = shared_tt_add(p->fd, tap, netns, p->name);
+    err = shared_tt_add(p->fd, tap, netns, p->name);
     if (err) return fail(p, err);
     p->shared_owner = 1;
   }
@@ -509,6 +522,8 @@ void port_close(struct port *p) {
   if (p->fd >= 0) close(p->fd);
   if (p->has_txfd) close(p->txfd);
   p->has_txfd = 0;
+  if (p->has_ctlfd) close(p->ctlfd);
+  p->has_ctlfd = 0;
   free(p->scratch);
   free(p->txq); /* frames still waiting go with the port */
   free(p->rejected);

@@ -111,6 +111,11 @@ struct port {
    * freeing each sent skb finds no waiter to wake (native/README.md). has_txfd = 0: fd sends. */
   int has_txfd;
   int txfd;
+  /* TAP/TUN: a datagram socket made in the device's network namespace when the port was opened (a
+   * pod's, often not ours), through which linkMtus asks the device's MTU (the tun fd answers no
+   * SIOCGIFMTU, and a socket of ours would look the ifindex up in our namespace). 0: none. */
+  int has_ctlfd;
+  int ctlfd;
   int ifindex;
   char name[32];
   /* PACKET_MMAP receive ring (AF_PACKET with ring=1): TPACKET_V2 (per-frame, wakes per frame) or

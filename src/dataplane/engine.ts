@@ -209,6 +209,8 @@ const POD_MAC_ASK_MS = 1000;
 /** EngineOptions.ringCheckMs default: a wedged V2 ring is set up again within ~2 of these. */
 const RING_CHECK_MS = 1000;
 
+/** Shortest interval between two reads of one pod port's MTU for a packet bigger than it. */
+const PORT_MTU_RECHECK_MS = 100;
 /** A port's MTU as the pipeline checks it: 0 (not checked) unless a sane one. */
 const portMtuOf = (mtu: number): number => (Number.isInteger(mtu) && mtu >= 68 && mtu <= 0xffff ? mtu : 0);
 
@@ -410,6 +412,7 @@ export class Engine {
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
     this.pipe.onPodMacUnknown = (port, ip, now) => this.askPodMac(port, ip, now);
     this.pipe.onPodMacUnknown6 = (port, b, off, now) => this.askPodMac6(port, b, off, now);
+    this.pipe.onPortMtuExceeded = (port) => this.recheckPortMtu(port);
     const onPodMac = opts.onPodMac;
     if (onPodMac && this.worker.count > 1) {
       this.pipe.onPodMac = (port, b, off) => {
@@ -1232,7 +1235,8 @@ export class Engine {
     const shared = kind !== 'tun' && this.worker.count > 1 && !this.primary ? this.sharedPodMacs.get(ep.interfaceName) : undefined;
     if (kind !== 'veth' && this.worker.count > 1 && this.primary) setImmediate(() => this.onSharedOpen(ep.interfaceName));
     this.pipe.setPort(port, kind === 'tun' ? Role.POD_TUN : Role.POD_L2, ep.interfaceName, ep.ips, mac ?? shared, kind === 'veth');
-    if (kind === 'veth') this.readPortMtu(port, ep.interfaceName);
+    // its MTU is read with every port's once the model's endpoints are open (syncEndpoints)
+    this.portMtusUnread = true;
     if (!txOnly) this.watch(port);
     // A stated MAC (spec.mac) may be stale when the pod's interface was made again under the same
     // endpoint (not rewritten): re-attached, the pod is asked at once, and its answer's source MAC
@@ -1294,6 +1298,8 @@ export class Engine {
         this.pending.set(name, { ep, error });
       }
     }
+    // before the first packet for a pod attached now (a retried attach comes through here too)
+    if (this.portMtusUnread) this.readPortMtus();
     for (const name of [...this.pending.keys()]) if (!want.has(name)) this.pending.delete(name);
     for (const name of [...this.attachedBefore]) if (!want.has(name)) this.attachedBefore.delete(name);
     // A pod gone from the model takes its series with it; one whose port kind changed starts new ones.
@@ -1641,10 +1647,7 @@ export class Engine {
    */
   private checkUnderlayMtu(now: number): void {
     this.mtuCheckedAt = now;
-    // every veth port's in one call (two ioctls each in C), not a sysfs read per port from JS
-    const out = (this.mtuOut ??= new Uint32Array(MAX_PORTS));
-    this.io.linkMtus(out);
-    for (const e of this.endpoints.values()) if (e.kind === 'veth') this.setPortMtu(e.port, out[e.port]);
+    this.readPortMtus();
     const ul = this.underlay;
     if (!ul || !this.model) return;
     let mtu: number;
@@ -1659,17 +1662,45 @@ export class Engine {
     this.setTxMtu(this.model.mtu.underlay, mtu);
   }
 
+  /** A pod port was opened since the pod ports' MTUs were last read (readPortMtus). */
+  private portMtusUnread = false;
+
   /**
-   * A veth pod's host end's MTU (the CNI sets it to the pod's), for the pipeline's MTU check of
-   * packets to that pod (Pipeline.portMtu): read when the port is attached and every few seconds
-   * with the underlay's (then all in one addon call, linkMtus). Unreadable: 0, not checked.
+   * Every pod port's MTU, for the pipeline's check of packets to that pod (Pipeline.portMtu), as
+   * the kernel's forwarding checks its output device's: a veth's host end (the CNI sets it to the
+   * pod's), a TAP/TUN pod's own device in the pod's namespace (podway gives it the pod MTU when it
+   * attaches it, the pod may change it since). Read after a model's endpoints are opened and every
+   * few seconds with the underlay's, all in one addon call (linkMtus: two ioctls per port in C, a
+   * TAP/TUN's through a socket made in its namespace). Unreadable: 0, not checked.
    */
-  private readPortMtu(port: number, ifname: string): void {
-    let mtu = 0;
+  private readPortMtus(): void {
+    this.portMtusUnread = false;
+    const out = (this.mtuOut ??= new Uint32Array(MAX_PORTS));
+    // a slot linkMtus leaves untouched must not pass on a closed port's MTU
+    out.fill(0);
+    this.io.linkMtus(out);
+    for (const e of this.endpoints.values()) this.setPortMtu(e.port, out[e.port]);
+  }
+
+  /** When each pod port's MTU was last read alone (recheckPortMtu), ms. */
+  private readonly portMtuRecheckedAt = new Float64Array(MAX_PORTS);
+
+  /**
+   * A packet for pod `port` is bigger than its known MTU (Pipeline.onPortMtuExceeded): read that
+   * port's MTU again before it is answered as too big, at most every PORT_MTU_RECHECK_MS per port,
+   * so a pod that raised its MTU (a TAP/TUN pod's own device, a veth's host end) is not told the
+   * old one for up to the poll's 5 s, while a flood of packets really too big costs one addon
+   * call (two ioctls) per port per interval, not one per packet.
+   */
+  private recheckPortMtu(port: number): void {
+    const now = Date.now();
+    if (now - this.portMtuRecheckedAt[port] < PORT_MTU_RECHECK_MS) return;
+    this.portMtuRecheckedAt[port] = now;
+    let mtu: number;
     try {
-      mtu = Number(readFileSync(`/sys/class/net/${ifname}/mtu`, 'utf8'));
+      mtu = this.io.linkMtu(port);
     } catch {
-      mtu = 0;
+      return; // closed meanwhile (its next hops go with the next apply): keep what is known
     }
     this.setPortMtu(port, mtu);
   }

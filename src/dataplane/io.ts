@@ -199,9 +199,12 @@ export interface PacketIO {
   checkRings?(checks: number, out: Uint32Array): number;
   /** out[id] = stats(id).txRejected for every open port id < out.length (others untouched). */
   txRejectedAll?(out: Float64Array): void;
-  /** out[id] = the MTU of the interface an open AF_PACKET port is bound to (0: unknown, e.g. the
-   * interface gone) for every such port id < out.length (others untouched). */
+  /** out[id] = the MTU of the interface an open AF_PACKET port is bound to, or of a TAP/TUN port's
+   * device in the namespace it was opened in (0: unknown, e.g. the interface gone), for every such
+   * port id < out.length (others untouched). */
   linkMtus(out: Uint32Array): void;
+  /** linkMtus for one port: its device's MTU now (0: unknown, or a port on no device). */
+  linkMtu(port: number): number;
   info(port: number): PortInfo;
   /** Call `cb` when the port is readable (see PollCallback); recvMax (1..MAX_BATCH, at most the
    * pool's descriptors): receive the first batch before calling it. A second call replaces both. */

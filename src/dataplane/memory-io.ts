@@ -269,18 +269,30 @@ export class MemoryIO implements PacketIO {
     }
   }
 
-  /** As the addon's, from sysfs (a memory port named after a real interface has its MTU). */
+  /** As the addon's, from sysfs (a memory port named after a real interface has its MTU): packet
+   * ports, and tap/tun ports opened in this namespace (one with `netns` reads 0: sysfs shows only
+   * this process's namespace's devices, the addon reads them through a socket made in theirs). */
   linkMtus(out: Uint32Array): void {
     for (let id = 0; id < this.ports.length && id < out.length; id++) {
-      const p = this.ports[id];
-      if (p === undefined || p.kind !== 'packet') continue;
-      let mtu = 0;
-      try {
-        mtu = Number(readFileSync(`/sys/class/net/${p.name}/mtu`, 'utf8')) || 0;
-      } catch {
-        mtu = 0;
-      }
-      out[id] = mtu;
+      const mtu = this.deviceMtu(id);
+      if (mtu >= 0) out[id] = mtu;
+    }
+  }
+
+  linkMtu(port: number): number {
+    this.get(port);
+    return Math.max(0, this.deviceMtu(port));
+  }
+
+  /** A port's device's MTU as linkMtus reads it; -1: not a port on a device. */
+  private deviceMtu(id: number): number {
+    const p = this.ports[id];
+    if (p === undefined || (p.kind !== 'packet' && p.kind !== 'tap' && p.kind !== 'tun')) return -1;
+    if (p.opts.netns !== undefined) return 0;
+    try {
+      return Number(readFileSync(`/sys/class/net/${p.name}/mtu`, 'utf8')) || 0;
+    } catch {
+      return 0;
     }
   }
 

@@ -95,8 +95,8 @@ export class Pipeline implements CapturePorts {
    * confirmed it: the pod's next frame's source MAC replaces it when they differ (a veth made again
    * under the same WorkloadEndpoint has a new pod MAC while spec.mac keeps the old one). */
   readonly podMacCheck = new Uint8Array(MAX_PORTS);
-  /** A local pod port's MTU (a veth's host end, which the CNI sets to the pod's), set by the
-   * engine; 0: not known, not checked. Packets for the pod bigger than it are answered as a
+  /** A local pod port's MTU (a veth's host end, which the CNI sets to the pod's; a TAP/TUN pod's
+   * device in its namespace), set by the engine; 0: not known, not checked. Packets for the pod bigger than it are answered as a
    * route's MTU answers them (frag needed / packet too big, too_big_no_df), as the kernel's
    * forwarding checks its output device's MTU. */
   readonly portMtu = new Uint16Array(MAX_PORTS);
@@ -159,6 +159,10 @@ export class Pipeline implements CapturePorts {
    * sent nothing): the engine sends the pod an ARP request for its IPv4 address `ip`
    * (rate-limited), whose answer teaches the MAC (learnPodMac) and releases what waits for it. */
   onPodMacUnknown: (port: number, ip: number, now: number) => void = () => {};
+  /** A packet for local pod `port` is bigger than its portMtu: the engine may read the device's MTU
+   * again now (portMtu is polled every few seconds, so a raised MTU could still read as the old
+   * one) before the packet is answered as too big (recheckPortMtu). */
+  onPortMtuExceeded: (port: number) => void = () => {};
   /** The same for a pod with IPv6 addresses only: `b[off..off+16]` is its first (v6.podIps6); the
    * engine sends it a Neighbor Solicitation from the gateway's link-local address, whose answer
    * (a Neighbor Advertisement) teaches the MAC as the ARP answer does. */
@@ -601,7 +605,8 @@ export class Pipeline implements CapturePorts {
       return this.icmpErrorRouted(i, ip, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, 0);
     }
     // the path MTU: the route's, or a local pod's port's (0: not known)
-    const mtu = kind !== NhKind.LOCAL ? nhs.mtu[nh] : nhs.port[nh] >= 0 ? this.portMtu[nhs.port[nh]] : 0;
+    let mtu = kind !== NhKind.LOCAL ? nhs.mtu[nh] : nhs.port[nh] >= 0 ? this.portMtu[nhs.port[nh]] : 0;
+    if (mtu !== 0 && total > mtu && kind === NhKind.LOCAL) mtu = this.recheckPortMtu(nhs.port[nh]);
     if (mtu !== 0 && total > mtu) {
       if ((b[ip + 6] & 0x40) !== 0) {
         this.counters[Reason.FRAG_NEEDED]++;
@@ -1066,6 +1071,13 @@ export class Pipeline implements CapturePorts {
   private isGatewayMac(f: number): boolean {
     const b = this.b;
     return b[f] === 0xee && b[f + 1] === 0xee && b[f + 2] === 0xee && b[f + 3] === 0xee && b[f + 4] === 0xee && b[f + 5] === 0xee;
+  }
+
+  /** A local pod port's MTU after the engine had the chance to read it again (onPortMtuExceeded):
+   * only for a packet bigger than the one known, so never on the common path. */
+  recheckPortMtu(port: number): number {
+    this.onPortMtuExceeded(port);
+    return this.portMtu[port];
   }
 
   /** The pod's first frame on a port whose MAC was stated (podMacCheck): its source MAC wins. */

@@ -284,7 +284,8 @@ export class Pipeline6 {
     }
     // IPv6 routers never fragment: too big is always "packet too big" with the path MTU (the
     // route's, or a local pod's port's; 0: not known).
-    const mtu = kind !== NhKind.LOCAL ? nhs.mtu[nh] : nhs.port[nh] >= 0 ? this.p.portMtu[nhs.port[nh]] : 0;
+    let mtu = kind !== NhKind.LOCAL ? nhs.mtu[nh] : nhs.port[nh] >= 0 ? this.p.portMtu[nhs.port[nh]] : 0;
+    if (mtu !== 0 && total > mtu && kind === NhKind.LOCAL) mtu = this.p.recheckPortMtu(nhs.port[nh]);
     if (mtu !== 0 && total > mtu) {
       if (fromPod) return this.icmpError(i, inPort, ip, ICMPV6_PACKET_TOO_BIG, 0, mtu, Reason.FRAG_NEEDED);
       if (!originated) return this.icmpErrorRouted(i, ip, ICMPV6_PACKET_TOO_BIG, 0, mtu, Reason.FRAG_NEEDED);

@@ -4,10 +4,10 @@
 // private network namespace of the test's own.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
+import { runPrivateNetns, sh, sleep, waitFor } from '../helpers/netns';
 import { Engine } from '../../src/dataplane/engine';
 import { MemoryIO } from '../../src/dataplane/memory-io';
-import { clusterModel } from './helpers';
+import { clusterModel, fixIpChecksum, frame, u16 } from './helpers';
 
 runPrivateNetns();
 
@@ -59,4 +59,42 @@ test('a veth pod\'s host-end MTU changed while it runs: the pipeline\'s check fo
   }
 });
 
+
+test('a veth pod\'s host-end MTU raised: a packet bigger than the old one is delivered at once (its port\'s MTU read again for it), not answered with the old MTU until the next poll', async () => {
+  const io = new MemoryIO();
+  const e = new Engine({ io, manageHost: false, ringCheckMs: 0, neighbor: { retransMs: 50 } });
+  sh('ip', ['link', 'set', 'caliB', 'mtu', '1300']);
+  try {
+    e.apply(clusterModel('node1'));
+    const inner = e as unknown as { pipe: { portMtu: Uint16Array }; mtuCheckedAt: number };
+    // the poll's first read (at the first timer tick) done: the next is 5 s away
+    assert.ok(await waitFor(() => inner.mtuCheckedAt > 0, 10_000, 10), 'first poll');
+    const a = io.portNamed('caliA');
+    const b = io.portNamed('caliB');
+    // a_big_df (1451 bytes, DF) for pod B
+    const big = frame('a_big_df');
+    big.set([10, 244, 0, 2], 30);
+    fixIpChecksum(big, 14);
+    assert.is(u16(big, 16), 1451);
+    io.inject(a, big.slice());
+    io.pump();
+    const back = io.take(a);
+    assert.is(back.length, 1, 'answered');
+    assert.is(u16(back[0].bytes, 40), 1300, 'fragmentation needed, mtu 1300');
+    assert.is(io.take(b).length, 0);
+    sh('ip', ['link', 'set', 'caliB', 'mtu', '1500']);
+    // as the poll leaves it for up to 5 s (set here so that a poll meanwhile cannot decide the test)
+    inner.pipe.portMtu[b] = 1300;
+    await sleep(150); // past the per-port interval of re-reads
+    assert.is(inner.pipe.portMtu[b], 1300, 'no poll meanwhile');
+    io.inject(a, big.slice());
+    io.pump();
+    assert.is(io.take(b).length, 1, 'delivered to B at once');
+    assert.is(io.take(a).length, 0, 'no error sent');
+    assert.is(inner.pipe.portMtu[b], 1500, 'the port\'s MTU read again');
+  } finally {
+    e.stop();
+    sh('ip', ['link', 'set', 'caliB', 'mtu', '1500']);
+  }
+});
 test.run();

@@ -594,10 +594,23 @@ test('close: a process or worker_thread ends cleanly with releases still pending
   }
 });
 
-test('TAP: the namespace kernel answers our ARP request, read back through the TAP in one batch', async () => {
+/** linkMtus's answer for these ports (a fresh array: a port it does not read stays 0). */
+function linkMtusOf(...ports: number[]): number[] {
+  const out = new Uint32Array(1024);
+  native.linkMtus(out);
+  return ports.map((p) => out[p]);
+}
+
+test('TAP: the namespace kernel answers our ARP request, read back through the TAP in one batch; linkMtus reads the device\'s MTU in its namespace', async () => {
   await withNetns(['tap'], async ([A]) => {
+    const fds0 = openFds();
     const t = native.openTap('pwtap0', { netns: ns(A) });
     try {
+      // the device is in A, not in this namespace: read through the socket the port made in A
+      A.ip('link', 'set', 'pwtap0', 'mtu', '1234');
+      assert.equal(linkMtusOf(t), [1234]);
+      A.ip('link', 'set', 'pwtap0', 'mtu', '1500');
+      assert.equal(linkMtusOf(t), [1500], 'followed');
       A.ip('addr', 'add', '10.201.0.1/24', 'dev', 'pwtap0');
       A.ip('link', 'set', 'pwtap0', 'up');
       const kernelMac = A.ip('-br', 'link', 'show', 'pwtap0').trim().split(/\s+/)[2];
@@ -626,9 +639,12 @@ test('TAP: the namespace kernel answers our ARP request, read back through the T
       assert.is(mac, kernelMac);
       assert.is(get32(f + 28), ip4('10.201.0.1'));
       assert.equal([...b.subarray(f + 32, f + 38)], me);
+      A.ip('link', 'del', 'pwtap0');
+      assert.equal(linkMtusOf(t), [0], 'the device gone: unknown');
     } finally {
       native.close(t);
     }
+    assert.is(openFds(), fds0, 'closed with its MTU socket');
   });
 });
 
@@ -681,6 +697,8 @@ test('TUN shared between threads: sharedTx dups the fd the owner listed with sha
       try { native.openTap('pwtuns0', { netns: ns(A), sharedTx: true }); } catch (e) { code = errnoOf(e) ?? ''; }
       assert.is(code, 'EPROTOTYPE', 'a TUN is not a TAP');
       tx = native.openTun('pwtuns0', { netns: ns(A), sharedTx: true });
+      A.ip('link', 'set', 'pwtuns0', 'mtu', '1321');
+      assert.equal(linkMtusOf(owner, tx), [1321, 1321], 'linkMtus: the owner and the dup read the device in A');
       A.ip('addr', 'add', '10.203.0.1/24', 'dev', 'pwtuns0');
       A.ip('link', 'set', 'pwtuns0', 'up');
       await new Promise((r) => setTimeout(r, 20));

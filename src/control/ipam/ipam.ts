@@ -53,6 +53,8 @@ export interface SkippedPool {
   readonly message: string;
   /** Its spec.cidr when that at least parses: no address inside it is handed out through another pool. */
   readonly cidr: IpNet | null;
+  /** Its spec.disabled as stored (absent: false); null when the value or the field cannot be read. */
+  readonly disabled: boolean | null;
 }
 
 export interface AutoAssignRequest {
@@ -146,7 +148,12 @@ export interface PoolUsage {
   /** Pool name; "orphaned allocation blocks" (as calicoctl says) for blocks in no pool. */
   readonly name: string;
   readonly cidr: string;
-  readonly disabled: boolean;
+  /**
+   * spec.disabled. For a pool IPAM skips, as stored (absent: false, as Calico defaults it), and
+   * null when that cannot be told (the value unreadable, or spec.disabled not a boolean): a pool
+   * skipped for another reason is no enabled pool because its stored field says false.
+   */
+  readonly disabled: boolean | null;
   /** A stored pool IPAM skips (it cannot read it): why, naming the key and field. Its blocks are
    * its own, not orphaned. */
   readonly skipped?: string;
@@ -250,7 +257,7 @@ export class Ipam {
         const cidr = storedCidr(e.value);
         if (version !== undefined && cidr !== null && cidr.version !== version) continue;
         const message = `${(err as Error).message}: IPAM skips this pool (no address inside ${cidr?.text ?? 'it'} is assigned)`;
-        skipped.push({ key: e.key, message, cidr });
+        skipped.push({ key: e.key, message, cidr, disabled: storedDisabled(e.value) });
         if (!this.warned.has(e.key)) {
           this.warned.add(e.key);
           this.warn(message);
@@ -1078,9 +1085,9 @@ export class Ipam {
     // The pools IPAM reads, then those it skips (their CIDR known): a skipped pool's blocks are
     // still in a pool, shown under it rather than as orphaned. A block goes to the narrowest pool
     // holding it (Calico refuses overlapping pools; another tool may have written them).
-    const usage: { name: string; cidr: IpNet; disabled: boolean; skipped?: string; blocks: BlockUsage[] }[] = [
+    const usage: { name: string; cidr: IpNet; disabled: boolean | null; skipped?: string; blocks: BlockUsage[] }[] = [
       ...read.pools.map((p) => ({ name: p.name, cidr: p.cidr, disabled: p.disabled, blocks: [] as BlockUsage[] })),
-      ...read.skipped.flatMap((s) => (s.cidr === null ? [] : [{ name: s.key.slice(IPPOOL_PREFIX.length), cidr: s.cidr, disabled: false, skipped: s.message, blocks: [] as BlockUsage[] }])),
+      ...read.skipped.flatMap((s) => (s.cidr === null ? [] : [{ name: s.key.slice(IPPOOL_PREFIX.length), cidr: s.cidr, disabled: s.disabled, skipped: s.message, blocks: [] as BlockUsage[] }])),
     ];
     const orphans: BlockUsage[] = [];
     for (const [cidrText, { block }] of [...blocks].sort((a, b) => (a[1].block?.cidr.base ?? 0n) < (b[1].block?.cidr.base ?? 0n) ? -1 : 1)) {
@@ -1181,6 +1188,18 @@ function outside(excluded: readonly IpNet[], cidr: IpNet): boolean {
 }
 
 /** spec.cidr of a stored pool value, when it parses (for a pool that fails its schema otherwise). */
+/** A stored pool's spec.disabled: absent is false (Calico's default); null when not a boolean or unreadable. */
+function storedDisabled(text: string): boolean | null {
+  try {
+    const v = JSON.parse(text) as { spec?: { disabled?: unknown } };
+    if (v === null || typeof v !== 'object' || v.spec === null || typeof v.spec !== 'object') return null;
+    const d = v.spec.disabled;
+    return d === undefined ? false : typeof d === 'boolean' ? d : null;
+  } catch {
+    return null;
+  }
+}
+
 function storedCidr(text: string): IpNet | null {
   try {
     const v = JSON.parse(text) as { spec?: { cidr?: unknown } };

@@ -119,6 +119,8 @@ test('ipam show: the blocks of a skipped pool are listed under it, not as orphan
     pools: [
       { name: 'ok', cidr: '10.71.0.0/24', spec: { vxlanMode: 'Always', blockSize: 26 } },
       { name: 'odd', cidr: '10.72.0.0/24', spec: { ipipMode: 'always', blockSize: 26 } },
+      { name: 'odd-off', cidr: '10.73.0.0/24', spec: { ipipMode: 'always', blockSize: 26, disabled: true } },
+      { name: 'odd-flag', cidr: '10.74.0.0/24', spec: { blockSize: 26, disabled: 'yes' } },
     ],
     nodes: ['node1'],
   });
@@ -133,10 +135,16 @@ test('ipam show: the blocks of a skipped pool are listed under it, not as orphan
   assert.equal(show.map((u) => [u.name, u.cidr, u.inUse, u.blocks.map((b) => b.cidr)]), [
     ['ok', '10.71.0.0/24', 1, ['10.71.0.0/26']],
     ['odd', '10.72.0.0/24', 0, ['10.72.0.64/26']],
+    ['odd-flag', '10.74.0.0/24', 0, []],
+    ['odd-off', '10.73.0.0/24', 0, []],
     ['orphaned allocation blocks', '0.0.0.0/0', 0, ['10.99.0.0/30']],
   ]);
   assert.match(show[1]!.skipped ?? '', '/calico/resources/v3/projectcalico.org/ippools/odd: spec.ipipMode: ');
   assert.is(show[0]!.skipped, undefined);
+  // disabled as stored for a pool skipped for another reason (absent: false, as Calico reads it);
+  // unknown (null) when spec.disabled itself is what cannot be read, not "false"
+  assert.equal(show.map((u) => [u.name, u.disabled]), [['ok', false], ['odd', false], ['odd-flag', null], ['odd-off', true], ['orphaned allocation blocks', false]]);
+  assert.match(show[2]!.skipped ?? '', 'ippools/odd-flag: spec.disabled');
 });
 
 test.run();

@@ -12,7 +12,8 @@
 import { DEFAULT_PENDING_DEL_DIR } from '../cni/config';
 import { UsageError } from './usage-error';
 import { Command, Option } from 'commander';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join as joinPath } from 'node:path';
 import {
   AllocationBlock, auditIpam, AuditedAllocation, AuditProblem, BLOCK_PREFIX, HANDLE_PREFIX, DEFAULT_LEAK_GRACE_MS, encodeIpamConfig, formatAttrs, handleKey, sanitizeHandle,
   formatDuration, Ipam, IPAM_CONFIG_KEY, IpamAudit, IpamProblem, IpOwner, ownersOf, parseBlockKey, parseDuration, PoolUsage, readOwners,
@@ -235,7 +236,7 @@ function graceOption(): Option {
     .default(formatDuration(DEFAULT_LEAK_GRACE_MS));
 }
 
-interface CheckOpts { datastore?: string; output: string; gracePeriod: string; showAllIps?: boolean; cniPendingDelDir: string }
+interface CheckOpts { datastore?: string; output: string; gracePeriod: string; showAllIps?: boolean; cniPendingDelDir?: string; cniConfDir: string }
 
 /** A DEL the CNI plugin deferred while etcd was unreachable, as check reports it. */
 export interface DeferredCniRelease {
@@ -247,6 +248,36 @@ export interface DeferredCniRelease {
   readonly deferredAt: string;
   /** For the datastore checked (else another one's, left for its podway). */
   readonly thisDatastore: boolean;
+}
+
+/**
+ * Where this host's CNI plugin spools deferred DELs, found as the plugin finds it: the
+ * pending_del_dir of each podway plugin in the conflists of `confDir` (what `podway cni install
+ * --pending-del-dir` wrote; the default dir when a podway plugin names none), each with the file
+ * that names it. No podway conflist there (or no such dir): the default dir. A conflist that is not
+ * JSON is skipped (it is not podway's to judge here).
+ */
+export function cniPendingDelDirs(confDir: string): { dir: string; from: string }[] {
+  const found = new Map<string, string>();
+  let names: string[] = [];
+  try {
+    names = readdirSync(confDir).filter((n) => n.endsWith('.conflist') || n.endsWith('.conf')).sort();
+  } catch { /* no CNI config dir */ }
+  for (const name of names) {
+    const file = joinPath(confDir, name);
+    let conf: { type?: unknown; pending_del_dir?: unknown; plugins?: unknown };
+    try {
+      conf = JSON.parse(readFileSync(file, 'utf8'));
+    } catch { continue; }
+    const plugins = Array.isArray(conf?.plugins) ? conf.plugins as { type?: unknown; pending_del_dir?: unknown }[] : [conf];
+    for (const p of plugins) {
+      if (p?.type !== 'podway') continue;
+      const dir = typeof p.pending_del_dir === 'string' && p.pending_del_dir.startsWith('/') ? p.pending_del_dir : DEFAULT_PENDING_DEL_DIR;
+      if (!found.has(dir)) found.set(dir, file);
+    }
+  }
+  if (found.size === 0) return [{ dir: DEFAULT_PENDING_DEL_DIR, from: `the default: no podway network in ${confDir}` }];
+  return [...found].map(([dir, file]) => ({ dir, from: file }));
 }
 
 /** The plugin's spool (src/cni/pending-del.ts): read here, never changed. */
@@ -303,7 +334,14 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
       audit: await auditIpam(kv, { gracePeriodMs: graceMs }), guid: await clusterGuid(kv), source: kv.description,
     };
   });
-  const deferred = deferredCniReleases(o.cniPendingDelDir, kvSpec(o, false));
+  // --cni-pending-del-dir, else where the installed CNI config says the plugin spools.
+  const spools = o.cniPendingDelDir !== undefined ? [{ dir: o.cniPendingDelDir, from: '--cni-pending-del-dir' }] : cniPendingDelDirs(o.cniConfDir);
+  const deferred = { entries: [] as DeferredCniRelease[], unreadable: [] as string[] };
+  for (const { dir } of spools) {
+    const d = deferredCniReleases(dir, kvSpec(o, false));
+    deferred.entries.push(...d.entries);
+    deferred.unreadable.push(...d.unreadable);
+  }
   const byKind = (k: AuditProblem['kind']) => audit.problems.filter((p) => p.kind === k);
   const total = problems.reduce((n, p) => n + problemCount(p), 0) + audit.problems.length;
   const count = (s: AuditedAllocation['state']) => audit.allocations.filter((a) => a.state === s).length;
@@ -391,7 +429,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
   lines.push('');
   lines.push('Scanning handles and block affinities...', ...elsewhere.map((p) => `  ${p.message}`));
   lines.push(`Found ${elsewhere.length} problems in handles and block affinities (${audit.leakedHandles.length} handles hold no IPs).`);
-  lines.push('', `Scanning releases the CNI plugin deferred while etcd was unreachable (${o.cniPendingDelDir})...`);
+  lines.push('', `Scanning releases the CNI plugin deferred while etcd was unreachable (${spools.map((sp) => `${sp.dir}, from ${sp.from}`).join('; ')})...`);
   for (const d of deferred.entries) {
     const what = [d.handle ? `handle ${d.handle}` : null, d.endpoints.length ? `endpoint ${d.endpoints.join(' or ')}` : null].filter(Boolean).join(' and ');
     lines.push(`  ${what} of container ${d.containerID} (network ${d.network}): DEL deferred at ${d.deferredAt}; ${d.thisDatastore ? 'still counted as used above until podway run on this node replays it' : 'for another datastore'}`);
@@ -775,7 +813,8 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .description(`compare IPAM with itself and with the addresses workloads and nodes use; exits ${CHECK_FOUND_PROBLEMS} when it finds problems`)
     .addOption(new Option('-o, --output <format|file>', 'table, json (the report, to stdout), or a FILE to write the JSON report to (for release --from-report; any other value is a file name, as in calicoctl: -o yaml writes a file named yaml, with a warning)').default('table'))
     .option('--show-all-ips', 'list every allocation and who uses it')
-    .option('--cni-pending-del-dir <dir>', 'where this host\'s CNI plugin records DELs it deferred while etcd was unreachable (listed, not changed)', DEFAULT_PENDING_DEL_DIR)
+    .option('--cni-pending-del-dir <dir>', `where this host's CNI plugin records DELs it deferred while etcd was unreachable (listed, not changed; default: the pending_del_dir of the podway networks in --cni-conf-dir, else ${DEFAULT_PENDING_DEL_DIR})`)
+    .option('--cni-conf-dir <dir>', 'the CNI config dir whose podway conflists name the plugin\'s pending_del_dir', '/etc/cni/net.d')
     .addOption(graceOption())
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())

@@ -131,6 +131,11 @@ test('DEL while etcd is down: local teardown, spooled, replayed by an ADD of the
     const check = sh('ip', ['netns', 'exec', h.node.name, process.execPath, PODWAY_BIN, 'ipam', 'check', '--datastore', datastore, '--cni-pending-del-dir', h.pendingDelDir, '--grace-period', '0']);
     assert.match(check, `handle podway.${idA} and endpoint shop/`);
     assert.match(check, 'Found 3 deferred releases pending for this datastore');
+    // Without --cni-pending-del-dir: the dir the installed conflist names (as the plugin finds
+    // it), said in the output with the file (review D, LOW 11: the default dir was read, "0").
+    const fromConf = sh('ip', ['netns', 'exec', h.node.name, process.execPath, PODWAY_BIN, 'ipam', 'check', '--datastore', datastore, '--cni-conf-dir', h.confDir, '--grace-period', '0']);
+    assert.match(fromConf, 'Found 3 deferred releases pending for this datastore');
+    assert.match(fromConf, `(${h.pendingDelDir}, from ${path.join(h.confDir, '10-podway.conflist')})`);
 
     // c ADDed again under the same container ID: its own entry is replayed first
     const podC2 = h.pod('c2');

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { installCni, uninstallCni } from './install';
 import { UsageError } from '../cli/usage-error';
+import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } from '../cli/etcd-tls-options';
 
 export function addCniCommands(program: Command): void {
   const cni = program.command('cni').description('install or remove podway\'s CNI plugin (so a container runtime attaches pods itself)');
@@ -11,6 +12,9 @@ export function addCniCommands(program: Command): void {
     .option('--bin-dir <dir>', 'CNI plugin directory', '/opt/cni/bin')
     .option('--conf-dir <dir>', 'CNI network config directory', '/etc/cni/net.d')
     .option('--datastore <spec>', 'etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, Calico\'s env, the embedded store)')
+    .addOption(etcdCaCertOption())
+    .addOption(etcdCertOption())
+    .addOption(etcdKeyOption())
     .option('--node <name>', 'this node, as `podway run --node` (default $NODENAME, else the hostname)')
     .option('--name <name>', 'network name', 'podway')
     .option('--priority <n>', 'conflist file name prefix (runtimes use the first file)', (v) => Number(v), 10)
@@ -22,7 +26,7 @@ export function addCniCommands(program: Command): void {
     .action((o) => {
       if (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > 99) throw new UsageError('cni install: --priority must be 0..99');
       if (o.mtu !== undefined && (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535)) throw new UsageError('cni install: --mtu must be 576..65535');
-      const done = installCni({ binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control, ipamLockFile: o.ipamLockFile, pendingDelDir: o.pendingDelDir });
+      const done = installCni({ binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control, ipamLockFile: o.ipamLockFile, pendingDelDir: o.pendingDelDir, env: envWithEtcdTlsFlags(o) });
       process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
       // Calico's conflist chains portmap; podway's does not (README "CNI plugin", host ports).
       process.stdout.write('note: no portmap plugin is chained: `podman run -p` / hostPort publish nothing on this network (see README, "Host ports")\n');

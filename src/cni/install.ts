@@ -91,9 +91,9 @@ function datastoreText(spec: string | undefined, env: NodeJS.ProcessEnv): { data
   }
   const tls: Record<string, string> = {};
   // The plugin reads these too, from the runtime's working directory: absolute, as the paths above.
-  if (parsed.tls?.caFile) tls.etcd_ca_cert_file = absoluteOption('$ETCD_CA_CERT_FILE', parsed.tls.caFile);
-  if (parsed.tls?.certFile) tls.etcd_cert_file = absoluteOption('$ETCD_CERT_FILE', parsed.tls.certFile);
-  if (parsed.tls?.keyFile) tls.etcd_key_file = absoluteOption('$ETCD_KEY_FILE', parsed.tls.keyFile);
+  if (parsed.tls?.caFile) tls.etcd_ca_cert_file = absoluteOption('--etcd-ca-cert-file / $ETCD_CA_CERT_FILE', parsed.tls.caFile);
+  if (parsed.tls?.certFile) tls.etcd_cert_file = absoluteOption('--etcd-cert-file / $ETCD_CERT_FILE', parsed.tls.certFile);
+  if (parsed.tls?.keyFile) tls.etcd_key_file = absoluteOption('--etcd-key-file / $ETCD_KEY_FILE', parsed.tls.keyFile);
   return { datastore: `etcd:${parsed.endpoints.join(',')}`, tls };
 }
 

@@ -926,6 +926,21 @@ test('podway cni install writes the shim and the conflist; uninstall removes onl
       assert.ok(r.stderr.includes(`$${v} "tls/f.pem": give an absolute path`), `${v}: named: ${r.stderr}`);
       assert.not.ok(existsSync(rBin) || existsSync(rConf), `${v}: nothing written`);
     }
+    // ... and given as the flags every --datastore command takes (review D, MED 4: they were
+    // unknown options here): written into the conflist, a flag winning over its variable, and a
+    // relative one refused naming the flag.
+    const flagEnv = { ...process.env, ETCD_CA_CERT_FILE: path.join(h.dir, 'env-ca.pem') };
+    const tlsDir = path.join(h.dir, 'tls-conf');
+    const withFlags = spawnSync(process.execPath, [podway, 'cni', 'install', '--bin-dir', path.join(h.dir, 'tls-bin'), '--conf-dir', tlsDir, '--node', 'n-1', '--datastore', 'etcd:https://127.0.0.1:2379',
+      '--etcd-ca-cert-file', path.join(h.dir, 'ca.pem'), '--etcd-cert-file', path.join(h.dir, 'c.pem'), '--etcd-key-file', path.join(h.dir, 'k.pem')], { cwd: h.dir, env: flagEnv, encoding: 'utf8', timeout: 60_000 });
+    assert.is(withFlags.status, 0, withFlags.stderr);
+    const tlsConf = JSON.parse(readFileSync(path.join(tlsDir, '10-podway.conflist'), 'utf8')).plugins[0];
+    assert.is(tlsConf.etcd_ca_cert_file, path.join(h.dir, 'ca.pem'), 'the flag wins over ETCD_CA_CERT_FILE');
+    assert.is(tlsConf.etcd_cert_file, path.join(h.dir, 'c.pem'));
+    assert.is(tlsConf.etcd_key_file, path.join(h.dir, 'k.pem'));
+    const relFlag = spawnSync(process.execPath, [podway, ...good, '--datastore', 'etcd:https://127.0.0.1:2379', '--etcd-ca-cert-file', 'tls/ca.pem'], { cwd: h.dir, encoding: 'utf8', timeout: 60_000 });
+    assert.is(relFlag.status, 2, relFlag.stderr);
+    assert.ok(relFlag.stderr.includes('--etcd-ca-cert-file / $ETCD_CA_CERT_FILE "tls/ca.pem": give an absolute path'), relFlag.stderr);
     const penv = { ...process.env, PODWAY_DATASTORE: 'embedded:relstore' };
     const fromEnv = spawnSync(process.execPath, [podway, 'cni', 'install', '--bin-dir', rBin, '--conf-dir', rConf, '--node', 'n-1'], { cwd: h.dir, env: penv, encoding: 'utf8', timeout: 60_000 });
     assert.is(fromEnv.status, 2, fromEnv.stderr);

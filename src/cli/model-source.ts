@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import type { NodeDataplaneModel } from '../control';
 import type { NodeStatus } from '../control/bgp/agent';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
+import type { LearnedRoute } from '../control/route-calc';
 
 /** BGP in the model thread (`podway run --bgp`). */
 export interface ModelSourceBgp {
@@ -16,6 +17,10 @@ export interface ModelSourceBgp {
   readonly bgpSecretsDir?: string;
   /** CALICO_ROUTER_ID (`--router-id`): `hash` or a dotted quad, for the BGP plan. */
   readonly routerId?: string;
+  /** The learned routes of an earlier run (the model cache's): held, stale, from the first model on
+   * until each peer has sent its table again (BgpAgent.holdStale); their presence also says this
+   * start is a restart (graceful restart's R bit). */
+  readonly heldLearned?: readonly LearnedRoute[];
   /** The BGP agent's log lines (sessions up and down, skipped peers). */
   readonly onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** The datastore's warnings (an endpoint left out, an address claimed twice), each when it appears. */
@@ -88,7 +93,7 @@ export class ModelSource {
 
   /** The model thread, its datastore not opened yet (begin opens it). */
   static spawn(spec: string, node: string, bgp: ModelSourceBgp = {}): ModelSource {
-    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId } });
+    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId, heldLearned: bgp.heldLearned } });
     return new ModelSource(worker, bgp);
   }
 

@@ -59,7 +59,11 @@ import type { Datastore } from '../control/datastore';
 import { bgpInputsOf, snapshotOfBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
 import { speakerNotStartedStatus } from '../control/bgp/readiness';
 
-interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string; routerId?: string }
+interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string; routerId?: string; heldLearned?: readonly LearnedRoute[] }
+
+/** How long the learned routes of an earlier run are held at most (BGP's graceful restart time, as
+ * our peers keep ours, and as the engine holds the kernel's learned routes it adopts). */
+const HELD_LEARNED_MS = 120_000;
 
 /** What `podway node status` gets when BGP is off. */
 export function bgpDisabledStatus(node: string): NodeStatus {
@@ -68,7 +72,9 @@ export function bgpDisabledStatus(node: string): NodeStatus {
 
 /** A model's identity for "nothing changed" (Sets as sorted arrays, so equal models compare equal). */
 export function modelKey(model: NodeDataplaneModel): string {
-  return JSON.stringify(model, (_k, v) => (v instanceof Set ? [...v].sort() : v));
+  // bgpLearned is what the routes were computed from, not forwarding state: a change of it alone
+  // (a peer now bringing a prefix with the same next hop) does not make a new model.
+  return JSON.stringify(model, (k, v) => (k === 'bgpLearned' ? undefined : v instanceof Set ? [...v].sort() : v));
 }
 
 if (parentPort) {
@@ -99,10 +105,17 @@ if (parentPort) {
   let complete = false;
   // The speaker's modules load with --bgp only.
   const speakerModule = init.bgp ? (require('../control/bgp/speaker') as typeof import('../control/bgp/speaker')) : null;
+  // The first speaker of a restart (an earlier run's learned routes held) says so in its OPENs
+  // (graceful restart's R bit); a speaker made anew later (its settings changed) is not a restart.
+  let restarted = init.heldLearned !== undefined;
   const agent = speakerModule
     ? new (require('../control/bgp/agent') as typeof import('../control/bgp/agent')).BgpAgent({
         node: init.node,
-        createSpeaker: (options) => new speakerModule.BgpSpeaker({ ...options, log: (level, message) => port.postMessage({ type: 'log', level, message }) }),
+        createSpeaker: (options) => {
+          const speaker = new speakerModule.BgpSpeaker({ ...options, restarted, log: (level, message) => port.postMessage({ type: 'log', level, message }) });
+          restarted = false;
+          return speaker;
+        },
         resolveSecret: init.bgpSecretsDir ? (name, key) => secretFromDir(init.bgpSecretsDir!, name, key) : undefined,
         ...(init.routerId !== undefined ? { routerId: init.routerId } : {}),
         log: (message, level = 'info') => port.postMessage({ type: 'log', level, message }),
@@ -113,6 +126,12 @@ if (parentPort) {
         },
       })
     : null;
+  // A restart: the earlier run's learned routes are in the first model already (pods forward across
+  // nodes as soon as the dataplane is up), each held until its peer has sent its table again.
+  if (agent && init.heldLearned?.length) {
+    agent.holdStale(init.heldLearned, HELD_LEARNED_MS);
+    learned = agent.learned();
+  }
 
   const modelFor = (snap: ClusterSnapshot): NodeDataplaneModel => {
     const bgp = agent ? { bgp: { learned, complete } } : {};
@@ -122,7 +141,10 @@ if (parentPort) {
       mtu = findUnderlay(first.node.ip).mtu;
       underlayMtu.set(first.node.ip, mtu);
     }
-    return mtu === first.mtu.underlay ? first : computeNodeModel(snap, init.node, { underlayMtu: mtu, ...bgp });
+    const model = mtu === first.mtu.underlay ? first : computeNodeModel(snap, init.node, { underlayMtu: mtu, ...bgp });
+    // With BGP the learned routes go with the model (and so into the model cache): a restart holds
+    // them until the peers have sent their tables again.
+    return agent ? { ...model, bgpLearned: learned } : model;
   };
 
   /** A new snapshot updates the speaker's peers and exports; a bad plan keeps the last one.

@@ -9,7 +9,8 @@ import { UsageError } from './usage-error';
 import type { NeighborTimings } from '../dataplane/neighbors';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import type { NodeDataplaneModel } from '../control';
-import { ModelSource, ModelMessage, type FirstModel } from './model-source';
+import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from './model-source';
+import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
 import { joinCluster, storedNodeAddresses, updateNodeAddresses } from './join';
@@ -392,7 +393,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The model thread: spawned when the datastore is started, or before on the cached model with
      * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
     let thread: ModelSource | null = null;
-    const bgpOptions = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
+    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[] } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
     /** The cached model is in force in the engine: only then does the speaker start on the cache's
      * BGP settings (as a datastore model's settings follow it once applied). */
     let cacheApplied = false;
@@ -480,6 +481,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
       return started;
     };
+    // Read before the model thread starts: with --bgp its first model holds the learned routes the
+    // cache has (a restart), each until its peer has sent its table again.
+    const cached = cacheFile && cacheId ? readModelCache(cacheFile, opts.node, cacheId) : 'none';
+    if (opts.bgp && cached !== 'none' && !('refused' in cached)) bgpOptions.heldLearned = cached.model.bgpLearned ?? [];
     let starting = startDatastore();
     starting.catch(() => undefined); // handled below (at once, or once forwarding on the cache)
     let source: ModelSource | null = null;
@@ -490,7 +495,6 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** On the cached model with --bgp: the speaker runs on the cache's BGP settings; else why not. */
     let cacheBgp = false;
     let cacheNoBgp = '';
-    const cached = cacheFile && cacheId ? readModelCache(cacheFile, opts.node, cacheId) : 'none';
     if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}`);
     if (cached !== 'none' && !('refused' in cached)) {
       // The datastore first, as always; the cache only when it says it is unreachable or does not

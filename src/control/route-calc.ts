@@ -166,6 +166,12 @@ export interface NodeDataplaneModel {
    * deletes its stale routes then), not held any longer.
    */
   readonly kernelRoutesComplete?: boolean;
+  /**
+   * With BGP (set by the model thread, not here): the learned routes this model was computed from.
+   * Not forwarding state (left out of the model's comparison key); it rides along into the model
+   * cache, so a restart holds them until the peers have sent their tables again.
+   */
+  readonly bgpLearned?: readonly LearnedRoute[];
 }
 
 /** A learned prefix for the node's kernel: `cidr` via `via` (IPv4, or canonical IPv6, text),

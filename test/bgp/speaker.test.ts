@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BgpSpeaker, BgpSpeakerOptions } from '../../src/control/bgp/speaker';
-import { encodeAnnounce, encodeNotification, MsgType, parsePrefix, HEADER_LEN, encodeWithdraw } from '../../src/control/bgp/wire';
+import { encodeAnnounce, encodeNotification, encodeOpen, KEEPALIVE, MsgType, parsePrefix, HEADER_LEN, encodeWithdraw } from '../../src/control/bgp/wire';
 import { loopbackNet, randomPort, waitFor } from './bird';
 import { seededInts } from '../helpers/prng';
 import { RawPeer } from './raw-peer';
@@ -162,17 +162,25 @@ test('graceful restart helper: a peer that restarts keeps its routes with us unt
   }
 });
 
-test('passive peer: only the other side dials; peer changes are diffed', async () => {
+test('passive peer: dials once at start, then only the other side dials; peer changes are diffed', async () => {
   const ip = loopbackNet();
   const [pa, pb] = [randomPort(), randomPort()];
-  const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: pa });
+  const lines: string[] = [];
+  const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: pa, log: (_l, m) => lines.push(m) });
   const b = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: pb });
+  const connects: number[] = [];
+  a.on('peer', (st: { state: string }) => { if (st.state === 'Connect') connects.push(Date.now()); });
   try {
     a.setPeers([{ address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2), passive: true }]);
     b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, localAddress: ip(3) }]);
     b.setExports([{ prefix: '10.0.0.0/8' }]);
     await a.start();
+    // Its one dial at start is refused (b is not listening yet): then it waits, and says nothing.
+    await waitFor('the start dial refused', () => state(a).state === 'Active');
+    await new Promise((r) => setTimeout(r, 2500)); // two connect-retry times (1 s here)
+    assert.is(connects.length, 1, 'dialled once, not again at the connect retry');
     assert.is(state(a).state, 'Active');
+    assert.not.ok(lines.some((l) => /not established/.test(l)), lines.join('\n'));
     await b.start();
     await waitFor('Established', () => state(a).state === 'Established');
     await waitFor('route', () => a.learned().length === 1);
@@ -190,6 +198,60 @@ test('passive peer: only the other side dials; peer changes are diffed', async (
     await waitFor('a sees de-configuration', () => /peer de-configured/.test(state(a).info) && a.learned().length === 0);
   } finally {
     await cleanup();
+  }
+});
+
+test('passive peer started after the other side: its dial at start brings the session up without waiting for the peer\'s connect retry', async () => {
+  const ip = loopbackNet();
+  const [pa, pb] = [randomPort(), randomPort()];
+  // b dials every 60 s only: a session up within seconds is a's dial.
+  const b = speaker({ localAs: 64512, routerId: ip(3), listenAddress: ip(3), listenPort: pb, connectRetrySeconds: 60 });
+  const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: pa });
+  try {
+    b.setPeers([{ address: ip(2), asNumber: 64512, port: pa, localAddress: ip(3) }]);
+    b.setExports([{ prefix: '10.0.0.0/8' }]);
+    await b.start();
+    await waitFor('b refused (a not listening)', () => /refused/.test(state(b).info));
+    a.setPeers([{ address: ip(3), asNumber: 64512, port: pb, localAddress: ip(2), passive: true }]);
+    await a.start();
+    await waitFor('Established by a\'s dial', () => state(a).state === 'Established' && a.learned().length === 1, 20_000);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('graceful restart flags in OPEN: a restart sets R and F until the first session is up, then R clear and F set; a first start clears both', async () => {
+  const ip = loopbackNet();
+  for (const restarted of [true, false]) {
+    const pa = randomPort();
+    const a = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: pa, restarted });
+    const peers: RawPeer[] = [];
+    try {
+      // passive (the raw peer dials); its one dial at start finds nobody listening
+      a.setPeers([{ address: ip(3), asNumber: 64512, port: randomPort(), localAddress: ip(2), passive: true }]);
+      await a.start();
+      const openOf = async () => {
+        const p = await RawPeer.connect(ip(2), pa, ip(3));
+        peers.push(p);
+        const open = await p.next(MsgType.Open);
+        return { p, gr: open.caps.gracefulRestart! };
+      };
+      const first = await openOf();
+      assert.is(first.gr.restarting, restarted, `R in the first OPEN (restarted ${restarted})`);
+      assert.equal(first.gr.families.map((f) => f.forwarding), [restarted, restarted], 'F in the first OPEN');
+      first.p.send(encodeOpen(64512, 90, ip(3), { multiprotocol: [{ afi: 1, safi: 1 }, { afi: 2, safi: 1 }], routeRefresh: true, fourOctetAs: 64512, unknown: [] }));
+      await first.p.next(MsgType.Keepalive);
+      first.p.send(KEEPALIVE);
+      await waitFor('Established', () => state(a).state === 'Established');
+      first.p.socket.destroy();
+      await waitFor('down', () => state(a).state !== 'Established');
+      const again = await openOf();
+      assert.is(again.gr.restarting, false, 'R clear once a session was up');
+      assert.equal(again.gr.families.map((f) => f.forwarding), [true, true], 'F set: this process forwarded all along');
+    } finally {
+      for (const p of peers) p.socket.destroy();
+      await cleanup();
+    }
   }
 });
 

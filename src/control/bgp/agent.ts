@@ -83,8 +83,35 @@ export class BgpAgent {
   /** The speaker's start failure while it is retried (status, readiness). */
   private speakerError: string | null = null;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Learned routes of an earlier run (holdStale), not yet replaced or released: each stays until
+   * its peer's session is up again and has sent its whole table (End-of-RIB), its peer is no
+   * longer configured, or the hold ends. A prefix the speaker learns afresh uses the fresh route. */
+  private held: LearnedRoute[] = [];
+  private heldTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: BgpAgentOptions) {}
+
+  /**
+   * At a restart: `routes`, the learned routes the earlier run's last model had (the model cache),
+   * are in use from now on, marked stale, as RFC 4724's restarting speaker keeps its forwarding
+   * state: each until its peer is back and has said End-of-RIB (then the peer's own table is what
+   * counts: a prefix it no longer sends goes), its peer leaves the configuration, or `ms` is over
+   * (a peer that does not come back). learned() includes them at once.
+   */
+  holdStale(routes: readonly LearnedRoute[], ms: number): void {
+    if (this.heldTimer) clearTimeout(this.heldTimer);
+    this.held = [...routes];
+    if (!this.held.length) return;
+    this.options.log(`bgp: holding ${this.held.length} learned route(s) of the earlier run (model cache), each until its peer has sent its table again (End-of-RIB), at most ${Math.round(ms / 1000)} s: ${this.held.slice(0, 5).map((r) => `${r.prefix} via ${r.nextHop}`).join(', ')}${this.held.length > 5 ? ', ...' : ''}`);
+    this.heldTimer = setTimeout(() => {
+      this.heldTimer = undefined;
+      if (this.held.length) this.options.log(`bgp: hold over: dropping ${this.held.length} learned route(s) of the earlier run that no peer brought again: ${this.held.slice(0, 5).map((r) => `${r.prefix} from ${r.peer}`).join(', ')}${this.held.length > 5 ? ', ...' : ''}`);
+      this.held = [];
+      this.publish(true);
+    }, ms);
+    this.heldTimer.unref?.();
+    this.best = mergeHeld([], this.held);
+  }
 
   /** Whether a plan is in force (a snapshot, or the model cache's settings, was taken). */
   hasPlan(): boolean {
@@ -152,6 +179,7 @@ export class BgpAgent {
   stop(graceful = true): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.heldTimer) clearTimeout(this.heldTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     const speaker = this.speaker;
     this.speaker = null;
@@ -223,15 +251,60 @@ export class BgpAgent {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (this.stopped || !this.speaker) return;
-      const best = bestLearnedRoutes(this.speaker.learned());
-      const complete = this.speaker.ribsComplete();
-      if (learnedEqual(best, this.best) && complete === this.complete) return;
-      this.best = best;
-      this.complete = complete;
-      this.options.onLearned(best, complete);
+      this.publish(false);
     }, this.options.settleMs ?? 20);
   }
+
+  /** The speaker's best routes (with those still held), to onLearned when they changed. */
+  private publish(holdOver: boolean): void {
+    if (this.stopped) return;
+    const speaker = this.speaker;
+    if (!speaker && !holdOver) return;
+    const fresh = speaker ? bestLearnedRoutes(speaker.learned()) : [];
+    if (this.held.length && speaker && this.plan) {
+      // A peer back with its whole table (or no longer configured): its held routes are released;
+      // what it sent again is in `fresh`, what it did not is gone.
+      const done = new Map<string, boolean>();
+      const isDone = (peer: string) => {
+        let d = done.get(peer);
+        if (d === undefined) done.set(peer, (d = speaker.peerRibsComplete(peer) ?? true));
+        return d;
+      };
+      const kept = this.held.filter((r) => !isDone(r.peer));
+      if (kept.length !== this.held.length) {
+        const freshPrefixes = new Set(fresh.map((r) => r.prefix));
+        const released = this.held.filter((r) => isDone(r.peer));
+        const gone = released.filter((r) => !freshPrefixes.has(r.prefix));
+        const peers = [...new Set(released.map((r) => r.peer))];
+        this.options.log(`bgp: ${peers.join(', ')} sent ${peers.length > 1 ? 'their tables' : 'its table'} again (End-of-RIB) or left: ${released.length} held route(s) of the earlier run released, ${gone.length} of them not brought again and dropped${gone.length ? `: ${gone.slice(0, 5).map((r) => r.prefix).join(', ')}${gone.length > 5 ? ', ...' : ''}` : ''}`);
+        this.held = kept;
+        if (!kept.length && this.heldTimer) {
+          clearTimeout(this.heldTimer);
+          this.heldTimer = undefined;
+        }
+      }
+    }
+    const best = mergeHeld(fresh, this.held);
+    const complete = !!speaker && speaker.ribsComplete() && this.held.length === 0;
+    if (learnedEqual(best, this.best) && complete === this.complete) return;
+    this.best = best;
+    this.complete = complete;
+    this.options.onLearned(best, complete);
+  }
+}
+
+/** The fresh routes and, for prefixes they lack, the held ones, sorted by prefix (as bestLearnedRoutes). */
+function mergeHeld(fresh: readonly LearnedRoute[], held: readonly LearnedRoute[]): LearnedRoute[] {
+  if (!held.length) return [...fresh];
+  const have = new Set(fresh.map((r) => r.prefix));
+  const out = [...fresh];
+  const seen = new Set<string>();
+  for (const r of held) {
+    if (have.has(r.prefix) || seen.has(r.prefix)) continue;
+    seen.add(r.prefix);
+    out.push(r);
+  }
+  return out.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
 }
 
 /**

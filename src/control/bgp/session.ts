@@ -53,6 +53,9 @@ export interface SessionHost {
   log(level: 'info' | 'warn', msg: string): void;
   /** The namespace's TCP-MD5 drop counters (null: unreadable), for sessions that do not come up. */
   md5Counters?(): TcpMd5Counters | null;
+  /** Graceful restart's R and F bits for the next OPEN to this peer (RFC 4724 section 3; see
+   * BgpSpeakerOptions.restarted); default: R clear, F set. */
+  gracefulRestartFlags?(peer: PeerSession): { restarting: boolean; forwarding: boolean };
 }
 
 type ConnState = 'Connect' | 'OpenSent' | 'OpenConfirm' | 'Established';
@@ -123,11 +126,12 @@ export class Connection {
     const hold = this.peer.config.holdTimeSeconds ?? DEFAULT_HOLD;
     const gr = host.gracefulRestartSeconds;
     const families = offeredFamilies(this.peer.config).map(afi => ({ afi, safi: SAFI_UNICAST }));
+    const flags = host.gracefulRestartFlags?.(this.peer) ?? { restarting: false, forwarding: true };
     this.send(encodeOpen(host.localAs, hold, host.routerId, {
       multiprotocol: families,
       routeRefresh: true,
       fourOctetAs: host.localAs,
-      gracefulRestart: gr > 0 ? { restarting: false, time: Math.min(gr, 4095), families: families.map(f => ({ ...f, forwarding: true })) } : undefined,
+      gracefulRestart: gr > 0 ? { restarting: flags.restarting, time: Math.min(gr, 4095), families: families.map(f => ({ ...f, forwarding: flags.forwarding })) } : undefined,
       unknown: [],
     }));
     this.armHold(OPEN_HOLD_MS);
@@ -285,6 +289,8 @@ export class PeerSession {
   private running = false;
   /** A TCP-MD5 dial under way (it becomes a Connection once connected). */
   private dialing?: { cancel(): void };
+  /** A passive session has dialled its one time (see begin). */
+  private dialedOnce = false;
   /** The last failure to establish that was logged: a peer failing the same way on every retry
    * (connection refused, an AS mismatch) is logged once, again when the reason changes, and
    * afresh after the session was up. */
@@ -367,11 +373,17 @@ export class PeerSession {
     if (this.conns.some(c => !c.isClosed)) {
       this.refreshState();
       if (this.config.passive || this.established || this.conns.some(c => c.outgoing) || this.dialing) return;
-    } else if (this.config.passive) {
+    } else if (this.config.passive && this.dialedOnce) {
       this.setState('Active', this.lastError || 'Waiting for the peer to connect');
       return;
     }
     if (this.dialing) return;
+    // A passive session (the mesh's side with the higher address waits for the other) dials once
+    // when it starts: after a restart of this node the peer only dials again at its next connect
+    // retry (5 s), and the session (and the routes it brings) would wait for it. Both sides
+    // dialling at once is a collision, which section 6.8 resolves (the higher router ID's
+    // connection stays); a dial the peer refuses (it is not up yet) is not logged: it dials us.
+    this.dialedOnce = true;
     const cfg = this.config;
     if (cfg.password) {
       this.dialKeyed(cfg.password);
@@ -413,7 +425,7 @@ export class PeerSession {
         this.dialing = undefined;
         this.lastError = `Connect: ${socketErrorText(e)}`;
         if (!this.conns.length) this.setState('Active', this.lastError);
-        this.noteFailure(this.lastError);
+        if (!this.config.passive) this.noteFailure(this.lastError);
         this.retryLater();
       },
     );
@@ -498,8 +510,9 @@ export class PeerSession {
       this.refreshState();
       return;
     }
-    // The last connection of a session that did not come up: why, once per reason.
-    if (conn.state !== 'Established') this.noteFailure(reason);
+    // The last connection of a session that did not come up: why, once per reason (a passive
+    // session's one dial at start is not news: the peer dials us).
+    if (conn.state !== 'Established' && !(this.config.passive && conn.outgoing)) this.noteFailure(reason);
     // Active until the connect-retry time brings Connect again: as BIRD names a session that is
     // trying to come up (`start ... Active`), so the metric, `podway node status` and a BIRD peer's
     // view agree (RFC 4271 would pass through Idle after an error; Idle here means stopped).

@@ -59,6 +59,16 @@ export interface BgpSpeakerOptions {
   listenRetryMs?: { first: number; max: number };
   /** Where the speaker reports session events; default: warnings to stderr. */
   log?: (level: 'info' | 'warn', msg: string) => void;
+  /**
+   * This speaker starts a restart of the node's BGP: an earlier run of it forwarded on routes it
+   * announced, and that forwarding state was kept (podway re-attaches to the same pods; their
+   * addresses and blocks are unchanged). Graceful restart's flags in OPEN (RFC 4724 section 3):
+   * R (restart state) and F (forwarding preserved) are set in each peer's OPENs until its first
+   * session after the start is Established. Without it (a first start, nothing kept: a peer still
+   * holding stale routes of ours must drop them at once) both are clear then. Later OPENs, once
+   * a session was up, are not a restart (R clear) and this process forwarded all along (F set).
+   */
+  restarted?: boolean;
 }
 
 export interface BgpExport {
@@ -162,6 +172,8 @@ interface Peer {
   staleUntil?: Date;
   /** The subnet of our interface on this session, when the peer is on it (one hop away). */
   sharedSubnet?: Subnet;
+  /** A session with this peer was Established since the speaker started (graceful restart flags). */
+  upOnce?: boolean;
 }
 
 interface Subnet {
@@ -300,6 +312,11 @@ export class BgpSpeaker extends EventEmitter {
       stateChanged: s => { const p = speaker.peerOf(s, true); if (p) speaker.emit('peer', speaker.statusOf(p)); },
       log: (level, msg) => speaker.log(level, msg),
       md5Counters: () => speaker.md5Counters(),
+      gracefulRestartFlags: s => {
+        const up = speaker.peerOf(s, true)?.upOnce === true;
+        const restarted = opts.restarted === true;
+        return { restarting: !up && restarted, forwarding: up || restarted };
+      },
     };
   }
 
@@ -503,6 +520,24 @@ export class BgpSpeaker extends EventEmitter {
       if (!conn || (conn.families.has(Afi.Ipv4) && !p.eor4) || (conn.families.has(Afi.Ipv6) && !p.eor6)) return false;
     }
     return true;
+  }
+
+  /**
+   * Whether the peer at `address` has sent its whole table since its session was last Established
+   * (End-of-RIB for each family the session carries); null when no such peer is configured.
+   */
+  peerRibsComplete(address: string): boolean | null {
+    let key: string;
+    try {
+      key = canonicalAddress(address);
+    } catch {
+      return null;
+    }
+    const p = this.peers.get(key);
+    if (!p) return null;
+    const conn = p.session.established;
+    if (!conn) return false;
+    return (!conn.families.has(Afi.Ipv4) || p.eor4 === true) && (!conn.families.has(Afi.Ipv6) || p.eor6 === true);
   }
 
   learned(): BgpRoute[] {
@@ -754,6 +789,8 @@ export class BgpSpeaker extends EventEmitter {
   private onEstablished(p: Peer): void {
     p.ribOut.clear();
     p.eor4 = false;
+    p.eor6 = false;
+    p.upOnce = true;
     const conn = p.session.established!;
     p.sharedSubnet = this.isEbgp(p) ? sharedSubnetOf(conn.localAddress, p.config.address) : undefined;
     // A restarted peer that no longer preserves forwarding for a family: its stale routes go now.

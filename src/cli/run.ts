@@ -46,7 +46,7 @@ import { performance } from 'node:perf_hooks';
 import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
 import * as path from 'node:path';
-import { renameSync } from 'node:fs';
+import { lstatSync, renameSync } from 'node:fs';
 import { oneAtATime } from '../util/one-at-a-time';
 import type { PendingDelReplayer } from './pending-del-replay';
 
@@ -336,6 +336,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The control socket before the datastore wait (which may last): `podway status` says what
     // podway is waiting for instead of "not running"; a podway already serving this path refuses
     // us here, before any port or host setting is touched.
+    // A control socket left behind: the previous run did not stop (SIGTERM removes it) but was
+    // killed or crashed. Said once, once this run holds the socket (a live podway's refuses us).
+    const leftBehind = (() => {
+      try {
+        return lstatSync(sock).isSocket();
+      } catch {
+        return false;
+      }
+    })();
     control = startEarlyControlServer(sock, async () => {
       const r = await health.report();
       return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReason || null, ready: false, notReady: r.reasons, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
@@ -344,6 +353,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       control!.server.once('listening', resolve);
       control!.server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
     });
+    if (leftBehind) log.warn(`the previous podway run on this node ended uncleanly (killed or crashed): its control socket ${sock} was left behind; this run takes over what it left (pod routes, learned routes, nftables tables)`);
     await serve(control);
   } finally {
     endStartSignals(); // also when the start failed: the error, not "SIGINT while starting", is the news

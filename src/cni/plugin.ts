@@ -14,7 +14,7 @@ import { IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock 
 import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import type { KvStore } from '../control/kv/kv';
-import { KvUnavailableError } from '../control/kv/kv';
+import { KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
 import { FileLockTimeoutError } from '../control/kv/file-lock';
 import { Ipam } from '../control/ipam/ipam';
 import { AllocationBlock } from '../control/ipam/block';
@@ -78,6 +78,9 @@ function datastoreText(conf: NetConf): string {
 /** Datastore failures as CNI errors: unreachable (or its lock held too long) is "try again later". */
 function datastoreError(conf: NetConf, e: unknown): unknown {
   if (e instanceof CniError) return e;
+  // etcd refused the TLS handshake (our certificate) or its certificate is not accepted: the
+  // configuration, not an outage; the message names the settings, and the conflist's keys here.
+  if (e instanceof KvTlsRejectedError) return new CniError(CNI_CODES.INVALID_CONFIG, `${e.message}; in the network config: etcd_ca_cert_file, etcd_cert_file, etcd_key_file`);
   // KvUnavailableError already names the store: "etcd URL unreachable (get KEY): connect ECONNREFUSED ...".
   if (e instanceof KvUnavailableError) return new CniError(CNI_CODES.TRY_AGAIN_LATER, e.message);
   if (e instanceof FileLockTimeoutError) {
@@ -577,8 +580,10 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     // unlocked releases and drops the entry), but the release is spooled all the same, for
     // runtimes that never retry (podman): podway run replays it once the lock is lifted. Nothing
     // is written to the locked store.
+    // etcd refusing our TLS certificate is the configuration, not an outage: the DEL fails with it.
     const locked = e instanceof DatastoreLockedError;
-    if (!(locked || (conf.datastore.kind === 'etcd' && (e instanceof KvUnavailableError || e instanceof IpamLockTimeoutError)))) throw datastoreError(conf, e);
+    const away = e instanceof KvUnavailableError && !(e instanceof KvTlsRejectedError);
+    if (!(locked || (conf.datastore.kind === 'etcd' && (away || e instanceof IpamLockTimeoutError)))) throw datastoreError(conf, e);
     removePlainVeth();
     const interfaceName = conf.interfaceType === 'veth' ? hostVethName(podIdentity(env.args, env.containerId), env.containerId) : podDeviceName(conf.interfaceType, podIdentity(env.args, env.containerId), env.containerId);
     let file: string;

@@ -10,7 +10,7 @@ import { EtcdKv, grpcReason, reconnectEtcdStores } from '../../src/control/kv/et
 import { KvEvent, KvUnavailableError } from '../../src/control/kv/kv';
 import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from '../../src/control/kv/cluster-guid';
 import { markDatastoreReady } from '../../src/control/node-registration';
-import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
+import { EtcdServer, freePort, startEtcd, startEtcdCluster } from '../helpers/etcd';
 import { collectEvents, conformanceSuite, freshPrefix } from '../helpers/kv-conformance';
 
 let etcd: EtcdServer | undefined;
@@ -620,6 +620,43 @@ test('registrations racing on a store without ClusterInformation, or with one wi
     assert.is(third.stored, second.stored);
   } finally {
     for (const kv of nodes) await kv.close();
+  }
+});
+
+test('quorum lost (2 of 3 members killed): calls fail saying etcd has no leader, and a watch on the survivor stays down instead of "resuming" there', async () => {
+  // Review D, MED 6: the survivor accepts connections; podway logged unreachable / reachable again
+  // every ~10 s with no word of a quorum. Calls and watches now require a leader (hasleader).
+  const cluster = await startEtcdCluster(3);
+  const kv = new EtcdKv({ endpoints: cluster.endpoints, timeoutMs: 3000 });
+  const survivor = new EtcdKv({ endpoints: [cluster.endpoints[2]!], timeoutMs: 3000 });
+  const statuses: string[] = [];
+  try {
+    const p = `/podway-quorum-${process.pid}/`;
+    assert.ok(await kv.create(`${p}a`, '1'));
+    const w = survivor.watch(p, 1, { onEvents: () => undefined, onResync: (r) => statuses.push(`resync ${r}`), onStatus: (s, d) => statuses.push(`${s} ${d}`) });
+    await cluster.kill(0);
+    await cluster.kill(1);
+    // Once the survivor knows it has no leader (an election timeout, 1 s), etcd says so: bounded.
+    let last = '';
+    for (let i = 0; i < 12 && !/no leader/.test(last); i++) {
+      try {
+        await kv.get(`${p}a`);
+        last = 'answered';
+      } catch (e) {
+        assert.instance(e, KvUnavailableError);
+        last = (e as Error).message;
+      }
+    }
+    assert.match(last, /unreachable \(get \/podway-quorum-\d+\/a\): etcd has no leader, no quorum \(most members down or cut off\?\): etcdserver: no leader$/);
+    await until('the watch down', () => statuses.some((s) => s.startsWith('down ')), 30_000);
+    await sleep(12_000);
+    assert.ok(statuses[0]!.startsWith('down ') && /no leader/.test(statuses[0]!), statuses.join(' | '));
+    assert.equal(statuses.filter((s) => s.startsWith('up ')), [], `no "up" from a member without a leader: ${statuses.join(' | ')}`);
+    await w.close();
+  } finally {
+    await kv.close();
+    await survivor.close();
+    await cluster.stop();
   }
 });
 

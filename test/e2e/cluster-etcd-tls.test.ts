@@ -5,7 +5,10 @@
  *   - `podway apply/get/ipam` reach it with --etcd-ca-cert-file/--etcd-cert-file/--etcd-key-file,
  *     and with Calico's env names (DATASTORE_TYPE=etcdv3, ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ...);
  *   - `podway run` registers its Node and marks the datastore ready through TLS;
- *   - a client certificate from another CA is refused by etcd (podway says it cannot reach etcd);
+ *   - a client certificate from another CA (or none) is refused by etcd, and a CA file that does
+ *     not hold etcd's CA refuses etcd's certificate: the CLI, the CNI plugin and `podway run` (at
+ *     start) fail with a configuration error naming the TLS settings, not "etcd unreachable";
+ *   - no [DEP0123] warning (TLS ServerName set to an IP address) from any of them;
  *   - a missing file, a file that is not PEM, and a cert without its key are clear errors naming
  *     the file and the flag, at once (no retrying against a handshake that cannot succeed).
  * etcd and every podway process run inside the test's own namespace, so only its loopback is used.
@@ -13,7 +16,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { isRoot, until } from './e2e-kit';
@@ -110,6 +113,8 @@ test('podway apply/get/ipam through TLS with the flags, and with Calico\'s env n
   let applied: Result = { code: null, out: '', err: '' };
   assert.ok(await until(() => (applied = podway(['apply', '-f', f('pool.yaml'), ...tlsFlags()])).code === 0, 20_000, 200), `apply: ${applied.err}`);
   assert.is(applied.out, "Successfully applied 2 resource(s)\n");
+  // The endpoint is an IP: no SNI is sent, so Node says nothing about it (review D, LOW 8).
+  assert.not.match(applied.err, /DEP0123|ServerName/, applied.err);
   const got = podway(['get', 'ippool', 'tls-pool', '-o', 'json', ...tlsFlags()]);
   assert.is(got.code, 0, got.err);
   assert.is(JSON.parse(got.out).spec.cidr, '10.77.0.0/24');
@@ -165,18 +170,49 @@ test('podway run registers its Node and marks the datastore ready through TLS', 
   }
 });
 
-test('a client certificate from another CA is refused; podway says it cannot reach etcd, bounded', () => {
+test('a refused client certificate or an untrusted server certificate is a configuration error naming the TLS settings (CLI, CNI, podway run), not an outage, bounded', () => {
   if (!isRoot()) return;
   const good = podway(['get', 'ippool', ...tlsFlags()]);
   assert.is(good.code, 0, `control: the right certificate still works: ${good.err}`);
-  const t0 = Date.now();
-  const r = podway(['get', 'ippool', ...tlsFlags('main-ca.pem', 'rogue-client.pem', 'rogue-client.key')]);
-  assert.is(r.code, 1, r.out);
-  assert.match(r.err, /etcd https:\/\/127\.0\.0\.1:23790 unreachable/);
-  assert.match(r.err, /bad certificate/, "etcd refused the handshake");
-  console.log(`    (refused: ${r.err.trim().split("\n").filter((l) => l.startsWith("podway:")).join(" ").slice(0, 300)})`);
-  assert.not.match(r.out, /tls-pool/);
-  assert.ok(Date.now() - t0 < 30_000, 'gave up in bounded time');
+  assert.not.match(good.err, /DEP0123|ServerName/, good.err);
+  const cases: [string, string[], RegExp][] = [
+    ['another CA\'s client certificate', tlsFlags('main-ca.pem', 'rogue-client.pem', 'rogue-client.key'), /etcd refused the TLS handshake: bad certificate \(the client certificate and key: --etcd-cert-file \/ ETCD_CERT_FILE, --etcd-key-file \/ ETCD_KEY_FILE/],
+    ['no client certificate', ['--datastore', `etcd:${ENDPOINT}`, '--etcd-ca-cert-file', f('main-ca.pem')], /etcd refused the TLS handshake: bad certificate \(the client certificate and key: --etcd-cert-file/],
+    ['a CA file without etcd\'s CA', tlsFlags('rogue-ca.pem'), /etcd's server certificate is not accepted: unable to verify the first certificate \(--etcd-ca-cert-file \/ ETCD_CA_CERT_FILE must hold the CA that signed it\)/],
+  ];
+  for (const [what, flags, want] of cases) {
+    const t0 = Date.now();
+    const r = podway(['get', 'ippool', ...flags]);
+    assert.is(r.code, 1, `${what}: ${r.out}`);
+    assert.match(r.err, want, `${what}: ${r.err}`);
+    assert.not.match(r.err, /unreachable/, `${what}: not an outage: ${r.err}`);
+    assert.not.match(r.out, /tls-pool/);
+    assert.ok(Date.now() - t0 < 30_000, `${what}: gave up in bounded time`);
+  }
+  // The CNI plugin: ADD fails with it (code 7, invalid configuration: the conflist's TLS keys), and
+  // so does DEL (not deferred to the spool as when etcd is away), before anything is made.
+  const plugin = resolve(__dirname, '..', '..', 'src', 'cni', 'main.js');
+  const conf = JSON.stringify({ cniVersion: '1.0.0', name: 'tls-net', type: 'podway', datastore: `etcd:${ENDPOINT}`, nodename: 'tls-a',
+    etcd_ca_cert_file: f('main-ca.pem'), etcd_cert_file: f('rogue-client.pem'), etcd_key_file: f('rogue-client.key'),
+    pending_del_dir: f('pending-del'), ipam_lock_file: f('ipam.lock'), control: f('none.sock'), ipam: { type: 'podway' } });
+  for (const command of ['ADD', 'DEL']) {
+    const r = spawnSync('ip', ['netns', 'exec', NS, process.execPath, plugin], {
+      input: conf, encoding: 'utf8', timeout: 60_000,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CNI_COMMAND: command, CNI_CONTAINERID: `tls${tag}`, CNI_NETNS: `/run/netns/${NS}`, CNI_IFNAME: 'eth9', CNI_PATH: '/opt/cni/bin' },
+    });
+    assert.is(r.status, 1, `${command}: ${r.stdout} ${r.stderr}`);
+    const res = JSON.parse(r.stdout);
+    assert.is(res.code, 7, `${command}: ${r.stdout}`);
+    assert.match(res.msg, /etcd refused the TLS handshake: bad certificate .*; in the network config: etcd_ca_cert_file, etcd_cert_file, etcd_key_file$/);
+    assert.not.match(r.stderr, /DEP0123|ServerName/, r.stderr);
+  }
+  assert.not.ok(existsSync(f('pending-del')) && readdirSync(f('pending-del')).length > 0, 'the DEL was not deferred as if etcd were away');
+  // podway run stops at start with it (once), instead of retrying "unreachable" every few seconds.
+  const run = podway(['run', '--node', 'tls-rej', '--ip', '10.78.0.9/24', '--control', f('rej.sock'), '--model-cache', f('rej.model.json'), ...tlsFlags('main-ca.pem', 'rogue-client.pem', 'rogue-client.key')]);
+  assert.is(run.code, 1, `exited with an error, not killed by the 30 s bound: ${(run.err + run.out).slice(-1500)}`);
+  const said = (run.err + run.out).split('\n').filter((l) => /refused the TLS handshake/.test(l));
+  assert.ok(said.length >= 1 && said.length <= 2, `said once (and in the exit error): ${said.join('\n')}`);
+  assert.not.match(run.err + run.out, /unreachable/, (run.err + run.out).slice(-1500));
 });
 
 test('bad TLS files: clear errors naming the file and the flag, at once', () => {

@@ -4,9 +4,15 @@
 //             then put, returning the old entry)
 //   delete  = txn(if ModRevision(key) == R then delete) or a plain delete
 // Every call carries a deadline (timeoutMs); an unreachable or silent etcd becomes a
-// KvUnavailableError naming the endpoints. The client's own retry policy is replaced by a
-// pass-through: retrying a transaction whose reply was lost could report "someone else won" for a
-// write that was ours, so retries belong to the caller, which re-reads first.
+// KvUnavailableError naming the endpoints. The client's own retry policy is replaced by one that
+// resends only a call that never reached etcd: retrying a transaction whose reply was lost could
+// report "someone else won" for a write that was ours, so those retries belong to the caller,
+// which re-reads first. A call that found no connection to the endpoint it was given (connection
+// refused, host unreachable, TLS not established: grpc-js's "No connection established") sent
+// nothing, so with several endpoints it is tried at once on the next one, within the same
+// deadline, whatever it is (a transaction too), as Calico's clientv3 fails over: a CNI ADD or a
+// CLI call, which lives for one call, must not fail because the first endpoint it drew is down.
+// An endpoint that failed is skipped for a second (HOST_COOLDOWN_MS) by the calls after it.
 //
 // Watches use etcd3's watcher, which re-subscribes by itself after a disconnection. It resumes from
 // the last response header's revision + 1, which can skip events when the connection drops while
@@ -69,6 +75,8 @@
 // the address monitor's own reads and writes of the Node, a registration under way).
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { isIP } from 'node:net';
 import {
   Etcd3,
   EtcdWatchStreamEnded,
@@ -88,6 +96,7 @@ import {
   KvGuard,
   KvList,
   KvStore,
+  KvTlsRejectedError,
   KvUnavailableError,
   KvWatch,
   KvWatchHandlers,
@@ -122,6 +131,28 @@ const GENERATION_OPTION = 'podway.etcd_client_generation';
 /** The longest gRPC waits before connecting again after a failed attempt (see the constructor). */
 export const MAX_RECONNECT_BACKOFF_MS = 5000;
 
+/**
+ * Every call and watch asks etcd to serve it only with a leader (etcd's "hasleader" metadata, what
+ * clientv3.WithRequireLeader sends): a member cut off from the others, or left alone when most
+ * members are down (no quorum), answers at once "etcdserver: no leader" instead of taking the
+ * call and timing out (a read waits for a leader that is not coming; a watch would be served
+ * from the member's stale copy, and "resume" every time it reconnects). The call is refused before
+ * etcd handles it, so it is tried on the next endpoint (neverSent); with none left the error says
+ * etcd has no leader. A watch on a leaderless member is refused (and one open is ended by etcd
+ * after a few election timeouts), so it stays down there and moves to a member that has one.
+ * The interceptor is built on the grpc-js etcd3 itself runs on (its own dependency).
+ */
+const grpc = createRequire(require.resolve('etcd3'))('@grpc/grpc-js') as {
+  InterceptingCall: new (next: unknown, requester: { start(metadata: { set(k: string, v: string): void }, listener: unknown, next: (m: unknown, l: unknown) => void): void }) => unknown;
+};
+const requireLeader = (options: unknown, nextCall: (o: unknown) => unknown): unknown =>
+  new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('hasleader', 'true');
+      next(metadata, listener);
+    },
+  });
+
 /** Raised by the endpoint cooldown policy instead of calling a host that just failed. */
 class HostCoolingDown extends Error {}
 
@@ -151,6 +182,59 @@ const passThrough: CallPolicy = {
   execute: async fn => fn({}),
 };
 
+/**
+ * Whether a failed call never reached etcd, so sending it again elsewhere cannot apply it twice:
+ * grpc-js had no connection to the endpoint (its "No connection established": refused,
+ * unreachable, TLS handshake failed; the call waits for none and is not written anywhere), or the
+ * cooldown skipped every endpoint, or a member without a leader refused it before handling it
+ * (requireLeader). A call that had a connection ("Connection dropped", a reset, a
+ * deadline) may have been applied.
+ */
+export function neverSent(e: unknown): boolean {
+  if (e instanceof HostCoolingDown) return true;
+  return e instanceof GRPCUnavailableError && /No connection established|etcdserver: no leader/.test(e.message);
+}
+
+/** A leaderless etcd is asked again this often while the call's time lasts (an election takes 1-2 s). */
+const NO_LEADER_RETRY_MS = 250;
+
+const noLeader = (e: unknown): boolean => e instanceof GRPCUnavailableError && /etcdserver: no leader/.test(e.message);
+
+/**
+ * The whole call's policy with `hosts` endpoints and `budgetMs` (the call's deadline, fixed when
+ * the call was made, so the attempts share it): a call that never reached etcd (neverSent) is made
+ * again at once on the next endpoint, at most once per endpoint (etcd3's shuffled host order goes
+ * on between the attempts and an endpoint that failed is cooling down, so each attempt goes to
+ * another one). When every endpoint was tried and one of them answered "no leader" (an election
+ * under way, or no quorum), it is asked again every NO_LEADER_RETRY_MS while the budget
+ * lasts: a call made during an election then waits for it, as it did without requireLeader. Fails
+ * with "no leader" if a member said so, else the last error that came from an endpoint (not
+ * "cooling down" when one really failed).
+ */
+function failoverPolicy(hosts: number, budgetMs: number): CallPolicy {
+  return {
+    async execute(fn) {
+      const end = Date.now() + budgetMs;
+      let real: unknown;
+      // A member that answered "no leader": etcd is up there, which says more than the others' refusals.
+      let leaderless: unknown;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await fn({});
+        } catch (e) {
+          if (!(e instanceof HostCoolingDown)) real = e;
+          if (noLeader(e)) leaderless = e;
+          if (!neverSent(e)) throw e;
+          if (attempt < hosts) continue;
+          if (leaderless === undefined || Date.now() + 2 * NO_LEADER_RETRY_MS >= end) throw leaderless ?? real ?? e;
+          await new Promise((r) => setTimeout(r, NO_LEADER_RETRY_MS));
+        }
+      }
+    },
+  };
+}
+
+
 function cooldownPolicy(): CallPolicy {
   let downUntil = 0;
   return {
@@ -164,6 +248,37 @@ function cooldownPolicy(): CallPolicy {
       }
     },
   };
+}
+
+/**
+ * grpc-js sets the TLS connection's servername (SNI) to the endpoint's host whatever it is, and
+ * Node warns once per process when that is an IP address ("[DEP0123] DeprecationWarning: Setting
+ * the TLS ServerName to an IP address is not permitted by RFC 6066"): every CLI call and CNI
+ * ADD/DEL to an https://IP:PORT etcd printed it into the container runtime's log. SNI names a
+ * host, never an address, so for an IP endpoint the servername is left out: no SNI is sent (as RFC
+ * 6066 says) and Node checks the server certificate against the connection's host (the IP, its
+ * subjectAltName IP), as before. grpc-js has no option for it (grpc.ssl_target_name_override
+ * replaces the name, it cannot remove it), so the one credentials object etcd3 made for its hosts
+ * gets a connector factory that drops an IP servername; a name stays as it was. Anything else in
+ * their place (another etcd3 or grpc-js shape) is left alone: the warning comes back, nothing else.
+ */
+function withoutIpServername(client: Etcd3): Etcd3 {
+  type Connector = { connectionOptions?: { servername?: unknown } };
+  type Credentials = { _createSecureConnector?: (...args: unknown[]) => Connector; __podwayNoIpSni?: true };
+  const hosts = (client as unknown as { pool?: { hosts?: { channelCredentials?: Credentials }[] } }).pool?.hosts ?? [];
+  for (const host of hosts) {
+    const creds = host.channelCredentials;
+    const make = creds?._createSecureConnector;
+    if (!creds || typeof make !== 'function' || creds.__podwayNoIpSni) continue;
+    creds.__podwayNoIpSni = true;
+    creds._createSecureConnector = function (this: unknown, ...args: unknown[]): Connector {
+      const connector = make.apply(this, args);
+      const o = connector?.connectionOptions;
+      if (o && typeof o.servername === 'string' && isIP(o.servername) !== 0) delete o.servername;
+      return connector;
+    };
+  }
+  return client;
 }
 
 interface Backoff {
@@ -252,14 +367,16 @@ export class EtcdKv implements KvStore {
         // minutes to see that the way is back. 5 s at most; each failed attempt is one SYN.
         'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
         [GENERATION_OPTION]: clientsMade++,
-      },
+        // grpc-js's client option (not a channel option): on every call and watch.
+        interceptors: [requireLeader],
+      } as IOptions['grpcOptions'],
       faultHandling: {
         host: () => (this.endpoints.length > 1 ? cooldownPolicy() : passThrough) as never,
-        global: passThrough as never,
+        global: failoverPolicy(this.endpoints.length, this.timeoutMs) as never,
         watchBackoff: { next: () => watchBackoff(0) } as never,
       },
     };
-    this.client = new Etcd3(this.etcdOptions);
+    this.client = withoutIpServername(new Etcd3(this.etcdOptions));
     openStores.add(this);
   }
 
@@ -272,7 +389,7 @@ export class EtcdKv implements KvStore {
   reconnect(): void {
     if (this.closed) return;
     const old = this.client;
-    this.client = new Etcd3({ ...this.etcdOptions, grpcOptions: { ...this.etcdOptions.grpcOptions, [GENERATION_OPTION]: clientsMade++ } });
+    this.client = withoutIpServername(new Etcd3({ ...this.etcdOptions, grpcOptions: { ...this.etcdOptions.grpcOptions, [GENERATION_OPTION]: clientsMade++ } }));
     for (const w of this.watches) w.moveTo(this.client);
     const waiting = [...this.waiting];
     this.waiting.clear();
@@ -301,6 +418,12 @@ export class EtcdKv implements KvStore {
   /** etcd errors that mean "not reachable" become KvUnavailableError; others pass unchanged. */
   private mapError(e: unknown, what: string): Error {
     const err = e instanceof Error ? e : new Error(String(e));
+    const tls = err instanceof GRPCUnavailableError ? tlsRejection(err.message) : null;
+    if (tls) {
+      const kvErr = new KvTlsRejectedError(`etcd ${this.endpoints.join(',')} (${what}): ${tls}`);
+      (kvErr as { cause?: unknown }).cause = err;
+      return kvErr;
+    }
     if (
       err instanceof GRPCUnavailableError ||
       err instanceof GRPCDeadlineExceededError ||
@@ -311,7 +434,7 @@ export class EtcdKv implements KvStore {
     ) {
       // A deadline's own text is gRPC's internals ("Deadline exceeded after 5.001s,LB pick: ...",
       // "Waiting for LB pick"): what it means to an operator is that nothing answered in time.
-      const reason = err instanceof GRPCDeadlineExceededError ? `no answer within ${this.timeoutMs} ms` : grpcReason(err.message);
+      const reason = err instanceof GRPCDeadlineExceededError ? `no answer within ${this.timeoutMs} ms` : quorumHint(grpcReason(err.message));
       const kvErr = new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${reason}`);
       (kvErr as { cause?: unknown }).cause = err;
       kvErr.reconnected = err instanceof CallMoved;
@@ -789,7 +912,7 @@ class EtcdWatch implements KvWatch {
     (this.watcher.request as { start_revision?: number | string }).start_revision = this.delivered + 1;
     if (!this.down) {
       this.down = true;
-      this.handlers.onStatus?.('down', `${this.store.description}: ${grpcReason(err.message)}`);
+      this.handlers.onStatus?.('down', `${this.store.description}: ${tlsRejection(err.message) ?? quorumHint(grpcReason(err.message))}`);
     }
   }
 
@@ -839,6 +962,18 @@ class EtcdWatch implements KvWatch {
 }
 
 /**
+ * etcd's own words when it is up but cannot serve (most members down, or this one cut off from
+ * them), with what they mean to an operator: "etcdserver: no leader" (a member asked to serve only
+ * with a leader has none) and "etcdserver: request timed out" (a member could not commit or
+ * confirm a call with a quorum in time).
+ */
+export function quorumHint(reason: string): string {
+  if (/etcdserver: no leader/.test(reason)) return `etcd has no leader, no quorum (most members down or cut off?): ${reason}`;
+  if (/etcdserver: request timed out/.test(reason)) return `etcd could not reach a quorum in time (most members down or cut off?): ${reason}`;
+  return reason;
+}
+
+/**
  * grpc-js's words for a failed connection, down to the cause: "14 UNAVAILABLE: No connection
  * established. Last error: Error: connect ECONNREFUSED 10.0.0.5:2379. Resolution note: " becomes
  * "connect ECONNREFUSED 10.0.0.5:2379" (the resolution note kept when it says something).
@@ -848,6 +983,24 @@ export function grpcReason(message: string): string {
   if (m) return m[2]!.trim() ? `${m[1]} (${m[2]!.trim()})` : m[1]!;
   // "14 UNAVAILABLE: Connection dropped": the status code says nothing more than "unreachable".
   return message.replace(/\.? Resolution note: ?$/, '').replace(/^\d+ [A-Z_]+: /, '');
+}
+
+/**
+ * What a failed TLS handshake says about the configuration, or null when it is not one of those:
+ * etcd's alert refusing our client certificate (no certificate, one from a CA it does not trust,
+ * expired, ...), our CA file not accepting etcd's server certificate, or an endpoint that does not
+ * speak TLS. grpc-js words them "No connection established. Last error: ...:sslv3 alert bad
+ * certificate:..." / "... Last error: Error: unable to verify the first certificate".
+ */
+export function tlsRejection(message: string): string | null {
+  const alert = /alert ((?:bad|unsupported|revoked|expired|unknown) certificate|unknown ca|certificate required|access denied|handshake failure|decrypt error)/i.exec(message);
+  if (alert) {
+    return `etcd refused the TLS handshake: ${alert[1]!.toLowerCase()} (the client certificate and key: ${TLS_FILES.cert.names}, ${TLS_FILES.key.names}; etcd must trust the CA that signed it)`;
+  }
+  const server = /(unable to verify the first certificate|self[- ]signed certificate(?: in certificate chain)?|unable to get (?:local )?issuer certificate|certificate has expired|certificate is not yet valid|Hostname\/IP does not match certificate's altnames[^.]*)/i.exec(message);
+  if (server) return `etcd's server certificate is not accepted: ${server[1]} (${TLS_FILES.ca.names} must hold the CA that signed it)`;
+  if (/wrong version number|packet length too long/i.test(message)) return `the endpoint does not speak TLS (an http:// etcd given as https://?)`;
+  return null;
 }
 
 /**

@@ -105,3 +105,13 @@ export class KvUnavailableError extends Error {
    */
   reconnected = false;
 }
+
+/**
+ * The store's TLS handshake failed for a reason of configuration, not reachability: etcd refused
+ * our client certificate (bad certificate, unknown CA, none given), or its server certificate is
+ * not one our CA file accepts, or the endpoint does not speak TLS. The message names the settings.
+ * It is a KvUnavailableError for the long-lived callers, which keep their state and try again (a
+ * server fixed meanwhile is found), but the short-lived ones (CLI, CNI) fail with it rather than
+ * treating it as an outage, and `podway run` stops at start with it (the files are read once).
+ */
+export class KvTlsRejectedError extends KvUnavailableError {}

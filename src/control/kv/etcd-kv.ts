@@ -75,6 +75,7 @@
 // the address monitor's own reads and writes of the Node, a registration under way).
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import {
@@ -200,6 +201,9 @@ const NO_LEADER_RETRY_MS = 250;
 
 const noLeader = (e: unknown): boolean => e instanceof GRPCUnavailableError && /etcdserver: no leader/.test(e.message);
 
+/** Set around a read's call (EtcdKv.call with `read`), for the whole-call policy under it. */
+const readCall = new AsyncLocalStorage<boolean>();
+
 /**
  * The whole call's policy with `hosts` endpoints and `budgetMs` (the call's deadline, fixed when
  * the call was made, so the attempts share it): a call that never reached etcd (neverSent) is made
@@ -215,16 +219,22 @@ function failoverPolicy(hosts: number, budgetMs: number): CallPolicy {
   return {
     async execute(fn) {
       const end = Date.now() + budgetMs;
+      // A read changes nothing: like clientv3 (isSafeRetryImmutableRPC) it is made again on any
+      // "unavailable" answer, e.g. "etcdserver: leader changed" from a member whose read was under
+      // way while the leader died; a write only when it never reached etcd.
+      const read = readCall.getStore() === true;
       let real: unknown;
-      // A member that answered "no leader": etcd is up there, which says more than the others' refusals.
+      // A member that answered "no leader" (or, to a read, "leader changed"): etcd is up there and
+      // electing, which says more than the others' refusals.
       let leaderless: unknown;
       for (let attempt = 1; ; attempt++) {
         try {
           return await fn({});
         } catch (e) {
           if (!(e instanceof HostCoolingDown)) real = e;
-          if (noLeader(e)) leaderless = e;
-          if (!neverSent(e)) throw e;
+          if (noLeader(e) || (read && e instanceof GRPCUnavailableError && /etcdserver: leader changed/.test(e.message))) leaderless = e;
+          const again = neverSent(e) || (read && e instanceof GRPCUnavailableError && tlsRejection(e.message) === null);
+          if (!again) throw e;
           if (attempt < hosts) continue;
           if (leaderless === undefined || Date.now() + 2 * NO_LEADER_RETRY_MS >= end) throw leaderless ?? real ?? e;
           await new Promise((r) => setTimeout(r, NO_LEADER_RETRY_MS));
@@ -451,7 +461,7 @@ export class EtcdKv implements KvStore {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     for (let sent = 1; ; sent++) {
       try {
-        return await this.onThisClient(fn);
+        return await readCall.run(read, () => this.onThisClient(fn));
       } catch (e) {
         if (e instanceof CallMoved && read && sent === 1 && !this.closed) continue;
         throw this.mapError(e, what);

@@ -10,6 +10,7 @@
         "native/rxsuper.c",
         "native/uso.c",
         "native/tcp_md5.c",
+        "native/notify.c",
         "native/errors.c"
       ],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],

@@ -33,6 +33,7 @@
 #include "errors.h"
 
 void tcp_md5_init(napi_env env, napi_value exports);
+void notify_init(napi_env env, napi_value exports);
 
 /* One per port that is watched: by JS for readability (poll()), and/or by the addon itself for
  * writability while the port has a transmit backlog (see port_send). */
@@ -1568,6 +1569,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   tcp_md5_init(env, exports); /* tcp_md5.c: TCP-MD5 sockets for BGP sessions */
+  notify_init(env, exports); /* notify.c: sd_notify for systemd's Type=notify */
   napi_value v;
   napi_create_uint32(env, MAX_BATCH, &v);
   napi_set_named_property(env, exports, "MAX_BATCH", v);

@@ -49,6 +49,7 @@ import * as path from 'node:path';
 import { lstatSync, renameSync } from 'node:fs';
 import { oneAtATime } from '../util/one-at-a-time';
 import type { PendingDelReplayer } from './pending-del-replay';
+import { SystemdNotifier } from './sd-notify';
 
 export interface RunOptions {
   node: string;
@@ -261,6 +262,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
   if (sysfsWrong) log.warn(sysfsWrong);
   const count = Math.max(1, opts.workers ?? 1);
   const health = new Health();
+  // Under systemd (Type=notify): READY=1 when first ready, STATUS= lines, STOPPING=1, the watchdog
+  // (sd-notify.ts). Taken from the environment before any thread or process starts.
+  const notifier = SystemdNotifier.fromEnv(process.env, { info: (m) => log.info(m), warn: (m) => log.warn(m) });
+  /** Set once the first model is applied and the workers run (the "forwarding:" line). */
+  let forwarding = false;
   let current: NodeDataplaneModel | null = null;
   /** Set while forwarding on the cached model (model-cache.ts): the datastore has not answered
    * since the start. */
@@ -315,6 +321,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     const h = () => {
       log.warn(`${sig} while starting: stopping (nothing was forwarding yet)`);
+      notifier?.stopping(`${sig} while starting: stopping`);
       control?.server.close(); // removes the socket file: status says "not running" again
       process.exit(code);
     };
@@ -354,8 +361,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
       control!.server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
     });
     if (leftBehind) log.warn(`the previous podway run on this node ended uncleanly (killed or crashed): its control socket ${sock} was left behind; this run takes over what it left (pod routes, learned routes, nftables tables)`);
+    // READY=1 with the same report /readyz answers from, looked at every second.
+    notifier?.start(async () => {
+      const r = await health.report();
+      if (!forwarding) return { ready: false, status: `starting: ${phase}${health.datastoreReason ? ` (${health.datastoreReason})` : ''}` };
+      const more = r.reasons.length > 1 ? ` (and ${r.reasons.length - 1} more: podway status)` : '';
+      return r.ready ? { ready: true, status: `ready: forwarding, ${current?.endpoints.length ?? 0} endpoints, ${current?.routes.length ?? 0} routes` } : { ready: false, status: `forwarding, not ready: ${r.reasons[0]}${more}` };
+    });
     await serve(control);
   } finally {
+    notifier?.close();
     endStartSignals(); // also when the start failed: the error, not "SIGINT while starting", is the news
     if (control?.server.listening) control.server.close();
     lock?.close();
@@ -1041,10 +1056,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
     });
     if (!source) whenStarted(starting);
     const st = eng.status();
+    forwarding = true;
     log.info(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         log.info(`${sig}: stopping`);
+        notifier?.stopping(`${sig}: stopping`);
         stopping = true; // a model still on its way is not applied after this
         abortStart.abort(); // a start still waiting for the datastore (on the cached model)
         clearTimeout(retryStart);

@@ -30,6 +30,8 @@ type NativeAddon = Omit<PacketIO, 'setPool'> & {
   pendingCloses(): number;
   /** EEVDF slice of the calling thread in ns (0: the kernel's default); returns the one it now holds. */
   setSchedSlice(ns: number): number;
+  /** One datagram `text` to the AF_UNIX socket `path` ($NOTIFY_SOCKET; '@name' is abstract): sd_notify (notify.c). */
+  sdNotify(path: string, text: string): void;
 };
 
 function loadAddon(): NativeAddon {

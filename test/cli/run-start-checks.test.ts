@@ -1,5 +1,6 @@
 // `podway run` on an embedded store with a node address it cannot use: refused before the Node is
-// registered (every other node reads its address from there), in a scratch network namespace.
+// registered (every other node reads its address from there), in a scratch network namespace; and
+// systemd's notify protocol (READY=1, STATUS=, WATCHDOG=1, STOPPING=1) on a real AF_UNIX socket.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn } from 'node:child_process';
@@ -133,8 +134,8 @@ t('Ctrl-C while waiting for an unreachable etcd: said in the log, exit 130 (it e
 });
 
 /** `podway run` in the namespace, its stderr gathered; stopped by PID (SIGKILL) when the test ends. */
-function spawnRun(args: string[]): { child: ReturnType<typeof spawn>; err: () => string; waitFor: (re: RegExp, ms: number) => Promise<boolean>; exited: Promise<number | null> } {
-  const child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'nx', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+function spawnRun(args: string[], env: Record<string, string> = {}): { child: ReturnType<typeof spawn>; err: () => string; waitFor: (re: RegExp, ms: number) => Promise<boolean>; exited: Promise<number | null> } {
+  const child = spawn('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'nx', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -218,6 +219,93 @@ t('podway status while run waits for an unreachable etcd: "starting: waiting for
     assert.match((await podway(['status', '--control', sock])).err, 'podway is not running');
   } finally {
     if (r.child.exitCode === null) r.child.kill('SIGKILL');
+  }
+});
+
+// A systemd notify socket: AF_UNIX datagram sockets bound in the namespace (an abstract name is
+// per network namespace), each datagram printed as one JSON line [address, text]. Ends by itself
+// after 150 s; the test stops it by PID.
+const RECEIVER = `
+import json, select, socket, sys, time
+socks = {}
+for a in sys.argv[1:]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind('\\0' + a[1:] if a.startswith('@') else a)
+    socks[s] = a
+print(json.dumps(['bound', '']), flush=True)
+end = time.time() + 150
+while time.time() < end:
+    r, _, _ = select.select(list(socks), [], [], 1)
+    for s in r:
+        print(json.dumps([socks[s], s.recv(4096).decode()]), flush=True)
+`;
+
+t('systemd notify: READY=1 once forwarding and ready, STATUS= lines, WATCHDOG=1 with WATCHDOG_USEC, STOPPING=1 at SIGTERM; the addon sends to a path and to an @abstract name', async () => {
+  const dir = tempDir();
+  const abstract = `@podway-test-notify-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const file = path.join(dir, 'notify.sock');
+  const rx = spawn('ip', ['netns', 'exec', NS, 'python3', '-c', RECEIVER, abstract, file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const got: { addr: string; text: string; forwardingLogged: boolean }[] = [];
+  let r: ReturnType<typeof spawnRun> | null = null;
+  let rxOut = '';
+  rx.stdout!.on('data', (b: Buffer) => {
+    rxOut += b.toString();
+    let nl: number;
+    while ((nl = rxOut.indexOf('\n')) >= 0) {
+      const [addr, text] = JSON.parse(rxOut.slice(0, nl)) as [string, string];
+      rxOut = rxOut.slice(nl + 1);
+      // whether podway had said it forwards when this datagram arrived
+      got.push({ addr, text, forwardingLogged: r !== null && /"forwarding: node/.test(r.err()) });
+    }
+  });
+  const waitGot = async (pred: () => boolean, ms: number) => {
+    const end = Date.now() + ms;
+    while (!pred() && Date.now() < end) await new Promise((res) => setTimeout(res, 100));
+    return pred();
+  };
+  try {
+    assert.ok(await waitGot(() => got.some((g) => g.addr === 'bound'), 20_000), 'the receiver did not bind');
+    // The addon alone, to the path socket (from this namespace: a path is seen from any).
+    const { nativeAddon } = await import('../../src/dataplane/native');
+    nativeAddon().sdNotify(file, 'PROBE=1');
+    assert.ok(await waitGot(() => got.some((g) => g.addr === file && g.text === 'PROBE=1'), 10_000), JSON.stringify(got));
+    assert.throws(() => nativeAddon().sdNotify(path.join(dir, 'none.sock'), 'X=1'), /sdNotify: sendto: .*ENOENT/);
+    assert.throws(() => nativeAddon().sdNotify('relative.sock', 'X=1'), /absolute path or an @abstract name/);
+
+    const sock = path.join(dir, 'c.sock');
+    r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', store, '--control', sock], { NOTIFY_SOCKET: abstract, WATCHDOG_USEC: '1000000' });
+    const run = r;
+    const texts = () => got.filter((g) => g.addr === abstract).map((g) => g.text);
+    assert.ok(await waitGot(() => texts().some((t) => t.split('\n').includes('READY=1')) || run.child.exitCode !== null, START_WAIT_MIN_MS), `${JSON.stringify(texts())}\n${run.err()}`);
+    const ready = got.find((g) => g.addr === abstract && g.text.split('\n').includes('READY=1'))!;
+    assert.ok(ready.forwardingLogged, `READY=1 came before podway said it forwards: ${run.err()}`);
+    assert.match(ready.text, /^READY=1\nSTATUS=ready: forwarding, 0 endpoints, \d+ routes$/);
+    // status says ready too (the same report /readyz answers from)
+    assert.is(JSON.parse(await ok(['status', '--control', sock, '-o', 'json'])).ready, true);
+    assert.match(run.err(), /"level":"info".*told systemd READY=1/);
+    // before it: the start phase
+    const before = texts().slice(0, texts().indexOf(ready.text));
+    assert.ok(before.some((t) => /^STATUS=starting: /.test(t)), JSON.stringify(before));
+    assert.ok(before.includes('WATCHDOG=1'), JSON.stringify(before));
+    // keep-alives go on every 0.5 s: two more after READY
+    const n = texts().length;
+    assert.ok(await waitGot(() => texts().slice(n).filter((t) => t === 'WATCHDOG=1').length >= 2, 30_000), JSON.stringify(texts().slice(n)));
+    assert.is(texts().filter((t) => t.split('\n').includes('READY=1')).length, 1);
+    run.child.kill('SIGTERM');
+    assert.ok(await waitGot(() => texts().some((t) => t.startsWith('STOPPING=1')), 10_000), JSON.stringify(texts()));
+    assert.ok(texts().includes('STOPPING=1\nSTATUS=SIGTERM: stopping'), JSON.stringify(texts()));
+    const code = await within(run.exited, 10_000, 'timeout' as const);
+    assert.is(code, 0, run.err());
+    // nothing after STOPPING=1
+    const all = texts();
+    assert.is(all[all.length - 1], 'STOPPING=1\nSTATUS=SIGTERM: stopping', JSON.stringify(all));
+  } finally {
+    if (r && r.child.exitCode === null) r.child.kill('SIGKILL');
+    if (rx.exitCode === null && rx.signalCode === null) {
+      const gone = new Promise((res) => rx.once('exit', res));
+      rx.kill('SIGKILL');
+      await within(gone, 5000, 'timeout' as const);
+    }
   }
 });
 

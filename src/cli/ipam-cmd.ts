@@ -26,6 +26,8 @@ import type { DatastoreSpec } from '../control/kv/spec';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { FILE_DATASTORE_READ_ONLY, requireExistingStore } from './resources-cmd';
+import { controlRequest, defaultControlPath } from '../dataplane/control-client';
+import { staleEndpointLine, staleEndpoints, type StaleEndpoint, type WaitingEndpoint } from '../observe/stale-endpoints';
 
 type Out = (text: string) => void;
 
@@ -236,7 +238,58 @@ function graceOption(): Option {
     .default(formatDuration(DEFAULT_LEAK_GRACE_MS));
 }
 
-interface CheckOpts { datastore?: string; output: string; gracePeriod: string; showAllIps?: boolean; cniPendingDelDir?: string; cniConfDir: string }
+interface CheckOpts { datastore?: string; output: string; gracePeriod: string; showAllIps?: boolean; cniPendingDelDir?: string; cniConfDir: string; node?: string; control?: string }
+
+/** This node's endpoints whose interface is missing, as its running `podway run` sees them. */
+export interface MissingInterfaces {
+  /** The control socket asked (null: none to ask). */
+  readonly checkedOn: string | null;
+  /** Why they were not checked (null when they were). */
+  readonly notChecked: string | null;
+  /** Those missing their interface longer than the grace period (counted as problems). */
+  readonly endpoints: readonly StaleEndpoint[];
+}
+
+/**
+ * Asks this node's `podway run` (the control socket of --control, --node or $NODENAME, else the
+ * only one under /run/podway) which endpoints wait for a missing interface, and since when. Only
+ * the node's own podway knows whether an interface exists (a WorkloadEndpoint says nothing of it),
+ * so ipam check reports them only on the node it runs on; elsewhere, or with podway not running,
+ * it says they were not checked.
+ */
+async function missingInterfaces(o: CheckOpts, graceMs: number): Promise<MissingInterfaces> {
+  let sock: string | null = o.control ?? null;
+  const node = o.node ?? (process.env.NODENAME || undefined);
+  if (sock === null && node !== undefined) sock = defaultControlPath(node);
+  if (sock === null) {
+    let socks: string[] = [];
+    try {
+      socks = readdirSync('/run/podway').filter((f) => f.endsWith('.sock'));
+    } catch {
+      /* none */
+    }
+    if (socks.length !== 1) return { checkedOn: null, notChecked: socks.length ? `several podway processes run here (${socks.join(', ')}): pick one with --node` : 'no podway run here (no /run/podway/*.sock; give --node or --control on the node)', endpoints: [] };
+    sock = `/run/podway/${socks[0]}`;
+  }
+  // Only a podway run on the datastore checked: another one's endpoints are not these addresses'.
+  const spec = kvSpec(o, false);
+  const checked = spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
+  let rows: unknown;
+  try {
+    const status = await controlRequest(sock, { cmd: 'status' }, 10_000) as { datastoreSource?: string };
+    if (status.datastoreSource !== checked) return { checkedOn: sock, notChecked: `podway run on ${sock} uses datastore ${status.datastoreSource ?? '?'}, not ${checked}`, endpoints: [] };
+    rows = await controlRequest(sock, { cmd: 'endpoints' }, 10_000);
+  } catch (e) {
+    return { checkedOn: sock, notChecked: `podway run on ${sock} did not answer: ${(e as Error).message}`, endpoints: [] };
+  }
+  if (!Array.isArray(rows)) return { checkedOn: sock, notChecked: `podway run on ${sock} gave no endpoint list`, endpoints: [] };
+  const waiting: WaitingEndpoint[] = [];
+  for (const r of rows as Record<string, unknown>[]) {
+    if (typeof r.state !== 'string' || !r.state.startsWith('waiting') || typeof r.since !== 'string') continue;
+    waiting.push({ workload: String(r.workload), interface: String(r.interface), networks: Array.isArray(r.networks) ? r.networks.map(String) : [], error: String(r.error ?? ''), since: r.since, missing: r.state === 'waiting: interface missing' });
+  }
+  return { checkedOn: sock, notChecked: null, endpoints: staleEndpoints(waiting, Date.now(), graceMs) };
+}
 
 /** A DEL the CNI plugin deferred while etcd was unreachable, as check reports it. */
 export interface DeferredCniRelease {
@@ -313,6 +366,8 @@ export interface CheckReport {
   readonly outsidePools: IpamAudit['outsidePools'];
   /** DELs this host's CNI plugin deferred while etcd was down (not problems: podway run replays them). */
   readonly deferredCniReleases: readonly DeferredCniRelease[];
+  /** This node's endpoints whose interface has been missing longer than the grace period (problems). */
+  readonly missingInterfaces: MissingInterfaces;
 }
 
 /**
@@ -342,8 +397,9 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
     deferred.entries.push(...d.entries);
     deferred.unreadable.push(...d.unreadable);
   }
+  const missing = await missingInterfaces(o, graceMs);
   const byKind = (k: AuditProblem['kind']) => audit.problems.filter((p) => p.kind === k);
-  const total = problems.reduce((n, p) => n + problemCount(p), 0) + audit.problems.length;
+  const total = problems.reduce((n, p) => n + problemCount(p), 0) + audit.problems.length + missing.endpoints.length;
   const count = (s: AuditedAllocation['state']) => audit.allocations.filter((a) => a.state === s).length;
   const report: CheckReport = {
     format: REPORT_FORMAT, generatedAt: new Date().toISOString(), datastore: source, clusterGUID: guid,
@@ -355,6 +411,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
     },
     allocations: audit.allocations, leakedHandles: audit.leakedHandles, outsidePools: audit.outsidePools,
     deferredCniReleases: deferred.entries,
+    missingInterfaces: missing,
   };
   if (toFile !== null) {
     try {
@@ -437,6 +494,11 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
   for (const u of deferred.unreadable) lines.push(`  unreadable: ${u}`);
   const mine = deferred.entries.filter((d) => d.thisDatastore).length;
   lines.push(`Found ${mine} deferred releases pending for this datastore${deferred.entries.length > mine ? ` (${deferred.entries.length - mine} for others)` : ''}; podway run replays them once etcd answers (not counted as problems).`, '');
+  // Endpoints that use their address (so nothing above calls it leaked) for a pod that is gone.
+  lines.push(`Scanning this node's workload endpoints whose interface is missing${missing.checkedOn ? ` (podway run on ${missing.checkedOn})` : ''}...`);
+  if (missing.notChecked) lines.push(`  not checked: ${missing.notChecked}`);
+  for (const e of missing.endpoints) lines.push(`  ${staleEndpointLine(e)}`);
+  lines.push(missing.notChecked ? 'Found ? workload endpoints missing their interface (not checked).' : `Found ${missing.endpoints.length} workload endpoints whose interface has been missing for longer than the ${formatDuration(graceMs)} grace period.`, '');
   lines.push(`Check complete; found ${total} problems.`);
   if (toFile !== null) lines.push(`Report written to ${toFile}.`);
   out(lines.join('\n') + '\n');
@@ -813,6 +875,8 @@ export function addIpamCommands(program: Command, out: Out = (t) => void process
     .description(`compare IPAM with itself and with the addresses workloads and nodes use; exits ${CHECK_FOUND_PROBLEMS} when it finds problems`)
     .addOption(new Option('-o, --output <format|file>', 'table, json (the report, to stdout), or a FILE to write the JSON report to (for release --from-report; any other value is a file name, as in calicoctl: -o yaml writes a file named yaml, with a warning)').default('table'))
     .option('--show-all-ips', 'list every allocation and who uses it')
+    .option('--node <name>', 'also report this node\'s endpoints whose interface is missing, asking its podway run here (default $NODENAME, else the only podway run here)')
+    .option('--control <path>', 'the control socket of the podway run to ask for them (default /run/podway/NODE.sock)')
     .option('--cni-pending-del-dir <dir>', `where this host's CNI plugin records DELs it deferred while etcd was unreachable (listed, not changed; default: the pending_del_dir of the podway networks in --cni-conf-dir, else ${DEFAULT_PENDING_DEL_DIR})`)
     .option('--cni-conf-dir <dir>', 'the CNI config dir whose podway conflists name the plugin\'s pending_del_dir', '/etc/cni/net.d')
     .addOption(graceOption())

@@ -50,6 +50,7 @@ import { lstatSync, renameSync } from 'node:fs';
 import { oneAtATime } from '../util/one-at-a-time';
 import type { PendingDelReplayer } from './pending-del-replay';
 import { SystemdNotifier } from './sd-notify';
+import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endpoints';
 
 export interface RunOptions {
   node: string;
@@ -124,6 +125,8 @@ export interface RunOptions {
   cniPendingDelDir?: string;
   /** How often that spool is looked at besides start and reconnects (ms; default 60 s). */
   cniPendingDelIntervalMs?: number;
+  /** How long a local endpoint waits for its missing interface before status names it (default 5 min). */
+  staleEndpointMs?: number;
 }
 
 /** What podway's nftables table should hold for this model. */
@@ -301,7 +304,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');
     const { DataplaneCollector } = require('../observe/dataplane-metrics') as typeof import('../observe/dataplane-metrics');
     metrics = new PodwayMetrics();
-    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count, cachedModel: () => onCache?.appliedAt ?? null });
+    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count, cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [] });
     metrics.add(health);
     metrics.add(nodeMetrics);
     metrics.add(new DataplaneCollector(async () => {
@@ -710,7 +713,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       status: async () => {
         const r = await health.report();
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString() } : null;
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, cachedModel, cniPendingDel: replayer?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected };
+        // endpoints whose interface has been missing for long: named with the cleanup (not done here)
+        const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected };
       },
       commands: {
         'log-level': (req) => {

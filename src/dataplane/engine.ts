@@ -34,6 +34,7 @@ import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
 import { addPortCounts, pipelineSnapshot, type DataplaneSnapshot, type PortSample } from '../observe/snapshot';
+import type { WaitingEndpoint } from '../observe/stale-endpoints';
 import { Backoff } from '../util/backoff';
 
 export interface EngineOptions {
@@ -339,7 +340,8 @@ export class Engine {
   private readonly spawner: Spawner | null;
   private readonly endpoints = new Map<string, EndpointPort>();
   /** Endpoints whose interface could not be opened yet (pod not wired yet): retried on a timer. */
-  private readonly pending = new Map<string, { ep: LocalEndpoint; error: string }>();
+  /** Endpoints whose interface could not be attached, by interface name; `since`: when first found so (ms). */
+  private readonly pending = new Map<string, { ep: LocalEndpoint; error: string; since: number }>();
   /**
    * Per-port totals of endpoints whose port was closed under them (interface gone, ring reopened)
    * while they stay in the model, by interface name. metricsSnapshot reports them for the
@@ -1294,8 +1296,10 @@ export class Engine {
         // A missing pod interface is not fatal: its route is withheld (no next hop port) and the
         // attach is retried every second until the interface appears.
         const error = (e as Error).message;
-        if (this.pending.get(name)?.error !== error) this.log.warn(`endpoint ${ep.key}: cannot attach ${name}: ${error}; retrying`, { workload: ep.key, interface: name });
-        this.pending.set(name, { ep, error });
+        const was = this.pending.get(name);
+        if (was?.error !== error) this.log.warn(`endpoint ${ep.key}: cannot attach ${name}: ${error}; retrying`, { workload: ep.key, interface: name });
+        // the same endpoint waiting on: since its first failure (status names long waits)
+        this.pending.set(name, { ep, error, since: was && was.ep.key === ep.key ? was.since : Date.now() });
       }
     }
     // before the first packet for a pod attached now (a retried attach comes through here too)
@@ -2040,13 +2044,14 @@ export class Engine {
       rx: this.pipe.portCounters[port * PORT_COUNTERS + PortCounter.RX],
       tx: this.pipe.portCounters[port * PORT_COUNTERS + PortCounter.TX],
     }));
-    const waiting = [...this.pending.values()].map(({ ep, error }) => ({
+    const waiting = [...this.pending.values()].map(({ ep, error, since }) => ({
       workload: ep.key,
       interface: ep.interfaceName,
       type: ep.interfaceType,
       networks: [...ep.cidrs, ...(v6.get(ep.interfaceName) ?? [])],
       state: `waiting: ${waitingReason(error)}`,
       error,
+      since: new Date(since).toISOString(),
       mac: ep.mac ?? '',
       rx: 0,
       tx: 0,
@@ -2137,6 +2142,19 @@ export class Engine {
       else if (this.pending.has(name)) snap.ports.push({ ...c, workload: this.pending.get(name)!.ep.key });
     }
     return { ...snap, failures: { ...this.failures } };
+  }
+
+  /** The endpoints waiting for their interface, since when (observe/stale-endpoints.ts). */
+  waitingEndpoints(): WaitingEndpoint[] {
+    const v6 = new Map((this.model?.v6.endpoints ?? []).map((e) => [e.interfaceName, e.ips6.map((ip) => `${ip}/128`)] as const));
+    return [...this.pending.values()].map(({ ep, error, since }) => ({
+      workload: ep.key,
+      interface: ep.interfaceName,
+      networks: [...ep.cidrs, ...(v6.get(ep.interfaceName) ?? [])],
+      error,
+      since: new Date(since).toISOString(),
+      missing: waitingReason(error) === 'interface missing',
+    }));
   }
 
   /**

@@ -8,6 +8,7 @@ import { Counter, Histogram, Summary, type Registry } from 'prom-client';
 import type { NodeDataplaneModel } from '../control';
 import { RouteClass } from '../control/route-calc';
 import { Collector, Sample, snapshotGauge } from './metrics';
+import { oldestMissingSeconds, type WaitingEndpoint } from './stale-endpoints';
 
 const CLASS_NAMES = new Map<number, string>(Object.entries(RouteClass).map(([k, v]) => [v, k]));
 /** Model applies take from well under a millisecond (no-op) to seconds (thousands of pods). */
@@ -20,6 +21,8 @@ export interface NodeState {
   workers(): number;
   /** When the cached model podway forwards on was applied (null: on the datastore's model). */
   cachedModel?(): Date | null;
+  /** Local endpoints waiting for their interface (the main engine's), since when. */
+  waitingEndpoints?(): readonly WaitingEndpoint[];
 }
 
 export class NodeMetrics implements Collector {
@@ -70,6 +73,10 @@ export class NodeMetrics implements Collector {
     snapshotGauge(reg, 'podway_datastore_in_sync', '1 while the datastore is reachable and this node\'s view of it is current.', [], () => [[{}, this.state.datastoreInSync() ? 1 : 0]]);
     snapshotGauge(reg, 'podway_model_from_cache', '1 while forwarding on the cached last-known-good model because the datastore has not answered since the start (podway run --model-cache).', [], () => [[{}, this.state.cachedModel?.() ? 1 : 0]]);
     snapshotGauge(reg, 'podway_cached_model_applied_timestamp_seconds', 'When the cached model forwarded on was applied by the podway that wrote it (Unix seconds; 0 when on the datastore\'s model).', [], () => [[{}, (this.state.cachedModel?.()?.getTime() ?? 0) / 1000]]);
+    // A pod removed while nothing could run its CNI DEL leaves its endpoint waiting forever
+    // (stale-endpoints.ts): alert on the age, not the count (a pod being wired waits a moment).
+    snapshotGauge(reg, 'podway_endpoints_interface_missing', 'Local workload endpoints whose interface does not exist (waiting for it; their routes withheld).', [], () => [[{}, (this.state.waitingEndpoints?.() ?? []).filter((w) => w.missing).length]]);
+    snapshotGauge(reg, 'podway_endpoint_interface_missing_oldest_seconds', 'How long the oldest local endpoint has waited for its missing interface, as this podway saw it (0: none).', [], () => [[{}, oldestMissingSeconds(this.state.waitingEndpoints?.() ?? [], Date.now())]]);
     snapshotGauge(reg, 'podway_forwarding_workers', 'Forwarding threads (podway run --workers).', [], () => [[{}, this.state.workers()]]);
   }
 

@@ -240,7 +240,7 @@ while time.time() < end:
         print(json.dumps([socks[s], s.recv(4096).decode()]), flush=True)
 `;
 
-t('systemd notify: READY=1 once forwarding and ready, STATUS= lines, WATCHDOG=1 with WATCHDOG_USEC, STOPPING=1 at SIGTERM; the addon sends to a path and to an @abstract name', async () => {
+t('systemd notify: READY=1 once forwarding and ready, STATUS= lines, WATCHDOG=1 with WATCHDOG_USEC, STOPPING=1 at SIGTERM; the addon sends to a path and to an @abstract name. An endpoint whose pod went while nothing could run its DEL: named by status and ipam check with the cleanup, which works', async () => {
   const dir = tempDir();
   const abstract = `@podway-test-notify-${process.pid}-${randomBytes(3).toString('hex')}`;
   const file = path.join(dir, 'notify.sock');
@@ -272,14 +272,21 @@ t('systemd notify: READY=1 once forwarding and ready, STATUS= lines, WATCHDOG=1 
     assert.throws(() => nativeAddon().sdNotify(path.join(dir, 'none.sock'), 'X=1'), /sdNotify: sendto: .*ENOENT/);
     assert.throws(() => nativeAddon().sdNotify('relative.sock', 'X=1'), /absolute path or an @abstract name/);
 
+    // A pod removed while podway was down (`podman rm -f`: no CNI DEL): its address and endpoint
+    // stay, its veth is gone. (Not ready never hangs on it: a pod being wired waits too.)
+    const wep = path.join(dir, 'wep.yaml');
+    writeFileSync(wep, 'apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: nx-k8s-gone-eth0, namespace: default}\n'
+      + 'spec: {node: nx, orchestrator: k8s, pod: gone, endpoint: eth0, containerID: c0ffee, interfaceName: caliGone0, ipNetworks: [10.244.0.5/32]}\n');
+    await ok(['ipam', 'assign', '--node', 'nx', '--handle', 'podway.c0ffee', '--ip', '10.244.0.5', '--datastore', store]);
+    await ok(['apply', '-f', wep, '--datastore', store]);
     const sock = path.join(dir, 'c.sock');
-    r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', store, '--control', sock], { NOTIFY_SOCKET: abstract, WATCHDOG_USEC: '1000000' });
+    r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', store, '--control', sock, '--endpoint-missing-after', '1s'], { NOTIFY_SOCKET: abstract, WATCHDOG_USEC: '1000000' });
     const run = r;
     const texts = () => got.filter((g) => g.addr === abstract).map((g) => g.text);
     assert.ok(await waitGot(() => texts().some((t) => t.split('\n').includes('READY=1')) || run.child.exitCode !== null, START_WAIT_MIN_MS), `${JSON.stringify(texts())}\n${run.err()}`);
     const ready = got.find((g) => g.addr === abstract && g.text.split('\n').includes('READY=1'))!;
     assert.ok(ready.forwardingLogged, `READY=1 came before podway said it forwards: ${run.err()}`);
-    assert.match(ready.text, /^READY=1\nSTATUS=ready: forwarding, 0 endpoints, \d+ routes$/);
+    assert.match(ready.text, /^READY=1\nSTATUS=ready: forwarding, 1 endpoints, \d+ routes$/);
     // status says ready too (the same report /readyz answers from)
     assert.is(JSON.parse(await ok(['status', '--control', sock, '-o', 'json'])).ready, true);
     assert.match(run.err(), /"level":"info".*told systemd READY=1/);
@@ -291,6 +298,33 @@ t('systemd notify: READY=1 once forwarding and ready, STATUS= lines, WATCHDOG=1 
     const n = texts().length;
     assert.ok(await waitGot(() => texts().slice(n).filter((t) => t === 'WATCHDOG=1').length >= 2, 30_000), JSON.stringify(texts().slice(n)));
     assert.is(texts().filter((t) => t.split('\n').includes('READY=1')).length, 1);
+
+    // the leaked endpoint: waiting since the start, named once past --endpoint-missing-after
+    const cleanup = 'podway delete workloadendpoint nx-k8s-gone-eth0 -n default && podway ipam release --ip 10.244.0.5';
+    const eps = JSON.parse(await ok(['endpoints', '--control', sock, '-o', 'json'])) as { workload: string; state: string; since?: string }[];
+    assert.is(eps.find((e) => e.workload === 'default/nx-k8s-gone-eth0')?.state, 'waiting: interface missing', JSON.stringify(eps));
+    const st = JSON.parse(await ok(['status', '--control', sock, '-o', 'json'])) as { staleEndpoints: { workload: string; cleanup: string }[] };
+    assert.equal(st.staleEndpoints.map((e) => [e.workload, e.cleanup]), [['default/nx-k8s-gone-eth0', cleanup]]);
+    assert.match(await ok(['status', '--control', sock]), new RegExp(`^endpoint default/nx-k8s-gone-eth0: interface caliGone0 missing since \\S+ \\(\\d+ s\\); if its pod is gone .*clean up with: ${cleanup.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
+    // ipam check finds no leaked address (the endpoint uses it) but, asked on the node, the endpoint
+    const check = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '0s']);
+    assert.is(check.code, 3, check.out + check.err);
+    assert.match(check.out, `Scanning this node's workload endpoints whose interface is missing (podway run on ${sock})...`);
+    assert.match(check.out, `clean up with: ${cleanup}`);
+    assert.match(check.out, 'Found 1 workload endpoints whose interface has been missing for longer than the 0s grace period.');
+    assert.match(check.out, 'Found 0 IPs that are allocated in IPAM but not actually in use.');
+    // not past a longer grace; not checked without a podway run on this datastore
+    assert.match((await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '1h'])).out, 'Found 0 workload endpoints whose interface has been missing');
+    const elsewhere = await podway(['ipam', 'check', '--datastore', `embedded:${tempDir()}`, '--control', sock]);
+    assert.match(elsewhere.out, `not checked: podway run on ${sock} uses datastore embedded:`);
+    // the cleanup as printed: the endpoint and its address gone, the check clean
+    // (release's own 15 min grace for a young allocation: this one is seconds old)
+    for (const part of cleanup.split(' && ')) await ok([...part.split(' ').slice(1), '--datastore', store, ...(/ipam release/.test(part) ? ['--grace-period', '0s'] : [])]);
+    const end = Date.now() + 30_000;
+    while (Date.now() < end && (JSON.parse(await ok(['endpoints', '--control', sock, '-o', 'json'])) as unknown[]).length > 0) await new Promise((res) => setTimeout(res, 200));
+    const clean = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '0s']);
+    assert.is(clean.code, 0, clean.out + clean.err);
+    assert.match(clean.out, 'Found 0 workload endpoints whose interface has been missing');
     run.child.kill('SIGTERM');
     assert.ok(await waitGot(() => texts().some((t) => t.startsWith('STOPPING=1')), 10_000), JSON.stringify(texts()));
     assert.ok(texts().includes('STOPPING=1\nSTATUS=SIGTERM: stopping'), JSON.stringify(texts()));

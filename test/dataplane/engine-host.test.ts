@@ -25,6 +25,7 @@ import { ip6Bytes } from '../../src/control/route-calc6';
 import { parseIpv4, parseMac } from '../../src/packet';
 import { clusterModel, frame, NODE2_MAC, CLUSTER_YAML } from './helpers';
 import { dualStackYaml, frame6, B6 } from './helpers6';
+import { staleEndpoints, staleEndpointLine } from '../../src/observe/stale-endpoints';
 
 runPrivateNetns();
 
@@ -361,6 +362,23 @@ test('a pod interface missing: `routes` lists its /32 as withheld with status\'s
     assert.is(z!.state, 'waiting: interface missing');
     assert.equal(z!.networks, ['10.244.0.2/32']);
     assert.is(eps.find((e) => e.interface === 'caliW')?.state, 'attached');
+    // since when it waits: kept across applies and retries (a pod removed while no DEL could run
+    // waits forever: status names it after --endpoint-missing-after, with the cleanup)
+    const [w] = r.engine.waitingEndpoints();
+    assert.is(w.interface, 'caliZ');
+    assert.ok(w.missing);
+    const since = Date.parse(w.since);
+    assert.ok(Math.abs(Date.now() - since) < 60_000, w.since);
+    assert.is((z as { since?: string }).since, w.since);
+    await new Promise((res) => setTimeout(res, 20));
+    r.engine.apply(clusterModel('node1', CLUSTER_YAML.replace('interfaceName: caliA', 'interfaceName: caliW').replace('interfaceName: caliB', 'interfaceName: caliZ')));
+    assert.is(r.engine.waitingEndpoints()[0].since, w.since, 'the wait goes on from its start');
+    assert.equal(staleEndpoints(r.engine.waitingEndpoints(), since + 299_000, 300_000), [], 'not before 5 min');
+    const [stale] = staleEndpoints(r.engine.waitingEndpoints(), since + 301_000, 300_000);
+    assert.is(stale.waitingSeconds, 301);
+    const [ns, name] = w.workload.split('/');
+    assert.is(stale.cleanup, `podway delete workloadendpoint ${name} -n ${ns} && podway ipam release --ip 10.244.0.2`);
+    assert.match(staleEndpointLine(stale), `endpoint ${w.workload}: interface caliZ missing since ${w.since} (5 min); if its pod is gone`);
     // podway turned accept_ra off on the pod's veth (the kernel's default is on): noted, until it is gone
     const ra = () => r.engine.status().hostChanges.filter((n) => /^net\.ipv6\.conf\.caliW\.accept_ra=0/.test(n));
     assert.is(ra().length, 1, JSON.stringify(r.engine.status().hostChanges));

@@ -106,7 +106,14 @@ test('node metrics: routes by kind and class, cluster size, apply time under Fel
   const model = clusterModel();
   const health = new Health();
   let cached: Date | null = new Date('2026-01-02T03:04:05Z');
-  const nm = new NodeMetrics({ model: () => model, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => 2, cachedModel: () => cached });
+  // endpoints waiting for their interface: one missing for 10 min, one for 1 min, one another error
+  const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
+  let waiting = [
+    { workload: 'default/gone', interface: 'caliG', networks: ['10.244.0.9/32'], error: 'interface caliG of workload default/gone does not exist', since: ago(600_000), missing: true },
+    { workload: 'default/new', interface: 'caliN', networks: ['10.244.0.8/32'], error: 'interface caliN of workload default/new does not exist', since: ago(60_000), missing: true },
+    { workload: 'default/odd', interface: 'caliO', networks: [], error: 'EPERM', since: ago(900_000), missing: false },
+  ];
+  const nm = new NodeMetrics({ model: () => model, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => 2, cachedModel: () => cached, waitingEndpoints: () => waiting });
   const metrics = new PodwayMetrics();
   metrics.add(health);
   metrics.add(nm);
@@ -135,11 +142,17 @@ test('node metrics: routes by kind and class, cluster size, apply time under Fel
   assert.is(valueOf(m, 'podway_datastore_events_total', { event: 'error' }), 0);
   assert.is(valueOf(m, 'podway_ipam_events_total', { event: 'tunnel_address_assigned' }), 1);
   assert.is(valueOf(m, 'podway_forwarding_workers'), 2);
+  assert.is(valueOf(m, 'podway_endpoints_interface_missing'), 2);
+  const oldest = valueOf(m, 'podway_endpoint_interface_missing_oldest_seconds');
+  assert.ok(oldest >= 600 && oldest < 660, String(oldest));
   // forwarding on the cached model (podway run started while etcd was away), then on the datastore's
   assert.is(valueOf(m, 'podway_model_from_cache'), 1);
   assert.is(valueOf(m, 'podway_cached_model_applied_timestamp_seconds'), Date.parse('2026-01-02T03:04:05Z') / 1000);
   cached = null;
+  waiting = [];
   m = parseMetrics(await metrics.scrape());
+  assert.is(valueOf(m, 'podway_endpoints_interface_missing'), 0);
+  assert.is(valueOf(m, 'podway_endpoint_interface_missing_oldest_seconds'), 0);
   assert.is(valueOf(m, 'podway_model_from_cache'), 0);
   assert.is(valueOf(m, 'podway_cached_model_applied_timestamp_seconds'), 0);
   assert.ok(m.has('process_cpu_seconds_total'), 'process metrics are there');

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { computeNodeModel } from '../../src/control';
 import { ModelCacheWriter, readModelCache } from '../../src/cli/model-cache';
 import { secretFromDir } from '../../src/cli/bgp-secrets';
+import { until } from '../helpers/until';
 
 const API = 'projectcalico.org/v3';
 type Obj = Record<string, unknown>;
@@ -117,10 +118,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (cond()) return true;
-  return cond();
-}
 
 test('an agent started on the cached inputs peers (loopback mesh), and the same snapshot then changes nothing: one speaker, the session stays up', async () => {
   const port = await freePort();

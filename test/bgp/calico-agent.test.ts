@@ -16,6 +16,7 @@ import { PodwayMetrics } from '../../src/observe/metrics';
 import { BgpCollector } from '../../src/observe/bgp-metrics';
 import { parseMetrics, valueOf } from '../observe/prom-text';
 import { affinity, node, pool, snapshotOf } from '../control/fixtures';
+import { until } from '../helpers/until';
 
 const API = 'projectcalico.org/v3';
 
@@ -27,14 +28,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
-}
 
 test('two agents mesh over loopback, learn each other\'s blocks, follow a new block, and report status', async () => {
   const port = await freePort();

@@ -11,6 +11,7 @@ import { parseClusterYaml } from '../../src/control/snapshot';
 import { createHash } from 'node:crypto';
 import { ModelCacheWriter, MODEL_CACHE_VERSION, datastoreIdentity, readModelCache, writeModelCache } from '../../src/cli/model-cache';
 import { bgpInputsOf } from '../../src/control/bgp/cached-inputs';
+import { until } from '../helpers/until';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -162,11 +163,6 @@ test('a model with new BGP settings is written with them in one write: never the
   }
 });
 
-/** Bounded wait for a condition (the writer's file work runs off the thread). */
-async function until(cond: () => boolean, ms = 10_000): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 10))) if (cond()) return true;
-  return cond();
-}
 
 test('writes are rate-bounded: the first at once, the newest of the rest on stop (or when the interval is up)', async () => {
   const file = path.join(tempDir(), 'n1.model.json');

@@ -27,17 +27,10 @@ import { pendingFileName } from '../../src/cni/pending-del';
 import { PendingDelReplayer } from '../../src/cli/pending-del-replay';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sleep } from '../helpers/netns';
+import { until } from '../helpers/until';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
 
-async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return true;
-    await sleep(200);
-  }
-  return cond();
-}
 
 const cid = (n: string): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
 

@@ -29,19 +29,12 @@ import { claimEntry, entryDatastore, lastClusterId, pendingFileName, PendingDel,
 import { PendingDelReplayer, RECOUNT_MS } from '../../src/cli/pending-del-replay';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sleep } from '../helpers/netns';
+import { until } from '../helpers/until';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
 
 const cid = (n: string): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
 
-async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return true;
-    await sleep(50);
-  }
-  return cond();
-}
 
 const entry = (o: Partial<PendingDel>): PendingDel => ({
   format: PENDING_DEL_FORMAT, network: 'n', containerID: 'c1', ifname: 'eth0', node: 'x', handle: 'n.c1', endpoints: [], interfaceName: null,

@@ -32,6 +32,7 @@ import { hostVethName, workloadEndpointName } from '../../src/cni/names';
 import { pendingFileName } from '../../src/cni/pending-del';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sh, sleep } from '../helpers/netns';
+import { until } from '../helpers/until';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
 
@@ -52,14 +53,6 @@ function metricValue(text: string, name: string): number {
   return m ? Number(m[1]) : NaN;
 }
 
-async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await cond()) return true;
-    await sleep(200);
-  }
-  return cond();
-}
 
 test('DEL while etcd is down: local teardown, spooled, replayed by an ADD of the same container and by podway run; a re-created pod of the same name is kept', async () => {
   if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);

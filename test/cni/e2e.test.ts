@@ -13,15 +13,8 @@ import { controlRequest } from '../../src/dataplane/control-server';
 import { Ipam } from '../../src/control/ipam';
 import { isRoot, sh, sleep } from '../helpers/netns';
 import { pingArgs, parsePing } from '../../src/lab/lab';
+import { until } from '../helpers/until';
 
-async function until(cond: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return true;
-    await sleep(stepMs);
-  }
-  return cond();
-}
 
 test('pods made by the plugin\'s ADD ping each other through a running podway; ADD return -> first forwarded packet', async () => {
   if (!isRoot()) throw new Error('this test needs root (network namespaces)');

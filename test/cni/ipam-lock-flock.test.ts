@@ -20,20 +20,12 @@ import { flockFileOf, IpamLockAbortedError, legacyDeadIf, LEGACY_TOKEN_MARK, wit
 import { FileLock, FileLockTimeoutError } from '../../src/control/kv/file-lock';
 import { CniHarness } from './harness';
 import { isRoot, sleep } from '../helpers/netns';
+import { until } from '../helpers/until';
 
 if (!isRoot()) throw new Error('the IPAM lock tests need root (unshare --pid, network namespaces)');
 
 const IPAM_LOCK = require.resolve('../../src/cni/ipam-lock');
 
-/** Waits (bounded) until `cond` holds; false if it never did. */
-async function until(cond: () => boolean, ms = 30_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return true;
-    await sleep(10);
-  }
-  return cond();
-}
 
 interface Proc {
   readonly child: ChildProcess;

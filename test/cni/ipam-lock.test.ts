@@ -22,20 +22,12 @@ import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sleep } from '../helpers/netns';
+import { until } from '../helpers/until';
 
 if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
 
 const cid = (n: string | number): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
 
-/** Waits (bounded) until `cond` holds; false if it never did. */
-async function until(cond: () => boolean, ms = 30_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (cond()) return true;
-    await sleep(20);
-  }
-  return cond();
-}
 
 test('12 ADD processes at once on one host against one etcd: 12 distinct addresses, no error; 12 DELs leave IPAM empty', async () => {
   if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);

@@ -7,6 +7,7 @@ import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
+import { until } from '../helpers/until';
 
 export { sleep };
 
@@ -203,15 +204,7 @@ export async function kindOf(n: LabNode, cidr: string): Promise<string | undefin
   return (await routes(n)).find((r) => r.cidr === cidr)?.kind;
 }
 
-/** Poll until cond() holds; false when the time is up. */
-export async function until(cond: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return true;
-    await sleep(stepMs);
-  }
-  return await cond();
-}
+export { until };
 
 /** Wait for a log line (added after index `from`) matching re. */
 export async function waitLog(n: LabNode, re: RegExp, from: number, timeoutMs = 5000): Promise<string | null> {

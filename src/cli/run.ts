@@ -14,7 +14,6 @@ import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
 import { joinCluster, storedNodeAddresses, updateNodeAddresses } from './join';
-import { reconnectEtcdStores } from '../control/kv/etcd-kv';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
@@ -1019,12 +1018,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // so are this thread's (the monitor's own read or write of the Node waiting on one, a
       // registration under way): their calls are given up and go on over new ones (etcd-kv.ts)
       addressLeft: (gone) => {
-        reconnectEtcdStores();
+        reconnectEtcdStoresOf(spec);
         source?.reconnectDatastore(`node address ${gone.join(', ')} left the node`);
       },
       // those new connections may have found no way out and wait in gRPC's backoff: again, at once
       addressAppeared: (added) => {
-        reconnectEtcdStores();
+        reconnectEtcdStoresOf(spec);
         source?.reconnectDatastore(`node address ${added.join(', ')} appeared`);
       },
       info: (m) => dsLog.info(m),
@@ -1095,4 +1094,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
   }
+}
+
+/** This thread's etcd connections made again (etcd-kv.ts reconnectEtcdStores); the etcd client is
+ * loaded for an etcd: datastore only (a file: or embedded store never loads it: startup-modules). */
+function reconnectEtcdStoresOf(spec: { kind: string }): void {
+  if (spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).reconnectEtcdStores();
 }

@@ -309,7 +309,7 @@ uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t 
     p->st.rx_bytes += len;
     return 1;
   }
-  if (h.gso_size < p->gso_min) { /* a pod's tiny gso_size: thousands of segments from one frame (gso.h) */
+  if (gso_tcp_below_floor(p->gso_min, &h)) { /* a pod's tiny TCP gso_size: thousands of segments from one frame (gso.h) */
     p->gso_next = 0;
     p->st.rx_gso_bad++;
     return 0;
@@ -320,6 +320,7 @@ uint32_t rx_deliver(struct port *p, uint16_t port_id, struct pool *pl, uint32_t 
   }
   struct gso_plan g;
   int v = gso_plan_frame(frame, len, &h, cap, &g);
+  if (v == GSO_OK && gso_udp_too_many(p->gso_min, &g)) v = GSO_BAD; /* a pod's UDP GSO over the kernel's segment limit */
   if (v != GSO_OK) {
     p->gso_next = 0;
     if (v == GSO_BAD) p->st.rx_gso_bad++;
@@ -360,10 +361,11 @@ uint32_t rx_scatter_layout(const struct port *p, struct pool *pl, uint32_t first
   struct virtio_net_hdr h;
   memcpy(&h, vh, sizeof h); /* the ring is shared memory: read the header once */
   if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE || have < SCATTER_HEAD_MIN || room == 0) return 0;
-  if (h.gso_size < p->gso_min) return 0; /* read whole: rx_deliver drops and counts it */
+  if (gso_tcp_below_floor(p->gso_min, &h)) return 0; /* read whole: rx_deliver drops and counts it */
   if (len > big_cap - p->vnet_len) return 0; /* too long for big: read whole (cut) and handled as before */
   memset(g, 0, sizeof *g);
   if (gso_plan_frame(head, len, &h, pl->slot_size - pl->headroom, g) != GSO_OK || g->hdrs > have) return 0;
+  if (gso_udp_too_many(p->gso_min, g)) return 0; /* read whole: rx_deliver drops and counts it */
   uint32_t s = g->nseg < room ? g->nseg : room;
   if (s > SCATTER_MAX_IOV - 2) s = SCATTER_MAX_IOV - 2;
   uint32_t n = 0;

@@ -48,20 +48,34 @@ enum gso_verdict {
   GSO_UNSUPPORTED = -2, /* well formed but not segmented here (VLAN, IPv6 extension headers, UFO, segment > slot) */
 };
 
-/* A pod port's floor on gso_size (open option gsoMin, set by the engine on veth pod ports only):
+/* A pod port's limits on GSO frames (open option gsoMin, set by the engine on veth pod ports only):
  * a pod can write a GSO frame with gso_size 1, which would be cut into one segment per payload
- * byte (64 KiB in, 65,535 frames out). Below the floor the frame is bad (rx_gso_bad), before any
- * planning. The engine uses 88, Linux's TCP_MIN_MSS, the smallest MSS a socket may ask for
- * (TCP_MAXSEG); Linux advertises at least net.ipv4.route.min_adv_mss (256). A pod's own TCP builds
- * its GSO frames at its path MSS, so it goes below 88 only toward a peer that advertises less
- * (Linux caps a peer's MSS at net.ipv4.tcp_min_snd_mss, 48, and its options come off that: the
- * kernel's TCP_MIN_GSO_SIZE is 8): such a connection's super-frames are dropped, its single
- * segments pass. The underlay has no floor: the kernel's GRO merges a flow's small segments into
- * a frame whose gso_size is their size, any size. */
+ * byte (64 KiB in, 65,535 frames out). Such a frame is bad (rx_gso_bad):
+ * - TCP (TCPV4, TCPV6): a gso_size below the floor, before any planning. The engine uses 88,
+ *   Linux's TCP_MIN_MSS, the smallest MSS a socket may ask for (TCP_MAXSEG); Linux advertises at
+ *   least net.ipv4.route.min_adv_mss (256). A pod's own TCP builds its GSO frames at its path MSS,
+ *   so it goes below 88 only toward a peer that advertises less (Linux caps a peer's MSS at
+ *   net.ipv4.tcp_min_snd_mss, 48, and its options come off that: the kernel's TCP_MIN_GSO_SIZE is
+ *   8): such a connection's super-frames are dropped, its single segments pass.
+ * - UDP (UDP_L4, a UDP_SEGMENT send): no floor (small datagrams are a legitimate use: the kernel
+ *   takes any gso_size), but more than POD_UDP_GSO_MAX_SEGS segments, the kernel's own limit on a
+ *   UDP_SEGMENT send (UDP_MAX_SEGMENTS), after planning.
+ * The underlay has neither limit: the kernel's GRO merges a flow's small segments into a frame
+ * whose gso_size is their size, any size. */
+#define POD_UDP_GSO_MAX_SEGS 128
 
 /* Check a GSO frame and plan its segments; a segment must fit `cap` bytes. */
 int gso_plan_frame(const uint8_t *f, uint32_t len, const struct virtio_net_hdr *vh, uint32_t cap,
                    struct gso_plan *g);
+/* The pod port limits above: a TCP gso_size under the floor (gso_min 0: no limit) ... */
+static inline int gso_tcp_below_floor(uint32_t gso_min, const struct virtio_net_hdr *h) {
+  unsigned type = h->gso_type & (unsigned)~VIRTIO_NET_HDR_GSO_ECN;
+  return type != VIRTIO_NET_HDR_GSO_UDP_L4 && h->gso_size < gso_min;
+}
+/* ... and a planned UDP frame of more segments than a UDP_SEGMENT send can make. */
+static inline int gso_udp_too_many(uint32_t gso_min, const struct gso_plan *g) {
+  return gso_min != 0 && g->proto == 17 && g->nseg > POD_UDP_GSO_MAX_SEGS;
+}
 /* Payload bytes of segment k (k < nseg). */
 static inline uint32_t gso_seg_len(const struct gso_plan *g, uint32_t k) {
   uint32_t off = k * g->mss;

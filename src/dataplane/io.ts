@@ -13,8 +13,9 @@
 import { getSystemErrorName } from 'node:util';
 import type { FramePool } from './frame-pool';
 
-/** A veth pod's GSO frames with a smaller gso_size are dropped, counted rxGsoBad (PortOptions
- * gsoMin): Linux's TCP_MIN_MSS (native/gso.h says why, and what an honest pod loses). */
+/** A veth pod's TCP GSO frames with a smaller gso_size are dropped, counted rxGsoBad (PortOptions
+ * gsoMin): Linux's TCP_MIN_MSS (native/gso.h says why, and what an honest pod loses). UDP GSO has
+ * no floor: with gsoMin set, more than 128 segments (the kernel's UDP_MAX_SEGMENTS) is bad. */
 export const POD_GSO_MIN = 88;
 
 export interface PortOptions {
@@ -58,9 +59,10 @@ export interface PortOptions {
    * TCP/IPv6 segments of one flow in a batch go out as one super-frame with a virtio_net_hdr (TCPV4
    * or TCPV6, gso_size, partial checksum), as the kernel's GRO hands them to a pod. For pod ports. */
   gro?: boolean;
-  /** AF_PACKET with vnetHdr: a received GSO frame whose gso_size is below this many bytes is
-   * dropped, counted rxGsoBad (native/gso.h: a pod's gso_size of 1 is one segment per byte). For
-   * pod ports (POD_GSO_MIN); default 0, any size (the underlay: GRO merges small segments). */
+  /** AF_PACKET with vnetHdr: a received TCP GSO frame whose gso_size is below this many bytes,
+   * or (when set) a UDP GSO frame of more than 128 segments, is dropped, counted rxGsoBad
+   * (native/gso.h: a pod's gso_size of 1 is one segment per byte). For pod ports (POD_GSO_MIN);
+   * default 0, any size (the underlay: GRO merges small segments). */
   gsoMin?: number;
   /** AF_PACKET with vnetHdr: transmit GSO (native/uso.c, gro.c). Consecutive VXLAN datagrams of one
    * outer flow in a batch go out as one UDP GSO message (UDP_L4), and in-order TCP segments of one

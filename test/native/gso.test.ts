@@ -529,6 +529,26 @@ test('a pod port\'s gso_size floor (gsoMin, POD_GSO_MIN): a smaller gso_size is 
   const want = referenceSegments(at, POD_GSO_MIN);
   assert.is(r.n, want.length);
   for (let i = 0; i < want.length; i++) assert.equal(frameAt(i), want[i], `segment ${i}`);
+  // UDP GSO has no floor (small UDP_SEGMENT datagrams are honest), only the kernel's 128 segments:
+  // gso_size 64 x 10 and 1 x 128 are cut, 64 x 129 is bad
+  for (const [mss, payload, seed] of [[64, 640, 57], [1, 128, 58]]) {
+    const u = frame({ proto: 17, payload, seed });
+    const before = hooks.offloadDeliverForTest(new Uint8Array(60), null, 0, 1, false);
+    const ru = hooks.offloadDeliverForTest(u, udpVnet(mss), 0, 128, false, POD_GSO_MIN);
+    const wantU = referenceSegments(u, mss);
+    assert.is(wantU.length, payload / mss);
+    assert.is(ru.n, wantU.length, `UDP gso_size ${mss}: every segment`);
+    assert.is(ru.gsoBad - before.gsoBad, 0, `UDP gso_size ${mss}: not bad`);
+    for (let i = 0; i < wantU.length; i++) assert.equal(frameAt(i), wantU[i], `UDP gso_size ${mss}: segment ${i}`);
+  }
+  {
+    const before = hooks.offloadDeliverForTest(new Uint8Array(60), null, 0, 1, false);
+    pool.len[10] = 0x1234;
+    const ru = hooks.offloadDeliverForTest(frame({ proto: 17, payload: 64 * 129, seed: 59 }), udpVnet(64), 10, 64, false, POD_GSO_MIN);
+    assert.is(ru.n, 0, 'UDP 129 segments');
+    assert.is(pool.len[10], 0x1234, 'UDP 129 segments: no descriptor written');
+    assert.is(ru.gsoBad - before.gsoBad, 1, 'UDP 129 segments: gsoBad');
+  }
   // no floor (an underlay port: GRO merges small segments): gso_size 1 is still cut, one byte each
   const small = frame({ payload: 40, seed: 56 });
   const r1 = hooks.offloadDeliverForTest(small, tcpVnet(1), 0, 64, false);
@@ -1012,6 +1032,52 @@ test('a wedged V2 ring in a PACKET_FANOUT group (workers > 1): only that member 
     } finally {
       for (const p of ports) native.close(p);
       closeSync(fd);
+    }
+  });
+});
+
+
+test('a pod port (gsoMin) receives an honest UDP_SEGMENT send of gso_size 64 (10 datagrams in one send) from a real socket (a V2 ring port and a whole-copy one)', async () => {
+  await withNetns(['gsoudp'], async ([N]) => {
+    noIpv6(N);
+    N.ip('link', 'add', 'gu0', 'type', 'veth', 'peer', 'name', 'gu1');
+    for (const d of ['gu0', 'gu1']) N.ip('link', 'set', d, 'up');
+    N.ip('addr', 'add', '10.77.0.1/24', 'dev', 'gu0');
+    const mac = JSON.parse(N.ip('-j', 'link', 'show', 'gu1'))[0].address as string;
+    N.ip('neigh', 'replace', '10.77.0.2', 'lladdr', mac, 'dev', 'gu0', 'nud', 'permanent');
+    const ports = [native.openPacket('gu1', { netns: N.path, ringVersion: 2, gsoMin: POD_GSO_MIN }), native.openPacket('gu1', { netns: N.path, scatterRx: false, gsoMin: POD_GSO_MIN })];
+    try {
+      const send = (size: number, total: number) => N.exec('python3', ['-c',
+        `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(17,103,${size})\n` +
+        `s.sendto(bytes((i*7+i//64)&255 for i in range(${total})),('10.77.0.2',9999))`]);
+      send(64, 640);
+      const payload = (i: number) => ((i * 7 + Math.floor(i / 64)) & 255);
+      for (const port of ports) {
+        const got: Uint8Array[] = [];
+        const ok = await waitFor(() => {
+          for (let round = 0; round < 50; round++) {
+            const n = native.recv(port, 200, 64);
+            for (let i = 200; i < 200 + n; i++) {
+              const f = frameAt(i);
+              if (f.length >= 42 && rd16(f, 12) === 0x0800 && f[23] === 17 && rd16(f, 36) === 9999) got.push(f);
+            }
+            if (n === 0) break;
+          }
+          return got.length >= 10;
+        }, 10000);
+        assert.ok(ok, `port ${port}: 10 datagrams (got ${got.length}, stats ${JSON.stringify(offloadStats(port))})`);
+        assert.is(got.length, 10);
+        got.forEach((f, k) => {
+          assert.is(f.length, 42 + 64, `datagram ${k}: length`);
+          assert.is(rd16(f, 38), 8 + 64, `datagram ${k}: UDP length`);
+          for (let j = 0; j < 64; j++) if (f[42 + j] !== payload(k * 64 + j)) assert.unreachable(`datagram ${k}: payload byte ${j}`);
+        });
+        const st = offloadStats(port);
+        assert.is(st.rxGsoBad ?? 0, 0, 'not counted bad');
+        assert.ok((st.rxGsoFrames ?? 0) >= 1, 'it came as one GSO frame and was cut here');
+      }
+    } finally {
+      for (const p of ports) native.close(p);
     }
   });
 });

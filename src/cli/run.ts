@@ -172,11 +172,14 @@ function guardSpecOf(model: NodeDataplaneModel, endpointToHost: 'accept' | 'drop
   const pairs4 = veths.flatMap((e) => e.ips.map((ip) => [e.interfaceName, formatIpv4(ip)] as const));
   const pairs6 = model.v6.endpoints.filter((e) => names.has(e.interfaceName)).flatMap((e) => e.ips6.map((ip) => [e.interfaceName, ip] as const));
   const order = (a: readonly [string, string], b: readonly [string, string]) => (a[0] + ' ' + a[1] < b[0] + ' ' + b[1] ? -1 : a[0] + ' ' + a[1] > b[0] + ' ' + b[1] ? 1 : 0);
+  // each pair once (a stale and a new endpoint on one veth, an address listed twice): nft refuses
+  // an update that deletes one element twice (nft-nat.ts ifaddrs dedupes too)
+  const unique = (ps: (readonly [string, string])[]) => [...new Map(ps.map((p) => [p[0] + ' ' + p[1], p] as const)).values()];
   return {
     hostPort: HOST_PORT_NAME, hostPortIndex: 0, natPools: [], pools: [], nodes: [], portRange: [0, 0], udpTimeout: { unreplied: 0, replied: 0 }, maxFlows: 0, kernelTransitDrop: false,
     pods: [...names].sort(),
-    podAddrs4: pairs4.sort(order),
-    podAddrs6: pairs6.sort(order),
+    podAddrs4: unique(pairs4).sort(order),
+    podAddrs6: unique(pairs6).sort(order),
     tunnelPorts: [VXLAN_PORT],
     endpointToHost,
   };
@@ -597,17 +600,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // The pod guard first: from the first model on, a veth pod cannot reach the node's tunnel
       // sockets nor its services with a forged source (review C, H1/H2).
       const wantGuard = guardSpecOf(model, endpointToHost);
-      if (guard.active) guard.update(wantGuard);
-      else {
-        try {
-          guard.start(wantGuard);
-          natLog.info(`pod guard: table inet podway created (${wantGuard.pods.length} veth pods; endpoint-to-host ${endpointToHost})`);
-        } catch (e) {
-          // asked to drop pods' connections to the node: not running open instead
-          if (endpointToHost === 'drop') throw e;
-          guard.lastError = (e as Error).message;
-          natLog.warn(`pod guard: ${guard.lastError}: veth pods can send the node's kernel forged sources and tunnel packets (tried again with the next model)`);
-        }
+      if (guard.active || guard.starting) guard.update(wantGuard);
+      else if (endpointToHost === 'drop') {
+        // asked to drop pods' connections to the node: not running open instead (throws)
+        guard.start(wantGuard);
+        natLog.info(`pod guard: table inet podway created (${wantGuard.pods.length} veth pods; endpoint-to-host ${endpointToHost})`);
+      } else if (guard.startOrRetry(wantGuard)) {
+        natLog.info(`pod guard: table inet podway created (${wantGuard.pods.length} veth pods; endpoint-to-host ${endpointToHost})`);
+      } else {
+        natLog.warn(`pod guard: ${guard.lastError}: veth pods can send the node's kernel forged sources and tunnel packets (tried again on a timer, 1 s doubling up to 60 s, with the newest model, until it goes in)`);
       }
       const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false);
       if (nat.active) nat.update(want);

@@ -86,7 +86,7 @@ function elements(xs: readonly string[]): string {
 /** Interface names as nft strings; a name that could break out of the quotes is left out (the
  * engine refuses such names for its sysctls too). */
 function ifnames(xs: readonly string[]): string[] {
-  return xs.filter((x) => /^[A-Za-z0-9_.@-]{1,15}$/.test(x)).map((x) => `"${x}"`);
+  return [...new Set(xs.filter((x) => /^[A-Za-z0-9_.@-]{1,15}$/.test(x)).map((x) => `"${x}"`))];
 }
 
 /**
@@ -275,10 +275,12 @@ export const NAT_IPV6: NatFamily = { family: 'ip6', table: natTableProgram6, set
 
 /** [interface, address] pairs as nft concatenations; pairs whose interface name could break out
  * of its quotes, or whose address is not plain address text, are left out. */
+/** (interface, address) pairs as nft elements, each once: a pair listed twice (a stale and a new
+ * endpoint on one veth) would make an update `delete element { x, x }`, which nft refuses. */
 function ifaddrs(xs: readonly (readonly [string, string])[] | undefined): string[] {
-  return (xs ?? [])
+  return [...new Set((xs ?? [])
     .filter(([i, a]) => /^[A-Za-z0-9_.@-]{1,15}$/.test(i) && /^[0-9a-fA-F:.]{2,45}$/.test(a))
-    .map(([i, a]) => `"${i}" . ${a}`);
+    .map(([i, a]) => `"${i}" . ${a}`))];
 }
 
 /**
@@ -445,6 +447,9 @@ export class NftNat {
   /** The refused spec, tried again when the timer fires (a newer change replaces it). */
   private failed: NatSpec | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** startOrRetry's spec while its start is refused (the timer starts it), and its callback. */
+  private startWanted: NatSpec | null = null;
+  private onStarted: () => void = () => {};
   /** The wait before a refused update is tried again; attempts 0 while none is refused. */
   private readonly retryWait: Backoff;
   private readonly retryMaxMs: number;
@@ -474,6 +479,50 @@ export class NftNat {
   }
 
   /**
+   * start(), and when nft refuses it, start again on the retry timer (the same backoff as a refused
+   * update: retry.minMs doubling up to retry.maxMs), with the newest spec update() got meanwhile,
+   * until it goes in or stop(). Never throws: false and lastError when this attempt failed (each
+   * failure counted; `onStarted` is called when a later attempt succeeds).
+   */
+  startOrRetry(s: NatSpec, onStarted: () => void = () => {}): boolean {
+    this.startWanted = s;
+    this.onStarted = onStarted;
+    if (this.retryTimer) return false; // already waiting: the timer takes this spec
+    return this.tryStart();
+  }
+
+  /** Waiting to start again (startOrRetry failed, not stopped): update() gives it the newest spec. */
+  get starting(): boolean {
+    return this.spec === null && this.startWanted !== null;
+  }
+
+  private tryStart(): boolean {
+    const s = this.startWanted;
+    if (!s || this.spec) return this.spec !== null;
+    try {
+      this.start(s);
+    } catch (e) {
+      this.lastError = (e as Error).message;
+      this.failures++;
+      const wait = this.retryWait.next();
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        if (!this.startWanted) return;
+        this.retries++;
+        if (this.tryStart()) {
+          this.log(`${this.fam.family === 'inet' ? 'pod guard' : 'nat'}: table ${this.fam.family} ${NAT_TABLE} created after ${this.failures} refused attempt(s)`);
+          this.onStarted();
+        }
+      }, wait);
+      this.retryTimer.unref();
+      return false;
+    }
+    this.startWanted = null;
+    this.retryWait.reset();
+    return true;
+  }
+
+  /**
    * Delete a copy of the table a crashed run left behind, while this run has not created its own
    * (the IPv6 table is created only once an IPv6 pool has natOutgoing: a leftover would otherwise
    * keep masquerading after the flag went off). True when there was one. Never throws (no nft, or
@@ -497,7 +546,10 @@ export class NftNat {
 
   /** Apply a new spec: the sets when only they changed, else the whole table. */
   update(s: NatSpec): void {
-    if (!this.spec) return;
+    if (!this.spec) {
+      if (this.startWanted) this.startWanted = s; // started by the retry timer with this one
+      return;
+    }
     if (tableKeyOf(s, this.fam.family) === this.tableKey && setsKeyOf(s) === this.setsKey) return;
     this.pending = s;
     if (!this.running) void this.drain();
@@ -569,6 +621,7 @@ export class NftNat {
    */
   async stop(waitMs = 5000): Promise<void> {
     this.clearRetry();
+    this.startWanted = null;
     if (!this.spec) return;
     this.spec = null;
     this.pending = null;

@@ -11,7 +11,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
-import { NatSpec, natTableProgram, NftNat, NAT_TABLE } from '../../src/dataplane/nft-nat';
+import { NatSpec, natTableProgram, guardTableProgram, NftNat, NAT_TABLE, POD_GUARD } from '../../src/dataplane/nft-nat';
 import { ownedTableInput } from '../helpers/nft-owner';
 
 runPrivateNetns();
@@ -67,6 +67,71 @@ test('an update nft refuses is tried again on a timer (backing off), counted and
   } finally {
     await nat.stop();
   }
+});
+
+function guardSpec(addr: string): NatSpec {
+  return {
+    ...spec([]), pods: ['cali1234'], podAddrs4: [['cali1234', addr]], podAddrs6: [], tunnelPorts: [4789], endpointToHost: 'accept',
+  };
+}
+const guardTable = () => sh('nft', ['list', 'table', 'inet', NAT_TABLE], { allowFail: true });
+
+test('the pod guard: a start nft refuses (startOrRetry) is tried again on the timer, backing off, with the newest spec update() gave meanwhile, until it goes in; stop() ends the retries', async () => {
+  sh('ip', ['link', 'set', 'lo', 'up']);
+  if (!/podway0/.test(sh('ip', ['link', 'show'], { allowFail: true }))) sh('ip', ['tuntap', 'add', 'podway0', 'mode', 'tun']);
+  const logs: string[] = [];
+  const guard = new NftNat((m) => logs.push(m), 'nft', { minMs: 200, maxMs: 400 }, POD_GUARD);
+  const holder = spawn('nft', ['-i'], { stdio: ['pipe', 'ignore', 'pipe'] });
+  children.push(holder);
+  try {
+    // another process holds table inet podway (owner flag): podway's create is refused
+    let err = '';
+    holder.stderr!.on('data', (d) => (err += String(d)));
+    holder.stdin!.write(ownedTableInput(guardTableProgram(guardSpec('10.244.0.9')), 'inet', NAT_TABLE));
+    assert.ok(await waitFor(() => /flags owner/.test(guardTable()), 10_000, 20), `nft -i holds the table: ${err}`);
+    let started = 0;
+    assert.is(guard.startOrRetry(guardSpec('10.244.0.2'), () => started++), false, 'refused');
+    assert.ok(!guard.active && guard.starting);
+    assert.match(String(guard.lastError), /Operation not permitted|EPERM|create table/);
+    assert.ok(await waitFor(() => guard.retries >= 2 && guard.failures >= 3, 10_000, 20), `tried again while refused: ${JSON.stringify(guard.status())}`);
+    assert.ok(!guard.active && started === 0);
+    // a new model meanwhile: the retry takes it
+    guard.update(guardSpec('10.244.0.3'));
+    holder.stdin!.end();
+    assert.ok(await waitFor(() => holder.exitCode !== null || holder.signalCode !== null, 10_000, 10), 'nft -i ended');
+    assert.ok(await waitFor(() => guard.active, 10_000, 20), `started by the timer: ${JSON.stringify(guard.status())} ${logs.join('\n')}`);
+    assert.is(started, 1);
+    assert.ok(!guard.starting);
+    assert.is(guard.lastError, null);
+    assert.match(guardTable(), /"cali1234" \. 10\.244\.0\.3/);
+    assert.not.match(guardTable(), /flags owner/);
+    assert.ok(logs.some((l) => /pod guard: table inet podway created after \d+ refused attempt/.test(l)), logs.join('\n'));
+    const r = guard.retries;
+    await new Promise((res) => setTimeout(res, 600));
+    assert.is(guard.retries, r, 'the timer stopped');
+    // a pair listed twice, then gone: real nft takes the update (deleted once, no table replace)
+    const f = guard.failures, u = guard.updates;
+    guard.update({ ...guardSpec('10.244.0.3'), podAddrs4: [['cali1234', '10.244.0.3'], ['cali1234', '10.244.0.4'], ['cali1234', '10.244.0.4']] });
+    assert.ok(await waitFor(() => guard.updates === u + 1, 10_000, 20), JSON.stringify(guard.status()));
+    assert.match(guardTable(), /"cali1234" \. 10\.244\.0\.4/);
+    guard.update(guardSpec('10.244.0.3'));
+    assert.ok(await waitFor(() => guard.updates === u + 2 || guard.failures > f, 10_000, 20), JSON.stringify(guard.status()));
+    assert.is(guard.failures, f, `no update refused: ${logs.join('\n')}`);
+    assert.ok(logs.at(-1)!.includes('sets updated'), logs.join('\n'));
+    assert.not.match(guardTable(), /10\.244\.0\.4/);
+  } finally {
+    if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
+    await guard.stop();
+  }
+  assert.is(guardTable(), '', 'table removed at stop');
+  // stop() while refused: no timer left to start it afterwards
+  const g2 = new NftNat(() => {}, 'nft-not-installed-here', { minMs: 100, maxMs: 100 }, POD_GUARD);
+  assert.is(g2.startOrRetry(guardSpec('10.244.0.2')), false);
+  await g2.stop();
+  const f = g2.failures;
+  await new Promise((res) => setTimeout(res, 400));
+  assert.is(g2.failures, f, 'no attempt after stop');
+  assert.ok(!g2.starting);
 });
 
 /**

@@ -165,6 +165,15 @@ test('the pod guard (table inet podway): tunnels from pods and sources not the p
   assert.is(guardSetsProgram(GUARD, more), [
     'delete element inet podway pods { "cali3" }', 'delete element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'delete element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }', '',
   ].join('\n'));
+  // a pair (or interface) listed twice (a stale and a new endpoint on one veth): each element once,
+  // in the table and in an update's delete (nft refuses `delete element { x, x }`)
+  const twice: NatSpec = { ...more, pods: [...more.pods, 'cali3'], podAddrs4: [...more.podAddrs4!, ['cali3', '10.244.0.4']], podAddrs6: [...more.podAddrs6!, ['cali3', 'fd00:10:244::4']] };
+  assert.match(guardTableProgram(twice), 'set pod_addrs4 { type ifname . ipv4_addr; elements = { "cali1" . 10.244.0.2, "cali2" . 10.244.0.3, "cali3" . 10.244.0.4 } }');
+  assert.match(guardTableProgram(twice), 'set pods { type ifname; elements = { "cali1", "cali2", "cali3" } }');
+  assert.is(guardSetsProgram(GUARD, twice), [
+    'delete element inet podway pods { "cali3" }', 'delete element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'delete element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }', '',
+  ].join('\n'));
+  assert.is(guardSetsProgram(twice, more), '', 'the same set once listed twice: nothing to do');
   const json = JSON.stringify({ nftables: [
     { counter: { family: 'inet', name: 'pod_spoofed', table: 'podway', handle: 1, packets: 5, bytes: 300 } },
     { counter: { family: 'inet', name: 'pod_tunnel', table: 'podway', handle: 2, packets: 3, bytes: 400 } },

@@ -47,7 +47,7 @@ import { performance } from 'node:perf_hooks';
 // The modules this thread uses, not the control plane's index: a datastore's own modules load
 // when its spec is opened (open-datastore.ts) and the BGP speaker's with --bgp, so a start loads
 // no YAML parser for an etcd or embedded store and no etcd client for a file or embedded one.
-import { openDatastore } from '../control/open-datastore';
+import { openDatastore, resolveDatastoreSpec } from '../control/open-datastore';
 import { computeNodeModel, type NodeDataplaneModel } from '../control/route-calc';
 import type { ClusterSnapshot } from '../control/snapshot';
 import { KvDatastore } from '../control/kv-datastore';
@@ -284,6 +284,18 @@ if (parentPort) {
     if (!agent.hasPlan() && cachedRefused) return speakerNotStartedStatus(init.node, `it starts once the datastore answers (${cachedRefused})`);
     return { ...agent.status(), cachedSettings };
   };
+  // On etcd, the client (etcd3, @grpc/grpc-js, protobufjs parsing etcd's .proto files: hundreds of
+  // ms) loads at once, while the main thread registers the node (run.ts spawns this thread before
+  // that): {type:'start'} then finds it loaded. A spec that does not parse is left to the start.
+  setImmediate(() => {
+    let kind: string;
+    try {
+      kind = resolveDatastoreSpec(init.spec).kind;
+    } catch {
+      return;
+    }
+    if (kind === 'etcd') require('../control/kv/etcd-kv');
+  });
   port.on('message', (m: { type: string; id?: number; reason?: string; gen?: number; ok?: boolean; message?: string; inputs?: BgpInputs; appliedAt?: string; file?: string }) => {
     if (m.type === 'applied') {
       onApplied(m.gen ?? 0, m.ok === true, m.message ?? 'refused');

@@ -427,6 +427,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The cached model is in force in the engine: only then does the speaker start on the cache's
      * BGP settings (as a datastore model's settings follow it once applied). */
     let cacheApplied = false;
+    /** On the cached model with --bgp: the speaker runs on the cache's BGP settings; else why not.
+     * (Declared before the first start: it spawns the model thread, startCachedSpeaker reads this.) */
+    let cacheBgp = false;
+    let cacheNoBgp = '';
     let lastSpawn = 0;
     let respawnTimer: NodeJS.Timeout | undefined;
     /** With --bgp on the cached model, once it is applied: the speaker on the cache's settings. */
@@ -468,23 +472,41 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // state, readiness unchanged; status says so until a good edit (or the same error's since stays).
     let datastoreRejected: { since: string; error: string } | null = null;
     const onDatastoreLocked = (locked: boolean): void => { datastoreLocked = locked ? { checkedAt: new Date().toISOString() } : null; };
-    const startDatastore = async (): Promise<FirstModel> => {
-      datastoreDown(`joining ${specText}`);
-      await joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
-        if (/unreachable/.test(m)) {
-          datastoreDown(m);
-          dsLog.warn(m);
-          saidUnreachable();
-        } else say(m);
-      }));
-      datastoreDown('waiting for the first snapshot');
-      if (abortStart.signal.aborted) throw new Error('stopped before the datastore answered');
+    /** The model thread, spawned if there is none (a dead one replaced). */
+    const ensureThread = (): ModelSource => {
       if (thread?.hasExited) thread = null;
       if (!thread) {
         thread = spawnThread();
         startCachedSpeaker(); // a thread that died on the cache: its speaker again (after the apply)
       }
-      const t = thread;
+      return thread;
+    };
+    const startDatastore = async (): Promise<FirstModel> => {
+      datastoreDown(`joining ${specText}`);
+      // The model thread is spawned before the registration: it loads its modules (the etcd client
+      // among them, model-worker.ts) while this thread registers the node; it opens the datastore
+      // only once asked (begin), after the registration, as calico-node does.
+      const early = ensureThread();
+      try {
+        await joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
+          if (/unreachable/.test(m)) {
+            datastoreDown(m);
+            dsLog.warn(m);
+            saidUnreachable();
+          } else say(m);
+        }));
+      } catch (e) {
+        // A failed start stops podway: the thread spawned for it goes too (on the cached model it
+        // stays, as after a failed begin below).
+        if (!onCache && thread === early) {
+          thread = null;
+          early.terminate();
+        }
+        throw e;
+      }
+      datastoreDown('waiting for the first snapshot');
+      if (abortStart.signal.aborted) throw new Error('stopped before the datastore answered');
+      const t = ensureThread();
       let started: FirstModel;
       try {
         started = await t.begin((m) => {
@@ -522,9 +544,6 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The first model's number in the model thread and its BGP settings (start without the cache). */
     let firstGen: number | undefined;
     let firstInputs: BgpInputs | undefined;
-    /** On the cached model with --bgp: the speaker runs on the cache's BGP settings; else why not. */
-    let cacheBgp = false;
-    let cacheNoBgp = '';
     if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}`);
     if (cached !== 'none' && !('refused' in cached)) {
       // The datastore first, as always; the cache only when it says it is unreachable or does not

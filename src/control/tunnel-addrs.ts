@@ -61,10 +61,22 @@ interface PoolJson { metadata?: { deletionTimestamp?: string }; spec?: { vxlanMo
 async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion): Promise<{ keep: IpNet[]; assign: IpNet[] }> {
   const nodeEntry = await kv.get(nodeKey(node));
   if (!nodeEntry) throw new Error(`node ${node} does not exist: register it first`);
-  const labels = decodeNodeLabels(nodeEntry.value, nodeEntry.key);
+  // The Node's labels and the pools are decoded (with the zod schemas, resources.ts: ~400 ms to
+  // load on a busy node) only for pools whose stored vxlanMode calls for a tunnel address: on a
+  // cluster without VXLAN pools `podway run`'s registration loads no schemas (bench/README.md,
+  // "Start-up time").
+  let labels: ReturnType<typeof decodeNodeLabels> | undefined;
   const keep: IpNet[] = [];
   const assign: IpNet[] = [];
   for (const e of (await kv.list(IPPOOL_PREFIX)).entries) {
+    let raw: PoolJson;
+    try {
+      raw = JSON.parse(e.value) as PoolJson;
+    } catch {
+      continue; // not JSON: decodePool refuses it too
+    }
+    if (raw?.metadata?.deletionTimestamp) continue;
+    if (raw?.spec?.vxlanMode !== 'Always' && raw?.spec?.vxlanMode !== 'CrossSubnet') continue;
     // A pool that fails its schema (another tool's `ipipMode: always`) is skipped, not fatal: no
     // tunnel address comes from it (IPAM skips it too) and `podway run` warns about it.
     let pool: ReturnType<typeof decodePool>;
@@ -73,16 +85,14 @@ async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion)
     } catch {
       continue;
     }
-    const raw = JSON.parse(e.value) as PoolJson;
-    if (pool.cidr.version !== version || raw.metadata?.deletionTimestamp) continue;
-    if (raw.spec?.vxlanMode !== 'Always' && raw.spec?.vxlanMode !== 'CrossSubnet') continue;
+    if (pool.cidr.version !== version) continue;
     if (!pool.allowedUses.includes('Tunnel')) continue;
     // a stored selector that cannot be parsed: an address of ours there stays, none is taken there
     if (pool.selectorError !== undefined) {
       keep.push(pool.cidr);
       continue;
     }
-    if (!pool.nodeSelector.matches(labels)) continue;
+    if (!pool.nodeSelector.matches(labels ??= decodeNodeLabels(nodeEntry.value, nodeEntry.key))) continue;
     keep.push(pool.cidr);
     if (!pool.disabled) assign.push(pool.cidr);
   }

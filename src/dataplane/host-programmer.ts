@@ -70,9 +70,10 @@ export interface HostDeviceMtu {
  * A route learned over BGP for the node's kernel (calico-node's BIRD `protocol kernel` does the
  * same, and its BIRD for IPv6): `route CIDR via VIA dev DEV proto bird metric 32`. BIRD's protocol
  * number and BIRD 1.6's default kernel metric: beside an operator's own route to the same prefix
- * (a static default, metric 0 unless set for IPv4, 1024 for IPv6) it is added, never put in its
- * place, and the operator's route wins. IPv6 the same way (a global next hop; the kernel keys a
- * route by prefix and metric in both families).
+ * (a static default) it is added, never put in its place (the kernel keys a route by prefix and
+ * metric in both families; IPv6 needs a global next hop). Which one wins differs: an operator's
+ * IPv4 route has metric 0 unless set, so it wins; an operator's IPv6 route has metric 1024 unless
+ * set, so the learned metric-32 route wins, as under calico-node's BIRD for IPv6 (README).
  */
 export interface HostLearnedRoute {
   cidr: string;

@@ -160,30 +160,41 @@ test('a pod\'s frame for ::1 does not reach a UDP socket bound to the node\'s [:
 });
 
 /** A UDP receiver on every IPv4 and IPv6 address of its namespace: prints 'listening', then the
- * first payload byte (the tag) of each datagram that came within its time (at most 50). */
+ * first payload byte (the tag) of each datagram that came (at most 50), once every tag of `stop`
+ * came (plus 0.3 s for stragglers) or at the latest after its time. A negative check's stop tag is
+ * a marker sent from an honest source after the forged datagrams: when it is in, whatever forged
+ * would have arrived has (no full window waited out). */
 const PY_UDP_TAGS = `
 import socket, sys, json, time, select
-port, tmo = int(sys.argv[1]), float(sys.argv[2])
+port, tmo, stop = int(sys.argv[1]), float(sys.argv[2]), set(json.loads(sys.argv[3]))
 s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s4.bind(('0.0.0.0', port))
 s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1); s6.bind(('::', port))
 print('listening', flush=True)
-end = time.time() + tmo; tags = []
+end = time.time() + tmo; tags = []; stopped = False
 while time.time() < end and len(tags) < 50:
     r, _, _ = select.select([s4, s6], [], [], max(0.01, end - time.time()))
     for x in r:
         d, a = x.recvfrom(65535); tags.append(d[0] if d else -1)
+    if stop and not stopped and stop.issubset(tags):
+        stopped = True; end = min(end, time.time() + 0.3)
 print(json.dumps({'tags': tags}), flush=True)
 `;
 
-/** Start a tag receiver in `ns` on `port` for `secs`; finish() gives the tags it got. */
-async function tagReceiver(ns: string, port: number, secs: number): Promise<{ finish(): Promise<number[]> }> {
-  const [c, a] = py(ns, PY_UDP_TAGS, [port, secs]);
+/** The marker tag (stop tag of negative checks). */
+const MARKER = 250;
+
+/** Start a tag receiver in `ns` on `port` until the `stop` tags came or `secs` passed; finish()
+ * gives the tags it got (the marker left out). */
+async function tagReceiver(ns: string, port: number, stop: number[], secs = 15): Promise<{ finish(): Promise<number[]> }> {
+  const [c, a] = py(ns, PY_UDP_TAGS, [port, secs, JSON.stringify(stop)]);
   const bg = new Bg(c, a);
   await bg.waitFor('listening', 5000);
   return {
     async finish() {
       await bg.finish((secs + 10) * 1000);
-      return (JSON.parse(bg.stdout.trim().split('\n').pop()!) as { tags: number[] }).tags;
+      const tags = (JSON.parse(bg.stdout.trim().split('\n').pop()!) as { tags: number[] }).tags;
+      if (stop.includes(MARKER)) assert.ok(tags.includes(MARKER), `the marker from an honest source arrived within ${secs} s: ${JSON.stringify(tags)}`);
+      return tags.filter((t) => t !== MARKER);
     },
   };
 }
@@ -247,7 +258,7 @@ test('pod guard: a veth pod\'s VXLAN and IPIP with another node\'s address forge
   nftIn(['delete', 'table', 'inet', 'podway']);
   let open: number[];
   try {
-    const rx = await tagReceiver(web2.ns, PORT2, 4);
+    const rx = await tagReceiver(web2.ns, PORT2, [11, 12, 13]);
     await sendFrames('web-1', frames(10));
     open = await rx.finish();
   } finally {
@@ -255,8 +266,9 @@ test('pod guard: a veth pod\'s VXLAN and IPIP with another node\'s address forge
   }
   assert.equal([...open].sort((a, b) => a - b), [11, 12, 13], `without the guard all three forged tunnels (VXLAN, IPIP, VXLAN over IPv6) reached web-2 (the attack): ${JSON.stringify(open)}`);
   const g0 = await guardCounters();
-  const rx = await tagReceiver(web2.ns, PORT2, 4);
-  await sendFrames('web-1', frames(20));
+  const rx = await tagReceiver(web2.ns, PORT2, [MARKER]);
+  // the marker: web-1's own datagram to web-2, after the forged tunnels
+  await sendFrames('web-1', [...frames(20), eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(web1.ip, web2.ip, 40_999, PORT2, Buffer.alloc(32, MARKER)))]);
   const got = await rx.finish();
   assert.equal(got, [], 'with the guard none of the inner packets reached web-2');
   await until(async () => delta(g0, await guardCounters(), 'podTunnel') >= 3, 5000);
@@ -274,7 +286,7 @@ test('pod guard: forged sources to a node listener are dropped before the node\'
   const to6 = (src: string, tag: number) => eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x86dd, udp6(src, n1.ip6!, 40_000 + tag, PORT3, Buffer.alloc(16, tag)));
   const forged = [to4(n2.ip, 1), to4(web2.ip, 2), to4('10.99.0.254', 3), to6(n2.ip6!, 4), to6(web2.ip6!, 5)];
   const g0 = await guardCounters();
-  const rx = await tagReceiver(n1.ns, PORT3, 4);
+  const rx = await tagReceiver(n1.ns, PORT3, [100, 101]);
   await sendFrames('web-1', [...forged, to4(web1.ip, 100), to6(web1.ip6!, 101)]);
   const got = await rx.finish();
   assert.equal([...got].sort((a, b) => a - b), [100, 101], `only web-1's own sources reached node1's listener: ${JSON.stringify(got)}`);
@@ -296,11 +308,13 @@ test('--endpoint-to-host drop: a pod\'s new connections to the node are dropped 
   assert.ok(await until(() => pingFrom(n1.ns, web1.ip) && pingFrom(n1.ns, web1.ip6!), 20_000, 200), 'node1 -> web-1 (IPv4 and IPv6, the pod resolving its gateway by NDP)');
   const PORT4 = 47_400;
   const g0 = await guardCounters();
-  const rx = await tagReceiver(n1.ns, PORT4, 4);
+  const rx = await tagReceiver(n1.ns, PORT4, [MARKER]);
   await sendFrames('web-1', [
     eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(web1.ip, n1.ip, 40_001, PORT4, Buffer.alloc(16, 7))),
     eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x86dd, udp6(web1.ip6!, n1.ip6!, 40_002, PORT4, Buffer.alloc(16, 8))),
   ]);
+  // the marker: from node1 itself (not a pod), after web-1's datagrams
+  run('ip', ['netns', 'exec', n1.ns, 'python3', '-c', `import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(bytes([${MARKER}]) * 16, ('${n1.ip}', ${PORT4}))`]);
   assert.equal(await rx.finish(), [], 'nothing reached node1\'s listener');
   await until(async () => delta(g0, await guardCounters(), 'podToHost') >= 2, 5000);
   assert.is(delta(g0, await guardCounters(), 'podToHost'), 2, 'both counted pod_to_host');

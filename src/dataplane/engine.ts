@@ -414,7 +414,7 @@ export class Engine {
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
     this.pipe.onPodMacUnknown = (port, ip, now) => this.askPodMac(port, ip, now);
     this.pipe.onPodMacUnknown6 = (port, b, off, now) => this.askPodMac6(port, b, off, now);
-    this.pipe.onPortMtuExceeded = (port) => this.recheckPortMtu(port);
+    this.pipe.onPortMtuExceeded = (port, now) => this.recheckPortMtu(port, now);
     const onPodMac = opts.onPodMac;
     if (onPodMac && this.worker.count > 1) {
       this.pipe.onPodMac = (port, b, off) => {
@@ -1696,8 +1696,7 @@ export class Engine {
    * old one for up to the poll's 5 s, while a flood of packets really too big costs one addon
    * call (two ioctls) per port per interval, not one per packet.
    */
-  private recheckPortMtu(port: number): void {
-    const now = Date.now();
+  private recheckPortMtu(port: number, now: number): void {
     if (now - this.portMtuRecheckedAt[port] < PORT_MTU_RECHECK_MS) return;
     this.portMtuRecheckedAt[port] = now;
     let mtu: number;

@@ -161,8 +161,9 @@ export class Pipeline implements CapturePorts {
   onPodMacUnknown: (port: number, ip: number, now: number) => void = () => {};
   /** A packet for local pod `port` is bigger than its portMtu: the engine may read the device's MTU
    * again now (portMtu is polled every few seconds, so a raised MTU could still read as the old
-   * one) before the packet is answered as too big (recheckPortMtu). */
-  onPortMtuExceeded: (port: number) => void = () => {};
+   * one) before the packet is answered as too big (recheckPortMtu), with the batch's clock
+   * (batchNow: no clock read per packet in a flood of packets too big). */
+  onPortMtuExceeded: (port: number, now: number) => void = () => {};
   /** The same for a pod with IPv6 addresses only: `b[off..off+16]` is its first (v6.podIps6); the
    * engine sends it a Neighbor Solicitation from the gateway's link-local address, whose answer
    * (a Neighbor Advertisement) teaches the MAC as the ARP answer does. */
@@ -1076,7 +1077,7 @@ export class Pipeline implements CapturePorts {
   /** A local pod port's MTU after the engine had the chance to read it again (onPortMtuExceeded):
    * only for a packet bigger than the one known, so never on the common path. */
   recheckPortMtu(port: number): number {
-    this.onPortMtuExceeded(port);
+    this.onPortMtuExceeded(port, this.batchNow());
     return this.portMtu[port];
   }
 

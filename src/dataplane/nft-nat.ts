@@ -83,10 +83,13 @@ function elements(xs: readonly string[]): string {
   return xs.length ? ` elements = { ${xs.join(', ')} }` : '';
 }
 
-/** Interface names as nft strings; a name that could break out of the quotes is left out (the
- * engine refuses such names for its sysctls too). */
+/** An interface name that cannot break out of an nft string's quotes (the engine refuses other
+ * names for its sysctls too). */
+const SAFE_IFNAME = /^[A-Za-z0-9_.@-]{1,15}$/;
+
+/** Interface names as nft strings; a name SAFE_IFNAME refuses is left out. */
 function ifnames(xs: readonly string[]): string[] {
-  return [...new Set(xs.filter((x) => /^[A-Za-z0-9_.@-]{1,15}$/.test(x)).map((x) => `"${x}"`))];
+  return [...new Set(xs.filter((x) => SAFE_IFNAME.test(x)).map((x) => `"${x}"`))];
 }
 
 /**
@@ -279,7 +282,7 @@ export const NAT_IPV6: NatFamily = { family: 'ip6', table: natTableProgram6, set
  * endpoint on one veth) would make an update `delete element { x, x }`, which nft refuses. */
 function ifaddrs(xs: readonly (readonly [string, string])[] | undefined): string[] {
   return [...new Set((xs ?? [])
-    .filter(([i, a]) => /^[A-Za-z0-9_.@-]{1,15}$/.test(i) && /^[0-9a-fA-F:.]{2,45}$/.test(a))
+    .filter(([i, a]) => SAFE_IFNAME.test(i) && /^[0-9a-fA-F:.]{2,45}$/.test(a))
     .map(([i, a]) => `"${i}" . ${a}`))];
 }
 

@@ -376,7 +376,6 @@ export class EtcdKv implements KvStore {
         // that found no way out (the node's address gone, etcd down) would then take up to two
         // minutes to see that the way is back. 5 s at most; each failed attempt is one SYN.
         'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
-        [GENERATION_OPTION]: clientsMade++,
         // grpc-js's client option (not a channel option): on every call and watch.
         interceptors: [requireLeader],
       } as IOptions['grpcOptions'],
@@ -386,8 +385,14 @@ export class EtcdKv implements KvStore {
         watchBackoff: { next: () => watchBackoff(0) } as never,
       },
     };
-    this.client = withoutIpServername(new Etcd3(this.etcdOptions));
+    this.client = this.newClient();
     openStores.add(this);
+  }
+
+  /** A client of its own (the constructor's and each reconnect()'s): a new number, so its channels
+   * never share a connection with another client's (see the module comment). */
+  private newClient(): Etcd3 {
+    return withoutIpServername(new Etcd3({ ...this.etcdOptions, grpcOptions: { ...this.etcdOptions.grpcOptions, [GENERATION_OPTION]: clientsMade++ } }));
   }
 
   /**
@@ -399,7 +404,7 @@ export class EtcdKv implements KvStore {
   reconnect(): void {
     if (this.closed) return;
     const old = this.client;
-    this.client = withoutIpServername(new Etcd3({ ...this.etcdOptions, grpcOptions: { ...this.etcdOptions.grpcOptions, [GENERATION_OPTION]: clientsMade++ } }));
+    this.client = this.newClient();
     for (const w of this.watches) w.moveTo(this.client);
     const waiting = [...this.waiting];
     this.waiting.clear();

@@ -41,6 +41,7 @@
 import { ChildLike, SpawnFn, localSpawn } from './spawner';
 import { formatIpv4 } from '../packet';
 import { parseIp6, formatIp6, formatCidr6, mask6Word } from '../lpm/cidr';
+import { isSafeIfname } from './ifname';
 
 /** A veth pod: the node reaches its addresses through a /32 route and a permanent neighbour. */
 export interface HostPodRoutes {
@@ -195,8 +196,7 @@ const MARKER = 'link show dev lo';
 /** A removal that failed because the thing is already gone is done, not an error. */
 const GONE = /Cannot find device|No such process|No such file or directory|No such device/;
 /** Interface and namespace names end up in batch lines (whitespace-split, `#` comments): only
- * names that cannot smuggle in another argument or command are accepted. */
-const SAFE_NAME = /^[A-Za-z0-9_.@-]{1,15}$/;
+ * names that cannot smuggle in another argument or command are accepted (interfaces: isSafeIfname). */
 const SAFE_NETNS_NAME = /^[A-Za-z0-9_.@-]{1,64}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
@@ -688,7 +688,7 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
   const add = (item: Item) => items.set(item.key, item);
   for (const pod of state.pods) {
     const dev = pod.ifname;
-    if (!SAFE_NAME.test(dev)) {
+    if (!isSafeIfname(dev)) {
       rejects.push({ key: `bad-if ${dev}`, msg: `pod interface "${dev}": bad interface name` });
       continue;
     }
@@ -721,7 +721,7 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
   for (const pool of state.pools) {
     if (pool.cidr.includes(':')) {
       const c = canonicalCidr6(pool.cidr);
-      if (c === null || !SAFE_NAME.test(pool.dev)) {
+      if (c === null || !isSafeIfname(pool.dev)) {
         rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad CIDR or interface name` });
         continue;
       }
@@ -729,7 +729,7 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
       continue;
     }
     const m = CIDR4.exec(pool.cidr);
-    if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32 || !SAFE_NAME.test(pool.dev)) {
+    if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32 || !isSafeIfname(pool.dev)) {
       rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad CIDR or interface name` });
       continue;
     }
@@ -741,7 +741,7 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
       // IPv6: canonical texts (as `ip -j -6 route` prints them, for adoption), a global next hop.
       const c = canonicalCidr6(l.cidr);
       const via = canonical6(l.via);
-      if (c === null || via === null || via === '::' || /^fe[89ab]/.test(via) || !SAFE_NAME.test(l.dev)) {
+      if (c === null || via === null || via === '::' || /^fe[89ab]/.test(via) || !isSafeIfname(l.dev)) {
         rejects.push({ key: `bad-learned ${l.cidr}`, msg: `learned route "${l.cidr}" via "${l.via}" dev "${l.dev}": bad CIDR, next hop (a global IPv6 address) or interface name` });
         continue;
       }
@@ -751,7 +751,7 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
     }
     const m = CIDR4.exec(l.cidr);
     const v = CIDR4.exec(`${l.via}/32`);
-    if (!m || !v || [...m.slice(1, 5), ...v.slice(1, 5)].some((o) => Number(o) > 255) || Number(m[5]) > 32 || !SAFE_NAME.test(l.dev)) {
+    if (!m || !v || [...m.slice(1, 5), ...v.slice(1, 5)].some((o) => Number(o) > 255) || Number(m[5]) > 32 || !isSafeIfname(l.dev)) {
       rejects.push({ key: `bad-learned ${l.cidr}`, msg: `learned route "${l.cidr}" via "${l.via}" dev "${l.dev}": bad CIDR, next hop or interface name` });
       continue;
     }
@@ -761,7 +761,7 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
   }
   for (const d of state.mtus) {
     const ns = d.netns ?? '';
-    if (!SAFE_NAME.test(d.ifname) || !Number.isInteger(d.mtu) || d.mtu < 68 || d.mtu > 65535 || (ns !== '' && (!ns.startsWith('/') || /[\0\n]/.test(ns)))) {
+    if (!isSafeIfname(d.ifname) || !Number.isInteger(d.mtu) || d.mtu < 68 || d.mtu > 65535 || (ns !== '' && (!ns.startsWith('/') || /[\0\n]/.test(ns)))) {
       rejects.push({ key: `bad-mtu ${ns} ${d.ifname}`, msg: `MTU ${d.mtu} of "${d.ifname}"${ns ? ` in ${ns}` : ''}: bad interface name, MTU or namespace path` });
       continue;
     }

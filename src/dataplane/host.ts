@@ -13,6 +13,7 @@ import { formatIpv4, parseIpv4, parseMac } from '../packet';
 import { assembleBpf, Bpf, type BpfInsn } from './bpf';
 import { SteerBuilder, jeqFar, type Steer } from './steer';
 import { parseLearnedRoutes } from './host-programmer';
+import { isSafeIfname } from './ifname';
 
 export interface Underlay {
   name: string;
@@ -244,7 +245,7 @@ function ipCmd(args: string[]): void {
 /** Keep the host kernel out of forwarding on an interface podway forwards for. */
 export function quietKernelOn(ifname: string, pod: boolean): string[] {
   // Interface names come from the datastore: refuse anything that could escape the sysctl path.
-  if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(ifname) || ifname.includes('..')) throw new Error(`bad interface name "${ifname}"`);
+  if (!isSafeIfname(ifname)) throw new Error(`bad interface name "${ifname}"`);
   const notes: string[] = [];
   const conf = `net.ipv4.conf.${ifname.replace(/\./g, '/')}`;
   const n1 = setSysctl(`${conf}.forwarding`, '0');

@@ -33,6 +33,7 @@
 import { ChildProcess, execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Backoff } from '../util/backoff';
+import { isSafeIfname } from './ifname';
 
 export const NAT_TABLE = 'podway';
 
@@ -83,13 +84,10 @@ function elements(xs: readonly string[]): string {
   return xs.length ? ` elements = { ${xs.join(', ')} }` : '';
 }
 
-/** An interface name that cannot break out of an nft string's quotes (the engine refuses other
- * names for its sysctls too). */
-const SAFE_IFNAME = /^[A-Za-z0-9_.@-]{1,15}$/;
-
-/** Interface names as nft strings; a name SAFE_IFNAME refuses is left out. */
+/** Interface names as nft strings; a name isSafeIfname refuses (one that could break out of an nft
+ * string's quotes, or no interface's) is left out. */
 function ifnames(xs: readonly string[]): string[] {
-  return [...new Set(xs.filter((x) => SAFE_IFNAME.test(x)).map((x) => `"${x}"`))];
+  return [...new Set(xs.filter((x) => isSafeIfname(x)).map((x) => `"${x}"`))];
 }
 
 /**
@@ -282,7 +280,7 @@ export const NAT_IPV6: NatFamily = { family: 'ip6', table: natTableProgram6, set
  * endpoint on one veth) would make an update `delete element { x, x }`, which nft refuses. */
 function ifaddrs(xs: readonly (readonly [string, string])[] | undefined): string[] {
   return [...new Set((xs ?? [])
-    .filter(([i, a]) => SAFE_IFNAME.test(i) && /^[0-9a-fA-F:.]{2,45}$/.test(a))
+    .filter(([i, a]) => isSafeIfname(i) && /^[0-9a-fA-F:.]{2,45}$/.test(a))
     .map(([i, a]) => `"${i}" . ${a}`))];
 }
 

@@ -38,6 +38,7 @@
  * Without nft (or when it refuses) tunnels keep arriving on the sockets as before.
  */
 import { execFileSync } from 'node:child_process';
+import { isSafeIfname } from './ifname';
 
 export const TUNNEL_TABLE = 'podway_tunnels';
 
@@ -69,7 +70,7 @@ table inet ${TUNNEL_TABLE} {
 
 /** Install the table; returns null, or why it could not be (nft missing or refusing). */
 export function installTunnelRx(underlay: string, nodeIp: string, vxlanPort: number, nodeIp6: string | null = null, nft = 'nft'): string | null {
-  if (!/^[A-Za-z0-9_.@:-]{1,15}$/.test(underlay)) return `interface name ${JSON.stringify(underlay)} not usable in an nft rule`;
+  if (!isSafeIfname(underlay)) return `interface name ${JSON.stringify(underlay)} not usable in an nft rule`;
   if (nodeIp6 !== null && !/^[0-9a-fA-F:.]{2,45}$/.test(nodeIp6)) return `IPv6 address ${JSON.stringify(nodeIp6)} not usable in an nft rule`;
   try {
     execFileSync(nft, ['-f', '-'], { input: tunnelRxProgram(underlay, nodeIp, vxlanPort, nodeIp6), stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });

@@ -1,12 +1,16 @@
 // A lagging etcd member after a reconnection is not a replaced store (etcd-kv.ts): a real
 // three-member etcd cluster on loopback (unique ports), one member (m2, run as nobody) cut off
 // from its peers by nftables (a table of this test's own, matching only this cluster's peer ports
-// and m2's uid), so it stays at an old revision while the others go on. A watch that delivered
-// the newer revisions through m0 is moved (through a forwarder of the test's) to m2: its
-// responses carry m2's old revision, below what the watch delivered (or, once m2 knows it has no
-// leader, m2 refuses the watch: watches ask for a leader). The store is not replaced:
-// no resync while the linearizable read cannot be answered (m2 has no leader), none once m2 is
-// back with its peers (the read then says the store's revision), and the watch goes on.
+// and m2's uid), so it stays at an old revision while the others go on. m2 has a long election
+// timeout (50 s, and no tick advance at start: it never leads, and never campaigns while cut off),
+// so it keeps believing in its leader all that time and serves the watches and calls that ask for
+// one (etcd-kv.ts asks for a leader on each: a member that knows it has none refuses them, and a
+// watch would never reach a lagging member). A watch that delivered the newer revisions through m0
+// is moved (through a forwarder of the test's) to m2: its first response carries m2's old
+// revision, below what the watch delivered. The store is not replaced: no resync while the
+// linearizable read that confirms it cannot be answered (m2 cannot reach its leader), none once
+// m2 is back with its peers (the read then says the store's revision: the header is counted as a
+// lagging member's), and the watch goes on with the next write.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -19,6 +23,8 @@ import type { KvEvent } from '../../src/control/kv/kv';
 import { ETCD_BINARY, freePort } from '../helpers/etcd';
 
 const NOBODY = 65534;
+/** m2's election timeout: etcd's largest (it refuses more than 50 s). */
+const M2_ELECTION_MS = 50_000;
 const procs: ChildProcess[] = [];
 const dirs: string[] = [];
 const table = `podway_test_lagging_${process.pid}`;
@@ -77,6 +83,9 @@ test('a watch moved to a member lagging behind (same cluster, older revision) is
       '--listen-peer-urls', url(peers[i]), '--initial-advertise-peer-urls', url(peers[i]),
       '--initial-cluster', cluster, '--initial-cluster-token', `podway-lag-${process.pid}`, '--initial-cluster-state', 'new',
       '--log-level', 'warn', '--logger', 'zap',
+      // m2: a leader believed in for 50-100 s without a word from it (etcd's longest election
+      // timeout), not 1-2 s: long enough for the whole cut-off on a loaded machine.
+      ...(i === 2 ? ['--election-timeout', String(M2_ELECTION_MS), '--initial-election-tick-advance=false'] : []),
     ], { stdio: ['ignore', 'pipe', 'pipe'], ...(i === 2 ? { uid: NOBODY, gid: NOBODY } : {}) });
     p.stdout!.on('data', (b: Buffer) => { logs[i] = (logs[i] + b.toString()).slice(-3000); });
     p.stderr!.on('data', (b: Buffer) => { logs[i] = (logs[i] + b.toString()).slice(-3000); });
@@ -96,9 +105,11 @@ test('a watch moved to a member lagging behind (same cluster, older revision) is
     // m2 off its peers: its own dials (uid nobody) and every dial to its peer port dropped.
     execFileSync('nft', ['-f', '-'], { input: `table inet ${table} {\n chain out { type filter hook output priority 0;\n  meta skuid ${NOBODY} tcp dport { ${peers[0]}, ${peers[1]} } drop\n  tcp dport ${peers[2]} drop\n }\n}\n` });
     tableMade = true;
+    const cutAt = Date.now();
     const p = `/podway-lag-${process.pid}/`;
-    // Written through m0 once m0 and m1 have a leader between them (m2 may have led: a new
-    // election first): each write tried again while it times out, bounded.
+    // Written through m0 (m0 and m1 hold the quorum; m2 never leads: it would campaign only after
+    // 50 s): each write tried again while it times out (an election of m0 and m1 on a loaded
+    // machine), bounded.
     const write = async (key: string) => {
       for (let attempt = 0; ; attempt++) {
         try {
@@ -122,33 +133,42 @@ test('a watch moved to a member lagging behind (same cluster, older revision) is
       onStatus: (status, detail) => statuses.push(`${status}: ${detail}`),
     });
     await until('the history through m0', () => events.length === 10, 10_000);
+    // m2 cut off for 3 s at least before it is asked: with etcd's default election timeout (1 s)
+    // it would have campaigned by then and know it has no leader (and refuse the watch); with its
+    // 50 s it still follows its leader. So this does not pass by luck of timing.
+    await new Promise((r) => setTimeout(r, Math.max(0, cutAt + 3000 - Date.now())));
     // The watch's connection cut and made again, to m2 (behind by at least the 10 writes).
     fwd.moveTo(clients[2]);
-    const lagging = () => (w as unknown as { laggingHeaders: number }).laggingHeaders;
-    // Either its first answer carries m2's revision, below the watch's: a confirmation is under way,
-    // and m2, without a leader, cannot answer it (each read times out, 2 s, and is tried again); or
-    // m2 already knows it has no leader and refuses the watch (watches ask for a leader, 72eb653:
-    // the watch is down, "no leader"), which a fresh-machine run saw every time. Either way nothing
-    // may be replaced.
-    const refusedNoLeader = () => statuses.some((x) => x.startsWith('down') && /no leader/.test(x));
-    await until('an answer of m2 below the revisions delivered, or m2 refusing the watch (no leader)', () => (w as unknown as { confirming: boolean }).confirming || refusedNoLeader() || resyncs.length > 0, 20_000);
+    const peek = w as unknown as { laggingHeaders: number; confirming: boolean; wentBack: boolean };
+    // m2, with its leader, takes the watch; its first answer carries its revision, below the
+    // watch's: a confirmation is under way, which m2 cannot answer (its leader is out of reach:
+    // each linearizable read times out, 2 s, and is tried again).
+    const noLeader = () => statuses.filter((x) => /no leader/.test(x));
+    await until('an answer of m2 below the revisions delivered', () => peek.wentBack || resyncs.length > 0 || noLeader().length > 0, 20_000)
+      .catch((e: Error) => { throw new Error(`${e.message} (watch status: ${statuses.join(' | ')}; m2's log: ${logs[2].slice(-1000)})`); });
+    assert.equal(noLeader(), [], 'm2 still had a leader (election timeout 50 s)');
+    assert.equal(resyncs, [], `not replaced on m2's header (the store's revision is ${revision})`);
+    assert.ok(peek.confirming, 'a header below ours: the store is being confirmed');
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal(resyncs, [], `not replaced while unconfirmed (the store's revision is ${revision})`);
-    assert.is(lagging(), 0, 'nothing confirmed yet');
-    // m2 back with its peers: it catches up, the read confirms the revision, the watch goes on.
+    assert.ok(peek.confirming, 'not confirmed while m2 cannot reach its leader');
+    assert.is(peek.laggingHeaders, 0, 'nothing confirmed yet');
+    assert.is(events.length, 10, 'nothing delivered from m2 meanwhile');
+    // All of that within m2's election timeout, or m2 may have lost its leader meanwhile and the
+    // answers above would be a leaderless member's: said, not taken as a pass.
+    const cutMs = Date.now() - cutAt;
+    assert.ok(cutMs < M2_ELECTION_MS, `m2 cut off for ${cutMs} ms, longer than its election timeout`);
+    // m2 back with its peers: it catches up (it never campaigned: no election), the read confirms
+    // the revision, the header below ours is counted as a lagging member's, the watch goes on.
     execFileSync('nft', ['delete', 'table', 'inet', table]);
     tableMade = false;
-    // m2 rejoins, its higher term forces an election, it catches up, and the confirming read
-    // concludes: the same store. Wait for the conclusion itself, not for a lagging header counted:
-    // on the fresh CI machine m2's first watch answer came only after it had caught up (at or
-    // above our revision: nothing lagging to count), which the watch rightly took as the same store.
-    const confirming = () => (w as unknown as { confirming: boolean }).confirming;
     try {
-      await until('the linearizable read', () => !confirming() || resyncs.length > 0, 90_000);
+      await until('the linearizable read', () => !peek.confirming || resyncs.length > 0, 60_000);
     } catch (e) {
       throw new Error(`${(e as Error).message}: m2 healthy ${await healthy(2)}; m2's log: ${logs[2].slice(-1500)}`);
     }
     assert.equal(resyncs, [], 'not replaced');
+    assert.is(peek.laggingHeaders, 1, "m2's header below ours confirmed as a lagging member's");
     await write(`${p}after`);
     await until(`the next event through m2 (watch status: ${statuses.slice(-3).join(' | ')})`, () => events.length === 11, 30_000);
     assert.equal(resyncs, [], 'not replaced after the watch went on');

@@ -153,7 +153,7 @@ export interface AddressMonitorOptions {
   /** The addresses given with --ip / --ip6 (source 'manual'): what a repair writes back. */
   given?: { v4?: string; v6?: string };
   /**
-   * Write the change to the Node (join.ts updateNodeAddresses). With `expect` (a repair): only
+   * Write the change to the Node (join.ts NodeAddressStore.update). With `expect` (a repair): only
    * while the stored addresses are still `expect`, in one compare-and-swap; false when they
    * changed meanwhile (nothing written).
    */

@@ -10,6 +10,7 @@
  */
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
+import type { KvStore } from '../control/kv/kv';
 import { KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
 import { clusterGuidOf } from '../control/kv/cluster-guid';
 import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
@@ -183,21 +184,67 @@ export interface NodeAddressChange {
  * they changed meanwhile. Otherwise true.
  */
 export async function updateNodeAddresses(spec: DatastoreSpec, node: string, change: NodeAddressChange, expect?: { ipv4: string; ipv6: string | null }): Promise<boolean> {
-  if (spec.kind === 'file') throw new Error('a file: datastore is read-only');
-  const kv = openKvStore(spec, {});
+  const store = new NodeAddressStore(spec, node);
   try {
+    return await store.update(change, expect);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * This node's Node addresses read and written (storedNodeAddresses, updateNodeAddresses) through
+ * one store, opened at the first call and kept until close(): the address monitor's (run.ts),
+ * which looks every minute for as long as podway runs, and opened a store per look before (for
+ * etcd a new client each time: a connection, a TLS handshake, gRPC's channel set up again). The
+ * store is this object's own (no other part of the thread closes it); its owner closes it once
+ * the monitor stopped (no look under way). Its etcd connections are made again with the
+ * thread's others (reconnectEtcdStores: the node's address left) and stay this store's: a read
+ * waiting on the old connection is sent again, a write is tried once more (update). A call after
+ * close() fails (the monitor says so; it is stopped by then).
+ */
+export class NodeAddressStore {
+  private kv: KvStore | null = null;
+  private closed = false;
+
+  constructor(private readonly spec: DatastoreSpec, private readonly node: string) {}
+
+  private store(): KvStore {
+    if (this.closed) throw new Error(`node ${this.node}: the Node address store is closed`);
+    if (this.spec.kind === 'file') throw new Error('a file: datastore is read-only');
+    return (this.kv ??= openKvStore(this.spec, {}));
+  }
+
+  /** updateNodeAddresses on this store. */
+  async update(change: NodeAddressChange, expect?: { ipv4: string; ipv6: string | null }): Promise<boolean> {
+    const kv = this.store();
     try {
-      return await updateNodeAddressesIn(kv, node, change, expect);
+      return await updateNodeAddressesIn(kv, this.node, change, expect);
     } catch (e) {
       // Its connection was left for a new one under it (the node address it came from left the
       // node: run.ts reconnectEtcdStores): once more over the new one, now, not at the next look
       // (a minute later by default). The compare-and-swap reads the Node again first: a write of
       // the first attempt that was applied is found there, and not written twice.
       if (!(e instanceof KvUnavailableError && e.reconnected)) throw e;
-      return await updateNodeAddressesIn(kv, node, change, expect);
+      return await updateNodeAddressesIn(kv, this.node, change, expect);
     }
-  } finally {
-    await kv.close();
+  }
+
+  /** storedNodeAddresses on this store (null on a file: datastore). */
+  async stored(): Promise<{ ipv4: string; ipv6: string | null } | null> {
+    if (this.spec.kind === 'file') return null;
+    const e = await this.store().get(resourceKey(kindInfo('Node')!, this.node));
+    if (!e) return null;
+    const bgp = (JSON.parse(e.value) as StoredNode).spec?.bgp;
+    return bgp?.ipv4Address ? { ipv4: bgp.ipv4Address, ipv6: bgp.ipv6Address ?? null } : null;
+  }
+
+  /** Closes the store (if one was opened); later calls fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const kv = this.kv;
+    this.kv = null;
+    await kv?.close();
   }
 }
 
@@ -225,14 +272,10 @@ async function updateNodeAddressesIn(kv: ReturnType<typeof openKvStore>, node: s
  * IPv4 address in it. An unreachable store throws (the monitor concludes nothing from it).
  */
 export async function storedNodeAddresses(spec: DatastoreSpec, node: string): Promise<{ ipv4: string; ipv6: string | null } | null> {
-  if (spec.kind === 'file') return null;
-  const kv = openKvStore(spec, {});
+  const store = new NodeAddressStore(spec, node);
   try {
-    const e = await kv.get(resourceKey(kindInfo('Node')!, node));
-    if (!e) return null;
-    const bgp = (JSON.parse(e.value) as StoredNode).spec?.bgp;
-    return bgp?.ipv4Address ? { ipv4: bgp.ipv4Address, ipv6: bgp.ipv6Address ?? null } : null;
+    return await store.stored();
   } finally {
-    await kv.close();
+    await store.close();
   }
 }

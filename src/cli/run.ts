@@ -13,7 +13,7 @@ import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from 
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
-import { joinCluster, storedNodeAddresses, updateNodeAddresses } from './join';
+import { joinCluster, NodeAddressStore } from './join';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
@@ -1022,7 +1022,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const source6 = addressSource(opts.ip6);
     // Also with addresses given (--ip/--ip6): the Node as stored is looked at too, and an address
     // another process wrote there that no interface here holds is written back (repairStoredAddress).
-    const monitor = spec.kind === 'file' || pollMs === 0 ? null : new AddressMonitor({
+    // The monitor's reads and writes of this node's Node go through one store of its own, opened
+    // at its first look and closed once it stopped (join.ts NodeAddressStore), not one per look.
+    const nodeAddresses = spec.kind === 'file' || pollMs === 0 ? null : new NodeAddressStore(spec, opts.node);
+    const monitor = nodeAddresses === null ? null : new AddressMonitor({
       intervalMs: pollMs,
       source: { v4: source4, v6: source6 },
       read: () => eng.readNodeAddresses(),
@@ -1031,9 +1034,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const v6 = current.v6;
         return { ipv4: `${formatIPv4(current.node.ip)}/${current.node.subnet.prefixLen}`, ipv6: v6.ip6 === null ? null : `${v6.ip6}/${v6.subnet6?.split('/')[1] ?? '128'}` };
       },
-      stored: () => storedNodeAddresses(spec, opts.node),
+      stored: () => nodeAddresses.stored(),
       given: { v4: source4 === 'manual' ? opts.ip : undefined, v6: source6 === 'manual' ? opts.ip6 : undefined },
-      write: (change, expect) => updateNodeAddresses(spec, opts.node, change, expect),
+      write: (change, expect) => nodeAddresses.update(change, expect),
       // the model thread's etcd connections came from that address: dead, and its watch with them;
       // so are this thread's (the monitor's own read or write of the Node waiting on one, a
       // registration under way): their calls are given up and go on over new ones (etcd-kv.ts)
@@ -1093,7 +1096,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const cacheWritten = cacheWriter?.stop() ?? Promise.resolve(); // the newest model applied, for the next start
         tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.
-        const monitorStopped = monitor?.stop() ?? Promise.resolve();
+        // Its store closed after it (a look under way still uses it).
+        const monitorStopped = (monitor?.stop() ?? Promise.resolve()).then(() => nodeAddresses?.close()).catch(() => undefined);
         // A replay's lock wait is aborted; an etcd call under way is waited for at most 5 s, as the others.
         const replayStopped = replayer ? Promise.race([replayer.stop(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         server.close();

@@ -165,6 +165,11 @@ let clientsMade = 0;
 /** The stores open in this thread (reconnectEtcdStores). */
 const openStores = new Set<EtcdKv>();
 
+/** How many etcd clients this thread made (each one its own connections): tests, diagnostics. */
+export function etcdClientsMade(): number {
+  return clientsMade;
+}
+
 /**
  * New connections for every etcd store open in this thread (see the module comment): e.g. the
  * node address their connections were made from left the node. Returns how many were open.

@@ -220,9 +220,18 @@ export function readLearnedRoutesSync(proto: string, metric: number): { cidr: st
   return out;
 }
 
-/** Write a sysctl under /proc/sys/net; returns a note of what changed, or '' when already set. */
+/**
+ * The file of a sysctl named as sysctl(8) names it: dots separate the levels, and a '/' stands for
+ * a dot within one (an interface's: net.ipv4.conf.eth0/100.forwarding is
+ * /proc/sys/net/ipv4/conf/eth0.100/forwarding).
+ */
+export function sysctlFile(key: string): string {
+  return `/proc/sys/${key.replace(/[./]/g, (c) => (c === '.' ? '/' : '.'))}`;
+}
+
+/** Write a sysctl under /proc/sys/net (key as sysctlFile takes it); returns a note of what changed, or '' when already set. */
 export function setSysctl(path: string, value: string): string {
-  const full = `/proc/sys/${path.replace(/\./g, '/')}`;
+  const full = sysctlFile(path);
   let cur = '';
   try {
     cur = readFileSync(full, 'utf8').trim();
@@ -257,7 +266,7 @@ export function quietKernelOn(ifname: string, pod: boolean): string[] {
     // pod, as Felix sets. The kernel's IPv6 forwarding is global only (no per-interface switch
     // like IPv4's), so a node with net.ipv6.conf.all.forwarding=1 would forward pod IPv6 too.
     const conf6 = `net.ipv6.conf.${ifname.replace(/\./g, '/')}`;
-    if (existsSync(`/proc/sys/${conf6.replace(/\./g, '/')}`)) {
+    if (existsSync(sysctlFile(conf6))) {
       const n3 = setSysctl(`${conf6}.accept_ra`, '0');
       if (n3) notes.push(n3);
     }

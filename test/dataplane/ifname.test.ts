@@ -6,9 +6,10 @@
 // used its own copy refuses and takes the same names through it.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { isSafeIfname } from '../../src/dataplane/ifname';
-import { quietKernelOn } from '../../src/dataplane/host';
+import { quietKernelOn, sysctlFile } from '../../src/dataplane/host';
 import { installTunnelRx } from '../../src/dataplane/nft-tunnels';
 import { guardTableProgram, natTableProgram, type NatSpec } from '../../src/dataplane/nft-nat';
 import { isRoot, withNetns, type Netns } from '../helpers/netns';
@@ -62,6 +63,28 @@ test('each user of the rule: the sysctl path, the tunnel table, the NAT and guar
   assert.match(guard, '"cali1" . 10.65.0.2');
   assert.match(guard, '"a..b" . 10.65.0.4');
   assert.not.match(guard, '"..');
+});
+
+test('names with dots reach their own sysctls (a VLAN\'s eth0.100: /proc/sys/.../conf/eth0.100/)', async () => {
+  assert.is(sysctlFile('net.ipv4.conf.eth0/100.forwarding'), '/proc/sys/net/ipv4/conf/eth0.100/forwarding');
+  assert.is(sysctlFile('net.ipv4.conf.a//b.proxy_arp'), '/proc/sys/net/ipv4/conf/a..b/proxy_arp');
+  assert.is(sysctlFile('net.ipv4.ip_forward'), '/proc/sys/net/ipv4/ip_forward');
+  if (!isRoot()) return;
+  await withNetns(['sysctl'], ([ns]) => {
+    const host = path.join(__dirname, '..', '..', 'src', 'dataplane', 'host.js');
+    for (const name of ['br.100', 'x..y']) {
+      ns.ip('link', 'add', 'name', name, 'type', 'bridge');
+      const file = (v: 4 | 6, k: string) => `/proc/sys/net/ipv${v}/conf/${name}/${k}`;
+      const cat = (f: string) => ns.exec('cat', [f]).trim();
+      ns.exec('sh', ['-c', `echo 1 > ${file(4, 'forwarding')}; echo 1 > ${file(4, 'proxy_arp')}; echo 1 > ${file(6, 'accept_ra')}`]);
+      // quietKernelOn in the namespace (its /proc/sys/net is the namespace's)
+      const notes = execFileSync('ip', ['netns', 'exec', ns.name, process.execPath, '-e', `console.log(JSON.stringify(require(${JSON.stringify(host)}).quietKernelOn(${JSON.stringify(name)}, true)))`], { encoding: 'utf8', timeout: 30_000 });
+      assert.is((JSON.parse(notes) as string[]).length, 3, notes);
+      assert.is(cat(file(4, 'forwarding')), '0', `${name} forwarding`);
+      assert.is(cat(file(4, 'proxy_arp')), '0', `${name} proxy_arp`);
+      assert.is(cat(file(6, 'accept_ra')), '0', `${name} accept_ra`);
+    }
+  });
 });
 
 test.run();

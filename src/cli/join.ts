@@ -200,8 +200,12 @@ export async function updateNodeAddresses(spec: DatastoreSpec, node: string, cha
  * store is this object's own (no other part of the thread closes it); its owner closes it once
  * the monitor stopped (no look under way). Its etcd connections are made again with the
  * thread's others (reconnectEtcdStores: the node's address left) and stay this store's: a read
- * waiting on the old connection is sent again, a write is tried once more (update). A call after
- * close() fails (the monitor says so; it is stopped by then).
+ * waiting on the old connection is sent again, a write is tried once more (update). A call that
+ * found the store unreachable leaves new connections for the next one (reconnect()): between
+ * looks the connection is idle, without keepalives (etcd-kv.ts), and one dropped silently on the
+ * way (a NAT or a load balancer forgetting it) would otherwise fail every look until TCP gives up,
+ * many minutes later; a look made on fresh connections is what the store per look gave. A call
+ * after close() fails (the monitor says so; it is stopped by then).
  */
 export class NodeAddressStore {
   private kv: KvStore | null = null;
@@ -218,25 +222,38 @@ export class NodeAddressStore {
   /** updateNodeAddresses on this store. */
   async update(change: NodeAddressChange, expect?: { ipv4: string; ipv6: string | null }): Promise<boolean> {
     const kv = this.store();
-    try {
-      return await updateNodeAddressesIn(kv, this.node, change, expect);
-    } catch (e) {
-      // Its connection was left for a new one under it (the node address it came from left the
-      // node: run.ts reconnectEtcdStores): once more over the new one, now, not at the next look
-      // (a minute later by default). The compare-and-swap reads the Node again first: a write of
-      // the first attempt that was applied is found there, and not written twice.
-      if (!(e instanceof KvUnavailableError && e.reconnected)) throw e;
-      return await updateNodeAddressesIn(kv, this.node, change, expect);
-    }
+    return this.freshAfterFailure(kv, async () => {
+      try {
+        return await updateNodeAddressesIn(kv, this.node, change, expect);
+      } catch (e) {
+        // Its connection was left for a new one under it (the node address it came from left the
+        // node: run.ts reconnectEtcdStores): once more over the new one, now, not at the next look
+        // (a minute later by default). The compare-and-swap reads the Node again first: a write of
+        // the first attempt that was applied is found there, and not written twice.
+        if (!(e instanceof KvUnavailableError && e.reconnected)) throw e;
+        return await updateNodeAddressesIn(kv, this.node, change, expect);
+      }
+    });
   }
 
   /** storedNodeAddresses on this store (null on a file: datastore). */
   async stored(): Promise<{ ipv4: string; ipv6: string | null } | null> {
     if (this.spec.kind === 'file') return null;
-    const e = await this.store().get(resourceKey(kindInfo('Node')!, this.node));
+    const kv = this.store();
+    const e = await this.freshAfterFailure(kv, () => kv.get(resourceKey(kindInfo('Node')!, this.node)));
     if (!e) return null;
     const bgp = (JSON.parse(e.value) as StoredNode).spec?.bgp;
     return bgp?.ipv4Address ? { ipv4: bgp.ipv4Address, ipv6: bgp.ipv6Address ?? null } : null;
+  }
+
+  /** `fn`; when it finds the store unreachable, new connections for the next call (see the class comment). */
+  private async freshAfterFailure<T>(kv: KvStore, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof KvUnavailableError && !this.closed) kv.reconnect?.();
+      throw e;
+    }
   }
 
   /** Closes the store (if one was opened); later calls fail. */

@@ -1,7 +1,8 @@
 // The address monitor's store on a real etcd (join.ts NodeAddressStore, wired as run.ts wires
 // it): every look reads or writes this node's Node through one etcd client, made at the first
 // look, not one per look; after the thread's stores reconnect (the node's address left) it goes
-// on through its new client; close() takes it out of the thread's open stores.
+// on through its new client; a look that found etcd unreachable leaves a new one for the next;
+// close() takes it out of the thread's open stores.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AddressMonitor } from '../../src/cli/address-monitor';
@@ -59,6 +60,17 @@ test('the monitor\'s looks share one etcd client (reads and writes of the Node);
     await m.look();
     assert.is(await stored(), '10.0.0.20/24', 'written through the reconnected client');
     assert.is(etcdClientsMade() - before, 1 + open, 'and no client of its own for that look');
+    // A look that finds etcd unreachable leaves a new client for the next one (a connection
+    // dropped on the way, idle between looks, would fail every look until TCP gives up).
+    await etcd.kill();
+    addr = '10.0.0.21';
+    await m.look();
+    assert.ok(warns.some((w) => /could not be updated/.test(w)), warns.join(' | '));
+    assert.is(etcdClientsMade() - before, 2 + open, 'a new client after the failed look');
+    await etcd.start();
+    await m.look();
+    assert.is(await stored(), '10.0.0.21/24', 'written by the next look, through it');
+    assert.is(etcdClientsMade() - before, 2 + open, 'and no other');
     await m.stop();
     await store.close();
     assert.is(reconnectEtcdStores(), open - 1, 'closed: no longer among the open stores');

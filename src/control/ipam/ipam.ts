@@ -522,14 +522,49 @@ export class Ipam {
     if (ordinals.length === 0) return [];
     const handle = handleId !== null ? await this.incrementHandle(handleId, block.cidr, ordinals.length) : null;
     block.sequenceNumber += 1n;
-    let written: KvEntry | null = null;
+    let written: KvEntry | null;
     try {
       written = await this.kv.update(entry.key, block.encode(), entry.modRevision, handle ? [{ key: handle.key, modRevision: handle.modRevision }] : []);
-    } finally {
-      if (!written && handleId !== null) await this.decrementHandle(handleId, block.cidr, ordinals.length);
+    } catch (e) {
+      if (handle === null || handleId === null) throw e;
+      if (await this.settleAmbiguousWrite(entry.key, handle, handleId, block.cidr, ordinals)) return ordinals.map((o) => block.ordinalToIp(o));
+      throw e;
     }
-    if (!written) throw new CasConflict(entry.key);
+    if (!written) {
+      if (handleId !== null) await this.decrementHandle(handleId, block.cidr, ordinals.length);
+      throw new CasConflict(entry.key);
+    }
     return ordinals.map((o) => block.ordinalToIp(o));
+  }
+
+  /**
+   * After a block write guarded on `handle` THREW (not a compare that failed: an error that does
+   * not say whether etcd applied it, e.g. "Connection dropped", a deadline, a reconnect; etcd-kv.ts
+   * says such a write may have been applied): finds out whether it was. The handle is first
+   * rewritten unchanged, which moves its revision, so the write, if still in flight, can no longer
+   * apply (its guard fails); then the block is read again. Our ordinals in it, held by our handle:
+   * the write was applied, true (the handle's count is right). Not in it: the count is taken back,
+   * false. Any step failing (etcd still away): the handle is left as it is, counting addresses
+   * that may be in the block, and `e` goes on; releaseByHandle (the DEL of this container) frees
+   * them if they are; if they are not, the handle is left counting nothing, which `ipam check`
+   * reports (handles with no matching IPs) and `ipam release --from-report` removes, an entry
+   * harmless to every pod. Lowering the count here instead (as
+   * libcalico-go does on any error) deleted a handle whose addresses the block holds: DEL found no
+   * handle and the addresses stayed taken for good.
+   */
+  private async settleAmbiguousWrite(blockKeyText: string, handle: KvEntry, handleId: string, cidr: IpNet, ordinals: readonly number[]): Promise<boolean> {
+    try {
+      // Null when someone changed it since our increment (an `ipam release --from-report`): our
+      // guard fails from then on all the same, and the block says whether the write passed first.
+      await this.kv.update(handle.key, handle.value, handle.modRevision);
+      const now = await this.kv.get(blockKeyText);
+      const block = now ? this.decodeBlock(now) : null;
+      const applied = block !== null && ordinals.every((o) => block.attributeOf(o)?.handleId === handleId);
+      if (!applied) await this.decrementHandle(handleId, cidr, ordinals.length);
+      return applied;
+    } catch {
+      return false;
+    }
   }
 
   /** assignFromBlock with re-reads of the block on conflicts. Returns [] when the block is full or gone. */
@@ -784,14 +819,17 @@ export class Ipam {
       block.assign(block.ipToOrdinal(req.ip)!, handleId, attrs);
       const handle = handleId !== null ? await this.incrementHandle(handleId, cidr, 1) : null;
       block.sequenceNumber += 1n;
-      let written: KvEntry | null = null;
+      let written: KvEntry | null;
       try {
         // Guarded on the handle as incremented, as in assignFromBlock.
         written = await this.kv.update(at.entry.key, block.encode(), at.entry.modRevision, handle ? [{ key: handle.key, modRevision: handle.modRevision }] : []);
-      } finally {
-        if (!written && handleId !== null) await this.decrementHandle(handleId, cidr, 1);
+      } catch (e) {
+        // Possibly applied: settled as in assignFromBlock, never by lowering the count blindly.
+        if (handle !== null && handleId !== null && (await this.settleAmbiguousWrite(at.entry.key, handle, handleId, cidr, [block.ipToOrdinal(req.ip)!]))) return;
+        throw e;
       }
       if (written) return;
+      if (handleId !== null) await this.decrementHandle(handleId, cidr, 1);
     }
     throw new Error(`assign ${req.ip}: max retries hit (excessive concurrent IPAM requests)`);
   }

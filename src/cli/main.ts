@@ -70,7 +70,7 @@ function positiveSeconds(v: string): number {
 export function metricsPortOption(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): number | undefined {
   const check = (text: string, where: string) => {
     const n = Number(text);
-    if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`${where}: ${JSON.stringify(text)} is not a port (1..65535)`);
+    if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`${where}: ${JSON.stringify(text)} is not a port (1..65535)`);
     return n;
   };
   if (flag !== undefined) return check(flag, '--metrics-port');
@@ -78,7 +78,7 @@ export function metricsPortOption(flag: string | undefined, env: NodeJS.ProcessE
   const enabled = (env.FELIX_PROMETHEUSMETRICSENABLED ?? '').trim().toLowerCase();
   if (enabled === '' || ['false', '0', 'no', 'n', 'f'].includes(enabled)) return undefined;
   if (!['true', '1', 'yes', 'y', 't'].includes(enabled)) {
-    throw new Error(`$FELIX_PROMETHEUSMETRICSENABLED: ${JSON.stringify(env.FELIX_PROMETHEUSMETRICSENABLED)} is not a boolean (true/false, yes/no, 1/0, as Felix reads it)`);
+    throw new UsageError(`$FELIX_PROMETHEUSMETRICSENABLED: ${JSON.stringify(env.FELIX_PROMETHEUSMETRICSENABLED)} is not a boolean (true/false, yes/no, 1/0, as Felix reads it)`);
   }
   return env.FELIX_PROMETHEUSMETRICSPORT ? check(env.FELIX_PROMETHEUSMETRICSPORT, '$FELIX_PROMETHEUSMETRICSPORT') : 9091;
 }
@@ -99,9 +99,13 @@ export function parseEndpointToHost(flag: string | undefined, env: string | unde
 
 /** The node name from --node or $NODENAME, checked where it is accepted (it names a file). */
 function nodeOption(flag: string | undefined): string | undefined {
-  if (flag !== undefined) return validateNodeName(flag, '--node');
-  const env = process.env.NODENAME;
-  return env ? validateNodeName(env, '$NODENAME') : undefined;
+  try {
+    if (flag !== undefined) return validateNodeName(flag, '--node');
+    const env = process.env.NODENAME;
+    return env ? validateNodeName(env, '$NODENAME') : undefined;
+  } catch (e) {
+    throw new UsageError((e as Error).message); // a name that cannot be a node's: exit 2
+  }
 }
 
 function controlPath(o: { node?: string; control?: string }): string {
@@ -140,7 +144,9 @@ const JIT_BUDGET = 4096;
 export function buildProgram(): Command {
   const program = new Command('podway')
     .description('userspace packet dataplane for Calico-shaped pod networks')
-    .showHelpAfterError()
+    // A refusal is one line and the pointer to the help (the whole help after it scrolled the
+    // line off a terminal); each command's own pointer is set by oneLineErrors below.
+    .showHelpAfterError(false)
     .exitOverride();
 
   program
@@ -209,7 +215,12 @@ export function buildProgram(): Command {
       const neighbor = { reachableMs: o.neighborReachable as number | undefined, retransMs: o.neighborRetrans as number | undefined };
       if (o.neighborQueue !== undefined && (!Number.isInteger(o.neighborQueue) || o.neighborQueue < 0 || o.neighborQueue > 64)) throw new UsageError('run: --neighbor-queue must be 0..64 (packets per neighbour)');
       const neighborQueue = o.neighborQueue === undefined ? undefined : { perNeighbor: o.neighborQueue as number };
-      const logLevel = startLevel(o.logLevel);
+      let logLevel: ReturnType<typeof startLevel>;
+      try {
+        logLevel = startLevel(o.logLevel);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       const metricsPort = metricsPortOption(o.metricsPort);
       const metricsHost: string | undefined = o.metricsHost ?? (process.env.FELIX_PROMETHEUSMETRICSHOST || undefined);
       const backend = process.env.CALICO_NETWORKING_BACKEND;
@@ -243,6 +254,15 @@ export function buildProgram(): Command {
       }
       if (staleEndpointMs < 1000 || staleEndpointMs > 86_400_000 * 30) throw new UsageError('run: --endpoint-missing-after must be 1s..720h');
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new UsageError('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
+      // The datastore spec (--datastore, $PODWAY_DATASTORE, DATASTORE_TYPE/ETCD_ENDPOINTS) as
+      // runNode will read it: one that does not parse is a usage error too, told before the root
+      // check and anything else (under the unit, exit 2 stops the restarts).
+      const { resolveDatastoreSpec } = await import('../control/open-datastore');
+      try {
+        resolveDatastoreSpec(datastore || undefined);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       const { runNode } = await import('./run');
       await runNode({ autodetectPollMs, staleEndpointMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
@@ -415,7 +435,22 @@ export function buildProgram(): Command {
   addCniCommands(program);
   // ipam show/check/release/assign/configure: calicoctl-shaped IPAM commands on the datastore.
   addIpamCommands(program);
+  oneLineErrors(program, 'podway');
   return program;
+}
+
+/**
+ * commander's refusals (unknown option or command, bad choice, missing argument) as podway's own
+ * usage errors: `podway: <what>; see \`podway run --help\`` on one line (commander writes
+ * "error: ..." with its suggestion on a second line), for every command and subcommand; main()
+ * then exits 2.
+ */
+function oneLineErrors(cmd: Command, name: string): void {
+  cmd.showHelpAfterError(false);
+  cmd.configureOutput({
+    outputError: (str, write) => write(`podway: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')}; see \`${name} --help\`\n`),
+  });
+  for (const sub of cmd.commands) oneLineErrors(sub, `${name} ${sub.name()}`);
 }
 
 export function formatTrace(res: { filter: string; records: { at: string; ingress: string; stages: string[] }[] }): string {

@@ -39,4 +39,43 @@ test('bad flag values of run, log-level and ipam release: exit 2 before anything
   assert.is(gone.code, 1, gone.err);
 });
 
+test('run\'s bad variables and datastore specs: exit 2 with the one line naming it, before the root check or anything is opened (the unit\'s RestartPreventExitStatus=2)', async () => {
+  const node = ['run', '--node', 'usage-x', '--control', path.join(tempDir(), 'c.sock')];
+  const cases: [string[], Record<string, string>, RegExp][] = [
+    [node, { LOG_LEVEL: 'loud' }, /^podway: \$LOG_LEVEL: unknown log level "loud"/],
+    [node, { FELIX_PROMETHEUSMETRICSENABLED: 'yes1' }, /^podway: \$FELIX_PROMETHEUSMETRICSENABLED: "yes1" is not a boolean/],
+    [node, { FELIX_PROMETHEUSMETRICSENABLED: 'true', FELIX_PROMETHEUSMETRICSPORT: '99999' }, /^podway: \$FELIX_PROMETHEUSMETRICSPORT: "99999" is not a port/],
+    [['run', '--control', path.join(tempDir(), 'c.sock')], { NODENAME: 'Rvfn2' }, /^podway: invalid \$NODENAME "Rvfn2": a Kubernetes node name is a DNS-1123 subdomain/],
+    [['run', '--node', 'bad/name'], {}, /^podway: invalid --node "bad\/name"/],
+    [node, { DATASTORE_TYPE: 'kubernetes' }, /^podway: DATASTORE_TYPE=kubernetes: podway supports etcdv3/],
+    [node, { DATASTORE_TYPE: 'etcdv3' }, /^podway: DATASTORE_TYPE=etcdv3 needs ETCD_ENDPOINTS/],
+    [[...node, '--datastore', 'etdc:x'], {}, /^podway: datastore 'etdc:x': unknown kind 'etdc'/],
+    [node, { PODWAY_DATASTORE: 'etdc:x' }, /^podway: datastore 'etdc:x': unknown kind 'etdc'/],
+  ];
+  for (const [args, env, message] of cases) {
+    const r = await podway(args, env);
+    const what = `${Object.entries(env).map(([k, v]) => `${k}=${v} `).join('')}podway ${args.join(' ')}`;
+    assert.is(r.code, 2, `${what}: ${r.err}`);
+    assert.is(r.err.trim().split('\n').length, 1, `${what}: ${r.err}`);
+    assert.match(r.err, message, what);
+  }
+});
+
+test('commander\'s refusals in every command: one line "podway: ..." and where the help is, not the whole help; exit 2', async () => {
+  const cases: [string[], string][] = [
+    [['run', '--wokers', '2'], "podway: unknown option '--wokers' (Did you mean --workers?); see `podway run --help`"],
+    [['capture', '--stage', 'bogus', '-w', '-'], "podway: option '--stage <stage>' argument 'bogus' is invalid. Allowed choices are rx, decap, route, tx, drop.; see `podway capture --help`"],
+    [['ipam', 'show', '--show-blockz'], "podway: unknown option '--show-blockz' (Did you mean --show-blocks?); see `podway ipam show --help`"],
+    [['cni', 'install', '--bogus'], "podway: unknown option '--bogus'; see `podway cni install --help`"],
+    [['get'], "podway: missing required argument 'kind'; see `podway get --help`"],
+    [['stauts'], "podway: unknown command 'stauts' (Did you mean status?); see `podway --help`"],
+  ];
+  for (const [args, line] of cases) {
+    const r = await podway(args);
+    assert.is(r.code, 2, `podway ${args.join(' ')}: ${r.err}`);
+    assert.is(r.err, `${line}\n`, `podway ${args.join(' ')}`);
+    assert.is(r.out, '');
+  }
+});
+
 test.run();

@@ -3,6 +3,7 @@
 import { CniError, CNI_CODES } from './errors';
 import { INTERFACE_TYPES, InterfaceType, validateNodeName } from '../control/resource-names';
 import { DatastoreEnv, DatastoreSpec, parseDatastoreSpec } from '../control/kv/spec';
+import { closest } from '../control/calico-fields';
 import { hostname } from 'node:os';
 import { readFileSync } from 'node:fs';
 
@@ -126,6 +127,41 @@ export function unhonouredSettings(raw: Record<string, unknown>): string[] {
   if (set(raw.hostname) && raw.nodename === undefined && raw.nodename_file === undefined) out.push('hostname: the deprecated key is not read (set "nodename")');
   const args = isObject(raw.args) ? raw.args : {};
   if (set(args['org.apache.mesos'])) out.push('args.org.apache.mesos: not implemented (no Mesos labels on the endpoint)');
+  return out;
+}
+
+/**
+ * Every top-level key of a network config that is read by someone: the CNI spec's (and what
+ * runtimes add), podway's own, and Calico's NetConf (cni-plugin/pkg/types), the ones podway does
+ * not act on included (unhonouredSettings names those that are set).
+ */
+const KNOWN_KEYS: readonly string[] = [
+  // CNI: the network's and the runtime's (libcni writes name and cniVersion into each plugin)
+  'cniVersion', 'cniVersions', 'name', 'type', 'args', 'ipMasq', 'ipam', 'dns', 'capabilities', 'runtimeConfig', 'prevResult',
+  'cni.dev/valid-attachments', 'cni.dev/attachments', 'disableCheck', 'disableGC',
+  // podway's own
+  'datastore', 'interfaceType', 'datastoreTimeoutMs', 'control', 'ipam_lock_timeout_ms', 'pending_del_dir', 'conflist',
+  // Calico's NetConf
+  'mode', 'vxlan_mac_prefix', 'vxlan_vni', 'mtu', 'num_queues', 'nodename', 'nodename_file', 'nodename_file_optional', 'ipam_lock_file',
+  'datastore_type', 'etcd_endpoints', 'etcd_discovery_srv', 'etcd_authority', 'etcd_scheme', 'etcd_key_file', 'etcd_cert_file', 'etcd_ca_cert_file',
+  'log_level', 'log_file_path', 'log_file_max_size', 'log_file_max_age', 'log_file_max_count', 'debug', 'policy', 'kubernetes', 'feature_control',
+  'container_settings', 'include_default_routes', 'dataplane_options', 'device_type', 'readiness_gates', 'policy_setup_timeout_seconds',
+  'endpoint_status_dir', 'require_mtu_file', 'hostname', 'windows_pod_deletion_timestamp_timeout', 'windows_use_single_network',
+  'windows_disable_default_deny_all_policy', 'windows_loopback_DSR',
+];
+
+/**
+ * Top-level keys no one reads, each with the known key it most likely meant: a typo ("mtuu") used
+ * to be dropped without a word. A warning, not an error: Calico's plugin ignores unknown keys too
+ * (Go's encoding/json), and other tools add keys of their own to a network's config.
+ */
+export function unknownSettings(raw: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const key of Object.keys(raw)) {
+    if (KNOWN_KEYS.includes(key)) continue;
+    const meant = closest(key, KNOWN_KEYS);
+    out.push(`unknown key ${JSON.stringify(key)} ignored${meant !== undefined ? ` (did you mean ${meant}?)` : ''}`);
+  }
   return out;
 }
 

@@ -6,7 +6,7 @@ import { existsSync, realpathSync, statfsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
-import { configOrigin, configVersion, decodeConfig, unhonouredSettings, NetConf, parseConfig, parseValidAttachments, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
+import { configOrigin, configVersion, decodeConfig, unhonouredSettings, unknownSettings, NetConf, parseConfig, parseValidAttachments, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
@@ -340,7 +340,7 @@ async function refuseSharedVeth(kv: KvStore, conf: NetConf, env: CniEnv, id: Pod
 }
 
 async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
-  for (const w of unhonouredSettings(conf.raw)) process.stderr.write(`podway: ${configOrigin(conf.raw)}: ${w}\n`);
+  for (const w of [...unknownSettings(conf.raw), ...unhonouredSettings(conf.raw)]) process.stderr.write(`podway: ${configOrigin(conf.raw)}: ${w}\n`);
   requireNetns(env.netns);
   zodWithoutJit();
   if (conf.interfaceType !== 'veth') endpointNetns(env.netns);

@@ -75,7 +75,7 @@ function distance(a: string, b: string): number {
 }
 
 /** The known key a typo most likely meant: same letters in another case, else within 2 edits. */
-function closest(key: string, known: readonly string[]): string | undefined {
+export function closest(key: string, known: readonly string[]): string | undefined {
   const lower = key.toLowerCase();
   const sameCase = known.find((k) => k.toLowerCase() === lower);
   if (sameCase) return sameCase;

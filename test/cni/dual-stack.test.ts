@@ -131,7 +131,7 @@ test('assign_ipv4/assign_ipv6: "false" leaves a family out; "true" without an IP
   }, false);
 });
 
-test('ipam.ipv4_pools/ipv6_pools (names, CIDRs) as calico-ipam; unknown, disabled, wrong-family refused; allow_ip_forwarding; IPv6 off in the pod namespace; unimplemented Calico keys named on stderr', async () => {
+test('ipam.ipv4_pools/ipv6_pools (names, CIDRs) as calico-ipam; unknown, disabled, wrong-family refused; allow_ip_forwarding; IPv6 off in the pod namespace; unimplemented Calico keys and a misspelt key named on stderr', async () => {
   await withDualStack(async (h) => {
     const b = `b-${h.tag}`;
     await applyResource(h.kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: b }, spec: { cidr: '10.252.0.0/24', blockSize: 26 } });
@@ -140,12 +140,14 @@ test('ipam.ipv4_pools/ipv6_pools (names, CIDRs) as calico-ipam; unknown, disable
     // a namespace with IPv6 off (Calico turns it on for an IPv6 address), the pool named, forwarding allowed
     const pod = h.pod('pl');
     pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
-    const r = await h.add(pod, cid('pl'), { args: args('pl'), extra: { ipam: { type: 'calico-ipam', ipv4_pools: [b], ipv6_pools: [V6_POOL] }, container_settings: { allow_ip_forwarding: true }, policy: { type: 'k8s' }, feature_control: { floating_ips: true } } });
+    const r = await h.add(pod, cid('pl'), { args: args('pl'), extra: { ipam: { type: 'calico-ipam', ipv4_pools: [b], ipv6_pools: [V6_POOL] }, container_settings: { allow_ip_forwarding: true }, policy: { type: 'k8s' }, feature_control: { floating_ips: true }, mtuu: 1400 } });
     assert.match(r.json.ips[0].address, /^10\.252\.0\.\d+\/32$/, 'from the named pool only');
     assert.match(r.json.ips[1].address, /^fd00:251::/);
     assert.equal(['net.ipv6.conf.all.disable_ipv6', 'net.ipv6.conf.lo.disable_ipv6', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding'].map((k) => sysctl(pod, k)), ['0', '0', '1', '1']);
     assert.match(r.stderr, /network "podway" config[^\n]*: policy\.type "k8s": not implemented/);
     assert.match(r.stderr, /feature_control\.floating_ips: not implemented/);
+    // a misspelt key: named with the key meant, and the call goes on (mtu from the pools)
+    assert.match(r.stderr, /network "podway" config[^\n]*: unknown key "mtuu" ignored \(did you mean mtu\?\)/);
     // a CIDR with host bits set, as Go's ParseCIDR reads it; forwarding not allowed: 0, as Calico writes it
     const pod2 = h.pod('pc');
     pod2.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);

@@ -29,7 +29,7 @@ import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } fro
 import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -595,7 +595,7 @@ export class Engine {
     this.closeInfra();
     const ul = findUnderlay(model.node.ip);
     this.underlay = ul;
-    if (this.manageHost) this.notes.push(...quietKernelOn(ul.name, false));
+    if (this.manageHost) this.notes.push(...quietKernelOn(ul.name, false, this.forwardingWas));
     const nodeIp = model.node.ip;
     if (this.manageHost) {
       const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
@@ -1925,9 +1925,21 @@ export class Engine {
   }
 
   private stopped = false;
+  /**
+   * The underlay's IPv4 forwarding switch as it was before podway set it to 0 (sysctl path ->
+   * value), per underlay it ran on: set back at stop, so the node forwards for its other networks
+   * (a podman or docker bridge's replies arriving on the underlay) once podway is gone. podway0
+   * goes with the process. A crash (SIGKILL) leaves 0 until the next run stops cleanly.
+   */
+  private readonly forwardingWas = new Map<string, string>();
 
   stop(): void {
     this.stopped = true;
+    for (const [path, was] of this.forwardingWas) {
+      const note = restoreSysctl(path, '0', was);
+      if (note) this.log.info(`set ${note}`, { component: 'host' });
+    }
+    this.forwardingWas.clear();
     if (this.retryTimer) clearInterval(this.retryTimer);
     this.retryTimer = null;
     if (this.neighborTimer) clearInterval(this.neighborTimer);

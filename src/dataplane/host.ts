@@ -229,8 +229,9 @@ export function sysctlFile(key: string): string {
   return `/proc/sys/${key.replace(/[./]/g, (c) => (c === '.' ? '/' : '.'))}`;
 }
 
-/** Write a sysctl under /proc/sys/net (key as sysctlFile takes it); returns a note of what changed, or '' when already set. */
-export function setSysctl(path: string, value: string): string {
+/** Write a sysctl under /proc/sys/net (key as sysctlFile takes it); returns a note of what changed, or '' when already set.
+ * `was` hears the value it replaced, when it changed one. */
+export function setSysctl(path: string, value: string, was?: (previous: string) => void): string {
   const full = sysctlFile(path);
   let cur = '';
   try {
@@ -240,7 +241,23 @@ export function setSysctl(path: string, value: string): string {
   }
   if (cur === value) return '';
   writeFileSync(full, value);
+  was?.(cur);
   return `${path}=${value} (was ${cur})`;
+}
+
+/**
+ * Sets back a sysctl podway changed, at a clean stop, when it still holds what podway wrote (one
+ * changed since by someone else is theirs) and its interface is still there. Returns a note, or ''.
+ */
+export function restoreSysctl(path: string, wrote: string, previous: string): string {
+  const full = sysctlFile(path);
+  try {
+    if (readFileSync(full, 'utf8').trim() !== wrote) return '';
+    writeFileSync(full, previous);
+  } catch {
+    return ''; // the interface is gone, and its settings with it
+  }
+  return `${path}=${previous} (set back; podway had set ${wrote})`;
 }
 
 function ipCmd(args: string[]): void {
@@ -251,13 +268,17 @@ function ipCmd(args: string[]): void {
   }
 }
 
-/** Keep the host kernel out of forwarding on an interface podway forwards for. */
-export function quietKernelOn(ifname: string, pod: boolean): string[] {
+/** Keep the host kernel out of forwarding on an interface podway forwards for. `changed` (for
+ * the underlay and the host port) records the forwarding value it replaced, to set back at stop
+ * (restoreSysctl); a pod veth's settings stay, as Felix leaves them. */
+export function quietKernelOn(ifname: string, pod: boolean, changed?: Map<string, string>): string[] {
   // Interface names come from the datastore: refuse anything that could escape the sysctl path.
   if (!isSafeIfname(ifname)) throw new Error(`bad interface name "${ifname}"`);
   const notes: string[] = [];
   const conf = `net.ipv4.conf.${ifname.replace(/\./g, '/')}`;
-  const n1 = setSysctl(`${conf}.forwarding`, '0');
+  const n1 = setSysctl(`${conf}.forwarding`, '0', (was) => {
+    if (changed && !changed.has(`${conf}.forwarding`)) changed.set(`${conf}.forwarding`, was);
+  });
   if (n1) notes.push(n1);
   if (pod) {
     const n2 = setSysctl(`${conf}.proxy_arp`, '0');

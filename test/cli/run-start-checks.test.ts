@@ -161,7 +161,7 @@ t('a node name new to the store on another Node\'s address: refused naming that 
   assert.not.match(await registeredNodes(), /\bnx\b/);
 });
 
-t('without --ip, a stored Node address no interface here holds gives way to first-found (said), and podway starts (it failed); a locked datastore is shown in status', async () => {
+t('without --ip, a stored Node address no interface here holds gives way to first-found (said), and podway starts (it failed); a locked datastore is shown in status; the underlay\'s forwarding=1, 0 while podway runs, is 1 again after SIGTERM', async () => {
   const node = path.join(tempDir(), 'nx.yaml');
   // As a second process run as nx with --ip 10.1.1.9/24 elsewhere leaves it; and the datastore
   // locked as `calicoctl datastore migrate lock` leaves it.
@@ -169,9 +169,14 @@ t('without --ip, a stored Node address no interface here holds gives way to firs
     + 'apiVersion: projectcalico.org/v3\nkind: ClusterInformation\nmetadata: {name: default}\nspec: {clusterGUID: 0123456789abcdef0123456789abcdef, datastoreReady: false}\n');
   await ok(['apply', '-f', node, '--datastore', store]);
   const sock = path.join(tempDir(), 'c.sock');
+  // the underlay's IPv4 forwarding: 0 while podway runs, set back at its clean stop
+  const forwarding = () => execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-n', 'net.ipv4.conf.d0.forwarding'], { encoding: 'utf8' }).trim();
+  execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.conf.d0.forwarding=1']);
   const r = spawnRun(['--datastore', store, '--control', sock]);
   try {
     assert.ok(await r.waitFor(/"forwarding: node 10\.1\.1\.3/, START_WAIT_MIN_MS), r.err());
+    assert.is(forwarding(), '0');
+    assert.match(r.err(), 'net.ipv4.conf.d0.forwarding=0 (was 1)');
     assert.match(r.err(), /"level":"warn".*node nx: its Node's IPv4 address 10\.1\.1\.9\/24 is on no interface here: registering first-found 10\.1\.1\.3\/24 instead/);
     assert.match(r.err(), /"level":"warn".*its Node's IPv4 address changed from 10\.1\.1\.9\/24 to 10\.1\.1\.3\/24 \(first-found\)/);
     assert.match(await ok(['get', 'node', 'nx', '-o', 'json', '--datastore', store]), '"ipv4Address": "10.1.1.3/24"');
@@ -185,6 +190,11 @@ t('without --ip, a stored Node address no interface here holds gives way to firs
     r.child.kill('SIGTERM');
     const code = await within(r.exited, 10_000, 'timeout' as const);
     assert.is(code, 0, r.err());
+    assert.is(forwarding(), '1', 'the underlay forwards again once podway stopped');
+    // all of its stderr read (the exit can come before the last data)
+    const stderr = r.child.stderr!;
+    await within(stderr.closed ? Promise.resolve() : new Promise((res) => stderr.once('close', res)), 5000, null);
+    assert.match(r.err(), /"level":"info".*set net\.ipv4\.conf\.d0\.forwarding=1 \(set back; podway had set 0\)/);
   } finally {
     if (r.child.exitCode === null) r.child.kill('SIGKILL');
   }

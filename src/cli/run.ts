@@ -165,7 +165,9 @@ function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, numb
 }
 
 /** What the pod guard (table inet podway) should hold: every veth pod's interface and its own
- * addresses, the VXLAN port, the endpoint-to-host action. The NAT fields are unused there. */
+ * addresses, every local pod's addresses (veth, TAP, TUN: what podway hands the node's kernel
+ * itself), the host port, the VXLAN port, the endpoint-to-host action. The NAT fields are unused
+ * there. */
 function guardSpecOf(model: NodeDataplaneModel, endpointToHost: 'accept' | 'drop'): NatSpec {
   const veths = model.endpoints.filter((e) => e.interfaceType === 'veth');
   const names = new Set(veths.map((e) => e.interfaceName));
@@ -180,6 +182,8 @@ function guardSpecOf(model: NodeDataplaneModel, endpointToHost: 'accept' | 'drop
     pods: [...names].sort(),
     podAddrs4: unique(pairs4).sort(order),
     podAddrs6: unique(pairs6).sort(order),
+    podIps4: [...new Set(model.endpoints.flatMap((e) => e.ips.map(formatIpv4)))].sort(),
+    podIps6: [...new Set(model.v6.endpoints.flatMap((e) => e.ips6))].sort(),
     tunnelPorts: [VXLAN_PORT],
     endpointToHost,
   };

@@ -67,6 +67,11 @@ export interface NatSpec {
    * addresses, as [interface, address]. */
   podAddrs4?: readonly (readonly [string, string])[];
   podAddrs6?: readonly (readonly [string, string])[];
+  /** table inet podway only: every local pod's own IPv4 and IPv6 addresses, veth, TAP and TUN
+   * alike: the sources of the pod packets podway hands the node's kernel itself, through its raw
+   * sockets (they come in on lo), for `endpointToHost: 'drop'`. */
+  podIps4?: readonly string[];
+  podIps6?: readonly string[];
   /** The pod guard: the UDP ports of the tunnels the node receives (VXLAN, 4789). */
   tunnelPorts?: readonly number[];
   /** The pod guard: a pod's new connections to the node's own addresses accepted (the default,
@@ -284,6 +289,11 @@ function ifaddrs(xs: readonly (readonly [string, string])[] | undefined): string
     .map(([i, a]) => `"${i}" . ${a}`))];
 }
 
+/** Plain addresses of one family as nft elements, each once; anything else is left out. */
+function addrs(xs: readonly string[] | undefined, v6: boolean): string[] {
+  return [...new Set((xs ?? []).filter((a) => /^[0-9a-fA-F:.]{2,45}$/.test(a) && a.includes(':') === v6))];
+}
+
 /**
  * The pod guard, `table inet podway` (review C, H1 and H2; as Calico's strict RPF on workload
  * interfaces and cali-fw's drops of VXLAN and IPIP "originating in workloads"). A veth pod's frame
@@ -296,7 +306,8 @@ function ifaddrs(xs: readonly (readonly [string, string])[] | undefined): string
  *
  * prerouting, priority raw + 1 (after the kernel transit drop, which took the frames podway
  * forwards; before conntrack), only for interfaces in `pods` (veth pods; a TAP or TUN pod's frames
- * reach only podway):
+ * reach only podway, whose source check drops a source not the pod's own before it hands anything
+ * to the node's kernel):
  * - UDP to a tunnel port (VXLAN 4789) or IP protocol 4 (IPIP), to any address: `pod_tunnel`;
  * - IPv4 whose (interface, source) is not one of that pod's addresses: `pod_spoofed`;
  * - IPv6 likewise, except link-local and unspecified sources (NDP, DAD, MLD: a pod's link-local
@@ -305,18 +316,30 @@ function ifaddrs(xs: readonly (readonly [string, string])[] | undefined): string
  * With `endpointToHost: 'drop'` a second chain at input (priority filter, after conntrack) drops a
  * pod's packets for the node itself but replies to connections the node opened (ct state
  * established, related) and ICMPv6 NDP/MLD (types 130-133, 135, 136, as Felix's workload-to-host
- * chain): `pod_to_host`. Only then does the table use conntrack.
+ * chain): `pod_to_host`. Only then does the table use conntrack. A pod's packets for the node come
+ * in three ways: a veth pod's frames on its veth (`pods`); a TAP or TUN pod's for the node's own
+ * address (the one podway runs on, IPv4 or IPv6) through podway's host port (`hostPort`, podway0:
+ * podway writes nothing else into it); and any pod's for another address of the node (one on lo, a
+ * dummy, a second NIC) through podway's raw sockets (tx4, tx6), which the kernel loops back on lo.
+ * The last is matched by conntrack's original source (`pod_ips4`, `pod_ips6`: every local pod's
+ * addresses), as natOutgoing may have masqueraded it on the way out (to an address of the node).
  */
 export function guardTableProgram(s: NatSpec): string {
   const ports = (s.tunnelPorts ?? []).filter((p) => Number.isInteger(p) && p > 0 && p < 65536);
   const tunnels = ports.length ? `\n    iifname @pods udp dport { ${ports.join(', ')} } counter name "pod_tunnel" drop` : '';
+  const hostPort = ifnames([s.hostPort]);
   const toHost = s.endpointToHost === 'drop'
     ? `
   chain pod_input {
     type filter hook input priority filter; policy accept;
-    iifname @pods ct state established,related accept
-    iifname @pods icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept
-    iifname @pods counter name "pod_to_host" drop
+    iifname @pods jump pod_to_host${hostPort.length ? `\n    iifname ${hostPort[0]} jump pod_to_host` : ''}
+    iifname "lo" ct original ip saddr @pod_ips4 jump pod_to_host
+    iifname "lo" ct original ip6 saddr @pod_ips6 jump pod_to_host
+  }
+  chain pod_to_host {
+    ct state established,related accept
+    icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept
+    counter name "pod_to_host" drop
   }`
     : '';
   return `add table inet ${NAT_TABLE}
@@ -325,6 +348,8 @@ table inet ${NAT_TABLE} {
   set pods { type ifname;${elements(ifnames(s.pods))} }
   set pod_addrs4 { type ifname . ipv4_addr;${elements(ifaddrs(s.podAddrs4))} }
   set pod_addrs6 { type ifname . ipv6_addr;${elements(ifaddrs(s.podAddrs6))} }
+  set pod_ips4 { type ipv4_addr;${elements(addrs(s.podIps4, false))} }
+  set pod_ips6 { type ipv6_addr;${elements(addrs(s.podIps6, true))} }
   counter pod_spoofed { }
   counter pod_tunnel { }
   counter pod_to_host { }
@@ -347,6 +372,8 @@ export function guardSetsProgram(s: NatSpec, prev: NatSpec | null = null): strin
     ...setUpdate(where, 'pods', ifnames(s.pods), prev && ifnames(prev.pods), false),
     ...setUpdate(where, 'pod_addrs4', ifaddrs(s.podAddrs4), prev && ifaddrs(prev.podAddrs4), false),
     ...setUpdate(where, 'pod_addrs6', ifaddrs(s.podAddrs6), prev && ifaddrs(prev.podAddrs6), false),
+    ...setUpdate(where, 'pod_ips4', addrs(s.podIps4, false), prev && addrs(prev.podIps4, false), false),
+    ...setUpdate(where, 'pod_ips6', addrs(s.podIps6, true), prev && addrs(prev.podIps6, true), false),
   ];
   return lines.length ? lines.join('\n') + '\n' : '';
 }

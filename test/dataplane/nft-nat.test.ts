@@ -140,6 +140,8 @@ test('a live update with the table\'s current spec: only what changed; one pod m
 const GUARD: NatSpec = {
   ...SPEC, natPools: [], pools: [], nodes: [], pods: ['cali1', 'cali2'],
   podAddrs4: [['cali1', '10.244.0.2'], ['cali2', '10.244.0.3']], podAddrs6: [['cali1', 'fd00:10:244::2']], tunnelPorts: [4789], endpointToHost: 'accept',
+  // cali1, cali2 and a TAP pod (10.244.0.9)
+  podIps4: ['10.244.0.2', '10.244.0.3', '10.244.0.9'], podIps6: ['fd00:10:244::2', 'fd00:10:244::9'],
 };
 
 test('the pod guard (table inet podway): tunnels from pods and sources not the pod\'s own dropped before the kernel; link-local IPv6 only on the link; endpoint-to-host drop after conntrack', () => {
@@ -154,24 +156,37 @@ test('the pod guard (table inet podway): tunnels from pods and sources not the p
   assert.not.match(p, 'pod_input', 'accept: no input chain, no conntrack');
   assert.not.match(p, 'ct ');
   const drop = guardTableProgram({ ...GUARD, endpointToHost: 'drop' });
-  assert.match(drop, 'type filter hook input priority filter; policy accept;\n    iifname @pods ct state established,related accept\n    iifname @pods icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept\n    iifname @pods counter name "pod_to_host" drop');
+  // veth pods on their veths; TAP/TUN pods through the host port (podway0); any pod's packet for
+  // another of the node's addresses through podway's raw sockets, looped back on lo (its original
+  // source: natOutgoing may have masqueraded it)
+  assert.match(drop, 'type filter hook input priority filter; policy accept;\n    iifname @pods jump pod_to_host\n    iifname "podway0" jump pod_to_host\n    iifname "lo" ct original ip saddr @pod_ips4 jump pod_to_host\n    iifname "lo" ct original ip6 saddr @pod_ips6 jump pod_to_host\n  }');
+  assert.match(drop, 'chain pod_to_host {\n    ct state established,related accept\n    icmpv6 type { mld-listener-query, mld-listener-report, mld-listener-done, nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept\n    counter name "pod_to_host" drop\n  }');
+  assert.match(drop, 'set pod_ips4 { type ipv4_addr; elements = { 10.244.0.2, 10.244.0.3, 10.244.0.9 } }');
+  assert.match(drop, 'set pod_ips6 { type ipv6_addr; elements = { fd00:10:244::2, fd00:10:244::9 } }');
+  // an address of the other family or not plain address text never reaches the set
+  assert.match(guardTableProgram({ ...GUARD, podIps4: ['10.0.0.1', 'fd00::1', '10.0.0.2 } drop'], podIps6: ['10.0.0.1'] }), 'set pod_ips4 { type ipv4_addr; elements = { 10.0.0.1 } }\n  set pod_ips6 { type ipv6_addr; }');
   // names and addresses that could leave their place never reach nft
   assert.match(guardTableProgram({ ...GUARD, podAddrs4: [['x" } drop', '10.0.0.1'], ['cali1', '10.0.0.1 } drop']] }), 'set pod_addrs4 { type ifname . ipv4_addr; }');
   // an endpoint that comes: its interface and addresses added, nothing else touched
-  const more: NatSpec = { ...GUARD, pods: ['cali1', 'cali2', 'cali3'], podAddrs4: [...GUARD.podAddrs4!, ['cali3', '10.244.0.4']], podAddrs6: [...GUARD.podAddrs6!, ['cali3', 'fd00:10:244::4']] };
+  const more: NatSpec = { ...GUARD, pods: ['cali1', 'cali2', 'cali3'], podAddrs4: [...GUARD.podAddrs4!, ['cali3', '10.244.0.4']], podAddrs6: [...GUARD.podAddrs6!, ['cali3', 'fd00:10:244::4']], podIps4: [...GUARD.podIps4!, '10.244.0.4'], podIps6: [...GUARD.podIps6!, 'fd00:10:244::4'] };
   assert.is(guardSetsProgram(more, GUARD), [
-    'add element inet podway pods { "cali3" }', 'add element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'add element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }', '',
+    'add element inet podway pods { "cali3" }', 'add element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'add element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }',
+    'add element inet podway pod_ips4 { 10.244.0.4 }', 'add element inet podway pod_ips6 { fd00:10:244::4 }', '',
   ].join('\n'));
   assert.is(guardSetsProgram(GUARD, more), [
-    'delete element inet podway pods { "cali3" }', 'delete element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'delete element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }', '',
+    'delete element inet podway pods { "cali3" }', 'delete element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'delete element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }',
+    'delete element inet podway pod_ips4 { 10.244.0.4 }', 'delete element inet podway pod_ips6 { fd00:10:244::4 }', '',
   ].join('\n'));
+  // a TAP/TUN pod that comes: only its addresses (it has no veth)
+  assert.is(guardSetsProgram({ ...GUARD, podIps4: [...GUARD.podIps4!, '10.244.0.10'] }, GUARD), 'add element inet podway pod_ips4 { 10.244.0.10 }\n');
   // a pair (or interface) listed twice (a stale and a new endpoint on one veth): each element once,
   // in the table and in an update's delete (nft refuses `delete element { x, x }`)
-  const twice: NatSpec = { ...more, pods: [...more.pods, 'cali3'], podAddrs4: [...more.podAddrs4!, ['cali3', '10.244.0.4']], podAddrs6: [...more.podAddrs6!, ['cali3', 'fd00:10:244::4']] };
+  const twice: NatSpec = { ...more, pods: [...more.pods, 'cali3'], podAddrs4: [...more.podAddrs4!, ['cali3', '10.244.0.4']], podAddrs6: [...more.podAddrs6!, ['cali3', 'fd00:10:244::4']], podIps4: [...more.podIps4!, '10.244.0.4'] };
   assert.match(guardTableProgram(twice), 'set pod_addrs4 { type ifname . ipv4_addr; elements = { "cali1" . 10.244.0.2, "cali2" . 10.244.0.3, "cali3" . 10.244.0.4 } }');
   assert.match(guardTableProgram(twice), 'set pods { type ifname; elements = { "cali1", "cali2", "cali3" } }');
   assert.is(guardSetsProgram(GUARD, twice), [
-    'delete element inet podway pods { "cali3" }', 'delete element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'delete element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }', '',
+    'delete element inet podway pods { "cali3" }', 'delete element inet podway pod_addrs4 { "cali3" . 10.244.0.4 }', 'delete element inet podway pod_addrs6 { "cali3" . fd00:10:244::4 }',
+    'delete element inet podway pod_ips4 { 10.244.0.4 }', 'delete element inet podway pod_ips6 { fd00:10:244::4 }', '',
   ].join('\n'));
   assert.is(guardSetsProgram(twice, more), '', 'the same set once listed twice: nothing to do');
   const json = JSON.stringify({ nftables: [

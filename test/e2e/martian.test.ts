@@ -30,11 +30,15 @@ import * as path from 'node:path';
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
 const SPEC = [
-  { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'web-2', type: 'veth' as const }] },
+  { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'web-2', type: 'veth' as const }, { name: 'tap-1', type: 'tap' as const }, { name: 'tun-1', type: 'tun' as const }] },
   // never started: a known node (its address is in the datastore) whose address a pod forges
   { name: 'node2', subnet: 'a' as const, pods: [] },
 ];
 const PORT = 47_123;
+/** Another address of node1 (on its lo, as NodeLocal DNSCache's 169.254.20.10 on a dummy): a pod's
+ * packets for it reach the node through podway's raw sockets (tx4, tx6), looped back on lo. */
+const OTHER4 = '169.254.20.10';
+const OTHER6 = 'fd00:20::10';
 
 let lab: Lab | null = null;
 let ok = false;
@@ -106,6 +110,9 @@ test.before(async () => {
   if (!isRoot()) throw new Error('martian destination end-to-end tests need root (network namespaces)');
   lab = guard(new Lab(SPEC, { dualStack: true }));
   lab.build();
+  const ns = lab.node('node1').ns;
+  run('ip', ['-n', ns, 'addr', 'add', `${OTHER4}/32`, 'dev', 'lo']);
+  run('ip', ['-n', ns, '-6', 'addr', 'add', `${OTHER6}/128`, 'dev', 'lo', 'nodad']);
 });
 
 test.after(async () => {
@@ -231,6 +238,29 @@ async function sendFrames(pod: string, frames: Buffer[]): Promise<void> {
   assert.is(r.sent, frames.length);
 }
 
+/** Send frames from several pods' interfaces, in order, from one python (a python start took 2-3 s
+ * at load 15): it enters each pod's namespace (setns) for its AF_PACKET socket. */
+const PY_RAW_PODS = `
+import socket, sys, json, ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+sent = 0
+for a in json.loads(sys.argv[1]):
+    fd = os.open('/run/netns/' + a['ns'], os.O_RDONLY)
+    if libc.setns(fd, 0x40000000) != 0: raise OSError(ctypes.get_errno(), 'setns ' + a['ns'])
+    os.close(fd)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    s.bind((a['ifname'], 0))
+    for h in a['frames']:
+        s.send(bytes.fromhex(h)); sent += 1
+    s.close()
+print(json.dumps({'sent': sent}))
+`;
+async function sendFromPods(batches: [string, Buffer[]][]): Promise<void> {
+  const arg = batches.map(([name, frames]) => ({ ns: lab!.pod(name).ns, ifname: lab!.pod(name).podIf, frames: frames.map((f) => f.toString('hex')) }));
+  const r = await pyJson<{ sent: number }>(arg[0].ns, PY_RAW_PODS, [JSON.stringify(arg)], 10_000);
+  assert.is(r.sent, batches.reduce((n, [, f]) => n + f.length, 0));
+}
+
 /** The guard table's text, and the table removed / put back (to show what it stops). */
 const nftIn = (args: string[]) => run('ip', ['netns', 'exec', lab!.node('node1').ns, 'nft', ...args]);
 
@@ -298,6 +328,42 @@ test('pod guard: forged sources to a node listener are dropped before the node\'
   assert.is(lab!.ping('web-1', n1.ip, 2, 56, ['-W', '3']).received, 2, 'web-1 -> node1 over IPv4');
 });
 
+/** A datagram from pod `name` (as it would write it on its TAP or TUN device: Ethernet to the
+ * gateway's MAC, or the bare IP packet) from `src` to `dst`:`port`, 16 bytes of `tag`. */
+function podUdp(name: string, src: string, dst: string, port: number, tag: number): Buffer {
+  const p = lab!.pod(name);
+  const ip = dst.includes(':') ? udp6(src, dst, 40_000 + tag, port, Buffer.alloc(16, tag)) : udp4(src, dst, 40_000 + tag, port, Buffer.alloc(16, tag));
+  return p.type === 'tun' ? ip : eth('ee:ee:ee:ee:ee:ee', p.mac!, dst.includes(':') ? 0x86dd : 0x0800, ip);
+}
+
+/** Datagrams from pod `name`'s own addresses to node1's address, its IPv6 address and its other
+ * addresses (OTHER4, OTHER6): tags base + 1 .. base + 4. */
+function toNode(name: string, port: number, base: number): Buffer[] {
+  const p = lab!.pod(name);
+  const n1 = lab!.node('node1');
+  return [[p.ip, n1.ip], [p.ip6!, n1.ip6!], [p.ip, OTHER4], [p.ip6!, OTHER6]].map(([s, d], k) => podUdp(name, s, d, port, base + k + 1));
+}
+
+test('TAP and TUN pods reach node1\'s listeners (its address through podway0, its other addresses through podway\'s raw sockets and lo); their forged sources do not: podway\'s source check drops them (source_check) before the node\'s kernel', async () => {
+  const n1 = lab!.node('node1');
+  const n2 = lab!.node('node2');
+  const web2 = lab!.pod('web-2');
+  const tap = lab!.pod('tap-1');
+  const tun = lab!.pod('tun-1');
+  const PORT5 = 47_500;
+  const forged = (name: string, base: number) => [podUdp(name, n2.ip, n1.ip, PORT5, base + 1), podUdp(name, web2.ip, OTHER4, PORT5, base + 2), podUdp(name, web2.ip6!, n1.ip6!, PORT5, base + 3), podUdp(name, n2.ip6!, OTHER6, PORT5, base + 4)];
+  const c0 = await counters();
+  const g0 = await guardCounters();
+  const rx = await tagReceiver(n1.ns, PORT5, [1, 2, 3, 4, 5, 6, 7, 8]);
+  await sendFromPods([[tap.name, [...forged(tap.name, 30), ...toNode(tap.name, PORT5, 0)]], [tun.name, [...forged(tun.name, 40), ...toNode(tun.name, PORT5, 4)]]]);
+  const got = await rx.finish();
+  assert.equal([...got].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8], `each pod's own datagrams to node1's four addresses arrived, no forged one: ${JSON.stringify(got)}`);
+  // at least: the TUN pod's own kernel writes link-local-sourced MLD reports and router
+  // solicitations on its device for a while after podway opened it, counted source_check too
+  assert.ok(await until(async () => ((await counters()).source_check ?? 0) - (c0.source_check ?? 0) >= 8, 5000), 'the eight forged sources counted source_check by podway');
+  assert.is(delta(g0, await guardCounters(), 'podToHost'), 0, 'accept: nothing counted pod_to_host');
+});
+
 test('--endpoint-to-host drop: a pod\'s new connections to the node are dropped (pod_to_host); the node\'s own connections to the pod get their replies', async () => {
   const n1 = lab!.node('node1');
   const web1 = lab!.pod('web-1');
@@ -306,25 +372,37 @@ test('--endpoint-to-host drop: a pod\'s new connections to the node are dropped 
   assert.match(cli('status'), /pod guard: table inet podway; 2 veth pods; endpoint-to-host drop/);
   // the node pings its pods: the replies are of a connection the node opened
   assert.ok(await until(() => pingFrom(n1.ns, web1.ip) && pingFrom(n1.ns, web1.ip6!), 20_000, 200), 'node1 -> web-1 (IPv4 and IPv6, the pod resolving its gateway by NDP)');
+  // and its TAP and TUN pods: replies through podway0; from node1's other addresses, replies
+  // through podway's raw sockets and lo
+  for (const name of ['tap-1', 'tun-1']) {
+    const p = lab!.pod(name);
+    assert.ok(pingFrom(n1.ns, p.ip) && pingFrom(n1.ns, p.ip6!), `node1 -> ${name} (IPv4 and IPv6)`);
+    assert.ok(pingFrom(n1.ns, p.ip, OTHER4) && pingFrom(n1.ns, p.ip6!, OTHER6), `node1 -> ${name} from ${OTHER4} and ${OTHER6}`);
+  }
   const PORT4 = 47_400;
   const g0 = await guardCounters();
   const rx = await tagReceiver(n1.ns, PORT4, [MARKER]);
-  await sendFrames('web-1', [
+  await sendFromPods([['web-1', [
     eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(web1.ip, n1.ip, 40_001, PORT4, Buffer.alloc(16, 7))),
     eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x86dd, udp6(web1.ip6!, n1.ip6!, 40_002, PORT4, Buffer.alloc(16, 8))),
-  ]);
-  // the marker: from node1 itself (not a pod), after web-1's datagrams
+    // node1's other addresses: the kernel takes the veth's frame, and podway hands its own copy
+    // to the kernel's routing (tx4, tx6), which loops it back on lo: each dropped twice
+    eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(web1.ip, OTHER4, 40_003, PORT4, Buffer.alloc(16, 9))),
+    eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x86dd, udp6(web1.ip6!, OTHER6, 40_004, PORT4, Buffer.alloc(16, 10))),
+  ]], ['tap-1', toNode('tap-1', PORT4, 20)], ['tun-1', toNode('tun-1', PORT4, 30)]]);
+  // the marker: from node1 itself (not a pod), after the pods' datagrams
   run('ip', ['netns', 'exec', n1.ns, 'python3', '-c', `import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(bytes([${MARKER}]) * 16, ('${n1.ip}', ${PORT4}))`]);
-  assert.equal(await rx.finish(), [], 'nothing reached node1\'s listener');
-  await until(async () => delta(g0, await guardCounters(), 'podToHost') >= 2, 5000);
-  assert.is(delta(g0, await guardCounters(), 'podToHost'), 2, 'both counted pod_to_host');
+  assert.equal(await rx.finish(), [], 'nothing reached node1\'s listener, from the veth, TAP or TUN pod, on any of node1\'s addresses');
+  // web-1: 2 + 2 x 2; tap-1, tun-1: 4 each
+  await until(async () => delta(g0, await guardCounters(), 'podToHost') >= 14, 5000);
+  assert.is(delta(g0, await guardCounters(), 'podToHost'), 14, 'all counted pod_to_host');
   assert.is(lab!.ping('web-1', n1.ip, 2, 56, ['-W', '2']).received, 0, 'web-1 -> node1 ping: dropped too');
   ok = true;
 });
 
-function pingFrom(ns: string, ip: string): boolean {
+function pingFrom(ns: string, ip: string, from?: string): boolean {
   try {
-    run('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '2', ip]);
+    run('ip', ['netns', 'exec', ns, 'ping', '-c', '1', '-W', '2', ...(from ? ['-I', from] : []), ip]);
     return true;
   } catch {
     return false;

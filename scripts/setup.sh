@@ -25,6 +25,7 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 command -v nft >/dev/null 2>&1 || need+=(nftables) # podway's own tables: natOutgoing, tunnels on the underlay port (podway run needs it)
 command -v traceroute >/dev/null 2>&1 || need+=(traceroute) # natOutgoing test: ICMP errors translated back
 command -v python3 >/dev/null 2>&1 || need+=(python3) # e2e fragments: the fragmenting VXLAN-over-IPv6 sender and the pods' UDP echo
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd) # cli/run-start-checks: systemd-analyze verify of contrib/systemd/podway.service
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "podway setup: missing ${need[*]}; run as root (or install them) to use the demo and tests" >&2

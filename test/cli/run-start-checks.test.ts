@@ -1,13 +1,14 @@
 // `podway run` on an embedded store with a node address it cannot use: refused before the Node is
 // registered (every other node reads its address from there), in a scratch network namespace; and
-// systemd's notify protocol (READY=1, STATUS=, WATCHDOG=1, STOPPING=1) on a real AF_UNIX socket.
+// systemd's notify protocol (READY=1, STATUS=, WATCHDOG=1, STOPPING=1) on a real AF_UNIX socket,
+// and contrib/systemd's unit and settings file against README's install step.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { BIN, ok, podway, tempDir } from './cli-kit';
+import { BIN, ROOT, ok, podway, tempDir } from './cli-kit';
 import { execBounded } from '../e2e/tools';
 import { controlRequest } from '../../src/dataplane/control-client';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
@@ -230,6 +231,34 @@ t('podway status while run waits for an unreachable etcd: "starting: waiting for
   } finally {
     if (r.child.exitCode === null) r.child.kill('SIGKILL');
   }
+});
+
+t('contrib/systemd: ExecStart= names where README\'s install step puts podway; systemd-analyze verify accepts the unit; podway.env left unedited stops podway run at once with exit 2 (not restarted), not a wait for a placeholder etcd', async () => {
+  const read = (f: string) => readFileSync(path.join(ROOT, f), 'utf8');
+  const unit = read('contrib/systemd/podway.service');
+  const exec = /^ExecStart=(\S+) run$/m.exec(unit);
+  assert.ok(exec, 'ExecStart=<path> run');
+  // README's "Running as a service": npm install -g --prefix DIR . links DIR/bin/podway
+  const install = /^npm install -g --prefix (\/\S+) \.\s/m.exec(read('README.md'));
+  assert.ok(install, 'README installs with npm install -g --prefix DIR .');
+  assert.is(exec![1], `${install![1]}/bin/podway`);
+  assert.match(unit, /^RestartPreventExitStatus=2$/m);
+  // verify checks the command exists: this checkout's bin stands for the installed one
+  const dir = tempDir();
+  writeFileSync(path.join(dir, 'podway.service'), unit.replace(/^ExecStart=\S+/m, `ExecStart=${BIN}`));
+  const verify = await execBounded('systemd-analyze', ['verify', path.join(dir, 'podway.service')], 60_000);
+  assert.is(verify.code, 0, verify.stderr);
+  assert.is(verify.stderr.trim(), '');
+  // the settings file as shipped, then with NODENAME only: each a usage error naming what to set
+  const env: Record<string, string> = {};
+  for (const m of read('contrib/systemd/podway.env').matchAll(/^([A-Z][A-Z0-9_]*)=(.*)$/gm)) env[m[1]!] = m[2]!;
+  assert.not.ok('NODENAME' in env || 'ETCD_ENDPOINTS' in env, JSON.stringify(env));
+  let r = await podway(['run', '--control', path.join(dir, 'c.sock')], env);
+  assert.is(r.code, 2, r.err);
+  assert.is(r.err, 'podway: run: give --node NAME (or set NODENAME)\n');
+  r = await podway(['run', '--control', path.join(dir, 'c.sock')], { ...env, NODENAME: 'node1' });
+  assert.is(r.code, 2, r.err);
+  assert.match(r.err, /^podway: DATASTORE_TYPE=etcdv3 needs ETCD_ENDPOINTS/);
 });
 
 // A systemd notify socket: AF_UNIX datagram sockets bound in the namespace (an abstract name is

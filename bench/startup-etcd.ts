@@ -3,8 +3,10 @@
 // running podway; node1's podway is killed (SIGKILL, as a crash) and started again, and its own
 // log lines (pino `time`) say when, from spawn, it had registered its Node (`join`), had its first
 // datastore model (`model`), applied it (`applied`) and forwarded (`forwarding`); `ready` is when
-// its control socket answered a plain `status` after that. With --compare DIR every round starts
-// node1 once with each build (alternating which goes first), so both see the same load.
+// its control socket answered a plain `status` after that; `packet` is when node2's pod had the
+// first answer from node1's pod (ping every 20 ms from before the spawn: the first packet node1's
+// new podway forwarded both ways). With --compare DIR every round starts node1 once with each build
+// (alternating which goes first), so both see the same load.
 //
 // Usage: node dist/bench/startup-etcd.js [--runs 5] [--bgp] [--compare DIR]
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -15,7 +17,7 @@ import { controlRequest } from '../src/dataplane/control-client';
 import { machineInfo } from './machine';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const PHASES = ['join', 'model', 'applied', 'forwarding', 'ready'] as const;
+const PHASES = ['join', 'model', 'applied', 'forwarding', 'ready', 'packet'] as const;
 type Row = Record<(typeof PHASES)[number], number | null> & { cache: boolean };
 
 function parseArgs(argv: string[]): { runs: number; bgp: boolean; compare?: string } {
@@ -65,6 +67,14 @@ async function main(): Promise<void> {
         await new Promise<void>((r) => (old.exitCode !== null || old.signalCode !== null ? r() : old.once('exit', () => r())));
         await sleep(1500);
         const log: string[] = [];
+        // node2's pod pings node1's from before the spawn: -D prints each answer's wall time
+        const web1 = lab.pod('web-1');
+        const ping = spawn('ip', ['netns', 'exec', lab.pod('web-2').ns, 'ping', '-n', '-D', '-i', '0.02', '-W', '1', '-w', '60', web1.ip], { stdio: ['ignore', 'pipe', 'ignore'] });
+        const answers: number[] = [];
+        ping.stdout!.setEncoding('utf8').on('data', (d: string) => {
+          for (const m of d.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)) answers.push(Math.round(Number(m[1]) * 1000));
+        });
+        await sleep(200);
         const t0 = Date.now();
         p = spawn('ip', ['netns', 'exec', n1.ns, process.execPath, path.join(root, 'bin', 'podway.js'), 'run', '--node', 'node1', '--datastore', lab.datastoreSpec, '--control', n1.control, '--model-cache', lab.modelCachePath('node1'), ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
         p.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
@@ -86,8 +96,22 @@ async function main(): Promise<void> {
           }
           await sleep(50);
         }
-        if (ready === null) throw new Error(`${label}: node1 did not forward within 40 s: ${log.slice(-5).join(' | ')}`);
-        const row: Row = { join: at(/^node node1 /), model: at(/^datastore etcd:\S+$/), applied: at(/^applied model/), forwarding: at(/^forwarding: node/), ready, cache: at(/forwarding on the cached model/) !== null };
+        if (ready === null) {
+          ping.kill('SIGKILL');
+          throw new Error(`${label}: node1 did not forward within 40 s: ${log.slice(-5).join(' | ')}`);
+        }
+        const pingEnd = Date.now() + 20_000;
+        while (Date.now() < pingEnd && !answers.some((a) => a >= t0)) await sleep(20);
+        ping.kill('SIGKILL');
+        const packet = answers.find((a) => a >= t0);
+        const row: Row = { join: at(/^node node1 /), model: at(/^datastore etcd:\S+$/), applied: at(/^applied model/), forwarding: at(/^forwarding: node/), ready, packet: packet === undefined ? null : packet - t0, cache: at(/forwarding on the cached model/) !== null };
+        for (const l of log) {
+          // the start-up phase lines and the apply's breakdown, for where the time went
+          try {
+            const j = JSON.parse(l) as { msg?: string };
+            if (j.msg && /^(start-up: |applied model)/.test(j.msg)) process.stderr.write(`  ${label}: ${j.msg}\n`);
+          } catch { /* not a log line */ }
+        }
         rows.get(label)!.push(row);
         process.stderr.write(`${label} ${JSON.stringify(row)}\n`);
         await sleep(2000);

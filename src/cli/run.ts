@@ -50,6 +50,7 @@ import { oneAtATime } from '../util/one-at-a-time';
 import type { PendingDelReplayer } from './pending-del-replay';
 import { SystemdNotifier } from './sd-notify';
 import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endpoints';
+import { StartupClock } from './startup-clock';
 
 export interface RunOptions {
   node: string;
@@ -253,6 +254,9 @@ export function checkFileNodeAddresses(model: NodeDataplaneModel, file: string, 
 export async function runNode(opts: RunOptions): Promise<void> {
   if (process.getuid && process.getuid() !== 0) throw new Error('podway run needs root (raw sockets, AF_PACKET, TAP devices)');
   const log = createLogger({ level: opts.logLevel, base: { node: opts.node } });
+  // One line per start-up phase, ms since the process started (startup-clock.ts).
+  const clock = new StartupClock((m, f) => log.info(m, f));
+  clock.mark('modules loaded');
   // A spec that does not parse stops us here, with the reason; '' means the default (see main.ts).
   const spec = resolveDatastoreSpec(opts.datastore || undefined);
   // natOutgoing's port range is checked before anything is touched too.
@@ -369,6 +373,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       control!.server.once('listening', resolve);
       control!.server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
     });
+    clock.mark('control socket');
     if (leftBehind) log.warn(`the previous podway run on this node ended uncleanly (killed or crashed): its control socket ${sock} was left behind; this run takes over what it left (pod routes, learned routes, nftables tables)`);
     // READY=1 with the same report /readyz answers from, looked at every second.
     notifier?.start(async () => {
@@ -379,6 +384,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     });
     await serve(control);
   } finally {
+    clock.done();
     notifier?.close();
     endStartSignals(); // also when the start failed: the error, not "SIGINT while starting", is the news
     if (control?.server.listening) control.server.close();
@@ -508,6 +514,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         }
         throw e;
       }
+      clock.mark('registered');
       datastoreDown('waiting for the first snapshot');
       if (abortStart.signal.aborted) throw new Error('stopped before the datastore answered');
       const t = ensureThread();
@@ -600,6 +607,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
     }
     if (source) say(`datastore ${specText}`);
+    clock.mark('first model', source ? `the datastore's, ${first.endpoints.length} endpoints` : `the model cache's, ${first.endpoints.length} endpoints`);
     if (source) replayer?.start();
     phase = 'setting up the dataplane';
     current = first;
@@ -769,6 +777,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Synchronously at start: the control socket answers for the engine only once the first
       // model is in force (until then `status` says podway is starting).
       kernelRoutes = readKernelRoutesSync();
+      clock.mark('host prepared', 'the engine made, the kernel routes read');
       try {
         applyTimed(model, kernelRoutes);
       } catch (e) {
@@ -782,8 +791,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       startCachedSpeaker();
       if (source) cacheWriter?.applied(model, new Date(), firstInputs);
       lastGateways = gatewaysKey(model, kernelRoutes);
+      clock.mark('model applied');
       // After the host port exists: the table's reply rule names it.
       syncNat(model);
+      clock.mark('nat tables');
       control.attach(eng, workerCounters, extras);
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
@@ -1089,6 +1100,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const st = eng.status();
     forwarding = true;
     log.info(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });
+    clock.mark('forwarding');
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         log.info(`${sig}: stopping`);

@@ -201,6 +201,31 @@ t('without --ip, a stored Node address no interface here holds gives way to firs
   }
 });
 
+t('a start logs one line per phase, in order, with the ms since the process started (startup-clock.ts)', async () => {
+  const sock = path.join(tempDir(), 'c.sock');
+  const r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', store, '--control', sock]);
+  try {
+    assert.ok(await r.waitFor(/"start-up: forwarding at/, START_WAIT_MIN_MS), r.err());
+    const phases = r.err().split('\n').flatMap((l) => {
+      try {
+        const j = JSON.parse(l) as { msg?: string; startupPhase?: string; sinceStartMs?: number };
+        return j.startupPhase ? [{ phase: j.startupPhase, at: j.sinceStartMs!, msg: j.msg! }] : [];
+      } catch {
+        return [];
+      }
+    });
+    assert.equal(phases.map((p) => p.phase), ['modules loaded', 'control socket', 'registered', 'first model', 'host prepared', 'model applied', 'nat tables', 'forwarding'], r.err());
+    for (let i = 1; i < phases.length; i++) assert.ok(phases[i]!.at >= phases[i - 1]!.at, `in time order: ${phases.map((p) => p.msg).join(' | ')}`);
+    assert.match(phases[3]!.msg, /^start-up: first model at \d+ ms \(\+\d+ ms\); the datastore's, 0 endpoints$/);
+    // the apply's line says where its time went
+    assert.match(r.err(), /"applied model: \d+ routes, 0 endpoints, 0 withheld \([\d.]+ ms; infra [\d.]+, endpoints [\d.]+, gw [\d.]+, host [\d.]+\)/);
+    r.child.kill('SIGTERM');
+    assert.is(await within(r.exited, 10_000, 'timeout' as const), 0, r.err());
+  } finally {
+    if (r.child.exitCode === null) r.child.kill('SIGKILL');
+  }
+});
+
 t('podway status while run waits for an unreachable etcd: "starting: waiting for the datastore (reason)" (it said not running)', async () => {
   const sock = path.join(tempDir(), 'c.sock');
   const r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', 'etcd:http://127.0.0.1:9', '--control', sock]);

@@ -22,7 +22,8 @@ import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ephemeralPor
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
-import { findUnderlay, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
+import { findUnderlay, readHostAtStart, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
+import { LEARNED_ROUTE_METRIC, LEARNED_ROUTE_PROTO } from '../dataplane/host-programmer';
 import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
 import { tunnelAddressGaps } from '../control/tunnel-gaps';
 import { startEarlyControlServer, defaultControlPath, type ControlExtras, type EarlyControlServer } from '../dataplane/control-server';
@@ -202,6 +203,9 @@ interface WorkerState { snapshot: DataplaneSnapshot; readiness: EngineReadiness 
 const CACHE_WAIT_MS = 5000;
 /** On the cached model: a datastore that refused this node's start is asked again after this. */
 const START_RETRY_MS = 10_000;
+/** Host reads made while the datastore was awaited (readHostAtStart) serve the first apply when
+ * at most this old; older ones (a datastore that kept podway waiting) are read again then. */
+const START_READS_MAX_AGE_MS = 10_000;
 /** How long the main thread waits for a worker's answer (counters, snapshot). */
 const WORKER_ANSWER_MS = 2000;
 
@@ -394,6 +398,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
   }
 
   async function serve(control: EarlyControlServer): Promise<void> {
+    // What the first apply reads from the host (`ip`: the interfaces, the main table, the pod
+    // routes and learned routes a previous run left), read now, concurrently and without blocking,
+    // while the node registers and the first model is computed (host.ts readHostAtStart). Reads
+    // only: nothing on the host changes before the first model is applied, as before.
+    const hostReads = readHostAtStart(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);
     const say = (m: string) => dsLog.info(m);
     const onIpam = (event: string) => nodeMetrics?.ipamEvent(event);
     const bgpLog = log.child({ component: 'bgp' });
@@ -627,11 +636,24 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // error only once a pool asks for natOutgoing.
     let leftover6Checked = false;
     let nat6Chains = false;
+    /** `nft list tables` as read while the datastore was awaited (readHostAtStart), for the first
+     * model's look for a leftover table ip6 podway; null: look with nft then, as before. */
+    let startNftTables: string | null = null;
+    let natSynced = false;
     const syncNat = (model: NodeDataplaneModel) => {
       // The pod guard first: from the first model on, a veth pod cannot reach the node's tunnel
       // sockets nor its services with a forged source (review C, H1/H2).
       const wantGuard = guardSpecOf(model, endpointToHost);
-      if (guard.active || guard.starting) guard.update(wantGuard);
+      const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false);
+      nat6Chains ||= model.v6.pools.some((p) => p.natOutgoing);
+      const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, nat6Chains);
+      // The first model: the tables go in with one nft run (one transaction), not one run each; one
+      // nft refuses makes all of them be made on their own below, as before, saying which and why.
+      const together = !natSynced && !guard.active && !guard.starting && !nat.active && !nat6.active
+        && NftNat.startTogether([[guard, wantGuard], [nat, want], ...(want6.natChains || want6.kernelTransitDrop ? [[nat6, want6] as const] : [])]);
+      natSynced = true;
+      if (together) natLog.info(`pod guard: table inet podway created (${wantGuard.pods.length} veth pods; endpoint-to-host ${endpointToHost})`);
+      else if (guard.active || guard.starting) guard.update(wantGuard);
       else if (endpointToHost === 'drop') {
         // asked to drop pods' connections to the node: not running open instead (throws)
         guard.start(wantGuard);
@@ -641,8 +663,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       } else {
         natLog.warn(`pod guard: ${guard.lastError}: veth pods can send the node's kernel forged sources and tunnel packets (tried again on a timer, 1 s doubling up to 60 s, with the newest model, until it goes in)`);
       }
-      const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false);
-      if (nat.active) nat.update(want);
+      if (together) natLog.info(`nat: table ip podway created; ${want.natPools.length ? 'natOutgoing from ' + want.natPools.join(', ') : 'no pool has natOutgoing'}, ports ${natPorts[0]}-${natPorts[1]}`);
+      else if (nat.active) nat.update(want);
       else {
         try {
           nat.start(want);
@@ -657,23 +679,23 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // --no-kernel-transit-drop, from the first IPv6 pool with natOutgoing on; then kept and
       // updated like IPv4's until the stop. Its NAT chains come with the first IPv6 pool with
       // natOutgoing (a node without one never loads the kernel's IPv6 NAT nor conntrack) and stay.
-      nat6Chains ||= model.v6.pools.some((p) => p.natOutgoing);
-      const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, nat6Chains);
-      if (nat6.active) return nat6.update(want6);
-      if (!want6.natChains && !want6.kernelTransitDrop) {
+      if (nat6.active && !together) return nat6.update(want6);
+      if (!nat6.active && !want6.natChains && !want6.kernelTransitDrop) {
         // once, at the first model: a crashed run's table would go on masquerading
-        if (!leftover6Checked && nat6.removeLeftover()) natLog.info('nat: removed the table ip6 podway a previous run left (no IPv6 pool has natOutgoing)');
+        if (!leftover6Checked && nat6.removeLeftoverListed(startNftTables)) natLog.info('nat: removed the table ip6 podway a previous run left (no IPv6 pool has natOutgoing)');
         leftover6Checked = true;
         return;
       }
-      try {
-        nat6.start(want6);
-      } catch (e) {
-        if (want6.natChains) throw e;
-        // the transit drop alone: a kernel or nft refusing it costs forwarding nothing
-        nat6.lastError = (e as Error).message;
-        natLog.warn(`nat: ${nat6.lastError} (table ip6 podway for the IPv6 kernel transit drop; no IPv6 pool has natOutgoing now)`);
-        return;
+      if (!nat6.active) {
+        try {
+          nat6.start(want6);
+        } catch (e) {
+          if (want6.natChains) throw e;
+          // the transit drop alone: a kernel or nft refusing it costs forwarding nothing
+          nat6.lastError = (e as Error).message;
+          natLog.warn(`nat: ${nat6.lastError} (table ip6 podway for the IPv6 kernel transit drop; no IPv6 pool has natOutgoing now)`);
+          return;
+        }
       }
       natLog.info(`nat: table ip6 podway created; ${want6.natChains ? 'natOutgoing from ' + want6.natPools.join(', ') + ', ports ' + natPorts[0] + '-' + natPorts[1] : 'no IPv6 pool has natOutgoing'}${want6.kernelTransitDrop ? '; IPv6 kernel transit drop' : ''}`);
     };
@@ -776,8 +798,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const model = first;
       // Synchronously at start: the control socket answers for the engine only once the first
       // model is in force (until then `status` says podway is starting).
-      kernelRoutes = readKernelRoutesSync();
-      clock.mark('host prepared', 'the engine made, the kernel routes read');
+      const reads = await hostReads;
+      const readsAge = performance.now() - reads.at;
+      if (readsAge <= START_READS_MAX_AGE_MS) {
+        kernelRoutes = reads.kernelRoutes;
+        startNftTables = reads.nftTables;
+        eng.useStartReads(reads);
+      } else kernelRoutes = readKernelRoutesSync();
+      clock.mark('host prepared', `the engine made; the host read ${readsAge <= START_READS_MAX_AGE_MS ? `${Math.round(readsAge)} ms before, while the datastore was awaited` : 'again (the reads made while the datastore was awaited were too old)'}`);
       try {
         applyTimed(model, kernelRoutes);
       } catch (e) {

@@ -29,7 +29,7 @@ import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } fro
 import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -457,6 +457,18 @@ export class Engine {
   /** The kernel's main table as last read (for underlay next hops towards remote nodes). */
   private kernelRoutes: readonly KernelRoute4[] | null = null;
 
+  /** What the first apply reads from the host, read before it came (useStartReads). */
+  private startReads: HostStartReads | null = null;
+
+  /**
+   * The first apply takes the underlay's interfaces, the pod routes and learned routes an earlier
+   * run left from `reads` (readHostAtStart, read while the datastore was awaited) instead of
+   * reading them then, one `ip` after the other. Only the first apply, and only once.
+   */
+  useStartReads(reads: HostStartReads): void {
+    if (this.model === null) this.startReads = reads;
+  }
+
   /**
    * Apply a model: open/close ports for changed endpoints, rebuild next hops and FIB, swap.
    * `kernelRoutes`, read by the caller without blocking (readKernelRoutes), says which remote
@@ -472,6 +484,8 @@ export class Engine {
     if (kernelRoutes) this.kernelRoutes = kernelRoutes;
     const t0 = performance.now();
     const first = this.model === null;
+    const reads = first ? this.startReads : null;
+    this.startReads = null;
     // What a rejected model puts back (restoreTunnelRx): a worker told the same tunnels again
     // must see them as moved, or its ports would never follow.
     const before = this.tunnelState();
@@ -492,7 +506,7 @@ export class Engine {
     let nh: NextHops;
     try {
       // Against the addresses the ports follow (infraAt), not the last model's: see infraAt.
-      if (first || !this.infraAt) this.openInfra(infraModel);
+      if (first || !this.infraAt) this.openInfra(infraModel, reads?.links ?? undefined);
       else if (this.infraAt.ip !== infraModel.node.ip) this.followIp4(infraModel, before);
       else if (this.infraAt.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(infraModel, before, tunnelsMoved);
       tInfra = performance.now();
@@ -551,7 +565,7 @@ export class Engine {
       this.ringTimer.unref();
     }
     const t3 = performance.now();
-    if (first && this.host) this.adoptLeftovers(model);
+    if (first && this.host) this.adoptLeftovers(model, reads);
     this.watchTunnelTable();
     this.programHost();
     this.prepareSparePort();
@@ -598,9 +612,10 @@ export class Engine {
     }
   }
 
-  private openInfra(model: NodeDataplaneModel): void {
+  /** `links`: `ip -j addr show` read already (the first apply's start reads). */
+  private openInfra(model: NodeDataplaneModel, links?: string): void {
     this.closeInfra();
-    const ul = findUnderlay(model.node.ip);
+    const ul = findUnderlay(model.node.ip, links);
     this.underlay = ul;
     if (this.manageHost) this.notes.push(...quietKernelOn(ul.name, false, this.forwardingWas));
     const nodeIp = model.node.ip;
@@ -1489,15 +1504,15 @@ export class Engine {
    * host programmer as its own, so those of pods removed meanwhile are deleted (a stale /32 would
    * send the node's traffic for that address, maybe another pod's by now, into a dead veth).
    */
-  private adoptLeftovers(model: NodeDataplaneModel): void {
-    const found = readPodRoutesSync();
+  private adoptLeftovers(model: NodeDataplaneModel, reads: HostStartReads | null): void {
+    const found = reads?.podRoutes ?? readPodRoutesSync();
     const addr = (f: { ip?: number; ip6?: string }) => (f.ip !== undefined ? formatIpv4(f.ip) : formatIpv6(ip6Bytes(f.ip6!), 0));
     const wanted = new Set(this.hostState(model).pods.flatMap((p) => [...p.ips.map((ip) => `${p.ifname} ${formatIpv4(ip)}`), ...(p.ips6 ?? []).map((ip6) => `${p.ifname} ${addr({ ip6 })}`)]));
     const stale = found.filter((f) => !wanted.has(`${f.ifname} ${addr(f)}`));
     if (stale.length > 0) this.log.info(`host: removing ${stale.length} pod route(s) no endpoint wants, left by an earlier run: ${stale.slice(0, 5).map((f) => `${addr(f)} dev ${f.ifname}`).join(', ')}${stale.length > 5 ? ', ...' : ''}`, { component: 'host' });
     this.host!.adopt(found);
     // Only with BGP (kernelRoutes present): without it, a `proto bird` route is someone else's.
-    const learned = model.kernelRoutes === undefined ? [] : readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);
+    const learned = model.kernelRoutes === undefined ? [] : reads?.learned ?? readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);
     if (learned.length > 0) {
       this.log.info(`host: ${learned.length} learned route(s) left by an earlier run (proto ${LEARNED_ROUTE_PROTO} metric ${LEARNED_ROUTE_METRIC}) each kept until BGP brings its prefix again (at most ${LEARNED_HOLD_MS / 1000} s): ${learned.slice(0, 5).map((l) => `${l.cidr} via ${l.via}`).join(', ')}${learned.length > 5 ? ', ...' : ''}`, { component: 'host' });
       this.host!.adoptLearned(learned);

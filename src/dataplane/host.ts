@@ -8,6 +8,7 @@
  *   neighbour entry per veth pod, as Felix programs them.
  */
 import { execFile, execFileSync } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { formatIpv4, parseIpv4, parseMac } from '../packet';
 import { assembleBpf, Bpf, type BpfInsn } from './bpf';
@@ -22,13 +23,14 @@ export interface Underlay {
   mtu: number;
 }
 
-export function findUnderlay(nodeIp: number): Underlay {
+/** `linksJson`: the output of `ip -j addr show` read already (readHostAtStart); else read now. */
+export function findUnderlay(nodeIp: number, linksJson?: string): Underlay {
   const want = formatIpv4(nodeIp);
   // iproute2 rather than os.networkInterfaces(): libuv lists only interfaces that are up and
   // running, and a veth's operstate trails its carrier by up to a second (linkwatch).
   let links: { ifname: string; mtu: number; address?: string; addr_info?: { local?: string }[] }[] = [];
   try {
-    links = JSON.parse(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 }));
+    links = JSON.parse(linksJson ?? execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 }));
   } catch (e) {
     throw new Error(`cannot list interfaces (ip -j addr): ${(e as Error).message}`);
   }
@@ -175,30 +177,48 @@ const CALICO_HOST_MAC = 'ee:ee:ee:ee:ee:ee';
  * remove otherwise. Read synchronously, at start-up only; empty when unreadable.
  */
 export function readPodRoutesSync(): FoundPodRoute[] {
-  const ip = (args: string[]) => JSON.parse(execFileSync('ip', ['-j', ...args], { encoding: 'utf8', timeout: 10_000 }) || '[]') as Record<string, unknown>[];
+  const ip = (args: string[]) => execFileSync('ip', ['-j', ...args], { encoding: 'utf8', timeout: 10_000 });
   try {
-    const veths = new Set(ip(['link', 'show', 'type', 'veth']).filter((l) => l.address === CALICO_HOST_MAC).map((l) => String(l.ifname)));
+    const links = ip(POD_ROUTE_READS[0]);
+    if (podVeths(links).size === 0) return [];
+    return podRoutesFrom([links, ...POD_ROUTE_READS.slice(1).map(ip)]);
+  } catch {
+    return [];
+  }
+}
+
+/** What readPodRoutesSync reads (`ip -j` and these): the veths, the permanent neighbours, the routes. */
+const POD_ROUTE_READS = [['link', 'show', 'type', 'veth'], ['neigh', 'show', 'nud', 'permanent'], ['-4', 'route', 'show', 'table', 'main', 'scope', 'link'], ['-6', 'route', 'show', 'table', 'main']];
+
+function podVeths(linksJson: string): Set<string> {
+  return new Set((JSON.parse(linksJson || '[]') as Record<string, unknown>[]).filter((l) => l.address === CALICO_HOST_MAC).map((l) => String(l.ifname)));
+}
+
+/** The pod routes in the outputs of POD_ROUTE_READS (throws on one that does not parse). */
+function podRoutesFrom(outs: string[]): FoundPodRoute[] {
+  const parse = (text: string) => JSON.parse(text || '[]') as Record<string, unknown>[];
+  const [links = '', neigh = '', r4 = '', r6 = ''] = outs;
+  {
+    const veths = podVeths(links);
     if (veths.size === 0) return [];
     const macs = new Map<string, string>();
-    for (const n of ip(['neigh', 'show', 'nud', 'permanent'])) {
+    for (const n of parse(neigh)) {
       if (veths.has(String(n.dev)) && typeof n.lladdr === 'string') macs.set(`${n.dev} ${n.dst}`, n.lladdr);
     }
     const out: FoundPodRoute[] = [];
-    for (const r of ip(['-4', 'route', 'show', 'table', 'main', 'scope', 'link'])) {
+    for (const r of parse(r4)) {
       const dst = String(r.dst);
       if (dst.includes('/') || dst === 'default' || !veths.has(String(r.dev)) || (r.protocol !== undefined && r.protocol !== 'boot')) continue;
       out.push({ ifname: String(r.dev), ip: parseIpv4(dst), mac: macs.get(`${r.dev} ${dst}`) ?? null });
     }
     // IPv6: a /128 prints without its length; the kernel's own routes on the veth (fe80::/64,
     // multicast, local) are `proto kernel` or in other tables, so never taken.
-    for (const r of ip(['-6', 'route', 'show', 'table', 'main'])) {
+    for (const r of parse(r6)) {
       const dst = String(r.dst);
       if (dst.includes('/') || dst === 'default' || !dst.includes(':') || !veths.has(String(r.dev)) || r.gateway !== undefined || (r.protocol !== undefined && r.protocol !== 'boot')) continue;
       out.push({ ifname: String(r.dev), ip6: dst, mac: macs.get(`${r.dev} ${dst}`) ?? null });
     }
     return out;
-  } catch {
-    return [];
   }
 }
 
@@ -208,16 +228,58 @@ export function readPodRoutesSync(): FoundPodRoute[] {
  * of another protocol or metric (the operator's own default route) is never listed, so never
  * removed. A family whose table cannot be read gives none.
  */
-export function readLearnedRoutesSync(proto: string, metric: number): { cidr: string; via: string; dev: string }[] {
-  const out: { cidr: string; via: string; dev: string }[] = [];
+export function readLearnedRoutesSync(proto: string, metric: number): FoundLearnedRoute[] {
+  const out: FoundLearnedRoute[] = [];
   for (const family of [4, 6] as const) {
     try {
-      out.push(...parseLearnedRoutes(execFileSync('ip', ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', proto], { encoding: 'utf8', timeout: 10_000 }), metric, family));
+      out.push(...parseLearnedRoutes(execFileSync('ip', learnedRouteArgs(family, proto), { encoding: 'utf8', timeout: 10_000 }), metric, family));
     } catch {
       /* no such table (IPv6 disabled): none of this family */
     }
   }
   return out;
+}
+
+export type FoundLearnedRoute = { cidr: string; via: string; dev: string };
+const learnedRouteArgs = (family: 4 | 6, proto: string) => ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', proto];
+
+/**
+ * What the first apply reads from the host with `ip` (the interfaces for the underlay, the main
+ * table, the pod routes and learned routes an earlier run left) and `nft list tables` (a leftover
+ * IPv6 NAT table), read at once by
+ * readHostAtStart: without blocking, all at the same time, while podway waits for its datastore,
+ * instead of one after the other on the forwarding thread once the first model came (about 8
+ * `ip` processes; bench/README.md "On etcd, restarted").
+ */
+export interface HostStartReads {
+  /** performance.now() when they were read (the caller reads again what is too old by then). */
+  at: number;
+  /** `ip -j addr show`'s output; null when it failed (findUnderlay runs it again and says why). */
+  links: string | null;
+  kernelRoutes: KernelRoute4[];
+  /** as readPodRoutesSync (empty when unreadable) */
+  podRoutes: FoundPodRoute[];
+  /** as readLearnedRoutesSync(proto, metric) */
+  learned: FoundLearnedRoute[];
+  /** `nft list tables`'s output; null when it failed (no nft: the caller looks again then) */
+  nftTables: string | null;
+}
+
+/** The reads of HostStartReads, concurrently (child processes the event loop does not wait on). */
+export async function readHostAtStart(learnedProto: string, learnedMetric: number): Promise<HostStartReads> {
+  const at = performance.now();
+  const ip = (args: string[]) => new Promise<string>((resolve, reject) => {
+    execFile('ip', args, { encoding: 'utf8', timeout: 10_000 }, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+  const [links, kernelRoutes, podRoutes, learned4, learned6, nftTables] = await Promise.all([
+    ip(['-j', 'addr', 'show']).catch(() => null),
+    readKernelRoutes(),
+    Promise.all(POD_ROUTE_READS.map((a) => ip(['-j', ...a]))).then(podRoutesFrom).catch((): FoundPodRoute[] => []),
+    ip(learnedRouteArgs(4, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 4)).catch((): FoundLearnedRoute[] => []),
+    ip(learnedRouteArgs(6, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 6)).catch((): FoundLearnedRoute[] => []),
+    new Promise<string | null>((resolve) => execFile('nft', ['list', 'tables'], { encoding: 'utf8', timeout: 10_000 }, (err, out) => resolve(err ? null : out))),
+  ]);
+  return { at, links, kernelRoutes, podRoutes, learned: [...learned4, ...learned6], nftTables };
 }
 
 /**

@@ -496,6 +496,30 @@ export class NftNat {
   /** Create (or re-create) the table. Throws a clear error when nft is missing or refuses. */
   start(s: NatSpec): void {
     this.run(this.fam.table(s), 'create table');
+    this.started(s);
+  }
+
+  /**
+   * start() of several tables in one `nft -f` (one nft process, one transaction: all go in or
+   * none): at podway's start the pod guard and the NAT tables went in one nft run after the other
+   * on the forwarding thread. True when they went in (each as its start() would leave it); false
+   * when nft refused or failed, nothing changed then: the caller starts each on its own, which
+   * says which one nft refuses and why.
+   */
+  static startTogether(tables: readonly (readonly [NftNat, NatSpec])[]): boolean {
+    if (tables.length === 0) return true;
+    const nft = tables[0]![0].nft;
+    if (tables.some(([n]) => n.nft !== nft || n.spec !== null)) return false;
+    try {
+      execFileSync(nft, ['-f', '-'], { input: tables.map(([n, s]) => n.fam.table(s)).join(''), stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
+    } catch {
+      return false;
+    }
+    for (const [n, s] of tables) n.started(s);
+    return true;
+  }
+
+  private started(s: NatSpec): void {
     this.spec = s;
     this.tableKey = tableKeyOf(s, this.fam.family);
     this.setsKey = setsKeyOf(s);
@@ -558,6 +582,18 @@ export class NftNat {
    */
   removeLeftover(): boolean {
     if (this.spec) return false;
+    return this.removeListed();
+  }
+
+  /** removeLeftover(), told what `nft list tables` printed (read earlier: readHostAtStart): a
+   * table it does not name is not looked for again (nothing but podway makes it). */
+  removeLeftoverListed(tables: string | null): boolean {
+    if (this.spec) return false;
+    if (tables !== null && !new RegExp(`^table ${this.fam.family} ${NAT_TABLE}$`, 'm').test(tables)) return false;
+    return this.removeListed();
+  }
+
+  private removeListed(): boolean {
     try {
       execFileSync(this.nft, ['list', 'table', this.fam.family, NAT_TABLE], { stdio: ['ignore', 'ignore', 'ignore'], timeout: 10_000 });
     } catch {

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runPrivateNetns, sh } from '../helpers/netns';
-import { NatSpec, NftNat, NAT_IPV6, NAT_TABLE } from '../../src/dataplane/nft-nat';
+import { NatSpec, NftNat, NAT_IPV6, NAT_TABLE, POD_GUARD } from '../../src/dataplane/nft-nat';
 
 runPrivateNetns();
 
@@ -63,6 +63,44 @@ test('a leftover table ip6 podway (a crashed run\'s) is removed by removeLeftove
   fresh.start(spec6(['fd00:10:244::/64']));
   assert.is(fresh.removeLeftover(), false);
   assert.equal(tables(), ['table ip podway', 'table ip6 podway']);
+  sh('nft', ['flush', 'ruleset']);
+});
+
+test('startTogether: the guard, IPv4 and IPv6 tables in one nft run, each started as start() leaves it; one refused: none goes in', () => {
+  const v4spec: NatSpec = { ...spec6([]), natPools: ['10.244.0.0/16'], pools: ['10.244.0.0/16'], nodes: ['10.99.0.1'] };
+  const guardSpec: NatSpec = { ...spec6([]), natPools: [], pools: [], nodes: [], pods: ['cali1'], podAddrs4: [['cali1', '10.244.0.2']], podAddrs6: [], tunnelPorts: [4789], endpointToHost: 'accept' };
+  const guard = new NftNat(() => {}, 'nft', {}, POD_GUARD);
+  const v4 = new NftNat(() => {});
+  const v6 = new NftNat(() => {}, 'nft', {}, NAT_IPV6);
+  try {
+    // refused as a whole (a pool nft cannot parse in the IPv6 table): nothing created, none active
+    assert.is(NftNat.startTogether([[guard, guardSpec], [v4, v4spec], [v6, { ...spec6([]), pools: ['not-a-cidr'] }]]), false);
+    assert.equal(tables(), [], 'one transaction: the guard and IPv4 tables did not go in either');
+    assert.ok(!guard.active && !v4.active && !v6.active);
+    assert.is(NftNat.startTogether([[guard, guardSpec], [v4, v4spec], [v6, spec6(['fd00:10:244::/64'])]]), true);
+    assert.equal(tables(), ['table inet podway', 'table ip podway', 'table ip6 podway']);
+    assert.ok(guard.active && v4.active && v6.active);
+    assert.match(sh('nft', ['list', 'set', 'ip', NAT_TABLE, 'natpools']), '10.244.0.0/16');
+    assert.match(sh('nft', ['list', 'set', 'ip6', NAT_TABLE, 'natpools']), 'fd00:10:244::/64');
+    assert.is(NftNat.startTogether([[v4, v4spec]]), false, 'a table started already is not started again');
+  } finally {
+    sh('nft', ['flush', 'ruleset']);
+  }
+});
+
+test('removeLeftoverListed: a leftover named by `nft list tables` read before is removed; one not named is not looked for', () => {
+  const left = new NftNat(() => {}, 'nft', {}, NAT_IPV6);
+  left.start(spec6(['fd00:10:244::/64']));
+  const fresh = new NftNat(() => {}, 'nft', {}, NAT_IPV6);
+  // a listing that does not name it (read before the table came): not looked for, left alone
+  assert.is(fresh.removeLeftoverListed('table ip podway\n'), false);
+  assert.equal(tables(), ['table ip6 podway']);
+  assert.is(fresh.removeLeftoverListed(sh('nft', ['list', 'tables'])), true);
+  assert.equal(tables(), []);
+  // no listing (nft failed then): looked for as removeLeftover does
+  left.start(spec6(['fd00:10:244::/64']));
+  assert.is(fresh.removeLeftoverListed(null), true);
+  assert.equal(tables(), []);
   sh('nft', ['flush', 'ruleset']);
 });
 

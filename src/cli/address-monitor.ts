@@ -75,8 +75,9 @@ export function parseDuration(text: string, what: string): number {
   return ms;
 }
 
-/** The Node's addresses as the model holds them ("10.0.0.1/24", "fd00::1/64" or null). */
-export interface RegisteredAddresses { ipv4: string; ipv6: string | null }
+/** The Node's addresses as the model holds them ("10.0.0.1/24", "fd00::1/64" or null; ipv4 null on
+ * an IPv6-only node, IP=none). */
+export interface RegisteredAddresses { ipv4: string | null; ipv6: string | null }
 
 function sameCidr(a: string, b: string, v6: boolean): boolean {
   if (!v6) return a === b;
@@ -341,7 +342,7 @@ export class AddressMonitor {
       // IPv6 as IPv4 (a link set down and up flushes its IPv6 addresses).
       const src = this.opts.source;
       const none = [
-        src.v4 !== 'manual' && seen.ipv4 === undefined && !held(seen, registered.ipv4, false) && `no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`,
+        src.v4 !== 'manual' && src.v4 !== 'none' && registered.ipv4 !== null && seen.ipv4 === undefined && !held(seen, registered.ipv4, false) && `no IPv4 address found on the node's interfaces: keeping ${registered.ipv4} in the Node`,
         src.v6 !== 'manual' && src.v6 !== 'none' && registered.ipv6 !== null && seen.ipv6 === undefined && !held(seen, registered.ipv6, true) && `no IPv6 address found on the node's interfaces: keeping ${registered.ipv6} in the Node`,
       ].filter((m): m is string => typeof m === 'string');
       if (none.length > 0) this.problem(none.join('; '));
@@ -349,7 +350,7 @@ export class AddressMonitor {
       return;
     }
     const what = [
-      change.ipv4Address && `${registered.ipv4} -> ${change.ipv4Address}`,
+      change.ipv4Address && `${registered.ipv4 ?? 'none'} -> ${change.ipv4Address}`,
       change.ipv6Address && `${registered.ipv6 ?? 'none'} -> ${change.ipv6Address}`,
     ].filter(Boolean).join(', ');
     try {

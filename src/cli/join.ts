@@ -24,7 +24,9 @@ export interface JoinOptions {
   node: string;
   /**
    * This node's address with its prefix ("10.0.0.1/24"); 'autodetect' = first-found (Calico's
-   * IP=autodetect: the Node's own is not reused). Unset: the Node's own, else first-found.
+   * IP=autodetect: the Node's own is not reused); 'none' = register none (Calico's IP=none: an
+   * IPv6-only node; a stored one is kept, as calico-node keeps it). Unset: the Node's own, else
+   * first-found.
    */
   ip?: string;
   /**
@@ -114,17 +116,19 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
     if (was !== undefined && c.address !== was) replacedStored[family] = true;
     return c.address;
   };
-  const ipv4Address = opts.ip === 'autodetect' ? firstFoundIPv4() : opts.ip ?? fromNode(4, stored.spec?.bgp?.ipv4Address, firstFoundIPv4);
-  if (!ipv4Address) throw new Error(`node ${opts.node}: no IPv4 address to register (give --ip ADDR/PREFIX)`);
+  const ipv4Address = opts.ip === 'none' ? undefined : opts.ip === 'autodetect' ? firstFoundIPv4() : opts.ip ?? fromNode(4, stored.spec?.bgp?.ipv4Address, firstFoundIPv4);
   const ipv6Address = chooseIpv6(opts, stored, fromNode);
+  // IP=none: an IPv6-only node, which needs its IPv6 address (calico-node stops likewise).
+  if (!ipv4Address && opts.ip === 'none' && !ipv6Address) throw new Error(`node ${opts.node}: --ip none (IP=none) and no IPv6 address to register (give --ip6 ADDR/PREFIX, or an IPv4 address)`);
+  if (!ipv4Address && opts.ip !== 'none') throw new Error(`node ${opts.node}: no IPv4 address to register (give --ip ADDR/PREFIX, or --ip none for an IPv6-only node)`);
   // The Node first: IPAM reads its labels (pools' nodeSelectors) to give it a tunnel address.
   // Addresses taken from the Node itself are kept as the Node has them when it is written (they
   // may have changed since the read above: the address monitor), not written back; one replaced
   // at start (no interface here holds it) is written. Per family: IPv4 given (--ip) and IPv6 taken
   // from the Node still keeps the Node's IPv6 address, and the other way round (IPv6 'none'
   // writes none).
-  const keepStoredAddresses = { 4: opts.ip === undefined && !replacedStored[4], 6: (opts.ip6 === undefined || opts.ip6 === 'none') && !replacedStored[6] };
-  const base: NodeRegistration = { name: opts.node, ipv4Address, ...(ipv6Address ? { ipv6Address } : {}), ...(keepStoredAddresses[4] || keepStoredAddresses[6] ? { keepStoredAddresses } : {}) };
+  const keepStoredAddresses = { 4: (opts.ip === undefined || opts.ip === 'none') && !replacedStored[4], 6: (opts.ip6 === undefined || opts.ip6 === 'none') && !replacedStored[6] };
+  const base: NodeRegistration = { name: opts.node, ...(ipv4Address ? { ipv4Address } : {}), ...(ipv6Address ? { ipv6Address } : {}), ...(keepStoredAddresses[4] || keepStoredAddresses[6] ? { keepStoredAddresses } : {}) };
   const reg = await registerNode(kv, base).catch((e: unknown) => {
     if (!(e instanceof NodeAddressConflictError)) throw e;
     const others = [...new Set(e.conflicts.map((c) => c.node))];
@@ -183,7 +187,7 @@ export interface NodeAddressChange {
  * monitor read and judged foreign), in the same compare-and-swap; false (nothing written) when
  * they changed meanwhile. Otherwise true.
  */
-export async function updateNodeAddresses(spec: DatastoreSpec, node: string, change: NodeAddressChange, expect?: { ipv4: string; ipv6: string | null }): Promise<boolean> {
+export async function updateNodeAddresses(spec: DatastoreSpec, node: string, change: NodeAddressChange, expect?: { ipv4: string | null; ipv6: string | null }): Promise<boolean> {
   const store = new NodeAddressStore(spec, node);
   try {
     return await store.update(change, expect);
@@ -220,7 +224,7 @@ export class NodeAddressStore {
   }
 
   /** updateNodeAddresses on this store. */
-  async update(change: NodeAddressChange, expect?: { ipv4: string; ipv6: string | null }): Promise<boolean> {
+  async update(change: NodeAddressChange, expect?: { ipv4: string | null; ipv6: string | null }): Promise<boolean> {
     const kv = this.store();
     return this.freshAfterFailure(kv, async () => {
       try {
@@ -237,13 +241,13 @@ export class NodeAddressStore {
   }
 
   /** storedNodeAddresses on this store (null on a file: datastore). */
-  async stored(): Promise<{ ipv4: string; ipv6: string | null } | null> {
+  async stored(): Promise<{ ipv4: string | null; ipv6: string | null } | null> {
     if (this.spec.kind === 'file') return null;
     const kv = this.store();
     const e = await this.freshAfterFailure(kv, () => kv.get(resourceKey(kindInfo('Node')!, this.node)));
     if (!e) return null;
     const bgp = (JSON.parse(e.value) as StoredNode).spec?.bgp;
-    return bgp?.ipv4Address ? { ipv4: bgp.ipv4Address, ipv6: bgp.ipv6Address ?? null } : null;
+    return bgp?.ipv4Address || bgp?.ipv6Address ? { ipv4: bgp.ipv4Address ?? null, ipv6: bgp.ipv6Address ?? null } : null;
   }
 
   /** `fn`; when it finds the store unreachable, new connections for the next call (see the class comment). */
@@ -265,7 +269,7 @@ export class NodeAddressStore {
   }
 }
 
-async function updateNodeAddressesIn(kv: ReturnType<typeof openKvStore>, node: string, change: NodeAddressChange, expect?: { ipv4: string; ipv6: string | null }): Promise<boolean> {
+async function updateNodeAddressesIn(kv: ReturnType<typeof openKvStore>, node: string, change: NodeAddressChange, expect?: { ipv4: string | null; ipv6: string | null }): Promise<boolean> {
   const conflicts = await nodeAddressConflicts(kv, node, { 4: change.ipv4Address, 6: change.ipv6Address });
   if (conflicts.length > 0) throw new NodeAddressConflictError(node, conflicts);
   let moved = false;
@@ -286,9 +290,9 @@ async function updateNodeAddressesIn(kv: ReturnType<typeof openKvStore>, node: s
 /**
  * This node's Node addresses as the store holds them now (spec.bgp.ipv4Address / ipv6Address), for
  * the address monitor's repair of a Node another process rewrote; null when there is no Node or no
- * IPv4 address in it. An unreachable store throws (the monitor concludes nothing from it).
+ * address in it (ipv4 null on an IPv6-only node's). An unreachable store throws (the monitor concludes nothing from it).
  */
-export async function storedNodeAddresses(spec: DatastoreSpec, node: string): Promise<{ ipv4: string; ipv6: string | null } | null> {
+export async function storedNodeAddresses(spec: DatastoreSpec, node: string): Promise<{ ipv4: string | null; ipv6: string | null } | null> {
   const store = new NodeAddressStore(spec, node);
   try {
     return await store.stored();

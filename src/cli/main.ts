@@ -154,7 +154,7 @@ export function buildProgram(): Command {
     .description('run the dataplane for one node')
     .option('--node <name>', 'this node (default $NODENAME)')
     .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-    .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore and never changed by podway (default: the Node\'s own while an interface here holds it, else first-found; replaced by first-found once it leaves the node; another Node\'s address is refused; "autodetect": first-found, followed whenever it changes; Calico\'s IP env); with a file: datastore it must be the file Node\'s address')
+    .option('--ip <addr/prefix>', 'this node\'s address, registered in an etcd/embedded datastore and never changed by podway (default: the Node\'s own while an interface here holds it, else first-found; replaced by first-found once it leaves the node; another Node\'s address is refused; "autodetect": first-found, followed whenever it changes; "none": no IPv4 address, an IPv6-only node (needs its IPv6 address: --ip6); Calico\'s IP env); with a file: datastore it must be the file Node\'s address')
     .option('--ip6 <addr/prefix>', 'this node\'s IPv6 address (or "autodetect", or "none"), registered as spec.bgp.ipv6Address (default: the Node\'s own, else the first global IPv6 found; Calico\'s IP6 env)')
     .option('--autodetect-poll-interval <duration>', 'how often an autodetected node address is looked for again, its Node updated when it changed ("60s", "5m", "500ms"; 0 = never; default $AUTODETECT_POLL_INTERVAL, else 60s as calico-node)')
     .option('--datastore <spec>', 'file:PATH (a YAML file), etcd:URL[,URL] or embedded:DIR (default $PODWAY_DATASTORE, then Calico\'s DATASTORE_TYPE/ETCD_ENDPOINTS, then the embedded store)')
@@ -284,7 +284,8 @@ export function buildProgram(): Command {
       ].filter((l) => l !== null).join('\n') + '\n';
     }
     const lines = [
-      `podway is running on node ${s.node} (${s.nodeIp}), up ${s.uptimeSeconds}s`,
+      // an IPv6-only node (IP=none) has no IPv4 address: its IPv6 one, said so
+      `podway is running on node ${s.node} (${s.nodeIp ?? `${s.ipv6?.nodeIp ?? 'no address'}, IPv6 only`}), up ${s.uptimeSeconds}s`,
       s.ready === undefined ? null : s.ready ? 'ready' : `not ready: ${(s.notReady as string[]).join('; ')}`,
       s.cachedModel ? `forwarding on the cached model from ${s.cachedModel.appliedAt} (${s.cachedModel.file}): the datastore has not answered since the start` : null,
       `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}`,

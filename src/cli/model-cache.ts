@@ -98,9 +98,11 @@ function checkShape(m: NodeDataplaneModel, node: string): void {
   const fail = (what: string) => { throw new Error(`the model is malformed (${what})`); };
   if (typeof m !== 'object' || m === null) fail('not an object');
   if (typeof m.node !== 'object' || m.node === null || m.node.name !== node) fail(`its node is not ${node}`);
-  if (typeof m.node.ip !== 'number' || !(m.node.knownNodeIps instanceof Set)) fail('node address');
+  if ((typeof m.node.ip !== 'number' && m.node.ip !== null) || !(m.node.knownNodeIps instanceof Set)) fail('node address');
   for (const k of ['endpoints', 'routes', 'withheld', 'pools'] as const) if (!Array.isArray(m[k])) fail(k);
   if (typeof m.mtu !== 'object' || typeof m.encap !== 'object' || typeof m.v6 !== 'object' || m.v6 === null) fail('mtu, encap or v6');
+  // An IPv6-only node's model (no IPv4 address) has its IPv6 one.
+  if (m.node.ip === null && typeof m.v6.ip6 !== 'string') fail('node address');
 }
 
 /**

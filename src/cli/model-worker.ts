@@ -90,7 +90,7 @@ if (parentPort) {
   /** The BGP settings last posted with a model or change (the main thread caches them). */
   let inputsKey = '';
   /** The underlay MTU by node IP, read once per address (it decides the tunnel MTUs). */
-  const underlayMtu = new Map<number, number>();
+  const underlayMtu = new Map<number | string, number>();
   let lastKey = '';
   let lastSnapshot: ClusterSnapshot | null = null;
   /** The model the engine last applied (its key, its snapshot): a refused model falls back to it. */
@@ -136,10 +136,12 @@ if (parentPort) {
   const modelFor = (snap: ClusterSnapshot): NodeDataplaneModel => {
     const bgp = agent ? { bgp: { learned, complete } } : {};
     const first = computeNodeModel(snap, init.node, bgp);
-    let mtu = underlayMtu.get(first.node.ip);
+    // IPv6-only node (no IPv4 address): the interface holding its IPv6 address
+    const at = first.node.ip ?? first.v6.ip6 ?? '';
+    let mtu = underlayMtu.get(at);
     if (mtu === undefined) {
-      mtu = findUnderlay(first.node.ip).mtu;
-      underlayMtu.set(first.node.ip, mtu);
+      mtu = findUnderlay(first.node.ip, first.v6.ip6).mtu;
+      underlayMtu.set(at, mtu);
     }
     const model = mtu === first.mtu.underlay ? first : computeNodeModel(snap, init.node, { underlayMtu: mtu, ...bgp });
     // With BGP the learned routes go with the model (and so into the model cache): a restart holds

@@ -132,7 +132,7 @@ export interface RunOptions {
 
 /** What podway's nftables table should hold for this model. */
 function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number, kernelTransitDrop: boolean): NatSpec {
-  const nodes = new Set<number>([model.node.ip, ...model.node.knownNodeIps]);
+  const nodes = new Set<number>([...(model.node.ip !== null ? [model.node.ip] : []), ...model.node.knownNodeIps]);
   return {
     hostPort: HOST_PORT_NAME,
     hostPortIndex: ifindexOf(HOST_PORT_NAME),
@@ -215,7 +215,11 @@ const WORKER_ANSWER_MS = 2000;
  * reads it) before the underlay lookup refused it.
  */
 function checkNodeAddresses(ip: string | undefined, ip6: string | undefined): void {
-  if (ip !== undefined && ip !== 'autodetect') {
+  if (ip === 'none' && (ip6 === undefined || ip6 === 'none')) {
+    // IP=none: the node's IPv6 address is all it has; unset IP6 takes the Node's or first-found
+    if (ip6 === 'none') throw new UsageError('--ip none and --ip6 none (IP / IP6): a node needs an IPv4 or an IPv6 address');
+  }
+  if (ip !== undefined && ip !== 'autodetect' && ip !== 'none') {
     const cidr = parseIPv4WithPrefix(ip);
     if (!cidr) throw new UsageError(`--ip (or IP) ${JSON.stringify(ip)}: expected the node's IPv4 address with its prefix length, like 10.0.0.1/24`);
     try {
@@ -237,11 +241,12 @@ function checkNodeAddresses(ip: string | undefined, ip6: string | undefined): vo
  */
 export function checkFileNodeAddresses(model: NodeDataplaneModel, file: string, ip: string | undefined, ip6: string | undefined): void {
   const node = model.node;
-  const fileIp = `${formatIPv4(node.ip)}/${node.subnet.prefixLen}`;
+  const fileIp = ipv4Text(model) ?? 'none';
   const why = `a file: datastore is read-only and this node's address is its Node's in ${file}; edit the file, or leave the flag out`;
-  if (ip !== undefined && ip !== 'autodetect') {
+  if (ip === 'none' && node.ip !== null) throw new Error(`--ip (or IP) none, but node ${node.name}'s spec.bgp.ipv4Address is ${fileIp}: ${why}`);
+  if (ip !== undefined && ip !== 'autodetect' && ip !== 'none') {
     const cidr = parseIPv4WithPrefix(ip);
-    if (!cidr || cidr.addr !== node.ip || cidr.prefixLen !== node.subnet.prefixLen) {
+    if (!cidr || cidr.addr !== node.ip || cidr.prefixLen !== node.subnet?.prefixLen) {
       throw new Error(`--ip (or IP) ${ip} is not node ${node.name}'s spec.bgp.ipv4Address ${fileIp}: ${why}`);
     }
   }
@@ -253,6 +258,11 @@ export function checkFileNodeAddresses(model: NodeDataplaneModel, file: string, 
       : given !== null && model.v6.ip6 !== null && canonicalIpv6(given.addr) === canonicalIpv6(model.v6.ip6) && (model.v6.subnet6 === null || model.v6.subnet6.endsWith(`/${given.prefixLen}`));
     if (!same) throw new Error(`--ip6 (or IP6) ${ip6} is not node ${node.name}'s spec.bgp.ipv6Address (${file6}): ${why}`);
   }
+}
+
+/** The model's IPv4 node address as its Node holds it ("10.0.0.1/24"); null on an IPv6-only node. */
+function ipv4Text(model: NodeDataplaneModel): string | null {
+  return model.node.ip === null || model.node.subnet === null ? null : `${formatIPv4(model.node.ip)}/${model.node.subnet.prefixLen}`;
 }
 
 export async function runNode(opts: RunOptions): Promise<void> {
@@ -989,7 +999,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         return;
       }
       const inForce = current;
-      const ip = opts.ip ?? (inForce ? `${formatIPv4(inForce.node.ip)}/${inForce.node.subnet.prefixLen}` : undefined);
+      const ip = opts.ip ?? (inForce ? ipv4Text(inForce) ?? 'none' : undefined);
       const ip6 = opts.ip6 ?? (inForce ? (inForce.v6.ip6 === null ? 'none' : `${inForce.v6.ip6}/${inForce.v6.subnet6?.split('/')[1] ?? '128'}`) : undefined);
       registering = joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say))
         .then(
@@ -1075,7 +1085,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       registered: () => {
         if (!current) return null;
         const v6 = current.v6;
-        return { ipv4: `${formatIPv4(current.node.ip)}/${current.node.subnet.prefixLen}`, ipv6: v6.ip6 === null ? null : `${v6.ip6}/${v6.subnet6?.split('/')[1] ?? '128'}` };
+        return { ipv4: ipv4Text(current), ipv6: v6.ip6 === null ? null : `${v6.ip6}/${v6.subnet6?.split('/')[1] ?? '128'}` };
       },
       stored: () => nodeAddresses.stored(),
       given: { v4: source4 === 'manual' ? opts.ip : undefined, v6: source6 === 'manual' ? opts.ip6 : undefined },
@@ -1127,7 +1137,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     if (!source) whenStarted(starting);
     const st = eng.status();
     forwarding = true;
-    log.info(`forwarding: node ${st.nodeIp} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });
+    log.info(`forwarding: node ${st.nodeIp ?? `${st.ipv6?.nodeIp} (IPv6 only)`} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });
     clock.mark('forwarding');
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {

@@ -18,8 +18,10 @@ const CAS_ATTEMPTS = 20;
 
 export interface NodeRegistration {
   readonly name: string;
-  /** The node's address with its subnet, as Calico stores it: "10.0.0.1/24". */
-  readonly ipv4Address: string;
+  /** The node's address with its subnet, as Calico stores it: "10.0.0.1/24". Unset on an
+   * IPv6-only node (calico-node's IP=none): no spec.bgp.ipv4Address is written (a stored one is
+   * kept, as calico-node keeps it); it then needs ipv6Address. */
+  readonly ipv4Address?: string;
   /** The VXLAN tunnel (VTEP) address, e.g. from IPAM handle vxlan-tunnel-addr-<node>. */
   readonly vxlanTunnelAddr?: string;
   /** The VTEP MAC; unset leaves Felix's derived MAC (see mac.ts deriveVtepMac). */
@@ -109,8 +111,10 @@ function isMapping(value: unknown): value is JsonObject {
 
 function checkRegistration(reg: NodeRegistration): void {
   validateNodeName(reg.name, 'node name');
-  const cidr = parseIPv4WithPrefix(reg.ipv4Address);
-  if (!cidr) throw new Error(`registerNode ${reg.name}: ipv4Address must be an address with its prefix length, like 10.0.0.1/24; got ${JSON.stringify(reg.ipv4Address)}`);
+  if (reg.ipv4Address === undefined && reg.ipv6Address === undefined) {
+    throw new Error(`registerNode ${reg.name}: neither an IPv4 nor an IPv6 address (a node needs one of them)`);
+  }
+  if (reg.ipv4Address !== undefined && !parseIPv4WithPrefix(reg.ipv4Address)) throw new Error(`registerNode ${reg.name}: ipv4Address must be an address with its prefix length, like 10.0.0.1/24; got ${JSON.stringify(reg.ipv4Address)}`);
   if (reg.vxlanTunnelAddr !== undefined && parseIPv4(reg.vxlanTunnelAddr) === null) {
     throw new Error(`registerNode ${reg.name}: vxlanTunnelAddr must be an IPv4 address; got ${JSON.stringify(reg.vxlanTunnelAddr)}`);
   }
@@ -187,7 +191,7 @@ function mergedNode(existing: JsonObject, reg: NodeRegistration): JsonObject {
   const spec: JsonObject = { ...(isMapping(existing.spec) ? existing.spec : {}) };
   const bgp: JsonObject = { ...(isMapping(spec.bgp) ? spec.bgp : {}) };
   const stored = (k: 'ipv4Address' | 'ipv6Address') => keepsStored(reg, k === 'ipv4Address' ? 4 : 6) && typeof bgp[k] === 'string' && bgp[k] !== '';
-  if (!stored('ipv4Address')) bgp.ipv4Address = reg.ipv4Address;
+  if (reg.ipv4Address !== undefined && !stored('ipv4Address')) bgp.ipv4Address = reg.ipv4Address;
   if (reg.ipv6Address !== undefined && !stored('ipv6Address')) bgp.ipv6Address = reg.ipv6Address;
   spec.bgp = bgp;
   if (reg.vxlanTunnelAddr !== undefined) spec.ipv4VXLANTunnelAddr = reg.vxlanTunnelAddr;

@@ -104,10 +104,11 @@ export interface LocalEndpoint {
 
 export interface LocalNodeIdentity {
   readonly name: string;
-  /** Our underlay IP (from spec.bgp.ipv4Address). */
-  readonly ip: number;
-  /** Our underlay subnet (the CIDR of spec.bgp.ipv4Address; /32 when no prefix was given). */
-  readonly subnet: IPv4Cidr;
+  /** Our underlay IP (from spec.bgp.ipv4Address); null on an IPv6-only node (calico-node's IP=none:
+   * no IPv4 address registered), whose model has no IPv4 routes, endpoints' IPv4 addresses or pools. */
+  readonly ip: number | null;
+  /** Our underlay subnet (the CIDR of spec.bgp.ipv4Address; /32 when no prefix was given); null with `ip`. */
+  readonly subnet: IPv4Cidr | null;
   readonly vtepIp: number | null;
   readonly vtepMac: string;
   /** Underlay IPs of every node in the cluster (us included): tunnel traffic is accepted only from these. */
@@ -244,9 +245,12 @@ function poolModelOf(pool: IPPool, cidr: IPv4Cidr): PoolModel {
 }
 
 /**
- * Computes `nodeName`'s dataplane model. Throws when the node is not in the snapshot or has no
- * IPv4 address: without our own address there is no subnet to judge CrossSubnet by and no
- * source address for tunnels, so there is no sensible partial model.
+ * Computes `nodeName`'s dataplane model. Throws when the node is not in the snapshot or has
+ * neither an IPv4 nor an IPv6 address. An IPv6-only node (no spec.bgp.ipv4Address: calico-node's
+ * IP=none) gets the IPv6 half only: without an IPv4 address there is no subnet to judge
+ * CrossSubnet by and no source address for IPv4 tunnels, so its IPv4 half is empty (no IPv4
+ * routes, pools or endpoint addresses) and each IPv4 pool is listed in `withheld` with the reason,
+ * as Calico's Felix programs no IPv4 routes on such a node.
  */
 export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, options: RouteCalcOptions = {}): NodeDataplaneModel {
   const underlay = options.underlayMtu ?? DEFAULT_UNDERLAY_MTU;
@@ -263,9 +267,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
   for (const node of snapshot.nodes) nodes.set(node.metadata.name, nodeInfoOf(node));
   const self = nodes.get(nodeName);
   if (!self) throw new Error(`node ${JSON.stringify(nodeName)} is not in ${snapshot.source}`);
-  if (self.ip === null || self.subnet === null) {
-    throw new Error(`node ${JSON.stringify(nodeName)} has no spec.bgp.ipv4Address in ${snapshot.source}`);
-  }
+  if (self.ip === null || self.subnet === null) return ipv6OnlyModel(snapshot, nodeName, self, pools, underlay, options);
   const localSubnet = self.subnet;
 
   const encap = { vxlan: pools.some((p) => p.encap === 'vxlan'), ipip: pools.some((p) => p.encap === 'ipip') };
@@ -459,6 +461,57 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
   };
 }
 
+/** Why an IPv4 pool gives an IPv6-only node nothing (`podway routes` lists it withheld). */
+export const NO_IPV4_REASON = 'this node has no IPv4 address (no spec.bgp.ipv4Address: IP=none): IPv4 pools are not used here';
+
+/**
+ * The model of a node with no IPv4 address: the IPv6 half as on any node, an empty IPv4 half. Each
+ * IPv4 pool (IPIP ones too: IPIP is IPv4-only) is listed in `withheld` with the reason, and so are
+ * this node's endpoints' IPv4 addresses (a pod given one here is not reachable on it) and other
+ * nodes' IPv4 blocks are not routed. Throws when the node has no IPv6 address either.
+ */
+function ipv6OnlyModel(snapshot: ClusterSnapshot, nodeName: string, self: NodeInfo, pools: readonly PoolModel[], underlay: number, options: RouteCalcOptions): NodeDataplaneModel {
+  const kernelRoutes: KernelLearnedRoute[] = [];
+  const v6 = computeNodeModel6(snapshot, nodeName, underlay, underlay, options.bgp, kernelRoutes);
+  if (v6.ip6 === null) {
+    throw new Error(`node ${JSON.stringify(nodeName)} has neither spec.bgp.ipv4Address nor spec.bgp.ipv6Address in ${snapshot.source}`);
+  }
+  const withheld: WithheldRoute[] = pools.map((p) => ({
+    cidr: p.cidr,
+    node: nodeName,
+    reason: p.encap === 'ipip' ? `${NO_IPV4_REASON} (IPIP is IPv4 only)` : NO_IPV4_REASON,
+  }));
+  const endpoints: LocalEndpoint[] = [];
+  for (const wep of snapshot.workloadEndpoints) {
+    if (wep.spec.node !== nodeName) continue;
+    for (const net of wep.spec.ipNetworks) {
+      const parsed = net.includes(':') ? null : parseIPv4WithPrefix(net);
+      if (parsed) withheld.push({ cidr: makeIPv4Cidr(parsed.addr, 32).cidr, node: nodeName, reason: `endpoint ${wep.metadata.namespace}/${wep.metadata.name}: ${NO_IPV4_REASON}` });
+    }
+    endpoints.push({
+      key: `${wep.metadata.namespace}/${wep.metadata.name}`,
+      interfaceName: wep.spec.interfaceName,
+      interfaceType: wep.spec.interfaceType,
+      interfaceNetns: wep.spec.interfaceNetns ?? null,
+      ips: [],
+      cidrs: [],
+      mac: wep.spec.mac ?? null,
+    });
+  }
+  return {
+    // No IPv4 tunnel is accepted here: no IPv4 address to receive one on.
+    node: { name: nodeName, ip: null, subnet: null, vtepIp: null, vtepMac: self.vtepMac, knownNodeIps: new Set() },
+    endpoints,
+    routes: [],
+    withheld,
+    pools: [],
+    mtu: { underlay, vxlan: underlay - ENCAP_OVERHEAD.vxlan, ipip: underlay - ENCAP_OVERHEAD.ipip, pod: underlay },
+    encap: { vxlan: false, ipip: false },
+    v6,
+    ...(options.bgp ? { kernelRoutes, kernelRoutesComplete: options.bgp.complete === true } : {}),
+  };
+}
+
 function cidrFields(cidr: IPv4Cidr): { cidr: string; addr: number; prefixLen: number } {
   return { cidr: cidr.cidr, addr: cidr.addr, prefixLen: cidr.prefixLen };
 }
@@ -509,7 +562,7 @@ export function routesEqual(a: Route, b: Route): boolean {
 }
 
 function nodesEqual(a: LocalNodeIdentity, b: LocalNodeIdentity): boolean {
-  if (a.name !== b.name || a.ip !== b.ip || a.subnet.cidr !== b.subnet.cidr || a.vtepIp !== b.vtepIp || a.vtepMac !== b.vtepMac) return false;
+  if (a.name !== b.name || a.ip !== b.ip || a.subnet?.cidr !== b.subnet?.cidr || a.vtepIp !== b.vtepIp || a.vtepMac !== b.vtepMac) return false;
   if (a.knownNodeIps.size !== b.knownNodeIps.size) return false;
   for (const ip of a.knownNodeIps) if (!b.knownNodeIps.has(ip)) return false;
   return true;

@@ -323,7 +323,7 @@ export class Engine {
    * find them there, not follow again (a second VXLAN socket on the address would fail with
    * EADDRINUSE with one worker). null: no infra open.
    */
-  private infraAt: { ip: number; ip6: string | null } | null = null;
+  private infraAt: { ip: number | null; ip6: string | null } | null = null;
   private underlay: Underlay | null = null;
   private infra = { tx4: -1, tx6: -1, vxlan: -1, vxlan6: -1, ipip: -1, underlay: -1, host: -1 };
   /** Programs the node's routes, neighbours and MTUs by diff, in a child `ip` (never blocking). */
@@ -508,6 +508,8 @@ export class Engine {
       // Against the addresses the ports follow (infraAt), not the last model's: see infraAt.
       if (first || !this.infraAt) this.openInfra(infraModel, reads?.links ?? undefined);
       else if (this.infraAt.ip !== infraModel.node.ip) this.followIp4(infraModel, before);
+      // IPv6-only (no IPv4 address): the IPv6 address is what the underlay and sockets follow.
+      else if (infraModel.node.ip === null && this.infraAt.ip6 !== model.v6.ip6) this.followIp4(infraModel, before);
       else if (this.infraAt.ip6 !== model.v6.ip6 || tunnelsMoved) this.followIp6(infraModel, before, tunnelsMoved);
       tInfra = performance.now();
       // Like Calico, a changed pool mode gives the new MTU to interfaces attached from now on;
@@ -527,7 +529,8 @@ export class Engine {
       const known = new Set<number>(model.node.knownNodeIps);
       // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
       this.pipe.nh = nh;
-      this.pipe.addr = { nodeIp: model.node.ip, underlayMac: this.underlay!.mac, knownNodes: known };
+      // 0 on an IPv6-only node: no ARP or IPv4 reaches the pipeline there (underlayFilter).
+      this.pipe.addr = { nodeIp: model.node.ip ?? 0, underlayMac: this.underlay!.mac, knownNodes: known };
       this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
       this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
       const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));
@@ -591,18 +594,18 @@ export class Engine {
    * last told it, TunnelRx.ip), which is not the last good model's address after a failed
    * follow-back there.
    */
-  private followBack(why: Error, was: { ip: number; ip6: string | null } | null): void {
+  private followBack(why: Error, was: { ip: number | null; ip6: string | null } | null): void {
     const good = this.model;
     const last = good && !this.manageHost && was && was.ip !== good.node.ip ? { ...good, node: { ...good.node, ip: was.ip } } : good;
     const at = this.infraAt;
     // No infra open (a move to another interface failed with the old ports closed, followIp4):
     // not rolled back either; the next model opens them.
     if (!last || !at || (at.ip === last.node.ip && at.ip6 === last.v6.ip6)) return;
-    const from = `${formatIpv4(at.ip)}${at.ip6 ? `/${at.ip6}` : ''}`;
-    const to = `${formatIpv4(last.node.ip)}${last.v6.ip6 ? `/${last.v6.ip6}` : ''}`;
+    const from = addrsText(at.ip, at.ip6);
+    const to = addrsText(last.node.ip, last.v6.ip6);
     const state = this.tunnelState();
     try {
-      if (at.ip !== last.node.ip) this.followIp4(last, state);
+      if (at.ip !== last.node.ip || (at.ip === null && at.ip6 !== last.v6.ip6)) this.followIp4(last, state);
       else this.followIp6(last, state);
       this.failures.followedBack++;
       this.log.warn(`model rejected after the tunnel sockets, underlay filter and tunnel table followed its node address (${why.message}): followed back ${from} -> ${to}, the last good model's`, { component: 'host' });
@@ -615,12 +618,12 @@ export class Engine {
   /** `links`: `ip -j addr show` read already (the first apply's start reads). */
   private openInfra(model: NodeDataplaneModel, links?: string): void {
     this.closeInfra();
-    const ul = findUnderlay(model.node.ip, links);
+    const ul = findUnderlay(model.node.ip, model.v6.ip6, links);
     this.underlay = ul;
     if (this.manageHost) this.notes.push(...quietKernelOn(ul.name, false, this.forwardingWas));
     const nodeIp = model.node.ip;
     if (this.manageHost) {
-      const why = installTunnelRx(ul.name, formatIpv4(nodeIp), VXLAN_PORT, model.v6.ip6);
+      const why = installTunnelRx(ul.name, fmt4(nodeIp), VXLAN_PORT, model.v6.ip6);
       this.ownsTunnelTable = why === null;
       this.tunnelsOnUnderlay = why === null;
       this.tunnelTable6 = why === null ? model.v6.ip6 : null;
@@ -638,13 +641,18 @@ export class Engine {
       this.infra.tx4 = this.io.openRaw({ proto: 255, sndbuf: 4 << 20 });
       this.pipe.setPort(this.infra.tx4, Role.TX4, 'tx4(raw)');
       this.infra.tx6 = this.openTx6();
-      this.infra.vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
-      this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
+      // IPv6-only node: no IPv4 address to receive VXLAN or IPIP on (no such sockets).
+      if (nodeIp !== null) {
+        this.infra.vxlan = this.io.openUdp({ addr: nodeIp, port: VXLAN_PORT, rcvbuf: sockBuf, reuseport: this.worker.count > 1 });
+        this.pipe.setPort(this.infra.vxlan, Role.VXLAN_RX, `vxlan(${formatIpv4(nodeIp)}:${VXLAN_PORT})`);
+      }
       this.infra.vxlan6 = this.openVxlan6(model.v6.ip6);
       // A raw socket gets a copy of every packet (no fanout), and the TUN is single-queue: worker 0.
       if (this.primary) {
-        this.infra.ipip = this.io.openRaw({ proto: 4, addr: nodeIp, rcvbuf: sockBuf });
-        this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
+        if (nodeIp !== null) {
+          this.infra.ipip = this.io.openRaw({ proto: 4, addr: nodeIp, rcvbuf: sockBuf });
+          this.pipe.setPort(this.infra.ipip, Role.IPIP_RX, 'ipip(proto 4)');
+        }
         // The host port: the node's own stack reaches pods through it (pool routes point at it), and
         // tap/tun pods reach the node through it. Not persistent: it goes away with the process.
         this.infra.host = this.io.openTun(HOST_PORT_NAME, {});
@@ -659,7 +667,7 @@ export class Engine {
     } catch (e) {
       this.closeInfra();
       const code = errnoOf(e);
-      if (code === 'EADDRINUSE') throw new Error(`UDP ${formatIpv4(nodeIp)}:${VXLAN_PORT} is busy: is a kernel vxlan device or another podway using it on this node? (${(e as Error).message})`);
+      if (code === 'EADDRINUSE') throw new Error(`UDP ${nodeIp === null ? `[${model.v6.ip6}]` : formatIpv4(nodeIp)}:${VXLAN_PORT} is busy: is a kernel vxlan device or another podway using it on this node? (${(e as Error).message})`);
       throw e;
     }
     this.pipe.tx4Port = this.infra.tx4;
@@ -725,10 +733,10 @@ export class Engine {
    * back leaves none: tunnels on the sockets, the underlay port reopened by the next apply.
    * Workers only put their flags back (the host-managing engine tells them again).
    */
-  private restoreTunnelRx(before: TunnelState, tableChanged: boolean, ul: string, nodeIp: number): void {
+  private restoreTunnelRx(before: TunnelState, tableChanged: boolean, ul: string, nodeIp: number | null): void {
     if (this.manageHost && tableChanged) {
       if (before.owns) {
-        const why = installTunnelRx(ul, formatIpv4(nodeIp), VXLAN_PORT, before.ip6);
+        const why = installTunnelRx(ul, fmt4(nodeIp), VXLAN_PORT, before.ip6);
         if (why !== null) {
           this.failures.tunnelTable++;
           removeTunnelRx();
@@ -736,7 +744,7 @@ export class Engine {
           this.tunnelsOnUnderlay = false;
           this.tunnelTable6 = null;
           this.underlayFilterStale = true;
-          this.log.warn(`could not put nftables table inet ${TUNNEL_TABLE} back for ${formatIpv4(nodeIp)} (${why}): tunnels received on the UDP/raw sockets; the underlay port is reopened with the next model`, { component: 'host' });
+          this.log.warn(`could not put nftables table inet ${TUNNEL_TABLE} back for ${addrsText(nodeIp, before.ip6)} (${why}): tunnels received on the UDP/raw sockets; the underlay port is reopened with the next model`, { component: 'host' });
           return;
         }
       } else if (this.ownsTunnelTable) removeTunnelRx();
@@ -746,8 +754,9 @@ export class Engine {
     this.tunnelTable6 = before.ip6;
   }
 
-  private tunnelTableNote(ul: string, nodeIp: number, ip6: string | null): string {
-    return `nftables table inet ${TUNNEL_TABLE}: VXLAN and IPIP to ${formatIpv4(nodeIp)}${ip6 ? ` and VXLAN to ${ip6}` : ''} received on ${ul}'s packet socket (offload metadata), the kernel's copy dropped; outer fragments reassembled by the kernel, read from the sockets`;
+  private tunnelTableNote(ul: string, nodeIp: number | null, ip6: string | null): string {
+    const to = nodeIp === null ? `VXLAN to ${ip6}` : `VXLAN and IPIP to ${formatIpv4(nodeIp)}${ip6 ? ` and VXLAN to ${ip6}` : ''}`;
+    return `nftables table inet ${TUNNEL_TABLE}: ${to} received on ${ul}'s packet socket (offload metadata), the kernel's copy dropped; outer fragments reassembled by the kernel, read from the sockets`;
   }
 
   /**
@@ -773,9 +782,19 @@ export class Engine {
    */
   private followIp4(model: NodeDataplaneModel, before: TunnelState): void {
     const was = this.infraAt!.ip;
-    const change = `node address ${formatIpv4(was)} -> ${formatIpv4(model.node.ip)}`;
+    const change = `node address ${addrsText(was, this.infraAt!.ip6)} -> ${addrsText(model.node.ip, model.v6.ip6)}`;
     // Throws (the model is rejected, nothing changed) when no interface holds the new address.
-    const ul = findUnderlay(model.node.ip);
+    const ul = findUnderlay(model.node.ip, model.v6.ip6);
+    // To or from IPv6-only (no IPv4 address), or a new IPv6 address on an IPv6-only node: the
+    // sockets to keep differ, everything is opened again, as for a move to another interface.
+    if (was === null || model.node.ip === null) {
+      this.log.warn(`${change} on ${ul.name}: underlay, tunnel sockets and host port opened again`, { component: 'host', interface: ul.name });
+      this.openInfra(model);
+      this.nodeAddressMissing = null;
+      this.addressProblemSaid = null;
+      this.addrCheckedAt = 0;
+      return;
+    }
     if (!this.underlay || ul.name !== this.underlay.name) {
       // not rolled back on failure: see above
       this.log.warn(`${change} on ${ul.name} (was ${this.underlay?.name ?? 'none'}): underlay, tunnel sockets and host port opened again there`, { component: 'host', interface: ul.name });
@@ -870,7 +889,7 @@ export class Engine {
     const was = this.infraAt!.ip6;
     let tableChanged = false;
     if (this.manageHost && this.ownsTunnelTable && was !== model.v6.ip6) {
-      const why = installTunnelRx(ul.name, formatIpv4(model.node.ip), VXLAN_PORT, model.v6.ip6);
+      const why = installTunnelRx(ul.name, fmt4(model.node.ip), VXLAN_PORT, model.v6.ip6);
       if (why === null) {
         tableChanged = true;
         this.tunnelTable6 = model.v6.ip6;
@@ -884,7 +903,7 @@ export class Engine {
     } else if (this.manageHost && was !== model.v6.ip6) {
       // No table (nft refused it before): tried again on a new address, as followIp4 does; once in
       // place, the underlay port's filter must take the tunnels too (reopened below).
-      const why = installTunnelRx(ul.name, formatIpv4(model.node.ip), VXLAN_PORT, model.v6.ip6);
+      const why = installTunnelRx(ul.name, fmt4(model.node.ip), VXLAN_PORT, model.v6.ip6);
       if (why === null) {
         tableChanged = true;
         this.ownsTunnelTable = true;
@@ -967,7 +986,7 @@ export class Engine {
     if (this.stopped || !this.manageHost || !model || !at || !ul || !this.tunnelTableWrong()) return this.watchTunnelTable();
     // a model rejected after its new address was followed: its retry (apply) installs the table
     if (at.ip !== model.node.ip || at.ip6 !== model.v6.ip6) return this.watchTunnelTable();
-    const why = installTunnelRx(ul.name, formatIpv4(at.ip), VXLAN_PORT, at.ip6);
+    const why = installTunnelRx(ul.name, fmt4(at.ip), VXLAN_PORT, at.ip6);
     if (why !== null) {
       this.failures.tunnelTable++;
       const missing = /not found/.test(why);
@@ -1001,7 +1020,7 @@ export class Engine {
     this.infra.vxlan6 = this.openVxlan6(at.ip6);
     if (this.infra.vxlan6 >= 0) this.watch(this.infra.vxlan6);
     this.notes.push(this.tunnelTableNote(ul.name, at.ip, at.ip6));
-    this.log.info(`nftables table inet ${TUNNEL_TABLE} installed on a retry: tunnels to ${formatIpv4(at.ip)}${at.ip6 ? ` and ${at.ip6}` : ''} received on the underlay port`, { component: 'host' });
+    this.log.info(`nftables table inet ${TUNNEL_TABLE} installed on a retry: tunnels to ${at.ip === null ? at.ip6 : `${formatIpv4(at.ip)}${at.ip6 ? ` and ${at.ip6}` : ''}`} received on the underlay port`, { component: 'host' });
     this.watchTunnelTable();
     this.onTunnelRx(this.tunnelRx());
   }
@@ -1763,7 +1782,7 @@ export class Engine {
   private checkNodeAddress(now: number): void {
     this.addrCheckedAt = now;
     if (!this.model || !this.underlay) return;
-    const ips = [formatIpv4(this.model.node.ip), ...(this.model.v6.ip6 ? [this.model.v6.ip6] : [])];
+    const ips = [...(this.model.node.ip !== null ? [formatIpv4(this.model.node.ip)] : []), ...(this.model.v6.ip6 ? [this.model.v6.ip6] : [])];
     const st = nodeAddressState(ips, this.underlay.name, networkInterfaces(), readLinkState(this.underlay.name));
     const { problem } = st;
     const wasDown = this.underlayDown !== null;
@@ -1866,6 +1885,7 @@ export class Engine {
     if (!this.underlay || !this.model) return;
     const mac = this.underlay.mac;
     const nodeIp = this.model.node.ip;
+    if (nodeIp === null) return; // IPv6-only: no ARP (no IPv4 next hops either)
     this.sendControlFrame(this.infra.underlay, (b, f) => {
       const n = writeArpRequest(b, f, mac, nodeIp, ip);
       if (to) b.set(to, f);
@@ -1985,7 +2005,8 @@ export class Engine {
     const m = this.model;
     return {
       node: m?.node.name ?? null,
-      nodeIp: m ? formatIpv4(m.node.ip) : null,
+      // null on an IPv6-only node (no IPv4 address): its address is ipv6.nodeIp
+      nodeIp: m && m.node.ip !== null ? formatIpv4(m.node.ip) : null,
       underlay: this.underlay ? { name: this.underlay.name, mac: this.underlay.macText, mtu: this.underlay.mtu } : null,
       // where VXLAN/IPIP to the node are read: the underlay port (with offload metadata) or the sockets
       tunnelsOn: this.underlay ? this.tunnelsOnText() : null,
@@ -2265,4 +2286,15 @@ export class Engine {
 /** `podway endpoints`' state of an endpoint whose interface could not be attached. */
 function waitingReason(error: string): string {
   return /does not exist|ENODEV|No such device/i.test(error) ? 'interface missing' : error;
+}
+
+/** The IPv4 address as nft and logs write it; null (an IPv6-only node) stays null. */
+function fmt4(ip: number | null): string | null {
+  return ip === null ? null : formatIpv4(ip);
+}
+
+/** "10.0.0.1/fd00::1", "10.0.0.1", or "fd00::1" on an IPv6-only node (logs). */
+function addrsText(ip: number | null, ip6: string | null): string {
+  if (ip === null) return ip6 ?? 'none';
+  return `${formatIpv4(ip)}${ip6 ? `/${ip6}` : ''}`;
 }

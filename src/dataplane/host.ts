@@ -23,9 +23,15 @@ export interface Underlay {
   mtu: number;
 }
 
-/** `linksJson`: the output of `ip -j addr show` read already (readHostAtStart); else read now. */
-export function findUnderlay(nodeIp: number, linksJson?: string): Underlay {
-  const want = formatIpv4(nodeIp);
+/**
+ * The interface holding the node's address: its IPv4 address (Node spec.bgp.ipv4Address), or on an
+ * IPv6-only node (`nodeIp` null: IP=none) its IPv6 address (spec.bgp.ipv6Address, `nodeIp6`).
+ * `linksJson`: the output of `ip -j addr show` read already (readHostAtStart); else read now.
+ */
+export function findUnderlay(nodeIp: number | null, nodeIp6: string | null = null, linksJson?: string): Underlay {
+  const want = nodeIp !== null ? formatIpv4(nodeIp) : nodeIp6 !== null ? canonical6(nodeIp6) : null;
+  if (want === null) throw new Error('the node has neither an IPv4 nor an IPv6 address (Node spec.bgp.ipv4Address / ipv6Address)');
+  const field = nodeIp !== null ? 'spec.bgp.ipv4Address' : 'spec.bgp.ipv6Address';
   // iproute2 rather than os.networkInterfaces(): libuv lists only interfaces that are up and
   // running, and a veth's operstate trails its carrier by up to a second (linkwatch).
   let links: { ifname: string; mtu: number; address?: string; addr_info?: { local?: string }[] }[] = [];
@@ -34,13 +40,23 @@ export function findUnderlay(nodeIp: number, linksJson?: string): Underlay {
   } catch (e) {
     throw new Error(`cannot list interfaces (ip -j addr): ${(e as Error).message}`);
   }
+  const holds = (local: string | undefined) => local !== undefined && (nodeIp !== null ? local === want : local.includes(':') && canonical6(local) === want);
   for (const l of links) {
-    if ((l.addr_info ?? []).some((a) => a.local === want)) {
+    if ((l.addr_info ?? []).some((a) => holds(a.local))) {
       if (!l.address) throw new Error(`interface ${l.ifname} holding the node IP ${want} has no MAC address (not Ethernet?)`);
       return { name: l.ifname, mac: parseMac(l.address), macText: l.address, mtu: l.mtu ?? 1500 };
     }
   }
-  throw new Error(`no interface holds the node IP ${want} (Node spec.bgp.ipv4Address); is podway running in the node's network namespace?`);
+  throw new Error(`no interface holds the node IP ${want} (Node ${field}); is podway running in the node's network namespace?`);
+}
+
+/** An IPv6 address in one spelling (node:net's URL parser compresses it as RFC 5952 says). */
+function canonical6(text: string): string {
+  try {
+    return new URL(`http://[${text}]/`).hostname.slice(1, -1);
+  } catch {
+    return text.toLowerCase();
+  }
 }
 
 /** Interfaces Calico's `first-found` autodetection skips (pods, tunnels, bridges, loopback). */
@@ -415,7 +431,7 @@ export function removeHostRoute(ifname: string, ips: readonly number[]): void {
  * With `steer` (worker `index` of `count` > 1), of those only the frames whose flow index is this
  * worker's (steer.ts): the flow inside VXLAN (over IPv4 or IPv6) and IPIP, so a reply lands on the
  * worker that forwarded its request. */
-export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean; tunnels?: boolean; vxlanPort?: number; steer?: Steer } = {}): Uint8Array {
+export function underlayFilter(nodeIp: number | null, opts: { ipv6?: boolean; tunnels?: boolean; vxlanPort?: number; steer?: Steer } = {}): Uint8Array {
   const ACCEPT = 'accept';
   const vxlanPort = opts.vxlanPort ?? 4789;
   const st = opts.steer && opts.steer.count > 1 ? new SteerBuilder(opts.steer, ACCEPT, 'drop') : null;
@@ -424,7 +440,11 @@ export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean; tunnels?:
   // Where each kind of accepted frame goes: straight to ACCEPT, or through its steering section.
   const arp = st ? 'arp' : ACCEPT, ip6 = st ? 'ip6' : ACCEPT, plain4 = st ? 'plain4' : ACCEPT;
   const ipip = st ? 'ipip' : ACCEPT, vxlan = st ? 'vxlan' : ACCEPT;
-  const prog: BpfInsn[] = [
+  // An IPv6-only node (no IPv4 address: IP=none): IPv6 only; no ARP, no IPv4 (NDP is IPv6).
+  const prog: BpfInsn[] = nodeIp === null ? [
+    [0x28, 0, 0, 12], //                  ldh [12]
+    [0x15, opts.ipv6 ? ip6 : DROP, DROP, 0x86dd], // jeq IPv6 -> accept, else drop
+  ] : [
     [0x28, 0, 0, 12], //                  ldh [12]
     [0x15, arp, 0, 0x0806], //            jeq ARP -> accept
     ...(opts.ipv6 ? [[0x15, ip6, 0, 0x86dd] as BpfInsn] : []), // jeq IPv6 -> accept
@@ -432,7 +452,7 @@ export function underlayFilter(nodeIp: number, opts: { ipv6?: boolean; tunnels?:
     [0x20, 0, 0, 30], //                  ld [30] (IPv4 destination)
     [0x15, opts.tunnels ? 'tunnel' : DROP, plain4, nodeIp >>> 0], // node IP: tunnel check (or drop)
   ];
-  if (opts.tunnels) {
+  if (opts.tunnels && nodeIp !== null) {
     prog.push(
       'tunnel',
       [0x28, 0, 0, 20], //                ldh [20] (flags, fragment offset)

@@ -162,7 +162,7 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
     if (r.kind === 'direct') natExit[i] = natExitOf(r.addr >>> 0, r.prefixLen, model.pools, model.node.knownNodeIps);
     if (r.kind === 'vxlan' && r.nodeIp !== null && r.vtepMac) {
       tpl[i] = buildVxlanTemplate({
-        srcIp: model.node.ip,
+        srcIp: model.node.ip ?? 0, // IPv4 routes (VXLAN ones too) exist only with an IPv4 node address
         dstIp: r.nodeIp,
         vni: CALICO_VNI,
         ttl: 64,

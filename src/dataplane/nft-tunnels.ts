@@ -45,11 +45,17 @@ export const TUNNEL_TABLE = 'podway_tunnels';
 /** The table as one nft transaction (`add` then `delete`: replaces a copy a crashed run left).
  * `nodeIp6`: the node's IPv6 address, whose VXLAN (always taken on the underlay port: pipeline6)
  * is dropped the same way; without the rule the kernel answered it with ICMPv6 port unreachable. */
-export function tunnelRxProgram(underlay: string, nodeIp: string, vxlanPort: number, nodeIp6: string | null = null): string {
+export function tunnelRxProgram(underlay: string, nodeIp: string | null, vxlanPort: number, nodeIp6: string | null = null): string {
   const v6 = nodeIp6
     ? `\n    iifname "${underlay}" ip6 daddr ${nodeIp6} exthdr frag missing udp dport ${vxlanPort} counter name "vxlan6" drop` +
       `\n    iifname "${underlay}" ip6 daddr ${nodeIp6} exthdr frag exists counter name "fragments6"`
     : '';
+  // An IPv6-only node (nodeIp null: no IPv4 address) has no IPv4 tunnel rules.
+  const v4 = nodeIp === null
+    ? ''
+    : `\n    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff == 0 udp dport ${vxlanPort} counter name "vxlan" drop` +
+      `\n    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff == 0 ip protocol 4 counter name "ipip" drop` +
+      `\n    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff != 0 ip protocol { udp, 4 } counter name "fragments"`;
   return `add table inet ${TUNNEL_TABLE}
 delete table inet ${TUNNEL_TABLE}
 table inet ${TUNNEL_TABLE} {
@@ -59,17 +65,14 @@ table inet ${TUNNEL_TABLE} {
   counter fragments { }
   counter fragments6 { }
   chain prerouting {
-    type filter hook prerouting priority -450; policy accept;
-    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff == 0 udp dport ${vxlanPort} counter name "vxlan" drop
-    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff == 0 ip protocol 4 counter name "ipip" drop
-    iifname "${underlay}" ip daddr ${nodeIp} ip frag-off & 0x3fff != 0 ip protocol { udp, 4 } counter name "fragments"${v6}
+    type filter hook prerouting priority -450; policy accept;${v4}${v6}
   }
 }
 `;
 }
 
 /** Install the table; returns null, or why it could not be (nft missing or refusing). */
-export function installTunnelRx(underlay: string, nodeIp: string, vxlanPort: number, nodeIp6: string | null = null, nft = 'nft'): string | null {
+export function installTunnelRx(underlay: string, nodeIp: string | null, vxlanPort: number, nodeIp6: string | null = null, nft = 'nft'): string | null {
   if (!isSafeIfname(underlay)) return `interface name ${JSON.stringify(underlay)} not usable in an nft rule`;
   if (nodeIp6 !== null && !/^[0-9a-fA-F:.]{2,45}$/.test(nodeIp6)) return `IPv6 address ${JSON.stringify(nodeIp6)} not usable in an nft rule`;
   try {

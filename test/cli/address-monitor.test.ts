@@ -504,7 +504,7 @@ test('AddressMonitor: two podways writing one Node (embedded store) stop flappin
     const round = async () => {
       await a.look();
       await b.look();
-      history.push((await storedNodeAddresses(spec, 'node1'))!.ipv4);
+      history.push((await storedNodeAddresses(spec, 'node1'))!.ipv4!);
       clock += 1000;
     };
     for (let i = 0; i < 2 * CONTEST_OVERWRITES + 2; i++) await round();

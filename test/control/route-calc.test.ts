@@ -214,10 +214,10 @@ test('MTU: smallest enabled encapsulation, underlay option, disabled pools still
   assert.equal([r.kind, r.mtu, r.pool], ['ipip', 8980, 'i']);
 });
 
-test('the local node must exist and have an address', () => {
+test('the local node must exist and have an address (IPv4, or IPv6 on an IPv6-only node: test/control/ipv6-only)', () => {
   const s = snapshotOf(pool('p', '10.244.0.0/16'), node('node1'));
   assert.throws(() => computeNodeModel(s, 'nodeX'), /node "nodeX" is not in test\.yaml/);
-  assert.throws(() => computeNodeModel(s, 'node1'), /node "node1" has no spec\.bgp\.ipv4Address in test\.yaml/);
+  assert.throws(() => computeNodeModel(s, 'node1'), /node "node1" has neither spec\.bgp\.ipv4Address nor spec\.bgp\.ipv6Address in test\.yaml/);
 });
 
 test('explicit vxlanTunnelMACAddr overrides the derived MAC', () => {

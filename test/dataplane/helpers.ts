@@ -147,6 +147,7 @@ export function makeHarness(opts: HarnessOptions = {}): Harness {
   const pipe = new Pipeline(pool, batch, io);
   if (opts.held) pipe.held = new NeighborQueue(pool, batch + 8, opts.held.total, opts.held.perNeighbor, opts.held.maxTicks);
   const nodeIp = model.node.ip;
+  if (nodeIp === null) throw new Error('makeHarness: an IPv4 node model (this harness opens the IPv4 tunnel sockets)');
   const infra = { tx4: -1, vxlan: -1, ipip: -1, underlay: -1, host: -1 };
   infra.tx4 = io.openRaw({ proto: 255 });
   pipe.setPort(infra.tx4, Role.TX4, 'tx4(raw)');

@@ -141,8 +141,9 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
     const how = given === undefined || given === 'autodetect' ? 'first-found' : `given with ${c.family === 4 ? '--ip' : '--ip6'}`;
     warn(`node ${opts.node}: its Node's IPv${c.family} address changed from ${c.from} to ${c.to} (${how}); every node now sends ${opts.node}'s pod traffic to ${c.to.split('/')[0]}. If another host runs as ${opts.node}, two hosts share one node name: give each its own --node`);
   }
-  // Calico gives an IPv6 VTEP only to a node with an IPv6 address (the tunnel runs over it).
-  const t = await reconcileVxlanTunnelAddrs(kv, opts.node, { assignV6: ipv6Address !== undefined });
+  // Calico gives an IPv6 VTEP only to a node with an IPv6 address (the tunnel runs over it), and
+  // an IPv4 VTEP only to one with an IPv4 address (none on an IPv6-only node, IP=none).
+  const t = await reconcileVxlanTunnelAddrs(kv, opts.node, { assignV6: ipv6Address !== undefined, assignV4: ipv4Address !== undefined });
   for (const [version, o] of [[4, t.v4], [6, t.v6]] as const) {
     const handle = tunnelHandle(opts.node, version);
     if (o.action === 'assigned') {

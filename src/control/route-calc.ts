@@ -505,7 +505,8 @@ function ipv6OnlyModel(snapshot: ClusterSnapshot, nodeName: string, self: NodeIn
     routes: [],
     withheld,
     pools: [],
-    mtu: { underlay, vxlan: underlay - ENCAP_OVERHEAD.vxlan, ipip: underlay - ENCAP_OVERHEAD.ipip, pod: underlay },
+    // The pods' MTU from the IPv6 pools alone (IPv6 VXLAN: underlay - 70), as Felix's for such a node.
+    mtu: { underlay, vxlan: underlay - ENCAP_OVERHEAD.vxlan, ipip: underlay - ENCAP_OVERHEAD.ipip, pod: v6.vxlan ? Math.min(underlay, v6.vxlanMtu) : underlay },
     encap: { vxlan: false, ipip: false },
     v6,
     ...(options.bgp ? { kernelRoutes, kernelRoutesComplete: options.bgp.complete === true } : {}),

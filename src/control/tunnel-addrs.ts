@@ -49,6 +49,9 @@ export interface TunnelOutcome {
 export interface TunnelReconcileOptions {
   /** Whether an IPv6 address may be assigned (podway gives one only to a node with an IPv6 address). */
   readonly assignV6: boolean;
+  /** Whether an IPv4 address may be assigned (default true; false for a node registered without an
+   * IPv4 address, IP=none: the IPv4 tunnel would have no underlay address to run over). */
+  readonly assignV4?: boolean;
 }
 
 interface PoolJson { metadata?: { deletionTimestamp?: string }; spec?: { vxlanMode?: string } }
@@ -211,7 +214,7 @@ export async function reconcileVxlanTunnelAddrs(kv: KvStore, node: string, opts:
   // own stderr line would only repeat it outside the log.
   const ipam = new Ipam(kv, { warn: () => undefined });
   // each family is written as soon as it is decided: an IPv6 failure must not lose the IPv4 result
-  const v4 = await reconcileOne(kv, ipam, node, 4, true);
+  const v4 = await reconcileOne(kv, ipam, node, 4, opts.assignV4 !== false);
   if (v4.write !== undefined) await writeField(kv, node, 4, v4.write);
   const v6 = await reconcileOne(kv, ipam, node, 6, opts.assignV6);
   if (v6.write !== undefined) await writeField(kv, node, 6, v6.write);

@@ -147,11 +147,20 @@ export class Lab {
    * and crosssubnet modes, unencapsulated otherwise), and its pods an IPv6 /128 beside the IPv4
    * one with `default via fe80::ecee:eeff:feee:eeee` (tun pods: `default dev`). DAD is off in
    * the lab's namespaces so addresses are usable at once.
+   *
+   * ipv6Only (default false; implies dualStack, fabric underlay, subnet a): the nodes' underlay has
+   * its IPv6 address only (no IPv4 address, no IPv4 route: start podway with `--ip none`) and the
+   * pods their IPv6 /128 only. LabNode.ip and LabPod.ip are '' then. The resources keep the IPv4
+   * pool (an IPv6-only node skips it) but no IPv4 Node address, block or pod address.
    */
-  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p'; podOffloads?: boolean; underlayOffloads?: boolean; dualStack?: boolean } = {}) {}
+  constructor(private readonly spec: LabNodeSpec[], private readonly opts: { underlay?: 'fabric' | 'p2p'; podOffloads?: boolean; underlayOffloads?: boolean; dualStack?: boolean; ipv6Only?: boolean } = {}) {}
 
   get dualStack(): boolean {
-    return this.opts.dualStack === true;
+    return this.opts.dualStack === true || this.ipv6Only;
+  }
+
+  get ipv6Only(): boolean {
+    return this.opts.ipv6Only === true;
   }
 
   /** The node's underlay veth as a wire (see the constructor's underlayOffloads). */
@@ -187,6 +196,7 @@ export class Lab {
 
   private buildInner(): void {
     if (this.opts.underlay === 'p2p') return this.buildP2p();
+    if (this.ipv6Only && this.spec.some((n) => n.subnet !== 'a')) throw new Error('an IPv6-only lab has its nodes on subnet a');
     const fab = this.addNs(this.fabric);
     run('ip', ['-n', fab, 'link', 'add', 'br0', 'type', 'bridge']);
     run('ip', ['-n', fab, 'addr', 'add', '10.99.0.254/24', 'dev', 'br0']);
@@ -196,15 +206,15 @@ export class Lab {
     this.spec.forEach((ns, k) => {
       const nsName = this.addNs(`pw-${ns.name}-${this.tag}`);
       const inA = ns.subnet === 'a';
-      const ip = inA ? `10.99.0.${k + 1}` : `10.98.${bIndex}.${k + 1}`;
+      const ip = this.ipv6Only ? '' : inA ? `10.99.0.${k + 1}` : `10.98.${bIndex}.${k + 1}`;
       const fabIf = `u${k + 1}`;
       run('ip', ['link', 'add', 'eth0', 'netns', nsName, 'type', 'veth', 'peer', 'name', fabIf, 'netns', fab]);
-      run('ip', ['-n', nsName, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+      if (ip) run('ip', ['-n', nsName, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
       run('ip', ['-n', nsName, 'link', 'set', 'eth0', 'up']);
       this.wire(nsName);
       if (inA) {
         run('ip', ['-n', fab, 'link', 'set', fabIf, 'master', 'br0']);
-        run('ip', ['-n', nsName, 'route', 'add', 'default', 'via', '10.99.0.254']);
+        if (ip) run('ip', ['-n', nsName, 'route', 'add', 'default', 'via', '10.99.0.254']);
       } else {
         run('ip', ['-n', fab, 'addr', 'add', `10.98.${bIndex}.254/24`, 'dev', fabIf]);
         run('ip', ['-n', nsName, 'route', 'add', 'default', 'via', `10.98.${bIndex}.254`]);
@@ -219,7 +229,7 @@ export class Lab {
         ip6: v6?.ip6 ?? null, block6: v6?.block6 ?? null, vtep6: v6?.vtep6 ?? null,
         pods: [], proc: null, control: path.join(this.dir, `${ns.name}.sock`), log: [],
       };
-      ns.pods.forEach((p, j) => node.pods.push(this.addPod(node, p, `10.244.0.${blockBase + 2 + j}`, v6 ? pod6For(k, j) : null)));
+      ns.pods.forEach((p, j) => node.pods.push(this.addPod(node, p, this.ipv6Only ? '' : `10.244.0.${blockBase + 2 + j}`, v6 ? pod6For(k, j) : null)));
       this.nodes.push(node);
     });
     this.setMode(this.mode);
@@ -306,7 +316,7 @@ export class Lab {
       // A persistent device inside the pod namespace; podway opens its fd from there.
       run('ip', ['-n', podNs, 'tuntap', 'add', 'dev', ifname, 'mode', p.type]);
     }
-    run('ip', ['-n', podNs, 'addr', 'add', `${ip}/32`, 'dev', podIf]);
+    if (ip) run('ip', ['-n', podNs, 'addr', 'add', `${ip}/32`, 'dev', podIf]);
     if (ip6) run('ip', ['-n', podNs, '-6', 'addr', 'add', `${ip6}/128`, 'dev', podIf, 'nodad']);
     run('ip', ['-n', podNs, 'link', 'set', podIf, 'up']);
     if (p.type === 'tun') {
@@ -314,8 +324,10 @@ export class Lab {
       if (ip6) run('ip', ['-n', podNs, '-6', 'route', 'add', 'default', 'dev', podIf]);
     } else {
       if (ip6) run('ip', ['-n', podNs, '-6', 'route', 'add', 'default', 'via', GATEWAY6, 'dev', podIf]);
-      run('ip', ['-n', podNs, 'route', 'add', '169.254.1.1', 'dev', podIf, 'scope', 'link']);
-      run('ip', ['-n', podNs, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', podIf]);
+      if (ip) {
+        run('ip', ['-n', podNs, 'route', 'add', '169.254.1.1', 'dev', podIf, 'scope', 'link']);
+        run('ip', ['-n', podNs, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', podIf]);
+      }
       mac = JSON.parse(run('ip', ['-j', '-n', podNs, 'link', 'show', podIf]))[0].address;
       // Offloads stay on unless asked otherwise (podway receives super-frames whole and segments them).
       if (p.type === 'veth' && this.opts.podOffloads === false) run('ip', ['netns', 'exec', podNs, 'ethtool', '-K', podIf, 'tx', 'off', 'tso', 'off', 'gso', 'off']);
@@ -409,7 +421,7 @@ export class Lab {
     for (const n of this.nodes) {
       for (const p of n.pods) {
         // One handle for both families, as the CNI plugin holds a dual-stack pod's addresses.
-        for (const ip of p.ip6 ? [p.ip, p.ip6] : [p.ip]) await ipam.assignIp({ ip, handleId: `lab.${p.name}`, attrs: { node: n.name, pod: p.name }, node: n.name });
+        for (const ip of [p.ip, p.ip6].filter((x): x is string => !!x)) await ipam.assignIp({ ip, handleId: `lab.${p.name}`, attrs: { node: n.name, pod: p.name }, node: n.name });
       }
     }
     this.kvDatastore = { kv, spec };
@@ -429,8 +441,8 @@ export class Lab {
    */
   async applyMode(mode: Mode): Promise<void> {
     if (!this.kvDatastore) return this.setMode(mode);
-    const pool = this.kvResources(mode).find((o) => o.kind === 'IPPool')!;
-    await applyResource(this.kvDatastore.kv, pool);
+    // every pool of the mode (the IPv6 one too in a dual-stack lab)
+    for (const pool of this.kvResources(mode).filter((o) => o.kind === 'IPPool')) await applyResource(this.kvDatastore.kv, pool);
     this.mode = mode;
     this.setPodMtus(mode);
   }
@@ -463,7 +475,18 @@ spec:
   natOutgoing: ${this.natOutgoing6}`);
     }
     for (const n of this.nodes) {
-      docs.push(`apiVersion: projectcalico.org/v3
+      if (this.ipv6Only) {
+        // no IPv4 address, VTEP or block: only the IPv6 ones
+        docs.push(`apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: ${n.name}
+spec:
+  bgp:
+    ipv6Address: "${n.ip6}/64"
+  ipv6VXLANTunnelAddr: "${n.vtep6}"`);
+      } else {
+        docs.push(`apiVersion: projectcalico.org/v3
 kind: Node
 metadata:
   name: ${n.name}
@@ -471,7 +494,8 @@ spec:
   bgp:
     ipv4Address: ${n.ip}/${n.prefix}${n.ip6 ? `\n    ipv6Address: "${n.ip6}/64"` : ''}
   ipv4VXLANTunnelAddr: ${n.vtep}${n.vtep6 ? `\n  ipv6VXLANTunnelAddr: "${n.vtep6}"` : ''}`);
-      docs.push(`apiVersion: projectcalico.org/v3
+      }
+      if (!this.ipv6Only) docs.push(`apiVersion: projectcalico.org/v3
 kind: BlockAffinity
 metadata:
   name: ${n.name}-${n.block.replace(/[./]/g, '-')}
@@ -502,8 +526,7 @@ spec:
   endpoint: eth0
   interfaceName: ${p.ifname}
   interfaceType: ${p.type}${p.type !== 'veth' ? `\n  interfaceNetns: /run/netns/${p.ns}` : ''}
-  ipNetworks:
-    - ${p.ip}/32${p.ip6 ? `\n    - "${p.ip6}/128"` : ''}${p.mac ? `\n  mac: "${p.mac}"` : ''}`);
+  ipNetworks:${p.ip ? `\n    - ${p.ip}/32` : ''}${p.ip6 ? `\n    - "${p.ip6}/128"` : ''}${p.mac ? `\n  mac: "${p.mac}"` : ''}`);
       }
     }
     return docs.join('\n---\n') + '\n';

@@ -83,7 +83,7 @@ test('model of an IPv6-only node: IPv6 routes (VXLAN over IPv6, unencapsulated),
   assert.equal(m.routes, [], 'no IPv4 route (node2\'s IPv4 block is not routed)');
   assert.equal(m.pools, []);
   assert.equal(m.encap, { vxlan: false, ipip: false });
-  assert.is(m.mtu.pod, 1500, 'no IPv4 encapsulation shrinks the pod MTU');
+  assert.is(m.mtu.pod, 1430, 'the pods\' MTU from the IPv6 VXLAN pool alone (1500 - 70), no IPv4 encapsulation');
   assert.is(m.v6.ip6, 'fd99::1');
   assert.is(m.v6.routes.find((x) => x.cidr === 'fd00:10:244::1/128')?.mtu, 1430, 'a local pod\'s MTU: the IPv6 VXLAN one (1500 - 70)');
   // The pods are attached (their IPv6 addresses), their IPv4 ones not.
@@ -103,6 +103,7 @@ test('model of an IPv6-only node: IPv6 routes (VXLAN over IPv6, unencapsulated),
   assert.is(d?.kind, 'direct');
   assert.is(d?.nodeIp6, 'fd99::2');
   assert.is(direct.v6.routes.find((x) => x.cidr === 'fd00:10:244::1/128')?.mtu, 1500);
+  assert.is(direct.mtu.pod, 1500, 'unencapsulated IPv6: the underlay\'s');
 });
 
 test('a node with neither an IPv4 nor an IPv6 address is refused naming both fields', () => {

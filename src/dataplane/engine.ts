@@ -744,7 +744,7 @@ export class Engine {
           this.tunnelsOnUnderlay = false;
           this.tunnelTable6 = null;
           this.underlayFilterStale = true;
-          this.log.warn(`could not put nftables table inet ${TUNNEL_TABLE} back for ${addrsText(nodeIp, before.ip6)} (${why}): tunnels received on the UDP/raw sockets; the underlay port is reopened with the next model`, { component: 'host' });
+          this.log.warn(`could not put nftables table inet ${TUNNEL_TABLE} back for ${nodeIp === null ? before.ip6 : formatIpv4(nodeIp)} (${why}): tunnels received on the UDP/raw sockets; the underlay port is reopened with the next model`, { component: 'host' });
           return;
         }
       } else if (this.ownsTunnelTable) removeTunnelRx();
@@ -782,7 +782,9 @@ export class Engine {
    */
   private followIp4(model: NodeDataplaneModel, before: TunnelState): void {
     const was = this.infraAt!.ip;
-    const change = `node address ${addrsText(was, this.infraAt!.ip6)} -> ${addrsText(model.node.ip, model.v6.ip6)}`;
+    const change = was !== null && model.node.ip !== null
+      ? `node address ${formatIpv4(was)} -> ${formatIpv4(model.node.ip)}`
+      : `node address ${addrsText(was, this.infraAt!.ip6)} -> ${addrsText(model.node.ip, model.v6.ip6)}`;
     // Throws (the model is rejected, nothing changed) when no interface holds the new address.
     const ul = findUnderlay(model.node.ip, model.v6.ip6);
     // To or from IPv6-only (no IPv4 address), or a new IPv6 address on an IPv6-only node: the

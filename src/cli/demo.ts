@@ -22,6 +22,19 @@ import { formatTrace } from './main';
 import { controlRequest } from '../dataplane/control-server';
 import { humanLine } from '../observe/log';
 
+/**
+ * How to run the podway that runs this demo, for the hints it prints: after `npm install` in a
+ * checkout `podway` is not on PATH (`node bin/podway.js`), nor after npx (`npx podway`); an installed
+ * one is named as it was run.
+ */
+function thisCommand(): string {
+  const script = process.argv[1] ?? '';
+  if (script.includes(`${path.sep}_npx${path.sep}`)) return 'npx podway';
+  if (!script.endsWith('.js')) return script ? path.basename(script) : 'podway';
+  const rel = path.relative(process.cwd(), script);
+  return `node ${rel.startsWith('..') ? script : rel}`;
+}
+
 const MODES: Mode[] = ['vxlan', 'ipip', 'direct', 'crosssubnet'];
 
 function has(cmd: string): boolean {
@@ -158,7 +171,7 @@ export async function runDemo(opts: { keep: boolean; datastore?: DemoDatastore }
 
     const failed = rows.filter((r) => r.loss !== 'n/a' && r.loss !== '0%');
     if (opts.keep) {
-      console.log(`\ncluster kept; Ctrl-C to remove it. Try: ip netns exec ${src.ns} ping ${dst.ip}; podway routes --control ${lab.node('node1').control}`);
+      console.log(`\ncluster kept; Ctrl-C to remove it. Try: ip netns exec ${src.ns} ping ${dst.ip}; ${thisCommand()} routes --control ${lab.node('node1').control}`);
       await new Promise(() => {});
     }
     if (failed.length) {

@@ -7,7 +7,8 @@
  * VXLAN-over-IPv6, then, with the pools switched to no encapsulation, unencapsulated; the IPv4
  * pool is listed withheld with the reason and `podway status` says the node is IPv6 only
  * (`routes`, `endpoints`, `counters` answer too); with natOutgoing on the IPv6 pool a pod reaches
- * a host outside every pool from its node's IPv6 address.
+ * a host outside every pool from its node's IPv6 address. Restarted with `--bgp --router-id hash`
+ * the two mesh over IPv6 and route each other's IPv6 block from BGP alone (unencapsulated pool).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -46,7 +47,7 @@ async function crossTraffic(lab: Lab, kind: 'vxlan' | 'direct', port: number): P
   assert.is(t.received.sha256, t.sent.sha256);
 }
 
-test('two IPv6-only nodes (--ip none): Nodes without IPv4, IPv6 pods ping and TCP over VXLAN-over-IPv6, then unencapsulated; the IPv4 pool withheld', async () => {
+test('two IPv6-only nodes (--ip none): Nodes without IPv4, IPv6 pods ping and TCP over VXLAN-over-IPv6, then unencapsulated, then with BGP; the IPv4 pool withheld', async () => {
   if (!isRoot()) throw new Error('this test needs root (network namespaces)');
   const lab = guard(new Lab(SPEC, { ipv6Only: true, podOffloads: false }));
   let opened: LabKvStore | null = null;
@@ -92,6 +93,21 @@ test('two IPv6-only nodes (--ip none): Nodes without IPv4, IPv6 pods ping and TC
     const out = await tcpTransferTo(lab, 'web-1', { name: 'outside', ns: o.ns, ip: o.ip6! }, 256 << 10, 5313);
     assert.is(out.received.sha256, out.sent.sha256);
     assert.ok(out.received.peer.startsWith(`${n1.ip6}:`) || out.received.peer.startsWith(`[${n1.ip6}]:`), `the outside saw ${out.received.peer}, not node1's ${n1.ip6}`);
+
+    // Calico's BGP networking (--bgp) on IPv6-only nodes: the router ID from the node name
+    // (CALICO_ROUTER_ID=hash; no IPv4 address to take it from), an IPv6 mesh session, and the
+    // other node's IPv6 block (unencapsulated pool) routed from what was learned.
+    for (const n of lab.nodes) assert.is(await lab.stopPodway(n.name), 0);
+    for (const n of lab.nodes) await lab.startPodway(n.name, 20_000, ['--ip', 'none', '--bgp', '--router-id', 'hash']);
+    for (const n of lab.nodes) {
+      const other = lab.nodes.find((x) => x !== n)!;
+      const established = () => {
+        const peers = (JSON.parse(cli(['node', 'status', '--control', n.control, '-o', 'json'])) as { peers: { address: string; bgpState: string }[] }).peers;
+        return peers.some((p) => p.address === other.ip6 && p.bgpState === 'Established');
+      };
+      assert.ok(await until(established, 30_000, 200), `${n.name}: IPv6 session with ${other.ip6} Established`);
+    }
+    await crossTraffic(lab, 'direct', 5314);
   } catch (e) {
     console.log(logTail(lab, 25));
     throw e;

@@ -7,7 +7,9 @@
  * node services). Both are shown delivered with the guard table removed, then dropped and counted
  * with it; honest pod -> node traffic passes. With --endpoint-to-host drop a pod's new
  * connections to the node are dropped and counted, while the node's own connections to the pod
- * still get their replies.
+ * still get their replies. The guard's sets after start: a pod whose WorkloadEndpoint comes after
+ * podway started is guarded, a deleted one's (interface, address) elements go, and a pod made
+ * again under the same interface name with another address has that address only.
  *
  * A pod must not reach services the node binds to loopback (root, network namespaces). The pod's
  * own stack keeps 127.0.0.1 to itself, but a pod can write any frame on its interface: a UDP
@@ -26,11 +28,13 @@ import { Bg, PY_RAW, PY_UDP_RECV, pyJson, py, eth, ipBytes } from './tools';
 import { run } from '../../src/lab/lab';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
+import { writeFileSync, renameSync } from 'node:fs';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
 const SPEC = [
-  { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'web-2', type: 'veth' as const }, { name: 'tap-1', type: 'tap' as const }, { name: 'tun-1', type: 'tun' as const }] },
+  // web-3: no WorkloadEndpoint when podway starts (added, deleted and made again by the guard's update test)
+  { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'web-2', type: 'veth' as const }, { name: 'tap-1', type: 'tap' as const }, { name: 'tun-1', type: 'tun' as const }, { name: 'web-3', type: 'veth' as const }] },
   // never started: a known node (its address is in the datastore) whose address a pod forges
   { name: 'node2', subnet: 'a' as const, pods: [] },
 ];
@@ -113,7 +117,16 @@ test.before(async () => {
   const ns = lab.node('node1').ns;
   run('ip', ['-n', ns, 'addr', 'add', `${OTHER4}/32`, 'dev', 'lo']);
   run('ip', ['-n', ns, '-6', 'addr', 'add', `${OTHER6}/128`, 'dev', 'lo', 'nodad']);
+  writeEndpoints(['web-1', 'web-2', 'tap-1', 'tun-1']);
 });
+
+/** The lab's resource file with only these pods' WorkloadEndpoints (written atomically, as
+ * Lab.setMode does: podway's watcher never reads half a file). */
+function writeEndpoints(pods: string[]): void {
+  const docs = lab!.resources(lab!.mode).split('\n---\n').filter((d) => !/^kind: WorkloadEndpoint$/m.test(d) || pods.some((p) => d.includes(`\n  pod: ${p}\n`)));
+  writeFileSync(lab!.file + '.tmp', docs.join('\n---\n') + (docs[docs.length - 1].endsWith('\n') ? '' : '\n'));
+  renameSync(lab!.file + '.tmp', lab!.file);
+}
 
 test.after(async () => {
   if (!lab) return;
@@ -357,12 +370,71 @@ function toNode(name: string, port: number, base: number): Buffer[] {
   return [[p.ip, n1.ip], [p.ip6!, n1.ip6!], [p.ip, OTHER4], [p.ip6!, OTHER6]].map(([s, d], k) => podUdp(name, s, d, port, base + k + 1));
 }
 
+test('pod guard after start: a pod added is guarded (its forged sources dropped, pod_spoofed), a deleted pod\'s elements go, a pod made again under the same interface name with another address gets that address only', async () => {
+  const n1 = lab!.node('node1');
+  const web1 = lab!.pod('web-1');
+  const web3 = lab!.pod('web-3');
+  const PORT5 = 47_500;
+  const table = () => nftIn(['list', 'table', 'inet', 'podway']);
+  // web-3's (interface, address) elements in pod_addrs4/6, and whether its interface is in pods
+  const pairs = (t: string) => [...t.matchAll(new RegExp(`"${web3.ifname}" \\. ([0-9a-f.:]+)`, 'g'))].map((m) => m[1]).sort();
+  const inPods = (t: string) => new RegExp(`set pods \\{[^}]*"${web3.ifname}"`).test(t);
+  const settled = async (want: string[]): Promise<string> => {
+    let t = '';
+    const done = await until(() => {
+      t = table();
+      return JSON.stringify(pairs(t)) === JSON.stringify([...want].sort()) && inPods(t) === want.length > 0;
+    }, 20_000, 100);
+    assert.ok(done, `web-3's elements should be ${JSON.stringify(want)}: ${t}`);
+    return t;
+  };
+  const to4 = (src: string, tag: number) => eth('ee:ee:ee:ee:ee:ee', web3.mac!, 0x0800, udp4(src, n1.ip, 40_000 + tag, PORT5, Buffer.alloc(16, tag)));
+  const to6 = (src: string, tag: number) => eth('ee:ee:ee:ee:ee:ee', web3.mac!, 0x86dd, udp6(src, n1.ip6!, 40_000 + tag, PORT5, Buffer.alloc(16, tag)));
+  // not an endpoint when podway started: nothing of it in the table
+  await settled([]);
+  // added after start: guarded
+  writeEndpoints(['web-1', 'web-2', 'tap-1', 'tun-1', 'web-3']);
+  await settled([web3.ip, web3.ip6!]);
+  let g0 = await guardCounters();
+  let rx = await tagReceiver(n1.ns, PORT5, [100, 101]);
+  await sendFrames('web-3', [to4(web1.ip, 1), to6(web1.ip6!, 2), to4(web3.ip, 100), to6(web3.ip6!, 101)]);
+  assert.equal([...await rx.finish()].sort((a, b) => a - b), [100, 101], 'only web-3\'s own sources reached node1\'s listener');
+  await until(async () => delta(g0, await guardCounters(), 'podSpoofed') >= 2, 5000);
+  assert.is(delta(g0, await guardCounters(), 'podSpoofed'), 2, 'web-1\'s addresses forged by web-3 counted pod_spoofed');
+  // deleted: its elements go, the other pods' stay
+  writeEndpoints(['web-1', 'web-2', 'tap-1', 'tun-1']);
+  const t = await settled([]);
+  assert.match(t, `"${web1.ifname}" . ${web1.ip}`, 'web-1 still guarded');
+  // made again under the same interface name, with another IPv4 address and no IPv6 one
+  const old = { ip: web3.ip, ip6: web3.ip6! };
+  run('ip', ['-n', n1.ns, 'link', 'del', web3.ifname]);
+  run('ip', ['link', 'add', web3.ifname, 'netns', n1.ns, 'type', 'veth', 'peer', 'name', web3.podIf, 'netns', web3.ns]);
+  run('ip', ['-n', n1.ns, 'link', 'set', web3.ifname, 'address', 'ee:ee:ee:ee:ee:ee']);
+  run('ip', ['-n', n1.ns, 'link', 'set', web3.ifname, 'up']);
+  web3.ip = web3.ip.replace(/\.(\d+)$/, (_, d: string) => `.${Number(d) + 16}`);
+  web3.ip6 = null;
+  run('ip', ['-n', web3.ns, 'addr', 'add', `${web3.ip}/32`, 'dev', web3.podIf]);
+  run('ip', ['-n', web3.ns, 'link', 'set', web3.podIf, 'up']);
+  run('ip', ['-n', web3.ns, 'route', 'add', '169.254.1.1', 'dev', web3.podIf, 'scope', 'link']);
+  run('ip', ['-n', web3.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', web3.podIf]);
+  web3.mac = JSON.parse(run('ip', ['-j', '-n', web3.ns, 'link', 'show', web3.podIf]))[0].address;
+  writeEndpoints(['web-1', 'web-2', 'tap-1', 'tun-1', 'web-3']);
+  await settled([web3.ip]);
+  g0 = await guardCounters();
+  rx = await tagReceiver(n1.ns, PORT5, [102]);
+  await sendFrames('web-3', [to4(old.ip, 3), to6(old.ip6, 4), to4(web3.ip, 102)]);
+  assert.equal(await rx.finish(), [102], 'the new address reaches node1\'s listener, the old ones do not');
+  await until(async () => delta(g0, await guardCounters(), 'podSpoofed') >= 2, 5000);
+  assert.is(delta(g0, await guardCounters(), 'podSpoofed'), 2, 'its old IPv4 and IPv6 addresses counted pod_spoofed');
+  assert.ok(await until(() => lab!.ping('web-3', n1.ip, 1, 56, ['-W', '2']).received === 1, 20_000, 200), 'web-3 (made again) reaches node1');
+});
+
 test('--endpoint-to-host drop: a pod\'s new connections to the node are dropped (pod_to_host); the node\'s own connections to the pod get their replies', async () => {
   const n1 = lab!.node('node1');
   const web1 = lab!.pod('web-1');
   assert.is(await lab!.stopPodway('node1', 20_000), 0);
   await lab!.startPodway('node1', 20_000, ['--endpoint-to-host', 'drop']);
-  assert.match(cli('status'), /pod guard: table inet podway; 2 veth pods; endpoint-to-host drop/);
+  assert.match(cli('status'), /pod guard: table inet podway; 3 veth pods; endpoint-to-host drop/);
   // the node pings its pods: the replies are of a connection the node opened
   assert.ok(await until(() => pingFrom(n1.ns, web1.ip) && pingFrom(n1.ns, web1.ip6!), 20_000, 200), 'node1 -> web-1 (IPv4 and IPv6, the pod resolving its gateway by NDP)');
   // and its TAP and TUN pods: replies through podway0; from node1's other addresses, replies

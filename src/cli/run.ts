@@ -518,7 +518,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const early = ensureThread();
       try {
         await joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
-          if (/unreachable/.test(m)) {
+          if (/unreachable|too slow/.test(m)) {
             datastoreDown(m);
             dsLog.warn(m);
             saidUnreachable();
@@ -542,7 +542,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         started = await t.begin((m) => {
           dsLog.warn(m);
           datastoreDown(m.replace(/^datastore: /, ''));
-          if (/waiting for it|unreachable/.test(m)) saidUnreachable();
+          if (/waiting for it|unreachable|too slow/.test(m)) saidUnreachable();
         }, abortStart.signal);
       } catch (e) {
         // On the cached model the thread stays (its speaker may run on the cache's settings) and is

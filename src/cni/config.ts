@@ -64,7 +64,19 @@ export interface NetConf {
 
 /** The IPAM lock's default: beside podway run's control sockets (/run/podway), gone at reboot. */
 export const DEFAULT_IPAM_LOCK_FILE = '/run/podway/ipam.lock';
-export const DEFAULT_IPAM_LOCK_TIMEOUT_MS = 20_000;
+/**
+ * 90 s: kubelet gives RunPodSandbox, the CNI ADD within it, 2 minutes (--runtime-request-timeout)
+ * and the runtime (containerd, CRI-O) ends the plugin with it; Calico's IPAM lock (a flock) waits
+ * without a bound of its own, so that is its bound too. 90 s leaves the ADD 30 s for its work once
+ * it has the lock; a shorter wait failed ADDs that only queued behind a storm of others (review E).
+ */
+export const DEFAULT_IPAM_LOCK_TIMEOUT_MS = 90_000;
+/**
+ * Each etcd call's deadline, counted from when the connection is up (etcd-kv.ts: making it has its
+ * own bound, CNI_CONNECT_TIMEOUT_MS, 30 s); 10 s leaves a CPU-starved plugin in a storm time to read
+ * an answer etcd gave at once. Calico's etcd client gives each call 30 s, connecting included.
+ */
+export const DEFAULT_DATASTORE_TIMEOUT_MS = 10_000;
 /** DEL's spool of releases deferred while etcd was down: on disk, so a reboot does not lose them. */
 export const DEFAULT_PENDING_DEL_DIR = '/var/lib/podway/pending-del';
 
@@ -333,9 +345,9 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     if (typeof v !== 'boolean') throw bad('container_settings.allow_ip_forwarding', `expected true or false, got ${JSON.stringify(v)}`);
     return v;
   });
-  const datastoreTimeoutMs = unused(5000, () => {
+  const datastoreTimeoutMs = unused(DEFAULT_DATASTORE_TIMEOUT_MS, () => {
     const t = raw.datastoreTimeoutMs;
-    if (t === undefined) return 5000;
+    if (t === undefined) return DEFAULT_DATASTORE_TIMEOUT_MS;
     if (typeof t !== 'number' || !Number.isInteger(t) || t < 100 || t > 120_000) throw bad('datastoreTimeoutMs', `expected an integer 100..120000 (ms), got ${JSON.stringify(t)}`);
     return t;
   });

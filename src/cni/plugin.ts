@@ -14,7 +14,7 @@ import { IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock 
 import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import type { KvStore } from '../control/kv/kv';
-import { KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
+import { KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
 import { FileLockTimeoutError } from '../control/kv/file-lock';
 import { Ipam } from '../control/ipam/ipam';
 import { AllocationBlock } from '../control/ipam/block';
@@ -58,8 +58,8 @@ function embeddedStoreMissing(conf: NetConf): boolean {
 async function openStore(conf: NetConf): Promise<KvStore> {
   // Loaded on demand: the etcd client (gRPC) costs a plugin process ~100 ms to load.
   if (conf.datastore.kind === 'etcd') {
-    const { EtcdKv } = await import('../control/kv/etcd-kv');
-    return new EtcdKv({ endpoints: conf.datastore.endpoints, tls: conf.datastore.tls, timeoutMs: conf.datastoreTimeoutMs });
+    const { EtcdKv, CNI_CONNECT_TIMEOUT_MS } = await import('../control/kv/etcd-kv');
+    return new EtcdKv({ endpoints: conf.datastore.endpoints, tls: conf.datastore.tls, timeoutMs: conf.datastoreTimeoutMs, connectTimeoutMs: CNI_CONNECT_TIMEOUT_MS });
   }
   if (conf.datastore.kind !== 'embedded') throw new CniError(CNI_CODES.INVALID_CONFIG, 'network config: datastore: not a writable datastore');
   // Opening would make a mistyped directory and then fail (no Node) or work on an empty cluster.
@@ -494,7 +494,6 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         // A repeated ADD's endpoint was there before it: a failure leaves it for DEL.
         if (!earlier) undo.push(() => deleteResource(kv, { info: WEP, name: (wep.metadata as JsonObject).name as string, namespace: id.namespace }, written.resource.entry.modRevision));
       }
-
       noteCluster(conf, kv);
       return successResult(conf.cniVersion, {
         host,
@@ -582,7 +581,10 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     // is written to the locked store.
     // etcd refusing our TLS certificate is the configuration, not an outage: the DEL fails with it.
     const locked = e instanceof DatastoreLockedError;
-    const away = e instanceof KvUnavailableError && !(e instanceof KvTlsRejectedError);
+    // A slow answer on a connection that is up (KvSlowError: etcd busy, or this host short of CPU
+    // in a storm of plugin calls) is not "down": the DEL fails (code 11, the runtime retries it)
+    // instead of leaving the addresses and the WorkloadEndpoint to a replay.
+    const away = e instanceof KvUnavailableError && !(e instanceof KvTlsRejectedError) && !(e instanceof KvSlowError);
     if (!(locked || (conf.datastore.kind === 'etcd' && (away || e instanceof IpamLockTimeoutError)))) throw datastoreError(conf, e);
     removePlainVeth();
     const interfaceName = conf.interfaceType === 'veth' ? hostVethName(podIdentity(env.args, env.containerId), env.containerId) : podDeviceName(conf.interfaceType, podIdentity(env.args, env.containerId), env.containerId);

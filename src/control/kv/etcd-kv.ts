@@ -97,6 +97,7 @@ import {
   KvGuard,
   KvList,
   KvStore,
+  KvSlowError,
   KvTlsRejectedError,
   KvUnavailableError,
   KvWatch,
@@ -116,11 +117,26 @@ export interface EtcdKvOptions {
   /** Client URLs, e.g. `http://127.0.0.1:2379`; all http or all https. */
   readonly endpoints: readonly string[];
   readonly tls?: EtcdTlsFiles;
-  /** Deadline of each call, in ms (default 5000). */
+  /**
+   * Deadline of each call, in ms (default 5000), counted from when a connection to etcd is up:
+   * the time a fresh process spends connecting (slow when its CPU is short) is not taken from it.
+   */
   readonly timeoutMs?: number;
+  /**
+   * Bound on making that connection, in ms (default: timeoutMs; the CNI plugin gives it
+   * CNI_CONNECT_TIMEOUT_MS). A refused or unreachable endpoint fails at once whatever it is.
+   */
+  readonly connectTimeoutMs?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 5000;
+/**
+ * The CNI plugin's bound on making its connection (connectTimeoutMs): etcd refusing or the host
+ * unreachable fail at once (no connection established); this bounds a connection attempt nobody
+ * answers (packets dropped) or one a CPU-starved fresh process is slow to finish (a storm of
+ * plugin processes). Calico's etcd client dials for up to 30 s (libcalico-go's clientTimeout) too.
+ */
+export const CNI_CONNECT_TIMEOUT_MS = 30_000;
 /** With several endpoints, one that refused a call is skipped for this long. */
 const HOST_COOLDOWN_MS = 1000;
 /** Watch re-subscription backoff: 100 ms doubling to at most 1 s, so a restarted etcd is found fast. */
@@ -153,6 +169,15 @@ const requireLeader = (options: unknown, nextCall: (o: unknown) => unknown): unk
       next(metadata, listener);
     },
   });
+
+/** grpc-js's Channel, as far as the connection wait uses it (its connectivityState numbers below). */
+interface GrpcChannel {
+  getConnectivityState(tryToConnect: boolean): number;
+  watchConnectivityState(currentState: number, deadline: number, callback: (error?: Error) => void): void;
+}
+const CHANNEL_READY = 2;
+const CHANNEL_TRANSIENT_FAILURE = 3;
+const CHANNEL_SHUTDOWN = 4;
 
 /** Raised by the endpoint cooldown policy instead of calling a host that just failed. */
 class HostCoolingDown extends Error {}
@@ -359,6 +384,7 @@ export class EtcdKv implements KvStore {
   private readonly waiting = new Set<(e: Error) => void>();
   private readonly endpoints: readonly string[];
   private readonly timeoutMs: number;
+  private readonly connectTimeoutMs: number;
   private readonly watches = new Set<EtcdWatch>();
   private closed = false;
 
@@ -366,6 +392,7 @@ export class EtcdKv implements KvStore {
     if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
     this.endpoints = [...options.endpoints];
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? this.timeoutMs;
     this.description = `etcd ${this.endpoints.join(',')}`;
     this.endpointText = `etcd at ${this.endpoints.join(',')}`;
     this.etcdOptions = {
@@ -435,8 +462,59 @@ export class EtcdKv implements KvStore {
     return { deadline: Date.now() + this.timeoutMs };
   }
 
+  /** The gRPC channels of the KV service, one per endpoint (etcd3's Host clients, made on first use). */
+  private kvChannels(): GrpcChannel[] {
+    const hosts = (this.client as unknown as { pool?: { hosts?: { getServiceClient(name: string): { getChannel(): GrpcChannel } }[] } }).pool?.hosts ?? [];
+    return hosts.map((h) => h.getServiceClient('KV').getChannel());
+  }
+
+  /** Whether a connection to some endpoint is up now. */
+  private connectedNow(): boolean {
+    try {
+      return this.kvChannels().some((c) => c.getConnectivityState(false) === CHANNEL_READY);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Waits until a connection to some endpoint is up, so that a call's deadline counts from there
+   * (see timeoutMs). Returns at once when one is, and when every endpoint has failed to connect
+   * (refused, unreachable: the call then fails at once as unreachable, as before). Throws
+   * KvUnavailableError when none is up within connectTimeoutMs.
+   */
+  private async connection(what: string): Promise<void> {
+    let channels: GrpcChannel[];
+    try {
+      channels = this.kvChannels();
+    } catch {
+      return; // a closed client: the call says so
+    }
+    const states = () => channels.map((c) => c.getConnectivityState(true));
+    const settled = (s: number[]) => s.some((x) => x === CHANNEL_READY) || s.every((x) => x === CHANNEL_TRANSIENT_FAILURE || x === CHANNEL_SHUTDOWN);
+    let now = states();
+    if (settled(now)) return;
+    const end = Date.now() + this.connectTimeoutMs;
+    while (!settled(now)) {
+      if (Date.now() >= end) {
+        throw new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): no connection within ${this.connectTimeoutMs} ms`);
+      }
+      // The first channel to change state wakes us; each watch ends at its change or within
+      // 250 ms (no timer of ours outlives the call by more).
+      const until = Math.min(end, Date.now() + 250);
+      await new Promise<void>((resolve) => {
+        let done = false;
+        const wake = () => { if (!done) { done = true; resolve(); } };
+        channels.forEach((c, i) => {
+          try { c.watchConnectivityState(now[i], until, wake); } catch { wake(); }
+        });
+      });
+      now = states();
+    }
+  }
+
   /** etcd errors that mean "not reachable" become KvUnavailableError; others pass unchanged. */
-  private mapError(e: unknown, what: string): Error {
+  private mapError(e: unknown, what: string, sentConnected = false): Error {
     const err = e instanceof Error ? e : new Error(String(e));
     const tls = err instanceof GRPCUnavailableError ? tlsRejection(err.message) : null;
     if (tls) {
@@ -454,6 +532,14 @@ export class EtcdKv implements KvStore {
     ) {
       // A deadline's own text is gRPC's internals ("Deadline exceeded after 5.001s,LB pick: ...",
       // "Waiting for LB pick"): what it means to an operator is that nothing answered in time.
+      // A deadline passed on a connection that was up when the call was sent is a slow answer,
+      // not an outage: etcd busy, or this process too short of CPU to read the answer in time.
+      // (Asked before the call: etcd3 drops a host's connections on a deadline, before we see it.)
+      if (err instanceof GRPCDeadlineExceededError && sentConnected) {
+        const slow = new KvSlowError(`etcd ${this.endpoints.join(',')} too slow (${what}): no answer within ${this.timeoutMs} ms on an open connection (etcd busy, or this host short of CPU)`);
+        (slow as { cause?: unknown }).cause = err;
+        return slow;
+      }
       const reason = err instanceof GRPCDeadlineExceededError ? `no answer within ${this.timeoutMs} ms` : quorumHint(grpcReason(err.message));
       const kvErr = new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${reason}`);
       (kvErr as { cause?: unknown }).cause = err;
@@ -470,11 +556,14 @@ export class EtcdKv implements KvStore {
   private async call<T>(what: string, fn: () => Promise<T>, read = false): Promise<T> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     for (let sent = 1; ; sent++) {
+      let up = false;
       try {
+        await this.connection(what);
+        up = this.connectedNow();
         return await readCall.run(read, () => this.onThisClient(fn));
       } catch (e) {
         if (e instanceof CallMoved && read && sent === 1 && !this.closed) continue;
-        throw this.mapError(e, what);
+        throw this.mapError(e, what, up);
       }
     }
   }

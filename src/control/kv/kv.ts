@@ -107,6 +107,14 @@ export class KvUnavailableError extends Error {
 }
 
 /**
+ * The store was connected but a call had no answer within its deadline: etcd busy, or this host
+ * too short of CPU to read the answer in time (a storm of CNI plugin processes). Not an outage: a
+ * caller that would treat "unreachable" as "down" (the CNI DEL's deferral) fails instead, and the
+ * call is made again later. A KvUnavailableError for everything else (retries, backoff).
+ */
+export class KvSlowError extends KvUnavailableError {}
+
+/**
  * The store's TLS handshake failed for a reason of configuration, not reachability: etcd refused
  * our client certificate (bad certificate, unknown CA, none given), or its server certificate is
  * not one our CA file accepts, or the endpoint does not speak TLS. The message names the settings.

@@ -1,0 +1,80 @@
+// "Too slow" vs "unreachable" (review E, H2), against a real etcd (test/helpers/etcd.ts: loopback,
+// stopped by PID). A call's deadline counts from when the connection is up; making the connection
+// has its own bound. A stopped (SIGSTOP) etcd still accepts TCP connections in the kernel but
+// answers nothing: with a connection already up a call then runs out its deadline on an open
+// connection (KvSlowError, "too slow"); a store that has no connection yet cannot finish the
+// HTTP/2 handshake and fails after the connect bound as unreachable. Nothing listening: unreachable
+// at once. The etcd is always continued (SIGCONT) in `finally`.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { KvSlowError, KvUnavailableError } from '../../src/control/kv/kv';
+import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
+
+let etcd: EtcdServer;
+test.before(async () => { etcd = await startEtcd(); });
+test.after(async () => { await etcd?.stop(); });
+
+async function failure(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected the call to fail');
+}
+
+test('connected, then etcd stops answering: the call fails as too slow (KvSlowError), not unreachable', async () => {
+  const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 1500, connectTimeoutMs: 10_000 });
+  try {
+    assert.is(await kv.get('/slow/x'), null); // the connection is up
+    process.kill(etcd.pid(), 'SIGSTOP');
+    let e: Error;
+    try {
+      e = await failure(kv.get('/slow/x'));
+    } finally {
+      process.kill(etcd.pid(), 'SIGCONT');
+    }
+    assert.instance(e, KvSlowError);
+    assert.instance(e, KvUnavailableError, 'still an unavailable store for the retrying callers');
+    assert.match(e.message, /^etcd http:\/\/127\.0\.0\.1:\d+ too slow \(get \/slow\/x\): no answer within 1500 ms on an open connection \(etcd busy, or this host short of CPU\)$/);
+    assert.is(await kv.get('/slow/x'), null, 'answers again once etcd runs');
+  } finally {
+    await kv.close();
+  }
+});
+
+test('no connection yet and etcd not answering: unreachable after the connect bound, not the call deadline', async () => {
+  const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 500, connectTimeoutMs: 3000 });
+  try {
+    process.kill(etcd.pid(), 'SIGSTOP');
+    let e: Error;
+    try {
+      e = await failure(kv.get('/slow/y'));
+    } finally {
+      process.kill(etcd.pid(), 'SIGCONT');
+    }
+    assert.instance(e, KvUnavailableError);
+    assert.not.instance(e, KvSlowError);
+    assert.match(e.message, /unreachable \(get \/slow\/y\): no connection within 3000 ms$/);
+    assert.is(await kv.get('/slow/y'), null, 'connects once etcd runs');
+  } finally {
+    await kv.close();
+  }
+});
+
+test('nothing listening: unreachable at once, not slow', async () => {
+  const port = await freePort();
+  const kv = new EtcdKv({ endpoints: [`http://127.0.0.1:${port}`], timeoutMs: 2000, connectTimeoutMs: 60_000 });
+  try {
+    const e = await failure(kv.get('/slow/z'));
+    assert.instance(e, KvUnavailableError);
+    assert.not.instance(e, KvSlowError);
+    assert.match(e.message, /unreachable \(get \/slow\/z\)/);
+    assert.not.match(e.message, /no connection within/, 'a refusal does not wait for the connect bound');
+  } finally {
+    await kv.close();
+  }
+});
+
+test.run();

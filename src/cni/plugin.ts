@@ -18,7 +18,7 @@ import { KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../control/
 import { FileLockTimeoutError } from '../control/kv/file-lock';
 import { Ipam } from '../control/ipam/ipam';
 import { AllocationBlock } from '../control/ipam/block';
-import { blockPrefix, HANDLE_PREFIX, nodeKey, parseBlockKey } from '../control/ipam/keys';
+import { blockPrefix, HANDLE_PREFIX, handleKey, nodeKey, parseBlockKey } from '../control/ipam/keys';
 import { formatIp, parseCidrOrIp, parseIp } from '../control/ipam/net';
 import { kindInfo } from '../control/calico-kinds';
 import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
@@ -494,6 +494,14 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         // A repeated ADD's endpoint was there before it: a failure leaves it for DEL.
         if (!earlier) undo.push(() => deleteResource(kv, { info: WEP, name: (wep.metadata as JsonObject).name as string, namespace: id.namespace }, written.resource.entry.modRevision));
       }
+      // A DEL of this container run between this ADD's IPAM (under the lock) and now has released
+      // the handle (review E, M1): the interface and endpoint just made would keep addresses IPAM
+      // has freed, for another pod to get. The CNI spec forbids the overlap and Calico has the same
+      // gap; the guard is one read: the handle gone, this ADD is undone and fails (try again).
+      if (!earlier && !conf.ipam && !(await kv.get(handleKey(handle)))) {
+        throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `ADD ${env.containerId}: its addresses (${ips.join(', ')}) were released while it was wiring the pod, by a DEL of the same container run meanwhile (IPAM handle ${handle} is gone): the interface and WorkloadEndpoint it made are removed again; ADD and DEL of one container must not overlap (CNI spec)`);
+      }
+
       noteCluster(conf, kv);
       return successResult(conf.cniVersion, {
         host,

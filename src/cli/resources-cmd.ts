@@ -155,7 +155,9 @@ function describeReport(what: string, r: DeleteReport): string {
   if (r.skippedIps.length > 0) parts.push(`left ${r.skippedIps.length} address(es) held by others now (${r.skippedIps.join(', ')})`);
   if (r.blocks.length > 0) parts.push(`released the affinity of ${r.blocks.length} block(s) (${r.blocks.join(', ')}; empty ones deleted)`);
   if (r.others.length > 0) parts.push(`deleted ${r.others.join(', ')}`);
-  return `${what}: ${parts.length > 0 ? parts.join('; ') : 'it held no addresses, endpoints or blocks'}\n`;
+  const head = `${what}: ${parts.length > 0 ? parts.join('; ') : 'it held no addresses, endpoints or blocks'}\n`;
+  if (!r.inUseIps) return head;
+  return `${head}warning: ${r.inUseIps} address(es) of the deleted pool are still in use (pods, tunnel addresses): they stay allocated in their blocks, now in no pool, until released; delete those pods (their CNI DEL releases them), or see them with \`podway ipam check\` and release them with \`podway ipam release\`\n`;
 }
 
 /** Deletes one resource; a Node or IPPool with its IPAM state and endpoints (control/resource-delete.ts), reported on `err`. */

@@ -12,7 +12,7 @@ export const CNI_CODES = {
   DECODE_FAILURE: 6,
   /** The config is JSON but a field is wrong (the message names it). */
   INVALID_CONFIG: 7,
-  /** Retrying may help: the datastore is unreachable, the pool is full, the node is not registered yet. */
+  /** Retrying may help: the datastore is unreachable or slow, the node is not registered yet. */
   TRY_AGAIN_LATER: 11,
   /** STATUS: this plugin cannot serve ADD now. */
   CANNOT_SERVE_ADD: 50,
@@ -28,6 +28,10 @@ export const CNI_CODES = {
   DATASTORE_FAILED: 104,
   /** The address the runtime asked for (CNI_ARGS IP, runtimeConfig.ips) cannot be given: outside the pools, in use, or in another node's block under strict affinity. */
   IP_UNAVAILABLE: 105,
+  /** The IP pools have no free address for the pod: every block claimed and borrowing from other
+   * nodes' blocks found none. The spec has no code for it (11 would say a retry helps; it does only
+   * once addresses are released or a pool is added). */
+  POOL_EXHAUSTED: 106,
   /** ADD or DEL while the datastore is locked (ClusterInformation default datastoreReady: false):
    * the code Calico's plugin answers with (libcni's skel gives a plain Go error 999). */
   DATASTORE_LOCKED: 999,

@@ -420,7 +420,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
             if (got.ips.length > 0) { ips.push(got.ips[0]); continue; }
             // Unset assign_ipv6 means "if the cluster has IPv6 for this node": none is no error.
             if (version === 6 && conf.assignIpv6 === 'auto' && got.noPool && conf.ipv6Pools.length === 0) continue;
-            throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `IPAM: no IPv${version} address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}`);
+            throw new CniError(got.exhausted ? CNI_CODES.POOL_EXHAUSTED : CNI_CODES.TRY_AGAIN_LATER, `IPAM: no IPv${version} address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}`);
           }
         });
       }

@@ -19,7 +19,8 @@
 import type { KvStore } from './kv/kv';
 import { kindInfo } from './calico-kinds';
 import { Ipam } from './ipam';
-import { HOST_AFFINITY_PREFIX, nodeAffinityPrefix, parseAffinityKey } from './ipam/keys';
+import { BLOCK_PREFIX, HOST_AFFINITY_PREFIX, nodeAffinityPrefix, parseAffinityKey, parseBlockKey } from './ipam/keys';
+import { AllocationBlock } from './ipam/block';
 import { netContainsNet, parseIp, parseNet } from './ipam/net';
 import { tunnelHandle } from './tunnel-addrs';
 import {
@@ -44,6 +45,8 @@ export interface DeleteReport {
   readonly others: readonly string[];
   /** Addresses a WorkloadEndpoint or tunnel field named but someone else holds now, left alone, as "ip (held by ...)". */
   readonly skippedIps: readonly string[];
+  /** An IPPool's delete: addresses its blocks still hold (pods' and others'), left allocated. */
+  readonly inUseIps?: number;
 }
 
 const spec = (o: JsonObject): JsonObject => (o.spec ?? {}) as JsonObject;
@@ -222,8 +225,18 @@ export async function deletePool(kv: KvStore, name: string, resourceVersion?: nu
         if (r === 'released' || r === 'stale') blocks.push(parsed.cidr.text);
       }
     }
+    // The addresses its blocks still hold stay allocated (as libcalico-go leaves them): counted,
+    // for the report to say what is left and what to do.
+    let inUseIps = 0;
+    if (cidr) {
+      for (const e of (await kv.list(BLOCK_PREFIX)).entries) {
+        const b = parseBlockKey(e.key);
+        if (!b || b.version !== cidr.version || !netContainsNet(cidr, b)) continue;
+        try { inUseIps += AllocationBlock.decode(e.value, b).numInUse(); } catch { /* a block that does not parse: ipam check reports it */ }
+      }
+    }
     const deleted = await deleteResource(kv, id, pool.entry.modRevision);
-    return { deleted, releasedIps: [], endpoints: [], blocks, others: [], skippedIps: [] };
+    return { deleted, releasedIps: [], endpoints: [], blocks, others: [], skippedIps: [], inUseIps };
   } catch (e) {
     // Disabled above: nothing is assigned from it until someone sets disabled: false again.
     throw partial(`delete ${describeIdentity(id)} stopped part way: released the affinity of ${blocks.length} block(s); ${describeIdentity(id)} left disabled`, e);

@@ -573,14 +573,14 @@ test('an embedded datastore directory that does not exist: ADD refused (7), STAT
   });
 });
 
-test('a failed ADD leaves nothing half-made: pool exhausted (11, names the pool), WorkloadEndpoint write refused after the veth', async () => {
+test('a failed ADD leaves nothing half-made: pool exhausted (106, names the pool, says borrowing was tried), WorkloadEndpoint write refused after the veth', async () => {
   await withHarness(async (h) => {
     const pods = [0, 1, 2, 3, 4].map((i) => h.pod(`ex${i}`));
     const ids = pods.map((_, i) => cid(`x${i}`));
     for (let i = 0; i < 4; i++) await h.add(pods[i], ids[i]);
     const r = await h.call({ command: 'ADD', containerId: ids[4], netns: pods[4].path, ifname: 'eth0' });
-    assert.is(r.json.code, 11, r.stdout);
-    assert.match(r.json.msg, '10.253.0.0/30');
+    assert.is(r.json.code, 106, r.stdout);
+    assert.match(r.json.msg, /10\.253\.0\.0\/30: 4 addresses, 4 allocated\) exhausted: all in use; .*borrowing from other nodes' blocks tried/);
     assert.equal(h.ipJson(pods[4], 'link', 'show').map((l) => l.ifname), ['lo']);
     assert.is(h.caliLinks().length, 4);
     assert.not.ok((await h.handles()).includes(`podway.${ids[4]}`));

@@ -84,6 +84,11 @@ export interface AutoAssignResult {
   readonly errors?: string[];
   /** Set when no enabled pool of the version selects the node and allows the use (nothing to assign from, not a shortage). */
   readonly noPool?: true;
+  /**
+   * Set when the pools are full: no free block left to claim, and borrowing single addresses from
+   * other nodes' blocks was tried and found none. Waiting will not help until addresses are released.
+   */
+  readonly exhausted?: true;
 }
 
 export interface AssignIpRequest {
@@ -662,13 +667,34 @@ export class Ipam {
       ips.push(...(await this.assignWithRetries(found.at, req.count - ips.length, handleId, attrs, reserved, ours)));
     }
 
+    let borrowed = false;
     if (ips.length < req.count && !refused && !config.strictAffinity) {
+      borrowed = true;
       ips.push(...(await this.borrow(node, pools, req.count - ips.length, handleId, attrs, version, reserved, excluded)));
     }
     if (ips.length < req.count && errors.length === 0) {
+      if (borrowed) {
+        // Every block claimed and nothing to borrow: the pools are full. Said with their sizes.
+        const usage = await this.poolUsage(pools, version, excluded);
+        errors.push(`IP pool${pools.length === 1 ? '' : 's'} ${usage} exhausted: all in use; no free block left to claim for node ${node}, borrowing from other nodes' blocks tried (assigned ${ips.length} of ${req.count})${reservedNote(pools, reserved)}`);
+        return { ips, errors, exhausted: true };
+      }
       errors.push(`no free addresses in pools ${poolList} for node ${node}: assigned ${ips.length} of ${req.count}${reservedNote(pools, reserved)}`);
     }
     return errors.length > 0 ? { ips, errors } : { ips };
+  }
+
+  /** "NAME (CIDR): N addresses, M allocated, ..." for the exhaustion message. */
+  private async poolUsage(pools: PoolInfo[], version: IpVersion, excluded: readonly IpNet[]): Promise<string> {
+    const blocks = (await this.kv.list(blockPrefix(version))).entries;
+    return pools.map((p) => {
+      let used = 0;
+      for (const e of blocks) {
+        const cidr = parseBlockKey(e.key);
+        if (cidr && netContainsNet(p.cidr, cidr) && outside(excluded, cidr)) used += this.decodeBlock(e).numInUse();
+      }
+      return `${p.name} (${p.cidr.text}: ${netSize(p.cidr).toString()} addresses, ${used} allocated)`;
+    }).join(', ');
   }
 
   /**

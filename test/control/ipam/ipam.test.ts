@@ -118,7 +118,8 @@ test('pool exhausted: strict reports no free blocks; non-strict borrows the rest
   await ipam.autoAssign({ node: 'node2', count: 1, handleId: 'n2', attrs: attrs('node2') });
   const borrowed = await ipam.autoAssign({ node: 'node1', count: 5, handleId: 'n1', attrs: attrs('node1') });
   assert.equal(borrowed.ips, ['10.247.0.1', '10.247.0.2', '10.247.0.3']);
-  assert.equal(borrowed.errors, ['no free addresses in pools [10.247.0.0/30] for node node1: assigned 3 of 5']);
+  assert.equal(borrowed.errors, ["IP pool p (10.247.0.0/30: 4 addresses, 4 allocated) exhausted: all in use; no free block left to claim for node node1, borrowing from other nodes' blocks tried (assigned 3 of 5)"]);
+  assert.is(borrowed.exhausted, true);
   kv.put(IPAM_CONFIG_KEY, '{"strict_affinity":true,"auto_allocate_blocks":true}');
   await ipam.releaseIps(['10.247.0.3']);
   const strict = await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'n1x', attrs: attrs('node1') });

@@ -230,6 +230,10 @@ export function buildProgram(): Command {
         throw new UsageError(`run: CALICO_NETWORKING_BACKEND must be bird, vxlan or none, got ${JSON.stringify(backend)}`);
       }
       const bgp = !!o.bgp || backend === 'bird';
+      // IP=none (an IPv6-only node) needs its IPv6 address: both none is no node address at all.
+      if ((o.ip ?? process.env.IP) === 'none' && (o.ip6 ?? process.env.IP6) === 'none') {
+        throw new UsageError('--ip none and --ip6 none (IP / IP6): a node needs an IPv4 or an IPv6 address');
+      }
       // calico-node's CALICO_ROUTER_ID (the flag wins): checked here, so a typo stops the start.
       const routerIdText: string | undefined = o.routerId ?? (process.env.CALICO_ROUTER_ID || undefined);
       let routerId: string | undefined;

@@ -215,10 +215,9 @@ const WORKER_ANSWER_MS = 2000;
  * reads it) before the underlay lookup refused it.
  */
 function checkNodeAddresses(ip: string | undefined, ip6: string | undefined): void {
-  if (ip === 'none' && (ip6 === undefined || ip6 === 'none')) {
-    // IP=none: the node's IPv6 address is all it has; unset IP6 takes the Node's or first-found
-    if (ip6 === 'none') throw new UsageError('--ip none and --ip6 none (IP / IP6): a node needs an IPv4 or an IPv6 address');
-  }
+  // IP=none: the node's IPv6 address is all it has (unset IP6 takes the Node's or first-found);
+  // both none is refused before (main.ts) and here for a caller of runNode.
+  if (ip === 'none' && ip6 === 'none') throw new UsageError('--ip none and --ip6 none (IP / IP6): a node needs an IPv4 or an IPv6 address');
   if (ip !== undefined && ip !== 'autodetect' && ip !== 'none') {
     const cidr = parseIPv4WithPrefix(ip);
     if (!cidr) throw new UsageError(`--ip (or IP) ${JSON.stringify(ip)}: expected the node's IPv4 address with its prefix length, like 10.0.0.1/24`);

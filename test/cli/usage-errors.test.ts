@@ -28,6 +28,8 @@ test('bad flag values of run, log-level and ipam release: exit 2 before anything
     [['capture', '-s', '10', '-w', '-'], /expected a whole number of bytes from 64 to 262144/],
     [['capture', '--snaplen', '300000', '-w', '-'], /expected a whole number of bytes from 64 to 262144/],
     [['trace', 'host', 'x'], /invalid IPv4 address "x"/],
+    // IP=none (an IPv6-only node) with IP6=none: no address at all
+    [['run', '--node', 'usage-x', '--ip', 'none', '--ip6', 'none', '--control', path.join(tempDir(), 'none.sock'), ...store()], /--ip none and --ip6 none \(IP \/ IP6\): a node needs an IPv4 or an IPv6 address/],
   ];
   for (const [args, message] of cases) {
     const r = await podway(args);

@@ -764,8 +764,10 @@ function tableKeyOf(s: NatSpec, family: NatFamily['family']): string {
   return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows, s.kernelTransitDrop, family === 'ip6' && hasNatChains(s)]);
 }
 
+/** Every set the tables hold: a spec that changes any of them updates the kernel (a TAP/TUN pod
+ * changes only pod_ips4/pod_ips6). */
 function setsKeyOf(s: NatSpec): string {
-  return JSON.stringify([s.pools, s.natPools, s.nodes, s.pods, s.podAddrs4 ?? [], s.podAddrs6 ?? []]);
+  return JSON.stringify([s.pools, s.natPools, s.nodes, s.pods, s.podAddrs4 ?? [], s.podAddrs6 ?? [], s.podIps4 ?? [], s.podIps6 ?? []]);
 }
 
 export function parseCounters(json: string): NatCounters {

@@ -119,6 +119,15 @@ test('the pod guard: a start nft refuses (startOrRetry) is tried again on the ti
     assert.is(guard.failures, f, `no update refused: ${logs.join('\n')}`);
     assert.ok(logs.at(-1)!.includes('sets updated'), logs.join('\n'));
     assert.not.match(guardTable(), /10\.244\.0\.4/);
+    // a TAP/TUN pod added after start changes only pod_ips4/pod_ips6 (no veth pair): it goes in
+    const u2 = guard.updates;
+    guard.update({ ...guardSpec('10.244.0.3'), podIps4: ['10.244.0.7'], podIps6: ['fd00:10:244::7'] });
+    assert.ok(await waitFor(() => guard.updates === u2 + 1, 10_000, 20), `a pod_ips-only change applied: ${JSON.stringify(guard.status())}`);
+    assert.match(guardTable(), /set pod_ips4 \{[^}]*elements = \{ 10\.244\.0\.7 \}/);
+    assert.match(guardTable(), /set pod_ips6 \{[^}]*elements = \{ fd00:10:244::7 \}/);
+    guard.update(guardSpec('10.244.0.3'));
+    assert.ok(await waitFor(() => guard.updates === u2 + 2, 10_000, 20), JSON.stringify(guard.status()));
+    assert.not.match(guardTable(), /10\.244\.0\.7|fd00:10:244::7/);
   } finally {
     if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
     await guard.stop();

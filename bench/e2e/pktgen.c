@@ -14,8 +14,15 @@
  *     peer side; with PPS > 0 the token bucket spins in user time).
  *   pktgen sink PORT SECONDS [6]
  *     Receives UDP on PORT (any IPv4 address; with 6, any IPv6 address) with recvmmsg for SECONDS,
- *     counts datagrams and records one-way latency from the embedded timestamps.
- *     Prints {"received":N,"p50us":..,"p99us":..,"cpu":C}.
+ *     counts datagrams and records one-way latency from the embedded timestamps. It counts a
+ *     frame (received) only once per sequence number (a repeat is a dup), only when it was sent
+ *     after the sink started (an earlier one, a previous sender's backlog drained late, is stale)
+ *     and only when it arrived by the last send stamp it saw plus LATE_GRACE_MS (20 ms): a frame a
+ *     forwarder's ring held past the end of sending is late, not delivered within the measured
+ *     window (the caller divides by the sender's seconds). Start it, and wait until it is bound,
+ *     before the sender starts.
+ *     Prints {"received":N,"late":L,"dup":D,"stale":S,"p50us":..,"p99us":..,"cpu":C}
+ *     (p50/p99 over every unique frame of the window, late ones included).
  *   pktgen rr-server tcp|udp PORT SECONDS
  *     Echoes every request back (UDP: each datagram; TCP: the byte stream, TCP_NODELAY, one
  *     connection at a time) for SECONDS at most.
@@ -218,6 +225,9 @@ static int cmp_u32(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* A frame arriving later than this after the last send stamp the sink saw is late (not counted). */
+#define LATE_GRACE_MS 20
+
 static int do_sink(int argc, char **argv) {
   if (argc != 4 && !(argc == 5 && strcmp(argv[4], "6") == 0)) {
     fprintf(stderr, "usage: pktgen sink PORT SECONDS [6]\n");
@@ -225,7 +235,11 @@ static int do_sink(int argc, char **argv) {
   }
   int port = atoi(argv[2]);
   double seconds = atof(argv[3]);
-  int v6 = argc == 5;
+  if (port < 1 || port > 65535 || !(seconds > 0) || seconds > 700) {
+    fprintf(stderr, "pktgen: sink port 1..65535, seconds 0..700\n");
+    return 2;
+  }
+  int v6 = argc == 5, one_int = 1;
   int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
   int rcvbuf = 8 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
@@ -235,7 +249,11 @@ static int do_sink(int argc, char **argv) {
   if (b < 0) { perror("bind"); return 1; }
   struct timeval tv = { 0, 100000 };
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  /* when each frame reached the socket (the kernel's stamp, CLOCK_REALTIME): whether it is late
+   * must not depend on when this process got the CPU to read it */
+  setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one_int, sizeof one_int);
   static uint8_t bufs[BATCH][2048];
+  static uint8_t ctls[BATCH][CMSG_SPACE(sizeof(struct timespec))];
   struct iovec iov[BATCH];
   struct mmsghdr msgs[BATCH];
   memset(msgs, 0, sizeof msgs);
@@ -245,23 +263,75 @@ static int do_sink(int argc, char **argv) {
     msgs[k].msg_hdr.msg_iov = &iov[k];
     msgs[k].msg_hdr.msg_iovlen = 1;
   }
+  /* CLOCK_REALTIME - CLOCK_MONOTONIC, to put the kernel's stamps on the senders' clock */
+  struct timespec rt, mt;
+  clock_gettime(CLOCK_REALTIME, &rt);
+  clock_gettime(CLOCK_MONOTONIC, &mt);
+  int64_t rt_minus_mono = ((int64_t)rt.tv_sec - mt.tv_sec) * 1000000000LL + (rt.tv_nsec - mt.tv_nsec);
   size_t cap = 1 << 20, nl = 0;
   uint32_t *lat = malloc(cap * sizeof *lat);
-  uint64_t received = 0;
-  double end = now() + seconds;
+  /* the sequence numbers seen (one bit each, grown as they come) and the unique frames per
+   * millisecond of arrival since the start (the last bin holds everything later) */
+  size_t seen_bytes = 1 << 16;
+  uint8_t *seen = calloc(seen_bytes, 1);
+  size_t nbins = (size_t)(seconds * 1000) + 2;
+  uint64_t *bins = calloc(nbins, sizeof *bins);
+  if (!lat || !seen || !bins) { fprintf(stderr, "pktgen: out of memory\n"); return 1; }
+  uint64_t unique = 0, dup = 0, stale = 0, max_sent_ns = 0;
+  double t0 = now(), end = t0 + seconds;
+  uint64_t start_ns = (uint64_t)(t0 * 1e9);
   while (now() < end) {
+    for (int k = 0; k < BATCH; k++) {
+      msgs[k].msg_hdr.msg_control = ctls[k];
+      msgs[k].msg_hdr.msg_controllen = sizeof ctls[k];
+    }
     int r = recvmmsg(fd, msgs, BATCH, 0, NULL);
     if (r <= 0) continue;
     uint64_t tns = (uint64_t)(now() * 1e9);
     for (int k = 0; k < r; k++) {
+      /* arrival: the kernel's stamp when there is one, else now */
+      uint64_t arr = tns;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[k].msg_hdr); c; c = CMSG_NXTHDR(&msgs[k].msg_hdr, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+          struct timespec ts;
+          memcpy(&ts, CMSG_DATA(c), sizeof ts);
+          int64_t a = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec - rt_minus_mono;
+          if (a > 0 && (uint64_t)a <= tns) arr = (uint64_t)a;
+        }
+      }
+      size_t bin = arr > start_ns ? (size_t)((arr - start_ns) / 1000000) : 0;
+      if (bin >= nbins) bin = nbins - 1;
       struct payload pl;
       if (msgs[k].msg_len < sizeof pl) continue;
       memcpy(&pl, bufs[k], sizeof pl);
       if (ntohl(pl.magic) != MAGIC) continue;
-      received++;
-      /* sample every latency until the buffer is full */
+      if (pl.t_ns < start_ns) { stale++; continue; }
+      uint32_t seq = ntohl(pl.seq);
+      size_t byte = seq >> 3;
+      if (byte >= seen_bytes) {
+        size_t nb = seen_bytes;
+        while (nb <= byte) nb *= 2;
+        uint8_t *g = realloc(seen, nb);
+        if (!g) { fprintf(stderr, "pktgen: out of memory\n"); return 1; }
+        memset(g + seen_bytes, 0, nb - seen_bytes);
+        seen = g;
+        seen_bytes = nb;
+      }
+      uint8_t bit = (uint8_t)(1u << (seq & 7));
+      if (seen[byte] & bit) { dup++; continue; }
+      seen[byte] |= bit;
+      unique++;
+      bins[bin]++;
+      if (pl.t_ns > max_sent_ns) max_sent_ns = pl.t_ns;
+      /* sample every latency until the buffer is full (read by this process, as before) */
       if (nl < cap && tns >= pl.t_ns) lat[nl++] = (uint32_t)((tns - pl.t_ns) / 1000);
     }
+  }
+  /* on time: arrived in a millisecond bin that starts by the last send stamp + the grace */
+  uint64_t received = 0;
+  if (unique) {
+    uint64_t cutoff_ms = (max_sent_ns - start_ns) / 1000000 + LATE_GRACE_MS;
+    for (size_t i = 0; i < nbins - 1 && i <= cutoff_ms; i++) received += bins[i];
   }
   double p50 = -1, p99 = -1;
   if (nl) {
@@ -269,7 +339,9 @@ static int do_sink(int argc, char **argv) {
     p50 = lat[nl / 2];
     p99 = lat[(size_t)(nl * 0.99)];
   }
-  printf("{\"received\":%llu,\"p50us\":%.0f,\"p99us\":%.0f,\"cpu\":%.4f}\n", (unsigned long long)received, p50, p99, cpu_seconds());
+  printf("{\"received\":%llu,\"late\":%llu,\"dup\":%llu,\"stale\":%llu,\"p50us\":%.0f,\"p99us\":%.0f,\"cpu\":%.4f}\n",
+         (unsigned long long)received, (unsigned long long)(unique - received), (unsigned long long)dup,
+         (unsigned long long)stale, p50, p99, cpu_seconds());
   return 0;
 }
 

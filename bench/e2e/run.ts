@@ -199,7 +199,12 @@ function withArgs(s: Setup, args: string[] | undefined): Setup {
 
 interface Measurement {
   sent: number;
+  /** unique frames sent within the measured window that arrived by the sender's last send stamp
+   * + 20 ms (pktgen sink): pps is this over the sender's seconds */
   received: number;
+  /** frames of this sender that arrived later (a forwarder's backlog drained after sending ended),
+   * repeated sequence numbers, and frames of an earlier sender: none of them in received */
+  late: number; dup: number; stale: number;
   seconds: number;
   pps: number;
   gbps: number;
@@ -242,7 +247,7 @@ function cpuParts(m: Measurement): string {
   // the sender's work per frame it sent: frames a forwarder's full ring dropped cost it too, so
   // per delivered packet it grows with the loss whatever the per-frame cost
   const perSent = m.sent ? ((m.senderCpu * 1e6) / m.sent).toFixed(2) : '-';
-  return `µs/pkt: sender ${us(m.senderCpu)} (${perSent} per frame sent), forwarder ${us(m.procCpu)}, sink ${us(m.sinkCpu)}, ksoftirqd ${us(m.softirqdCpu)}, machine ${us(m.machineCpu)}; loss ${m.sent ? (100 * (1 - m.received / m.sent)).toFixed(1) : '-'}%`;
+  return `µs/pkt: sender ${us(m.senderCpu)} (${perSent} per frame sent), forwarder ${us(m.procCpu)}, sink ${us(m.sinkCpu)}, ksoftirqd ${us(m.softirqdCpu)}, machine ${us(m.machineCpu)}; sent ${m.sent}, received ${m.received} in ${m.seconds.toFixed(2)} s, late ${m.late}, dup ${m.dup}, loss ${m.sent ? (100 * (1 - m.received / m.sent)).toFixed(1) : '-'}%`;
 }
 
 /** The pids of the ksoftirqd threads. */
@@ -291,7 +296,12 @@ class Bench {
     const key = JSON.stringify(s);
     if (key === this.current) return;
     const lab = this.lab;
-    for (const n of lab.nodes) await lab.stopPodway(n.name);
+    for (const n of lab.nodes) {
+      const running = !!n.proc && n.proc.exitCode === null;
+      // a podway SIGKILLed after 20 s leaves its nft tables (resetNode removes them) and maybe
+      // more: the next setup's figures would not be the setup's own
+      if ((await lab.stopPodway(n.name)) === null && running) throw new Error(`podway on ${n.name} did not stop within 20 s of SIGTERM (SIGKILLed): setup ${s.label} not measured`);
+    }
     await this.stopNaive();
     this.stopScrapers();
     for (const n of lab.nodes) resetNode(lab, n);
@@ -353,7 +363,7 @@ class Bench {
     ns(['ip', 'route', 'replace', 'local', other.block, 'dev', 'lo', 'table', '100']);
     ns(['ip', 'rule', 'add', 'iif', pod.ifname, 'lookup', '100', 'pref', '100']);
     const js = path.join(ROOT, 'dist', 'bench', 'e2e', 'naive-forwarder.js');
-    this.naive = spawn('ip', ['netns', 'exec', n.ns, process.execPath, js, mode, other.ip, deriveVtepMac(n.name), deriveVtepMac(other.name)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.naive = track(spawn('ip', ['netns', 'exec', n.ns, process.execPath, js, mode, other.ip, deriveVtepMac(n.name), deriveVtepMac(other.name)], { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 
   /**
@@ -368,14 +378,14 @@ class Bench {
     const pod = n.pods[0];
     run('ip', ['netns', 'exec', n.ns, 'sysctl', '-qw', `net.ipv4.conf.${pod.ifname}.forwarding=0`, `net.ipv4.conf.${pod.ifname}.proxy_arp=0`]);
     const peerMac = run('ip', ['netns', 'exec', other.ns, 'cat', '/sys/class/net/eth0/address']).trim();
-    this.naive = spawn('ip', ['netns', 'exec', n.ns, FLOORFWD, pod.ifname, pod.mac!, 'eth0', n.ip, other.ip, peerMac, deriveVtepMac(n.name), deriveVtepMac(other.name), ...this.floorArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.naive = track(spawn('ip', ['netns', 'exec', n.ns, FLOORFWD, pod.ifname, pod.mac!, 'eth0', n.ip, other.ip, peerMac, deriveVtepMac(n.name), deriveVtepMac(other.name), ...this.floorArgs], { stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 
   /** Scrape the node's podway every second for as long as this setup runs (the issue's goal:
    * forwarding with metrics scraped every second >= 0.98x of the same without). */
   startScraper(n: LabNode, port: number): ChildProcess {
     // stdout: its one line at exit (scrapes done and failed)
-    const p = spawn('ip', ['netns', 'exec', n.ns, process.execPath, path.join(__dirname, 'scraper.js'), `http://127.0.0.1:${port}/metrics`, '1000'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const p = track(spawn('ip', ['netns', 'exec', n.ns, process.execPath, path.join(__dirname, 'scraper.js'), `http://127.0.0.1:${port}/metrics`, '1000'], { stdio: ['ignore', 'pipe', 'ignore'] }));
     this.scrapers.push(p);
     return p;
   }
@@ -389,7 +399,7 @@ class Bench {
    * captures (the client says "capturing"). */
   async startCapture(filter: string[]): Promise<ChildProcess> {
     const bin = path.join(ROOT, 'bin', 'podway.js');
-    const p = spawn(process.execPath, [bin, 'capture', '--control', this.lab.nodes[0].control, ...filter, '-w', '/dev/null'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = track(spawn(process.execPath, [bin, 'capture', '--control', this.lab.nodes[0].control, ...filter, '-w', '/dev/null'], { stdio: ['ignore', 'ignore', 'pipe'] }));
     let err = '';
     p.stderr!.setEncoding('utf8');
     p.stderr!.on('data', (d: string) => (err += d));
@@ -435,10 +445,18 @@ class Bench {
   async measure(size: number, flows: number, pps: number, seconds: number): Promise<Measurement> {
     const a = this.lab.pod('pod-a');
     const b = this.dst;
-    const sink = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'sink', '9001', String(seconds + 1.5), ...(this.ipv6 ? ['6'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const sink = track(spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'sink', '9001', String(seconds + 1.5), ...(this.ipv6 ? ['6'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] }));
     let sinkOut = '';
+    let sinkErr = '';
     sink.stdout!.on('data', (d) => (sinkOut += d));
-    await sleep(300);
+    sink.stderr!.on('data', (d) => (sinkErr += d));
+    // the sink counts only frames sent after it started: it must be bound before the sender starts
+    try {
+      await waitListening(b.ns, 'udp', 9001);
+    } catch (e) {
+      if (sink.exitCode === null) sink.kill('SIGKILL');
+      throw new Error(`pktgen sink: ${(e as Error).message}: ${sinkErr.trim().slice(-300)}`);
+    }
     const pids = this.forwarderPids();
     const soft = ksoftirqdPids();
     const cpu0 = procCpuSeconds(pids);
@@ -451,24 +469,37 @@ class Bench {
     await Promise.race([new Promise((r) => sink.once('exit', r)), sleep((seconds + 5) * 1000)]);
     if (sink.exitCode === null) sink.kill('SIGKILL');
     const s = JSON.parse(sendOut) as { sent: number; seconds: number; cpu: number; sys: number };
-    const r = JSON.parse(sinkOut.trim() || '{"received":0,"p50us":-1,"p99us":-1,"cpu":0}') as { received: number; p50us: number; p99us: number; cpu: number };
+    if (!sinkOut.trim()) throw new Error(`pktgen sink printed no result (exit ${sink.exitCode}): ${sinkErr.trim().slice(-300)}`);
+    const r = JSON.parse(sinkOut) as { received: number; late: number; dup: number; stale: number; p50us: number; p99us: number; cpu: number };
+    // a path that duplicates frames, or a stray sender, must not pass for throughput
+    if (r.received > s.sent) throw new Error(`the sink counted ${r.received} frames of ${s.sent} sent (dup ${r.dup}, stale ${r.stale})`);
     const dpps = r.received / s.seconds;
     return {
-      sent: s.sent, received: r.received, seconds: s.seconds, pps: dpps, gbps: (dpps * size * 8) / 1e9,
+      sent: s.sent, received: r.received, late: r.late, dup: r.dup, stale: r.stale, seconds: s.seconds, pps: dpps, gbps: (dpps * size * 8) / 1e9,
       p50us: r.p50us, p99us: r.p99us, procCpu: cpu1 - cpu0, machineCpu: m1 - m0,
       pathCpu: s.sys + r.cpu + (cpu1 - cpu0) + (soft1 - soft0),
       senderCpu: s.sys, sinkCpu: r.cpu, softirqdCpu: soft1 - soft0,
     };
   }
 
-  /** The highest offered rate (from a few steps below the unbounded delivered rate) with < 0.1% loss. */
-  async lossFreeRate(size: number, flows: number, maxPps: number, seconds: number, steps: number[]): Promise<number> {
+  /**
+   * The delivered rate of the highest step (from a few steps below the unbounded delivered rate)
+   * with < 0.1% loss. A step counts only when pktgen really sent >= 98% of the offered rate for
+   * the seconds (its token bucket falls behind on a loaded machine): otherwise it is void, and
+   * said so in `void`. The figure is the step's delivered rate, not the offered one.
+   */
+  async lossFreeRate(size: number, flows: number, maxPps: number, seconds: number, steps: number[]): Promise<{ pps: number; offered: number; void: string[] }> {
+    const voided: string[] = [];
     for (const f of steps) {
       const rate = Math.max(1000, Math.floor(maxPps * f));
       const m = await this.measure(size, flows, rate, seconds);
-      if (m.sent > 0 && (m.sent - m.received) / m.sent < 0.001) return rate;
+      if (m.sent < 0.98 * rate * seconds) {
+        voided.push(`${rate} pps offered: pktgen sent only ${m.sent} of ${Math.round(rate * seconds)}`);
+        continue;
+      }
+      if ((m.sent - m.received) / m.sent < 0.001) return { pps: Math.round(m.pps), offered: rate, void: voided };
     }
-    return 0;
+    return { pps: 0, offered: 0, void: voided };
   }
 
   private nextPort = 5301;
@@ -493,7 +524,8 @@ class Bench {
     const a = this.lab.pod('pod-a');
     const b = this.lab.pod('pod-b');
     const port = this.nextPort++;
-    const server = spawn('ip', ['netns', 'exec', b.ns, 'iperf3', '-s', '-1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    if (!commandExists('iperf3')) throw new Error('iperf3 not found (not on PATH): bash scripts/setup.sh installs it');
+    const server = track(spawn('ip', ['netns', 'exec', b.ns, 'iperf3', '-s', '-1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] }));
     try {
       await waitListening(b.ns, 'tcp', port);
       const before = await this.podwayPortTotals();
@@ -526,7 +558,7 @@ class Bench {
     const a = this.lab.pod('pod-a');
     const b = this.lab.pod('pod-b');
     const port = this.nextPort++;
-    const server = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'rr-server', proto, String(port), String(seconds + 5)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const server = track(spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'rr-server', proto, String(port), String(seconds + 5)], { stdio: ['ignore', 'ignore', 'pipe'] }));
     try {
       await waitListening(b.ns, proto, port);
       const before = await this.podwayPortTotals();
@@ -561,11 +593,29 @@ class Bench {
     if (underlayOffloads) for (const n of this.lab.nodes) run('ip', ['netns', 'exec', n.ns, 'ethtool', '-K', 'eth0', 'tx', 'on']);
   }
 
+  /** Everything this Bench started stopped by PID (the forwarders, scrapers, podways: SIGTERM
+   * first so podway removes its nft tables, SIGKILL after 5 s), then the lab removed. */
   async destroy(): Promise<void> {
     this.stopScrapers();
     await this.stopNaive();
+    for (const n of this.lab.nodes) if (n.proc) await this.lab.stopPodway(n.name, 5000);
     this.lab.destroy();
   }
+}
+
+/** Every helper process started (sinks, servers, clients, captures, forwarders, scrapers) until it
+ * exits: a signal's cleanup stops the ones still running by PID. */
+const live = new Set<ChildProcess>();
+function track(p: ChildProcess): ChildProcess {
+  live.add(p);
+  p.once('exit', () => live.delete(p));
+  return p;
+}
+/** measureIdle's lab while it runs (a signal's cleanup removes it too). */
+const idleLabs = new Set<Lab>();
+function killLive(): void {
+  for (const p of live) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  live.clear();
 }
 
 interface TcpMeasurement {
@@ -583,6 +633,15 @@ interface RrMeasurement { sent: number; received: number; seconds: number; rate:
   podwayUs?: { rxWait: number; js: number; sendmmsg: number };
 }
 
+function commandExists(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Wait (bounded: 10 s) until a server in namespace `ns` has bound `port`: a loaded machine starts it late. */
 async function waitListening(ns: string, proto: 'tcp' | 'udp', port: number): Promise<void> {
   const end = Date.now() + 10_000;
@@ -597,7 +656,7 @@ async function waitListening(ns: string, proto: 'tcp' | 'udp', port: number): Pr
 /** Run a command without blocking the event loop (podway's stderr pipes keep draining). */
 function runAsync(cmd: string, args: string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
     p.stdout!.on('data', (d) => (out += d));
@@ -615,11 +674,22 @@ function runAsync(cmd: string, args: string[], timeoutMs: number): Promise<strin
 interface Row {
   scenario: string; size: number; flows: number; setup: string; baseline: string;
   pps: number; baselinePps: number; ratio: number; gbps: number;
-  cpuUsPerPkt: number; baselineCpuUsPerPkt: number; podwayCpuUsPerPkt: number;
+  /** per delivered packet; null when nothing was delivered */
+  cpuUsPerPkt: number | null; baselineCpuUsPerPkt: number | null; podwayCpuUsPerPkt: number | null;
   /** the path's own CPU (Measurement.pathCpu) per delivered packet */
-  pathCpuUsPerPkt: number; baselinePathCpuUsPerPkt: number;
-  lossFreePps: number; p50us: number; p99us: number;
+  pathCpuUsPerPkt: number | null; baselinePathCpuUsPerPkt: number | null;
+  /** the delivered rate of the highest offered step with < 0.1% loss that pktgen really sent
+   * (lossFreeRate), the offered rate of that step, and the steps void because it did not */
+  lossFreePps: number; lossFreeOffered: number; lossFreeVoid: string[]; p50us: number; p99us: number;
+  /** each side's sender frames, frames counted (Measurement.received), loss % of sent, late and
+   * duplicate frames (not counted), the sender's seconds */
+  sent: number; received: number; lossPct: number | null; late: number; dup: number; seconds: number;
+  baselineSent: number; baselineReceived: number; baselineLossPct: number | null; baselineLate: number; baselineDup: number; baselineSeconds: number;
 }
+
+const lossPct = (m: Measurement) => (m.sent ? r2(100 * (1 - m.received / m.sent)) : null);
+const perPkt = (cpu: number, m: Measurement) => (m.received ? r2((cpu * 1e6) / m.received) : null);
+const dash = (x: number | null) => (x === null ? '-' : String(x));
 
 /** tcp-bulk rows: size is null (a byte stream), flows the iperf3 streams. CPU in seconds per GB. */
 interface TcpRow {
@@ -680,6 +750,7 @@ async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[
   const pods = Array.from({ length: 100 }, (_, k) => ({ name: `idle-${k}`, type: 'veth' as const }));
   const lab = new Lab([{ name: 'node1', subnet: 'a', pods }, { name: 'node2', subnet: 'a', pods: [] }], { underlay: 'p2p' });
   const rows: IdleRow[] = [];
+  idleLabs.add(lab);
   try {
     lab.build();
     for (const s of setups) {
@@ -706,6 +777,7 @@ async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[
       }
     }
   } finally {
+    idleLabs.delete(lab);
     lab.destroy();
   }
   return rows;
@@ -722,11 +794,26 @@ async function main() {
     process.stderr.write(`--only: no scenario ${unknown.map((n) => JSON.stringify(n)).join(', ')}; scenarios: ${SCENARIOS.map((sc) => sc.name).join(', ')}\n`);
     process.exit(2);
   }
-  const secondsArg = opt('--seconds') !== undefined ? Number(opt('--seconds')) : null;
+  // numbers checked here: a NaN or 0 would reach pktgen, and pps would divide by about nothing
+  const num = (name: string, min: number, max: number, integer: boolean): number | null => {
+    const v = opt(name);
+    if (v === undefined) return null;
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
+      process.stderr.write(`${name} ${JSON.stringify(v)}: ${integer ? 'an integer' : 'a number'} from ${min} to ${max}\n${RUN_ARGS.usage}\n`);
+      process.exit(2);
+    }
+    return n;
+  };
+  const secondsArg = num('--seconds', 0.1, 600, false);
   const seconds = secondsArg ?? (quick ? 1 : 2);
   const longSeconds = secondsArg ?? (quick ? 3 : 10);
   const sizes = quick ? [64] : [64, 1400];
   const flowsList = opt('--flows')?.split(',').map(Number) ?? (quick ? [1] : [1, 1024]);
+  if (flowsList.some((f) => !Number.isInteger(f) || f < 1 || f > 65535)) {
+    process.stderr.write(`--flows ${JSON.stringify(opt('--flows'))}: integers from 1 to 65535, comma-separated\n`);
+    process.exit(2);
+  }
   if (process.getuid && process.getuid() !== 0) throw new Error('the e2e benchmark needs root (network namespaces)');
   const podwayArgs = opt('--podway-args')?.split(' ').filter(Boolean) ?? [];
   const compareArgs = opt('--compare-podway-args')?.split(' ').filter(Boolean);
@@ -743,18 +830,44 @@ async function main() {
     }
     return dual.bench;
   };
-  const onExit = () => { bench.lab.destroy(); dual.bench?.lab.destroy(); };
-  process.once('SIGINT', () => { onExit(); process.exit(130); });
+  // Ctrl-C, a kill (timeout, CI) or a hang-up: every helper process stopped by PID, podway stopped
+  // (SIGTERM: it removes its nft tables; SIGKILL after 5 s), the namespaces removed
+  let exiting = false;
+  const onSignal = (sig: NodeJS.Signals, code: number) => {
+    if (exiting) return;
+    exiting = true;
+    process.stderr.write(`bench: ${sig}: cleaning up\n`);
+    killLive();
+    for (const l of idleLabs) l.destroy();
+    const hard = setTimeout(() => { bench.lab.destroy(); dual.bench?.lab.destroy(); process.exit(code); }, 15_000);
+    void (async () => {
+      try {
+        await bench.destroy();
+        await dual.bench?.destroy();
+      } catch (e) {
+        process.stderr.write(`bench: cleanup: ${(e as Error).message}\n`);
+        bench.lab.destroy();
+        dual.bench?.lab.destroy();
+      }
+      clearTimeout(hard);
+      killLive();
+      process.exit(code);
+    })();
+  };
+  process.once('SIGINT', () => onSignal('SIGINT', 130));
+  process.once('SIGTERM', () => onSignal('SIGTERM', 143));
+  process.once('SIGHUP', () => onSignal('SIGHUP', 129));
+  process.once('exit', killLive);
   const rows: Row[] = [];
   const tcpRows: TcpRow[] = [];
   const rrRows: RrRow[] = [];
   const idleRows: IdleRow[] = [];
   const observeRows: ObserveRow[] = [];
-  const rounds = Number(opt('--rounds') ?? (quick ? 3 : 5));
+  const rounds = num('--rounds', 1, 1000, true) ?? (quick ? 3 : 5);
   // --cpu-rate N: every pps setup (podway and baseline) is also measured at N pps offered, the
   // same load for all, for CPU per packet compared at equal rates (an unbounded flood compares
   // different rates and counts frames lost in a full ring against the sender)
-  const cpuRate = opt('--cpu-rate') !== undefined ? Number(opt('--cpu-rate')) : 0;
+  const cpuRate = num('--cpu-rate', 1000, 100_000_000, false) ?? 0;
   // tcp-bulk: which stream counts and directions (a profile wants one case run long)
   const tcpStreams = opt('--streams')?.split(',').map(Number) ?? [1, 8];
   const tcpDirections = opt('--directions')?.split(',') ?? ['a-b', 'b-a'];
@@ -794,16 +907,16 @@ async function main() {
     const bench = benchFor(sc);
     // IPv6 frames are at least MIN_FRAME6: the 64 B size becomes 78, and its rows say 78
     const scSizes = [...new Set((sc.sizes ?? sizes).map((sz) => (sc.podway.ipv6 ? Math.max(sz, MIN_FRAME6) : sz)))];
-    const podwayRes = new Map<string, Measurement & { lossFree: number; lat: Measurement }>();
+    const podwayRes = new Map<string, Measurement & { lossFree: { pps: number; offered: number; void: string[] }; lat: Measurement }>();
     for (const pw of podways) {
       await bench.configure(pw);
       for (const size of scSizes) {
         for (const flows of sc.flows ?? flowsList) {
           const m = await bench.measure(size, flows, 0, seconds);
           const lossFree = await bench.lossFreeRate(size, flows, m.pps, seconds, quick ? [0.9, 0.5] : [1.0, 0.7, 0.4]);
-          const lat = await bench.measure(size, flows, Math.max(1000, Math.floor((lossFree || m.pps * 0.3) / 2)), seconds);
+          const lat = await bench.measure(size, flows, Math.max(1000, Math.floor((lossFree.pps || m.pps * 0.3) / 2)), seconds);
           podwayRes.set(`${pw.label}/${size}/${flows}`, { ...m, lossFree, lat });
-          say(`${sc.name} ${pw.label} ${size}B ${flows} flows: ${Math.round(m.pps)} pps; ${cpuParts(m)}`);
+          say(`${sc.name} ${pw.label} ${size}B ${flows} flows: ${Math.round(m.pps)} pps; ${cpuParts(m)}; loss-free ${lossFree.pps} pps delivered (${lossFree.offered} offered)${lossFree.void.length ? `; void steps: ${lossFree.void.join('; ')}` : ''}`);
           if (cpuRate > 0) await measureAtRate(bench, sc.name, pw.label, size, flows);
         }
       }
@@ -821,12 +934,14 @@ async function main() {
               scenario: sc.name, size, flows, setup: pw.label, baseline: base.label,
               pps: Math.round(p.pps), baselinePps: Math.round(bm.pps), ratio: bm.pps ? r2(p.pps / bm.pps) : Infinity,
               gbps: +p.gbps.toFixed(3),
-              cpuUsPerPkt: p.received ? r2((p.machineCpu * 1e6) / p.received) : 0,
-              baselineCpuUsPerPkt: bm.received ? r2((bm.machineCpu * 1e6) / bm.received) : 0,
-              podwayCpuUsPerPkt: p.received ? r2((p.procCpu * 1e6) / p.received) : 0,
-              pathCpuUsPerPkt: p.received ? r2((p.pathCpu * 1e6) / p.received) : 0,
-              baselinePathCpuUsPerPkt: bm.received ? r2((bm.pathCpu * 1e6) / bm.received) : 0,
-              lossFreePps: p.lossFree, p50us: p.lat.p50us, p99us: p.lat.p99us,
+              cpuUsPerPkt: perPkt(p.machineCpu, p),
+              baselineCpuUsPerPkt: perPkt(bm.machineCpu, bm),
+              podwayCpuUsPerPkt: perPkt(p.procCpu, p),
+              pathCpuUsPerPkt: perPkt(p.pathCpu, p),
+              baselinePathCpuUsPerPkt: perPkt(bm.pathCpu, bm),
+              lossFreePps: p.lossFree.pps, lossFreeOffered: p.lossFree.offered, lossFreeVoid: p.lossFree.void, p50us: p.lat.p50us, p99us: p.lat.p99us,
+              sent: p.sent, received: p.received, lossPct: lossPct(p), late: p.late, dup: p.dup, seconds: r2(p.seconds),
+              baselineSent: bm.sent, baselineReceived: bm.received, baselineLossPct: lossPct(bm), baselineLate: bm.late, baselineDup: bm.dup, baselineSeconds: r2(bm.seconds),
             });
           }
         }
@@ -977,33 +1092,37 @@ async function main() {
     }
   }
 
+  const loadavgEnd = loadAverage();
   if (json) {
     for (const r of rows) {
       const { scenario, size, flows, pps, baselinePps, ratio, cpuUsPerPkt, baselineCpuUsPerPkt } = r;
-      process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio: Number.isFinite(ratio) ? ratio : null, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, pathCpuUsPerPkt: r.pathCpuUsPerPkt, baselinePathCpuUsPerPkt: r.baselinePathCpuUsPerPkt, setup: r.setup, machine: info }) + '\n');
+      process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio: Number.isFinite(ratio) ? ratio : null, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, lossFreeOffered: r.lossFreeOffered, lossFreeVoid: r.lossFreeVoid, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, pathCpuUsPerPkt: r.pathCpuUsPerPkt, baselinePathCpuUsPerPkt: r.baselinePathCpuUsPerPkt,
+        sent: r.sent, received: r.received, lossPct: r.lossPct, late: r.late, dup: r.dup, seconds: r.seconds,
+        baselineSent: r.baselineSent, baselineReceived: r.baselineReceived, baselineLossPct: r.baselineLossPct, baselineLate: r.baselineLate, baselineDup: r.baselineDup, baselineSeconds: r.baselineSeconds,
+        setup: r.setup, machine: { ...info, loadavgEnd } }) + '\n');
     }
     for (const r of [...tcpRows, ...rrRows, ...idleRows, ...observeRows]) {
       const ratio = 'ratio' in r ? r.ratio : 'p99Ratio' in r ? r.p99Ratio : null;
-      process.stdout.write(JSON.stringify({ ...r, ratio: ratio !== null && Number.isFinite(ratio) ? ratio : null, machine: info }) + '\n');
+      process.stdout.write(JSON.stringify({ ...r, ratio: ratio !== null && Number.isFinite(ratio) ? ratio : null, machine: { ...info, loadavgEnd } }) + '\n');
     }
     if (errors.length) process.exitCode = 1;
     return;
   }
-  console.log(`\nmachine: ${info.cpu}, ${info.cores} cores, kernel ${info.kernel}, Node ${info.node}, ${info.date}; load average at start ${info.loadavg}, at end ${loadAverage()}; pps ${seconds}s, tcp/rr ${longSeconds}s per measurement\n`);
+  console.log(`\nmachine: ${info.cpu}, ${info.cores} cores, kernel ${info.kernel}, Node ${info.node}, ${info.date}; load average at start ${info.loadavg}, at end ${loadavgEnd}; pps ${seconds}s, tcp/rr ${longSeconds}s per measurement\n`);
   if (rows.length) {
-    console.log('| scenario | size | flows | podway setup | baseline | podway pps | baseline pps | ratio | Gb/s | loss-free pps (<0.1%) | p50/p99 µs at half that | machine CPU µs/pkt podway / baseline | path CPU µs/pkt podway / baseline | podway process µs/pkt |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    console.log('| scenario | size | flows | podway setup | baseline | podway pps | baseline pps | ratio | Gb/s | loss % podway / baseline | late podway / baseline (not counted) | loss-free pps (<0.1%, delivered) | p50/p99 µs at half that | machine CPU µs/pkt podway / baseline | path CPU µs/pkt podway / baseline | podway process µs/pkt |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rows) {
-      console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : 'baseline delivered 0'} | ${r.gbps} | ${r.lossFreePps} | ${r.p50us}/${r.p99us} | ${r.cpuUsPerPkt} / ${r.baselineCpuUsPerPkt} | ${r.pathCpuUsPerPkt} / ${r.baselinePathCpuUsPerPkt} | ${r.podwayCpuUsPerPkt} |`);
+      console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : 'baseline delivered 0'} | ${r.gbps} | ${dash(r.lossPct)} / ${dash(r.baselineLossPct)} | ${r.late} / ${r.baselineLate} | ${r.lossFreePps || (r.lossFreeVoid.length ? 'void' : 0)} | ${r.p50us}/${r.p99us} | ${dash(r.cpuUsPerPkt)} / ${dash(r.baselineCpuUsPerPkt)} | ${dash(r.pathCpuUsPerPkt)} / ${dash(r.baselinePathCpuUsPerPkt)} | ${dash(r.podwayCpuUsPerPkt)} |`);
     }
-    console.log('');
+    console.log('\nThe kernel baseline forwards in the generator\'s softirq: its whole path runs on the sender\'s core, while podway runs on the other vCPU (bench/README.md).\n');
   }
   if (atRate.length) {
     console.log(`CPU per delivered packet at ${cpuRate} pps offered (path: pktgen sender's system time + sink + forwarder + ksoftirqd; µs):\n`);
     console.log('| scenario | size | flows | setup | delivered pps | loss | path µs/pkt | sender (system) µs/frame sent | forwarder µs/pkt | sink µs/pkt | machine µs/pkt |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const { scenario, size, flows, setup, m } of atRate) {
-      const us = (x: number) => (m.received ? r2((x * 1e6) / m.received) : 0);
+      const us = (x: number) => dash(perPkt(x, m));
       console.log(`| ${scenario} | ${size} | ${flows} | ${setup} | ${Math.round(m.pps)} | ${m.sent ? (100 * (1 - m.received / m.sent)).toFixed(2) : '-'}% | ${us(m.pathCpu)} | ${m.sent ? r2((m.senderCpu * 1e6) / m.sent) : 0} | ${us(m.procCpu)} | ${us(m.sinkCpu)} | ${us(m.machineCpu)} |`);
     }
     console.log('');

@@ -12,6 +12,8 @@
 import { execFileSync } from 'node:child_process';
 import { deriveVtepMac } from '../control';
 import { Lab, LabNode, run } from './lab';
+import { NAT_TABLE } from '../dataplane/nft-nat';
+import { TUNNEL_TABLE } from '../dataplane/nft-tunnels';
 
 export type KernelMode = 'vxlan' | 'direct';
 
@@ -27,6 +29,12 @@ export function resetNode(lab: Lab, node: LabNode): void {
   nsRun(node, ['ip', 'link', 'del', 'vxlan.calico'], true);
   nsRun(node, ['nft', 'delete', 'table', 'ip', LAB_MASQ_TABLE], true);
   nsRun(node, ['nft', 'delete', 'table', 'ip6', LAB_MASQ_TABLE], true);
+  // podway's own tables, when a podway here was SIGKILLed before removing them: its tunnel guard
+  // (inet podway_tunnels) drops VXLAN/IPIP to the node at prerouting, and its pod guard and NAT
+  // tables would filter or masquerade the kernel baseline's traffic
+  for (const [family, table] of [['inet', TUNNEL_TABLE], ['inet', NAT_TABLE], ['ip', NAT_TABLE], ['ip6', NAT_TABLE]]) {
+    nsRun(node, ['nft', 'delete', 'table', family, table], true);
+  }
   for (const other of lab.nodes) if (other !== node) nsRun(node, ['ip', 'route', 'del', other.block], true);
   nsRun(node, ['ip', 'route', 'del', 'blackhole', node.block], true);
   nsRun(node, ['ip', 'link', 'del', 'vxlan-v6.calico'], true);

@@ -15,6 +15,7 @@ import { parseTraceFilter } from '../src/dataplane/trace';
 import { writeEthernet, parseMac, ETHERTYPE_IPV4 } from '../src/packet/ethernet';
 import { writeIpv4Header, parseIpv4, IPPROTO_UDP, IPV4_FLAG_DF } from '../src/packet/ipv4';
 import { writeUdpHeader } from '../src/packet/udp';
+import { benchArgsOrExit } from './e2e/bench-args';
 
 const BATCH = 256;
 const FRAME_LEN = 64;
@@ -109,6 +110,8 @@ function run(v: Variant, ms: number): number {
   return pps;
 }
 
+// no options (ROUNDS and MS come from the environment): --help answers with the usage, anything else exits 2
+benchArgsOrExit(process.argv.slice(2), { usage: 'usage: [ROUNDS=5] [MS=600] node dist/bench/capture.js', flags: [], options: [] });
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const MS = Number(process.env.MS ?? 600);
 const results = variants.map(() => [] as number[]);

@@ -16,6 +16,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { withNetns, veth, Netns, sleep, isRoot } from '../test/helpers/netns';
 import { Peer } from './io-proc';
+import { benchArgsOrExit } from './e2e/bench-args';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/io.js [--json] [--ms WINDOW_MS] [--rounds N] [--batch N] [--only udp,raw,packet,tap]', flags: ['--json'], options: ['--ms', '--batch', '--rounds', '--only'] };
 
 interface Opts { json: boolean; ms: number; batch: number; rounds: number; only: Set<string> }
 
@@ -347,6 +350,8 @@ function table(rows: Row[]): string {
 }
 
 async function main(): Promise<void> {
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   const o = parseArgs(process.argv.slice(2));
   if (!isRoot()) throw new Error('bench:io needs root (network namespaces, raw and packet sockets)');
   const m = machine();

@@ -19,6 +19,7 @@ import { encapIpip } from '../src/packet/ipip';
 import { innerFlowHash, vxlanSourcePort } from '../src/packet/flowhash';
 import { validateEthIpv4 } from '../src/packet/frame';
 import { writeUdpHeader } from '../src/packet/udp';
+import { benchArgsOrExit } from './e2e/bench-args';
 
 const BATCH = 256;
 const POOL_SLOTS = BATCH + 1; // slot 0 holds the templates for the copyWithin variant
@@ -257,6 +258,9 @@ function cpuModel(): string {
 
 async function main(): Promise<void> {
   // Optional filter: node dist/bench/packet.js 'VXLAN|naive'
+  // one optional argument, a case filter; --help (or any option) answers with the usage, not a filter
+  const argv = process.argv.slice(2);
+  if (argv.length > 1 || argv[0]?.startsWith('-')) benchArgsOrExit(argv, { usage: "usage: node dist/bench/packet.js [CASE_REGEX]   (e.g. 'VXLAN|naive')", flags: [], options: [] });
   const filter = process.argv[2] ? new RegExp(process.argv[2], 'i') : null;
   const selected = cases.filter(([name]) => !filter || filter.test(name));
   const nsPerPacket = new Map<string, number>();

@@ -15,6 +15,9 @@ import * as path from 'node:path';
 import { Lab, sleep } from '../src/lab/lab';
 import { controlRequest } from '../src/dataplane/control-client';
 import { machineInfo } from './machine';
+import { benchArgsOrExit } from './e2e/bench-args';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/startup-etcd.js [--runs N] [--bgp] [--compare OTHER_CHECKOUT]', flags: ['--bgp'], options: ['--runs', '--compare'] };
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const PHASES = ['join', 'model', 'applied', 'forwarding', 'ready', 'packet'] as const;
@@ -40,6 +43,8 @@ const median = (xs: number[]) => {
 };
 
 async function main(): Promise<void> {
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   const args = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
   const extra = args.bgp ? ['--bgp'] : [];

@@ -28,6 +28,9 @@ import { applyResource } from '../src/control/v3-store';
 import { registerNode } from '../src/control/node-registration';
 import { machineInfo } from './machine';
 import { BenchNamespaces } from './namespaces';
+import { benchArgsOrExit } from './e2e/bench-args';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/startup.js [--runs N] [--only SCENARIO[,SCENARIO...]] [--compare OTHER_CHECKOUT] [--json]', flags: ['--json'], options: ['--runs', '--compare', '--only'] };
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -168,6 +171,8 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   const args = parseArgs(process.argv.slice(2));
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   const only = args.only.filter((s) => {

@@ -5,6 +5,9 @@
 //          [--only updates,convergence] [--json]
 import * as os from 'node:os';
 import { runUpdateBench, UpdateSample } from './updates';
+import { benchArgsOrExit } from '../e2e/bench-args';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/bgp/run.js [--prefixes N] [--rounds N] [--writes N] [--only updates,convergence] [--json]', flags: ['--json'], options: ['--prefixes', '--rounds', '--writes', '--only'] };
 
 interface Args { prefixes: number; rounds: number; writes: number; only: string[]; json: boolean }
 
@@ -36,6 +39,8 @@ export function percentile(samples: readonly number[], p: number): number {
 const median = (xs: number[]) => percentile(xs, 50);
 
 async function main(): Promise<void> {
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   const args = parseArgs(process.argv.slice(2));
   const log = (s: string) => process.stderr.write(`bench:bgp ${s}\n`);
   const loadavgStart = os.loadavg().map(x => Number(x.toFixed(2)));

@@ -29,6 +29,9 @@ import { LabEtcd } from '../../src/lab/etcd';
 import { machineInfo } from '../machine';
 import { BenchNamespaces } from '../namespaces';
 import type { DriverCall, DriverJob, DriverResult, DriverSample } from './driver';
+import { benchArgsOrExit } from '../e2e/bench-args';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/cni/run.js [--seq N] [--rounds N] [--parallel N] [--probes N] [--only embedded,etcd] [--json]', flags: ['--json'], options: ['--seq', '--rounds', '--parallel', '--probes', '--only'] };
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const DRIVER = path.join(__dirname, 'driver.js');
@@ -278,6 +281,8 @@ async function benchStore(store: 'embedded' | 'etcd', args: Args, log: (s: strin
 const fmt = (ms: number) => (Number.isNaN(ms) ? '-' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
 
 async function main(): Promise<void> {
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   const args = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) throw new Error('bench:cni needs root (network namespaces, veths)');
   if (!existsSync(DRIVER)) throw new Error(`${DRIVER} is missing: run npm run build:ts first`);

@@ -1,5 +1,7 @@
 /**
- * Command-line options of the e2e benchmark entry points (run.ts, rr-tail.ts, rr-rounds.ts).
+ * Command-line options of every benchmark entry point (e2e run.ts, rr-tail.ts, rr-rounds.ts, and
+ * each package.json bench* script: lpm, packet, capture, io, stall, ipam, watch, kv/lock, cni, bgp,
+ * startup, startup-etcd).
  *
  * Why checked before anything runs: each of them builds a lab of network namespaces and measures
  * for minutes, and the machine's benchmarks take turns under one lock. A `--help`, or a misspelt

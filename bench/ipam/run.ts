@@ -28,6 +28,9 @@ import { KvStore } from '../../src/control/kv/kv';
 import { createResource } from '../../src/control/v3-store';
 import { startEtcd } from '../../test/helpers/etcd';
 import type { ClientConfig, ClientResult } from './client';
+import { benchArgsOrExit } from '../e2e/bench-args';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/ipam/run.js [--seconds N] [--window N] [--writes N] [--stores embedded,etcd] [--only rate,watch] [--json]', flags: ['--json'], options: ['--seconds', '--window', '--writes', '--stores', '--only'] };
 
 interface Args { seconds: number; window: number; writes: number; json: boolean; stores: string[]; parts: string[] }
 
@@ -210,6 +213,8 @@ async function measureWatch(store: StoreUnderTest, debounceMs: number, args: Arg
 const fmt = (ms: number) => (Number.isNaN(ms) ? '-' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
 
 async function main(): Promise<void> {
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   const args = parseArgs(process.argv.slice(2));
   const loadStart = os.loadavg();
   const etcd = await startEtcd();

@@ -9,6 +9,9 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { benchArgsOrExit } from '../e2e/bench-args';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/kv/lock.js [--procs N] [--hold-ms N] [--seconds N] [--impl PATH]', flags: [], options: ['--procs', '--hold-ms', '--seconds', '--impl'] };
 
 interface Opts { procs: number; holdMs: number; seconds: number; impl: string }
 
@@ -55,6 +58,8 @@ async function main(): Promise<void> {
     process.send!(waits, () => process.exit(0));
     return;
   }
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   const o = parse(process.argv.slice(2));
   const dir = mkdtempSync(join(tmpdir(), 'podway-lockbench-'));
   const pids: number[] = [];

@@ -12,6 +12,9 @@ import { RouteChange6, RouteTable6 } from '../../src/lpm/route-table6';
 import { mask32 } from '../../src/lpm/cidr';
 import { BinaryTrie, Dir248, Dir248x16, buildDir248, buildTrie4, buildTrie6 } from './baselines';
 import { NEXT_HOPS, Rng, Route4, Route6, calico4, generated4, loadAsn4, loadAsn6 } from './tables';
+import { benchArgsOrExit } from '../e2e/bench-args';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/lpm/run.js [--quick] [--json] [--only calico-node,asn-ipv4,generated-1M,asn-ipv6]', flags: ['--quick', '--json', '--child', '--quiet'], options: ['--only'] };
 
 const QUICK = process.argv.includes('--quick');
 const JSON_OUT = process.argv.includes('--json');
@@ -381,6 +384,8 @@ function runTable(t: string): void {
 }
 
 function main(): void {
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   // --only <table>[,<table>...] runs a subset (the seeds stay per table, so figures compare).
   const i = process.argv.indexOf('--only');
   const only = i > 0 ? process.argv[i + 1].split(',') : TABLES;

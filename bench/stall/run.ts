@@ -33,6 +33,11 @@ import { caliName, run, sleep } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { parseClusterYaml } from '../../src/control';
 import { RECORD_BYTES } from './peer';
+import { benchArgsOrExit } from '../e2e/bench-args';
+
+const BENCH_ARGS = { usage: `usage: node dist/bench/stall/run.js [--pods 1000] [--pps 2000] [--edits 3] [--kinds add,label] [--baseline-seconds 5]
+         [--podway PATH] [--podway-args "ARGS"] [--startup-timeout S] [--apply-timeout S] [--json]
+Needs root; run it under the machine's bench lock (flock /tmp/pw-bench.lock ...).`, flags: ['--json'], options: ['--pods', '--pps', '--edits', '--kinds', '--baseline-seconds', '--podway', '--podway-args', '--startup-timeout', '--apply-timeout'] };
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PEER_JS = path.join(__dirname, 'peer.js');
@@ -502,6 +507,8 @@ function gitCommitOf(bin: string): string | null {
 const f1 = (x: number) => x.toFixed(1);
 
 async function main(): Promise<void> {
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   const o = parseArgs(process.argv.slice(2));
   if (process.getuid && process.getuid() !== 0) throw new Error('the stall benchmark needs root (network namespaces)');
   const lab = new StallLab(o.pods);

@@ -19,6 +19,9 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as os from 'node:os';
 import { Lab, LabKvStore, LabPod } from '../../src/lab/lab';
 import { guard, isRoot, teardown } from '../../test/e2e/e2e-kit';
+import { benchArgsOrExit } from '../e2e/bench-args';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/watch/run.js [--pods N] [--stores etcd,embedded] [--json]', flags: ['--json'], options: ['--pods', '--stores'] };
 
 interface Args { pods: number; stores: string[]; json: boolean }
 
@@ -152,6 +155,8 @@ async function measure(store: 'etcd' | 'embedded', args: Args): Promise<StoreRes
 }
 
 async function main(): Promise<void> {
+  // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
+  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
   if (!isRoot()) throw new Error('bench/watch needs root (network namespaces)');
   const args = parseArgs(process.argv.slice(2));
   const loadStart = os.loadavg();

@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BenchUsageError, parseBenchArgs } from '../../bench/e2e/bench-args';
 
@@ -38,6 +39,31 @@ test('run.js --help prints the usage and exits 0; a bad option or scenario exits
   const scenario = spawnSync(process.execPath, [RUN, '--only', 'tcp-bulk,tcpbulk'], { encoding: 'utf8', timeout: 20_000 });
   assert.is(scenario.status, 2);
   assert.match(scenario.stderr, /--only: no scenario "tcpbulk"; scenarios: .*tcp-bulk/);
+});
+
+test('run.js refuses a --seconds that is not a positive number', () => {
+  for (const v of ['abc', '0', '-1']) {
+    const r = spawnSync(process.execPath, [RUN, '--quick', '--seconds', v], { encoding: 'utf8', timeout: 20_000 });
+    assert.is(r.status, 2, `--seconds ${v}: ${r.stderr}`);
+    assert.match(r.stderr, /--seconds .*a number from/);
+  }
+});
+
+// Every package.json bench* script: --help must print a usage, never start the benchmark, and a
+// misspelt option must not run the default (both end before any work or root check)
+test('every bench* script answers --help with its usage and refuses an unknown option', () => {
+  const root = path.resolve(__dirname, '..', '..', '..');
+  const scripts = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
+  const files = Object.entries(scripts).filter(([k]) => k.startsWith('bench')).map(([, v]) => /^node (\S+)$/.exec(v)![1]);
+  assert.ok(files.length >= 13, files.join(' '));
+  for (const f of files) {
+    const help = spawnSync(process.execPath, [path.join(root, f), '--help'], { encoding: 'utf8', timeout: 30_000 });
+    assert.is(help.status, 0, `${f} --help: ${help.stderr}`);
+    assert.match(help.stdout, /^usage: /m, f);
+    const bad = spawnSync(process.execPath, [path.join(root, f), '--no-such-option'], { encoding: 'utf8', timeout: 30_000 });
+    assert.is(bad.status, 2, `${f} --no-such-option: ${bad.stderr}`);
+    assert.match(bad.stderr, /unknown option "--no-such-option"/, f);
+  }
 });
 
 test('rr-tail.js -h exits 0 with its usage', () => {

@@ -52,3 +52,15 @@ export function summarizeHostChanges(changes: readonly string[], examples = 3): 
   }
   return out.sort((a, b) => a.at - b.at).map((o) => o.text);
 }
+
+/**
+ * What the pod guard (table inet podway, nft-nat.ts guardTableProgram) guards, for `podway status`
+ * and the log: the veth pods whose frames the node's kernel also gets (their sources and tunnel
+ * packets checked), and with endpoint-to-host drop every local pod's addresses, veth, TAP and TUN
+ * alike (their new connections to the node dropped, whichever way they reach it).
+ */
+export function guardSummary(g: { pods: number; podIps4?: number; podIps6?: number; endpointToHost: string }): string {
+  const veth = `${g.pods} veth pod${g.pods === 1 ? '' : 's'} (forged sources and tunnel packets dropped)`;
+  if (g.endpointToHost !== 'drop') return `${veth}; endpoint-to-host ${g.endpointToHost}`;
+  return `${veth}; endpoint-to-host drop: new connections to the node from every local pod, veth, TAP and TUN (${g.podIps4 ?? 0} IPv4 and ${g.podIps6 ?? 0} IPv6 pod addresses)`;
+}

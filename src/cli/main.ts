@@ -10,7 +10,7 @@ import { setFlagsFromString } from 'node:v8';
 import { DEFAULT_WORKERS, WORKERS_AUTO_MAX, parseWorkerSteer, parseWorkers } from './workers-option';
 import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
 import { staleEndpointLine } from '../observe/stale-endpoints';
-import { table, listSummary, summarizeHostChanges } from './format';
+import { table, listSummary, summarizeHostChanges, guardSummary } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
@@ -299,6 +299,8 @@ export function buildProgram(): Command {
       s.ipv6 && (s.ipv6.nodeIp || s.ipv6.routes > 0)
         ? `ipv6: node ${s.ipv6.nodeIp ?? 'no address'}; vtep ${s.ipv6.vtep.ip ?? '-'} ${s.ipv6.vtep.mac}; ${s.ipv6.routes} routes; mtu: pod ${s.ipv6.podMtu}, vxlan ${s.ipv6.vxlanMtu}; known nodes: ${listSummary(s.ipv6.knownNodes) || '-'}`
         : null,
+      // the kernel's local table (local-addrs.ts): a veth pod's packets for these are the kernel's to deliver
+      s.localAddresses ? `node's own addresses (local table, loopback and link-local left out): ${listSummary([...s.localAddresses.v4, ...s.localAddresses.v6]) || 'none read'}` : null,
     ];
     // the underlay link down or gone, and the node's address gone from a link that is up: two
     // things, two lines (Engine.checkNodeAddress)
@@ -313,7 +315,7 @@ export function buildProgram(): Command {
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
     if (s.nat6?.table) lines.push(`nat6: table ${s.nat6.table}; natOutgoing from ${s.nat6.natPools.join(', ') || 'no pool'}; ports ${s.nat6.portRange}; udp timeout ${s.nat6.udpTimeout.unreplied}/${s.nat6.udpTimeout.replied} s; at most ${s.nat6.maxFlows} flows${s.nat6.lastError ? '; last error: ' + s.nat6.lastError : ''}`);
     else if (s.nat6?.lastError) lines.push(`nat6: unavailable: ${s.nat6.lastError}`);
-    if (s.guard?.table) lines.push(`pod guard: table ${s.guard.table}; ${s.guard.pods} veth pods; endpoint-to-host ${s.guard.endpointToHost}${s.guard.lastError ? '; last error: ' + s.guard.lastError : ''}`);
+    if (s.guard?.table) lines.push(`pod guard: table ${s.guard.table}; ${guardSummary(s.guard)}${s.guard.lastError ? '; last error: ' + s.guard.lastError : ''}`);
     else if (s.guard?.lastError) lines.push(`pod guard: unavailable (veth pods reach the node's kernel with forged sources and tunnel packets): ${s.guard.lastError}`);
     // DELs the CNI plugin deferred while etcd was down (pending-del-replay.ts), once there were any
     const pd = s.cniPendingDel;

@@ -19,6 +19,7 @@ import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './add
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
 import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
+import { guardSummary } from './format';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
@@ -189,6 +190,11 @@ function guardSpecOf(model: NodeDataplaneModel, endpointToHost: 'accept' | 'drop
     tunnelPorts: [VXLAN_PORT],
     endpointToHost,
   };
+}
+
+/** The pod guard's spec as `podway status` says it (format.ts guardSummary). */
+function guardText(s: NatSpec): string {
+  return guardSummary({ pods: s.pods.length, podIps4: s.podIps4?.length ?? 0, podIps6: s.podIps6?.length ?? 0, endpointToHost: s.endpointToHost ?? 'accept' });
 }
 
 /** The underlay next hop towards each node, as a key: a change re-applies the model. */
@@ -661,14 +667,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const together = !natSynced && !guard.active && !guard.starting && !nat.active && !nat6.active
         && NftNat.startTogether([[guard, wantGuard], [nat, want], ...(want6.natChains || want6.kernelTransitDrop ? [[nat6, want6] as const] : [])]);
       natSynced = true;
-      if (together) natLog.info(`pod guard: table inet podway created (${wantGuard.pods.length} veth pods; endpoint-to-host ${endpointToHost})`);
+      if (together) natLog.info(`pod guard: table inet podway created: ${guardText(wantGuard)}`);
       else if (guard.active || guard.starting) guard.update(wantGuard);
       else if (endpointToHost === 'drop') {
         // asked to drop pods' connections to the node: not running open instead (throws)
         guard.start(wantGuard);
-        natLog.info(`pod guard: table inet podway created (${wantGuard.pods.length} veth pods; endpoint-to-host ${endpointToHost})`);
+        natLog.info(`pod guard: table inet podway created: ${guardText(wantGuard)}`);
       } else if (guard.startOrRetry(wantGuard)) {
-        natLog.info(`pod guard: table inet podway created (${wantGuard.pods.length} veth pods; endpoint-to-host ${endpointToHost})`);
+        natLog.info(`pod guard: table inet podway created: ${guardText(wantGuard)}`);
       } else {
         natLog.warn(`pod guard: ${guard.lastError}: veth pods can send the node's kernel forged sources and tunnel packets (tried again on a timer, 1 s doubling up to 60 s, with the newest model, until it goes in)`);
       }
@@ -741,6 +747,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // a TAP pod is read here alone, and a veth pod's ARP comes here: the other workers learn its MAC from us
       onPodMac: (ifname, mac) => { for (const w of workers) w.postMessage({ type: 'pod-mac', ifname, mac: [...mac] }); },
       onSharedOpen: (ifname) => { for (const w of workers) w.postMessage({ type: 'shared-open', ifname }); },
+      // the node's own addresses changed (local-addrs.ts): every forwarding thread leaves them to the kernel
+      onLocalAddresses: (local) => { for (const w of workers) w.postMessage({ type: 'local-addresses', local }); },
     });
     engine = eng;
     const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };

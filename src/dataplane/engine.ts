@@ -29,7 +29,8 @@ import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } fro
 import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
+import { type LocalAddresses, sameLocalAddresses } from './local-addrs';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -129,6 +130,9 @@ export interface EngineOptions {
   /** With count > 1, worker 0: a TAP/TUN pod's device was (re)opened and listed for the other
    * workers, which attach to it now (sharedOpened) rather than on their next retry. */
   onSharedOpen?: (ifname: string) => void;
+  /** The host-managing engine read a changed set of the node's own addresses (local-addrs.ts),
+   * for the other workers (setLocalAddresses); each model message carries it too. */
+  onLocalAddresses?: (local: LocalAddresses) => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
   /** A host-managing engine moved its tunnels outside apply (a refused tunnel table installed on
@@ -226,6 +230,9 @@ const TABLE_RETRY_MAX_MS = 60_000;
 const REPOLL_MIN_MS = 100;
 /** How often the node's address is looked for on its interfaces (checkNodeAddress). */
 const NODE_ADDR_CHECK_MS = 5000;
+/** How often the host-managing engine reads the kernel's local table (the node's own addresses,
+ * local-addrs.ts): two `ip` processes through the spawner, never waited on. */
+export const LOCAL_ADDR_CHECK_MS = 5000;
 const REPOLL_MAX_MS = 10_000;
 
 /**
@@ -309,6 +316,7 @@ export class Engine {
   private readonly worker: { index: number; count: number };
   private readonly shareNeighbor: (ip: number, mac: Uint8Array, announced: boolean) => void;
   private readonly onTunnelRx: (rx: TunnelRx) => void;
+  private readonly onLocalAddresses: (local: LocalAddresses) => void;
   private tableTimer: NodeJS.Timeout | null = null;
   /** The refused tunnel table's retry wait: tableRetryMs, doubling up to TABLE_RETRY_MAX_MS; reset once it is in place. */
   private readonly tableRetry: Backoff;
@@ -399,6 +407,7 @@ export class Engine {
     this.addressAdvice6 = opts.addressAdvice6 ?? 'restart podway to register the new address';
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
+    this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
     this.onSharedOpen = opts.onSharedOpen ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP);
@@ -460,6 +469,55 @@ export class Engine {
   /** What the first apply reads from the host, read before it came (useStartReads). */
   private startReads: HostStartReads | null = null;
 
+  /** The node's own addresses in the pipeline's sets now (local-addrs.ts). */
+  private local: LocalAddresses = { v4: [], v6: [] };
+  /** When the local table was last read (0: never), and whether a read is under way. */
+  private localReadAt = 0;
+  private localReading = false;
+
+  /**
+   * The node's own addresses (the kernel's local table) the pipeline leaves a veth pod's packets
+   * for to the kernel (pipeline.ts noRouteFromPod). A family given as null keeps what it has.
+   * Returns whether anything changed. A worker gets them from the host-managing engine.
+   */
+  setLocalAddresses(local: { v4: string[] | null; v6: string[] | null }): boolean {
+    const next: LocalAddresses = { v4: local.v4 ?? this.local.v4, v6: local.v6 ?? this.local.v6 };
+    if (sameLocalAddresses(next, this.local)) return false;
+    this.pipe.local4.set(next.v4);
+    this.pipe.v6.local6.set(next.v6);
+    this.local = next;
+    return true;
+  }
+
+  /** The node's own addresses as the pipeline holds them (for the workers' model messages). */
+  localAddresses(): LocalAddresses {
+    return this.local;
+  }
+
+  /**
+   * Read the kernel's local table again (host-managing engine, through the spawner, not waited
+   * on): a changed set goes into the pipeline, to the workers (onLocalAddresses) and into the log.
+   */
+  private readLocal(now: number): void {
+    const sp = this.spawner;
+    if (sp === null || this.localReading || this.stopped) return;
+    this.localReading = true;
+    this.localReadAt = now;
+    void readLocalAddresses((f, a, t) => sp.exec(f, a, t)).then((got) => {
+      this.localReading = false;
+      if (this.stopped) return;
+      const was = this.local;
+      if (!this.setLocalAddresses(got)) return;
+      const added = [...this.local.v4.filter((x) => !was.v4.includes(x)), ...this.local.v6.filter((x) => !was.v6.includes(x))];
+      const gone = [...was.v4.filter((x) => !this.local.v4.includes(x)), ...was.v6.filter((x) => !this.local.v6.includes(x))];
+      const list = (xs: string[]) => (xs.length > 8 ? `${xs.slice(0, 8).join(', ')} and ${xs.length - 8} more` : xs.join(', '));
+      this.log.info(`node's own addresses (local table): ${this.local.v4.length} IPv4, ${this.local.v6.length} IPv6${added.length ? `; new: ${list(added)}` : ''}${gone.length ? `; gone: ${list(gone)}` : ''}`, { component: 'host' });
+      this.onLocalAddresses(this.local);
+    }, () => {
+      this.localReading = false;
+    });
+  }
+
   /**
    * The first apply takes the underlay's interfaces, the pod routes and learned routes an earlier
    * run left from `reads` (readHostAtStart, read while the datastore was awaited) instead of
@@ -486,6 +544,11 @@ export class Engine {
     const first = this.model === null;
     const reads = first ? this.startReads : null;
     this.startReads = null;
+    // The node's own addresses: as read while the datastore was awaited, else read now (not waited on).
+    if (reads) {
+      this.setLocalAddresses(reads.local);
+      this.localReadAt = Date.now();
+    } else if (first) this.readLocal(Date.now());
     // What a rejected model puts back (restoreTunnelRx): a worker told the same tunnels again
     // must see them as moved, or its ports would never follow.
     const before = this.tunnelState();
@@ -1642,6 +1705,7 @@ export class Engine {
     const now = Date.now();
     if (this.primary && this.manageHost && now - this.addrCheckedAt >= NODE_ADDR_CHECK_MS) this.checkNodeAddress(now);
     if (now - this.mtuCheckedAt >= NODE_ADDR_CHECK_MS) this.checkUnderlayMtu(now);
+    if (this.spawner !== null && now - this.localReadAt >= LOCAL_ADDR_CHECK_MS) this.readLocal(now);
     const t = this.neighbors.tick(now);
     for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
     for (const c of t.changed) {
@@ -2026,6 +2090,8 @@ export class Engine {
       endpoints: this.endpoints.size,
       mtu: m?.mtu ?? null,
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],
+      // the node's own addresses a veth pod's packets for are left to the kernel (local-addrs.ts)
+      localAddresses: { v4: this.local.v4, v6: this.local.v6 },
       // a node address missing from a link that is up (only that), and the underlay down or gone
       nodeAddressMissing: this.nodeAddressMissing,
       underlayDown: this.underlayDown ? { reason: this.underlayDown.reason, since: this.underlayDown.since.toISOString() } : null,

@@ -15,6 +15,7 @@ import { assembleBpf, Bpf, type BpfInsn } from './bpf';
 import { SteerBuilder, jeqFar, type Steer } from './steer';
 import { parseLearnedRoutes } from './host-programmer';
 import { isSafeIfname } from './ifname';
+import { parseLocalTable } from './local-addrs';
 
 export interface Underlay {
   name: string;
@@ -256,6 +257,32 @@ export function readLearnedRoutesSync(proto: string, metric: number): FoundLearn
   return out;
 }
 
+/** `ip` arguments reading one family's `local` entries of the kernel's local table. */
+const localTableArgs = (family: 4 | 6) => ['-j', `-${family}`, 'route', 'show', 'table', 'local', 'type', 'local'];
+
+/**
+ * The kernel's local table (local-addrs.ts), both families read at once through `exec` (the
+ * engine's spawner: the forwarding thread never waits on `ip`). A family whose read failed is
+ * null (IPv6 turned off at boot, `ip` failing): nothing is concluded about it.
+ */
+export async function readLocalAddresses(exec?: ExecFn): Promise<{ v4: string[] | null; v6: string[] | null }> {
+  const run: ExecFn = exec ?? ((file, args, timeoutMs) => new Promise((resolve) => {
+    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out) => resolve({ code: err ? 1 : 0, stdout: out }));
+  }));
+  const one = (family: 4 | 6) => run('ip', localTableArgs(family), 10_000).then(
+    (r) => {
+      try {
+        return r.code === 0 ? parseLocalTable(r.stdout) : null;
+      } catch {
+        return null;
+      }
+    },
+    () => null,
+  );
+  const [v4, v6] = await Promise.all([one(4), one(6)]);
+  return { v4, v6 };
+}
+
 export type FoundLearnedRoute = { cidr: string; via: string; dev: string };
 const learnedRouteArgs = (family: 4 | 6, proto: string) => ['-j', `-${family}`, 'route', 'show', 'table', 'main', 'proto', proto];
 
@@ -279,6 +306,8 @@ export interface HostStartReads {
   learned: FoundLearnedRoute[];
   /** `nft list tables`'s output; null when it failed (no nft: the caller looks again then) */
   nftTables: string | null;
+  /** as readLocalAddresses: the node's own addresses (local-addrs.ts) */
+  local: { v4: string[] | null; v6: string[] | null };
 }
 
 /** The reads of HostStartReads, concurrently (child processes the event loop does not wait on). */
@@ -287,15 +316,16 @@ export async function readHostAtStart(learnedProto: string, learnedMetric: numbe
   const ip = (args: string[]) => new Promise<string>((resolve, reject) => {
     execFile('ip', args, { encoding: 'utf8', timeout: 10_000 }, (err, out) => (err ? reject(err) : resolve(out)));
   });
-  const [links, kernelRoutes, podRoutes, learned4, learned6, nftTables] = await Promise.all([
+  const [links, kernelRoutes, podRoutes, learned4, learned6, nftTables, local] = await Promise.all([
     ip(['-j', 'addr', 'show']).catch(() => null),
     readKernelRoutes(),
     Promise.all(POD_ROUTE_READS.map((a) => ip(['-j', ...a]))).then(podRoutesFrom).catch((): FoundPodRoute[] => []),
     ip(learnedRouteArgs(4, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 4)).catch((): FoundLearnedRoute[] => []),
     ip(learnedRouteArgs(6, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 6)).catch((): FoundLearnedRoute[] => []),
     new Promise<string | null>((resolve) => execFile('nft', ['list', 'tables'], { encoding: 'utf8', timeout: 10_000 }, (err, out) => resolve(err ? null : out))),
+    readLocalAddresses(),
   ]);
-  return { at, links, kernelRoutes, podRoutes, learned: [...learned4, ...learned6], nftTables };
+  return { at, links, kernelRoutes, podRoutes, learned: [...learned4, ...learned6], nftTables, local };
 }
 
 /**

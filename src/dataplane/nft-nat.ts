@@ -319,8 +319,10 @@ function addrs(xs: readonly string[] | undefined, v6: boolean): string[] {
  * chain): `pod_to_host`. Only then does the table use conntrack. A pod's packets for the node come
  * in three ways: a veth pod's frames on its veth (`pods`); a TAP or TUN pod's for the node's own
  * address (the one podway runs on, IPv4 or IPv6) through podway's host port (`hostPort`, podway0:
- * podway writes nothing else into it); and any pod's for another address of the node (one on lo, a
- * dummy, a second NIC) through podway's raw sockets (tx4, tx6), which the kernel loops back on lo.
+ * podway writes nothing else into it); and a TAP or TUN pod's for another address of the node (one
+ * on lo, a dummy, a second NIC) through podway's raw sockets (tx4, tx6), which the kernel loops back
+ * on lo (a veth pod's is the kernel's from its veth alone: the pipeline sends no copy for the
+ * node's own addresses, local-addrs.ts).
  * The last is matched by conntrack's original source (`pod_ips4`, `pod_ips6`: every local pod's
  * addresses), as natOutgoing may have masqueraded it on the way out (to an address of the node).
  */
@@ -725,7 +727,7 @@ export class NftNat {
   /** The spec the table holds now (the start spec, then each applied update), for `podway status`. */
   status() {
     const s = this.spec;
-    if (s && this.fam.family === 'inet') return { table: `${this.fam.family} ${NAT_TABLE}`, pods: s.pods.length, endpointToHost: s.endpointToHost ?? 'accept', updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError };
+    if (s && this.fam.family === 'inet') return { table: `${this.fam.family} ${NAT_TABLE}`, pods: s.pods.length, podIps4: s.podIps4?.length ?? 0, podIps6: s.podIps6?.length ?? 0, endpointToHost: s.endpointToHost ?? 'accept', updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError };
     return s
       ? { table: `${this.fam.family} ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, maxFlows: s.maxFlows, updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError }
       : { table: null, lastError: this.lastError };

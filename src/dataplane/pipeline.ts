@@ -32,6 +32,7 @@ import { CaptureTap, CapturePorts, Link, HELD_VERDICT } from './capture';
 import type { NeighborQueue } from './neighbor-queue';
 import { FAMILY_V4, FAMILY_POD } from './neighbor-queue';
 import { IcmpRateLimiter } from './icmp-ratelimit';
+import { LocalSet4 } from './local-addrs';
 
 /** What a port is to the pipeline. */
 export const Role = {
@@ -106,6 +107,9 @@ export class Pipeline implements CapturePorts {
   /** 1 for veth host ends: the node kernel receives the pod's frames too (traffic to the node's own
    * addresses is left to it). TAP/TUN pods reach only podway. */
   readonly hostSees = new Uint8Array(MAX_PORTS);
+  /** The node's own IPv4 addresses, its main one's included (the kernel's local table, martian
+   * ones left out: local-addrs.ts), set by the engine and kept current. */
+  readonly local4 = new LocalSet4();
   private readonly out: Int32Array;
   private readonly outPorts = new Int32Array(MAX_PORTS);
   private readonly outMark = new Uint8Array(MAX_PORTS);
@@ -735,6 +739,13 @@ export class Pipeline implements CapturePorts {
       this.setFrame(i, ip, total);
       if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: this node's address: into the host port`);
       return this.count(Event.TO_HOST, this.hostPort);
+    }
+    // Another address of the node (its local table: lo, a second NIC, a bridge; local-addrs.ts):
+    // the kernel delivers a veth pod's frame itself, so podway's copy through tx4 would be a
+    // second delivery. A TAP or TUN pod's reaches the node only through tx4, below.
+    if (this.hostSees[inPort] === 1 && this.local4.has(dst)) {
+      if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: an address of this node (its local table): the node's kernel has the frame`);
+      return this.count(Event.TO_HOST, HOST);
     }
     for (let k = 0; k < this.poolAddr.length; k++) {
       if (((dst & this.poolMask[k]) >>> 0) === this.poolAddr[k]) {

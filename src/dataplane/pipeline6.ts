@@ -32,6 +32,7 @@ import { COUNTER_NAMES } from './counters';
 import { traceMatches6 } from './trace';
 import { FAMILY_V6 } from './neighbor-queue';
 import { Prefixes6 } from './nat';
+import { LocalSet6 } from './local-addrs';
 
 // The Pipeline's verdicts (pipeline.ts): a port number >= 0, or these.
 const DROP = -1;
@@ -78,6 +79,9 @@ export class Pipeline6 {
   /** The IPv6 pools: a pod's packet for a pool address without a route is dropped, never handed
    * to the kernel (whose pool routes lead back into podway0). */
   readonly pools6 = new Prefixes6();
+  /** The node's own IPv6 addresses (the kernel's local table, martian ones left out:
+   * local-addrs.ts), set by the engine and kept current. */
+  readonly local6 = new LocalSet6();
   /** IPv6 pools with natOutgoing: their egress outside the pools is masqueraded by the kernel
    * (table ip6 podway, nft-nat.ts); counted and traced here. */
   readonly natSources6 = new Prefixes6();
@@ -369,6 +373,11 @@ export class Pipeline6 {
       this.setFrame(i, ip, IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]));
       if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: this node's address: into the host port`);
       return this.count(Event.TO_HOST, host);
+    }
+    // another address of the node: a veth pod's frame is the kernel's to deliver (pipeline.ts)
+    if (this.p.hostSees[inPort] === 1 && this.local6.has(b, ip + 24)) {
+      if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: an address of this node (its local table): the node's kernel has the frame`);
+      return this.count(Event.TO_HOST, HOST);
     }
     if (this.pools6.has(b, ip + 24)) {
       if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: in a pool but no route`);

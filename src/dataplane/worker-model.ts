@@ -11,20 +11,25 @@
 import type { NodeDataplaneModel } from '../control';
 import type { Engine, TunnelRx } from './engine';
 import type { KernelRoute4 } from './host';
+import type { LocalAddresses } from './local-addrs';
 
 export interface WorkerModelMessage {
   type: 'model';
   model: NodeDataplaneModel;
   kernelRoutes: readonly KernelRoute4[];
   tunnels: TunnelRx;
+  /** The node's own addresses as the main engine holds them (local-addrs.ts; changes between
+   * models come as 'local-addresses' messages). */
+  local?: LocalAddresses;
 }
 
 /** The message for a model `main` has just applied (structured-clone safe: plain data). */
 export function workerModelMessage(main: Engine, model: NodeDataplaneModel, kernelRoutes: readonly KernelRoute4[]): WorkerModelMessage {
-  return { type: 'model', model, kernelRoutes, tunnels: main.tunnelRx() };
+  return { type: 'model', model, kernelRoutes, tunnels: main.tunnelRx(), local: main.localAddresses() };
 }
 
 /** A worker applies it: the tunnels first, so ports reopened for the model already follow them. */
 export function applyWorkerModel(engine: Engine, msg: WorkerModelMessage): void {
+  if (msg.local) engine.setLocalAddresses(msg.local);
   engine.apply(msg.model, msg.kernelRoutes, msg.tunnels);
 }

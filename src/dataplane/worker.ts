@@ -12,6 +12,7 @@ import type { NeighborTimings } from './neighbors';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine, type EngineOptions } from './engine';
 import type { KernelRoute4 } from './host';
+import type { LocalAddresses } from './local-addrs';
 import { serveTaps } from './taps';
 import { applySchedSlice } from './sched-slice';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
@@ -50,7 +51,7 @@ if (parentPort) {
     onNeighbor6: (ip6, mac, announced) => port.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }),
   });
   const taps = serveTaps(engine, (m, transfer) => port.postMessage(m, transfer));
-  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel }) => {
+  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel; local?: LocalAddresses }) => {
     try {
       if (taps(msg)) return;
       if (msg.type === 'model') applyWorkerModel(engine, msg as unknown as WorkerModelMessage);
@@ -58,6 +59,7 @@ if (parentPort) {
       else if (msg.type === 'neighbor6') engine.learnShared6(msg.ip6!, Uint8Array.from(msg.mac!), msg.announced === true);
       else if (msg.type === 'pod-mac') engine.learnSharedPodMac(msg.ifname!, Uint8Array.from(msg.mac!));
       else if (msg.type === 'shared-open') engine.sharedOpened(msg.ifname!);
+      else if (msg.type === 'local-addresses') engine.setLocalAddresses(msg.local!);
       else if (msg.type === 'counters') port.postMessage({ type: 'counters', id: msg.id, counters: engine.counters() });
       else if (msg.type === 'snapshot') port.postMessage({ type: 'snapshot', id: msg.id, snapshot: engine.metricsSnapshot(), readiness: engine.readiness() });
       else if (msg.type === 'log-level') log.level = msg.level!;

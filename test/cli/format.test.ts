@@ -2,7 +2,7 @@
 // port's txRejected or txBacklog, which the engine adds only when non-zero) still shows.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { table, listSummary, summarizeHostChanges } from '../../src/cli/format';
+import { table, listSummary, summarizeHostChanges, guardSummary } from '../../src/cli/format';
 
 test('columns are every row\'s keys in first-seen order, not only the first row\'s', () => {
   const out = table([
@@ -32,6 +32,11 @@ test('status at scale: a sysctl set on every pod veth is one line with the count
   const ips = Array.from({ length: 20 }, (_, k) => `10.0.0.${k + 1}`);
   assert.is(listSummary(ips.slice(0, 3)), '10.0.0.1, 10.0.0.2, 10.0.0.3');
   assert.is(listSummary(ips), '20: 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5, 10.0.0.6, 10.0.0.7, 10.0.0.8 and 12 more (-o json lists all)');
+});
+
+test('guardSummary: the veth pods whose sources and tunnels are checked; with endpoint-to-host drop, every local pod\'s addresses (veth, TAP, TUN)', () => {
+  assert.is(guardSummary({ pods: 1, podIps4: 3, podIps6: 0, endpointToHost: 'accept' }), '1 veth pod (forged sources and tunnel packets dropped); endpoint-to-host accept');
+  assert.is(guardSummary({ pods: 2, podIps4: 4, podIps6: 3, endpointToHost: 'drop' }), '2 veth pods (forged sources and tunnel packets dropped); endpoint-to-host drop: new connections to the node from every local pod, veth, TAP and TUN (4 IPv4 and 3 IPv6 pod addresses)');
 });
 
 test.run();

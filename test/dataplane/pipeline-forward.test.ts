@@ -428,6 +428,40 @@ test('egress outside the pools goes to the kernel (tx4) with TTL - 1; a pool add
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 1);
 });
 
+test('the node\'s other addresses (its local table): a veth pod\'s packet for one is left to the kernel, which has its frame (to_host, no copy through tx4); a tap pod\'s goes through tx4; loopback stays martian_dst; a changed set is followed', () => {
+  const h = makeHarness();
+  // before the set holds it: podway's copy through the node's routing (the duplicate)
+  assertEgressToKernel(h, '169.254.20.10', 'not known as the node\'s', 'through tx4');
+  assert.is(h.pipe.counters[Event.EGRESS], 1);
+  h.pipe.local4.set(['10.99.0.1', '127.0.0.0/8', '127.0.0.1', '169.254.20.10', '172.17.0.1', '192.0.2.0/24']);
+  for (const dst of ['169.254.20.10', '172.17.0.1', '192.0.2.77']) {
+    h.receive(h.port('caliA'), retarget(frame('a_to_b'), dst));
+    nothingSent(h, `veth pod A -> ${dst}`);
+  }
+  assert.is(h.pipe.counters[Event.TO_HOST], 3, 'counted to_host, as for the node\'s main address');
+  assert.is(h.pipe.counters[Event.EGRESS], 1, 'none handed to the node\'s routing');
+  // TTL 1: the kernel delivers it (local delivery), podway answers nothing
+  const ttl1 = retarget(frame('a_to_b'), '169.254.20.10');
+  ttl1[22] = 1;
+  fixIpChecksum(ttl1, 14);
+  h.receive(h.port('caliA'), ttl1);
+  nothingSent(h, 'TTL 1 to a node address');
+  assert.is(h.pipe.counters[Event.TO_HOST], 4);
+  // a tap pod's frame reaches only podway: its copy through the node's routing is the one delivery
+  const t = retarget(frame('t_to_ri'), '169.254.20.10');
+  h.receive(h.port('tapT'), t);
+  assert.is(onlyFrame(h, h.infra.tx4, 'tap pod T -> 169.254.20.10').addr, parseIpv4('169.254.20.10'));
+  assert.is(h.pipe.counters[Event.TO_HOST], 4);
+  // loopback (in the local table) is never a pod's: martian_dst as before
+  h.receive(h.port('caliA'), retarget(frame('a_to_b'), '127.0.0.1'));
+  assert.is(h.pipe.counters[Reason.MARTIAN_DST], 1, '127.0.0.1: martian_dst');
+  onlyFrame(h, h.port('caliA'), 'ICMP host unreachable back to A');
+  // the address gone from the node: podway's copy again
+  h.pipe.local4.set(['10.99.0.1']);
+  assertEgressToKernel(h, '169.254.20.10', 'gone from the node', 'through tx4 again');
+  assert.is(h.pipe.counters[Event.TO_HOST], 4);
+});
+
 test('egress from a natOutgoing pool leaves unchanged for the kernel to masquerade, counted as egress_nat; to a node it is plain egress', () => {
   const h = makeHarness();
   h.pipe.natSources.set(h.model.pools);

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { Reason, Event, Reason6, Event6 } from '../../src/dataplane/counters';
 import { Drop, parseIpv6Bytes, toHex } from '../../src/packet';
 import { TraceSession, parseTraceFilter, describeFilter } from '../../src/dataplane/trace';
-import { onlyFrame, nothingSent, assertBytes, u16, frame } from './helpers';
+import { onlyFrame, nothingSent, assertBytes, u16, frame, takeAll } from './helpers';
 import { Role } from '../../src/dataplane/pipeline';
 import { makeHarness6, frame6, dualStackYaml, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 import { fixture6, icmpv6Sum, fixIcmpv6Checksum } from '../packet/helpers6';
@@ -269,6 +269,38 @@ test('a pod\'s IPv6 to its node: a veth pod\'s left to the kernel, a tun pod\'s 
   assert.is(h.pipe.counters[Event.EGRESS], 2);
   assert.is(h.pipe.counters[Event.EGRESS_NAT], 0);
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 0);
+});
+
+test('a pod\'s IPv6 to another address of its node (its local table): a veth pod\'s left to the kernel (to_host), a tun pod\'s out of tx6; ::1 and link-local stay martian_dst; a changed set is followed', () => {
+  const h = makeHarness6();
+  const tx6 = h.io.openRaw({ ipv6: true });
+  h.pipe.setPort(tx6, Role.TX6, 'tx6(raw)');
+  h.pipe.v6.tx6Port = tx6;
+  (h.infra as Record<string, number>).tx6 = tx6;
+  const a = h.port('caliA');
+  const to = (dst: string) => {
+    const f = frame6('v6pipe_a_to_b');
+    f.set(parseIpv6Bytes(dst), 14 + 24);
+    return f;
+  };
+  h.receive(a, to('fd00:20::10'));
+  onlyFrame(h, tx6, 'before the set holds it: through tx6');
+  h.pipe.v6.local6.set(['::1', 'fd99::1', 'fd00:20::10', 'fe80::1', 'fd00:30::/64']);
+  h.receive(a, to('fd00:20::10'));
+  h.receive(a, to('fd00:30::42'));
+  nothingSent(h, 'the kernel has the veth pod\'s frames');
+  assert.is(h.pipe.counters[Event.TO_HOST], 2);
+  const fromU = ip6Packet('fd00:10:244::4', 'fd00:20::10');
+  h.receive(h.port('tunU'), fromU.slice());
+  onlyFrame(h, tx6, 'tun pod U -> fd00:20::10: through tx6, its one delivery');
+  assert.is(h.pipe.counters[Event.TO_HOST], 2);
+  h.receive(a, to('::1'));
+  assert.is(h.pipe.counters[Reason.MARTIAN_DST], 1, '::1 stays martian_dst');
+  takeAll(h);
+  h.pipe.v6.local6.set(['fd99::1']);
+  h.receive(a, to('fd00:20::10'));
+  onlyFrame(h, tx6, 'gone from the node: through tx6 again');
+  assert.is(h.pipe.counters[Event.TO_HOST], 2);
 });
 
 /** The dual-stack harness with a tx6 raw port, its IPv6 pool's natOutgoing as given. */

@@ -22,7 +22,7 @@ import { DataplaneCollector } from '../../src/observe/dataplane-metrics';
 import { mergeSnapshots } from '../../src/observe/snapshot';
 import { parseMetrics, valueOf } from '../observe/prom-text';
 import { ip6Bytes } from '../../src/control/route-calc6';
-import { parseIpv4, parseMac } from '../../src/packet';
+import { parseIpv4, parseIpv6Bytes, parseMac } from '../../src/packet';
 import { clusterModel, frame, NODE2_MAC, CLUSTER_YAML } from './helpers';
 import { dualStackYaml, frame6, B6 } from './helpers6';
 import { staleEndpoints, staleEndpointLine } from '../../src/observe/stale-endpoints';
@@ -735,6 +735,26 @@ test('a worker whose underlay port cannot be reopened for new tunnels keeps the 
   assert.ok(sameBytes(underlayOpts(w).bpf, underlayFilter(parseIpv4('10.99.0.1'), { ipv6: true, tunnels: false, vxlanPort: 4789, steer: { index: 1, count: 2 } })));
   assert.equal(vxlan6Sockets(w), []);
   stopRig(w);
+});
+
+test('the node\'s own addresses reach a worker with each model message and with a later change (setLocalAddresses, run.ts\'s local-addresses message); a family read as null keeps what it had', () => {
+  const main = rig();
+  const w = rig({ worker: { index: 1, count: 2 } });
+  main.engine.apply(dualModel());
+  assert.ok(main.engine.setLocalAddresses({ v4: ['10.99.0.1', '127.0.0.0/8', '169.254.20.10'], v6: ['::1', 'fd00:20::10', 'fd99::1'] }));
+  assert.not.ok(main.engine.setLocalAddresses({ v4: ['10.99.0.1', '127.0.0.0/8', '169.254.20.10'], v6: null }), 'the same again (IPv6 unread): no change');
+  const msg = workerModelMessage(main.engine, dualModel(), []);
+  assert.equal(msg.local, { v4: ['10.99.0.1', '127.0.0.0/8', '169.254.20.10'], v6: ['::1', 'fd00:20::10', 'fd99::1'] });
+  applyWorkerModel(w.engine, msg);
+  const has6 = (a: string) => w.engine.pipe.v6.local6.has(parseIpv6Bytes(a), 0);
+  assert.ok(w.engine.pipe.local4.has(parseIpv4('169.254.20.10')) && has6('fd00:20::10'), 'in the worker\'s pipeline');
+  assert.not.ok(w.engine.pipe.local4.has(parseIpv4('127.0.0.1')), 'loopback left out');
+  assert.ok(w.engine.setLocalAddresses({ v4: ['10.99.0.1'], v6: null }));
+  assert.not.ok(w.engine.pipe.local4.has(parseIpv4('169.254.20.10')), 'gone');
+  assert.ok(has6('fd00:20::10'), 'IPv6 unread: kept');
+  assert.equal(w.engine.status().localAddresses, { v4: ['10.99.0.1'], v6: ['::1', 'fd00:20::10', 'fd99::1'] });
+  stopRig(w);
+  stopRig(main);
 });
 
 test('workers are told where tunnels are read with every model: a refused rewrite and a fallback to the sockets reach them', async () => {

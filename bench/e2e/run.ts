@@ -887,6 +887,8 @@ async function main() {
         else if (sc.kind === 'idle') idleRows.push(...(await measureIdle(podways, longSeconds, podwayArgs)));
         else await runPps(sc, podways);
       } catch (e) {
+        // a signal's cleanup killed its processes: not a failure of the scenario
+        if (exiting) break;
         // one broken setup must not throw away the other scenarios' figures
         process.stderr.write(`bench: ${sc.name}: ${(e as Error).message}\n`);
         errors.push(`${sc.name}: ${(e as Error).message}`);
@@ -1092,6 +1094,8 @@ async function main() {
     }
   }
 
+  // interrupted: the signal handler ends the process once its cleanup is done
+  if (exiting) return;
   const loadavgEnd = loadAverage();
   if (json) {
     for (const r of rows) {

@@ -455,7 +455,9 @@ export function buildProgram(): Command {
 function oneLineErrors(cmd: Command, name: string): void {
   cmd.showHelpAfterError(false);
   cmd.configureOutput({
-    outputError: (str, write) => write(`podway: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')}; see \`${name} --help\`\n`),
+    // commander ends some messages with '.' ("Allowed choices are rx, ..., drop."): dropped, so
+    // the line does not read "drop.; see".
+    outputError: (str, write) => write(`podway: ${str.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ').replace(/\.$/, '')}; see \`${name} --help\`\n`),
   });
   for (const sub of cmd.commands) oneLineErrors(sub, `${name} ${sub.name()}`);
 }

@@ -66,7 +66,7 @@ test('run\'s bad variables and datastore specs: exit 2 with the one line naming 
 test('commander\'s refusals in every command: one line "podway: ..." and where the help is, not the whole help; exit 2', async () => {
   const cases: [string[], string][] = [
     [['run', '--wokers', '2'], "podway: unknown option '--wokers' (Did you mean --workers?); see `podway run --help`"],
-    [['capture', '--stage', 'bogus', '-w', '-'], "podway: option '--stage <stage>' argument 'bogus' is invalid. Allowed choices are rx, decap, route, tx, drop.; see `podway capture --help`"],
+    [['capture', '--stage', 'bogus', '-w', '-'], "podway: option '--stage <stage>' argument 'bogus' is invalid. Allowed choices are rx, decap, route, tx, drop; see `podway capture --help`"],
     [['ipam', 'show', '--show-blockz'], "podway: unknown option '--show-blockz' (Did you mean --show-blocks?); see `podway ipam show --help`"],
     [['cni', 'install', '--bogus'], "podway: unknown option '--bogus'; see `podway cni install --help`"],
     [['get'], "podway: missing required argument 'kind'; see `podway get --help`"],

@@ -18,11 +18,19 @@ export const BIN = path.join(ROOT, 'bin', 'podway.js');
 
 export interface Run { code: number; out: string; err: string }
 
-/** Runs the CLI with a clean environment (no PODWAY_DATASTORE/ETCD_* from the caller) plus `env`. */
+/**
+ * The environment variables podway reads (src/: every `env.NAME` / `process.env.NAME`; the test
+ * cli/cli-kit-env checks that this covers them all). podway() keeps them from the runner's own
+ * environment, so a test's outcome (an exact message, an exit code) does not depend on, say, a
+ * NODENAME or LOG_LEVEL set where the suite runs.
+ */
+export const PODWAY_ENV = /^(PODWAY_|ETCD_|FELIX_|CALICO_|CNI_|WATCHDOG_|(DATASTORE_TYPE|NODENAME|LOG_LEVEL|IP|IP6|CLUSTER_TYPE|AUTODETECT_POLL_INTERVAL|NOTIFY_SOCKET)$)/;
+
+/** Runs the CLI with a clean environment (none of PODWAY_ENV from the caller) plus `env`. */
 export function podway(args: string[], env: Record<string, string> = {}, cwd?: string): Promise<Run> {
   const clean: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !/^(PODWAY_|ETCD_|DATASTORE_TYPE$)/.test(k)) clean[k] = v;
+    if (v !== undefined && !PODWAY_ENV.test(k)) clean[k] = v;
   }
   return new Promise((resolve) => {
     execFile(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, timeout: 30_000, ...(cwd !== undefined ? { cwd } : {}) }, (error, stdout, stderr) => {

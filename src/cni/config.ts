@@ -59,7 +59,7 @@ export interface NetConf {
   readonly pendingDelDir: string;
   readonly prevResult: unknown;
   /** The whole config as received (passed on to a delegated IPAM plugin unchanged). */
-  readonly raw: Record<string, unknown>;
+  readonly raw: RawConf;
 }
 
 /** The IPAM lock's default: beside podway run's control sockets (/run/podway), gone at reboot. */
@@ -88,7 +88,7 @@ function bad(field: string, why: string): CniError {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function optString(raw: Record<string, unknown>, field: string): string | undefined {
+function optString(raw: RawConf, field: ConfKey): string | undefined {
   const v = raw[field];
   if (v === undefined || v === null || v === '') return undefined;
   if (typeof v !== 'string') throw bad(field, `expected a string, got ${JSON.stringify(v)}`);
@@ -118,7 +118,7 @@ function poolList(section: Record<string, unknown>, key: string): string[] {
  * Calico does not silently behave otherwise. Keys Calico itself ignores on Linux without
  * Kubernetes (Windows options, client rate limits, log settings: podway logs to stderr) are not.
  */
-export function unhonouredSettings(raw: Record<string, unknown>): string[] {
+export function unhonouredSettings(raw: RawConf): string[] {
   const out: string[] = [];
   const set = (v: unknown): boolean => v !== undefined && v !== null && v !== '' && v !== false && v !== 0 && !(Array.isArray(v) && v.length === 0) && !(isObject(v) && Object.keys(v).length === 0);
   const fc = isObject(raw.feature_control) ? raw.feature_control : {};
@@ -135,7 +135,7 @@ export function unhonouredSettings(raw: Record<string, unknown>): string[] {
   if (set(raw.dataplane_options)) out.push('dataplane_options: not implemented (no gRPC dataplane)');
   if (set(raw.include_default_routes)) out.push('include_default_routes: not implemented (podway does not read host-local routes for calico-ipam)');
   // Without "etcd_endpoints" or "datastore", the first two are refused (parseConfig).
-  for (const k of ['etcd_discovery_srv', 'etcd_authority', 'etcd_scheme']) if (set(raw[k])) out.push(`${k}: not read (podway uses "etcd_endpoints" or "datastore")`);
+  for (const k of ['etcd_discovery_srv', 'etcd_authority', 'etcd_scheme'] as const) if (set(raw[k])) out.push(`${k}: not read (podway uses "etcd_endpoints" or "datastore")`);
   if (set(raw.hostname) && raw.nodename === undefined && raw.nodename_file === undefined) out.push('hostname: the deprecated key is not read (set "nodename")');
   const args = isObject(raw.args) ? raw.args : {};
   if (set(args['org.apache.mesos'])) out.push('args.org.apache.mesos: not implemented (no Mesos labels on the endpoint)');
@@ -145,9 +145,11 @@ export function unhonouredSettings(raw: Record<string, unknown>): string[] {
 /**
  * Every top-level key of a network config that is read by someone: the CNI spec's (and what
  * runtimes add), podway's own, and Calico's NetConf (cni-plugin/pkg/types), the ones podway does
- * not act on included (unhonouredSettings names those that are set).
+ * not act on included (unhonouredSettings names those that are set). The one list of them: the
+ * parser reads the config as a RawConf, whose only keys are these, so a key read but not listed
+ * here (and then reported as unknown on every ADD) does not compile.
  */
-const KNOWN_KEYS: readonly string[] = [
+const KNOWN_KEYS = [
   // CNI: the network's and the runtime's (libcni writes name and cniVersion into each plugin)
   'cniVersion', 'cniVersions', 'name', 'type', 'args', 'ipMasq', 'ipam', 'dns', 'capabilities', 'runtimeConfig', 'prevResult',
   'cni.dev/valid-attachments', 'cni.dev/attachments', 'disableCheck', 'disableGC',
@@ -160,7 +162,11 @@ const KNOWN_KEYS: readonly string[] = [
   'container_settings', 'include_default_routes', 'dataplane_options', 'device_type', 'readiness_gates', 'policy_setup_timeout_seconds',
   'endpoint_status_dir', 'require_mtu_file', 'hostname', 'windows_pod_deletion_timestamp_timeout', 'windows_use_single_network',
   'windows_disable_default_deny_all_policy', 'windows_loopback_DSR',
-];
+] as const;
+/** A top-level key of a network config that someone reads (KNOWN_KEYS). */
+export type ConfKey = typeof KNOWN_KEYS[number];
+/** A network config as received, seen through the keys that are read (KNOWN_KEYS). */
+export type RawConf = { readonly [K in ConfKey]?: unknown };
 
 /**
  * Top-level keys no one reads, each with the known key it most likely meant: a typo ("mtuu") used
@@ -170,7 +176,7 @@ const KNOWN_KEYS: readonly string[] = [
 export function unknownSettings(raw: Record<string, unknown>): string[] {
   const out: string[] = [];
   for (const key of Object.keys(raw)) {
-    if (KNOWN_KEYS.includes(key)) continue;
+    if ((KNOWN_KEYS as readonly string[]).includes(key)) continue;
     const meant = closest(key, KNOWN_KEYS);
     out.push(`unknown key ${JSON.stringify(key)} ignored${meant !== undefined ? ` (did you mean ${meant}?)` : ''}`);
   }
@@ -190,7 +196,7 @@ export function decodeConfig(text: string): Record<string, unknown> {
 }
 
 /** The config's cniVersion, checked against the versions this plugin speaks (code 1 otherwise). */
-export function configVersion(raw: Record<string, unknown>): CniVersion {
+export function configVersion(raw: RawConf): CniVersion {
   const v = raw.cniVersion;
   if (typeof v !== 'string' || v === '') throw bad('cniVersion', `required (one of ${SUPPORTED_VERSIONS.join(', ')})`);
   if (!(SUPPORTED_VERSIONS as readonly string[]).includes(v)) {
@@ -200,7 +206,7 @@ export function configVersion(raw: Record<string, unknown>): CniVersion {
 }
 
 /** The datastore: `datastore` (podway spec), else Calico's datastore_type/etcd_* keys, else $PODWAY_DATASTORE / Calico env / the embedded default. */
-function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): { datastore: DatastoreSpec; datastoreField: string } {
+function datastoreOf(raw: RawConf, env: NodeJS.ProcessEnv): { datastore: DatastoreSpec; datastoreField: string } {
   const spec = optString(raw, 'datastore');
   const calicoType = optString(raw, 'datastore_type');
   const endpoints = optString(raw, 'etcd_endpoints');
@@ -228,7 +234,7 @@ function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): { da
   // Calico finds its etcd by these keys when "etcd_endpoints" is not given; podway reads neither,
   // so the pod would silently land in another datastore (the default one) than the one meant.
   if (spec === undefined && endpoints === undefined) {
-    for (const k of ['etcd_discovery_srv', 'etcd_authority']) {
+    for (const k of ['etcd_discovery_srv', 'etcd_authority'] as const) {
       const v = optString(raw, k);
       if (v === undefined) continue;
       const where = parsed.kind === 'etcd' ? `etcd ${parsed.endpoints.join(',')}` : `embedded ${parsed.dir}`;
@@ -243,7 +249,7 @@ function datastoreOf(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): { da
  * that does not exist is an error unless nodename_file_optional is true, as in Calico (which also
  * looks at /var/lib/calico/nodename by default; podway only at a file the config names).
  */
-function nodenameFromFile(raw: Record<string, unknown>): string | undefined {
+function nodenameFromFile(raw: RawConf): string | undefined {
   const file = optString(raw, 'nodename_file');
   if (file === undefined) return undefined;
   if (!file.startsWith('/')) throw bad('nodename_file', `expected an absolute file path, got ${JSON.stringify(file)}`);
@@ -270,7 +276,7 @@ export interface ParseOptions {
   readonly warn?: (message: string) => void;
 }
 
-export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, opts: ParseOptions = {}): NetConf {
+export function parseConfig(raw: RawConf, env: NodeJS.ProcessEnv, opts: ParseOptions = {}): NetConf {
   // A field only ADD/CHECK/STATUS use: its error fails the call, or under `tolerant` is reported and defaulted.
   const unused = <T>(fallback: T, parse: () => T): T => {
     if (!opts.tolerant) return parse();
@@ -357,7 +363,7 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
     return c;
   });
   // DEL uses these too (it releases under the lock, or spools): never defaulted on error.
-  const absolutePath = (field: string, fallback: string): string => {
+  const absolutePath = (field: ConfKey, fallback: string): string => {
     const v = optString(raw, field) ?? fallback;
     if (!v.startsWith('/') || v.endsWith('/')) throw bad(field, `expected an absolute file path, got ${JSON.stringify(v)}`);
     return v;
@@ -377,7 +383,7 @@ export function parseConfig(raw: Record<string, unknown>, env: NodeJS.ProcessEnv
  * Which network config an error is about, for messages: the network's name when it is one, and
  * the file `podway cni install` wrote it to (its "conflist" key; the plugin only gets stdin).
  */
-export function configOrigin(raw: Record<string, unknown> | null): string {
+export function configOrigin(raw: RawConf | null): string {
   if (!raw) return 'network config';
   const name = typeof raw.name === 'string' && NETWORK_NAME.test(raw.name) ? `network "${raw.name}" config` : 'network config';
   const file = typeof raw.conflist === 'string' && raw.conflist.startsWith('/') ? ` (${raw.conflist})` : '';
@@ -385,7 +391,7 @@ export function configOrigin(raw: Record<string, unknown> | null): string {
 }
 
 /** A code-7 error with "network config:" in front, told which network and file it is about. */
-export function withConfigOrigin(e: unknown, raw: Record<string, unknown> | null): unknown {
+export function withConfigOrigin(e: unknown, raw: RawConf | null): unknown {
   const prefix = 'network config: ';
   if (!(e instanceof CniError) || e.code !== CNI_CODES.INVALID_CONFIG || !e.message.startsWith(prefix)) return e;
   const where = configOrigin(raw);
@@ -405,7 +411,7 @@ const VALID_ATTACHMENTS_OLD = 'cni.dev/attachments';
  * Every entry needs a non-empty containerID and ifname: one that names nothing would leave its
  * attachment unprotected.
  */
-export function parseValidAttachments(raw: Record<string, unknown>): ValidAttachment[] {
+export function parseValidAttachments(raw: RawConf): ValidAttachment[] {
   const key = VALID_ATTACHMENTS in raw ? VALID_ATTACHMENTS : VALID_ATTACHMENTS_OLD in raw ? VALID_ATTACHMENTS_OLD : null;
   if (key === null) {
     throw bad(VALID_ATTACHMENTS, 'missing: GC needs the runtime\'s list of the attachments still valid on this network ([] when none is); without it every pod of this network on this node would be taken as stale, so nothing is removed');

@@ -284,7 +284,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
   try {
     natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
   } catch (e) {
-    throw new UsageError((e as Error).message); // a bad --nat-port-range: exit 2
+    // A bad --nat-port-range: exit 2. Without the flag the failure is the host's
+    // net.ipv4.ip_local_port_range leaving no NAT ports, not a usage error: exit 1, the same message.
+    if (opts.natPortRange) throw new UsageError((e as Error).message);
+    throw e;
   }
   // The etcd client loads only for an etcd: spec (bench/README.md, "Start-up time").
   if (spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).checkEtcdTlsFiles(spec.tls);

@@ -48,6 +48,24 @@ async function registeredNodes(): Promise<string> {
   return ok(['get', 'node', '--datastore', store]);
 }
 
+t('no NAT ports left by the host\'s ephemeral range: exit 1 (a host setting, not a usage error); exit 2 only for a given --nat-port-range', async () => {
+  // net.ipv4.ip_local_port_range is per network namespace: only the scratch one's is changed.
+  const sysctl = (...a: string[]) => execFileSync('ip', ['netns', 'exec', NS, 'sysctl', ...a], { encoding: 'utf8' }).trim();
+  const before = sysctl('-n', 'net.ipv4.ip_local_port_range').split(/\s+/).join(' ');
+  sysctl('-qw', 'net.ipv4.ip_local_port_range=1024 65535');
+  try {
+    let r = await run(['--ip', '10.1.1.3/24']);
+    assert.is(r.code, 1, r.stderr);
+    assert.match(r.stderr, "no ports for natOutgoing outside the kernel's ephemeral range 1024-65535 (net.ipv4.ip_local_port_range): give --nat-port-range LOW-HIGH");
+    r = await run(['--ip', '10.1.1.3/24', '--nat-port-range', '2000-3000']);
+    assert.is(r.code, 2, r.stderr);
+    assert.match(r.stderr, "--nat-port-range: 2000-3000 overlaps the kernel's ephemeral ports 1024-65535");
+    assert.not.match(await registeredNodes(), /\bnx\b/);
+  } finally {
+    sysctl('-qw', `net.ipv4.ip_local_port_range=${before}`);
+  }
+});
+
 t('--ip held by no interface here: refused naming it, no Node registered', async () => {
   const r = await run(['--ip', '10.1.1.9/24']);
   assert.is(r.code, 1, r.stderr);

@@ -270,6 +270,12 @@ function ipv4Text(model: NodeDataplaneModel): string | null {
   return model.node.ip === null || model.node.subnet === null ? null : `${formatIPv4(model.node.ip)}/${model.node.subnet.prefixLen}`;
 }
 
+/** The model's IPv6 node address with its prefix length ("fd00::1/64"; /128 when the Node gives
+ * none); null when the node has no IPv6 address. */
+function ipv6Text(model: NodeDataplaneModel): string | null {
+  return model.v6.ip6 === null ? null : `${model.v6.ip6}/${model.v6.subnet6?.split('/')[1] ?? '128'}`;
+}
+
 export async function runNode(opts: RunOptions): Promise<void> {
   if (process.getuid && process.getuid() !== 0) throw new Error('podway run needs root (raw sockets, AF_PACKET, TAP devices)');
   const log = createLogger({ level: opts.logLevel, base: { node: opts.node } });
@@ -1010,7 +1016,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
       const inForce = current;
       const ip = opts.ip ?? (inForce ? ipv4Text(inForce) ?? 'none' : undefined);
-      const ip6 = opts.ip6 ?? (inForce ? (inForce.v6.ip6 === null ? 'none' : `${inForce.v6.ip6}/${inForce.v6.subnet6?.split('/')[1] ?? '128'}`) : undefined);
+      const ip6 = opts.ip6 ?? (inForce ? ipv6Text(inForce) ?? 'none' : undefined);
       registering = joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say))
         .then(
           () => dsLog.info(`node ${opts.node} registered again after: ${why}`),
@@ -1094,8 +1100,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       read: () => eng.readNodeAddresses(),
       registered: () => {
         if (!current) return null;
-        const v6 = current.v6;
-        return { ipv4: ipv4Text(current), ipv6: v6.ip6 === null ? null : `${v6.ip6}/${v6.subnet6?.split('/')[1] ?? '128'}` };
+        return { ipv4: ipv4Text(current), ipv6: ipv6Text(current) };
       },
       stored: () => nodeAddresses.stored(),
       given: { v4: source4 === 'manual' ? opts.ip : undefined, v6: source6 === 'manual' ? opts.ip6 : undefined },

@@ -177,29 +177,8 @@ export interface NodeAddressChange {
 }
 
 /**
- * A running podway re-detected its address (cli/address-monitor.ts): write it to this node's Node
- * (spec.bgp.ipv4Address / ipv6Address by compare-and-swap, every other field kept: tunnel
- * addresses, labels, AS number), as calico-node's monitor-addresses does. One attempt: an
- * unreachable store throws (KvUnavailableError) and the monitor tries again on its next look.
- * Refused, naming it, when another Node already holds the address (Calico checks for conflicting
- * Nodes before it writes a changed address; two Nodes on one address would take each other's
- * traffic). Never on a `file:` datastore (read-only). With `expect` (the repair of a Node another
- * process rewrote): written only while the stored addresses are still exactly `expect` (what the
- * monitor read and judged foreign), in the same compare-and-swap; false (nothing written) when
- * they changed meanwhile. Otherwise true.
- */
-export async function updateNodeAddresses(spec: DatastoreSpec, node: string, change: NodeAddressChange, expect?: { ipv4: string | null; ipv6: string | null }): Promise<boolean> {
-  const store = new NodeAddressStore(spec, node);
-  try {
-    return await store.update(change, expect);
-  } finally {
-    await store.close();
-  }
-}
-
-/**
- * This node's Node addresses read and written (storedNodeAddresses, updateNodeAddresses) through
- * one store, opened at the first call and kept until close(): the address monitor's (run.ts),
+ * This node's Node addresses read and written (stored(), update()) through one store, opened at
+ * the first call and kept until close(): the address monitor's (run.ts),
  * which looks every minute for as long as podway runs, and opened a store per look before (for
  * etcd a new client each time: a connection, a TLS handshake, gRPC's channel set up again). The
  * store is this object's own (no other part of the thread closes it); its owner closes it once
@@ -224,7 +203,18 @@ export class NodeAddressStore {
     return (this.kv ??= openKvStore(this.spec, {}));
   }
 
-  /** updateNodeAddresses on this store. */
+  /**
+   * A running podway re-detected its address (cli/address-monitor.ts): write it to this node's Node
+   * (spec.bgp.ipv4Address / ipv6Address by compare-and-swap, every other field kept: tunnel
+   * addresses, labels, AS number), as calico-node's monitor-addresses does. One attempt: an
+   * unreachable store throws (KvUnavailableError) and the monitor tries again on its next look.
+   * Refused, naming it, when another Node already holds the address (Calico checks for conflicting
+   * Nodes before it writes a changed address; two Nodes on one address would take each other's
+   * traffic). Never on a `file:` datastore (read-only). With `expect` (the repair of a Node another
+   * process rewrote): written only while the stored addresses are still exactly `expect` (what the
+   * monitor read and judged foreign), in the same compare-and-swap; false (nothing written) when
+   * they changed meanwhile. Otherwise true.
+   */
   async update(change: NodeAddressChange, expect?: { ipv4: string | null; ipv6: string | null }): Promise<boolean> {
     const kv = this.store();
     return this.freshAfterFailure(kv, async () => {
@@ -241,7 +231,12 @@ export class NodeAddressStore {
     });
   }
 
-  /** storedNodeAddresses on this store (null on a file: datastore). */
+  /**
+   * This node's Node addresses as the store holds them now (spec.bgp.ipv4Address / ipv6Address), for
+   * the address monitor's repair of a Node another process rewrote; null when there is no Node or no
+   * address in it, or on a file: datastore (ipv4 null on an IPv6-only node's). An unreachable store
+   * throws (the monitor concludes nothing from it).
+   */
   async stored(): Promise<{ ipv4: string | null; ipv6: string | null } | null> {
     if (this.spec.kind === 'file') return null;
     const kv = this.store();
@@ -286,18 +281,4 @@ async function updateNodeAddressesIn(kv: ReturnType<typeof openKvStore>, node: s
   });
   if (entry === null) throw new Error(`Node ${node} is not in ${kv.description}`);
   return !moved;
-}
-
-/**
- * This node's Node addresses as the store holds them now (spec.bgp.ipv4Address / ipv6Address), for
- * the address monitor's repair of a Node another process rewrote; null when there is no Node or no
- * address in it (ipv4 null on an IPv6-only node's). An unreachable store throws (the monitor concludes nothing from it).
- */
-export async function storedNodeAddresses(spec: DatastoreSpec, node: string): Promise<{ ipv4: string | null; ipv6: string | null } | null> {
-  const store = new NodeAddressStore(spec, node);
-  try {
-    return await store.stored();
-  } finally {
-    await store.close();
-  }
 }

@@ -9,13 +9,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { AddressMonitor, addressSource, CONTEST_BACKOFF_LOOKS, CONTEST_OVERWRITES, decideAddressChange, parseDuration, repairStoredAddress, type AddressSource } from '../../src/cli/address-monitor';
-import { storedNodeAddresses, updateNodeAddresses } from '../../src/cli/join';
+import { NodeAddressStore } from '../../src/cli/join';
 import type { NodeAddresses } from '../../src/dataplane/host';
 import { FileKv } from '../../src/control/kv/file-kv';
 import { registerNode, updateNodeSpec } from '../../src/control/node-registration';
 
 const dirs: string[] = [];
 process.on('exit', () => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+/** The NodeAddressStores a test opened (as run.ts wires one to its monitor), closed in its finally. */
+const stores: NodeAddressStore[] = [];
+const closeStores = () => Promise.all(stores.splice(0).map((st) => st.close()));
 
 function seen(ipv4: string | undefined, all: string[], ipv6?: string): NodeAddresses {
   return { ipv4, ipv6, all: new Set(all) };
@@ -289,7 +292,7 @@ test('AddressMonitor.stop: a look waiting on its read writes nothing; stop waits
   assert.equal(writes, [{ ipv4Address: '10.0.0.8/24' }]);
 });
 
-test('updateNodeAddresses on the embedded store: only the addresses change; another Node\'s address is refused; file: refused', async () => {
+test('NodeAddressStore.update on the embedded store: only the addresses change; another Node\'s address is refused; file: refused', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'podway-addrmon-'));
   dirs.push(dir);
   const kv = new FileKv({ dir });
@@ -297,13 +300,15 @@ test('updateNodeAddresses on the embedded store: only the addresses change; anot
     await registerNode(kv, { name: 'node1', ipv4Address: '10.0.0.1/24', vxlanTunnelAddr: '10.244.0.0', ipv6Address: 'fd00::1/64', labels: { zone: 'a' } });
     await registerNode(kv, { name: 'node2', ipv4Address: '10.0.0.2/24' });
     const spec = { kind: 'embedded' as const, dir };
-    await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.7/24' });
+    const store = new NodeAddressStore(spec, 'node1');
+    stores.push(store);
+    await store.update({ ipv4Address: '10.0.0.7/24' });
     const n1 = JSON.parse((await kv.get('/calico/resources/v3/projectcalico.org/nodes/node1'))!.value);
     assert.equal(n1.spec.bgp, { ipv4Address: '10.0.0.7/24', ipv6Address: 'fd00::1/64' });
     assert.is(n1.spec.ipv4VXLANTunnelAddr, '10.244.0.0', 'tunnel address kept');
     assert.equal(n1.metadata.labels, { zone: 'a' });
     try {
-      await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.2/24' });
+      await store.update({ ipv4Address: '10.0.0.2/24' });
       assert.unreachable('another Node\'s address');
     } catch (e) {
       assert.match((e as Error).message, 'Node node2 is already using the IPv4 address 10.0.0.2');
@@ -311,18 +316,23 @@ test('updateNodeAddresses on the embedded store: only the addresses change; anot
     const still = JSON.parse((await kv.get('/calico/resources/v3/projectcalico.org/nodes/node1'))!.value);
     assert.is(still.spec.bgp.ipv4Address, '10.0.0.7/24', 'nothing written on a conflict');
     try {
-      await updateNodeAddresses(spec, 'node9', { ipv4Address: '10.0.0.9/24' });
+      const node9 = new NodeAddressStore(spec, 'node9');
+      stores.push(node9);
+      await node9.update({ ipv4Address: '10.0.0.9/24' });
       assert.unreachable('no such Node');
     } catch (e) {
       assert.match((e as Error).message, 'Node node9 is not in');
     }
     try {
-      await updateNodeAddresses({ kind: 'file', path: path.join(dir, 'x.yaml') }, 'node1', { ipv4Address: '10.0.0.9/24' });
+      const file = new NodeAddressStore({ kind: 'file', path: path.join(dir, 'x.yaml') }, 'node1');
+      stores.push(file);
+      await file.update({ ipv4Address: '10.0.0.9/24' });
       assert.unreachable('file: datastore');
     } catch (e) {
       assert.match((e as Error).message, 'read-only');
     }
   } finally {
+    await closeStores();
     await kv.close();
   }
 });
@@ -402,7 +412,7 @@ test('AddressMonitor: a stored Node address not held here (the model in force is
   assert.ok(warns.some((w) => /stored address 10\.97\.0\.3 is not held by any interface here/.test(w)), warns.join(' | '));
 });
 
-/** An embedded store holding Node node1 at `ipv4`, with its spec for updateNodeAddresses. */
+/** An embedded store holding Node node1 at `ipv4`, with its spec for a NodeAddressStore. */
 async function storeWithNode(ipv4: string): Promise<{ kv: FileKv; spec: { kind: 'embedded'; dir: string } }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'podway-addrmon-'));
   dirs.push(dir);
@@ -411,74 +421,95 @@ async function storeWithNode(ipv4: string): Promise<{ kv: FileKv; spec: { kind: 
   return { kv, spec: { kind: 'embedded', dir } };
 }
 
+/** The Node's addresses as another process reads them: a NodeAddressStore of its own, closed after. */
+async function storedNow(spec: { kind: 'embedded'; dir: string }): Promise<{ ipv4: string | null; ipv6: string | null } | null> {
+  const store = new NodeAddressStore(spec, 'node1');
+  try {
+    return await store.stored();
+  } finally {
+    await store.close();
+  }
+}
+
 const setStored = (kv: FileKv, ipv4: string) => updateNodeSpec(kv, 'node1', (s) => { s.bgp = { ...((s.bgp ?? {}) as object), ipv4Address: ipv4 }; });
 
-test('updateNodeAddresses with expect (the repair): written only over the addresses judged; a Node changed since is left, false', async () => {
+test('NodeAddressStore.update with expect (the repair): written only over the addresses judged; a Node changed since is left, false', async () => {
   const { kv, spec } = await storeWithNode('10.97.0.3/24');
+  const store = new NodeAddressStore(spec, 'node1');
+  stores.push(store);
   try {
-    assert.is(await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.1/24' }, { ipv4: '10.97.0.9/24', ipv6: null }), false, 'not the address judged');
-    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.97.0.3/24', ipv6: null }, 'left as it is');
-    assert.is(await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.1/24' }, { ipv4: '10.97.0.3/24', ipv6: 'fd00::1/64' }), false, 'an IPv6 address judged that is not there');
-    assert.is(await updateNodeAddresses(spec, 'node1', { ipv4Address: '10.0.0.1/24' }, { ipv4: '10.97.0.3/24', ipv6: null }), true);
-    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null });
+    assert.is(await store.update({ ipv4Address: '10.0.0.1/24' }, { ipv4: '10.97.0.9/24', ipv6: null }), false, 'not the address judged');
+    assert.equal(await storedNow(spec), { ipv4: '10.97.0.3/24', ipv6: null }, 'left as it is');
+    assert.is(await store.update({ ipv4Address: '10.0.0.1/24' }, { ipv4: '10.97.0.3/24', ipv6: 'fd00::1/64' }), false, 'an IPv6 address judged that is not there');
+    assert.is(await store.update({ ipv4Address: '10.0.0.1/24' }, { ipv4: '10.97.0.3/24', ipv6: null }), true);
+    assert.equal(await storedNow(spec), { ipv4: '10.0.0.1/24', ipv6: null });
   } finally {
+    await closeStores();
     await kv.close();
   }
 });
 
 test('AddressMonitor repair is a compare-and-swap: the Node rewritten again between the read and the write is not overwritten (embedded store)', async () => {
   const { kv, spec } = await storeWithNode('10.97.0.3/24');
+  // one store for the monitor's reads and writes, as run.ts wires it
+  const store = new NodeAddressStore(spec, 'node1');
+  stores.push(store);
   const infos: string[] = [];
   let raced = 0;
   try {
     const m = new AddressMonitor({
       intervalMs: 60_000, source: src('default'), read: async () => seen('10.0.0.1/24', ['10.0.0.1']), registered: () => REG,
-      stored: () => storedNodeAddresses(spec, 'node1'),
+      stored: () => store.stored(),
       write: async (c, expect) => {
         // the other writer, between this monitor's read and its write
         if (raced++ === 0) await setStored(kv, '10.97.0.4/24');
-        return updateNodeAddresses(spec, 'node1', c, expect);
+        return store.update(c, expect);
       },
       info: (i) => infos.push(i), warn: () => {},
     });
     await m.look();
-    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.97.0.4/24', ipv6: null }, 'the newer write is kept');
+    assert.equal(await storedNow(spec), { ipv4: '10.97.0.4/24', ipv6: null }, 'the newer write is kept');
     assert.is(m.updates, 0);
     assert.ok(infos.some((i) => /changed again while it was being repaired/.test(i)), infos.join(' | '));
     await m.look();
-    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null }, 'the next look repairs what it read');
+    assert.equal(await storedNow(spec), { ipv4: '10.0.0.1/24', ipv6: null }, 'the next look repairs what it read');
     assert.is(m.updates, 1);
     await m.stop();
   } finally {
+    await closeStores();
     await kv.close();
   }
 });
 
 test('AddressMonitor repair: a compare-and-swap that finds the Node changed back to this node\'s own address is no overwrite (no contest, no back-off)', async () => {
   const { kv, spec } = await storeWithNode('10.97.0.3/24');
+  // one store for the monitor's reads and writes, as run.ts wires it
+  const store = new NodeAddressStore(spec, 'node1');
+  stores.push(store);
   const infos: string[] = [];
   const warns: string[] = [];
   try {
     const m = new AddressMonitor({
       intervalMs: 60_000, source: src('default'), read: async () => seen('10.0.0.1/24', ['10.0.0.1']), registered: () => REG,
-      stored: () => storedNodeAddresses(spec, 'node1'),
+      stored: () => store.stored(),
       write: async (c, expect) => {
         // someone writes this node's own address back between the read and the write
         await setStored(kv, '10.0.0.1/24');
-        return updateNodeAddresses(spec, 'node1', c, expect);
+        return store.update(c, expect);
       },
       info: (i) => infos.push(i), warn: (w) => warns.push(w),
     });
     for (let i = 0; i < CONTEST_OVERWRITES + 1; i++) {
       await setStored(kv, `10.97.0.${10 + i}/24`);
       await m.look();
-      assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null });
+      assert.equal(await storedNow(spec), { ipv4: '10.0.0.1/24', ipv6: null });
     }
     assert.ok(infos.filter((i) => /changed back to this node's own while it was being repaired/.test(i)).length === CONTEST_OVERWRITES + 1, infos.join(' | '));
     assert.not.ok(warns.some((w) => /another process appears to be writing/.test(w)), warns.join(' | '));
     assert.is(m.repairsHeldBack, 0);
     await m.stop();
   } finally {
+    await closeStores();
     await kv.close();
   }
 });
@@ -488,13 +519,15 @@ test('AddressMonitor: two podways writing one Node (embedded store) stop flappin
   const interval = 60_000;
   let clock = 1_000_000;
   const warns: string[] = [];
-  const monitor = (own: string) => new AddressMonitor({
+  // each podway with its own store (run.ts's), for its monitor's reads and writes
+  const monitor = (own: string, store = new NodeAddressStore(spec, 'node1')) => (stores.push(store), new AddressMonitor({
     intervalMs: interval, source: src('default'), now: () => clock,
     read: async () => seen(`${own}/24`, [own]), registered: () => ({ ipv4: `${own}/24`, ipv6: null }),
-    stored: () => storedNodeAddresses(spec, 'node1'),
-    write: (c, expect) => updateNodeAddresses(spec, 'node1', c, expect),
+    stored: () => store.stored(),
+    write: (c, expect) => store.update(c, expect),
     info: () => {}, warn: (w) => warns.push(`${own}: ${w}`),
-  });
+  }));
+
   const a = monitor('10.0.0.1');
   const b = monitor('10.0.0.2');
   const contest = () => warns.filter((w) => /another process appears to be writing this node's Node/.test(w));
@@ -504,7 +537,7 @@ test('AddressMonitor: two podways writing one Node (embedded store) stop flappin
     const round = async () => {
       await a.look();
       await b.look();
-      history.push((await storedNodeAddresses(spec, 'node1'))!.ipv4!);
+      history.push((await storedNow(spec))!.ipv4!);
       clock += 1000;
     };
     for (let i = 0; i < 2 * CONTEST_OVERWRITES + 2; i++) await round();
@@ -528,20 +561,24 @@ test('AddressMonitor: two podways writing one Node (embedded store) stop flappin
   } finally {
     await a.stop();
     await b.stop();
+    await closeStores();
     await kv.close();
   }
 });
 
 test('AddressMonitor: foreign writes far apart are each repaired, no contest; a contest followed by a quiet window is forgotten', async () => {
   const { kv, spec } = await storeWithNode('10.0.0.1/24');
+  // one store for the monitor's reads and writes, as run.ts wires it
+  const store = new NodeAddressStore(spec, 'node1');
+  stores.push(store);
   let clock = 0;
   const warns: string[] = [];
   const infos: string[] = [];
   const m = new AddressMonitor({
     intervalMs: 1000, source: src('default'), now: () => clock,
     read: async () => seen('10.0.0.1/24', ['10.0.0.1']), registered: () => REG,
-    stored: () => storedNodeAddresses(spec, 'node1'),
-    write: (c, expect) => updateNodeAddresses(spec, 'node1', c, expect),
+    stored: () => store.stored(),
+    write: (c, expect) => store.update(c, expect),
     info: (i) => infos.push(i), warn: (w) => warns.push(w),
   });
   try {
@@ -553,7 +590,7 @@ test('AddressMonitor: foreign writes far apart are each repaired, no contest; a 
     }
     assert.is(m.updates, CONTEST_OVERWRITES + 2, 'each one repaired');
     assert.not.ok(warns.some((w) => /another process appears/.test(w)), warns.join(' | '));
-    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null });
+    assert.equal(await storedNow(spec), { ipv4: '10.0.0.1/24', ipv6: null });
     // A contest (overwrites close together), its back-off, one repair after it, then quiet for a
     // window: forgotten, and later overwrites count from zero again.
     for (let i = 0; i < CONTEST_OVERWRITES + 1; i++) {
@@ -564,7 +601,7 @@ test('AddressMonitor: foreign writes far apart are each repaired, no contest; a 
     assert.is(warns.filter((w) => /another process appears/.test(w)).length, 1, warns.join(' | '));
     clock += CONTEST_BACKOFF_LOOKS * 1000;
     await m.look();
-    assert.equal(await storedNodeAddresses(spec, 'node1'), { ipv4: '10.0.0.1/24', ipv6: null }, 'repaired after the back-off');
+    assert.equal(await storedNow(spec), { ipv4: '10.0.0.1/24', ipv6: null }, 'repaired after the back-off');
     clock += 10_000;
     await m.look();
     assert.ok(infos.some((i) => /the other writer seems gone/.test(i)), infos.join(' | '));
@@ -577,6 +614,7 @@ test('AddressMonitor: foreign writes far apart are each repaired, no contest; a 
     assert.is(warns.filter((w) => /another process appears/.test(w)).length, 1, 'no new contest below the count');
   } finally {
     await m.stop();
+    await closeStores();
     await kv.close();
   }
 });

@@ -525,21 +525,31 @@ export class Ipam {
     const { block, entry } = at;
     const ordinals = block.autoAssign(num, handleId, attrs, reserved);
     if (ordinals.length === 0) return [];
+    if (!(await this.writeAssigned(entry, block, handleId, ordinals))) throw new CasConflict(entry.key);
+    return ordinals.map((o) => block.ordinalToIp(o));
+  }
+
+  /**
+   * Writes `block`, in which `ordinals` were just assigned to `handleId`, over `entry` (autoAssign's
+   * assignFromBlock and assignIp): the handle's count raised first, then the block by CAS guarded
+   * on the handle at the revision that increment wrote. True when the block holds them (written,
+   * or a write that threw found applied by settleAmbiguousWrite); false when the CAS failed (the
+   * count taken back); a write that threw and was not applied, or could not be settled, throws.
+   */
+  private async writeAssigned(entry: KvEntry, block: AllocationBlock, handleId: string | null, ordinals: readonly number[]): Promise<boolean> {
     const handle = handleId !== null ? await this.incrementHandle(handleId, block.cidr, ordinals.length) : null;
     block.sequenceNumber += 1n;
     let written: KvEntry | null;
     try {
       written = await this.kv.update(entry.key, block.encode(), entry.modRevision, handle ? [{ key: handle.key, modRevision: handle.modRevision }] : []);
     } catch (e) {
-      if (handle === null || handleId === null) throw e;
-      if (await this.settleAmbiguousWrite(entry.key, handle, handleId, block.cidr, ordinals)) return ordinals.map((o) => block.ordinalToIp(o));
+      // Possibly applied: settled, never by lowering the count blindly.
+      if (handle !== null && handleId !== null && (await this.settleAmbiguousWrite(entry.key, handle, handleId, block.cidr, ordinals))) return true;
       throw e;
     }
-    if (!written) {
-      if (handleId !== null) await this.decrementHandle(handleId, block.cidr, ordinals.length);
-      throw new CasConflict(entry.key);
-    }
-    return ordinals.map((o) => block.ordinalToIp(o));
+    if (written) return true;
+    if (handleId !== null) await this.decrementHandle(handleId, block.cidr, ordinals.length);
+    return false;
   }
 
   /**
@@ -842,20 +852,9 @@ export class Ipam {
       if (config.strictAffinity && block.affinity !== `host:${node}`) {
         throw new Error(`cannot assign ${req.ip} to node ${node}: block ${cidr.text} is affine to ${block.affinity ?? 'no node'} and strict_affinity is set`);
       }
-      block.assign(block.ipToOrdinal(req.ip)!, handleId, attrs);
-      const handle = handleId !== null ? await this.incrementHandle(handleId, cidr, 1) : null;
-      block.sequenceNumber += 1n;
-      let written: KvEntry | null;
-      try {
-        // Guarded on the handle as incremented, as in assignFromBlock.
-        written = await this.kv.update(at.entry.key, block.encode(), at.entry.modRevision, handle ? [{ key: handle.key, modRevision: handle.modRevision }] : []);
-      } catch (e) {
-        // Possibly applied: settled as in assignFromBlock, never by lowering the count blindly.
-        if (handle !== null && handleId !== null && (await this.settleAmbiguousWrite(at.entry.key, handle, handleId, cidr, [block.ipToOrdinal(req.ip)!]))) return;
-        throw e;
-      }
-      if (written) return;
-      if (handleId !== null) await this.decrementHandle(handleId, cidr, 1);
+      const ordinal = block.ipToOrdinal(req.ip)!;
+      block.assign(ordinal, handleId, attrs);
+      if (await this.writeAssigned(at.entry, block, handleId, [ordinal])) return;
     }
     throw new Error(`assign ${req.ip}: max retries hit (excessive concurrent IPAM requests)`);
   }

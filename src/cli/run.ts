@@ -749,6 +749,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       addressAdvice, addressAdvice6,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
       worker: { index: 0, count }, workerSteer: opts.workerSteer,
+      // the underlay's forwarding value from before podway, beside the control socket
+      // (/run/podway: gone at reboot, as the value the kernel holds)
+      forwardingRecordFile: (ifname) => path.join(path.dirname(sock), `${opts.node}.${ifname}.forwarding`),
       onNeighbor: (ip, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }); },
       onNeighbor6: (ip6, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }); },
       // a refused tunnel table installed on the retry timer: the workers' ports follow with the model
@@ -879,7 +882,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
       if (count > 1 || opts.workersAuto) log.info(`${count} forwarding worker${count > 1 ? 's' : ''}${opts.workersAuto ? ` (--workers auto: ${availableParallelism()} CPUs, at most ${WORKERS_AUTO_MAX})` : ''}`, { workers: count });
     } catch (e) {
-      for (const w of workers) void w.terminate();
+      const workersGone = Promise.all(workers.map((w) => w.terminate().catch(() => undefined)));
       server.close();
       abortStart.abort();
       await (thread as ModelSource | null)?.close();
@@ -897,10 +900,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
           log.error(`the cached model could not be applied (${(e as Error).message}), nor ${cacheFile} be moved aside: ${(re as Error).message}`);
         }
       }
-      eng.stop();
+      eng.stop(false);
       await nat.stop();
       await nat6.stop();
       await guard.stop();
+      await workersGone;
+      eng.restoreForwarding(); // once nothing of podway forwards (transit-drop tables gone, workers ended)
       throw e;
     }
     for (const n of eng.notes) log.info(`host: set ${n}`, { component: 'host' });
@@ -1171,14 +1176,19 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const replayStopped = replayer ? Promise.race([replayer.stop(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         server.close();
         broadcast({ type: 'stop' });
-        eng.stop();
+        eng.stop(false);
         // an update's nft still running is waited for before the table is deleted (nft-nat.ts stop)
         const natStopped = Promise.all([nat.stop(), nat6.stop(), guard.stop()]);
+        const workersExited = workers.map((w) => new Promise((r) => { if (w.threadId < 0) r(null); w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }));
+        // The underlay's forwarding set back once podway forwards nothing more: before, a packet
+        // could be forwarded by the kernel and by a worker still running (or go past a transit-drop
+        // table being deleted) twice.
+        const forwardingRestored = Promise.all([natStopped.catch(() => undefined), ...workersExited]).then(() => eng.restoreForwarding());
         // a tunnel-address join in flight still writes the Node and IPAM through the datastore:
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         const registered = registering ? Promise.race([registering, new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
-        void Promise.all([monitorStopped, replayStopped, natStopped, joinEnded, cacheWritten, registered, ...workers.map((w) => new Promise((r) => { w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }))])
+        void Promise.all([monitorStopped, replayStopped, natStopped, joinEnded, cacheWritten, registered, forwardingRestored, ...workersExited])
           .then(() => (thread as ModelSource | null)?.close())
           .then(resolve);
       };

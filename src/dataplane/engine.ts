@@ -30,7 +30,7 @@ import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, sameLocalAddresses } from './local-addrs';
-import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
+import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
 import { type Log, silentLog } from '../observe/log';
@@ -43,6 +43,9 @@ export interface EngineOptions {
   batch?: number;
   /** Set host sysctls/routes (default true; tests of the pipeline alone may turn it off). */
   manageHost?: boolean;
+  /** Where the underlay's IPv4 forwarding value from before podway's 0 is kept on disk, per
+   * interface (host.ts ForwardingRecord; podway run: beside the control socket). Unset: in memory only. */
+  forwardingRecordFile?: (ifname: string) => string;
   /** Where the engine logs (fields name the port, workload, neighbour). */
   log?: Log;
   /** AF_PACKET receive ring: 2 (default: wakes per frame, no 1 ms block timer on the path; request/
@@ -291,6 +294,7 @@ export class Engine {
   private readonly batch: number;
   private readonly log: Log;
   private readonly manageHost: boolean;
+  private readonly forwardingRecordFile: ((ifname: string) => string) | null;
   private readonly ringVersion: 2 | 3;
   private readonly underlayRingBlocks: number;
   private readonly qdiscBypass: boolean;
@@ -388,6 +392,7 @@ export class Engine {
     this.batch = Math.min(opts.batch ?? 256, this.io.MAX_BATCH);
     this.log = opts.log ?? silentLog;
     this.manageHost = opts.manageHost ?? true;
+    this.forwardingRecordFile = opts.forwardingRecordFile ?? null;
     this.ringVersion = opts.ringVersion ?? 2;
     this.underlayRingBlocks = underlayRingBlocks(this.ringVersion, opts.underlayRingMb ?? UNDERLAY_RING_MB);
     this.qdiscBypass = opts.qdiscBypass ?? false;
@@ -683,7 +688,11 @@ export class Engine {
     this.closeInfra();
     const ul = findUnderlay(model.node.ip, model.v6.ip6, links);
     this.underlay = ul;
-    if (this.manageHost) this.notes.push(...quietKernelOn(ul.name, false, this.forwardingWas));
+    if (this.manageHost) {
+      // a move to another interface: the one left forwards as before podway came (its ports are closed)
+      for (const name of [...this.forwardingWas.keys()]) if (name !== ul.name) this.restoreForwardingOf(name);
+      this.notes.push(...quietKernelOn(ul.name, false, this.forwardingWas, this.forwardingRecord(ul.name)));
+    }
     const nodeIp = model.node.ip;
     if (this.manageHost) {
       const why = installTunnelRx(ul.name, fmt4(nodeIp), VXLAN_PORT, model.v6.ip6);
@@ -2034,20 +2043,42 @@ export class Engine {
 
   private stopped = false;
   /**
-   * The underlay's IPv4 forwarding switch as it was before podway set it to 0 (sysctl path ->
-   * value), per underlay it ran on: set back at stop, so the node forwards for its other networks
-   * (a podman or docker bridge's replies arriving on the underlay) once podway is gone. podway0
-   * goes with the process. A crash (SIGKILL) leaves 0 until the next run stops cleanly.
+   * The underlay's IPv4 forwarding switch as it was before podway set it to 0 (interface name ->
+   * value), per underlay it ran on: set back at stop (restoreForwarding), so the node forwards for
+   * its other networks (a podman or docker bridge's replies arriving on the underlay) once podway
+   * is gone, and when the node's address moves to another interface. podway0 goes with the process.
+   * Kept on disk too (forwardingRecordFile), so a run after a crash sets back the value from before.
    */
   private readonly forwardingWas = new Map<string, string>();
 
-  stop(): void {
+  private forwardingRecord(ifname: string): ForwardingRecord | undefined {
+    if (!this.forwardingRecordFile) return undefined;
+    return { file: this.forwardingRecordFile(ifname), warn: (m) => this.log.warn(m, { component: 'host', interface: ifname }) };
+  }
+
+  private restoreForwardingOf(ifname: string): void {
+    const was = this.forwardingWas.get(ifname);
+    if (was === undefined) return;
+    this.forwardingWas.delete(ifname);
+    const note = restoreSysctl(forwardingKey(ifname), '0', was);
+    if (note) this.log.info(`set ${note}`, { component: 'host', interface: ifname });
+    const rec = this.forwardingRecord(ifname);
+    if (rec) removeForwardingRecord(rec);
+  }
+
+  /**
+   * Sets the underlays' IPv4 forwarding back to what it was before podway (forwardingWas). Not
+   * before podway has stopped forwarding: its transit-drop tables deleted and its workers gone, or
+   * a packet could be forwarded by both (podway run calls it then; stop() alone when told to).
+   */
+  restoreForwarding(): void {
+    for (const name of [...this.forwardingWas.keys()]) this.restoreForwardingOf(name);
+  }
+
+  /** `restoreForwarding`: set the underlay's forwarding back here (false: the caller does, later). */
+  stop(restoreForwarding = true): void {
     this.stopped = true;
-    for (const [path, was] of this.forwardingWas) {
-      const note = restoreSysctl(path, '0', was);
-      if (note) this.log.info(`set ${note}`, { component: 'host' });
-    }
-    this.forwardingWas.clear();
+    if (restoreForwarding) this.restoreForwarding();
     if (this.retryTimer) clearInterval(this.retryTimer);
     this.retryTimer = null;
     if (this.neighborTimer) clearInterval(this.neighborTimer);

@@ -9,7 +9,8 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import * as nodePath from 'node:path';
 import { formatIpv4, parseIpv4, parseMac } from '../packet';
 import { assembleBpf, Bpf, type BpfInsn } from './bpf';
 import { SteerBuilder, jeqFar, type Steer } from './steer';
@@ -376,18 +377,91 @@ function ipCmd(args: string[]): void {
   }
 }
 
+/**
+ * The underlay's IPv4 forwarding value from before podway set it to 0, kept on disk (one file per
+ * interface, `file` = the record's path) until podway sets it back at a clean stop. A run that did
+ * not stop cleanly (SIGKILL, a watchdog abort) leaves the file, and the next run, finding the
+ * switch at 0, takes the value from it (it would otherwise take podway's own 0 for the node's).
+ * `warn`: a record that cannot be written or read (podway goes on without it).
+ */
+export interface ForwardingRecord {
+  file: string;
+  warn(message: string): void;
+}
+
+/** The value a record holds: '0' or '1' (anything else is reported, and ignored). */
+function readForwardingRecord(rec: ForwardingRecord): string | null {
+  let text: string;
+  try {
+    text = readFileSync(rec.file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') rec.warn(`${rec.file}: ${(e as Error).message}; not used`);
+    return null;
+  }
+  const v = text.trim();
+  if (v === '0' || v === '1') return v;
+  rec.warn(`${rec.file}: expected the forwarding value podway replaced (0 or 1), got ${JSON.stringify(text.slice(0, 40))}; not used`);
+  return null;
+}
+
+/** Written whole (a temporary file renamed over it), so a crash never leaves half a record. */
+function writeForwardingRecord(rec: ForwardingRecord, value: string): void {
+  const tmp = `${rec.file}.${process.pid}.tmp`;
+  try {
+    mkdirSync(nodePath.dirname(rec.file), { recursive: true, mode: 0o755 });
+    writeFileSync(tmp, `${value}\n`);
+    renameSync(tmp, rec.file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    rec.warn(`${rec.file}: ${(e as Error).message}; the forwarding value podway replaced is not kept on disk, so a crash leaves 0 for good`);
+  }
+}
+
+/** The record gone, once the value went back (or is no longer podway's to set back). */
+export function removeForwardingRecord(rec: ForwardingRecord): void {
+  try {
+    rmSync(rec.file, { force: true });
+  } catch (e) {
+    rec.warn(`${rec.file}: ${(e as Error).message}; not removed`);
+  }
+}
+
+/** The sysctl key of an interface's IPv4 forwarding switch (as sysctlFile takes it). */
+export function forwardingKey(ifname: string): string {
+  return `net.ipv4.conf.${ifname.replace(/\./g, '/')}.forwarding`;
+}
+
 /** Keep the host kernel out of forwarding on an interface podway forwards for. `changed` (for
- * the underlay and the host port) records the forwarding value it replaced, to set back at stop
- * (restoreSysctl); a pod veth's settings stay, as Felix leaves them. */
-export function quietKernelOn(ifname: string, pod: boolean, changed?: Map<string, string>): string[] {
+ * the underlay) records the forwarding value it replaced, by interface name, to set back at stop
+ * (restoreSysctl), and `record` keeps it on disk first (ForwardingRecord); a pod veth's settings
+ * stay, as Felix leaves them, and so do the host port's (podway0 goes with the process). */
+export function quietKernelOn(ifname: string, pod: boolean, changed?: Map<string, string>, record?: ForwardingRecord): string[] {
   // Interface names come from the datastore: refuse anything that could escape the sysctl path.
   if (!isSafeIfname(ifname)) throw new Error(`bad interface name "${ifname}"`);
   const notes: string[] = [];
   const conf = `net.ipv4.conf.${ifname.replace(/\./g, '/')}`;
-  const n1 = setSysctl(`${conf}.forwarding`, '0', (was) => {
-    if (changed && !changed.has(`${conf}.forwarding`)) changed.set(`${conf}.forwarding`, was);
-  });
-  if (n1) notes.push(n1);
+  const key = forwardingKey(ifname);
+  let cur = '';
+  try {
+    cur = readFileSync(sysctlFile(key), 'utf8').trim();
+  } catch (e) {
+    throw new Error(`sysctl ${key}: ${(e as Error).message}`);
+  }
+  if (cur !== '0') {
+    const was = changed?.get(ifname) ?? cur;
+    // on disk before the switch moves: a crash right after the write still finds it
+    if (changed && record) writeForwardingRecord(record, was);
+    const n1 = setSysctl(key, '0');
+    if (changed && !changed.has(ifname)) changed.set(ifname, was);
+    if (n1) notes.push(n1);
+  } else if (changed && record && !changed.has(ifname)) {
+    // 0 already: the node's own setting, or a run of podway that did not stop cleanly (its record)
+    const kept = readForwardingRecord(record);
+    if (kept !== null && kept !== '0') {
+      changed.set(ifname, kept);
+      notes.push(`${key}=0 (already: a podway run that did not stop cleanly set it; it was ${kept} before, as ${record.file} says, and is set back at stop)`);
+    }
+  }
   if (pod) {
     const n2 = setSysctl(`${conf}.proxy_arp`, '0');
     if (n2) notes.push(n2);

@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BIN, ROOT, ok, podway, tempDir } from './cli-kit';
 import { execBounded } from '../e2e/tools';
@@ -216,6 +216,36 @@ t('without --ip, a stored Node address no interface here holds gives way to firs
     assert.match(r.err(), /"level":"info".*set net\.ipv4\.conf\.d0\.forwarding=1 \(set back; podway had set 0\)/);
   } finally {
     if (r.child.exitCode === null) r.child.kill('SIGKILL');
+  }
+});
+
+t('the underlay\'s forwarding=1 survives a crash: after SIGKILL it stays 0 with podway\'s record of the 1 beside the control socket; the next run takes the 1 from it (said) and sets it back at SIGTERM, the record removed', async () => {
+  const dir = tempDir();
+  const sock = path.join(dir, 'c.sock');
+  const record = path.join(dir, 'nx.d0.forwarding');
+  const forwarding = () => execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-n', 'net.ipv4.conf.d0.forwarding'], { encoding: 'utf8' }).trim();
+  execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.conf.d0.forwarding=1']);
+  const first = spawnRun(['--datastore', store, '--control', sock, '--ip', '10.1.1.3/24']);
+  let second: ReturnType<typeof spawnRun> | null = null;
+  try {
+    assert.ok(await first.waitFor(/"forwarding: node 10\.1\.1\.3/, START_WAIT_MIN_MS), first.err());
+    assert.is(forwarding(), '0');
+    assert.is(readFileSync(record, 'utf8'), '1\n', 'the value podway replaced, on disk while it runs');
+    first.child.kill('SIGKILL');
+    assert.is(await within(first.exited, 10_000, 'timeout' as const), null, first.err());
+    assert.is(forwarding(), '0', 'a crash leaves 0');
+    assert.ok(existsSync(record), 'and the record');
+    second = spawnRun(['--datastore', store, '--control', sock, '--ip', '10.1.1.3/24']);
+    assert.ok(await second.waitFor(/"forwarding: node 10\.1\.1\.3/, START_WAIT_MIN_MS), second.err());
+    assert.match(second.err(), `set net.ipv4.conf.d0.forwarding=0 (already: a podway run that did not stop cleanly set it; it was 1 before, as ${record} says, and is set back at stop)`);
+    assert.is(forwarding(), '0');
+    second.child.kill('SIGTERM');
+    assert.is(await within(second.exited, 10_000, 'timeout' as const), 0, second.err());
+    assert.is(forwarding(), '1', 'the value from before the crash, set back at the clean stop');
+    assert.not.ok(existsSync(record), 'the record removed once set back');
+  } finally {
+    if (first.child.exitCode === null && first.child.signalCode === null) first.child.kill('SIGKILL');
+    if (second && second.child.exitCode === null && second.child.signalCode === null) second.child.kill('SIGKILL');
   }
 });
 

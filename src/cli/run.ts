@@ -823,13 +823,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The engine refused the cached model itself (not nft missing, not a worker failing): only then
     // is the cache set aside.
     let cachedRefused = false;
+    /** The first apply used the kernel routes read while the datastore was awaited (read again after). */
+    let startRoutesReused = false;
     try {
       const model = first;
       // Synchronously at start: the control socket answers for the engine only once the first
       // model is in force (until then `status` says podway is starting).
       const reads = await hostReads;
       const readsAge = performance.now() - reads.at;
-      if (readsAge <= START_READS_MAX_AGE_MS) {
+      startRoutesReused = readsAge <= START_READS_MAX_AGE_MS;
+      if (startRoutesReused) {
         kernelRoutes = reads.kernelRoutes;
         startNftTables = reads.nftTables;
         eng.useStartReads(reads);
@@ -1155,6 +1158,23 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }, START_RETRY_MS);
     });
     if (!source) whenStarted(starting);
+    // The first apply's kernel routes were read up to START_READS_MAX_AGE_MS before it: read again
+    // now (asynchronously: the start is not held), and the model applied again if an underlay
+    // next hop moved meanwhile (the default route changed), as after any model (applyLatest).
+    // A model on its way (latest, applying) reads them itself after its apply.
+    if (startRoutesReused) {
+      void eng.readKernelRoutes().then((routes) => {
+        if (stopping || latest || applying || !current) return;
+        kernelRoutes = routes;
+        if (gatewaysKey(current, routes) === lastGateways) return;
+        try {
+          applyModel(current, 'kernel routes read again after the start', ['underlay next hops changed']);
+        } catch (e) {
+          nodeMetrics?.applyFailed();
+          log.error(`update rejected, keeping the last good state: ${(e as Error).message}`);
+        }
+      }, (e: Error) => log.warn(`kernel routes not read again after the start: ${e.message}`));
+    }
     const st = eng.status();
     forwarding = true;
     log.info(`forwarding: node ${st.nodeIp ?? `${st.ipv6?.nodeIp} (IPv6 only)`} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });

@@ -686,7 +686,16 @@ export class Engine {
   /** `links`: `ip -j addr show` read already (the first apply's start reads). */
   private openInfra(model: NodeDataplaneModel, links?: string): void {
     this.closeInfra();
-    const ul = findUnderlay(model.node.ip, model.v6.ip6, links);
+    let ul: Underlay;
+    try {
+      ul = findUnderlay(model.node.ip, model.v6.ip6, links);
+    } catch (e) {
+      // The start's `ip addr` was read up to START_READS_MAX_AGE_MS before (while the datastore was
+      // awaited): an address that came since (DHCP at boot, found by autodetection at registration)
+      // is not in it. Read again before giving up.
+      if (links === undefined) throw e;
+      ul = findUnderlay(model.node.ip, model.v6.ip6);
+    }
     this.underlay = ul;
     if (this.manageHost) {
       // a move to another interface: the one left forwards as before podway came (its ports are closed)

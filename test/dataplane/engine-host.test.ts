@@ -136,6 +136,22 @@ async function release(nft: ChildProcess): Promise<void> {
   if (nft.exitCode === null && nft.signalCode === null) nft.kill('SIGKILL');
 }
 
+// ---- the start's host reads ----------------------------------------------------------------------
+
+test('the first apply on start reads whose `ip addr` predates the node address (it came since, DHCP at boot): the interfaces read again, the underlay found, forwarding', () => {
+  const r = rig();
+  try {
+    // as readHostAtStart read it before the address was added: ul0 without 10.99.0.1
+    const stale = JSON.stringify([{ ifname: 'lo', mtu: 65536, address: '00:00:00:00:00:00', addr_info: [{ local: '127.0.0.1' }] }, { ifname: UL, mtu: 1500, address: '02:00:00:00:00:01', addr_info: [] }]);
+    r.engine.useStartReads({ at: performance.now(), links: stale, kernelRoutes: [], podRoutes: [], learned: [], nftTables: null, local: { v4: null, v6: null } });
+    r.engine.apply(clusterModel());
+    assert.is(r.engine.status().underlay?.name, UL);
+    assert.ok(forwardsAtoB(r), 'forwards');
+  } finally {
+    stopRig(r);
+  }
+});
+
 // ---- the ring check ----------------------------------------------------------------------------
 
 test('a wedged ring set up again: logged and counted (rxRingStalls), the port stays and keeps forwarding, checks go on', async () => {

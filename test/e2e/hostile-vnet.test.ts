@@ -20,7 +20,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Lab } from '../../src/lab/lab';
+import { Lab, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, until, logTail } from './e2e-kit';
 import { Bg, py, pyJson } from './tools';
@@ -146,12 +146,21 @@ async function attack(from: string, cases: Case[], port: number): Promise<{ resu
   const dst = lab!.pod('dst');
   const [c, a] = py(dst.ns, PY_UDP_RECORD, [port, 15, MARKER]);
   const rx = new Bg(c, a);
-  await rx.waitFor('listening', 5000);
-  const all: Case[] = [...cases, { name: 'honest datagram (marker)', tag: MARKER, proto: 'udp', len: 64, vnet: [0, 0, 0, 0, 0, 0] }];
-  const r = await pyJson<{ results: string[] }>(p.ns, PY_VNET_SEND, [JSON.stringify({
-    ifname: p.podIf, l2: p.type !== 'tun', src: p.ip, dst: dst.ip, port, smac: (p.mac ?? '00:00:00:00:00:00').replace(/:/g, ''), dmac: 'eeeeeeeeeeee', cases: all,
-  })], 20_000);
-  await rx.finish(25_000);
+  let r: { results: string[] };
+  try {
+    await rx.waitFor('listening', 5000);
+    const all: Case[] = [...cases, { name: 'honest datagram (marker)', tag: MARKER, proto: 'udp', len: 64, vnet: [0, 0, 0, 0, 0, 0] }];
+    r = await pyJson<{ results: string[] }>(p.ns, PY_VNET_SEND, [JSON.stringify({
+      ifname: p.podIf, l2: p.type !== 'tun', src: p.ip, dst: dst.ip, port, smac: (p.mac ?? '00:00:00:00:00:00').replace(/:/g, ''), dmac: 'eeeeeeeeeeee', cases: all,
+    })], 20_000);
+    await rx.finish(25_000);
+  } finally {
+    // the sender failed (or the receiver never listened): the receiver is ended here, not left to its own 15 s
+    if (rx.proc.exitCode === null && rx.proc.signalCode === null) {
+      rx.proc.kill('SIGKILL');
+      await within(rx.done, 5000, null);
+    }
+  }
   const got = (JSON.parse(rx.stdout.trim().split('\n').pop()!) as { got: [number, number, boolean][] }).got;
   assert.ok(got.some((g) => g[0] === MARKER), `${from}: its honest datagram after the hostile ones reached dst: ${JSON.stringify(got)} (sends ${JSON.stringify(r.results)})`);
   return { results: r.results.slice(0, cases.length), got: got.filter((g) => g[0] !== MARKER) };

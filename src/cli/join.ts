@@ -25,7 +25,7 @@ export interface JoinOptions {
   /**
    * This node's address with its prefix ("10.0.0.1/24"); 'autodetect' = first-found (Calico's
    * IP=autodetect: the Node's own is not reused); 'none' = register none (Calico's IP=none: an
-   * IPv6-only node; a stored one is kept, as calico-node keeps it). Unset: the Node's own, else
+   * IPv6-only node; a stored one, which calico-node keeps, is refused: joinCluster). Unset: the Node's own, else
    * first-found.
    */
   ip?: string;
@@ -121,6 +121,15 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   // IP=none: an IPv6-only node, which needs its IPv6 address (calico-node stops likewise).
   if (!ipv4Address && opts.ip === 'none' && !ipv6Address) throw new Error(`node ${opts.node}: --ip none (IP=none) and no IPv6 address to register (give --ip6 ADDR/PREFIX, or an IPv4 address)`);
   if (!ipv4Address && opts.ip !== 'none') throw new Error(`node ${opts.node}: no IPv4 address to register (give --ip ADDR/PREFIX, or --ip none for an IPv6-only node)`);
+  // IP=none with an IPv4 address already in the Node: calico-node keeps it (startup.go: "Autodetection
+  // for IPv4 disabled, keeping existing value"), and the node stays dual-stack (its model, the other
+  // nodes' routes to it), which is not what --ip none asks for. Refused, naming the field, before
+  // anything is written.
+  const storedIpv4 = stored.spec?.bgp?.ipv4Address;
+  if (opts.ip === 'none' && storedIpv4) {
+    throw new Error(`node ${opts.node}: --ip none (IP=none), but its Node has spec.bgp.ipv4Address ${storedIpv4}, which podway would keep (as calico-node does) and forward IPv4 on: `
+      + `for an IPv6-only node, remove spec.bgp.ipv4Address from Node ${opts.node} (podway get node ${opts.node} -o yaml, delete the field, podway apply -f) and start again; for a dual-stack one, give --ip ${storedIpv4}`);
+  }
   // The Node first: IPAM reads its labels (pools' nodeSelectors) to give it a tunnel address.
   // Addresses taken from the Node itself are kept as the Node has them when it is written (they
   // may have changed since the read above: the address monitor), not written back; one replaced

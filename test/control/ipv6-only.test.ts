@@ -150,4 +150,27 @@ test('registration without IPv4: registerNode writes only spec.bgp.ipv6Address; 
   }
 });
 
+test('--ip none with a Node that keeps spec.bgp.ipv4Address from an earlier start: refused naming the field, the Node unchanged; once the field is removed, the node registers IPv6-only', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-v6only-'));
+  const kv = new FileKv({ dir: path.join(dir, 'store') });
+  try {
+    await registerNode(kv, { name: 'node2', ipv4Address: '10.9.0.2/24', ipv6Address: 'fd99::2/64' });
+    const stored = (await kv.get(`${NODES}node2`))!;
+    const before = stored.value;
+    const ds = parseDatastoreSpec(`embedded:${path.join(dir, 'store')}`);
+    const err = await joinCluster(ds, { node: 'node2', ip: 'none', ip6: 'fd99::2/64' }, () => {}).then(() => null, (e: Error) => e);
+    assert.match(err?.message ?? '(registered)', 'node node2: --ip none (IP=none), but its Node has spec.bgp.ipv4Address 10.9.0.2/24');
+    assert.match(err?.message ?? '', 'remove spec.bgp.ipv4Address from Node node2');
+    assert.is((await kv.get(`${NODES}node2`))!.value, before, 'nothing written');
+    const n = JSON.parse(before);
+    delete n.spec.bgp.ipv4Address;
+    assert.ok(await kv.update(`${NODES}node2`, JSON.stringify(n), (await kv.get(`${NODES}node2`))!.modRevision));
+    await joinCluster(ds, { node: 'node2', ip: 'none', ip6: 'fd99::2/64' }, () => {});
+    assert.equal(JSON.parse((await kv.get(`${NODES}node2`))!.value).spec.bgp, { ipv6Address: 'fd99::2/64' });
+  } finally {
+    await kv.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

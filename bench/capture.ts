@@ -55,7 +55,7 @@ for (const ep of model.endpoints) {
   pipe.setPort(p, Role.POD_L2, ep.interfaceName, ep.ips, parseMac(ep.mac!), true);
 }
 pipe.nh = buildNextHops(model, { portOf: (n) => ports.get(n) ?? -1, neighbor: () => undefined, nextHop: (ip) => ip });
-pipe.addr = { nodeIp: model.node.ip!, underlayMac: parseMac('52:54:00:99:00:01'), knownNodes: new Set() };
+pipe.addr = { nodeIp: model.node.ip!, hasNodeIp: true, underlayMac: parseMac('52:54:00:99:00:01'), knownNodes: new Set() };
 const inPort = ports.get('cali1')!;
 
 // Pod 1 -> pod 2, one flow per frame; every 100th frame goes to port 9999 (the 1% filter).

@@ -598,7 +598,7 @@ export class Engine {
       // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
       this.pipe.nh = nh;
       // 0 on an IPv6-only node: no ARP or IPv4 reaches the pipeline there (underlayFilter).
-      this.pipe.addr = { nodeIp: model.node.ip ?? 0, underlayMac: this.underlay!.mac, knownNodes: known };
+      this.pipe.addr = { nodeIp: model.node.ip ?? 0, hasNodeIp: model.node.ip !== null, underlayMac: this.underlay!.mac, knownNodes: known };
       this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
       this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
       const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));

@@ -72,7 +72,9 @@ const HOST = -2;
 const HELD = HELD_VERDICT;
 
 export interface NodeAddressing {
+  /** The node's IPv4 address; meaningless when !hasNodeIp (an IPv6-only node: no 0.0.0.0 sentinel). */
   nodeIp: number;
+  hasNodeIp: boolean;
   underlayMac: Uint8Array;
   knownNodes: ReadonlySet<number>;
 }
@@ -115,7 +117,7 @@ export class Pipeline implements CapturePorts {
   private readonly outMark = new Uint8Array(MAX_PORTS);
   private nOut = 0;
   nh!: NextHops;
-  addr: NodeAddressing = { nodeIp: 0, underlayMac: new Uint8Array(6), knownNodes: new Set() };
+  addr: NodeAddressing = { nodeIp: 0, hasNodeIp: false, underlayMac: new Uint8Array(6), knownNodes: new Set() };
   tx4Port = -1;
   /** The largest packet tx4 may take: the underlay's MTU (the engine sets it with each model). The
    * kernel refuses a raw IP_HDRINCL packet bigger than its output device's MTU (EMSGSIZE, DF or
@@ -476,7 +478,7 @@ export class Pipeline implements CapturePorts {
     for (let k = 0; k < 6; k++) if (b[f + k] !== u[k]) return HOST;
     const ip = f + ETH_HLEN;
     // IPv4 to the node itself is here only for its tunnels (the underlay filter's `tunnels`).
-    if (len >= ETH_HLEN + 20 && (((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0) === this.addr.nodeIp) return this.fromUnderlayTunnel(i, ip, len - ETH_HLEN);
+    if (len >= ETH_HLEN + 20 && (((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0) === this.addr.nodeIp && this.addr.hasNodeIp) return this.fromUnderlayTunnel(i, ip, len - ETH_HLEN);
     const v = validateIpv4(b, ip, len - ETH_HLEN);
     if (v !== Drop.OK) return this.drop(v);
     const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
@@ -730,7 +732,7 @@ export class Pipeline implements CapturePorts {
   private noRouteFromPod(i: number, inPort: number, ip: number, dst: number): number {
     const tr = this.tr;
     const total = (this.b[ip + 2] << 8) | this.b[ip + 3];
-    if (dst === this.addr.nodeIp) {
+    if (dst === this.addr.nodeIp && this.addr.hasNodeIp) {
       if (this.hostSees[inPort] === 1) {
         if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: this node's address: the node's kernel has the frame`);
         return this.count(Event.TO_HOST, HOST);
@@ -793,7 +795,7 @@ export class Pipeline implements CapturePorts {
     const b = this.b;
     if (this.tx4Port < 0 || !this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0)) return false;
     if (exit === NatExit.OUT) return true;
-    if (dst === this.addr.nodeIp || this.addr.knownNodes.has(dst)) return false;
+    if ((dst === this.addr.nodeIp && this.addr.hasNodeIp) || this.addr.knownNodes.has(dst)) return false;
     for (let k = 0; k < this.poolAddr.length; k++) if (((dst & this.poolMask[k]) >>> 0) === this.poolAddr[k]) return false;
     return true;
   }

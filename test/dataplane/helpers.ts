@@ -181,7 +181,7 @@ export function makeHarness(opts: HarnessOptions = {}): Harness {
     nextHop: (ip) => gateways.get(ip) ?? ip,
   });
   pipe.nh = nh;
-  pipe.addr = { nodeIp, underlayMac: parseMac(NODE1_MAC), knownNodes: new Set(model.node.knownNodeIps) };
+  pipe.addr = { nodeIp, hasNodeIp: model.node.ip !== null, underlayMac: parseMac(NODE1_MAC), knownNodes: new Set(model.node.knownNodeIps) };
   pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
   pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
 

@@ -8,15 +8,18 @@
  * pool is listed withheld with the reason and `podway status` says the node is IPv6 only
  * (`routes`, `endpoints`, `counters` answer too); with natOutgoing on the IPv6 pool a pod reaches
  * a host outside every pool from its node's IPv6 address. Restarted with `--bgp --router-id hash`
- * the two mesh over IPv6 and route each other's IPv6 block from BGP alone (unencapsulated pool).
+ * the two mesh over IPv6 and route each other's IPv6 block from BGP alone (unencapsulated pool):
+ * each accepted it from its peer, and drops it when the mesh is turned off.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-client';
 import { guard, teardown, isRoot, until, logTail, routes, tcpTransferTo } from './e2e-kit';
+import { MESH_OFF_YAML } from './bgp-kit';
 
 const SPEC: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
@@ -108,6 +111,25 @@ test('two IPv6-only nodes (--ip none): Nodes without IPv4, IPv6 pods ping and TC
       assert.ok(await until(established, 30_000, 200), `${n.name}: IPv6 session with ${other.ip6} Established`);
     }
     await crossTraffic(lab, 'direct', 5314);
+    // Where those direct routes came from: in BGP mode an unencapsulated pool's routes are the
+    // learned ones only (route-calc6's fromDatastore), so each node must have accepted the other's
+    // IPv6 block from its peer: the route above is then BGP's, not the datastore's.
+    for (const n of lab.nodes) {
+      const other = lab.nodes.find((x) => x !== n)!;
+      const st = JSON.parse(cli(['node', 'status', '--control', n.control, '-o', 'json'])) as { learned: number; peers: { address: string; prefixesAccepted: number }[] };
+      const peer = st.peers.find((p) => p.address === other.ip6);
+      assert.ok(peer !== undefined && peer.prefixesAccepted >= 1, `${n.name}: prefixes accepted from ${other.ip6}: ${JSON.stringify(st.peers)}`);
+      assert.ok(st.learned >= 1, `${n.name}: learned routes ${st.learned}`);
+    }
+    // And from BGP alone: the mesh turned off (sessions closed, the blocks' affinities still in the
+    // datastore), each node drops the other's IPv6 block.
+    const meshOff = path.join(lab.dir, 'mesh-off.yaml');
+    writeFileSync(meshOff, MESH_OFF_YAML);
+    cli(['apply', '-f', meshOff, '--datastore', opened!.spec]);
+    for (const n of lab.nodes) {
+      const block6 = lab.nodes.find((x) => x !== n)!.block6!;
+      assert.ok(await until(async () => !(await routes(n)).some((r) => r.cidr === block6), 30_000), `${n.name}: ${block6} gone with the mesh off`);
+    }
   } catch (e) {
     console.log(logTail(lab, 25));
     throw e;

@@ -77,6 +77,14 @@ export const DEFAULT_IPAM_LOCK_TIMEOUT_MS = 90_000;
  * an answer etcd gave at once. Calico's etcd client gives each call 30 s, connecting included.
  */
 export const DEFAULT_DATASTORE_TIMEOUT_MS = 10_000;
+/** concurrency_limit's bound (slots.ts): one slot file each. */
+export const MAX_CONCURRENCY_LIMIT = 1024;
+
+/** A valid concurrency_limit: 0 (no limit) or a number of slots. */
+export function validConcurrencyLimit(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_CONCURRENCY_LIMIT;
+}
+
 /** DEL's spool of releases deferred while etcd was down: on disk, so a reboot does not lose them. */
 export const DEFAULT_PENDING_DEL_DIR = '/var/lib/podway/pending-del';
 
@@ -154,7 +162,7 @@ const KNOWN_KEYS = [
   'cniVersion', 'cniVersions', 'name', 'type', 'args', 'ipMasq', 'ipam', 'dns', 'capabilities', 'runtimeConfig', 'prevResult',
   'cni.dev/valid-attachments', 'cni.dev/attachments', 'disableCheck', 'disableGC',
   // podway's own
-  'datastore', 'interfaceType', 'datastoreTimeoutMs', 'control', 'ipam_lock_timeout_ms', 'pending_del_dir', 'conflist',
+  'datastore', 'interfaceType', 'datastoreTimeoutMs', 'control', 'ipam_lock_timeout_ms', 'pending_del_dir', 'conflist', 'concurrency_limit',
   // Calico's NetConf
   'mode', 'vxlan_mac_prefix', 'vxlan_vni', 'mtu', 'num_queues', 'nodename', 'nodename_file', 'nodename_file_optional', 'ipam_lock_file',
   'datastore_type', 'etcd_endpoints', 'etcd_discovery_srv', 'etcd_authority', 'etcd_scheme', 'etcd_key_file', 'etcd_cert_file', 'etcd_ca_cert_file',
@@ -373,6 +381,9 @@ export function parseConfig(raw: RawConf, env: NodeJS.ProcessEnv, opts: ParseOpt
   if (t !== undefined && (typeof t !== 'number' || !Number.isInteger(t) || t < 100 || t > 600_000)) throw bad('ipam_lock_timeout_ms', `expected an integer 100..600000 (ms), got ${JSON.stringify(t)}`);
   const ipamLockTimeoutMs = (t as number | undefined) ?? DEFAULT_IPAM_LOCK_TIMEOUT_MS;
   const pendingDelDir = absolutePath('pending_del_dir', DEFAULT_PENDING_DEL_DIR);
+  // Read again (before this parser loads) by main.ts's limiter (slots.ts), which falls back to its default.
+  const cl = raw.concurrency_limit;
+  if (cl !== undefined && !validConcurrencyLimit(cl)) throw bad('concurrency_limit', `expected an integer 0..${MAX_CONCURRENCY_LIMIT} (plugin processes at once on this host; 0: no limit), got ${JSON.stringify(cl)}`);
   return {
     cniVersion, name, ...datastoreOf(raw, env), nodename, mtu, interfaceType, ipam, assignIpv4, assignIpv6, ipv4Pools, ipv6Pools, allowIpForwarding,
     datastoreTimeoutMs, control, ipamLockFile, ipamLockTimeoutMs, pendingDelDir, prevResult: raw.prevResult, raw,

@@ -81,7 +81,7 @@ const POLL_MS = 10;
 const STALE_TEMP_MS = 10_000;
 
 /** Opens (creating) a regular file of ours, mode 0600: flock needs only an open, so others must not open it. */
-function openPrivate(path: string, flags = OPEN_FLAGS): number {
+export function openPrivate(path: string, flags = OPEN_FLAGS): number {
   const fd = openSync(path, flags, 0o600);
   try {
     const st = fstatSync(fd);

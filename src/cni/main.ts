@@ -1,8 +1,13 @@
 // The CNI plugin executable's entry point (installed as a `podway` shim in the CNI bin directory,
 // see install.ts): the CNI environment and the network config on stdin in, a result or an error on
 // stdout, exit status 0 or 1.
+//
+// Before plugin.ts (and the etcd client, zod) is loaded, the process takes one of the host's
+// concurrency slots (slots.ts) and keeps it until it exits: at most concurrency_limit plugin
+// processes do their heavy work at once; the others wait asleep.
 import { readFileSync, writeSync } from 'node:fs';
-import { runPlugin } from './plugin';
+import { DEFAULT_IPAM_LOCK_FILE, DEFAULT_IPAM_LOCK_TIMEOUT_MS } from './config';
+import { SLOT_ENV, slotOptionsOf, takeSlot } from './slots';
 
 function readStdin(): string {
   try {
@@ -15,7 +20,15 @@ function readStdin(): string {
 }
 
 async function main(): Promise<void> {
-  const out = await runPlugin(process.env, readStdin());
+  const stdin = readStdin();
+  // VERSION loads nothing heavy; a plugin run by a slot holder (a delegated IPAM plugin) has its parent's.
+  if (process.env.CNI_COMMAND !== 'VERSION' && !process.env[SLOT_ENV]) {
+    const s = await takeSlot(slotOptionsOf(stdin, { ipamLockFile: DEFAULT_IPAM_LOCK_FILE, timeoutMs: DEFAULT_IPAM_LOCK_TIMEOUT_MS }));
+    if (s.warning !== null) process.stderr.write(`${s.warning}\n`);
+    process.env[SLOT_ENV] = s.slot === null ? 'none' : `${s.slot}`;
+  }
+  const { runPlugin } = require('./plugin') as typeof import('./plugin');
+  const out = await runPlugin(process.env, stdin);
   // Written synchronously so that exiting cannot cut the result short on a pipe.
   if (out.stdout !== '') writeAll(out.stdout);
   process.exit(out.exitCode);

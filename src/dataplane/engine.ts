@@ -30,6 +30,7 @@ import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, sameLocalAddresses } from './local-addrs';
+import { LocalTableWatch } from './local-watch';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
@@ -234,8 +235,12 @@ const REPOLL_MIN_MS = 100;
 /** How often the node's address is looked for on its interfaces (checkNodeAddress). */
 const NODE_ADDR_CHECK_MS = 5000;
 /** How often the host-managing engine reads the kernel's local table (the node's own addresses,
- * local-addrs.ts): two `ip` processes through the spawner, never waited on. */
+ * local-addrs.ts; two `ip` processes through the spawner, never waited on) while no `ip monitor`
+ * runs (local-watch.ts: it could not be started, or exited and waits to be started again). */
 export const LOCAL_ADDR_CHECK_MS = 5000;
+/** While the monitor runs, a change is read when the kernel announces it; this slow re-read only
+ * covers a missed notice. */
+export const LOCAL_ADDR_SAFETY_MS = 60_000;
 const REPOLL_MAX_MS = 10_000;
 
 /**
@@ -479,6 +484,10 @@ export class Engine {
   /** When the local table was last read (0: never), and whether a read is under way. */
   private localReadAt = 0;
   private localReading = false;
+  /** A change was announced while a read was under way: read again once it ends. */
+  private localAgain = false;
+  /** The host-managing engine's `ip monitor` (local-watch.ts), started with the first model. */
+  private localWatch: LocalTableWatch | null = null;
 
   /**
    * The node's own addresses (the kernel's local table) the pipeline leaves a veth pod's packets
@@ -505,11 +514,20 @@ export class Engine {
    */
   private readLocal(now: number): void {
     const sp = this.spawner;
-    if (sp === null || this.localReading || this.stopped) return;
+    if (sp === null || this.stopped) return;
+    if (this.localReading) {
+      this.localAgain = true;
+      return;
+    }
     this.localReading = true;
+    this.localAgain = false;
     this.localReadAt = now;
-    void readLocalAddresses((f, a, t) => sp.exec(f, a, t)).then((got) => {
+    const again = () => {
       this.localReading = false;
+      if (this.localAgain && !this.stopped) this.readLocal(Date.now());
+    };
+    void readLocalAddresses((f, a, t) => sp.exec(f, a, t)).then((got) => {
+      again();
       if (this.stopped) return;
       const was = this.local;
       if (!this.setLocalAddresses(got)) return;
@@ -518,9 +536,19 @@ export class Engine {
       const list = (xs: string[]) => (xs.length > 8 ? `${xs.slice(0, 8).join(', ')} and ${xs.length - 8} more` : xs.join(', '));
       this.log.info(`node's own addresses (local table): ${this.local.v4.length} IPv4, ${this.local.v6.length} IPv6${added.length ? `; new: ${list(added)}` : ''}${gone.length ? `; gone: ${list(gone)}` : ''}`, { component: 'host' });
       this.onLocalAddresses(this.local);
-    }, () => {
-      this.localReading = false;
+    }, again);
+  }
+
+  /** Start the `ip monitor` that tells the local table's changes (host-managing engine, once). */
+  private watchLocal(): void {
+    const sp = this.spawner;
+    if (sp === null || this.localWatch !== null || this.stopped) return;
+    this.localWatch = new LocalTableWatch({
+      spawn: sp.spawn,
+      onChange: () => this.readLocal(Date.now()),
+      log: (level, m) => (level === 'warn' ? this.log.warn(m, { component: 'host' }) : this.log.info(m, { component: 'host' })),
     });
+    this.localWatch.start();
   }
 
   /**
@@ -554,6 +582,7 @@ export class Engine {
       this.setLocalAddresses(reads.local);
       this.localReadAt = Date.now();
     } else if (first) this.readLocal(Date.now());
+    if (first) this.watchLocal();
     // What a rejected model puts back (restoreTunnelRx): a worker told the same tunnels again
     // must see them as moved, or its ports would never follow.
     const before = this.tunnelState();
@@ -1723,7 +1752,7 @@ export class Engine {
     const now = Date.now();
     if (this.primary && this.manageHost && now - this.addrCheckedAt >= NODE_ADDR_CHECK_MS) this.checkNodeAddress(now);
     if (now - this.mtuCheckedAt >= NODE_ADDR_CHECK_MS) this.checkUnderlayMtu(now);
-    if (this.spawner !== null && now - this.localReadAt >= LOCAL_ADDR_CHECK_MS) this.readLocal(now);
+    if (this.spawner !== null && now - this.localReadAt >= (this.localWatch?.live ? LOCAL_ADDR_SAFETY_MS : LOCAL_ADDR_CHECK_MS)) this.readLocal(now);
     const t = this.neighbors.tick(now);
     for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
     for (const c of t.changed) {
@@ -2098,6 +2127,7 @@ export class Engine {
     this.linkTimer = null;
     if (this.tableTimer) clearTimeout(this.tableTimer);
     this.tableTimer = null;
+    this.localWatch?.stop();
     const spawner = this.spawner;
     void (this.host?.stop() ?? Promise.resolve()).then(() => spawner?.close());
     for (const [, ep] of this.endpoints) this.forgetPort(ep.port);
@@ -2132,6 +2162,8 @@ export class Engine {
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],
       // the node's own addresses a veth pod's packets for are left to the kernel (local-addrs.ts)
       localAddresses: { v4: this.local.v4, v6: this.local.v6 },
+      // how the host-managing engine learns them (local-watch.ts); null on a worker
+      localLearned: this.localWatch === null ? null : this.localWatch.live ? `ip monitor (change notices; read again every ${LOCAL_ADDR_SAFETY_MS / 1000} s)` : `read every ${LOCAL_ADDR_CHECK_MS / 1000} s (ip monitor not running)`,
       // a node address missing from a link that is up (only that), and the underlay down or gone
       nodeAddressMissing: this.nodeAddressMissing,
       underlayDown: this.underlayDown ? { reason: this.underlayDown.reason, since: this.underlayDown.since.toISOString() } : null,

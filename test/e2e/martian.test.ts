@@ -43,8 +43,8 @@ const PORT = 47_123;
  * packets for it reach the node through podway's raw sockets (tx4, tx6), looped back on lo. */
 const OTHER4 = '169.254.20.10';
 const OTHER6 = 'fd00:20::10';
-/** Addresses added to node1's lo after podway started: learned from the kernel's local table
- * (local-addrs.ts, read every 5 s). */
+/** Addresses added to node1's lo after podway started: learned from the kernel's local table,
+ * read again when `ip monitor` tells of the change (local-watch.ts). */
 const LATE4 = '169.254.20.11';
 const LATE6 = 'fd00:20::11';
 
@@ -325,7 +325,11 @@ test('pod guard: a veth pod\'s VXLAN and IPIP with another node\'s address forge
 
 test('pod guard: forged sources to a node listener are dropped before the node\'s kernel (IPv4 and IPv6: a veth pod\'s by the guard, pod_spoofed; a TAP or TUN pod\'s by podway\'s source check, source_check); the pods\' own addresses reach it once each (a veth pod\'s for the node\'s other addresses, also ones added after the start, through the kernel alone; TAP and TUN pods through podway0, and through podway\'s raw sockets and lo for the node\'s other addresses)', async () => {
   const n1 = lab!.node('node1');
-  // addresses added to node1 now: podway learns them from the kernel's local table
+  // addresses added to node1 now: podway learns them from the kernel's local table, read again
+  // on ip monitor's notice (which status says it runs)
+  const st0 = (await controlRequest(n1.control, { cmd: 'status' }, 5000)) as { localLearned?: string | null };
+  assert.match(st0.localLearned ?? '', /^ip monitor \(change notices; read again every 60 s\)$/, 'node1 learns its addresses from ip monitor');
+  const addedAt = Date.now();
   run('ip', ['-n', n1.ns, 'addr', 'add', `${LATE4}/32`, 'dev', 'lo']);
   run('ip', ['-n', n1.ns, '-6', 'addr', 'add', `${LATE6}/128`, 'dev', 'lo', 'nodad']);
   const n2 = lab!.node('node2');
@@ -347,12 +351,13 @@ test('pod guard: forged sources to a node listener are dropped before the node\'
     ? eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x86dd, udp6(web1.ip6!, d, 40_000 + tag, PORT3, Buffer.alloc(16, tag)))
     : eth('ee:ee:ee:ee:ee:ee', web1.mac!, 0x0800, udp4(web1.ip, d, 40_000 + tag, PORT3, Buffer.alloc(16, tag)))));
   const honest = [100, 101, 102, 103, 104, 105, 11, 12, 13, 14, 15, 16, 17, 18];
-  // bounded: the local table is read every 5 s
+  // bounded (a missed notice: the safety re-read every 60 s would still come, later than this)
   const learned = await until(async () => {
     const st = (await controlRequest(n1.control, { cmd: 'status' }, 5000)) as { localAddresses?: { v4: string[]; v6: string[] } };
     return (st.localAddresses?.v4 ?? []).includes(LATE4) && (st.localAddresses?.v6 ?? []).includes(LATE6);
   }, 20_000, 250);
   assert.ok(learned, `node1's addresses added after the start are learned within 20 s: ${cli('status')}`);
+  console.log(`  node1's addresses added to lo: in podway status after ${Date.now() - addedAt} ms (status polled every 250 ms)`);
   const rx = await tagReceiver(n1.ns, PORT3, honest);
   await sendFromPods([
     ['web-1', [...forged, to4(web1.ip, 100), to6(web1.ip6!, 101), ...toOther]],

@@ -1,0 +1,165 @@
+/**
+ * Change notification for the node's own addresses (local-addrs.ts): one long-lived
+ * `ip -o monitor address route` child, through the spawner, instead of reading the local table
+ * every few seconds. The kernel announces every address added or removed and every route of any
+ * table (iproute2 6.1 has neither `ip -j monitor` nor a table filter for `ip monitor route`); a
+ * line about an address (`N: dev inet|inet6 ...`) or about the local table (`... table local ...`)
+ * asks for one read of the local table, debounced (a burst of lines, as an address brings: its
+ * address line and its local, broadcast and prefix routes, gives one read). Lines about other
+ * tables (pod routes, learned routes) are ignored.
+ *
+ * The child is stopped by its PID at stop(). If it exits (or cannot be started: no `ip`, no
+ * netlink) it is started again after a pause doubling from 1 s to 60 s (back to 1 s once one ran
+ * 10 s); while none runs, `live`
+ * is false and the engine reads the local table every 5 s as before. Each time one starts, one read
+ * follows (what changed while none ran).
+ */
+import type { SpawnFn, ChildLike } from './spawner';
+
+/** The lines that concern the node's own addresses: an address line or a route of the local table. */
+export function concernsLocal(line: string): boolean {
+  return / table local( |$)/.test(line) || /^(Deleted )?\d+: \S+\s+inet6? /.test(line);
+}
+
+export interface LocalWatchOptions {
+  spawn: SpawnFn;
+  /** What to read after a relevant line (debounced) and after each start. */
+  onChange: () => void;
+  log: (level: 'info' | 'warn', m: string) => void;
+  /** `ip`'s arguments (default: -o monitor address route; tests add -n NETNS). */
+  args?: string[];
+  debounceMs?: number;
+  restartMinMs?: number;
+  restartMaxMs?: number;
+}
+
+export const LOCAL_WATCH_ARGS = ['-o', 'monitor', 'address', 'route'];
+
+export class LocalTableWatch {
+  private child: ChildLike | null = null;
+  private pid: number | undefined = undefined;
+  private stopped = false;
+  private debounce: NodeJS.Timeout | null = null;
+  private restart: NodeJS.Timeout | null = null;
+  private pauseMs: number;
+  private partial = '';
+  /** When the running one started (Date.now()): one that ran 10 s resets the back-off. */
+  private upAt = 0;
+  /** Whether a monitor runs now (its PID known). */
+  live = false;
+  /** How many times one was started, and how many relevant lines it printed (status, tests). */
+  starts = 0;
+  lines = 0;
+
+  constructor(private readonly o: LocalWatchOptions) {
+    this.pauseMs = o.restartMinMs ?? 1000;
+  }
+
+  start(): void {
+    if (this.stopped || this.child !== null) return;
+    const args = this.o.args ?? LOCAL_WATCH_ARGS;
+    let c: ChildLike;
+    try {
+      c = this.o.spawn('ip', args);
+    } catch (e) {
+      this.ended(`could not be started (${(e as Error).message})`);
+      return;
+    }
+    this.child = c;
+    let err = '';
+    let done = false;
+    const end = (why: string) => {
+      if (done) return;
+      done = true;
+      if (this.child === c) this.child = null;
+      this.ended(err.trim() ? `${why}: ${err.trim().slice(0, 200)}` : why);
+    };
+    c.stdout.setEncoding('utf8');
+    c.stderr.setEncoding('utf8');
+    c.stdout.on('data', (s: string) => {
+      if (!this.live && c.pid !== undefined) this.up(c);
+      this.data(s);
+    });
+    c.stderr.on('data', (s: string) => (err += s));
+    c.on('error', (e) => end(`could not be started or was lost (${e.message})`));
+    c.on('close', (code, signal) => end(`exited (${signal ?? `code ${code}`})`));
+    c.stdin.end('');
+    // The spawner learns the PID a moment later (its 'spawn' message): look for it until then.
+    const waitPid = (n: number) => {
+      if (done || this.stopped || this.child !== c) return;
+      if (c.pid !== undefined) return this.up(c);
+      if (n > 0) setTimeout(() => waitPid(n - 1), 20).unref();
+    };
+    waitPid(500);
+  }
+
+  private up(c: ChildLike): void {
+    if (this.live || this.child !== c) return;
+    this.live = true;
+    this.upAt = Date.now();
+    this.pid = c.pid;
+    this.starts++;
+    this.o.log('info', `node's own addresses: learned from the kernel's change notices (ip monitor, PID ${c.pid}); the local table is read again on each change, and every 60 s`);
+    // Whatever changed while none ran (or before this one subscribed).
+    this.kick();
+  }
+
+  private ended(why: string): void {
+    const was = this.live;
+    this.live = false;
+    this.pid = undefined;
+    this.partial = '';
+    if (this.stopped) return;
+    // one that ran a while starts again soon; one that keeps dying at once waits longer each time
+    if (was && Date.now() - this.upAt >= 10_000) this.pauseMs = this.o.restartMinMs ?? 1000;
+    this.o.log('warn', `node's own addresses: ip monitor ${why}; the local table is read every 5 s until it runs again (started again in ${this.pauseMs / 1000} s)`);
+    const pause = this.pauseMs;
+    this.pauseMs = Math.min(this.pauseMs * 2, this.o.restartMaxMs ?? 60_000);
+    this.restart = setTimeout(() => {
+      this.restart = null;
+      this.start();
+    }, pause);
+    this.restart.unref();
+  }
+
+  private data(s: string): void {
+    const text = this.partial + s;
+    const k = text.lastIndexOf('\n');
+    // an unfinished last line waits for the rest (bounded: a line is a few hundred bytes)
+    this.partial = k < 0 ? text.slice(-4096) : text.slice(k + 1);
+    if (k < 0) return;
+    let hit = false;
+    for (const line of text.slice(0, k).split('\n')) if (concernsLocal(line)) hit = true;
+    if (!hit) return;
+    this.lines++;
+    this.kick();
+  }
+
+  /** One read, after the debounce pause (lines in the meantime join it). */
+  private kick(): void {
+    if (this.debounce !== null || this.stopped) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = null;
+      if (!this.stopped) this.o.onChange();
+    }, this.o.debounceMs ?? 150);
+    this.debounce.unref();
+  }
+
+  /** Stop the monitor (by its PID) and every timer. */
+  stop(): void {
+    this.stopped = true;
+    if (this.debounce) clearTimeout(this.debounce);
+    if (this.restart) clearTimeout(this.restart);
+    this.debounce = this.restart = null;
+    const pid = this.child?.pid ?? this.pid;
+    this.child = null;
+    this.live = false;
+    if (pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}

@@ -1,0 +1,131 @@
+// The node's own addresses learned from the kernel's change notices (src/dataplane/local-watch.ts):
+// a real `ip -o monitor address route`, run through the spawner's helper as the engine runs it, in
+// a network namespace of this test's own (ip -n): an address added to lo asks for one read of the
+// local table, a route of another table does not, a monitor killed from outside is started again
+// (and asks for a read), one that cannot run is retried and says so, and stop() ends it by PID.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { LocalTableWatch, LOCAL_WATCH_ARGS, concernsLocal } from '../../src/dataplane/local-watch';
+import { Spawner } from '../../src/dataplane/spawner';
+
+/** No such process, or a zombie its parent (the spawner's helper) has yet to reap. */
+const gone = (pid: number) => {
+  try {
+    return / Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)/s, ''));
+  } catch {
+    return true;
+  }
+};
+
+const until = async (f: () => boolean, ms: number) => {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (f()) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return f();
+};
+
+test('concernsLocal: address lines and the local table\'s routes (as iproute2 6.1 prints them), not other tables\' routes', () => {
+  for (const l of [
+    '1: lo    inet 192.0.2.77/32 scope global lo\\       valid_lft forever preferred_lft forever',
+    'Deleted 1: lo    inet6 fd00:77::1/128 scope global \\       valid_lft forever preferred_lft forever',
+    'local 192.0.2.77 dev lo table local proto kernel scope host src 192.0.2.77 ',
+    'Deleted local fd00:77::1 dev lo table local proto kernel metric 0 pref medium',
+    'broadcast 10.9.0.255 dev lo table local proto kernel scope link src 10.9.0.1',
+  ]) assert.ok(concernsLocal(l), l);
+  for (const l of [
+    'fd00:77::1 dev lo proto kernel metric 256 pref medium',
+    '10.244.1.0/26 via 192.0.2.2 dev eth0 proto bird onlink',
+    'Deleted 10.244.0.5 dev cali1234 scope link',
+    '3: eth0    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff',
+    '',
+  ]) assert.not.ok(concernsLocal(l), l);
+});
+
+test('a real ip monitor in a namespace: an address added to lo asks for a read (debounced), another table\'s route does not; killed from outside it is started again; stop() ends it by PID', async () => {
+  const ns = `pwlw${process.pid}`;
+  const ip = (...a: string[]) => execFileSync('ip', ['-n', ns, ...a], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
+  const sp = new Spawner();
+  const logs: string[] = [];
+  let reads = 0;
+  const w = new LocalTableWatch({
+    spawn: sp.spawn,
+    args: ['-n', ns, ...LOCAL_WATCH_ARGS],
+    onChange: () => reads++,
+    log: (level, m) => logs.push(`${level} ${m}`),
+    debounceMs: 100,
+    restartMinMs: 100,
+  });
+  execFileSync('ip', ['netns', 'add', ns], { timeout: 10_000 });
+  try {
+    ip('link', 'set', 'lo', 'up');
+    w.start();
+    assert.ok(await until(() => w.live && reads === 1, 20_000), `started, one read for what changed before: ${logs.join(' | ')}`);
+    const pid1 = (w as unknown as { pid: number }).pid;
+    assert.ok(existsSync(`/proc/${pid1}`), 'its PID is a live process');
+    // the monitor subscribes a moment after it starts: an address until one is noticed (bounded)
+    let n = 0;
+    assert.ok(await until(() => {
+      if (reads > 1) return true;
+      if (n < 40 && Date.now() % 500 < 30) ip('addr', 'add', `192.0.2.${++n}/32`, 'dev', 'lo');
+      return false;
+    }, 20_000), 'an address added to lo asks for a read');
+    await new Promise((r) => setTimeout(r, 400));
+    const settled = reads;
+    // a burst (an address, an IPv6 address, an AnyIP route) gives one read or few, not one per line
+    ip('addr', 'add', '198.18.0.1/24', 'dev', 'lo');
+    ip('-6', 'addr', 'add', 'fd00:77::1/128', 'dev', 'lo', 'nodad');
+    ip('route', 'add', 'local', '203.0.113.0/28', 'dev', 'lo', 'table', 'local');
+    assert.ok(await until(() => reads > settled, 10_000), 'the burst asks for a read');
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok(reads - settled <= 2, `debounced: ${reads - settled} reads for the burst`);
+    const before = reads;
+    ip('route', 'add', '198.51.100.0/24', 'dev', 'lo');
+    ip('route', 'del', '198.51.100.0/24', 'dev', 'lo');
+    await new Promise((r) => setTimeout(r, 800));
+    assert.is(reads, before, 'a main-table route asks for nothing');
+    // killed from outside: said, started again (a new PID), and one read follows
+    process.kill(pid1, 'SIGKILL');
+    assert.ok(await until(() => logs.some((l) => /^warn .*ip monitor exited \(SIGKILL\); the local table is read every 5 s/.test(l)), 10_000), logs.join(' | '));
+    assert.ok(await until(() => w.live && (w as unknown as { pid: number }).pid !== pid1 && reads > before, 20_000), 'started again, with a read');
+    assert.is(w.starts, 2);
+    const pid2 = (w as unknown as { pid: number }).pid;
+    w.stop();
+    assert.ok(await until(() => gone(pid2), 10_000), 'stop() ended it');
+    assert.not.ok(w.live);
+  } finally {
+    const helper = (sp as unknown as { helper: { pid: number } | null }).helper?.pid;
+    w.stop();
+    sp.close();
+    if (helper !== undefined) await until(() => gone(helper), 5000);
+    try {
+      execFileSync('ip', ['netns', 'del', ns], { timeout: 10_000 });
+    } catch {
+      // already gone
+    }
+  }
+});
+
+test('an ip monitor that cannot run is said to, retried with a growing pause, and never reads by itself', async () => {
+  const sp = new Spawner();
+  const logs: string[] = [];
+  let reads = 0;
+  const w = new LocalTableWatch({ spawn: sp.spawn, args: ['-o', 'monitor', 'no-such-object'], onChange: () => reads++, log: (level, m) => logs.push(`${level} ${m}`), restartMinMs: 100, restartMaxMs: 400 });
+  try {
+    w.start();
+    assert.ok(await until(() => logs.filter((l) => l.startsWith('warn ')).length >= 3, 20_000), logs.join(' | '));
+    assert.match(logs.find((l) => l.startsWith('warn '))!, /ip monitor exited \(code \d+\).*read every 5 s until it runs again \(started again in 0\.1 s\)/);
+    assert.match(logs.filter((l) => l.startsWith('warn '))[1], /started again in 0\.2 s/);
+    assert.not.ok(w.live);
+  } finally {
+    const helper = (sp as unknown as { helper: { pid: number } | null }).helper?.pid;
+    w.stop();
+    sp.close();
+    if (helper !== undefined) await until(() => gone(helper), 5000);
+  }
+});
+
+test.run();

@@ -15,6 +15,7 @@
  * follows (what changed while none ran).
  */
 import type { SpawnFn, ChildLike } from './spawner';
+import { Backoff } from '../util/backoff';
 
 /** The lines that concern the node's own addresses: an address line or a route of the local table. */
 export function concernsLocal(line: string): boolean {
@@ -41,7 +42,8 @@ export class LocalTableWatch {
   private stopped = false;
   private debounce: NodeJS.Timeout | null = null;
   private restart: NodeJS.Timeout | null = null;
-  private pauseMs: number;
+  /** The pause before starting again: doubling from restartMinMs to restartMaxMs. */
+  private readonly restartWait: Backoff;
   private partial = '';
   /** When the running one started (Date.now()): one that ran 10 s resets the back-off. */
   private upAt = 0;
@@ -52,7 +54,7 @@ export class LocalTableWatch {
   lines = 0;
 
   constructor(private readonly o: LocalWatchOptions) {
-    this.pauseMs = o.restartMinMs ?? 1000;
+    this.restartWait = new Backoff({ first: o.restartMinMs ?? 1000, max: o.restartMaxMs ?? 60_000 });
   }
 
   start(): void {
@@ -111,10 +113,9 @@ export class LocalTableWatch {
     this.partial = '';
     if (this.stopped) return;
     // one that ran a while starts again soon; one that keeps dying at once waits longer each time
-    if (was && Date.now() - this.upAt >= 10_000) this.pauseMs = this.o.restartMinMs ?? 1000;
-    this.o.log('warn', `node's own addresses: ip monitor ${why}; the local table is read every 5 s until it runs again (started again in ${this.pauseMs / 1000} s)`);
-    const pause = this.pauseMs;
-    this.pauseMs = Math.min(this.pauseMs * 2, this.o.restartMaxMs ?? 60_000);
+    if (was && Date.now() - this.upAt >= 10_000) this.restartWait.reset();
+    const pause = this.restartWait.next();
+    this.o.log('warn', `node's own addresses: ip monitor ${why}; the local table is read every 5 s until it runs again (started again in ${pause / 1000} s)`);
     this.restart = setTimeout(() => {
       this.restart = null;
       this.start();

@@ -23,6 +23,7 @@ import { isMartianDst4, isMartianDst6 } from '../packet/martian';
 import { parseIpv4 } from '../packet/ipv4';
 import { parseIpv6Bytes } from '../packet/ipv6';
 import { Prefixes6 } from './nat';
+import { mask32, mask6Word } from '../lpm/cidr';
 
 /** The local table's `local` entries as `ip` prints them ("10.0.0.1", "127.0.0.0/8", "fd00::1"). */
 export interface LocalAddresses {
@@ -72,7 +73,7 @@ export class LocalSet4 {
       }
       const l = len ?? 32;
       if (!Number.isInteger(l) || l < 0 || l > 32) continue;
-      const m = l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0;
+      const m = mask32(l);
       const net = (ip & m) >>> 0;
       if (isMartianDst4(net)) continue;
       if (l === 32) hosts.push(net);
@@ -124,9 +125,7 @@ export class LocalSet6 {
       if (!Number.isInteger(l) || l < 0 || l > 128) continue;
       const w: [number, number, number, number] = [0, 0, 0, 0];
       for (let j = 0; j < 4; j++) {
-        const bits = Math.max(0, Math.min(32, l - 32 * j));
-        const m = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-        w[j] = (((b[4 * j] << 24) | (b[4 * j + 1] << 16) | (b[4 * j + 2] << 8) | b[4 * j + 3]) & m) >>> 0;
+        w[j] = (((b[4 * j] << 24) | (b[4 * j + 1] << 16) | (b[4 * j + 2] << 8) | b[4 * j + 3]) & mask6Word(l, j)) >>> 0;
       }
       const net = new Uint8Array(16);
       for (let j = 0; j < 4; j++) { net[4 * j] = w[j] >>> 24; net[4 * j + 1] = (w[j] >>> 16) & 255; net[4 * j + 2] = (w[j] >>> 8) & 255; net[4 * j + 3] = w[j] & 255; }

@@ -3,6 +3,8 @@
  * their egress to it (see nft-nat.ts, which does the translation). The pipeline only counts and
  * traces those packets; one short loop over the NAT pools per egress packet, typed arrays.
  */
+import { mask32, mask6Word } from '../lpm/cidr';
+
 export class NatSources {
   private addr = new Uint32Array(0);
   private mask = new Uint32Array(0);
@@ -10,7 +12,7 @@ export class NatSources {
   /** Pools with natOutgoing: true (address, prefix length). */
   set(pools: readonly { addr: number; prefixLen: number }[]): void {
     this.addr = Uint32Array.from(pools, (p) => p.addr >>> 0);
-    this.mask = Uint32Array.from(pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
+    this.mask = Uint32Array.from(pools, (p) => mask32(p.prefixLen));
   }
 
   has(src: number): boolean {
@@ -33,8 +35,7 @@ export class Prefixes6 {
     const m = new Uint32Array(prefixes.length * 4);
     prefixes.forEach((p, k) => {
       for (let j = 0; j < 4; j++) {
-        const bits = Math.max(0, Math.min(32, p.prefixLen - 32 * j));
-        const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+        const mask = mask6Word(p.prefixLen, j);
         m[k * 4 + j] = mask;
         w[k * 4 + j] = (p.w[j] & mask) >>> 0;
       }

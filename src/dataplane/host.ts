@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { readFileSync, writeFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import * as nodePath from 'node:path';
 import { formatIpv4, parseIpv4, parseMac } from '../packet';
+import { canonicalIpv6 } from '../packet/ipv6';
 import { assembleBpf, Bpf, type BpfInsn } from './bpf';
 import { SteerBuilder, jeqFar, type Steer } from './steer';
 import { parseLearnedRoutes } from './host-programmer';
@@ -52,10 +53,11 @@ export function findUnderlay(nodeIp: number | null, nodeIp6: string | null = nul
   throw new Error(`no interface holds the node IP ${want} (Node ${field}); is podway running in the node's network namespace?`);
 }
 
-/** An IPv6 address in one spelling (node:net's URL parser compresses it as RFC 5952 says). */
+/** An IPv6 address in its one spelling (packet/ipv6's canonicalIpv6); text that is not one is
+ * compared as it is, lowercased (it then matches nothing but itself). */
 function canonical6(text: string): string {
   try {
-    return new URL(`http://[${text}]/`).hostname.slice(1, -1);
+    return canonicalIpv6(text);
   } catch {
     return text.toLowerCase();
   }

@@ -90,6 +90,7 @@ import {
   isRecoverableError,
 } from 'etcd3';
 import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from './cluster-guid';
+import { installEtcdWatchGuard } from './etcd-watch-guard';
 import { prefixRangeEnd } from './keys';
 import {
   KvEntry,
@@ -186,6 +187,9 @@ class HostCoolingDown extends Error {}
 class CallMoved extends Error {}
 
 /** Clients made in this thread: each one's number keeps its channels off every other's connections. */
+// etcd answers about a watch the library let go must not throw out of its stream handler.
+installEtcdWatchGuard();
+
 let clientsMade = 0;
 /** The stores open in this thread (reconnectEtcdStores). */
 const openStores = new Set<EtcdKv>();
@@ -834,6 +838,8 @@ class EtcdWatch implements KvWatch {
   laggingHeaders = 0;
   /** Set once etcd canceled the watch: the compaction probe whose answer names the resync. */
   private resync: Promise<void> | undefined;
+  /** etcd canceled the current watcher itself: it is not canceled again (etcd-watch-guard.ts). */
+  private canceledByEtcd = false;
   private watcher: Watcher;
 
   constructor(
@@ -978,7 +984,7 @@ class EtcdWatch implements KvWatch {
     clearTimeout(this.confirmRetry);
     this.resync = Promise.resolve();
     this.onClosed();
-    void this.watcher.cancel().catch(() => undefined);
+    if (!this.canceledByEtcd) void this.watcher.cancel().catch(() => undefined);
     this.handlers.onResync(reason, true);
   }
 
@@ -1036,6 +1042,7 @@ class EtcdWatch implements KvWatch {
 
   private async onCanceled(err: Error): Promise<void> {
     if (this.closed || this.resync) return;
+    this.canceledByEtcd = true;
     this.onClosed();
     // A store wiped, filled past our revision and compacted cancels the resumed watch as
     // compacted, before (or while) the confirmation after the reconnection reads it: the store is

@@ -1,6 +1,6 @@
 // `podway cni install` and `podway cni uninstall` (registered by src/cli/main.ts).
 import { Command, Option } from 'commander';
-import { installCni, uninstallCni } from './install';
+import { detectNodeMode, installCni, uninstallCni } from './install';
 import { UsageError } from '../cli/usage-error';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } from '../cli/etcd-tls-options';
 
@@ -22,12 +22,18 @@ export function addCniCommands(program: Command): void {
     .addOption(new Option('--interface-type <type>', 'how pods are attached').choices(['veth', 'tap', 'tun']).default('veth'))
     .option('--control <path>', 'control socket of this node\'s podway run, which STATUS asks (default: podway run\'s, /run/podway/NODE.sock)')
     .option('--ipam-lock-file <path>', 'host-wide lock the plugin holds around IPAM (default /run/podway/ipam.lock)')
+    .option('--ip <mode>', 'none: an IPv6-only node (as podway run --ip none): pods get IPv6 addresses only (ipam assign_ipv4 "false", assign_ipv6 "true"); default: read from the node\'s Node in the datastore (no spec.bgp.ipv4Address: IPv6 only)')
     .option('--pending-del-dir <dir>', 'where DEL records releases deferred while etcd is down; podway run --cni-pending-del-dir replays them (default /var/lib/podway/pending-del)')
-    .action((o) => {
+    .action(async (o) => {
       if (!Number.isInteger(o.priority) || o.priority < 0 || o.priority > 99) throw new UsageError('cni install: --priority must be 0..99');
       if (o.mtu !== undefined && (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535)) throw new UsageError('cni install: --mtu must be 576..65535');
-      const done = installCni({ binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control, ipamLockFile: o.ipamLockFile, pendingDelDir: o.pendingDelDir, env: envWithEtcdTlsFlags(o) });
+      if (o.ip !== undefined && o.ip !== 'none') throw new UsageError(`cni install: --ip ${JSON.stringify(o.ip)}: only "none" (an IPv6-only node, as podway run --ip none); without --ip the node's Node in the datastore decides`);
+      const opts = { binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control, ipamLockFile: o.ipamLockFile, pendingDelDir: o.pendingDelDir, env: envWithEtcdTlsFlags(o) };
+      // IPv6 only when told (--ip none) or when the Node has no IPv4 address (README, "IPv6-only nodes").
+      const mode = o.ip === 'none' ? { ipv6Only: true, note: null } : await detectNodeMode(opts);
+      const done = installCni({ ...opts, ipv6Only: mode.ipv6Only });
       process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
+      if (mode.note) process.stdout.write(`${mode.note}\n`);
       // Calico's conflist chains portmap; podway's does not (README "CNI plugin", host ports).
       process.stdout.write('note: no portmap plugin is chained: `podman run -p` / hostPort publish nothing on this network (see README, "Host ports")\n');
     });

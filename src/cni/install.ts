@@ -10,6 +10,10 @@ import { loadFlockAddon } from './flock-lock';
 import { parseDatastoreSpec } from '../control/kv/spec';
 import { validateNodeName } from '../control/resource-names';
 import { replaceFileSync } from '../util/replace-file';
+import { openKvStore } from '../control/kv/open';
+import type { KvStore } from '../control/kv/kv';
+import { nodeKey } from '../control/ipam/keys';
+import { isIpv6Only, nodeFamilies } from './node-families';
 import { UsageError } from '../cli/usage-error';
 
 export const SHIM_MARKER = '# podway CNI plugin shim, written by `podway cni install`';
@@ -34,6 +38,12 @@ export interface InstallOptions {
   readonly ipamLockFile?: string;
   /** Where DEL spools releases deferred while etcd is down (default /var/lib/podway/pending-del). */
   readonly pendingDelDir?: string;
+  /**
+   * An IPv6-only node (podway run --ip none): the conflist's ipam asks for IPv6 only
+   * (assign_ipv4 "false", assign_ipv6 "true"), as Calico's IPv6-only setup does. detectNodeMode
+   * reads it from the Node.
+   */
+  readonly ipv6Only?: boolean;
   /** The conflist's path, written into it ("conflist") for the plugin's error messages; installCni sets it. */
   readonly conflist?: string;
   readonly env?: NodeJS.ProcessEnv;
@@ -115,11 +125,53 @@ export function conflistText(opts: InstallOptions): string {
   if (opts.control !== undefined) plugin.control = absoluteOption('--control', opts.control);
   if (opts.ipamLockFile !== undefined) plugin.ipam_lock_file = absoluteOption('--ipam-lock-file', opts.ipamLockFile);
   if (opts.pendingDelDir !== undefined) plugin.pending_del_dir = absoluteOption('--pending-del-dir', opts.pendingDelDir, 'dir');
-  plugin.ipam = { type: 'podway' };
+  // An IPv6-only node's model withholds every IPv4 address (never routed): its pods get IPv6 only,
+  // an IPv6 pool required (ADD fails naming it rather than leaving a pod without an address).
+  plugin.ipam = opts.ipv6Only ? { type: 'podway', assign_ipv4: 'false', assign_ipv6: 'true' } : { type: 'podway' };
   // Where this config lives: the plugin gets only stdin, and names the file in its config errors.
   if (opts.conflist) plugin.conflist = opts.conflist;
   const conf = { cniVersion: '1.0.0', cniVersions: ['1.0.0', '1.1.0'], name, plugins: [plugin] };
   return JSON.stringify(conf, null, 2) + '\n';
+}
+
+/** What `cni install` found out about the node's address families: the conflist's ipam follows it. */
+export interface NodeMode {
+  readonly ipv6Only: boolean;
+  /** What to tell the user (one line), or null when there is nothing to say. */
+  readonly note: string | null;
+}
+
+/** How long `cni install` waits for the datastore to answer the Node's read. */
+export const NODE_READ_TIMEOUT_MS = 5000;
+
+/**
+ * Whether this node is IPv6-only, read from its Node in the datastore the conflist names (through
+ * the same spec and TLS files the plugin will use), as podway run's model judges it: no
+ * spec.bgp.ipv4Address and an IPv6 address (node-families.ts). A Node not registered yet, or a
+ * datastore that does not answer within timeoutMs, leaves Calico's default (IPv4, and IPv6 when
+ * a pool has it) with a note saying so and how to ask for IPv6 only (--ip none). Never throws for
+ * the datastore: installing used to need none, and a node is often set up before its store runs.
+ */
+export async function detectNodeMode(opts: InstallOptions, timeoutMs = NODE_READ_TIMEOUT_MS): Promise<NodeMode> {
+  // The checks install makes (usage errors) first, and the datastore exactly as written for the plugin.
+  const conf = (JSON.parse(conflistText({ ...opts, ipv6Only: false })) as { plugins: Record<string, string>[] }).plugins[0]!;
+  const node = conf.nodename!;
+  const spec = parseDatastoreSpec(conf.datastore, { ETCD_CA_CERT_FILE: conf.etcd_ca_cert_file, ETCD_CERT_FILE: conf.etcd_cert_file, ETCD_KEY_FILE: conf.etcd_key_file });
+  if (spec.kind === 'file') throw new Error('cni install: a file: datastore cannot be written here');
+  const where = spec.kind === 'etcd' ? `etcd ${spec.endpoints.join(',')}` : `embedded ${spec.dir}`;
+  const defaults = 'the conflist asks for Calico\'s default address families (IPv4, and IPv6 where a pool has it); on an IPv6-only node (podway run --ip none) give --ip none, or install again once podway run has registered it';
+  let kv: KvStore | null = null;
+  try {
+    kv = openKvStore(spec, { timeoutMs });
+    const entry = await kv.get(nodeKey(node));
+    if (!entry) return { ipv6Only: false, note: `note: node ${node} is not registered in ${where} yet: ${defaults}` };
+    if (!isIpv6Only(nodeFamilies(entry.value))) return { ipv6Only: false, note: null };
+    return { ipv6Only: true, note: `node ${node} is IPv6-only (its Node has no spec.bgp.ipv4Address): the conflist asks for IPv6 addresses only ("assign_ipv4": "false", "assign_ipv6": "true" in ipam)` };
+  } catch (e) {
+    return { ipv6Only: false, note: `note: node ${node}'s Node not read from ${where} (${(e as Error).message}): ${defaults}` };
+  } finally {
+    await kv?.close().catch(() => undefined);
+  }
 }
 
 export function installCni(opts: InstallOptions): Installed {

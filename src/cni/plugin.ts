@@ -13,7 +13,8 @@ import { Attachment, readPrevResult, successResult } from './result';
 import { IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from './ipam-lock';
 import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
-import type { KvStore } from '../control/kv/kv';
+import { isIpv6Only, nodeFamilies } from './node-families';
+import type { KvEntry, KvStore } from '../control/kv/kv';
 import { KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
 import { FileLockTimeoutError } from '../control/kv/file-lock';
 import { Ipam } from '../control/ipam/ipam';
@@ -143,18 +144,22 @@ async function requireUnlocked(kv: KvStore, conf: NetConf): Promise<void> {
   if (locked) throw locked;
 }
 
-async function requireNode(kv: KvStore, conf: NetConf): Promise<void> {
-  if (!(await kv.get(nodeKey(conf.nodename)))) {
+/** Code 11 (try again later) while this node's Node (`node`, as read) is not registered. */
+function requireNode(conf: NetConf, node: KvEntry | null): void {
+  if (!node) {
     throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `node ${conf.nodename} is not registered in datastore ${datastoreText(conf)} (no ${nodeKey(conf.nodename)}): start \`podway run --node ${conf.nodename}\` on this host, or set "nodename" in the network config`);
   }
 }
 
 /**
  * The pod MTU Calico picks when the config has none: 1430 with an enabled IPv6 VXLAN pool (outer
- * IPv6: 70 bytes), 1450 with an IPv4 VXLAN pool, 1480 IPIP, else 1500.
+ * IPv6: 70 bytes), 1450 with an IPv4 VXLAN pool, 1480 IPIP, else 1500. On an IPv6-only node the
+ * IPv6 pools alone, as its model sets the pods' MTU (IPv4 pools are not used there): 1430 with an
+ * IPv6 VXLAN pool, else 1500.
  */
-async function poolMtu(kv: KvStore): Promise<number> {
-  const pools = (await listResources(kv, IPPOOL)).items.map((r) => (r.object.spec ?? {}) as JsonObject).filter((s) => s.disabled !== true);
+async function poolMtu(kv: KvStore, ipv6Only: boolean): Promise<number> {
+  const pools = (await listResources(kv, IPPOOL)).items.map((r) => (r.object.spec ?? {}) as JsonObject)
+    .filter((s) => s.disabled !== true && (!ipv6Only || String(s.cidr ?? '').includes(':')));
   const vxlan = pools.filter((s) => s.vxlanMode && s.vxlanMode !== 'Never');
   if (vxlan.some((s) => String(s.cidr ?? '').includes(':'))) return 1430;
   if (vxlan.length > 0) return 1450;
@@ -339,6 +344,30 @@ async function refuseSharedVeth(kv: KvStore, conf: NetConf, env: CniEnv, id: Pod
   }
 }
 
+/** How an IPv6-only node is told (the model's reason, route-calc.ts NO_IPV4_REASON). */
+const NO_NODE_IPV4 = 'its Node has no spec.bgp.ipv4Address: podway run --ip none';
+
+/**
+ * The warning for an IPv4 address given to a pod on an IPv6-only node, by where it came from: the
+ * node's model withholds it (never routed; `podway status` lists it), so the pod has an address
+ * that does not work. Calico's plugin assigns it all the same (its ADD never looks at the node's
+ * addresses: assign_ipv4 unset means "true", and an IPv4 pool gives one), and so does podway's,
+ * naming the config file and field to change instead of failing the pod.
+ */
+function ipv4OnIpv6OnlyNode(conf: NetConf, v4: string, source: 'auto' | 'delegated' | 'earlier' | { readonly requested: string }): string {
+  const where = configOrigin(conf.raw);
+  const notRouted = `node ${conf.nodename} is IPv6-only (${NO_NODE_IPV4}), so the pod's IPv4 address ${v4} is not routed here (podway status lists it withheld)`;
+  const fix = `set "assign_ipv4": "false" and "assign_ipv6": "true" in "ipam" (podway cni install writes them on an IPv6-only node)`;
+  if (source === 'auto') {
+    const given = (conf.raw.ipam as Record<string, unknown> | undefined)?.assign_ipv4;
+    const value = given === undefined || given === null || given === '' ? 'unset (Calico\'s default: "true")' : JSON.stringify(given);
+    return `${where}: ipam.assign_ipv4 is ${value}, but ${notRouted}; assigned all the same, as Calico's plugin does: ${fix}`;
+  }
+  if (source === 'delegated') return `${where}: ipam (${conf.ipam?.type}) gave an IPv4 address, but ${notRouted}; have it assign IPv6 only`;
+  if (source === 'earlier') return `${where}: the pod keeps the addresses of its first ADD, but ${notRouted}; for its next sandbox, ${fix}`;
+  return `${source.requested}: ${v4} asked for, but ${notRouted}; assigned as asked, as Calico's plugin does`;
+}
+
 async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<string, unknown>> {
   for (const w of [...unknownSettings(conf.raw), ...unhonouredSettings(conf.raw)]) process.stderr.write(`podway: ${configOrigin(conf.raw)}: ${w}\n`);
   requireNetns(env.netns);
@@ -351,7 +380,11 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
   return withStore(conf, async (kv) => {
     // Before anything is read for the pod or made: nothing is changed while the store is locked.
     await requireUnlocked(kv, conf);
-    const mtu = conf.mtu ?? (await poolMtu(kv));
+    // This node's Node, read once: podway's IPAM needs it registered, and an IPv6-only one (no
+    // spec.bgp.ipv4Address: podway run --ip none) routes no IPv4 (pool MTU, ipv4OnIpv6OnlyNode).
+    const node = await kv.get(nodeKey(conf.nodename));
+    const ipv6Only = node !== null && isIpv6Only(nodeFamilies(node.value));
+    const mtu = conf.mtu ?? (await poolMtu(kv, ipv6Only));
     // Everything made so far, undone in reverse order when a later step fails.
     const undo: (() => unknown)[] = [];
     try {
@@ -370,7 +403,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         undo.push(() => runIpamPlugin(conf.ipam!.type, 'DEL', env, stdin));
         ips.push(...delegatedIps(result, conf.ipam.type));
       } else {
-        await requireNode(kv, conf);
+        requireNode(conf, node);
         const ipam = new Ipam(kv);
         // network: which network's handle this is (GC tells "a"'s handle "a.b.c" from "a.b"'s by it).
         const attrs: Record<string, string> = { node: conf.nodename, network: conf.name, timestamp: new Date().toISOString() };
@@ -420,10 +453,15 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
             if (got.ips.length > 0) { ips.push(got.ips[0]); continue; }
             // Unset assign_ipv6 means "if the cluster has IPv6 for this node": none is no error.
             if (version === 6 && conf.assignIpv6 === 'auto' && got.noPool && conf.ipv6Pools.length === 0) continue;
-            throw new CniError(got.exhausted ? CNI_CODES.POOL_EXHAUSTED : CNI_CODES.TRY_AGAIN_LATER, `IPAM: no IPv${version} address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}`);
+            // An IPv6-only node's IPv4 address would not be routed anyway: what to set instead.
+            const hint = version === 4 && ipv6Only ? `; node ${conf.nodename} is IPv6-only (${NO_NODE_IPV4}): set "assign_ipv4": "false" and "assign_ipv6": "true" in ${configOrigin(conf.raw)}'s "ipam" (podway cni install writes them on an IPv6-only node)` : '';
+            throw new CniError(got.exhausted ? CNI_CODES.POOL_EXHAUSTED : CNI_CODES.TRY_AGAIN_LATER, `IPAM: no IPv${version} address for ${env.containerId}: ${(got.errors ?? ['no address assigned']).join('; ')}${hint}`);
           }
         });
       }
+
+      const v4 = ips.find((ip) => !ip.includes(':'));
+      if (ipv6Only && v4 !== undefined) process.stderr.write(`podway: ${ipv4OnIpv6OnlyNode(conf, v4, earlier ? 'earlier' : conf.ipam ? 'delegated' : requested ? { requested: requested.source } : 'auto')}\n`);
 
       let host: Attachment['host'] = null;
       // A repeated ADD's name is the one its endpoint holds (the same one ADD would derive).
@@ -741,7 +779,7 @@ async function status(env: CniEnv, conf: NetConf, stdin: string): Promise<void> 
   try {
     await withStore(conf, async (kv) => {
       await requireUnlocked(kv, conf);
-      await requireNode(kv, conf);
+      requireNode(conf, await kv.get(nodeKey(conf.nodename)));
       if (!conf.ipam) {
         zodWithoutJit();
         const ipam = new Ipam(kv);

@@ -131,6 +131,19 @@ export class CniHarness {
   }
 
   /**
+   * An IPv6-only node's underlay: its eth0 with fd99::1/64 only (no IPv4 address) and the veth peer
+   * in a new namespace, both up; start podway with `--ip none` (startPodway's later --ip wins).
+   */
+  addUplink6(): Netns {
+    const uplink = this.addNs('up6');
+    sh('ip', ['link', 'add', 'eth0', 'netns', this.node.name, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', uplink.name]);
+    this.node.ip('-6', 'addr', 'add', 'fd99::1/64', 'dev', 'eth0', 'nodad');
+    this.node.ip('link', 'set', 'eth0', 'up');
+    uplink.ip('link', 'set', 'eth0', 'up');
+    return uplink;
+  }
+
+  /**
    * `podway run` for this node inside its namespace, on the embedded datastore and the control
    * socket the conflist names, with `--ip 10.99.0.1/24` and `more` arguments (the caller stops it).
    */

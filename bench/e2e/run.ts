@@ -14,7 +14,8 @@
  *   the maximum rate (16 outstanding), then p50/p99/p99.9 round trips open loop at 100/s and at half
  *   that maximum. Baselines: the kernel, and the "C floor" (bench/e2e/floorfwd.c doing node1's hop
  *   with the least userspace work: what any userspace forwarder pays here, wake-up included).
- * - idle: `podway run` with 100 veth endpoints and no traffic: its CPU over 10 s.
+ * - idle: `podway run` with 100 veth endpoints and no traffic: the CPU of its whole process tree
+ *   (helpers and exited children included: proc-tree.ts) over 10 s, its wake-ups, the machine's idle.
  * - observe (issue 17's goal): vxlan-encap 64 B, 100 flows, one podway run with --metrics-port:
  *   alternately plain (A), scraped every second + `podway capture port 1 -w /dev/null` (matches
  *   nothing: B), plain, scraped + `podway capture port 10000` (pktgen's source ports are 10000 +
@@ -55,6 +56,7 @@ import { Lab, LabNode, Mode, POOL_CIDR, POOL6_CIDR, run, sleep } from '../../src
 import { configureKernelNode, kernelMasquerade, kernelMasquerade6, resetNode } from '../../src/lab/kernel';
 import { deriveVtepMac } from '../../src/control';
 import { benchArgsOrExit } from './bench-args';
+import { sampleTree, treeUsage, ProcUsage } from './proc-tree';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PKTGEN = path.join(ROOT, 'build', 'Release', 'pktgen');
@@ -733,7 +735,22 @@ interface ObserveRow {
   cpuUsPerPkt: number; baselineCpuUsPerPkt: number; cpuRatio: number; cpuRatioMin: number; cpuRatioMax: number;
 }
 
-interface IdleRow { scenario: string; size: null; flows: null; setup: string; baseline: null; endpoints: number; seconds: number; cpuSeconds: number; percentOfCore: number }
+/** idle rows: CPU of `podway run`'s whole process tree over the window (bench/e2e/proc-tree.ts). */
+interface IdleRow {
+  scenario: string; size: null; flows: null; setup: string; baseline: null; endpoints: number; seconds: number;
+  /** the tree: podway, its helper processes (spawner, ip monitor), their children, reaped ones too */
+  cpuSeconds: number; percentOfCore: number;
+  /** processes in the tree at the start or the end of the window, and of them exited in it */
+  processes: number; exited: number;
+  /** voluntary context switches of the tree's threads (each a sleep ended by a wake-up), per second */
+  wakeupsPerSecond: number;
+  /** podway's own process (all its threads, the children it reaped excluded), % of a core */
+  podwayPercentOfCore: number;
+  /** the whole machine over the window: idle % of all its CPUs, and busy CPUs (others' work included) */
+  machineIdlePct: number; machineBusyCores: number;
+  loadavgStart: string; loadavgEnd: string;
+  perProcess: ProcUsage[];
+}
 
 function machineInfo() {
   const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown';
@@ -744,9 +761,12 @@ const r2 = (x: number) => +x.toFixed(2);
 
 /**
  * `podway run` idle with 100 veth endpoints (a lab of its own: node1 with 100 pods): CPU seconds of
- * the process (all its threads, /proc/PID/stat) over `seconds`, after every endpoint is open.
+ * its whole process tree over `seconds`, after every endpoint is open: podway (all threads), every
+ * descendant (the spawner, the `ip monitor` under it, any `ip`/`nft` they run) and the descendants
+ * that exited in the window (through their parents' cutime + cstime), from /proc (proc-tree.ts);
+ * the wake-ups of its threads; the machine's idle time beside it.
  */
-async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[]): Promise<IdleRow[]> {
+async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[], say: (m: string) => void): Promise<IdleRow[]> {
   const pods = Array.from({ length: 100 }, (_, k) => ({ name: `idle-${k}`, type: 'veth' as const }));
   const lab = new Lab([{ name: 'node1', subnet: 'a', pods }, { name: 'node2', subnet: 'a', pods: [] }], { underlay: 'p2p' });
   const rows: IdleRow[] = [];
@@ -765,13 +785,28 @@ async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[
           await sleep(200);
         }
         await sleep(2000); // let the start-up work (host programming, first ARP) finish
+        // `ip netns exec` execs podway: the pid is podway's
         const pid = n.proc!.pid!;
-        const c0 = procCpuSeconds([pid]);
-        const t0 = performance.now();
+        const loadavgStart = loadAverage();
+        const m0 = machineColumns();
+        const a = sampleTree(pid);
         await sleep(seconds * 1000);
-        const cpu = procCpuSeconds([pid]) - c0;
-        const took = (performance.now() - t0) / 1000;
-        rows.push({ scenario: 'idle', size: null, flows: null, setup: s.label, baseline: null, endpoints: 100, seconds: r2(took), cpuSeconds: r2(cpu), percentOfCore: r2((cpu / took) * 100) });
+        const b = sampleTree(pid, a);
+        const m1 = machineColumns();
+        const u = treeUsage(a, b);
+        const took = u.seconds;
+        const total = m1.reduce((x, v) => x + v, 0) - m0.reduce((x, v) => x + v, 0);
+        const idle = m1[3] + m1[4] - m0[3] - m0[4];
+        const own = u.perProcess.find((p) => p.pid === pid)?.ownSeconds ?? 0;
+        const row: IdleRow = {
+          scenario: 'idle', size: null, flows: null, setup: s.label, baseline: null, endpoints: 100, seconds: r2(took),
+          cpuSeconds: r2(u.cpuSeconds), percentOfCore: r2((u.cpuSeconds / took) * 100), processes: u.processes, exited: u.exited,
+          wakeupsPerSecond: r2(u.wakeups / took), podwayPercentOfCore: r2((own / took) * 100),
+          machineIdlePct: r2(total > 0 ? (idle / total) * 100 : 0), machineBusyCores: r2((total - idle) / took),
+          loadavgStart, loadavgEnd: loadAverage(), perProcess: u.perProcess,
+        };
+        rows.push(row);
+        say(`idle: ${s.label}: tree ${row.cpuSeconds} CPU s in ${row.seconds} s (${row.percentOfCore}% of a core), processes: ${row.processes}, ${row.wakeupsPerSecond} wake-ups/s`);
       } finally {
         await lab.stopPodway('node1');
       }
@@ -884,7 +919,7 @@ async function main() {
         if (sc.kind === 'tcp-bulk') await runTcp(sc, podways);
         else if (sc.kind === 'rr-latency') await runRr(sc, podways);
         else if (sc.kind === 'observe') await runObserve(sc);
-        else if (sc.kind === 'idle') idleRows.push(...(await measureIdle(podways, longSeconds, podwayArgs)));
+        else if (sc.kind === 'idle') idleRows.push(...(await measureIdle(podways, longSeconds, podwayArgs, say)));
         else await runPps(sc, podways);
       } catch (e) {
         // a signal's cleanup killed its processes: not a failure of the scenario
@@ -1149,9 +1184,18 @@ async function main() {
     console.log('');
   }
   if (idleRows.length) {
-    console.log('| idle | endpoints | seconds | podway CPU s | % of a core |');
-    console.log('|---|---|---|---|---|');
-    for (const r of idleRows) console.log(`| ${r.setup} | ${r.endpoints} | ${r.seconds} | ${r.cpuSeconds} | ${r.percentOfCore}% |`);
+    console.log('| idle | endpoints | seconds | CPU s, whole tree | % of a core | processes | wake-ups/s | podway process alone, % of a core | machine idle % | load average start -> end |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|');
+    for (const r of idleRows) console.log(`| ${r.setup} | ${r.endpoints} | ${r.seconds} | ${r.cpuSeconds} | ${r.percentOfCore}% | processes: ${r.processes} (${r.exited} exited in the window) | ${r.wakeupsPerSecond} | ${r.podwayPercentOfCore}% | ${r.machineIdlePct}% | ${r.loadavgStart} -> ${r.loadavgEnd} |`);
+    // per process: its CPU (own threads + children reaped in the window), its busiest threads
+    console.log('\n| idle setup | pid | process | life | CPU s (own + reaped) | threads | wake-ups | busiest threads: ms on CPU (schedstat), wake-ups |');
+    console.log('|---|---|---|---|---|---|---|---|');
+    for (const r of idleRows) {
+      for (const p of r.perProcess) {
+        const busy = p.tasks.slice(0, 4).map((t) => `${t.tid === p.pid ? 'main' : `${t.comm} ${t.tid}`} ${t.runMs ?? t.cpuSeconds * 1000} ms, ${t.wakeups}`).join('; ');
+        console.log(`| ${r.setup} | ${p.pid} | ${p.cmd || p.comm} | ${p.life} | ${p.cpuSeconds} (${p.ownSeconds} + ${p.reapedSeconds}) | ${p.threads} | ${p.wakeups} | ${busy} |`);
+      }
+    }
   }
   if (observeRows.length) {
     console.log('\n| observe | size | flows | setup | pps (median) | plain pps (median) | pps ratio (median of pairs) | min..max | goal | met (pps) | podway µs/pkt / plain | CPU ratio (plain / this) min..max | captured / lost | packets sent |');

@@ -14,8 +14,8 @@
  * (an orphan adopted by init) are still followed by PID and start time.
  *
  * Limits: /proc's times are in clock ticks (USER_HZ, 100 per second on Linux), so each process's
- * figure is within 10 ms; a descendant orphaned and reaped by init during the window loses what
- * it ran after its start sample. Per thread the breakdown also gives the scheduler's own
+ * figure is within 10 ms; a descendant orphaned and reaped by init during the window is
+ * miscounted (its run after the start is lost, its start figure still taken off an ancestor). Per thread the breakdown also gives the scheduler's own
  * nanosecond run time (/proc/PID/task/TID/schedstat) and the voluntary context switches (each
  * one a sleep, so a wake-up after it: what wakes an idle process).
  */

@@ -773,7 +773,9 @@ async function measureIdle(setups: Setup[], seconds: number, podwayArgs: string[
   idleLabs.add(lab);
   try {
     lab.build();
-    for (const s of setups) {
+    for (const setup of setups) {
+      // a row says which podway it measured (--podway-args too, as --compare-podway-args does)
+      const s = !setup.args && podwayArgs.length ? withArgs(setup, podwayArgs) : setup;
       await lab.startPodway('node1', 60_000, s.args ?? podwayArgs);
       try {
         const n = lab.node('node1');

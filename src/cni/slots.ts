@@ -17,12 +17,13 @@
 //
 // Never a reason to fail: a limiter that cannot work (no addon, a directory it may not use) or a
 // wait past its bound lets the process go on without a slot, with a warning on stderr.
-import { closeSync, futimesSync, mkdirSync, openSync, watch, writeSync, ftruncateSync, FSWatcher } from 'node:fs';
+import { closeSync, futimesSync, mkdirSync, writeSync, ftruncateSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname } from 'node:path';
 import { loadFlockAddon, openPrivate } from './flock-lock';
 import { requirePrivateDir } from './ipam-lock';
 import { validConcurrencyLimit } from './config';
+import { Wakeup } from '../util/dir-wakeup';
 
 /**
  * Set in a slot holder's environment, so that a plugin it runs (a delegated IPAM plugin, which may
@@ -68,7 +69,7 @@ export async function takeSlot(o: SlotOptions): Promise<SlotResult> {
   const started = Date.now();
   if (o.limit <= 0) return { slot: null, waitedMs: 0, warning: null };
   const fds: number[] = [];
-  let watcher: FSWatcher | null = null;
+  let wake: Wakeup | null = null;
   let kept = -1;
   try {
     const flock = loadFlockAddon();
@@ -77,25 +78,12 @@ export async function takeSlot(o: SlotOptions): Promise<SlotResult> {
     requirePrivateDir(dir, `concurrency_limit's slots beside ${o.ipamLockFile}`);
     for (let i = 0; i < o.limit; i++) fds.push(openPrivate(slotFileOf(o.ipamLockFile, i)));
     const prefix = `${basename(o.ipamLockFile)}.slot.`;
-    let wake: (() => void) | null = null;
-    let changed = false;
-    try {
-      watcher = watch(dir, { persistent: false }, (_e, name) => {
-        if (name !== null && !name.startsWith(prefix)) return;
-        changed = true;
-        const w = wake;
-        wake = null;
-        w?.();
-      });
-      watcher.on('error', () => { watcher?.close(); watcher = null; });
-    } catch {
-      watcher = null; // no inotify: the timer alone paces the wait
-    }
+    wake = new Wakeup(dir);
+    wake.watchFor((name) => name.startsWith(prefix));
     const deadline = started + o.timeoutMs;
     // Start at a slot of our own choosing, so that a crowd does not try slot 0 first every time.
     const first = process.pid % o.limit;
     for (;;) {
-      changed = false;
       for (let k = 0; k < o.limit; k++) {
         const i = (first + k) % o.limit;
         if (flock.flockTry(fds[i]!, 'ex')) {
@@ -108,12 +96,7 @@ export async function takeSlot(o: SlotOptions): Promise<SlotResult> {
       if (left <= 0) {
         return { slot: null, waitedMs: Date.now() - started, warning: `podway CNI plugin: no concurrency slot of ${o.limit} (${slotFileOf(o.ipamLockFile, 0)}..) free after ${o.timeoutMs} ms; going on without one` };
       }
-      if (!changed) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => { wake = null; resolve(); }, Math.min(o.pollMs ?? POLL_MS, left));
-          wake = () => { clearTimeout(timer); resolve(); };
-        });
-      }
+      await wake.next(Math.min(o.pollMs ?? POLL_MS, left));
     }
     const fd = fds[kept]!;
     try {
@@ -132,7 +115,7 @@ export async function takeSlot(o: SlotOptions): Promise<SlotResult> {
   } catch (e) {
     return { slot: null, waitedMs: Date.now() - started, warning: `podway CNI plugin: concurrency limit not applied (${(e as Error).message}); going on without a slot` };
   } finally {
-    (watcher as FSWatcher | null)?.close();
+    wake?.close();
     fds.forEach((fd, i) => { if (i !== kept) closeSync(fd); });
   }
 }

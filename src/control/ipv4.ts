@@ -2,6 +2,7 @@ import { parseIpv4, formatIpv4 as formatIPv4 } from '../packet/ipv4';
 // IPv4 helpers for the control plane. Addresses are uint32 numbers (always normalised with `>>> 0`)
 // because that is how the data path holds them; strings only appear at the edges (YAML, logs).
 import { isIPv6 } from 'node:net';
+import { mask32 } from '../lpm/cidr';
 
 /** An IPv4 CIDR, parsed once. `addr` is the network address (host bits clear). */
 export interface IPv4Cidr {
@@ -25,7 +26,7 @@ export { formatIpv4 as formatIPv4 } from '../packet/ipv4';
 
 /** The netmask for a prefix length, as a uint32 (prefix 0 gives 0). */
 export function prefixMask(prefixLen: number): number {
-  return prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
+  return mask32(prefixLen);
 }
 
 /** Splits "a.b.c.d/n" into address and prefix length; null when malformed. Host bits may be set. */

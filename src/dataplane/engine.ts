@@ -38,6 +38,7 @@ import { type Log, silentLog } from '../observe/log';
 import { addPortCounts, pipelineSnapshot, type DataplaneSnapshot, type PortSample } from '../observe/snapshot';
 import type { WaitingEndpoint } from '../observe/stale-endpoints';
 import { Backoff } from '../util/backoff';
+import { mask32 } from '../lpm/cidr';
 
 export interface EngineOptions {
   /** Frames per receive batch (and per send call). */
@@ -629,7 +630,7 @@ export class Engine {
       // 0 on an IPv6-only node: no ARP or IPv4 reaches the pipeline there (underlayFilter).
       this.pipe.addr = { nodeIp: model.node.ip ?? 0, hasNodeIp: model.node.ip !== null, underlayMac: this.underlay!.mac, knownNodes: known };
       this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
-      this.pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
+      this.pipe.poolMask = Uint32Array.from(model.pools, (p) => mask32(p.prefixLen));
       const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));
       if (w6.firstRefusal) this.log.warn(`IPv6 neighbour table full: ${w6.refused} underlay next hops left unresolved`, { refused: w6.refused });
       // tx6 takes up to the underlay's MTU (the kernel refuses more: Packet Too Big instead);

@@ -18,6 +18,7 @@ import { SteerBuilder, jeqFar, type Steer } from './steer';
 import { parseLearnedRoutes } from './host-programmer';
 import { isSafeIfname } from './ifname';
 import { parseLocalTable } from './local-addrs';
+import { mask32 } from '../lpm/cidr';
 
 export interface Underlay {
   name: string;
@@ -132,9 +133,7 @@ export interface NodeAddresses {
  * output cannot be read: nothing is concluded from a failed look.
  */
 export async function readNodeAddresses(exec?: ExecFn): Promise<NodeAddresses | null> {
-  const run: ExecFn = exec ?? ((file, args, timeoutMs) => new Promise((resolve) => {
-    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out) => resolve({ code: err ? 1 : 0, stdout: out }));
-  }));
+  const run: ExecFn = exec ?? execChild;
   let links: IpLinks;
   try {
     const r = await run('ip', ['-j', 'addr', 'show'], 10_000);
@@ -269,9 +268,7 @@ const localTableArgs = (family: 4 | 6) => ['-j', `-${family}`, 'route', 'show', 
  * null (IPv6 turned off at boot, `ip` failing): nothing is concluded about it.
  */
 export async function readLocalAddresses(exec?: ExecFn): Promise<{ v4: string[] | null; v6: string[] | null }> {
-  const run: ExecFn = exec ?? ((file, args, timeoutMs) => new Promise((resolve) => {
-    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out) => resolve({ code: err ? 1 : 0, stdout: out }));
-  }));
+  const run: ExecFn = exec ?? execChild;
   const one = (family: 4 | 6) => run('ip', localTableArgs(family), 10_000).then(
     (r) => {
       try {
@@ -316,8 +313,9 @@ export interface HostStartReads {
 /** The reads of HostStartReads, concurrently (child processes the event loop does not wait on). */
 export async function readHostAtStart(learnedProto: string, learnedMetric: number): Promise<HostStartReads> {
   const at = performance.now();
-  const ip = (args: string[]) => new Promise<string>((resolve, reject) => {
-    execFile('ip', args, { encoding: 'utf8', timeout: 10_000 }, (err, out) => (err ? reject(err) : resolve(out)));
+  const ip = (args: string[]) => execChild('ip', args, 10_000).then((r) => {
+    if (r.code !== 0) throw new Error(`ip ${args.join(' ')} failed`);
+    return r.stdout;
   });
   const [links, kernelRoutes, podRoutes, learned4, learned6, nftTables, local] = await Promise.all([
     ip(['-j', 'addr', 'show']).catch(() => null),
@@ -325,7 +323,7 @@ export async function readHostAtStart(learnedProto: string, learnedMetric: numbe
     Promise.all(POD_ROUTE_READS.map((a) => ip(['-j', ...a]))).then(podRoutesFrom).catch((): FoundPodRoute[] => []),
     ip(learnedRouteArgs(4, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 4)).catch((): FoundLearnedRoute[] => []),
     ip(learnedRouteArgs(6, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 6)).catch((): FoundLearnedRoute[] => []),
-    new Promise<string | null>((resolve) => execFile('nft', ['list', 'tables'], { encoding: 'utf8', timeout: 10_000 }, (err, out) => resolve(err ? null : out))),
+    execChild('nft', ['list', 'tables'], 10_000).then((r) => (r.code === 0 ? r.stdout : null)),
     readLocalAddresses(),
   ]);
   return { at, links, kernelRoutes, podRoutes, learned: [...learned4, ...learned6], nftTables, local };
@@ -614,7 +612,7 @@ function parseRoutes(json: string): KernelRoute4[] {
   return routes.map((r) => {
     const [a, len] = r.dst === 'default' ? ['0.0.0.0', '0'] : r.dst.split('/');
     const l = len === undefined ? 32 : Number(len);
-    return { addr: parseIpv4(a), mask: l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0, len: l, gw: r.gateway ? parseIpv4(r.gateway) : 0 };
+    return { addr: parseIpv4(a), mask: mask32(l), len: l, gw: r.gateway ? parseIpv4(r.gateway) : 0 };
   });
 }
 
@@ -632,11 +630,14 @@ export function readKernelRoutesSync(): KernelRoute4[] {
 /** Runs a command and collects its output (a Spawner's exec, which does not fork podway). */
 export type ExecFn = (file: string, args: string[], timeoutMs?: number) => Promise<{ code: number | null; stdout: string }>;
 
+/** ExecFn on a child process of this one (the readers' default when no spawner is given). */
+const execChild: ExecFn = (file, args, timeoutMs) => new Promise((resolve) => {
+  execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out) => resolve({ code: err ? 1 : 0, stdout: out }));
+});
+
 /** The same, without blocking the event loop (the forwarding thread never waits on `ip`). */
 export function readKernelRoutes(exec?: ExecFn): Promise<KernelRoute4[]> {
-  const run: ExecFn = exec ?? ((file, args, timeoutMs) => new Promise((resolve) => {
-    execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out) => resolve({ code: err ? 1 : 0, stdout: out }));
-  }));
+  const run: ExecFn = exec ?? execChild;
   return run('ip', ROUTE_ARGS, 10_000).then(
     (r) => {
       try {

@@ -7,6 +7,7 @@ import type { NodeDataplaneModel, Route } from '../control';
 import { RouteTable4, Fib4, NO_ROUTE } from '../lpm';
 import type { RouteChange4 } from '../lpm';
 import { buildVxlanTemplate, parseMac } from '../packet';
+import { mask32 } from '../lpm/cidr';
 
 export const NhKind = {
   LOCAL: 1,
@@ -74,7 +75,7 @@ export const NatExit = {
 
 /** The natExit of a DIRECT route (addr/len) given the pools and the node addresses. */
 export function natExitOf(addr: number, len: number, pools: readonly { addr: number; prefixLen: number }[], nodes: Iterable<number>): number {
-  const mask = (l: number) => (l === 0 ? 0 : (0xffffffff << (32 - l)) >>> 0);
+  const mask = mask32;
   let check = false;
   for (const p of pools) {
     const l = Math.min(len, p.prefixLen);

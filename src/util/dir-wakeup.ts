@@ -1,6 +1,6 @@
-// A directory watch that ends a lock waiter's sleep early: FileLock (link(2) tokens) and the CNI's
-// flock(2) lock both wait by polling with a timer and wake at once when the file they wait on
-// changes (the lock released, the ticket ahead removed).
+// A directory watch that ends a lock waiter's sleep early: FileLock (link(2) tokens), the CNI's
+// flock(2) lock and its concurrency slots all wait by polling with a timer and wake at once when
+// the file they wait on changes (the lock released, the ticket ahead removed, a slot freed).
 import { FSWatcher, watch } from 'node:fs';
 
 /**
@@ -11,11 +11,11 @@ export class Wakeup {
   private watcher: FSWatcher | null = null;
   private pending: (() => void) | null = null;
   private changed = false;
-  private wanted = '';
+  private wanted: (name: string) => boolean = () => false;
 
   constructor(dir: string) {
     try {
-      this.watcher = watch(dir, { persistent: false }, (_event, name) => { if (name === null || name === this.wanted) this.fire(); });
+      this.watcher = watch(dir, { persistent: false }, (_event, name) => { if (name === null || this.wanted(name)) this.fire(); });
       this.watcher.on('error', () => this.close());
     } catch {
       this.watcher = null; // no inotify: the timer alone paces the waits
@@ -29,9 +29,9 @@ export class Wakeup {
     p?.();
   }
 
-  /** Only changes to this file name (in the watched directory) wake next(). */
-  watchFor(name: string): void {
-    this.wanted = name;
+  /** Only changes to this file name, or to names it accepts (in the watched directory), wake next(). */
+  watchFor(name: string | ((name: string) => boolean)): void {
+    this.wanted = typeof name === 'string' ? (n) => n === name : name;
   }
 
   /** Ends the current (or next) wait at once. */

@@ -34,10 +34,19 @@
  *   `vxlan-v6.calico`, node2 a kernel `vxlan-v6.calico` node in both. The smallest IPv6 frame
  *   pktgen sends is 78 B (14 + 40 + 8 + its 16-byte payload): the 64 B row is run and labelled 78.
  *
+ * Rounds (--rounds N; default 3, 1 with --quick): every ratio is taken within a round. A pps row's
+ * setups are measured interleaved, baseline(s), podway, [compare podway], then again, N times
+ * (each setup started before its measurement, outside the measured window); tcp-bulk and
+ * rr-latency order them by round (each setup started once per round and all its cases measured
+ * before the next setup's). A row reports the median of each setup's figures over the rounds
+ * that counted, the median of the per-round ratios and their spread, and every round's raw
+ * figures in --json (bench/e2e/rounds.ts; bench/README.md "Rounds").
+ *
  *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,vxlan6-encap,tcp-bulk,tcp-bulk-podway,tcp6-bulk,rr-latency,idle]
  *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
  *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
+ *                 [-- --rounds 3]   (every row's setups interleaved N times: medians, per-round ratios' median and min-max; 1 with --quick)
  *                 [-- --only observe [-- --rounds 5]]   (metrics + capture cost: issue 17's goal)
  *                 [-- --cpu-rate 100000]   (also measure every pps setup at this offered rate: CPU per packet at equal load)
  *                 [-- --streams 8] [-- --directions a-b]   (tcp-bulk: only these cases; default 1,8 and a-b,b-a)
@@ -57,6 +66,7 @@ import { configureKernelNode, kernelMasquerade, kernelMasquerade6, resetNode } f
 import { deriveVtepMac } from '../../src/control';
 import { benchArgsOrExit } from './bench-args';
 import { sampleTree, treeUsage, ProcUsage } from './proc-tree';
+import { median, medianOrNull, NoRoundCounted, RatioSummary, ratioText, summariseRounds } from './rounds';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const PKTGEN = path.join(ROOT, 'build', 'Release', 'pktgen');
@@ -65,6 +75,10 @@ const RUN_ARGS = {
   usage: `usage: node dist/bench/e2e/run.js [--json] [--quick] [--only SCENARIO[,SCENARIO...]] [--seconds N]
          [--flows 1,1024] [--podway-args "ARGS"] [--compare-podway-args "ARGS"] [--floor-args "ARGS"]
          [--rounds N] [--cpu-rate PPS] [--streams 1,8] [--directions a-b,b-a] [--underlay-offloads]
+  --rounds N   every row's setups measured interleaved N times (baseline, podway, [compare], ...;
+               an integer from 1 to 1000; default 3, 1 with --quick): the row reports each setup's
+               median, the median of the per-round ratios and their min-max, --json every round.
+               observe: N B/C pairs (default 5, 3 with --quick). idle: measured once.
 Needs root; run it under the machine's bench lock (flock /tmp/pw-bench.lock ...). bench/README.md
 describes every scenario and option.`,
   flags: ['--json', '--quick', '--underlay-offloads'],
@@ -687,6 +701,59 @@ interface Row {
    * duplicate frames (not counted), the sender's seconds */
   sent: number; received: number; lossPct: number | null; late: number; dup: number; seconds: number;
   baselineSent: number; baselineReceived: number; baselineLossPct: number | null; baselineLate: number; baselineDup: number; baselineSeconds: number;
+  /** the per-round ratios' min and max, the rounds that counted, and every round (RoundRecord):
+   * pps, baselinePps and the other figures are medians over the counted rounds, ratio the
+   * median of their ratios */
+  ratioMin: number; ratioMax: number; roundsCounted: number; rounds: RoundRecord[];
+}
+
+/** One round of a row as --json shows it: each side's raw figures (or why it has none), the
+ * round's ratio, and whether it counted (bench/e2e/rounds.ts). */
+interface RoundRecord {
+  round: number; counted: boolean; ratio: number | null; why?: string;
+  podway: Record<string, unknown>; baseline: Record<string, unknown>;
+}
+
+/** A setup's measurement in one round, or why it failed; load: the 1-minute load average then. */
+type Got<T> = { m: T; load: number } | { error: string; load: number };
+const gotError = <T>(g: Got<T>): string | undefined => ('error' in g ? g.error : undefined);
+const load1 = () => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+
+/** A row's rounds: the ratio of fig(podway) over fig(baseline) per round, summarised (rounds.ts). */
+function summarise<T>(p: Got<T>[], b: Got<T>[], fig: (m: T) => number): RatioSummary {
+  return summariseRounds(p.map((pg, i) => {
+    const bg = b[i];
+    const errs = [gotError(pg) && `podway: ${gotError(pg)}`, gotError(bg) && `baseline: ${gotError(bg)}`].filter(Boolean);
+    return { podway: 'm' in pg ? fig(pg.m) : null, baseline: 'm' in bg ? fig(bg.m) : null, ...(errs.length ? { error: errs.join('; ') } : {}) };
+  }));
+}
+
+/** The measurements of the counted rounds, podway's and the baseline's. */
+function countedOf<T>(s: RatioSummary, p: Got<T>[], b: Got<T>[]): { pm: T[]; bm: T[] } {
+  const idx = s.perRound.flatMap((r, i) => (r.counted ? [i] : []));
+  return { pm: idx.map((i) => (p[i] as { m: T }).m), bm: idx.map((i) => (b[i] as { m: T }).m) };
+}
+
+/** The median of fig over ms, rounded to 2 decimals; null when no value is a number. */
+const med2 = <T>(ms: T[], fig: (m: T) => number | null): number | null => { const v = medianOrNull(ms.map(fig)); return v === null ? null : r2(v); };
+/** The median of a count (rounded to an integer: an even number of rounds averages two). */
+const medInt = <T>(ms: T[], fig: (m: T) => number): number => Math.round(median(ms.map(fig)));
+
+/** The median of p99-over-sent figures, where -1 (over 1% lost) is slower than any: -1 when a
+ * middle value is. */
+function medSent(xs: number[]): number {
+  const v = xs.map((x) => (x < 0 ? Infinity : x));
+  const m = median(v);
+  return Number.isFinite(m) ? r2(m) : -1;
+}
+
+/** Every round of a row (RoundRecord), with raw(m) the figures shown for a measurement. */
+function roundRecords<T>(s: RatioSummary, p: Got<T>[], b: Got<T>[], raw: (m: T) => Record<string, unknown>): RoundRecord[] {
+  const side = (g: Got<T>) => ('m' in g ? { ...raw(g.m), load: g.load } : { error: g.error, load: g.load });
+  return s.perRound.map((r, i) => ({
+    round: i + 1, counted: r.counted, ratio: r.ratio === null ? null : +r.ratio.toFixed(3), ...(r.why ? { why: r.why } : {}),
+    podway: side(p[i]), baseline: side(b[i]),
+  }));
 }
 
 const lossPct = (m: Measurement) => (m.sent ? r2(100 * (1 - m.received / m.sent)) : null);
@@ -702,7 +769,10 @@ interface TcpRow {
   /** podway's process alone */
   podwayCpuSecPerGB: number;
   softirqSecPerGB: number; baselineSoftirqSecPerGB: number;
+  /** podway's port counters, the median of each over the counted rounds */
   counters: Record<string, number>;
+  /** as Row's: the figures are medians over the counted rounds */
+  ratioMin: number; ratioMax: number; roundsCounted: number; rounds: RoundRecord[];
 }
 
 /** rr-latency rows: size 64 B requests, flows 1 (one connection / socket pair). */
@@ -722,6 +792,9 @@ interface RrRow {
   p99SentUs: number; baselineP99SentUs: number;
   /** podway's own timing per batch over this measurement (RrMeasurement.podwayUs) */
   podwayUs?: { rxWait: number; js: number; sendmmsg: number };
+  /** the p99 ratio's min and max over the rounds, as Row's (the figures are medians over the
+   * counted rounds, p50DeltaUs the median of the rounds' differences) */
+  ratioMin: number; ratioMax: number; roundsCounted: number; rounds: RoundRecord[];
 }
 
 /** observe rows: a treatment's pps over the plain podway's, per interleaved pair and summarised. */
@@ -843,6 +916,14 @@ async function main() {
     return n;
   };
   const secondsArg = num('--seconds', 0.1, 600, false);
+  // --rounds N: every row's setups interleaved N times (bench/e2e/rounds.ts); observe's B/C pairs
+  const roundsArg = num('--rounds', 1, 1000, true);
+  const rounds = roundsArg ?? (quick ? 1 : 3);
+  const observeRounds = roundsArg ?? (quick ? 3 : 5);
+  // --cpu-rate N: every pps setup (podway and baseline) is also measured at N pps offered, the
+  // same load for all, for CPU per packet compared at equal rates (an unbounded flood compares
+  // different rates and counts frames lost in a full ring against the sender)
+  const cpuRate = num('--cpu-rate', 1000, 100_000_000, false) ?? 0;
   const seconds = secondsArg ?? (quick ? 1 : 2);
   const longSeconds = secondsArg ?? (quick ? 3 : 10);
   const sizes = quick ? [64] : [64, 1400];
@@ -900,11 +981,6 @@ async function main() {
   const rrRows: RrRow[] = [];
   const idleRows: IdleRow[] = [];
   const observeRows: ObserveRow[] = [];
-  const rounds = num('--rounds', 1, 1000, true) ?? (quick ? 3 : 5);
-  // --cpu-rate N: every pps setup (podway and baseline) is also measured at N pps offered, the
-  // same load for all, for CPU per packet compared at equal rates (an unbounded flood compares
-  // different rates and counts frames lost in a full ring against the sender)
-  const cpuRate = num('--cpu-rate', 1000, 100_000_000, false) ?? 0;
   // tcp-bulk: which stream counts and directions (a profile wants one case run long)
   const tcpStreams = opt('--streams')?.split(',').map(Number) ?? [1, 8];
   const tcpDirections = opt('--directions')?.split(',') ?? ['a-b', 'b-a'];
@@ -942,45 +1018,92 @@ async function main() {
     say(`${scenario} ${setup} ${size}B ${flows} flows at ${cpuRate} pps offered: ${Math.round(m.pps)} pps delivered; ${cpuParts(m)}`);
   }
 
+  /** Setup s configured and measure() run, or the error that stopped either (a signal's cleanup
+   * rethrown): one round of one setup. */
+  async function tryRound<T>(bench: Bench, s: Setup, measure: () => Promise<T>): Promise<Got<T>> {
+    try {
+      await bench.configure(s);
+      const m = await measure();
+      return { m, load: load1() };
+    } catch (e) {
+      if (exiting) throw e;
+      return { error: (e as Error).message, load: load1() };
+    }
+  }
+
+  /**
+   * Per point (size x flows), `rounds` rounds of: every baseline, then every podway setup, each
+   * started (outside the measured window) and flooded once. After the rounds, each podway setup's
+   * loss-free rate (its steps from the median flood rate) and latency at half of it, and with
+   * --cpu-rate each setup at that rate, once per setup. Rows: rounds.ts's summary per podway
+   * setup x baseline.
+   */
   async function runPps(sc: Scenario, podways: Setup[]): Promise<void> {
     const bench = benchFor(sc);
     // IPv6 frames are at least MIN_FRAME6: the 64 B size becomes 78, and its rows say 78
     const scSizes = [...new Set((sc.sizes ?? sizes).map((sz) => (sc.podway.ipv6 ? Math.max(sz, MIN_FRAME6) : sz)))];
-    const podwayRes = new Map<string, Measurement & { lossFree: { pps: number; offered: number; void: string[] }; lat: Measurement }>();
-    for (const pw of podways) {
-      await bench.configure(pw);
-      for (const size of scSizes) {
-        for (const flows of sc.flows ?? flowsList) {
-          const m = await bench.measure(size, flows, 0, seconds);
-          const lossFree = await bench.lossFreeRate(size, flows, m.pps, seconds, quick ? [0.9, 0.5] : [1.0, 0.7, 0.4]);
-          const lat = await bench.measure(size, flows, Math.max(1000, Math.floor((lossFree.pps || m.pps * 0.3) / 2)), seconds);
-          podwayRes.set(`${pw.label}/${size}/${flows}`, { ...m, lossFree, lat });
-          say(`${sc.name} ${pw.label} ${size}B ${flows} flows: ${Math.round(m.pps)} pps; ${cpuParts(m)}; loss-free ${lossFree.pps} pps delivered (${lossFree.offered} offered)${lossFree.void.length ? `; void steps: ${lossFree.void.join('; ')}` : ''}`);
-          if (cpuRate > 0) await measureAtRate(bench, sc.name, pw.label, size, flows);
+    const setups = [...sc.baselines, ...podways];
+    for (const size of scSizes) {
+      for (const flows of sc.flows ?? flowsList) {
+        const got = new Map<string, Got<Measurement>[]>(setups.map((s) => [s.label, []]));
+        for (let r = 0; r < rounds; r++) {
+          for (const s of setups) {
+            const g = await tryRound(bench, s, () => bench.measure(size, flows, 0, seconds));
+            got.get(s.label)!.push(g);
+            const at = `${sc.name} ${s.label} ${size}B ${flows} flows, round ${r + 1} of ${rounds} (load ${g.load})`;
+            say('m' in g ? `${at}: ${Math.round(g.m.pps)} pps; ${cpuParts(g.m)}` : `${at}: failed: ${g.error}`);
+          }
         }
-      }
-    }
-    for (const base of sc.baselines) {
-      await bench.configure(base);
-      for (const size of scSizes) {
-        for (const flows of sc.flows ?? flowsList) {
-          const bm = await bench.measure(size, flows, 0, seconds);
-          say(`${sc.name} ${base.label} ${size}B ${flows} flows: ${Math.round(bm.pps)} pps; ${cpuParts(bm)}`);
-          if (cpuRate > 0) await measureAtRate(bench, sc.name, base.label, size, flows);
+        // the extras, the setup still running first (configure keeps it)
+        const extras = new Map<string, { lossFree: { pps: number; offered: number; void: string[] }; lat: Measurement }>();
+        for (const s of [...setups].reverse()) {
+          const isPodway = podways.includes(s);
+          const floods = got.get(s.label)!.flatMap((g) => ('m' in g ? [g.m.pps] : []));
+          if (!cpuRate && (!isPodway || !floods.length)) continue;
+          await bench.configure(s);
+          if (isPodway && floods.length) {
+            const maxPps = median(floods);
+            const lossFree = await bench.lossFreeRate(size, flows, maxPps, seconds, quick ? [0.9, 0.5] : [1.0, 0.7, 0.4]);
+            const lat = await bench.measure(size, flows, Math.max(1000, Math.floor((lossFree.pps || maxPps * 0.3) / 2)), seconds);
+            extras.set(s.label, { lossFree, lat });
+            say(`${sc.name} ${s.label} ${size}B ${flows} flows: loss-free ${lossFree.pps} pps delivered (${lossFree.offered} offered; steps from the median flood, ${Math.round(maxPps)} pps)${lossFree.void.length ? `; void steps: ${lossFree.void.join('; ')}` : ''}`);
+          }
+          if (cpuRate > 0) await measureAtRate(bench, sc.name, s.label, size, flows);
+        }
+        for (const base of sc.baselines) {
           for (const pw of podways) {
-            const p = podwayRes.get(`${pw.label}/${size}/${flows}`)!;
+            const p = got.get(pw.label)!;
+            const b = got.get(base.label)!;
+            let sum: RatioSummary;
+            try {
+              sum = summarise(p, b, (m) => m.pps);
+            } catch (e) {
+              if (!(e instanceof NoRoundCounted)) throw e;
+              const msg = `${sc.name} ${size} B ${flows} flows, ${pw.label} against ${base.label}: ${e.message}`;
+              process.stderr.write(`bench: ${msg}\n`);
+              errors.push(msg);
+              continue;
+            }
+            const { pm, bm } = countedOf(sum, p, b);
+            const x = extras.get(pw.label)!;
+            const raw = (m: Measurement) => ({
+              pps: Math.round(m.pps), sent: m.sent, received: m.received, late: m.late, dup: m.dup, stale: m.stale, seconds: r2(m.seconds),
+              cpuUsPerPkt: perPkt(m.machineCpu, m), pathCpuUsPerPkt: perPkt(m.pathCpu, m), procCpuUsPerPkt: perPkt(m.procCpu, m),
+            });
             rows.push({
               scenario: sc.name, size, flows, setup: pw.label, baseline: base.label,
-              pps: Math.round(p.pps), baselinePps: Math.round(bm.pps), ratio: bm.pps ? r2(p.pps / bm.pps) : Infinity,
-              gbps: +p.gbps.toFixed(3),
-              cpuUsPerPkt: perPkt(p.machineCpu, p),
-              baselineCpuUsPerPkt: perPkt(bm.machineCpu, bm),
-              podwayCpuUsPerPkt: perPkt(p.procCpu, p),
-              pathCpuUsPerPkt: perPkt(p.pathCpu, p),
-              baselinePathCpuUsPerPkt: perPkt(bm.pathCpu, bm),
-              lossFreePps: p.lossFree.pps, lossFreeOffered: p.lossFree.offered, lossFreeVoid: p.lossFree.void, p50us: p.lat.p50us, p99us: p.lat.p99us,
-              sent: p.sent, received: p.received, lossPct: lossPct(p), late: p.late, dup: p.dup, seconds: r2(p.seconds),
-              baselineSent: bm.sent, baselineReceived: bm.received, baselineLossPct: lossPct(bm), baselineLate: bm.late, baselineDup: bm.dup, baselineSeconds: r2(bm.seconds),
+              pps: Math.round(sum.podway), baselinePps: Math.round(sum.baseline), ratio: r2(sum.ratio),
+              ratioMin: r2(sum.ratioMin), ratioMax: r2(sum.ratioMax), roundsCounted: sum.counted,
+              gbps: +((sum.podway * size * 8) / 1e9).toFixed(3),
+              cpuUsPerPkt: med2(pm, (m) => perPkt(m.machineCpu, m)),
+              baselineCpuUsPerPkt: med2(bm, (m) => perPkt(m.machineCpu, m)),
+              podwayCpuUsPerPkt: med2(pm, (m) => perPkt(m.procCpu, m)),
+              pathCpuUsPerPkt: med2(pm, (m) => perPkt(m.pathCpu, m)),
+              baselinePathCpuUsPerPkt: med2(bm, (m) => perPkt(m.pathCpu, m)),
+              lossFreePps: x.lossFree.pps, lossFreeOffered: x.lossFree.offered, lossFreeVoid: x.lossFree.void, p50us: x.lat.p50us, p99us: x.lat.p99us,
+              sent: medInt(pm, (m) => m.sent), received: medInt(pm, (m) => m.received), lossPct: med2(pm, lossPct), late: medInt(pm, (m) => m.late), dup: medInt(pm, (m) => m.dup), seconds: r2(median(pm.map((m) => m.seconds))),
+              baselineSent: medInt(bm, (m) => m.sent), baselineReceived: medInt(bm, (m) => m.received), baselineLossPct: med2(bm, lossPct), baselineLate: medInt(bm, (m) => m.late), baselineDup: medInt(bm, (m) => m.dup), baselineSeconds: r2(median(bm.map((m) => m.seconds))),
+              rounds: roundRecords(sum, p, b, raw),
             });
           }
         }
@@ -1017,7 +1140,7 @@ async function main() {
     const acc = new Map(treatments.map((t) => [t.key, { ratios: [], pps: [], base: [], cpu: [], baseCpu: [], cpuRatios: [], captured: 0, lost: 0, sent: 0, scrapes: [] } as Acc]));
     const usPerPkt = (m: Measurement) => (m.received ? (m.procCpu * 1e6) / m.received : Infinity);
     let before = await plain();
-    for (let r = 0; r < rounds; r++) {
+    for (let r = 0; r < observeRounds; r++) {
       for (const t of treatments) {
         bench.stopScrapers();
         const scraper = bench.startScraper(node, metricsPort);
@@ -1051,7 +1174,6 @@ async function main() {
         before = after;
       }
     }
-    const median = (xs: number[]) => { const v = xs.slice().sort((x, y) => x - y); return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2; };
     const r3 = (x: number) => +x.toFixed(3);
     for (const t of treatments) {
       const a = acc.get(t.key)!;
@@ -1065,16 +1187,23 @@ async function main() {
     }
   }
 
+  /** Ordered by round: each round starts every baseline, then every podway setup, once, and runs
+   * all its cases (streams x directions) before the next setup's. */
   async function runTcp(sc: Scenario, podways: Setup[]): Promise<void> {
     const bench = benchFor(sc);
     const cases = tcpStreams.flatMap((streams) => tcpDirections.map((d) => ({ streams, reverse: d === 'b-a' })));
-    const res = new Map<string, TcpMeasurement>();
-    for (const setup of [...podways, ...sc.baselines]) {
-      await bench.configure(setup);
-      for (const c of cases) {
-        const m = await bench.tcpBulk(c.streams, c.reverse, longSeconds);
-        res.set(`${setup.label}/${c.streams}/${c.reverse}`, m);
-        say(`${sc.name} ${setup.label} ${c.reverse ? 'B -> A' : 'A -> B'} ${c.streams} streams: ${m.gbps.toFixed(2)} Gb/s, ${m.retransmits} retransmits${Object.keys(m.counters).length ? ' ' + JSON.stringify(m.counters) : ''}`);
+    const setups = [...sc.baselines, ...podways];
+    const key = (s: Setup, c: { streams: number; reverse: boolean }) => `${s.label}/${c.streams}/${c.reverse}`;
+    const res = new Map<string, Got<TcpMeasurement>[]>();
+    for (let r = 0; r < rounds; r++) {
+      for (const setup of setups) {
+        const started = await tryRound(bench, setup, async () => true);
+        for (const c of cases) {
+          const g: Got<TcpMeasurement> = 'error' in started ? started : await tryRound(bench, setup, () => bench.tcpBulk(c.streams, c.reverse, longSeconds));
+          res.set(key(setup, c), [...(res.get(key(setup, c)) ?? []), g]);
+          const at = `${sc.name} ${setup.label} ${c.reverse ? 'B -> A' : 'A -> B'} ${c.streams} streams, round ${r + 1} of ${rounds} (load ${g.load})`;
+          say('m' in g ? `${at}: ${g.m.gbps.toFixed(2)} Gb/s, ${g.m.retransmits} retransmits${Object.keys(g.m.counters).length ? ' ' + JSON.stringify(g.m.counters) : ''}` : `${at}: failed: ${g.error}`);
+        }
       }
     }
     const perGB = (cpu: number, m: TcpMeasurement) => (m.bytes ? r2(cpu / (m.bytes / 1e9)) : 0);
@@ -1082,48 +1211,97 @@ async function main() {
     for (const base of sc.baselines) {
       for (const pw of podways) {
         for (const c of cases) {
-          const p = res.get(`${pw.label}/${c.streams}/${c.reverse}`)!;
-          const b = res.get(`${base.label}/${c.streams}/${c.reverse}`)!;
+          const p = res.get(key(pw, c))!;
+          const b = res.get(key(base, c))!;
+          const what = `${sc.name} ${c.reverse ? 'B -> A' : 'A -> B'} ${c.streams} streams, ${pw.label} against ${base.label}`;
+          let sum: RatioSummary;
+          try {
+            sum = summarise(p, b, (m) => m.gbps);
+          } catch (e) {
+            if (!(e instanceof NoRoundCounted)) throw e;
+            process.stderr.write(`bench: ${what}: ${e.message}\n`);
+            errors.push(`${what}: ${e.message}`);
+            continue;
+          }
+          const { pm, bm } = countedOf(sum, p, b);
+          const counters: Record<string, number> = {};
+          for (const k of new Set(pm.flatMap((m) => Object.keys(m.counters)))) counters[k] = Math.round(median(pm.map((m) => m.counters[k] ?? 0)));
+          const raw = (m: TcpMeasurement) => ({ gbps: r2(m.gbps), retransmits: m.retransmits, cpuSecPerGB: perGB(fwdCpu(m), m), podwayCpuSecPerGB: perGB(m.procCpu, m), softirqSecPerGB: perGB(m.softirqCpu, m) });
           tcpRows.push({
             scenario: sc.name, size: null, flows: c.streams, direction: c.reverse ? 'B -> A' : 'A -> B', setup: pw.label, baseline: base.label,
-            gbps: r2(p.gbps), baselineGbps: r2(b.gbps), ratio: b.gbps ? r2(p.gbps / b.gbps) : Infinity,
-            retransmits: p.retransmits, baselineRetransmits: b.retransmits,
-            cpuSecPerGB: perGB(fwdCpu(p), p), baselineCpuSecPerGB: perGB(fwdCpu(b), b), podwayCpuSecPerGB: perGB(p.procCpu, p),
-            softirqSecPerGB: perGB(p.softirqCpu, p), baselineSoftirqSecPerGB: perGB(b.softirqCpu, b), counters: p.counters,
+            gbps: r2(sum.podway), baselineGbps: r2(sum.baseline), ratio: r2(sum.ratio),
+            ratioMin: r2(sum.ratioMin), ratioMax: r2(sum.ratioMax), roundsCounted: sum.counted,
+            retransmits: medInt(pm, (m) => m.retransmits), baselineRetransmits: medInt(bm, (m) => m.retransmits),
+            cpuSecPerGB: med2(pm, (m) => perGB(fwdCpu(m), m))!, baselineCpuSecPerGB: med2(bm, (m) => perGB(fwdCpu(m), m))!, podwayCpuSecPerGB: med2(pm, (m) => perGB(m.procCpu, m))!,
+            softirqSecPerGB: med2(pm, (m) => perGB(m.softirqCpu, m))!, baselineSoftirqSecPerGB: med2(bm, (m) => perGB(m.softirqCpu, m))!, counters,
+            rounds: roundRecords(sum, p, b, raw),
           });
         }
       }
     }
   }
 
+  /** Ordered by round as runTcp: each round starts every baseline (kernel, C floor), then every
+   * podway setup, once, and runs TCP then UDP (maximum, 100/s, half of that round's maximum). */
   async function runRr(sc: Scenario, podways: Setup[]): Promise<void> {
     type Res = { max: RrMeasurement; low: RrMeasurement; half: RrMeasurement };
-    const res = new Map<string, Res>();
-    for (const setup of [...podways, ...sc.baselines]) {
-      await bench.configure(setup);
-      for (const proto of ['tcp', 'udp'] as const) {
-        // the maximum: 16 requests outstanding, as fast as replies come back
-        const max = await bench.rr(proto, 0, Math.min(longSeconds, 3), 16);
-        const low = await bench.rr(proto, 100, longSeconds);
-        const half = await bench.rr(proto, Math.max(100, Math.floor(max.rate / 2)), longSeconds);
-        res.set(`${setup.label}/${proto}`, { max, low, half });
-        say(`${sc.name} ${setup.label} ${proto}: max ${max.rate}/s; 100/s p50/p99/p99.9 ${low.p50us}/${low.p99us}/${low.p999us} µs${low.podwayUs ? ` (podway per batch: ring wait ${low.podwayUs.rxWait} µs, recv->send ${low.podwayUs.js} µs, sendmmsg ${low.podwayUs.sendmmsg} µs)` : ''}; ${half.rate}/s ${half.p50us}/${half.p99us}/${half.p999us} µs`);
+    const setups = [...sc.baselines, ...podways];
+    const res = new Map<string, Got<Res>[]>();
+    for (let r = 0; r < rounds; r++) {
+      for (const setup of setups) {
+        const started = await tryRound(bench, setup, async () => true);
+        for (const proto of ['tcp', 'udp'] as const) {
+          const g: Got<Res> = 'error' in started ? started : await tryRound(bench, setup, async () => {
+            // the maximum: 16 requests outstanding, as fast as replies come back
+            const max = await bench.rr(proto, 0, Math.min(longSeconds, 3), 16);
+            const low = await bench.rr(proto, 100, longSeconds);
+            const half = await bench.rr(proto, Math.max(100, Math.floor(max.rate / 2)), longSeconds);
+            return { max, low, half };
+          });
+          res.set(`${setup.label}/${proto}`, [...(res.get(`${setup.label}/${proto}`) ?? []), g]);
+          const at = `${sc.name} ${setup.label} ${proto}, round ${r + 1} of ${rounds} (load ${g.load})`;
+          if ('error' in g) { say(`${at}: failed: ${g.error}`); continue; }
+          const { max, low, half } = g.m;
+          say(`${at}: max ${max.rate}/s; 100/s p50/p99/p99.9 ${low.p50us}/${low.p99us}/${low.p999us} µs${low.podwayUs ? ` (podway per batch: ring wait ${low.podwayUs.rxWait} µs, recv->send ${low.podwayUs.js} µs, sendmmsg ${low.podwayUs.sendmmsg} µs)` : ''}; ${half.rate}/s ${half.p50us}/${half.p99us}/${half.p999us} µs`);
+        }
       }
     }
     for (const base of sc.baselines) {
       for (const pw of podways) {
         for (const proto of ['tcp', 'udp'] as const) {
-          const p = res.get(`${pw.label}/${proto}`)!;
-          const b = res.get(`${base.label}/${proto}`)!;
           for (const load of ['low', 'half'] as const) {
-            const pm = p[load];
-            const bm = b[load];
+            // this load's runs, with the round's maximum beside them
+            const pick = (gs: Got<Res>[]): Got<{ r: RrMeasurement; max: number }>[] => gs.map((g) => ('m' in g ? { m: { r: g.m[load], max: g.m.max.rate }, load: g.load } : g));
+            const p = pick(res.get(`${pw.label}/${proto}`)!);
+            const b = pick(res.get(`${base.label}/${proto}`)!);
+            const what = `${sc.name} ${proto} ${load === 'low' ? '100/s' : 'half of max'}, ${pw.label} against ${base.label}`;
+            let sum: RatioSummary;
+            try {
+              sum = summarise(p, b, (m) => m.r.p99us);
+            } catch (e) {
+              if (!(e instanceof NoRoundCounted)) throw e;
+              process.stderr.write(`bench: ${what}: ${e.message}\n`);
+              errors.push(`${what}: ${e.message}`);
+              continue;
+            }
+            const { pm, bm } = countedOf(sum, p, b);
+            const rate = (x: { r: RrMeasurement }) => x.r.received / x.r.seconds;
+            const podwayUs = pm.every((x) => x.r.podwayUs)
+              ? { rxWait: med2(pm, (x) => x.r.podwayUs!.rxWait)!, js: med2(pm, (x) => x.r.podwayUs!.js)!, sendmmsg: med2(pm, (x) => x.r.podwayUs!.sendmmsg)! }
+              : null;
+            const raw = (x: { r: RrMeasurement; max: number }) => ({ rate: Math.round(rate(x)), maxRate: x.max, p50us: x.r.p50us, p99us: x.r.p99us, p999us: x.r.p999us, sent: x.r.sent, received: x.r.received, p99SentUs: x.r.p99sentus, ...(x.r.podwayUs ? { podwayUs: x.r.podwayUs } : {}) });
             rrRows.push({
               scenario: sc.name, size: 64, flows: 1, proto, load: load === 'low' ? '100/s' : 'half of max', setup: pw.label, baseline: base.label,
-              rate: Math.round(pm.received / pm.seconds), baselineRate: Math.round(bm.received / bm.seconds), maxRate: p.max.rate, baselineMaxRate: b.max.rate,
-              p50us: pm.p50us, p99us: pm.p99us, p999us: pm.p999us, baselineP50us: bm.p50us, baselineP99us: bm.p99us, baselineP999us: bm.p999us,
-              p50DeltaUs: +(pm.p50us - bm.p50us).toFixed(1), p99Ratio: bm.p99us > 0 ? r2(pm.p99us / bm.p99us) : Infinity,
-              samples: pm.received, baselineSamples: bm.received, lost: pm.sent - pm.received, baselineLost: bm.sent - bm.received, p99SentUs: pm.p99sentus, baselineP99SentUs: bm.p99sentus, ...(pm.podwayUs ? { podwayUs: pm.podwayUs } : {}),
+              rate: medInt(pm, rate), baselineRate: medInt(bm, rate), maxRate: medInt(pm, (x) => x.max), baselineMaxRate: medInt(bm, (x) => x.max),
+              p50us: med2(pm, (x) => x.r.p50us)!, p99us: med2(pm, (x) => x.r.p99us)!, p999us: med2(pm, (x) => x.r.p999us)!,
+              baselineP50us: med2(bm, (x) => x.r.p50us)!, baselineP99us: med2(bm, (x) => x.r.p99us)!, baselineP999us: med2(bm, (x) => x.r.p999us)!,
+              // the median of the rounds' differences, as the p99 ratio is the median of theirs
+              p50DeltaUs: +median(pm.map((x, i) => x.r.p50us - bm[i].r.p50us)).toFixed(1), p99Ratio: r2(sum.ratio),
+              ratioMin: r2(sum.ratioMin), ratioMax: r2(sum.ratioMax), roundsCounted: sum.counted,
+              samples: medInt(pm, (x) => x.r.received), baselineSamples: medInt(bm, (x) => x.r.received),
+              lost: medInt(pm, (x) => x.r.sent - x.r.received), baselineLost: medInt(bm, (x) => x.r.sent - x.r.received),
+              p99SentUs: medSent(pm.map((x) => x.r.p99sentus)), baselineP99SentUs: medSent(bm.map((x) => x.r.p99sentus)), ...(podwayUs ? { podwayUs } : {}),
+              rounds: roundRecords(sum, p, b, raw),
             });
           }
         }
@@ -1140,7 +1318,7 @@ async function main() {
       process.stdout.write(JSON.stringify({ scenario, size, flows, pps, baselinePps, ratio: Number.isFinite(ratio) ? ratio : null, cpuUsPerPkt, baselineCpuUsPerPkt, baseline: r.baseline, lossFreePps: r.lossFreePps, lossFreeOffered: r.lossFreeOffered, lossFreeVoid: r.lossFreeVoid, p50us: r.p50us, p99us: r.p99us, podwayCpuUsPerPkt: r.podwayCpuUsPerPkt, pathCpuUsPerPkt: r.pathCpuUsPerPkt, baselinePathCpuUsPerPkt: r.baselinePathCpuUsPerPkt,
         sent: r.sent, received: r.received, lossPct: r.lossPct, late: r.late, dup: r.dup, seconds: r.seconds,
         baselineSent: r.baselineSent, baselineReceived: r.baselineReceived, baselineLossPct: r.baselineLossPct, baselineLate: r.baselineLate, baselineDup: r.baselineDup, baselineSeconds: r.baselineSeconds,
-        setup: r.setup, machine: { ...info, loadavgEnd } }) + '\n');
+        setup: r.setup, ratioMin: r.ratioMin, ratioMax: r.ratioMax, roundsCounted: r.roundsCounted, rounds: r.rounds, machine: { ...info, loadavgEnd } }) + '\n');
     }
     for (const r of [...tcpRows, ...rrRows, ...idleRows, ...observeRows]) {
       const ratio = 'ratio' in r ? r.ratio : 'p99Ratio' in r ? r.p99Ratio : null;
@@ -1149,12 +1327,12 @@ async function main() {
     if (errors.length) process.exitCode = 1;
     return;
   }
-  console.log(`\nmachine: ${info.cpu}, ${info.cores} cores, kernel ${info.kernel}, Node ${info.node}, ${info.date}; load average at start ${info.loadavg}, at end ${loadavgEnd}; pps ${seconds}s, tcp/rr ${longSeconds}s per measurement\n`);
+  console.log(`\nmachine: ${info.cpu}, ${info.cores} cores, kernel ${info.kernel}, Node ${info.node}, ${info.date}; load average at start ${info.loadavg}, at end ${loadavgEnd}; pps ${seconds}s, tcp/rr ${longSeconds}s per measurement; ${rounds} round${rounds === 1 ? '' : 's'} per pps, tcp-bulk and rr-latency row (figures: medians over the rounds that counted; ratio: the median of the per-round ratios, their min-max in brackets)\n`);
   if (rows.length) {
-    console.log('| scenario | size | flows | podway setup | baseline | podway pps | baseline pps | ratio | Gb/s | loss % podway / baseline | late podway / baseline (not counted) | loss-free pps (<0.1%, delivered) | p50/p99 µs at half that | machine CPU µs/pkt podway / baseline | path CPU µs/pkt podway / baseline | podway process µs/pkt |');
+    console.log('| scenario | size | flows | podway setup | baseline | podway pps | baseline pps | ratio (min-max of the rounds) | Gb/s | loss % podway / baseline | late podway / baseline (not counted) | loss-free pps (<0.1%, delivered) | p50/p99 µs at half that | machine CPU µs/pkt podway / baseline | path CPU µs/pkt podway / baseline | podway process µs/pkt |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rows) {
-      console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : 'baseline delivered 0'} | ${r.gbps} | ${dash(r.lossPct)} / ${dash(r.baselineLossPct)} | ${r.late} / ${r.baselineLate} | ${r.lossFreePps || (r.lossFreeVoid.length ? 'void' : 0)} | ${r.p50us}/${r.p99us} | ${dash(r.cpuUsPerPkt)} / ${dash(r.baselineCpuUsPerPkt)} | ${dash(r.pathCpuUsPerPkt)} / ${dash(r.baselinePathCpuUsPerPkt)} | ${dash(r.podwayCpuUsPerPkt)} |`);
+      console.log(`| ${r.scenario} | ${r.size} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.pps} | ${r.baselinePps} | ${ratioText({ ...r, counted: r.roundsCounted, rounds: r.rounds.length })} | ${r.gbps} | ${dash(r.lossPct)} / ${dash(r.baselineLossPct)} | ${r.late} / ${r.baselineLate} | ${r.lossFreePps || (r.lossFreeVoid.length ? 'void' : 0)} | ${r.p50us}/${r.p99us} | ${dash(r.cpuUsPerPkt)} / ${dash(r.baselineCpuUsPerPkt)} | ${dash(r.pathCpuUsPerPkt)} / ${dash(r.baselinePathCpuUsPerPkt)} | ${dash(r.podwayCpuUsPerPkt)} |`);
     }
     console.log('\nThe kernel baseline forwards in the generator\'s softirq: its whole path runs on the sender\'s core, while podway runs on the other vCPU (bench/README.md).\n');
   }
@@ -1169,19 +1347,19 @@ async function main() {
     console.log('');
   }
   if (tcpRows.length) {
-    console.log('| tcp-bulk | streams | podway setup | baseline | podway Gb/s | baseline Gb/s | ratio | retransmits podway / baseline | CPU s/GB (machine - iperf3) podway / baseline | podway process s/GB | softirq s/GB podway / baseline | podway port counters |');
+    console.log('| tcp-bulk | streams | podway setup | baseline | podway Gb/s | baseline Gb/s | ratio (min-max of the rounds) | retransmits podway / baseline | CPU s/GB (machine - iperf3) podway / baseline | podway process s/GB | softirq s/GB podway / baseline | podway port counters |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of tcpRows) {
       const ctr = Object.entries(r.counters).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ');
-      console.log(`| ${r.direction} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.gbps} | ${r.baselineGbps} | ${Number.isFinite(r.ratio) ? r.ratio + 'x' : '-'} | ${r.retransmits} / ${r.baselineRetransmits} | ${r.cpuSecPerGB} / ${r.baselineCpuSecPerGB} | ${r.podwayCpuSecPerGB} | ${r.softirqSecPerGB} / ${r.baselineSoftirqSecPerGB} | ${ctr} |`);
+      console.log(`| ${r.direction} | ${r.flows} | ${r.setup} | ${r.baseline} | ${r.gbps} | ${r.baselineGbps} | ${ratioText({ ...r, counted: r.roundsCounted, rounds: r.rounds.length })} | ${r.retransmits} / ${r.baselineRetransmits} | ${r.cpuSecPerGB} / ${r.baselineCpuSecPerGB} | ${r.podwayCpuSecPerGB} | ${r.softirqSecPerGB} / ${r.baselineSoftirqSecPerGB} | ${ctr} |`);
     }
     console.log('');
   }
   if (rrRows.length) {
-    console.log('| rr-latency | load | podway setup | baseline | rate podway / baseline (max) | podway p50/p99/p99.9 µs | baseline p50/p99/p99.9 µs | p50 podway - baseline | p99 ratio | samples | lost (no reply) | p99 over sent, lost = slowest (-1: >1% lost) |');
+    console.log('| rr-latency | load | podway setup | baseline | rate podway / baseline (max) | podway p50/p99/p99.9 µs | baseline p50/p99/p99.9 µs | p50 podway - baseline (median of the rounds) | p99 ratio (min-max of the rounds) | samples | lost (no reply) | p99 over sent, lost = slowest (-1: >1% lost) |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const r of rrRows) {
-      console.log(`| ${r.proto} 64 B | ${r.load} | ${r.setup} | ${r.baseline} | ${r.rate} (${r.maxRate}) / ${r.baselineRate} (${r.baselineMaxRate}) | ${r.p50us}/${r.p99us}/${r.p999us} | ${r.baselineP50us}/${r.baselineP99us}/${r.baselineP999us} | ${r.p50DeltaUs >= 0 ? '+' : ''}${r.p50DeltaUs} µs | ${Number.isFinite(r.p99Ratio) ? r.p99Ratio + 'x' : '-'} | ${r.samples} / ${r.baselineSamples} | ${r.lost} / ${r.baselineLost} | ${r.p99SentUs} / ${r.baselineP99SentUs} |`);
+      console.log(`| ${r.proto} 64 B | ${r.load} | ${r.setup} | ${r.baseline} | ${r.rate} (${r.maxRate}) / ${r.baselineRate} (${r.baselineMaxRate}) | ${r.p50us}/${r.p99us}/${r.p999us} | ${r.baselineP50us}/${r.baselineP99us}/${r.baselineP999us} | ${r.p50DeltaUs >= 0 ? '+' : ''}${r.p50DeltaUs} µs | ${ratioText({ ratio: r.p99Ratio, ratioMin: r.ratioMin, ratioMax: r.ratioMax, counted: r.roundsCounted, rounds: r.rounds.length })} | ${r.samples} / ${r.baselineSamples} | ${r.lost} / ${r.baselineLost} | ${r.p99SentUs} / ${r.baselineP99SentUs} |`);
     }
     console.log('');
   }

@@ -49,6 +49,16 @@ test('run.js refuses a --seconds that is not a positive number', () => {
   }
 });
 
+test('run.js --help documents --rounds; a --rounds that is not an integer from 1 is refused before any lab', () => {
+  const help = execFileSync(process.execPath, [RUN, '--help'], { encoding: 'utf8', timeout: 20_000 });
+  assert.match(help, /--rounds N +every row's setups measured interleaved N times/);
+  for (const v of ['0', '1.5', 'x', '', '1001']) {
+    const r = spawnSync(process.execPath, [RUN, '--quick', '--rounds', v], { encoding: 'utf8', timeout: 20_000 });
+    assert.is(r.status, 2, `--rounds ${JSON.stringify(v)}: ${r.stderr}`);
+    assert.match(r.stderr, /--rounds .*an integer from 1 to 1000/);
+  }
+});
+
 // Every package.json bench* script: --help must print a usage, never start the benchmark, and a
 // misspelt option must not run the default (both end before any work or root check)
 test('every bench* script answers --help with its usage and refuses an unknown option', () => {

@@ -1226,7 +1226,7 @@ async function main() {
           const { pm, bm } = countedOf(sum, p, b);
           const counters: Record<string, number> = {};
           for (const k of new Set(pm.flatMap((m) => Object.keys(m.counters)))) counters[k] = Math.round(median(pm.map((m) => m.counters[k] ?? 0)));
-          const raw = (m: TcpMeasurement) => ({ gbps: r2(m.gbps), retransmits: m.retransmits, cpuSecPerGB: perGB(fwdCpu(m), m), podwayCpuSecPerGB: perGB(m.procCpu, m), softirqSecPerGB: perGB(m.softirqCpu, m) });
+          const raw = (m: TcpMeasurement) => ({ gbps: r2(m.gbps), retransmits: m.retransmits, cpuSecPerGB: perGB(fwdCpu(m), m), procCpuSecPerGB: perGB(m.procCpu, m), softirqSecPerGB: perGB(m.softirqCpu, m) });
           tcpRows.push({
             scenario: sc.name, size: null, flows: c.streams, direction: c.reverse ? 'B -> A' : 'A -> B', setup: pw.label, baseline: base.label,
             gbps: r2(sum.podway), baselineGbps: r2(sum.baseline), ratio: r2(sum.ratio),

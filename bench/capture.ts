@@ -16,6 +16,7 @@ import { writeEthernet, parseMac, ETHERTYPE_IPV4 } from '../src/packet/ethernet'
 import { writeIpv4Header, parseIpv4, IPPROTO_UDP, IPV4_FLAG_DF } from '../src/packet/ipv4';
 import { writeUdpHeader } from '../src/packet/udp';
 import { benchArgsOrExit } from './e2e/bench-args';
+import { median } from './stats';
 
 const BATCH = 256;
 const FRAME_LEN = 64;
@@ -117,7 +118,6 @@ const MS = Number(process.env.MS ?? 600);
 const results = variants.map(() => [] as number[]);
 for (const v of variants) run(v, 200); // warm up every path
 for (let r = 0; r < ROUNDS; r++) variants.forEach((v, k) => results[k].push(run(v, MS)));
-const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const base = median(results[0]);
 console.log(`pipeline with capture, ${BATCH}-frame batches of ${FRAME_LEN}-byte UDP pod to pod, packets per CPU second, median of ${ROUNDS} x ${MS} ms (load() refills the frames each batch in every variant)`);
 for (const [k, v] of variants.entries()) {

@@ -17,6 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { native, nativeAddon, FramePool } from '../src/dataplane/native';
 import { machineInfo } from './machine';
+import { median } from './stats';
 
 const rounds = Number(process.argv[2] ?? 2000);
 const batch = Number(process.argv[3] ?? 256);
@@ -50,10 +51,6 @@ function superFrame(seq: number): Buffer {
   return Buffer.concat([v, f]);
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[s.length >> 1] : 0;
-}
 
 function main(): void {
   const ns = `psrx-${randomBytes(3).toString('hex')}`;

@@ -16,6 +16,7 @@ import { Lab, sleep } from '../src/lab/lab';
 import { controlRequest } from '../src/dataplane/control-client';
 import { machineInfo } from './machine';
 import { benchArgsOrExit } from './e2e/bench-args';
+import { median } from './stats';
 
 const BENCH_ARGS = { usage: 'usage: node dist/bench/startup-etcd.js [--runs N] [--bgp] [--compare OTHER_CHECKOUT]', flags: ['--bgp'], options: ['--runs', '--compare'] };
 
@@ -36,11 +37,6 @@ function parseArgs(argv: string[]): { runs: number; bgp: boolean; compare?: stri
   return a;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 async function main(): Promise<void> {
   // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)

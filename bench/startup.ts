@@ -29,6 +29,7 @@ import { registerNode } from '../src/control/node-registration';
 import { machineInfo } from './machine';
 import { BenchNamespaces } from './namespaces';
 import { benchArgsOrExit } from './e2e/bench-args';
+import { median } from './stats';
 
 const BENCH_ARGS = { usage: 'usage: node dist/bench/startup.js [--runs N] [--only SCENARIO[,SCENARIO...]] [--compare OTHER_CHECKOUT] [--json]', flags: ['--json'], options: ['--runs', '--compare', '--only'] };
 
@@ -164,11 +165,6 @@ class StartupLab {
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function main(): Promise<void> {
   // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)

@@ -16,6 +16,7 @@ import { applyResource } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { Lab, LabNode, LabNodeSpec } from '../../src/lab/lab';
 import { guard, isRoot, routes, teardown } from '../../test/e2e/e2e-kit';
+import { percentile } from '../stats';
 
 const THREE: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }] },
@@ -25,10 +26,6 @@ const THREE: LabNodeSpec[] = [
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
-function percentile(samples: readonly number[], p: number): number {
-  const s = [...samples].sort((x, y) => x - y);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
-}
 
 export type Topology = 'mesh' | 'reflector';
 export interface ConvergenceResult { topology: Topology; nodes: number; samples: number[]; p50Ms: number; p99Ms: number; maxMs: number }

@@ -6,6 +6,7 @@
 import * as os from 'node:os';
 import { runUpdateBench, UpdateSample } from './updates';
 import { benchArgsOrExit } from '../e2e/bench-args';
+import { median, percentile } from '../stats';
 
 const BENCH_ARGS = { usage: 'usage: node dist/bench/bgp/run.js [--prefixes N] [--rounds N] [--writes N] [--only updates,convergence] [--json]', flags: ['--json'], options: ['--prefixes', '--rounds', '--writes', '--only'] };
 
@@ -32,11 +33,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-export function percentile(samples: readonly number[], p: number): number {
-  const s = [...samples].sort((x, y) => x - y);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
-}
-const median = (xs: number[]) => percentile(xs, 50);
 
 async function main(): Promise<void> {
   // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)

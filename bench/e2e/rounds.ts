@@ -13,13 +13,12 @@
  * baseline's is above 0 (a ratio over 0 is no figure). A row where no round counted is an error
  * (NoRoundCounted), never a ratio of 0.
  */
+import { median as medianOf } from '../stats';
 
-/** The middle value, or the mean of the two middle ones for an even count. Throws on none. */
+/** The middle value, or the mean of the two middle ones for an even count (bench/stats.ts). Throws on none. */
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) throw new Error('median of no values');
-  const v = [...xs].sort((a, b) => a - b);
-  const h = v.length >> 1;
-  return v.length % 2 ? v[h] : (v[h - 1] + v[h]) / 2;
+  return medianOf(xs);
 }
 
 /** The median of the values that are numbers (null/undefined: not measured), or null if none are. */

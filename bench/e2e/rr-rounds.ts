@@ -21,6 +21,7 @@ import { Lab, sleep } from '../../src/lab/lab';
 import { configureKernelNode } from '../../src/lab/kernel';
 import { benchArgsOrExit } from './bench-args';
 import { controlRequest } from '../../src/dataplane/control-server';
+import { median } from '../stats';
 
 const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pktgen');
 
@@ -137,7 +138,6 @@ async function main(): Promise<void> {
     for (const n of lab.nodes) await lab.stopPodway(n.name);
     lab.destroy();
   }
-  const median = (xs: number[]) => { const s = [...xs].sort((x, y) => x - y); return s.length ? s[Math.floor(s.length / 2)] : NaN; };
   console.log('\n| setup | proto | runs | p50 median (min-max) µs | sleeps per round trip, median | runs with requests and replies on one worker |');
   console.log('|---|---|---|---|---|---|');
   for (const setup of setups) {

@@ -29,6 +29,7 @@ import { createResource } from '../../src/control/v3-store';
 import { startEtcd } from '../../test/helpers/etcd';
 import type { ClientConfig, ClientResult } from './client';
 import { benchArgsOrExit } from '../e2e/bench-args';
+import { percentile } from '../stats';
 
 const BENCH_ARGS = { usage: 'usage: node dist/bench/ipam/run.js [--seconds N] [--window N] [--writes N] [--stores embedded,etcd] [--only rate,watch] [--json]', flags: ['--json'], options: ['--seconds', '--window', '--writes', '--stores', '--only'] };
 
@@ -58,11 +59,6 @@ function parseArgs(argv: string[]): Args {
 }
 
 /** Nearest-rank percentile of unsorted samples. */
-function percentile(samples: readonly number[], p: number): number {
-  if (samples.length === 0) return NaN;
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 const POOL = { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'bench-pool' }, spec: { cidr: '10.0.0.0/16', blockSize: 26 } };
 const nodeName = (i: number) => `bench-node-${i}`;

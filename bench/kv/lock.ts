@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchArgsOrExit } from '../e2e/bench-args';
+import { percentile } from '../stats';
 
 const BENCH_ARGS = { usage: 'usage: node dist/bench/kv/lock.js [--procs N] [--hold-ms N] [--seconds N] [--impl PATH]', flags: [], options: ['--procs', '--hold-ms', '--seconds', '--impl'] };
 
@@ -31,7 +32,6 @@ function parse(argv: string[]): Opts {
   return o;
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 
 async function child(lockPath: string, impl: string, holdMs: number, endAt: number): Promise<number[]> {
   // eslint-disable-next-line @typescript-eslint/no-var-requires

@@ -13,6 +13,7 @@ import { mask32 } from '../../src/lpm/cidr';
 import { BinaryTrie, Dir248, Dir248x16, buildDir248, buildTrie4, buildTrie6 } from './baselines';
 import { NEXT_HOPS, Rng, Route4, Route6, calico4, generated4, loadAsn4, loadAsn6 } from './tables';
 import { benchArgsOrExit } from '../e2e/bench-args';
+import { median } from '../stats';
 
 const BENCH_ARGS = { usage: 'usage: node dist/bench/lpm/run.js [--quick] [--json] [--only calico-node,asn-ipv4,generated-1M,asn-ipv6]', flags: ['--quick', '--json', '--child', '--quiet'], options: ['--only'] };
 
@@ -161,10 +162,6 @@ export function churn6(rng: Rng, routes: readonly Route6[]): RouteChange6[] {
   return out;
 }
 
-function median(a: number[]): number {
-  const s = a.slice().sort((x, y) => x - y);
-  return s[s.length >> 1];
-}
 
 const UPDATE_BATCHES = 15;
 const UPDATE_WARMUP = 3;

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { computeNodeModel } from '../../src/control';
 import { parseClusterYaml } from '../../src/control/snapshot';
 import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { median } from '../stats';
 
 const NODES = 200;
 const RUNS = 9;
@@ -25,7 +26,6 @@ function clusterYaml(pods: number): string {
   return docs.join('\n---\n');
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 async function main(): Promise<void> {
   const at = process.argv.indexOf('--pods');

@@ -20,6 +20,7 @@ import * as os from 'node:os';
 import { Lab, LabKvStore, LabPod } from '../../src/lab/lab';
 import { guard, isRoot, teardown } from '../../test/e2e/e2e-kit';
 import { benchArgsOrExit } from '../e2e/bench-args';
+import { percentile } from '../stats';
 
 const BENCH_ARGS = { usage: 'usage: node dist/bench/watch/run.js [--pods N] [--stores etcd,embedded] [--json]', flags: ['--json'], options: ['--pods', '--stores'] };
 
@@ -44,10 +45,6 @@ function parseArgs(argv: string[]): Args {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nowMs = () => performance.timeOrigin + performance.now();
 
-function percentile(samples: readonly number[], p: number): number {
-  const s = [...samples].sort((x, y) => x - y);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
-}
 
 /** A 1 kHz ping from `from` to `to`; resolves each reply's wall-clock time (ms) via onReply. */
 function startPing(from: LabPod, to: string, onReply: (atMs: number) => void): ChildProcess {

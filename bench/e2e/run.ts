@@ -728,6 +728,21 @@ function summarise<T>(p: Got<T>[], b: Got<T>[], fig: (m: T) => number): RatioSum
   }));
 }
 
+/**
+ * summarise() for one row, or null when no round of it counted: then the reason goes to stderr
+ * and into `errors` (the run fails) and the row is left out, never reported as 0.
+ */
+function summariseRow<T>(what: string, errors: string[], p: Got<T>[], b: Got<T>[], fig: (m: T) => number): RatioSummary | null {
+  try {
+    return summarise(p, b, fig);
+  } catch (e) {
+    if (!(e instanceof NoRoundCounted)) throw e;
+    process.stderr.write(`bench: ${what}: ${e.message}\n`);
+    errors.push(`${what}: ${e.message}`);
+    return null;
+  }
+}
+
 /** The measurements of the counted rounds, podway's and the baseline's. */
 function countedOf<T>(s: RatioSummary, p: Got<T>[], b: Got<T>[]): { pm: T[]; bm: T[] } {
   const idx = s.perRound.flatMap((r, i) => (r.counted ? [i] : []));
@@ -1074,16 +1089,8 @@ async function main() {
           for (const pw of podways) {
             const p = got.get(pw.label)!;
             const b = got.get(base.label)!;
-            let sum: RatioSummary;
-            try {
-              sum = summarise(p, b, (m) => m.pps);
-            } catch (e) {
-              if (!(e instanceof NoRoundCounted)) throw e;
-              const msg = `${sc.name} ${size} B ${flows} flows, ${pw.label} against ${base.label}: ${e.message}`;
-              process.stderr.write(`bench: ${msg}\n`);
-              errors.push(msg);
-              continue;
-            }
+            const sum = summariseRow(`${sc.name} ${size} B ${flows} flows, ${pw.label} against ${base.label}`, errors, p, b, (m) => m.pps);
+            if (!sum) continue;
             const { pm, bm } = countedOf(sum, p, b);
             const x = extras.get(pw.label)!;
             const raw = (m: Measurement) => ({
@@ -1214,15 +1221,8 @@ async function main() {
           const p = res.get(key(pw, c))!;
           const b = res.get(key(base, c))!;
           const what = `${sc.name} ${c.reverse ? 'B -> A' : 'A -> B'} ${c.streams} streams, ${pw.label} against ${base.label}`;
-          let sum: RatioSummary;
-          try {
-            sum = summarise(p, b, (m) => m.gbps);
-          } catch (e) {
-            if (!(e instanceof NoRoundCounted)) throw e;
-            process.stderr.write(`bench: ${what}: ${e.message}\n`);
-            errors.push(`${what}: ${e.message}`);
-            continue;
-          }
+          const sum = summariseRow(what, errors, p, b, (m) => m.gbps);
+          if (!sum) continue;
           const { pm, bm } = countedOf(sum, p, b);
           const counters: Record<string, number> = {};
           for (const k of new Set(pm.flatMap((m) => Object.keys(m.counters)))) counters[k] = Math.round(median(pm.map((m) => m.counters[k] ?? 0)));
@@ -1275,15 +1275,8 @@ async function main() {
             const p = pick(res.get(`${pw.label}/${proto}`)!);
             const b = pick(res.get(`${base.label}/${proto}`)!);
             const what = `${sc.name} ${proto} ${load === 'low' ? '100/s' : 'half of max'}, ${pw.label} against ${base.label}`;
-            let sum: RatioSummary;
-            try {
-              sum = summarise(p, b, (m) => m.r.p99us);
-            } catch (e) {
-              if (!(e instanceof NoRoundCounted)) throw e;
-              process.stderr.write(`bench: ${what}: ${e.message}\n`);
-              errors.push(`${what}: ${e.message}`);
-              continue;
-            }
+            const sum = summariseRow(what, errors, p, b, (m) => m.r.p99us);
+            if (!sum) continue;
             const { pm, bm } = countedOf(sum, p, b);
             const rate = (x: { r: RrMeasurement }) => x.r.received / x.r.seconds;
             const podwayUs = pm.every((x) => x.r.podwayUs)

@@ -2354,14 +2354,18 @@ export class Engine {
 
   /**
    * Why this engine is not ready to forward ([] when it is): no model applied yet, a node port
-   * (underlay, VXLAN, IPIP, host) not open or failing to receive. Pods whose interface does not
+   * (underlay, VXLAN, IPIP, host; VXLAN and IPIP only with an IPv4 node address) not open or
+   * failing to receive. Pods whose interface does not
    * exist yet are listed in `waiting`: a pod being wired is normal and does not make the node unready.
    */
   readiness(): { problems: string[]; waiting: string[] } {
     const problems: string[] = [];
     if (!this.model) problems.push('no model applied yet');
     else {
-      const want: (keyof Engine['infra'])[] = this.primary ? ['tx4', 'vxlan', 'underlay', 'ipip', 'host'] : ['tx4', 'vxlan', 'underlay'];
+      // An IPv6-only node (no IPv4 address: IP=none) opens no IPv4 VXLAN or IPIP socket (openInfra):
+      // not wanted there, or such a node would never be ready (no READY=1 under systemd, /readyz 503).
+      const v4: (keyof Engine['infra'])[] = this.model.node.ip !== null ? ['vxlan', 'ipip'] : [];
+      const want: (keyof Engine['infra'])[] = this.primary ? ['tx4', ...v4, 'underlay', 'host'] : ['tx4', ...v4.filter((k) => k !== 'ipip'), 'underlay'];
       for (const k of want) {
         const p = this.infra[k];
         if (p < 0) problems.push(`port ${k} is not open`);

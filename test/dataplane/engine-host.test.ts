@@ -664,6 +664,28 @@ test('with a worker: a model rejected after its new IPv4 address was followed, t
   stopRig(main);
 });
 
+test('an IPv6-only node (no IPv4 address) is ready with the ports it opens: no IPv4 VXLAN or IPIP socket is wanted (it was never ready: no READY=1 under systemd), a worker\'s likewise', () => {
+  const v6only = clusterModel('node1', dualStackYaml().replace('ipv4Address: 10.99.0.1/24, ipv6Address: fd99::1/64', 'ipv6Address: fd99::1/64'));
+  assert.is(v6only.node.ip, null, 'node1 has no IPv4 address');
+  const r = rig();
+  const w = rig({ worker: { index: 1, count: 2 } });
+  try {
+    for (const x of [r, w]) {
+      x.engine.apply(v6only);
+      assert.ok(portOf(x, UL) >= 0, 'underlay port open');
+      assert.not.ok(x.io.events.some((e) => e.op === 'open' && e.kind === 'udp' && e.opts.addr !== undefined), 'no IPv4 VXLAN socket');
+      assert.equal(x.engine.readiness().problems, [], x === r ? 'primary' : 'worker');
+    }
+    // Dual stack again: the IPv4 sockets are opened, and wanted, again.
+    r.engine.apply(dualModel());
+    assert.ok(r.io.events.some((e) => e.op === 'open' && e.kind === 'udp' && e.opts.addr !== undefined), 'an IPv4 VXLAN socket');
+    assert.equal(r.engine.readiness().problems, []);
+  } finally {
+    stopRig(w);
+    stopRig(r);
+  }
+});
+
 test('the node address moved to another interface, a port there cannot be opened: rejected with no node port open (readiness says so, pods\' ports stay), the next model opens them there', () => {
   sh('ip', ['link', 'add', 'ul1', 'type', 'veth', 'peer', 'name', 'ul1p']);
   sh('ip', ['addr', 'add', '10.99.1.1/24', 'dev', 'ul1']);

@@ -73,6 +73,9 @@ test('two IPv6-only nodes (--ip none): Nodes without IPv4, IPv6 pods ping and TC
       const w = st.withheld.find((x) => x.cidr === '10.244.0.0/16');
       assert.match(w?.reason ?? JSON.stringify(st.withheld), 'this node has no IPv4 address');
       assert.ok(n.log.some((l) => /forwarding: node fd99::\S+ \(IPv6 only\)/.test(l)), n.log.join(' | '));
+      // Ready: it never was (readiness wanted the IPv4 VXLAN and IPIP sockets such a node does not open).
+      const ready = async () => (await controlRequest(n.control, { cmd: 'status' }, 5000)) as { ready?: boolean; notReady?: string[] };
+      assert.ok(await until(async () => (await ready()).ready === true, 30_000), `${n.name} ready: ${JSON.stringify((await ready()).notReady)}`);
     }
     await crossTraffic(lab, 'vxlan', 5311);
     // The operator's commands on an IPv6-only node: no IPv4 address to show, no crash.

@@ -39,13 +39,16 @@ export function singleMemberArgs(name: string, dataDir: string, listenClients: s
   ];
 }
 const HEALTHY_WITHIN_MS = 20_000;
+
+/** A host as a URL spells it: an IPv6 address in brackets (http://[fd99::fe]:2379). */
+const urlHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
 /** etcd wants HOST:PORT in a unix listen URL and names the socket file after it, in its cwd. */
 const SOCKET_NAME = 'etcd.sock:0';
 
 export interface LabEtcdOptions {
   /** Network namespace etcd runs in. */
   readonly netns: string;
-  /** An address of that namespace to listen on, for clients (port 2379) and its peer port (2380). */
+  /** An address of that namespace to listen on, for clients (port 2379) and its peer port (2380); IPv6 too. */
   readonly host: string;
   readonly clientPort?: number;
   readonly peerPort?: number;
@@ -87,7 +90,7 @@ export class LabEtcd {
     dirs.add(this.dir);
     this.dataDir = path.join(this.dir, 'data');
     this.socketPath = path.join(this.dir, SOCKET_NAME);
-    this.endpoint = `http://${opts.host}:${opts.clientPort ?? 2379}`;
+    this.endpoint = `http://${urlHost(opts.host)}:${opts.clientPort ?? 2379}`;
     this.localEndpoint = `unix:${this.socketPath}`;
   }
 
@@ -131,7 +134,7 @@ export class LabEtcd {
     if (this.alive()) return;
     const { netns, host } = this.opts;
     const client = this.endpoint;
-    const peer = `http://${host}:${this.opts.peerPort ?? 2380}`;
+    const peer = `http://${urlHost(host)}:${this.opts.peerPort ?? 2380}`;
     const name = 'podway-lab';
     // A SIGKILLed etcd leaves its socket file behind, and etcd will not bind over it.
     rmSync(this.socketPath, { force: true });

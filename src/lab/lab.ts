@@ -200,6 +200,8 @@ export class Lab {
     const fab = this.addNs(this.fabric);
     run('ip', ['-n', fab, 'link', 'add', 'br0', 'type', 'bridge']);
     run('ip', ['-n', fab, 'addr', 'add', '10.99.0.254/24', 'dev', 'br0']);
+    // An IPv6-only lab's fabric has its IPv6 address from the start (its etcd listens on it).
+    if (this.ipv6Only) run('ip', ['-n', fab, '-6', 'addr', 'add', `${FABRIC6}/64`, 'dev', 'br0', 'nodad']);
     run('ip', ['-n', fab, 'link', 'set', 'br0', 'up']);
     run('ip', ['netns', 'exec', fab, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     let bIndex = 0;
@@ -259,7 +261,7 @@ export class Lab {
     if (this.dualStack) {
       const fab = this.fabric;
       run('ip', ['netns', 'exec', fab, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
-      run('ip', ['-n', fab, '-6', 'addr', 'add', `${FABRIC6}/64`, 'dev', 'br0', 'nodad']);
+      if (!this.ipv6Only) run('ip', ['-n', fab, '-6', 'addr', 'add', `${FABRIC6}/64`, 'dev', 'br0', 'nodad']);
       run('ip', ['-n', fab, '-6', 'addr', 'add', `${OUTSIDE6_GATEWAY}/64`, 'dev', 'out0', 'nodad']);
       run('ip', ['-n', ns, '-6', 'addr', 'add', `${OUTSIDE6}/64`, 'dev', 'eth0', 'nodad']);
       run('ip', ['-n', ns, '-6', 'route', 'add', 'default', 'via', OUTSIDE6_GATEWAY]);
@@ -363,13 +365,15 @@ export class Lab {
 
   /**
    * A real etcd in the fabric namespace, listening on the bridge address the nodes reach
-   * (http://10.99.0.254:2379); this process talks to it over `localEndpoint` (a unix socket).
+   * (http://10.99.0.254:2379; an IPv6-only lab's http://[fd99::fe]:2379); this process talks to it
+   * over `localEndpoint` (a unix socket).
    * destroy() kills it and removes its data.
    */
   async startEtcd(): Promise<LabEtcd> {
     if (this.opts.underlay === 'p2p') throw new Error('etcd runs in the fabric namespace: a p2p lab has none');
     if (this.etcd) return this.etcd;
-    this.etcd = await LabEtcd.start({ netns: this.fabric, host: '10.99.0.254' });
+    // An IPv6-only lab's nodes have no IPv4 address to reach it by: its bridge's IPv6 one.
+    this.etcd = await LabEtcd.start({ netns: this.fabric, host: this.ipv6Only ? FABRIC6 : '10.99.0.254' });
     return this.etcd;
   }
 

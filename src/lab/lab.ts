@@ -479,26 +479,17 @@ spec:
   natOutgoing: ${this.natOutgoing6}`);
     }
     for (const n of this.nodes) {
-      if (this.ipv6Only) {
-        // no IPv4 address, VTEP or block: only the IPv6 ones
-        docs.push(`apiVersion: projectcalico.org/v3
+      // an IPv6-only node has no IPv4 address, VTEP or block: only the IPv6 ones
+      const v4 = !this.ipv6Only;
+      const bgp = [v4 && `    ipv4Address: ${n.ip}/${n.prefix}`, n.ip6 && `    ipv6Address: "${n.ip6}/64"`];
+      const tunnels = [v4 && `  ipv4VXLANTunnelAddr: ${n.vtep}`, n.vtep6 && `  ipv6VXLANTunnelAddr: "${n.vtep6}"`];
+      docs.push(`apiVersion: projectcalico.org/v3
 kind: Node
 metadata:
   name: ${n.name}
 spec:
   bgp:
-    ipv6Address: "${n.ip6}/64"
-  ipv6VXLANTunnelAddr: "${n.vtep6}"`);
-      } else {
-        docs.push(`apiVersion: projectcalico.org/v3
-kind: Node
-metadata:
-  name: ${n.name}
-spec:
-  bgp:
-    ipv4Address: ${n.ip}/${n.prefix}${n.ip6 ? `\n    ipv6Address: "${n.ip6}/64"` : ''}
-  ipv4VXLANTunnelAddr: ${n.vtep}${n.vtep6 ? `\n  ipv6VXLANTunnelAddr: "${n.vtep6}"` : ''}`);
-      }
+${[...bgp, ...tunnels].filter(Boolean).join('\n')}`);
       if (!this.ipv6Only) docs.push(`apiVersion: projectcalico.org/v3
 kind: BlockAffinity
 metadata:

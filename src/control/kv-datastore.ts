@@ -193,10 +193,16 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
   // ---- listing ------------------------------------------------------------------------------
 
   /**
-   * Lists `prefix` into its slots, retrying an unreachable store with backoff until `deadline`. Returns the list's revision. Other errors are thrown.
+   * Lists `prefix` into its slots, retrying an unreachable store with backoff until `deadline`.
+   * Returns the list's revision. Other errors are thrown, unless `retryAll` (a re-list while
+   * running: any error is retried with the same backoff, or that prefix would never be watched
+   * again while the node looked in sync; each new error text is said once).
    */
-  private async listWithRetry(prefix: string, deadline: number, reportEach: boolean, current: () => boolean = () => true): Promise<number | null> {
+  private async listWithRetry(prefix: string, deadline: number, reportEach: boolean, current: () => boolean = () => true, retryAll = false): Promise<number | null> {
     const backoff = new Backoff({ first: this.retryInitialMs, max: this.retryMaxMs });
+    /** The last error of another kind said (retryAll): the same one again is not said again. */
+    let said = '';
+    let failed = 0;
     for (let attempt = 1; ; attempt++) {
       if (this.closed) throw new Error(`${this.source}: datastore closed`);
       if (!current()) return null;
@@ -206,9 +212,21 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         if (!current()) return null;
         this.replaceSlots(prefix, list.entries);
         if (this.down) this.markUp(`listed ${prefix} at revision ${list.revision}`);
+        else if (failed > 0) this.emitStatus(`${this.source}: resync of ${prefix}: listed at revision ${list.revision} after ${failed} failed attempt${failed > 1 ? 's' : ''}`);
         return list.revision;
       } catch (e) {
-        if (!(e instanceof KvUnavailableError) || this.closed) throw e;
+        if (this.closed) throw e;
+        if (!(e instanceof KvUnavailableError)) {
+          if (!retryAll) throw e;
+          failed++;
+          const wait = backoff.next();
+          const text = errorText(e);
+          if (text !== said) this.emitError(new Error(`${this.source}: resync of ${prefix} failed (attempt ${attempt}, retrying in ${wait / 1000} s, backing off to every ${this.retryMaxMs / 1000} s; ${prefix} is not followed meanwhile): ${text}`));
+          said = text;
+          await sleepAbortable(wait, this.abort.signal);
+          continue;
+        }
+        failed++;
         const wait = backoff.next();
         if (Date.now() + wait > deadline) {
           throw new Error(`datastore unreachable: gave up after ${attempt} attempts (start timeout ${this.options.startTimeoutMs} ms): ${e.message}`);
@@ -357,8 +375,11 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     this.generations.set(prefix, generation);
     let revision: number | null;
     try {
-      revision = await this.listWithRetry(prefix, Infinity, false, () => this.generations.get(prefix) === generation);
+      // Every error retried (etcd's "too many requests", an endpoint answering UNIMPLEMENTED): the
+      // prefix stays not followed, and the datastore not in sync (resyncs), until a list succeeds.
+      revision = await this.listWithRetry(prefix, Infinity, false, () => this.generations.get(prefix) === generation, true);
     } catch (e) {
+      // closed meanwhile (nothing else ends the retries)
       if (!this.closed) this.emitError(new Error(`${this.source}: resync of ${prefix} failed: ${errorText(e)}`));
       return;
     }

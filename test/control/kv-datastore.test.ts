@@ -435,6 +435,76 @@ fileSpecific('a compaction resync still listing when the store is replaced: its 
     await kv.close();
   }
 });
+/**
+ * A FileKv whose lists of one prefix, once armed, fail `times` times with an error that is not a
+ * KvUnavailableError (etcd's ResourceExhausted "too many requests", as etcd3 hands it on; an
+ * endpoint that is not etcd answers UNIMPLEMENTED the same way).
+ */
+class FailingListKv implements KvStore {
+  failures = 0;
+  private fail: { prefix: string; times: number; message: string } | undefined;
+  constructor(readonly inner: FileKv) {}
+  get description() { return this.inner.description; }
+  failLists(prefix: string, times: number, message: string): void { this.fail = { prefix, times, message }; }
+  get(key: string) { return this.inner.get(key); }
+  async list(prefix: string) {
+    const f = this.fail;
+    if (f && f.prefix === prefix && f.times > 0) {
+      f.times--;
+      this.failures++;
+      throw new Error(f.message);
+    }
+    return this.inner.list(prefix);
+  }
+  create(key: string, value: string) { return this.inner.create(key, value); }
+  update(key: string, value: string, modRevision: number, guards?: Parameters<KvStore['update']>[3]) { return this.inner.update(key, value, modRevision, guards); }
+  delete(key: string, modRevision?: number) { return this.inner.delete(key, modRevision); }
+  watch(prefix: string, fromRevision: number, handlers: Parameters<KvStore['watch']>[2]) { return this.inner.watch(prefix, fromRevision, handlers); }
+  close() { return this.inner.close(); }
+}
+
+fileSpecific('a resync whose list fails with an error other than unreachable is retried with backoff: not in sync meanwhile, then the changes and the watch again', async () => {
+  const base = tempDir();
+  const dir = join(base, 'store');
+  const kv = new FailingListKv(new FileKv({ dir, pollMs: 50 }));
+  const h = harness(kv, { retryInitialMs: 100, retryMaxMs: 400 });
+  // inSync as each error was said (a listener of the model thread reads it so: model-worker.ts)
+  const inSyncAtError: { error: string; inSync: boolean }[] = [];
+  h.ds.onError((e) => inSyncAtError.push({ error: e.message, inSync: h.ds.inSync }));
+  const resources = '/calico/resources/v3/projectcalico.org/';
+  const tooMany = '8 RESOURCE_EXHAUSTED: etcdserver: too many requests';
+  try {
+    await writeCluster(kv);
+    await h.ds.start();
+    // A compaction while the directory is away: every prefix resyncs; the resources' list fails 4 times.
+    kv.failLists(resources, 4, tooMany);
+    renameSync(dir, join(base, 'away'));
+    const away = new FileKv({ dir: join(base, 'away') });
+    try {
+      await createResource(away, node('node3', '10.99.0.3/24', '10.244.0.192'));
+      await away.compact((await away.list('/')).revision);
+    } finally {
+      await away.close();
+    }
+    renameSync(join(base, 'away'), dir);
+    const err = await h.waitError('the failed resync', (e) => e.includes('too many requests'));
+    assert.match(err, `resync of ${resources} failed (attempt 1, retrying in 0.1 s, backing off to every 0.4 s; ${resources} is not followed meanwhile): ${tooMany}`);
+    assert.equal(inSyncAtError.filter((x) => x.error.includes('too many')).map((x) => x.inSync), [false], 'not in sync when it is said');
+    assert.is(h.ds.inSync, false, 'not in sync while the prefix is not followed');
+    const snap = await h.waitFor('node3 after the retries', (s) => s.nodes.length === 3);
+    assert.equal(names(snap.nodes), ['node1', 'node2', 'node3']);
+    assert.is(kv.failures, 4, 'every failing list was retried');
+    assert.is(h.errors.filter((e) => e.includes('too many requests')).length, 1, `the same error said once: ${JSON.stringify(h.errors)}`);
+    assert.ok(h.statuses.some((l) => l.includes(`resync of ${resources}: listed at revision`) && l.includes('after 4 failed attempts')), JSON.stringify(h.statuses));
+    await h.waitFor('in sync again', () => h.ds.inSync);
+    // The prefix is watched again.
+    await createResource(kv, node('node5', '10.99.0.5/24', '10.244.1.0'));
+    await h.waitFor('node5 watched', (s) => s.nodes.length === 4);
+  } finally {
+    await h.ds.close();
+    await kv.close();
+  }
+});
 fileSpecific.run();
 
 // ---------------------------------------------------------------------------------------------

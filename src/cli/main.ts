@@ -324,6 +324,12 @@ export function buildProgram(): Command {
     if (s.datastoreSource) lines.push(`datastore ${s.datastoreSource}${s.clusterGuid ? ` (clusterGUID ${shortGuid(s.clusterGuid)})` : ''}`);
     // ClusterInformation default's datastoreReady: false, as the last registration read it
     if (s.datastoreRejected) lines.push(`datastore ${s.datastoreSource ?? ''} rejected since ${s.datastoreRejected.since}: ${s.datastoreRejected.error}; running on the last good state`);
+    // the model thread died at least once (model-source.ts): how often, what killed it last, and now
+    const mt = s.modelThread as { state: string; restarts: number; lastExit: { at: string; error: string } | null; nextStartAt: string | null } | null | undefined;
+    if (mt && (mt.restarts > 0 || mt.state !== 'running')) {
+      const now = mt.state === 'down' ? `down: forwarding on the last good model, a new one at ${mt.nextStartAt}` : mt.state === 'starting' ? 'starting again: listing the datastore' : 'running';
+      lines.push(`model thread: ${now}; restarted ${mt.restarts} time${mt.restarts === 1 ? '' : 's'}${mt.lastExit ? `; last died at ${mt.lastExit.at}: ${mt.lastExit.error}` : ''}`);
+    }
     if (s.datastoreLocked) lines.push(`datastore locked: ClusterInformation default has datastoreReady: false (read ${s.datastoreLocked.checkedAt}; e.g. \`calicoctl datastore migrate lock\`): Calico's Felix and CNI plugin wait until it is unlocked (\`calicoctl datastore migrate unlock\`); podway forwards on and does not unlock it`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
     return lines.filter((l) => l !== null).join('\n') + '\n';

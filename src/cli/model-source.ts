@@ -3,9 +3,18 @@
  * model (or the error that stops `podway run` before it touches anything), then hands every later
  * message to the caller. The thread can run before the datastore is opened (spawn, then begin):
  * on the cached model its BGP speaker runs on the cache's settings meanwhile.
+ *
+ * Once the first model came, the thread is supervised: one that dies (an exception nothing caught
+ * in an etcd client's stream handler, say) is said to the caller at once ({type:'thread-down'},
+ * not in sync: forwarding goes on with the last good model) and a new one is started after a
+ * backoff (1 s doubling up to 30 s; back to 1 s once a thread ran a minute after its first model).
+ * The new thread lists the datastore again and its first model comes as any model does (the
+ * engine applies the difference); its model numbers are mapped after the dead one's, so
+ * modelApplied answers reach the thread that made the model (a dead thread's are dropped).
  */
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
+import { Backoff } from '../util/backoff';
 import type { NodeDataplaneModel } from '../control';
 import type { NodeStatus } from '../control/bgp/agent';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
@@ -27,23 +36,54 @@ export interface ModelSourceBgp {
   readonly onWarning?: (message: string) => void;
   /** Ends a wait for the first model (the thread is terminated, start rejects). */
   readonly signal?: AbortSignal;
+  /** A thread started again after one died: the learned routes the model in force holds, held
+   * stale in the new speaker (as heldLearned at start) until each peer has sent its table again. */
+  readonly heldLearnedNow?: () => readonly LearnedRoute[] | undefined;
 }
+
+/** The model thread as `podway status` says it (modelThread) and the metrics count it. */
+export interface ModelThreadStatus {
+  /** running: a thread follows the datastore; starting: a new one is listing it (after one died);
+   * down: none runs, a new one starts at nextStartAt. */
+  state: 'running' | 'starting' | 'down';
+  /** New threads started after one died. */
+  restarts: number;
+  /** The last thread that died: when, and what killed it. */
+  lastExit: { at: string; error: string } | null;
+  nextStartAt: string | null;
+}
+
+/** A new model thread after one died: the first wait, doubled per death up to the last. */
+export const MODEL_THREAD_RESTART = { first: 1000, max: 30_000 } as const;
+/** A thread that ran this long after its first model starts the backoff again from the first wait. */
+const MODEL_THREAD_STABLE_MS = 60_000;
 
 /** The first model: gen is the model thread's number for it, answered with modelApplied. */
 export interface FirstModel { source: ModelSource; first: NodeDataplaneModel; gen?: number; bgpInputs?: BgpInputs }
 
 export type ModelMessage =
   /** cause: a datastore change or the learned BGP routes; bgp: what the change did to the speaker. */
-  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; gen?: number; bgpInputs?: BgpInputs }
-  | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; bgpInputs?: BgpInputs }
+  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; gen?: number; bgpInputs?: BgpInputs; inSync?: boolean }
+  | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; bgpInputs?: BgpInputs; inSync?: boolean }
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string; inSync?: boolean }
   | { type: 'status'; message: string; inSync?: boolean }
   /** The datastore was replaced (another etcd cluster, its revision went back): re-listed, register again. */
   | { type: 'store-replaced'; message: string; inSync?: boolean }
   | { type: 'fatal'; message: string }
+  /** The thread died after the first model (supervised: a new one starts at restartAt); stack:
+   * what killed it, for the log. */
+  | { type: 'thread-down'; message: string; stack?: string; inSync: false; restartAt: string }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string }
   | { type: 'warning'; message: string };
+
+/** What the thread posts to its parent (ModelMessage, and these to this handle alone). */
+type WorkerPost =
+  | ModelMessage
+  | { type: 'bgp-status'; id: number; status: NodeStatus }
+  /** An exception nothing caught, or a rejection nothing handled, in the thread: posted just
+   * before it ends (model-worker.ts). */
+  | { type: 'crash'; message: string; stack?: string };
 
 export class ModelSource {
   private listener: (m: ModelMessage) => void = () => {};
@@ -54,21 +94,59 @@ export class ModelSource {
   private started = false;
   private exited = false;
   private exitListener: (code: number) => void = () => {};
+  /** The thread in force (a new one after one died). */
+  private worker: Worker;
+  /** The thread in force has ended (a new one not started yet). */
+  private workerGone = false;
+  /** close() or terminate() was asked: a thread that ends is not replaced. */
+  private closing = false;
+  /** What killed the thread in force, as it said ({type:'crash'}) or its 'error' event gave it. */
+  private death: { message: string; stack?: string } | null = null;
+  private readonly backoff = new Backoff(MODEL_THREAD_RESTART);
+  private restarts = 0;
+  private lastExit: { at: string; error: string } | null = null;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private nextStartAt: number | null = null;
+  /** A thread started after one died has not posted its first model yet. */
+  private restarting = false;
+  /** When the thread in force posted its first model (Date.now()). */
+  private firstModelAt = 0;
+  /** Model numbers: the thread in force's gen g is genBase + g here (its first is genBase + 1). */
+  private genBase = 0;
+  private lastGen = 0;
 
-  private constructor(private readonly worker: Worker, private readonly bgp: ModelSourceBgp) {
-    worker.on('message', (m: ModelMessage | { type: 'bgp-status'; id: number; status: NodeStatus }) => {
+  private constructor(private readonly spec: string, private readonly node: string, private readonly bgp: ModelSourceBgp, heldLearned: readonly LearnedRoute[] | undefined) {
+    this.worker = this.spawnWorker(heldLearned);
+  }
+
+  private spawnWorker(heldLearned: readonly LearnedRoute[] | undefined): Worker {
+    const bgp = this.bgp;
+    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec: this.spec, node: this.node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId, heldLearned } });
+    this.workerGone = false;
+    this.death = null;
+    worker.on('message', (m: WorkerPost) => {
+      if (worker !== this.worker) return;
       if (m.type === 'bgp-status') {
         this.pendingStatus.get(m.id)?.(m.status);
         this.pendingStatus.delete(m.id);
         return;
       }
+      if (m.type === 'crash') {
+        this.death = { message: m.message, ...(m.stack ? { stack: m.stack } : {}) };
+        return;
+      }
       if (m.type === 'log') return bgp.onLog?.(m.level, m.message);
       if (m.type === 'warning') return bgp.onWarning?.(m.message);
-      if (this.started) return this.listener(m);
+      if (m.type === 'model' && m.gen !== undefined) {
+        this.lastGen = this.genBase + m.gen;
+        m = { ...m, gen: this.lastGen };
+      }
+      if (this.started) return this.fromStarted(m);
       const w = this.waiting;
       if (!w) return;
       if (m.type === 'model') {
         this.started = true;
+        this.firstModelAt = Date.now();
         this.waiting = null;
         w.resolve({ source: this, first: m.model, ...(m.gen !== undefined ? { gen: m.gen } : {}), ...(m.bgpInputs ? { bgpInputs: m.bgpInputs } : {}) });
       } else if (m.type === 'error' || m.type === 'status' || m.type === 'store-replaced') {
@@ -78,23 +156,99 @@ export class ModelSource {
         w.reject(new Error(m.message));
       }
     });
-    worker.once('error', (e) => {
+    worker.on('error', (e) => {
+      if (worker !== this.worker) return;
+      this.death ??= { message: e.message, ...(e.stack ? { stack: e.stack } : {}) };
       if (this.waiting) this.waiting.reject(e);
-      else if (this.started) this.listener({ type: 'error', message: `model worker failed: ${e.message}` });
       this.waiting = null;
     });
     worker.once('exit', (code) => {
+      if (worker !== this.worker) return;
+      this.workerGone = true;
+      for (const [id, resolve] of this.pendingStatus) {
+        this.pendingStatus.delete(id);
+        resolve(null);
+      }
+      if (this.started && !this.closing) return this.supervise(code);
       this.exited = true;
-      this.waiting?.reject(new Error(`model worker exited (${code}) before the first model`));
+      this.waiting?.reject(new Error(`model worker exited (${code}) before the first model${this.death ? `: ${this.death.message}` : ''}`));
       this.waiting = null;
       this.exitListener(code);
     });
+    return worker;
+  }
+
+  /** A message of the thread in force once the first model came. */
+  private fromStarted(m: ModelMessage): void {
+    if (this.restarting) {
+      if (m.type === 'fatal') {
+        // The new thread's datastore start failed (the model this node cannot compute, say): it is
+        // ended, and another one tried after the backoff.
+        this.death = { message: `its datastore start failed: ${m.message}` };
+        void this.worker.terminate();
+        return;
+      }
+      // Not in sync until its first model came (a "reachable again" while it lists says in sync).
+      if ('inSync' in m && m.inSync) {
+        const { inSync: _, ...rest } = m;
+        m = rest as ModelMessage;
+      }
+      if (m.type === 'model') {
+        this.restarting = false;
+        this.firstModelAt = Date.now();
+        this.listener({ type: 'status', message: `the model thread started again (restart ${this.restarts}) listed the datastore: its model replaces the last good one (the difference applied)` });
+      }
+    }
+    this.listener(m);
+  }
+
+  /** The thread in force died after the first model: said, and a new one started after the backoff. */
+  private supervise(code: number): void {
+    const now = Date.now();
+    // One that ran a while after its first model is not "dying at once every time".
+    if (!this.restarting && this.firstModelAt > 0 && now - this.firstModelAt >= MODEL_THREAD_STABLE_MS) this.backoff.reset();
+    const wait = this.backoff.next();
+    const why = this.death?.message ?? `it exited with code ${code}`;
+    const stack = this.death?.stack;
+    this.lastExit = { at: new Date(now).toISOString(), error: why };
+    this.nextStartAt = now + wait;
+    const during = this.restarting ? `restart ${this.restarts}, before its first model: ` : '';
+    this.listener({
+      type: 'thread-down',
+      message: `the model thread died (${during}${why}): not following the datastore, forwarding on the last good model; a new thread in ${wait / 1000} s (restart ${this.restarts + 1}${this.backoff.attempts > 1 ? `, backing off: ${this.backoff.attempts} deaths in a row, at most every ${MODEL_THREAD_RESTART.max / 1000} s` : ''})`,
+      ...(stack ? { stack } : {}),
+      inSync: false,
+      restartAt: new Date(this.nextStartAt).toISOString(),
+    });
+    this.restartTimer = setTimeout(() => this.restart(), wait);
+  }
+
+  private restart(): void {
+    this.restartTimer = undefined;
+    if (this.closing) return;
+    this.nextStartAt = null;
+    this.restarts++;
+    // The new thread's model numbers follow the dead one's: an answer for a dead thread's model is dropped.
+    this.genBase = this.lastGen;
+    this.restarting = true;
+    this.worker = this.spawnWorker(this.bgp.heldLearnedNow?.());
+    this.listener({ type: 'status', message: `the model thread started again (restart ${this.restarts}): listing the datastore`, inSync: false });
+    this.worker.postMessage({ type: 'start' });
+  }
+
+  /** The model thread now: running, starting again, or down until nextStartAt. */
+  threadStatus(): ModelThreadStatus {
+    return {
+      state: this.workerGone ? 'down' : this.restarting ? 'starting' : 'running',
+      restarts: this.restarts,
+      lastExit: this.lastExit,
+      nextStartAt: this.nextStartAt === null ? null : new Date(this.nextStartAt).toISOString(),
+    };
   }
 
   /** The model thread, its datastore not opened yet (begin opens it). */
   static spawn(spec: string, node: string, bgp: ModelSourceBgp = {}): ModelSource {
-    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec, node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId, heldLearned: bgp.heldLearned } });
-    return new ModelSource(worker, bgp);
+    return new ModelSource(spec, node, bgp, bgp.heldLearned);
   }
 
   /**
@@ -108,7 +262,7 @@ export class ModelSource {
     try {
       return await source.begin(say, bgp.signal);
     } catch (e) {
-      void source.worker.terminate();
+      source.terminate();
       throw e;
     }
   }
@@ -146,6 +300,7 @@ export class ModelSource {
 
   /** The BGP sessions as the model thread sees them (null: no answer within 2 s). */
   bgpStatus(): Promise<NodeStatus | null> {
+    if (this.workerGone) return Promise.resolve(null); // no thread runs (a new one on its way)
     return new Promise((resolve) => {
       const id = ++this.nextId;
       this.pendingStatus.set(id, resolve);
@@ -159,7 +314,9 @@ export class ModelSource {
   /** The engine applied model `gen` (ok) or refused it: the model thread's BGP speaker follows
    * only applied models (model-worker.ts onApplied). */
   modelApplied(gen: number, ok: boolean, message?: string): void {
-    this.worker.postMessage({ type: 'applied', gen, ok, ...(message ? { message } : {}) });
+    // A model of a thread that died: the thread in force never made it.
+    if (gen <= this.genBase || this.workerGone) return;
+    this.worker.postMessage({ type: 'applied', gen: gen - this.genBase, ok, ...(message ? { message } : {}) });
   }
 
   /** New connections to the datastore (a KV store's), e.g. once the node address they came from left. */
@@ -183,12 +340,21 @@ export class ModelSource {
 
   /** Ends the thread at once (a start that failed: nothing to stop gracefully). */
   terminate(): void {
+    this.closing = true;
+    clearTimeout(this.restartTimer);
     void this.worker.terminate();
   }
 
   /** Stop watching (bounded: the thread is terminated after 2 s). */
   close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.restartTimer);
     if (this.exited) return Promise.resolve();
+    if (this.workerGone) {
+      // died, its replacement not started: nothing runs
+      this.exited = true;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(() => void this.worker.terminate(), 2000);
       timer.unref();

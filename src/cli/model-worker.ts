@@ -25,13 +25,15 @@
  *   {type:'warning', message}      a snapshot's warning (an endpoint left out, an address claimed on
  *                                  two nodes), once when it appears (not again on every change)
  *   {type:'bgp-status', id, status} the answer to {type:'bgp-status', id} (`podway node status`)
+ *   {type:'crash', message, stack?} an exception nothing caught (or a rejection nothing handled)
+ *                                  is ending this thread: posted just before it ends (exit code 70)
  * Messages taken: {type:'start'}, {type:'cached-bgp', inputs, appliedAt, file} (with --bgp: run
  * the speaker on the model cache's BGP settings until a datastore snapshot's model is applied),
  * {type:'stop'}, {type:'bgp-status', id}, {type:'reconnect', reason} (new
  * connections to etcd: the node address the old ones came from has left the node), and
  * {type:'applied', gen, ok, message?} (the engine applied model gen, or refused it).
- * 'error' and 'status' from etcd or the embedded store carry inSync: whether the store is reachable
- * and not re-listing (readiness; a file datastore is always in sync).
+ * 'error', 'status', 'model' and 'unchanged' from etcd or the embedded store carry inSync: whether
+ * the store is reachable and not re-listing (readiness; a file datastore is always in sync).
  *
  * With workerData.bgp the thread also runs the BGP speaker (control/bgp/agent.ts), as calico-node
  * runs BIRD beside Felix: each snapshot whose model the forwarding engine applied updates its
@@ -80,6 +82,20 @@ export function modelKey(model: NodeDataplaneModel): string {
 if (parentPort) {
   const port = parentPort;
   const init = workerData as ModelWorkerInit;
+  // An exception nothing caught (etcd3 rethrows a listener's error from its gRPC stream handler)
+  // or a rejection nothing handled ends this thread: what did is posted first, with its stack, so
+  // the log names it (the main thread starts a new thread: model-source.ts), then the thread ends.
+  const died = (what: string, e: unknown): never => {
+    const err = e instanceof Error ? e : new Error(String(e));
+    try {
+      port.postMessage({ type: 'crash', message: `${what}: ${err.message}`, ...(err.stack ? { stack: err.stack } : {}) });
+    } catch {
+      // not cloneable or the port closed: the exit code still says the thread died
+    }
+    process.exit(70);
+  };
+  process.on('uncaughtException', (e) => died('uncaught exception', e));
+  process.on('unhandledRejection', (e) => died('unhandled rejection', e));
   // file:PATH (the YAML file), etcd:URL[,URL] or embedded:DIR (Calico's etcd v3 layout); opened
   // on {type:'start'}, again after a start that failed.
   let store: Datastore | null = null;
@@ -207,13 +223,13 @@ if (parentPort) {
       // peer added, say) moves the speaker now, or once the model on its way is applied.
       if (datastore && snap && pending.length) pending[pending.length - 1] = { ...pending[pending.length - 1], snap, datastore: true };
       const said = datastore && snap && !pending.length ? updateBgp(snap) : '';
-      port.postMessage({ type: 'unchanged', ms, ...why, ...(said ? { bgp: said } : {}), ...withInputs });
+      port.postMessage({ type: 'unchanged', ms, ...why, ...(said ? { bgp: said } : {}), ...withInputs, ...inSyncField() });
       return;
     }
     lastKey = key;
     ++gen;
     if (snap) pending.push({ gen, key, snap, datastore });
-    port.postMessage({ type: 'model', model, ms, ...why, gen, ...withInputs });
+    port.postMessage({ type: 'model', model, ms, ...why, gen, ...withInputs, ...inSyncField() });
   };
 
   /** The main thread's answer for model `g`: applied, the speaker follows its snapshot; refused,
@@ -246,6 +262,11 @@ if (parentPort) {
   };
 
   const inSync = (): boolean | undefined => (store instanceof KvDatastore ? store.inSync : undefined);
+  /** With a model: a snapshot made while another prefix is still being re-listed is not in sync. */
+  const inSyncField = (): { inSync?: boolean } => {
+    const v = inSync();
+    return v === undefined ? {} : { inSync: v };
+  };
   // The speaker follows only snapshots whose model was accepted: a rejected one (a Node address no
   // interface here holds, written by an operator or a second podway for this node elsewhere) must
   // not restart it with that address as router ID, which drops every session and withdraws the

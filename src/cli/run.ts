@@ -313,6 +313,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
    * since the start. */
   let onCache: CachedModel | null = null;
   let engine: Engine | null = null;
+  /** New model threads started after one died (the metric; serve() reads its ModelSource). */
+  let modelThreadRestarts = (): number => 0;
   const workers: Worker[] = [];
 
   // Questions to the workers (counters, snapshots): one id per question, answered or given up on.
@@ -342,7 +344,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');
     const { DataplaneCollector } = require('../observe/dataplane-metrics') as typeof import('../observe/dataplane-metrics');
     metrics = new PodwayMetrics();
-    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count, cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [] });
+    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count, modelThreadRestarts: () => modelThreadRestarts(), cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [] });
     metrics.add(health);
     metrics.add(nodeMetrics);
     metrics.add(new DataplaneCollector(async () => {
@@ -466,7 +468,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The model thread: spawned when the datastore is started, or before on the cached model with
      * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
     let thread: ModelSource | null = null;
-    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[] } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
+    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[] } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
     /** The cached model is in force in the engine: only then does the speaker start on the cache's
      * BGP settings (as a datastore model's settings follow it once applied). */
     let cacheApplied = false;
@@ -584,6 +586,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let starting = startDatastore();
     starting.catch(() => undefined); // handled below (at once, or once forwarding on the cache)
     let source: ModelSource | null = null;
+    modelThreadRestarts = () => source?.threadStatus().restarts ?? 0;
     let first: NodeDataplaneModel;
     /** The first model's number in the model thread and its BGP settings (start without the cache). */
     let firstGen: number | undefined;
@@ -797,7 +800,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString() } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected };
       },
       commands: {
         'log-level': (req) => {
@@ -1061,7 +1064,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       if (m.type === 'model' || m.type === 'unchanged') {
         nodeMetrics?.computed(m.ms / 1000);
         // On the cache until one of the datastore's models is applied (applyModel says in sync then).
-        if (!onCache) health.setDatastore(true);
+        // A snapshot made while another prefix is still re-listed (inSync false) leaves the reason.
+        if (!onCache && m.inSync !== false) health.setDatastore(true);
         // A newer "unchanged" never hides an older pending model.
         const what = [m.cause === 'bgp' ? 'BGP route change' : 'datastore change', ...(m.bgp ? [`bgp: ${m.bgp}`] : [])];
         const merged = [...new Set([...(latest?.what ?? []), ...what])];
@@ -1086,6 +1090,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
         if (m.inSync !== undefined) storeSync(m.inSync, m.message);
         dsLog.warn(`datastore: ${m.message}`);
         reRegister(m.message);
+      }
+      else if (m.type === 'thread-down') {
+        // The model thread died (model-source.ts starts a new one): not in sync until its first model.
+        datastoreDown(m.message);
+        dsLog.error(`datastore: ${m.message}`, m.stack ? { stack: m.stack } : {});
       }
       else {
         if ('inSync' in m && m.inSync !== undefined) storeSync(m.inSync, m.message);

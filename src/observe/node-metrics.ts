@@ -7,7 +7,7 @@
 import { Counter, Histogram, Summary, type Registry } from 'prom-client';
 import type { NodeDataplaneModel } from '../control';
 import { RouteClass } from '../control/route-calc';
-import { Collector, Sample, snapshotGauge } from './metrics';
+import { Collector, Sample, snapshotCounter, snapshotGauge } from './metrics';
 import { oldestMissingSeconds, type WaitingEndpoint } from './stale-endpoints';
 
 const CLASS_NAMES = new Map<number, string>(Object.entries(RouteClass).map(([k, v]) => [v, k]));
@@ -23,6 +23,8 @@ export interface NodeState {
   cachedModel?(): Date | null;
   /** Local endpoints waiting for their interface (the main engine's), since when. */
   waitingEndpoints?(): readonly WaitingEndpoint[];
+  /** New model threads started after one died (cli/model-source.ts). */
+  modelThreadRestarts?(): number;
 }
 
 export class NodeMetrics implements Collector {
@@ -77,6 +79,7 @@ export class NodeMetrics implements Collector {
     // (stale-endpoints.ts): alert on the age, not the count (a pod being wired waits a moment).
     snapshotGauge(reg, 'podway_endpoints_interface_missing', 'Local workload endpoints whose interface does not exist (waiting for it; their routes withheld).', [], () => [[{}, (this.state.waitingEndpoints?.() ?? []).filter((w) => w.missing).length]]);
     snapshotGauge(reg, 'podway_endpoint_interface_missing_oldest_seconds', 'How long the oldest local endpoint has waited for its missing interface, as this podway saw it (0: none).', [], () => [[{}, oldestMissingSeconds(this.state.waitingEndpoints?.() ?? [], Date.now())]]);
+    snapshotCounter(reg, 'podway_model_thread_restarts_total', 'New model threads (the datastore watch and model computation) started after one died; while none runs podway_datastore_in_sync is 0 and forwarding goes on with the last good model.', [], () => [[{}, this.state.modelThreadRestarts?.() ?? 0]]);
     snapshotGauge(reg, 'podway_forwarding_workers', 'Forwarding threads (podway run --workers).', [], () => [[{}, this.state.workers()]]);
   }
 

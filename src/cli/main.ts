@@ -330,6 +330,9 @@ export function buildProgram(): Command {
       const now = mt.state === 'down' ? `down: forwarding on the last good model, a new one at ${mt.nextStartAt}` : mt.state === 'starting' ? 'starting again: listing the datastore' : 'running';
       lines.push(`model thread: ${now}; restarted ${mt.restarts} time${mt.restarts === 1 ? '' : 's'}${mt.lastExit ? `; last died at ${mt.lastExit.at}: ${mt.lastExit.error}` : ''}`);
     }
+    // registering again after the datastore was replaced keeps failing (re-register.ts): tried again with backoff
+    const rr = s.reRegistrationFailing as { since: string; why: string; error: string; attempts: number; nextAt: string } | null | undefined;
+    if (rr) lines.push(`registration failing since ${rr.since} (registering again after: ${rr.why}; attempt ${rr.attempts}): ${rr.error}; next try at ${rr.nextAt}`);
     if (s.datastoreLocked) lines.push(`datastore locked: ClusterInformation default has datastoreReady: false (read ${s.datastoreLocked.checkedAt}; e.g. \`calicoctl datastore migrate lock\`): Calico's Felix and CNI plugin wait until it is unlocked (\`calicoctl datastore migrate unlock\`); podway forwards on and does not unlock it`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
     return lines.filter((l) => l !== null).join('\n') + '\n';

@@ -14,6 +14,7 @@ import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
 import { joinCluster, NodeAddressStore } from './join';
+import { ReRegistration } from './re-register';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
@@ -800,7 +801,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString() } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected };
       },
       commands: {
         'log-level': (req) => {
@@ -1017,29 +1018,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // registration again, with the addresses in force (the new store's Node, if any, may hold an
     // older one); one at a time, again once more if another replacement came meanwhile. It waits
     // (with backoff) while the store is unreachable, as at start.
-    let registering: Promise<void> | null = null;
-    let registerAgain = false;
-    const reRegister = (why: string): void => {
-      if (spec.kind === 'file' || stopping) return;
-      if (registering) {
-        registerAgain = true;
-        return;
-      }
+    // Failures other than an unreachable store (which joinCluster waits out) are tried again with
+    // backoff (re-register.ts).
+    const registration = spec.kind === 'file' ? null : new ReRegistration(opts.node, () => {
       const inForce = current;
       const ip = opts.ip ?? (inForce ? ipv4Text(inForce) ?? 'none' : undefined);
       const ip6 = opts.ip6 ?? (inForce ? ipv6Text(inForce) ?? 'none' : undefined);
-      registering = joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say))
-        .then(
-          () => dsLog.info(`node ${opts.node} registered again after: ${why}`),
-          (e: Error) => { if (!stopping) dsLog.error(`node ${opts.node}: registering again after the datastore was replaced failed: ${e.message}`); },
-        )
-        .finally(() => {
-          registering = null;
-          if (registerAgain && !stopping) {
-            registerAgain = false;
-            reRegister(why);
-          }
-        });
+      return joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say));
+    }, { info: (m) => dsLog.info(m), error: (m) => dsLog.error(m) });
+    const reRegister = (why: string): void => {
+      if (!stopping) registration?.request(why);
     };
     // The model thread's word on sync; on the cache (the datastore's model not applied yet, or
     // refused) never "in sync": applyModel says so once one of its models is in force.
@@ -1216,7 +1204,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // a tunnel-address join in flight still writes the Node and IPAM through the datastore:
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
-        const registered = registering ? Promise.race([registering, new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
+        registration?.stop();
+        const registered = registration ? Promise.race([registration.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         void Promise.all([monitorStopped, replayStopped, natStopped, joinEnded, cacheWritten, registered, forwardingRestored, ...workersExited])
           .then(() => (thread as ModelSource | null)?.close())
           .then(resolve);

@@ -49,7 +49,17 @@ process.on('exit', () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-async function healthy(endpoint: string, deadline: number, proc: ChildProcess, log: () => string): Promise<void> {
+/** Another process listens on the port given to this etcd. */
+class PortTaken extends Error {}
+
+/**
+ * Waits until the etcd member `name` answers healthy at `endpoint`. The name is checked (etcd's
+ * JSON gateway, member list): two test files starting etcds at once can be handed the same free
+ * port, and then one etcd fails to bind it while the other answers there; without the check the
+ * first file's tests talked to the second file's etcd (and a SIGSTOP of "its" etcd, already gone,
+ * stopped nothing).
+ */
+async function healthy(endpoint: string, name: string, deadline: number, proc: ChildProcess, log: () => string): Promise<void> {
   for (;;) {
     if (proc.exitCode !== null || proc.signalCode !== null) {
       throw new Error(`etcd exited (${proc.exitCode ?? proc.signalCode}) before it was healthy:\n${log()}`);
@@ -57,8 +67,14 @@ async function healthy(endpoint: string, deadline: number, proc: ChildProcess, l
     try {
       const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
       const body = (await res.json()) as { health?: string };
-      if (body.health === 'true') return;
-    } catch {
+      if (body.health === 'true') {
+        const list = await fetch(`${endpoint}/v3/cluster/member/list`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(1000) });
+        const members = ((await list.json()) as { members?: { name?: string; clientURLs?: string[] }[] }).members ?? [];
+        if (members.some((m) => m.name === name && (m.clientURLs ?? []).includes(endpoint))) return;
+        throw new PortTaken(`another etcd (${members.map((m) => m.name).join(', ')}) answers at ${endpoint}, not ${name}:\n${log()}`);
+      }
+    } catch (e) {
+      if (e instanceof PortTaken) throw e;
       // not listening yet
     }
     if (Date.now() > deadline) throw new Error(`etcd at ${endpoint} not healthy within ${HEALTHY_WITHIN_MS} ms:\n${log()}`);
@@ -74,9 +90,10 @@ export async function startEtcd(): Promise<EtcdServer> {
   let output = '';
   let clientPort = 0;
   let peerPort = 0;
+  // Unique: healthy() tells this etcd from another file's by it (kept across restarts).
+  const name = `podway-test-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
 
   const launch = async (): Promise<void> => {
-    const name = 'podway-test';
     const client = `http://127.0.0.1:${clientPort}`;
     const peer = `http://127.0.0.1:${peerPort}`;
     output = '';
@@ -87,7 +104,7 @@ export async function startEtcd(): Promise<EtcdServer> {
     running.add(p);
     p.once('exit', () => running.delete(p));
     proc = p;
-    await healthy(client, Date.now() + HEALTHY_WITHIN_MS, p, () => output);
+    await healthy(client, name, Date.now() + HEALTHY_WITHIN_MS, p, () => output);
   };
 
   const kill = async (): Promise<void> => {
@@ -107,7 +124,7 @@ export async function startEtcd(): Promise<EtcdServer> {
       break;
     } catch (e) {
       await kill();
-      if (attempt >= 3 || !/address already in use/.test(output)) {
+      if (attempt >= 3 || !(e instanceof PortTaken || /address already in use/.test(output))) {
         rmSync(dataDir, { recursive: true, force: true });
         dirs.delete(dataDir);
         throw e;
@@ -174,7 +191,8 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
   for (let i = 0; i < size; i++) clients.push(await freePort());
   for (let i = 0; i < size; i++) peers.push(await freePort());
   const url = (p: number) => `http://127.0.0.1:${p}`;
-  const initial = peers.map((p, i) => `m${i}=${url(p)}`).join(',');
+  const names = peers.map((_, i) => `m${i}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
+  const initial = peers.map((p, i) => `${names[i]}=${url(p)}`).join(',');
   const procs: ChildProcess[] = [];
   const memberDirs: string[] = [];
   const logs = procs.map(() => '');
@@ -198,7 +216,7 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
       dirs.add(dir);
       memberDirs.push(dir);
       const p = spawn(ETCD_BINARY, [
-        '--name', `m${i}`, '--data-dir', dir,
+        '--name', names[i]!, '--data-dir', dir,
         '--listen-client-urls', url(clients[i]!), '--advertise-client-urls', url(clients[i]!),
         '--listen-peer-urls', url(peers[i]!), '--initial-advertise-peer-urls', url(peers[i]!),
         '--initial-cluster', initial, '--initial-cluster-token', `podway-test-${process.pid}-${clients[0]}`, '--initial-cluster-state', 'new',
@@ -213,7 +231,7 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
       procs.push(p);
     }
     const deadline = Date.now() + 2 * HEALTHY_WITHIN_MS;
-    for (let i = 0; i < size; i++) await healthy(url(clients[i]!), deadline, procs[i]!, () => logs[i] ?? '');
+    for (let i = 0; i < size; i++) await healthy(url(clients[i]!), names[i]!, deadline, procs[i]!, () => logs[i] ?? '');
   } catch (e) {
     await stop();
     throw e;

@@ -5,7 +5,7 @@
 //   file:PATH                                 the read-only YAML file datastore (not a KvStore)
 // With no spec: DATASTORE_TYPE=etcdv3 (Calico's default type, so also when only ETCD_ENDPOINTS is
 // set) with ETCD_ENDPOINTS selects etcd; otherwise the embedded store in DEFAULT_EMBEDDED_DIR.
-import type { EtcdTlsFiles } from './etcd-kv';
+import type { EtcdTlsFiles } from './etcd-common';
 
 export const DEFAULT_EMBEDDED_DIR = '/var/lib/podway/datastore';
 

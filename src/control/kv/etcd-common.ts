@@ -1,0 +1,128 @@
+// What both etcd clients share and that loads neither etcd3 nor gRPC: the options, the timing
+// constants, the TLS files and their checks, and the words for etcd's failures. EtcdKv (etcd-kv.ts,
+// etcd3 over grpc-js: watches, long-lived processes) and EtcdLiteKv (etcd-lite.ts, the KV calls of a
+// short-lived process straight over HTTP/2) give the same errors from these.
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+export interface EtcdTlsFiles {
+  /** PEM CA bundle that signed the etcd server certificates (Calico's ETCD_CA_CERT_FILE). */
+  readonly caFile?: string;
+  /** PEM client certificate (ETCD_CERT_FILE); needs keyFile. */
+  readonly certFile?: string;
+  /** PEM client key (ETCD_KEY_FILE); needs certFile. */
+  readonly keyFile?: string;
+}
+
+export interface EtcdKvOptions {
+  /** Client URLs, e.g. `http://127.0.0.1:2379`; all http or all https. */
+  readonly endpoints: readonly string[];
+  readonly tls?: EtcdTlsFiles;
+  /**
+   * Deadline of each call, in ms (default 5000), counted from when a connection to etcd is up:
+   * the time a fresh process spends connecting (slow when its CPU is short) is not taken from it.
+   */
+  readonly timeoutMs?: number;
+  /**
+   * Bound on making that connection, in ms (default: timeoutMs; the CNI plugin gives it
+   * CNI_CONNECT_TIMEOUT_MS). A refused or unreachable endpoint fails at once whatever it is.
+   */
+  readonly connectTimeoutMs?: number;
+}
+
+export const DEFAULT_TIMEOUT_MS = 5000;
+/**
+ * The CNI plugin's bound on making its connection (connectTimeoutMs): etcd refusing or the host
+ * unreachable fail at once (no connection established); this bounds a connection attempt nobody
+ * answers (packets dropped) or one a CPU-starved fresh process is slow to finish (a storm of
+ * plugin processes). Calico's etcd client dials for up to 30 s (libcalico-go's clientTimeout) too.
+ */
+export const CNI_CONNECT_TIMEOUT_MS = 30_000;
+/** With several endpoints, one that refused a call is skipped for this long. */
+export const HOST_COOLDOWN_MS = 1000;
+
+/** A leaderless etcd is asked again this often while the call's time lasts (an election takes 1-2 s). */
+export const NO_LEADER_RETRY_MS = 250;
+
+/** Where each TLS file comes from, for errors a user can act on. */
+export const TLS_FILES = {
+  ca: { what: 'CA certificate', names: '--etcd-ca-cert-file / ETCD_CA_CERT_FILE' },
+  cert: { what: 'client certificate', names: '--etcd-cert-file / ETCD_CERT_FILE' },
+  key: { what: 'client key', names: '--etcd-key-file / ETCD_KEY_FILE' },
+} as const;
+
+/** Reads a TLS file and checks it holds what it should (PEM certificate or key), so a wrong file
+ * is a clear error at start rather than a TLS handshake that fails on every retry. */
+export function readTlsFile(kind: keyof typeof TLS_FILES, path: string): Buffer {
+  const { what, names } = TLS_FILES[kind];
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch (e) {
+    throw new Error(`etcd TLS: cannot read the ${what} file ${path} (${names}): ${(e as Error).message}`);
+  }
+  try {
+    if (kind === 'key') createPrivateKey(data);
+    else new X509Certificate(data);
+  } catch (e) {
+    throw new Error(`etcd TLS: the ${what} file ${path} (${names}) is not a PEM ${kind === 'key' ? 'private key' : 'certificate'}: ${(e as Error).message}`);
+  }
+  return data;
+}
+
+/** The TLS files of an etcd spec, read and checked (null: plain http). */
+export function readEtcdTls(tls: EtcdTlsFiles | undefined): { ca: Buffer; cert?: Buffer; key?: Buffer } | null {
+  if (!tls || (!tls.caFile && !tls.certFile && !tls.keyFile)) return null;
+  if (!tls.certFile !== !tls.keyFile) {
+    throw new Error(`etcd TLS: a client certificate file (${TLS_FILES.cert.names}) and a key file (${TLS_FILES.key.names}) go together; only one was given`);
+  }
+  if (!tls.caFile) throw new Error(`etcd TLS: a client certificate needs the CA certificate file too (${TLS_FILES.ca.names})`);
+  return {
+    ca: readTlsFile('ca', tls.caFile),
+    cert: tls.certFile ? readTlsFile('cert', tls.certFile) : undefined,
+    key: tls.keyFile ? readTlsFile('key', tls.keyFile) : undefined,
+  };
+}
+
+/**
+ * etcd's own words when it is up but cannot serve (most members down, or this one cut off from
+ * them), with what they mean to an operator: "etcdserver: no leader" (a member asked to serve only
+ * with a leader has none) and "etcdserver: request timed out" (a member could not commit or
+ * confirm a call with a quorum in time).
+ */
+export function quorumHint(reason: string): string {
+  if (/etcdserver: no leader/.test(reason)) return `etcd has no leader, no quorum (most members down or cut off?): ${reason}`;
+  if (/etcdserver: request timed out/.test(reason)) return `etcd could not reach a quorum in time (most members down or cut off?): ${reason}`;
+  return reason;
+}
+
+/**
+ * grpc-js's words for a failed connection, down to the cause: "14 UNAVAILABLE: No connection
+ * established. Last error: Error: connect ECONNREFUSED 10.0.0.5:2379. Resolution note: " becomes
+ * "connect ECONNREFUSED 10.0.0.5:2379" (the resolution note kept when it says something).
+ */
+export function grpcReason(message: string): string {
+  const m = /Last error: (?:Error: )?(.*?)\.? Resolution note: ?(.*)$/s.exec(message);
+  if (m) return m[2]!.trim() ? `${m[1]} (${m[2]!.trim()})` : m[1]!;
+  // "14 UNAVAILABLE: Connection dropped": the status code says nothing more than "unreachable".
+  return message.replace(/\.? Resolution note: ?$/, '').replace(/^\d+ [A-Z_]+: /, '');
+}
+
+/**
+ * What a failed TLS handshake says about the configuration, or null when it is not one of those:
+ * etcd's alert refusing our client certificate (no certificate, one from a CA it does not trust,
+ * expired, ...), our CA file not accepting etcd's server certificate, or an endpoint that does not
+ * speak TLS. grpc-js words them "No connection established. Last error: ...:sslv3 alert bad
+ * certificate:..." / "... Last error: Error: unable to verify the first certificate".
+ */
+export function tlsRejection(message: string): string | null {
+  const alert = /alert ((?:bad|unsupported|revoked|expired|unknown) certificate|unknown ca|certificate required|access denied|handshake failure|decrypt error)/i.exec(message);
+  if (alert) {
+    return `etcd refused the TLS handshake: ${alert[1]!.toLowerCase()} (the client certificate and key: ${TLS_FILES.cert.names}, ${TLS_FILES.key.names}; etcd must trust the CA that signed it)`;
+  }
+  const server = /(unable to verify the first certificate|self[- ]signed certificate(?: in certificate chain)?|unable to get (?:local )?issuer certificate|certificate has expired|certificate is not yet valid|Hostname\/IP does not match certificate's altnames[^.]*)/i.exec(message);
+  if (server) return `etcd's server certificate is not accepted: ${server[1]} (${TLS_FILES.ca.names} must hold the CA that signed it)`;
+  if (/wrong version number|packet length too long/i.test(message)) return `the endpoint does not speak TLS (an http:// etcd given as https://?)`;
+  return null;
+}
+

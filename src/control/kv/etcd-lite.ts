@@ -1,0 +1,487 @@
+// KvStore on etcd v3 for a short-lived process (the CNI plugin): the same calls as EtcdKv
+// (etcd-kv.ts) for get, list, create, update and delete, the same transactions, deadlines,
+// failover and errors, but spoken straight over node:http2 with etcd's messages encoded by hand
+// (etcd-proto.ts), without the etcd3 client, grpc-js and protobufjs. Those cost a fresh process
+// ~0.3 CPU-s and ~20 MB to load (etcd3 parses etcd's .proto files with protobufjs every time it is
+// loaded, and builds its services on that), more than everything else a CNI DEL does (README
+// "CNI plugin", bench/README "What one call costs"). No watch: podway run, the CLI and everything
+// that watches or lives long use EtcdKv.
+//
+// What it keeps of EtcdKv, on purpose the same (both are tested against one etcd):
+// - A call's deadline (timeoutMs) counts from when a connection is up; making the connection has
+//   its own bound (connectTimeoutMs), and a refused or unreachable endpoint fails at once. A
+//   connection is up when the server's HTTP/2 SETTINGS arrived (a stopped etcd's kernel still
+//   accepts the TCP connection): all endpoints are dialled at once, the first up serves.
+// - Every call asks for a leader ("hasleader" metadata, clientv3.WithRequireLeader).
+// - A call that never reached etcd (no connection to the endpoint, "no leader") is made again at
+//   once on the next endpoint, each endpoint once, in a new random order per call; a read also on
+//   any other "unavailable" answer; when every endpoint was tried and one said "no leader", it is
+//   asked again every NO_LEADER_RETRY_MS while the call's time lasts. With several endpoints, one
+//   that failed is passed over for HOST_COOLDOWN_MS by the calls after it.
+// - Errors: KvUnavailableError "etcd URLS unreachable (WHAT): REASON" (the cause as Node words it,
+//   which is what EtcdKv extracts from grpc-js's text), KvSlowError for a deadline passed on an open
+//   connection, KvTlsRejectedError for a handshake refused for its certificates (etcd-common.ts).
+// - clusterIdSeen(): the cluster_id of the last get or list, as the same decimal text.
+import * as http2 from 'node:http2';
+import { connect as netConnect, isIP, Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { prefixRangeEnd } from './keys';
+import { DEFAULT_TIMEOUT_MS, EtcdKvOptions, HOST_COOLDOWN_MS, NO_LEADER_RETRY_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { KvEntry, KvGuard, KvList, KvSlowError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
+import {
+  Compare,
+  decodeDeleteRangeResponse,
+  decodeRangeResponse,
+  decodeTxnResponse,
+  encodeDeleteRange,
+  encodeRange,
+  encodeTxn,
+  KeyValue,
+  ResponseHeader,
+} from './etcd-proto';
+
+/** gRPC status codes used here. */
+const DEADLINE_EXCEEDED = 4;
+const UNAVAILABLE = 14;
+/** The codes etcd3 counts as recoverable (its isRecoverableError), which EtcdKv reports as unreachable. */
+const RECOVERABLE = new Set([1, 2, DEADLINE_EXCEEDED, 8, 10, 13, UNAVAILABLE]);
+const CODE_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+
+/** A gRPC status other than OK, from etcd or for a call that failed on its way. */
+class GrpcError extends Error {
+  constructor(readonly code: number, readonly details: string) {
+    super(`${code} ${CODE_NAMES[code] ?? 'UNKNOWN'}: ${details}`);
+  }
+}
+
+/** The endpoint had no connection (refused, unreachable, TLS handshake failed): nothing was sent. */
+class NoConnection extends Error {}
+
+/** Passed over: the endpoint failed a call less than HOST_COOLDOWN_MS ago. */
+class CoolingDown extends Error {}
+
+/** Whether a failed call never reached etcd, so that another endpoint may be asked (EtcdKv's neverSent). */
+const neverSent = (e: unknown): boolean => e instanceof NoConnection || e instanceof CoolingDown || (e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: no leader/.test(e.details));
+const noLeader = (e: unknown): boolean => e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: no leader/.test(e.details);
+const isDeadline = (e: unknown): boolean => e instanceof GrpcError && e.code === DEADLINE_EXCEEDED;
+
+interface Tls {
+  readonly ca: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
+/** One endpoint's HTTP/2 connection, made when first needed and again after it failed or dropped. */
+class Connection {
+  state: 'idle' | 'connecting' | 'ready' | 'failed' = 'idle';
+  session: http2.ClientHttp2Session | null = null;
+  /** Why the last attempt failed (or the connection dropped). */
+  error: Error | null = null;
+  private failedAt = 0;
+  /** Calls made from now on pass this endpoint over until then (several endpoints only). */
+  downUntil = 0;
+  private readonly changed = new Set<() => void>();
+
+  constructor(readonly url: string, private readonly tls: Tls | null) {}
+
+  /** Starts connecting unless connected, connecting, or failed within HOST_COOLDOWN_MS (grpc-js waits ~1 s too). */
+  start(): void {
+    if (this.state === 'ready' || this.state === 'connecting') return;
+    if (this.state === 'failed' && Date.now() - this.failedAt < HOST_COOLDOWN_MS) return;
+    const u = new URL(this.url);
+    const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(u.port);
+    const tls = this.tls;
+    const secure = u.protocol === 'https:';
+    this.state = 'connecting';
+    this.error = null;
+    let session: http2.ClientHttp2Session;
+    // The session's end, or its socket's error: a TLS alert after the handshake (etcd refusing our
+    // client certificate) fails the socket without a word from the session, which then never
+    // closes (Node 20), so the session is destroyed here (its calls end as "Connection dropped").
+    const gone = (): void => {
+      if (this.session !== session) return;
+      this.session = null;
+      if (this.state === 'connecting') {
+        this.state = 'failed';
+        this.failedAt = Date.now();
+        this.error ??= new Error('connection closed before it was up');
+      } else {
+        // Dropped after it was up: the next call connects again.
+        this.state = 'idle';
+      }
+      if (!session.destroyed) session.destroy();
+      this.notify();
+    };
+    session = http2.connect(`${secure ? 'https' : 'http'}://${u.host}`, {
+      // The socket is ours: for TLS, no SNI when the endpoint is an IP address (RFC 6066; Node
+      // warns for it), as EtcdKv does; the server certificate is checked against the host all the same.
+      createConnection: (): Socket => {
+        const socket = secure
+          ? tlsConnect({ host, port, ca: tls?.ca, cert: tls?.cert, key: tls?.key, servername: isIP(host) === 0 ? host : undefined, ALPNProtocols: ['h2'] })
+          : netConnect({ host, port });
+        socket.on('error', (e: Error) => {
+          if (this.session !== session) return;
+          this.error ??= e;
+          gone();
+        });
+        return socket;
+      },
+    });
+    this.session = session;
+    // Open calls keep the process running (their deadline timers), an idle connection does not.
+    session.unref();
+    session.once('remoteSettings', () => {
+      if (this.session !== session) return;
+      this.state = 'ready';
+      this.notify();
+    });
+    // etcd going away (stopping, or closing an idle connection): calls from now on connect again.
+    session.once('goaway', () => {
+      if (this.session !== session) return;
+      this.session = null;
+      this.state = 'idle';
+      this.notify();
+    });
+    session.on('error', (e: Error) => {
+      if (this.session === session && this.error === null) this.error = e;
+    });
+    session.once('close', gone);
+  }
+
+  /** Resolves at the next change of state, or after `ms`. */
+  change(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.changed.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.changed.add(done);
+    });
+  }
+
+  private notify(): void {
+    for (const f of [...this.changed]) f();
+  }
+
+  close(): Promise<void> {
+    const s = this.session;
+    const wasReady = this.state === 'ready';
+    this.session = null;
+    this.state = 'idle';
+    this.notify();
+    if (!s || s.destroyed) return Promise.resolve();
+    if (!wasReady) {
+      s.destroy();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const t = setTimeout(() => s.destroy(), 1000);
+      s.close(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+}
+
+function toEntry(kv: KeyValue): KvEntry {
+  return { key: kv.key.toString('utf8'), value: kv.value.toString('utf8'), createRevision: kv.createRevision, modRevision: kv.modRevision };
+}
+
+/** The 5-byte gRPC message prefix (not compressed, length) and the message. */
+function grpcFrame(message: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(message.length, 1);
+  return Buffer.concat([head, message]);
+}
+
+export class EtcdLiteKv implements KvStore {
+  readonly description: string;
+  private readonly endpoints: readonly string[];
+  private readonly timeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly connections: Connection[];
+  private lastClusterId: string | null = null;
+  private closed = false;
+
+  constructor(options: EtcdKvOptions) {
+    if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
+    this.endpoints = [...options.endpoints];
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? this.timeoutMs;
+    this.description = `etcd ${this.endpoints.join(',')}`;
+    const tls = readEtcdTls(options.tls);
+    this.connections = this.endpoints.map((url) => new Connection(url, tls));
+  }
+
+  clusterIdSeen(): string | null {
+    return this.lastClusterId;
+  }
+
+  private noteHeader(h: ResponseHeader): void {
+    this.lastClusterId = h.clusterId;
+  }
+
+  async get(key: string): Promise<KvEntry | null> {
+    const res = decodeRangeResponse(await this.call(`get ${key}`, 'Range', encodeRange({ key: Buffer.from(key) }), true));
+    this.noteHeader(res.header);
+    return res.kvs.length > 0 ? toEntry(res.kvs[0]!) : null;
+  }
+
+  async list(prefix: string): Promise<KvList> {
+    const start = Buffer.from(prefix);
+    const res = decodeRangeResponse(await this.call(`list ${prefix}`, 'Range', encodeRange({ key: start, rangeEnd: prefixRangeEnd(start) }), true));
+    this.noteHeader(res.header);
+    // etcd returns a range in key (byte) order unless asked otherwise.
+    return { entries: res.kvs.map(toEntry), revision: res.header.revision };
+  }
+
+  async create(key: string, value: string): Promise<KvEntry | null> {
+    const k = Buffer.from(key);
+    const res = decodeTxnResponse(await this.call(`create ${key}`, 'Txn', encodeTxn({
+      compare: [{ key: k, target: 'version', result: 'equal', value: 0 }],
+      success: [{ put: { key: k, value: Buffer.from(value) } }],
+    })));
+    if (!res.succeeded) return null;
+    return { key, value, createRevision: res.header.revision, modRevision: res.header.revision };
+  }
+
+  async update(key: string, value: string, modRevision: number, guards: readonly KvGuard[] = []): Promise<KvEntry | null> {
+    const k = Buffer.from(key);
+    const compare: Compare[] = [
+      { key: k, target: 'mod', result: 'equal', value: modRevision },
+      // An absent key has ModRevision 0: without this, update(key, v, 0) would create it.
+      { key: k, target: 'version', result: 'greater', value: 0 },
+      ...guards.flatMap((g): Compare[] => {
+        const gk = Buffer.from(g.key);
+        return [
+          { key: gk, target: 'mod', result: 'equal', value: g.modRevision },
+          { key: gk, target: 'version', result: 'greater', value: 0 },
+        ];
+      }),
+    ];
+    const res = decodeTxnResponse(await this.call(`update ${key}`, 'Txn', encodeTxn({ compare, success: [{ put: { key: k, value: Buffer.from(value), prevKv: true } }] })));
+    if (!res.succeeded) return null;
+    const op = res.responses[0];
+    const prev = op && 'put' in op ? op.put.prevKv : null;
+    if (!prev) throw new Error(`etcd: update of ${key} succeeded without returning the previous entry`);
+    return { key, value, createRevision: prev.createRevision, modRevision: res.header.revision };
+  }
+
+  async delete(key: string, modRevision?: number): Promise<boolean> {
+    const k = Buffer.from(key);
+    if (modRevision === undefined) {
+      return decodeDeleteRangeResponse(await this.call(`delete ${key}`, 'DeleteRange', encodeDeleteRange({ key: k }))).deleted > 0;
+    }
+    const res = decodeTxnResponse(await this.call(`delete ${key}`, 'Txn', encodeTxn({
+      compare: [
+        { key: k, target: 'mod', result: 'equal', value: modRevision },
+        { key: k, target: 'version', result: 'greater', value: 0 },
+      ],
+      success: [{ deleteRange: { key: k } }],
+    })));
+    const op = res.responses[0];
+    return res.succeeded && op !== undefined && 'deleteRange' in op && op.deleteRange.deleted > 0;
+  }
+
+  watch(): KvWatch {
+    throw new Error(`${this.description}: EtcdLiteKv makes single calls only and does not watch (use EtcdKv)`);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.connections.map((c) => c.close()));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Calls
+
+  /** One call of etcd's KV service: its reply message, or an error mapped as EtcdKv maps them. */
+  private async call(what: string, method: string, request: Buffer, read = false): Promise<Buffer> {
+    if (this.closed) throw new Error(`${this.description}: store is closed`);
+    let up = false;
+    try {
+      await this.connection(what);
+      up = this.connections.some((c) => c.state === 'ready');
+      return await this.failover(method, request, read);
+    } catch (e) {
+      throw this.mapError(e, what, up);
+    }
+  }
+
+  /**
+   * Waits until a connection to some endpoint is up (all are dialled), so that a call's deadline
+   * counts from there. Returns at once when one is, or when every endpoint has failed (refused,
+   * unreachable: the call then fails at once). KvUnavailableError when none is up in connectTimeoutMs.
+   */
+  private async connection(what: string): Promise<void> {
+    for (const c of this.connections) c.start();
+    const settled = (): boolean => this.connections.some((c) => c.state === 'ready') || this.connections.every((c) => c.state === 'failed');
+    const end = Date.now() + this.connectTimeoutMs;
+    while (!settled()) {
+      if (Date.now() >= end) throw new KvUnavailableError(`${this.description} unreachable (${what}): no connection within ${this.connectTimeoutMs} ms`);
+      const wait = Math.min(250, end - Date.now());
+      await Promise.race(this.connections.map((c) => c.change(wait)));
+    }
+  }
+
+  /** The call on one endpoint after another (see the module comment). */
+  private async failover(method: string, request: Buffer, read: boolean): Promise<Buffer> {
+    const hosts = this.connections.length;
+    const end = Date.now() + this.timeoutMs;
+    let real: unknown;
+    let leaderless: unknown;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.onSomeEndpoint(method, request);
+      } catch (e) {
+        if (!(e instanceof CoolingDown)) real = e;
+        if (noLeader(e) || (read && e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: leader changed/.test(e.details))) leaderless = e;
+        const again = neverSent(e) || (read && e instanceof GrpcError && e.code === UNAVAILABLE);
+        if (!again) throw e;
+        if (attempt < hosts) continue;
+        if (leaderless === undefined || Date.now() + 2 * NO_LEADER_RETRY_MS >= end) throw leaderless ?? real ?? e;
+        await new Promise((r) => setTimeout(r, NO_LEADER_RETRY_MS));
+      }
+    }
+  }
+
+  /** The endpoints in a new random order; ones cooling down are passed over (CoolingDown when all are). */
+  private async onSomeEndpoint(method: string, request: Buffer): Promise<Buffer> {
+    const order = [...this.connections];
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const several = order.length > 1;
+    // One that is up first: a call sent to one still connecting would wait there (up to its
+    // deadline, for an endpoint whose packets are dropped) while another could answer.
+    const usable = order.filter((x) => !several || Date.now() >= x.downUntil);
+    const c = usable.find((x) => x.state === 'ready') ?? usable[0];
+    if (!c) throw new CoolingDown('endpoint failed recently');
+    try {
+      return await this.unary(c, method, request);
+    } catch (e) {
+      if (several && (e instanceof NoConnection || (e instanceof GrpcError && e.code === UNAVAILABLE))) c.downUntil = Date.now() + HOST_COOLDOWN_MS;
+      throw e;
+    }
+  }
+
+  /** One unary gRPC call on `c`: NoConnection when it has none (waiting for one under way, within the deadline). */
+  private async unary(c: Connection, method: string, request: Buffer): Promise<Buffer> {
+    const deadline = Date.now() + this.timeoutMs;
+    c.start();
+    while (c.state === 'connecting') {
+      if (Date.now() >= deadline) throw new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded');
+      await c.change(deadline - Date.now());
+    }
+    const session = c.session;
+    if (c.state !== 'ready' || !session || session.destroyed || session.closed) {
+      throw new NoConnection(c.error?.message ?? 'no connection');
+    }
+    return new Promise<Buffer>((resolve, reject) => {
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = session.request({
+          ':method': 'POST',
+          ':path': `/etcdserverpb.KV/${method}`,
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          'grpc-timeout': `${Math.max(1, deadline - Date.now())}m`,
+          // clientv3.WithRequireLeader: a member without a leader refuses at once.
+          hasleader: 'true',
+        });
+      } catch (e) {
+        reject(new NoConnection((e as Error).message));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let status: number | null = null;
+      let message = '';
+      let settled = false;
+      const finish = (err: Error | null, body?: Buffer): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(body!);
+      };
+      const timer = setTimeout(() => {
+        finish(new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded'));
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+      }, Math.max(1, deadline - Date.now()));
+      const readStatus = (h: http2.IncomingHttpHeaders): void => {
+        const s = h['grpc-status'];
+        if (s !== undefined) {
+          status = Number(s);
+          const m = h['grpc-message'];
+          if (typeof m === 'string') {
+            try {
+              message = decodeURIComponent(m);
+            } catch {
+              message = m;
+            }
+          }
+        }
+      };
+      stream.on('response', (h) => {
+        const httpStatus = Number(h[':status']);
+        if (httpStatus !== 200) {
+          // gRPC's HTTP-to-status mapping for a reply that is not gRPC's.
+          const code = httpStatus === 502 || httpStatus === 503 || httpStatus === 504 ? UNAVAILABLE : httpStatus === 401 ? 16 : httpStatus === 403 ? 7 : httpStatus === 404 ? 12 : 2;
+          finish(new GrpcError(code, `Received HTTP status code ${httpStatus}`));
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+          return;
+        }
+        readStatus(h);
+      });
+      stream.on('trailers', readStatus);
+      stream.on('data', (d: Buffer) => chunks.push(d));
+      stream.on('error', () => undefined); // the close below says what happened
+      stream.on('close', () => {
+        if (status === null) {
+          // No status: the stream was reset or the connection went away under it.
+          const refused = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
+          finish(new GrpcError(session.destroyed || session.closed || refused ? UNAVAILABLE : 13, refused ? 'Stream refused by server' : session.destroyed || session.closed ? 'Connection dropped' : `Received RST_STREAM with code ${stream.rstCode}`));
+          return;
+        }
+        if (status !== 0) {
+          finish(new GrpcError(status, message));
+          return;
+        }
+        const body = Buffer.concat(chunks);
+        if (body.length < 5 || body[0] !== 0 || body.readUInt32BE(1) !== body.length - 5) {
+          finish(new GrpcError(13, `etcd's reply to ${method} is not one uncompressed gRPC message (${body.length} bytes)`));
+          return;
+        }
+        finish(null, body.subarray(5));
+      });
+      stream.end(grpcFrame(request));
+    });
+  }
+
+  /** As EtcdKv.mapError: unreachable, too slow, or refused for its TLS settings; others as they are. */
+  private mapError(e: unknown, what: string, sentConnected: boolean): Error {
+    if (e instanceof KvUnavailableError) return e;
+    const err = e instanceof Error ? e : new Error(String(e));
+    const tls = err instanceof NoConnection ? tlsRejection(err.message) : null;
+    if (tls) return withCause(new KvTlsRejectedError(`${this.description} (${what}): ${tls}`), err);
+    const recoverable = err instanceof NoConnection || err instanceof CoolingDown || (err instanceof GrpcError && RECOVERABLE.has(err.code));
+    if (!recoverable) return err instanceof GrpcError ? withCause(new Error(`${this.description} (${what}): ${err.message}`), err) : err;
+    // A deadline passed on a connection that was up when the call was sent is a slow answer, not
+    // an outage: etcd busy, or this process too short of CPU to read the answer in time.
+    if (isDeadline(err) && sentConnected) {
+      return withCause(new KvSlowError(`${this.description} too slow (${what}): no answer within ${this.timeoutMs} ms on an open connection (etcd busy, or this host short of CPU)`), err);
+    }
+    const reason = isDeadline(err) ? `no answer within ${this.timeoutMs} ms` : quorumHint(err instanceof GrpcError ? err.details : err.message);
+    return withCause(new KvUnavailableError(`${this.description} unreachable (${what}): ${reason}`), err);
+  }
+}
+
+function withCause<E extends Error>(e: E, cause: unknown): E {
+  (e as { cause?: unknown }).cause = cause;
+  return e;
+}

@@ -185,6 +185,17 @@ export interface EtcdCluster {
  * healthy (a leader elected) when it resolves; members stopped by PID.
  */
 export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+  // Ports can be taken between freePort() and the members' binds: new ones, a few times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startEtcdClusterOnce(size);
+    } catch (e) {
+      if (attempt >= 3 || !(e instanceof PortTaken || /address already in use/.test((e as Error).message))) throw e;
+    }
+  }
+}
+
+async function startEtcdClusterOnce(size: number): Promise<EtcdCluster> {
   requireEtcdBinary();
   const clients: number[] = [];
   const peers: number[] = [];

@@ -72,7 +72,7 @@ export const DEFAULT_IPAM_LOCK_FILE = '/run/podway/ipam.lock';
  */
 export const DEFAULT_IPAM_LOCK_TIMEOUT_MS = 90_000;
 /**
- * Each etcd call's deadline, counted from when the connection is up (etcd-kv.ts: making it has its
+ * Each etcd call's deadline, counted from when the connection is up (etcd-lite.ts: making it has its
  * own bound, CNI_CONNECT_TIMEOUT_MS, 30 s); 10 s leaves a CPU-starved plugin in a storm time to read
  * an answer etcd gave at once. Calico's etcd client gives each call 30 s, connecting included.
  */

@@ -35,7 +35,7 @@ import { replaceFileSync } from '../util/replace-file';
 import { ownUid, requirePrivateDir } from './ipam-lock';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
-import { Ipam } from '../control/ipam/ipam';
+import { handleKey } from '../control/ipam/keys';
 import { kindInfo } from '../control/calico-kinds';
 import { deleteResource, getResource, JsonObject, ResourceError } from '../control/v3-store';
 
@@ -323,9 +323,16 @@ export interface Released {
 /**
  * What DEL does in the datastore, and what a replay does: the handle released, each candidate
  * endpoint deleted while it still names this container (compare-and-swap on its revision).
+ * IPAM (its blocks' code) is loaded only when the handle is there: a DEL of a container that holds
+ * no address (a repeated DEL, one after a failed ADD, a delegated IPAM's) reads one key instead.
+ * The handle is one the plugin made ("<network>.<containerID>", both checked: no '/' or CR), so
+ * its key is IPAM's for it.
  */
 export async function releaseInStore(kv: KvStore, handle: string | null, endpoints: readonly EndpointRef[], containerID: string): Promise<Released> {
-  if (handle !== null) await new Ipam(kv).releaseByHandle(handle);
+  if (handle !== null && (await kv.get(handleKey(handle))) !== null) {
+    const { Ipam } = require('../control/ipam/ipam') as typeof import('../control/ipam/ipam');
+    await new Ipam(kv).releaseByHandle(handle);
+  }
   const deleted: { ref: EndpointRef; spec: JsonObject }[] = [];
   const kept: string[] = [];
   for (const ref of endpoints) {

@@ -17,8 +17,8 @@ import { isIpv6Only, nodeFamilies } from './node-families';
 import type { KvEntry, KvStore } from '../control/kv/kv';
 import { KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
 import { FileLockTimeoutError } from '../control/kv/file-lock';
-import { Ipam } from '../control/ipam/ipam';
-import { AllocationBlock } from '../control/ipam/block';
+import type { Ipam } from '../control/ipam/ipam';
+import type { AllocationBlock } from '../control/ipam/block';
 import { blockPrefix, HANDLE_PREFIX, handleKey, nodeKey, parseBlockKey } from '../control/ipam/keys';
 import { formatIp, parseCidrOrIp, parseIp } from '../control/ipam/net';
 import { kindInfo } from '../control/calico-kinds';
@@ -51,16 +51,26 @@ function zodWithoutJit(): void {
   (require('zod') as typeof import('zod')).config({ jitless: true });
 }
 
+/**
+ * podway's IPAM on `kv`, loaded when first used: ADD, STATUS and GC use it, a DEL only when the
+ * container holds addresses (pending-del.ts releaseInStore), CHECK and VERSION never.
+ */
+function ipamOn(kv: KvStore): Ipam {
+  return new (require('../control/ipam/ipam') as typeof import('../control/ipam/ipam')).Ipam(kv);
+}
+
 /** An embedded datastore directory that does not exist (etcd: never). */
 function embeddedStoreMissing(conf: NetConf): boolean {
   return conf.datastore.kind === 'embedded' && !existsSync(conf.datastore.dir);
 }
 
 async function openStore(conf: NetConf): Promise<KvStore> {
-  // Loaded on demand: the etcd client (gRPC) costs a plugin process ~100 ms to load.
+  // Loaded on demand. etcd: its KV calls straight over HTTP/2 (etcd-lite.ts), not the etcd3
+  // client, which costs a fresh process ~0.3 CPU-s to load (it parses etcd's .proto files).
   if (conf.datastore.kind === 'etcd') {
-    const { EtcdKv, CNI_CONNECT_TIMEOUT_MS } = await import('../control/kv/etcd-kv');
-    return new EtcdKv({ endpoints: conf.datastore.endpoints, tls: conf.datastore.tls, timeoutMs: conf.datastoreTimeoutMs, connectTimeoutMs: CNI_CONNECT_TIMEOUT_MS });
+    const { EtcdLiteKv } = await import('../control/kv/etcd-lite');
+    const { CNI_CONNECT_TIMEOUT_MS } = await import('../control/kv/etcd-common');
+    return new EtcdLiteKv({ endpoints: conf.datastore.endpoints, tls: conf.datastore.tls, timeoutMs: conf.datastoreTimeoutMs, connectTimeoutMs: CNI_CONNECT_TIMEOUT_MS });
   }
   if (conf.datastore.kind !== 'embedded') throw new CniError(CNI_CODES.INVALID_CONFIG, 'network config: datastore: not a writable datastore');
   // Opening would make a mistyped directory and then fail (no Node) or work on an empty cluster.
@@ -266,7 +276,7 @@ async function earlierAttachment(kv: KvStore, conf: NetConf, env: CniEnv, id: Po
   const ips = ((spec.ipNetworks ?? []) as string[]).map((n) => n.split('/')[0]);
   if (ips.length === 0) return null;
   if (!conf.ipam) {
-    const ipam = new Ipam(kv);
+    const ipam = ipamOn(kv);
     for (const ip of ips) if ((await ipam.allocationOf(ip))?.handleId !== handle) return null;
   }
   return { ips, interfaceName: spec.interfaceName, mac: typeof spec.mac === 'string' ? spec.mac : null };
@@ -404,7 +414,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         ips.push(...delegatedIps(result, conf.ipam.type));
       } else {
         requireNode(conf, node);
-        const ipam = new Ipam(kv);
+        const ipam = ipamOn(kv);
         // network: which network's handle this is (GC tells "a"'s handle "a.b.c" from "a.b"'s by it).
         const attrs: Record<string, string> = { node: conf.nodename, network: conf.name, timestamp: new Date().toISOString() };
         if (id.orchestrator === 'k8s') Object.assign(attrs, { namespace: id.namespace, pod: id.pod });
@@ -782,7 +792,7 @@ async function status(env: CniEnv, conf: NetConf, stdin: string): Promise<void> 
       requireNode(conf, await kv.get(nodeKey(conf.nodename)));
       if (!conf.ipam) {
         zodWithoutJit();
-        const ipam = new Ipam(kv);
+        const ipam = ipamOn(kv);
         const required: (4 | 6)[] = [...(conf.assignIpv4 ? [4 as const] : []), ...(conf.assignIpv6 === true ? [6 as const] : [])];
         for (const v of required) {
           if (!(await ipam.listPools(v)).some((p) => !p.disabled && p.allowedUses.includes('Workload'))) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `datastore ${datastoreText(conf)} has no enabled IPv${v} pool allowing Workload use to assign pod addresses from`);
@@ -828,12 +838,12 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     // Addresses: handles of this network held on this node (a block allocation's node attribute)
     // whose container is not a valid attachment.
     if (!conf.ipam) {
-      const ipam = new Ipam(kv);
+      const ipam = ipamOn(kv);
       const stale = new Set<string>();
       for (const e of [...(await kv.list(blockPrefix(4))).entries, ...(await kv.list(blockPrefix(6))).entries]) {
         let block: AllocationBlock;
         try {
-          block = AllocationBlock.decode(e.value, parseBlockKey(e.key) ?? undefined);
+          block = (require('../control/ipam/block') as typeof import('../control/ipam/block')).AllocationBlock.decode(e.value, parseBlockKey(e.key) ?? undefined);
         } catch (err) {
           failures.push(`block ${e.key}: ${(err as Error).message}`);
           continue;

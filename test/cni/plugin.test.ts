@@ -823,7 +823,7 @@ test('20 ADDs in parallel on one node: 20 distinct addresses and endpoints; 20 D
   }, { cidr: '10.251.0.0/24', blockSize: 28 });
 });
 
-test('etcd datastore: ADD, CHECK and DEL against a real etcd (Calico\'s etcd_endpoints keys)', async () => {
+test('etcd datastore: ADD, CHECK and DEL against a real etcd (Calico\'s etcd_endpoints keys), none loading the etcd3 client (gRPC, protobufjs)', async () => {
   if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
   const etcd = await startEtcd();
   // etcd listens on the host's loopback: the plugin runs here, with a tap pod (nothing made outside the pod namespace)
@@ -834,16 +834,34 @@ test('etcd datastore: ADD, CHECK and DEL against a real etcd (Calico\'s etcd_end
     await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'etcd-pool' }, spec: { cidr: '10.250.8.0/24', blockSize: 26 } });
     await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
     const extra = { datastore: undefined, datastore_type: 'etcdv3', etcd_endpoints: etcd.endpoint, interfaceType: 'tap' };
+    // Each call reports what it loaded (test/helpers/module-report.ts): its etcd calls go over
+    // HTTP/2 itself (src/control/kv/etcd-lite.ts), which a fresh process loads in a tenth of the time.
+    const env = { NODE_OPTIONS: REPORT_MODULES };
+    const lean = (what: string, r: { stderr: string }) => {
+      const mods = loadedModules(r.stderr);
+      assert.ok(mods, `${what} reported its modules: ${r.stderr}`);
+      for (const heavy of ['etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs', 'cockatiel']) assert.not.ok(mods!.includes(heavy), `${what} loaded ${heavy}`);
+      assert.ok(mods!.includes('src/control/kv/etcd-lite.js'), `${what} used etcd-lite`);
+      return mods!;
+    };
     const pod = h.pod('etcd');
     const id = cid('e');
-    const r = await h.add(pod, id, { extra });
+    const r = await h.add(pod, id, { extra, env });
+    lean('ADD', r);
     assert.ok(r.json.ips[0].address.startsWith('10.250.8.'), r.stdout);
     assert.ok(await kv.get(`/calico/ipam/v2/handle/podway.${id}`));
     assert.is((await kv.list('/calico/resources/v3/projectcalico.org/workloadendpoints/')).entries.length, 1);
-    const c = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', extra: { ...extra, prevResult: r.json } });
+    const c = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', extra: { ...extra, prevResult: r.json }, env });
     assert.is(c.exitCode, 0, c.stdout);
-    const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra });
+    lean('CHECK', c);
+    const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra, env });
     assert.is(d.exitCode, 0, d.stdout);
+    assert.ok(lean('DEL', d).includes('src/control/ipam/ipam.js'), 'DEL of a container with an address releases it through IPAM');
+    // A DEL of a container this network never saw (a runtime retrying, or a sandbox whose ADD
+    // failed) finds no handle and no endpoint: it does not load IPAM.
+    const unknown = await h.call({ command: 'DEL', containerId: cid('unknown'), netns: '', ifname: 'eth0', extra, env });
+    assert.is(unknown.exitCode, 0, unknown.stdout);
+    assert.not.ok(lean('DEL of an unknown container', unknown).includes('src/control/ipam/ipam.js'), 'a DEL that has nothing to release does not load IPAM');
     assert.not.ok(await kv.get(`/calico/ipam/v2/handle/podway.${id}`));
     assert.equal(await new Ipam(kv).check(), []);
     assert.equal(h.ipJson(pod, 'link', 'show').map((l) => l.ifname), ['lo']);

@@ -13,6 +13,7 @@ command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 command -v openssl >/dev/null || need+=(openssl) # the etcd TLS test makes its CA and certificates
 [ -x /usr/lib/cni/host-local ] || need+=(containernetworking-plugins) # CNI tests delegate IPAM to host-local
 command -v iperf3 >/dev/null 2>&1 || need+=(iperf3) # bench/e2e tcp-bulk rows
+[ -x /usr/bin/time ] || need+=(time) # bench/cni: each plugin call's CPU seconds and RSS (GNU time)
 # test/cni/podman.test.ts: a real runtime (podman 4.3, CNI backend) with runc, busybox containers
 [ -x /usr/bin/podman ] || need+=(podman)
 [ -x /usr/bin/conmon ] || need+=(conmon)

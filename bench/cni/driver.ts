@@ -5,15 +5,26 @@
 // ADD returns it pings the new pod from a pod already attached (ping -D: the reply's arrival
 // time) to time ADD's return -> first packet forwarded to the pod and back.
 //
+// With `measure`, each plugin process runs under GNU time (/usr/bin/time): its CPU seconds (user +
+// system, with the processes it waited for: ip, nsenter, ethtool) and its maximum resident set.
+//
 // Usage (bench/cni/run.ts does it): ip netns exec NODE node dist/bench/cni/driver.js < job.json
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+
+/** GNU time, for each call's CPU and RSS (scripts/setup.sh installs it). */
+export const TIME_BINARY = '/usr/bin/time';
 
 export interface DriverCall {
   readonly command: 'ADD' | 'DEL';
   readonly containerId: string;
   readonly netns: string;
   readonly ifname: string;
+  /** Another build's plugin (run.ts --compare); default: the job's. */
+  readonly plugin?: string;
 }
 
 export interface DriverJob {
@@ -26,6 +37,8 @@ export interface DriverJob {
   readonly concurrency: number;
   /** Ping each pod ADD made from this namespace (a path) right after ADD returns. */
   readonly probe?: { readonly fromNetns: string; readonly timeoutS: number };
+  /** Run each plugin process under GNU time: its CPU seconds and maximum RSS. */
+  readonly measure?: boolean;
 }
 
 export interface DriverSample {
@@ -34,6 +47,10 @@ export interface DriverSample {
   readonly exitCode: number | null;
   /** The plugin process, spawn to exit, ms. */
   readonly ms: number;
+  /** With `measure`: user + system CPU seconds of the plugin and the processes it waited for. */
+  readonly cpuS?: number;
+  /** With `measure`: the largest resident set of the plugin (or one of its children), KiB. */
+  readonly maxRssKb?: number;
   /** The pod's address (ADD). */
   readonly ip?: string;
   /** ADD's return -> the first echo reply from the pod, ms (null: no reply within timeoutS). */
@@ -50,14 +67,35 @@ export interface DriverResult {
 
 const nowEpochMs = (): number => performance.timeOrigin + performance.now();
 
-function runPlugin(job: DriverJob, call: DriverCall): Promise<{ code: number | null; stdout: string; stderr: string; ms: number; endedAt: number }> {
+let timeDir: string | null = null;
+let timeFiles = 0;
+
+/** GNU time's `%U %S %M` line: CPU seconds (user + system) and max RSS in KiB. */
+function readTime(file: string): { cpuS: number; maxRssKb: number } | null {
+  try {
+    const last = readFileSync(file, 'utf8').trim().split('\n').pop() ?? '';
+    const [u, sys, rss] = last.split(' ').map(Number);
+    return Number.isFinite(u) && Number.isFinite(sys) && Number.isFinite(rss) ? { cpuS: Number((u! + sys!).toFixed(3)), maxRssKb: rss! } : null;
+  } catch {
+    return null;
+  }
+}
+
+function runPlugin(job: DriverJob, call: DriverCall): Promise<{ code: number | null; stdout: string; stderr: string; ms: number; endedAt: number; cpuS?: number; maxRssKb?: number }> {
   const env = {
     CNI_COMMAND: call.command, CNI_CONTAINERID: call.containerId, CNI_NETNS: call.netns, CNI_IFNAME: call.ifname,
     CNI_ARGS: 'IgnoreUnknown=1', CNI_PATH: job.cniPath,
   };
+  const plugin = call.plugin ?? job.plugin;
+  let timeFile: string | null = null;
+  if (job.measure) {
+    timeDir ??= mkdtempSync(join(tmpdir(), 'podway-bench-cni-time-'));
+    timeFile = join(timeDir, `${timeFiles++}`);
+  }
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(job.plugin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // GNU time forks and waits for the plugin: about a millisecond more on the wall time.
+    const child = timeFile ? spawn(TIME_BINARY, ['-f', '%U %S %M', '-o', timeFile, plugin], { env, stdio: ['pipe', 'pipe', 'pipe'] }) : spawn(plugin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -67,7 +105,8 @@ function runPlugin(job: DriverJob, call: DriverCall): Promise<{ code: number | n
     child.on('close', (code) => {
       clearTimeout(timer);
       const ms = performance.now() - t0;
-      resolve({ code, stdout, stderr, ms, endedAt: nowEpochMs() });
+      const measured = timeFile ? readTime(timeFile) : null;
+      resolve({ code, stdout, stderr, ms, endedAt: nowEpochMs(), ...(measured ?? {}) });
     });
     child.stdin.end(JSON.stringify(job.config));
   });
@@ -90,7 +129,7 @@ function firstReply(fromNetns: string, ip: string, since: number, timeoutS: numb
 
 async function one(job: DriverJob, call: DriverCall): Promise<DriverSample> {
   const r = await runPlugin(job, call);
-  const base = { command: call.command, containerId: call.containerId, exitCode: r.code, ms: r.ms };
+  const base = { command: call.command, containerId: call.containerId, exitCode: r.code, ms: r.ms, cpuS: r.cpuS, maxRssKb: r.maxRssKb };
   if (r.code !== 0) return { ...base, failure: `${r.stdout.trim()} ${r.stderr.trim()}`.slice(0, 500) };
   if (call.command !== 'ADD') return base;
   const ip = String((JSON.parse(r.stdout) as { ips: { address: string }[] }).ips[0].address).split('/')[0];
@@ -108,7 +147,12 @@ export async function drive(job: DriverJob): Promise<DriverResult> {
       samples[i] = await one(job, job.calls[i]);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(job.concurrency, job.calls.length)) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(job.concurrency, job.calls.length)) }, worker));
+  } finally {
+    if (timeDir) rmSync(timeDir, { recursive: true, force: true });
+    timeDir = null;
+  }
   return { samples, wallMs: performance.now() - t0 };
 }
 

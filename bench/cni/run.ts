@@ -8,17 +8,22 @@
 //   3. ADD's return -> first forwarded packet: --probes pods added one at a time, each pinged
 //      right after its ADD returns from a pod already attached (the first echo reply's arrival).
 // Latency is the plugin's whole process as the runtime sees it (spawn to exit, node's start-up
-// included), timed by bench/cni/driver.ts running inside the node namespace. Afterwards IPAM must
-// be consistent (Ipam.check) and hold no address of the bench's network.
+// included), timed by bench/cni/driver.ts running inside the node namespace, with each process's
+// CPU seconds (its children's included) and maximum RSS from GNU time. Afterwards IPAM must be
+// consistent (Ipam.check) and hold no address of the bench's network.
+// --compare DIR runs a second build's plugin (a checkout with its dist/ and build/, e.g. a copy of
+// main's) beside this one on the same node and store: sequential calls alternate between the two,
+// parallel rounds take turns (which goes first alternates), so both see the same load.
+// --rounds 1 --parallel 30 is the storm of bench/README "A storm on one node".
 //
 // Usage: node dist/bench/cni/run.js [--seq 40] [--rounds 3] [--parallel 20] [--probes 20]
-//                                   [--only embedded,etcd] [--json]
+//                                   [--only embedded,etcd] [--compare DIR] [--json]
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { installCni } from '../../src/cni/install';
+import { installCni, shimText } from '../../src/cni/install';
 import type { KvStore } from '../../src/control/kv/kv';
 import { FileKv } from '../../src/control/kv/file-kv';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
@@ -28,36 +33,42 @@ import { applyResource } from '../../src/control/v3-store';
 import { LabEtcd } from '../../src/lab/etcd';
 import { machineInfo } from '../machine';
 import { BenchNamespaces } from '../namespaces';
+import { TIME_BINARY } from './driver';
 import type { DriverCall, DriverJob, DriverResult, DriverSample } from './driver';
 import { benchArgsOrExit } from '../e2e/bench-args';
 
-const BENCH_ARGS = { usage: 'usage: node dist/bench/cni/run.js [--seq N] [--rounds N] [--parallel N] [--probes N] [--only embedded,etcd] [--json]', flags: ['--json'], options: ['--seq', '--rounds', '--parallel', '--probes', '--only'] };
+const BENCH_ARGS = { usage: 'usage: node dist/bench/cni/run.js [--seq N] [--rounds N] [--parallel N] [--probes N] [--only embedded,etcd] [--compare OTHER_CHECKOUT] [--json]', flags: ['--json'], options: ['--seq', '--rounds', '--parallel', '--probes', '--only', '--compare'] };
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const DRIVER = path.join(__dirname, 'driver.js');
 const NETWORK = 'podway';
 const GOAL_FIRST_PACKET_P99_MS = 200;
 
-interface Args { seq: number; rounds: number; parallel: number; probes: number; only: string[]; json: boolean }
+interface Args { seq: number; rounds: number; parallel: number; probes: number; only: string[]; json: boolean; compare?: string }
 
 function parseArgs(argv: string[]): Args {
   const args: Args = { seq: 40, rounds: 3, parallel: 20, probes: 20, only: ['embedded', 'etcd'], json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    const int = () => {
+    // --rounds 0 and --probes 0 leave those parts out.
+    const int = (min = 1) => {
       const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v <= 0 || v > 200) throw new Error(`${a} needs an integer 1..200`);
+      if (!Number.isInteger(v) || v < min || v > 200) throw new Error(`${a} needs an integer ${min}..200`);
       return v;
     };
     if (a === '--seq') args.seq = int();
-    else if (a === '--rounds') args.rounds = int();
+    else if (a === '--rounds') args.rounds = int(0);
     else if (a === '--parallel') args.parallel = int();
-    else if (a === '--probes') args.probes = int();
+    else if (a === '--probes') args.probes = int(0);
+    else if (a === '--compare') {
+      args.compare = path.resolve(argv[++i] ?? '');
+      if (!existsSync(path.join(args.compare, 'dist', 'src', 'cni', 'main.js'))) throw new Error(`--compare ${argv[i]}: no dist/src/cni/main.js there (build it first)`);
+    }
     else if (a === '--json') args.json = true;
     else if (a === '--only') {
       args.only = (argv[++i] ?? '').split(',').filter(Boolean);
       for (const s of args.only) if (s !== 'embedded' && s !== 'etcd') throw new Error(`--only: unknown store ${JSON.stringify(s)} (embedded, etcd)`);
-    } else throw new Error(`unknown argument ${a} (expected --seq N, --rounds N, --parallel N, --probes N, --only embedded,etcd, --json)`);
+    } else throw new Error(`unknown argument ${a} (expected --seq N, --rounds N, --parallel N, --probes N, --only embedded,etcd, --compare DIR, --json)`);
   }
   return args;
 }
@@ -74,6 +85,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Row {
   readonly store: string;
+  /** 'this' (this checkout's plugin) or 'compare' (--compare's). */
+  readonly build: string;
   readonly scenario: string;
   readonly calls: number;
   readonly failures: number;
@@ -82,6 +95,12 @@ interface Row {
   readonly maxMs: number;
   /** Wall time of each batch of calls (parallel rounds), ms. */
   readonly wallMs?: number[];
+  /** CPU seconds per call (the plugin and its children): median and largest. */
+  readonly cpuP50S: number;
+  readonly cpuMaxS: number;
+  /** Maximum resident set per call, MB: median and largest. */
+  readonly rssP50Mb: number;
+  readonly rssMaxMb: number;
   readonly firstFailure?: string;
 }
 
@@ -105,8 +124,10 @@ class BenchNode {
   config!: Record<string, unknown>;
   plugin!: string;
   binDir = path.join(this.dir, 'bin');
+  /** The plugins to run: this build's, and --compare's. */
+  builds: { name: string; plugin: string }[] = [];
 
-  constructor(readonly store: 'embedded' | 'etcd') {}
+  constructor(readonly store: 'embedded' | 'etcd', private readonly compare?: string) {}
 
   async start(): Promise<void> {
     this.namespaces.uplink(this.nodeNs, this.upNs);
@@ -150,6 +171,13 @@ class BenchNode {
     const conflist = JSON.parse(readFileSync(done.conflist, 'utf8')) as { name: string; plugins: Record<string, unknown>[] };
     this.plugin = done.plugin;
     this.config = { cniVersion: '1.0.0', name: conflist.name, ...conflist.plugins[0] };
+    this.builds = [{ name: 'this', plugin: this.plugin }];
+    if (this.compare) {
+      // The other build's plugin, as `cni install` from that checkout would write it, beside ours.
+      const other = path.join(this.binDir, 'podway-compare');
+      writeFileSync(other, shimText(process.execPath, path.join(this.compare, 'dist', 'src', 'cni', 'main.js')), { mode: 0o755 });
+      this.builds.push({ name: 'compare', plugin: other });
+    }
   }
 
   /** `n` fresh pod namespaces (made before any timing: the runtime makes them before ADD). */
@@ -168,7 +196,7 @@ class BenchNode {
 
   /** Runs the driver in the node namespace. */
   drive(calls: DriverCall[], concurrency: number, probe?: DriverJob['probe']): Promise<DriverResult> {
-    const job: DriverJob = { plugin: this.plugin, cniPath: this.binDir, config: this.config, calls, concurrency, probe };
+    const job: DriverJob = { plugin: this.plugin, cniPath: this.binDir, config: this.config, calls, concurrency, probe, measure: true };
     return new Promise((resolve, reject) => {
       const p = spawn('ip', ['netns', 'exec', this.nodeNs, process.execPath, DRIVER], { stdio: ['pipe', 'pipe', 'pipe'] });
       let out = '';
@@ -204,49 +232,65 @@ class BenchNode {
   }
 }
 
-const call = (command: 'ADD' | 'DEL', p: { id: string; netns: string }): DriverCall => ({ command, containerId: p.id, netns: p.netns, ifname: 'eth0' });
+const call = (command: 'ADD' | 'DEL', p: { id: string; netns: string }, plugin?: string): DriverCall => ({ command, containerId: p.id, netns: p.netns, ifname: 'eth0', plugin });
 
-function row(store: string, scenario: string, samples: DriverSample[], wallMs?: number[]): Row {
-  const ok = samples.filter((s) => s.exitCode === 0).map((s) => s.ms);
+function row(store: string, build: string, scenario: string, samples: DriverSample[], wallMs?: number[]): Row {
+  const okSamples = samples.filter((s) => s.exitCode === 0);
+  const ok = okSamples.map((s) => s.ms);
+  const cpu = okSamples.flatMap((s) => (s.cpuS === undefined ? [] : [s.cpuS]));
+  const rss = okSamples.flatMap((s) => (s.maxRssKb === undefined ? [] : [s.maxRssKb / 1024]));
   const failed = samples.filter((s) => s.exitCode !== 0);
   return {
-    store, scenario, calls: samples.length, failures: failed.length,
+    store, build, scenario, calls: samples.length, failures: failed.length,
     p50Ms: percentile(ok, 50), p99Ms: percentile(ok, 99), maxMs: ok.length ? Math.max(...ok) : NaN,
     wallMs, firstFailure: failed[0]?.failure,
+    cpuP50S: percentile(cpu, 50), cpuMaxS: cpu.length ? Math.max(...cpu) : NaN,
+    rssP50Mb: percentile(rss, 50), rssMaxMb: rss.length ? Math.max(...rss) : NaN,
   };
 }
 
-async function benchStore(store: 'embedded' | 'etcd', args: Args, log: (s: string) => void): Promise<{ rows: Row[]; firstPacket: FirstPacket; problems: string[] }> {
-  const n = new BenchNode(store);
+async function benchStore(store: 'embedded' | 'etcd', args: Args, log: (s: string) => void): Promise<{ rows: Row[]; firstPacket: FirstPacket | null; problems: string[] }> {
+  const n = new BenchNode(store, args.compare);
   const rows: Row[] = [];
   try {
     await n.start();
-    log(`[${store}] podway running on ${n.node}; sequential ${args.seq} ADD + DEL`);
+    const builds = n.builds;
+    log(`[${store}] podway running on ${n.node}; sequential ${args.seq} ADD + DEL${builds.length > 1 ? ' per build, alternating' : ''}`);
 
-    const seqPods = n.pods(args.seq);
-    const seqAdd = await n.drive(seqPods.map((p) => call('ADD', p)), 1);
-    const seqDel = await n.drive(seqPods.map((p) => call('DEL', p)), 1);
-    n.dropPods(seqPods);
-    rows.push(row(store, 'ADD, sequential', seqAdd.samples), row(store, 'DEL, sequential', seqDel.samples));
+    // Sequential: the builds' calls alternate (which goes first alternates too), ADDs then DELs.
+    const seqPods = builds.map(() => n.pods(args.seq));
+    const order = (i: number) => (i % 2 === 0 ? builds.map((_, b) => b) : builds.map((_, b) => builds.length - 1 - b));
+    const interleaved = (command: 'ADD' | 'DEL') => Array.from({ length: args.seq }, (_, i) => order(i).map((b) => call(command, seqPods[b]![i]!, builds[b]!.plugin))).flat();
+    const seqAdd = await n.drive(interleaved('ADD'), 1);
+    const seqDel = await n.drive(interleaved('DEL'), 1);
+    seqPods.forEach((p) => n.dropPods(p));
+    const ofBuild = (samples: DriverSample[], b: number) => samples.filter((s) => seqPods[b]!.some((p) => p.id === s.containerId));
+    builds.forEach((bd, b) => rows.push(row(store, bd.name, 'ADD, sequential', ofBuild(seqAdd.samples, b)), row(store, bd.name, 'DEL, sequential', ofBuild(seqDel.samples, b))));
 
-    log(`[${store}] ${args.rounds} rounds of ${args.parallel} ADDs, then ${args.parallel} DELs, in parallel`);
-    const parAdd: DriverSample[] = [];
-    const parDel: DriverSample[] = [];
-    const addWalls: number[] = [];
-    const delWalls: number[] = [];
+    if (args.rounds > 0) log(`[${store}] ${args.rounds} rounds of ${args.parallel} ADDs, then ${args.parallel} DELs, in parallel${builds.length > 1 ? ', each build in turn' : ''}`);
+    const par = builds.map(() => ({ add: [] as DriverSample[], del: [] as DriverSample[], addWalls: [] as number[], delWalls: [] as number[] }));
     for (let r = 0; r < args.rounds; r++) {
-      const pods = n.pods(args.parallel);
-      const a = await n.drive(pods.map((p) => call('ADD', p)), args.parallel);
-      const ips = new Set(a.samples.filter((s) => s.ip).map((s) => s.ip));
-      if (ips.size !== a.samples.filter((s) => s.exitCode === 0).length) throw new Error(`[${store}] parallel ADDs handed out duplicate addresses`);
-      const d = await n.drive(pods.map((p) => call('DEL', p)), args.parallel);
-      n.dropPods(pods);
-      parAdd.push(...a.samples);
-      parDel.push(...d.samples);
-      addWalls.push(Math.round(a.wallMs));
-      delWalls.push(Math.round(d.wallMs));
+      for (const b of order(r)) {
+        const pods = n.pods(args.parallel);
+        const a = await n.drive(pods.map((p) => call('ADD', p, builds[b]!.plugin)), args.parallel);
+        const ips = new Set(a.samples.filter((s) => s.ip).map((s) => s.ip));
+        if (ips.size !== a.samples.filter((s) => s.exitCode === 0).length) throw new Error(`[${store}] parallel ADDs handed out duplicate addresses`);
+        const d = await n.drive(pods.map((p) => call('DEL', p, builds[b]!.plugin)), args.parallel);
+        n.dropPods(pods);
+        par[b]!.add.push(...a.samples);
+        par[b]!.del.push(...d.samples);
+        par[b]!.addWalls.push(Math.round(a.wallMs));
+        par[b]!.delWalls.push(Math.round(d.wallMs));
+      }
     }
-    rows.push(row(store, `ADD, ${args.parallel} in parallel`, parAdd, addWalls), row(store, `DEL, ${args.parallel} in parallel`, parDel, delWalls));
+    if (args.rounds > 0) builds.forEach((bd, b) => rows.push(row(store, bd.name, `ADD, ${args.parallel} in parallel`, par[b]!.add, par[b]!.addWalls), row(store, bd.name, `DEL, ${args.parallel} in parallel`, par[b]!.del, par[b]!.delWalls)));
+    const consistency = async () => {
+      const problems = (await new Ipam(n.kv!).check()).map((p) => `${store}: IPAM ${JSON.stringify(p)}`);
+      const left = (await n.kv!.list(HANDLE_PREFIX)).entries.map((e) => e.key.slice(HANDLE_PREFIX.length)).filter((h) => h.startsWith(`${NETWORK}.`));
+      if (left.length) problems.push(`${store}: ${left.length} handles of the bench's network left after DEL: ${left.slice(0, 3).join(', ')}`);
+      return problems;
+    };
+    if (args.probes === 0) return { rows, firstPacket: null, problems: await consistency() };
 
     log(`[${store}] ADD -> first forwarded packet, ${args.probes} pods`);
     const [prober] = n.pods(1);
@@ -266,10 +310,7 @@ async function benchStore(store: 'embedded' | 'etcd', args: Args, log: (s: strin
     const fp = probed.samples.map((s) => s.firstPacketMs).filter((x): x is number => typeof x === 'number');
     const firstPacket: FirstPacket = { store, probes: probed.samples.length, answered: fp.length, p50Ms: percentile(fp, 50), p99Ms: percentile(fp, 99), maxMs: fp.length ? Math.max(...fp) : NaN };
 
-    const problems = (await new Ipam(n.kv!).check()).map((p) => `${store}: IPAM ${JSON.stringify(p)}`);
-    const left = (await n.kv!.list(HANDLE_PREFIX)).entries.map((e) => e.key.slice(HANDLE_PREFIX.length)).filter((h) => h.startsWith(`${NETWORK}.`));
-    if (left.length) problems.push(`${store}: ${left.length} handles of the bench's network left after DEL: ${left.slice(0, 3).join(', ')}`);
-    return { rows, firstPacket, problems };
+    return { rows, firstPacket, problems: await consistency() };
   } catch (e) {
     process.stderr.write(`podway log (${store}):\n${n.log.slice(-10).join('\n')}\n`);
     throw e;
@@ -279,6 +320,7 @@ async function benchStore(store: 'embedded' | 'etcd', args: Args, log: (s: strin
 }
 
 const fmt = (ms: number) => (Number.isNaN(ms) ? '-' : ms < 10 ? ms.toFixed(2) : ms.toFixed(1));
+const fmtS = (s: number) => (Number.isNaN(s) ? '-' : s.toFixed(2));
 
 async function main(): Promise<void> {
   // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
@@ -286,6 +328,7 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) throw new Error('bench:cni needs root (network namespaces, veths)');
   if (!existsSync(DRIVER)) throw new Error(`${DRIVER} is missing: run npm run build:ts first`);
+  if (!existsSync(TIME_BINARY)) throw new Error(`${TIME_BINARY} (GNU time, each call's CPU and RSS) is missing: bash scripts/setup.sh installs it`);
   const machine = machineInfo();
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const rows: Row[] = [];
@@ -295,7 +338,7 @@ async function main(): Promise<void> {
   for (const store of args.only as ('embedded' | 'etcd')[]) {
     const r = await benchStore(store, args, log);
     rows.push(...r.rows);
-    firstPackets.push(r.firstPacket);
+    if (r.firstPacket) firstPackets.push(r.firstPacket);
     problems.push(...r.problems);
   }
   const loadEnd = os.loadavg().map((x) => Number(x.toFixed(2)));
@@ -305,13 +348,14 @@ async function main(): Promise<void> {
   } else {
     const out: string[] = [];
     out.push(`Machine: ${machine.cpu}, ${machine.nproc} vCPUs, kernel ${machine.kernel}, Node ${machine.node}, ${machine.date}; load average ${machine.loadavg.join(' ')} at the start, ${loadEnd.join(' ')} at the end; ${seconds} s.`);
-    out.push('', 'Plugin process as the runtime sees it (spawn to exit), ms:', '');
-    out.push('| store | calls | n | failed | p50 | p99 | max | wall per batch |', '|---|---|---:|---:|---:|---:|---:|---|');
-    for (const r of rows) out.push(`| ${r.store} | ${r.scenario} | ${r.calls} | ${r.failures} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${fmt(r.maxMs)} | ${r.wallMs ? r.wallMs.join(', ') : ''} |`);
-    out.push('', `ADD's return -> first forwarded packet (first echo reply from the new pod), ms; goal p99 <= ${GOAL_FIRST_PACKET_P99_MS}:`, '');
-    out.push('| store | pods | answered | p50 | p99 | max | goal |', '|---|---:|---:|---:|---:|---:|---|');
+    if (args.compare) out.push('', `Builds: this = ${ROOT}, compare = ${args.compare}.`);
+    out.push('', 'Plugin process as the runtime sees it (spawn to exit), ms; its CPU seconds (with its children) and max RSS:', '');
+    out.push('| store | build | calls | n | failed | p50 ms | p99 ms | max ms | CPU-s p50 | CPU-s max | RSS MB p50 | wall per batch |', '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    for (const r of rows) out.push(`| ${r.store} | ${r.build} | ${r.scenario} | ${r.calls} | ${r.failures} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${fmt(r.maxMs)} | ${fmtS(r.cpuP50S)} | ${fmtS(r.cpuMaxS)} | ${Number.isNaN(r.rssP50Mb) ? '-' : r.rssP50Mb.toFixed(0)} | ${r.wallMs ? r.wallMs.join(', ') : ''} |`);
+    if (firstPackets.length > 0) out.push('', `ADD's return -> first forwarded packet (first echo reply from the new pod, this build), ms; goal p99 <= ${GOAL_FIRST_PACKET_P99_MS}:`, '');
+    if (firstPackets.length > 0) out.push('| store | pods | answered | p50 | p99 | max | goal |', '|---|---:|---:|---:|---:|---:|---|');
     for (const f of firstPackets) out.push(`| ${f.store} | ${f.probes} | ${f.answered} | ${fmt(f.p50Ms)} | ${fmt(f.p99Ms)} | ${fmt(f.maxMs)} | ${f.answered === f.probes && f.p99Ms <= GOAL_FIRST_PACKET_P99_MS ? 'met' : 'NOT met'} |`);
-    for (const r of rows) if (r.firstFailure) out.push('', `first failure (${r.store}, ${r.scenario}): ${r.firstFailure}`);
+    for (const r of rows) if (r.firstFailure) out.push('', `first failure (${r.store}, ${r.build}, ${r.scenario}): ${r.firstFailure}`);
     out.push('', problems.length ? `Problems after the runs:\n${problems.join('\n')}` : 'After the runs: IPAM consistent, no address of the bench network held.');
     process.stdout.write(out.join('\n') + '\n');
   }

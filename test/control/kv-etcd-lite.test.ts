@@ -108,14 +108,14 @@ test('connected, then etcd stops answering: too slow (KvSlowError); not connecte
   const fresh = new EtcdLiteKv({ endpoints: [server.endpoint], timeoutMs: 500, connectTimeoutMs: 3000 });
   try {
     assert.is(await up.get('/slow/x'), null); // the connection is up
-    process.kill(server.pid(), 'SIGSTOP');
+    await server.pause();
     let slow: Error;
     let unreachable: Error;
     try {
       slow = await failure(up.get('/slow/x'));
       unreachable = await failure(fresh.get('/slow/y'));
     } finally {
-      process.kill(server.pid(), 'SIGCONT');
+      server.resume();
     }
     assert.instance(slow, KvSlowError);
     assert.instance(slow, KvUnavailableError, 'still an unavailable store for the retrying callers');

@@ -4,7 +4,8 @@
 // answers nothing: with a connection already up a call then runs out its deadline on an open
 // connection (KvSlowError, "too slow"); a store that has no connection yet cannot finish the
 // HTTP/2 handshake and fails after the connect bound as unreachable. Nothing listening: unreachable
-// at once. The etcd is always continued (SIGCONT) in `finally`.
+// at once. The etcd is always continued (SIGCONT) in `finally`; a call is made only once every thread
+// of it is stopped (EtcdServer.pause: kill(2) returns before, and a busy host answered calls meanwhile).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
@@ -28,12 +29,12 @@ test('connected, then etcd stops answering: the call fails as too slow (KvSlowEr
   const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 1500, connectTimeoutMs: 10_000 });
   try {
     assert.is(await kv.get('/slow/x'), null); // the connection is up
-    process.kill(etcd.pid(), 'SIGSTOP');
+    await etcd.pause();
     let e: Error;
     try {
       e = await failure(kv.get('/slow/x'));
     } finally {
-      process.kill(etcd.pid(), 'SIGCONT');
+      etcd.resume();
     }
     assert.instance(e, KvSlowError);
     assert.instance(e, KvUnavailableError, 'still an unavailable store for the retrying callers');
@@ -47,12 +48,12 @@ test('connected, then etcd stops answering: the call fails as too slow (KvSlowEr
 test('no connection yet and etcd not answering: unreachable after the connect bound, not the call deadline', async () => {
   const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 500, connectTimeoutMs: 3000 });
   try {
-    process.kill(etcd.pid(), 'SIGSTOP');
+    await etcd.pause();
     let e: Error;
     try {
       e = await failure(kv.get('/slow/y'));
     } finally {
-      process.kill(etcd.pid(), 'SIGCONT');
+      etcd.resume();
     }
     assert.instance(e, KvUnavailableError);
     assert.not.instance(e, KvSlowError);

@@ -2,7 +2,7 @@
 // ports, a temporary data dir; stopped by PID and its dir removed when the test stops it or, at
 // the latest, when the test process exits.
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,13 @@ export interface EtcdServer {
   readonly dataDir: string;
   /** PID of the running etcd (changes across restart). */
   pid(): number;
+  /**
+   * SIGSTOPs etcd and waits until every thread of it is stopped: kill(2) returns before that, and
+   * on a busy host a call sent right after it was still answered (a "stopped" etcd answering).
+   */
+  pause(): Promise<void>;
+  /** SIGCONTs etcd. */
+  resume(): void;
   /** SIGKILLs etcd and waits for it to exit (the data dir stays). */
   kill(): Promise<void>;
   /** Starts etcd again on the same data dir and ports, and waits until it answers. */
@@ -48,6 +55,29 @@ process.on('exit', () => {
   for (const p of running) if (p.pid) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
+
+/** SIGSTOP, then wait (bounded) until every thread of `pid` is in the stopped state (T). */
+export async function stopProcess(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    let running: string[] = [];
+    try {
+      running = readdirSync(`/proc/${pid}/task`).filter((t) => {
+        try {
+          return !/^[tT]$/.test(readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[0]!);
+        } catch {
+          return false; // a thread that exited meanwhile
+        }
+      });
+    } catch (e) {
+      throw new Error(`process ${pid} gone while stopping it: ${(e as Error).message}`);
+    }
+    if (running.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`process ${pid}: threads ${running.join(', ')} not stopped 10 s after SIGSTOP`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 /** Another process listens on the port given to this etcd. */
 class PortTaken extends Error {}
@@ -138,6 +168,8 @@ export async function startEtcd(): Promise<EtcdServer> {
     clientPort,
     dataDir,
     pid: () => proc!.pid!,
+    pause: () => stopProcess(proc!.pid!),
+    resume: () => { process.kill(proc!.pid!, 'SIGCONT'); },
     kill,
     start: launch,
     async stop() {

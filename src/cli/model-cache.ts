@@ -1,8 +1,10 @@
 /**
- * The last-known-good model of `podway run`, kept on local disk so that a podway (re)started while
- * its etcd is unreachable forwards on the state it last knew instead of nothing: with Calico the
- * kernel keeps felix's routes while felix restarts; with podway the dataplane is the process, so
- * it has to bring its state back itself (README, "Datastore away").
+ * The last-known-good model of `podway run`, kept on local disk so that a podway (re)started
+ * forwards on the state it last knew instead of nothing: with Calico the kernel keeps felix's
+ * routes while felix restarts; with podway the dataplane is the process, so it has to bring its
+ * state back itself (README, "Datastore away"). A cache written in this boot of the machine is
+ * applied at once at start, while the datastore is asked (the kernel's routes Calico keeps last as
+ * long); one of an earlier boot only when the datastore is unreachable.
  *
  * One JSON file, written atomically (a temporary file in the same directory, fsync, rename): a
  * crash mid-write leaves the previous cache, never half of one. It says which node and which
@@ -22,10 +24,14 @@ import { replaceFile } from '../util/replace-file';
 
 /** What the file says it is; a different value is not a podway model cache. */
 export const MODEL_CACHE_FORMAT = 'podway-model-cache';
-/** Bumped when the file's shape changes: 2 added the BGP settings (`bgp`). Version 1 is still read
- * (its model is the same; it has no BGP settings, so the speaker waits for the datastore); any
- * other version is refused, not misread. */
-export const MODEL_CACHE_VERSION = 2;
+/** Bumped when the file's shape changes: 2 added the BGP settings (`bgp`), 3 the boot it was
+ * written in (`bootId`). Versions 1 and 2 are still read (their model is the same; 1 has no BGP
+ * settings, so the speaker waits for the datastore; neither says its boot, so neither is applied
+ * before the datastore is asked); any other version is refused, not misread. */
+export const MODEL_CACHE_VERSION = 3;
+/** The kernel's identity of this boot of the machine (a random UUID made at boot; the same in
+ * every network namespace). */
+export const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
 /** Where `podway run` keeps it by default (local disk: it outlives a restart and a reboot). */
 export const DEFAULT_MODEL_CACHE_DIR = '/var/lib/podway';
 /** At most one write per this many ms (the newest model applied is written when it is up). */
@@ -33,6 +39,19 @@ export const MODEL_CACHE_WRITE_INTERVAL_MS = 10_000;
 
 export function defaultModelCachePath(node: string): string {
   return path.join(DEFAULT_MODEL_CACHE_DIR, `${node}.model.json`);
+}
+
+let thisBoot: string | null | undefined;
+/** This boot's id (BOOT_ID_FILE, read once), or null when it cannot be read (a cache is then
+ * never taken for this boot's). */
+export function currentBootId(): string | null {
+  if (thisBoot !== undefined) return thisBoot;
+  try {
+    thisBoot = readFileSync(BOOT_ID_FILE, 'utf8').trim() || null;
+  } catch {
+    thisBoot = null;
+  }
+  return thisBoot;
 }
 
 /**
@@ -58,6 +77,8 @@ interface CacheFile {
   model: string;
   /** Version 2: the BGP settings in force (BgpInputs as JSON text; null without --bgp). */
   bgp?: string | null;
+  /** Version 3: the boot of the machine it was written in (BOOT_ID_FILE; null when unreadable). */
+  bootId?: string | null;
 }
 
 export interface CachedModel {
@@ -68,6 +89,9 @@ export interface CachedModel {
    * saying why (written without --bgp, or by a podway of format version 1). */
   readonly bgp: BgpInputs | null;
   readonly noBgp?: string;
+  /** The boot of the machine it was written in; null when it does not say (format version 1 or 2,
+   * or written where the boot id could not be read). */
+  readonly bootId: string | null;
 }
 
 /** The model as JSON; its Sets (knownNodeIps) become tagged arrays. */
@@ -125,7 +149,7 @@ export function readModelCache(file: string, node: string, datastore: string): C
       return { refused: `not JSON (${(e as Error).message}): damaged` };
     }
     if (typeof c !== 'object' || c === null || c.format !== MODEL_CACHE_FORMAT) return { refused: 'not a podway model cache' };
-    if (c.version !== MODEL_CACHE_VERSION && c.version !== 1) return { refused: `format version ${String(c.version)}, this podway reads 1 and ${MODEL_CACHE_VERSION}` };
+    if (c.version !== MODEL_CACHE_VERSION && c.version !== 1 && c.version !== 2) return { refused: `format version ${String(c.version)}, this podway reads 1 to ${MODEL_CACHE_VERSION}` };
     if (c.node !== node) return { refused: `it is node ${String(c.node)}'s, not ${node}'s` };
     if (c.datastore !== datastore) return { refused: `it is from datastore ${String(c.datastore)}, not ${datastore}` };
     if (typeof c.model !== 'string') return { refused: 'its checksum does not match: damaged' };
@@ -134,17 +158,19 @@ export function readModelCache(file: string, node: string, datastore: string): C
     if (sha256(hashed(c.model, c.version === 1 ? undefined : bgpText)) !== c.sha256) return { refused: 'its checksum does not match: damaged' };
     const appliedAt = new Date(c.appliedAt);
     if (Number.isNaN(appliedAt.getTime())) return { refused: 'no valid appliedAt time' };
+    const bootId = c.version >= 3 ? c.bootId ?? null : null;
+    if (bootId !== null && (typeof bootId !== 'string' || bootId === '')) return { refused: 'its bootId is not a boot id' };
     const model = decodeModel(c.model);
     checkShape(model, node);
-    if (c.version === 1) return { model, appliedAt, bgp: null, noBgp: 'it is of format version 1, which holds no BGP settings' };
-    if (bgpText === null) return { model, appliedAt, bgp: null, noBgp: 'it was written without --bgp' };
+    if (c.version === 1) return { model, appliedAt, bgp: null, noBgp: 'it is of format version 1, which holds no BGP settings', bootId };
+    if (bgpText === null) return { model, appliedAt, bgp: null, noBgp: 'it was written without --bgp', bootId };
     let bgp: BgpInputs;
     try {
       bgp = checkBgpInputs(JSON.parse(bgpText));
     } catch (e) {
       return { refused: e instanceof SyntaxError ? `the BGP settings are not JSON (${e.message})` : (e as Error).message };
     }
-    return { model, appliedAt, bgp };
+    return { model, appliedAt, bgp, bootId };
   } catch (e) {
     return { refused: (e as Error).message };
   }
@@ -155,10 +181,10 @@ function hashed(model: string, bgp: string | null | undefined): string {
   return bgp === undefined ? model : `${model}\n${bgp ?? 'null'}`;
 }
 
-function cacheText(node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null): string {
+function cacheText(node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null, bootId: string | null): string {
   const text = encodeModel(model);
   const bgpText = bgp === null ? null : JSON.stringify(bgp);
-  const body: CacheFile = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), sha256: sha256(hashed(text, bgpText)), model: text, bgp: bgpText };
+  const body: CacheFile = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), bootId, sha256: sha256(hashed(text, bgpText)), model: text, bgp: bgpText };
   return JSON.stringify(body);
 }
 
@@ -166,10 +192,11 @@ function cacheText(node: string, datastore: string, model: NodeDataplaneModel, a
  * Writes `file` atomically (util/replace-file.ts: a temporary dot-file beside it, fsynced, renamed
  * over it, the directory fsynced; none left by a failed write). Only the JSON
  * encoding runs on the calling thread, the file work (write, fsync, rename) off it: podway run's
- * main thread forwards, and an fsync may take a disk's time.
+ * main thread forwards, and an fsync may take a disk's time. `bootId`: the boot it is written in
+ * (this one's by default).
  */
-export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null = null): Promise<number> {
-  const data = cacheText(node, datastore, model, appliedAt, bgp);
+export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null = null, bootId: string | null = currentBootId()): Promise<number> {
+  const data = cacheText(node, datastore, model, appliedAt, bgp, bootId);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   await replaceFile(file, data, { mode: 0o600 });
   return data.length;

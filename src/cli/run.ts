@@ -12,7 +12,7 @@ import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from './model-source';
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
-import { ModelCacheWriter, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
+import { BOOT_ID_FILE, ModelCacheWriter, currentBootId, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
 import { joinCluster, NodeAddressStore } from './join';
 import { ReRegistration } from './re-register';
 import { TunnelAddressJoin } from './tunnel-join';
@@ -123,6 +123,9 @@ export interface RunOptions {
   /** The last-known-good model file (model-cache.ts; default /var/lib/podway/NODE.model.json;
    * 'none': no cache). etcd datastores only. */
   modelCache?: string;
+  /** A model cache written in this boot of the machine is applied at once at start, while the
+   * datastore is asked (default true; `--no-cache-first`: only when the datastore is unreachable). */
+  cacheFirst?: boolean;
   /** Where the CNI plugin spools DELs deferred while etcd was down (replayed here; etcd only;
    * default /var/lib/podway/pending-del). */
   cniPendingDelDir?: string;
@@ -310,9 +313,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
   /** Set once the first model is applied and the workers run (the "forwarding:" line). */
   let forwarding = false;
   let current: NodeDataplaneModel | null = null;
-  /** Set while forwarding on the cached model (model-cache.ts): the datastore has not answered
+  /** Set while forwarding on the cached model (model-cache.ts): no model of the datastore applied
    * since the start. */
   let onCache: CachedModel | null = null;
+  /** The cached model was applied at once (same boot), not because the datastore was unreachable. */
+  let cacheFirst = false;
   let engine: Engine | null = null;
   /** New model threads started after one died (the metric; serve() reads its ModelSource). */
   let modelThreadRestarts = (): number => 0;
@@ -438,7 +443,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const cacheId = datastoreIdentity(spec);
     const cacheFile = opts.modelCache === 'none' || cacheId === null ? null : opts.modelCache ?? defaultModelCachePath(opts.node);
     const cacheWriter = cacheFile && cacheId ? new ModelCacheWriter(cacheFile, opts.node, cacheId, { info: (m) => log.info(m), warn: (m) => log.warn(m) }) : null;
-    const cachedReason = (why: string) => `running on the cached model from ${onCache!.appliedAt.toISOString()}: datastore unreachable${why ? ` (${why})` : ''}`;
+    const cachedReason = (why: string) => `running on the cached model from ${onCache!.appliedAt.toISOString()}: ${cacheFirst ? 'applied at start (same boot), the datastore\'s model not yet' : 'datastore unreachable'}${why ? ` (${why})` : ''}`;
     /** Not in sync, saying why; on the cache, the reason says so first (status, /readyz). */
     const datastoreDown = (why: string) => health.setDatastore(false, onCache ? cachedReason(why) : why);
     let saidUnreachable: () => void = () => {};
@@ -584,6 +589,39 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // cache has (a restart), each until its peer has sent its table again.
     const cached = cacheFile && cacheId ? readModelCache(cacheFile, opts.node, cacheId) : 'none';
     if (opts.bgp && cached !== 'none' && !('refused' in cached)) bgpOptions.heldLearned = cached.model.bgpLearned ?? [];
+    /** Why `c` is not applied at once at start (null: it is): turned off, not of this boot, or
+     * not this node's addresses as they are now (given otherwise, or held by no interface here:
+     * the engine would refuse it, and that refusal stops a start). */
+    const cacheFirstRefusal = async (c: CachedModel): Promise<string | null> => {
+      if (opts.cacheFirst === false) return '--no-cache-first';
+      const boot = currentBootId();
+      if (c.bootId === null) return 'it does not say which boot of the machine it was written in (written by an older podway)';
+      if (boot === null) return `this boot's id cannot be read (${BOOT_ID_FILE})`;
+      if (c.bootId !== boot) return `it was written in another boot of the machine (boot id ${c.bootId}, this one ${boot}): after a reboot pods are made again and their blocks may have moved`;
+      const m = c.model;
+      const given4 = opts.ip === 'none' ? null : opts.ip !== undefined && opts.ip !== 'autodetect' ? parseIPv4WithPrefix(opts.ip)?.addr ?? null : undefined;
+      if (given4 !== undefined && given4 !== m.node.ip) return `its node address ${ipv4Text(m) ?? 'none'} is not --ip (or IP) ${opts.ip}`;
+      const p6 = opts.ip6 !== undefined && opts.ip6 !== 'autodetect' && opts.ip6 !== 'none' ? parseIPv6Cidr(opts.ip6) : null;
+      const given6 = opts.ip6 === 'none' ? null : p6 ? canonicalIpv6(p6.addr) : undefined;
+      const cached6 = (() => {
+        try {
+          return m.v6.ip6 === null ? null : canonicalIpv6(m.v6.ip6);
+        } catch {
+          return m.v6.ip6; // not an address: the engine refuses it (model-check.ts), said there
+        }
+      })();
+      if (given6 !== undefined && given6 !== cached6) return `its node address ${ipv6Text(m) ?? 'none'} is not --ip6 (or IP6) ${opts.ip6}`;
+      // The interfaces as read for the first apply (read now, not again then).
+      const links = await hostReads.then((r) => r.links, () => null);
+      if (links !== null) {
+        try {
+          findUnderlay(m.node.ip, m.v6.ip6, links);
+        } catch (e) {
+          return `its node address: ${(e as Error).message}`;
+        }
+      }
+      return null;
+    };
     let starting = startDatastore();
     starting.catch(() => undefined); // handled below (at once, or once forwarding on the cache)
     let source: ModelSource | null = null;
@@ -594,15 +632,23 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let firstInputs: BgpInputs | undefined;
     if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}`);
     if (cached !== 'none' && !('refused' in cached)) {
-      // The datastore first, as always; the cache only when it says it is unreachable or does not
-      // answer within CACHE_WAIT_MS (a blackholed etcd says nothing).
-      const answered = await Promise.race([starting, unreachable, new Promise<null>((r) => setTimeout(() => r(null), CACHE_WAIT_MS).unref())]);
+      // Written in this boot of the machine: applied at once, while the datastore is asked (its
+      // first model replaces it, as any change): the pods' traffic goes on through a restart, as
+      // the kernel's routes carry Calico's through felix's. Otherwise (another boot: pods are
+      // recreated after a reboot and IPAM may have moved blocks; --no-cache-first) the datastore
+      // first, the cache only when it says it is unreachable or does not answer within
+      // CACHE_WAIT_MS (a blackholed etcd says nothing).
+      const notFirst = await cacheFirstRefusal(cached);
+      if (notFirst !== null && opts.cacheFirst !== false) log.info(`model cache ${cacheFile} not applied at start: ${notFirst}; the datastore first (the cache if it does not answer)`);
+      const answered = notFirst === null ? null : await Promise.race([starting, unreachable, new Promise<null>((r) => setTimeout(() => r(null), CACHE_WAIT_MS).unref())]);
       if (answered) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = answered);
       else {
         onCache = cached;
+        cacheFirst = notFirst === null;
         first = cached.model;
         datastoreDown(health.datastoreReason);
-        log.warn(`datastore ${specText} unreachable: forwarding on the cached model from ${cached.appliedAt.toISOString()} (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes) until it answers; registration waits for it too`, { cachedModel: cached.appliedAt.toISOString() });
+        if (cacheFirst) log.info(`start-up: forwarding on the cached model from ${cached.appliedAt.toISOString()} (same boot) while the datastore answers (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes); not ready until its model is applied`, { cachedModel: cached.appliedAt.toISOString(), cacheFirst: true });
+        else log.warn(`datastore ${specText} unreachable: forwarding on the cached model from ${cached.appliedAt.toISOString()} (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes) until it answers; registration waits for it too`, { cachedModel: cached.appliedAt.toISOString() });
         // With --bgp the speaker starts on the cache's BGP settings once the cached model is
         // applied (the peers, a ToR, keep this node's routes only for their graceful-restart
         // time), in the model thread that then takes the datastore's settings: the same sessions
@@ -798,7 +844,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       cniPendingDel: replayer ? () => replayer.status() : undefined,
       status: async () => {
         const r = await health.report();
-        const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString() } : null;
+        // first: applied at once at start (same boot), not for an unreachable datastore
+        const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString(), first: cacheFirst } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
         return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected };

@@ -73,7 +73,7 @@ export class NodeMetrics implements Collector {
     snapshotGauge(reg, 'felix_cluster_num_hosts', 'Total number of Calico hosts in the cluster (Felix\'s name; podway_cluster_nodes).', [], hosts);
     snapshotGauge(reg, 'podway_ready', '1 when the node is ready to forward (see /readyz).', [], () => [[{}, this.state.ready() ? 1 : 0]]);
     snapshotGauge(reg, 'podway_datastore_in_sync', '1 while the datastore is reachable and this node\'s view of it is current.', [], () => [[{}, this.state.datastoreInSync() ? 1 : 0]]);
-    snapshotGauge(reg, 'podway_model_from_cache', '1 while forwarding on the cached last-known-good model because the datastore has not answered since the start (podway run --model-cache).', [], () => [[{}, this.state.cachedModel?.() ? 1 : 0]]);
+    snapshotGauge(reg, 'podway_model_from_cache', '1 while forwarding on the cached last-known-good model, no model of the datastore applied since the start: applied at once on a restart in the same boot, or because the datastore has not answered (podway run --model-cache).', [], () => [[{}, this.state.cachedModel?.() ? 1 : 0]]);
     snapshotGauge(reg, 'podway_cached_model_applied_timestamp_seconds', 'When the cached model forwarded on was applied by the podway that wrote it (Unix seconds; 0 when on the datastore\'s model).', [], () => [[{}, (this.state.cachedModel?.()?.getTime() ?? 0) / 1000]]);
     // A pod removed while nothing could run its CNI DEL leaves its endpoint waiting forever
     // (stale-endpoints.ts): alert on the age, not the count (a pod being wired waits a moment).

@@ -1,6 +1,7 @@
 // The model cache file (src/cli/model-cache.ts): a model written is read back whole (its Set
-// included); a cache of another node, datastore or format version, or damaged, is refused with the
-// reason; writes leave no temporary file and are rate-bounded, the newest model winning.
+// included) with the boot it was written in; a cache of another node, datastore or format version,
+// or damaged, is refused with the reason; versions 1 and 2 are read (no boot id); writes leave no
+// temporary file and are rate-bounded, the newest model winning.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import * as path from 'node:path';
 import { computeNodeModel, type NodeDataplaneModel } from '../../src/control';
 import { parseClusterYaml } from '../../src/control/snapshot';
 import { createHash } from 'node:crypto';
-import { ModelCacheWriter, MODEL_CACHE_VERSION, datastoreIdentity, readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, readModelCache, writeModelCache } from '../../src/cli/model-cache';
 import { bgpInputsOf } from '../../src/control/bgp/cached-inputs';
 import { until } from '../helpers/until';
 
@@ -60,7 +61,7 @@ test('another node\'s, another datastore\'s, another version\'s or a damaged cac
   const good = readFileSync(file, 'utf8');
   const c = JSON.parse(good) as Record<string, unknown> & { model: string };
   writeFileSync(file, JSON.stringify({ ...c, version: 99 }));
-  assert.match(refused('n1', DS), 'format version 99, this podway reads 1 and 2');
+  assert.match(refused('n1', DS), 'format version 99, this podway reads 1 to 3');
   writeFileSync(file, JSON.stringify({ ...c, model: c.model.replace('"endpoints"', '"endpointz"') }));
   assert.match(refused('n1', DS), 'its checksum does not match: damaged');
   writeFileSync(file, good.slice(0, good.length / 2));
@@ -73,8 +74,7 @@ test('another node\'s, another datastore\'s, another version\'s or a damaged cac
 
 const BGP_YAML = `${YAML(1)}\n---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: 10.0.0.254, asNumber: 65000, password: {secretKeyRef: {name: bgp, key: tor}}}`;
 
-test('format 2 carries the BGP settings (checksummed with the model); without --bgp they are null, said', async () => {
-  assert.is(MODEL_CACHE_VERSION, 2);
+test('format 2 on carries the BGP settings (checksummed with the model); without --bgp they are null, said', async () => {
   const file = path.join(tempDir(), 'n1.model.json');
   const snap = parseClusterYaml(BGP_YAML, 'test.yaml');
   const inputs = bgpInputsOf(snap, 'n1');
@@ -96,6 +96,35 @@ test('format 2 carries the BGP settings (checksummed with the model); without --
   await writeModelCache(file, 'n1', DS, model(1), new Date());
   const none = readModelCache(file, 'n1', DS);
   assert.ok(none !== 'none' && !('refused' in none) && none.bgp === null && none.noBgp === 'it was written without --bgp', JSON.stringify(none).slice(0, 200));
+});
+
+test('format 3 says the boot of the machine it was written in (this one\'s by default); version 2 is read without one; a bootId of the wrong type is refused', async () => {
+  assert.is(MODEL_CACHE_VERSION, 3);
+  const boot = readFileSync(BOOT_ID_FILE, 'utf8').trim();
+  assert.match(boot, /^[0-9a-f-]{36}$/, 'the kernel\'s boot id');
+  assert.is(currentBootId(), boot);
+  const file = path.join(tempDir(), 'n1.model.json');
+  await writeModelCache(file, 'n1', DS, model(1), new Date());
+  const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  assert.is(c.version, 3);
+  assert.is(c.bootId, boot);
+  const r = readModelCache(file, 'n1', DS);
+  assert.ok(r !== 'none' && !('refused' in r) && r.bootId === boot, JSON.stringify(r).slice(0, 200));
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), null, 'another-boot');
+  const other = readModelCache(file, 'n1', DS);
+  assert.ok(other !== 'none' && !('refused' in other) && other.bootId === 'another-boot');
+  // as podway of version 2 wrote it: no bootId field (the checksum is the same: model and bgp)
+  const v2: Record<string, unknown> = { ...c, version: 2 };
+  delete v2.bootId;
+  writeFileSync(file, JSON.stringify(v2));
+  const r2 = readModelCache(file, 'n1', DS);
+  assert.ok(r2 !== 'none' && !('refused' in r2) && r2.bootId === null && r2.model.endpoints.length === 1, JSON.stringify(r2).slice(0, 200));
+  // a version 2 file carrying a bootId (not written by podway) is not taken for this boot's
+  writeFileSync(file, JSON.stringify({ ...c, version: 2 }));
+  const r2b = readModelCache(file, 'n1', DS);
+  assert.ok(r2b !== 'none' && !('refused' in r2b) && r2b.bootId === null);
+  writeFileSync(file, JSON.stringify({ ...c, bootId: 7 }));
+  assert.equal(readModelCache(file, 'n1', DS), { refused: 'its bootId is not a boot id' });
 });
 
 test('a cache of format version 1 (before the BGP settings) is still read: its model, no BGP settings, saying why', async () => {

@@ -2,7 +2,9 @@
  * The last-known-good model cache (src/cli/model-cache.ts) on a real etcd (root, network
  * namespaces). Two podways on `etcd:` (etcd in the fabric namespace), pods on both nodes; etcd is
  * killed by PID, and node1's podway restarted while it is down (an upgrade or a crash during an
- * etcd incident):
+ * etcd incident). The restarts on the cache here run with --no-cache-first, the way a cache of an
+ * earlier boot is used (model-cache-first-etcd.test.ts has the same boot's, applied at once), but
+ * the last case's, which runs as started by default:
  * - node1 forwards at once on the model it cached before: pods across the nodes and on node1
  *   itself talk while etcd is still down (without the cache podway waited for etcd, forwarding
  *   nothing: `starting: waiting for the datastore`);
@@ -12,14 +14,15 @@
  * - etcd silent (its packets dropped, nothing refused): node1 forwards on the cache once the
  *   datastore has not answered within the bound, and follows etcd once its packets pass again;
  * - a damaged cache is ignored with the reason in the log, and podway waits for etcd as before;
- * - a cache this host cannot take (its node address held by no interface here) stops that start
- *   and is set aside (FILE.bad): the next start waits for etcd instead of failing again;
+ * - a cache this host cannot take (its node address held by no interface here) is not applied at
+ *   once (said), then, etcd unreachable, stops that start and is set aside (FILE.bad): the next
+ *   start waits for etcd instead of failing again;
  * - SIGTERM while on the cache with etcd silent (the registration waiting on it): podway stops
  *   within the stop bound;
- * - the datastore's first model refused by the engine while on the cache (its Node names a second
- *   address whose VXLAN port another socket holds): node1 stays on the cache, not ready, saying
- *   why (the model thread in sync does not make it ready), and is ready once one of the
- *   datastore's models is applied.
+ * - the datastore's first model refused by the engine while on the cache (applied at once: same
+ *   boot; its Node names a second address whose VXLAN port another socket holds): node1 stays on
+ *   the cache, not ready, saying why (the model thread in sync does not make it ready), and is
+ *   ready once one of the datastore's models is applied.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -43,6 +46,9 @@ let ok = false;
 
 interface Status { ready?: boolean; notReady?: string[]; cachedModel?: { file: string; appliedAt: string } | null; endpoints?: number; starting?: string }
 const status = async (): Promise<Status> => (await controlRequest(lab!.node('node1').control, { cmd: 'status', starting: true }, 5000)) as Status;
+
+/** The unreachable datastore's way of using the cache (a cache of another boot is used so). */
+const NOT_FIRST = ['--no-cache-first'];
 
 const talks = (from: string, to: string) => lab!.ping(from, lab!.pod(to).ip, 1, 56, ['-W', '1']).received === 1;
 
@@ -80,9 +86,10 @@ test('at start: pods talk across the nodes and on node1; node1 wrote its model c
   pairTalks('web-1', 'web-1b', 'on node1');
   const file = lab!.modelCachePath('node1');
   assert.ok(await until(() => existsSync(file), 10_000, 100), `node1 wrote ${file}`);
-  const c = JSON.parse(readFileSync(file, 'utf8')) as { format: string; version: number; node: string; datastore: string; bgp: string | null };
+  const c = JSON.parse(readFileSync(file, 'utf8')) as { format: string; version: number; node: string; datastore: string; bgp: string | null; bootId: string };
   assert.is(c.format, 'podway-model-cache');
-  assert.is(c.version, 2);
+  assert.is(c.version, 3);
+  assert.is(c.bootId, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(), 'this boot\'s id');
   assert.is(c.bgp, null, 'no BGP settings without --bgp');
   assert.is(c.node, 'node1');
   assert.is(c.datastore, store!.spec);
@@ -97,7 +104,7 @@ test('etcd killed, node1\'s podway restarted: it forwards on its cached model wh
   assert.not.ok(etcd!.alive(), 'etcd is down');
   assert.is(await lab!.stopPodway('node1'), 0, 'node1 stopped cleanly');
   const mark = n1.log.length;
-  await lab!.startPodway('node1', 20_000); // resolves once the engine answers status (forwarding)
+  await lab!.startPodway('node1', 20_000, NOT_FIRST); // resolves once the engine answers status (forwarding)
   assert.ok(await waitLog(n1, /unreachable: forwarding on the cached model from \S+ \(.*node1\.model\.json: 2 endpoints/, mark, 10_000), `node1 says it runs on the cache: ${n1.log.slice(mark).join(' | ')}`);
   assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-2', 'web-1') && talks('web-1', 'web-1b'), 15_000, 100), `pods talk on the cached model: ${n1.log.slice(mark).join(' | ')}`);
   pairTalks('web-1', 'web-2', 'across the nodes, etcd down');
@@ -111,7 +118,7 @@ test('etcd killed, node1\'s podway restarted: it forwards on its cached model wh
   // stopped while still on the cache (the datastore's start given up, nothing left running), and
   // started on it once more
   assert.is(await lab!.stopPodway('node1'), 0, 'node1 stops cleanly on the cached model');
-  await lab!.startPodway('node1', 20_000);
+  await lab!.startPodway('node1', 20_000, NOT_FIRST);
   assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk after a second restart on the cache');
   assert.ok((await status()).cachedModel, 'on the cache again');
 });
@@ -138,7 +145,7 @@ test('etcd silent to node1 (packets dropped): node1 restarted forwards on the ca
   nsExec(n1.ns, ['nft', `add table inet ${table}; add chain inet ${table} out { type filter hook output priority 0; }; add rule inet ${table} out tcp dport 2379 drop`]);
   try {
     const mark = n1.log.length;
-    await lab!.startPodway('node1', 20_000);
+    await lab!.startPodway('node1', 20_000, NOT_FIRST);
     assert.ok(await waitLog(n1, /unreachable: forwarding on the cached model from/, mark, 10_000), `node1 runs on the cache: ${n1.log.slice(mark).join(' | ')}`);
     assert.ok(await until(() => talks('web-1c', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk (web-1c too: the cache has it)');
     assert.ok((await status()).cachedModel, 'on the cache');
@@ -147,7 +154,7 @@ test('etcd silent to node1 (packets dropped): node1 restarted forwards on the ca
     // within lab's stop bound (SIGKILL after it: exit null), and starts on the cache again.
     assert.is(await lab!.stopPodway('node1'), 0, `node1 stops while its registration waits on a silent etcd: ${n1.log.slice(mark).join(' | ')}`);
     const mark2 = n1.log.length;
-    await lab!.startPodway('node1', 20_000);
+    await lab!.startPodway('node1', 20_000, NOT_FIRST);
     assert.ok(await waitLog(n1, /unreachable: forwarding on the cached model from/, mark2, 10_000), `node1 runs on the cache again: ${n1.log.slice(mark2).join(' | ')}`);
     nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
     blocked = false;
@@ -199,6 +206,7 @@ test('a cached model the host cannot take is set aside: the next start waits for
   let failed = '';
   await lab!.startPodway('node1', 20_000).catch((e: Error) => (failed = e.message));
   assert.match(failed, /exited \(1\)/, `that start fails: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(n1.log.slice(mark).some((l) => /model cache .*node1\.model\.json not applied at start: its node address: no interface holds the node IP 10\.99\.0\.200/.test(l)), `not applied at once (same boot, but an address no interface holds): ${n1.log.slice(mark).join(' | ')}`);
   assert.ok(await waitLog(n1, /the cached model could not be applied .*moved to .*node1\.model\.json\.bad; the next start waits for the datastore/, mark, 5000), `said: ${n1.log.slice(mark).join(' | ')}`);
   assert.ok(existsSync(`${file}.bad`) && !existsSync(file), 'set aside');
   await lab!.stopPodway('node1');
@@ -245,12 +253,13 @@ test('the datastore\'s first model refused while on the cache: still on the cach
     holder.stdout!.on('data', (d: Buffer) => { if (/bound/.test(d.toString())) bound = true; });
     assert.ok(await until(() => bound, 10_000, 50), `a socket holds ${other}:4789`);
     await setNodeIp(other);
-    // etcd silent to node1 at start: it forwards on its cache (address A), then etcd answers with B.
+    // etcd silent to node1 at start: it forwards on its cache (address A; applied at once, same
+    // boot), then etcd answers with B.
     nsExec(n1.ns, ['nft', `add table inet ${table}; add chain inet ${table} out { type filter hook output priority 0; }; add rule inet ${table} out tcp dport 2379 drop`]);
     blocked = true;
     const mark = n1.log.length;
     await lab!.startPodway('node1', 20_000);
-    assert.ok(await waitLog(n1, /unreachable: forwarding on the cached model from/, mark, 10_000), `node1 runs on the cache: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await waitLog(n1, /start-up: forwarding on the cached model from \S+ \(same boot\) while the datastore answers/, mark, 10_000), `node1 runs on the cache: ${n1.log.slice(mark).join(' | ')}`);
     nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
     blocked = false;
     assert.ok(await waitLog(n1, new RegExp(`update rejected, keeping the last good state: .*${other.replace(/\./g, '\\.')}:4789: Address already in use`), mark, 60_000), `the datastore's model is refused: ${n1.log.slice(mark).join(' | ')}`);

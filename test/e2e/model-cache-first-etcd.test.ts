@@ -1,0 +1,201 @@
+/**
+ * A restart in the same boot forwards on its model cache at once (src/cli/run.ts, README
+ * "Datastore away"), on a real etcd (root, network namespaces, etcd in the fabric namespace,
+ * every process stopped by PID). Two podways on `etcd:`, pods on both nodes. etcd is made slow
+ * with SIGSTOP by PID (always SIGCONT in finally): it accepts connections and answers nothing, so
+ * only the cache can make node1 forward.
+ * - kill -9 of node1's podway and a new start with etcd stopped: the cache (written in this boot)
+ *   is applied at once (the start-up line says so; not the unreachable datastore's way, which
+ *   waits 5 s), pods talk across the nodes and on node1 while etcd is still stopped, and node1 is
+ *   not ready (status, /readyz 503, podway_model_from_cache 1, `podway status`'s line); etcd
+ *   resumed: the datastore's model replaces the cached one and node1 is ready;
+ * - a cache written in another boot (its boot id rewritten) is not applied at once, saying why:
+ *   the datastore first, the cache only once it has not answered (the unreachable way);
+ * - --no-cache-first: a cache of this boot is used only the unreachable way, as before.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
+import type { LabEtcd } from '../../src/lab/etcd';
+import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { execBounded } from './tools';
+import { stopProcess } from '../helpers/etcd';
+import { parseMetrics, valueOf } from '../observe/prom-text';
+import { guard, teardown, isRoot, logTail, until, waitLog } from './e2e-kit';
+
+const SPEC: LabNodeSpec[] = [
+  { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'web-1b', type: 'veth' }] },
+  { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
+];
+const METRICS_PORT = 9302;
+const HTTP_GET = path.join(__dirname, 'http-get.js');
+const PODWAY = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+const N1_ARGS = ['--metrics-port', String(METRICS_PORT), '--metrics-host', '127.0.0.1'];
+const FIRST = /start-up: forwarding on the cached model from \S+ \(same boot\) while the datastore answers \(.*node1\.model\.json: 2 endpoints/;
+const UNREACHABLE_WAY = /datastore \S+ unreachable: forwarding on the cached model from/;
+
+let lab: Lab | null = null;
+let store: LabKvStore | null = null;
+let etcd: LabEtcd | null = null;
+let ok = false;
+
+interface Status { ready?: boolean; notReady?: string[]; cachedModel?: { file: string; appliedAt: string; first: boolean } | null; endpoints?: number }
+const status = async (): Promise<Status> => (await controlRequest(lab!.node('node1').control, { cmd: 'status' }, 5000)) as Status;
+const talks = (from: string, to: string) => lab!.ping(from, lab!.pod(to).ip, 1, 56, ['-W', '1']).received === 1;
+
+/** GET a path of node1's metrics port, from inside node1's namespace. */
+async function get(pathname: string): Promise<{ status: number; body: string }> {
+  const r = await execBounded('ip', ['netns', 'exec', lab!.node('node1').ns, process.execPath, HTTP_GET, `http://127.0.0.1:${METRICS_PORT}${pathname}`], 10_000);
+  if (r.code !== 0) throw new Error(`http-get ${pathname}: exit ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim()) as { status: number; body: string };
+}
+
+/** etcd frozen (SIGSTOP, by PID): every thread of it in state T in /proc. */
+const etcdStopped = (pid: number) => readdirSync(`/proc/${pid}/task`).every((t) => /^[tT]$/.test(readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[0]!));
+
+/** `fn` with etcd frozen (every thread stopped before it runs); resumed (SIGCONT) in finally,
+ * whatever happens. */
+async function withEtcdStopped(fn: (pid: number) => Promise<void>): Promise<void> {
+  const pid = etcd!.pid();
+  assert.ok(pid > 0, 'etcd runs');
+  try {
+    await stopProcess(pid);
+    await fn(pid);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+}
+
+/** SIGKILL node1's podway (a crash) and wait for its exit. */
+async function killNode1(): Promise<void> {
+  const n1 = lab!.node('node1');
+  const p = n1.proc!;
+  n1.proc = null;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGKILL');
+  await exited;
+}
+
+/** Which of the three pairs talk, and what node1 says (for a failure's message). */
+async function diag(): Promise<string> {
+  const pairs = [['web-1', 'web-2'], ['web-2', 'web-1'], ['web-1', 'web-1b']].map(([a, b]) => `${a}->${b} ${talks(a, b) ? 'ok' : 'LOST'}`);
+  const st = await status().catch((e: Error) => ({ error: e.message }));
+  return `${pairs.join(', ')}; status ${JSON.stringify(st).slice(0, 600)}`;
+}
+
+const ready = async () => {
+  try {
+    return (await status()).ready === true;
+  } catch {
+    return false;
+  }
+};
+
+test.before(async () => {
+  if (!isRoot()) throw new Error('e2e tests need root (network namespaces)');
+  lab = guard(new Lab(SPEC, { podOffloads: false }));
+  lab.build();
+  lab.setMode('vxlan');
+  store = await lab.openKvStore('etcd', 'podway-cachefirst-etcd-');
+  etcd = await lab.startEtcd();
+  await lab.useKvDatastore(store.kv, store.spec);
+  await lab.startPodway('node1', 20_000, N1_ARGS);
+  await lab.startPodway('node2', 20_000);
+});
+
+test.after(async () => {
+  if (!lab) return;
+  if (!ok) console.log(logTail(lab, 40), `\n--- etcd:\n${etcd?.log().slice(-1500)}`);
+  await teardown(lab); // etcd too (killed by PID, its data removed)
+  await store?.close();
+});
+
+test('at start: pods talk; node1 writes its cache with this boot\'s id', async () => {
+  assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-2', 'web-1') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk');
+  const file = lab!.modelCachePath('node1');
+  const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  // with node2's block: the first model written may be from before node2 registered (the cache
+  // is written at most every 10 s, and a kill -9 writes nothing more)
+  const block2 = lab!.node('node2').block;
+  assert.ok(await until(() => {
+    const r = readModelCache(file, 'node1', store!.spec);
+    return r !== 'none' && !('refused' in r) && r.bootId === boot && r.model.endpoints.length === 2 && r.model.routes.some((x) => x.cidr === block2 && x.kind === 'vxlan');
+  }, 30_000, 100), `node1 wrote ${file} with boot id ${boot} and a route to ${block2}`);
+  assert.ok(await until(ready, 20_000, 200), 'node1 ready');
+});
+
+test('kill -9 and a start with etcd stopped: node1 forwards on its cache at once, not ready; etcd resumed: the datastore\'s model replaces it, ready', async () => {
+  const n1 = lab!.node('node1');
+  await killNode1();
+  const mark = n1.log.length;
+  await withEtcdStopped(async (pid) => {
+    await lab!.startPodway('node1', 20_000, N1_ARGS); // resolves once the engine answers status (forwarding)
+    assert.ok(await waitLog(n1, FIRST, mark, 10_000), `the cache applied at once: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-2', 'web-1') && talks('web-1', 'web-1b'), 15_000, 100), `pods talk on the cached model: ${await diag()}: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(etcdStopped(pid), 'etcd still stopped: no datastore model can have come');
+    const st = await status();
+    assert.is(st.ready, false, 'not ready on the cached model');
+    assert.ok(st.notReady?.some((r) => /^datastore: running on the cached model from \S+: applied at start \(same boot\), the datastore's model not yet/.test(r)), `the reason names the cache: ${JSON.stringify(st.notReady)}`);
+    assert.equal(st.cachedModel && { file: st.cachedModel.file, first: st.cachedModel.first }, { file: lab!.modelCachePath('node1'), first: true });
+    assert.is(st.endpoints, 2);
+    const rz = await get('/readyz');
+    assert.is(rz.status, 503, rz.body);
+    assert.match(rz.body, /running on the cached model/);
+    const m = parseMetrics((await get('/metrics')).body);
+    assert.is(valueOf(m, 'podway_model_from_cache'), 1);
+    assert.is(valueOf(m, 'podway_ready'), 0);
+    const cli = await execBounded(process.execPath, [PODWAY, 'status', '--control', n1.control], 15_000);
+    assert.match(cli.stdout, /^forwarding on the cached model from \S+ \(.*node1\.model\.json\): applied at start \(written in this boot\), the datastore's model not applied yet$/m);
+    assert.ok(etcdStopped(pid), 'etcd stopped all along');
+  });
+  assert.not.ok(n1.log.slice(mark).some((l) => UNREACHABLE_WAY.test(l)), 'not the unreachable datastore\'s way');
+  assert.ok(await waitLog(n1, /answers: its model replaces the cached one/, mark, 60_000), `the datastore's model replaces the cache: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(ready, 30_000, 200), `node1 ready: ${JSON.stringify(await status())}`);
+  assert.is((await status()).cachedModel, null);
+  assert.is((await get('/readyz')).status, 200);
+  assert.is(valueOf(parseMetrics((await get('/metrics')).body), 'podway_model_from_cache'), 0);
+  assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-2', 'web-1') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk on the datastore\'s model');
+});
+
+test('a cache of another boot is not applied at once (said): the datastore first, the cache only once it has not answered', async () => {
+  const n1 = lab!.node('node1');
+  const file = lab!.modelCachePath('node1');
+  assert.is(await lab!.stopPodway('node1'), 0);
+  const r = readModelCache(file, 'node1', store!.spec);
+  if (r === 'none' || 'refused' in r) return assert.unreachable(`node1's cache: ${JSON.stringify(r)}`);
+  const other = '00000000-1111-2222-3333-444444444444';
+  await writeModelCache(file, 'node1', store!.spec, r.model, r.appliedAt, r.bgp, other);
+  const mark = n1.log.length;
+  await withEtcdStopped(async (pid) => {
+    await lab!.startPodway('node1', 20_000, N1_ARGS);
+    assert.ok(await waitLog(n1, new RegExp(`model cache .*node1\\.model\\.json not applied at start: it was written in another boot of the machine \\(boot id ${other}, this one [0-9a-f-]+\\)`), mark, 10_000), `said why: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await waitLog(n1, UNREACHABLE_WAY, mark, 10_000), `on the cache the unreachable way: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(etcdStopped(pid), 'etcd still stopped');
+    assert.is((await status()).cachedModel?.first, false);
+  });
+  assert.not.ok(n1.log.slice(mark).some((l) => FIRST.test(l)), 'not applied at once');
+  assert.ok(await until(ready, 60_000, 200), `node1 ready once etcd answers: ${n1.log.slice(mark).join(' | ')}`);
+});
+
+test('--no-cache-first: a cache of this boot is used only the unreachable way', async () => {
+  const n1 = lab!.node('node1');
+  const file = lab!.modelCachePath('node1');
+  const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  assert.is(await lab!.stopPodway('node1'), 0); // writes the datastore's model (this boot's id)
+  const r = readModelCache(file, 'node1', store!.spec);
+  assert.ok(r !== 'none' && !('refused' in r) && r.bootId === boot, `the cache is this boot's: ${JSON.stringify(r).slice(0, 300)}`);
+  const mark = n1.log.length;
+  await withEtcdStopped(async (pid) => {
+    await lab!.startPodway('node1', 20_000, [...N1_ARGS, '--no-cache-first']);
+    assert.ok(await waitLog(n1, UNREACHABLE_WAY, mark, 10_000), `on the cache the unreachable way: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(etcdStopped(pid), 'etcd still stopped');
+  });
+  assert.not.ok(n1.log.slice(mark).some((l) => FIRST.test(l) || /not applied at start/.test(l)), `neither applied at once nor said: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(ready, 60_000, 200), `node1 ready once etcd answers: ${n1.log.slice(mark).join(' | ')}`);
+  ok = true;
+});
+
+test.run();

@@ -2,7 +2,9 @@
 // three nodes (network namespaces, one etcd in the fabric namespace, pool without tunnels), all
 // running podway; node1's podway is killed (SIGKILL, as a crash) and started again, and its own
 // log lines (pino `time`) say when, from spawn, it had registered its Node (`join`), had its first
-// datastore model (`model`), applied it (`applied`) and forwarded (`forwarding`); `ready` is when
+// datastore model (`model`; on the model cache, applied at once on a restart in the same boot:
+// when the datastore's model replaced it), applied its first model (`applied`) and forwarded
+// (`forwarding`); `ready` is when
 // its control socket answered a plain `status` after that; `packet` is when node2's pod had the
 // first answer from node1's pod (ping every 20 ms from before the spawn: the first packet node1's
 // new podway forwarded both ways). With --compare DIR every round starts node1 once with each build
@@ -105,7 +107,9 @@ async function main(): Promise<void> {
         while (Date.now() < pingEnd && !answers.some((a) => a >= t0)) await sleep(20);
         ping.kill('SIGKILL');
         const packet = answers.find((a) => a >= t0);
-        const row: Row = { join: at(/^node node1 /), model: at(/^datastore etcd:\S+$/), applied: at(/^applied model/), forwarding: at(/^forwarding: node/), ready, packet: packet === undefined ? null : packet - t0, cache: at(/forwarding on the cached model/) !== null };
+        // on the cache (applied at once on a restart in the same boot): `model` is when the
+        // datastore's model replaced it, `applied` the cache's apply
+        const row: Row = { join: at(/^node node1 /), model: at(/^datastore etcd:\S+$/) ?? at(/answers: its model replaces the cached one/), applied: at(/^applied model/), forwarding: at(/^forwarding: node/), ready, packet: packet === undefined ? null : packet - t0, cache: at(/forwarding on the cached model/) !== null };
         for (const l of log) {
           // the start-up phase lines and the apply's breakdown, for where the time went
           try {

@@ -407,7 +407,10 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
   // - inside an unencapsulated pool, or outside every pool (a ToR's default route: pod egress):
   //   unencapsulated to the next hop, which must be on our subnet (these routes are on-link);
   // - a next hop that is our own address (our routes reflected back) is ignored. A learned prefix
-  //   that holds our own address is installed around it, so a pod still reaches its node.
+  //   that holds our own subnet (as long or shorter: a ToR's default, its announcement of our
+  //   /24) is installed around the subnet, so the connected subnet wins as in the kernel (a pod
+  //   reaches its node and its neighbours on the link directly); a longer one inside our subnet
+  //   is installed around our own address, so a pod still reaches its node.
   if (options.bgp) {
     const nodeByIp = new Map<number, string>();
     for (const [name, info] of nodes) if (info.ip !== null && !nodeByIp.has(info.ip)) nodeByIp.set(info.ip, name);
@@ -428,10 +431,10 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
         withheld.push({ cidr: cidr.cidr, node: via, reason: `learned from ${learned.peer} with next hop ${learned.nextHop}, not on ${localSubnet.cidr}` });
         continue;
       }
-      // The whole prefix, not the parts around our address: the kernel's local table already
-      // keeps the node's own address local.
+      // The whole prefix, not the parts around our subnet: in the kernel the connected route
+      // (metric 0) beats the learned one (metric 32) and the local table keeps our own address.
       if (pool === undefined) kernelRoutes.push({ cidr: cidr.cidr, via: learned.nextHop, peer: learned.peer });
-      for (const part of cidrContainsAddr(cidr, self.ip) ? cidrsAround(cidr, self.ip) : [cidr]) {
+      for (const part of learnedParts(cidr, localSubnet, self.ip)) {
         addCandidate({ ...cidrFields(part), ...base, kind: 'direct', mtu: underlay });
       }
     }
@@ -517,12 +520,21 @@ function cidrFields(cidr: IPv4Cidr): { cidr: string; addr: number; prefixLen: nu
   return { cidr: cidr.cidr, addr: cidr.addr, prefixLen: cidr.prefixLen };
 }
 
-/** `cidr` without the single address `addr`: one prefix per bit below cidr's length, the sibling
- * of addr's own prefix at that length (0.0.0.0/0 around 10.0.0.1 is 32 prefixes). */
-export function cidrsAround(cidr: IPv4Cidr, addr: number): IPv4Cidr[] {
+/** `cidr` without addr's prefix of length `toLen` (default 32: the single address `addr`): one
+ * prefix per bit from cidr's length to toLen, the sibling of addr's own prefix at that length
+ * (0.0.0.0/0 around 10.0.0.1 is 32 prefixes, around 10.0.0.0/24 is 24). */
+export function cidrsAround(cidr: IPv4Cidr, addr: number, toLen = 32): IPv4Cidr[] {
   const out: IPv4Cidr[] = [];
-  for (let len = cidr.prefixLen + 1; len <= 32; len++) out.push(makeIPv4Cidr((addr ^ (1 << (32 - len))) >>> 0, len));
+  for (let len = cidr.prefixLen + 1; len <= toLen; len++) out.push(makeIPv4Cidr((addr ^ (1 << (32 - len))) >>> 0, len));
   return out;
+}
+
+/** The parts of a learned on-link prefix podway installs: all of it, but never our connected
+ * subnet (a prefix as long or shorter that holds it is cut around it: the kernel prefers the
+ * connected route) nor our own address (cut out of a longer prefix inside the subnet). */
+export function learnedParts(cidr: IPv4Cidr, subnet: IPv4Cidr, selfIp: number): IPv4Cidr[] {
+  if (cidr.prefixLen <= subnet.prefixLen && cidrContainsAddr(cidr, subnet.addr)) return cidrsAround(cidr, subnet.addr, subnet.prefixLen);
+  return cidrContainsAddr(cidr, selfIp) ? cidrsAround(cidr, selfIp) : [cidr];
 }
 
 function compareRoutes(a: Route, b: Route): number {

@@ -159,11 +159,12 @@ function pool6Of(pool: IPPool, cidr: Cidr6): PoolModel6 {
   };
 }
 
-/** `c` without the single address `addr` (inside it): one prefix per bit below c's length, the
- * sibling of addr's own prefix at that length (as route-calc.ts cidrsAround for IPv4). */
-export function cidrsAround6(c: Cidr6, addr: readonly number[]): Cidr6[] {
+/** `c` without addr's prefix of length `toLen` (default 128: the single address `addr`) inside
+ * it: one prefix per bit from c's length to toLen, the sibling of addr's own prefix at that
+ * length (as route-calc.ts cidrsAround for IPv4). */
+export function cidrsAround6(c: Cidr6, addr: readonly number[], toLen = 128): Cidr6[] {
   const out: Cidr6[] = [];
-  for (let len = c.prefixLen + 1; len <= 128; len++) {
+  for (let len = c.prefixLen + 1; len <= toLen; len++) {
     const bit = len - 1;
     const w = [0, 1, 2, 3].map((i) => (addr[i]! & mask6Word(len, i)) >>> 0) as [number, number, number, number];
     w[bit >> 5] = (w[bit >> 5]! ^ (1 << (31 - (bit & 31)))) >>> 0;
@@ -292,7 +293,9 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
   // - inside a VXLAN pool: ignored (the datastore routes those);
   // - otherwise direct to the next hop, which must be on our IPv6 subnet (else withheld);
   // - a next hop that is our own address (our routes reflected back) is ignored; a learned prefix
-  //   that holds our own address is installed around it, so a pod still reaches its node.
+  //   that holds our own subnet (as long or shorter) is installed around the subnet, so the
+  //   connected subnet wins as in the kernel; a longer one holding our own address around that
+  //   address, so a pod still reaches its node.
   if (bgp) {
     const nodeByIp6 = new Map<string, string>();
     for (const [name, info] of nodes) if (info.ip6 !== null && !nodeByIp6.has(info.ip6)) nodeByIp6.set(info.ip6, name);
@@ -318,7 +321,12 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
       // the host's own traffic and natOutgoing egress (the whole prefix: the kernel's local table
       // keeps our own address local).
       if (pool === undefined) kernel?.push({ cidr: c.cidr, via: nextHop, peer: learned.peer });
-      const parts = selfAddr !== null && contains(c, selfAddr) ? cidrsAround6(c, selfAddr.w) : [c];
+      // Never over our connected subnet (a prefix as long or shorter that holds it is cut around
+      // it: the kernel prefers the connected route), nor our own address (out of a longer one).
+      const subnet = self.subnet6;
+      const parts = c.prefixLen <= subnet.prefixLen && contains(c, subnet)
+        ? cidrsAround6(c, subnet.w, subnet.prefixLen)
+        : selfAddr !== null && contains(c, selfAddr) ? cidrsAround6(c, selfAddr.w) : [c];
       for (const part of parts) {
         add({
           cidr: part.cidr, w: part.w, prefixLen: part.prefixLen, kind: 'direct', class: RouteClass.BGP, endpoint: null, node: via,

@@ -289,24 +289,47 @@ test('BGP mode, IPIP pools: IPIP to the next hop; CrossSubnet goes direct on our
   assert.equal(shape(routeFor(vxlan, '10.244.0.64/26')), ['vxlan', RouteClass.VXLANTunnel, 'node2', ip('10.99.0.2'), 'p', 1450]);
 });
 
-test('BGP mode: a ToR\'s default route serves pod egress around our own address; our own routes reflected back are ignored', () => {
+const coveredBy = (routes: readonly Route[], addr: number) => routes.some((r) => r.prefixLen === 0 || ((addr ^ r.addr) >>> (32 - r.prefixLen)) === 0);
+
+test('BGP mode: a ToR\'s default route serves pod egress around our own subnet; our own routes reflected back are ignored', () => {
   const m = bgpModel({}, [learned('0.0.0.0/0', '10.99.0.254'), learned('10.244.0.0/26', '10.99.0.1'), learned('192.0.2.0/24', '10.99.0.254')]);
   const egress = m.routes.filter((r) => r.node === '10.99.0.254');
-  // 0.0.0.0/0 minus 10.99.0.1: 32 prefixes that together cover everything else.
-  assert.is(egress.filter((r) => r.cidr !== '192.0.2.0/24').length, 32);
+  // 0.0.0.0/0 minus 10.99.0.0/24 (our connected subnet): 24 prefixes that cover everything else.
+  assert.is(egress.filter((r) => r.cidr !== '192.0.2.0/24').length, 24);
   for (const r of egress) assert.equal([r.kind, r.class, r.nodeIp, r.pool, r.mtu], ['direct', RouteClass.BGP, ip('10.99.0.254'), null, 1500]);
-  const covers = (addr: number) => egress.some((r) => ((addr ^ r.addr) >>> (32 - r.prefixLen || 0)) === 0 || r.prefixLen === 0);
-  assert.ok(covers(ip('8.8.8.8')));
-  assert.ok(covers(ip('10.99.0.2')));
-  assert.not.ok(covers(ip('10.99.0.1')), 'the node itself stays a miss (the pipeline hands it to the node)');
+  assert.ok(coveredBy(egress, ip('8.8.8.8')));
+  assert.ok(coveredBy(egress, ip('10.98.0.3')));
+  assert.not.ok(coveredBy(egress, ip('10.99.0.2')), 'a neighbour on our link is not sent to the router');
+  assert.not.ok(coveredBy(egress, ip('10.99.0.1')), 'the node itself stays a miss (the pipeline hands it to the node)');
   assert.equal(shape(routeFor(m, '192.0.2.0/24')), ['direct', RouteClass.BGP, '10.99.0.254', ip('10.99.0.254'), null, 1500]);
   assert.is(routeFor(m, '10.244.0.0/26')!.kind, 'blackhole');
+});
+
+test('BGP mode: a learned route as long as our subnet or shorter never covers it (the connected route wins, as in the kernel); a longer one inside it is cut around our own address', () => {
+  // The ToR announces node1's own /24: nothing of it is podway's (the kernel's connected route wins).
+  const same = bgpModel({}, [learned('10.99.0.0/24', '10.99.0.254')]);
+  assert.equal(same.routes.filter((r) => r.class === RouteClass.BGP), []);
+  assert.equal(same.kernelRoutes, [{ cidr: '10.99.0.0/24', via: '10.99.0.254', peer: '10.99.0.254' }], 'the kernel gets it whole (its connected route, metric 0, wins)');
+  // A /16 holding it: the /16 minus the /24, 8 prefixes.
+  const wide = bgpModel({}, [learned('10.99.0.0/16', '10.99.0.254')]).routes.filter((r) => r.class === RouteClass.BGP);
+  assert.equal(wide.map((r) => r.cidr).sort(), ['10.99.1.0/24', '10.99.2.0/23', '10.99.4.0/22', '10.99.8.0/21', '10.99.16.0/20', '10.99.32.0/19', '10.99.64.0/18', '10.99.128.0/17'].sort());
+  for (const a of ['10.99.0.1', '10.99.0.2', '10.99.0.255']) assert.not.ok(coveredBy(wide, ip(a)), a);
+  assert.ok(coveredBy(wide, ip('10.99.1.1')));
+  // Longer than our subnet (the kernel's longest match takes it over the connected /24): installed,
+  // around our own address when it holds it.
+  const upper = bgpModel({}, [learned('10.99.0.128/25', '10.99.0.254')]).routes.filter((r) => r.class === RouteClass.BGP);
+  assert.equal(upper.map((r) => r.cidr), ['10.99.0.128/25']);
+  const lower = bgpModel({}, [learned('10.99.0.0/25', '10.99.0.254')]).routes.filter((r) => r.class === RouteClass.BGP);
+  assert.is(lower.length, 7);
+  assert.ok(coveredBy(lower, ip('10.99.0.2')));
+  assert.not.ok(coveredBy(lower, ip('10.99.0.1')));
 });
 
 test('cidrsAround: the prefixes left when one address is taken out', () => {
   const around = cidrsAround(parseIPv4Cidr('10.0.0.0/30')!, ip('10.0.0.2'));
   assert.equal(around.map((c) => c.cidr), ['10.0.0.0/31', '10.0.0.3/32']);
   assert.equal(cidrsAround(parseIPv4Cidr('0.0.0.0/0')!, ip('10.0.0.1')).slice(0, 2).map((c) => c.cidr), ['128.0.0.0/1', '64.0.0.0/2']);
+  assert.equal(cidrsAround(parseIPv4Cidr('10.0.0.0/22')!, ip('10.0.1.0'), 24).map((c) => c.cidr), ['10.0.2.0/23', '10.0.0.0/24']);
 });
 
 test.run();

@@ -164,11 +164,21 @@ test('BGP mode: unencapsulated IPv6 pools are routed by learned IPv6 routes (dir
   const ll = computeNodeModel(snap, 'node1', { bgp: { learned: [{ prefix: 'fd00:10:244::40/122', nextHop: 'fe80::2', peer: 'fd99::2' }] } }).v6;
   assert.not.ok(ll.routes.some((x) => x.cidr === 'fd00:10:244::40/122'));
   assert.equal(ll.withheld.map((w) => [w.cidr, w.reason]), [['fd00:10:244::40/122', 'learned from fd99::2 with only a link-local next hop (fe80::2): it needs an interface, which podway\'s routes do not name']]);
-  // A learned default route is installed around our own address.
+  // A learned default route is installed around our connected subnet (fd99::/64): the connected
+  // route wins for it, as in the kernel, so a neighbour on the link is not sent to the router.
   const def = [...bgp([{ prefix: '::/0', nextHop: 'fd99::2', peer: 'fd99::2' }]).values()].filter((r) => r.class === 9);
-  assert.is(def.length, 128);
+  assert.is(def.length, 64);
   assert.ok(def.every((r) => r.cidr !== '::/0' && r.nodeIp6 === 'fd99::2'));
-  assert.ok(!def.some((r) => r.prefixLen === 128 && r.cidr === 'fd99::1/128'));
+  assert.ok(def.some((r) => r.cidr === 'fd99:0:0:1::/64'));
+  assert.ok(!def.some((r) => r.prefixLen > 64), 'nothing inside fd99::/64');
+  // The subnet itself announced: nothing of it is podway's.
+  assert.equal([...bgp([{ prefix: 'fd99::/64', nextHop: 'fd99::fe', peer: 'fd99::fe' }]).values()].filter((r) => r.class === 9), []);
+  // A longer prefix inside it holding our own address: around the address.
+  const inner = [...bgp([{ prefix: 'fd99::/120', nextHop: 'fd99::fe', peer: 'fd99::fe' }]).values()].filter((r) => r.class === 9);
+  assert.is(inner.length, 8);
+  assert.ok(inner.some((r) => r.cidr === 'fd99::/128'), 'fd99:: beside fd99::1');
+  assert.ok(inner.some((r) => r.cidr === 'fd99::2/127'));
+  assert.ok(!inner.some((r) => r.cidr === 'fd99::1/128'));
   // VXLAN pools: learned routes ignored, the datastore's VXLAN route stays.
   const vx = new Map(computeNodeModel(parseClusterYaml(yaml('Always'), 't.yaml'), 'node1', { bgp: { learned: [{ prefix: 'fd00:10:244::40/122', nextHop: 'fd99::2', peer: 'fd99::2' }] } }).v6.routes.map((r) => [r.cidr, r]));
   assert.is(vx.get('fd00:10:244::40/122')!.kind, 'vxlan');

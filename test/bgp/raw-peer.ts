@@ -43,10 +43,14 @@ export class RawPeer {
     this.socket.write(b);
   }
 
-  /** Sends OPEN (4-octet AS capability, IPv4+IPv6) and the KEEPALIVE that confirms the speaker's. */
-  async establish(asn: number, routerId: string, holdTime = 90): Promise<void> {
+  /** Sends OPEN (4-octet AS capability, IPv4+IPv6; with `gracefulRestartSeconds`, graceful
+   * restart for both) and the KEEPALIVE that confirms the speaker's. */
+  async establish(asn: number, routerId: string, holdTime = 90, gracefulRestartSeconds?: number): Promise<void> {
     await this.next(MsgType.Open);
-    this.send(encodeOpen(asn, holdTime, routerId, { multiprotocol: [{ afi: 1, safi: 1 }, { afi: 2, safi: 1 }], routeRefresh: true, fourOctetAs: asn, unknown: [] }));
+    const families = [{ afi: 1, safi: 1 }, { afi: 2, safi: 1 }];
+    const gracefulRestart = gracefulRestartSeconds === undefined ? undefined
+      : { restarting: false, time: gracefulRestartSeconds, families: families.map(f => ({ ...f, forwarding: true })) };
+    this.send(encodeOpen(asn, holdTime, routerId, { multiprotocol: families, routeRefresh: true, fourOctetAs: asn, gracefulRestart, unknown: [] }));
     await this.next(MsgType.Keepalive);
     this.send(KEEPALIVE);
   }

@@ -284,10 +284,10 @@ test('FSM transitions as peer events: Connect -> Active on refusal and retry, th
 });
 
 /** A speaker at ip(2) waiting for a hand-driven peer at ip(5) (AS 65005, eBGP). */
-async function withRawPeer(opts: { maxPrefixes?: number; hold?: number } = {}) {
+async function withRawPeer(opts: { maxPrefixes?: number; hold?: number; log?: BgpSpeakerOptions['log'] } = {}) {
   const ip = loopbackNet();
   const port = randomPort();
-  const s = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: port });
+  const s = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: port, ...(opts.log ? { log: opts.log } : {}) });
   s.setPeers([{ address: ip(5), asNumber: 65005, passive: true, maxPrefixes: opts.maxPrefixes, holdTimeSeconds: opts.hold }]);
   s.setExports([{ prefix: '10.244.9.0/26' }]);
   await s.start();
@@ -304,6 +304,43 @@ test('OPEN with the wrong AS gets NOTIFICATION OPEN error / bad peer AS', async 
     assert.equal([n.code, n.subcode], [2, 2]);
     assert.ok(await raw.waitClosed());
     assert.match(state(s).info, /Sent: OPEN message error: bad peer AS/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('graceful-restart peer: a bare TCP connection from its address leaves the session up; a new connection with a valid OPEN is its restart (routes kept, stale)', async () => {
+  const logs: string[] = [];
+  try {
+    const { s, raw, ip, port } = await withRawPeer({ log: (_l, m) => logs.push(m) });
+    await raw.establish(65005, '192.0.2.5', 90, 60);
+    await waitFor('Established', () => state(s).state === 'Established');
+    const ctx = { fourOctetAs: true, ebgp: true };
+    raw.send(encodeAnnounce([parsePrefix('198.51.100.0/24')], { origin: 0, asPath: [{ type: 2, asns: [65005] }], nextHop: ip(5) }, ctx)[0]);
+    await waitFor('learned', () => s.learned().length === 1);
+    // Connect and close, twice; then one that stays open and idle.
+    for (let i = 0; i < 2; i++) {
+      const bare = await RawPeer.connect(ip(2), port, ip(5));
+      peers.push(bare);
+      await bare.next(MsgType.Open); // accepted: the speaker sent its OPEN on it
+      bare.close();
+    }
+    const idle = await RawPeer.connect(ip(2), port, ip(5), ctx);
+    peers.push(idle);
+    await idle.next(MsgType.Open);
+    await new Promise(r => setTimeout(r, 500));
+    assert.is(state(s).state, 'Established');
+    assert.not.ok(raw.closed, 'the established connection is kept');
+    assert.is(s.learned().length, 1);
+    assert.not.ok(logs.some(m => /session down/.test(m)), logs.join('\n'));
+    // The peer really restarted: a valid OPEN on the new connection replaces the old session.
+    idle.send(encodeOpen(65005, 90, '192.0.2.5', { multiprotocol: [{ afi: 1, safi: 1 }], routeRefresh: true, fourOctetAs: 65005, gracefulRestart: { restarting: true, time: 60, families: [{ afi: 1, safi: 1, forwarding: true }] }, unknown: [] }));
+    await idle.next(MsgType.Keepalive);
+    idle.send(KEEPALIVE);
+    assert.ok(await raw.waitClosed(), 'the old connection is closed');
+    await waitFor('Established again', () => state(s).state === 'Established');
+    assert.ok(logs.some(m => /session down: peer restarted \(new connection with an OPEN\)/.test(m)), logs.join('\n'));
+    assert.is(s.learned().length, 1, 'its routes kept (stale) until its End-of-RIB');
   } finally {
     await cleanup();
   }

@@ -444,16 +444,15 @@ export class PeerSession {
       return;
     }
     const est = this.established;
-    if (est) {
-      // RFC 4724 section 4.2: a graceful-restart peer reconnecting replaces its old session;
-      // otherwise a new connection colliding with an Established one is the one closed (6.8).
-      if (est.remote?.caps.gracefulRestart) {
-        est.close('peer restarted (new connection)', false);
-      } else {
-        socket.end(encodeNotification(ErrCode.Cease, CeaseSub.CollisionResolution));
-        setTimeout(() => socket.destroy(), 1000).unref();
-        return;
-      }
+    // A new connection colliding with an Established one is the one closed (6.8), unless the peer
+    // announced graceful restart: then it may be the peer back after a restart (RFC 4724 section
+    // 4.2), and the new connection goes on beside the Established one, which stays up until a
+    // valid OPEN arrives on the new one (collisionAllows). A bare TCP connection from the peer's
+    // address (a port scan, a stray connect) never takes the session down.
+    if (est && !est.remote?.caps.gracefulRestart) {
+      socket.end(encodeNotification(ErrCode.Cease, CeaseSub.CollisionResolution));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
     }
     this.conns.push(new Connection(this, socket, false));
     this.refreshState();
@@ -467,6 +466,13 @@ export class PeerSession {
     for (const other of this.conns) {
       if (other === conn || other.isClosed || other.state === 'Connect') continue;
       if (other.state === 'Established') {
+        // RFC 4724 section 4.2: a graceful-restart peer's OPEN on a new connection is the peer
+        // back after a restart: the old session ends as if its connection had closed (its routes
+        // kept, stale) and the new one carries on.
+        if (!conn.outgoing && other.remote?.caps.gracefulRestart) {
+          other.close('peer restarted (new connection with an OPEN)', false);
+          continue;
+        }
         conn.fail(new BgpError(ErrCode.Cease, CeaseSub.CollisionResolution));
         return false;
       }

@@ -346,6 +346,34 @@ test('graceful-restart peer: a bare TCP connection from its address leaves the s
   }
 });
 
+test('at most one incoming connection waiting for an OPEN per peer: a newer one replaces the older (Cease / connection rejected)', async () => {
+  try {
+    const { s, raw, ip, port } = await withRawPeer();
+    await raw.next(MsgType.Open);
+    const idle: RawPeer[] = [raw];
+    for (let i = 0; i < 20; i++) {
+      const c = await RawPeer.connect(ip(2), port, ip(5), { fourOctetAs: true, ebgp: true });
+      peers.push(c);
+      await c.next(MsgType.Open);
+      idle.push(c);
+    }
+    const last = idle.pop()!;
+    for (const c of idle) {
+      assert.ok(await c.waitClosed(), 'an older idle connection is closed');
+      const n = await c.next(MsgType.Notification);
+      assert.equal([n.code, n.subcode], [6, 5]);
+    }
+    assert.not.ok(last.closed);
+    // The newest one is the peer's: it comes up.
+    last.send(encodeOpen(65005, 90, '192.0.2.5', { multiprotocol: [{ afi: 1, safi: 1 }], routeRefresh: true, fourOctetAs: 65005, unknown: [] }));
+    await last.next(MsgType.Keepalive);
+    last.send(KEEPALIVE);
+    await waitFor('Established', () => state(s).state === 'Established');
+  } finally {
+    await cleanup();
+  }
+});
+
 test('hold timer: a silent peer gets NOTIFICATION 4 after the negotiated hold time', async () => {
   try {
     const { s, raw } = await withRawPeer({ hold: 3 });

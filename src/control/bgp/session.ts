@@ -236,6 +236,14 @@ export class Connection {
     this.close(text, true);
   }
 
+  /** NOTIFICATION Cease / connection rejected (RFC 4486) and close, not logged: routine, and a
+   * peer's address making connection after connection must not flood the log. */
+  reject(reason: string): void {
+    if (this.closed) return;
+    this.send(encodeNotification(ErrCode.Cease, CeaseSub.ConnectionRejected));
+    this.close(reason, true);
+  }
+
   /** Ends the connection: with `notified` the socket is flushed first (the NOTIFICATION goes out). */
   close(reason: string, notified: boolean): void {
     if (this.closed) return;
@@ -454,7 +462,12 @@ export class PeerSession {
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
+    // At most one incoming connection waiting for the peer's OPEN: a newer one replaces it (a
+    // genuine peer sends its OPEN at once, so it is the older one that is stale), and idle
+    // connections from the peer's address cannot pile up, each held for the OPEN hold time.
+    const waiting = this.conns.filter(c => !c.outgoing && c.state === 'OpenSent' && !c.isClosed);
     this.conns.push(new Connection(this, socket, false));
+    for (const old of waiting) old.reject('OpenSent: replaced by a newer connection from the peer (no OPEN came on this one)');
     this.refreshState();
   }
 

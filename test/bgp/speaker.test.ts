@@ -393,8 +393,9 @@ test('hold timer: a silent peer gets NOTIFICATION 4 after the negotiated hold ti
 });
 
 test('RFC 7606 on a live session: malformed attribute withdraws the route, session stays up', async () => {
+  const logs: string[] = [];
   try {
-    const { s, raw, ip } = await withRawPeer();
+    const { s, raw, ip } = await withRawPeer({ log: (_l, m) => logs.push(m) });
     await raw.establish(65005, '192.0.2.5');
     await waitFor('Established', () => state(s).state === 'Established');
     const ctx = { fourOctetAs: true, ebgp: true };
@@ -409,6 +410,12 @@ test('RFC 7606 on a live session: malformed attribute withdraws the route, sessi
     await waitFor('withdrawn', () => s.learned().length === 0);
     assert.is(state(s).state, 'Established');
     assert.is(state(s).updatesTreatedAsWithdraw, 1);
+    // The same again and again: every one counted, one log line per reason per minute.
+    for (let i = 0; i < 20; i++) raw.send(bad);
+    await waitFor('counted', () => state(s).updatesTreatedAsWithdraw === 21);
+    const lines = logs.filter(m => /treated as withdraw/.test(m));
+    assert.is(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0]!, /logged at most once per 60 s per reason/);
     // AS loop (our AS in the path from an eBGP peer): received, not accepted.
     raw.send(encodeAnnounce([parsePrefix('198.51.101.0/24')], { origin: 0, asPath: [{ type: 2, asns: [65005, 64512] }], nextHop: ip(5) }, ctx)[0]);
     await waitFor('received', () => state(s).prefixesReceived === 1);

@@ -140,6 +140,10 @@ const ROUTES_EVENT_MS = 100;
 /** How often a refused unconfigured peer is logged again (with the count since), and how many are remembered. */
 const REFUSED_LOG_MS = 5 * 60_000;
 const REFUSED_REMEMBERED = 1024;
+/** How often an UPDATE treated as withdraw is logged per peer and reason (the rest are counted and
+ * the count said on the next line), and how many reasons per peer are remembered. */
+const TREAT_AS_WITHDRAW_LOG_MS = 60_000;
+const TREAT_AS_WITHDRAW_REMEMBERED = 32;
 
 /** One route in a peer's Adj-RIB-In. `attrs` is shared by all prefixes of one UPDATE. */
 interface Path {
@@ -160,6 +164,8 @@ interface Peer {
   ribOut: Map<string, string>;
   accepted: number;
   treatedAsWithdraw: number;
+  /** Per reason: when an UPDATE treated as withdraw was last logged, and how many like it since. */
+  treatAsWithdrawLog?: Map<string, { loggedAt: number; since: number }>;
   discarded: number;
   /** RFC 4724 helper: prefixes kept from a restarting peer until its End-of-RIB or the timer. */
   stale?: Set<string>;
@@ -694,7 +700,7 @@ export class BgpSpeaker extends EventEmitter {
     }
     if (m.treatAsWithdraw) {
       p.treatedAsWithdraw++;
-      this.log('warn', `bgp ${p.config.address}: UPDATE treated as withdraw (RFC 7606): ${m.treatAsWithdraw}`);
+      this.logTreatAsWithdraw(p, m.treatAsWithdraw);
       for (const a of announced) gone.push(a.prefix);
       announced.length = 0;
     }
@@ -724,6 +730,23 @@ export class BgpSpeaker extends EventEmitter {
       }
     }
     this.scheduleFlush();
+  }
+
+  /** A peer sending malformed UPDATEs by the thousand must not flood the log: one line per reason
+   * per TREAT_AS_WITHDRAW_LOG_MS, the next one saying how many were not logged (the counter,
+   * updatesTreatedAsWithdraw, counts every one). */
+  private logTreatAsWithdraw(p: Peer, reason: string): void {
+    const now = Date.now();
+    const seen = (p.treatAsWithdrawLog ??= new Map());
+    const last = seen.get(reason);
+    if (last && now - last.loggedAt < TREAT_AS_WITHDRAW_LOG_MS) {
+      last.since++;
+      return;
+    }
+    const more = last && last.since > 0 ? ` (${last.since} more for this reason not logged since the last line)` : '';
+    this.log('warn', `bgp ${p.config.address}: UPDATE treated as withdraw (RFC 7606): ${reason}${more}; logged at most once per ${TREAT_AS_WITHDRAW_LOG_MS / 1000} s per reason`);
+    if (!last && seen.size >= TREAT_AS_WITHDRAW_REMEMBERED) seen.delete(seen.keys().next().value!);
+    seen.set(reason, { loggedAt: now, since: 0 });
   }
 
   private removePath(p: Peer, prefix: string): void {

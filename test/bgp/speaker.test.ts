@@ -346,6 +346,22 @@ test('graceful-restart peer: a bare TCP connection from its address leaves the s
   }
 });
 
+test('graceful-restart peer gone with no routes: the log says none are kept', async () => {
+  const logs: string[] = [];
+  try {
+    const { s, raw } = await withRawPeer({ log: (_l, m) => logs.push(m) });
+    await raw.establish(65005, '192.0.2.5', 90, 60);
+    await waitFor('Established', () => state(s).state === 'Established');
+    raw.close();
+    await waitFor('restart logged', () => logs.some(m => /peer restarting/.test(m)));
+    const line = logs.find(m => /peer restarting/.test(m))!;
+    assert.match(line, /peer restarting \(graceful restart, up to 60 s\); it had no routes of those families, none kept/);
+    assert.not.match(line, /keeping 0 routes/);
+  } finally {
+    await cleanup();
+  }
+});
+
 test('at most one incoming connection waiting for an OPEN per peer: a newer one replaces the older (Cease / connection rejected)', async () => {
   try {
     const { s, raw, ip, port } = await withRawPeer();

@@ -784,7 +784,9 @@ export class BgpSpeaker extends EventEmitter {
       if (restartFamilies.includes(afiOf(prefix))) p.stale.add(prefix);
       else this.removePath(p, prefix);
     }
-    this.log('info', `bgp ${p.config.address}: peer restarting; keeping ${p.stale.size} routes for up to ${restartSeconds} s`);
+    this.log('info', p.stale.size
+      ? `bgp ${p.config.address}: peer restarting; keeping ${p.stale.size} routes for up to ${restartSeconds} s`
+      : `bgp ${p.config.address}: peer restarting (graceful restart, up to ${restartSeconds} s); it had no routes of those families, none kept`);
     p.staleUntil = new Date(Date.now() + restartSeconds * 1000);
     p.staleTimer = setTimeout(() => {
       this.log('info', `bgp ${p.config.address}: restart time over; dropping its stale routes`);

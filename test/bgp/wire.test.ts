@@ -290,6 +290,22 @@ test('MP-BGP IPv6: global + link-local next hop (RFC 2545), unusable next hops a
   assert.equal(open.caps.gracefulRestart?.families, [{ afi: 2, safi: 1, forwarding: true }]);
 });
 
+test('MP_REACH / MP_UNREACH of a family never negotiated (VPNv4, SAFI 128): ignored and counted as discarded, not a reset; its End-of-RIB is not IPv4\'s', () => {
+  // VPNv4: a 12-octet next hop (route distinguisher + IPv4), labelled NLRI (88 bits: label, RD, /24).
+  const vpnNlri = [88, 0, 0x10, 0x01, 0, 0, 0xfd, 0xe8, 0, 0, 0, 1, 10, 1, 2];
+  const vpnReach = [0, 1, 128, 12, ...Array(8).fill(0), 10, 0, 0, 2, 0, ...vpnNlri];
+  const m = update(rawUpdate(Buffer.alloc(0), Buffer.concat([ORIGIN, ASPATH, attr(0x80, AttrType.MpReach, vpnReach)]), Buffer.alloc(0)));
+  assert.equal(m.attrs.mpReach, { afi: 1, safi: 128, nextHop: '', nlri: [] });
+  assert.equal(m.discarded, ['MP_REACH_NLRI of AFI 1 SAFI 128, a family not negotiated']);
+  assert.is(m.treatAsWithdraw, undefined);
+  const un = update(rawUpdate(Buffer.alloc(0), attr(0x80, AttrType.MpUnreach, [0, 1, 128, ...vpnNlri]), Buffer.alloc(0)));
+  assert.equal(un.attrs.mpUnreach, { afi: 1, safi: 128, withdrawn: [] });
+  assert.equal(un.discarded, ['MP_UNREACH_NLRI of AFI 1 SAFI 128, a family not negotiated']);
+  // VPNv4 End-of-RIB (an empty MP_UNREACH of AFI 1 SAFI 128) is not an IPv4 unicast End-of-RIB.
+  assert.is(endOfRibFamily(update(rawUpdate(Buffer.alloc(0), attr(0x80, AttrType.MpUnreach, [0, 1, 128]), Buffer.alloc(0)))), null);
+  assert.is(endOfRibFamily(update(encodeEndOfRib(Afi.Ipv6))), Afi.Ipv6);
+});
+
 test('fuzz: random and mutated messages never throw anything but BgpError', () => {
   const seeds = [
     rawUpdate(Buffer.from([8, 10]), Buffer.concat([ORIGIN, ASPATH, NEXTHOP, attr(0xc0, 8, [0, 1, 0, 2])]), NLRI),

@@ -143,6 +143,11 @@ function mergeAs4Path(asPath: AsPathSegment[], as4: AsPathSegment[]): AsPathSegm
   return [...out, ...as4];
 }
 
+/** IPv4 or IPv6 unicast: the only families podway offers, and so the only ones it reads. */
+function carriedFamily(afi: number, safi: number): boolean {
+  return (afi === Afi.Ipv4 || afi === Afi.Ipv6) && safi === SAFI_UNICAST;
+}
+
 function decodeMpReach(v: Buffer): MpReach {
   if (v.length < 5) throw updateError(UpdateSub.OptionalAttr, 'MP_REACH_NLRI shorter than 5 octets');
   const afi = v.readUInt16BE(0);
@@ -152,7 +157,9 @@ function decodeMpReach(v: Buffer): MpReach {
   const nh = v.subarray(4, 4 + nhLen);
   // Octet after the next hop is Reserved (was SNPA count); NLRI follows.
   const nlriField = v.subarray(4 + nhLen + 1);
-  if (afi !== Afi.Ipv4 && afi !== Afi.Ipv6) return { afi, safi, nextHop: '', nlri: [] };
+  // A family other than IPv4 / IPv6 unicast (never offered: a VPN's SAFI 128, say): its next hop
+  // and NLRI have other formats, not read; the attribute is ignored (decodeAttr counts it).
+  if (!carriedFamily(afi, safi)) return { afi, safi, nextHop: '', nlri: [] };
   let nextHop = '';
   let linkLocal: string | undefined;
   if (afi === Afi.Ipv6 && (nhLen === 16 || nhLen === 32)) {
@@ -186,7 +193,7 @@ function decodeMpUnreach(v: Buffer): MpUnreach {
   if (v.length < 3) throw updateError(UpdateSub.OptionalAttr, 'MP_UNREACH_NLRI shorter than 3 octets');
   const afi = v.readUInt16BE(0);
   const safi = v[2];
-  if (afi !== Afi.Ipv4 && afi !== Afi.Ipv6) return { afi, safi, withdrawn: [] };
+  if (!carriedFamily(afi, safi)) return { afi, safi, withdrawn: [] };
   return { afi, safi, withdrawn: decodeNlri(afi, v.subarray(3)) };
 }
 
@@ -349,12 +356,18 @@ function decodeAttr(type: number, v: Buffer, a: PathAttrs, ctx: UpdateContext, s
       // but unusable makes its NLRI withdrawals (RFC 7606 section 7.11 / 7.3 alike).
       const mp = decodeMpReach(v);
       a.mpReach = mp;
+      // RFC 4760 section 6: a family never negotiated is not ours to judge (BIRD and GoBGP
+      // ignore it too): ignored, counted as a discarded attribute, the session kept.
+      if (!carriedFamily(mp.afi, mp.safi)) return { discard: `MP_REACH_NLRI of AFI ${mp.afi} SAFI ${mp.safi}, a family not negotiated` };
       const why = mp.nlri.length && mp.safi === SAFI_UNICAST ? badMpNextHop(mp) : '';
       return why ? { withdraw: `MP_REACH_NLRI next hop ${why}` } : undefined;
     }
-    case AttrType.MpUnreach:
-      a.mpUnreach = decodeMpUnreach(v);
+    case AttrType.MpUnreach: {
+      const mp = decodeMpUnreach(v);
+      a.mpUnreach = mp;
+      if (!carriedFamily(mp.afi, mp.safi)) return { discard: `MP_UNREACH_NLRI of AFI ${mp.afi} SAFI ${mp.safi}, a family not negotiated` };
       return;
+    }
   }
   return;
 }
@@ -503,7 +516,8 @@ export function endOfRibFamily(m: UpdateMessage): Afi | null {
   const a = m.attrs;
   const keys = Object.keys(a).filter(k => (a as Record<string, unknown>)[k] !== undefined);
   if (keys.length === 0) return Afi.Ipv4;
-  if (keys.length === 1 && a.mpUnreach && a.mpUnreach.withdrawn.length === 0) return a.mpUnreach.afi as Afi;
+  // Another family's End-of-RIB (a VPN's, SAFI 128) is none of ours.
+  if (keys.length === 1 && a.mpUnreach && a.mpUnreach.withdrawn.length === 0) return carriedFamily(a.mpUnreach.afi, a.mpUnreach.safi) ? a.mpUnreach.afi as Afi : null;
   return null;
 }
 

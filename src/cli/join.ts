@@ -11,7 +11,7 @@
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
 import type { KvStore } from '../control/kv/kv';
-import { KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
+import { KvConfigError, KvUnavailableError } from '../control/kv/kv';
 import { clusterGuidOf } from '../control/kv/cluster-guid';
 import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
 import { kindInfo, resourceKey } from '../control/calico-kinds';
@@ -63,7 +63,7 @@ export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (
   const kv = openKvStore(spec, {});
   try {
     const backoff = new Backoff({ first: 1000, max: RETRY_MAX_MS });
-    let saidTls = '';
+    let saidConfig = '';
     for (;;) {
       opts.signal?.throwIfAborted();
       try {
@@ -71,15 +71,15 @@ export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (
         return;
       } catch (e) {
         if (!(e instanceof KvUnavailableError)) throw e;
-        // etcd refused our TLS certificate (or we its): at start that is the configuration, and
-        // podway run stops with it, as with a TLS file it cannot read; later it is tried again
-        // (said once per reason: a server fixed meanwhile is found).
-        if (e instanceof KvTlsRejectedError && opts.atStart) throw e;
+        // etcd refused our TLS certificate (or we its), or an endpoint is not etcd: at start that
+        // is the configuration, and podway run stops with it, as with a TLS file it cannot read;
+        // later it is tried again (said once per reason: a server fixed meanwhile is found).
+        if (e instanceof KvConfigError && opts.atStart) throw e;
         opts.signal?.throwIfAborted();
         // e says which store and what failed: "etcd URL unreachable (get KEY): connect ECONNREFUSED ...".
         const wait = backoff.next();
-        if (!(e instanceof KvTlsRejectedError)) say(`${e.message}; retrying in ${wait / 1000} s`);
-        else if (e.message !== saidTls) say(`${(saidTls = e.message)}; retrying (said once)`);
+        if (!(e instanceof KvConfigError)) say(`${e.message}; retrying in ${wait / 1000} s`);
+        else if (e.message !== saidConfig) say(`${(saidConfig = e.message)}; retrying (said once)`);
         await new Promise<void>((r) => {
           const t = setTimeout(done, wait);
           function done() {

@@ -15,7 +15,7 @@ import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOf
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
 import { isIpv6Only, nodeFamilies } from './node-families';
 import type { KvEntry, KvStore } from '../control/kv/kv';
-import { KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
+import { KvConfigError, KvNotEtcdError, KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
 import { FileLockTimeoutError } from '../control/kv/file-lock';
 import type { Ipam } from '../control/ipam/ipam';
 import type { AllocationBlock } from '../control/ipam/block';
@@ -92,6 +92,8 @@ function datastoreError(conf: NetConf, e: unknown): unknown {
   // etcd refused the TLS handshake (our certificate) or its certificate is not accepted: the
   // configuration, not an outage; the message names the settings, and the conflist's keys here.
   if (e instanceof KvTlsRejectedError) return new CniError(CNI_CODES.INVALID_CONFIG, `${e.message}; in the network config: etcd_ca_cert_file, etcd_cert_file, etcd_key_file`);
+  // An endpoint that answers HTTP 404 to etcd's API is not etcd: the configuration again.
+  if (e instanceof KvNotEtcdError) return new CniError(CNI_CODES.INVALID_CONFIG, `${e.message}; in the network config: etcd_endpoints`);
   // KvUnavailableError already names the store: "etcd URL unreachable (get KEY): connect ECONNREFUSED ...".
   if (e instanceof KvUnavailableError) return new CniError(CNI_CODES.TRY_AGAIN_LATER, e.message);
   if (e instanceof FileLockTimeoutError) {
@@ -635,12 +637,13 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     // unlocked releases and drops the entry), but the release is spooled all the same, for
     // runtimes that never retry (podman): podway run replays it once the lock is lifted. Nothing
     // is written to the locked store.
-    // etcd refusing our TLS certificate is the configuration, not an outage: the DEL fails with it.
+    // etcd refusing our TLS certificate, or an endpoint that is not etcd, is the configuration, not
+    // an outage: the DEL fails with it.
     const locked = e instanceof DatastoreLockedError;
     // A slow answer on a connection that is up (KvSlowError: etcd busy, or this host short of CPU
     // in a storm of plugin calls) is not "down": the DEL fails (code 11, the runtime retries it)
     // instead of leaving the addresses and the WorkloadEndpoint to a replay.
-    const away = e instanceof KvUnavailableError && !(e instanceof KvTlsRejectedError) && !(e instanceof KvSlowError);
+    const away = e instanceof KvUnavailableError && !(e instanceof KvConfigError) && !(e instanceof KvSlowError);
     if (!(locked || (conf.datastore.kind === 'etcd' && (away || e instanceof IpamLockTimeoutError)))) throw datastoreError(conf, e);
     removePlainVeth();
     const interfaceName = conf.interfaceType === 'veth' ? hostVethName(podIdentity(env.args, env.containerId), env.containerId) : podDeviceName(conf.interfaceType, podIdentity(env.args, env.containerId), env.containerId);

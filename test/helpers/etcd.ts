@@ -208,6 +208,16 @@ export interface EtcdCluster {
   pid(i: number): number;
   /** SIGKILLs member i (by PID) and waits for it to exit. */
   kill(i: number): Promise<void>;
+  /**
+   * SIGSTOPs member i (by PID) and waits until every thread of it is stopped (stopProcess): its
+   * connections stay open, nothing is answered. stop() continues it (SIGCONT) before killing; a
+   * test continues it itself with resume() in its `finally`.
+   */
+  pause(i: number): Promise<void>;
+  /** SIGCONTs member i after pause(). */
+  resume(i: number): void;
+  /** The index of the member that is the leader now (etcd's maintenance status, asked of each). */
+  leader(): Promise<number>;
   /** Kills every member and removes their data dirs. */
   stop(): Promise<void>;
 }
@@ -279,5 +289,38 @@ async function startEtcdClusterOnce(size: number): Promise<EtcdCluster> {
     await stop();
     throw e;
   }
-  return { endpoints: clients.map(url), pid: (i) => procs[i]!.pid!, kill, stop };
+  const paused = new Set<number>();
+  const resume = (i: number): void => {
+    if (!paused.delete(i)) return;
+    try { process.kill(procs[i]!.pid!, 'SIGCONT'); } catch { /* gone */ }
+  };
+  const pause = (i: number): Promise<void> => {
+    paused.add(i);
+    return stopProcess(procs[i]!.pid!);
+  };
+  const leader = async (): Promise<number> => {
+    const ids: string[] = [];
+    let leaderId = '';
+    for (const c of clients) {
+      const res = await fetch(`${url(c)}/v3/maintenance/status`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(5000) });
+      const body = (await res.json()) as { header: { member_id: string }; leader: string };
+      ids.push(body.header.member_id);
+      leaderId ||= body.leader;
+    }
+    const i = ids.indexOf(leaderId);
+    if (i < 0) throw new Error(`no member is the leader (${leaderId}) of ${ids.join(', ')}`);
+    return i;
+  };
+  return {
+    endpoints: clients.map(url),
+    pid: (i) => procs[i]!.pid!,
+    kill,
+    pause,
+    resume,
+    leader,
+    stop: async () => {
+      for (const i of [...paused]) resume(i);
+      await stop();
+    },
+  };
 }

@@ -4,15 +4,21 @@
 //             then put, returning the old entry)
 //   delete  = txn(if ModRevision(key) == R then delete) or a plain delete
 // Every call carries a deadline (timeoutMs); an unreachable or silent etcd becomes a
-// KvUnavailableError naming the endpoints. The client's own retry policy is replaced by one that
-// resends only a call that never reached etcd: retrying a transaction whose reply was lost could
-// report "someone else won" for a write that was ours, so those retries belong to the caller,
-// which re-reads first. A call that found no connection to the endpoint it was given (connection
+// KvUnavailableError naming the endpoints. The client's own retry policy is replaced by
+// failoverPolicy. A call that found no connection to the endpoint it was given (connection
 // refused, host unreachable, TLS not established: grpc-js's "No connection established") sent
 // nothing, so with several endpoints it is tried at once on the next one, within the same
 // deadline, whatever it is (a transaction too), as Calico's clientv3 fails over: a CNI ADD or a
 // CLI call, which lives for one call, must not fail because the first endpoint it drew is down.
-// An endpoint that failed is skipped for a second (HOST_COOLDOWN_MS) by the calls after it.
+// The endpoints connected now are drawn first (preferConnected): a member that drops packets, or
+// accepts TCP and says nothing, holds a call made there until its deadline. A member that took
+// the call and does not answer (stopped, frozen) would hold it too: a read, and a transaction
+// guarded by a revision (applied at most once however many members it reaches), still unanswered
+// after a quarter of the deadline goes to the next member as well, and the first answer is the
+// call's (see failoverPolicy for why that is safe for those writes and what a lost answer then
+// means). Any other write that may have reached etcd is not sent again: those retries belong to
+// the caller, which re-reads first. An endpoint that failed (HOST_COOLDOWN_MS), or still holds
+// calls another member answered, is drawn last by the calls after it.
 //
 // Watches use etcd3's watcher, which re-subscribes by itself after a disconnection. It resumes from
 // the last response header's revision + 1, which can skip events when the connection drops while
@@ -80,6 +86,7 @@ import {
   Etcd3,
   EtcdWatchStreamEnded,
   GRPCDeadlineExceededError,
+  GRPCNotImplementedError,
   GRPCUnavailableError,
   IKeyValue,
   IOptions,
@@ -98,6 +105,7 @@ import {
   KvList,
   KvStore,
   KvSlowError,
+  KvNotEtcdError,
   KvTlsRejectedError,
   KvUnavailableError,
   KvWatch,
@@ -147,9 +155,6 @@ const CHANNEL_READY = 2;
 const CHANNEL_TRANSIENT_FAILURE = 3;
 const CHANNEL_SHUTDOWN = 4;
 
-/** Raised by the endpoint cooldown policy instead of calling a host that just failed. */
-class HostCoolingDown extends Error {}
-
 /** A call given up by reconnect() while it waited on the old client. */
 class CallMoved extends Error {}
 
@@ -180,81 +185,331 @@ interface CallPolicy {
   execute<T>(fn: (context: unknown) => PromiseLike<T> | T): Promise<T>;
 }
 
-const passThrough: CallPolicy = {
-  execute: async fn => fn({}),
+/**
+ * What may be done with a call after it was sent to a member that did not answer (failoverPolicy):
+ *   read     a range: it changes nothing, so it may go to every member;
+ *   guarded  a transaction whose condition compares the key's ModRevision or Version (create,
+ *            update, a delete at a revision): etcd applies it at most once, whichever members it
+ *            is sent to (see failoverPolicy);
+ *   write    anything else (a plain delete, a compaction): sent again only where it never went.
+ */
+type CallKind = 'read' | 'guarded' | 'write';
+
+/** One sending of a call to one endpoint. */
+interface Attempt {
+  /** The endpoint (its URL) the call was handed to; unset until one was. */
+  host?: string;
+  /** How it failed, if it did. */
+  error?: unknown;
+}
+
+/** A call under way (EtcdKv.call), for the policies under it and for its error. */
+interface CallInfo {
+  readonly kind: CallKind;
+  /** guarded: whether an answer says the write was applied (the transaction's condition held). */
+  readonly applied?: (answer: unknown) => boolean;
+  readonly attempts: Attempt[];
+  /**
+   * guarded: a member said the condition no longer held while another attempt, which may have
+   * reached etcd, had no answer: whether this very write was applied is not known.
+   */
+  outcomeUnknown?: boolean;
+  /**
+   * The call returned or threw. Work started under it that outlives it (a stream, a timer, made
+   * while it ran) still sees it through the AsyncLocalStorage: it is not that call any more.
+   */
+  ended?: boolean;
+}
+const callContext = new AsyncLocalStorage<CallInfo>();
+/** The call under way here, if any (see CallInfo.ended). */
+const currentCall = (): CallInfo | undefined => {
+  const call = callContext.getStore();
+  return call && !call.ended ? call : undefined;
 };
+const attemptContext = new AsyncLocalStorage<Attempt>();
+
+/** What the calls of one store learned about one of its endpoints (several endpoints only). */
+interface HostState {
+  /** It failed (refused, no answer within the deadline, not etcd): calls skip it until then. */
+  downUntil: number;
+  /** Calls still waiting on it after another member answered them: skipped while there are any. */
+  overtaken: number;
+}
 
 /**
  * Whether a failed call never reached etcd, so sending it again elsewhere cannot apply it twice:
  * grpc-js had no connection to the endpoint (its "No connection established": refused,
- * unreachable, TLS handshake failed; the call waits for none and is not written anywhere), or the
- * cooldown skipped every endpoint, or a member without a leader refused it before handling it
- * (requireLeader). A call that had a connection ("Connection dropped", a reset, a
- * deadline) may have been applied.
+ * unreachable, TLS handshake failed; the call waits for none and is not written anywhere), or a
+ * member without a leader refused it before handling it (requireLeader), or the endpoint is an
+ * HTTP server that is not etcd (notEtcd). A call that had a connection ("Connection dropped", a
+ * reset, a deadline) may have been applied.
  */
 export function neverSent(e: unknown): boolean {
-  if (e instanceof HostCoolingDown) return true;
+  if (notEtcd(e)) return true;
   return e instanceof GRPCUnavailableError && /No connection established|etcdserver: no leader/.test(e.message);
 }
 
+/**
+ * An endpoint that answered HTTP 404 to etcd's gRPC API: an HTTP/2 server, not etcd's client URL
+ * (grpc-js: "12 UNIMPLEMENTED: Received HTTP status code 404"). etcd itself answers an unknown
+ * method with a gRPC status, never with an HTTP one.
+ */
+function notEtcd(e: unknown): boolean {
+  return e instanceof GRPCNotImplementedError && /Received HTTP status code 404\b/.test(e.message);
+}
+
+/**
+ * Whether a call that passed its deadline was written to a connection (grpc-js names the
+ * connection's remote_addr) or was still waiting for one ("Waiting for LB pick": the endpoint never
+ * connected, nothing was sent). undefined: the message says neither.
+ */
+function deadlineSent(e: unknown): boolean | undefined {
+  if (!(e instanceof GRPCDeadlineExceededError)) return undefined;
+  if (/remote_addr=/.test(e.message)) return true;
+  if (/Waiting for LB pick/.test(e.message)) return false;
+  return undefined;
+}
+
+/** The words a failed guarded write adds when a member's answer left its outcome unknown. */
+function outcomeUnknown(call: CallInfo | undefined): string {
+  return call?.outcomeUnknown ? '; the write may have been applied (another member found its condition changed, maybe by this very write)' : '';
+}
+
+/**
+ * With several endpoints, a read or guarded write with no answer after this share of its deadline
+ * is also sent to another member (failoverPolicy); the first answer is taken.
+ */
+const HEDGE_SHARE = 0.25;
+
 const noLeader = (e: unknown): boolean => e instanceof GRPCUnavailableError && /etcdserver: no leader/.test(e.message);
 
-/** Set around a read's call (EtcdKv.call with `read`), for the whole-call policy under it. */
-const readCall = new AsyncLocalStorage<boolean>();
+/**
+ * Whether a failed attempt had no answer from etcd (so another member may still give one), rather
+ * than an answer that is an error (a compacted revision, a bad argument: the call's result).
+ */
+const unanswered = (e: unknown): boolean =>
+  e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError || (e instanceof Error && isRecoverableError(e));
 
 /**
  * The whole call's policy with `hosts` endpoints and `budgetMs` (the call's deadline, fixed when
- * the call was made, so the attempts share it): a call that never reached etcd (neverSent) is made
- * again at once on the next endpoint, at most once per endpoint (etcd3's shuffled host order goes
- * on between the attempts and an endpoint that failed is cooling down, so each attempt goes to
- * another one). When every endpoint was tried and one of them answered "no leader" (an election
- * under way, or no quorum), it is asked again every NO_LEADER_RETRY_MS while the budget
- * lasts: a call made during an election then waits for it, as it did without requireLeader. Fails
- * with "no leader" if a member said so, else the last error that came from an endpoint (not
- * "cooling down" when one really failed).
+ * the call was made, so the attempts share it; states: what the store's calls learned of each).
+ *
+ * A call that never reached etcd (neverSent) is made again at once on the next endpoint, at most
+ * once per endpoint (the hosts are drawn best first, see preferConnected: each attempt goes to
+ * another one, the ones that failed recently last); a read also after any other
+ * "unavailable" answer, e.g. "etcdserver: leader changed" from a member whose read was under way
+ * while the leader died (as clientv3's isSafeRetryImmutableRPC).
+ *
+ * A member that takes the call and gives no answer (stopped, frozen, its connection dead without
+ * a word) would hold it until its deadline. So with several endpoints a read or a guarded write
+ * still unanswered after HEDGE_SHARE of the deadline is sent to the next member too (and again
+ * after as long, while members are left), the attempts running side by side, and the first answer
+ * is the call's: the members still waiting are skipped by the calls after it until their attempt
+ * ends (HostState.overtaken). For a guarded write that is safe: its condition compares the key's
+ * ModRevision, and the first attempt applied changes that revision, so any other attempt of it,
+ * whenever it reaches etcd (even after the call ended), finds the condition false and changes
+ * nothing: it is applied at most once. (A create's condition is Version 0, which holds again once
+ * the key is deleted: a copy still held by a stopped member could create the key again after
+ * another client deleted it. A create that timed out on that member leaves the same copy behind,
+ * hedged or not.) For the same reason a guarded write whose connection failed under it (dropped,
+ * reset: it may have been applied) is sent to the next member too. An answer that it was applied
+ * is the call's at once. An answer that the condition did not hold is final only when every other
+ * attempt is known not to be ours: each answered the same or never reached etcd; if one of them
+ * may have reached etcd without an answer, that attempt may be what changed the revision, so the
+ * call fails as unreachable (outcomeUnknown, "may have been applied") and its caller reads again,
+ * as after any write whose answer was lost. A plain write is never resent once it may have
+ * reached etcd (a second delete would report "nothing deleted" for ours).
+ *
+ * When every endpoint was tried and one of them answered "no leader" (an election under way, or no
+ * quorum), it is asked again every NO_LEADER_RETRY_MS while the budget lasts: a call made during
+ * an election then waits for it, as it did without requireLeader. Fails with the attempt that may
+ * have reached etcd and had no answer (a read: "no leader" first, if a member said so), else "no
+ * leader", else the last error.
  */
-function failoverPolicy(hosts: number, budgetMs: number): CallPolicy {
+function failoverPolicy(hosts: number, budgetMs: number, states: ReadonlyMap<string, HostState>): CallPolicy {
   return {
-    async execute(fn) {
+    async execute<T>(fn: (context: unknown) => PromiseLike<T> | T): Promise<T> {
+      const call: CallInfo = currentCall() ?? { kind: 'write', attempts: [] };
       const end = Date.now() + budgetMs;
-      // A read changes nothing: like clientv3 (isSafeRetryImmutableRPC) it is made again on any
-      // "unavailable" answer, e.g. "etcdserver: leader changed" from a member whose read was under
-      // way while the leader died; a write only when it never reached etcd.
-      const read = readCall.getStore() === true;
-      let real: unknown;
+      const read = call.kind === 'read';
+      const hedging = hosts > 1 && call.kind !== 'write';
+      const hedgeMs = budgetMs * HEDGE_SHARE;
+      type Outcome = { att: Attempt; ok: true; value: T } | { att: Attempt; ok: false; error: unknown };
+      const inflight = new Map<Attempt, Promise<Outcome>>();
+      let started = 0;
+      let nextHedgeAt = 0;
+      const start = (): void => {
+        const att: Attempt = {};
+        call.attempts.push(att);
+        started++;
+        nextHedgeAt = Date.now() + hedgeMs;
+        inflight.set(att, attemptContext.run(att, async () => fn({})).then(
+          (value): Outcome => ({ att, ok: true, value }),
+          (error: unknown): Outcome => {
+            att.error = error;
+            return { att, ok: false, error };
+          },
+        ));
+      };
+      // The members still waiting once another answered: skipped by the next calls until they end.
+      const overtake = (): void => {
+        for (const [att, outcome] of inflight) {
+          const state = att.host === undefined ? undefined : states.get(att.host);
+          if (!state) continue;
+          state.overtaken++;
+          void outcome.then(() => { state.overtaken--; });
+        }
+      };
       // A member that answered "no leader" (or, to a read, "leader changed"): etcd is up there and
       // electing, which says more than the others' refusals.
       let leaderless: unknown;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await fn({});
-        } catch (e) {
-          if (!(e instanceof HostCoolingDown)) real = e;
+      let last: unknown;
+      // An attempt that may have reached etcd and had no answer (a write's may have been applied).
+      let noAnswer: unknown;
+      // guarded: an answer that the condition did not hold (final once no attempt could be ours).
+      let conditionFailed: { value: T } | undefined;
+      // Every member refused it and one of them has no leader: asked again at this time.
+      let askAgainAt: number | undefined;
+      start();
+      for (;;) {
+        const hedgeAt = hedging && started < hosts ? nextHedgeAt : undefined;
+        const wakeAt = askAgainAt === undefined ? hedgeAt : Math.min(askAgainAt, hedgeAt ?? Infinity);
+        const o = await nextOutcome(inflight, wakeAt);
+        if (o === undefined) {
+          // no answer within the share (the next member too), or time to ask the leaderless again
+          if (askAgainAt !== undefined && Date.now() >= askAgainAt) askAgainAt = undefined;
+          start();
+          continue;
+        }
+        inflight.delete(o.att);
+        if (o.ok) {
+          if (!call.applied || call.applied(o.value)) {
+            overtake();
+            return o.value;
+          }
+          conditionFailed ??= { value: o.value };
+        } else {
+          const e = o.error;
+          last = e;
           if (noLeader(e) || (read && e instanceof GRPCUnavailableError && /etcdserver: leader changed/.test(e.message))) leaderless = e;
           const again = neverSent(e) || (read && e instanceof GRPCUnavailableError && tlsRejection(e.message) === null);
-          if (!again) throw e;
-          if (attempt < hosts) continue;
-          if (leaderless === undefined || Date.now() + 2 * NO_LEADER_RETRY_MS >= end) throw leaderless ?? real ?? e;
-          await new Promise((r) => setTimeout(r, NO_LEADER_RETRY_MS));
+          // A guarded write whose connection failed under it (dropped, reset) may have been
+          // applied: sent again all the same (at most once applied), its answer read as above.
+          const resend = !again && call.kind === 'guarded' && unanswered(e) && !(e instanceof GRPCDeadlineExceededError);
+          if (resend) noAnswer ??= e;
+          if (again || resend) {
+            if (started < hosts) {
+              start();
+              continue;
+            }
+            // every member had it: a leaderless etcd is asked again while the time lasts
+            if (leaderless !== undefined && askAgainAt === undefined && Date.now() + 2 * NO_LEADER_RETRY_MS < end) {
+              askAgainAt = Date.now() + NO_LEADER_RETRY_MS;
+            }
+          } else if (unanswered(e)) {
+            noAnswer ??= e;
+          } else {
+            // etcd's own answer (a compacted revision, a bad request): the call's result
+            overtake();
+            throw e;
+          }
         }
+        // another member may still answer, or the leaderless are asked again
+        if (inflight.size > 0 || askAgainAt !== undefined) continue;
+        if (conditionFailed) {
+          if (noAnswer === undefined) return conditionFailed.value;
+          call.outcomeUnknown = true;
+          throw noAnswer;
+        }
+        if (noAnswer !== undefined) throw read ? (leaderless ?? noAnswer) : noAnswer;
+        throw leaderless ?? last;
       }
     },
   };
 }
 
+/** The first of `inflight` to end, or undefined at `wakeAt` if none ended by then. */
+async function nextOutcome<O>(inflight: ReadonlyMap<unknown, Promise<O>>, wakeAt: number | undefined): Promise<O | undefined> {
+  if (wakeAt === undefined) return Promise.race(inflight.values());
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      ...inflight.values(),
+      new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), Math.max(0, wakeAt - Date.now())); }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
-function cooldownPolicy(): CallPolicy {
-  let downUntil = 0;
+/**
+ * The policy of one endpoint (`url`): notes the endpoint an attempt went to (its error names it),
+ * and when it failed (refused, no answer within the deadline, not etcd), for preferConnected,
+ * which draws it after the others for HOST_COOLDOWN_MS. (Drawn last, not skipped: when every
+ * other member failed too, a call still goes to it rather than failing unsent.)
+ */
+function hostPolicy(url: string, state: HostState): CallPolicy {
   return {
     async execute(fn) {
-      if (Date.now() < downUntil) throw new HostCoolingDown('endpoint failed recently');
+      const att = attemptContext.getStore();
+      if (att) att.host = url;
       try {
         return await fn({});
       } catch (e) {
-        if (e instanceof GRPCUnavailableError) downUntil = Date.now() + HOST_COOLDOWN_MS;
+        if (e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError || notEtcd(e)) state.downUntil = Date.now() + HOST_COOLDOWN_MS;
         throw e;
       }
     },
+  };
+}
+
+/** etcd3's view of one endpoint (its Host), as far as preferConnected reads it. */
+interface PoolHost {
+  cachedServices?: Record<string, { getChannel(): GrpcChannel } | undefined>;
+}
+
+/**
+ * etcd3 sends each call to the endpoints in a random order. With several, the order is made best
+ * first, at each pick, among the endpoints this call was not sent to yet: one connected now (its
+ * channel READY); then one not connected (a call made there waits for its connection: a member
+ * that does not answer TCP, or accepts it and says nothing, would hold the call there); then one
+ * that failed a call within HOST_COOLDOWN_MS or still holds calls other members answered
+ * (HostState); then the ones this call already went to (the leaderless asked again). Among
+ * equals, at random (the load spread as before). Each endpoint once per round, as etcd3's own
+ * order. Another etcd3 shape: left as it is.
+ */
+function preferConnected(client: Etcd3, endpoints: readonly string[], states: ReadonlyMap<string, HostState>): void {
+  const pool = (client as unknown as { pool?: { hosts?: PoolHost[]; shuffledHosts?: () => Generator<PoolHost> } }).pool;
+  const hosts = pool?.hosts;
+  if (!pool || typeof pool.shuffledHosts !== 'function' || !Array.isArray(hosts) || hosts.length !== endpoints.length) return;
+  const urlOf = new Map(hosts.map((h, i) => [h, endpoints[i]!]));
+  const connected = (h: PoolHost): boolean => {
+    try {
+      return h.cachedServices?.KV?.getChannel().getConnectivityState(false) === CHANNEL_READY;
+    } catch {
+      return false;
+    }
+  };
+  pool.shuffledHosts = function* (): Generator<PoolHost> {
+    let left: PoolHost[] = [];
+    for (;;) {
+      if (left.length === 0) left = hosts.slice();
+      const tried = new Set(currentCall()?.attempts.map((a) => a.host));
+      const now = Date.now();
+      const rank = (h: PoolHost): number => {
+        const url = urlOf.get(h)!;
+        const s = states.get(url);
+        if (tried.has(url)) return 3;
+        if (s && (now < s.downUntil || s.overtaken > 0)) return 2;
+        return connected(h) ? 0 : 1;
+      };
+      const ranks = left.map(rank);
+      const best = Math.min(...ranks);
+      const equals = left.filter((_, i) => ranks[i] === best);
+      const pick = equals[Math.floor(Math.random() * equals.length)]!;
+      left.splice(left.indexOf(pick), 1);
+      yield pick;
+    }
   };
 }
 
@@ -329,6 +584,8 @@ export class EtcdKv implements KvStore {
   private readonly connectTimeoutMs: number;
   private readonly watches = new Set<EtcdWatch>();
   private closed = false;
+  /** What this store's calls learned about each endpoint (failoverPolicy), across reconnect(). */
+  private readonly hostStates = new Map<string, HostState>();
 
   constructor(options: EtcdKvOptions) {
     if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
@@ -354,8 +611,8 @@ export class EtcdKv implements KvStore {
         interceptors: [requireLeader],
       } as IOptions['grpcOptions'],
       faultHandling: {
-        host: () => (this.endpoints.length > 1 ? cooldownPolicy() : passThrough) as never,
-        global: failoverPolicy(this.endpoints.length, this.timeoutMs) as never,
+        host: (url: string) => hostPolicy(url, this.hostState(url)) as never,
+        global: failoverPolicy(this.endpoints.length, this.timeoutMs, this.hostStates) as never,
         watchBackoff: { next: () => watchBackoff(0) } as never,
       },
     };
@@ -366,7 +623,15 @@ export class EtcdKv implements KvStore {
   /** A client of its own (the constructor's and each reconnect()'s): a new number, so its channels
    * never share a connection with another client's (see the module comment). */
   private newClient(): Etcd3 {
-    return withoutIpServername(new Etcd3({ ...this.etcdOptions, grpcOptions: { ...this.etcdOptions.grpcOptions, [GENERATION_OPTION]: clientsMade++ } }));
+    const client = withoutIpServername(new Etcd3({ ...this.etcdOptions, grpcOptions: { ...this.etcdOptions.grpcOptions, [GENERATION_OPTION]: clientsMade++ } }));
+    if (this.endpoints.length > 1) preferConnected(client, this.endpoints, this.hostStates);
+    return client;
+  }
+
+  private hostState(url: string): HostState {
+    let s = this.hostStates.get(url);
+    if (!s) this.hostStates.set(url, (s = { downUntil: 0, overtaken: 0 }));
+    return s;
   }
 
   /**
@@ -447,36 +712,30 @@ export class EtcdKv implements KvStore {
     }
   }
 
-  /** etcd errors that mean "not reachable" become KvUnavailableError; others pass unchanged. */
-  private mapError(e: unknown, what: string, sentConnected = false): Error {
+  /**
+   * etcd errors that mean "not reachable" become KvUnavailableError; others pass unchanged. `call`:
+   * the attempts of the call (which endpoints, how each failed), when it went through call().
+   */
+  private mapError(e: unknown, what: string, sentConnected = false, call?: CallInfo): Error {
     const err = e instanceof Error ? e : new Error(String(e));
+    const withCause = <X extends Error>(x: X): X => {
+      (x as { cause?: unknown }).cause = err;
+      return x;
+    };
     const tls = err instanceof GRPCUnavailableError ? tlsRejection(err.message) : null;
-    if (tls) {
-      const kvErr = new KvTlsRejectedError(`etcd ${this.endpoints.join(',')} (${what}): ${tls}`);
-      (kvErr as { cause?: unknown }).cause = err;
-      return kvErr;
+    if (tls) return withCause(new KvTlsRejectedError(`etcd ${this.endpoints.join(',')} (${what}): ${tls}`));
+    if (notEtcd(err)) {
+      const url = call?.attempts.find((a) => a.error === err)?.host ?? (this.endpoints.length === 1 ? this.endpoints[0] : 'an endpoint');
+      return withCause(new KvNotEtcdError(`etcd ${this.endpoints.join(',')} (${what}): ${url} is not an etcd client endpoint: it answered HTTP 404 to etcd's gRPC API (another service at that port?)`));
     }
+    if (err instanceof GRPCDeadlineExceededError) return withCause(this.deadlineError(err, what, sentConnected, call));
     if (
       err instanceof GRPCUnavailableError ||
-      err instanceof GRPCDeadlineExceededError ||
-      err instanceof HostCoolingDown ||
       err instanceof CallMoved ||
       err instanceof EtcdWatchStreamEnded ||
       isRecoverableError(err)
     ) {
-      // A deadline's own text is gRPC's internals ("Deadline exceeded after 5.001s,LB pick: ...",
-      // "Waiting for LB pick"): what it means to an operator is that nothing answered in time.
-      // A deadline passed on a connection that was up when the call was sent is a slow answer,
-      // not an outage: etcd busy, or this process too short of CPU to read the answer in time.
-      // (Asked before the call: etcd3 drops a host's connections on a deadline, before we see it.)
-      if (err instanceof GRPCDeadlineExceededError && sentConnected) {
-        const slow = new KvSlowError(`etcd ${this.endpoints.join(',')} too slow (${what}): no answer within ${this.timeoutMs} ms on an open connection (etcd busy, or this host short of CPU)`);
-        (slow as { cause?: unknown }).cause = err;
-        return slow;
-      }
-      const reason = err instanceof GRPCDeadlineExceededError ? `no answer within ${this.timeoutMs} ms` : quorumHint(grpcReason(err.message));
-      const kvErr = new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${reason}`);
-      (kvErr as { cause?: unknown }).cause = err;
+      const kvErr = withCause(new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${quorumHint(grpcReason(err.message))}${outcomeUnknown(call)}`));
       kvErr.reconnected = err instanceof CallMoved;
       return kvErr;
     }
@@ -484,20 +743,53 @@ export class EtcdKv implements KvStore {
   }
 
   /**
-   * `fn` on the current client, its errors mapped (mapError). Given up by reconnect() while it
-   * waits: a read (`read`) is sent once more, on the new client; anything else throws.
+   * A call that passed its deadline. A deadline's own text is gRPC's internals ("Deadline exceeded
+   * after 5.001s,LB pick: ...,remote_addr=...", "Waiting for LB pick"): what it means to an
+   * operator is that nothing answered in time, and whether the call was sent. Sent on a connection
+   * (remote_addr) it is a slow answer, not an outage: etcd busy (or stopped), or this process too
+   * short of CPU to read the answer in time (KvSlowError). Still waiting for a connection: that
+   * member never connected. With several endpoints the error names the members that had the call.
+   * (A gRPC that says neither: whether a connection was up before the call, `sentConnected`.)
    */
-  private async call<T>(what: string, fn: () => Promise<T>, read = false): Promise<T> {
+  private deadlineError(err: GRPCDeadlineExceededError, what: string, sentConnected: boolean, call: CallInfo | undefined): KvUnavailableError {
+    const store = `etcd ${this.endpoints.join(',')}`;
+    const unknown = outcomeUnknown(call);
+    const timedOut = (call?.attempts ?? []).filter((a) => a.host !== undefined && a.error instanceof GRPCDeadlineExceededError);
+    if (this.endpoints.length > 1 && timedOut.length > 0) {
+      const members = (urls: string[]) => (urls.length === 1 ? `member ${urls[0]}` : `members ${urls.join(', ')}`);
+      const sent = [...new Set(timedOut.filter((a) => (deadlineSent(a.error) ?? sentConnected)).map((a) => a.host!))];
+      const unconnected = [...new Set(timedOut.filter((a) => !(deadlineSent(a.error) ?? sentConnected)).map((a) => a.host!))].filter((u) => !sent.includes(u));
+      if (sent.length > 0) {
+        const also = unconnected.length > 0 ? `; ${members(unconnected)} did not connect` : '';
+        return new KvSlowError(`${store} too slow (${what}): no answer within ${this.timeoutMs} ms from ${members(sent)} on an open connection (etcd busy or stopped, or this host short of CPU)${also}${unknown}`);
+      }
+      return new KvUnavailableError(`${store} unreachable (${what}): ${members(unconnected)} did not connect within ${this.timeoutMs} ms${unknown}`);
+    }
+    if (deadlineSent(err) ?? sentConnected) {
+      return new KvSlowError(`${store} too slow (${what}): no answer within ${this.timeoutMs} ms on an open connection (etcd busy, or this host short of CPU)${unknown}`);
+    }
+    return new KvUnavailableError(`${store} unreachable (${what}): did not connect within ${this.timeoutMs} ms`);
+  }
+
+  /**
+   * `fn` on the current client, its errors mapped (mapError); `kind` says what may be sent again
+   * (see CallKind; `applied`: a guarded write's answer that it was applied). Given up by
+   * reconnect() while it waits: a read is sent once more, on the new client; anything else throws.
+   */
+  private async call<T>(what: string, fn: () => Promise<T>, kind: CallKind = 'write', applied?: (answer: T) => boolean): Promise<T> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     for (let sent = 1; ; sent++) {
       let up = false;
+      const info: CallInfo = { kind, applied: applied as ((answer: unknown) => boolean) | undefined, attempts: [] };
       try {
         await this.connection(what);
         up = this.connectedNow();
-        return await readCall.run(read, () => this.onThisClient(fn));
+        return await callContext.run(info, () => this.onThisClient(fn));
       } catch (e) {
-        if (e instanceof CallMoved && read && sent === 1 && !this.closed) continue;
-        throw this.mapError(e, what, up);
+        if (e instanceof CallMoved && kind === 'read' && sent === 1 && !this.closed) continue;
+        throw this.mapError(e, what, up, info);
+      } finally {
+        info.ended = true;
       }
     }
   }
@@ -521,7 +813,7 @@ export class EtcdKv implements KvStore {
   async get(key: string): Promise<KvEntry | null> {
     const res = await this.call(`get ${key}`, () =>
       this.client.kv.range({ key: Buffer.from(key) }, this.callOptions()),
-      true,
+      'read',
     );
     if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
     return res.kvs.length > 0 ? toEntry(res.kvs[0]) : null;
@@ -531,7 +823,7 @@ export class EtcdKv implements KvStore {
     const start = Buffer.from(prefix);
     const res = await this.call(`list ${prefix}`, () =>
       this.client.kv.range({ key: start, range_end: prefixRangeEnd(start) }, this.callOptions()),
-      true,
+      'read',
     );
     if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
     // etcd returns a range in key (byte) order unless asked otherwise.
@@ -549,6 +841,8 @@ export class EtcdKv implements KvStore {
         },
         this.callOptions(),
       ),
+      'guarded',
+      (res) => res.succeeded,
     );
     if (!res.succeeded) return null;
     const revision = Number(res.header.revision);
@@ -578,6 +872,8 @@ export class EtcdKv implements KvStore {
         },
         this.callOptions(),
       ),
+      'guarded',
+      (res) => res.succeeded,
     );
     if (!res.succeeded) return null;
     const prev = res.responses[0]?.response_put?.prev_kv;
@@ -610,6 +906,8 @@ export class EtcdKv implements KvStore {
         },
         this.callOptions(),
       ),
+      'guarded',
+      (res) => res.succeeded,
     );
     return res.succeeded && Number(res.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
   }
@@ -642,7 +940,7 @@ export class EtcdKv implements KvStore {
   async confirmedHeader(prefix: string): Promise<{ cluster: string; revision: number; guid: string | null }> {
     const res = await this.call(`confirm the revision of ${prefix}`, () =>
       this.client.kv.range({ key: Buffer.from(CLUSTER_INFORMATION_KEY), serializable: false }, this.callOptions()),
-      true,
+      'read',
     );
     const ci = res.kvs[0];
     return { cluster: String(res.header.cluster_id), revision: Number(res.header.revision), guid: ci ? clusterGuidOf(ci.value.toString('utf8')) : null };
@@ -667,7 +965,7 @@ export class EtcdKv implements KvStore {
         },
         this.callOptions(),
       ),
-      true,
+      'read',
     );
     const kv = res.responses[0]?.response_range?.kvs[0];
     const ci = res.responses[1]?.response_range?.kvs[0];
@@ -690,7 +988,7 @@ export class EtcdKv implements KvStore {
     try {
       const res = await this.call(`read ${w.key} at revision ${w.mod}`, () =>
         this.client.kv.range({ key, revision: w.mod, keys_only: true, serializable: false }, this.callOptions()),
-        true,
+        'read',
       );
       kv = res.kvs[0];
     } catch (e) {
@@ -705,7 +1003,7 @@ export class EtcdKv implements KvStore {
       // or the same creation modified last before w.mod, cannot be the same store's.
       const res = await this.call(`read ${w.key}`, () =>
         this.client.kv.range({ key, keys_only: true, serializable: false }, this.callOptions()),
-        true,
+        'read',
       );
       const now = res.kvs[0];
       if (!now || Number(now.create_revision) > w.mod) return null;

@@ -115,11 +115,22 @@ export class KvUnavailableError extends Error {
 export class KvSlowError extends KvUnavailableError {}
 
 /**
+ * The store answered in a way that says the configuration is wrong, not that it is away (the
+ * subclasses below). It is a KvUnavailableError for the long-lived callers, which keep their
+ * state and try again (a server fixed meanwhile is found), but the short-lived ones (CLI, CNI)
+ * fail with it rather than treating it as an outage, and `podway run` stops at start with it.
+ */
+export class KvConfigError extends KvUnavailableError {}
+
+/**
  * The store's TLS handshake failed for a reason of configuration, not reachability: etcd refused
  * our client certificate (bad certificate, unknown CA, none given), or its server certificate is
  * not one our CA file accepts, or the endpoint does not speak TLS. The message names the settings.
- * It is a KvUnavailableError for the long-lived callers, which keep their state and try again (a
- * server fixed meanwhile is found), but the short-lived ones (CLI, CNI) fail with it rather than
- * treating it as an outage, and `podway run` stops at start with it (the files are read once).
  */
-export class KvTlsRejectedError extends KvUnavailableError {}
+export class KvTlsRejectedError extends KvConfigError {}
+
+/**
+ * An endpoint answered etcd's gRPC API with HTTP 404: an HTTP/2 server that is not etcd's client
+ * URL (another service at that port). Only when no other endpoint answered the call.
+ */
+export class KvNotEtcdError extends KvConfigError {}

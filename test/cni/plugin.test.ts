@@ -874,49 +874,49 @@ test('etcd datastore: ADD, CHECK and DEL against a real etcd (Calico\'s etcd_end
 });
 
 for (const how of ['killed', 'stopped'] as const) {
-test(`etcd with one of three members ${how}, its endpoint listed first: every CNI ADD and DEL, CLI apply and get succeed (${how === 'killed' ? 'a call that found no connection goes to the next endpoint' : 'a member that never connects is drawn after the connected ones'})`, async () => {
-  // Review D, HIGH 1: etcd3's pass-through policy sent each call to one shuffled endpoint; 2 of 3
-  // CLI runs and 4 of 4 ADDs failed "unreachable ... ECONNREFUSED" with the first member down.
-  // The chaos review: with the member stopped (SIGSTOP: TCP accepted by its kernel, nothing said)
-  // 4 of 4 ADDs and 4 of 6 applies failed "too slow", the call waiting for that member's connection.
-  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
-  const cluster = await startEtcdCluster(3);
-  const h = new CniHarness(undefined, false);
-  const kv = new EtcdKv({ endpoints: cluster.endpoints.slice(1), timeoutMs: 20_000 });
-  try {
-    await h.setup();
-    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'fo-pool' }, spec: { cidr: '10.250.9.0/24', blockSize: 26 } });
-    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
-    if (how === 'killed') await cluster.kill(0); // by PID; quorum stays (2 of 3)
-    else await cluster.pause(0); // continued by cluster.stop()
-    const endpoints = cluster.endpoints.join(',');
-    const extra = { datastore: undefined, datastore_type: 'etcdv3', etcd_endpoints: endpoints, interfaceType: 'tap' };
-    const podway = path.resolve(__dirname, '../../../bin/podway.js');
-    const cli = (args: string[]) => spawnSync(process.execPath, [podway, ...args, '--datastore', `etcd:${endpoints}`], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
-    for (let i = 0; i < (how === 'killed' ? 5 : 3); i++) {
-      const pod = h.pod(`fo${how[0]}${i}`);
-      const id = cid(`fo${how[0]}${i}`);
-      const add = await h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0', extra });
-      assert.is(add.exitCode, 0, `ADD ${i}: ${add.stdout} ${add.stderr}`);
-      assert.ok(add.json.ips[0].address.startsWith('10.250.9.'), add.stdout);
-      const file = path.join(h.dir, `fo-pool-${i}.yaml`);
-      writeFileSync(file, `apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: fo-pool, labels: {round: "${i}"}}\nspec: {cidr: 10.250.9.0/24, blockSize: 26}\n`);
-      const applied = cli(['apply', '-f', file]);
-      assert.is(applied.status, 0, `apply ${i}: ${applied.stderr}`);
-      const got = cli(['get', 'ippool', 'fo-pool', '-o', 'json']);
-      assert.is(got.status, 0, `get ${i}: ${got.stderr}`);
-      assert.is(JSON.parse(got.stdout).metadata.labels.round, String(i));
-      const del = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra });
-      assert.is(del.exitCode, 0, `DEL ${i}: ${del.stdout} ${del.stderr}`);
+  test(`etcd with one of three members ${how}, its endpoint listed first: every CNI ADD and DEL, CLI apply and get succeed (${how === 'killed' ? 'a call that found no connection goes to the next endpoint' : 'a member that never connects is drawn after the connected ones'})`, async () => {
+    // Review D, HIGH 1: etcd3's pass-through policy sent each call to one shuffled endpoint; 2 of 3
+    // CLI runs and 4 of 4 ADDs failed "unreachable ... ECONNREFUSED" with the first member down.
+    // The chaos review: with the member stopped (SIGSTOP: TCP accepted by its kernel, nothing said)
+    // 4 of 4 ADDs and 4 of 6 applies failed "too slow", the call waiting for that member's connection.
+    if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
+    const cluster = await startEtcdCluster(3);
+    const h = new CniHarness(undefined, false);
+    const kv = new EtcdKv({ endpoints: cluster.endpoints.slice(1), timeoutMs: 20_000 });
+    try {
+      await h.setup();
+      await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'fo-pool' }, spec: { cidr: '10.250.9.0/24', blockSize: 26 } });
+      await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
+      if (how === 'killed') await cluster.kill(0); // by PID; quorum stays (2 of 3)
+      else await cluster.pause(0); // continued by cluster.stop()
+      const endpoints = cluster.endpoints.join(',');
+      const extra = { datastore: undefined, datastore_type: 'etcdv3', etcd_endpoints: endpoints, interfaceType: 'tap' };
+      const podway = path.resolve(__dirname, '../../../bin/podway.js');
+      const cli = (args: string[]) => spawnSync(process.execPath, [podway, ...args, '--datastore', `etcd:${endpoints}`], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+      for (let i = 0; i < (how === 'killed' ? 5 : 3); i++) {
+        const pod = h.pod(`fo${how[0]}${i}`);
+        const id = cid(`fo${how[0]}${i}`);
+        const add = await h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0', extra });
+        assert.is(add.exitCode, 0, `ADD ${i}: ${add.stdout} ${add.stderr}`);
+        assert.ok(add.json.ips[0].address.startsWith('10.250.9.'), add.stdout);
+        const file = path.join(h.dir, `fo-pool-${i}.yaml`);
+        writeFileSync(file, `apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: fo-pool, labels: {round: "${i}"}}\nspec: {cidr: 10.250.9.0/24, blockSize: 26}\n`);
+        const applied = cli(['apply', '-f', file]);
+        assert.is(applied.status, 0, `apply ${i}: ${applied.stderr}`);
+        const got = cli(['get', 'ippool', 'fo-pool', '-o', 'json']);
+        assert.is(got.status, 0, `get ${i}: ${got.stderr}`);
+        assert.is(JSON.parse(got.stdout).metadata.labels.round, String(i));
+        const del = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra });
+        assert.is(del.exitCode, 0, `DEL ${i}: ${del.stdout} ${del.stderr}`);
+      }
+      assert.equal(await new Ipam(kv).check(), []);
+      assert.is((await kv.list('/calico/ipam/v2/handle/')).entries.length, 0, 'every DEL released its address in etcd (none deferred)');
+    } finally {
+      await kv.close();
+      await h.cleanup();
+      await cluster.stop();
     }
-    assert.equal(await new Ipam(kv).check(), []);
-    assert.is((await kv.list('/calico/ipam/v2/handle/')).entries.length, 0, 'every DEL released its address in etcd (none deferred)');
-  } finally {
-    await kv.close();
-    await h.cleanup();
-    await cluster.stop();
-  }
-});
+  });
 }
 
 test('podway cni install refuses a build whose flock addon (build/Release/podway_flock.node) does not load, naming it: every ADD and DEL would fail', async () => {

@@ -1,12 +1,15 @@
 // One member of a three-member etcd that does not answer must not fail the calls the other two
-// can answer (etcd-kv.ts: preferConnected, failoverPolicy), against a real cluster on loopback
-// (test/helpers/etcd.ts; members stopped by PID, always continued in `finally`):
+// can answer (etcd-failover.ts, through both clients: EtcdKv over etcd3/grpc-js and EtcdLiteKv
+// over node:http2), against a real cluster on loopback (test/helpers/etcd.ts; members stopped by
+// PID, always continued in `finally`):
 //   - a member stopped (SIGSTOP: its connections stay open, nothing is answered), a follower and
 //     then the leader, listed first: gets, lists, creates, updates and guarded deletes succeed,
 //     on a store connected to it before it stopped and on fresh stores (a CNI ADD, a CLI call);
 //   - an endpoint that accepts TCP and never speaks HTTP/2 (never connects), listed first: the same;
 //   - no member answering: the error names the members, "on an open connection" for the stopped
 //     one and "did not connect" for the silent one;
+//   - a guarded write sent first to a stopped member: the next member's answer decides (applied:
+//     the call's; its condition failed: "may have been applied");
 //   - an HTTP/2 server answering 404 (not etcd): alone, a configuration error saying so (the CLI,
 //     the CNI plugin's ADD and DEL with code 7, `podway run` stopping at start); listed first
 //     before real members, skipped.
@@ -19,7 +22,9 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, createServer, Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { EtcdKvOptions } from '../../src/control/kv/etcd-common';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { EtcdLiteKv } from '../../src/control/kv/etcd-lite';
 import { KvConfigError, KvNotEtcdError, KvSlowError, KvUnavailableError } from '../../src/control/kv/kv';
 import { EtcdCluster, startEtcdCluster } from '../helpers/etcd';
 
@@ -27,7 +32,14 @@ let cluster: EtcdCluster;
 test.before(async () => { cluster = await startEtcdCluster(3); });
 test.after(async () => { await cluster?.stop(); });
 
-const ROUNDS = 5;
+type Store = EtcdKv | EtcdLiteKv;
+/** Both clients: the same failover. */
+const CLIENTS: readonly [string, (o: EtcdKvOptions) => Store][] = [
+  ['EtcdKv', (o) => new EtcdKv(o)],
+  ['EtcdLiteKv', (o) => new EtcdLiteKv(o)],
+];
+
+const ROUNDS = 4;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function failure(p: Promise<unknown>): Promise<Error> {
@@ -40,7 +52,7 @@ async function failure(p: Promise<unknown>): Promise<Error> {
 }
 
 /** A create, get, update, list and guarded delete of one key: each must succeed. */
-async function exercise(kv: EtcdKv, prefix: string, round: string): Promise<void> {
+async function exercise(kv: Store, prefix: string, round: string): Promise<void> {
   const key = `${prefix}${round}`;
   const created = await kv.create(key, 'a');
   assert.ok(created, `create ${key}`);
@@ -53,10 +65,10 @@ async function exercise(kv: EtcdKv, prefix: string, round: string): Promise<void
 }
 
 /** Rounds of exercise() on `kv` and on a fresh store of `endpoints` each (closed after). */
-async function rounds(kv: EtcdKv, endpoints: readonly string[], prefix: string, timeoutMs: number): Promise<void> {
+async function rounds(open: (o: EtcdKvOptions) => Store, kv: Store, endpoints: readonly string[], prefix: string, timeoutMs: number): Promise<void> {
   for (let i = 0; i < ROUNDS; i++) {
     await exercise(kv, prefix, `long-${i}`);
-    const fresh = new EtcdKv({ endpoints, timeoutMs });
+    const fresh = open({ endpoints, timeoutMs });
     try {
       await exercise(fresh, prefix, `fresh-${i}`);
     } finally {
@@ -87,14 +99,18 @@ async function until(what: string, cond: () => boolean, timeoutMs: number): Prom
   }
 }
 
-/** Whether `kv` has a connection up to each of its endpoints (its gRPC channels READY: 2). */
-function connectedToAll(kv: EtcdKv): boolean {
-  return channels(kv).every((c) => c.getConnectivityState(true) === 2);
+/** Whether `kv` has a connection up to each of its endpoints. */
+function connectedToAll(kv: Store): boolean {
+  return connected(kv, true).every(Boolean);
 }
 
-/** `kv`'s gRPC channels, one per endpoint (etcd-kv.ts's own view: connectivity states only). */
-function channels(kv: EtcdKv): { getConnectivityState(connect: boolean): number }[] {
-  return (kv as unknown as { kvChannels(): { getConnectivityState(connect: boolean): number }[] }).kvChannels();
+/**
+ * Whether each endpoint of `kv` is connected now, as the client itself sees it (EtcdKv: its gRPC
+ * channel READY, asking it to connect when `connect`; EtcdLiteKv: its connection 'ready').
+ */
+function connected(kv: Store, connect = false): boolean[] {
+  if (kv instanceof EtcdLiteKv) return (kv as unknown as { connections: { state: string }[] }).connections.map((c) => c.state === 'ready');
+  return (kv as unknown as { kvChannels(): { getConnectivityState(connect: boolean): number }[] }).kvChannels().map((c) => c.getConnectivityState(connect) === 2);
 }
 
 /** The members in `endpoints` order, `first` first. */
@@ -124,98 +140,6 @@ async function leaderAmong(paused: number): Promise<void> {
     await sleep(200);
   }
 }
-
-test('a stopped follower listed first: reads, creates, updates and guarded deletes succeed, on a store connected to it before and on fresh ones', async () => {
-  const leader = await cluster.leader();
-  const follower = (leader + 1) % 3;
-  const endpoints = firstThen(follower);
-  const timeoutMs = 6000;
-  const kv = new EtcdKv({ endpoints, timeoutMs });
-  const prefix = `/podway-fo-follower-${process.pid}/`;
-  try {
-    // connected to every member (the stopped one too: its connection stays open, READY)
-    for (let i = 0; i < 6; i++) await kv.get(`${prefix}warm`);
-    await cluster.pause(follower);
-    try {
-      await rounds(kv, endpoints, prefix, timeoutMs);
-    } finally {
-      cluster.resume(follower);
-    }
-    await exercise(kv, prefix, 'after');
-  } finally {
-    await kv.close();
-  }
-});
-
-test('the leader stopped: once the others elected a new one, the same calls succeed', async () => {
-  const leader = await cluster.leader();
-  const endpoints = firstThen(leader);
-  const timeoutMs = 10_000; // the CNI plugin's
-  const kv = new EtcdKv({ endpoints, timeoutMs });
-  const prefix = `/podway-fo-leader-${process.pid}/`;
-  try {
-    for (let i = 0; i < 6; i++) await kv.get(`${prefix}warm`);
-    await cluster.pause(leader);
-    try {
-      await leaderAmong(leader);
-      await rounds(kv, endpoints, prefix, timeoutMs);
-    } finally {
-      cluster.resume(leader);
-    }
-  } finally {
-    await kv.close();
-  }
-});
-
-test('an endpoint that accepts TCP and never answers (never connects), listed first: the same calls succeed', async () => {
-  const silent = await silentListener();
-  const endpoints = [silent.endpoint, ...cluster.endpoints.slice(1)];
-  const timeoutMs = 6000;
-  const kv = new EtcdKv({ endpoints, timeoutMs });
-  try {
-    await rounds(kv, endpoints, `/podway-fo-silent-${process.pid}/`, timeoutMs);
-  } finally {
-    await kv.close();
-    await silent.close();
-  }
-});
-
-test('no member answers: the error names each, a stopped one "on an open connection", a silent one "did not connect"', async () => {
-  const silent = await silentListener();
-  const member = (await cluster.leader() + 1) % 3;
-  const m = cluster.endpoints[member]!;
-  const kv = new EtcdKv({ endpoints: [m, silent.endpoint], timeoutMs: 2000 });
-  const all = new EtcdKv({ endpoints: cluster.endpoints, timeoutMs: 2000 });
-  try {
-    await kv.get('/podway-fo-none/x'); // connected to the member (the silent endpoint never connects)
-    await all.get('/podway-fo-none/x');
-    await until('a connection to every member', () => connectedToAll(all), 30_000);
-    let e: Error;
-    await cluster.pause(member);
-    try {
-      e = await failure(kv.get('/podway-fo-none/x'));
-    } finally {
-      cluster.resume(member);
-    }
-    assert.instance(e, KvSlowError);
-    assert.is(e.message, `etcd ${m},${silent.endpoint} too slow (get /podway-fo-none/x): no answer within 2000 ms from member ${m} on an open connection (etcd busy or stopped, or this host short of CPU); member ${silent.endpoint} did not connect`);
-    // every member stopped: each had the call (the second and third after a quarter of the deadline each)
-    for (let i = 0; i < 3; i++) await cluster.pause(i);
-    try {
-      e = await failure(all.get('/podway-fo-none/y'));
-    } finally {
-      for (let i = 0; i < 3; i++) cluster.resume(i);
-    }
-    assert.instance(e, KvSlowError);
-    const named = /^etcd \S+ too slow \(get \/podway-fo-none\/y\): no answer within 2000 ms from members (\S+), (\S+), (\S+) on an open connection \(etcd busy or stopped, or this host short of CPU\)$/.exec(e.message);
-    assert.ok(named, e.message);
-    assert.equal(named!.slice(1).sort(), [...cluster.endpoints].sort());
-  } finally {
-    await kv.close();
-    await all.close();
-    await silent.close();
-  }
-});
 
 /**
  * A loopback forwarder to `port` that holds each new connection `holdMs` before it forwards it,
@@ -251,59 +175,6 @@ async function slowForwarder(port: number, holdMs: number): Promise<{ endpoint: 
   };
 }
 
-test('a guarded write sent first to a stopped member: the next member\'s answer decides; applied there, the call\'s; its condition failed there, "may have been applied"', async () => {
-  const stopped = (await cluster.leader() + 1) % 3;
-  const other = (stopped + 1) % 3;
-  const port = Number(new URL(cluster.endpoints[other]!).port);
-  const via = await slowForwarder(port, 300);
-  const endpoints = [cluster.endpoints[stopped]!, via.endpoint];
-  // Two stores connected to both before the stop (each its own view of the members).
-  const stale = new EtcdKv({ endpoints, timeoutMs: 4000 });
-  const fresh = new EtcdKv({ endpoints, timeoutMs: 4000 });
-  const direct = new EtcdKv({ endpoints: [cluster.endpoints[other]!], timeoutMs: 4000 });
-  const key = `/podway-fo-guarded-${process.pid}`;
-  try {
-    const created = await direct.create(key, 'a');
-    assert.ok(created);
-    const changed = await direct.update(key, 'c', created!.modRevision); // someone else's write
-    assert.ok(changed);
-    for (const kv of [stale, fresh]) {
-      await kv.get(key);
-      await until('a connection to both endpoints', () => connectedToAll(kv), 30_000);
-    }
-    await cluster.pause(stopped);
-    let e: Error;
-    let updated: Awaited<ReturnType<EtcdKv['update']>>;
-    let between: string | undefined;
-    try {
-      // The stopped member's connection is up, the forwarder's is cut (and held 300 ms when made
-      // again): the stopped member is drawn first, the forwarder's member a quarter of the
-      // deadline later. A write whose condition no longer holds there:
-      via.cut();
-      await until('the cut seen', () => channels(stale)[1]!.getConnectivityState(false) !== 2, 10_000);
-      e = await failure(stale.update(key, 'd', created!.modRevision));
-      between = (await direct.get(key))?.value;
-      // and one whose condition holds
-      via.cut();
-      await until('the cut seen', () => channels(fresh)[1]!.getConnectivityState(false) !== 2, 10_000);
-      updated = await fresh.update(key, 'b', changed!.modRevision);
-    } finally {
-      cluster.resume(stopped);
-    }
-    assert.instance(e, KvSlowError, e.message);
-    assert.match(e.message, new RegExp(`too slow \\(update ${key}\\): no answer within 4000 ms from member ${cluster.endpoints[stopped]!.replace(/[.:/]/g, '\\$&')} on an open connection .*; the write may have been applied \\(another member found its condition changed, maybe by this very write\\)$`));
-    assert.is(between, 'c', 'the stale write was not applied');
-    assert.ok(updated!, 'the update answered by the next member is the call\'s');
-    assert.is(updated!.value, 'b');
-    assert.is((await direct.get(key))?.value, 'b');
-  } finally {
-    await stale.close();
-    await fresh.close();
-    await direct.close();
-    await via.close();
-  }
-});
-
 /** An HTTP/2 server answering 404 to everything, in `netns` (or here), on loopback: its URL. */
 async function http404(netns?: string): Promise<{ endpoint: string; proc: ChildProcess }> {
   const script = `const s = require('node:http2').createServer((q, r) => { r.statusCode = 404; r.end('not here'); });
@@ -326,30 +197,180 @@ function stopProc(p: ChildProcess): void {
   if (p.pid && p.exitCode === null && p.signalCode === null) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
 }
 
-test('an endpoint that is not etcd (HTTP 404): alone, a configuration error saying so; listed first before real members, skipped', async () => {
-  const h = await http404();
-  try {
-    const alone = new EtcdKv({ endpoints: [h.endpoint], timeoutMs: 3000 });
+for (const [name, open] of CLIENTS) {
+  test(`${name}: a stopped follower listed first: reads, creates, updates and guarded deletes succeed, on a store connected to it before and on fresh ones`, async () => {
+    const leader = await cluster.leader();
+    const follower = (leader + 1) % 3;
+    const endpoints = firstThen(follower);
+    const timeoutMs = 6000;
+    const kv = open({ endpoints, timeoutMs });
+    const prefix = `/podway-fo-follower-${process.pid}-${name}/`;
     try {
-      const e = await failure(alone.get('/x'));
-      assert.instance(e, KvNotEtcdError);
-      assert.instance(e, KvConfigError);
-      assert.instance(e, KvUnavailableError, 'still a store away for the long-lived callers, which try again');
-      assert.is(e.message, `etcd ${h.endpoint} (get /x): ${h.endpoint} is not an etcd client endpoint: it answered HTTP 404 to etcd's gRPC API (another service at that port?)`);
-    } finally {
-      await alone.close();
-    }
-    const endpoints = [h.endpoint, ...cluster.endpoints.slice(1)];
-    const kv = new EtcdKv({ endpoints, timeoutMs: 6000 });
-    try {
-      await rounds(kv, endpoints, `/podway-fo-404-${process.pid}/`, 6000);
+      // connected to every member (the stopped one too: its connection stays open, READY)
+      for (let i = 0; i < 6; i++) await kv.get(`${prefix}warm`);
+      await cluster.pause(follower);
+      try {
+        await rounds(open, kv, endpoints, prefix, timeoutMs);
+      } finally {
+        cluster.resume(follower);
+      }
+      await exercise(kv, prefix, 'after');
     } finally {
       await kv.close();
     }
-  } finally {
-    stopProc(h.proc);
-  }
-});
+  });
+
+  test(`${name}: the leader stopped: once the others elected a new one, the same calls succeed`, async () => {
+    const leader = await cluster.leader();
+    const endpoints = firstThen(leader);
+    const timeoutMs = 10_000; // the CNI plugin's
+    const kv = open({ endpoints, timeoutMs });
+    const prefix = `/podway-fo-leader-${process.pid}-${name}/`;
+    try {
+      for (let i = 0; i < 6; i++) await kv.get(`${prefix}warm`);
+      await cluster.pause(leader);
+      try {
+        await leaderAmong(leader);
+        await rounds(open, kv, endpoints, prefix, timeoutMs);
+      } finally {
+        cluster.resume(leader);
+      }
+    } finally {
+      await kv.close();
+    }
+  });
+
+  test(`${name}: an endpoint that accepts TCP and never answers (never connects), listed first: the same calls succeed`, async () => {
+    const silent = await silentListener();
+    const endpoints = [silent.endpoint, ...cluster.endpoints.slice(1)];
+    const timeoutMs = 6000;
+    const kv = open({ endpoints, timeoutMs });
+    try {
+      await rounds(open, kv, endpoints, `/podway-fo-silent-${process.pid}-${name}/`, timeoutMs);
+    } finally {
+      await kv.close();
+      await silent.close();
+    }
+  });
+
+  test(`${name}: no member answers: the error names each, a stopped one "on an open connection", a silent one "did not connect"`, async () => {
+    const silent = await silentListener();
+    const member = (await cluster.leader() + 1) % 3;
+    const m = cluster.endpoints[member]!;
+    const kv = open({ endpoints: [m, silent.endpoint], timeoutMs: 2000 });
+    const all = open({ endpoints: cluster.endpoints, timeoutMs: 2000 });
+    try {
+      await kv.get('/podway-fo-none/x'); // connected to the member (the silent endpoint never connects)
+      await all.get('/podway-fo-none/x');
+      await until('a connection to every member', () => connectedToAll(all), 30_000);
+      let e: Error;
+      await cluster.pause(member);
+      try {
+        e = await failure(kv.get('/podway-fo-none/x'));
+      } finally {
+        cluster.resume(member);
+      }
+      assert.instance(e, KvSlowError);
+      assert.is(e.message, `etcd ${m},${silent.endpoint} too slow (get /podway-fo-none/x): no answer within 2000 ms from member ${m} on an open connection (etcd busy or stopped, or this host short of CPU); member ${silent.endpoint} did not connect`);
+      // every member stopped: each had the call (the second and third after a quarter of the deadline each)
+      for (let i = 0; i < 3; i++) await cluster.pause(i);
+      try {
+        e = await failure(all.get('/podway-fo-none/y'));
+      } finally {
+        for (let i = 0; i < 3; i++) cluster.resume(i);
+      }
+      assert.instance(e, KvSlowError);
+      const named = /^etcd \S+ too slow \(get \/podway-fo-none\/y\): no answer within 2000 ms from members (\S+), (\S+), (\S+) on an open connection \(etcd busy or stopped, or this host short of CPU\)$/.exec(e.message);
+      assert.ok(named, e.message);
+      assert.equal(named!.slice(1).sort(), [...cluster.endpoints].sort());
+    } finally {
+      await kv.close();
+      await all.close();
+      await silent.close();
+    }
+  });
+
+
+  test(`${name}: a guarded write sent first to a stopped member: the next member's answer decides; applied there, the call's; its condition failed there, "may have been applied"`, async () => {
+    const stopped = (await cluster.leader() + 1) % 3;
+    const other = (stopped + 1) % 3;
+    const port = Number(new URL(cluster.endpoints[other]!).port);
+    const via = await slowForwarder(port, 300);
+    const endpoints = [cluster.endpoints[stopped]!, via.endpoint];
+    // Two stores connected to both before the stop (each its own view of the members).
+    const stale = open({ endpoints, timeoutMs: 4000 });
+    const fresh = open({ endpoints, timeoutMs: 4000 });
+    const direct = open({ endpoints: [cluster.endpoints[other]!], timeoutMs: 4000 });
+    const key = `/podway-fo-guarded-${process.pid}-${name}`;
+    try {
+      const created = await direct.create(key, 'a');
+      assert.ok(created);
+      const changed = await direct.update(key, 'c', created!.modRevision); // someone else's write
+      assert.ok(changed);
+      for (const kv of [stale, fresh]) {
+        await kv.get(key);
+        await until('a connection to both endpoints', () => connectedToAll(kv), 30_000);
+      }
+      await cluster.pause(stopped);
+      let e: Error;
+      let updated: Awaited<ReturnType<EtcdKv['update']>>;
+      let between: string | undefined;
+      try {
+        // The stopped member's connection is up, the forwarder's is cut (and held 300 ms when made
+        // again): the stopped member is drawn first, the forwarder's member a quarter of the
+        // deadline later. A write whose condition no longer holds there:
+        via.cut();
+        await until('the cut seen', () => !connected(stale)[1], 10_000);
+        e = await failure(stale.update(key, 'd', created!.modRevision));
+        between = (await direct.get(key))?.value;
+        // and one whose condition holds
+        via.cut();
+        await until('the cut seen', () => !connected(fresh)[1], 10_000);
+        updated = await fresh.update(key, 'b', changed!.modRevision);
+      } finally {
+        cluster.resume(stopped);
+      }
+      assert.instance(e, KvSlowError, e.message);
+      assert.match(e.message, new RegExp(`too slow \\(update ${key}\\): no answer within 4000 ms from member ${cluster.endpoints[stopped]!.replace(/[.:/]/g, '\\$&')} on an open connection .*; the write may have been applied \\(another member found its condition changed, maybe by this very write\\)$`));
+      assert.is(between, 'c', 'the stale write was not applied');
+      assert.ok(updated!, "the update answered by the next member is the call's");
+      assert.is(updated!.value, 'b');
+      assert.is((await direct.get(key))?.value, 'b');
+    } finally {
+      await stale.close();
+      await fresh.close();
+      await direct.close();
+      await via.close();
+    }
+  });
+
+
+
+  test(`${name}: an endpoint that is not etcd (HTTP 404): alone, a configuration error saying so; listed first before real members, skipped`, async () => {
+    const h = await http404();
+    try {
+      const alone = open({ endpoints: [h.endpoint], timeoutMs: 3000 });
+      try {
+        const e = await failure(alone.get('/x'));
+        assert.instance(e, KvNotEtcdError);
+        assert.instance(e, KvConfigError);
+        assert.instance(e, KvUnavailableError, 'still a store away for the long-lived callers, which try again');
+        assert.is(e.message, `etcd ${h.endpoint} (get /x): ${h.endpoint} is not an etcd client endpoint: it answered HTTP 404 to etcd's gRPC API (another service at that port?)`);
+      } finally {
+        await alone.close();
+      }
+      const endpoints = [h.endpoint, ...cluster.endpoints.slice(1)];
+      const kv = open({ endpoints, timeoutMs: 6000 });
+      try {
+        await rounds(open, kv, endpoints, `/podway-fo-404-${process.pid}-${name}/`, 6000);
+      } finally {
+        await kv.close();
+      }
+    } finally {
+      stopProc(h.proc);
+    }
+  });
+}
 
 test('an endpoint that is not etcd: the CLI fails saying so, the CNI plugin fails ADD and DEL with code 7 (DEL not deferred), podway run stops at start', async () => {
   const ns = `pwfo-${process.pid}-${Math.random().toString(16).slice(2, 6)}`;

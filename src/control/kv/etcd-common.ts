@@ -38,7 +38,7 @@ export const DEFAULT_TIMEOUT_MS = 5000;
  * plugin processes). Calico's etcd client dials for up to 30 s (libcalico-go's clientTimeout) too.
  */
 export const CNI_CONNECT_TIMEOUT_MS = 30_000;
-/** With several endpoints, one that failed a call is passed over (EtcdLiteKv), or drawn after the others (EtcdKv), for this long. */
+/** With several endpoints, one that failed a call is drawn after the others for this long (etcd-failover.ts, hostRank). */
 export const HOST_COOLDOWN_MS = 1000;
 
 /** A leaderless etcd is asked again this often while the call's time lasts (an election takes 1-2 s). */

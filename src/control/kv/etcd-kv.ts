@@ -5,20 +5,21 @@
 //   delete  = txn(if ModRevision(key) == R then delete) or a plain delete
 // Every call carries a deadline (timeoutMs); an unreachable or silent etcd becomes a
 // KvUnavailableError naming the endpoints. The client's own retry policy is replaced by
-// failoverPolicy. A call that found no connection to the endpoint it was given (connection
-// refused, host unreachable, TLS not established: grpc-js's "No connection established") sent
-// nothing, so with several endpoints it is tried at once on the next one, within the same
-// deadline, whatever it is (a transaction too), as Calico's clientv3 fails over: a CNI ADD or a
-// CLI call, which lives for one call, must not fail because the first endpoint it drew is down.
-// The endpoints connected now are drawn first (preferConnected): a member that drops packets, or
-// accepts TCP and says nothing, holds a call made there until its deadline. A member that took
-// the call and does not answer (stopped, frozen) would hold it too: a read, and a transaction
-// guarded by a revision (applied at most once however many members it reaches), still unanswered
-// after a quarter of the deadline goes to the next member as well, and the first answer is the
-// call's (see failoverPolicy for why that is safe for those writes and what a lost answer then
-// means). Any other write that may have reached etcd is not sent again: those retries belong to
-// the caller, which re-reads first. An endpoint that failed (HOST_COOLDOWN_MS), or still holds
-// calls another member answered, is drawn last by the calls after it.
+// failoverPolicy, the failover of etcd-failover.ts (shared with EtcdLiteKv). A call that found no
+// connection to the endpoint it was given (connection refused, host unreachable, TLS not
+// established: grpc-js's "No connection established") sent nothing, so with several endpoints it
+// is tried at once on the next one, within the same deadline, whatever it is (a transaction too),
+// as Calico's clientv3 fails over: a CNI ADD or a CLI call, which lives for one call, must not
+// fail because the first endpoint it drew is down. The endpoints connected now are drawn first
+// (preferConnected): a member that drops packets, or accepts TCP and says nothing, holds a call
+// made there until its deadline. A member that took the call and does not answer (stopped,
+// frozen) would hold it too: a read, and a transaction guarded by a revision (applied at most once
+// however many members it reaches), still unanswered after a quarter of the deadline goes to the
+// next member as well, and the first answer is the call's (see etcd-failover.ts for why that is
+// safe for those writes and what a lost answer then means). Any other write that may have reached
+// etcd is not sent again: those retries belong to the caller, which re-reads first. An endpoint
+// that failed (HOST_COOLDOWN_MS), or still holds calls another member answered, is drawn last by
+// the calls after it.
 //
 // Watches use etcd3's watcher, which re-subscribes by itself after a disconnection. It resumes from
 // the last response header's revision + 1, which can skip events when the connection drops while
@@ -97,14 +98,14 @@ import {
 import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from './cluster-guid';
 import { installEtcdWatchGuard } from './etcd-watch-guard';
 import { prefixRangeEnd } from './keys';
-import { DEFAULT_TIMEOUT_MS, EtcdKvOptions, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, NO_LEADER_RETRY_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
+import { DEFAULT_TIMEOUT_MS, EtcdKvOptions, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
 import {
   KvEntry,
   KvEvent,
   KvGuard,
   KvList,
   KvStore,
-  KvSlowError,
   KvNotEtcdError,
   KvTlsRejectedError,
   KvUnavailableError,
@@ -185,35 +186,8 @@ interface CallPolicy {
   execute<T>(fn: (context: unknown) => PromiseLike<T> | T): Promise<T>;
 }
 
-/**
- * What may be done with a call after it was sent to a member that did not answer (failoverPolicy):
- *   read     a range: it changes nothing, so it may go to every member;
- *   guarded  a transaction whose condition compares the key's ModRevision or Version (create,
- *            update, a delete at a revision): etcd applies it at most once, whichever members it
- *            is sent to (see failoverPolicy);
- *   write    anything else (a plain delete, a compaction): sent again only where it never went.
- */
-type CallKind = 'read' | 'guarded' | 'write';
-
-/** One sending of a call to one endpoint. */
-interface Attempt {
-  /** The endpoint (its URL) the call was handed to; unset until one was. */
-  host?: string;
-  /** How it failed, if it did. */
-  error?: unknown;
-}
-
 /** A call under way (EtcdKv.call), for the policies under it and for its error. */
-interface CallInfo {
-  readonly kind: CallKind;
-  /** guarded: whether an answer says the write was applied (the transaction's condition held). */
-  readonly applied?: (answer: unknown) => boolean;
-  readonly attempts: Attempt[];
-  /**
-   * guarded: a member said the condition no longer held while another attempt, which may have
-   * reached etcd, had no answer: whether this very write was applied is not known.
-   */
-  outcomeUnknown?: boolean;
+interface CallInfo extends FailoverCall {
   /**
    * The call returned or threw. Work started under it that outlives it (a stream, a timer, made
    * while it ran) still sees it through the AsyncLocalStorage: it is not that call any more.
@@ -227,14 +201,6 @@ const currentCall = (): CallInfo | undefined => {
   return call && !call.ended ? call : undefined;
 };
 const attemptContext = new AsyncLocalStorage<Attempt>();
-
-/** What the calls of one store learned about one of its endpoints (several endpoints only). */
-interface HostState {
-  /** It failed (refused, no answer within the deadline, not etcd): calls skip it until then. */
-  downUntil: number;
-  /** Calls still waiting on it after another member answered them: skipped while there are any. */
-  overtaken: number;
-}
 
 /**
  * Whether a failed call never reached etcd, so sending it again elsewhere cannot apply it twice:
@@ -270,183 +236,46 @@ function deadlineSent(e: unknown): boolean | undefined {
   return undefined;
 }
 
-/** The words a failed guarded write adds when a member's answer left its outcome unknown. */
-function outcomeUnknown(call: CallInfo | undefined): string {
-  return call?.outcomeUnknown ? '; the write may have been applied (another member found its condition changed, maybe by this very write)' : '';
-}
+/** etcd3's errors as failover() reads them. */
+const RULES: FailoverRules = {
+  neverSent,
+  readAgain: (e) => e instanceof GRPCUnavailableError && tlsRejection(e.message) === null,
+  leaderless: (e, read) => e instanceof GRPCUnavailableError && (/etcdserver: no leader/.test(e.message) || (read && /etcdserver: leader changed/.test(e.message))),
+  unanswered: (e) => e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError || (e instanceof Error && isRecoverableError(e)),
+  deadline: (e) => e instanceof GRPCDeadlineExceededError,
+};
 
 /**
- * With several endpoints, a read or guarded write with no answer after this share of its deadline
- * is also sent to another member (failoverPolicy); the first answer is taken.
- */
-const HEDGE_SHARE = 0.25;
-
-const noLeader = (e: unknown): boolean => e instanceof GRPCUnavailableError && /etcdserver: no leader/.test(e.message);
-
-/**
- * Whether a failed attempt had no answer from etcd (so another member may still give one), rather
- * than an answer that is an error (a compacted revision, a bad argument: the call's result).
- */
-const unanswered = (e: unknown): boolean =>
-  e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError || (e instanceof Error && isRecoverableError(e));
-
-/**
- * The whole call's policy with `hosts` endpoints and `budgetMs` (the call's deadline, fixed when
- * the call was made, so the attempts share it; states: what the store's calls learned of each).
- *
- * A call that never reached etcd (neverSent) is made again at once on the next endpoint, at most
- * once per endpoint (the hosts are drawn best first, see preferConnected: each attempt goes to
- * another one, the ones that failed recently last); a read also after any other
- * "unavailable" answer, e.g. "etcdserver: leader changed" from a member whose read was under way
- * while the leader died (as clientv3's isSafeRetryImmutableRPC).
- *
- * A member that takes the call and gives no answer (stopped, frozen, its connection dead without
- * a word) would hold it until its deadline. So with several endpoints a read or a guarded write
- * still unanswered after HEDGE_SHARE of the deadline is sent to the next member too (and again
- * after as long, while members are left), the attempts running side by side, and the first answer
- * is the call's: the members still waiting are skipped by the calls after it until their attempt
- * ends (HostState.overtaken). For a guarded write that is safe: its condition compares the key's
- * ModRevision, and the first attempt applied changes that revision, so any other attempt of it,
- * whenever it reaches etcd (even after the call ended), finds the condition false and changes
- * nothing: it is applied at most once. (A create's condition is Version 0, which holds again once
- * the key is deleted: a copy still held by a stopped member could create the key again after
- * another client deleted it. A create that timed out on that member leaves the same copy behind,
- * hedged or not.) For the same reason a guarded write whose connection failed under it (dropped,
- * reset: it may have been applied) is sent to the next member too. An answer that it was applied
- * is the call's at once. An answer that the condition did not hold is final only when every other
- * attempt is known not to be ours: each answered the same or never reached etcd; if one of them
- * may have reached etcd without an answer, that attempt may be what changed the revision, so the
- * call fails as unreachable (outcomeUnknown, "may have been applied") and its caller reads again,
- * as after any write whose answer was lost. A plain write is never resent once it may have
- * reached etcd (a second delete would report "nothing deleted" for ours).
- *
- * When every endpoint was tried and one of them answered "no leader" (an election under way, or no
- * quorum), it is asked again every NO_LEADER_RETRY_MS while the budget lasts: a call made during
- * an election then waits for it, as it did without requireLeader. Fails with the attempt that may
- * have reached etcd and had no answer (a read: "no leader" first, if a member said so), else "no
- * leader", else the last error.
+ * The whole call's policy (etcd3 calls it with each attempt, `fn`, picking its endpoint): the
+ * call's failover (etcd-failover.ts) with `hosts` endpoints within `budgetMs` (the call's deadline,
+ * fixed when the call was made, so the attempts share it), each attempt noted in the call's
+ * CallInfo (hostPolicy fills in its endpoint); one overtaken marks its endpoint (states) until it ends.
  */
 function failoverPolicy(hosts: number, budgetMs: number, states: ReadonlyMap<string, HostState>): CallPolicy {
   return {
-    async execute<T>(fn: (context: unknown) => PromiseLike<T> | T): Promise<T> {
+    execute<T>(fn: (context: unknown) => PromiseLike<T> | T): Promise<T> {
       const call: CallInfo = currentCall() ?? { kind: 'write', attempts: [] };
-      const end = Date.now() + budgetMs;
-      const read = call.kind === 'read';
-      const hedging = hosts > 1 && call.kind !== 'write';
-      const hedgeMs = budgetMs * HEDGE_SHARE;
-      type Outcome = { att: Attempt; ok: true; value: T } | { att: Attempt; ok: false; error: unknown };
-      const inflight = new Map<Attempt, Promise<Outcome>>();
-      let started = 0;
-      let nextHedgeAt = 0;
-      const start = (): void => {
+      return failover<T>(call, hosts, budgetMs, RULES, () => {
         const att: Attempt = {};
         call.attempts.push(att);
-        started++;
-        nextHedgeAt = Date.now() + hedgeMs;
-        inflight.set(att, attemptContext.run(att, async () => fn({})).then(
-          (value): Outcome => ({ att, ok: true, value }),
-          (error: unknown): Outcome => {
-            att.error = error;
-            return { att, ok: false, error };
+        const answer = attemptContext.run(att, async () => fn({}));
+        answer.catch((e: unknown) => { att.error = e; });
+        return {
+          answer,
+          overtaken: () => {
+            const state = att.host === undefined ? undefined : states.get(att.host);
+            if (state) overtakenUntil(state, answer);
           },
-        ));
-      };
-      // The members still waiting once another answered: skipped by the next calls until they end.
-      const overtake = (): void => {
-        for (const [att, outcome] of inflight) {
-          const state = att.host === undefined ? undefined : states.get(att.host);
-          if (!state) continue;
-          state.overtaken++;
-          void outcome.then(() => { state.overtaken--; });
-        }
-      };
-      // A member that answered "no leader" (or, to a read, "leader changed"): etcd is up there and
-      // electing, which says more than the others' refusals.
-      let leaderless: unknown;
-      let last: unknown;
-      // An attempt that may have reached etcd and had no answer (a write's may have been applied).
-      let noAnswer: unknown;
-      // guarded: an answer that the condition did not hold (final once no attempt could be ours).
-      let conditionFailed: { value: T } | undefined;
-      // Every member refused it and one of them has no leader: asked again at this time.
-      let askAgainAt: number | undefined;
-      start();
-      for (;;) {
-        const hedgeAt = hedging && started < hosts ? nextHedgeAt : undefined;
-        const wakeAt = askAgainAt === undefined ? hedgeAt : Math.min(askAgainAt, hedgeAt ?? Infinity);
-        const o = await nextOutcome(inflight, wakeAt);
-        if (o === undefined) {
-          // no answer within the share (the next member too), or time to ask the leaderless again
-          if (askAgainAt !== undefined && Date.now() >= askAgainAt) askAgainAt = undefined;
-          start();
-          continue;
-        }
-        inflight.delete(o.att);
-        if (o.ok) {
-          if (!call.applied || call.applied(o.value)) {
-            overtake();
-            return o.value;
-          }
-          conditionFailed ??= { value: o.value };
-        } else {
-          const e = o.error;
-          last = e;
-          if (noLeader(e) || (read && e instanceof GRPCUnavailableError && /etcdserver: leader changed/.test(e.message))) leaderless = e;
-          const again = neverSent(e) || (read && e instanceof GRPCUnavailableError && tlsRejection(e.message) === null);
-          // A guarded write whose connection failed under it (dropped, reset) may have been
-          // applied: sent again all the same (at most once applied), its answer read as above.
-          const resend = !again && call.kind === 'guarded' && unanswered(e) && !(e instanceof GRPCDeadlineExceededError);
-          if (resend) noAnswer ??= e;
-          if (again || resend) {
-            if (started < hosts) {
-              start();
-              continue;
-            }
-            // every member had it: a leaderless etcd is asked again while the time lasts
-            if (leaderless !== undefined && askAgainAt === undefined && Date.now() + 2 * NO_LEADER_RETRY_MS < end) {
-              askAgainAt = Date.now() + NO_LEADER_RETRY_MS;
-            }
-          } else if (unanswered(e)) {
-            noAnswer ??= e;
-          } else {
-            // etcd's own answer (a compacted revision, a bad request): the call's result
-            overtake();
-            throw e;
-          }
-        }
-        // another member may still answer, or the leaderless are asked again
-        if (inflight.size > 0 || askAgainAt !== undefined) continue;
-        if (conditionFailed) {
-          if (noAnswer === undefined) return conditionFailed.value;
-          call.outcomeUnknown = true;
-          throw noAnswer;
-        }
-        if (noAnswer !== undefined) throw read ? (leaderless ?? noAnswer) : noAnswer;
-        throw leaderless ?? last;
-      }
+        };
+      });
     },
   };
-}
-
-/** The first of `inflight` to end, or undefined at `wakeAt` if none ended by then. */
-async function nextOutcome<O>(inflight: ReadonlyMap<unknown, Promise<O>>, wakeAt: number | undefined): Promise<O | undefined> {
-  if (wakeAt === undefined) return Promise.race(inflight.values());
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      ...inflight.values(),
-      new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), Math.max(0, wakeAt - Date.now())); }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**
  * The policy of one endpoint (`url`): notes the endpoint an attempt went to (its error names it),
  * and when it failed (refused, no answer within the deadline, not etcd), for preferConnected,
- * which draws it after the others for HOST_COOLDOWN_MS. (Drawn last, not skipped: when every
- * other member failed too, a call still goes to it rather than failing unsent.)
+ * which draws it after the others for HOST_COOLDOWN_MS.
  */
 function hostPolicy(url: string, state: HostState): CallPolicy {
   return {
@@ -470,13 +299,8 @@ interface PoolHost {
 
 /**
  * etcd3 sends each call to the endpoints in a random order. With several, the order is made best
- * first, at each pick, among the endpoints this call was not sent to yet: one connected now (its
- * channel READY); then one not connected (a call made there waits for its connection: a member
- * that does not answer TCP, or accepts it and says nothing, would hold the call there); then one
- * that failed a call within HOST_COOLDOWN_MS or still holds calls other members answered
- * (HostState); then the ones this call already went to (the leaderless asked again). Among
- * equals, at random (the load spread as before). Each endpoint once per round, as etcd3's own
- * order. Another etcd3 shape: left as it is.
+ * first, at each pick (hostRank: connected now, not failed lately, not tried by this call), each
+ * endpoint once per round as etcd3's own order. Another etcd3 shape: left as it is.
  */
 function preferConnected(client: Etcd3, endpoints: readonly string[], states: ReadonlyMap<string, HostState>): void {
   const pool = (client as unknown as { pool?: { hosts?: PoolHost[]; shuffledHosts?: () => Generator<PoolHost> } }).pool;
@@ -496,17 +320,10 @@ function preferConnected(client: Etcd3, endpoints: readonly string[], states: Re
       if (left.length === 0) left = hosts.slice();
       const tried = new Set(currentCall()?.attempts.map((a) => a.host));
       const now = Date.now();
-      const rank = (h: PoolHost): number => {
+      const pick = drawBest(left, (h) => {
         const url = urlOf.get(h)!;
-        const s = states.get(url);
-        if (tried.has(url)) return 3;
-        if (s && (now < s.downUntil || s.overtaken > 0)) return 2;
-        return connected(h) ? 0 : 1;
-      };
-      const ranks = left.map(rank);
-      const best = Math.min(...ranks);
-      const equals = left.filter((_, i) => ranks[i] === best);
-      const pick = equals[Math.floor(Math.random() * equals.length)]!;
+        return hostRank(connected(h), states.get(url), tried.has(url), now);
+      });
       left.splice(left.indexOf(pick), 1);
       yield pick;
     }
@@ -725,50 +542,27 @@ export class EtcdKv implements KvStore {
     const tls = err instanceof GRPCUnavailableError ? tlsRejection(err.message) : null;
     if (tls) return withCause(new KvTlsRejectedError(`etcd ${this.endpoints.join(',')} (${what}): ${tls}`));
     if (notEtcd(err)) {
-      const url = call?.attempts.find((a) => a.error === err)?.host ?? (this.endpoints.length === 1 ? this.endpoints[0] : 'an endpoint');
-      return withCause(new KvNotEtcdError(`etcd ${this.endpoints.join(',')} (${what}): ${url} is not an etcd client endpoint: it answered HTTP 404 to etcd's gRPC API (another service at that port?)`));
+      const url = call?.attempts.find((a) => a.error === err)?.host ?? (this.endpoints.length === 1 ? this.endpoints[0]! : 'an endpoint');
+      return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url)));
     }
-    if (err instanceof GRPCDeadlineExceededError) return withCause(this.deadlineError(err, what, sentConnected, call));
+    // A deadline's own text is gRPC's internals ("Deadline exceeded after 5.001s,LB pick:
+    // ...,remote_addr=...", "Waiting for LB pick"): what it means to an operator is that nothing
+    // answered in time, and whether the call was sent (deadlineError). A gRPC that says neither:
+    // whether a connection was up before the call (`sentConnected`).
+    if (err instanceof GRPCDeadlineExceededError) {
+      return withCause(deadlineError(this.description, this.endpoints.length, what, this.timeoutMs, call, err, RULES, deadlineSent, sentConnected));
+    }
     if (
       err instanceof GRPCUnavailableError ||
       err instanceof CallMoved ||
       err instanceof EtcdWatchStreamEnded ||
       isRecoverableError(err)
     ) {
-      const kvErr = withCause(new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${quorumHint(grpcReason(err.message))}${outcomeUnknown(call)}`));
+      const kvErr = withCause(new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): ${quorumHint(grpcReason(err.message))}${outcomeUnknownText(call)}`));
       kvErr.reconnected = err instanceof CallMoved;
       return kvErr;
     }
     return err;
-  }
-
-  /**
-   * A call that passed its deadline. A deadline's own text is gRPC's internals ("Deadline exceeded
-   * after 5.001s,LB pick: ...,remote_addr=...", "Waiting for LB pick"): what it means to an
-   * operator is that nothing answered in time, and whether the call was sent. Sent on a connection
-   * (remote_addr) it is a slow answer, not an outage: etcd busy (or stopped), or this process too
-   * short of CPU to read the answer in time (KvSlowError). Still waiting for a connection: that
-   * member never connected. With several endpoints the error names the members that had the call.
-   * (A gRPC that says neither: whether a connection was up before the call, `sentConnected`.)
-   */
-  private deadlineError(err: GRPCDeadlineExceededError, what: string, sentConnected: boolean, call: CallInfo | undefined): KvUnavailableError {
-    const store = `etcd ${this.endpoints.join(',')}`;
-    const unknown = outcomeUnknown(call);
-    const timedOut = (call?.attempts ?? []).filter((a) => a.host !== undefined && a.error instanceof GRPCDeadlineExceededError);
-    if (this.endpoints.length > 1 && timedOut.length > 0) {
-      const members = (urls: string[]) => (urls.length === 1 ? `member ${urls[0]}` : `members ${urls.join(', ')}`);
-      const sent = [...new Set(timedOut.filter((a) => (deadlineSent(a.error) ?? sentConnected)).map((a) => a.host!))];
-      const unconnected = [...new Set(timedOut.filter((a) => !(deadlineSent(a.error) ?? sentConnected)).map((a) => a.host!))].filter((u) => !sent.includes(u));
-      if (sent.length > 0) {
-        const also = unconnected.length > 0 ? `; ${members(unconnected)} did not connect` : '';
-        return new KvSlowError(`${store} too slow (${what}): no answer within ${this.timeoutMs} ms from ${members(sent)} on an open connection (etcd busy or stopped, or this host short of CPU)${also}${unknown}`);
-      }
-      return new KvUnavailableError(`${store} unreachable (${what}): ${members(unconnected)} did not connect within ${this.timeoutMs} ms${unknown}`);
-    }
-    if (deadlineSent(err) ?? sentConnected) {
-      return new KvSlowError(`${store} too slow (${what}): no answer within ${this.timeoutMs} ms on an open connection (etcd busy, or this host short of CPU)${unknown}`);
-    }
-    return new KvUnavailableError(`${store} unreachable (${what}): did not connect within ${this.timeoutMs} ms`);
   }
 
   /**

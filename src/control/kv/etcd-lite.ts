@@ -13,21 +13,24 @@
 //   connection is up when the server's HTTP/2 SETTINGS arrived (a stopped etcd's kernel still
 //   accepts the TCP connection): all endpoints are dialled at once, the first up serves.
 // - Every call asks for a leader ("hasleader" metadata, clientv3.WithRequireLeader).
-// - A call that never reached etcd (no connection to the endpoint, "no leader") is made again at
-//   once on the next endpoint, each endpoint once, in a new random order per call; a read also on
-//   any other "unavailable" answer; when every endpoint was tried and one said "no leader", it is
-//   asked again every NO_LEADER_RETRY_MS while the call's time lasts. With several endpoints, one
-//   that failed is passed over for HOST_COOLDOWN_MS by the calls after it.
+// - The same failover (etcd-failover.ts): each attempt on the best endpoint the call has not
+//   tried (connected first, one that failed within HOST_COOLDOWN_MS or holds an overtaken attempt
+//   last, at random among equals); a call that never reached etcd (no connection, "no leader", not
+//   etcd) made again at once on the next; a read or a revision-guarded write unanswered after a
+//   quarter of the deadline sent to the next member too, the first answer taken; the leaderless
+//   asked again every NO_LEADER_RETRY_MS while the call's time lasts.
 // - Errors: KvUnavailableError "etcd URLS unreachable (WHAT): REASON" (the cause as Node words it,
 //   which is what EtcdKv extracts from grpc-js's text), KvSlowError for a deadline passed on an open
-//   connection, KvTlsRejectedError for a handshake refused for its certificates (etcd-common.ts).
+//   connection (the members named, with several), KvTlsRejectedError for a handshake refused for
+//   its certificates (etcd-common.ts), KvNotEtcdError for an endpoint answering HTTP 404.
 // - clusterIdSeen(): the cluster_id of the last get or list, as the same decimal text.
 import * as http2 from 'node:http2';
 import { connect as netConnect, isIP, Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { prefixRangeEnd } from './keys';
-import { DEFAULT_TIMEOUT_MS, EtcdKvOptions, HOST_COOLDOWN_MS, NO_LEADER_RETRY_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
-import { KvEntry, KvGuard, KvList, KvSlowError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
+import { DEFAULT_TIMEOUT_MS, EtcdKvOptions, HOST_COOLDOWN_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
+import { KvEntry, KvGuard, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
   Compare,
   decodeDeleteRangeResponse,
@@ -49,7 +52,11 @@ const CODE_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_
 
 /** A gRPC status other than OK, from etcd or for a call that failed on its way. */
 class GrpcError extends Error {
-  constructor(readonly code: number, readonly details: string) {
+  /**
+   * @param sent a deadline only: whether the call was written to a connection (false: it waited
+   * for one that never came up).
+   */
+  constructor(readonly code: number, readonly details: string, readonly sent?: boolean) {
     super(`${code} ${CODE_NAMES[code] ?? 'UNKNOWN'}: ${details}`);
   }
 }
@@ -57,13 +64,22 @@ class GrpcError extends Error {
 /** The endpoint had no connection (refused, unreachable, TLS handshake failed): nothing was sent. */
 class NoConnection extends Error {}
 
-/** Passed over: the endpoint failed a call less than HOST_COOLDOWN_MS ago. */
-class CoolingDown extends Error {}
-
-/** Whether a failed call never reached etcd, so that another endpoint may be asked (EtcdKv's neverSent). */
-const neverSent = (e: unknown): boolean => e instanceof NoConnection || e instanceof CoolingDown || (e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: no leader/.test(e.details));
 const noLeader = (e: unknown): boolean => e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: no leader/.test(e.details);
 const isDeadline = (e: unknown): boolean => e instanceof GrpcError && e.code === DEADLINE_EXCEEDED;
+/** An endpoint that answered HTTP 404 to etcd's gRPC API: an HTTP/2 server that is not etcd. */
+const notEtcd = (e: unknown): boolean => e instanceof GrpcError && e.code === 12 && /Received HTTP status code 404\b/.test(e.details);
+
+/** Whether a failed call never reached etcd, so that another endpoint may be asked (EtcdKv's neverSent). */
+const neverSent = (e: unknown): boolean => e instanceof NoConnection || noLeader(e) || notEtcd(e);
+
+/** This client's errors as failover() reads them (as EtcdKv's). */
+const RULES: FailoverRules = {
+  neverSent,
+  readAgain: (e) => e instanceof GrpcError && e.code === UNAVAILABLE,
+  leaderless: (e, read) => noLeader(e) || (read && e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: leader changed/.test(e.details)),
+  unanswered: (e) => e instanceof GrpcError && RECOVERABLE.has(e.code),
+  deadline: isDeadline,
+};
 
 interface Tls {
   readonly ca: Buffer;
@@ -72,14 +88,16 @@ interface Tls {
 }
 
 /** One endpoint's HTTP/2 connection, made when first needed and again after it failed or dropped. */
-class Connection {
+class Connection implements HostState {
   state: 'idle' | 'connecting' | 'ready' | 'failed' = 'idle';
   session: http2.ClientHttp2Session | null = null;
   /** Why the last attempt failed (or the connection dropped). */
   error: Error | null = null;
   private failedAt = 0;
-  /** Calls made from now on pass this endpoint over until then (several endpoints only). */
+  /** Calls made from now on draw this endpoint last until then (several endpoints only). */
   downUntil = 0;
+  /** Attempts still waiting here after another member answered their call (drawn last meanwhile). */
+  overtaken = 0;
   private readonly changed = new Set<() => void>();
 
   constructor(readonly url: string, private readonly tls: Tls | null) {}
@@ -226,14 +244,14 @@ export class EtcdLiteKv implements KvStore {
   }
 
   async get(key: string): Promise<KvEntry | null> {
-    const res = decodeRangeResponse(await this.call(`get ${key}`, 'Range', encodeRange({ key: Buffer.from(key) }), true));
+    const res = decodeRangeResponse(await this.call(`get ${key}`, 'Range', encodeRange({ key: Buffer.from(key) }), 'read'));
     this.noteHeader(res.header);
     return res.kvs.length > 0 ? toEntry(res.kvs[0]!) : null;
   }
 
   async list(prefix: string): Promise<KvList> {
     const start = Buffer.from(prefix);
-    const res = decodeRangeResponse(await this.call(`list ${prefix}`, 'Range', encodeRange({ key: start, rangeEnd: prefixRangeEnd(start) }), true));
+    const res = decodeRangeResponse(await this.call(`list ${prefix}`, 'Range', encodeRange({ key: start, rangeEnd: prefixRangeEnd(start) }), 'read'));
     this.noteHeader(res.header);
     // etcd returns a range in key (byte) order unless asked otherwise.
     return { entries: res.kvs.map(toEntry), revision: res.header.revision };
@@ -244,7 +262,7 @@ export class EtcdLiteKv implements KvStore {
     const res = decodeTxnResponse(await this.call(`create ${key}`, 'Txn', encodeTxn({
       compare: [{ key: k, target: 'version', result: 'equal', value: 0 }],
       success: [{ put: { key: k, value: Buffer.from(value) } }],
-    })));
+    }), 'guarded'));
     if (!res.succeeded) return null;
     return { key, value, createRevision: res.header.revision, modRevision: res.header.revision };
   }
@@ -263,7 +281,7 @@ export class EtcdLiteKv implements KvStore {
         ];
       }),
     ];
-    const res = decodeTxnResponse(await this.call(`update ${key}`, 'Txn', encodeTxn({ compare, success: [{ put: { key: k, value: Buffer.from(value), prevKv: true } }] })));
+    const res = decodeTxnResponse(await this.call(`update ${key}`, 'Txn', encodeTxn({ compare, success: [{ put: { key: k, value: Buffer.from(value), prevKv: true } }] }), 'guarded'));
     if (!res.succeeded) return null;
     const op = res.responses[0];
     const prev = op && 'put' in op ? op.put.prevKv : null;
@@ -282,7 +300,7 @@ export class EtcdLiteKv implements KvStore {
         { key: k, target: 'version', result: 'greater', value: 0 },
       ],
       success: [{ deleteRange: { key: k } }],
-    })));
+    }), 'guarded'));
     const op = res.responses[0];
     return res.succeeded && op !== undefined && 'deleteRange' in op && op.deleteRange.deleted > 0;
   }
@@ -299,16 +317,22 @@ export class EtcdLiteKv implements KvStore {
   // ------------------------------------------------------------------------------------------
   // Calls
 
-  /** One call of etcd's KV service: its reply message, or an error mapped as EtcdKv maps them. */
-  private async call(what: string, method: string, request: Buffer, read = false): Promise<Buffer> {
+  /**
+   * One call of etcd's KV service: its reply message, or an error mapped as EtcdKv maps them.
+   * `kind`: what may be sent again (etcd-failover.ts); a guarded write is a Txn, applied when it
+   * succeeded.
+   */
+  private async call(what: string, method: string, request: Buffer, kind: CallKind = 'write'): Promise<Buffer> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     let up = false;
+    const call: FailoverCall = { kind, applied: kind === 'guarded' ? (answer) => decodeTxnResponse(answer as Buffer).succeeded : undefined, attempts: [] };
     try {
       await this.connection(what);
       up = this.connections.some((c) => c.state === 'ready');
-      return await this.failover(method, request, read);
+      const deadline = Date.now() + this.timeoutMs;
+      return await failover<Buffer>(call, this.connections.length, this.timeoutMs, RULES, () => this.send(call, method, request, deadline));
     } catch (e) {
-      throw this.mapError(e, what, up);
+      throw this.mapError(e, what, up, call);
     }
   }
 
@@ -328,54 +352,30 @@ export class EtcdLiteKv implements KvStore {
     }
   }
 
-  /** The call on one endpoint after another (see the module comment). */
-  private async failover(method: string, request: Buffer, read: boolean): Promise<Buffer> {
-    const hosts = this.connections.length;
-    const end = Date.now() + this.timeoutMs;
-    let real: unknown;
-    let leaderless: unknown;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.onSomeEndpoint(method, request);
-      } catch (e) {
-        if (!(e instanceof CoolingDown)) real = e;
-        if (noLeader(e) || (read && e instanceof GrpcError && e.code === UNAVAILABLE && /etcdserver: leader changed/.test(e.details))) leaderless = e;
-        const again = neverSent(e) || (read && e instanceof GrpcError && e.code === UNAVAILABLE);
-        if (!again) throw e;
-        if (attempt < hosts) continue;
-        if (leaderless === undefined || Date.now() + 2 * NO_LEADER_RETRY_MS >= end) throw leaderless ?? real ?? e;
-        await new Promise((r) => setTimeout(r, NO_LEADER_RETRY_MS));
-      }
-    }
-  }
-
-  /** The endpoints in a new random order; ones cooling down are passed over (CoolingDown when all are). */
-  private async onSomeEndpoint(method: string, request: Buffer): Promise<Buffer> {
-    const order = [...this.connections];
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1));
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
-    const several = order.length > 1;
-    // One that is up first: a call sent to one still connecting would wait there (up to its
-    // deadline, for an endpoint whose packets are dropped) while another could answer.
-    const usable = order.filter((x) => !several || Date.now() >= x.downUntil);
-    const c = usable.find((x) => x.state === 'ready') ?? usable[0];
-    if (!c) throw new CoolingDown('endpoint failed recently');
-    try {
-      return await this.unary(c, method, request);
-    } catch (e) {
-      if (several && (e instanceof NoConnection || (e instanceof GrpcError && e.code === UNAVAILABLE))) c.downUntil = Date.now() + HOST_COOLDOWN_MS;
+  /**
+   * One attempt of `call` on the best endpoint it has not tried (hostRank: connected now, not
+   * failed lately, at random among equals), within the call's `deadline`.
+   */
+  private send(call: FailoverCall, method: string, request: Buffer, deadline: number): { answer: Promise<Buffer>; overtaken(): void } {
+    const several = this.connections.length > 1;
+    const tried = new Set(call.attempts.map((a) => a.host));
+    const now = Date.now();
+    const c = drawBest(this.connections, (x) => hostRank(x.state === 'ready', several ? x : undefined, tried.has(x.url), now));
+    const att: Attempt = { host: c.url };
+    call.attempts.push(att);
+    const answer = this.unary(c, method, request, deadline).catch((e: unknown) => {
+      att.error = e;
+      if (several && (e instanceof NoConnection || notEtcd(e) || (e instanceof GrpcError && (e.code === UNAVAILABLE || e.code === DEADLINE_EXCEEDED)))) c.downUntil = Date.now() + HOST_COOLDOWN_MS;
       throw e;
-    }
+    });
+    return { answer, overtaken: () => { if (several) overtakenUntil(c, answer); } };
   }
 
-  /** One unary gRPC call on `c`: NoConnection when it has none (waiting for one under way, within the deadline). */
-  private async unary(c: Connection, method: string, request: Buffer): Promise<Buffer> {
-    const deadline = Date.now() + this.timeoutMs;
+  /** One unary gRPC call on `c` by `deadline`: NoConnection when it has none (waiting for one under way, within the deadline). */
+  private async unary(c: Connection, method: string, request: Buffer, deadline: number): Promise<Buffer> {
     c.start();
     while (c.state === 'connecting') {
-      if (Date.now() >= deadline) throw new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded');
+      if (Date.now() >= deadline) throw new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded while connecting', false);
       await c.change(deadline - Date.now());
     }
     const session = c.session;
@@ -410,7 +410,7 @@ export class EtcdLiteKv implements KvStore {
         else resolve(body!);
       };
       const timer = setTimeout(() => {
-        finish(new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded'));
+        finish(new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded', true));
         stream.close(http2.constants.NGHTTP2_CANCEL);
       }, Math.max(1, deadline - Date.now()));
       const readStatus = (h: http2.IncomingHttpHeaders): void => {
@@ -463,21 +463,24 @@ export class EtcdLiteKv implements KvStore {
     });
   }
 
-  /** As EtcdKv.mapError: unreachable, too slow, or refused for its TLS settings; others as they are. */
-  private mapError(e: unknown, what: string, sentConnected: boolean): Error {
+  /** As EtcdKv.mapError: unreachable, too slow, refused for its TLS settings, not etcd; others as they are. */
+  private mapError(e: unknown, what: string, sentConnected: boolean, call: FailoverCall): Error {
     if (e instanceof KvUnavailableError) return e;
     const err = e instanceof Error ? e : new Error(String(e));
     const tls = err instanceof NoConnection ? tlsRejection(err.message) : null;
     if (tls) return withCause(new KvTlsRejectedError(`${this.description} (${what}): ${tls}`), err);
-    const recoverable = err instanceof NoConnection || err instanceof CoolingDown || (err instanceof GrpcError && RECOVERABLE.has(err.code));
-    if (!recoverable) return err instanceof GrpcError ? withCause(new Error(`${this.description} (${what}): ${err.message}`), err) : err;
-    // A deadline passed on a connection that was up when the call was sent is a slow answer, not
-    // an outage: etcd busy, or this process too short of CPU to read the answer in time.
-    if (isDeadline(err) && sentConnected) {
-      return withCause(new KvSlowError(`${this.description} too slow (${what}): no answer within ${this.timeoutMs} ms on an open connection (etcd busy, or this host short of CPU)`), err);
+    if (notEtcd(err)) {
+      const url = call.attempts.find((a) => a.error === err)?.host ?? this.endpoints[0]!;
+      return withCause(new KvNotEtcdError(notEtcdText(this.description, what, url)), err);
     }
-    const reason = isDeadline(err) ? `no answer within ${this.timeoutMs} ms` : quorumHint(err instanceof GrpcError ? err.details : err.message);
-    return withCause(new KvUnavailableError(`${this.description} unreachable (${what}): ${reason}`), err);
+    const recoverable = err instanceof NoConnection || (err instanceof GrpcError && RECOVERABLE.has(err.code));
+    if (!recoverable) return err instanceof GrpcError ? withCause(new Error(`${this.description} (${what}): ${err.message}`), err) : err;
+    if (isDeadline(err)) {
+      const sentOf = (x: unknown): boolean | undefined => (x instanceof GrpcError && x.code === DEADLINE_EXCEEDED ? x.sent : undefined);
+      return withCause(deadlineError(this.description, this.endpoints.length, what, this.timeoutMs, call, err, RULES, sentOf, sentConnected), err);
+    }
+    const reason = quorumHint(err instanceof GrpcError ? err.details : err.message);
+    return withCause(new KvUnavailableError(`${this.description} unreachable (${what}): ${reason}${outcomeUnknownText(call)}`), err);
   }
 }
 

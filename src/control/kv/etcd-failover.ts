@@ -1,0 +1,282 @@
+// How a call goes from one etcd member to another, shared by both etcd clients (EtcdKv over
+// etcd3/grpc-js, EtcdLiteKv over node:http2), which differ only in how they send one attempt to
+// one endpoint and how their errors read (FailoverRules). Loads neither etcd3 nor gRPC.
+import { NO_LEADER_RETRY_MS } from './etcd-common';
+import { KvSlowError, KvUnavailableError } from './kv';
+
+/**
+ * What may be done with a call after it was sent to a member that did not answer (failover()):
+ *   read     a range: it changes nothing, so it may go to every member;
+ *   guarded  a transaction whose condition compares the key's ModRevision or Version (create,
+ *            update, a delete at a revision): etcd applies it at most once, whichever members it
+ *            is sent to (see failover());
+ *   write    anything else (a plain delete, a compaction): sent again only where it never went.
+ */
+export type CallKind = 'read' | 'guarded' | 'write';
+
+/** One sending of a call to one endpoint. */
+export interface Attempt {
+  /** The endpoint (its URL) the call was handed to; unset until one was. */
+  host?: string;
+  /** How it failed, if it did. */
+  error?: unknown;
+}
+
+/** A call as failover() sees it, and what it found out. */
+export interface FailoverCall {
+  readonly kind: CallKind;
+  /** guarded: whether an answer says the write was applied (the transaction's condition held). */
+  readonly applied?: (answer: unknown) => boolean;
+  /** Its attempts, in the order they were made (each client fills in host and error). */
+  readonly attempts: Attempt[];
+  /**
+   * guarded: a member said the condition no longer held while another attempt, which may have
+   * reached etcd, had no answer: whether this very write was applied is not known.
+   */
+  outcomeUnknown?: boolean;
+}
+
+/** How a client's errors read, for failover(). */
+export interface FailoverRules {
+  /** The attempt never reached etcd (no connection, "no leader", not etcd): another member may be asked. */
+  neverSent(e: unknown): boolean;
+  /** An "unavailable" answer after which a read is asked of another member (not a TLS refusal). */
+  readAgain(e: unknown): boolean;
+  /** "no leader" (or, to a read, "leader changed"): etcd is up there and electing. */
+  leaderless(e: unknown, read: boolean): boolean;
+  /** No answer from etcd (the connection failed under the attempt, or its deadline passed). */
+  unanswered(e: unknown): boolean;
+  /** The attempt's deadline passed. */
+  deadline(e: unknown): boolean;
+}
+
+/** One attempt under way (failover()'s `send`). */
+export interface Sent<T> {
+  readonly answer: Promise<T>;
+  /** Another member answered the call while this attempt still waits (called at most once). */
+  overtaken(): void;
+}
+
+/**
+ * With several endpoints, a read or guarded write with no answer after this share of its deadline
+ * is also sent to another member (failover()); the first answer is taken.
+ */
+export const HEDGE_SHARE = 0.25;
+
+/**
+ * One call over `hosts` endpoints within `budgetMs` (its deadline: the attempts share it); `send`
+ * makes one attempt on the best endpoint the call has not tried yet (each client draws them:
+ * connected ones first, ones that failed recently last).
+ *
+ * An attempt that never reached etcd (rules.neverSent) is made again at once on the next
+ * endpoint, at most once per endpoint; a read also after any other "unavailable" answer, e.g.
+ * "etcdserver: leader changed" from a member whose read was under way while the leader died (as
+ * clientv3's isSafeRetryImmutableRPC).
+ *
+ * A member that takes the call and gives no answer (stopped, frozen, its connection dead without
+ * a word) would hold it until its deadline. So with several endpoints a read or a guarded write
+ * still unanswered after HEDGE_SHARE of the deadline is sent to the next member too (and again
+ * after as long, while members are left), the attempts running side by side, and the first answer
+ * is the call's: the attempts still waiting are told (Sent.overtaken), and their members come last
+ * for the calls after it until those attempts end. For a guarded write that is safe: its
+ * condition compares the key's ModRevision, and the first attempt applied changes that revision,
+ * so any other attempt of it, whenever it reaches etcd (even after the call ended), finds the
+ * condition false and changes nothing: it is applied at most once. (A create's condition is
+ * Version 0, which holds again once the key is deleted: a copy still held by a stopped member
+ * could create the key again after another client deleted it. A create that timed out on that
+ * member leaves the same copy behind, hedged or not.) For the same reason a guarded write whose
+ * connection failed under it (dropped, reset: it may have been applied) is sent to the next member
+ * too. An answer that it was applied is the call's at once. An answer that the condition did not
+ * hold is final only when every other attempt is known not to be ours: each answered the same or
+ * never reached etcd; if one of them may have reached etcd without an answer, that attempt may be
+ * what changed the revision, so the call fails with that attempt's error and call.outcomeUnknown
+ * ("may have been applied"), and its caller reads again, as after any write whose answer was
+ * lost. A plain write is never resent once it may have reached etcd (a second delete would report
+ * "nothing deleted" for ours).
+ *
+ * When every endpoint was tried and one of them answered "no leader" (an election under way, or no
+ * quorum), it is asked again every NO_LEADER_RETRY_MS while the budget lasts (also while another
+ * attempt hangs on a stopped member): a call made during an election then waits for it. Fails with
+ * the attempt that may have reached etcd and had no answer (a read: "no leader" first, if a member
+ * said so), else "no leader", else the last error.
+ */
+export async function failover<T>(call: FailoverCall, hosts: number, budgetMs: number, rules: FailoverRules, send: () => Sent<T>): Promise<T> {
+  const end = Date.now() + budgetMs;
+  const read = call.kind === 'read';
+  const hedging = hosts > 1 && call.kind !== 'write';
+  const hedgeMs = budgetMs * HEDGE_SHARE;
+  type Outcome = { sent: Sent<T>; ok: true; value: T } | { sent: Sent<T>; ok: false; error: unknown };
+  const inflight = new Map<Sent<T>, Promise<Outcome>>();
+  let started = 0;
+  let nextHedgeAt = 0;
+  const start = (): void => {
+    started++;
+    nextHedgeAt = Date.now() + hedgeMs;
+    let sent: Sent<T>;
+    try {
+      sent = send();
+    } catch (error) {
+      sent = { answer: Promise.reject(error), overtaken: () => undefined };
+    }
+    inflight.set(sent, sent.answer.then(
+      (value): Outcome => ({ sent, ok: true, value }),
+      (error: unknown): Outcome => ({ sent, ok: false, error }),
+    ));
+  };
+  const overtake = (): void => {
+    for (const sent of inflight.keys()) sent.overtaken();
+  };
+  let leaderless: unknown;
+  let last: unknown;
+  // An attempt that may have reached etcd and had no answer (a write's may have been applied).
+  let noAnswer: unknown;
+  // guarded: an answer that the condition did not hold (final once no attempt could be ours).
+  let conditionFailed: { value: T } | undefined;
+  // Every member refused it and one of them has no leader: asked again at this time.
+  let askAgainAt: number | undefined;
+  start();
+  for (;;) {
+    const hedgeAt = hedging && started < hosts ? nextHedgeAt : undefined;
+    const wakeAt = askAgainAt === undefined ? hedgeAt : Math.min(askAgainAt, hedgeAt ?? Infinity);
+    const o = await nextOutcome(inflight, wakeAt);
+    if (o === undefined) {
+      // no answer within the share (the next member too), or time to ask the leaderless again
+      if (askAgainAt !== undefined && Date.now() >= askAgainAt) askAgainAt = undefined;
+      start();
+      continue;
+    }
+    inflight.delete(o.sent);
+    if (o.ok) {
+      if (!call.applied || call.applied(o.value)) {
+        overtake();
+        return o.value;
+      }
+      conditionFailed ??= { value: o.value };
+    } else {
+      const e = o.error;
+      last = e;
+      if (rules.leaderless(e, read)) leaderless = e;
+      const again = rules.neverSent(e) || (read && rules.readAgain(e));
+      // A guarded write whose connection failed under it may have been applied: sent again all
+      // the same (applied at most once), its answers read as above.
+      const resend = !again && call.kind === 'guarded' && rules.unanswered(e) && !rules.deadline(e);
+      if (resend) noAnswer ??= e;
+      if (again || resend) {
+        if (started < hosts) {
+          start();
+          continue;
+        }
+        // every member had it: a leaderless etcd is asked again while the time lasts
+        if (leaderless !== undefined && askAgainAt === undefined && Date.now() + 2 * NO_LEADER_RETRY_MS < end) {
+          askAgainAt = Date.now() + NO_LEADER_RETRY_MS;
+        }
+      } else if (rules.unanswered(e)) {
+        noAnswer ??= e;
+      } else {
+        // etcd's own answer (a compacted revision, a bad request): the call's result
+        overtake();
+        throw e;
+      }
+    }
+    // another member may still answer, or the leaderless are asked again
+    if (inflight.size > 0 || askAgainAt !== undefined) continue;
+    if (conditionFailed) {
+      if (noAnswer === undefined) return conditionFailed.value;
+      call.outcomeUnknown = true;
+      throw noAnswer;
+    }
+    if (noAnswer !== undefined) throw read ? (leaderless ?? noAnswer) : noAnswer;
+    throw leaderless ?? last;
+  }
+}
+
+/** The first of `inflight` to end, or undefined at `wakeAt` if none ended by then. */
+async function nextOutcome<O>(inflight: ReadonlyMap<unknown, Promise<O>>, wakeAt: number | undefined): Promise<O | undefined> {
+  if (wakeAt === undefined) return Promise.race(inflight.values());
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      ...inflight.values(),
+      new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), Math.max(0, wakeAt - Date.now())); }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** What the calls of one store learned about one of its endpoints. */
+export interface HostState {
+  /** It failed a call (refused, no answer within the deadline, not etcd): drawn last until then. */
+  downUntil: number;
+  /** Attempts still waiting on it after another member answered their call: drawn last meanwhile. */
+  overtaken: number;
+}
+
+/**
+ * Each attempt's endpoint, best first, among those the call was not sent to yet: one connected now;
+ * then one not connected (a call made there waits for its connection: a member that drops
+ * packets, or accepts TCP and says nothing, would hold it there); then one that failed a call
+ * within HOST_COOLDOWN_MS or still holds attempts other members answered (HostState); then the
+ * ones the call already went to (the leaderless asked again). Among equals, at random (the load
+ * spread). Drawn last, not skipped: when every other member failed too, a call still goes there
+ * rather than failing unsent.
+ */
+export function hostRank(connected: boolean, state: HostState | undefined, tried: boolean, now = Date.now()): number {
+  if (tried) return 3;
+  if (state && (now < state.downUntil || state.overtaken > 0)) return 2;
+  return connected ? 0 : 1;
+}
+
+/** One of `items` of the lowest rank, at random among those. */
+export function drawBest<H>(items: readonly H[], rank: (h: H) => number): H {
+  const ranks = items.map(rank);
+  const best = Math.min(...ranks);
+  const equals = items.filter((_, i) => ranks[i] === best);
+  return equals[Math.floor(Math.random() * equals.length)]!;
+}
+
+/** Marks `state` overtaken until `answer` settles (Sent.overtaken). */
+export function overtakenUntil(state: HostState, answer: Promise<unknown>): void {
+  state.overtaken++;
+  const done = (): void => { state.overtaken--; };
+  answer.then(done, done);
+}
+
+/** The words a failed guarded write adds when a member's answer left its outcome unknown. */
+export function outcomeUnknownText(call: FailoverCall | undefined): string {
+  return call?.outcomeUnknown ? '; the write may have been applied (another member found its condition changed, maybe by this very write)' : '';
+}
+
+/**
+ * A call that passed its deadline, as both clients word it. Whether an attempt was written to a
+ * connection (`sentOf`: true, false, or undefined when the client cannot tell: then `fallbackSent`,
+ * whether a connection was up before the call): sent, it is a slow answer, not an outage: etcd
+ * busy (or stopped), or this process too short of CPU to read the answer in time (KvSlowError);
+ * still waiting for a connection, that member never connected. With several endpoints the error
+ * names the members that had the call.
+ */
+export function deadlineError(
+  store: string, endpoints: number, what: string, timeoutMs: number, call: FailoverCall | undefined,
+  err: unknown, rules: Pick<FailoverRules, 'deadline'>, sentOf: (e: unknown) => boolean | undefined, fallbackSent: boolean,
+): KvUnavailableError {
+  const unknown = outcomeUnknownText(call);
+  const sent = (e: unknown): boolean => sentOf(e) ?? fallbackSent;
+  const timedOut = (call?.attempts ?? []).filter((a) => a.host !== undefined && rules.deadline(a.error));
+  if (endpoints > 1 && timedOut.length > 0) {
+    const members = (urls: string[]) => (urls.length === 1 ? `member ${urls[0]}` : `members ${urls.join(', ')}`);
+    const answeredNot = [...new Set(timedOut.filter((a) => sent(a.error)).map((a) => a.host!))];
+    const unconnected = [...new Set(timedOut.filter((a) => !sent(a.error)).map((a) => a.host!))].filter((u) => !answeredNot.includes(u));
+    if (answeredNot.length > 0) {
+      const also = unconnected.length > 0 ? `; ${members(unconnected)} did not connect` : '';
+      return new KvSlowError(`${store} too slow (${what}): no answer within ${timeoutMs} ms from ${members(answeredNot)} on an open connection (etcd busy or stopped, or this host short of CPU)${also}${unknown}`);
+    }
+    return new KvUnavailableError(`${store} unreachable (${what}): ${members(unconnected)} did not connect within ${timeoutMs} ms${unknown}`);
+  }
+  if (sent(err)) return new KvSlowError(`${store} too slow (${what}): no answer within ${timeoutMs} ms on an open connection (etcd busy, or this host short of CPU)${unknown}`);
+  return new KvUnavailableError(`${store} unreachable (${what}): did not connect within ${timeoutMs} ms`);
+}
+
+/** The words for an endpoint that answered HTTP 404 to etcd's gRPC API (not etcd). */
+export function notEtcdText(store: string, what: string, url: string): string {
+  return `${store} (${what}): ${url} is not an etcd client endpoint: it answered HTTP 404 to etcd's gRPC API (another service at that port?)`;
+}

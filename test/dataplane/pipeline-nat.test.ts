@@ -102,14 +102,22 @@ test('natOutgoing over a learned route, bigger than the underlay MTU (the route\
   assertNatToKernel(h, 'caliA', big, '192.0.2.10', 'at the underlay MTU it goes');
 });
 
-test('over the same learned routes: another pool, a node, a pool without natOutgoing and the flag off keep the pod address; the node itself is the host\'s', () => {
+test('over the same learned routes: another pool, a node on the subnet (the kernel\'s, not the default route\'s), a pool without natOutgoing and the flag off keep the pod address; the node itself is the host\'s', () => {
   const h = bgpHarness();
   // Another pool's block over BGP (node2's plain pool): forwarded to node2 unchanged.
   assertDirect(h, 'caliA', retarget(frame('a_to_b'), '10.246.0.65'), NODE2_MAC, 'A -> 10.246.0.65 (pool block via node2)');
   // A pool address only the default route holds: still in a pool, so not NATed (Calico's rule).
   assertDirect(h, 'caliA', retarget(frame('a_to_b'), '10.245.7.9'), TOR_MAC, 'A -> 10.245.7.9 (a pool, via the default route)');
-  // Another node, reached through the default route: nodes are never masqueraded.
-  assertDirect(h, 'caliA', retarget(frame('a_to_b'), '10.99.0.2'), TOR_MAC, 'A -> node2 (via the default route)');
+  // Another node on this node's own subnet: the learned default route is cut around the connected
+  // subnet (the kernel's connected route wins, as under Calico), so it goes to the node's kernel
+  // (tx4) unchanged, never to the ToR; nodes are never masqueraded.
+  const egress = h.pipe.counters[Event.EGRESS_NAT];
+  const toNode2 = retarget(frame('a_to_b'), '10.99.0.2');
+  h.receive(h.port('caliA'), toNode2);
+  const out = onlyFrame(h, h.infra.tx4, 'A -> node2 (its own subnet: not the default route)');
+  assertBytes(out.bytes, forwardedIp(toNode2), 'A -> node2: unchanged but the TTL');
+  assert.is(out.addr, parseIpv4('10.99.0.2'), 'A -> node2: routed by the kernel (connected route)');
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress, 'A -> node2: not NATed');
   // The node's own address is left out of the learned default route: the node's kernel has the
   // veth pod's frame.
   const toHost = h.pipe.counters[Event.TO_HOST];

@@ -27,6 +27,7 @@ import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { EtcdLiteKv } from '../../src/control/kv/etcd-lite';
 import { KvConfigError, KvNotEtcdError, KvSlowError, KvUnavailableError } from '../../src/control/kv/kv';
 import { EtcdCluster, startEtcdCluster } from '../helpers/etcd';
+import { failure } from '../helpers/until';
 
 let cluster: EtcdCluster;
 test.before(async () => { cluster = await startEtcdCluster(3); });
@@ -41,15 +42,6 @@ const CLIENTS: readonly [string, (o: EtcdKvOptions) => Store][] = [
 
 const ROUNDS = 4;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function failure(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** A create, get, update, list and guarded delete of one key: each must succeed. */
 async function exercise(kv: Store, prefix: string, round: string): Promise<void> {

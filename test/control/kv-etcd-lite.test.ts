@@ -17,6 +17,7 @@ import { EtcdLiteKv } from '../../src/control/kv/etcd-lite';
 import { KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../../src/control/kv/kv';
 import { ETCD_BINARY, EtcdServer, freePort, startEtcd, startEtcdCluster } from '../helpers/etcd';
 import { conformanceSuite, freshPrefix } from '../helpers/kv-conformance';
+import { failure } from '../helpers/until';
 
 let etcd: EtcdServer | undefined;
 const getEtcd = async () => (etcd ??= await startEtcd());
@@ -31,15 +32,6 @@ conformance.run();
 
 const test = suite('EtcdLiteKv');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function failure(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the call to fail');
-}
 
 test('the same entries, list revision and cluster_id as EtcdKv reads; writes one makes are the other\'s', async () => {
   const { endpoint } = await getEtcd();

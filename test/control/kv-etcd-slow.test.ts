@@ -11,19 +11,11 @@ import * as assert from 'uvu/assert';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { KvSlowError, KvUnavailableError } from '../../src/control/kv/kv';
 import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
+import { failure } from '../helpers/until';
 
 let etcd: EtcdServer;
 test.before(async () => { etcd = await startEtcd(); });
 test.after(async () => { await etcd?.stop(); });
-
-async function failure(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the call to fail');
-}
 
 test('connected, then etcd stops answering: the call fails as too slow (KvSlowError), not unreachable', async () => {
   const kv = new EtcdKv({ endpoints: [etcd.endpoint], timeoutMs: 1500, connectTimeoutMs: 10_000 });

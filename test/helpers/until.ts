@@ -11,3 +11,13 @@ export async function until(cond: () => Promise<boolean> | boolean, timeoutMs = 
   }
   return await cond();
 }
+
+/** The error `p` rejects with; throws if it resolves (a call that had to fail did not). */
+export async function failure(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected the call to fail');
+}

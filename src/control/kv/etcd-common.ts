@@ -31,6 +31,27 @@ export interface EtcdKvOptions {
 }
 
 export const DEFAULT_TIMEOUT_MS = 5000;
+
+/** What both etcd clients (EtcdKv, EtcdLiteKv) take from their options, the same way. */
+export interface EtcdSettings {
+  readonly endpoints: readonly string[];
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  /** "etcd URL[,URL]", the start of their error messages. */
+  readonly description: string;
+}
+
+/** `options` with their defaults; throws when no endpoint is given. */
+export function etcdSettings(options: EtcdKvOptions): EtcdSettings {
+  if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  return {
+    endpoints: [...options.endpoints],
+    timeoutMs,
+    connectTimeoutMs: options.connectTimeoutMs ?? timeoutMs,
+    description: `etcd ${options.endpoints.join(',')}`,
+  };
+}
 /**
  * The CNI plugin's bound on making its connection (connectTimeoutMs): etcd refusing or the host
  * unreachable fail at once (no connection established); this bounds a connection attempt nobody

@@ -99,7 +99,7 @@ import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from './cluster-guid';
 import { installEtcdWatchGuard } from './etcd-watch-guard';
 import { prefixRangeEnd } from './keys';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
-import { DEFAULT_TIMEOUT_MS, EtcdKvOptions, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
 import {
   KvEntry,
   KvEvent,
@@ -405,11 +405,7 @@ export class EtcdKv implements KvStore {
   private readonly hostStates = new Map<string, HostState>();
 
   constructor(options: EtcdKvOptions) {
-    if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
-    this.endpoints = [...options.endpoints];
-    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.connectTimeoutMs = options.connectTimeoutMs ?? this.timeoutMs;
-    this.description = `etcd ${this.endpoints.join(',')}`;
+    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description } = etcdSettings(options));
     this.endpointText = `etcd at ${this.endpoints.join(',')}`;
     this.etcdOptions = {
       hosts: [...this.endpoints],

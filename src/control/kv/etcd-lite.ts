@@ -28,7 +28,7 @@ import * as http2 from 'node:http2';
 import { connect as netConnect, isIP, Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { prefixRangeEnd } from './keys';
-import { DEFAULT_TIMEOUT_MS, EtcdKvOptions, HOST_COOLDOWN_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { KvEntry, KvGuard, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
@@ -226,11 +226,7 @@ export class EtcdLiteKv implements KvStore {
   private closed = false;
 
   constructor(options: EtcdKvOptions) {
-    if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
-    this.endpoints = [...options.endpoints];
-    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.connectTimeoutMs = options.connectTimeoutMs ?? this.timeoutMs;
-    this.description = `etcd ${this.endpoints.join(',')}`;
+    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description } = etcdSettings(options));
     const tls = readEtcdTls(options.tls);
     this.connections = this.endpoints.map((url) => new Connection(url, tls));
   }

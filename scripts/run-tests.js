@@ -351,7 +351,7 @@ async function main() {
     fs.writeFileSync(DURATIONS_FILE, JSON.stringify(sorted, null, 1) + '\n');
     console.log(`durations of ${Object.keys(measured).length} files saved in ${path.relative(process.cwd(), DURATIONS_FILE)}`);
   }
-  if (failedFiles.length) console.log('failed files: ' + failedFiles.join(', '));
+  if (failedFiles.length) console.log('failed files: ' + [...failedFiles].sort().join(', '));
   if (rootFiles.length) {
     const n = rootFiles.length;
     console.log(`note: not root: ${n} ${n === 1 ? 'file needs' : 'files need'} root (network namespaces) and failed for that reason: ${rootFiles.join(', ')}`);

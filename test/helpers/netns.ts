@@ -91,6 +91,16 @@ export function waitQdiscActive(ns: Netns, dev: string, timeoutMs = 3000): void 
   }
 }
 
+/**
+ * Set links up and wait (bounded) until each of `ready` (default: all of them) can transmit: a
+ * test that sends at once on a link it just set up otherwise loses its first frames whenever the
+ * kernel's linkwatch work runs late (see waitQdiscActive). A bridge need not be listed in `ready`.
+ */
+export function linksUp(ns: Netns, devs: string[], ready: string[] = devs): void {
+  for (const d of devs) ns.ip('link', 'set', d, 'up');
+  for (const d of ready) waitQdiscActive(ns, d);
+}
+
 /** Poll a condition until it holds or the time is up (every wait in a test is bounded). */
 export async function waitFor(cond: () => boolean, timeoutMs: number, stepMs = 5): Promise<boolean> {
   const end = Date.now() + timeoutMs;

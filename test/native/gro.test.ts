@@ -14,7 +14,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, nativeAddon, FramePool } from '../../src/dataplane/native';
-import { withNetns } from '../helpers/netns';
+import { withNetns, linksUp } from '../helpers/netns';
 import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
 import { collect as collectOn, sendBatch as sendOn, resegment as resegmentOn, Message } from './pool-frames';
 
@@ -322,7 +322,7 @@ for (const tx of ['off', 'on'] as const) {
       N.exec('sysctl', ['-qw', 'net.ipv6.conf.default.disable_ipv6=1']);
       N.ip('link', 'add', 'ga0', 'type', 'veth', 'peer', 'name', 'gb0');
       N.exec('ethtool', ['-K', 'ga0', 'tx', tx]);
-      for (const d of ['ga0', 'gb0']) N.ip('link', 'set', d, 'up');
+      linksUp(N, ['ga0', 'gb0']);
       const txp = native.openPacket('ga0', { netns: N.path, gro: true });
       const rxp = native.openPacket('gb0', { netns: N.path });
       try {

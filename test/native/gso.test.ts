@@ -14,7 +14,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeSync, closeSync, readdirSync, readFileSync } from 'node:fs';
 import { native, nativeAddon, FramePool, SLOT_SIZE, HEADROOM, DescFlag } from '../../src/dataplane/native';
-import { withNetns, waitFor, Netns } from '../helpers/netns';
+import { withNetns, waitFor, Netns, linksUp } from '../helpers/netns';
 import { POD_GSO_MIN } from '../../src/dataplane/io';
 import { fold, rd16, rd32, sum16, wr16, wr32 } from './wire-ref';
 
@@ -865,7 +865,7 @@ for (const txCsum of ['off', 'on'] as const) {
         N.ip('link', 'add', 'gka', 'type', 'veth', 'peer', 'name', 'gkb');
         N.exec('ethtool', ['-K', 'gka', 'tso', 'off', 'gso', 'on', 'tx', txCsum]);
         for (const d of ['gk0', 'gka']) N.ip('link', 'set', d, 'master', 'gkbr');
-        for (const d of ['gkbr', 'gk0', 'gka', 'gkb']) N.ip('link', 'set', d, 'up');
+        linksUp(N, ['gkbr', 'gk0', 'gka', 'gkb'], ['gka', 'gkb']);
         const ours = native.openPacket('gk0', { netns: N.path });
         ports.push(ours);
         const kernels = native.openPacket('gkb', { netns: N.path });
@@ -1041,7 +1041,7 @@ test('a pod port (gsoMin) receives an honest UDP_SEGMENT send of gso_size 64 (10
   await withNetns(['gsoudp'], async ([N]) => {
     noIpv6(N);
     N.ip('link', 'add', 'gu0', 'type', 'veth', 'peer', 'name', 'gu1');
-    for (const d of ['gu0', 'gu1']) N.ip('link', 'set', d, 'up');
+    linksUp(N, ['gu0', 'gu1']);
     N.ip('addr', 'add', '10.77.0.1/24', 'dev', 'gu0');
     const mac = JSON.parse(N.ip('-j', 'link', 'show', 'gu1'))[0].address as string;
     N.ip('neigh', 'replace', '10.77.0.2', 'lladdr', mac, 'dev', 'gu0', 'nud', 'permanent');

@@ -17,7 +17,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeSync, closeSync } from 'node:fs';
 import { native, nativeAddon, FramePool, DescFlag } from '../../src/dataplane/native';
-import { withNetns, Netns } from '../helpers/netns';
+import { withNetns, Netns, linksUp } from '../helpers/netns';
 import { fold, rd16, sum16, wr16, wr32 } from './wire-ref';
 import { collect, frameAt } from './pool-frames';
 import { prng } from '../helpers/prng';
@@ -163,7 +163,7 @@ async function withLab(fn: (l: Lab) => Promise<void>): Promise<void> {
     const ports: number[] = [];
     try {
       N.ip('link', 'add', 'pu0', 'type', 'veth', 'peer', 'name', 'pu1');
-      for (const d of ['ps0', 'pu0', 'pu1']) N.ip('link', 'set', d, 'up');
+      linksUp(N, ['ps0', 'pu0', 'pu1']);
       N.exec('ethtool', ['-K', 'pu0', 'tx', 'off']);
       const pod = native.openPacket('ps0', { netns: N.path, ringVersion: 2, rxSuperTcp: true });
       ports.push(pod);

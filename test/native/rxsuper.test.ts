@@ -13,7 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeSync, closeSync } from 'node:fs';
 import { native, nativeAddon, FramePool, DescFlag } from '../../src/dataplane/native';
-import { withNetns, Netns } from '../helpers/netns';
+import { withNetns, Netns, linksUp } from '../helpers/netns';
 import { fold, rd16, sum16, wr16, wr32 } from './wire-ref';
 import { collect, frameAt } from './pool-frames';
 
@@ -119,7 +119,7 @@ async function withLab(fn: (l: { tapFd: number; underlay: number; pod: (gro: boo
     const ports: number[] = [];
     try {
       N.ip('link', 'add', 'rsp0', 'type', 'veth', 'peer', 'name', 'rsp1');
-      for (const d of ['rs0', 'rsp0', 'rsp1']) N.ip('link', 'set', d, 'up');
+      linksUp(N, ['rs0', 'rsp0', 'rsp1']);
       const underlay = native.openPacket('rs0', { netns: N.path, ringVersion: 2, rxSuper: true });
       ports.push(underlay);
       const observer = native.openPacket('rsp1', { netns: N.path, ringVersion: 2 });
@@ -279,7 +279,7 @@ async function withMergeLab(fn: (l: { tapFd: number; underlay: number; pod: numb
     const ports: number[] = [];
     try {
       N.ip('link', 'add', 'rmp0', 'type', 'veth', 'peer', 'name', 'rmp1');
-      for (const d of ['rm0', 'rmp0', 'rmp1']) N.ip('link', 'set', d, 'up');
+      linksUp(N, ['rm0', 'rmp0', 'rmp1']);
       for (const [name, o] of [['rm0', { ringVersion: 2 as const, ...under }], ['rmp1', { ringVersion: 2 as const }], ['rmp0', { gro: true }]] as const) ports.push(native.openPacket(name, { netns: N.path, ...o }));
       await fn({ tapFd, underlay: ports[0], observer: ports[1], pod: ports[2] });
     } finally {

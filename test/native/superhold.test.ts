@@ -24,7 +24,7 @@ import { native, nativeAddon, FramePool, DescFlag } from '../../src/dataplane/na
 import { NeighborQueue, FAMILY_V4 } from '../../src/dataplane/neighbor-queue';
 import { CaptureTap, Link, Stage, growToSuper, readRecords, type CapturePorts } from '../../src/dataplane/capture';
 import { PcapngWriter } from '../../src/dataplane/pcapng';
-import { withNetns, Netns } from '../helpers/netns';
+import { withNetns, Netns, linksUp } from '../helpers/netns';
 import { fold, rd16, sum16, wr16, wr32 } from './wire-ref';
 import { collect, frameAt } from './pool-frames';
 
@@ -123,7 +123,7 @@ async function withLab(fn: (l: Lab) => Promise<void>): Promise<void> {
     const ports: number[] = [];
     try {
       N.ip('link', 'add', 'so0', 'type', 'veth', 'peer', 'name', 'so1');
-      for (const d of ['sh0', 'so0', 'so1']) N.ip('link', 'set', d, 'up');
+      linksUp(N, ['sh0', 'so0', 'so1']);
       N.exec('ethtool', ['-K', 'so0', 'tx', 'off']);
       const pod = native.openPacket('sh0', { netns: N.path, ringVersion: 2, rxSuperTcp: true });
       ports.push(pod);

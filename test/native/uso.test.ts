@@ -15,7 +15,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { native, nativeAddon, FramePool } from '../../src/dataplane/native';
-import { withNetns, Netns } from '../helpers/netns';
+import { withNetns, Netns, linksUp } from '../helpers/netns';
 import { fold, rd16, sum16, wr16 } from './wire-ref';
 import { collect as collectOn, sendBatch as sendOn, resegment as resegmentOn, Message } from './pool-frames';
 
@@ -301,7 +301,7 @@ for (const tx of ['off', 'on'] as const) {
       noIpv6(N);
       N.ip('link', 'add', 'ua0', 'type', 'veth', 'peer', 'name', 'ub0');
       N.exec('ethtool', ['-K', 'ua0', 'tx', tx]);
-      for (const d of ['ua0', 'ub0']) N.ip('link', 'set', d, 'up');
+      linksUp(N, ['ua0', 'ub0']);
       const txp = native.openPacket('ua0', { netns: N.path, txGso: true });
       const rxp = native.openPacket('ub0', { netns: N.path });
       try {
@@ -344,7 +344,7 @@ test('a datagram over the device MTU is not hidden in a merged message: each is 
     N.ip('link', 'add', 'um0', 'type', 'veth', 'peer', 'name', 'un0');
     N.exec('ethtool', ['-K', 'um0', 'tx', 'off']);
     N.ip('link', 'set', 'um0', 'mtu', '1400');
-    for (const d of ['um0', 'un0']) N.ip('link', 'set', d, 'up');
+    linksUp(N, ['um0', 'un0']);
     const txp = native.openPacket('um0', { netns: N.path, txGso: true });
     const rxp = native.openPacket('un0', { netns: N.path });
     try {
@@ -380,7 +380,7 @@ test('a full socket: merged sends the kernel refuses go to the backlog frame by 
     // a slow qdisc with room for everything: skbs wait there holding send buffer, so a small
     // sndbuf makes sendmmsg answer EAGAIN partway through the batch (no drops: limit is large)
     N.exec('tc', ['qdisc', 'add', 'dev', 'uq0', 'root', 'tbf', 'rate', '20mbit', 'burst', '16000', 'limit', '4000000']);
-    for (const d of ['uq0', 'ur0']) N.ip('link', 'set', d, 'up');
+    linksUp(N, ['uq0', 'ur0']);
     const txp = native.openPacket('uq0', { netns: N.path, txGso: true, sndbuf: 4096 });
     const rxp = native.openPacket('ur0', { netns: N.path, rcvbuf: 8 << 20 });
     try {
@@ -413,7 +413,7 @@ test('without txGso the same batch goes one datagram per message (no GSO counter
     noIpv6(N);
     N.ip('link', 'add', 'uo0', 'type', 'veth', 'peer', 'name', 'up0');
     N.exec('ethtool', ['-K', 'uo0', 'tx', 'off']);
-    for (const d of ['uo0', 'up0']) N.ip('link', 'set', d, 'up');
+    linksUp(N, ['uo0', 'up0']);
     const txp = native.openPacket('uo0', { netns: N.path });
     const rxp = native.openPacket('up0', { netns: N.path });
     try {

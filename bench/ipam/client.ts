@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2]!) as ClientConfig;
   const spec = parseDatastoreSpec(config.spec);
   if (spec.kind === 'file') throw new Error('bench client: a file: datastore has no IPAM');
-  const kv = openKvStore(spec, { timeoutMs: 10_000 });
+  const kv = openKvStore(spec, { use: 'run', timeoutMs: 10_000 });
   const ipam = new Ipam(kv);
   const lock = config.hostLock ? new FileLock(config.hostLock, 60_000) : null;
   const locked = async <T>(fn: () => Promise<T>): Promise<T> => {

@@ -1,5 +1,6 @@
 // The etcd TLS flags every datastore-taking command accepts, and how they combine with Calico's
-// environment names (the flag wins). The files themselves are read and checked by EtcdKv.
+// environment names (the flag wins). The files themselves are read and checked by the etcd client
+// (etcd-common.ts readEtcdTls, the same for both clients).
 import { Option } from 'commander';
 import type { DatastoreEnv } from '../control/kv/spec';
 

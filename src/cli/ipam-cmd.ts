@@ -20,12 +20,11 @@ import {
 } from '../control/ipam';
 import { formatIp, netContains, parseIp } from '../control/ipam/net';
 import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from '../control/kv/cluster-guid';
-import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
-import { FILE_DATASTORE_READ_ONLY, requireExistingStore } from './resources-cmd';
+import { FILE_DATASTORE_READ_ONLY, withKv } from './resources-cmd';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
 import { staleEndpointLine, staleEndpoints, type StaleEndpoint, type WaitingEndpoint } from '../observe/stale-endpoints';
 
@@ -42,14 +41,7 @@ function kvSpec(o: { datastore?: string } & EtcdTlsFlags, writing: boolean): Exc
 }
 
 async function withIpam<T>(o: { datastore?: string }, writing: boolean, fn: (ipam: Ipam, kv: KvStore) => Promise<T>, mustExist = !writing): Promise<T> {
-  const spec = kvSpec(o, writing);
-  if (mustExist) requireExistingStore(spec);
-  const kv = openKvStore(spec);
-  try {
-    return await fn(new Ipam(kv), kv);
-  } finally {
-    await kv.close();
-  }
+  return withKv(kvSpec(o, writing), (kv) => fn(new Ipam(kv), kv), mustExist);
 }
 
 // ---------------------------------------------------------------------------------------------

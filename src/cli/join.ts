@@ -60,7 +60,7 @@ const RETRY_MAX_MS = 10_000;
 /** Register the node; waits (with backoff) while the store is unreachable, as calico-node does. */
 export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (m: string) => void): Promise<void> {
   if (spec.kind === 'file') return;
-  const kv = openKvStore(spec, {});
+  const kv = openKvStore(spec, { use: 'run' });
   try {
     const backoff = new Backoff({ first: 1000, max: RETRY_MAX_MS });
     let saidConfig = '';
@@ -209,7 +209,7 @@ export class NodeAddressStore {
   private store(): KvStore {
     if (this.closed) throw new Error(`node ${this.node}: the Node address store is closed`);
     if (this.spec.kind === 'file') throw new Error('a file: datastore is read-only');
-    return (this.kv ??= openKvStore(this.spec, {}));
+    return (this.kv ??= openKvStore(this.spec, { use: 'run' }));
   }
 
   /**

@@ -235,7 +235,7 @@ export class PendingDelReplayer {
       this.lastError = this.lastErrorAt = null;
       return;
     }
-    const kv = openKvStore(this.spec, { timeoutMs: KV_TIMEOUT_MS });
+    const kv = openKvStore(this.spec, { use: 'run', timeoutMs: KV_TIMEOUT_MS });
     try {
       // Which cluster this podway's datastore is (an unreachable one: the next trigger tries again).
       // The same read says whether the datastore is locked (`calicoctl datastore migrate lock`):

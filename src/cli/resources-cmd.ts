@@ -56,10 +56,15 @@ export function requireExistingStore(spec: Exclude<DatastoreSpec, { kind: 'file'
   }
 }
 
-/** Runs `fn` with the KvStore the options name, closing it after; `mustExist`: see requireExistingStore. */
-async function withKv<T>(spec: Exclude<DatastoreSpec, { kind: 'file' }>, fn: (kv: KvStore) => Promise<T>, mustExist = false): Promise<T> {
+/**
+ * Runs `fn` with the KvStore the options name, closing it after; `mustExist`: see
+ * requireExistingStore. Every datastore command opens its store here (the resource commands and
+ * `podway ipam`): single calls, so on etcd the light client (kv/open.ts, 'command': no etcd3 or
+ * gRPC loaded; README, "Running it on a node").
+ */
+export async function withKv<T>(spec: Exclude<DatastoreSpec, { kind: 'file' }>, fn: (kv: KvStore) => Promise<T>, mustExist = false): Promise<T> {
   if (mustExist) requireExistingStore(spec);
-  const kv = openKvStore(spec);
+  const kv = openKvStore(spec, { use: 'command' });
   try {
     return await fn(kv);
   } finally {

@@ -162,7 +162,7 @@ export async function detectNodeMode(opts: InstallOptions, timeoutMs = NODE_READ
   const defaults = 'the conflist asks for Calico\'s default address families (IPv4, and IPv6 where a pool has it); on an IPv6-only node (podway run --ip none) give --ip none, or install again once podway run has registered it';
   let kv: KvStore | null = null;
   try {
-    kv = openKvStore(spec, { timeoutMs });
+    kv = openKvStore(spec, { use: 'command', timeoutMs });
     const entry = await kv.get(nodeKey(node));
     if (!entry) return { ipv6Only: false, note: `note: node ${node} is not registered in ${where} yet: ${defaults}` };
     if (!isIpv6Only(nodeFamilies(entry.value))) return { ipv6Only: false, note: null };

@@ -65,20 +65,18 @@ function embeddedStoreMissing(conf: NetConf): boolean {
 }
 
 async function openStore(conf: NetConf): Promise<KvStore> {
-  // Loaded on demand. etcd: its KV calls straight over HTTP/2 (etcd-lite.ts), not the etcd3
-  // client, which costs a fresh process ~0.3 CPU-s to load (it parses etcd's .proto files).
-  if (conf.datastore.kind === 'etcd') {
-    const { EtcdLiteKv } = await import('../control/kv/etcd-lite');
-    const { CNI_CONNECT_TIMEOUT_MS } = await import('../control/kv/etcd-common');
-    return new EtcdLiteKv({ endpoints: conf.datastore.endpoints, tls: conf.datastore.tls, timeoutMs: conf.datastoreTimeoutMs, connectTimeoutMs: CNI_CONNECT_TIMEOUT_MS });
-  }
-  if (conf.datastore.kind !== 'embedded') throw new CniError(CNI_CODES.INVALID_CONFIG, 'network config: datastore: not a writable datastore');
+  const d = conf.datastore;
+  if (d.kind === 'file') throw new CniError(CNI_CODES.INVALID_CONFIG, 'network config: datastore: not a writable datastore');
   // Opening would make a mistyped directory and then fail (no Node) or work on an empty cluster.
-  if (embeddedStoreMissing(conf)) {
-    throw new CniError(CNI_CODES.INVALID_CONFIG, `network config: ${conf.datastoreField}: embedded datastore ${conf.datastore.dir} does not exist (podway run, apply or create makes it; is the path right?)`);
+  if (d.kind === 'embedded' && embeddedStoreMissing(conf)) {
+    throw new CniError(CNI_CODES.INVALID_CONFIG, `network config: ${conf.datastoreField}: embedded datastore ${d.dir} does not exist (podway run, apply or create makes it; is the path right?)`);
   }
-  const { FileKv } = await import('../control/kv/file-kv');
-  return new FileKv({ dir: conf.datastore.dir, lockTimeoutMs: conf.datastoreTimeoutMs });
+  // Loaded on demand. etcd: a command's client (kv/open.ts), its KV calls straight over HTTP/2
+  // (etcd-lite.ts), not the etcd3 client, which costs a fresh process ~0.3 CPU-s to load (it
+  // parses etcd's .proto files); 30 s to connect, as Calico's client dials.
+  const { openKvStore } = await import('../control/kv/open');
+  const connectTimeoutMs = d.kind === 'etcd' ? (await import('../control/kv/etcd-common')).CNI_CONNECT_TIMEOUT_MS : undefined;
+  return openKvStore(d, { use: 'command', timeoutMs: conf.datastoreTimeoutMs, connectTimeoutMs });
 }
 
 function datastoreText(conf: NetConf): string {

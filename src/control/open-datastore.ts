@@ -30,7 +30,8 @@ export function openDatastore(spec: string | DatastoreSpec | undefined, options:
     const { FileDatastore } = require('./file-datastore') as typeof import('./file-datastore');
     return new FileDatastore(parsed.path);
   }
-  const kv = openKvStore(parsed, { timeoutMs: options.kvTimeoutMs });
+  // podway run's model thread: its watches need EtcdKv (kv/open.ts).
+  const kv = openKvStore(parsed, { use: 'run', timeoutMs: options.kvTimeoutMs });
   const { KvDatastore } = require('./kv-datastore') as typeof import('./kv-datastore');
   return new KvDatastore(kv, { ...options, ownsStore: true });
 }

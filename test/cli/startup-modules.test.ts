@@ -1,6 +1,7 @@
 // What a `podway` process loads (bench/README.md, "Start-up time"): every CLI start builds the
-// whole command tree, so heavy modules must load only in the command that uses them; the etcd
-// client (etcd3, gRPC, protobufjs) only for an etcd: datastore. Each process here reports the
+// whole command tree, so heavy modules must load only in the command that uses them; the etcd3
+// client (etcd3, gRPC, protobufjs) only in `podway run` on an etcd: datastore, the datastore
+// commands' calls going over the light client (kv/open.ts). Each process here reports the
 // packages and project files it loaded (test/helpers/module-report-preload.ts), per thread.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,6 +13,10 @@ import { BIN, ok, podway, tempDir } from './cli-kit';
 import { loadedModuleReports, REPORT_MODULES } from '../helpers/module-report';
 import { controlRequest } from '../../src/dataplane/control-client';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { RESOURCES_PREFIX } from '../../src/control/calico-kinds';
+import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
+import { failure } from '../helpers/until';
 
 const t = suite('startup modules');
 const ETCD_CLIENT = ['etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs'];
@@ -42,7 +47,7 @@ t('--help, status and log-level against nothing: commander and the control clien
   }
 });
 
-t('resource commands on a file: and an embedded store load no etcd client; an etcd: one does, with the same error as before', async () => {
+t('resource commands on a file: and an embedded store load no etcd client', async () => {
   const file = path.join(tempDir(), 'cluster.yaml');
   writeFileSync(file, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16}\n');
   const fromFile = await loads(['get', 'ippools', '--datastore', `file:${file}`]);
@@ -58,12 +63,52 @@ t('resource commands on a file: and an embedded store load no etcd client; an et
   assert.match(embedded.out, 'cidr: 10.244.0.0/16');
   assert.ok(embedded.mods.includes('yaml'), '-o yaml loads the printer');
   none(embedded.mods, [...ETCD_CLIENT, ...RUN_ONLY], 'get on an embedded store');
+});
 
-  // Nothing listens on port 1: the client loads, and the error is the store's, as before.
-  const etcd = await loads(['get', 'ippools', '--datastore', 'etcd:http://127.0.0.1:1']);
-  assert.is(etcd.code, 1, etcd.err);
-  assert.match(etcd.err, 'podway: etcd http://127.0.0.1:1 unreachable');
-  assert.ok(etcd.mods.includes('etcd3') && etcd.mods.includes('@grpc/grpc-js'), `an etcd: store loads the client: ${etcd.mods.join(' ')}`);
+/** The "podway: ..." line of a command's stderr (the module report is on another). */
+const said = (err: string): string => err.split('\n').filter((l) => l.startsWith('podway: ')).join('\n');
+
+t('datastore commands on etcd: the light client (no etcd3, gRPC, protobufjs); down, a bad TLS file: EtcdKv\'s words; a dead first endpoint passed over', async () => {
+  let etcd: EtcdServer | undefined;
+  try {
+    // Nothing listens: the error is the one EtcdKv (podway run's client, and the CLI's before) gives for the same call.
+    const down = `http://127.0.0.1:${await freePort()}`;
+    const refused = await loads(['get', 'ippools', '--datastore', `etcd:${down}`]);
+    assert.is(refused.code, 1, refused.err);
+    const full = new EtcdKv({ endpoints: [down] });
+    const before = await failure(full.list(`${RESOURCES_PREFIX}ippools/`)).finally(() => full.close());
+    assert.match(before.message, /unreachable \(list .*\): connect ECONNREFUSED/);
+    assert.is(said(refused.err), `podway: ${before.message}`);
+    none(refused.mods, [...ETCD_CLIENT, 'src/control/kv/etcd-kv.js', ...RUN_ONLY], 'get on an etcd that is down');
+    assert.ok(refused.mods.includes('src/control/kv/etcd-lite.js'), `the light client: ${refused.mods.join(' ')}`);
+
+    // A CA file that cannot be read: named as EtcdKv names it.
+    const ca = `${tempDir()}/missing-ca.pem`;
+    const badTls = await loads(['ipam', 'show', '--datastore', 'etcd:https://127.0.0.1:2379', '--etcd-ca-cert-file', ca]);
+    assert.is(badTls.code, 1, badTls.err);
+    let tlsWords = '';
+    try {
+      new EtcdKv({ endpoints: ['https://127.0.0.1:2379'], tls: { caFile: ca } });
+    } catch (e) {
+      tlsWords = (e as Error).message;
+    }
+    assert.match(tlsWords, 'cannot read the CA certificate file');
+    assert.is(said(badTls.err), `podway: ${tlsWords}`);
+
+    // A real etcd, listed after a dead endpoint: apply, get, ipam show answer, none loading etcd3.
+    etcd = await startEtcd();
+    const spec = `etcd:${down},${etcd.endpoint}`;
+    const file = path.join(tempDir(), 'pool.yaml');
+    writeFileSync(file, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: lite}\nspec: {cidr: 10.251.0.0/16}\n');
+    for (const args of [['apply', '-f', file], ['get', 'ippools', '-o', 'wide'], ['ipam', 'show']]) {
+      const r = await loads([...args, '--datastore', spec]);
+      assert.is(r.code, 0, `${args.join(' ')}: ${r.err}`);
+      if (args[0] !== 'apply') assert.match(r.out, '10.251.0.0/16');
+      none(r.mods, [...ETCD_CLIENT, 'src/control/kv/etcd-kv.js', ...RUN_ONLY], `${args.join(' ')} on etcd`);
+    }
+  } finally {
+    await etcd?.stop();
+  }
 });
 
 t('podway run on a file: store: neither thread loads the etcd client, and no prom-client without --metrics-port', async () => {

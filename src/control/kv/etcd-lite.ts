@@ -1,11 +1,12 @@
-// KvStore on etcd v3 for a short-lived process (the CNI plugin): the same calls as EtcdKv
+// KvStore on etcd v3 for a short-lived process (the CNI plugin, the CLI's datastore commands:
+// kv/open.ts decides, 'command'): the same calls as EtcdKv
 // (etcd-kv.ts) for get, list, create, update and delete, the same transactions, deadlines,
 // failover and errors, but spoken straight over node:http2 with etcd's messages encoded by hand
 // (etcd-proto.ts), without the etcd3 client, grpc-js and protobufjs. Those cost a fresh process
 // ~0.3 CPU-s and ~20 MB to load (etcd3 parses etcd's .proto files with protobufjs every time it is
 // loaded, and builds its services on that), more than everything else a CNI DEL does (README
-// "CNI plugin", bench/README "What one call costs"). No watch: podway run, the CLI and everything
-// that watches or lives long use EtcdKv.
+// "CNI plugin", bench/README "What one call costs"). No watch: podway run and everything that
+// watches or lives long use EtcdKv.
 //
 // What it keeps of EtcdKv, on purpose the same (both are tested against one etcd):
 // - A call's deadline (timeoutMs) counts from when a connection is up; making the connection has

@@ -326,10 +326,12 @@ export function buildProgram(): Command {
     // ClusterInformation default's datastoreReady: false, as the last registration read it
     if (s.datastoreRejected) lines.push(`datastore ${s.datastoreSource ?? ''} rejected since ${s.datastoreRejected.since}: ${s.datastoreRejected.error}; running on the last good state`);
     // the model thread died at least once (model-source.ts): how often, what killed it last, and now
-    const mt = s.modelThread as { state: string; restarts: number; lastExit: { at: string; error: string } | null; nextStartAt: string | null } | null | undefined;
+    const mt = s.modelThread as { state: string; restarts: number; hangs?: number; lastExit: { at: string; error: string } | null; nextStartAt: string | null; failing?: { deaths: number; since: string } | null } | null | undefined;
     if (mt && (mt.restarts > 0 || mt.state !== 'running')) {
       const now = mt.state === 'down' ? `down: forwarding on the last good model, a new one at ${mt.nextStartAt}` : mt.state === 'starting' ? 'starting again: listing the datastore' : 'running';
-      lines.push(`model thread: ${now}; restarted ${mt.restarts} time${mt.restarts === 1 ? '' : 's'}${mt.lastExit ? `; last died at ${mt.lastExit.at}: ${mt.lastExit.error}` : ''}`);
+      const hung = mt.hangs ? ` (${mt.hangs} of them after it hung)` : '';
+      const failing = mt.failing ? `; failing: died ${mt.failing.deaths} times since ${mt.failing.since}, none running a minute in between (restarted at most every 30 s, never given up)` : '';
+      lines.push(`model thread: ${now}; restarted ${mt.restarts} time${mt.restarts === 1 ? '' : 's'}${hung}${failing}${mt.lastExit ? `; last died at ${mt.lastExit.at}: ${mt.lastExit.error}` : ''}`);
     }
     // registering again after the datastore was replaced keeps failing (re-register.ts): tried again with backoff
     const rr = s.reRegistrationFailing as { since: string; why: string; error: string; attempts: number; nextAt: string } | null | undefined;

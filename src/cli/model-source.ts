@@ -11,6 +11,16 @@
  * The new thread lists the datastore again and its first model comes as any model does (the
  * engine applies the difference); its model numbers are mapped after the dead one's, so
  * modelApplied answers reach the thread that made the model (a dead thread's are dropped).
+ *
+ * A thread that hangs (a loop that never ends, an Atomics.wait, a call that never returns) is
+ * found by a heartbeat over the same port: asked every 5 s, a thread that has not answered for
+ * 20 s is terminated and handled as one that died (Felix's calculation graph reports its liveness
+ * every 10 s and is not live after 20 s). The main thread never waits on it: the asks and the
+ * judgement run on timers. One that keeps dying (3 times with none running a minute after its
+ * first model in between, within 10 minutes) is said to be failing (status, the log, /readyz: not
+ * ready until a new one has run a minute, so readiness does not flap with each new thread); it is
+ * restarted all the same, at most every 30 s, as runit restarts Felix and the kubelet a
+ * crash-looping calico-node, never giving up: the main thread forwards on meanwhile.
  */
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
@@ -48,15 +58,76 @@ export interface ModelThreadStatus {
   state: 'running' | 'starting' | 'down';
   /** New threads started after one died. */
   restarts: number;
+  /** Threads terminated because they stopped answering the heartbeat (among the deaths). */
+  hangs: number;
   /** The last thread that died: when, and what killed it. */
   lastExit: { at: string; error: string } | null;
   nextStartAt: string | null;
+  /** The thread keeps dying: `deaths` times since `since` (within MODEL_THREAD_FAILING.windowMs),
+   * none running a minute after its first model in between; null otherwise, and again once a
+   * thread ran that minute. It is restarted all the same (at most every 30 s). */
+  failing: { deaths: number; since: string } | null;
 }
 
 /** A new model thread after one died: the first wait, doubled per death up to the last. */
 export const MODEL_THREAD_RESTART = { first: 1000, max: 30_000 } as const;
 /** A thread that ran this long after its first model starts the backoff again from the first wait. */
 const MODEL_THREAD_STABLE_MS = 60_000;
+/** The heartbeat: the thread in force is asked every `everyMs`; one that has not answered for
+ * `timeoutMs` is terminated (a thread busy with a large snapshot answers between two; an `ip`
+ * call in it is bounded to 10 s). One that does not end within `endMs` of being terminated (stuck
+ * in a native call) is left behind and a new one started all the same. */
+export const MODEL_THREAD_HEARTBEAT = { everyMs: 5000, timeoutMs: 20_000, endMs: 10_000 } as const;
+/** The thread is failing after this many deaths within windowMs with none stable in between. */
+export const MODEL_THREAD_FAILING = { deaths: 3, windowMs: 10 * 60_000 } as const;
+
+/**
+ * Asks a thread every `everyMs` (post) and calls `hung` once an ask has gone `timeoutMs` without
+ * its answer (answered). Judged on this thread's timers only: an answer already queued is read
+ * first (the judgement waits for the next poll of the event loop), and a tick that comes late (this
+ * thread itself was busy or the machine stalled for twice the period) asks afresh instead of
+ * judging, so a slow main thread never takes the model thread for hung.
+ */
+class Heartbeat {
+  private readonly timer: NodeJS.Timeout;
+  /** When the ask not answered yet was posted (null: answered). */
+  private asked: number | null = null;
+  private id = 0;
+  private lastTick = Date.now();
+  private stopped = false;
+
+  constructor(private readonly post: (id: number) => void, private readonly hung: (silentMs: number) => void, private readonly everyMs: number, private readonly timeoutMs: number) {
+    this.timer = setInterval(() => this.tick(), everyMs);
+    this.timer.unref();
+  }
+
+  answered(id: number): void {
+    if (id === this.id) this.asked = null;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    const late = now - this.lastTick > 2 * this.everyMs;
+    this.lastTick = now;
+    if (late || this.asked === null) return this.ask(now);
+    if (now - this.asked < this.timeoutMs) return;
+    setImmediate(() => {
+      if (this.stopped || this.asked === null) return;
+      this.stop();
+      this.hung(Date.now() - this.asked);
+    });
+  }
+
+  private ask(now: number): void {
+    this.asked = now;
+    this.post(++this.id);
+  }
+}
 
 /** The first model: gen is the model thread's number for it, answered with modelApplied. */
 export interface FirstModel { source: ModelSource; first: NodeDataplaneModel; gen?: number; bgpInputs?: BgpInputs }
@@ -72,8 +143,8 @@ export type ModelMessage =
   | { type: 'store-replaced'; message: string; inSync?: boolean }
   | { type: 'fatal'; message: string }
   /** The thread died after the first model (supervised: a new one starts at restartAt); stack:
-   * what killed it, for the log. */
-  | { type: 'thread-down'; message: string; stack?: string; inSync: false; restartAt: string }
+   * what killed it, for the log; failing: it keeps dying (ModelThreadStatus.failing, in words). */
+  | { type: 'thread-down'; message: string; stack?: string; failing?: string; inSync: false; restartAt: string }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; message: string }
   | { type: 'warning'; message: string };
 
@@ -81,9 +152,16 @@ export type ModelMessage =
 type WorkerPost =
   | ModelMessage
   | { type: 'bgp-status'; id: number; status: NodeStatus }
+  /** The answer to a heartbeat's {type:'ping', id}. */
+  | { type: 'pong'; id: number }
   /** An exception nothing caught, or a rejection nothing handled, in the thread: posted just
    * before it ends (model-worker.ts). */
   | { type: 'crash'; message: string; stack?: string };
+
+/** The failing state in words (status, the log, /readyz). */
+function failingText(f: { deaths: number; since: number }): string {
+  return `failing: the model thread died ${f.deaths} times since ${new Date(f.since).toISOString()}, none running a minute in between (restarted at most every ${MODEL_THREAD_RESTART.max / 1000} s, never given up; not ready until a new one has run a minute)`;
+}
 
 export class ModelSource {
   private listener: (m: ModelMessage) => void = () => {};
@@ -104,6 +182,11 @@ export class ModelSource {
   private death: { message: string; stack?: string } | null = null;
   private readonly backoff = new Backoff(MODEL_THREAD_RESTART);
   private restarts = 0;
+  private hangs = 0;
+  /** When the threads died since the last one that ran a minute after its first model (failing). */
+  private deaths: number[] = [];
+  /** The thread in force's heartbeat (stopped once it ended or close() was asked). */
+  private heartbeat: Heartbeat | null = null;
   private lastExit: { at: string; error: string } | null = null;
   private restartTimer: NodeJS.Timeout | undefined;
   private nextStartAt: number | null = null;
@@ -124,8 +207,44 @@ export class ModelSource {
     const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec: this.spec, node: this.node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId, heldLearned } });
     this.workerGone = false;
     this.death = null;
+    /** This thread's end was handled (its 'exit', or given up waiting for it after a terminate). */
+    let ended = false;
+    const heartbeat = new Heartbeat(
+      (id) => worker.postMessage({ type: 'ping', id }),
+      (silentMs) => {
+        if (worker !== this.worker || ended || this.closing) return;
+        this.hangs++;
+        this.death = { message: `hung: no answer to the heartbeat for ${Math.round(silentMs / 1000)} s, a loop that does not end or a call that does not return; terminated` };
+        void worker.terminate();
+        // A thread stuck in a native call may not end: left behind, a new one all the same.
+        setTimeout(() => {
+          if (ended || worker !== this.worker) return;
+          this.death = { message: `${this.death?.message ?? 'hung'}, and it did not end within ${MODEL_THREAD_HEARTBEAT.endMs / 1000} s: left behind` };
+          gone(-1);
+        }, MODEL_THREAD_HEARTBEAT.endMs).unref();
+      },
+      MODEL_THREAD_HEARTBEAT.everyMs,
+      MODEL_THREAD_HEARTBEAT.timeoutMs,
+    );
+    this.heartbeat?.stop();
+    this.heartbeat = heartbeat;
+    const gone = (code: number): void => {
+      ended = true;
+      heartbeat.stop();
+      this.workerGone = true;
+      for (const [id, resolve] of this.pendingStatus) {
+        this.pendingStatus.delete(id);
+        resolve(null);
+      }
+      if (this.started && !this.closing) return this.supervise(code);
+      this.exited = true;
+      this.waiting?.reject(new Error(`model worker exited (${code}) before the first model${this.death ? `: ${this.death.message}` : ''}`));
+      this.waiting = null;
+      this.exitListener(code);
+    };
     worker.on('message', (m: WorkerPost) => {
-      if (worker !== this.worker) return;
+      if (worker !== this.worker || ended) return;
+      if (m.type === 'pong') return heartbeat.answered(m.id);
       if (m.type === 'bgp-status') {
         this.pendingStatus.get(m.id)?.(m.status);
         this.pendingStatus.delete(m.id);
@@ -157,23 +276,14 @@ export class ModelSource {
       }
     });
     worker.on('error', (e) => {
-      if (worker !== this.worker) return;
+      if (worker !== this.worker || ended) return;
       this.death ??= { message: e.message, ...(e.stack ? { stack: e.stack } : {}) };
       if (this.waiting) this.waiting.reject(e);
       this.waiting = null;
     });
     worker.once('exit', (code) => {
-      if (worker !== this.worker) return;
-      this.workerGone = true;
-      for (const [id, resolve] of this.pendingStatus) {
-        this.pendingStatus.delete(id);
-        resolve(null);
-      }
-      if (this.started && !this.closing) return this.supervise(code);
-      this.exited = true;
-      this.waiting?.reject(new Error(`model worker exited (${code}) before the first model${this.death ? `: ${this.death.message}` : ''}`));
-      this.waiting = null;
-      this.exitListener(code);
+      if (worker !== this.worker || ended) return;
+      gone(code);
     });
     return worker;
   }
@@ -206,17 +316,23 @@ export class ModelSource {
   private supervise(code: number): void {
     const now = Date.now();
     // One that ran a while after its first model is not "dying at once every time".
-    if (!this.restarting && this.firstModelAt > 0 && now - this.firstModelAt >= MODEL_THREAD_STABLE_MS) this.backoff.reset();
+    if (!this.restarting && this.firstModelAt > 0 && now - this.firstModelAt >= MODEL_THREAD_STABLE_MS) {
+      this.backoff.reset();
+      this.deaths = [];
+    }
+    this.deaths = [...this.deaths.filter((t) => now - t < MODEL_THREAD_FAILING.windowMs), now];
     const wait = this.backoff.next();
     const why = this.death?.message ?? `it exited with code ${code}`;
     const stack = this.death?.stack;
     this.lastExit = { at: new Date(now).toISOString(), error: why };
     this.nextStartAt = now + wait;
     const during = this.restarting ? `restart ${this.restarts}, before its first model: ` : '';
+    const failing = this.failing(now);
     this.listener({
       type: 'thread-down',
       message: `the model thread died (${during}${why}): not following the datastore, forwarding on the last good model; a new thread in ${wait / 1000} s (restart ${this.restarts + 1}${this.backoff.attempts > 1 ? `, backing off: ${this.backoff.attempts} deaths in a row, at most every ${MODEL_THREAD_RESTART.max / 1000} s` : ''})`,
       ...(stack ? { stack } : {}),
+      ...(failing ? { failing: failingText(failing) } : {}),
       inSync: false,
       restartAt: new Date(this.nextStartAt).toISOString(),
     });
@@ -238,12 +354,31 @@ export class ModelSource {
 
   /** The model thread now: running, starting again, or down until nextStartAt. */
   threadStatus(): ModelThreadStatus {
+    const failing = this.failing(Date.now());
     return {
       state: this.workerGone ? 'down' : this.restarting ? 'starting' : 'running',
       restarts: this.restarts,
+      hangs: this.hangs,
       lastExit: this.lastExit,
       nextStartAt: this.nextStartAt === null ? null : new Date(this.nextStartAt).toISOString(),
+      failing: failing ? { deaths: failing.deaths, since: new Date(failing.since).toISOString() } : null,
     };
+  }
+
+  /** Why the node is not ready for the model thread alone ('' when it is not failing): a thread
+   * that came back after dying again and again is not trusted until it ran a minute. */
+  failingReason(): string {
+    const f = this.failing(Date.now());
+    return f ? `${failingText(f)}${this.lastExit ? `; last died at ${this.lastExit.at}: ${this.lastExit.error}` : ''}` : '';
+  }
+
+  /** Failing at `now`: MODEL_THREAD_FAILING.deaths deaths within its window, none of the threads
+   * since having run MODEL_THREAD_STABLE_MS after its first model. */
+  private failing(now: number): { deaths: number; since: number } | null {
+    const recent = this.deaths.filter((t) => now - t < MODEL_THREAD_FAILING.windowMs);
+    if (recent.length < MODEL_THREAD_FAILING.deaths) return null;
+    const stableNow = !this.workerGone && !this.restarting && this.firstModelAt > recent[recent.length - 1] && now - this.firstModelAt >= MODEL_THREAD_STABLE_MS;
+    return stableNow ? null : { deaths: recent.length, since: recent[0] };
   }
 
   /** The model thread, its datastore not opened yet (begin opens it). */
@@ -341,13 +476,16 @@ export class ModelSource {
   /** Ends the thread at once (a start that failed: nothing to stop gracefully). */
   terminate(): void {
     this.closing = true;
+    this.heartbeat?.stop();
     clearTimeout(this.restartTimer);
     void this.worker.terminate();
   }
 
-  /** Stop watching (bounded: the thread is terminated after 2 s). */
+  /** Stop watching (bounded: the thread is terminated after 2 s, and given up on after that
+   * terminate's MODEL_THREAD_HEARTBEAT.endMs: one stuck in a native call never ends). */
   close(): Promise<void> {
     this.closing = true;
+    this.heartbeat?.stop();
     clearTimeout(this.restartTimer);
     if (this.exited) return Promise.resolve();
     if (this.workerGone) {
@@ -356,10 +494,13 @@ export class ModelSource {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
+      const giveUp = setTimeout(resolve, 2000 + MODEL_THREAD_HEARTBEAT.endMs);
       const timer = setTimeout(() => void this.worker.terminate(), 2000);
       timer.unref();
+      giveUp.unref();
       this.worker.once('exit', () => {
         clearTimeout(timer);
+        clearTimeout(giveUp);
         resolve();
       });
       this.worker.postMessage({ type: 'stop' });

@@ -27,9 +27,11 @@
  *   {type:'bgp-status', id, status} the answer to {type:'bgp-status', id} (`podway node status`)
  *   {type:'crash', message, stack?} an exception nothing caught (or a rejection nothing handled)
  *                                  is ending this thread: posted just before it ends (exit code 70)
+ *   {type:'pong', id}              the answer to the heartbeat's {type:'ping', id}: a thread that
+ *                                  does not answer within 20 s is terminated (model-source.ts)
  * Messages taken: {type:'start'}, {type:'cached-bgp', inputs, appliedAt, file} (with --bgp: run
  * the speaker on the model cache's BGP settings until a datastore snapshot's model is applied),
- * {type:'stop'}, {type:'bgp-status', id}, {type:'reconnect', reason} (new
+ * {type:'stop'}, {type:'bgp-status', id}, {type:'ping', id}, {type:'reconnect', reason} (new
  * connections to etcd: the node address the old ones came from has left the node), and
  * {type:'applied', gen, ok, message?} (the engine applied model gen, or refused it).
  * 'error', 'status', 'model' and 'unchanged' from etcd or the embedded store carry inSync: whether
@@ -320,7 +322,10 @@ if (parentPort) {
     if (kind === 'etcd') require('../control/kv/etcd-kv');
   });
   port.on('message', (m: { type: string; id?: number; reason?: string; gen?: number; ok?: boolean; message?: string; inputs?: BgpInputs; appliedAt?: string; file?: string }) => {
-    if (m.type === 'applied') {
+    if (m.type === 'ping') {
+      // The main thread's heartbeat (model-source.ts): a thread that stops answering is ended.
+      port.postMessage({ type: 'pong', id: m.id });
+    } else if (m.type === 'applied') {
       onApplied(m.gen ?? 0, m.ok === true, m.message ?? 'refused');
     } else if (m.type === 'start') {
       startStore();

@@ -321,6 +321,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
   let engine: Engine | null = null;
   /** New model threads started after one died (the metric; serve() reads its ModelSource). */
   let modelThreadRestarts = (): number => 0;
+  /** Model threads terminated because they stopped answering (the metric). */
+  let modelThreadHangs = (): number => 0;
+  /** The model thread keeps dying (model-source.ts ModelThreadStatus.failing; the metric). */
+  let modelThreadFailing = (): boolean => false;
   const workers: Worker[] = [];
 
   // Questions to the workers (counters, snapshots): one id per question, answered or given up on.
@@ -350,7 +354,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');
     const { DataplaneCollector } = require('../observe/dataplane-metrics') as typeof import('../observe/dataplane-metrics');
     metrics = new PodwayMetrics();
-    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count, modelThreadRestarts: () => modelThreadRestarts(), cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [] });
+    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count, modelThreadRestarts: () => modelThreadRestarts(), modelThreadHangs: () => modelThreadHangs(), modelThreadFailing: () => modelThreadFailing(), cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [] });
     metrics.add(health);
     metrics.add(nodeMetrics);
     metrics.add(new DataplaneCollector(async () => {
@@ -626,6 +630,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
     starting.catch(() => undefined); // handled below (at once, or once forwarding on the cache)
     let source: ModelSource | null = null;
     modelThreadRestarts = () => source?.threadStatus().restarts ?? 0;
+    modelThreadHangs = () => source?.threadStatus().hangs ?? 0;
+    modelThreadFailing = () => (source?.failingReason() ?? '') !== '';
+    // A model thread that keeps dying (model-source.ts): not ready until a new one ran a minute,
+    // even while one follows the datastore between two deaths.
+    health.setModelThread(() => source?.failingReason() ?? '');
     let first: NodeDataplaneModel;
     /** The first model's number in the model thread and its BGP settings (start without the cache). */
     let firstGen: number | undefined;
@@ -1128,8 +1137,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
       else if (m.type === 'thread-down') {
         // The model thread died (model-source.ts starts a new one): not in sync until its first model.
+        // One that keeps dying is also not ready by itself (health.setModelThread), and said so.
         datastoreDown(m.message);
-        dsLog.error(`datastore: ${m.message}`, m.stack ? { stack: m.stack } : {});
+        dsLog.error(`datastore: ${m.message}${m.failing ? `; ${m.failing}` : ''}`, m.stack ? { stack: m.stack } : {});
       }
       else {
         if ('inSync' in m && m.inSync !== undefined) storeSync(m.inSync, m.message);

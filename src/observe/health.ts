@@ -3,7 +3,7 @@
  * receiving (every worker's), the datastore is in sync (reachable, not re-listing), and no block of
  * the node lacks the tunnel or IPv6 address peers need to reach it (control/tunnel-gaps.ts), and (with --bgp)
  * the BGP speaker runs and every configured session is Established, as calico-node's -bird-ready
- * ("BGP not established with ..."). Served as
+ * ("BGP not established with ..."), and the model thread is not failing (dying again and again). Served as
  * /readyz on the metrics port and shown by `podway status`; /livez only says the process answers.
  */
 import type { Collector } from './metrics';
@@ -28,6 +28,7 @@ export class Health implements Collector {
   private engines: (() => Promise<EngineReadiness[]>) | null = null;
   private tunnelGaps: readonly string[] = [];
   private bgp: (() => Promise<string[]>) | null = null;
+  private modelThread: (() => string) | null = null;
   /** The last report (the podway_ready gauge reads it). */
   last: ReadinessReport | null = null;
 
@@ -59,6 +60,12 @@ export class Health implements Collector {
     this.bgp = fn;
   }
 
+  /** Why the model thread makes the node not ready by itself ('' when it does not): it keeps dying
+   * (cli/model-source.ts failingReason). */
+  setModelThread(fn: () => string): void {
+    this.modelThread = fn;
+  }
+
   /** Where the engines' readiness comes from, once they exist (the main engine, then workers). */
   setEngines(fn: () => Promise<EngineReadiness[]>): void {
     this.engines = fn;
@@ -82,6 +89,8 @@ export class Health implements Collector {
       for (const w of all[0]?.waiting ?? []) waiting.push(w);
     }
     if (!this.datastore.inSync) reasons.push(`datastore: ${this.datastore.reason}`);
+    const thread = this.modelThread?.() ?? '';
+    if (thread) reasons.push(`model thread: ${thread}`);
     for (const g of this.tunnelGaps) reasons.push(`unreachable: ${g}`);
     for (const b of bgp) reasons.push(`bgp: ${b}`);
     const report = { ready: reasons.length === 0, reasons, checks: { modelApplied, portsAttached, datastoreInSync: this.datastore.inSync }, waiting };

@@ -25,6 +25,10 @@ export interface NodeState {
   waitingEndpoints?(): readonly WaitingEndpoint[];
   /** New model threads started after one died (cli/model-source.ts). */
   modelThreadRestarts?(): number;
+  /** Model threads terminated because they stopped answering the heartbeat. */
+  modelThreadHangs?(): number;
+  /** The model thread keeps dying (not ready until a new one ran a minute). */
+  modelThreadFailing?(): boolean;
 }
 
 export class NodeMetrics implements Collector {
@@ -80,6 +84,8 @@ export class NodeMetrics implements Collector {
     snapshotGauge(reg, 'podway_endpoints_interface_missing', 'Local workload endpoints whose interface does not exist (waiting for it; their routes withheld).', [], () => [[{}, (this.state.waitingEndpoints?.() ?? []).filter((w) => w.missing).length]]);
     snapshotGauge(reg, 'podway_endpoint_interface_missing_oldest_seconds', 'How long the oldest local endpoint has waited for its missing interface, as this podway saw it (0: none).', [], () => [[{}, oldestMissingSeconds(this.state.waitingEndpoints?.() ?? [], Date.now())]]);
     snapshotCounter(reg, 'podway_model_thread_restarts_total', 'New model threads (the datastore watch and model computation) started after one died; while none runs podway_datastore_in_sync is 0 and forwarding goes on with the last good model.', [], () => [[{}, this.state.modelThreadRestarts?.() ?? 0]]);
+    snapshotCounter(reg, 'podway_model_thread_hangs_total', 'Model threads terminated because they did not answer the heartbeat for 20 s (a loop or a call that never returns); each is also a death (podway_model_thread_restarts_total counts the new threads).', [], () => [[{}, this.state.modelThreadHangs?.() ?? 0]]);
+    snapshotGauge(reg, 'podway_model_thread_failing', '1 while the model thread keeps dying (3 deaths, none of the threads in between running a minute after its first model, within 10 minutes): restarted at most every 30 s, the node not ready until a new one has run a minute.', [], () => [[{}, this.state.modelThreadFailing?.() ? 1 : 0]]);
     snapshotGauge(reg, 'podway_forwarding_workers', 'Forwarding threads (podway run --workers).', [], () => [[{}, this.state.workers()]]);
   }
 

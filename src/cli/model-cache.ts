@@ -55,6 +55,18 @@ export function currentBootId(): string | null {
 }
 
 /**
+ * Why a cache was not written in this boot of the machine, in words; null when it was (its boot id
+ * is this boot's). Its model's forwarding state (the pods, their veths and routes, the blocks
+ * announced) outlives a restart of podway but not a reboot.
+ */
+export function notThisBoot(bootId: string | null, boot: string | null = currentBootId()): string | null {
+  if (bootId === null) return 'it does not say which boot of the machine it was written in (written by an older podway)';
+  if (boot === null) return `this boot's id cannot be read (${BOOT_ID_FILE})`;
+  if (bootId !== boot) return `it was written in another boot of the machine (boot id ${bootId}, this one ${boot})`;
+  return null;
+}
+
+/**
  * The datastore a cache belongs to, from what `podway run` is given (it has to be known while
  * the datastore does not answer): the etcd endpoints, sorted. Another cluster on other endpoints
  * gets another identity; null for datastores that are local files (no cache: they do not go away

@@ -37,9 +37,13 @@ export interface ModelSourceBgp {
   /** CALICO_ROUTER_ID (`--router-id`): `hash` or a dotted quad, for the BGP plan. */
   readonly routerId?: string;
   /** The learned routes of an earlier run (the model cache's): held, stale, from the first model on
-   * until each peer has sent its table again (BgpAgent.holdStale); their presence also says this
-   * start is a restart (graceful restart's R bit). */
+   * until each peer has sent its table again (BgpAgent.holdStale). */
   readonly heldLearned?: readonly LearnedRoute[];
+  /** The first thread's speaker starts a graceful restart (the OPENs' R and F bits, until each
+   * peer's first session is up): only when the forwarding state of an earlier run is still there,
+   * its model cache written in this boot of the machine (run.ts). A thread started again after one
+   * died always does: this process forwarded all along. */
+  readonly forwardingKept?: boolean;
   /** The BGP agent's log lines (sessions up and down, skipped peers). */
   readonly onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** The datastore's warnings (an endpoint left out, an address claimed twice), each when it appears. */
@@ -199,12 +203,12 @@ export class ModelSource {
   private lastGen = 0;
 
   private constructor(private readonly spec: string, private readonly node: string, private readonly bgp: ModelSourceBgp, heldLearned: readonly LearnedRoute[] | undefined) {
-    this.worker = this.spawnWorker(heldLearned);
+    this.worker = this.spawnWorker(heldLearned, bgp.forwardingKept === true);
   }
 
-  private spawnWorker(heldLearned: readonly LearnedRoute[] | undefined): Worker {
+  private spawnWorker(heldLearned: readonly LearnedRoute[] | undefined, forwardingKept: boolean): Worker {
     const bgp = this.bgp;
-    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec: this.spec, node: this.node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId, heldLearned } });
+    const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec: this.spec, node: this.node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId, heldLearned, forwardingKept } });
     this.workerGone = false;
     this.death = null;
     /** This thread's end was handled (its 'exit', or given up waiting for it after a terminate). */
@@ -347,7 +351,8 @@ export class ModelSource {
     // The new thread's model numbers follow the dead one's: an answer for a dead thread's model is dropped.
     this.genBase = this.lastGen;
     this.restarting = true;
-    this.worker = this.spawnWorker(this.bgp.heldLearnedNow?.());
+    // Its speaker restarts gracefully (R and F): this process forwarded all along.
+    this.worker = this.spawnWorker(this.bgp.heldLearnedNow?.(), true);
     this.listener({ type: 'status', message: `the model thread started again (restart ${this.restarts}): listing the datastore`, inSync: false });
     this.worker.postMessage({ type: 'start' });
   }

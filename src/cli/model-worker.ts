@@ -4,7 +4,8 @@
  * file of 1,000 endpoints) ever runs on the forwarding thread. The main thread receives only
  * finished models, or word that the model did not change.
  *
- * workerData: { spec, node } (spec as `podway run --datastore`). The datastore is opened on
+ * workerData: { spec, node } (spec as `podway run --datastore`; with --bgp also bgp, bgpSecretsDir,
+ * routerId, heldLearned, forwardingKept). The datastore is opened on
  * {type:'start'} (the main thread registers the node first), so the thread (and its BGP speaker)
  * can run before the datastore answers. Messages posted:
  *   {type:'model', model, ms, cause, bgp?, gen, bgpInputs?}  a new model (the first one too); cause
@@ -63,7 +64,7 @@ import type { Datastore } from '../control/datastore';
 import { bgpInputsOf, snapshotOfBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
 import { speakerNotStartedStatus } from '../control/bgp/readiness';
 
-interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string; routerId?: string; heldLearned?: readonly LearnedRoute[] }
+interface ModelWorkerInit { spec: string; node: string; bgp?: boolean; bgpSecretsDir?: string; routerId?: string; heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean }
 
 /** How long the learned routes of an earlier run are held at most (BGP's graceful restart time, as
  * our peers keep ours, and as the engine holds the kernel's learned routes it adopts). */
@@ -123,9 +124,12 @@ if (parentPort) {
   let complete = false;
   // The speaker's modules load with --bgp only.
   const speakerModule = init.bgp ? (require('../control/bgp/speaker') as typeof import('../control/bgp/speaker')) : null;
-  // The first speaker of a restart (an earlier run's learned routes held) says so in its OPENs
-  // (graceful restart's R bit); a speaker made anew later (its settings changed) is not a restart.
-  let restarted = init.heldLearned !== undefined;
+  // The first speaker of a restart whose forwarding state is still there (a model cache of this
+  // boot, or this thread started again after one died: model-source.ts) says so in its OPENs
+  // (graceful restart's R and F bits); after a reboot the pods and their routes are gone, and F
+  // would have the peers forward to this node on routes of the earlier boot. A speaker made anew
+  // later (its settings changed) is not a restart.
+  let restarted = init.forwardingKept === true;
   const agent = speakerModule
     ? new (require('../control/bgp/agent') as typeof import('../control/bgp/agent')).BgpAgent({
         node: init.node,

@@ -12,7 +12,7 @@ import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from './model-source';
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
-import { BOOT_ID_FILE, ModelCacheWriter, currentBootId, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
+import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
 import { joinCluster, NodeAddressStore } from './join';
 import { ReRegistration } from './re-register';
 import { TunnelAddressJoin } from './tunnel-join';
@@ -478,7 +478,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The model thread: spawned when the datastore is started, or before on the cached model with
      * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
     let thread: ModelSource | null = null;
-    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[] } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
+    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
     /** The cached model is in force in the engine: only then does the speaker start on the cache's
      * BGP settings (as a datastore model's settings follow it once applied). */
     let cacheApplied = false;
@@ -497,7 +497,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
      * the datastore, and with it went the speaker on the cache's settings, started again in the
      * new one. At most one new thread per START_RETRY_MS (one that dies at once does not spin). */
     const spawnThread = (): ModelSource => {
-      const t = ModelSource.spawn(opts.datastore, opts.node, bgpOptions);
+      // One started again on the applied cached model: this process forwards (F holds).
+      const t = ModelSource.spawn(opts.datastore, opts.node, cacheApplied ? { ...bgpOptions, forwardingKept: true } : bgpOptions);
       lastSpawn = Date.now();
       t.onExit((code) => {
         // stopping, a failed start (both abort it) or the datastore's thread (not on the cache)
@@ -592,16 +593,23 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // Read before the model thread starts: with --bgp its first model holds the learned routes the
     // cache has (a restart), each until its peer has sent its table again.
     const cached = cacheFile && cacheId ? readModelCache(cacheFile, opts.node, cacheId) : 'none';
-    if (opts.bgp && cached !== 'none' && !('refused' in cached)) bgpOptions.heldLearned = cached.model.bgpLearned ?? [];
+    if (opts.bgp && cached !== 'none' && !('refused' in cached)) {
+      bgpOptions.heldLearned = cached.model.bgpLearned ?? [];
+      // The speaker claims a graceful restart (R and F in its OPENs: forwarding state preserved,
+      // RFC 4724) only on a cache of this boot: after a reboot the pods, their routes and this
+      // process's forwarding are gone, and F would have the peers go on forwarding to this node on
+      // the routes they kept of the earlier boot. Clear, they drop those at once, as on a first start.
+      const other = notThisBoot(cached.bootId);
+      bgpOptions.forwardingKept = other === null;
+      if (other !== null) bgpLog.info(`model cache ${cacheFile}: ${other}: the speaker does not claim a graceful restart (R and F clear in its OPENs: the peers drop the routes they kept of this node at once)`);
+    }
     /** Why `c` is not applied at once at start (null: it is): turned off, not of this boot, or
      * not this node's addresses as they are now (given otherwise, or held by no interface here:
      * the engine would refuse it, and that refusal stops a start). */
     const cacheFirstRefusal = async (c: CachedModel): Promise<string | null> => {
       if (opts.cacheFirst === false) return '--no-cache-first';
-      const boot = currentBootId();
-      if (c.bootId === null) return 'it does not say which boot of the machine it was written in (written by an older podway)';
-      if (boot === null) return `this boot's id cannot be read (${BOOT_ID_FILE})`;
-      if (c.bootId !== boot) return `it was written in another boot of the machine (boot id ${c.bootId}, this one ${boot}): after a reboot pods are made again and their blocks may have moved`;
+      const other = notThisBoot(c.bootId);
+      if (other !== null) return c.bootId !== null && currentBootId() !== null ? `${other}: after a reboot pods are made again and their blocks may have moved` : other;
       const m = c.model;
       const given4 = opts.ip === 'none' ? null : opts.ip !== undefined && opts.ip !== 'autodetect' ? parseIPv4WithPrefix(opts.ip)?.addr ?? null : undefined;
       if (given4 !== undefined && given4 !== m.node.ip) return `its node address ${ipv4Text(m) ?? 'none'} is not --ip (or IP) ${opts.ip}`;

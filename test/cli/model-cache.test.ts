@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { computeNodeModel, type NodeDataplaneModel } from '../../src/control';
 import { parseClusterYaml } from '../../src/control/snapshot';
 import { createHash } from 'node:crypto';
-import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, notThisBoot, readModelCache, writeModelCache } from '../../src/cli/model-cache';
 import { bgpInputsOf } from '../../src/control/bgp/cached-inputs';
 import { until } from '../helpers/until';
 
@@ -125,6 +125,24 @@ test('format 3 says the boot of the machine it was written in (this one\'s by de
   assert.ok(r2b !== 'none' && !('refused' in r2b) && r2b.bootId === null);
   writeFileSync(file, JSON.stringify({ ...c, bootId: 7 }));
   assert.equal(readModelCache(file, 'n1', DS), { refused: 'its bootId is not a boot id' });
+});
+
+// Whether a cache's forwarding state is still there (run.ts: applied at once, and with --bgp the
+// speaker's graceful-restart claim, R and F, which a cache of another boot must not make).
+test('notThisBoot: null for a cache of this boot; another boot, none said (an older podway) or this boot unreadable say why', async () => {
+  const boot = currentBootId()!;
+  assert.is(notThisBoot(boot), null);
+  assert.is(notThisBoot('00000000-1111-2222-3333-444444444444', boot), `it was written in another boot of the machine (boot id 00000000-1111-2222-3333-444444444444, this one ${boot})`);
+  assert.is(notThisBoot(null, boot), 'it does not say which boot of the machine it was written in (written by an older podway)');
+  assert.is(notThisBoot(boot, null), `this boot's id cannot be read (${BOOT_ID_FILE})`);
+  // As read back from the file: written by default with this boot's id, or another's given.
+  const file = path.join(tempDir(), 'n1.model.json');
+  await writeModelCache(file, 'n1', DS, model(1), new Date());
+  const r = readModelCache(file, 'n1', DS);
+  assert.ok(r !== 'none' && !('refused' in r) && notThisBoot(r.bootId) === null);
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), null, 'another-boot');
+  const o = readModelCache(file, 'n1', DS);
+  assert.ok(o !== 'none' && !('refused' in o) && notThisBoot(o.bootId)?.startsWith('it was written in another boot of the machine (boot id another-boot'));
 });
 
 test('a cache of format version 1 (before the BGP settings) is still read: its model, no BGP settings, saying why', async () => {

@@ -23,7 +23,8 @@ import type { LabEtcd } from '../../src/lab/etcd';
 import { applyResource, JsonObject } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { guard, teardown, isRoot, logTail, nsExec, until, waitLog } from './e2e-kit';
+import { guard, teardown, isRoot, logMessage, logTail, nsExec, until, waitLog } from './e2e-kit';
+import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
 import { Birds, BirdProcess, nodesOnOneSubnet, bgpPeerYaml, kernelRoutesVia, peerState, podwayCli, TOR_IP, TOR_AS } from './bgp-kit';
 
 let lab: Lab | null = null;
@@ -67,6 +68,16 @@ test('at start: the ToR session is up, the ToR routes node1\'s block; node1 wrot
 
 /** BIRD's line for the ToR's session with node1 (state and since: a reset changes it). */
 const torProtocol = () => tor!.birdc('show', 'protocols', 'node1').split('\n').find((l) => l.startsWith('node1')) ?? '';
+/** What BIRD says of node1's OPEN in the session in force (its `Neighbor capabilities` block):
+ * graceful restart's R bit shows as `Restart recovery`, the F bits as `AF preserved: ipv4`. */
+const neighborCaps = () => {
+  const all = tor!.birdc('show', 'protocols', 'all', 'node1');
+  const at = all.indexOf('Neighbor capabilities');
+  if (at < 0) return '';
+  const rest = all.slice(at);
+  const end = rest.search(/\n\s+(Session:|Source address:|Channel )/);
+  return end < 0 ? rest : rest.slice(0, end);
+};
 /** The UPDATEs BIRD received from node1 (all sessions). */
 const importUpdates = () => Number(/Import updates:\s+(\d+)/.exec(tor!.birdc('show', 'protocols', 'all', 'node1'))?.[1] ?? -1);
 interface StatusPeer { address: string; bgpState: string; since: string }
@@ -90,6 +101,11 @@ test('etcd killed, node1 restarted on its cached model: its speaker runs on the 
   // only the stale copy BIRD keeps as graceful-restart helper, which it drops after 120 s.
   assert.ok(await until(() => importUpdates() > updatesBefore && tor!.birdc('show', 'route', 'protocol', 'node1').includes(n1.block), 30_000, 250), `the ToR has ${n1.block} from node1 again (updates received before the restart: ${updatesBefore}): ${tor!.birdc('show', 'route', 'all')}\n${tor!.birdc('show', 'protocols', 'all', 'node1')}`);
   assert.ok(await until(() => kernelRoutesVia(lab!.fabric, n1.block, n1.ip), 20_000, 250), `the ToR routes ${n1.block} via node1`);
+  // A restart in the same boot: node1's OPEN claims a graceful restart (R) with its forwarding
+  // state preserved (F), as it is (the cache written in this boot).
+  const caps = neighborCaps();
+  assert.match(caps, /Restart recovery/, caps);
+  assert.match(caps, /AF preserved:\s+ipv4/, caps);
   assert.ok(await waitLog(n1, new RegExp(`bgp: on the model cache's settings from .* until the datastore answers: router ID ${n1.ip.replace(/\./g, '\\.')}, AS 64512, 1 peers, 1 prefixes exported`), mark, 10_000), `the speaker on the cache's settings: ${n1.log.slice(mark).join(' | ')}`);
   // `podway node status`: the session, and whose settings (rc 0: execFileSync throws otherwise).
   const table = podwayCli(['node', 'status', '--control', n1.control]);
@@ -195,12 +211,36 @@ test('the datastore\'s first model refused by the engine while on the cache: the
     assert.not.ok(since.some((l) => new RegExp(`restarting the speaker|router ID ${esc}|session down`).test(l)), `the speaker was left alone:\n${since.join('\n')}`);
     assert.is(torPeer(await nodeStatus())?.since, sinceBefore, 'the same session');
     assert.is(torProtocol(), torBefore, 'the ToR\'s session still the same');
-    ok = true;
   } finally {
     if (holder) holder.kill('SIGKILL');
     if (blocked) nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
     nsExec(n1.ns, ['ip', 'addr', 'del', `${other}/${n1.prefix}`, 'dev', 'eth0']);
   }
+});
+
+// RFC 4724: F says the forwarding state was preserved. After a reboot it is not (the pods, their
+// routes and the blocks' forwarding are gone): a start on a cache of another boot claims nothing,
+// so the ToR drops what it kept of node1 at once instead of forwarding on it.
+test('a start on a cache of another boot claims no graceful restart: node1\'s OPEN has neither R nor F, said in the log', async () => {
+  const n1 = lab!.node('node1');
+  const file = lab!.modelCachePath('node1');
+  assert.is(await lab!.stopPodway('node1'), 0);
+  const r = readModelCache(file, 'node1', store!.spec);
+  if (r === 'none' || 'refused' in r) return assert.unreachable(`node1's cache: ${JSON.stringify(r)}`);
+  const other = '00000000-1111-2222-3333-444444444444';
+  await writeModelCache(file, 'node1', store!.spec, r.model, r.appliedAt, r.bgp, other);
+  const before = torProtocol();
+  const mark = n1.log.length;
+  await lab!.startPodway('node1', 20_000, ['--bgp']);
+  assert.ok(await waitLog(n1, new RegExp(`model cache .*node1\\.model\\.json: it was written in another boot of the machine \\(boot id ${other}, this one [0-9a-f-]+\\): the speaker does not claim a graceful restart \\(R and F clear in its OPENs: the peers drop the routes they kept of this node at once\\)`), mark, 10_000), `said: ${n1.log.slice(mark).map(logMessage).join(' | ')}`);
+  // A new session (BIRD's line changes), Established, from this start's OPEN.
+  assert.ok(await until(() => /Established/.test(torProtocol()) && torProtocol() !== before, 60_000, 250), `a new session with node1: ${tor!.birdc('show', 'protocols', 'all', 'node1')}`);
+  const caps = neighborCaps();
+  assert.match(caps, /Graceful restart/, `still graceful-restart capable: ${caps}`);
+  assert.not.match(caps, /Restart recovery/, caps);
+  assert.not.match(caps, /AF preserved:\s+ipv4/, caps);
+  assert.ok(await until(() => kernelRoutesVia(lab!.fabric, n1.block, n1.ip), 30_000, 250), `the ToR routes ${n1.block} via node1 again`);
+  ok = true;
 });
 
 test.run();

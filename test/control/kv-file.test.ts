@@ -1,10 +1,11 @@
 // FileKv, the embedded store: the shared conformance suite, then what only a file store must
 // prove: eight processes writing at once, a writer SIGKILLed mid-stream (stale lock recovered,
-// store readable), a torn log line ignored and cut, and the log folded into snapshots.
+// store readable), a torn log line ignored and cut, the log folded into snapshots, and a write
+// on a full filesystem (a small tmpfs mounted by the test: root) failing whole.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile, spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileKv } from '../../src/control/kv/file-kv';
@@ -210,6 +211,73 @@ test('the store deleted or moved under a watcher: reported down (last state kept
   } finally {
     await writer.close();
     await reader.close();
+  }
+});
+/** The store as another process reads it (the worker's dump mode). */
+function dumpElsewhere(dir: string): { revision: number; entries: Record<string, string> } {
+  return JSON.parse(execFileSync(process.execPath, [WORKER, 'dump', dir], { timeout: 30_000, encoding: 'utf8' }));
+}
+
+/** Fills the filesystem of `file`'s directory (ENOSPC), leaving `keepPages` pages free. */
+function fillDisk(file: string, keepPages: number): void {
+  const fd = openSync(file, 'w');
+  const chunk = Buffer.alloc(4096);
+  try {
+    for (let i = 0; i < 1_000_000; i++) {
+      try {
+        if (writeSync(fd, chunk) < chunk.length) break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOSPC') break;
+        throw e;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  if (keepPages > 0) execFileSync('truncate', ['-s', `-${keepPages * 4096}`, file]);
+}
+
+test('a full filesystem: a write that fits only in part throws, is not applied, and leaves the store consistent for every process', async () => {
+  const dir = tempDir();
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0700', `podway-filekv-${process.pid}`, dir]);
+  const store = new FileKv({ dir });
+  try {
+    const a = (await store.create('/a', 'first'))!;
+    const log = join(dir, `log.${JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')).generation}`);
+    // Pad the log so that its last page has 100 bytes left: the next 600-byte line fits in part.
+    const lineOf = (r: number, k: string, v: string) => 8 + 1 + JSON.stringify({ r, k, v }).length + 1;
+    const room = 4096 - (statSync(log).size % 4096);
+    const pad = (room - 100 + 4096 - lineOf(a.modRevision + 1, '/pad', '')) % 4096;
+    const padded = (await store.create('/pad', 'p'.repeat(pad)))!;
+    const validSize = statSync(log).size;
+    assert.is(4096 - (validSize % 4096), 100, 'the log ends 100 bytes before a page boundary');
+    fillDisk(join(dir, 'filler'), 0);
+
+    const big = 'b'.repeat(600);
+    let err: NodeJS.ErrnoException | undefined;
+    await store.create('/b', big).catch((e) => { err = e; });
+    assert.ok(err, 'a write the filesystem cannot hold whole must throw');
+    assert.is(err!.code, 'ENOSPC', String(err));
+    assert.match(err!.message, `embedded ${dir}`);
+    assert.match(err!.message, 'not applied');
+    assert.is(statSync(log).size, validSize, 'the part written is cut off again');
+    assert.is(await store.get('/b'), null, 'this process did not apply it');
+    assert.is((await store.list('/')).revision, padded.modRevision);
+    const other = dumpElsewhere(dir);
+    assert.is(other.revision, padded.modRevision, 'another process reads the previous revision');
+    assert.equal(Object.keys(other.entries).sort(), ['/a', '/pad']);
+
+    // Room again: the same store writes, and the other process sees that write after the others.
+    unlinkSync(join(dir, 'filler'));
+    const b = (await store.create('/b', big))!;
+    assert.is(b.modRevision, padded.modRevision + 1);
+    const after = dumpElsewhere(dir);
+    assert.is(after.revision, b.modRevision);
+    assert.is(after.entries['/b'], big);
+    assert.is(after.entries['/a'], 'first');
+  } finally {
+    await store.close().catch(() => undefined);
+    execFileSync('umount', [dir]);
   }
 });
 

@@ -3,6 +3,7 @@
 //                                           200 compare-and-swap increments of /counter; prints
 //                                           the keys it won as JSON
 //   node file-kv-worker.js churn DIR        updates /churn forever (until killed)
+//   node file-kv-worker.js dump DIR         prints {revision, entries: {key: value}} of the store
 import { FileKv } from '../../src/control/kv/file-kv';
 
 async function main(): Promise<void> {
@@ -32,6 +33,10 @@ async function main(): Promise<void> {
     for (let i = 0; ; i++) {
       cur = (await store.update('/churn', String(i), cur.modRevision)) ?? (await store.get('/churn'))!;
     }
+  } else if (mode === 'dump') {
+    const all = await store.list('/');
+    await store.close();
+    process.stdout.write(JSON.stringify({ revision: all.revision, entries: Object.fromEntries(all.entries.map((e) => [e.key, e.value])) }));
   } else {
     throw new Error(`unknown mode ${mode}`);
   }

@@ -9,8 +9,10 @@
 //   lock            held by the one writer (file-lock.ts: link(2)-based, stale-holder recovery).
 //
 // A write takes the lock, catches up with the log, checks its condition (create-if-absent, CAS on
-// modRevision, optionally guarded by other keys' modRevisions), appends one line at the end of the valid log with a single positional write, and
-// releases the lock. A line is valid only if complete, its CRC matches and its revision is the
+// modRevision, optionally guarded by other keys' modRevisions), appends one line at the end of the
+// valid log (positional writes, repeated while the kernel writes less than asked: a nearly full
+// filesystem takes part of a line without an error; a write that then fails cuts the part off
+// again and throws, the record not applied), and releases the lock. A line is valid only if complete, its CRC matches and its revision is the
 // previous one + 1, so a crash mid-append leaves a torn line that every reader ignores and the
 // next writer truncates away: a write is whole or absent. Readers need no lock: they remember how
 // far into the log they have applied and read only what was appended since (one stat and one read
@@ -24,6 +26,10 @@
 // last ~100 ms of writes, and never leaves a half write (a torn or unsynced tail fails its CRC and
 // the log is read up to it). On one machine a power loss also ends every pod those writes were
 // for. fdatasync took 0.5-2.2 ms on the test machine, which alone can cap a client near 450/s.
+// An fdatasync that fails (EIO, ENOSPC at writeback) is never ignored: with 'always' the write
+// throws (its line is in the log and applied, since other readers may have taken it, but the
+// caller is told it may not survive a crash); with 'batched' the next write throws it (that write
+// not made), or close() does.
 //
 // Watches: the snapshot keeps the last `historyLimit` (10,000) events and the log the rest, so a
 // watcher from an older revision gets the exact events, or onResync('compacted') when they are
@@ -140,6 +146,9 @@ export class FileKv implements KvStore {
   private logSeen = 0;
 
   private syncTimer: NodeJS.Timeout | undefined;
+  /** A batched fdatasync's failure, not yet reported (throwSyncFailure). */
+  private syncFailure: unknown;
+  private syncFailureGeneration = 0;
   private readonly watches = new Set<FileWatch>();
   private notifier: { watcher: FSWatcher | undefined; timer: NodeJS.Timeout } | undefined;
   private pollScheduled = false;
@@ -409,6 +418,7 @@ export class FileKv implements KvStore {
       await this.lock.acquire();
       try {
         await this.refresh(true);
+        this.throwSyncFailure();
         const log = this.log!;
         if (this.logSeen > this.logValid) {
           // A writer died mid-append: cut its torn line off before appending after it.
@@ -419,14 +429,31 @@ export class FileKv implements KvStore {
         if (!partial) return null;
         const rec = { r: this.revision + 1, ...partial } as LogRecord;
         const line = encodeRecord(rec);
-        await log.write(line, 0, line.length, this.logValid);
-        if (this.sync === 'always') await log.datasync();
-        else this.scheduleSync();
+        await this.append(log, line);
+        let syncFailed: unknown;
+        if (this.sync === 'always') {
+          try {
+            await log.datasync();
+          } catch (e) {
+            syncFailed = e;
+          }
+        } else {
+          this.scheduleSync();
+        }
+        // The whole line is in the log (other processes may have read it already), so it is
+        // applied here too even when its fdatasync failed; that failure is still the caller's.
         this.apply(rec);
         this.logLines++;
         this.logValid += line.length;
         this.logSeen = this.logValid;
-        if (this.logLines >= this.rotateAfter) await this.rotate(this.revision - this.historyLimit);
+        if (syncFailed !== undefined) throw this.ioError(syncFailed, `revision ${rec.r} was written to log.${this.generation} but its fdatasync failed (it may not survive a crash)`);
+        if (this.logLines >= this.rotateAfter) {
+          // The write is committed already: a fold that fails (no room for the new snapshot) does
+          // not make it fail; the log keeps growing and the next write tries the fold again.
+          await this.rotate(this.revision - this.historyLimit).catch(() => {
+            if (this.sync !== 'always') this.scheduleSync(); // rotate() cancelled the pending one
+          });
+        }
         return rec.r;
       } finally {
         await this.lock.release();
@@ -436,12 +463,63 @@ export class FileKv implements KvStore {
     return rev;
   }
 
+  /**
+   * Writes `line` whole at the end of the valid log. A write can be short without an error (a
+   * filesystem left with less room than the line): the rest is written by further calls, and the
+   * one that fails (ENOSPC, EIO, ...) leaves a partial line no reader takes (its CRC), which is cut
+   * off again here (else by the next writer) before the error is thrown: the record is not applied.
+   */
+  private async append(log: FileHandle, line: Buffer): Promise<void> {
+    let done = 0;
+    try {
+      while (done < line.length) {
+        const { bytesWritten } = await log.write(line, done, line.length - done, this.logValid + done);
+        if (bytesWritten <= 0) throw Object.assign(new Error('write(2) wrote nothing'), { code: 'EIO' });
+        done += bytesWritten;
+      }
+    } catch (e) {
+      this.logSeen = Math.max(this.logSeen, this.logValid + done);
+      if (done > 0) {
+        try {
+          await log.truncate(this.logValid);
+          this.logSeen = this.logValid;
+        } catch { /* the next writer cuts it (logSeen > logValid there too) */ }
+      }
+      throw this.ioError(e, `cannot append revision ${this.revision + 1} to log.${this.generation} (${done} of ${line.length} bytes written, not applied)`);
+    }
+  }
+
+  /** An I/O error of the store's files, naming the store; keeps the errno code (ENOSPC, EIO...). */
+  private ioError(e: unknown, what: string): Error {
+    const code = (e as NodeJS.ErrnoException)?.code;
+    const err = new Error(`${this.description}: ${what}: ${(e as Error)?.message ?? String(e)}`) as NodeJS.ErrnoException;
+    if (code) err.code = code;
+    return err;
+  }
+
+  /**
+   * A batched fdatasync that failed (EIO, ENOSPC at writeback) is reported once, by the next write
+   * (not made) or by close(): the writes of the last ~100 ms may not be on disk.
+   */
+  private throwSyncFailure(): void {
+    const e = this.syncFailure;
+    if (e === undefined) return;
+    this.syncFailure = undefined;
+    throw this.ioError(e, `an earlier fdatasync of log.${this.syncFailureGeneration} failed (the writes up to then may not survive a crash)`);
+  }
+
   private scheduleSync(): void {
     if (this.syncTimer) return;
     const log = this.log;
+    const generation = this.generation;
     this.syncTimer = setTimeout(() => {
       this.syncTimer = undefined;
-      void log?.datasync().catch(() => undefined); // a rotated-away log was synced by the snapshot
+      void log?.datasync().catch((e) => {
+        // A log rotated away (its handle closed: EBADF) was synced by the snapshot that replaced it.
+        if (log !== this.log || isErrno(e, 'EBADF')) return;
+        this.syncFailure = e;
+        this.syncFailureGeneration = generation;
+      });
     }, BATCHED_SYNC_MS);
   }
 
@@ -533,14 +611,24 @@ export class FileKv implements KvStore {
     for (const w of [...this.watches]) await w.close();
     this.closed = true;
     await this.queue.run(async () => {
+      let failed: Error | undefined;
       if (this.syncTimer) {
         clearTimeout(this.syncTimer);
         this.syncTimer = undefined;
-        await this.log?.datasync().catch(() => undefined);
+        await this.log?.datasync().catch((e) => {
+          failed = this.ioError(e, `fdatasync of log.${this.generation} at close failed (the last writes may not survive a crash)`);
+        });
+      }
+      try {
+        this.throwSyncFailure();
+      } catch (e) {
+        failed ??= e as Error;
       }
       await this.log?.close().catch(() => undefined);
       this.log = undefined;
       await this.lock.dispose();
+      // Closed all the same; the failure is the caller's to report (the writes were not confirmed).
+      if (failed) throw failed;
     });
   }
 

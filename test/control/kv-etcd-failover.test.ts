@@ -364,6 +364,31 @@ for (const [name, open] of CLIENTS) {
   });
 }
 
+test('EtcdKv: whether a revision is compacted (naming a watch etcd canceled) is asked of another member when one does not answer', async () => {
+  const prefix = `/podway-fo-compacted-${process.pid}/`;
+  const kv = new EtcdKv({ endpoints: cluster.endpoints, timeoutMs: 3000 });
+  try {
+    const first = await kv.create(`${prefix}a`, '1');
+    assert.ok(first);
+    assert.ok(await kv.update(`${prefix}a`, '2', first!.modRevision));
+    const { revision } = await kv.list(prefix);
+    await kv.compact(revision);
+    assert.ok(await kv.isCompacted(prefix, first!.modRevision), 'compacted, every member answering');
+    await until('a connection to every member', () => connectedToAll(kv), 30_000);
+    const member = (await cluster.leader() + 1) % 3; // a follower: no election
+    await cluster.pause(member);
+    try {
+      // drawn at random among the connected members: the stopped one had some of these
+      for (let i = 0; i < 8; i++) assert.ok(await kv.isCompacted(prefix, first!.modRevision), `asked with member ${cluster.endpoints[member]} stopped (${i})`);
+    } finally {
+      cluster.resume(member);
+    }
+    assert.not.ok(await kv.isCompacted(prefix, revision), 'the revision compacted to is still there');
+  } finally {
+    await kv.close();
+  }
+});
+
 test('an endpoint that is not etcd: the CLI fails saying so, the CNI plugin fails ADD and DEL with code 7 (DEL not deferred), podway run stops at start', async () => {
   const ns = `pwfo-${process.pid}-${Math.random().toString(16).slice(2, 6)}`;
   const dir = mkdtempSync(join(tmpdir(), 'podway-fo-'));

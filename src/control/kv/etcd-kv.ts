@@ -809,17 +809,21 @@ export class EtcdKv implements KvStore {
     return null;
   }
 
-  /** Whether a read at `revision` fails because etcd compacted it (used to name a canceled watch). */
+  /**
+   * Whether a read at `revision` fails because etcd compacted it (used to name a canceled watch). A
+   * read like the others (call()): it waits for a connection, and goes to another member when one
+   * does not answer. false when no member answered (nothing known).
+   */
   async isCompacted(prefix: string, revision: number): Promise<boolean> {
     const start = Buffer.from(prefix);
     try {
-      await this.client.kv.range(
-        { key: start, range_end: prefixRangeEnd(start), revision, limit: 1 },
-        this.callOptions(),
+      await this.call(`read ${prefix} at revision ${revision}`, () =>
+        this.client.kv.range({ key: start, range_end: prefixRangeEnd(start), revision, limit: 1, keys_only: true }, this.callOptions()),
+        'read',
       );
       return false;
     } catch (e) {
-      return /compacted/i.test((e as Error).message);
+      return !(e instanceof KvUnavailableError) && /compacted/i.test((e as Error).message);
     }
   }
 

@@ -37,6 +37,8 @@ export interface EtcdSettings {
   readonly endpoints: readonly string[];
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
+  /** One connection attempt's bound: CONNECT_ATTEMPT_MS, or connectTimeoutMs if longer. */
+  readonly connectAttemptMs: number;
   /** "etcd URL[,URL]", the start of their error messages. */
   readonly description: string;
 }
@@ -45,10 +47,12 @@ export interface EtcdSettings {
 export function etcdSettings(options: EtcdKvOptions): EtcdSettings {
   if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const connectTimeoutMs = options.connectTimeoutMs ?? timeoutMs;
   return {
     endpoints: [...options.endpoints],
     timeoutMs,
-    connectTimeoutMs: options.connectTimeoutMs ?? timeoutMs,
+    connectTimeoutMs,
+    connectAttemptMs: Math.max(CONNECT_ATTEMPT_MS, connectTimeoutMs),
     description: `etcd ${options.endpoints.join(',')}`,
   };
 }
@@ -59,6 +63,27 @@ export function etcdSettings(options: EtcdKvOptions): EtcdSettings {
  * plugin processes). Calico's etcd client dials for up to 30 s (libcalico-go's clientTimeout) too.
  */
 export const CNI_CONNECT_TIMEOUT_MS = 30_000;
+/**
+ * How long one attempt to connect to a member (TCP, TLS, HTTP/2 settings) may take before it is
+ * given up and made again (by grpc-js after its backoff; by EtcdLiteKv at the next call): gRPC's
+ * "min connect timeout", or the connect bound (connectTimeoutMs) if that is longer, so that a
+ * CPU-starved process's TLS handshake is never cut short of what its calls wait for. Within it the
+ * TCP connection is dialled afresh every CONNECT_RETRY_MS while unanswered (tcp-dial.ts): a path
+ * that comes back is used about a second later, not at the kernel's next SYN retransmission.
+ */
+export const CONNECT_ATTEMPT_MS = 20_000;
+
+/**
+ * HTTP/2 keepalive of both clients while calls or watches are open on a connection: a PING after
+ * KEEPALIVE_TIME_MS, and the connection dropped when its answer does not come within
+ * KEEPALIVE_TIMEOUT_MS. A connection cut silently (packets dropped, a member's host frozen) is
+ * found within 15 s (a watch on it is then down and resubscribes on a new connection) instead of the
+ * kernel's retransmission timeout (~15 min). etcd accepts pings every 5 s or slower while a stream
+ * is open (and none without one: no pings on an idle connection).
+ */
+export const KEEPALIVE_TIME_MS = 10_000;
+export const KEEPALIVE_TIMEOUT_MS = 5_000;
+
 /** With several endpoints, one that failed a call is drawn after the others for this long (etcd-failover.ts, hostRank). */
 export const HOST_COOLDOWN_MS = 1000;
 

@@ -21,6 +21,15 @@
 // that failed (HOST_COOLDOWN_MS), or still holds calls another member answered, is drawn last by
 // the calls after it.
 //
+// Connections (etcd-common.ts, CONNECT_ATTEMPT_MS and KEEPALIVE_TIME_MS): a connection that dies
+// silently (packets dropped, a member's host frozen) is found by HTTP/2 keepalive within 15 s
+// while a call or watch is open on it. grpc-js then connects again, but bounds no connection
+// attempt: after a cut that dropped packets the attempt under way would connect only at the
+// kernel's next SYN retransmission, up to half a minute after the path is back, and a single-member
+// etcd stays down that long. Each client's channels ask for the bounds of grpc-connect-bound.ts: a
+// fresh SYN every CONNECT_RETRY_MS while unanswered (the connection is up about a second after the
+// path is back), the attempt given up after CONNECT_ATTEMPT_MS (or connectTimeoutMs if longer).
+//
 // Watches use etcd3's watcher, which re-subscribes by itself after a disconnection. It resumes from
 // the last response header's revision + 1, which can skip events when the connection drops while
 // etcd is still replaying history (the header then carries the store's current revision, not the
@@ -99,7 +108,9 @@ import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from './cluster-guid';
 import { installEtcdWatchGuard } from './etcd-watch-guard';
 import { prefixRangeEnd } from './keys';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
-import { EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { CONNECT_ATTEMPT_OPTION, CONNECT_RETRY_OPTION, installGrpcConnectBound } from './grpc-connect-bound';
+import { CONNECT_RETRY_MS } from './tcp-dial';
 import {
   KvEntry,
   KvEvent,
@@ -162,6 +173,8 @@ class CallMoved extends Error {}
 /** Clients made in this thread: each one's number keeps its channels off every other's connections. */
 // etcd answers about a watch the library let go must not throw out of its stream handler.
 installEtcdWatchGuard();
+// grpc-js's connection attempts bounded, for the channels that ask (ours: see the constructor).
+installGrpcConnectBound();
 
 let clientsMade = 0;
 /** The stores open in this thread (reconnectEtcdStores). */
@@ -405,21 +418,26 @@ export class EtcdKv implements KvStore {
   private readonly hostStates = new Map<string, HostState>();
 
   constructor(options: EtcdKvOptions) {
-    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description } = etcdSettings(options));
+    const settings = etcdSettings(options);
+    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description } = settings);
     this.endpointText = `etcd at ${this.endpoints.join(',')}`;
     this.etcdOptions = {
       hosts: [...this.endpoints],
       credentials: EtcdKv.credentials(options.tls),
       grpcOptions: {
-        // Finds a silently dead connection under a long-lived watch; etcd accepts pings every 5 s
-        // or slower while a stream is open (and none without one, hence no pings when idle).
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000,
+        // Finds a silently dead connection under a long-lived watch (KEEPALIVE_TIME_MS); no pings
+        // on an idle connection (etcd refuses them without a stream).
+        'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+        'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
         'grpc.keepalive_permit_without_calls': 0,
         // gRPC waits 1 s after a failed connect, growing 1.6x up to 120 s by default: a client
         // that found no way out (the node's address gone, etcd down) would then take up to two
         // minutes to see that the way is back. 5 s at most; each failed attempt is one SYN.
         'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
+        // grpc-js bounds no connection attempt (grpc-connect-bound.ts): a fresh SYN every
+        // CONNECT_RETRY_MS while unanswered, the attempt given up after connectAttemptMs.
+        [CONNECT_RETRY_OPTION]: CONNECT_RETRY_MS,
+        [CONNECT_ATTEMPT_OPTION]: settings.connectAttemptMs,
         // grpc-js's client option (not a channel option): on every call and watch.
         interceptors: [requireLeader],
       } as IOptions['grpcOptions'],

@@ -13,6 +13,11 @@
 //   its own bound (connectTimeoutMs), and a refused or unreachable endpoint fails at once. A
 //   connection is up when the server's HTTP/2 SETTINGS arrived (a stopped etcd's kernel still
 //   accepts the TCP connection): all endpoints are dialled at once, the first up serves.
+// - The same bounds on connections (etcd-common.ts): the TCP connection dialled afresh every
+//   CONNECT_RETRY_MS while unanswered (tcp-dial.ts), an attempt given up after CONNECT_ATTEMPT_MS
+//   (or connectTimeoutMs if longer), and keepalive pings while calls are open (KEEPALIVE_TIME_MS),
+//   also one at once after a call ran out its deadline on an open connection: unanswered, the
+//   connection is dropped and the next call connects again.
 // - Every call asks for a leader ("hasleader" metadata, clientv3.WithRequireLeader).
 // - The same failover (etcd-failover.ts): each attempt on the best endpoint the call has not
 //   tried (connected first, one that failed within HOST_COOLDOWN_MS or holds an overtaken attempt
@@ -26,10 +31,11 @@
 //   its certificates (etcd-common.ts), KvNotEtcdError for an endpoint answering HTTP 404.
 // - clusterIdSeen(): the cluster_id of the last get or list, as the same decimal text.
 import * as http2 from 'node:http2';
-import { connect as netConnect, isIP, Socket } from 'node:net';
+import { isIP, Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { prefixRangeEnd } from './keys';
-import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
+import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
 import { KvEntry, KvGuard, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
@@ -88,7 +94,15 @@ interface Tls {
   readonly key?: Buffer;
 }
 
-/** One endpoint's HTTP/2 connection, made when first needed and again after it failed or dropped. */
+/**
+ * One endpoint's HTTP/2 connection, made when first needed and again after it failed or dropped.
+ * Its TCP connection is dialled afresh every CONNECT_RETRY_MS while unanswered (tcp-dial.ts), and
+ * the whole attempt (TCP, TLS, HTTP/2 settings) fails after `attemptMs` ("connect ETIMEDOUT"). Up,
+ * it is pinged as grpc-js pings EtcdKv's (KEEPALIVE_TIME_MS while calls are open on it), and also
+ * at once when a call on it ran out its deadline: no answer within KEEPALIVE_TIMEOUT_MS and it is
+ * dropped (its calls end as "Connection dropped"), so the next call connects again instead of
+ * waiting on a connection cut silently.
+ */
 class Connection implements HostState {
   state: 'idle' | 'connecting' | 'ready' | 'failed' = 'idle';
   session: http2.ClientHttp2Session | null = null;
@@ -100,8 +114,15 @@ class Connection implements HostState {
   /** Attempts still waiting here after another member answered their call (drawn last meanwhile). */
   overtaken = 0;
   private readonly changed = new Set<() => void>();
+  /** The attempt under way (its dial and its bound), ended by close(). */
+  private attempt: { abort: AbortController; timer: NodeJS.Timeout } | null = null;
+  /** Calls open on the session, and the keepalive timer while there are any. */
+  private calls = 0;
+  private keepalive: NodeJS.Timeout | undefined;
+  /** A PING under way (its timeout). */
+  private pinging: NodeJS.Timeout | undefined;
 
-  constructor(readonly url: string, private readonly tls: Tls | null) {}
+  constructor(readonly url: string, private readonly tls: Tls | null, private readonly attemptMs: number) {}
 
   /** Starts connecting unless connected, connecting, or failed within HOST_COOLDOWN_MS (grpc-js waits ~1 s too). */
   start(): void {
@@ -110,39 +131,71 @@ class Connection implements HostState {
     const u = new URL(this.url);
     const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
     const port = Number(u.port);
-    const tls = this.tls;
-    const secure = u.protocol === 'https:';
     this.state = 'connecting';
     this.error = null;
-    let session: http2.ClientHttp2Session;
-    // The session's end, or its socket's error: a TLS alert after the handshake (etcd refusing our
-    // client certificate) fails the socket without a word from the session, which then never
-    // closes (Node 20), so the session is destroyed here (its calls end as "Connection dropped").
-    const gone = (): void => {
-      if (this.session !== session) return;
-      this.session = null;
-      if (this.state === 'connecting') {
-        this.state = 'failed';
-        this.failedAt = Date.now();
-        this.error ??= new Error('connection closed before it was up');
-      } else {
-        // Dropped after it was up: the next call connects again.
-        this.state = 'idle';
-      }
-      if (!session.destroyed) session.destroy();
-      this.notify();
+    const abort = new AbortController();
+    const attempt = {
+      abort,
+      timer: setTimeout(() => {
+        const e = connectTimedOut(host, port, this.attemptMs);
+        abort.abort(e);
+        if (this.attempt !== attempt) return;
+        // past the TCP connection (TLS, HTTP/2 settings): the session goes, saying why
+        this.error ??= e;
+        const session = this.session;
+        if (session) this.gone(session);
+      }, this.attemptMs),
     };
+    attempt.timer.unref();
+    this.attempt = attempt;
+    const over = (): void => {
+      clearTimeout(attempt.timer);
+      if (this.attempt === attempt) this.attempt = null;
+    };
+    // unref'd: a process whose calls are done does not wait for a dial (its open calls' timers
+    // keep it running while they wait)
+    dialTcp(host, port, CONNECT_RETRY_MS, abort.signal, true).then(
+      (socket) => {
+        if (this.attempt !== attempt) {
+          socket.destroy(); // closed meanwhile
+          return;
+        }
+        this.handshake(socket, u, host, over);
+      },
+      (e: Error) => {
+        if (this.attempt !== attempt) return; // closed meanwhile
+        over();
+        this.fail(e);
+      },
+    );
+  }
+
+  /** The attempt failed before a session existed (refused, unreachable, no connection within its bound). */
+  private fail(e: Error): void {
+    this.state = 'failed';
+    this.failedAt = Date.now();
+    this.error = e;
+    this.notify();
+  }
+
+  /** TLS if https, then the HTTP/2 session over the TCP connection `tcp`. */
+  private handshake(tcp: Socket, u: URL, host: string, over: () => void): void {
+    const tls = this.tls;
+    const secure = u.protocol === 'https:';
+    let session: http2.ClientHttp2Session;
     session = http2.connect(`${secure ? 'https' : 'http'}://${u.host}`, {
       // The socket is ours: for TLS, no SNI when the endpoint is an IP address (RFC 6066; Node
       // warns for it), as EtcdKv does; the server certificate is checked against the host all the same.
       createConnection: (): Socket => {
         const socket = secure
-          ? tlsConnect({ host, port, ca: tls?.ca, cert: tls?.cert, key: tls?.key, servername: isIP(host) === 0 ? host : undefined, ALPNProtocols: ['h2'] })
-          : netConnect({ host, port });
+          ? tlsConnect({ socket: tcp, host, ca: tls?.ca, cert: tls?.cert, key: tls?.key, servername: isIP(host) === 0 ? host : undefined, ALPNProtocols: ['h2'] })
+          : tcp;
+        // A TLS alert after the handshake (etcd refusing our client certificate) fails the socket
+        // without a word from the session, which then never closes (Node 20): gone() destroys it.
         socket.on('error', (e: Error) => {
           if (this.session !== session) return;
           this.error ??= e;
-          gone();
+          this.gone(session);
         });
         return socket;
       },
@@ -152,20 +205,88 @@ class Connection implements HostState {
     session.unref();
     session.once('remoteSettings', () => {
       if (this.session !== session) return;
+      over();
       this.state = 'ready';
       this.notify();
     });
     // etcd going away (stopping, or closing an idle connection): calls from now on connect again.
     session.once('goaway', () => {
       if (this.session !== session) return;
+      over();
       this.session = null;
       this.state = 'idle';
+      this.stopKeepalive();
       this.notify();
     });
     session.on('error', (e: Error) => {
       if (this.session === session && this.error === null) this.error = e;
     });
-    session.once('close', gone);
+    session.once('close', () => this.gone(session));
+  }
+
+  /** The session's end (closed, its socket failed, its attempt or a PING timed out). */
+  private gone(session: http2.ClientHttp2Session): void {
+    if (this.session !== session) return;
+    this.session = null;
+    this.stopKeepalive();
+    if (this.state === 'connecting') {
+      if (this.attempt) {
+        clearTimeout(this.attempt.timer);
+        this.attempt = null;
+      }
+      this.state = 'failed';
+      this.failedAt = Date.now();
+      this.error ??= new Error('connection closed before it was up');
+    } else {
+      // Dropped after it was up: the next call connects again.
+      this.state = 'idle';
+    }
+    if (!session.destroyed) session.destroy();
+    this.notify();
+  }
+
+  /** A call opened on the session (keepalive runs while any is open). */
+  callOpened(): void {
+    if (this.calls++ === 0 && this.keepalive === undefined) {
+      this.keepalive = setInterval(() => this.ping(), KEEPALIVE_TIME_MS);
+      this.keepalive.unref();
+    }
+  }
+
+  callClosed(): void {
+    if (--this.calls === 0) this.stopKeepalive();
+  }
+
+  private stopKeepalive(): void {
+    clearInterval(this.keepalive);
+    this.keepalive = undefined;
+  }
+
+  /**
+   * A PING on the session (unless one is under way): no answer within KEEPALIVE_TIMEOUT_MS and the
+   * session is dropped. Also called when a call on it ran out its deadline.
+   */
+  ping(): void {
+    const session = this.session;
+    if (this.state !== 'ready' || !session || session.destroyed || this.pinging) return;
+    const timer = setTimeout(() => {
+      this.pinging = undefined;
+      if (this.session !== session) return;
+      this.error = new Error(`no answer to a keepalive ping within ${KEEPALIVE_TIMEOUT_MS} ms (connection cut?)`);
+      this.gone(session);
+    }, KEEPALIVE_TIMEOUT_MS);
+    timer.unref();
+    this.pinging = timer;
+    const answered = (): void => {
+      clearTimeout(timer);
+      if (this.pinging === timer) this.pinging = undefined;
+    };
+    try {
+      // An error (the session closing meanwhile) ends the ping as an answer would: close says the rest.
+      if (!session.ping(() => answered())) answered();
+    } catch {
+      answered();
+    }
   }
 
   /** Resolves at the next change of state, or after `ms`. */
@@ -188,6 +309,14 @@ class Connection implements HostState {
   close(): Promise<void> {
     const s = this.session;
     const wasReady = this.state === 'ready';
+    if (this.attempt) {
+      clearTimeout(this.attempt.timer);
+      this.attempt.abort.abort(new Error('closed'));
+      this.attempt = null;
+    }
+    this.stopKeepalive();
+    clearTimeout(this.pinging);
+    this.pinging = undefined;
     this.session = null;
     this.state = 'idle';
     this.notify();
@@ -227,9 +356,10 @@ export class EtcdLiteKv implements KvStore {
   private closed = false;
 
   constructor(options: EtcdKvOptions) {
-    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description } = etcdSettings(options));
+    const settings = etcdSettings(options);
+    ({ endpoints: this.endpoints, timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, description: this.description } = settings);
     const tls = readEtcdTls(options.tls);
-    this.connections = this.endpoints.map((url) => new Connection(url, tls));
+    this.connections = this.endpoints.map((url) => new Connection(url, tls, settings.connectAttemptMs));
   }
 
   clusterIdSeen(): string | null {
@@ -399,16 +529,20 @@ export class EtcdLiteKv implements KvStore {
       let status: number | null = null;
       let message = '';
       let settled = false;
+      c.callOpened();
       const finish = (err: Error | null, body?: Buffer): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        c.callClosed();
         if (err) reject(err);
         else resolve(body!);
       };
       const timer = setTimeout(() => {
         finish(new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded', true));
         stream.close(http2.constants.NGHTTP2_CANCEL);
+        // no answer on an open connection: is it still there? (dropped if the ping is not answered)
+        c.ping();
       }, Math.max(1, deadline - Date.now()));
       const readStatus = (h: http2.IncomingHttpHeaders): void => {
         const s = h['grpc-status'];

@@ -1,0 +1,111 @@
+// Bounds on grpc-js's connection attempts (the grpc-js etcd3 runs on, node_modules/@grpc/grpc-js
+// build/src/transport.js, Http2SubchannelConnector), for the channels that ask for them with two
+// channel options of ours; any other channel connects as grpc-js does.
+//
+// grpc-js 1.14 has no connect timeout: Http2SubchannelConnector.connect() makes one net.connect()
+// without a bound, then the TLS handshake and the HTTP/2 preface, and the subchannel waits for that
+// one attempt however long it takes (grpc.initial/max_reconnect_backoff_ms only space attempts that
+// failed; keepalive runs on a connection that is up). After a cut that dropped packets the attempt
+// under way connects only at the kernel's next SYN retransmission (tcp-dial.ts). So:
+//   CONNECT_RETRY_OPTION (ms)    the TCP connection is made by dialTcp: a socket unanswered this
+//                                long is replaced by a new one at once (a fresh SYN);
+//   CONNECT_ATTEMPT_OPTION (ms)  the whole attempt (TCP, TLS, HTTP/2 settings) fails after this long
+//                                with "connect ETIMEDOUT ADDR (no connection within MS ms)" (a path
+//                                cut after the SYN was answered, a server that accepts TCP and says
+//                                nothing); grpc-js then tries again after its backoff, as after any
+//                                failed attempt.
+// A channel through an HTTP CONNECT proxy (grpc.http_connect_target) keeps grpc-js's own TCP
+// connection (to the proxy), with the bound on the whole attempt.
+//
+// The two methods of the connector's prototype are wrapped once per thread (each loads its own
+// grpc-js), keeping grpc-js's own code for everything else; the shape relied on is checked when
+// installed, and a grpc-js that changed it is refused loudly at start (as etcd-watch-guard.ts does
+// for etcd3).
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import { connectTimedOut, dialTcp } from './tcp-dial';
+
+export const CONNECT_RETRY_OPTION = 'podway.connect_retry_ms';
+export const CONNECT_ATTEMPT_OPTION = 'podway.connect_attempt_ms';
+
+type Options = Record<string, unknown>;
+interface Address { host?: unknown; port?: unknown }
+interface ConnectorShape {
+  /** The HTTP/2 session being set up (grpc-js sets it in createSession, clears it once up). */
+  session?: { destroy(): void } | null;
+  tcpConnect(address: Address, options: Options): Promise<Socket>;
+  connect(address: Address, secureConnector: unknown, options: Options): Promise<{ shutdown(): void }>;
+}
+
+/** The attempt under way on a connector (one at a time per subchannel). */
+interface AttemptState {
+  readonly abort: AbortController;
+  socket?: Socket;
+}
+const attempts = new WeakMap<ConnectorShape, AttemptState>();
+let installed = false;
+let attemptsTimedOut = 0;
+
+/** Connection attempts that ran out their CONNECT_ATTEMPT_OPTION bound in this thread (tests, diagnostics). */
+export function connectAttemptsTimedOut(): number {
+  return attemptsTimedOut;
+}
+
+const positive = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
+
+/** Installs the bounds once per thread (etcd-kv.ts does at load). Throws if grpc-js's shape changed. */
+export function installGrpcConnectBound(): void {
+  if (installed) return;
+  const transport = createRequire(require.resolve('etcd3'))('@grpc/grpc-js/build/src/transport') as { Http2SubchannelConnector?: { prototype: ConnectorShape } };
+  const proto = transport.Http2SubchannelConnector?.prototype;
+  if (!proto || typeof proto.tcpConnect !== 'function' || typeof proto.connect !== 'function') {
+    throw new Error('@grpc/grpc-js changed: build/src/transport.js has no Http2SubchannelConnector.tcpConnect/connect (src/control/kv/grpc-connect-bound.ts needs review)');
+  }
+  const tcpConnect = proto.tcpConnect;
+  const connect = proto.connect;
+
+  proto.tcpConnect = function (this: ConnectorShape, address: Address, options: Options): Promise<Socket> {
+    const retryMs = options[CONNECT_RETRY_OPTION];
+    const { host, port } = address;
+    if (!positive(retryMs) || 'grpc.http_connect_target' in options || typeof host !== 'string' || typeof port !== 'number') {
+      return tcpConnect.call(this, address, options);
+    }
+    const attempt = attempts.get(this);
+    return dialTcp(host, port, retryMs, attempt?.abort.signal).then((socket) => {
+      if (attempt) attempt.socket = socket;
+      return socket;
+    });
+  };
+
+  proto.connect = function (this: ConnectorShape, address: Address, secureConnector: unknown, options: Options): Promise<{ shutdown(): void }> {
+    const ms = options[CONNECT_ATTEMPT_OPTION];
+    if (!positive(ms)) return connect.call(this, address, secureConnector, options);
+    const attempt: AttemptState = { abort: new AbortController() };
+    attempts.set(this, attempt);
+    let timer: NodeJS.Timeout | undefined;
+    let expired = false;
+    const made = connect.call(this, address, secureConnector, options);
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        expired = true;
+        attemptsTimedOut++;
+        const e = typeof address.host === 'string'
+          ? connectTimedOut(address.host, Number(address.port), ms)
+          : Object.assign(new Error(`connect ETIMEDOUT ${String((address as { path?: unknown }).path)} (no connection within ${ms} ms)`), { code: 'ETIMEDOUT' });
+        // Ends the attempt where it is: the dial (dialTcp closes its socket), the TLS handshake or
+        // the HTTP/2 preface (the socket, the session). grpc-js's own promise then fails too.
+        attempt.abort.abort(e);
+        attempt.socket?.destroy();
+        this.session?.destroy();
+        reject(e);
+      }, ms);
+    });
+    // Connected just as the bound ran out: that connection is nobody's, closed.
+    made.then((t) => { if (expired) t.shutdown(); }, () => undefined);
+    return Promise.race([made, bound]).finally(() => {
+      clearTimeout(timer);
+      if (attempts.get(this) === attempt) attempts.delete(this);
+    });
+  };
+  installed = true;
+}

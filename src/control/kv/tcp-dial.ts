@@ -1,0 +1,96 @@
+// Making the TCP connection to an etcd member, for both etcd clients (EtcdKv through its gRPC
+// connector, grpc-connect-bound.ts; EtcdLiteKv directly). Loads neither etcd3 nor gRPC.
+//
+// Why not one net.connect(): a connection attempt whose SYN nobody answers (the path cut by a
+// firewall that drops packets, a link down, a member's host frozen) is left to the kernel, which
+// sends the SYN again 1, 3, 7, 15, 31 and 63 s after the first and gives up after ~127 s
+// (tcp_syn_retries 6; since Linux 6.5 by default 1, 2, 3, 4, 6 and 10 s, giving up after ~18 s:
+// tcp_syn_linear_timeouts 4). When the path comes back, that attempt connects only at its next
+// retransmission: up to 32 s later (8 s with the newer default). Nothing else connects meanwhile:
+// grpc-js makes one attempt at a time and has no bound on it (no connect timeout option; gRPC's
+// 20 s "min connect timeout" is not in grpc-js 1.14), and calls wait for it.
+//
+// So a socket that has not connected after `retryMs` is closed and a new one dialled at once (its
+// own SYN, then its own retransmission 1 s later): with retryMs 2000 a SYN leaves about every
+// second while the path is cut, and the connection comes up about a second after it is back. A
+// reachable member connects in one round trip; a lost SYN is sent again by the kernel after 1 s,
+// before the socket is given up. A refusal or an unreachable host (ICMP) ends the dial at once with
+// its error, as one net.connect would. Whether a socket connected is looked at after the poll phase
+// that would have reported it (setImmediate after the timer): a process short of CPU, whose timer
+// and connection are both due when it gets to run, keeps the connection it made.
+import { connect as netConnect, Socket } from 'node:net';
+
+/** A socket with no connection after this long is closed and another dialled at once. */
+export const CONNECT_RETRY_MS = 2000;
+
+let redials = 0;
+
+/** How many sockets this thread closed for want of an answer and dialled again (tests, diagnostics). */
+export function tcpRedials(): number {
+  return redials;
+}
+
+/** Node's words for a connect that timed out, with how long it was given. */
+export function connectTimedOut(host: string, port: number, ms: number): Error {
+  const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return Object.assign(new Error(`connect ETIMEDOUT ${target} (no connection within ${ms} ms)`), { code: 'ETIMEDOUT' });
+}
+
+/**
+ * A connected TCP socket to host:port, dialled again every `retryMs` while unanswered (see the
+ * module comment). Rejects with the first socket error (refused, unreachable), or with the reason
+ * `abort` is aborted with (its caller's bound on the whole attempt), closing the socket under way.
+ * `unref`: the dial does not keep the process alive (its sockets and timers unref'd, and so the
+ * socket it resolves with), as an unref'd HTTP/2 session's connection does not.
+ */
+export function dialTcp(host: string, port: number, retryMs: number, abort?: AbortSignal, unref = false): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    let current: Socket | null = null;
+    let timer: NodeJS.Timeout | undefined;
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      clearTimeout(timer);
+      abort?.removeEventListener('abort', onAbort);
+    };
+    function onAbort(): void {
+      if (done) return;
+      finish();
+      current?.destroy();
+      reject(abort!.reason instanceof Error ? abort!.reason : new Error(String(abort!.reason)));
+    }
+    const dial = (): void => {
+      const s = netConnect({ host, port });
+      if (unref) s.unref();
+      current = s;
+      // a socket given up may still report its end: nobody listens for it but this
+      s.on('error', (e: Error) => {
+        if (done || s !== current) return;
+        finish();
+        s.destroy();
+        reject(e);
+      });
+      s.once('connect', () => {
+        if (done || s !== current) return;
+        finish();
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+      timer = setTimeout(() => setImmediate(() => {
+        if (done || s !== current || !s.connecting) return;
+        redials++;
+        s.removeAllListeners('error').on('error', () => undefined);
+        s.destroy();
+        dial();
+      }), retryMs);
+      if (unref) timer.unref();
+    };
+    if (abort?.aborted) {
+      done = true;
+      reject(abort.reason instanceof Error ? abort.reason : new Error(String(abort.reason)));
+      return;
+    }
+    abort?.addEventListener('abort', onAbort, { once: true });
+    dial();
+  });
+}

@@ -338,6 +338,41 @@ for (const [name, open] of CLIENTS) {
 
 
 
+  test(`${name}: a create sent first to a stopped member and answered by the next: the copy the stopped member holds is cancelled, and does not create the key again after a delete once that member runs`, async () => {
+    const stopped = (await cluster.leader() + 1) % 3;
+    const other = (stopped + 1) % 3;
+    const port = Number(new URL(cluster.endpoints[other]!).port);
+    const via = await slowForwarder(port, 300);
+    const kv = open({ endpoints: [cluster.endpoints[stopped]!, via.endpoint], timeoutMs: 8000 });
+    const direct = open({ endpoints: [cluster.endpoints[other]!], timeoutMs: 8000 });
+    const key = `/podway-fo-create-${process.pid}-${name}`;
+    try {
+      await kv.get(key);
+      await until('a connection to both endpoints', () => connectedToAll(kv), 30_000);
+      await cluster.pause(stopped);
+      try {
+        // the forwarder's connection cut: the stopped member is drawn first, the next one 2 s later
+        via.cut();
+        await until('the cut seen', () => !connected(kv)[1], 10_000);
+        const created = await kv.create(key, 'a');
+        assert.ok(created, 'created by the next member');
+        // its caller deletes it at once, while the stopped member still holds the create unread
+        assert.ok(await direct.delete(key, created!.modRevision), 'deleted');
+      } finally {
+        // within what would have been the first attempt's deadline (8 s): left running, it was
+        // read and applied now
+        cluster.resume(stopped);
+      }
+      await sleep(4000);
+      assert.is(await direct.get(key), null, 'the copy the stopped member held did not create the key again');
+      assert.is(await kv.get(key), null);
+    } finally {
+      await kv.close();
+      await direct.close();
+      await via.close();
+    }
+  });
+
   test(`${name}: an endpoint that is not etcd (HTTP 404): alone, a configuration error saying so; listed first before real members, skipped`, async () => {
     const h = await http404();
     try {

@@ -20,6 +20,8 @@ export interface Attempt {
   host?: string;
   /** How it failed, if it did. */
   error?: unknown;
+  /** Ends the attempt at once, its stream cancelled (set by the client once it is sent). */
+  cancel?: () => void;
 }
 
 /** A call as failover() sees it, and what it found out. */
@@ -29,6 +31,11 @@ export interface FailoverCall {
   readonly applied?: (answer: unknown) => boolean;
   /** Its attempts, in the order they were made (each client fills in host and error). */
   readonly attempts: Attempt[];
+  /**
+   * A create: attempts still waiting when another member answered are cancelled at once (their
+   * members drawn last until their deadline would have passed), not left running (see failover()).
+   */
+  readonly cancelOvertaken?: boolean;
   /**
    * guarded: a member said the condition no longer held while another attempt, which may have
    * reached etcd, had no answer: whether this very write was applied is not known.
@@ -81,18 +88,27 @@ export const HEDGE_SHARE = 0.25;
  * for the calls after it until those attempts end. For a guarded write that is safe: its
  * condition compares the key's ModRevision, and the first attempt applied changes that revision,
  * so any other attempt of it, whenever it reaches etcd (even after the call ended), finds the
- * condition false and changes nothing: it is applied at most once. (A create's condition is
- * Version 0, which holds again once the key is deleted: a copy still held by a stopped member
- * could create the key again after another client deleted it. A create that timed out on that
- * member leaves the same copy behind, hedged or not.) For the same reason a guarded write whose
- * connection failed under it (dropped, reset: it may have been applied) is sent to the next member
- * too. An answer that it was applied is the call's at once. An answer that the condition did not
- * hold is final only when every other attempt is known not to be ours: each answered the same or
- * never reached etcd; if one of them may have reached etcd without an answer, that attempt may be
- * what changed the revision, so the call fails with that attempt's error and call.outcomeUnknown
- * ("may have been applied"), and its caller reads again, as after any write whose answer was
- * lost. A plain write is never resent once it may have reached etcd (a second delete would report
- * "nothing deleted" for ours).
+ * condition false and changes nothing: it is applied at most once. A create's condition is Version
+ * 0, which holds again once the key is deleted, and etcd evaluates a transaction's condition when
+ * it applies it, in raft order: a member stopped (SIGSTOP, a frozen VM) with a copy of our create
+ * unread in its socket reads it when it runs again, as a fresh request with the deadline the
+ * request carries (the time it lay there is not counted), and if the key was deleted meanwhile
+ * (its caller, told the create succeeded on another member, may delete it at once), it creates the
+ * key again. Seen against a real cluster: a copy whose attempt still ran when the member ran again
+ * was applied after the delete; one cancelled before (the cancel, RST_STREAM, lying in the socket
+ * behind it) was not, as a create that timed out there is not. So a create's attempts still
+ * waiting when the call ends are cancelled at once (cancelOvertaken), not left until their
+ * deadline. What remains is a race etcd decides when the member runs again (the request and its
+ * cancel read together, the request's handler proposing before the cancel ends it); only a
+ * condition the late copy could no longer meet (a fence key or a lease in the transaction) would
+ * close it. Applied at most once, a guarded write whose connection failed under it (dropped,
+ * reset: it may have been applied) is sent to the next member too. An answer that it was applied
+ * is the call's at once. An answer that the condition did not hold is final only when every other
+ * attempt is known not to be ours: each answered the same or never reached etcd; if one of them
+ * may have reached etcd without an answer, that attempt may be what changed the revision, so the
+ * call fails with that attempt's error and call.outcomeUnknown ("may have been applied"), and its
+ * caller reads again, as after any write whose answer was lost. A plain write is never resent
+ * once it may have reached etcd (a second delete would report "nothing deleted" for ours).
  *
  * When every endpoint was tried and one of them answered "no leader" (an election under way, or no
  * quorum), it is asked again every NO_LEADER_RETRY_MS while the budget lasts (also while another

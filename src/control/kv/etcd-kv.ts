@@ -148,15 +148,24 @@ export const MAX_RECONNECT_BACKOFF_MS = 5000;
  * The interceptor is built on the grpc-js etcd3 itself runs on (its own dependency).
  */
 const grpc = createRequire(require.resolve('etcd3'))('@grpc/grpc-js') as {
-  InterceptingCall: new (next: unknown, requester: { start(metadata: { set(k: string, v: string): void }, listener: unknown, next: (m: unknown, l: unknown) => void): void }) => unknown;
+  InterceptingCall: new (next: unknown, requester: { start(metadata: { set(k: string, v: string): void }, listener: unknown, next: (m: unknown, l: unknown) => void): void }) => {
+    cancelWithStatus(status: number, details: string): void;
+  };
 };
-const requireLeader = (options: unknown, nextCall: (o: unknown) => unknown): unknown =>
-  new grpc.InterceptingCall(nextCall(options), {
+/** gRPC's status CANCELLED. */
+const CANCELLED = 1;
+const requireLeader = (options: unknown, nextCall: (o: unknown) => unknown): unknown => {
+  const call = new grpc.InterceptingCall(nextCall(options), {
     start(metadata, listener, next) {
       metadata.set('hasleader', 'true');
       next(metadata, listener);
     },
   });
+  // The attempt this call is (failoverPolicy): how to cancel it (a create's, overtaken).
+  const att = attemptContext.getStore();
+  if (att) att.cancel = () => call.cancelWithStatus(CANCELLED, 'another member answered the call');
+  return call;
+};
 
 /** grpc-js's Channel, as far as the connection wait uses it (its connectivityState numbers below). */
 interface GrpcChannel {
@@ -277,6 +286,13 @@ function failoverPolicy(hosts: number, budgetMs: number, states: ReadonlyMap<str
           answer,
           overtaken: () => {
             const state = att.host === undefined ? undefined : states.get(att.host);
+            if (call.cancelOvertaken && att.cancel) {
+              // a create's copy is not left waiting on that member (failover()); the member is
+              // drawn last until the attempt's deadline would have passed, as if it still waited
+              att.cancel();
+              if (state) state.downUntil = Math.max(state.downUntil, Date.now() + budgetMs);
+              return;
+            }
             if (state) overtakenUntil(state, answer);
           },
         };
@@ -584,11 +600,11 @@ export class EtcdKv implements KvStore {
    * (see CallKind; `applied`: a guarded write's answer that it was applied). Given up by
    * reconnect() while it waits: a read is sent once more, on the new client; anything else throws.
    */
-  private async call<T>(what: string, fn: () => Promise<T>, kind: CallKind = 'write', applied?: (answer: T) => boolean): Promise<T> {
+  private async call<T>(what: string, fn: () => Promise<T>, kind: CallKind = 'write', applied?: (answer: T) => boolean, cancelOvertaken = false): Promise<T> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     for (let sent = 1; ; sent++) {
       let up = false;
-      const info: CallInfo = { kind, applied: applied as ((answer: unknown) => boolean) | undefined, attempts: [] };
+      const info: CallInfo = { kind, applied: applied as ((answer: unknown) => boolean) | undefined, attempts: [], cancelOvertaken };
       try {
         await this.connection(what);
         up = this.connectedNow();
@@ -651,6 +667,7 @@ export class EtcdKv implements KvStore {
       ),
       'guarded',
       (res) => res.succeeded,
+      true, // a copy left waiting could create the key again after a delete (etcd-failover.ts)
     );
     if (!res.succeeded) return null;
     const revision = Number(res.header.revision);

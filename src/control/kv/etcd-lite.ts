@@ -51,6 +51,7 @@ import {
 } from './etcd-proto';
 
 /** gRPC status codes used here. */
+const CANCELLED = 1;
 const DEADLINE_EXCEEDED = 4;
 const UNAVAILABLE = 14;
 /** The codes etcd3 counts as recoverable (its isRecoverableError), which EtcdKv reports as unreachable. */
@@ -389,7 +390,7 @@ export class EtcdLiteKv implements KvStore {
     const res = decodeTxnResponse(await this.call(`create ${key}`, 'Txn', encodeTxn({
       compare: [{ key: k, target: 'version', result: 'equal', value: 0 }],
       success: [{ put: { key: k, value: Buffer.from(value) } }],
-    }), 'guarded'));
+    }), 'guarded', true)); // a copy left waiting could create the key again after a delete (etcd-failover.ts)
     if (!res.succeeded) return null;
     return { key, value, createRevision: res.header.revision, modRevision: res.header.revision };
   }
@@ -449,10 +450,10 @@ export class EtcdLiteKv implements KvStore {
    * `kind`: what may be sent again (etcd-failover.ts); a guarded write is a Txn, applied when it
    * succeeded.
    */
-  private async call(what: string, method: string, request: Buffer, kind: CallKind = 'write'): Promise<Buffer> {
+  private async call(what: string, method: string, request: Buffer, kind: CallKind = 'write', cancelOvertaken = false): Promise<Buffer> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     let up = false;
-    const call: FailoverCall = { kind, applied: kind === 'guarded' ? (answer) => decodeTxnResponse(answer as Buffer).succeeded : undefined, attempts: [] };
+    const call: FailoverCall = { kind, applied: kind === 'guarded' ? (answer) => decodeTxnResponse(answer as Buffer).succeeded : undefined, attempts: [], cancelOvertaken };
     try {
       await this.connection(what);
       up = this.connections.some((c) => c.state === 'ready');
@@ -490,16 +491,28 @@ export class EtcdLiteKv implements KvStore {
     const c = drawBest(this.connections, (x) => hostRank(x.state === 'ready', several ? x : undefined, tried.has(x.url), now));
     const att: Attempt = { host: c.url };
     call.attempts.push(att);
-    const answer = this.unary(c, method, request, deadline).catch((e: unknown) => {
+    const answer = this.unary(c, method, request, deadline, att).catch((e: unknown) => {
       att.error = e;
       if (several && (e instanceof NoConnection || notEtcd(e) || (e instanceof GrpcError && (e.code === UNAVAILABLE || e.code === DEADLINE_EXCEEDED)))) c.downUntil = Date.now() + HOST_COOLDOWN_MS;
       throw e;
     });
-    return { answer, overtaken: () => { if (several) overtakenUntil(c, answer); } };
+    return {
+      answer,
+      overtaken: () => {
+        if (call.cancelOvertaken && att.cancel) {
+          // a create's copy is not left waiting on that member (etcd-failover.ts); the member is
+          // drawn last until the attempt's deadline would have passed, as if it still waited
+          att.cancel();
+          if (several) c.downUntil = Math.max(c.downUntil, deadline);
+          return;
+        }
+        if (several) overtakenUntil(c, answer);
+      },
+    };
   }
 
   /** One unary gRPC call on `c` by `deadline`: NoConnection when it has none (waiting for one under way, within the deadline). */
-  private async unary(c: Connection, method: string, request: Buffer, deadline: number): Promise<Buffer> {
+  private async unary(c: Connection, method: string, request: Buffer, deadline: number, att?: Attempt): Promise<Buffer> {
     c.start();
     while (c.state === 'connecting') {
       if (Date.now() >= deadline) throw new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded while connecting', false);
@@ -544,6 +557,12 @@ export class EtcdLiteKv implements KvStore {
         // no answer on an open connection: is it still there? (dropped if the ping is not answered)
         c.ping();
       }, Math.max(1, deadline - Date.now()));
+      if (att) {
+        att.cancel = () => {
+          finish(new GrpcError(CANCELLED, 'another member answered the call'));
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        };
+      }
       const readStatus = (h: http2.IncomingHttpHeaders): void => {
         const s = h['grpc-status'];
         if (s !== undefined) {

@@ -14,6 +14,11 @@ import { controlRequest } from '../../src/dataplane/control-client';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
 
 const t = suite('run start checks');
+// How long a `podway run` may take to exit once signalled: contrib/systemd's TimeoutStopSec (30 s),
+// what systemd gives it before SIGKILL. Its own bounds add up to more than the 10 s these waits
+// had (an nft run still under way waited for up to 5 s, then nft for each table, the model
+// thread 2 s): stops took 0.5-2.1 s at load 12-22, but one took over 10 s at load ~15 in CI.
+const STOP_WAIT_MS = 30_000;
 const NS = `pw-nu-${randomBytes(3).toString('hex')}`;
 let store = '';
 
@@ -39,7 +44,7 @@ t.before.each(async () => {
 
 async function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
   const r = await execBounded('ip', ['netns', 'exec', NS, process.execPath, BIN, 'run', '--node', 'nx', '--datastore', store,
-    '--control', path.join(tempDir(), 'c.sock'), ...args], 20_000);
+    '--control', path.join(tempDir(), 'c.sock'), ...args], START_WAIT_MIN_MS); // a start up to its refusal, bounded as Lab.startPodway's
   assert.not.ok(r.timedOut, `podway run ${args.join(' ')} did not exit: ${r.stderr}`);
   return { code: r.code, stderr: r.stderr };
 }
@@ -144,7 +149,7 @@ t('Ctrl-C while waiting for an unreachable etcd: said in the log, exit 130 (it e
     while (!/unreachable/.test(err) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
     assert.match(err, /etcd http:\/\/127\.0\.0\.1:9 unreachable/);
     child.kill('SIGINT');
-    const code = await within(exited, 10_000, 'timeout' as const);
+    const code = await within(exited, STOP_WAIT_MS, 'timeout' as const);
     assert.is(code, 130, err);
     assert.match(err, /"level":"warn".*SIGINT while starting: stopping/);
   } finally {
@@ -207,7 +212,7 @@ t('without --ip, a stored Node address no interface here holds gives way to firs
     assert.match(status.datastoreLocked?.checkedAt ?? '', /^\d{4}-\d\d-\d\dT/, JSON.stringify(status.datastoreLocked));
     assert.match(await ok(['status', '--control', sock]), /^datastore locked: ClusterInformation default has datastoreReady: false \(read \S+; e\.g\. `calicoctl datastore migrate lock`\)/m);
     r.child.kill('SIGTERM');
-    const code = await within(r.exited, 10_000, 'timeout' as const);
+    const code = await within(r.exited, STOP_WAIT_MS, 'timeout' as const);
     assert.is(code, 0, r.err());
     assert.is(forwarding(), '1', 'the underlay forwards again once podway stopped');
     // all of its stderr read (the exit can come before the last data)
@@ -232,7 +237,7 @@ t('the underlay\'s forwarding=1 survives a crash: after SIGKILL it stays 0 with 
     assert.is(forwarding(), '0');
     assert.is(readFileSync(record, 'utf8'), '1\n', 'the value podway replaced, on disk while it runs');
     first.child.kill('SIGKILL');
-    assert.is(await within(first.exited, 10_000, 'timeout' as const), null, first.err());
+    assert.is(await within(first.exited, STOP_WAIT_MS, 'timeout' as const), null, first.err());
     assert.is(forwarding(), '0', 'a crash leaves 0');
     assert.ok(existsSync(record), 'and the record');
     second = spawnRun(['--datastore', store, '--control', sock, '--ip', '10.1.1.3/24']);
@@ -240,7 +245,7 @@ t('the underlay\'s forwarding=1 survives a crash: after SIGKILL it stays 0 with 
     assert.match(second.err(), `set net.ipv4.conf.d0.forwarding=0 (already: a podway run that did not stop cleanly set it; it was 1 before, as ${record} says, and is set back at stop)`);
     assert.is(forwarding(), '0');
     second.child.kill('SIGTERM');
-    assert.is(await within(second.exited, 10_000, 'timeout' as const), 0, second.err());
+    assert.is(await within(second.exited, STOP_WAIT_MS, 'timeout' as const), 0, second.err());
     assert.is(forwarding(), '1', 'the value from before the crash, set back at the clean stop');
     assert.not.ok(existsSync(record), 'the record removed once set back');
   } finally {
@@ -268,7 +273,7 @@ t('a start logs one line per phase, in order, with the ms since the process star
     // the apply's line says where its time went
     assert.match(r.err(), /"applied model: \d+ routes, 0 endpoints, 0 withheld \([\d.]+ ms; infra [\d.]+, endpoints [\d.]+, gw [\d.]+, host [\d.]+\)/);
     r.child.kill('SIGTERM');
-    assert.is(await within(r.exited, 10_000, 'timeout' as const), 0, r.err());
+    assert.is(await within(r.exited, STOP_WAIT_MS, 'timeout' as const), 0, r.err());
   } finally {
     if (r.child.exitCode === null) r.child.kill('SIGKILL');
   }
@@ -297,7 +302,7 @@ t('podway status while run waits for an unreachable etcd: "starting: waiting for
     const plain = await controlRequest(sock, { cmd: 'status' }).then(() => 'answered', (e: Error) => e.message);
     assert.match(plain, 'podway is starting: waiting for the datastore');
     r.child.kill('SIGINT');
-    const code = await within(r.exited, 10_000, 'timeout' as const);
+    const code = await within(r.exited, STOP_WAIT_MS, 'timeout' as const);
     assert.is(code, 130, r.err());
     // The socket went with it: not running again.
     assert.match((await podway(['status', '--control', sock])).err, 'podway is not running');
@@ -438,9 +443,9 @@ t('systemd notify: READY=1 once forwarding and ready, STATUS= lines, WATCHDOG=1 
     assert.is(clean.code, 0, clean.out + clean.err);
     assert.match(clean.out, 'Found 0 workload endpoints whose interface has been missing');
     run.child.kill('SIGTERM');
-    assert.ok(await waitGot(() => texts().some((t) => t.startsWith('STOPPING=1')), 10_000), JSON.stringify(texts()));
+    assert.ok(await waitGot(() => texts().some((t) => t.startsWith('STOPPING=1')), STOP_WAIT_MS), JSON.stringify(texts()));
     assert.ok(texts().includes('STOPPING=1\nSTATUS=SIGTERM: stopping'), JSON.stringify(texts()));
-    const code = await within(run.exited, 10_000, 'timeout' as const);
+    const code = await within(run.exited, STOP_WAIT_MS, 'timeout' as const);
     assert.is(code, 0, run.err());
     // nothing after STOPPING=1
     const all = texts();

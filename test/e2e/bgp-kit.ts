@@ -252,10 +252,21 @@ export function peersOf(lab: Lab, node: string): PeerRow[] {
 
 /**
  * The same peers as peersOf, asked over the control socket in this process (what `node status -o
- * json` prints is this answer): for the polls, which would otherwise start a Node per look.
+ * json` prints is this answer): for the polls, which would otherwise start a Node per look. The
+ * answer comes from the model thread, which podway waits 2 s for: on a loaded host a busy thread
+ * may miss that (seen at load ~37), so a missed answer is asked again, for up to 30 s; any other
+ * error (podway not running) is thrown at once.
  */
 export async function peersNow(lab: Lab, node: string): Promise<PeerRow[]> {
-  return ((await controlRequest(lab.node(node).control, { cmd: 'node-status' }, 5000)) as { peers: PeerRow[] }).peers;
+  const end = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return ((await controlRequest(lab.node(node).control, { cmd: 'node-status' }, 5000)) as { peers: PeerRow[] }).peers;
+    } catch (e) {
+      if (!/the model thread did not answer|no answer from/.test((e as Error).message) || Date.now() > end) throw e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 export async function peerState(lab: Lab, node: string, peer: string): Promise<string | undefined> {

@@ -84,9 +84,34 @@ function datastoreText(conf: NetConf): string {
   return d.kind === 'etcd' ? `etcd ${d.endpoints.join(',')}` : d.kind === 'embedded' ? `embedded ${d.dir}` : d.path;
 }
 
+/** errno codes of a local store that cannot be written: full, over quota, read-only, refused, failing. */
+const STORE_IO_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EIO']);
+
+/**
+ * An I/O failure of the embedded store's own files (FileKv's log and snapshot, FileLock's token
+ * and lock) as CNI code 5, naming the store and the config field, without a JS stack; null for
+ * anything else (another datastore, another file, another error).
+ */
+function storeIoError(conf: NetConf, e: unknown): CniError | null {
+  const d = conf.datastore;
+  if (d.kind !== 'embedded' || !(e instanceof Error)) return null;
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err.code !== 'string' || !STORE_IO_CODES.has(err.code)) return null;
+  // FileKv's errors start with its description ("embedded DIR: "); a FileLock's are Node's own,
+  // with the path of the store's file.
+  const prefix = `embedded ${d.dir}: `;
+  const ours = err.message.startsWith(prefix) || (typeof err.path === 'string' && (err.path === d.dir || err.path.startsWith(`${d.dir}/`)));
+  if (!ours) return null;
+  const field = conf.datastoreField === 'datastore' ? '"datastore" in the network config' : `network config: ${conf.datastoreField}`;
+  const msg = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+  return new CniError(CNI_CODES.IO_FAILURE, `datastore embedded:${d.dir} (${field}): ${msg}`);
+}
+
 /** Datastore failures as CNI errors: unreachable (or its lock held too long) is "try again later". */
 function datastoreError(conf: NetConf, e: unknown): unknown {
   if (e instanceof CniError) return e;
+  const io = storeIoError(conf, e);
+  if (io) return io;
   // etcd refused the TLS handshake (our certificate) or its certificate is not accepted: the
   // configuration, not an outage; the message names the settings, and the conflist's keys here.
   if (e instanceof KvTlsRejectedError) return new CniError(CNI_CODES.INVALID_CONFIG, `${e.message}; in the network config: etcd_ca_cert_file, etcd_cert_file, etcd_key_file`);
@@ -108,8 +133,19 @@ async function withStore<T>(conf: NetConf, fn: (kv: KvStore) => Promise<T>): Pro
   } catch (e) {
     throw datastoreError(conf, e);
   } finally {
-    await kv.close().catch(() => undefined);
+    await closeStore(conf, kv);
   }
+}
+
+/**
+ * Closes the store; a failure (the embedded store's fdatasync of the last writes: EIO, ENOSPC at
+ * writeback) is said on stderr: the call's work is done, and failing it now would leave it undone.
+ */
+async function closeStore(conf: NetConf, kv: KvStore): Promise<void> {
+  await kv.close().catch((e: unknown) => {
+    const err = datastoreError(conf, e) as Error;
+    process.stderr.write(`podway: closing datastore ${datastoreText(conf)}: ${err?.message ?? String(err)}\n`);
+  });
 }
 
 /**
@@ -642,7 +678,13 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     // in a storm of plugin calls) is not "down": the DEL fails (code 11, the runtime retries it)
     // instead of leaving the addresses and the WorkloadEndpoint to a replay.
     const away = e instanceof KvUnavailableError && !(e instanceof KvConfigError) && !(e instanceof KvSlowError);
-    if (!(locked || (conf.datastore.kind === 'etcd' && (away || e instanceof IpamLockTimeoutError)))) throw datastoreError(conf, e);
+    // The embedded store does not go away, but its disk can be full, read-only or failing, and its
+    // lock (or the IPAM lock) held past the bound: deferred as well, replayed by podway run on
+    // that store once a write goes through.
+    const io = storeIoError(conf, e);
+    const localFailure = conf.datastore.kind === 'embedded' && (io !== null || e instanceof FileLockTimeoutError || e instanceof IpamLockTimeoutError);
+    if (!(locked || localFailure || (conf.datastore.kind === 'etcd' && (away || e instanceof IpamLockTimeoutError)))) throw datastoreError(conf, e);
+    const reason = ((io ?? datastoreError(conf, e)) as Error).message;
     removePlainVeth();
     const interfaceName = conf.interfaceType === 'veth' ? hostVethName(podIdentity(env.args, env.containerId), env.containerId) : podDeviceName(conf.interfaceType, podIdentity(env.args, env.containerId), env.containerId);
     let file: string;
@@ -650,16 +692,17 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
       file = writePending(conf.pendingDelDir, {
         format: PENDING_DEL_FORMAT, network: conf.name, containerID: env.containerId, ifname: env.ifname, node: conf.nodename,
         handle, endpoints, interfaceName, datastore: datastoreKey(conf.datastore), clusterId: lastClusterId(conf.pendingDelDir, datastoreKey(conf.datastore)), ipamLockFile: conf.ipamLockFile,
-        deferredAt: new Date().toISOString(), reason: (e as Error).message,
+        deferredAt: new Date().toISOString(), reason,
       });
     } catch (w) {
-      throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `${(e as Error).message}; and the release could not be deferred: "pending_del_dir" ${conf.pendingDelDir}: ${(w as Error).message}`);
+      // (A spool directory on the same full or read-only disk as the store fails the same way.)
+      throw new CniError(io ? CNI_CODES.IO_FAILURE : CNI_CODES.TRY_AGAIN_LATER, `${reason}; and the release could not be deferred: "pending_del_dir" ${conf.pendingDelDir}: ${(w as Error).message}`);
     }
-    process.stderr.write(`podway: DEL ${env.containerId} (${env.ifname}): ${(e as Error).message}; the pod's interface is removed, the release of ${handle ? `IPAM handle ${handle} and ` : ''}its WorkloadEndpoint is deferred to ${file}: podway run replays it once the datastore ${locked ? 'is unlocked' : 'answers'}\n`);
+    process.stderr.write(`podway: DEL ${env.containerId} (${env.ifname}): ${reason}; the pod's interface is removed, the release of ${handle ? `IPAM handle ${handle} and ` : ''}its WorkloadEndpoint is deferred to ${file}: podway run replays it once the datastore ${locked ? 'is unlocked' : localFailure ? 'takes writes again' : 'answers'}\n`);
     if (locked) throw e;
     return;
   } finally {
-    await kv.close().catch(() => undefined);
+    await closeStore(conf, kv);
   }
   for (const { spec } of released.deleted) {
     // This container's veth went with its pod end above; otherwise (namespace gone first) remove the host end.

@@ -415,9 +415,9 @@ export class FileKv implements KvStore {
   private async mutate(decide: () => Omit<LogRecord, 'r'> | null): Promise<number | null> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     const rev = await this.queue.run(async () => {
-      await this.lock.acquire();
+      await this.acquireLock();
       try {
-        await this.refresh(true);
+        await this.refresh(true).catch((e) => { throw this.systemError(e, 'cannot read the store to write to it'); });
         this.throwSyncFailure();
         const log = this.log!;
         if (this.logSeen > this.logValid) {
@@ -487,6 +487,20 @@ export class FileKv implements KvStore {
       }
       throw this.ioError(e, `cannot append revision ${this.revision + 1} to log.${this.generation} (${done} of ${line.length} bytes written, not applied)`);
     }
+  }
+
+  /** Takes the writer lock; a system error (no room for its token file: ENOSPC, EROFS) names the store. */
+  private async acquireLock(): Promise<void> {
+    try {
+      await this.lock.acquire();
+    } catch (e) {
+      throw this.systemError(e, `cannot take the writer lock ${this.lock.path}`);
+    }
+  }
+
+  /** A system error (one with a syscall: ENOSPC, EROFS, EACCES, EIO...) as ioError; others as they are. */
+  private systemError(e: unknown, what: string): unknown {
+    return typeof (e as NodeJS.ErrnoException)?.syscall === 'string' ? this.ioError(e, what) : e;
   }
 
   /** An I/O error of the store's files, naming the store; keeps the errno code (ENOSPC, EIO...). */
@@ -580,10 +594,10 @@ export class FileKv implements KvStore {
   async compact(revision: number): Promise<void> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     await this.queue.run(async () => {
-      await this.lock.acquire();
+      await this.acquireLock();
       try {
         await this.refresh(true);
-        await this.rotate(revision);
+        await this.rotate(revision).catch((e) => { throw this.systemError(e, 'cannot fold the log into a new snapshot'); });
       } finally {
         await this.lock.release();
       }

@@ -5,7 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileKv } from '../../src/control/kv/file-kv';
@@ -213,6 +213,29 @@ test('the store deleted or moved under a watcher: reported down (last state kept
     await reader.close();
   }
 });
+test('lock tokens of killed writers (lock.<pid>.<random>) are swept by the next writer', async () => {
+  const dir = tempDir();
+  const first = new FileKv({ dir });
+  await first.create('/x', '1');
+  await first.close();
+  // A writer that was SIGKILLed: its token names a process that no longer runs.
+  const gone = spawn(process.execPath, ['-e', '']);
+  const pid = gone.pid!;
+  await new Promise((r) => gone.once('exit', r));
+  const token = join(dir, `lock.${pid}.0123456789ab`);
+  writeFileSync(token, `${pid} 1 lock.${pid}.0123456789ab\n`);
+  // A live process's token stays (this one's: the store below is open while we look).
+  const store = new FileKv({ dir });
+  try {
+    assert.ok(existsSync(token));
+    await store.create('/y', '2');
+    assert.not.ok(existsSync(token), `the dead writer's token is removed: ${readdirSync(dir).join(' ')}`);
+    assert.equal(readdirSync(dir).filter((n) => n.startsWith('lock.')).length, 1, `our own token stays: ${readdirSync(dir).join(' ')}`);
+  } finally {
+    await store.close();
+  }
+});
+
 /** The store as another process reads it (the worker's dump mode). */
 function dumpElsewhere(dir: string): { revision: number; entries: Record<string, string> } {
   return JSON.parse(execFileSync(process.execPath, [WORKER, 'dump', dir], { timeout: 30_000, encoding: 'utf8' }));

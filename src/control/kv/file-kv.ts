@@ -6,7 +6,9 @@
 //                   only ever replaced whole (written to a temp file, fsync'd, renamed over it).
 //   log.<gen>       the writes since snapshot <gen>, one line each: "<crc32 hex> <json>\n" where
 //                   json is {"r":rev,"k":key,"v":value,"c":createRev} or {"r":rev,"k":key,"d":1}.
-//   lock            held by the one writer (file-lock.ts: link(2)-based, stale-holder recovery).
+//   lock            held by the one writer (file-lock.ts: link(2)-based, stale-holder recovery);
+//                   lock.<pid>.<random> are the writers' tokens (those of killed processes are
+//                   swept at an instance's first write and at each fold).
 //
 // A write takes the lock, catches up with the log, checks its condition (create-if-absent, CAS on
 // modRevision, optionally guarded by other keys' modRevisions), appends one line at the end of the
@@ -43,7 +45,7 @@ import { watch as fsWatch, FSWatcher } from 'node:fs';
 import { mkdir, open, readdir, stat, unlink, FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { FileLock } from './file-lock';
+import { FileLock, sweepDeadTokens } from './file-lock';
 import { compareKeys } from './keys';
 import { KvEntry, KvEvent, KvGuard, KvList, KvStore, KvUnavailableError, KvWatch, KvWatchHandlers } from './kv';
 import { replaceFile } from '../../util/replace-file';
@@ -154,6 +156,8 @@ export class FileKv implements KvStore {
   private pollScheduled = false;
   private storeDown = false;
   private closed = false;
+  /** Dead processes' lock tokens swept (sweepTokensOnce). */
+  private swept = false;
 
   constructor(options: FileKvOptions) {
     this.dir = options.dir;
@@ -385,8 +389,20 @@ export class FileKv implements KvStore {
     }
   }
 
+  /**
+   * Removes the lock token files (`lock.<pid>.<random>`) SIGKILLed processes left (FileLock
+   * removes them only when it breaks a stale lock): at this instance's first write, and at each
+   * fold of the log (a long-lived podway run). One readdir and one /proc lookup per token file.
+   */
+  private sweepTokensOnce(): void {
+    if (this.swept) return;
+    this.swept = true;
+    sweepDeadTokens(this.lock.path, { foreignMaxMs: 0 }); // (no mark: another PID namespace's tokens stay)
+  }
+
   /** Folds the log into a new snapshot that keeps the events after `keepAfter` for watchers. */
   private async rotate(keepAfter: number): Promise<void> {
+    sweepDeadTokens(this.lock.path, { foreignMaxMs: 0 });
     if (this.syncTimer) {
       clearTimeout(this.syncTimer);
       this.syncTimer = undefined;
@@ -417,6 +433,7 @@ export class FileKv implements KvStore {
     const rev = await this.queue.run(async () => {
       await this.acquireLock();
       try {
+        this.sweepTokensOnce();
         await this.refresh(true).catch((e) => { throw this.systemError(e, 'cannot read the store to write to it'); });
         this.throwSyncFailure();
         const log = this.log!;

@@ -321,35 +321,46 @@ export interface Released {
 }
 
 /**
- * What DEL does in the datastore, and what a replay does: the handle released, each candidate
- * endpoint deleted while it still names this container (compare-and-swap on its revision).
+ * What DEL does in the datastore, and what a replay does: each candidate endpoint deleted while it
+ * still names this container (compare-and-swap on its revision), then the handle released, then
+ * the endpoints looked at once more. Endpoint first, as Calico's plugin does (CmdDelK8s deletes the
+ * WorkloadEndpoint, cleans the namespace, then releases IPAM): a DEL killed in between leaves an
+ * address allocated to a handle nobody's endpoint names (`ipam check` reports it leaked, nothing
+ * routes it), not an endpoint naming a free address the next pod gets (a duplicate). The second
+ * look keeps what the old order (release first) gave an ADD of the same container overlapping this
+ * DEL (the CNI spec forbids it; plugin.ts's guard): an endpoint that ADD wrote after the first look
+ * is deleted here, or the ADD finds its handle gone and undoes itself.
  * IPAM (its blocks' code) is loaded only when the handle is there: a DEL of a container that holds
  * no address (a repeated DEL, one after a failed ADD, a delegated IPAM's) reads one key instead.
  * The handle is one the plugin made ("<network>.<containerID>", both checked: no '/' or CR), so
  * its key is IPAM's for it.
  */
 export async function releaseInStore(kv: KvStore, handle: string | null, endpoints: readonly EndpointRef[], containerID: string): Promise<Released> {
+  const deleted: { ref: EndpointRef; spec: JsonObject }[] = [];
+  const kept = new Set<string>();
+  const deleteEndpoints = async () => {
+    for (const ref of endpoints) {
+      const found = await getResource(kv, WEP, ref.name, ref.namespace);
+      if (!found) continue;
+      const spec = (found.object.spec ?? {}) as JsonObject;
+      // A newer sandbox of the same pod owns it now: leave it (and its veth, which has the same name).
+      if (typeof spec.containerID === 'string' && spec.containerID !== '' && spec.containerID !== containerID) {
+        kept.add(`${ref.namespace}/${ref.name}`);
+        continue;
+      }
+      try {
+        await deleteResource(kv, { info: WEP, name: ref.name, namespace: ref.namespace }, found.entry.modRevision);
+        deleted.push({ ref, spec });
+      } catch (e) {
+        if (!(e instanceof ResourceError && e.reason === 'not-found')) throw e;
+      }
+    }
+  };
+  await deleteEndpoints();
   if (handle !== null && (await kv.get(handleKey(handle))) !== null) {
     const { Ipam } = require('../control/ipam/ipam') as typeof import('../control/ipam/ipam');
     await new Ipam(kv).releaseByHandle(handle);
+    await deleteEndpoints();
   }
-  const deleted: { ref: EndpointRef; spec: JsonObject }[] = [];
-  const kept: string[] = [];
-  for (const ref of endpoints) {
-    const found = await getResource(kv, WEP, ref.name, ref.namespace);
-    if (!found) continue;
-    const spec = (found.object.spec ?? {}) as JsonObject;
-    // A newer sandbox of the same pod owns it now: leave it (and its veth, which has the same name).
-    if (typeof spec.containerID === 'string' && spec.containerID !== '' && spec.containerID !== containerID) {
-      kept.push(`${ref.namespace}/${ref.name}`);
-      continue;
-    }
-    try {
-      await deleteResource(kv, { info: WEP, name: ref.name, namespace: ref.namespace }, found.entry.modRevision);
-      deleted.push({ ref, spec });
-    } catch (e) {
-      if (!(e instanceof ResourceError && e.reason === 'not-found')) throw e;
-    }
-  }
-  return { deleted, kept };
+  return { deleted, kept: [...kept] };
 }

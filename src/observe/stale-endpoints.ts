@@ -32,14 +32,20 @@ export interface StaleEndpoint extends WaitingEndpoint {
   readonly cleanup: string;
 }
 
-/** The CNI DEL's datastore half by hand: the endpoint, then its addresses (each only if unused). */
+/**
+ * The CNI DEL's datastore half by hand: the endpoint, then its addresses (each only if unused).
+ * `--grace-period 0`: the grace period keeps a young allocation from a release while an ADD may
+ * still write its endpoint, but these addresses had an endpoint (the one deleted first) and the
+ * operator has judged its pod gone; with the default 15 min, an address allocated shortly before
+ * its pod vanished was refused and the printed command failed half-way.
+ */
 export function cleanupCommand(workload: string, networks: readonly string[]): string {
   const slash = workload.indexOf('/');
   const ns = slash > 0 ? workload.slice(0, slash) : 'default';
   const name = slash > 0 ? workload.slice(slash + 1) : workload;
   const ips = networks.map((n) => n.replace(/\/\d+$/, ''));
   const del = `podway delete workloadendpoint ${name} -n ${ns}`;
-  return ips.length ? `${del} && podway ipam release ${ips.map((ip) => `--ip ${ip}`).join(' ')}` : del;
+  return ips.length ? `${del} && podway ipam release ${ips.map((ip) => `--ip ${ip}`).join(' ')} --grace-period 0` : del;
 }
 
 /** The endpoints whose interface has been missing for `afterMs` or longer at `now`, oldest first. */

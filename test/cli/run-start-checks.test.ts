@@ -417,7 +417,7 @@ t('systemd notify: READY=1 once forwarding and ready, STATUS= lines, WATCHDOG=1 
     assert.is(texts().filter((t) => t.split('\n').includes('READY=1')).length, 1);
 
     // the leaked endpoint: waiting since the start, named once past --endpoint-missing-after
-    const cleanup = 'podway delete workloadendpoint nx-k8s-gone-eth0 -n default && podway ipam release --ip 10.244.0.5';
+    const cleanup = 'podway delete workloadendpoint nx-k8s-gone-eth0 -n default && podway ipam release --ip 10.244.0.5 --grace-period 0';
     const eps = JSON.parse(await ok(['endpoints', '--control', sock, '-o', 'json'])) as { workload: string; state: string; since?: string }[];
     assert.is(eps.find((e) => e.workload === 'default/nx-k8s-gone-eth0')?.state, 'waiting: interface missing', JSON.stringify(eps));
     const st = JSON.parse(await ok(['status', '--control', sock, '-o', 'json'])) as { staleEndpoints: { workload: string; cleanup: string }[] };

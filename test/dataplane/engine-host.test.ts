@@ -393,7 +393,7 @@ test('a pod interface missing: `routes` lists its /32 as withheld with status\'s
     const [stale] = staleEndpoints(r.engine.waitingEndpoints(), since + 301_000, 300_000);
     assert.is(stale.waitingSeconds, 301);
     const [ns, name] = w.workload.split('/');
-    assert.is(stale.cleanup, `podway delete workloadendpoint ${name} -n ${ns} && podway ipam release --ip 10.244.0.2`);
+    assert.is(stale.cleanup, `podway delete workloadendpoint ${name} -n ${ns} && podway ipam release --ip 10.244.0.2 --grace-period 0`);
     assert.match(staleEndpointLine(stale), `endpoint ${w.workload}: interface caliZ missing since ${w.since} (5 min); if its pod is gone`);
     // podway turned accept_ra off on the pod's veth (the kernel's default is on): noted, until it is gone
     const ra = () => r.engine.status().hostChanges.filter((n) => /^net\.ipv6\.conf\.caliW\.accept_ra=0/.test(n));

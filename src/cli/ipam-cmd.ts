@@ -638,11 +638,25 @@ export async function releaseChecked(kv: KvStore, o: Pick<ReleaseOpts, 'ip' | 'h
  * assigned to the handle since the check (a retried ADD of the same container) was judged by
  * nothing and is not released either. Either way the handle changed since the check: said on
  * stderr, the rest released, exit RELEASE_CHANGED_SINCE_CHECK. The handle key goes with its last
- * address (Ipam's handle count); a handle holding no address stays, as before.
+ * address (Ipam's handle count). A handle holding no address (an ADD that failed between counting
+ * its address in the handle and writing the block: a full disk, etcd gone) is deleted, by
+ * compare-and-swap on the revision read before the blocks were scanned again for it: an ADD that
+ * counts an address in it after that read fails the swap, and one that counted before writes its
+ * block guarded on that handle revision, which fails once the handle is gone.
  */
 async function releaseHandleChecked(kv: KvStore, ipam: Ipam, handleIn: string, judged: readonly AuditedAllocation[], out: Out, err: Out): Promise<number> {
   const handle = sanitizeHandle(handleIn);
-  if (judged.length === 0 && !(await kv.get(handleKey(handle)))) throw new Error(`handle ${handleIn} does not exist`);
+  if (judged.length === 0) {
+    const he = await kv.get(handleKey(handle));
+    if (!he) throw new Error(`handle ${handleIn} does not exist`);
+    const holds = (await auditIpam(kv, { gracePeriodMs: 0 })).allocations.filter((a) => a.handle === handle).map((a) => a.ip);
+    if (holds.length > 0 || !(await kv.delete(handleKey(handle), he.modRevision))) {
+      err(`podway: handle ${handleIn} ${holds.length > 0 ? `was given ${holds.join(', ')}` : 'changed'} since the check; not released (run release --handle again to judge it)\n`);
+      return RELEASE_CHANGED_SINCE_CHECK;
+    }
+    out(`Successfully released 0 IP address(es) of handle ${handleIn}; the handle held none and is deleted\n`);
+    return 0;
+  }
   const released: string[] = [];
   let changed = 0;
   for (const a of judged) {

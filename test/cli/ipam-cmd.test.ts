@@ -199,6 +199,12 @@ function ipamSuite(target: Target) {
     const again = await spawned(['ipam', 'release', '--handle', 'k8s-pod-network.abc', ...ds()]);
     assert.is(again.code, 1);
     assert.is(again.err, 'podway: handle k8s-pod-network.abc does not exist\n');
+    // A handle counting an address no block holds (an ADD that failed between the two writes, a
+    // full disk): deleted by release --handle, not left with "released 0".
+    assert.ok(await kv.create(`${HANDLE_PREFIX}k8s-pod-network.orphan`, '{"block":{"10.244.0.0/26":1},"deleted":false}'));
+    assert.is(await ok(['ipam', 'release', '--handle', 'k8s-pod-network.orphan', ...ds()]),
+      'Successfully released 0 IP address(es) of handle k8s-pod-network.orphan; the handle held none and is deleted\n');
+    assert.is(await kv.get(`${HANDLE_PREFIX}k8s-pod-network.orphan`), null, 'the empty handle is gone');
     const twice = await podway(['ipam', 'release', '--ip', assigned[0]!, ...ds()]);
     assert.is(twice.code, 1);
     assert.is(twice.err, `podway: IP address ${assigned[0]} is not assigned\n`);

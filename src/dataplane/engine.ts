@@ -38,6 +38,7 @@ import { type Log, silentLog } from '../observe/log';
 import { addPortCounts, pipelineSnapshot, type DataplaneSnapshot, type PortSample } from '../observe/snapshot';
 import type { WaitingEndpoint } from '../observe/stale-endpoints';
 import { Backoff } from '../util/backoff';
+import { LogLimiter } from '../util/log-limiter';
 import { mask32 } from '../lpm/cidr';
 
 export interface EngineOptions {
@@ -214,6 +215,10 @@ const CAPTURE_FLUSH_MS = 20;
 /** How often the neighbour tables age their entries and re-probe stale ones (one timer for both
  * tables and every entry; shorter when the retransmit interval is). */
 const NEIGHBOR_TICK_MS = 1000;
+/** A neighbour's MAC changes are logged at most once per this many ms per neighbour (the first at
+ * once, then one line per interval with the count not logged): anyone on the underlay can send a
+ * gratuitous ARP or an unsolicited NA per frame with alternating MACs, and the kernel logs none. */
+export const NEIGHBOR_CHANGE_LOG_MS = 10_000;
 /** A pod whose MAC podway waits for is asked (ARP) at most this often. */
 const POD_MAC_ASK_MS = 1000;
 /** EngineOptions.ringCheckMs default: a wedged V2 ring is set up again within ~2 of these. */
@@ -452,7 +457,7 @@ export class Engine {
       // a super-frame waits whole, cut into its segments by the addon (MemoryIO has none)
       this.pipe.held.superCut = this.io.superCut;
     }
-    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendControlFrame(this.infra.underlay, write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6);
+    this.neighbors6 = new Neighbors6(this.pipe, (write) => this.sendControlFrame(this.infra.underlay, write), () => this.underlay?.mac ?? null, (m, level) => (level === 'warn' ? this.log.warn(m, { component: 'neighbors6' }) : this.log.info(m, { component: 'neighbors6' })), opts.neighbor, opts.onNeighbor6, (ip6, line) => this.logNeighborChange(ip6, line, () => ({ component: 'neighbors6', neighbor: ip6 })));
     this.pipe.v6.onUnresolved6 = (b, off, now) => this.neighbors6.request(b, off, now);
     this.pipe.v6.onNeighbor6 = (b, t, m) => this.neighbors6.onAdvert(b, t, m);
     this.pipe.v6.neighborId = (b, off) => this.neighbors6.idAt(b, off);
@@ -2037,12 +2042,33 @@ export class Engine {
     if (cur && cur.kind !== 'tun') this.pipe.updatePort(cur.port, cur.ep.ips, mac);
   }
 
+  /** MAC changes of underlay neighbours (IPv4 address as a number, IPv6 as text), rate-limited per
+   * neighbour (NEIGHBOR_CHANGE_LOG_MS); the counters (`arp_learned`, the tables' `macChanged`,
+   * `announced`) count every one. */
+  private readonly neighborChangeLog = new LogLimiter<number | string>({
+    intervalMs: NEIGHBOR_CHANGE_LOG_MS,
+    maxKeys: 1024,
+    summary: (key, n) => {
+      const mac = typeof key === 'number' ? this.neighbors.mac(key) : this.neighbors6.neighbor6(key);
+      const addr = typeof key === 'number' ? formatIpv4(key) : key;
+      this.log.info(`${typeof key === 'number' ? 'neighbour' : 'IPv6 neighbour'} ${addr}: ${n} more MAC change${n === 1 ? '' : 's'} not logged in the last ${NEIGHBOR_CHANGE_LOG_MS / 1000} s (now ${mac ? formatMac(mac, 0) : 'unknown'}); logged at most once per ${NEIGHBOR_CHANGE_LOG_MS / 1000} s per neighbour`, typeof key === 'number' ? { neighbor: addr, notLogged: n } : { neighbor: addr, notLogged: n, component: 'neighbors6' });
+    },
+  });
+
+  /** A neighbour's new MAC, logged through neighborChangeLog: `line` is only built when written. */
+  private logNeighborChange(key: number | string, line: string | (() => string), fields: () => Record<string, unknown>): void {
+    const n = this.neighborChangeLog.admit(key);
+    if (n < 0) return;
+    const text = typeof line === 'string' ? line : line();
+    this.log.info(n > 0 ? `${text} (${n} more change${n === 1 ? '' : 's'} not logged since the last line)` : text, fields());
+  }
+
   /** A neighbour's answer (or announcement, `announced`) another worker received. Not shared on. */
   learnShared(ip: number, mac: Uint8Array, announced = false): void {
     if (!announced) return this.learn(ip, mac, 0, false);
     if (this.neighbors.onAnnounce(ip, mac, 0, Date.now(), true) && this.pipe.nh && learnNeighbor(this.pipe.nh, ip, mac, 0) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;
-      this.log.info(`neighbour ${formatIpv4(ip)} announced ${formatMac(mac, 0)} (seen by another worker)`, { neighbor: formatIpv4(ip), mac: formatMac(mac, 0) });
+      this.logNeighborChange(ip, () => `neighbour ${formatIpv4(ip)} announced ${formatMac(mac, 0)} (seen by another worker)`, () => ({ neighbor: formatIpv4(ip), mac: formatMac(mac, 0) }));
     }
     this.releaseHeld4(ip);
   }
@@ -2060,7 +2086,7 @@ export class Engine {
     this.shareNeighbor(ip, b.slice(off, off + 6), gratuitous);
     if (this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;
-      this.log.info(`neighbour ${formatIpv4(ip)} announced ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });
+      this.logNeighborChange(ip, () => `neighbour ${formatIpv4(ip)} announced ${formatMac(b, off)}`, () => ({ neighbor: formatIpv4(ip), mac: formatMac(b, off) }));
     }
     this.releaseHeld4(ip);
   }
@@ -2075,7 +2101,7 @@ export class Engine {
     // unchanged: unsolicited, locked, or a confirmation
     if (changed && this.pipe.nh && learnNeighbor(this.pipe.nh, ip, b, off) > 0) {
       this.pipe.counters[Event.ARP_LEARNED]++;
-      this.log.info(`neighbour ${formatIpv4(ip)} is ${formatMac(b, off)}`, { neighbor: formatIpv4(ip), mac: formatMac(b, off) });
+      this.logNeighborChange(ip, () => `neighbour ${formatIpv4(ip)} is ${formatMac(b, off)}`, () => ({ neighbor: formatIpv4(ip), mac: formatMac(b, off) }));
     }
     this.releaseHeld4(ip);
   }
@@ -2117,6 +2143,7 @@ export class Engine {
   /** `restoreForwarding`: set the underlay's forwarding back here (false: the caller does, later). */
   stop(restoreForwarding = true): void {
     this.stopped = true;
+    this.neighborChangeLog.stop();
     if (restoreForwarding) this.restoreForwarding();
     if (this.retryTimer) clearInterval(this.retryTimer);
     this.retryTimer = null;

@@ -85,6 +85,9 @@ export class Neighbors6 {
     /** An NA the table took (learned, changed or confirmed), for the other workers (learnShared);
      * `announced`: an unsolicited override NA, which they must take as an announcement too. */
     private readonly share?: (ip6: string, mac: Uint8Array, announced: boolean) => void,
+    /** A neighbour's new MAC (an NA can be sent per frame by anyone on the underlay): the engine
+     * rate-limits these per neighbour; `line` is built only when written. Default: `log`. */
+    private readonly logChange: (ip6: string, line: () => string) => void = (_ip6, line) => this.log(line()),
   ) {
     this.table = new NeighborTable({ maxEntries: MAX_NEIGHBORS6, ...opts, format: (id) => this.textOf.get(id) ?? `#${id}` });
   }
@@ -189,7 +192,7 @@ export class Neighbors6 {
     if (id === undefined) return;
     if (announced ? this.table.onAnnounce(id, mac, 0, now) : this.table.onReply(id, mac, 0, now)) {
       const nh = this.pipe.v6.nh;
-      if (nh && learnNeighbor6(nh, this.addrOf.get(id)!, 0, mac, 0) > 0) this.log(`IPv6 neighbour ${ip6} is ${formatMac(mac, 0)}`);
+      if (nh && learnNeighbor6(nh, this.addrOf.get(id)!, 0, mac, 0) > 0) this.logChange(ip6, () => `IPv6 neighbour ${ip6} is ${formatMac(mac, 0)}`);
     }
     this.releaseHeld(id);
   }
@@ -229,7 +232,10 @@ export class Neighbors6 {
     }
     if (changed) {
       const nh = this.pipe.v6.nh;
-      if (nh && learnNeighbor6(nh, b, targetOff, b, macOff) > 0) this.log(`IPv6 neighbour ${formatIpv6(b, targetOff)} is ${formatMac(b, macOff)}`);
+      if (nh && learnNeighbor6(nh, b, targetOff, b, macOff) > 0 && id !== 0) {
+        const ip6 = this.textOf.get(id)!;
+        this.logChange(ip6, () => `IPv6 neighbour ${ip6} is ${formatMac(b, macOff)}`);
+      }
     }
     if (id !== 0) this.releaseHeld(id);
   }

@@ -8,6 +8,7 @@ import { createServer, Server, Socket } from 'node:net';
 import { offeredFamilies, PeerSession, SessionHost, stripMapped, BgpState } from './session';
 import { readTcpMd5Counters, setListenerKey, TcpMd5Counters } from './md5';
 import { Backoff } from '../../util/backoff';
+import { LogLimiter } from '../../util/log-limiter';
 import {
   Afi, AsPathSegment, AsSegment, asPathLength, BgpError, CeaseSub, encodeAnnounce, encodeEndOfRib,
   encodeRouteRefresh, encodeWithdraw, endOfRibFamily, ErrCode, PathAttrs, Prefix, SAFI_UNICAST, UpdateMessage,
@@ -165,7 +166,7 @@ interface Peer {
   accepted: number;
   treatedAsWithdraw: number;
   /** Per reason: when an UPDATE treated as withdraw was last logged, and how many like it since. */
-  treatAsWithdrawLog?: Map<string, { loggedAt: number; since: number }>;
+  treatAsWithdrawLog?: LogLimiter<string>;
   discarded: number;
   /** RFC 4724 helper: prefixes kept from a restarting peer until its End-of-RIB or the timer. */
   stale?: Set<string>;
@@ -736,17 +737,11 @@ export class BgpSpeaker extends EventEmitter {
    * per TREAT_AS_WITHDRAW_LOG_MS, the next one saying how many were not logged (the counter,
    * updatesTreatedAsWithdraw, counts every one). */
   private logTreatAsWithdraw(p: Peer, reason: string): void {
-    const now = Date.now();
-    const seen = (p.treatAsWithdrawLog ??= new Map());
-    const last = seen.get(reason);
-    if (last && now - last.loggedAt < TREAT_AS_WITHDRAW_LOG_MS) {
-      last.since++;
-      return;
-    }
-    const more = last && last.since > 0 ? ` (${last.since} more for this reason not logged since the last line)` : '';
+    const limit = (p.treatAsWithdrawLog ??= new LogLimiter<string>({ intervalMs: TREAT_AS_WITHDRAW_LOG_MS, maxKeys: TREAT_AS_WITHDRAW_REMEMBERED }));
+    const since = limit.admit(reason);
+    if (since < 0) return;
+    const more = since > 0 ? ` (${since} more for this reason not logged since the last line)` : '';
     this.log('warn', `bgp ${p.config.address}: UPDATE treated as withdraw (RFC 7606): ${reason}${more}; logged at most once per ${TREAT_AS_WITHDRAW_LOG_MS / 1000} s per reason`);
-    if (!last && seen.size >= TREAT_AS_WITHDRAW_REMEMBERED) seen.delete(seen.keys().next().value!);
-    seen.set(reason, { loggedAt: now, since: 0 });
   }
 
   private removePath(p: Peer, prefix: string): void {

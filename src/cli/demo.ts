@@ -77,7 +77,7 @@ export async function runDemo(opts: { keep: boolean; datastore?: DemoDatastore }
     throw new Error('the demo builds network namespaces and needs root: run `sudo npx podway demo`');
   }
   if (!has('ping') || !has('ethtool')) {
-    process.stderr.write('demo: installing ping and ethtool (scripts/setup.sh)\n');
+    process.stderr.write('demo: installing the Debian packages the demo and the tests use (scripts/setup.sh)\n');
     execFileSync('bash', [path.resolve(__dirname, '..', '..', '..', 'scripts', 'setup.sh')], { stdio: 'inherit' });
   }
   // Dual-stack with the resource file: the nodes on subnet a (node1, node2) and their pods get

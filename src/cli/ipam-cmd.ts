@@ -22,7 +22,7 @@ import { formatIp, netContains, parseIp } from '../control/ipam/net';
 import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from '../control/kv/cluster-guid';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
-import { resolveDatastoreSpec } from '../control/open-datastore';
+import { resolveCommandSpec } from './run-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { FILE_DATASTORE_READ_ONLY, withKv } from './resources-cmd';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
@@ -35,13 +35,13 @@ const NO_IPAM_IN_FILE = 'file: datastores hold no IPAM data (blocks, handles, af
 
 /** The KvStore the options name (the file: datastore has no IPAM keys: refused). */
 function kvSpec(o: { datastore?: string } & EtcdTlsFlags, writing: boolean): Exclude<DatastoreSpec, { kind: 'file' }> {
-  const spec = resolveDatastoreSpec(o.datastore, envWithEtcdTlsFlags(o));
+  const spec = resolveCommandSpec(o.datastore, envWithEtcdTlsFlags(o));
   if (spec.kind === 'file') throw new Error(writing ? FILE_DATASTORE_READ_ONLY : NO_IPAM_IN_FILE);
   return spec;
 }
 
 async function withIpam<T>(o: { datastore?: string }, writing: boolean, fn: (ipam: Ipam, kv: KvStore) => Promise<T>, mustExist = !writing): Promise<T> {
-  return withKv(kvSpec(o, writing), (kv) => fn(new Ipam(kv), kv), mustExist);
+  return withKv(kvSpec(o, writing), (kv) => fn(new Ipam(kv), kv), mustExist, writing);
 }
 
 // ---------------------------------------------------------------------------------------------

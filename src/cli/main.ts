@@ -180,8 +180,8 @@ export function buildProgram(): Command {
     .option('--neighbor-retrans <ms>', 'underlay neighbours: between two probes of one address (the kernel\'s retrans_time; default 1000); 3 unanswered probes make it FAILED', (v) => Number(v))
     .option('--neighbor-queue <n>', 'underlay neighbours: packets held per neighbour while it is resolved, sent when it answers (the kernel\'s unres_qlen; default 3, a TCP super-frame counting as one, within 128 KiB per neighbour and 256 frames per forwarding thread; 0: none, dropped as neighbor_unresolved)', (v) => Number(v))
     .option('--qdisc-bypass', 'send on AF_PACKET sockets straight to the driver, skipping qdiscs (tc)')
-    .option('--workers <n|auto>', `forwarding threads, flows spread over them by the kernel (PACKET_FANOUT/SO_REUSEPORT); auto = one per CPU, at most ${WORKERS_AUTO_MAX}; TAP/TUN pods are read by the first (default: ${DEFAULT_WORKERS})`, DEFAULT_WORKERS)
-    .option('--worker-steer <flow|fanout>', 'with several workers, how frames are split between them: flow (default: each socket filter takes its share by a symmetric hash of the flow inside the tunnel, so a request and its reply meet on one thread) or fanout (PACKET_FANOUT_HASH of the outer headers; for measuring)', 'flow')
+    .option('--workers <n|auto>', `forwarding threads, flows spread over them by the kernel (PACKET_FANOUT/SO_REUSEPORT); auto = one per CPU, at most ${WORKERS_AUTO_MAX}; TAP/TUN pods are read by the first`, DEFAULT_WORKERS)
+    .option('--worker-steer <flow|fanout>', 'with several workers, how frames are split between them: flow (each socket filter takes its share by a symmetric hash of the flow inside the tunnel, so a request and its reply meet on one thread) or fanout (PACKET_FANOUT_HASH of the outer headers; for measuring)', 'flow')
     .option('--nat-port-range <low-high>', 'natOutgoing: TCP/UDP source ports (default: above net.ipv4.ip_local_port_range, 61000-65535 on most nodes)')
     .option('--nat-udp-timeout <seconds>', 'natOutgoing: idle timeout of a NATed UDP flow (default 30 unreplied, 120 replied)', (v) => Number(v))
     .option('--nat-max-flows <n>', 'natOutgoing: NATed flows at once; new ones beyond are refused and counted', (v) => Number(v), 65536)
@@ -487,6 +487,13 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (e) {
     const code = (e as { code?: string }).code;
+    // A command that needs a subcommand given none (`podway`, `podway node`, `podway ipam`,
+    // `podway cni`): its help on stderr, then a usage error (commander's exit code 1 there; an
+    // asked-for help, --help or `podway help`, exits 0).
+    if (code === 'commander.help' && (e as { exitCode?: number }).exitCode !== 0) {
+      process.exitCode = 2;
+      return;
+    }
     if (code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help') return;
     if (code?.startsWith('commander.')) {
       process.exitCode = 2;

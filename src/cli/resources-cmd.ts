@@ -13,7 +13,7 @@ import { kindFromArgument, kindInfo, KindInfo, KINDS, peekIdentity } from '../co
 import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
-import { resolveDatastoreSpec } from '../control/open-datastore';
+import { checkAgainstRuns, resolveCommandSpec } from './run-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { CALICO_API_VERSION } from '../control/resource-names';
 import {
@@ -43,7 +43,7 @@ interface DatastoreOpts extends EtcdTlsFlags {
 }
 
 function specOf(o: DatastoreOpts): DatastoreSpec {
-  return resolveDatastoreSpec(o.datastore, envWithEtcdTlsFlags(o));
+  return resolveCommandSpec(o.datastore, envWithEtcdTlsFlags(o));
 }
 
 /**
@@ -62,14 +62,29 @@ export function requireExistingStore(spec: Exclude<DatastoreSpec, { kind: 'file'
  * `podway ipam`): single calls, so on etcd the light client (kv/open.ts, 'command': no etcd3 or
  * gRPC loaded; README, "Running it on a node").
  */
-export async function withKv<T>(spec: Exclude<DatastoreSpec, { kind: 'file' }>, fn: (kv: KvStore) => Promise<T>, mustExist = false): Promise<T> {
+export async function withKv<T>(spec: Exclude<DatastoreSpec, { kind: 'file' }>, fn: (kv: KvStore) => Promise<T>, mustExist: boolean, writing: boolean): Promise<T> {
+  // the default store while this machine's podway run uses another: refused / warned (run-datastore.ts)
+  await checkAgainstRuns(spec, writing);
   if (mustExist) requireExistingStore(spec);
-  const kv = openKvStore(spec, { use: 'command' });
   try {
-    return await fn(kv);
-  } finally {
-    await kv.close();
+    const kv = openKvStore(spec, { use: 'command' });
+    try {
+      return await fn(kv);
+    } finally {
+      await kv.close();
+    }
+  } catch (e) {
+    const hint = storeAccessHint(spec, e);
+    if (hint) throw new Error(`${(e as Error).message}${hint}`);
+    throw e;
   }
+}
+
+/** A user's command on root's embedded store (mkdir /var/lib/podway, its lock, its log): what to do. */
+function storeAccessHint(spec: Exclude<DatastoreSpec, { kind: 'file' }>, e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  if (spec.kind !== 'embedded' || (code !== 'EACCES' && code !== 'EPERM')) return '';
+  return `: the embedded datastore ${spec.dir} needs root, or give --datastore embedded:DIR (a directory you can write)`;
 }
 
 function writableSpec(o: DatastoreOpts): Exclude<DatastoreSpec, { kind: 'file' }> {
@@ -125,14 +140,14 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
           done++;
           continue;
         }
-        const reason = e instanceof ResourceError ? e.message : `${(e as Error).message}`;
+        const reason = e instanceof ResourceError ? e.message : `${(e as Error).message}${storeAccessHint(spec, e)}`;
         const prefix = done === 0
           ? `Failed to ${verb} any ${resourcesWord(resources)}`
           : `Partial success: ${PAST[verb]} the first ${done} out of ${resources.length} resources`;
         throw new Error(`${prefix}: ${where(r, file === '-' ? '<stdin>' : file)}: ${reason}`);
       }
     }
-  });
+  }, false, true);
   out(`Successfully ${PAST[verb]} ${done} ${resourcesWord(resources)}\n`);
 }
 
@@ -341,7 +356,7 @@ async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOp
       const list = await listResources(kv, info, ns);
       for (const p of list.problems) err(`warning: ${p} (skipped)\n`);
       return { items: list.items.map((r) => r.object), revision: String(list.revision), asn };
-    }, true);
+    }, true, false);
     items = result.items;
     revision = result.revision;
     if (result.asn !== undefined) defaultAsn = String(result.asn);
@@ -410,7 +425,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
           // counted as deleted, as calicoctl counts it; stderr says it was not there
           err(`podway: ${describeIdentity(id)} does not exist: skipped (--skip-not-exists)\n`);
         }
-      }, true);
+      }, true, true);
       out(`Successfully deleted 1 '${info.kind}' resource(s)\n`);
     });
 

@@ -407,7 +407,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     })();
     control = startEarlyControlServer(sock, async () => {
       const r = await health.report();
-      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReason || null, ready: false, notReady: r.reasons, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
+      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReason || null, datastoreSource: specText, ready: false, notReady: r.reasons, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
     });
     await new Promise<void>((resolve, reject) => {
       control!.server.once('listening', resolve);

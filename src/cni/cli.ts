@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { detectNodeMode, installCni, uninstallCni } from './install';
 import { UsageError } from '../cli/usage-error';
+import { checkAgainstRuns, resolveCommandSpec } from '../cli/run-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } from '../cli/etcd-tls-options';
 
 export function addCniCommands(program: Command): void {
@@ -29,6 +30,16 @@ export function addCniCommands(program: Command): void {
       if (o.mtu !== undefined && (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 65535)) throw new UsageError('cni install: --mtu must be 576..65535');
       if (o.ip !== undefined && o.ip !== 'none') throw new UsageError(`cni install: --ip ${JSON.stringify(o.ip)}: only "none" (an IPv6-only node, as podway run --ip none); without --ip the node's Node in the datastore decides`);
       const opts = { binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control, ipamLockFile: o.ipamLockFile, pendingDelDir: o.pendingDelDir, env: envWithEtcdTlsFlags(o) };
+      // The default store while this machine's podway run uses another: the conflist would send
+      // the pods to a store the node does not read (cli/run-datastore.ts). A spec that does not
+      // parse is left to the checks below, which word it.
+      let spec: ReturnType<typeof resolveCommandSpec> | null = null;
+      try {
+        spec = resolveCommandSpec(o.datastore, opts.env);
+      } catch {
+        /* said below */
+      }
+      if (spec) await checkAgainstRuns(spec, true);
       // IPv6 only when told (--ip none) or when the Node has no IPv4 address (README, "IPv6-only nodes").
       const mode = o.ip === 'none' ? { ipv6Only: true, note: null } : await detectNodeMode(opts);
       const done = installCni({ ...opts, ipv6Only: mode.ipv6Only });

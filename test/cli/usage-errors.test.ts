@@ -3,7 +3,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { podway, tempDir } from './cli-kit';
+import { execFile } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { BIN, podway, tempDir } from './cli-kit';
 
 const store = () => ['--datastore', `embedded:${path.join(tempDir(), 'none')}`];
 
@@ -78,6 +80,41 @@ test('commander\'s refusals in every command: one line "podway: ..." and where t
     assert.is(r.err, `${line}\n`, `podway ${args.join(' ')}`);
     assert.is(r.out, '');
   }
+});
+
+test('a command that needs a subcommand given none: its help on stderr, exit 2; asked-for help exits 0', async () => {
+  for (const args of [[], ['node'], ['ipam'], ['cni']]) {
+    const r = await podway(args);
+    assert.is(r.code, 2, `podway ${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, new RegExp(`^Usage: podway${args.map((a) => ` ${a}`).join('')} \\[options\\] \\[command\\]`));
+    assert.is(r.out, '');
+  }
+  for (const args of [['--help'], ['node', '--help'], ['help', 'ipam']]) {
+    const r = await podway(args);
+    assert.is(r.code, 0, `podway ${args.join(' ')}: ${r.err}`);
+    assert.match(r.out, /^Usage: podway/);
+  }
+});
+
+test('run --help names each default once (commander adds its own "(default: ...)")', async () => {
+  const r = await podway(['run', '--help']);
+  assert.is(r.code, 0, r.err);
+  const twice = r.out.split(/\n(?=  -)/).filter((opt) => (opt.match(/\(default: /g) ?? []).length > 1);
+  assert.equal(twice, []);
+  assert.match(r.out, /--workers <n\|auto>[^]*?\(default: "1"\)/);
+});
+
+test('a user who cannot write the embedded store: the error says root or --datastore embedded:DIR', async () => {
+  if (process.getuid?.() !== 0) throw new Error('needs root (to run as nobody)');
+  const dir = tempDir();
+  writeFileSync(path.join(dir, 'pool.yaml'), 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.251.0.0/16}\n');
+  chmodSync(dir, 0o755); // readable by nobody; the store under it is not writable to nobody
+  const store = path.join(dir, 'store');
+  const r = await new Promise<{ code: number; err: string }>((resolve) => {
+    execFile(process.execPath, [BIN, 'apply', '-f', path.join(dir, 'pool.yaml'), '--datastore', `embedded:${store}`], { uid: 65534, gid: 65534, env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 }, (e, _out, err) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : -1) : 0, err }));
+  });
+  assert.is(r.code, 1, r.err);
+  assert.match(r.err, new RegExp(`EACCES: permission denied.*: the embedded datastore ${store} needs root, or give --datastore embedded:DIR \\(a directory you can write\\)`));
 });
 
 test.run();

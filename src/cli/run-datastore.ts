@@ -1,0 +1,81 @@
+/**
+ * The CLI's datastore when nothing names one (no --datastore, $PODWAY_DATASTORE,
+ * DATASTORE_TYPE or ETCD_ENDPOINTS): the embedded store. Calico's variables are set per shell,
+ * so a new shell on a node whose `podway run` uses etcd used to read and write another store than
+ * the node's, silently when a Quick start had made the embedded one (README, "A second node").
+ * Such a command now asks each `podway run` answering under /run/podway which datastore it uses:
+ * one on another store refuses a write (apply, create, replace, delete, ipam's writes, cni
+ * install) and is warned of by a read (get, ipam show/check), naming the run's store and how to
+ * give it. A datastore named in any way is taken as named, never checked.
+ */
+import { readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import type { DatastoreEnv, DatastoreSpec } from '../control/kv/spec';
+import { resolveDatastoreSpec } from '../control/open-datastore';
+import { controlRequest } from '../dataplane/control-client';
+
+const RUN_DIR = '/run/podway';
+/** How long one `podway run` has to answer its status (a starting one answers at once). */
+const ANSWER_MS = 2000;
+
+/** Specs that are the fallback, nothing having named a datastore (resolveCommandSpec). */
+const fallbacks = new WeakSet<object>();
+
+function named(text: string | undefined): boolean {
+  return text !== undefined && text.trim() !== '';
+}
+
+/** resolveDatastoreSpec, remembering whether the spec is the fallback (see checkAgainstRuns). */
+export function resolveCommandSpec(flag: string | undefined, env: DatastoreEnv = process.env): DatastoreSpec {
+  const spec = resolveDatastoreSpec(flag, env);
+  if (!named(flag) && !named(env.PODWAY_DATASTORE) && !named(env.DATASTORE_TYPE) && !named(env.ETCD_ENDPOINTS)) fallbacks.add(spec);
+  return spec;
+}
+
+/** A spec as `podway run` reports it in its status (datastoreSource). */
+export function specText(spec: DatastoreSpec): string {
+  return spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
+}
+
+function sameStore(a: string, b: string): boolean {
+  if (a.startsWith('embedded:') && b.startsWith('embedded:')) return path.resolve(a.slice(9)) === path.resolve(b.slice(9));
+  return a === b;
+}
+
+/** Each `podway run` answering here: its node and the datastore it reports. */
+async function runsHere(): Promise<{ node: string; datastore: string | null }[]> {
+  let socks: string[];
+  try {
+    socks = readdirSync(RUN_DIR).filter((f) => f.endsWith('.sock')).sort();
+  } catch {
+    return []; // none here, or not ours to list (a user's command: its own errors follow)
+  }
+  const answers = await Promise.all(socks.map(async (f) => {
+    try {
+      const s = await controlRequest(path.join(RUN_DIR, f), { cmd: 'status', starting: true }, ANSWER_MS) as { node?: unknown; datastoreSource?: unknown };
+      return { node: typeof s.node === 'string' ? s.node : f.slice(0, -5), datastore: typeof s.datastoreSource === 'string' ? s.datastoreSource : null };
+    } catch {
+      return null; // a socket left behind, or a podway that does not answer: nothing to compare
+    }
+  }));
+  return answers.filter((a): a is { node: string; datastore: string | null } => a !== null);
+}
+
+/**
+ * When `spec` is the fallback and a `podway run` here uses another datastore: throws for a
+ * write (nothing done), writes a warning to `warn` for a read. Returns at once otherwise.
+ */
+export async function checkAgainstRuns(spec: DatastoreSpec, writing: boolean, warn: (text: string) => void = (t) => process.stderr.write(t)): Promise<void> {
+  if (!fallbacks.has(spec)) return;
+  const mine = specText(spec);
+  const others = (await runsHere()).filter((r) => r.datastore !== null && !sameStore(r.datastore, mine));
+  if (others.length === 0) return;
+  const runs = others.map((r) => `podway run (node ${r.node}) uses ${r.datastore}`).join('; ');
+  const first = others[0]!.datastore!;
+  const how = first.startsWith('etcd:')
+    ? `give --datastore ${first}, or set DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=${first.slice(5)} (and its ETCD_*_FILE for TLS) as for podway run`
+    : `give --datastore ${first} (or set PODWAY_DATASTORE)`;
+  const head = `${runs}, not ${mine}, the default this command would use (no --datastore, $PODWAY_DATASTORE, DATASTORE_TYPE or ETCD_ENDPOINTS set here)`;
+  if (writing) throw new Error(`${head}: ${how}; or --datastore ${mine} for that store; nothing was written`);
+  warn(`warning: ${head}; reading ${mine}: for the node's store ${how}\n`);
+}

@@ -1,0 +1,94 @@
+// A command given no datastore (no --datastore, $PODWAY_DATASTORE, DATASTORE_TYPE, ETCD_ENDPOINTS)
+// while this machine's `podway run` uses another one (README, "A second node"): a write is refused
+// naming the run's datastore, nothing written; a read warns; a datastore named is used as named.
+// The run waits for an etcd that is not there (a fresh network namespace: nothing answers on
+// 127.0.0.1:1), so it stays starting and touches no host setting; its control socket is the
+// default /run/podway/NODE.sock, where the CLI looks.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { controlRequest } from '../../src/dataplane/control-client';
+import { DEFAULT_EMBEDDED_DIR } from '../../src/control/kv/spec';
+import { BIN, podway, tempDir } from './cli-kit';
+import { until } from '../helpers/until';
+
+const POOL = 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: ds-check}\nspec: {cidr: 10.250.0.0/16}\n';
+
+test('a run on etcd, a command on the default store: writes refused (apply, delete, ipam assign, cni install), reads warned, named stores used', async () => {
+  if (process.getuid?.() !== 0) throw new Error('podway run needs root (a network namespace)');
+  const suffix = `${process.pid}-${randomBytes(2).toString('hex')}`;
+  const node = `ds-check-${suffix}`;
+  const ns = `pw-dsc-${suffix}`;
+  const sock = `/run/podway/${node}.sock`;
+  const etcd = 'etcd:http://127.0.0.1:1';
+  const dir = tempDir();
+  const pool = path.join(dir, 'pool.yaml');
+  writeFileSync(pool, POOL);
+  const defaultExisted = existsSync(DEFAULT_EMBEDDED_DIR);
+  let run: ChildProcess | null = null;
+  let err = '';
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    run = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'run', '--node', node, '--datastore', etcd,
+      '--model-cache', path.join(dir, 'cache.json'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    run.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const answered = await until(async () => {
+      try {
+        const s = await controlRequest(sock, { cmd: 'status', starting: true }, 2000) as { datastoreSource?: string };
+        return s.datastoreSource === etcd;
+      } catch {
+        return false;
+      }
+    }, 60_000, 200);
+    assert.ok(answered, `podway run did not answer on ${sock} with its datastore: ${err}`);
+
+    // others' runs on this machine are listed too (the hint then names the first's datastore)
+    const alone = readdirSync('/run/podway').filter((f) => f.endsWith('.sock')).length === 1;
+    const hint = alone ? 'give --datastore etcd:http://127\\.0\\.0\\.1:1, or set DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=http://127\\.0\\.0\\.1:1 ' : 'give --datastore ';
+    const refused = new RegExp(`podway run \\(node ${node}\\) uses etcd:http://127\\.0\\.0\\.1:1[;,].*not embedded:${DEFAULT_EMBEDDED_DIR}, the default this command would use .*: ${hint}.*nothing was written`);
+    for (const args of [['apply', '-f', pool], ['delete', 'ippool', 'ds-check'], ['ipam', 'assign', '--node', node, '--ip', '10.250.0.9']]) {
+      const r = await podway(args);
+      assert.is(r.code, 1, `podway ${args.join(' ')}: ${r.err}${r.out}`);
+      assert.match(r.err, refused, `podway ${args.join(' ')}`);
+      assert.is(r.out, '');
+    }
+    const binDir = path.join(dir, 'bin');
+    const confDir = path.join(dir, 'net.d');
+    const cni = await podway(['cni', 'install', '--node', node, '--bin-dir', binDir, '--conf-dir', confDir]);
+    assert.is(cni.code, 1, cni.err);
+    assert.match(cni.err, refused);
+    assert.ok(!existsSync(confDir) || readdirSync(confDir).length === 0, 'cni install wrote a conflist');
+    if (!defaultExisted) assert.not.ok(existsSync(DEFAULT_EMBEDDED_DIR), `${DEFAULT_EMBEDDED_DIR} was made`);
+
+    // a read: warned, then done on the default store (which may or may not exist here)
+    const get = await podway(['get', 'ippool']);
+    assert.match(get.err, new RegExp(`^warning: podway run \\(node ${node}\\) uses etcd:http://127\\.0\\.0\\.1:1.*; reading embedded:${DEFAULT_EMBEDDED_DIR}: for the node's store give --datastore `, 'm'));
+
+    // named: as named, not compared (an embedded store of the test's; etcd's own variables)
+    const mine = `embedded:${path.join(dir, 'store')}`;
+    const applied = await podway(['apply', '-f', pool, '--datastore', mine]);
+    assert.is(applied.code, 0, applied.err);
+    assert.not.match(applied.err, /podway run/);
+    const viaEnv = await podway(['get', 'ippool'], { PODWAY_DATASTORE: mine });
+    assert.is(viaEnv.code, 0, viaEnv.err);
+    assert.match(viaEnv.out, /ds-check/);
+    assert.not.match(viaEnv.err, /podway run/);
+    const viaCalico = await podway(['get', 'ippool'], { DATASTORE_TYPE: 'etcdv3', ETCD_ENDPOINTS: 'http://127.0.0.1:1' });
+    assert.not.match(viaCalico.err, /podway run \(node/);
+  } finally {
+    if (run && run.exitCode === null && run.signalCode === null) {
+      const exited = new Promise((r) => run!.once('exit', r));
+      run.kill('SIGTERM');
+      const timer = setTimeout(() => run!.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    execFileSync('ip', ['netns', 'del', ns]);
+  }
+});
+
+test.run();

@@ -192,6 +192,7 @@ export function buildProgram(): Command {
     .option('--bgp-secrets <dir>', 'BGPPeer password secrets, read from DIR/<secret>/<key> (a mounted Kubernetes secret\'s layout)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix\'s FELIX_LOGSEVERITYSCREEN; default info); change it later with `podway log-level`')
     .option('--sched-slice-us <us>', 'scheduler slice of each forwarding thread (EEVDF, Linux 6.12+; 100..100000 µs, 0 = the kernel\'s default): a short one lets a woken forwarding thread run before a busy process finishes its slice (default: left as the kernel sets it)', (v) => Number(v))
+    .option('--model-thread-hang-after <duration>', 'the model thread (datastore watch and model computation) not answering its heartbeat this long is taken for hung: terminated and replaced, said in the log and status (as Felix\'s HealthTimeoutOverrides for its calculation graph; 2s..10m, default 20s as Felix\'s); asked every quarter of it, at most every 5 s', '20s')
     .option('--endpoint-missing-after <duration>', 'how long a local endpoint waits for its missing interface before `podway status` names it with the commands that clean it up (a pod removed while no CNI DEL could run); nothing is deleted', '5m')
     .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets; with V8's, a node carrying a trickle runs it unoptimized for thousands`, (v) => Number(v), JIT_BUDGET)
     .action(async (o) => {
@@ -258,6 +259,13 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message.replace(/ \(0 turns re-detection off\)$/, ''));
       }
       if (staleEndpointMs < 1000 || staleEndpointMs > 86_400_000 * 30) throw new UsageError('run: --endpoint-missing-after must be 1s..720h');
+      let modelThreadHangMs: number;
+      try {
+        modelThreadHangMs = parseDuration(String(o.modelThreadHangAfter), 'run: --model-thread-hang-after');
+      } catch (e) {
+        throw new UsageError((e as Error).message.replace(/ \(0 turns re-detection off\)$/, ''));
+      }
+      if (modelThreadHangMs < 2000 || modelThreadHangMs > 600_000) throw new UsageError('run: --model-thread-hang-after must be 2s..10m');
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new UsageError('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       // The datastore spec (--datastore, $PODWAY_DATASTORE, DATASTORE_TYPE/ETCD_ENDPOINTS) as
       // runNode will read it: one that does not parse is a usage error too, told before the root
@@ -269,7 +277,7 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, staleEndpointMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending

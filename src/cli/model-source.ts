@@ -14,7 +14,9 @@
  *
  * A thread that hangs (a loop that never ends, an Atomics.wait, a call that never returns) is
  * found by a heartbeat over the same port: asked every 5 s, a thread that has not answered for
- * 20 s is terminated and handled as one that died (Felix's calculation graph reports its liveness
+ * 20 s (`--model-thread-hang-after`, asked every quarter of it when shorter; a shorter one only
+ * once the thread first answered, its start-up keeping 20 s) is terminated and handled as one that
+ * died (Felix's calculation graph reports its liveness
  * every 10 s and is not live after 20 s). The main thread never waits on it: the asks and the
  * judgement run on timers. One that keeps dying (3 times with none running a minute after its
  * first model in between, within 10 minutes) is said to be failing (status, the log, /readyz: not
@@ -53,6 +55,10 @@ export interface ModelSourceBgp {
   /** A thread started again after one died: the learned routes the model in force holds, held
    * stale in the new speaker (as heldLearned at start) until each peer has sent its table again. */
   readonly heldLearnedNow?: () => readonly LearnedRoute[] | undefined;
+  /** The heartbeat's timeout (`--model-thread-hang-after`; default MODEL_THREAD_HEARTBEAT.timeoutMs),
+   * asked every quarter of it, at most every MODEL_THREAD_HEARTBEAT.everyMs. A shorter one applies
+   * once the thread first answered: until then (its start-up) the default's. */
+  readonly hangAfterMs?: number;
 }
 
 /** The model thread as `podway status` says it (modelThread) and the metrics count it. */
@@ -99,14 +105,20 @@ class Heartbeat {
   private id = 0;
   private lastTick = Date.now();
   private stopped = false;
+  /** The thread answered an ask: its start-up (loading its modules, seconds of CPU on a loaded
+   * machine) is behind it, and timeoutMs judges it from then on (startTimeoutMs before). */
+  private everAnswered = false;
 
-  constructor(private readonly post: (id: number) => void, private readonly hung: (silentMs: number) => void, private readonly everyMs: number, private readonly timeoutMs: number) {
+  constructor(private readonly post: (id: number) => void, private readonly hung: (silentMs: number) => void, private readonly everyMs: number, private readonly timeoutMs: number, private readonly startTimeoutMs: number) {
     this.timer = setInterval(() => this.tick(), everyMs);
     this.timer.unref();
   }
 
   answered(id: number): void {
-    if (id === this.id) this.asked = null;
+    if (id === this.id) {
+      this.asked = null;
+      this.everAnswered = true;
+    }
   }
 
   stop(): void {
@@ -119,7 +131,7 @@ class Heartbeat {
     const late = now - this.lastTick > 2 * this.everyMs;
     this.lastTick = now;
     if (late || this.asked === null) return this.ask(now);
-    if (now - this.asked < this.timeoutMs) return;
+    if (now - this.asked < (this.everAnswered ? this.timeoutMs : this.startTimeoutMs)) return;
     setImmediate(() => {
       if (this.stopped || this.asked === null) return;
       this.stop();
@@ -208,6 +220,7 @@ export class ModelSource {
 
   private spawnWorker(heldLearned: readonly LearnedRoute[] | undefined, forwardingKept: boolean): Worker {
     const bgp = this.bgp;
+    const hangAfterMs = bgp.hangAfterMs ?? MODEL_THREAD_HEARTBEAT.timeoutMs;
     const worker = new Worker(path.resolve(__dirname, 'model-worker.js'), { workerData: { spec: this.spec, node: this.node, bgp: bgp.bgp, bgpSecretsDir: bgp.bgpSecretsDir, routerId: bgp.routerId, heldLearned, forwardingKept } });
     this.workerGone = false;
     this.death = null;
@@ -227,8 +240,9 @@ export class ModelSource {
           gone(-1);
         }, MODEL_THREAD_HEARTBEAT.endMs).unref();
       },
-      MODEL_THREAD_HEARTBEAT.everyMs,
-      MODEL_THREAD_HEARTBEAT.timeoutMs,
+      Math.min(MODEL_THREAD_HEARTBEAT.everyMs, Math.floor(hangAfterMs / 4)),
+      hangAfterMs,
+      Math.max(hangAfterMs, MODEL_THREAD_HEARTBEAT.timeoutMs),
     );
     this.heartbeat?.stop();
     this.heartbeat = heartbeat;

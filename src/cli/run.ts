@@ -133,6 +133,9 @@ export interface RunOptions {
   cniPendingDelIntervalMs?: number;
   /** How long a local endpoint waits for its missing interface before status names it (default 5 min). */
   staleEndpointMs?: number;
+  /** The model thread not answering its heartbeat this long is terminated as hung (ms; default
+   * 20 s, MODEL_THREAD_HEARTBEAT.timeoutMs; `--model-thread-hang-after`). */
+  modelThreadHangMs?: number;
 }
 
 /** What podway's nftables table should hold for this model. */
@@ -478,7 +481,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The model thread: spawned when the datastore is started, or before on the cached model with
      * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
     let thread: ModelSource | null = null;
-    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m) };
+    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m), ...(opts.modelThreadHangMs !== undefined ? { hangAfterMs: opts.modelThreadHangMs } : {}) };
     /** The cached model is in force in the engine: only then does the speaker start on the cache's
      * BGP settings (as a datastore model's settings follow it once applied). */
     let cacheApplied = false;

@@ -37,6 +37,16 @@ t('--sched-slice-us takes 0 or 100..100000 µs; anything else is refused before 
   }
 });
 
+t('--model-thread-hang-after takes a duration of 2s..10m; anything else is refused before the node starts', async () => {
+  for (const bad of ['1s', '1999ms', '10m1s', '0', 'x', '']) {
+    const r = await podway(['run', '--node', 'hang-opt-test', '--model-thread-hang-after', bad]);
+    assert.is.not(r.code, 0, `--model-thread-hang-after ${JSON.stringify(bad)} was accepted`);
+    assert.match(r.err, /run: --model-thread-hang-after (must be 2s\.\.10m|".*": expected a duration like 60s, 1m30s or 500ms)$/m);
+  }
+  const help = await podway(['run', '--help']);
+  assert.match(help.out, /--model-thread-hang-after <duration>/);
+});
+
 t('--workers auto is one thread per CPU, at most WORKERS_AUTO_MAX', () => {
   assert.equal(parseWorkers('auto', 1), { count: 1, auto: true });
   assert.equal(parseWorkers('auto', 2), { count: 2, auto: true });

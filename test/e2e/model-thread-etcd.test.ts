@@ -16,7 +16,8 @@
  *   podway_model_thread_restarts_total count 3 restarts, the waits backing off (1, 2, 4 s);
  * - the new thread watches: an endpoint written after is attached too;
  * - the thread spinning (it answers nothing, the node used to stay ready on a frozen model): after
- *   the heartbeat's 20 s it is terminated and said hung, a new one started after 1 s (the one
+ *   the heartbeat's timeout (4 s here by --model-thread-hang-after, not the default 20 s: said with
+ *   it) it is terminated and said hung, a new one started after 1 s (the one
  *   before had run a minute: the backoff starts again), the endpoint written while it spun is
  *   attached and its pod talks; status and podway_model_thread_hangs_total count the hang.
  */
@@ -35,6 +36,8 @@ const SPEC: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'web-1b', type: 'veth' }, { name: 'web-1c', type: 'veth' }, { name: 'web-1d', type: 'veth' }] },
 ];
 const PORT = 9091;
+/** `--model-thread-hang-after`: the heartbeat's timeout (default 20 s), so the hang is found in 4. */
+const HANG_AFTER_S = 4;
 const HTTP_GET = path.join(__dirname, 'http-get.js');
 const PODWAY = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -103,7 +106,7 @@ test.before(async () => {
   store = await lab.openKvStore('etcd', 'podway-model-thread-');
   // web-1b's endpoint is written while no model thread runs, web-1c's after, web-1d's while it spins.
   await lab.useKvDatastore(store.kv, store.spec, { withoutEndpoints: ['web-1b', 'web-1c', 'web-1d'] });
-  await lab.startPodway('node1', 20_000, ['--metrics-port', String(PORT)], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${inject}`.trim() });
+  await lab.startPodway('node1', 20_000, ['--metrics-port', String(PORT), '--model-thread-hang-after', `${HANG_AFTER_S}s`], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${inject}`.trim() });
 });
 
 test.after(async () => {
@@ -198,7 +201,7 @@ test('the new thread watches: an endpoint written after it started is attached',
   assert.is((await status()).modelThread!.restarts, 3);
 });
 
-test('the model thread spinning: terminated after the heartbeat\'s 20 s and said hung, a new one after 1 s, the endpoint written while it spun attached, the hang counted', async () => {
+test('the model thread spinning: terminated after the heartbeat\'s timeout (--model-thread-hang-after) and said hung, a new one after 1 s, the endpoint written while it spun attached, the hang counted', async () => {
   const n = lab!.node('node1');
   const mark = n.log.length;
   writeFileSync(spinFile, '1');
@@ -209,6 +212,9 @@ test('the model thread spinning: terminated after the heartbeat\'s 20 s and said
   assert.ok(hung, `said hung: ${n.log.slice(mark).map(logMessage).join(' | ')}`);
   // The one before ran a minute (the test before waited for that): the backoff starts again at 1 s.
   assert.match(logMessage(hung!), /^datastore: the model thread died \(hung: no answer to the heartbeat for \d+ s, a loop that does not end or a call that does not return; terminated\): not following the datastore, forwarding on the last good model; a new thread in 1 s \(restart 4\)$/);
+  // --model-thread-hang-after took: found after its 4 s (a late tick asks afresh), not the default 20.
+  const silentS = Number(/heartbeat for (\d+) s/.exec(logMessage(hung!))![1]);
+  assert.ok(silentS >= HANG_AFTER_S && silentS < 20, `said hung after ${silentS} s`);
   let s: Status = {};
   assert.ok(await until(async () => (s = await status()).ready === true && s.endpoints === 4, 60_000, 200), `ready with web-1d: ${JSON.stringify(s)} ${n.log.slice(mark).map(logMessage).join(' | ')}`);
   assert.ok(await until(() => talks('web-1', 'web-1d') && talks('web-1d', 'web-1'), 15_000, 100), 'web-1d talks');

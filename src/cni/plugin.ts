@@ -45,9 +45,11 @@ const IPPOOL = kindInfo('IPPool')!;
  * ADD and STATUS check pools (IPAM) and ADD its WorkloadEndpoint with zod's schemas, which load
  * then (DEL, CHECK, GC and VERSION never load zod). In this short-lived process each schema parses
  * once or twice, so zod's JIT (an object schema compiled with new Function on its first parse)
- * costs more than it saves: its first two parses take ~12 ms with it, ~6 ms without.
+ * costs more than it saves: its first two parses take ~12 ms with it, ~6 ms without. zod's ~60
+ * translations are not loaded with it (zod-locales.ts: 49 ms of CPU of zod's 123 to load).
  */
 function zodWithoutJit(): void {
+  (require('../control/zod-locales') as typeof import('../control/zod-locales')).deferZodLocales();
   (require('zod') as typeof import('zod')).config({ jitless: true });
 }
 

@@ -471,6 +471,7 @@ test('what a plugin process loads: zod only where pools or the WorkloadEndpoint 
     assert.ok(zodFree(await loads({ command: 'VERSION' })), 'VERSION');
     const add = await loads({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0' });
     assert.ok(add.includes('zod'), 'ADD validates pools and its WorkloadEndpoint with the schemas');
+    assert.not.ok(add.includes('src/control/calico-kind-schemas.js'), 'ADD builds the schemas of the kinds it validates (resources.ts), not the six others');
     const prevResult = last!.json;
     assert.ok(zodFree(await loads({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', config: h.config('1.1.0', { prevResult }) })), 'CHECK');
     // No podway run here: 50, but the modules are what counts. STATUS checks the pools (schemas).

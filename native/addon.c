@@ -823,6 +823,7 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "txRetries", (double)p->st.tx_retries);
   set_num(env, o, "txQueued", (double)p->st.tx_queued);
   set_num(env, o, "txBacklog", (double)port_backlog(p));
+  set_num(env, o, "txBacklogGrown", (double)p->st.tx_backlog_grown);
   set_num(env, o, "txDroppedFull", (double)p->st.tx_dropped_full);
   set_num(env, o, "txErrors", (double)p->st.tx_errors);
   set_num(env, o, "txRejected", (double)p->st.tx_rejected);

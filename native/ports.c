@@ -905,20 +905,61 @@ static int port_recv_kind(struct port *p, uint16_t port_id, struct pool *pl, uin
  * POLLOUT while a backlog exists and calls port_flush when it is writable. */
 
 struct tx_backlog {
-  uint32_t head, count; /* FIFO in a ring of TXQ_FRAMES entries */
+  uint32_t head, count; /* FIFO in a ring of `cap` entries */
+  uint32_t cap;         /* TXQ_FRAMES at first, doubled as needed up to TXQ_MAX_FRAMES (txq_grow) */
   uint32_t frame_cap;   /* bytes an entry holds: the pool's slot size when the backlog formed */
-  uint16_t len[TXQ_FRAMES];
-  uint16_t aport[TXQ_FRAMES]; /* UDP: peer port */
-  uint32_t addr[TXQ_FRAMES];  /* UDP/raw: peer IPv4, host order */
-  uint8_t data[];             /* TXQ_FRAMES * frame_cap */
+  uint16_t *len;
+  uint16_t *aport; /* UDP: peer port */
+  uint32_t *addr;  /* UDP/raw: peer IPv4, host order */
+  uint8_t *data;   /* cap * frame_cap */
 };
 
 static inline uint32_t txq_pos(const struct tx_backlog *q, uint32_t k) {
-  return (q->head + k) % TXQ_FRAMES;
+  return (q->head + k) % q->cap;
 }
 
 static inline uint8_t *txq_data(struct tx_backlog *q, uint32_t pos) {
   return q->data + (size_t)pos * q->frame_cap;
+}
+
+/* One allocation: the header, the three arrays, then the frames. */
+static struct tx_backlog *txq_alloc(uint32_t cap, uint32_t frame_cap) {
+  size_t meta = (sizeof(struct tx_backlog) + (size_t)cap * (2 + 2 + 4) + 63) & ~(size_t)63;
+  struct tx_backlog *q = malloc(meta + (size_t)cap * frame_cap);
+  if (!q) return NULL;
+  q->head = q->count = 0;
+  q->cap = cap;
+  q->frame_cap = frame_cap;
+  q->addr = (uint32_t *)(q + 1);
+  q->len = (uint16_t *)(q->addr + cap);
+  q->aport = q->len + cap;
+  q->data = (uint8_t *)q + meta;
+  return q;
+}
+
+/* A full backlog: make room for `want` more entries (doubling, at most TXQ_MAX_FRAMES in all),
+ * its entries moved in order to the new ring. Returns 0 when it cannot grow (at the bound, or no
+ * memory: the caller drops and counts). */
+static int txq_grow(struct port *p, uint32_t want) {
+  struct tx_backlog *q = p->txq;
+  if (q->cap >= TXQ_MAX_FRAMES) return 0;
+  uint32_t cap = q->cap;
+  while (cap < TXQ_MAX_FRAMES && cap - q->count < want) cap *= 2;
+  if (cap > TXQ_MAX_FRAMES) cap = TXQ_MAX_FRAMES;
+  struct tx_backlog *n = txq_alloc(cap, q->frame_cap);
+  if (!n) return 0;
+  for (uint32_t k = 0; k < q->count; k++) {
+    uint32_t pos = txq_pos(q, k);
+    memcpy(txq_data(n, k), txq_data(q, pos), q->len[pos]);
+    n->len[k] = q->len[pos];
+    n->aport[k] = q->aport[pos];
+    n->addr[k] = q->addr[pos];
+  }
+  n->count = q->count;
+  free(q);
+  p->txq = n;
+  p->st.tx_backlog_grown++;
+  return 1;
 }
 
 static int refused(int err) {
@@ -930,13 +971,11 @@ static int refused(int err) {
 static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint32_t count, uint32_t skip) {
   struct tx_backlog *q = p->txq;
   if (!q) {
-    q = malloc(sizeof *q + (size_t)TXQ_FRAMES * pl->slot_size);
+    q = txq_alloc(TXQ_FRAMES, pl->slot_size);
     if (!q) {
       p->st.tx_dropped_full += count;
       return 0;
     }
-    q->head = q->count = 0;
-    q->frame_cap = pl->slot_size;
     p->txq = q;
     p->head_tries = 0;
   }
@@ -954,8 +993,10 @@ static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint
       const struct super_ref *r = super_cut_plan_any(pl, i, l3, hdr, &g); /* once: the loop writes the backlog */
       if (r && g.hdrs + r->mss <= q->frame_cap) {
         p->st.tx_super_cut++;
-        for (uint32_t s = k == 0 ? skip : 0; s < r->nseg; s++) {
-          if (q->count == TXQ_FRAMES) {
+        uint32_t s0 = k == 0 ? skip : 0;
+        if (q->cap - q->count < r->nseg - s0 && txq_grow(p, r->nseg - s0)) q = p->txq;
+        for (uint32_t s = s0; s < r->nseg; s++) {
+          if (q->count == q->cap) {
             p->st.tx_dropped_full += r->nseg - s;
             break;
           }
@@ -971,7 +1012,8 @@ static uint32_t txq_append(struct port *p, struct pool *pl, uint32_t first, uint
       p->st.tx_super_lost += pl->d_segs ? pl->d_segs[i] - 1u : 0;
     }
     /* (a frame longer than an entry can only come after setPool grew the slots mid-backlog) */
-    if (q->count == TXQ_FRAMES || pl->d_len[i] > q->frame_cap) {
+    if (q->count == q->cap && txq_grow(p, count - k)) q = p->txq;
+    if (q->count == q->cap || pl->d_len[i] > q->frame_cap) {
       p->st.tx_dropped_full++;
       continue;
     }
@@ -1588,12 +1630,19 @@ uint32_t port_flush(struct port *p) {
   if (p->kind == PORT_TAP || p->kind == PORT_TUN) {
     while (done < n && xmit_fd_one(p, txq_data(q, txq_pos(q, done)), q->len[txq_pos(q, done)])) done++;
   } else {
+    /* a grown backlog holds more than one sendmmsg's scratch: MAX_BATCH at a time while the
+     * kernel takes them all */
     struct mmsg_scratch *s = p->scratch;
-    for (uint32_t k = 0; k < n; k++) {
-      uint32_t pos = txq_pos(q, k);
-      fill_msg(p, s, k, txq_data(q, pos), q->len[pos], q->addr[pos], q->aport[pos]);
+    while (done < n) {
+      uint32_t c = n - done < MAX_BATCH ? n - done : MAX_BATCH;
+      for (uint32_t k = 0; k < c; k++) {
+        uint32_t pos = txq_pos(q, done + k);
+        fill_msg(p, s, k, txq_data(q, pos), q->len[pos], q->addr[pos], q->aport[pos]);
+      }
+      uint32_t took = xmit_mmsg(p, s->msgs, c, NULL, NULL);
+      done += took;
+      if (took < c) break;
     }
-    done = xmit_mmsg(p, s->msgs, n, NULL, NULL);
   }
   if (done) txq_pop(p, done);
   return done + head_refused(p, done);

@@ -32,6 +32,7 @@ struct port_stats {
   uint64_t tx_packets, tx_bytes, tx_dropped_full, tx_errors;
   uint64_t tx_retries; /* times the kernel refused frames (a send or a backlog flush hit a full queue) */
   uint64_t tx_queued;  /* frames copied into the transmit backlog */
+  uint64_t tx_backlog_grown; /* times a full backlog was doubled (TXQ_FRAMES .. TXQ_MAX_FRAMES) */
   uint64_t rx_calls, tx_calls;
   /* receive offloads (ports with a vnet header, see gso.h) */
   uint64_t rx_gso_frames;     /* super-frames cut into segments */
@@ -95,6 +96,9 @@ struct tx_rejected_copies {
  * and sent later, in order, when the fd polls writable. Allocated the first time a port is refused
  * and freed when it drains, so idle and uncongested ports cost nothing. */
 #define TXQ_FRAMES 256
+/* ... grown (doubled) when a send finds it full, up to this many entries (32 MiB of 2 KiB slots):
+ * a batch of 256 pod super-frames cut into ~45 segments each (IPIP) is 11,520 frames. */
+#define TXQ_MAX_FRAMES 16384
 struct tx_backlog;
 struct rx_stage;
 struct super_ref;

@@ -42,7 +42,7 @@
  * that counted, the median of the per-round ratios and their spread, and every round's raw
  * figures in --json (bench/e2e/rounds.ts; bench/README.md "Rounds").
  *
- *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,vxlan6-encap,tcp-bulk,tcp-bulk-podway,tcp6-bulk,rr-latency,idle]
+ *   npm run bench [-- --json] [-- --quick] [-- --only vxlan-encap,vxlan6-encap,tcp-bulk,tcp-bulk-podway,tcp-bulk-ipip,tcp6-bulk,rr-latency,idle]
  *                 [-- --seconds 2] [-- --podway-args "--rx-ring 3 --batch 128"] [-- --flows 1,1024]
  *                 [-- --compare-podway-args "--rx-ring 3"]   (a second podway setup in the same run)
  *                 [-- --compare-podway-args "--metrics-port 9091"]   (metrics scraped every second: what they cost)
@@ -172,6 +172,15 @@ const SCENARIOS: Scenario[] = [
     kind: 'tcp-bulk',
     podway: { label: 'podway -> podway', node1: 'podway', node2: 'podway', mode: 'vxlan' },
     baselines: [{ label: 'kernel -> kernel', node1: 'kernel', node2: 'kernel', mode: 'vxlan' }],
+  },
+  // tcp-bulk between two podway nodes in IPIP mode (no ipip module in this kernel: no kernel
+  // baseline), against the same two podways in VXLAN: IPIP's segments leave one datagram each
+  // (no GSO type carries IPIP), VXLAN's as UDP GSO messages (bench/README.md, "IPIP tcp-bulk")
+  {
+    name: 'tcp-bulk-ipip',
+    kind: 'tcp-bulk',
+    podway: { label: 'podway -> podway (IPIP)', node1: 'podway', node2: 'podway', mode: 'ipip' },
+    baselines: [{ label: 'podway -> podway (VXLAN)', node1: 'podway', node2: 'podway', mode: 'vxlan' }],
   },
   // tcp-bulk over IPv6 (VXLAN over IPv6) in the dual-stack lab: pod B's IPv6 address, pod MTU 1430
   {

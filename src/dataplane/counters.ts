@@ -82,6 +82,11 @@ export const Reason = {
    * then 1/s for IPv4, 10/s for IPv6): the offending frame is dropped under this reason, and counted
    * under its own too. Fragmentation needed / Packet Too Big are never limited. */
   ICMP_RATELIMITED: base + 39,
+  /** The output port's transmit path could not take the frame: the kernel refused it for a full
+   * queue and the port's backlog was full too (TXQ_MAX_FRAMES entries, native/README.md; the
+   * port's txFull), or (not expected) a super-frame's segment its descriptor no longer held
+   * (txSuperLost). Counted as the send returns, in the port's DROPS too. */
+  TX_FULL: base + 40,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -132,7 +137,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 40;
+export const COUNTER_COUNT = base + 41;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

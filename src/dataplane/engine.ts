@@ -2317,6 +2317,7 @@ export class Engine {
         ...(st.txGsoFrames || st.txGsoRejected ? { txGsoFrames: st.txGsoFrames, txGsoSegments: st.txGsoSegments, txGsoRejected: st.txGsoRejected } : {}),
         ...(st.rxSuperFrames || st.rxMergeFrames || st.txSuperFrames || st.txSuperCut || st.txSuperLost || st.txSuperUso ? { rxSuperFrames: st.rxSuperFrames, rxSuperSegments: st.rxSuperSegments, rxMergeFrames: st.rxMergeFrames, rxMergeSegments: st.rxMergeSegments, txSuperFrames: st.txSuperFrames, txSuperCut: st.txSuperCut, txSuperLost: st.txSuperLost, txSuperUso: st.txSuperUso } : {}),
         ...(st.txBacklog ? { txBacklog: st.txBacklog } : {}),
+        ...(st.txBacklogGrown ? { txBacklogGrown: st.txBacklogGrown } : {}),
         ...(st.txRejected ? { txRejected: st.txRejected, txHeadDropped: st.txHeadDropped ?? 0 } : {}),
         ...(st.lastError ? { lastError: st.lastError } : {}),
       });

@@ -117,6 +117,8 @@ export interface PortStats {
    * are sent when the port is writable again (native/README.md). */
   txQueued?: number;
   txBacklog?: number;
+  /** Times a full backlog was doubled (256 entries at first, up to 16,384; native/README.md). */
+  txBacklogGrown?: number;
   /** Frames the kernel refused for themselves and the addon dropped (in txErrors too): rejected at
    * once (EMSGSIZE, ENETUNREACH, ...), or refused with ENOBUFS at the head of the backlog past
    * its bounded retries (txHeadDropped: e.g. bigger than a veth peer's MTU; native/README.md).

@@ -1194,9 +1194,11 @@ export class Pipeline implements CapturePorts {
     let segs = k;
     for (let q = 0; q < k; q++) if ((this.pool.flags[tx[first + q]] & DescFlag.SUPER) !== 0) segs += this.pool.segs[tx[first + q]] - 1;
     let sent: number;
+    let failed = false;
     try {
       sent = this.io.send(p, first, k);
     } catch (e) {
+      failed = true;
       // A port that refuses the whole call (a device gone, a bad descriptor) costs this batch's
       // frames for that port only: counted there, and the other ports' frames still go out.
       sent = 0;
@@ -1215,7 +1217,14 @@ export class Pipeline implements CapturePorts {
       bytes += this.frameBytes(d);
     }
     this.portCounters[pc + PortCounter.TX_BYTES] += bytes;
-    if (sent < segs) this.portCounters[pc + PortCounter.DROPS] += segs - sent;
+    if (sent >= segs) return;
+    this.portCounters[pc + PortCounter.DROPS] += segs - sent;
+    if (failed) return; // counted tx_error above
+    // the kernel refused them and the port's backlog had no room (native/README.md): tx_full
+    this.counters[Reason.TX_FULL] += segs - sent;
+    let all = 0;
+    for (let j = 0; j < k; j++) all += this.frameBytes(tx[first + j]);
+    this.counterBytes[Reason.TX_FULL] += all - bytes;
   }
 
   /**

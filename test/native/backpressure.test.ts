@@ -13,14 +13,15 @@ import { parseIpv4 as ip4 } from '../../src/packet/ipv4';
 import { withNetns, veth, waitFor, sleep, Netns } from '../helpers/netns';
 import { rd16, rd32, wr16, wr32 } from './wire-ref';
 
-/** Backlog size in frames (TXQ_FRAMES in native/ports.h). */
+/** Backlog size in frames at first, and at most (TXQ_FRAMES, TXQ_MAX_FRAMES in native/ports.h). */
 const TXQ_FRAMES = 256;
+const TXQ_MAX_FRAMES = 16384;
 
 const pool = new FramePool(1024);
 const b = pool.bytes;
 
 /** The stats fields this change adds (not yet in PortStats of src/dataplane/native.ts). */
-type TxStats = PortStats & { txQueued: number; txBacklog: number };
+type TxStats = PortStats & { txQueued: number; txBacklog: number; txBacklogGrown: number };
 const stats = (p: number) => native.stats(p) as TxStats;
 
 /** Classic BPF accepting only one ethertype (ldh [12]; jeq #type ? accept : drop). */
@@ -128,19 +129,21 @@ for (const txSocket of [false, true]) test(`AF_PACKET${txSocket ? ' with a trans
     const q1 = s1.txBacklog;
 
     // The backlog holds copies: the pool slots can be reused at once. Nothing is sent ahead of
-    // the backlog, and what does not fit in it is counted, frame by frame.
+    // the backlog; a send that finds it full doubles it (its frames kept in order).
+    assert.is(s1.txBacklogGrown, 0);
     ethFrames(256, 256);
     const a2 = native.send(pa, 0, 256);
     const s2 = stats(pa);
     assert.is(s2.txPackets, s1.txPackets, 'no frame overtakes the backlog');
-    assert.is(s2.txBacklog, TXQ_FRAMES);
-    assert.is(a2, TXQ_FRAMES - q1);
-    assert.is(s2.txDroppedFull, q1);
-    ethFrames(10, 10_000);
-    assert.is(native.send(pa, 0, 10), 0, 'a full backlog accepts nothing');
-    assert.is(stats(pa).txDroppedFull, q1 + 10);
+    assert.is(a2, 256, 'a full backlog grows: every frame accepted');
+    assert.is(s2.txBacklog, q1 + 256);
+    assert.ok(s2.txBacklog > TXQ_FRAMES);
+    assert.is(s2.txBacklogGrown, 1);
+    assert.is(s2.txDroppedFull, 0);
+    ethFrames(10, 512);
+    assert.is(native.send(pa, 0, 10), 10);
 
-    const want = 256 + (TXQ_FRAMES - q1);
+    const want = 256 + 256 + 10;
     const seen: number[] = [];
     const drained = await waitFor(() => { drainEth(pb, seen); return stats(pa).txBacklog === 0 && seen.length >= want; }, 10_000);
     await sleep(20);
@@ -149,11 +152,31 @@ for (const txSocket of [false, true]) test(`AF_PACKET${txSocket ? ' with a trans
     assert.ok(drained, `backlog ${s3.txBacklog}, received ${seen.length} of ${want}`);
     assert.is(s3.txPackets, want);
     assert.is(s3.txErrors, 0);
-    assert.is(s3.txDroppedFull, q1 + 10);
+    assert.is(s3.txDroppedFull, 0);
     assert.equal(seen, [...Array(want).keys()], 'the peer got every accepted frame, in order');
     // a drained port sends directly again
     ethFrames(1, 20_000);
     assert.is(native.send(pa, 0, 1), 1);
+    const s3b = stats(pa);
+
+    // The bound: sends in one go (no flush runs between them) fill it to TXQ_MAX_FRAMES; what
+    // does not fit is counted, frame by frame, and a full backlog accepts nothing.
+    let offered = 0, accepted = 0;
+    for (let k = 0; k < 100 && stats(pa).txBacklog < TXQ_MAX_FRAMES; k++) {
+      ethFrames(256, 100_000 + offered);
+      accepted += native.send(pa, 0, 256);
+      offered += 256;
+    }
+    const s4 = stats(pa);
+    assert.is(s4.txBacklog, TXQ_MAX_FRAMES);
+    assert.is(accepted, s4.txPackets - s3b.txPackets + TXQ_MAX_FRAMES - s3b.txBacklog, 'accepted: sent or queued');
+    assert.is(s4.txDroppedFull, offered - accepted);
+    assert.ok(s4.txDroppedFull > 0 && s4.txDroppedFull < 256);
+    assert.is(s4.txBacklogGrown, 1 + Math.log2(TXQ_MAX_FRAMES / TXQ_FRAMES), 'doubled up to the bound');
+    ethFrames(10, 10_000);
+    assert.is(native.send(pa, 0, 10), 0, 'a full backlog accepts nothing');
+    assert.is(stats(pa).txDroppedFull, offered - accepted + 10);
+    // (the frames left in the backlog go with the port when the test closes it)
   });
 });
 

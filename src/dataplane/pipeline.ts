@@ -905,9 +905,24 @@ export class Pipeline implements CapturePorts {
     if (cap !== null) cap.noteError(i, why);
     this.superToOne(i, why);
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
-    this.counters[Event.ICMP_SENT]++;
+    const eip = n + ETH_HLEN;
+    const dst = ((b[eip + 16] << 24) | (b[eip + 17] << 16) | (b[eip + 18] << 8) | b[eip + 19]) >>> 0;
+    const nh = this.nh.fib.lookup(dst);
+    if (nh === NO_ROUTE) {
+      // A sender neither pod nor node (a ToR, a client outside the cluster in direct/BGP mode, a
+      // traceroute from the fabric): the node's routing has the way back, as for Calico's kernel.
+      if (this.tx4Port < 0) return this.drop(Reason.NO_ROUTE);
+      this.setFrame(i, eip, (b[eip + 2] << 8) | b[eip + 3]);
+      this.pool.addr[i] = dst;
+      this.counters[Event.ICMP_SENT]++;
+      if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: to ${formatIpv4(dst)} through the node's routing (tx4)`);
+      return this.tx4Port;
+    }
     if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: routed back to the sender`);
-    return this.forward(i, -1, n + ETH_HLEN, false, true);
+    const out = this.route(i, -1, eip, false, true, dst, nh);
+    // counted once it goes (or waits for its neighbour), not when a route drops it
+    if (out !== DROP) this.counters[Event.ICMP_SENT]++;
+    return out;
   }
 
   /**

@@ -148,6 +148,26 @@ test('the node\'s own TTL 1 packet to a local pod is delivered with TTL 1, not e
   assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 0);
 });
 
+test('TTL 1 from the underlay from an outside sender (no pod or node route back): time exceeded through the node\'s routing (tx4), counted icmp_sent once, not dropped no_route', () => {
+  const h = makeHarness(RESOLVED);
+  const f = frame('underlay_rd_to_u').slice();
+  f.set([192, 0, 2, 9], 14 + 12); // a ToR or a client outside the cluster (direct/BGP mode)
+  f[14 + 8] = 1;
+  fixIpChecksum(f, 14);
+  h.receive(h.infra.underlay, f);
+  const sent = onlyFrame(h, h.infra.tx4, 'time exceeded via tx4');
+  const out = sent.bytes;
+  assert.is(out[0] >> 4, 4, 'a bare IPv4 packet for the raw socket');
+  assert.is(out[20], 11, 'time exceeded');
+  assert.equal([...out.subarray(16, 20)], [192, 0, 2, 9], 'to the sender');
+  assert.is(sent.addr, 0xc0000209, 'the raw socket\'s destination');
+  assert.is(u16(out, 10), ipHeaderChecksum(out, 0), 'header checksum');
+  assert.is(onesSum(out, 20, u16(out, 2) - 20), 0xffff, 'icmp checksum');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 0, 'not built and then dropped');
+});
+
 test.run();
 
 test('tx4: a pod\'s DF packet for the node\'s routing bigger than the underlay MTU gets fragmentation needed with that MTU (counted frag_needed), not handed to the kernel that would refuse it; without DF a counted drop; at the MTU it goes', () => {

@@ -13,7 +13,7 @@ import { writeFileSync, renameSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LabNodeSpec, Mode, run, pingArgs, parsePing, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, kindOf, routes, status, backgroundPing, until, waitLog, logTail, logMessage, sleep, track } from './e2e-kit';
+import { guard, teardown, isRoot, kindOf, routes, status, backgroundPing, pingIn, until, waitLog, logTail, logMessage, sleep, track } from './e2e-kit';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -108,7 +108,7 @@ function writeResources(lab: Lab, text: string): void {
   renameSync(lab.file + '.tmp', lab.file);
 }
 
-async function waitKind(lab: Lab, node: string, cidr: string, kind: string | undefined, timeoutMs = 10_000): Promise<void> {
+async function waitKind(lab: Lab, node: string, cidr: string, kind: string | undefined, timeoutMs = 30_000): Promise<void> {
   const ok = await until(async () => (await kindOf(lab.node(node), cidr)) === kind, timeoutMs);
   assert.ok(ok, `${node}: route ${cidr} should be ${kind ?? 'absent'}, is ${await kindOf(lab.node(node), cidr)}`);
 }
@@ -121,30 +121,40 @@ async function switchTo(lab: Lab, mode: Mode): Promise<number> {
   return Date.now() - t0;
 }
 
-test('mode switch vxlan -> ipip -> vxlan while a 20/s ping flows: routes change, little loss, ends clean', async () => {
+test('mode switch vxlan -> ipip -> vxlan while a 20/s ping flows: routes change, answered over each tunnel, ends clean', async () => {
   await withSharedLab(async (lab) => {
     const n2block = lab.node('node2').block;
+    const web2 = lab.pod('web-2');
     assert.is(await kindOf(lab.node('node1'), n2block), 'vxlan');
-    const COUNT = 160; // 8 s at 50 ms
-    const ping = backgroundPing(lab, 'web-1', lab.pod('web-2').ip, COUNT);
-    await sleep(1500);
-    const toIpip = await switchTo(lab, 'ipip');
-    assert.is((await routes(lab.node('node1'))).find((r) => r.cidr === n2block)?.via, lab.node('node2').ip);
-    await sleep(1500);
-    const toVxlan = await switchTo(lab, 'vxlan');
-    const r = await ping.done;
-    if (process.env.E2E_VERBOSE) console.log(`mode switch: lost ${r.lost.length}/${r.sent} [${r.lost.join(',')}], switches ${toIpip}/${toVxlan} ms`);
-    assert.is(r.sent, COUNT, r.out.slice(-300));
-    assert.ok(r.lost.length < COUNT * 0.1, `lost ${r.lost.length}/${COUNT} (seqs ${r.lost.join(',')}); switches took ${toIpip} and ${toVxlan} ms`);
-    // ends at 0: the last 2 s (40 packets, all sent well after the switch back was applied) all answered
-    const tail = r.lost.filter((s) => s > COUNT - 40);
-    assert.equal(tail, [], `losses at the end: ${tail.join(',')}`);
-    assert.equal([...r.ttls], [62]);
-    // the tunnel packets changed with the mode: both IPIP and VXLAN were received on node2 (on its
-    // underlay port, the kernel's copy counted and dropped by podway's table: nft-tunnels.ts)
-    const c = JSON.parse(run('ip', ['netns', 'exec', lab.node('node2').ns, 'nft', '-j', 'list', 'counters', 'table', 'inet', 'podway_tunnels'])) as { nftables: { counter?: { name: string; packets: number } }[] };
-    const rx = (name: string) => c.nftables.find((x) => x.counter?.name === name)?.counter?.packets ?? 0;
-    assert.ok(rx('ipip') > 10 && rx('vxlan') > 10, `node2 tunnel rx: ${JSON.stringify(c.nftables)}`);
+    // 50 ms apart, up to 2,000 (100 s): ended (SIGINT) once the switch back is applied. How many
+    // the switches lost is a speed figure (bench:stall's), printed with E2E_VERBOSE, not asserted:
+    // a loaded host stretches the switches (a fixed 160-request run once ended before the switch
+    // back was applied, and its last 40 counted as losses at the end).
+    const ping = backgroundPing(lab, 'web-1', web2.ip, 2000);
+    try {
+      const replies = () => (ping.out().match(/icmp_seq=\d+ ttl=/g) ?? []).length;
+      assert.ok(await until(() => replies() >= 20, 30_000, 50), `answered before the switch: ${ping.out().slice(-300)}`);
+      const toIpip = await switchTo(lab, 'ipip');
+      assert.is((await routes(lab.node('node1'))).find((r) => r.cidr === n2block)?.via, lab.node('node2').ip);
+      const atIpip = replies();
+      assert.ok(await until(() => replies() >= atIpip + 20, 30_000, 50), `answered over IPIP: ${ping.out().slice(-300)}`);
+      const toVxlan = await switchTo(lab, 'vxlan');
+      ping.proc.kill('SIGINT');
+      const r = await ping.done;
+      if (process.env.E2E_VERBOSE) console.log(`mode switch: lost ${r.lost.length}/${r.sent} [${r.lost.join(',')}], switches ${toIpip}/${toVxlan} ms`);
+      assert.equal([...r.ttls], [62]);
+      // ends clean: once the switch back is applied, 40 more requests at the same pace all answered
+      // (every reply awaited: a deadline of 15 s)
+      const after = await pingIn(lab.pod('web-1').ns, web2.ip, 40, 0.05, ['-W', '10']).done;
+      assert.equal(after.lost, [], `losses after the switch back: ${after.lost.join(',')} of ${after.sent}\n${after.out.slice(-300)}`);
+      // the tunnel packets changed with the mode: both IPIP and VXLAN were received on node2 (on
+      // its underlay port, the kernel's copy counted and dropped by podway's table: nft-tunnels.ts)
+      const c = JSON.parse(run('ip', ['netns', 'exec', lab.node('node2').ns, 'nft', '-j', 'list', 'counters', 'table', 'inet', 'podway_tunnels'])) as { nftables: { counter?: { name: string; packets: number } }[] };
+      const rx = (name: string) => c.nftables.find((x) => x.counter?.name === name)?.counter?.packets ?? 0;
+      assert.ok(rx('ipip') > 10 && rx('vxlan') > 10, `node2 tunnel rx: ${JSON.stringify(c.nftables)}`);
+    } finally {
+      ping.proc.kill('SIGINT');
+    }
   });
 });
 

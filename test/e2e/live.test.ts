@@ -13,6 +13,7 @@ import { writeFileSync, renameSync, existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LabNodeSpec, Mode, run, pingArgs, parsePing, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
+import { Netns, waitQdiscActive } from '../helpers/netns';
 import { guard, teardown, isRoot, kindOf, routes, status, backgroundPing, pingIn, until, waitLog, logTail, logMessage, sleep, track } from './e2e-kit';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
@@ -388,6 +389,7 @@ test('a missing pod interface is reported, the other pods are served, and it is 
       run('ip', ['link', 'add', web2.ifname, 'netns', n2.ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', web2.ns]);
       run('ip', ['-n', n2.ns, 'link', 'set', web2.ifname, 'address', 'ee:ee:ee:ee:ee:ee', 'up']);
       run('ip', ['-n', web2.ns, 'link', 'set', 'eth0', 'address', saved!.mac, 'mtu', '1450', 'up']);
+      linkReady(lab, 'web-2');
       run('ip', ['-n', web2.ns, 'addr', 'add', `${web2.ip}/32`, 'dev', 'eth0']);
       run('ip', ['-n', web2.ns, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
       run('ip', ['-n', web2.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
@@ -406,6 +408,17 @@ test('a missing pod interface is reported, the other pods are served, and it is 
 });
 
 
+/**
+ * A veth pod's re-made link, both ends up, able to transmit: a fresh link drops frames silently
+ * until the kernel's linkwatch work replaces its noop qdisc (late on a loaded host), and the tests
+ * count every reply once the pod is attached.
+ */
+function linkReady(lab: Lab, pod: string): void {
+  const p = lab.pod(pod);
+  waitQdiscActive(new Netns(p.ns), 'eth0', 10_000);
+  waitQdiscActive(new Netns(lab.node(p.node).ns), p.ifname, 10_000);
+}
+
 /** Make a veth pod's interface again by hand, as a CNI ADD does: same names, addresses and MAC. */
 function rewireVeth(lab: Lab, pod: string, opts: { hostUp?: boolean } = {}): void {
   const p = lab.pod(pod);
@@ -416,6 +429,7 @@ function rewireVeth(lab: Lab, pod: string, opts: { hostUp?: boolean } = {}): voi
   // is down (the test below does so on purpose)
   if (opts.hostUp ?? true) run('ip', ['-n', n.ns, 'link', 'set', p.ifname, 'up']);
   run('ip', ['-n', p.ns, 'link', 'set', 'eth0', 'address', p.mac!, 'mtu', '1450', 'up']);
+  if (opts.hostUp ?? true) linkReady(lab, pod);
   run('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
   run('ip', ['-n', p.ns, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
   run('ip', ['-n', p.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);

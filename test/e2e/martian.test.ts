@@ -26,6 +26,7 @@ import { guard, teardown, isRoot, routes, logTail, until } from './e2e-kit';
 import { parseIpv6Bytes } from '../../src/packet';
 import { Bg, PY_RAW, PY_UDP_RECV, pyJson, py, eth, ipBytes } from './tools';
 import { run } from '../../src/lab/lab';
+import { Netns, waitQdiscActive } from '../helpers/netns';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { writeFileSync, renameSync } from 'node:fs';
@@ -438,6 +439,10 @@ test('pod guard after start: a pod added is guarded (its forged sources dropped,
   web3.ip6 = null;
   run('ip', ['-n', web3.ns, 'addr', 'add', `${web3.ip}/32`, 'dev', web3.podIf]);
   run('ip', ['-n', web3.ns, 'link', 'set', web3.podIf, 'up']);
+  // Both ends able to transmit before web-3's frames below are sent: a fresh link drops them
+  // silently until the kernel's linkwatch work replaces its noop qdisc, late on a loaded host.
+  waitQdiscActive(new Netns(web3.ns), web3.podIf, 10_000);
+  waitQdiscActive(new Netns(n1.ns), web3.ifname, 10_000);
   run('ip', ['-n', web3.ns, 'route', 'add', '169.254.1.1', 'dev', web3.podIf, 'scope', 'link']);
   run('ip', ['-n', web3.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', web3.podIf]);
   web3.mac = JSON.parse(run('ip', ['-j', '-n', web3.ns, 'link', 'show', web3.podIf]))[0].address;

@@ -523,14 +523,32 @@ export class Pipeline6 {
    * An ICMPv6 error for a packet that came from another node (a tunnel, the underlay) or the host
    * (counted under `reason`): its sender is elsewhere, so the error is built in place from this
    * node's IPv6 address and routed like any packet, as the node's kernel would send it (IPv4:
-   * Pipeline.icmpErrorRouted). No node IPv6 address: dropped, counted.
+   * Pipeline.icmpErrorRouted); to a sender without a pod or node route, through the node's routing
+   * (tx6). No node IPv6 address, or no way back: dropped, counted (icmp_sent counts only errors
+   * that go or wait for their neighbour).
    */
   private icmpErrorRouted(i: number, ip: number, type: number, code: number, word32: number, reason: number): number {
     const n = this.errorInPlace(i, ip, type, code, word32, reason, this.hasNodeIp6);
     if (n < 0) return DROP;
-    this.p.counters[Event.ICMP_SENT]++;
-    if (this.p.tr !== null) this.p.tr.stages.push(`${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} from ${formatIpv6(this.nodeIp6, 0)}: routed back to the sender`);
-    return this.route(i, -1, n + ETH_HLEN, false, true);
+    const b = this.b;
+    const eip = n + ETH_HLEN;
+    const what = `${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} from ${formatIpv6(this.nodeIp6, 0)}`;
+    const nhs = this.nh;
+    if (nhs !== null && nhs.fib.lookup(word(b, eip + 24), word(b, eip + 28), word(b, eip + 32), word(b, eip + 36)) === NO_ROUTE) {
+      // A sender neither pod nor node (a ToR, a client outside the cluster in direct/BGP mode, a
+      // traceroute from the fabric): the node's routing has the way back, as for Calico's kernel
+      // (IPv4: Pipeline.icmpErrorRouted). A link-local or other martian sender has no way there.
+      if (this.tx6Port < 0 || isMartianDst6(b, eip + 24)) return this.drop(Reason.NO_ROUTE);
+      this.setFrame(i, eip, IPV6_HEADER_LEN + ((b[eip + 4] << 8) | b[eip + 5]));
+      this.p.counters[Event.ICMP_SENT]++;
+      if (this.p.tr !== null) this.p.tr.stages.push(`${what}: to ${formatIpv6(b, eip + 24)} through the node's routing (tx6)`);
+      return this.tx6Port;
+    }
+    if (this.p.tr !== null) this.p.tr.stages.push(`${what}: routed back to the sender`);
+    const out = this.route(i, -1, eip, false, true);
+    // counted once it goes (or waits for its neighbour), not when a route drops it
+    if (out !== DROP) this.p.counters[Event.ICMP_SENT]++;
+    return out;
   }
 
   /** The pod left its TCP/UDP checksum to offload: the field holds the pseudo-header sum. */

@@ -6,7 +6,8 @@ import * as assert from 'uvu/assert';
 import { Reason, Event, Reason6, Event6 } from '../../src/dataplane/counters';
 import { Drop, parseIpv6Bytes, toHex } from '../../src/packet';
 import { TraceSession, parseTraceFilter, describeFilter } from '../../src/dataplane/trace';
-import { onlyFrame, nothingSent, assertBytes, u16, frame, takeAll } from './helpers';
+import { onlyFrame, nothingSent, assertBytes, u16, frame, takeAll, NODE1_MAC } from './helpers';
+import { parseMac } from './helpers6-extra';
 import { Role } from '../../src/dataplane/pipeline';
 import { makeHarness6, frame6, dualStackYaml, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 import { fixture6, icmpv6Sum, fixIcmpv6Checksum } from '../packet/helpers6';
@@ -320,6 +321,35 @@ function podTo(dst: string, hopLimit = 64): Uint8Array {
   f[14 + 7] = hopLimit;
   return f;
 }
+
+test('hop limit 1 from the underlay from an outside sender (no pod or node route back): time exceeded through the node\'s routing (tx6), counted icmp_sent once, not dropped no_route', () => {
+  const { h, tx6 } = withTx6(false);
+  const f = frame6('v6pipe_a_to_b'); // to pod A (fd00:10:244::1)...
+  f.set(parseMac(NODE1_MAC), 0); // ...on node1's underlay NIC, unencapsulated (direct/BGP mode)
+  f.set([0x02, 0, 0x5e, 0, 0, 0x09], 6);
+  f.set(parseIpv6Bytes('fd00:10:244::1'), 14 + 24);
+  f.set(parseIpv6Bytes('2001:db8::9'), 14 + 8); // a ToR or a client outside the cluster
+  f[14 + 7] = 1;
+  fixIcmpv6Checksum(f);
+  h.receive(h.infra.underlay, f);
+  const out = onlyFrame(h, tx6, 'time exceeded via tx6').bytes;
+  assert.is(out[0] >> 4, 6, 'a bare IPv6 packet for the raw socket');
+  assert.is(out[6], 58, 'ICMPv6');
+  assertBytes(out.subarray(8, 24), parseIpv6Bytes('fd99::1'), 'from the node\'s IPv6 address');
+  assertBytes(out.subarray(24, 40), parseIpv6Bytes('2001:db8::9'), 'to the sender');
+  assert.equal([out[40], out[41]], [3, 0], 'time exceeded, hop limit');
+  assert.is(out.length, 40 + u16(out, 4));
+  assert.is(icmpv6Sum(out, 0, 40, u16(out, 4)), 0xffff, 'ICMPv6 checksum');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 0, 'not built and then dropped');
+  // without the raw socket there is no way back: a counted drop, not a sent error
+  h.pipe.v6.tx6Port = -1;
+  h.receive(h.infra.underlay, f);
+  nothingSent(h, 'no tx6');
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 1);
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 1);
+});
 
 test('natOutgoing IPv6 pool: egress outside the pools goes out of tx6 as egress_nat (the kernel masquerades it), traced; other nodes and pools are not NAT', () => {
   const { h, tx6 } = withTx6(true);

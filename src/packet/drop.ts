@@ -45,6 +45,11 @@ export const Drop = {
    * net.ipv4.conf.*.accept_source_route=0 (podway never follows the route; forwarding it would
    * hand the receiver a route chosen by the sender). Looked for only when the header has options. */
   SOURCE_ROUTE: 19,
+  /** IPv4 options the kernel's ip_options_compile refuses (it drops the packet and answers
+   * parameter problem): an option list whose lengths do not add up (a length below 2 or past the
+   * header, a type byte with no length after it), a record route or timestamp whose length or
+   * pointer is out of range, or a second one. Looked for only when the header has options. */
+  BAD_IP_OPTIONS: 20,
 } as const;
 
 export type DropReason = (typeof Drop)[keyof typeof Drop];

@@ -194,37 +194,69 @@ export function validateIpv4(b: Uint8Array, off: number, len: number): DropReaso
         ((b[off + 14] << 8) | b[off + 15]) + ((b[off + 16] << 8) | b[off + 17]) + ((b[off + 18] << 8) | b[off + 19])
       : sum16(b, off, hlen, 0);
   if (fold16(s) !== 0xffff) return Drop.BAD_CHECKSUM;
-  // Options (IHL > 5, rare): a source route is dropped (Drop.SOURCE_ROUTE). The option-less fast
-  // path pays the one compare above.
-  if (hlen !== IPV4_HEADER_LEN && hasSourceRoute(b, off + IPV4_HEADER_LEN, off + hlen)) return Drop.SOURCE_ROUTE;
+  // Options (IHL > 5, rare): a malformed list is dropped (Drop.BAD_IP_OPTIONS), a source route
+  // too (Drop.SOURCE_ROUTE). The option-less fast path pays the one compare above.
+  if (hlen !== IPV4_HEADER_LEN) return checkIpv4Options(b, off + IPV4_HEADER_LEN, off + hlen);
   return Drop.OK;
 }
 
-/** IPv4 option types of a source route: loose (LSRR) and strict (SSRR), RFC 791. */
+/** IPv4 option types (RFC 791): end of list, no-op, record route, timestamp, loose and strict
+ * source route. */
+const OPT_EOL = 0;
+const OPT_NOP = 1;
+const OPT_RR = 0x07;
+const OPT_TS = 0x44;
 const OPT_LSRR = 0x83;
 const OPT_SSRR = 0x89;
 
 /**
- * Does the option list [o, end) hold a source route? Walks it as Linux's ip_options_compile does:
- * EOL (0) ends it, NOP (1) is one byte, any other option has a length byte (at least 2, within the
- * list). A list malformed before a source route ends the walk (the receiving kernel drops such a
- * header for its bad option anyway).
+ * Checks the option list [o, end) as Linux's ip_options_compile does for a received packet: EOL
+ * (0) ends it (what follows is padding), NOP (1) is one byte, any other option has a length byte,
+ * at least 2 and within the list; a record route needs length >= 3, pointer >= 4 and, while it has
+ * room (pointer <= length), room for an address; a timestamp needs length >= 4, pointer >= 5 and,
+ * while it has room, room for its entry (4 bytes, 8 with addresses, flags 0, 1 or 3) or an
+ * overflow count below 15 when full; neither may appear twice. Any of these wrong:
+ * Drop.BAD_IP_OPTIONS. A well-formed list with a loose or strict source route: Drop.SOURCE_ROUTE
+ * (the kernel drops it with accept_source_route=0). Other options (security, stream id, router
+ * alert, unknown types) pass, as the kernel forwards them.
  */
-function hasSourceRoute(b: Uint8Array, o: number, end: number): boolean {
+export function checkIpv4Options(b: Uint8Array, o: number, end: number): DropReason {
+  let seen = 0; // 1: record route, 2: timestamp
+  let sourceRoute = false;
   while (o < end) {
     const t = b[o];
-    if (t === 0) return false;
-    if (t === 1) {
+    if (t === OPT_EOL) break;
+    if (t === OPT_NOP) {
       o++;
       continue;
     }
-    if (t === OPT_LSRR || t === OPT_SSRR) return true;
-    if (o + 1 >= end) return false;
+    if (o + 1 >= end) return Drop.BAD_IP_OPTIONS;
     const l = b[o + 1];
-    if (l < 2 || o + l > end) return false;
+    if (l < 2 || o + l > end) return Drop.BAD_IP_OPTIONS;
+    if (t === OPT_LSRR || t === OPT_SSRR) {
+      if (l < 3 || b[o + 2] < 4) return Drop.BAD_IP_OPTIONS;
+      sourceRoute = true;
+    } else if (t === OPT_RR) {
+      if ((seen & 1) !== 0 || l < 3) return Drop.BAD_IP_OPTIONS;
+      const ptr = b[o + 2];
+      if (ptr < 4 || (ptr <= l && ptr + 3 > l)) return Drop.BAD_IP_OPTIONS;
+      seen |= 1;
+    } else if (t === OPT_TS) {
+      if ((seen & 2) !== 0 || l < 4) return Drop.BAD_IP_OPTIONS;
+      const ptr = b[o + 2];
+      const flags = b[o + 3] & 0x0f;
+      if (ptr < 5) return Drop.BAD_IP_OPTIONS;
+      if (ptr <= l) {
+        if (ptr + 3 > l) return Drop.BAD_IP_OPTIONS;
+        if (flags === 1 || flags === 3) {
+          if (ptr + 7 > l) return Drop.BAD_IP_OPTIONS;
+        } else if (flags !== 0) return Drop.BAD_IP_OPTIONS;
+      } else if (flags !== 3 && b[o + 3] >>> 4 === 15) return Drop.BAD_IP_OPTIONS;
+      seen |= 2;
+    }
     o += l;
   }
-  return false;
+  return sourceRoute ? Drop.SOURCE_ROUTE : Drop.OK;
 }
 
 /**

@@ -71,6 +71,39 @@ test('IPv4 source route options (LSRR 0x83, SSRR 0x89) are dropped and counted s
   assert.is(h.pipe.counters[Drop.SOURCE_ROUTE], 5, 'inner LSRR counted source_route');
 });
 
+test('malformed IPv4 options (IHL 15 of garbage, a bad record route, a length past the header) are dropped and counted bad_ip_options, from a pod and from another node, as the kernel\'s ip_options_compile drops them; well-formed ones still go', () => {
+  const h = makeHarness();
+  const a = h.port('caliA');
+  assert.is(COUNTER_NAMES[Drop.BAD_IP_OPTIONS], 'bad_ip_options');
+  const garbage = Array.from({ length: 40 }, (_, k) => (0xde + k * 37) & 255);
+  const cases: Array<[string, number[]]> = [
+    ['IHL 15 of garbage', garbage],
+    ['record route pointer 3', [0x07, 7, 3, 0, 0, 0, 0]],
+    ['record route without room for an address', [0x07, 7, 5, 0, 0, 0, 0]],
+    ['an option length past the header', [0x1e, 9, 0, 0]],
+  ];
+  for (const [what, opts] of cases) {
+    const f = withOptions(frame('a_to_b'), opts);
+    if (opts === garbage) assert.is(f[14], 0x4f, 'IHL 15');
+    const before = h.pipe.counters[Drop.BAD_IP_OPTIONS];
+    h.receive(a, f);
+    nothingSent(h, what);
+    assert.is(h.pipe.counters[Drop.BAD_IP_OPTIONS], before + 1, `${what}: counted bad_ip_options`);
+  }
+  h.receive(a, withOptions(frame('a_to_b'), [0x07, 7, 4, 0, 0, 0, 0]));
+  onlyFrame(h, h.port('caliB'), 'a good record route goes');
+  // the same from another node: a VXLAN packet whose inner header has a bad record route
+  const payload = frame('vxlan_rv_to_a').subarray(42);
+  const innerOpt = withOptions(payload.subarray(8), [0x07, 7, 3, 0, 0, 0, 0]);
+  const bytes = new Uint8Array(8 + innerOpt.length);
+  bytes.set(payload.subarray(0, 8));
+  bytes.set(innerOpt, 8);
+  h.receive(h.infra.vxlan, { bytes, addr: parseIpv4('10.99.0.2'), aport: 50000 });
+  nothingSent(h, 'VXLAN inner bad record route');
+  assert.is(h.pipe.counters[Drop.BAD_IP_OPTIONS], 5);
+  assert.is(h.pipe.counters[Drop.SOURCE_ROUTE], 0);
+});
+
 test('isMartianDst4: 0/8, 127/8, multicast, reserved and broadcast; not link-local, private or public', () => {
   for (const a of ['0.0.0.0', '0.1.2.3', '127.0.0.1', '127.255.255.254', '224.0.0.1', '239.1.2.3', '240.0.0.1', '255.255.255.255']) assert.ok(isMartianDst4(parseIpv4(a)), a);
   for (const a of ['1.0.0.0', '126.255.255.255', '128.0.0.1', '169.254.169.254', '169.254.20.10', '10.0.0.1', '8.8.8.8', '223.255.255.255']) assert.not.ok(isMartianDst4(parseIpv4(a)), a);

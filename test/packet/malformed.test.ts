@@ -62,6 +62,64 @@ test('IPv4 header faults give their reason', () => {
   assert.is(P.validateEthIpv4(padded, 0, padded.length), D.OK);
 });
 
+/** udp_dns with `opts` as its IPv4 options (padded with EOL to a multiple of 4), lengths and
+ * header checksum fixed. */
+function withIpOptions(opts: number[]): Uint8Array {
+  const base = P.fromHex(fixture('udp_dns').hex);
+  const pad = [...opts];
+  while (pad.length % 4 !== 0) pad.push(0);
+  const f = new Uint8Array(base.length + pad.length);
+  f.set(base.subarray(0, 34));
+  f.set(pad, 34);
+  f.set(base.subarray(34), 34 + pad.length);
+  f[14] = 0x40 | ((20 + pad.length) >> 2);
+  P.setIpv4TotalLength(f, 14, P.ipv4TotalLength(base, 14) + pad.length);
+  P.ipv4FillChecksum(f, 14);
+  return f;
+}
+
+test('IPv4 options: lists the kernel\'s ip_options_compile refuses are BAD_IP_OPTIONS, source routes SOURCE_ROUTE, the rest OK', () => {
+  const garbage = [0xde, 0xad, 0xbe, 0xef, 0x42, 0x13, 0x37, 0x99, 0x05, 0x06, 0x07, 0x08, 0xaa, 0xbb, 0xcc, 0xdd, 0x11, 0x22, 0x33, 0x44,
+    0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90];
+  const rr = [0x07, 7, 4, 0, 0, 0, 0];
+  const cases: Array<[string, number[], number]> = [
+    ['IHL 15 of garbage', garbage, D.BAD_IP_OPTIONS],
+    ['length 0', [0x1e, 0, 0, 0], D.BAD_IP_OPTIONS],
+    ['length 1', [0x1e, 1, 0, 0], D.BAD_IP_OPTIONS],
+    ['length past the header', [0x1e, 9, 0, 0], D.BAD_IP_OPTIONS],
+    ['a type byte with no length after it', [1, 1, 1, 0x1e], D.BAD_IP_OPTIONS],
+    ['record route pointer 3', [0x07, 7, 3, 0, 0, 0, 0], D.BAD_IP_OPTIONS],
+    ['record route length 2', [0x07, 2, 1, 1], D.BAD_IP_OPTIONS],
+    ['record route without room for an address', [0x07, 7, 5, 0, 0, 0, 0], D.BAD_IP_OPTIONS],
+    ['two record routes', [...rr, 1, ...rr, 1], D.BAD_IP_OPTIONS],
+    ['timestamp length 3', [0x44, 3, 5, 0], D.BAD_IP_OPTIONS],
+    ['timestamp pointer 4', [0x44, 8, 4, 0, 0, 0, 0, 0], D.BAD_IP_OPTIONS],
+    ['timestamp flags 2', [0x44, 8, 5, 2, 0, 0, 0, 0], D.BAD_IP_OPTIONS],
+    ['timestamp with addresses, no room for one', [0x44, 8, 5, 1, 0, 0, 0, 0], D.BAD_IP_OPTIONS],
+    ['full timestamp, overflow 15', [0x44, 4, 5, 0xf0], D.BAD_IP_OPTIONS],
+    ['LSRR pointer 3', [0x83, 7, 3, 10, 0, 0, 1], D.BAD_IP_OPTIONS],
+    ['LSRR', [0x83, 7, 4, 10, 0, 0, 1], D.SOURCE_ROUTE],
+    ['NOPs, record route, then SSRR', [1, ...rr, 0x89, 7, 4, 10, 0, 0, 1], D.SOURCE_ROUTE],
+    ['4 NOPs', [1, 1, 1, 1], D.OK],
+    ['record route', rr, D.OK],
+    ['full record route', [0x07, 7, 8, 10, 0, 0, 1], D.OK],
+    ['timestamp', [0x44, 8, 5, 0, 0, 0, 0, 0], D.OK],
+    ['timestamp with addresses', [0x44, 12, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0], D.OK],
+    ['full timestamp, overflow 14', [0x44, 4, 5, 0xe0], D.OK],
+    ['router alert', [0x94, 4, 0, 0], D.OK],
+    ['an unknown option', [0x1e, 4, 0, 0], D.OK],
+    ['EOL, then garbage', [0, 0xde, 0xad, 0xff], D.OK],
+  ];
+  for (const [what, opts, reason] of cases) {
+    const f = withIpOptions(opts);
+    const r = P.validateEthIpv4(f, 0, f.length);
+    assert.is(r, reason, `${what}: ${P.DROP_NAMES[r]}`);
+    const mismatch = checkAll(f, f.length);
+    if (mismatch) assert.unreachable(`${what}: ${mismatch}`);
+  }
+  assert.is(withIpOptions(garbage)[14], 0x4f, 'IHL 15');
+});
+
 test('UDP / TCP / ICMP / ARP faults', () => {
   const udp = P.fromHex(fixture('udp_dns').hex);
   const u = 34;

@@ -159,6 +159,14 @@ export class Pipeline6 {
   private fromPodIp(i: number, port: number, ip: number): number {
     const b = this.b;
     if (this.p.trace !== null) this.startTrace(ip, port);
+    // The gateway's link-local address is the veth host end's own (the kernel gives it
+    // fe80::ecee:eeff:feee:eeee from ee:ee:ee:ee:ee:ee): the kernel already has a veth pod's frame
+    // and answers it (an echo, from the pod's global or link-local address), so podway sends
+    // nothing, no unreachable (before: martian_dst or source_check). One compare for other traffic.
+    if (b[ip + 24] === 0xfe && this.p.hostSees[port] === 1 && this.isGateway6(ip + 24)) {
+      if (this.p.tr !== null) this.p.tr.stages.push(`${formatIpv6(b, ip + 24)}: the gateway's link-local address, the veth host end's: the node's kernel has the frame`);
+      return this.count(Event.TO_HOST, HOST);
+    }
     // Source check: only the endpoint's own IPv6 addresses may leave its interface (its
     // link-local address is for the link only and fails here too).
     const cnt = this.podIp6Count[port];
@@ -590,6 +598,11 @@ export class Pipeline6 {
     }
     const h = jhash3(d, (s ^ proto) >>> 0, ports, this.flowSeed);
     return h === 0 ? 1 : h;
+  }
+
+  private isGateway6(a: number): boolean {
+    for (let k = 0; k < 16; k++) if (this.b[a + k] !== GATEWAY_IP6[k]) return false;
+    return true;
   }
 
   private isNodeIp6(a: number): boolean {

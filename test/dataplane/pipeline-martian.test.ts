@@ -185,7 +185,7 @@ test('IPv6: a pod\'s packet for ::1, ::, fe80::/10, ::ffff:0:0/96 never reaches 
   (h.infra as Record<string, number>).tx6 = tx6;
   const a = h.port('caliA');
   let n = 0;
-  for (const dst of ['::1', '::', 'fe80::1', 'fe80::ecee:eeff:feee:eeee', '::ffff:7f00:1']) {
+  for (const dst of ['::1', '::', 'fe80::1', '::ffff:7f00:1']) {
     const f = frame6('v6pipe_a_to_b');
     f.set(parseIpv6Bytes(dst), 14 + 24);
     h.receive(a, f);
@@ -200,6 +200,27 @@ test('IPv6: a pod\'s packet for ::1, ::, fe80::/10, ::ffff:0:0/96 never reaches 
   onlyFrame(h, tx6, 'A -> 2001:db8::1');
   assert.is(h.pipe.counters[Event.EGRESS], 1);
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 0);
+  // The gateway's link-local is the veth host end's own: the kernel has A's frame and answers
+  // its echo (from A's global address or its link-local one); podway sends nothing.
+  const toGw = frame6('v6pipe_a_to_b');
+  toGw.set(parseIpv6Bytes('fe80::ecee:eeff:feee:eeee'), 14 + 24);
+  h.receive(a, toGw);
+  nothingSent(h, 'A -> the gateway\'s link-local: the kernel\'s');
+  const fromLl = toGw.slice();
+  fromLl.set(parseIpv6Bytes('fe80::285f:10ff:fe00:101'), 14 + 8);
+  h.receive(a, fromLl);
+  nothingSent(h, 'A (link-local) -> the gateway\'s link-local: the kernel\'s');
+  assert.is(h.pipe.counters[Event.TO_HOST], 2);
+  assert.is(h.pipe.counters[Reason.MARTIAN_DST], n, 'no martian_dst');
+  assert.is(h.pipe.counters[Reason.SOURCE_CHECK], 0, 'no source_check');
+  assert.is(h.pipe.counters[Event.ICMP_SENT], n);
+  // A TUN pod has no host end owning that address: still martian, unreachable back
+  const u = h.port('tunU');
+  const uToGw = toGw.subarray(14).slice();
+  uToGw.set(parseIpv6Bytes('fd00:10:244::4'), 8);
+  h.receive(u, uToGw);
+  onlyFrame(h, u, 'U -> the gateway\'s link-local: unreachable');
+  assert.is(h.pipe.counters[Reason.MARTIAN_DST], n + 1);
 });
 
 test.run();

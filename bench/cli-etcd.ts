@@ -21,7 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ETCD_BINARY, requireEtcdBinary, singleMemberArgs } from '../src/lab/etcd';
 import { TIME_BINARY } from './cni/driver';
-import { benchArgsOrExit } from './e2e/bench-args';
+import { benchArgsOrExit, compareCheckout, intOption, type BenchArgs } from './e2e/bench-args';
 import { machineInfo } from './machine';
 import { median } from './stats';
 
@@ -40,20 +40,8 @@ type Command = keyof typeof COMMANDS;
 
 interface Args { runs: number; json: boolean; compare?: string }
 
-function parseArgs(argv: string[]): Args {
-  const args: Args = { runs: 9, json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--runs') {
-      args.runs = Number(argv[++i]);
-      if (!Number.isInteger(args.runs) || args.runs < 1 || args.runs > 100) throw new Error('--runs needs an integer 1..100');
-    } else if (a === '--json') args.json = true;
-    else if (a === '--compare') {
-      args.compare = path.resolve(argv[++i] ?? '');
-      if (!existsSync(path.join(args.compare, 'bin', 'podway.js'))) throw new Error(`--compare ${argv[i]}: no bin/podway.js there`);
-    } else throw new Error(`unknown argument ${a}`);
-  }
-  return args;
+function parseArgs(args: BenchArgs): Args {
+  return { runs: intOption(args, '--runs', 9, 1, 100), json: args.has('--json'), compare: compareCheckout(args, path.join('bin', 'podway.js')) };
 }
 
 function freePort(): Promise<number> {
@@ -120,8 +108,7 @@ function timed(bin: string, args: readonly string[], env: NodeJS.ProcessEnv, tim
 }
 
 async function main(): Promise<void> {
-  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(benchArgsOrExit(process.argv.slice(2), BENCH_ARGS));
   if (!existsSync(TIME_BINARY)) throw new Error(`${TIME_BINARY} is missing: run \`bash scripts/setup.sh\` (it installs GNU time)`);
   const builds: [string, string][] = [['this', path.join(ROOT, 'bin', 'podway.js')], ...(args.compare ? [['compare', path.join(args.compare, 'bin', 'podway.js')] as [string, string]] : [])];
   const dir = mkdtempSync(path.join(os.tmpdir(), 'podway-bench-cli-'));

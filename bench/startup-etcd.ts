@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { Lab, sleep } from '../src/lab/lab';
 import { controlRequest } from '../src/dataplane/control-client';
 import { machineInfo } from './machine';
-import { benchArgsOrExit } from './e2e/bench-args';
+import { benchArgsOrExit, compareCheckout, intOption, type BenchArgs } from './e2e/bench-args';
 import { median } from './stats';
 
 const BENCH_ARGS = { usage: 'usage: node dist/bench/startup-etcd.js [--runs N] [--bgp] [--compare OTHER_CHECKOUT]', flags: ['--bgp'], options: ['--runs', '--compare'] };
@@ -26,24 +26,14 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const PHASES = ['join', 'model', 'applied', 'forwarding', 'ready', 'packet'] as const;
 type Row = Record<(typeof PHASES)[number], number | null> & { cache: boolean };
 
-function parseArgs(argv: string[]): { runs: number; bgp: boolean; compare?: string } {
-  const a: { runs: number; bgp: boolean; compare?: string } = { runs: 5, bgp: false };
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--runs') a.runs = Number(argv[++i]);
-    else if (argv[i] === '--bgp') a.bgp = true;
-    else if (argv[i] === '--compare') a.compare = path.resolve(argv[++i] ?? '');
-    else throw new Error(`unknown argument ${argv[i]} (expected --runs N, --bgp, --compare DIR)`);
-  }
-  if (!Number.isInteger(a.runs) || a.runs < 1 || a.runs > 50) throw new Error('--runs needs an integer 1..50');
-  if (a.compare && !existsSync(path.join(a.compare, 'bin', 'podway.js'))) throw new Error(`--compare ${a.compare}: no bin/podway.js there`);
-  return a;
+function parseArgs(args: BenchArgs): { runs: number; bgp: boolean; compare?: string } {
+  return { runs: intOption(args, '--runs', 5, 1, 50), bgp: args.has('--bgp'), compare: compareCheckout(args, path.join('bin', 'podway.js')) };
 }
 
 
 async function main(): Promise<void> {
   // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
-  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(benchArgsOrExit(process.argv.slice(2), BENCH_ARGS));
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
   const extra = args.bgp ? ['--bgp'] : [];
   const builds: [string, string][] = [['this', ROOT], ...(args.compare ? [['compare', args.compare] as [string, string]] : [])];

@@ -28,7 +28,7 @@ import { applyResource } from '../src/control/v3-store';
 import { registerNode } from '../src/control/node-registration';
 import { machineInfo } from './machine';
 import { BenchNamespaces } from './namespaces';
-import { benchArgsOrExit } from './e2e/bench-args';
+import { benchArgsOrExit, compareCheckout, intOption, type BenchArgs } from './e2e/bench-args';
 import { median } from './stats';
 
 const BENCH_ARGS = { usage: 'usage: node dist/bench/startup.js [--runs N] [--only SCENARIO[,SCENARIO...]] [--compare OTHER_CHECKOUT] [--json]', flags: ['--json'], options: ['--runs', '--compare', '--only'] };
@@ -44,25 +44,15 @@ const NEEDS_ROOT: ReadonlySet<Scenario> = new Set(['cni-add', 'cni-del', 'run-so
 
 interface Args { runs: number; only: Scenario[]; json: boolean; compare?: string }
 
-function parseArgs(argv: string[]): Args {
-  const args: Args = { runs: 5, only: [...SCENARIOS], json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--runs') {
-      args.runs = Number(argv[++i]);
-      if (!Number.isInteger(args.runs) || args.runs < 1 || args.runs > 100) throw new Error('--runs needs an integer 1..100');
-    } else if (a === '--json') args.json = true;
-    else if (a === '--compare') {
-      args.compare = path.resolve(argv[++i] ?? '');
-      if (!existsSync(path.join(args.compare, 'bin', 'podway.js'))) throw new Error(`--compare ${argv[i]}: no bin/podway.js there`);
-    }
-    else if (a === '--only') {
-      const names = (argv[++i] ?? '').split(',').filter(Boolean);
-      for (const n of names) if (!(SCENARIOS as readonly string[]).includes(n)) throw new Error(`--only: unknown scenario ${JSON.stringify(n)} (${SCENARIOS.join(', ')})`);
-      args.only = names as Scenario[];
-    } else throw new Error(`unknown argument ${a} (expected --runs N, --only ${SCENARIOS.join(',')}, --compare DIR, --json)`);
+function parseArgs(args: BenchArgs): Args {
+  let only: Scenario[] = [...SCENARIOS];
+  const o = args.opt('--only');
+  if (o !== undefined) {
+    const names = o.split(',').filter(Boolean);
+    for (const n of names) if (!(SCENARIOS as readonly string[]).includes(n)) throw new Error(`--only: unknown scenario ${JSON.stringify(n)} (${SCENARIOS.join(', ')})`);
+    only = names as Scenario[];
   }
-  return args;
+  return { runs: intOption(args, '--runs', 5, 1, 100), only, json: args.has('--json'), compare: compareCheckout(args, path.join('bin', 'podway.js')) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -168,8 +158,7 @@ class StartupLab {
 
 async function main(): Promise<void> {
   // --help prints the usage; an unknown option or one missing its value exits 2 (bench-args.ts)
-  benchArgsOrExit(process.argv.slice(2), BENCH_ARGS);
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(benchArgsOrExit(process.argv.slice(2), BENCH_ARGS));
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   const only = args.only.filter((s) => {
     if (NEEDS_ROOT.has(s) && !root) process.stderr.write(`${s}: skipped (needs root)\n`);

@@ -9,6 +9,9 @@
  * beside someone else's measurement). Now `--help`/`-h` prints the usage and exits 0, and an
  * option the entry point does not know, or one missing its value, is refused with exit code 2.
  */
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+
 export interface BenchArgSpec {
   /** Printed by --help and after a refusal. */
   readonly usage: string;
@@ -75,4 +78,26 @@ export function benchArgsOrExit(argv: readonly string[], spec: BenchArgSpec): Be
     process.stderr.write(`${e.message}\n${spec.usage.trimEnd()}\n`);
     process.exit(2);
   }
+}
+
+/** An integer option's value within [min, max], `dflt` when absent; a bad value throws naming it. */
+export function intOption(args: BenchArgs, name: string, dflt: number, min: number, max: number): number {
+  const v = args.opt(name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} needs an integer ${min}..${max} (got ${JSON.stringify(v)})`);
+  return n;
+}
+
+/**
+ * `--compare DIR`: another checkout of podway to measure beside this one, resolved to an absolute
+ * path; it must hold `marker` (a built file, e.g. bin/podway.js), else the error says so before
+ * minutes of measuring start. Undefined when the option is absent.
+ */
+export function compareCheckout(args: BenchArgs, marker: string): string | undefined {
+  const v = args.opt('--compare');
+  if (v === undefined) return undefined;
+  const dir = path.resolve(v);
+  if (!existsSync(path.join(dir, marker))) throw new Error(`--compare ${v}: no ${marker} there (build it first)`);
+  return dir;
 }

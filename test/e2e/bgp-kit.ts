@@ -278,6 +278,28 @@ export async function routesVia(lab: Lab, node: string, cidr: string, kind: stri
   return (await routesOf(lab, node)).some((r) => r.cidr === cidr && r.kind === kind && r.via === via);
 }
 
+/** BIRD's one-line summary of its protocol `proto` (state and since: a reset changes it). */
+export function birdProtocolLine(bird: BirdProcess, proto: string): string {
+  return bird.birdc('show', 'protocols', proto).split('\n').find((l) => l.startsWith(proto)) ?? '';
+}
+
+/** What BIRD says of the peer's OPEN in protocol `proto`'s session in force (its `Neighbor
+ * capabilities` block): graceful restart's R bit shows as `Restart recovery`, the F bits as
+ * `AF preserved: ipv4`. Empty while no session is up. */
+export function birdNeighborCaps(bird: BirdProcess, proto: string): string {
+  const all = bird.birdc('show', 'protocols', 'all', proto);
+  const at = all.indexOf('Neighbor capabilities');
+  if (at < 0) return '';
+  const rest = all.slice(at);
+  const end = rest.search(/\n\s+(Session:|Source address:|Channel )/);
+  return end < 0 ? rest : rest.slice(0, end);
+}
+
+/** The UPDATEs BIRD's protocol `proto` has received (all its sessions); -1 when it says nothing. */
+export function birdImportUpdates(bird: BirdProcess, proto: string): number {
+  return Number(/Import updates:\s+(\d+)/.exec(bird.birdc('show', 'protocols', 'all', proto))?.[1] ?? -1);
+}
+
 /**
  * The ToR: BIRD on the fabric (10.99.0.254, AS torAs) with an eBGP session to every node. Family 6:
  * the sessions go to the nodes' IPv6 addresses from torIp (an IPv6 address), carry IPv6 only, and

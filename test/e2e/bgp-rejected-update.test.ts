@@ -17,7 +17,7 @@ import * as assert from 'uvu/assert';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { nsExec, until, waitLog } from './e2e-kit';
-import { inBgpLab, nodesOnOneSubnet, writeResources, bgpPeerYaml, startBgpPodways, kernelRoutesVia, peerState, TOR_IP, TOR_AS } from './bgp-kit';
+import { inBgpLab, nodesOnOneSubnet, writeResources, bgpPeerYaml, startBgpPodways, kernelRoutesVia, peerState, TOR_IP, TOR_AS, birdProtocolLine } from './bgp-kit';
 
 const BAD_IP = '10.77.0.55';
 
@@ -36,7 +36,7 @@ test('a rejected Node update (an address no interface holds) leaves the BGP spea
   // change applied: 1 endpoints").
   assert.ok(await waitLog(n1, /BGP route change applied: \d+ routes/, 0, 20_000), `the route change logged: ${n1.log.join('\n')}`);
   const nodeStatus = async () => (await controlRequest(n1.control, { cmd: 'node-status' }, 5000)) as { routerId: string; peers: StatusPeer[] };
-  const torProtocol = () => tor.birdc('show', 'protocols', 'node1').split('\n').find((l) => l.startsWith('node1')) ?? '';
+  const torProtocol = () => birdProtocolLine(tor, 'node1');
   const before = await nodeStatus();
   const torBefore = torProtocol();
   assert.is(before.routerId, n1.ip);
@@ -98,7 +98,7 @@ test('a Node update the forwarding engine refuses (its VXLAN port held) leaves t
   assert.ok(await until(torHasBlock, 30_000, 250), `the ToR's kernel has ${n1.block}: ${tor.birdc('show', 'route', 'all')}`);
   assert.ok(await until(async () => (await peerState(lab, 'node1', TOR_IP)) === 'Established', 20_000, 250), 'session up');
   const nodeStatus = async () => (await controlRequest(n1.control, { cmd: 'node-status' }, 5000)) as { routerId: string; peers: StatusPeer[] };
-  const torProtocol = () => tor.birdc('show', 'protocols', 'node1').split('\n').find((l) => l.startsWith('node1')) ?? '';
+  const torProtocol = () => birdProtocolLine(tor, 'node1');
   const before = await nodeStatus();
   const torBefore = torProtocol();
   assert.is(before.routerId, n1.ip);

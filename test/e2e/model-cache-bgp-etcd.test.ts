@@ -25,7 +25,7 @@ import { controlRequest } from '../../src/dataplane/control-server';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { guard, teardown, isRoot, logMessage, logTail, nsExec, until, waitLog } from './e2e-kit';
 import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
-import { Birds, BirdProcess, nodesOnOneSubnet, bgpPeerYaml, kernelRoutesVia, peerState, podwayCli, TOR_IP, TOR_AS } from './bgp-kit';
+import { Birds, BirdProcess, nodesOnOneSubnet, bgpPeerYaml, kernelRoutesVia, peerState, podwayCli, TOR_IP, TOR_AS, birdProtocolLine, birdNeighborCaps, birdImportUpdates } from './bgp-kit';
 
 let lab: Lab | null = null;
 let store: LabKvStore | null = null;
@@ -66,20 +66,9 @@ test('at start: the ToR session is up, the ToR routes node1\'s block; node1 wrot
   assert.ok(await until(() => existsSync(lab!.modelCachePath('node1')), 15_000, 100), 'node1 wrote its model cache');
 });
 
-/** BIRD's line for the ToR's session with node1 (state and since: a reset changes it). */
-const torProtocol = () => tor!.birdc('show', 'protocols', 'node1').split('\n').find((l) => l.startsWith('node1')) ?? '';
-/** What BIRD says of node1's OPEN in the session in force (its `Neighbor capabilities` block):
- * graceful restart's R bit shows as `Restart recovery`, the F bits as `AF preserved: ipv4`. */
-const neighborCaps = () => {
-  const all = tor!.birdc('show', 'protocols', 'all', 'node1');
-  const at = all.indexOf('Neighbor capabilities');
-  if (at < 0) return '';
-  const rest = all.slice(at);
-  const end = rest.search(/\n\s+(Session:|Source address:|Channel )/);
-  return end < 0 ? rest : rest.slice(0, end);
-};
-/** The UPDATEs BIRD received from node1 (all sessions). */
-const importUpdates = () => Number(/Import updates:\s+(\d+)/.exec(tor!.birdc('show', 'protocols', 'all', 'node1'))?.[1] ?? -1);
+const torProtocol = () => birdProtocolLine(tor!, 'node1');
+const neighborCaps = () => birdNeighborCaps(tor!, 'node1');
+const importUpdates = () => birdImportUpdates(tor!, 'node1');
 interface StatusPeer { address: string; bgpState: string; since: string }
 const nodeStatus = async () => (await controlRequest(lab!.node('node1').control, { cmd: 'node-status' }, 5000)) as { routerId: string; peers: StatusPeer[]; cachedSettings?: string | null; speakerError?: string | null };
 const torPeer = (s: { peers: StatusPeer[] }) => s.peers.find((p) => p.address === TOR_IP);

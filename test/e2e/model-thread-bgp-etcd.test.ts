@@ -22,7 +22,7 @@ import { Lab, LabKvStore } from '../../src/lab/lab';
 import { applyResource, JsonObject } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, logMessage, logTail, until, waitLog } from './e2e-kit';
-import { Birds, BirdProcess, nodesOnOneSubnet, bgpPeerYaml, kernelRoutesVia, peerState, TOR_IP, TOR_AS } from './bgp-kit';
+import { Birds, BirdProcess, nodesOnOneSubnet, bgpPeerYaml, kernelRoutesVia, peerState, TOR_IP, TOR_AS, birdProtocolLine, birdNeighborCaps, birdImportUpdates } from './bgp-kit';
 
 let lab: Lab | null = null;
 let store: LabKvStore | null = null;
@@ -35,20 +35,9 @@ let countFile = '';
 
 interface Status { ready?: boolean; notReady?: string[]; modelThread?: { state: string; restarts: number } | null }
 const status = async (): Promise<Status> => (await controlRequest(lab!.node('node1').control, { cmd: 'status' }, 5000)) as Status;
-/** BIRD's line for the ToR's session with node1 (state and since: a new session changes it). */
-const torProtocol = () => tor!.birdc('show', 'protocols', 'node1').split('\n').find((l) => l.startsWith('node1')) ?? '';
-/** What BIRD says of node1's OPEN in the session in force: R shows as `Restart recovery`, F as
- * `AF preserved: ipv4`. */
-const neighborCaps = () => {
-  const all = tor!.birdc('show', 'protocols', 'all', 'node1');
-  const at = all.indexOf('Neighbor capabilities');
-  if (at < 0) return '';
-  const rest = all.slice(at);
-  const end = rest.search(/\n\s+(Session:|Source address:|Channel )/);
-  return end < 0 ? rest : rest.slice(0, end);
-};
-/** The UPDATEs BIRD received from node1 (all sessions). */
-const importUpdates = () => Number(/Import updates:\s+(\d+)/.exec(tor!.birdc('show', 'protocols', 'all', 'node1'))?.[1] ?? -1);
+const torProtocol = () => birdProtocolLine(tor!, 'node1');
+const neighborCaps = () => birdNeighborCaps(tor!, 'node1');
+const importUpdates = () => birdImportUpdates(tor!, 'node1');
 /** Whether BIRD has node1's block from node1 (stale or not). */
 const torHasBlock = () => tor!.birdc('show', 'route', 'protocol', 'node1').includes(lab!.node('node1').block);
 

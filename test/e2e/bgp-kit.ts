@@ -283,6 +283,25 @@ export function birdProtocolLine(bird: BirdProcess, proto: string): string {
   return bird.birdc('show', 'protocols', proto).split('\n').find((l) => l.startsWith(proto)) ?? '';
 }
 
+/**
+ * Whether two birdProtocolLine()s are the same session: the same state and info, and a "since"
+ * within 50 ms. BIRD keeps the time of the last state change on its monotonic clock and prints it
+ * as wall time computed at each `show`, so the same session's since can read a millisecond apart
+ * (13:16:03.755 then .756: seen failing a CI run); a reset and a new session take far longer.
+ */
+export function sameBirdSession(a: string, b: string): boolean {
+  const fa = a.trim().split(/\s+/);
+  const fb = b.trim().split(/\s+/);
+  if (fa.length !== fb.length || fa.length < 5) return a === b;
+  if (fa.some((f, i) => i !== 4 && f !== fb[i])) return false;
+  const ms = (t: string) => {
+    const m = /^(\d\d):(\d\d):(\d\d)(?:\.(\d{1,3}))?$/.exec(t);
+    return m ? ((Number(m[1]) * 60 + Number(m[2])) * 60 + Number(m[3])) * 1000 + Number((m[4] ?? '0').padEnd(3, '0')) : null;
+  };
+  const [x, y] = [ms(fa[4]!), ms(fb[4]!)];
+  return x === null || y === null ? fa[4] === fb[4] : Math.abs(x - y) <= 50;
+}
+
 /** What BIRD says of the peer's OPEN in protocol `proto`'s session in force (its `Neighbor
  * capabilities` block): graceful restart's R bit shows as `Restart recovery`, the F bits as
  * `AF preserved: ipv4`. Empty while no session is up. */

@@ -275,8 +275,8 @@ function ipNumber(text: string): number {
 
 export class BgpSpeaker extends EventEmitter {
   private readonly peers = new Map<string, Peer>();
-  /** Unconfigured addresses that dialled us: when last logged, how many refused since. */
-  private readonly refused = new Map<string, { loggedAt: number; since: number }>();
+  /** Unconfigured addresses that dialled us: logged the first time, then once per REFUSED_LOG_MS. */
+  private readonly refusedLog = new LogLimiter<string>({ intervalMs: REFUSED_LOG_MS, maxKeys: REFUSED_REMEMBERED });
   /** Connections refused from unconfigured addresses, all told. */
   refusedTotal = 0;
   private exports = new Map<string, { exp: BgpExport; prefix: Prefix; communities: number[] }>();
@@ -628,14 +628,8 @@ export class BgpSpeaker extends EventEmitter {
     if (!peer) {
       // Not a configured peer: RFC 4271 lets us refuse without a word. A deleted node's BIRD keeps
       // dialling every few seconds: logged the first time, then once per REFUSED_LOG_MS with a count.
-      const now = Date.now();
-      const seen = this.refused.get(remote);
-      if (seen === undefined || now - seen.loggedAt >= REFUSED_LOG_MS) {
-        const more = seen && seen.since > 0 ? ` (${seen.since} more since the last line)` : '';
-        this.log('info', `bgp: refused connection from unconfigured ${remote}${more}`);
-        if (seen === undefined && this.refused.size >= REFUSED_REMEMBERED) this.refused.clear();
-        this.refused.set(remote, { loggedAt: now, since: 0 });
-      } else seen.since++;
+      const since = this.refusedLog.admit(remote);
+      if (since >= 0) this.log('info', `bgp: refused connection from unconfigured ${remote}${since > 0 ? ` (${since} more since the last line)` : ''}`);
       this.refusedTotal++;
       socket.destroy();
       return;

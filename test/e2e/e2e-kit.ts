@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { until } from '../helpers/until';
+import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
 
 export { sleep };
 
@@ -376,4 +377,19 @@ export function lostSeqs(r: StreamResult, total: number): number[] {
   const lost: number[] = [];
   for (let s = 0; s < total; s++) if (!seen[s]) lost.push(s);
   return lost;
+}
+
+/**
+ * Stops `node`'s podway (it must exit 0) and rewrites the model cache it wrote as if written in
+ * another boot of the machine; returns that boot id (a start then treats the cache as a reboot's).
+ */
+export async function stopWithCacheOfAnotherBoot(lab: Lab, node: string, datastore: string): Promise<string> {
+  const code = await lab.stopPodway(node);
+  if (code !== 0) throw new Error(`${node} stopped with exit code ${code}, not 0`);
+  const file = lab.modelCachePath(node);
+  const r = readModelCache(file, node, datastore);
+  if (r === 'none' || 'refused' in r) throw new Error(`${node}'s cache: ${JSON.stringify(r)}`);
+  const other = '00000000-1111-2222-3333-444444444444';
+  await writeModelCache(file, node, datastore, r.model, r.appliedAt, r.bgp, other);
+  return other;
 }

@@ -23,8 +23,7 @@ import type { LabEtcd } from '../../src/lab/etcd';
 import { applyResource, JsonObject } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { guard, teardown, isRoot, logMessage, logTail, nsExec, until, waitLog } from './e2e-kit';
-import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { guard, teardown, isRoot, stopWithCacheOfAnotherBoot, logMessage, logTail, nsExec, until, waitLog } from './e2e-kit';
 import { Birds, BirdProcess, nodesOnOneSubnet, bgpPeerYaml, kernelRoutesVia, peerState, podwayCli, TOR_IP, TOR_AS, birdProtocolLine, birdNeighborCaps, birdImportUpdates, sameBirdSession } from './bgp-kit';
 
 let lab: Lab | null = null;
@@ -212,12 +211,7 @@ test('the datastore\'s first model refused by the engine while on the cache: the
 // so the ToR drops what it kept of node1 at once instead of forwarding on it.
 test('a start on a cache of another boot claims no graceful restart: node1\'s OPEN has neither R nor F, said in the log', async () => {
   const n1 = lab!.node('node1');
-  const file = lab!.modelCachePath('node1');
-  assert.is(await lab!.stopPodway('node1'), 0);
-  const r = readModelCache(file, 'node1', store!.spec);
-  if (r === 'none' || 'refused' in r) return assert.unreachable(`node1's cache: ${JSON.stringify(r)}`);
-  const other = '00000000-1111-2222-3333-444444444444';
-  await writeModelCache(file, 'node1', store!.spec, r.model, r.appliedAt, r.bgp, other);
+  const other = await stopWithCacheOfAnotherBoot(lab!, 'node1', store!.spec);
   const before = torProtocol();
   const mark = n1.log.length;
   await lab!.startPodway('node1', 20_000, ['--bgp']);

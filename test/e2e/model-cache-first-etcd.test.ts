@@ -19,12 +19,12 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
-import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { readModelCache } from '../../src/cli/model-cache';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { execBounded } from './tools';
 import { stopProcess } from '../helpers/etcd';
 import { parseMetrics, valueOf } from '../observe/prom-text';
-import { guard, teardown, isRoot, logTail, until, waitLog } from './e2e-kit';
+import { guard, teardown, isRoot, stopWithCacheOfAnotherBoot, logTail, until, waitLog } from './e2e-kit';
 
 const SPEC: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'web-1b', type: 'veth' }] },
@@ -162,12 +162,7 @@ test('kill -9 and a start with etcd stopped: node1 forwards on its cache at once
 
 test('a cache of another boot is not applied at once (said): the datastore first, the cache only once it has not answered', async () => {
   const n1 = lab!.node('node1');
-  const file = lab!.modelCachePath('node1');
-  assert.is(await lab!.stopPodway('node1'), 0);
-  const r = readModelCache(file, 'node1', store!.spec);
-  if (r === 'none' || 'refused' in r) return assert.unreachable(`node1's cache: ${JSON.stringify(r)}`);
-  const other = '00000000-1111-2222-3333-444444444444';
-  await writeModelCache(file, 'node1', store!.spec, r.model, r.appliedAt, r.bgp, other);
+  const other = await stopWithCacheOfAnotherBoot(lab!, 'node1', store!.spec);
   const mark = n1.log.length;
   await withEtcdStopped(async (pid) => {
     await lab!.startPodway('node1', 20_000, N1_ARGS);

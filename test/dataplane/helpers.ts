@@ -15,6 +15,7 @@ import { underlayFilter } from '../../src/dataplane/host';
 import { PORT_COUNTERS } from '../../src/dataplane/counters';
 import { fromHex, parseIpv4, parseMac, toHex } from '../../src/packet';
 import { fixture } from '../packet/helpers';
+import { sh } from '../helpers/netns';
 
 export const NODE1 = parseIpv4('10.99.0.1');
 export const NODE2 = parseIpv4('10.99.0.2');
@@ -430,4 +431,17 @@ export function runBpf(prog: Uint8Array, pkt: Uint8Array): number {
     }
   }
   throw new Error('bpf: program did not return (classic BPF only jumps forward, so this is a loop bug)');
+}
+
+/**
+ * In a test's private namespace (runPrivateNetns): the veth underlay `ul` holding node1's addresses
+ * (10.99.0.1/24, fd99::1/64) and up, and the veths of two pods, caliA and caliB (each with a peer).
+ */
+export function underlayAndPodVeths(ul: string): void {
+  sh('ip', ['link', 'set', 'lo', 'up']);
+  sh('ip', ['link', 'add', ul, 'type', 'veth', 'peer', 'name', `${ul}p`]);
+  sh('ip', ['addr', 'add', '10.99.0.1/24', 'dev', ul]);
+  sh('ip', ['-6', 'addr', 'add', 'fd99::1/64', 'dev', ul, 'nodad']);
+  sh('ip', ['link', 'set', ul, 'up']);
+  for (const pod of ['caliA', 'caliB']) sh('ip', ['link', 'add', pod, 'type', 'veth', 'peer', 'name', `${pod}p`]);
 }

@@ -11,7 +11,7 @@ import { MemoryIO } from '../../src/dataplane/memory-io';
 import { parseMac, parseIpv6Bytes, answerNeighborSolicitInPlace, writeNeighborSolicit, NS_FRAME_LEN } from '../../src/packet';
 import { icmpv6FillChecksum } from '../../src/packet/icmpv6';
 import { createLogger } from '../../src/observe/log';
-import { clusterModel } from './helpers';
+import { clusterModel, underlayAndPodVeths } from './helpers';
 import { dualStackYaml } from './helpers6';
 
 runPrivateNetns();
@@ -21,14 +21,7 @@ const engines: Engine[] = [];
 const MACS = ['02:00:00:00:0a:01', '02:00:00:00:0a:02'];
 const FLOOD = 1000;
 
-test.before(() => {
-  sh('ip', ['link', 'set', 'lo', 'up']);
-  sh('ip', ['link', 'add', UL, 'type', 'veth', 'peer', 'name', `${UL}p`]);
-  sh('ip', ['addr', 'add', '10.99.0.1/24', 'dev', UL]);
-  sh('ip', ['-6', 'addr', 'add', 'fd99::1/64', 'dev', UL, 'nodad']);
-  sh('ip', ['link', 'set', UL, 'up']);
-  for (const pod of ['caliA', 'caliB']) sh('ip', ['link', 'add', pod, 'type', 'veth', 'peer', 'name', `${pod}p`]);
-});
+test.before(() => underlayAndPodVeths(UL));
 
 test.after(() => {
   for (const e of engines) e.stop();

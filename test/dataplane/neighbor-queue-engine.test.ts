@@ -11,7 +11,7 @@ import { runPrivateNetns, sh, waitFor } from '../helpers/netns';
 import { Engine, type EngineOptions } from '../../src/dataplane/engine';
 import { MemoryIO, MemFrame } from '../../src/dataplane/memory-io';
 import { parseMac, toHex, parseIpv6Bytes, answerNeighborSolicitInPlace, writeNeighborSolicit, NS_FRAME_LEN } from '../../src/packet';
-import { clusterModel, frame, fixIpChecksum, NODE2_MAC } from './helpers';
+import { clusterModel, frame, fixIpChecksum, NODE2_MAC, underlayAndPodVeths } from './helpers';
 import { dualStackYaml, frame6, RV6 } from './helpers6';
 import { readRecords, Stage, type CaptureRecord } from '../../src/dataplane/capture';
 import { parseTraceFilter } from '../../src/dataplane/trace';
@@ -22,14 +22,7 @@ runPrivateNetns();
 const UL = 'ul0';
 const engines: Engine[] = [];
 
-test.before(() => {
-  sh('ip', ['link', 'set', 'lo', 'up']);
-  sh('ip', ['link', 'add', UL, 'type', 'veth', 'peer', 'name', `${UL}p`]);
-  sh('ip', ['addr', 'add', '10.99.0.1/24', 'dev', UL]);
-  sh('ip', ['-6', 'addr', 'add', 'fd99::1/64', 'dev', UL, 'nodad']);
-  sh('ip', ['link', 'set', UL, 'up']);
-  for (const pod of ['caliA', 'caliB']) sh('ip', ['link', 'add', pod, 'type', 'veth', 'peer', 'name', `${pod}p`]);
-});
+test.before(() => underlayAndPodVeths(UL));
 
 test.after(() => {
   for (const e of engines) e.stop();

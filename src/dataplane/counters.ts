@@ -87,6 +87,17 @@ export const Reason = {
    * port's txFull), or (not expected) a super-frame's segment its descriptor no longer held
    * (txSuperLost). Counted as the send returns, in the port's DROPS too. */
   TX_FULL: base + 40,
+  /** A tunnel packet (VXLAN over IPv4 or IPv6, IPIP) of a mode no IP pool of its family uses: Calico
+   * has no vxlan.calico / vxlan-v6.calico / tunl0 device then, and the node's kernel does not
+   * decapsulate it. Checked before the sender (unknown_tunnel_source). Around a pool's mode switch,
+   * packets of the old mode still in flight (or sent by nodes that switch later) are dropped so. */
+  TUNNEL_MODE_UNUSED: base + 41,
+  /** A VXLAN packet (over IPv4 or IPv6) whose inner Ethernet destination is not this node's VTEP MAC
+   * (the family's: the Node's vxlanTunnelMACAddr / vxlanTunnelMACAddrV6), broadcast and multicast
+   * included, or whose inner source is that MAC: Calico's vxlan.calico takes a frame for another
+   * MAC as PACKET_OTHERHOST, which the kernel drops, forwards only frames for its own MAC, and drops
+   * its own MAC as a source as a loop (packet/vxlan.ts vxlanInnerMacOk). */
+  VXLAN_INNER_MAC: base + 42,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -137,7 +148,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 41;
+export const COUNTER_COUNT = base + 43;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

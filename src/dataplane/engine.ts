@@ -13,7 +13,7 @@ import { macEquals } from '../packet/ethernet';
 import { FramePool } from './frame-pool';
 import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN } from './io';
 import { nativeIO } from './native';
-import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP } from './pipeline';
+import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import type { NextHops6 } from './nexthops6';
@@ -634,6 +634,8 @@ export class Engine {
       this.pipe.nh = nh;
       // 0 on an IPv6-only node: no ARP or IPv4 reaches the pipeline there (underlayFilter).
       this.pipe.addr = { nodeIp: model.node.ip ?? 0, hasNodeIp: model.node.ip !== null, underlayMac: this.underlay!.mac, knownNodes: known };
+      // Tunnels of a mode no pool uses are dropped from this batch on (tunnel_mode_unused).
+      this.pipe.tunnels = tunnelsOf(model);
       this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
       this.pipe.poolMask = Uint32Array.from(model.pools, (p) => mask32(p.prefixLen));
       const w6 = this.neighbors6.want(model.v6.routes.filter((r) => (r.kind === 'vxlan' || r.kind === 'direct') && r.nodeIp6 !== null).map((r) => r.nodeIp6!));

@@ -54,6 +54,9 @@ export interface NextHops {
   readonly table: RouteTable4;
   /** What `table` holds: prefix key (addr * 64 + len) -> next hop, for the next model's diff. */
   readonly installed: ReadonlyMap<number, number>;
+  /** This node's VTEP MAC (the model's node.vtepMac): the inner destination VXLAN to it carries,
+   * and the inner source of the VXLAN it sends. */
+  readonly vtepMac: Uint8Array;
 }
 
 /**
@@ -189,7 +192,7 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
     prev.routes.forEach((r, i) => was.set(r.cidr, prev.hits[i]));
     routes.forEach((r, i) => (hits[i] = was.get(r.cidr) ?? 0));
   }
-  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, hits, routes, natExit, fib: table.fib, table, installed };
+  return { count: n, kind, port, ip, gw, mtu, mac, macKnown, tpl, hits, routes, natExit, fib: table.fib, table, installed, vtepMac: localVtepMac };
 }
 
 function prefixKey(addr: number, len: number): number {

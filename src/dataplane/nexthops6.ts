@@ -33,6 +33,8 @@ export interface NextHops6 {
   readonly table: RouteTable6;
   /** CIDR text -> next hop installed in `table`, for the next model's diff. */
   readonly installed: ReadonlyMap<string, number>;
+  /** This node's IPv6 VTEP MAC (the model's vtepMac6): the inner destination IPv6 VXLAN to it carries. */
+  readonly vtepMac: Uint8Array;
 }
 
 export interface NextHop6Context {
@@ -106,7 +108,7 @@ export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: N
     prev.routes.forEach((r, i) => was.set(r.cidr, prev.hits[i]));
     routes.forEach((r, i) => (hits[i] = was.get(r.cidr) ?? 0));
   }
-  return { count: n, kind, port, mtu, ip6, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed };
+  return { count: n, kind, port, mtu, ip6, mac, macKnown, tpl, hits, routes, fib: table.fib, table, installed, vtepMac: localVtepMac };
 }
 
 /** Record a resolved underlay IPv6 neighbour (16 bytes at b[ipOff]) in every next hop through it. */

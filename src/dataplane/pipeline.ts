@@ -16,7 +16,7 @@ import { ETH_HLEN } from '../packet/layout';
 import { ARP_REQUEST, ARP_REPLY, arpReplyInPlace, validateArp } from '../packet/arp';
 import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
 import { ipv4DecrementTtl, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
-import { encapVxlan, decapVxlanPacket, vxlanInnerLength, VXLAN_PORT } from '../packet/vxlan';
+import { encapVxlan, decapVxlanPacket, vxlanInnerLength, vxlanInnerMacOk, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
 import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
@@ -62,6 +62,22 @@ export const Role = {
 } as const;
 
 export const MAX_PORTS = 1024;
+
+/** The tunnels a node decapsulates (Pipeline.tunnels): bits, one per tunnel device Calico makes. */
+export const Tunnel = {
+  /** VXLAN over IPv4 (Calico's vxlan.calico): an IPv4 pool with vxlanMode Always or CrossSubnet. */
+  VXLAN: 1,
+  /** IPIP (tunl0): an IPv4 pool with ipipMode Always or CrossSubnet. */
+  IPIP: 2,
+  /** VXLAN over IPv6 (vxlan-v6.calico): an IPv6 pool with vxlanMode Always or CrossSubnet. */
+  VXLAN6: 4,
+} as const;
+
+/** The Tunnel bits of a model: each mode some pool of its family uses (disabled pools count, as
+ * for the MTUs: route-calc.ts). */
+export function tunnelsOf(m: { readonly encap: { readonly vxlan: boolean; readonly ipip: boolean }; readonly v6: { readonly vxlan: boolean } }): number {
+  return (m.encap.vxlan ? Tunnel.VXLAN : 0) | (m.encap.ipip ? Tunnel.IPIP : 0) | (m.v6.vxlan ? Tunnel.VXLAN6 : 0);
+}
 export const GATEWAY_IP = 0xa9fe0101; // 169.254.1.1
 export const GATEWAY_MAC = new Uint8Array([0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
 const DROP = -1;
@@ -125,6 +141,10 @@ export class Pipeline implements CapturePorts {
   tx4Mtu = 1500;
   underlayPort = -1;
   hostPort = -1;
+  /** The tunnels this node decapsulates (Tunnel bits: tunnelsOf the model, set with it). A VXLAN
+   * or IPIP packet of another mode is dropped `tunnel_mode_unused`: Calico makes the tunnel device
+   * only for a mode some pool uses, and without it the kernel does not decapsulate. */
+  tunnels = 0;
   /** The IP pools (address, mask): pod egress to anything outside them goes to the kernel. */
   poolAddr = new Uint32Array(0);
   poolMask = new Uint32Array(0);
@@ -416,6 +436,7 @@ export class Pipeline implements CapturePorts {
     const peer = this.pool.addr[i];
     // A drop before the inner frame is looked at is still traced, by its inner IPv4 header.
     if (this.trace !== null) this.traceVxlanPayload(f, len, peer);
+    if ((this.tunnels & Tunnel.VXLAN) === 0) return this.drop(Reason.TUNNEL_MODE_UNUSED);
     if (!this.addr.knownNodes.has(peer)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
     if (len < 8 + ETH_HLEN) return this.drop(Drop.TOO_SHORT);
     if ((b[f] & 0x08) === 0) return this.drop(Drop.BAD_VXLAN_FLAGS);
@@ -427,6 +448,7 @@ export class Pipeline implements CapturePorts {
    * `viaSocket`: it came through the UDP socket, without the kernel's checksum metadata. */
   private vxlanInner(i: number, eth: number, len: number, peer: number, viaSocket: boolean): number {
     const b = this.b;
+    if (!vxlanInnerMacOk(b, eth, this.nh.vtepMac)) return this.drop(Reason.VXLAN_INNER_MAC);
     if (((b[eth + 12] << 8) | b[eth + 13]) !== ETHERTYPE_IPV4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
     const ip = eth + ETH_HLEN;
     const v = validateIpv4(b, ip, len - ETH_HLEN);
@@ -443,6 +465,7 @@ export class Pipeline implements CapturePorts {
     const b = this.b;
     const f = this.pool.start(i);
     const peer = this.pool.addr[i];
+    if ((this.tunnels & Tunnel.IPIP) === 0) return this.traceOuterDrop(f, 'ipip', Reason.TUNNEL_MODE_UNUSED);
     if (!this.addr.knownNodes.has(peer)) return this.traceOuterDrop(f, 'ipip', Reason.UNKNOWN_TUNNEL_SOURCE);
     const inner = decapIpipPacket(b, f, this.pool.len[i]);
     if (inner < 0) return this.traceOuterDrop(f, 'ipip', -inner);
@@ -512,6 +535,7 @@ export class Pipeline implements CapturePorts {
     const peer = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
     const proto = b[ip + 9];
     if (proto === IPPROTO_IPIP) {
+      if ((this.tunnels & Tunnel.IPIP) === 0) return this.traceOuterDrop(ip, 'ipip (underlay port)', Reason.TUNNEL_MODE_UNUSED);
       if (!this.addr.knownNodes.has(peer)) return this.traceOuterDrop(ip, 'ipip (underlay port)', Reason.UNKNOWN_TUNNEL_SOURCE);
       const inner = decapIpipPacket(b, ip, len);
       if (inner < 0) return this.traceOuterDrop(ip, 'ipip (underlay port)', -inner);
@@ -524,6 +548,7 @@ export class Pipeline implements CapturePorts {
     // Anything else for the node (a filter without `tunnels`, a test harness) is the kernel's.
     const udp = ip + ((b[ip] & 15) << 2);
     if (proto !== IPPROTO_UDP || len < udp - ip + 8 || ((b[udp + 2] << 8) | b[udp + 3]) !== VXLAN_PORT) return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
+    if ((this.tunnels & Tunnel.VXLAN) === 0) return this.traceOuterDrop(ip, 'vxlan (underlay port)', Reason.TUNNEL_MODE_UNUSED);
     if (!this.addr.knownNodes.has(peer)) return this.traceOuterDrop(ip, 'vxlan (underlay port)', Reason.UNKNOWN_TUNNEL_SOURCE);
     // The outer UDP checksum is not summed here (the UDP socket's kernel did it in C): what it
     // covers beyond the inner packet's own checksums is the VXLAN header, checked field by field,

@@ -19,7 +19,7 @@ import {
 } from '../packet/icmpv6';
 import { NDP_OPT_TARGET_LLADDR, answerNeighborSolicitInPlace, answerRouterSolicitInPlace, isNdpType, linkLocalFromMac, ndpFindOption, validateNdp } from '../packet/ndp';
 import { decapVxlan6Packet, encapVxlan6 } from '../packet/vxlan6';
-import { VXLAN_PORT } from '../packet/vxlan';
+import { VXLAN_PORT, vxlanInnerMacOk } from '../packet/vxlan';
 import { jhash3, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { isMartianDst6 } from '../packet/martian';
@@ -40,6 +40,8 @@ const HOST = -2;
 /** Roles of pipeline.ts read here (Role.POD_TUN, Role.HOST_TUN). */
 const ROLE_POD_TUN = 2;
 const ROLE_HOST_TUN = 7;
+/** pipeline.ts Tunnel.VXLAN6: some IPv6 pool uses VXLAN (Pipeline.tunnels). */
+const TUNNEL_VXLAN6 = 4;
 /** IPv6 addresses per pod port for the source check (Calico gives one per family; room for two). */
 export const MAX_POD_IPS6 = 2;
 
@@ -224,9 +226,11 @@ export class Pipeline6 {
     const u = this.p.addr.underlayMac;
     for (let k = 0; k < 6; k++) if (b[f + k] !== u[k]) return HOST;
     if (nhdr === IPPROTO_UDP6 && this.hasNodeIp6 && this.isNodeIp6(ip + 24) && end - ip >= IPV6_HEADER_LEN + 8 && ((b[ip + 42] << 8) | b[ip + 43]) === VXLAN_PORT) {
+      if ((this.p.tunnels & TUNNEL_VXLAN6) === 0) return this.traceOuterDrop(ip, Reason.TUNNEL_MODE_UNUSED);
       if (!this.isKnownNode6(ip + 8)) return this.traceOuterDrop(ip, Reason.UNKNOWN_TUNNEL_SOURCE);
       const inner = decapVxlan6Packet(b, ip, len - ETH_HLEN, CALICO_VNI);
       if (inner < 0) return this.traceOuterDrop(ip, -inner);
+      if (this.nh !== null && !vxlanInnerMacOk(b, inner, this.nh.vtepMac)) return this.traceOuterDrop(ip, Reason.VXLAN_INNER_MAC);
       if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.traceOuterDrop(ip, Reason.UNSUPPORTED_ETHERTYPE);
       return this.fromNetwork(i, inner + ETH_HLEN, end - inner - ETH_HLEN);
     }
@@ -247,11 +251,13 @@ export class Pipeline6 {
     const b = this.b;
     const f = this.p.pool.start(i);
     const len = this.p.pool.len[i];
+    if ((this.p.tunnels & TUNNEL_VXLAN6) === 0) return this.drop(Reason.TUNNEL_MODE_UNUSED);
     if (!this.hasNodeIp6 || !this.isKnownNode6(f - 16)) return this.drop(Reason.UNKNOWN_TUNNEL_SOURCE);
     if (len < 8 + ETH_HLEN + IPV6_HEADER_LEN) return this.drop(Drop.TOO_SHORT);
     if ((b[f] & 0x08) === 0) return this.drop(Drop.BAD_VXLAN_FLAGS);
     if (((b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]) !== CALICO_VNI) return this.drop(Drop.BAD_VNI);
     const inner = f + 8;
+    if (this.nh !== null && !vxlanInnerMacOk(b, inner, this.nh.vtepMac)) return this.drop(Reason.VXLAN_INNER_MAC);
     if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
     return this.fromNetwork(i, inner + ETH_HLEN, len - 8 - ETH_HLEN);
   }

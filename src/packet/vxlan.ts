@@ -159,6 +159,18 @@ export function decapVxlan(b: Uint8Array, off: number, len: number, expectedVni:
   return decapVxlanPacket(b, off + ETH_HLEN, len - ETH_HLEN, expectedVni, port);
 }
 
+/**
+ * Is the inner Ethernet frame at `eth` one the node's VXLAN device (MAC `vtep`, 6 bytes) takes to
+ * forward? Its destination must be that MAC: the kernel's vxlan device marks a frame for any
+ * other unicast MAC PACKET_OTHERHOST, which ip_rcv drops, and a broadcast or multicast one
+ * (PACKET_BROADCAST/MULTICAST) is never forwarded (ip_forward takes PACKET_HOST only). Its source
+ * must not be that MAC (vxlan_rcv drops it as a loop).
+ */
+export function vxlanInnerMacOk(b: Uint8Array, eth: number, vtep: Uint8Array): boolean {
+  return b[eth] === vtep[0] && b[eth + 1] === vtep[1] && b[eth + 2] === vtep[2] && b[eth + 3] === vtep[3] && b[eth + 4] === vtep[4] && b[eth + 5] === vtep[5] &&
+    !(b[eth + 6] === vtep[0] && b[eth + 7] === vtep[1] && b[eth + 8] === vtep[2] && b[eth + 9] === vtep[3] && b[eth + 10] === vtep[4] && b[eth + 11] === vtep[5]);
+}
+
 /** Length of the inner Ethernet frame at `innerOff` returned by a successful decap. */
 export function vxlanInnerLength(b: Uint8Array, innerOff: number): number {
   return get16(b, innerOff - 12) - 16; // outer UDP length field is at innerOff - 16 + 4

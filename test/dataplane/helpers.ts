@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { computeNodeModel, parseClusterYaml, NodeDataplaneModel } from '../../src/control';
 import { MemoryIO, MemFrame } from '../../src/dataplane/memory-io';
 import { FramePool } from '../../src/dataplane/frame-pool';
-import { Pipeline, Role } from '../../src/dataplane/pipeline';
+import { Pipeline, Role, tunnelsOf } from '../../src/dataplane/pipeline';
 import { NeighborQueue } from '../../src/dataplane/neighbor-queue';
 import { buildNextHops, learnNeighbor, NextHops } from '../../src/dataplane/nexthops';
 import { underlayFilter } from '../../src/dataplane/host';
@@ -183,6 +183,7 @@ export function makeHarness(opts: HarnessOptions = {}): Harness {
   });
   pipe.nh = nh;
   pipe.addr = { nodeIp, hasNodeIp: model.node.ip !== null, underlayMac: parseMac(NODE1_MAC), knownNodes: new Set(model.node.knownNodeIps) };
+  pipe.tunnels = tunnelsOf(model);
   pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);
   pipe.poolMask = Uint32Array.from(model.pools, (p) => (p.prefixLen === 0 ? 0 : (0xffffffff << (32 - p.prefixLen)) >>> 0));
 

@@ -8,7 +8,7 @@ import { DescFlag } from '../../src/dataplane/frame-pool';
 import { Drop, innerFlowHash, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX, parseIpv4, parseMac, formatIpv4 } from '../../src/packet';
 import {
   makeHarness, Harness, frame, build, onlyFrame, nothingSent, assertBytes, adopt, ipHeaderChecksum, u16, fixIpChecksum, takeAll,
-  NODE1, NODE2, NODE1_MAC, NODE2_MAC, A,
+  NODE1, NODE2, NODE1_MAC, NODE2_MAC, VTEP1_MAC, VTEP2_MAC, A,
 } from './helpers';
 
 import { failNeighbor, learnNeighbor } from '../../src/dataplane/nexthops';
@@ -360,6 +360,9 @@ test('VXLAN and IPIP on the underlay port (engine: tunnels on the underlay): dec
   const f = new Uint8Array(50 + partial.length);
   f.set(outer.subarray(0, 50));
   f.set(partial, 50);
+  // inner MACs as a kernel node writes them: to our VTEP MAC (vxlanInnerMacOk), from its own
+  f.set(parseMac(VTEP1_MAC), 50);
+  f.set(parseMac(VTEP2_MAC), 56);
   f[16] = (f.length - 14) >> 8; f[17] = (f.length - 14) & 255; fixIpChecksum(f, 14);
   f[38] = (f.length - 34) >> 8; f[39] = (f.length - 34) & 255; f[40] = f[41] = 0;
   h.receive(h.infra.underlay, f);
@@ -516,6 +519,9 @@ test('tunnelled TCP/UDP with a partial checksum (a kernel node on the same host)
     const v = new Uint8Array(8 + inner.length);
     v[0] = 0x08; v[4] = 0x00; v[5] = 0x10; v[6] = 0x00; // I flag, VNI 4096
     v.set(inner, 8);
+    // inner MACs as a kernel node writes them: to our VTEP MAC (vxlanInnerMacOk), from its own
+    v.set(parseMac(VTEP1_MAC), 8);
+    v.set(parseMac(VTEP2_MAC), 14);
     return v;
   };
   for (const proto of ['tcp', 'udp']) {

@@ -16,8 +16,9 @@ import { Reason } from '../../src/dataplane/counters';
 import { Neighbors6 } from '../../src/dataplane/engine6';
 import { underlayFilter } from '../../src/dataplane/host';
 import { parseIpv6Bytes, parseMac, toHex, deriveVtepMacBytes } from './helpers6-extra';
-import { onlyFrame, nothingSent, takeAll, u16, runBpf, NODE1, NODE2_MAC, NODE1_MAC } from './helpers';
-import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
+import { onlyFrame, nothingSent, takeAll, u16, runBpf, NODE1, NODE2_MAC, NODE1_MAC, VTEP2_MAC } from './helpers';
+import { Tunnel } from '../../src/dataplane/pipeline';
+import { makeHarness6, frame6, dualStackYaml, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 import { icmpv6Sum } from '../packet/helpers6';
 
 /** Independent check of the outer UDP checksum over IPv6 (pseudo-header + datagram). */
@@ -123,6 +124,33 @@ test('node2 decapsulates IPv6 VXLAN from a known node and delivers to its pod (h
   bad[bad.length - 1] ^= 0xff;
   h2.receive(h2.infra.underlay, bad);
   nothingSent(h2, 'bad checksums');
+});
+
+test('IPv6 VXLAN is decapsulated only while an IPv6 pool uses VXLAN (tunnel_mode_unused), and only for node2\'s IPv6 VTEP MAC (vxlan_inner_mac)', () => {
+  const h1 = makeHarness6({ neighbors6: { [NODE2_6]: NODE2_MAC6 } });
+  h1.receive(h1.port('caliA'), aToRv());
+  const wire = onlyFrame(h1, h1.infra.underlay, 'from node1').bytes;
+  // node2 whose IPv6 pool does not encapsulate: Calico has no vxlan-v6.calico there
+  const pool = 'spec: { cidr: "fd00:10:244::/64", vxlanMode: Always, ipipMode: Never }';
+  assert.ok(dualStackYaml().includes(pool));
+  const plain = makeHarness6({ node: 'node2', yaml: dualStackYaml().replace(pool, 'spec: { cidr: "fd00:10:244::/64", vxlanMode: Never, ipipMode: Never }') });
+  assert.is(plain.pipe.tunnels & Tunnel.VXLAN6, 0);
+  plain.receive(plain.infra.underlay, wire);
+  nothingSent(plain, 'no IPv6 VXLAN pool');
+  assert.is(plain.pipe.counters[Reason.TUNNEL_MODE_UNUSED], 1);
+  // node2 with it: the inner destination must be its IPv6 VTEP MAC, the source not that MAC
+  const h2 = makeHarness6({ node: 'node2' });
+  assert.is(toHex(h2.pipe.v6.nh!.vtepMac), deriveVtepMacBytes('node2'));
+  const inner = 14 + 40 + 8 + 8;
+  for (const [what, at, mac] of [['another unicast', 0, '02:00:00:00:00:01'], ['broadcast', 0, 'ff:ff:ff:ff:ff:ff'], ['node2\'s IPv4 VTEP MAC', 0, VTEP2_MAC], ['its own MAC as the source', 6, toHex(wire, inner, 6).replace(/(..)(?!$)/g, '$1:')]] as Array<[string, number, string]>) {
+    const f = wire.slice();
+    f.set(parseMac(mac), inner + at);
+    fixUdp6(f);
+    h2.receive(h2.infra.underlay, f);
+    nothingSent(h2, what);
+  }
+  assert.is(h2.pipe.counters[Reason.VXLAN_INNER_MAC], 4);
+  assert.is(h2.pipe.counters[Reason.TUNNEL_MODE_UNUSED], 0);
 });
 
 test('capture --stage decap on node2: the inner IPv6 frame of VXLAN over IPv6, filtered on the inner packet; not unknown senders, bad checksums or the host\'s frames', () => {

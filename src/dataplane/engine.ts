@@ -210,6 +210,27 @@ interface EndpointPort {
 const VXLAN_PORT = 4789;
 /** The TUN device joining the node's stack to the pod network. */
 export const HOST_PORT_NAME = 'podway0';
+/**
+ * The MTU of a pool's route into the host port (HostPoolRoute.mtu): what podway forwards the
+ * node's own packets to the pool's pods on other nodes with, as the kernel of a Calico node has it
+ * from the tunnel device the pool's routes go through (`vxlan.calico` underlay - 50, `tunl0`
+ * underlay - 20, `vxlan-v6.calico` underlay - 70; an unencapsulated pool: the underlay's). A
+ * CrossSubnet pool gets its encapsulated MTU, the smallest of its paths: a peer on the node's subnet
+ * takes the underlay's, and is sent 50 (20) bytes less than it could take; the other way, one
+ * route with the underlay's MTU, the node's packets to pods across subnets would be refused by
+ * podway (ICMP, a round trip) instead of sized right. The node's own tap/tun pods, whose device
+ * MTU may be smaller, answer with ICMP fragmentation needed / Packet Too Big into the host port,
+ * which the kernel takes (a PMTU exception for that pod). null (no `mtu`): an IPv6 MTU below
+ * 1280, which no IPv6 route can take.
+ */
+export function poolRouteMtu(model: NodeDataplaneModel, pool: { readonly cidr: string; readonly encap: 'vxlan' | 'ipip' | 'none' }): number | null {
+  if (pool.cidr.includes(':')) {
+    const mtu = pool.encap === 'vxlan' ? model.v6.vxlanMtu : model.mtu.underlay;
+    return mtu >= 1280 ? mtu : null;
+  }
+  return pool.encap === 'vxlan' ? model.mtu.vxlan : pool.encap === 'ipip' ? model.mtu.ipip : model.mtu.underlay;
+}
+
 /** How often a running capture hands its records on. */
 const CAPTURE_FLUSH_MS = 20;
 /** How often the neighbour tables age their entries and re-probe stale ones (one timer for both
@@ -1529,7 +1550,7 @@ export class Engine {
       learned,
       pods: eps.filter((e) => e.kind === 'veth').map((e) => ({ ifname: e.ep.interfaceName, ips: e.ep.ips, ips6: ips6.get(e.ep.interfaceName) ?? [], mac: e.ep.mac })),
       // Both families' pools into the host port: the node reaches tap/tun and remote pods through podway.
-      pools: [...model.pools, ...model.v6.pools].map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME })),
+      pools: [...model.pools, ...model.v6.pools].map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME, mtu: poolRouteMtu(model, p) })),
       mtus: eps.filter((e) => e.mtu > 0).map((e) => ({ ifname: e.ep.interfaceName, netns: e.ep.interfaceNetns ?? null, mtu: e.mtu })),
     };
   }

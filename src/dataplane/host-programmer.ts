@@ -8,6 +8,8 @@
  * its replies and the node's own traffic leave at once), per pool `route replace CIDR dev podway0`
  * (a TUN: no link layer, so no next hop and no NDP on it; the kernel picks the node's global
  * address as the source). IPv6 has no `scope link` route scope to ask for, so the lines carry none.
+ * Pool routes carry the MTU of the pool's path (`mtu N`: VXLAN, IPIP or the underlay's, see
+ * HostPoolRoute), as the kernel has it from `vxlan.calico`/`tunl0` on a Calico node.
  *
  * Why: the forwarding thread is Node's main event loop, which also runs packet batches. A
  * synchronous `ip` per route (execFileSync) stalls forwarding for the whole spawn; with 1,000 pods
@@ -54,10 +56,15 @@ export interface HostPodRoutes {
   mac: string | null;
 }
 
-/** A pool routed into the host port: `route replace CIDR dev DEV scope link`. */
+/** A pool routed into the host port: `route replace CIDR dev DEV scope link [mtu MTU]`. */
 export interface HostPoolRoute {
   cidr: string;
   dev: string;
+  /** The route's MTU (`mtu N`, 68..65535; IPv6 1280..65535): the largest packet podway forwards
+   * to the pool's pods on other nodes, so the node's kernel sizes its own packets (and answers a
+   * too-big DF send with EMSGSIZE) up front, as it does behind Calico's tunnel devices. Absent or
+   * null: none (the device's MTU). */
+  mtu?: number | null;
 }
 
 /** The MTU of a tap/tun pod device; netns is a namespace path (/run/netns/NAME, /proc/PID/ns/net). */
@@ -255,7 +262,7 @@ export class HostProgrammer {
     // Copied now: the caller may reuse or mutate its arrays before the diff runs.
     this.desired = {
       pods: desired.pods.map((p) => ({ ifname: p.ifname, ips: p.ips.slice(), ips6: (p.ips6 ?? []).slice(), mac: p.mac })),
-      pools: desired.pools.map((p) => ({ cidr: p.cidr, dev: p.dev })),
+      pools: desired.pools.map((p) => ({ cidr: p.cidr, dev: p.dev, mtu: p.mtu ?? null })),
       mtus: desired.mtus.map((m) => ({ ifname: m.ifname, netns: m.netns, mtu: m.mtu })),
       learned: (desired.learned ?? []).map((l) => ({ cidr: l.cidr, via: l.via, dev: l.dev })),
     };
@@ -367,7 +374,7 @@ export class HostProgrammer {
         this.desired = null;
         this.wanted = items;
         this.rejected = rejects.length;
-        for (const r of rejects) this.logOnce(r.key, r.msg, `host programmer: ${r.msg}; not programmed`);
+        for (const r of rejects) this.logOnce(r.key, r.msg, `host programmer: ${r.msg}; ${r.then ?? 'not programmed'}`);
       }
       for (const [ns, first] of this.diff()) {
         // A neighbour line that ended the batch failed; the lines after it never ran: run them
@@ -682,9 +689,10 @@ export function parseBatchOutcome(stderr: string, markersSeen: number, markerLin
 }
 
 /** The items of a desired state, and the inputs refused (they must never reach a batch line). */
-function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: string; msg: string }[] } {
+function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: string; msg: string; then?: string }[] } {
   const items = new Map<string, Item>();
-  const rejects: { key: string; msg: string }[] = [];
+  /** `then`: what becomes of it, when not "not programmed". */
+  const rejects: { key: string; msg: string; then?: string }[] = [];
   const add = (item: Item) => items.set(item.key, item);
   for (const pod of state.pods) {
     const dev = pod.ifname;
@@ -725,7 +733,13 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
         rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad CIDR or interface name` });
         continue;
       }
-      add({ key: `p ${c}`, value: pool.dev, ns: '', kind: 'route', label: `pool ${c} on ${pool.dev}`, replace: `route replace ${c} dev ${pool.dev}`, remove: `route del ${c} dev ${pool.dev}` });
+      // A bad MTU (never from the engine) leaves the route without one: the pool stays reachable.
+      let mtu6 = routeMtuPart(pool.mtu, 1280);
+      if (mtu6 === null) {
+        rejects.push({ key: `bad-mtu ${c}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad MTU ${pool.mtu} (an IPv6 route's is 1280..65535)`, then: 'routed without one' });
+        mtu6 = '';
+      }
+      add({ key: `p ${c}`, value: `${pool.dev}${mtu6}`, ns: '', kind: 'route', label: `pool ${c} on ${pool.dev}${mtu6}`, replace: `route replace ${c} dev ${pool.dev}${mtu6}`, remove: `route del ${c} dev ${pool.dev}` });
       continue;
     }
     const m = CIDR4.exec(pool.cidr);
@@ -733,8 +747,14 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
       rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad CIDR or interface name` });
       continue;
     }
-    // Keyed by CIDR alone: a pool moving to another device is one replace, not a delete and an add.
-    add({ key: `p ${pool.cidr}`, value: pool.dev, ns: '', kind: 'route', label: `pool ${pool.cidr} on ${pool.dev}`, replace: `route replace ${pool.cidr} dev ${pool.dev} scope link`, remove: `route del ${pool.cidr} dev ${pool.dev}` });
+    let mtu4 = routeMtuPart(pool.mtu, 68);
+    if (mtu4 === null) {
+      rejects.push({ key: `bad-mtu ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad MTU ${pool.mtu} (68..65535)`, then: 'routed without one' });
+      mtu4 = '';
+    }
+    // Keyed by CIDR alone: a pool moving to another device, or to another MTU, is one replace (the
+    // kernel's `replace` sets the route's metrics anew), not a delete and an add.
+    add({ key: `p ${pool.cidr}`, value: `${pool.dev}${mtu4}`, ns: '', kind: 'route', label: `pool ${pool.cidr} on ${pool.dev}${mtu4}`, replace: `route replace ${pool.cidr} dev ${pool.dev} scope link${mtu4}`, remove: `route del ${pool.cidr} dev ${pool.dev}` });
   }
   for (const l of state.learned ?? []) {
     if (l.cidr.includes(':')) {
@@ -768,6 +788,12 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
     add({ key: `m ${ns} ${d.ifname}`, value: String(d.mtu), ns, kind: 'link', label: `MTU of ${d.ifname}${ns ? ` in ${ns}` : ''}`, replace: `link set dev ${d.ifname} mtu ${d.mtu}`, remove: null });
   }
   return { items, rejects };
+}
+
+/** A pool route's ` mtu N` ('' without one); null when `mtu` is not an integer min..65535. */
+function routeMtuPart(mtu: number | null | undefined, min: number): string | null {
+  if (mtu === undefined || mtu === null) return '';
+  return Number.isInteger(mtu) && mtu >= min && mtu <= 65535 ? ` mtu ${mtu}` : null;
 }
 
 /** An IPv6 address text in the form `ip` prints (RFC 5952); null when it is not one. Only hex

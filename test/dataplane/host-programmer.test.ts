@@ -550,3 +550,47 @@ test('batch output parsing: failures by line, an exit after a marker, a kill', (
 });
 
 test.run();
+
+test('pool routes carry their MTU (`mtu N`, IPv4 and IPv6): the kernel has it; a new MTU is one replace, none removes it; a bad one is refused', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, ['podway0']);
+    const { hp, logs } = programmer(ns);
+    /** The pool routes' MTUs as the kernel has them (0: none). */
+    const mtus = () => {
+      const out: Record<string, number> = {};
+      for (const f of ['-4', '-6']) {
+        for (const r of JSON.parse(ns.ip(f, '-j', 'route', 'show', 'dev', 'podway0')) as { dst: string; protocol?: string; metrics?: { mtu?: number }[] }[]) {
+          if (r.protocol !== 'kernel') out[r.dst] = r.metrics?.find((m) => m.mtu !== undefined)?.mtu ?? 0;
+        }
+      }
+      return out;
+    };
+    try {
+      hp.sync(state([], [{ cidr: '10.78.0.0/16', dev: 'podway0', mtu: 1450 }, { cidr: '10.79.0.0/16', dev: 'podway0', mtu: 1480 }, { cidr: 'fd00:78::/48', dev: 'podway0', mtu: 1430 }]));
+      await hp.idle();
+      assert.equal(logs, []);
+      assert.equal(mtus(), { '10.78.0.0/16': 1450, '10.79.0.0/16': 1480, 'fd00:78::/48': 1430 });
+      assert.ok(hp.status().lastCommands.includes('route replace 10.78.0.0/16 dev podway0 scope link mtu 1450'), hp.status().lastCommands.join('\n'));
+      // the kernel sizes the node's own packets by it: a DF send bigger than it fails at once
+      const ping = (to: string, size: number) => execFileSync('ip', ['netns', 'exec', ns.name, 'ping', '-c', '1', '-W', '1', '-M', 'do', '-s', String(size), to], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+      assert.throws(() => ping('10.78.0.9', 1423), /message too long, mtu=1450/);
+
+      // A mode switch (VXLAN to IPIP): one replace, the kernel has the new MTU; no MTU: none.
+      hp.sync(state([], [{ cidr: '10.78.0.0/16', dev: 'podway0', mtu: 1480 }, { cidr: '10.79.0.0/16', dev: 'podway0' }, { cidr: 'fd00:78::/48', dev: 'podway0', mtu: 1430 }]));
+      await hp.idle();
+      assert.equal([...hp.status().lastCommands].sort(), ['route replace 10.78.0.0/16 dev podway0 scope link mtu 1480', 'route replace 10.79.0.0/16 dev podway0 scope link']);
+      assert.equal(mtus(), { '10.78.0.0/16': 1480, '10.79.0.0/16': 0, 'fd00:78::/48': 1430 });
+
+      // Bad MTUs never reach ip (an IPv6 route's is at least 1280): logged, the pools stay routed, without one.
+      hp.sync(state([], [{ cidr: '10.78.0.0/16', dev: 'podway0', mtu: 1480 }, { cidr: '10.79.0.0/16', dev: 'podway0', mtu: 67 }, { cidr: 'fd00:78::/48', dev: 'podway0', mtu: 1279 }]));
+      await hp.idle();
+      assert.ok(logs.some((l) => /pool route "10\.79\.0\.0\/16" dev "podway0": bad MTU 67 \(68\.\.65535\); routed without one/.test(l)), logs.join('\n'));
+      assert.ok(logs.some((l) => /pool route "fd00:78::\/48" dev "podway0": bad MTU 1279 .*; routed without one/.test(l)), logs.join('\n'));
+      assert.equal(hp.status().lastCommands, ['route replace fd00:78::/48 dev podway0']);
+      assert.equal(mtus(), { '10.78.0.0/16': 1480, '10.79.0.0/16': 0, 'fd00:78::/48': 0 });
+      assert.is(hp.status().pendingItems, 2, 'the two MTUs not programmed');
+    } finally {
+      await hp.stop();
+    }
+  });
+});

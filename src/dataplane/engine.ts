@@ -654,7 +654,10 @@ export class Engine {
       // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.
       this.pipe.nh = nh;
       // 0 on an IPv6-only node: no ARP or IPv4 reaches the pipeline there (underlayFilter).
-      this.pipe.addr = { nodeIp: model.node.ip ?? 0, hasNodeIp: model.node.ip !== null, underlayMac: this.underlay!.mac, knownNodes: known };
+      // The VXLAN tunnel address while a pool uses VXLAN (Calico's vxlan.calico exists only then):
+      // the source of ICMP errors routed back through a VXLAN tunnel, as the kernel picks it.
+      const vxlanTunnelIp = model.encap.vxlan && model.node.vtepIp !== null ? model.node.vtepIp >>> 0 : 0;
+      this.pipe.addr = { nodeIp: model.node.ip ?? 0, hasNodeIp: model.node.ip !== null, underlayMac: this.underlay!.mac, knownNodes: known, vxlanTunnelIp };
       // Tunnels of a mode no pool uses are dropped from this batch on (tunnel_mode_unused).
       this.pipe.tunnels = tunnelsOf(model);
       this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);

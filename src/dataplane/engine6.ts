@@ -36,6 +36,9 @@ export function applyModel6(pipe: Pipeline, model: NodeDataplaneModel, ctx: Appl
   v6.nh = nh;
   if (m.ip6 !== null) v6.nodeIp6.set(ip6Bytes(m.ip6));
   v6.hasNodeIp6 = m.ip6 !== null;
+  // the source of ICMPv6 errors back through an IPv6 VXLAN tunnel (Pipeline6.icmpErrorRouted)
+  v6.hasVxlanTunnelIp6 = m.vxlan && m.vtepIp6 !== null;
+  if (m.vxlan && m.vtepIp6 !== null) v6.vxlanTunnelIp6.set(ip6Bytes(m.vtepIp6));
   const known = new Uint8Array(m.knownNodeIps6.length * 16);
   m.knownNodeIps6.forEach((ip, k) => known.set(ip6Bytes(ip), k * 16));
   v6.knownNodes6 = known;

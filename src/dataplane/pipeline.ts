@@ -93,6 +93,10 @@ export interface NodeAddressing {
   hasNodeIp: boolean;
   underlayMac: Uint8Array;
   knownNodes: ReadonlySet<number>;
+  /** The node's VXLAN tunnel address while a pool uses VXLAN (Node spec.ipv4VXLANTunnelAddr,
+   * `vxlan.calico`'s address on a Calico node): the source of ICMP errors routed back through a
+   * VXLAN tunnel. Absent or 0: none. */
+  vxlanTunnelIp?: number;
 }
 
 export class Pipeline implements CapturePorts {
@@ -879,7 +883,15 @@ export class Pipeline implements CapturePorts {
     return port;
   }
 
-  /** Turn the packet into an ICMP error from this node back to its sender (who is on inPort). */
+  /**
+   * Turn the packet into an ICMP error from this node back to its sender (who is on inPort). Into
+   * the host port (the node's own packet: a DF packet too big for a TAP/TUN pod here or for a path
+   * whose MTU the node's route did not have) the error comes from the packet's destination, not
+   * from the node's address: the node's kernel drops a packet from one of its own addresses
+   * arriving on podway0 as a martian (accept_local=0), so PMTU discovery never heard of it. The
+   * destination is an address the node routes into podway0 (a pool's), so the kernel takes it,
+   * strict reverse-path filtering included, and is never local (the kernel delivered it if it were).
+   */
   private icmpError(i: number, inPort: number, ip: number, type: number, code: number, mtu: number): number {
     const b = this.b;
     if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
@@ -890,17 +902,27 @@ export class Pipeline implements CapturePorts {
     const cap = this.capture;
     if (cap !== null) cap.noteError(i, why);
     this.superToOne(i, why);
-    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
-    const total = (b[n + ETH_HLEN + 2] << 8) | b[n + ETH_HLEN + 3];
     const r = this.role[inPort];
+    const from = r === Role.HOST_TUN ? this.errorSourceToHost(ip) : this.addr.nodeIp;
+    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, from, 64, this.nextId());
+    const total = (b[n + ETH_HLEN + 2] << 8) | b[n + ETH_HLEN + 3];
     if (r === Role.POD_TUN || r === Role.HOST_TUN) this.setFrame(i, n + ETH_HLEN, total);
     else {
       for (let k = 0; k < 6; k++) b[n + 6 + k] = GATEWAY_MAC[k];
       this.setFrame(i, n, total + ETH_HLEN);
     }
     this.counters[Event.ICMP_SENT]++;
-    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code}${mtu ? ' mtu ' + mtu : ''} from ${formatIpv4(this.addr.nodeIp)} back to ${this.portName[inPort]}`);
+    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code}${mtu ? ' mtu ' + mtu : ''} from ${formatIpv4(from)} back to ${this.portName[inPort]}`);
     return inPort;
+  }
+
+  /** The source of an ICMP error about the node's own packet at `ip` (see icmpError): its
+   * destination; the node's address (as before) if that could be no packet's source. */
+  private errorSourceToHost(ip: number): number {
+    const b = this.b;
+    const d0 = b[ip + 16];
+    if (d0 === 0 || d0 === 127 || d0 >= 224) return this.addr.nodeIp;
+    return ((d0 << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
   }
 
   /**
@@ -919,7 +941,10 @@ export class Pipeline implements CapturePorts {
   /**
    * An ICMP error for a packet that came through a tunnel or the underlay: its sender is on another
    * node, so the error is routed like any packet (back through the tunnel), as the node's kernel
-   * would send it. It is built in place in front of the offending packet.
+   * would send it. It is built in place in front of the offending packet. Its source is the one
+   * the node's kernel picks for the way back: through a VXLAN tunnel the node's VXLAN tunnel
+   * address (Calico's routes through `vxlan.calico` take that device's address), else (direct, the
+   * node's routing, a tunnel without an address of the node's) the node's address.
    */
   private icmpErrorRouted(i: number, ip: number, type: number, code: number, mtu: number): number {
     const b = this.b;
@@ -929,10 +954,12 @@ export class Pipeline implements CapturePorts {
     const cap = this.capture;
     if (cap !== null) cap.noteError(i, why);
     this.superToOne(i, why);
-    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, this.addr.nodeIp, 64, this.nextId());
-    const eip = n + ETH_HLEN;
-    const dst = ((b[eip + 16] << 24) | (b[eip + 17] << 16) | (b[eip + 18] << 8) | b[eip + 19]) >>> 0;
+    // the way back to the sender decides the source, so it is looked up first
+    const dst = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
     const nh = this.nh.fib.lookup(dst);
+    const from = nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.VXLAN && this.addr.vxlanTunnelIp ? this.addr.vxlanTunnelIp : this.addr.nodeIp;
+    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, from, 64, this.nextId());
+    const eip = n + ETH_HLEN;
     if (nh === NO_ROUTE) {
       // A sender neither pod nor node (a ToR, a client outside the cluster in direct/BGP mode, a
       // traceroute from the fabric): the node's routing has the way back, as for Calico's kernel.
@@ -940,10 +967,10 @@ export class Pipeline implements CapturePorts {
       this.setFrame(i, eip, (b[eip + 2] << 8) | b[eip + 3]);
       this.pool.addr[i] = dst;
       this.counters[Event.ICMP_SENT]++;
-      if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: to ${formatIpv4(dst)} through the node's routing (tx4)`);
+      if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(from)}: to ${formatIpv4(dst)} through the node's routing (tx4)`);
       return this.tx4Port;
     }
-    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(this.addr.nodeIp)}: routed back to the sender`);
+    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(from)}: routed back to the sender`);
     const out = this.route(i, -1, eip, false, true, dst, nh);
     // counted once it goes (or waits for its neighbour), not when a route drops it
     if (out !== DROP) this.counters[Event.ICMP_SENT]++;

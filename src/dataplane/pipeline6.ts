@@ -59,6 +59,10 @@ export class Pipeline6 {
   /** This node's underlay IPv6 address (source of ICMPv6 errors and IPv6 tunnels), when it has one. */
   readonly nodeIp6 = new Uint8Array(16);
   hasNodeIp6 = false;
+  /** The node's IPv6 VXLAN tunnel address while an IPv6 pool uses VXLAN (`vxlan-v6.calico`'s on a
+   * Calico node): the source of ICMPv6 errors routed back through an IPv6 VXLAN tunnel. */
+  readonly vxlanTunnelIp6 = new Uint8Array(16);
+  hasVxlanTunnelIp6 = false;
   /** The MTU podway advertises to pods in its RAs. */
   podMtu = 1500;
   /** Results of the extension-header walk of the packet in hand (ipv6WalkExtHeaders). */
@@ -487,14 +491,20 @@ export class Pipeline6 {
   /**
    * Turns the packet into an ICMPv6 error back to the pod on `inPort` (counted under `reason`),
    * from this node's IPv6 address (or the gateway's link-local address when the node has none).
+   * Into the host port (the node's own packet: Packet Too Big) it comes from the packet's
+   * destination, as IPv4's (Pipeline.icmpError): an address the node routes into podway0, never
+   * its own, which a reverse-path check on podway0 (nftables `fib saddr . iif`, firewalld's IPv6
+   * rpfilter) would refuse as the source of a packet arriving there.
    */
   private icmpError(i: number, inPort: number, ip: number, type: number, code: number, word32: number, reason: number): number {
     const b = this.b;
-    if (this.p.tr !== null) this.p.tr.stages.push(`${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} back to ${this.p.portName[inPort]}`);
-    const n = this.errorInPlace(i, ip, type, code, word32, reason, true);
+    const r = this.p.role[inPort];
+    const toHost = r === ROLE_HOST_TUN && !isMartianDst6(b, ip + 24);
+    if (this.p.tr !== null) this.p.tr.stages.push(`${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''}${toHost ? ` from ${formatIpv6(b, ip + 24)}` : ''} back to ${this.p.portName[inPort]}`);
+    // (the destination is read where it is: the error's header is written in front of the packet)
+    const n = toHost ? this.errorInPlace(i, ip, type, code, word32, reason, true, b, ip + 24) : this.errorInPlace(i, ip, type, code, word32, reason, true);
     if (n < 0) return DROP;
     const total = IPV6_HEADER_LEN + ((b[n + ETH_HLEN + 4] << 8) | b[n + ETH_HLEN + 5]);
-    const r = this.p.role[inPort];
     if (r === ROLE_POD_TUN || r === ROLE_HOST_TUN) this.setFrame(i, n + ETH_HLEN, total);
     else {
       for (let k = 0; k < 6; k++) b[n + 6 + k] = 0xee;
@@ -509,9 +519,10 @@ export class Pipeline6 {
    * (-1), and when the rate limits hold the error back (not Packet Too Big) dropped as
    * `icmp_ratelimited` (-1); otherwise note it for capture's drop stage as it came, keep segment 0
    * of a super-frame and build the error in place over it, from the node's IPv6 address (the
-   * gateway's when the node has none). Returns where the error's Ethernet header starts.
+   * gateway's when the node has none) unless `src` (at srcOff) says otherwise. Returns where the
+   * error's Ethernet header starts.
    */
-  private errorInPlace(i: number, ip: number, type: number, code: number, word32: number, reason: number, may: boolean): number {
+  private errorInPlace(i: number, ip: number, type: number, code: number, word32: number, reason: number, may: boolean, src: Uint8Array | null = null, srcOff = 0): number {
     const b = this.b;
     this.p.counters[reason]++;
     const l4 = this.walk[2] === 0 ? this.walk[1] : -1;
@@ -530,6 +541,7 @@ export class Pipeline6 {
     const cap = this.p.capture;
     if (cap !== null) cap.noteError(i, reason);
     this.p.superToOne(i, reason);
+    if (src !== null) return buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, src, srcOff, 64);
     return buildIcmpv6ErrorInPlace(b, ip - ETH_HLEN, type, code, word32, this.hasNodeIp6 ? this.nodeIp6 : GATEWAY_IP6, 0, 64);
   }
 
@@ -539,16 +551,20 @@ export class Pipeline6 {
    * node's IPv6 address and routed like any packet, as the node's kernel would send it (IPv4:
    * Pipeline.icmpErrorRouted); to a sender without a pod or node route, through the node's routing
    * (tx6). No node IPv6 address, or no way back: dropped, counted (icmp_sent counts only errors
-   * that go or wait for their neighbour).
+   * that go or wait for their neighbour). Back through an IPv6 VXLAN tunnel its source is the
+   * node's IPv6 VXLAN tunnel address (`vxlan-v6.calico`'s on a Calico node), as IPv4's.
    */
   private icmpErrorRouted(i: number, ip: number, type: number, code: number, word32: number, reason: number): number {
-    const n = this.errorInPlace(i, ip, type, code, word32, reason, this.hasNodeIp6);
-    if (n < 0) return DROP;
     const b = this.b;
-    const eip = n + ETH_HLEN;
-    const what = `${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} from ${formatIpv6(this.nodeIp6, 0)}`;
     const nhs = this.nh;
-    if (nhs !== null && nhs.fib.lookup(word(b, eip + 24), word(b, eip + 28), word(b, eip + 32), word(b, eip + 36)) === NO_ROUTE) {
+    // the way back to the sender (the packet's source) decides the error's source
+    const back = nhs === null ? NO_ROUTE : nhs.fib.lookup(word(b, ip + 8), word(b, ip + 12), word(b, ip + 16), word(b, ip + 20));
+    const viaTunnel = back !== NO_ROUTE && nhs!.kind[back] === NhKind.VXLAN && this.hasVxlanTunnelIp6;
+    const n = viaTunnel ? this.errorInPlace(i, ip, type, code, word32, reason, this.hasNodeIp6, this.vxlanTunnelIp6, 0) : this.errorInPlace(i, ip, type, code, word32, reason, this.hasNodeIp6);
+    if (n < 0) return DROP;
+    const eip = n + ETH_HLEN;
+    const what = `${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} from ${formatIpv6(b, eip + 8)}`;
+    if (nhs !== null && back === NO_ROUTE) {
       // A sender neither pod nor node (a ToR, a client outside the cluster in direct/BGP mode, a
       // traceroute from the fabric): the node's routing has the way back, as for Calico's kernel
       // (IPv4: Pipeline.icmpErrorRouted). A link-local or other martian sender has no way there.

@@ -259,6 +259,9 @@ const TABLE_RETRY_MIN_MS = 1000;
 const TABLE_RETRY_MAX_MS = 60_000;
 /** A receive port whose recv failed is re-polled after this pause (doubling up to the max). */
 const REPOLL_MIN_MS = 100;
+/** An endpoint whose interface went away is logged at info (a pod deletion: the CNI DEL removes
+ * the veth, then the endpoint); still waiting this long after, without its endpoint deleted, at warn. */
+const VANISHED_QUIET_MS = 30_000;
 /** How often the node's address is looked for on its interfaces (checkNodeAddress). */
 const NODE_ADDR_CHECK_MS = 5000;
 /** How often the host-managing engine reads the kernel's local table (the node's own addresses,
@@ -1300,6 +1303,9 @@ export class Engine {
     }
   }
 
+  /** Endpoints whose interface went away under their port (vanished), and when: see VANISHED_QUIET_MS. */
+  private readonly vanishedAt = new Map<string, number>();
+
   /** Veth pods whose port reported ENETDOWN and has not received since. */
   private readonly downLinks = new Set<string>();
 
@@ -1313,6 +1319,13 @@ export class Engine {
   }
 
   private portError(p: number, op: 'send' | 'recv', e: Error): void {
+    // A pod's interface deleted under its port (every `podman rm`: the CNI DEL removes the veth
+    // before its endpoint's deletion reaches podway) fails the receive with ENETDOWN: that is
+    // said once, by vanished(), not as a failed receive.
+    if (op === 'recv' && !this.repoll.has(p) && this.vanished(p)) {
+      this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.RX_ERRORS]++;
+      return;
+    }
     const key = `${op} ${errnoOf(e) ?? e.message}`;
     if (this.loggedErrors.get(p) !== key) {
       this.loggedErrors.set(p, key);
@@ -1321,7 +1334,6 @@ export class Engine {
     if (op === 'send') return;
     this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.RX_ERRORS]++;
     if (this.repoll.has(p)) return;
-    if (this.vanished(p)) return;
     this.linkDown(p, e);
     this.io.unpoll(p);
     let backoff = this.repollDelay.get(p);
@@ -1350,7 +1362,11 @@ export class Engine {
       // to a device (the kernel detaches it when the device is deleted: fdinfo's iff is empty).
       const now = cur.kind === 'veth' ? interfaceIndex(name) : tunAttached(this.io.info(p).fd) ? this.io.info(p).ifindex : null;
       if (now === this.io.info(p).ifindex) return false;
-      this.log.warn(`endpoint ${cur.ep.key}: interface ${name} ${now === null ? 'went away' : `was replaced (ifindex ${now})`}; its routes are withheld until it is attached again`, { workload: cur.ep.key, interface: name });
+      // info, not warn: a deleted pod's veth goes before its endpoint (the CNI DEL's order), so
+      // this is every pod deletion's first sign; an endpoint still waiting after VANISHED_QUIET_MS
+      // is warned of then (retryPending).
+      this.log.info(`endpoint ${cur.ep.key}: interface ${name} ${now === null ? 'went away' : `was replaced (ifindex ${now})`}; its routes are withheld until it is attached again (or its endpoint deleted, as a pod deletion does next)`, { workload: cur.ep.key, interface: name });
+      this.vanishedAt.set(name, Date.now());
       this.detachEndpoint(name, p);
       this.host?.forgetInterface(name);
       return true;
@@ -1482,7 +1498,10 @@ export class Engine {
         // attach is retried every second until the interface appears.
         const error = (e as Error).message;
         const was = this.pending.get(name);
-        if (was?.error !== error) this.log.warn(`endpoint ${ep.key}: cannot attach ${name}: ${error}; retrying`, { workload: ep.key, interface: name });
+        // Its interface just went away (vanished): most likely its pod is being deleted, whose
+        // endpoint deletion follows; warned of only if it is still waiting after VANISHED_QUIET_MS.
+        const level = this.vanishedAt.has(name) ? 'info' : 'warn';
+        if (was?.error !== error) this.log[level](`endpoint ${ep.key}: cannot attach ${name}: ${error}; retrying`, { workload: ep.key, interface: name });
         // the same endpoint waiting on: since its first failure (status names long waits)
         this.pending.set(name, { ep, error, since: was && was.ep.key === ep.key ? was.since : Date.now() });
       }
@@ -1491,6 +1510,7 @@ export class Engine {
     if (this.portMtusUnread) this.readPortMtus();
     for (const name of [...this.pending.keys()]) if (!want.has(name)) this.pending.delete(name);
     for (const name of [...this.attachedBefore]) if (!want.has(name)) this.attachedBefore.delete(name);
+    for (const name of [...this.vanishedAt.keys()]) if (!this.pending.has(name)) this.vanishedAt.delete(name);
     // A pod gone from the model takes its series with it; one whose port kind changed starts new ones.
     for (const [name, c] of this.carried) if (want.get(name)?.interfaceType !== c.kind) this.carried.delete(name);
     if (this.pending.size > 0 && !this.retryTimer) {
@@ -1505,7 +1525,13 @@ export class Engine {
   private retryPending(): void {
     if (!this.model) return;
     let attached = 0;
-    for (const [name, { ep }] of this.pending) {
+    const now = Date.now();
+    for (const [name, { ep, error }] of this.pending) {
+      const gone = this.vanishedAt.get(name);
+      if (gone !== undefined && now - gone >= VANISHED_QUIET_MS) {
+        this.vanishedAt.delete(name);
+        this.log.warn(`endpoint ${ep.key}: interface ${name} still missing ${Math.round((now - gone) / 1000)} s after it went away, and the endpoint was not deleted: ${error}; retrying (podway status names it after --endpoint-missing-after)`, { workload: ep.key, interface: name });
+      }
       if (!this.canOpen(ep)) continue;
       try {
         this.endpoints.set(name, this.openEndpoint(ep, this.model));

@@ -79,6 +79,12 @@ export function run(cmd: string, args: string[], opts: { allowFail?: boolean; ti
 
 /** The least Lab.startPodway waits for a podway to answer (its timeoutMs only ever adds to it). */
 export const START_WAIT_MIN_MS = 60_000;
+/**
+ * How long a stopping `podway run` (SIGTERM) is given before SIGKILL: 20 s (was 5 s): a stop
+ * spawns nft and ends two threads, which a loaded 2-CPU CI host stretches past 5 s, and tests
+ * assert the exit code 0 or start the next run on what this one left.
+ */
+export const STOP_WAIT_MS = 20_000;
 
 /** Seconds between the echo requests of Lab.ping (and the e2e tests' own pings). */
 export const PING_INTERVAL_S = '0.05';
@@ -579,11 +585,10 @@ spec:
   }
 
   /**
-   * SIGTERM; SIGKILL (and null) if it still runs after `timeoutMs`. Its exit code otherwise. 20 s
-   * by default (was 5 s): a stop spawns nft and ends two threads, which a loaded 2-CPU CI host
-   * stretches past 5 s, and tests assert the exit code 0. A quick stop does not wait (within()).
+   * SIGTERM; SIGKILL (and null) if it still runs after `timeoutMs`. Its exit code otherwise.
+   * STOP_WAIT_MS by default. A quick stop does not wait (within()).
    */
-  async stopPodway(nodeName: string, timeoutMs = 20_000): Promise<number | null> {
+  async stopPodway(nodeName: string, timeoutMs = STOP_WAIT_MS): Promise<number | null> {
     const n = this.node(nodeName);
     const p = n.proc;
     if (!p) return null;

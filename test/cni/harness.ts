@@ -17,7 +17,7 @@ import { registerNode } from '../../src/control/node-registration';
 import { installCni, uninstallCni } from '../../src/cni/install';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { ip, Netns, sh, sleep, tag } from '../helpers/netns';
-import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
+import { within, START_WAIT_MIN_MS, STOP_WAIT_MS } from '../../src/lab/lab';
 
 const PODWAY_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -39,13 +39,17 @@ export class RunningPodway {
     assert.ok(up, `podway came up: ${this.log.slice(-5).join(' | ')}`);
   }
 
-  /** SIGTERM, SIGKILL after 5 s; resolves once it exited (at once if it already had). */
+  /**
+   * SIGTERM, SIGKILL after STOP_WAIT_MS (as Lab's: 5 s was too short for a clean stop at load);
+   * resolves once it exited (at once if it already had). A SIGKILL is said on the test's output.
+   */
   async stop(): Promise<void> {
     const proc = this.proc;
     if (proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
     proc.kill('SIGTERM');
-    if (await within(exited.then(() => true), 5000, false)) return;
+    if (await within(exited.then(() => true), STOP_WAIT_MS, false)) return;
+    console.log(`  podway run (pid ${proc.pid}) still ran ${STOP_WAIT_MS} ms after SIGTERM: SIGKILL | ${this.log.slice(-3).join(' | ')}`);
     proc.kill('SIGKILL');
     await exited;
   }
@@ -76,7 +80,12 @@ export interface CallOptions {
   readonly extra?: Record<string, unknown>;
   /** Environment entries to drop (to test missing variables) or override. */
   readonly env?: Record<string, string | undefined>;
+  /** The plugin process is SIGKILLed after this long (a hang; said in its stderr): CALL_LIMIT_MS. */
+  readonly timeoutMs?: number;
 }
+
+/** A plugin call's bound (one process; a call that waits for many, as 20 parallel ADDs do, passes more). */
+export const CALL_LIMIT_MS = 60_000;
 
 export class CniHarness {
   readonly tag = tag();
@@ -185,10 +194,16 @@ export class CniHarness {
       let stderr = '';
       child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
       child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      const limit = o.timeoutMs ?? CALL_LIMIT_MS;
+      let killed = false;
+      const timer = setTimeout(() => {
+        killed = true;
+        child.kill('SIGKILL');
+      }, limit);
       child.on('error', reject);
       child.on('close', (code) => {
         clearTimeout(timer);
+        if (killed) stderr += `\n(the harness SIGKILLed the plugin: still running after ${limit} ms)`;
         const endedAt = Date.now();
         let json: any = null;
         if (stdout.trim() !== '') {

@@ -800,9 +800,12 @@ test('20 ADDs in parallel on one node: 20 distinct addresses and endpoints; 20 D
     const ids = pods.map((_, i) => cid(`q${i}`));
     // 20 plugins take turns at the host-wide IPAM lock; on a loaded 2-CPU machine (load 25) the
     // last one waits longer than the default 20 s bound, so this test, which is about distinct
-    // addresses and a clean release, gives them 120 s (the bound itself is tested in ipam-lock*).
+    // addresses and a clean release, gives them 120 s (the bound itself is tested in ipam-lock*),
+    // and each process 180 s before the harness kills it (its default 60 s, for one plugin, was
+    // hit at load 25+: 20 node starts at once, then the turns): a hang still ends the call.
     const extra = { ipam_lock_timeout_ms: 120_000 };
-    const adds = await Promise.all(pods.map((p, i) => h.call({ command: 'ADD', containerId: ids[i], netns: p.path, ifname: 'eth0', extra })));
+    const timeoutMs = 180_000;
+    const adds = await Promise.all(pods.map((p, i) => h.call({ command: 'ADD', containerId: ids[i], netns: p.path, ifname: 'eth0', extra, timeoutMs })));
     adds.forEach((r, i) => assert.is(r.exitCode, 0, `ADD ${i}: ${r.stdout} ${r.stderr}`));
     const addrs = adds.map((r) => r.json.ips[0].address);
     assert.is(new Set(addrs).size, 20, addrs.join(' '));
@@ -813,7 +816,7 @@ test('20 ADDs in parallel on one node: 20 distinct addresses and endpoints; 20 D
     assert.equal(await ipam.check(), []);
     console.log(`  20 parallel ADDs: slowest ${Math.max(...adds.map((r) => r.ms))} ms, fastest ${Math.min(...adds.map((r) => r.ms))} ms`);
 
-    const dels = await Promise.all(pods.map((p, i) => h.call({ command: 'DEL', containerId: ids[i], netns: p.path, ifname: 'eth0', extra })));
+    const dels = await Promise.all(pods.map((p, i) => h.call({ command: 'DEL', containerId: ids[i], netns: p.path, ifname: 'eth0', extra, timeoutMs })));
     dels.forEach((r, i) => assert.is(r.exitCode, 0, `DEL ${i}: ${r.stdout} ${r.stderr}`));
     assert.equal(await ipam.check(), []);
     assert.equal(await h.handles(), []);

@@ -23,6 +23,7 @@
 #include <node_api.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "ports.h"
@@ -73,6 +74,14 @@ struct addon {
   struct spare *spares[MAX_SPARES];
   int nspares, spares_pending;
   int closes_pending; /* ports handed to a worker thread to release (see close_port) */
+  /* back-pressure (see "back-pressure" below) */
+  napi_env env;
+  int32_t rx_cur;        /* the port whose readiness callback is running (-1: none) */
+  int rx_fed;            /* that callback sent to a port with hold_high */
+  uint32_t nheld;        /* ports held now, all targets */
+  uint32_t hold_rr;      /* where the next release starts scanning (rotates: fairness) */
+  uv_timer_t *hold_timer; /* HOLD_CHECK_MS while a hold runs (allocated on the first hold, never freed) */
+  int hold_timer_on;
 };
 
 struct spare {
@@ -370,7 +379,8 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     return throw_type(env, "open: interface name must be a string shorter than 16 bytes");
   struct open_opts o;
   memset(&o, 0, sizeof o);
-  uint32_t v;
+  uint32_t v, hold_high = 0, hold_low = 0;
+  int hold_rx = 0;
   if (opts) {
     if (opt_u32(env, opts, "multiQueue", 0, &v)) return throw_type(env, "multiQueue: boolean");
     o.multi_queue = (int)v;
@@ -428,6 +438,10 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
     o.gso_min = v;
     if (opt_u32(env, opts, "txSocket", 0, &v)) return throw_type(env, "txSocket: boolean");
     o.tx_socket = (int)v;
+    if (opt_u32(env, opts, "txHoldHigh", 0, &hold_high) || hold_high > TXQ_MAX_FRAMES) return throw_type(env, "txHoldHigh: 0..16384 frames");
+    if (opt_u32(env, opts, "txHoldLow", hold_high / 4, &hold_low) || hold_low > hold_high) return throw_type(env, "txHoldLow: 0..txHoldHigh frames");
+    if (opt_u32(env, opts, "holdRx", 0, &v)) return throw_type(env, "holdRx: boolean");
+    hold_rx = (int)v;
     bool has = false;
     napi_has_named_property(env, opts, "bpf", &has);
     if (has) {
@@ -515,6 +529,9 @@ static napi_value open_common(napi_env env, napi_callback_info info, int kind) {
   netns_leave(home_ns);
   if (err) return throw_errno(env, err, what);
   a->bound_port[id] = bport;
+  p->hold_high = hold_high;
+  p->hold_low = hold_low;
+  p->hold_rx = hold_rx;
   return ret_u32(env, (uint32_t)id);
 }
 
@@ -625,7 +642,7 @@ static int poller_sync(napi_env env, struct addon *a, uint32_t id) {
   if (!backlog) pl->backoff_ms = 0;
   /* a port whose ring is being set up again has nothing to read: its socket would poll readable
    * with the frames queued meanwhile (discarded when the ring is back) */
-  int reading = pl->cb && !a->ports[id].rearming;
+  int reading = pl->cb && !a->ports[id].rearming && !a->ports[id].held_on;
   int writing = backlog && !pl->retry_armed ? UV_WRITABLE : 0;
   if (!reading && !writing && !pl->retry_armed && !pl->cb) {
     poller_release(env, a, id);
@@ -662,18 +679,23 @@ static void arm_retry(struct poller *pl) {
   uv_timer_start(&pl->retry, on_retry, pl->backoff_ms, 0);
 }
 
+static void hold_release_check(struct addon *a, uint32_t tid);
+
 /* Send from the backlog; when the kernel took nothing although we were told there is room, back
- * off on the timer. Then watch whatever is wanted now (this may release the poller). */
+ * off on the timer. Then watch whatever is wanted now (this may release the poller), and resume
+ * the ports held back on this one once its backlog is down to its low-water mark. */
 static void flush_backlog(struct poller *pl) {
   struct addon *a = pl->a;
-  struct port *p = &a->ports[pl->id];
+  uint32_t id = (uint32_t)pl->id;
+  struct port *p = &a->ports[id];
   uint32_t moved = port_flush(p);
   if (moved) pl->backoff_ms = 0;
   if (!moved && port_backlog(p)) arm_retry(pl);
-  if (poller_sync(pl->env, a, (uint32_t)pl->id)) {
+  if (poller_sync(pl->env, a, id)) {
     port_drop_backlog(p, EIO);
-    poller_sync(pl->env, a, (uint32_t)pl->id);
+    poller_sync(pl->env, a, id);
   }
+  hold_release_check(a, id);
 }
 
 static void on_retry(uv_timer_t *t) {
@@ -681,6 +703,167 @@ static void on_retry(uv_timer_t *t) {
   if (pl->closing) return;
   pl->retry_armed = 0;
   flush_backlog(pl);
+}
+
+/* ---- back-pressure: holding back the ports that feed a long backlog ----------------------
+ *
+ * A port opened with txHoldHigh (the engine's underlay) is a target: while its backlog holds more
+ * than hold_high frames, the ports that feed it are not read (held back), until it is down to
+ * hold_low. A port opened with holdRx (a pod's, the host's TUN) is a source: a readiness callback
+ * of it that sent to a target marks it as feeding that target (feeds; a callback that sent to
+ * none clears it). Decided per batch, never per frame: before a source is read (the addon's first
+ * receive of a wake-up, and each recv JS makes while it drains the port), hold_check looks at the
+ * backlog of the target it feeds; over hold_high, the source is held: its handle stops watching
+ * readability (the kernel keeps its frames in the port's ring or device queue, and drops and
+ * counts what does not fit: rxKernelDrops for a ring), and recv returns 0. Other ports go on: the
+ * target's own receive side, sources that fed no target in their last batch.
+ *
+ * Release: when a flush (or a send) leaves the target's backlog at hold_low or less, every port
+ * held on it is watched again, in an order that rotates from one release to the next (a first
+ * woken source's batch can take the backlog over hold_high again, holding the others before they
+ * read: rotating who goes first keeps that fair between sources). A target whose backlog does not
+ * move would hold its feeders for good (a dead link: the backlog drains only as fast as the
+ * tx_rejected rule drops its head, or not at all while the socket stays full): a timer flushes
+ * each target every HOLD_CHECK_MS while any port is held (a full socket polls writable only once
+ * half its buffer is free, so the flush there finds room sooner), and a target that sent no frame
+ * for HOLD_STALL_MS gives its holds up (tx_hold_stalls) and holds nobody until a frame leaves it
+ * again; its feeders'
+ * frames then meet the backlog as before (queued while there is room, else tx_full). Closing a
+ * source ends its hold; closing a target releases its feeders. */
+
+static inline uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void hold_timer_fire(uv_timer_t *t);
+
+/* Source `id` is read again (its hold ended): counted, and its handle watches readability. */
+static void hold_end(struct addon *a, uint32_t id, uint64_t now) {
+  struct port *s = &a->ports[id];
+  if (!s->held_on) return;
+  struct port *t = &a->ports[s->held_on - 1];
+  if (t->nheld) t->nheld--;
+  if (a->nheld) a->nheld--;
+  s->st.rx_held_ns += now - s->held_t0;
+  s->held_on = 0;
+  if (a->pollers[id]) poller_sync(a->env, a, id);
+}
+
+/* Release every port held on target `tid`, starting the scan where the last release stopped. */
+static void hold_release_all(struct addon *a, uint32_t tid) {
+  uint64_t now = mono_ns();
+  uint32_t first = MAX_PORTS;
+  for (uint32_t j = 0; j < MAX_PORTS && a->ports[tid].nheld; j++) {
+    uint32_t k = (a->hold_rr + j) % MAX_PORTS;
+    if (a->ports[k].held_on != tid + 1) continue;
+    if (first == MAX_PORTS) first = k;
+    hold_end(a, k, now);
+  }
+  a->ports[tid].nheld = 0;
+  if (first != MAX_PORTS) a->hold_rr = (first + 1) % MAX_PORTS;
+}
+
+static void hold_release_check(struct addon *a, uint32_t tid) {
+  struct port *t = &a->ports[tid];
+  if (t->nheld && port_backlog(t) <= t->hold_low) hold_release_all(a, tid);
+}
+
+static void hold_timer_arm(struct addon *a) {
+  if (a->hold_timer_on) return;
+  if (!a->hold_timer) {
+    uv_loop_t *loop;
+    if (napi_get_uv_event_loop(a->env, &loop) != napi_ok) return;
+    uv_timer_t *t = malloc(sizeof *t);
+    if (!t) return;
+    uv_timer_init(loop, t);
+    uv_unref((uv_handle_t *)t);
+    t->data = a;
+    a->hold_timer = t;
+  }
+  if (uv_timer_start(a->hold_timer, hold_timer_fire, HOLD_CHECK_MS, HOLD_CHECK_MS) == 0) a->hold_timer_on = 1;
+}
+
+/* Every HOLD_CHECK_MS while a hold runs: each target's backlog is flushed, and one whose frames
+ * stopped leaving gives its holds up. */
+static void hold_timer_fire(uv_timer_t *tm) {
+  struct addon *a = tm->data;
+  if (!a) return;
+  uint64_t now = mono_ns();
+  for (uint32_t id = 0; id < MAX_PORTS && a->nheld; id++) {
+    struct port *t = &a->ports[id];
+    if (!t->nheld) continue;
+    if (!t->in_use || port_backlog(t) <= t->hold_low) {
+      hold_release_all(a, id);
+      continue;
+    }
+    /* Try the backlog now: a full socket buffer polls writable only once half of it is free (the
+     * kernel's write-space rule), seconds at a slow rate with a deep qdisc, while it takes frames
+     * as soon as any room is free; what it takes here is the progress looked for below (and may
+     * bring the backlog down to the low-water mark: flush_backlog releases the holds then). */
+    struct poller *pl = a->pollers[id];
+    if (pl && !pl->closing) flush_backlog(pl);
+    if (!t->nheld) continue;
+    if (t->st.tx_packets != t->hold_tx_seen) {
+      t->hold_tx_seen = t->st.tx_packets;
+      t->hold_seen_at = now;
+    } else if (now - t->hold_seen_at >= (uint64_t)HOLD_STALL_MS * 1000000u) {
+      t->hold_stalled = 1;
+      t->st.tx_hold_stalls++;
+      hold_release_all(a, id);
+    }
+  }
+  if (!a->nheld) {
+    uv_timer_stop(tm);
+    a->hold_timer_on = 0;
+  }
+}
+
+/* Before source `id` is read: 1 when it must not be (held now, or from now on). */
+static int hold_check(struct addon *a, uint32_t id) {
+  struct port *s = &a->ports[id];
+  if (s->held_on) return 1;
+  if (!s->feeds) return 0;
+  uint32_t tid = s->feeds - 1;
+  struct port *t = &a->ports[tid];
+  if (!t->in_use || !t->hold_high) {
+    s->feeds = 0;
+    return 0;
+  }
+  if (port_backlog(t) <= t->hold_high) return 0;
+  if (t->hold_stalled) {
+    if (t->st.tx_packets == t->hold_tx_seen) return 0; /* still nothing leaves it */
+    t->hold_stalled = 0;
+  }
+  uint64_t now = mono_ns();
+  s->held_on = tid + 1;
+  s->held_t0 = now;
+  s->st.rx_held++;
+  if (t->nheld++ == 0) {
+    t->hold_tx_seen = t->st.tx_packets;
+    t->hold_seen_at = now;
+  }
+  a->nheld++;
+  hold_timer_arm(a);
+  if (a->pollers[id]) poller_sync(a->env, a, id);
+  return 1;
+}
+
+/* A send on target `tid` made by the callback of the port being read: that port feeds it. */
+static inline void hold_note_send(struct addon *a, uint32_t tid) {
+  int32_t src = a->rx_cur;
+  if (src < 0 || (uint32_t)src == tid || !a->ports[src].hold_rx) return;
+  a->ports[src].feeds = tid + 1;
+  a->rx_fed = 1;
+}
+
+/* Port `id` is closing: end its hold, and release the ports held on it. */
+static void hold_forget(struct addon *a, uint32_t id) {
+  struct port *p = &a->ports[id];
+  if (p->held_on) hold_end(a, id, mono_ns());
+  if (p->nheld) hold_release_all(a, id);
+  p->feeds = 0;
 }
 
 /* ---- close: AF_PACKET ports are released on a libuv worker thread ---------------------------
@@ -752,6 +935,7 @@ static napi_value close_port(napi_env env, napi_callback_info info) {
   if (arg_u32(env, argv[0], &id) < 0 || id >= MAX_PORTS) return throw_type(env, "close: port id");
   struct port *p = &a->ports[id];
   if (!p->in_use) return NULL; /* closing twice is harmless */
+  hold_forget(a, id);
   poller_release(env, a, id);
   a->bound_port[id] = 0;
   if (p->kind != PORT_PACKET) {
@@ -788,9 +972,15 @@ static napi_value batch_move(napi_env env, napi_callback_info info, int is_send)
   if (!p) return NULL;
   if (!a->pool_set) return throw_type(env, "setPool first");
   if (arg_u32(env, argv[1], &first) || arg_u32(env, argv[2], &n)) return throw_type(env, is_send ? "send(port, first, count)" : "recv(port, first, max)");
+  /* a source held back (or to be, its target's backlog over the high-water mark) reads nothing */
+  if (!is_send && p->hold_rx && hold_check(a, id)) return ret_u32(env, 0);
   int r = is_send ? port_send(p, &a->pool, first, n) : port_recv(p, (uint16_t)id, &a->pool, first, n);
   if (r < 0) return throw_errno(env, r, p->name[0] ? p->name : (is_send ? "send" : "recv"));
   if (is_send && port_backlog(p)) backlog_watch(env, a, id);
+  if (is_send && p->hold_high) {
+    if (n) hold_note_send(a, id);
+    if (p->nheld) hold_release_check(a, id);
+  }
   return ret_u32(env, (uint32_t)r);
 }
 
@@ -830,6 +1020,15 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
   set_num(env, o, "txHeadDropped", (double)p->st.tx_head_dropped);
   set_num(env, o, "txTooBigLen", (double)p->tx_toobig_len);
   set_num(env, o, "txCalls", (double)p->st.tx_calls);
+  if (p->hold_rx) {
+    set_num(env, o, "rxHeld", (double)p->st.rx_held);
+    set_num(env, o, "rxHeldNs", (double)(p->st.rx_held_ns + (p->held_on ? mono_ns() - p->held_t0 : 0)));
+    if (p->held_on) set_num(env, o, "rxHeldNow", 1);
+  }
+  if (p->hold_high) {
+    set_num(env, o, "txHoldStalls", (double)p->st.tx_hold_stalls);
+    if (p->nheld) set_num(env, o, "txHolding", (double)p->nheld);
+  }
   set_num(env, o, "rxWaitNs", (double)p->st.rx_wait_ns);
   set_num(env, o, "rxWaitSamples", (double)p->st.rx_wait_samples);
   set_num(env, o, "jsNs", (double)p->st.js_ns);
@@ -1097,10 +1296,15 @@ static napi_value port_info(napi_env env, napi_callback_info info) {
  * (CheckImmediate) opens and closes such a scope on every iteration. */
 static void call_js(struct poller *pl, int status) {
   napi_env env = pl->env;
+  struct addon *a = pl->a;
+  uint32_t id = (uint32_t)pl->id;
   if (status == 0 && pl->recv_max) {
-    struct addon *a = pl->a;
-    status = a->pool_set ? port_recv(&a->ports[pl->id], (uint16_t)pl->id, &a->pool, 0, pl->recv_max) : -EINVAL;
+    /* a source held back is not read, and JS is not called (back-pressure, above) */
+    if (a->ports[id].hold_rx && hold_check(a, id)) return;
+    status = a->pool_set ? port_recv(&a->ports[id], (uint16_t)id, &a->pool, 0, pl->recv_max) : -EINVAL;
   }
+  a->rx_cur = (int32_t)id;
+  a->rx_fed = 0;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
   napi_value cb, recv, args[2], result;
@@ -1117,6 +1321,9 @@ static void call_js(struct poller *pl, int status) {
     napi_fatal_exception(env, exc);
   }
   napi_close_handle_scope(env, scope);
+  /* a batch that sent to no target: the port feeds none now (JS may have closed it meanwhile) */
+  if (!a->rx_fed && a->ports[id].in_use) a->ports[id].feeds = 0;
+  a->rx_cur = -1;
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -1513,6 +1720,10 @@ static napi_value vnet_tap_for_test(napi_env env, napi_callback_info info) {
 
 static void addon_finalize(napi_env env, void *data, void *hint) {
   struct addon *a = data;
+  if (a->hold_timer) { /* (its handle is closed by the loop teardown, as the pollers') */
+    uv_timer_stop(a->hold_timer);
+    a->hold_timer->data = NULL;
+  }
   for (int i = 0; i < MAX_PORTS; i++) {
     if (a->pollers[i]) {
       a->pollers[i]->closing = 1;
@@ -1536,6 +1747,8 @@ static napi_value init(napi_env env, napi_value exports) {
   struct addon *a = calloc(1, sizeof *a);
   if (!a) return NULL;
   for (int i = 0; i < MAX_PORTS; i++) a->ports[i].fd = -1;
+  a->env = env;
+  a->rx_cur = -1;
   napi_set_instance_data(env, a, addon_finalize, NULL);
   napi_property_descriptor props[] = {
     { "setPool", NULL, set_pool, NULL, NULL, NULL, napi_default, NULL },

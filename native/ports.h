@@ -74,7 +74,21 @@ struct port_stats {
    * and TX_HEAD_MS (a frame the device drops every time, e.g. bigger than a veth peer's MTU) */
   uint64_t tx_rejected;
   uint64_t tx_head_dropped;   /* of those, the ones dropped from the head of the backlog */
+  /* back-pressure (addon.c, native/README.md) */
+  uint64_t rx_held;           /* a port with hold_rx: times it was held back (not read) because the
+                                 port its last batch fed had a backlog over its high-water mark */
+  uint64_t rx_held_ns;        /* how long in all (a hold still running counts from when it began) */
+  uint64_t tx_hold_stalls;    /* a port with hold_high: times it gave its holds up because nothing
+                                 left it for HOLD_STALL_MS (a dead link must not starve its feeders) */
 };
+
+/* Back-pressure defaults (the engine's underlay): a port's backlog over HOLD_HIGH frames holds back
+ * the ports feeding it until it is down to HOLD_LOW; a hold is given up when the port sent nothing
+ * for HOLD_STALL_MS (checked every HOLD_CHECK_MS while a hold runs). */
+#define HOLD_HIGH 4096
+#define HOLD_LOW 1024
+#define HOLD_STALL_MS TX_HEAD_MS
+#define HOLD_CHECK_MS 50
 
 /* A frame the kernel keeps refusing with ENOBUFS at the head of the backlog is dropped after this
  * many flushes and this much time since the first (a full queue drains within that: back-pressure
@@ -179,6 +193,17 @@ struct port {
   int ring_err;  /* setting it up again failed (-errno): the port receives nothing */
   void *rearm_job; /* addon.c: the work doing it, while rearming */
   struct tx_backlog *txq; /* NULL unless frames are waiting for room in the kernel */
+  /* back-pressure (addon.c): as a target (hold_high > 0), the ports it holds now and whether it
+   * gave holds up (stalled: nothing left it for HOLD_STALL_MS, until it sends again); as a source
+   * (hold_rx), the target its last batch sent to and the one it is held on (port id + 1, 0: none) */
+  uint32_t hold_high, hold_low;
+  uint32_t nheld;
+  int hold_stalled;
+  uint64_t hold_tx_seen;  /* tx_packets when last looked at (the timer), or when given up */
+  uint64_t hold_seen_at;  /* CLOCK_MONOTONIC ns of the last time tx_packets was seen moving */
+  int hold_rx;
+  uint32_t feeds, held_on;
+  uint64_t held_t0;       /* CLOCK_MONOTONIC ns the current hold began */
   struct port_stats st;
 };
 

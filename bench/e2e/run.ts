@@ -534,7 +534,7 @@ class Bench {
     const n = this.lab.nodes[0];
     if (!n.proc) return null;
     const c = (await controlRequest(n.control, { cmd: 'counters' })) as { ports?: Record<string, unknown>[] };
-    const t: Record<string, number> = { kernelDrops: 0, rxGsoFrames: 0, rxGsoSegments: 0, rxGsoBad: 0, rxGsoDropped: 0, rxScatterFrames: 0, txGroFrames: 0, txGroSegments: 0, txGsoFrames: 0, txGsoSegments: 0, txGsoRejected: 0, rxSuperFrames: 0, rxSuperSegments: 0, txSuperFrames: 0, rxMergeFrames: 0, rxMergeSegments: 0, txSuperCut: 0, txSuperLost: 0, txFull: 0, rxWaitNs: 0, rxWaitSamples: 0, jsNs: 0, jsSamples: 0, txSyscallNs: 0, txSyscalls: 0 };
+    const t: Record<string, number> = { kernelDrops: 0, rxGsoFrames: 0, rxGsoSegments: 0, rxGsoBad: 0, rxGsoDropped: 0, rxScatterFrames: 0, txGroFrames: 0, txGroSegments: 0, txGsoFrames: 0, txGsoSegments: 0, txGsoRejected: 0, rxSuperFrames: 0, rxSuperSegments: 0, txSuperFrames: 0, rxMergeFrames: 0, rxMergeSegments: 0, txSuperCut: 0, txSuperLost: 0, txFull: 0, held: 0, heldMs: 0, rxWaitNs: 0, rxWaitSamples: 0, jsNs: 0, jsSamples: 0, txSyscallNs: 0, txSyscalls: 0 };
     for (const p of c.ports ?? []) for (const k of Object.keys(t)) t[k] += Number(p[k] ?? 0);
     return t;
   }

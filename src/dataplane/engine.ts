@@ -69,6 +69,10 @@ export interface EngineOptions {
   /** The underlay port sends through a transmit-only packet socket of its own (native/README.md,
    * "A transmit-only underlay socket"). Default true; `podway run --no-tx-socket`. */
   txSocket?: boolean;
+  /** Back-pressure (native/README.md): while the underlay port's transmit backlog holds more than
+   * 4,096 frames, the pods (and the host's TUN) whose last batch went to it are not read until it
+   * is down to 1,024. Default true; `podway run --no-backpressure`. */
+  backpressure?: boolean;
   /** Underlay port: receive a kernel node's VXLAN TCP super-frames (UDP tunnel GSO) as one
    * descriptor and send each to its pod as one GSO message, not cut and merged again
    * (native/rxsuper.h; default true). */
@@ -294,6 +298,12 @@ const LEARNED_HOLD_MS = 120_000;
  * off the CPU for a few ms, and 8 bulk TCP streams into a pod lost ~100k frames per 4 s; 16 MiB
  * lost a few hundred (bench/README.md). Cost: 16 MiB of unswappable kernel memory per worker. */
 export const UNDERLAY_RING_MB = 16;
+/** Back-pressure on the underlay's transmit backlog (frames; native/README.md): over HOLD_HIGH the
+ * ports feeding it are held back until it is down to HOLD_LOW. 4,096 frames of 1,500 bytes are
+ * ~10 ms at 5 Gb/s (the backlog's 16,384 were ~40 ms); what one batch of a pod adds past the mark
+ * stays well under the backlog's 16,384. */
+export const HOLD_HIGH = 4096;
+export const HOLD_LOW = 1024;
 
 /** Ring blocks for an underlay ring of `mb` MiB: native/ports.c's blocks are 64 KiB (V2) or 256 KiB (V3). */
 export function underlayRingBlocks(ringVersion: 2 | 3, mb: number): number {
@@ -336,6 +346,9 @@ export class Engine {
   private readonly gro: boolean;
   private readonly txGso: boolean;
   private readonly txSocket: boolean;
+  /** Underlay txHoldHigh/txHoldLow, pod ports' holdRx (empty: no back-pressure). */
+  private readonly holdTx: { txHoldHigh?: number; txHoldLow?: number };
+  private readonly holdRx: { holdRx?: boolean };
   private readonly rxSuper: boolean;
   private readonly scatterRx: boolean;
   private readonly podSuper: boolean;
@@ -434,6 +447,9 @@ export class Engine {
     this.gro = opts.gro ?? true;
     this.txGso = opts.txGso ?? true;
     this.txSocket = opts.txSocket ?? true;
+    const bp = opts.backpressure ?? true;
+    this.holdTx = bp ? { txHoldHigh: HOLD_HIGH, txHoldLow: HOLD_LOW } : {};
+    this.holdRx = bp ? { holdRx: true } : {};
     this.rxSuper = opts.rxSuper ?? true;
     this.scatterRx = opts.scatterRx ?? true;
     this.podSuper = opts.podSuper ?? true;
@@ -800,7 +816,7 @@ export class Engine {
         }
         // The host port: the node's own stack reaches pods through it (pool routes point at it), and
         // tap/tun pods reach the node through it. Not persistent: it goes away with the process.
-        this.infra.host = this.io.openTun(HOST_PORT_NAME, {});
+        this.infra.host = this.io.openTun(HOST_PORT_NAME, { ...this.holdRx });
         this.pipe.setPort(this.infra.host, Role.HOST_TUN, `host(${HOST_PORT_NAME})`);
         if (this.manageHost) {
           this.notes.push(...quietKernelOn(HOST_PORT_NAME, false));
@@ -861,7 +877,7 @@ export class Engine {
 
   /** The underlay packet port; its filter takes IPv6 only while the node has an IPv6 address. */
   private openUnderlay(ul: Underlay, model: NodeDataplaneModel): number {
-    const p = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT, steer: this.steer() }), sndbuf: 4 << 20, txGso: this.txGso, txSocket: this.txSocket, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name) });
+    const p = this.io.openPacket(ul.name, { ring: true, ringVersion: this.ringVersion, ringBlocks: this.underlayRingBlocks, qdiscBypass: this.qdiscBypass, bpf: underlayFilter(model.node.ip, { ipv6: model.v6.ip6 !== null, tunnels: this.tunnelsOnUnderlay, vxlanPort: VXLAN_PORT, steer: this.steer() }), sndbuf: 4 << 20, txGso: this.txGso, txSocket: this.txSocket, rxSuper: this.rxSuper, rxMerge: this.rxMerge, fanoutGroup: this.fanout(ul.name), ...this.holdTx });
     this.underlayFilterStale = false;
     return p;
   }
@@ -1431,7 +1447,7 @@ export class Engine {
     } else {
       // single-queue: worker 0 opens and reads it, the others transmit through its fd
       const shared = this.worker.count === 1 ? {} : this.primary ? { share: true } : { sharedTx: true };
-      port = kind === 'tap' ? this.io.openTap(ep.interfaceName, { netns, existing: true, ...shared }) : this.io.openTun(ep.interfaceName, { netns, existing: true, ...shared });
+      port = kind === 'tap' ? this.io.openTap(ep.interfaceName, { netns, existing: true, ...shared, ...this.holdRx }) : this.io.openTun(ep.interfaceName, { netns, existing: true, ...shared, ...this.holdRx });
     }
     const txOnly = kind !== 'veth' && this.worker.count > 1 && !this.primary;
     // a MAC worker 0 learned before this worker opened the port (a TAP's, or a veth's: learnSharedPodMac)
@@ -1455,7 +1471,7 @@ export class Engine {
   }
 
   private podPortOptions() {
-    return { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, scatterRx: this.scatterRx, rxSuperTcp: this.podSuper, gsoMin: POD_GSO_MIN, ignoreOutgoing: true };
+    return { ring: true, ringVersion: this.ringVersion, ringBlocks: podRingBlocks(this.ringVersion), qdiscBypass: this.qdiscBypass, gro: this.gro, scatterRx: this.scatterRx, rxSuperTcp: this.podSuper, gsoMin: POD_GSO_MIN, ignoreOutgoing: true, ...this.holdRx };
   }
 
   /**
@@ -2354,6 +2370,10 @@ export class Engine {
         txCalls: st.txCalls,
         kernelDrops: st.rxKernelDrops,
         txFull: st.txDroppedFull,
+        ...(st.rxHeld ? { held: st.rxHeld, heldMs: Math.round((st.rxHeldNs ?? 0) / 1e6) } : {}),
+        ...(st.rxHeldNow ? { heldNow: 1 } : {}),
+        ...(st.txHolding ? { holding: st.txHolding } : {}),
+        ...(st.txHoldStalls ? { holdStalls: st.txHoldStalls } : {}),
         txErrors: st.txErrors,
         sendRefused: this.pipe.portCounters[pc + PortCounter.TX_ERRORS],
         rxErrors: this.pipe.portCounters[pc + PortCounter.RX_ERRORS],

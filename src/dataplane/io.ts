@@ -91,6 +91,15 @@ export interface PortOptions {
    * TCP flow (a kernel node's stream over an underlay without offloads) is received as ONE
    * DescFlag.SUPER descriptor, the way rxSuper hands a super-frame on (native/rxsuper.h). */
   rxMerge?: boolean;
+  /** Back-pressure (native/README.md): while this port's transmit backlog holds more than
+   * txHoldHigh frames (1..16,384; 0, the default: never), the ports feeding it (opened with
+   * holdRx, whose last batch sent to it) are not read until it is down to txHoldLow (default a
+   * quarter of txHoldHigh). For the underlay port. */
+  txHoldHigh?: number;
+  txHoldLow?: number;
+  /** May be held back (not read) while the port its last batch sent to has a backlog over that
+   * port's txHoldHigh. For pod ports and the host's TUN. */
+  holdRx?: boolean;
   /** AF_PACKET: classic BPF program, 8 bytes per instruction (struct sock_filter). */
   bpf?: Uint8Array;
   /** UDP/raw: local IPv4 address as uint32 (0 = any). */
@@ -153,6 +162,10 @@ export interface PortStats {
   /** Where time goes, one sample per batch: V2 ring kernel receive stamp -> recv (rxWait), end of
    * the thread's last recv -> this port's send (js), inside sendmmsg (txSyscall); ns summed. */
   rxWaitNs?: number; rxWaitSamples?: number; jsNs?: number; jsSamples?: number; txSyscallNs?: number; txSyscalls?: number;
+  /** holdRx ports: times the port was held back, and for how long in all (ns, a hold running now
+   * included); rxHeldNow 1 while it is held. txHoldHigh ports: times the port gave its holds up
+   * because nothing left it for 200 ms (a dead link), and the ports it holds now. */
+  rxHeld?: number; rxHeldNs?: number; rxHeldNow?: number; txHoldStalls?: number; txHolding?: number;
   lastError?: string;
 }
 

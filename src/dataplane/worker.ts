@@ -18,7 +18,7 @@ import { applySchedSlice } from './sched-slice';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: EngineOptions['neighborQueue']; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; backpressure?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: EngineOptions['neighborQueue']; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
@@ -37,6 +37,7 @@ if (parentPort) {
     gro: init.gro,
     txGso: init.txGso,
     txSocket: init.txSocket,
+    backpressure: init.backpressure,
     scatterRx: init.scatterRx,
     podSuper: init.podSuper,
     neighbor: init.neighbor,

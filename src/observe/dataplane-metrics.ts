@@ -42,6 +42,8 @@ export class DataplaneCollector implements Collector {
     perPort('podway_port_dropped_packets_total', 'Frames podway dropped that arrived on, or were bound for, a port.', 'drops');
     perPort('podway_port_kernel_dropped_packets_total', 'Frames the kernel dropped before podway read them (ring or socket buffer full).', 'kernelDrops');
     perPort('podway_port_rx_ring_stalls_total', 'Times the kernel stopped filling a port\'s TPACKET_V2 receive ring (a frame it could not describe in a vnet header) and podway set the ring up again.', 'ringStalls');
+    perPort('podway_port_rx_held_total', 'Times podway held a pod port (or the host\'s) back, not reading it, while the underlay\'s transmit backlog it fed was over its high-water mark (back-pressure).', 'held');
+    perPort('podway_port_rx_held_seconds_total', 'Seconds a port spent held back so, in all.', 'heldSeconds');
     perPort('podway_port_tx_full_dropped_packets_total', 'Frames the kernel refused on send that did not fit the port\'s backlog.', 'txFull');
     snapshotCounter(reg, 'podway_port_errors_total', 'Receive or send calls that failed on a port, by direction.', [...labels, 'direction'], () =>
       this.snapshot.ports.flatMap((p): Sample[] => [[{ ...portLabels(p), direction: 'rx' }, p.rxErrors], [{ ...portLabels(p), direction: 'tx' }, p.txErrors]]));

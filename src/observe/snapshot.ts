@@ -24,6 +24,9 @@ export interface PortSample {
   ringStalls: number;
   /** Frames the kernel refused on send that did not fit the port's backlog. */
   txFull: number;
+  /** Times podway held the port back (did not read it) while the underlay's backlog it fed was
+   * long, and the seconds it spent so in all (back-pressure, native/README.md). */
+  held: number; heldSeconds: number;
   rxErrors: number; txErrors: number;
 }
 
@@ -43,7 +46,7 @@ export interface DataplaneSnapshot {
 /** Adds one port's counts into another's (same port: several workers, or before and after a reopen). */
 export function addPortCounts(m: PortSample, p: PortSample): void {
   m.rxPackets += p.rxPackets; m.rxBytes += p.rxBytes; m.txPackets += p.txPackets; m.txBytes += p.txBytes;
-  m.drops += p.drops; m.kernelDrops += p.kernelDrops; m.ringStalls += p.ringStalls; m.txFull += p.txFull; m.rxErrors += p.rxErrors; m.txErrors += p.txErrors;
+  m.drops += p.drops; m.kernelDrops += p.kernelDrops; m.ringStalls += p.ringStalls; m.txFull += p.txFull; m.held += p.held; m.heldSeconds += p.heldSeconds; m.rxErrors += p.rxErrors; m.txErrors += p.txErrors;
 }
 
 function addInto(a: number[], b: readonly number[]): void {
@@ -87,7 +90,7 @@ export function pipelineSnapshot(pipe: Pipeline, io: PacketIO, ports: readonly {
       return {
         name: pipe.portName[port], kind, workload,
         rxPackets: st.rxPackets, rxBytes: st.rxBytes, txPackets: st.txPackets, txBytes: st.txBytes,
-        drops: pcs[pc + PortCounter.DROPS], kernelDrops: st.rxKernelDrops, ringStalls: st.rxRingStalls ?? 0, txFull: st.txDroppedFull,
+        drops: pcs[pc + PortCounter.DROPS], kernelDrops: st.rxKernelDrops, ringStalls: st.rxRingStalls ?? 0, txFull: st.txDroppedFull, held: st.rxHeld ?? 0, heldSeconds: (st.rxHeldNs ?? 0) / 1e9,
         rxErrors: pcs[pc + PortCounter.RX_ERRORS], txErrors: pcs[pc + PortCounter.TX_ERRORS] + st.txErrors,
       };
     }),

@@ -580,4 +580,89 @@ test('TUN: a packet longer than the slot is flagged TRUNCATED and counted; one t
   });
 });
 
+/**
+ * Back-pressure (native/README.md): a "pod" port (holdRx) whose frames JS forwards to an
+ * "underlay" port (txHoldHigh) behind a slow tbf is held back, not read, while the underlay's
+ * backlog is over its high-water mark, and read again once it is down to its low-water mark.
+ * C -> A:hs0 is the pod's veth (its frames flood in), A:ha0 -> B the slow underlay.
+ */
+test('back-pressure: a holdRx port feeding a backlog past txHoldHigh is not read until it is down to txHoldLow (no tx_full, backlog bounded); a backlog that never moves gives the hold up; traffic resumes', async () => {
+  const HIGH = 64, LOW = 16, BATCH = 256;
+  await withNetns(['bha', 'bhb', 'bhc'], async ([A, B, C]) => {
+    veth(A, 'ha0', B, 'hb0');
+    slowQdisc(A, 'ha0', '1mbit');
+    veth(C, 'hc0', A, 'hs0');
+    const u = native.openPacket('ha0', { netns: A.path, bpf: dropAll, sndbuf: 4096, txHoldHigh: HIGH, txHoldLow: LOW });
+    const pb = native.openPacket('hb0', { netns: B.path, bpf: etherFilter(ETHERTYPE), rcvbuf: 4 << 20 });
+    const s = native.openPacket('hs0', { netns: A.path, bpf: etherFilter(ETHERTYPE), holdRx: true });
+    const pc = native.openPacket('hc0', { netns: C.path, bpf: dropAll });
+    try {
+      // JS's part: every batch read from the pod goes to the underlay (descriptors [0, n))
+      let forwarded = 0, maxBacklog = 0;
+      native.poll(s, (_p, n) => {
+        if (n <= 0) return;
+        for (let i = 0; i < n; i++) pool.txList[i] = i;
+        native.send(u, 0, n);
+        forwarded += n;
+        maxBacklog = Math.max(maxBacklog, stats(u).txBacklog);
+      }, BATCH);
+      // the pod floods: BATCH frames a turn from descriptors [300, 300 + BATCH)
+      let seq = 0;
+      const flood = async (frames: number) => {
+        const end = Date.now() + 30_000;
+        for (let k = 0; k < frames && Date.now() < end; k += BATCH) {
+          for (let j = 0; j < BATCH; j++) ethFrame(300 + j, seq++, 100);
+          native.send(pc, 300, BATCH);
+          maxBacklog = Math.max(maxBacklog, stats(u).txBacklog);
+          await sleep(1);
+        }
+      };
+      const seen: number[] = [];
+
+      // 1. Far more than the 16,384-frame backlog could take, at 1 Mbit/s.
+      await flood(40 * 1024);
+      const s1 = stats(s), u1 = stats(u);
+      console.log(`  flood: ${seq} offered, ${forwarded} read and forwarded; pod port held ${s1.rxHeld} times (${Math.round((s1.rxHeldNs ?? 0) / 1e6)} ms), ring drops ${s1.rxKernelDrops}; underlay backlog max ${maxBacklog}, txFull ${u1.txDroppedFull}`);
+      assert.ok((s1.rxHeld ?? 0) > 0, 'the pod port was held back');
+      assert.ok((s1.rxHeldNs ?? 0) > 0, 'for some time');
+      assert.ok(forwarded < seq, 'not every frame offered was read: the rest stayed in the pod port\'s ring (or the kernel dropped them there)');
+      assert.is(u1.txDroppedFull, 0, 'no tx_full while the hold works');
+      assert.ok(maxBacklog <= HIGH + BATCH, `the backlog stayed within the high-water mark and one batch (max ${maxBacklog})`);
+      assert.ok(maxBacklog > HIGH, `the backlog did pass the high-water mark (max ${maxBacklog})`);
+      // the backlog drains to the low-water mark: the pod port is read again, as it is once empty
+      assert.ok(await waitFor(() => { drainEth(pb, seen); return !stats(s).rxHeldNow && stats(u).txBacklog === 0; }, 20_000), `released and drained (backlog ${stats(u).txBacklog}, held now ${stats(s).rxHeldNow})`);
+      const afterFlood = forwarded;
+      await flood(10);
+      assert.ok(await waitFor(() => forwarded > afterFlood, 10_000), 'the pod port is read again once the backlog drained');
+
+      // 2. A link that takes nothing (tbf at 8 bit/s: the 4 KiB socket buffer stays full, EAGAIN,
+      // which the backlog waits out for as long as it takes): the hold is given up after
+      // HOLD_STALL_MS without a frame leaving, and the pod is read again.
+      A.exec('tc', ['qdisc', 'change', 'dev', 'ha0', 'root', 'tbf', 'rate', '8bit', 'burst', '1600', 'limit', '3000']);
+      const s2 = stats(s);
+      const f2 = forwarded;
+      await flood(4096);
+      assert.ok(await waitFor(() => (stats(u).txHoldStalls ?? 0) > 0, 10_000), 'the hold on a backlog that never moves was given up');
+      assert.ok(await waitFor(() => !stats(s).rxHeldNow, 5000), 'the pod port is not held any more');
+      const f3 = forwarded;
+      await flood(1024);
+      assert.ok(await waitFor(() => forwarded > f3, 10_000), 'the pod port is read while the dead link\'s backlog stays long');
+      const u3 = stats(u);
+      console.log(`  dead link: held ${(stats(s).rxHeld ?? 0) - (s2.rxHeld ?? 0)} more times, given up ${u3.txHoldStalls}; forwarded ${forwarded - f2} meanwhile; backlog ${u3.txBacklog}, txFull ${u3.txDroppedFull}`);
+      assert.ok(u3.txBacklog > HIGH + BATCH, `its frames meet the backlog as without back-pressure (backlog ${u3.txBacklog})`);
+
+      // 3. The link works again: frames leave, the hold holds again, the backlog drains and the
+      // pod's traffic reaches the peer.
+      A.exec('tc', ['qdisc', 'change', 'dev', 'ha0', 'root', 'tbf', 'rate', '20mbit', 'burst', '16000', 'limit', '30000']);
+      assert.ok(await waitFor(() => { drainEth(pb, seen); return stats(u).txBacklog === 0 && !stats(s).rxHeldNow; }, 30_000), `drained (backlog ${stats(u).txBacklog})`);
+      const marker = seq;
+      await flood(BATCH);
+      assert.ok(await waitFor(() => { drainEth(pb, seen); return seen.includes(marker + BATCH - 1); }, 10_000), 'the pod\'s frames reach the peer again');
+      native.unpoll(s);
+    } finally {
+      for (const p of [s, pc, u, pb]) native.close(p);
+    }
+  });
+});
+
 test.run();

@@ -14,8 +14,8 @@ import { Drop } from '../packet/drop';
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, formatMac } from '../packet/ethernet';
 import { ETH_HLEN } from '../packet/layout';
 import { ARP_REQUEST, ARP_REPLY, arpReplyInPlace, validateArp } from '../packet/arp';
-import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
-import { ipv4DecrementTtl, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
+import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, buildIcmpErrorInPlace, mayReplyWithIcmpError } from '../packet/icmp';
+import { ipv4DecrementTtl, ipv4OptionsPointer, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
 import { encapVxlan, decapVxlanPacket, vxlanInnerLength, vxlanInnerMacOk, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
 import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
@@ -407,7 +407,9 @@ export class Pipeline implements CapturePorts {
   private fromPodIp(i: number, port: number, ip: number, len: number): number {
     const b = this.b;
     const v = validateIpv4(b, ip, len);
-    if (v !== Drop.OK) return this.drop(v);
+    // bad options: answered (badOptions) after the source check, as the kernel checks options
+    // after Calico's RPF check and the route lookup
+    if (v !== Drop.OK && v !== Drop.BAD_IP_OPTIONS) return this.drop(v);
     if (this.trace !== null) this.startTrace(ip, port);
     // Source check: only the endpoint's own addresses may leave its interface.
     const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
@@ -417,6 +419,7 @@ export class Pipeline implements CapturePorts {
     for (let k = 0; k < cnt; k++) if (this.podIps[base + k] === src) ok = true;
     if (!ok) return this.drop(Reason.SOURCE_CHECK);
     if (this.tr !== null) this.tr.stages.push(`source check: ${formatIpv4(src)} belongs to ${this.portName[port]}: pass`);
+    if (v === Drop.BAD_IP_OPTIONS) return this.badOptions(i, port, ip);
     if ((this.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
     return this.forward(i, port, ip, true, false);
   }
@@ -456,6 +459,7 @@ export class Pipeline implements CapturePorts {
     if (((b[eth + 12] << 8) | b[eth + 13]) !== ETHERTYPE_IPV4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
     const ip = eth + ETH_HLEN;
     const v = validateIpv4(b, ip, len - ETH_HLEN);
+    if (v === Drop.BAD_IP_OPTIONS) return this.badOptions(i, -1, ip);
     if (v !== Drop.OK) return this.drop(v);
     if (this.trace !== null) {
       // (the socket path opened the record already, before the outer checks)
@@ -472,6 +476,7 @@ export class Pipeline implements CapturePorts {
     if ((this.tunnels & Tunnel.IPIP) === 0) return this.traceOuterDrop(f, 'ipip', Reason.TUNNEL_MODE_UNUSED);
     if (!this.addr.knownNodes.has(peer)) return this.traceOuterDrop(f, 'ipip', Reason.UNKNOWN_TUNNEL_SOURCE);
     const inner = decapIpipPacket(b, f, this.pool.len[i]);
+    if (inner === -Drop.BAD_IP_OPTIONS) return this.badIpipOptions(i, f, this.pool.len[i]);
     if (inner < 0) return this.traceOuterDrop(f, 'ipip', -inner);
     if (this.trace !== null) {
       this.startTrace(inner, -1);
@@ -542,6 +547,7 @@ export class Pipeline implements CapturePorts {
       if ((this.tunnels & Tunnel.IPIP) === 0) return this.traceOuterDrop(ip, 'ipip (underlay port)', Reason.TUNNEL_MODE_UNUSED);
       if (!this.addr.knownNodes.has(peer)) return this.traceOuterDrop(ip, 'ipip (underlay port)', Reason.UNKNOWN_TUNNEL_SOURCE);
       const inner = decapIpipPacket(b, ip, len);
+      if (inner === -Drop.BAD_IP_OPTIONS) return this.badIpipOptions(i, ip, len);
       if (inner < 0) return this.traceOuterDrop(ip, 'ipip (underlay port)', -inner);
       if (this.trace !== null) {
         this.startTrace(inner, -1);
@@ -559,6 +565,8 @@ export class Pipeline implements CapturePorts {
     // and the inner MACs, which the route rewrites. Summing it in JS would cost a pass over every
     // packet (with transmit GSO a podway sender's VXLAN carries the kernel's checksum).
     const eth = decapVxlanPacket(b, ip, len, CALICO_VNI, VXLAN_PORT, false);
+    // the outer header's options (the kernel's copy was dropped before its option check): answered to the node
+    if (eth === -Drop.BAD_IP_OPTIONS) return this.badOptions(i, -1, ip);
     if (eth < 0) return this.traceOuterDrop(ip, 'vxlan (underlay port)', -eth);
     return this.vxlanInner(i, eth, vxlanInnerLength(b, eth), peer, false);
   }
@@ -884,6 +892,36 @@ export class Pipeline implements CapturePorts {
   }
 
   /**
+   * An IPv4 packet (header at `ip`) whose options the kernel's ip_options_compile refuses
+   * (Drop.BAD_IP_OPTIONS): counted bad_ip_options and answered as the kernel answers it, with ICMP
+   * parameter problem whose pointer is the byte at fault (ipv4OptionsPointer), rate-limited as the
+   * other errors: back to the pod on `inPort`, or (inPort -1: decapsulated, or a tunnel's outer
+   * header) routed back to its sender. A veth pod's is not answered here: the node's kernel has the
+   * frame too and answers it itself (forwarding off on the veth does not stop its option check).
+   * A CIPSO option: dropped, no answer (the kernel's neither).
+   */
+  private badOptions(i: number, inPort: number, ip: number): number {
+    this.counters[Drop.BAD_IP_OPTIONS]++;
+    const ptr = ipv4OptionsPointer(this.b, ip);
+    if (ptr < 0 || (inPort >= 0 && this.hostSees[inPort] === 1)) {
+      if (this.tr !== null) this.tr.stages.push(ptr < 0 ? 'ip options: cipso: dropped, not answered (as the kernel)' : 'ip options refused: the node\'s kernel has the frame and answers it');
+      return this.dropCounted(Drop.BAD_IP_OPTIONS);
+    }
+    if (this.tr !== null) this.tr.stages.push(`ip options refused at byte ${ptr}: icmp parameter problem`);
+    if (inPort >= 0) return this.icmpError(i, inPort, ip, ICMP_PARAMETER_PROBLEM, 0, (ptr << 24) >>> 0);
+    return this.icmpErrorRouted(i, ip, ICMP_PARAMETER_PROBLEM, 0, (ptr << 24) >>> 0);
+  }
+
+  /**
+   * An IPIP packet (outer header at `outer`, `len` bytes) decapIpipPacket refused for its options:
+   * the outer header's (the sending node's: answered to it) or the inner packet's (its pod's).
+   */
+  private badIpipOptions(i: number, outer: number, len: number): number {
+    if (validateIpv4(this.b, outer, len) === Drop.BAD_IP_OPTIONS) return this.badOptions(i, -1, outer);
+    return this.badOptions(i, -1, outer + ((this.b[outer] & 15) << 2));
+  }
+
+  /**
    * Turn the packet into an ICMP error from this node back to its sender (who is on inPort). Into
    * the host port (the node's own packet: a DF packet too big for a TAP/TUN pod here or for a path
    * whose MTU the node's route did not have) the error comes from the packet's destination, not
@@ -892,19 +930,19 @@ export class Pipeline implements CapturePorts {
    * destination is an address the node routes into podway0 (a pool's), so the kernel takes it,
    * strict reverse-path filtering included, and is never local (the kernel delivered it if it were).
    */
-  private icmpError(i: number, inPort: number, ip: number, type: number, code: number, mtu: number): number {
+  private icmpError(i: number, inPort: number, ip: number, type: number, code: number, rest: number): number {
     const b = this.b;
-    if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED);
-    if (!this.icmpAllowed(ip, type, code)) return this.drop(Reason.ICMP_RATELIMITED);
     // (the reason the caller counted segment 0 in)
-    const why = type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : code === ICMP_FRAG_NEEDED ? Reason.FRAG_NEEDED : Reason.MARTIAN_DST;
+    const why = errorReason(type, code);
+    if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(why);
+    if (!this.icmpAllowed(ip, type, code)) return this.drop(Reason.ICMP_RATELIMITED);
     // `podway capture --stage drop` shows the packet as it came (its copy), not the error it becomes
     const cap = this.capture;
     if (cap !== null) cap.noteError(i, why);
     this.superToOne(i, why);
     const r = this.role[inPort];
     const from = r === Role.HOST_TUN ? this.errorSourceToHost(ip) : this.addr.nodeIp;
-    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, from, 64, this.nextId());
+    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, rest, from, 64, this.nextId());
     const total = (b[n + ETH_HLEN + 2] << 8) | b[n + ETH_HLEN + 3];
     if (r === Role.POD_TUN || r === Role.HOST_TUN) this.setFrame(i, n + ETH_HLEN, total);
     else {
@@ -912,7 +950,7 @@ export class Pipeline implements CapturePorts {
       this.setFrame(i, n, total + ETH_HLEN);
     }
     this.counters[Event.ICMP_SENT]++;
-    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code}${mtu ? ' mtu ' + mtu : ''} from ${formatIpv4(from)} back to ${this.portName[inPort]}`);
+    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code}${restText(type, rest)} from ${formatIpv4(from)} back to ${this.portName[inPort]}`);
     return inPort;
   }
 
@@ -946,9 +984,9 @@ export class Pipeline implements CapturePorts {
    * address (Calico's routes through `vxlan.calico` take that device's address), else (direct, the
    * node's routing, a tunnel without an address of the node's) the node's address.
    */
-  private icmpErrorRouted(i: number, ip: number, type: number, code: number, mtu: number): number {
+  private icmpErrorRouted(i: number, ip: number, type: number, code: number, rest: number): number {
     const b = this.b;
-    const why = type === ICMP_TIME_EXCEEDED ? Reason.TTL_EXPIRED : Reason.FRAG_NEEDED;
+    const why = errorReason(type, code);
     if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(why);
     if (!this.icmpAllowed(ip, type, code)) return this.drop(Reason.ICMP_RATELIMITED);
     const cap = this.capture;
@@ -958,7 +996,7 @@ export class Pipeline implements CapturePorts {
     const dst = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
     const nh = this.nh.fib.lookup(dst);
     const from = nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.VXLAN && this.addr.vxlanTunnelIp ? this.addr.vxlanTunnelIp : this.addr.nodeIp;
-    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, mtu & 0xffff, from, 64, this.nextId());
+    const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, rest, from, 64, this.nextId());
     const eip = n + ETH_HLEN;
     if (nh === NO_ROUTE) {
       // A sender neither pod nor node (a ToR, a client outside the cluster in direct/BGP mode, a
@@ -967,10 +1005,10 @@ export class Pipeline implements CapturePorts {
       this.setFrame(i, eip, (b[eip + 2] << 8) | b[eip + 3]);
       this.pool.addr[i] = dst;
       this.counters[Event.ICMP_SENT]++;
-      if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(from)}: to ${formatIpv4(dst)} through the node's routing (tx4)`);
+      if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code}${restText(type, rest)} from ${formatIpv4(from)}: to ${formatIpv4(dst)} through the node's routing (tx4)`);
       return this.tx4Port;
     }
-    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code} from ${formatIpv4(from)}: routed back to the sender`);
+    if (this.tr !== null) this.tr.stages.push(`icmp type ${type} code ${code}${restText(type, rest)} from ${formatIpv4(from)}: routed back to the sender`);
     const out = this.route(i, -1, eip, false, true, dst, nh);
     // counted once it goes (or waits for its neighbour), not when a route drops it
     if (out !== DROP) this.counters[Event.ICMP_SENT]++;
@@ -1362,6 +1400,19 @@ export class Pipeline implements CapturePorts {
     t.add(tr);
     if (t.full) this.trace = null;
   }
+}
+
+/** The drop reason an ICMP error's offending packet was counted under (icmpError, icmpErrorRouted). */
+function errorReason(type: number, code: number): number {
+  if (type === ICMP_TIME_EXCEEDED) return Reason.TTL_EXPIRED;
+  if (type === ICMP_PARAMETER_PROBLEM) return Drop.BAD_IP_OPTIONS;
+  return code === ICMP_FRAG_NEEDED ? Reason.FRAG_NEEDED : Reason.MARTIAN_DST;
+}
+
+/** An ICMP error's second word, for trace (only when tracing). */
+function restText(type: number, rest: number): string {
+  if (type === ICMP_PARAMETER_PROBLEM) return ` pointer ${rest >>> 24}`;
+  return rest !== 0 ? ` mtu ${rest}` : '';
 }
 
 import { COUNTER_NAMES } from './counters';

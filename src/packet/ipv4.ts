@@ -200,29 +200,41 @@ export function validateIpv4(b: Uint8Array, off: number, len: number): DropReaso
   return Drop.OK;
 }
 
-/** IPv4 option types (RFC 791): end of list, no-op, record route, timestamp, loose and strict
- * source route. */
+/** IPv4 option types (RFC 791, 1108, 2113, draft CIPSO): end of list, no-op, record route,
+ * timestamp, loose and strict source route, router alert, commercial security (CIPSO). */
 const OPT_EOL = 0;
 const OPT_NOP = 1;
 const OPT_RR = 0x07;
 const OPT_TS = 0x44;
 const OPT_LSRR = 0x83;
 const OPT_SSRR = 0x89;
+const OPT_RA = 0x94;
+const OPT_CIPSO = 0x86;
+
+/** walkIpv4Options's answers other than a byte's offset. */
+const WALK_OK = -1;
+const WALK_SOURCE_ROUTE = -2;
+/** Refused without an answer (CIPSO). */
+const WALK_SILENT = -3;
 
 /**
- * Checks the option list [o, end) as Linux's ip_options_compile does for a received packet: EOL
- * (0) ends it (what follows is padding), NOP (1) is one byte, any other option has a length byte,
- * at least 2 and within the list; a record route needs length >= 3, pointer >= 4 and, while it has
- * room (pointer <= length), room for an address; a timestamp needs length >= 4, pointer >= 5 and,
- * while it has room, room for its entry (4 bytes, 8 with addresses, flags 0, 1 or 3) or an
- * overflow count below 15 when full; neither may appear twice. Any of these wrong:
- * Drop.BAD_IP_OPTIONS. A well-formed list with a loose or strict source route: Drop.SOURCE_ROUTE
- * (the kernel drops it with accept_source_route=0). Other options (security, stream id, router
- * alert, unknown types) pass, as the kernel forwards them.
+ * Walks the option list [o, end) as Linux's __ip_options_compile does for a received packet, and
+ * returns where it stops: the offset in `b` of the byte it points at when it refuses the list
+ * (its pp_ptr, what ICMP parameter problem points at), WALK_SILENT for a CIPSO option (refused
+ * without a DOI configured, and the kernel answers nothing), WALK_SOURCE_ROUTE for a well-formed
+ * list with a source route, else WALK_OK. EOL (0) ends the list (what follows is padding), NOP (1)
+ * is one byte; any other option needs a length byte, at least 2 and within the list (else: the
+ * option's type byte). Source routes: length >= 3 (else the length byte), pointer >= 4 (else the
+ * pointer), one only (else the second's type). Record route: one only, length >= 3, pointer >= 4
+ * and, while it has room (pointer <= length), room for an address (pointer + 3 <= length; else the
+ * pointer). Timestamp: one only, length >= 4, pointer >= 5; with room, room for its entry (4
+ * bytes, 8 with addresses: flags 1 and 3; other flags pass, as on receive); full, an overflow
+ * count below 15 unless flags 3 (else the flags byte). Router alert: length >= 4. Other options
+ * (security, stream id, unknown types) pass, as the kernel forwards them. Checked against the
+ * kernel (6.18): the same pointers for the same lists.
  */
-export function checkIpv4Options(b: Uint8Array, o: number, end: number): DropReason {
-  let seen = 0; // 1: record route, 2: timestamp
-  let sourceRoute = false;
+function walkIpv4Options(b: Uint8Array, o: number, end: number): number {
+  let seen = 0; // 1: record route, 2: timestamp, 4: source route
   while (o < end) {
     const t = b[o];
     if (t === OPT_EOL) break;
@@ -230,33 +242,62 @@ export function checkIpv4Options(b: Uint8Array, o: number, end: number): DropRea
       o++;
       continue;
     }
-    if (o + 1 >= end) return Drop.BAD_IP_OPTIONS;
+    if (o + 1 >= end) return o;
     const l = b[o + 1];
-    if (l < 2 || o + l > end) return Drop.BAD_IP_OPTIONS;
+    if (l < 2 || o + l > end) return o;
     if (t === OPT_LSRR || t === OPT_SSRR) {
-      if (l < 3 || b[o + 2] < 4) return Drop.BAD_IP_OPTIONS;
-      sourceRoute = true;
+      if (l < 3) return o + 1;
+      if (b[o + 2] < 4) return o + 2;
+      if ((seen & 4) !== 0) return o;
+      seen |= 4;
     } else if (t === OPT_RR) {
-      if ((seen & 1) !== 0 || l < 3) return Drop.BAD_IP_OPTIONS;
+      if ((seen & 1) !== 0) return o;
+      if (l < 3) return o + 1;
       const ptr = b[o + 2];
-      if (ptr < 4 || (ptr <= l && ptr + 3 > l)) return Drop.BAD_IP_OPTIONS;
+      if (ptr < 4 || (ptr <= l && ptr + 3 > l)) return o + 2;
       seen |= 1;
     } else if (t === OPT_TS) {
-      if ((seen & 2) !== 0 || l < 4) return Drop.BAD_IP_OPTIONS;
+      if ((seen & 2) !== 0) return o;
+      if (l < 4) return o + 1;
       const ptr = b[o + 2];
       const flags = b[o + 3] & 0x0f;
-      if (ptr < 5) return Drop.BAD_IP_OPTIONS;
+      if (ptr < 5) return o + 2;
       if (ptr <= l) {
-        if (ptr + 3 > l) return Drop.BAD_IP_OPTIONS;
-        if (flags === 1 || flags === 3) {
-          if (ptr + 7 > l) return Drop.BAD_IP_OPTIONS;
-        } else if (flags !== 0) return Drop.BAD_IP_OPTIONS;
-      } else if (flags !== 3 && b[o + 3] >>> 4 === 15) return Drop.BAD_IP_OPTIONS;
+        if (ptr + 3 > l) return o + 2;
+        if ((flags === 1 || flags === 3) && ptr + 7 > l) return o + 2;
+      } else if (flags !== 3 && b[o + 3] >>> 4 === 15) return o + 3;
       seen |= 2;
+    } else if (t === OPT_RA) {
+      if (l < 4) return o + 1;
+    } else if (t === OPT_CIPSO) {
+      return WALK_SILENT;
     }
     o += l;
   }
-  return sourceRoute ? Drop.SOURCE_ROUTE : Drop.OK;
+  return (seen & 4) !== 0 ? WALK_SOURCE_ROUTE : WALK_OK;
+}
+
+/**
+ * Checks the option list [o, end) as Linux's ip_options_compile does for a received packet
+ * (walkIpv4Options): a list it refuses is Drop.BAD_IP_OPTIONS (the kernel drops the packet and
+ * answers parameter problem, ipv4OptionsPointer; a CIPSO option without an answer); a
+ * well-formed list with a loose or strict source route is Drop.SOURCE_ROUTE (the kernel drops it
+ * with accept_source_route=0, silently). Other options pass, as the kernel forwards them.
+ */
+export function checkIpv4Options(b: Uint8Array, o: number, end: number): DropReason {
+  const w = walkIpv4Options(b, o, end);
+  return w === WALK_OK ? Drop.OK : w === WALK_SOURCE_ROUTE ? Drop.SOURCE_ROUTE : Drop.BAD_IP_OPTIONS;
+}
+
+/**
+ * For an IPv4 header at `ip` whose options validateIpv4 refused (Drop.BAD_IP_OPTIONS): the pointer
+ * of the ICMP parameter problem the kernel answers it with (the offset of the byte at fault from
+ * the header's start, ip_options_compile's pp_ptr - iph), or -1 when the kernel answers nothing
+ * (CIPSO). Off the hot path: walks the list again.
+ */
+export function ipv4OptionsPointer(b: Uint8Array, ip: number): number {
+  const w = walkIpv4Options(b, ip + IPV4_HEADER_LEN, ip + ((b[ip] & 0x0f) << 2));
+  return w >= 0 ? w - ip : -1;
 }
 
 /**

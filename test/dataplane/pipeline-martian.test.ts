@@ -8,8 +8,8 @@ import { Reason, Event, COUNTER_NAMES } from '../../src/dataplane/counters';
 import { Drop } from '../../src/packet/drop';
 import { Role } from '../../src/dataplane/pipeline';
 import { computeNodeModel, parseClusterYaml } from '../../src/control';
-import { isMartianDst4, isMartianDst6, parseIpv4, parseIpv6Bytes } from '../../src/packet';
-import { makeHarness, Harness, frame, onlyFrame, nothingSent, fixIpChecksum, CLUSTER_YAML } from './helpers';
+import { formatIpv4, isMartianDst4, isMartianDst6, parseIpv4, parseIpv6Bytes, toHex } from '../../src/packet';
+import { makeHarness, Harness, frame, onlyFrame, nothingSent, fixIpChecksum, ipHeaderChecksum, onesSum, u16, CLUSTER_YAML } from './helpers';
 import { makeHarness6, frame6 } from './helpers6';
 
 function retarget(f: Uint8Array, dst: string): Uint8Array {
@@ -71,36 +71,122 @@ test('IPv4 source route options (LSRR 0x83, SSRR 0x89) are dropped and counted s
   assert.is(h.pipe.counters[Drop.SOURCE_ROUTE], 5, 'inner LSRR counted source_route');
 });
 
-test('malformed IPv4 options (IHL 15 of garbage, a bad record route, a length past the header) are dropped and counted bad_ip_options, from a pod and from another node, as the kernel\'s ip_options_compile drops them; well-formed ones still go', () => {
+/** `f` (an Ethernet IPv4 frame) from `src` instead. */
+function from(f: Uint8Array, src: string): Uint8Array {
+  const c = f.slice();
+  const s = parseIpv4(src);
+  c.set([s >>> 24, (s >>> 16) & 255, (s >>> 8) & 255, s & 255], 26);
+  fixIpChecksum(c, 14);
+  return c;
+}
+
+/** The ICMP parameter problem at `ip` in `out`: from node1 to `to`, pointer `ptr`, quoting `offending`'s header (at `at`). */
+function assertParamProblem(out: Uint8Array, ip: number, to: string, ptr: number, offending: Uint8Array, at: number, what: string): void {
+  const hl = (offending[at] & 15) * 4;
+  assert.is(out[ip + 9], 1, `${what}: icmp`);
+  assert.is(formatIpv4(u32(out, ip + 12)), '10.99.0.1', `${what}: from the node`);
+  assert.is(formatIpv4(u32(out, ip + 16)), to, `${what}: to the sender`);
+  assert.is(u16(out, ip + 10), ipHeaderChecksum(out, ip), `${what}: header checksum`);
+  const icmp = ip + 20;
+  const total = u16(out, ip + 2);
+  assert.equal([out[icmp], out[icmp + 1], out[icmp + 4], out[icmp + 5], out[icmp + 6], out[icmp + 7]], [12, 0, ptr, 0, 0, 0], `${what}: parameter problem, pointer ${ptr}`);
+  assert.is(onesSum(out, icmp, total - 20), 0xffff, `${what}: icmp checksum`);
+  assert.is(total, 20 + 8 + hl + 8, `${what}: the header and 8 bytes quoted`);
+  assert.is(toHex(out.subarray(icmp + 8, icmp + 8 + hl + 8)), toHex(offending.subarray(at, at + hl + 8)), `${what}: quoted as it came`);
+}
+
+function u32(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+test('malformed IPv4 options (IHL 15 of garbage, a bad record route, a length past the header) are dropped and counted bad_ip_options, as the kernel\'s ip_options_compile drops them; answered with ICMP parameter problem (the kernel\'s pointer) by podway for a TAP/TUN pod and a decapsulated packet, by the node\'s kernel for a veth pod (its copy); well-formed ones still go', () => {
   const h = makeHarness();
   const a = h.port('caliA');
+  const t = h.port('tapT');
+  const u = h.port('tunU');
   assert.is(COUNTER_NAMES[Drop.BAD_IP_OPTIONS], 'bad_ip_options');
+  h.receive(t, frame('arp_t_gw'));
+  onlyFrame(h, t, 'arp reply to T');
+  let now = 1_000_000;
+  h.pipe.clock = () => now;
   const garbage = Array.from({ length: 40 }, (_, k) => (0xde + k * 37) & 255);
-  const cases: Array<[string, number[]]> = [
-    ['IHL 15 of garbage', garbage],
-    ['record route pointer 3', [0x07, 7, 3, 0, 0, 0, 0]],
-    ['record route without room for an address', [0x07, 7, 5, 0, 0, 0, 0]],
-    ['an option length past the header', [0x1e, 9, 0, 0]],
+  const cases: Array<[string, number[], number]> = [
+    ['IHL 15 of garbage', garbage, 23], // type 0xde length 3, then type 0x4d length 114: past the header
+    ['record route pointer 3', [0x07, 7, 3, 0, 0, 0, 0], 22],
+    ['record route without room for an address', [0x07, 7, 5, 0, 0, 0, 0], 22],
+    ['an option length past the header', [0x1e, 9, 0, 0], 20],
   ];
-  for (const [what, opts] of cases) {
+  let n = 0;
+  for (const [what, opts, ptr] of cases) {
+    now += 2000; // past the per-destination rate limit's refill
     const f = withOptions(frame('a_to_b'), opts);
     if (opts === garbage) assert.is(f[14], 0x4f, 'IHL 15');
-    const before = h.pipe.counters[Drop.BAD_IP_OPTIONS];
+    // a veth pod: the node's kernel has the frame too and answers it itself
     h.receive(a, f);
-    nothingSent(h, what);
-    assert.is(h.pipe.counters[Drop.BAD_IP_OPTIONS], before + 1, `${what}: counted bad_ip_options`);
+    nothingSent(h, `${what} from a veth pod`);
+    // a TAP pod: podway answers, back on its port
+    const ft = from(f, '10.245.0.3');
+    h.receive(t, ft);
+    const et = onlyFrame(h, t, `${what} from the tap pod`).bytes;
+    assert.is(toHex(et.subarray(6, 12)), 'eeeeeeeeeeee', `${what}: from the gateway MAC`);
+    assertParamProblem(et, 14, '10.245.0.3', ptr, ft, 14, `${what} (tap)`);
+    // a TUN pod: no Ethernet
+    const fu = from(f, '10.246.0.4').subarray(14);
+    h.receive(u, fu);
+    assertParamProblem(onlyFrame(h, u, `${what} from the tun pod`).bytes, 0, '10.246.0.4', ptr, fu, 0, `${what} (tun)`);
+    n += 3;
+    assert.is(h.pipe.counters[Drop.BAD_IP_OPTIONS], n, `${what}: counted bad_ip_options`);
   }
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 8);
+  // a source not the pod's: the source check first (Calico's RPF check comes before the kernel's option check)
+  h.receive(t, withOptions(frame('a_to_b'), [0x07, 7, 3, 0, 0, 0, 0]));
+  nothingSent(h, 'spoofed source');
+  assert.is(h.pipe.counters[Reason.SOURCE_CHECK], 1);
+  // CIPSO: refused without an answer, as the kernel
+  h.receive(t, from(withOptions(frame('a_to_b'), [0x86, 8, 0, 0, 0, 1, 0, 0]), '10.245.0.3'));
+  nothingSent(h, 'cipso');
+  assert.is(h.pipe.counters[Drop.BAD_IP_OPTIONS], n + 1);
+  // rate-limited as the kernel's (per destination: 6 at once)
+  now += 10_000;
+  const burst = from(withOptions(frame('a_to_b'), [0x07, 2, 1, 1]), '10.245.0.3');
+  for (let k = 0; k < 7; k++) h.receive(t, burst.slice());
+  const answered = h.io.take(t).length;
+  assert.is(answered, 6, 'six answered');
+  assert.is(h.pipe.counters[Reason.ICMP_RATELIMITED], 1);
   h.receive(a, withOptions(frame('a_to_b'), [0x07, 7, 4, 0, 0, 0, 0]));
   onlyFrame(h, h.port('caliB'), 'a good record route goes');
-  // the same from another node: a VXLAN packet whose inner header has a bad record route
+  // from another node: a VXLAN packet whose inner header has a bad record route: answered to its
+  // pod (10.244.0.65 on node2), routed back through VXLAN (tx4 while node2's MAC is unresolved)
   const payload = frame('vxlan_rv_to_a').subarray(42);
   const innerOpt = withOptions(payload.subarray(8), [0x07, 7, 3, 0, 0, 0, 0]);
   const bytes = new Uint8Array(8 + innerOpt.length);
   bytes.set(payload.subarray(0, 8));
   bytes.set(innerOpt, 8);
+  const asSent = bytes.slice();
   h.receive(h.infra.vxlan, { bytes, addr: parseIpv4('10.99.0.2'), aport: 50000 });
-  nothingSent(h, 'VXLAN inner bad record route');
-  assert.is(h.pipe.counters[Drop.BAD_IP_OPTIONS], 5);
+  const out = onlyFrame(h, h.infra.tx4, 'VXLAN inner bad record route: answered').bytes;
+  assert.is(formatIpv4(u32(out, 16)), '10.99.0.2', 'outer: to node2');
+  assert.is(u16(out, 22), 4789, 'vxlan');
+  assertParamProblem(out, 20 + 8 + 8 + 14, '10.244.0.65', 22, asSent, 8 + 14, 'inside VXLAN');
+  // inside IPIP (raw socket): to its pod 10.245.0.65, back through IPIP
+  now += 10_000;
+  const ipip = frame('ipip_ri_to_t').subarray(14);
+  const innerBad = withOptions(new Uint8Array([...new Uint8Array(14), ...ipip.subarray(20)]), [0x07, 7, 3, 0, 0, 0, 0]).subarray(14);
+  const ipipBad = new Uint8Array([...ipip.subarray(0, 20), ...innerBad]);
+  ipipBad[2] = ipipBad.length >> 8;
+  ipipBad[3] = ipipBad.length & 255;
+  fixIpChecksum(ipipBad, 0);
+  const ipipSent = ipipBad.slice();
+  h.receive(h.infra.ipip, { bytes: ipipBad, addr: parseIpv4('10.99.0.2') });
+  const back = onlyFrame(h, h.infra.tx4, 'IPIP inner bad record route: answered').bytes;
+  assert.is(back[9], 4, 'outer: ipip');
+  assertParamProblem(back, 20, '10.245.0.65', 22, ipipSent, 20, 'inside IPIP');
+  // a tunnel's outer header (the underlay port, where the kernel's copy is dropped before its
+  // option check): answered to the sending node, through the node's routing
+  now += 10_000;
+  const outerBad = withOptions(frame('vxlan_rv_to_a'), [0x07, 2, 1, 1]);
+  h.receive(h.infra.underlay, outerBad);
+  assertParamProblem(onlyFrame(h, h.infra.tx4, 'VXLAN outer bad options: answered').bytes, 0, '10.99.0.2', 21, outerBad, 14, 'outer header');
   assert.is(h.pipe.counters[Drop.SOURCE_ROUTE], 0);
 });
 

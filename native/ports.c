@@ -415,6 +415,7 @@ static int open_udp6(struct port *p, const struct open_opts *o, uint16_t *bound_
   int err;
   if ((err = set_int(p->fd, IPPROTO_IPV6, IPV6_V6ONLY, 1))) return fail(p, err);
   if ((err = set_int(p->fd, IPPROTO_IPV6, IPV6_FREEBIND, 1))) return fail(p, err);
+  if ((err = set_int(p->fd, IPPROTO_IPV6, IPV6_RECVTCLASS, 1))) return fail(p, err); /* the outer ECN field */
   if (o->reuseport && (err = set_int(p->fd, SOL_SOCKET, SO_REUSEPORT, 1))) return fail(p, err);
   set_bufs(p->fd, o);
   struct sockaddr_in6 sin6;
@@ -439,6 +440,7 @@ int port_open_udp(struct port *p, const struct open_opts *o, uint16_t *bound_por
   if (p->fd < 0) return fail(p, -errno);
   int err;
   if (o->reuseport && (err = set_int(p->fd, SOL_SOCKET, SO_REUSEPORT, 1))) return fail(p, err);
+  if ((err = set_int(p->fd, IPPROTO_IP, IP_RECVTOS, 1))) return fail(p, err); /* the outer ECN field */
   set_bufs(p->fd, o);
   struct sockaddr_in sin;
   memset(&sin, 0, sizeof sin);
@@ -773,13 +775,29 @@ static int recv_staged(struct port *p, uint16_t port_id, struct pool *pl, uint32
   return (int)n;
 }
 
+/* The ECN field of a UDP datagram's IP header (IP_RECVTOS / IPV6_RECVTCLASS, set at open) as
+ * descriptor flag bits: a VXLAN decapsulation needs the outer one (RFC 6040), which the socket
+ * otherwise strips. */
+static uint16_t udp_ecn_flags(struct msghdr *m) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS && c->cmsg_len >= CMSG_LEN(1))
+      return (uint16_t)((CMSG_DATA(c)[0] & 3) << DESC_F_ECN_SHIFT);
+    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int tc;
+      memcpy(&tc, CMSG_DATA(c), sizeof tc);
+      return (uint16_t)((tc & 3) << DESC_F_ECN_SHIFT);
+    }
+  }
+  return 0;
+}
+
 static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   struct mmsg_scratch *s = p->scratch;
   uint32_t cap = pl->slot_size - pl->headroom;
   for (uint32_t k = 0; k < max; k++) {
     uint32_t i = first + k;
     struct msghdr *m = rx_msg(s, k, desc_rx_ptr(pl, i), cap);
-    if (p->kind == PORT_PACKET) {
+    if (p->kind == PORT_PACKET || p->kind == PORT_UDP) {
       m->msg_control = s->cmsg[k];
       m->msg_controllen = sizeof s->cmsg[k];
     }
@@ -793,6 +811,7 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
     uint16_t flags = 0;
     if (len > cap) len = cap;
     if (m->msg_flags & MSG_TRUNC) flags |= DESC_F_TRUNCATED;
+    if (p->kind == PORT_UDP) flags |= udp_ecn_flags(m);
     if (p->kind == PORT_PACKET) {
       for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
         if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA) {

@@ -25,6 +25,8 @@ enum port_kind {
 #define DESC_F_OUTGOING 0x4    /* AF_PACKET: the frame was sent by this host (PACKET_OUTGOING) */
 #define DESC_F_SUPER 0x8       /* the frame is segment 0 of a tunnel super-frame whose other segments
                                   stay in the receiving port's buffer (rxsuper.h): d_segs, d_more */
+#define DESC_F_ECN_SHIFT 4     /* UDP: bits 4-5 hold the ECN field of the datagram's IP header (IP_RECVTOS, */
+#define DESC_F_ECN_MASK 0x30   /* IPV6_RECVTCLASS), which a VXLAN decapsulation needs (RFC 6040) */
 
 /* Counters kept per port; read by JS off the hot path. */
 struct port_stats {

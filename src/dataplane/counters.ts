@@ -98,6 +98,10 @@ export const Reason = {
    * MAC as PACKET_OTHERHOST, which the kernel drops, forwards only frames for its own MAC, and drops
    * its own MAC as a source as a loop (packet/vxlan.ts vxlanInnerMacOk). */
   VXLAN_INNER_MAC: base + 42,
+  /** A tunnel packet whose outer header is marked CE (congestion experienced) around an inner
+   * packet that is not ECN-capable (Not-ECT): RFC 6040 section 4.2 drops it, as Linux's vxlan and
+   * ipip do (their rx_frame_errors), since the congestion signal cannot be passed on. */
+  TUNNEL_ECN_NOT_ECT: base + 43,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -148,7 +152,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 43;
+export const COUNTER_COUNT = base + 44;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -29,6 +29,10 @@ export const DescFlag = {
   /** Segment 0 of a tunnel super-frame handed on whole (native/rxsuper.h): it stands for
    * `segs[i]` segments, the others adding `more[i]` bytes; where it is sent, they all go. */
   SUPER: 0x8,
+  /** UDP ports: bits 4-5 hold the ECN field of the datagram's IP header (the addon asks for it
+   * with IP_RECVTOS / IPV6_RECVTCLASS), for a VXLAN socket the outer header's (RFC 6040). */
+  ECN_MASK: 0x30,
+  ECN_SHIFT: 4,
 } as const;
 
 export class FramePool {

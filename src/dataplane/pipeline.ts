@@ -18,6 +18,7 @@ import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_PARAMETER_
 import { ipv4DecrementTtl, ipv4OptionsPointer, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
 import { encapVxlan, decapVxlanPacket, vxlanInnerLength, vxlanInnerMacOk, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
+import { ECN_DECAP_DROP, ECN_NAMES, ecnDecapsulateIpv4 } from '../packet/ecn';
 import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { isMartianDst4, isGroupDst4 } from '../packet/martian';
@@ -448,12 +449,14 @@ export class Pipeline implements CapturePorts {
     if (len < 8 + ETH_HLEN) return this.drop(Drop.TOO_SHORT);
     if ((b[f] & 0x08) === 0) return this.drop(Drop.BAD_VXLAN_FLAGS);
     if (((b[f + 4] << 16) | (b[f + 5] << 8) | b[f + 6]) !== CALICO_VNI) return this.drop(Drop.BAD_VNI);
-    return this.vxlanInner(i, f + 8, len - 8, peer, true);
+    const ecn = (this.pool.flags[i] & DescFlag.ECN_MASK) >>> DescFlag.ECN_SHIFT;
+    return this.vxlanInner(i, f + 8, len - 8, peer, true, ecn);
   }
 
   /** The inner Ethernet frame of a VXLAN packet (`len` bytes at `eth`) from node `peer`.
-   * `viaSocket`: it came through the UDP socket, without the kernel's checksum metadata. */
-  private vxlanInner(i: number, eth: number, len: number, peer: number, viaSocket: boolean): number {
+   * `viaSocket`: it came through the UDP socket, without the kernel's checksum metadata.
+   * `outerEcn`: the outer IPv4 header's ECN field (RFC 6040 decapsulation). */
+  private vxlanInner(i: number, eth: number, len: number, peer: number, viaSocket: boolean, outerEcn: number): number {
     const b = this.b;
     if (!vxlanInnerMacOk(b, eth, this.nh.vtepMac)) return this.drop(Reason.VXLAN_INNER_MAC);
     if (((b[eth + 12] << 8) | b[eth + 13]) !== ETHERTYPE_IPV4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
@@ -466,6 +469,7 @@ export class Pipeline implements CapturePorts {
       if (this.tr === null) this.startTrace(ip, -1);
       if (this.tr !== null) this.tr.stages.push(`vxlan decap: from node ${formatIpv4(peer)} (known), vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}${viaSocket ? '' : ' (underlay port)'}`);
     }
+    if (outerEcn !== 0 && !this.ecnDecap(ip, outerEcn)) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
     return this.deliverDecapsulated(i, ip, viaSocket);
   }
 
@@ -482,6 +486,7 @@ export class Pipeline implements CapturePorts {
       this.startTrace(inner, -1);
       if (this.tr !== null) this.tr.stages.push(`ipip decap: outer ${formatIpv4(peer)} -> ${formatIpv4(this.addr.nodeIp)} proto 4 (known node)`);
     }
+    if ((b[f + 1] & 3) !== 0 && !this.ecnDecap(inner, b[f + 1] & 3)) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
     return this.deliverDecapsulated(i, inner, true);
   }
 
@@ -553,6 +558,7 @@ export class Pipeline implements CapturePorts {
         this.startTrace(inner, -1);
         if (this.tr !== null) this.tr.stages.push(`ipip decap: outer ${formatIpv4(peer)} -> ${formatIpv4(this.addr.nodeIp)} proto 4 (known node, underlay port)`);
       }
+      if ((b[ip + 1] & 3) !== 0 && !this.ecnDecap(inner, b[ip + 1] & 3)) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
       return this.deliverDecapsulated(i, inner, false);
     }
     // Anything else for the node (a filter without `tunnels`, a test harness) is the kernel's.
@@ -568,7 +574,25 @@ export class Pipeline implements CapturePorts {
     // the outer header's options (the kernel's copy was dropped before its option check): answered to the node
     if (eth === -Drop.BAD_IP_OPTIONS) return this.badOptions(i, -1, ip);
     if (eth < 0) return this.traceOuterDrop(ip, 'vxlan (underlay port)', -eth);
-    return this.vxlanInner(i, eth, vxlanInnerLength(b, eth), peer, false);
+    return this.vxlanInner(i, eth, vxlanInnerLength(b, eth), peer, false, b[ip + 1] & 3);
+  }
+
+  /**
+   * RFC 6040 decapsulation of the inner IPv4 header at `ip` (validated) under an outer ECN field
+   * `outerEcn` (not 0): outer CE marks an ECN-capable inner packet CE, outer ECT(1) turns an
+   * inner ECT(0) into ECT(1), the inner checksum updated incrementally (src/packet/ecn.ts, as
+   * Linux's INET_ECN_decapsulate). False: outer CE over a Not-ECT inner packet, to be dropped.
+   * On a super-frame (DescFlag.SUPER) this is segment 0's header, which the addon copies into
+   * every segment's (native/README.md): each of them came with the same outer header.
+   */
+  private ecnDecap(ip: number, outerEcn: number): boolean {
+    const before = this.b[ip + 1] & 3;
+    const r = ecnDecapsulateIpv4(this.b, ip, outerEcn);
+    if (this.tr !== null) {
+      const after = this.b[ip + 1] & 3;
+      this.tr.stages.push(`ecn: outer ${ECN_NAMES[outerEcn]}, inner ${ECN_NAMES[before]}${after !== before ? ' -> ' + ECN_NAMES[after] : ''}${r === ECN_DECAP_DROP ? ': dropped (RFC 6040)' : ''}`);
+    }
+    return r !== ECN_DECAP_DROP;
   }
 
   // ---- routing -------------------------------------------------------------------------------

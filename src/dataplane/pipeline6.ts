@@ -20,6 +20,7 @@ import {
 import { NDP_OPT_TARGET_LLADDR, answerNeighborSolicitInPlace, answerRouterSolicitInPlace, isNdpType, linkLocalFromMac, ndpFindOption, validateNdp } from '../packet/ndp';
 import { decapVxlan6Packet, encapVxlan6 } from '../packet/vxlan6';
 import { VXLAN_PORT, vxlanInnerMacOk } from '../packet/vxlan';
+import { ECN_DECAP_DROP, ECN_NAMES, ecnDecapsulateIpv6 } from '../packet/ecn';
 import { jhash3, vxlanSourcePort } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { isMartianDst6 } from '../packet/martian';
@@ -193,14 +194,26 @@ export class Pipeline6 {
   /**
    * An IPv6 packet decapsulated from a tunnel or received unencapsulated on the underlay: only
    * local workloads are valid destinations (validated and walked by the caller via validateInner).
+   * `outerEcn`: a decapsulated packet's outer ECN field (RFC 6040, src/packet/ecn.ts: outer CE
+   * marks an ECN-capable inner packet CE, outer ECT(1) turns inner ECT(0) into ECT(1), outer CE
+   * over a Not-ECT inner packet is dropped), 0 for unencapsulated traffic.
    */
-  fromNetwork(i: number, ip: number, len: number): number {
+  fromNetwork(i: number, ip: number, len: number, outerEcn = 0): number {
     const b = this.b;
     const v = validateIpv6(b, ip, len);
     if (v !== Drop.OK) return this.drop(v);
     const w = ipv6WalkExtHeaders(b, ip, this.walk);
     if (w !== Drop.OK) return this.drop(w);
     if (this.p.trace !== null) this.startTrace(ip, -1);
+    if (outerEcn !== 0) {
+      const before = (b[ip + 1] >>> 4) & 3;
+      const r = ecnDecapsulateIpv6(b, ip, outerEcn);
+      if (this.p.tr !== null) {
+        const after = (b[ip + 1] >>> 4) & 3;
+        this.p.tr.stages.push(`ecn: outer ${ECN_NAMES[outerEcn]}, inner ${ECN_NAMES[before]}${after !== before ? ' -> ' + ECN_NAMES[after] : ''}${r === ECN_DECAP_DROP ? ': dropped (RFC 6040)' : ''}`);
+      }
+      if (r === ECN_DECAP_DROP) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
+    }
     const nhs = this.nh;
     if (nhs === null) return this.drop(Reason.NO_ROUTE);
     const nh = nhs.fib.lookup(word(b, ip + 24), word(b, ip + 28), word(b, ip + 32), word(b, ip + 36));
@@ -236,7 +249,7 @@ export class Pipeline6 {
       if (inner < 0) return this.traceOuterDrop(ip, -inner);
       if (this.nh !== null && !vxlanInnerMacOk(b, inner, this.nh.vtepMac)) return this.traceOuterDrop(ip, Reason.VXLAN_INNER_MAC);
       if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.traceOuterDrop(ip, Reason.UNSUPPORTED_ETHERTYPE);
-      return this.fromNetwork(i, inner + ETH_HLEN, end - inner - ETH_HLEN);
+      return this.fromNetwork(i, inner + ETH_HLEN, end - inner - ETH_HLEN, (b[ip + 1] >>> 4) & 3);
     }
     const nhs = this.nh;
     if (nhs === null) return HOST;
@@ -263,7 +276,7 @@ export class Pipeline6 {
     const inner = f + 8;
     if (this.nh !== null && !vxlanInnerMacOk(b, inner, this.nh.vtepMac)) return this.drop(Reason.VXLAN_INNER_MAC);
     if (((b[inner + 12] << 8) | b[inner + 13]) !== 0x86dd) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
-    return this.fromNetwork(i, inner + ETH_HLEN, len - 8 - ETH_HLEN);
+    return this.fromNetwork(i, inner + ETH_HLEN, len - 8 - ETH_HLEN, (this.p.pool.flags[i] & DescFlag.ECN_MASK) >>> DescFlag.ECN_SHIFT);
   }
 
   private isKnownNode6(a: number): boolean {

@@ -21,3 +21,4 @@ export * from './icmpv6';
 export * from './ndp';
 export * from './vxlan6';
 export * from './martian';
+export * from './ecn';

@@ -5,16 +5,19 @@ import { Drop } from './drop';
 import { ETHERTYPE_IPV4 } from './ethernet';
 import { IPPROTO_IPIP, IPV4_FLAG_DF, ipv4IsFragment, validateIpv4, writeIpv4Header } from './ipv4';
 import { ETH_HLEN, IPIP_OVERHEAD } from './layout';
+import { ecnEncapsulate } from './ecn';
 
 /**
  * Prepends the outer header in place in front of the inner IPv4 datagram at [off, off+len) and
  * returns the outer header's offset (off - 20); the new datagram length is len + 20.
- * TOS and DF are copied from the inner header (RFC 2003 section 3.1). Any Ethernet header that was
+ * DSCP and DF are copied from the inner header (RFC 2003 section 3.1), the ECN field as RFC 6040
+ * says (ecnEncapsulate: CE -> ECT(0), as Linux's ip_tunnel_ecn_encap). Any Ethernet header that was
  * in front of the inner datagram is overwritten: write the new one at the returned offset - 14.
  */
 export function encapIpip(b: Uint8Array, off: number, len: number, srcIp: number, dstIp: number, ttl: number, id: number): number {
   const o = off - IPIP_OVERHEAD;
-  writeIpv4Header(b, o, b[off + 1], len + IPIP_OVERHEAD, id, get16(b, off + 6) & IPV4_FLAG_DF, ttl, IPPROTO_IPIP, srcIp, dstIp);
+  const tos = b[off + 1];
+  writeIpv4Header(b, o, (tos & 0xfc) | ecnEncapsulate(tos), len + IPIP_OVERHEAD, id, get16(b, off + 6) & IPV4_FLAG_DF, ttl, IPPROTO_IPIP, srcIp, dstIp);
   return o;
 }
 

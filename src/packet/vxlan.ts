@@ -10,6 +10,7 @@ import { copyMac, ETHERTYPE_IPV4 } from './ethernet';
 import { IPPROTO_UDP, IPV4_FLAG_DF, ipv4IsFragment, validateIpv4, writeIpv4Header } from './ipv4';
 import { ETH_HLEN, IPV4_MIN_HLEN, UDP_HLEN, VXLAN_HLEN } from './layout';
 import { udpChecksumOk, validateUdp } from './udp';
+import { ecnEncapsulate, innerEcnOfFrame } from './ecn';
 
 export const VXLAN_HEADER_LEN = 8;
 /** IANA port (RFC 7348 section 5); Linux and Calico use it too. */
@@ -47,6 +48,7 @@ export interface VxlanTemplateSpec {
   dstIp: number;
   vni: number;
   ttl?: number;
+  /** Outer DSCP (the ECN bits are ignored: each packet's come from its inner header). */
   tos?: number;
   dontFragment?: boolean;
   dstPort?: number;
@@ -73,7 +75,7 @@ export function buildVxlanTemplate(spec: VxlanTemplateSpec): Uint8Array {
     t[12] = ETHERTYPE_IPV4 >>> 8;
     t[13] = ETHERTYPE_IPV4 & 0xff;
   }
-  writeIpv4Header(t, eth, spec.tos ?? 0, 0, 0, spec.dontFragment ? IPV4_FLAG_DF : 0, spec.ttl ?? 64, IPPROTO_UDP, spec.srcIp, spec.dstIp);
+  writeIpv4Header(t, eth, (spec.tos ?? 0) & 0xfc, 0, 0, spec.dontFragment ? IPV4_FLAG_DF : 0, spec.ttl ?? 64, IPPROTO_UDP, spec.srcIp, spec.dstIp);
   const udp = eth + IPV4_MIN_HLEN;
   const port = spec.dstPort ?? VXLAN_PORT;
   t[udp + 2] = port >>> 8;
@@ -92,7 +94,9 @@ export function vxlanTemplateOverhead(tpl: Uint8Array): number {
 /**
  * Encapsulates the inner Ethernet frame at [off, off+len) in place: copies the template to
  * off - overhead (its last 12 bytes rewrite the inner MACs), patches lengths, id, source port
- * and the outer IPv4 checksum. Returns the new frame offset; new length = len + overhead.
+ * and the outer IPv4 checksum, and sets the outer ECN field from the inner packet's (RFC 6040:
+ * ecnEncapsulate, CE -> ECT(0); 0 for a frame that is not IPv4 or IPv6, like Linux's vxlan).
+ * Returns the new frame offset; new length = len + overhead.
  * Needs `overhead` bytes of headroom (HEADROOM covers it for received frames).
  * `srcPort` is usually vxlanSourcePort(innerFlowHash(...)).
  */
@@ -107,11 +111,14 @@ export function encapVxlan(b: Uint8Array, off: number, len: number, tpl: Uint8Ar
   const ipT = hl - 36; // IPv4 offset inside the template: 14 or 0
   const ip = o + ipT;
   const total = len + 36;
+  // the template's TOS has its ECN bits zero, so the field is added to its checksum like a length
+  const ecn = ecnEncapsulate(innerEcnOfFrame(b, off));
+  b[ip + 1] |= ecn;
   b[ip + 2] = total >>> 8;
   b[ip + 3] = total;
   b[ip + 4] = id >>> 8;
   b[ip + 5] = id;
-  let s = (~((tpl[ipT + 10] << 8) | tpl[ipT + 11]) & 0xffff) + total + (id & 0xffff);
+  let s = (~((tpl[ipT + 10] << 8) | tpl[ipT + 11]) & 0xffff) + total + (id & 0xffff) + ecn;
   s = (s & 0xffff) + (s >>> 16);
   s = (s & 0xffff) + (s >>> 16);
   s = ~s & 0xffff;

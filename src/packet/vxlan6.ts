@@ -13,6 +13,7 @@ import { Drop } from './drop';
 import { IPPROTO_UDP6, IPV6_HEADER_LEN, writeIpv6Fixed } from './ipv6';
 import { UDP_HLEN, VXLAN_HLEN, ETH_HLEN } from './layout';
 import { VXLAN_FLAG_I, VXLAN_PORT, writeVxlanHeader } from './vxlan';
+import { ecnEncapsulate, innerEcnOfFrame } from './ecn';
 
 /** Outer IPv6 + UDP + VXLAN in front of the inner Ethernet frame (56); with the outer Ethernet, 70. */
 export const VXLAN6_OUTER_LEN = IPV6_HEADER_LEN + UDP_HLEN + VXLAN_HLEN;
@@ -51,11 +52,14 @@ export function buildVxlan6Template(spec: Vxlan6TemplateSpec): Uint8Array {
  * IPv6/UDP/VXLAN (its last 12 bytes rewrite the inner MACs). Returns the new start (off - 56);
  * new length len + 56. Fills payload and UDP lengths, the source port and the UDP checksum over
  * the pseudo-header and the whole datagram (the inner frame's part via LCO where its own L4
- * checksum allows: that checksum must be complete, not an offload's partial one).
+ * checksum allows: that checksum must be complete, not an offload's partial one). The outer
+ * traffic class's ECN field comes from the inner packet's (RFC 6040: ecnEncapsulate, CE ->
+ * ECT(0)), the rest of it is the template's (0).
  */
 export function encapVxlan6(b: Uint8Array, off: number, len: number, tpl: Uint8Array, srcPort: number): number {
   const o = off - VXLAN6_OUTER_LEN;
   b.set(tpl, o);
+  b[o + 1] = (b[o + 1] & 0xcf) | (ecnEncapsulate(innerEcnOfFrame(b, off)) << 4);
   const ulen = len + UDP_HLEN + VXLAN_HLEN;
   b[o + 4] = ulen >>> 8;
   b[o + 5] = ulen;

@@ -99,6 +99,44 @@ test('UDP over IPv6 (addr6): bound before the address exists (freebind), receive
   });
 });
 
+test('UDP ports (VXLAN sockets) report each datagram\'s ECN field, IPv4 TOS and IPv6 traffic class, in descriptor flag bits 4-5', async () => {
+  await withNetns(['udpecn'], async ([A]) => {
+    const rx4 = native.openUdp({ netns: ns(A), addr: ip4('127.0.0.1'), port: 4789 });
+    const rx6 = native.openUdp({ netns: ns(A), addr6: Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), port: 4789 });
+    try {
+      // the payload's byte says which ECN field its IP header had (a DSCP beside it, to be ignored)
+      A.exec('python3', ['-c', [
+        'import socket',
+        's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+        's6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)',
+        'for e in range(4):',
+        '  s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xb8 | e)',
+        '  s.sendto(bytes([e]) * 64, ("127.0.0.1", 4789))',
+        '  s6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, 0xb8 | e)',
+        '  s6.sendto(bytes([e]) * 64, ("::1", 4789))',
+      ].join('\n')]);
+      for (const [port, what] of [[rx4, 'IPv4'], [rx6, 'IPv6']] as const) {
+        const got: number[] = [];
+        assert.ok(await waitFor(() => {
+          const n = native.recv(port, 200, 8);
+          for (let k = 0; k < n; k++) {
+            const i = 200 + k;
+            const e = b[pool.start(i)];
+            assert.is((pool.flags[i] & DescFlag.ECN_MASK) >>> DescFlag.ECN_SHIFT, e, `${what}: ECN ${e} in the flags`);
+            assert.is(pool.flags[i] & ~DescFlag.ECN_MASK, 0, `${what}: no other flag`);
+            got.push(e);
+          }
+          return got.length === 4;
+        }, 3000), `${what}: received ${got.length} of 4`);
+        assert.equal(got.sort(), [0, 1, 2, 3], what);
+      }
+    } finally {
+      native.close(rx4);
+      native.close(rx6);
+    }
+  });
+});
+
 /**
  * A veth between A (`net`.1 on `ifA`) and B (`net`.2 on `ifB`) with a UDP socket bound to `port`
  * on each end: `tx` in A, `rx` in B.

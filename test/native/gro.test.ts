@@ -196,6 +196,23 @@ test('frames that must not merge go alone: SYN/FIN, pure ACK, bad checksums, TTL
   assert.is(hooks.groCoalesceForTest(udp)[0].frames, 1);
 });
 
+test('ECN: a CE-marked segment inside an ECT(0) run is never merged with the unmarked ones (IPv4 TOS, IPv6 traffic class), and keeps its mark', () => {
+  for (const v6 of [false, true]) {
+    const frames = run(6, { psh: false, v6 });
+    const mark = (f: Uint8Array, ecn: number) => {
+      if (v6) f[15] = (f[15] & 0xcf) | (ecn << 4); // the traffic class's low bits: not in any checksum
+      else { f[15] = (f[15] & 0xfc) | ecn; fixIp4(f); }
+    };
+    for (const f of frames) mark(f, 2); // ECT(0), as an ECN-capable sender sends
+    mark(frames[3], 3); // CE, set by a router on the way (or carried in from a tunnel's outer header)
+    const what = v6 ? 'IPv6' : 'IPv4';
+    assert.equal(checkRoundTrip(frames, `${what} CE inside`), [3, 1, 2], `${what}: the run ends before and after the CE segment`);
+    // without the mark the same frames are one run: the split above is the ECN field's doing
+    mark(frames[3], 2);
+    assert.equal(checkRoundTrip(frames, `${what} unmarked`), [6], `${what}: one run without the mark`);
+  }
+});
+
 test('IPv6: a 42-segment run becomes one GSO_TCPV6 super-frame: payload length, partial checksum over the IPv6 pseudo-header; resegmented byte for byte', () => {
   const inputs = run(42, { v6: true, last: 60000 - 41 * 1448 });
   const msgs = hooks.groCoalesceForTest(inputs);

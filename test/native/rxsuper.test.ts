@@ -16,6 +16,7 @@ import { native, nativeAddon, FramePool, DescFlag } from '../../src/dataplane/na
 import { withNetns, Netns, linksUp } from '../helpers/netns';
 import { fold, rd16, sum16, wr16, wr32 } from './wire-ref';
 import { collect, frameAt } from './pool-frames';
+import { ecnDecapsulateIpv4 } from '../../src/packet/ecn';
 
 interface TestHooks {
   offloadDeliverForTest(frame: Uint8Array, vnet: Uint8Array | null, first: number, max: number, resume: boolean): { n: number; done: number };
@@ -339,6 +340,55 @@ test('rxMerge: a datagram whose TCP checksum is wrong is never merged (it goes a
     same(await collect(pool, l.observer, 4, ours), order.map(routed), 'out of order');
   });
 });
+
+/** `d` (a VXLAN datagram: outer IPv4 at 14, inner at 64) with the outer and inner ECN fields set,
+ * both header checksums recomputed (the TCP checksum does not cover them). */
+function withEcn(d: Uint8Array, outer: number, inner: number): Uint8Array {
+  const f = d.slice();
+  for (const [ip, e] of [[14, outer], [64, inner]]) {
+    f[ip + 1] = (f[ip + 1] & 0xfc) | e;
+    wr16(f, ip + 10, 0);
+    wr16(f, ip + 10, ~fold(sum16(f, ip, 20)) & 0xffff);
+  }
+  return f;
+}
+
+test('rxMerge and ECN: a datagram whose outer or inner ECN field differs (CE) is never merged into the run; the pipeline\'s RFC 6040 decapsulation of a merged run\'s segment 0 marks every segment', async () => {
+  const ECT0 = 2, CE = 3;
+  await withMergeLab(async (l) => {
+    // every datagram ECT(0) inside and out (an ECN-capable flow), datagram 5 CE-marked by a router on the underlay
+    for (const [what, at] of [['outer', 14], ['inner', 64]] as const) {
+      const ds = datagrams(14000, 1400, 21).map((d) => withEcn(d, ECT0, ECT0));
+      ds[5] = at === 14 ? withEcn(ds[5], CE, ECT0) : withEcn(ds[5], ECT0, CE);
+      const n = await mergeAndSendDecap(l, ds);
+      assert.is(n, 3, `${what} CE: runs 0-4, 5 alone, 6-9`);
+      assert.equal([pool.segs[0], pool.flags[1] & DescFlag.SUPER, pool.segs[2]], [5, 0, 4], `${what} CE: the run split around it`);
+      // what reaches the pod: datagram 5's inner packet CE (carried in from the outer header, or its own), the rest ECT(0)
+      same(await collect(pool, l.observer, 10, ours), ds.map((d, k) => routed(withEcn(d, ECT0, k === 5 ? CE : ECT0))), `${what} CE`);
+    }
+    // a whole run under an outer CE: one descriptor; segment 0's inner header marked by the
+    // decapsulation, and the addon's headers for the other segments come from it
+    const all = datagrams(14000, 1400, 22).map((d) => withEcn(d, CE, ECT0));
+    assert.is(await mergeAndSendDecap(l, all), 1, 'one descriptor');
+    same(await collect(pool, l.observer, 10, ours), all.map((d) => routed(withEcn(d, ECT0, CE))), 'every segment CE');
+  });
+});
+
+/** mergeAndSend, each descriptor decapsulated with RFC 6040 first, as the pipeline does it
+ * (src/packet/ecn.ts: the outer ECN field into the inner IPv4 header, checksum updated). */
+async function mergeAndSendDecap(l: { tapFd: number; underlay: number; pod: number }, ds: Uint8Array[]): Promise<number> {
+  for (const d of ds) writeSync(l.tapFd, Buffer.concat([new Uint8Array(10), d]));
+  await new Promise((r) => setTimeout(r, 50));
+  const n = native.recv(l.underlay, 0, 64);
+  for (let i = 0; i < n; i++) {
+    const o = pool.start(i);
+    assert.is(ecnDecapsulateIpv4(pool.bytes, o + 64, pool.bytes[o + 15] & 3), 0, 'not a drop');
+    decap(i);
+    pool.txList[i] = i;
+  }
+  assert.is(native.send(l.pod, 0, n), ds.length, 'send counts every datagram');
+  return n;
+}
 
 test('rxMerge: one recv call takes at most its batch size of ring frames, merged ones included; the rest stay in the ring for the next call', async () => {
   await withMergeLab(async (l) => {

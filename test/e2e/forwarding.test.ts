@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { Lab, Mode, LabNode, parsePing, PingResult, caliName, run, pingArgs } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import {
-  Bg, children, killChildren, execBounded, sleep, py, pyJson, PY_TCP_SERVER, PY_TCP_CLIENT, PY_UDP_RECV, PY_UDP_SEND,
+  Bg, children, killChildren, execBounded, sleep, py, pyJson, PY_START_MS, PY_TCP_SERVER, PY_TCP_CLIENT, PY_UDP_RECV, PY_UDP_SEND,
   PY_RAW, eth, arp, icmpEcho, calicoVtepMac, startCapture, tsharkFields, reasons, delta, replyTtls,
 } from './tools';
 
@@ -182,12 +182,14 @@ async function tcpTransfer(from: string, to: string, port: number): Promise<void
   const src = L().pod(from);
   const dst = L().pod(to);
   const mtu = Lab.podMtu(L().mode);
-  const [c, a] = py(dst.ns, PY_TCP_SERVER, [dst.ip, port, 20]);
+  // bounds for a loaded host (load 25), each ended at once by what it waits for: the server's
+  // accept and reads 30 s (the client's python start comes first), the client 60 s
+  const [c, a] = py(dst.ns, PY_TCP_SERVER, [dst.ip, port, 30]);
   const server = new Bg(c, a);
   try {
-    await server.waitFor('listening', 5000);
-    const cl = await pyJson<{ bytes: number; sha256: string; serverSha256: string; mss: number; local: string }>(src.ns, PY_TCP_CLIENT, [dst.ip, port, MB4, 20], 30_000);
-    const code = await server.finish(5000);
+    await server.waitFor('listening', PY_START_MS);
+    const cl = await pyJson<{ bytes: number; sha256: string; serverSha256: string; mss: number; local: string }>(src.ns, PY_TCP_CLIENT, [dst.ip, port, MB4, 30], 60_000);
+    const code = await server.finish(15_000);
     assert.is(code, 0, `server in ${to}: ${server.stderr.slice(-300)}`);
     const sv = JSON.parse(server.stdout.trim().split('\n').pop()!) as { bytes: number; sha256: string; peer: string };
     const what = `${L().mode} tcp ${from} -> ${to}`;
@@ -208,12 +210,14 @@ async function udpAtMtu(from: string, to: string, port: number): Promise<void> {
   const mtu = Lab.podMtu(L().mode);
   const size = mtu - 28;
   const count = 20;
-  const [c, a] = py(dst.ns, PY_UDP_RECV, [dst.ip, port, count, 8]);
+  // the receiver ends when all `count` came, at the latest 30 s after it listens (the sender's
+  // python start, 2-5 s at load 20, is inside that window: it was 8 s)
+  const [c, a] = py(dst.ns, PY_UDP_RECV, [dst.ip, port, count, 30]);
   const rx = new Bg(c, a);
   try {
-    await rx.waitFor('listening', 5000);
-    const tx = await pyJson<{ sent: number; errors: string[]; oneMore: string }>(src.ns, PY_UDP_SEND, [dst.ip, port, size, count], 15_000);
-    await rx.finish(10_000);
+    await rx.waitFor('listening', PY_START_MS);
+    const tx = await pyJson<{ sent: number; errors: string[]; oneMore: string }>(src.ns, PY_UDP_SEND, [dst.ip, port, size, count], 30_000);
+    await rx.finish(35_000);
     const what = `${L().mode} udp ${from} -> ${to} (${size} bytes, DF)`;
     assert.equal(tx.errors, [], `${what}: send errors`);
     assert.is(tx.sent, count);

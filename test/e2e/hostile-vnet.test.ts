@@ -23,7 +23,7 @@ import * as assert from 'uvu/assert';
 import { Lab, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, until, logTail } from './e2e-kit';
-import { Bg, py, pyJson } from './tools';
+import { Bg, py, pyJson, PY_START_MS } from './tools';
 
 let lab: Lab | null = null;
 let ok = false;
@@ -144,18 +144,20 @@ test.after(async () => {
 async function attack(from: string, cases: Case[], port: number): Promise<{ results: string[]; got: [number, number, boolean][] }> {
   const p = lab!.pod(from);
   const dst = lab!.pod('dst');
-  const [c, a] = py(dst.ns, PY_UDP_RECORD, [port, 15, MARKER]);
+  // the receiver ends 0.3 s after the marker, at the latest 40 s after it listens (the sender's
+  // python start, 2-5 s at load 20, and its sends are inside that window)
+  const [c, a] = py(dst.ns, PY_UDP_RECORD, [port, 40, MARKER]);
   const rx = new Bg(c, a);
   let r: { results: string[] };
   try {
-    await rx.waitFor('listening', 5000);
+    await rx.waitFor('listening', PY_START_MS);
     const all: Case[] = [...cases, { name: 'honest datagram (marker)', tag: MARKER, proto: 'udp', len: 64, vnet: [0, 0, 0, 0, 0, 0] }];
     r = await pyJson<{ results: string[] }>(p.ns, PY_VNET_SEND, [JSON.stringify({
       ifname: p.podIf, l2: p.type !== 'tun', src: p.ip, dst: dst.ip, port, smac: (p.mac ?? '00:00:00:00:00:00').replace(/:/g, ''), dmac: 'eeeeeeeeeeee', cases: all,
-    })], 20_000);
-    await rx.finish(25_000);
+    })], 30_000);
+    await rx.finish(45_000);
   } finally {
-    // the sender failed (or the receiver never listened): the receiver is ended here, not left to its own 15 s
+    // the sender failed (or the receiver never listened): the receiver is ended here, not left to its own 40 s
     if (rx.proc.exitCode === null && rx.proc.signalCode === null) {
       rx.proc.kill('SIGKILL');
       await within(rx.done, 5000, null);

@@ -415,8 +415,8 @@ test('a missing pod interface is reported, the other pods are served, and it is 
  */
 function linkReady(lab: Lab, pod: string): void {
   const p = lab.pod(pod);
-  waitQdiscActive(new Netns(p.ns), 'eth0', 10_000);
-  waitQdiscActive(new Netns(lab.node(p.node).ns), p.ifname, 10_000);
+  waitQdiscActive(new Netns(p.ns), 'eth0');
+  waitQdiscActive(new Netns(lab.node(p.node).ns), p.ifname);
 }
 
 /** Make a veth pod's interface again by hand, as a CNI ADD does: same names, addresses and MAC. */

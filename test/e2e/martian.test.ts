@@ -24,7 +24,7 @@ import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, routes, logTail, until } from './e2e-kit';
 import { parseIpv6Bytes } from '../../src/packet';
-import { Bg, PY_RAW, PY_UDP_RECV, pyJson, py, eth, ipBytes } from './tools';
+import { Bg, PY_RAW, PY_START_MS, PY_UDP_RECV, pyJson, py, eth, ipBytes } from './tools';
 import { run } from '../../src/lab/lab';
 import { Netns, waitQdiscActive } from '../helpers/netns';
 import { execFileSync } from 'node:child_process';
@@ -150,7 +150,7 @@ test('a pod\'s frame for 127.0.0.1 does not reach a UDP socket bound to the node
   // a receiver on the node's loopback: one datagram would end it early; 3 s at most
   const [c, a] = py(n1.ns, PY_UDP_RECV, ['127.0.0.1', PORT, 1, 3]);
   const recv = new Bg(c, a);
-  await recv.waitFor('listening', 30_000); // a python start: 2-3 s at load 15, 5 s missed at load ~20
+  await recv.waitFor('listening', PY_START_MS);
   const c0 = await counters();
   const frames = [1, 2, 3].map((k) => eth('ee:ee:ee:ee:ee:ee', pod.mac!, 0x0800, udp4(pod.ip, '127.0.0.1', 40_000 + k, PORT, Buffer.alloc(64, k))).toString('hex'));
   const sent = await pyJson<{ sent: number }>(pod.ns, PY_RAW, [JSON.stringify({ ifname: pod.podIf, frames })], 10_000);
@@ -170,7 +170,7 @@ test('a pod\'s frame for ::1 does not reach a UDP socket bound to the node\'s [:
   assert.ok(pod.ip6, 'the pod has an IPv6 address');
   const [c, a] = py(n1.ns, PY_UDP6_RECV, [PORT, 3]);
   const recv = new Bg(c, a);
-  await recv.waitFor('listening', 30_000); // a python start: 2-3 s at load 15, 5 s missed at load ~20
+  await recv.waitFor('listening', PY_START_MS);
   const c0 = await counters();
   const frames = [1, 2, 3].map((k) => eth('ee:ee:ee:ee:ee:ee', pod.mac!, 0x86dd, udp6(pod.ip6!, '::1', 40_000 + k, PORT, Buffer.alloc(64, k))).toString('hex'));
   const sent = await pyJson<{ sent: number }>(pod.ns, PY_RAW, [JSON.stringify({ ifname: pod.podIf, frames })], 10_000);
@@ -213,7 +213,7 @@ const MARKER = 250;
 async function tagReceiver(ns: string, port: number, stop: number[], secs = 15): Promise<{ finish(): Promise<number[]> }> {
   const [c, a] = py(ns, PY_UDP_TAGS, [port, secs, JSON.stringify(stop)]);
   const bg = new Bg(c, a);
-  await bg.waitFor('listening', 30_000); // a python start: 2-3 s at load 15, 5 s missed at load ~20
+  await bg.waitFor('listening', PY_START_MS);
   return {
     async finish() {
       await bg.finish((secs + 10) * 1000);
@@ -441,8 +441,8 @@ test('pod guard after start: a pod added is guarded (its forged sources dropped,
   run('ip', ['-n', web3.ns, 'link', 'set', web3.podIf, 'up']);
   // Both ends able to transmit before web-3's frames below are sent: a fresh link drops them
   // silently until the kernel's linkwatch work replaces its noop qdisc, late on a loaded host.
-  waitQdiscActive(new Netns(web3.ns), web3.podIf, 10_000);
-  waitQdiscActive(new Netns(n1.ns), web3.ifname, 10_000);
+  waitQdiscActive(new Netns(web3.ns), web3.podIf);
+  waitQdiscActive(new Netns(n1.ns), web3.ifname);
   run('ip', ['-n', web3.ns, 'route', 'add', '169.254.1.1', 'dev', web3.podIf, 'scope', 'link']);
   run('ip', ['-n', web3.ns, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', web3.podIf]);
   web3.mac = JSON.parse(run('ip', ['-j', '-n', web3.ns, 'link', 'show', web3.podIf]))[0].address;

@@ -182,6 +182,12 @@ while time.time() < end:
 print(json.dumps({'sent': len(a['frames']), 'arpReplies': replies}))
 `;
 
+/**
+ * How long a python program run here may take to say it listens: a python start took 2-3 s at load
+ * 15 and missed a 5 s bound at load ~20. A bound on a hang, not on speed: the wait ends at the line.
+ */
+export const PY_START_MS = 30_000;
+
 export function py(ns: string, script: string, args: (string | number)[]): [string, string[]] {
   return inNs(ns, 'python3', ['-c', script, ...args.map(String)]);
 }

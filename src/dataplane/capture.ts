@@ -352,6 +352,31 @@ export class CaptureTap {
   }
 
   /**
+   * A frame the output port's send dropped as it returned (descriptor d as it was handed to the
+   * send: `tx_full`, the kernel refused it and the port's backlog had no room), at the drop stage
+   * under that port with the reason as the comment; `link` is the port's layout (an IP-only
+   * port's packet gets the pseudo Ethernet header; a VXLAN payload for the UDP socket its outer
+   * IPv4/UDP headers from `nodeIp` to its destination). A super-frame is recorded as the
+   * descriptor holds it (segment 0). Called only while a capture runs, for such frames only.
+   */
+  txDropped(pool: FramePool, d: number, iface: string, link: number, nodeIp: number, reason: number): void {
+    if (this.remaining <= 0 || this.stage !== Stage.DROP) return;
+    const b = pool.bytes;
+    const f = pool.start(d);
+    const len = pool.len[d];
+    const mlink = link === Link.ETHERNET && isVxlan6(b, f, len) ? Link.VXLAN6_UNDERLAY : link;
+    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
+    this.oneSlot[0] = pool.slot[d];
+    this.oneOff[0] = pool.off[d];
+    this.oneLen[0] = len;
+    if (match(b, this.oneSlot, this.oneOff, this.oneLen, 1, this.oneList, this.oneIpAt) === 0) return;
+    this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    // (record's VXLAN outer header runs from `peer` to `nodeIp`: here from the node to the destination)
+    if (link === Link.VXLAN) this.record(iface, this.comment(reason), b, f, len, link, pool.addr[d], nodeIp, 4789, -1);
+    else this.record(iface, this.comment(reason), b, f, len, link, 0, 0, 0, -1);
+  }
+
+  /**
    * Frames the output port's kernel refused and the addon dropped (PacketIO.takeRejected's records
    * in recs[0..n): [u16 original length][u16 bytes][bytes], laid out as the port sends them), at
    * the drop stage under that port with the reason as the comment. Read by the engine now and then

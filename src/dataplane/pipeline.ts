@@ -1354,6 +1354,16 @@ export class Pipeline implements CapturePorts {
     let all = 0;
     for (let j = 0; j < k; j++) all += this.frameBytes(tx[first + j]);
     this.counterBytes[Reason.TX_FULL] += all - bytes;
+    // `podway capture --stage drop`: the frames not taken, as they were handed to the send, under
+    // port p (a capture's one test here, on this drop path only)
+    const cap = this.capture;
+    if (cap === null) return;
+    const link = this.linkOf(p);
+    for (let j = 0, taken = 0; j < k; j++) {
+      const d = tx[first + j];
+      taken += (this.pool.flags[d] & DescFlag.SUPER) !== 0 ? this.pool.segs[d] : 1;
+      if (taken > sent) cap.txDropped(this.pool, d, this.portName[p], link, this.addr.nodeIp, Reason.TX_FULL);
+    }
   }
 
   /**

@@ -224,15 +224,20 @@ export const HOST_PORT_NAME = 'podway0';
  * route with the underlay's MTU, the node's packets to pods across subnets would be refused by
  * podway (ICMP, a round trip) instead of sized right. The node's own tap/tun pods, whose device
  * MTU may be smaller, answer with ICMP fragmentation needed / Packet Too Big into the host port,
- * which the kernel takes (a PMTU exception for that pod). null (no `mtu`): an IPv6 MTU below
- * 1280, which no IPv6 route can take.
+ * which the kernel takes (a PMTU exception for that pod). `linkMtu`: the underlay interface's MTU
+ * as last read (Engine.checkUnderlayMtu), when smaller than the model's it lowers every one by the
+ * difference, so the node's own packets follow an interface MTU change at once (the model's is
+ * read once per node address). null (no `mtu`): an IPv6 MTU below 1280, which no IPv6 route can
+ * take.
  */
-export function poolRouteMtu(model: NodeDataplaneModel, pool: { readonly cidr: string; readonly encap: 'vxlan' | 'ipip' | 'none' }): number | null {
+export function poolRouteMtu(model: NodeDataplaneModel, pool: { readonly cidr: string; readonly encap: 'vxlan' | 'ipip' | 'none' }, linkMtu?: number): number | null {
+  const less = linkMtu !== undefined && linkMtu >= 68 && linkMtu < model.mtu.underlay ? model.mtu.underlay - linkMtu : 0;
   if (pool.cidr.includes(':')) {
-    const mtu = pool.encap === 'vxlan' ? model.v6.vxlanMtu : model.mtu.underlay;
+    const mtu = (pool.encap === 'vxlan' ? model.v6.vxlanMtu : model.mtu.underlay) - less;
     return mtu >= 1280 ? mtu : null;
   }
-  return pool.encap === 'vxlan' ? model.mtu.vxlan : pool.encap === 'ipip' ? model.mtu.ipip : model.mtu.underlay;
+  const mtu = (pool.encap === 'vxlan' ? model.mtu.vxlan : pool.encap === 'ipip' ? model.mtu.ipip : model.mtu.underlay) - less;
+  return mtu >= 68 ? mtu : null;
 }
 
 /** How often a running capture hands its records on. */
@@ -1595,7 +1600,7 @@ export class Engine {
       learned,
       pods: eps.filter((e) => e.kind === 'veth').map((e) => ({ ifname: e.ep.interfaceName, ips: e.ep.ips, ips6: ips6.get(e.ep.interfaceName) ?? [], mac: e.ep.mac })),
       // Both families' pools into the host port: the node reaches tap/tun and remote pods through podway.
-      pools: [...model.pools, ...model.v6.pools].map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME, mtu: poolRouteMtu(model, p) })),
+      pools: [...model.pools, ...model.v6.pools].map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME, mtu: poolRouteMtu(model, p, this.underlay?.mtu) })),
       mtus: eps.filter((e) => e.mtu > 0).map((e) => ({ ifname: e.ep.interfaceName, netns: e.ep.interfaceNetns ?? null, mtu: e.mtu })),
     };
   }
@@ -1892,6 +1897,8 @@ export class Engine {
     if (this.primary) this.log.info(`underlay ${ul.name} mtu ${ul.mtu} -> ${mtu}: packets handed to the node's routing are bounded by ${Math.min(this.model.mtu.underlay, mtu)} now`, { interface: ul.name, mtu });
     ul.mtu = mtu;
     this.setTxMtu(this.model.mtu.underlay, mtu);
+    // the pool routes' MTUs into podway0 follow it (poolRouteMtu), by the programmer's diff
+    if (this.primary) this.programHost();
   }
 
   /** A pod port was opened since the pod ports' MTUs were last read (readPortMtus). */

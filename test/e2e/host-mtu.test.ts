@@ -7,7 +7,7 @@
  * fragmentation needed) came from the node's own address into podway0, which the kernel dropped as
  * a martian: `ping -M do -s 1472 <remote pod>` printed nothing and lost every packet. Now the pool
  * routes carry the path's MTU (the kernel refuses a bigger DF send at once, EMSGSIZE, as behind
- * Calico's vxlan.calico/tunl0), and podway's errors into podway0 come from the packet's
+ * Calico's vxlan.calico/tunl0; a mode switch and an underlay MTU change follow), and podway's errors into podway0 come from the packet's
  * destination, which the kernel takes and caches (a route without the MTU, a TAP pod with a smaller
  * one). The node's TTL 1 probe to a remote pod is answered by the other node.
  */
@@ -146,6 +146,19 @@ test('VXLAN: the node\'s TTL 1 / hop limit 1 probe to a pod on node2 is answered
   assert.match(t.out, /From 10\.99\.0\.2 icmp_seq=1 Time to live exceeded/, t.out);
   const t6 = inNs(n1, ['ping', '-6', '-n', '-c', '1', '-W', '3', '-t', '1', web2.ip6!]);
   assert.match(t6.out, /Time exceeded: Hop limit/, t6.out);
+});
+
+test('VXLAN: the underlay interface\'s MTU lowered to 1400 while podway runs: the routes follow (1350, IPv6 1330), and back at 1500 (1450, 1430)', async () => {
+  const n1 = lab!.node('node1').ns;
+  nsExec(n1, ['ip', 'link', 'set', 'eth0', 'mtu', '1400']);
+  try {
+    assert.ok(await until(() => routeMtu(n1, POOL) === 1350 && routeMtu(n1, POOL6) === 1330, 30_000, 200), `routes: ${nsExec(n1, ['ip', 'route'])}${nsExec(n1, ['ip', '-6', 'route'])}`);
+    const big = dfPing(n1, lab!.pod('web-2').ip, 1323);
+    assert.match(big.out, /message too long, mtu=1350/, big.out);
+  } finally {
+    nsExec(n1, ['ip', 'link', 'set', 'eth0', 'mtu', '1500']);
+  }
+  assert.ok(await until(() => routeMtu(n1, POOL) === 1450 && routeMtu(n1, POOL6) === 1430, 30_000, 200), `routes: ${nsExec(n1, ['ip', 'route'])}`);
 });
 
 test('IPIP: the route follows the mode switch (1480; the IPv6 pool, now unencapsulated, 1500); a bigger DF send fails with 1480, a 1480-byte one is answered; a route without it learns 1480; TTL 1 answered', async () => {

@@ -31,6 +31,7 @@ import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, sameLocalAddresses } from './local-addrs';
 import { LocalTableWatch } from './local-watch';
+import { readLocalPortRange } from './port-range';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
@@ -44,6 +45,9 @@ import { mask32 } from '../lpm/cidr';
 export interface EngineOptions {
   /** Frames per receive batch (and per send call). */
   batch?: number;
+  /** The VXLAN outer UDP source ports (LOW, HIGH as net.ipv4.ip_local_port_range, HIGH unused as
+   * by the kernel); default: the node's, read at construction (port-range.ts). */
+  vxlanSourcePorts?: readonly [number, number];
   /** Set host sysctls/routes (default true; tests of the pipeline alone may turn it off). */
   manageHost?: boolean;
   /** Where the underlay's IPv4 forwarding value from before podway's 0 is kept on disk, per
@@ -479,6 +483,8 @@ export class Engine {
     this.io.setPool(this.pool);
     this.arpSlot = this.batch;
     this.pipe = new Pipeline(this.pool, this.batch, this.io);
+    const sports = opts.vxlanSourcePorts ?? readLocalPortRange();
+    this.pipe.setVxlanSourcePorts(sports[0], sports[1]);
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip, now) => this.resolve(ip, now);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);

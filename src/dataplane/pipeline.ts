@@ -19,7 +19,7 @@ import { ipv4DecrementTtl, ipv4OptionsPointer, validateIpv4, formatIpv4, IPPROTO
 import { encapVxlan, decapVxlanPacket, vxlanInnerLength, vxlanInnerMacOk, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
 import { ECN_DECAP_DROP, ECN_NAMES, ecnDecapsulateIpv4 } from '../packet/ecn';
-import { innerFlowHash, vxlanSourcePort } from '../packet/flowhash';
+import { innerFlowHash, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { isMartianDst4, isGroupDst4 } from '../packet/martian';
 import { FramePool, DescFlag, SLOT_SHIFT } from './frame-pool';
@@ -159,6 +159,9 @@ export class Pipeline implements CapturePorts {
   /** Port counters (offset) of the port whose batch is being processed. */
   private batchPc = 0;
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
+  /** The VXLAN source port range (setVxlanSourcePorts): [min, max) as Linux's vxlan hashes into it. */
+  private sportMin = VXLAN_SRC_PORT_MIN;
+  private sportMax = VXLAN_SRC_PORT_MAX;
   /** Set while `podway trace` runs. */
   trace: TraceSession | null = null;
   /** Set while `podway capture` runs (tested once per batch). */
@@ -241,6 +244,18 @@ export class Pipeline implements CapturePorts {
   /** The underlay port, for capture (VXLAN over IPv6 is decapsulated from its frames). */
   isUnderlay(port: number): boolean {
     return this.role[port] === Role.UNDERLAY;
+  }
+
+  /**
+   * The outer UDP source ports of VXLAN (IPv4 and IPv6): the node's net.ipv4.ip_local_port_range
+   * LOW and HIGH (port-range.ts), hashed into [lo, hi) as Linux's vxlan does (flowhash.ts).
+   */
+  setVxlanSourcePorts(lo: number, hi: number): void {
+    if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 1 && lo <= hi && hi <= 65535)) throw new RangeError(`VXLAN source ports: ${lo}-${hi} is not a port range`);
+    this.sportMin = lo;
+    this.sportMax = hi;
+    this.v6.sportMin = lo;
+    this.v6.sportMax = hi;
   }
 
   setPort(id: number, role: number, name: string, ips: readonly number[] = [], mac?: Uint8Array, hostSees = false): void {
@@ -714,7 +729,7 @@ export class Pipeline implements CapturePorts {
       }
       case NhKind.VXLAN: {
         b[eth + 12] = 0x08; b[eth + 13] = 0x00;
-        const sport = vxlanSourcePort(innerFlowHash(b, eth, total + ETH_HLEN, this.flowSeed));
+        const sport = vxlanSourcePort(innerFlowHash(b, eth, total + ETH_HLEN, this.flowSeed), this.sportMin, this.sportMax);
         const id = this.outerId(i);
         const start = encapVxlan(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport, id);
         if (tr !== null) tr.stages.push(`vxlan encap: outer ${formatIpv4(this.addr.nodeIp)}:${sport} -> ${formatIpv4(nhs.ip[nh])}:4789 udp csum 0, vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}, ${total + 50} bytes on the wire`);

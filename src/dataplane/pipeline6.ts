@@ -21,7 +21,7 @@ import { NDP_OPT_TARGET_LLADDR, answerNeighborSolicitInPlace, answerRouterSolici
 import { decapVxlan6Packet, encapVxlan6 } from '../packet/vxlan6';
 import { VXLAN_PORT, vxlanInnerMacOk } from '../packet/vxlan';
 import { ECN_DECAP_DROP, ECN_NAMES, ecnDecapsulateIpv6 } from '../packet/ecn';
-import { jhash3, vxlanSourcePort } from '../packet/flowhash';
+import { jhash3, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { isMartianDst6 } from '../packet/martian';
 import { DescFlag, SLOT_SHIFT } from './frame-pool';
@@ -69,6 +69,9 @@ export class Pipeline6 {
   /** Results of the extension-header walk of the packet in hand (ipv6WalkExtHeaders). */
   private readonly walk = new Int32Array(4);
   private flowSeed = (Math.random() * 0xffffffff) >>> 0;
+  /** The VXLAN source port range, as the IPv4 pipeline's (Pipeline.setVxlanSourcePorts). */
+  sportMin = VXLAN_SRC_PORT_MIN;
+  sportMax = VXLAN_SRC_PORT_MAX;
   /** Called for a next hop whose underlay neighbour (16 bytes at b[off]) is not resolved (the
    * engine sends an NS), with the batch's clock (Pipeline.batchNow: one clock read per batch). */
   onUnresolved6: (b: Uint8Array, off: number, now: number) => void = () => {};
@@ -359,7 +362,7 @@ export class Pipeline6 {
           if (known === MAC_FAILED) return this.drop(Reason.NEIGHBOR_FAILED);
         }
         b[eth + 12] = 0x86; b[eth + 13] = 0xdd;
-        const sport = vxlanSourcePort(this.flowHash(ip));
+        const sport = vxlanSourcePort(this.flowHash(ip), this.sportMin, this.sportMax);
         const start = encapVxlan6(b, eth, total + ETH_HLEN, nhs.tpl[nh], sport);
         if (tr !== null) tr.stages.push(`vxlan over ipv6: outer -> [${nhs.routes[nh].nodeIp6}]:4789 from port ${sport}, udp checksum computed, vni ${CALICO_VNI}, inner dst ${nhs.routes[nh].vtepMac}`);
         const out = this.toUnderlay(i, nh, start, total + ETH_HLEN + 56);

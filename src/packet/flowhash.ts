@@ -6,6 +6,8 @@ import { get32 } from './bytes';
 import { IPPROTO_TCP, IPPROTO_UDP } from './ipv4';
 import { ETHERTYPE_IPV4 } from './ethernet';
 
+/** The kernel's default net.ipv4.ip_local_port_range; podway uses the node's own (dataplane/
+ * port-range.ts, Pipeline.setVxlanSourcePorts), these where it has none. */
 export const VXLAN_SRC_PORT_MIN = 32768;
 export const VXLAN_SRC_PORT_MAX = 60999;
 
@@ -71,7 +73,8 @@ export function innerFlowHash(b: Uint8Array, off: number, len: number, seed: num
 }
 
 /**
- * Maps a flow hash to a source port in [min, max) exactly like Linux:
+ * Maps a flow hash to a source port in [min, max) exactly like Linux (min, max: the sysctl's LOW
+ * and HIGH, so HIGH itself is never used, as by the kernel; min = max gives min):
  *   hash ^= hash << 16;  port = ((u64)hash * (max - min) >> 32) + min
  * (the xor folds the well-mixed low half into the high half, which is what the multiply keeps).
  * hash < 2^32 and max - min < 2^16, so the product is < 2^48 and exact in a double; dividing

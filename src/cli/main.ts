@@ -21,6 +21,7 @@ import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } 
 // the datastore, the metrics) load in run's action (see "Start-up time" in bench/README.md).
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
 import { parseTraceFilter } from '../dataplane/trace';
+import { parseNatOutgoingExclusions, type NatOutgoingExclusions } from '../dataplane/nat';
 import { validateNodeName } from '../control/resource-names';
 import { shortGuid } from '../control/kv/cluster-guid';
 import { startLevel, parseLogLevel } from '../observe/log';
@@ -185,6 +186,7 @@ export function buildProgram(): Command {
     .option('--worker-steer <flow|fanout>', 'with several workers, how frames are split between them: flow (each socket filter takes its share by a symmetric hash of the flow inside the tunnel, so a request and its reply meet on one thread) or fanout (PACKET_FANOUT_HASH of the outer headers; for measuring)', 'flow')
     .option('--nat-port-range <low-high>', 'natOutgoing: TCP/UDP source ports (default: above net.ipv4.ip_local_port_range, 61000-65535 on most nodes)')
     .option('--nat-udp-timeout <seconds>', 'natOutgoing: idle timeout of a NATed UDP flow (default 30 unreplied, 120 replied)', (v) => Number(v))
+    .option('--nat-outgoing-exclusions <IPPoolsOnly|IPPoolsAndHostIPs>', 'natOutgoing: which destinations outside the pool keep the pod\'s address (Felix\'s natOutgoingExclusions, or FELIX_NATOUTGOINGEXCLUSIONS; default IPPoolsOnly, as Felix: only other pools, so a pod\'s connection to another node\'s address is masqueraded too; IPPoolsAndHostIPs: the nodes\' addresses as well)')
     .option('--nat-max-flows <n>', 'natOutgoing: NATed flows at once; new ones beyond are refused and counted', (v) => Number(v), 65536)
     .option('--metrics-port <port>', 'serve Prometheus /metrics, /livez and /readyz on this port (or FELIX_PROMETHEUSMETRICSENABLED=true and FELIX_PROMETHEUSMETRICSPORT, default 9091)')
     .option('--metrics-host <addr>', 'address for the metrics port (default every address; or FELIX_PROMETHEUSMETRICSHOST)')
@@ -246,6 +248,14 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const endpointToHost = parseEndpointToHost(o.endpointToHost, process.env.FELIX_DEFAULTENDPOINTTOHOSTACTION);
+      let natOutgoingExclusions: NatOutgoingExclusions;
+      try {
+        natOutgoingExclusions = o.natOutgoingExclusions !== undefined
+          ? parseNatOutgoingExclusions(o.natOutgoingExclusions, 'run: --nat-outgoing-exclusions')
+          : parseNatOutgoingExclusions(process.env.FELIX_NATOUTGOINGEXCLUSIONS, 'run: $FELIX_NATOUTGOINGEXCLUSIONS');
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
       const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);
       let autodetectPollMs: number;
       try {
@@ -278,7 +288,7 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending

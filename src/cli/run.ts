@@ -19,7 +19,7 @@ import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
-import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
+import { NftNat, NatSpec, type NatOutgoingExclusions, NAT_IPV6, POD_GUARD, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { guardSummary } from './format';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
@@ -115,6 +115,9 @@ export interface RunOptions {
   natUdpTimeout?: number;
   /** natOutgoing: NATed flows at once before new ones are refused (default 65,536). */
   natMaxFlows?: number;
+  /** Felix's natOutgoingExclusions (`--nat-outgoing-exclusions`, FELIX_NATOUTGOINGEXCLUSIONS;
+   * default IPPoolsOnly, Felix's): whether other nodes' addresses are masqueraded as outside ones. */
+  natOutgoingExclusions?: NatOutgoingExclusions;
   /** Run the BGP speaker with Calico's peering model (`--bgp`, CALICO_NETWORKING_BACKEND=bird). */
   bgp?: boolean;
   /** Where BGPPeer password secrets are read from (DIR/<secret>/<key>). */
@@ -141,7 +144,7 @@ export interface RunOptions {
 }
 
 /** What podway's nftables table should hold for this model. */
-function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number, kernelTransitDrop: boolean): NatSpec {
+function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number, kernelTransitDrop: boolean, natOutgoingExclusions: NatOutgoingExclusions): NatSpec {
   const nodes = new Set<number>([...(model.node.ip !== null ? [model.node.ip] : []), ...model.node.knownNodeIps]);
   return {
     hostPort: HOST_PORT_NAME,
@@ -154,13 +157,14 @@ function natSpecOf(model: NodeDataplaneModel, portRange: readonly [number, numbe
     maxFlows,
     pods: model.endpoints.filter((e) => e.interfaceType === 'veth').map((e) => e.interfaceName).sort(),
     kernelTransitDrop,
+    natOutgoingExclusions,
   };
 }
 
 /** What podway's IPv6 table (table ip6 podway) should hold: the IPv6 pools and nodes, the same
  * ports, timeouts and bound as IPv4's, the veth pods for the IPv6 kernel transit drop (on a node
  * with IPv6 pools), the NAT chains once an IPv6 pool had natOutgoing (`natChains`). */
-function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number, kernelTransitDrop: boolean, natChains: boolean): NatSpec {
+function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, number], udpTimeout: NatSpec['udpTimeout'], maxFlows: number, kernelTransitDrop: boolean, natChains: boolean, natOutgoingExclusions: NatOutgoingExclusions): NatSpec {
   return {
     hostPort: HOST_PORT_NAME,
     hostPortIndex: ifindexOf(HOST_PORT_NAME),
@@ -173,6 +177,7 @@ function natSpecOf6(model: NodeDataplaneModel, portRange: readonly [number, numb
     pods: model.endpoints.filter((e) => e.interfaceType === 'veth').map((e) => e.interfaceName).sort(),
     kernelTransitDrop: kernelTransitDrop && model.v6.pools.length > 0,
     natChains,
+    natOutgoingExclusions,
   };
 }
 
@@ -722,6 +727,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const nat6 = new NftNat((m) => natLog.info(m), 'nft', {}, NAT_IPV6);
     const guard = new NftNat((m) => natLog.info(m), 'nft', {}, POD_GUARD);
     const endpointToHost = opts.endpointToHost ?? 'accept';
+    const natExclusions = opts.natOutgoingExclusions ?? 'IPPoolsOnly';
     if (metrics) {
       const { NatCollector, PodGuardCollector } = require('../observe/nat-metrics') as typeof import('../observe/nat-metrics');
       metrics.add(new NatCollector({ counters: () => nat.counters(), maxFlows: () => (nat.active ? opts.natMaxFlows ?? 65536 : null) }));
@@ -740,9 +746,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // The pod guard first: from the first model on, a veth pod cannot reach the node's tunnel
       // sockets nor its services with a forged source (review C, H1/H2).
       const wantGuard = guardSpecOf(model, endpointToHost);
-      const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false);
+      const want = natSpecOf(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, natExclusions);
       nat6Chains ||= model.v6.pools.some((p) => p.natOutgoing);
-      const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, nat6Chains);
+      const want6 = natSpecOf6(model, natPorts, udpTimeout, opts.natMaxFlows ?? 65536, opts.kernelTransitDrop !== false, nat6Chains, natExclusions);
       // The first model: the tables go in with one nft run (one transaction), not one run each; one
       // nft refuses makes all of them be made on their own below, as before, saying which and why.
       const together = !natSynced && !guard.active && !guard.starting && !nat.active && !nat6.active
@@ -821,6 +827,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       addressAdvice, addressAdvice6,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
       worker: { index: 0, count }, workerSteer: opts.workerSteer,
+      natToNodes: (opts.natOutgoingExclusions ?? 'IPPoolsOnly') === 'IPPoolsOnly',
       // the underlay's forwarding value from before podway, beside the control socket
       // (/run/podway: gone at reboot, as the value the kernel holds)
       forwardingRecordFile: (ifname) => path.join(path.dirname(sock), `${opts.node}.${ifname}.forwarding`),
@@ -932,7 +939,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes: (opts.natOutgoingExclusions ?? 'IPPoolsOnly') === 'IPPoolsOnly', logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
           if (taps.handle(index, m)) return;

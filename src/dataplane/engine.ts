@@ -43,6 +43,9 @@ import { LogLimiter } from '../util/log-limiter';
 import { mask32 } from '../lpm/cidr';
 
 export interface EngineOptions {
+  /** Felix's natOutgoingExclusions: IPPoolsOnly (true, the default: a natOutgoing pod's egress to
+   * another node's address goes to the kernel to be masqueraded) or IPPoolsAndHostIPs (false). */
+  natToNodes?: boolean;
   /** Frames per receive batch (and per send call). */
   batch?: number;
   /** The VXLAN outer UDP source ports (LOW, HIGH as net.ipv4.ip_local_port_range, HIGH unused as
@@ -363,6 +366,7 @@ export class Engine {
   private readonly podSuper: boolean;
   private readonly rxMerge: boolean;
   private readonly workerSteer: 'flow' | 'fanout';
+  private readonly natToNodes: boolean;
   /** Tunnels arrive on the underlay port (TunnelRx.onUnderlay); set by openInfra (workers: told). */
   tunnelsOnUnderlay: boolean;
   /** The IPv6 address the tunnel table drops VXLAN for (TunnelRx.ip6): the IPv6 VXLAN socket is
@@ -464,6 +468,7 @@ export class Engine {
     this.podSuper = opts.podSuper ?? true;
     this.rxMerge = opts.rxMerge ?? true;
     this.workerSteer = opts.workerSteer ?? 'flow';
+    this.natToNodes = opts.natToNodes ?? true;
     this.ringCheckMs = opts.ringCheckMs ?? RING_CHECK_MS;
     this.tunnelsOnUnderlay = opts.tunnelRx?.onUnderlay ?? false;
     this.tunnelTable6 = opts.tunnelRx?.ip6 ?? null;
@@ -485,6 +490,7 @@ export class Engine {
     this.pipe = new Pipeline(this.pool, this.batch, this.io);
     const sports = opts.vxlanSourcePorts ?? readLocalPortRange();
     this.pipe.setVxlanSourcePorts(sports[0], sports[1]);
+    this.pipe.natToNodes = this.natToNodes;
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip, now) => this.resolve(ip, now);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);
@@ -679,6 +685,7 @@ export class Engine {
         neighbor: (ip) => this.neighbors.mac(ip),
         neighborFailed: (ip) => this.neighbors.failed(ip),
         nextHop: (ip) => gateways.get(ip) ?? ip,
+        natToNodes: this.natToNodes,
       }, this.pipe.nh);
       const known = new Set<number>(model.node.knownNodeIps);
       // The swap: JS runs one batch at a time, so the next batch sees the new table and FIB together.

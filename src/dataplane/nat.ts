@@ -5,6 +5,19 @@
  */
 import { mask32, mask6Word } from '../lpm/cidr';
 
+/** Felix's natOutgoingExclusions values (FelixConfiguration spec.natOutgoingExclusions). */
+export const NAT_OUTGOING_EXCLUSIONS = ['IPPoolsOnly', 'IPPoolsAndHostIPs'] as const;
+export type NatOutgoingExclusions = (typeof NAT_OUTGOING_EXCLUSIONS)[number];
+
+/** Parse --nat-outgoing-exclusions (or FELIX_NATOUTGOINGEXCLUSIONS, `where` names which): Felix's
+ * two values, case-insensitive as Felix's enum settings; unset: IPPoolsOnly, Felix's default. */
+export function parseNatOutgoingExclusions(text: string | undefined, where: string): NatOutgoingExclusions {
+  if (text === undefined || text.trim() === '') return 'IPPoolsOnly';
+  const v = NAT_OUTGOING_EXCLUSIONS.find((x) => x.toLowerCase() === text.trim().toLowerCase());
+  if (!v) throw new Error(`${where}: ${JSON.stringify(text)} is not IPPoolsOnly or IPPoolsAndHostIPs (Felix's natOutgoingExclusions)`);
+  return v;
+}
+
 export class NatSources {
   private addr = new Uint32Array(0);
   private mask = new Uint32Array(0);

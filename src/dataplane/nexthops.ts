@@ -72,7 +72,8 @@ export const NatExit = {
   /** A DIRECT route that overlaps no pool and holds no node address: every destination is outside. */
   OUT: 1,
   /** A DIRECT route outside any one pool that holds a pool or a node address (a default route):
-   * the destination is checked per packet (pools, nodes: never masqueraded). */
+   * the destination is checked per packet (pools, this node, and with natOutgoingExclusions
+   * IPPoolsAndHostIPs the other nodes: never masqueraded). */
   CHECK: 2,
 } as const;
 
@@ -108,6 +109,10 @@ export interface NextHopContext {
   neighborFailed?(ip: number): boolean;
   /** The underlay next hop towards a remote node IP. */
   nextHop(nodeIp: number): number;
+  /** Felix's natOutgoingExclusions IPPoolsOnly (default true): other nodes' addresses are
+   * masqueraded as outside ones, so only this node's own address makes a route CHECK; false
+   * (IPPoolsAndHostIPs): every node's address does. */
+  natToNodes?: boolean;
 }
 
 const KIND_OF: Record<Route['kind'], number> = {
@@ -139,6 +144,9 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
   const mac = new Uint8Array(n * 6);
   const macKnown = new Uint8Array(n);
   const natExit = new Uint8Array(n);
+  // the node addresses natOutgoing leaves alone (Pipeline.natEgress): this node's own, and with
+  // IPPoolsAndHostIPs every node's
+  const natNodes: readonly number[] = ctx.natToNodes === false ? [...model.node.knownNodeIps, ...(model.node.ip !== null ? [model.node.ip] : [])] : model.node.ip !== null ? [model.node.ip] : [];
   const tpl: Uint8Array[] = new Array(n);
   const empty = new Uint8Array(0);
   const localVtepMac = parseMac(model.node.vtepMac);
@@ -163,7 +171,7 @@ export function buildNextHops(model: NodeDataplaneModel, ctx: NextHopContext, pr
     tpl[i] = empty;
     port[i] = ports[i];
     if (r.nodeIp !== null) ip[i] = r.nodeIp >>> 0;
-    if (r.kind === 'direct') natExit[i] = natExitOf(r.addr >>> 0, r.prefixLen, model.pools, model.node.knownNodeIps);
+    if (r.kind === 'direct') natExit[i] = natExitOf(r.addr >>> 0, r.prefixLen, model.pools, natNodes);
     if (r.kind === 'vxlan' && r.nodeIp !== null && r.vtepMac) {
       tpl[i] = buildVxlanTemplate({
         srcIp: model.node.ip ?? 0, // IPv4 routes (VXLAN ones too) exist only with an IPv4 node address

@@ -13,8 +13,9 @@
  *
  * The path of a NATed flow:
  * - pod -> podway -> raw socket: OUTPUT (`output` chain: a new flow beyond maxFlows is refused and
- *   counted, a UDP flow gets podway's ct timeout policy), POSTROUTING (`postrouting`: pool source, destination outside every pool and not a
- *   node -> `masquerade fully-random`, TCP/UDP ports from podway's range).
+ *   counted, a UDP flow gets podway's ct timeout policy), POSTROUTING (`postrouting`: pool source,
+ *   destination outside every pool -> `masquerade fully-random`, TCP/UDP ports from podway's
+ *   range; to another node's address only a connection the pod opens, natSelectors).
  * - replies (and ICMP errors about the flow) arrive on the underlay, where podway keeps the kernel
  *   from forwarding (forwarding=0). Conntrack has translated them back to the pod's address in
  *   PREROUTING (dstnat); the `prerouting` chain then sends a copy into the host port (`dup to <pod>
@@ -34,8 +35,11 @@ import { ChildProcess, execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Backoff } from '../util/backoff';
 import { isSafeIfname } from './ifname';
+import type { NatOutgoingExclusions } from './nat';
+export { NAT_OUTGOING_EXCLUSIONS, parseNatOutgoingExclusions, type NatOutgoingExclusions } from './nat';
 
 export const NAT_TABLE = 'podway';
+
 
 export interface NatSpec {
   /** The host port replies are handed to (podway0), and its ifindex: nft resolves the name when
@@ -46,8 +50,13 @@ export interface NatSpec {
   natPools: readonly string[];
   /** CIDRs of every pool (never NATed as destinations; replies to them are taken back). */
   pools: readonly string[];
-  /** Node addresses (never NATed as destinations). */
+  /** Node addresses: this node's and every other node's. */
   nodes: readonly string[];
+  /** Felix's natOutgoingExclusions: 'IPPoolsOnly' (Felix's default; absent means it) masquerades
+   * a pod's new connection to another node's address as to any address outside the pools (TCP
+   * connections and ICMP echo the pod opens: natNodeOpens), 'IPPoolsAndHostIPs' never masquerades
+   * to a node address. */
+  natOutgoingExclusions?: NatOutgoingExclusions;
   /** TCP/UDP source ports masquerading may use. */
   portRange: readonly [number, number];
   /** UDP conntrack timeouts (seconds) of NATed flows: podway's own policy, not the sysctls. */
@@ -190,9 +199,39 @@ function podIngressChain6(s: NatSpec): string {
 interface NatWords {
   readonly ip: 'ip' | 'ip6';
   readonly icmpErrors: string;
+  readonly echoRequest: string;
 }
-const NAT4_WORDS: NatWords = { ip: 'ip', icmpErrors: 'icmp type { destination-unreachable, time-exceeded, parameter-problem }' };
-const NAT6_WORDS: NatWords = { ip: 'ip6', icmpErrors: 'icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem }' };
+const NAT4_WORDS: NatWords = { ip: 'ip', icmpErrors: 'icmp type { destination-unreachable, time-exceeded, parameter-problem }', echoRequest: 'icmp type echo-request' };
+const NAT6_WORDS: NatWords = { ip: 'ip6', icmpErrors: 'icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem }', echoRequest: 'icmpv6 type echo-request' };
+
+/**
+ * Which flows are masqueraded, as Felix's cali-nat-outgoing rule (felix/rules/nat.go,
+ * makeNATOutgoingRuleIPTables: source in the masq-ipam-pools set, destination not in
+ * all-ipam-pools, and with natOutgoingExclusions IPPoolsAndHostIPs not in all-hosts-net either),
+ * each a selector the chains jump from:
+ * - a natOutgoing pool's source to an address in no pool and no node's: always;
+ * - to another node's address (natOutgoingExclusions IPPoolsOnly, Felix's default) only a flow the
+ *   pod opens: a TCP SYN or an ICMP echo request, as a flow's first packet (conntrack's new flow:
+ *   nothing else reaches a nat chain). Why not every new flow: a connection another node's host
+ *   opened to the pod (node -> pod over the tunnel, or routed) reached the pod through podway,
+ *   never through this node's conntrack, so the pod's replies look new to the kernel; masqueraded
+ *   they would come back from the node's address and another port and the node would refuse them
+ *   (a host-network client of a pod, kube-apiserver calling a webhook, a host's DNS query). So a
+ *   reply (a SYN-ACK or a mid-stream TCP segment, an echo reply, any UDP) keeps the pod's address
+ *   as before; the cost is that a pod's own UDP to another node leaves unmasqueraded too.
+ * Destinations of this node (delivered on lo: a TAP or TUN pod's packet for another address of
+ * the node, handed to the kernel through the raw socket) are never masqueraded: Calico's rule is
+ * in POSTROUTING, which a pod's packet for its own host never crosses (INPUT).
+ */
+function natSelectors(s: NatSpec, w: NatWords): string[] {
+  const from = `${w.ip} saddr @natpools ${w.ip} daddr != @pools oifname != "lo"`;
+  const out = [`${from} ${w.ip} daddr != @nodes`];
+  if ((s.natOutgoingExclusions ?? 'IPPoolsOnly') === 'IPPoolsOnly') {
+    out.push(`${from} ${w.ip} daddr @nodes tcp flags & (syn | ack) == syn`);
+    out.push(`${from} ${w.ip} daddr @nodes ${w.echoRequest}`);
+  }
+  return out;
+}
 
 /**
  * The masquerade chains of either family's table (one text, so IPv4 and IPv6 NAT cannot drift):
@@ -200,11 +239,13 @@ const NAT6_WORDS: NatWords = { ip: 'ip6', icmpErrors: 'icmpv6 type { destination
  * errors about a flow included) translated back in PREROUTING and copied into the host port.
  * A flow's first packet only is bounded (not yet confirmed): every packet of a UDP flow is "ct
  * state new" until a reply comes, and ct count walks its list on each evaluation (8x slower at
- * 1,000 flows).
+ * 1,000 flows). The selectors (natSelectors) jump to one chain each way, so the bound is one count
+ * whichever selector a flow matched.
  */
 function natChains(s: NatSpec, w: NatWords): string {
   const [lo, hi] = s.portRange;
-  const match = `${w.ip} saddr @natpools ${w.ip} daddr != @pools ${w.ip} daddr != @nodes`;
+  const sel = natSelectors(s, w);
+  const jumps = (chain: string) => sel.map((m) => `\n    ${m} jump ${chain}`).join('');
   return `
   counter nat_flows { }
   counter nat_out { }
@@ -215,15 +256,19 @@ function natChains(s: NatSpec, w: NatWords): string {
     protocol udp; l3proto ${w.ip};
     policy = { unreplied: ${s.udpTimeout.unreplied}, replied: ${s.udpTimeout.replied} }
   }
+  chain nat_new {
+    ct status ! confirmed ct count over ${s.maxFlows} counter name "nat_refused" drop
+    meta l4proto udp ct status ! confirmed ct timeout set "udp_nat"
+  }
   chain output {
-    type filter hook output priority mangle; policy accept;
-    ${match} ct status ! confirmed ct count over ${s.maxFlows} counter name "nat_refused" drop
-    ${match} meta l4proto udp ct status ! confirmed ct timeout set "udp_nat"
+    type filter hook output priority mangle; policy accept;${jumps('nat_new')}
+  }
+  chain masq {
+    meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :${lo}-${hi} fully-random
+    counter name "nat_flows" masquerade fully-random
   }
   chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    ${match} meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :${lo}-${hi} fully-random
-    ${match} counter name "nat_flows" masquerade fully-random
+    type nat hook postrouting priority srcnat; policy accept;${jumps('masq')}
   }
   chain counting {
     type filter hook postrouting priority srcnat + 10; policy accept;

@@ -155,6 +155,11 @@ export class Pipeline implements CapturePorts {
   poolMask = new Uint32Array(0);
   /** Pools with natOutgoing: their egress is masqueraded by the kernel (counted and traced here). */
   readonly natSources = new NatSources();
+  /** Felix's natOutgoingExclusions: true for IPPoolsOnly (the default), where a natOutgoing pod's
+   * egress to another node's address is handed to the kernel to be masqueraded like any outside
+   * destination (table ip podway masquerades the connections the pod opens there: nft-nat.ts
+   * natSelectors); false for IPPoolsAndHostIPs, where node addresses keep the pod's address. */
+  natToNodes = true;
   private ipId = 1;
   /** Port counters (offset) of the port whose batch is being processed. */
   private batchPc = 0;
@@ -842,8 +847,9 @@ export class Pipeline implements CapturePorts {
     this.setFrame(i, ip, total);
     this.pool.addr[i] = dst;
     const b = this.b;
-    const nat = dst !== 0 && !this.addr.knownNodes.has(dst) && this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0);
-    if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: outside the pools: through the node's routing (${nat ? 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip podway' : 'no NAT'})`);
+    const node = this.addr.knownNodes.has(dst);
+    const nat = dst !== 0 && (this.natToNodes || !node) && this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0);
+    if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: ${node ? 'another node\'s address' : 'outside the pools'}: through the node's routing (${nat ? (node ? 'natOutgoing: a TCP connection or ping the pod opens is masqueraded to the node\'s address by the kernel, table ip podway' : 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip podway') : 'no NAT'})`);
     return this.count(nat ? Event.EGRESS_NAT : Event.EGRESS, this.tx4Port);
   }
 
@@ -864,14 +870,15 @@ export class Pipeline implements CapturePorts {
   /**
    * Does pod egress at `ip` to `dst`, over a route out of the pod network (natExit OUT or CHECK),
    * get masqueraded? Calico's rule: the source in a natOutgoing pool, the destination in no pool;
-   * podway's table also leaves node addresses alone (nft-nat.ts). The pools and nodes are looked
-   * at only for a CHECK route (one holding some of them, e.g. a default route).
+   * with natOutgoingExclusions IPPoolsAndHostIPs (natToNodes false) not a node's address either
+   * (nft-nat.ts natSelectors). This node's own address never. The pools and nodes are looked at
+   * only for a CHECK route (one holding some of them, e.g. a default route).
    */
   private natEgress(ip: number, dst: number, exit: number): boolean {
     const b = this.b;
     if (this.tx4Port < 0 || !this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0)) return false;
     if (exit === NatExit.OUT) return true;
-    if ((dst === this.addr.nodeIp && this.addr.hasNodeIp) || this.addr.knownNodes.has(dst)) return false;
+    if ((dst === this.addr.nodeIp && this.addr.hasNodeIp) || (!this.natToNodes && this.addr.knownNodes.has(dst))) return false;
     for (let k = 0; k < this.poolAddr.length; k++) if (((dst & this.poolMask[k]) >>> 0) === this.poolAddr[k]) return false;
     return true;
   }

@@ -389,7 +389,8 @@ export class Pipeline6 {
    * port); a pool address without a route is dropped (no_route); anything else, another node's own
    * IPv6 address or an address outside every pool, leaves through the node's routing (tx6,
    * unencapsulated), masqueraded to the node's address by the kernel when its pool has natOutgoing
-   * and the destination is not a node (table ip6 podway, nft-nat.ts). Replies come back to the
+   * (to another node's address: a connection the pod opens, and only with natOutgoingExclusions
+   * IPPoolsOnly; table ip6 podway, nft-nat.ts natSelectors). Replies come back to the
    * pod's address (another node's through its pool route and its podway; the outside's on the
    * underlay, or translated back and copied into podway0 by the NAT table). Without the raw socket
    * it is ICMPv6 unreachable, no_route.
@@ -435,11 +436,14 @@ export class Pipeline6 {
       }
       b[ip + 7]--;
       this.setFrame(i, ip, total);
-      if (this.isKnownNode6(ip + 24)) {
-        if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: another node's address: through the node's routing (tx6)`);
-        return this.count(Event.EGRESS, this.tx6Port);
-      }
       const nat = this.natSources6.has(b, ip + 8);
+      if (this.isKnownNode6(ip + 24)) {
+        // natOutgoingExclusions IPPoolsOnly (natToNodes): masqueraded as outside, the connections the
+        // pod opens (table ip6 podway, nft-nat.ts natSelectors); IPPoolsAndHostIPs: the pod's address
+        const natNode = nat && this.p.natToNodes;
+        if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: another node's address: through the node's routing (tx6, ${natNode ? 'natOutgoing: a TCP connection or ping the pod opens is masqueraded to the node\'s address by the kernel, table ip6 podway' : 'no NAT'})`);
+        return this.count(natNode ? Event.EGRESS_NAT : Event.EGRESS, this.tx6Port);
+      }
       if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: outside the pools: through the node's routing (tx6, ${nat ? 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip6 podway' : 'no NAT'})`);
       return this.count(nat ? Event.EGRESS_NAT : Event.EGRESS, this.tx6Port);
     }

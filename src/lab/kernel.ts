@@ -113,12 +113,14 @@ export function configureKernelNode(lab: Lab, node: LabNode, mode: KernelMode): 
 
 /**
  * Calico's natOutgoing on a kernel node: `MASQUERADE --random-fully` for traffic from the pool to
- * anything outside the pool and the nodes, in nftables form (the rule podway's own table holds, so
- * the two are compared on the same translation).
+ * anything outside it, other nodes' addresses included (Felix's natOutgoingExclusions default,
+ * IPPoolsOnly: felix/rules/nat.go matches the source pool and `! --match-set all-ipam-pools dst`
+ * alone), in nftables form. A reply to a connection another node opened is not masqueraded: the
+ * kernel node forwarded the request, so its conntrack knows the flow (nat chains see a flow's
+ * first packet only).
  */
 export function kernelMasquerade(lab: Lab, node: LabNode, pool: string): void {
-  const nodes = lab.nodes.map((n) => n.ip).join(', ');
-  const match = `ip saddr ${pool} ip daddr != ${pool} ip daddr != { ${nodes} }`;
+  const match = `ip saddr ${pool} ip daddr != ${pool}`;
   const program = `table ip ${LAB_MASQ_TABLE} {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
@@ -130,10 +132,9 @@ export function kernelMasquerade(lab: Lab, node: LabNode, pool: string): void {
   execFileSync('ip', ['netns', 'exec', node.ns, 'nft', '-f', '-'], { input: program, stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 });
 }
 
-/** The same for an IPv6 pool (Calico's ip6tables `MASQUERADE --random-fully`; podway's table ip6 podway holds the same rule). */
+/** The same for an IPv6 pool (Calico's ip6tables `MASQUERADE --random-fully`, other nodes' addresses included as for IPv4). */
 export function kernelMasquerade6(lab: Lab, node: LabNode, pool: string): void {
-  const nodes = lab.nodes.map((n) => n.ip6).filter((x): x is string => x !== null).join(', ');
-  const match = `ip6 saddr ${pool} ip6 daddr != ${pool}${nodes ? ` ip6 daddr != { ${nodes} }` : ''}`;
+  const match = `ip6 saddr ${pool} ip6 daddr != ${pool}`;
   const program = `table ip6 ${LAB_MASQ_TABLE} {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;

@@ -107,6 +107,8 @@ export function clusterModel(node = 'node1', yaml = CLUSTER_YAML): NodeDataplane
 }
 
 export interface HarnessOptions {
+  /** Pipeline.natToNodes and the next hops' view of it (natOutgoingExclusions; default true, IPPoolsOnly). */
+  natToNodes?: boolean;
   /** Underlay neighbours already resolved (IP text -> MAC text). */
   neighbors?: Record<string, string>;
   /** Underlay next hop per remote node IP (default: the node itself, on-link). */
@@ -180,8 +182,10 @@ export function makeHarness(opts: HarnessOptions = {}): Harness {
     portOf: (ifname) => ports.get(ifname) ?? -1,
     neighbor: (ip) => neighbors.get(ip),
     nextHop: (ip) => gateways.get(ip) ?? ip,
+    natToNodes: opts.natToNodes ?? true,
   });
   pipe.nh = nh;
+  pipe.natToNodes = opts.natToNodes ?? true;
   pipe.addr = { nodeIp, hasNodeIp: model.node.ip !== null, underlayMac: parseMac(NODE1_MAC), knownNodes: new Set(model.node.knownNodeIps) };
   pipe.tunnels = tunnelsOf(model);
   pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);

@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NatSpec, natTableProgram, natSetsProgram, natTableProgram6, natSetsProgram6, guardTableProgram, guardSetsProgram, defaultNatPortRange, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
+import { NatSpec, natTableProgram, natSetsProgram, natTableProgram6, natSetsProgram6, guardTableProgram, guardSetsProgram, defaultNatPortRange, parseNatOutgoingExclusions, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
 import { parseEndpointToHost } from '../../src/cli/main';
 
 const SPEC: NatSpec = {
@@ -29,18 +29,42 @@ test('the NAT port range stays off the ephemeral ports and the VXLAN port', () =
   assert.throws(() => parseNatPortRange('abc', [32768, 60999], 4789), /--nat-port-range: "abc" is not LOW-HIGH \(two port numbers/);
 });
 
-test('the table: idempotent create, masquerade fully-random for NAT pools to outside pools and nodes, replies into the host port', () => {
+test('the table: idempotent create, masquerade fully-random for NAT pools to outside pools (other nodes: connections the pod opens), replies into the host port', () => {
   const p = natTableProgram(SPEC);
   assert.ok(p.startsWith('add table ip podway\ndelete table ip podway\ntable ip podway {'), 'replaces a leftover table in one transaction');
   assert.match(p, 'set natpools { type ipv4_addr; flags interval; auto-merge; elements = { 10.244.0.0/16 } }');
   assert.match(p, 'elements = { 10.244.0.0/16, 10.250.0.0/16 }');
-  assert.match(p, 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :61000-65535 fully-random');
+  const from = 'ip saddr @natpools ip daddr != @pools oifname != "lo"';
+  // Felix's default (natOutgoingExclusions IPPoolsOnly): outside every pool, and another node's
+  // address for a TCP SYN or an echo request the pod sends (never a reply to the node's own flow)
+  const postrouting = 'type nat hook postrouting priority srcnat; policy accept;\n' +
+    `    ${from} ip daddr != @nodes jump masq\n` +
+    `    ${from} ip daddr @nodes tcp flags & (syn | ack) == syn jump masq\n` +
+    `    ${from} ip daddr @nodes icmp type echo-request jump masq\n  }`;
+  assert.match(p, postrouting);
+  assert.match(p, 'chain masq {\n    meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :61000-65535 fully-random\n    counter name "nat_flows" masquerade fully-random\n  }');
   assert.match(p, 'ct direction reply ct status snat ip daddr @pools counter name "nat_in" dup to ip daddr device "podway0" drop');
   assert.match(p, 'policy = { unreplied: 30, replied: 120 }');
-  assert.match(p, 'ip saddr @natpools ip daddr != @pools ip daddr != @nodes ct status ! confirmed ct count over 65536 counter name "nat_refused" drop');
+  // one bound whichever selector: the three jump to one ct count
+  assert.match(p, `type filter hook output priority mangle; policy accept;\n    ${from} ip daddr != @nodes jump nat_new\n    ${from} ip daddr @nodes tcp flags & (syn | ack) == syn jump nat_new\n    ${from} ip daddr @nodes icmp type echo-request jump nat_new\n  }`);
+  assert.match(p, 'chain nat_new {\n    ct status ! confirmed ct count over 65536 counter name "nat_refused" drop');
+  assert.is(p.split('ct count').length, 2, 'one ct count');
+  assert.is(natTableProgram({ ...SPEC, natOutgoingExclusions: 'IPPoolsOnly' }), p, 'IPPoolsOnly is the default');
+  // IPPoolsAndHostIPs: node addresses are never masqueraded
+  const hosts = natTableProgram({ ...SPEC, natOutgoingExclusions: 'IPPoolsAndHostIPs' });
+  assert.match(hosts, `type nat hook postrouting priority srcnat; policy accept;\n    ${from} ip daddr != @nodes jump masq\n  }`);
+  assert.not.match(hosts, 'ip daddr @nodes');
   // no NAT pool: the sets are empty, the rules stay (a pool can turn natOutgoing on live)
   const none = natTableProgram({ ...SPEC, natPools: [] });
   assert.match(none, 'set natpools { type ipv4_addr; flags interval; auto-merge; }');
+});
+
+test('--nat-outgoing-exclusions / FELIX_NATOUTGOINGEXCLUSIONS: Felix\'s two values, IPPoolsOnly unset', () => {
+  assert.is(parseNatOutgoingExclusions(undefined, 'x'), 'IPPoolsOnly');
+  assert.is(parseNatOutgoingExclusions('', 'x'), 'IPPoolsOnly');
+  assert.is(parseNatOutgoingExclusions('IPPoolsAndHostIPs', 'x'), 'IPPoolsAndHostIPs');
+  assert.is(parseNatOutgoingExclusions(' ippoolsonly ', 'x'), 'IPPoolsOnly');
+  assert.throws(() => parseNatOutgoingExclusions('HostIPs', 'run: $FELIX_NATOUTGOINGEXCLUSIONS'), /run: \$FELIX_NATOUTGOINGEXCLUSIONS: "HostIPs" is not IPPoolsOnly or IPPoolsAndHostIPs/);
 });
 
 test('the kernel transit drop: pod frames not for the node dropped before conntrack, off on request', () => {
@@ -74,9 +98,12 @@ test('the IPv6 table: its own table ip6 podway with the same masquerade, port ra
   assert.match(p, 'set natpools { type ipv6_addr; flags interval; auto-merge; elements = { fd00:10:244::/64 } }');
   assert.match(p, 'set pools { type ipv6_addr; flags interval; auto-merge; elements = { fd00:10:244::/64, fd00:11::/64 } }');
   assert.match(p, 'set nodes { type ipv6_addr; elements = { fd99::1, fd99::2 } }');
-  assert.match(p, 'ip6 saddr @natpools ip6 daddr != @pools ip6 daddr != @nodes meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :61000-65535 fully-random');
-  assert.match(p, 'ip6 saddr @natpools ip6 daddr != @pools ip6 daddr != @nodes counter name "nat_flows" masquerade fully-random');
-  assert.match(p, 'ip6 saddr @natpools ip6 daddr != @pools ip6 daddr != @nodes ct status ! confirmed ct count over 65536 counter name "nat_refused" drop');
+  const from = 'ip6 saddr @natpools ip6 daddr != @pools oifname != "lo"';
+  assert.match(p, `${from} ip6 daddr != @nodes jump masq\n    ${from} ip6 daddr @nodes tcp flags & (syn | ack) == syn jump masq\n    ${from} ip6 daddr @nodes icmpv6 type echo-request jump masq\n`);
+  assert.match(p, `${from} ip6 daddr != @nodes jump nat_new\n    ${from} ip6 daddr @nodes tcp flags & (syn | ack) == syn jump nat_new\n    ${from} ip6 daddr @nodes icmpv6 type echo-request jump nat_new\n`);
+  assert.match(p, 'meta l4proto { tcp, udp } counter name "nat_flows" masquerade to :61000-65535 fully-random\n    counter name "nat_flows" masquerade fully-random');
+  assert.match(p, 'ct status ! confirmed ct count over 65536 counter name "nat_refused" drop');
+  assert.not.match(natTableProgram6({ ...SPEC6, natOutgoingExclusions: 'IPPoolsAndHostIPs' }), 'ip6 daddr @nodes');
   assert.match(p, 'protocol udp; l3proto ip6;\n    policy = { unreplied: 30, replied: 120 }');
   assert.match(p, 'ct direction reply ct status snat ip6 daddr @pools counter name "nat_in" dup to ip6 daddr device "podway0" drop');
   assert.match(p, 'icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } ct state invalid counter name "icmp_unmatched"');

@@ -2,7 +2,9 @@
 // natOutgoing pool to any destination outside every pool, whatever the route (its cali-nat-outgoing
 // rule matches addresses). So pod egress over a learned route out of the pod network goes to the
 // kernel's raw socket (tx4), where table ip podway masquerades it, exactly as egress with no route
-// does; egress to another pool, or to a node, over the same routes is forwarded unchanged.
+// does; egress to another pool over the same routes is forwarded unchanged. Another node's address
+// is outside too with Felix's default natOutgoingExclusions (IPPoolsOnly: to the kernel, whose
+// table masquerades the connections the pod opens there); with IPPoolsAndHostIPs it is not.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Event, Reason } from '../../src/dataplane/counters';
@@ -16,8 +18,8 @@ const TOR_MAC = '52:54:00:99:00:fe';
 const PEER = 'bgp tor';
 
 /** node1 in BGP mode: an outside prefix and a default route from the ToR, node2's plain block from node2. */
-function bgpHarness(): Harness {
-  const model = computeNodeModel(parseClusterYaml(CLUSTER_YAML, 'test-cluster.yaml'), 'node1', {
+function bgpHarness(natToNodes = true, extraNodes: string[] = []): Harness {
+  const computed = computeNodeModel(parseClusterYaml(CLUSTER_YAML, 'test-cluster.yaml'), 'node1', {
     bgp: {
       learned: [
         { prefix: '192.0.2.0/24', nextHop: TOR, peer: PEER },
@@ -26,7 +28,9 @@ function bgpHarness(): Harness {
       ],
     },
   });
-  const h = makeHarness({ model, neighbors: { [TOR]: TOR_MAC, '10.99.0.2': NODE2_MAC } });
+  // a node of another rack, known from the datastore, reached over the ToR's default route
+  const model = { ...computed, node: { ...computed.node, knownNodeIps: new Set([...computed.node.knownNodeIps, ...extraNodes.map(parseIpv4)]) } };
+  const h = makeHarness({ model, natToNodes, neighbors: { [TOR]: TOR_MAC, '10.99.0.2': NODE2_MAC } });
   // natOutgoing on the VXLAN pool only (pod A, 10.244.0.1, is in it; tap T, 10.245.0.3, is not).
   h.pipe.natSources.set(model.pools.filter((p) => p.cidr === '10.244.0.0/16'));
   return h;
@@ -110,14 +114,21 @@ test('over the same learned routes: another pool, a node on the subnet (the kern
   assertDirect(h, 'caliA', retarget(frame('a_to_b'), '10.245.7.9'), TOR_MAC, 'A -> 10.245.7.9 (a pool, via the default route)');
   // Another node on this node's own subnet: the learned default route is cut around the connected
   // subnet (the kernel's connected route wins, as under Calico), so it goes to the node's kernel
-  // (tx4) unchanged, never to the ToR; nodes are never masqueraded.
+  // (tx4) unchanged, never to the ToR, counted egress_nat: outside every pool, the kernel
+  // masquerades it (natOutgoingExclusions IPPoolsOnly, Felix's default).
   const egress = h.pipe.counters[Event.EGRESS_NAT];
   const toNode2 = retarget(frame('a_to_b'), '10.99.0.2');
   h.receive(h.port('caliA'), toNode2);
   const out = onlyFrame(h, h.infra.tx4, 'A -> node2 (its own subnet: not the default route)');
   assertBytes(out.bytes, forwardedIp(toNode2), 'A -> node2: unchanged but the TTL');
   assert.is(out.addr, parseIpv4('10.99.0.2'), 'A -> node2: routed by the kernel (connected route)');
-  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress, 'A -> node2: not NATed');
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress + 1, 'A -> node2: NATed (IPPoolsOnly)');
+  // IPPoolsAndHostIPs: the same packet still goes to the kernel, not counted as NAT
+  h.pipe.natToNodes = false;
+  h.receive(h.port('caliA'), toNode2);
+  assert.is(onlyFrame(h, h.infra.tx4, 'A -> node2, IPPoolsAndHostIPs').addr, parseIpv4('10.99.0.2'));
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress + 1, 'A -> node2: not NATed (IPPoolsAndHostIPs)');
+  h.pipe.natToNodes = true;
   // The node's own address is left out of the learned default route: the node's kernel has the
   // veth pod's frame.
   const toHost = h.pipe.counters[Event.TO_HOST];
@@ -129,7 +140,23 @@ test('over the same learned routes: another pool, a node on the subnet (the kern
   // natOutgoing turned off: A's egress follows the route again.
   h.pipe.natSources.set([]);
   assertDirect(h, 'caliA', retarget(frame('a_to_b'), '192.0.2.10'), TOR_MAC, 'A -> 192.0.2.10, flag off');
-  assert.is(h.pipe.counters[Event.EGRESS_NAT], 0);
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress + 1);
+});
+
+test('a node only a learned route reaches (another rack, via the ToR\'s default route): to the kernel to be masqueraded with IPPoolsOnly, forwarded with the pod\'s address with IPPoolsAndHostIPs', () => {
+  const far = '10.98.0.5';
+  const h = bgpHarness(true, [far]);
+  assertNatToKernel(h, 'caliA', retarget(frame('a_to_b'), far), far, 'A -> a far node (IPPoolsOnly)');
+  const hosts = bgpHarness(false, [far]);
+  assertDirect(hosts, 'caliA', retarget(frame('a_to_b'), far), TOR_MAC, 'A -> a far node (IPPoolsAndHostIPs)');
+  // an outside address over the same route: masqueraded either way
+  assertNatToKernel(hosts, 'caliA', retarget(frame('a_to_b'), '8.8.8.8'), '8.8.8.8', 'A -> 8.8.8.8 (IPPoolsAndHostIPs)');
+});
+
+test('natExitOf with only this node\'s own address (IPPoolsOnly): a route holding other nodes but no pool is out', () => {
+  const pools = [{ addr: parseIpv4('10.244.0.0'), prefixLen: 16 }];
+  assert.is(natExitOf(parseIpv4('10.98.0.0'), 16, pools, [parseIpv4('10.99.0.1')]), NatExit.OUT);
+  assert.is(natExitOf(parseIpv4('10.98.0.0'), 16, pools, [parseIpv4('10.98.0.5')]), NatExit.CHECK);
 });
 
 test.run();

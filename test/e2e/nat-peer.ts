@@ -4,7 +4,7 @@
  *   udp-echo <ip> <port> <seconds>            echo datagrams; print "ready", then "peer IP:PORT" per datagram
  *   tcp-echo <ip> <port> <seconds>            echo each connection; print "ready", then "peer IP:PORT" per connection
  *   udp-ask <ip> <port> <localPort> <ms>      one datagram from localPort (0: any), up to 3 tries;
- *                                             print {answered, local}
+ *                                             print {answered, local, from (the answer's source)}
  *   tcp-flows <ip> <port> <count> <ms>        open `count` connections at once, each sends its own line
  *                                             and waits for its echo, all held open until every one is
  *                                             answered (or time is up); print {ok, failed, errors}
@@ -45,12 +45,14 @@ if (mode === 'udp-echo') {
   const msg = Buffer.from(`ask ${process.pid}`);
   let tries = 0;
   let timer: NodeJS.Timeout | null = null;
+  let from = '';
   const done = (answered: boolean) => {
     if (timer) clearInterval(timer);
-    process.stdout.write(JSON.stringify({ answered, local: s.address().port, tries }) + '\n');
+    process.stdout.write(JSON.stringify({ answered, local: s.address().port, tries, from }) + '\n');
     s.close();
   };
-  s.on('message', (m) => { if (m.equals(msg)) done(true); });
+  // `from`: the answer's source (an unconnected socket takes a datagram from any address)
+  s.on('message', (m, r) => { if (m.equals(msg)) { from = `${r.address}:${r.port}`; done(true); } });
   s.bind(Number(b), () => {
     const send = () => {
       if (tries++ >= 3) return done(false);

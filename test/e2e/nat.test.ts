@@ -3,7 +3,9 @@
  * tun) in a natOutgoing pool, and an "outside" namespace behind the fabric router (203.0.113.10,
  * outside every pool). Pods reach it over TCP, UDP and ICMP with their node's address; 1,000
  * concurrent flows; ICMP errors come back translated (traceroute); an idle UDP flow expires on
- * podway's own ct timeout; pool-to-pool and pod-to-node traffic keeps the pod's address; the flag
+ * podway's own ct timeout; pool-to-pool traffic keeps the pod's address, pod-to-node TCP and ping
+ * leave with the node's (Felix's natOutgoingExclusions IPPoolsOnly; IPPoolsAndHostIPs after the
+ * restart keeps the pod's), node-to-pod connections are answered with the pod's address; the flag
  * flips live; a crashed run's table is replaced at the next start and removed at stop.
  * One lab for the whole file (built in `before`, removed in `after`, and by guard() on any exit).
  */
@@ -264,15 +266,55 @@ test('ICMP errors quoting no known flow are not translated, and counted', async 
   assert.is(after.inPackets, before.inPackets, 'nothing taken back to a pod');
 });
 
-test('pool to pool and pod to node keep the pod address', async () => {
+test('pool to pool keeps the pod address; to another node a TCP connection and a ping leave with the node\'s address (Felix\'s IPPoolsOnly), UDP with the pod\'s', async () => {
   const a = lab.pod('n1-c');
   const t = await tcpTransferTo(lab, 'n1-c', { name: 'n2-d', ns: lab.pod('n2-d').ns, ip: lab.pod('n2-d').ip }, 200_000, 7006);
   assert.is(t.received.sha256, t.sent.sha256);
   assert.is(splitPeer(t.received.peer).ip, a.ip);
+  const n1 = lab.node('node1');
   const n2 = lab.node('node2');
+  // the pod's TCP connection to node2's host: masqueraded, a port from the NAT range
+  const [lo, hi] = portRange();
   const u = await tcpTransferTo(lab, 'n1-c', { name: 'node2', ns: n2.ns, ip: n2.ip }, 200_000, 7007);
   assert.is(u.received.sha256, u.sent.sha256);
-  assert.is(splitPeer(u.received.peer).ip, a.ip);
+  const peer = splitPeer(u.received.peer);
+  assert.is(peer.ip, n1.ip, `node2 saw ${u.received.peer}`);
+  assert.ok(peer.port >= lo && peer.port <= hi, `source port ${peer.port} in ${lo}-${hi}`);
+  // a ping to node2: masqueraded too (conntrack: the reply tuple is addressed to node1)
+  assert.is(lab.ping('n1-c', n2.ip, 2, 56, ['-W', '3']).received, 2);
+  assert.ok(conntrack('node1').some((l) => l.includes(`src=${a.ip} dst=${n2.ip} type=8`) && l.includes(`src=${n2.ip} dst=${n1.ip} type=0`)), 'the echo masqueraded');
+  // UDP to node2: the pod's address (a pod's reply to node2's own UDP flow looks the same to the kernel)
+  const srv = await server(n2.ns, 'udp-echo', n2.ip, 7010);
+  try {
+    const r = await peerJson(a.ns, ['udp-ask', n2.ip, '7010', '0', '3000'], 3000);
+    assert.is(r.answered, true, JSON.stringify(r));
+    assert.ok(srv.peers().length >= 1 && srv.peers().every((p) => splitPeer(p).ip === a.ip), `node2 saw ${srv.peers()}`);
+  } finally {
+    kill(srv.proc);
+  }
+});
+
+test('node2\'s own connections to a natOutgoing pod on node1: answered with the pod\'s address (TCP, UDP, ping), never masqueraded', async () => {
+  const a = lab.pod('n1-c');
+  const n2 = lab.node('node2');
+  const tcp = await server(a.ns, 'tcp-echo', a.ip, 7011);
+  const udp = await server(a.ns, 'udp-echo', a.ip, 7012);
+  try {
+    // a masqueraded SYN-ACK (another address, another port) would never complete the connection
+    const r = await peerJson(n2.ns, ['tcp-flows', a.ip, '7011', '3', '5000'], 5000);
+    assert.equal([r.ok, r.failed], [3, 0], JSON.stringify(r));
+    const u = await peerJson(n2.ns, ['udp-ask', a.ip, '7012', '0', '3000'], 3000);
+    assert.is(u.answered, true, JSON.stringify(u));
+    assert.is(splitPeer(u.from as string).ip, a.ip, `the answer came from ${u.from}`);
+    assert.is(splitPeer(u.from as string).port, 7012);
+    const senders = new Set([...tcp.peers(), ...udp.peers()].map((p) => splitPeer(p).ip));
+    assert.equal([...senders], [n2.ip], 'the pod saw node2\'s address');
+    const ping = inNs(n2.ns, ['ping', '-c', '2', '-i', '0.2', '-W', '3', a.ip], true);
+    assert.match(ping, / 2 received/, `node2 pings the pod: ${ping}`);
+  } finally {
+    kill(tcp.proc);
+    kill(udp.proc);
+  }
 });
 
 /** A counter of the node's /proc/net/snmp (e.g. "Ip" "InAddrErrors"). */
@@ -352,9 +394,15 @@ test('a crashed run\'s table is replaced at the next start; --nat-max-flows refu
   await until(() => n.proc!.exitCode !== null || n.proc!.signalCode !== null, 5000);
   n.proc = null;
   assert.equal(tablesIn(n.ns), PODWAY_TABLES, 'left behind by the crash');
-  await lab.startPodway('node2', 20_000, ['--nat-udp-timeout', String(UDP_TIMEOUT_S), '--nat-max-flows', '40']);
+  // restarted with Felix's other natOutgoingExclusions, from Felix's variable
+  await lab.startPodway('node2', 20_000, ['--nat-udp-timeout', String(UDP_TIMEOUT_S), '--nat-max-flows', '40'], { FELIX_NATOUTGOINGEXCLUSIONS: 'IPPoolsAndHostIPs' });
   assert.equal(tablesIn(n.ns), PODWAY_TABLES);
-  assert.match(inNs(n.ns, ['nft', 'list', 'chain', 'ip', 'podway', 'output']), 'ct count over 40');
+  assert.match(inNs(n.ns, ['nft', 'list', 'table', 'ip', 'podway']), 'ct count over 40');
+  // IPPoolsAndHostIPs: a pod's connection to another node keeps the pod's address
+  assert.not.match(inNs(n.ns, ['nft', 'list', 'chain', 'ip', 'podway', 'postrouting']), 'daddr @nodes');
+  const toNode1 = await tcpTransferTo(lab, 'n2-c', { name: 'node1', ns: lab.node('node1').ns, ip: lab.node('node1').ip }, 100_000, 7013);
+  assert.is(toNode1.received.sha256, toNode1.sent.sha256);
+  assert.is(splitPeer(toNode1.received.peer).ip, lab.pod('n2-c').ip, 'IPPoolsAndHostIPs: node1 saw the pod');
   assert.is(lab.ping('n2-a', outside.ip, 3, 56, ['-W', '3']).received, 3, 'NAT works after the restart');
   // The table is bounded: with 40 flows held, the next ones are refused and counted.
   const srv = await server(outside.ns, 'tcp-echo', outside.ip, 7009);

@@ -3,6 +3,15 @@
 // lies outside those blocks (borrowed from another node's block, routed as a /32 to us). Blocks
 // and addresses of pools with disableBGPExport are not announced; those of disabled pools are (a
 // disabled pool only stops new assignments: Calico's filter reads only disableBGPExport).
+// The evidence (checked 2026-12-06 against projectcalico/calico): libcalico-go's IPPool update
+// processor (libcalico-go/lib/backend/syncersv1/updateprocessors/ippoolprocessor.go) hands confd
+// every pool, a disabled one as a v1 pool with disabled true and ipam false, not left out;
+// confd's bird_ipam.cfg.template rejects in reject_disabled_pools() only pools whose
+// disableBGPExport is set and accepts every other pool's CIDR in calico_export_to_bgp_peers,
+// never reading `disabled`; the newer confd (confd/pkg/backends/calico/bgp_processor.go,
+// processIPPool) builds the same filter from DisableBGPExport alone, its "disabled ippools"
+// meaning pools with BGP export disabled. So a reference saying a disabled pool is not exported
+// mixes the two flags.
 // And which learned routes the node passes on (computeLearnedExportPolicy): only those inside its
 // IP pools, as the same filter (calico_export_to_bgp_peers) lets through.
 // IPv6 alike (bird6_ipam.cfg.template has the same filter): the node's IPv6 blocks and borrowed

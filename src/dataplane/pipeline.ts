@@ -98,6 +98,9 @@ export interface NodeAddressing {
    * `vxlan.calico`'s address on a Calico node): the source of ICMP errors routed back through a
    * VXLAN tunnel. Absent or 0: none. */
   vxlanTunnelIp?: number;
+  /** The node's IPIP tunnel address while a pool uses IPIP (spec.bgp.ipv4IPIPTunnelAddr, `tunl0`'s
+   * address on a Calico node): the source of ICMP errors routed back through IPIP. Absent or 0: none. */
+  ipipTunnelIp?: number;
 }
 
 export class Pipeline implements CapturePorts {
@@ -1026,9 +1029,9 @@ export class Pipeline implements CapturePorts {
    * An ICMP error for a packet that came through a tunnel or the underlay: its sender is on another
    * node, so the error is routed like any packet (back through the tunnel), as the node's kernel
    * would send it. It is built in place in front of the offending packet. Its source is the one
-   * the node's kernel picks for the way back: through a VXLAN tunnel the node's VXLAN tunnel
-   * address (Calico's routes through `vxlan.calico` take that device's address), else (direct, the
-   * node's routing, a tunnel without an address of the node's) the node's address.
+   * the node's kernel picks for the way back: through a VXLAN (IPIP) tunnel the node's VXLAN (IPIP)
+   * tunnel address (Calico's routes through `vxlan.calico`, `tunl0` take that device's address),
+   * else (direct, the node's routing, a tunnel without an address of the node's) the node's address.
    */
   private icmpErrorRouted(i: number, ip: number, type: number, code: number, rest: number): number {
     const b = this.b;
@@ -1041,7 +1044,8 @@ export class Pipeline implements CapturePorts {
     // the way back to the sender decides the source, so it is looked up first
     const dst = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
     const nh = this.nh.fib.lookup(dst);
-    const from = nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.VXLAN && this.addr.vxlanTunnelIp ? this.addr.vxlanTunnelIp : this.addr.nodeIp;
+    const kind = nh !== NO_ROUTE ? this.nh.kind[nh] : -1;
+    const from = kind === NhKind.VXLAN && this.addr.vxlanTunnelIp ? this.addr.vxlanTunnelIp : kind === NhKind.IPIP && this.addr.ipipTunnelIp ? this.addr.ipipTunnelIp : this.addr.nodeIp;
     const n = buildIcmpErrorInPlace(b, ip - ETH_HLEN, type, code, rest, from, 64, this.nextId());
     const eip = n + ETH_HLEN;
     if (nh === NO_ROUTE) {

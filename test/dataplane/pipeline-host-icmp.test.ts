@@ -116,4 +116,33 @@ test('TTL 1 inside a VXLAN packet: time exceeded routed back through the tunnel 
   assert.is(ip4(viaTx4, 12), formatIpv4(NODE1), 'unencapsulated: from the node\'s address');
 });
 
+test('TTL 1 inside an IPIP packet: time exceeded routed back through IPIP from the node\'s IPIP tunnel address (when it has one), else from its address', () => {
+  const RI = parseIpv4('10.245.0.65');
+  const ipipTtl1 = () => {
+    const inner = udp4(RI, T, 100);
+    inner[8] = 1;
+    fixIpChecksum(inner, 0);
+    const outer = new Uint8Array(20 + inner.length);
+    outer[0] = 0x45; outer[2] = outer.length >> 8; outer[3] = outer.length & 255; outer[8] = 64; outer[9] = 4;
+    for (let k = 0; k < 4; k++) { outer[12 + k] = (NODE2 >>> (24 - 8 * k)) & 255; outer[16 + k] = (NODE1 >>> (24 - 8 * k)) & 255; }
+    fixIpChecksum(outer, 0);
+    outer.set(inner, 20);
+    return { bytes: outer, addr: NODE2 };
+  };
+  for (const [tunnelIp, from] of [[parseIpv4('10.245.0.1'), '10.245.0.1'], [0, formatIpv4(NODE1)]] as const) {
+    const h = makeHarness(RESOLVED);
+    h.pipe.addr = { ...h.pipe.addr, ipipTunnelIp: tunnelIp };
+    h.receive(h.infra.ipip, ipipTtl1());
+    const out = onlyFrame(h, h.infra.underlay, 'time exceeded via ipip').bytes;
+    const inner = 14 + 20;
+    assert.is(out[14 + 9], 4, 'IPIP');
+    assert.is(ip4(out, 14 + 16), formatIpv4(NODE2), 'outer: to node2');
+    assert.is(ip4(out, inner + 12), from, 'inner: the error\'s source');
+    assert.is(ip4(out, inner + 16), formatIpv4(RI), 'to the sender');
+    assert.is(out[inner + 20], 11, 'time exceeded');
+    assert.is(u16(out, inner + 10), ipHeaderChecksum(out, inner), 'header checksum');
+    assert.is(onesSum(out, inner + 20, u16(out, inner + 2) - 20), 0xffff, 'icmp checksum');
+  }
+});
+
 test.run();

@@ -16,7 +16,7 @@ import { clusterGuidOf } from '../control/kv/cluster-guid';
 import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
 import { kindInfo, resourceKey } from '../control/calico-kinds';
 import { firstFoundIPv4, firstFoundIPv6 } from '../dataplane/host';
-import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../control/tunnel-addrs';
+import { reconcileTunnelAddrs, tunnelKindInfo } from '../control/tunnel-addrs';
 import { addressesHeldHere, chooseStartAddress } from './start-address';
 import { Backoff } from '../util/backoff';
 
@@ -151,21 +151,21 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
     warn(`node ${opts.node}: its Node's IPv${c.family} address changed from ${c.from} to ${c.to} (${how}); every node now sends ${opts.node}'s pod traffic to ${c.to.split('/')[0]}. If another host runs as ${opts.node}, two hosts share one node name: give each its own --node`);
   }
   // Calico gives an IPv6 VTEP only to a node with an IPv6 address (the tunnel runs over it), and
-  // an IPv4 VTEP only to one with an IPv4 address (none on an IPv6-only node, IP=none).
-  const t = await reconcileVxlanTunnelAddrs(kv, opts.node, { assignV6: ipv6Address !== undefined, assignV4: ipv4Address !== undefined });
-  for (const [version, o] of [[4, t.v4], [6, t.v6]] as const) {
-    const handle = tunnelHandle(opts.node, version);
+  // an IPv4 VTEP (or IPIP address) only to one with an IPv4 address (none on an IPv6-only node, IP=none).
+  const t = await reconcileTunnelAddrs(kv, opts.node, { assignV6: ipv6Address !== undefined, assignV4: ipv4Address !== undefined });
+  for (const [kind, o] of [['vxlan', t.v4], ['vxlan-v6', t.v6], ['ipip', t.ipip]] as const) {
+    const { handle, label } = tunnelKindInfo(kind, opts.node);
     if (o.action === 'assigned') {
       opts.onIpam?.('tunnel_address_assigned');
-      say(`IPv${version} VXLAN tunnel address ${o.addr} assigned (handle ${handle})${o.released.length ? `, replacing ${o.released.join(', ')}` : ''}`);
+      say(`${label} tunnel address ${o.addr} assigned (handle ${handle})${o.released.length ? `, replacing ${o.released.join(', ')}` : ''}`);
     } else if (o.action === 'released') {
       opts.onIpam?.('tunnel_address_released');
-      say(`IPv${version} VXLAN tunnel address ${o.released.join(', ') || '(none held)'} released: no VXLAN pool of IPv${version} for this node (handle ${handle})`);
+      say(`${label} tunnel address ${o.released.join(', ') || '(none held)'} released: no ${label.replace(/^IPv[46] /, '')} pool of IPv${kind === 'vxlan-v6' ? 6 : 4} for this node (handle ${handle})`);
     }
   }
-  const addrs = [ipv4Address, ipv6Address, t.v4.addr && `vxlan ${t.v4.addr}`, t.v6.addr && `vxlan-v6 ${t.v6.addr}`].filter(Boolean).join(', ');
+  const addrs = [ipv4Address, ipv6Address, t.v4.addr && `vxlan ${t.v4.addr}`, t.v6.addr && `vxlan-v6 ${t.v6.addr}`, t.ipip.addr && `ipip ${t.ipip.addr}`].filter(Boolean).join(', ');
   // A tunnel address assigned or released is written to the Node too: then it was updated.
-  const tunnelsChanged = [t.v4, t.v6].some((o) => o.action === 'assigned' || o.action === 'released');
+  const tunnelsChanged = [t.v4, t.v6, t.ipip].some((o) => o.action === 'assigned' || o.action === 'released');
   say(`node ${opts.node} ${reg.action === 'unchanged' && tunnelsChanged ? 'updated' : reg.action} in ${kv.description} (${addrs})`);
   // CLUSTER_TYPE as calico-node reads it (e.g. "k8s,bgp"), merged into clusterType as Calico merges it
   const ready = await markDatastoreReady(kv, { clusterType: process.env.CLUSTER_TYPE });

@@ -1,9 +1,12 @@
-// The VXLAN tunnel (VTEP) addresses of a node, reconciled as calico-node's allocateip does
-// (node/pkg/allocateip: reconcileTunnelAddrs, ensureHostTunnelAddress, removeHostTunnelAddr),
-// for IPv4 (Node spec.ipv4VXLANTunnelAddr, IPAM handle vxlan-tunnel-addr-<node>) and IPv6
-// (spec.ipv6VXLANTunnelAddr, handle vxlan-v6-tunnel-addr-<node>):
-// - the pools that call for one: vxlanMode Always or CrossSubnet, of the family, selecting the
-//   node, allowing tunnel addresses (allowedUses empty or holding "Tunnel"), not being deleted;
+// The tunnel addresses of a node, reconciled as calico-node's allocateip does
+// (node/pkg/allocateip: reconcileTunnelAddrs, ensureHostTunnelAddress, removeHostTunnelAddr):
+// the VXLAN (VTEP) addresses for IPv4 (Node spec.ipv4VXLANTunnelAddr, IPAM handle
+// vxlan-tunnel-addr-<node>) and IPv6 (spec.ipv6VXLANTunnelAddr, handle vxlan-v6-tunnel-addr-<node>),
+// and the IPIP one (spec.bgp.ipv4IPIPTunnelAddr, handle ipip-tunnel-addr-<node>, attribute type
+// ipipTunnelAddress; IPv4 only, as IPIP is), each on its own:
+// - the pools that call for one: vxlanMode (ipipMode for IPIP) Always or CrossSubnet, of the
+//   family, selecting the node, allowing tunnel addresses (allowedUses empty or holding
+//   "Tunnel"), not being deleted;
 // - none of them: the address is released (by handle; an address the handle does not hold is
 //   released only when it is ours, i.e. without owner, or with our handle) and the field cleared;
 // - some: an address of ours inside one of them is kept, also when that pool is disabled; one
@@ -16,7 +19,8 @@
 // in it only through its VTEP address. Releasing it would cut them off while the node looks fine,
 // and `podway run` used to keep it live (its trigger counts disabled pools, as Felix does) and drop
 // it only on a restart. Keeping it makes both agree and cuts no traffic; deleting the pool (or
-// turning it to Never) still releases it.
+// turning it to Never) still releases it. The IPIP address follows the same rules (it is what the
+// node's own traffic to pods on other nodes leaves with, as from Calico's tunl0).
 // The VTEP MAC fields are left alone, as Calico's allocateip leaves them.
 import type { KvStore } from './kv/kv';
 import { Ipam } from './ipam';
@@ -27,14 +31,46 @@ import { updateNodeSpec } from './node-registration';
 import { deriveVtepMac } from './mac';
 
 export type TunnelVersion = 4 | 6;
+/** One tunnel address of a node: the VXLAN ones of each family, and IPIP's (IPv4). */
+export type TunnelKind = 'vxlan' | 'vxlan-v6' | 'ipip';
 
-const FIELD = { 4: 'ipv4VXLANTunnelAddr', 6: 'ipv6VXLANTunnelAddr' } as const;
+const VXLAN_KIND = { 4: 'vxlan', 6: 'vxlan-v6' } as const;
 const MAC_FIELD = { 4: 'vxlanTunnelMACAddr', 6: 'vxlanTunnelMACAddrV6' } as const;
 /** Calico's ipam.AttributeTypeVXLAN / AttributeTypeVXLANV6. */
 export const TUNNEL_ATTR_TYPE = { 4: 'vxlanTunnelAddress', 6: 'vxlanV6TunnelAddress' } as const;
+/** Calico's ipam.AttributeTypeIPIP. */
+export const IPIP_ATTR_TYPE = 'ipipTunnelAddress';
+
+interface KindInfo {
+  readonly version: TunnelVersion;
+  /** The pool field that calls for this address. */
+  readonly mode: 'vxlanMode' | 'ipipMode';
+  readonly attr: string;
+  /** How it is named in messages and where the Node keeps it. */
+  readonly label: string;
+  readonly field: string;
+  handle(node: string): string;
+}
+
+const KINDS: Record<TunnelKind, KindInfo> = {
+  vxlan: { version: 4, mode: 'vxlanMode', attr: TUNNEL_ATTR_TYPE[4], label: 'IPv4 VXLAN', field: 'spec.ipv4VXLANTunnelAddr', handle: (n) => `vxlan-tunnel-addr-${n}` },
+  'vxlan-v6': { version: 6, mode: 'vxlanMode', attr: TUNNEL_ATTR_TYPE[6], label: 'IPv6 VXLAN', field: 'spec.ipv6VXLANTunnelAddr', handle: (n) => `vxlan-v6-tunnel-addr-${n}` },
+  ipip: { version: 4, mode: 'ipipMode', attr: IPIP_ATTR_TYPE, label: 'IPIP', field: 'spec.bgp.ipv4IPIPTunnelAddr', handle: (n) => `ipip-tunnel-addr-${n}` },
+};
 
 export function tunnelHandle(node: string, version: TunnelVersion): string {
-  return version === 4 ? `vxlan-tunnel-addr-${node}` : `vxlan-v6-tunnel-addr-${node}`;
+  return KINDS[VXLAN_KIND[version]].handle(node);
+}
+
+/** The IPAM handle of a node's IPIP tunnel address (Calico's `ipip-tunnel-addr-<node>`). */
+export function ipipTunnelHandle(node: string): string {
+  return KINDS.ipip.handle(node);
+}
+
+/** The IPAM handle and the Node field of each tunnel address kind (for messages). */
+export function tunnelKindInfo(kind: TunnelKind, node: string): { handle: string; label: string; field: string } {
+  const k = KINDS[kind];
+  return { handle: k.handle(node), label: k.label, field: k.field };
 }
 
 export interface TunnelOutcome {
@@ -54,19 +90,20 @@ export interface TunnelReconcileOptions {
   readonly assignV4?: boolean;
 }
 
-interface PoolJson { metadata?: { deletionTimestamp?: string }; spec?: { vxlanMode?: string } }
+interface PoolJson { metadata?: { deletionTimestamp?: string }; spec?: { vxlanMode?: string; ipipMode?: string } }
 
 /**
- * CIDRs of the pools that call for a VXLAN tunnel address of `version` on this node: `keep`, in
- * which an address of ours stays (disabled pools included), and `assign`, the enabled ones a new
- * address comes from.
+ * CIDRs of the pools that call for a tunnel address of `kind` on this node: `keep`, in which an
+ * address of ours stays (disabled pools included), and `assign`, the enabled ones a new address
+ * comes from.
  */
-async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion): Promise<{ keep: IpNet[]; assign: IpNet[] }> {
+async function tunnelPoolCidrs(kv: KvStore, node: string, kind: TunnelKind): Promise<{ keep: IpNet[]; assign: IpNet[] }> {
+  const { version, mode } = KINDS[kind];
   const nodeEntry = await kv.get(nodeKey(node));
   if (!nodeEntry) throw new Error(`node ${node} does not exist: register it first`);
   // The Node's labels and the pools are decoded (with the zod schemas, resources.ts: ~400 ms to
-  // load on a busy node) only for pools whose stored vxlanMode calls for a tunnel address: on a
-  // cluster without VXLAN pools `podway run`'s registration loads no schemas (bench/README.md,
+  // load on a busy node) only for pools whose stored vxlanMode / ipipMode calls for a tunnel
+  // address: on a cluster without VXLAN or IPIP pools `podway run`'s registration loads no schemas (bench/README.md,
   // "Start-up time").
   let labels: ReturnType<typeof decodeNodeLabels> | undefined;
   const keep: IpNet[] = [];
@@ -79,7 +116,7 @@ async function vxlanPoolCidrs(kv: KvStore, node: string, version: TunnelVersion)
       continue; // not JSON: decodePool refuses it too
     }
     if (raw?.metadata?.deletionTimestamp) continue;
-    if (raw?.spec?.vxlanMode !== 'Always' && raw?.spec?.vxlanMode !== 'CrossSubnet') continue;
+    if (raw?.spec?.[mode] !== 'Always' && raw?.spec?.[mode] !== 'CrossSubnet') continue;
     // A pool that fails its schema (another tool's `ipipMode: always`) is skipped, not fatal: no
     // tunnel address comes from it (IPAM skips it too) and `podway run` warns about it.
     let pool: ReturnType<typeof decodePool>;
@@ -107,16 +144,25 @@ function inside(addr: string, cidrs: readonly IpNet[]): boolean {
   return p !== null && cidrs.some((c) => c.version === p.version && netContains(c, p.value));
 }
 
-async function currentAddr(kv: KvStore, node: string, version: TunnelVersion): Promise<string | null> {
+/** The Node's address of `kind` (Calico keeps IPIP's under spec.bgp). */
+function readField(spec: Record<string, unknown> | undefined, kind: TunnelKind): unknown {
+  if (kind === 'ipip') {
+    const bgp = spec?.bgp;
+    return bgp !== null && typeof bgp === 'object' ? (bgp as Record<string, unknown>).ipv4IPIPTunnelAddr : undefined;
+  }
+  return spec?.[kind === 'vxlan' ? 'ipv4VXLANTunnelAddr' : 'ipv6VXLANTunnelAddr'];
+}
+
+async function currentAddr(kv: KvStore, node: string, kind: TunnelKind): Promise<string | null> {
   const e = await kv.get(nodeKey(node));
   const spec = e ? (JSON.parse(e.value) as { spec?: Record<string, unknown> }).spec : undefined;
-  const v = spec?.[FIELD[version]];
+  const v = readField(spec, kind);
   return typeof v === 'string' && v !== '' ? v : null;
 }
 
 /** removeHostTunnelAddr: release the handle's addresses, and the Node's address when it is ours. */
-async function release(ipam: Ipam, node: string, version: TunnelVersion, addr: string | null): Promise<string[]> {
-  const handle = tunnelHandle(node, version);
+async function release(ipam: Ipam, node: string, kind: TunnelKind, addr: string | null): Promise<string[]> {
+  const handle = KINDS[kind].handle(node);
   const r = await ipam.releaseByHandle(handle);
   if (r.found || addr === null) return r.released;
   // No such handle: the Node's address may predate handles (no owner at all) or have lost its
@@ -128,10 +174,20 @@ async function release(ipam: Ipam, node: string, version: TunnelVersion, addr: s
   return freed.outcome === 'released' ? [freed.ip!] : [];
 }
 
-/** Writes one family's field (null clears it; an address also sets a missing VTEP MAC). */
-async function writeField(kv: KvStore, node: string, version: TunnelVersion, write: string | null): Promise<void> {
+/** Writes one kind's field (null clears it; a VXLAN address also sets a missing VTEP MAC). The
+ * IPIP address is spec.bgp.ipv4IPIPTunnelAddr, as calico-node writes it (spec.bgp made if absent,
+ * the other bgp fields kept). */
+async function writeField(kv: KvStore, node: string, kind: TunnelKind, write: string | null): Promise<void> {
   const written = await updateNodeSpec(kv, node, (spec) => {
-    spec[FIELD[version]] = write ?? undefined;
+    if (kind === 'ipip') {
+      const bgp = spec.bgp !== null && typeof spec.bgp === 'object' && !Array.isArray(spec.bgp) ? { ...(spec.bgp as Record<string, unknown>) } : {};
+      if (write === null) delete bgp.ipv4IPIPTunnelAddr;
+      else bgp.ipv4IPIPTunnelAddr = write;
+      if (write !== null || spec.bgp !== undefined) spec.bgp = bgp as typeof spec.bgp;
+      return;
+    }
+    const version = KINDS[kind].version;
+    spec[kind === 'vxlan' ? 'ipv4VXLANTunnelAddr' : 'ipv6VXLANTunnelAddr'] = write ?? undefined;
     if (write !== null && typeof spec[MAC_FIELD[version]] !== 'string') spec[MAC_FIELD[version]] = deriveVtepMac(node, version);
   });
   if (!written) throw new Error(`node ${node} disappeared while its tunnel addresses were reconciled`);
@@ -142,27 +198,28 @@ async function writeField(kv: KvStore, node: string, version: TunnelVersion, wri
  * When it fails after giving the Node's address back to IPAM, it clears the Node's field before
  * rethrowing: IPAM may hand that address to a pod, and the Node must not keep naming it as a VTEP.
  */
-async function reconcileOne(kv: KvStore, ipam: Ipam, node: string, version: TunnelVersion, mayAssign: boolean): Promise<{ outcome: TunnelOutcome; write?: string | null }> {
-  const addr = await currentAddr(kv, node, version);
+async function reconcileOne(kv: KvStore, ipam: Ipam, node: string, kind: TunnelKind, mayAssign: boolean): Promise<{ outcome: TunnelOutcome; write?: string | null }> {
+  const addr = await currentAddr(kv, node, kind);
   const state = { releasedNodeAddr: false };
   try {
-    return await reconcileDecide(kv, ipam, node, version, mayAssign, addr, state);
+    return await reconcileDecide(kv, ipam, node, kind, mayAssign, addr, state);
   } catch (err) {
     if (state.releasedNodeAddr) {
       // best effort: the original failure is the one to report; a Node that is gone needs no clearing
-      await writeField(kv, node, version, null).catch(() => undefined);
+      await writeField(kv, node, kind, null).catch(() => undefined);
     }
     throw err;
   }
 }
 
-async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: TunnelVersion, mayAssign: boolean, addr: string | null, state: { releasedNodeAddr: boolean }): Promise<{ outcome: TunnelOutcome; write?: string | null }> {
-  const { keep, assign } = await vxlanPoolCidrs(kv, node, version);
-  const handle = tunnelHandle(node, version);
-  const type = TUNNEL_ATTR_TYPE[version];
+async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, kind: TunnelKind, mayAssign: boolean, addr: string | null, state: { releasedNodeAddr: boolean }): Promise<{ outcome: TunnelOutcome; write?: string | null }> {
+  const { keep, assign } = await tunnelPoolCidrs(kv, node, kind);
+  const { version, label } = KINDS[kind];
+  const handle = KINDS[kind].handle(node);
+  const type = KINDS[kind].attr;
   if (keep.length === 0) {
     state.releasedNodeAddr = addr !== null; // set before the call: a release may fail half-way
-    const released = await release(ipam, node, version, addr);
+    const released = await release(ipam, node, kind, addr);
     if (addr === null && released.length === 0) return { outcome: { addr: null, action: 'none', released } };
     return { outcome: { addr: null, action: 'released', released }, write: addr === null ? undefined : null };
   }
@@ -195,28 +252,32 @@ async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, version: T
     released = (await ipam.releaseByHandle(handle)).released;
   }
   if (assign.length === 0) {
-    // Only disabled VXLAN pools: nothing to assign from. The node has no tunnel address until one
+    // Only disabled pools of the kind: nothing to assign from. The node has no tunnel address until one
     // is enabled (`podway status` says so while the node has blocks that need one).
     return { outcome: { addr: null, action: addr !== null || released.length > 0 ? 'released' : 'none', released }, write: addr === null ? undefined : null };
   }
   const r = await ipam.autoAssign({ node, count: 1, handleId: handle, attrs: { node, type, timestamp: new Date().toISOString() }, version, pools: assign.map((c) => c.text), use: 'Tunnel' });
-  if (r.ips.length === 0) throw new Error(`node ${node}: no IPv${version} VXLAN tunnel address: ${(r.errors ?? []).join('; ')}`);
+  if (r.ips.length === 0) throw new Error(`node ${node}: no ${label} tunnel address: ${(r.errors ?? []).join('; ')}`);
   return { outcome: { addr: r.ips[0], action: 'assigned', released }, write: r.ips[0] };
 }
 
 /**
- * Reconciles both VXLAN tunnel addresses of a registered node (IPv4, then IPv6) and writes each
- * family's field that changed as soon as it is decided (an assigned address also sets the VTEP MAC Felix derives, when the
- * Node has none). Idempotent: run at start and whenever pools or the node change.
+ * Reconciles the tunnel addresses of a registered node (IPv4 VXLAN, IPv6 VXLAN, then IPIP) and
+ * writes each field that changed as soon as it is decided (an assigned VXLAN address also sets the
+ * VTEP MAC Felix derives, when the Node has none). Idempotent: run at start and whenever pools or
+ * the node change.
  */
-export async function reconcileVxlanTunnelAddrs(kv: KvStore, node: string, opts: TunnelReconcileOptions): Promise<{ v4: TunnelOutcome; v6: TunnelOutcome }> {
+export async function reconcileTunnelAddrs(kv: KvStore, node: string, opts: TunnelReconcileOptions): Promise<{ v4: TunnelOutcome; v6: TunnelOutcome; ipip: TunnelOutcome }> {
   // podway run, the caller, logs a stored pool it cannot read (its datastore skips it too); IPAM's
   // own stderr line would only repeat it outside the log.
   const ipam = new Ipam(kv, { warn: () => undefined });
-  // each family is written as soon as it is decided: an IPv6 failure must not lose the IPv4 result
-  const v4 = await reconcileOne(kv, ipam, node, 4, opts.assignV4 !== false);
-  if (v4.write !== undefined) await writeField(kv, node, 4, v4.write);
-  const v6 = await reconcileOne(kv, ipam, node, 6, opts.assignV6);
-  if (v6.write !== undefined) await writeField(kv, node, 6, v6.write);
-  return { v4: v4.outcome, v6: v6.outcome };
+  // each one is written as soon as it is decided: an IPv6 failure must not lose the IPv4 result
+  const v4 = await reconcileOne(kv, ipam, node, 'vxlan', opts.assignV4 !== false);
+  if (v4.write !== undefined) await writeField(kv, node, 'vxlan', v4.write);
+  const v6 = await reconcileOne(kv, ipam, node, 'vxlan-v6', opts.assignV6);
+  if (v6.write !== undefined) await writeField(kv, node, 'vxlan-v6', v6.write);
+  // IPIP runs over IPv4: none for a node without an IPv4 address, as for the IPv4 VTEP
+  const ipip = await reconcileOne(kv, ipam, node, 'ipip', opts.assignV4 !== false);
+  if (ipip.write !== undefined) await writeField(kv, node, 'ipip', ipip.write);
+  return { v4: v4.outcome, v6: v6.outcome, ipip: ipip.outcome };
 }

@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { KvStore } from '../../src/control/kv/kv';
 import { Ipam } from '../../src/control/ipam/ipam';
 import { parseIp } from '../../src/control/ipam/net';
-import { reconcileVxlanTunnelAddrs } from '../../src/control/tunnel-addrs';
+import { reconcileTunnelAddrs } from '../../src/control/tunnel-addrs';
 import { okInProcess as ok, podwayInProcess as podway, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
 
 const RES = '/calico/resources/v3/projectcalico.org/';
@@ -173,7 +173,7 @@ function reservationSuite(target: Target) {
   test('the VXLAN tunnel address is assigned outside the reservations', async () => {
     await ok(['apply', '-f', file('base.yaml', `${pool('vx', '10.84.0.0/26', ', vxlanMode: Always')}---\n${node('n3')}`), ...ds()]);
     await ok(['apply', '-f', file('res.yaml', reservation('low', ['10.84.0.0/29'])), ...ds()]);
-    const r = await reconcileVxlanTunnelAddrs(kv, 'n3', { assignV6: false });
+    const r = await reconcileTunnelAddrs(kv, 'n3', { assignV6: false });
     assert.is(r.v4.action, 'assigned');
     assert.is(r.v4.addr, '10.84.0.8');
   });

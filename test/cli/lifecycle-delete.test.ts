@@ -16,7 +16,7 @@ import { BLOCK_PREFIX, HOST_AFFINITY_PREFIX, parseAffinityKey, parseBlockKey } f
 import { deleteNode } from '../../src/control/resource-delete';
 import { HookedKv } from '../helpers/kv-hook';
 import { registerNode, updateNodeSpec } from '../../src/control/node-registration';
-import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../../src/control/tunnel-addrs';
+import { reconcileTunnelAddrs, tunnelHandle } from '../../src/control/tunnel-addrs';
 import { applyResource, getResource } from '../../src/control/v3-store';
 import { kindInfo } from '../../src/control/calico-kinds';
 import { podway, ok, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
@@ -70,7 +70,7 @@ function cliSuite(target: Target) {
     // node-b: a pod (its block) and its tunnel address
     const b1 = (await ipam.autoAssign({ node: 'node-b', count: 1, handleId: 'podway.b1', attrs: { node: 'node-b' } })).ips[0]!;
     await wep(kv, 'node-b', 'b1', b1);
-    const bTunnel = (await reconcileVxlanTunnelAddrs(kv, 'node-b', { assignV6: false })).v4.addr!;
+    const bTunnel = (await reconcileTunnelAddrs(kv, 'node-b', { assignV6: false })).v4.addr!;
     // node-a: two pods (its own block), and a tunnel address borrowed out of node-b's block
     const a1 = (await ipam.autoAssign({ node: 'node-a', count: 1, handleId: 'podway.a1', attrs: { node: 'node-a' } })).ips[0]!;
     const a2 = (await ipam.autoAssign({ node: 'node-a', count: 1, handleId: 'podway.a2', attrs: { node: 'node-a' } })).ips[0]!;
@@ -132,7 +132,7 @@ function cliSuite(target: Target) {
     await ipam.assignIp({ ip: a2, handleId: 'podway.c-b2', attrs: { node: 'node-b' }, node: 'node-b' });
     await wep(kv, 'node-b', 'b2', a2);
     // node-a's tunnel field names an address node-b's tunnel handle holds now.
-    const bTunnel = (await reconcileVxlanTunnelAddrs(kv, 'node-b', { assignV6: false })).v4.addr!;
+    const bTunnel = (await reconcileTunnelAddrs(kv, 'node-b', { assignV6: false })).v4.addr!;
     await updateNodeSpec(kv, 'node-a', (s) => { s.ipv4VXLANTunnelAddr = bTunnel; });
 
     const r = await podway(['delete', 'node', 'node-a', ...ds()]);

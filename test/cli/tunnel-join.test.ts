@@ -13,7 +13,7 @@ import { KvDatastore } from '../../src/control/kv-datastore';
 import { computeNodeModel } from '../../src/control/route-calc';
 import { IPPOOL_PREFIX, nodeKey } from '../../src/control/ipam/keys';
 import { registerNode } from '../../src/control/node-registration';
-import { reconcileVxlanTunnelAddrs } from '../../src/control/tunnel-addrs';
+import { reconcileTunnelAddrs } from '../../src/control/tunnel-addrs';
 import { TunnelAddressJoin, tunnelAddressesStale } from '../../src/cli/tunnel-join';
 import type { NodeDataplaneModel } from '../../src/control';
 import { poolValue } from '../control/ipam/helpers';
@@ -45,7 +45,7 @@ async function withStore(disabled: boolean, retryMs: { first: number; max: numbe
   const kv = new FileKv({ dir });
   const ds = new KvDatastore(kv, { debounceMs: 5, maxDelayMs: 50 });
   const errors: string[] = [];
-  const join = new TunnelAddressJoin(async () => void (await reconcileVxlanTunnelAddrs(kv, 'node1', { assignV6: false })), (e) => errors.push(e.message), retryMs);
+  const join = new TunnelAddressJoin(async () => void (await reconcileTunnelAddrs(kv, 'node1', { assignV6: false })), (e) => errors.push(e.message), retryMs);
   try {
     await kv.create(IPPOOL_PREFIX + POOL.name, poolValue(POOL.name, POOL.cidr, { vxlanMode: 'Always', ipipMode: 'Never', ...(disabled ? { disabled: true } : {}) }));
     await registerNode(kv, { name: 'node1', ipv4Address: '10.99.0.1/24' });

@@ -16,7 +16,7 @@ import { auditIpam } from '../../src/control/ipam/audit';
 import { BLOCK_PREFIX, handleKey, IPPOOL_PREFIX, nodeKey } from '../../src/control/ipam/keys';
 import { HookedKv } from '../helpers/kv-hook';
 import { registerNode, updateNodeSpec } from '../../src/control/node-registration';
-import { reconcileVxlanTunnelAddrs, tunnelHandle } from '../../src/control/tunnel-addrs';
+import { ipipTunnelHandle, reconcileTunnelAddrs, tunnelHandle } from '../../src/control/tunnel-addrs';
 import { etcdForFile } from '../helpers/etcd';
 import { poolValue } from './ipam/helpers';
 
@@ -52,7 +52,7 @@ async function scenario(kv: KvStore, node: string): Promise<void> {
   await registerNode(kv, { name: node, ipv4Address: '10.99.0.1/24', ipv6Address: 'fd99::1/64' });
 
   // both assigned, with Calico's handles and attributes, and the VTEP MACs Felix derives
-  const a = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  const a = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.is(a.v4.action, 'assigned');
   assert.is(a.v6.action, 'assigned');
   let spec = await nodeSpec(kv, node);
@@ -81,14 +81,14 @@ async function scenario(kv: KvStore, node: string): Promise<void> {
 
   // nothing to do: nothing written
   const rev = (await kv.get(nodeKey(node)))!.modRevision;
-  const same = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  const same = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.equal([same.v4.action, same.v6.action], ['kept', 'kept']);
   assert.is((await kv.get(nodeKey(node)))!.modRevision, rev, 'the Node untouched');
 
   // the IPv6 pool goes away: released, handle gone, field cleared; IPv4 kept
   const pool6 = await kv.get(IPPOOL_PREFIX + V6.name);
   assert.ok(await kv.delete(pool6!.key, pool6!.modRevision));
-  const b = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  const b = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.is(b.v6.action, 'released');
   assert.equal(b.v6.released, [a.v6.addr]);
   assert.is(b.v4.action, 'kept');
@@ -98,12 +98,12 @@ async function scenario(kv: KvStore, node: string): Promise<void> {
   assert.is(await kv.get(handleKey(tunnelHandle(node, 6))), null, 'the IPv6 handle released');
   assert.is(await ipam.allocationOf(a.v6.addr!), null, 'the IPv6 address is free');
   // and again: nothing left to release, nothing written
-  const b2 = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  const b2 = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.equal([b2.v4.action, b2.v6.action], ['kept', 'none']);
 
   // the IPv4 pool turned to vxlanMode Never: released and cleared too
   await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Never' });
-  const c = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  const c = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.is(c.v4.action, 'released');
   assert.equal(c.v4.released, [a.v4.addr]);
   spec = await nodeSpec(kv, node);
@@ -112,12 +112,12 @@ async function scenario(kv: KvStore, node: string): Promise<void> {
 
   // VXLAN again, but from a second pool only: the Node's address moves there
   await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
-  const d = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  const d = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.is(d.v4.action, 'assigned');
   await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Never' });
   const other = { name: 'v4-vxlan', cidr: '10.250.0.0/16' };
   await putPool(kv, other, { vxlanMode: 'CrossSubnet', ipipMode: 'Never' });
-  const e = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  const e = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.is(e.v4.action, 'assigned');
   assert.equal(e.v4.released, [d.v4.addr], 'the address in the no longer VXLAN pool given back');
   assert.match(e.v4.addr!, /^10\.250\./);
@@ -125,16 +125,16 @@ async function scenario(kv: KvStore, node: string): Promise<void> {
 
   // a pool that does not allow tunnel addresses, or does not select the node, does not count
   await putPool(kv, other, { vxlanMode: 'Always', ipipMode: 'Never', allowedUses: ['Workload'] });
-  const f = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  const f = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.is(f.v4.action, 'released');
   await putPool(kv, other, { vxlanMode: 'Always', ipipMode: 'Never', nodeSelector: 'zone == "elsewhere"' });
-  assert.is((await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true })).v4.action, 'none');
+  assert.is((await reconcileTunnelAddrs(kv, node, { assignV6: true })).v4.action, 'none');
 
   // the Node names an address a workload holds now (another handle): not released, only cleared
   await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Never' });
   const pod = await ipam.autoAssign({ node, count: 1, handleId: 'k8s-pod-network.abc', attrs: { node, pod: 'p' }, version: 4 });
   await registerNode(kv, { name: node, ipv4Address: '10.99.0.1/24', vxlanTunnelAddr: pod.ips[0] });
-  const g = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  const g = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.is(g.v4.action, 'released');
   assert.equal(g.v4.released, []);
   assert.is((await ipam.allocationOf(pod.ips[0]))?.handleId, 'k8s-pod-network.abc', 'the workload keeps its address');
@@ -142,11 +142,11 @@ async function scenario(kv: KvStore, node: string): Promise<void> {
 
   // without an IPv6 address no IPv6 VTEP is assigned (podway's rule); one left is still released
   await putPool(kv, V6, { vxlanMode: 'Always', ipipMode: 'Never' });
-  assert.is((await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false })).v6.action, 'none');
-  const h = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+  assert.is((await reconcileTunnelAddrs(kv, node, { assignV6: false })).v6.action, 'none');
+  const h = await reconcileTunnelAddrs(kv, node, { assignV6: true });
   assert.is(h.v6.action, 'assigned');
   await putPool(kv, V6, { vxlanMode: 'Never', ipipMode: 'Never' });
-  const i = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false });
+  const i = await reconcileTunnelAddrs(kv, node, { assignV6: false });
   assert.is(i.v6.action, 'released');
   assert.equal(i.v6.released, [h.v6.addr]);
 }
@@ -164,11 +164,51 @@ test('etcd: the same against a real etcd', async () => {
   await scenario(openEtcd(), 'node1');
 });
 
+test('IPIP: assigned while an IPIP pool selects the node (spec.bgp.ipv4IPIPTunnelAddr, handle ipip-tunnel-addr-<node>, type ipipTunnelAddress, as allocateip), released and cleared when the pool turns VXLAN, none without an IPv4 address', async () => {
+  const kv = fileStore();
+  try {
+    const ipam = new Ipam(kv);
+    const node = 'node1';
+    await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Always' });
+    await registerNode(kv, { name: node, ipv4Address: '10.99.0.1/24' });
+    const a = await reconcileTunnelAddrs(kv, node, { assignV6: false });
+    assert.equal([a.ipip.action, a.v4.action], ['assigned', 'none']);
+    let spec = await nodeSpec(kv, node);
+    const bgp = spec.bgp as Record<string, unknown>;
+    assert.is(bgp.ipv4IPIPTunnelAddr, a.ipip.addr);
+    assert.is(bgp.ipv4Address, '10.99.0.1/24', 'the other bgp fields stay');
+    assert.is(spec.ipv4VXLANTunnelAddr, undefined);
+    const held = await ipam.allocationOf(a.ipip.addr!);
+    assert.is(held?.handleId, ipipTunnelHandle(node));
+    assert.is(ipipTunnelHandle(node), 'ipip-tunnel-addr-node1');
+    assert.equal([held?.secondary?.type, held?.secondary?.node], ['ipipTunnelAddress', node]);
+    assert.is((await reconcileTunnelAddrs(kv, node, { assignV6: false })).ipip.action, 'kept');
+
+    // the pool turns VXLAN: the IPIP address goes (IPAM and the Node), a VXLAN one comes
+    await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
+    const b = await reconcileTunnelAddrs(kv, node, { assignV6: false });
+    assert.equal([b.ipip.action, b.ipip.released, b.v4.action], ['released', [a.ipip.addr], 'assigned']);
+    spec = await nodeSpec(kv, node);
+    assert.is((spec.bgp as Record<string, unknown>).ipv4IPIPTunnelAddr, undefined);
+    assert.is((spec.bgp as Record<string, unknown>).ipv4Address, '10.99.0.1/24');
+    assert.is(spec.ipv4VXLANTunnelAddr, b.v4.addr);
+    assert.is(await ipam.allocationOf(a.ipip.addr!), null, 'free again');
+    assert.is(await kv.get(handleKey(ipipTunnelHandle(node))), null);
+
+    // an IPv6-only node (no IPv4 address) gets none
+    await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Always' });
+    await registerNode(kv, { name: 'v6only', ipv6Address: 'fd99::9/64' });
+    assert.is((await reconcileTunnelAddrs(kv, 'v6only', { assignV6: true, assignV4: false })).ipip.action, 'none');
+  } finally {
+    await kv.close();
+  }
+});
+
 test('an unregistered node is an error, nothing assigned', async () => {
   const kv = fileStore();
   try {
     await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
-    await reconcileVxlanTunnelAddrs(kv, 'ghost', { assignV6: true }).then(() => assert.unreachable('accepted'), (e: Error) => assert.match(e.message, /node ghost does not exist/));
+    await reconcileTunnelAddrs(kv, 'ghost', { assignV6: true }).then(() => assert.unreachable('accepted'), (e: Error) => assert.match(e.message, /node ghost does not exist/));
     assert.is(await kv.get(handleKey(tunnelHandle('ghost', 4))), null);
   } finally {
     await kv.close();
@@ -183,7 +223,7 @@ test('a failing IPv6 step keeps the IPv4 result and clears the released IPv6 add
     await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
     await putPool(kv, V6, { vxlanMode: 'Always', ipipMode: 'Never' });
     await registerNode(kv, { name: node, ipv4Address: '10.99.0.1/24', ipv6Address: 'fd99::1/64' });
-    const a = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true });
+    const a = await reconcileTunnelAddrs(kv, node, { assignV6: true });
     assert.equal([a.v4.action, a.v6.action], ['assigned', 'assigned']);
 
     // IPv4 moves to another pool; IPv6 must move to a pool whose only address a workload holds
@@ -196,7 +236,7 @@ test('a failing IPv6 step keeps the IPv4 result and clears the released IPv6 add
     const pod = await ipam.autoAssign({ node, count: 1, handleId: 'k8s-pod-network.full', attrs: { node, pod: 'p' }, version: 6, pools: [full.cidr] });
     assert.equal(pod.ips, ['fd00:30::'], 'the workload took the only address');
 
-    await reconcileVxlanTunnelAddrs(kv, node, { assignV6: true }).then(
+    await reconcileTunnelAddrs(kv, node, { assignV6: true }).then(
       () => assert.unreachable('no IPv6 address to assign, yet it succeeded'),
       (e: Error) => assert.match(e.message, /no IPv6 VXLAN tunnel address/),
     );
@@ -219,26 +259,26 @@ test('a disabled VXLAN pool keeps the node\'s tunnel address (a restart reconcil
     const ipam = new Ipam(kv);
     await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
     await registerNode(kv, { name: node, ipv4Address: '10.99.0.1/24' });
-    const a = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false });
+    const a = await reconcileTunnelAddrs(kv, node, { assignV6: false });
     assert.is(a.v4.action, 'assigned');
     // The pool disabled (its blocks and pods stay, still routed): a restart's reconcile keeps the
     // address, as a running podway does (its trigger counts disabled pools, as Felix does).
     await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never', disabled: true });
-    const b = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false });
+    const b = await reconcileTunnelAddrs(kv, node, { assignV6: false });
     assert.is(b.v4.action, 'kept');
     assert.is((await nodeSpec(kv, node)).ipv4VXLANTunnelAddr, a.v4.addr);
     assert.is((await ipam.allocationOf(a.v4.addr!))?.handleId, tunnelHandle(node, 4));
     // A node without one gets none from a disabled pool.
     await registerNode(kv, { name: 'node-new', ipv4Address: '10.99.0.2/24' });
-    const n = await reconcileVxlanTunnelAddrs(kv, 'node-new', { assignV6: false });
+    const n = await reconcileTunnelAddrs(kv, 'node-new', { assignV6: false });
     assert.is(n.v4.action, 'none');
     assert.not.ok('ipv4VXLANTunnelAddr' in (await nodeSpec(kv, 'node-new')));
     // Enabled again: still the same address; then the pool deleted: released and cleared.
     await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
-    assert.is((await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false })).v4.addr, a.v4.addr);
+    assert.is((await reconcileTunnelAddrs(kv, node, { assignV6: false })).v4.addr, a.v4.addr);
     const pool = await kv.get(IPPOOL_PREFIX + V4.name);
     assert.ok(await kv.delete(pool!.key, pool!.modRevision));
-    const c = await reconcileVxlanTunnelAddrs(kv, node, { assignV6: false });
+    const c = await reconcileTunnelAddrs(kv, node, { assignV6: false });
     assert.is(c.v4.action, 'released');
     assert.equal(c.v4.released, [a.v4.addr]);
     assert.not.ok('ipv4VXLANTunnelAddr' in (await nodeSpec(kv, node)));
@@ -265,7 +305,7 @@ test('a handle-less tunnel address given to a pod between the ownership check an
         await ipam.releaseIps([addr]);
         await ipam.assignIp({ ip: addr, handleId: 'k8s-pod-network.cpod', attrs: { node: 'other' }, node: 'other' });
       });
-      const r = await reconcileVxlanTunnelAddrs(hooked, node, { assignV6: false });
+      const r = await reconcileTunnelAddrs(hooked, node, { assignV6: false });
       assert.is(hooked.fired, 1);
       assert.equal(r.v4.released, []);
       assert.is((await ipam.allocationOf(addr))?.handleId, 'k8s-pod-network.cpod', 'the pod keeps its address');

@@ -10,7 +10,7 @@ import { Ipam } from '../../../src/control/ipam/ipam';
 import { AllocationBlock } from '../../../src/control/ipam/block';
 import { blockKey, IPPOOL_PREFIX } from '../../../src/control/ipam/keys';
 import { netContains, parseIp, parseNet } from '../../../src/control/ipam/net';
-import { reconcileVxlanTunnelAddrs } from '../../../src/control/tunnel-addrs';
+import { reconcileTunnelAddrs } from '../../../src/control/tunnel-addrs';
 import { etcdForFile } from '../../helpers/etcd';
 import { poolValue, setup } from './helpers';
 
@@ -108,7 +108,7 @@ test('a stored pool that fails its schema is skipped with a warning; its address
   assert.equal((await ipam.show()).map((u) => u.name), ['outer', 'calico-new']);
   assert.equal((await ipam.check()).filter((p) => p.kind === 'block-outside-pools'), []);
   // The tunnel address path reads on as well (from the readable VXLAN pool).
-  const t = await reconcileVxlanTunnelAddrs(kv, 'node1', { assignV6: false });
+  const t = await reconcileTunnelAddrs(kv, 'node1', { assignV6: false });
   assert.is(t.v4.action, 'assigned');
   assert.ok(inNet(t.v4.addr!, '10.70.0.128/25'), `tunnel address ${t.v4.addr} outside the skipped pool`);
 });

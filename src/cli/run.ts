@@ -1002,14 +1002,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let latest: { model: NodeDataplaneModel | null; ms: number; what: string[]; gen?: number; bgpInputs?: BgpInputs } | null = null;
     let applying = false;
     let stopping = false;
-    // The VXLAN tunnel addresses reconciled again when a model says they are stale (tunnel-join.ts).
+    // The tunnel addresses (VXLAN, IPIP) reconciled again when a model says they are stale (tunnel-join.ts).
     // The registered address, not a new first-found: following it is the address monitor's.
     const tunnelJoin = spec.kind === 'file' ? null : new TunnelAddressJoin(
       () => joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam, signal: abortStart.signal }, say)),
       (e) => {
         if (stopping) return; // aborted by the stop
         nodeMetrics?.ipamEvent('tunnel_address_failed');
-        dsLog.error(`cannot reconcile the VXLAN tunnel addresses: ${e.message}`);
+        dsLog.error(`cannot reconcile the tunnel addresses: ${e.message}`);
       },
     );
     /** `what`: what brought the model (the log line's head, then what it did to BGP). */

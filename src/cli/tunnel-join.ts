@@ -1,8 +1,8 @@
 /**
- * When `podway run` reconciles the node's VXLAN tunnel addresses again (calico-node's allocateip
- * keeps doing it too): a pool turned to VXLAN after this node registered needs a tunnel address
- * now; the last VXLAN pool of a family gone (or no longer VXLAN) has its address released and
- * cleared. The join (control/tunnel-addrs.ts) is idempotent; this decides when to run it, one at
+ * When `podway run` reconciles the node's tunnel addresses (VXLAN, IPIP) again (calico-node's allocateip
+ * keeps doing it too): a pool turned to VXLAN (or IPIP) after this node registered needs a tunnel
+ * address now; the last VXLAN pool of a family gone (or no longer VXLAN), or the last IPIP pool,
+ * has its address released and cleared. The join (control/tunnel-addrs.ts) is idempotent; this decides when to run it, one at
  * a time, after a model is applied.
  */
 import type { NodeDataplaneModel } from '../control';
@@ -15,7 +15,8 @@ import { Backoff } from '../util/backoff';
  * the running node kept, and peers keep their route to this node's blocks in the disabled pool.
  */
 export function tunnelAddressesStale(m: NodeDataplaneModel): boolean {
-  return m.encap.vxlan !== (m.node.vtepIp !== null) || (m.v6.vxlan ? m.v6.ip6 !== null && m.v6.vtepIp6 === null : m.v6.vtepIp6 !== null);
+  return m.encap.vxlan !== (m.node.vtepIp !== null) || m.encap.ipip !== ((m.node.ipipTunnelIp ?? null) !== null)
+    || (m.v6.vxlan ? m.v6.ip6 !== null && m.v6.vtepIp6 === null : m.v6.vtepIp6 !== null);
 }
 
 /**
@@ -23,7 +24,7 @@ export function tunnelAddressesStale(m: NodeDataplaneModel): boolean {
  * pool is in the model too) and the node's addresses, tunnel addresses included.
  */
 function joinInputs(m: NodeDataplaneModel): string {
-  return JSON.stringify([m.pools, m.v6.pools, m.node.ip, m.v6.ip6, m.node.vtepIp, m.v6.vtepIp6]);
+  return JSON.stringify([m.pools, m.v6.pools, m.node.ip, m.v6.ip6, m.node.vtepIp, m.v6.vtepIp6, m.node.ipipTunnelIp ?? null]);
 }
 
 export class TunnelAddressJoin {

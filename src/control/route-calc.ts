@@ -54,9 +54,11 @@ export const DEFAULT_UNDERLAY_MTU = 1500;
  * - blackhole: unallocated address of one of our blocks, drop (ICMP unreachable);
  * - vxlan: encapsulate to `vtepMac`/`vtepIp` inside UDP to `nodeIp`;
  * - ipip: encapsulate in IP protocol 4 to `nodeIp`;
- * - direct: send unchanged, at L2 to `nodeIp`, via the underlay NIC.
+ * - direct: send unchanged, at L2 to `nodeIp`, via the underlay NIC;
+ * - host: one of this node's own tunnel addresses (VXLAN, IPIP), a local address of the node's
+ *   kernel as on Calico's `vxlan.calico` / `tunl0`: handed to the node's stack (podway0).
  */
-export type RouteKind = 'local' | 'blackhole' | 'vxlan' | 'ipip' | 'direct';
+export type RouteKind = 'local' | 'blackhole' | 'vxlan' | 'ipip' | 'direct' | 'host';
 
 export interface Route {
   /** Canonical CIDR text, e.g. "10.244.1.0/26" or "10.244.0.7/32". */
@@ -111,6 +113,9 @@ export interface LocalNodeIdentity {
   readonly subnet: IPv4Cidr | null;
   readonly vtepIp: number | null;
   readonly vtepMac: string;
+  /** Our IPIP tunnel address (Node spec.bgp.ipv4IPIPTunnelAddr; Calico's `tunl0` address), null when
+   * none. Absent from a model cached by an older podway: read as null. */
+  readonly ipipTunnelIp: number | null;
   /** Underlay IPs of every node in the cluster (us included): tunnel traffic is accepted only from these. */
   readonly knownNodeIps: ReadonlySet<number>;
 }
@@ -205,6 +210,7 @@ interface NodeInfo {
   readonly subnet: IPv4Cidr | null;
   readonly vtepIp: number | null;
   readonly vtepMac: string;
+  readonly ipipTunnelIp: number | null;
 }
 
 function nodeInfoOf(node: ClusterSnapshot['nodes'][number]): NodeInfo {
@@ -219,11 +225,13 @@ function nodeInfoOf(node: ClusterSnapshot['nodes'][number]): NodeInfo {
     }
   }
   const vtepText = node.spec.ipv4VXLANTunnelAddr;
+  const ipipText = node.spec.bgp?.ipv4IPIPTunnelAddr;
   return {
     ip,
     subnet,
     vtepIp: vtepText !== undefined ? parseIPv4(vtepText) : null,
     vtepMac: node.spec.vxlanTunnelMACAddr ?? deriveVtepMac(node.metadata.name),
+    ipipTunnelIp: ipipText !== undefined ? parseIPv4(ipipText) : null,
   };
 }
 
@@ -440,6 +448,21 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
     }
   }
 
+  // Our own tunnel addresses, each while its encapsulation is in use (Felix makes `vxlan.calico`
+  // only with a VXLAN pool, `tunl0` with an IPIP one, and the address lives on that device): a
+  // local address of the node's kernel, reached through the host port. A /32, so it wins over our
+  // block's blackhole, and over another node's block when the address was borrowed from it.
+  const own = new Set<number>();
+  if (encap.vxlan && self.vtepIp !== null) own.add(self.vtepIp);
+  if (encap.ipip && self.ipipTunnelIp !== null) own.add(self.ipipTunnelIp);
+  for (const a of own) {
+    const cidr = makeIPv4Cidr(a, 32);
+    addCandidate({
+      ...cidrFields(cidr), kind: 'host', class: RouteClass.LocalWorkload, endpoint: null, node: nodeName,
+      nodeIp: null, vtepIp: null, vtepMac: null, pool: poolContaining(cidr)?.name ?? null, mtu: underlay,
+    });
+  }
+
   const routes: Route[] = [];
   for (const list of candidates.values()) {
     let best = list[0]!;
@@ -452,7 +475,7 @@ export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, op
   for (const info of nodes.values()) if (info.ip !== null) knownNodeIps.add(info.ip);
 
   return {
-    node: { name: nodeName, ip: self.ip, subnet: localSubnet, vtepIp: self.vtepIp, vtepMac: self.vtepMac, knownNodeIps },
+    node: { name: nodeName, ip: self.ip, subnet: localSubnet, vtepIp: self.vtepIp, vtepMac: self.vtepMac, ipipTunnelIp: self.ipipTunnelIp, knownNodeIps },
     endpoints,
     routes,
     withheld,
@@ -503,7 +526,7 @@ function ipv6OnlyModel(snapshot: ClusterSnapshot, nodeName: string, self: NodeIn
   }
   return {
     // No IPv4 tunnel is accepted here: no IPv4 address to receive one on.
-    node: { name: nodeName, ip: null, subnet: null, vtepIp: null, vtepMac: self.vtepMac, knownNodeIps: new Set() },
+    node: { name: nodeName, ip: null, subnet: null, vtepIp: null, vtepMac: self.vtepMac, ipipTunnelIp: null, knownNodeIps: new Set() },
     endpoints,
     routes: [],
     withheld,
@@ -575,7 +598,7 @@ export function routesEqual(a: Route, b: Route): boolean {
 }
 
 function nodesEqual(a: LocalNodeIdentity, b: LocalNodeIdentity): boolean {
-  if (a.name !== b.name || a.ip !== b.ip || a.subnet?.cidr !== b.subnet?.cidr || a.vtepIp !== b.vtepIp || a.vtepMac !== b.vtepMac) return false;
+  if (a.name !== b.name || a.ip !== b.ip || a.subnet?.cidr !== b.subnet?.cidr || a.vtepIp !== b.vtepIp || a.vtepMac !== b.vtepMac || (a.ipipTunnelIp ?? null) !== (b.ipipTunnelIp ?? null)) return false;
   if (a.knownNodeIps.size !== b.knownNodeIps.size) return false;
   for (const ip of a.knownNodeIps) if (!b.knownNodeIps.has(ip)) return false;
   return true;

@@ -30,7 +30,8 @@ import { linkLocalOnly6 } from './bgp/learned-routes';
 /** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14 (Calico: IPv6 VXLAN MTU = host MTU - 70). */
 export const VXLAN6_OVERHEAD = 70;
 
-export type Route6Kind = 'local' | 'blackhole' | 'vxlan' | 'direct';
+/** As IPv4's RouteKind ('host': this node's own IPv6 VXLAN tunnel address, `vxlan-v6.calico`'s in Calico). */
+export type Route6Kind = 'local' | 'blackhole' | 'vxlan' | 'direct' | 'host';
 
 export interface Route6 {
   /** Canonical CIDR text, e.g. "fd00:10:244::40/122". */
@@ -333,6 +334,18 @@ export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, u
           nodeIp6: nextHop, vtepIp6: null, vtepMac: null, pool: pool?.name ?? null, mtu: underlayMtu,
         });
       }
+    }
+  }
+
+  // Our own IPv6 VXLAN tunnel address while an IPv6 pool is VXLAN (Calico's `vxlan-v6.calico`
+  // holds it then): a local address of the node's kernel, reached through the host port.
+  if (vxlan && self.vtepIp6 !== null) {
+    const c = cidr6(`${self.vtepIp6}/128`);
+    if (c) {
+      add({
+        cidr: c.cidr, w: c.w, prefixLen: 128, kind: 'host', class: RouteClass.LocalWorkload, endpoint: null,
+        node: nodeName, nodeIp6: null, vtepIp6: null, vtepMac: null, pool: poolContaining(c)?.name ?? null, mtu: underlayMtu,
+      });
     }
   }
 

@@ -23,7 +23,7 @@ import { ip6Bytes } from '../control/route-calc6';
 import { formatIpv6 } from '../packet/ipv6';
 import { NeighborTable, NeighborTimings } from './neighbors';
 import { NeighborQueue, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL, FAMILY_V4, FAMILY_V6, FAMILY_POD } from './neighbor-queue';
-import { HostProgrammer, HostState, HostLearnedRoute, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
+import { HostProgrammer, HostState, HostLearnedRoute, HostPoolRoute, HostAddress, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } from './counters';
 import { checkModel } from './model-check';
@@ -247,6 +247,34 @@ export function poolRouteMtu(model: NodeDataplaneModel, pool: { readonly cidr: s
   return mtu >= 68 ? mtu : null;
 }
 
+/**
+ * The pool routes into the host port (with their MTU, poolRouteMtu, `linkMtu` passed on), and
+ * the node's tunnel addresses on it, as a Calico node has them: the addresses of its 'host'
+ * routes (route-calc: its VXLAN address while a pool is VXLAN, its IPIP one while a pool is
+ * IPIP, its IPv6 VXLAN one) as /32 and /128 on podway0, and each
+ * pool's route with the address of the pool's encapsulation as its source (`src`), as the
+ * kernel picks `vxlan.calico`'s or `tunl0`'s address for Calico's routes through them: the node's
+ * own traffic to pods on other nodes leaves with it and the replies come back through the tunnel.
+ * A CrossSubnet pool keeps the node's address as the source (Calico routes its peers on the same
+ * subnet unencapsulated, from the node's address), and so does a pool without encapsulation.
+ */
+export function hostPoolState(model: NodeDataplaneModel, linkMtu?: number): { pools: HostPoolRoute[]; addrs: HostAddress[] } {
+  const own4 = new Set(model.routes.filter((r) => r.kind === 'host').map((r) => r.addr >>> 0));
+  const own6 = new Set(model.v6.routes.filter((r) => r.kind === 'host').map((r) => r.cidr.slice(0, -4)));
+  const vtep = model.node.vtepIp !== null && own4.has(model.node.vtepIp >>> 0) ? formatIpv4(model.node.vtepIp) : null;
+  const ipipIp = model.node.ipipTunnelIp ?? null;
+  const ipip = ipipIp !== null && own4.has(ipipIp >>> 0) ? formatIpv4(ipipIp) : null;
+  const vtep6 = model.v6.vtepIp6 !== null && own6.size > 0 ? [...own6][0] : null;
+  const pools: HostPoolRoute[] = [];
+  for (const p of model.pools) {
+    const src = p.crossSubnet ? null : p.encap === 'vxlan' ? vtep : p.encap === 'ipip' ? ipip : null;
+    pools.push({ cidr: p.cidr, dev: HOST_PORT_NAME, mtu: poolRouteMtu(model, p, linkMtu), src });
+  }
+  for (const p of model.v6.pools) pools.push({ cidr: p.cidr, dev: HOST_PORT_NAME, mtu: poolRouteMtu(model, p, linkMtu), src: p.encap === 'vxlan' && !p.crossSubnet ? vtep6 : null });
+  const addrs: HostAddress[] = [...own4].map((a) => ({ addr: formatIpv4(a), dev: HOST_PORT_NAME }));
+  for (const a of own6) addrs.push({ addr: a, dev: HOST_PORT_NAME });
+  return { pools, addrs };
+}
 /** How often a running capture hands its records on. */
 const CAPTURE_FLUSH_MS = 20;
 /** How often the neighbour tables age their entries and re-probe stale ones (one timer for both
@@ -1588,8 +1616,8 @@ export class Engine {
   /**
    * What the node's kernel should hold for us: a /32 and /128 route and permanent neighbour per
    * attached veth pod address (the node reaches its pods through the kernel, as with Felix), both
-   * families' pools through the host port (veth pods' /32s and /128s stay more specific), and
-   * tap/tun MTUs. The programmer diffs it
+   * families' pools through the host port (veth pods' /32s and /128s stay more specific), the
+   * node's tunnel addresses on the host port (hostPoolState), and tap/tun MTUs. The programmer diffs it
    * against what it already programmed and runs only the changes, off the forwarding thread.
    */
   private hostState(model: NodeDataplaneModel): HostState {
@@ -1613,7 +1641,7 @@ export class Engine {
       learned,
       pods: eps.filter((e) => e.kind === 'veth').map((e) => ({ ifname: e.ep.interfaceName, ips: e.ep.ips, ips6: ips6.get(e.ep.interfaceName) ?? [], mac: e.ep.mac })),
       // Both families' pools into the host port: the node reaches tap/tun and remote pods through podway.
-      pools: [...model.pools, ...model.v6.pools].map((p) => ({ cidr: p.cidr, dev: HOST_PORT_NAME, mtu: poolRouteMtu(model, p, this.underlay?.mtu) })),
+      ...hostPoolState(model, this.underlay?.mtu),
       mtus: eps.filter((e) => e.mtu > 0).map((e) => ({ ifname: e.ep.interfaceName, netns: e.ep.interfaceNetns ?? null, mtu: e.mtu })),
     };
   }

@@ -1,7 +1,7 @@
 /**
  * Programs the node's kernel (veth pods' /32 and /128 routes and permanent neighbours, the IPv4 and
- * IPv6 pool routes into the host port, tap/tun pod MTUs) from a desired state, by diff, off the
- * forwarding thread.
+ * IPv6 pool routes into the host port, the node's tunnel addresses on it, tap/tun pod MTUs) from a
+ * desired state, by diff, off the forwarding thread.
  *
  * IPv6 mirrors IPv4 (as Felix programs both): per veth pod `route replace ADDR/128 dev CALI` and
  * `neigh replace ADDR lladdr MAC dev CALI nud permanent` (the kernel then never solicits the pod:
@@ -56,7 +56,7 @@ export interface HostPodRoutes {
   mac: string | null;
 }
 
-/** A pool routed into the host port: `route replace CIDR dev DEV scope link [mtu MTU]`. */
+/** A pool routed into the host port: `route replace CIDR dev DEV scope link [mtu MTU] [src SRC]`. */
 export interface HostPoolRoute {
   cidr: string;
   dev: string;
@@ -65,6 +65,20 @@ export interface HostPoolRoute {
    * too-big DF send with EMSGSIZE) up front, as it does behind Calico's tunnel devices. Absent or
    * null: none (the device's MTU). */
   mtu?: number | null;
+  /** The source the node's own traffic to the pool leaves with (one of the node's tunnel
+   * addresses, on `dev`: HostAddress); absent or null: the kernel picks (the node's address). */
+  src?: string | null;
+}
+
+/**
+ * An address of the node on one of podway's devices: the node's tunnel addresses on podway0
+ * (`addr replace ADDR/32 dev DEV`, `/128 ... nodad` for IPv6), as Calico puts them on
+ * `vxlan.calico`, `tunl0` and `vxlan-v6.calico`. Added before the routes naming it as their
+ * source; after one is removed every pool route is written again (diff()).
+ */
+export interface HostAddress {
+  addr: string;
+  dev: string;
 }
 
 /** The MTU of a tap/tun pod device; netns is a namespace path (/run/netns/NAME, /proc/PID/ns/net). */
@@ -112,6 +126,8 @@ export function parseLearnedRoutes(json: string, metric: number, family: 4 | 6 =
 export interface HostState {
   pods: readonly HostPodRoutes[];
   pools: readonly HostPoolRoute[];
+  /** Absent: none. */
+  addrs?: readonly HostAddress[];
   mtus: readonly HostDeviceMtu[];
   /** Absent: none. */
   learned?: readonly HostLearnedRoute[];
@@ -163,7 +179,7 @@ interface Item {
   value: string;
   /** Which batch (namespace) it belongs to: '' for the programmer's own namespace. */
   ns: string;
-  kind: 'route' | 'neigh' | 'link';
+  kind: 'addr' | 'route' | 'neigh' | 'link';
   /** For logs: what it is, with its interface and address. */
   label: string;
   replace: string;
@@ -201,7 +217,7 @@ const DEFAULT_RETRY_MS = 10_000;
 /** Prints a line starting with "1: lo:" to stdout: proof that ip got past the line before it. */
 const MARKER = 'link show dev lo';
 /** A removal that failed because the thing is already gone is done, not an error. */
-const GONE = /Cannot find device|No such process|No such file or directory|No such device/;
+const GONE = /Cannot find device|No such process|No such file or directory|No such device|Cannot assign requested address/;
 /** Interface and namespace names end up in batch lines (whitespace-split, `#` comments): only
  * names that cannot smuggle in another argument or command are accepted (interfaces: isSafeIfname). */
 const SAFE_NETNS_NAME = /^[A-Za-z0-9_.@-]{1,64}$/;
@@ -262,7 +278,8 @@ export class HostProgrammer {
     // Copied now: the caller may reuse or mutate its arrays before the diff runs.
     this.desired = {
       pods: desired.pods.map((p) => ({ ifname: p.ifname, ips: p.ips.slice(), ips6: (p.ips6 ?? []).slice(), mac: p.mac })),
-      pools: desired.pools.map((p) => ({ cidr: p.cidr, dev: p.dev, mtu: p.mtu ?? null })),
+      pools: desired.pools.map((p) => ({ cidr: p.cidr, dev: p.dev, mtu: p.mtu ?? null, src: p.src ?? null })),
+      addrs: (desired.addrs ?? []).map((a) => ({ addr: a.addr, dev: a.dev })),
       mtus: desired.mtus.map((m) => ({ ifname: m.ifname, netns: m.netns, mtu: m.mtu })),
       learned: (desired.learned ?? []).map((l) => ({ cidr: l.cidr, via: l.via, dev: l.dev })),
     };
@@ -417,19 +434,24 @@ export class HostProgrammer {
   }
 
   /** The lines to run, per namespace (own namespace first); removals first (an address moving
-   * between interfaces is deleted before it is added), neighbour replaces last, enders at the end. */
+   * between interfaces is deleted before it is added), neighbour replaces last, enders at the end.
+   * Host addresses (podway0's tunnel addresses) are added before everything, since a route may
+   * name one as its source, and removed before the routes are written (`delAddr`): the kernel
+   * deletes the routes whose source an address was, and every IPv4 route through a device whose
+   * last IPv4 address goes (fib_disable_ip), so after a removal every pool route is written again
+   * (replace: idempotent), not only the changed ones. */
   private diff(): Map<string, Line[]> {
-    const perNs = new Map<string, { del: Line[]; route: Line[]; link: Line[]; neigh: Line[] }>();
+    const perNs = new Map<string, { addr: Line[]; del: Line[]; route: Line[]; delAddr: Line[]; link: Line[]; neigh: Line[] }>();
     const group = (ns: string) => {
       let g = perNs.get(ns);
-      if (!g) perNs.set(ns, (g = { del: [], route: [], link: [], neigh: [] }));
+      if (!g) perNs.set(ns, (g = { addr: [], del: [], route: [], delAddr: [], link: [], neigh: [] }));
       return g;
     };
     for (const [key, have] of this.programmed) {
       if (this.wanted.has(key)) continue;
       this.enders.delete(key);
       if (have.remove === null) this.programmed.delete(key);
-      else group(have.ns).del.push({ cmd: have.remove, item: have, removal: true });
+      else (have.kind === 'addr' ? group(have.ns).delAddr : group(have.ns).del).push({ cmd: have.remove, item: have, removal: true });
     }
     for (const [key, want] of this.wanted) {
       const have = this.programmed.get(key);
@@ -442,7 +464,13 @@ export class HostProgrammer {
       const g = perNs.get(ns)!;
       const rank = (l: Line) => this.enders.get(l.item!.key) ?? -1;
       g.neigh.sort((a, b) => rank(a) - rank(b));
-      out.set(ns, [...g.del, ...g.route, ...g.link, ...g.neigh]);
+      if (g.delAddr.length > 0) {
+        const queued = new Set(g.route.map((l) => l.item!.key));
+        for (const [key, want] of this.wanted) {
+          if (want.ns === ns && key.startsWith('p ') && !queued.has(key)) g.route.push({ cmd: want.replace, item: want, removal: false });
+        }
+      }
+      out.set(ns, [...g.addr, ...g.del, ...g.delAddr, ...g.route, ...g.link, ...g.neigh]);
     }
     return out;
   }
@@ -733,18 +761,25 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
         rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad CIDR or interface name` });
         continue;
       }
+      const src6 = pool.src ? canonical6(pool.src) : null;
+      if (pool.src && src6 === null) {
+        rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" src "${pool.src}": bad IPv6 source address` });
+        continue;
+      }
+      const srcPart = src6 ? ` src ${src6}` : '';
       // A bad MTU (never from the engine) leaves the route without one: the pool stays reachable.
       let mtu6 = routeMtuPart(pool.mtu, 1280);
       if (mtu6 === null) {
         rejects.push({ key: `bad-mtu ${c}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad MTU ${pool.mtu} (an IPv6 route's is 1280..65535)`, then: 'routed without one' });
         mtu6 = '';
       }
-      add({ key: `p ${c}`, value: `${pool.dev}${mtu6}`, ns: '', kind: 'route', label: `pool ${c} on ${pool.dev}${mtu6}`, replace: `route replace ${c} dev ${pool.dev}${mtu6}`, remove: `route del ${c} dev ${pool.dev}` });
+      add({ key: `p ${c}`, value: `${pool.dev}${mtu6}${srcPart}`, ns: '', kind: 'route', label: `pool ${c} on ${pool.dev}${mtu6}${srcPart}`, replace: `route replace ${c} dev ${pool.dev}${mtu6}${srcPart}`, remove: `route del ${c} dev ${pool.dev}` });
       continue;
     }
     const m = CIDR4.exec(pool.cidr);
-    if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32 || !isSafeIfname(pool.dev)) {
-      rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad CIDR or interface name` });
+    const sm = pool.src ? CIDR4.exec(`${pool.src}/32`) : null;
+    if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32 || !isSafeIfname(pool.dev) || (pool.src && (!sm || sm.slice(1, 5).some((o) => Number(o) > 255)))) {
+      rejects.push({ key: `bad-pool ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}"${pool.src ? ` src "${pool.src}"` : ''}: bad CIDR, interface name or source address` });
       continue;
     }
     let mtu4 = routeMtuPart(pool.mtu, 68);
@@ -752,9 +787,32 @@ function itemsOf(state: HostState): { items: Map<string, Item>; rejects: { key: 
       rejects.push({ key: `bad-mtu ${pool.cidr}`, msg: `pool route "${pool.cidr}" dev "${pool.dev}": bad MTU ${pool.mtu} (68..65535)`, then: 'routed without one' });
       mtu4 = '';
     }
-    // Keyed by CIDR alone: a pool moving to another device, or to another MTU, is one replace (the
+    const srcPart = pool.src ? ` src ${pool.src}` : '';
+    // Keyed by CIDR alone: a pool moving to another device, MTU or source is one replace (the
     // kernel's `replace` sets the route's metrics anew), not a delete and an add.
-    add({ key: `p ${pool.cidr}`, value: `${pool.dev}${mtu4}`, ns: '', kind: 'route', label: `pool ${pool.cidr} on ${pool.dev}${mtu4}`, replace: `route replace ${pool.cidr} dev ${pool.dev} scope link${mtu4}`, remove: `route del ${pool.cidr} dev ${pool.dev}` });
+    add({ key: `p ${pool.cidr}`, value: `${pool.dev}${mtu4}${srcPart}`, ns: '', kind: 'route', label: `pool ${pool.cidr} on ${pool.dev}${mtu4}${srcPart}`, replace: `route replace ${pool.cidr} dev ${pool.dev} scope link${mtu4}${srcPart}`, remove: `route del ${pool.cidr} dev ${pool.dev}` });
+  }
+  for (const a of state.addrs ?? []) {
+    if (!isSafeIfname(a.dev)) {
+      rejects.push({ key: `bad-addr ${a.addr}`, msg: `address "${a.addr}" on "${a.dev}": bad interface name` });
+      continue;
+    }
+    if (a.addr.includes(':')) {
+      const c = canonical6(a.addr);
+      if (c === null) {
+        rejects.push({ key: `bad-addr ${a.addr}`, msg: `address "${a.addr}" on ${a.dev}: bad IPv6 address` });
+        continue;
+      }
+      // nodad: usable at once (a route's source must not be tentative); the address is the node's own.
+      add({ key: `a ${c}`, value: a.dev, ns: '', kind: 'addr', label: `address ${c} on ${a.dev}`, replace: `addr replace ${c}/128 dev ${a.dev} nodad`, remove: `addr del ${c}/128 dev ${a.dev}` });
+      continue;
+    }
+    const m = CIDR4.exec(`${a.addr}/32`);
+    if (!m || m.slice(1, 5).some((o) => Number(o) > 255)) {
+      rejects.push({ key: `bad-addr ${a.addr}`, msg: `address "${a.addr}" on ${a.dev}: bad IPv4 address` });
+      continue;
+    }
+    add({ key: `a ${a.addr}`, value: a.dev, ns: '', kind: 'addr', label: `address ${a.addr} on ${a.dev}`, replace: `addr replace ${a.addr}/32 dev ${a.dev}`, remove: `addr del ${a.addr}/32 dev ${a.dev}` });
   }
   for (const l of state.learned ?? []) {
     if (l.cidr.includes(':')) {

@@ -15,9 +15,11 @@ export const NhKind = {
   VXLAN: 3,
   IPIP: 4,
   DIRECT: 5,
+  /** One of the node's own tunnel addresses: to the node's kernel (route-calc's 'host'). */
+  HOST: 6,
 } as const;
 
-export const NH_KIND_NAMES = ['', 'local', 'blackhole', 'vxlan', 'ipip', 'direct'];
+export const NH_KIND_NAMES = ['', 'local', 'blackhole', 'vxlan', 'ipip', 'direct', 'host'];
 
 /** Calico's VXLAN network identifier. */
 export const CALICO_VNI = 4096;
@@ -121,6 +123,7 @@ const KIND_OF: Record<Route['kind'], number> = {
   vxlan: NhKind.VXLAN,
   ipip: NhKind.IPIP,
   direct: NhKind.DIRECT,
+  host: NhKind.HOST,
 };
 
 /**

@@ -45,7 +45,7 @@ export interface NextHop6Context {
   neighborFailed6?(ip6: string): boolean;
 }
 
-const KIND_OF: Record<Route6['kind'], number> = { local: NhKind.LOCAL, blackhole: NhKind.BLACKHOLE, vxlan: NhKind.VXLAN, direct: NhKind.DIRECT };
+const KIND_OF: Record<Route6['kind'], number> = { local: NhKind.LOCAL, blackhole: NhKind.BLACKHOLE, vxlan: NhKind.VXLAN, direct: NhKind.DIRECT, host: NhKind.HOST };
 
 /** One next hop per route; the FIB is brought to the new routes by one batch of differences. */
 export function buildNextHops6(model: NodeModel6, ctx: NextHop6Context, prev?: NextHops6): NextHops6 {

@@ -554,6 +554,13 @@ export class Pipeline implements CapturePorts {
       return this.drop(Reason.BLACKHOLE);
     }
     if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) {
+      // One of the node's own tunnel addresses, unencapsulated (a CrossSubnet peer on our subnet):
+      // the kernel has its own copy of the frame and the address (podway0), as a Calico node has it.
+      if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.HOST) {
+        this.nh.hits[nh]++;
+        if (this.tr !== null) this.tr.stages.push(`lookup ${formatIpv4(dst)}: ${this.describeNh(nh)}: this node's tunnel address: the node's kernel has the frame`);
+        return this.count(Event.TO_HOST, HOST);
+      }
       if (this.tr !== null) this.tr.stages.push(`lookup ${formatIpv4(dst)}: ${nh === NO_ROUTE ? 'no route' : this.describeNh(nh)}: not for a local pod (underlay_not_for_pods)`);
       return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
     }
@@ -628,7 +635,14 @@ export class Pipeline implements CapturePorts {
     const nh = this.nh.fib.lookup(dst);
     // An unallocated address of this node's own block: Calico's blackhole route drops it here.
     if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
-    if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
+    if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) {
+      // another node's pod (or a kernel node) talking to this node's tunnel address
+      if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.HOST) {
+        if (viaSocket) this.completeTunnelledChecksum(ip);
+        return this.toOwnTunnelAddress(i, -1, ip, nh);
+      }
+      return this.drop(Reason.DECAP_NOT_LOCAL);
+    }
     if (viaSocket) this.completeTunnelledChecksum(ip);
     return this.route(i, -1, ip, false, false, dst, nh);
   }
@@ -685,6 +699,7 @@ export class Pipeline implements CapturePorts {
     nhs.hits[nh]++;
     if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: ${nhs.routes[nh].cidr} ${NH_KIND_NAMES[kind]}${nhs.routes[nh].node ? ' (node ' + nhs.routes[nh].node + ')' : ''}`);
     if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
+    if (kind === NhKind.HOST) return this.toOwnTunnelAddress(i, inPort, ip, -1);
     const total = (b[ip + 2] << 8) | b[ip + 3];
     // TTL: forwarding decrements it (the kernel does so on each node, so a pod two nodes away sees 62).
     // A packet the node itself sent (through the host port) is not forwarded by this hop, so its
@@ -805,6 +820,40 @@ export class Pipeline implements CapturePorts {
     this.setFrame(i, e, len + ETH_HLEN);
     if (this.tr !== null) this.tr.stages.push(`outer ethernet ${formatMac(u, 0)} -> ${formatMac(nhs.mac, m)} (${formatIpv4(nhs.gw[nh])}), out the underlay`);
     return this.underlayPort;
+  }
+
+  /**
+   * A packet for one of this node's own tunnel addresses (a 'host' route: Calico's `vxlan.calico` /
+   * `tunl0` address, which podway puts on podway0): the node's kernel answers it, as for the
+   * node's main address (counted to_host). A veth pod's frame already reached the kernel, so
+   * podway sends nothing; a TAP/TUN pod's, or one decapsulated from another node (`inPort` -1),
+   * goes into the host port as it is (a local delivery: no TTL decrement; a worker without the host
+   * port hands it to the node's stack through tx4). One the node's own stack
+   * sent into the host port would only come back to it: dropped (hairpin). `nh`: the route, when
+   * the caller has not counted its hit yet (-1: route() did).
+   */
+  private toOwnTunnelAddress(i: number, inPort: number, ip: number, nh: number): number {
+    const tr = this.tr;
+    if (nh >= 0) {
+      this.nh.hits[nh]++;
+      if (tr !== null) tr.stages.push(`lookup ${formatIpv4(((this.b[ip + 16] << 24) | (this.b[ip + 17] << 16) | (this.b[ip + 18] << 8) | this.b[ip + 19]) >>> 0)}: ${this.describeNh(nh)}`);
+    }
+    if (inPort >= 0 && this.hostSees[inPort] === 1) {
+      if (tr !== null) tr.stages.push(`this node's tunnel address: the node's kernel has the frame`);
+      return this.count(Event.TO_HOST, HOST);
+    }
+    if (inPort >= 0 && this.role[inPort] === Role.HOST_TUN) return this.drop(Reason.HAIRPIN);
+    this.setFrame(i, ip, (this.b[ip + 2] << 8) | this.b[ip + 3]);
+    if (this.hostPort >= 0) {
+      if (tr !== null) tr.stages.push(`this node's tunnel address: into the host port`);
+      return this.count(Event.TO_HOST, this.hostPort);
+    }
+    // A worker without the host port (it is worker 0's): the node's routing delivers a raw packet
+    // for its own address locally.
+    if (this.tx4Port < 0) return this.drop(Reason.NO_ROUTE);
+    this.pool.addr[i] = ((this.b[ip + 16] << 24) | (this.b[ip + 17] << 16) | (this.b[ip + 18] << 8) | this.b[ip + 19]) >>> 0;
+    if (tr !== null) tr.stages.push(`this node's tunnel address: to the node's stack (tx4)`);
+    return this.count(Event.TO_HOST, this.tx4Port);
   }
 
   /**

@@ -221,7 +221,11 @@ export class Pipeline6 {
     if (nhs === null) return this.drop(Reason.NO_ROUTE);
     const nh = nhs.fib.lookup(word(b, ip + 24), word(b, ip + 28), word(b, ip + 32), word(b, ip + 36));
     if (nh !== NO_ROUTE && nhs.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
-    if (nh === NO_ROUTE || nhs.kind[nh] !== NhKind.LOCAL) return this.drop(Reason.DECAP_NOT_LOCAL);
+    if (nh === NO_ROUTE || nhs.kind[nh] !== NhKind.LOCAL) {
+      // this node's IPv6 tunnel address (the underlay's unencapsulated ones stay the kernel's: fromUnderlay)
+      if (nh !== NO_ROUTE && nhs.kind[nh] === NhKind.HOST) return this.route(i, -1, ip, false);
+      return this.drop(Reason.DECAP_NOT_LOCAL);
+    }
     return this.route(i, -1, ip, false);
   }
 
@@ -257,6 +261,11 @@ export class Pipeline6 {
     const nhs = this.nh;
     if (nhs === null) return HOST;
     const nh = nhs.fib.lookup(word(b, ip + 24), word(b, ip + 28), word(b, ip + 32), word(b, ip + 36));
+    if (nh !== NO_ROUTE && nhs.kind[nh] === NhKind.HOST) {
+      // this node's IPv6 tunnel address, unencapsulated: the kernel has its own copy and the address
+      nhs.hits[nh]++;
+      return this.count(Event.TO_HOST, HOST);
+    }
     if (nh === NO_ROUTE || (nhs.kind[nh] !== NhKind.LOCAL && nhs.kind[nh] !== NhKind.BLACKHOLE)) return HOST;
     return this.fromNetwork(i, ip, len - ETH_HLEN);
   }
@@ -312,6 +321,7 @@ export class Pipeline6 {
     const tr = this.p.tr;
     if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: ${describeNextHop6(nhs, nh)}${nhs.routes[nh].node ? ' (node ' + nhs.routes[nh].node + ')' : ''}`);
     if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
+    if (kind === NhKind.HOST) return this.toOwnTunnelAddress(i, inPort, ip);
     const total = IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
     // Hop limit: forwarding decrements it (RFC 8200 section 3); at 1 it is time exceeded. A packet
     // the node itself sent is not forwarded by this hop (the kernel's output path).
@@ -395,6 +405,30 @@ export class Pipeline6 {
    * underlay, or translated back and copied into podway0 by the NAT table). Without the raw socket
    * it is ICMPv6 unreachable, no_route.
    */
+  /**
+   * A packet for this node's own IPv6 tunnel address (a 'host' route; Calico's `vxlan-v6.calico`
+   * address, on podway0 here): the node's kernel answers it, counted to_host as for the node's
+   * address. A veth pod's frame already reached the kernel; a TAP/TUN pod's or a decapsulated one
+   * (`inPort` -1) goes into the host port; the node's own, sent into the host port, is dropped
+   * (hairpin: it would only come back).
+   */
+  private toOwnTunnelAddress(i: number, inPort: number, ip: number): number {
+    const b = this.b;
+    const tr = this.p.tr;
+    if (inPort >= 0 && this.p.hostSees[inPort] === 1) {
+      if (tr !== null) tr.stages.push(`this node's tunnel address: the node's kernel has the frame`);
+      return this.count(Event.TO_HOST, HOST);
+    }
+    const host = this.p.hostPort;
+    if (inPort >= 0 && inPort === host) return this.drop(Reason.HAIRPIN);
+    // a worker without the host port (worker 0's): the node's routing delivers it locally (tx6)
+    const out = host >= 0 ? host : this.tx6Port;
+    if (out < 0) return this.drop(Reason.NO_ROUTE);
+    this.setFrame(i, ip, IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]));
+    if (tr !== null) tr.stages.push(`this node's tunnel address: ${out === host ? 'into the host port' : "to the node's stack (tx6)"}`);
+    return this.count(Event.TO_HOST, out);
+  }
+
   private noRouteFromPod(i: number, inPort: number, ip: number): number {
     const b = this.b;
     const tr = this.p.tr;

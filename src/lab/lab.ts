@@ -488,6 +488,8 @@ spec:
       // an IPv6-only node has no IPv4 address, VTEP or block: only the IPv6 ones
       const v4 = !this.ipv6Only;
       const bgp = [v4 && `    ipv4Address: ${n.ip}/${n.prefix}`, n.ip6 && `    ipv6Address: "${n.ip6}/64"`];
+      // IPIP modes: the IPIP tunnel address (Calico's tunl0 address) is the same first address of the block.
+      const ipipAddr = v4 && (mode === 'ipip' || mode === 'ipip-crosssubnet') && `    ipv4IPIPTunnelAddr: ${n.vtep}`;
       const tunnels = [v4 && `  ipv4VXLANTunnelAddr: ${n.vtep}`, n.vtep6 && `  ipv6VXLANTunnelAddr: "${n.vtep6}"`];
       docs.push(`apiVersion: projectcalico.org/v3
 kind: Node
@@ -495,7 +497,7 @@ metadata:
   name: ${n.name}
 spec:
   bgp:
-${[...bgp, ...tunnels].filter(Boolean).join('\n')}`);
+${[...bgp, ipipAddr, ...tunnels].filter(Boolean).join('\n')}`);
       if (!this.ipv6Only) docs.push(`apiVersion: projectcalico.org/v3
 kind: BlockAffinity
 metadata:

@@ -30,7 +30,7 @@ test('example two-node VXLAN file: full model for node1', () => {
   const model = computeNodeModel(parseClusterYaml(readFileSync(file, 'utf8'), file), 'node1');
   assert.equal(model.node, {
     name: 'node1', ip: ip('10.99.0.1'), subnet: { cidr: '10.99.0.0/24', addr: ip('10.99.0.0'), prefixLen: 24 },
-    vtepIp: ip('10.244.0.0'), vtepMac: '66:f9:37:c3:7e:94', knownNodeIps: new Set([ip('10.99.0.1'), ip('10.99.0.2')]),
+    vtepIp: ip('10.244.0.0'), vtepMac: '66:f9:37:c3:7e:94', ipipTunnelIp: null, knownNodeIps: new Set([ip('10.99.0.1'), ip('10.99.0.2')]),
   });
   assert.equal(model.endpoints, [
     { key: 'default/node1-k8s-web--1-eth0', interfaceName: 'cali0761ccbeace', interfaceType: 'veth', interfaceNetns: null, ips: [ip('10.244.0.1')], cidrs: ['10.244.0.1/32'], mac: '2a:5f:10:00:01:01' },
@@ -39,6 +39,8 @@ test('example two-node VXLAN file: full model for node1', () => {
   const p = 'default-ipv4-ippool';
   assert.equal(model.routes, [
     { cidr: '10.244.0.0/26', addr: ip('10.244.0.0'), prefixLen: 26, kind: 'blackhole', class: RouteClass.IPAMBlockDrop, endpoint: null, node: 'node1', nodeIp: null, vtepIp: null, vtepMac: null, pool: p, mtu: 1450 },
+    // its own VTEP address: a local address of the node (vxlan.calico's in Calico), to the node's stack
+    { cidr: '10.244.0.0/32', addr: ip('10.244.0.0'), prefixLen: 32, kind: 'host', class: RouteClass.LocalWorkload, endpoint: null, node: 'node1', nodeIp: null, vtepIp: null, vtepMac: null, pool: p, mtu: 1500 },
     { cidr: '10.244.0.1/32', addr: ip('10.244.0.1'), prefixLen: 32, kind: 'local', class: RouteClass.LocalWorkload, endpoint: 'cali0761ccbeace', node: 'node1', nodeIp: null, vtepIp: null, vtepMac: null, pool: p, mtu: 1450 },
     { cidr: '10.244.0.2/32', addr: ip('10.244.0.2'), prefixLen: 32, kind: 'local', class: RouteClass.LocalWorkload, endpoint: 'cali9fb0db7f13e', node: 'node1', nodeIp: null, vtepIp: null, vtepMac: null, pool: p, mtu: 1450 },
     { cidr: '10.244.0.64/26', addr: ip('10.244.0.64'), prefixLen: 26, kind: 'vxlan', class: RouteClass.VXLANTunnel, endpoint: null, node: 'node2', nodeIp: ip('10.99.0.2'), vtepIp: ip('10.244.0.64'), vtepMac: '66:2d:bf:44:a6:8b', pool: p, mtu: 1450 },
@@ -107,7 +109,24 @@ test('blackholes: only own confirmed blocks; pending blocks route nowhere; /32 b
     affinity('node1', '10.244.0.0/26'), affinity('node1', '10.244.1.0/26', 'pending'), affinity('node2', '10.244.2.0/26', 'pendingDeletion'),
     pool('tunnels', '10.250.0.0/24', { blockSize: 32 }), affinity('node1', '10.250.0.1/32'));
   const m = computeNodeModel(s, 'node1');
-  assert.equal(m.routes.map((r) => `${r.cidr} ${r.kind}`), ['10.244.0.0/26 blackhole']);
+  assert.equal(m.routes.map((r) => `${r.cidr} ${r.kind}`), ['10.244.0.0/26 blackhole', '10.244.0.0/32 host']);
+});
+
+test('own tunnel addresses: a host /32 while their encapsulation is in use (VXLAN address, IPIP address), also when borrowed from another node\'s block', () => {
+  const withIpip = [
+    node('node1', '10.99.0.1/24', '10.244.0.0', { bgp: { ipv4Address: '10.99.0.1/24', ipv4IPIPTunnelAddr: '10.244.0.70' } }),
+    nodes[1], nodes[2],
+  ];
+  const hosts = (spec: Record<string, unknown>) => computeNodeModel(snapshotOf(pool('p', '10.244.0.0/16', spec), ...withIpip, ...blocks), 'node1').routes
+    .filter((r) => r.kind === 'host').map((r) => r.cidr);
+  assert.equal(hosts({ vxlanMode: 'Always' }), ['10.244.0.0/32']);
+  assert.equal(hosts({ vxlanMode: 'CrossSubnet' }), ['10.244.0.0/32']);
+  // IPIP: its IPIP address, which lies in node2's block, beats node2's block route
+  assert.equal(hosts({ ipipMode: 'Always' }), ['10.244.0.70/32']);
+  const m = computeNodeModel(snapshotOf(pool('p', '10.244.0.0/16', { ipipMode: 'Always' }), ...withIpip, ...blocks), 'node1');
+  assert.is(m.node.ipipTunnelIp, ip('10.244.0.70'));
+  assert.is(routeFor(m, '10.244.0.64/26')!.kind, 'ipip');
+  assert.equal(hosts({}), [], 'no encapsulation: no tunnel device, no tunnel address');
 });
 
 test('borrowed addresses: /32 to the borrowing node, overriding the lender\'s blackhole', () => {

@@ -82,6 +82,14 @@ test('VXLAN Always: local /128, our block blackholed, node2\'s block via IPv6 VX
   assert.equal(m.endpoints[0].ips.length, 1);
 });
 
+test('its own IPv6 VTEP address is a host /128 (vxlan-v6.calico\'s in Calico) while an IPv6 pool is VXLAN, none otherwise', () => {
+  const host = (mode: string) => model(yaml(mode)).v6.routes.filter((r) => r.kind === 'host').map((r) => r.cidr);
+  const vtep = model(yaml('Always')).v6.vtepIp6!;
+  assert.equal(host('Always'), [`${vtep}/128`]);
+  assert.equal(host('CrossSubnet'), [`${vtep}/128`]);
+  assert.equal(host('Never'), []);
+});
+
 test('CrossSubnet inside the IPv6 subnet is unencapsulated; outside it, VXLAN', () => {
   assert.is(routes(yaml('CrossSubnet')).get('fd00:10:244::40/122')!.kind, 'direct');
   assert.is(routes(yaml('CrossSubnet', { node2Addr: 'fd98::2/64' })).get('fd00:10:244::40/122')!.kind, 'vxlan');

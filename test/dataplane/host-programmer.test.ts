@@ -188,6 +188,58 @@ test('IPv6: a /128 and a permanent neighbour per veth pod address, the IPv6 pool
   });
 });
 
+test('tunnel addresses on the host port, and the pools routed from them: an address comes before the routes naming it, a changed one is replaced route first, a removed one after', async () => {
+  await withNetns(['hp'], async ([ns]) => {
+    makeVeths(ns, ['podway0']);
+    const { hp, logs } = programmer(ns);
+    const addrs = () => (JSON.parse(ns.ip('-j', 'addr', 'show', 'dev', 'podway0')) as { addr_info: { local: string; prefixlen: number; scope: string }[] }[])[0].addr_info
+      .filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`).sort();
+    const route = (cidr: string) => (JSON.parse(ns.ip(cidr.includes(':') ? '-6' : '-4', '-j', 'route', 'show', cidr)) as { dev: string; prefsrc?: string }[]).map((r) => `${r.dev} ${r.prefsrc ?? '-'}`);
+    try {
+      // VXLAN: both families' addresses, each pool from its own
+      hp.sync({ pods: [], mtus: [], pools: [{ cidr: '10.78.0.0/16', dev: 'podway0', src: '10.78.0.1' }, { cidr: 'fd00:78::/48', dev: 'podway0', src: 'fd00:78::1' }], addrs: [{ addr: '10.78.0.1', dev: 'podway0' }, { addr: 'fd00:78::1', dev: 'podway0' }] });
+      await hp.idle();
+      assert.equal(logs, []);
+      assert.is(hp.status().failures, 0);
+      assert.equal(addrs(), ['10.78.0.1/32', 'fd00:78::1/128']);
+      assert.equal(route('10.78.0.0/16'), ['podway0 10.78.0.1']);
+      assert.equal(route('fd00:78::/48'), ['podway0 fd00:78::1']);
+      assert.equal(hp.status().lastCommands.slice(0, 2).sort(), ['addr replace 10.78.0.1/32 dev podway0', 'addr replace fd00:78::1/128 dev podway0 nodad'], 'the addresses first');
+
+      // IPIP: another IPv4 address, the IPv6 one gone with its source; the kernel drops the routes
+      // whose source an address was, so the pool routes are written after the removals
+      hp.sync({ pods: [], mtus: [], pools: [{ cidr: '10.78.0.0/16', dev: 'podway0', src: '10.78.0.9' }, { cidr: 'fd00:78::/48', dev: 'podway0' }], addrs: [{ addr: '10.78.0.9', dev: 'podway0' }] });
+      await hp.idle();
+      assert.equal(logs, []);
+      assert.equal(hp.status().lastCommands, [
+        'addr replace 10.78.0.9/32 dev podway0',
+        'addr del 10.78.0.1/32 dev podway0',
+        'addr del fd00:78::1/128 dev podway0',
+        'route replace 10.78.0.0/16 dev podway0 scope link src 10.78.0.9',
+        'route replace fd00:78::/48 dev podway0',
+      ]);
+      assert.equal(addrs(), ['10.78.0.9/32']);
+      assert.equal(route('10.78.0.0/16'), ['podway0 10.78.0.9']);
+      assert.equal(route('fd00:78::/48'), ['podway0 -']);
+
+      // No tunnel address: the route without a source, as before; a bad address never reaches ip.
+      // The device's last IPv4 address going takes every IPv4 route through it (the kernel's
+      // fib_disable_ip): the pool routes are written again after it, an unchanged one too.
+      hp.sync({ pods: [], mtus: [], pools: [{ cidr: '10.78.0.0/16', dev: 'podway0' }, { cidr: '10.79.0.0/16', dev: 'podway0' }], addrs: [{ addr: '10.78.0.9', dev: 'podway0' }] });
+      await hp.idle();
+      assert.equal(route('10.79.0.0/16'), ['podway0 -']);
+      hp.sync({ pods: [], mtus: [], pools: [{ cidr: '10.78.0.0/16', dev: 'podway0' }, { cidr: '10.79.0.0/16', dev: 'podway0' }], addrs: [{ addr: '10.78.0.1 dev lo', dev: 'podway0' }] });
+      await hp.idle();
+      assert.equal(route('10.79.0.0/16'), ['podway0 -'], 'the unchanged pool route is back');
+      assert.ok(logs.some((l) => /address "10.78.0.1 dev lo" on podway0: bad IPv4 address/.test(l)), logs.join('\n'));
+      assert.equal(addrs(), []);
+      assert.equal(route('10.78.0.0/16'), ['podway0 -']);
+    } finally {
+      await hp.stop();
+    }
+  });
+});
+
 test('a pod whose interface was deleted meanwhile is removed without a failure', async () => {
   await withNetns(['hp'], async ([ns]) => {
     makeVeths(ns, range(5).map((i) => `hp${i}`));

@@ -174,7 +174,12 @@ export async function tcpTransfer(lab: Lab, from: string, to: string, bytes: num
 /** The same towards any namespace and address (a pod, a node, the lab's outside); the receiver
  * reports the peer address it saw (`received.peer`, "ip:port"). */
 export async function tcpTransferTo(lab: Lab, from: string, dst: { name: string; ns: string; ip: string }, bytes: number, port = 5201): Promise<Transfer> {
-  const src = lab.pod(from);
+  return tcpTransferFromNs({ name: from, ns: lab.pod(from).ns }, dst, bytes, port);
+}
+
+/** The same from any namespace (a node's own stack, say). */
+export async function tcpTransferFromNs(src: { name: string; ns: string }, dst: { name: string; ns: string; ip: string }, bytes: number, port = 5201): Promise<Transfer> {
+  const from = src.name;
   const to = dst.name;
   let listening!: () => void;
   const ready = new Promise<void>((r) => (listening = r));

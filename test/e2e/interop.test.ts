@@ -26,7 +26,7 @@ import { execFileSync } from 'node:child_process';
 import { Lab, LabNode, run } from '../../src/lab/lab';
 import { deriveVtepMac } from '../../src/control';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, kindOf, routes, tcpTransfer, logTail, until } from './e2e-kit';
+import { guard, teardown, isRoot, kindOf, routes, tcpTransfer, tcpTransferFromNs, pingIn, logTail, until } from './e2e-kit';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }, { name: 'tap-1', type: 'tap' as const }] },
@@ -106,6 +106,23 @@ for (const [a, b] of [['web-1', 'web-2'], ['web-2', 'web-1'], ['tap-1', 'web-2b'
     assert.is(t.received.sha256, t.sent.sha256);
   });
 }
+
+test('node1\'s VTEP address is a local address as on a Calico node: the kernel node pings it, and node1 reaches a pod behind the kernel node from it', async () => {
+  const n1 = lab!.node('node1');
+  const n2 = lab!.node('node2');
+  const web2 = lab!.pod('web-2');
+  const onHostPort = () => (JSON.parse(run('ip', ['-j', '-n', n1.ns, 'addr', 'show', 'dev', 'podway0']))[0]?.addr_info ?? []).some((a: { local: string; prefixlen: number }) => a.local === n1.vtep && a.prefixlen === 32);
+  assert.ok(await until(onHostPort, 10_000), `podway0 holds node1's VTEP address ${n1.vtep}/32`);
+  // from node2's own stack (its source: vxlan.calico's address), through the kernel's VXLAN
+  const p = await pingIn(n2.ns, n1.vtep, 5, 0.05, ['-W', '3']).done;
+  assert.is(p.loss, 0, `kernel node2 -> node1's VTEP ${n1.vtep}: ${p.out}`);
+  const q = await pingIn(n1.ns, web2.ip, 5, 0.05, ['-W', '3']).done;
+  assert.is(q.loss, 0, `node1 -> web-2 (behind the kernel node): ${q.out}`);
+  // the pod sees node1's VTEP address as the source: its reply goes back through vxlan.calico
+  const t = await tcpTransferFromNs({ name: 'node1', ns: n1.ns }, { name: 'web-2', ns: web2.ns, ip: web2.ip }, MB, 5311);
+  assert.is(t.received.sha256, t.sent.sha256);
+  assert.is(t.received.peer.split(':')[0], n1.vtep, `web-2 saw ${t.received.peer}`);
+});
 
 test('the traffic really crossed the kernel VXLAN device; podway dropped nothing it should forward', async () => {
   const n2 = lab!.node('node2');

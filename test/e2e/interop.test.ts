@@ -161,4 +161,48 @@ test('with --no-tx-gso: node1 sends every VXLAN datagram on its own; TCP both wa
   ok = true;
 });
 
+/** Packets an iptables rule in `ns` counted (the rule is the chain's only one with `tag` in its comment). */
+function counted(ns: string, chain: string, tag: string): number {
+  const rows = run('ip', ['netns', 'exec', ns, 'iptables', '-t', 'mangle', '-nvxL', chain]).split('\n').filter((l) => l.includes(tag));
+  assert.is(rows.length, 1, `${chain} rule ${tag}`);
+  return Number(rows[0].trim().split(/\s+/)[0]);
+}
+
+test('ECN (RFC 6040) against the kernel\'s vxlan: podway\'s outer header carries the pod\'s ECT(0) to node2, node2\'s kernel decapsulates it; a CE the underlay puts on node2\'s outer header reaches the pod on node1, and around a Not-ECT packet it is dropped, counted', async () => {
+  ok = false;
+  const n2 = lab!.node('node2');
+  const web1 = lab!.pod('web-1'), web2 = lab!.pod('web-2');
+  const ipt = (ns: string, ...args: string[]) => run('ip', ['netns', 'exec', ns, 'iptables', '-t', 'mangle', ...args]);
+  const rules: [string, string[]][] = [
+    // node2: VXLAN arriving with an outer ECT(0); web-2 and web-1: echo requests arriving ECT(0) / CE
+    [n2.ns, ['PREROUTING', '-p', 'udp', '--dport', '4789', '-m', 'ecn', '--ecn-ip-ect', '2', '-m', 'comment', '--comment', 'pw-ect0-in']],
+    [web2.ns, ['PREROUTING', '-p', 'icmp', '--icmp-type', 'echo-request', '-m', 'ecn', '--ecn-ip-ect', '2', '-m', 'comment', '--comment', 'pw-ect0-pod']],
+    [web1.ns, ['PREROUTING', '-p', 'icmp', '--icmp-type', 'echo-request', '-m', 'ecn', '--ecn-ip-ect', '3', '-m', 'comment', '--comment', 'pw-ce-pod']],
+    // node2's underlay "marks congestion": CE on every VXLAN packet node2's kernel sends
+    [n2.ns, ['POSTROUTING', '-p', 'udp', '--dport', '4789', '-j', 'TOS', '--set-tos', '0x03/0x03', '-m', 'comment', '--comment', 'pw-mark-ce']],
+  ];
+  try {
+    for (const [ns, r] of rules.slice(0, 3)) ipt(ns, '-A', ...r);
+    // web-1 -> web-2 with ECT(0) (ping -Q 2): podway's outer header ECT(0), the kernel's decapsulation keeps it inside
+    const a = lab!.ping('web-1', web2.ip, 3, 56, ['-Q', '2', '-W', '3']);
+    assert.is(a.loss, 0, JSON.stringify(a));
+    assert.ok(counted(n2.ns, 'PREROUTING', 'pw-ect0-in') >= 3, 'node2 received VXLAN with an outer ECT(0)');
+    assert.ok(counted(web2.ns, 'PREROUTING', 'pw-ect0-pod') >= 3, 'web-2 received the requests ECT(0)');
+    const before = (await controlRequest(lab!.node('node1').control, { cmd: 'counters' })) as { reasons: Record<string, number> };
+    ipt(rules[3][0], '-A', ...rules[3][1]);
+    // web-2 -> web-1 with ECT(0), the outer header CE on the way: web-1 gets CE inside
+    const b = lab!.ping('web-2', web1.ip, 3, 56, ['-Q', '2', '-W', '3']);
+    assert.is(b.loss, 0, JSON.stringify(b));
+    assert.ok(counted(web1.ns, 'PREROUTING', 'pw-ce-pod') >= 3, 'web-1 received the requests CE');
+    // a Not-ECT ping under an outer CE: dropped by podway (RFC 6040), as a kernel node would
+    const c = lab!.ping('web-2', web1.ip, 3, 56, ['-W', '2']);
+    assert.is(c.loss, 100, JSON.stringify(c));
+    const after = (await controlRequest(lab!.node('node1').control, { cmd: 'counters' })) as { reasons: Record<string, number> };
+    assert.ok((after.reasons.tunnel_ecn_not_ect ?? 0) - (before.reasons.tunnel_ecn_not_ect ?? 0) >= 3, `tunnel_ecn_not_ect: ${JSON.stringify(after.reasons)}`);
+  } finally {
+    for (const [ns, r] of rules) run('ip', ['netns', 'exec', ns, 'iptables', '-t', 'mangle', '-D', ...r], { allowFail: true });
+  }
+  ok = true;
+});
+
 test.run();

@@ -1086,6 +1086,14 @@ export class Pipeline implements CapturePorts {
     const b = this.b;
     const why = errorReason(type, code);
     if (!mayReplyWithIcmpError(b, ip)) return this.dropCounted(why);
+    // A sender the kernel takes for a martian source and answers nothing (beside 0/8, 127/8 and
+    // multicast, refused above): this node's own addresses (its local table). The error would go
+    // through tx4 back into the node itself.
+    const sender = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+    if ((sender === this.addr.nodeIp && this.addr.hasNodeIp) || this.local4.has(sender)) {
+      if (this.tr !== null) this.tr.stages.push(`${formatIpv4(sender)} is an address of this node (a martian source): no icmp error`);
+      return this.dropCounted(why);
+    }
     if (!this.icmpAllowed(ip, type, code)) return this.drop(Reason.ICMP_RATELIMITED);
     const cap = this.capture;
     if (cap !== null) cap.noteError(i, why);

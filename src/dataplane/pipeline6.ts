@@ -614,15 +614,18 @@ export class Pipeline6 {
     // the way back to the sender (the packet's source) decides the error's source
     const back = nhs === null ? NO_ROUTE : nhs.fib.lookup(word(b, ip + 8), word(b, ip + 12), word(b, ip + 16), word(b, ip + 20));
     const viaTunnel = back !== NO_ROUTE && nhs!.kind[back] === NhKind.VXLAN && this.hasVxlanTunnelIp6;
-    const n = viaTunnel ? this.errorInPlace(i, ip, type, code, word32, reason, this.hasNodeIp6, this.vxlanTunnelIp6, 0) : this.errorInPlace(i, ip, type, code, word32, reason, this.hasNodeIp6);
+    // Never to a martian sender (link-local, IPv4-mapped, loopback), which tx6 has no way to:
+    // counted under its reason only, not built (before: built, then dropped no_route too).
+    const may = this.hasNodeIp6 && !isMartianDst6(b, ip + 8);
+    const n = viaTunnel ? this.errorInPlace(i, ip, type, code, word32, reason, may, this.vxlanTunnelIp6, 0) : this.errorInPlace(i, ip, type, code, word32, reason, may);
     if (n < 0) return DROP;
     const eip = n + ETH_HLEN;
     const what = `${COUNTER_NAMES[reason]}: icmpv6 type ${type} code ${code}${type === ICMPV6_PACKET_TOO_BIG ? ' mtu ' + word32 : ''} from ${formatIpv6(b, eip + 8)}`;
     if (nhs !== null && back === NO_ROUTE) {
       // A sender neither pod nor node (a ToR, a client outside the cluster in direct/BGP mode, a
       // traceroute from the fabric): the node's routing has the way back, as for Calico's kernel
-      // (IPv4: Pipeline.icmpErrorRouted). A link-local or other martian sender has no way there.
-      if (this.tx6Port < 0 || isMartianDst6(b, eip + 24)) return this.drop(Reason.NO_ROUTE);
+      // (IPv4: Pipeline.icmpErrorRouted). (A martian sender got none: `may` above.)
+      if (this.tx6Port < 0) return this.drop(Reason.NO_ROUTE);
       this.setFrame(i, eip, IPV6_HEADER_LEN + ((b[eip + 4] << 8) | b[eip + 5]));
       this.p.counters[Event.ICMP_SENT]++;
       if (this.p.tr !== null) this.p.tr.stages.push(`${what}: to ${formatIpv6(b, eip + 24)} through the node's routing (tx6)`);

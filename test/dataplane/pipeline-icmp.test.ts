@@ -168,6 +168,23 @@ test('TTL 1 from the underlay from an outside sender (no pod or node route back)
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 0, 'not built and then dropped');
 });
 
+test('TTL 1 from the underlay from one of this node\'s own addresses (a martian source to the kernel, which answers nothing): no time exceeded through tx4 back into the node, counted ttl_expired only', () => {
+  const h = makeHarness(RESOLVED);
+  h.pipe.local4.set(['10.99.0.1', '172.17.0.1', '127.0.0.0/8']);
+  for (const [what, src] of [['the node\'s address', [10, 99, 0, 1]], ['another of its local table', [172, 17, 0, 1]], ['loopback', [127, 0, 0, 1]]] as Array<[string, number[]]>) {
+    const f = frame('underlay_rd_to_u').slice();
+    f.set(src, 14 + 12);
+    f[14 + 8] = 1;
+    fixIpChecksum(f, 14);
+    h.receive(h.infra.underlay, f);
+    nothingSent(h, what);
+  }
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 3);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 0);
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 0);
+  assert.is(h.pipe.counters[Reason.ICMP_RATELIMITED], 0, 'no rate-limit token spent either');
+});
+
 test.run();
 
 test('tx4: a pod\'s DF packet for the node\'s routing bigger than the underlay MTU gets fragmentation needed with that MTU (counted frag_needed), not handed to the kernel that would refuse it; without DF a counted drop; at the MTU it goes', () => {

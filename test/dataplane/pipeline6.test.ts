@@ -351,6 +351,26 @@ test('hop limit 1 from the underlay from an outside sender (no pod or node route
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 1);
 });
 
+test('hop limit 1 from the underlay from a martian sender (link-local, IPv4-mapped, loopback): no time exceeded (tx6 has no way there), counted ttl_expired only, not built and dropped no_route', () => {
+  const { h } = withTx6(false);
+  const senders = ['fe80::9', '::ffff:c000:209', '::1'];
+  for (const src of senders) {
+    const f = frame6('v6pipe_a_to_b');
+    f.set(parseMac(NODE1_MAC), 0);
+    f.set([0x02, 0, 0x5e, 0, 0, 0x09], 6);
+    f.set(parseIpv6Bytes('fd00:10:244::1'), 14 + 24);
+    f.set(parseIpv6Bytes(src), 14 + 8);
+    f[14 + 7] = 1;
+    fixIcmpv6Checksum(f);
+    h.receive(h.infra.underlay, f);
+    nothingSent(h, src);
+  }
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], senders.length);
+  assert.is(h.pipe.counters[Event.ICMP_SENT], 0);
+  assert.is(h.pipe.counters[Reason.NO_ROUTE], 0, 'not built and then dropped no_route');
+  assert.is(h.pipe.counters[Reason.ICMP_RATELIMITED], 0);
+});
+
 test('natOutgoing IPv6 pool: egress outside the pools goes out of tx6 as egress_nat (the kernel masquerades it), traced; other nodes too (IPPoolsOnly), not with IPPoolsAndHostIPs; pools are not NAT', () => {
   const { h, tx6 } = withTx6(true);
   assert.is(h.model.v6.pools[0].natOutgoing, true);

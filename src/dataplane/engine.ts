@@ -720,9 +720,11 @@ export class Engine {
       this.pipe.nh = nh;
       // 0 on an IPv6-only node: no ARP or IPv4 reaches the pipeline there (underlayFilter).
       // The VXLAN tunnel address while a pool uses VXLAN (Calico's vxlan.calico exists only then):
-      // the source of ICMP errors routed back through a VXLAN tunnel, as the kernel picks it.
+      // the source of ICMP errors routed back through a VXLAN tunnel, as the kernel picks it;
       const vxlanTunnelIp = model.encap.vxlan && model.node.vtepIp !== null ? model.node.vtepIp >>> 0 : 0;
-      this.pipe.addr = { nodeIp: model.node.ip ?? 0, hasNodeIp: model.node.ip !== null, underlayMac: this.underlay!.mac, knownNodes: known, vxlanTunnelIp };
+      // likewise the IPIP one while a pool uses IPIP (tunl0's address); absent from an older cached model
+      const ipipTunnelIp = model.encap.ipip && (model.node.ipipTunnelIp ?? null) !== null ? model.node.ipipTunnelIp! >>> 0 : 0;
+      this.pipe.addr = { nodeIp: model.node.ip ?? 0, hasNodeIp: model.node.ip !== null, underlayMac: this.underlay!.mac, knownNodes: known, vxlanTunnelIp, ipipTunnelIp };
       // Tunnels of a mode no pool uses are dropped from this batch on (tunnel_mode_unused).
       this.pipe.tunnels = tunnelsOf(model);
       this.pipe.poolAddr = Uint32Array.from(model.pools, (p) => p.addr >>> 0);

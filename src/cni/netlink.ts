@@ -146,7 +146,7 @@ export function configurePodSysctls(netns: string, ips: readonly string[], allow
 /**
  * The pod end: up, its /32 (and /128), and the routes Calico gives a pod: IPv4 default via
  * 169.254.1.1 (scope link), IPv6 default via fe80::ecee:eeff:feee:eeee (tun: device routes, it
- * has no L2). The IPv6 address skips DAD (`nodad`): it is the pod's alone by IPAM, and a
+ * has no L2); for veth and TAP a permanent neighbour entry for each gateway (ee:ee:ee:ee:ee:ee). The IPv6 address skips DAD (`nodad`): it is the pod's alone by IPAM, and a
  * tentative address could not be used for the first second.
  */
 export function configurePod(netns: string, ifname: string, type: InterfaceType, ips: readonly string[]): PodLink {
@@ -161,6 +161,19 @@ export function configurePod(netns: string, ifname: string, type: InterfaceType,
       if (type === 'tun') lines.push(`route add ::/0 dev ${ifname}`);
       else lines.push(`route add ::/0 via ${GATEWAY6} dev ${ifname}`);
     }
+  }
+  // A permanent neighbour for each gateway of an L2 pod (veth, TAP: TUN has no link layer). podway
+  // answers ARP for 169.254.1.1 itself (proxy_arp is off on the host end: host.ts quietKernelOn),
+  // so while podway is down (a restart) nothing answers, and an entry the pod held went to PROBE
+  // then FAILED: its connects failed (EHOSTUNREACH) and its traffic waited for an ARP answer after
+  // podway was back. The gateway's MAC never changes (ee:ee:ee:ee:ee:ee on every host end and in
+  // every answer podway gives), so the pod never needs to ask. IPv6 likewise, flagged router as an
+  // advertisement of the gateway is: a veth's host end's kernel answers for fe80::ecee:eeff:feee:eeee
+  // itself, a TAP's has only podway. Last before the show: `neigh replace` ends a batch on a kernel
+  // error instead of failing the line (host-programmer.ts), which then fails the ADD.
+  if (type !== 'tun') {
+    if (ips.some((ip) => !ip.includes(':'))) lines.push(`neigh replace ${GATEWAY} lladdr ${HOST_MAC} dev ${ifname} nud permanent`);
+    if (ips.some((ip) => ip.includes(':'))) lines.push(`neigh replace ${GATEWAY6} lladdr ${HOST_MAC} dev ${ifname} nud permanent router`);
   }
   // The same `ip` process then shows the interface (its MAC for the result and the endpoint): with
   // -j only `addr show` prints anything, one JSON list.

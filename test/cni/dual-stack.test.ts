@@ -71,6 +71,10 @@ test('ADD on a dual-stack datastore: /32 and /128, both default routes, both ipN
       assert.ok(!v6addr.tentative, 'no DAD wait');
       const routes6 = h.ipJson(pod, '-6', 'route', 'show');
       assert.ok(routes6.some((r) => r.dst === 'default' && r.gateway === 'fe80::ecee:eeff:feee:eeee' && r.dev === 'eth0'), JSON.stringify(routes6));
+      // both gateways' MAC, permanent (the IPv6 one flagged router, as its advertisements are)
+      assert.equal(h.ipJson(pod, '-4', 'neigh', 'show', 'dev', 'eth0').map((n) => [n.dst, n.lladdr, n.state]), [['169.254.1.1', 'ee:ee:ee:ee:ee:ee', ['PERMANENT']]]);
+      const neigh6 = h.ipJson(pod, '-6', 'neigh', 'show', 'dev', 'eth0').filter((n) => n.dst === 'fe80::ecee:eeff:feee:eeee');
+      assert.equal(neigh6.map((n) => [n.lladdr, n.state, 'router' in n]), [['ee:ee:ee:ee:ee:ee', ['PERMANENT'], true]], JSON.stringify(neigh6));
       const wep = (await h.workloadEndpoints()).find((w) => w.spec.containerID === id);
       assert.equal(wep.spec.ipNetworks, [res.ips[0].address, res.ips[1].address]);
       const handle = await h.kv.get(`/calico/ipam/v2/handle/podway.${id}`);
@@ -114,6 +118,7 @@ test('assign_ipv4/assign_ipv6: "false" leaves a family out; "true" without an IP
     assert.match(only6.ips[0].address, /^fd00:251::/);
     assert.is(only6.ips[0].gateway, undefined, 'tun: a device route');
     assert.ok(h.ipJson(podTun, '-6', 'route', 'show').some((r) => r.dst === 'default' && r.dev === 'eth0' && !r.gateway));
+    assert.equal(h.ipJson(podTun, 'neigh', 'show', 'dev', 'eth0'), [], 'tun: no link layer, no neighbour entry');
     assert.equal(h.ipJson(podTun, '-4', 'addr', 'show', 'dev', 'eth0')[0]?.addr_info ?? [], [], 'no IPv4 address');
     const none = await h.call({ command: 'ADD', containerId: cid('n'), netns: h.pod('n').path, ifname: 'eth0', args: args('n'), extra: { ipam: { type: 'podway', assign_ipv4: 'false', assign_ipv6: 'false' } } });
     assert.is(none.json?.code, 7, none.stdout);

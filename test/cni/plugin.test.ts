@@ -80,6 +80,8 @@ test('ADD wires the pod as Calico does and writes its WorkloadEndpoint; result s
       const routes = h.ipJson(pod, 'route', 'show');
       assert.ok(routes.some((x) => x.dst === '169.254.1.1' && x.dev === 'eth0' && x.scope === 'link'), JSON.stringify(routes));
       assert.ok(routes.some((x) => x.dst === 'default' && x.gateway === '169.254.1.1' && x.dev === 'eth0'), JSON.stringify(routes));
+      // the gateway's MAC, permanent: nothing has to answer ARP for it (podway may be restarting)
+      assert.equal(h.ipJson(pod, '-4', 'neigh', 'show', 'dev', 'eth0').map((n) => [n.dst, n.lladdr, n.state]), [['169.254.1.1', 'ee:ee:ee:ee:ee:ee', ['PERMANENT']]]);
       const [host] = h.ipJson(h.node, 'link', 'show', 'dev', hostName);
       assert.is(host.address, 'ee:ee:ee:ee:ee:ee');
       assert.ok(host.flags.includes('UP'));
@@ -722,6 +724,8 @@ test('interfaceType tap: the device is made inside the pod namespace (eth0, with
     assert.is(wep.spec.interfaceName, alt);
     assert.equal(link.altnames, [alt]);
     assert.is(wep.spec.mac, link.address);
+    // as a veth pod's: the gateway's MAC, permanent (only podway answers ARP on a TAP)
+    assert.equal(h.ipJson(pod, '-4', 'neigh', 'show', 'dev', 'eth0').map((n) => [n.dst, n.lladdr, n.state]), [['169.254.1.1', 'ee:ee:ee:ee:ee:ee', ['PERMANENT']]]);
     const chk = await h.call({ command: 'CHECK', containerId: id, netns: pod.path, ifname: 'eth0', extra: { interfaceType: 'tap', prevResult: r.json } });
     assert.is(chk.exitCode, 0, chk.stdout);
     const d = await h.call({ command: 'DEL', containerId: id, netns: pod.path, ifname: 'eth0', extra: { interfaceType: 'tap' } });

@@ -458,6 +458,19 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('cleanup')
+    .description('remove what a stopped `podway run` leaves for its next start (its nftables tables; the underlay\'s forwarding a killed run left at 0; a killed run\'s control socket): after stopping it for good. Refused while a podway run is running here')
+    .option('--node <name>', 'the node podway ran as (default $NODENAME)')
+    .option('--control <path>', 'the control socket podway run used (default /run/podway/NODE.sock); its forwarding records are beside it')
+    .action(async (o) => {
+      const node = nodeOption(o.node);
+      if (!node) throw new UsageError('cleanup: give --node NAME (or set NODENAME)');
+      const { cleanupNode } = await import('./cleanup');
+      const done = await cleanupNode({ node, control: o.control ?? defaultControlPath(node) });
+      process.stdout.write(done.length ? done.join('\n') + '\n' : 'nothing of podway\'s was left here\n');
+    });
+
+  program
     .command('demo')
     .description('build a local cluster in network namespaces, run podway on each node, ping across every mode, clean up')
     .option('--keep', 'leave the cluster running until Ctrl-C')

@@ -1255,12 +1255,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
     clock.mark('forwarding');
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
-        log.info(`${sig}: stopping`);
+        const signalAt = Date.now();
+        log.info(`${sig}: stopping (forwarding on until the datastore work has ended)`);
         notifier?.stopping(`${sig}: stopping`);
         stopping = true; // a model still on its way is not applied after this
         abortStart.abort(); // a start still waiting for the datastore (on the cached model)
         clearTimeout(retryStart);
         clearTimeout(respawnTimer);
+        // First what needs no forwarding to stop: the engine and the workers forward on meanwhile
+        // (on the last model applied), so a restart loses packets only from the moment they stop
+        // (below) until the next start forwards, as after a crash (README, "Restarts and failures").
         const cacheWritten = cacheWriter?.stop() ?? Promise.resolve(); // the newest model applied, for the next start
         tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.
@@ -1269,22 +1273,30 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // A replay's lock wait is aborted; an etcd call under way is waited for at most 5 s, as the others.
         const replayStopped = replayer ? Promise.race([replayer.stop(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         server.close();
-        broadcast({ type: 'stop' });
-        eng.stop(false);
-        // an update's nft still running is waited for before the table is deleted (nft-nat.ts stop)
-        const natStopped = Promise.all([nat.stop(), nat6.stop(), guard.stop()]);
-        const workersExited = workers.map((w) => new Promise((r) => { if (w.threadId < 0) r(null); w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }));
-        // The underlay's forwarding set back once podway forwards nothing more: before, a packet
-        // could be forwarded by the kernel and by a worker still running (or go past a transit-drop
-        // table being deleted) twice.
-        const forwardingRestored = Promise.all([natStopped.catch(() => undefined), ...workersExited]).then(() => eng.restoreForwarding());
+        // The nftables tables stay (the next start replaces them in one transaction, as after a
+        // crash; `podway cleanup` removes them): an update's nft still running is waited for, so
+        // none commits after this run ended.
+        const natStopped = Promise.all([nat.stop(5000, true), nat6.stop(5000, true), guard.stop(5000, true)]).catch(() => undefined);
         // a tunnel-address join in flight still writes the Node and IPAM through the datastore:
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
         registration?.stop();
         const registered = registration ? Promise.race([registration.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
-        void Promise.all([monitorStopped, replayStopped, natStopped, joinEnded, cacheWritten, registered, forwardingRestored, ...workersExited])
+        void Promise.all([monitorStopped, replayStopped, natStopped, joinEnded, cacheWritten, registered])
           .then(() => (thread as ModelSource | null)?.close())
+          .then(() => {
+            // Forwarding ends here, the last thing before the exit.
+            const endAt = Date.now();
+            broadcast({ type: 'stop' });
+            eng.stop(false, true);
+            const workersExited = workers.map((w) => new Promise((r) => { if (w.threadId < 0) r(null); w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }));
+            // The underlay's forwarding set back once podway forwards nothing more: before, a
+            // packet could be forwarded by the kernel and by a worker still running twice.
+            return Promise.all(workersExited).then(() => {
+              eng.restoreForwarding();
+              log.info(`stopped: forwarded until ${endAt - signalAt} ms after the ${sig}, then ${Date.now() - endAt} ms to end the forwarding threads; the nftables tables, pod routes and neighbours stay for the next start (\`podway cleanup\` removes podway's tables once it is stopped for good)`);
+            });
+          })
           .then(resolve);
       };
       endStartSignals();

@@ -2258,8 +2258,12 @@ export class Engine {
     for (const name of [...this.forwardingWas.keys()]) this.restoreForwardingOf(name);
   }
 
-  /** `restoreForwarding`: set the underlay's forwarding back here (false: the caller does, later). */
-  stop(restoreForwarding = true): void {
+  /**
+   * `restoreForwarding`: set the underlay's forwarding back here (false: the caller does, later).
+   * `keepTunnelTable`: leave `table inet podway_tunnels` in the kernel (podway run's stop: the next
+   * start replaces it in one transaction, as after a crash; `podway cleanup` removes it).
+   */
+  stop(restoreForwarding = true, keepTunnelTable = false): void {
     this.stopped = true;
     this.neighborChangeLog.stop();
     if (restoreForwarding) this.restoreForwarding();
@@ -2278,6 +2282,7 @@ export class Engine {
     void (this.host?.stop() ?? Promise.resolve()).then(() => spawner?.close());
     for (const [, ep] of this.endpoints) this.forgetPort(ep.port);
     this.endpoints.clear();
+    if (keepTunnelTable) this.ownsTunnelTable = false;
     this.closeInfra();
   }
 

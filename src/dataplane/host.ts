@@ -390,7 +390,7 @@ export interface ForwardingRecord {
 }
 
 /** The value a record holds: '0' or '1' (anything else is reported, and ignored). */
-function readForwardingRecord(rec: ForwardingRecord): string | null {
+export function readForwardingRecord(rec: ForwardingRecord): string | null {
   let text: string;
   try {
     text = readFileSync(rec.file, 'utf8');

@@ -85,7 +85,8 @@ export function installTunnelRx(underlay: string, nodeIp: string | null, vxlanPo
   }
 }
 
-/** Remove the table (at stop). Never throws: a table already gone is fine. */
+/** Remove the table (an engine stopped without keepTunnelTable, a start that failed; podway run's
+ * stop leaves it for the next start). Never throws: a table already gone is fine. */
 export function removeTunnelRx(nft = 'nft'): void {
   try {
     execFileSync(nft, ['delete', 'table', 'inet', TUNNEL_TABLE], { stdio: 'ignore', timeout: 10_000 });

@@ -254,6 +254,56 @@ t('the underlay\'s forwarding=1 survives a crash: after SIGKILL it stays 0 with 
   }
 });
 
+t('SIGTERM forwards until the end of the stop and leaves the nftables tables for the next start (as a crash does); podway cleanup is refused while a run runs, and after a crash removes the tables, sets the forwarding back from the record and removes the stale control socket', async () => {
+  const dir = tempDir();
+  const sock = path.join(dir, 'c.sock');
+  const record = path.join(dir, 'nx.d0.forwarding');
+  const tables = () => execFileSync('ip', ['netns', 'exec', NS, 'nft', 'list', 'tables'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).sort();
+  const forwarding = () => execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-n', 'net.ipv4.conf.d0.forwarding'], { encoding: 'utf8' }).trim();
+  const cleanup = () => execBounded('ip', ['netns', 'exec', NS, process.execPath, BIN, 'cleanup', '--node', 'nx', '--control', sock], 60_000);
+  const PODWAY_TABLES = ['table inet podway', 'table inet podway_tunnels', 'table ip podway'];
+  execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.conf.d0.forwarding=1']);
+  let r = spawnRun(['--datastore', store, '--control', sock, '--ip', '10.1.1.3/24']);
+  try {
+    assert.ok(await r.waitFor(/"forwarding: node 10\.1\.1\.3/, START_WAIT_MIN_MS), r.err());
+    assert.equal(tables(), PODWAY_TABLES);
+    const refused = await cleanup();
+    assert.is(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, /podway: cleanup: a podway run is running in this network namespace for node nx \(pid \d+, control .*c\.sock\).*stop it first \(nothing was changed\)/);
+    assert.equal(tables(), PODWAY_TABLES, 'nothing removed under a running podway');
+    r.child.kill('SIGTERM');
+    assert.is(await within(r.exited, STOP_WAIT_MS, 'timeout' as const), 0, r.err());
+    const stderr = r.child.stderr!;
+    await within(stderr.closed ? Promise.resolve() : new Promise((res) => stderr.once('close', res)), 5000, null);
+    assert.match(r.err(), /"msg":"stopped: forwarded until \d+ ms after the SIGTERM, then \d+ ms to end the forwarding threads; the nftables tables, pod routes and neighbours stay for the next start/);
+    assert.equal(tables(), PODWAY_TABLES, 'left for the next start');
+    assert.is(forwarding(), '1', 'the underlay\'s forwarding is still set back at a clean stop');
+    assert.not.ok(existsSync(sock), 'the control socket removed');
+    // A crash leaves the forwarding at 0 with its record, and the control socket.
+    r = spawnRun(['--datastore', store, '--control', sock, '--ip', '10.1.1.3/24']);
+    assert.ok(await r.waitFor(/"forwarding: node 10\.1\.1\.3/, START_WAIT_MIN_MS), r.err());
+    assert.equal(tables(), PODWAY_TABLES, 'replaced, not doubled');
+    r.child.kill('SIGKILL');
+    assert.is(await within(r.exited, STOP_WAIT_MS, 'timeout' as const), null, r.err());
+    assert.is(forwarding(), '0');
+    assert.ok(existsSync(record) && existsSync(sock));
+    const c = await cleanup();
+    assert.is(c.code, 0, c.stderr);
+    for (const table of PODWAY_TABLES) assert.match(c.stdout, `removed nftables ${table}\n`);
+    assert.match(c.stdout, 'set net.ipv4.conf.d0.forwarding=1 (set back; podway had set 0)');
+    assert.match(c.stdout, `removed the control socket ${sock} a killed run left`);
+    assert.equal(tables(), [], 'no table left');
+    assert.is(forwarding(), '1');
+    assert.not.ok(existsSync(record) || existsSync(sock));
+    const again = await cleanup();
+    assert.is(again.code, 0, again.stderr);
+    assert.is(again.stdout, 'nothing of podway\'s was left here\n');
+  } finally {
+    if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+    execFileSync('ip', ['netns', 'exec', NS, 'nft', 'flush', 'ruleset']);
+  }
+});
+
 t('a start logs one line per phase, in order, with the ms since the process started (startup-clock.ts)', async () => {
   const sock = path.join(tempDir(), 'c.sock');
   const r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', store, '--control', sock]);

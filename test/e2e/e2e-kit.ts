@@ -69,6 +69,15 @@ export function nsExec(ns: string, args: string[]): string {
   return execFileSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', timeout: 10_000 });
 }
 
+/**
+ * `podway cleanup` for a lab node whose podway is stopped (run in its namespace, as an operator
+ * would after `systemctl stop`): its stdout. Throws (with podway's stderr) when it exits non-zero.
+ */
+export function podwayCleanup(n: LabNode): string {
+  const bin = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+  return execFileSync('ip', ['netns', 'exec', n.ns, process.execPath, bin, 'cleanup', '--node', n.name, '--control', n.control], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+}
+
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }

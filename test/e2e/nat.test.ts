@@ -6,7 +6,8 @@
  * podway's own ct timeout; pool-to-pool traffic keeps the pod's address, pod-to-node TCP and ping
  * leave with the node's (Felix's natOutgoingExclusions IPPoolsOnly; IPPoolsAndHostIPs after the
  * restart keeps the pod's), node-to-pod connections are answered with the pod's address; the flag
- * flips live; a crashed run's table is replaced at the next start and removed at stop.
+ * flips live; a crashed run's table is replaced at the next start; a stop leaves it, `podway cleanup`
+ * removes it.
  * One lab for the whole file (built in `before`, removed in `after`, and by guard() on any exit).
  */
 import { test } from 'uvu';
@@ -17,7 +18,7 @@ import { Lab, LabNodeSpec, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { native, FramePool } from '../../src/dataplane/native';
 import { parseIpv4 } from '../../src/packet/ipv4';
-import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo, spawnCollected } from './e2e-kit';
+import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo, spawnCollected, podwayCleanup } from './e2e-kit';
 
 const PEER = path.join(__dirname, 'nat-peer.js');
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
@@ -388,7 +389,7 @@ test('natOutgoing flips live: off leaves with the pod address, on again with the
   }
 });
 
-test('a crashed run\'s table is replaced at the next start; --nat-max-flows refuses and counts; the table goes at stop', async () => {
+test('a crashed run\'s table is replaced at the next start; --nat-max-flows refuses and counts; the tables stay at stop, podway cleanup removes them', async () => {
   const n = lab.node('node2');
   n.proc!.kill('SIGKILL');
   await until(() => n.proc!.exitCode !== null || n.proc!.signalCode !== null, 5000);
@@ -416,7 +417,12 @@ test('a crashed run\'s table is replaced at the next start; --nat-max-flows refu
     kill(srv.proc);
   }
   assert.is(await lab.stopPodway('node2', 20_000), 0); // (bounded: exits by itself, not by SIGKILL, on a loaded host too)
-  assert.is(inNs(n.ns, ['nft', 'list', 'tables']).trim(), '', 'removed at stop');
+  // As a crash leaves them: the next start replaces them in one transaction (README, "Restarts and failures").
+  assert.equal(tablesIn(n.ns), PODWAY_TABLES, 'left at stop for the next start');
+  const out = podwayCleanup(n);
+  for (const t of PODWAY_TABLES) assert.match(out, `removed nftables ${t}`);
+  assert.is(inNs(n.ns, ['nft', 'list', 'tables']).trim(), '', 'removed by podway cleanup');
+  assert.match(podwayCleanup(n), /^nothing of podway's was left here$/m, 'a second cleanup finds nothing');
 });
 
 test.run();

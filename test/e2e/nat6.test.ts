@@ -10,7 +10,7 @@
  * address, a TCP connection to another node leaves with the node's (Felix's natOutgoingExclusions
  * IPPoolsOnly), node2's own connections to a pod are answered with the pod's address; with the flag off (live) the outside sees and answers the
  * pod's own address; a crashed run's table is removed at the next start when the flag is off; the
- * table goes at stop. One lab for the whole file (built in `before`, removed
+ * table stays at stop and `podway cleanup` removes it. One lab for the whole file (built in `before`, removed
  * in `after`, and by guard() on any exit).
  */
 import { test } from 'uvu';
@@ -19,7 +19,7 @@ import { spawn, ChildProcess, execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { Lab, LabNodeSpec, OUTSIDE6, POOL6_CIDR, run } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo, spawnCollected } from './e2e-kit';
+import { guard, teardown, isRoot, until, logTail, sleep, track, tcpTransferTo, spawnCollected, podwayCleanup } from './e2e-kit';
 import { native, FramePool } from '../../src/dataplane/native';
 import { parseIpv6Bytes } from '../../src/packet';
 import { icmpv6Sum } from '../packet/helpers6';
@@ -327,11 +327,14 @@ test('a crashed run\'s table ip6 podway is removed at the next start when no IPv
   assert.is(lab.ping('n1-a', outside.ip6, 3, 56, ['-W', '3']).received, 3, 'NATed again');
 });
 
-test('the IPv6 table goes at stop, with the IPv4 one', async () => {
+test('the IPv6 table stays at stop, with the IPv4 one; podway cleanup removes both', async () => {
   const n = lab.node('node2');
-  assert.ok(tablesIn(n.ns).includes('table ip6 podway'));
+  const before = tablesIn(n.ns);
+  assert.ok(before.includes('table ip6 podway'));
   assert.is(await lab.stopPodway('node2', 20_000), 0);
-  assert.is(inNs(n.ns, ['nft', 'list', 'tables']).trim(), '', 'removed at stop');
+  assert.equal(tablesIn(n.ns), before, 'left at stop for the next start, as a crash leaves them');
+  assert.match(podwayCleanup(n), /removed nftables table ip6 podway/);
+  assert.is(inNs(n.ns, ['nft', 'list', 'tables']).trim(), '', 'removed by podway cleanup');
 });
 
 test.run();

@@ -1,0 +1,157 @@
+// What a restart of `podway run` costs the pods (root; bench/README.md, "The gap of a restart"): a
+// lab of two nodes on one etcd (VXLAN pool, one veth pod each), podway on both; the pods ping each
+// other every 10 ms while node1's podway gets a signal (SIGTERM, a graceful stop: `systemctl
+// restart`, an upgrade; or SIGKILL, a crash) and is started again the moment the old process has
+// exited (as systemd's restart does). Per restart: how long the old process took to exit after the
+// signal (`stop`), when the new one logged `forwarding` (from the signal), the longest run of
+// lost echoes each way, as the time between the requests before and after it (`gap`), and how much
+// of it came before the old process had exited (`lost before the exit`: the stop's share; the rest
+// is the new start's, which varies by seconds from one start to the next on a loaded machine). With
+// --compare DIR node1 is started with each build in turn (alternating which goes first), so both
+// see the same load; node2 runs this build throughout. A row is the build that was stopped (the
+// process that got the signal: the one the step before started); `next` the build started.
+//
+// Usage: node dist/bench/restart-gap.js [--runs 3] [--signals TERM,KILL] [--compare DIR]
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { Lab, sleep } from '../src/lab/lab';
+import { controlRequest } from '../src/dataplane/control-client';
+import { machineInfo } from './machine';
+import { benchArgsOrExit, compareCheckout, intOption, type BenchArgs } from './e2e/bench-args';
+import { median } from './stats';
+
+const BENCH_ARGS = { usage: 'usage: node dist/bench/restart-gap.js [--runs N] [--signals TERM,KILL] [--compare OTHER_CHECKOUT]', flags: [], options: ['--runs', '--signals', '--compare'] };
+const ROOT = path.resolve(__dirname, '..', '..');
+const PING_INTERVAL_S = 0.01;
+
+/** stopMs: the old process's exit after the signal; forwardingMs: the new one's `forwarding` line
+ * after the signal; gapMs: the longest loss web-1 -> web-2 (gapBackMs the other way); lostBeforeExitMs:
+ * the part of it before the old process exited (what the stop costs; the rest is the start's). */
+interface Row { build: string; next: string; signal: string; stopMs: number; forwardingMs: number | null; gapMs: number; gapBackMs: number; lostBeforeExitMs: number; load: number; stopped: string | null }
+
+/** The longest run of lost echoes in `ping -D` output: from the last request answered before it
+ * to the first answered after it (each sent at its reply's time minus its round trip), wall-clock
+ * ms; null when none was lost, or nothing was answered after it. */
+export function longestGap(out: string): { from: number; to: number } | null {
+  const sent = new Map<number, number>();
+  for (const m of out.matchAll(/^\[(\d+\.\d+)\] .*icmp_seq=(\d+) .*time=([\d.]+) ms/gm)) sent.set(Number(m[2]), Number(m[1]) * 1000 - Number(m[3]));
+  const seqs = [...sent.keys()].sort((a, b) => a - b);
+  let best: { from: number; to: number } | null = null;
+  for (let k = 1; k < seqs.length; k++) {
+    if (seqs[k] === seqs[k - 1] + 1) continue;
+    const g = { from: sent.get(seqs[k - 1])!, to: sent.get(seqs[k])! };
+    if (!best || g.to - g.from > best.to - best.from) best = g;
+  }
+  return best;
+}
+
+function parseArgs(args: BenchArgs): { runs: number; signals: ('TERM' | 'KILL')[]; compare?: string } {
+  const signals = (args.opt('--signals') ?? 'TERM,KILL').split(',').map((s) => s.trim().toUpperCase());
+  for (const s of signals) if (s !== 'TERM' && s !== 'KILL') throw new Error(`--signals: ${s} is not TERM or KILL`);
+  return { runs: intOption(args, '--runs', 3, 1, 50), signals: signals as ('TERM' | 'KILL')[], compare: compareCheckout(args, path.join('bin', 'podway.js')) };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(benchArgsOrExit(process.argv.slice(2), BENCH_ARGS));
+  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
+  const builds: [string, string][] = [['this', ROOT], ...(args.compare ? [['compare', args.compare] as [string, string]] : [])];
+  const rows: Row[] = [];
+  const lab = new Lab([1, 2].map((k) => ({ name: `node${k}`, subnet: 'a' as const, pods: [{ name: `web-${k}`, type: 'veth' as const }] })));
+  let store: Awaited<ReturnType<Lab['openKvStore']>> | null = null;
+  let p: ChildProcess | null = null;
+  const pings: ChildProcess[] = [];
+  const before = machineInfo();
+  try {
+    lab.build();
+    store = await lab.openKvStore('etcd', 'podway-bench-restart-gap-');
+    await lab.startEtcd();
+    await lab.useKvDatastore(store.kv, store.spec);
+    for (const n of ['node1', 'node2']) await lab.startPodway(n, 60_000);
+    await sleep(3000);
+    const n1 = lab.node('node1');
+    p = n1.proc;
+    let pLog: string[] = n1.log;
+    let pBuild = 'this'; // the build of the node1 process running now (the one the next signal stops)
+    n1.proc = null;
+    const web1 = lab.pod('web-1');
+    const web2 = lab.pod('web-2');
+    for (let round = 0; round < args.runs; round++) {
+      for (const [label, root] of round % 2 ? [...builds].reverse() : builds) {
+        for (const signal of args.signals) {
+          const outs = ['', ''];
+          const ping = (from: string, to: string, k: number) => {
+            const c = spawn('ip', ['netns', 'exec', from, 'ping', '-n', '-D', '-i', String(PING_INTERVAL_S), '-W', '1', to], { stdio: ['ignore', 'pipe', 'ignore'] });
+            c.stdout!.setEncoding('utf8').on('data', (d: string) => (outs[k] += d));
+            pings.push(c);
+            return c;
+          };
+          const there = ping(web1.ns, web2.ip, 0);
+          const back = ping(web2.ns, web1.ip, 1);
+          await sleep(2000);
+          const load = machineInfo().loadavg[0];
+          const old = p!;
+          const t0 = Date.now();
+          old.kill(`SIG${signal}`);
+          await new Promise<void>((r) => (old.exitCode !== null || old.signalCode !== null ? r() : old.once('exit', () => r())));
+          const stopMs = Date.now() - t0;
+          await sleep(100); // the last lines of its stderr
+          // this build's stop says how long it forwarded after the signal (run.ts)
+          const stopped = pLog.map((l) => /"msg":"(stopped: [^"]*?); the nftables/.exec(l)?.[1]).find((x) => x !== undefined) ?? null;
+          // node1 again, with this round's build, the moment the old one is gone
+          const log: string[] = [];
+          p = spawn('ip', ['netns', 'exec', n1.ns, process.execPath, path.join(root, 'bin', 'podway.js'), 'run', '--node', 'node1', '--datastore', lab.datastoreSpec, '--control', n1.control, '--model-cache', lab.modelCachePath('node1')], { stdio: ['ignore', 'ignore', 'pipe'] });
+          p.stderr!.setEncoding('utf8').on('data', (d: string) => log.push(...d.split('\n').filter(Boolean)));
+          pLog = log;
+          const stoppedBuild = pBuild;
+          pBuild = label;
+          let forwardingMs: number | null = null;
+          const end = Date.now() + 60_000;
+          while (Date.now() < end && p.exitCode === null) {
+            const line = log.find((l) => l.includes('"msg":"forwarding: node'));
+            if (line) {
+              forwardingMs = Date.parse(String((JSON.parse(line) as { time: string | number }).time)) - t0;
+              if (await controlRequest(n1.control, { cmd: 'status' }, 2000).then(() => true, () => false)) break;
+            }
+            await sleep(50);
+          }
+          if (forwardingMs === null) throw new Error(`${label}: node1 did not forward within 60 s: ${log.slice(-5).join(' | ')}`);
+          // the pings on until traffic has been back for 3 s
+          await sleep(3000);
+          for (const c of [there, back]) c.kill('SIGINT');
+          await Promise.all([there, back].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())))));
+          const [g, gb] = outs.map(longestGap);
+          if (!g || !gb) throw new Error(`${label} ${signal}: no loss seen, or no answer after it (web-1 -> web-2: ${JSON.stringify(g)}, back: ${JSON.stringify(gb)})`);
+          const exitAt = t0 + stopMs;
+          const row: Row = { build: stoppedBuild, next: label, signal, stopMs, forwardingMs, gapMs: Math.round(g.to - g.from), gapBackMs: Math.round(gb.to - gb.from), lostBeforeExitMs: Math.max(0, Math.round(exitAt - Math.min(g.from, gb.from))), load, stopped };
+          rows.push(row);
+          process.stderr.write(`${JSON.stringify(row)}\n`);
+          await sleep(2000);
+        }
+      }
+    }
+  } finally {
+    for (const c of pings) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    p?.kill('SIGKILL');
+    await lab.stopPodway('node2').catch(() => null);
+    lab.destroy();
+    await store?.close().catch(() => undefined);
+  }
+  const after = machineInfo();
+  process.stdout.write(`${before.date}, ${before.cpu}, ${before.nproc} vCPUs, kernel ${before.kernel}, Node ${before.node}; load ${before.loadavg.join(' ')} before, ${after.loadavg.join(' ')} after; ${args.runs} rounds\n\n`);
+  process.stdout.write('| build | signal | stop ms | lost before the exit ms | forwarding ms | gap web-1 -> web-2 ms | gap back ms | load |\n|---|---|---:|---:|---:|---:|---:|---:|\n');
+  for (const [label] of builds) {
+    for (const signal of args.signals) {
+      const xs = rows.filter((r) => r.build === label && r.signal === signal);
+      const med = (f: (r: Row) => number | null) => median(xs.map(f).filter((v): v is number => v !== null)).toFixed(0);
+      const range = (f: (r: Row) => number) => `${Math.min(...xs.map(f))}-${Math.max(...xs.map(f))}`;
+      process.stdout.write(`| ${label} | ${signal} | ${med((r) => r.stopMs)} (${range((r) => r.stopMs)}) | ${med((r) => r.lostBeforeExitMs)} (${range((r) => r.lostBeforeExitMs)}) | ${med((r) => r.forwardingMs)} | ${med((r) => r.gapMs)} (${range((r) => r.gapMs)}) | ${med((r) => r.gapBackMs)} (${range((r) => r.gapBackMs)}) | ${range((r) => r.load)} |\n`);
+    }
+  }
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    process.stderr.write(`bench restart-gap: ${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  });
+}

@@ -120,6 +120,10 @@ test('IPIP: the pools turn IPIP; the VXLAN addresses leave podway0, the IPIP add
   // the IPv6 pool is unencapsulated now: no IPv6 tunnel address, the kernel picks the source
   assert.is(poolRoute(n1.ns, 'fd00:10:244::/64')?.prefsrc, undefined);
   await checkAddress(t.ipip!, lab!.pod('web-2').ip, ['web-1', 'tap-1'], 5303);
+  // an ICMP error node1 routes back through IPIP comes from its IPIP address (tunl0's, on Calico):
+  // web-2's TTL 2 reaches node1 at 1
+  const ttl = await pingIn(lab!.pod('web-2').ns, lab!.pod('web-1').ip, 1, 0.2, ['-t', '2', '-W', '3']).done;
+  assert.match(ttl.out, new RegExp(`From ${t.ipip!.replace(/\./g, '\\.')} .*Time to live exceeded`), ttl.out);
   ok = true;
 });
 

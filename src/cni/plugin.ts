@@ -24,6 +24,7 @@ import { formatIp, parseCidrOrIp, parseIp } from '../control/ipam/net';
 import { kindInfo } from '../control/calico-kinds';
 import { applyResource, deleteResource, getResource, JsonObject, listResources, ResourceError } from '../control/v3-store';
 import { CALICO_API_VERSION } from '../control/resource-names';
+import { INTERFACE_NETNS_ANNOTATION, INTERFACE_TYPE_ANNOTATION, storedInterfaceType } from '../control/wep-interface';
 import { CLUSTER_INFORMATION_KEY, DATASTORE_LOCKED_TEXT, datastoreLockedIn } from '../control/kv/cluster-guid';
 
 /** Annotation on the WorkloadEndpoints this plugin writes: which CNI network made it (GC keys on it). */
@@ -273,9 +274,12 @@ function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ips: read
     interfaceName,
     mac: mac ?? undefined,
   };
+  // A TAP or TUN pod's attachment in annotations, not spec fields Calico does not define (which
+  // calicoctl get/replace would drop: resources.ts INTERFACE_TYPE_ANNOTATION).
+  const annotations: JsonObject = { [NETWORK_ANNOTATION]: conf.name };
   if (conf.interfaceType !== 'veth') {
-    spec.interfaceType = conf.interfaceType;
-    spec.interfaceNetns = endpointNetns(env.netns);
+    annotations[INTERFACE_TYPE_ANNOTATION] = conf.interfaceType;
+    annotations[INTERFACE_NETNS_ANNOTATION] = endpointNetns(env.netns);
   }
   return {
     apiVersion: CALICO_API_VERSION,
@@ -283,7 +287,7 @@ function workloadEndpoint(conf: NetConf, env: CniEnv, id: PodIdentity, ips: read
     metadata: {
       name: workloadEndpointName(conf.nodename, id, env.containerId, env.ifname),
       namespace: id.namespace,
-      annotations: { [NETWORK_ANNOTATION]: conf.name },
+      annotations,
     },
     spec,
   };
@@ -310,7 +314,7 @@ async function earlierAttachment(kv: KvStore, conf: NetConf, env: CniEnv, id: Po
   const ann = (((found.object.metadata ?? {}) as JsonObject).annotations ?? {}) as Record<string, string>;
   if (spec.containerID !== env.containerId || spec.endpoint !== env.ifname || spec.node !== conf.nodename) return null;
   if (ann[NETWORK_ANNOTATION] !== undefined && ann[NETWORK_ANNOTATION] !== conf.name) return null;
-  if ((spec.interfaceType ?? 'veth') !== conf.interfaceType || typeof spec.interfaceName !== 'string') return null;
+  if (storedInterfaceType(found.object) !== conf.interfaceType || typeof spec.interfaceName !== 'string') return null;
   const ips = ((spec.ipNetworks ?? []) as string[]).map((n) => n.split('/')[0]);
   if (ips.length === 0) return null;
   if (!conf.ipam) {
@@ -706,9 +710,9 @@ async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   } finally {
     await closeStore(conf, kv);
   }
-  for (const { spec } of released.deleted) {
+  for (const { spec, interfaceType } of released.deleted) {
     // This container's veth went with its pod end above; otherwise (namespace gone first) remove the host end.
-    if (!podLinkDeleted && typeof spec.interfaceName === 'string' && (spec.interfaceType ?? 'veth') === 'veth') netlink.deleteHostLink(spec.interfaceName);
+    if (!podLinkDeleted && typeof spec.interfaceName === 'string' && interfaceType === 'veth') netlink.deleteHostLink(spec.interfaceName);
   }
   removePlainVeth();
 }
@@ -921,7 +925,7 @@ async function gc(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
     for (const r of weps.items) {
       const meta = r.object.metadata as JsonObject;
       const spec = (r.object.spec ?? {}) as JsonObject;
-      const iface = (spec.interfaceType ?? 'veth') === 'veth' && typeof spec.interfaceName === 'string' ? spec.interfaceName : null;
+      const iface = storedInterfaceType(r.object) === 'veth' && typeof spec.interfaceName === 'string' ? spec.interfaceName : null;
       const ours = spec.node === conf.nodename && annotationOf(r) === conf.name;
       if (!ours || validPairs.has(`${spec.containerID}/${spec.endpoint}`)) {
         if (iface && spec.node === conf.nodename) keep.add(iface);

@@ -31,7 +31,8 @@ const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
       'wireguard', 'addresses', 'interfaces'),
     bgp: leaves('asNumber', 'ipv4Address', 'ipv6Address', 'ipv4IPIPTunnelAddr', 'routeReflectorClusterID'),
   },
-  // interfaceType and interfaceNetns are podway's extensions (resources.ts).
+  // interfaceType and interfaceNetns: where earlier podway versions kept a TAP/TUN pod's attachment,
+  // still read (now the cni.podway.io/interface-* annotations: resources.ts).
   WorkloadEndpoint: leaves('orchestrator', 'workload', 'node', 'containerID', 'pod', 'endpoint', 'serviceAccountName',
     'ipNetworks', 'ipNATs', 'ipv4Gateway', 'ipv6Gateway', 'profiles', 'interfaceName', 'mac', 'ports',
     'allowSpoofedSourcePrefixes', 'qosControls', 'awsElasticIPs', 'interfaceType', 'interfaceNetns'),

@@ -5,6 +5,7 @@
 // dropped, so real calicoctl output loads unchanged; fields Calico does not define either are typos,
 // refused where a person wrote the resource (calico-fields.ts). Fields it does use are checked strictly and
 // defaults are applied here, so later stages never see a missing mode or block size.
+import { INTERFACE_NETNS_ANNOTATION, INTERFACE_TYPE_ANNOTATION } from './wep-interface';
 import { z } from 'zod';
 import { asNumberInput } from './as-number';
 import { parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix, parseIPv6Cidr } from './ipv4';
@@ -259,6 +260,9 @@ const netnsPath = z.string().refine(
   { error: (iss) => `expected /run/netns/NAME (NAME of A-Z, a-z, 0-9, '_', '.', '-') or /proc/PID/ns/net, got ${quoted(iss.input)}` },
 );
 
+// A TAP or TUN pod's attachment: the cni.podway.io/interface-type and -netns annotations (why:
+// wep-interface.ts), or the spec fields earlier versions wrote.
+
 export const WorkloadEndpointSchema = z.object({
   apiVersion: z.literal(CALICO_API_VERSION),
   kind: z.literal('WorkloadEndpoint'),
@@ -266,6 +270,11 @@ export const WorkloadEndpointSchema = z.object({
     name: objectName,
     // Calico's WorkloadEndpoint is namespaced; calicoctl puts unqualified ones in "default".
     namespace: objectName.default('default'),
+    /** Any annotations (strings); podway reads its two interface ones (above). */
+    annotations: z.object({
+      [INTERFACE_TYPE_ANNOTATION]: z.enum(INTERFACE_TYPES).optional(),
+      [INTERFACE_NETNS_ANNOTATION]: netnsPath.optional(),
+    }).catchall(z.string()).optional(),
   }),
   spec: z.object({
     node: objectName,
@@ -280,14 +289,16 @@ export const WorkloadEndpointSchema = z.object({
     /** The pod's own MAC (the far end of the veth), when known. */
     mac: macAddress.optional(),
     /**
-     * podway extension, not a Calico field: how the pod is attached. `veth` (Calico's only kind,
-     * the default), or `tap`/`tun` for workloads podway attaches through a TAP (L2) or TUN (L3)
-     * device. Calico tools ignore unknown spec fields, so the file stays usable with calicoctl.
+     * How the pod is attached: `veth` (Calico's only kind, the default), or `tap`/`tun` for
+     * workloads podway attaches through a TAP (L2) or TUN (L3) device. Read from the
+     * cni.podway.io/interface-type annotation, or (written by earlier podway versions) this spec
+     * field, not a Calico one; the parsed resource always holds the answer here.
      */
     interfaceType: z.enum(INTERFACE_TYPES).default('veth'),
     /**
-     * podway extension: the network namespace that holds a tap/tun interface, which podway (as
-     * root) enters with setns to open it. Absent: podway's own namespace.
+     * The network namespace that holds a tap/tun interface, which podway (as root) enters with
+     * setns to open it; absent: podway's own namespace. The cni.podway.io/interface-netns
+     * annotation, or (earlier versions) this spec field.
      */
     interfaceNetns: netnsPath.optional(),
     // Accepted for compatibility with calicoctl output; podway does not use them.
@@ -297,6 +308,12 @@ export const WorkloadEndpointSchema = z.object({
     endpoint: z.string().optional(),
     containerID: z.string().optional(),
   }),
+}).transform((w) => {
+  const a = w.metadata.annotations;
+  const type = a?.[INTERFACE_TYPE_ANNOTATION];
+  const netns = a?.[INTERFACE_NETNS_ANNOTATION];
+  if (type === undefined && netns === undefined) return w;
+  return { ...w, spec: { ...w.spec, interfaceType: type ?? w.spec.interfaceType, interfaceNetns: netns ?? w.spec.interfaceNetns } };
 });
 export type WorkloadEndpoint = z.output<typeof WorkloadEndpointSchema>;
 

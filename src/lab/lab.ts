@@ -521,14 +521,13 @@ spec:
 kind: WorkloadEndpoint
 metadata:
   name: ${n.name.replace(/-/g, '--')}-k8s-${p.name.replace(/-/g, '--')}-eth0
-  namespace: default
+  namespace: default${p.type !== 'veth' ? `\n  annotations:\n    cni.podway.io/interface-type: ${p.type}\n    cni.podway.io/interface-netns: /run/netns/${p.ns}` : ''}
 spec:
   node: ${n.name}
   orchestrator: k8s
   pod: ${p.name}
   endpoint: eth0
   interfaceName: ${p.ifname}
-  interfaceType: ${p.type}${p.type !== 'veth' ? `\n  interfaceNetns: /run/netns/${p.ns}` : ''}
   ipNetworks:${p.ip ? `\n    - ${p.ip}/32` : ''}${p.ip6 ? `\n    - "${p.ip6}/128"` : ''}${p.mac ? `\n  mac: "${p.mac}"` : ''}`);
       }
     }

@@ -705,7 +705,7 @@ test('CNI_ARGS IP= as Calico\'s AssignIP: an address an IPReservation covers, or
   });
 });
 
-test('interfaceType tap: the device is made inside the pod namespace (eth0, with a unique altname podway opens it by) and named in interfaceNetns', async () => {
+test('interfaceType tap: the device is made inside the pod namespace (eth0, with a unique altname podway opens it by), its type and namespace in the endpoint\'s cni.podway.io/interface-type and -netns annotations', async () => {
   await withHarness(async (h) => {
     const pod = h.pod('tap');
     const id = cid('t');
@@ -716,8 +716,11 @@ test('interfaceType tap: the device is made inside the pod namespace (eth0, with
     assert.is(link.linkinfo.info_kind, 'tun');
     assert.is(link.linkinfo.info_data.type, 'tap');
     const wep = (await h.workloadEndpoints())[0];
-    assert.is(wep.spec.interfaceType, 'tap');
-    assert.is(wep.spec.interfaceNetns, pod.path);
+    // in annotations (calicoctl get/replace keeps them), not spec fields Calico does not define
+    assert.is(wep.metadata.annotations['cni.podway.io/interface-type'], 'tap');
+    assert.is(wep.metadata.annotations['cni.podway.io/interface-netns'], pod.path);
+    assert.is(wep.spec.interfaceType, undefined);
+    assert.is(wep.spec.interfaceNetns, undefined);
     // the device is eth0 in the pod; podway knows it by a unique alternative name (names.ts)
     const alt = podDeviceName('tap', { orchestrator: 'cni', namespace: 'default', pod: id }, id);
     assert.match(alt, /^tap[0-9a-f]{11}$/);

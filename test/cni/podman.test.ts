@@ -92,9 +92,9 @@ async function tunTapAndStaticIp(kv: KvStore, spec: string, node: LabNode, host:
     const addr = host.exec(name, 'ip -o -4 addr show dev eth0; ip route');
     assert.match(addr, `inet ${ip}/32`, addr);
     assert.match(addr, p.type === 'tun' ? /default dev eth0/ : /default via 169\.254\.1\.1 dev eth0/, addr);
-    const wep = JSON.parse((await kv.get(`${WEP_PREFIX}default/${node.name}-cni-${id}-eth0`))!.value) as { spec: { interfaceName: string; interfaceType?: string; ipNetworks: string[] } };
+    const wep = JSON.parse((await kv.get(`${WEP_PREFIX}default/${node.name}-cni-${id}-eth0`))!.value) as { metadata: { annotations?: Record<string, string> }; spec: { interfaceName: string; ipNetworks: string[] } };
     assert.equal(wep.spec.ipNetworks, [`${ip}/32`]);
-    assert.is(wep.spec.interfaceType ?? 'veth', p.type);
+    assert.is(wep.metadata.annotations?.['cni.podway.io/interface-type'] ?? 'veth', p.type);
     assert.ok(await until(async () => (await endpointsOf(node)).some((e) => e.interface === wep.spec.interfaceName && e.state === 'attached'), 15_000), `podway on ${node.name} attached ${name}'s ${wep.spec.interfaceName}`);
     let ping = '';
     const reached = await until(() => {

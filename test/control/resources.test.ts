@@ -5,6 +5,8 @@ import * as assert from 'uvu/assert';
 import { DatastoreValidationError, parseClusterYaml } from '../../src/control/snapshot';
 import { deriveVtepMac, macToBytes } from '../../src/control/mac';
 import { validateNodeName } from '../../src/control/resources';
+import { computeNodeModel } from '../../src/control';
+import { storedInterfaceType } from '../../src/control/wep-interface';
 import { affinity, EXAMPLES_DIR, errorOf, node, pool, snapshotOf, wep, yamlOf } from './fixtures';
 
 const basePool = pool('default-pool', '10.244.0.0/16', { vxlanMode: 'Always' });
@@ -193,6 +195,42 @@ test('interfaceNetns: /run/netns/NAME and /proc/PID/ns/net load; any other path 
     assert.is(errorOf(yamlOf(basePool, n1, tapIn(path))),
       `cluster.yaml: document 3 (WorkloadEndpoint default/node1-k8s-a-eth0): spec.interfaceNetns: expected /run/netns/NAME (NAME of A-Z, a-z, 0-9, '_', '.', '-') or /proc/PID/ns/net, got ${JSON.stringify(path)}`, path);
   }
+});
+
+/** A TAP endpoint as the CNI plugin now writes it: its attachment in annotations, Calico's spec only. */
+function annotatedTap(type: string, netns: string, spec: Record<string, unknown> = {}): Record<string, unknown> {
+  const w = wep('node1', 'a', ['10.244.0.1/32'], 'tap0', spec) as { metadata: Record<string, unknown> };
+  return { ...w, metadata: { ...w.metadata, annotations: { 'cni.podway.io/network': 'k8s-pod-network', 'cni.podway.io/interface-type': type, 'cni.podway.io/interface-netns': netns } } };
+}
+
+test('a TAP/TUN endpoint\'s attachment from the cni.podway.io/interface-type and -netns annotations (what calicoctl get/replace keeps); the spec fields of earlier versions still read, the annotation winning', () => {
+  // annotations only: the spec holds nothing Calico does not define (a calicoctl replace round trip)
+  const s = snapshotOf(basePool, n1, annotatedTap('tun', '/run/netns/pod1'));
+  assert.is(s.workloadEndpoints[0]!.spec.interfaceType, 'tun');
+  assert.is(s.workloadEndpoints[0]!.spec.interfaceNetns, '/run/netns/pod1');
+  assert.is(s.workloadEndpoints[0]!.metadata.annotations?.['cni.podway.io/network'], 'k8s-pod-network', 'other annotations kept');
+  // the old spec fields alone (a store written by an earlier version)
+  const old = snapshotOf(basePool, n1, wep('node1', 'a', ['10.244.0.1/32'], 'tap0', { interfaceType: 'tap', interfaceNetns: '/proc/42/ns/net' }));
+  assert.is(old.workloadEndpoints[0]!.spec.interfaceType, 'tap');
+  assert.is(old.workloadEndpoints[0]!.spec.interfaceNetns, '/proc/42/ns/net');
+  // both: the annotation wins
+  const both = snapshotOf(basePool, n1, annotatedTap('tap', '/run/netns/new', { interfaceType: 'tun', interfaceNetns: '/run/netns/old' }));
+  assert.is(both.workloadEndpoints[0]!.spec.interfaceType, 'tap');
+  assert.is(both.workloadEndpoints[0]!.spec.interfaceNetns, '/run/netns/new');
+  // the model podway forwards on: a TAP pod, not a veth
+  const m = computeNodeModel(s, 'node1');
+  assert.is(m.endpoints[0]!.interfaceType, 'tun');
+  assert.is(m.endpoints[0]!.interfaceNetns, '/run/netns/pod1');
+  // bad values are refused naming the annotation
+  assert.match(errorOf(yamlOf(basePool, n1, annotatedTap('macvlan', '/run/netns/pod1'))), /WorkloadEndpoint default\/node1-k8s-a-eth0\): metadata\.annotations.*cni\.podway\.io\/interface-type.*macvlan/);
+  assert.match(errorOf(yamlOf(basePool, n1, annotatedTap('tap', '/etc/shadow'))), /metadata\.annotations.*cni\.podway\.io\/interface-netns.*expected \/run\/netns\/NAME .*\/etc\/shadow/);
+});
+
+test('storedInterfaceType (the CNI plugin\'s read of a stored endpoint, before any schema): the annotation, else the old spec field, else veth', () => {
+  assert.is(storedInterfaceType({ metadata: { annotations: { 'cni.podway.io/interface-type': 'tun' } }, spec: { interfaceType: 'tap' } }), 'tun');
+  assert.is(storedInterfaceType({ metadata: {}, spec: { interfaceType: 'tap' } }), 'tap');
+  assert.is(storedInterfaceType({ metadata: { annotations: { 'cni.podway.io/network': 'x' } }, spec: {} }), 'veth');
+  assert.is(storedInterfaceType({}), 'veth');
 });
 
 test('validateNodeName: DNS-1123 subdomains pass unchanged; path tricks, capitals, edges and overlong names are refused naming the value', () => {

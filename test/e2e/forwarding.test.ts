@@ -542,13 +542,13 @@ test('config: a bad resource file is refused naming the file, the document and t
   const bad2 = path.join(l.dir, 'bad-wep.yaml');
   const docs = l.resources('vxlan').split('\n---\n');
   assert.match(docs[4], 'pod: tap-1');
-  docs[4] = docs[4].replace('interfaceType: tap', 'interfaceType: bond');
+  docs[4] = docs[4].replace('cni.podway.io/interface-type: tap', 'cni.podway.io/interface-type: bond');
   writeFileSync(bad2, docs.join('\n---\n'));
   r = await podwayRun(['--node', 'node1', '--datastore', `file:${bad2}`, '--control', sock], scratch);
   assert.ok(r.code !== 0 && r.code !== null, `exit ${r.code}`);
   assert.match(r.stderr, bad2, r.stderr);
   assert.match(r.stderr, /document 5\b/, r.stderr);
-  assert.match(r.stderr, 'interfaceType', r.stderr);
+  assert.match(r.stderr, 'cni.podway.io/interface-type', r.stderr);
   assert.match(r.stderr, 'bond', r.stderr);
 
   r = await podwayRun(['--node', 'node9', '--datastore', `file:${l.file}`, '--control', sock], scratch);

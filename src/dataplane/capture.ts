@@ -341,14 +341,19 @@ export class CaptureTap {
     const b = pool.bytes;
     const f = pool.start(d);
     const len = pool.len[d];
-    const mlink = isVxlan6(b, f, len) ? Link.VXLAN6_UNDERLAY : Link.ETHERNET;
-    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
-    this.oneSlot[0] = pool.slot[d];
-    this.oneOff[0] = pool.off[d];
-    this.oneLen[0] = len;
-    if (match(b, this.oneSlot, this.oneOff, this.oneLen, 1, this.oneList, this.oneIpAt) === 0) return;
+    if (!this.matchesOne(b, pool.slot[d], pool.off[d], len, isVxlan6(b, f, len) ? Link.VXLAN6_UNDERLAY : Link.ETHERNET)) return;
     this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
     this.record(iface, reason === 0 ? '' : this.comment(reason), b, f, len, Link.ETHERNET, 0, 0, 0, -1);
+  }
+
+  /** Whether one frame (`len` bytes at slot/off of `bytes`, as a batch's descriptor) matches the
+   * filter laid out as `mlink`: the batch matcher over a batch of one. */
+  private matchesOne(bytes: Uint8Array, slot: number, off: number, len: number, mlink: number): boolean {
+    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
+    this.oneSlot[0] = slot;
+    this.oneOff[0] = off;
+    this.oneLen[0] = len;
+    return match(bytes, this.oneSlot, this.oneOff, this.oneLen, 1, this.oneList, this.oneIpAt) !== 0;
   }
 
   /**
@@ -364,12 +369,7 @@ export class CaptureTap {
     const b = pool.bytes;
     const f = pool.start(d);
     const len = pool.len[d];
-    const mlink = link === Link.ETHERNET && isVxlan6(b, f, len) ? Link.VXLAN6_UNDERLAY : link;
-    const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
-    this.oneSlot[0] = pool.slot[d];
-    this.oneOff[0] = pool.off[d];
-    this.oneLen[0] = len;
-    if (match(b, this.oneSlot, this.oneOff, this.oneLen, 1, this.oneList, this.oneIpAt) === 0) return;
+    if (!this.matchesOne(b, pool.slot[d], pool.off[d], len, link === Link.ETHERNET && isVxlan6(b, f, len) ? Link.VXLAN6_UNDERLAY : link)) return;
     this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
     // (record's VXLAN outer header runs from `peer` to `nodeIp`: here from the node to the destination)
     if (link === Link.VXLAN) this.record(iface, this.comment(reason), b, f, len, link, pool.addr[d], nodeIp, 4789, -1);
@@ -390,12 +390,7 @@ export class CaptureTap {
       const f = at + 4;
       at = f + len;
       if (at > n) break;
-      const mlink = link === Link.ETHERNET && isVxlan6(recs, f, len) ? Link.VXLAN6_UNDERLAY : link;
-      const match = this.matchers[mlink] ?? (this.matchers[mlink] = compileBatchMatcher(this.filter, mlink));
-      this.oneSlot[0] = 0;
-      this.oneOff[0] = f;
-      this.oneLen[0] = len;
-      if (match(recs, this.oneSlot, this.oneOff, this.oneLen, 1, this.oneList, this.oneIpAt) === 0) continue;
+      if (!this.matchesOne(recs, 0, f, len, link === Link.ETHERNET && isVxlan6(recs, f, len) ? Link.VXLAN6_UNDERLAY : link)) continue;
       this.ts = Math.round((performance.timeOrigin + performance.now()) * 1000);
       this.record(iface, this.comment(reason), recs, f, len, link, 0, 0, 0, -1);
     }

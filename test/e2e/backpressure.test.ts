@@ -15,16 +15,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, until, spawnCollected, Collected, nsExec, logTail } from './e2e-kit';
+import { guard, teardown, isRoot, until, Collected, nsExec, logTail, startCapture, tsharkRows } from './e2e-kit';
 
-const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 const dir = mkdtempSync(path.join(tmpdir(), 'podway-backpressure-'));
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
 
@@ -49,17 +48,8 @@ async function flood(from: string, toIp: string, seconds: number): Promise<numbe
   return Number(stdout.trim());
 }
 
-async function capture(args: string[], file: string): Promise<Collected> {
-  const p = spawnCollected(process.execPath, [BIN, 'capture', '--control', lab!.node('node1').control, ...args, '-w', file], 60_000, { stdin: 'pipe' });
-  const up = await until(() => /capturing/.test(p.err()) || p.proc.exitCode !== null, 10_000);
-  assert.ok(up && p.proc.exitCode === null, `capture started: ${p.err()}`);
-  return p;
-}
-
-function tshark(file: string, fields: string[]): string[][] {
-  const out = execFileSync('tshark', ['-r', file, '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'] });
-  return out.split('\n').filter((l) => l.length > 0).map((l) => l.split('|'));
-}
+const capture = (args: string[], file: string): Promise<Collected> => startCapture(lab!.node('node1').control, args, file, 60_000);
+const tshark = (file: string, fields: string[]): string[][] => tsharkRows(file, fields);
 
 /** The underlay's backlog drained and no port held: the path is idle again. */
 async function drained(): Promise<boolean> {

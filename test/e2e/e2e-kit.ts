@@ -119,6 +119,24 @@ export function spawnCollected(
   return { proc, out: () => out, err: () => err, done };
 }
 
+/**
+ * `podway capture --control CONTROL ARGS -w FILE`, returned once it says it captures (every worker)
+ * or exited (an Error then, with what it wrote); sent `signal` if it still runs after `limitMs`.
+ */
+export async function startCapture(control: string, args: string[], file: string, limitMs: number, signal?: NodeJS.Signals): Promise<Collected> {
+  const bin = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+  const p = spawnCollected(process.execPath, [bin, 'capture', '--control', control, ...args, '-w', file], limitMs, { stdin: 'pipe', signal });
+  const up = await until(() => /capturing/.test(p.err()) || p.proc.exitCode !== null, 15_000);
+  if (!up || p.proc.exitCode !== null) throw new Error(`capture did not start: ${p.err()}`);
+  return p;
+}
+
+/** tshark's `fields` of each packet in `file` (a display filter and other tshark options as given). */
+export function tsharkRows(file: string, fields: string[], filter?: string, options: string[] = []): string[][] {
+  const out = execFileSync('tshark', ['-r', file, ...options, ...(filter ? ['-Y', filter] : []), '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'ignore'] });
+  return out.split('\n').filter((l) => l.length > 0).map((l) => l.split('|'));
+}
+
 // ---- background ping ---------------------------------------------------------------------------
 
 export interface PingRun extends PingResult {

@@ -10,15 +10,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, until, spawnCollected, Collected, nsExec, logTail } from './e2e-kit';
+import { guard, teardown, isRoot, until, Collected, nsExec, logTail, startCapture, tsharkRows } from './e2e-kit';
 
-const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 const dir = mkdtempSync(path.join(tmpdir(), 'podway-podmtu-'));
 process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
 
@@ -30,17 +28,8 @@ async function counters(): Promise<Counters> {
   return (await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as Counters;
 }
 
-async function capture(args: string[], file: string): Promise<Collected> {
-  const p = spawnCollected(process.execPath, [BIN, 'capture', '--control', lab!.node('node1').control, ...args, '-w', file], 30_000, { stdin: 'pipe' });
-  const up = await until(() => /capturing/.test(p.err()) || p.proc.exitCode !== null, 10_000);
-  assert.ok(up && p.proc.exitCode === null, `capture started: ${p.err()}`);
-  return p;
-}
-
-function tshark(file: string, fields: string[]): string[][] {
-  const out = execFileSync('tshark', ['-r', file, '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'ignore'] });
-  return out.split('\n').filter((l) => l.length > 0).map((l) => l.split('|'));
-}
+const capture = (args: string[], file: string): Promise<Collected> => startCapture(lab!.node('node1').control, args, file, 30_000);
+const tshark = (file: string, fields: string[]): string[][] => tsharkRows(file, fields);
 
 test.before(async () => {
   if (!isRoot()) throw new Error('pod MTU end-to-end tests need root (network namespaces)');

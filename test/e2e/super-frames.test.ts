@@ -24,9 +24,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, routes, until, nsExec, spawnCollected, tcpTransfer, logTail, type Collected } from './e2e-kit';
+import { guard, teardown, isRoot, routes, until, nsExec, spawnCollected, tcpTransfer, logTail, startCapture, tsharkRows, type Collected } from './e2e-kit';
 
-const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 const PEER = path.join(__dirname, 'tcp-peer.js');
 const SPEC = [{
   name: 'node1', subnet: 'a' as const,
@@ -41,18 +40,10 @@ async function counters(): Promise<Record<string, number>> {
   return ((await controlRequest(lab!.node('node1').control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number> }).reasons;
 }
 
-function tshark(file: string, fields: string[], filter?: string): string[][] {
-  const out = execFileSync('tshark', ['-r', file, '-o', 'tcp.relative_sequence_numbers:TRUE', ...(filter ? ['-Y', filter] : []), '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'ignore'] });
-  return out.split('\n').filter((l) => l.length > 0).map((l) => l.split('|'));
-}
+const tshark = (file: string, fields: string[], filter?: string): string[][] => tsharkRows(file, fields, filter, ['-o', 'tcp.relative_sequence_numbers:TRUE']);
 
 /** Start `podway capture` and wait until every worker captures. */
-async function capture(args: string[], file: string): Promise<Collected> {
-  const p = spawnCollected(process.execPath, [BIN, 'capture', '--control', lab!.node('node1').control, ...args, '-w', file], 120_000, { stdin: 'pipe', signal: 'SIGINT' });
-  const up = await until(() => /capturing/.test(p.err()) || p.proc.exitCode !== null, 15_000);
-  assert.ok(up && p.proc.exitCode === null, `capture started: ${p.err()}`);
-  return p;
-}
+const capture = (args: string[], file: string): Promise<Collected> => startCapture(lab!.node('node1').control, args, file, 120_000, 'SIGINT');
 
 async function stopCapture(p: Collected): Promise<void> {
   p.proc.kill('SIGINT');

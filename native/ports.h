@@ -84,11 +84,9 @@ struct port_stats {
                                  left it for HOLD_STALL_MS (a dead link must not starve its feeders) */
 };
 
-/* Back-pressure defaults (the engine's underlay): a port's backlog over HOLD_HIGH frames holds back
- * the ports feeding it until it is down to HOLD_LOW; a hold is given up when the port sent nothing
- * for HOLD_STALL_MS (checked every HOLD_CHECK_MS while a hold runs). */
-#define HOLD_HIGH 4096
-#define HOLD_LOW 1024
+/* Back-pressure (the marks are the engine's: engine.ts HOLD_HIGH/HOLD_LOW, given per port): a hold
+ * is given up when the port sent nothing for HOLD_STALL_MS (checked every HOLD_CHECK_MS while a
+ * hold runs). */
 #define HOLD_STALL_MS TX_HEAD_MS
 #define HOLD_CHECK_MS 50
 

@@ -117,7 +117,10 @@ export const Event = {
    * 65,536 that happens to match (completing it leaves it as it was). */
   CSUM_COMPLETED: base + 23,
   /** Pod egress to outside the pools from a natOutgoing pool: handed to the node's routing, where
-   * podway's nftables table masquerades it (nft-nat.ts). */
+   * podway's nftables table masquerades it (nft-nat.ts). To another node's address (Felix's
+   * IPPoolsOnly) every packet is handed over and counted here, but the table masquerades only the
+   * connections the pod opens (TCP, pings: their every packet); a UDP datagram or a reply to a
+   * connection the node opened keeps the pod's address. The table's own counters say what it translated. */
   EGRESS_NAT: base + 27,
   /** Held for an underlay neighbour being resolved (neighbor-queue.ts): sent when it answers
    * (`neighbor_queue_sent`), else dropped (`neighbor_queue_timeout`). */

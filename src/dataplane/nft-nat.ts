@@ -727,7 +727,7 @@ export class NftNat {
   }
 
   /**
-   * Remove the table (at stop). Never throws: a table already gone is fine. An update's `nft -f`
+   * Stop: remove the table unless `keepTable` (below). Never throws: a table already gone is fine. An update's `nft -f`
    * still running is waited for first (up to waitMs, then killed): a replace that committed after
    * the delete would leave the table (pod_ingress drop, masquerade) behind once podway is gone.
    * `keepTable` (podway run's stop): the same, but the table stays in the kernel, as a crash leaves

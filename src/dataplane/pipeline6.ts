@@ -394,18 +394,6 @@ export class Pipeline6 {
   }
 
   /**
-   * A pod's packet for no pod route, as IPv4's noRouteFromPod: this node's own IPv6 address goes to
-   * the node's stack (a veth pod's frame already reached it; a tap/tun pod's goes into the host
-   * port); a pool address without a route is dropped (no_route); anything else, another node's own
-   * IPv6 address or an address outside every pool, leaves through the node's routing (tx6,
-   * unencapsulated), masqueraded to the node's address by the kernel when its pool has natOutgoing
-   * (to another node's address: a connection the pod opens, and only with natOutgoingExclusions
-   * IPPoolsOnly; table ip6 podway, nft-nat.ts natSelectors). Replies come back to the
-   * pod's address (another node's through its pool route and its podway; the outside's on the
-   * underlay, or translated back and copied into podway0 by the NAT table). Without the raw socket
-   * it is ICMPv6 unreachable, no_route.
-   */
-  /**
    * A packet for this node's own IPv6 tunnel address (a 'host' route; Calico's `vxlan-v6.calico`
    * address, on podway0 here): the node's kernel answers it, counted to_host as for the node's
    * address. A veth pod's frame already reached the kernel; a TAP/TUN pod's or a decapsulated one
@@ -429,6 +417,18 @@ export class Pipeline6 {
     return this.count(Event.TO_HOST, out);
   }
 
+  /**
+   * A pod's packet for no pod route, as IPv4's noRouteFromPod: this node's own IPv6 address goes to
+   * the node's stack (a veth pod's frame already reached it; a tap/tun pod's goes into the host
+   * port); a pool address without a route is dropped (no_route); anything else, another node's own
+   * IPv6 address or an address outside every pool, leaves through the node's routing (tx6,
+   * unencapsulated), masqueraded to the node's address by the kernel when its pool has natOutgoing
+   * (to another node's address: a connection the pod opens, and only with natOutgoingExclusions
+   * IPPoolsOnly; table ip6 podway, nft-nat.ts natSelectors). Replies come back to the
+   * pod's address (another node's through its pool route and its podway; the outside's on the
+   * underlay, or translated back and copied into podway0 by the NAT table). Without the raw socket
+   * it is ICMPv6 unreachable, no_route.
+   */
   private noRouteFromPod(i: number, inPort: number, ip: number): number {
     const b = this.b;
     const tr = this.p.tr;

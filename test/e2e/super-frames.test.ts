@@ -19,7 +19,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, renameSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Lab } from '../../src/lab/lab';
@@ -45,7 +45,23 @@ const tshark = (file: string, fields: string[], filter?: string): string[][] => 
 /** Start `podway capture` and wait until every worker captures. */
 const capture = (args: string[], file: string): Promise<Collected> => startCapture(lab!.node('node1').control, args, file, 120_000, 'SIGINT');
 
-async function stopCapture(p: Collected): Promise<void> {
+/** Stop a capture once what it was sent is written: the records reach the client after the
+ * transfer ends (a loaded machine: a fresh CI run's file held the first 241,855 of 524,289 bytes when
+ * SIGINT came at once), so wait until `file` has not grown for 1 s (at most 20 s), then SIGINT. */
+async function stopCapture(p: Collected, file: string): Promise<void> {
+  let size = -1;
+  let still = 0;
+  await until(() => {
+    let now = 0;
+    try {
+      now = statSync(file).size;
+    } catch {
+      /* not written yet */
+    }
+    still = now === size ? still + 1 : 0;
+    size = now;
+    return still >= 4;
+  }, 20_000, 250);
   p.proc.kill('SIGINT');
   await p.done;
 }
@@ -85,7 +101,7 @@ test('capture at rx: a TCP stream between two offloading veth pods is whole in t
   const cap = await capture(['tcp', 'and', 'port', '5201', '--stage', 'rx'], file);
   const t = await tcpTransfer(lab!, 'web-1', 'web-2', bytes, 5201);
   assert.is(t.received.sha256, t.sent.sha256, 'transfer intact');
-  await stopCapture(cap);
+  await stopCapture(cap, file);
   assert.not.match(cap.err(), /lost/, `nothing lost: ${cap.err()}`);
   // the data direction: relative sequence numbers and lengths must cover [1, bytes + 1)
   const rows = tshark(file, ['tcp.seq', 'tcp.len', 'frame.len', 'frame.cap_len'], 'tcp.dstport == 5201 && tcp.len > 0');
@@ -110,7 +126,7 @@ test('capture at rx: a TCP stream between two offloading veth pods is whole in t
   const cap2 = await capture(['tcp', 'and', 'port', '5202', '--stage', 'rx', '-s', '128'], file2);
   const t2 = await tcpTransfer(lab!, 'web-1', 'web-2', bytes, 5202);
   assert.is(t2.received.sha256, t2.sent.sha256);
-  await stopCapture(cap2);
+  await stopCapture(cap2, file2);
   const rows2 = tshark(file2, ['frame.len', 'frame.cap_len'], 'tcp.dstport == 5202 && tcp.len > 0');
   assert.ok(rows2.length > 0);
   assert.ok(rows2.every(([, c]) => Number(c) <= 128), 'no record longer than the snaplen');

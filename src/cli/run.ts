@@ -19,7 +19,8 @@ import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
-import { NftNat, NatSpec, type NatOutgoingExclusions, NAT_IPV6, POD_GUARD, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
+import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
+import type { NatOutgoingExclusions } from '../dataplane/nat';
 import { guardSummary } from './format';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
@@ -728,6 +729,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const guard = new NftNat((m) => natLog.info(m), 'nft', {}, POD_GUARD);
     const endpointToHost = opts.endpointToHost ?? 'accept';
     const natExclusions = opts.natOutgoingExclusions ?? 'IPPoolsOnly';
+    const natToNodes = natExclusions === 'IPPoolsOnly';
     if (metrics) {
       const { NatCollector, PodGuardCollector } = require('../observe/nat-metrics') as typeof import('../observe/nat-metrics');
       metrics.add(new NatCollector({ counters: () => nat.counters(), maxFlows: () => (nat.active ? opts.natMaxFlows ?? 65536 : null) }));
@@ -827,7 +829,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       addressAdvice, addressAdvice6,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
       worker: { index: 0, count }, workerSteer: opts.workerSteer,
-      natToNodes: (opts.natOutgoingExclusions ?? 'IPPoolsOnly') === 'IPPoolsOnly',
+      natToNodes,
       // the underlay's forwarding value from before podway, beside the control socket
       // (/run/podway: gone at reboot, as the value the kernel holds)
       forwardingRecordFile: (ifname) => path.join(path.dirname(sock), `${opts.node}.${ifname}.forwarding`),
@@ -939,7 +941,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes: (opts.natOutgoingExclusions ?? 'IPPoolsOnly') === 'IPPoolsOnly', logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
           if (taps.handle(index, m)) return;

@@ -36,11 +36,11 @@ import { ChildProcess, execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Backoff } from '../util/backoff';
 import { isSafeIfname } from './ifname';
+import { readLocalPortRange } from './port-range';
+import { VXLAN_SRC_PORT_MAX, VXLAN_SRC_PORT_MIN } from '../packet/flowhash';
 import type { NatOutgoingExclusions } from './nat';
-export { NAT_OUTGOING_EXCLUSIONS, parseNatOutgoingExclusions, type NatOutgoingExclusions } from './nat';
 
 export const NAT_TABLE = 'podway';
-
 
 export interface NatSpec {
   /** The host port replies are handed to (podway0), and its ifindex: nft resolves the name when
@@ -443,12 +443,10 @@ export function ifindexOf(name: string): number {
 /** The kernel's ephemeral port range (net.ipv4.ip_local_port_range). */
 export function ephemeralPorts(): [number, number] {
   try {
-    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    if (lo > 0 && hi >= lo) return [lo, hi];
+    return readLocalPortRange();
   } catch {
-    /* not Linux: the kernel's default */
+    return [VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX]; // an unreadable or malformed file: the kernel's default
   }
-  return [32768, 60999];
 }
 
 /**

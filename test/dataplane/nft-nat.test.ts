@@ -5,7 +5,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { NatSpec, natTableProgram, natSetsProgram, natTableProgram6, natSetsProgram6, guardTableProgram, guardSetsProgram, defaultNatPortRange, parseNatOutgoingExclusions, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
+import { NatSpec, natTableProgram, natSetsProgram, natTableProgram6, natSetsProgram6, guardTableProgram, guardSetsProgram, defaultNatPortRange, parseNatPortRange, parseCounters, NftNat } from '../../src/dataplane/nft-nat';
+import { parseNatOutgoingExclusions } from '../../src/dataplane/nat';
 import { parseEndpointToHost } from '../../src/cli/main';
 
 const SPEC: NatSpec = {

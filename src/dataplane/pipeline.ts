@@ -18,7 +18,7 @@ import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_PARAMETER_
 import { ipv4DecrementTtl, ipv4OptionsPointer, validateIpv4, formatIpv4, IPPROTO_IPIP, IPPROTO_UDP } from '../packet/ipv4';
 import { encapVxlan, decapVxlanPacket, vxlanInnerLength, vxlanInnerMacOk, VXLAN_PORT } from '../packet/vxlan';
 import { decapIpipPacket, encapIpip } from '../packet/ipip';
-import { ECN_DECAP_DROP, ECN_NAMES, ecnDecapsulateIpv4 } from '../packet/ecn';
+import { ECN_DECAP_DROP, ecnDecapText, ecnDecapsulateIpv4, ipv4EcnAt } from '../packet/ecn';
 import { innerFlowHash, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { isMartianDst4, isGroupDst4 } from '../packet/martian';
@@ -616,12 +616,9 @@ export class Pipeline implements CapturePorts {
    * every segment's (native/README.md): each of them came with the same outer header.
    */
   private ecnDecap(ip: number, outerEcn: number): boolean {
-    const before = this.b[ip + 1] & 3;
+    const before = ipv4EcnAt(this.b, ip);
     const r = ecnDecapsulateIpv4(this.b, ip, outerEcn);
-    if (this.tr !== null) {
-      const after = this.b[ip + 1] & 3;
-      this.tr.stages.push(`ecn: outer ${ECN_NAMES[outerEcn]}, inner ${ECN_NAMES[before]}${after !== before ? ' -> ' + ECN_NAMES[after] : ''}${r === ECN_DECAP_DROP ? ': dropped (RFC 6040)' : ''}`);
-    }
+    if (this.tr !== null) this.tr.stages.push(ecnDecapText(outerEcn, before, ipv4EcnAt(this.b, ip), r));
     return r !== ECN_DECAP_DROP;
   }
 
@@ -1056,9 +1053,8 @@ export class Pipeline implements CapturePorts {
    * destination; the node's address (as before) if that could be no packet's source. */
   private errorSourceToHost(ip: number): number {
     const b = this.b;
-    const d0 = b[ip + 16];
-    if (d0 === 0 || d0 === 127 || d0 >= 224) return this.addr.nodeIp;
-    return ((d0 << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
+    const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
+    return isMartianDst4(dst) ? this.addr.nodeIp : dst;
   }
 
   /**
@@ -1099,7 +1095,7 @@ export class Pipeline implements CapturePorts {
     if (cap !== null) cap.noteError(i, why);
     this.superToOne(i, why);
     // the way back to the sender decides the source, so it is looked up first
-    const dst = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+    const dst = sender;
     const nh = this.nh.fib.lookup(dst);
     const kind = nh !== NO_ROUTE ? this.nh.kind[nh] : -1;
     const from = kind === NhKind.VXLAN && this.addr.vxlanTunnelIp ? this.addr.vxlanTunnelIp : kind === NhKind.IPIP && this.addr.ipipTunnelIp ? this.addr.ipipTunnelIp : this.addr.nodeIp;

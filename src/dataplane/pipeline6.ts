@@ -20,7 +20,7 @@ import {
 import { NDP_OPT_TARGET_LLADDR, answerNeighborSolicitInPlace, answerRouterSolicitInPlace, isNdpType, linkLocalFromMac, ndpFindOption, validateNdp } from '../packet/ndp';
 import { decapVxlan6Packet, encapVxlan6 } from '../packet/vxlan6';
 import { VXLAN_PORT, vxlanInnerMacOk } from '../packet/vxlan';
-import { ECN_DECAP_DROP, ECN_NAMES, ecnDecapsulateIpv6 } from '../packet/ecn';
+import { ECN_DECAP_DROP, ecnDecapText, ecnDecapsulateIpv6, ipv6EcnAt } from '../packet/ecn';
 import { jhash3, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
 import { isMartianDst6 } from '../packet/martian';
@@ -209,12 +209,9 @@ export class Pipeline6 {
     if (w !== Drop.OK) return this.drop(w);
     if (this.p.trace !== null) this.startTrace(ip, -1);
     if (outerEcn !== 0) {
-      const before = (b[ip + 1] >>> 4) & 3;
+      const before = ipv6EcnAt(b, ip);
       const r = ecnDecapsulateIpv6(b, ip, outerEcn);
-      if (this.p.tr !== null) {
-        const after = (b[ip + 1] >>> 4) & 3;
-        this.p.tr.stages.push(`ecn: outer ${ECN_NAMES[outerEcn]}, inner ${ECN_NAMES[before]}${after !== before ? ' -> ' + ECN_NAMES[after] : ''}${r === ECN_DECAP_DROP ? ': dropped (RFC 6040)' : ''}`);
-      }
+      if (this.p.tr !== null) this.p.tr.stages.push(ecnDecapText(outerEcn, before, ipv6EcnAt(b, ip), r));
       if (r === ECN_DECAP_DROP) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
     }
     const nhs = this.nh;

@@ -102,3 +102,8 @@ export function ipv4EcnAt(b: Uint8Array, ip: number): number {
 export function ipv6EcnAt(b: Uint8Array, ip: number): number {
   return (b[ip + 1] >>> 4) & 3;
 }
+
+/** The trace line of a decapsulation's ECN step (the pipelines' `podway trace` stage). */
+export function ecnDecapText(outerEcn: number, before: number, after: number, result: number): string {
+  return `ecn: outer ${ECN_NAMES[outerEcn]}, inner ${ECN_NAMES[before]}${after !== before ? ' -> ' + ECN_NAMES[after] : ''}${result === ECN_DECAP_DROP ? ': dropped (RFC 6040)' : ''}`;
+}

@@ -14,8 +14,9 @@
 //                     1 runs them one after the other, in path order
 //   --save-durations  writes the wall time of each file that passed into DURATIONS_FILE
 //   --list            prints the files in the order they would start, with their declarations
-// PODWAY_TEST_ROOT=dir runs the *.test.js files under dir instead of dist/test (the runner's own
-// self-test uses it).
+// PODWAY_TEST_ROOT=dir runs the *.test.js files under dir instead of dist/test, and
+// PODWAY_TEST_FILE_TIMEOUT_S=N bounds each file at N seconds instead of 600 (the runner's own
+// self-test uses them).
 //
 // Files run concurrently must not get in each other's way. A test file declares what it shares
 // with others in a line comment among the comments at its top, before any code (read from its
@@ -47,7 +48,10 @@ const DURATIONS_FILE = path.join(__dirname, 'test-durations.json');
 const NEW_FILE_SECONDS = 10;
 // A bound on a hung file, not on a slow one: the longest e2e files take 200 s on a loaded 2-CPU
 // host (a podway start alone took 20 s there), and a timed-out file fails as a whole.
-const FILE_TIMEOUT_MS = 600_000;
+const FILE_TIMEOUT_MS = fileTimeoutMs(process.env.PODWAY_TEST_FILE_TIMEOUT_S);
+// After a timeout's SIGTERM, how long the file has to clean up (stop podway, delete its
+// namespaces, remove podman's containers: seconds each on a loaded host) before SIGKILL.
+const TERM_GRACE_MS = 30_000;
 // Wraps uvu's hook registration so a throwing before/after hook is printed (uvu drops it).
 const hookReporter = path.join(__dirname, 'uvu-hook-errors.js');
 const isRoot = !process.getuid || process.getuid() === 0;
@@ -56,6 +60,12 @@ function usage(msg) {
   console.error(`${msg}\nusage: node scripts/run-tests.js [--jobs N] [--save-durations] [--list] [regex]`);
   console.log('0 passed, 1 failed');
   process.exit(2);
+}
+
+function fileTimeoutMs(text) {
+  if (!text) return 600_000;
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(text) || Number(text) <= 0) usage(`PODWAY_TEST_FILE_TIMEOUT_S: expected seconds (more than 0), got ${JSON.stringify(text)}`);
+  return Number(text) * 1000;
 }
 
 function parseJobs(text, from) {
@@ -159,6 +169,38 @@ function cpuSeconds(timesOut) {
 const SIGNAL_NAMES = Object.fromEntries(Object.entries(os.constants.signals).map(([k, v]) => [v, k]));
 
 /**
+ * The processes of process group `pgid` (from /proc: the fifth field of each /proc/PID/stat), each
+ * with its PID and "NAME (PID: command line)": what a file left running, named in its note, and
+ * what a timeout signals; null without /proc. Zombies are left out: a process that has ended but
+ * whose parent ended first waits there for init to reap it, which is not at once on every machine
+ * (podway's spawner helper, which ends a moment after podway, was seen so for over 300 ms).
+ */
+function groupMembers(pgid) {
+  const out = [];
+  let entries = [];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return null;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const [state, , pgrp] = stat.slice(close + 2).split(' ');
+      if (Number(pgrp) !== pgid || state === 'Z' || state === 'X') continue;
+      const name = stat.slice(stat.indexOf('(') + 1, close);
+      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+      out.push({ pid: Number(e), text: `${name} (${e}: ${cmd.length > 160 ? cmd.slice(0, 157) + '...' : cmd})` });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+/**
  * Runs one file: `sh` starts node on it and, when it ends, writes `times` (the CPU of node and of
  * all it waited for) on fd 3, which node itself does not get. The shell leads a process group of
  * its own, so a timeout ends everything the file started that is still in that group.
@@ -177,7 +219,7 @@ function runFile(file) {
     let times = '';
     let timedOut = false;
     let exited = null;
-    let leftovers = false;
+    let leftovers = null; // what the file left running in its group when it ended
     child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d) => (out += d));
     child.stdio[3].setEncoding('utf8').on('data', (d) => (times += d));
@@ -188,15 +230,30 @@ function runFile(file) {
         /* the group is gone */
       }
     };
+    // A timeout: SIGTERM to every process of the group but the shell, which waits on for the
+    // file's own exit (a SIGTERM to the shell too ended it at once, and its exit then SIGKILLed
+    // the group as leftovers while the file was still cleaning up: a lab's namespaces, podman's
+    // containers and their namespaces were left behind); SIGKILL to all after TERM_GRACE_MS.
+    let graceTimer = null;
     const timer = setTimeout(() => {
       timedOut = true;
-      killGroup('SIGTERM');
-      setTimeout(() => killGroup('SIGKILL'), 5000).unref();
+      const members = groupMembers(child.pid);
+      if (members === null) killGroup('SIGTERM'); // no /proc: the shell too
+      for (const p of members ?? []) {
+        if (p.pid === child.pid) continue;
+        try {
+          process.kill(p.pid, 'SIGTERM');
+        } catch {
+          /* gone */
+        }
+      }
+      graceTimer = setTimeout(() => killGroup('SIGKILL'), TERM_GRACE_MS);
     }, FILE_TIMEOUT_MS);
     let closeWait = null;
     const finish = () => {
       if (!exited) return;
       clearTimeout(timer);
+      clearTimeout(graceTimer); // (what was left at the exit was killed then; the group is gone)
       clearTimeout(closeWait);
       running.delete(child);
       const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -209,14 +266,18 @@ function runFile(file) {
     child.once('exit', (code, signal) => {
       exited = { code, signal };
       // The file has ended: what it started in its group and left running (podway, etcd, BIRD)
-      // must not run on beside the next files. Signal 0 asks whether any member is left.
-      try {
-        process.kill(-child.pid, 0);
-        leftovers = true;
-        killGroup('SIGKILL');
-      } catch {
-        /* nothing left in the group */
-      }
+      // must not run on beside the next files: the group's members that still run (/proc), or,
+      // where /proc cannot say, signal 0 asks whether any member is left (zombies included).
+      const members = groupMembers(child.pid);
+      if (members === null) {
+        try {
+          process.kill(-child.pid, 0);
+          leftovers = [];
+        } catch {
+          /* nothing left in the group */
+        }
+      } else if (members.length) leftovers = members.map((p) => p.text);
+      if (leftovers) killGroup('SIGKILL');
       // Output still in the pipes comes before 'close'; a process the file left running that
       // still holds them must not hold the run: 5 s, then what was read is what counts.
       closeWait = setTimeout(() => {
@@ -300,13 +361,16 @@ async function main() {
       if (nf) failedFiles.push(f.rel);
       text += out.split('\n').map((l) => '    ' + l).join('\n') + '\n';
       if (r.error) text += `    ${r.error.message}\n`;
-      else if (r.timedOut) text += `    timed out after ${FILE_TIMEOUT_MS / 1000} s: its process group was killed\n`;
+      else if (r.timedOut) text += `    timed out after ${FILE_TIMEOUT_MS / 1000} s: its processes were sent SIGTERM (SIGKILL to what was left ${TERM_GRACE_MS / 1000} s later)\n`;
       else if (r.signal) text += `    killed by ${r.signal}\n`;
       else if (r.code > 128 && SIGNAL_NAMES[r.code - 128]) text += `    killed by ${SIGNAL_NAMES[r.code - 128]}\n`;
       else if (r.code !== 0) text += `    exit status ${r.code}\n`;
       if (!isRoot && nf && /needs? root/i.test(out)) rootFiles.push(f.rel);
     }
-    if (r.leftovers) text += '    note: processes this file started were still running when it ended: killed (SIGKILL to its group)\n';
+    if (r.leftovers) {
+      text += `    note: processes this file started were still running when it ended: killed (SIGKILL to its group)${r.leftovers.length ? ':' : ''}\n`;
+      for (const p of r.leftovers) text += `      ${p}\n`;
+    }
     process.stdout.write(text); // one write: a file's block is never split by another's
   };
 

@@ -77,7 +77,7 @@ function openUp(dir: string): void {
  * With `uid`, the runner runs as that user; the repo may not be readable to it (a checkout under
  * /root is not), so the runner's two scripts and uvu with its dependencies are copied in first.
  */
-function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number; args?: string[] } = {}): RunResult {
+function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number; args?: string[]; env?: Record<string, string> } = {}): RunResult {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `podway-runner-${TAG}-`));
   try {
     const tests = path.join(dir, 'tests');
@@ -101,7 +101,7 @@ function runOn(files: Record<string, string>, opts: { filter?: string; uid?: num
       cwd: dir,
       encoding: 'utf8',
       timeout: 60_000,
-      env: { ...process.env, PODWAY_TEST_ROOT: tests, FORCE_COLOR: '0', PODWAY_TEST_JOBS: '' },
+      env: { ...process.env, PODWAY_TEST_ROOT: tests, FORCE_COLOR: '0', PODWAY_TEST_JOBS: '', ...opts.env },
       ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
     });
     if (r.error) throw r.error;
@@ -254,6 +254,8 @@ test.run();
   assert.match(res.out, /note: processes this file started were still running when it ended: killed/);
   const pid = Number(/^pid (\d+)$/.exec(res.events[0] ?? '')?.[1]);
   assert.ok(pid > 0, res.events.join(', '));
+  // the note names what was left: its name, PID and command line
+  assert.match(res.out, `\n      sleep (${pid}: sleep 300)\n`, res.out);
   let alive = true;
   for (let i = 0; i < 100 && alive; i++) {
     try {
@@ -267,6 +269,34 @@ test.run();
     }
   }
   assert.not.ok(alive, `sleep ${pid} still runs`);
+});
+
+test('a file that times out gets SIGTERM and time to clean up (its shell is not killed under it), then fails saying so', () => {
+  // hangs; on SIGTERM it notes it, cleans up for 1 s (a lab's teardown, say), notes that, exits
+  const hangs = `${HEADER}const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const log = require('node:path').join(process.env.PODWAY_TEST_ROOT, '..', 'events.log');
+process.on('SIGTERM', () => {
+  fs.appendFileSync(log, 'term\\n');
+  spawnSync('sleep', ['1']);
+  fs.appendFileSync(log, 'cleaned\\n');
+  process.exit(143);
+});
+test('hangs', async () => {
+  spawn('sleep', ['300'], { stdio: 'ignore' }).unref();
+  await new Promise((r) => setTimeout(r, 120000));
+});
+test.run();
+`;
+  // 5 s: its SIGTERM handler must be in place before the timeout, on a loaded host too
+  const res = runOn({ 'hangs.test.js': hangs }, { env: { PODWAY_TEST_FILE_TIMEOUT_S: '5' } });
+  assert.is(res.status, 1, res.out);
+  assert.match(fileLine(res, 'hangs.test.js'), /^FAIL hangs\.test\.js \(0 passed, 1 failed, /);
+  assert.match(res.out, 'timed out after 5 s: its processes were sent SIGTERM (SIGKILL to what was left 30 s later)');
+  assert.equal(res.events, ['term', 'cleaned'], res.out);
+  // the sleep it left got the SIGTERM too (not a leftover the exit found)
+  assert.not.match(res.out, 'sleep 300', res.out);
+  assert.is(res.lines[res.lines.length - 1], '0 passed, 1 failed', res.out);
 });
 
 test('each file\'s line shows its wall and CPU seconds, its children\'s CPU included', () => {

@@ -400,7 +400,7 @@ export class Lab {
   /**
    * A KV datastore for this lab's podways (hand it to useKvDatastore): etcd started in the fabric
    * (startEtcd), reached from here over its local socket; or an embedded store in a new directory
-   * of the system's temp dir starting with `prefix`. The caller closes it after teardown.
+   * of the lab's directory starting with `prefix`. The caller closes it after teardown.
    */
   async openKvStore(kind: 'etcd' | 'embedded', prefix: string): Promise<LabKvStore> {
     if (kind === 'etcd') {
@@ -408,7 +408,8 @@ export class Lab {
       const kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 5000 });
       return { kv, spec: `etcd:${etcd.endpoint}`, close: () => kv.close().catch(() => undefined) };
     }
-    const dir = mkdtempSync(path.join(tmpdir(), prefix));
+    // inside the lab's directory: destroy() removes it also when close() never runs (a signal)
+    const dir = mkdtempSync(path.join(this.dir, prefix));
     const kv = new FileKv({ dir });
     return {
       kv,

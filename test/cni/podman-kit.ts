@@ -10,12 +10,14 @@
  *
  * Containers run from a root filesystem built from Debian's busybox-static (--rootfs, no registry).
  * destroy() removes the containers (podman's CNI DEL runs), kills any conmon left by PID, unmounts
- * and deletes the directory, and removes the container namespaces podman left behind.
+ * and deletes the directory, and removes the container namespaces podman left behind; it also runs
+ * at the test process's exit and on SIGINT/SIGTERM (the runner's timeout) if not called before.
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { atCleanup } from '../e2e/e2e-kit';
 
 export const PODMAN = '/usr/bin/podman';
 export const BUSYBOX = '/bin/busybox';
@@ -67,6 +69,8 @@ export class PodmanHost {
   /** Container namespaces seen (inspect's SandboxKey), removed by destroy() if podman left one. */
   private readonly sandboxes = new Set<string>();
   private readonly children = new Set<ChildProcess>();
+  /** Forgets destroy() as the test process's exit and signal cleanup (e2e-kit atCleanup). */
+  private readonly forget: () => void;
 
   /** `nodeNs`: the lab node's network namespace name (under /run/netns). */
   constructor(readonly nodeNs: string, label: string) {
@@ -97,6 +101,9 @@ export class PodmanHost {
     // vfs: the image is 2 MB, and overlay over the machine's own filesystem may be refused
     writeFileSync(storage, ['[storage]', 'driver = "vfs"', `runroot = ${q('run')}`, `graphroot = ${q('root')}`, ''].join('\n'));
     this.env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CONTAINERS_CONF: conf, CONTAINERS_STORAGE_CONF: storage, HOME: this.dir };
+    // Also when the test process is ended (the runner's timeout: SIGTERM) or exits without its
+    // finally: before the labs' namespaces go, as podman runs in its node's.
+    this.forget = atCleanup(() => this.destroy());
   }
 
   private argv(args: string[]): string[] {
@@ -187,6 +194,7 @@ export class PodmanHost {
 
   /** Removes everything: containers (CNI DEL), leftover processes, mounts, namespaces, the directory. */
   destroy(): string[] {
+    this.forget();
     const problems: string[] = [];
     for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     try {

@@ -24,7 +24,7 @@ import { Ipam } from '../../src/control/ipam';
 import { HANDLE_PREFIX, nodeAffinityPrefix, parseAffinityKey } from '../../src/control/ipam/keys';
 import { formatIp, netContains, parseIp } from '../../src/control/ipam/net';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { guard, teardown, isRoot, until, logTail } from '../e2e/e2e-kit';
+import { atCleanup, guard, teardown, isRoot, until, logTail } from '../e2e/e2e-kit';
 import { forgetCniCacheDirs, missingCniCacheDirs, PodmanHost, podmanMissing } from './podman-kit';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -118,6 +118,8 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
   let opened: LabKvStore | null = null;
   const cleanupProblems: string[] = [];
   const cacheDirs = missingCniCacheDirs();
+  // also at a signal (the runner's timeout), after the hosts made below are destroyed
+  const forgetDirs = atCleanup(() => forgetCniCacheDirs(cacheDirs));
   try {
     lab.build();
     opened = await lab.openKvStore(datastore, 'podway-podman-store-');
@@ -219,6 +221,7 @@ async function scenario(datastore: 'embedded' | 'etcd'): Promise<void> {
     for (const h of hosts) cleanupProblems.push(...h.destroy());
     await teardown(lab); // podways, etcd, namespaces
     await opened?.close();
+    forgetDirs();
     forgetCniCacheDirs(cacheDirs);
   }
   // Whatever podman made must already be gone when the test passes (destroy() removed leftovers).

@@ -16,9 +16,20 @@ export interface RouteRow { cidr: string; kind: string; node: string; via: strin
 
 const live = new Set<Lab>();
 const children = new Set<ChildProcess>();
+const hooks = new Set<() => void>();
 let installed = false;
 
 function cleanupAll(): void {
+  // first what lives inside the labs' namespaces (a podman host runs podman in its node's), the
+  // last registered first
+  for (const h of [...hooks].reverse()) {
+    try {
+      h();
+    } catch {
+      /* best effort at exit */
+    }
+  }
+  hooks.clear();
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   children.clear();
   for (const lab of live) {
@@ -37,18 +48,35 @@ function cleanupAll(): void {
  * timeout sends SIGTERM).
  */
 export function guard(lab: Lab): Lab {
-  if (!installed) {
-    installed = true;
-    process.on('exit', cleanupAll);
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-      process.on(sig, () => {
-        cleanupAll();
-        process.exit(130);
-      });
-    }
-  }
+  install();
   live.add(lab);
   return lab;
+}
+
+function install(): void {
+  if (installed) return;
+  installed = true;
+  process.on('exit', cleanupAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      cleanupAll();
+      process.exit(130);
+    });
+  }
+}
+
+/**
+ * A synchronous cleanup run, as the labs' destruction, at exit and on SIGINT/SIGTERM/SIGHUP (the
+ * test runner's timeout), before the labs go and after cleanups registered later: for what lives
+ * in a lab's namespaces (a podman host's containers). Returns the function that forgets it (call
+ * it once cleaned up in finally).
+ */
+export function atCleanup(fn: () => void): () => void {
+  install();
+  hooks.add(fn);
+  return () => {
+    hooks.delete(fn);
+  };
 }
 
 /** Stop every podway (all at once: each stops on its own), lab.destroy() and forget it (use in finally). */

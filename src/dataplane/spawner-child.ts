@@ -37,8 +37,13 @@ process.on('message', (m: SpawnRequest | KillRequest) => {
   });
   child.stdin!.end(m.input);
 });
-// The parent went away: nothing left to do for it.
-process.on('disconnect', () => {
+// The parent went away (disconnect), or stops this helper (Spawner.close: SIGTERM): nothing left
+// to do for it, and what runs for it ends too. (SIGTERM's default action ended this process alone,
+// leaving a command under way, an `ip monitor` whose PID podway had not learnt yet, say, running
+// on after podway's stop.)
+const end = () => {
   for (const c of children.values()) c.kill('SIGKILL');
   process.exit(0);
-});
+};
+process.on('disconnect', end);
+process.on('SIGTERM', end);

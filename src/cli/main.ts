@@ -98,6 +98,16 @@ export function parseEndpointToHost(flag: string | undefined, env: string | unde
   throw new UsageError(`${where}: ${JSON.stringify(text)} is not accept or drop${flag === undefined ? ' (Felix\'s Accept, Return or Drop)' : ''}`);
 }
 
+/** A Felix boolean from a flag (given: true) or its FELIX_ variable, parsed as Felix's BoolParam
+ * (true/1/yes/y/t, false/0/no/n/f, any case); unset or empty: false. */
+export function parseFelixBool(flag: boolean | undefined, env: string | undefined, envName: string): boolean {
+  if (flag === true) return true;
+  const v = (env ?? '').trim().toLowerCase();
+  if (v === '' || ['false', '0', 'no', 'n', 'f'].includes(v)) return false;
+  if (['true', '1', 'yes', 'y', 't'].includes(v)) return true;
+  throw new UsageError(`$${envName}: ${JSON.stringify(env)} is not a boolean (true or false, as Felix reads it)`);
+}
+
 /** The node name from --node or $NODENAME, checked where it is accepted (it names a file). */
 function nodeOption(flag: string | undefined): string | undefined {
   try {
@@ -186,6 +196,8 @@ export function buildProgram(): Command {
     .option('--worker-steer <flow|fanout>', 'with several workers, how frames are split between them: flow (each socket filter takes its share by a symmetric hash of the flow inside the tunnel, so a request and its reply meet on one thread) or fanout (PACKET_FANOUT_HASH of the outer headers; for measuring)', 'flow')
     .option('--nat-port-range <low-high>', 'natOutgoing: TCP/UDP source ports (default: above net.ipv4.ip_local_port_range, 61000-65535 on most nodes)')
     .option('--nat-udp-timeout <seconds>', 'natOutgoing: idle timeout of a NATed UDP flow (default 30 unreplied, 120 replied)', (v) => Number(v))
+    .option('--allow-vxlan-from-pods', 'forward a pod\'s own VXLAN packets (UDP to port 4789), which are otherwise dropped and counted encap_from_pod, as Felix drops them (Felix\'s allowVXLANPacketsFromWorkloads, or FELIX_ALLOWVXLANPACKETSFROMWORKLOADS; default false)')
+    .option('--allow-ipip-from-pods', 'forward a pod\'s own IP-in-IP packets (protocol 4), otherwise dropped and counted encap_from_pod (Felix\'s allowIPIPPacketsFromWorkloads, or FELIX_ALLOWIPIPPACKETSFROMWORKLOADS; default false)')
     .option('--nat-outgoing-exclusions <IPPoolsOnly|IPPoolsAndHostIPs>', 'natOutgoing: which destinations outside the pool keep the pod\'s address (Felix\'s natOutgoingExclusions, or FELIX_NATOUTGOINGEXCLUSIONS; default IPPoolsOnly, as Felix: only other pools, so a pod\'s connection to another node\'s address is masqueraded too; IPPoolsAndHostIPs: the nodes\' addresses as well)')
     .option('--nat-max-flows <n>', 'natOutgoing: NATed flows at once; new ones beyond are refused and counted', (v) => Number(v), 65536)
     .option('--metrics-port <port>', 'serve Prometheus /metrics, /livez and /readyz on this port (or FELIX_PROMETHEUSMETRICSENABLED=true and FELIX_PROMETHEUSMETRICSPORT, default 9091)')
@@ -248,6 +260,8 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const endpointToHost = parseEndpointToHost(o.endpointToHost, process.env.FELIX_DEFAULTENDPOINTTOHOSTACTION);
+      const allowVxlanFromPods = parseFelixBool(o.allowVxlanFromPods, process.env.FELIX_ALLOWVXLANPACKETSFROMWORKLOADS, 'FELIX_ALLOWVXLANPACKETSFROMWORKLOADS');
+      const allowIpipFromPods = parseFelixBool(o.allowIpipFromPods, process.env.FELIX_ALLOWIPIPPACKETSFROMWORKLOADS, 'FELIX_ALLOWIPIPPACKETSFROMWORKLOADS');
       let natOutgoingExclusions: NatOutgoingExclusions;
       try {
         natOutgoingExclusions = o.natOutgoingExclusions !== undefined
@@ -288,7 +302,7 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending

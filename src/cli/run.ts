@@ -119,6 +119,10 @@ export interface RunOptions {
   /** Felix's natOutgoingExclusions (`--nat-outgoing-exclusions`, FELIX_NATOUTGOINGEXCLUSIONS;
    * default IPPoolsOnly, Felix's): whether other nodes' addresses are masqueraded as outside ones. */
   natOutgoingExclusions?: NatOutgoingExclusions;
+  /** Felix's allowVXLANPacketsFromWorkloads / allowIPIPPacketsFromWorkloads (`--allow-vxlan-from-pods`,
+   * `--allow-ipip-from-pods`, the FELIX_ variables): a pod's own tunnel packets forwarded, not dropped. */
+  allowVxlanFromPods?: boolean;
+  allowIpipFromPods?: boolean;
   /** Run the BGP speaker with Calico's peering model (`--bgp`, CALICO_NETWORKING_BACKEND=bird). */
   bgp?: boolean;
   /** Where BGPPeer password secrets are read from (DIR/<secret>/<key>). */
@@ -829,7 +833,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       addressAdvice, addressAdvice6,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
       worker: { index: 0, count }, workerSteer: opts.workerSteer,
-      natToNodes,
+      natToNodes, allowVxlanFromPods: opts.allowVxlanFromPods, allowIpipFromPods: opts.allowIpipFromPods,
       // the underlay's forwarding value from before podway, beside the control socket
       // (/run/podway: gone at reboot, as the value the kernel holds)
       forwardingRecordFile: (ifname) => path.join(path.dirname(sock), `${opts.node}.${ifname}.forwarding`),
@@ -941,7 +945,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, allowVxlanFromPods: opts.allowVxlanFromPods, allowIpipFromPods: opts.allowIpipFromPods, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
           if (taps.handle(index, m)) return;

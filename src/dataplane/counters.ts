@@ -102,6 +102,14 @@ export const Reason = {
    * packet that is not ECN-capable (Not-ECT): RFC 6040 section 4.2 drops it, as Linux's vxlan and
    * ipip do (their rx_frame_errors), since the congestion signal cannot be passed on. */
   TUNNEL_ECN_NOT_ECT: base + 43,
+  /** A pod's own VXLAN (UDP to port 4789) or IP-in-IP (protocol 4) packet, IPv4 or IPv6, to any
+   * destination: Felix drops both in every workload's from-chain ("Drop VXLAN/IPinIP encapped
+   * packets originating in workloads") unless FelixConfiguration allowVXLANPacketsFromWorkloads /
+   * allowIPIPPacketsFromWorkloads (podway: --allow-vxlan-from-pods, --allow-ipip-from-pods, or the
+   * same FELIX_ variables). Without it a pod could hand a node a tunnel packet carrying a forged
+   * inner source. Only a datagram's first fragment can be told by its port: later ones pass, and
+   * the receiver, without the first, never reassembles them. */
+  ENCAP_FROM_POD: base + 44,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -155,7 +163,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 44;
+export const COUNTER_COUNT = base + 45;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -46,6 +46,10 @@ export interface EngineOptions {
   /** Felix's natOutgoingExclusions: IPPoolsOnly (true, the default: a natOutgoing pod's egress to
    * another node's address goes to the kernel to be masqueraded) or IPPoolsAndHostIPs (false). */
   natToNodes?: boolean;
+  /** Felix's allowVXLANPacketsFromWorkloads / allowIPIPPacketsFromWorkloads: a pod's own VXLAN /
+   * IP-in-IP packets forwarded instead of dropped `encap_from_pod` (default false, as Felix). */
+  allowVxlanFromPods?: boolean;
+  allowIpipFromPods?: boolean;
   /** Frames per receive batch (and per send call). */
   batch?: number;
   /** The VXLAN outer UDP source ports (LOW, HIGH as net.ipv4.ip_local_port_range, HIGH unused as
@@ -519,6 +523,8 @@ export class Engine {
     const sports = opts.vxlanSourcePorts ?? readLocalPortRange();
     this.pipe.setVxlanSourcePorts(sports[0], sports[1]);
     this.pipe.natToNodes = this.natToNodes;
+    this.pipe.allowVxlanFromPods = opts.allowVxlanFromPods ?? false;
+    this.pipe.allowIpipFromPods = opts.allowIpipFromPods ?? false;
     this.pipe.onPortError = (p, op, e) => this.portError(p, op, e);
     this.pipe.onUnresolved = (ip, now) => this.resolve(ip, now);
     this.pipe.onNeighbor = (ip, b, off) => this.learn(ip, b, off);

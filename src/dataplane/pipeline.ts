@@ -163,6 +163,10 @@ export class Pipeline implements CapturePorts {
    * destination (table ip podway masquerades the connections the pod opens there: nft-nat.ts
    * natSelectors); false for IPPoolsAndHostIPs, where node addresses keep the pod's address. */
   natToNodes = true;
+  /** Felix's allowVXLANPacketsFromWorkloads / allowIPIPPacketsFromWorkloads (default false): a pod's
+   * own UDP to port 4789 / IP-in-IP is dropped `encap_from_pod` unless allowed (IPv6 too). */
+  allowVxlanFromPods = false;
+  allowIpipFromPods = false;
   private ipId = 1;
   /** Port counters (offset) of the port whose batch is being processed. */
   private batchPc = 0;
@@ -443,9 +447,21 @@ export class Pipeline implements CapturePorts {
     for (let k = 0; k < cnt; k++) if (this.podIps[base + k] === src) ok = true;
     if (!ok) return this.drop(Reason.SOURCE_CHECK);
     if (this.tr !== null) this.tr.stages.push(`source check: ${formatIpv4(src)} belongs to ${this.portName[port]}: pass`);
+    if (this.isEncapFromPod(ip, len)) return this.drop(Reason.ENCAP_FROM_POD);
     if (v === Drop.BAD_IP_OPTIONS) return this.badOptions(i, port, ip);
     if ((this.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
     return this.forward(i, port, ip, true, false);
+  }
+
+  /** A pod's IPv4 packet that is itself a tunnel packet (IP-in-IP, or UDP to the VXLAN port in a
+   * first fragment or whole datagram) and not allowed (Felix's drop rules for workloads). */
+  private isEncapFromPod(ip: number, len: number): boolean {
+    const b = this.b;
+    const proto = b[ip + 9];
+    if (proto === IPPROTO_IPIP) return !this.allowIpipFromPods;
+    if (proto !== IPPROTO_UDP || this.allowVxlanFromPods || (((b[ip + 6] & 0x1f) | b[ip + 7]) !== 0)) return false;
+    const udp = ip + ((b[ip] & 0x0f) << 2);
+    return udp + 4 <= ip + len && ((b[udp + 2] << 8) | b[udp + 3]) === VXLAN_PORT;
   }
 
   /** From the node's own stack (podway0): the node talking to a pod here or on another node. */

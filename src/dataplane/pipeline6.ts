@@ -13,6 +13,7 @@
 import { Drop } from '../packet/drop';
 import { ETH_HLEN } from '../packet/layout';
 import { IPPROTO_ICMPV6, IPPROTO_TCP6, IPPROTO_UDP6, IPV6_HEADER_LEN, formatIpv6, ipv6WalkExtHeaders, validateIpv6 } from '../packet/ipv6';
+import { IPPROTO_IPIP } from '../packet/ipv4';
 import {
   ICMPV6_DEST_UNREACH, ICMPV6_HOP_LIMIT_EXCEEDED, ICMPV6_NEIGHBOR_ADVERT, ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_NO_ROUTE, ICMPV6_PACKET_TOO_BIG, ICMPV6_ROUTER_SOLICIT,
   ICMPV6_TIME_EXCEEDED, buildIcmpv6ErrorInPlace, mayReplyWithIcmpv6Error, validateIcmpv6,
@@ -190,8 +191,20 @@ export class Pipeline6 {
     if (!ok) return this.drop(Reason.SOURCE_CHECK);
     if (this.p.tr !== null) this.p.tr.stages.push(`source check: ${formatIpv6(b, ip + 8)} belongs to ${this.p.portName[port]}: pass`);
     if (b[ip + 24] === 0xff) return this.drop(Reason6.MULTICAST6);
+    if (this.isEncapFromPod(ip)) return this.drop(Reason.ENCAP_FROM_POD);
     if ((this.p.pool.flags[i] & DescFlag.CSUM_PARTIAL) !== 0 && !this.completeL4Checksum(ip)) return this.drop(Reason.BAD_PARTIAL_CSUM);
     return this.route(i, port, ip, true);
+  }
+
+  /** A pod's IPv6 packet (walked) carrying IP-in-IP (next header 4) or UDP to the VXLAN port (whole, or
+   * its first fragment), not allowed: as Felix's ip6tables rules for workloads (pipeline.ts's IPv4 twin). */
+  private isEncapFromPod(ip: number): boolean {
+    const w = this.walk;
+    if (w[0] === IPPROTO_IPIP) return !this.p.allowIpipFromPods;
+    if (w[0] !== IPPROTO_UDP6 || this.p.allowVxlanFromPods || (w[2] !== 0 && w[3] !== 0)) return false;
+    const b = this.b;
+    const end = ip + IPV6_HEADER_LEN + ((b[ip + 4] << 8) | b[ip + 5]);
+    return w[1] + 4 <= end && ((b[w[1] + 2] << 8) | b[w[1] + 3]) === VXLAN_PORT;
   }
 
   /**

@@ -18,7 +18,7 @@ import { applySchedSlice } from './sched-slice';
 import { applyWorkerModel, type WorkerModelMessage } from './worker-model';
 import { createLogger, type LogLevel } from '../observe/log';
 
-interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; backpressure?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: EngineOptions['neighborQueue']; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; natToNodes?: boolean; node: string; logLevel?: LogLevel }
+interface WorkerInit { index: number; count: number; batch?: number; ringVersion?: 2 | 3; underlayRingMb?: number; qdiscBypass?: boolean; gro?: boolean; txGso?: boolean; txSocket?: boolean; backpressure?: boolean; rxSuper?: boolean; rxMerge?: boolean; scatterRx?: boolean; podSuper?: boolean; neighbor?: NeighborTimings; neighborQueue?: EngineOptions['neighborQueue']; workerSteer?: 'flow' | 'fanout'; schedSliceUs?: number; natToNodes?: boolean; allowVxlanFromPods?: boolean; allowIpipFromPods?: boolean; node: string; logLevel?: LogLevel }
 
 if (parentPort) {
   const port = parentPort;
@@ -48,6 +48,8 @@ if (parentPort) {
     worker: { index: init.index, count: init.count },
     workerSteer: init.workerSteer,
     natToNodes: init.natToNodes,
+    allowVxlanFromPods: init.allowVxlanFromPods,
+    allowIpipFromPods: init.allowIpipFromPods,
     log,
     onNeighbor: (ip, mac, announced) => port.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }),
     onNeighbor6: (ip6, mac, announced) => port.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }),

@@ -9,7 +9,8 @@ import { KvSlowError, KvUnavailableError } from './kv';
  *   read     a range: it changes nothing, so it may go to every member;
  *   guarded  a transaction whose condition compares the key's ModRevision or Version (create,
  *            update, a delete at a revision): etcd applies it at most once, whichever members it
- *            is sent to (see failover());
+ *            is sent to (see failover()); also a write whose repetition changes nothing that
+ *            matters (a create's fence, etcd-fence.ts);
  *   write    anything else (a plain delete, a compaction): sent again only where it never went.
  */
 export type CallKind = 'read' | 'guarded' | 'write';
@@ -98,11 +99,15 @@ export const HEDGE_SHARE = 0.25;
  * was applied after the delete; one cancelled before (the cancel, RST_STREAM, lying in the socket
  * behind it) was not, as a create that timed out there is not. So a create's attempts still
  * waiting when the call ends are cancelled at once (cancelOvertaken), not left until their
- * deadline. What remains is a race etcd decides when the member runs again (the request and its
- * cancel read together, the request's handler proposing before the cancel ends it); only a
- * condition the late copy could no longer meet (a fence key or a lease in the transaction) would
- * close it. Applied at most once, a guarded write whose connection failed under it (dropped,
- * reset: it may have been applied) is sent to the next member too. An answer that it was applied
+ * deadline. That leaves a race etcd decides when the member runs again (the request and its cancel
+ * read together, the request's handler proposing before the cancel ends it; fresh CI runs saw the
+ * copy applied after the delete 2 times of 2), which only a condition the late copy can no longer
+ * meet closes: the create's fence (etcd-fence.ts). Its transaction also compares a fence key,
+ * ModRevision(fence) < R + 1, R a store revision the client saw before the call, and a create that
+ * left a copy on a member writes the fence key before it returns: the copy, whenever its member
+ * applies it, finds the fence past its R and changes nothing. Applied at most once, a guarded
+ * write whose connection failed under it (dropped, reset: it may have been applied) is sent to
+ * the next member too. An answer that it was applied
  * is the call's at once. An answer that the condition did not hold is final only when every other
  * attempt is known not to be ours: each answered the same or never reached etcd; if one of them
  * may have reached etcd without an answer, that attempt may be what changed the revision, so the

@@ -1,5 +1,6 @@
 // KvStore on etcd v3, through the npm `etcd3` client (gRPC), the way Calico's libcalico-go uses etcd:
-//   create  = txn(if Version(key) == 0 then put)          (create-if-absent)
+//   create  = txn(if Version(key) == 0 && ModRevision(fence) < R + 1 then put)   (create-if-absent;
+//             the fence closes the race of a copy left on a stopped member: etcd-fence.ts)
 //   update  = txn(if ModRevision(key) == R && Version(key) > 0 [&& ModRevision(guard) == G && Version(guard) > 0 ...]
 //             then put, returning the old entry)
 //   delete  = txn(if ModRevision(key) == R then delete) or a plain delete
@@ -108,6 +109,7 @@ import { CLUSTER_INFORMATION_KEY, clusterGuidOf } from './cluster-guid';
 import { installEtcdWatchGuard } from './etcd-watch-guard';
 import { prefixRangeEnd } from './keys';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
+import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
 import { EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
 import { CONNECT_ATTEMPT_OPTION, CONNECT_RETRY_OPTION, installGrpcConnectBound } from './grpc-connect-bound';
 import { CONNECT_RETRY_MS } from './tcp-dial';
@@ -432,6 +434,10 @@ export class EtcdKv implements KvStore {
   private closed = false;
   /** What this store's calls learned about each endpoint (failoverPolicy), across reconnect(). */
   private readonly hostStates = new Map<string, HostState>();
+  /** The header revision of the last answer (a create's fence compares with it: etcd-fence.ts). */
+  private lastRevision: number | undefined;
+  /** What this store's create fences did (etcd-fence.ts; tests, diagnostics). */
+  readonly fences: FenceCounters = newFenceCounters();
 
   constructor(options: EtcdKvOptions) {
     const settings = etcdSettings(options);
@@ -599,8 +605,9 @@ export class EtcdKv implements KvStore {
    * `fn` on the current client, its errors mapped (mapError); `kind` says what may be sent again
    * (see CallKind; `applied`: a guarded write's answer that it was applied). Given up by
    * reconnect() while it waits: a read is sent once more, on the new client; anything else throws.
+   * `attempts`, if given, gets the call's attempts when it ends (a create's fence).
    */
-  private async call<T>(what: string, fn: () => Promise<T>, kind: CallKind = 'write', applied?: (answer: T) => boolean, cancelOvertaken = false): Promise<T> {
+  private async call<T>(what: string, fn: () => Promise<T>, kind: CallKind = 'write', applied?: (answer: T) => boolean, cancelOvertaken = false, attempts?: Attempt[]): Promise<T> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     for (let sent = 1; ; sent++) {
       let up = false;
@@ -614,6 +621,7 @@ export class EtcdKv implements KvStore {
         throw this.mapError(e, what, up, info);
       } finally {
         info.ended = true;
+        attempts?.push(...info.attempts);
       }
     }
   }
@@ -634,12 +642,19 @@ export class EtcdKv implements KvStore {
   }
   private lastClusterId: string | null = null;
 
+  /** Notes the revision of an answer's header (lastRevision). */
+  private noteRevision(header: { revision?: string | number } | undefined): void {
+    const r = Number(header?.revision);
+    if (r > 0) this.lastRevision = r;
+  }
+
   async get(key: string): Promise<KvEntry | null> {
     const res = await this.call(`get ${key}`, () =>
       this.client.kv.range({ key: Buffer.from(key) }, this.callOptions()),
       'read',
     );
     if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
+    this.noteRevision(res.header);
     return res.kvs.length > 0 ? toEntry(res.kvs[0]) : null;
   }
 
@@ -650,27 +665,69 @@ export class EtcdKv implements KvStore {
       'read',
     );
     if (res.header?.cluster_id !== undefined) this.lastClusterId = String(res.header.cluster_id);
+    this.noteRevision(res.header);
     // etcd returns a range in key (byte) order unless asked otherwise.
     return { entries: res.kvs.map(toEntry), revision: Number(res.header.revision) };
   }
 
+  /**
+   * Create-if-absent with its fence (etcd-fence.ts): txn(if Version(key) == 0 && ModRevision(fence)
+   * < R + 1 then put, else read the fence), R the last revision this store saw.
+   */
   async create(key: string, value: string): Promise<KvEntry | null> {
     const k = Buffer.from(key);
-    const res = await this.call(`create ${key}`, () =>
-      this.client.kv.txn(
-        {
-          compare: [{ key: k, target: 'Version' as never, result: 'Equal' as never, version: 0 }],
-          success: [{ request_put: { key: k, value: Buffer.from(value) } }],
-          failure: [],
-        },
-        this.callOptions(),
-      ),
-      'guarded',
-      (res) => res.succeeded,
-      true, // a copy left waiting could create the key again after a delete (etcd-failover.ts)
-    );
-    if (!res.succeeded) return null;
-    const revision = Number(res.header.revision);
+    const v = Buffer.from(value);
+    const revision = await fencedCreate(key, {
+      revision: () => this.lastRevision,
+      readRevision: async (fence) => {
+        const res = await this.call(`create ${key}`, () =>
+          this.client.kv.range({ key: Buffer.from(fence), keys_only: true }, this.callOptions()),
+          'read',
+        );
+        this.noteRevision(res.header);
+        return Number(res.header.revision);
+      },
+      round: async (fence, below) => {
+        const f = Buffer.from(fence);
+        const attempts: Attempt[] = [];
+        const res = await this.call(`create ${key}`, () =>
+          this.client.kv.txn(
+            {
+              compare: [
+                { key: k, target: 'Version' as never, result: 'Equal' as never, version: 0 },
+                { key: f, target: 'Mod' as never, result: 'Less' as never, mod_revision: below },
+              ],
+              success: [{ request_put: { key: k, value: v } }],
+              failure: [{ request_range: { key: f, keys_only: true } }],
+            },
+            this.callOptions(),
+          ),
+          'guarded',
+          (res) => res.succeeded,
+          true, // a copy left waiting is cancelled (etcd-failover.ts), and fenced
+          attempts,
+        );
+        this.noteRevision(res.header);
+        const range = res.responses[0]?.response_range;
+        if (!res.succeeded && !range) throw new Error(`etcd: create of ${key} failed without returning its fence ${fence}`);
+        const fenceMod = !res.succeeded && range?.kvs[0] ? Number(range.kvs[0].mod_revision) : 0;
+        return { succeeded: res.succeeded, revision: Number(res.header.revision), fenceMod, copyLeft: copyLeft(attempts, RULES) };
+      },
+      writeFence: async (fence) => {
+        const res = await this.call(`create ${key}`, () =>
+          this.client.kv.txn(
+            { compare: [], success: [{ request_put: { key: Buffer.from(fence), value: Buffer.from(JSON.stringify({ create: key })) } }], failure: [] },
+            this.callOptions(),
+          ),
+          'guarded',
+          (res) => res.succeeded,
+          true,
+        );
+        this.noteRevision(res.header);
+        return Number(res.header.revision);
+      },
+    }, this.fences, this.description);
+    if (revision === null) return null;
     return { key, value, createRevision: revision, modRevision: revision };
   }
 
@@ -700,6 +757,7 @@ export class EtcdKv implements KvStore {
       'guarded',
       (res) => res.succeeded,
     );
+    this.noteRevision(res.header);
     if (!res.succeeded) return null;
     const prev = res.responses[0]?.response_put?.prev_kv;
     if (!prev) throw new Error(`etcd: update of ${key} succeeded without returning the previous entry`);
@@ -717,6 +775,7 @@ export class EtcdKv implements KvStore {
       const res = await this.call(`delete ${key}`, () =>
         this.client.kv.deleteRange({ key: k }, this.callOptions()),
       );
+      this.noteRevision(res.header);
       return Number(res.deleted) > 0;
     }
     const res = await this.call(`delete ${key}`, () =>
@@ -734,6 +793,7 @@ export class EtcdKv implements KvStore {
       'guarded',
       (res) => res.succeeded,
     );
+    this.noteRevision(res.header);
     return res.succeeded && Number(res.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
   }
 

@@ -24,7 +24,7 @@
 //   last, at random among equals); a call that never reached etcd (no connection, "no leader", not
 //   etcd) made again at once on the next; a read or a revision-guarded write unanswered after a
 //   quarter of the deadline sent to the next member too, the first answer taken; the leaderless
-//   asked again every NO_LEADER_RETRY_MS while the call's time lasts.
+//   asked again every NO_LEADER_RETRY_MS while the call's time lasts; a create's fence (etcd-fence.ts).
 // - Errors: KvUnavailableError "etcd URLS unreachable (WHAT): REASON" (the cause as Node words it,
 //   which is what EtcdKv extracts from grpc-js's text), KvSlowError for a deadline passed on an open
 //   connection (the members named, with several), KvTlsRejectedError for a handshake refused for
@@ -37,6 +37,7 @@ import { prefixRangeEnd } from './keys';
 import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
 import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
+import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-fence';
 import { KvEntry, KvGuard, KvList, KvNotEtcdError, KvStore, KvTlsRejectedError, KvUnavailableError, KvWatch } from './kv';
 import {
   Compare,
@@ -354,6 +355,10 @@ export class EtcdLiteKv implements KvStore {
   private readonly connectTimeoutMs: number;
   private readonly connections: Connection[];
   private lastClusterId: string | null = null;
+  /** The header revision of the last answer (a create's fence compares with it: etcd-fence.ts). */
+  private lastRevision: number | undefined;
+  /** What this store's create fences did (etcd-fence.ts; tests, diagnostics). */
+  readonly fences: FenceCounters = newFenceCounters();
   private closed = false;
 
   constructor(options: EtcdKvOptions) {
@@ -369,6 +374,11 @@ export class EtcdLiteKv implements KvStore {
 
   private noteHeader(h: ResponseHeader): void {
     this.lastClusterId = h.clusterId;
+    this.noteRevision(h);
+  }
+
+  private noteRevision(h: ResponseHeader): void {
+    if (h.revision > 0) this.lastRevision = h.revision;
   }
 
   async get(key: string): Promise<KvEntry | null> {
@@ -385,14 +395,45 @@ export class EtcdLiteKv implements KvStore {
     return { entries: res.kvs.map(toEntry), revision: res.header.revision };
   }
 
+  /** Create-if-absent with its fence (etcd-fence.ts), as EtcdKv's. */
   async create(key: string, value: string): Promise<KvEntry | null> {
     const k = Buffer.from(key);
-    const res = decodeTxnResponse(await this.call(`create ${key}`, 'Txn', encodeTxn({
-      compare: [{ key: k, target: 'version', result: 'equal', value: 0 }],
-      success: [{ put: { key: k, value: Buffer.from(value) } }],
-    }), 'guarded', true)); // a copy left waiting could create the key again after a delete (etcd-failover.ts)
-    if (!res.succeeded) return null;
-    return { key, value, createRevision: res.header.revision, modRevision: res.header.revision };
+    const v = Buffer.from(value);
+    const revision = await fencedCreate(key, {
+      revision: () => this.lastRevision,
+      readRevision: async (fence) => {
+        const res = decodeRangeResponse(await this.call(`create ${key}`, 'Range', encodeRange({ key: Buffer.from(fence), keysOnly: true }), 'read'));
+        this.noteRevision(res.header);
+        return res.header.revision;
+      },
+      round: async (fence, below) => {
+        const f = Buffer.from(fence);
+        const attempts: Attempt[] = [];
+        const res = decodeTxnResponse(await this.call(`create ${key}`, 'Txn', encodeTxn({
+          compare: [
+            { key: k, target: 'version', result: 'equal', value: 0 },
+            { key: f, target: 'mod', result: 'less', value: below },
+          ],
+          success: [{ put: { key: k, value: v } }],
+          failure: [{ range: { key: f, keysOnly: true } }],
+        }), 'guarded', true, attempts)); // a copy left waiting is cancelled (etcd-failover.ts), and fenced
+        this.noteRevision(res.header);
+        const op = res.responses[0];
+        if (!res.succeeded && !(op && 'range' in op)) throw new Error(`etcd: create of ${key} failed without returning its fence ${fence}`);
+        const fenceMod = !res.succeeded && op && 'range' in op ? (op.range.kvs[0]?.modRevision ?? 0) : 0;
+        return { succeeded: res.succeeded, revision: res.header.revision, fenceMod, copyLeft: copyLeft(attempts, RULES) };
+      },
+      writeFence: async (fence) => {
+        const res = decodeTxnResponse(await this.call(`create ${key}`, 'Txn', encodeTxn({
+          compare: [],
+          success: [{ put: { key: Buffer.from(fence), value: Buffer.from(JSON.stringify({ create: key })) } }],
+        }), 'guarded', true));
+        this.noteRevision(res.header);
+        return res.header.revision;
+      },
+    }, this.fences, this.description);
+    if (revision === null) return null;
+    return { key, value, createRevision: revision, modRevision: revision };
   }
 
   async update(key: string, value: string, modRevision: number, guards: readonly KvGuard[] = []): Promise<KvEntry | null> {
@@ -410,6 +451,7 @@ export class EtcdLiteKv implements KvStore {
       }),
     ];
     const res = decodeTxnResponse(await this.call(`update ${key}`, 'Txn', encodeTxn({ compare, success: [{ put: { key: k, value: Buffer.from(value), prevKv: true } }] }), 'guarded'));
+    this.noteRevision(res.header);
     if (!res.succeeded) return null;
     const op = res.responses[0];
     const prev = op && 'put' in op ? op.put.prevKv : null;
@@ -420,7 +462,9 @@ export class EtcdLiteKv implements KvStore {
   async delete(key: string, modRevision?: number): Promise<boolean> {
     const k = Buffer.from(key);
     if (modRevision === undefined) {
-      return decodeDeleteRangeResponse(await this.call(`delete ${key}`, 'DeleteRange', encodeDeleteRange({ key: k }))).deleted > 0;
+      const res = decodeDeleteRangeResponse(await this.call(`delete ${key}`, 'DeleteRange', encodeDeleteRange({ key: k })));
+      this.noteRevision(res.header);
+      return res.deleted > 0;
     }
     const res = decodeTxnResponse(await this.call(`delete ${key}`, 'Txn', encodeTxn({
       compare: [
@@ -429,6 +473,7 @@ export class EtcdLiteKv implements KvStore {
       ],
       success: [{ deleteRange: { key: k } }],
     }), 'guarded'));
+    this.noteRevision(res.header);
     const op = res.responses[0];
     return res.succeeded && op !== undefined && 'deleteRange' in op && op.deleteRange.deleted > 0;
   }
@@ -448,9 +493,9 @@ export class EtcdLiteKv implements KvStore {
   /**
    * One call of etcd's KV service: its reply message, or an error mapped as EtcdKv maps them.
    * `kind`: what may be sent again (etcd-failover.ts); a guarded write is a Txn, applied when it
-   * succeeded.
+   * succeeded. `attempts`, if given, gets the call's attempts when it ends (a create's fence).
    */
-  private async call(what: string, method: string, request: Buffer, kind: CallKind = 'write', cancelOvertaken = false): Promise<Buffer> {
+  private async call(what: string, method: string, request: Buffer, kind: CallKind = 'write', cancelOvertaken = false, attempts?: Attempt[]): Promise<Buffer> {
     if (this.closed) throw new Error(`${this.description}: store is closed`);
     let up = false;
     const call: FailoverCall = { kind, applied: kind === 'guarded' ? (answer) => decodeTxnResponse(answer as Buffer).succeeded : undefined, attempts: [], cancelOvertaken };
@@ -461,6 +506,8 @@ export class EtcdLiteKv implements KvStore {
       return await failover<Buffer>(call, this.connections.length, this.timeoutMs, RULES, () => this.send(call, method, request, deadline));
     } catch (e) {
       throw this.mapError(e, what, up, call);
+    } finally {
+      attempts?.push(...call.attempts);
     }
   }
 

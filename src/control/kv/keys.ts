@@ -2,6 +2,14 @@
 // must too, or a list would come back in a different order depending on the backend.
 
 /**
+ * podway's own keys in an etcd it shares with Calico: outside `/calico/`, which Calico's
+ * components and calicoctl read (resources, IPAM, Felix's status), so nothing of theirs lists or
+ * exports them. Only the etcd clients' create fences live here (etcd-fence.ts); an etcd with
+ * authentication gives podway's user read and write on this prefix too.
+ */
+export const PODWAY_PREFIX = '/podway/';
+
+/**
  * Compares two keys in UTF-8 byte order. JavaScript's `<` compares UTF-16 code units, which agrees
  * with UTF-8 except that surrogates (characters above U+FFFF) sort before U+E000..U+FFFF; the
  * fix-up below moves them after, as their 4-byte UTF-8 forms are.

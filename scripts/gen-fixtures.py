@@ -97,8 +97,8 @@ add("vxlan_udp_checksum", Ether(dst=NODE2_MAC, src=NODE1_MAC) / IP(src=NODE1, ds
 
 inner_tcp = IP(src=POD1, dst=POD2, ttl=63, id=0x7a7a, flags="DF", tos=0x10) / TCP(sport=43210, dport=80, flags="S", seq=7, window=64240)
 add("ipip", Ether(dst=NODE2_MAC, src=NODE1_MAC) /
-    IP(src=NODE1, dst=NODE2, ttl=64, id=0x4242, proto=4, tos=0x10, flags="DF") / inner_tcp,
-    "Calico IPIP: outer TOS and DF copied from the inner header (RFC 2003 3.1)",
+    IP(src=NODE1, dst=NODE2, ttl=64, id=0x4242, proto=4, tos=0, flags="DF") / inner_tcp,
+    "Calico IPIP: outer DSCP 0 (tunl0's tos 0, not inherit), ECN from the inner header (Not-ECT here), DF copied",
     {"kind": "ipip", "inner_hex": bytes(inner_tcp).hex(), "outer_dst_mac": NODE2_MAC, "outer_src_mac": NODE1_MAC,
      "src": NODE1, "dst": NODE2, "ttl": 64, "id": 0x4242})
 
@@ -208,12 +208,13 @@ dp_out("a_to_rv_vxlan", Ether(dst=DP_NODE2_MAC, src=DP_NODE1_MAC) / IP(src=DP_NO
        Ether(dst=DP_VTEP2_MAC, src=DP_VTEP1_MAC) / a_rv_fwd,
        "a_to_rv encapsulated (outer id and UDP source port are podway's)", "a_to_rv", adopt=["outer_id", "vxlan_sport"])
 
-# IPIP to node2 from the tap pod: outer TOS and DF copied from the inner header, TTL 64, protocol 4.
+# IPIP to node2 from the tap pod: outer TOS 0 (tunl0's: the inner DSCP is not copied, the inner ECN
+# field is, Not-ECT here), DF copied from the inner header, TTL 64, protocol 4.
 t_ri = UDP(sport=40003, dport=9000) / Raw(b"over ipip")
 dp("t_to_ri", Ether(dst=GW_MAC, src=DP_T_MAC) / IP(src=DP_T, dst=DP_RI, ttl=64, id=0x3333, flags="DF", tos=0x10) / t_ri,
    "tap pod T to a pod on node2 (IPIP pool)")
 dp_out("t_to_ri_ipip", Ether(dst=DP_NODE2_MAC, src=DP_NODE1_MAC) /
-       IP(src=DP_NODE1, dst=DP_NODE2, ttl=64, id=0, proto=4, tos=0x10, flags="DF") /
+       IP(src=DP_NODE1, dst=DP_NODE2, ttl=64, id=0, proto=4, tos=0, flags="DF") /
        IP(src=DP_T, dst=DP_RI, ttl=63, id=0x3333, flags="DF", tos=0x10) / t_ri,
        "t_to_ri encapsulated in IPIP (outer id is podway's)", "t_to_ri", adopt=["outer_id"])
 

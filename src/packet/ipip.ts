@@ -10,14 +10,19 @@ import { ecnEncapsulate } from './ecn';
 /**
  * Prepends the outer header in place in front of the inner IPv4 datagram at [off, off+len) and
  * returns the outer header's offset (off - 20); the new datagram length is len + 20.
- * DSCP and DF are copied from the inner header (RFC 2003 section 3.1), the ECN field as RFC 6040
- * says (ecnEncapsulate: CE -> ECT(0), as Linux's ip_tunnel_ecn_encap). Any Ethernet header that was
- * in front of the inner datagram is overwritten: write the new one at the returned offset - 14.
+ * The outer TOS is Calico's tunl0's: DSCP 0 and the ECN field as RFC 6040 says (ecnEncapsulate:
+ * the inner one, CE -> ECT(0)). Felix makes tunl0 without a `tos` (`ip tunnel add tunl0 mode
+ * ipip`, or the fallback device the ipip module creates: tos 0, not `inherit`), and Linux's
+ * ip_tunnel_xmit copies the inner TOS only for `tos inherit` (bit 0 set); ip_tunnel_ecn_encap then
+ * puts the inner ECN field into the tunnel's tos 0. The inner DSCP is not copied (RFC 2003 section
+ * 3.1 allows either), so a pod cannot pick the underlay's queue. DF is copied from the inner header
+ * (the fallback device's frag_off is 0: DF comes from the inner packet, as ip_tunnel_xmit does).
+ * Any Ethernet header that was in front of the inner datagram is overwritten: write the new one at
+ * the returned offset - 14.
  */
 export function encapIpip(b: Uint8Array, off: number, len: number, srcIp: number, dstIp: number, ttl: number, id: number): number {
   const o = off - IPIP_OVERHEAD;
-  const tos = b[off + 1];
-  writeIpv4Header(b, o, (tos & 0xfc) | ecnEncapsulate(tos), len + IPIP_OVERHEAD, id, get16(b, off + 6) & IPV4_FLAG_DF, ttl, IPPROTO_IPIP, srcIp, dstIp);
+  writeIpv4Header(b, o, ecnEncapsulate(b[off + 1]), len + IPIP_OVERHEAD, id, get16(b, off + 6) & IPV4_FLAG_DF, ttl, IPPROTO_IPIP, srcIp, dstIp);
   return o;
 }
 

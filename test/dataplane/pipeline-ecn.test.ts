@@ -1,9 +1,9 @@
 // ECN through the tunnels (RFC 6040, as Linux's vxlan/ipip do it: include/net/inet_ecn.h) on
 // in-memory ports: the outer ECN field podway writes when it encapsulates (VXLAN over IPv4 and
-// IPv6, IPIP), and what it makes of the inner one when it decapsulates, for every pair of outer
-// and inner ECN values, on the tunnel sockets and on the underlay port: byte for byte against the
-// input with only the TOS (traffic class) and header checksum changed, the checksum as a full
-// recomputation gives it.
+// IPv6, IPIP; the rest of the outer TOS 0, as Calico's vxlan.calico and tunl0 have it), and what
+// it makes of the inner one when it decapsulates, for every pair of outer and inner ECN values,
+// on the tunnel sockets and on the underlay port: byte for byte against the input with only the
+// TOS (traffic class) and header checksum changed, the checksum as a full recomputation gives it.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Reason } from '../../src/dataplane/counters';
@@ -62,15 +62,29 @@ test('VXLAN over IPv4 through the kernel (tx4, the neighbour unresolved): the sa
   assert.is(u16(out, 10), ipHeaderChecksum(out, 0));
 });
 
-test('IPIP: the outer DSCP copied, the ECN field as RFC 6040 (CE sent as ECT(0))', () => {
-  for (const e of ALL) {
-    const h = makeHarness(RESOLVED);
-    h.receive(h.port('tapT'), withTos(frame('t_to_ri'), 14, 0x28 | e));
-    const out = onlyFrame(h, h.infra.underlay, 'ipip').bytes;
-    assert.is(out[15], 0x28 | (e === CE ? ECT0 : e), `inner ${name(e)}: outer tos`);
-    assert.is(u16(out, 24), ipHeaderChecksum(out, 14), `inner ${name(e)}: outer header checksum`);
-    assert.is(out[34 + 1], 0x28 | e, 'inner tos untouched');
+test('IPIP: the outer DSCP 0 whatever the inner one (tunl0\'s tos 0, not inherit), the ECN field as RFC 6040 (CE sent as ECT(0))', () => {
+  for (const dscp of [0, 0x28, 0xb8, 0xfc]) {
+    for (const e of ALL) {
+      const h = makeHarness(RESOLVED);
+      h.receive(h.port('tapT'), withTos(frame('t_to_ri'), 14, dscp | e));
+      const out = onlyFrame(h, h.infra.underlay, 'ipip').bytes;
+      const what = `inner tos ${dscp | e} (${name(e)})`;
+      assert.is(out[14 + 9], 4, `${what}: protocol 4`);
+      assert.is(out[15], e === CE ? ECT0 : e, `${what}: outer tos`);
+      assert.is(u16(out, 24), ipHeaderChecksum(out, 14), `${what}: outer header checksum`);
+      assert.is(out[34 + 1], dscp | e, `${what}: inner tos untouched`);
+      assert.is(u16(out, 34 + 10), ipHeaderChecksum(out, 34), `${what}: inner header checksum`);
+    }
   }
+});
+
+test('IPIP through the kernel (tx4, the neighbour unresolved): the same outer TOS', () => {
+  const h = makeHarness();
+  h.receive(h.port('tapT'), withTos(frame('t_to_ri'), 14, 0xb8 | CE));
+  const out = onlyFrame(h, h.infra.tx4, 'ipip via tx4').bytes;
+  assert.is(out[9], 4);
+  assert.is(out[1], ECT0);
+  assert.is(u16(out, 10), ipHeaderChecksum(out, 0));
 });
 
 /** Pod A's IPv6 echo request to RV on node2, traffic class `tc`, its ICMPv6 checksum fixed. */

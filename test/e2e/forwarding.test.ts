@@ -249,16 +249,17 @@ for (const mode of MODES) {
 
 // ---- 3. on the wire ----------------------------------------------------------------------------
 
-test('ipip on the wire: outer 10.99.0.1 -> 10.99.0.2 proto 4 around the unchanged pod packet', async () => {
+test('ipip on the wire: outer 10.99.0.1 -> 10.99.0.2 proto 4 around the unchanged pod packet; outer DSCP 0, the inner ECN field', async () => {
   await useMode('ipip');
   const n2 = node('node2');
   const file = path.join(L().dir, 'ipip.pcap');
   const cap = await startCapture(n2.ns, 'eth0', file, 'ip proto 4', 6);
-  const p = await ping('web-1', ipOf('web-2'), 3);
+  // DSCP EF (46) and ECT(1): Calico's tunl0 (tos 0, not inherit) carries the ECN field out, not the DSCP
+  const p = await ping('web-1', ipOf('web-2'), 3, ['-Q', '0xb9']);
   assert.is(p.r.loss, 0, p.out);
   const code = await cap.finish(5000);
   assert.is(code, 0, `tcpdump: ${cap.stderr}`);
-  const rows = await tsharkFields(file, ['ip.proto', 'ip.src', 'ip.dst', 'ip.ttl', 'icmp.type']);
+  const rows = await tsharkFields(file, ['ip.proto', 'ip.src', 'ip.dst', 'ip.ttl', 'icmp.type', 'ip.dsfield']);
   const req = rows.filter((r) => r[4][0] === '8');
   const rep = rows.filter((r) => r[4][0] === '0');
   assert.is(req.length, 3, `echo requests on node2's wire: ${JSON.stringify(rows)}`);
@@ -268,11 +269,14 @@ test('ipip on the wire: outer 10.99.0.1 -> 10.99.0.2 proto 4 around the unchange
     assert.equal(r[1], ['10.99.0.1', '10.244.0.2']);
     assert.equal(r[2], ['10.99.0.2', '10.244.0.66']);
     assert.equal(r[3], ['64', '63'], 'outer ttl 64; inner ttl decremented once by node1');
+    assert.equal(r[5].map(Number), [0x01, 0xb9], 'outer tos: DSCP 0, ECT(1) from the inner header; inner tos as the pod sent it');
   }
   for (const r of rep) {
     assert.equal(r[0], ['4', '1']);
     assert.equal(r[1], ['10.99.0.2', '10.244.0.66']);
     assert.equal(r[2], ['10.99.0.1', '10.244.0.2']);
+    const [outer, inner] = r[5].map(Number);
+    assert.is(outer, inner & 3, `reply: outer tos ${outer} is the inner (${inner}) ECN field alone`);
   }
 });
 

@@ -110,6 +110,14 @@ export const Reason = {
    * inner source. Only a datagram's first fragment can be told by its port: later ones pass, and
    * the receiver, without the first, never reassembles them. */
   ENCAP_FROM_POD: base + 44,
+  /** An IPv4 packet from the underlay (decapsulated from VXLAN or IPIP, or unencapsulated) for a
+   * pod or a tunnel address here whose source is this node's own: one of its addresses (the node's,
+   * its tunnel addresses, any of its local table) or an address its routes keep here (a local pod's,
+   * or an unallocated one of its own blocks). No other node sends one; Calico's kernel drops it in
+   * its source validation (fib_validate_source: a local source is a martian source whatever
+   * rp_filter says; one routed back through another interface fails strict reverse-path
+   * filtering, rp_filter 1). IPv4 only: the kernel validates no IPv6 source so. */
+  OWN_SOURCE: base + 45,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -163,7 +171,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 45;
+export const COUNTER_COUNT = base + 46;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

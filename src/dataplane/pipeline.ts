@@ -580,6 +580,7 @@ export class Pipeline implements CapturePorts {
       if (this.tr !== null) this.tr.stages.push(`lookup ${formatIpv4(dst)}: ${nh === NO_ROUTE ? 'no route' : this.describeNh(nh)}: not for a local pod (underlay_not_for_pods)`);
       return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
     }
+    if (this.ownSource(ip)) return this.drop(Reason.OWN_SOURCE);
     return this.route(i, -1, ip, false, false, dst, nh);
   }
 
@@ -651,13 +652,45 @@ export class Pipeline implements CapturePorts {
     if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) {
       // another node's pod (or a kernel node) talking to this node's tunnel address
       if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.HOST) {
+        if (this.ownSource(ip)) return this.drop(Reason.OWN_SOURCE);
         if (viaSocket) this.completeTunnelledChecksum(ip);
         return this.toOwnTunnelAddress(i, -1, ip, nh);
       }
       return this.drop(Reason.DECAP_NOT_LOCAL);
     }
+    if (this.ownSource(ip)) return this.drop(Reason.OWN_SOURCE);
     if (viaSocket) this.completeTunnelledChecksum(ip);
     return this.route(i, -1, ip, false, false, dst, nh);
+  }
+
+  /**
+   * Whether the IPv4 packet at `ip`, from the underlay (decapsulated or not) for a pod or a tunnel
+   * address here, has a source of this node's own: the node's address, one of its local table
+   * (its tunnel addresses on podway0 among them), or one its routes keep here (a local pod, its
+   * own tunnel address, an unallocated address of its own blocks). No other node sends from one.
+   * A Calico node's kernel drops it in ip_route_input's source validation (fib_validate_source): a
+   * local source is a martian source whatever rp_filter says (accept_local is 0), and with strict
+   * reverse-path filtering (rp_filter 1; Felix refuses loose, 2) so is a pod's address, whose
+   * route back leaves through its cali interface, not the tunnel or the underlay, and a
+   * blackholed one. podway drops them all. The kernel validates the source after the destination
+   * lookup, so a blackholed or unrouted destination is dropped as such first, and before the TTL
+   * check (forwarding's). A compare, a binary search and a FIB lookup per packet; traced.
+   */
+  private ownSource(ip: number): boolean {
+    const b = this.b;
+    const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+    const a = this.addr;
+    let own = (src === a.nodeIp && a.hasNodeIp) || (src !== 0 && (src === a.vxlanTunnelIp || src === a.ipipTunnelIp)) || this.local4.has(src);
+    let nh = NO_ROUTE;
+    if (!own) {
+      nh = this.nh.fib.lookup(src);
+      if (nh !== NO_ROUTE) {
+        const k = this.nh.kind[nh];
+        own = k === NhKind.LOCAL || k === NhKind.HOST || k === NhKind.BLACKHOLE;
+      }
+    }
+    if (own && this.tr !== null) this.tr.stages.push(`source ${formatIpv4(src)}: ${nh !== NO_ROUTE ? `${this.nh.routes[nh].cidr} ${NH_KIND_NAMES[this.nh.kind[nh]]}, this node's own` : 'an address of this node'}: no other node sends from it (the kernel's source validation drops it)`);
+    return own;
   }
 
   /**

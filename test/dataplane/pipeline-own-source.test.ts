@@ -1,0 +1,133 @@
+// A packet from the underlay (VXLAN or IPIP decapsulated, on the sockets or the underlay port, or
+// unencapsulated) whose inner source is this node's own: its address, its tunnel address, an
+// address of its local table, one of its pods, an unallocated address of its own blocks. No other
+// node sends one; a Calico node's kernel drops it in its source validation (a local source is a
+// martian source; a pod's or a blackholed one fails strict reverse-path filtering), so podway drops
+// it too, counted own_source, instead of delivering it into the pod.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { COUNTER_NAMES, Reason } from '../../src/dataplane/counters';
+import { TraceSession, parseTraceFilter } from '../../src/dataplane/trace';
+import { parseIpv4 } from '../../src/packet';
+import { Harness, NODE2, fixIpChecksum, frame, makeHarness, takeAll } from './helpers';
+
+/** A copy of `f` with the IPv4 header at `ip` given source (and destination) `src` (`dst`), its
+ * header checksum fixed (the transport checksum is left: the pipeline does not check it here). */
+function withAddrs(f: Uint8Array, ip: number, src: string, dst?: string): Uint8Array {
+  const c = f.slice();
+  const put = (a: number, at: number) => c.set([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255], at);
+  put(parseIpv4(src), ip + 12);
+  if (dst !== undefined) put(parseIpv4(dst), ip + 16);
+  fixIpChecksum(c, ip);
+  return c;
+}
+
+/** A way into the node: the port its packet is delivered to, and how to send one with a given inner
+ * source (and destination). */
+interface Way { name: string; port: (h: Harness) => number; send: (h: Harness, src: string, dst?: string) => void }
+
+/** The five ways a packet from node2 reaches a pod here. VXLAN (node2's pod RV -> A) on the UDP
+ * socket (the payload from byte 42: inner IPv4 at 22) and on the underlay port (inner IPv4 at 64),
+ * IPIP (RI -> T) on the raw socket (from byte 14: inner at 20) and on the underlay port (inner at
+ * 34), and unencapsulated (RD -> U) on the underlay port (at 14). */
+const WAYS: Way[] = [
+  { name: 'vxlan (socket)', port: (h) => h.port('caliA'), send: (h, s, d) => h.receive(h.infra.vxlan, { bytes: withAddrs(frame('vxlan_rv_to_a'), 64, s, d).subarray(42), addr: NODE2, aport: 50000 }) },
+  { name: 'vxlan (underlay port)', port: (h) => h.port('caliA'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('vxlan_rv_to_a'), 64, s, d)) },
+  { name: 'ipip (socket)', port: (h) => h.port('tapT'), send: (h, s, d) => h.receive(h.infra.ipip, { bytes: withAddrs(frame('ipip_ri_to_t'), 34, s, d).subarray(14), addr: NODE2 }) },
+  { name: 'ipip (underlay port)', port: (h) => h.port('tapT'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('ipip_ri_to_t'), 34, s, d)) },
+  { name: 'unencapsulated', port: (h) => h.port('tunU'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('underlay_rd_to_u'), 14, s, d)) },
+];
+
+/** node1 of helpers.ts's cluster, the tap pod's MAC learned, 192.0.2.7 in its local table. */
+function harness(): Harness {
+  const h = makeHarness();
+  h.receive(h.port('tapT'), frame('arp_t_gw'));
+  takeAll(h);
+  h.pipe.local4.set(['10.99.0.1', '192.0.2.7']);
+  return h;
+}
+
+/** 'delivered' when `send` put one frame on `port` and nothing elsewhere; else nothing may have
+ * been sent and the answer is the counters that moved. */
+function outcome(h: Harness, port: number, send: () => void): string {
+  const before = Float64Array.from(h.pipe.counters);
+  send();
+  const sent = takeAll(h);
+  if (sent.size === 1 && sent.get(port)?.length === 1) return 'delivered';
+  assert.is(sent.size, 0, `not delivered: nothing sent (sent on ${[...sent.keys()].map((p) => h.pipe.portName[p]).join(', ')})`);
+  return [...h.pipe.counters].flatMap((v, k) => (v !== before[k] ? [COUNTER_NAMES[k]] : [])).join(',');
+}
+
+const OWN: Record<string, string> = {
+  'the node\'s address': '10.99.0.1',
+  'its VXLAN tunnel address (a host route)': '10.244.0.0',
+  'an address of its local table': '192.0.2.7',
+  'veth pod B': '10.244.0.2',
+  'tap pod T': '10.245.0.3',
+  'tun pod U': '10.246.0.4',
+  'an unallocated address of its block (blackholed)': '10.245.0.9',
+};
+
+test('an inner source of this node\'s own is dropped own_source on every way in, not delivered to the pod', () => {
+  const h = harness();
+  let drops = 0;
+  for (const w of WAYS) {
+    for (const [what, src] of Object.entries(OWN)) {
+      assert.is(outcome(h, w.port(h), () => w.send(h, src)), 'own_source', `${w.name}, from ${what} (${src})`);
+      drops++;
+    }
+  }
+  assert.is(h.pipe.counters[Reason.OWN_SOURCE], drops);
+  assert.is(h.pipe.counters[Reason.DECAP_NOT_LOCAL], 0);
+});
+
+test('other nodes\' pods and addresses still get through on every way in', () => {
+  const h = harness();
+  for (const w of WAYS) {
+    for (const src of ['10.244.0.65', '10.245.0.65', '10.246.0.65', '10.244.0.64', '10.99.0.2']) {
+      assert.is(outcome(h, w.port(h), () => w.send(h, src)), 'delivered', `${w.name}, from ${src}`);
+    }
+  }
+  assert.is(h.pipe.counters[Reason.OWN_SOURCE], 0);
+});
+
+test('to the node\'s own VXLAN tunnel address: another node\'s pod reaches the host port, one of its own pods\' addresses is dropped own_source', () => {
+  const h = harness();
+  const vxlan = WAYS[0];
+  assert.is(outcome(h, h.infra.host, () => vxlan.send(h, '10.244.0.65', '10.244.0.0')), 'delivered');
+  assert.is(outcome(h, h.infra.host, () => vxlan.send(h, '10.244.0.2', '10.244.0.0')), 'own_source');
+  assert.is(outcome(h, h.infra.host, () => vxlan.send(h, '10.99.0.1', '10.244.0.0')), 'own_source');
+});
+
+test('checked after the destination, as the kernel validates a source: a blackholed destination stays blackhole, another node\'s decap_not_local; before the TTL (no time exceeded)', () => {
+  const h = harness();
+  for (const w of WAYS.slice(0, 4)) {
+    assert.is(outcome(h, w.port(h), () => w.send(h, '10.244.0.2', '10.244.0.9')), 'blackhole', `${w.name}: blackholed destination`);
+    assert.is(outcome(h, w.port(h), () => w.send(h, '10.244.0.2', '10.244.0.66')), 'decap_not_local', `${w.name}: another node's pod`);
+  }
+  // TTL 1 from node2's pod: answered with time exceeded (an ICMP error back through the tunnel);
+  // from an own pod's address: dropped, no error sent towards the node's own pod
+  const ttl1 = frame('vxlan_rv_to_a_ttl1');
+  h.receive(h.infra.underlay, ttl1);
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1, 'node2\'s pod: ttl_expired');
+  takeAll(h);
+  assert.is(outcome(h, h.port('caliA'), () => h.receive(h.infra.underlay, withAddrs(ttl1, 64, '10.244.0.2'))), 'own_source');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1);
+});
+
+test('traced: the source stage says whose address it is, then the drop', () => {
+  const h = harness();
+  const t = new TraceSession(parseTraceFilter(['host', '10.244.0.2']), 5);
+  h.pipe.trace = t;
+  WAYS[1].send(h, '10.244.0.2');
+  WAYS[4].send(h, '10.244.0.2');
+  assert.is(t.records.length, 2);
+  assert.match(t.records[0].stages.join('\n'), /vxlan decap: from node 10\.99\.0\.2[^\n]*\nsource 10\.244\.0\.2: 10\.244\.0\.2\/32 local, this node's own: [^\n]*\ndrop: own_source$/);
+  assert.match(t.records[1].stages.join('\n'), /underlay: unencapsulated[^]*\nsource 10\.244\.0\.2: [^\n]*\ndrop: own_source$/);
+  const t2 = new TraceSession(parseTraceFilter(['host', '192.0.2.7']), 5);
+  h.pipe.trace = t2;
+  WAYS[2].send(h, '192.0.2.7');
+  assert.match(t2.records[0].stages.join('\n'), /source 192\.0\.2\.7: an address of this node: [^\n]*\ndrop: own_source$/);
+});
+
+test.run();

@@ -466,12 +466,19 @@ export function quietKernelOn(ifname: string, pod: boolean, changed?: Map<string
     const n2 = setSysctl(`${conf}.proxy_arp`, '0');
     if (n2) notes.push(n2);
     // IPv6 (when the kernel has it on this interface): never take router advertisements from a
-    // pod, as Felix sets. The kernel's IPv6 forwarding is global only (no per-interface switch
-    // like IPv4's), so a node with net.ipv6.conf.all.forwarding=1 would forward pod IPv6 too.
+    // pod, and act as a router on the link, as Felix sets both. The kernel's IPv6 forwarding is
+    // global only (no per-interface switch like IPv4's: the interface's `forwarding` makes it a
+    // router on the link, forwarding follows net.ipv6.conf.all.forwarding), so a node with
+    // all.forwarding=1 would forward pod IPv6 too. The interface's forwarding=1 is what flags the
+    // kernel's Neighbor Advertisements router: the kernel answers a veth pod's solicitation for its
+    // gateway fe80::ecee:eeff:feee:eeee (the host end's own link-local address), podway does not
+    // (pipeline6.ts podNdp), and the pod's entry for its default router says router.
     const conf6 = `net.ipv6.conf.${ifname.replace(/\./g, '/')}`;
     if (existsSync(sysctlFile(conf6))) {
       const n3 = setSysctl(`${conf6}.accept_ra`, '0');
       if (n3) notes.push(n3);
+      const n4 = setSysctl(`${conf6}.forwarding`, '1');
+      if (n4) notes.push(n4);
     }
   }
   return notes;

@@ -538,6 +538,15 @@ export class Pipeline6 {
       let gw = true;
       for (let k = 0; k < 16; k++) if (b[icmp + 8 + k] !== GATEWAY_IP6[k]) { gw = false; break; }
       if (!gw) return this.drop(Reason6.NDP_NOT_GATEWAY);
+      // A veth pod's: the gateway's address is the host end's own link-local (the kernel makes it
+      // from ee:ee:ee:ee:ee:ee), so the node's kernel, which has the frame too, answers it, as on a
+      // Calico node (flagged router: podway sets the host end's IPv6 forwarding=1, as Felix does,
+      // host.ts quietKernelOn). Answering here too sent the pod two advertisements for each
+      // solicitation. A TAP pod's reaches podway alone: answered here.
+      if (this.p.hostSees[port] === 1) {
+        if (this.p.trace !== null) this.traceNdp(port, ip, `ndp neighbor solicitation for ${formatIpv6(GATEWAY_IP6)} from ${formatIpv6(b, ip + 8)}: the veth host end's own address: the node's kernel answers it`);
+        return this.count(Event.TO_HOST, HOST);
+      }
       if (this.p.trace !== null) this.traceNdp(port, ip, `ndp neighbor solicitation for ${formatIpv6(GATEWAY_IP6)} from ${formatIpv6(b, ip + 8)}: answered ee:ee:ee:ee:ee:ee (router)`);
       this.setFrame(i, f, answerNeighborSolicitInPlace(b, f, icmp, len, GATEWAY_MAC6, 0, true));
       return this.count(Event6.NDP_REPLIED, port);

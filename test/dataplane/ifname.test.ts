@@ -76,13 +76,15 @@ test('names with dots reach their own sysctls (a VLAN\'s eth0.100: /proc/sys/...
       ns.ip('link', 'add', 'name', name, 'type', 'bridge');
       const file = (v: 4 | 6, k: string) => `/proc/sys/net/ipv${v}/conf/${name}/${k}`;
       const cat = (f: string) => ns.exec('cat', [f]).trim();
-      ns.exec('sh', ['-c', `echo 1 > ${file(4, 'forwarding')}; echo 1 > ${file(4, 'proxy_arp')}; echo 1 > ${file(6, 'accept_ra')}`]);
+      ns.exec('sh', ['-c', `echo 1 > ${file(4, 'forwarding')}; echo 1 > ${file(4, 'proxy_arp')}; echo 1 > ${file(6, 'accept_ra')}; echo 0 > ${file(6, 'forwarding')}`]);
       // quietKernelOn in the namespace (its /proc/sys/net is the namespace's)
       const notes = execFileSync('ip', ['netns', 'exec', ns.name, process.execPath, '-e', `console.log(JSON.stringify(require(${JSON.stringify(host)}).quietKernelOn(${JSON.stringify(name)}, true)))`], { encoding: 'utf8', timeout: 30_000 });
-      assert.is((JSON.parse(notes) as string[]).length, 3, notes);
+      assert.is((JSON.parse(notes) as string[]).length, 4, notes);
       assert.is(cat(file(4, 'forwarding')), '0', `${name} forwarding`);
       assert.is(cat(file(4, 'proxy_arp')), '0', `${name} proxy_arp`);
       assert.is(cat(file(6, 'accept_ra')), '0', `${name} accept_ra`);
+      // a router on the link, as Felix sets it: the kernel's advertisements for the gateway say so
+      assert.is(cat(file(6, 'forwarding')), '1', `${name} IPv6 forwarding (the interface's)`);
     }
   });
 });

@@ -31,14 +31,26 @@ test('the model: IPv6 /128s per pod, our /122 blackholed, node2\'s block over IP
   assert.is(h.pipe.v6.podMtu, 1430);
 });
 
-test('NS for the gateway (multicast, with SLLA) is answered with ee:ee:ee:ee:ee:ee on the same port', () => {
+test('a TAP pod\'s NS for the gateway (multicast, with SLLA; a NUD probe) is answered with ee:ee:ee:ee:ee:ee on the same port, once', () => {
+  const h = makeHarness6();
+  const t = h.port('tapT');
+  h.receive(t, frame6('v6_ns_gw'));
+  assertBytes(onlyFrame(h, t, 'NA').bytes, frame6('v6_na_gw'), 'NA');
+  h.receive(t, frame6('v6_ns_gw_nud'));
+  assertBytes(onlyFrame(h, t, 'NA (NUD)').bytes, frame6('v6_na_gw_nud'), 'NA to the NUD probe');
+  assert.is(h.pipe.counters[Event6.NDP_REPLIED], 2);
+});
+
+test('a veth pod\'s NS for the gateway is left to the node\'s kernel (the host end\'s own link-local address: it answers), not answered a second time', () => {
   const h = makeHarness6();
   const a = h.port('caliA');
-  h.receive(a, frame6('v6_ns_gw'));
-  assertBytes(onlyFrame(h, a, 'NA').bytes, frame6('v6_na_gw'), 'NA');
-  h.receive(a, frame6('v6_ns_gw_nud'));
-  assertBytes(onlyFrame(h, a, 'NA (NUD)').bytes, frame6('v6_na_gw_nud'), 'NA to the NUD probe');
-  assert.is(h.pipe.counters[Event6.NDP_REPLIED], 2);
+  h.receive(a, frame6('v6_ns_gw'), frame6('v6_ns_gw_nud'));
+  nothingSent(h, 'NS from a veth pod');
+  assert.is(h.pipe.counters[Event6.NDP_REPLIED], 0);
+  assert.is(h.pipe.counters[Event.TO_HOST], 2, 'counted to_host');
+  // its router solicitation is still answered here (the kernel sends no RA)
+  h.receive(a, frame6('v6_rs'));
+  assertBytes(onlyFrame(h, a, 'RA').bytes, frame6('v6_ra'), 'RA');
 });
 
 test('RS is answered with an RA carrying the pod MTU; from :: to all-nodes', () => {
@@ -195,8 +207,8 @@ test('tun pod: IPv6 from U reaches A with Ethernet; A -> U leaves without Ethern
   const f = frame6('v6pipe_a_to_b').subarray(14).slice();
   f.set(parseIpv6Bytes('fd00:10:244::4'), 8);
   f.set(parseIpv6Bytes('fd00:10:244::1'), 24);
-  h.receive(a, frame6('v6_ns_gw')); // A's MAC is declared anyway; its NS is answered
-  onlyFrame(h, a, 'NA');
+  h.receive(a, frame6('v6_ns_gw')); // A's MAC is declared anyway; its NS is the node kernel's to answer
+  nothingSent(h, 'NS from veth pod A');
   h.receive(u, f);
   const toA = onlyFrame(h, a, 'U -> A').bytes;
   assert.is(toHex(toA, 12, 2), '86dd');
@@ -501,13 +513,15 @@ test('podway trace follows IPv6 packets (filter by IPv6 host): stages from ingre
   assert.throws(() => parseTraceFilter(['host', 'fd00::zz']), /invalid IPv6 address/);
 });
 
-test('podway trace records the gateway NS podway answered', () => {
+test('podway trace records the gateway NS podway answered (a TAP pod\'s) and the one it left to the kernel (a veth pod\'s)', () => {
   const h = makeHarness6();
-  const t = new TraceSession(parseTraceFilter(['icmp6']), 1);
+  const t = new TraceSession(parseTraceFilter(['icmp6']), 2);
   h.pipe.trace = t;
+  h.receive(h.port('tapT'), frame6('v6_ns_gw'));
   h.receive(h.port('caliA'), frame6('v6_ns_gw'));
-  assert.is(t.records.length, 1);
+  assert.is(t.records.length, 2);
   assert.match(t.records[0].stages[0], /neighbor solicitation for fe80::ecee:eeff:feee:eeee .*answered ee:ee:ee:ee:ee:ee/);
+  assert.match(t.records[1].stages[0], /neighbor solicitation for fe80::ecee:eeff:feee:eeee .*the veth host end's own address: the node's kernel answers it/);
 });
 
 test.run();

@@ -1,7 +1,7 @@
 /**
  * IPv6 dual-stack end to end (root, network namespaces): two podway nodes, pods with an IPv6 /128
  * beside their IPv4 address and `default via fe80::ecee:eeff:feee:eeee`. Pods resolve the gateway
- * with NDP (answered by podway), ping each other both ways over VXLAN-over-IPv6 and unencapsulated
+ * with NDP (a veth pod's answered by the node's kernel, a TAP pod's by podway), ping each other both ways over VXLAN-over-IPv6 and unencapsulated
  * IPv6, move 4 MB of TCP with the content checked, and a kernel TCP sender whose pod MTU is too
  * big for the IPv6 VXLAN path learns the path MTU from podway's ICMPv6 packet too big.
  *

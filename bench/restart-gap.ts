@@ -27,7 +27,31 @@ const PING_INTERVAL_S = 0.01;
 /** stopMs: the old process's exit after the signal; forwardingMs: the new one's `forwarding` line
  * after the signal; gapMs: the longest loss web-1 -> web-2 (gapBackMs the other way); lostBeforeExitMs:
  * the part of it before the old process exited (what the stop costs; the rest is the start's). */
-interface Row { build: string; next: string; signal: string; stopMs: number; forwardingMs: number | null; gapMs: number; gapBackMs: number; lostBeforeExitMs: number; load: number; stopped: string | null }
+interface Row { build: string; next: string; signal: string; stopMs: number; forwardingMs: number | null; gapMs: number; gapBackMs: number; lostBeforeExitMs: number; load: number; stopped: string | null; phases: Record<string, number>; apply: Record<string, number> }
+
+/** The phases of a start as the new process logs them (run.ts StartupClock: `start-up: PHASE at N
+ * ms`, ms since the process started), and the first apply's parts (engine.ts `applied model: ...
+ * (T ms; infra A, endpoints B, gw C, host D)`). */
+export function startPhases(log: readonly string[]): { phases: Record<string, number>; apply: Record<string, number> } {
+  const phases: Record<string, number> = {};
+  let apply: Record<string, number> = {};
+  for (const l of log) {
+    let j: { msg?: unknown; startupPhase?: unknown; sinceStartMs?: unknown };
+    try {
+      j = JSON.parse(l) as typeof j;
+    } catch {
+      continue; // not a log line
+    }
+    if (typeof j.startupPhase === 'string' && typeof j.sinceStartMs === 'number' && phases[j.startupPhase] === undefined) phases[j.startupPhase] = j.sinceStartMs;
+    const a = typeof j.msg === 'string' ? /^applied model: .*\(([\d.]+) ms; ([^)]*)\)$/.exec(j.msg) : null;
+    if (a && Object.keys(apply).length === 0) {
+      apply = { total: Number(a[1]) };
+      for (const m of a[2]!.matchAll(/(\w+) ([\d.]+)/g)) apply[m[1]!] = Number(m[2]);
+    }
+  }
+  return { phases, apply };
+}
+const PHASES = ['modules loaded', 'control socket', 'registered', 'first model', 'host prepared', 'model applied', 'nat tables', 'forwarding'];
 
 /** The longest run of lost echoes in `ping -D` output: from the last request answered before it
  * to the first answered after it (each sent at its reply's time minus its round trip), wall-clock
@@ -122,7 +146,7 @@ async function main(): Promise<void> {
           const [g, gb] = outs.map(longestGap);
           if (!g || !gb) throw new Error(`${label} ${signal}: no loss seen, or no answer after it (web-1 -> web-2: ${JSON.stringify(g)}, back: ${JSON.stringify(gb)})`);
           const exitAt = t0 + stopMs;
-          const row: Row = { build: stoppedBuild, next: label, signal, stopMs, forwardingMs, gapMs: Math.round(g.to - g.from), gapBackMs: Math.round(gb.to - gb.from), lostBeforeExitMs: Math.max(0, Math.round(exitAt - Math.min(g.from, gb.from))), load, stopped };
+          const row: Row = { build: stoppedBuild, next: label, signal, stopMs, forwardingMs, gapMs: Math.round(g.to - g.from), gapBackMs: Math.round(gb.to - gb.from), lostBeforeExitMs: Math.max(0, Math.round(exitAt - Math.min(g.from, gb.from))), load, stopped, ...startPhases(log) };
           rows.push(row);
           process.stderr.write(`${JSON.stringify(row)}\n`);
           await sleep(2000);
@@ -146,6 +170,21 @@ async function main(): Promise<void> {
       const range = (f: (r: Row) => number) => `${Math.min(...xs.map(f))}-${Math.max(...xs.map(f))}`;
       process.stdout.write(`| ${label} | ${signal} | ${med((r) => r.stopMs)} (${range((r) => r.stopMs)}) | ${med((r) => r.lostBeforeExitMs)} (${range((r) => r.lostBeforeExitMs)}) | ${med((r) => r.forwardingMs)} | ${med((r) => r.gapMs)} (${range((r) => r.gapMs)}) | ${med((r) => r.gapBackMs)} (${range((r) => r.gapBackMs)}) | ${range((r) => r.load)} |\n`);
     }
+  }
+  // Where the new start's time went, by the build started (either signal): the longest loss web-1
+  // -> web-2 (the start's build is what decides most of it), then ms since its process started,
+  // medians; `exec` is from the signal to that process's start (the old one's stop, the spawn); `-`
+  // a phase the build did not log at start (registered comes after forwarding on the cache).
+  process.stdout.write(`\n| build started | gap web-1 -> web-2 ms | exec | ${PHASES.join(' | ')} | first apply: infra, endpoints, host |\n|---|---:|---:|${PHASES.map(() => '---:|').join('')}---|\n`);
+  for (const [label] of builds) {
+    const xs = rows.filter((r) => r.next === label);
+    const med = (f: (r: Row) => number | undefined) => {
+      const v = xs.map(f).filter((x): x is number => x !== undefined);
+      return v.length ? median(v).toFixed(0) : '-';
+    };
+    const exec = med((r) => (r.forwardingMs !== null && r.phases.forwarding !== undefined ? r.forwardingMs - r.phases.forwarding : undefined));
+    const gap = `${med((r) => r.gapMs)} (${Math.min(...xs.map((r) => r.gapMs))}-${Math.max(...xs.map((r) => r.gapMs))})`;
+    process.stdout.write(`| ${label} | ${gap} | ${exec} | ${PHASES.map((p) => med((r) => r.phases[p])).join(' | ')} | ${['infra', 'endpoints', 'host'].map((k) => med((r) => r.apply[k])).join(', ')} |\n`);
   }
 }
 

@@ -314,8 +314,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     if (opts.natPortRange) throw new UsageError((e as Error).message);
     throw e;
   }
-  // The etcd client loads only for an etcd: spec (bench/README.md, "Start-up time").
-  if (spec.kind === 'etcd') (require('../control/kv/etcd-kv') as typeof import('../control/kv/etcd-kv')).checkEtcdTlsFiles(spec.tls);
+  // The TLS files read and checked before anything is touched (the errors EtcdKv gives), without
+  // loading an etcd client: etcd3 (gRPC, protobufjs) loads on this thread with the registration,
+  // which a restart on its model cache makes after it forwards (bench/README.md, "Start-up time").
+  if (spec.kind === 'etcd') (require('../control/kv/etcd-common') as typeof import('../control/kv/etcd-common')).readEtcdTls(spec.tls);
   const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   const dsLog = log.child({ datastore: specText });
   const sysfsWrong = (require('../dataplane/sysfs-netns') as typeof import('../dataplane/sysfs-netns')).sysfsNetnsMismatch();
@@ -543,6 +545,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // state, readiness unchanged; status says so until a good edit (or the same error's since stays).
     let datastoreRejected: { since: string; error: string } | null = null;
     const onDatastoreLocked = (locked: boolean): void => { datastoreLocked = locked ? { checkedAt: new Date().toISOString() } : null; };
+    const joinHooks = { onClusterGuid, onDatastoreLocked };
     /** The model thread, spawned if there is none (a dead one replaced). */
     const ensureThread = (): ModelSource => {
       if (thread?.hasExited) thread = null;
@@ -559,7 +562,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // only once asked (begin), after the registration, as calico-node does.
       const early = ensureThread();
       try {
-        await joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
+        await joinSerial(() => joinCluster(spec, { node: opts.node, ...joinHooks, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
           if (/unreachable|too slow/.test(m)) {
             datastoreDown(m);
             dsLog.warn(m);
@@ -608,6 +611,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // Read before the model thread starts: with --bgp its first model holds the learned routes the
     // cache has (a restart), each until its peer has sent its table again.
     const cached = cacheFile && cacheId ? readModelCache(cacheFile, opts.node, cacheId) : 'none';
+    /** The cache read, when it can be used at all. */
+    const usable = cached !== 'none' && !('refused' in cached) ? cached : null;
     if (opts.bgp && cached !== 'none' && !('refused' in cached)) {
       bgpOptions.heldLearned = cached.model.bgpLearned ?? [];
       // The speaker claims a graceful restart (R and F in its OPENs: forwarding state preserved,
@@ -622,6 +627,21 @@ export async function runNode(opts: RunOptions): Promise<void> {
      * not this node's addresses as they are now (given otherwise, or held by no interface here:
      * the engine would refuse it, and that refusal stops a start). */
     const cacheFirstRefusal = async (c: CachedModel): Promise<string | null> => {
+      const now = cacheFirstRefusalNow(c);
+      if (now !== null) return now;
+      // The interfaces as read for the first apply (read now, not again then).
+      const links = await hostReads.then((r) => r.links, () => null);
+      if (links !== null) {
+        try {
+          findUnderlay(c.model.node.ip, c.model.v6.ip6, links);
+        } catch (e) {
+          return `its node address: ${(e as Error).message}`;
+        }
+      }
+      return null;
+    };
+    /** cacheFirstRefusal's part that needs no host read. */
+    function cacheFirstRefusalNow(c: CachedModel): string | null {
       if (opts.cacheFirst === false) return '--no-cache-first';
       const other = notThisBoot(c.bootId);
       if (other !== null) return c.bootId !== null && currentBootId() !== null ? `${other}: after a reboot pods are made again and their blocks may have moved` : other;
@@ -638,19 +658,24 @@ export async function runNode(opts: RunOptions): Promise<void> {
         }
       })();
       if (given6 !== undefined && given6 !== cached6) return `its node address ${ipv6Text(m) ?? 'none'} is not --ip6 (or IP6) ${opts.ip6}`;
-      // The interfaces as read for the first apply (read now, not again then).
-      const links = await hostReads.then((r) => r.links, () => null);
-      if (links !== null) {
-        try {
-          findUnderlay(m.node.ip, m.v6.ip6, links);
-        } catch (e) {
-          return `its node address: ${(e as Error).message}`;
-        }
-      }
       return null;
+    }
+    // A cache that will be applied at once (as far as can be told before the host is read): the
+    // datastore's start (the registration, which loads the etcd client on this thread, and the
+    // model thread, which loads its own) waits until podway forwards on it. On 2 busy vCPUs their
+    // loading took the CPU the start needs, and forwarding needs neither (bench/README.md, "The gap
+    // of a restart").
+    const deferDatastore = usable !== null && cacheFirstRefusalNow(usable) === null;
+    let starting = null as Promise<FirstModel> | null;
+    /** The datastore's start, once (handled below: at once, or once forwarding on the cache). */
+    const startDatastoreOnce = (): Promise<FirstModel> => {
+      if (starting === null) {
+        starting = startDatastore();
+        starting.catch(() => undefined);
+      }
+      return starting;
     };
-    let starting = startDatastore();
-    starting.catch(() => undefined); // handled below (at once, or once forwarding on the cache)
+    if (!deferDatastore) startDatastoreOnce();
     let source: ModelSource | null = null;
     modelThreadRestarts = () => source?.threadStatus().restarts ?? 0;
     modelThreadHangs = () => source?.threadStatus().hangs ?? 0;
@@ -663,16 +688,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let firstGen: number | undefined;
     let firstInputs: BgpInputs | undefined;
     if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}`);
-    if (cached !== 'none' && !('refused' in cached)) {
+    const notFirst = usable === null ? null : await cacheFirstRefusal(usable);
+    if (usable !== null) {
+      const cached = usable;
       // Written in this boot of the machine: applied at once, while the datastore is asked (its
       // first model replaces it, as any change): the pods' traffic goes on through a restart, as
       // the kernel's routes carry Calico's through felix's. Otherwise (another boot: pods are
       // recreated after a reboot and IPAM may have moved blocks; --no-cache-first) the datastore
       // first, the cache only when it says it is unreachable or does not answer within
       // CACHE_WAIT_MS (a blackholed etcd says nothing).
-      const notFirst = await cacheFirstRefusal(cached);
       if (notFirst !== null && opts.cacheFirst !== false) log.info(`model cache ${cacheFile} not applied at start: ${notFirst}; the datastore first (the cache if it does not answer)`);
-      const answered = notFirst === null ? null : await Promise.race([starting, unreachable, new Promise<null>((r) => setTimeout(() => r(null), CACHE_WAIT_MS).unref())]);
+      const answered = notFirst === null ? null : await Promise.race([startDatastoreOnce(), unreachable, new Promise<null>((r) => setTimeout(() => r(null), CACHE_WAIT_MS).unref())]);
       if (answered) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = answered);
       else {
         onCache = cached;
@@ -686,15 +712,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // time), in the model thread that then takes the datastore's settings: the same sessions
         // go on (README, "Datastore away"). Not before: a cached model the engine refuses would
         // have announced this node's blocks.
+        // (On a restart on the cache its thread is spawned once podway forwards, with the datastore's start.)
         if (opts.bgp && cached.bgp) {
-          if (!thread) thread = spawnThread();
+          if (!thread && starting !== null) thread = spawnThread();
           cacheBgp = true;
         } else if (opts.bgp) {
           cacheNoBgp = `the model cache has no BGP settings: ${cached.noBgp ?? 'none'}`;
           bgpLog.warn(`${cacheNoBgp}; the BGP speaker starts once the datastore answers`);
         }
       }
-    } else ({ source, first, gen: firstGen, bgpInputs: firstInputs } = await starting);
+    } else ({ source, first, gen: firstGen, bgpInputs: firstInputs } = await startDatastoreOnce());
     // On a cached model without BGP settings the speaker starts once the datastore answers: the
     // answer says so, rather than "the model thread did not answer" (README, "Datastore away": the
     // peers keep this node's routes only for their graceful-restart time).
@@ -977,7 +1004,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       await (thread as ModelSource | null)?.close();
       // On the cache the datastore's start was still under way: one that answered all the same
       // (before the abort reached it) is closed, or its model thread keeps the process alive.
-      if (!source) void starting.then((s) => s.source.close(), () => undefined);
+      if (!source) void starting?.then((s) => s.source.close(), () => undefined);
       // A cached model this host cannot take (its address gone, say) would stop every restart the
       // same way: it is set aside, and the next start waits for the datastore as without a cache.
       if (cachedRefused && cacheFile) {
@@ -1011,7 +1038,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The tunnel addresses (VXLAN, IPIP) reconciled again when a model says they are stale (tunnel-join.ts).
     // The registered address, not a new first-found: following it is the address monitor's.
     const tunnelJoin = spec.kind === 'file' ? null : new TunnelAddressJoin(
-      () => joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam, signal: abortStart.signal }, say)),
+      () => joinSerial(() => joinCluster(spec, { node: opts.node, ...joinHooks, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam, signal: abortStart.signal }, say)),
       (e) => {
         if (stopping) return; // aborted by the stop
         nodeMetrics?.ipamEvent('tunnel_address_failed');
@@ -1106,7 +1133,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const inForce = current;
       const ip = opts.ip ?? (inForce ? ipv4Text(inForce) ?? 'none' : undefined);
       const ip6 = opts.ip6 ?? (inForce ? ipv6Text(inForce) ?? 'none' : undefined);
-      return joinSerial(() => joinCluster(spec, { node: opts.node, onClusterGuid, onDatastoreLocked, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say));
+      return joinSerial(() => joinCluster(spec, { node: opts.node, ...joinHooks, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say));
     }, { info: (m) => dsLog.info(m), error: (m) => dsLog.error(m) });
     const reRegister = (why: string): void => {
       if (!stopping) registration?.request(why);
@@ -1215,7 +1242,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // with backoff, then the model thread); once it answers its model replaces the cached one, as
     // any change does, and what waited for it (tunnel addresses, the address monitor) starts.
     let retryStart: NodeJS.Timeout | undefined;
-    const whenStarted = (p: typeof starting) => p.then(({ source: s, first: f, gen: g, bgpInputs: b }) => {
+    const whenStarted = (p: Promise<FirstModel>) => p.then(({ source: s, first: f, gen: g, bgpInputs: b }) => {
       if (stopping) return void s.close();
       // onCache is left once this first model is applied (applyModel), not before: refused, the
       // node stays not ready on the cache, saying why.
@@ -1237,7 +1264,6 @@ export async function runNode(opts: RunOptions): Promise<void> {
         whenStarted(starting);
       }, START_RETRY_MS);
     });
-    if (!source) whenStarted(starting);
     // The first apply's kernel routes were read up to START_READS_MAX_AGE_MS before it: read again
     // now (asynchronously: the start is not held), and the model applied again if an underlay
     // next hop moved meanwhile (the default route changed), as after any model (applyLatest).
@@ -1259,6 +1285,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     forwarding = true;
     log.info(`forwarding: node ${st.nodeIp ?? `${st.ipv6?.nodeIp} (IPv6 only)`} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });
     clock.mark('forwarding');
+    // On the cached model: the datastore's start goes on in the background; on a restart on the
+    // cache (deferDatastore) it begins only now, podway forwarding.
+    if (!source) whenStarted(startDatastoreOnce());
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         const signalAt = Date.now();

@@ -504,7 +504,7 @@ export class EtcdKv implements KvStore {
     old.close();
   }
 
-  /** Reads and checks the TLS files (checkEtcdTlsFiles). */
+  /** Reads and checks the TLS files (etcd-common.ts readEtcdTls, which podway run calls at start). */
   static credentials(tls: EtcdTlsFiles | undefined): IOptions['credentials'] {
     const files = readEtcdTls(tls);
     return files ? { rootCertificate: files.ca, certChain: files.cert, privateKey: files.key } : undefined;
@@ -1194,10 +1194,3 @@ class EtcdWatch implements KvWatch {
   }
 }
 
-/**
- * Reads and checks the TLS files of an etcd spec now, with the errors EtcdKv would give: for
- * `podway run`, whose other start checks (the node's address) must not hide a wrong file.
- */
-export function checkEtcdTlsFiles(tls: EtcdTlsFiles | undefined): void {
-  EtcdKv.credentials(tls);
-}

@@ -10,7 +10,7 @@
  */
 import { openKvStore } from '../control/kv/open';
 import type { DatastoreSpec } from '../control/kv/spec';
-import type { KvStore } from '../control/kv/kv';
+import type { KvEntry, KvStore } from '../control/kv/kv';
 import { KvConfigError, KvUnavailableError } from '../control/kv/kv';
 import { clusterGuidOf } from '../control/kv/cluster-guid';
 import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
@@ -51,6 +51,11 @@ export interface JoinOptions {
   /** Whether the registration found the datastore locked (ClusterInformation default has
    * datastoreReady: false, as `calicoctl datastore migrate lock` leaves it). */
   onDatastoreLocked?: (locked: boolean) => void;
+  /** This node's Node as the registration first read it (null: there is none), before it writes
+   * anything: podway run compares it with the Node its model cache was written for. */
+  onNodeRead?: (existing: KvEntry | null) => void;
+  /** This node's Node as registered (found or made), for the model cache (model-cache.ts NodeIdentity). */
+  onNodeRegistered?: (entry: KvEntry) => void;
 }
 
 interface StoredNode { spec?: { bgp?: { ipv4Address?: string; ipv6Address?: string }; ipv4VXLANTunnelAddr?: string; ipv6VXLANTunnelAddr?: string } }
@@ -96,6 +101,21 @@ export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (
   }
 }
 
+/**
+ * This node's Node as the datastore holds it now (null: none), in one read through the light
+ * client (kv/open.ts 'command': no etcd3 to load, one connection, closed after): what `podway run`
+ * compares with the Node its model cache was written for, while the host is read at start, before
+ * the cache is applied. Throws what the store throws (unreachable, slow: the caller goes on without).
+ */
+export async function readNodeEntry(spec: Exclude<DatastoreSpec, { kind: 'file' }>, node: string): Promise<KvEntry | null> {
+  const kv = openKvStore(spec, { use: 'command' });
+  try {
+    return await kv.get(resourceKey(kindInfo('Node')!, node));
+  } finally {
+    await kv.close();
+  }
+}
+
 function chooseIpv6(opts: JoinOptions, stored: StoredNode, fromNode: (family: 4 | 6, stored: string | undefined, detect: () => string | undefined) => string | undefined): string | undefined {
   if (opts.ip6 === 'none') return undefined;
   if (opts.ip6 === 'autodetect') return firstFoundIPv6();
@@ -105,6 +125,7 @@ function chooseIpv6(opts: JoinOptions, stored: StoredNode, fromNode: (family: 4 
 async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, say: (m: string) => void): Promise<void> {
   const nodeInfo = kindInfo('Node')!;
   const existing = await kv.get(resourceKey(nodeInfo, opts.node));
+  opts.onNodeRead?.(existing);
   const stored: StoredNode = existing ? (JSON.parse(existing.value) as StoredNode) : {};
   const warn = opts.warn ?? say;
   let held: ReadonlySet<string> | null | undefined;
@@ -144,6 +165,7 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
     const gone = others.length === 1 ? `if ${others[0]} is gone, delete its Node first (podway delete node ${others[0]})` : `if those nodes are gone, delete their Nodes first (podway delete node NAME)`;
     throw new Error(`${e.message} (calico-node refuses to start too). Give ${opts.node} its own address (--ip / --ip6), or, ${gone}`);
   });
+  opts.onNodeRegistered?.(reg.entry);
   // calico-node warns too: a second host started under this node's name does exactly this.
   for (const c of reg.addressChanges) {
     const given = c.family === 4 ? opts.ip : opts.ip6;

@@ -19,6 +19,7 @@ import { mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { NodeDataplaneModel } from '../control';
 import type { DatastoreSpec } from '../control/kv/spec';
+import type { KvEntry } from '../control/kv/kv';
 import { checkBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
 import { replaceFile } from '../util/replace-file';
 
@@ -76,6 +77,69 @@ export function datastoreIdentity(spec: DatastoreSpec): string | null {
   return spec.kind === 'etcd' ? `etcd:${[...spec.endpoints].map((e) => e.replace(/\/+$/, '')).sort().join(',')}` : null;
 }
 
+/**
+ * Which Node resource a model was computed for: its metadata.uid (a UUID set when the Node is
+ * created and kept by every update, podway's and libcalico-go's) and the store revision that
+ * created its key. A Node deleted and registered again under the same name (`podway delete node`,
+ * then a start) has another of both: its blocks, tunnel addresses and endpoints are not the old
+ * one's, so a cache of the old one is not this node's state.
+ */
+export interface NodeIdentity {
+  /** metadata.uid; null when the stored Node has none. */
+  readonly uid: string | null;
+  readonly createRevision: number;
+}
+
+/** The identity of a stored Node (its key's entry). */
+export function nodeIdentityOf(entry: KvEntry): NodeIdentity {
+  let uid: string | null = null;
+  try {
+    const meta = (JSON.parse(entry.value) as { metadata?: { uid?: unknown } }).metadata;
+    if (typeof meta?.uid === 'string' && meta.uid !== '') uid = meta.uid;
+  } catch {
+    // not JSON: the registration refuses it, said there; no uid here
+  }
+  return { uid, createRevision: entry.createRevision };
+}
+
+/** The identity as the log says it. */
+export function nodeIdentityText(n: NodeIdentity): string {
+  return `uid ${n.uid ?? '(none)'}, created at revision ${n.createRevision}`;
+}
+
+/**
+ * Why a cache recorded for Node `cached` is not the state of the Node the datastore holds now
+ * (`stored`: its key's entry, null when there is none); null when it is the same Node. A cache
+ * that records no Node (written by an older podway) is not judged: null.
+ */
+export function notSameNode(node: string, cached: NodeIdentity | null, stored: KvEntry | null): string | null {
+  if (cached === null) return null;
+  if (stored === null) return `its Node ${node} (${nodeIdentityText(cached)}) is not in the datastore any more (deleted)`;
+  const now = nodeIdentityOf(stored);
+  if (now.createRevision !== cached.createRevision || (cached.uid !== null && now.uid !== cached.uid)) {
+    return `its Node ${node} (${nodeIdentityText(cached)}) is not the datastore's Node ${node} (${nodeIdentityText(now)}): deleted and registered again`;
+  }
+  return null;
+}
+
+/**
+ * A cached model with what was this node's own state taken out (its endpoints, its routes, its
+ * VXLAN and IPIP tunnel addresses, IPv4 and IPv6), for a cache found to be another Node's after it
+ * was applied: forwarding on it would attach the deleted node's endpoints, blackhole its old
+ * blocks (another node's now, maybe) and answer on tunnel addresses IPAM may have given away.
+ * The node's address, pools, MTUs and the learned routes (the peers', not this node's) stay.
+ */
+export function withdrawnModel(m: NodeDataplaneModel): NodeDataplaneModel {
+  return {
+    ...m,
+    node: { ...m.node, vtepIp: null, ipipTunnelIp: null },
+    endpoints: [],
+    routes: [],
+    withheld: [],
+    v6: { ...m.v6, vtepIp6: null, endpoints: [], routes: [], withheld: [] },
+  };
+}
+
 interface CacheFile {
   format: string;
   version: number;
@@ -91,6 +155,11 @@ interface CacheFile {
   bgp?: string | null;
   /** Version 3: the boot of the machine it was written in (BOOT_ID_FILE; null when unreadable). */
   bootId?: string | null;
+  /** Version 3, since podway records it: the Node the model is of (NodeIdentity; null when the
+   * registration had not said it). Absent in caches of older podways, which read version 3 all the
+   * same (an unknown field); like bootId, not covered by sha256: a damaged one refuses the cache
+   * as another Node's, never takes it for this one's. */
+  nodeIdentity?: NodeIdentity | null;
 }
 
 export interface CachedModel {
@@ -104,6 +173,8 @@ export interface CachedModel {
   /** The boot of the machine it was written in; null when it does not say (format version 1 or 2,
    * or written where the boot id could not be read). */
   readonly bootId: string | null;
+  /** The Node it was computed for; null when the cache does not say (an older podway wrote it). */
+  readonly nodeIdentity: NodeIdentity | null;
 }
 
 /** The model as JSON; its Sets (knownNodeIps) become tagged arrays. */
@@ -172,17 +243,22 @@ export function readModelCache(file: string, node: string, datastore: string): C
     if (Number.isNaN(appliedAt.getTime())) return { refused: 'no valid appliedAt time' };
     const bootId = c.version >= 3 ? c.bootId ?? null : null;
     if (bootId !== null && (typeof bootId !== 'string' || bootId === '')) return { refused: 'its bootId is not a boot id' };
+    const ni = c.version >= 3 ? c.nodeIdentity ?? null : null;
+    if (ni !== null && (typeof ni !== 'object' || (ni.uid !== null && (typeof ni.uid !== 'string' || ni.uid === '')) || !Number.isSafeInteger(ni.createRevision) || ni.createRevision <= 0)) {
+      return { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' };
+    }
+    const nodeIdentity = ni === null ? null : { uid: ni.uid, createRevision: ni.createRevision };
     const model = decodeModel(c.model);
     checkShape(model, node);
-    if (c.version === 1) return { model, appliedAt, bgp: null, noBgp: 'it is of format version 1, which holds no BGP settings', bootId };
-    if (bgpText === null) return { model, appliedAt, bgp: null, noBgp: 'it was written without --bgp', bootId };
+    if (c.version === 1) return { model, appliedAt, bgp: null, noBgp: 'it is of format version 1, which holds no BGP settings', bootId, nodeIdentity };
+    if (bgpText === null) return { model, appliedAt, bgp: null, noBgp: 'it was written without --bgp', bootId, nodeIdentity };
     let bgp: BgpInputs;
     try {
       bgp = checkBgpInputs(JSON.parse(bgpText));
     } catch (e) {
       return { refused: e instanceof SyntaxError ? `the BGP settings are not JSON (${e.message})` : (e as Error).message };
     }
-    return { model, appliedAt, bgp, bootId };
+    return { model, appliedAt, bgp, bootId, nodeIdentity };
   } catch (e) {
     return { refused: (e as Error).message };
   }
@@ -193,10 +269,10 @@ function hashed(model: string, bgp: string | null | undefined): string {
   return bgp === undefined ? model : `${model}\n${bgp ?? 'null'}`;
 }
 
-function cacheText(node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null, bootId: string | null): string {
+function cacheText(node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null, bootId: string | null, nodeIdentity: NodeIdentity | null): string {
   const text = encodeModel(model);
   const bgpText = bgp === null ? null : JSON.stringify(bgp);
-  const body: CacheFile = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), bootId, sha256: sha256(hashed(text, bgpText)), model: text, bgp: bgpText };
+  const body: CacheFile = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), bootId, nodeIdentity, sha256: sha256(hashed(text, bgpText)), model: text, bgp: bgpText };
   return JSON.stringify(body);
 }
 
@@ -205,10 +281,10 @@ function cacheText(node: string, datastore: string, model: NodeDataplaneModel, a
  * over it, the directory fsynced; none left by a failed write). Only the JSON
  * encoding runs on the calling thread, the file work (write, fsync, rename) off it: podway run's
  * main thread forwards, and an fsync may take a disk's time. `bootId`: the boot it is written in
- * (this one's by default).
+ * (this one's by default). `nodeIdentity`: the Node the model is of (null: not known).
  */
-export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null = null, bootId: string | null = currentBootId()): Promise<number> {
-  const data = cacheText(node, datastore, model, appliedAt, bgp, bootId);
+export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null = null, bootId: string | null = currentBootId(), nodeIdentity: NodeIdentity | null = null): Promise<number> {
+  const data = cacheText(node, datastore, model, appliedAt, bgp, bootId, nodeIdentity);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   await replaceFile(file, data, { mode: 0o600 });
   return data.length;
@@ -223,9 +299,11 @@ export async function writeModelCache(file: string, node: string, datastore: str
 export class ModelCacheWriter {
   /** The model to write and the BGP settings in force with it (written together, never one
    * model with another's settings). */
-  private pending: { model: NodeDataplaneModel; at: Date; bgp: BgpInputs | null } | null = null;
+  private pending: { model: NodeDataplaneModel; at: Date; bgp: BgpInputs | null; nodeIdentity: NodeIdentity | null } | null = null;
   /** The last model applied (rewritten when only the BGP settings change). */
-  private last: { model: NodeDataplaneModel; at: Date; bgp: BgpInputs | null } | null = null;
+  private last: { model: NodeDataplaneModel; at: Date; bgp: BgpInputs | null; nodeIdentity: NodeIdentity | null } | null = null;
+  /** The Node the registration last found or made (written with the next model applied). */
+  private nodeIdentity: NodeIdentity | null = null;
   /** The BGP settings in force (null: none, BGP off): written with the next model that comes
    * without its own. */
   private bgpInputs: BgpInputs | null = null;
@@ -239,7 +317,7 @@ export class ModelCacheWriter {
 
   constructor(
     private readonly file: string,
-    private readonly node: string,
+    private readonly nodeName: string,
     private readonly datastore: string,
     private readonly log: { info(m: string): void; warn(m: string): void },
     private readonly intervalMs = MODEL_CACHE_WRITE_INTERVAL_MS,
@@ -249,9 +327,15 @@ export class ModelCacheWriter {
    * settings in force stay, a model applied again with its next hops moved, say). */
   applied(model: NodeDataplaneModel, at = new Date(), bgp?: BgpInputs | null): void {
     if (bgp !== undefined) this.bgpInputs = bgp;
-    this.pending = { model, at, bgp: this.bgpInputs };
+    this.pending = { model, at, bgp: this.bgpInputs, nodeIdentity: this.nodeIdentity };
     this.last = this.pending;
     this.schedule();
+  }
+
+  /** The registration found or made this Node (its identity): written with the models applied
+   * from now on (the datastore's models after it are computed from that Node). */
+  node(identity: NodeIdentity): void {
+    this.nodeIdentity = identity;
   }
 
   /** The BGP settings in force changed alone (a BGPPeer added, say, leaving the model as it was):
@@ -279,7 +363,7 @@ export class ModelCacheWriter {
     const p = this.pending;
     this.pending = null;
     this.lastWrite = Date.now();
-    this.writing = writeModelCache(this.file, this.node, this.datastore, p.model, p.at, p.bgp).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
+    this.writing = writeModelCache(this.file, this.nodeName, this.datastore, p.model, p.at, p.bgp, undefined, p.nodeIdentity).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
       this.writing = null;
       // a model applied meanwhile: written when the interval is up, as any other
       if (this.pending) this.schedule();
@@ -297,7 +381,7 @@ export class ModelCacheWriter {
     this.pending = null;
     if (!p) return;
     try {
-      this.wrote(await writeModelCache(this.file, this.node, this.datastore, p.model, p.at, p.bgp));
+      this.wrote(await writeModelCache(this.file, this.nodeName, this.datastore, p.model, p.at, p.bgp, undefined, p.nodeIdentity));
     } catch (e) {
       this.failed(e as Error);
     }

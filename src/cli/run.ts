@@ -12,8 +12,9 @@ import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from './model-source';
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
-import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, type CachedModel } from './model-cache';
-import { joinCluster, NodeAddressStore } from './join';
+import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notSameNode, nodeIdentityOf, withdrawnModel, type CachedModel } from './model-cache';
+import { joinCluster, NodeAddressStore, readNodeEntry } from './join';
+import type { KvEntry } from '../control/kv/kv';
 import { ReRegistration } from './re-register';
 import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
@@ -545,7 +546,20 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // state, readiness unchanged; status says so until a good edit (or the same error's since stays).
     let datastoreRejected: { since: string; error: string } | null = null;
     const onDatastoreLocked = (locked: boolean): void => { datastoreLocked = locked ? { checkedAt: new Date().toISOString() } : null; };
-    const joinHooks = { onClusterGuid, onDatastoreLocked };
+    /** The Node the model cache was written for against the datastore's (model-cache.ts
+     * notSameNode), judged on the first answer (the light read at start, or a registration's read):
+     * undefined until then, null when it is the same Node (or the cache does not say), else why not. */
+    let nodeVerdict = undefined as string | null | undefined;
+    /** Called when the verdict comes (set once the cache may be in force: it withdraws it). */
+    let onNodeVerdict = (): void => {};
+    const onNodeRead = (existing: KvEntry | null): void => {
+      if (nodeVerdict !== undefined || usable === null) return;
+      nodeVerdict = notSameNode(opts.node, usable.nodeIdentity, existing);
+      onNodeVerdict();
+    };
+    // The Node registered (found or made): the cache records it with the models written after.
+    const onNodeRegistered = (entry: KvEntry): void => cacheWriter?.node(nodeIdentityOf(entry));
+    const joinHooks = { onClusterGuid, onDatastoreLocked, onNodeRead, onNodeRegistered };
     /** The model thread, spawned if there is none (a dead one replaced). */
     const ensureThread = (): ModelSource => {
       if (thread?.hasExited) thread = null;
@@ -664,8 +678,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // datastore's start (the registration, which loads the etcd client on this thread, and the
     // model thread, which loads its own) waits until podway forwards on it. On 2 busy vCPUs their
     // loading took the CPU the start needs, and forwarding needs neither (bench/README.md, "The gap
-    // of a restart").
+    // of a restart"). Meanwhile the Node the cache was written for is compared with the
+    // datastore's in one read through the light client (join.ts readNodeEntry), while the host is
+    // read: answered by then, a cache of another Node (deleted and registered again under this
+    // name) is not applied; answered later, the registration's own read does it (onNodeRead).
     const deferDatastore = usable !== null && cacheFirstRefusalNow(usable) === null;
+    if (deferDatastore && usable.nodeIdentity !== null && spec.kind === 'etcd') {
+      readNodeEntry(spec, opts.node).then(onNodeRead, (e: Error) => dsLog.info(`the Node the model cache was written for not compared yet: ${e.message} (the registration compares it)`));
+    }
     let starting = null as Promise<FirstModel> | null;
     /** The datastore's start, once (handled below: at once, or once forwarding on the cache). */
     const startDatastoreOnce = (): Promise<FirstModel> => {
@@ -689,7 +709,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
     let firstInputs: BgpInputs | undefined;
     if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}`);
     const notFirst = usable === null ? null : await cacheFirstRefusal(usable);
-    if (usable !== null) {
+    /** Not this node's state (its Node deleted and registered again), known before the cache is
+     * applied: never used, the datastore first as without a cache (it answered: it said so). */
+    const notThisNode = async (why: string): Promise<FirstModel> => {
+      log.warn(`model cache ${cacheFile} not used: ${why}; the datastore's model first`);
+      return startDatastoreOnce();
+    };
+    if (usable !== null && nodeVerdict) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = await notThisNode(nodeVerdict));
+    else if (usable !== null) {
       const cached = usable;
       // Written in this boot of the machine: applied at once, while the datastore is asked (its
       // first model replaces it, as any change): the pods' traffic goes on through a restart, as
@@ -700,6 +727,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       if (notFirst !== null && opts.cacheFirst !== false) log.info(`model cache ${cacheFile} not applied at start: ${notFirst}; the datastore first (the cache if it does not answer)`);
       const answered = notFirst === null ? null : await Promise.race([startDatastoreOnce(), unreachable, new Promise<null>((r) => setTimeout(() => r(null), CACHE_WAIT_MS).unref())]);
       if (answered) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = answered);
+      else if (nodeVerdict) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = await notThisNode(nodeVerdict));
       else {
         onCache = cached;
         cacheFirst = notFirst === null;
@@ -1264,6 +1292,32 @@ export async function runNode(opts: RunOptions): Promise<void> {
         whenStarted(starting);
       }, START_RETRY_MS);
     });
+    // The Node the cache was written for is not the datastore's (deleted and registered again
+    // under this name: its blocks, tunnel addresses and endpoints are another's now), found once
+    // the cache was in force (the datastore answered after the host was read): its endpoints,
+    // routes and tunnel addresses are withdrawn until the datastore's model is applied, and a
+    // speaker on the cache's BGP settings is stopped (the datastore's start spawns the thread again).
+    let withdrawn = false;
+    onNodeVerdict = () => {
+      if (!nodeVerdict || withdrawn || stopping || !onCache || source || !current) return;
+      withdrawn = true;
+      const why = nodeVerdict;
+      dsLog.warn(`model cache ${cacheFile}: ${why}: not this node's state: its endpoints, routes and tunnel addresses withdrawn until the datastore's model is applied`);
+      datastoreDown(`the model cache is not this node's state (${why}): withdrawn, waiting for the datastore's model`);
+      if (cacheBgp) {
+        cacheBgp = false;
+        const t = thread;
+        thread = null;
+        void t?.close();
+      }
+      try {
+        applyModel(withdrawnModel(current), 'its Node is not the cache\'s', ['model cache withdrawn']);
+      } catch (e) {
+        nodeMetrics?.applyFailed();
+        log.error(`the cached model could not be withdrawn: ${(e as Error).message}`);
+      }
+    };
+    onNodeVerdict(); // a verdict that came between the cache's choice and its apply
     // The first apply's kernel routes were read up to START_READS_MAX_AGE_MS before it: read again
     // now (asynchronously: the start is not held), and the model applied again if an underlay
     // next hop moved meanwhile (the default route changed), as after any model (applyLatest).

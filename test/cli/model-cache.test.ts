@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { computeNodeModel, type NodeDataplaneModel } from '../../src/control';
 import { parseClusterYaml } from '../../src/control/snapshot';
 import { createHash } from 'node:crypto';
-import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, notThisBoot, readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, nodeIdentityOf, notSameNode, notThisBoot, readModelCache, withdrawnModel, writeModelCache } from '../../src/cli/model-cache';
 import { bgpInputsOf } from '../../src/control/bgp/cached-inputs';
 import { until } from '../helpers/until';
 
@@ -125,6 +125,61 @@ test('format 3 says the boot of the machine it was written in (this one\'s by de
   assert.ok(r2b !== 'none' && !('refused' in r2b) && r2b.bootId === null);
   writeFileSync(file, JSON.stringify({ ...c, bootId: 7 }));
   assert.equal(readModelCache(file, 'n1', DS), { refused: 'its bootId is not a boot id' });
+});
+
+test('the Node a cache was written for: written by the writer once the registration said it, read back; absent (an older podway) null; a malformed one refused', async () => {
+  const file = path.join(tempDir(), 'n1.model.json');
+  await writeModelCache(file, 'n1', DS, model(1), new Date());
+  const none = readModelCache(file, 'n1', DS);
+  assert.ok(none !== 'none' && !('refused' in none) && none.nodeIdentity === null, 'not said: null');
+  const w = new ModelCacheWriter(file, 'n1', DS, { info: () => {}, warn: () => {} }, 3_600_000);
+  const entry = { key: '/calico/resources/v3/projectcalico.org/nodes/n1', value: JSON.stringify({ kind: 'Node', metadata: { name: 'n1', uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' }, spec: {} }), createRevision: 17, modRevision: 40 };
+  w.node(nodeIdentityOf(entry));
+  w.applied(model(2));
+  await w.stop();
+  const r = readModelCache(file, 'n1', DS);
+  assert.ok(r !== 'none' && !('refused' in r), JSON.stringify(r).slice(0, 200));
+  assert.equal(r.nodeIdentity, { uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427', createRevision: 17 });
+  assert.is(r.model.endpoints.length, 2);
+  // as podway of this format before it recorded the Node wrote it (the checksum is the same)
+  const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  const before: Record<string, unknown> = { ...c };
+  delete before.nodeIdentity;
+  writeFileSync(file, JSON.stringify(before));
+  const older = readModelCache(file, 'n1', DS);
+  assert.ok(older !== 'none' && !('refused' in older) && older.nodeIdentity === null && older.model.endpoints.length === 2);
+  for (const bad of [{ uid: 7, createRevision: 17 }, { uid: 'x', createRevision: 0 }, { uid: '', createRevision: 3 }, 'n1']) {
+    writeFileSync(file, JSON.stringify({ ...c, nodeIdentity: bad }));
+    assert.equal(readModelCache(file, 'n1', DS), { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' }, JSON.stringify(bad));
+  }
+});
+
+test('notSameNode: the same Node is null; deleted, another uid or another creation revision say why; a cache that does not say is not judged', () => {
+  const value = (uid?: string) => JSON.stringify({ kind: 'Node', metadata: { name: 'n1', ...(uid ? { uid } : {}) }, spec: {} });
+  const entry = (uid: string | undefined, createRevision: number) => ({ key: 'k', value: value(uid), createRevision, modRevision: createRevision + 5 });
+  const cached = { uid: 'aaaa-1', createRevision: 17 };
+  assert.is(notSameNode('n1', cached, entry('aaaa-1', 17)), null);
+  assert.is(notSameNode('n1', cached, null), 'its Node n1 (uid aaaa-1, created at revision 17) is not in the datastore any more (deleted)');
+  assert.is(notSameNode('n1', cached, entry('bbbb-2', 90)), 'its Node n1 (uid aaaa-1, created at revision 17) is not the datastore\'s Node n1 (uid bbbb-2, created at revision 90): deleted and registered again');
+  assert.match(notSameNode('n1', cached, entry('aaaa-1', 90)) ?? '', 'deleted and registered again', 'the same uid put back in a new key');
+  assert.match(notSameNode('n1', cached, entry(undefined, 17)) ?? '', 'uid (none)', 'the uid gone');
+  assert.is(notSameNode('n1', { uid: null, createRevision: 17 }, entry(undefined, 17)), null, 'recorded without a uid: the revision decides');
+  assert.is(notSameNode('n1', null, null), null, 'a cache of an older podway: not judged');
+  assert.equal(nodeIdentityOf({ key: 'k', value: 'not json', createRevision: 3, modRevision: 3 }), { uid: null, createRevision: 3 });
+});
+
+test('withdrawnModel: no endpoints, routes or tunnel addresses (IPv4 and IPv6); the node address, pools and MTUs kept', () => {
+  const m = model(2);
+  assert.ok(m.endpoints.length === 2 && m.routes.length > 0 && m.node.vtepIp !== null, 'the model has endpoints, routes and a VTEP');
+  const w = withdrawnModel(m);
+  assert.equal([w.endpoints, w.routes, w.withheld, w.v6.endpoints, w.v6.routes, w.v6.withheld], [[], [], [], [], [], []]);
+  assert.is(w.node.vtepIp, null);
+  assert.is(w.node.ipipTunnelIp, null);
+  assert.is(w.v6.vtepIp6, null);
+  assert.is(w.node.ip, m.node.ip);
+  assert.equal(w.pools, m.pools);
+  assert.equal(w.mtu, m.mtu);
+  assert.is(m.endpoints.length, 2, 'the cached model itself untouched');
 });
 
 // Whether a cache's forwarding state is still there (run.ts: applied at once, and with --bgp the

@@ -11,7 +11,14 @@
  *   resumed: the datastore's model replaces the cached one and node1 is ready;
  * - a cache written in another boot (its boot id rewritten) is not applied at once, saying why:
  *   the datastore first, the cache only once it has not answered (the unreachable way);
- * - --no-cache-first: a cache of this boot is used only the unreachable way, as before.
+ * - --no-cache-first: a cache of this boot is used only the unreachable way, as before;
+ * - a Node deleted (`podway delete node`) and registered again under the same name: the cache
+ *   records the Node it was written for (uid, creation revision). Started with etcd stopped, node1
+ *   forwards on the old Node's cache until etcd answers; the registration's read then finds no
+ *   Node and the cache's endpoints, routes and tunnel addresses are withdrawn before the
+ *   datastore's model replaces it. Started with etcd answering, the cache is not used at all
+ *   (the light read while the host is read answers first), or, if the read lost that race, is
+ *   withdrawn the same way.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,7 +26,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LabKvStore, LabNodeSpec } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
-import { readModelCache } from '../../src/cli/model-cache';
+import { nodeIdentityOf, readModelCache, type NodeIdentity } from '../../src/cli/model-cache';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { execBounded } from './tools';
 import { stopProcess } from '../helpers/etcd';
@@ -154,6 +161,7 @@ test('kill -9 and a start with etcd stopped: node1 forwards on its cache at once
   assert.not.ok(n1.log.slice(mark).some((l) => UNREACHABLE_WAY.test(l)), 'not the unreachable datastore\'s way');
   assert.ok(await waitLog(n1, /answers: its model replaces the cached one/, mark, 60_000), `the datastore's model replaces the cache: ${n1.log.slice(mark).join(' | ')}`);
   assert.ok(await until(ready, 30_000, 200), `node1 ready: ${JSON.stringify(await status())}`);
+  assert.not.ok(n1.log.slice(mark).some((l) => /not this node's state|not used: its Node/.test(l)), 'the same Node: the cache is neither refused nor withdrawn');
   assert.is((await status()).cachedModel, null);
   assert.is((await get('/readyz')).status, 200);
   assert.is(valueOf(parseMetrics((await get('/metrics')).body), 'podway_model_from_cache'), 0);
@@ -190,6 +198,72 @@ test('--no-cache-first: a cache of this boot is used only the unreachable way', 
   });
   assert.not.ok(n1.log.slice(mark).some((l) => FIRST.test(l) || /not applied at start/.test(l)), `neither applied at once nor said: ${n1.log.slice(mark).join(' | ')}`);
   assert.ok(await until(ready, 60_000, 200), `node1 ready once etcd answers: ${n1.log.slice(mark).join(' | ')}`);
+});
+
+const NODE1_KEY = '/calico/resources/v3/projectcalico.org/nodes/node1';
+/** The identity of node1's Node in etcd now (null: none). */
+const storedNode1 = async (): Promise<NodeIdentity | null> => {
+  const e = await store!.kv.get(NODE1_KEY);
+  return e ? nodeIdentityOf(e) : null;
+};
+/** The Node identity node1's model cache records. */
+const cachedNode1 = (): NodeIdentity | null | undefined => {
+  const r = readModelCache(lab!.modelCachePath('node1'), 'node1', store!.spec);
+  return r === 'none' || 'refused' in r ? undefined : r.nodeIdentity;
+};
+/** `podway delete node node1` on the lab's etcd (node1's podway stopped), run on node2. */
+async function deleteNode1(): Promise<void> {
+  const r = await execBounded('ip', ['netns', 'exec', lab!.node('node2').ns, process.execPath, PODWAY, 'delete', 'node', 'node1', '--datastore', lab!.datastoreSpec], 30_000);
+  assert.is(r.code, 0, `podway delete node node1: ${r.stderr}`);
+  assert.is(await storedNode1(), null, 'node1\'s Node deleted');
+}
+const WITHDRAWN = /model cache \S*node1\.model\.json: its Node node1 \(uid [0-9a-f-]+, created at revision \d+\) is not in the datastore any more \(deleted\): not this node's state: its endpoints, routes and tunnel addresses withdrawn/;
+const NOT_USED = /model cache \S*node1\.model\.json not used: its Node node1 \(uid [0-9a-f-]+, created at revision \d+\) is not in the datastore any more \(deleted\); the datastore's model first/;
+
+test('a Node deleted and registered again, started with etcd stopped: the old Node\'s cache forwards until etcd answers, then is withdrawn before the datastore\'s model', async () => {
+  const n1 = lab!.node('node1');
+  assert.ok(await until(ready, 30_000, 200), 'node1 ready');
+  assert.is(await lab!.stopPodway('node1'), 0); // writes the newest model, with its Node
+  const old = await storedNode1();
+  assert.ok(old !== null && old.uid !== null, `node1's Node has a uid: ${JSON.stringify(old)}`);
+  assert.equal(cachedNode1(), old, 'the cache records the Node it was written for');
+  await deleteNode1();
+  const mark = n1.log.length;
+  await withEtcdStopped(async (pid) => {
+    await lab!.startPodway('node1', 20_000, N1_ARGS);
+    assert.ok(await waitLog(n1, FIRST, mark, 10_000), `the cache applied at once (nothing can tell it is stale yet): ${n1.log.slice(mark).join(' | ')}`);
+    assert.is((await status()).endpoints, 2, 'the old Node\'s endpoints, while etcd is stopped');
+    assert.ok(etcdStopped(pid), 'etcd still stopped');
+  });
+  assert.ok(await waitLog(n1, WITHDRAWN, mark, 60_000), `withdrawn once the registration read etcd: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await waitLog(n1, /answers: its model replaces the cached one/, mark, 60_000), `the datastore's model applied: ${n1.log.slice(mark).join(' | ')}`);
+  const at = (re: RegExp) => n1.log.findIndex((l, k) => k >= mark && re.test(l));
+  assert.ok(at(WITHDRAWN) < at(/answers: its model replaces the cached one/), 'withdrawn before the datastore\'s model came');
+  assert.ok(await waitLog(n1, /model cache withdrawn applied: 0 endpoints/, mark, 1000), `the withdrawn model applied: ${n1.log.slice(mark).join(' | ')}`);
+  assert.ok(await until(ready, 30_000, 200), `node1 ready: ${JSON.stringify(await status())}`);
+  const st = await status();
+  assert.is(st.endpoints, 0, 'the deleted Node\'s endpoints are gone');
+  const now = await storedNode1();
+  assert.ok(now !== null && now.uid !== old!.uid && now.createRevision !== old!.createRevision, `registered again as another Node: ${JSON.stringify(now)}`);
+  assert.ok(await until(() => JSON.stringify(cachedNode1()) === JSON.stringify(now), 30_000, 200), `the cache now records the new Node: ${JSON.stringify(cachedNode1())}`);
+});
+
+test('a Node deleted and registered again, started with etcd answering: the old Node\'s cache is not used (or withdrawn, if etcd answered after the host was read)', async () => {
+  const n1 = lab!.node('node1');
+  assert.is(await lab!.stopPodway('node1'), 0);
+  const old = await storedNode1();
+  assert.equal(cachedNode1(), old, 'the cache records the Node it was written for');
+  await deleteNode1();
+  const mark = n1.log.length;
+  await lab!.startPodway('node1', 20_000, N1_ARGS);
+  assert.ok(await until(ready, 60_000, 200), `node1 ready: ${n1.log.slice(mark).join(' | ')}`);
+  const log = n1.log.slice(mark);
+  const notUsed = log.some((l) => NOT_USED.test(l));
+  const applied = log.some((l) => /start-up: forwarding on the cached model from/.test(l));
+  assert.ok(notUsed ? !applied : applied && log.some((l) => WITHDRAWN.test(l)), `refused before its apply, or withdrawn after it: ${log.join(' | ')}`);
+  console.log(`  (the old Node's cache was ${notUsed ? 'refused before its apply' : 'applied, then withdrawn'})`);
+  const now = await storedNode1();
+  assert.ok(now !== null && now.uid !== old!.uid, 'registered again as another Node');
   ok = true;
 });
 

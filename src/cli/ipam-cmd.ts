@@ -224,6 +224,15 @@ async function clusterGuid(kv: KvStore): Promise<string> {
   return e ? clusterGuidOf(e.value) ?? '' : '';
 }
 
+/** --grace-period's value: one that does not parse is a usage error (exit 2). */
+function graceOf(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
 function graceOption(): Option {
   return new Option('--grace-period <duration>',
     'an allocation nobody uses is leaked only once its timestamp attribute is this old (a CNI ADD allocates before it writes the endpoint); 0 judges all')
@@ -371,7 +380,7 @@ export interface CheckReport {
 const FORMAT_LIKE = new Set(['yaml', 'yml', 'wide', 'ps', 'name', 'text', 'table', 'json']);
 
 async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
-  const graceMs = parseDuration(o.gracePeriod);
+  const graceMs = graceOf(o.gracePeriod);
   const toFile = o.output !== 'table' && o.output !== 'json' ? o.output : null;
   const formatLikeNewFile = toFile !== null && FORMAT_LIKE.has(toFile.toLowerCase()) && !existsSync(toFile);
   const { problems, blocks, pools, audit, guid, source } = await withIpam(o, false, async (ipam, kv) => {
@@ -501,10 +510,11 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
 // show --ip
 
 async function showIpCommand(o: ShowOpts & { ip: string; gracePeriod: string }, out: Out): Promise<void> {
-  const graceMs = parseDuration(o.gracePeriod);
+  const graceMs = graceOf(o.gracePeriod);
+  // a malformed address is a usage error (2), told before the datastore is opened
+  const parsed = parseIp(o.ip);
+  if (!parsed) throw new UsageError(`ipam show: --ip: invalid IP address ${JSON.stringify(o.ip)}`);
   await withIpam(o, false, async (ipam, kv) => {
-    const parsed = parseIp(o.ip);
-    if (!parsed) throw new Error(`invalid IP address ${JSON.stringify(o.ip)}`);
     const canonical = formatIp(parsed.version, parsed.value);
     const attr = await ipam.allocationOf(canonical);
     const audit = await auditIpam(kv, { gracePeriodMs: graceMs });
@@ -586,7 +596,7 @@ export async function releaseChecked(kv: KvStore, o: Pick<ReleaseOpts, 'ip' | 'h
   const owners = await readOwners(kv);
   // An allocation younger than the grace period and used by nobody yet may be a CNI ADD (or a
   // tunnel address) between its assignment and its endpoint (or Node) write: refused as in use.
-  const graceMs = parseDuration(o.gracePeriod);
+  const graceMs = graceOf(o.gracePeriod);
   const audit = await auditIpam(kv, { gracePeriodMs: graceMs });
   let targets: string[];
   if (o.handle !== undefined) {
@@ -705,7 +715,7 @@ async function releaseFromReports(o: ReleaseOpts, out: Out): Promise<void> {
   // The grace period the reports were checked with (the longest, when they differ), unless
   // --grace-period is given: a report of `check --grace-period 0` called young addresses leaked
   // knowingly, and re-checking them with the default 15m would skip every one.
-  let graceMs = parseDuration(o.gracePeriod);
+  let graceMs = graceOf(o.gracePeriod);
   if (!o.graceGiven) {
     const given = reports.map(({ file, report }) => {
       if (typeof report.gracePeriod !== 'string') return null;
@@ -799,11 +809,11 @@ interface AssignOpts {
 }
 
 async function assignCommand(o: AssignOpts, out: Out): Promise<void> {
-  if (o.ip !== undefined && o.count !== undefined) throw new Error('ipam assign: give --count K or --ip IP, not both');
-  if (o.ip !== undefined && o.pool.length > 0) throw new Error('ipam assign: --pool chooses pools for --count; --ip names its address already');
-  if (o.ip !== undefined && o.ipv6) throw new Error('ipam assign: --ipv6 chooses the family for --count; --ip names its address already');
+  if (o.ip !== undefined && o.count !== undefined) throw new UsageError('ipam assign: give --count K or --ip IP, not both');
+  if (o.ip !== undefined && o.pool.length > 0) throw new UsageError('ipam assign: --pool chooses pools for --count; --ip names its address already');
+  if (o.ip !== undefined && o.ipv6) throw new UsageError('ipam assign: --ipv6 chooses the family for --count; --ip names its address already');
   const count = o.count === undefined ? 1 : Number(o.count);
-  if (!Number.isInteger(count) || count < 1 || count > 65536) throw new Error(`ipam assign: --count must be 1..65536, got ${JSON.stringify(o.count)}`);
+  if (!Number.isInteger(count) || count < 1 || count > 65536) throw new UsageError(`ipam assign: --count must be 1..65536, got ${JSON.stringify(o.count)}`);
   // timestamp: `ipam check` dates the allocation and leaves it unjudged for the grace period
   const attrs = { node: o.node, timestamp: new Date().toISOString() };
   const handleId = o.handle ?? null;
@@ -827,7 +837,7 @@ function parseBool(v: string): boolean {
   // Go's strconv.ParseBool, as calicoctl parses --strictaffinity.
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v)) return true;
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(v)) return false;
-  throw new Error('invalid value. Use true or false to set strictaffinity');
+  throw new UsageError('invalid value. Use true or false to set strictaffinity');
 }
 
 async function configureCommand(o: { datastore?: string; strictaffinity?: string; maxBlocksPerHost?: string }, out: Out): Promise<void> {
@@ -835,9 +845,9 @@ async function configureCommand(o: { datastore?: string; strictaffinity?: string
   let maxBlocks: number | undefined;
   if (o.maxBlocksPerHost !== undefined) {
     maxBlocks = Number(o.maxBlocksPerHost);
-    if (!/^\d+$/.test(o.maxBlocksPerHost) || !Number.isSafeInteger(maxBlocks) || maxBlocks > 2 ** 31 - 1) throw new Error('invalid value for maxblockhost. Use a valid number');
+    if (!/^\d+$/.test(o.maxBlocksPerHost) || !Number.isSafeInteger(maxBlocks) || maxBlocks > 2 ** 31 - 1) throw new UsageError('invalid value for maxblockhost. Use a valid number');
   }
-  if (strict === undefined && maxBlocks === undefined) throw new Error('at least one configuration option must be specified');
+  if (strict === undefined && maxBlocks === undefined) throw new UsageError('at least one configuration option must be specified');
   await withIpam(o, true, async (ipam, kv) => {
     // Read-modify-write on the config key's revision, so a concurrent change is not overwritten.
     for (let attempt = 0; attempt < 10; attempt++) {

@@ -9,7 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { kindFromArgument, kindInfo, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
+import { kindFromArgument as kindOfWord, kindInfo, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
 import { openKvStore } from '../control/kv/open';
 import type { KvStore } from '../control/kv/kv';
 import type { DatastoreSpec } from '../control/kv/spec';
@@ -37,6 +37,15 @@ const deleteWithCleanup: typeof import('../control/resource-delete').deleteWithC
 export const FILE_DATASTORE_READ_ONLY = 'file: datastores are read-only (edit the file); use etcd: or embedded:';
 
 type Out = (text: string) => void;
+
+/** A KIND operand: an unknown one is a usage error (exit 2), told before the datastore is opened. */
+function kindFromArgument(text: string): KindInfo {
+  try {
+    return kindOfWord(text);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
 
 interface DatastoreOpts extends EtcdTlsFlags {
   datastore?: string;
@@ -331,7 +340,7 @@ function fromFile(path: string, info: KindInfo): JsonObject[] {
 
 async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOpts, out: Out, err: Out): Promise<void> {
   const info = kindFromArgument(kindArg);
-  if (o.allNamespaces && o.namespace) throw new Error('get: give -n NAMESPACE or -A, not both');
+  if (o.allNamespaces && o.namespace) throw new UsageError('get: give -n NAMESPACE or -A, not both');
   const ns = info.namespaced ? (o.allNamespaces ? undefined : o.namespace || 'default') : undefined;
   const allNs = info.namespaced && !!o.allNamespaces;
   // checked before the datastore is opened: an unknown heading is a usage error
@@ -410,10 +419,10 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
     .action(async (kind: string | undefined, nameArg: string | undefined, o) => {
       if (o.filename) {
-        if (kind !== undefined) throw new Error('delete: give -f FILE or KIND NAME, not both');
+        if (kind !== undefined) throw new UsageError('delete: give -f FILE or KIND NAME, not both');
         return writeAll('delete', o.filename, o, out, err);
       }
-      if (kind === undefined || nameArg === undefined) throw new Error('delete: give -f FILE, or KIND NAME (e.g. podway delete ippool my-pool)');
+      if (kind === undefined || nameArg === undefined) throw new UsageError('delete: give -f FILE, or KIND NAME (e.g. podway delete ippool my-pool)');
       const info = kindFromArgument(kind);
       const ds = writableSpec(o);
       const id: Identity = { info, name: nameArg, namespace: info.namespaced ? o.namespace : undefined };

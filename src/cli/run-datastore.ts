@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import type { DatastoreEnv, DatastoreSpec } from '../control/kv/spec';
 import { resolveDatastoreSpec } from '../control/open-datastore';
 import { controlRequest } from '../dataplane/control-client';
+import { UsageError } from './usage-error';
 
 const RUN_DIR = '/run/podway';
 /** How long one `podway run` has to answer its status (a starting one answers at once). */
@@ -25,9 +26,19 @@ function named(text: string | undefined): boolean {
   return text !== undefined && text.trim() !== '';
 }
 
-/** resolveDatastoreSpec, remembering whether the spec is the fallback (see checkAgainstRuns). */
+/**
+ * resolveDatastoreSpec, remembering whether the spec is the fallback (see checkAgainstRuns). Every
+ * datastore command (get, apply, create, replace, delete, ipam, cni install) reads its spec here:
+ * one that does not parse (--datastore, $PODWAY_DATASTORE, DATASTORE_TYPE/ETCD_ENDPOINTS) is a
+ * usage error (exit 2), as for `podway run`.
+ */
 export function resolveCommandSpec(flag: string | undefined, env: DatastoreEnv = process.env): DatastoreSpec {
-  const spec = resolveDatastoreSpec(flag, env);
+  let spec: DatastoreSpec;
+  try {
+    spec = resolveDatastoreSpec(flag, env);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   if (!named(flag) && !named(env.PODWAY_DATASTORE) && !named(env.DATASTORE_TYPE) && !named(env.ETCD_ENDPOINTS)) fallbacks.add(spec);
   return spec;
 }

@@ -32,14 +32,8 @@ export function addCniCommands(program: Command): void {
       const opts = { binDir: o.binDir, confDir: o.confDir, datastore: o.datastore, node: o.node, name: o.name, priority: o.priority, mtu: o.mtu, interfaceType: o.interfaceType, control: o.control, ipamLockFile: o.ipamLockFile, pendingDelDir: o.pendingDelDir, env: envWithEtcdTlsFlags(o) };
       // The default store while this machine's podway run uses another: the conflist would send
       // the pods to a store the node does not read (cli/run-datastore.ts). A spec that does not
-      // parse is left to the checks below, which word it.
-      let spec: ReturnType<typeof resolveCommandSpec> | null = null;
-      try {
-        spec = resolveCommandSpec(o.datastore, opts.env);
-      } catch {
-        /* said below */
-      }
-      if (spec) await checkAgainstRuns(spec, true);
+      // parse is a usage error (exit 2) there, as in every datastore command.
+      await checkAgainstRuns(resolveCommandSpec(o.datastore, opts.env), true);
       // IPv6 only when told (--ip none) or when the Node has no IPv4 address (README, "IPv6-only nodes").
       const mode = o.ip === 'none' ? { ipv6Only: true, note: null } : await detectNodeMode(opts);
       const done = installCni({ ...opts, ipv6Only: mode.ipv6Only });

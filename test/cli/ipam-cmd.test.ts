@@ -231,7 +231,7 @@ function ipamSuite(target: Target) {
     assert.ok(got.every((ip) => (ipToInt(ip) & ~3) === node2Base), 'all four from one /30');
     const elsewhere = intToIp(ipToInt('10.250.0.0') + ((node2Base + 4 - ipToInt('10.250.0.0')) % 256) + 1);
     const both = await podway(['ipam', 'assign', '--node', 'node1', '--ip', elsewhere, '--pool', '10.250.0.0/24', ...ds()]);
-    assert.is(both.code, 1);
+    assert.is(both.code, 2, 'a conflicting option: a usage error');
     assert.match(both.err, /--pool chooses pools for --count/);
     assert.is(await ok(['ipam', 'assign', '--node', 'node1', '--ip', elsewhere, ...ds()]), `${elsewhere}\n`);
     // ... and an address in node2's block is refused to node1 under strict affinity.

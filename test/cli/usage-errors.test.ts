@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
 import { execFile } from 'node:child_process';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { BIN, podway, tempDir } from './cli-kit';
 
 const store = () => ['--datastore', `embedded:${path.join(tempDir(), 'none')}`];
@@ -62,6 +62,65 @@ test('run\'s bad variables and datastore specs: exit 2 with the one line naming 
     assert.is(r.code, 2, `${what}: ${r.err}`);
     assert.is(r.err.trim().split('\n').length, 1, `${what}: ${r.err}`);
     assert.match(r.err, message, what);
+  }
+});
+
+test('a datastore spec that does not parse, in every datastore command: exit 2, one line naming it, nothing opened or written', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'pool.yaml');
+  writeFileSync(file, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.251.0.0/16}\n');
+  const commands: string[][] = [
+    ['get', 'ippool'], ['apply', '-f', file], ['create', '-f', file], ['replace', '-f', file], ['delete', 'ippool', 'p'], ['delete', '-f', file],
+    ['ipam', 'show'], ['ipam', 'check'], ['ipam', 'release', '--ip', '10.251.0.1'], ['ipam', 'assign', '--node', 'n1'],
+    ['ipam', 'configure', '--strictaffinity', 'true'],
+    ['cni', 'install', '--bin-dir', path.join(dir, 'bin'), '--conf-dir', path.join(dir, 'conf'), '--node', 'n1'],
+  ];
+  // the review's cases: an etcd address without its scheme, a word that is no kind; and Calico's variables
+  const specs: [string[], Record<string, string>, RegExp][] = [
+    [['--datastore', 'etcd:10.0.0.5:2379'], {}, /^podway: datastore 'etcd:10\.0\.0\.5:2379': /],
+    [['--datastore', 'bogus'], {}, /^podway: datastore 'bogus': unknown kind 'bogus'/],
+    [[], { PODWAY_DATASTORE: 'etdc:x' }, /^podway: datastore 'etdc:x': unknown kind 'etdc'/],
+    [[], { DATASTORE_TYPE: 'kubernetes' }, /^podway: DATASTORE_TYPE=kubernetes: podway supports etcdv3/],
+  ];
+  // every command with one bad spec; each kind of bad spec with two commands (each spawn is a Node start)
+  const runs: [string[], [string[], Record<string, string>, RegExp]][] = [
+    ...commands.map((args) => [args, specs[1]!] as [string[], [string[], Record<string, string>, RegExp]]),
+    ...[specs[0]!, specs[2]!, specs[3]!].flatMap((spec) => [[['get', 'ippool'], spec], [commands[6]!, spec]] as [string[], [string[], Record<string, string>, RegExp]][]),
+  ];
+  for (const [args, [flags, env, message]] of runs) {
+    {
+      const r = await podway([...args, ...flags], env);
+      const what = `${Object.entries(env).map(([k, v]) => `${k}=${v} `).join('')}podway ${[...args, ...flags].join(' ')}`;
+      assert.is(r.code, 2, `${what}: ${r.err}`);
+      assert.is(r.err.trim().split('\n').length, 1, `${what}: ${r.err}`);
+      assert.match(r.err, message, what);
+      assert.is(r.out, '', what);
+    }
+  }
+  assert.not.ok(existsSync(path.join(dir, 'bin')) || existsSync(path.join(dir, 'conf')), 'cni install wrote nothing');
+});
+
+test('a missing or conflicting operand of the datastore commands: exit 2, told before the datastore is opened', async () => {
+  const cases: [string[], RegExp][] = [
+    [['delete', 'ippool'], /^podway: delete: give -f FILE, or KIND NAME \(e\.g\. podway delete ippool my-pool\)$/],
+    [['delete'], /^podway: delete: give -f FILE, or KIND NAME/],
+    [['delete', 'ippool', 'p', '-f', 'x.yaml'], /^podway: delete: give -f FILE or KIND NAME, not both$/],
+    [['delete', 'bogus', 'p'], /^podway: unknown resource type "bogus"; podway knows /],
+    [['get', 'bogus'], /^podway: unknown resource type "bogus"; podway knows /],
+    [['get', 'wep', '-n', 'x', '-A'], /^podway: get: give -n NAMESPACE or -A, not both$/],
+    [['ipam', 'show', '--ip', 'bogus'], /^podway: ipam show: --ip: invalid IP address "bogus"$/],
+    [['ipam', 'check', '--grace-period', '15'], /^podway: --grace-period: invalid duration "15"/],
+    [['ipam', 'assign', '--node', 'n1', '--ip', '10.251.0.1', '--count', '2'], /^podway: ipam assign: give --count K or --ip IP, not both$/],
+    [['ipam', 'assign', '--node', 'n1', '--count', '0'], /^podway: ipam assign: --count must be 1\.\.65536, got "0"$/],
+    [['ipam', 'configure'], /^podway: at least one configuration option must be specified$/],
+    [['ipam', 'configure', '--strictaffinity', 'maybe'], /^podway: invalid value\. Use true or false to set strictaffinity$/],
+  ];
+  for (const [args, message] of cases) {
+    // a store that does not exist: a usage error is told before it would be refused as missing (1)
+    const r = await podway([...args, ...store()]);
+    assert.is(r.code, 2, `podway ${args.join(' ')}: ${r.err}`);
+    assert.is(r.err.trim().split('\n').length, 1, `podway ${args.join(' ')}: ${r.err}`);
+    assert.match(r.err.trim(), message, `podway ${args.join(' ')}`);
   }
 });
 

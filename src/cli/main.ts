@@ -25,6 +25,7 @@ import { parseNatOutgoingExclusions, type NatOutgoingExclusions } from '../datap
 import { validateNodeName } from '../control/resource-names';
 import { shortGuid } from '../control/kv/cluster-guid';
 import { startLevel, parseLogLevel } from '../observe/log';
+import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
 
 /** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
 export const TRACE_TIMED_OUT = 3;
@@ -190,7 +191,7 @@ export function buildProgram(): Command {
     .option('--endpoint-to-host <accept|drop>', 'what a pod\'s new connections to the node\'s own addresses get (Felix\'s DefaultEndpointToHostAction, or FELIX_DEFAULTENDPOINTTOHOSTACTION; default accept, as calico.yaml sets it): drop leaves pods (veth, TAP, TUN) only replies to connections the node opened and IPv6 NDP/MLD')
     .option('--neighbor-reachable <ms>', 'underlay neighbours (ARP/NDP): how long an answer keeps an entry REACHABLE before it is re-probed (the kernel\'s base_reachable_time; default 30000)', (v) => Number(v))
     .option('--neighbor-retrans <ms>', 'underlay neighbours: between two probes of one address (the kernel\'s retrans_time; default 1000); 3 unanswered probes make it FAILED', (v) => Number(v))
-    .option('--neighbor-queue <n>', 'underlay neighbours: packets held per neighbour while it is resolved, sent when it answers (the kernel\'s unres_qlen; default 3, a TCP super-frame counting as one, within 128 KiB per neighbour and 256 frames per forwarding thread; 0: none, dropped as neighbor_unresolved)', (v) => Number(v))
+    .option('--neighbor-queue <n>', `underlay neighbours: packets held per neighbour while it is resolved, sent when it answers (the kernel's unres_qlen; default ${NEIGHBOR_QUEUE_PER_NEIGHBOR}, a TCP super-frame counting as one, within ${NEIGHBOR_QUEUE_BYTES.toLocaleString('en-US')} bytes per neighbour (the kernel's unres_qlen_bytes) and ${NEIGHBOR_QUEUE_TOTAL} frames per forwarding thread; 0: none, dropped as neighbor_unresolved)`, (v) => Number(v))
     .option('--qdisc-bypass', 'send on AF_PACKET sockets straight to the driver, skipping qdiscs (tc)')
     .option('--workers <n|auto>', `forwarding threads, flows spread over them by the kernel (PACKET_FANOUT/SO_REUSEPORT); auto = one per CPU, at most ${WORKERS_AUTO_MAX}; TAP/TUN pods are read by the first`, DEFAULT_WORKERS)
     .option('--worker-steer <flow|fanout>', 'with several workers, how frames are split between them: flow (each socket filter takes its share by a symmetric hash of the flow inside the tunnel, so a request and its reply meet on one thread) or fanout (PACKET_FANOUT_HASH of the outer headers; for measuring)', 'flow')

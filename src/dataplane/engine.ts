@@ -22,7 +22,8 @@ import { writeNeighborSolicit } from '../packet/ndp';
 import { ip6Bytes } from '../control/route-calc6';
 import { formatIpv6 } from '../packet/ipv6';
 import { NeighborTable, NeighborTimings } from './neighbors';
-import { NeighborQueue, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL, FAMILY_V4, FAMILY_V6, FAMILY_POD } from './neighbor-queue';
+import { NeighborQueue, FAMILY_V4, FAMILY_V6, FAMILY_POD } from './neighbor-queue';
+import { NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from './neighbor-queue-limits';
 import { HostProgrammer, HostState, HostLearnedRoute, HostPoolRoute, HostAddress, LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC } from './host-programmer';
 import { Spawner } from './spawner';
 import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } from './counters';
@@ -132,7 +133,7 @@ export interface EngineOptions {
    * table (4,096 by default; tests set it small to see a full table). */
   neighbor?: NeighborTimings & { maxEntries?: number };
   /** Packets held for an underlay neighbour being resolved (neighbor-queue.ts): at most
-   * `perNeighbor` per neighbour (3) and `total` frames in all (256), `bytes` per neighbour (128 KiB), in pool slots reserved for them.
+   * `perNeighbor` per neighbour (3) and `total` frames in all (256), `bytes` per neighbour (212,992, NEIGHBOR_QUEUE_BYTES), in pool slots reserved for them.
    * Either 0: none held, they are dropped as `neighbor_unresolved`. */
   neighborQueue?: { perNeighbor?: number; total?: number; /** bytes held per neighbour (NEIGHBOR_QUEUE_BYTES) */ bytes?: number };
   /** Called when an ARP reply from a wanted underlay neighbour reaches this engine (learned, changed

@@ -36,16 +36,8 @@
  * the engine drops a neighbour's frames as soon as it turns FAILED, `take`).
  */
 import { FramePool, SLOT_SHIFT } from './frame-pool';
+import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from './neighbor-queue-limits';
 
-/** Frames held per neighbour by default (the kernel's historic unres_qlen). */
-export const NEIGHBOR_QUEUE_PER_NEIGHBOR = 3;
-/** Frames held in all by default (one pool slot each: 256 x 2 KiB per worker; a 64 KiB
- * super-frame of 1,448-byte segments takes 46). */
-export const NEIGHBOR_QUEUE_TOTAL = 256;
-/** Bytes held per neighbour by default (frames as they will be sent): the kernel's default
- * unres_qlen_bytes (SK_WMEM_MAX), room for two whole 64 KiB TCP super-frames with their segments'
- * headers (~68-71 KiB each). */
-export const NEIGHBOR_QUEUE_BYTES = 212_992;
 
 export const FAMILY_V4 = 4;
 export const FAMILY_V6 = 6;

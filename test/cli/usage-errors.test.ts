@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { BIN, podway, tempDir } from './cli-kit';
+import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../../src/dataplane/neighbor-queue-limits';
 
 const store = () => ['--datastore', `embedded:${path.join(tempDir(), 'none')}`];
 
@@ -161,6 +162,15 @@ test('run --help names each default once (commander adds its own "(default: ...)
   const twice = r.out.split(/\n(?=  -)/).filter((opt) => (opt.match(/\(default: /g) ?? []).length > 1);
   assert.equal(twice, []);
   assert.match(r.out, /--workers <n\|auto>[^]*?\(default: "1"\)/);
+});
+
+test('run --help states the neighbour queue\'s limits from the constants the queue uses (it said 128 KiB per neighbour)', async () => {
+  const r = await podway(['run', '--help']);
+  assert.is(r.code, 0, r.err);
+  const help = r.out.replace(/\s+/g, ' ');
+  assert.ok(help.includes(`default ${NEIGHBOR_QUEUE_PER_NEIGHBOR}, a TCP super-frame counting as one, within ${NEIGHBOR_QUEUE_BYTES.toLocaleString('en-US')} bytes per neighbour`), help);
+  assert.ok(help.includes(`and ${NEIGHBOR_QUEUE_TOTAL} frames per forwarding thread`), help);
+  assert.not.ok(help.includes('KiB per neighbour'), help);
 });
 
 test('a user who cannot write the embedded store: the error says root or --datastore embedded:DIR', async () => {

@@ -335,7 +335,7 @@ export function buildProgram(): Command {
         ? `ipv6: node ${s.ipv6.nodeIp ?? 'no address'}; vtep ${s.ipv6.vtep.ip ?? '-'} ${s.ipv6.vtep.mac}; ${s.ipv6.routes} routes; mtu: pod ${s.ipv6.podMtu}, vxlan ${s.ipv6.vxlanMtu}; known nodes: ${listSummary(s.ipv6.knownNodes) || '-'}`
         : null,
       // the kernel's local table (local-addrs.ts): a veth pod's packets for these are the kernel's to deliver
-      s.localAddresses ? `node's own addresses (local table${s.localLearned ? `, ${s.localLearned}` : ''}; loopback and link-local left out): ${listSummary([...s.localAddresses.v4, ...s.localAddresses.v6]) || 'none read'}` : null,
+      s.localAddresses ? `node's own addresses (local table${s.localLearned ? `, ${s.localLearned}` : ''}; loopback, IPv6 link-local and multicast left out): ${listSummary([...s.localAddresses.v4, ...s.localAddresses.v6]) || 'none read'}` : null,
     ];
     // the underlay link down or gone, and the node's address gone from a link that is up: two
     // things, two lines (Engine.checkNodeAddress)

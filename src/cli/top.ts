@@ -39,8 +39,9 @@ export function si(v: number): string {
   return u === 0 ? String(Math.round(v)) : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)}${units[u]}`;
 }
 
-/** One frame of the view from two samples (`prev` taken before `cur`). */
-export function renderTop(node: string, prev: CounterSample, cur: CounterSample, maxRoutes = 10): string {
+/** One frame of the view from two samples (`prev` taken before `cur`); `live`: redrawn until q
+ * (its header says so), else the one frame of --once or a pipe (its header says what the rates span). */
+export function renderTop(node: string, prev: CounterSample, cur: CounterSample, maxRoutes = 10, live = true): string {
   const dt = Math.max(0.001, (cur.at - prev.at) / 1000);
   const rate = (a: number, b: number) => Math.max(0, a - b) / dt;
   const was = byPort(prev);
@@ -69,7 +70,7 @@ export function renderTop(node: string, prev: CounterSample, cur: CounterSample,
     .map((r) => ({ ...r, pps: si(r.pps) }));
   const when = new Date(cur.at).toISOString().slice(11, 19);
   return [
-    `podway top - node ${node} - ${when} UTC - every ${dt.toFixed(1)}s (q to quit)`,
+    live ? `podway top - node ${node} - ${when} UTC - every ${dt.toFixed(1)}s (q to quit)` : `podway top - node ${node} - ${when} UTC - rates over ${dt.toFixed(1)}s`,
     '',
     'PORTS',
     table(ports),
@@ -95,7 +96,7 @@ export async function runTop(o: { sock: string; once: boolean; intervalMs?: numb
   let prev = await sample(o.sock);
   if (o.once || !out.isTTY) {
     await sleep(interval);
-    out.write(renderTop(node, prev, await sample(o.sock)));
+    out.write(renderTop(node, prev, await sample(o.sock), 10, false));
     return;
   }
   let quit = false;

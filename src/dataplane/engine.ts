@@ -30,7 +30,7 @@ import { COUNTER_NAMES, PortCounter, PORT_COUNTERS, Event, Reason, Reason6 } fro
 import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
-import { type LocalAddresses, sameLocalAddresses } from './local-addrs';
+import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './local-addrs';
 import { LocalTableWatch } from './local-watch';
 import { readLocalPortRange } from './port-range';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
@@ -2318,8 +2318,9 @@ export class Engine {
       endpoints: this.endpoints.size,
       mtu: m?.mtu ?? null,
       knownNodes: m ? [...m.node.knownNodeIps].map(formatIpv4) : [],
-      // the node's own addresses a veth pod's packets for are left to the kernel (local-addrs.ts)
-      localAddresses: { v4: this.local.v4, v6: this.local.v6 },
+      // the node's own addresses a veth pod's packets for are left to the kernel (local-addrs.ts):
+      // those the pipeline holds, not the loopback and link-local entries it leaves out
+      localAddresses: keptLocalAddresses(this.local),
       // how the host-managing engine learns them (local-watch.ts); null on a worker
       localLearned: this.localWatch === null ? null : this.localWatch.live ? `ip monitor (change notices; read again every ${LOCAL_ADDR_SAFETY_MS / 1000} s)` : `read every ${LOCAL_ADDR_CHECK_MS / 1000} s (ip monitor not running)`,
       // a node address missing from a link that is up (only that), and the underlay down or gone

@@ -41,6 +41,16 @@ export function parseLocalTable(json: string): string[] {
   return [...new Set(out)].sort();
 }
 
+/**
+ * The entries the sets hold (LocalSet4/LocalSet6 keep them: loopback, link-local, multicast and
+ * unreadable ones left out), as `ip` printed them: what status shows as the node's own addresses.
+ */
+export function keptLocalAddresses(local: LocalAddresses): LocalAddresses {
+  const s4 = new LocalSet4();
+  const s6 = new LocalSet6();
+  return { v4: local.v4.filter((c) => s4.set([c]) > 0), v6: local.v6.filter((c) => s6.set([c]) > 0) };
+}
+
 /** Both families' entries the same (order-free), to tell a change. */
 export function sameLocalAddresses(a: LocalAddresses | null, b: LocalAddresses | null): boolean {
   if (a === null || b === null) return a === b;

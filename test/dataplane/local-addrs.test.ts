@@ -3,7 +3,7 @@
 // shorter prefixes, and martian destinations are left out.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LocalSet4, LocalSet6, parseLocalTable, sameLocalAddresses } from '../../src/dataplane/local-addrs';
+import { keptLocalAddresses, LocalSet4, LocalSet6, parseLocalTable, sameLocalAddresses } from '../../src/dataplane/local-addrs';
 import { parseIpv4, parseIpv6Bytes } from '../../src/packet';
 
 test('parseLocalTable: the local entries of ip -j route show table local (broadcast, multicast and anycast left out), each once, sorted', () => {
@@ -14,6 +14,14 @@ test('parseLocalTable: the local entries of ip -j route show table local (broadc
   assert.equal(parseLocalTable('[]'), []);
   assert.throws(() => parseLocalTable('{"not":"a list"}'), /not a list/);
   assert.throws(() => parseLocalTable('Error: ...'));
+});
+
+test('keptLocalAddresses: what status lists as the node\'s own addresses is what the sets hold: no loopback, link-local or multicast entry (status said "loopback and link-local left out" and listed 127.0.0.1, ::1, fe80::...)', () => {
+  const kept = keptLocalAddresses({
+    v4: ['10.0.0.1', '127.0.0.0/8', '127.0.0.1', '169.254.20.10', '192.0.2.0/24'],
+    v6: ['::1', 'fd00:99::1', 'fe80::1c2b:3ff:fe4d:5e6f', 'fe80::/64', 'ff02::1'],
+  });
+  assert.equal(kept, { v4: ['10.0.0.1', '169.254.20.10', '192.0.2.0/24'], v6: ['fd00:99::1'] });
 });
 
 test('LocalSet4: host addresses and prefixes (lo given a /24, AnyIP) match; martian ones (127/8, 0/8, multicast) and unreadable ones are left out', () => {

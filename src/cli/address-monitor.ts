@@ -13,7 +13,8 @@
  * - --ip autodetect (IP=autodetect; --ip6/IP6 autodetect): first-found, whenever it differs from
  *   the registered address (Calico's IP=autodetect).
  * - unset: the start keeps the Node's own address when it has one (else first-found); a running
- *   podway replaces it with first-found only once it is no longer on the node. An address still
+ *   podway replaces it with first-found only once it is no longer on the node. An IPv6 address
+ *   found while the Node has none (added to a running node) is registered, as a restart would. An address still
  *   held is kept even if first-found would now pick another (no flapping between two addresses;
  *   an operator's choice written to the Node stays).
  * Nothing is concluded from a look that failed (`ip` failing), and no address found keeps the
@@ -97,7 +98,10 @@ function held(seen: NodeAddresses, cidr: string, v6: boolean): boolean {
 /** One family's next address: the new one, or null to keep what is registered. */
 function next(source: AddressSource, registered: string | null, found: string | undefined, seen: NodeAddresses, v6: boolean): string | null {
   if (source === 'manual' || source === 'none' || found === undefined) return null;
-  if (registered === null) return source === 'autodetect' ? found : null;
+  // None registered: autodetect takes first-found; unset too for IPv6, as the start would (an
+  // IPv6 address added to a running node is registered at the next look, not at the next start).
+  // An IPv4 address is kept to the start's choice (none at start: an IPv6-only node stays so).
+  if (registered === null) return source === 'autodetect' || (v6 && source === 'default') ? found : null;
   if (sameCidr(registered, found, v6)) return null;
   if (source === 'autodetect') return found;
   return held(seen, registered, v6) ? null : found;

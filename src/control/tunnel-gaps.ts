@@ -22,7 +22,7 @@ export function tunnelAddressGaps(m: NodeDataplaneModel): string[] {
   // encapsulation. Said only when there are other nodes: alone, its pods reach each other.
   const ownBlocks6 = m.v6.routes.filter((r) => r.kind === 'blackhole').map((r) => r.cidr);
   if (ownBlocks6.length > 0 && m.v6.ip6 === null && m.node.knownNodeIps.size > 1) {
-    gaps.push(`IPv6 block(s) ${ownBlocks6.join(', ')} but no IPv6 address of its own (Node spec.bgp.ipv6Address; \`--ip6\`): other nodes cannot reach its pods' IPv6 addresses (give the node an IPv6 address, or keep IPv6 pools off it with a nodeSelector)`);
+    gaps.push(`IPv6 block(s) ${ownBlocks6.join(', ')} but no IPv6 address of its own (Node spec.bgp.ipv6Address; \`--ip6\`): other nodes cannot reach its pods' IPv6 addresses (give the node an IPv6 address: one found on its interfaces is registered within --autodetect-poll-interval, 60 s by default, unless --ip6 names an address or none, which is read at the next start; or keep IPv6 pools off it with a nodeSelector)`);
   }
   const vxlan6 = new Set(m.v6.pools.filter((p) => p.encap === 'vxlan').map((p) => p.name));
   const blocks6 = m.v6.routes.filter((r) => r.kind === 'blackhole' && r.pool !== null && vxlan6.has(r.pool)).map((r) => r.cidr);

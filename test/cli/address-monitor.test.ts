@@ -60,7 +60,7 @@ test('unset: the registered address kept while the node holds it; first-found on
   assert.is(decideAddressChange(REG, seen(undefined, ['127.0.0.1']), src('default')), null, 'gone, nothing found: kept');
 });
 
-test('IPv6: autodetect follows first-found (canonical text compared), unset only once the address left, given or none never', () => {
+test('IPv6: autodetect follows first-found (canonical text compared), unset once the address left or when none is registered, given or none never', () => {
   const reg = { ipv4: '10.0.0.1/24', ipv6: 'fd00:99::1/64' };
   const v4 = ['10.0.0.1'];
   assert.is(decideAddressChange(reg, seen('10.0.0.1/24', [...v4, 'fd00:99::1'], 'fd00:99:0::1/64'), src('default', 'autodetect')), null, 'same address in another spelling');
@@ -70,7 +70,12 @@ test('IPv6: autodetect follows first-found (canonical text compared), unset only
   assert.is(decideAddressChange(reg, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'manual')), null);
   assert.is(decideAddressChange(REG, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'none')), null);
   assert.equal(decideAddressChange(REG, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'autodetect')), { ipv6Address: 'fd00:99::2/64' }, 'autodetect: IPv6 appearing is registered');
-  assert.is(decideAddressChange(REG, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'default')), null, 'unset: none at start stays none');
+  // an IPv6 address added to a running node whose Node has none: registered, as a restart would
+  // (it stayed unregistered until a restart, while status said "give the node an IPv6 address")
+  assert.equal(decideAddressChange(REG, seen('10.0.0.1/24', [...v4, 'fd00:99::2'], 'fd00:99::2/64'), src('default', 'default')), { ipv6Address: 'fd00:99::2/64' }, 'unset: IPv6 appearing is registered');
+  assert.is(decideAddressChange(REG, seen('10.0.0.1/24', v4), src('default', 'default')), null, 'unset, no IPv6 found: none');
+  // IPv4 is the start's choice: an IPv6-only node (none registered) is not turned dual-stack
+  assert.is(decideAddressChange({ ipv4: null, ipv6: 'fd00:99::1/64' }, seen('10.0.0.1/24', [...v4, 'fd00:99::1'], 'fd00:99::1/64'), src('default', 'default')), null, 'unset IPv4 stays none');
   assert.equal(decideAddressChange(reg, seen('10.0.0.9/24', ['10.0.0.9', 'fd00:99::2'], 'fd00:99::2/64'), src('autodetect', 'autodetect')), { ipv4Address: '10.0.0.9/24', ipv6Address: 'fd00:99::2/64' }, 'both at once');
 });
 

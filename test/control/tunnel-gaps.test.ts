@@ -49,6 +49,8 @@ test('a node with IPv6 blocks and no IPv6 address: not ready once other nodes ex
   const gaps = tunnelAddressGaps(computeNodeModel(pair, 'a'));
   assert.is(gaps.length, 1);
   assert.match(gaps[0]!, 'IPv6 block(s) fd00:73::/122 but no IPv6 address of its own');
+  // what to do, including when it is done by itself (an address added to a running node) and when not
+  assert.match(gaps[0]!, 'give the node an IPv6 address: one found on its interfaces is registered within --autodetect-poll-interval, 60 s by default, unless --ip6 names an address or none, which is read at the next start;');
   assert.ok(computeNodeModel(pair, 'b').v6.withheld.some((w) => w.cidr === 'fd00:73::/122' && /node IPv6 address unknown/.test(w.reason)));
   const alone = snapshotOf(pool('p', '10.73.0.0/16'), v6pool, node('a', '10.99.0.1/24'), affinity('a', 'fd00:73::/122'));
   assert.equal(tunnelAddressGaps(computeNodeModel(alone, 'a')), []);

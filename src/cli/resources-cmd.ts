@@ -25,6 +25,7 @@ import type { DeleteReport } from '../control/resource-delete';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
 import { CustomColumns, CustomColumnsError, evaluatePath, parseCustomColumnsOutput } from './custom-columns';
 import { UsageError } from './usage-error';
+import { felixConfigurationNotes } from './felix-config-note';
 
 // Required by the commands that use them: every `podway` start registers these commands, and the
 // YAML parser and printer, the resource schemas (zod, through resource-files.ts) and IPAM (through
@@ -158,6 +159,8 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
     }
   }, false, true);
   out(`Successfully ${PAST[verb]} ${done} ${resourcesWord(resources)}\n`);
+  // a FelixConfiguration is stored, not read by podway run: said, with the variables to set instead
+  if (verb !== 'delete') for (const note of felixConfigurationNotes(resources.map((r) => r.object))) err(`${note}\n`);
 }
 
 /**

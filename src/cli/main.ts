@@ -19,7 +19,7 @@ import { etcdCaCertOption, etcdCertOption, etcdKeyOption, envWithEtcdTlsFlags } 
 // The control client and the name rule only: every command builds this whole program (its help
 // and options), so what loads here is paid by each `podway` start, and `run`'s modules (the engine,
 // the datastore, the metrics) load in run's action (see "Start-up time" in bench/README.md).
-import { controlRequest, defaultControlPath } from '../dataplane/control-client';
+import { controlRequest, defaultControlPath, NODE_TO_ASK_HELP } from '../dataplane/control-client';
 import { parseTraceFilter } from '../dataplane/trace';
 import { parseNatOutgoingExclusions, type NatOutgoingExclusions } from '../dataplane/nat';
 import { validateNodeName } from '../control/resource-names';
@@ -139,7 +139,7 @@ function clientCommand(program: Command, name: string, desc: string, show: (res:
   program
     .command(name)
     .description(desc)
-    .option('--node <name>', 'node whose podway to ask (default $NODENAME)')
+    .option('--node <name>', NODE_TO_ASK_HELP)
     .option('--control <path>', 'control socket path')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (o) => {
@@ -405,7 +405,7 @@ export function buildProgram(): Command {
     .argument('[filter...]', FILTER_HELP)
     .option('-n, --count <n>', 'packets to show', wholeNumber, 1)
     .option('--timeout <seconds>', 'give up after', positiveSeconds, 10)
-    .option('--node <name>', 'node whose podway to ask')
+    .option('--node <name>', NODE_TO_ASK_HELP)
     .option('--control <path>', 'control socket path')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (filter: string[], o) => {
@@ -430,7 +430,7 @@ export function buildProgram(): Command {
     .command('log-level')
     .description('show or set the log level of the running podway (trace|debug|info|warn|error|fatal|silent)')
     .argument('[level]', 'the new level (Felix\'s Debug, Info, Warning, Error too)')
-    .option('--node <name>', 'node whose podway to ask (default $NODENAME)')
+    .option('--node <name>', NODE_TO_ASK_HELP)
     .option('--control <path>', 'control socket path')
     .action(async (level: string | undefined, o) => {
       // a bad level is a usage error (2), told before podway is looked for
@@ -452,7 +452,7 @@ export function buildProgram(): Command {
     .option('-n, --count <n>', 'stop after N packets', wholeNumber)
     .option('-s, --snaplen <bytes>', 'bytes recorded of each packet at most (64..262144; default 262144, as tcpdump: a whole 64 KiB TCP super-frame)', snaplenBytes)
     .addOption(new Option('--stage <stage>', 'where to take the frames: as received, decapsulated, routed (before encapsulation), as sent, or dropped (with the reason as a comment)').choices(['rx', 'decap', 'route', 'tx', 'drop']).default('rx'))
-    .option('--node <name>', 'node whose podway to ask')
+    .option('--node <name>', NODE_TO_ASK_HELP)
     .option('--control <path>', 'control socket path')
     .action(async (filter: string[], o) => {
       if (!filterOk(filter, 'capture')) return;
@@ -465,7 +465,7 @@ export function buildProgram(): Command {
     .command('top')
     .description('live view of the running podway: pps/bps per port, drops by reason, busiest routes (q to quit)')
     .option('--once', 'print one frame (two samples a second apart) and exit; the default when stdout is not a terminal')
-    .option('--node <name>', 'node whose podway to ask')
+    .option('--node <name>', NODE_TO_ASK_HELP)
     .option('--control <path>', 'control socket path')
     .action(async (o) => {
       const { runTop } = await import('./top');

@@ -2,7 +2,7 @@
 // `calicoctl node status` prints them (BIRD's protocol state in STATE, the BGP state in INFO),
 // or as JSON with the per-peer counters.
 import { Command, Option } from 'commander';
-import { controlRequest } from '../dataplane/control-client';
+import { controlRequest, NODE_TO_ASK_HELP } from '../dataplane/control-client';
 import type { NodeStatus } from '../control/bgp/agent';
 
 /** calicoctl's box table: headers centred (the odd space on the right), cells left-aligned. */
@@ -46,7 +46,7 @@ export function addNodeCommands(program: Command, controlPath: (o: { node?: stri
   node
     .command('status')
     .description('show the BGP sessions of the running podway, as `calicoctl node status`')
-    .option('--node <name>', 'node whose podway to ask (default $NODENAME)')
+    .option('--node <name>', NODE_TO_ASK_HELP)
     .option('--control <path>', 'control socket path')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .action(async (o) => {

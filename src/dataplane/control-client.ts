@@ -6,6 +6,10 @@
 import * as net from 'node:net';
 import { validateNodeName } from '../control/resource-names';
 
+/** --node of the commands that ask a running podway (status, routes, endpoints, counters, trace,
+ * capture, top, log-level, node status): cli/main.ts controlPath finds the socket so. */
+export const NODE_TO_ASK_HELP = 'node whose podway to ask (default $NODENAME, else the only podway running here: the one socket in /run/podway)';
+
 /** The node name becomes a file name, so it is checked here too (no `../` out of /run/podway). */
 export function defaultControlPath(node: string): string {
   return `/run/podway/${validateNodeName(node)}.sock`;

@@ -164,6 +164,15 @@ test('run --help names each default once (commander adds its own "(default: ...)
   assert.match(r.out, /--workers <n\|auto>[^]*?\(default: "1"\)/);
 });
 
+test('--node of every command that asks a running podway: one wording, with the default and the only socket in /run/podway', async () => {
+  for (const args of [['status'], ['routes'], ['endpoints'], ['counters'], ['trace'], ['capture'], ['top'], ['log-level'], ['node', 'status']]) {
+    const r = await podway([...args, '--help']);
+    assert.is(r.code, 0, r.err);
+    const help = r.out.replace(/\s+/g, ' ');
+    assert.ok(help.includes('--node <name> node whose podway to ask (default $NODENAME, else the only podway running here: the one socket in /run/podway)'), `podway ${args.join(' ')} --help: ${help}`);
+  }
+});
+
 test('run --help states the neighbour queue\'s limits from the constants the queue uses (it said 128 KiB per neighbour)', async () => {
   const r = await podway(['run', '--help']);
   assert.is(r.code, 0, r.err);

@@ -433,6 +433,10 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
         try {
           await deleteAndReport(kv, id, undefined, err);
         } catch (e) {
+          // `get wep` shows WORKLOAD, not the NAME delete takes (as calicoctl: NAME is in -o wide)
+          if (!o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found' && info.kind === 'WorkloadEndpoint') {
+            throw new ResourceError('not-found', `${e.message}; a workload endpoint's NAME (not its WORKLOAD) is in \`podway get workloadendpoint -o wide${info.namespaced && o.namespace !== 'default' ? ` -n ${o.namespace}` : ''}\` (or -A for every namespace)`);
+          }
           if (!(o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found')) throw e;
           // counted as deleted, as calicoctl counts it; stderr says it was not there
           err(`podway: ${describeIdentity(id)} does not exist: skipped (--skip-not-exists)\n`);

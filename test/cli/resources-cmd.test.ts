@@ -211,6 +211,8 @@ function cliSuite(target: Target) {
     const gone = await podway(['delete', 'wep', 'node1-k8s-web--1-eth0', '-n', 'prod', ...ds()]);
     assert.is(gone.code, 1);
     assert.match(gone.err, /resource does not exist: WorkloadEndpoint\(prod\/node1-k8s-web--1-eth0\)/);
+    // get wep shows WORKLOAD as calicoctl does (web-1); the NAME delete takes is in -o wide: said
+    assert.match(gone.err, "; a workload endpoint's NAME (not its WORKLOAD) is in `podway get workloadendpoint -o wide -n prod` (or -A for every namespace)");
     const missing = await podway(['get', 'ippool', 'nope', ...ds()]);
     assert.is(missing.code, 1);
     assert.match(missing.err, /resource does not exist: IPPool\(nope\)/);

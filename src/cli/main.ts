@@ -10,6 +10,7 @@ import { setFlagsFromString } from 'node:v8';
 import { DEFAULT_WORKERS, WORKERS_AUTO_MAX, parseWorkerSteer, parseWorkers } from './workers-option';
 import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
 import { staleEndpointLine } from '../observe/stale-endpoints';
+import { orphanPodLine } from '../dataplane/orphan-pods';
 import { table, listSummary, summarizeHostChanges, guardSummary } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
@@ -345,6 +346,8 @@ export function buildProgram(): Command {
     for (const w of s.waiting ?? []) lines.push(`waiting for: ${w}`);
     // endpoints whose interface has been missing for long (--endpoint-missing-after), with the cleanup
     for (const e of s.staleEndpoints ?? []) lines.push(staleEndpointLine(e));
+    // pod interfaces holding an address no endpoint of this datastore names (dataplane/orphan-pods.ts)
+    for (const o of s.orphanPods ?? []) lines.push(`orphan pod: ${orphanPodLine(o)}`);
     for (const h of summarizeHostChanges(s.hostChanges)) lines.push(`host: ${h}`);
     if (s.nat?.table) lines.push(`nat: table ${s.nat.table}; natOutgoing from ${s.nat.natPools.join(', ') || 'no pool'}; ports ${s.nat.portRange}; udp timeout ${s.nat.udpTimeout.unreplied}/${s.nat.udpTimeout.replied} s; at most ${s.nat.maxFlows} flows${s.nat.lastError ? '; last error: ' + s.nat.lastError : ''}`);
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);

@@ -3,7 +3,7 @@
  * and a FIB, wires port readiness to the pipeline, and answers the operator's questions (status,
  * routes, endpoints, counters, trace). Model changes are applied whole, between packet batches.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { nodeAddressState, readLinkState } from './node-address';
 import { performance } from 'node:perf_hooks';
@@ -31,6 +31,7 @@ import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './local-addrs';
+import { orphanPodLine, type OrphanPodAddress } from './orphan-pods';
 import { LocalTableWatch } from './local-watch';
 import { readLocalPortRange } from './port-range';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
@@ -1764,12 +1765,19 @@ export class Engine {
    * host programmer as its own, so those of pods removed meanwhile are deleted (a stale /32 would
    * send the node's traffic for that address, maybe another pod's by now, into a dead veth).
    */
+  /** Pod interfaces found at start holding an address no endpoint wants (adoptLeftovers; orphan-pods.ts). */
+  private orphanPods: OrphanPodAddress[] = [];
+
   private adoptLeftovers(model: NodeDataplaneModel, reads: HostStartReads | null): void {
     const found = reads?.podRoutes ?? readPodRoutesSync();
     const addr = (f: { ip?: number; ip6?: string }) => (f.ip !== undefined ? formatIpv4(f.ip) : formatIpv6(ip6Bytes(f.ip6!), 0));
     const wanted = new Set(this.hostState(model).pods.flatMap((p) => [...p.ips.map((ip) => `${p.ifname} ${formatIpv4(ip)}`), ...(p.ips6 ?? []).map((ip6) => `${p.ifname} ${addr({ ip6 })}`)]));
     const stale = found.filter((f) => !wanted.has(`${f.ifname} ${addr(f)}`));
     if (stale.length > 0) this.log.info(`host: removing ${stale.length} pod route(s) no endpoint wants, left by an earlier run: ${stale.slice(0, 5).map((f) => `${addr(f)} dev ${f.ifname}`).join(', ')}${stale.length > 5 ? ', ...' : ''}`, { component: 'host' });
+    // The interface is there (the kernel drops a device's routes with it): a pod that keeps an
+    // address this datastore does not know of (orphan-pods.ts), said per interface and kept for status.
+    this.orphanPods = stale.map((f) => ({ ifname: f.ifname, address: addr(f) }));
+    for (const o of this.orphanPods) this.log.warn(`host: ${orphanPodLine(o)}`, { component: 'host', interface: o.ifname, address: o.address });
     this.host!.adopt(found);
     // Only with BGP (kernelRoutes present): without it, a `proto bird` route is someone else's.
     const learned = model.kernelRoutes === undefined ? [] : reads?.learned ?? readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);
@@ -2321,6 +2329,8 @@ export class Engine {
       // the node's own addresses a veth pod's packets for are left to the kernel (local-addrs.ts):
       // those the pipeline holds, not the loopback and link-local entries it leaves out
       localAddresses: keptLocalAddresses(this.local),
+      // pod interfaces holding an address no endpoint of this datastore names, while they exist
+      orphanPods: this.orphanPods.filter((o) => existsSync(`/sys/class/net/${o.ifname}`)),
       // how the host-managing engine learns them (local-watch.ts); null on a worker
       localLearned: this.localWatch === null ? null : this.localWatch.live ? `ip monitor (change notices; read again every ${LOCAL_ADDR_SAFETY_MS / 1000} s)` : `read every ${LOCAL_ADDR_CHECK_MS / 1000} s (ip monitor not running)`,
       // a node address missing from a link that is up (only that), and the underlay down or gone

@@ -219,8 +219,16 @@ test('a pod removed from the datastore takes its /128 and IPv6 neighbour off the
   writeWithout(['gone-1']);
   await sleep(50);
   assert.is(route6(n1.ns, `${gone.ip6}/128`).length, 1, 'the killed run left the /128');
+  const mark = n1.log.length;
   await lab!.startPodway('node1', undefined, ['--workers', '1']);
   assert.ok(await until(() => route6(n1.ns, `${gone.ip6}/128`).length === 0 && neigh6(n1.ns, gone.ifname).length === 0, 10_000), `the left /128 removed after the restart: ${run('ip', ['-n', n1.ns, '-6', 'route'])}`);
+  // gone-1's veth is still there with its addresses, which no endpoint names any more (as a pod
+  // made under another datastore): said at warn level, per address, and listed in status
+  const warned = await waitLog(n1, new RegExp(`interface ${gone.ifname} holds pod address ${gone.ip6} \\(a route an earlier run made\\) but no workload endpoint of this datastore names it`), mark, 10_000);
+  assert.ok(warned, `warned: ${n1.log.slice(mark).filter((l) => l.includes(gone.ifname)).join(' | ')}`);
+  assert.match(warned!, /"level":"warn"/);
+  const st = (await controlRequest(n1.control, { cmd: 'status' })) as { orphanPods?: { ifname: string; address: string }[] };
+  assert.equal((st.orphanPods ?? []).filter((o) => o.ifname === gone.ifname).map((o) => o.address).sort(), [gone.ip, gone.ip6].sort(), JSON.stringify(st.orphanPods));
   assert.ok(await until(() => route6(n1.ns, `${ip6Of('web-1')}/128`).length === 1, 10_000), 'web-1\'s /128 kept');
   assert.ok(await reachable(n1.ns, ip6Of('web-1')), 'node1 -> web-1 after the restart');
   ok = true;

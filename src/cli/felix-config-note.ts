@@ -14,6 +14,8 @@ export const FELIX_FIELDS_PODWAY_READS: Readonly<Record<string, { env: string; f
   prometheusMetricsHost: { env: 'FELIX_PROMETHEUSMETRICSHOST', flag: '--metrics-host' },
   natOutgoingExclusions: { env: 'FELIX_NATOUTGOINGEXCLUSIONS', flag: '--nat-outgoing-exclusions' },
   defaultEndpointToHostAction: { env: 'FELIX_DEFAULTENDPOINTTOHOSTACTION', flag: '--endpoint-to-host' },
+  allowVXLANPacketsFromWorkloads: { env: 'FELIX_ALLOWVXLANPACKETSFROMWORKLOADS', flag: '--allow-vxlan-from-pods' },
+  allowIPIPPacketsFromWorkloads: { env: 'FELIX_ALLOWIPIPPACKETSFROMWORKLOADS', flag: '--allow-ipip-from-pods' },
 };
 
 function scalar(v: unknown): string {

@@ -5,8 +5,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { writeFileSync } from 'node:fs';
-import { podway, tempDir } from './cli-kit';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { podway, ROOT, tempDir } from './cli-kit';
+import { FELIX_FIELDS_PODWAY_READS } from '../../src/cli/felix-config-note';
 
 test('apply, create and replace of FelixConfiguration: stored, and a note per resource naming the variables to set and the fields podway has none of', async () => {
   const dir = tempDir();
@@ -38,6 +39,15 @@ test('apply, create and replace of FelixConfiguration: stored, and a note per re
   writeFileSync(pool, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: q}\nspec: {cidr: 10.252.0.0/16}\n');
   const plain = await podway(['apply', '-f', pool, ...ds]);
   assert.equal([plain.code, plain.err], [0, '']);
+});
+
+test('the note knows every FELIX_* variable podway run reads (src/cli/main.ts, src/cli/run.ts, src/observe/log.ts), and no other', () => {
+  const read = new Set<string>();
+  for (const f of ['src/cli/main.ts', 'src/cli/run.ts', 'src/observe/log.ts']) {
+    for (const m of readFileSync(path.join(ROOT, f), 'utf8').matchAll(/\bFELIX_[A-Z]+\b/g)) read.add(m[0]);
+  }
+  const known = new Set(Object.values(FELIX_FIELDS_PODWAY_READS).map((v) => v.env));
+  assert.equal([...read].sort(), [...known].sort());
 });
 
 test.run();

@@ -98,27 +98,45 @@ function openControlServer(sockPath: string, target: () => ControlTarget | null,
     }
     let buf = '';
     conn.setEncoding('utf8');
+    // the client gone (Ctrl-C on `podway trace`): what it waits for ends at once
+    const gone = new AbortController();
+    conn.on('close', () => gone.abort());
+    // A request longer than MAX_REQUEST is answered with an error, and the connection ends.
+    const tooLong = () => {
+      conn.removeAllListeners('data');
+      conn.resume();
+      conn.setTimeout(2000, () => conn.destroy());
+      conn.end(JSON.stringify({ ok: false, error: `request longer than ${MAX_REQUEST} bytes` }) + '\n');
+    };
     conn.on('data', (d) => {
       buf += d;
-      if (buf.length > 65536) return conn.destroy();
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        if (line.length > MAX_REQUEST) return tooLong();
+        let req: Request;
+        try {
+          req = parseRequest(line);
+        } catch (e) {
+          conn.write(JSON.stringify({ ok: false, error: (e as Error).message }) + '\n');
+          continue;
+        }
         // A capture turns the connection into a stream of frames: nothing after it is read.
         const t = target();
-        if (/"cmd"\s*:\s*"capture"/.test(line)) {
+        if (req.cmd === 'capture') {
           conn.removeAllListeners('data');
-          if (t) serveCapture(t.taps, t.engine, conn, line);
+          if (t) serveCapture(t.taps, t.engine, conn, req);
           else void startingError(starting).then((error) => conn.end(JSON.stringify({ ok: false, error }) + '\n'));
           return;
         }
         const progress = (o: object) => conn.write(JSON.stringify({ progress: o }) + '\n');
-        (t ? handle(t.engine, line, t.workerCounters, t.extras, t.taps, progress) : handleStarting(line, starting)).then(
+        (t ? handle(t.engine, req, t.workerCounters, t.extras, t.taps, progress, gone.signal) : handleStarting(req, starting)).then(
           (res) => conn.write(JSON.stringify({ ok: true, result: res }) + '\n'),
           (err) => conn.write(JSON.stringify({ ok: false, error: (err as Error).message }) + '\n'),
         );
       }
+      if (buf.length > MAX_REQUEST) tooLong();
     });
   });
   // Errors are emitted on a later tick, after the caller has attached its 'error' listener.
@@ -267,24 +285,37 @@ async function startingError(starting: () => Promise<Record<string, unknown>>): 
  * too: its callers (the CNI plugin's STATUS, test labs, benches) take an answer to mean the
  * dataplane runs.
  */
-async function handleStarting(line: string, starting: () => Promise<Record<string, unknown>>): Promise<unknown> {
-  let req: { cmd?: string; starting?: unknown };
-  try {
-    req = JSON.parse(line);
-  } catch {
-    throw new Error('request is not JSON');
-  }
+async function handleStarting(req: Request, starting: () => Promise<Record<string, unknown>>): Promise<unknown> {
   if (req.cmd === 'status' && req.starting === true) return starting();
   throw new Error(await startingError(starting));
 }
 
-async function handle(engine: Engine, line: string, workerCounters: WorkerCounters, extras: ControlExtras, taps: Taps, progress: (o: object) => void): Promise<unknown> {
-  let req: { cmd?: string; filter?: string[]; count?: number; timeoutMs?: number; armed?: boolean };
+/** The longest request line read (the client's own requests are a few hundred bytes). */
+const MAX_REQUEST = 65536;
+
+/** A request: a JSON object; its fields are checked by the command that reads them. */
+type Request = Record<string, unknown>;
+
+function parseRequest(line: string): Request {
+  let req: unknown;
   try {
     req = JSON.parse(line);
   } catch {
     throw new Error('request is not JSON');
   }
+  if (typeof req !== 'object' || req === null || Array.isArray(req)) throw new Error('request is not a JSON object ({"cmd": ...})');
+  return req as Request;
+}
+
+/** An optional positive number field of a request, else `dflt`; anything else is an error naming the field. */
+function numberField(req: Request, field: string, dflt: number): number {
+  const v = req[field];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new Error(`${field}: ${JSON.stringify(v)} is not a positive number`);
+  return v;
+}
+
+async function handle(engine: Engine, req: Request, workerCounters: WorkerCounters, extras: ControlExtras, taps: Taps, progress: (o: object) => void, gone: AbortSignal): Promise<unknown> {
   switch (req.cmd) {
     case 'status':
       return { ...engine.status(), ...(extras.nat ? { nat: extras.nat.status() } : {}), ...(extras.nat6 ? { nat6: extras.nat6.status() } : {}), ...(extras.guard ? { guard: extras.guard.status() } : {}), ...(await extras.status?.()) };
@@ -317,7 +348,7 @@ async function handle(engine: Engine, line: string, workerCounters: WorkerCounte
       const f = parseTraceFilter(req.filter ?? []);
       // {"armed": true}: a {"progress": {"armed": FILTER}} line first, once every thread matches.
       const onArmed = req.armed === true ? () => progress({ armed: describeFilter(f) }) : undefined;
-      const records = await taps.trace(f, req.count ?? 1, Math.min(req.timeoutMs ?? 10_000, 120_000), onArmed);
+      const records = await taps.trace(f, numberField(req, 'count', 1), Math.min(numberField(req, 'timeoutMs', 10_000), 120_000), onArmed, gone);
       return { filter: describeFilter(f), records };
     }
     default: {
@@ -370,10 +401,10 @@ function frameOf(kind: number, payload: Uint8Array): Buffer {
   return Buffer.concat([head, payload]);
 }
 
-function serveCapture(taps: Taps, engine: Engine, conn: net.Socket, line: string): void {
+function serveCapture(taps: Taps, engine: Engine, conn: net.Socket, request: Request): void {
   let stop: (() => void) | null = null;
   try {
-    const req = JSON.parse(line) as { filter?: string[]; stage?: string; count?: number; snaplen?: number };
+    const req = request as { filter?: unknown; stage?: string; count?: number; snaplen?: number };
     const filter = parseTraceFilter(req.filter ?? [], 'capture');
     const stage = parseStage(req.stage);
     const count = Number.isInteger(req.count) && req.count! > 0 ? req.count! : Number.MAX_SAFE_INTEGER;

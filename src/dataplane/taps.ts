@@ -74,7 +74,7 @@ export class Taps {
    * `onArmed` is called once every thread matches packets against the filter (workers open their
    * trace between two batches, and say so), so a caller can tell when to send what it traces.
    */
-  async trace(filter: TraceFilter, count: number, timeoutMs: number, onArmed?: () => void): Promise<TraceRecord[]> {
+  async trace(filter: TraceFilter, count: number, timeoutMs: number, onArmed?: () => void, signal?: AbortSignal): Promise<TraceRecord[]> {
     const workers = this.workers();
     const wanted = Math.max(1, Math.min(count, 100));
     const t = this.engine.openTrace(filter, wanted); // refuses a second trace
@@ -109,6 +109,9 @@ export class Taps {
     }
     for (const w of workers) w.post({ type: 'trace-start', id, filter, count: wanted });
     const timer = setTimeout(done, timeoutMs);
+    // the client went away (Ctrl-C): the trace ends now, not at its timeout, so the next can start
+    if (signal?.aborted) done();
+    signal?.addEventListener('abort', () => done(), { once: true });
     try {
       await finished;
     } finally {

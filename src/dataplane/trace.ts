@@ -39,6 +39,8 @@ export function filterTerms(f: TraceFilter): TraceFilter[] {
 
 /** At most this many terms once parentheses are expanded (`(a or b) and (c or d)` is 4). */
 const MAX_TERMS = 32;
+/** Parentheses nested deeper than this are refused (the parser recurses once per level). */
+const MAX_DEPTH = 32;
 
 export interface TraceRecord {
   at: string;
@@ -53,7 +55,7 @@ const PROTOS: Record<string, number> = { icmp: 1, ipip: 4, tcp: 6, udp: 17, icmp
  * joined by `and` (or nothing) and `or`, `and` binding tighter (as tcpdump), with parentheses.
  * `command` (trace or capture, which share the words) starts each error message.
  */
-export function parseTraceFilter(words: string[], command: 'trace' | 'capture' = 'trace'): TraceFilter {
+export function parseTraceFilter(words: unknown, command: 'trace' | 'capture' = 'trace'): TraceFilter {
   try {
     return parseFilterWords(words, `${command} filter`);
   } catch (e) {
@@ -62,10 +64,13 @@ export function parseTraceFilter(words: string[], command: 'trace' | 'capture' =
   }
 }
 
-function parseFilterWords(words: string[], what: string): TraceFilter {
+function parseFilterWords(words: unknown, what: string): TraceFilter {
+  // the control socket's request is anyone's JSON: a list of strings, or a clear error
+  if (!Array.isArray(words) || !words.every((x) => typeof x === 'string')) throw new Error(`${what}: not a list of words (strings)`);
   const w = words.flatMap((x) => x.replace(/[()]/g, ' $& ').split(/\s+/)).filter((x) => x !== '');
   if (w.length === 0) return {};
   let i = 0;
+  let depth = 0;
   // expr := conj ('or' conj)* ; conj := factor (['and'] factor)* ; factor := '(' expr ')' | word [value]
   const expr = (): TraceFilter[] => {
     let terms = conj();
@@ -106,7 +111,9 @@ function parseFilterWords(words: string[], what: string): TraceFilter {
   const factor = (): TraceFilter[] => {
     if (w[i] === '(') {
       const open = i++;
+      if (++depth > MAX_DEPTH) throw new Error(`${what}: parentheses nested deeper than ${MAX_DEPTH}`);
       const terms = expr();
+      depth--;
       if (i >= w.length || w[i] !== ')') throw new Error(`${what}: "(" at word ${open + 1} is not closed`);
       i++;
       return terms;

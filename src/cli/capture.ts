@@ -9,6 +9,7 @@ import { openSync, closeSync, writeSync, existsSync, unlinkSync } from 'node:fs'
 import { parseTraceFilter } from '../dataplane/trace';
 import { parseStage, readRecords } from '../dataplane/capture';
 import { CaptureFrame } from '../dataplane/control-server';
+import { controlConnectError } from '../dataplane/control-client';
 import { PcapngWriter, PCAPNG_SNAPLEN, PcapDirection } from '../dataplane/pcapng';
 
 export interface CaptureCliOptions {
@@ -129,11 +130,7 @@ export async function runCapture(o: CaptureCliOptions): Promise<CaptureSummary> 
   let pending: Buffer = Buffer.alloc(0);
   conn.on('connect', () => conn!.write(JSON.stringify({ cmd: 'capture', filter: o.filter, stage: o.stage ?? 'rx', count: o.count, snaplen }) + '\n'));
   conn.on('error', (e) => {
-    const code = (e as NodeJS.ErrnoException).code;
-    const err =
-      code === 'ENOENT' || code === 'ECONNREFUSED' ? new Error(`podway is not running (no control socket at ${o.sock})`)
-      : code === 'EACCES' ? new Error(`permission denied on ${o.sock}: the control socket is for root and the user podway runs as`)
-      : new Error(e.message);
+    const err = controlConnectError(e, o.sock);
     if (!answered) refuse(err);
     else end();
   });

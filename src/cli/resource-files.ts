@@ -4,7 +4,7 @@
 // `podway get -o yaml` and `calicoctl get -o yaml` print), as calicoctl's resource loader reads them. Every document is validated before
 // anything is written; problems are worded as snapshot.ts words them:
 //   pools.yaml: document 2 (IPPool default-pool): spec.cidr: expected a CIDR like 10.244.0.0/16, got "x"
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { unknownCalicoFields } from '../control/calico-fields';
@@ -102,7 +102,13 @@ export function parseResourceText(text: string, file: string, mode: ReadMode = '
       issues.push({ file, location: { document }, path: '', message: doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '') });
       return;
     }
-    const raw: unknown = doc.toJS();
+    let raw: unknown;
+    try {
+      raw = doc.toJS(); // throws for what only shows once resolved: an alias bomb ("Excessive alias count")
+    } catch (e) {
+      issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${(e as Error).message}` });
+      return;
+    }
     if (raw === null || raw === undefined) return; // an empty document, e.g. a trailing '---'
     if (Array.isArray(raw)) {
       // a list of resources (calicoctl's unmarshalSliceOfResources): each item a resource
@@ -193,14 +199,49 @@ function isDirectory(p: string): boolean {
   }
 }
 
+/** The largest resource file read (`podway apply -f /dev/zero` must not read for ever). */
+const MAX_RESOURCE_FILE = 64 * 1024 * 1024;
+
 function readOneFile(file: string, mode: ReadMode): FileResource[] {
+  const name = file === '-' ? '<stdin>' : file;
   let text: string;
   try {
-    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+    text = readCapped(file === '-' ? 0 : file, MAX_RESOURCE_FILE);
   } catch (e) {
-    throw new Error(`${file}: cannot read: ${(e as Error).message}`);
+    throw new Error(`${name}: cannot read: ${(e as Error).message}`);
   }
-  return parseResourceText(text, file === '-' ? '<stdin>' : file, mode);
+  return parseResourceText(text, name, mode);
+}
+
+/** A file's (or a descriptor's) text, refused once longer than `max` bytes. */
+function readCapped(file: string | number, max: number): string {
+  const fd = typeof file === 'number' ? file : openSync(file, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(1 << 20);
+      let n: number;
+      try {
+        n = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EAGAIN') {
+          // a non-blocking stdin (a pipe a parent shares): wait 10 ms for more, without spinning
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+          continue;
+        }
+        if ((e as NodeJS.ErrnoException).code === 'EOF') break;
+        throw e;
+      }
+      if (n === 0) break;
+      total += n;
+      if (total > max) throw new Error(`longer than ${max / (1024 * 1024)} MiB: not a resource file`);
+      chunks.push(chunk.subarray(0, n));
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    if (typeof file !== 'number') closeSync(fd);
+  }
 }
 
 /**

@@ -141,7 +141,13 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
       issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${first.message.split('\n')[0]!.replace(/:$/, '')}` });
       return;
     }
-    const raw: unknown = doc.toJS();
+    let raw: unknown;
+    try {
+      raw = doc.toJS(); // throws for what only shows once resolved: an alias bomb ("Excessive alias count")
+    } catch (e) {
+      issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${(e as Error).message}` });
+      return;
+    }
     if (raw === null || raw === undefined) return; // empty document, e.g. a trailing "---"
     if (!isMapping(raw)) {
       issues.push({ file, location: { document }, path: '', message: `expected a mapping with apiVersion, kind, metadata and spec, got ${describeValue(raw)}` });

@@ -4,6 +4,7 @@
  * CLI) loads only node:net and the node-name rule.
  */
 import * as net from 'node:net';
+import { lstatSync } from 'node:fs';
 import { validateNodeName } from '../control/resource-names';
 
 /** --node of the commands that ask a running podway (status, routes, endpoints, counters, trace,
@@ -47,10 +48,27 @@ export function controlRequest(sockPath: string, req: object, timeoutMs = 15_000
     });
     c.on('error', (e) => {
       clearTimeout(timer);
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ECONNREFUSED') reject(new Error(`podway is not running (no control socket at ${sockPath})`));
-      else if (code === 'EACCES') reject(new Error(`permission denied on ${sockPath}: the control socket is for root and the user podway runs as`));
-      else reject(new Error(e.message));
+      reject(controlConnectError(e, sockPath));
     });
   });
+}
+
+/** Why a connection to the control socket at `sockPath` failed, said for a user (also capture's). */
+export function controlConnectError(e: Error, sockPath: string): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new Error(`podway is not running (no control socket at ${sockPath})`);
+  if (code === 'ECONNREFUSED') {
+    let kind: string | null = null;
+    try {
+      const st = lstatSync(sockPath);
+      if (!st.isSocket()) kind = st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : 'a regular file or device';
+    } catch {
+      // gone meanwhile: as ENOENT
+    }
+    return new Error(kind !== null
+      ? `${sockPath} is ${kind}, not a control socket: check --control (podway run makes the socket)`
+      : `podway is not running (the control socket at ${sockPath} is left from a run that ended)`);
+  }
+  if (code === 'EACCES') return new Error(`permission denied on ${sockPath}: the control socket is for root and the user podway runs as`);
+  return new Error(e.message);
 }

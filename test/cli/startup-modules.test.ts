@@ -146,7 +146,12 @@ t('podway run on a file: store: neither thread loads the etcd client, and no pro
     p.kill('SIGTERM');
     const stopped = await within(exited.then(() => true), 10_000, false);
     assert.ok(stopped, 'podway run stopped on SIGTERM');
-    const reports = loadedModuleReports(err);
+    // the spawner helper (a process forked at start, dataplane/spawner.ts) reports too once it
+    // exits on the stop's SIGTERM: it loads its own module alone
+    const all = loadedModuleReports(err);
+    const spawner = all.filter((m) => m.includes('src/dataplane/spawner-child.js'));
+    for (const m of spawner) assert.equal(m, ['src/dataplane/spawner-child.js'], 'the spawner helper loads nothing else');
+    const reports = all.filter((m) => !m.includes('src/dataplane/spawner-child.js'));
     assert.is(reports.length, 2, `the main and the model thread reported their modules: ${err}`);
     const main = reports.find((m) => m.includes('src/cli/run.js'));
     const model = reports.find((m) => m.includes('src/cli/model-worker.js'));

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Engine } from '../../src/dataplane/engine';
 import { MemoryIO } from '../../src/dataplane/memory-io';
 import { createLogger } from '../../src/observe/log';
@@ -100,6 +100,17 @@ test('a trace whose client closed ends at once: the next trace starts (it waited
   }
   assert.ok(answer !== null, 'a new trace ran within 2 s of the first client closing');
   assert.equal((answer as { records: unknown[] }).records, []);
+});
+
+test('a client pointed at a regular file or a directory is told so, not that podway is not running', async () => {
+  const file = path.join(dir, 'not-a-socket');
+  writeFileSync(file, 'x');
+  const sub = path.join(dir, 'a-dir');
+  mkdirSync(sub);
+  const said = async (p: string) => controlRequest(p, { cmd: 'status' }, 5000).then(() => 'answered', (e: Error) => e.message);
+  assert.is(await said(file), `${file} is a regular file or device, not a control socket: check --control (podway run makes the socket)`);
+  assert.is(await said(sub), `${sub} is a directory, not a control socket: check --control (podway run makes the socket)`);
+  assert.is(await said(path.join(dir, 'none.sock')), `podway is not running (no control socket at ${path.join(dir, 'none.sock')})`);
 });
 
 test.run();

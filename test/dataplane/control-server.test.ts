@@ -264,7 +264,7 @@ test('a stale socket (its podway was killed) is replaced; a live one is not', as
     await new Promise((r) => (crashed.exitCode === null && crashed.signalCode === null ? crashed.once('exit', r) : r(null)));
     assert.ok(lstatSync(sock).isSocket());
     const refused = await controlRequest(sock, { cmd: 'status' }, 5000).then(() => null, (e: Error) => e.message);
-    assert.is(refused, `podway is not running (no control socket at ${sock})`);
+    assert.is(refused, `podway is not running (the control socket at ${sock} is left from a run that ended)`);
 
     // Answering on that path proves the stale file was replaced by a listening socket.
     server = startControlServer(engine, sock);

@@ -15,12 +15,12 @@ import * as assert from 'uvu/assert';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { Lab, LabNode, LabNodeSpec, run } from '../../src/lab/lab';
+import { Lab, LabNode, LabNodeSpec, run, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
 import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { Ipam } from '../../src/control/ipam';
 import { controlRequest } from '../../src/dataplane/control-client';
-import { guard, teardown, isRoot, kindOf, until, waitLog, logTail, sleep, status, udpStream, gapIn, streamLoss, STALL_MS } from './e2e-kit';
+import { guard, teardown, isRoot, kindOf, until, waitLog, logTail, sleep, status, udpStream, gapIn, streamLoss, allowedGap, dropCounts, dropsBetween } from './e2e-kit';
 
 const SPEC: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'tap-1', type: 'tap' }] },
@@ -120,11 +120,12 @@ test('two podways on etcd register themselves (VTEPs from IPAM, datastore ready)
   }
 });
 
-test('etcd SIGKILLed for 3 s under a 1,000 pps stream: nothing lost, podway says so, and a change written after the restart applies', async () => {
+test('etcd SIGKILLed for 3 s under a 1,000 pps stream: no stall, nothing lost but where the machine counts it, podway says so, and a change written after the restart applies', async () => {
   const [n1, n2] = [lab.node('node1'), lab.node('node2')];
   try {
     const marks = [n1.log.length, n2.log.length];
     const SECONDS = 9;
+    const d0 = await dropCounts(lab);
     const a = await udpStream(lab, 'web-1', 'web-2', SECONDS);
     const b = await udpStream(lab, 'tap-2', 'tap-1', SECONDS);
     await sleep(2000);
@@ -142,23 +143,41 @@ test('etcd SIGKILLed for 3 s under a 1,000 pps stream: nothing lost, podway says
     assert.ok(etcd.pid() !== pid, 'a new etcd process');
     const ra = await a();
     const rb = await b();
+    const counted = dropsBetween(d0, await dropCounts(lab));
     const total = 1000 * SECONDS;
+    let lostInAll = 0;
     for (const [name, r] of [['web-1 -> web-2', ra], ['tap-2 -> tap-1', rb]] as const) {
       const loss = streamLoss(r, total);
       const outage = gapIn(r, tDown, tUp + 1000);
-      if (verbose) console.log(`${name}: received ${r.received}/${total}, lost ${loss.lost.length} (${loss.socketDrops} by the pods' own sockets); etcd down ${tUp - tDown} ms, ${outage.count} arrivals then, longest gap ${outage.maxGapMs.toFixed(1)} ms at +${(outage.at - tDown).toFixed(0)} ms (etcd back at +${tUp - tDown} ms)`);
-      // podway forwards on its last state: the stream flows through the outage. (The count was
-      // held to 98% of the window's packets, which a sender or receiver that a loaded host
-      // deschedules near the window's end misses: its packets arrive just after. Nothing lost and
-      // no stall, below, is what says forwarding went on.)
-      assert.ok(outage.count >= (tUp + 1000 - tDown) * 0.5, `${name}: ${outage.count} arrivals in the ${tUp + 1000 - tDown} ms of the outage`);
-      // A datastore outage that touched forwarding would cost its whole length (3 s or more) or lose
-      // packets; a gap with nothing lost is this 2-core host's scheduling while etcd starts (140 ms
-      // seen under other jobs' load, 160-330 ms in the hitless test's edits at load 14-22): held
-      // to "no stall" (e2e-kit's STALL_MS, 1 s), a third of the outage.
-      assert.ok(outage.maxGapMs < STALL_MS, `${name}: ${outage.maxGapMs.toFixed(1)} ms without packets while etcd was away (at +${(outage.at - tDown).toFixed(0)} ms)`);
-      assert.ok(loss.dataplane <= total * 0.001, `${name}: lost ${loss.lost.length}/${total}, ${loss.socketDrops} of them by the pods' own sockets (first ${loss.lost.slice(0, 10).join(',')})`);
+      const allowed = allowedGap(r, [{ t0: tDown, t1: tUp + 1000 }]);
+      if (verbose) console.log(`${name}: received ${r.received}/${total}, lost ${loss.lost.length} (${loss.socketDrops} by the pods' own sockets); etcd down ${tUp - tDown} ms, ${outage.count} arrivals then, longest gap ${outage.maxGapMs.toFixed(1)} ms at +${(outage.at - tDown).toFixed(0)} ms (allowed ${allowed.toFixed(1)} ms; etcd back at +${tUp - tDown} ms)`);
+      // podway forwards on its last state: the stream flows through the outage, or the part of it
+      // the stream lasted (etcd's start took 8.5 s at load ~22: the 9 s stream ended before). (The
+      // count was held to 98% of the window's packets, which a sender or receiver that a loaded
+      // host deschedules near the window's end misses: its packets arrive just after. No stall,
+      // below, is what says forwarding went on.)
+      const flowing = Math.min(tUp + 1000, r.sentUntil) - tDown;
+      assert.ok(outage.count >= flowing * 0.5, `${name}: ${outage.count} arrivals in the ${flowing} ms of the outage the stream lasted (etcd away ${tUp + 1000 - tDown} ms)`);
+      // A datastore outage that touched forwarding would cost its whole length (3 s or more): held
+      // to "no stall", e2e-kit's allowedGap: 1 s (a third of the outage), or twice the longest gap
+      // the same stream showed away from the outage when the host itself stalls it longer. A gap
+      // with nothing lost is this 2-core host's scheduling while etcd starts (140 ms seen under
+      // other jobs' load, 160-330 ms in the hitless test's edits at load 14-22).
+      assert.ok(outage.maxGapMs < allowed, `${name}: ${outage.maxGapMs.toFixed(1)} ms without packets while etcd was away (at +${(outage.at - tDown).toFixed(0)} ms; allowed ${allowed.toFixed(1)} ms)`);
+      lostInAll += loss.dataplane;
     }
+    // Nothing lost that the machine did not count. Losses were held to 0.1% of the stream: at load
+    // 26-31 a CI run lost 75 of 9,000, and here, at load ~23 (3 busy loops beside other jobs), web-1
+    // lost 652 in one run, all of them frames the kernel could not put in web-1's receive ring on
+    // node1 (podway's kernelDrops: 512 frames, half a second of this stream) while podway was not
+    // scheduled for over a second. No dataplane keeps a stream whole on a host that does not run
+    // it; a correct one loses only where it is counted: the pods' own sockets (above, streamLoss),
+    // podway's receive rings and full send backlogs (kernelDrops, txFull), the kernel's interfaces
+    // (a TAP queue podway has not read, a full veth backlog). A datagram lost anywhere else (a
+    // route missing for a moment, a port closed, a drop under one of podway's reasons) fails here,
+    // at any load; on a quiet host nothing is counted and nothing may be lost.
+    assert.ok(lostInAll <= counted.total, `lost ${lostInAll} datagrams beyond the pods' own sockets, but the machine counted only ${counted.total} drops: ${JSON.stringify(counted.by)}; web-1 -> web-2 lost ${streamLoss(ra, total).lost.slice(0, 10).join(',')}..., tap-2 -> tap-1 ${streamLoss(rb, total).lost.slice(0, 10).join(',')}...`);
+    if (verbose) console.log(`counted drops while the streams ran: ${JSON.stringify(counted.by)}`);
 
     // A change after the restart: late-2's WorkloadEndpoint, which node2 opens and both route to.
     assert.is((await status(n2)).endpoints, 2, 'node2 serves web-2 and tap-2 only');
@@ -239,8 +258,9 @@ test('a podway started while etcd is down waits and retries, then registers and 
     const tDown = Date.now();
     const starting = lab.startPodway('node3', 40_000);
     starting.catch(() => undefined); // awaited below; a failure must not be unhandled meanwhile
-    // (a podway start has taken 20 s on a loaded 2-CPU host: its first try is not due in 5 s)
-    const first = await waitLog(n3, /unreachable.*retrying/, 0, 30_000);
+    // (a podway start has taken 20 s on a loaded 2-CPU host, its control socket 25 s at load ~27:
+    // its first try is not due in 5 s; bounded as a start is, START_WAIT_MIN_MS)
+    const first = await waitLog(n3, /unreachable.*retrying/, 0, START_WAIT_MIN_MS);
     assert.ok(first, `node3 says it waits for etcd: ${n3.log.join(' | ')}`);
     // etcd stays down at least 3.5 s, and until node3 tried again (bounded: its start, which
     // takes seconds on a loaded machine, is not counted against the 1 s between tries)

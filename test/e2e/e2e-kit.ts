@@ -298,9 +298,10 @@ const STREAM = path.join(__dirname, 'udp-stream.js');
 /**
  * What a stream's receiver saw: every arrival as [sequence number, epoch ms]; and `socketDrops`,
  * datagrams dropped by the stream's own sockets while it ran (the receiving pod's Udp
- * RcvbufErrors plus the sending pod's SndbufErrors: each pod namespace holds one stream).
+ * RcvbufErrors plus the sending pod's SndbufErrors: each pod namespace holds one stream);
+ * `sentUntil`, when the sender ended (epoch ms): a window that lasts longer saw the stream's end.
  */
-export interface StreamResult { received: number; arrivals: [number, number][]; socketDrops: number }
+export interface StreamResult { received: number; arrivals: [number, number][]; socketDrops: number; sentUntil: number }
 
 /** Udp counters of a namespace's /proc/net/snmp, by name. */
 function udpCounters(ns: string): Record<string, number> {
@@ -324,9 +325,12 @@ export async function udpStream(lab: Lab, from: string, to: string, seconds: num
   let out = '';
   rx.stdout!.setEncoding('utf8');
   rx.stdout!.on('data', (d: string) => (out += d));
-  const ready = await until(() => out.includes('ready'), 5000);
+  // a bound on a hang, ended by the line: a node start in a pod namespace missed 5 s at load ~27
+  const ready = await until(() => out.includes('ready'), 30_000);
   if (!ready) throw new Error(`udp receiver in ${to} did not start`);
   const tx = track(spawn('ip', ['netns', 'exec', lab.pod(from).ns, process.execPath, STREAM, 'send', lab.pod(to).ip, String(port), String(rate), String(seconds)], { stdio: 'ignore' }));
+  let sentUntil = 0;
+  tx.once('exit', () => (sentUntil = Date.now()));
   return async () => {
     await new Promise<void>((r) => (tx.exitCode !== null ? r() : tx.once('exit', () => r())));
     await sleep(300);
@@ -335,7 +339,7 @@ export async function udpStream(lab: Lab, from: string, to: string, seconds: num
     const line = out.split('\n').find((l) => l.startsWith('{'));
     if (!line) throw new Error(`no result from the receiver in ${to}: ${out.slice(0, 200)}`);
     const socketDrops = udpCounters(rxNs).RcvbufErrors - before.rx.RcvbufErrors + udpCounters(txNs).SndbufErrors - before.tx.SndbufErrors;
-    return { ...(JSON.parse(line) as Omit<StreamResult, 'socketDrops'>), socketDrops };
+    return { ...(JSON.parse(line) as Omit<StreamResult, 'socketDrops' | 'sentUntil'>), socketDrops, sentUntil };
   };
 }
 
@@ -428,6 +432,43 @@ export function lostOutside(r: StreamResult, lost: number[], windows: { t0: numb
     if (!windows.some((w) => before <= w.t1 && after >= w.t0)) out.push(s);
   }
   return out;
+}
+
+/**
+ * Where the machine counts datagrams it dropped for want of CPU or buffer room, as a snapshot:
+ * podway's own (per node, over all its ports: `kernelDrops`, frames the kernel could not put in a
+ * receive ring podway had not emptied yet; `txFull`, frames a full send backlog refused) and the
+ * kernel's per interface in every namespace of the lab (`ip -s link`: rx and tx dropped, e.g. a
+ * TAP pod's queue podway had not read, a veth whose peer's backlog was full).
+ */
+export interface DropCounts { podway: Record<string, { kernelDrops: number; txFull: number }>; links: Record<string, number> }
+
+export async function dropCounts(lab: Lab): Promise<DropCounts> {
+  const podway: DropCounts['podway'] = {};
+  for (const n of lab.nodes) {
+    if (!n.proc || n.proc.exitCode !== null) continue;
+    const c = (await controlRequest(n.control, { cmd: 'counters' }, 5000)) as { ports: { kernelDrops?: number; txFull?: number }[] };
+    podway[n.name] = { kernelDrops: c.ports.reduce((a, p) => a + (p.kernelDrops ?? 0), 0), txFull: c.ports.reduce((a, p) => a + (p.txFull ?? 0), 0) };
+  }
+  const links: Record<string, number> = {};
+  const namespaces = [lab.fabric, ...lab.nodes.map((n) => n.ns), ...lab.nodes.flatMap((n) => n.pods.map((p) => p.ns))];
+  for (const ns of namespaces) {
+    const rows = JSON.parse(execFileSync('ip', ['-j', '-s', '-n', ns, 'link', 'show'], { encoding: 'utf8', timeout: 10_000 })) as { ifname: string; stats64?: { rx: { dropped: number }; tx: { dropped: number } } }[];
+    for (const r of rows) links[`${ns}/${r.ifname}`] = (r.stats64?.rx.dropped ?? 0) + (r.stats64?.tx.dropped ?? 0);
+  }
+  return { podway, links };
+}
+
+/** What was counted between two snapshots: the total, and each non-zero counter by name (for messages). */
+export function dropsBetween(a: DropCounts, b: DropCounts): { total: number; by: Record<string, number> } {
+  const by: Record<string, number> = {};
+  for (const [node, c] of Object.entries(b.podway)) {
+    const was = a.podway[node] ?? { kernelDrops: 0, txFull: 0 };
+    if (c.kernelDrops - was.kernelDrops) by[`${node} podway kernelDrops`] = c.kernelDrops - was.kernelDrops;
+    if (c.txFull - was.txFull) by[`${node} podway txFull`] = c.txFull - was.txFull;
+  }
+  for (const [link, n] of Object.entries(b.links)) if (n - (a.links[link] ?? 0) > 0) by[link] = n - (a.links[link] ?? 0);
+  return { total: Object.values(by).reduce((x, y) => x + y, 0), by };
 }
 
 /** Sequence numbers 0..total-1 that never arrived. */

@@ -7,7 +7,8 @@
  * due every 2 ms, so a slow tick does not lower the rate). The receiver prints, when it ends
  * (after SECONDS or on SIGTERM), one JSON line: {received, arrivals: [[seq, epochMs], ...]}, with
  * epoch milliseconds (performance.timeOrigin + now()) so the test can line them up with its own
- * clock.
+ * clock. Neither end loses the stream's tail: the sender closes once its sends are done, the
+ * receiver on SIGTERM reads until nothing arrived for 300 ms.
  */
 import * as dgram from 'node:dgram';
 import { performance } from 'node:perf_hooks';
@@ -18,6 +19,7 @@ function send(dst: string, port: number, rate: number, seconds: number): void {
   const sock = dgram.createSocket('udp4');
   const t0 = performance.now();
   let seq = 0;
+  let inFlight = 0; // sends not done yet
   const total = Math.round(rate * seconds);
   const timer = setInterval(() => {
     const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate));
@@ -26,11 +28,19 @@ function send(dst: string, port: number, rate: number, seconds: number): void {
       // before it leaves (duplicate sequence numbers). A test peer, not a hot path.
       const buf = Buffer.alloc(64);
       buf.writeUInt32BE(seq++, 0);
-      sock.send(buf, port, dst);
+      inFlight++;
+      sock.send(buf, port, dst, () => inFlight--);
     }
     if (seq >= total) {
       clearInterval(timer);
-      setTimeout(() => sock.close(), 100);
+      // closed once every send is done (a send the socket's full buffer made wait would be
+      // cancelled by the close, counted nowhere), 5 s at most
+      const end = Date.now() + 5000;
+      const close = setInterval(() => {
+        if (inFlight > 0 && Date.now() < end) return;
+        clearInterval(close);
+        sock.close();
+      }, 20);
     }
   }, 2);
 }
@@ -56,7 +66,17 @@ function recv(port: number, seconds: number): void {
   };
   sock.bind(port, () => process.stdout.write('ready\n'));
   setTimeout(finish, seconds * 1000);
-  process.once('SIGTERM', finish);
+  // SIGTERM (the sender is done): what is still on its way or waiting in the socket (a receiver
+  // a loaded host has not scheduled for a while) is read first: the end once nothing arrived for
+  // 300 ms, 5 s at most. Closing at once lost that tail, counted nowhere.
+  process.once('SIGTERM', () => {
+    const end = Date.now() + 5000;
+    const quiet = setInterval(() => {
+      if (epochMs() - (times.length ? times[times.length - 1] : 0) < 300 && Date.now() < end) return;
+      clearInterval(quiet);
+      finish();
+    }, 50);
+  });
 }
 
 const [mode, ...args] = process.argv.slice(2);

@@ -16,7 +16,7 @@ import { clusterGuidOf } from '../control/kv/cluster-guid';
 import { registerNode, markDatastoreReady, updateNodeSpec, nodeAddressConflicts, NodeRegistration, NodeAddressConflictError } from '../control/node-registration';
 import { kindInfo, resourceKey } from '../control/calico-kinds';
 import { firstFoundIPv4, firstFoundIPv6 } from '../dataplane/host';
-import { reconcileTunnelAddrs, tunnelKindInfo } from '../control/tunnel-addrs';
+import { reconcileTunnelAddrs, tunnelKind } from '../control/tunnel-addrs';
 import { addressesHeldHere, chooseStartAddress } from './start-address';
 import { Backoff } from '../util/backoff';
 
@@ -176,13 +176,15 @@ async function joinOnce(kv: ReturnType<typeof openKvStore>, opts: JoinOptions, s
   // an IPv4 VTEP (or IPIP address) only to one with an IPv4 address (none on an IPv6-only node, IP=none).
   const t = await reconcileTunnelAddrs(kv, opts.node, { assignV6: ipv6Address !== undefined, assignV4: ipv4Address !== undefined });
   for (const [kind, o] of [['vxlan', t.v4], ['vxlan-v6', t.v6], ['ipip', t.ipip]] as const) {
-    const { handle, label } = tunnelKindInfo(kind, opts.node);
+    const k = tunnelKind(kind);
+    const { label } = k;
+    const handle = k.handle(opts.node);
     if (o.action === 'assigned') {
       opts.onIpam?.('tunnel_address_assigned');
       say(`${label} tunnel address ${o.addr} assigned (handle ${handle})${o.released.length ? `, replacing ${o.released.join(', ')}` : ''}`);
     } else if (o.action === 'released') {
       opts.onIpam?.('tunnel_address_released');
-      say(`${label} tunnel address ${o.released.join(', ') || '(none held)'} released: no ${label.replace(/^IPv[46] /, '')} pool of IPv${kind === 'vxlan-v6' ? 6 : 4} for this node (handle ${handle})`);
+      say(`${label} tunnel address ${o.released.join(', ') || '(none held)'} released: no ${k.encap} pool of IPv${k.version} for this node (handle ${handle})`);
     }
   }
   const addrs = [ipv4Address, ipv6Address, t.v4.addr && `vxlan ${t.v4.addr}`, t.v6.addr && `vxlan-v6 ${t.v6.addr}`, t.ipip.addr && `ipip ${t.ipip.addr}`].filter(Boolean).join(', ');

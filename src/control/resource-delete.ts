@@ -22,7 +22,7 @@ import { Ipam } from './ipam';
 import { BLOCK_PREFIX, HOST_AFFINITY_PREFIX, nodeAffinityPrefix, parseAffinityKey, parseBlockKey } from './ipam/keys';
 import { AllocationBlock } from './ipam/block';
 import { netContainsNet, parseIp, parseNet } from './ipam/net';
-import { ipipTunnelHandle, tunnelHandle } from './tunnel-addrs';
+import { TUNNEL_KINDS, tunnelKind } from './tunnel-addrs';
 import {
   deleteResource, describeIdentity, getResource, Identity, JsonObject, listResources, ResourceError, StoredResource,
 } from './v3-store';
@@ -126,7 +126,7 @@ export async function deleteNode(kv: KvStore, name: string, resourceVersion?: nu
     }
     // Tunnel addresses only through the node's tunnel handles (that also frees one the Node no longer
     // names, after a failed reconcile); a tunnel field naming an address held otherwise is stale.
-    for (const h of [tunnelHandle(name, 4), tunnelHandle(name, 6), ipipTunnelHandle(name)]) for (const a of (await ipam.releaseByHandle(h)).released) released.add(a);
+    for (const k of TUNNEL_KINDS) for (const a of (await ipam.releaseByHandle(tunnelKind(k).handle(name))).released) released.add(a);
     for (const a of tunnelAddresses(node.object)) {
       if (released.has(a)) continue;
       const attr = await ipam.allocationOf(a);

@@ -34,43 +34,50 @@ export type TunnelVersion = 4 | 6;
 /** One tunnel address of a node: the VXLAN ones of each family, and IPIP's (IPv4). */
 export type TunnelKind = 'vxlan' | 'vxlan-v6' | 'ipip';
 
-const VXLAN_KIND = { 4: 'vxlan', 6: 'vxlan-v6' } as const;
-const MAC_FIELD = { 4: 'vxlanTunnelMACAddr', 6: 'vxlanTunnelMACAddrV6' } as const;
-/** Calico's ipam.AttributeTypeVXLAN / AttributeTypeVXLANV6. */
-export const TUNNEL_ATTR_TYPE = { 4: 'vxlanTunnelAddress', 6: 'vxlanV6TunnelAddress' } as const;
-/** Calico's ipam.AttributeTypeIPIP. */
-export const IPIP_ATTR_TYPE = 'ipipTunnelAddress';
-
-interface KindInfo {
+/** Everything about one kind of tunnel address, in one place (tunnelKind). */
+export interface TunnelKindInfo {
+  /** The address family (the tunnel runs over the node's address of the same family). */
   readonly version: TunnelVersion;
   /** The pool field that calls for this address. */
   readonly mode: 'vxlanMode' | 'ipipMode';
+  /** The encapsulation, as messages name it ("no VXLAN pool of IPv6"). */
+  readonly encap: 'VXLAN' | 'IPIP';
+  /** The IPAM allocation attribute "type" Calico gives it (ipam.AttributeTypeVXLAN, AttributeTypeVXLANV6,
+   * AttributeTypeIPIP). */
   readonly attr: string;
-  /** How it is named in messages and where the Node keeps it. */
+  /** How messages name it. */
   readonly label: string;
-  readonly field: string;
+  /** Where the Node keeps it: the field under spec, and under spec.bgp for IPIP (as Calico). */
+  readonly key: 'ipv4VXLANTunnelAddr' | 'ipv6VXLANTunnelAddr' | 'ipv4IPIPTunnelAddr';
+  readonly underBgp: boolean;
+  /** The VTEP MAC field a VXLAN address comes with (none for IPIP). */
+  readonly macField: 'vxlanTunnelMACAddr' | 'vxlanTunnelMACAddrV6' | null;
+  /** The IPAM handle of the node's address of this kind (Calico's `vxlan-tunnel-addr-<node>`, ...). */
   handle(node: string): string;
 }
 
-const KINDS: Record<TunnelKind, KindInfo> = {
-  vxlan: { version: 4, mode: 'vxlanMode', attr: TUNNEL_ATTR_TYPE[4], label: 'IPv4 VXLAN', field: 'spec.ipv4VXLANTunnelAddr', handle: (n) => `vxlan-tunnel-addr-${n}` },
-  'vxlan-v6': { version: 6, mode: 'vxlanMode', attr: TUNNEL_ATTR_TYPE[6], label: 'IPv6 VXLAN', field: 'spec.ipv6VXLANTunnelAddr', handle: (n) => `vxlan-v6-tunnel-addr-${n}` },
-  ipip: { version: 4, mode: 'ipipMode', attr: IPIP_ATTR_TYPE, label: 'IPIP', field: 'spec.bgp.ipv4IPIPTunnelAddr', handle: (n) => `ipip-tunnel-addr-${n}` },
+function makeKind(version: TunnelVersion, encap: 'VXLAN' | 'IPIP', key: TunnelKindInfo['key'], handlePrefix: string, attr: string, macField: TunnelKindInfo['macField']): TunnelKindInfo {
+  const underBgp = encap === 'IPIP';
+  return {
+    version, mode: encap === 'VXLAN' ? 'vxlanMode' : 'ipipMode', encap, attr,
+    label: encap === 'VXLAN' ? `IPv${version} VXLAN` : 'IPIP',
+    key, underBgp, macField,
+    handle: (n) => `${handlePrefix}${n}`,
+  };
+}
+
+const KINDS: Readonly<Record<TunnelKind, TunnelKindInfo>> = {
+  vxlan: makeKind(4, 'VXLAN', 'ipv4VXLANTunnelAddr', 'vxlan-tunnel-addr-', 'vxlanTunnelAddress', 'vxlanTunnelMACAddr'),
+  'vxlan-v6': makeKind(6, 'VXLAN', 'ipv6VXLANTunnelAddr', 'vxlan-v6-tunnel-addr-', 'vxlanV6TunnelAddress', 'vxlanTunnelMACAddrV6'),
+  ipip: makeKind(4, 'IPIP', 'ipv4IPIPTunnelAddr', 'ipip-tunnel-addr-', 'ipipTunnelAddress', null),
 };
 
-export function tunnelHandle(node: string, version: TunnelVersion): string {
-  return KINDS[VXLAN_KIND[version]].handle(node);
-}
+/** Every kind, in the order they are reconciled. */
+export const TUNNEL_KINDS: readonly TunnelKind[] = ['vxlan', 'vxlan-v6', 'ipip'];
 
-/** The IPAM handle of a node's IPIP tunnel address (Calico's `ipip-tunnel-addr-<node>`). */
-export function ipipTunnelHandle(node: string): string {
-  return KINDS.ipip.handle(node);
-}
-
-/** The IPAM handle and the Node field of each tunnel address kind (for messages). */
-export function tunnelKindInfo(kind: TunnelKind, node: string): { handle: string; label: string; field: string } {
-  const k = KINDS[kind];
-  return { handle: k.handle(node), label: k.label, field: k.field };
+/** The one accessor of the table: a kind's family, pool field, IPAM handle and attribute, Node field. */
+export function tunnelKind(kind: TunnelKind): TunnelKindInfo {
+  return KINDS[kind];
 }
 
 export interface TunnelOutcome {
@@ -146,11 +153,12 @@ function inside(addr: string, cidrs: readonly IpNet[]): boolean {
 
 /** The Node's address of `kind` (Calico keeps IPIP's under spec.bgp). */
 function readField(spec: Record<string, unknown> | undefined, kind: TunnelKind): unknown {
-  if (kind === 'ipip') {
+  const { key, underBgp } = KINDS[kind];
+  if (underBgp) {
     const bgp = spec?.bgp;
-    return bgp !== null && typeof bgp === 'object' ? (bgp as Record<string, unknown>).ipv4IPIPTunnelAddr : undefined;
+    return bgp !== null && typeof bgp === 'object' ? (bgp as Record<string, unknown>)[key] : undefined;
   }
-  return spec?.[kind === 'vxlan' ? 'ipv4VXLANTunnelAddr' : 'ipv6VXLANTunnelAddr'];
+  return spec?.[key];
 }
 
 async function currentAddr(kv: KvStore, node: string, kind: TunnelKind): Promise<string | null> {
@@ -178,17 +186,17 @@ async function release(ipam: Ipam, node: string, kind: TunnelKind, addr: string 
  * IPIP address is spec.bgp.ipv4IPIPTunnelAddr, as calico-node writes it (spec.bgp made if absent,
  * the other bgp fields kept). */
 async function writeField(kv: KvStore, node: string, kind: TunnelKind, write: string | null): Promise<void> {
+  const { key, underBgp, macField, version } = KINDS[kind];
   const written = await updateNodeSpec(kv, node, (spec) => {
-    if (kind === 'ipip') {
+    if (underBgp) {
       const bgp = spec.bgp !== null && typeof spec.bgp === 'object' && !Array.isArray(spec.bgp) ? { ...(spec.bgp as Record<string, unknown>) } : {};
-      if (write === null) delete bgp.ipv4IPIPTunnelAddr;
-      else bgp.ipv4IPIPTunnelAddr = write;
+      if (write === null) delete bgp[key];
+      else bgp[key] = write;
       if (write !== null || spec.bgp !== undefined) spec.bgp = bgp as typeof spec.bgp;
       return;
     }
-    const version = KINDS[kind].version;
-    spec[kind === 'vxlan' ? 'ipv4VXLANTunnelAddr' : 'ipv6VXLANTunnelAddr'] = write ?? undefined;
-    if (write !== null && typeof spec[MAC_FIELD[version]] !== 'string') spec[MAC_FIELD[version]] = deriveVtepMac(node, version);
+    spec[key] = write ?? undefined;
+    if (write !== null && macField !== null && typeof spec[macField] !== 'string') spec[macField] = deriveVtepMac(node, version);
   });
   if (!written) throw new Error(`node ${node} disappeared while its tunnel addresses were reconciled`);
 }
@@ -214,9 +222,8 @@ async function reconcileOne(kv: KvStore, ipam: Ipam, node: string, kind: TunnelK
 
 async function reconcileDecide(kv: KvStore, ipam: Ipam, node: string, kind: TunnelKind, mayAssign: boolean, addr: string | null, state: { releasedNodeAddr: boolean }): Promise<{ outcome: TunnelOutcome; write?: string | null }> {
   const { keep, assign } = await tunnelPoolCidrs(kv, node, kind);
-  const { version, label } = KINDS[kind];
+  const { version, label, attr: type } = KINDS[kind];
   const handle = KINDS[kind].handle(node);
-  const type = KINDS[kind].attr;
   if (keep.length === 0) {
     state.releasedNodeAddr = addr !== null; // set before the call: a release may fail half-way
     const released = await release(ipam, node, kind, addr);

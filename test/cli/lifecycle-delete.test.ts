@@ -16,7 +16,7 @@ import { BLOCK_PREFIX, HOST_AFFINITY_PREFIX, parseAffinityKey, parseBlockKey } f
 import { deleteNode } from '../../src/control/resource-delete';
 import { HookedKv } from '../helpers/kv-hook';
 import { registerNode, updateNodeSpec } from '../../src/control/node-registration';
-import { reconcileTunnelAddrs, tunnelHandle } from '../../src/control/tunnel-addrs';
+import { reconcileTunnelAddrs, tunnelKind } from '../../src/control/tunnel-addrs';
 import { applyResource, getResource } from '../../src/control/v3-store';
 import { kindInfo } from '../../src/control/calico-kinds';
 import { podway, ok, tempDir, Target, embeddedTarget, etcdTarget, stopEtcd } from './cli-kit';
@@ -78,7 +78,7 @@ function cliSuite(target: Target) {
     await wep(kv, 'node-a', 'a2', a2);
     const bBlock = [...(await blocks(kv)).entries()].find(([, v]) => v.affinity === 'host:node-b')![0];
     const borrowed = formatIp(4, parseNet(bBlock)!.base + 50n);
-    await ipam.assignIp({ ip: borrowed, handleId: tunnelHandle('node-a', 4), attrs: { node: 'node-a', type: 'vxlanTunnelAddress' }, node: 'node-a' });
+    await ipam.assignIp({ ip: borrowed, handleId: tunnelKind('vxlan').handle('node-a'), attrs: { node: 'node-a', type: 'vxlanTunnelAddress' }, node: 'node-a' });
     await updateNodeSpec(kv, 'node-a', (s) => { s.ipv4VXLANTunnelAddr = borrowed; });
     await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'BGPPeer', metadata: { name: 'a-tor' }, spec: { node: 'node-a', peerIP: '10.99.0.254', asNumber: 64600 } });
     await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'BGPPeer', metadata: { name: 'global' }, spec: { peerIP: '10.99.0.253', asNumber: 64601 } });
@@ -105,7 +105,7 @@ function cliSuite(target: Target) {
     assert.ok(await ipam.allocationOf(b1));
     assert.ok(await ipam.allocationOf(bTunnel));
     const handles = (await kv.list('/calico/ipam/v2/handle/')).entries.map((e) => e.key.split('/').pop()).sort();
-    assert.equal(handles, ['podway.b1', tunnelHandle('node-b', 4)].sort());
+    assert.equal(handles, ['podway.b1', tunnelKind('vxlan').handle('node-b')].sort());
     assert.not.ok(await getResource(kv, kindInfo('BGPPeer')!, 'a-tor'));
     assert.ok(await getResource(kv, kindInfo('BGPPeer')!, 'global'));
     assert.not.ok(await getResource(kv, kindInfo('FelixConfiguration')!, 'node.node-a'));
@@ -138,11 +138,11 @@ function cliSuite(target: Target) {
     const r = await podway(['delete', 'node', 'node-a', ...ds()]);
     assert.is(r.code, 0, r.err);
     assert.match(r.err, 'released 1 address(es)');
-    assert.match(r.err, `left 2 address(es) held by others now (${a2} (held by podway.c-b2 on node node-b), ${bTunnel} (tunnel field; held by ${tunnelHandle('node-b', 4)} on node node-b))`);
+    assert.match(r.err, `left 2 address(es) held by others now (${a2} (held by podway.c-b2 on node node-b), ${bTunnel} (tunnel field; held by ${tunnelKind('vxlan').handle('node-b')} on node node-b))`);
     assert.match(r.err, 'deleted 2 WorkloadEndpoint(s)');
     assert.is(await ipam.allocationOf(a1), null);
     assert.is((await ipam.allocationOf(a2))?.handleId, 'podway.c-b2', 'node-b\'s pod keeps its address');
-    assert.is((await ipam.allocationOf(bTunnel))?.handleId, tunnelHandle('node-b', 4), 'node-b keeps its tunnel address');
+    assert.is((await ipam.allocationOf(bTunnel))?.handleId, tunnelKind('vxlan').handle('node-b'), 'node-b keeps its tunnel address');
     const weps = (await kv.list(`${RES}workloadendpoints/`)).entries.map((e) => JSON.parse(e.value).metadata.name);
     assert.equal(weps, ['node--b-k8s-b2-eth0']);
     assert.equal(await ipam.check(), []);

@@ -16,7 +16,7 @@ import { auditIpam } from '../../src/control/ipam/audit';
 import { BLOCK_PREFIX, handleKey, IPPOOL_PREFIX, nodeKey } from '../../src/control/ipam/keys';
 import { HookedKv } from '../helpers/kv-hook';
 import { registerNode, updateNodeSpec } from '../../src/control/node-registration';
-import { ipipTunnelHandle, reconcileTunnelAddrs, tunnelHandle } from '../../src/control/tunnel-addrs';
+import { reconcileTunnelAddrs, tunnelKind } from '../../src/control/tunnel-addrs';
 import { etcdForFile } from '../helpers/etcd';
 import { poolValue } from './ipam/helpers';
 
@@ -76,8 +76,8 @@ async function scenario(kv: KvStore, node: string): Promise<void> {
   assert.is(judged.allocations.find((x) => x.ip === a.v6.addr)?.state, 'leaked', 'undated it would be judged leaked');
   const cur = (await kv.get(nodeKey(node)))!;
   assert.ok(await kv.update(nodeKey(node), nodeEntry.value, cur.modRevision), 'Node restored');
-  assert.is((await ipam.allocationOf(a.v4.addr!))?.handleId, tunnelHandle(node, 4));
-  assert.ok(await kv.get(handleKey(tunnelHandle(node, 6))), 'the IPv6 handle exists');
+  assert.is((await ipam.allocationOf(a.v4.addr!))?.handleId, tunnelKind('vxlan').handle(node));
+  assert.ok(await kv.get(handleKey(tunnelKind('vxlan-v6').handle(node))), 'the IPv6 handle exists');
 
   // nothing to do: nothing written
   const rev = (await kv.get(nodeKey(node)))!.modRevision;
@@ -95,7 +95,7 @@ async function scenario(kv: KvStore, node: string): Promise<void> {
   spec = await nodeSpec(kv, node);
   assert.not.ok('ipv6VXLANTunnelAddr' in spec, 'ipv6VXLANTunnelAddr cleared');
   assert.is(spec.ipv4VXLANTunnelAddr, a.v4.addr);
-  assert.is(await kv.get(handleKey(tunnelHandle(node, 6))), null, 'the IPv6 handle released');
+  assert.is(await kv.get(handleKey(tunnelKind('vxlan-v6').handle(node))), null, 'the IPv6 handle released');
   assert.is(await ipam.allocationOf(a.v6.addr!), null, 'the IPv6 address is free');
   // and again: nothing left to release, nothing written
   const b2 = await reconcileTunnelAddrs(kv, node, { assignV6: true });
@@ -179,8 +179,8 @@ test('IPIP: assigned while an IPIP pool selects the node (spec.bgp.ipv4IPIPTunne
     assert.is(bgp.ipv4Address, '10.99.0.1/24', 'the other bgp fields stay');
     assert.is(spec.ipv4VXLANTunnelAddr, undefined);
     const held = await ipam.allocationOf(a.ipip.addr!);
-    assert.is(held?.handleId, ipipTunnelHandle(node));
-    assert.is(ipipTunnelHandle(node), 'ipip-tunnel-addr-node1');
+    assert.is(held?.handleId, tunnelKind('ipip').handle(node));
+    assert.is(tunnelKind('ipip').handle(node), 'ipip-tunnel-addr-node1');
     assert.equal([held?.secondary?.type, held?.secondary?.node], ['ipipTunnelAddress', node]);
     assert.is((await reconcileTunnelAddrs(kv, node, { assignV6: false })).ipip.action, 'kept');
 
@@ -193,7 +193,7 @@ test('IPIP: assigned while an IPIP pool selects the node (spec.bgp.ipv4IPIPTunne
     assert.is((spec.bgp as Record<string, unknown>).ipv4Address, '10.99.0.1/24');
     assert.is(spec.ipv4VXLANTunnelAddr, b.v4.addr);
     assert.is(await ipam.allocationOf(a.ipip.addr!), null, 'free again');
-    assert.is(await kv.get(handleKey(ipipTunnelHandle(node))), null);
+    assert.is(await kv.get(handleKey(tunnelKind('ipip').handle(node))), null);
 
     // an IPv6-only node (no IPv4 address) gets none
     await putPool(kv, V4, { vxlanMode: 'Never', ipipMode: 'Always' });
@@ -209,7 +209,7 @@ test('an unregistered node is an error, nothing assigned', async () => {
   try {
     await putPool(kv, V4, { vxlanMode: 'Always', ipipMode: 'Never' });
     await reconcileTunnelAddrs(kv, 'ghost', { assignV6: true }).then(() => assert.unreachable('accepted'), (e: Error) => assert.match(e.message, /node ghost does not exist/));
-    assert.is(await kv.get(handleKey(tunnelHandle('ghost', 4))), null);
+    assert.is(await kv.get(handleKey(tunnelKind('vxlan').handle('ghost'))), null);
   } finally {
     await kv.close();
   }
@@ -242,7 +242,7 @@ test('a failing IPv6 step keeps the IPv4 result and clears the released IPv6 add
     );
     const spec = await nodeSpec(kv, node);
     assert.match(String(spec.ipv4VXLANTunnelAddr), /^10\.250\./, 'the new IPv4 address written before the IPv6 failure');
-    assert.is((await ipam.allocationOf(String(spec.ipv4VXLANTunnelAddr)))?.handleId, tunnelHandle(node, 4));
+    assert.is((await ipam.allocationOf(String(spec.ipv4VXLANTunnelAddr)))?.handleId, tunnelKind('vxlan').handle(node));
     assert.is(await ipam.allocationOf(a.v4.addr!), null, 'the old IPv4 address given back');
     assert.is(await ipam.allocationOf(a.v6.addr!), null, 'the old IPv6 address given back');
     assert.not.ok('ipv6VXLANTunnelAddr' in spec, 'the Node does not name the released IPv6 address');
@@ -267,7 +267,7 @@ test('a disabled VXLAN pool keeps the node\'s tunnel address (a restart reconcil
     const b = await reconcileTunnelAddrs(kv, node, { assignV6: false });
     assert.is(b.v4.action, 'kept');
     assert.is((await nodeSpec(kv, node)).ipv4VXLANTunnelAddr, a.v4.addr);
-    assert.is((await ipam.allocationOf(a.v4.addr!))?.handleId, tunnelHandle(node, 4));
+    assert.is((await ipam.allocationOf(a.v4.addr!))?.handleId, tunnelKind('vxlan').handle(node));
     // A node without one gets none from a disabled pool.
     await registerNode(kv, { name: 'node-new', ipv4Address: '10.99.0.2/24' });
     const n = await reconcileTunnelAddrs(kv, 'node-new', { assignV6: false });

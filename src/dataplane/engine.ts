@@ -270,7 +270,9 @@ export function hostPoolState(model: NodeDataplaneModel, linkMtu?: number): { po
   const vtep = model.node.vtepIp !== null && own4.has(model.node.vtepIp >>> 0) ? formatIpv4(model.node.vtepIp) : null;
   const ipipIp = model.node.ipipTunnelIp ?? null;
   const ipip = ipipIp !== null && own4.has(ipipIp >>> 0) ? formatIpv4(ipipIp) : null;
-  const vtep6 = model.v6.vtepIp6 !== null && own6.size > 0 ? [...own6][0] : null;
+  // The IPv6 VTEP address by name, as the IPv4 ones: only while it is one of the node's own (a
+  // 'host' route: route-calc6 gives it one while an IPv6 pool is VXLAN), whatever else is.
+  const vtep6 = model.v6.vtepIp6 !== null && own6.has(model.v6.vtepIp6) ? model.v6.vtepIp6 : null;
   const pools: HostPoolRoute[] = [];
   for (const p of model.pools) {
     const src = p.crossSubnet ? null : p.encap === 'vxlan' ? vtep : p.encap === 'ipip' ? ipip : null;

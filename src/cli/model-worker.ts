@@ -339,7 +339,7 @@ if (parentPort) {
       if (store instanceof KvDatastore) store.reconnect(m.reason ?? 'asked');
     } else if (m.type === 'stop') {
       // Graceful: our peers keep our routes for the restart time (a restart is not a withdrawal).
-      void (agent ? agent.stop(true) : Promise.resolve()).then(() => store?.close()).then(() => port.close());
+      void (agent ? agent.stop({ graceful: true }) : Promise.resolve()).then(() => store?.close()).then(() => port.close());
     } else if (m.type === 'bgp-status') {
       port.postMessage({ type: 'bgp-status', id: m.id, status: bgpStatus() });
     }

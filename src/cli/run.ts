@@ -1044,7 +1044,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
           log.error(`the cached model could not be applied (${(e as Error).message}), nor ${cacheFile} be moved aside: ${(re as Error).message}`);
         }
       }
-      eng.stop(false);
+      eng.stop({ restoreForwarding: false });
       await nat.stop();
       await nat6.stop();
       await guard.stop();
@@ -1365,7 +1365,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // The nftables tables stay (the next start replaces them in one transaction, as after a
         // crash; `podway cleanup` removes them): an update's nft still running is waited for, so
         // none commits after this run ended.
-        const natStopped = Promise.all([nat.stop(5000, true), nat6.stop(5000, true), guard.stop(5000, true)]).catch(() => undefined);
+        const natStopped = Promise.all([nat, nat6, guard].map((t) => t.stop({ waitMs: 5000, keepTable: true }))).catch(() => undefined);
         // a tunnel-address join in flight still writes the Node and IPAM through the datastore:
         // the datastore closes once it ended (bounded: a hung datastore call must not hold the exit)
         const joinEnded = tunnelJoin ? Promise.race([tunnelJoin.idle(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
@@ -1377,7 +1377,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
             // Forwarding ends here, the last thing before the exit.
             const endAt = Date.now();
             broadcast({ type: 'stop' });
-            eng.stop(false, true);
+            eng.stop({ restoreForwarding: false, keepTunnelTable: true });
             const workersExited = workers.map((w) => new Promise((r) => { if (w.threadId < 0) r(null); w.once('exit', r); setTimeout(() => void w.terminate(), 2000).unref(); }));
             // The underlay's forwarding set back once podway forwards nothing more: before, a
             // packet could be forwarded by the kernel and by a worker still running twice.

@@ -138,7 +138,7 @@ export async function deleteNode(kv: KvStore, name: string, resourceVersion?: nu
       for (const e of (await kv.list(nodeAffinityPrefix(name, v))).entries) {
         const parsed = parseAffinityKey(e.key);
         if (!parsed) continue;
-        const r = await ipam.releaseAffinity(name, parsed.cidr.text, false);
+        const r = await ipam.releaseAffinity(name, parsed.cidr.text, { requireEmpty: false });
         if (r === 'released' || r === 'stale') blocks.push(parsed.cidr.text);
       }
     }
@@ -221,7 +221,7 @@ export async function deletePool(kv: KvStore, name: string, resourceVersion?: nu
       for (const e of (await kv.list(HOST_AFFINITY_PREFIX)).entries) {
         const parsed = parseAffinityKey(e.key);
         if (!parsed || parsed.cidr.version !== cidr.version || !netContainsNet(cidr, parsed.cidr)) continue;
-        const r = await ipam.releaseAffinity(parsed.node, parsed.cidr.text, false);
+        const r = await ipam.releaseAffinity(parsed.node, parsed.cidr.text, { requireEmpty: false });
         if (r === 'released' || r === 'stale') blocks.push(parsed.cidr.text);
       }
     }

@@ -2276,11 +2276,12 @@ export class Engine {
   }
 
   /**
-   * `restoreForwarding`: set the underlay's forwarding back here (false: the caller does, later).
-   * `keepTunnelTable`: leave `table inet podway_tunnels` in the kernel (podway run's stop: the next
-   * start replaces it in one transaction, as after a crash; `podway cleanup` removes it).
+   * `restoreForwarding` (default true): set the underlay's forwarding back here (false: the caller
+   * does, later). `keepTunnelTable` (default false): leave `table inet podway_tunnels` in the kernel
+   * (podway run's stop: the next start replaces it in one transaction, as after a crash; `podway
+   * cleanup` removes it).
    */
-  stop(restoreForwarding = true, keepTunnelTable = false): void {
+  stop({ restoreForwarding = true, keepTunnelTable = false }: { restoreForwarding?: boolean; keepTunnelTable?: boolean } = {}): void {
     this.stopped = true;
     this.neighborChangeLog.stop();
     if (restoreForwarding) this.restoreForwarding();

@@ -2,7 +2,7 @@
  * natOutgoing through the kernel's conntrack: podway owns one nftables table (`table ip podway`),
  * created at start (replacing any copy a crashed or stopped run left), updated live when pools or
  * nodes change (its sets only, so counters and conntrack timeouts stay), left at podway run's stop
- * for the next start (stop(.., keepTable); `podway cleanup` deletes it). Nothing outside that table
+ * for the next start (stop({ keepTable }); `podway cleanup` deletes it). Nothing outside that table
  * is touched.
  *
  * Why the kernel and not a flow table of podway's own: the pipeline already hands pod egress
@@ -726,13 +726,13 @@ export class NftNat {
 
   /**
    * Stop: remove the table unless `keepTable` (below). Never throws: a table already gone is fine. An update's `nft -f`
-   * still running is waited for first (up to waitMs, then killed): a replace that committed after
+   * still running is waited for first (up to `waitMs`, default 5 s, then killed): a replace that committed after
    * the delete would leave the table (pod_ingress drop, masquerade) behind once podway is gone.
    * `keepTable` (podway run's stop): the same, but the table stays in the kernel, as a crash leaves
    * it; the next start replaces it in one transaction (`podway cleanup` removes it). The update in
    * flight is still waited for, so none commits after this process ended (over the next run's).
    */
-  async stop(waitMs = 5000, keepTable = false): Promise<void> {
+  async stop({ waitMs = 5000, keepTable = false }: { waitMs?: number; keepTable?: boolean } = {}): Promise<void> {
     this.clearRetry();
     this.startWanted = null;
     if (!this.spec) return;

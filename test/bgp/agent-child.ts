@@ -27,7 +27,7 @@ try {
 const timer = setInterval(() => process.stdout.write(JSON.stringify({ status: agent.status(), learned, error, logs: logs.splice(0) }) + '\n'), 200);
 const end = () => {
   clearInterval(timer);
-  void agent.stop(false).finally(() => process.exit(0));
+  void agent.stop({ graceful: false }).finally(() => process.exit(0));
 };
 process.on('SIGTERM', end);
 process.stdin.on('end', end);

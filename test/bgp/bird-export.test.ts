@@ -106,7 +106,7 @@ test('learned routes outside the IP pools are never passed on (no ToR default ro
     await waitFor('the pool q block withdrawn from node1', () => learnedFrom(s1(), node2) === fromNode2);
     await waitFor('and from ToR B', async () => (await tableOf(birdB!, 'node2')) === poolRoutes);
   } finally {
-    await Promise.all([a1!, a2!].map((a) => a.stop(false)));
+    await Promise.all([a1!, a2!].map((a) => a.stop({ graceful: false })));
     for (const b of birds) await b.stop();
   }
 });
@@ -148,7 +148,7 @@ test('podway as route reflector (routeReflectorClusterID) for BIRD clients: refl
     assert.is((await b3!.routes('reflector')).join(' '), '10.244.0.0/26 10.244.4.0/26', 'no 10.4.0.0/24 reflected');
     assert.is((await b4!.routes('reflector')).join(' '), '10.244.0.0/26 10.244.3.0/26', 'no 10.3.0.0/24 reflected');
   } finally {
-    await agent!.stop(false);
+    await agent!.stop({ graceful: false });
     for (const b of birds) await b.stop();
   }
 });

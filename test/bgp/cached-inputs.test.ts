@@ -154,7 +154,7 @@ test('an agent started on the cached inputs peers (loopback mesh), and the same 
     assert.equal(learned.get('node2'), [{ prefix: '10.244.0.0/26', nextHop: '127.0.0.1', peer: '127.0.0.1' }]);
     assert.not.ok(logs.some((l) => /session down|restarting the speaker/.test(l)), logs.join('\n'));
   } finally {
-    await Promise.all(agents.map((a) => a.stop(false)));
+    await Promise.all(agents.map((a) => a.stop({ graceful: false })));
   }
 });
 

@@ -60,7 +60,7 @@ test('two agents mesh over loopback, learn each other\'s blocks, follow a new bl
     assert.ok(await until(() => learned.get('node1')?.length === 2, 10_000), JSON.stringify(learned.get('node1')));
     assert.is(agents[0]!.status().peers[0]!.since, since, 'the session stayed up');
   } finally {
-    await Promise.all(agents.map((a) => a.stop(false)));
+    await Promise.all(agents.map((a) => a.stop({ graceful: false })));
   }
 });
 
@@ -108,7 +108,7 @@ test('a restart\'s held routes (holdStale): in learned() at once, a prefix the p
     assert.equal(last()!.routes, [held[1]]);
     assert.match(logs.join('\n'), /hold over: dropping 1 learned route\(s\) of the earlier run that no peer brought again: 10\.244\.1\.0\/26 from 127\.0\.0\.3/);
   } finally {
-    await Promise.all(agents.map((a) => a.stop(false)));
+    await Promise.all(agents.map((a) => a.stop({ graceful: false })));
   }
 });
 
@@ -131,7 +131,7 @@ test('update() says what a datastore change did to the speaker: a BGPPeer added,
     assert.is(agent.update(snapshotOf(...docs)), 'peer 127.0.0.9 removed');
     assert.is(agent.update(snapshotOf(...docs.slice(0, 2), node('node1', '127.0.0.3/8'), docs[3]!)), 'speaker settings changed (speaker restarted)');
   } finally {
-    await agent.stop(false);
+    await agent.stop({ graceful: false });
   }
 });
 
@@ -235,7 +235,7 @@ test('a speaker whose port is taken: an error, not ready, tried again until it l
     assert.is((await health.report()).ready, true);
   } finally {
     if (squatting) squatter.close();
-    await Promise.all(agents.map((a) => a.stop(false)));
+    await Promise.all(agents.map((a) => a.stop({ graceful: false })));
   }
 });
 

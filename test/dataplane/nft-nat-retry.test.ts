@@ -198,7 +198,7 @@ test('stop() while an update\'s nft hangs: killed after the bound, the table del
     nat.start(spec([]));
     process.env.NFT_SLOW_MS = '60000';
     nat.update({ ...spec(['10.244.0.0/16']), maxFlows: 1000 });
-    await nat.stop(300);
+    await nat.stop({ waitMs: 300 });
     assert.ok(logs.some((l) => /still ran after 0\.3 s at stop: killed/.test(l)), logs.join('\n'));
     assert.is(table(), '', 'deleted at stop');
   } finally {

@@ -123,7 +123,7 @@ test('started with its BGP sessions refused: the held routes forward across; onc
   // node2 releases its second block while node1 is down (it stops exporting it).
   const ipam = new Ipam(store!.kv);
   await ipam.releaseByHandle('lab.extra');
-  assert.is(await ipam.releaseAffinity('node2', EXTRA_BLOCK, true), 'released');
+  assert.is(await ipam.releaseAffinity('node2', EXTRA_BLOCK, { requireEmpty: true }), 'released');
   const table = `podway_test_bgp_${process.pid}`;
   nsExec(n1.ns, ['nft', `add table inet ${table}; add chain inet ${table} out { type filter hook output priority 0; }; add rule inet ${table} out tcp dport 179 reject with tcp reset; add rule inet ${table} out tcp sport 179 reject with tcp reset`]);
   let blocked = true;

@@ -175,8 +175,9 @@ export class BgpAgent {
     };
   }
 
-  /** Stops the speaker; graceful: peers keep our routes for the restart time (a restart, not a withdrawal). */
-  stop(graceful = true): Promise<void> {
+  /** Stops the speaker; `graceful` (default true): peers keep our routes for the restart time (a
+   * restart, not a withdrawal), as BgpSpeaker.stop's option of the same name. */
+  stop({ graceful = true }: { graceful?: boolean } = {}): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.heldTimer) clearTimeout(this.heldTimer);

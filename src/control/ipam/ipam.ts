@@ -475,7 +475,7 @@ export class Ipam {
    * non-empty one loses its affinity (its addresses stay until released). With `requireEmpty`,
    * a block in use is left alone. Returns what happened.
    */
-  async releaseAffinity(node: string, cidrText: string, requireEmpty: boolean): Promise<'released' | 'absent' | 'not-empty' | 'stale'> {
+  async releaseAffinity(node: string, cidrText: string, { requireEmpty }: { requireEmpty: boolean }): Promise<'released' | 'absent' | 'not-empty' | 'stale'> {
     checkSegment('node name', node);
     const cidr = parseNet(cidrText);
     if (!cidr) throw new Error(`invalid block CIDR ${JSON.stringify(cidrText)}`);
@@ -642,7 +642,7 @@ export class Ipam {
       if (pools.some((p) => netContainsNet(p.cidr, parsed.cidr))) { if (outside(excluded, parsed.cidr)) affine.push(parsed.cidr); }
       else if (!req.pools?.length) {
         const owner = allPools.find((p) => !p.disabled && netContainsNet(p.cidr, parsed.cidr));
-        if (owner && owner.selectorError === undefined && !owner.nodeSelector.matches(labels)) await this.releaseAffinity(node, parsed.cidr.text, true);
+        if (owner && owner.selectorError === undefined && !owner.nodeSelector.matches(labels)) await this.releaseAffinity(node, parsed.cidr.text, { requireEmpty: true });
       }
     }
     let owned = affine.length;

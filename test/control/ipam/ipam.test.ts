@@ -209,8 +209,8 @@ test('an empty block with no affinity is deleted on release (by handle and by ad
   await ipam.autoAssign({ node: 'node1', count: 2, handleId: 'a', attrs: attrs('node1') });
   await ipam.autoAssign({ node: 'node1', count: 1, handleId: 'b', attrs: attrs('node1') });
   // The node gives up the block while it is in use: the block keeps its addresses, loses its affinity.
-  assert.is(await ipam.releaseAffinity('node1', '10.4.0.0/30', true), 'not-empty');
-  assert.is(await ipam.releaseAffinity('node1', '10.4.0.0/30', false), 'released');
+  assert.is(await ipam.releaseAffinity('node1', '10.4.0.0/30', { requireEmpty: true }), 'not-empty');
+  assert.is(await ipam.releaseAffinity('node1', '10.4.0.0/30', { requireEmpty: false }), 'released');
   assert.is(blockOf(kv, '10.4.0.0/30').affinity, null);
   assert.is(kv.peek(affinityKey('node1', net('10.4.0.0/30'))), undefined);
   await assertClean(ipam, 'non-affine block in use');

@@ -20,7 +20,8 @@ import { TunnelAddressJoin } from './tunnel-join';
 import { AddressMonitor, addressSource, DEFAULT_AUTODETECT_POLL_MS } from './address-monitor';
 import { Engine, HOST_PORT_NAME, type EngineOptions } from '../dataplane/engine';
 import { MissingWorkerLog, missingWorkers } from './worker-answers';
-import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ephemeralPorts, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
+import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
+import { readLocalPortRange } from '../dataplane/port-range';
 import type { NatOutgoingExclusions } from '../dataplane/nat';
 import { guardSummary } from './format';
 import { VXLAN_PORT } from '../packet/vxlan';
@@ -304,8 +305,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
   clock.mark('modules loaded');
   // A spec that does not parse stops us here, with the reason; '' means the default (see main.ts).
   const spec = resolveDatastoreSpec(opts.datastore || undefined);
+  // The kernel's ephemeral ports (net.ipv4.ip_local_port_range), read once here for every
+  // forwarding thread's VXLAN source ports and for natOutgoing's range: a file that does not hold
+  // a range stops the start, naming it, before anything is touched (README, "The VXLAN source port").
+  const ephemeral = readLocalPortRange();
   // natOutgoing's port range is checked before anything is touched too.
-  const ephemeral = ephemeralPorts();
   let natPorts: ReturnType<typeof defaultNatPortRange>;
   try {
     natPorts = opts.natPortRange ? parseNatPortRange(opts.natPortRange, ephemeral, VXLAN_PORT) : defaultNatPortRange(ephemeral, VXLAN_PORT);
@@ -889,6 +893,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
       worker: { index: 0, count }, workerSteer: opts.workerSteer,
       natToNodes, allowVxlanFromPods: opts.allowVxlanFromPods, allowIpipFromPods: opts.allowIpipFromPods,
+      // the kernel's ephemeral ports (read once above, for natOutgoing's range too) for VXLAN's
+      // outer source ports, on this thread and every worker, not read again by each
+      vxlanSourcePorts: ephemeral,
       // the underlay's forwarding value from before podway, beside the control socket
       // (/run/podway: gone at reboot, as the value the kernel holds)
       forwardingRecordFile: (ifname) => path.join(path.dirname(sock), `${opts.node}.${ifname}.forwarding`),
@@ -1000,7 +1007,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, allowVxlanFromPods: opts.allowVxlanFromPods, allowIpipFromPods: opts.allowIpipFromPods, logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, allowVxlanFromPods: opts.allowVxlanFromPods, allowIpipFromPods: opts.allowIpipFromPods, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
           if (taps.handle(index, m)) return;

@@ -55,7 +55,8 @@ export interface EngineOptions {
   /** Frames per receive batch (and per send call). */
   batch?: number;
   /** The VXLAN outer UDP source ports (LOW, HIGH as net.ipv4.ip_local_port_range, HIGH unused as
-   * by the kernel); default: the node's, read at construction (port-range.ts). */
+   * by the kernel); podway run reads the node's once and passes it to every forwarding thread.
+   * Default: the node's, read at construction (port-range.ts). */
   vxlanSourcePorts?: readonly [number, number];
   /** Set host sysctls/routes (default true; tests of the pipeline alone may turn it off). */
   manageHost?: boolean;

@@ -36,8 +36,6 @@ import { ChildProcess, execFile, execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Backoff } from '../util/backoff';
 import { isSafeIfname } from './ifname';
-import { readLocalPortRange } from './port-range';
-import { VXLAN_SRC_PORT_MAX, VXLAN_SRC_PORT_MIN } from '../packet/flowhash';
 import type { NatOutgoingExclusions } from './nat';
 
 export const NAT_TABLE = 'podway';
@@ -437,15 +435,6 @@ export function ifindexOf(name: string): number {
     return Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8').trim()) || 0;
   } catch {
     return 0;
-  }
-}
-
-/** The kernel's ephemeral port range (net.ipv4.ip_local_port_range). */
-export function ephemeralPorts(): [number, number] {
-  try {
-    return readLocalPortRange();
-  } catch {
-    return [VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX]; // an unreadable or malformed file: the kernel's default
   }
 }
 

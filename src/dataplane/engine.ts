@@ -747,6 +747,8 @@ export class Engine {
       // models when the interface's MTU changes (checkUnderlayMtu).
       this.setTxMtu(model.mtu.underlay, this.underlay!.mtu);
       applyModel6(this.pipe, model, { portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1, neighbor6: (ip) => this.neighbors6.neighbor6(ip), neighborFailed6: (ip) => this.neighbors6.failed6(ip) });
+      // the tunnel and direct routes likewise, when the interface's MTU is below the model's
+      this.boundRouteMtus(model.mtu.underlay, this.underlay!.mtu);
     } catch (e) {
       this.followBack(e as Error, infraBefore);
       throw e;
@@ -1935,6 +1937,33 @@ export class Engine {
     this.pipe.tx4Mtu = this.pipe.v6.tx6Mtu;
   }
 
+  /**
+   * The underlay next hops' MTUs (IPv4 VXLAN, IPIP and unencapsulated routes, IPv6 VXLAN and
+   * unencapsulated ones) bounded by the underlay interface's MTU while it is below the model's
+   * underlay MTU, less each encapsulation's overhead (50, 20, 0; IPv6 VXLAN 70): a packet a route
+   * takes must still fit the link once encapsulated, as the kernel's tunnel devices answer with
+   * fragmentation needed / Packet Too Big for the path's MTU. The model's route MTUs come from the
+   * interface's MTU as read once per node address (model-worker.ts); the interface's is read every
+   * few seconds (checkUnderlayMtu), so a lowered MTU is followed at once, as the podway0 routes
+   * follow it (poolRouteMtu), and raised again the routes get the model's back. Local, blackhole
+   * and host routes keep theirs.
+   */
+  private boundRouteMtus(modelMtu: number, linkMtu: number): void {
+    const less = linkMtu >= 68 && linkMtu < modelMtu;
+    const bound = (nh: { count: number; kind: Uint8Array; mtu: Uint16Array; routes: readonly { mtu: number }[] } | null, v6: boolean): void => {
+      if (nh === null) return;
+      for (let i = 0; i < nh.count; i++) {
+        const k = nh.kind[i];
+        const overhead = k === NhKind.VXLAN ? (v6 ? 70 : 50) : k === NhKind.IPIP ? 20 : k === NhKind.DIRECT ? 0 : -1;
+        if (overhead < 0) continue;
+        const own = Math.min(nh.routes[i].mtu, 0xffff);
+        nh.mtu[i] = less ? Math.min(own, Math.max(v6 ? 1280 : 68, linkMtu - overhead)) : own;
+      }
+    };
+    bound(this.pipe.nh ?? null, false);
+    bound(this.pipe.v6.nh, true);
+  }
+
   /** When the underlay's MTU was last read (checkUnderlayMtu). */
   private mtuCheckedAt = 0;
 
@@ -1955,10 +1984,12 @@ export class Engine {
       return; // gone: the link monitoring says so
     }
     if (!Number.isInteger(mtu) || mtu < 68 || mtu === ul.mtu) return;
-    if (this.primary) this.log.info(`underlay ${ul.name} mtu ${ul.mtu} -> ${mtu}: packets handed to the node's routing are bounded by ${Math.min(this.model.mtu.underlay, mtu)} now`, { interface: ul.name, mtu });
+    if (this.primary) this.log.info(`underlay ${ul.name} mtu ${ul.mtu} -> ${mtu}: packets handed to the node's routing are bounded by ${Math.min(this.model.mtu.underlay, mtu)} now, the tunnel routes' by it less their encapsulation`, { interface: ul.name, mtu });
     ul.mtu = mtu;
     this.setTxMtu(this.model.mtu.underlay, mtu);
-    // the pool routes' MTUs into podway0 follow it (poolRouteMtu), by the programmer's diff
+    // so do the pipeline's tunnel and direct routes (boundRouteMtus) and the pool routes' MTUs
+    // into podway0 (poolRouteMtu), by the programmer's diff
+    this.boundRouteMtus(this.model.mtu.underlay, mtu);
     if (this.primary) this.programHost();
   }
 

@@ -97,4 +97,33 @@ test('a veth pod\'s host-end MTU raised: a packet bigger than the old one is del
     sh('ip', ['link', 'set', 'caliB', 'mtu', '1500']);
   }
 });
+
+test('the underlay interface\'s MTU lowered: the tunnel and direct routes\' MTUs follow it (VXLAN 50 and IPIP 20 below it), local ones keep theirs; raised again, the model\'s come back', async () => {
+  const e = new Engine({ io: new MemoryIO(), manageHost: false, ringCheckMs: 0, neighbor: { retransMs: 50 } });
+  try {
+    e.apply(clusterModel('node1'));
+    const inner = e as unknown as { pipe: { tx4Mtu: number; nh: { count: number; mtu: Uint16Array; routes: readonly { cidr: string }[] } } };
+    const mtuOf = (cidr: string) => {
+      const nh = inner.pipe.nh;
+      for (let i = 0; i < nh.count; i++) if (nh.routes[i].cidr === cidr) return nh.mtu[i];
+      throw new Error(`no route ${cidr}`);
+    };
+    const routes = { vxlan: '10.244.0.64/26', ipip: '10.245.0.64/26', direct: '10.246.0.64/26', local: '10.244.0.1/32' };
+    const model = { vxlan: mtuOf(routes.vxlan), ipip: mtuOf(routes.ipip), direct: mtuOf(routes.direct), local: mtuOf(routes.local) };
+    assert.equal(model, { vxlan: 1450, ipip: 1480, direct: 1500, local: 1450 }, 'the model\'s, from an underlay of 1500 (a local pod: the pod MTU)');
+    sh('ip', ['link', 'set', UL, 'mtu', '1400']);
+    assert.ok(await waitFor(() => inner.pipe.tx4Mtu === 1400, 20_000, 50), 'the lowered MTU is read');
+    assert.equal({ vxlan: mtuOf(routes.vxlan), ipip: mtuOf(routes.ipip), direct: mtuOf(routes.direct), local: mtuOf(routes.local) }, { vxlan: 1350, ipip: 1380, direct: 1400, local: 1450 }, 'a local pod keeps its MTU');
+    // a model applied while the link is lower keeps the bound
+    e.apply(clusterModel('node1'));
+    assert.is(mtuOf(routes.vxlan), 1350, 'after another model');
+    sh('ip', ['link', 'set', UL, 'mtu', '9000']);
+    assert.ok(await waitFor(() => e.status().underlay?.mtu === 9000, 20_000, 50), 'the raised MTU is read');
+    assert.equal({ vxlan: mtuOf(routes.vxlan), ipip: mtuOf(routes.ipip), direct: mtuOf(routes.direct), local: mtuOf(routes.local) }, model, 'the model\'s again');
+  } finally {
+    e.stop();
+    sh('ip', ['link', 'set', UL, 'mtu', '1500']);
+  }
+});
+
 test.run();

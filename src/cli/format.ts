@@ -64,3 +64,16 @@ export function guardSummary(g: { pods: number; podIps4?: number; podIps6?: numb
   if (g.endpointToHost !== 'drop') return `${veth}; endpoint-to-host ${g.endpointToHost}`;
   return `${veth}; endpoint-to-host drop: new connections to the node from every local pod, veth, TAP and TUN (${g.podIps4 ?? 0} IPv4 and ${g.podIps6 ?? 0} IPv6 pod addresses)`;
 }
+
+/**
+ * The natOutgoingExclusions mode in effect, for the `nat:` / `nat6:` lines of `podway status`
+ * (`--nat-outgoing-exclusions`, FELIX_NATOUTGOINGEXCLUSIONS), with what it means for a natOutgoing
+ * pod's traffic to another node's address (nft-nat.ts natSelectors). '' when the running podway did
+ * not say (an older one).
+ */
+export function natExclusionsText(mode: string | undefined): string {
+  if (mode === undefined) return '';
+  const meaning = mode === 'IPPoolsOnly' ? 'to other nodes: the TCP connections and pings a pod opens are masqueraded'
+    : mode === 'IPPoolsAndHostIPs' ? 'to other nodes: the pod\'s address' : null;
+  return `; natOutgoingExclusions ${mode}${meaning ? ` (${meaning})` : ''}`;
+}

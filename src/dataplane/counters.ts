@@ -126,17 +126,20 @@ export const Event = {
   ARP_REPLIED: base + 19,
   ICMP_SENT: base + 20,
   ARP_LEARNED: base + 21,
-  /** Pod traffic to outside the pools, handed to the node's routing. */
+  /** Pod traffic to outside the pools, handed to the node's routing, that is not egress_nat: from a
+   * pool without natOutgoing, or to another node's address (of which, with Felix's IPPoolsOnly, the
+   * NAT table masquerades the connections a natOutgoing pod opens: its nat_out counter counts those). */
   EGRESS: base + 22,
   /** A tunnelled TCP/UDP packet whose checksum field held its pseudo-header sum, completed: a
    * partial (offloaded) checksum from a same-host kernel node, or one right checksum in about
    * 65,536 that happens to match (completing it leaves it as it was). */
   CSUM_COMPLETED: base + 23,
-  /** Pod egress to outside the pools from a natOutgoing pool: handed to the node's routing, where
-   * podway's nftables table masquerades it (nft-nat.ts). To another node's address (Felix's
-   * IPPoolsOnly) every packet is handed over and counted here, but the table masquerades only the
-   * connections the pod opens (TCP, pings: their every packet); a UDP datagram or a reply to a
-   * connection the node opened keeps the pod's address. The table's own counters say what it translated. */
+  /** Pod egress from a natOutgoing pool to an address outside every pool and every node: handed to
+   * the node's routing, where podway's nftables table masquerades it (nft-nat.ts), every packet.
+   * To another node's address (Felix's IPPoolsOnly) the table masquerades only the connections the
+   * pod opens (TCP, pings: their every packet), a UDP datagram or a reply to a connection the node
+   * opened keeping the pod's address; a packet alone does not say which, so those are counted
+   * `egress`. The table's own counters say what it translated. */
   EGRESS_NAT: base + 27,
   /** Held for an underlay neighbour being resolved (neighbor-queue.ts): sent when it answers
    * (`neighbor_queue_sent`), else dropped (`neighbor_queue_timeout`). */

@@ -766,7 +766,7 @@ export class NftNat {
     const s = this.spec;
     if (s && this.fam.family === 'inet') return { table: `${this.fam.family} ${NAT_TABLE}`, pods: s.pods.length, podIps4: s.podIps4?.length ?? 0, podIps6: s.podIps6?.length ?? 0, endpointToHost: s.endpointToHost ?? 'accept', updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError };
     return s
-      ? { table: `${this.fam.family} ${NAT_TABLE}`, natPools: s.natPools, portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, maxFlows: s.maxFlows, updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError }
+      ? { table: `${this.fam.family} ${NAT_TABLE}`, natPools: s.natPools, natOutgoingExclusions: s.natOutgoingExclusions ?? 'IPPoolsOnly', portRange: `${s.portRange[0]}-${s.portRange[1]}`, udpTimeout: s.udpTimeout, maxFlows: s.maxFlows, updates: this.updates, failures: this.failures, retries: this.retries, lastError: this.lastError }
       : { table: null, lastError: this.lastError };
   }
 

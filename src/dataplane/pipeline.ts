@@ -948,7 +948,9 @@ export class Pipeline implements CapturePorts {
     const node = this.addr.knownNodes.has(dst);
     const nat = dst !== 0 && (this.natToNodes || !node) && this.natSources.has(((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0);
     if (tr !== null) tr.stages.push(`lookup ${formatIpv4(dst)}: ${node ? 'another node\'s address' : 'outside the pools'}: through the node's routing (${nat ? (node ? 'natOutgoing: a TCP connection or ping the pod opens is masqueraded to the node\'s address by the kernel, table ip podway' : 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip podway') : 'no NAT'})`);
-    return this.count(nat ? Event.EGRESS_NAT : Event.EGRESS, this.tx4Port);
+    // egress_nat: what the table masquerades, every packet of it; to another node's address only
+    // the flows the pod opens are (which a packet alone does not tell): egress
+    return this.count(nat && !node ? Event.EGRESS_NAT : Event.EGRESS, this.tx4Port);
   }
 
   /**
@@ -989,8 +991,11 @@ export class Pipeline implements CapturePorts {
     if (total > this.tx4Mtu) return this.tooBigForTx4(i, inPort, ip, total);
     this.setFrame(i, ip, total);
     this.pool.addr[i] = dst;
-    if (this.tr !== null) this.tr.stages.push('natOutgoing: through the node\'s routing, masqueraded to the node\'s address by the kernel, table ip podway');
-    return this.count(Event.EGRESS_NAT, this.tx4Port);
+    // Another node's address (IPPoolsOnly; a learned route may hold one): the table masquerades
+    // only the flows the pod opens, so it is counted egress, as in the no-route case.
+    const node = this.addr.knownNodes.has(dst);
+    if (this.tr !== null) this.tr.stages.push(node ? 'natOutgoing: another node\'s address, through the node\'s routing: a TCP connection or ping the pod opens is masqueraded to the node\'s address by the kernel, table ip podway' : 'natOutgoing: through the node\'s routing, masqueraded to the node\'s address by the kernel, table ip podway');
+    return this.count(node ? Event.EGRESS : Event.EGRESS_NAT, this.tx4Port);
   }
 
   /**

@@ -486,7 +486,8 @@ export class Pipeline6 {
         // pod opens (table ip6 podway, nft-nat.ts natSelectors); IPPoolsAndHostIPs: the pod's address
         const natNode = nat && this.p.natToNodes;
         if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: another node's address: through the node's routing (tx6, ${natNode ? 'natOutgoing: a TCP connection or ping the pod opens is masqueraded to the node\'s address by the kernel, table ip6 podway' : 'no NAT'})`);
-        return this.count(natNode ? Event.EGRESS_NAT : Event.EGRESS, this.tx6Port);
+        // egress, not egress_nat: which of these the table masquerades a packet alone does not tell
+        return this.count(Event.EGRESS, this.tx6Port);
       }
       if (tr !== null) tr.stages.push(`lookup ${formatIpv6(b, ip + 24)}: outside the pools: through the node's routing (tx6, ${nat ? 'natOutgoing: masqueraded to the node\'s address by the kernel, table ip6 podway' : 'no NAT'})`);
       return this.count(nat ? Event.EGRESS_NAT : Event.EGRESS, this.tx6Port);

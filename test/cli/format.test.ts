@@ -2,7 +2,7 @@
 // port's txRejected or txBacklog, which the engine adds only when non-zero) still shows.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { table, listSummary, summarizeHostChanges, guardSummary } from '../../src/cli/format';
+import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText } from '../../src/cli/format';
 
 test('columns are every row\'s keys in first-seen order, not only the first row\'s', () => {
   const out = table([
@@ -37,6 +37,12 @@ test('status at scale: a sysctl set on every pod veth is one line with the count
 test('guardSummary: the veth pods whose sources and tunnels are checked; with endpoint-to-host drop, every local pod\'s addresses (veth, TAP, TUN)', () => {
   assert.is(guardSummary({ pods: 1, podIps4: 3, podIps6: 0, endpointToHost: 'accept' }), '1 veth pod (forged sources and tunnel packets dropped); endpoint-to-host accept');
   assert.is(guardSummary({ pods: 2, podIps4: 4, podIps6: 3, endpointToHost: 'drop' }), '2 veth pods (forged sources and tunnel packets dropped); endpoint-to-host drop: new connections to the node from every local pod, veth, TAP and TUN (4 IPv4 and 3 IPv6 pod addresses)');
+});
+
+test('natExclusionsText: the natOutgoingExclusions mode on podway status\'s nat lines, with what it does to a pod\'s traffic to other nodes; nothing from a podway that did not say', () => {
+  assert.is(natExclusionsText('IPPoolsOnly'), '; natOutgoingExclusions IPPoolsOnly (to other nodes: the TCP connections and pings a pod opens are masqueraded)');
+  assert.is(natExclusionsText('IPPoolsAndHostIPs'), '; natOutgoingExclusions IPPoolsAndHostIPs (to other nodes: the pod\'s address)');
+  assert.is(natExclusionsText(undefined), '');
 });
 
 test.run();

@@ -52,14 +52,18 @@ function forwardedIp(f: Uint8Array): Uint8Array {
   return e;
 }
 
-/** Pod `ifname` sends `f`; it must leave to the kernel (tx4) for `dst`, counted as egress_nat. */
-function assertNatToKernel(h: Harness, ifname: string, f: Uint8Array, dst: string, what: string): void {
-  const before = h.pipe.counters[Event.EGRESS_NAT];
+/** Pod `ifname` sends `f`; it must leave to the kernel (tx4) for `dst`, counted as egress_nat (or,
+ * `counted` 'egress', as egress: another node's address, where the table masquerades only the
+ * connections the pod opens). */
+function assertNatToKernel(h: Harness, ifname: string, f: Uint8Array, dst: string, what: string, counted: 'egress_nat' | 'egress' = 'egress_nat'): void {
+  const before = { nat: h.pipe.counters[Event.EGRESS_NAT], plain: h.pipe.counters[Event.EGRESS] };
   h.receive(h.port(ifname), f);
   const out = onlyFrame(h, h.infra.tx4, what);
   assertBytes(out.bytes, forwardedIp(f), what);
   assert.is(out.addr, parseIpv4(dst), `${what}: routed by the kernel to its destination`);
-  assert.is(h.pipe.counters[Event.EGRESS_NAT], before + 1, `${what}: counted as egress_nat`);
+  const nat = counted === 'egress_nat' ? 1 : 0;
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], before.nat + nat, `${what}: counted as ${counted}`);
+  assert.is(h.pipe.counters[Event.EGRESS], before.plain + 1 - nat, `${what}: counted as ${counted}`);
 }
 
 /** Pod `ifname` sends `f`; it must leave unchanged on the underlay to `mac`, not counted as NAT. */
@@ -114,20 +118,24 @@ test('over the same learned routes: another pool, a node on the subnet (the kern
   assertDirect(h, 'caliA', retarget(frame('a_to_b'), '10.245.7.9'), TOR_MAC, 'A -> 10.245.7.9 (a pool, via the default route)');
   // Another node on this node's own subnet: the learned default route is cut around the connected
   // subnet (the kernel's connected route wins, as under Calico), so it goes to the node's kernel
-  // (tx4) unchanged, never to the ToR, counted egress_nat: outside every pool, the kernel
-  // masquerades it (natOutgoingExclusions IPPoolsOnly, Felix's default).
+  // (tx4) unchanged, never to the ToR: outside every pool, the kernel masquerades the connections
+  // the pod opens there (natOutgoingExclusions IPPoolsOnly, Felix's default), so counted egress,
+  // not egress_nat (which counts what the table masquerades, every packet).
   const egress = h.pipe.counters[Event.EGRESS_NAT];
+  const plain = h.pipe.counters[Event.EGRESS];
   const toNode2 = retarget(frame('a_to_b'), '10.99.0.2');
   h.receive(h.port('caliA'), toNode2);
   const out = onlyFrame(h, h.infra.tx4, 'A -> node2 (its own subnet: not the default route)');
   assertBytes(out.bytes, forwardedIp(toNode2), 'A -> node2: unchanged but the TTL');
   assert.is(out.addr, parseIpv4('10.99.0.2'), 'A -> node2: routed by the kernel (connected route)');
-  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress + 1, 'A -> node2: NATed (IPPoolsOnly)');
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress, 'A -> node2 (IPPoolsOnly): not egress_nat');
+  assert.is(h.pipe.counters[Event.EGRESS], plain + 1, 'A -> node2 (IPPoolsOnly): egress');
   // IPPoolsAndHostIPs: the same packet still goes to the kernel, not counted as NAT
   h.pipe.natToNodes = false;
   h.receive(h.port('caliA'), toNode2);
   assert.is(onlyFrame(h, h.infra.tx4, 'A -> node2, IPPoolsAndHostIPs').addr, parseIpv4('10.99.0.2'));
-  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress + 1, 'A -> node2: not NATed (IPPoolsAndHostIPs)');
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress, 'A -> node2: not NATed (IPPoolsAndHostIPs)');
+  assert.is(h.pipe.counters[Event.EGRESS], plain + 2);
   h.pipe.natToNodes = true;
   // The node's own address is left out of the learned default route: the node's kernel has the
   // veth pod's frame.
@@ -140,13 +148,15 @@ test('over the same learned routes: another pool, a node on the subnet (the kern
   // natOutgoing turned off: A's egress follows the route again.
   h.pipe.natSources.set([]);
   assertDirect(h, 'caliA', retarget(frame('a_to_b'), '192.0.2.10'), TOR_MAC, 'A -> 192.0.2.10, flag off');
-  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress + 1);
+  assert.is(h.pipe.counters[Event.EGRESS_NAT], egress);
 });
 
-test('a node only a learned route reaches (another rack, via the ToR\'s default route): to the kernel to be masqueraded with IPPoolsOnly, forwarded with the pod\'s address with IPPoolsAndHostIPs', () => {
+test('a node only a learned route reaches (another rack, via the ToR\'s default route): to the kernel to be masqueraded with IPPoolsOnly (what the pod opens: counted egress, not egress_nat), forwarded with the pod\'s address with IPPoolsAndHostIPs', () => {
   const far = '10.98.0.5';
   const h = bgpHarness(true, [far]);
-  assertNatToKernel(h, 'caliA', retarget(frame('a_to_b'), far), far, 'A -> a far node (IPPoolsOnly)');
+  assertNatToKernel(h, 'caliA', retarget(frame('a_to_b'), far), far, 'A -> a far node (IPPoolsOnly)', 'egress');
+  // an outside address over the same route: egress_nat
+  assertNatToKernel(h, 'caliA', retarget(frame('a_to_b'), '8.8.8.8'), '8.8.8.8', 'A -> 8.8.8.8 (IPPoolsOnly)');
   const hosts = bgpHarness(false, [far]);
   assertDirect(hosts, 'caliA', retarget(frame('a_to_b'), far), TOR_MAC, 'A -> a far node (IPPoolsAndHostIPs)');
   // an outside address over the same route: masqueraded either way

@@ -125,10 +125,12 @@ test('podway creates its own table ip podway with the natOutgoing pool, nothing 
     assert.equal(tablesIn(n.ns), PODWAY_TABLES, `${n.name}: only podway's tables`);
     const set = inNs(n.ns, ['nft', 'list', 'set', 'ip', 'podway', 'natpools']);
     assert.match(set, '10.244.0.0/16');
-    const st = (await controlRequest(n.control, { cmd: 'status' }, 5000)) as { nat: { table: string; natPools: string[]; portRange: string } };
+    const st = (await controlRequest(n.control, { cmd: 'status' }, 5000)) as { nat: { table: string; natPools: string[]; portRange: string; natOutgoingExclusions: string } };
     assert.equal(st.nat.table, 'ip podway');
     assert.equal(st.nat.natPools, ['10.244.0.0/16']);
     assert.equal(st.nat.portRange, portRange().join('-'));
+    assert.is(st.nat.natOutgoingExclusions, 'IPPoolsOnly', 'Felix\'s default');
+    assert.match(podwayStatusText(n.name), `nat: table ip podway; natOutgoing from 10.244.0.0/16; natOutgoingExclusions IPPoolsOnly (`);
   }
 });
 
@@ -284,12 +286,18 @@ test('pool to pool keeps the pod address; to another node a TCP connection and a
   // a ping to node2: masqueraded too (conntrack: the reply tuple is addressed to node1)
   assert.is(lab.ping('n1-c', n2.ip, 2, 56, ['-W', '3']).received, 2);
   assert.ok(conntrack('node1').some((l) => l.includes(`src=${a.ip} dst=${n2.ip} type=8`) && l.includes(`src=${n2.ip} dst=${n1.ip} type=0`)), 'the echo masqueraded');
-  // UDP to node2: the pod's address (a pod's reply to node2's own UDP flow looks the same to the kernel)
+  // UDP to node2: the pod's address (a pod's reply to node2's own UDP flow looks the same to the
+  // kernel), so counted egress, not egress_nat (which counts what the table masquerades)
   const srv = await server(n2.ns, 'udp-echo', n2.ip, 7010);
   try {
+    const counters = async () => ((await controlRequest(n1.control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number> }).reasons;
+    const before = await counters();
     const r = await peerJson(a.ns, ['udp-ask', n2.ip, '7010', '0', '3000'], 3000);
     assert.is(r.answered, true, JSON.stringify(r));
     assert.ok(srv.peers().length >= 1 && srv.peers().every((p) => splitPeer(p).ip === a.ip), `node2 saw ${srv.peers()}`);
+    const after = await counters();
+    assert.is(after.egress_nat ?? 0, before.egress_nat ?? 0, `nothing counted egress_nat: ${JSON.stringify(after)}`);
+    assert.ok((after.egress ?? 0) >= (before.egress ?? 0) + srv.peers().length, `counted egress: ${JSON.stringify(before)} -> ${JSON.stringify(after)}`);
   } finally {
     kill(srv.proc);
   }
@@ -403,6 +411,7 @@ test('a crashed run\'s table is replaced at the next start; --nat-max-flows refu
   assert.match(inNs(n.ns, ['nft', 'list', 'table', 'ip', 'podway']), 'ct count over 40');
   // IPPoolsAndHostIPs: a pod's connection to another node keeps the pod's address
   assert.not.match(inNs(n.ns, ['nft', 'list', 'chain', 'ip', 'podway', 'postrouting']), 'daddr @nodes');
+  assert.match(podwayStatusText('node2'), 'natOutgoingExclusions IPPoolsAndHostIPs (to other nodes: the pod\'s address)');
   const toNode1 = await tcpTransferTo(lab, 'n2-c', { name: 'node1', ns: lab.node('node1').ns, ip: lab.node('node1').ip }, 100_000, 7013);
   assert.is(toNode1.received.sha256, toNode1.sent.sha256);
   assert.is(splitPeer(toNode1.received.peer).ip, lab.pod('n2-c').ip, 'IPPoolsAndHostIPs: node1 saw the pod');

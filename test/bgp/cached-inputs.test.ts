@@ -30,7 +30,7 @@ const snap = snapshotOf(
   pool('p', '10.244.0.0/16'),
   labelled(node('node1', '10.99.0.2/24'), { rack: 'a' }), node('node2', '10.99.0.3/24'), node('node3', '10.99.0.10/24'),
   { apiVersion: API, kind: 'BGPConfiguration', metadata: { name: 'default' }, spec: { asNumber: 64600, listenPort: 1179 } },
-  bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000, password: { secretKeyRef: { name: 'bgp', key: 'tor' } }, keepOriginalNextHop: true }),
+  bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000, password: { secretKeyRef: { name: 'bgp', key: 'tor' } }, keepOriginalNextHop: true, numAllowedLocalASNumbers: 2 }),
   bgpPeer('rack-a', { nodeSelector: 'rack == "a"', peerIP: '10.99.0.253', asNumber: 65001 }),
   bgpPeer('other-node', { node: 'node2', peerIP: '10.99.0.252', asNumber: 65002 }),
   affinity('node1', '10.244.0.0/26'), affinity('node2', '10.244.0.64/26'),
@@ -54,6 +54,7 @@ test('the plan from the cached inputs is the snapshot\'s plan (speaker, peers wi
   assert.equal(fromSnap.exports.map((e) => e.prefix), ['10.244.0.0/26', '10.244.0.70/32']);
   assert.equal(fromSnap.peers.map((p) => p.address), ['10.99.0.3', '10.99.0.10', '10.99.0.254', '10.99.0.253']);
   assert.is(fromCache.peers.find((p) => p.address === '10.99.0.254')?.password, SECRET);
+  assert.is(fromCache.peers.find((p) => p.address === '10.99.0.254')?.allowLocalAs, 2, 'numAllowedLocalASNumbers kept in the cache');
   // another node's node-specific BGPPeer is not kept
   assert.equal(inputs.peers.map((p) => p.name), ['tor', 'rack-a']);
 });

@@ -56,19 +56,19 @@ test('BGPConfiguration asNumber and Node asNumber; mesh off leaves no mesh sessi
   assert.ok(zero.warnings.some((w) => /Node node1: spec\.bgp\.asNumber 0 is reserved/.test(w)), JSON.stringify(zero.warnings));
 });
 
-test('global and node-specific BGPPeers: node, nodeSelector, peerIP with port, keepOriginalNextHop', () => {
+test('global and node-specific BGPPeers: node, nodeSelector, peerIP with port, keepOriginalNextHop, numAllowedLocalASNumbers', () => {
   const snap = snapshotOf(
     ippool,
     labelled(nodes[0]!, { rack: 'a' }), labelled(nodes[1]!, { rack: 'b' }), nodes[2]!,
     bgpConfig({ nodeToNodeMeshEnabled: false }),
-    bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000 }),
-    bgpPeer('rack-a', { nodeSelector: "rack == 'a'", peerIP: '10.99.0.253:1179', asNumber: 65000, keepOriginalNextHop: true }),
+    bgpPeer('tor', { peerIP: '10.99.0.254', asNumber: 65000, numAllowedLocalASNumbers: 0 }),
+    bgpPeer('rack-a', { nodeSelector: "rack == 'a'", peerIP: '10.99.0.253:1179', asNumber: 65000, keepOriginalNextHop: true, numAllowedLocalASNumbers: 3 }),
     bgpPeer('only-node2', { node: 'node2', peerIP: '10.99.0.252', asNumber: 64512 }),
   );
   const one = computeBgpPlan(snap, 'node1');
-  assert.equal(one.peers.map((p) => [p.name, p.type, p.address, p.port, p.asNumber, p.keepOriginalNextHop, p.passive, p.source]), [
-    ['Global_10_99_0_254', 'global', '10.99.0.254', undefined, 65000, undefined, undefined, 'BGPPeer tor'],
-    ['Node_10_99_0_253', 'node specific', '10.99.0.253', 1179, 65000, true, undefined, 'BGPPeer rack-a'],
+  assert.equal(one.peers.map((p) => [p.name, p.type, p.address, p.port, p.asNumber, p.keepOriginalNextHop, p.passive, p.source, p.allowLocalAs]), [
+    ['Global_10_99_0_254', 'global', '10.99.0.254', undefined, 65000, undefined, undefined, 'BGPPeer tor', undefined],
+    ['Node_10_99_0_253', 'node specific', '10.99.0.253', 1179, 65000, true, undefined, 'BGPPeer rack-a', 3],
   ]);
   const two = computeBgpPlan(snap, 'node2');
   assert.equal(two.peers.map((p) => [p.name, p.type]), [['Global_10_99_0_254', 'global'], ['Node_10_99_0_252', 'node specific']]);

@@ -284,14 +284,15 @@ test('FSM transitions as peer events: Connect -> Active on refusal and retry, th
 });
 
 /** A speaker at ip(2) waiting for a hand-driven peer at ip(5) (AS 65005, eBGP). */
-async function withRawPeer(opts: { maxPrefixes?: number; hold?: number; log?: BgpSpeakerOptions['log'] } = {}) {
+async function withRawPeer(opts: { maxPrefixes?: number; hold?: number; log?: BgpSpeakerOptions['log']; asNumber?: number; allowLocalAs?: number } = {}) {
   const ip = loopbackNet();
   const port = randomPort();
+  const asNumber = opts.asNumber ?? 65005;
   const s = speaker({ localAs: 64512, routerId: ip(2), listenAddress: ip(2), listenPort: port, ...(opts.log ? { log: opts.log } : {}) });
-  s.setPeers([{ address: ip(5), asNumber: 65005, passive: true, maxPrefixes: opts.maxPrefixes, holdTimeSeconds: opts.hold }]);
+  s.setPeers([{ address: ip(5), asNumber, passive: true, maxPrefixes: opts.maxPrefixes, holdTimeSeconds: opts.hold, ...(opts.allowLocalAs ? { allowLocalAs: opts.allowLocalAs } : {}) }]);
   s.setExports([{ prefix: '10.244.9.0/26' }]);
   await s.start();
-  const raw = await RawPeer.connect(ip(2), port, ip(5), { fourOctetAs: true, ebgp: true });
+  const raw = await RawPeer.connect(ip(2), port, ip(5), { fourOctetAs: true, ebgp: asNumber !== 64512 });
   peers.push(raw);
   return { s, raw, ip, port };
 }
@@ -439,6 +440,51 @@ test('RFC 7606 on a live session: malformed attribute withdraws the route, sessi
     assert.is(s.learned().length, 0);
     raw.send(encodeWithdraw([parsePrefix('198.51.101.0/24')])[0]);
     await waitFor('gone', () => state(s).prefixesReceived === 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('AS loop on iBGP as on eBGP (BIRD): our AS in the AS_PATH rejects the route, counted as received not accepted, one log line; allowLocalAs N lets N occurrences in', async () => {
+  const announce = (raw: RawPeer, prefix: string, asns: number[], nextHop: string, ebgp: boolean) =>
+    raw.send(encodeAnnounce([parsePrefix(prefix)], { origin: 0, asPath: [{ type: 2, asns }], nextHop, localPref: ebgp ? undefined : 100 }, { fourOctetAs: true, ebgp })[0]);
+  const logs: string[] = [];
+  try {
+    // iBGP (the peer is in our AS 64512), as the hostile review's ToR: the path went out of our AS and came back.
+    const { s, raw, ip } = await withRawPeer({ asNumber: 64512, log: (_l, m) => logs.push(m) });
+    await raw.establish(64512, '192.0.2.5');
+    await waitFor('Established', () => state(s).state === 'Established');
+    assert.is(state(s).type, 'internal');
+    announce(raw, '10.59.0.0/16', [65001, 64512, 65002], ip(5), false);
+    for (let i = 0; i < 5; i++) announce(raw, `10.60.${i}.0/24`, [64512], ip(5), false);
+    announce(raw, '10.61.0.0/16', [65001, 65002], ip(5), false);
+    await waitFor('received', () => state(s).prefixesReceived === 7);
+    assert.is(state(s).prefixesAccepted, 1);
+    assert.equal(s.learned().map(r => r.prefix), ['10.61.0.0/16']);
+    const lines = logs.filter(m => /rejected as a loop/.test(m));
+    assert.is(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0]!, /AS_PATH holds our AS 64512 1 time \(allowed: 0, BGPPeer numAllowedLocalASNumbers\)/);
+    // The looped route withdrawn: gone from the counts too.
+    raw.send(encodeWithdraw([parsePrefix('10.59.0.0/16')])[0]);
+    await waitFor('withdrawn', () => state(s).prefixesReceived === 6);
+  } finally {
+    await cleanup();
+  }
+  try {
+    // allowLocalAs 1 (numAllowedLocalASNumbers: 1): one occurrence accepted, two rejected; on eBGP too.
+    for (const asNumber of [64512, 65005]) {
+      const ebgp = asNumber !== 64512;
+      const { s, raw, ip } = await withRawPeer({ asNumber, allowLocalAs: 1 });
+      await raw.establish(asNumber, '192.0.2.5');
+      await waitFor('Established', () => state(s).state === 'Established');
+      const first = ebgp ? [65005] : [];
+      announce(raw, '10.59.0.0/16', [...first, 65001, 64512, 65002], ip(5), ebgp);
+      announce(raw, '10.62.0.0/16', [...first, 64512, 65001, 64512], ip(5), ebgp);
+      await waitFor('received', () => state(s).prefixesReceived === 2);
+      assert.is(state(s).prefixesAccepted, 1, `AS ${asNumber}`);
+      assert.equal(s.learned().map(r => r.prefix), ['10.59.0.0/16'], `AS ${asNumber}`);
+      await cleanup();
+    }
   } finally {
     await cleanup();
   }

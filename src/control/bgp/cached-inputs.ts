@@ -27,7 +27,7 @@ export interface BgpInputs {
   readonly learnedExport?: BgpLearnedExportPolicy;
 }
 
-const PEER_FIELDS = ['node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector', 'keepOriginalNextHop'] as const;
+const PEER_FIELDS = ['node', 'nodeSelector', 'peerIP', 'asNumber', 'peerSelector', 'keepOriginalNextHop', 'numAllowedLocalASNumbers'] as const;
 
 /** `node`'s BGP inputs in `snap` (only what computeBgpPlan reads; secret references, no values). */
 export function bgpInputsOf(snap: ClusterSnapshot, node: string): BgpInputs {

@@ -272,10 +272,15 @@ export function computeBgpPlan(snapshot: ClusterSnapshot, nodeName: string, opti
         continue;
       }
     }
+    // A cached plan input (cached-inputs.ts) is unchecked JSON: an integer or nothing.
+    const n = spec.numAllowedLocalASNumbers as unknown;
+    const allowLocalAs = typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : 0;
     const common = {
       type, source,
       ...(password !== undefined ? { password } : {}),
       ...(spec.keepOriginalNextHop ? { keepOriginalNextHop: true } : {}),
+      // Calico's confd writes `allow local as N` for N > 0 only; 0 or unset is BIRD's default.
+      ...(allowLocalAs > 0 ? { allowLocalAs } : {}),
     };
 
     if (spec.peerSelector !== undefined && spec.peerSelector !== '') {

@@ -39,6 +39,10 @@ export interface BgpPeerConfig {
   /** Address families offered (default both): Calico's plan gives IPv4 sessions 'ipv4' and IPv6
    * sessions 'ipv6', as its BIRD for IPv4 and BIRD for IPv6 do. */
   families?: readonly ('ipv4' | 'ipv6')[];
+  /** How many times our own AS may appear in a route's AS_PATH before the route is rejected as a
+   * loop, on iBGP and eBGP sessions alike: BIRD's `allow local as N` (Calico's BGPPeer
+   * numAllowedLocalASNumbers). Default 0: any occurrence rejects the route. */
+  allowLocalAs?: number;
 }
 
 export interface BgpSpeakerOptions {
@@ -144,6 +148,8 @@ const REFUSED_REMEMBERED = 1024;
 /** How often an UPDATE treated as withdraw is logged per peer and reason (the rest are counted and
  * the count said on the next line), and how many reasons per peer are remembered. */
 const TREAT_AS_WITHDRAW_LOG_MS = 60_000;
+/** At most one AS-loop rejection line per peer per this long. */
+const AS_LOOP_LOG_MS = 60_000;
 const TREAT_AS_WITHDRAW_REMEMBERED = 32;
 
 /** One route in a peer's Adj-RIB-In. `attrs` is shared by all prefixes of one UPDATE. */
@@ -167,6 +173,7 @@ interface Peer {
   treatedAsWithdraw: number;
   /** Per reason: when an UPDATE treated as withdraw was last logged, and how many like it since. */
   treatAsWithdrawLog?: LogLimiter<string>;
+  asLoopLog?: LogLimiter<string>;
   discarded: number;
   /** RFC 4724 helper: prefixes kept from a restarting peer until its End-of-RIB or the timer. */
   stale?: Set<string>;
@@ -247,6 +254,13 @@ function canonicalAddress(text: string): string {
 
 function flatAsPath(segs: AsPathSegment[] | undefined): number[] {
   return (segs ?? []).flatMap(s => s.asns);
+}
+
+/** How many times `asn` appears in the AS_PATH, in any segment (BIRD's as_path_contains). */
+function countAs(segs: AsPathSegment[] | undefined, asn: number): number {
+  let n = 0;
+  for (const seg of segs ?? []) for (const a of seg.asns) if (a === asn) n++;
+  return n;
 }
 
 function prepend(asn: number, segs: AsPathSegment[] | undefined): AsPathSegment[] {
@@ -660,9 +674,16 @@ export class BgpSpeaker extends EventEmitter {
     return p.config.asNumber !== this.opts.localAs;
   }
 
-  /** RFC 4271 9.1.2 / RFC 4456 8: would we use this path at all (loops)? */
+  /** RFC 4271 9.1.2 / RFC 4456 8: would we use this path at all (loops)? Our AS in the AS_PATH
+   * rejects the route on every session, iBGP included, as BIRD's bgp_as_path_loopy does: more
+   * than the peer's allowLocalAs occurrences (counted in every segment, sets too). */
   private importable(p: Peer, attrs: PathAttrs): boolean {
-    if (this.isEbgp(p)) return !flatAsPath(attrs.asPath).includes(this.opts.localAs);
+    const ours = countAs(attrs.asPath, this.opts.localAs);
+    if (ours > (p.config.allowLocalAs ?? 0)) {
+      this.logAsLoop(p, ours);
+      return false;
+    }
+    if (this.isEbgp(p)) return true;
     if (attrs.originatorId === this.opts.routerId) return false;
     const cluster = this.opts.clusterId ?? this.opts.routerId;
     return !(attrs.clusterList ?? []).includes(cluster);
@@ -725,6 +746,19 @@ export class BgpSpeaker extends EventEmitter {
       }
     }
     this.scheduleFlush();
+  }
+
+  /** Routes rejected as AS loops are kept out of the RIB silently by BIRD; here they stay visible
+   * as the difference between the peer's prefixesReceived and prefixesAccepted (`podway status`,
+   * the metrics), and one line per peer per AS_LOOP_LOG_MS says why. */
+  private logAsLoop(p: Peer, ours: number): void {
+    const limit = (p.asLoopLog ??= new LogLimiter<string>({ intervalMs: AS_LOOP_LOG_MS, maxKeys: 1 }));
+    const since = limit.admit('loop');
+    if (since < 0) return;
+    const more = since > 0 ? ` (${since} more such UPDATEs not logged since the last line)` : '';
+    const allowed = p.config.allowLocalAs ?? 0;
+    this.log('info', `bgp ${p.config.address}: UPDATE's routes rejected as a loop: the AS_PATH holds our AS ${this.opts.localAs} ${ours} time${ours === 1 ? '' : 's'}` +
+      ` (allowed: ${allowed}, BGPPeer numAllowedLocalASNumbers)${more}; logged at most once per ${AS_LOOP_LOG_MS / 1000} s per peer`);
   }
 
   /** A peer sending malformed UPDATEs by the thousand must not flood the log: one line per reason

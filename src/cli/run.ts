@@ -218,6 +218,9 @@ function guardText(s: NatSpec): string {
   return guardSummary({ pods: s.pods.length, podIps4: s.podIps4?.length ?? 0, podIps6: s.podIps6?.length ?? 0, endpointToHost: s.endpointToHost ?? 'accept' });
 }
 
+/** What the apply loop is told when a kernel route towards another node changed (onUnderlayRoutes). */
+const KERNEL_ROUTE_CHANGE = 'kernel route change';
+
 /** The underlay next hop towards each node, as a key: a change re-applies the model. */
 function gatewaysKey(model: NodeDataplaneModel, routes: readonly KernelRoute4[]): string {
   return JSON.stringify([...underlayNextHops(routes, model.node.knownNodeIps)]);
@@ -888,6 +891,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       if ('error' in r) log.warn(`--sched-slice-us: not set on the main forwarding thread: ${r.error}`);
       else log.info(`forwarding thread scheduler slice ${r.sliceUs} µs`, { worker: 0, sliceUs: r.sliceUs });
     }
+    // The engine's onUnderlayRoutes, once the apply loop (applyLatest) is there: a notice before it is
+    // not lost, the first apply reads the kernel routes itself.
+    let onUnderlayRoutes: () => void = () => {};
     const eng = new Engine({
       addressAdvice, addressAdvice6,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
@@ -908,6 +914,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       onSharedOpen: (ifname) => { for (const w of workers) w.postMessage({ type: 'shared-open', ifname }); },
       // the node's own addresses changed (local-addrs.ts): every forwarding thread leaves them to the kernel
       onLocalAddresses: (local) => { for (const w of workers) w.postMessage({ type: 'local-addresses', local }); },
+      // a kernel route towards another node came or went (a BGP-learned /32 via a ToR once the
+      // host programmer wrote it, one added by hand): set once the apply loop below exists
+      onUnderlayRoutes: () => onUnderlayRoutes(),
     });
     engine = eng;
     const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };
@@ -1136,8 +1145,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
             if (stopping) return;
             if (gatewaysKey(model, kernelRoutes) === lastGateways) {
               // A BGP route change that leaves the model as it was is not news (a peer's route
-              // that loses to a better one); a datastore change is, with what it did to BGP.
-              if (!changed && said !== 'BGP route change') dsLog.info(`${said}: this node's forwarding model is unchanged (${ms} ms in the model thread)`, { ms });
+              // that loses to a better one), nor a kernel route change that moved no underlay next
+              // hop; a datastore change is, with what it did to BGP.
+              if (!changed && !what.every((w) => w === 'BGP route change' || w === KERNEL_ROUTE_CHANGE)) dsLog.info(`${said}: this node's forwarding model is unchanged (${ms} ms in the model thread)`, { ms });
               continue;
             }
             applyModel(model, `kernel routes read in ${(performance.now() - tRoutes).toFixed(1)} ms`, ['underlay next hops changed']);
@@ -1156,6 +1166,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
       } finally {
         applying = false;
       }
+    };
+    // A kernel route towards another node came or went (engine.ts onUnderlayRoutes; also its slow
+    // safety re-read): the routes are read again through the apply loop, after any model on its way
+    // (the loop's read right after an apply can precede the host programmer's writing of a learned
+    // route: this one follows it), and the model applied again if an underlay next hop moved. The
+    // kernel resolves a next hop per packet; podway's tunnel MACs follow its routes this way.
+    onUnderlayRoutes = () => {
+      if (stopping || !current) return;
+      const what = [...new Set([...(latest?.what ?? []), KERNEL_ROUTE_CHANGE])];
+      latest = latest ? { ...latest, what } : { model: null, ms: 0, what };
+      void applyLatest();
     };
     // The datastore was replaced under us (etcd wiped or rebuilt at the same URL, restored from a
     // snapshot): our Node, tunnel addresses and the ready mark may be gone or old. The start-up

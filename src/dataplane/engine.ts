@@ -32,7 +32,7 @@ import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './local-addrs';
 import { orphanPodLine, type OrphanPodAddress } from './orphan-pods';
-import { LocalTableWatch } from './local-watch';
+import { LocalTableWatch, mainRoute4 } from './local-watch';
 import { readLocalPortRange } from './port-range';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
@@ -157,6 +157,12 @@ export interface EngineOptions {
   /** The host-managing engine read a changed set of the node's own addresses (local-addrs.ts),
    * for the other workers (setLocalAddresses); each model message carries it too. */
   onLocalAddresses?: (local: LocalAddresses) => void;
+  /** The host-managing engine: the kernel's main table may now route another node's address
+   * differently (an IPv4 route covering one added or deleted: a BGP-learned /32 via a ToR, a
+   * route added by hand; `ip monitor`, local-watch.ts), or the slow safety re-read is due. The
+   * caller reads the routes (readKernelRoutes) and applies the model again if an underlay next hop
+   * moved. */
+  onUnderlayRoutes?: () => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
   /** A host-managing engine moved its tunnels outside apply (a refused tunnel table installed on
@@ -324,6 +330,9 @@ export const LOCAL_ADDR_CHECK_MS = 5000;
 /** While the monitor runs, a change is read when the kernel announces it; this slow re-read only
  * covers a missed notice. */
 export const LOCAL_ADDR_SAFETY_MS = 60_000;
+/** The kernel routes towards other nodes are looked at again this often even without a change
+ * notice (onUnderlayRoutes: a missed notice, or no `ip monitor` running). */
+export const UNDERLAY_ROUTES_SAFETY_MS = 60_000;
 const REPOLL_MAX_MS = 10_000;
 
 /**
@@ -419,6 +428,9 @@ export class Engine {
   private readonly shareNeighbor: (ip: number, mac: Uint8Array, announced: boolean) => void;
   private readonly onTunnelRx: (rx: TunnelRx) => void;
   private readonly onLocalAddresses: (local: LocalAddresses) => void;
+  private readonly onUnderlayRoutes: () => void;
+  /** When onUnderlayRoutes was last called (the safety re-read: UNDERLAY_ROUTES_SAFETY_MS). */
+  private underlayRoutesAt = 0;
   private tableTimer: NodeJS.Timeout | null = null;
   /** The refused tunnel table's retry wait: tableRetryMs, doubling up to TABLE_RETRY_MAX_MS; reset once it is in place. */
   private readonly tableRetry: Backoff;
@@ -515,6 +527,7 @@ export class Engine {
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
     this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
+    this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => {});
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
     this.onSharedOpen = opts.onSharedOpen ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP);
@@ -641,6 +654,23 @@ export class Engine {
     }, again);
   }
 
+  /** Whether an `ip monitor` line is about a main-table IPv4 route covering another node's address
+   * (the underlay next hop towards it may have moved). */
+  private routeCoversNode(line: string): boolean {
+    const dst = mainRoute4(line);
+    if (dst === null || this.model === null) return false;
+    const mask = dst.len === 0 ? 0 : (0xffffffff << (32 - dst.len)) >>> 0;
+    const net = (dst.addr & mask) >>> 0;
+    for (const ip of this.model.node.knownNodeIps) if (((ip & mask) >>> 0) === net && ip !== this.model.node.ip) return true;
+    return false;
+  }
+
+  private underlayRoutesChanged(): void {
+    if (this.stopped || this.model === null) return;
+    this.underlayRoutesAt = Date.now();
+    this.onUnderlayRoutes();
+  }
+
   /** Start the `ip monitor` that tells the local table's changes (host-managing engine, once). */
   private watchLocal(): void {
     const sp = this.spawner;
@@ -648,6 +678,8 @@ export class Engine {
     this.localWatch = new LocalTableWatch({
       spawn: sp.spawn,
       onChange: () => this.readLocal(Date.now()),
+      routeConcerns: (line) => this.routeCoversNode(line),
+      onRouteChange: () => this.underlayRoutesChanged(),
       log: (level, m) => (level === 'warn' ? this.log.warn(m, { component: 'host' }) : this.log.info(m, { component: 'host' })),
     });
     this.localWatch.start();
@@ -1895,6 +1927,7 @@ export class Engine {
     if (this.primary && this.manageHost && now - this.addrCheckedAt >= NODE_ADDR_CHECK_MS) this.checkNodeAddress(now);
     if (now - this.mtuCheckedAt >= NODE_ADDR_CHECK_MS) this.checkUnderlayMtu(now);
     if (this.spawner !== null && now - this.localReadAt >= (this.localWatch?.live ? LOCAL_ADDR_SAFETY_MS : LOCAL_ADDR_CHECK_MS)) this.readLocal(now);
+    if (this.spawner !== null && now - this.underlayRoutesAt >= (this.localWatch?.live ? UNDERLAY_ROUTES_SAFETY_MS : LOCAL_ADDR_CHECK_MS)) this.underlayRoutesChanged();
     const t = this.neighbors.tick(now);
     for (const ip of t.probe) this.sendArpRequest(ip, this.neighbors.unicastTo(ip));
     for (const c of t.changed) {

@@ -8,6 +8,11 @@
  * address line and its local, broadcast and prefix routes, gives one read). Lines about other
  * tables (pod routes, learned routes) are ignored.
  *
+ * The same child tells the main table's IPv4 route changes (routeConcerns/onRouteChange): a route
+ * added or deleted whose prefix the caller cares about (one covering another node's address: the
+ * underlay next hop towards it may have moved, engine.ts) asks for one more callback, debounced
+ * on its own. The kernel resolves a next hop per packet; podway resolves it when told.
+ *
  * The child is stopped by its PID at stop(). If it exits (or cannot be started: no `ip`, no
  * netlink) it is started again after a pause doubling from 1 s to 60 s (back to 1 s once one ran
  * 10 s); while none runs, `live`
@@ -22,10 +27,35 @@ export function concernsLocal(line: string): boolean {
   return / table local( |$)/.test(line) || /^(Deleted )?\d+: \S+\s+inet6? /.test(line);
 }
 
+/** Route types `ip monitor` prints before the destination. */
+const ROUTE_TYPES = new Set(['unicast', 'unreachable', 'blackhole', 'prohibit', 'throw', 'local', 'broadcast', 'anycast', 'multicast', 'nat']);
+
+/** The destination of a line about an IPv4 route of the main table (`ip -o monitor route`, added
+ * or `Deleted`), host order; null for any other line (addresses, IPv6, other tables). */
+export function mainRoute4(line: string): { addr: number; len: number } | null {
+  const words = line.trim().split(/\s+/);
+  let i = words[0] === 'Deleted' ? 1 : 0;
+  if (ROUTE_TYPES.has(words[i] ?? '')) i++;
+  const t = words.indexOf('table');
+  if (t >= 0 && words[t + 1] !== 'main') return null;
+  const dst = words[i] ?? '';
+  if (dst === 'default') return { addr: 0, len: 0 };
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(dst);
+  if (!m) return null;
+  const o = m.slice(1, 5).map(Number);
+  const len = m[5] === undefined ? 32 : Number(m[5]);
+  if (o.some((x) => x > 255) || len > 32) return null;
+  return { addr: ((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) >>> 0, len };
+}
+
 export interface LocalWatchOptions {
   spawn: SpawnFn;
   /** What to read after a relevant line (debounced) and after each start. */
   onChange: () => void;
+  /** Whether a line about a route matters to onRouteChange (mainRoute4 parses it). */
+  routeConcerns?: (line: string) => boolean;
+  /** Called (debounced) after a line routeConcerns takes, and after each start. */
+  onRouteChange?: () => void;
   log: (level: 'info' | 'warn', m: string) => void;
   /** `ip`'s arguments (default: -o monitor address route; tests add -n NETNS). */
   args?: string[];
@@ -41,6 +71,7 @@ export class LocalTableWatch {
   private pid: number | undefined = undefined;
   private stopped = false;
   private debounce: NodeJS.Timeout | null = null;
+  private routeDebounce: NodeJS.Timeout | null = null;
   private restart: NodeJS.Timeout | null = null;
   /** The pause before starting again: doubling from restartMinMs to restartMaxMs. */
   private readonly restartWait: Backoff;
@@ -52,6 +83,8 @@ export class LocalTableWatch {
   /** How many times one was started, and how many relevant lines it printed (status, tests). */
   starts = 0;
   lines = 0;
+  /** Route lines routeConcerns took (status, tests). */
+  routeLines = 0;
 
   constructor(private readonly o: LocalWatchOptions) {
     this.restartWait = new Backoff({ first: o.restartMinMs ?? 1000, max: o.restartMaxMs ?? 60_000 });
@@ -104,6 +137,7 @@ export class LocalTableWatch {
     this.o.log('info', `node's own addresses: learned from the kernel's change notices (ip monitor, PID ${c.pid}); the local table is read again on each change, and every 60 s`);
     // Whatever changed while none ran (or before this one subscribed).
     this.kick();
+    this.kickRoutes();
   }
 
   private ended(why: string): void {
@@ -130,10 +164,28 @@ export class LocalTableWatch {
     this.partial = k < 0 ? text.slice(-4096) : text.slice(k + 1);
     if (k < 0) return;
     let hit = false;
-    for (const line of text.slice(0, k).split('\n')) if (concernsLocal(line)) hit = true;
+    let route = false;
+    for (const line of text.slice(0, k).split('\n')) {
+      if (concernsLocal(line)) hit = true;
+      else if (this.o.routeConcerns?.(line)) route = true;
+    }
+    if (route) {
+      this.routeLines++;
+      this.kickRoutes();
+    }
     if (!hit) return;
     this.lines++;
     this.kick();
+  }
+
+  /** One onRouteChange, after the debounce pause (lines in the meantime join it). */
+  private kickRoutes(): void {
+    if (this.routeDebounce !== null || this.stopped || !this.o.onRouteChange) return;
+    this.routeDebounce = setTimeout(() => {
+      this.routeDebounce = null;
+      if (!this.stopped) this.o.onRouteChange?.();
+    }, this.o.debounceMs ?? 150);
+    this.routeDebounce.unref();
   }
 
   /** One read, after the debounce pause (lines in the meantime join it). */
@@ -150,8 +202,9 @@ export class LocalTableWatch {
   stop(): void {
     this.stopped = true;
     if (this.debounce) clearTimeout(this.debounce);
+    if (this.routeDebounce) clearTimeout(this.routeDebounce);
     if (this.restart) clearTimeout(this.restart);
-    this.debounce = this.restart = null;
+    this.debounce = this.routeDebounce = this.restart = null;
     const pid = this.child?.pid ?? this.pid;
     this.child = null;
     this.live = false;

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { LocalTableWatch, LOCAL_WATCH_ARGS, concernsLocal } from '../../src/dataplane/local-watch';
+import { LocalTableWatch, LOCAL_WATCH_ARGS, concernsLocal, mainRoute4 } from '../../src/dataplane/local-watch';
 import { Spawner } from '../../src/dataplane/spawner';
 
 /** No such process, or a zombie its parent (the spawner's helper) has yet to reap. */
@@ -43,6 +43,25 @@ test('concernsLocal: address lines and the local table\'s routes (as iproute2 6.
     '3: eth0    link/ether 02:00:00:00:00:01 brd ff:ff:ff:ff:ff:ff',
     '',
   ]) assert.not.ok(concernsLocal(l), l);
+});
+
+test('mainRoute4: the destination of a main-table IPv4 route line (as iproute2 6.1 prints them), null for anything else', () => {
+  const ip = (a: number, b: number, c: number, d: number) => ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+  assert.equal(mainRoute4('10.99.0.2 via 10.99.0.254 dev eth0 proto bird metric 32 '), { addr: ip(10, 99, 0, 2), len: 32 });
+  assert.equal(mainRoute4('Deleted 10.99.0.2 via 10.99.0.254 dev eth0 proto bird metric 32 '), { addr: ip(10, 99, 0, 2), len: 32 });
+  assert.equal(mainRoute4('default via 10.99.0.254 dev eth0 '), { addr: 0, len: 0 });
+  assert.equal(mainRoute4('unreachable 10.97.0.0/16 '), { addr: ip(10, 97, 0, 0), len: 16 });
+  assert.equal(mainRoute4('10.96.0.0/16 \\\tnexthop via 10.99.0.253 dev d0 weight 1 \\\tnexthop via 10.99.0.254 dev d0 weight 1 '), { addr: ip(10, 96, 0, 0), len: 16 });
+  assert.equal(mainRoute4('10.95.0.0/16 dev eth0 table main scope link'), { addr: ip(10, 95, 0, 0), len: 16 });
+  for (const l of [
+    '10.98.0.0/16 via 10.99.0.253 dev d0 table 100 ',
+    'local 192.0.2.77 dev lo table local proto kernel scope host src 192.0.2.77 ',
+    'broadcast 10.9.0.255 dev lo table local proto kernel scope link src 10.9.0.1',
+    'fd00::/64 dev d0 metric 1024 pref medium',
+    '2: d1    inet 10.99.0.1/24 scope global d1',
+    '10.300.0.0/16 dev eth0',
+    '',
+  ]) assert.is(mainRoute4(l), null, l);
 });
 
 test('a real ip monitor in a namespace: an address added to lo asks for a read (debounced), another table\'s route does not; killed from outside it is started again; stop() ends it by PID', async () => {

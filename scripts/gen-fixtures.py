@@ -209,12 +209,13 @@ dp_out("a_to_rv_vxlan", Ether(dst=DP_NODE2_MAC, src=DP_NODE1_MAC) / IP(src=DP_NO
        "a_to_rv encapsulated (outer id and UDP source port are podway's)", "a_to_rv", adopt=["outer_id", "vxlan_sport"])
 
 # IPIP to node2 from the tap pod: outer TOS 0 (tunl0's: the inner DSCP is not copied, the inner ECN
-# field is, Not-ECT here), DF copied from the inner header, TTL 64, protocol 4.
+# field is, Not-ECT here), DF copied from the inner header, protocol 4, and the inner TTL once
+# forwarded (63): tunl0's ttl is 0, `inherit`, so ip_tunnel_xmit copies the inner header's.
 t_ri = UDP(sport=40003, dport=9000) / Raw(b"over ipip")
 dp("t_to_ri", Ether(dst=GW_MAC, src=DP_T_MAC) / IP(src=DP_T, dst=DP_RI, ttl=64, id=0x3333, flags="DF", tos=0x10) / t_ri,
    "tap pod T to a pod on node2 (IPIP pool)")
 dp_out("t_to_ri_ipip", Ether(dst=DP_NODE2_MAC, src=DP_NODE1_MAC) /
-       IP(src=DP_NODE1, dst=DP_NODE2, ttl=64, id=0, proto=4, tos=0, flags="DF") /
+       IP(src=DP_NODE1, dst=DP_NODE2, ttl=63, id=0, proto=4, tos=0, flags="DF") /
        IP(src=DP_T, dst=DP_RI, ttl=63, id=0x3333, flags="DF", tos=0x10) / t_ri,
        "t_to_ri encapsulated in IPIP (outer id is podway's)", "t_to_ri", adopt=["outer_id"])
 

@@ -805,8 +805,11 @@ export class Pipeline implements CapturePorts {
         return this.sendOuter(i, nh, start, total + ETH_HLEN + 36);
       }
       case NhKind.IPIP: {
-        const start = encapIpip(b, ip, total, this.addr.nodeIp, nhs.ip[nh], 64, this.outerId(i));
-        if (tr !== null) tr.stages.push(`ipip encap: outer ${formatIpv4(this.addr.nodeIp)} -> ${formatIpv4(nhs.ip[nh])} proto 4 ttl 64`);
+        // Outer TTL: the inner one as forwarded, as Calico's tunl0 (ttl 0 = inherit: ip_tunnel_xmit
+        // copies the inner header's); VXLAN's device has its own 64.
+        const ttl = b[ip + 8];
+        const start = encapIpip(b, ip, total, this.addr.nodeIp, nhs.ip[nh], ttl, this.outerId(i));
+        if (tr !== null) tr.stages.push(`ipip encap: outer ${formatIpv4(this.addr.nodeIp)} -> ${formatIpv4(nhs.ip[nh])} proto 4 ttl ${ttl} (the inner's)`);
         return this.sendOuter(i, nh, start, total + 20);
       }
       case NhKind.DIRECT: {

@@ -233,14 +233,14 @@ test('VXLAN through an underlay gateway: outer Ethernet to the gateway MAC, oute
   assert.is(formatIpv4(((out[30] << 24) | (out[31] << 16) | (out[32] << 8) | out[33]) >>> 0), '10.99.0.2');
 });
 
-test('IPIP to a remote node: protocol 4, outer TTL 64, TOS and DF copied from the inner header', () => {
+test('IPIP to a remote node: protocol 4, outer TTL the inner one once forwarded (tunl0: ttl inherit), DF copied from the inner header', () => {
   const h = makeHarness(RESOLVED);
   h.receive(h.port('tapT'), frame('t_to_ri'));
   const out = onlyFrame(h, h.infra.underlay, 'ipip').bytes;
   assert.equal(build('t_to_ri_ipip').adopt, ['outer_id']);
   assertBytes(out, adopt(frame('t_to_ri_ipip'), out, [[18, 2]], [14]), 'ipip frame');
   assert.is(out[23], 4);
-  assert.is(out[22], 64);
+  assert.is(out[22], 63, 'outer TTL: the inner 64 less the hop (tunl0 inherits it)');
   assert.is(u16(out, 24), ipHeaderChecksum(out, 14));
   // Unresolved: the same packet without Ethernet through the kernel.
   const h2 = makeHarness();

@@ -268,7 +268,7 @@ test('ipip on the wire: outer 10.99.0.1 -> 10.99.0.2 proto 4 around the unchange
     assert.equal(r[0], ['4', '1'], 'outer proto 4, inner ICMP');
     assert.equal(r[1], ['10.99.0.1', '10.244.0.2']);
     assert.equal(r[2], ['10.99.0.2', '10.244.0.66']);
-    assert.equal(r[3], ['64', '63'], 'outer ttl 64; inner ttl decremented once by node1');
+    assert.equal(r[3], ['63', '63'], 'inner ttl decremented once by node1; the outer inherits it, as tunl0 (ttl inherit)');
     assert.equal(r[5].map(Number), [0x01, 0xb9], 'outer tos: DSCP 0, ECT(1) from the inner header; inner tos as the pod sent it');
   }
   for (const r of rep) {

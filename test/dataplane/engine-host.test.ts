@@ -790,7 +790,7 @@ test('the node\'s own addresses reach a worker with each model message and with 
   assert.ok(w.engine.setLocalAddresses({ v4: ['10.99.0.1'], v6: null }));
   assert.not.ok(w.engine.pipe.local4.has(parseIpv4('169.254.20.10')), 'gone');
   assert.ok(has6('fd00:20::10'), 'IPv6 unread: kept');
-  assert.equal(w.engine.status().localAddresses, { v4: ['10.99.0.1'], v6: ['::1', 'fd00:20::10', 'fd99::1'] });
+  assert.equal(w.engine.status().localAddresses, { v4: ['10.99.0.1'], v6: ['fd00:20::10', 'fd99::1'] }, 'status: the addresses the pipeline keeps (loopback left out, 29c0b81)');
   stopRig(w);
   stopRig(main);
 });

@@ -40,7 +40,7 @@ export function addCniCommands(program: Command): void {
       process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
       if (mode.note) process.stdout.write(`${mode.note}\n`);
       // Calico's conflist chains portmap; podway's does not (README "CNI plugin", host ports).
-      process.stdout.write('note: no portmap plugin is chained: `podman run -p` / hostPort publish nothing on this network (see README, "Host ports")\n');
+      process.stdout.write('note: no portmap plugin is chained: `podman run -p` / hostPort publish nothing on this network (see docs/cni.md, "Host ports")\n');
     });
   cni
     .command('uninstall')

@@ -361,14 +361,14 @@ t('podway status while run waits for an unreachable etcd: "starting: waiting for
   }
 });
 
-t('contrib/systemd: ExecStart= names where README\'s install step puts podway; systemd-analyze verify accepts the unit; podway.env left unedited stops podway run at once with exit 2 (not restarted), not a wait for a placeholder etcd', async () => {
+t('contrib/systemd: ExecStart= names where the docs\' install step (docs/running.md) puts podway; systemd-analyze verify accepts the unit; podway.env left unedited stops podway run at once with exit 2 (not restarted), not a wait for a placeholder etcd', async () => {
   const read = (f: string) => readFileSync(path.join(ROOT, f), 'utf8');
   const unit = read('contrib/systemd/podway.service');
   const exec = /^ExecStart=(\S+) run$/m.exec(unit);
   assert.ok(exec, 'ExecStart=<path> run');
-  // README's "Running as a service": npm install -g --prefix DIR . links DIR/bin/podway
-  const install = /^npm install -g --prefix (\/\S+) \.\s/m.exec(read('README.md'));
-  assert.ok(install, 'README installs with npm install -g --prefix DIR .');
+  // docs/running.md's "Running as a service": npm install -g --prefix DIR . links DIR/bin/podway
+  const install = /^npm install -g --prefix (\/\S+) \.\s/m.exec(read('docs/running.md'));
+  assert.ok(install, 'docs/running.md installs with npm install -g --prefix DIR .');
   assert.is(exec![1], `${install![1]}/bin/podway`);
   assert.match(unit, /^RestartPreventExitStatus=2$/m);
   // verify checks the command exists: this checkout's bin stands for the installed one

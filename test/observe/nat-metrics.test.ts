@@ -7,12 +7,14 @@ import { PodwayMetrics } from '../../src/observe/metrics';
 import { NatCollector } from '../../src/observe/nat-metrics';
 import { parseCounters, NatCounters } from '../../src/dataplane/nft-nat';
 import { parseMetrics, valueOf, family } from './prom-text';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 
-/** The metric names README.md names in backquotes, `a_{x,y}_b` patterns expanded. */
+/** The metric names the documentation (README.md and docs/*.md) names in backquotes, `a_{x,y}_b` patterns expanded. */
 function readmeMetricNames(): Set<string> {
-  const text = readFileSync(path.resolve(__dirname, '..', '..', '..', 'README.md'), 'utf8');
+  const root = path.resolve(__dirname, '..', '..', '..');
+  const files = ['README.md', ...readdirSync(path.join(root, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => path.join('docs', f))];
+  const text = files.map((f) => readFileSync(path.join(root, f), 'utf8')).join('\n');
   const expand = (t: string): string[] => {
     const m = /\{([^{}]*)\}/.exec(t);
     if (!m) return [t];
@@ -75,7 +77,7 @@ test('the IPv6 table beside: podway_nat6_* series of its own, the IPv4 series un
   assert.not.match(family(m, 'podway_nat_in_packets_total').help, /IPv6/);
 });
 
-test('README lists every series of both tables (podway_nat_* and podway_nat6_*)', async () => {
+test('the docs (README.md, docs/*.md) list every series of both tables (podway_nat_* and podway_nat6_*)', async () => {
   const metrics = new PodwayMetrics({ processMetrics: false });
   metrics.add(new NatCollector({ counters: async () => null, maxFlows: () => null }));
   metrics.add(new NatCollector({ counters: async () => null, maxFlows: () => null }, true));
@@ -83,7 +85,7 @@ test('README lists every series of both tables (podway_nat_* and podway_nat6_*)'
   assert.is(names.length, 16, names.join(' '));
   const listed = readmeMetricNames();
   const missing = names.filter((n) => !listed.has(n));
-  assert.equal(missing, [], `README.md does not name ${missing.join(', ')}`);
+  assert.equal(missing, [], `README.md and docs/*.md do not name ${missing.join(', ')}`);
 });
 
 test('no table ever read (nft missing): the series read 0', async () => {

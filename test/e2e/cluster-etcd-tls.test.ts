@@ -217,18 +217,19 @@ test('a refused client certificate or an untrusted server certificate is a confi
 
 test('bad TLS files: clear errors naming the file and the flag, at once', () => {
   if (!isRoot()) return;
-  const cases: [string[], RegExp][] = [
-    [tlsFlags('missing-ca.pem'), new RegExp(`cannot read the CA certificate file ${f('missing-ca.pem')} \\(--etcd-ca-cert-file / ETCD_CA_CERT_FILE\\)`)],
-    [tlsFlags('main-ca.pem', 'not-pem.pem'), new RegExp(`the client certificate file ${f('not-pem.pem')} \\(--etcd-cert-file / ETCD_CERT_FILE\\) is not a PEM certificate`)],
-    [tlsFlags('main-ca.pem', 'main-client.pem', 'not-pem.pem'), new RegExp(`the client key file ${f('not-pem.pem')} \\(--etcd-key-file / ETCD_KEY_FILE\\) is not a PEM private key`)],
-    [['--datastore', `etcd:${ENDPOINT}`, '--etcd-ca-cert-file', f('main-ca.pem'), '--etcd-cert-file', f('main-client.pem')], /ETCD_CERT_FILE \(--etcd-cert-file\) and ETCD_KEY_FILE \(--etcd-key-file\) must be given together/],
-    [['--datastore', 'etcd:http://127.0.0.1:23790', '--etcd-ca-cert-file', f('main-ca.pem')], /etcd TLS files are given .* but the etcd endpoints are http:\/\//],
+  // a file that cannot be read or parsed is an error (1); flags that do not go together a usage error (2, as every datastore command since 89362de)
+  const cases: [string[], RegExp, number][] = [
+    [tlsFlags('missing-ca.pem'), new RegExp(`cannot read the CA certificate file ${f('missing-ca.pem')} \\(--etcd-ca-cert-file / ETCD_CA_CERT_FILE\\)`), 1],
+    [tlsFlags('main-ca.pem', 'not-pem.pem'), new RegExp(`the client certificate file ${f('not-pem.pem')} \\(--etcd-cert-file / ETCD_CERT_FILE\\) is not a PEM certificate`), 1],
+    [tlsFlags('main-ca.pem', 'main-client.pem', 'not-pem.pem'), new RegExp(`the client key file ${f('not-pem.pem')} \\(--etcd-key-file / ETCD_KEY_FILE\\) is not a PEM private key`), 1],
+    [['--datastore', `etcd:${ENDPOINT}`, '--etcd-ca-cert-file', f('main-ca.pem'), '--etcd-cert-file', f('main-client.pem')], /ETCD_CERT_FILE \(--etcd-cert-file\) and ETCD_KEY_FILE \(--etcd-key-file\) must be given together/, 2],
+    [['--datastore', 'etcd:http://127.0.0.1:23790', '--etcd-ca-cert-file', f('main-ca.pem')], /etcd TLS files are given .* but the etcd endpoints are http:\/\//, 2],
   ];
-  for (const [args, want] of cases) {
+  for (const [args, want, code] of cases) {
     for (const cmd of [['get', 'ippool'], ['ipam', 'show']]) {
       const t0 = Date.now();
       const r = podway([...cmd, ...args]);
-      assert.is(r.code, 1, `${cmd.join(' ')} ${args.join(' ')}: ${r.out}`);
+      assert.is(r.code, code, `${cmd.join(' ')} ${args.join(' ')}: ${r.out}`);
       assert.match(r.err, want);
       assert.ok(Date.now() - t0 < 10_000, `${cmd.join(' ')}: failed at once`);
     }

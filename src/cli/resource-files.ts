@@ -4,7 +4,7 @@
 // `podway get -o yaml` and `calicoctl get -o yaml` print), as calicoctl's resource loader reads them. Every document is validated before
 // anything is written; problems are worded as snapshot.ts words them:
 //   pools.yaml: document 2 (IPPool default-pool): spec.cidr: expected a CIDR like 10.244.0.0/16, got "x"
-import { closeSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { unknownCalicoFields } from '../control/calico-fields';
@@ -12,7 +12,7 @@ import { kindInfo, peekIdentity, validateResource } from '../control/calico-kind
 import { selectorIssues } from '../control/selector-fields';
 import { asNumberInput } from '../control/as-number';
 import { assignOrValidateWepName } from '../control/wep-name';
-import { formatIssue, SourceLocation, ValidationIssue } from '../control/snapshot';
+import { formatIssue, SourceLocation, ValidationIssue, yamlDocValue } from '../control/snapshot';
 import type { JsonObject } from '../control/v3-store';
 
 export interface FileResource {
@@ -102,13 +102,9 @@ export function parseResourceText(text: string, file: string, mode: ReadMode = '
       issues.push({ file, location: { document }, path: '', message: doc.errors[0]!.message.split('\n')[0]!.replace(/:$/, '') });
       return;
     }
-    let raw: unknown;
-    try {
-      raw = doc.toJS(); // throws for what only shows once resolved: an alias bomb ("Excessive alias count")
-    } catch (e) {
-      issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${(e as Error).message}` });
-      return;
-    }
+    const value = yamlDocValue(doc, file, document, issues);
+    if (value === null) return;
+    const raw = value.js;
     if (raw === null || raw === undefined) return; // an empty document, e.g. a trailing '---'
     if (Array.isArray(raw)) {
       // a list of resources (calicoctl's unmarshalSliceOfResources): each item a resource

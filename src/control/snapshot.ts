@@ -122,6 +122,20 @@ function peekIdentity(raw: Record<string, unknown>): { kind?: string; name?: str
 }
 
 /**
+ * A parsed YAML document's value (`js`: undefined or null for an empty document), or null with an
+ * issue naming the file and document pushed to `issues` when resolving it throws: what shows only
+ * once resolved, an alias bomb ("Excessive alias count"). For the datastore file and resource files.
+ */
+export function yamlDocValue(doc: { toJS(): unknown }, file: string, document: number, issues: ValidationIssue[]): { js: unknown } | null {
+  try {
+    return { js: doc.toJS() };
+  } catch (e) {
+    issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${(e as Error).message}` });
+    return null;
+  }
+}
+
+/**
  * Parses and validates a whole file. Throws DatastoreValidationError listing every problem found
  * (per-document problems first; cross-resource checks run only when every document is valid, so
  * one typo does not cascade into a page of "unknown node" errors).
@@ -141,13 +155,9 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
       issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${first.message.split('\n')[0]!.replace(/:$/, '')}` });
       return;
     }
-    let raw: unknown;
-    try {
-      raw = doc.toJS(); // throws for what only shows once resolved: an alias bomb ("Excessive alias count")
-    } catch (e) {
-      issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${(e as Error).message}` });
-      return;
-    }
+    const value = yamlDocValue(doc, file, document, issues);
+    if (value === null) return;
+    const raw = value.js;
     if (raw === null || raw === undefined) return; // empty document, e.g. a trailing "---"
     if (!isMapping(raw)) {
       issues.push({ file, location: { document }, path: '', message: `expected a mapping with apiVersion, kind, metadata and spec, got ${describeValue(raw)}` });

@@ -19,7 +19,8 @@ import { applyModel6, Neighbors6, routeRows6 } from './engine6';
 import type { NextHops6 } from './nexthops6';
 import { GATEWAY_IP6 } from './pipeline6';
 import { writeNeighborSolicit } from '../packet/ndp';
-import { ip6Bytes } from '../control/route-calc6';
+import { ip6Bytes, VXLAN6_OVERHEAD } from '../control/route-calc6';
+import { ENCAP_OVERHEAD } from '../control/route-calc';
 import { formatIpv6 } from '../packet/ipv6';
 import { NeighborTable, NeighborTimings } from './neighbors';
 import { NeighborQueue, FAMILY_V4, FAMILY_V6, FAMILY_POD } from './neighbor-queue';
@@ -1987,7 +1988,7 @@ export class Engine {
       if (nh === null) return;
       for (let i = 0; i < nh.count; i++) {
         const k = nh.kind[i];
-        const overhead = k === NhKind.VXLAN ? (v6 ? 70 : 50) : k === NhKind.IPIP ? 20 : k === NhKind.DIRECT ? 0 : -1;
+        const overhead = k === NhKind.VXLAN ? (v6 ? VXLAN6_OVERHEAD : ENCAP_OVERHEAD.vxlan) : k === NhKind.IPIP ? ENCAP_OVERHEAD.ipip : k === NhKind.DIRECT ? 0 : -1;
         if (overhead < 0) continue;
         const own = Math.min(nh.routes[i].mtu, 0xffff);
         nh.mtu[i] = less ? Math.min(own, Math.max(v6 ? 1280 : 68, linkMtu - overhead)) : own;

@@ -447,9 +447,10 @@ export class ModelSource {
   }
 
   /** With --bgp on the cached model: the speaker runs on the cache's BGP settings until a datastore
-   * model is applied (model-worker.ts useCachedBgp). */
-  useCachedBgp(inputs: BgpInputs, appliedAt: Date, file: string): void {
-    this.worker.postMessage({ type: 'cached-bgp', inputs, appliedAt: appliedAt.toISOString(), file });
+   * model is applied (model-worker.ts useCachedBgp). `withdrawn` (why): the cache is not this
+   * node's state: the same sessions, every prefix announced from it withdrawn, nothing exported. */
+  useCachedBgp(inputs: BgpInputs, appliedAt: Date, file: string, withdrawn?: string): void {
+    this.worker.postMessage({ type: 'cached-bgp', inputs, appliedAt: appliedAt.toISOString(), file, ...(withdrawn !== undefined ? { withdrawn } : {}) });
   }
 
   /** The BGP sessions as the model thread sees them (null: no answer within 2 s). */

@@ -293,16 +293,28 @@ if (parentPort) {
    * The speaker on the model cache's BGP settings (podway forwarding on the cached model, the
    * datastore unreachable): the plan is made from them as from a snapshot (passwords from
    * --bgp-secrets as always), exporting the prefixes the cache lists and passing on learned routes
-   * by the pools it lists. Ignored once a snapshot's
-   * settings are in force (the datastore answered first).
+   * by the pools it lists. Ignored once a snapshot's settings are in force (the datastore answered
+   * first). `withdrawn` (why): the cache turned out not to be this node's state (its Node deleted
+   * and registered again, run.ts onNodeVerdict): the same peers and sessions, nothing exported and
+   * no learned route passed on, so every prefix announced from the cache is withdrawn at once on
+   * the sessions it was announced on (a graceful stop would have the peers keep them as
+   * graceful-restart helpers), until the datastore's settings take over in this speaker.
    */
-  const useCachedBgp = (inputs: BgpInputs, appliedAt: string, file: string): void => {
-    if (!agent || agent.hasPlan()) return;
+  const useCachedBgp = (inputs: BgpInputs, appliedAt: string, file: string, withdrawn?: string): void => {
+    if (!agent || (agent.hasPlan() && cachedSettings === null)) return;
+    if (withdrawn === undefined && agent.hasPlan()) return; // on the cache's settings already
+    const exportedBefore = agent.hasPlan() ? agent.status().exported : 0;
     try {
-      agent.update(snapshotOfBgpInputs(inputs, `the model cache ${file}`), { exports: inputs.exports, ...(inputs.learnedExport ? { learnedExport: inputs.learnedExport } : {}) });
+      agent.update(snapshotOfBgpInputs(inputs, `the model cache ${file}`), withdrawn !== undefined
+        ? { exports: [], learnedExport: { pools: [], blocks: [] } }
+        : { exports: inputs.exports, ...(inputs.learnedExport ? { learnedExport: inputs.learnedExport } : {}) });
       cachedSettings = appliedAt;
+      cachedRefused = null;
       const s = agent.status();
-      port.postMessage({ type: 'log', level: 'info', message: `bgp: on the model cache's settings from ${appliedAt} until the datastore answers: router ID ${s.routerId}, AS ${s.asNumber}, ${s.peers.length} peers, ${s.exported} prefixes exported` });
+      const message = withdrawn !== undefined
+        ? `bgp: the model cache is not this node's state (${withdrawn}): ${exportedBefore} prefix${exportedBefore === 1 ? '' : 'es'} it exported withdrawn, the sessions kept, until the datastore's settings take over (router ID ${s.routerId}, AS ${s.asNumber}, ${s.peers.length} peers, nothing exported or passed on)`
+        : `bgp: on the model cache's settings from ${appliedAt} until the datastore answers: router ID ${s.routerId}, AS ${s.asNumber}, ${s.peers.length} peers, ${s.exported} prefixes exported`;
+      port.postMessage({ type: 'log', level: withdrawn !== undefined ? 'warn' : 'info', message });
     } catch (e) {
       cachedRefused = `the model cache's BGP settings cannot be used (${(e as Error).message})`;
       port.postMessage({ type: 'log', level: 'error', message: `bgp: ${cachedRefused}: the speaker starts once the datastore answers` });
@@ -325,7 +337,7 @@ if (parentPort) {
     }
     if (kind === 'etcd') require('../control/kv/etcd-kv');
   });
-  port.on('message', (m: { type: string; id?: number; reason?: string; gen?: number; ok?: boolean; message?: string; inputs?: BgpInputs; appliedAt?: string; file?: string }) => {
+  port.on('message', (m: { type: string; id?: number; reason?: string; gen?: number; ok?: boolean; message?: string; inputs?: BgpInputs; appliedAt?: string; file?: string; withdrawn?: string }) => {
     if (m.type === 'ping') {
       // The main thread's heartbeat (model-source.ts): a thread that stops answering is ended.
       port.postMessage({ type: 'pong', id: m.id });
@@ -334,7 +346,7 @@ if (parentPort) {
     } else if (m.type === 'start') {
       startStore();
     } else if (m.type === 'cached-bgp') {
-      useCachedBgp(m.inputs!, m.appliedAt ?? '?', m.file ?? 'the model cache');
+      useCachedBgp(m.inputs!, m.appliedAt ?? '?', m.file ?? 'the model cache', m.withdrawn);
     } else if (m.type === 'reconnect') {
       if (store instanceof KvDatastore) store.reconnect(m.reason ?? 'asked');
     } else if (m.type === 'stop') {

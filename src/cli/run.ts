@@ -511,11 +511,14 @@ export async function runNode(opts: RunOptions): Promise<void> {
      * (Declared before the first start: it spawns the model thread, startCachedSpeaker reads this.) */
     let cacheBgp = false;
     let cacheNoBgp = '';
+    /** Why the cache's announcements were withdrawn (it is not this node's state: onNodeVerdict);
+     * null while they stand. A speaker started again on the cache's settings exports nothing then. */
+    let cacheBgpWithdrawn = null as string | null;
     let lastSpawn = 0;
     let respawnTimer: NodeJS.Timeout | undefined;
     /** With --bgp on the cached model, once it is applied: the speaker on the cache's settings. */
     const startCachedSpeaker = () => {
-      if (thread && cacheBgp && cacheApplied && onCache?.bgp && !source) thread.useCachedBgp(onCache.bgp, onCache.appliedAt, cacheFile!);
+      if (thread && cacheBgp && cacheApplied && onCache?.bgp && !source) thread.useCachedBgp(onCache.bgp, onCache.appliedAt, cacheFile!, cacheBgpWithdrawn ?? undefined);
     };
     /** A model thread. One that dies while podway runs on the cached model (the datastore's
      * first model not in force yet) is replaced, not kept: a dead one fails every later start of
@@ -1324,7 +1327,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // under this name: its blocks, tunnel addresses and endpoints are another's now), found once
     // the cache was in force (the datastore answered after the host was read): its endpoints,
     // routes and tunnel addresses are withdrawn until the datastore's model is applied, and a
-    // speaker on the cache's BGP settings is stopped (the datastore's start spawns the thread again).
+    // speaker on the cache's BGP settings withdraws every prefix it announced from the cache in the
+    // sessions it has (model-worker.ts useCachedBgp): the peers drop them at once, and the
+    // datastore's settings take over in the same speaker when its model is applied, as on any
+    // cache. (It used to be stopped gracefully: the peers kept the old Node's blocks as
+    // graceful-restart helpers until a new speaker's End-of-RIB, and every session was reset.)
     let withdrawn = false;
     onNodeVerdict = () => {
       if (!nodeVerdict || withdrawn || stopping || !onCache || source || !current) return;
@@ -1333,10 +1340,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       dsLog.warn(`model cache ${cacheFile}: ${why}: not this node's state: its endpoints, routes and tunnel addresses withdrawn until the datastore's model is applied`);
       datastoreDown(`the model cache is not this node's state (${why}): withdrawn, waiting for the datastore's model`);
       if (cacheBgp) {
-        cacheBgp = false;
-        const t = thread;
-        thread = null;
-        void t?.close();
+        cacheBgpWithdrawn = why;
+        startCachedSpeaker();
       }
       try {
         applyModel(withdrawnModel(current), 'its Node is not the cache\'s', ['model cache withdrawn']);

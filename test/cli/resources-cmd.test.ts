@@ -481,6 +481,22 @@ function cliSuite(target: Target) {
     assert.match(none.err, 'no .yaml, .yml or .json files in the directory');
   });
 
+  test('create -f into a fresh datastore, the first resource one written without a read before it (Profile, BGPConfiguration, IPReservation)', async () => {
+    // On an embedded store whose directory did not exist yet, the first write failed: "cannot
+    // take the writer lock .../store/lock: ENOENT" (an IPPool first read the pools, which made it).
+    const file = path.join(work, 'first.yaml');
+    writeFileSync(file, [
+      'apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {name: pr1}\nspec: {}',
+      'apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {asNumber: 64512}',
+      'apiVersion: projectcalico.org/v3\nkind: IPReservation\nmetadata: {name: r1}\nspec: {reservedCIDRs: [10.0.0.1]}',
+    ].join('\n---\n') + '\n');
+    const r = await spawned(['create', '-f', file, ...ds()]);
+    assert.is(r.err, '');
+    assert.is(r.out, 'Successfully created 3 resource(s)\n');
+    assert.is(r.code, 0);
+    for (const key of ['profiles/pr1', 'bgpconfigurations/default', 'ipreservations/r1']) assert.ok(await kv.get(`${RES}${key}`), key);
+  });
+
   test('get, delete and ipam show|check|release on an embedded store that does not exist: refused naming it, nothing created', async () => {
     // A mistyped path used to be created and shown as an empty cluster.
     const missing = path.join(work, 'no-such-store');

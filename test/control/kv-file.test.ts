@@ -9,6 +9,7 @@ import { appendFileSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileKv } from '../../src/control/kv/file-kv';
+import { KvUnavailableError } from '../../src/control/kv/kv';
 import { collectEvents, conformanceSuite } from '../helpers/kv-conformance';
 
 const WORKER = join(__dirname, '..', 'helpers', 'file-kv-worker.js');
@@ -213,6 +214,62 @@ test('the store deleted or moved under a watcher: reported down (last state kept
     await reader.close();
   }
 });
+test('a store whose directory does not exist yet: the first write (no read before it) makes it, in one process and in two at once', async () => {
+  // `podway create -f` of a Profile into a fresh embedded store writes before it reads: the lock's
+  // token file was opened in a directory nobody had made (ENOENT, "cannot take the writer lock").
+  const parent = join(tempDir(), 'absent', 'parent');
+  const one = new FileKv({ dir: join(parent, 'store') });
+  try {
+    const a = await one.create('/a', '1');
+    assert.ok(a, 'created');
+    assert.is(a!.modRevision, 1);
+    assert.is((await one.get('/a'))?.value, '1');
+  } finally {
+    await one.close();
+  }
+  // Two processes, each with its first call a write, on a store (and parent) nobody made: both
+  // writes land, one after the other, in one store.
+  const dir = join(tempDir(), 'absent2', 'store');
+  const script = `const { FileKv } = require(${JSON.stringify(join(__dirname, '..', '..', 'src', 'control', 'kv', 'file-kv.js'))});
+    const s = new FileKv({ dir: process.argv[1] });
+    s.create('/w/' + process.argv[2], 'x').then((e) => s.close().then(() => process.stdout.write(e ? 'created' : 'exists')), (e) => { process.stdout.write('failed: ' + e.message); s.close().catch(() => {}); });`;
+  for (let round = 0; round < 5; round++) {
+    const roundDir = `${dir}${round}`;
+    const outs = await Promise.all(['p', 'q'].map((id) => new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['-e', script, roundDir, id], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)));
+    })));
+    assert.equal(outs, ['created', 'created'], `round ${round}`);
+    const check = new FileKv({ dir: roundDir });
+    try {
+      assert.equal((await check.list('/w/')).entries.map((e) => e.key), ['/w/p', '/w/q']);
+    } finally {
+      await check.close();
+    }
+  }
+});
+
+test('a store deleted under a writer: its next write says the store is gone (not ENOENT on the lock), nothing is made; a store made again is written', async () => {
+  const dir = join(tempDir(), 'store');
+  const writer = new FileKv({ dir });
+  try {
+    await writer.create('/a', '1');
+    rmSync(dir, { recursive: true, force: true });
+    const e = await writer.create('/b', '2').then(() => null, (err: Error) => err);
+    assert.ok(e, 'the write failed');
+    assert.instance(e, KvUnavailableError);
+    assert.match(e!.message, `${dir} is gone (the store was deleted or moved while in use): not written`);
+    assert.not.match(e!.message, /ENOENT|writer lock/);
+    assert.not.ok(existsSync(dir), 'the write did not make a new, empty store in its place');
+    // another process makes the store again (a fresh one): this writer writes into it
+    const other = new FileKv({ dir });
+    await other.create('/z', '9');
+    await other.close();
+    assert.ok(await writer.create('/b', '2'));
+  } finally {
+    await writer.close();
+  }
+});
+
 test('lock tokens of killed writers (lock.<pid>.<random>) are swept by the next writer', async () => {
   const dir = tempDir();
   const first = new FileKv({ dir });

@@ -41,7 +41,7 @@
 // sequential create+update pairs: 1,600-4,000 ops/s batched, 840-1,940 ops/s with sync 'always'
 // (etcd 3.4 on the same disk through EtcdKv: 280-540 ops/s). Eight processes contending (the
 // test's 3,200 successful writes plus CAS retries) take ~3.5 s.
-import { watch as fsWatch, FSWatcher } from 'node:fs';
+import { existsSync, watch as fsWatch, FSWatcher } from 'node:fs';
 import { mkdir, open, readdir, stat, unlink, FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -506,11 +506,21 @@ export class FileKv implements KvStore {
     }
   }
 
-  /** Takes the writer lock; a system error (no room for its token file: ENOSPC, EROFS) names the store. */
+  /**
+   * Takes the writer lock; a system error (no room for its token file: ENOSPC, EROFS) names the store.
+   * The lock's token file lives in the store's directory: an instance that has not read the store
+   * yet makes the directory first (a first write on a store that does not exist yet, e.g. `podway
+   * create` of a Profile into a fresh embedded store, failed with ENOENT on the token), as its first
+   * read does; one whose directory went away while in use says the store is gone, as a read does.
+   */
   private async acquireLock(): Promise<void> {
+    if (!this.loaded) {
+      await mkdir(this.dir, { recursive: true }).catch((e) => { throw this.systemError(e, `cannot make the store's directory ${this.dir}`); });
+    }
     try {
       await this.lock.acquire();
     } catch (e) {
+      if (isErrno(e, 'ENOENT') && !existsSync(this.dir)) throw new KvUnavailableError(`${this.description}: ${this.dir} is gone (the store was deleted or moved while in use): not written`);
       throw this.systemError(e, `cannot take the writer lock ${this.lock.path}`);
     }
   }

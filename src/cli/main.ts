@@ -358,6 +358,10 @@ export function buildProgram(): Command {
     // DELs the CNI plugin deferred while etcd was down (pending-del-replay.ts), once there were any
     const pd = s.cniPendingDel;
     if (pd && (pd.pending || pd.replayed || pd.failed || pd.ignored)) lines.push(`cni deferred DELs (${pd.dir}): ${pd.pending} pending, ${pd.replayed} replayed, ${pd.failed} failed${pd.ignored ? `, ${pd.ignored} not for this datastore or unreadable` : ''}${pd.lastError ? `; last error${pd.lastErrorAt ? ` (at ${pd.lastErrorAt})` : ''}: ${pd.lastError}` : ''}`);
+    // the etcd create fences (etcd-fence.ts): once one was written, moved or left unwritten
+    for (const f of (s.etcdFences ?? []) as { store: string; written: number; moved: number; unwritten: number }[]) {
+      if (f.written || f.moved || f.unwritten) lines.push(`create fences (${f.store}): ${f.written} written, ${f.moved} moved, ${f.unwritten} unwritten${f.unwritten ? ' (creates that left a copy on a member without their fence: see the log)' : ''}`);
+    }
     // the datastore and its clusterGUID (ClusterInformation default) as the registration saw it
     if (s.datastoreSource) lines.push(`datastore ${s.datastoreSource}${s.clusterGuid ? ` (clusterGUID ${shortGuid(s.clusterGuid)})` : ''}`);
     // ClusterInformation default's datastoreReady: false, as the last registration read it

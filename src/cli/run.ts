@@ -328,6 +328,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
   if (spec.kind === 'etcd') (require('../control/kv/etcd-common') as typeof import('../control/kv/etcd-common')).readEtcdTls(spec.tls);
   const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   const dsLog = log.child({ datastore: specText });
+  // The etcd create fences (etcd-fence.ts) of this thread's creates (registration, tunnel-address
+  // IPAM): counted per store for status and /metrics; a create left without its fence is a warning,
+  // said once per fence key.
+  const fences = spec.kind === 'etcd' ? { lib: require('../control/kv/etcd-fence') as typeof import('../control/kv/etcd-fence'), store: (require('../control/kv/etcd-common') as typeof import('../control/kv/etcd-common')).etcdDescription(spec.endpoints) } : null;
+  fences?.lib.threadFenceCounters(fences.store);
+  fences?.lib.reportUnwrittenFences((m) => dsLog.warn(m));
   const sysfsWrong = (require('../dataplane/sysfs-netns') as typeof import('../dataplane/sysfs-netns')).sysfsNetnsMismatch();
   if (sysfsWrong) log.warn(sysfsWrong);
   const count = Math.max(1, opts.workers ?? 1);
@@ -494,6 +500,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
     if (metrics && replayer) {
       const { PendingDelCollector } = require('../observe/pending-del-metrics') as typeof import('../observe/pending-del-metrics');
       metrics.add(new PendingDelCollector(() => replayer.status()));
+    }
+    if (metrics && fences) {
+      const { FenceCollector } = require('../observe/fence-metrics') as typeof import('../observe/fence-metrics');
+      metrics.add(new FenceCollector(fences.store));
     }
     let replayInSync = false;
     // On etcd or the embedded store, register this node first (as calico-node does), then start
@@ -957,7 +967,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString(), first: cacheFirst } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null };
       },
       commands: {
         'log-level': (req) => {

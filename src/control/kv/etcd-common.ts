@@ -43,6 +43,11 @@ export interface EtcdSettings {
   readonly description: string;
 }
 
+/** "etcd URL[,URL]": how a store of these endpoints names itself (errors, its fence counts). */
+export function etcdDescription(endpoints: readonly string[]): string {
+  return `etcd ${endpoints.join(',')}`;
+}
+
 /** `options` with their defaults; throws when no endpoint is given. */
 export function etcdSettings(options: EtcdKvOptions): EtcdSettings {
   if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
@@ -53,7 +58,7 @@ export function etcdSettings(options: EtcdKvOptions): EtcdSettings {
     timeoutMs,
     connectTimeoutMs,
     connectAttemptMs: Math.max(CONNECT_ATTEMPT_MS, connectTimeoutMs),
-    description: `etcd ${options.endpoints.join(',')}`,
+    description: etcdDescription(options.endpoints),
   };
 }
 /**

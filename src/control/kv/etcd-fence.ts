@@ -44,7 +44,8 @@
 // Limits: a fence key deleted by hand, or a store replaced under the client (wiped, restored from
 // an older snapshot: its revisions start again below the ones seen), gives a copy still lying in a
 // member its chance again; a fence whose write failed (etcd gone right after the create answered)
-// leaves that copy the race it had before (counted: FenceCounters.unwritten). Whether a fence
+// leaves that copy the race it had before (counted: FenceCounters.unwritten, and said once per
+// fence key through reportUnwrittenFences: podway run's log). Whether a fence
 // ever stopped a copy cannot be seen from here: the copy fails inside etcd when its member runs
 // again, and its answer goes to a stream the client cancelled (or a connection it closed).
 import { Attempt, FailoverRules } from './etcd-failover';
@@ -88,6 +89,48 @@ export function newFenceCounters(): FenceCounters {
   return { written: 0, moved: 0, unwritten: 0 };
 }
 
+/**
+ * This thread's fence counts, summed over every store it opened, by store ("etcd URL[,URL]"):
+ * `podway run` opens a store per registration and per replay pass and closes it after, so a
+ * store's own `fences` do not outlive it; `podway status` (etcdFences) and /metrics
+ * (podway_etcd_create_fences_total) read these.
+ */
+const threadFences = new Map<string, FenceCounters>();
+
+/** This thread's fence counts of a store, made (at 0) on first use: what `fenceTotals` lists. */
+export function threadFenceCounters(store: string): FenceCounters {
+  let c = threadFences.get(store);
+  if (!c) threadFences.set(store, (c = newFenceCounters()));
+  return c;
+}
+
+/** Every store's fence counts in this thread (a copy). */
+export function fenceTotals(): { store: string; written: number; moved: number; unwritten: number }[] {
+  return [...threadFences].map(([store, c]) => ({ store, ...c }));
+}
+
+/** Where an unwritten fence is said (podway run: its log), once per store and fence key. */
+let unwrittenSink: ((message: string) => void) | null = null;
+const unwrittenSaid = new Set<string>();
+
+/** Says every unwritten fence of this thread through `sink` (once per store and fence key); null: say none. */
+export function reportUnwrittenFences(sink: ((message: string) => void) | null): void {
+  unwrittenSink = sink;
+}
+
+function countFence(counters: FenceCounters, store: string, what: keyof FenceCounters): void {
+  counters[what]++;
+  const total = threadFenceCounters(store);
+  if (total !== counters) total[what]++;
+}
+
+/** The warning for a create whose copy is left without its fence (see the module comment). */
+export function unwrittenFenceText(store: string, key: string, fence: string, why: string): string {
+  return `${store}: the create of ${key} left a copy on a member that did not answer in time, and its fence ${fence} was not written (${why}): ` +
+    `if that member applies the copy after ${key} is deleted, ${key} is created again (the race the fence closes stays open for this create; docs/datastores.md, "Several endpoints: failover, deadlines, leaders"). ` +
+    `Said once per fence key; every one is counted as unwritten (podway status, podway_etcd_create_fences_total{result="unwritten"})`;
+}
+
 /** One create transaction as a client sent it, and what came back. */
 export interface CreateRound {
   /** Its condition held: the key was created. */
@@ -126,18 +169,27 @@ export async function fencedCreate(key: string, ops: FencedCreateOps, counters: 
     if (result !== undefined) {
       if (res.copyLeft) {
         let at = 0;
+        let why = '';
         try {
           at = await ops.writeFence(fence);
-        } catch {
+        } catch (e) {
           // the create's answer stands; only its copy keeps the race it had before
+          why = `its write failed: ${(e as Error).message}`;
         }
         // at or below `seen` only on a store whose revisions went back under us (replaced)
-        if (at > seen) counters.written++;
-        else counters.unwritten++;
+        if (at > seen) countFence(counters, description, 'written');
+        else {
+          countFence(counters, description, 'unwritten');
+          const said = `${description}\0${fence}`;
+          if (unwrittenSink && !unwrittenSaid.has(said)) {
+            unwrittenSaid.add(said);
+            unwrittenSink(unwrittenFenceText(description, key, fence, why || `it was written at revision ${at}, not above ${seen}: the store's revisions went back (restored from an older snapshot?)`));
+          }
+        }
       }
       return result;
     }
-    counters.moved++;
+    countFence(counters, description, 'moved');
     if (round >= CREATE_FENCE_ROUNDS) {
       throw new KvUnavailableError(`${description} (create ${key}): its fence ${fence} moved under it ${round} times (other calls' creates fenced meanwhile); nothing was created`);
     }

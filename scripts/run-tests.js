@@ -40,7 +40,7 @@ const root = process.env.PODWAY_TEST_ROOT
 // (1,230-1,512 s) as its files take wall seconds one after the other on a quiet one (1,361-1,473 s),
 // so 2 at once can at best halve the wall time and a third mostly adds contention. The whole suite
 // passed at 2 beside a host loaded 10-24 by others but for two waits that load broke (fixed), and
-// its known load-sensitive files were fixed first (README, "Tests"); `--jobs 1` runs one by one.
+// its known load-sensitive files were fixed first (docs/architecture.md, "Tests"); `--jobs 1` runs one by one.
 // A third at once, measured on six files that mostly wait (e2e/cluster-etcd, e2e/hitless, e2e/nat,
 // control/kv-etcd, bgp/bird, cli/trace-exit: 77 CPU s in ~186-228 wall s), back to back on the
 // shared 2-vCPU host at load 8-10 from others: 86.3 s wall at 3, 98.3 s at 2 (-12%), every file

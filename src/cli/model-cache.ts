@@ -2,7 +2,7 @@
  * The last-known-good model of `podway run`, kept on local disk so that a podway (re)started
  * forwards on the state it last knew instead of nothing: with Calico the kernel keeps felix's
  * routes while felix restarts; with podway the dataplane is the process, so it has to bring its
- * state back itself (README, "Datastore away"). A cache written in this boot of the machine is
+ * state back itself (docs/failures.md, "Datastore away"). A cache written in this boot of the machine is
  * applied at once at start, while the datastore is asked (the kernel's routes Calico keeps last as
  * long); one of an earlier boot only when the datastore is unreachable.
  *

@@ -70,7 +70,7 @@ export function requireExistingStore(spec: Exclude<DatastoreSpec, { kind: 'file'
  * Runs `fn` with the KvStore the options name, closing it after; `mustExist`: see
  * requireExistingStore. Every datastore command opens its store here (the resource commands and
  * `podway ipam`): single calls, so on etcd the light client (kv/open.ts, 'command': no etcd3 or
- * gRPC loaded; README, "Running it on a node").
+ * gRPC loaded; docs/datastores.md, "The CLI's etcd client").
  */
 export async function withKv<T>(spec: Exclude<DatastoreSpec, { kind: 'file' }>, fn: (kv: KvStore) => Promise<T>, mustExist: boolean, writing: boolean): Promise<T> {
   // the default store while this machine's podway run uses another: refused / warned (run-datastore.ts)

@@ -2,7 +2,7 @@
  * The CLI's datastore when nothing names one (no --datastore, $PODWAY_DATASTORE,
  * DATASTORE_TYPE or ETCD_ENDPOINTS): the embedded store. Calico's variables are set per shell,
  * so a new shell on a node whose `podway run` uses etcd used to read and write another store than
- * the node's, silently when a Quick start had made the embedded one (README, "A second node").
+ * the node's, silently when a Quick start had made the embedded one (README.md, "Two nodes on etcd").
  * Such a command now asks each `podway run` answering under /run/podway which datastore it uses:
  * one on another store refuses a write (apply, create, replace, delete, ipam's writes, cni
  * install) and is warned of by a read (get, ipam show/check), naming the run's store and how to

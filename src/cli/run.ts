@@ -310,7 +310,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const spec = resolveDatastoreSpec(opts.datastore || undefined);
   // The kernel's ephemeral ports (net.ipv4.ip_local_port_range), read once here for every
   // forwarding thread's VXLAN source ports and for natOutgoing's range: a file that does not hold
-  // a range stops the start, naming it, before anything is touched (README, "The VXLAN source port").
+  // a range stops the start, naming it, before anything is touched (docs/networking.md, "The VXLAN source port").
   const ephemeral = readLocalPortRange();
   // natOutgoing's port range is checked before anything is touched too.
   let natPorts: ReturnType<typeof defaultNatPortRange>;
@@ -758,7 +758,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // With --bgp the speaker starts on the cache's BGP settings once the cached model is
         // applied (the peers, a ToR, keep this node's routes only for their graceful-restart
         // time), in the model thread that then takes the datastore's settings: the same sessions
-        // go on (README, "Datastore away"). Not before: a cached model the engine refuses would
+        // go on (docs/failures.md, "Datastore away"). Not before: a cached model the engine refuses would
         // have announced this node's blocks.
         // (On a restart on the cache its thread is spawned once podway forwards, with the datastore's start.)
         if (opts.bgp && cached.bgp) {
@@ -771,7 +771,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       }
     } else ({ source, first, gen: firstGen, bgpInputs: firstInputs } = await startDatastoreOnce());
     // On a cached model without BGP settings the speaker starts once the datastore answers: the
-    // answer says so, rather than "the model thread did not answer" (README, "Datastore away": the
+    // answer says so, rather than "the model thread did not answer" (docs/failures.md, "Datastore away": the
     // peers keep this node's routes only for their graceful-restart time).
     const speakerWaits = () => `it starts once the datastore answers (podway forwards on the cached model from ${onCache?.appliedAt.toISOString() ?? '?'}; ${cacheNoBgp ? `${cacheNoBgp}; ` : ''}the peers keep this node's routes only for their graceful-restart time)`;
     /** The speaker's thread once it runs: the datastore's, or on the cache's settings. */
@@ -1396,7 +1396,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         clearTimeout(respawnTimer);
         // First what needs no forwarding to stop: the engine and the workers forward on meanwhile
         // (on the last model applied), so a restart loses packets only from the moment they stop
-        // (below) until the next start forwards, as after a crash (README, "Restarts and failures").
+        // (below) until the next start forwards, as after a crash (docs/failures.md, "Restarts and failures").
         const cacheWritten = cacheWriter?.stop() ?? Promise.resolve(); // the newest model applied, for the next start
         tunnelJoin?.stop();
         // A look under way writes nothing more once stopped; one already writing is waited for.

@@ -1,6 +1,6 @@
 /**
- * systemd's notify protocol for `podway run` (Type=notify, WatchdogSec=; README "Running as a
- * service"): with $NOTIFY_SOCKET set (systemd sets it for a Type=notify unit) podway sends
+ * systemd's notify protocol for `podway run` (Type=notify, WatchdogSec=; docs/running.md, "Running as
+ * a service"): with $NOTIFY_SOCKET set (systemd sets it for a Type=notify unit) podway sends
  *   READY=1      once, when it first turns ready (the moment /readyz first answers 200: the same
  *                Health.report), so `systemctl start` and units ordered After= it wait for forwarding;
  *   STATUS=...   a short line whenever it changes (`systemctl status` shows it): the start phase,

@@ -34,12 +34,12 @@ export function addCniCommands(program: Command): void {
       // the pods to a store the node does not read (cli/run-datastore.ts). A spec that does not
       // parse is a usage error (exit 2) there, as in every datastore command.
       await checkAgainstRuns(resolveCommandSpec(o.datastore, opts.env), true);
-      // IPv6 only when told (--ip none) or when the Node has no IPv4 address (README, "IPv6-only nodes").
+      // IPv6 only when told (--ip none) or when the Node has no IPv4 address (docs/ipv6.md, "IPv6-only nodes").
       const mode = o.ip === 'none' ? { ipv6Only: true, note: null } : await detectNodeMode(opts);
       const done = installCni({ ...opts, ipv6Only: mode.ipv6Only });
       process.stdout.write(`installed ${done.plugin}\ninstalled ${done.conflist}\n`);
       if (mode.note) process.stdout.write(`${mode.note}\n`);
-      // Calico's conflist chains portmap; podway's does not (README "CNI plugin", host ports).
+      // Calico's conflist chains portmap; podway's does not (docs/cni.md, "Host ports").
       process.stdout.write('note: no portmap plugin is chained: `podman run -p` / hostPort publish nothing on this network (see docs/cni.md, "Host ports")\n');
     });
   cni

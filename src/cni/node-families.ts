@@ -2,7 +2,7 @@
 // (control/route-calc.ts nodeInfoOf, route-calc6.ts node6InfoOf): a Node without a usable
 // spec.bgp.ipv4Address is an IPv6-only node (calico-node's IP=none, `podway run --ip none`), whose
 // model has an empty IPv4 half: no IPv4 routes, and any IPv4 address a pod there is given is
-// withheld (never routed). `podway cni install` and the plugin's ADD read it (README, "IPv6-only
+// withheld (never routed). `podway cni install` and the plugin's ADD read it (docs/ipv6.md, "IPv6-only
 // nodes"). Kept apart from the model's modules so the plugin process loads no more than this.
 import { parseCidrOrIp } from '../control/ipam/net';
 

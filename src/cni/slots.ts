@@ -2,7 +2,7 @@
 // the etcd client and zod, talking to the datastore, IPAM) at once; the others wait, asleep, for a
 // slot. Each plugin process costs ~0.7-0.95 CPU-s to start; a storm of 30 ADDs on a 2-vCPU node
 // started all 30 at once and each took 2-3 minutes (past kubelet's 2), the IPAM lock's holder
-// starved by the 29 others (README "CNI", "Concurrency limit").
+// starved by the 29 others (docs/cni.md, "Concurrency limit").
 //
 //   slot files  `<ipam_lock_file>.slot.<i>`, i = 0..K-1, never removed; a process holds slot i
 //               while it holds flock(2) LOCK_EX on that file (native/flock.c), i.e. until it exits:

@@ -10,7 +10,8 @@
 // or node behind the cut. So a reload that leaves fewer objects than the snapshot in force is held
 // until the file has not changed for `shrinkSettleMs` (default 2 s; re-read and compared, a change
 // meanwhile starts the wait again); one that adds or edits objects applies after the debounce.
-// Only atomic replacement (write a temp file, rename it over) is safe against any pause: README.
+// Only atomic replacement (write a temp file, rename it over) is safe against any pause: docs/datastores.md,
+// "Replace the file atomically".
 import { FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';

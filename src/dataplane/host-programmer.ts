@@ -95,7 +95,8 @@ export interface HostDeviceMtu {
  * (a static default) it is added, never put in its place (the kernel keys a route by prefix and
  * metric in both families; IPv6 needs a global next hop). Which one wins differs: an operator's
  * IPv4 route has metric 0 unless set, so it wins; an operator's IPv6 route has metric 1024 unless
- * set, so the learned metric-32 route wins, as under calico-node's BIRD for IPv6 (README).
+ * set, so the learned metric-32 route wins, as under calico-node's BIRD for IPv6 (docs/bgp.md,
+ * "Learned routes in the kernel").
  */
 export interface HostLearnedRoute {
   cidr: string;

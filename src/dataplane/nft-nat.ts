@@ -9,8 +9,8 @@
  * outside the pools to the kernel through its raw socket, and those packets cross the kernel's
  * OUTPUT and POSTROUTING hooks like any locally sent packet; conntrack gives masquerading with port
  * allocation that never collides with other conntrack entries, ICMP errors translated back (inner
- * header included), TCP state tracking and timeouts, in one table podway only describes (measured
- * in README and bench/e2e: the `nat-udp` rows).
+ * header included), TCP state tracking and timeouts, in one table podway only describes (docs/natoutgoing.md,
+ * "Why the kernel and not a flow table in podway"; measured in bench/e2e: the `nat-udp` rows).
  *
  * The path of a NATed flow:
  * - pod -> podway -> raw socket: OUTPUT (`output` chain: a new flow beyond maxFlows is refused and

@@ -4,7 +4,7 @@
  * port_max unset: [low, high) of the range of the device's network namespace, high itself never
  * used). podway reads it once at start in its own network namespace (the node's) and hashes into
  * the same range (src/packet/flowhash.ts vxlanSourcePort), so ECMP and RSS on the underlay see the
- * ports a kernel node would send (README.md, "The VXLAN source port").
+ * ports a kernel node would send (docs/networking.md, "The VXLAN source port").
  */
 import { readFileSync } from 'node:fs';
 import { VXLAN_SRC_PORT_MAX, VXLAN_SRC_PORT_MIN } from '../packet/flowhash';

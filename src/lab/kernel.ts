@@ -41,7 +41,7 @@ export function resetNode(lab: Lab, node: LabNode): void {
   for (const other of lab.nodes) if (other !== node && other.block6) nsRun(node, ['ip', '-6', 'route', 'del', other.block6], true);
   if (node.block6) nsRun(node, ['ip', '-6', 'route', 'del', 'blackhole', node.block6], true);
   // configureKernelNode6's IPv6 forwarding: left on, the kernel would forward a podway node's pod
-  // IPv6 a second time (README: leave it off where podway runs)
+  // IPv6 a second time (docs/ipv6.md, "Dual-stack pods": leave it off where podway runs)
   if (node.ip6) nsRun(node, ['sysctl', '-qw', 'net.ipv6.conf.all.forwarding=0'], true);
 }
 

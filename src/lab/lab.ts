@@ -146,7 +146,7 @@ export class Lab {
    * with their checksums filled, as a NIC puts them on a wire. Left on, a veth carries a kernel
    * node's GSO super-datagrams (VXLAN with a 64 KiB inner TCP segment and a partial checksum) to
    * the other node's sockets as they are, which no real underlay does (kind-style clusters whose
-   * "nodes" share one kernel: see README, known limits).
+   * "nodes" share one kernel: docs/networking.md, "Offloads, super-frames and outer fragments").
    *
    * dualStack (default false): every node on subnet a (or in a p2p lab) gets an IPv6 underlay
    * address fd99::N/64 and an IPv6 block of fd00:10:244::/64 (/122, VXLAN over IPv6 in the vxlan

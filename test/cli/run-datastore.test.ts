@@ -1,5 +1,5 @@
 // A command given no datastore (no --datastore, $PODWAY_DATASTORE, DATASTORE_TYPE, ETCD_ENDPOINTS)
-// while this machine's `podway run` uses another one (README, "A second node"): a write is refused
+// while this machine's `podway run` uses another one (README.md, "Two nodes on etcd"): a write is refused
 // naming the run's datastore, nothing written; a read warns; a datastore named is used as named.
 // The run waits for an etcd that is not there (a fresh network namespace: nothing answers on
 // 127.0.0.1:1), so it stays starting and touches no host setting; its control socket is the

@@ -1,7 +1,7 @@
 // `podway run` on an embedded store with a node address it cannot use: refused before the Node is
 // registered (every other node reads its address from there), in a scratch network namespace; and
 // systemd's notify protocol (READY=1, STATUS=, WATCHDOG=1, STOPPING=1) on a real AF_UNIX socket,
-// and contrib/systemd's unit and settings file against README's install step.
+// and contrib/systemd's unit and settings file against docs/running.md, "Running as a service".
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn } from 'node:child_process';

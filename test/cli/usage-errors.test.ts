@@ -1,4 +1,4 @@
-// Usage errors exit 2 (README, "exit status"), with one line naming what is wrong: commander's own
+// Usage errors exit 2 (docs/cli.md, "Exit codes"), with one line naming what is wrong: commander's own
 // refusals and podway's checks of flag values alike; 1 stays for errors met doing the work.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';

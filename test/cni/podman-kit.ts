@@ -24,7 +24,7 @@ export const BUSYBOX = '/bin/busybox';
 /** Applets the tests call inside the containers (links to /bin/busybox). */
 const APPLETS = ['sh', 'sleep', 'ip', 'ping', 'nc', 'dd', 'sha256sum', 'wc', 'cat', 'true'];
 
-/** The flags containers need on this machine kind (see README, "podman"): runc's cgroupfs, rlimits the host allows. */
+/** The flags containers need on this machine kind (see docs/cni.md, "podman"): runc's cgroupfs, rlimits the host allows. */
 const RUN_FLAGS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', '--cap-add', 'NET_RAW'];
 
 /** Where libcni (inside podman) caches each attachment's result until its DEL; podman 4.3 has no setting for it. */

@@ -1,5 +1,5 @@
 /**
- * A restart in the same boot forwards on its model cache at once (src/cli/run.ts, README
+ * A restart in the same boot forwards on its model cache at once (src/cli/run.ts, docs/failures.md,
  * "Datastore away"), on a real etcd (root, network namespaces, etcd in the fabric namespace,
  * every process stopped by PID). Two podways on `etcd:`, pods on both nodes. etcd is made slow
  * with SIGSTOP by PID (always SIGCONT in finally): it accepts connections and answers nothing, so

@@ -428,7 +428,7 @@ test('a crashed run\'s table is replaced at the next start; --nat-max-flows refu
     kill(srv.proc);
   }
   assert.is(await lab.stopPodway('node2', 20_000), 0); // (bounded: exits by itself, not by SIGKILL, on a loaded host too)
-  // As a crash leaves them: the next start replaces them in one transaction (README, "Restarts and failures").
+  // As a crash leaves them: the next start replaces them in one transaction (docs/failures.md, "Restarts and failures").
   assert.equal(tablesIn(n.ns), PODWAY_TABLES, 'left at stop for the next start');
   const out = podwayCleanup(n);
   for (const t of PODWAY_TABLES) assert.match(out, `removed nftables ${t}`);

@@ -4,8 +4,8 @@
 // failover and errors, but spoken straight over node:http2 with etcd's messages encoded by hand
 // (etcd-proto.ts), without the etcd3 client, grpc-js and protobufjs. Those cost a fresh process
 // ~0.3 CPU-s and ~20 MB to load (etcd3 parses etcd's .proto files with protobufjs every time it is
-// loaded, and builds its services on that), more than everything else a CNI DEL does (README
-// "CNI plugin", bench/README "What one call costs"). No watch: podway run and everything that
+// loaded, and builds its services on that), more than everything else a CNI DEL does (docs/cni.md,
+// "The plugin's etcd client"; bench/README.md, "What one call costs"). No watch: podway run and everything that
 // watches or lives long use EtcdKv.
 //
 // What it keeps of EtcdKv, on purpose the same (both are tested against one etcd):

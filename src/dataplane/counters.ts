@@ -2,6 +2,10 @@
  * Drop and event counters of the forwarding engine. Validation drop reasons come from
  * src/packet/drop.ts; the engine's own reasons follow them in one numbering, so one Float64Array
  * indexed by reason holds every counter and the hot path only does `drops[r]++`.
+ *
+ * A reason added here gets its row in docs/observability.md, "Drop and event reasons" (name, index,
+ * drop or event, what it means, the Calico/kernel equivalent): test/docs/reasons.test.ts fails,
+ * naming the row to write, until it has one.
  */
 import { DROP_NAMES, DROP_REASON_COUNT } from '../packet';
 

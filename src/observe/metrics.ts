@@ -17,6 +17,8 @@
  * `_seconds`, `_bytes`); a Felix metric that means the same is registered under Felix's name too
  * (`alias`), so Calico dashboards work. Counters of the forwarding path stay in their typed arrays
  * and are read in `collect` at scrape time: nothing on the forwarding path calls prom-client.
+ * Every metric has its row in docs/observability.md, "Metrics table" (type, labels, meaning):
+ * test/docs/metrics.test.ts scrapes a real `podway run` and names a missing or stale row.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 

@@ -735,9 +735,10 @@ export async function runNode(opts: RunOptions): Promise<void> {
       log.warn(`model cache ${cacheFile} not used: ${why}; the datastore's model first`);
       return startDatastoreOnce();
     };
-    if (usable !== null && nodeVerdict) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = await notThisNode(nodeVerdict));
-    else if (usable !== null) {
-      const cached = usable;
+    /** The first model: the datastore's (its FirstModel), or the cache's (`usable`, applied first). */
+    const firstModel = async (): Promise<FirstModel | CachedModel> => {
+      if (usable === null) return startDatastoreOnce();
+      if (nodeVerdict) return notThisNode(nodeVerdict);
       // Written in this boot of the machine: applied at once, while the datastore is asked (its
       // first model replaces it, as any change): the pods' traffic goes on through a restart, as
       // the kernel's routes carry Calico's through felix's. Otherwise (another boot: pods are
@@ -746,30 +747,34 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // CACHE_WAIT_MS (a blackholed etcd says nothing).
       if (notFirst !== null && opts.cacheFirst !== false) log.info(`model cache ${cacheFile} not applied at start: ${notFirst}; the datastore first (the cache if it does not answer)`);
       const answered = notFirst === null ? null : await Promise.race([startDatastoreOnce(), unreachable, new Promise<null>((r) => setTimeout(() => r(null), CACHE_WAIT_MS).unref())]);
-      if (answered) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = answered);
-      else if (nodeVerdict) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = await notThisNode(nodeVerdict));
-      else {
-        onCache = cached;
-        cacheFirst = notFirst === null;
-        first = cached.model;
-        datastoreDown(health.datastoreReason);
-        if (cacheFirst) log.info(`start-up: forwarding on the cached model from ${cached.appliedAt.toISOString()} (same boot) while the datastore answers (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes); not ready until its model is applied`, { cachedModel: cached.appliedAt.toISOString(), cacheFirst: true });
-        else log.warn(`datastore ${specText} unreachable: forwarding on the cached model from ${cached.appliedAt.toISOString()} (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes) until it answers; registration waits for it too`, { cachedModel: cached.appliedAt.toISOString() });
-        // With --bgp the speaker starts on the cache's BGP settings once the cached model is
-        // applied (the peers, a ToR, keep this node's routes only for their graceful-restart
-        // time), in the model thread that then takes the datastore's settings: the same sessions
-        // go on (docs/failures.md, "Datastore away"). Not before: a cached model the engine refuses would
-        // have announced this node's blocks.
-        // (On a restart on the cache its thread is spawned once podway forwards, with the datastore's start.)
-        if (opts.bgp && cached.bgp) {
-          if (!thread && starting !== null) thread = spawnThread();
-          cacheBgp = true;
-        } else if (opts.bgp) {
-          cacheNoBgp = `the model cache has no BGP settings: ${cached.noBgp ?? 'none'}`;
-          bgpLog.warn(`${cacheNoBgp}; the BGP speaker starts once the datastore answers`);
-        }
+      if (answered) return answered;
+      if (nodeVerdict) return notThisNode(nodeVerdict);
+      return usable;
+    };
+    const chosen = await firstModel();
+    if ('source' in chosen) ({ source, first, gen: firstGen, bgpInputs: firstInputs } = chosen);
+    else {
+      const cached = chosen;
+      onCache = cached;
+      cacheFirst = notFirst === null;
+      first = cached.model;
+      datastoreDown(health.datastoreReason);
+      if (cacheFirst) log.info(`start-up: forwarding on the cached model from ${cached.appliedAt.toISOString()} (same boot) while the datastore answers (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes); not ready until its model is applied`, { cachedModel: cached.appliedAt.toISOString(), cacheFirst: true });
+      else log.warn(`datastore ${specText} unreachable: forwarding on the cached model from ${cached.appliedAt.toISOString()} (${cacheFile}: ${first.endpoints.length} endpoints, ${first.routes.length} routes) until it answers; registration waits for it too`, { cachedModel: cached.appliedAt.toISOString() });
+      // With --bgp the speaker starts on the cache's BGP settings once the cached model is
+      // applied (the peers, a ToR, keep this node's routes only for their graceful-restart
+      // time), in the model thread that then takes the datastore's settings: the same sessions
+      // go on (docs/failures.md, "Datastore away"). Not before: a cached model the engine refuses would
+      // have announced this node's blocks.
+      // (On a restart on the cache its thread is spawned once podway forwards, with the datastore's start.)
+      if (opts.bgp && cached.bgp) {
+        if (!thread && starting !== null) thread = spawnThread();
+        cacheBgp = true;
+      } else if (opts.bgp) {
+        cacheNoBgp = `the model cache has no BGP settings: ${cached.noBgp ?? 'none'}`;
+        bgpLog.warn(`${cacheNoBgp}; the BGP speaker starts once the datastore answers`);
       }
-    } else ({ source, first, gen: firstGen, bgpInputs: firstInputs } = await startDatastoreOnce());
+    }
     // On a cached model without BGP settings the speaker starts once the datastore answers: the
     // answer says so, rather than "the model thread did not answer" (docs/failures.md, "Datastore away": the
     // peers keep this node's routes only for their graceful-restart time).

@@ -219,6 +219,36 @@ async function slowForwarder(port: number, holdMs: number): Promise<{ endpoint: 
   };
 }
 
+/** `via`'s connections cut, and until `kv` (its second endpoint `via`) sees it: its next call goes
+ * to the first endpoint, and to `via`'s member only once `via` connects again (held as it is). */
+async function cutSecond(kv: Store, via: { cut(): void }): Promise<void> {
+  via.cut();
+  await until('the cut seen', () => !connected(kv)[1], 10_000);
+}
+
+/**
+ * A create sent first to a member that reads nothing meanwhile and answered by the next one: `kv`
+ * (that member first, `via` to the next one second) connected to both; `withhold()` (the member
+ * stopped, or its bytes held), `via` cut, the create, and its caller's delete at once through
+ * `direct`; `giveBack()` in `finally` (the member runs again, or reads what was held) while the
+ * copy it holds is unread. The create's answer.
+ */
+async function createAnsweredByNext(kv: Store, direct: Store, via: { cut(): void }, key: string, withhold: () => Promise<void> | void, giveBack: () => void): Promise<NonNullable<Awaited<ReturnType<Store['create']>>>> {
+  await kv.get(key);
+  await until('a connection to both endpoints', () => connectedToAll(kv), 30_000);
+  await withhold();
+  try {
+    await cutSecond(kv, via);
+    const created = await kv.create(key, 'a');
+    assert.ok(created, 'created by the next member');
+    // its caller deletes it at once, while the stopped member still holds the create unread
+    assert.ok(await direct.delete(key, created!.modRevision), 'deleted');
+    return created!;
+  } finally {
+    giveBack();
+  }
+}
+
 /** An HTTP/2 server answering 404 to everything, in `netns` (or here), on loopback: its URL. */
 async function http404(netns?: string): Promise<{ endpoint: string; proc: ChildProcess }> {
   const script = `const s = require('node:http2').createServer((q, r) => { r.statusCode = 404; r.end('not here'); });
@@ -363,13 +393,11 @@ for (const [name, open] of CLIENTS) {
         // The stopped member's connection is up, the forwarder's is cut (and held 300 ms when made
         // again): the stopped member is drawn first, the forwarder's member a quarter of the
         // deadline later. A write whose condition no longer holds there:
-        via.cut();
-        await until('the cut seen', () => !connected(stale)[1], 10_000);
+        await cutSecond(stale, via);
         e = await failure(stale.update(key, 'd', created!.modRevision));
         between = (await direct.get(key))?.value;
         // and one whose condition holds
-        via.cut();
-        await until('the cut seen', () => !connected(fresh)[1], 10_000);
+        await cutSecond(fresh, via);
         updated = await fresh.update(key, 'b', changed!.modRevision);
       } finally {
         cluster.resume(stopped);
@@ -400,25 +428,12 @@ for (const [name, open] of CLIENTS) {
     const key = `/podway-fo-create-${process.pid}-${name}`;
     const fence = fenceKeyOf(key);
     try {
-      await kv.get(key);
-      await until('a connection to both endpoints', () => connectedToAll(kv), 30_000);
-      let created: Awaited<ReturnType<Store['create']>> = null;
-      await cluster.pause(stopped);
-      try {
-        // the forwarder's connection cut: the stopped member is drawn first, the next one 2 s later
-        via.cut();
-        await until('the cut seen', () => !connected(kv)[1], 10_000);
-        created = await kv.create(key, 'a');
-        assert.ok(created, 'created by the next member');
-        // its caller deletes it at once, while the stopped member still holds the create unread
-        assert.ok(await direct.delete(key, created!.modRevision), 'deleted');
-      } finally {
-        // within what would have been the first attempt's deadline (8 s): its copy is read now
-        cluster.resume(stopped);
-      }
+      // the forwarder's connection cut: the stopped member is drawn first, the next one 2 s later;
+      // resumed within what would have been the first attempt's deadline (8 s): its copy is read now
+      const created = await createAnsweredByNext(kv, direct, via, key, () => cluster.pause(stopped), () => cluster.resume(stopped));
       assert.equal(kv.fences, { written: 1, moved: 0, unwritten: 0 }, 'the create left a copy on the stopped member: its fence written');
       const f = await direct.get(fence);
-      assert.ok(f && f.modRevision > created!.modRevision, `the fence ${fence} written after the create: ${JSON.stringify(f)}`);
+      assert.ok(f && f.modRevision > created.modRevision, `the fence ${fence} written after the create: ${JSON.stringify(f)}`);
       // The copy lay in the stopped member's socket with the cancel behind it; whichever etcd
       // acts on first, applied now it finds the fence moved past the revision it carries (before
       // the fence, fresh CI runs saw it create the key again 2 times of 2 with EtcdLiteKv).
@@ -443,20 +458,8 @@ for (const [name, open] of CLIENTS) {
     const direct = open({ endpoints: [cluster.endpoints[other]!], timeoutMs: 8000 });
     const key = `/podway-fo-late-${process.pid}-${name}`;
     try {
-      await kv.get(key);
-      await until('a connection to both endpoints', () => connectedToAll(kv), 30_000);
-      let created: Awaited<ReturnType<Store['create']>> = null;
-      held.hold();
       let released: Promise<void> | undefined;
-      try {
-        via.cut();
-        await until('the cut seen', () => !connected(kv)[1], 10_000);
-        created = await kv.create(key, 'a');
-        assert.ok(created, 'created by the next member');
-        assert.ok(await direct.delete(key, created!.modRevision), 'deleted');
-      } finally {
-        released = held.release();
-      }
+      await createAnsweredByNext(kv, direct, via, key, () => held.hold(), () => { released = held.release(); });
       await released;
       await sleep(1000);
       assert.equal(kv.fences, { written: 1, moved: 0, unwritten: 0 });

@@ -12,7 +12,7 @@ import { Pipeline, Role, tunnelsOf } from '../../src/dataplane/pipeline';
 import { NeighborQueue } from '../../src/dataplane/neighbor-queue';
 import { buildNextHops, learnNeighbor, NextHops } from '../../src/dataplane/nexthops';
 import { underlayFilter } from '../../src/dataplane/host';
-import { PORT_COUNTERS } from '../../src/dataplane/counters';
+import { COUNTER_NAMES, PORT_COUNTERS } from '../../src/dataplane/counters';
 import { fromHex, parseIpv4, parseMac, toHex } from '../../src/packet';
 import { fixture } from '../packet/helpers';
 import { sh } from '../helpers/netns';
@@ -252,6 +252,23 @@ export function nothingSent(h: Harness, what: string): void {
   const sent = takeAll(h);
   const where = [...sent.entries()].map(([p, f]) => `${h.pipe.portName[p]}:${f.length}`).join(', ');
   assert.is(sent.size, 0, `${what}: nothing sent (sent: ${where})`);
+}
+
+/** Tap pod T's ARP request for its gateway: its MAC learned, the one reply taken. */
+export function learnTapMac(h: Harness): void {
+  h.receive(h.port('tapT'), frame('arp_t_gw'));
+  onlyFrame(h, h.port('tapT'), 'arp reply to T');
+}
+
+/** 'delivered' when `send` put one frame on `port` and nothing elsewhere; else nothing may have
+ * been sent and the answer is the counters that moved (their names, comma-separated). */
+export function outcome(h: Harness, port: number, send: () => void): string {
+  const before = Float64Array.from(h.pipe.counters);
+  send();
+  const sent = takeAll(h);
+  if (sent.size === 1 && sent.get(port)?.length === 1) return 'delivered';
+  assert.is(sent.size, 0, `not delivered: nothing sent (sent on ${[...sent.keys()].map((p) => h.pipe.portName[p]).join(', ')})`);
+  return [...h.pipe.counters].flatMap((v, k) => (v !== before[k] ? [COUNTER_NAMES[k]] : [])).join(',');
 }
 
 // ---- fixtures ------------------------------------------------------------------------------------

@@ -6,27 +6,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { LocalTableWatch, LOCAL_WATCH_ARGS, concernsLocal, mainRoute4 } from '../../src/dataplane/local-watch';
 import { Spawner } from '../../src/dataplane/spawner';
-
-/** No such process, or a zombie its parent (the spawner's helper) has yet to reap. */
-const gone = (pid: number) => {
-  try {
-    return / Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)/s, ''));
-  } catch {
-    return true;
-  }
-};
-
-const until = async (f: () => boolean, ms: number) => {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (f()) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return f();
-};
+import { processGone } from '../helpers/proc';
+import { until } from '../helpers/until';
 
 test('concernsLocal: address lines and the local table\'s routes (as iproute2 6.1 prints them), not other tables\' routes', () => {
   for (const l of [
@@ -91,7 +75,7 @@ test('a real ip monitor in a namespace: an address added to lo asks for a read (
       if (reads > 1) return true;
       if (n < 40 && Date.now() % 500 < 30) ip('addr', 'add', `192.0.2.${++n}/32`, 'dev', 'lo');
       return false;
-    }, 20_000), 'an address added to lo asks for a read');
+    }, 20_000, 25), 'an address added to lo asks for a read'); // every 25 ms: each 30 ms slot of 500 met
     await new Promise((r) => setTimeout(r, 400));
     const settled = reads;
     // a burst (an address, an IPv6 address, an AnyIP route) gives one read or few, not one per line
@@ -113,13 +97,13 @@ test('a real ip monitor in a namespace: an address added to lo asks for a read (
     assert.is(w.starts, 2);
     const pid2 = (w as unknown as { pid: number }).pid;
     w.stop();
-    assert.ok(await until(() => gone(pid2), 10_000), 'stop() ended it');
+    assert.ok(await until(() => processGone(pid2), 10_000), 'stop() ended it');
     assert.not.ok(w.live);
   } finally {
     const helper = (sp as unknown as { helper: { pid: number } | null }).helper?.pid;
     w.stop();
     sp.close();
-    if (helper !== undefined) await until(() => gone(helper), 5000);
+    if (helper !== undefined) await until(() => processGone(helper), 5000);
     try {
       execFileSync('ip', ['netns', 'del', ns], { timeout: 10_000 });
     } catch {
@@ -143,7 +127,7 @@ test('an ip monitor that cannot run is said to, retried with a growing pause, an
     const helper = (sp as unknown as { helper: { pid: number } | null }).helper?.pid;
     w.stop();
     sp.close();
-    if (helper !== undefined) await until(() => gone(helper), 5000);
+    if (helper !== undefined) await until(() => processGone(helper), 5000);
   }
 });
 

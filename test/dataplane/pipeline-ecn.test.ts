@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { Reason } from '../../src/dataplane/counters';
 import { DescFlag } from '../../src/dataplane/frame-pool';
 import { ECN_NAMES, ecnDecapsulateIpv4 } from '../../src/packet';
-import { makeHarness, frame, onlyFrame, nothingSent, assertBytes, ipHeaderChecksum, u16, fixIpChecksum, NODE2, NODE2_MAC } from './helpers';
+import { makeHarness, frame, onlyFrame, nothingSent, assertBytes, ipHeaderChecksum, u16, fixIpChecksum, learnTapMac, NODE2, NODE2_MAC } from './helpers';
 import { makeHarness6, frame6, RV6, NODE2_6, NODE2_MAC6 } from './helpers6';
 import { parseIpv6Bytes } from './helpers6-extra';
 import { icmpv6Sum } from '../packet/helpers6';
@@ -38,20 +38,29 @@ function withTos(f: Uint8Array, ip: number, tos: number): Uint8Array {
 
 // ---- encapsulation ------------------------------------------------------------------------------
 
-test('VXLAN over IPv4: the outer ECN field is the inner one, CE sent as ECT(0); the outer DSCP stays 0', () => {
-  for (const dscp of [0, 0xb8]) {
+/** Pod `pod`'s packet `fixture` (IPv4 at 14) to node2, with each inner DSCP of `dscps` and each
+ * ECN value, encapsulated over IPv4 (outer protocol `protocol`, the inner IPv4 header at
+ * `innerAt`): the outer TOS is the inner ECN field alone (CE sent as ECT(0), the DSCP 0), the
+ * inner TOS untouched, both header checksums right. */
+function outerTos4(what: string, pod: string, fixture: string, protocol: number, innerAt: number, dscps: readonly number[]): void {
+  for (const dscp of dscps) {
     for (const e of ALL) {
       const h = makeHarness(RESOLVED);
-      const input = withTos(frame('a_to_rv'), 14, dscp | e);
-      h.receive(h.port('caliA'), input);
-      const out = onlyFrame(h, h.infra.underlay, 'vxlan').bytes;
-      const what = `inner tos ${dscp | e} (${name(e)})`;
-      assert.is(out[15], e === CE ? ECT0 : e, `${what}: outer tos`);
-      assert.is(u16(out, 24), ipHeaderChecksum(out, 14), `${what}: outer header checksum`);
-      assert.is(out[64 + 1], dscp | e, `${what}: inner tos untouched`);
-      assert.is(u16(out, 64 + 10), ipHeaderChecksum(out, 64), `${what}: inner header checksum`);
+      h.receive(h.port(pod), withTos(frame(fixture), 14, dscp | e));
+      const out = onlyFrame(h, h.infra.underlay, what).bytes;
+      const label = `${what}: inner tos ${dscp | e} (${name(e)})`;
+      assert.is(out[14 + 9], protocol, `${label}: outer protocol ${protocol}`);
+      assert.is(out[15], e === CE ? ECT0 : e, `${label}: outer tos`);
+      assert.is(u16(out, 24), ipHeaderChecksum(out, 14), `${label}: outer header checksum`);
+      assert.is(out[innerAt + 1], dscp | e, `${label}: inner tos untouched`);
+      assert.is(u16(out, innerAt + 10), ipHeaderChecksum(out, innerAt), `${label}: inner header checksum`);
     }
   }
+}
+
+test('VXLAN over IPv4: the outer ECN field is the inner one, CE sent as ECT(0); the outer DSCP stays 0', () => {
+  // a_to_rv encapsulated: outer Ethernet, IPv4 at 14, UDP, VXLAN, inner Ethernet, IPv4 at 64
+  outerTos4('vxlan', 'caliA', 'a_to_rv', 17, 64, [0, 0xb8]);
 });
 
 test('VXLAN over IPv4 through the kernel (tx4, the neighbour unresolved): the same outer ECN field', () => {
@@ -63,19 +72,8 @@ test('VXLAN over IPv4 through the kernel (tx4, the neighbour unresolved): the sa
 });
 
 test('IPIP: the outer DSCP 0 whatever the inner one (tunl0\'s tos 0, not inherit), the ECN field as RFC 6040 (CE sent as ECT(0))', () => {
-  for (const dscp of [0, 0x28, 0xb8, 0xfc]) {
-    for (const e of ALL) {
-      const h = makeHarness(RESOLVED);
-      h.receive(h.port('tapT'), withTos(frame('t_to_ri'), 14, dscp | e));
-      const out = onlyFrame(h, h.infra.underlay, 'ipip').bytes;
-      const what = `inner tos ${dscp | e} (${name(e)})`;
-      assert.is(out[14 + 9], 4, `${what}: protocol 4`);
-      assert.is(out[15], e === CE ? ECT0 : e, `${what}: outer tos`);
-      assert.is(u16(out, 24), ipHeaderChecksum(out, 14), `${what}: outer header checksum`);
-      assert.is(out[34 + 1], dscp | e, `${what}: inner tos untouched`);
-      assert.is(u16(out, 34 + 10), ipHeaderChecksum(out, 34), `${what}: inner header checksum`);
-    }
-  }
+  // t_to_ri encapsulated: outer Ethernet, outer IPv4 at 14, inner IPv4 at 34
+  outerTos4('ipip', 'tapT', 't_to_ri', 4, 34, [0, 0x28, 0xb8, 0xfc]);
 });
 
 test('IPIP through the kernel (tx4, the neighbour unresolved): the same outer TOS', () => {
@@ -175,8 +173,7 @@ test('IPIP from the raw socket and from the underlay port', () => {
   for (const via of ['socket', 'underlay'] as const) {
     const h = makeHarness();
     const t = h.port('tapT');
-    h.receive(t, frame('arp_t_gw'));
-    onlyFrame(h, t, 'arp reply to T');
+    learnTapMac(h);
     // ipip_ri_to_t: outer Ethernet, outer IPv4 at 14, inner IPv4 at 34
     matrix(via, h, t, (outer, inner) => {
       const f = withTos(withTos(frame('ipip_ri_to_t'), 34, inner), 14, outer);

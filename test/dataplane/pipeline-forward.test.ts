@@ -7,7 +7,7 @@ import { Reason, Event, PortCounter } from '../../src/dataplane/counters';
 import { DescFlag } from '../../src/dataplane/frame-pool';
 import { Drop, innerFlowHash, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX, parseIpv4, parseMac, formatIpv4 } from '../../src/packet';
 import {
-  makeHarness, Harness, frame, build, onlyFrame, nothingSent, assertBytes, adopt, ipHeaderChecksum, u16, fixIpChecksum, takeAll, onesSum,
+  makeHarness, Harness, frame, build, learnTapMac, onlyFrame, nothingSent, assertBytes, adopt, ipHeaderChecksum, u16, fixIpChecksum, takeAll, onesSum,
   NODE1, NODE2, NODE1_MAC, NODE2_MAC, VTEP1_MAC, VTEP2_MAC, A, RV,
 } from './helpers';
 
@@ -152,8 +152,7 @@ test('local delivery to a tap pod whose MAC is not known yet is dropped (POD_MAC
   h.receive(h.port('caliA'), toT);
   nothingSent(h, 'to T before its MAC');
   assert.is(h.pipe.counters[Reason.POD_MAC_UNKNOWN], 1);
-  h.receive(t, frame('arp_t_gw'));
-  onlyFrame(h, t, "T's ARP answered");
+  learnTapMac(h);
   h.receive(h.port('caliA'), toT);
   const out = onlyFrame(h, t, 'to T').bytes;
   assertBytes(out.subarray(0, 12), new Uint8Array([...parseMac('2a:5f:10:00:01:03'), 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]), 'MACs');
@@ -341,8 +340,7 @@ test('IPIP from a known node to the tap pod: delivered once its MAC is learned; 
   h.receive(h.infra.ipip, { bytes: packet, addr: NODE2 });
   nothingSent(h, 'before T spoke');
   assert.is(h.pipe.counters[Reason.POD_MAC_UNKNOWN], 1);
-  h.receive(h.port('tapT'), frame('arp_t_gw'));
-  onlyFrame(h, h.port('tapT'), 'arp reply to T');
+  learnTapMac(h);
   h.receive(h.infra.ipip, { bytes: packet, addr: NODE2 });
   assertBytes(onlyFrame(h, h.port('tapT'), 'ipip decap').bytes, frame('ipip_ri_to_t_out'), 'ipip decapsulated');
   h.receive(h.infra.ipip, { bytes: packet, addr: parseIpv4('10.99.0.9') });
@@ -355,8 +353,7 @@ test('VXLAN and IPIP on the underlay port (engine: tunnels on the underlay): dec
   // the whole frame as the underlay packet socket hands it over: outer Ethernet, IPv4, UDP, VXLAN
   h.receive(h.infra.underlay, frame('vxlan_rv_to_a'));
   assertBytes(onlyFrame(h, h.port('caliA'), 'vxlan on the underlay').bytes, frame('vxlan_rv_to_a_out'), 'decapsulated');
-  h.receive(h.port('tapT'), frame('arp_t_gw'));
-  onlyFrame(h, h.port('tapT'), 'arp reply to T');
+  learnTapMac(h);
   h.receive(h.infra.underlay, frame('ipip_ri_to_t'));
   assertBytes(onlyFrame(h, h.port('tapT'), 'ipip on the underlay').bytes, frame('ipip_ri_to_t_out'), 'ipip decapsulated');
   // drops, counted as on the sockets: a stranger, a wrong VNI, a fragment

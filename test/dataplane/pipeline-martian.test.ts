@@ -9,7 +9,7 @@ import { Drop } from '../../src/packet/drop';
 import { Role } from '../../src/dataplane/pipeline';
 import { computeNodeModel, parseClusterYaml } from '../../src/control';
 import { formatIpv4, isMartianDst4, isMartianDst6, parseIpv4, parseIpv6Bytes, toHex } from '../../src/packet';
-import { makeHarness, Harness, frame, onlyFrame, nothingSent, fixIpChecksum, ipHeaderChecksum, onesSum, u16, CLUSTER_YAML } from './helpers';
+import { makeHarness, Harness, frame, learnTapMac, onlyFrame, nothingSent, fixIpChecksum, ipHeaderChecksum, onesSum, u16, CLUSTER_YAML } from './helpers';
 import { makeHarness6, frame6 } from './helpers6';
 
 function retarget(f: Uint8Array, dst: string): Uint8Array {
@@ -105,8 +105,7 @@ test('malformed IPv4 options (IHL 15 of garbage, a bad record route, a length pa
   const t = h.port('tapT');
   const u = h.port('tunU');
   assert.is(COUNTER_NAMES[Drop.BAD_IP_OPTIONS], 'bad_ip_options');
-  h.receive(t, frame('arp_t_gw'));
-  onlyFrame(h, t, 'arp reply to T');
+  learnTapMac(h);
   let now = 1_000_000;
   h.pipe.clock = () => now;
   const garbage = Array.from({ length: 40 }, (_, k) => (0xde + k * 37) & 255);

@@ -6,10 +6,10 @@
 // it too, counted own_source, instead of delivering it into the pod.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { COUNTER_NAMES, Reason } from '../../src/dataplane/counters';
+import { Reason } from '../../src/dataplane/counters';
 import { TraceSession, parseTraceFilter } from '../../src/dataplane/trace';
 import { parseIpv4 } from '../../src/packet';
-import { Harness, NODE2, fixIpChecksum, frame, makeHarness, takeAll } from './helpers';
+import { Harness, NODE2, fixIpChecksum, frame, learnTapMac, makeHarness, outcome, takeAll } from './helpers';
 
 /** A copy of `f` with the IPv4 header at `ip` given source (and destination) `src` (`dst`), its
  * header checksum fixed (the transport checksum is left: the pipeline does not check it here). */
@@ -41,21 +41,9 @@ const WAYS: Way[] = [
 /** node1 of helpers.ts's cluster, the tap pod's MAC learned, 192.0.2.7 in its local table. */
 function harness(): Harness {
   const h = makeHarness();
-  h.receive(h.port('tapT'), frame('arp_t_gw'));
-  takeAll(h);
+  learnTapMac(h);
   h.pipe.local4.set(['10.99.0.1', '192.0.2.7']);
   return h;
-}
-
-/** 'delivered' when `send` put one frame on `port` and nothing elsewhere; else nothing may have
- * been sent and the answer is the counters that moved. */
-function outcome(h: Harness, port: number, send: () => void): string {
-  const before = Float64Array.from(h.pipe.counters);
-  send();
-  const sent = takeAll(h);
-  if (sent.size === 1 && sent.get(port)?.length === 1) return 'delivered';
-  assert.is(sent.size, 0, `not delivered: nothing sent (sent on ${[...sent.keys()].map((p) => h.pipe.portName[p]).join(', ')})`);
-  return [...h.pipe.counters].flatMap((v, k) => (v !== before[k] ? [COUNTER_NAMES[k]] : [])).join(',');
 }
 
 const OWN: Record<string, string> = {

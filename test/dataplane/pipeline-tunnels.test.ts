@@ -6,10 +6,10 @@
 // IPv6 VXLAN's part: pipeline6-cross.test.ts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { COUNTER_NAMES, Reason } from '../../src/dataplane/counters';
+import { Reason } from '../../src/dataplane/counters';
 import { Tunnel, tunnelsOf } from '../../src/dataplane/pipeline';
 import { parseIpv4, parseMac } from '../../src/packet';
-import { CLUSTER_YAML, Harness, NODE2, VTEP1_MAC, VTEP2_MAC, clusterModel, fixIpChecksum, frame, makeHarness, onlyFrame, takeAll } from './helpers';
+import { CLUSTER_YAML, Harness, NODE2, VTEP1_MAC, VTEP2_MAC, clusterModel, fixIpChecksum, frame, learnTapMac, makeHarness, outcome } from './helpers';
 
 const VXLAN_POOL = 'spec: { cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: Always, ipipMode: Never }';
 const IPIP_POOL = 'spec: { cidr: 10.245.0.0/16, blockSize: 26, vxlanMode: Never, ipipMode: Always }';
@@ -20,20 +20,8 @@ function harness(a: string, b: string): Harness {
   assert.ok(CLUSTER_YAML.includes(VXLAN_POOL) && CLUSTER_YAML.includes(IPIP_POOL), 'the pools as this test knows them');
   const yaml = CLUSTER_YAML.replace(VXLAN_POOL, `spec: { cidr: 10.244.0.0/16, blockSize: 26, ${a} }`).replace(IPIP_POOL, `spec: { cidr: 10.245.0.0/16, blockSize: 26, ${b} }`);
   const h = makeHarness({ model: clusterModel('node1', yaml) });
-  h.receive(h.port('tapT'), frame('arp_t_gw'));
-  onlyFrame(h, h.port('tapT'), 'arp reply to T');
+  learnTapMac(h);
   return h;
-}
-
-/** 'delivered' when `send` put one frame on `port` and nothing elsewhere; else nothing may have
- * been sent and the answer is the counters that moved. */
-function outcome(h: Harness, port: number, send: () => void): string {
-  const before = Float64Array.from(h.pipe.counters);
-  send();
-  const sent = takeAll(h);
-  if (sent.size === 1 && sent.get(port)?.length === 1) return 'delivered';
-  assert.is(sent.size, 0, 'not delivered: nothing sent');
-  return [...h.pipe.counters].flatMap((v, k) => (v !== before[k] ? [COUNTER_NAMES[k]] : [])).join(',');
 }
 
 /** The four ways a tunnel packet from node2 arrives: VXLAN (node2's pod RV -> A) on the UDP socket

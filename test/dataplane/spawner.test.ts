@@ -4,27 +4,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Spawner, ChildLike } from '../../src/dataplane/spawner';
-
-/** No such process, or a zombie not reaped yet. */
-const gone = (pid: number) => {
-  try {
-    return / [ZX] /.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)/s, ''));
-  } catch {
-    return true;
-  }
-};
-
-const until = async (f: () => boolean, ms: number) => {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (f()) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return f();
-};
+import { processGone } from '../helpers/proc';
+import { until } from '../helpers/until';
 
 /** Starts `sleep 300` through `sp` and waits (bounded) until its PID is known. */
 async function sleeper(sp: Spawner): Promise<{ c: ChildLike; pid: number }> {
@@ -40,12 +23,12 @@ test('Spawner.close(): a command still running through the helper ends with it',
   const { pid } = await sleeper(sp);
   const helper = (sp as unknown as { helper: { pid: number } }).helper.pid;
   try {
-    assert.not.ok(gone(pid), 'sleep runs');
+    assert.not.ok(processGone(pid), 'sleep runs');
     sp.close();
-    assert.ok(await until(() => gone(helper), 10_000), 'the helper ended');
-    assert.ok(await until(() => gone(pid), 10_000), `sleep ${pid} ended with the helper`);
+    assert.ok(await until(() => processGone(helper), 10_000), 'the helper ended');
+    assert.ok(await until(() => processGone(pid), 10_000), `sleep ${pid} ended with the helper`);
   } finally {
-    if (!gone(pid)) process.kill(pid, 'SIGKILL');
+    if (!processGone(pid)) process.kill(pid, 'SIGKILL');
   }
 });
 
@@ -65,10 +48,10 @@ setTimeout(() => process.exit(1), 20000);`;
   });
   assert.ok(pids, 'the owner reported its helper and sleep');
   try {
-    assert.ok(await until(() => gone(pids!.helper), 10_000), 'the helper ended');
-    assert.ok(await until(() => gone(pids!.sleep), 10_000), `sleep ${pids!.sleep} ended with the helper`);
+    assert.ok(await until(() => processGone(pids!.helper), 10_000), 'the helper ended');
+    assert.ok(await until(() => processGone(pids!.sleep), 10_000), `sleep ${pids!.sleep} ended with the helper`);
   } finally {
-    if (!gone(pids!.sleep)) process.kill(pids!.sleep, 'SIGKILL');
+    if (!processGone(pids!.sleep)) process.kill(pids!.sleep, 'SIGKILL');
   }
 });
 

@@ -248,6 +248,19 @@ interface Measurement {
   pathCpu: number;
   /** its parts, CPU seconds: pktgen send (system time), pktgen sink, ksoftirqd threads */
   senderCpu: number; sinkCpu: number; softirqdCpu: number;
+  /** podway's own ports over the measurement (node1's podway: its pod and underlay ports), or
+   * undefined for a setup without one: frames per receive and send call, µs per sendmmsg */
+  ports?: string;
+  /** NET_RX softirq runs over the sender's seconds, machine-wide (/proc/softirqs): the kernel's
+   * path runs one per frame pktgen sends; a veth underlay adds one per podway send message */
+  netRx: number;
+}
+
+/** NET_RX softirq runs so far, all CPUs (/proc/softirqs): how many times the receive softirq ran,
+ * machine-wide (other work on the machine counts too). */
+function netRxSoftirqs(): number {
+  const line = readFileSync('/proc/softirqs', 'utf8').split('\n').find((l) => l.trim().startsWith('NET_RX:'));
+  return line ? line.trim().split(/\s+/).slice(1).reduce((a, v) => a + Number(v), 0) : 0;
 }
 
 function machineBusySeconds(): number {
@@ -272,7 +285,28 @@ function cpuParts(m: Measurement): string {
   // the sender's work per frame it sent: frames a forwarder's full ring dropped cost it too, so
   // per delivered packet it grows with the loss whatever the per-frame cost
   const perSent = m.sent ? ((m.senderCpu * 1e6) / m.sent).toFixed(2) : '-';
-  return `µs/pkt: sender ${us(m.senderCpu)} (${perSent} per frame sent), forwarder ${us(m.procCpu)}, sink ${us(m.sinkCpu)}, ksoftirqd ${us(m.softirqdCpu)}, machine ${us(m.machineCpu)}; sent ${m.sent}, received ${m.received} in ${m.seconds.toFixed(2)} s, late ${m.late}, dup ${m.dup}, loss ${m.sent ? (100 * (1 - m.received / m.sent)).toFixed(1) : '-'}%`;
+  return `µs/pkt: sender ${us(m.senderCpu)} (${perSent} per frame sent), forwarder ${us(m.procCpu)}, sink ${us(m.sinkCpu)}, ksoftirqd ${us(m.softirqdCpu)}, machine ${us(m.machineCpu)}; sent ${m.sent}, received ${m.received} in ${m.seconds.toFixed(2)} s, late ${m.late}, dup ${m.dup}, loss ${m.sent ? (100 * (1 - m.received / m.sent)).toFixed(1) : '-'}%; NET_RX softirq runs (machine-wide) ${m.netRx}: ${m.sent ? (m.netRx / m.sent).toFixed(3) : '-'} per frame sent, ${m.received ? ((m.netRx - m.sent) / m.received).toFixed(3) : '-'} more per frame received`;
+}
+
+/**
+ * Per podway port with traffic over a measurement: frames per receive call (rx/rxCalls), frames
+ * per send call (tx/txCalls), sendmmsg calls and µs per call (what the call's kernel work costs,
+ * node2's receive included on a veth underlay), transmit GSO messages and their datagrams.
+ */
+function portDeltas(a: Record<string, unknown>[], b: Record<string, unknown>[]): string {
+  const by = new Map(a.map((p) => [String(p.port), p]));
+  const parts: string[] = [];
+  for (const q of b) {
+    const p = by.get(String(q.port));
+    if (!p) continue;
+    const d = (k: string) => Number(q[k] ?? 0) - Number(p[k] ?? 0);
+    const rx = d('rx'), tx = d('tx');
+    if (rx + tx < 1000) continue;
+    const per = (x: number, n: number) => (n > 0 ? (x / n).toFixed(1) : '-');
+    parts.push(`${String(q.port)}: rx ${rx} in ${d('rxCalls')} calls (${per(rx, d('rxCalls'))}/call), tx ${tx} in ${d('txCalls')} calls (${per(tx, d('txCalls'))}/call), ` +
+      `${d('txSyscalls')} sendmmsg (${per(d('txSyscallNs') / 1000, d('txSyscalls'))} µs each), js ${per(d('jsNs') / 1000, d('jsSamples'))} µs/batch, gso ${d('txGsoFrames')} msgs of ${d('txGsoSegments')}, kernelDrops ${d('kernelDrops')}`);
+  }
+  return parts.join('; ');
 }
 
 /** The pids of the ksoftirqd threads. */
@@ -289,17 +323,25 @@ function ksoftirqdPids(): number[] {
 }
 
 function procCpuSeconds(pids: number[]): number {
-  let t = 0;
+  const [u, s] = procUserSys(pids);
+  return u + s;
+}
+
+/** User and system CPU seconds of these processes (/proc/PID/stat utime, stime). */
+function procUserSys(pids: number[]): [number, number] {
+  let u = 0;
+  let s = 0;
   for (const pid of pids) {
     try {
       const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      t += (Number(rest[11]) + Number(rest[12])) / 100;
+      u += Number(rest[11]) / 100;
+      s += Number(rest[12]) / 100;
     } catch {
       /* gone */
     }
   }
-  return t;
+  return [u, s];
 }
 
 class Bench {
@@ -482,17 +524,23 @@ class Bench {
       if (sink.exitCode === null) sink.kill('SIGKILL');
       throw new Error(`pktgen sink: ${(e as Error).message}: ${sinkErr.trim().slice(-300)}`);
     }
+    const ports0 = await this.podwayPorts();
     const pids = this.forwarderPids();
     const soft = ksoftirqdPids();
+    const us0 = procUserSys(pids);
+    const rx0 = netRxSoftirqs();
     const cpu0 = procCpuSeconds(pids);
     const soft0 = procCpuSeconds(soft);
     const m0 = machineBusySeconds();
     const sendOut = execFileSync('ip', ['netns', 'exec', a.ns, PKTGEN, 'send', 'eth0', a.mac!, 'ee:ee:ee:ee:ee:ee', this.ipv6 ? a.ip6! : a.ip, b.ip, String(size), String(flows), String(pps), String(seconds)], { encoding: 'utf8', timeout: (seconds + 10) * 1000 });
     const cpu1 = procCpuSeconds(pids);
+    const us1 = procUserSys(pids);
+    const rx1 = netRxSoftirqs();
     const soft1 = procCpuSeconds(soft);
     const m1 = machineBusySeconds();
     await Promise.race([new Promise((r) => sink.once('exit', r)), sleep((seconds + 5) * 1000)]);
     if (sink.exitCode === null) sink.kill('SIGKILL');
+    const ports1 = await this.podwayPorts();
     const s = JSON.parse(sendOut) as { sent: number; seconds: number; cpu: number; sys: number };
     if (!sinkOut.trim()) throw new Error(`pktgen sink printed no result (exit ${sink.exitCode}): ${sinkErr.trim().slice(-300)}`);
     const r = JSON.parse(sinkOut) as { received: number; late: number; dup: number; stale: number; p50us: number; p99us: number; cpu: number };
@@ -504,7 +552,23 @@ class Bench {
       p50us: r.p50us, p99us: r.p99us, procCpu: cpu1 - cpu0, machineCpu: m1 - m0,
       pathCpu: s.sys + r.cpu + (cpu1 - cpu0) + (soft1 - soft0),
       senderCpu: s.sys, sinkCpu: r.cpu, softirqdCpu: soft1 - soft0,
+      netRx: rx1 - rx0,
+      ports: ports0 && ports1 && r.received
+        ? `forwarder user ${((us1[0] - us0[0]) * 1e6 / r.received).toFixed(2)} / system ${((us1[1] - us0[1]) * 1e6 / r.received).toFixed(2)} µs/pkt; ${portDeltas(ports0, ports1)}`
+        : undefined,
     };
+  }
+
+  /** Node1's podway's per-port counters (engine counters()), or null without a podway there. */
+  async podwayPorts(): Promise<Record<string, unknown>[] | null> {
+    const n = this.lab.nodes[0];
+    if (!n.proc) return null;
+    try {
+      const c = (await controlRequest(n.control, { cmd: 'counters' })) as { ports?: Record<string, unknown>[] };
+      return c.ports ?? null;
+    } catch {
+      return null;
+    }
   }
 
   /**
@@ -1075,7 +1139,7 @@ async function main() {
             const g = await tryRound(bench, s, () => bench.measure(size, flows, 0, seconds));
             got.get(s.label)!.push(g);
             const at = `${sc.name} ${s.label} ${size}B ${flows} flows, round ${r + 1} of ${rounds} (load ${g.load})`;
-            say('m' in g ? `${at}: ${Math.round(g.m.pps)} pps; ${cpuParts(g.m)}` : `${at}: failed: ${g.error}`);
+            say('m' in g ? `${at}: ${Math.round(g.m.pps)} pps; ${cpuParts(g.m)}${g.m.ports ? `; ports: ${g.m.ports}` : ''}` : `${at}: failed: ${g.error}`);
           }
         }
         // the extras, the setup still running first (configure keeps it)

@@ -26,6 +26,7 @@ import { resolveCommandSpec } from './run-datastore';
 import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithEtcdTlsFlags } from './etcd-tls-options';
 import { FILE_DATASTORE_READ_ONLY, withKv } from './resources-cmd';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
+import { orphanPodLine, type OrphanPodAddress } from '../dataplane/orphan-pods';
 import { staleEndpointLine, staleEndpoints, type StaleEndpoint, type WaitingEndpoint } from '../observe/stale-endpoints';
 
 type Out = (text: string) => void;
@@ -251,14 +252,34 @@ export interface MissingInterfaces {
   readonly endpoints: readonly StaleEndpoint[];
 }
 
+/** One pod interface of this node holding an address no endpoint of the datastore names, with what IPAM says of it. */
+export interface OrphanPodFinding extends OrphanPodAddress {
+  /** The address's allocation in the datastore checked: the handle and who uses it; null when IPAM has none (it may hand it out). */
+  readonly allocation: { readonly handle: string | null; readonly owners: readonly string[]; readonly state: AuditedAllocation['state'] } | null;
+}
+
+/**
+ * This node's pod interfaces holding an address no workload endpoint of this datastore names, as
+ * its running `podway run` found them at its start (dataplane/orphan-pods.ts; `podway status`'s
+ * `orphan pod:` lines): a pod made under another datastore keeps an address this one's IPAM may
+ * give to a new pod. Each counts as a problem.
+ */
+export interface OrphanPods {
+  readonly checkedOn: string | null;
+  readonly notChecked: string | null;
+  readonly pods: readonly OrphanPodFinding[];
+}
+
 /**
  * Asks this node's `podway run` (the control socket of --control, --node or $NODENAME, else the
- * only one under /run/podway) which endpoints wait for a missing interface, and since when. Only
- * the node's own podway knows whether an interface exists (a WorkloadEndpoint says nothing of it),
+ * only one under /run/podway) which endpoints wait for a missing interface, and since when, and
+ * which pod interfaces hold an address no endpoint names (its status's orphanPods). Only the
+ * node's own podway knows whether an interface exists (a WorkloadEndpoint says nothing of it),
  * so ipam check reports them only on the node it runs on; elsewhere, or with podway not running,
  * it says they were not checked.
  */
-async function missingInterfaces(o: CheckOpts, graceMs: number): Promise<MissingInterfaces> {
+async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: MissingInterfaces; orphans: { checkedOn: string | null; notChecked: string | null; pods: readonly OrphanPodAddress[] } }> {
+  const neither = (checkedOn: string | null, notChecked: string) => ({ missing: { checkedOn, notChecked, endpoints: [] }, orphans: { checkedOn, notChecked, pods: [] } });
   let sock: string | null = o.control ?? null;
   const node = o.node ?? (process.env.NODENAME || undefined);
   if (sock === null && node !== undefined) sock = defaultControlPath(node);
@@ -269,27 +290,47 @@ async function missingInterfaces(o: CheckOpts, graceMs: number): Promise<Missing
     } catch {
       /* none */
     }
-    if (socks.length !== 1) return { checkedOn: null, notChecked: socks.length ? `several podway processes run here (${socks.join(', ')}): pick one with --node` : 'no podway run here (no /run/podway/*.sock; give --node or --control on the node)', endpoints: [] };
+    if (socks.length !== 1) return neither(null, socks.length ? `several podway processes run here (${socks.join(', ')}): pick one with --node` : 'no podway run here (no /run/podway/*.sock; give --node or --control on the node)');
     sock = `/run/podway/${socks[0]}`;
   }
   // Only a podway run on the datastore checked: another one's endpoints are not these addresses'.
   const spec = kvSpec(o, false);
   const checked = spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   let rows: unknown;
+  let status: { datastoreSource?: string; orphanPods?: unknown };
   try {
-    const status = await controlRequest(sock, { cmd: 'status' }, 10_000) as { datastoreSource?: string };
-    if (status.datastoreSource !== checked) return { checkedOn: sock, notChecked: `podway run on ${sock} uses datastore ${status.datastoreSource ?? '?'}, not ${checked}`, endpoints: [] };
+    status = await controlRequest(sock, { cmd: 'status' }, 10_000) as typeof status;
+    if (status.datastoreSource !== checked) return neither(sock, `podway run on ${sock} uses datastore ${status.datastoreSource ?? '?'}, not ${checked}`);
     rows = await controlRequest(sock, { cmd: 'endpoints' }, 10_000);
   } catch (e) {
-    return { checkedOn: sock, notChecked: `podway run on ${sock} did not answer: ${(e as Error).message}`, endpoints: [] };
+    return neither(sock, `podway run on ${sock} did not answer: ${(e as Error).message}`);
   }
-  if (!Array.isArray(rows)) return { checkedOn: sock, notChecked: `podway run on ${sock} gave no endpoint list`, endpoints: [] };
+  // A podway before orphanPods (or one that says none) lists none; one that lists them oddly is said.
+  const orphanRows = status.orphanPods ?? [];
+  const orphans = Array.isArray(orphanRows)
+    ? { checkedOn: sock, notChecked: null, pods: orphanRows.filter((r): r is OrphanPodAddress => typeof r?.ifname === 'string' && typeof r?.address === 'string').map((r) => ({ ifname: r.ifname, address: r.address })) }
+    : { checkedOn: sock, notChecked: `podway run on ${sock} gave no list of orphan pod interfaces`, pods: [] };
+  if (!Array.isArray(rows)) return { missing: { checkedOn: sock, notChecked: `podway run on ${sock} gave no endpoint list`, endpoints: [] }, orphans };
   const waiting: WaitingEndpoint[] = [];
   for (const r of rows as Record<string, unknown>[]) {
     if (typeof r.state !== 'string' || !r.state.startsWith('waiting') || typeof r.since !== 'string') continue;
     waiting.push({ workload: String(r.workload), interface: String(r.interface), networks: Array.isArray(r.networks) ? r.networks.map(String) : [], error: String(r.error ?? ''), since: r.since, missing: r.state === 'waiting: interface missing' });
   }
-  return { checkedOn: sock, notChecked: null, endpoints: staleEndpoints(waiting, Date.now(), graceMs) };
+  return { missing: { checkedOn: sock, notChecked: null, endpoints: staleEndpoints(waiting, Date.now(), graceMs) }, orphans };
+}
+
+/** An address as the audit writes it (formatIp), whatever form podway run gave it in. */
+function canonicalIp(text: string): string {
+  const ip = parseIp(text);
+  return ip === null ? text : formatIp(ip.version, ip.value);
+}
+
+/** What IPAM of the datastore checked says of an orphan pod's address (the case that hurts: given to another pod). */
+function orphanAllocationText(f: OrphanPodFinding): string {
+  const a = f.allocation;
+  if (a === null) return 'IPAM here has no allocation of it: it may hand it out to a new pod';
+  const holder = a.handle ? `handle ${a.handle}` : 'no handle';
+  return a.owners.length ? `IPAM here gives it to ${a.owners.join(', ')} (${holder}): two pods with one address` : `IPAM here holds it for ${holder}, used by no endpoint`;
 }
 
 /** A DEL the CNI plugin deferred while etcd was unreachable, as check reports it. */
@@ -369,6 +410,8 @@ export interface CheckReport {
   readonly deferredCniReleases: readonly DeferredCniRelease[];
   /** This node's endpoints whose interface has been missing longer than the grace period (problems). */
   readonly missingInterfaces: MissingInterfaces;
+  /** This node's pod interfaces holding an address no endpoint of this datastore names (problems). */
+  readonly orphanPods: OrphanPods;
 }
 
 /**
@@ -398,9 +441,18 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
     deferred.entries.push(...d.entries);
     deferred.unreadable.push(...d.unreadable);
   }
-  const missing = await missingInterfaces(o, graceMs);
+  const node = await askNode(o, graceMs);
+  const missing = node.missing;
+  const allocationOf = new Map(audit.allocations.map((a) => [a.ip, a]));
+  const orphans: OrphanPods = {
+    ...node.orphans,
+    pods: node.orphans.pods.map((p) => {
+      const a = allocationOf.get(canonicalIp(p.address));
+      return { ...p, allocation: a ? { handle: a.handle, owners: a.owners, state: a.state } : null };
+    }),
+  };
   const byKind = (k: AuditProblem['kind']) => audit.problems.filter((p) => p.kind === k);
-  const total = problems.reduce((n, p) => n + problemCount(p), 0) + audit.problems.length + missing.endpoints.length;
+  const total = problems.reduce((n, p) => n + problemCount(p), 0) + audit.problems.length + missing.endpoints.length + orphans.pods.length;
   const count = (s: AuditedAllocation['state']) => audit.allocations.filter((a) => a.state === s).length;
   const report: CheckReport = {
     format: REPORT_FORMAT, generatedAt: new Date().toISOString(), datastore: source, clusterGUID: guid,
@@ -413,6 +465,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
     allocations: audit.allocations, leakedHandles: audit.leakedHandles, outsidePools: audit.outsidePools,
     deferredCniReleases: deferred.entries,
     missingInterfaces: missing,
+    orphanPods: orphans,
   };
   if (toFile !== null) {
     try {
@@ -500,6 +553,12 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
   if (missing.notChecked) lines.push(`  not checked: ${missing.notChecked}`);
   for (const e of missing.endpoints) lines.push(`  ${staleEndpointLine(e)}`);
   lines.push(missing.notChecked ? 'Found ? workload endpoints missing their interface (not checked).' : `Found ${missing.endpoints.length} workload endpoints whose interface has been missing for longer than the ${formatDuration(graceMs)} grace period.`, '');
+  // Pods that keep an address this datastore's endpoints do not name (made under another datastore):
+  // its IPAM may give the address to a new pod, or has already.
+  lines.push(`Scanning this node's pod interfaces holding an address no workload endpoint of this datastore names${orphans.checkedOn ? ` (podway run on ${orphans.checkedOn}, found at its start)` : ''}...`);
+  if (orphans.notChecked) lines.push(`  not checked: ${orphans.notChecked}`);
+  for (const p of orphans.pods) lines.push(`  ${orphanPodLine(p)}; ${orphanAllocationText(p)}`);
+  lines.push(orphans.notChecked ? 'Found ? orphan pod interfaces (not checked).' : `Found ${orphans.pods.length} pod interfaces holding an address no workload endpoint of this datastore names.`, '');
   lines.push(`Check complete; found ${total} problems.`);
   if (toFile !== null) lines.push(`Report written to ${toFile}.`);
   out(lines.join('\n') + '\n');

@@ -175,6 +175,7 @@ export function buildProgram(): Command {
     .option('--model-cache <path>', 'etcd datastore: the last-known-good model, written on local disk (at most every 10 s) and forwarded on at start until the datastore\'s model is applied: at once when written in this boot of the machine (see --no-cache-first), else only while etcd is unreachable; "none": no cache (default /var/lib/podway/NODE.model.json)')
     .option('--no-cache-first', 'apply the model cache at start only when etcd is unreachable (or silent 5 s), not at once when it was written in this boot of the machine (on by default: a restart forwards on its last model, not ready, until the datastore\'s replaces it)')
     .option('--cni-pending-del-dir <dir>', 'etcd or embedded datastore: where podway\'s CNI plugin records the DELs it could not finish while etcd was unreachable or the datastore locked (its "pending_del_dir"); replayed here at start, when etcd answers again and every minute (default /var/lib/podway/pending-del)')
+    .option('--cni-conf-dir <dir>', 'the CNI config dir whose podway networks (podway cni install\'s conflist) are checked to name this run\'s datastore: one naming another is warned of at start and in status (default /etc/cni/net.d)')
     .option('--batch <n>', 'frames per batch', (v) => Number(v), 256)
     .addOption(new Option('--rx-ring <version>', 'AF_PACKET receive ring: 2 = wake per frame (default: no block timer on the path), 3 = block batching').choices(['2', '3']).default('2'))
     .option('--underlay-ring-mb <n>', 'receive ring of the underlay port in MiB, per worker (unswappable kernel memory; one ring takes all the node\'s tunnel traffic; default 16)', (v) => Number(v))
@@ -304,7 +305,7 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, cniConfDir: o.cniConfDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending
@@ -320,6 +321,7 @@ export function buildProgram(): Command {
         `podway is starting on node ${s.node} (pid ${s.pid}), up ${s.uptimeSeconds}s`,
         `starting: ${s.starting}${s.datastore ? ` (${s.datastore})` : ''}`,
         `not ready: ${(s.notReady as string[]).join('; ')}`,
+        ...((s.cniConfMismatch ?? []) as { message: string }[]).map((c) => `cni config: ${c.message}`),
         s.logLevel ? `log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}` : null,
       ].filter((l) => l !== null).join('\n') + '\n';
     }
@@ -362,6 +364,8 @@ export function buildProgram(): Command {
     for (const f of (s.etcdFences ?? []) as { store: string; written: number; moved: number; unwritten: number }[]) {
       if (f.written || f.moved || f.unwritten) lines.push(`create fences (${f.store}): ${f.written} written, ${f.moved} moved, ${f.unwritten} unwritten${f.unwritten ? ' (creates that left a copy on a member without their fence: see the log)' : ''}`);
     }
+    // podway networks of the CNI config dir naming another datastore than this run's (cni-conf-check.ts)
+    for (const c of s.cniConfMismatch ?? []) lines.push(`cni config: ${c.message}`);
     // the datastore and its clusterGUID (ClusterInformation default) as the registration saw it
     if (s.datastoreSource) lines.push(`datastore ${s.datastoreSource}${s.clusterGuid ? ` (clusterGUID ${shortGuid(s.clusterGuid)})` : ''}`);
     // ClusterInformation default's datastoreReady: false, as the last registration read it

@@ -27,6 +27,7 @@ import { guardSummary } from './format';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
+import { cniConfMismatches, DEFAULT_CNI_CONF_DIR } from './cni-conf-check';
 import { findUnderlay, readHostAtStart, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { LEARNED_ROUTE_METRIC, LEARNED_ROUTE_PROTO } from '../dataplane/host-programmer';
 import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
@@ -141,6 +142,8 @@ export interface RunOptions {
   /** Where the CNI plugin spools DELs deferred while etcd was down (replayed here; etcd only;
    * default /var/lib/podway/pending-del). */
   cniPendingDelDir?: string;
+  /** The CNI config dir whose podway networks must name this run's datastore (cni-conf-check.ts; default /etc/cni/net.d). */
+  cniConfDir?: string;
   /** How often that spool is looked at besides start and reconnects (ms; default 60 s). */
   cniPendingDelIntervalMs?: number;
   /** How long a local endpoint waits for its missing interface before status names it (default 5 min). */
@@ -334,6 +337,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
   const fences = spec.kind === 'etcd' ? { lib: require('../control/kv/etcd-fence') as typeof import('../control/kv/etcd-fence'), store: (require('../control/kv/etcd-common') as typeof import('../control/kv/etcd-common')).etcdDescription(spec.endpoints) } : null;
   fences?.lib.threadFenceCounters(fences.store);
   fences?.lib.reportUnwrittenFences((m) => dsLog.warn(m));
+  const cniConfDir = opts.cniConfDir ?? DEFAULT_CNI_CONF_DIR;
+  const cniConf = () => cniConfMismatches(cniConfDir, opts.node, spec);
   const sysfsWrong = (require('../dataplane/sysfs-netns') as typeof import('../dataplane/sysfs-netns')).sysfsNetnsMismatch();
   if (sysfsWrong) log.warn(sysfsWrong);
   const count = Math.max(1, opts.workers ?? 1);
@@ -438,13 +443,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
     })();
     control = startEarlyControlServer(sock, async () => {
       const r = await health.report();
-      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReason || null, datastoreSource: specText, ready: false, notReady: r.reasons, logLevel: log.level, metricsPort: opts.metricsPort ?? null };
+      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReason || null, datastoreSource: specText, ready: false, notReady: r.reasons, cniConfMismatch: cniConf(), logLevel: log.level, metricsPort: opts.metricsPort ?? null };
     });
     await new Promise<void>((resolve, reject) => {
       control!.server.once('listening', resolve);
       control!.server.once('error', (e) => reject(new Error(`control socket ${sock}: ${e.message}`)));
     });
     clock.mark('control socket');
+    // The installed CNI config sending this node's pods to another datastore: said once, here
+    // (before the datastore wait), and in status while it lasts.
+    for (const c of cniConf()) log.warn(c.message, { component: 'cni', file: c.file, field: c.field, cniDatastore: c.datastore });
     if (leftBehind) log.warn(`the previous podway run on this node ended uncleanly (killed or crashed): its control socket ${sock} was left behind; this run takes over what it left (pod routes, learned routes, nftables tables)`);
     // READY=1 with the same report /readyz answers from, looked at every second.
     notifier?.start(async () => {
@@ -972,7 +980,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString(), first: cacheFirst } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf() };
       },
       commands: {
         'log-level': (req) => {

@@ -213,7 +213,14 @@ export function configVersion(raw: RawConf): CniVersion {
   return v as CniVersion;
 }
 
-/** The datastore: `datastore` (podway spec), else Calico's datastore_type/etcd_* keys, else $PODWAY_DATASTORE / Calico env / the embedded default. */
+/**
+ * The datastore: `datastore` (podway spec), else Calico's datastore_type/etcd_* keys, else $PODWAY_DATASTORE / Calico env / the embedded default.
+ * Exported for `podway run`, which compares the installed conflists' with its own (cli/cni-conf-check.ts).
+ */
+export function networkDatastore(raw: RawConf, env: NodeJS.ProcessEnv): { datastore: DatastoreSpec; datastoreField: string } {
+  return datastoreOf(raw, env);
+}
+
 function datastoreOf(raw: RawConf, env: NodeJS.ProcessEnv): { datastore: DatastoreSpec; datastoreField: string } {
   const spec = optString(raw, 'datastore');
   const calicoType = optString(raw, 'datastore_type');

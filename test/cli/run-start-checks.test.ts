@@ -224,6 +224,80 @@ t('without --ip, a stored Node address no interface here holds gives way to firs
   }
 });
 
+t('pod interfaces holding an address no endpoint of this datastore names: ipam check on the node counts them (exit 3) with what IPAM says of each address; a CNI conflist naming another datastore: warned at start and in status, naming the file and field', async () => {
+  const dir = tempDir();
+  const sock = path.join(dir, 'c.sock');
+  // As a node moved from another datastore leaves them: two pod veths (Calico's host-side MAC)
+  // each with the /32 route the earlier run made. 10.244.0.77 is then given by this store's IPAM
+  // to a pod; 10.244.0.78 is free in it.
+  const orphans = [['caliorph0', 'orphp0', '10.244.0.77'], ['caliorph1', 'orphp1', '10.244.0.78']] as const;
+  const conf = path.join(dir, 'net.d');
+  const other = `embedded:${path.join(dir, 'old-store')}`;
+  const r0 = store.replace(/^embedded:/, '');
+  execFileSync('mkdir', ['-p', conf]);
+  // what `podway cni install --datastore <the old store>` wrote; another node's network (its
+  // nodename) and a non-podway file are not this run's to judge
+  writeFileSync(path.join(conf, '10-podway.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'podway', plugins: [{ type: 'podway', datastore: other, nodename: 'nx', ipam: { type: 'podway' } }] }));
+  writeFileSync(path.join(conf, '20-other-node.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'ny-net', plugins: [{ type: 'podway', datastore: other, nodename: 'ny' }] }));
+  writeFileSync(path.join(conf, '30-right.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'right', plugins: [{ type: 'podway', datastore: `embedded:${r0}/`, nodename: 'nx' }] }));
+  writeFileSync(path.join(conf, '87-bridge.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'br', plugins: [{ type: 'bridge' }] }));
+  await ok(['ipam', 'assign', '--node', 'nx', '--handle', 'podway.newpod', '--ip', '10.244.0.77', '--datastore', store]);
+  let r: ReturnType<typeof spawnRun> | null = null;
+  try {
+    for (const [host, peer, ip] of orphans) {
+      execFileSync('ip', ['-n', NS, 'link', 'add', host, 'address', 'ee:ee:ee:ee:ee:ee', 'type', 'veth', 'peer', 'name', peer]);
+      execFileSync('ip', ['-n', NS, 'link', 'set', host, 'up']);
+      execFileSync('ip', ['-n', NS, 'link', 'set', peer, 'up']);
+      execFileSync('ip', ['-n', NS, 'route', 'add', `${ip}/32`, 'dev', host, 'scope', 'link']);
+    }
+    r = spawnRun(['--ip', '10.1.1.3/24', '--datastore', store, '--control', sock, '--cni-conf-dir', conf]);
+    assert.ok(await r.waitFor(/"forwarding: node 10\.1\.1\.3/, START_WAIT_MIN_MS), r.err());
+    const conflist = path.join(conf, '10-podway.conflist');
+    const warned = r.err().split('\n').filter((l) => l.includes('CNI config '));
+    assert.is(warned.length, 1, warned.join('\n'));
+    assert.match(warned[0], /"level":"warn"/);
+    assert.match(warned[0], `CNI config ${conflist}: network \\"podway\\" plugins[0].datastore names datastore ${other}, but this podway run uses ${store}: pods the runtime creates on that network get their addresses and endpoints there, where this run does not look`);
+    const st = JSON.parse(await ok(['status', '--control', sock, '-o', 'json'])) as { cniConfMismatch: { file: string; field: string; datastore: string }[]; orphanPods: { ifname: string; address: string }[] };
+    assert.equal(st.cniConfMismatch.map((c) => [c.file, c.field, c.datastore]), [[conflist, 'plugins[0].datastore', other]]);
+    assert.match(await ok(['status', '--control', sock]), new RegExp(`^cni config: CNI config ${conflist.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: network "podway" plugins\\[0\\]\\.datastore names datastore`, 'm'));
+    assert.equal(st.orphanPods.map((o) => [o.ifname, o.address]).sort(), orphans.map(([h, , ip]) => [h, ip]));
+
+    // ipam check on the node: each counted, with its IPAM state here
+    const check = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '1h']);
+    assert.is(check.code, 3, check.out + check.err);
+    assert.match(check.out, `Scanning this node's pod interfaces holding an address no workload endpoint of this datastore names (podway run on ${sock}, found at its start)...`);
+    assert.match(check.out, /interface caliorph0 holds pod address 10\.244\.0\.77 \(a route an earlier run made\) but no workload endpoint of this datastore names it: .*; IPAM here holds it for handle podway\.newpod, used by no endpoint/);
+    assert.match(check.out, /interface caliorph1 holds pod address 10\.244\.0\.78 .*; IPAM here has no allocation of it: it may hand it out to a new pod/);
+    assert.match(check.out, 'Found 2 pod interfaces holding an address no workload endpoint of this datastore names.');
+    assert.match(check.out, 'Check complete; found 2 problems.');
+    const json = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '1h', '-o', 'json']);
+    assert.is(json.code, 3);
+    const report = JSON.parse(json.out) as { problemCount: number; orphanPods: { checkedOn: string; notChecked: string | null; pods: { ifname: string; address: string; allocation: { handle: string } | null }[] } };
+    assert.is(report.problemCount, 2);
+    assert.is(report.orphanPods.checkedOn, sock);
+    assert.equal(report.orphanPods.pods.map((p) => [p.ifname, p.address, p.allocation?.handle ?? null]).sort(), [['caliorph0', '10.244.0.77', 'podway.newpod'], ['caliorph1', '10.244.0.78', null]]);
+    // another datastore than the run's: not checked, not counted
+    const elsewhere = await podway(['ipam', 'check', '--datastore', `embedded:${tempDir()}`, '--control', sock]);
+    assert.match(elsewhere.out, 'Found ? orphan pod interfaces (not checked).');
+    // the pod removed (its veth gone): neither status nor check names it any more
+    execFileSync('ip', ['-n', NS, 'link', 'del', 'caliorph1']);
+    const after = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '1h']);
+    assert.match(after.out, 'Found 1 pod interfaces holding an address no workload endpoint of this datastore names.');
+    // the conflist put right: status no longer names it
+    writeFileSync(conflist, JSON.stringify({ cniVersion: '1.0.0', name: 'podway', plugins: [{ type: 'podway', datastore: store, nodename: 'nx' }] }));
+    assert.equal((JSON.parse(await ok(['status', '--control', sock, '-o', 'json'])) as { cniConfMismatch: unknown[] }).cniConfMismatch, []);
+    r.child.kill('SIGTERM');
+    assert.is(await within(r.exited, STOP_WAIT_MS, 'timeout' as const), 0, r.err());
+  } finally {
+    if (r && r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+    for (const [host] of orphans) {
+      try {
+        execFileSync('ip', ['-n', NS, 'link', 'del', host], { stdio: 'ignore' });
+      } catch { /* deleted by the test */ }
+    }
+  }
+});
+
 t('the underlay\'s forwarding=1 survives a crash: after SIGKILL it stays 0 with podway\'s record of the 1 beside the control socket; the next run takes the 1 from it (said) and sets it back at SIGTERM, the record removed', async () => {
   const dir = tempDir();
   const sock = path.join(dir, 'c.sock');

@@ -1,0 +1,53 @@
+// `podway run`'s check of the CNI config dir (src/cli/cni-conf-check.ts): which podway networks
+// send this node's pods to another datastore than the run's, read from real files; which are not
+// its to judge (another node's, one naming no datastore, other plugins, files that are not JSON).
+// The warning and the status line of a running podway: test/cli/run-start-checks.test.ts.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as path from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { tempDir } from './cli-kit';
+import { cniConfMismatches, sameDatastore } from '../../src/cli/cni-conf-check';
+import { parseDatastoreSpec } from '../../src/control/kv/spec';
+
+const spec = (t: string) => parseDatastoreSpec(t, {});
+
+test('sameDatastore: an embedded dir as a path; etcd lists sharing an endpoint (order, trailing slash, case); kinds apart', () => {
+  assert.ok(sameDatastore(spec('embedded:/var/lib/podway/datastore'), spec('embedded:/var/lib/podway/datastore/')));
+  assert.not.ok(sameDatastore(spec('embedded:/var/lib/podway/a'), spec('embedded:/var/lib/podway/b')));
+  assert.ok(sameDatastore(spec('etcd:http://10.0.0.1:2379,http://10.0.0.2:2379'), spec('etcd:http://10.0.0.2:2379/')));
+  assert.ok(sameDatastore(spec('etcd:http://ETCD1:2379'), spec('etcd:http://etcd1:2379')));
+  assert.not.ok(sameDatastore(spec('etcd:http://10.0.0.1:2379'), spec('etcd:http://10.0.0.9:2379')));
+  assert.not.ok(sameDatastore(spec('etcd:http://10.0.0.1:2379'), spec('embedded:/var/lib/podway/datastore')));
+});
+
+test('cniConfMismatches: this node\'s podway networks naming another datastore, each with its file and field; the rest left alone', () => {
+  const dir = tempDir();
+  const w = (name: string, v: unknown) => writeFileSync(path.join(dir, name), typeof v === 'string' ? v : JSON.stringify(v));
+  const mine = spec('etcd:http://127.0.0.1:2379');
+  w('10-podway.conflist', { cniVersion: '1.0.0', name: 'podway', plugins: [{ type: 'podway', datastore: 'embedded:/var/lib/podway/datastore', nodename: 'n1' }] });
+  // Calico's keys, in a single-plugin .conf
+  w('11-calico.conf', { cniVersion: '0.4.0', name: 'k8s-pod-network', type: 'podway', datastore_type: 'etcdv3', etcd_endpoints: 'http://10.9.9.9:2379' });
+  // the plugin would refuse every pod: said, naming the field
+  w('12-broken.conflist', { cniVersion: '1.0.0', name: 'broken', plugins: [{ type: 'portmap' }, { type: 'podway', datastore: 42 }] });
+  // not this run's to judge
+  w('20-other-node.conflist', { cniVersion: '1.0.0', name: 'n2net', plugins: [{ type: 'podway', datastore: 'embedded:/x', nodename: 'n2' }] });
+  w('21-env.conflist', { cniVersion: '1.0.0', name: 'fromenv', plugins: [{ type: 'podway' }] });
+  w('22-same.conflist', { cniVersion: '1.0.0', name: 'same', plugins: [{ type: 'podway', datastore: 'etcd:http://127.0.0.1:2379,http://127.0.0.2:2379', nodename: 'n1' }] });
+  w('87-bridge.conflist', { cniVersion: '1.0.0', name: 'br', plugins: [{ type: 'bridge' }] });
+  w('90-garbage.conflist', '{ not json');
+  w('README', 'not a config');
+  const found = cniConfMismatches(dir, 'n1', mine);
+  assert.equal(found.map((f) => [path.basename(f.file), f.network, f.field, f.datastore]), [
+    ['10-podway.conflist', 'podway', 'plugins[0].datastore', 'embedded:/var/lib/podway/datastore'],
+    ['11-calico.conf', 'k8s-pod-network', 'datastore_type/etcd_endpoints', 'etcd:http://10.9.9.9:2379'],
+    ['12-broken.conflist', 'broken', 'plugins[1].datastore', null],
+  ]);
+  assert.match(found[0].message, `CNI config ${path.join(dir, '10-podway.conflist')}: network "podway" plugins[0].datastore names datastore embedded:/var/lib/podway/datastore, but this podway run uses etcd:http://127.0.0.1:2379: `);
+  assert.match(found[0].message, 'run `podway cni install --datastore etcd:http://127.0.0.1:2379` again');
+  assert.match(found[2].message, `CNI config ${path.join(dir, '12-broken.conflist')}: network "broken" plugins[1].datastore: expected a string, got 42: the podway plugin refuses every pod with it`);
+  // no such dir: nothing to say
+  assert.equal(cniConfMismatches(path.join(dir, 'none'), 'n1', mine), []);
+});
+
+test.run();

@@ -69,10 +69,12 @@ export function guardSummary(g: { pods: number; podIps4?: number; podIps6?: numb
  * The natOutgoingExclusions mode in effect, for the `nat:` / `nat6:` lines of `podway status`
  * (`--nat-outgoing-exclusions`, FELIX_NATOUTGOINGEXCLUSIONS), with what it means for a natOutgoing
  * pod's traffic to another node's address (nft-nat.ts natSelectors). '' when the running podway did
- * not say (an older one).
+ * not say (an older one). `natPools`: how many pools have natOutgoing (0: the mode alone).
  */
-export function natExclusionsText(mode: string | undefined): string {
+export function natExclusionsText(mode: string | undefined, natPools = 1): string {
   if (mode === undefined) return '';
+  // with no natOutgoing pool nothing is masqueraded: the meaning would contradict it
+  if (natPools === 0) return `; natOutgoingExclusions ${mode}`;
   const meaning = mode === 'IPPoolsOnly' ? 'to other nodes: the TCP connections and pings a pod opens are masqueraded'
     : mode === 'IPPoolsAndHostIPs' ? 'to other nodes: the pod\'s address' : null;
   return `; natOutgoingExclusions ${mode}${meaning ? ` (${meaning})` : ''}`;

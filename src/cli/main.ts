@@ -351,9 +351,9 @@ export function buildProgram(): Command {
     // pod interfaces holding an address no endpoint of this datastore names (dataplane/orphan-pods.ts)
     for (const o of s.orphanPods ?? []) lines.push(`orphan pod: ${orphanPodLine(o)}`);
     for (const h of summarizeHostChanges(s.hostChanges)) lines.push(`host: ${h}`);
-    if (s.nat?.table) lines.push(`nat: table ${s.nat.table}; natOutgoing from ${s.nat.natPools.join(', ') || 'no pool'}${natExclusionsText(s.nat.natOutgoingExclusions)}; ports ${s.nat.portRange}; udp timeout ${s.nat.udpTimeout.unreplied}/${s.nat.udpTimeout.replied} s; at most ${s.nat.maxFlows} flows${s.nat.lastError ? '; last error: ' + s.nat.lastError : ''}`);
+    if (s.nat?.table) lines.push(`nat: table ${s.nat.table}; natOutgoing from ${s.nat.natPools.join(', ') || 'no pool'}${natExclusionsText(s.nat.natOutgoingExclusions, s.nat.natPools.length)}; ports ${s.nat.portRange}; udp timeout ${s.nat.udpTimeout.unreplied}/${s.nat.udpTimeout.replied} s; at most ${s.nat.maxFlows} flows${s.nat.lastError ? '; last error: ' + s.nat.lastError : ''}`);
     else if (s.nat?.lastError) lines.push(`nat: unavailable: ${s.nat.lastError}`);
-    if (s.nat6?.table) lines.push(`nat6: table ${s.nat6.table}; natOutgoing from ${s.nat6.natPools.join(', ') || 'no pool'}${natExclusionsText(s.nat6.natOutgoingExclusions)}; ports ${s.nat6.portRange}; udp timeout ${s.nat6.udpTimeout.unreplied}/${s.nat6.udpTimeout.replied} s; at most ${s.nat6.maxFlows} flows${s.nat6.lastError ? '; last error: ' + s.nat6.lastError : ''}`);
+    if (s.nat6?.table) lines.push(`nat6: table ${s.nat6.table}; natOutgoing from ${s.nat6.natPools.join(', ') || 'no pool'}${natExclusionsText(s.nat6.natOutgoingExclusions, s.nat6.natPools.length)}; ports ${s.nat6.portRange}; udp timeout ${s.nat6.udpTimeout.unreplied}/${s.nat6.udpTimeout.replied} s; at most ${s.nat6.maxFlows} flows${s.nat6.lastError ? '; last error: ' + s.nat6.lastError : ''}`);
     else if (s.nat6?.lastError) lines.push(`nat6: unavailable: ${s.nat6.lastError}`);
     if (s.guard?.table) lines.push(`pod guard: table ${s.guard.table}; ${guardSummary(s.guard)}${s.guard.lastError ? '; last error: ' + s.guard.lastError : ''}`);
     else if (s.guard?.lastError) lines.push(`pod guard: unavailable (veth pods reach the node's kernel with forged sources and tunnel packets): ${s.guard.lastError}`);

@@ -1579,11 +1579,22 @@ export class Engine {
     if (this.worker.count === 1 && !this.stopped) this.io.preparePacket?.(this.podPortOptions());
   }
 
+  /** An endpoint's addresses for a log line (IPv4, then the IPv6 ones of the same interface). */
+  private addressesOf(ep: NodeDataplaneModel['endpoints'][number], model: NodeDataplaneModel): string {
+    const v6 = model.v6.endpoints.find((e) => e.interfaceName === ep.interfaceName)?.ips6 ?? [];
+    return [...ep.ips.map(formatIpv4), ...v6].join(', ') || 'no address';
+  }
+
+  /** The first model's endpoints were synced: later attaches are logged one by one. */
+  private endpointsSynced = false;
+
   private syncEndpoints(model: NodeDataplaneModel): void {
     const want = new Map(model.endpoints.map((e) => [e.interfaceName, e]));
     for (const [name, cur] of this.endpoints) {
       const next = want.get(name);
       if (!next || next.interfaceType !== cur.kind || next.interfaceNetns !== cur.ep.interfaceNetns) {
+        // a pod deleted (its endpoint gone) is named, as its attach was
+        if (!next) this.log.info(`endpoint ${cur.ep.key}: deleted; interface ${name} detached`, { workload: cur.ep.key, interface: name });
         this.forgetPort(cur.port);
         this.endpoints.delete(name);
         this.sharedPodMacs.delete(name);
@@ -1602,6 +1613,8 @@ export class Engine {
       }
       try {
         this.endpoints.set(name, this.openEndpoint(ep, model));
+        // each pod added later is named (the first model's endpoints: the applied-model line counts them)
+        if (this.endpointsSynced) this.log.info(`endpoint ${ep.key}: attached ${name} (${this.addressesOf(ep, model)})`, { workload: ep.key, interface: name });
         this.pending.delete(name);
       } catch (e) {
         // A missing pod interface is not fatal: its route is withheld (no next hop port) and the
@@ -1610,7 +1623,8 @@ export class Engine {
         const was = this.pending.get(name);
         // Its interface just went away (vanished): most likely its pod is being deleted, whose
         // endpoint deletion follows; warned of only if it is still waiting after VANISHED_QUIET_MS.
-        const level = this.vanishedAt.has(name) ? 'info' : 'warn';
+        // (the went-away line said it at info: this one at debug, not a fault nor a promise)
+        const level = this.vanishedAt.has(name) ? 'debug' : 'warn';
         if (was?.error !== error) this.log[level](`endpoint ${ep.key}: cannot attach ${name}: ${error}; retrying`, { workload: ep.key, interface: name });
         // the same endpoint waiting on: since its first failure (status names long waits)
         this.pending.set(name, { ep, error, since: was && was.ep.key === ep.key ? was.since : Date.now() });
@@ -1618,7 +1632,12 @@ export class Engine {
     }
     // before the first packet for a pod attached now (a retried attach comes through here too)
     if (this.portMtusUnread) this.readPortMtus();
-    for (const name of [...this.pending.keys()]) if (!want.has(name)) this.pending.delete(name);
+    this.endpointsSynced = true;
+    for (const [name, { ep }] of [...this.pending]) {
+      if (want.has(name)) continue;
+      this.pending.delete(name);
+      this.log.info(`endpoint ${ep.key}: deleted (interface ${name} was already gone)`, { workload: ep.key, interface: name });
+    }
     for (const name of [...this.attachedBefore]) if (!want.has(name)) this.attachedBefore.delete(name);
     for (const name of [...this.vanishedAt.keys()]) if (!this.pending.has(name)) this.vanishedAt.delete(name);
     // A pod gone from the model takes its series with it; one whose port kind changed starts new ones.
@@ -1647,7 +1666,7 @@ export class Engine {
         this.endpoints.set(name, this.openEndpoint(ep, this.model));
         this.pending.delete(name);
         attached++;
-        this.log.info(`endpoint ${ep.key}: attached ${name}`, { workload: ep.key, interface: name });
+        this.log.info(`endpoint ${ep.key}: attached ${name} (${this.addressesOf(ep, this.model)})`, { workload: ep.key, interface: name });
       } catch {
         /* still missing */
       }

@@ -318,6 +318,10 @@ export interface NatFamily {
   sets(s: NatSpec, prev: NatSpec | null): string;
   /** What an applied update holds, for the log (default: the NAT pools). */
   describe?(s: NatSpec): string;
+  /** The part of a sets-only update worth a log line (default: describe's text). A sets-only update
+   * whose text is the one last logged is not logged: every pod added or deleted changes the sets,
+   * and the engine's own line already names the pod (an operator read 4-5 lines per pod before). */
+  setsSaid?(s: NatSpec): string;
 }
 
 export const NAT_IPV4: NatFamily = { family: 'ip', table: natTableProgram, sets: natSetsProgram };
@@ -427,6 +431,7 @@ export function guardSetsProgram(s: NatSpec, prev: NatSpec | null = null): strin
 export const POD_GUARD: NatFamily = {
   family: 'inet', table: guardTableProgram, sets: guardSetsProgram,
   describe: (s) => `${s.pods.length} veth pods, endpoint-to-host ${s.endpointToHost ?? 'accept'}`,
+  setsSaid: (s) => `endpoint-to-host ${s.endpointToHost ?? 'accept'}`,
 };
 
 /** A device's ifindex (0 when it does not exist). */
@@ -502,6 +507,8 @@ export class NftNat {
   /** The update's `nft -f` still running (stop() waits for it: see there), and its exit. */
   private child: { proc: ChildProcess; exited: Promise<void> } | null = null;
   lastError: string | null = null;
+  /** What the last logged update said (NatFamily.setsSaid). */
+  private lastSaid = '';
   updates = 0;
   /** Updates nft refused (or failed to run), retries included. */
   failures = 0;
@@ -559,6 +566,8 @@ export class NftNat {
     this.tableKey = tableKeyOf(s, this.fam.family);
     this.setsKey = setsKeyOf(s);
     this.lastError = null;
+    // the creation was logged by the caller with what it holds
+    this.lastSaid = this.fam.setsSaid ? this.fam.setsSaid(s) : this.fam.describe ? this.fam.describe(s) : natPoolsSaid(s);
   }
 
   get active(): boolean {
@@ -672,8 +681,10 @@ export class NftNat {
           this.lastError = null;
           const healed = this.retryWait.attempts > 0 ? `, after ${this.failures} refused attempt(s) in all` : '';
           this.clearRetry();
-          const what = this.fam.describe ? this.fam.describe(s) : s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing';
-          this.log(`${this.fam.family === 'inet' ? 'pod guard' : 'nat'}: ${what} (table ${this.fam.family} ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'}${healed})`);
+          const what = this.fam.describe ? this.fam.describe(s) : natPoolsSaid(s);
+          const said = this.fam.setsSaid ? this.fam.setsSaid(s) : what;
+          if (whole || healed || said !== this.lastSaid) this.log(`${this.fam.family === 'inet' ? 'pod guard' : 'nat'}: ${what} (table ${this.fam.family} ${NAT_TABLE} ${whole ? 'replaced' : 'sets updated'}${healed})`);
+          this.lastSaid = said;
         } catch (e) {
           const first = this.retryWait.attempts === 0;
           this.lastError = (e as Error).message;
@@ -805,6 +816,10 @@ function tableKeyOf(s: NatSpec, family: NatFamily['family']): string {
 
 /** Every set the tables hold: a spec that changes any of them updates the kernel (a TAP/TUN pod
  * changes only pod_ips4/pod_ips6). */
+function natPoolsSaid(s: NatSpec): string {
+  return s.natPools.length ? 'natOutgoing from ' + s.natPools.join(', ') : 'no pool has natOutgoing';
+}
+
 function setsKeyOf(s: NatSpec): string {
   return JSON.stringify([s.pools, s.natPools, s.nodes, s.pods, s.podAddrs4 ?? [], s.podAddrs6 ?? [], s.podIps4 ?? [], s.podIps6 ?? []]);
 }

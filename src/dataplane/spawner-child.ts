@@ -15,7 +15,11 @@ interface SpawnRequest { op: 'spawn'; id: number; file: string; args: string[]; 
 interface KillRequest { op: 'kill'; id: number; signal: NodeJS.Signals }
 
 const children = new Map<number, ChildProcess>();
-const send = (m: object) => process.send?.(m);
+// A send after the parent died (kill -9) fails with EPIPE: with no callback that is an 'error'
+// event, uncaught, and its stack trace landed in the node's JSON log. The parent is gone: end.
+const send = (m: object): void => {
+  if (process.connected) process.send?.(m, undefined, undefined, (e: Error | null) => { if (e) end(); });
+};
 
 process.on('message', (m: SpawnRequest | KillRequest) => {
   if (m.op === 'kill') {
@@ -41,9 +45,9 @@ process.on('message', (m: SpawnRequest | KillRequest) => {
 // to do for it, and what runs for it ends too. (SIGTERM's default action ended this process alone,
 // leaving a command under way, an `ip monitor` whose PID podway had not learnt yet, say, running
 // on after podway's stop.)
-const end = () => {
+function end(): void {
   for (const c of children.values()) c.kill('SIGKILL');
   process.exit(0);
-};
+}
 process.on('disconnect', end);
 process.on('SIGTERM', end);

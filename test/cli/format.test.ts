@@ -43,6 +43,8 @@ test('natExclusionsText: the natOutgoingExclusions mode on podway status\'s nat 
   assert.is(natExclusionsText('IPPoolsOnly'), '; natOutgoingExclusions IPPoolsOnly (to other nodes: the TCP connections and pings a pod opens are masqueraded)');
   assert.is(natExclusionsText('IPPoolsAndHostIPs'), '; natOutgoingExclusions IPPoolsAndHostIPs (to other nodes: the pod\'s address)');
   assert.is(natExclusionsText(undefined), '');
+  // no pool has natOutgoing: nothing is masqueraded, so no meaning that says otherwise (review: status contradicted itself)
+  assert.is(natExclusionsText('IPPoolsOnly', 0), '; natOutgoingExclusions IPPoolsOnly');
 });
 
 test.run();

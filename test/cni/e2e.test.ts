@@ -92,6 +92,12 @@ test('pods made by the plugin\'s ADD ping each other through a running podway; A
     }
     const detached = await until(async () => ((await controlRequest(control, { cmd: 'endpoints' })) as unknown[]).length === 0, 15_000);
     assert.ok(detached, 'podway dropped every endpoint');
+    // the log names each pod as it comes and goes (review: none did), and a pod's deletion is no
+    // fault: its veth going first is said once at info, not followed by "cannot attach ...; retrying"
+    const said = (re: RegExp) => log.some((l) => re.test(l));
+    assert.ok(said(new RegExp(`endpoint [^ ]*pod--a[^ ]*: attached ${hostA} \\(${ipA.replace(/\./g, '\\.')}\\)`)), `attach of pod-a logged: ${log.join(' | ')}`);
+    assert.ok(said(new RegExp(`endpoint [^ ]*pod--a[^ ]*: deleted( \\(interface ${hostA} was already gone\\)|; interface ${hostA} detached)`)), `deletion of pod-a logged: ${log.join(' | ')}`);
+    assert.not.ok(said(new RegExp(`cannot attach ${hostA}`)), `no "cannot attach" for a pod being deleted: ${log.filter((l) => l.includes(hostA)).join(' | ')}`);
     assert.equal(await new Ipam(h.kv).check(), []);
     assert.ok((await h.handles()).every((x) => !x.startsWith('podway.')), 'no pod handles left');
     // podway stopped: STATUS says ADD cannot be served (its pods would not be forwarded)

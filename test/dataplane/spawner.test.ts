@@ -85,10 +85,10 @@ setTimeout(() => process.exit(1), 20000);`;
     try {
       owner.kill('SIGKILL');
       assert.ok(await closed, `round ${round}: the helper ended (its stderr closed)`);
-      assert.ok(await until(() => gone(pids!.helper), 10_000), `round ${round}: the helper ended`);
+      assert.ok(await until(() => processGone(pids!.helper), 10_000), `round ${round}: the helper ended`);
       assert.is(stderr, '', `round ${round}: nothing on stderr`);
     } finally {
-      if (!gone(pids!.helper)) process.kill(pids!.helper, 'SIGKILL');
+      if (!processGone(pids!.helper)) process.kill(pids!.helper, 'SIGKILL');
     }
   }
 });

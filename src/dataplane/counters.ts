@@ -122,6 +122,17 @@ export const Reason = {
    * rp_filter says; one routed back through another interface fails strict reverse-path
    * filtering, rp_filter 1). IPv4 only: the kernel validates no IPv6 source so. */
   OWN_SOURCE: base + 45,
+  /** A packet from another node (decapsulated from VXLAN or IPIP, IPv4 or IPv6, or unencapsulated
+   * from the underlay) whose source no node sends from, which Linux refuses on any input device
+   * (src/packet/martian.ts isMartianSrc4 / isMartianSrc6): IPv4 0.0.0.0, 127/8, 224/4 multicast,
+   * 255.255.255.255; IPv6 ::, ::1, ff00::/8, fe80::/10. Checked first, before the destination. */
+  MARTIAN_SRC: base + 46,
+  /** An IPv4 packet decapsulated from VXLAN or IPIP whose source's route back does not leave
+   * through that tunnel (a pod of an IPIP pool in VXLAN, an address routed unencapsulated over the
+   * underlay, one no pod route holds), while the node's reverse-path filtering on the tunnel device
+   * is strict: net.ipv4.conf.{all,default}.rp_filter, whose larger value vxlan.calico and tunl0 have
+   * on a Calico node (Felix sets rp_filter on cali interfaces only), read at start (Pipeline.rpFilter). */
+  REVERSE_PATH: base + 47,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -178,7 +189,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 46;
+export const COUNTER_COUNT = base + 48;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

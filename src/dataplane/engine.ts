@@ -35,6 +35,7 @@ import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './l
 import { orphanPodLine, type OrphanPodAddress } from './orphan-pods';
 import { LocalTableWatch, mainRoute4 } from './local-watch';
 import { readLocalPortRange } from './port-range';
+import { readTunnelRpFilter } from './rp-filter';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
 import { TraceSession, TraceFilter, TraceRecord } from './trace';
 import { CaptureTap, CaptureOptions } from './capture';
@@ -59,6 +60,9 @@ export interface EngineOptions {
    * by the kernel); podway run reads the node's once and passes it to every forwarding thread.
    * Default: the node's, read at construction (port-range.ts). */
   vxlanSourcePorts?: readonly [number, number];
+  /** Reverse-path filtering of decapsulated IPv4 (Pipeline.rpFilter: 0 off, 1 strict, 2 loose).
+   * Default: the node's, read at construction as its tunnel devices would have it (rp-filter.ts). */
+  rpFilter?: number;
   /** Set host sysctls/routes (default true; tests of the pipeline alone may turn it off). */
   manageHost?: boolean;
   /** Where the underlay's IPv4 forwarding value from before podway's 0 is kept on disk, per
@@ -541,6 +545,7 @@ export class Engine {
     this.pipe = new Pipeline(this.pool, this.batch, this.io);
     const sports = opts.vxlanSourcePorts ?? readLocalPortRange();
     this.pipe.setVxlanSourcePorts(sports[0], sports[1]);
+    this.pipe.rpFilter = opts.rpFilter ?? readTunnelRpFilter();
     this.pipe.natToNodes = this.natToNodes;
     this.pipe.allowVxlanFromPods = opts.allowVxlanFromPods ?? false;
     this.pipe.allowIpipFromPods = opts.allowIpipFromPods ?? false;

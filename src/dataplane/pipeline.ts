@@ -21,7 +21,7 @@ import { decapIpipPacket, encapIpip } from '../packet/ipip';
 import { ECN_DECAP_DROP, ecnDecapText, ecnDecapsulateIpv4, ipv4EcnAt } from '../packet/ecn';
 import { innerFlowHash, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
-import { isMartianDst4, isGroupDst4 } from '../packet/martian';
+import { isMartianDst4, isGroupDst4, isMartianSrc4 } from '../packet/martian';
 import { FramePool, DescFlag, SLOT_SHIFT } from './frame-pool';
 import type { PacketIO } from './io';
 import { NextHops, NhKind, NatExit, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
@@ -167,6 +167,13 @@ export class Pipeline implements CapturePorts {
    * own UDP to port 4789 / IP-in-IP is dropped `encap_from_pod` unless allowed (IPv6 too). */
   allowVxlanFromPods = false;
   allowIpipFromPods = false;
+  /** Reverse-path filtering of what is decapsulated from VXLAN and IPIP, as the node's kernel does
+   * it on vxlan.calico and tunl0: the larger of net.ipv4.conf.all and .default rp_filter (Felix sets
+   * rp_filter on cali interfaces only; a tunnel device takes `default` when made), read by the
+   * engine (rp-filter.ts). 1 (strict): an inner source whose route back does not leave through the
+   * same tunnel is dropped `reverse_path`; 0 (off) and 2 (loose, assuming the node routes what no
+   * pod route holds): nothing more than `martian_src` and `own_source`. */
+  rpFilter = 0;
   private ipId = 1;
   /** Port counters (offset) of the port whose batch is being processed. */
   private batchPc = 0;
@@ -509,7 +516,7 @@ export class Pipeline implements CapturePorts {
       if (this.tr !== null) this.tr.stages.push(`vxlan decap: from node ${formatIpv4(peer)} (known), vni ${CALICO_VNI}, inner ${formatMac(b, eth + 6)} -> ${formatMac(b, eth)}${viaSocket ? '' : ' (underlay port)'}`);
     }
     if (outerEcn !== 0 && !this.ecnDecap(ip, outerEcn)) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
-    return this.deliverDecapsulated(i, ip, viaSocket);
+    return this.deliverDecapsulated(i, ip, viaSocket, NhKind.VXLAN);
   }
 
   private fromIpip(i: number): number {
@@ -526,7 +533,7 @@ export class Pipeline implements CapturePorts {
       if (this.tr !== null) this.tr.stages.push(`ipip decap: outer ${formatIpv4(peer)} -> ${formatIpv4(this.addr.nodeIp)} proto 4 (known node)`);
     }
     if ((b[f + 1] & 3) !== 0 && !this.ecnDecap(inner, b[f + 1] & 3)) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
-    return this.deliverDecapsulated(i, inner, true);
+    return this.deliverDecapsulated(i, inner, true, NhKind.IPIP);
   }
 
   private fromUnderlay(i: number): number {
@@ -580,7 +587,12 @@ export class Pipeline implements CapturePorts {
       if (this.tr !== null) this.tr.stages.push(`lookup ${formatIpv4(dst)}: ${nh === NO_ROUTE ? 'no route' : this.describeNh(nh)}: not for a local pod (underlay_not_for_pods)`);
       return this.count(Reason.UNDERLAY_NOT_FOR_PODS, HOST);
     }
-    if (this.ownSource(ip)) return this.drop(Reason.OWN_SOURCE);
+    // Only now, for a local pod: what is not for one is the kernel's to judge (its own copy).
+    const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+    if (isMartianSrc4(src)) return this.martianSource(src);
+    // the underlay device's own rp_filter is not modelled: no reverse-path check beyond own sources
+    const bad = this.badSource(src, 0, 0);
+    if (bad !== 0) return this.drop(bad);
     return this.route(i, -1, ip, false, false, dst, nh);
   }
 
@@ -606,7 +618,7 @@ export class Pipeline implements CapturePorts {
         if (this.tr !== null) this.tr.stages.push(`ipip decap: outer ${formatIpv4(peer)} -> ${formatIpv4(this.addr.nodeIp)} proto 4 (known node, underlay port)`);
       }
       if ((b[ip + 1] & 3) !== 0 && !this.ecnDecap(inner, b[ip + 1] & 3)) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
-      return this.deliverDecapsulated(i, inner, false);
+      return this.deliverDecapsulated(i, inner, false, NhKind.IPIP);
     }
     // Anything else for the node (a filter without `tunnels`, a test harness) is the kernel's.
     const udp = ip + ((b[ip] & 15) << 2);
@@ -641,56 +653,73 @@ export class Pipeline implements CapturePorts {
 
   // ---- routing -------------------------------------------------------------------------------
 
-  /** Tunnel or underlay ingress: only local workloads are valid destinations. `viaSocket`: the
-   * packet came through a tunnel socket, which does not say whether its checksum is partial. */
-  private deliverDecapsulated(i: number, ip: number, viaSocket: boolean): number {
+  /**
+   * A packet decapsulated from a tunnel (`via`: NhKind.VXLAN or NhKind.IPIP, the device a Calico node
+   * would have it come in on): only local workloads and this node's tunnel addresses are valid
+   * destinations. In the kernel's order (ip_route_input_slow): a martian source first, then the
+   * destination (a blackholed one `blackhole`, one not here `decap_not_local`), then the source's
+   * validation (fib_validate_source: `own_source`, `reverse_path`), before the TTL check. One FIB
+   * lookup for the destination and at most one for the source; no allocation. `viaSocket`: it came
+   * through a tunnel socket, which does not say whether its checksum is partial.
+   */
+  private deliverDecapsulated(i: number, ip: number, viaSocket: boolean, via: number): number {
     const b = this.b;
+    const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+    if (isMartianSrc4(src)) return this.martianSource(src);
     const dst = ((b[ip + 16] << 24) | (b[ip + 17] << 16) | (b[ip + 18] << 8) | b[ip + 19]) >>> 0;
     const nh = this.nh.fib.lookup(dst);
+    const kind = nh === NO_ROUTE ? 0 : this.nh.kind[nh];
     // An unallocated address of this node's own block: Calico's blackhole route drops it here.
-    if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
-    if (nh === NO_ROUTE || this.nh.kind[nh] !== NhKind.LOCAL) {
-      // another node's pod (or a kernel node) talking to this node's tunnel address
-      if (nh !== NO_ROUTE && this.nh.kind[nh] === NhKind.HOST) {
-        if (this.ownSource(ip)) return this.drop(Reason.OWN_SOURCE);
-        if (viaSocket) this.completeTunnelledChecksum(ip);
-        return this.toOwnTunnelAddress(i, -1, ip, nh);
-      }
-      return this.drop(Reason.DECAP_NOT_LOCAL);
-    }
-    if (this.ownSource(ip)) return this.drop(Reason.OWN_SOURCE);
+    if (kind === NhKind.BLACKHOLE) return this.drop(Reason.BLACKHOLE);
+    // a local pod, or this node's tunnel address (another node's pod or a kernel node talking to it)
+    if (kind !== NhKind.LOCAL && kind !== NhKind.HOST) return this.drop(Reason.DECAP_NOT_LOCAL);
+    const bad = this.badSource(src, via, this.rpFilter);
+    if (bad !== 0) return this.drop(bad);
     if (viaSocket) this.completeTunnelledChecksum(ip);
+    if (kind === NhKind.HOST) return this.toOwnTunnelAddress(i, -1, ip, nh);
     return this.route(i, -1, ip, false, false, dst, nh);
   }
 
+  /** A martian source (isMartianSrc4) from another node: dropped, traced. */
+  private martianSource(src: number): number {
+    if (this.tr !== null) this.tr.stages.push(`source ${formatIpv4(src)}: a martian source (no node sends from it; the kernel refuses it on any device)`);
+    return this.drop(Reason.MARTIAN_SRC);
+  }
+
   /**
-   * Whether the IPv4 packet at `ip`, from the underlay (decapsulated or not) for a pod or a tunnel
-   * address here, has a source of this node's own: the node's address, one of its local table
-   * (its tunnel addresses on podway0 among them), or one its routes keep here (a local pod, its
-   * own tunnel address, an unallocated address of its own blocks). No other node sends from one.
-   * A Calico node's kernel drops it in ip_route_input's source validation (fib_validate_source): a
-   * local source is a martian source whatever rp_filter says (accept_local is 0), and with strict
-   * reverse-path filtering (rp_filter 1; Felix refuses loose, 2) so is a pod's address, whose
-   * route back leaves through its cali interface, not the tunnel or the underlay, and a
-   * blackholed one. podway drops them all. The kernel validates the source after the destination
-   * lookup, so a blackholed or unrouted destination is dropped as such first, and before the TTL
-   * check (forwarding's). A compare, a binary search and a FIB lookup per packet; traced.
+   * The source validation of an IPv4 packet from another node (not a martian source), for a pod or
+   * a tunnel address here: 0 when it passes, else the reason to drop it. `own_source`: one of this
+   * node's own addresses (the node's, its tunnel addresses, any of its local table), which Linux
+   * refuses whatever rp_filter says (accept_local 0), or an address its routes keep here (a local
+   * pod's, this node's tunnel address, an unallocated one of its own blocks): no other node sends
+   * from one (the kernel refuses a pod's with strict rp_filter, a blackholed one with strict or
+   * loose; podway with every setting, docs/calico-differences.md). `reverse_path`: with `rp` 1
+   * (strict), a source whose route back is not through `via` (the arrival device: NhKind.VXLAN or
+   * NhKind.IPIP; 0: no check), as the kernel finds a route back through another device (an IPIP
+   * pool's pod in VXLAN, an unencapsulated route, none of podway's: the node's main table). A
+   * compare, a binary search and one FIB lookup; traced.
    */
-  private ownSource(ip: number): boolean {
-    const b = this.b;
-    const src = ((b[ip + 12] << 24) | (b[ip + 13] << 16) | (b[ip + 14] << 8) | b[ip + 15]) >>> 0;
+  private badSource(src: number, via: number, rp: number): number {
     const a = this.addr;
-    let own = (src === a.nodeIp && a.hasNodeIp) || (src !== 0 && (src === a.vxlanTunnelIp || src === a.ipipTunnelIp)) || this.local4.has(src);
     let nh = NO_ROUTE;
+    let kind = 0;
+    let own = (src === a.nodeIp && a.hasNodeIp) || (src !== 0 && (src === a.vxlanTunnelIp || src === a.ipipTunnelIp)) || this.local4.has(src);
     if (!own) {
       nh = this.nh.fib.lookup(src);
       if (nh !== NO_ROUTE) {
-        const k = this.nh.kind[nh];
-        own = k === NhKind.LOCAL || k === NhKind.HOST || k === NhKind.BLACKHOLE;
+        kind = this.nh.kind[nh];
+        own = kind === NhKind.LOCAL || kind === NhKind.HOST || kind === NhKind.BLACKHOLE;
       }
     }
-    if (own && this.tr !== null) this.tr.stages.push(`source ${formatIpv4(src)}: ${nh !== NO_ROUTE ? `${this.nh.routes[nh].cidr} ${NH_KIND_NAMES[this.nh.kind[nh]]}, this node's own` : 'an address of this node'}: no other node sends from it (the kernel's source validation drops it)`);
-    return own;
+    if (own) {
+      if (this.tr !== null) this.tr.stages.push(`source ${formatIpv4(src)}: ${nh !== NO_ROUTE ? `${this.nh.routes[nh].cidr} ${NH_KIND_NAMES[kind]}, this node's own` : 'an address of this node'}: no other node sends from it (the kernel's source validation drops it)`);
+      return Reason.OWN_SOURCE;
+    }
+    if (rp === 1 && via !== 0 && kind !== via) {
+      if (this.tr !== null) this.tr.stages.push(`source ${formatIpv4(src)}: route back ${nh !== NO_ROUTE ? `${this.nh.routes[nh].cidr} ${NH_KIND_NAMES[kind]}` : 'not a pod route (the node\'s own table)'}, not through the ${NH_KIND_NAMES[via]} tunnel it came in on: strict reverse-path filtering (rp_filter 1) drops it`);
+      return Reason.REVERSE_PATH;
+    }
+    return 0;
   }
 
   /**

@@ -24,7 +24,7 @@ import { VXLAN_PORT, vxlanInnerMacOk } from '../packet/vxlan';
 import { ECN_DECAP_DROP, ecnDecapText, ecnDecapsulateIpv6, ipv6EcnAt } from '../packet/ecn';
 import { jhash3, vxlanSourcePort, VXLAN_SRC_PORT_MIN, VXLAN_SRC_PORT_MAX } from '../packet/flowhash';
 import { NO_ROUTE } from '../lpm/constants';
-import { isMartianDst6 } from '../packet/martian';
+import { isMartianDst6, isMartianSrc6 } from '../packet/martian';
 import { DescFlag, SLOT_SHIFT } from './frame-pool';
 import { NhKind, NH_KIND_NAMES, CALICO_VNI, MAC_KNOWN, MAC_FAILED } from './nexthops';
 import type { NextHops6 } from './nexthops6';
@@ -226,6 +226,12 @@ export class Pipeline6 {
       const r = ecnDecapsulateIpv6(b, ip, outerEcn);
       if (this.p.tr !== null) this.p.tr.stages.push(ecnDecapText(outerEcn, before, ipv6EcnAt(b, ip), r));
       if (r === ECN_DECAP_DROP) return this.drop(Reason.TUNNEL_ECN_NOT_ECT);
+    }
+    // A source no node sends from (::, ::1, multicast, link-local: isMartianSrc6), which Linux drops
+    // before forwarding (ip6_rcv_core, ip6_forward); the kernel has no IPv6 reverse-path filter.
+    if (isMartianSrc6(b, ip + 8)) {
+      if (this.p.tr !== null) this.p.tr.stages.push(`source ${formatIpv6(b, ip + 8)}: a martian source (no node sends from it; the kernel never forwards it)`);
+      return this.drop(Reason.MARTIAN_SRC);
     }
     const nhs = this.nh;
     if (nhs === null) return this.drop(Reason.NO_ROUTE);

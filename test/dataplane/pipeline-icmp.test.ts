@@ -168,7 +168,7 @@ test('TTL 1 from the underlay from an outside sender (no pod or node route back)
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 0, 'not built and then dropped');
 });
 
-test('TTL 1 from the underlay from one of this node\'s own addresses (a martian source to the kernel, which answers nothing): no time exceeded through tx4 back into the node; its local table\'s addresses dropped own_source before the TTL check, loopback counted ttl_expired only', () => {
+test('TTL 1 from the underlay from one of this node\'s own addresses (a martian source to the kernel, which answers nothing): no time exceeded through tx4 back into the node; its local table\'s addresses dropped own_source before the TTL check, loopback martian_src', () => {
   const h = makeHarness(RESOLVED);
   h.pipe.local4.set(['10.99.0.1', '172.17.0.1', '127.0.0.0/8']);
   for (const [what, src] of [['the node\'s address', [10, 99, 0, 1]], ['another of its local table', [172, 17, 0, 1]], ['loopback', [127, 0, 0, 1]]] as Array<[string, number[]]>) {
@@ -180,7 +180,8 @@ test('TTL 1 from the underlay from one of this node\'s own addresses (a martian 
     nothingSent(h, what);
   }
   assert.is(h.pipe.counters[Reason.OWN_SOURCE], 2, 'the node\'s address and another of its local table');
-  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 1, 'loopback (never in the local set: a martian)');
+  assert.is(h.pipe.counters[Reason.MARTIAN_SRC], 1, 'loopback (never in the local set: a martian source)');
+  assert.is(h.pipe.counters[Reason.TTL_EXPIRED], 0);
   assert.is(h.pipe.counters[Event.ICMP_SENT], 0);
   assert.is(h.pipe.counters[Reason.NO_ROUTE], 0);
   assert.is(h.pipe.counters[Reason.ICMP_RATELIMITED], 0, 'no rate-limit token spent either');

@@ -1,21 +1,17 @@
 /**
- * A FelixConfiguration written with apply, create or replace is stored (for Calico's Felix and
- * calicoctl) but not read by `podway run`, which takes the few Felix settings it has from Felix's
- * environment variables (or its own flags). A Calico operator expects the resource to take effect:
- * so the write says on stderr, per resource, which of its fields podway has an equivalent of (with
- * the variable to set, and the value the resource gives) and which it has none of.
+ * A FelixConfiguration written with apply, create or replace is stored for Calico's Felix and
+ * calicoctl, and `podway run` reads the two Felix reads (`default`, `node.<node name>`), applying
+ * live the fields it has an equivalent of (felix-settings.ts) below its own flags and FELIX_*
+ * variables. A Calico operator expects the resource to take effect: so the write says on stderr,
+ * per resource, which of its fields podway applies, which it takes from its environment at start
+ * only, which values it will ignore as invalid, and which fields it has no equivalent of.
  */
+import { FELIX_FIELDS, FELIX_FIELDS_START_ONLY } from './felix-settings';
 
 /** The FelixConfiguration fields podway has an equivalent of: Felix's variable, and podway run's flag. */
 export const FELIX_FIELDS_PODWAY_READS: Readonly<Record<string, { env: string; flag: string }>> = {
-  logSeverityScreen: { env: 'FELIX_LOGSEVERITYSCREEN', flag: '--log-level' },
-  prometheusMetricsEnabled: { env: 'FELIX_PROMETHEUSMETRICSENABLED', flag: '--metrics-port' },
-  prometheusMetricsPort: { env: 'FELIX_PROMETHEUSMETRICSPORT', flag: '--metrics-port' },
-  prometheusMetricsHost: { env: 'FELIX_PROMETHEUSMETRICSHOST', flag: '--metrics-host' },
-  natOutgoingExclusions: { env: 'FELIX_NATOUTGOINGEXCLUSIONS', flag: '--nat-outgoing-exclusions' },
-  defaultEndpointToHostAction: { env: 'FELIX_DEFAULTENDPOINTTOHOSTACTION', flag: '--endpoint-to-host' },
-  allowVXLANPacketsFromWorkloads: { env: 'FELIX_ALLOWVXLANPACKETSFROMWORKLOADS', flag: '--allow-vxlan-from-pods' },
-  allowIPIPPacketsFromWorkloads: { env: 'FELIX_ALLOWIPIPPACKETSFROMWORKLOADS', flag: '--allow-ipip-from-pods' },
+  ...Object.fromEntries(FELIX_FIELDS.map((f) => [f.field, { env: f.env, flag: f.flag }])),
+  ...FELIX_FIELDS_START_ONLY,
 };
 
 function scalar(v: unknown): string {
@@ -31,14 +27,32 @@ export function felixConfigurationNotes(objects: readonly unknown[]): string[] {
     const name = typeof obj.metadata?.name === 'string' ? obj.metadata.name : '?';
     const spec = obj.spec !== null && typeof obj.spec === 'object' && !Array.isArray(obj.spec) ? obj.spec as Record<string, unknown> : {};
     const fields = Object.keys(spec);
-    const known = fields.filter((f) => f in FELIX_FIELDS_PODWAY_READS);
+    // Felix (and podway run) read `default` and `node.<its node>` only
+    if (name !== 'default' && !name.startsWith('node.')) {
+      notes.push(`podway: note: FelixConfiguration ${name} is stored for Calico's Felix; podway run, as Felix, reads only FelixConfiguration default and node.<node name>`);
+      continue;
+    }
+    const live: string[] = [];
+    const invalid: string[] = [];
+    for (const f of FELIX_FIELDS) {
+      if (!fields.includes(f.field) || spec[f.field] === null) continue;
+      try {
+        f.parse(spec[f.field]);
+        live.push(`${f.field} (under ${f.flag} and $${f.env})`);
+      } catch (e) {
+        invalid.push(`${f.field}: ${JSON.stringify(spec[f.field])} ${(e as Error).message}`);
+      }
+    }
+    const startOnly = fields.filter((f) => f in FELIX_FIELDS_START_ONLY).map((f) => `${FELIX_FIELDS_START_ONLY[f]!.env}=${scalar(spec[f])} (or ${FELIX_FIELDS_START_ONLY[f]!.flag})`);
     const other = fields.filter((f) => !(f in FELIX_FIELDS_PODWAY_READS));
-    const set = known.map((f) => `${FELIX_FIELDS_PODWAY_READS[f]!.env}=${scalar(spec[f])} (or ${FELIX_FIELDS_PODWAY_READS[f]!.flag})`);
+    const target = name === 'default' ? 'every node' : `node ${name.slice('node.'.length)}`;
     const parts = [
-      `podway: note: FelixConfiguration ${name} is stored for Calico's Felix; podway run does not read it`,
-      set.length ? `: for podway set ${set.join(', ')} in podway run's environment (contrib/systemd/podway.env), read at its start` : '',
+      `podway: note: FelixConfiguration ${name} is stored; podway run applies it to ${target}`,
+      live.length ? `: ${live.join(', ')} take effect at once, also while it runs (a flag or variable given to podway run wins; \`podway status\` shows where each setting comes from)` : '',
+      invalid.length ? `; ignored as invalid (the lower layer's value used): ${invalid.join('; ')}` : '',
+      startOnly.length ? `; the metrics settings are read from podway run's environment at its start only: set ${startOnly.join(', ')} (contrib/systemd/podway.env)` : '',
       other.length ? `; podway has no equivalent of ${other.join(', ')}` : '',
-      set.length === 0 && other.length === 0 ? ` (podway reads ${Object.values(FELIX_FIELDS_PODWAY_READS).map((v) => v.env).filter((v, k, a) => a.indexOf(v) === k).join(', ')} from its environment)` : '',
+      fields.length === 0 ? ` (podway applies ${FELIX_FIELDS.map((f) => f.field).join(', ')})` : '',
     ];
     notes.push(parts.join(''));
   }

@@ -26,6 +26,7 @@ import { parseNatOutgoingExclusions, type NatOutgoingExclusions } from '../datap
 import { validateNodeName } from '../control/resource-names';
 import { shortGuid } from '../control/kv/cluster-guid';
 import { startLevel, parseLogLevel } from '../observe/log';
+import type { LocalFelix } from './felix-settings';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
 
 /** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
@@ -108,6 +109,20 @@ export function parseFelixBool(flag: boolean | undefined, env: string | undefine
   if (v === '' || ['false', '0', 'no', 'n', 'f'].includes(v)) return false;
   if (['true', '1', 'yes', 'y', 't'].includes(v)) return true;
   throw new UsageError(`$${envName}: ${JSON.stringify(env)} is not a boolean (true or false, as Felix reads it)`);
+}
+
+type FelixStatus = ReturnType<import('./felix-settings').FelixConfigTracker['status']>;
+
+/** `podway status`'s lines for Felix's settings: each in force with where it came from (the flag,
+ * the variable, FelixConfiguration node.NAME or default, the built-in default), then the
+ * FelixConfiguration fields ignored as invalid and those podway does not apply. */
+export function felixStatusLines(f: FelixStatus | undefined): string[] {
+  if (!f) return [];
+  const lines = [`felix settings${f.origin === 'model cache' ? ' (FelixConfigurations as the model cache has them)' : f.origin === null ? ' (FelixConfigurations not read yet)' : ''}: ${f.settings.map((x) => `${x.field} ${x.value} (${x.source})`).join('; ')}`];
+  for (const i of f.invalid) lines.push(`felix settings: FelixConfiguration ${i.resource} field ${i.field}: ${i.value} ${i.reason}: ignored`);
+  if (f.invalidSeen > 0) lines.push(`felix settings: ${f.invalidSeen} invalid FelixConfiguration field${f.invalidSeen === 1 ? '' : 's'} ignored since the start${f.invalid.length ? '' : ' (none now)'}`);
+  for (const n of f.notApplied) lines.push(`felix settings: FelixConfiguration ${n} not applied (metrics settings: --metrics-port, --metrics-host or FELIX_PROMETHEUSMETRICSENABLED, ...PORT and ...HOST at start)`);
+  return lines;
 }
 
 /** The node name from --node or $NODENAME, checked where it is accepted (it names a file). */
@@ -235,12 +250,18 @@ export function buildProgram(): Command {
       const neighbor = { reachableMs: o.neighborReachable as number | undefined, retransMs: o.neighborRetrans as number | undefined };
       if (o.neighborQueue !== undefined && (!Number.isInteger(o.neighborQueue) || o.neighborQueue < 0 || o.neighborQueue > 64)) throw new UsageError('run: --neighbor-queue must be 0..64 (packets per neighbour)');
       const neighborQueue = o.neighborQueue === undefined ? undefined : { perNeighbor: o.neighborQueue as number };
-      let logLevel: ReturnType<typeof startLevel>;
+      // Felix's settings given here (flag, else environment): each is podway run's top layers, over
+      // the FelixConfiguration node.NAME and default it reads from its datastore (felix-settings.ts).
+      // One not given here is absent: a FelixConfiguration or the built-in default gives it.
+      const felixFrom: LocalFelix['from'] = {};
+      const logFrom = o.logLevel ? '--log-level' : process.env.LOG_LEVEL ? '$LOG_LEVEL' : process.env.FELIX_LOGSEVERITYSCREEN ? '$FELIX_LOGSEVERITYSCREEN' : undefined;
+      let logLevel: ReturnType<typeof startLevel> | undefined;
       try {
-        logLevel = startLevel(o.logLevel);
+        logLevel = logFrom === undefined ? undefined : startLevel(o.logLevel);
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
+      if (logFrom) felixFrom.logLevel = logFrom;
       const metricsPort = metricsPortOption(o.metricsPort);
       const metricsHost: string | undefined = o.metricsHost ?? (process.env.FELIX_PROMETHEUSMETRICSHOST || undefined);
       const backend = process.env.CALICO_NETWORKING_BACKEND;
@@ -262,17 +283,24 @@ export function buildProgram(): Command {
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
-      const endpointToHost = parseEndpointToHost(o.endpointToHost, process.env.FELIX_DEFAULTENDPOINTTOHOSTACTION);
-      const allowVxlanFromPods = parseFelixBool(o.allowVxlanFromPods, process.env.FELIX_ALLOWVXLANPACKETSFROMWORKLOADS, 'FELIX_ALLOWVXLANPACKETSFROMWORKLOADS');
-      const allowIpipFromPods = parseFelixBool(o.allowIpipFromPods, process.env.FELIX_ALLOWIPIPPACKETSFROMWORKLOADS, 'FELIX_ALLOWIPIPPACKETSFROMWORKLOADS');
-      let natOutgoingExclusions: NatOutgoingExclusions;
+      const given = (flag: unknown, env: string | undefined, flagName: string, envName: string): string | undefined =>
+        flag !== undefined && flag !== false ? flagName : (env ?? '').trim() !== '' ? `$${envName}` : undefined;
+      felixFrom.endpointToHost = given(o.endpointToHost, process.env.FELIX_DEFAULTENDPOINTTOHOSTACTION, '--endpoint-to-host', 'FELIX_DEFAULTENDPOINTTOHOSTACTION');
+      const endpointToHost = felixFrom.endpointToHost ? parseEndpointToHost(o.endpointToHost, process.env.FELIX_DEFAULTENDPOINTTOHOSTACTION) : undefined;
+      felixFrom.allowVxlanFromPods = given(o.allowVxlanFromPods, process.env.FELIX_ALLOWVXLANPACKETSFROMWORKLOADS, '--allow-vxlan-from-pods', 'FELIX_ALLOWVXLANPACKETSFROMWORKLOADS');
+      const allowVxlanFromPods = felixFrom.allowVxlanFromPods ? parseFelixBool(o.allowVxlanFromPods, process.env.FELIX_ALLOWVXLANPACKETSFROMWORKLOADS, 'FELIX_ALLOWVXLANPACKETSFROMWORKLOADS') : undefined;
+      felixFrom.allowIpipFromPods = given(o.allowIpipFromPods, process.env.FELIX_ALLOWIPIPPACKETSFROMWORKLOADS, '--allow-ipip-from-pods', 'FELIX_ALLOWIPIPPACKETSFROMWORKLOADS');
+      const allowIpipFromPods = felixFrom.allowIpipFromPods ? parseFelixBool(o.allowIpipFromPods, process.env.FELIX_ALLOWIPIPPACKETSFROMWORKLOADS, 'FELIX_ALLOWIPIPPACKETSFROMWORKLOADS') : undefined;
+      felixFrom.natOutgoingExclusions = given(o.natOutgoingExclusions, process.env.FELIX_NATOUTGOINGEXCLUSIONS, '--nat-outgoing-exclusions', 'FELIX_NATOUTGOINGEXCLUSIONS');
+      let natOutgoingExclusions: NatOutgoingExclusions | undefined;
       try {
         natOutgoingExclusions = o.natOutgoingExclusions !== undefined
           ? parseNatOutgoingExclusions(o.natOutgoingExclusions, 'run: --nat-outgoing-exclusions')
-          : parseNatOutgoingExclusions(process.env.FELIX_NATOUTGOINGEXCLUSIONS, 'run: $FELIX_NATOUTGOINGEXCLUSIONS');
+          : felixFrom.natOutgoingExclusions ? parseNatOutgoingExclusions(process.env.FELIX_NATOUTGOINGEXCLUSIONS, 'run: $FELIX_NATOUTGOINGEXCLUSIONS') : undefined;
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
+      for (const k of Object.keys(felixFrom) as (keyof typeof felixFrom)[]) if (felixFrom[k] === undefined) delete felixFrom[k];
       const pollText: string | undefined = o.autodetectPollInterval ?? (process.env.AUTODETECT_POLL_INTERVAL || undefined);
       let autodetectPollMs: number;
       try {
@@ -305,7 +333,7 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, cniConfDir: o.cniConfDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, felixFrom, node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, cniConfDir: o.cniConfDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending
@@ -323,6 +351,7 @@ export function buildProgram(): Command {
         `not ready: ${(s.notReady as string[]).join('; ')}`,
         ...((s.cniConfMismatch ?? []) as { message: string }[]).map((c) => `cni config: ${c.message}`),
         s.logLevel ? `log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}` : null,
+        ...felixStatusLines(s.felix),
       ].filter((l) => l !== null).join('\n') + '\n';
     }
     const lines = [
@@ -383,6 +412,7 @@ export function buildProgram(): Command {
     if (rr) lines.push(`registration failing since ${rr.since} (registering again after: ${rr.why}; attempt ${rr.attempts}): ${rr.error}; next try at ${rr.nextAt}`);
     if (s.datastoreLocked) lines.push(`datastore locked: ClusterInformation default has datastoreReady: false (read ${s.datastoreLocked.checkedAt}; e.g. \`calicoctl datastore migrate lock\`): Calico's Felix and CNI plugin wait until it is unlocked (\`calicoctl datastore migrate unlock\`); podway forwards on and does not unlock it`);
     if (s.logLevel) lines.push(`log level ${s.logLevel}${s.metricsPort ? `; metrics on port ${s.metricsPort}` : ''}`);
+    lines.push(...felixStatusLines(s.felix));
     return lines.filter((l) => l !== null).join('\n') + '\n';
   }, { starting: true }); // a podway still starting answers status only to a caller that reads that answer
   // a local route whose interface is not attached is listed as withheld, with status's reason

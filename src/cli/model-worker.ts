@@ -53,7 +53,7 @@ import { performance } from 'node:perf_hooks';
 // when its spec is opened (open-datastore.ts) and the BGP speaker's with --bgp, so a start loads
 // no YAML parser for an etcd or embedded store and no etcd client for a file or embedded one.
 import { openDatastore, resolveDatastoreSpec } from '../control/open-datastore';
-import { computeNodeModel, type NodeDataplaneModel } from '../control/route-calc';
+import { computeNodeModel, felixLayersOf, type NodeDataplaneModel } from '../control/route-calc';
 import type { ClusterSnapshot } from '../control/snapshot';
 import { KvDatastore } from '../control/kv-datastore';
 import { findUnderlay } from '../dataplane/host';
@@ -166,9 +166,14 @@ if (parentPort) {
       underlayMtu.set(at, mtu);
     }
     const model = mtu === first.mtu.underlay ? first : computeNodeModel(snap, init.node, { underlayMtu: mtu, ...bgp });
+    // This node's FelixConfigurations (default, node.NAME) ride along as stored: a change of one
+    // is a new model (the main thread applies the settings it has an equivalent of:
+    // felix-settings.ts), and the model cache keeps them for a start on the cache.
+    const felix = felixLayersOf(snap, init.node);
+    const withFelix = felix.default === null && felix.node === null ? model : { ...model, felix };
     // With BGP the learned routes go with the model (and so into the model cache): a restart holds
     // them until the peers have sent their tables again.
-    return agent ? { ...model, bgpLearned: learned } : model;
+    return agent ? { ...withFelix, bgpLearned: learned } : withFelix;
   };
 
   /** A new snapshot updates the speaker's peers and exports; a bad plan keeps the last one.

@@ -159,7 +159,7 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
     }
   }, false, true);
   out(`Successfully ${PAST[verb]} ${done} ${resourcesWord(resources)}\n`);
-  // a FelixConfiguration is stored, not read by podway run: said, with the variables to set instead
+  // a FelixConfiguration: said what podway run does with each of its fields (felix-config-note.ts)
   if (verb !== 'delete') for (const note of felixConfigurationNotes(resources.map((r) => r.object))) err(`${note}\n`);
 }
 

@@ -58,6 +58,7 @@ import type { PendingDelReplayer } from './pending-del-replay';
 import { SystemdNotifier } from './sd-notify';
 import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endpoints';
 import { StartupClock } from './startup-clock';
+import { FelixConfigTracker, invalidFieldLine, type FelixChange, type LocalFelix } from './felix-settings';
 
 export interface RunOptions {
   node: string;
@@ -126,6 +127,11 @@ export interface RunOptions {
    * `--allow-ipip-from-pods`, the FELIX_ variables): a pod's own tunnel packets forwarded, not dropped. */
   allowVxlanFromPods?: boolean;
   allowIpipFromPods?: boolean;
+  /** Where each of the Felix settings above given to podway run came from ("--log-level",
+   * "$FELIX_NATOUTGOINGEXCLUSIONS"): the top layers over the FelixConfigurations node.NAME and
+   * default read from the datastore (felix-settings.ts). A setting left undefined above was given
+   * neither way: the FelixConfigurations or the built-in default give it. */
+  felixFrom?: LocalFelix['from'];
   /** Run the BGP speaker with Calico's peering model (`--bgp`, CALICO_NETWORKING_BACKEND=bird). */
   bgp?: boolean;
   /** Where BGPPeer password secrets are read from (DIR/<secret>/<key>). */
@@ -309,6 +315,24 @@ export async function runNode(opts: RunOptions): Promise<void> {
   // One line per start-up phase, ms since the process started (startup-clock.ts).
   const clock = new StartupClock((m, f) => log.info(m, f));
   clock.mark('modules loaded');
+  // Felix's settings: the flags and environment given, then the FelixConfigurations node.NAME and
+  // default as the models bring them (from the datastore, or the model cache), then the defaults.
+  const felixValues: LocalFelix['values'] = {};
+  if (opts.logLevel !== undefined) felixValues.logLevel = opts.logLevel;
+  if (opts.natOutgoingExclusions !== undefined) felixValues.natOutgoingExclusions = opts.natOutgoingExclusions;
+  if (opts.endpointToHost !== undefined) felixValues.endpointToHost = opts.endpointToHost;
+  if (opts.allowVxlanFromPods !== undefined) felixValues.allowVxlanFromPods = opts.allowVxlanFromPods;
+  if (opts.allowIpipFromPods !== undefined) felixValues.allowIpipFromPods = opts.allowIpipFromPods;
+  const felix = new FelixConfigTracker({ values: felixValues, from: opts.felixFrom ?? {} }, opts.node);
+  const felixLog = log.child({ component: 'felix-config' });
+  /** A model's FelixConfigurations resolved again: what is new said (invalid fields, start-only
+   * fields given), the changes returned for the caller to apply. */
+  const resolveFelixOf = (model: NodeDataplaneModel, origin: 'datastore' | 'model cache'): FelixChange[] => {
+    const { changes, newInvalid, newNotApplied } = felix.update(model.felix, origin);
+    for (const i of newInvalid) felixLog.error(invalidFieldLine(i, felix), { resource: `FelixConfiguration ${i.resource}`, field: i.field });
+    for (const n of newNotApplied) felixLog.warn(`FelixConfiguration ${n}: not applied: podway takes its metrics settings from --metrics-port, --metrics-host or FELIX_PROMETHEUSMETRICSENABLED, ...PORT and ...HOST at start only (its metrics server answers /readyz before the datastore is read)`);
+    return changes;
+  };
   // A spec that does not parse stops us here, with the reason; '' means the default (see main.ts).
   const spec = resolveDatastoreSpec(opts.datastore || undefined);
   // The kernel's ephemeral ports (net.ipv4.ip_local_port_range), read once here for every
@@ -443,7 +467,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     })();
     control = startEarlyControlServer(sock, async () => {
       const r = await health.report();
-      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReason || null, datastoreSource: specText, ready: false, notReady: r.reasons, cniConfMismatch: cniConf(), logLevel: log.level, metricsPort: opts.metricsPort ?? null };
+      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReason || null, datastoreSource: specText, ready: false, notReady: r.reasons, cniConfMismatch: cniConf(), logLevel: log.level, metricsPort: opts.metricsPort ?? null, felix: felix.status() };
     });
     await new Promise<void>((resolve, reject) => {
       control!.server.once('listening', resolve);
@@ -819,9 +843,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const nat = new NftNat((m) => natLog.info(m));
     const nat6 = new NftNat((m) => natLog.info(m), 'nft', {}, NAT_IPV6);
     const guard = new NftNat((m) => natLog.info(m), 'nft', {}, POD_GUARD);
-    const endpointToHost = opts.endpointToHost ?? 'accept';
-    const natExclusions = opts.natOutgoingExclusions ?? 'IPPoolsOnly';
-    const natToNodes = natExclusions === 'IPPoolsOnly';
+    // The first model's FelixConfigurations (the datastore's, or the model cache's) before anything
+    // is set up: the tables, the engine and the workers start on them.
+    for (const c of resolveFelixOf(first, onCache ? 'model cache' : 'datastore')) felixLog.info(`${c.field} ${c.now} (from ${c.source})`);
+    if (felix.settings.logLevel !== log.level) log.level = felix.settings.logLevel;
+    let endpointToHost = felix.settings.endpointToHost;
+    let natExclusions = felix.settings.natOutgoingExclusions;
+    let natToNodes = natExclusions === 'IPPoolsOnly';
     if (metrics) {
       const { NatCollector, PodGuardCollector } = require('../observe/nat-metrics') as typeof import('../observe/nat-metrics');
       metrics.add(new NatCollector({ counters: () => nat.counters(), maxFlows: () => (nat.active ? opts.natMaxFlows ?? 65536 : null) }));
@@ -924,7 +952,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       addressAdvice, addressAdvice6,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
       worker: { index: 0, count }, workerSteer: opts.workerSteer,
-      natToNodes, allowVxlanFromPods: opts.allowVxlanFromPods, allowIpipFromPods: opts.allowIpipFromPods,
+      natToNodes, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods,
       // the kernel's ephemeral ports (read once above, for natOutgoing's range too) for VXLAN's
       // outer source ports, on this thread and every worker, not read again by each
       vxlanSourcePorts: ephemeral,
@@ -980,7 +1008,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString(), first: cacheFirst } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf() };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status() };
       },
       commands: {
         'log-level': (req) => {
@@ -1042,7 +1070,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // Workers 1..count-1 after the main engine: it set up the host and holds the first sockets.
       for (let index = 1; index < count; index++) {
         const w = new Worker(path.resolve(__dirname, '..', 'dataplane', 'worker.js'), {
-          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, allowVxlanFromPods: opts.allowVxlanFromPods, allowIpipFromPods: opts.allowIpipFromPods, logLevel: log.level },
+          workerData: { index, count, node: opts.node, batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, workerSteer: opts.workerSteer, schedSliceUs: opts.schedSliceUs, natToNodes, vxlanSourcePorts: ephemeral, allowVxlanFromPods: felix.settings.allowVxlanFromPods, allowIpipFromPods: felix.settings.allowIpipFromPods, logLevel: log.level },
         });
         w.on('message', (m: { type: string; id?: number; ip?: number; ip6?: string; mac?: number[]; announced?: boolean; message?: string }) => {
           if (taps.handle(index, m)) return;
@@ -1116,8 +1144,29 @@ export async function runNode(opts: RunOptions): Promise<void> {
       },
     );
     /** `what`: what brought the model (the log line's head, then what it did to BGP). */
+    /** A model's FelixConfigurations in force before it is applied: the settings that changed are
+     * set on every forwarding thread (the pod guard and NAT tables follow with syncNat, the next
+     * hops with the apply), each change said. */
+    const applyFelix = (model: NodeDataplaneModel) => {
+      const changes = resolveFelixOf(model, source && model !== onCache?.model ? 'datastore' : 'model cache');
+      if (changes.length === 0) return;
+      const s = felix.settings;
+      // the level first: its change is said at the new level (silent when that is above warn)
+      if (s.logLevel !== log.level) {
+        log.level = s.logLevel;
+        broadcast({ type: 'log-level', level: s.logLevel });
+      }
+      for (const c of changes) felixLog.warn(`${c.field} ${c.was} -> ${c.now} (from ${c.source}): applied live`, { field: c.field });
+      endpointToHost = s.endpointToHost;
+      natExclusions = s.natOutgoingExclusions;
+      natToNodes = natExclusions === 'IPPoolsOnly';
+      const options = { natToNodes, allowVxlanFromPods: s.allowVxlanFromPods, allowIpipFromPods: s.allowIpipFromPods };
+      eng.setFelixOptions(options);
+      broadcast({ type: 'felix-options', options });
+    };
     const applyModel = (model: NodeDataplaneModel, why: string, what: readonly string[] = ['datastore change'], bgpInputs?: BgpInputs) => {
       const t0 = performance.now();
+      applyFelix(model);
       applyTimed(model, kernelRoutes);
       current = model;
       // The datastore's first model in force: only now is the cache left (in sync, status no longer

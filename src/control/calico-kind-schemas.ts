@@ -127,13 +127,16 @@ export const IPReservationSchema = z.object({
     .default({}),
 });
 
-/** Checked only for shape: podway does not read Felix's settings or profiles' rules. */
+/** Checked only for shape here: `podway run` reads the fields it has an equivalent of, each
+ * checked on its own (cli/felix-settings.ts), so one bad field does not drop the others. */
 export const FelixConfigurationSchema = z.object({
   apiVersion: z.literal(CALICO_API_VERSION),
   kind: z.literal('FelixConfiguration'),
   metadata: looseMetadata,
   spec: z.looseObject({}).default({}),
 });
+
+export type FelixConfiguration = z.infer<typeof FelixConfigurationSchema>;
 
 export const ProfileSchema = z.object({
   apiVersion: z.literal(CALICO_API_VERSION),

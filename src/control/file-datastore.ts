@@ -28,7 +28,7 @@ export interface FileDatastoreOptions {
 
 /** Objects a snapshot holds (every kind a file can carry). */
 function objectCount(s: ClusterSnapshot): number {
-  return s.ipPools.length + s.nodes.length + s.blockAffinities.length + s.workloadEndpoints.length + (s.bgpConfigurations?.length ?? 0) + (s.bgpPeers?.length ?? 0);
+  return s.ipPools.length + s.nodes.length + s.blockAffinities.length + s.workloadEndpoints.length + (s.bgpConfigurations?.length ?? 0) + (s.bgpPeers?.length ?? 0) + (s.felixConfigurations?.length ?? 0);
 }
 
 /** Reads and validates a file once, without watching. Errors name the file as given. */

@@ -24,6 +24,7 @@ import { Backoff } from '../util/backoff';
 import { AllocationBlock } from './ipam/block';
 import { BLOCK_PREFIX, parseBlockKey } from './ipam/keys';
 import { selectorIssues } from './selector-fields';
+import type { FelixConfiguration } from './calico-kind-schemas';
 import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
 
 /** The prefixes a KvDatastore lists and watches. */
@@ -58,6 +59,7 @@ type Item =
   | { readonly kind: 'BlockAffinity'; readonly resource: BlockAffinity }
   | { readonly kind: 'BGPConfiguration'; readonly resource: BGPConfiguration }
   | { readonly kind: 'BGPPeer'; readonly resource: BGPPeer }
+  | { readonly kind: 'FelixConfiguration'; readonly resource: FelixConfiguration }
   | { readonly kind: 'IPAMBlock'; readonly resource: IpamBlockBorrowed };
 
 /** One key as last seen: its revisions and what it parsed to (null: skipped or not modelled). */
@@ -271,7 +273,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     }
     if (entry.key.startsWith(BLOCK_PREFIX)) return slot(this.parseBlock(entry));
     const id = parseResourceKey(entry.key);
-    if (!id || !['IPPool', 'Node', 'WorkloadEndpoint', 'BGPConfiguration', 'BGPPeer'].includes(id.info.kind)) return slot(null);
+    if (!id || !['IPPool', 'Node', 'WorkloadEndpoint', 'BGPConfiguration', 'BGPPeer', 'FelixConfiguration'].includes(id.info.kind)) return slot(null);
     let raw: unknown;
     try {
       raw = JSON.parse(entry.value);
@@ -493,6 +495,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     const blockAffinities: BlockAffinity[] = [];
     const bgpConfigurations: BGPConfiguration[] = [];
     const bgpPeers: BGPPeer[] = [];
+    const felixConfigurations: FelixConfiguration[] = [];
     const ipamBlocks: IpamBlockBorrowed[] = [];
     const weps: { wep: WorkloadEndpoint; createRevision: number }[] = [];
     for (const { slot } of all) {
@@ -506,12 +509,13 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
         }
       } else if (item.kind === 'BGPConfiguration') bgpConfigurations.push(item.resource);
       else if (item.kind === 'BGPPeer') bgpPeers.push(item.resource);
+      else if (item.kind === 'FelixConfiguration') felixConfigurations.push(item.resource);
       else if (item.kind === 'IPAMBlock') ipamBlocks.push(item.resource);
       else weps.push({ wep: item.resource, createRevision: slot.createRevision });
     }
     const warnings: string[] = [];
     const workloadEndpoints = checkSnapshot(this.source, ipPools, nodes, blockAffinities, weps, warnings);
-    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, ipamBlocks, warnings };
+    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, felixConfigurations, ipamBlocks, warnings };
   }
 
 

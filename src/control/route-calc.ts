@@ -178,6 +178,28 @@ export interface NodeDataplaneModel {
    * cache, so a restart holds them until the peers have sent their tables again.
    */
   readonly bgpLearned?: readonly LearnedRoute[];
+  /**
+   * This node's FelixConfiguration specs as stored (set by the model thread, absent when neither
+   * exists): `default` and `node.<this node>`, each null when absent. Not forwarding state, but in
+   * the model's comparison key: a change of one is a new model, whose settings `podway run`
+   * applies (cli/felix-settings.ts).
+   */
+  readonly felix?: FelixLayers;
+}
+
+/** The two FelixConfiguration layers of one node (their specs, unparsed; null: no such resource). */
+export interface FelixLayers {
+  readonly default: Readonly<Record<string, unknown>> | null;
+  readonly node: Readonly<Record<string, unknown>> | null;
+}
+
+/** This node's two FelixConfiguration specs in a snapshot (the model thread puts them on the model). */
+export function felixLayersOf(snap: ClusterSnapshot, node: string): FelixLayers {
+  const of = (name: string) => {
+    const r = snap.felixConfigurations?.find((c) => c.metadata.name === name);
+    return r ? { ...(r.spec as Record<string, unknown>) } : null;
+  };
+  return { default: of('default'), node: of(`node.${node}`) };
 }
 
 /** A learned prefix for the node's kernel: `cidr` via `via` (IPv4, or canonical IPv6, text),

@@ -12,7 +12,7 @@ import {
 } from './resources';
 import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages';
 import { selectorIssues } from './selector-fields';
-import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema } from './calico-kind-schemas';
+import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema, FelixConfiguration, FelixConfigurationSchema } from './calico-kind-schemas';
 import { unknownCalicoFields } from './calico-fields';
 
 /** Everything the control plane knows at one moment. Arrays keep file order (later = newer). */
@@ -26,6 +26,9 @@ export interface ClusterSnapshot {
   /** BGP settings (read by `podway run --bgp`); absent means none were given. */
   readonly bgpConfigurations?: readonly BGPConfiguration[];
   readonly bgpPeers?: readonly BGPPeer[];
+  /** Felix's settings (`default` and `node.NAME`: `podway run` reads the two of its node;
+   * cli/felix-settings.ts); absent means none were given. */
+  readonly felixConfigurations?: readonly FelixConfiguration[];
   /** IPAM blocks (read from /calico/ipam/v2/assignment/ by a cluster datastore) that hold
    * addresses used by a node other than the block's own: only blocks with such allocations are
    * listed. Absent for a YAML file (it has no blocks). */
@@ -189,12 +192,15 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
     workloadEndpoints: ofKind('WorkloadEndpoint'),
     bgpConfigurations: bgp.filter((r) => r.resource.kind === 'BGPConfiguration').map((r) => r.resource as BGPConfiguration),
     bgpPeers: bgp.filter((r) => r.resource.kind === 'BGPPeer').map((r) => r.resource as BGPPeer),
+    felixConfigurations: bgp.filter((r) => r.resource.kind === 'FelixConfiguration').map((r) => r.resource as FelixConfiguration),
     warnings,
   };
 }
 
-type BgpResource = BGPConfiguration | BGPPeer;
-const BGP_SCHEMAS: Readonly<Record<string, z.ZodType<BgpResource>>> = { BGPConfiguration: BGPConfigurationSchema, BGPPeer: BGPPeerSchema };
+// FelixConfiguration with them: read whole (its fields are judged one by one where they are used),
+// and one name twice is refused as for the BGP kinds.
+type BgpResource = BGPConfiguration | BGPPeer | FelixConfiguration;
+const BGP_SCHEMAS: Readonly<Record<string, z.ZodType<BgpResource>>> = { BGPConfiguration: BGPConfigurationSchema, BGPPeer: BGPPeerSchema, FelixConfiguration: FelixConfigurationSchema };
 
 /** Two BGP resources of one kind with one name: the later would silently replace the earlier. */
 function checkBgpNames(bgp: readonly Located<BgpResource>[], file: string, issues: ValidationIssue[]): void {

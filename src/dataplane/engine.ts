@@ -417,7 +417,8 @@ export class Engine {
   private readonly podSuper: boolean;
   private readonly rxMerge: boolean;
   private readonly workerSteer: 'flow' | 'fanout';
-  private readonly natToNodes: boolean;
+  /** natOutgoingExclusions IPPoolsOnly (Felix's default): other nodes' addresses are outside ones (setFelixOptions). */
+  private natToNodes: boolean;
   /** Tunnels arrive on the underlay port (TunnelRx.onUnderlay); set by openInfra (workers: told). */
   tunnelsOnUnderlay: boolean;
   /** The IPv6 address the tunnel table drops VXLAN for (TunnelRx.ip6): the IPv6 VXLAN socket is
@@ -691,6 +692,17 @@ export class Engine {
     this.localWatch.start();
   }
 
+
+  /**
+   * Felix's settings that change live (a FelixConfiguration changed: cli/felix-settings.ts): the
+   * pipeline's drop of pods' own tunnel packets at once; natOutgoingExclusions with the next
+   * apply (the caller applies the model again: the next hops' NAT flags are computed there).
+   */
+  setFelixOptions(o: { natToNodes?: boolean; allowVxlanFromPods?: boolean; allowIpipFromPods?: boolean }): void {
+    if (o.natToNodes !== undefined) this.natToNodes = this.pipe.natToNodes = o.natToNodes;
+    if (o.allowVxlanFromPods !== undefined) this.pipe.allowVxlanFromPods = o.allowVxlanFromPods;
+    if (o.allowIpipFromPods !== undefined) this.pipe.allowIpipFromPods = o.allowIpipFromPods;
+  }
   /**
    * The first apply takes the underlay's interfaces, the pod routes and learned routes an earlier
    * run left from `reads` (readHostAtStart, read while the datastore was awaited) instead of

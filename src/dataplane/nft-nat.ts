@@ -811,7 +811,8 @@ export class NftNat {
 function tableKeyOf(s: NatSpec, family: NatFamily['family']): string {
   // The IPv6 table holds its NAT chains only while an IPv6 pool has natOutgoing (nat6Chains).
   if (family === 'inet') return JSON.stringify([s.tunnelPorts ?? [], s.endpointToHost ?? 'accept']);
-  return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows, s.kernelTransitDrop, family === 'ip6' && hasNatChains(s)]);
+  // natOutgoingExclusions is in the masquerade rules (natSelectors): it changes live with a FelixConfiguration
+  return JSON.stringify([s.hostPort, s.hostPortIndex, s.portRange, s.udpTimeout, s.maxFlows, s.kernelTransitDrop, family === 'ip6' && hasNatChains(s), s.natOutgoingExclusions ?? 'IPPoolsOnly']);
 }
 
 /** Every set the tables hold: a spec that changes any of them updates the kernel (a TAP/TUN pod

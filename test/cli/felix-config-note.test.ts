@@ -1,7 +1,9 @@
-// A FelixConfiguration written with apply/create/replace is stored but not read by podway run
-// (src/cli/felix-config-note.ts): the write says so on stderr, with the FELIX_* variable (and flag)
-// for each field podway has an equivalent of, and the fields it has none of. It used to print
-// "Successfully applied" only, and a Calico operator took the settings to be in force.
+// A FelixConfiguration written with apply/create/replace (src/cli/felix-config-note.ts): the write
+// says on stderr what podway run does with each field: applied live (below its flags and FELIX_*
+// variables), ignored as invalid, taken from the environment at start only (the metrics
+// settings), or none of (no equivalent); a resource Felix does not read (neither default nor
+// node.NAME) is said so. It used to print "Successfully applied" only, and then that podway run
+// did not read the resource at all.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
@@ -9,15 +11,21 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { podway, ROOT, tempDir } from './cli-kit';
 import { FELIX_FIELDS_PODWAY_READS } from '../../src/cli/felix-config-note';
 
-test('apply, create and replace of FelixConfiguration: stored, and a note per resource naming the variables to set and the fields podway has none of', async () => {
+test('apply, create and replace of FelixConfiguration: stored, and a note per resource saying what podway run does with each field', async () => {
   const dir = tempDir();
   const ds = ['--datastore', `embedded:${path.join(dir, 'store')}`];
   const file = path.join(dir, 'felix.yaml');
   writeFileSync(file, [
-    'apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {natOutgoingExclusions: IPPoolsAndHostIPs, prometheusMetricsEnabled: true, bpfEnabled: false}',
+    'apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\nspec: {natOutgoingExclusions: IPPoolsAndHostIPs, prometheusMetricsEnabled: true, bpfEnabled: false, defaultEndpointToHostAction: Deny}',
+    'apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: node.n1}\nspec: {logSeverityScreen: Warning}',
+    'apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: other}\nspec: {logSeverityScreen: Debug}',
     'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.251.0.0/16}',
   ].join('\n---\n') + '\n');
-  const note = "podway: note: FelixConfiguration default is stored for Calico's Felix; podway run does not read it: for podway set FELIX_NATOUTGOINGEXCLUSIONS=IPPoolsAndHostIPs (or --nat-outgoing-exclusions), FELIX_PROMETHEUSMETRICSENABLED=true (or --metrics-port) in podway run's environment (contrib/systemd/podway.env), read at its start; podway has no equivalent of bpfEnabled\n";
+  const note = [
+    "podway: note: FelixConfiguration default is stored; podway run applies it to every node: natOutgoingExclusions (under --nat-outgoing-exclusions and $FELIX_NATOUTGOINGEXCLUSIONS) take effect at once, also while it runs (a flag or variable given to podway run wins; `podway status` shows where each setting comes from); ignored as invalid (the lower layer's value used): defaultEndpointToHostAction: \"Deny\" is not Drop, Accept or Return; the metrics settings are read from podway run's environment at its start only: set FELIX_PROMETHEUSMETRICSENABLED=true (or --metrics-port) (contrib/systemd/podway.env); podway has no equivalent of bpfEnabled\n",
+    "podway: note: FelixConfiguration node.n1 is stored; podway run applies it to node n1: logSeverityScreen (under --log-level and $FELIX_LOGSEVERITYSCREEN) take effect at once, also while it runs (a flag or variable given to podway run wins; `podway status` shows where each setting comes from)\n",
+    "podway: note: FelixConfiguration other is stored for Calico's Felix; podway run, as Felix, reads only FelixConfiguration default and node.<node name>\n",
+  ].join('');
   for (const verb of ['apply', 'replace', 'delete', 'create']) {
     if (verb === 'delete') {
       // a delete of it says nothing
@@ -28,7 +36,7 @@ test('apply, create and replace of FelixConfiguration: stored, and a note per re
     }
     const r = await podway([verb, '-f', file, ...ds]);
     assert.is(r.code, 0, `${verb}: ${r.err}`);
-    assert.match(r.out, /^Successfully (created|applied|replaced) 2 resource\(s\)\n$/, verb);
+    assert.match(r.out, /^Successfully (created|applied|replaced) 4 resource\(s\)\n$/, verb);
     assert.is(r.err, note, verb);
   }
   const got = await podway(['get', 'felixconfiguration', 'default', '-o', 'yaml', ...ds]);

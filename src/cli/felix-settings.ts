@@ -1,0 +1,258 @@
+/**
+ * Felix's settings that `podway run` has an equivalent of, from every layer Felix reads them from,
+ * with Felix's precedence (its config_params.go: a value from a higher source wins): podway's own
+ * flag > the environment (FELIX_*, and LOG_LEVEL for the log level) > FelixConfiguration
+ * `node.<this node>` > FelixConfiguration `default` > the built-in default. podway has no Felix
+ * config file, so that layer is absent.
+ *
+ * The two resources come from the datastore with the model (the model thread puts their specs on
+ * it: route-calc.ts NodeDataplaneModel.felix), so every datastore (file, etcd, embedded) gives them,
+ * a change of one is a new model, and the model cache keeps them for a start on the cache. Each
+ * field is judged on its own: an invalid one is named (resource, field, value, why), counted, and
+ * ignored, the next lower layer's value used (Felix puts its built-in default in its place:
+ * docs/calico-differences.md); the other fields of that resource still apply.
+ *
+ * Every field here is applied live by `podway run` (Felix restarts itself on a change of its
+ * resolved settings; podway changes them in place). The metrics fields (prometheusMetrics*) are
+ * not: the metrics server answers /readyz before the datastore is read, so they are taken from
+ * --metrics-port / FELIX_PROMETHEUSMETRICS* at start only; a FelixConfiguration giving them is
+ * said not to be applied (FELIX_FIELDS_START_ONLY).
+ */
+import type { FelixLayers } from '../control/route-calc';
+import { parseLogLevel, type LogLevel } from '../observe/log';
+import { NAT_OUTGOING_EXCLUSIONS, type NatOutgoingExclusions } from '../dataplane/nat';
+
+/** The effective values of the settings podway applies from Felix's layers. */
+export interface FelixSettings {
+  logLevel: LogLevel;
+  natOutgoingExclusions: NatOutgoingExclusions;
+  endpointToHost: 'accept' | 'drop';
+  allowVxlanFromPods: boolean;
+  allowIpipFromPods: boolean;
+}
+export type FelixKey = keyof FelixSettings;
+
+interface FieldDef {
+  /** The FelixConfiguration spec field. */
+  readonly field: string;
+  readonly key: FelixKey;
+  /** podway run's flag and Felix's variable (LOG_LEVEL, read before FELIX_LOGSEVERITYSCREEN, too). */
+  readonly flag: string;
+  readonly env: string;
+  /** podway's default (defaultEndpointToHostAction: accept, what calico.yaml sets; Felix's own is Drop). */
+  readonly builtIn: FelixSettings[FelixKey];
+  /** A datastore value (JSON: a string, or a boolean for the booleans) to the setting; throws the reason. */
+  readonly parse: (v: unknown) => FelixSettings[FelixKey];
+}
+
+/** Felix's BoolParam words (true/1/yes/y/t, false/0/no/n/f, any case), or a JSON boolean. */
+function felixBool(v: unknown): boolean {
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'string') {
+    const t = v.trim().toLowerCase();
+    if (['true', '1', 'yes', 'y', 't'].includes(t)) return true;
+    if (['false', '0', 'no', 'n', 'f'].includes(t)) return false;
+  }
+  throw new Error('is not a boolean (true or false)');
+}
+
+function felixString(v: unknown): string {
+  if (typeof v !== 'string') throw new Error('is not a string');
+  return v;
+}
+
+export const FELIX_FIELDS: readonly FieldDef[] = [
+  {
+    field: 'logSeverityScreen', key: 'logLevel', flag: '--log-level', env: 'FELIX_LOGSEVERITYSCREEN', builtIn: 'info',
+    parse: (v) => {
+      try {
+        return parseLogLevel(felixString(v), 'x');
+      } catch (e) {
+        throw new Error((e as Error).message.replace(/^x: unknown log level "[^"]*"/, 'is not a log level'));
+      }
+    },
+  },
+  {
+    field: 'natOutgoingExclusions', key: 'natOutgoingExclusions', flag: '--nat-outgoing-exclusions', env: 'FELIX_NATOUTGOINGEXCLUSIONS', builtIn: 'IPPoolsOnly',
+    parse: (v) => {
+      const t = felixString(v).trim().toLowerCase();
+      const found = NAT_OUTGOING_EXCLUSIONS.find((x) => x.toLowerCase() === t);
+      if (!found) throw new Error('is not IPPoolsOnly or IPPoolsAndHostIPs');
+      return found;
+    },
+  },
+  {
+    field: 'defaultEndpointToHostAction', key: 'endpointToHost', flag: '--endpoint-to-host', env: 'FELIX_DEFAULTENDPOINTTOHOSTACTION', builtIn: 'accept',
+    parse: (v) => {
+      const t = felixString(v).trim().toLowerCase();
+      // Felix's Return leaves the decision to the host's own INPUT rules: podway's table leaves
+      // them to the host's other rules as well (main.ts parseEndpointToHost)
+      if (t === 'accept' || t === 'return') return 'accept';
+      if (t === 'drop') return 'drop';
+      throw new Error('is not Drop, Accept or Return');
+    },
+  },
+  { field: 'allowVXLANPacketsFromWorkloads', key: 'allowVxlanFromPods', flag: '--allow-vxlan-from-pods', env: 'FELIX_ALLOWVXLANPACKETSFROMWORKLOADS', builtIn: false, parse: felixBool },
+  { field: 'allowIPIPPacketsFromWorkloads', key: 'allowIpipFromPods', flag: '--allow-ipip-from-pods', env: 'FELIX_ALLOWIPIPPACKETSFROMWORKLOADS', builtIn: false, parse: felixBool },
+];
+
+/** Felix fields podway takes from its environment (or flags) at start only, never from a FelixConfiguration. */
+export const FELIX_FIELDS_START_ONLY: Readonly<Record<string, { env: string; flag: string }>> = {
+  prometheusMetricsEnabled: { env: 'FELIX_PROMETHEUSMETRICSENABLED', flag: '--metrics-port' },
+  prometheusMetricsPort: { env: 'FELIX_PROMETHEUSMETRICSPORT', flag: '--metrics-port' },
+  prometheusMetricsHost: { env: 'FELIX_PROMETHEUSMETRICSHOST', flag: '--metrics-host' },
+};
+
+/** The settings given to `podway run` itself (flag or environment), each with where it came from
+ * ("--log-level", "$FELIX_NATOUTGOINGEXCLUSIONS"); a setting given neither way is absent. */
+export interface LocalFelix {
+  readonly values: Partial<FelixSettings>;
+  readonly from: Partial<Record<FelixKey, string>>;
+}
+
+/** A FelixConfiguration field whose value podway cannot use (ignored: the lower layer's used). */
+export interface InvalidFelixField {
+  readonly resource: string;
+  readonly field: string;
+  readonly value: string;
+  readonly reason: string;
+}
+
+export interface ResolvedFelix {
+  readonly settings: FelixSettings;
+  /** Where each setting's value came from: the flag or variable, "FelixConfiguration node.X",
+   * "FelixConfiguration default" or "built-in default". */
+  readonly source: Record<FelixKey, string>;
+  readonly invalid: readonly InvalidFelixField[];
+  /** Start-only fields a FelixConfiguration gives (not applied), e.g. "default: prometheusMetricsPort 9095". */
+  readonly notApplied: readonly string[];
+}
+
+function shown(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v);
+}
+
+/** The effective settings from the local layers and the two resources (`layers` undefined: none known). */
+export function resolveFelix(local: LocalFelix, layers: FelixLayers | undefined, node: string): ResolvedFelix {
+  const settings = {} as Record<FelixKey, unknown>;
+  const source = {} as Record<FelixKey, string>;
+  const invalid: InvalidFelixField[] = [];
+  const ordered: [string, Readonly<Record<string, unknown>> | null][] = [[`node.${node}`, layers?.node ?? null], ['default', layers?.default ?? null]];
+  for (const f of FELIX_FIELDS) {
+    let value: unknown;
+    let from: string | undefined;
+    if (local.values[f.key] !== undefined) {
+      value = local.values[f.key];
+      from = local.from[f.key] ?? f.flag;
+    }
+    // every resource's value is judged (an invalid one is said even where a higher layer wins)
+    for (const [name, spec] of ordered) {
+      if (spec === null || !Object.prototype.hasOwnProperty.call(spec, f.field)) continue;
+      const raw = spec[f.field];
+      // a field set to null (JSON) is as if absent, as Felix reads an unset pointer field
+      if (raw === null || raw === undefined) continue;
+      try {
+        const v = f.parse(raw);
+        if (from === undefined) {
+          value = v;
+          from = `FelixConfiguration ${name}`;
+        }
+      } catch (e) {
+        invalid.push({ resource: name, field: f.field, value: shown(raw), reason: (e as Error).message });
+      }
+    }
+    settings[f.key] = from === undefined ? f.builtIn : value;
+    source[f.key] = from ?? 'built-in default';
+  }
+  const notApplied: string[] = [];
+  for (const [name, spec] of ordered) {
+    for (const field of Object.keys(FELIX_FIELDS_START_ONLY)) {
+      if (spec && spec[field] !== undefined && spec[field] !== null) notApplied.push(`${name}: ${field} ${shown(spec[field])}`);
+    }
+  }
+  return { settings: settings as unknown as FelixSettings, source, invalid, notApplied };
+}
+
+/** A setting's value as `podway status` and the log say it (Felix's words for the enums). */
+export function felixValueText(key: FelixKey, v: FelixSettings[FelixKey]): string {
+  if (key === 'endpointToHost') return v === 'drop' ? 'Drop' : 'Accept';
+  return String(v);
+}
+
+/** What changed between two resolutions, for the log and the dataplane. */
+export interface FelixChange {
+  readonly key: FelixKey;
+  readonly field: string;
+  readonly was: string;
+  readonly now: string;
+  readonly source: string;
+}
+
+/**
+ * The settings in force and their history: each new resolution (a model with the resources, or
+ * without them) says what changed, which invalid fields are new (each counted once while it stays
+ * the same), and which start-only fields are newly given.
+ */
+export class FelixConfigTracker {
+  private resolved: ResolvedFelix;
+  /** Invalid fields seen (counted once per resource, field and value while they last). */
+  private invalidCount = 0;
+  private invalidNow = new Set<string>();
+  private notAppliedNow = new Set<string>();
+  /** Where the resources last came from: the datastore, the model cache, or none yet. */
+  private origin: 'datastore' | 'model cache' | null = null;
+
+  constructor(private readonly local: LocalFelix, private readonly node: string) {
+    this.resolved = resolveFelix(local, undefined, node);
+  }
+
+  get settings(): FelixSettings {
+    return this.resolved.settings;
+  }
+
+  /** Resolve again with a model's resources; what changed, what is newly invalid or not applied. */
+  update(layers: FelixLayers | undefined, origin: 'datastore' | 'model cache'): { changes: FelixChange[]; newInvalid: InvalidFelixField[]; newNotApplied: string[] } {
+    const was = this.resolved;
+    const now = resolveFelix(this.local, layers ?? { default: null, node: null }, this.node);
+    this.resolved = now;
+    this.origin = origin;
+    const changes: FelixChange[] = [];
+    for (const f of FELIX_FIELDS) {
+      const a = was.settings[f.key];
+      const b = now.settings[f.key];
+      if (a !== b || was.source[f.key] !== now.source[f.key]) {
+        if (a === b) continue; // the same value from another layer: nothing to apply (status says where)
+        changes.push({ key: f.key, field: f.field, was: felixValueText(f.key, a), now: felixValueText(f.key, b), source: now.source[f.key] });
+      }
+    }
+    const key = (i: InvalidFelixField) => `${i.resource}\u0000${i.field}\u0000${i.value}`;
+    const newInvalid = now.invalid.filter((i) => !this.invalidNow.has(key(i)));
+    this.invalidCount += newInvalid.length;
+    this.invalidNow = new Set(now.invalid.map(key));
+    const newNotApplied = now.notApplied.filter((n) => !this.notAppliedNow.has(n));
+    this.notAppliedNow = new Set(now.notApplied);
+    return { changes, newInvalid, newNotApplied };
+  }
+
+  /** The source of `key`'s value now, e.g. "FelixConfiguration node.a". */
+  sourceOf(key: FelixKey): string {
+    return this.resolved.source[key];
+  }
+
+  /** For `podway status`: each setting, its value and source; invalid fields now and counted. */
+  status(): { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: readonly InvalidFelixField[]; invalidSeen: number; notApplied: readonly string[] } {
+    return {
+      settings: FELIX_FIELDS.map((f) => ({ field: f.field, value: felixValueText(f.key, this.resolved.settings[f.key]), source: this.resolved.source[f.key] })),
+      origin: this.origin,
+      invalid: this.resolved.invalid,
+      invalidSeen: this.invalidCount,
+      notApplied: this.resolved.notApplied,
+    };
+  }
+}
+
+/** The log line for an invalid field: the resource and field named, what is used instead. */
+export function invalidFieldLine(i: InvalidFelixField, tracker: FelixConfigTracker): string {
+  const f = FELIX_FIELDS.find((x) => x.field === i.field)!;
+  return `FelixConfiguration ${i.resource}: field ${i.field}: ${i.value} ${i.reason}: ignored; ${felixValueText(f.key, tracker.settings[f.key])} from ${tracker.sourceOf(f.key)} in force`;
+}

@@ -250,8 +250,9 @@ test('rejects wrong apiVersion, unknown kind, non-mapping documents, YAML syntax
     'cluster.yaml: document 1 (IPpool p): kind: unknown kind "IPpool" (podway reads IPPool, Node, BlockAffinity, WorkloadEndpoint)');
   assert.is(errorOf(`${yamlOf(basePool)}---\n- a\n- b\n`),
     'cluster.yaml: document 2: expected a mapping with apiVersion, kind, metadata and spec, got a list');
-  // Line numbers count from the top of the file, as an editor shows them.
-  assert.is(errorOf('apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\n---\nkind: Node\nmetadata: {name: [}\n'),
+  // Line numbers count from the top of the file, as an editor shows them. (A kind podway ignores
+  // first: a FelixConfiguration is read now, and one without metadata is refused on its own.)
+  assert.is(errorOf('apiVersion: projectcalico.org/v3\nkind: Profile\n---\nkind: Node\nmetadata: {name: [}\n'),
     'cluster.yaml: document 2: invalid YAML: Flow sequence in block collection must be sufficiently indented and end with a ] at line 5, column 19');
 });
 

@@ -79,3 +79,24 @@ export function natExclusionsText(mode: string | undefined, natPools = 1): strin
     : mode === 'IPPoolsAndHostIPs' ? 'to other nodes: the pod\'s address' : null;
   return `; natOutgoingExclusions ${mode}${meaning ? ` (${meaning})` : ''}`;
 }
+
+/** A duration for a status line: "42 s", "3 min 12 s", "2 h 5 min", "3 d 4 h". */
+export function ageText(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
+}
+
+/**
+ * `podway status`'s word on the Node a cached model was written for (run.ts cachedModel.nodeCheck):
+ * not compared with the datastore's yet (it has not answered: a deleted Node's cache cannot be told
+ * apart), the same Node, or another one's state, withdrawn.
+ */
+export function cachedNodeText(c: { nodeCheck?: string; notThisNode?: string }): string {
+  if (c.nodeCheck === 'not compared yet') return '; its Node not compared with the datastore\'s yet (no answer)';
+  if (c.nodeCheck === 'same Node') return '; its Node is the datastore\'s';
+  if (c.nodeCheck === 'withdrawn') return `; not this node's state (${c.notThisNode ?? '?'}): its endpoints, routes and tunnel addresses withdrawn`;
+  return '';
+}

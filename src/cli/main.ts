@@ -11,7 +11,7 @@ import { DEFAULT_WORKERS, WORKERS_AUTO_MAX, parseWorkerSteer, parseWorkers } fro
 import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
 import { staleEndpointLine } from '../observe/stale-endpoints';
 import { orphanPodLine } from '../dataplane/orphan-pods';
-import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText } from './format';
+import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
@@ -358,7 +358,7 @@ export function buildProgram(): Command {
       // an IPv6-only node (IP=none) has no IPv4 address: its IPv6 one, said so
       `podway is running on node ${s.node} (${s.nodeIp ?? `${s.ipv6?.nodeIp ?? 'no address'}, IPv6 only`}), up ${s.uptimeSeconds}s`,
       s.ready === undefined ? null : s.ready ? 'ready' : `not ready: ${(s.notReady as string[]).join('; ')}`,
-      s.cachedModel ? `forwarding on the cached model from ${s.cachedModel.appliedAt} (${s.cachedModel.file}): ${s.cachedModel.first ? 'applied at start (written in this boot), the datastore\'s model not applied yet' : 'the datastore has not answered since the start'}` : null,
+      s.cachedModel ? `forwarding on the cached model from ${s.cachedModel.appliedAt}${s.cachedModel.ageSeconds !== undefined ? `, ${ageText(s.cachedModel.ageSeconds)} old` : ''} (${s.cachedModel.file}): ${s.cachedModel.first ? 'applied at start (written in this boot), the datastore\'s model not applied yet' : 'the datastore has not answered since the start'}${cachedNodeText(s.cachedModel)}` : null,
       `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}`,
       `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,
       `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${listSummary(s.knownNodes)}`,

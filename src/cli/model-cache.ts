@@ -8,9 +8,11 @@
  *
  * One JSON file, written atomically (a temporary file in the same directory, fsync, rename): a
  * crash mid-write leaves the previous cache, never half of one. It says which node and which
- * datastore it belongs to and carries a format version and a SHA-256 of the model's text: a cache
- * of another node or cluster, of another format, or damaged is refused with the reason, never
- * used. Writes are rate-bounded (ModelCacheWriter): at most one per interval, the newest applied
+ * datastore it belongs to, the Node it was computed for and the boot it was written in, and
+ * carries a format version and a SHA-256 of all of it: a cache of another node or cluster, of
+ * another format version (an older podway's included: it lacks fields this one checks), damaged
+ * or of the wrong shape (every field of the model is type-checked: a wrong type is named, never
+ * thrown into the engine) is refused with the reason, never used. Writes are rate-bounded (ModelCacheWriter): at most one per interval, the newest applied
  * model winning, so frequent datastore changes cost one JSON encoding per interval at most.
  */
 import { createHash } from 'node:crypto';
@@ -21,15 +23,18 @@ import type { NodeDataplaneModel } from '../control';
 import type { DatastoreSpec } from '../control/kv/spec';
 import type { KvEntry } from '../control/kv/kv';
 import { checkBgpInputs, type BgpInputs } from '../control/bgp/cached-inputs';
+import { checkModel } from '../dataplane/model-check';
 import { replaceFile } from '../util/replace-file';
 
 /** What the file says it is; a different value is not a podway model cache. */
 export const MODEL_CACHE_FORMAT = 'podway-model-cache';
 /** Bumped when the file's shape changes: 2 added the BGP settings (`bgp`), 3 the boot it was
- * written in (`bootId`). Versions 1 and 2 are still read (their model is the same; 1 has no BGP
- * settings, so the speaker waits for the datastore; neither says its boot, so neither is applied
- * before the datastore is asked); any other version is refused, not misread. */
-export const MODEL_CACHE_VERSION = 3;
+ * written in (`bootId`) and later the Node it was written for (`nodeIdentity`), 4 makes the
+ * Node required and the checksum cover every field. Only this version is read: an older one
+ * lacks what the start checks (a version 3 cache of a deleted Node was forwarded on, unjudged,
+ * until rewritten), a newer one may mean something else; either is refused, saying which, and the
+ * start waits for the datastore as without a cache. */
+export const MODEL_CACHE_VERSION = 4;
 /** The kernel's identity of this boot of the machine (a random UUID made at boot; the same in
  * every network namespace). */
 export const BOOT_ID_FILE = '/proc/sys/kernel/random/boot_id';
@@ -61,7 +66,7 @@ export function currentBootId(): string | null {
  * announced) outlives a restart of podway but not a reboot.
  */
 export function notThisBoot(bootId: string | null, boot: string | null = currentBootId()): string | null {
-  if (bootId === null) return 'it does not say which boot of the machine it was written in (written by an older podway)';
+  if (bootId === null) return 'it does not say which boot of the machine it was written in (the podway that wrote it could not read its boot id)';
   if (boot === null) return `this boot's id cannot be read (${BOOT_ID_FILE})`;
   if (bootId !== boot) return `it was written in another boot of the machine (boot id ${bootId}, this one ${boot})`;
   return null;
@@ -109,11 +114,9 @@ export function nodeIdentityText(n: NodeIdentity): string {
 
 /**
  * Why a cache recorded for Node `cached` is not the state of the Node the datastore holds now
- * (`stored`: its key's entry, null when there is none); null when it is the same Node. A cache
- * that records no Node (written by an older podway) is not judged: null.
+ * (`stored`: its key's entry, null when there is none); null when it is the same Node.
  */
-export function notSameNode(node: string, cached: NodeIdentity | null, stored: KvEntry | null): string | null {
-  if (cached === null) return null;
+export function notSameNode(node: string, cached: NodeIdentity, stored: KvEntry | null): string | null {
   if (stored === null) return `its Node ${node} (${nodeIdentityText(cached)}) is not in the datastore any more (deleted)`;
   const now = nodeIdentityOf(stored);
   if (now.createRevision !== cached.createRevision || (cached.uid !== null && now.uid !== cached.uid)) {
@@ -147,19 +150,16 @@ interface CacheFile {
   datastore: string;
   /** When the model was applied (ISO 8601). */
   appliedAt: string;
-  /** Of `model` (version 1), of `model`, a newline and `bgp` (version 2). */
+  /** The boot of the machine it was written in (BOOT_ID_FILE; null when unreadable). */
+  bootId: string | null;
+  /** The Node the model is of (NodeIdentity). */
+  nodeIdentity: NodeIdentity;
+  /** Of every other field (checksumText). */
   sha256: string;
-  /** The model as encodeModel's text (hashed as it stands). */
+  /** The model as encodeModel's text. */
   model: string;
-  /** Version 2: the BGP settings in force (BgpInputs as JSON text; null without --bgp). */
-  bgp?: string | null;
-  /** Version 3: the boot of the machine it was written in (BOOT_ID_FILE; null when unreadable). */
-  bootId?: string | null;
-  /** Version 3, since podway records it: the Node the model is of (NodeIdentity; null when the
-   * registration had not said it). Absent in caches of older podways, which read version 3 all the
-   * same (an unknown field); like bootId, not covered by sha256: a damaged one refuses the cache
-   * as another Node's, never takes it for this one's. */
-  nodeIdentity?: NodeIdentity | null;
+  /** The BGP settings in force (BgpInputs as JSON text; null without --bgp). */
+  bgp: string | null;
 }
 
 export interface CachedModel {
@@ -167,14 +167,14 @@ export interface CachedModel {
   /** When this model was applied by the podway that wrote it. */
   readonly appliedAt: Date;
   /** The BGP settings in force with it (`podway run --bgp`); null when the cache has none, `noBgp`
-   * saying why (written without --bgp, or by a podway of format version 1). */
+   * saying why (written without --bgp). */
   readonly bgp: BgpInputs | null;
   readonly noBgp?: string;
-  /** The boot of the machine it was written in; null when it does not say (format version 1 or 2,
-   * or written where the boot id could not be read). */
+  /** The boot of the machine it was written in; null when the podway that wrote it could not
+   * read it. */
   readonly bootId: string | null;
-  /** The Node it was computed for; null when the cache does not say (an older podway wrote it). */
-  readonly nodeIdentity: NodeIdentity | null;
+  /** The Node it was computed for. */
+  readonly nodeIdentity: NodeIdentity;
 }
 
 /** The model as JSON; its Sets (knownNodeIps) become tagged arrays. */
@@ -200,21 +200,74 @@ export function decodeModel(text: string): NodeDataplaneModel {
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
-/** The parts the engine needs first, checked so that a wrong shape is refused here, named. */
+/**
+ * The model's shape, every field the engine or the start reads (NodeDataplaneModel): a model of
+ * another shape (another podway's, edited by hand) is refused here naming the first wrong field
+ * (`model.routes[3].addr`), never handed to the engine to throw at an odd place. Values are not
+ * judged beyond their type (a MAC's or an IPv6 address's text: the engine's checkModel, run after).
+ */
 function checkShape(m: NodeDataplaneModel, node: string): void {
-  const fail = (what: string) => { throw new Error(`the model is malformed (${what})`); };
-  if (typeof m !== 'object' || m === null) fail('not an object');
-  if (typeof m.node !== 'object' || m.node === null || m.node.name !== node) fail(`its node is not ${node}`);
-  if ((typeof m.node.ip !== 'number' && m.node.ip !== null) || !(m.node.knownNodeIps instanceof Set)) fail('node address');
-  for (const k of ['endpoints', 'routes', 'withheld', 'pools'] as const) if (!Array.isArray(m[k])) fail(k);
-  if (typeof m.mtu !== 'object' || typeof m.encap !== 'object' || typeof m.v6 !== 'object' || m.v6 === null) fail('mtu, encap or v6');
+  let at = 'model';
+  const fail = (what: string): never => { throw new Error(`the model is malformed (${at}${what ? `.${what}` : ''})`); };
+  const obj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const u32 = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffffffff;
+  const int = (lo: number, hi: number) => (v: unknown) => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+  const str = (v: unknown) => typeof v === 'string';
+  const bool = (v: unknown) => typeof v === 'boolean';
+  const orNull = (f: (v: unknown) => boolean) => (v: unknown) => v === null || f(v);
+  const oneOf = (...xs: string[]) => (v: unknown) => typeof v === 'string' && xs.includes(v);
+  const arrayOf = (f: (v: unknown) => boolean) => (v: unknown) => Array.isArray(v) && v.every(f);
+  type Fields = Record<string, (v: unknown) => boolean>;
+  /** `o` at `path` is an object whose listed fields pass (optional ones may be absent). */
+  const fields = (o: unknown, path: string, want: Fields, optional: Fields = {}) => {
+    at = path;
+    if (!obj(o)) return fail('');
+    for (const [k, f] of Object.entries(want)) if (!f(o[k])) fail(k);
+    for (const [k, f] of Object.entries(optional)) if (o[k] !== undefined && !f(o[k])) fail(k);
+  };
+  const list = (a: unknown, path: string, each: (o: unknown, path: string) => void) => {
+    at = path;
+    if (!Array.isArray(a)) fail('');
+    (a as unknown[]).forEach((o, i) => each(o, `${path}[${i}]`));
+  };
+  const mtu = int(0, 0xffff);
+  const mac = orNull(str);
+  const cidr4 = (v: unknown) => obj(v) && str(v.cidr) && u32(v.addr) && int(0, 32)(v.prefixLen);
+  const withheld = (o: unknown, p: string) => fields(o, p, { cidr: str, node: str, reason: str });
+  const routeClass = int(0, 255);
+  fields(m, 'model', { node: obj, endpoints: Array.isArray, routes: Array.isArray, withheld: Array.isArray, pools: Array.isArray, mtu: obj, encap: obj, v6: obj }, { kernelRoutes: Array.isArray, kernelRoutesComplete: bool, bgpLearned: Array.isArray });
+  fields(m.node, 'model.node', { name: (v) => v === node, ip: orNull(u32), subnet: orNull(cidr4), vtepIp: orNull(u32), vtepMac: str, ipipTunnelIp: orNull(u32), knownNodeIps: (v) => v instanceof Set && [...v].every(u32) });
+  list(m.endpoints, 'model.endpoints', (o, p) => fields(o, p, { key: str, interfaceName: str, interfaceType: str, interfaceNetns: orNull(str), ips: arrayOf(u32), cidrs: arrayOf(str), mac }));
+  list(m.routes, 'model.routes', (o, p) => fields(o, p, { cidr: str, addr: u32, prefixLen: int(0, 32), kind: oneOf('local', 'blackhole', 'vxlan', 'ipip', 'direct', 'host'), class: routeClass, endpoint: orNull(str), node: str, nodeIp: orNull(u32), vtepIp: orNull(u32), vtepMac: mac, pool: orNull(str), mtu }));
+  list(m.withheld, 'model.withheld', withheld);
+  list(m.pools, 'model.pools', (o, p) => fields(o, p, { name: str, cidr: str, addr: u32, prefixLen: int(0, 32), blockSize: int(0, 32), encap: oneOf('vxlan', 'ipip', 'none'), crossSubnet: bool, natOutgoing: bool, disabled: bool }));
+  fields(m.mtu, 'model.mtu', { underlay: mtu, vxlan: mtu, ipip: mtu, pod: mtu });
+  fields(m.encap, 'model.encap', { vxlan: bool, ipip: bool });
+  const v6 = m.v6;
+  fields(v6, 'model.v6', { ip6: orNull(str), subnet6: orNull(str), vtepIp6: orNull(str), vtepMac6: str, knownNodeIps6: arrayOf(str), endpoints: Array.isArray, routes: Array.isArray, withheld: Array.isArray, pools: Array.isArray, vxlanMtu: mtu, vxlan: bool });
+  list(v6.endpoints, 'model.v6.endpoints', (o, p) => fields(o, p, { interfaceName: str, ips6: arrayOf(str) }));
+  list(v6.routes, 'model.v6.routes', (o, p) => fields(o, p, { cidr: str, w: (v) => Array.isArray(v) && v.length === 4 && v.every(u32), prefixLen: int(0, 128), kind: oneOf('local', 'blackhole', 'vxlan', 'direct', 'host'), class: routeClass, endpoint: orNull(str), node: str, nodeIp6: orNull(str), vtepIp6: orNull(str), vtepMac: mac, pool: orNull(str), mtu }));
+  list(v6.withheld, 'model.v6.withheld', withheld);
+  list(v6.pools, 'model.v6.pools', (o, p) => fields(o, p, { name: str, cidr: str, blockSize: int(0, 128), encap: oneOf('vxlan', 'none'), crossSubnet: bool, natOutgoing: bool }));
+  if (m.kernelRoutes) list(m.kernelRoutes, 'model.kernelRoutes', (o, p) => fields(o, p, { cidr: str, via: str, peer: str }));
+  if (m.bgpLearned) list(m.bgpLearned, 'model.bgpLearned', (o, p) => fields(o, p, { prefix: str, nextHop: str, peer: str }));
+  at = 'model';
   // An IPv6-only node's model (no IPv4 address) has its IPv6 one.
-  if (m.node.ip === null && typeof m.v6.ip6 !== 'string') fail('node address');
+  if (m.node.ip === null && m.v6.ip6 === null) fail('node.ip');
+}
+
+/** The text the checksum covers: every field but the checksum, in a fixed order: the small ones as
+ * one JSON line, then the model's and the BGP settings' texts as they stand (JSON text holds no
+ * raw newline: the lines cannot run into each other; not escaped again, which would cost the
+ * forwarding thread another pass over the model). */
+function checksumText(c: Omit<CacheFile, 'sha256'>): string {
+  return `${JSON.stringify([c.format, c.version, c.node, c.datastore, c.appliedAt, c.bootId, c.nodeIdentity.uid, c.nodeIdentity.createRevision])}\n${c.model}\n${c.bgp ?? 'null'}`;
 }
 
 /**
  * The cache at `file` for `node` on `datastore`: the model, or why it cannot be used ("none" when
- * there is no file: a first start, nothing to say).
+ * there is no file: a first start, nothing to say). Never throws: whatever the file holds (cut
+ * short, another podway's, fields of the wrong type) is a reason.
  */
 export function readModelCache(file: string, node: string, datastore: string): CachedModel | { refused: string } | 'none' {
   let text: string;
@@ -229,61 +282,79 @@ export function readModelCache(file: string, node: string, datastore: string): C
     try {
       c = JSON.parse(text) as CacheFile;
     } catch (e) {
-      return { refused: `not JSON (${(e as Error).message}): damaged` };
+      return { refused: `not JSON (${(e as Error).message}): damaged or cut short` };
     }
-    if (typeof c !== 'object' || c === null || c.format !== MODEL_CACHE_FORMAT) return { refused: 'not a podway model cache' };
-    if (c.version !== MODEL_CACHE_VERSION && c.version !== 1 && c.version !== 2) return { refused: `format version ${String(c.version)}, this podway reads 1 to ${MODEL_CACHE_VERSION}` };
+    if (typeof c !== 'object' || c === null || Array.isArray(c) || c.format !== MODEL_CACHE_FORMAT) return { refused: 'not a podway model cache' };
+    if (c.version !== MODEL_CACHE_VERSION) {
+      const v = c.version;
+      return { refused: typeof v === 'number' && Number.isInteger(v) && v >= 1 && v < MODEL_CACHE_VERSION
+        ? `format version ${v}, written by an older podway: it lacks what this one checks (${v < 3 ? 'the boot of the machine and ' : ''}the Node it was written for), and this podway reads format ${MODEL_CACHE_VERSION} only`
+        : `format version ${JSON.stringify(v) ?? 'none'}, not this podway's (it reads format ${MODEL_CACHE_VERSION} only)` };
+    }
     if (c.node !== node) return { refused: `it is node ${String(c.node)}'s, not ${node}'s` };
     if (c.datastore !== datastore) return { refused: `it is from datastore ${String(c.datastore)}, not ${datastore}` };
-    if (typeof c.model !== 'string') return { refused: 'its checksum does not match: damaged' };
-    if (c.version !== 1 && c.bgp !== null && typeof c.bgp !== 'string') return { refused: 'its checksum does not match: damaged' };
-    const bgpText = c.version === 1 ? null : (c.bgp as string | null);
-    if (sha256(hashed(c.model, c.version === 1 ? undefined : bgpText)) !== c.sha256) return { refused: 'its checksum does not match: damaged' };
-    const appliedAt = new Date(c.appliedAt);
-    if (Number.isNaN(appliedAt.getTime())) return { refused: 'no valid appliedAt time' };
-    const bootId = c.version >= 3 ? c.bootId ?? null : null;
-    if (bootId !== null && (typeof bootId !== 'string' || bootId === '')) return { refused: 'its bootId is not a boot id' };
-    const ni = c.version >= 3 ? c.nodeIdentity ?? null : null;
-    if (ni !== null && (typeof ni !== 'object' || (ni.uid !== null && (typeof ni.uid !== 'string' || ni.uid === '')) || !Number.isSafeInteger(ni.createRevision) || ni.createRevision <= 0)) {
+    // The fields' types, then the checksum over all of them.
+    const field = (name: string, ok: boolean) => { if (!ok) throw new Error(`its ${name} is not of the right type: damaged`); };
+    field('sha256', typeof c.sha256 === 'string');
+    field('model', typeof c.model === 'string');
+    field('bgp', c.bgp === null || typeof c.bgp === 'string');
+    field('appliedAt', typeof c.appliedAt === 'string');
+    field('bootId', c.bootId === null || (typeof c.bootId === 'string' && c.bootId !== ''));
+    const ni = c.nodeIdentity as unknown;
+    if (typeof ni !== 'object' || ni === null) return { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' };
+    const { uid, createRevision } = ni as Record<string, unknown>;
+    if ((uid !== null && (typeof uid !== 'string' || uid === '')) || !Number.isSafeInteger(createRevision) || (createRevision as number) <= 0) {
       return { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' };
     }
-    const nodeIdentity = ni === null ? null : { uid: ni.uid, createRevision: ni.createRevision };
-    const model = decodeModel(c.model);
+    if (sha256(checksumText(c)) !== c.sha256) return { refused: 'its checksum does not match: damaged' };
+    const appliedAt = new Date(c.appliedAt);
+    if (Number.isNaN(appliedAt.getTime())) return { refused: 'no valid appliedAt time' };
+    const nodeIdentity: NodeIdentity = { uid: uid as string | null, createRevision: createRevision as number };
+    let model: NodeDataplaneModel;
+    try {
+      model = decodeModel(c.model);
+    } catch (e) {
+      return { refused: `its model is not JSON (${(e as Error).message})` };
+    }
     checkShape(model, node);
-    if (c.version === 1) return { model, appliedAt, bgp: null, noBgp: 'it is of format version 1, which holds no BGP settings', bootId, nodeIdentity };
-    if (bgpText === null) return { model, appliedAt, bgp: null, noBgp: 'it was written without --bgp', bootId, nodeIdentity };
+    try {
+      checkModel(model);
+    } catch (e) {
+      return { refused: `the engine would refuse its model (${(e as Error).message})` };
+    }
+    const base = { model, appliedAt, bootId: c.bootId, nodeIdentity };
+    if (c.bgp === null) return { ...base, bgp: null, noBgp: 'it was written without --bgp' };
     let bgp: BgpInputs;
     try {
-      bgp = checkBgpInputs(JSON.parse(bgpText));
+      bgp = checkBgpInputs(JSON.parse(c.bgp));
     } catch (e) {
       return { refused: e instanceof SyntaxError ? `the BGP settings are not JSON (${e.message})` : (e as Error).message };
     }
-    return { model, appliedAt, bgp, bootId, nodeIdentity };
+    return { ...base, bgp };
   } catch (e) {
     return { refused: (e as Error).message };
   }
 }
 
-/** The text the checksum covers: version 1 the model alone, version 2 the model and the BGP settings. */
-function hashed(model: string, bgp: string | null | undefined): string {
-  return bgp === undefined ? model : `${model}\n${bgp ?? 'null'}`;
+/** A cache file's fields with the checksum made again over them (tests write caches of a given
+ * shape with it: wrong types, another podway's). */
+export function withChecksum(c: Record<string, unknown>): Record<string, unknown> {
+  return { ...c, sha256: sha256(checksumText(c as unknown as Omit<CacheFile, 'sha256'>)) };
 }
 
-function cacheText(node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null, bootId: string | null, nodeIdentity: NodeIdentity | null): string {
-  const text = encodeModel(model);
-  const bgpText = bgp === null ? null : JSON.stringify(bgp);
-  const body: CacheFile = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), bootId, nodeIdentity, sha256: sha256(hashed(text, bgpText)), model: text, bgp: bgpText };
-  return JSON.stringify(body);
+function cacheText(node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null, bootId: string | null, nodeIdentity: NodeIdentity): string {
+  const body: Omit<CacheFile, 'sha256'> = { format: MODEL_CACHE_FORMAT, version: MODEL_CACHE_VERSION, node, datastore, appliedAt: appliedAt.toISOString(), bootId, nodeIdentity: { uid: nodeIdentity.uid, createRevision: nodeIdentity.createRevision }, model: encodeModel(model), bgp: bgp === null ? null : JSON.stringify(bgp) };
+  return JSON.stringify({ ...body, sha256: sha256(checksumText(body)) });
 }
 
 /**
  * Writes `file` atomically (util/replace-file.ts: a temporary dot-file beside it, fsynced, renamed
  * over it, the directory fsynced; none left by a failed write). Only the JSON
  * encoding runs on the calling thread, the file work (write, fsync, rename) off it: podway run's
- * main thread forwards, and an fsync may take a disk's time. `bootId`: the boot it is written in
- * (this one's by default). `nodeIdentity`: the Node the model is of (null: not known).
+ * main thread forwards, and an fsync may take a disk's time. `nodeIdentity`: the Node the model
+ * is of; `bootId`: the boot it is written in (this one's by default).
  */
-export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, bgp: BgpInputs | null = null, bootId: string | null = currentBootId(), nodeIdentity: NodeIdentity | null = null): Promise<number> {
+export async function writeModelCache(file: string, node: string, datastore: string, model: NodeDataplaneModel, appliedAt: Date, nodeIdentity: NodeIdentity, bgp: BgpInputs | null = null, bootId: string | null = currentBootId()): Promise<number> {
   const data = cacheText(node, datastore, model, appliedAt, bgp, bootId, nodeIdentity);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   await replaceFile(file, data, { mode: 0o600 });
@@ -302,8 +373,10 @@ export class ModelCacheWriter {
   private pending: { model: NodeDataplaneModel; at: Date; bgp: BgpInputs | null; nodeIdentity: NodeIdentity | null } | null = null;
   /** The last model applied (rewritten when only the BGP settings change). */
   private last: { model: NodeDataplaneModel; at: Date; bgp: BgpInputs | null; nodeIdentity: NodeIdentity | null } | null = null;
-  /** The Node the registration last found or made (written with the next model applied). */
+  /** The Node the registration last found or made (written with the next model applied; a model
+   * applied before any is not written: a cache must say its Node). */
   private nodeIdentity: NodeIdentity | null = null;
+  private saidNoNode = false;
   /** The BGP settings in force (null: none, BGP off): written with the next model that comes
    * without its own. */
   private bgpInputs: BgpInputs | null = null;
@@ -362,8 +435,10 @@ export class ModelCacheWriter {
     if (!this.pending || this.writing || this.stopped) return;
     const p = this.pending;
     this.pending = null;
+    const node = this.known(p);
+    if (node === null) return;
     this.lastWrite = Date.now();
-    this.writing = writeModelCache(this.file, this.nodeName, this.datastore, p.model, p.at, p.bgp, undefined, p.nodeIdentity).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
+    this.writing = writeModelCache(this.file, this.nodeName, this.datastore, p.model, p.at, node, p.bgp).then((bytes) => this.wrote(bytes), (e: Error) => this.failed(e)).finally(() => {
       this.writing = null;
       // a model applied meanwhile: written when the interval is up, as any other
       if (this.pending) this.schedule();
@@ -379,12 +454,22 @@ export class ModelCacheWriter {
     while (this.writing) await this.writing;
     const p = this.pending;
     this.pending = null;
-    if (!p) return;
+    const node = p ? this.known(p) : null;
+    if (!p || node === null) return;
     try {
-      this.wrote(await writeModelCache(this.file, this.nodeName, this.datastore, p.model, p.at, p.bgp, undefined, p.nodeIdentity));
+      this.wrote(await writeModelCache(this.file, this.nodeName, this.datastore, p.model, p.at, node, p.bgp));
     } catch (e) {
       this.failed(e as Error);
     }
+  }
+
+  /** The Node `p` is of; null (said once) when no registration has said it yet: not written. */
+  private known(p: { nodeIdentity: NodeIdentity | null }): NodeIdentity | null {
+    if (p.nodeIdentity === null && !this.saidNoNode) {
+      this.saidNoNode = true;
+      this.log.warn(`model cache ${this.file}: a model applied before the registration said which Node it is of: not written (a cache must record its Node)`);
+    }
+    return p.nodeIdentity;
   }
 
   private wrote(bytes: number): void {

@@ -735,7 +735,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // read: answered by then, a cache of another Node (deleted and registered again under this
     // name) is not applied; answered later, the registration's own read does it (onNodeRead).
     const deferDatastore = usable !== null && cacheFirstRefusalNow(usable) === null;
-    if (deferDatastore && usable.nodeIdentity !== null && spec.kind === 'etcd') {
+    if (deferDatastore && spec.kind === 'etcd') {
       readNodeEntry(spec, opts.node).then(onNodeRead, (e: Error) => dsLog.info(`the Node the model cache was written for not compared yet: ${e.message} (the registration compares it)`));
     }
     let starting = null as Promise<FirstModel> | null;
@@ -759,7 +759,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The first model's number in the model thread and its BGP settings (start without the cache). */
     let firstGen: number | undefined;
     let firstInputs: BgpInputs | undefined;
-    if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}`);
+    if (cached !== 'none' && 'refused' in cached) log.warn(`model cache ${cacheFile} ignored: ${cached.refused}; the start waits for the datastore as without a cache`);
     const notFirst = usable === null ? null : await cacheFirstRefusal(usable);
     /** Not this node's state (its Node deleted and registered again), known before the cache is
      * applied: never used, the datastore first as without a cache (it answered: it said so). */
@@ -1005,7 +1005,17 @@ export async function runNode(opts: RunOptions): Promise<void> {
       status: async () => {
         const r = await health.report();
         // first: applied at once at start (same boot), not for an unreachable datastore
-        const cachedModel = onCache ? { file: cacheFile, appliedAt: onCache.appliedAt.toISOString(), first: cacheFirst } : null;
+        // On the cache: which, how old (what was applied last is forwarded on, whatever its age),
+        // and whether its Node was compared with the datastore's yet (model-cache.ts notSameNode:
+        // while the datastore does not answer nothing can tell a deleted Node's cache).
+        const cachedModel = onCache ? {
+          file: cacheFile,
+          appliedAt: onCache.appliedAt.toISOString(),
+          ageSeconds: Math.max(0, Math.floor((Date.now() - onCache.appliedAt.getTime()) / 1000)),
+          first: cacheFirst,
+          nodeCheck: nodeVerdict === undefined ? 'not compared yet' : nodeVerdict === null ? 'same Node' : 'withdrawn',
+          ...(nodeVerdict ? { notThisNode: nodeVerdict } : {}),
+        } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
         return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status() };

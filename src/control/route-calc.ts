@@ -114,7 +114,7 @@ export interface LocalNodeIdentity {
   readonly vtepIp: number | null;
   readonly vtepMac: string;
   /** Our IPIP tunnel address (Node spec.bgp.ipv4IPIPTunnelAddr; Calico's `tunl0` address), null when
-   * none. Absent from a model cached by an older podway: read as null. */
+   * none. */
   readonly ipipTunnelIp: number | null;
   /** Underlay IPs of every node in the cluster (us included): tunnel traffic is accepted only from these. */
   readonly knownNodeIps: ReadonlySet<number>;

@@ -80,6 +80,7 @@ test('a password from --bgp-secrets is in the plan, never in the model cache fil
     assert.is(plan.peers.find((p) => p.address === '10.99.0.254')?.password, SECRET);
     const file = join(dir, 'node1.model.json');
     const writer = new ModelCacheWriter(file, 'node1', 'etcd:http://127.0.0.1:2379', { info: () => undefined, warn: (m) => { throw new Error(m); } }, 0);
+    writer.node({ uid: 'u-1', createRevision: 5 });
     writer.applied(computeNodeModel(snap, 'node1'), new Date(), bgpInputsOf(snap, 'node1'));
     await writer.stop();
     const onDisk = readFileSync(file, 'utf8');

@@ -2,7 +2,7 @@
 // port's txRejected or txBacklog, which the engine adds only when non-zero) still shows.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText } from '../../src/cli/format';
+import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText } from '../../src/cli/format';
 
 test('columns are every row\'s keys in first-seen order, not only the first row\'s', () => {
   const out = table([
@@ -45,6 +45,15 @@ test('natExclusionsText: the natOutgoingExclusions mode on podway status\'s nat 
   assert.is(natExclusionsText(undefined), '');
   // no pool has natOutgoing: nothing is masqueraded, so no meaning that says otherwise (review: status contradicted itself)
   assert.is(natExclusionsText('IPPoolsOnly', 0), '; natOutgoingExclusions IPPoolsOnly');
+});
+
+test('a cached model\'s age and the word on its Node (podway status)', () => {
+  assert.equal([0, 59, 60, 192, 3599, 3600, 7500, 86_399, 86_400, 300_000].map(ageText), ['0 s', '59 s', '1 min 0 s', '3 min 12 s', '59 min 59 s', '1 h 0 min', '2 h 5 min', '23 h 59 min', '1 d 0 h', '3 d 11 h']);
+  assert.is(ageText(-3), '0 s', 'a clock moved back: never negative');
+  assert.is(cachedNodeText({ nodeCheck: 'not compared yet' }), '; its Node not compared with the datastore\'s yet (no answer)');
+  assert.is(cachedNodeText({ nodeCheck: 'same Node' }), '; its Node is the datastore\'s');
+  assert.is(cachedNodeText({ nodeCheck: 'withdrawn', notThisNode: 'its Node n1 (uid u, created at revision 4) is not in the datastore any more (deleted)' }), '; not this node\'s state (its Node n1 (uid u, created at revision 4) is not in the datastore any more (deleted)): its endpoints, routes and tunnel addresses withdrawn');
+  assert.is(cachedNodeText({}), '', 'an older podway\'s answer says nothing of it');
 });
 
 test.run();

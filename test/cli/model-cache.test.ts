@@ -1,7 +1,8 @@
 // The model cache file (src/cli/model-cache.ts): a model written is read back whole (its Set
-// included) with the boot it was written in; a cache of another node, datastore or format version,
-// or damaged, is refused with the reason; versions 1 and 2 are read (no boot id); writes leave no
-// temporary file and are rate-bounded, the newest model winning.
+// included) with the boot and the Node it was written for; a cache of another node, datastore or
+// format version (an older podway's: 1, 2, 3), damaged, cut short or of the wrong shape is refused
+// with the reason, never thrown; writes leave no temporary file and are rate-bounded, the newest
+// model winning.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import * as path from 'node:path';
 import { computeNodeModel, type NodeDataplaneModel } from '../../src/control';
 import { parseClusterYaml } from '../../src/control/snapshot';
 import { createHash } from 'node:crypto';
-import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, nodeIdentityOf, notSameNode, notThisBoot, readModelCache, withdrawnModel, writeModelCache } from '../../src/cli/model-cache';
+import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, encodeModel, nodeIdentityOf, notSameNode, notThisBoot, readModelCache, withChecksum, withdrawnModel, writeModelCache } from '../../src/cli/model-cache';
 import { bgpInputsOf } from '../../src/control/bgp/cached-inputs';
 import { until } from '../helpers/until';
 
@@ -23,6 +24,8 @@ const tempDir = () => {
 test.after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 const DS = 'etcd:http://10.0.0.9:2379';
+/** The Node the caches here are of. */
+const ID = { uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427', createRevision: 17 };
 const YAML = (pods: number) => [
   'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: Always}',
   'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {ipv4Address: 10.0.0.1/24}, ipv4VXLANTunnelAddr: 10.244.0.0}',
@@ -37,7 +40,7 @@ test('a written model is read back as it was (knownNodeIps a Set), with the time
   const file = path.join(tempDir(), 'sub', 'n1.model.json');
   const m = model(2);
   const at = new Date('2026-01-02T03:04:05.000Z');
-  await writeModelCache(file, 'n1', DS, m, at);
+  await writeModelCache(file, 'n1', DS, m, at, ID);
   const r = readModelCache(file, 'n1', DS);
   if (r === 'none' || 'refused' in r) return assert.unreachable(`read back: ${JSON.stringify(r)}`);
   assert.equal(r.model, m);
@@ -51,7 +54,7 @@ test('another node\'s, another datastore\'s, another version\'s or a damaged cac
   const dir = tempDir();
   const file = path.join(dir, 'n1.model.json');
   assert.ok(readModelCache(file, 'n1', DS) === 'none');
-  await writeModelCache(file, 'n1', DS, model(1), new Date());
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID);
   const refused = (node: string, ds: string) => {
     const r = readModelCache(file, node, ds);
     return r !== 'none' && 'refused' in r ? r.refused : `not refused: ${JSON.stringify(r).slice(0, 80)}`;
@@ -61,11 +64,11 @@ test('another node\'s, another datastore\'s, another version\'s or a damaged cac
   const good = readFileSync(file, 'utf8');
   const c = JSON.parse(good) as Record<string, unknown> & { model: string };
   writeFileSync(file, JSON.stringify({ ...c, version: 99 }));
-  assert.match(refused('n1', DS), 'format version 99, this podway reads 1 to 3');
+  assert.match(refused('n1', DS), 'format version 99, not this podway\'s (it reads format 4 only)');
   writeFileSync(file, JSON.stringify({ ...c, model: c.model.replace('"endpoints"', '"endpointz"') }));
   assert.match(refused('n1', DS), 'its checksum does not match: damaged');
   writeFileSync(file, good.slice(0, good.length / 2));
-  assert.match(refused('n1', DS), /^not JSON .*damaged$/);
+  assert.match(refused('n1', DS), /^not JSON .*damaged or cut short$/);
   writeFileSync(file, '{"hello": 1}');
   assert.match(refused('n1', DS), 'not a podway model cache');
   writeFileSync(file, good);
@@ -74,11 +77,11 @@ test('another node\'s, another datastore\'s, another version\'s or a damaged cac
 
 const BGP_YAML = `${YAML(1)}\n---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: tor}\nspec: {peerIP: 10.0.0.254, asNumber: 65000, password: {secretKeyRef: {name: bgp, key: tor}}}`;
 
-test('format 2 on carries the BGP settings (checksummed with the model); without --bgp they are null, said', async () => {
+test('the BGP settings (checksummed with the model); without --bgp they are null, said', async () => {
   const file = path.join(tempDir(), 'n1.model.json');
   const snap = parseClusterYaml(BGP_YAML, 'test.yaml');
   const inputs = bgpInputsOf(snap, 'n1');
-  await writeModelCache(file, 'n1', DS, model(1), new Date(), inputs);
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID, inputs);
   const r = readModelCache(file, 'n1', DS);
   if (r === 'none' || 'refused' in r) throw new Error(`not read: ${JSON.stringify(r)}`);
   assert.equal(r.bgp, JSON.parse(JSON.stringify(inputs)));
@@ -91,48 +94,149 @@ test('format 2 on carries the BGP settings (checksummed with the model); without
   assert.equal(damaged, { refused: 'its checksum does not match: damaged' });
   // a BGP part of the wrong shape (checksum right: written so by something else) is named
   const bad = JSON.stringify({ nodes: 'x' });
-  writeFileSync(file, JSON.stringify({ ...c, bgp: bad, sha256: createHash('sha256').update(`${c.model as string}\n${bad}`).digest('hex') }));
+  writeFileSync(file, JSON.stringify(withChecksum({ ...c, bgp: bad })));
   assert.equal(readModelCache(file, 'n1', DS), { refused: 'the BGP settings are malformed (bgp.nodes)' });
-  await writeModelCache(file, 'n1', DS, model(1), new Date());
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID);
   const none = readModelCache(file, 'n1', DS);
   assert.ok(none !== 'none' && !('refused' in none) && none.bgp === null && none.noBgp === 'it was written without --bgp', JSON.stringify(none).slice(0, 200));
 });
 
-test('format 3 says the boot of the machine it was written in (this one\'s by default); version 2 is read without one; a bootId of the wrong type is refused', async () => {
-  assert.is(MODEL_CACHE_VERSION, 3);
+test('format 4 says the boot of the machine it was written in (this one\'s by default) and its Node; a bootId of the wrong type is refused', async () => {
+  assert.is(MODEL_CACHE_VERSION, 4);
   const boot = readFileSync(BOOT_ID_FILE, 'utf8').trim();
   assert.match(boot, /^[0-9a-f-]{36}$/, 'the kernel\'s boot id');
   assert.is(currentBootId(), boot);
   const file = path.join(tempDir(), 'n1.model.json');
-  await writeModelCache(file, 'n1', DS, model(1), new Date());
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID);
   const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  assert.is(c.version, 3);
+  assert.is(c.version, 4);
   assert.is(c.bootId, boot);
+  assert.equal(c.nodeIdentity, ID);
   const r = readModelCache(file, 'n1', DS);
   assert.ok(r !== 'none' && !('refused' in r) && r.bootId === boot, JSON.stringify(r).slice(0, 200));
-  await writeModelCache(file, 'n1', DS, model(1), new Date(), null, 'another-boot');
+  assert.equal(r.nodeIdentity, ID);
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID, null, 'another-boot');
   const other = readModelCache(file, 'n1', DS);
   assert.ok(other !== 'none' && !('refused' in other) && other.bootId === 'another-boot');
-  // as podway of version 2 wrote it: no bootId field (the checksum is the same: model and bgp)
-  const v2: Record<string, unknown> = { ...c, version: 2 };
-  delete v2.bootId;
-  writeFileSync(file, JSON.stringify(v2));
-  const r2 = readModelCache(file, 'n1', DS);
-  assert.ok(r2 !== 'none' && !('refused' in r2) && r2.bootId === null && r2.model.endpoints.length === 1, JSON.stringify(r2).slice(0, 200));
-  // a version 2 file carrying a bootId (not written by podway) is not taken for this boot's
-  writeFileSync(file, JSON.stringify({ ...c, version: 2 }));
-  const r2b = readModelCache(file, 'n1', DS);
-  assert.ok(r2b !== 'none' && !('refused' in r2b) && r2b.bootId === null);
-  writeFileSync(file, JSON.stringify({ ...c, bootId: 7 }));
-  assert.equal(readModelCache(file, 'n1', DS), { refused: 'its bootId is not a boot id' });
+  for (const bootId of [7, '', ['x']]) {
+    writeFileSync(file, JSON.stringify(withChecksum({ ...c, bootId })));
+    assert.equal(readModelCache(file, 'n1', DS), { refused: 'its bootId is not of the right type: damaged' }, JSON.stringify(bootId));
+  }
+  // the boot and the Node are checksummed with the rest
+  writeFileSync(file, JSON.stringify({ ...c, bootId: '00000000-1111-2222-3333-444444444444' }));
+  assert.equal(readModelCache(file, 'n1', DS), { refused: 'its checksum does not match: damaged' });
+  writeFileSync(file, JSON.stringify({ ...c, nodeIdentity: { ...ID, createRevision: 18 } }));
+  assert.equal(readModelCache(file, 'n1', DS), { refused: 'its checksum does not match: damaged' });
 });
 
-test('the Node a cache was written for: written by the writer once the registration said it, read back; absent (an older podway) null; a malformed one refused', async () => {
+test('caches of an older podway (format 1, 2, and 3 with or without its Node) are refused, saying it lacks what this one checks', async () => {
   const file = path.join(tempDir(), 'n1.model.json');
-  await writeModelCache(file, 'n1', DS, model(1), new Date());
-  const none = readModelCache(file, 'n1', DS);
-  assert.ok(none !== 'none' && !('refused' in none) && none.nodeIdentity === null, 'not said: null');
-  const w = new ModelCacheWriter(file, 'n1', DS, { info: () => {}, warn: () => {} }, 3_600_000);
+  await writeModelCache(file, 'n1', DS, model(2), new Date('2026-01-02T03:04:05.000Z'), ID);
+  const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { model: string; bgp: string | null };
+  const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+  // as those podways wrote them: 1 the model's checksum alone and no bgp; 2 model and bgp; 3 a boot
+  // id and, later, the Node, neither checksummed
+  const v1: Record<string, unknown> = { ...c, version: 1, sha256: sha(c.model) };
+  delete v1.bgp;
+  delete v1.bootId;
+  delete v1.nodeIdentity;
+  const v2: Record<string, unknown> = { ...c, version: 2, sha256: sha(`${c.model}\n${c.bgp ?? 'null'}`) };
+  delete v2.bootId;
+  delete v2.nodeIdentity;
+  const v3 = { ...v2, version: 3, bootId: c.bootId };
+  const v3node = { ...v3, nodeIdentity: ID };
+  for (const [old, lacks] of [[v1, 'the boot of the machine and the Node'], [v2, 'the boot of the machine and the Node'], [v3, 'the Node'], [v3node, 'the Node']] as const) {
+    writeFileSync(file, JSON.stringify(old));
+    assert.equal(readModelCache(file, 'n1', DS), { refused: `format version ${old.version as number}, written by an older podway: it lacks what this one checks (${lacks} it was written for), and this podway reads format 4 only` });
+  }
+  for (const v of [5, 0, '4', null, 3.5]) {
+    writeFileSync(file, JSON.stringify({ ...c, version: v }));
+    const r = readModelCache(file, 'n1', DS);
+    assert.ok(r !== 'none' && 'refused' in r && r.refused.startsWith(`format version ${JSON.stringify(v)}, not this podway's`), JSON.stringify(r).slice(0, 200));
+  }
+  const noVersion: Record<string, unknown> = { ...c };
+  delete noVersion.version;
+  writeFileSync(file, JSON.stringify(noVersion));
+  assert.equal(readModelCache(file, 'n1', DS), { refused: 'format version none, not this podway\'s (it reads format 4 only)' });
+});
+
+test('a cache cut short at any length, or with a field of the wrong type (checksum right), is refused naming it, never thrown', async () => {
+  const file = path.join(tempDir(), 'n1.model.json');
+  const inputs = bgpInputsOf(parseClusterYaml(BGP_YAML, 'test.yaml'), 'n1');
+  await writeModelCache(file, 'n1', DS, model(2), new Date(), ID, inputs);
+  const good = readFileSync(file, 'utf8');
+  // cut short: 200 lengths spread over the file, and the last few bytes
+  const lengths = new Set([...Array.from({ length: 200 }, (_, k) => Math.floor((k * good.length) / 200)), good.length - 1, good.length - 2]);
+  for (const n of lengths) {
+    writeFileSync(file, good.slice(0, n));
+    const r = readModelCache(file, 'n1', DS);
+    assert.ok(r !== 'none' && 'refused' in r, `cut at ${n}: ${JSON.stringify(r).slice(0, 120)}`);
+  }
+  const c = JSON.parse(good) as Record<string, unknown> & { model: string };
+  const m = JSON.parse(c.model) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** The model with `edit` done to a copy, written with a right checksum: refused naming `field`. */
+  const wrong = (field: string, edit: (x: Record<string, any>) => void) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const x = JSON.parse(JSON.stringify(m)) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    edit(x);
+    writeFileSync(file, JSON.stringify(withChecksum({ ...c, model: JSON.stringify(x) })));
+    let r: ReturnType<typeof readModelCache>;
+    try {
+      r = readModelCache(file, 'n1', DS);
+    } catch (e) {
+      return assert.unreachable(`${field}: thrown: ${(e as Error).message}`);
+    }
+    assert.equal(r, { refused: `the model is malformed (${field})` }, field);
+  };
+  wrong('model.node', (x) => { for (const k of Object.keys(x)) delete x[k]; Object.assign(x, { node: 1 }); });
+  wrong('model.node.ip', (x) => { x.node.ip = '10.0.0.1'; });
+  wrong('model.node.knownNodeIps', (x) => { x.node.knownNodeIps = [1, 2]; });
+  wrong('model.node.knownNodeIps', (x) => { x.node.knownNodeIps = { $set: ['10.0.0.1'] }; });
+  wrong('model.node.vtepMac', (x) => { x.node.vtepMac = 5; });
+  wrong('model.node.subnet', (x) => { x.node.subnet = '10.0.0.0/24'; });
+  wrong('model.endpoints', (x) => { x.endpoints = {}; });
+  wrong('model.endpoints[1].ips', (x) => { x.endpoints[1].ips = ['10.244.0.2']; });
+  wrong('model.endpoints[0].interfaceName', (x) => { delete x.endpoints[0].interfaceName; });
+  wrong('model.endpoints[0]', (x) => { x.endpoints[0] = null; });
+  wrong('model.routes[0].addr', (x) => { x.routes[0].addr = -1; });
+  wrong('model.routes[0].kind', (x) => { x.routes[0].kind = 'teleport'; });
+  wrong('model.routes[0].prefixLen', (x) => { x.routes[0].prefixLen = 33; });
+  wrong('model.pools[0].natOutgoing', (x) => { x.pools[0].natOutgoing = 'yes'; });
+  wrong('model.mtu.pod', (x) => { x.mtu.pod = '1450'; });
+  wrong('model.encap.vxlan', (x) => { x.encap.vxlan = 1; });
+  wrong('model.v6', (x) => { x.v6 = null; });
+  wrong('model.v6.knownNodeIps6', (x) => { x.v6.knownNodeIps6 = 'fd00::1'; });
+  wrong('model.v6.routes[0].w', (x) => { x.v6.routes = [{ cidr: 'fd00::/64', w: [0, 0, 0], prefixLen: 64 }]; });
+  wrong('model.bgpLearned[0].nextHop', (x) => { x.bgpLearned = [{ prefix: '0.0.0.0/0', nextHop: null, peer: 'p' }]; });
+  // values the engine refuses (a MAC's text) are refused here too, not at its apply
+  writeFileSync(file, JSON.stringify(withChecksum({ ...c, model: JSON.stringify({ ...m, endpoints: [{ ...m.endpoints[0], mac: 'zz:zz' }] }) })));
+  const mac = readModelCache(file, 'n1', DS);
+  assert.ok(mac !== 'none' && 'refused' in mac && mac.refused.startsWith('the engine would refuse its model (endpoint '), JSON.stringify(mac));
+  // the outer fields
+  for (const [k, v, why] of [['model', 5, 'its model is not of the right type: damaged'], ['bgp', 7, 'its bgp is not of the right type: damaged'], ['appliedAt', 0, 'its appliedAt is not of the right type: damaged'], ['appliedAt', 'yesterday', 'no valid appliedAt time'], ['nodeIdentity', null, 'its nodeIdentity is not a Node identity (uid, createRevision)'], ['sha256', null, 'its sha256 is not of the right type: damaged'], ['model', '{"node":', 'its model is not JSON'], ['model', '[1]', 'the model is malformed (model)']] as const) {
+    writeFileSync(file, JSON.stringify(k === 'sha256' || (k === 'nodeIdentity') ? { ...c, [k]: v } : withChecksum({ ...c, [k]: v })));
+    const r = readModelCache(file, 'n1', DS);
+    assert.ok(r !== 'none' && 'refused' in r && r.refused.startsWith(why), `${k}=${JSON.stringify(v)}: ${JSON.stringify(r).slice(0, 200)}`);
+  }
+  for (const top of ['[]', 'null', '7', '"x"']) {
+    writeFileSync(file, top);
+    assert.equal(readModelCache(file, 'n1', DS), { refused: 'not a podway model cache' }, top);
+  }
+  writeFileSync(file, good);
+  const back = readModelCache(file, 'n1', DS);
+  assert.ok(back !== 'none' && !('refused' in back) && back.model.endpoints.length === 2, 'the good file reads');
+  assert.is(encodeModel(back.model), c.model, 'read back as written');
+});
+
+test('the Node a cache is of: the writer writes once the registration said it, and not before (said once)', async () => {
+  const file = path.join(tempDir(), 'n1.model.json');
+  const logs: string[] = [];
+  const w = new ModelCacheWriter(file, 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 0);
+  w.applied(model(1));
+  w.applied(model(1));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(readModelCache(file, 'n1', DS) === 'none', 'not written without its Node');
+  assert.equal(logs.filter((l) => l.startsWith('WARN')).length, 1, logs.join(' | '));
+  assert.match(logs[0]!, /a model applied before the registration said which Node it is of: not written/);
   const entry = { key: '/calico/resources/v3/projectcalico.org/nodes/n1', value: JSON.stringify({ kind: 'Node', metadata: { name: 'n1', uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427' }, spec: {} }), createRevision: 17, modRevision: 40 };
   w.node(nodeIdentityOf(entry));
   w.applied(model(2));
@@ -141,20 +245,14 @@ test('the Node a cache was written for: written by the writer once the registrat
   assert.ok(r !== 'none' && !('refused' in r), JSON.stringify(r).slice(0, 200));
   assert.equal(r.nodeIdentity, { uid: '1b4e28ba-2fa1-11d2-883f-0016d3cca427', createRevision: 17 });
   assert.is(r.model.endpoints.length, 2);
-  // as podway of this format before it recorded the Node wrote it (the checksum is the same)
   const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  const before: Record<string, unknown> = { ...c };
-  delete before.nodeIdentity;
-  writeFileSync(file, JSON.stringify(before));
-  const older = readModelCache(file, 'n1', DS);
-  assert.ok(older !== 'none' && !('refused' in older) && older.nodeIdentity === null && older.model.endpoints.length === 2);
-  for (const bad of [{ uid: 7, createRevision: 17 }, { uid: 'x', createRevision: 0 }, { uid: '', createRevision: 3 }, 'n1']) {
+  for (const bad of [{ uid: 7, createRevision: 17 }, { uid: 'x', createRevision: 0 }, { uid: '', createRevision: 3 }, { uid: 'x', createRevision: '3' }, 'n1']) {
     writeFileSync(file, JSON.stringify({ ...c, nodeIdentity: bad }));
     assert.equal(readModelCache(file, 'n1', DS), { refused: 'its nodeIdentity is not a Node identity (uid, createRevision)' }, JSON.stringify(bad));
   }
 });
 
-test('notSameNode: the same Node is null; deleted, another uid or another creation revision say why; a cache that does not say is not judged', () => {
+test('notSameNode: the same Node is null; deleted, another uid or another creation revision say why', () => {
   const value = (uid?: string) => JSON.stringify({ kind: 'Node', metadata: { name: 'n1', ...(uid ? { uid } : {}) }, spec: {} });
   const entry = (uid: string | undefined, createRevision: number) => ({ key: 'k', value: value(uid), createRevision, modRevision: createRevision + 5 });
   const cached = { uid: 'aaaa-1', createRevision: 17 };
@@ -164,7 +262,6 @@ test('notSameNode: the same Node is null; deleted, another uid or another creati
   assert.match(notSameNode('n1', cached, entry('aaaa-1', 90)) ?? '', 'deleted and registered again', 'the same uid put back in a new key');
   assert.match(notSameNode('n1', cached, entry(undefined, 17)) ?? '', 'uid (none)', 'the uid gone');
   assert.is(notSameNode('n1', { uid: null, createRevision: 17 }, entry(undefined, 17)), null, 'recorded without a uid: the revision decides');
-  assert.is(notSameNode('n1', null, null), null, 'a cache of an older podway: not judged');
   assert.equal(nodeIdentityOf({ key: 'k', value: 'not json', createRevision: 3, modRevision: 3 }), { uid: null, createRevision: 3 });
 });
 
@@ -184,42 +281,26 @@ test('withdrawnModel: no endpoints, routes or tunnel addresses (IPv4 and IPv6); 
 
 // Whether a cache's forwarding state is still there (run.ts: applied at once, and with --bgp the
 // speaker's graceful-restart claim, R and F, which a cache of another boot must not make).
-test('notThisBoot: null for a cache of this boot; another boot, none said (an older podway) or this boot unreadable say why', async () => {
+test('notThisBoot: null for a cache of this boot; another boot, none said or this boot unreadable say why', async () => {
   const boot = currentBootId()!;
   assert.is(notThisBoot(boot), null);
   assert.is(notThisBoot('00000000-1111-2222-3333-444444444444', boot), `it was written in another boot of the machine (boot id 00000000-1111-2222-3333-444444444444, this one ${boot})`);
-  assert.is(notThisBoot(null, boot), 'it does not say which boot of the machine it was written in (written by an older podway)');
+  assert.is(notThisBoot(null, boot), 'it does not say which boot of the machine it was written in (the podway that wrote it could not read its boot id)');
   assert.is(notThisBoot(boot, null), `this boot's id cannot be read (${BOOT_ID_FILE})`);
   // As read back from the file: written by default with this boot's id, or another's given.
   const file = path.join(tempDir(), 'n1.model.json');
-  await writeModelCache(file, 'n1', DS, model(1), new Date());
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID);
   const r = readModelCache(file, 'n1', DS);
   assert.ok(r !== 'none' && !('refused' in r) && notThisBoot(r.bootId) === null);
-  await writeModelCache(file, 'n1', DS, model(1), new Date(), null, 'another-boot');
+  await writeModelCache(file, 'n1', DS, model(1), new Date(), ID, null, 'another-boot');
   const o = readModelCache(file, 'n1', DS);
   assert.ok(o !== 'none' && !('refused' in o) && notThisBoot(o.bootId)?.startsWith('it was written in another boot of the machine (boot id another-boot'));
-});
-
-test('a cache of format version 1 (before the BGP settings) is still read: its model, no BGP settings, saying why', async () => {
-  const file = path.join(tempDir(), 'n1.model.json');
-  await writeModelCache(file, 'n1', DS, model(2), new Date('2026-01-02T03:04:05.000Z'));
-  const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { model: string };
-  // as podway of version 1 wrote it: no bgp field, the checksum of the model alone
-  const v1: Record<string, unknown> = { ...c, version: 1, sha256: createHash('sha256').update(c.model).digest('hex') };
-  delete v1.bgp;
-  writeFileSync(file, JSON.stringify(v1));
-  const r = readModelCache(file, 'n1', DS);
-  if (r === 'none' || 'refused' in r) throw new Error(`not read: ${JSON.stringify(r)}`);
-  assert.is(r.model.endpoints.length, 2);
-  assert.is(r.bgp, null);
-  assert.is(r.noBgp, 'it is of format version 1, which holds no BGP settings');
-  writeFileSync(file, JSON.stringify({ ...v1, model: c.model.replace('"endpoints"', '"endpointz"') }));
-  assert.equal(readModelCache(file, 'n1', DS), { refused: 'its checksum does not match: damaged' });
 });
 
 test('the writer writes the BGP settings with the model, and again when only they change', async () => {
   const file = path.join(tempDir(), 'n1.model.json');
   const w = new ModelCacheWriter(file, 'n1', DS, { info: () => undefined, warn: () => undefined }, 0);
+  w.node(ID);
   const snap = parseClusterYaml(BGP_YAML, 'test.yaml');
   const inputs = bgpInputsOf(snap, 'n1');
   const peersOnDisk = () => {
@@ -238,6 +319,7 @@ test('the writer writes the BGP settings with the model, and again when only the
 test('a model with new BGP settings is written with them in one write: never the previous model with the new settings', async () => {
   const file = path.join(tempDir(), 'n1.model.json');
   const w = new ModelCacheWriter(file, 'n1', DS, { info: () => undefined, warn: () => undefined }, 1000);
+  w.node(ID);
   const inputs = bgpInputsOf(parseClusterYaml(BGP_YAML, 'test.yaml'), 'n1');
   const onDisk = () => {
     const r = readModelCache(file, 'n1', DS);
@@ -270,6 +352,7 @@ test('writes are rate-bounded: the first at once, the newest of the rest on stop
   const file = path.join(tempDir(), 'n1.model.json');
   const logs: string[] = [];
   const w = new ModelCacheWriter(file, 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 3_600_000);
+  w.node(ID);
   const endpoints = () => {
     const r = readModelCache(file, 'n1', DS);
     return r !== 'none' && !('refused' in r) ? r.model.endpoints.length : -1;
@@ -292,6 +375,7 @@ test('stop() waits for every write: a model applied during a write longer than t
   const logs: string[] = [];
   // Interval 0: every write outlasts it, so the end of a write finds the next one due at once.
   const w = new ModelCacheWriter(file, 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 0);
+  w.node(ID);
   w.applied(model(1)); // written at once (off the thread)
   w.applied(model(2)); // pending behind it
   await w.stop();
@@ -312,6 +396,7 @@ test('a cache that cannot be written is said once (forwarding goes on)', async (
   writeFileSync(path.join(dir, 'file'), 'x');
   const logs: string[] = [];
   const w = new ModelCacheWriter(path.join(dir, 'file', 'n1.model.json'), 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 0);
+  w.node(ID);
   w.applied(model(1));
   assert.ok(await until(() => logs.length > 0), 'the failure is said');
   w.applied(model(1));

@@ -491,6 +491,6 @@ export async function stopWithCacheOfAnotherBoot(lab: Lab, node: string, datasto
   const r = readModelCache(file, node, datastore);
   if (r === 'none' || 'refused' in r) throw new Error(`${node}'s cache: ${JSON.stringify(r)}`);
   const other = '00000000-1111-2222-3333-444444444444';
-  await writeModelCache(file, node, datastore, r.model, r.appliedAt, r.bgp, other);
+  await writeModelCache(file, node, datastore, r.model, r.appliedAt, r.nodeIdentity, r.bgp, other);
   return other;
 }

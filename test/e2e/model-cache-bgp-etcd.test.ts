@@ -132,7 +132,7 @@ test('etcd back: the datastore\'s settings replace the cache\'s in the same spea
   assert.ok(kernelRoutesVia(lab!.fabric, n1.block, n1.ip), `the ToR still routes ${n1.block} via node1`);
   // The cache written again holds the BGP settings (the next restart on it peers at once too).
   const cache = JSON.parse(readFileSync(lab!.modelCachePath('node1'), 'utf8')) as { version: number; bgp: string | null };
-  assert.is(cache.version, 3);
+  assert.is(cache.version, 4);
   const bgp = JSON.parse(cache.bgp ?? 'null') as { exports: { prefix: string }[]; peers: { name: string }[] } | null;
   assert.equal(bgp?.exports.map((e) => e.prefix), [n1.block]);
   assert.equal(bgp?.peers.map((p) => p.name), ['tor']);

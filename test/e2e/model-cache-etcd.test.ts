@@ -13,7 +13,9 @@
  *   change made after (a new pod on node1 attached and reached from node2);
  * - etcd silent (its packets dropped, nothing refused): node1 forwards on the cache once the
  *   datastore has not answered within the bound, and follows etcd once its packets pass again;
- * - a damaged cache is ignored with the reason in the log, and podway waits for etcd as before;
+ * - a cache damaged, cut short, written by an older podway (format 3, no Node) or of the wrong
+ *   shape (checksum right) is ignored with the reason in the log, and podway waits for etcd as
+ *   without a cache;
  * - a cache this host cannot take (its node address held by no interface here) is not applied at
  *   once (said), then, etcd unreachable, stops that start and is set aside (FILE.bad): the next
  *   start waits for etcd instead of failing again;
@@ -30,7 +32,8 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Lab, LabKvStore, LabNodeSpec, START_WAIT_MIN_MS } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
-import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
+import { createHash } from 'node:crypto';
+import { readModelCache, withChecksum, writeModelCache } from '../../src/cli/model-cache';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, logTail, nsExec, until, waitLog } from './e2e-kit';
 
@@ -88,7 +91,7 @@ test('at start: pods talk across the nodes and on node1; node1 wrote its model c
   assert.ok(await until(() => existsSync(file), 10_000, 100), `node1 wrote ${file}`);
   const c = JSON.parse(readFileSync(file, 'utf8')) as { format: string; version: number; node: string; datastore: string; bgp: string | null; bootId: string };
   assert.is(c.format, 'podway-model-cache');
-  assert.is(c.version, 3);
+  assert.is(c.version, 4);
   assert.is(c.bootId, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(), 'this boot\'s id');
   assert.is(c.bgp, null, 'no BGP settings without --bgp');
   assert.is(c.node, 'node1');
@@ -165,31 +168,58 @@ test('etcd silent to node1 (packets dropped): node1 restarted forwards on the ca
   }
 });
 
-test('a damaged cache is ignored, saying why: podway waits for the datastore as before', async () => {
+/** node1's cache as it is written now, edited into what older or damaged files hold. */
+const CACHE_VARIANTS: { what: string; edit: (text: string) => string; said: RegExp }[] = [
+  // one word of the model changed, the file still JSON: the checksum no longer matches
+  { what: 'damaged', edit: (t) => { const c = JSON.parse(t) as { model: string }; return JSON.stringify({ ...c, model: c.model.replace('"endpoints"', '"endpointz"') }); }, said: /ignored: its checksum does not match: damaged/ },
+  // a write cut short (not podway's: it replaces the file whole; a disk's or a hand's)
+  { what: 'cut short', edit: (t) => t.slice(0, Math.floor(t.length * 0.6)), said: /ignored: not JSON \(.*\): damaged or cut short/ },
+  // as the podway before format 4 wrote it: version 3 without the Node, the checksum of the model
+  // and the BGP settings only; that podway forwarded on it unjudged
+  { what: 'an older podway\'s (format 3, no Node)', edit: (t) => {
+    const c = JSON.parse(t) as Record<string, unknown> & { model: string; bgp: string | null };
+    const v3: Record<string, unknown> = { ...c, version: 3, sha256: createHash('sha256').update(`${c.model}\n${c.bgp ?? 'null'}`).digest('hex') };
+    delete v3.nodeIdentity;
+    return JSON.stringify(v3);
+  }, said: /ignored: format version 3, written by an older podway: it lacks what this one checks \(the Node it was written for\), and this podway reads format 4 only/ },
+  // the right checksum over a model of the wrong shape (an endpoint's addresses as text)
+  { what: 'of the wrong shape', edit: (t) => {
+    const c = JSON.parse(t) as Record<string, unknown> & { model: string };
+    const m = JSON.parse(c.model) as { endpoints: { ips: unknown }[] };
+    m.endpoints[0]!.ips = ['10.244.0.1'];
+    return JSON.stringify(withChecksum({ ...c, model: JSON.stringify(m) }));
+  }, said: /ignored: the model is malformed \(model\.endpoints\[0\]\.ips\)/ },
+];
+
+test('a damaged, cut short, older podway\'s or wrongly shaped cache is ignored, saying why: podway waits for the datastore as without a cache', async () => {
   const n1 = lab!.node('node1');
   const file = lab!.modelCachePath('node1');
-  assert.is(await lab!.stopPodway('node1'), 0);
-  await etcd!.kill();
-  // one word of the model changed, the file still JSON: the checksum no longer matches
-  const c = JSON.parse(readFileSync(file, 'utf8')) as { model: string };
-  assert.match(c.model, '"endpoints"');
-  writeFileSync(file, JSON.stringify({ ...c, model: c.model.replace('"endpoints"', '"endpointz"') }));
-  const mark = n1.log.length;
-  let started = false;
-  const start = lab!.startPodway('node1', 20_000).then(() => (started = true), () => undefined);
-  assert.ok(await waitLog(n1, /model cache .*node1\.model\.json ignored: its checksum does not match: damaged/, mark, START_WAIT_MIN_MS), `the reason is logged: ${n1.log.slice(mark).join(' | ')}`);
-  assert.ok(await until(async () => {
-    try {
-      return /waiting for the datastore/.test((await status()).starting ?? '');
-    } catch {
-      return false;
-    }
-  }, 15_000, 200), 'node1 waits for the datastore');
-  assert.not.ok(started, 'not forwarding without the datastore');
-  await etcd!.start();
-  await start;
-  assert.ok(started || (await until(async () => (await status()).ready === true, 20_000, 200)), `node1 starts once etcd is back: ${n1.log.slice(mark).join(' | ')}`);
-  assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), 'pods talk again');
+  for (const v of CACHE_VARIANTS) {
+    assert.ok(await until(async () => (await status()).ready === true, 30_000, 200), `node1 ready before (${v.what})`);
+    assert.is(await lab!.stopPodway('node1'), 0);
+    await etcd!.kill();
+    const good = readFileSync(file, 'utf8');
+    assert.ok(readModelCache(file, 'node1', store!.spec) !== 'none', 'a cache to edit');
+    writeFileSync(file, v.edit(good));
+    const mark = n1.log.length;
+    let started = false;
+    const start = lab!.startPodway('node1', 20_000).then(() => (started = true), () => undefined);
+    const said = new RegExp(`model cache .*node1\\.model\\.json ${v.said.source}.*; the start waits for the datastore as without a cache`);
+    assert.ok(await waitLog(n1, said, mark, START_WAIT_MIN_MS), `${v.what}: the reason is logged: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await until(async () => {
+      try {
+        return /waiting for the datastore/.test((await status()).starting ?? '');
+      } catch {
+        return false;
+      }
+    }, 15_000, 200), `${v.what}: node1 waits for the datastore`);
+    assert.not.ok(started, `${v.what}: not forwarding without the datastore`);
+    assert.not.ok(n1.log.slice(mark).some((l) => /forwarding on the cached model/.test(l)), `${v.what}: the cache is not forwarded on`);
+    await etcd!.start();
+    await start;
+    assert.ok(started || (await until(async () => (await status()).ready === true, 20_000, 200)), `${v.what}: node1 starts once etcd is back: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await until(() => talks('web-1', 'web-2') && talks('web-1', 'web-1b'), 15_000, 100), `${v.what}: pods talk again`);
+  }
 });
 
 test('a cached model the host cannot take is set aside: the next start waits for the datastore', async () => {
@@ -200,7 +230,7 @@ test('a cached model the host cannot take is set aside: the next start waits for
   const r = readModelCache(file, 'node1', store!.spec);
   if (r === 'none' || 'refused' in r) return assert.unreachable(`node1's cache: ${JSON.stringify(r)}`);
   // an address no interface of node1 holds (10.99.0.200), written as a sound cache
-  await writeModelCache(file, 'node1', store!.spec, { ...r.model, node: { ...r.model.node, ip: ((10 << 24) | (99 << 16) | 200) >>> 0 } }, r.appliedAt);
+  await writeModelCache(file, 'node1', store!.spec, { ...r.model, node: { ...r.model.node, ip: ((10 << 24) | (99 << 16) | 200) >>> 0 } }, r.appliedAt, r.nodeIdentity);
   await etcd!.kill();
   const mark = n1.log.length;
   let failed = '';

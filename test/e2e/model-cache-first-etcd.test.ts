@@ -155,7 +155,11 @@ test('kill -9 and a start with etcd stopped: node1 forwards on its cache at once
     assert.is(valueOf(m, 'podway_model_from_cache'), 1);
     assert.is(valueOf(m, 'podway_ready'), 0);
     const cli = await execBounded(process.execPath, [PODWAY, 'status', '--control', n1.control], 15_000);
-    assert.match(cli.stdout, /^forwarding on the cached model from \S+ \(.*node1\.model\.json\): applied at start \(written in this boot\), the datastore's model not applied yet$/m);
+    // how old, and that its Node cannot have been compared (etcd stopped)
+    assert.match(cli.stdout, /^forwarding on the cached model from \S+, (\d+ s|\d+ min \d+ s) old \(.*node1\.model\.json\): applied at start \(written in this boot\), the datastore's model not applied yet; its Node not compared with the datastore's yet \(no answer\)$/m);
+    const age = (await status()).cachedModel as { ageSeconds?: number; appliedAt: string; nodeCheck?: string } | null;
+    assert.ok(age && typeof age.ageSeconds === 'number' && Math.abs(age.ageSeconds - (Date.now() - Date.parse(age.appliedAt)) / 1000) < 5, `ageSeconds: ${JSON.stringify(age)}`);
+    assert.is(age?.nodeCheck, 'not compared yet');
     assert.ok(etcdStopped(pid), 'etcd stopped all along');
   });
   assert.not.ok(n1.log.slice(mark).some((l) => UNREACHABLE_WAY.test(l)), 'not the unreachable datastore\'s way');

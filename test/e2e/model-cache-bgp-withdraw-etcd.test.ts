@@ -90,6 +90,11 @@ test('a deleted Node\'s cache with --bgp: announced on the cache\'s settings, th
   const table = `podway_test_cachewd_${process.pid}`;
   let blocked = false;
   const mark = n1.log.length;
+  // BIRD's line and counters, and podway's session, as on the cache before etcd can answer (read
+  // after the block is lifted, the withdrawal could already be counted)
+  let torBefore = '';
+  let sinceBefore = '';
+  let withdrawsBefore = -1;
   try {
     nsExec(n1.ns, ['nft', `add table inet ${table}; add chain inet ${table} out { type filter hook output priority 0; }; add rule inet ${table} out tcp dport 2379 drop`]);
     blocked = true;
@@ -101,13 +106,13 @@ test('a deleted Node\'s cache with --bgp: announced on the cache\'s settings, th
     assert.ok(await until(async () => torPeer(await nodeStatus())?.bgpState === 'Established', 30_000, 250), 'podway\'s side Established');
     // the block sent again in this session, not only the stale copy BIRD kept as helper
     assert.ok(await until(() => birdImportUpdates(tor!, 'node1') > updatesBefore && torPrefixes().includes(n1.block), 30_000, 250), `the ToR has ${n1.block} from node1's cache: ${tor!.birdc('show', 'route', 'all')}`);
+    torBefore = torProtocol();
+    sinceBefore = torPeer(await nodeStatus())!.since;
+    withdrawsBefore = importWithdraws();
+    assert.ok(withdrawsBefore >= 0, tor!.birdc('show', 'protocols', 'all', 'node1'));
   } finally {
     if (blocked) nsExec(n1.ns, ['nft', 'delete', 'table', 'inet', table]);
   }
-  const torBefore = torProtocol();
-  const sinceBefore = torPeer(await nodeStatus())!.since;
-  const withdrawsBefore = importWithdraws();
-  assert.ok(withdrawsBefore >= 0, tor!.birdc('show', 'protocols', 'all', 'node1'));
   // etcd answers: no Node node1 any more.
   const WITHDRAWN = /model cache \S*node1\.model\.json: its Node node1 \(uid [0-9a-f-]+, created at revision \d+\) is not in the datastore any more \(deleted\): not this node's state/;
   assert.ok(await waitLog(n1, WITHDRAWN, mark, 60_000), `withdrawn once the registration read etcd: ${n1.log.slice(mark).join(' | ')}`);

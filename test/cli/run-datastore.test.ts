@@ -14,6 +14,7 @@ import { controlRequest } from '../../src/dataplane/control-client';
 import { DEFAULT_EMBEDDED_DIR } from '../../src/control/kv/spec';
 import { BIN, podway, tempDir } from './cli-kit';
 import { until } from '../helpers/until';
+import { addNetns } from '../helpers/netns';
 
 const POOL = 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: ds-check}\nspec: {cidr: 10.250.0.0/16}\n';
 
@@ -30,7 +31,7 @@ test('a run on etcd, a command on the default store: writes refused (apply, dele
   const defaultExisted = existsSync(DEFAULT_EMBEDDED_DIR);
   let run: ChildProcess | null = null;
   let err = '';
-  execFileSync('ip', ['netns', 'add', ns]);
+  const dropNs = addNetns(ns);
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     run = spawn('ip', ['netns', 'exec', ns, process.execPath, BIN, 'run', '--node', node, '--datastore', etcd,
@@ -87,7 +88,7 @@ test('a run on etcd, a command on the default store: writes refused (apply, dele
       await exited;
       clearTimeout(timer);
     }
-    execFileSync('ip', ['netns', 'del', ns]);
+    dropNs();
   }
 });
 

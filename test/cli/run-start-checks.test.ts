@@ -12,6 +12,7 @@ import { BIN, ROOT, ok, podway, tempDir } from './cli-kit';
 import { execBounded } from '../e2e/tools';
 import { controlRequest } from '../../src/dataplane/control-client';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
+import { addNetns } from '../helpers/netns';
 
 const t = suite('run start checks');
 // How long a `podway run` may take to exit once signalled: contrib/systemd's TimeoutStopSec (30 s),
@@ -21,10 +22,12 @@ const t = suite('run start checks');
 const STOP_WAIT_MS = 30_000;
 const NS = `pw-nu-${randomBytes(3).toString('hex')}`;
 let store = '';
+/** Deletes NS (registered at exit and on the runner's SIGTERM too: helpers/netns.ts addNetns). */
+let dropNs = (): void => undefined;
 
 t.before(() => {
   if (process.getuid?.() !== 0) throw new Error('run start checks need root (a network namespace)');
-  execFileSync('ip', ['netns', 'add', NS]);
+  dropNs = addNetns(NS);
   // One interface holding 10.1.1.3/24; 10.1.1.9 is held by none.
   for (const args of [['link', 'set', 'lo', 'up'], ['link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1'], ['addr', 'add', '10.1.1.3/24', 'dev', 'd0'], ['link', 'set', 'd0', 'up']]) {
     execFileSync('ip', ['-n', NS, ...args]);
@@ -32,7 +35,7 @@ t.before(() => {
 });
 
 t.after(() => {
-  execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
+  dropNs();
 });
 
 t.before.each(async () => {

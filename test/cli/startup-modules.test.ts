@@ -17,6 +17,7 @@ import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { RESOURCES_PREFIX } from '../../src/control/calico-kinds';
 import { EtcdServer, freePort, startEtcd } from '../helpers/etcd';
 import { failure } from '../helpers/until';
+import { addNetns } from '../helpers/netns';
 
 const t = suite('startup modules');
 const ETCD_CLIENT = ['etcd3', '@grpc/grpc-js', '@grpc/proto-loader', 'protobufjs'];
@@ -121,7 +122,7 @@ t('podway run on a file: store: neither thread loads the etcd client, and no pro
     'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.244.0.0/16, blockSize: 26}',
     'apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: nx}\nspec: {bgp: {ipv4Address: 10.1.1.3/24}}',
   ].join('\n---\n') + '\n');
-  execFileSync('ip', ['netns', 'add', ns]);
+  const dropNs = addNetns(ns);
   const proc = { current: null as ReturnType<typeof spawn> | null };
   try {
     for (const args of [['link', 'set', 'lo', 'up'], ['link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1'], ['addr', 'add', '10.1.1.3/24', 'dev', 'd0'], ['link', 'set', 'd0', 'up'], ['link', 'set', 'd1', 'up']]) {
@@ -164,7 +165,7 @@ t('podway run on a file: store: neither thread loads the etcd client, and no pro
   } finally {
     const p = proc.current;
     if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    dropNs();
   }
 });
 

@@ -10,16 +10,19 @@ import * as path from 'node:path';
 import { BIN, ok, podway, tempDir } from './cli-kit';
 import { TRACE_TIMED_OUT } from '../../src/cli/main';
 import { within, START_WAIT_MIN_MS } from '../../src/lab/lab';
+import { addNetns } from '../helpers/netns';
 
 const t = suite('trace exit status');
 const NS = `pw-tx-${randomBytes(3).toString('hex')}`;
 let child: ChildProcess | null = null;
 let sock = '';
 let log = '';
+/** Deletes NS (registered at exit and on the runner's SIGTERM too: helpers/netns.ts addNetns). */
+let dropNs = (): void => undefined;
 
 t.before(async () => {
   if (process.getuid?.() !== 0) throw new Error('trace exit status needs root (a network namespace)');
-  execFileSync('ip', ['netns', 'add', NS]);
+  dropNs = addNetns(NS);
   for (const args of [['link', 'set', 'lo', 'up'], ['link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1'], ['addr', 'add', '10.1.2.3/24', 'dev', 'd0'], ['link', 'set', 'd0', 'up'], ['link', 'set', 'd1', 'up']]) {
     execFileSync('ip', ['-n', NS, ...args]);
   }
@@ -47,7 +50,7 @@ t.after(async () => {
     await within(exited, 10_000, null);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
-  execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
+  dropNs();
 });
 
 t('no packet matched before the timeout: exit 3, said on the table; JSON still printed, with the reason on stderr', async () => {

@@ -3,7 +3,8 @@
  * temporary directories with `installCni`, runs it as a runtime does (CNI_* environment only, the
  * network config on stdin, inside a "node" network namespace so its host-side veths stay there),
  * and reads the pod's namespace back with `ip -j`. Every namespace and directory carries a random
- * tag and is removed by cleanup().
+ * tag and is removed by cleanup(); the namespaces also at exit and on the test runner's SIGTERM
+ * (helpers/netns.ts addNetns), where cleanup() does not run.
  */
 import { spawn, ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +17,7 @@ import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
 import { installCni, uninstallCni } from '../../src/cni/install';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { ip, Netns, sh, sleep, tag } from '../helpers/netns';
+import { addNetns, ip, Netns, sh, sleep, tag } from '../helpers/netns';
 import { within, START_WAIT_MIN_MS, STOP_WAIT_MS } from '../../src/lab/lab';
 
 const PODWAY_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
@@ -101,7 +102,8 @@ export class CniHarness {
   readonly control = path.join(this.dir, 'podway.sock');
   readonly node: Netns;
   readonly kv: KvStore;
-  private readonly namespaces: Netns[] = [];
+  /** What deletes each namespace made, in the order made. */
+  private readonly namespaceDeletes: (() => void)[] = [];
   conflist!: { cniVersion: string; name: string; plugins: Record<string, unknown>[] };
 
   /**
@@ -123,8 +125,7 @@ export class CniHarness {
 
   addNs(label: string): Netns {
     const ns = new Netns(`pw-cni-${label}-${this.tag}`);
-    ip('netns', 'add', ns.name);
-    this.namespaces.push(ns);
+    this.namespaceDeletes.push(addNetns(ns.name));
     ns.ip('link', 'set', 'lo', 'up');
     return ns;
   }
@@ -275,7 +276,7 @@ export class CniHarness {
       /* the directory goes anyway */
     }
     await this.kv.close().catch(() => undefined);
-    for (const ns of this.namespaces.reverse()) sh('ip', ['netns', 'del', ns.name], { allowFail: true });
+    for (const del of this.namespaceDeletes.reverse()) del();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -27,7 +27,7 @@ import { KvSlowError } from '../../src/control/kv/kv';
 import type { KvEvent } from '../../src/control/kv/kv';
 import { LabEtcd } from '../../src/lab/etcd';
 import { CONNECT_RETRY_MS } from '../../src/control/kv/tcp-dial';
-import { ip, Netns, runPrivateNetns, sh, sleep, tag } from '../helpers/netns';
+import { addNetns, ip, Netns, runPrivateNetns, sleep, tag } from '../helpers/netns';
 import { failure, until } from '../helpers/until';
 
 runPrivateNetns(420_000);
@@ -46,6 +46,8 @@ const MIN_DIALS = Math.floor(HOLD_AFTER_DIAL_MS / (3 * CONNECT_RETRY_MS));
 const LINEAR = '/proc/sys/net/ipv4/tcp_syn_linear_timeouts';
 const t = tag();
 const etcdNs = new Netns(`pw-cut-${t}`);
+/** Deletes etcdNs (registered at exit and on the runner's SIGTERM too: helpers/netns.ts addNetns). */
+let dropEtcdNs = (): void => undefined;
 
 /**
  * A silent cut of one etcd's client port (its address in etcdNs): SYNs are dropped like the rest,
@@ -167,7 +169,7 @@ test.before(async () => {
   writeFileSync('/proc/sys/net/ipv4/tcp_syn_retries', '6');
   if (existsSync(LINEAR)) writeFileSync(LINEAR, '0');
   ip('link', 'set', 'lo', 'up');
-  ip('netns', 'add', etcdNs.name);
+  dropEtcdNs = addNetns(etcdNs.name);
   etcdNs.ip('link', 'set', 'lo', 'up');
   ip('link', 'add', `c-${t}`, 'type', 'veth', 'peer', 'name', `e-${t}`, 'netns', etcdNs.name);
   ip('addr', 'add', '10.201.0.1/24', 'dev', `c-${t}`);
@@ -192,7 +194,7 @@ test.after(async () => {
     for (const side of [kvSide, liteSide]) side.cut.end();
   } finally {
     await Promise.all([kvSide.etcd?.stop(), liteSide.etcd?.stop()]);
-    sh('ip', ['netns', 'del', etcdNs.name], { allowFail: true });
+    dropEtcdNs();
   }
 });
 

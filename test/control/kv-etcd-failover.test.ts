@@ -36,6 +36,7 @@ import { EtcdLiteKv } from '../../src/control/kv/etcd-lite';
 import { KvConfigError, KvNotEtcdError, KvSlowError, KvUnavailableError } from '../../src/control/kv/kv';
 import { EtcdCluster, startEtcdCluster } from '../helpers/etcd';
 import { failure } from '../helpers/until';
+import { addNetns } from '../helpers/netns';
 
 let cluster: EtcdCluster;
 test.before(async () => { cluster = await startEtcdCluster(3); });
@@ -568,7 +569,7 @@ test('EtcdKv: whether a revision is compacted (naming a watch etcd canceled) is 
 test('an endpoint that is not etcd: the CLI fails saying so, the CNI plugin fails ADD and DEL with code 7 (DEL not deferred), podway run stops at start', async () => {
   const ns = `pwfo-${process.pid}-${Math.random().toString(16).slice(2, 6)}`;
   const dir = mkdtempSync(join(tmpdir(), 'podway-fo-'));
-  execFileSync('ip', ['netns', 'add', ns]);
+  const dropNs = addNetns(ns);
   let server: ChildProcess | undefined;
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -604,7 +605,7 @@ test('an endpoint that is not etcd: the CLI fails saying so, the CNI plugin fail
     assert.not.match(run.stderr + run.stdout, /retrying in/, (run.stderr + run.stdout).slice(-1500));
   } finally {
     if (server) stopProc(server);
-    try { execFileSync('ip', ['netns', 'delete', ns]); } catch { /* gone */ }
+    dropNs();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { LocalTableWatch, LOCAL_WATCH_ARGS, concernsLocal, mainRoute4 } from '../../src/dataplane/local-watch';
 import { Spawner } from '../../src/dataplane/spawner';
 import { processGone } from '../helpers/proc';
+import { addNetns } from '../helpers/netns';
 import { until } from '../helpers/until';
 
 test('concernsLocal: address lines and the local table\'s routes (as iproute2 6.1 prints them), not other tables\' routes', () => {
@@ -62,7 +63,7 @@ test('a real ip monitor in a namespace: an address added to lo asks for a read (
     debounceMs: 100,
     restartMinMs: 100,
   });
-  execFileSync('ip', ['netns', 'add', ns], { timeout: 10_000 });
+  const dropNs = addNetns(ns);
   try {
     ip('link', 'set', 'lo', 'up');
     w.start();
@@ -104,11 +105,7 @@ test('a real ip monitor in a namespace: an address added to lo asks for a read (
     w.stop();
     sp.close();
     if (helper !== undefined) await until(() => processGone(helper), 5000);
-    try {
-      execFileSync('ip', ['netns', 'del', ns], { timeout: 10_000 });
-    } catch {
-      // already gone
-    }
+    dropNs();
   }
 });
 

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { sysfsNetnsMismatch } from '../../src/dataplane/sysfs-netns';
+import { addNetns } from '../helpers/netns';
 
 if (process.getuid?.() !== 0) throw new Error('the sysfs namespace check test needs root (a network namespace)');
 
@@ -15,7 +16,7 @@ const MODULE = path.join(__dirname, '..', '..', 'src', 'dataplane', 'sysfs-netns
 const probe = `process.stdout.write(JSON.stringify(require(${JSON.stringify(MODULE)}).sysfsNetnsMismatch()))`;
 
 test('nsenter --net= is told apart from ip netns exec and from the host', () => {
-  execFileSync('ip', ['netns', 'add', NS]);
+  const dropNs = addNetns(NS);
   try {
     assert.is(sysfsNetnsMismatch(), null, 'this process: its own /sys');
     const viaExec = JSON.parse(execFileSync('ip', ['netns', 'exec', NS, process.execPath, '-e', probe], { encoding: 'utf8', timeout: 60_000 }));
@@ -25,7 +26,7 @@ test('nsenter --net= is told apart from ip netns exec and from the host', () => 
     assert.match(viaNsenter, /does not show this process's network namespace/);
     assert.match(viaNsenter, 'nsenter --net=');
   } finally {
-    execFileSync('ip', ['netns', 'del', NS]);
+    dropNs();
   }
 });
 

@@ -19,7 +19,7 @@ import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { isRoot, until } from './e2e-kit';
+import { atCleanup, isRoot, until } from './e2e-kit';
 import { within } from '../../src/lab/lab';
 
 const PODWAY = resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
@@ -60,8 +60,12 @@ function podway(args: string[], env: Record<string, string> = {}): Result {
 const tlsFlags = (ca = 'main-ca.pem', cert = 'main-client.pem', key = 'main-client.key') =>
   ['--datastore', `etcd:${ENDPOINT}`, '--etcd-ca-cert-file', f(ca), '--etcd-cert-file', f(cert), '--etcd-key-file', f(key)];
 
+/** Forgets cleanUp's registration at exit (test.after ran it). */
+let forgetCleanUp = (): void => undefined;
+
 test.before(() => {
   if (!isRoot()) return;
+  forgetCleanUp = atCleanup(cleanUp);
   dir = mkdtempSync(join(tmpdir(), 'podway-etcdtls-'));
   makeCerts('main');
   makeCerts('rogue');
@@ -83,7 +87,9 @@ test.before(() => {
   procs.push(etcd);
 });
 
-test.after(() => {
+/** etcd and the runs stopped, NS deleted, the files removed: after the tests, and at exit or on the
+ * runner's SIGTERM (e2e-kit atCleanup), where test.after does not run. */
+function cleanUp(): void {
   for (const p of procs) if (p.pid && p.exitCode === null && p.signalCode === null) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
   // `ip netns exec` runs etcd as its child: kill whatever is left in the namespace.
   try {
@@ -93,6 +99,11 @@ test.after(() => {
   } catch { /* namespace never made */ }
   spawnSync('ip', ['netns', 'del', NS]);
   if (dir) rmSync(dir, { recursive: true, force: true });
+}
+
+test.after(() => {
+  forgetCleanUp();
+  cleanUp();
 });
 
 const POOL = `apiVersion: projectcalico.org/v3

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { until } from '../helpers/until';
+import { atCleanup as atExitOrSignal } from '../helpers/cleanup';
 import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
 
 export { sleep };
@@ -56,13 +57,7 @@ export function guard(lab: Lab): Lab {
 function install(): void {
   if (installed) return;
   installed = true;
-  process.on('exit', cleanupAll);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(sig, () => {
-      cleanupAll();
-      process.exit(130);
-    });
-  }
+  atExitOrSignal(cleanupAll);
 }
 
 /**

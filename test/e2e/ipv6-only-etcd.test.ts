@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { Lab, LabKvStore, LabNodeSpec, parsePing, pingArgs } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-client';
 import { Ipam } from '../../src/control/ipam';
+import { addNetns } from '../helpers/netns';
 import { guard, teardown, isRoot, until, logTail, routes, tcpTransferTo } from './e2e-kit';
 
 const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
@@ -60,6 +61,7 @@ test('two IPv6-only nodes on etcd (reached over IPv6): Nodes without IPv4, IPv6 
   const lab = guard(new Lab(SPEC, { ipv6Only: true, podOffloads: false }));
   let opened: LabKvStore | null = null;
   let podNs: string | null = null;
+  let dropPodNs = (): void => undefined;
   try {
     lab.build();
     opened = await lab.openKvStore('etcd', 'podway-v6only-etcd-');
@@ -119,7 +121,7 @@ test('two IPv6-only nodes on etcd (reached over IPv6): Nodes without IPv4, IPv6 
     assert.equal(conflist.plugins[0].ipam, { type: 'podway', assign_ipv4: 'false', assign_ipv6: 'true' });
     const config = JSON.stringify({ cniVersion: conflist.cniVersion, name: conflist.name, ...conflist.plugins[0] });
     podNs = `pw-cnipod-${lab.tag}`;
-    execFileSync('ip', ['netns', 'add', podNs]);
+    dropPodNs = addNetns(podNs);
     const cni = (command: string) => spawnSync('ip', ['netns', 'exec', n1.ns, path.join(cniDir, 'bin', 'podway')], {
       input: config, encoding: 'utf8', timeout: 90_000,
       env: { CNI_COMMAND: command, CNI_CONTAINERID: `c${lab.tag}`, CNI_NETNS: `/run/netns/${podNs}`, CNI_IFNAME: 'eth0', CNI_ARGS: 'K8S_POD_NAMESPACE=default;K8S_POD_NAME=cni-1', CNI_PATH: path.join(cniDir, 'bin') },
@@ -160,7 +162,7 @@ test('two IPv6-only nodes on etcd (reached over IPv6): Nodes without IPv4, IPv6 
     console.log(logTail(lab, 25));
     throw e;
   } finally {
-    if (podNs) spawnSync('ip', ['netns', 'del', podNs], { stdio: 'ignore' });
+    dropPodNs();
     await teardown(lab);
     await opened?.close();
   }

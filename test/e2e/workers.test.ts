@@ -12,6 +12,7 @@ import * as assert from 'uvu/assert';
 import { Lab } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { isRoot } from '../helpers/netns';
+import { guard, teardown } from './e2e-kit';
 import { execFileSync, spawn } from 'node:child_process';
 import * as path from 'node:path';
 
@@ -20,17 +21,20 @@ const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pk
 const FLOWS = 64;
 
 let lab: Lab | null = null;
-const cleanup = () => { lab?.destroy(); lab = null; };
-process.once('exit', cleanup);
+/** Stops the podways and removes the lab (its namespaces also at exit and on the runner's SIGTERM: guard). */
+const cleanup = async () => {
+  if (lab) await teardown(lab);
+  lab = null;
+};
 
 type PortRow = { port: string; rx: number; tx: number };
 
 test('two workers forward veth, TAP and TUN pods across nodes', async () => {
   assert.ok(isRoot(), 'needs root (network namespaces)');
-  lab = new Lab([
+  lab = guard(new Lab([
     { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'tap-1', type: 'tap' }, { name: 'tun-1', type: 'tun' }] },
     { name: 'node2', subnet: 'a', pods: [{ name: 'web-2', type: 'veth' }] },
-  ]);
+  ]));
   try {
     lab.build();
     await lab.startPodway('node1', 15_000, ['--workers', '2']);
@@ -85,17 +89,16 @@ test('two workers forward veth, TAP and TUN pods across nodes', async () => {
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {
-    for (const n of ['node1', 'node2']) await lab?.stopPodway(n);
-    cleanup();
+    await cleanup();
   }
 });
 
 test('two workers: a request and its reply are forwarded by the same worker, flows spread over both', async () => {
   assert.ok(isRoot(), 'needs root (network namespaces)');
-  lab = new Lab([
+  lab = guard(new Lab([
     { name: 'node1', subnet: 'a', pods: [{ name: 'rr-1', type: 'veth' }] },
     { name: 'node2', subnet: 'a', pods: [{ name: 'rr-2', type: 'veth' }] },
-  ]);
+  ]));
   let server: ReturnType<typeof spawn> | null = null;
   try {
     lab.build();
@@ -140,8 +143,7 @@ test('two workers: a request and its reply are forwarded by the same worker, flo
     assert.is(used.size, 2, `the flows were spread over both workers (${[...used].join(', ')})`);
   } finally {
     server?.kill('SIGKILL');
-    for (const n of ['node1', 'node2']) await lab?.stopPodway(n);
-    cleanup();
+    await cleanup();
   }
 });
 

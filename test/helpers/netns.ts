@@ -4,6 +4,7 @@
  */
 import { execFileSync, spawn, spawnSync, ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { atCleanup } from './cleanup';
 
 /** Run a command, returning stdout; a failure throws with the command and its stderr. */
 export function sh(cmd: string, args: string[], opts: { allowFail?: boolean; timeoutMs?: number } = {}): string {
@@ -47,22 +48,44 @@ export function isRoot(): boolean {
 }
 
 /**
- * Create namespaces named pw-<label>-<tag>, bring up their loopback, run fn, and always delete them.
+ * `ip netns add name`, its deletion registered with atCleanup (./cleanup.ts: at exit and on the
+ * test runner's SIGTERM, where a finally does not run). Returns what deletes it now (in finally)
+ * and forgets that registration.
+ */
+export function addNetns(name: string): () => void {
+  const del = () => void sh('ip', ['netns', 'del', name], { allowFail: true });
+  const forget = atCleanup(del);
+  try {
+    ip('netns', 'add', name);
+  } catch (e) {
+    forget();
+    throw e;
+  }
+  return () => {
+    forget();
+    del();
+  };
+}
+
+/**
+ * Create namespaces named pw-<label>-<tag>, bring up their loopback, run fn, and always delete them
+ * (also when the runner's SIGTERM ends the file: addNetns).
  */
 export async function withNetns<T>(labels: string[], fn: (ns: Netns[]) => Promise<T> | T): Promise<T> {
   if (!isRoot()) throw new Error('this test needs root (network namespaces)');
   const t = tag();
   const made: Netns[] = [];
+  const deletes: (() => void)[] = [];
   try {
     for (const l of labels) {
       const ns = new Netns(`pw-${l}-${t}`);
-      ip('netns', 'add', ns.name);
+      deletes.push(addNetns(ns.name));
       made.push(ns);
       ns.ip('link', 'set', 'lo', 'up');
     }
     return await fn(made);
   } finally {
-    for (const ns of made) sh('ip', ['netns', 'del', ns.name], { allowFail: true });
+    for (const del of deletes) del();
   }
 }
 

@@ -7,6 +7,7 @@ import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { Lab, LabNode, parsePing, pingArgs, PingResult, sleep, within } from '../../src/lab/lab';
 import { controlRequest } from '../../src/dataplane/control-server';
+import { COUNTER_NAMES, Event, Event6 } from '../../src/dataplane/counters';
 import { until } from '../helpers/until';
 import { atCleanup as atExitOrSignal } from '../helpers/cleanup';
 import { readModelCache, writeModelCache } from '../../src/cli/model-cache';
@@ -434,16 +435,23 @@ export function lostOutside(r: StreamResult, lost: number[], windows: { t0: numb
  * podway's own (per node, over all its ports: `kernelDrops`, frames the kernel could not put in a
  * receive ring podway had not emptied yet; `txFull`, frames a full send backlog refused) and the
  * kernel's per interface in every namespace of the lab (`ip -s link`: rx and tx dropped, e.g. a
- * TAP pod's queue podway had not read, a veth whose peer's backlog was full).
+ * TAP pod's queue podway had not read, a veth whose peer's backlog was full). Also, apart
+ * (`reasons`: not the machine's), what podway itself dropped, per node and drop reason (its
+ * `podway counters` reasons less the events: a frame it answered or handed on is no loss).
  */
-export interface DropCounts { podway: Record<string, { kernelDrops: number; txFull: number }>; links: Record<string, number> }
+export interface DropCounts { podway: Record<string, { kernelDrops: number; txFull: number }>; links: Record<string, number>; reasons: Record<string, Record<string, number>> }
+
+/** The names of podway's counters that count frames answered or handed on, not dropped. */
+const EVENT_NAMES = new Set([...Object.values(Event), ...Object.values(Event6)].map((i) => COUNTER_NAMES[i]));
 
 export async function dropCounts(lab: Lab): Promise<DropCounts> {
   const podway: DropCounts['podway'] = {};
+  const reasons: DropCounts['reasons'] = {};
   for (const n of lab.nodes) {
     if (!n.proc || n.proc.exitCode !== null) continue;
-    const c = (await controlRequest(n.control, { cmd: 'counters' }, 5000)) as { ports: { kernelDrops?: number; txFull?: number }[] };
+    const c = (await controlRequest(n.control, { cmd: 'counters' }, 5000)) as { ports: { kernelDrops?: number; txFull?: number }[]; reasons: Record<string, number> };
     podway[n.name] = { kernelDrops: c.ports.reduce((a, p) => a + (p.kernelDrops ?? 0), 0), txFull: c.ports.reduce((a, p) => a + (p.txFull ?? 0), 0) };
+    reasons[n.name] = Object.fromEntries(Object.entries(c.reasons).filter(([r]) => !EVENT_NAMES.has(r)));
   }
   const links: Record<string, number> = {};
   const namespaces = [lab.fabric, ...lab.nodes.map((n) => n.ns), ...lab.nodes.flatMap((n) => n.pods.map((p) => p.ns))];
@@ -451,11 +459,15 @@ export async function dropCounts(lab: Lab): Promise<DropCounts> {
     const rows = JSON.parse(execFileSync('ip', ['-j', '-s', '-n', ns, 'link', 'show'], { encoding: 'utf8', timeout: 10_000 })) as { ifname: string; stats64?: { rx: { dropped: number }; tx: { dropped: number } } }[];
     for (const r of rows) links[`${ns}/${r.ifname}`] = (r.stats64?.rx.dropped ?? 0) + (r.stats64?.tx.dropped ?? 0);
   }
-  return { podway, links };
+  return { podway, links, reasons };
 }
 
-/** What was counted between two snapshots: the total, and each non-zero counter by name (for messages). */
-export function dropsBetween(a: DropCounts, b: DropCounts): { total: number; by: Record<string, number> } {
+/**
+ * What was counted between two snapshots: the machine's drops (`total`, and each non-zero counter
+ * by name, for messages) and, apart, podway's own drop reasons that moved (`podwayDrops`, by
+ * "node reason").
+ */
+export function dropsBetween(a: DropCounts, b: DropCounts): { total: number; by: Record<string, number>; podwayDrops: Record<string, number> } {
   const by: Record<string, number> = {};
   for (const [node, c] of Object.entries(b.podway)) {
     const was = a.podway[node] ?? { kernelDrops: 0, txFull: 0 };
@@ -463,7 +475,11 @@ export function dropsBetween(a: DropCounts, b: DropCounts): { total: number; by:
     if (c.txFull - was.txFull) by[`${node} podway txFull`] = c.txFull - was.txFull;
   }
   for (const [link, n] of Object.entries(b.links)) if (n - (a.links[link] ?? 0) > 0) by[link] = n - (a.links[link] ?? 0);
-  return { total: Object.values(by).reduce((x, y) => x + y, 0), by };
+  const podwayDrops: Record<string, number> = {};
+  for (const [node, rs] of Object.entries(b.reasons)) {
+    for (const [r, n] of Object.entries(rs)) if (n - (a.reasons[node]?.[r] ?? 0) > 0) podwayDrops[`${node} ${r}`] = n - (a.reasons[node]?.[r] ?? 0);
+  }
+  return { total: Object.values(by).reduce((x, y) => x + y, 0), by, podwayDrops };
 }
 
 /** Sequence numbers 0..total-1 that never arrived. */

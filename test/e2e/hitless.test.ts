@@ -7,15 +7,28 @@
  * (e2e-kit's allowedGap: 1 s, or twice the stream's own gaps away from the edits): on a loaded
  * 2-CPU host the receiver, the sender and both podways wait hundreds of ms for a CPU whatever
  * the dataplane does, so how short the gap is belongs to a benchmark (`npm run bench:stall`),
- * not to this test.
+ * not to this test. Likewise a loaded host drops datagrams itself, and counts them: a receive ring
+ * podway was not scheduled to empty (`kernelDrops`), a full send backlog (`txFull`), an interface's
+ * drops. What the streams lose beyond the pods' own sockets must not exceed what the machine counted
+ * while they ran (e2e-kit dropsBetween, as e2e/cluster-etcd); what podway loses itself (a port
+ * closed or a route missing for a moment: counted nowhere; a drop under one of its reasons) is
+ * not excused at any load.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { writeFileSync, renameSync } from 'node:fs';
 import { Lab, LabNodeSpec, Mode } from '../../src/lab/lab';
-import { guard, teardown, isRoot, kindOf, waitLog, logTail, sleep, udpStream, gapIn, streamLoss, lostOutside, allowedGap } from './e2e-kit';
+import { guard, teardown, isRoot, kindOf, waitLog, logTail, sleep, udpStream, gapIn, streamLoss, lostOutside, allowedGap, dropCounts, dropsBetween } from './e2e-kit';
 
 const RATE = 1000; // packets per second
+
+/** podway's drop reasons (src/dataplane/counters.ts) a stream's datagram meets when an edit took
+ * away, for a moment, what its path needs: a route, the endpoint (its source check, its port), the
+ * pod's learned MAC, the tunnel's source or mode, the underlay neighbour, the send. */
+const STREAM_PATH_DROPS = new Set([
+  'source_check', 'no_route', 'blackhole', 'unknown_tunnel_source', 'decap_not_local', 'pod_mac_unknown', 'neighbor_unresolved',
+  'neighbor_failed', 'neighbor_queue_full', 'neighbor_queue_timeout', 'tx_error', 'tunnel_mode_unused', 'vxlan_inner_mac', 'own_source',
+]);
 
 const TWO: LabNodeSpec[] = [
   { name: 'node1', subnet: 'a', pods: [{ name: 'web-1', type: 'veth' }, { name: 'tap-1', type: 'tap' }] },
@@ -67,6 +80,7 @@ async function withLab(fn: (lab: Lab) => Promise<void>): Promise<void> {
 test('no-op edits (a broken file, then the good one back; an endpoint added on another node) do not interrupt a flow', async () => {
   await withLab(async (lab) => {
     const SECONDS = 9;
+    const d0 = await dropCounts(lab);
     // veth -> veth across nodes, and tap -> tap the other way (a tap pod's MAC is learned, not stated)
     const a = await stream(lab, 'web-1', 'web-2', SECONDS);
     const b = await stream(lab, 'tap-2', 'tap-1', SECONDS);
@@ -107,29 +121,43 @@ spec:
 
     const ra = await a();
     const rb = await b();
+    const counted = dropsBetween(d0, await dropCounts(lab));
     const total = RATE * SECONDS;
+    let lostInAll = 0;
     for (const [name, r] of [['web-1 -> web-2', ra], ['tap-2 -> tap-1', rb]] as const) {
       const g1 = gapIn(r, t1, t1end);
       const g2 = gapIn(r, t2, t2end);
       const loss = streamLoss(r, total);
       if (process.env.E2E_VERBOSE) console.log(`${name}: received ${r.received}/${total}, lost ${loss.lost.length} (${loss.socketDrops} by the pods' own sockets), gap around the re-apply ${g1.maxGapMs.toFixed(1)} ms, around the added endpoint ${g2.maxGapMs.toFixed(1)} ms`);
       assert.ok(g1.count > 100, `${name}: the stream was not flowing around the re-apply (${g1.count} arrivals)`);
-      // Not interrupted: nothing lost in the dataplane (a port closed or a route missing for a
-      // moment drops what arrives meanwhile; what the pods' own sockets dropped is the host's
-      // scheduling, see streamLoss) and no stall (allowedGap). The gap bound was 50, then 100 ms: a no-op
-      // re-apply, which installs nothing in the forwarding thread, left 53-185 ms gaps with
-      // nothing lost at load 14-22 (the host's scheduling, not the dataplane).
+      // Not interrupted: no stall (allowedGap) and, below, nothing lost but what the machine counted.
+      // The gap bound was 50, then 100 ms: a no-op re-apply, which installs nothing in the
+      // forwarding thread, left 53-185 ms gaps with nothing lost at load 14-22 (the host's
+      // scheduling, not the dataplane).
       const allowed = allowedGap(r, [{ t0: t1, t1: t1end }, { t0: t2, t1: t2end }]);
       assert.ok(g1.maxGapMs < allowed, `${name}: ${g1.maxGapMs.toFixed(1)} ms without packets around the no-op re-apply (allowed ${allowed.toFixed(1)} ms)`);
       assert.ok(g2.maxGapMs < allowed, `${name}: ${g2.maxGapMs.toFixed(1)} ms without packets around the added endpoint (allowed ${allowed.toFixed(1)} ms)`);
-      assert.ok(loss.dataplane <= total * 0.001, `${name}: lost ${loss.lost.length}/${total}, ${loss.socketDrops} of them by the pods' own sockets (first ${loss.lost.slice(0, 10).join(',')})`);
+      lostInAll += loss.dataplane;
     }
+    if (process.env.E2E_VERBOSE) console.log(`counted while the streams ran: the machine ${JSON.stringify(counted.by)}, podway's drop reasons ${JSON.stringify(counted.podwayDrops)}`);
+    // A no-op edit changes nothing in forwarding: podway drops none of the streams' datagrams for a
+    // reason of its own (a route, an endpoint, a learned MAC or a tunnel source missing for a moment
+    // would count here), at any load.
+    const own = Object.entries(counted.podwayDrops).filter(([k]) => STREAM_PATH_DROPS.has(k.split(' ')[1]));
+    assert.equal(own, [], `podway dropped datagrams itself around the no-op edits: ${JSON.stringify(counted.podwayDrops)}`);
+    // And nothing lost that the machine did not count (was: at most 0.1% of each stream, which a
+    // loaded host exceeds while nothing is wrong: a receive ring podway is not scheduled to empty
+    // for half a second at 1,000/s overflows, counted as kernelDrops). A port closed or reopened,
+    // a socket lost, a frame dropped on the way podway does not count: lost here, counted nowhere.
+    // On a quiet host nothing is counted, so nothing may be lost.
+    assert.ok(lostInAll <= counted.total, `lost ${lostInAll} datagrams beyond the pods' own sockets, but the machine counted only ${counted.total} drops: ${JSON.stringify(counted.by)} (podway's drop reasons: ${JSON.stringify(counted.podwayDrops)}); web-1 -> web-2 lost ${streamLoss(ra, total).lost.slice(0, 10).join(',')}..., tap-2 -> tap-1 ${streamLoss(rb, total).lost.slice(0, 10).join(',')}...`);
   });
 });
 
 test('mode changes VXLAN -> IPIP -> direct under a steady stream: losses only at the switches, no stall', async () => {
   await withLab(async (lab) => {
     const SECONDS = 9;
+    const d0 = await dropCounts(lab);
     const s = await stream(lab, 'web-1', 'web-2', SECONDS);
     await sleep(1500);
     const windows: { mode: Mode; t0: number; t1: number }[] = [];
@@ -143,6 +171,7 @@ test('mode changes VXLAN -> IPIP -> direct under a steady stream: losses only at
       await sleep(1500);
     }
     const r = await s();
+    const counted = dropsBetween(d0, await dropCounts(lab));
     const total = RATE * SECONDS;
     const loss = streamLoss(r, total);
     const allowed = allowedGap(r, windows);
@@ -154,11 +183,12 @@ test('mode changes VXLAN -> IPIP -> direct under a steady stream: losses only at
     }
     // A switch may lose what is on its way while the two nodes disagree on the mode (each applies
     // the edit on its own: 0.4-0.5 s apart at load ~20, 19 datagrams lost then): only there. A
-    // datagram lost away from both switches (beyond what the pods' own sockets dropped, and 0.1%)
-    // means the new mode did not carry the flow.
+    // datagram lost away from both switches, beyond what the pods' own sockets dropped and what
+    // the machine counted while the stream ran (was: 0.1% of the stream, which a loaded host
+    // exceeds while nothing is wrong), means the new mode did not carry the flow.
     const away = lostOutside(r, loss.lost, windows);
-    if (process.env.E2E_VERBOSE) console.log(`mode switches: received ${r.received}/${total}, lost ${loss.lost.length} (${away.length} away from the switches, ${loss.socketDrops} by the pods' own sockets)`);
-    assert.ok(away.length - loss.socketDrops <= total * 0.001, `lost ${away.length}/${total} away from the switches (${loss.lost.length} in all, ${loss.socketDrops} by the pods' own sockets; first ${away.slice(0, 10).join(',')})`);
+    if (process.env.E2E_VERBOSE) console.log(`mode switches: received ${r.received}/${total}, lost ${loss.lost.length} (${away.length} away from the switches, ${loss.socketDrops} by the pods' own sockets); counted: the machine ${JSON.stringify(counted.by)}, podway's drop reasons ${JSON.stringify(counted.podwayDrops)}`);
+    assert.ok(away.length - loss.socketDrops <= counted.total, `lost ${away.length}/${total} away from the switches (${loss.lost.length} in all, ${loss.socketDrops} by the pods' own sockets; first ${away.slice(0, 10).join(',')}), but the machine counted only ${counted.total} drops: ${JSON.stringify(counted.by)} (podway's drop reasons: ${JSON.stringify(counted.podwayDrops)})`);
   });
 });
 

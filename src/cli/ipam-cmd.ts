@@ -27,6 +27,10 @@ import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithE
 import { FILE_DATASTORE_READ_ONLY, withKv } from './resources-cmd';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
 import { orphanPodLine, type OrphanPodAddress } from '../dataplane/orphan-pods';
+import { ORPHAN_HANDLE_PREFIX } from '../cni/orphan-hold';
+
+/** How podway run found an orphan pod's address (orphan-pods.ts), passed on to the line. */
+const ORPHAN_SOURCES: ReadonlySet<string> = new Set(['route', 'pod', 'deleted']);
 import { staleEndpointLine, staleEndpoints, type StaleEndpoint, type WaitingEndpoint } from '../observe/stale-endpoints';
 
 type Out = (text: string) => void;
@@ -308,7 +312,7 @@ async function askNode(o: CheckOpts, graceMs: number): Promise<{ missing: Missin
   // A podway before orphanPods (or one that says none) lists none; one that lists them oddly is said.
   const orphanRows = status.orphanPods ?? [];
   const orphans = Array.isArray(orphanRows)
-    ? { checkedOn: sock, notChecked: null, pods: orphanRows.filter((r): r is OrphanPodAddress => typeof r?.ifname === 'string' && typeof r?.address === 'string').map((r) => ({ ifname: r.ifname, address: r.address })) }
+    ? { checkedOn: sock, notChecked: null, pods: orphanRows.filter((r): r is OrphanPodAddress => typeof r?.ifname === 'string' && typeof r?.address === 'string').map((r) => ({ ifname: r.ifname, address: r.address, ...(ORPHAN_SOURCES.has(String(r.source)) ? { source: r.source } : {}) })) }
     : { checkedOn: sock, notChecked: `podway run on ${sock} gave no list of orphan pod interfaces`, pods: [] };
   if (!Array.isArray(rows)) return { missing: { checkedOn: sock, notChecked: `podway run on ${sock} gave no endpoint list`, endpoints: [] }, orphans };
   const waiting: WaitingEndpoint[] = [];
@@ -330,6 +334,8 @@ function orphanAllocationText(f: OrphanPodFinding): string {
   const a = f.allocation;
   if (a === null) return 'IPAM here has no allocation of it: it may hand it out to a new pod';
   const holder = a.handle ? `handle ${a.handle}` : 'no handle';
+  // held by podway's CNI ADD on the node so that no pod is given it (cni/orphan-hold.ts)
+  if (a.handle?.startsWith(ORPHAN_HANDLE_PREFIX) && a.owners.length === 0) return `IPAM here holds it for ${holder}, which podway's CNI on the node took so no new pod is given it; released by the node's next ADD once the interface is gone`;
   return a.owners.length ? `IPAM here gives it to ${a.owners.join(', ')} (${holder}): two pods with one address` : `IPAM here holds it for ${holder}, used by no endpoint`;
 }
 
@@ -555,7 +561,7 @@ async function checkCommand(o: CheckOpts, out: Out, err: Out): Promise<number> {
   lines.push(missing.notChecked ? 'Found ? workload endpoints missing their interface (not checked).' : `Found ${missing.endpoints.length} workload endpoints whose interface has been missing for longer than the ${formatDuration(graceMs)} grace period.`, '');
   // Pods that keep an address this datastore's endpoints do not name (made under another datastore):
   // its IPAM may give the address to a new pod, or has already.
-  lines.push(`Scanning this node's pod interfaces holding an address no workload endpoint of this datastore names${orphans.checkedOn ? ` (podway run on ${orphans.checkedOn}, found at its start)` : ''}...`);
+  lines.push(`Scanning this node's pod interfaces holding an address no workload endpoint of this datastore names${orphans.checkedOn ? ` (podway run on ${orphans.checkedOn}, found at its start and while it runs)` : ''}...`);
   if (orphans.notChecked) lines.push(`  not checked: ${orphans.notChecked}`);
   for (const p of orphans.pods) lines.push(`  ${orphanPodLine(p)}; ${orphanAllocationText(p)}`);
   lines.push(orphans.notChecked ? 'Found ? orphan pod interfaces (not checked).' : `Found ${orphans.pods.length} pod interfaces holding an address no workload endpoint of this datastore names.`, '');

@@ -200,6 +200,18 @@ async function deleteAndReport(kv: KvStore, id: Identity, revision: number | und
   }
   const report = await deleteWithCleanup(kv, id, revision);
   if (report) err(describeReport(describeIdentity(id), report));
+  if (id.info.kind === 'Node' && report && report.endpoints.length > 0) err(`${liveNodeWarning(id.name, report)}\n`);
+}
+
+/**
+ * A Node deleted with WorkloadEndpoints: it looked alive (podway keeps no heartbeat key; pods on it
+ * are the sign), and whatever runs there is not told. Says what becomes of its pods.
+ */
+export function liveNodeWarning(node: string, r: DeleteReport): string {
+  const eps = r.endpoints.slice(0, 5).join(', ') + (r.endpoints.length > 5 ? `, and ${r.endpoints.length - 5} more` : '');
+  return `warning: node ${node} looked alive: it had ${r.endpoints.length} WorkloadEndpoint(s) (${eps}). Pods still running there keep their addresses, which IPAM now has free: `
+    + `a podway run still running on ${node} removes their routes, lists them as \`orphan pod:\` in its status and metrics, and its CNI ADD holds those addresses back from new pods on ${node} (docs/ipam.md), but another node's IPAM may still give them out. `
+    + `Remove those pods on ${node} (their CNI DEL, e.g. podman rm) and stop its podway run to decommission it; to keep the node, re-create its pods after podway run registers it again`;
 }
 
 // ---------------------------------------------------------------------------------------------

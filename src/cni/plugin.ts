@@ -7,6 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
 import { readEnv, CniEnv } from './env';
 import { configOrigin, configVersion, decodeConfig, unhonouredSettings, unknownSettings, NetConf, parseConfig, parseValidAttachments, SUPPORTED_VERSIONS, versionAtLeast, withConfigOrigin } from './config';
+import { holdOrphanAddresses, ORPHAN_HANDLE_PREFIX } from './orphan-hold';
 import { handleId, hostVethName, podDeviceName, podIdentity, PodIdentity, workloadEndpointName } from './names';
 import * as netlink from './netlink';
 import { Attachment, readPrevResult, successResult } from './result';
@@ -465,6 +466,10 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         const families: (4 | 6)[] = [...(conf.assignIpv4 ? [4 as const] : []), ...(conf.assignIpv6 !== false ? [6 as const] : [])];
         // One plugin process at a time per host (ipam-lock.ts).
         await withIpamLock(ipamLockOf(conf), async () => {
+          // An address a pod on this node still holds, that IPAM has free (its endpoint deleted
+          // while it ran, say), is held first so no pod here or elsewhere is given it (orphan-hold.ts).
+          const orphans = await holdOrphanAddresses(ipam, kv, conf.nodename, new Set([hostVethName(id, env.containerId)]));
+          if (orphans.held.length > 0) process.stderr.write(`podway: ADD ${env.containerId}: pod interface(s) on ${conf.nodename} hold address(es) IPAM had free, no endpoint naming them: ${orphans.held.join(', ')}; held under IPAM handle(s) ${ORPHAN_HANDLE_PREFIX}${conf.nodename}.<interface> so no pod is given them (docs/ipam.md)\n`);
           if (requested) {
             // Exactly the addresses asked for (and no other family), as Calico's IPAM does with
             // IP=: its block claimed for this node if nobody has it, the same handle and attributes.

@@ -32,7 +32,7 @@ import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './local-addrs';
-import { orphanPodLine, type OrphanPodAddress } from './orphan-pods';
+import { addressKey, orphanPodLine, readPodPeerAddresses, type OrphanPodAddress } from './orphan-pods';
 import { LocalTableWatch, mainRoute4 } from './local-watch';
 import { readLocalPortRange } from './port-range';
 import { readTunnelRpFilter } from './rp-filter';
@@ -806,6 +806,7 @@ export class Engine {
     // Solicit the IPv6 underlay neighbours of the IPv6 tunnels and direct routes now, not on the first packet.
     this.neighbors6.solicitMissing();
     this.pipe.natSources.set(model.pools.filter((p) => p.natOutgoing));
+    const prevModel = this.model;
     this.model = model;
     this.applied++;
     const gws = new Set<number>();
@@ -828,6 +829,7 @@ export class Engine {
     }
     const t3 = performance.now();
     if (first && this.host) this.adoptLeftovers(model, reads);
+    else if (prevModel && this.host) this.endpointsGone(prevModel, model);
     this.watchTunnelTable();
     this.programHost();
     this.prepareSparePort();
@@ -1839,8 +1841,69 @@ export class Engine {
    * host programmer as its own, so those of pods removed meanwhile are deleted (a stale /32 would
    * send the node's traffic for that address, maybe another pod's by now, into a dead veth).
    */
-  /** Pod interfaces found at start holding an address no endpoint wants (adoptLeftovers; orphan-pods.ts). */
+  /** Pod interfaces holding an address no endpoint wants (adoptLeftovers, findPodOrphans, endpointsGone; orphan-pods.ts). */
   private orphanPods: OrphanPodAddress[] = [];
+  /** "ifname address" of each in orphanPods: each is warned of once. */
+  private readonly orphanKeys = new Set<string>();
+
+  /** Adds orphans not known yet, each warned of once (and listed in status while its interface exists). */
+  private addOrphans(found: readonly OrphanPodAddress[]): void {
+    for (const o of found) {
+      const key = `${o.ifname} ${o.address}`;
+      if (this.orphanKeys.has(key)) continue;
+      this.orphanKeys.add(key);
+      this.orphanPods.push(o);
+      this.log.warn(`host: ${orphanPodLine(o)}`, { component: 'host', interface: o.ifname, address: o.address, source: o.source ?? null });
+    }
+  }
+
+  /** The orphans whose interface still exists and that no endpoint names again (dropped from the list otherwise). */
+  private liveOrphans(): OrphanPodAddress[] {
+    const wanted = this.model ? modelAddressKeys(this.model) : new Set<string>();
+    this.orphanPods = this.orphanPods.filter((o) => {
+      const keep = !wanted.has(`${o.ifname} ${o.address}`) && existsSync(`/sys/class/net/${o.ifname}`);
+      if (!keep) this.orphanKeys.delete(`${o.ifname} ${o.address}`);
+      return keep;
+    });
+    return this.orphanPods;
+  }
+
+  /**
+   * At start, after adoptLeftovers (off the start path: an `ip` per pod namespace): the addresses
+   * the pod veths' peers hold in their pods' namespaces that no endpoint of the model names. This
+   * finds a pod whose endpoint was deleted while an earlier run ran (that run removed its route),
+   * which the routes alone do not show.
+   */
+  private async findPodOrphans(): Promise<void> {
+    let scan: Awaited<ReturnType<typeof readPodPeerAddresses>>;
+    try {
+      scan = await readPodPeerAddresses();
+    } catch (e) {
+      this.log.warn(`host: pod interfaces not looked into for addresses no endpoint names: ${(e as Error).message}`, { component: 'host' });
+      return;
+    }
+    if (this.stopped || !this.model) return;
+    if (scan.unread.length > 0) this.log.info(`host: ${scan.unread.length} pod veth(s) not looked into for addresses no endpoint names: ${scan.unread.slice(0, 5).join(', ')}${scan.unread.length > 5 ? ', ...' : ''}`, { component: 'host' });
+    const wanted = modelAddressKeys(this.model);
+    const named = new Set(endpointInterfaces(this.model));
+    // an interface an endpoint names but not attached yet (its pod being made) is not looked at
+    this.addOrphans(scan.found.filter((f) => !named.has(f.ifname) && !wanted.has(`${f.ifname} ${f.address}`)).map((f) => ({ ...f, source: 'pod' as const })));
+  }
+
+  /**
+   * While running: a veth no endpoint names any more (its WorkloadEndpoint deleted: by hand, or
+   * with its Node by `podway delete node`) that is still there keeps its pod's addresses, which
+   * IPAM has released. (A pod's CNI DEL removes the veth before its endpoint.)
+   */
+  private endpointsGone(prev: NodeDataplaneModel, next: NodeDataplaneModel): void {
+    const still = new Set(endpointInterfaces(next));
+    const gone: OrphanPodAddress[] = [];
+    for (const [ifname, addrs] of endpointAddresses(prev)) {
+      if (still.has(ifname) || !existsSync(`/sys/class/net/${ifname}`)) continue;
+      for (const address of addrs) gone.push({ ifname, address, source: 'deleted' });
+    }
+    if (gone.length > 0) this.addOrphans(gone);
+  }
 
   private adoptLeftovers(model: NodeDataplaneModel, reads: HostStartReads | null): void {
     const found = reads?.podRoutes ?? readPodRoutesSync();
@@ -1850,8 +1913,9 @@ export class Engine {
     if (stale.length > 0) this.log.info(`host: removing ${stale.length} pod route(s) no endpoint wants, left by an earlier run: ${stale.slice(0, 5).map((f) => `${addr(f)} dev ${f.ifname}`).join(', ')}${stale.length > 5 ? ', ...' : ''}`, { component: 'host' });
     // The interface is there (the kernel drops a device's routes with it): a pod that keeps an
     // address this datastore does not know of (orphan-pods.ts), said per interface and kept for status.
-    this.orphanPods = stale.map((f) => ({ ifname: f.ifname, address: addr(f) }));
-    for (const o of this.orphanPods) this.log.warn(`host: ${orphanPodLine(o)}`, { component: 'host', interface: o.ifname, address: o.address });
+    this.addOrphans(stale.map((f) => ({ ifname: f.ifname, address: addressKey(addr(f)), source: 'route' as const })));
+    // and those whose route is gone too (removed by the run that saw their endpoint deleted)
+    void this.findPodOrphans();
     this.host!.adopt(found);
     // Only with BGP (kernelRoutes present): without it, a `proto bird` route is someone else's.
     const learned = model.kernelRoutes === undefined ? [] : reads?.learned ?? readLearnedRoutesSync(LEARNED_ROUTE_PROTO, LEARNED_ROUTE_METRIC);
@@ -2435,7 +2499,7 @@ export class Engine {
       // those the pipeline holds, not the loopback and link-local entries it leaves out
       localAddresses: keptLocalAddresses(this.local),
       // pod interfaces holding an address no endpoint of this datastore names, while they exist
-      orphanPods: this.orphanPods.filter((o) => existsSync(`/sys/class/net/${o.ifname}`)),
+      orphanPods: this.liveOrphans(),
       // how the host-managing engine learns them (local-watch.ts); null on a worker
       localLearned: this.localWatch === null ? null : this.localWatch.live ? `ip monitor (change notices; read again every ${LOCAL_ADDR_SAFETY_MS / 1000} s)` : `read every ${LOCAL_ADDR_CHECK_MS / 1000} s (ip monitor not running)`,
       // a node address missing from a link that is up (only that), and the underlay down or gone
@@ -2614,7 +2678,7 @@ export class Engine {
       if (live) addPortCounts(live, c);
       else if (this.pending.has(name)) snap.ports.push({ ...c, workload: this.pending.get(name)!.ep.key });
     }
-    return { ...snap, failures: { ...this.failures } };
+    return { ...snap, failures: { ...this.failures }, orphanPodAddresses: this.liveOrphans().length };
   }
 
   /** The endpoints waiting for their interface, since when (observe/stale-endpoints.ts). */
@@ -2720,4 +2784,24 @@ function fmt4(ip: number | null): string | null {
 function addrsText(ip: number | null, ip6: string | null): string {
   if (ip === null) return ip6 ?? 'none';
   return `${formatIpv4(ip)}${ip6 ? `/${ip6}` : ''}`;
+}
+
+/** Each endpoint's interface and its addresses (both families, canonical text), of a model. */
+function endpointAddresses(model: NodeDataplaneModel): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const add = (ifname: string, a: string) => { const l = out.get(ifname); if (l) l.push(a); else out.set(ifname, [a]); };
+  for (const e of model.endpoints) for (const ip of e.ips) add(e.interfaceName, formatIpv4(ip));
+  for (const e of model.v6.endpoints) for (const ip6 of e.ips6) add(e.interfaceName, addressKey(ip6));
+  return out;
+}
+
+function endpointInterfaces(model: NodeDataplaneModel): string[] {
+  return [...model.endpoints.map((e) => e.interfaceName), ...model.v6.endpoints.map((e) => e.interfaceName)];
+}
+
+/** "ifname address" of every endpoint address of a model. */
+function modelAddressKeys(model: NodeDataplaneModel): Set<string> {
+  const out = new Set<string>();
+  for (const [ifname, addrs] of endpointAddresses(model)) for (const a of addrs) out.add(`${ifname} ${a}`);
+  return out;
 }

@@ -67,6 +67,7 @@ export class DataplaneCollector implements Collector {
     snapshotHistogram(reg, 'podway_rx_batch_size', 'Frames per receive batch (higher: podway is batching to keep up).', BATCH_BOUNDS, hist(() => this.snapshot.rxBatches));
     snapshotHistogram(reg, 'podway_tx_batch_size', 'Frames per send call.', BATCH_BOUNDS, hist(() => this.snapshot.txBatches));
 
+    snapshotGauge(reg, 'podway_orphan_pod_addresses', 'Addresses pod interfaces on this node hold that no workload endpoint of the datastore names (`orphan pod:` in podway status): IPAM may give them to another pod.', [], () => [[{}, this.snapshot.orphanPodAddresses ?? 0]]);
     const endpoints = (): Sample[] => [[{}, new Set(this.snapshot.ports.filter((p) => p.workload !== '').map((p) => p.name)).size]];
     snapshotGauge(reg, 'podway_active_local_endpoints', 'Workload endpoints attached on this node.', [], endpoints);
     snapshotGauge(reg, 'felix_active_local_endpoints', 'Number of active endpoints on this host (Felix\'s name for podway_active_local_endpoints).', [], endpoints);

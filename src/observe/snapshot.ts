@@ -41,6 +41,8 @@ export interface DataplaneSnapshot {
   txBatches: number[];
   /** Host-side failures the engine counted (Engine.failures: tunnelTable, ringReopened, ...). */
   failures?: Record<string, number>;
+  /** Pod interface addresses no endpoint names (the host-managing engine's orphan pods, orphan-pods.ts). */
+  orphanPodAddresses?: number;
 }
 
 /** Adds one port's counts into another's (same port: several workers, or before and after a reopen). */
@@ -63,6 +65,7 @@ export function mergeSnapshots(all: readonly DataplaneSnapshot[]): DataplaneSnap
     addInto(out.rxBatches, s.rxBatches);
     addInto(out.txBatches, s.txBatches);
     for (const [k, n] of Object.entries(s.failures ?? {})) (out.failures ??= {})[k] = (out.failures[k] ?? 0) + n;
+    if (s.orphanPodAddresses !== undefined) out.orphanPodAddresses = (out.orphanPodAddresses ?? 0) + s.orphanPodAddresses;
     for (const p of s.ports) {
       const m = byName.get(p.name);
       if (!m) {

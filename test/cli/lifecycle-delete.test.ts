@@ -92,6 +92,8 @@ function cliSuite(target: Target) {
     assert.match(r.err, 'released 3 address(es)');
     assert.match(r.err, 'deleted 2 WorkloadEndpoint(s)');
     assert.match(r.err, `block(s) (${aBlock}`);
+    // it had endpoints: it looked alive, and what becomes of its pods is said
+    assert.match(r.err, /warning: node node-a looked alive: it had 2 WorkloadEndpoint\(s\) \([^)]+\)\. Pods still running there keep their addresses, which IPAM now has free/);
 
     assert.not.ok(await kv.get(`${RES}nodes/node-a`), 'Node gone');
     assert.ok(await kv.get(`${RES}nodes/node-b`));

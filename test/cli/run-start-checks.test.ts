@@ -268,7 +268,7 @@ t('pod interfaces holding an address no endpoint of this datastore names: ipam c
     // ipam check on the node: each counted, with its IPAM state here
     const check = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '1h']);
     assert.is(check.code, 3, check.out + check.err);
-    assert.match(check.out, `Scanning this node's pod interfaces holding an address no workload endpoint of this datastore names (podway run on ${sock}, found at its start)...`);
+    assert.match(check.out, `Scanning this node's pod interfaces holding an address no workload endpoint of this datastore names (podway run on ${sock}, found at its start and while it runs)...`);
     assert.match(check.out, /interface caliorph0 holds pod address 10\.244\.0\.77 \(a route an earlier run made\) but no workload endpoint of this datastore names it: .*; IPAM here holds it for handle podway\.newpod, used by no endpoint/);
     assert.match(check.out, /interface caliorph1 holds pod address 10\.244\.0\.78 .*; IPAM here has no allocation of it: it may hand it out to a new pod/);
     assert.match(check.out, 'Found 2 pod interfaces holding an address no workload endpoint of this datastore names.');

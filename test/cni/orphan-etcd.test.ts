@@ -1,0 +1,153 @@
+/**
+ * A running node's Node deleted from another node (`podway delete node`) keeps its pods, which
+ * keep their addresses in their namespaces while IPAM has released them (the review's case, root,
+ * network namespaces, a real etcd, the CNI plugin run as a runtime runs it, harness.ts):
+ * - the delete warns that the node looked alive (it had endpoints) and says what becomes of its pods;
+ * - the node's running podway notices the endpoints deleted while their veths stay (`orphan pod:`,
+ *   source "deleted"), in status and in /metrics;
+ * - podway stopped (SIGTERM) and started again finds them again from the pods' own interfaces
+ *   (their routes went with the endpoints), warns once and lists them;
+ * - a new pod's ADD on that node is not given an address an orphan pod holds: those addresses are
+ *   held under `podway-orphan.<node>.<veth>` first (said on the ADD's stderr), and released by a
+ *   later ADD once the orphan pod is gone.
+ * The other node (node1) is a Node in the same etcd the delete is run "from"; it runs no podway.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as path from 'node:path';
+import { CniHarness, RunningPodway } from './harness';
+import { EtcdKv } from '../../src/control/kv/etcd-kv';
+import { applyResource } from '../../src/control/v3-store';
+import { registerNode } from '../../src/control/node-registration';
+import { controlRequest } from '../../src/dataplane/control-server';
+import { hostVethName } from '../../src/cni/names';
+import { orphanHandle } from '../../src/cni/orphan-hold';
+import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
+import { isRoot, sh } from '../helpers/netns';
+import { until } from '../helpers/until';
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+
+if (!isRoot()) throw new Error('the CNI plugin tests need root (network namespaces)');
+
+const PODWAY_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
+const cid = (n: string): string => `c${n}${Math.random().toString(16).slice(2, 10)}`;
+const METRICS_PORT = 9391;
+
+interface Orphan { ifname: string; address: string; source?: string }
+
+test('a running node deleted from another: the delete warns, its podway reports the orphan pods (running and after a restart), and a new pod there is not given their addresses', async () => {
+  if (!existsSync(ETCD_BINARY)) throw new Error(`${ETCD_BINARY} missing (scripts/setup.sh installs etcd-server)`);
+  const h = new CniHarness(`node2-orphans-${process.pid}`);
+  let etcd: LabEtcd | null = null;
+  let kv: EtcdKv | null = null;
+  let podway: RunningPodway | null = null;
+  let ok = false;
+  try {
+    await h.setup();
+    h.addUplink();
+    etcd = await LabEtcd.start({ netns: h.node.name, host: '127.0.0.1' });
+    kv = new EtcdKv({ endpoints: [etcd.localEndpoint], timeoutMs: 20_000 });
+    await applyResource(kv, { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'orphans-pool' }, spec: { cidr: '10.244.75.64/26', blockSize: 26 } });
+    await registerNode(kv, { name: h.nodeName, ipv4Address: '10.99.0.1/24' });
+    await registerNode(kv, { name: `node1-orphans-${process.pid}`, ipv4Address: '10.99.0.2/24' });
+    const datastore = `etcd:${etcd.endpoint}`;
+    const extra = { datastore };
+    const k8s = (pod: string) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${pod}`;
+    const cli = (...args: string[]) => {
+      const r = spawnSync('ip', ['netns', 'exec', h.node.name, process.execPath, PODWAY_BIN, ...args], { encoding: 'utf8', timeout: 60_000 });
+      return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+    };
+    const status = async () => (await controlRequest(h.control, { cmd: 'status' }, 5000)) as { endpoints: number; orphanPods?: Orphan[] };
+    const metric = () => {
+      const text = sh('ip', ['netns', 'exec', h.node.name, 'curl', '-sf', '--max-time', '5', `http://127.0.0.1:${METRICS_PORT}/metrics`]);
+      const m = /^podway_orphan_pod_addresses (\S+)$/m.exec(text);
+      return m ? Number(m[1]) : NaN;
+    };
+    const start = async () => {
+      podway = h.startPodway(['--model-cache', 'none', '--workers', '1', '--metrics-port', String(METRICS_PORT), '--metrics-host', '127.0.0.1'], datastore);
+      await podway.ready();
+    };
+
+    await start();
+    const podB = h.pod('b');
+    const podC = h.pod('c');
+    const [idB, idC] = [cid('b'), cid('c')];
+    const addB = await h.add(podB, idB, { extra, args: k8s('web') });
+    const addC = await h.add(podC, idC, { extra, args: k8s('cart') });
+    const ipB = String(addB.json.ips[0].address).split('/')[0]!;
+    const ipC = String(addC.json.ips[0].address).split('/')[0]!;
+    const vethB = hostVethName({ orchestrator: 'k8s', namespace: 'shop', pod: 'web' }, idB);
+    const vethC = hostVethName({ orchestrator: 'k8s', namespace: 'shop', pod: 'cart' }, idC);
+    assert.ok(await until(async () => (await status()).endpoints === 2, 15_000), 'both pods attached');
+    assert.equal((await status()).orphanPods, [], 'no orphan before');
+
+    // node2 deleted from "node1" while node2's podway runs (its control socket is not at the
+    // default path: the delete cannot ask it)
+    const del = cli('delete', 'node', h.nodeName, '--datastore', datastore);
+    assert.is(del.code, 0, del.err);
+    assert.match(del.err, /deleted 2 WorkloadEndpoint\(s\)/);
+    assert.match(del.err, new RegExp(`warning: node ${h.nodeName} looked alive: it had 2 WorkloadEndpoint\\(s\\)`));
+    assert.match(del.err, /Pods still running there keep their addresses, which IPAM now has free/);
+
+    // the running podway sees the endpoints go while the veths stay
+    const want = [`${vethB} ${ipB}`, `${vethC} ${ipC}`].sort();
+    const keys = (os: Orphan[] | undefined) => (os ?? []).map((o) => `${o.ifname} ${o.address}`).sort();
+    assert.ok(await until(async () => keys((await status()).orphanPods).join() === want.join(), 15_000), `orphans while running: ${JSON.stringify((await status()).orphanPods)} | ${podway!.log.slice(-5).join(' | ')}`);
+    assert.ok((await status()).orphanPods!.every((o) => o.source === 'deleted'), JSON.stringify((await status()).orphanPods));
+    assert.is(metric(), 2, 'podway_orphan_pod_addresses');
+    assert.is(podway!.log.filter((l) => l.includes(`interface ${vethB} holds pod address ${ipB}`)).length, 1, 'warned once');
+
+    // stopped and started again: found from the pods' interfaces (the routes are gone)
+    await podway!.stop();
+    await start();
+    assert.ok(await until(async () => keys((await status()).orphanPods).join() === want.join(), 15_000), `orphans after the restart: ${JSON.stringify((await status()).orphanPods)} | ${podway!.log.slice(-5).join(' | ')}`);
+    assert.ok((await status()).orphanPods!.every((o) => o.source === 'pod'), JSON.stringify((await status()).orphanPods));
+    const warned = podway!.log.filter((l) => l.includes(`interface ${vethB} holds pod address ${ipB} (on its pod's interface`));
+    assert.is(warned.length, 1, podway!.log.join('\n'));
+    assert.match(warned[0]!, /"level":"warn"/);
+    assert.is(metric(), 2);
+    const shown = cli('status', '--control', h.control);
+    assert.match(shown.out, `orphan pod: interface ${vethB} holds pod address ${ipB}`);
+
+    // ipam check on node2 counts them (the running podway's list), IPAM having them free
+    const check = cli('ipam', 'check', '--datastore', datastore, '--control', h.control, '--grace-period', '1h');
+    assert.is(check.code, 3, check.out + check.err);
+    assert.match(check.out, `interface ${vethB} holds pod address ${ipB} (on its pod's interface, in the pod's namespace)`);
+    assert.match(check.out, new RegExp(`interface ${vethC} holds pod address ${ipC.replace(/\./g, '\\.')} .*IPAM here has no allocation of it: it may hand it out to a new pod`));
+    assert.match(check.out, 'Found 2 pod interfaces holding an address no workload endpoint of this datastore names.');
+
+    // a new pod on node2: not B's or C's address
+    const podD = h.pod('d');
+    const addD = await h.add(podD, cid('d'), { extra, args: k8s('new') });
+    const ipD = String(addD.json.ips[0].address).split('/')[0]!;
+    assert.not.ok([ipB, ipC].includes(ipD), `the new pod got ${ipD}, which an orphan pod holds (B ${ipB}, C ${ipC})`);
+    assert.match(addD.stderr, `${ipB} (${vethB})`);
+    assert.ok(await kv.get(`/calico/ipam/v2/handle/${orphanHandle(h.nodeName, vethB)}`), 'B\'s address held under its orphan handle');
+    assert.ok(await kv.get(`/calico/ipam/v2/handle/${orphanHandle(h.nodeName, vethC)}`), 'C\'s too');
+    // ipam show names the holder
+    const show = cli('ipam', 'show', '--ip', ipB, '--datastore', datastore);
+    assert.match(show.out, orphanHandle(h.nodeName, vethB), show.out + show.err);
+
+    const check2 = cli('ipam', 'check', '--datastore', datastore, '--control', h.control, '--grace-period', '1h');
+    assert.match(check2.out, new RegExp(`interface ${vethB} holds pod address ${ipB.replace(/\./g, '\\.')} .*IPAM here holds it for handle ${orphanHandle(h.nodeName, vethB)}, which podway's CNI on the node took so no new pod is given it`), check2.out);
+
+    // B removed (its CNI DEL: the veth goes; its handle is not B's hold): the next ADD releases the hold
+    const delB = await h.call({ command: 'DEL', containerId: idB, netns: podB.path, ifname: 'eth0', extra, args: k8s('web') });
+    assert.is(delB.exitCode, 0, delB.stdout + delB.stderr);
+    assert.not.ok(h.caliLinks().includes(vethB));
+    await h.add(h.pod('e'), cid('e'), { extra, args: k8s('next') });
+    assert.is(await kv.get(`/calico/ipam/v2/handle/${orphanHandle(h.nodeName, vethB)}`), null, 'the hold of a gone pod released');
+    assert.ok(await kv.get(`/calico/ipam/v2/handle/${orphanHandle(h.nodeName, vethC)}`), 'C still held');
+    assert.ok(await until(async () => keys((await status()).orphanPods).join() === `${vethC} ${ipC}`, 10_000), JSON.stringify((await status()).orphanPods));
+    ok = true;
+  } finally {
+    if (!ok && podway) console.log((podway as RunningPodway).log.slice(-30).join('\n'));
+    await (podway as RunningPodway | null)?.stop();
+    await kv?.close().catch(() => undefined);
+    await etcd?.stop();
+    await h.cleanup();
+  }
+});
+
+test.run();

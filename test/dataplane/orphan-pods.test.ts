@@ -1,0 +1,49 @@
+// dataplane/orphan-pods.ts: reading `ip -j` output for the pod veths' peers' addresses, and the
+// line said for each orphan (the e2e test is cni/orphan-etcd).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { addressKey, orphanPodLine, peerAddressesIn, podVethPeers } from '../../src/dataplane/orphan-pods';
+
+test('addressKey: IPv6 as iproute2 prints it, IPv4 as is', () => {
+  assert.is(addressKey('10.244.75.65'), '10.244.75.65');
+  assert.is(addressKey('fd00:10:244:0:0:0:0:41'), 'fd00:10:244::41');
+  assert.is(addressKey('FD00:0010:0244::0041'), 'fd00:10:244::41');
+  assert.is(addressKey('fd00:0:0:1:0:0:0:1'), 'fd00:0:0:1::1', 'the longest zero run');
+  assert.is(addressKey('fd00:1:0:2:3:4:5:6'), 'fd00:1:0:2:3:4:5:6', 'one zero group is not shortened');
+  assert.is(addressKey('::1'), '::1');
+});
+
+test('podVethPeers: only veths with the pod host MAC, with their peer ifindex and nsid', () => {
+  const links = JSON.stringify([
+    { ifindex: 7, link_index: 2, ifname: 'cali1', address: 'ee:ee:ee:ee:ee:ee', link_netnsid: 3 },
+    { ifindex: 8, link_index: 9, ifname: 'veth0', address: '62:06:b3:e5:d9:cb', link_netnsid: 0 },
+    { ifindex: 10, link_index: 11, ifname: 'cali2', address: 'ee:ee:ee:ee:ee:ee' },
+  ]);
+  assert.equal(podVethPeers(links), [{ ifname: 'cali1', peerIndex: 2, nsid: 3 }, { ifname: 'cali2', peerIndex: 11, nsid: null }]);
+  assert.equal(podVethPeers(''), []);
+});
+
+test('peerAddressesIn: the global addresses of the interface of that ifindex', () => {
+  const addrs = JSON.stringify([
+    { ifindex: 1, ifname: 'lo', addr_info: [{ family: 'inet', local: '127.0.0.1', scope: 'host' }] },
+    { ifindex: 2, ifname: 'eth0', addr_info: [
+      { family: 'inet', local: '10.244.75.65', prefixlen: 32, scope: 'global' },
+      { family: 'inet6', local: 'fd00:10:244::41', prefixlen: 128, scope: 'global' },
+      { family: 'inet6', local: 'fe80::1', prefixlen: 64, scope: 'link' },
+    ] },
+  ]);
+  assert.equal(peerAddressesIn(addrs, 2), ['10.244.75.65', 'fd00:10:244::41']);
+  assert.equal(peerAddressesIn(addrs, 5), [], 'no such interface');
+});
+
+test('orphanPodLine says how it was found; only a route found is said removed', () => {
+  const o = { ifname: 'cali1', address: '10.244.75.65' };
+  assert.match(orphanPodLine({ ...o, source: 'route' }), 'interface cali1 holds pod address 10.244.75.65 (a route an earlier run made) but no workload endpoint of this datastore names it');
+  assert.match(orphanPodLine({ ...o, source: 'route' }), /its route here is removed$/);
+  assert.match(orphanPodLine({ ...o, source: 'pod' }), "(on its pod's interface, in the pod's namespace)");
+  assert.match(orphanPodLine({ ...o, source: 'deleted' }), '(its WorkloadEndpoint was deleted while the interface stayed)');
+  assert.not.match(orphanPodLine({ ...o, source: 'deleted' }), 'route here is removed');
+  assert.match(orphanPodLine(o), '(found on this node)');
+});
+
+test.run();

@@ -393,6 +393,9 @@ export function buildProgram(): Command {
     for (const f of (s.etcdFences ?? []) as { store: string; written: number; moved: number; unwritten: number }[]) {
       if (f.written || f.moved || f.unwritten) lines.push(`create fences (${f.store}): ${f.written} written, ${f.moved} moved, ${f.unwritten} unwritten${f.unwritten ? ' (creates that left a copy on a member without their fence: see the log)' : ''}`);
     }
+    // the kernel's main table unreadable (`ip route` failing: dataplane/kernel-routes.ts): the last good one in use
+    const kr = s.kernelRoutes as { routes: number; readAt: string | null; failures: number; failing: { since: string; error: string; attempts: number; nextTryAt: string | null } | null } | undefined;
+    if (kr?.failing) lines.push(`kernel routes unreadable since ${kr.failing.since} (${kr.failing.attempts} failed read${kr.failing.attempts === 1 ? '' : 's'} in a row; last: ${kr.failing.error}): underlay next hops follow ${kr.readAt ? `the table read at ${kr.readAt} (${kr.routes} routes)` : 'no table (none read yet: every node taken as on-link)'}${kr.failing.nextTryAt ? `; next try at ${kr.failing.nextTryAt}` : ''}`);
     // podway networks of the CNI config dir naming another datastore than this run's (cni-conf-check.ts)
     for (const c of s.cniConfMismatch ?? []) lines.push(`cni config: ${c.message}`);
     // the datastore and its clusterGUID (ClusterInformation default) as the registration saw it

@@ -28,6 +28,7 @@ import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
 import { cniConfMismatches, DEFAULT_CNI_CONF_DIR } from './cni-conf-check';
+import { KernelRoutes } from '../dataplane/kernel-routes';
 import { findUnderlay, readHostAtStart, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { LEARNED_ROUTE_METRIC, LEARNED_ROUTE_PROTO } from '../dataplane/host-programmer';
 import { formatIPv4, parseIPv4WithPrefix, parseIPv6Cidr } from '../control/ipv4';
@@ -995,6 +996,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // Trace and capture run in every forwarding thread.
     const taps = new Taps(eng, () => workers.map((w) => ({ post: (m: object, transfer?: ArrayBuffer[]) => w.postMessage(m, transfer) })));
     const server = control.server;
+    // The kernel's main table for the underlay next hops (kernel-routes.ts): a failed read keeps
+    // the last good table, is said and tried again through the apply loop (onUnderlayRoutes).
+    const routeTable = new KernelRoutes(() => eng.readKernelRoutes(), {
+      error: (m) => log.error(m, { component: 'host' }),
+      info: (m) => log.info(m, { component: 'host' }),
+      retry: () => (current ? onUnderlayRoutes() : void routeTable.refresh()),
+    });
+    // (prom-client only with --metrics-port: loaded here, as the other collectors)
+    if (metrics) metrics.add(new (require('../observe/kernel-routes-metrics') as typeof import('../observe/kernel-routes-metrics')).KernelRoutesCollector(() => routeTable.status()));
     const extras = {
       nat,
       nat6,
@@ -1018,7 +1028,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status() };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status() };
       },
       commands: {
         'log-level': (req) => {
@@ -1054,10 +1064,19 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const readsAge = performance.now() - reads.at;
       startRoutesReused = readsAge <= START_READS_MAX_AGE_MS;
       if (startRoutesReused) {
-        kernelRoutes = reads.kernelRoutes;
+        if (reads.kernelRoutes instanceof Error) routeTable.fail(reads.kernelRoutes);
+        else routeTable.accept(reads.kernelRoutes);
+        kernelRoutes = routeTable.current();
         startNftTables = reads.nftTables;
         eng.useStartReads(reads);
-      } else kernelRoutes = readKernelRoutesSync();
+      } else {
+        try {
+          routeTable.accept(readKernelRoutesSync());
+        } catch (e) {
+          routeTable.fail(e as Error);
+        }
+        kernelRoutes = routeTable.current();
+      }
       clock.mark('host prepared', `the engine made; the host read ${readsAge <= START_READS_MAX_AGE_MS ? `${Math.round(readsAge)} ms before, while the datastore was awaited` : 'again (the reads made while the datastore was awaited were too old)'}`);
       try {
         applyTimed(model, kernelRoutes);
@@ -1226,7 +1245,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
             if (answer) source?.modelApplied(gen!, true);
             answer = false;
             const tRoutes = performance.now();
-            kernelRoutes = await eng.readKernelRoutes();
+            kernelRoutes = await routeTable.refresh(); // the last good table when the read fails (said, retried)
             if (stopping) return;
             if (gatewaysKey(model, kernelRoutes) === lastGateways) {
               // A BGP route change that leaves the model as it was is not news (a peer's route
@@ -1438,7 +1457,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // next hop moved meanwhile (the default route changed), as after any model (applyLatest).
     // A model on its way (latest, applying) reads them itself after its apply.
     if (startRoutesReused) {
-      void eng.readKernelRoutes().then((routes) => {
+      void routeTable.refresh().then((routes) => {
         if (stopping || latest || applying || !current) return;
         kernelRoutes = routes;
         if (gatewaysKey(current, routes) === lastGateways) return;
@@ -1448,7 +1467,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
           nodeMetrics?.applyFailed();
           log.error(`update rejected, keeping the last good state: ${(e as Error).message}`);
         }
-      }, (e: Error) => log.warn(`kernel routes not read again after the start: ${e.message}`));
+      });
     }
     const st = eng.status();
     forwarding = true;
@@ -1465,6 +1484,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         stopping = true; // a model still on its way is not applied after this
         abortStart.abort(); // a start still waiting for the datastore (on the cached model)
         clearTimeout(retryStart);
+        routeTable.stop();
         clearTimeout(respawnTimer);
         // First what needs no forwarding to stop: the engine and the workers forward on meanwhile
         // (on the last model applied), so a restart loses packets only from the moment they stop

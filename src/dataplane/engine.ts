@@ -589,6 +589,20 @@ export class Engine {
     return readKernelRoutes(sp ? (f, a, t) => sp.exec(f, a, t) : undefined);
   }
 
+  /**
+   * The table when the caller gave none (podway run always does, through KernelRoutes): read here,
+   * kept once read; a failed read is said and leaves every node on-link for this apply, read again
+   * at the next one.
+   */
+  private readKernelRoutesOnce(): readonly KernelRoute4[] {
+    try {
+      return (this.kernelRoutes = readKernelRoutesSync());
+    } catch (e) {
+      this.log.error(`kernel routes unreadable: ${(e as Error).message}; every other node taken as on-link for this update`, { component: 'host' });
+      return [];
+    }
+  }
+
   /** The node's addresses and first-found's picks, without blocking (address-monitor.ts). */
   readNodeAddresses(): Promise<NodeAddresses | null> {
     const sp = this.spawner;
@@ -767,7 +781,7 @@ export class Engine {
       this.syncEndpoints(model);
       const remote = model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip')).map((r) => r.nodeIp!);
       t1 = performance.now();
-      const gateways = underlayNextHops((this.kernelRoutes ??= readKernelRoutesSync()), new Set(remote));
+      const gateways = underlayNextHops(this.kernelRoutes ?? this.readKernelRoutesOnce(), new Set(remote));
       t2 = performance.now();
       nh = buildNextHops(model, {
         portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,

@@ -299,7 +299,8 @@ export interface HostStartReads {
   at: number;
   /** `ip -j addr show`'s output; null when it failed (findUnderlay runs it again and says why). */
   links: string | null;
-  kernelRoutes: KernelRoute4[];
+  /** The main table; an Error when it could not be read (the caller says so and reads it again). */
+  kernelRoutes: KernelRoute4[] | Error;
   /** as readPodRoutesSync (empty when unreadable) */
   podRoutes: FoundPodRoute[];
   /** as readLearnedRoutesSync(proto, metric) */
@@ -319,7 +320,7 @@ export async function readHostAtStart(learnedProto: string, learnedMetric: numbe
   });
   const [links, kernelRoutes, podRoutes, learned4, learned6, nftTables, local] = await Promise.all([
     ip(['-j', 'addr', 'show']).catch(() => null),
-    readKernelRoutes(),
+    readKernelRoutes().catch((e: Error) => e),
     Promise.all(POD_ROUTE_READS.map((a) => ip(['-j', ...a]))).then(podRoutesFrom).catch((): FoundPodRoute[] => []),
     ip(learnedRouteArgs(4, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 4)).catch((): FoundLearnedRoute[] => []),
     ip(learnedRouteArgs(6, learnedProto)).then((out) => parseLearnedRoutes(out, learnedMetric, 6)).catch((): FoundLearnedRoute[] => []),
@@ -611,61 +612,102 @@ export function writeArpRequest(b: Uint8Array, f: number, mac: Uint8Array, ip: n
   return 60;
 }
 
-/** One IPv4 route of the kernel's main table, as the underlay next-hop choice needs it. */
-export interface KernelRoute4 { addr: number; mask: number; len: number; gw: number }
+/**
+ * One IPv4 route of the kernel's main table, as the underlay next-hop choice needs it: its prefix,
+ * gateway (0: on-link) and metric (the kernel's `priority`; 0 when `ip` shows none).
+ */
+export interface KernelRoute4 { addr: number; mask: number; len: number; gw: number; metric: number }
 
-function parseRoutes(json: string): KernelRoute4[] {
-  const routes = JSON.parse(json) as { dst: string; gateway?: string }[];
-  return routes.map((r) => {
+/**
+ * The routes of `ip -j -4 route show table main` (throws on output that is not that). Only unicast
+ * routes (no `type`, or `unicast`): a blackhole, unreachable, prohibit or throw route has no next
+ * hop to resolve. A multipath route's gateway is its first next hop's (the kernel picks one per
+ * flow; podway sends a node's tunnel packets through one).
+ */
+export function parseRoutes(json: string): KernelRoute4[] {
+  const routes = JSON.parse(json) as { dst?: unknown; gateway?: unknown; metric?: unknown; type?: unknown; nexthops?: { gateway?: unknown }[] }[];
+  if (!Array.isArray(routes)) throw new Error(`not a list of routes: ${json.slice(0, 80)}`);
+  const out: KernelRoute4[] = [];
+  for (const r of routes) {
+    if (r.type !== undefined && r.type !== 'unicast') continue;
+    if (typeof r.dst !== 'string') throw new Error(`a route without a destination: ${JSON.stringify(r).slice(0, 120)}`);
     const [a, len] = r.dst === 'default' ? ['0.0.0.0', '0'] : r.dst.split('/');
     const l = len === undefined ? 32 : Number(len);
-    return { addr: parseIpv4(a), mask: mask32(l), len: l, gw: r.gateway ? parseIpv4(r.gateway) : 0 };
-  });
+    const gateway = typeof r.gateway === 'string' ? r.gateway : Array.isArray(r.nexthops) && typeof r.nexthops[0]?.gateway === 'string' ? r.nexthops[0].gateway : null;
+    out.push({ addr: parseIpv4(a), mask: mask32(l), len: l, gw: gateway ? parseIpv4(gateway) : 0, metric: typeof r.metric === 'number' ? r.metric : 0 });
+  }
+  return out;
 }
 
 const ROUTE_ARGS = ['-j', '-4', 'route', 'show', 'table', 'main'];
+const ROUTE_COMMAND = `ip ${ROUTE_ARGS.join(' ')}`;
 
-/** The kernel's main IPv4 table, read synchronously (start-up only; empty when unreadable). */
+/** An `ip` that failed, as the error says it: the exit status or why it did not run, and its stderr's first line. */
+function routeReadError(r: { code: number | null; stderr?: string; error?: string | null }): Error {
+  const why = r.error ? r.error : r.code === null ? 'did not run' : `exited ${r.code}`;
+  const said = (r.stderr ?? '').trim().split('\n')[0];
+  return new Error(`${ROUTE_COMMAND} ${why}${said ? `: ${said}` : ''}`);
+}
+
+/**
+ * The kernel's main IPv4 table, read synchronously (start-up only). Throws when `ip` fails or
+ * prints something else than routes: an empty table would take every node as on-link (it did).
+ */
 export function readKernelRoutesSync(): KernelRoute4[] {
+  let out: string;
   try {
-    return parseRoutes(execFileSync('ip', ROUTE_ARGS, { encoding: 'utf8', timeout: 10_000 }));
-  } catch {
-    return []; // no table: every node is treated as on-link
+    out = execFileSync('ip', ROUTE_ARGS, { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const x = e as { status?: number | null; stderr?: string; message: string };
+    throw routeReadError({ code: x.status ?? null, stderr: x.stderr, error: typeof x.status === 'number' ? null : x.message });
+  }
+  try {
+    return parseRoutes(out);
+  } catch (e) {
+    throw new Error(`${ROUTE_COMMAND}: output not understood: ${(e as Error).message}`);
   }
 }
 
 /** Runs a command and collects its output (a Spawner's exec, which does not fork podway). */
-export type ExecFn = (file: string, args: string[], timeoutMs?: number) => Promise<{ code: number | null; stdout: string }>;
+export type ExecFn = (file: string, args: string[], timeoutMs?: number) => Promise<{ code: number | null; stdout: string; stderr?: string; error?: string | null }>;
 
 /** ExecFn on a child process of this one (the readers' default when no spawner is given). */
 const execChild: ExecFn = (file, args, timeoutMs) => new Promise((resolve) => {
-  execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out) => resolve({ code: err ? 1 : 0, stdout: out }));
+  execFile(file, args, { encoding: 'utf8', timeout: timeoutMs }, (err, out, stderr) => {
+    const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+    resolve({ code: err && code === 0 ? 1 : code, stdout: out, stderr, error: err && code === null ? err.message : null });
+  });
 });
 
-/** The same, without blocking the event loop (the forwarding thread never waits on `ip`). */
-export function readKernelRoutes(exec?: ExecFn): Promise<KernelRoute4[]> {
+/**
+ * The same, without blocking the event loop (the forwarding thread never waits on `ip`). Rejects
+ * when `ip` fails or its output is not understood (KernelRoutes keeps the last good table then).
+ */
+export async function readKernelRoutes(exec?: ExecFn): Promise<KernelRoute4[]> {
   const run: ExecFn = exec ?? execChild;
-  return run('ip', ROUTE_ARGS, 10_000).then(
-    (r) => {
-      try {
-        return r.code === 0 ? parseRoutes(r.stdout) : [];
-      } catch {
-        return [];
-      }
-    },
-    () => [],
-  );
+  const r = await run('ip', ROUTE_ARGS, 10_000);
+  if (r.code !== 0) throw routeReadError(r);
+  try {
+    return parseRoutes(r.stdout);
+  } catch (e) {
+    throw new Error(`${ROUTE_COMMAND}: output not understood: ${(e as Error).message}`);
+  }
 }
 
 /**
  * The underlay next hop for each remote node: the node itself when on-link, else the gateway of
- * the kernel's best route to it (control path only).
+ * the kernel's best route to it (control path only). An empty table (none read yet) takes every
+ * node as on-link.
  */
 export function underlayNextHops(table: readonly KernelRoute4[], ips: Iterable<number>): Map<number, number> {
   const out = new Map<number, number>();
   for (const ip of ips) {
+    // As the kernel picks: the longest prefix, then among routes of that prefix the lowest metric.
     let best: KernelRoute4 | undefined;
-    for (const r of table) if (((ip & r.mask) >>> 0) === r.addr && (!best || r.len > best.len)) best = r;
+    for (const r of table) {
+      if (((ip & r.mask) >>> 0) !== r.addr) continue;
+      if (!best || r.len > best.len || (r.len === best.len && r.metric < best.metric)) best = r;
+    }
     out.set(ip, best && best.gw ? best.gw : ip);
   }
   return out;

@@ -94,6 +94,24 @@ test('a listener that never answers (no HTTP/2 handshake): unreachable after the
   }
 });
 
+test('the event loop held past the connect bound while the connection is made (a busy start): the call is answered, not "unreachable" (the bound counts time the loop ran)', async () => {
+  const { endpoint } = await getEtcd();
+  const kv = new EtcdLiteKv({ endpoints: [endpoint], timeoutMs: 5000, connectTimeoutMs: 1000 });
+  try {
+    const p = freshPrefix('held');
+    // the call dials at once (synchronously), then the loop is held three times the bound:
+    // etcd answers meanwhile, and its answer is read once the loop runs again
+    const read = kv.get(`${p}a`).then((v) => ({ v }), (e: Error) => ({ e }));
+    const until = Date.now() + 3000;
+    while (Date.now() < until) { /* held, as a synchronous start step holds it */ }
+    const r = await read;
+    assert.ok(!('e' in r), `failed: ${'e' in r ? r.e.message : ''}`);
+    assert.is((r as { v: unknown }).v, null);
+  } finally {
+    await kv.close();
+  }
+});
+
 test('connected, then etcd stops answering: too slow (KvSlowError); not connected yet: unreachable after the connect bound; both answer again once etcd runs', async () => {
   const server = await getEtcd();
   const up = new EtcdLiteKv({ endpoints: [server.endpoint], timeoutMs: 1500, connectTimeoutMs: 10_000 });

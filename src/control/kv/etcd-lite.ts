@@ -34,6 +34,7 @@ import * as http2 from 'node:http2';
 import { isIP, Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { prefixRangeEnd } from './keys';
+import { afterPoll, LoopBudget, loopTimer } from '../../util/loop-time';
 import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
 import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
@@ -117,7 +118,7 @@ class Connection implements HostState {
   overtaken = 0;
   private readonly changed = new Set<() => void>();
   /** The attempt under way (its dial and its bound), ended by close(). */
-  private attempt: { abort: AbortController; timer: NodeJS.Timeout } | null = null;
+  private attempt: { abort: AbortController; timer: { cancel(): void } } | null = null;
   /** Calls open on the session, and the keepalive timer while there are any. */
   private calls = 0;
   private keepalive: NodeJS.Timeout | undefined;
@@ -138,7 +139,9 @@ class Connection implements HostState {
     const abort = new AbortController();
     const attempt = {
       abort,
-      timer: setTimeout(() => {
+      // counted in time the loop got to run (loop-time.ts): a start that held the loop longer
+      // than the bound does not give up a connection that came up meanwhile
+      timer: loopTimer(this.attemptMs, () => {
         const e = connectTimedOut(host, port, this.attemptMs);
         abort.abort(e);
         if (this.attempt !== attempt) return;
@@ -146,12 +149,11 @@ class Connection implements HostState {
         this.error ??= e;
         const session = this.session;
         if (session) this.gone(session);
-      }, this.attemptMs),
+      }),
     };
-    attempt.timer.unref();
     this.attempt = attempt;
     const over = (): void => {
-      clearTimeout(attempt.timer);
+      attempt.timer.cancel();
       if (this.attempt === attempt) this.attempt = null;
     };
     // unref'd: a process whose calls are done does not wait for a dial (its open calls' timers
@@ -233,7 +235,7 @@ class Connection implements HostState {
     this.stopKeepalive();
     if (this.state === 'connecting') {
       if (this.attempt) {
-        clearTimeout(this.attempt.timer);
+        this.attempt.timer.cancel();
         this.attempt = null;
       }
       this.state = 'failed';
@@ -312,7 +314,7 @@ class Connection implements HostState {
     const s = this.session;
     const wasReady = this.state === 'ready';
     if (this.attempt) {
-      clearTimeout(this.attempt.timer);
+      this.attempt.timer.cancel();
       this.attempt.abort.abort(new Error('closed'));
       this.attempt = null;
     }
@@ -519,11 +521,18 @@ export class EtcdLiteKv implements KvStore {
   private async connection(what: string): Promise<void> {
     for (const c of this.connections) c.start();
     const settled = (): boolean => this.connections.some((c) => c.state === 'ready') || this.connections.every((c) => c.state === 'failed');
-    const end = Date.now() + this.connectTimeoutMs;
+    // The bound counts the time the loop got to run (loop-time.ts): a loop held for seconds (a
+    // busy start on a loaded machine) is not a member that did not answer; and before saying
+    // unreachable, the answers that came while it was held are read (one poll phase).
+    const budget = new LoopBudget(this.connectTimeoutMs);
     while (!settled()) {
-      if (Date.now() >= end) throw new KvUnavailableError(`${this.description} unreachable (${what}): no connection within ${this.connectTimeoutMs} ms`);
-      const wait = Math.min(250, end - Date.now());
-      await Promise.race(this.connections.map((c) => c.change(wait)));
+      if (budget.left() <= 0) {
+        await afterPoll();
+        if (settled()) break;
+        throw new KvUnavailableError(`${this.description} unreachable (${what}): no connection within ${this.connectTimeoutMs} ms`);
+      }
+      const wait = Math.min(250, budget.left());
+      await budget.wait(wait, Promise.race(this.connections.map((c) => c.change(wait))));
     }
   }
 
@@ -562,7 +571,11 @@ export class EtcdLiteKv implements KvStore {
   private async unary(c: Connection, method: string, request: Buffer, deadline: number, att?: Attempt): Promise<Buffer> {
     c.start();
     while (c.state === 'connecting') {
-      if (Date.now() >= deadline) throw new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded while connecting', false);
+      if (Date.now() >= deadline) {
+        await afterPoll(); // a connection made while the loop was held is seen first
+        if (c.state !== 'connecting') break;
+        throw new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded while connecting', false);
+      }
       await c.change(deadline - Date.now());
     }
     const session = c.session;
@@ -598,12 +611,15 @@ export class EtcdLiteKv implements KvStore {
         if (err) reject(err);
         else resolve(body!);
       };
-      const timer = setTimeout(() => {
+      // after the poll phase due (setImmediate): an answer that came while the loop was held
+      // (loop-time.ts) is read before the deadline is declared passed
+      const timer = setTimeout(() => setImmediate(() => {
+        if (settled) return;
         finish(new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded', true));
         stream.close(http2.constants.NGHTTP2_CANCEL);
         // no answer on an open connection: is it still there? (dropped if the ping is not answered)
         c.ping();
-      }, Math.max(1, deadline - Date.now()));
+      }), Math.max(1, deadline - Date.now()));
       if (att) {
         att.cancel = () => {
           finish(new GrpcError(CANCELLED, 'another member answered the call'));

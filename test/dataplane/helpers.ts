@@ -271,6 +271,40 @@ export function outcome(h: Harness, port: number, send: () => void): string {
   return [...h.pipe.counters].flatMap((v, k) => (v !== before[k] ? [COUNTER_NAMES[k]] : [])).join(',');
 }
 
+// ---- decapsulated packets from node2 --------------------------------------------------------------
+
+/** A copy of `f` with the IPv4 header at `ip` given source (and destination) `src` (`dst`), its
+ * header checksum fixed (the transport checksum is left: the pipeline does not check it here). */
+export function withAddrs(f: Uint8Array, ip: number, src: string, dst?: string): Uint8Array {
+  const c = f.slice();
+  const put = (a: number, at: number) => c.set([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255], at);
+  put(parseIpv4(src), ip + 12);
+  if (dst !== undefined) put(parseIpv4(dst), ip + 16);
+  fixIpChecksum(c, ip);
+  return c;
+}
+
+/** A way into the node: the port its packet is delivered to, and how to send one with a given inner
+ * source (and destination). */
+export interface DecapWay { name: string; port: (h: Harness) => number; send: (h: Harness, src: string, dst?: string) => void }
+
+/** node2's pod RV (VXLAN pool) -> A over VXLAN, on the UDP socket (the payload from byte 42: inner
+ * IPv4 at 22) and on the underlay port (inner IPv4 at 64). */
+export const VXLAN_WAYS: readonly DecapWay[] = [
+  { name: 'vxlan (socket)', port: (h) => h.port('caliA'), send: (h, s, d) => h.receive(h.infra.vxlan, { bytes: withAddrs(frame('vxlan_rv_to_a'), 64, s, d).subarray(42), addr: NODE2, aport: 50000 }) },
+  { name: 'vxlan (underlay port)', port: (h) => h.port('caliA'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('vxlan_rv_to_a'), 64, s, d)) },
+];
+/** node2's pod RI (IPIP pool) -> T over IPIP, on the raw socket (from byte 14: inner at 20) and on
+ * the underlay port (inner at 34). */
+export const IPIP_WAYS: readonly DecapWay[] = [
+  { name: 'ipip (socket)', port: (h) => h.port('tapT'), send: (h, s, d) => h.receive(h.infra.ipip, { bytes: withAddrs(frame('ipip_ri_to_t'), 34, s, d).subarray(14), addr: NODE2 }) },
+  { name: 'ipip (underlay port)', port: (h) => h.port('tapT'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('ipip_ri_to_t'), 34, s, d)) },
+];
+/** node2's pod RD (plain pool) -> U, unencapsulated on the underlay port (inner at 14). */
+export const PLAIN_WAY: DecapWay = { name: 'unencapsulated', port: (h) => h.port('tunU'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('underlay_rd_to_u'), 14, s, d)) };
+/** The five ways a packet from node2 reaches a pod here, in that order. */
+export const DECAP_WAYS: readonly DecapWay[] = [...VXLAN_WAYS, ...IPIP_WAYS, PLAIN_WAY];
+
 // ---- fixtures ------------------------------------------------------------------------------------
 
 /** A pipe_* fixture's bytes. */

@@ -9,52 +9,19 @@ import * as assert from 'uvu/assert';
 import { COUNTER_NAMES, Reason } from '../../src/dataplane/counters';
 import { TraceSession, parseTraceFilter } from '../../src/dataplane/trace';
 import { isMartianSrc4, isMartianSrc6, parseIpv4, parseIpv6Bytes } from '../../src/packet';
-import { Harness, NODE1_MAC, NODE2, fixIpChecksum, frame, makeHarness, takeAll } from './helpers';
+import { DECAP_WAYS, Harness, IPIP_WAYS, NODE1_MAC, PLAIN_WAY, VXLAN_WAYS, learnTapMac, makeHarness, outcome, takeAll } from './helpers';
 import { parseMac } from './helpers6-extra';
 import { makeHarness6, frame6 } from './helpers6';
 import { fixIcmpv6Checksum } from '../packet/helpers6';
 
-function withAddrs(f: Uint8Array, ip: number, src: string, dst?: string): Uint8Array {
-  const c = f.slice();
-  const put = (a: number, at: number) => c.set([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255], at);
-  put(parseIpv4(src), ip + 12);
-  if (dst !== undefined) put(parseIpv4(dst), ip + 16);
-  fixIpChecksum(c, ip);
-  return c;
-}
-
-interface Way { name: string; port: (h: Harness) => number; send: (h: Harness, src: string, dst?: string) => void }
-
-/** As pipeline-own-source's: node2's pod RV (VXLAN pool) -> A over VXLAN on the socket and on the
- * underlay port, RI (IPIP pool) -> T over IPIP on both, RD (plain pool) -> U unencapsulated. */
-const VXLAN_WAYS: Way[] = [
-  { name: 'vxlan (socket)', port: (h) => h.port('caliA'), send: (h, s, d) => h.receive(h.infra.vxlan, { bytes: withAddrs(frame('vxlan_rv_to_a'), 64, s, d).subarray(42), addr: NODE2, aport: 50000 }) },
-  { name: 'vxlan (underlay port)', port: (h) => h.port('caliA'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('vxlan_rv_to_a'), 64, s, d)) },
-];
-const IPIP_WAYS: Way[] = [
-  { name: 'ipip (socket)', port: (h) => h.port('tapT'), send: (h, s, d) => h.receive(h.infra.ipip, { bytes: withAddrs(frame('ipip_ri_to_t'), 34, s, d).subarray(14), addr: NODE2 }) },
-  { name: 'ipip (underlay port)', port: (h) => h.port('tapT'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('ipip_ri_to_t'), 34, s, d)) },
-];
-const PLAIN: Way = { name: 'unencapsulated', port: (h) => h.port('tunU'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('underlay_rd_to_u'), 14, s, d)) };
-const WAYS = [...VXLAN_WAYS, ...IPIP_WAYS, PLAIN];
+const WAYS = DECAP_WAYS;
+const PLAIN = PLAIN_WAY;
 
 function harness(rpFilter = 0): Harness {
   const h = makeHarness();
-  h.receive(h.port('tapT'), frame('arp_t_gw'));
-  takeAll(h);
+  learnTapMac(h);
   h.pipe.rpFilter = rpFilter;
   return h;
-}
-
-/** 'delivered' when `send` put one frame on `port` and nothing elsewhere; else nothing may have
- * been sent and the answer is the counters that moved. */
-function outcome(h: Harness, port: number, send: () => void): string {
-  const before = Float64Array.from(h.pipe.counters);
-  send();
-  const sent = takeAll(h);
-  if (sent.size === 1 && sent.get(port)?.length === 1) return 'delivered';
-  assert.is(sent.size, 0, `not delivered: nothing sent (sent on ${[...sent.keys()].map((p) => h.pipe.portName[p]).join(', ')})`);
-  return [...h.pipe.counters].flatMap((v, k) => (v !== before[k] ? [COUNTER_NAMES[k]] : [])).join(',');
 }
 
 const MARTIANS4 = ['0.0.0.0', '127.0.0.1', '127.1.2.3', '224.0.0.5', '239.255.255.250', '255.255.255.255'];

@@ -8,37 +8,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Reason } from '../../src/dataplane/counters';
 import { TraceSession, parseTraceFilter } from '../../src/dataplane/trace';
-import { parseIpv4 } from '../../src/packet';
-import { Harness, NODE2, fixIpChecksum, frame, learnTapMac, makeHarness, outcome, takeAll } from './helpers';
+import { DECAP_WAYS, Harness, frame, learnTapMac, makeHarness, outcome, takeAll, withAddrs } from './helpers';
 
-/** A copy of `f` with the IPv4 header at `ip` given source (and destination) `src` (`dst`), its
- * header checksum fixed (the transport checksum is left: the pipeline does not check it here). */
-function withAddrs(f: Uint8Array, ip: number, src: string, dst?: string): Uint8Array {
-  const c = f.slice();
-  const put = (a: number, at: number) => c.set([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255], at);
-  put(parseIpv4(src), ip + 12);
-  if (dst !== undefined) put(parseIpv4(dst), ip + 16);
-  fixIpChecksum(c, ip);
-  return c;
-}
+const WAYS = DECAP_WAYS;
 
-/** A way into the node: the port its packet is delivered to, and how to send one with a given inner
- * source (and destination). */
-interface Way { name: string; port: (h: Harness) => number; send: (h: Harness, src: string, dst?: string) => void }
-
-/** The five ways a packet from node2 reaches a pod here. VXLAN (node2's pod RV -> A) on the UDP
- * socket (the payload from byte 42: inner IPv4 at 22) and on the underlay port (inner IPv4 at 64),
- * IPIP (RI -> T) on the raw socket (from byte 14: inner at 20) and on the underlay port (inner at
- * 34), and unencapsulated (RD -> U) on the underlay port (at 14). */
-const WAYS: Way[] = [
-  { name: 'vxlan (socket)', port: (h) => h.port('caliA'), send: (h, s, d) => h.receive(h.infra.vxlan, { bytes: withAddrs(frame('vxlan_rv_to_a'), 64, s, d).subarray(42), addr: NODE2, aport: 50000 }) },
-  { name: 'vxlan (underlay port)', port: (h) => h.port('caliA'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('vxlan_rv_to_a'), 64, s, d)) },
-  { name: 'ipip (socket)', port: (h) => h.port('tapT'), send: (h, s, d) => h.receive(h.infra.ipip, { bytes: withAddrs(frame('ipip_ri_to_t'), 34, s, d).subarray(14), addr: NODE2 }) },
-  { name: 'ipip (underlay port)', port: (h) => h.port('tapT'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('ipip_ri_to_t'), 34, s, d)) },
-  { name: 'unencapsulated', port: (h) => h.port('tunU'), send: (h, s, d) => h.receive(h.infra.underlay, withAddrs(frame('underlay_rd_to_u'), 14, s, d)) },
-];
-
-/** node1 of helpers.ts's cluster, the tap pod's MAC learned, 192.0.2.7 in its local table. */
 function harness(): Harness {
   const h = makeHarness();
   learnTapMac(h);

@@ -5,10 +5,7 @@
 // One node's pipeline on in-memory I/O (sends are free here, so the ratios are of the JS path
 // alone, the worst case for capture: on a real node syscalls dilute it). Batches of 256 64-byte
 // UDP frames between two local veth pods; the variants alternate in rounds so drift hits them alike.
-import { computeNodeModel, parseClusterYaml } from '../src/control';
-import { MemoryIO } from '../src/dataplane/memory-io';
-import { FramePool, HEADROOM } from '../src/dataplane/frame-pool';
-import { Pipeline, Role } from '../src/dataplane/pipeline';
+import { HEADROOM } from '../src/dataplane/frame-pool';
 import { buildNextHops } from '../src/dataplane/nexthops';
 import { CaptureTap, Stage } from '../src/dataplane/capture';
 import { parseTraceFilter } from '../src/dataplane/trace';
@@ -16,6 +13,7 @@ import { writeEthernet, parseMac, ETHERTYPE_IPV4 } from '../src/packet/ethernet'
 import { writeIpv4Header, parseIpv4, IPPROTO_UDP, IPV4_FLAG_DF } from '../src/packet/ipv4';
 import { writeUdpHeader } from '../src/packet/udp';
 import { benchArgsOrExit } from './e2e/bench-args';
+import { memoryPipeline } from './memory-pipeline';
 import { median } from './stats';
 
 const BATCH = 256;
@@ -42,19 +40,8 @@ metadata: { name: node1-k8s-pod${k}-eth0, namespace: default }
 spec: { node: node1, pod: pod${k}, interfaceName: cali${k}, ipNetworks: [10.244.0.${k}/32], mac: "2a:5f:10:00:01:0${k}" }
 `).join('')}`;
 
-const model = computeNodeModel(parseClusterYaml(YAML, 'bench.yaml'), 'node1');
-const io = new MemoryIO();
-const pool = new FramePool(BATCH + 8);
-io.setPool(pool);
-// Sends cost nothing here: the pipeline's own work is what is measured.
-io.send = (_port: number, _first: number, count: number) => count;
-const pipe = new Pipeline(pool, BATCH, io);
-const ports = new Map<string, number>();
-for (const ep of model.endpoints) {
-  const p = io.openPacket(ep.interfaceName, {});
-  ports.set(ep.interfaceName, p);
-  pipe.setPort(p, Role.POD_L2, ep.interfaceName, ep.ips, parseMac(ep.mac!), true);
-}
+// sends are free (memory-pipeline.ts): the pipeline's own work is what is measured
+const { model, pool, pipe, ports } = memoryPipeline(YAML, BATCH);
 pipe.nh = buildNextHops(model, { portOf: (n) => ports.get(n) ?? -1, neighbor: () => undefined, nextHop: (ip) => ip });
 pipe.addr = { nodeIp: model.node.ip!, hasNodeIp: true, underlayMac: parseMac('52:54:00:99:00:01'), knownNodes: new Set() };
 const inPort = ports.get('cali1')!;

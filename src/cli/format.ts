@@ -100,3 +100,15 @@ export function cachedNodeText(c: { nodeCheck?: string; notThisNode?: string }):
   if (c.nodeCheck === 'withdrawn') return `; not this node's state (${c.notThisNode ?? '?'}): its endpoints, routes and tunnel addresses withdrawn`;
   return '';
 }
+
+/**
+ * The reverse-path filtering podway applies to decapsulated IPv4 (engine status `rpFilter`: the
+ * node's net.ipv4.conf all/default rp_filter, as its tunnel devices would have it), for the
+ * underlay line of `podway status`. '' from a podway that did not say (an older one).
+ */
+export function rpFilterText(rp: number | undefined): string {
+  if (rp === undefined) return '';
+  const what = rp === 1 ? 'strict: a decapsulated source must route back through the tunnel it came in on'
+    : rp === 2 ? 'loose' : 'off';
+  return `; rp_filter ${rp} (${what}; martian and own sources dropped at any setting)`;
+}

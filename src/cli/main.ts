@@ -11,7 +11,7 @@ import { DEFAULT_WORKERS, WORKERS_AUTO_MAX, parseWorkerSteer, parseWorkers } fro
 import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
 import { staleEndpointLine } from '../observe/stale-endpoints';
 import { orphanPodLine } from '../dataplane/orphan-pods';
-import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText } from './format';
+import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText, rpFilterText } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
@@ -26,7 +26,7 @@ import { parseNatOutgoingExclusions, type NatOutgoingExclusions } from '../datap
 import { validateNodeName } from '../control/resource-names';
 import { shortGuid } from '../control/kv/cluster-guid';
 import { startLevel, parseLogLevel } from '../observe/log';
-import type { LocalFelix } from './felix-settings';
+import { FELIX_FIELDS, type LocalFelix } from './felix-settings';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
 
 /** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
@@ -228,6 +228,7 @@ export function buildProgram(): Command {
     .option('--model-thread-hang-after <duration>', 'the model thread (datastore watch and model computation) not answering its heartbeat this long is taken for hung: terminated and replaced, said in the log and status (as Felix\'s HealthTimeoutOverrides for its calculation graph; 2s..10m, default 20s as Felix\'s); asked every quarter of it, at most every 5 s', '20s')
     .option('--endpoint-missing-after <duration>', 'how long a local endpoint waits for its missing interface before `podway status` names it with the commands that clean it up (a pod removed while no CNI DEL could run); nothing is deleted', '5m')
     .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets; with V8's, a node carrying a trickle runs it unoptimized for thousands`, (v) => Number(v), JIT_BUDGET)
+    .addHelpText('after', `\nFelix settings (${FELIX_FIELDS.map((f) => f.flag).join(', ')}): the flag, else its FELIX_ variable, else FelixConfiguration node.<this node>, else FelixConfiguration default, else the built-in default; a FelixConfiguration change applies live (docs/running.md, "Felix settings (FelixConfiguration)").`)
     .action(async (o) => {
       if (!Number.isInteger(o.jitBudget) || o.jitBudget < 256 || o.jitBudget > 1_048_576) throw new UsageError('run: --jit-budget must be 256..1048576');
       // Before the dataplane's functions first run: their feedback cells take the budget then.
@@ -359,7 +360,7 @@ export function buildProgram(): Command {
       `podway is running on node ${s.node} (${s.nodeIp ?? `${s.ipv6?.nodeIp ?? 'no address'}, IPv6 only`}), up ${s.uptimeSeconds}s`,
       s.ready === undefined ? null : s.ready ? 'ready' : `not ready: ${(s.notReady as string[]).join('; ')}`,
       s.cachedModel ? `forwarding on the cached model from ${s.cachedModel.appliedAt}${s.cachedModel.ageSeconds !== undefined ? `, ${ageText(s.cachedModel.ageSeconds)} old` : ''} (${s.cachedModel.file}): ${s.cachedModel.first ? 'applied at start (written in this boot), the datastore\'s model not applied yet' : 'the datastore has not answered since the start'}${cachedNodeText(s.cachedModel)}` : null,
-      `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}`,
+      `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}${rpFilterText(s.rpFilter)}`,
       `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,
       `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${listSummary(s.knownNodes)}`,
       // IPv6 beside: its own line when the node has an address or routes of that family

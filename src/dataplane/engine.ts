@@ -2495,6 +2495,8 @@ export class Engine {
       underlay: this.underlay ? { name: this.underlay.name, mac: this.underlay.macText, mtu: this.underlay.mtu } : null,
       // where VXLAN/IPIP to the node are read: the underlay port (with offload metadata) or the sockets
       tunnelsOn: this.underlay ? this.tunnelsOnText() : null,
+      // reverse-path filtering of decapsulated IPv4 (0 off, 1 strict, 2 loose: rp-filter.ts)
+      rpFilter: this.pipe.rpFilter,
       failures: { ...this.failures },
       vtep: m ? { ip: m.node.vtepIp !== null ? formatIpv4(m.node.vtepIp) : null, mac: m.node.vtepMac } : null,
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),

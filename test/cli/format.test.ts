@@ -2,7 +2,7 @@
 // port's txRejected or txBacklog, which the engine adds only when non-zero) still shows.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText } from '../../src/cli/format';
+import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText, rpFilterText } from '../../src/cli/format';
 
 test('columns are every row\'s keys in first-seen order, not only the first row\'s', () => {
   const out = table([
@@ -54,6 +54,13 @@ test('a cached model\'s age and the word on its Node (podway status)', () => {
   assert.is(cachedNodeText({ nodeCheck: 'same Node' }), '; its Node is the datastore\'s');
   assert.is(cachedNodeText({ nodeCheck: 'withdrawn', notThisNode: 'its Node n1 (uid u, created at revision 4) is not in the datastore any more (deleted)' }), '; not this node\'s state (its Node n1 (uid u, created at revision 4) is not in the datastore any more (deleted)): its endpoints, routes and tunnel addresses withdrawn');
   assert.is(cachedNodeText({}), '', 'an older podway\'s answer says nothing of it');
+});
+
+test('rpFilterText: the rp_filter podway applies to decapsulated sources, on status\'s underlay line; nothing from a podway that did not say', () => {
+  assert.is(rpFilterText(1), '; rp_filter 1 (strict: a decapsulated source must route back through the tunnel it came in on; martian and own sources dropped at any setting)');
+  assert.match(rpFilterText(2), /^; rp_filter 2 \(loose;/);
+  assert.match(rpFilterText(0), /^; rp_filter 0 \(off;/);
+  assert.is(rpFilterText(undefined), '');
 });
 
 test.run();

@@ -54,4 +54,9 @@ t('--workers auto is one thread per CPU, at most WORKERS_AUTO_MAX', () => {
   assert.equal(parseWorkers('3', 1), { count: 3, auto: false });
 });
 
+t('--help says where the Felix settings come from: flag, FELIX_ variable, FelixConfiguration node.<name>, default', async () => {
+  const r = await podway(['run', '--help']);
+  assert.match(r.out, /Felix settings \(--log-level, --nat-outgoing-exclusions, --endpoint-to-host, --allow-vxlan-from-pods, --allow-ipip-from-pods\): the flag, else its FELIX_ variable, else FelixConfiguration node.<this node>, else FelixConfiguration default/);
+});
+
 t.run();

@@ -47,12 +47,12 @@ test('the engine reads its namespace\'s values at start into the pipeline', asyn
       `const { Engine } = require(${JSON.stringify(path.join(dist, 'engine'))});`,
       `const { MemoryIO } = require(${JSON.stringify(path.join(dist, 'memory-io'))});`,
       'const e = new Engine({ io: new MemoryIO(), manageHost: false });',
-      'console.log(JSON.stringify(e.pipe.rpFilter));',
+      'console.log(JSON.stringify([e.pipe.rpFilter, e.status().rpFilter]));',
       'process.exit(0);',
     ].join('\n');
     for (const [all, def, want] of [[0, 0, 0], [1, 0, 1], [0, 2, 2], [1, 2, 2]]) {
       const got = JSON.parse(N.exec(process.execPath, ['-e', script(all, def)], { timeoutMs: 60_000 }).trim().split('\n').pop()!);
-      assert.is(got, want, `all ${all}, default ${def}`);
+      assert.equal(got, [want, want], `all ${all}, default ${def}: the pipeline's, and status's`);
     }
   });
 });

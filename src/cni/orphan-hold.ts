@@ -37,7 +37,8 @@ export interface OrphanHold {
  * names to skip (the veth this ADD makes or replaces). Called under the IPAM lock.
  */
 export async function holdOrphanAddresses(ipam: Ipam, kv: KvStore, node: string, exclude: ReadonlySet<string>): Promise<OrphanHold> {
-  const scan = await readPodPeerAddresses(exclude);
+  // pods podway run routes are not orphans: only veths without a host route are looked into
+  const scan = await readPodPeerAddresses(exclude, { skipRouted: true });
   const held: string[] = [];
   for (const o of scan.found) {
     if ((await ipam.allocationOf(o.address)) !== null) continue; // an endpoint's, or already held

@@ -2,7 +2,9 @@
 // line said for each orphan (the e2e test is cni/orphan-etcd).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { addressKey, orphanPodLine, peerAddressesIn, podVethPeers } from '../../src/dataplane/orphan-pods';
+import * as path from 'node:path';
+import { addressKey, hostRouteDevices, orphanPodLine, peerAddressesIn, podVethPeers } from '../../src/dataplane/orphan-pods';
+import { sh, withNetns } from '../helpers/netns';
 
 test('addressKey: IPv6 as iproute2 prints it, IPv4 as is', () => {
   assert.is(addressKey('10.244.75.65'), '10.244.75.65');
@@ -44,6 +46,32 @@ test('orphanPodLine says how it was found; only a route found is said removed', 
   assert.match(orphanPodLine({ ...o, source: 'deleted' }), '(its WorkloadEndpoint was deleted while the interface stayed)');
   assert.not.match(orphanPodLine({ ...o, source: 'deleted' }), 'route here is removed');
   assert.match(orphanPodLine(o), '(found on this node)');
+});
+
+test('hostRouteDevices: the devices of /32 and /128 routes only', () => {
+  const v4 = JSON.stringify([{ dst: 'default', gateway: '10.99.0.254', dev: 'eth0' }, { dst: '10.244.0.5', dev: 'cali1', scope: 'link' }, { dst: '10.244.0.0/26', type: 'blackhole' }, { dst: '10.99.0.0/24', dev: 'eth0' }]);
+  assert.equal(hostRouteDevices(v4), ['cali1']);
+  assert.equal(hostRouteDevices(JSON.stringify([{ dst: 'fd00:10:244::5', dev: 'cali2' }, { dst: 'fe80::/64', dev: 'eth0' }])), ['cali2']);
+  assert.equal(hostRouteDevices(''), []);
+});
+
+test('readPodPeerAddresses in a node namespace: every pod veth\'s peer address; with skipRouted (the CNI ADD\'s scan) only those without a host route', async () => {
+  await withNetns(['opnode', 'opa', 'opb'], async ([node, a, b]) => {
+    for (const [k, pod, ip] of [[1, a, '10.250.0.1'], [2, b, '10.250.0.2']] as const) {
+      sh('ip', ['-n', node.name, 'link', 'add', `caliop${k}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.name]);
+      sh('ip', ['-n', node.name, 'link', 'set', `caliop${k}`, 'address', 'ee:ee:ee:ee:ee:ee', 'up']);
+      sh('ip', ['-n', pod.name, 'addr', 'add', `${ip}/32`, 'dev', 'eth0']);
+    }
+    // pod a is served (podway run's host route to it); pod b's endpoint is gone (no route): the orphan
+    sh('ip', ['-n', node.name, 'route', 'add', '10.250.0.1/32', 'dev', 'caliop1']);
+    const mod = JSON.stringify(path.resolve(__dirname, '../../src/dataplane/orphan-pods'));
+    const scan = (opts: string) => JSON.parse(node.exec(process.execPath, ['-e', `require(${mod}).readPodPeerAddresses(new Set(), ${opts}).then((r) => console.log(JSON.stringify(r)))`], { timeoutMs: 60_000 }).trim().split('\n').pop()!) as { found: { ifname: string; address: string }[]; unread: string[] };
+    const all = scan('{}');
+    assert.equal(all.found.map((f) => `${f.ifname} ${f.address}`).sort(), ['caliop1 10.250.0.1', 'caliop2 10.250.0.2']);
+    assert.equal(all.unread, []);
+    const unrouted = scan('{ skipRouted: true }');
+    assert.equal(unrouted.found.map((f) => `${f.ifname} ${f.address}`), ['caliop2 10.250.0.2'], 'the routed pod is not looked into');
+  });
 });
 
 test.run();

@@ -1,17 +1,18 @@
 /**
  * The kernel's main IPv4 table as podway run keeps it for the underlay next hops (host.ts
- * underlayNextHops): the last table read, and what happens when `ip` cannot read it. An `ip` that
- * fails (no `ip`, out of processes or memory, killed, its output not understood) used to give an
- * empty table without a word, and every other node was then taken as on-link: tunnel packets for
- * nodes behind a router were sent to their own address on the underlay, unanswered ARP and lost.
+ * underlayNextHops): the last table read, and what happens when `ip` cannot read it (no `ip`, out
+ * of processes or memory, killed, its output not understood). An empty table in its place would
+ * take every other node as on-link: tunnel packets for nodes behind a router sent to their own
+ * address on the underlay, unanswered ARP, lost.
  *
- * Now a failed read is an error, logged (at its first failure and when its reason changes, then
+ * So a failed read is an error, logged (at its first failure and when its reason changes, then
  * once it reads again), the last good table is kept, and the read is tried again on a timer (1 s,
  * doubling up to 30 s) until it succeeds; `podway status` (kernelRoutes) and /metrics
  * (podway_kernel_routes_unreadable, podway_kernel_route_read_failures_total) show it. Before the
  * first good read there is no table to keep: every node is on-link until one is read, said so.
  */
 import type { KernelRoute4 } from './host';
+import { Backoff } from '../util/backoff';
 
 export interface KernelRoutesStatus {
   /** Routes in the table in use (the last good read). */
@@ -42,12 +43,15 @@ export class KernelRoutes {
   private timer: NodeJS.Timeout | null = null;
   private nextTryAt: Date | null = null;
   private stopped = false;
+  private readonly wait: Backoff;
 
   constructor(
     private readonly read: () => Promise<KernelRoute4[]>,
     private readonly hooks: KernelRoutesHooks,
     private readonly retry = { firstMs: KERNEL_ROUTES_RETRY_FIRST_MS, maxMs: KERNEL_ROUTES_RETRY_MAX_MS },
-  ) {}
+  ) {
+    this.wait = new Backoff({ first: retry.firstMs, max: retry.maxMs });
+  }
 
   /** The table in use: the last good read ([] before the first). */
   current(): KernelRoute4[] {
@@ -73,6 +77,7 @@ export class KernelRoutes {
       this.failing = null;
       this.hooks.info(`kernel routes read again (${routes.length} routes) after ${was.attempts} failed read${was.attempts === 1 ? '' : 's'} since ${was.since.toISOString()}: underlay next hops follow the kernel's table again`);
     }
+    this.wait.reset();
     this.clearTimer();
   }
 
@@ -83,7 +88,7 @@ export class KernelRoutes {
     const first = this.failing === null;
     const changed = !first && this.failing!.error !== error;
     this.failing = first ? { since: new Date(), error, attempts: 1 } : { ...this.failing!, error, attempts: this.failing!.attempts + 1 };
-    const delay = Math.min(this.retry.maxMs, this.retry.firstMs * 2 ** Math.min(this.failing.attempts - 1, 20));
+    const delay = this.wait.next();
     if (first || changed) {
       const kept = this.readAt
         ? `keeping the table read at ${this.readAt.toISOString()} (${this.table.length} routes)`

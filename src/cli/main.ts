@@ -26,7 +26,7 @@ import { parseNatOutgoingExclusions, type NatOutgoingExclusions } from '../datap
 import { validateNodeName } from '../control/resource-names';
 import { shortGuid } from '../control/kv/cluster-guid';
 import { startLevel, parseLogLevel } from '../observe/log';
-import { FELIX_FIELDS, type LocalFelix } from './felix-settings';
+import { felixSettingFlags, type LocalFelix } from './felix-settings';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
 
 /** `podway trace`'s exit status when the timeout came before N packets matched (1 is an error, 2 bad arguments). */
@@ -228,7 +228,7 @@ export function buildProgram(): Command {
     .option('--model-thread-hang-after <duration>', 'the model thread (datastore watch and model computation) not answering its heartbeat this long is taken for hung: terminated and replaced, said in the log and status (as Felix\'s HealthTimeoutOverrides for its calculation graph; 2s..10m, default 20s as Felix\'s); asked every quarter of it, at most every 5 s', '20s')
     .option('--endpoint-missing-after <duration>', 'how long a local endpoint waits for its missing interface before `podway status` names it with the commands that clean it up (a pod removed while no CNI DEL could run); nothing is deleted', '5m')
     .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets; with V8's, a node carrying a trickle runs it unoptimized for thousands`, (v) => Number(v), JIT_BUDGET)
-    .addHelpText('after', `\nFelix settings (${FELIX_FIELDS.map((f) => f.flag).join(', ')}): the flag, else its FELIX_ variable, else FelixConfiguration node.<this node>, else FelixConfiguration default, else the built-in default; a FelixConfiguration change applies live (docs/running.md, "Felix settings (FelixConfiguration)").`)
+    .addHelpText('after', `\nFelix settings (${felixSettingFlags().join(', ')}): the flag, else its FELIX_ variable, else FelixConfiguration node.<this node>, else FelixConfiguration default, else the built-in default; a FelixConfiguration change applies live (docs/running.md, "Felix settings (FelixConfiguration)").`)
     .action(async (o) => {
       if (!Number.isInteger(o.jitBudget) || o.jitBudget < 256 || o.jitBudget > 1_048_576) throw new UsageError('run: --jit-budget must be 256..1048576');
       // Before the dataplane's functions first run: their feedback cells take the budget then.

@@ -1873,6 +1873,8 @@ export class Engine {
 
   /** The orphans whose interface still exists and that no endpoint names again (dropped from the list otherwise). */
   private liveOrphans(): OrphanPodAddress[] {
+    // asked on every status and metrics scrape: nothing to check, nothing built
+    if (this.orphanPods.length === 0) return this.orphanPods;
     const wanted = this.model ? modelAddressKeys(this.model) : new Set<string>();
     this.orphanPods = this.orphanPods.filter((o) => {
       const keep = !wanted.has(`${o.ifname} ${o.address}`) && existsSync(`/sys/class/net/${o.ifname}`);
@@ -1898,10 +1900,10 @@ export class Engine {
     }
     if (this.stopped || !this.model) return;
     if (scan.unread.length > 0) this.log.info(`host: ${scan.unread.length} pod veth(s) not looked into for addresses no endpoint names: ${scan.unread.slice(0, 5).join(', ')}${scan.unread.length > 5 ? ', ...' : ''}`, { component: 'host' });
-    const wanted = modelAddressKeys(this.model);
     const named = new Set(endpointInterfaces(this.model));
-    // an interface an endpoint names but not attached yet (its pod being made) is not looked at
-    this.addOrphans(scan.found.filter((f) => !named.has(f.ifname) && !wanted.has(`${f.ifname} ${f.address}`)).map((f) => ({ ...f, source: 'pod' as const })));
+    // an interface an endpoint names but not attached yet (its pod being made) is not looked at;
+    // one no endpoint names holds no endpoint's address either
+    this.addOrphans(scan.found.filter((f) => !named.has(f.ifname)).map((f) => ({ ...f, source: 'pod' as const })));
   }
 
   /**

@@ -34,6 +34,7 @@ import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './local-addrs';
 import { addressKey, orphanPodLine, readPodPeerAddresses, type OrphanPodAddress } from './orphan-pods';
 import { LocalTableWatch, mainRoute4 } from './local-watch';
+import { KernelRoutes } from './kernel-routes';
 import { readLocalPortRange } from './port-range';
 import { readTunnelRpFilter } from './rp-filter';
 import { findUnderlay, underlayNextHops, readKernelRoutes, readNodeAddresses, readLocalAddresses, type NodeAddresses, readKernelRoutesSync, KernelRoute4, quietKernelOn, restoreSysctl, forwardingKey, removeForwardingRecord, type ForwardingRecord, linkUp, underlayFilter, writeArpRequest, interfaceExists, interfaceIndex, interfaceAdminUp, tunAttached, readPodRoutesSync, readLearnedRoutesSync, Underlay, type HostStartReads } from './host';
@@ -533,7 +534,8 @@ export class Engine {
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
     this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
-    this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => {});
+    // No caller to read the routes: the engine's own table is read again (ownKernelRoutes).
+    this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => this.refreshOwnRoutes());
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
     this.onSharedOpen = opts.onSharedOpen ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP);
@@ -590,17 +592,45 @@ export class Engine {
   }
 
   /**
-   * The table when the caller gave none (podway run always does, through KernelRoutes): read here,
-   * kept once read; a failed read is said and leaves every node on-link for this apply, read again
-   * at the next one.
+   * The table when no caller gives one (podway run gives its KernelRoutes' table with every
+   * model, and each worker the one run gave): a KernelRoutes of the engine's own, the same
+   * mechanism. Read at the first apply; a failed read keeps the last good table (none before the
+   * first: every node on-link, said so), is said and read again with backoff; a kernel route change
+   * towards another node (underlayRoutesChanged, when no caller takes onUnderlayRoutes) reads it
+   * again; and a table that moves an underlay next hop applies the model again.
    */
-  private readKernelRoutesOnce(): readonly KernelRoute4[] {
-    try {
-      return (this.kernelRoutes = readKernelRoutesSync());
-    } catch (e) {
-      this.log.error(`kernel routes unreadable: ${(e as Error).message}; every other node taken as on-link for this update`, { component: 'host' });
-      return [];
+  private ownKernelRoutes(): readonly KernelRoute4[] {
+    if (this.ownRoutes === null) {
+      const table = new KernelRoutes(() => this.readKernelRoutes(), {
+        error: (m) => this.log.error(m, { component: 'host' }),
+        info: (m) => this.log.info(m, { component: 'host' }),
+        retry: () => this.refreshOwnRoutes(),
+      });
+      this.ownRoutes = table;
+      try {
+        table.accept(readKernelRoutesSync());
+      } catch (e) {
+        table.fail(e as Error);
+      }
     }
+    return this.ownRoutes.current();
+  }
+
+  /** The engine's own table read again (without blocking); the model applied again if a next hop moved. */
+  private refreshOwnRoutes(): void {
+    const table = this.ownRoutes;
+    if (table === null || this.stopped) return;
+    void table.refresh().then((routes) => {
+      const model = this.model;
+      // a caller's table since (apply's kernelRoutes): the engine's own is no longer used
+      if (this.stopped || model === null || this.ownRoutes !== table) return;
+      if (gatewaysKey(underlayNextHops(routes, remoteNodeIps(model))) === this.ownGateways) return;
+      try {
+        this.apply(model);
+      } catch (e) {
+        this.log.error(`kernel routes read again: the model could not be applied again: ${(e as Error).message}`, { component: 'host' });
+      }
+    });
   }
 
   /** The node's addresses and first-found's picks, without blocking (address-monitor.ts). */
@@ -609,8 +639,11 @@ export class Engine {
     return readNodeAddresses(sp ? (f, a, t) => sp.exec(f, a, t) : undefined);
   }
 
-  /** The kernel's main table as last read (for underlay next hops towards remote nodes). */
+  /** The kernel's main table as the caller last gave it (for underlay next hops towards remote nodes). */
   private kernelRoutes: readonly KernelRoute4[] | null = null;
+  /** The engine's own table while no caller gave one (ownKernelRoutes), and the next hops it gave. */
+  private ownRoutes: KernelRoutes | null = null;
+  private ownGateways = '';
 
   /** What the first apply reads from the host, read before it came (useStartReads). */
   private startReads: HostStartReads | null = null;
@@ -738,7 +771,11 @@ export class Engine {
     if (this.stopped) throw new Error('engine stopped');
     // Refused here, before any port moves, rather than halfway (model-check.ts).
     checkModel(model);
-    if (kernelRoutes) this.kernelRoutes = kernelRoutes;
+    if (kernelRoutes) {
+      this.kernelRoutes = kernelRoutes;
+      this.ownRoutes?.stop();
+      this.ownRoutes = null;
+    }
     const t0 = performance.now();
     const first = this.model === null;
     const reads = first ? this.startReads : null;
@@ -779,9 +816,9 @@ export class Engine {
       // running pods keep theirs.
       this.podMtu = model.mtu.pod;
       this.syncEndpoints(model);
-      const remote = model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip')).map((r) => r.nodeIp!);
       t1 = performance.now();
-      const gateways = underlayNextHops(this.kernelRoutes ?? this.readKernelRoutesOnce(), new Set(remote));
+      const gateways = underlayNextHops(this.kernelRoutes ?? this.ownKernelRoutes(), remoteNodeIps(model));
+      if (this.kernelRoutes === null) this.ownGateways = gatewaysKey(gateways);
       t2 = performance.now();
       nh = buildNextHops(model, {
         portOf: (ifname) => this.endpoints.get(ifname)?.port ?? -1,
@@ -2466,6 +2503,7 @@ export class Engine {
   stop({ restoreForwarding = true, keepTunnelTable = false }: { restoreForwarding?: boolean; keepTunnelTable?: boolean } = {}): void {
     this.stopped = true;
     this.neighborChangeLog.stop();
+    this.ownRoutes?.stop();
     if (restoreForwarding) this.restoreForwarding();
     if (this.retryTimer) clearInterval(this.retryTimer);
     this.retryTimer = null;
@@ -2530,6 +2568,9 @@ export class Engine {
       // packets held now for unresolved neighbours (this thread's), and the bounds
       neighborQueue: this.pipe.held ? { held: this.pipe.held.size, perNeighbor: this.pipe.held.perNeighbor, perNeighborBytes: this.pipe.held.perNeighborBytes, capacity: this.pipe.held.capacity } : null,
       batch: this.batch,
+      // the kernel table the engine reads itself when no caller gives one (ownKernelRoutes);
+      // null when one is given (podway run's own shows in its status)
+      ownKernelRoutes: this.ownRoutes?.status() ?? null,
     };
   }
 
@@ -2805,6 +2846,16 @@ function addrsText(ip: number | null, ip6: string | null): string {
 }
 
 /** Each endpoint's interface and its addresses (both families, canonical text), of a model. */
+/** The other nodes tunnel packets go to (VXLAN, IPIP routes): those whose underlay next hop counts. */
+function remoteNodeIps(model: NodeDataplaneModel): Set<number> {
+  return new Set(model.routes.filter((r) => r.nodeIp !== null && (r.kind === 'vxlan' || r.kind === 'ipip')).map((r) => r.nodeIp!));
+}
+
+/** The underlay next hops as a key: a change applies the model again. */
+function gatewaysKey(gateways: Map<number, number>): string {
+  return JSON.stringify([...gateways]);
+}
+
 function endpointAddresses(model: NodeDataplaneModel): Map<string, string[]> {
   const out = new Map<string, string[]>();
   const add = (ifname: string, a: string) => { const l = out.get(ifname); if (l) l.push(a); else out.set(ifname, [a]); };

@@ -152,6 +152,44 @@ test('the first apply on start reads whose `ip addr` predates the node address (
   }
 });
 
+// ---- the kernel routes when no caller gives them -------------------------------------------------
+
+/** The underlay neighbours the engine resolves once pod A has sent to node2's pod. */
+function neighborsForRv(r: Rig): string[] {
+  r.io.inject(portOf(r, 'caliA'), frame('a_to_rv'));
+  r.io.pump();
+  return r.engine.status().neighbors.entries.map((e) => e.ip);
+}
+
+test('no kernel routes given (ownKernelRoutes): the engine\'s own KernelRoutes; `ip` failing at the first apply is said, every node on-link until a read works, tried again on its own, the model applied again with the gateway it reads', async () => {
+  // node2 (10.99.0.2) behind 10.99.0.3, though on the underlay's subnet: only the table says so
+  sh('ip', ['route', 'add', '10.99.0.2/32', 'via', '10.99.0.3', 'dev', UL]);
+  const links = sh('ip', ['-j', 'addr', 'show']);
+  const path = process.env.PATH;
+  const r = rig();
+  try {
+    // no `ip` on the PATH (a real way for the read to fail); the interfaces as read before
+    process.env.PATH = `/nonexistent-pw-mend23-${process.pid}`;
+    r.engine.useStartReads({ at: performance.now(), links, kernelRoutes: [], podRoutes: [], learned: [], nftTables: null, local: { v4: null, v6: null } });
+    r.engine.apply(clusterModel());
+    const failing = r.engine.status().ownKernelRoutes;
+    assert.ok(failing?.failing && failing.readAt === null, JSON.stringify(failing));
+    assert.match(r.lines.join('\n'), /kernel routes unreadable: ip -j -4 route show table main .*no table read yet: every other node is taken as on-link until one is; trying again in 1 s/);
+    assert.equal(neighborsForRv(r), ['10.99.0.2'], 'on-link while no table is read');
+    process.env.PATH = path;
+    assert.ok(await waitFor(() => r.engine.status().ownKernelRoutes?.failing === null, 5000), JSON.stringify(r.engine.status().ownKernelRoutes));
+    assert.match(r.lines.join('\n'), /kernel routes read again \(\d+ routes\) after 1 failed read since /);
+    assert.ok(await waitFor(() => neighborsForRv(r).includes('10.99.0.3'), 3000), `the gateway once the table is read (the model applied again): ${neighborsForRv(r)}`);
+    // a caller's table from then on: the engine's own is stopped
+    r.engine.apply(clusterModel(), []);
+    assert.is(r.engine.status().ownKernelRoutes, null);
+  } finally {
+    process.env.PATH = path;
+    sh('ip', ['route', 'del', '10.99.0.2/32']);
+    stopRig(r);
+  }
+});
+
 // ---- the ring check ----------------------------------------------------------------------------
 
 test('a wedged ring set up again: logged and counted (rxRingStalls), the port stays and keeps forwarding, checks go on', async () => {

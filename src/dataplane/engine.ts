@@ -1649,10 +1649,11 @@ export class Engine {
     if (this.worker.count === 1 && !this.stopped) this.io.preparePacket?.(this.podPortOptions());
   }
 
-  /** An endpoint's addresses for a log line (IPv4, then the IPv6 ones of the same interface). */
+  /** An endpoint's addresses for a log line (IPv4, then the IPv6 ones of the same interface): this
+   * one endpoint's, not endpointAddresses' map of every endpoint. */
   private addressesOf(ep: NodeDataplaneModel['endpoints'][number], model: NodeDataplaneModel): string {
     const v6 = model.v6.endpoints.find((e) => e.interfaceName === ep.interfaceName)?.ips6 ?? [];
-    return [...ep.ips.map(formatIpv4), ...v6].join(', ') || 'no address';
+    return addressTexts(ep.ips, v6).join(', ') || 'no address';
   }
 
   /** The first model's endpoints were synced: later attaches are logged one by one. */
@@ -2856,11 +2857,21 @@ function gatewaysKey(gateways: Map<number, number>): string {
   return JSON.stringify([...gateways]);
 }
 
+/** Endpoint addresses as text, the one form of the log lines and the orphan keys: IPv4 dotted, then
+ * IPv6 as iproute2 prints it (addressKey). */
+function addressTexts(ips: readonly number[], ips6: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const ip of ips) out.push(formatIpv4(ip));
+  for (const ip6 of ips6) out.push(addressKey(ip6));
+  return out;
+}
+
+/** Every endpoint's addresses by interface (the orphan checks). */
 function endpointAddresses(model: NodeDataplaneModel): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  const add = (ifname: string, a: string) => { const l = out.get(ifname); if (l) l.push(a); else out.set(ifname, [a]); };
-  for (const e of model.endpoints) for (const ip of e.ips) add(e.interfaceName, formatIpv4(ip));
-  for (const e of model.v6.endpoints) for (const ip6 of e.ips6) add(e.interfaceName, addressKey(ip6));
+  const add = (ifname: string, a: string[]) => { if (a.length === 0) return; const l = out.get(ifname); if (l) l.push(...a); else out.set(ifname, a); };
+  for (const e of model.endpoints) add(e.interfaceName, addressTexts(e.ips, []));
+  for (const e of model.v6.endpoints) add(e.interfaceName, addressTexts([], e.ips6));
   return out;
 }
 

@@ -27,7 +27,7 @@ import { guardSummary } from './format';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
-import { cniConfMismatches, DEFAULT_CNI_CONF_DIR } from './cni-conf-check';
+import { CniConfCheck, DEFAULT_CNI_CONF_DIR } from './cni-conf-check';
 import { KernelRoutes } from '../dataplane/kernel-routes';
 import { findUnderlay, readHostAtStart, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { LEARNED_ROUTE_METRIC, LEARNED_ROUTE_PROTO } from '../dataplane/host-programmer';
@@ -363,7 +363,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
   fences?.lib.threadFenceCounters(fences.store);
   fences?.lib.reportUnwrittenFences((m) => dsLog.warn(m));
   const cniConfDir = opts.cniConfDir ?? DEFAULT_CNI_CONF_DIR;
-  const cniConf = () => cniConfMismatches(cniConfDir, opts.node, spec);
+  const cniConfCheck = new CniConfCheck(cniConfDir, opts.node, spec);
+  const cniConf = () => cniConfCheck.mismatches();
   const sysfsWrong = (require('../dataplane/sysfs-netns') as typeof import('../dataplane/sysfs-netns')).sysfsNetnsMismatch();
   if (sysfsWrong) log.warn(sysfsWrong);
   const count = Math.max(1, opts.workers ?? 1);

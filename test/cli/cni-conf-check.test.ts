@@ -5,9 +5,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, renameSync, unlinkSync, mkdirSync, rmSync } from 'node:fs';
 import { tempDir } from './cli-kit';
-import { cniConfMismatches, sameDatastore } from '../../src/cli/cni-conf-check';
+import { cniConfMismatches, sameDatastore, CniConfCheck } from '../../src/cli/cni-conf-check';
 import { parseDatastoreSpec } from '../../src/control/kv/spec';
 
 const spec = (t: string) => parseDatastoreSpec(t, {});
@@ -48,6 +48,43 @@ test('cniConfMismatches: this node\'s podway networks naming another datastore, 
   assert.match(found[2].message, `CNI config ${path.join(dir, '12-broken.conflist')}: network "broken" plugins[1].datastore: expected a string, got 42: the podway plugin refuses every pod with it`);
   // no such dir: nothing to say
   assert.equal(cniConfMismatches(path.join(dir, 'none'), 'n1', mine), []);
+});
+
+test('CniConfCheck (podway status on every call): a file read again only when changed, the same answer as a fresh read after each change (in place with the same size, added, renamed over, removed, the dir gone and back)', () => {
+  const dir = path.join(tempDir(), 'net.d');
+  mkdirSync(dir);
+  const w = (name: string, v: unknown) => writeFileSync(path.join(dir, name), JSON.stringify(v));
+  const mine = spec('etcd:http://127.0.0.1:2379');
+  const check = new CniConfCheck(dir, 'n1', mine);
+  const same = (what: string) => {
+    const fresh = cniConfMismatches(dir, 'n1', mine);
+    assert.equal(check.mismatches(), fresh, what);
+    assert.equal(check.mismatches(), fresh, `${what} (asked again)`);
+    return fresh.map((f) => `${path.basename(f.file)} ${f.datastore}`);
+  };
+  const net = (ds: string) => ({ cniVersion: '1.0.0', name: 'podway', plugins: [{ type: 'podway', datastore: ds, nodename: 'n1' }] });
+  assert.equal(same('empty'), []);
+  w('10-podway.conflist', net('etcd:http://10.9.9.9:2379'));
+  assert.equal(same('added'), ['10-podway.conflist etcd:http://10.9.9.9:2379']);
+  // rewritten in place, same size: only its times tell
+  w('10-podway.conflist', net('etcd:http://10.9.9.8:2379'));
+  assert.equal(same('in place'), ['10-podway.conflist etcd:http://10.9.9.8:2379']);
+  w('10-podway.conflist', net('etcd:http://127.0.0.1:2379'));
+  assert.equal(same('put right'), []);
+  // what `podway cni install` and editors do: a new file renamed over the old
+  w('.tmp.conflist.new', net('embedded:/x'));
+  assert.equal(same('a temporary name'), []);
+  renameSync(path.join(dir, '.tmp.conflist.new'), path.join(dir, '10-podway.conflist'));
+  assert.equal(same('renamed over'), ['10-podway.conflist embedded:/x']);
+  w('11-second.conflist', net('embedded:/y'));
+  assert.equal(same('a second'), ['10-podway.conflist embedded:/x', '11-second.conflist embedded:/y']);
+  unlinkSync(path.join(dir, '10-podway.conflist'));
+  assert.equal(same('removed'), ['11-second.conflist embedded:/y']);
+  rmSync(dir, { recursive: true });
+  assert.equal(same('the dir gone'), []);
+  mkdirSync(dir);
+  w('11-second.conflist', net('embedded:/z'));
+  assert.equal(same('the dir back'), ['11-second.conflist embedded:/z']);
 });
 
 test.run();

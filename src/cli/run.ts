@@ -23,7 +23,7 @@ import { MissingWorkerLog, missingWorkers } from './worker-answers';
 import { NftNat, NatSpec, NAT_IPV6, POD_GUARD, defaultNatPortRange, ifindexOf, parseNatPortRange } from '../dataplane/nft-nat';
 import { readLocalPortRange } from '../dataplane/port-range';
 import type { NatOutgoingExclusions } from '../dataplane/nat';
-import { guardSummary } from './format';
+import { ageText, guardSummary } from './format';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
@@ -515,6 +515,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const cachedReason = (why: string) => `running on the cached model from ${onCache!.appliedAt.toISOString()}: ${cacheFirst ? 'applied at start (same boot), the datastore\'s model not yet' : 'datastore unreachable'}${why ? ` (${why})` : ''}`;
     /** Not in sync, saying why; on the cache, the reason says so first (status, /readyz). */
     const datastoreDown = (why: string) => health.setDatastore(false, onCache ? cachedReason(why) : why);
+    // While on the cache, /readyz's datastore line says how old the cached model is (as status).
+    health.setCachedModel(() => (onCache ? { appliedAt: onCache.appliedAt, age: ageText((Date.now() - onCache.appliedAt.getTime()) / 1000) } : null));
     let saidUnreachable: () => void = () => {};
     const unreachable = new Promise<null>((r) => (saidUnreachable = () => r(null)));
     // Stops a start still under way in the background (registration retries, the model thread),

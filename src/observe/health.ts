@@ -29,6 +29,7 @@ export class Health implements Collector {
   private tunnelGaps: readonly string[] = [];
   private bgp: (() => Promise<string[]>) | null = null;
   private modelThread: (() => string) | null = null;
+  private cachedModel: (() => { appliedAt: Date; age: string } | null) | null = null;
   /** The last report (the podway_ready gauge reads it). */
   last: ReadinessReport | null = null;
 
@@ -66,6 +67,12 @@ export class Health implements Collector {
     this.modelThread = fn;
   }
 
+  /** The model cache in force, if any (cli/model-cache.ts): while the datastore is not in sync its
+   * reason line says how old the cached model is, as `podway status` does. */
+  setCachedModel(fn: () => { appliedAt: Date; age: string } | null): void {
+    this.cachedModel = fn;
+  }
+
   /** Where the engines' readiness comes from, once they exist (the main engine, then workers). */
   setEngines(fn: () => Promise<EngineReadiness[]>): void {
     this.engines = fn;
@@ -88,7 +95,10 @@ export class Health implements Collector {
       });
       for (const w of all[0]?.waiting ?? []) waiting.push(w);
     }
-    if (!this.datastore.inSync) reasons.push(`datastore: ${this.datastore.reason}`);
+    if (!this.datastore.inSync) {
+      const cache = this.cachedModel?.() ?? null;
+      reasons.push(`datastore: ${this.datastore.reason}${cache ? `; the cached model (from ${cache.appliedAt.toISOString()}) is ${cache.age} old` : ''}`);
+    }
     const thread = this.modelThread?.() ?? '';
     if (thread) reasons.push(`model thread: ${thread}`);
     for (const g of this.tunnelGaps) reasons.push(`unreachable: ${g}`);

@@ -117,6 +117,9 @@ test('etcd killed, node1\'s podway restarted: it forwards on its cached model wh
   assert.is(st.ready, false, 'not ready on the cached model');
   assert.ok(st.notReady?.some((r) => /^datastore: running on the cached model from .*: datastore unreachable/.test(r)), `the reason names the cache: ${JSON.stringify(st.notReady)}`);
   assert.ok(st.cachedModel && st.cachedModel.file === lab!.modelCachePath('node1'), `status names the cache: ${JSON.stringify(st.cachedModel)}`);
+  // the reason (status' notReady is /readyz's reasons) says how old the cached model is, as status' cachedModel
+  const reason = st.notReady!.find((r) => r.startsWith('datastore: '))!;
+  assert.match(reason, new RegExp(`; the cached model \\(from ${st.cachedModel!.appliedAt.replace(/\./g, '\\.')}\\) is (\\d+ s|\\d+ min \\d+ s) old$`), reason);
   assert.is(st.endpoints, 2);
   // stopped while still on the cache (the datastore's start given up, nothing left running), and
   // started on it once more

@@ -45,6 +45,14 @@ test('/metrics, /livez, /readyz (503 then 200), 404; a busy port is refused clea
     const why = JSON.parse(r.body) as { ready: boolean; reasons: string[] };
     assert.is(why.ready, false);
     assert.ok(why.reasons.some((x) => /datastore/.test(x)), r.body);
+    // on a model cache: the datastore line says how old it is
+    const appliedAt = new Date(Date.now() - 125_000);
+    health.setCachedModel(() => ({ appliedAt, age: '2 min 5 s' }));
+    health.setDatastore(false, 'running on the cached model: datastore unreachable');
+    r = await get(port, '/readyz');
+    assert.is(r.status, 503);
+    assert.ok((JSON.parse(r.body) as { reasons: string[] }).reasons.includes(`datastore: running on the cached model: datastore unreachable; the cached model (from ${appliedAt.toISOString()}) is 2 min 5 s old`), r.body);
+    health.setCachedModel(() => null);
     health.setDatastore(true);
     health.setEngines(async () => [{ problems: [], waiting: [] }]);
     r = await get(port, '/readyz');

@@ -419,10 +419,12 @@ static int do_rr_client(int argc, char **argv) {
   if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) { perror("connect"); return 1; }
   size_t cap = 1 << 22, nl = 0;
   uint32_t *lat = malloc(cap * sizeof *lat); /* round trips in ns */
-  /* PKTGEN_RR_TRACE=FILE: each reply's request time (ns from the start) and round trip (ns), one
-   * line each, written after the run (bench/e2e/rr-tail.ts reads it to find the tail's episodes) */
+  /* PKTGEN_RR_TRACE=FILE: each reply's request time (ns from the start), round trip (ns) and
+   * sequence number, one line each, written after the run (bench/e2e/rr-tail.ts reads it to find
+   * the tail's episodes, and with --legs matches each request to its frames in two captures) */
   const char *trace_path = getenv("PKTGEN_RR_TRACE");
   uint64_t *sent_at = trace_path ? malloc(cap * sizeof *sent_at) : NULL;
+  uint32_t *seq_at = trace_path ? malloc(cap * sizeof *seq_at) : NULL;
   uint64_t start_ns = (uint64_t)(now() * 1e9);
   static uint8_t req[1400], in[65536 + 1400];
   memset(req, 0xa5, sizeof req);
@@ -474,6 +476,7 @@ static int do_rr_client(int argc, char **argv) {
         if (outstanding > 0) outstanding--;
         if (nl < cap && tns >= m.t_ns) {
           if (sent_at) sent_at[nl] = m.t_ns - start_ns;
+          if (seq_at) seq_at[nl] = m.seq;
           lat[nl++] = (uint32_t)((tns - m.t_ns) > 0xffffffffu ? 0xffffffffu : tns - m.t_ns);
         }
       }
@@ -485,10 +488,10 @@ static int do_rr_client(int argc, char **argv) {
   }
   double took = now() - start;
   double p50 = -1, p99 = -1, p999 = -1, mx = -1;
-  if (trace_path && sent_at) {
+  if (trace_path && sent_at && seq_at) {
     FILE *tf = fopen(trace_path, "w");
     if (!tf) { perror(trace_path); return 1; }
-    for (size_t i = 0; i < nl; i++) fprintf(tf, "%llu %u\n", (unsigned long long)sent_at[i], lat[i]);
+    for (size_t i = 0; i < nl; i++) fprintf(tf, "%llu %u %u\n", (unsigned long long)sent_at[i], lat[i], seq_at[i]);
     fclose(tf);
   }
   /* p99 over the requests SENT, one without a reply counted as slower than any: -1 when over 1%

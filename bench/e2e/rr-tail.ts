@@ -9,11 +9,16 @@
  * recovers (a loss probe or a fast retransmit, milliseconds), where a lost UDP request is just one
  * sample fewer: so drops show in TCP's tail and not in UDP's.
  *
- *   node dist/bench/e2e/rr-tail.js [--rounds 3] [--seconds 4] [--protos tcp,udp] [--rate half|N[,half|N...]] [--slow-us 1000] [--perf-sched]
+ *   node dist/bench/e2e/rr-tail.js [--rounds 3] [--seconds 4] [--protos tcp,udp] [--rate half|N[,half|N...]] [--slow-us 1000] [--perf-sched] [--legs]
  *        [--setup "--workers 1"] [--setup "--workers 1 --no-gro"] [--setup kernel] ...
  *
  * `--perf-sched`: `perf sched record -a` for up to 2 s of each measured run: where pod B's server
  * was woken (the waker's CPU or the other) and what woke podway's threads.
+ * `--legs`: tcpdump on pod A's and pod B's eth0 during each measured run, and each request's round
+ * trip cut into pod A's part, the request leg (node1, node2), pod B's part and the reply leg
+ * (bench/e2e/rr-legs.ts): medians, the slowest 1%'s mean per leg, and how many frames carried more
+ * than one request or reply. The captures cost CPU on this 2-vCPU machine: compare setups within
+ * one `--legs` run, not against a run without it.
  * `--setup kernel` makes node1 a kernel vxlan.calico node as well (the rr-latency baseline).
  *
  * `--rate half` (the default) is half of the closed-loop maximum (16 outstanding) measured in the
@@ -27,10 +32,11 @@ import { Lab, sleep } from '../../src/lab/lab';
 import { configureKernelNode, resetNode } from '../../src/lab/kernel';
 import { benchArgsOrExit } from './bench-args';
 import { controlRequest } from '../../src/dataplane/control-server';
+import { legTimes, legsSummary, pcapFirstSecond, readPcap } from './rr-legs';
 
 const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pktgen');
 
-interface Rr { sent: number; received: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number; p99sentus: number; sched?: string; wakes?: string }
+interface Rr { sent: number; received: number; rate: number; p50us: number; p99us: number; p999us: number; maxus: number; p99sentus: number; sched?: string; wakes?: string; legs?: string }
 
 /** The TCP counters that say a connection recovered from a loss or a reordering. */
 const TCP_KEYS = ['TcpRetransSegs', 'TcpExtTCPLossProbes', 'TcpExtTCPLossProbeRecovery', 'TcpExtTCPSackRecovery', 'TcpExtTCPTimeouts',
@@ -39,9 +45,9 @@ const TCP_KEYS = ['TcpRetransSegs', 'TcpExtTCPLossProbes', 'TcpExtTCPLossProbeRe
 
 const ARGS = {
   usage: `usage: node dist/bench/e2e/rr-tail.js [--rounds 3] [--seconds 4] [--protos tcp,udp] [--rate half|N[,half|N...]]
-         [--slow-us 1000] [--perf-sched] [--setup "PODWAY ARGS"|kernel]...
+         [--slow-us 1000] [--perf-sched] [--legs] [--setup "PODWAY ARGS"|kernel]...
 Needs root; run it under the machine's bench lock (flock /tmp/pw-bench.lock ...).`,
-  flags: ['--perf-sched'],
+  flags: ['--perf-sched', '--legs'],
   options: ['--rounds', '--seconds', '--protos', '--rate', '--slow-us'],
   repeated: ['--setup'],
 };
@@ -178,11 +184,36 @@ function wakePlaces(file: string, serverPid: number | undefined, podwayPid: numb
   return `server woken ${same + other} times: ran on the waker's CPU ${same}, on the other ${other}; podway's threads woken ${podwayWakeups} times (${[...perTid].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([t, n]) => `tid ${t}: ${n}`).join(', ')}), by ${top}`;
 }
 
-async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: number, window = 1, trace?: string, perfFile?: string): Promise<Rr> {
+/** tcpdump on a pod's eth0 for one port, nanosecond stamps, headers only; resolves once it listens. */
+async function capture(ns: string, proto: string, port: number, file: string): Promise<{ proc: ReturnType<typeof spawn>; stderr: () => string }> {
+  const proc = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', 'eth0', '-n', '-s', '128', '-B', '16384', '--time-stamp-precision=nano', '-w', file, proto, 'port', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr?.on('data', (d) => { err += d; });
+  for (let k = 0; k < 50 && !err.includes('listening on') && proc.exitCode === null; k++) await sleep(50);
+  if (!err.includes('listening on')) { proc.kill('SIGKILL'); throw new Error(`tcpdump in ${ns}: ${err.trim() || 'did not start'}`); }
+  return { proc, stderr: () => err };
+}
+
+async function stopCapture(c: { proc: ReturnType<typeof spawn>; stderr: () => string }): Promise<string> {
+  if (c.proc.exitCode === null) {
+    c.proc.kill('SIGINT');
+    await Promise.race([new Promise((r) => c.proc.once('exit', r)), sleep(3000)]);
+    if (c.proc.exitCode === null) c.proc.kill('SIGKILL');
+  }
+  const n = (what: string) => new RegExp(`(\\d+) packets? ${what}`).exec(c.stderr())?.[1] ?? '?';
+  return `${n('captured')} of ${n('received by filter')} captured, ${n('dropped by kernel')} dropped`;
+}
+
+async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: number, window = 1, trace?: string, perfFile?: string, legs?: string): Promise<Rr> {
   const a = lab.pod('pod-a');
   const b = lab.pod('pod-b');
   const server = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'rr-server', proto, String(port), String(seconds + 5)], { stdio: 'ignore' });
+  const caps: { proc: ReturnType<typeof spawn>; stderr: () => string }[] = [];
   try {
+    if (legs && trace) {
+      caps.push(await capture(a.ns, proto, port, `${legs}-a.pcap`));
+      caps.push(await capture(b.ns, proto, port, `${legs}-b.pcap`));
+    }
     await sleep(300);
     const podwayPid = lab.nodes[0].proc?.pid;
     const s0 = [schedstat(podwayPid), schedstat(server.pid)];
@@ -210,8 +241,21 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
       m.wakes = wakePlaces(perfFile, server.pid, podwayPid);
       rmSync(perfFile, { force: true });
     }
+    if (legs && trace && caps.length === 2) {
+      // tcpdump reads its ring a block at a time, a block handed over when full or after pcap's 1 s
+      // timeout: stopped sooner, it loses the run's last frames ("received by filter" > "captured")
+      await sleep(1500);
+      const drops = [await stopCapture(caps[0]), await stopCapture(caps[1])];
+      const fa = `${legs}-a.pcap`, fb = `${legs}-b.pcap`;
+      const base = Math.min(pcapFirstSecond(fa), pcapFirstSecond(fb));
+      const t = legTimes(readPcap(fa, base), readPcap(fb, base), proto as 'tcp' | 'udp', a.ip, m.sent, 64);
+      m.legs = `${legsSummary(readFileSync(trace, 'utf8'), t)} (tcpdump in pod A / pod B: ${drops.join(' / ')})`;
+      rmSync(fa, { force: true });
+      rmSync(fb, { force: true });
+    }
     return m;
   } finally {
+    for (const c of caps) if (c.proc.exitCode === null) c.proc.kill('SIGKILL');
     if (server.exitCode === null) server.kill('SIGKILL');
   }
 }
@@ -224,6 +268,7 @@ async function main(): Promise<void> {
   const rateArg = args.opt('--rate') ?? 'half';
   const slowUs = Number(args.opt('--slow-us') ?? 1000);
   const perfSched = args.has('--perf-sched');
+  const withLegs = args.has('--legs');
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'rr-tail-'));
   const setups = args.all('--setup');
   if (setups.length === 0) setups.push('--workers 1');
@@ -262,7 +307,7 @@ async function main(): Promise<void> {
               const a0 = nstat(lab.pod('pod-a').ns);
               const b0 = nstat(lab.pod('pod-b').ns);
               const trace = path.join(tmp, `trace-${port}`);
-              const m = await rr(lab, proto, rate, seconds, port++, 1, trace, perfSched ? path.join(tmp, `perf-${port}`) : undefined);
+              const m = await rr(lab, proto, rate, seconds, port++, 1, trace, perfSched ? path.join(tmp, `perf-${port}`) : undefined, withLegs ? path.join(tmp, `legs-${port}`) : undefined);
               const framesAtRate = podRx(await counters()) - podRx(c0);
               const a1 = nstat(lab.pod('pod-a').ns);
               const b1 = nstat(lab.pod('pod-b').ns);
@@ -275,6 +320,7 @@ async function main(): Promise<void> {
               console.log(`  tail: ${episodes(trace, slowUs)}`);
               console.log(`  sched: ${m.sched}`);
               if (m.wakes) console.log(`  wake-ups: ${m.wakes}`);
+              if (m.legs) console.log(`  legs: ${m.legs}`);
               rmSync(trace, { force: true });
             }
           }

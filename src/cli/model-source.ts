@@ -150,7 +150,7 @@ export interface FirstModel { source: ModelSource; first: NodeDataplaneModel; ge
 
 export type ModelMessage =
   /** cause: a datastore change or the learned BGP routes; bgp: what the change did to the speaker. */
-  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; gen?: number; bgpInputs?: BgpInputs; inSync?: boolean }
+  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; gen?: number; felixOnlyOf?: number; bgpInputs?: BgpInputs; inSync?: boolean }
   | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; bgpInputs?: BgpInputs; inSync?: boolean }
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string; inSync?: boolean }
@@ -276,7 +276,7 @@ export class ModelSource {
       if (m.type === 'warning') return bgp.onWarning?.(m.message);
       if (m.type === 'model' && m.gen !== undefined) {
         this.lastGen = this.genBase + m.gen;
-        m = { ...m, gen: this.lastGen };
+        m = { ...m, gen: this.lastGen, ...(m.felixOnlyOf !== undefined ? { felixOnlyOf: this.genBase + m.felixOnlyOf } : {}) };
       }
       if (this.started) return this.fromStarted(m);
       const w = this.waiting;

@@ -13,7 +13,9 @@
  *                                  datastore change did to the speaker ("peer A changed (session
  *                                  reset)"); gen: its number, for the main thread's {type:'applied'}
  *                                  answer (the first model's too); bgpInputs: with --bgp, the BGP
- *                                  settings of its snapshot (for the model cache)
+ *                                  settings of its snapshot (for the model cache); felixOnlyOf:
+ *                                  the gen of the model posted before it when the two differ in
+ *                                  their FelixConfigurations alone (forwardingKey)
  *   {type:'unchanged', ms, cause, bgp?, bgpInputs?}  a change that leaves this node's model as it
  *                                  is (bgpInputs when the BGP settings changed)
  *   {type:'rejected', message}     a valid snapshot this node cannot use (e.g. its Node is gone)
@@ -77,9 +79,16 @@ export function bgpDisabledStatus(node: string): NodeStatus {
 
 /** A model's identity for "nothing changed" (Sets as sorted arrays, so equal models compare equal). */
 export function modelKey(model: NodeDataplaneModel): string {
+  return forwardingKey(model) + '\u0000' + JSON.stringify(model.felix ?? null);
+}
+
+/** modelKey without the FelixConfigurations: two models with the same forwarding key differ in
+ * those alone, and the main thread applies such a model's settings without applying it again
+ * (run.ts applySettingsOnly). */
+export function forwardingKey(model: NodeDataplaneModel): string {
   // bgpLearned is what the routes were computed from, not forwarding state: a change of it alone
   // (a peer now bringing a prefix with the same next hop) does not make a new model.
-  return JSON.stringify(model, (k, v) => (k === 'bgpLearned' ? undefined : v instanceof Set ? [...v].sort() : v));
+  return JSON.stringify(model, (k, v) => (k === 'bgpLearned' || k === 'felix' ? undefined : v instanceof Set ? [...v].sort() : v));
 }
 
 if (parentPort) {
@@ -111,14 +120,19 @@ if (parentPort) {
   /** The underlay MTU by node IP, read once per address (it decides the tunnel MTUs). */
   const underlayMtu = new Map<number | string, number>();
   let lastKey = '';
+  /** lastKey's model: its forwarding key (forwardingKey) and its number (0: none posted). */
+  let lastForwarding = '';
+  let lastKeyGen = 0;
   let lastSnapshot: ClusterSnapshot | null = null;
   /** The model the engine last applied (its key, its snapshot): a refused model falls back to it. */
   let appliedKey = '';
+  let appliedForwarding = '';
+  let appliedGen = 0;
   let appliedSnapshot: ClusterSnapshot | null = null;
   /** Models posted and not yet answered by the main thread ({type:'applied'}), oldest first, with
    * the snapshot the speaker follows once the engine applied that model. */
   let gen = 0;
-  const pending: { gen: number; key: string; snap: ClusterSnapshot; datastore: boolean }[] = [];
+  const pending: { gen: number; key: string; forwarding: string; snap: ClusterSnapshot; datastore: boolean }[] = [];
   let learned: readonly LearnedRoute[] = [];
   /** Every BGP peer's IPv4 routes are all here (BgpAgent onLearned). */
   let complete = false;
@@ -216,7 +230,8 @@ if (parentPort) {
   /** Posts the model, or that it did not change. `cause`: a datastore change or the learned BGP
    * routes; `bgp`: what the change did to the speaker (both for the log). */
   const publish = (model: NodeDataplaneModel, t0: number, cause: 'datastore' | 'bgp', bgp: string, snap: ClusterSnapshot | null = null): void => {
-    const key = modelKey(model);
+    const forwarding = forwardingKey(model);
+    const key = forwarding + '\u0000' + JSON.stringify(model.felix ?? null);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
     const why = { cause, ...(bgp ? { bgp } : {}) };
     const datastore = cause === 'datastore';
@@ -237,10 +252,15 @@ if (parentPort) {
       port.postMessage({ type: 'unchanged', ms, ...why, ...(said ? { bgp: said } : {}), ...withInputs, ...inSyncField() });
       return;
     }
+    // Only its FelixConfigurations differ from the model last posted (number lastKeyGen): said, so
+    // that the main thread, with that model in force, applies the settings alone.
+    const felixOnlyOf = lastKeyGen > 0 && forwarding === lastForwarding ? { felixOnlyOf: lastKeyGen } : {};
     lastKey = key;
+    lastForwarding = forwarding;
     ++gen;
-    if (snap) pending.push({ gen, key, snap, datastore });
-    port.postMessage({ type: 'model', model, ms, ...why, gen, ...withInputs, ...inSyncField() });
+    lastKeyGen = gen;
+    if (snap) pending.push({ gen, key, forwarding, snap, datastore });
+    port.postMessage({ type: 'model', model, ms, ...why, gen, ...felixOnlyOf, ...withInputs, ...inSyncField() });
   };
 
   /** The main thread's answer for model `g`: applied, the speaker follows its snapshot; refused,
@@ -258,6 +278,8 @@ if (parentPort) {
     if (!entry || entry.gen !== g) return;
     if (ok) {
       appliedKey = entry.key;
+      appliedForwarding = entry.forwarding;
+      appliedGen = entry.gen;
       appliedSnapshot = entry.snap;
       const said = updateBgp(entry.snap);
       if (said) port.postMessage({ type: 'log', level: 'info', message: `datastore change applied by the engine; bgp: ${said}` });
@@ -268,6 +290,8 @@ if (parentPort) {
     // routes are recomputed from the snapshot the engine runs on.
     if (!pending.length) {
       lastKey = appliedKey;
+      lastForwarding = appliedForwarding;
+      lastKeyGen = appliedGen;
       if (appliedSnapshot) lastSnapshot = appliedSnapshot;
     }
   };

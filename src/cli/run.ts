@@ -1162,7 +1162,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // datastore change did to the speaker), merged when models coalesce.
     /** gen: the model thread's number for the model, answered once applied or refused (its BGP
      * speaker follows only models the engine applied). */
-    let latest: { model: NodeDataplaneModel | null; ms: number; what: string[]; gen?: number; bgpInputs?: BgpInputs } | null = null;
+    /** felixOnlyOf: the model thread's word that this model differs from model felixOnlyOf in its
+     * FelixConfigurations alone (model-worker.ts forwardingKey). */
+    let latest: { model: NodeDataplaneModel | null; ms: number; what: string[]; gen?: number; felixOnlyOf?: number; bgpInputs?: BgpInputs } | null = null;
+    /** The model thread's number of the model in force in the engine (undefined: the cache's, or
+     * one withdrawn from it): a model that differs from it in its FelixConfigurations alone has its
+     * settings applied, not the whole model again (applySettingsOnly). */
+    let appliedGen: number | undefined = source ? firstGen : undefined;
     let applying = false;
     let stopping = false;
     // The tunnel addresses (VXLAN, IPIP) reconciled again when a model says they are stale (tunnel-join.ts).
@@ -1179,9 +1185,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** A model's FelixConfigurations in force before it is applied: the settings that changed are
      * set on every forwarding thread (the pod guard and NAT tables follow with syncNat, the next
      * hops with the apply), each change said. */
-    const applyFelix = (model: NodeDataplaneModel) => {
+    const applyFelix = (model: NodeDataplaneModel): FelixChange[] => {
       const changes = resolveFelixOf(model, source && model !== onCache?.model ? 'datastore' : 'model cache');
-      if (changes.length === 0) return;
+      if (changes.length === 0) return changes;
       const s = felix.settings;
       // the level first: its change is said at the new level (silent when that is above warn)
       if (s.logLevel !== log.level) {
@@ -1195,6 +1201,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const options = { natToNodes, allowVxlanFromPods: s.allowVxlanFromPods, allowIpipFromPods: s.allowIpipFromPods };
       eng.setFelixOptions(options);
       broadcast({ type: 'felix-options', options });
+      return changes;
     };
     const applyModel = (model: NodeDataplaneModel, why: string, what: readonly string[] = ['datastore change'], bgpInputs?: BgpInputs) => {
       const t0 = performance.now();
@@ -1228,12 +1235,30 @@ export async function runNode(opts: RunOptions): Promise<void> {
       lastGateways = gatewaysKey(model, kernelRoutes);
       broadcastModel(model);
     };
+    /** A model whose FelixConfigurations alone differ from the one in force: its settings applied
+     * (applyFelix; the pod guard and NAT tables with syncNat), the engine's model left as it is; it
+     * is in force from now on (the model cache writes it, with its FelixConfigurations). A change
+     * of natOutgoingExclusions applies the model whole (the next hops' NAT flags are computed with
+     * it: Engine.setFelixOptions). */
+    const applySettingsOnly = (model: NodeDataplaneModel, why: string, what: readonly string[], bgpInputs?: BgpInputs) => {
+      const t0 = performance.now();
+      if (applyFelix(model).some((c) => c.key === 'natOutgoingExclusions')) return applyModel(model, `${why}; natOutgoingExclusions changed: the next hops' NAT flags follow with the model`, what, bgpInputs);
+      current = model;
+      const [head = 'datastore change', ...rest] = what;
+      dsLog.info(`${head} applied: FelixConfiguration settings only, the forwarding model unchanged (${why}, apply ${(performance.now() - t0).toFixed(1)} ms)${rest.length ? `; ${rest.join('; ')}` : ''}`);
+      try {
+        syncNat(model);
+      } catch (e) {
+        natLog.error(`nat: ${(e as Error).message}: this node's pods leave unNATed until it is fixed`);
+      }
+      if (source) cacheWriter?.applied(model, new Date(), bgpInputs);
+    };
     const applyLatest = async () => {
       if (applying || stopping) return;
       applying = true;
       try {
         while (latest) {
-          const { model: changed, ms, what, gen, bgpInputs } = latest;
+          const { model: changed, ms, what, gen, felixOnlyOf, bgpInputs } = latest;
           latest = null;
           /** The model thread has not been told about model gen yet. */
           let answer = changed !== null && gen !== undefined;
@@ -1244,9 +1269,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
             // ms of the 100 ms watch-to-forwarding budget (bench/watch). They are read right
             // after, and a next hop that moved applies the model again.
             const said = what.length ? what.join('; ') : 'datastore change';
-            if (changed) applyModel(model, `model thread ${ms} ms`, what, bgpInputs);
+            // Its FelixConfigurations alone changed from the model in force: the settings applied,
+            // the model not again (nor the kernel routes read, unless they changed too).
+            const settingsOnly = changed !== null && felixOnlyOf !== undefined && felixOnlyOf === appliedGen && current !== null && !onCache;
+            if (settingsOnly) applySettingsOnly(model, `model thread ${ms} ms`, what, bgpInputs);
+            else if (changed) applyModel(model, `model thread ${ms} ms`, what, bgpInputs);
+            if (changed) appliedGen = gen;
             if (answer) source?.modelApplied(gen!, true);
             answer = false;
+            if (settingsOnly && !what.includes(KERNEL_ROUTE_CHANGE)) continue;
             const tRoutes = performance.now();
             kernelRoutes = await routeTable.refresh(); // the last good table when the read fails (said, retried)
             if (stopping) return;
@@ -1329,7 +1360,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // A newer "unchanged" never hides an older pending model.
         const what = [m.cause === 'bgp' ? 'BGP route change' : 'datastore change', ...(m.bgp ? [`bgp: ${m.bgp}`] : [])];
         const merged = [...new Set([...(latest?.what ?? []), ...what])];
-        latest = m.type === 'model' ? { model: m.model, ms: m.ms, what: merged, gen: m.gen, bgpInputs: m.bgpInputs ?? latest?.bgpInputs } : { model: latest?.model ?? null, ms: m.ms, what: merged, gen: latest?.gen, bgpInputs: latest?.bgpInputs };
+        latest = m.type === 'model' ? { model: m.model, ms: m.ms, what: merged, gen: m.gen, felixOnlyOf: m.felixOnlyOf, bgpInputs: m.bgpInputs ?? latest?.bgpInputs } : { model: latest?.model ?? null, ms: m.ms, what: merged, gen: latest?.gen, felixOnlyOf: latest?.felixOnlyOf, bgpInputs: latest?.bgpInputs };
         // BGP settings that changed alone (a BGPPeer added): with the model on its way, else written
         // with the model in force (on the cache: none of the datastore's is, nothing is written).
         if (m.type === 'unchanged' && m.bgpInputs) {
@@ -1448,6 +1479,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         startCachedSpeaker();
       }
       try {
+        appliedGen = undefined;
         applyModel(withdrawnModel(current), 'its Node is not the cache\'s', ['model cache withdrawn']);
       } catch (e) {
         nodeMetrics?.applyFailed();

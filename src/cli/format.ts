@@ -103,12 +103,14 @@ export function cachedNodeText(c: { nodeCheck?: string; notThisNode?: string }):
 
 /**
  * The reverse-path filtering podway applies to decapsulated IPv4 (engine status `rpFilter`: the
- * node's net.ipv4.conf all/default rp_filter, as its tunnel devices would have it), for the
- * underlay line of `podway status`. '' from a podway that did not say (an older one).
+ * node's net.ipv4.conf all/default rp_filter, as its tunnel devices would have it, read again while
+ * running: `change` its last change), for the underlay line of `podway status`. '' from a podway that did not say (an older one).
  */
-export function rpFilterText(rp: number | undefined): string {
+export function rpFilterText(rp: number | undefined, change?: { at: string; was: number } | null): string {
   if (rp === undefined) return '';
   const what = rp === 1 ? 'strict: a decapsulated source must route back through the tunnel it came in on'
     : rp === 2 ? 'loose' : 'off';
-  return `; rp_filter ${rp} (${what}; martian and own sources dropped at any setting)`;
+  // read again while running (status rpFilterChange): the last change, when
+  const changed = change ? `; was ${change.was} until ${change.at}` : '';
+  return `; rp_filter ${rp} (${what}; martian and own sources dropped at any setting${changed})`;
 }

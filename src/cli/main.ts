@@ -360,7 +360,7 @@ export function buildProgram(): Command {
       `podway is running on node ${s.node} (${s.nodeIp ?? `${s.ipv6?.nodeIp ?? 'no address'}, IPv6 only`}), up ${s.uptimeSeconds}s`,
       s.ready === undefined ? null : s.ready ? 'ready' : `not ready: ${(s.notReady as string[]).join('; ')}`,
       s.cachedModel ? `forwarding on the cached model from ${s.cachedModel.appliedAt}${s.cachedModel.ageSeconds !== undefined ? `, ${ageText(s.cachedModel.ageSeconds)} old` : ''} (${s.cachedModel.file}): ${s.cachedModel.first ? 'applied at start (written in this boot), the datastore\'s model not applied yet' : 'the datastore has not answered since the start'}${cachedNodeText(s.cachedModel)}` : null,
-      `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}${rpFilterText(s.rpFilter)}`,
+      `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}${rpFilterText(s.rpFilter, s.rpFilterChange)}`,
       `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,
       `${s.routes} routes, ${s.endpoints} endpoints, ${s.modelsApplied} model updates applied; known nodes: ${listSummary(s.knownNodes)}`,
       // IPv6 beside: its own line when the node has an address or routes of that family

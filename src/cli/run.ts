@@ -246,6 +246,9 @@ const START_RETRY_MS = 10_000;
 /** Host reads made while the datastore was awaited (readHostAtStart) serve the first apply when
  * at most this old; older ones (a datastore that kept podway waiting) are read again then. */
 const START_READS_MAX_AGE_MS = 10_000;
+/** How often the node's rp_filter is read again (Engine.rereadRpFilter). */
+const RP_FILTER_CHECK_MS = 2000;
+const RP_FILTER_WORDS: Record<number, string> = { 0: 'off (rp_filter 0)', 1: 'strict (rp_filter 1: a source must route back through the tunnel it came in on)', 2: 'loose (rp_filter 2)' };
 /** How long the main thread waits for a worker's answer (counters, snapshot). */
 const WORKER_ANSWER_MS = 2000;
 
@@ -1155,6 +1158,27 @@ export async function runNode(opts: RunOptions): Promise<void> {
       throw e;
     }
     for (const n of eng.notes) log.info(`host: set ${n}`, { component: 'host' });
+    // The node's rp_filter (net.ipv4.conf all/default, which podway's decapsulation follows as a
+    // Calico node's tunnel devices would: rp-filter.ts) read again every RP_FILTER_CHECK_MS (two
+    // small /proc reads): a change is in force on every forwarding thread at once and said; an
+    // unreadable value is said once, the value in force kept.
+    let rpFilterError = '';
+    const rpFilterTimer = setInterval(() => {
+      let change: ReturnType<Engine['rereadRpFilter']>;
+      try {
+        change = eng.rereadRpFilter();
+      } catch (e) {
+        const m = (e as Error).message;
+        if (m !== rpFilterError) log.error(`rp_filter: ${m}: rp_filter ${eng.pipe.rpFilter} kept for decapsulated packets`, { component: 'host' });
+        rpFilterError = m;
+        return;
+      }
+      rpFilterError = '';
+      if (!change) return;
+      broadcast({ type: 'rp-filter', value: change.now });
+      log.warn(`rp_filter ${change.was} -> ${change.now} (net.ipv4.conf.all/default.rp_filter changed, the larger of the two taken): decapsulated IPv4 filtered ${RP_FILTER_WORDS[change.now] ?? '?'} from now on`, { component: 'host', rpFilter: change.now, was: change.was });
+    }, RP_FILTER_CHECK_MS);
+    rpFilterTimer.unref();
     // Models are applied one at a time, the newest winning, whole between two batches; then the
     // kernel's routes are read asynchronously (no `ip` call blocks the forwarding thread) and the
     // model is applied again only if a node's underlay next hop moved.
@@ -1520,6 +1544,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         abortStart.abort(); // a start still waiting for the datastore (on the cached model)
         clearTimeout(retryStart);
         routeTable.stop();
+        clearInterval(rpFilterTimer);
         clearTimeout(respawnTimer);
         // First what needs no forwarding to stop: the engine and the workers forward on meanwhile
         // (on the last model applied), so a restart loses packets only from the moment they stop

@@ -549,6 +549,7 @@ export class Engine {
     const sports = opts.vxlanSourcePorts ?? readLocalPortRange();
     this.pipe.setVxlanSourcePorts(sports[0], sports[1]);
     this.pipe.rpFilter = opts.rpFilter ?? readTunnelRpFilter();
+    this.rpFilterGiven = opts.rpFilter !== undefined;
     this.pipe.natToNodes = this.natToNodes;
     this.pipe.allowVxlanFromPods = opts.allowVxlanFromPods ?? false;
     this.pipe.allowIpipFromPods = opts.allowIpipFromPods ?? false;
@@ -745,6 +746,32 @@ export class Engine {
    * pipeline's drop of pods' own tunnel packets at once; natOutgoingExclusions with the next
    * apply (the caller applies the model again: the next hops' NAT flags are computed there).
    */
+  /** rp_filter given in the options (not the node's, never read again). */
+  private rpFilterGiven = false;
+  /** The last change of the node's rp_filter seen while running (status). */
+  private rpFilterChange: { at: string; was: number } | null = null;
+
+  /**
+   * The node's rp_filter (net.ipv4.conf all/default) read again, as at start: a new value is in
+   * force in this pipeline at once and returned with the old one (the caller tells the other
+   * forwarding threads: setRpFilter); null when it did not change (or was given in the options).
+   * An unreadable value throws, naming the file: the value in force stays.
+   */
+  rereadRpFilter(dir?: string): { was: number; now: number } | null {
+    if (this.rpFilterGiven) return null;
+    const now = readTunnelRpFilter(dir);
+    const was = this.pipe.rpFilter;
+    if (now === was) return null;
+    this.setRpFilter(now);
+    this.rpFilterChange = { at: new Date().toISOString(), was };
+    return { was, now };
+  }
+
+  /** Reverse-path filtering of decapsulated IPv4 from now on (0 off, 1 strict, 2 loose). */
+  setRpFilter(v: number): void {
+    this.pipe.rpFilter = v;
+  }
+
   setFelixOptions(o: { natToNodes?: boolean; allowVxlanFromPods?: boolean; allowIpipFromPods?: boolean }): void {
     if (o.natToNodes !== undefined) this.natToNodes = this.pipe.natToNodes = o.natToNodes;
     if (o.allowVxlanFromPods !== undefined) this.pipe.allowVxlanFromPods = o.allowVxlanFromPods;
@@ -2538,6 +2565,8 @@ export class Engine {
       tunnelsOn: this.underlay ? this.tunnelsOnText() : null,
       // reverse-path filtering of decapsulated IPv4 (0 off, 1 strict, 2 loose: rp-filter.ts)
       rpFilter: this.pipe.rpFilter,
+      // the last change of it read while running (net.ipv4.conf all/default changed): when, from what
+      rpFilterChange: this.rpFilterChange,
       failures: { ...this.failures },
       vtep: m ? { ip: m.node.vtepIp !== null ? formatIpv4(m.node.vtepIp) : null, mac: m.node.vtepMac } : null,
       uptimeSeconds: Math.round((Date.now() - this.started) / 1000),

@@ -6,7 +6,8 @@
  * {type:'pod-mac', ifname, mac} (a TAP or veth pod's MAC the main engine learned: EngineOptions.onPodMac) |
  * {type:'shared-open', ifname} (the main engine (re)opened a TAP/TUN pod's device: EngineOptions.onSharedOpen) |
  * {type:'counters', id} | {type:'snapshot', id} (metrics) | {type:'log-level', level} |
- * {type:'felix-options', options} (Felix settings changed live: Engine.setFelixOptions; the model follows) | {type:'stop'},
+ * {type:'felix-options', options} (Felix settings changed live: Engine.setFelixOptions; the model follows) |
+ * {type:'rp-filter', value} (the node's rp_filter changed: Engine.setRpFilter) | {type:'stop'},
  * and the trace/capture sessions of taps.ts.
  */
 import type { NeighborTimings } from './neighbors';
@@ -58,7 +59,7 @@ if (parentPort) {
     onNeighbor6: (ip6, mac, announced) => port.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }),
   });
   const taps = serveTaps(engine, (m, transfer) => port.postMessage(m, transfer));
-  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel; local?: LocalAddresses; options?: Parameters<Engine['setFelixOptions']>[0] }) => {
+  port.on('message', (msg: { type: string; model?: never; kernelRoutes?: KernelRoute4[]; ip?: number; ip6?: string; ifname?: string; mac?: number[]; announced?: boolean; id?: number; level?: LogLevel; local?: LocalAddresses; options?: Parameters<Engine['setFelixOptions']>[0]; value?: number }) => {
     try {
       if (taps(msg)) return;
       if (msg.type === 'model') applyWorkerModel(engine, msg as unknown as WorkerModelMessage);
@@ -71,6 +72,7 @@ if (parentPort) {
       else if (msg.type === 'snapshot') port.postMessage({ type: 'snapshot', id: msg.id, snapshot: engine.metricsSnapshot(), readiness: engine.readiness() });
       else if (msg.type === 'log-level') log.level = msg.level!;
       else if (msg.type === 'felix-options') engine.setFelixOptions(msg.options!);
+      else if (msg.type === 'rp-filter') engine.setRpFilter(msg.value!);
       else if (msg.type === 'stop') {
         engine.stop();
         port.close();

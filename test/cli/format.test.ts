@@ -61,6 +61,7 @@ test('rpFilterText: the rp_filter podway applies to decapsulated sources, on sta
   assert.match(rpFilterText(2), /^; rp_filter 2 \(loose;/);
   assert.match(rpFilterText(0), /^; rp_filter 0 \(off;/);
   assert.is(rpFilterText(undefined), '');
+  assert.match(rpFilterText(0, { at: '2026-12-07T00:00:00.000Z', was: 1 }), /^; rp_filter 0 \(off; martian and own sources dropped at any setting; was 1 until 2026-12-07T00:00:00\.000Z\)$/);
 });
 
 test.run();

@@ -57,4 +57,40 @@ test('the engine reads its namespace\'s values at start into the pipeline', asyn
   });
 });
 
+test('read again while running (Engine.rereadRpFilter): a change is in force at once and in status; none: null; an unreadable value throws naming the file, the value kept; a given value is never read again', async () => {
+  await withNetns(['rpf2'], async ([N]) => {
+    const dist = path.resolve(__dirname, '../../src/dataplane');
+    const script = [
+      "const fs = require('node:fs');",
+      "const put = (which, v) => fs.writeFileSync(`/proc/sys/net/ipv4/conf/${which}/rp_filter`, String(v));",
+      "put('all', 0); put('default', 1);",
+      `const { Engine } = require(${JSON.stringify(path.join(dist, 'engine'))});`,
+      `const { MemoryIO } = require(${JSON.stringify(path.join(dist, 'memory-io'))});`,
+      'const e = new Engine({ io: new MemoryIO(), manageHost: false });',
+      'const out = { start: e.pipe.rpFilter, same: e.rereadRpFilter() };',
+      "put('default', 0);",
+      'out.off = e.rereadRpFilter(); out.offPipe = e.pipe.rpFilter; out.change = e.status().rpFilterChange;',
+      "put('all', 2);",
+      'out.loose = e.rereadRpFilter();',
+      "const bad = fs.mkdtempSync(require('node:path').join(require('node:os').tmpdir(), 'pw-felix2-rp-')); fs.mkdirSync(bad + '/all'); fs.writeFileSync(bad + '/all/rp_filter', 'x');",
+      "try { e.rereadRpFilter(bad); } catch (err) { out.bad = err.message.replace(bad, 'DIR'); } fs.rmSync(bad, { recursive: true });",
+      'out.kept = e.pipe.rpFilter;',
+      "const g = new Engine({ io: new MemoryIO(), manageHost: false, rpFilter: 1 }); put('all', 0); out.given = [g.rereadRpFilter(), g.pipe.rpFilter];",
+      'console.log(JSON.stringify(out));',
+      'process.exit(0);',
+    ].join('\n');
+    const got = JSON.parse(N.exec(process.execPath, ['-e', script], { timeoutMs: 60_000 }).trim().split('\n').pop()!);
+    assert.is(got.start, 1);
+    assert.is(got.same, null, 'unchanged: nothing to say');
+    assert.equal(got.off, { was: 1, now: 0 });
+    assert.is(got.offPipe, 0, 'in force in the pipeline');
+    assert.is(got.change.was, 1, 'status names the last change');
+    assert.ok(!Number.isNaN(Date.parse(got.change.at)), 'and when');
+    assert.equal(got.loose, { was: 0, now: 2 }, '`all` is read too');
+    assert.match(got.bad, /^DIR\/all\/rp_filter: "x" is not an rp_filter value/);
+    assert.is(got.kept, 2, 'an unreadable value keeps the one in force');
+    assert.equal(got.given, [null, 1], 'a value given in the options stays');
+  });
+});
+
 test.run();

@@ -240,7 +240,7 @@ function checkShape(m: NodeDataplaneModel, node: string): void {
   list(m.endpoints, 'model.endpoints', (o, p) => fields(o, p, { key: str, interfaceName: str, interfaceType: str, interfaceNetns: orNull(str), ips: arrayOf(u32), cidrs: arrayOf(str), mac }));
   list(m.routes, 'model.routes', (o, p) => fields(o, p, { cidr: str, addr: u32, prefixLen: int(0, 32), kind: oneOf('local', 'blackhole', 'vxlan', 'ipip', 'direct', 'host'), class: routeClass, endpoint: orNull(str), node: str, nodeIp: orNull(u32), vtepIp: orNull(u32), vtepMac: mac, pool: orNull(str), mtu }));
   list(m.withheld, 'model.withheld', withheld);
-  list(m.pools, 'model.pools', (o, p) => fields(o, p, { name: str, cidr: str, addr: u32, prefixLen: int(0, 32), blockSize: int(0, 32), encap: oneOf('vxlan', 'ipip', 'none'), crossSubnet: bool, natOutgoing: bool, disabled: bool }));
+  list(m.pools, 'model.pools', (o, p) => fields(o, p, { name: str, cidr: str, addr: u32, prefixLen: int(0, 32), blockSize: int(0, 32), encap: oneOf('vxlan', 'ipip', 'none'), crossSubnet: bool, natOutgoing: bool, disabled: bool }, { tunnelAddr: bool }));
   fields(m.mtu, 'model.mtu', { underlay: mtu, vxlan: mtu, ipip: mtu, pod: mtu });
   fields(m.encap, 'model.encap', { vxlan: bool, ipip: bool });
   const v6 = m.v6;
@@ -248,7 +248,7 @@ function checkShape(m: NodeDataplaneModel, node: string): void {
   list(v6.endpoints, 'model.v6.endpoints', (o, p) => fields(o, p, { interfaceName: str, ips6: arrayOf(str) }));
   list(v6.routes, 'model.v6.routes', (o, p) => fields(o, p, { cidr: str, w: (v) => Array.isArray(v) && v.length === 4 && v.every(u32), prefixLen: int(0, 128), kind: oneOf('local', 'blackhole', 'vxlan', 'direct', 'host'), class: routeClass, endpoint: orNull(str), node: str, nodeIp6: orNull(str), vtepIp6: orNull(str), vtepMac: mac, pool: orNull(str), mtu }));
   list(v6.withheld, 'model.v6.withheld', withheld);
-  list(v6.pools, 'model.v6.pools', (o, p) => fields(o, p, { name: str, cidr: str, blockSize: int(0, 128), encap: oneOf('vxlan', 'none'), crossSubnet: bool, natOutgoing: bool }));
+  list(v6.pools, 'model.v6.pools', (o, p) => fields(o, p, { name: str, cidr: str, blockSize: int(0, 128), encap: oneOf('vxlan', 'none'), crossSubnet: bool, natOutgoing: bool }, { disabled: bool, tunnelAddr: bool }));
   if (m.kernelRoutes) list(m.kernelRoutes, 'model.kernelRoutes', (o, p) => fields(o, p, { cidr: str, via: str, peer: str }));
   if (m.bgpLearned) list(m.bgpLearned, 'model.bgpLearned', (o, p) => fields(o, p, { prefix: str, nextHop: str, peer: str }));
   at = 'model';

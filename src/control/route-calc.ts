@@ -26,6 +26,7 @@ import { deriveVtepMac } from './mac';
 import type { InterfaceType, IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
 import { computeNodeModel6, type NodeModel6 } from './route-calc6';
+import { Selector, type Labels } from './ipam/selector';
 
 /**
  * Felix's route classes (felix/routetable RouteClass, same numbers). When two routes have the same
@@ -132,6 +133,32 @@ export interface PoolModel {
   readonly crossSubnet: boolean;
   readonly natOutgoing: boolean;
   readonly disabled: boolean;
+  /**
+   * The pool calls for a tunnel address of its encapsulation (VXLAN or IPIP) on this node, by the
+   * tunnel join's rules (tunnel-addrs.ts, as calico-node's allocateip): its nodeSelector selects
+   * this node's labels and its allowedUses allow Tunnel; disabled pools included (an address there
+   * is kept), and a selector that cannot be parsed (an address there is kept, none assigned).
+   * False for an unencapsulated pool. In the model so that a nodeSelector edit or a change of the
+   * node's labels is a new model, which `podway run` joins for again (cli/tunnel-join.ts).
+   * Absent in a model cached by an older podway (taken as true).
+   */
+  readonly tunnelAddr?: boolean;
+}
+
+/**
+ * Whether `pool` calls for a tunnel address on a node with `labels` (PoolModel.tunnelAddr),
+ * leaving its encapsulation to the caller.
+ */
+export function poolCallsForTunnel(pool: IPPool, labels: Labels): boolean {
+  const uses = pool.spec.allowedUses;
+  if (uses && uses.length > 0 && !uses.includes('Tunnel')) return false;
+  let selector: Selector;
+  try {
+    selector = new Selector(pool.spec.nodeSelector);
+  } catch {
+    return true; // the join keeps an address of ours there (and takes none)
+  }
+  return selector.matches(labels);
 }
 
 export interface MtuModel {
@@ -257,7 +284,7 @@ function nodeInfoOf(node: ClusterSnapshot['nodes'][number]): NodeInfo {
   };
 }
 
-function poolModelOf(pool: IPPool, cidr: IPv4Cidr): PoolModel {
+function poolModelOf(pool: IPPool, cidr: IPv4Cidr, labels: Labels): PoolModel {
   // Felix: vxlanMode != Never -> VXLAN pool; else ipipMode != Never -> IPIP; else no encapsulation.
   const encap: PoolEncap = pool.spec.vxlanMode !== 'Never' ? 'vxlan' : pool.spec.ipipMode !== 'Never' ? 'ipip' : 'none';
   const mode = encap === 'vxlan' ? pool.spec.vxlanMode : pool.spec.ipipMode;
@@ -271,6 +298,7 @@ function poolModelOf(pool: IPPool, cidr: IPv4Cidr): PoolModel {
     crossSubnet: encap !== 'none' && mode === 'CrossSubnet',
     natOutgoing: pool.spec.natOutgoing,
     disabled: pool.spec.disabled,
+    tunnelAddr: encap !== 'none' && poolCallsForTunnel(pool, labels),
   };
 }
 
@@ -285,10 +313,11 @@ function poolModelOf(pool: IPPool, cidr: IPv4Cidr): PoolModel {
 export function computeNodeModel(snapshot: ClusterSnapshot, nodeName: string, options: RouteCalcOptions = {}): NodeDataplaneModel {
   const underlay = options.underlayMtu ?? DEFAULT_UNDERLAY_MTU;
 
+  const labels = snapshot.nodes.find((n) => n.metadata.name === nodeName)?.metadata.labels ?? {};
   const pools: PoolModel[] = [];
   for (const pool of snapshot.ipPools) {
     const cidr = parseIPv4Cidr(pool.spec.cidr);
-    if (cidr) pools.push(poolModelOf(pool, cidr));
+    if (cidr) pools.push(poolModelOf(pool, cidr, labels));
   }
   const poolContaining = (cidr: IPv4Cidr): PoolModel | undefined =>
     pools.find((p) => cidrContainsCidr({ cidr: p.cidr, addr: p.addr, prefixLen: p.prefixLen }, cidr));

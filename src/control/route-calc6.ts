@@ -24,7 +24,7 @@ import { formatCidr6, parseIp6, mask6Word } from '../lpm/cidr';
 import { deriveVtepMac } from './mac';
 import type { IPPool } from './resources';
 import type { ClusterSnapshot } from './snapshot';
-import { RouteClass, type KernelLearnedRoute, type LearnedRoute, type WithheldRoute } from './route-calc';
+import { poolCallsForTunnel, RouteClass, type KernelLearnedRoute, type LearnedRoute, type WithheldRoute } from './route-calc';
 import { linkLocalOnly6 } from './bgp/learned-routes';
 
 /** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14 (Calico: IPv6 VXLAN MTU = host MTU - 70). */
@@ -67,6 +67,11 @@ export interface PoolModel6 {
   readonly encap: 'vxlan' | 'none';
   readonly crossSubnet: boolean;
   readonly natOutgoing: boolean;
+  /** As PoolModel's (absent in a model cached by an older podway): enabling the pool is a new
+   * model, so a node with no IPv6 VXLAN address (its pools were all disabled) is joined for again. */
+  readonly disabled?: boolean;
+  /** As PoolModel's: the pool calls for an IPv6 VXLAN address on this node (absent: true). */
+  readonly tunnelAddr?: boolean;
 }
 
 export interface NodeModel6 {
@@ -148,7 +153,7 @@ function node6InfoOf(node: ClusterSnapshot['nodes'][number]): Node6Info {
   };
 }
 
-function pool6Of(pool: IPPool, cidr: Cidr6): PoolModel6 {
+function pool6Of(pool: IPPool, cidr: Cidr6, labels: Readonly<Record<string, string>>): PoolModel6 {
   const encap = pool.spec.vxlanMode !== 'Never' ? 'vxlan' : 'none';
   return {
     name: pool.metadata.name,
@@ -157,6 +162,8 @@ function pool6Of(pool: IPPool, cidr: Cidr6): PoolModel6 {
     encap,
     crossSubnet: encap === 'vxlan' && pool.spec.vxlanMode === 'CrossSubnet',
     natOutgoing: pool.spec.natOutgoing,
+    disabled: pool.spec.disabled,
+    tunnelAddr: encap === 'vxlan' && poolCallsForTunnel(pool, labels),
   };
 }
 
@@ -181,11 +188,12 @@ export function cidrsAround6(c: Cidr6, addr: readonly number[], toLen = 128): Ci
  * kernelRoutes).
  */
 export function computeNodeModel6(snapshot: ClusterSnapshot, nodeName: string, underlayMtu: number, podMtu: number, bgp?: { readonly learned: readonly LearnedRoute[] }, kernel?: KernelLearnedRoute[]): NodeModel6 {
+  const labels = snapshot.nodes.find((n) => n.metadata.name === nodeName)?.metadata.labels ?? {};
   const pools: (PoolModel6 & { c: Cidr6 })[] = [];
   for (const pool of snapshot.ipPools) {
     if (!pool.spec.cidr.includes(':')) continue;
     const c = cidr6(pool.spec.cidr);
-    if (c) pools.push({ ...pool6Of(pool, c), c });
+    if (c) pools.push({ ...pool6Of(pool, c, labels), c });
   }
   const poolContaining = (c: Cidr6) => pools.find((p) => contains(p.c, c));
 

@@ -25,6 +25,23 @@ const blocks = [
 const modelFor = (poolSpec: Record<string, unknown>, nodeName = 'node1') =>
   computeNodeModel(snapshotOf(pool('p', '10.244.0.0/16', poolSpec), ...nodes, ...blocks), nodeName);
 
+test('pools: tunnelAddr says whether a pool calls for a tunnel address on this node (nodeSelector against its labels, allowedUses, encapsulated)', () => {
+  const labelled = { ...node('node1', '10.99.0.1/24'), metadata: { name: 'node1', labels: { zone: 'a' } } };
+  const snap = snapshotOf(
+    pool('sel-a', '10.10.0.0/24', { vxlanMode: 'Always', nodeSelector: 'zone == "a"' }),
+    pool('sel-b', '10.11.0.0/24', { vxlanMode: 'Always', nodeSelector: 'zone == "b"' }),
+    pool('ipip-all', '10.12.0.0/24', { ipipMode: 'CrossSubnet', disabled: true }),
+    pool('workload-only', '10.13.0.0/24', { vxlanMode: 'Always', allowedUses: ['Workload'] }),
+    pool('plain', '10.14.0.0/24', {}),
+    pool('v6-sel-a', 'fd00:10::/64', { vxlanMode: 'Always', nodeSelector: 'zone == "a"' }),
+    pool('v6-sel-b', 'fd00:11::/64', { vxlanMode: 'Always', nodeSelector: 'zone == "b"', disabled: true }),
+    labelled,
+  );
+  const m = computeNodeModel(snap, 'node1');
+  assert.equal(m.pools.map((p) => [p.name, p.tunnelAddr]), [['sel-a', true], ['sel-b', false], ['ipip-all', true], ['workload-only', false], ['plain', false]]);
+  assert.equal(m.v6.pools.map((p) => [p.name, p.tunnelAddr, p.disabled]), [['v6-sel-a', true, false], ['v6-sel-b', false, true]]);
+});
+
 test('example two-node VXLAN file: full model for node1', () => {
   const file = path.join(EXAMPLES_DIR, 'two-node-vxlan.yaml');
   const model = computeNodeModel(parseClusterYaml(readFileSync(file, 'utf8'), file), 'node1');
@@ -48,7 +65,7 @@ test('example two-node VXLAN file: full model for node1', () => {
   assert.equal(model.withheld, []);
   assert.equal(model.mtu, { underlay: 1500, vxlan: 1450, ipip: 1480, pod: 1450 });
   assert.equal(model.encap, { vxlan: true, ipip: false });
-  assert.equal(model.pools, [{ name: p, cidr: '10.244.0.0/16', addr: ip('10.244.0.0'), prefixLen: 16, blockSize: 26, encap: 'vxlan', crossSubnet: false, natOutgoing: true, disabled: false }]);
+  assert.equal(model.pools, [{ name: p, cidr: '10.244.0.0/16', addr: ip('10.244.0.0'), prefixLen: 16, blockSize: 26, encap: 'vxlan', crossSubnet: false, natOutgoing: true, disabled: false, tunnelAddr: true }]);
 });
 
 test('route classes follow Felix: local < VXLAN same-subnet < VXLAN tunnel < IPIP same-subnet < IPIP tunnel < no-encap < blackhole < BGP', () => {

@@ -7,7 +7,7 @@
  * environment, then the embedded store). Values are written as Calico writes them (v3-store.ts),
  * so calicoctl on the same etcd reads them, and podway reads what calicoctl wrote.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { kindFromArgument as kindOfWord, kindInfo, KindInfo, KINDS, peekIdentity } from '../control/calico-kinds';
 import { openKvStore } from '../control/kv/open';
@@ -136,7 +136,7 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
         if (verb === 'apply') await applyResource(kv, r.object, options);
         else if (verb === 'create') await createResource(kv, r.object, options);
         else if (verb === 'replace') await replaceResource(kv, r.object, options);
-        else await deleteAndReport(kv, identityOf(r.object, o.namespace), requestedRevision(r.object), err);
+        else await deleteAndReport(kv, spec, identityOf(r.object, o.namespace), requestedRevision(r.object), err);
         done++;
       } catch (e) {
         // Skipped resources count as handled, as calicoctl counts them; stderr says which.
@@ -193,14 +193,40 @@ function describeReport(what: string, r: DeleteReport): string {
 }
 
 /** Deletes one resource; a Node or IPPool with its IPAM state and endpoints (control/resource-delete.ts), reported on `err`. */
-async function deleteAndReport(kv: KvStore, id: Identity, revision: number | undefined, err: Out): Promise<void> {
-  if (id.info.kind === 'Node') {
-    const sock = await nodeRunsHere(id.name);
-    if (sock) err(`warning: podway run of node ${id.name} answers on ${sock}: it will register the node again; stop it first to decommission the node\n`);
-  }
+async function deleteAndReport(kv: KvStore, spec: DatastoreSpec, id: Identity, revision: number | undefined, err: Out): Promise<void> {
+  const sock = id.info.kind === 'Node' ? await nodeRunsHere(id.name) : null;
+  if (sock) err(`warning: podway run of node ${id.name} answers on ${sock}: it will register the node again; stop it first to decommission the node\n`);
   const report = await deleteWithCleanup(kv, id, revision);
   if (report) err(describeReport(describeIdentity(id), report));
   if (id.info.kind === 'Node' && report && report.endpoints.length > 0) err(`${liveNodeWarning(id.name, report)}\n`);
+  if (id.info.kind === 'Node' && report) removeDeletedNodeCache(id.name, spec, sock !== null, err);
+}
+
+/**
+ * The deleted Node's model cache on this host (podway run's default file, model-cache.ts):
+ * removed, so that the next start of a node of that name here does not forward on the deleted
+ * Node's state (nor announce its blocks with --bgp) until the datastore answers (docs/failures.md,
+ * "A deleted Node's cache while etcd does not answer at all"). Only a cache of that node from this
+ * datastore (etcd: the other datastores have none); one of another datastore, damaged or of
+ * another format is left as it is (a start ignores it, saying why). A --model-cache FILE elsewhere
+ * is not known here: said in docs/cli.md.
+ */
+function removeDeletedNodeCache(node: string, spec: DatastoreSpec, running: boolean, err: Out): void {
+  const mc = require('./model-cache') as typeof import('./model-cache');
+  const ds = mc.datastoreIdentity(spec);
+  if (ds === null) return;
+  const file = mc.defaultModelCachePath(node);
+  const cached = mc.readModelCache(file, node, ds);
+  if (cached === 'none' || 'refused' in cached) return;
+  const written = `written for Node ${node} ${mc.nodeIdentityText(cached.nodeIdentity)}, its model applied at ${cached.appliedAt.toISOString()}`;
+  try {
+    unlinkSync(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    err(`warning: node ${node}'s model cache ${file} (${written}) could not be removed: ${(e as Error).message}; remove it, or a start of ${node} here while the datastore does not answer forwards on the deleted Node's state\n`);
+    return;
+  }
+  err(`removed node ${node}'s model cache ${file} (${written}): a start of ${node} on this host waits for the datastore instead of forwarding on it${running ? `; its podway run, still running here, writes it again with its next model: stop it, then remove the file` : ''}\n`);
 }
 
 /**
@@ -443,7 +469,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
       const id: Identity = { info, name: nameArg, namespace: info.namespaced ? o.namespace : undefined };
       await withKv(ds, async (kv) => {
         try {
-          await deleteAndReport(kv, id, undefined, err);
+          await deleteAndReport(kv, ds, id, undefined, err);
         } catch (e) {
           // `get wep` shows WORKLOAD, not the NAME delete takes (as calicoctl: NAME is in -o wide)
           if (!o.skipNotExists && e instanceof ResourceError && e.reason === 'not-found' && info.kind === 'WorkloadEndpoint') {

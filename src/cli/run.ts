@@ -480,8 +480,11 @@ export async function runNode(opts: RunOptions): Promise<void> {
     });
     clock.mark('control socket');
     // The installed CNI config sending this node's pods to another datastore: said once, here
-    // (before the datastore wait), and in status while it lasts.
-    for (const c of cniConf()) log.warn(c.message, { component: 'cni', file: c.file, field: c.field, cniDatastore: c.datastore });
+    // (before the datastore wait; with etcd on both sides once their endpoints said which cluster
+    // they serve, at most CLUSTER_ID_TIMEOUT_MS later), and in status while it lasts.
+    void cniConfCheck.askClusterIds().then((found) => {
+      for (const c of found) log.warn(c.message, { component: 'cni', file: c.file, field: c.field, cniDatastore: c.datastore });
+    });
     if (leftBehind) log.warn(`the previous podway run on this node ended uncleanly (killed or crashed): its control socket ${sock} was left behind; this run takes over what it left (pod routes, learned routes, nftables tables)`);
     // READY=1 with the same report /readyz answers from, looked at every second.
     notifier?.start(async () => {

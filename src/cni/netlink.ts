@@ -220,3 +220,26 @@ export function podRoutes(netns: string): RouteJson[] {
 export function podRoutes6(netns: string): RouteJson[] {
   return JSON.parse(podIp(netns, ['-j', '-6', 'route', 'show', 'table', 'main'])) as RouteJson[];
 }
+
+/** A link's index and, for a veth, its peer's index (in the peer's namespace); tap/tun: its alternative names. */
+export interface LinkIndex {
+  readonly ifindex: number;
+  readonly peer: number | null;
+  readonly altnames: readonly string[];
+}
+
+interface LinkShowJson { ifindex: number; link_index?: number; altnames?: string[] }
+
+/** `name` in this namespace (netns null) or in `netns`, or null when it does not exist. */
+export function linkIndex(netns: string | null, name: string): LinkIndex | null {
+  let out: string;
+  try {
+    out = netns === null ? run('ip', ['-j', 'link', 'show', 'dev', name]) : podIp(netns, ['-j', 'link', 'show', 'dev', name]);
+  } catch (e) {
+    if (missingDevice(e)) return null;
+    throw e;
+  }
+  const [l] = JSON.parse(out) as LinkShowJson[];
+  if (!l) return null;
+  return { ifindex: l.ifindex, peer: typeof l.link_index === 'number' ? l.link_index : null, altnames: l.altnames ?? [] };
+}

@@ -299,6 +299,8 @@ interface EarlierAttachment {
   readonly ips: string[];
   readonly interfaceName: string;
   readonly mac: string | null;
+  /** A tap/tun endpoint's namespace (its interface-netns annotation); null for a veth. */
+  readonly netns: string | null;
 }
 
 /**
@@ -322,7 +324,36 @@ async function earlierAttachment(kv: KvStore, conf: NetConf, env: CniEnv, id: Po
     const ipam = ipamOn(kv);
     for (const ip of ips) if ((await ipam.allocationOf(ip))?.handleId !== handle) return null;
   }
-  return { ips, interfaceName: spec.interfaceName, mac: typeof spec.mac === 'string' ? spec.mac : null };
+  const netns = typeof ann[INTERFACE_NETNS_ANNOTATION] === 'string' ? ann[INTERFACE_NETNS_ANNOTATION] : null;
+  return { ips, interfaceName: spec.interfaceName, mac: typeof spec.mac === 'string' ? spec.mac : null, netns };
+}
+
+/** A first ADD whose CNI_IFNAME is already in CNI_NETNS (code 4): nothing there is touched. */
+function ifnameTaken(env: CniEnv): CniError {
+  return new CniError(CNI_CODES.INVALID_ENV, `ADD ${env.containerId}: CNI_IFNAME ${env.ifname} already exists in CNI_NETNS ${env.netns} (another attachment's interface, or one made by hand): left as it is, nothing made`);
+}
+
+/**
+ * Why a repeated ADD may not remake CNI_IFNAME in CNI_NETNS, or null when it may. A veth: the pod's
+ * interface must be the peer of this container's host veth `interfaceName`, each end naming the
+ * other's index (one side alone is not enough: every namespace's first interface is index 2); a
+ * host veth whose pod end is elsewhere is the first ADD's, in another namespace. A tap/tun
+ * device: the one there must carry this container's altname, and the namespace be the one its
+ * endpoint names. Nothing there and no host veth: nothing of anyone's is in the way.
+ */
+function notThisContainers(env: CniEnv, conf: NetConf, interfaceName: string, earlierNetns: string | null): string | null {
+  const where = `CNI_IFNAME ${env.ifname} in CNI_NETNS ${env.netns}`;
+  const pod = netlink.linkIndex(env.netns, env.ifname);
+  if (conf.interfaceType === 'veth') {
+    const host = netlink.linkIndex(null, interfaceName);
+    if (pod && host && pod.peer === host.ifindex && host.peer === pod.ifindex) return null;
+    if (pod) return `${where} is not this container's interface (${host ? `not the peer of its host veth ${interfaceName}` : `its host veth ${interfaceName} is gone, and a veth's ends go together`}): another pod's?`;
+    if (host) return `${where} does not exist, and this container's host veth ${interfaceName} has its pod end elsewhere: in the namespace its first ADD gave`;
+    return null;
+  }
+  if (pod && !pod.altnames.includes(interfaceName)) return `${where} is not this container's ${conf.interfaceType} device (it has no altname ${interfaceName})`;
+  if (earlierNetns !== null && earlierNetns !== endpointNetns(env.netns)) return `this container's ${conf.interfaceType} device ${interfaceName} is in ${earlierNetns} (its first ADD's CNI_NETNS), not in ${env.netns}`;
+  return null;
 }
 
 /**
@@ -532,6 +563,11 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
           link = netlink.podLink(env.netns, env.ifname);
           if (conf.interfaceType === 'veth') host = { name: interfaceName, mac: netlink.HOST_MAC };
         } else {
+          // Only what is this container's own goes: a repeated ADD naming another CNI_NETNS (or
+          // CNI_IFNAME) than its first would otherwise delete another pod's interface there, and
+          // cut this container's first one off (review: hostile, HIGH 1).
+          const foreign = notThisContainers(env, conf, interfaceName, earlier.netns);
+          if (foreign) throw new CniError(CNI_CODES.INVALID_ENV, `ADD ${env.containerId}: ${foreign}; nothing was changed (a repeated ADD must name the CNI_NETNS and CNI_IFNAME of the container's first ADD; DEL the container to move it)`);
           netlink.deletePodLink(env.netns, env.ifname);
           if (conf.interfaceType === 'veth') netlink.deleteHostLink(interfaceName);
         }
@@ -549,6 +585,12 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
           // Calico replaces it too. Deleted only when it is in the way, so the usual ADD costs one
           // `ip` process less.
           if (!netlink.alreadyExists(e)) throw e;
+          // CNI_IFNAME already in the pod's namespace (the kernel's "File exists" names neither):
+          // not ours to replace, whatever the host veth.
+          if (netlink.podLink(env.netns, env.ifname)) {
+            undo.pop(); // a host veth of that name is not this ADD's either
+            throw ifnameTaken(env);
+          }
           // Not when it is this very container's other attachment (a second podway network, or
           // another CNI_IFNAME): the name comes from the container (k8s: the pod) alone, so replacing
           // it would cut that attachment off and leave two endpoints naming one veth.
@@ -566,6 +608,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         if (why) process.stderr.write(`podway: SCTP segmentation offload left on for ${env.ifname}: ${why}\n`);
       } else {
         interfaceName = podDeviceName(conf.interfaceType, id, env.containerId);
+        // Checked before: the undo below deletes CNI_IFNAME, which must then be this ADD's.
+        if (netlink.podLink(env.netns, env.ifname)) throw ifnameTaken(env);
         undo.push(() => netlink.deletePodLink(env.netns, env.ifname));
         netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName);
       }

@@ -247,3 +247,39 @@ function fileNetworks(file: string, node: string): NamedNetwork[] {
   });
   return out;
 }
+
+/**
+ * The IPAM lock files (`ipam_lock_file`) of this node's podway networks in `dir`, sorted: what
+ * podway run holds while it holds orphan pods' addresses (cli/orphan-holds.ts), so that it takes
+ * turns with the plugin's ADDs (the lock is the host's, whatever datastore a network names). None
+ * there: the plugin's default.
+ */
+export function cniIpamLockFiles(dir: string, node: string, fallback: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => /\.(conflist|conf|json)$/.test(n)).sort();
+  } catch {
+    return [fallback];
+  }
+  const found = new Set<string>();
+  for (const name of names) {
+    const file = join(dir, name);
+    let conf: Record<string, unknown>;
+    try {
+      if (statSync(file).size > MAX_CONF_BYTES) continue;
+      conf = JSON.parse(readFileSync(file, 'utf8'));
+    } catch {
+      continue;
+    }
+    if (typeof conf !== 'object' || conf === null) continue;
+    const plugins = Array.isArray(conf.plugins) ? conf.plugins as unknown[] : [conf];
+    for (const p of plugins) {
+      if (typeof p !== 'object' || p === null || (p as Record<string, unknown>).type !== 'podway') continue;
+      const plugin = p as Record<string, unknown>;
+      if (typeof plugin.nodename === 'string' && plugin.nodename !== '' && plugin.nodename !== node) continue;
+      const lock = plugin.ipam_lock_file;
+      found.add(typeof lock === 'string' && lock.startsWith('/') ? lock : fallback);
+    }
+  }
+  return found.size === 0 ? [fallback] : [...found].sort();
+}

@@ -27,7 +27,7 @@ import { etcdCaCertOption, etcdCertOption, etcdKeyOption, EtcdTlsFlags, envWithE
 import { FILE_DATASTORE_READ_ONLY, withKv } from './resources-cmd';
 import { controlRequest, defaultControlPath } from '../dataplane/control-client';
 import { orphanPodLine, type OrphanPodAddress } from '../dataplane/orphan-pods';
-import { ORPHAN_HANDLE_PREFIX } from '../cni/orphan-hold';
+import { ORPHAN_HANDLE_PREFIX } from '../control/ipam/orphan-holds';
 
 /** How podway run found an orphan pod's address (orphan-pods.ts), passed on to the line. */
 const ORPHAN_SOURCES: ReadonlySet<string> = new Set(['route', 'pod', 'deleted']);
@@ -334,8 +334,8 @@ function orphanAllocationText(f: OrphanPodFinding): string {
   const a = f.allocation;
   if (a === null) return 'IPAM here has no allocation of it: it may hand it out to a new pod';
   const holder = a.handle ? `handle ${a.handle}` : 'no handle';
-  // held by podway's CNI ADD on the node so that no pod is given it (cni/orphan-hold.ts)
-  if (a.handle?.startsWith(ORPHAN_HANDLE_PREFIX) && a.owners.length === 0) return `IPAM here holds it for ${holder}, which podway's CNI on the node took so no new pod is given it; released by the node's next ADD once the interface is gone`;
+  // held by podway run or the CNI ADD on the node so that no pod is given it (control/ipam/orphan-holds.ts)
+  if (a.handle?.startsWith(ORPHAN_HANDLE_PREFIX) && a.owners.length === 0) return `IPAM here holds it for ${holder}, which podway on the node took so no new pod is given it; released by podway there once the interface is gone`;
   return a.owners.length ? `IPAM here gives it to ${a.owners.join(', ')} (${holder}): two pods with one address` : `IPAM here holds it for ${holder}, used by no endpoint`;
 }
 
@@ -696,7 +696,11 @@ export async function releaseChecked(kv: KvStore, o: Pick<ReleaseOpts, 'ip' | 'h
     // Not allocated at the check: not released even if an ADD has taken it since.
     if (!seen) { notAllocated.push(ip); continue; }
     const r = await ipam.releaseIfUnchanged(ip, { handle: seen.handle, sequenceNumber: seen.sequenceNumber, attributes: seen.attributes });
-    if (r.outcome === 'released') out(`Successfully released IP address ${ip}\n`);
+    if (r.outcome === 'released') {
+      out(`Successfully released IP address ${ip}\n`);
+      const note = orphanHoldNote(seen);
+      if (note) err(`podway: note: ${ip}: ${note}\n`);
+    }
     else if (r.outcome === 'not-allocated') notAllocated.push(ip); // released by someone else meanwhile
     else { err(`podway: ${ip} was reassigned since the check; not released (${r.reason})\n`); changed++; }
   }
@@ -747,6 +751,8 @@ async function releaseHandleChecked(kv: KvStore, ipam: Ipam, handleIn: string, j
     changed++;
   }
   out(`Successfully released ${released.length} IP address(es) of handle ${handleIn}${released.length ? `: ${released.join(', ')}` : ''}\n`);
+  const note = released.length > 0 ? orphanHoldNote(judged[0]!) : null;
+  if (note) err(`podway: note: ${released.join(', ')}: ${note}\n`);
   return changed > 0 ? RELEASE_CHANGED_SINCE_CHECK : 0;
 }
 
@@ -834,6 +840,18 @@ async function releaseFromReports(o: ReleaseOpts, out: Out): Promise<void> {
   });
 }
 
+/**
+ * What releasing a hold of an orphan pod's address (control/ipam/orphan-holds.ts) means: the
+ * operator's release stands (the node's podway does not hold it again while the pod keeps it), and
+ * IPAM may now give it to another pod. Null for any other allocation.
+ */
+function orphanHoldNote(a: { readonly handle: string | null; readonly attributes?: Readonly<Record<string, string>> }): string | null {
+  if (!a.handle?.startsWith(ORPHAN_HANDLE_PREFIX)) return null;
+  const node = a.attributes?.node ?? '?';
+  const ifname = a.attributes?.interface ?? a.handle.slice(ORPHAN_HANDLE_PREFIX.length + node.length + 1);
+  return `a pod on node ${node} (interface ${ifname}) held this address, no endpoint naming it; released as asked: podway on ${node} will not hold it again while that interface has it, and IPAM may give it to another pod (two pods, one address) until that pod is removed`;
+}
+
 /** Releases the report's leaked addresses that are still the same allocation and still unused. */
 async function releaseLeakedIps(ipam: Ipam, audit: IpamAudit, leaked: Iterable<AuditedAllocation>, graceMs: number, out: Out): Promise<void> {
   const list = [...leaked];
@@ -851,7 +869,12 @@ async function releaseLeakedIps(ipam: Ipam, audit: IpamAudit, leaked: Iterable<A
     else if (cur.state === 'recent') why = `allocated less than ${formatDuration(graceMs)} ago`;
     if (why === null) {
       const r = await ipam.releaseIfUnchanged(a.ip, { handle: a.handle, sequenceNumber: a.sequenceNumber, attributes: a.attributes });
-      if (r.outcome === 'released') { out(`  released ${a.ip} (handle ${a.handle ?? '<none>'})\n`); released++; continue; }
+      if (r.outcome === 'released') {
+        const note = orphanHoldNote(a);
+        out(`  released ${a.ip} (handle ${a.handle ?? '<none>'})${note ? `: ${note}` : ''}\n`);
+        released++;
+        continue;
+      }
       why = r.outcome === 'not-allocated' ? 'not allocated any more' : r.reason!;
     }
     out(`  skipped ${a.ip}: ${why}\n`);

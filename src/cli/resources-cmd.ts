@@ -236,7 +236,7 @@ function removeDeletedNodeCache(node: string, spec: DatastoreSpec, running: bool
 export function liveNodeWarning(node: string, r: DeleteReport): string {
   const eps = r.endpoints.slice(0, 5).join(', ') + (r.endpoints.length > 5 ? `, and ${r.endpoints.length - 5} more` : '');
   return `warning: node ${node} looked alive: it had ${r.endpoints.length} WorkloadEndpoint(s) (${eps}). Pods still running there keep their addresses, which IPAM now has free: `
-    + `a podway run still running on ${node} removes their routes, lists them as \`orphan pod:\` in its status and metrics, and its CNI ADD holds those addresses back from new pods on ${node} (docs/ipam.md), but another node's IPAM may still give them out. `
+    + `a podway run still running on ${node} removes their routes, lists them as \`orphan pod:\` in its status and metrics and holds those addresses in IPAM for ${node} (docs/ipam.md); with no podway run there, its CNI ADD holds them at its next pod, and until then another node's IPAM may give them out. `
     + `Remove those pods on ${node} (their CNI DEL, e.g. podman rm) and stop its podway run to decommission it; to keep the node, re-create its pods after podway run registers it again`;
 }
 

@@ -27,7 +27,7 @@ import { ageText, guardSummary } from './format';
 import { VXLAN_PORT } from '../packet/vxlan';
 import { formatIpv4 } from '../packet/ipv4';
 import { canonicalIpv6 } from '../packet/ipv6';
-import { CniConfCheck, DEFAULT_CNI_CONF_DIR } from './cni-conf-check';
+import { CniConfCheck, cniIpamLockFiles, DEFAULT_CNI_CONF_DIR } from './cni-conf-check';
 import { KernelRoutes } from '../dataplane/kernel-routes';
 import { findUnderlay, readHostAtStart, readKernelRoutesSync, underlayNextHops, KernelRoute4 } from '../dataplane/host';
 import { LEARNED_ROUTE_METRIC, LEARNED_ROUTE_PROTO } from '../dataplane/host-programmer';
@@ -151,6 +151,8 @@ export interface RunOptions {
   cniPendingDelDir?: string;
   /** The CNI config dir whose podway networks must name this run's datastore (cni-conf-check.ts; default /etc/cni/net.d). */
   cniConfDir?: string;
+  /** How often podway run looks again at the orphan pod addresses it holds in IPAM (orphan-holds.ts; tests). */
+  orphanHoldIntervalMs?: number;
   /** How often that spool is looked at besides start and reconnects (ms; default 60 s). */
   cniPendingDelIntervalMs?: number;
   /** How long a local endpoint waits for its missing interface before status names it (default 5 min). */
@@ -958,6 +960,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // The engine's onUnderlayRoutes, once the apply loop (applyLatest) is there: a notice before it is
     // not lost, the first apply reads the kernel routes itself.
     let onUnderlayRoutes: () => void = () => {};
+    // Orphan pod addresses (a pod interface holding an address no endpoint names) held in IPAM as
+    // soon as the engine finds them (orphan-holds.ts): on the datastores with IPAM, not a file:.
+    let orphanHolder: import('./orphan-holds').OrphanHolder | null = null;
     const eng = new Engine({
       addressAdvice, addressAdvice6,
       batch: opts.batch, ringVersion: opts.ringVersion, underlayRingMb: opts.underlayRingMb, qdiscBypass: opts.qdiscBypass, gro: opts.gro, txGso: opts.txGso, txSocket: opts.txSocket, backpressure: opts.backpressure, rxSuper: opts.rxSuper, rxMerge: opts.rxMerge, scatterRx: opts.scatterRx, podSuper: opts.podSuper, neighbor: opts.neighbor, neighborQueue: opts.neighborQueue, log,
@@ -981,8 +986,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // a kernel route towards another node came or went (a BGP-learned /32 via a ToR once the
       // host programmer wrote it, one added by hand): set once the apply loop below exists
       onUnderlayRoutes: () => onUnderlayRoutes(),
+      onOrphans: () => orphanHolder?.kick(),
     });
     engine = eng;
+    if (spec.kind !== 'file') {
+      const { OrphanHolder } = require('./orphan-holds') as typeof import('./orphan-holds');
+      const { DEFAULT_IPAM_LOCK_FILE } = require('../cni/config') as typeof import('../cni/config');
+      const locks = cniIpamLockFiles(cniConfDir, opts.node, DEFAULT_IPAM_LOCK_FILE);
+      orphanHolder = new OrphanHolder(opts.node, spec, locks, { list: () => eng.orphanList(), scanComplete: () => eng.orphanScanComplete() }, { info: (m) => dsLog.info(m), warn: (m) => dsLog.warn(m) }, opts.orphanHoldIntervalMs);
+      orphanHolder.start();
+    }
     const broadcast = (msg: object) => { for (const w of workers) w.postMessage(msg); };
     // Where the workers were last told tunnels are read (worker-model.ts): a rejected model may
     // still have moved the main engine's (applyLatest).
@@ -1558,7 +1571,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // Its store closed after it (a look under way still uses it).
         const monitorStopped = (monitor?.stop() ?? Promise.resolve()).then(() => nodeAddresses?.close()).catch(() => undefined);
         // A replay's lock wait is aborted; an etcd call under way is waited for at most 5 s, as the others.
-        const replayStopped = replayer ? Promise.race([replayer.stop(), new Promise((r) => setTimeout(r, 5000).unref())]) : Promise.resolve();
+        const replayStopped = Promise.race([Promise.all([replayer?.stop(), orphanHolder?.stop()]), new Promise((r) => setTimeout(r, 5000).unref())]);
         server.close();
         // The nftables tables stay (the next start replaces them in one transaction, as after a
         // crash; `podway cleanup` removes them): an update's nft still running is waited for, so

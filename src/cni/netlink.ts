@@ -14,6 +14,7 @@ import { existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { CniError, CNI_CODES } from './errors';
 import type { InterfaceType } from '../control/resource-names';
+import { POD_DEVICE_ALIAS } from '../control/ipam/orphan-holds';
 
 export const HOST_MAC = 'ee:ee:ee:ee:ee:ee';
 export const GATEWAY = '169.254.1.1';
@@ -119,10 +120,12 @@ export function limitPodOffloads(netns: string, ifname: string, sctp = kernelMay
 
 /**
  * A persistent tap/tun device inside the pod's namespace: it is the pod's interface, podway opens it
- * from there by `altName` (names.ts, podDeviceName).
+ * from there by `altName` (names.ts, podDeviceName). Its alias, `podway:<node>`, says whose pod it
+ * is: `podway run` on that node finds the device again at its start when no endpoint names it any
+ * more (dataplane/orphan-pods.ts podDevicesIn).
  */
-export function createTunTap(netns: string, ifname: string, mode: 'tap' | 'tun', mtu: number, altName: string): void {
-  podIp(netns, ['-batch', '-'], [`tuntap add dev ${ifname} mode ${mode}`, `link set dev ${ifname} mtu ${mtu}`, `link property add dev ${ifname} altname ${altName}`].join('\n') + '\n');
+export function createTunTap(netns: string, ifname: string, mode: 'tap' | 'tun', mtu: number, altName: string, node: string): void {
+  podIp(netns, ['-batch', '-'], [`tuntap add dev ${ifname} mode ${mode}`, `link set dev ${ifname} mtu ${mtu}`, `link property add dev ${ifname} altname ${altName}`, ...(node.length + POD_DEVICE_ALIAS.length < 256 ? [`link set dev ${ifname} alias ${POD_DEVICE_ALIAS}${node}`] : [])].join('\n') + '\n');
 }
 
 /**

@@ -499,8 +499,9 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         await withIpamLock(ipamLockOf(conf), async () => {
           // An address a pod on this node still holds, that IPAM has free (its endpoint deleted
           // while it ran, say), is held first so no pod here or elsewhere is given it (orphan-hold.ts).
-          const orphans = await holdOrphanAddresses(ipam, kv, conf.nodename, new Set([hostVethName(id, env.containerId)]));
+          const orphans = await holdOrphanAddresses(ipam, kv, conf.nodename, new Set([hostVethName(id, env.containerId)]), conf.ipamLockFile);
           if (orphans.held.length > 0) process.stderr.write(`podway: ADD ${env.containerId}: pod interface(s) on ${conf.nodename} hold address(es) IPAM had free, no endpoint naming them: ${orphans.held.join(', ')}; held under IPAM handle(s) ${ORPHAN_HANDLE_PREFIX}${conf.nodename}.<interface> so no pod is given them (docs/ipam.md)\n`);
+          if (orphans.releasedByHand.length > 0) process.stderr.write(`podway: ADD ${env.containerId}: address(es) pod interface(s) on ${conf.nodename} hold were released from IPAM by hand since podway held them: ${orphans.releasedByHand.join(', ')}; not held again while the interface has them (IPAM may give them to another pod; docs/ipam.md)\n`);
           if (requested) {
             // Exactly the addresses asked for (and no other family), as Calico's IPAM does with
             // IP=: its block claimed for this node if nobody has it, the same handle and attributes.
@@ -611,7 +612,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         // Checked before: the undo below deletes CNI_IFNAME, which must then be this ADD's.
         if (netlink.podLink(env.netns, env.ifname)) throw ifnameTaken(env);
         undo.push(() => netlink.deletePodLink(env.netns, env.ifname));
-        netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName);
+        netlink.createTunTap(env.netns, env.ifname, conf.interfaceType, mtu, interfaceName, conf.nodename);
       }
       if (!link) {
         netlink.configurePodSysctls(env.netns, ips, conf.allowIpForwarding);

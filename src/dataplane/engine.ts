@@ -32,7 +32,7 @@ import { checkModel } from './model-check';
 import { installTunnelRx, removeTunnelRx, TUNNEL_TABLE } from './nft-tunnels';
 import { podSteerFilter, type Steer } from './steer';
 import { type LocalAddresses, keptLocalAddresses, sameLocalAddresses } from './local-addrs';
-import { addressKey, orphanPodLine, readPodPeerAddresses, type OrphanPodAddress } from './orphan-pods';
+import { addressKey, netnsInode, orphanPodLine, readPodDevice, readPodPeerAddresses, type OrphanPodAddress } from './orphan-pods';
 import { LocalTableWatch, mainRoute4 } from './local-watch';
 import { KernelRoutes } from './kernel-routes';
 import { readLocalPortRange } from './port-range';
@@ -174,6 +174,10 @@ export interface EngineOptions {
   /** A host-managing engine moved its tunnels outside apply (a refused tunnel table installed on
    * the retry timer: healTunnelTable): the workers must be told (tunnelRx()), as after a model. */
   onTunnelRx?: (rx: TunnelRx) => void;
+  /** The pod interfaces holding an address no endpoint names (orphan-pods.ts) changed: new ones
+   * found, or gone ones dropped (podway run holds their addresses in IPAM and releases them,
+   * cli/orphan-holds.ts). orphanList() gives those still there. */
+  onOrphans?: () => void;
   /** First pause before a refused tunnel table is tried again (default TABLE_RETRY_MIN_MS), doubling
    * up to TABLE_RETRY_MAX_MS. */
   tableRetryMs?: number;
@@ -434,6 +438,7 @@ export class Engine {
   private readonly worker: { index: number; count: number };
   private readonly shareNeighbor: (ip: number, mac: Uint8Array, announced: boolean) => void;
   private readonly onTunnelRx: (rx: TunnelRx) => void;
+  private readonly onOrphans: () => void;
   private readonly onLocalAddresses: (local: LocalAddresses) => void;
   private readonly onUnderlayRoutes: () => void;
   /** When onUnderlayRoutes was last called (the safety re-read: UNDERLAY_ROUTES_SAFETY_MS). */
@@ -533,6 +538,7 @@ export class Engine {
     this.addressAdvice6 = opts.addressAdvice6 ?? 'restart podway to register the new address';
     this.shareNeighbor = opts.onNeighbor ?? (() => {});
     this.onTunnelRx = opts.onTunnelRx ?? (() => {});
+    this.onOrphans = opts.onOrphans ?? (() => {});
     this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
     // No caller to read the routes: the engine's own table is read again (ownKernelRoutes).
     this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => this.refreshOwnRoutes());
@@ -1927,25 +1933,45 @@ export class Engine {
 
   /** Adds orphans not known yet, each warned of once (and listed in status while its interface exists). */
   private addOrphans(found: readonly OrphanPodAddress[]): void {
+    const fresh: OrphanPodAddress[] = [];
     for (const o of found) {
       const key = `${o.ifname} ${o.address}`;
       if (this.orphanKeys.has(key)) continue;
       this.orphanKeys.add(key);
       this.orphanPods.push(o);
+      fresh.push(o);
       this.log.warn(`host: ${orphanPodLine(o)}`, { component: 'host', interface: o.ifname, address: o.address, source: o.source ?? null });
     }
+    if (fresh.length > 0) this.onOrphans();
   }
+
+  /** The pod interfaces holding an address no endpoint names that are still there (status's orphanPods). */
+  orphanList(): readonly OrphanPodAddress[] {
+    return this.liveOrphans();
+  }
+
+  /** Whether the start scan of the pods' namespaces (findPodOrphans) is done and read every pod. */
+  orphanScanComplete(): boolean {
+    return this.orphanScan === 'complete';
+  }
+
+  private orphanScan: 'pending' | 'complete' | 'partial' = 'pending';
 
   /** The orphans whose interface still exists and that no endpoint names again (dropped from the list otherwise). */
   private liveOrphans(): OrphanPodAddress[] {
     // asked on every status and metrics scrape: nothing to check, nothing built
     if (this.orphanPods.length === 0) return this.orphanPods;
     const wanted = this.model ? modelAddressKeys(this.model) : new Set<string>();
+    const was = this.orphanPods.length;
     this.orphanPods = this.orphanPods.filter((o) => {
-      const keep = !wanted.has(`${o.ifname} ${o.address}`) && existsSync(`/sys/class/net/${o.ifname}`);
+      // a tap/tun pod's device is in its pod's namespace: kept while that namespace is (the device
+      // goes with its pod's CNI DEL, which deletes the endpoint too, or with the namespace)
+      const there = o.netns !== undefined ? netnsInode(o.netns) === o.netnsInode : existsSync(`/sys/class/net/${o.ifname}`);
+      const keep = !wanted.has(`${o.ifname} ${o.address}`) && there;
       if (!keep) this.orphanKeys.delete(`${o.ifname} ${o.address}`);
       return keep;
     });
+    if (this.orphanPods.length !== was) this.onOrphans();
     return this.orphanPods;
   }
 
@@ -1958,12 +1984,13 @@ export class Engine {
   private async findPodOrphans(): Promise<void> {
     let scan: Awaited<ReturnType<typeof readPodPeerAddresses>>;
     try {
-      scan = await readPodPeerAddresses();
+      scan = await readPodPeerAddresses(new Set(), { devicesOf: this.model?.node.name });
     } catch (e) {
       this.log.warn(`host: pod interfaces not looked into for addresses no endpoint names: ${(e as Error).message}`, { component: 'host' });
       return;
     }
     if (this.stopped || !this.model) return;
+    this.orphanScan = scan.unread.length === 0 ? 'complete' : 'partial';
     if (scan.unread.length > 0) this.log.info(`host: ${scan.unread.length} pod veth(s) not looked into for addresses no endpoint names: ${scan.unread.slice(0, 5).join(', ')}${scan.unread.length > 5 ? ', ...' : ''}`, { component: 'host' });
     const named = new Set(endpointInterfaces(this.model));
     // an interface an endpoint names but not attached yet (its pod being made) is not looked at;
@@ -1979,11 +2006,26 @@ export class Engine {
   private endpointsGone(prev: NodeDataplaneModel, next: NodeDataplaneModel): void {
     const still = new Set(endpointInterfaces(next));
     const gone: OrphanPodAddress[] = [];
+    const devices = new Map(prev.endpoints.filter((e) => e.interfaceType !== 'veth' && e.interfaceNetns !== null).map((e) => [e.interfaceName, e.interfaceNetns!]));
     for (const [ifname, addrs] of endpointAddresses(prev)) {
-      if (still.has(ifname) || !existsSync(`/sys/class/net/${ifname}`)) continue;
+      if (still.has(ifname)) continue;
+      const netns = devices.get(ifname);
+      if (netns !== undefined) {
+        // a tap/tun pod's device, in its pod's namespace: looked for there (off this path)
+        void this.podDeviceGone(ifname, netns);
+        continue;
+      }
+      if (!existsSync(`/sys/class/net/${ifname}`)) continue;
       for (const address of addrs) gone.push({ ifname, address, source: 'deleted' });
     }
     if (gone.length > 0) this.addOrphans(gone);
+  }
+
+  /** A tap/tun pod's endpoint deleted: its device, still in its pod's namespace, keeps its addresses. */
+  private async podDeviceGone(ifname: string, netns: string): Promise<void> {
+    const d = await readPodDevice(netns, ifname).catch(() => null);
+    if (!d || this.stopped || !this.model || endpointInterfaces(this.model).includes(ifname)) return;
+    this.addOrphans(d.addresses.map((address) => ({ ifname, address, source: 'deleted' as const, netns, netnsInode: d.inode })));
   }
 
   private adoptLeftovers(model: NodeDataplaneModel, reads: HostStartReads | null): void {

@@ -4,23 +4,29 @@
  * - at start, from the pod routes an earlier run left (`route`), and from the addresses the pod
  *   veths' peers hold in their pods' namespaces (`pod`: found whatever the routes and the
  *   datastore say, e.g. after `podway delete node` removed a running node's endpoints and its
- *   podway removed their routes);
- * - while running, when an endpoint is deleted and its veth stays (`deleted`).
+ *   podway removed their routes), named or found through /proc, and the tap/tun pods' devices
+ *   podway's CNI made for this node, in their pods' namespaces;
+ * - while running, when an endpoint is deleted and its veth (or tap/tun device) stays (`deleted`).
  * The usual causes: a node moved to another datastore (the pod made under the old one keeps its
  * address, which the new store's IPAM never heard of), or its Node (so its endpoints) deleted
  * while its pods ran. Each is said once at warn level, listed in `podway status` while the
- * interface exists and counted in /metrics (podway_orphan_pod_addresses). podway's CNI ADD on the
- * node does not hand such an address out (cni/orphan-hold.ts); another node's IPAM still could, if
- * it is free in IPAM and nothing on this node held it yet.
+ * interface exists and counted in /metrics (podway_orphan_pod_addresses). `podway run` holds such an
+ * address in IPAM as soon as it is found (cli/orphan-holds.ts), and the CNI ADD on the node does
+ * too (cni/orphan-hold.ts): no pod, here or on another node, is given it.
  */
 
 import { execFile } from 'node:child_process';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
+import { POD_DEVICE_ALIAS, POD_DEVICE_NAME } from '../control/ipam/orphan-holds';
 
 export interface OrphanPodAddress {
   readonly ifname: string;
   readonly address: string;
   /** How it was found (see the top); absent: not said (an older podway's status). */
   readonly source?: 'route' | 'pod' | 'deleted';
+  /** A tap/tun pod's: its device's namespace (a /run/netns name's path, or /proc/PID/ns/net) and that namespace's inode (how it is known to be there still). */
+  readonly netns?: string;
+  readonly netnsInode?: number;
 }
 
 const FOUND: Record<NonNullable<OrphanPodAddress['source']>, string> = {
@@ -32,7 +38,7 @@ const FOUND: Record<NonNullable<OrphanPodAddress['source']>, string> = {
 /** The warning (and the status line) for one such interface. */
 export function orphanPodLine(o: OrphanPodAddress): string {
   return `interface ${o.ifname} holds pod address ${o.address} (${o.source ? FOUND[o.source] : 'found on this node'}) but no workload endpoint of this datastore names it: `
-    + 'a pod made under another datastore (or whose endpoint or Node was deleted) keeps the address, and IPAM may give it to a new pod (podway\'s CNI ADD on this node holds it back first); '
+    + 'a pod made under another datastore (or whose endpoint or Node was deleted) keeps the address, which IPAM would give to a new pod (podway holds it in IPAM for this node: handle podway-orphan.<node>.<interface>); '
     + `remove that pod (its CNI DEL, e.g. podman rm), or remove and re-add it under this datastore (\`podway cni install --datastore ...\` first)${o.source === 'route' ? '; its route here is removed' : ''}`;
 }
 
@@ -75,9 +81,10 @@ type Json = Record<string, unknown>;
 const parse = (text: string): Json[] => (text.trim() === '' ? [] : JSON.parse(text) as Json[]);
 
 /** The pod veths (host MAC ee:ee:ee:ee:ee:ee) of `ip -j link show type veth`, with their peer's ifindex and namespace id. */
-export function podVethPeers(linksJson: string): { ifname: string; peerIndex: number | null; nsid: number | null }[] {
+export function podVethPeers(linksJson: string): { ifname: string; ifindex: number | null; peerIndex: number | null; nsid: number | null }[] {
   return parse(linksJson).filter((l) => l.address === POD_HOST_MAC).map((l) => ({
     ifname: String(l.ifname),
+    ifindex: typeof l.ifindex === 'number' ? l.ifindex : null,
     peerIndex: typeof l.link_index === 'number' ? l.link_index : null,
     nsid: typeof l.link_netnsid === 'number' ? l.link_netnsid : null,
   }));
@@ -95,21 +102,111 @@ export function peerAddressesIn(addrJson: string, peerIndex: number): string[] {
   return info.filter((a) => a.scope === 'global' && typeof a.local === 'string').map((a) => addressKey(String(a.local)));
 }
 
+/** In `ip -j -d addr show` of a namespace: the ifindex of a veth whose peer is ifindex `hostIndex` in another namespace, with that ifindex `peerIndex`. */
+export function isPeerIn(addrJson: string, peerIndex: number, hostIndex: number): boolean {
+  return parse(addrJson).some((l) => l.ifindex === peerIndex && l.link_index === hostIndex && typeof l.link_netnsid === 'number');
+}
+
+/**
+ * The tap/tun pod devices podway's CNI made for `node` in `ip -j -d addr show` of a namespace:
+ * the alternative name podway knows the device by (tap/tun + 11 hex digits) and the node named in
+ * its alias (`podway:<node>`; a device made by a podway before the alias is not found), with their
+ * global addresses.
+ */
+export function podDevicesIn(addrJson: string, node: string): { ifname: string; address: string }[] {
+  const out: { ifname: string; address: string }[] = [];
+  for (const l of parse(addrJson)) {
+    if (l.ifalias !== `${POD_DEVICE_ALIAS}${node}` || !Array.isArray(l.altnames)) continue;
+    const name = (l.altnames as unknown[]).find((a): a is string => typeof a === 'string' && POD_DEVICE_NAME.test(a));
+    if (!name) continue;
+    for (const a of (l.addr_info ?? []) as Json[]) if (a.scope === 'global' && typeof a.local === 'string') out.push({ ifname: name, address: addressKey(a.local) });
+  }
+  return out;
+}
+
+/** A namespace as found: how to enter it and its inode. */
+export interface PodNamespace {
+  /** `ip -n` name ('' for none: entered by path with nsenter). */
+  readonly name: string;
+  /** Its path: /run/netns/NAME, or /proc/PID/ns/net of a process in it. */
+  readonly path: string;
+  readonly inode: number;
+}
+
+/** The inode of a namespace file (stat follows /proc's ns links), null when it is gone. */
+export function netnsInode(path: string): number | null {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The network namespaces on the machine other than this process's: those named under /run/netns
+ * (as podman, containerd and CRI-O name their pods'), and those only processes are in (a runtime
+ * that names none), found through /proc/PID/ns/net, one process per namespace. Bounded: at most
+ * MAX_NAMESPACES.
+ */
+export function listNamespaces(): PodNamespace[] {
+  const own = netnsInode('/proc/self/ns/net');
+  const seen = new Set<number>(own === null ? [] : [own]);
+  const out: PodNamespace[] = [];
+  let names: string[] = [];
+  try { names = readdirSync('/run/netns'); } catch { /* none named */ }
+  for (const n of names.sort()) {
+    const path = `/run/netns/${n}`;
+    const ino = netnsInode(path);
+    if (ino === null || seen.has(ino)) continue;
+    seen.add(ino);
+    out.push({ name: n, path, inode: ino });
+    if (out.length >= MAX_NAMESPACES) return out;
+  }
+  let pids: string[] = [];
+  try { pids = readdirSync('/proc').filter((p) => /^[0-9]+$/.test(p)); } catch { /* no /proc */ }
+  for (const pid of pids) {
+    const path = `/proc/${pid}/ns/net`;
+    let ino: number;
+    try {
+      // "net:[4026532840]": the inode, without a stat
+      const m = /\[([0-9]+)\]/.exec(readlinkSync(path));
+      if (!m) continue;
+      ino = Number(m[1]);
+    } catch {
+      continue; // exited, or a kernel thread
+    }
+    if (seen.has(ino)) continue;
+    seen.add(ino);
+    out.push({ name: '', path, inode: ino });
+    if (out.length >= MAX_NAMESPACES) break;
+  }
+  return out;
+}
+
+/** The most namespaces looked into by one scan. */
+const MAX_NAMESPACES = 4096;
+
 /**
  * The addresses every pod veth's peer (the pod's own interface, in its namespace) holds: a veth
  * pod's address lives there, not on the host side, and stays there whatever the datastore or the
  * node's routes say (a route podway wrote is removed with its endpoint; a pod made under another
  * datastore never had one here). The pod's namespace is entered by its name under /run/netns
  * (`ip netns list-id` maps the veth's link-netnsid to it; podman, containerd and CRI-O name theirs
- * so); a veth whose peer's namespace has no name is listed in `unread`. `ip` is run 2 + (one per
- * pod namespace) times. `exclude`: host-side names not to look at (an ADD's own, being made).
- * `skipRouted` (the CNI ADD's scan, run on every ADD under the IPAM lock): veths with a host route
- * are not looked into (two `ip route` reads instead of one `ip` per pod namespace).
+ * so); a veth whose peer's namespace has no name is looked for in the namespaces processes are in
+ * (/proc/PID/ns/net: a runtime that names none), by its peer's ifindex pointing back at it, and
+ * listed in `unread` when found in none (or in more than one). `ip` is run 2 + (one per pod
+ * namespace) times (and once per namespace on the machine when a veth's is unnamed).
+ * `exclude`: host-side names not to look at (an ADD's own, being made). `skipRouted` (the CNI
+ * ADD's scan, run on every ADD under the IPAM lock): veths with a host route are not looked into
+ * (two `ip route` reads instead of one `ip` per pod namespace). `devicesOf` (podway run's scan):
+ * also the tap/tun pods podway's CNI made for that node (their device, in the pod's namespace, has
+ * no host side: every namespace on the machine is looked into, podDevicesIn).
  */
-export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Set(), opts: { skipRouted?: boolean } = {}): Promise<PodPeerAddresses> {
-  const ip = (args: string[]) => new Promise<string>((resolve, reject) => {
-    execFile('ip', ['-j', ...args], { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (e, out, err) => (e ? reject(new Error(`ip -j ${args.join(' ')}: ${String(err).trim() || e.message}`)) : resolve(out)));
+export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Set(), opts: { skipRouted?: boolean; devicesOf?: string } = {}): Promise<PodPeerAddresses> {
+  const run = (cmd: string, args: string[]) => new Promise<string>((resolve, reject) => {
+    execFile(cmd, args, { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (e, out, err) => (e ? reject(new Error(`${cmd} ${args.join(' ')}: ${String(err).trim() || e.message}`)) : resolve(out)));
   });
+  const ip = (args: string[]) => run('ip', ['-j', ...args]);
   let veths: ReturnType<typeof podVethPeers>;
   try {
     veths = podVethPeers(await ip(['link', 'show', 'type', 'veth'])).filter((v) => !exclude.has(v.ifname));
@@ -127,38 +224,93 @@ export async function readPodPeerAddresses(exclude: ReadonlySet<string> = new Se
       /* routes not read: every veth is looked into, as without the option */
     }
   }
-  if (veths.length === 0) return { found: [], unread: [] };
+  if (veths.length === 0 && opts.devicesOf === undefined) return { found: [], unread: [] };
   const names = new Map<number, string>();
-  try {
-    for (const n of parse(await ip(['netns', 'list-id']))) if (typeof n.nsid === 'number' && typeof n.name === 'string') names.set(n.nsid, n.name);
-  } catch {
-    /* none named: each veth is said unread below */
+  if (veths.length > 0) {
+    try {
+      for (const n of parse(await ip(['netns', 'list-id']))) if (typeof n.nsid === 'number' && typeof n.name === 'string') names.set(n.nsid, n.name);
+    } catch {
+      /* none named: each veth is looked for through /proc below */
+    }
   }
-  const byNs = new Map<string, string>();
+  // `ip -j -d addr show` of each namespace read, by name ('' this one) or by path (/proc)
+  const byNs = new Map<string, Promise<string>>();
+  const addrsOf = (key: string, args: () => Promise<string>) => {
+    let p = byNs.get(key);
+    if (!p) byNs.set(key, (p = args()));
+    return p;
+  };
+  const named = (ns: string) => addrsOf(`n:${ns}`, () => ip(ns === '' ? ['-d', 'addr', 'show'] : ['-n', ns, '-d', 'addr', 'show']));
+  const entered = (s: PodNamespace) => (s.name !== '' ? named(s.name) : addrsOf(`p:${s.path}`, () => run('nsenter', [`--net=${s.path}`, 'ip', '-j', '-d', 'addr', 'show'])));
+  let spaces: PodNamespace[] | null = null;
   const found: OrphanPodAddress[] = [];
   const unread: string[] = [];
-  for (const v of veths) {
-    // no link-netnsid: the peer is in this namespace ('' below)
-    const ns = v.nsid === null ? '' : names.get(v.nsid);
-    if (ns === undefined || v.peerIndex === null) {
-      unread.push(`${v.ifname} (its pod's namespace, nsid ${v.nsid}, has no name under /run/netns)`);
-      continue;
-    }
-    let addrs = byNs.get(ns);
-    if (addrs === undefined) {
-      try {
-        addrs = await ip(ns === '' ? ['addr', 'show'] : ['-n', ns, 'addr', 'show']);
-      } catch (e) {
-        unread.push(`${v.ifname} (namespace ${ns || 'this one'}: ${(e as Error).message.split('\n')[0]})`);
-        continue;
-      }
-      byNs.set(ns, addrs);
-    }
+  const peerAddresses = (v: (typeof veths)[number], ns: string, addrs: string) => {
     try {
-      for (const address of peerAddressesIn(addrs, v.peerIndex)) found.push({ ifname: v.ifname, address });
+      for (const address of peerAddressesIn(addrs, v.peerIndex!)) found.push({ ifname: v.ifname, address });
     } catch (e) {
       unread.push(`${v.ifname} (namespace ${ns || 'this one'}: ${(e as Error).message})`);
     }
+  };
+  for (const v of veths) {
+    // no link-netnsid: the peer is in this namespace ('' below)
+    const ns = v.nsid === null ? '' : names.get(v.nsid);
+    if (v.peerIndex === null) {
+      unread.push(`${v.ifname} (its peer's ifindex not given)`);
+      continue;
+    }
+    if (ns === undefined) {
+      // no name under /run/netns: the namespace a process is in whose veth's peer points back at it
+      if (v.ifindex === null) {
+        unread.push(`${v.ifname} (its pod's namespace, nsid ${v.nsid}, has no name under /run/netns)`);
+        continue;
+      }
+      spaces ??= listNamespaces();
+      const hits: { s: PodNamespace; addrs: string }[] = [];
+      for (const s of spaces) {
+        let addrs: string;
+        try { addrs = await entered(s); } catch { continue; } // gone meanwhile, or not ours to enter
+        if (isPeerIn(addrs, v.peerIndex, v.ifindex)) hits.push({ s, addrs });
+      }
+      if (hits.length !== 1) {
+        unread.push(`${v.ifname} (its pod's namespace, nsid ${v.nsid}, has no name under /run/netns and ${hits.length === 0 ? 'no process is in it' : `${hits.length} namespaces hold a peer of its ifindex`})`);
+        continue;
+      }
+      peerAddresses(v, hits[0]!.s.path, hits[0]!.addrs);
+      continue;
+    }
+    let addrs: string;
+    try {
+      addrs = await named(ns);
+    } catch (e) {
+      unread.push(`${v.ifname} (namespace ${ns || 'this one'}: ${(e as Error).message.split('\n')[0]})`);
+      continue;
+    }
+    peerAddresses(v, ns, addrs);
+  }
+  if (opts.devicesOf !== undefined) {
+    spaces ??= listNamespaces();
+    for (const s of spaces) {
+      let addrs: string;
+      try { addrs = await entered(s); } catch { continue; } // gone meanwhile
+      for (const d of podDevicesIn(addrs, opts.devicesOf)) found.push({ ...d, netns: s.path, netnsInode: s.inode });
+    }
   }
   return { found, unread };
+}
+
+/**
+ * Whether a tap/tun pod's device (podway's alternative name `altName`) is still in the namespace
+ * at `netns` (a path), and its global addresses there; null when the namespace or the device is gone.
+ */
+export async function readPodDevice(netns: string, altName: string): Promise<{ inode: number; addresses: string[] } | null> {
+  const inode = netnsInode(netns);
+  if (inode === null) return null;
+  const out = await new Promise<string | null>((resolve) => {
+    execFile('nsenter', [`--net=${netns}`, 'ip', '-j', '-d', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000, maxBuffer: 64 << 20 }, (e, stdout) => resolve(e ? null : stdout));
+  });
+  if (out === null) return null;
+  const link = parse(out).find((l) => Array.isArray(l.altnames) && (l.altnames as unknown[]).includes(altName));
+  if (!link) return null;
+  return { inode, addresses: ((link.addr_info ?? []) as Json[]).filter((a) => a.scope === 'global' && typeof a.local === 'string').map((a) => addressKey(String(a.local))) };
 }

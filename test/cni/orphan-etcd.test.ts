@@ -7,9 +7,11 @@
  *   source "deleted"), in status and in /metrics;
  * - podway stopped (SIGTERM) and started again finds them again from the pods' own interfaces
  *   (their routes went with the endpoints), warns once and lists them;
- * - a new pod's ADD on that node is not given an address an orphan pod holds: those addresses are
- *   held under `podway-orphan.<node>.<veth>` first (said on the ADD's stderr), and released by a
- *   later ADD once the orphan pod is gone.
+ * - the running podway holds their addresses in IPAM as soon as it finds them (before any ADD),
+ *   under `podway-orphan.<node>.<veth>`, and releases a hold once its pod is gone;
+ * - a new pod's ADD on that node is not given an address an orphan pod holds;
+ * - an operator's `ipam release --from-report` of such a hold stands: neither podway run (restarted,
+ *   finding the pod again) nor the next ADD holds it again while the pod keeps it; both say so.
  * The other node (node1) is a Node in the same etcd the delete is run "from"; it runs no podway.
  */
 import { test } from 'uvu';
@@ -20,8 +22,10 @@ import { EtcdKv } from '../../src/control/kv/etcd-kv';
 import { applyResource } from '../../src/control/v3-store';
 import { registerNode } from '../../src/control/node-registration';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { hostVethName } from '../../src/cni/names';
-import { orphanHandle } from '../../src/cni/orphan-hold';
+import { hostVethName, podDeviceName } from '../../src/cni/names';
+import { orphanHandle } from '../../src/control/ipam/orphan-holds';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { LabEtcd, ETCD_BINARY } from '../../src/lab/etcd';
 import { isRoot, sh } from '../helpers/netns';
 import { until } from '../helpers/until';
@@ -65,7 +69,8 @@ test('a running node deleted from another: the delete warns, its podway reports 
       return m ? Number(m[1]) : NaN;
     };
     const start = async () => {
-      podway = h.startPodway(['--model-cache', 'none', '--workers', '1', '--metrics-port', String(METRICS_PORT), '--metrics-host', '127.0.0.1'], datastore);
+      // --cni-conf-dir: the node's conflist names the IPAM lock podway run holds orphans' addresses under
+      podway = h.startPodway(['--model-cache', 'none', '--workers', '1', '--metrics-port', String(METRICS_PORT), '--metrics-host', '127.0.0.1', '--cni-conf-dir', h.confDir], datastore);
       await podway.ready();
     };
 
@@ -79,24 +84,38 @@ test('a running node deleted from another: the delete warns, its podway reports 
     const ipC = String(addC.json.ips[0].address).split('/')[0]!;
     const vethB = hostVethName({ orchestrator: 'k8s', namespace: 'shop', pod: 'web' }, idB);
     const vethC = hostVethName({ orchestrator: 'k8s', namespace: 'shop', pod: 'cart' }, idC);
-    assert.ok(await until(async () => (await status()).endpoints === 2, 15_000), 'both pods attached');
+    // and a tap pod: its device (named tap...) lives in its pod's namespace, no host side
+    const podT = h.pod('t');
+    const idT = cid('t');
+    const addT = await h.add(podT, idT, { extra: { ...extra, interfaceType: 'tap' }, args: k8s('tap') });
+    const ipT = String(addT.json.ips[0].address).split('/')[0]!;
+    const tapT = podDeviceName('tap', { orchestrator: 'k8s', namespace: 'shop', pod: 'tap' }, idT);
+    assert.ok(await until(async () => (await status()).endpoints === 3, 15_000), 'the three pods attached');
     assert.equal((await status()).orphanPods, [], 'no orphan before');
 
     // node2 deleted from "node1" while node2's podway runs (its control socket is not at the
     // default path: the delete cannot ask it)
     const del = cli('delete', 'node', h.nodeName, '--datastore', datastore);
     assert.is(del.code, 0, del.err);
-    assert.match(del.err, /deleted 2 WorkloadEndpoint\(s\)/);
-    assert.match(del.err, new RegExp(`warning: node ${h.nodeName} looked alive: it had 2 WorkloadEndpoint\\(s\\)`));
+    assert.match(del.err, /deleted 3 WorkloadEndpoint\(s\)/);
+    assert.match(del.err, new RegExp(`warning: node ${h.nodeName} looked alive: it had 3 WorkloadEndpoint\\(s\\)`));
     assert.match(del.err, /Pods still running there keep their addresses, which IPAM now has free/);
 
     // the running podway sees the endpoints go while the veths stay
-    const want = [`${vethB} ${ipB}`, `${vethC} ${ipC}`].sort();
+    const want = [`${vethB} ${ipB}`, `${vethC} ${ipC}`, `${tapT} ${ipT}`].sort();
     const keys = (os: Orphan[] | undefined) => (os ?? []).map((o) => `${o.ifname} ${o.address}`).sort();
     assert.ok(await until(async () => keys((await status()).orphanPods).join() === want.join(), 15_000), `orphans while running: ${JSON.stringify((await status()).orphanPods)} | ${podway!.log.slice(-5).join(' | ')}`);
     assert.ok((await status()).orphanPods!.every((o) => o.source === 'deleted'), JSON.stringify((await status()).orphanPods));
-    assert.is(metric(), 2, 'podway_orphan_pod_addresses');
+    assert.is(metric(), 3, 'podway_orphan_pod_addresses');
     assert.is(podway!.log.filter((l) => l.includes(`interface ${vethB} holds pod address ${ipB}`)).length, 1, 'warned once');
+    // ... and holds their addresses at once, before any ADD on the node: no other node or `ipam assign` is given them
+    const handleKey = (veth: string) => `/calico/ipam/v2/handle/${orphanHandle(h.nodeName, veth)}`;
+    assert.ok(await until(async () => (await kv!.get(handleKey(vethB))) !== null && (await kv!.get(handleKey(vethC))) !== null && (await kv!.get(handleKey(tapT))) !== null, 15_000), `held by podway run: ${podway!.log.slice(-5).join(' | ')}`);
+    assert.ok(await until(() => podway!.log.some((l) => l.includes('orphan pod addresses held in IPAM') && l.includes(`${ipB} (${vethB})`)), 10_000), 'said in its log');
+    const assign = cli('ipam', 'assign', '--ip', ipB, '--node', `node1-orphans-${process.pid}`, '--datastore', datastore);
+    assert.is.not(assign.code, 0, `ipam assign gave ${ipB}: ${assign.out}${assign.err}`);
+    const shownB = cli('ipam', 'show', '--ip', ipB, '--datastore', datastore);
+    assert.match(shownB.out, 'held by podway run', shownB.out);
 
     // stopped and started again: found from the pods' interfaces (the routes are gone)
     await podway!.stop();
@@ -106,40 +125,64 @@ test('a running node deleted from another: the delete warns, its podway reports 
     const warned = podway!.log.filter((l) => l.includes(`interface ${vethB} holds pod address ${ipB} (on its pod's interface`));
     assert.is(warned.length, 1, podway!.log.join('\n'));
     assert.match(warned[0]!, /"level":"warn"/);
-    assert.is(metric(), 2);
+    assert.is(metric(), 3);
     const shown = cli('status', '--control', h.control);
     assert.match(shown.out, `orphan pod: interface ${vethB} holds pod address ${ipB}`);
 
-    // ipam check on node2 counts them (the running podway's list), IPAM having them free
+    // ipam check on node2 counts them (the running podway's list), IPAM holding them for it
     const check = cli('ipam', 'check', '--datastore', datastore, '--control', h.control, '--grace-period', '1h');
     assert.is(check.code, 3, check.out + check.err);
     assert.match(check.out, `interface ${vethB} holds pod address ${ipB} (on its pod's interface, in the pod's namespace)`);
-    assert.match(check.out, new RegExp(`interface ${vethC} holds pod address ${ipC.replace(/\./g, '\\.')} .*IPAM here has no allocation of it: it may hand it out to a new pod`));
-    assert.match(check.out, 'Found 2 pod interfaces holding an address no workload endpoint of this datastore names.');
+    assert.match(check.out, new RegExp(`interface ${vethC} holds pod address ${ipC.replace(/\./g, '\\.')} .*IPAM here holds it for handle ${orphanHandle(h.nodeName, vethC)}, which podway on the node took`), check.out);
+    assert.match(check.out, 'Found 3 pod interfaces holding an address no workload endpoint of this datastore names.');
 
     // a new pod on node2: not B's or C's address
     const podD = h.pod('d');
     const addD = await h.add(podD, cid('d'), { extra, args: k8s('new') });
     const ipD = String(addD.json.ips[0].address).split('/')[0]!;
     assert.not.ok([ipB, ipC].includes(ipD), `the new pod got ${ipD}, which an orphan pod holds (B ${ipB}, C ${ipC})`);
-    assert.match(addD.stderr, `${ipB} (${vethB})`);
-    assert.ok(await kv.get(`/calico/ipam/v2/handle/${orphanHandle(h.nodeName, vethB)}`), 'B\'s address held under its orphan handle');
-    assert.ok(await kv.get(`/calico/ipam/v2/handle/${orphanHandle(h.nodeName, vethC)}`), 'C\'s too');
+    assert.not.match(addD.stderr, `${ipB} (${vethB})`, 'held already (by podway run): not again');
+    assert.ok(await kv.get(handleKey(vethB)), 'B\'s address held under its orphan handle');
+    assert.ok(await kv.get(handleKey(vethC)), 'C\'s too');
     // ipam show names the holder
     const show = cli('ipam', 'show', '--ip', ipB, '--datastore', datastore);
     assert.match(show.out, orphanHandle(h.nodeName, vethB), show.out + show.err);
 
     const check2 = cli('ipam', 'check', '--datastore', datastore, '--control', h.control, '--grace-period', '1h');
-    assert.match(check2.out, new RegExp(`interface ${vethB} holds pod address ${ipB.replace(/\./g, '\\.')} .*IPAM here holds it for handle ${orphanHandle(h.nodeName, vethB)}, which podway's CNI on the node took so no new pod is given it`), check2.out);
+    assert.match(check2.out, new RegExp(`interface ${vethB} holds pod address ${ipB.replace(/\./g, '\\.')} .*IPAM here holds it for handle ${orphanHandle(h.nodeName, vethB)}, which podway on the node took so no new pod is given it`), check2.out);
 
-    // B removed (its CNI DEL: the veth goes; its handle is not B's hold): the next ADD releases the hold
+    // B removed (its CNI DEL: the veth goes; its handle is not B's hold): podway run releases the hold, no ADD needed
     const delB = await h.call({ command: 'DEL', containerId: idB, netns: podB.path, ifname: 'eth0', extra, args: k8s('web') });
     assert.is(delB.exitCode, 0, delB.stdout + delB.stderr);
     assert.not.ok(h.caliLinks().includes(vethB));
-    await h.add(h.pod('e'), cid('e'), { extra, args: k8s('next') });
-    assert.is(await kv.get(`/calico/ipam/v2/handle/${orphanHandle(h.nodeName, vethB)}`), null, 'the hold of a gone pod released');
-    assert.ok(await kv.get(`/calico/ipam/v2/handle/${orphanHandle(h.nodeName, vethC)}`), 'C still held');
-    assert.ok(await until(async () => keys((await status()).orphanPods).join() === `${vethC} ${ipC}`, 10_000), JSON.stringify((await status()).orphanPods));
+    assert.ok(await until(async () => keys((await status()).orphanPods).join() === [`${vethC} ${ipC}`, `${tapT} ${ipT}`].sort().join(), 10_000), JSON.stringify((await status()).orphanPods));
+    assert.ok(await until(async () => (await kv!.get(handleKey(vethB))) === null, 15_000), `the hold of a gone pod released by podway run: ${podway!.log.slice(-5).join(' | ')}`);
+    assert.ok(await kv.get(handleKey(vethC)), 'C still held');
+    assert.ok(await kv.get(handleKey(tapT)), 'the tap pod\'s too (the CNI ADD leaves a tap pod\'s hold to podway run)');
+
+    // The operator releases what ipam check calls leaked, C's hold among them: that release stands
+    const dir = mkdtempSync(path.join(tmpdir(), `orphans2-${process.pid}-`));
+    try {
+      const report = path.join(dir, 'report.json');
+      const check3 = cli('ipam', 'check', '--datastore', datastore, '--grace-period', '0', '-o', report);
+      assert.is(check3.code, 3, check3.out + check3.err);
+      assert.match(check3.out, new RegExp(`${ipC.replace(/\./g, '\\.')} leaked: .*${orphanHandle(h.nodeName, vethC)}`), check3.out);
+      const rel = cli('ipam', 'release', '--from-report', report, '--datastore', datastore, '--grace-period', '0');
+      assert.is(rel.code, 0, rel.out + rel.err);
+      assert.match(rel.out + rel.err, `podway on ${h.nodeName} will not hold it again`, rel.out + rel.err);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.is(await kv.get(handleKey(vethC)), null, 'released');
+    // podway run started again finds C again (from its pod), and does not hold it again: it says so
+    await podway!.stop();
+    await start();
+    assert.ok(await until(() => podway!.log.some((l) => l.includes('released from IPAM by hand since podway held them') && l.includes(`${ipC} (${vethC})`)), 20_000), `run: ${podway!.log.slice(-8).join(' | ')}`);
+    assert.is(await kv.get(handleKey(vethC)), null, 'not held again by podway run');
+    // nor by the next ADD on the node (the node's ledger, beside the IPAM lock, says it was released by hand)
+    const addE = await h.add(h.pod('e'), cid('e'), { extra, args: k8s('next') });
+    assert.not.match(addE.stderr, `${ipC} (${vethC})`, addE.stderr);
+    assert.is(await kv.get(handleKey(vethC)), null, 'not held again by the ADD');
     ok = true;
   } finally {
     if (!ok && podway) console.log((podway as RunningPodway).log.slice(-30).join('\n'));

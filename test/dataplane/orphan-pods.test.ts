@@ -3,7 +3,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { addressKey, hostRouteDevices, orphanPodLine, peerAddressesIn, podVethPeers } from '../../src/dataplane/orphan-pods';
+import { addressKey, hostRouteDevices, isPeerIn, orphanPodLine, peerAddressesIn, podDevicesIn, podVethPeers } from '../../src/dataplane/orphan-pods';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { until } from '../helpers/until';
 import { sh, withNetns } from '../helpers/netns';
 
 test('addressKey: IPv6 as iproute2 prints it, IPv4 as is', () => {
@@ -21,7 +24,7 @@ test('podVethPeers: only veths with the pod host MAC, with their peer ifindex an
     { ifindex: 8, link_index: 9, ifname: 'veth0', address: '62:06:b3:e5:d9:cb', link_netnsid: 0 },
     { ifindex: 10, link_index: 11, ifname: 'cali2', address: 'ee:ee:ee:ee:ee:ee' },
   ]);
-  assert.equal(podVethPeers(links), [{ ifname: 'cali1', peerIndex: 2, nsid: 3 }, { ifname: 'cali2', peerIndex: 11, nsid: null }]);
+  assert.equal(podVethPeers(links), [{ ifname: 'cali1', ifindex: 7, peerIndex: 2, nsid: 3 }, { ifname: 'cali2', ifindex: 10, peerIndex: 11, nsid: null }]);
   assert.equal(podVethPeers(''), []);
 });
 
@@ -36,6 +39,29 @@ test('peerAddressesIn: the global addresses of the interface of that ifindex', (
   ]);
   assert.equal(peerAddressesIn(addrs, 2), ['10.244.75.65', 'fd00:10:244::41']);
   assert.equal(peerAddressesIn(addrs, 5), [], 'no such interface');
+});
+
+test('isPeerIn: a veth of that ifindex whose peer, in another namespace, is the host veth', () => {
+  const addrs = JSON.stringify([
+    { ifindex: 1, ifname: 'lo' },
+    { ifindex: 2, ifname: 'eth0', link_index: 7, link_netnsid: 0 },
+    { ifindex: 3, ifname: 'eth1', link_index: 9 },
+  ]);
+  assert.ok(isPeerIn(addrs, 2, 7));
+  assert.not.ok(isPeerIn(addrs, 2, 8), 'its peer is another interface');
+  assert.not.ok(isPeerIn(addrs, 3, 9), 'its peer is in this namespace');
+});
+
+test('podDevicesIn: tap/tun devices podway made for that node (alias podway:<node>), by their podway name, with their global addresses', () => {
+  const addrs = JSON.stringify([
+    { ifindex: 2, ifname: 'eth0', ifalias: 'podway:node2', altnames: ['tap0123456789a'], addr_info: [
+      { family: 'inet', local: '10.244.75.70', scope: 'global' }, { family: 'inet6', local: 'FD00:10:244:0:0:0:0:46', scope: 'global' }, { family: 'inet6', local: 'fe80::1', scope: 'link' }] },
+    { ifindex: 3, ifname: 'eth1', ifalias: 'podway:node1', altnames: ['tun0123456789b'], addr_info: [{ family: 'inet', local: '10.244.75.71', scope: 'global' }] },
+    { ifindex: 4, ifname: 'eth2', ifalias: 'podway:node2', altnames: ['other'], addr_info: [{ family: 'inet', local: '10.244.75.72', scope: 'global' }] },
+    { ifindex: 5, ifname: 'eth3', altnames: ['tun0123456789c'], addr_info: [{ family: 'inet', local: '10.244.75.73', scope: 'global' }] },
+  ]);
+  assert.equal(podDevicesIn(addrs, 'node2'), [{ ifname: 'tap0123456789a', address: '10.244.75.70' }, { ifname: 'tap0123456789a', address: 'fd00:10:244::46' }]);
+  assert.equal(podDevicesIn(addrs, 'node3'), []);
 });
 
 test('orphanPodLine says how it was found; only a route found is said removed', () => {
@@ -71,6 +97,42 @@ test('readPodPeerAddresses in a node namespace: every pod veth\'s peer address; 
     assert.equal(all.unread, []);
     const unrouted = scan('{ skipRouted: true }');
     assert.equal(unrouted.found.map((f) => `${f.ifname} ${f.address}`), ['caliop2 10.250.0.2'], 'the routed pod is not looked into');
+  });
+});
+
+test('readPodPeerAddresses: a pod veth whose namespace has no name is found through /proc; a tap pod podway made for the node is found in its namespace (devicesOf)', async () => {
+  await withNetns(['opnode', 'optap'], async ([node, tapPod]) => {
+    const nodeName = `opnode-${process.pid}`;
+    // a pod namespace no /run/netns name points at (a runtime that names none): a process in it
+    const holder = spawn('unshare', ['--net', '--', 'sleep', '300'], { stdio: 'ignore' });
+    try {
+      const pid = holder.pid!;
+      const own = sh('readlink', ['/proc/self/ns/net']).trim();
+      assert.ok(await until(() => { try { return sh('readlink', [`/proc/${pid}/ns/net`]).trim() !== own; } catch { return false; } }, 10_000), 'the unnamed namespace is there');
+      sh('ip', ['-n', node.name, 'link', 'add', 'caliopu', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(pid)]);
+      sh('ip', ['-n', node.name, 'link', 'set', 'caliopu', 'address', 'ee:ee:ee:ee:ee:ee', 'up']);
+      sh('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', 'addr', 'add', '10.250.0.3/32', 'dev', 'eth0']);
+      // a tap pod podway's CNI made for this node, and one for another node
+      const alt = (k: string) => `tap${randomBytes(6).toString('hex').slice(0, 10)}${k}`;
+      const [mine, theirs] = [alt('a'), alt('b')];
+      for (const [dev, name, owner, ip] of [['eth0', mine, nodeName, '10.250.0.4'], ['eth1', theirs, `other-${nodeName}`, '10.250.0.5']] as const) {
+        sh('ip', ['-n', tapPod.name, 'tuntap', 'add', 'dev', dev, 'mode', 'tap']);
+        sh('ip', ['-n', tapPod.name, 'link', 'property', 'add', 'dev', dev, 'altname', name]);
+        sh('ip', ['-n', tapPod.name, 'link', 'set', 'dev', dev, 'alias', `podway:${owner}`]);
+        sh('ip', ['-n', tapPod.name, 'addr', 'add', `${ip}/32`, 'dev', dev]);
+      }
+      const mod = JSON.stringify(path.resolve(__dirname, '../../src/dataplane/orphan-pods'));
+      const scan = (opts: string) => JSON.parse(node.exec(process.execPath, ['-e', `require(${mod}).readPodPeerAddresses(new Set(), ${opts}).then((r) => console.log(JSON.stringify(r)))`], { timeoutMs: 60_000 }).trim().split('\n').pop()!) as { found: { ifname: string; address: string; netns?: string; netnsInode?: number }[]; unread: string[] };
+      const veths = scan('{}');
+      assert.equal(veths.found.map((f) => `${f.ifname} ${f.address}`), ['caliopu 10.250.0.3'], JSON.stringify(veths));
+      assert.equal(veths.unread, []);
+      const all = scan(`{ devicesOf: ${JSON.stringify(nodeName)} }`);
+      const tap = all.found.filter((f) => f.ifname.startsWith('tap'));
+      assert.equal(tap.map((f) => `${f.ifname} ${f.address} ${f.netns}`), [`${mine} 10.250.0.4 /run/netns/${tapPod.name}`], JSON.stringify(all));
+      assert.is(tap[0]!.netnsInode, Number(sh('stat', ['-L', '-c', '%i', `/run/netns/${tapPod.name}`]).trim()));
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 });
 

@@ -1,0 +1,133 @@
+// `podway run`'s side of orphan pod addresses (docs/ipam.md, "Addresses a pod on the node still
+// holds"): what its engine finds (a pod interface holding an address no WorkloadEndpoint names:
+// dataplane/orphan-pods.ts, at start and while it runs) is held in IPAM at once, under the
+// host-wide IPAM lock the node's CNI plugin takes (the `ipam_lock_file` of this node's podway
+// networks in --cni-conf-dir) and under the plugin's handle `podway-orphan.<node>.<interface>`
+// (control/ipam/orphan-holds.ts), so that between its discovery and the next CNI ADD on the node
+// no other node (borrowing from the block when strict affinity is off) and no `podway ipam assign`
+// is given it. Holds of this node whose interface is gone are released by the same passes: one
+// when the engine finds new orphans, one at start, and one every interval while this node holds any.
+//
+// The engine is not imported: run hands this module the engine's list (orphanList) and whether
+// its start scan is done, so the layers stay apart (dataplane finds, control holds, cli wires).
+import { existsSync } from 'node:fs';
+import type { DatastoreSpec } from '../control/kv/spec';
+import { openKvStore } from '../control/kv/open';
+import { Ipam } from '../control/ipam';
+import { holdOrphans, orphanLedgerFile, POD_DEVICE_NAME, type FoundOrphan } from '../control/ipam/orphan-holds';
+import { IpamLockAbortedError, withIpamLock } from '../cni/ipam-lock';
+
+export const DEFAULT_ORPHAN_HOLD_INTERVAL_MS = 60_000;
+const KV_TIMEOUT_MS = 5_000;
+const LOCK_TIMEOUT_MS = 20_000;
+
+export interface OrphanHoldSource {
+  /** The orphans the engine knows and that are still there. */
+  list(): readonly FoundOrphan[];
+  /** Whether the engine's start scan of the pods' namespaces is done and read every pod (before it, a tap/tun pod's hold is not judged gone). */
+  scanComplete(): boolean;
+}
+
+export interface OrphanHoldLog {
+  info(m: string): void;
+  warn(m: string): void;
+}
+
+export interface OrphanHoldStatus {
+  readonly held: number;
+  readonly lastError: string | null;
+}
+
+export class OrphanHolder {
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private readonly abort = new AbortController();
+  private running: Promise<void> | null = null;
+  private again = false;
+  /** This node's holds after the last pass (-1: not known yet: the first pass looks). */
+  private holds = -1;
+  private lastError: string | null = null;
+
+  constructor(
+    private readonly node: string,
+    private readonly spec: Exclude<DatastoreSpec, { kind: 'file' }>,
+    /** The IPAM lock files, sorted (taken in that order); the ledger is beside the first. */
+    private readonly lockFiles: readonly string[],
+    private readonly source: OrphanHoldSource,
+    private readonly log: OrphanHoldLog,
+    private readonly intervalMs = DEFAULT_ORPHAN_HOLD_INTERVAL_MS,
+  ) {}
+
+  /** A first pass now, then one every interval (each a no-op while nothing is found or held). */
+  start(): void {
+    this.kick();
+    if (this.timer) return;
+    this.timer = setInterval(() => this.kick(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** A pass now (or right after the one under way). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((e) => {
+        if (e instanceof IpamLockAbortedError) return;
+        const m = (e as Error).message;
+        if (m !== this.lastError) this.log.warn(`orphan pod addresses not held in IPAM: ${m} (tried again on the next pass)`);
+        this.lastError = m;
+      })
+      .finally(() => {
+        this.running = null;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  /** Resolves once no pass is under way (tests, stop). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.abort.abort();
+    await this.running;
+  }
+
+  status(): OrphanHoldStatus {
+    return { held: Math.max(0, this.holds), lastError: this.lastError };
+  }
+
+  private async pass(): Promise<void> {
+    const found = this.source.list();
+    // nothing found and nothing held: no datastore traffic
+    if (found.length === 0 && this.holds === 0) return;
+    const live = new Set(found.map((f) => f.ifname));
+    const complete = this.source.scanComplete();
+    // A veth's hold goes with its veth (one an endpoint names again: the CNI's next ADD); a tap/tun
+    // pod's device is in its pod's namespace, where the engine looks (its list says it is there).
+    const gone = (ifname: string) => !live.has(ifname) && (POD_DEVICE_NAME.test(ifname) ? complete : !existsSync(`/sys/class/net/${ifname}`));
+    const kv = openKvStore(this.spec, { use: 'run', timeoutMs: KV_TIMEOUT_MS });
+    try {
+      const ipam = new Ipam(kv);
+      const under = (i: number): Promise<Awaited<ReturnType<typeof holdOrphans>>> => (i === this.lockFiles.length
+        ? holdOrphans(ipam, kv, { node: this.node, found, gone, ledgerFile: orphanLedgerFile(this.lockFiles[0]!), by: 'podway run' })
+        : withIpamLock({ file: this.lockFiles[i]!, timeoutMs: LOCK_TIMEOUT_MS, setting: `the "ipam_lock_file" of this node's podway network (--cni-conf-dir)` }, () => under(i + 1), this.abort.signal));
+      const r = await under(0);
+      this.holds = r.holds;
+      this.lastError = null;
+      if (r.held.length > 0) this.log.info(`orphan pod addresses held in IPAM so that no pod is given them: ${r.held.join(', ')} (handle podway-orphan.${this.node}.<interface>)`);
+      if (r.released.length > 0) this.log.info(`orphan pod address holds released, their interface gone: ${r.released.join(', ')}`);
+      if (r.releasedByHand.length > 0) this.log.warn(`orphan pod address(es) released from IPAM by hand since podway held them: ${r.releasedByHand.join(', ')}; not held again while the interface has them (IPAM may give them to another pod: remove that pod)`);
+    } finally {
+      await kv.close().catch(() => undefined);
+    }
+  }
+}

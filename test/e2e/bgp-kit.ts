@@ -10,7 +10,10 @@ import { spawn, ChildProcess, execFileSync } from 'node:child_process';
 import { writeFileSync, renameSync, existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import * as assert from 'uvu/assert';
-import { Lab, LabNodeSpec, run, POOL_CIDR, pingArgs, parsePing, within } from '../../src/lab/lab';
+import { Lab, LabKvStore, LabNodeSpec, run, POOL_CIDR, pingArgs, parsePing, within } from '../../src/lab/lab';
+import type { LabEtcd } from '../../src/lab/etcd';
+import { parseAllDocuments } from 'yaml';
+import { applyResource, JsonObject } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, track, until, logTail, RouteRow } from './e2e-kit';
 
@@ -391,3 +394,46 @@ ${globals}
 `;
 }
 
+
+/**
+ * One node on one subnet with etcd (a LabEtcd, its datastore in force) and a BIRD ToR peering
+ * with it through a global BGPPeer, and `podway run --bgp` started on node1: the model cache
+ * tests' rig (model-cache-bgp-etcd, model-cache-bgp-withdraw-etcd). Filled as it is built, so that
+ * stopEtcdTor stops whatever was made when a step fails.
+ */
+export interface EtcdTor {
+  lab: Lab | null;
+  store: LabKvStore | null;
+  etcd: LabEtcd | null;
+  birds: Birds | null;
+  tor: BirdProcess | null;
+}
+
+export function etcdTor(): EtcdTor {
+  return { lab: null, store: null, etcd: null, birds: null, tor: null };
+}
+
+/** Builds the rig into `r` (root needed); `storePrefix` names the etcd data dir. */
+export async function startEtcdTor(r: EtcdTor, storePrefix: string): Promise<void> {
+  if (!isRoot()) throw new Error('e2e tests need root (network namespaces)');
+  const lab = (r.lab = guard(new Lab(nodesOnOneSubnet(1))));
+  r.birds = new Birds(lab);
+  lab.build();
+  lab.setMode('direct');
+  const store = (r.store = await lab.openKvStore('etcd', storePrefix));
+  r.etcd = await lab.startEtcd();
+  await lab.useKvDatastore(store.kv, store.spec);
+  await applyResource(store.kv, parseAllDocuments(bgpPeerYaml('tor', TOR_IP, TOR_AS))[0]!.toJS() as JsonObject);
+  r.tor = await r.birds.tor();
+  await lab.startPodway('node1', 20_000, ['--bgp']);
+}
+
+/** Stops what startEtcdTor made (BIRD and etcd by PID); when the file failed (`ok` false) its logs
+ * first: the last `lines` of the lab's, the ToR's protocols and `birdc` sections named, etcd's tail. */
+export async function stopEtcdTor(r: EtcdTor, ok: boolean, lines: number, birdc: string[][] = [['show', 'protocols', 'all']]): Promise<void> {
+  if (!r.lab) return;
+  if (!ok) console.log(logTail(r.lab, lines), `\n--- ToR:\n${birdc.map((a) => r.tor?.birdc(...a) ?? '').join('\n')}\n--- etcd:\n${r.etcd?.log().slice(-1500)}`);
+  await r.birds?.killAll();
+  await teardown(r.lab); // etcd too (killed by PID, its data removed)
+  await r.store?.close();
+}

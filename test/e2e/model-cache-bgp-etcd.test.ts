@@ -17,14 +17,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readFileSync } from 'node:fs';
-import { parseAllDocuments } from 'yaml';
-import { Lab, LabKvStore } from '../../src/lab/lab';
+import type { Lab, LabKvStore } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
-import { applyResource, JsonObject } from '../../src/control/v3-store';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { guard, teardown, isRoot, stopWithCacheOfAnotherBoot, logMessage, logTail, nsExec, until, waitLog } from './e2e-kit';
-import { Birds, BirdProcess, nodesOnOneSubnet, bgpPeerYaml, kernelRoutesVia, peerState, podwayCli, TOR_IP, TOR_AS, birdProtocolLine, birdNeighborCaps, birdImportUpdates, sameBirdSession } from './bgp-kit';
+import { stopWithCacheOfAnotherBoot, logMessage, nsExec, until, waitLog } from './e2e-kit';
+import { Birds, BirdProcess, etcdTor, startEtcdTor, stopEtcdTor, kernelRoutesVia, peerState, podwayCli, TOR_IP, birdProtocolLine, birdNeighborCaps, birdImportUpdates, sameBirdSession } from './bgp-kit';
 
 let lab: Lab | null = null;
 let store: LabKvStore | null = null;
@@ -36,27 +34,13 @@ let ok = false;
 interface Status { ready?: boolean; notReady?: string[]; cachedModel?: { file: string; appliedAt: string } | null }
 const status = async (): Promise<Status> => (await controlRequest(lab!.node('node1').control, { cmd: 'status' }, 5000)) as Status;
 
+const rig = etcdTor();
 test.before(async () => {
-  if (!isRoot()) throw new Error('e2e tests need root (network namespaces)');
-  lab = guard(new Lab(nodesOnOneSubnet(1)));
-  birds = new Birds(lab);
-  lab.build();
-  lab.setMode('direct');
-  store = await lab.openKvStore('etcd', 'podway-modelcache-bgp-');
-  etcd = await lab.startEtcd();
-  await lab.useKvDatastore(store.kv, store.spec);
-  await applyResource(store.kv, parseAllDocuments(bgpPeerYaml('tor', TOR_IP, TOR_AS))[0]!.toJS() as JsonObject);
-  tor = await birds.tor();
-  await lab.startPodway('node1', 20_000, ['--bgp']);
+  await startEtcdTor(rig, 'podway-modelcache-bgp-');
+  ({ lab, store, etcd, birds, tor } = rig);
 });
 
-test.after(async () => {
-  if (!lab) return;
-  if (!ok) console.log(logTail(lab, 30), `\n--- ToR:\n${tor?.birdc('show', 'protocols', 'all') ?? ''}\n--- etcd:\n${etcd?.log().slice(-1500)}`);
-  await birds?.killAll();
-  await teardown(lab); // etcd too (killed by PID, its data removed)
-  await store?.close();
-});
+test.after(() => stopEtcdTor(rig, ok, 30));
 
 test('at start: the ToR session is up, the ToR routes node1\'s block; node1 wrote its model cache', async () => {
   const n1 = lab!.node('node1');

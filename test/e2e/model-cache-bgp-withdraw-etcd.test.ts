@@ -16,15 +16,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'node:path';
-import { parseAllDocuments } from 'yaml';
-import { Lab, LabKvStore } from '../../src/lab/lab';
+import type { Lab, LabKvStore } from '../../src/lab/lab';
 import type { LabEtcd } from '../../src/lab/etcd';
-import { applyResource, JsonObject } from '../../src/control/v3-store';
 import { readModelCache } from '../../src/cli/model-cache';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { execBounded } from './tools';
-import { guard, teardown, isRoot, logTail, nsExec, until, waitLog } from './e2e-kit';
-import { Birds, BirdProcess, nodesOnOneSubnet, bgpPeerYaml, kernelRoutesVia, TOR_IP, TOR_AS, birdProtocolLine, birdImportUpdates, sameBirdSession } from './bgp-kit';
+import { nsExec, until, waitLog } from './e2e-kit';
+import { Birds, BirdProcess, etcdTor, startEtcdTor, stopEtcdTor, kernelRoutesVia, TOR_IP, birdProtocolLine, birdImportUpdates, sameBirdSession } from './bgp-kit';
 
 const PODWAY = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -54,27 +52,13 @@ const importWithdraws = () => Number(/Import withdraws:\s+(\d+)/.exec(tor!.birdc
 const torPrefixes = () => [...tor!.birdc('show', 'route', 'protocol', 'node1').matchAll(/^(\d+\.\d+\.\d+\.\d+\/\d+)/gm)].map((m) => m[1]!);
 const cacheOf = () => readModelCache(lab!.modelCachePath('node1'), 'node1', store!.spec);
 
+const rig = etcdTor();
 test.before(async () => {
-  if (!isRoot()) throw new Error('e2e tests need root (network namespaces)');
-  lab = guard(new Lab(nodesOnOneSubnet(1)));
-  birds = new Birds(lab);
-  lab.build();
-  lab.setMode('direct');
-  store = await lab.openKvStore('etcd', 'podway-cache-withdraw-bgp-');
-  etcd = await lab.startEtcd();
-  await lab.useKvDatastore(store.kv, store.spec);
-  await applyResource(store.kv, parseAllDocuments(bgpPeerYaml('tor', TOR_IP, TOR_AS))[0]!.toJS() as JsonObject);
-  tor = await birds.tor();
-  await lab.startPodway('node1', 20_000, ['--bgp']);
+  await startEtcdTor(rig, 'podway-cache-withdraw-bgp-');
+  ({ lab, store, etcd, birds, tor } = rig);
 });
 
-test.after(async () => {
-  if (!lab) return;
-  if (!ok) console.log(logTail(lab, 40), `\n--- ToR:\n${tor?.birdc('show', 'protocols', 'all') ?? ''}\n${tor?.birdc('show', 'route', 'all') ?? ''}\n--- etcd:\n${etcd?.log().slice(-1500)}`);
-  await birds?.killAll();
-  await teardown(lab); // etcd too (killed by PID, its data removed)
-  await store?.close();
-});
+test.after(() => stopEtcdTor(rig, ok, 40, [['show', 'protocols', 'all'], ['show', 'route', 'all']]));
 
 test('a deleted Node\'s cache with --bgp: announced on the cache\'s settings, then withdrawn in the same session once etcd answers; the datastore\'s settings take over without a reset', async () => {
   const n1 = lab!.node('node1');

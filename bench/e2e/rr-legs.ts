@@ -180,3 +180,90 @@ export function legsSummary(trace: string, t: LegTimes): string {
     `${packed} of the slowest left pod A in a frame with other requests, ${inPacked} came back in one with other replies; ` +
     `frames with more than one request or reply: pod A sent ${t.aMultiFrames} of ${t.aDataFrames} (and ${t.aPureAcks} pure ACKs), pod B sent ${t.bMultiFrames} of ${t.bDataFrames}, pod A received ${t.aInMulti} of ${t.aInFrames}`;
 }
+
+/** CLOCK_REALTIME minus CLOCK_MONOTONIC in ns (to a few µs): hrtime read when Date.now() ticks. */
+export function realtimeMinusMonotonicNs(): number {
+  const t0 = Date.now();
+  let t = t0;
+  let h = process.hrtime.bigint();
+  for (let k = 0; k < 5_000_000 && t === t0; k++) { h = process.hrtime.bigint(); t = Date.now(); }
+  return t * 1e6 - Number(h);
+}
+
+/**
+ * The intervals (monotonic ns) in which thread `tid` was runnable but not running (woken or
+ * preempted, until switched in) and asleep (switched out in a sleep, until woken), from `perf
+ * script` lines of sched_wakeup and sched_switch (perf record -k CLOCK_MONOTONIC).
+ */
+export function threadStates(perfScript: string, tid: number): { waiting: [number, number][]; sleeping: [number, number][] } {
+  const waiting: [number, number][] = [];
+  const sleeping: [number, number][] = [];
+  let since: number | undefined;
+  let asleep: number | undefined;
+  const pidRe = new RegExp(`\\bpid=${tid}\\b`);
+  for (const line of perfScript.split('\n')) {
+    const m = /^\s*(?:\[\d+\]\s+)?(\d+\.\d+):\s+sched:(sched_wakeup|sched_switch):\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const t = Math.round(Number(m[1]) * 1e9);
+    const rest = m[3];
+    if (m[2] === 'sched_wakeup') {
+      if (pidRe.test(rest)) {
+        if (asleep !== undefined) { sleeping.push([asleep, t]); asleep = undefined; }
+        if (since === undefined) since = t;
+      }
+      continue;
+    }
+    const sw = /prev_pid=(\d+) .*prev_state=(\S+) ==> .*next_pid=(\d+)/.exec(rest);
+    if (!sw) continue;
+    if (Number(sw[3]) === tid) { if (since !== undefined) waiting.push([since, t]); since = undefined; }
+    if (Number(sw[1]) === tid) {
+      if (sw[2] === 'R' || sw[2] === 'R+') since = t;
+      else asleep = t;
+    }
+  }
+  return { waiting, sleeping };
+}
+
+/** How much of [a, b) lies in the (sorted, disjoint) intervals. */
+function overlap(iv: [number, number][], a: number, b: number): number {
+  let lo = 0, hi = iv.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (iv[mid][1] <= a) lo = mid + 1; else hi = mid; }
+  let s = 0;
+  for (let k = lo; k < iv.length && iv[k][0] < b; k++) s += Math.max(0, Math.min(b, iv[k][1]) - Math.max(a, iv[k][0]));
+  return s;
+}
+
+/**
+ * The share of the request and reply legs (through node1) spent while node1's forwarding thread was
+ * waiting for a CPU, for the slowest 1% of the requests inside the perf window and for all of them,
+ * and the share of the window it waited at all. `baseSec`: the captures' base second; `offNs`:
+ * realtime minus monotonic.
+ */
+export function legsInWaits(trace: string, t: LegTimes, states: { waiting: [number, number][]; sleeping: [number, number][] }, baseSec: number, offNs: number): string {
+  const waits = states.waiting;
+  const sleeps = states.sleeping;
+  if (!waits.length) return 'the forwarding thread never waited in the perf window';
+  const toMono = (x: number) => x + baseSec * 1e9 - offNs;
+  const w0 = waits[0][0], w1 = waits[waits.length - 1][1];
+  const { rows } = legRows(trace, t);
+  const inWin = rows.filter((r) => { const a = toMono(t.aOut[r.seq]); return a >= w0 && toMono(t.aIn[r.seq]) <= w1; });
+  if (!inWin.length) return 'no request inside the perf window';
+  const share = (rs: LegRow[]) => {
+    let legs = 0, waited = 0, slept = 0;
+    for (const r of rs) {
+      const a = toMono(t.aOut[r.seq]), bi = toMono(t.bIn[r.seq]), bo = toMono(t.bOut[r.seq]), ai = toMono(t.aIn[r.seq]);
+      legs += (bi - a) + (ai - bo);
+      waited += overlap(waits, a, bi) + overlap(waits, bo, ai);
+      slept += overlap(sleeps, a, bi) + overlap(sleeps, bo, ai);
+    }
+    return { legs, waited, slept };
+  };
+  const sorted = [...inWin].sort((x, y) => x.rtt - y.rtt);
+  const slow = share(sorted.slice(Math.floor(sorted.length * 0.99)));
+  const all = share(inWin);
+  const total = waits.reduce((s, [a, b]) => s + (b - a), 0);
+  const pc = (x: number, y: number) => (y > 0 ? ((100 * x) / y).toFixed(0) : '-');
+  return `${inWin.length} requests in the perf window; the forwarding thread was waiting for a CPU ${pc(total, w1 - w0)}% of the window (${waits.length} waits); ` +
+    `of the request + reply legs' time, for the slowest 1% (${(slow.legs / 1e3 / Math.max(1, Math.ceil(inWin.length / 100))).toFixed(0)} µs of legs each) ${pc(slow.waited, slow.legs)}% fell in those waits, ${pc(slow.slept, slow.legs)}% while it slept, the rest while it ran; ` +
+    `for all requests ${pc(all.waited, all.legs)}% / ${pc(all.slept, all.legs)}%`;
+}

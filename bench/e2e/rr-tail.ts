@@ -18,7 +18,8 @@
  * trip cut into pod A's part, the request leg (node1, node2), pod B's part and the reply leg
  * (bench/e2e/rr-legs.ts): medians, the slowest 1%'s mean per leg, and how many frames carried more
  * than one request or reply. The captures cost CPU on this 2-vCPU machine: compare setups within
- * one `--legs` run, not against a run without it.
+ * one `--legs` run, not against a run without it. With `--perf-sched` as well: how much of the
+ * request and reply legs' time fell while node1's forwarding thread waited for a CPU, slept or ran.
  * `--setup kernel` makes node1 a kernel vxlan.calico node as well (the rr-latency baseline).
  *
  * `--rate half` (the default) is half of the closed-loop maximum (16 outstanding) measured in the
@@ -32,7 +33,7 @@ import { Lab, sleep } from '../../src/lab/lab';
 import { configureKernelNode, resetNode } from '../../src/lab/kernel';
 import { benchArgsOrExit } from './bench-args';
 import { controlRequest } from '../../src/dataplane/control-server';
-import { legTimes, legsSummary, pcapFirstSecond, readPcap } from './rr-legs';
+import { legTimes, legsInWaits, legsSummary, pcapFirstSecond, readPcap, realtimeMinusMonotonicNs, threadStates } from './rr-legs';
 
 const PKTGEN = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'pktgen');
 
@@ -209,6 +210,7 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
   const b = lab.pod('pod-b');
   const server = spawn('ip', ['netns', 'exec', b.ns, PKTGEN, 'rr-server', proto, String(port), String(seconds + 5)], { stdio: 'ignore' });
   const caps: { proc: ReturnType<typeof spawn>; stderr: () => string }[] = [];
+  let waits: ReturnType<typeof threadStates> | undefined;
   try {
     if (legs && trace) {
       caps.push(await capture(a.ns, proto, port, `${legs}-a.pcap`));
@@ -227,7 +229,7 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
       let c0 = new Map<string, [number, number, number]>();
       let c1 = c0;
       setTimeout(() => { c0 = schedstat(c.pid); }, 100);
-      if (perfFile) setTimeout(() => { perf = spawn('perf', ['sched', 'record', '-a', '-o', perfFile, '--', 'sleep', String(Math.max(0.5, Math.min(2, seconds - 1)))], { stdio: 'ignore' }); }, 300);
+      if (perfFile) setTimeout(() => { perf = spawn('perf', ['sched', 'record', '-k', 'CLOCK_MONOTONIC', '-a', '-o', perfFile, '--', 'sleep', String(Math.max(0.5, Math.min(2, seconds - 1)))], { stdio: 'ignore' }); }, 300);
       const late = setTimeout(() => { c1 = schedstat(c.pid); }, seconds * 1000);
       c.on('exit', (code) => { clearTimeout(timer); clearTimeout(late); if (code === 0) resolve(o + '\n' + schedDelta('client', c0, c1)); else reject(new Error(`rr-client exited ${code}`)); });
     });
@@ -239,6 +241,14 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
       const p = perf;
       if (p.exitCode === null) await new Promise((r) => p.once('exit', r));
       m.wakes = wakePlaces(perfFile, server.pid, podwayPid);
+      if (legs && podwayPid) {
+        try {
+          const script = execFileSync('perf', ['script', '-i', perfFile, '-F', 'time,event,trace'], { encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] });
+          waits = threadStates(script, podwayPid);
+        } catch (e) {
+          m.wakes += `; perf script failed: ${(e as Error).message.split('\n')[0]}`;
+        }
+      }
       rmSync(perfFile, { force: true });
     }
     if (legs && trace && caps.length === 2) {
@@ -250,6 +260,7 @@ async function rr(lab: Lab, proto: string, rate: number, seconds: number, port: 
       const base = Math.min(pcapFirstSecond(fa), pcapFirstSecond(fb));
       const t = legTimes(readPcap(fa, base), readPcap(fb, base), proto as 'tcp' | 'udp', a.ip, m.sent, 64);
       m.legs = `${legsSummary(readFileSync(trace, 'utf8'), t)} (tcpdump in pod A / pod B: ${drops.join(' / ')})`;
+      if (waits) m.legs += `\n  legs in the forwarder's waits: ${legsInWaits(readFileSync(trace, 'utf8'), t, waits, base, realtimeMinusMonotonicNs())}`;
       rmSync(fa, { force: true });
       rmSync(fb, { force: true });
     }

@@ -150,8 +150,8 @@ export interface FirstModel { source: ModelSource; first: NodeDataplaneModel; ge
 
 export type ModelMessage =
   /** cause: a datastore change or the learned BGP routes; bgp: what the change did to the speaker. */
-  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; gen?: number; felixOnlyOf?: number; bgpInputs?: BgpInputs; inSync?: boolean }
-  | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; bgpInputs?: BgpInputs; inSync?: boolean }
+  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp' | 'underlay'; bgp?: string; gen?: number; felixOnlyOf?: number; bgpInputs?: BgpInputs; inSync?: boolean }
+  | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp' | 'underlay'; bgp?: string; bgpInputs?: BgpInputs; inSync?: boolean }
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string; inSync?: boolean }
   | { type: 'status'; message: string; inSync?: boolean }
@@ -472,6 +472,12 @@ export class ModelSource {
     // A model of a thread that died: the thread in force never made it.
     if (gen <= this.genBase || this.workerGone) return;
     this.worker.postMessage({ type: 'applied', gen: gen - this.genBase, ok, ...(message ? { message } : {}) });
+  }
+
+  /** The underlay interface's MTU changed: the model thread reads it again and computes the model
+   * (its MTUs) anew. */
+  underlayMtuChanged(): void {
+    if (!this.workerGone) this.worker.postMessage({ type: 'underlay-mtu' });
   }
 
   /** New connections to the datastore (a KV store's), e.g. once the node address they came from left. */

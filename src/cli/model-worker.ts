@@ -117,7 +117,8 @@ if (parentPort) {
   let cachedRefused: string | null = null;
   /** The BGP settings last posted with a model or change (the main thread caches them). */
   let inputsKey = '';
-  /** The underlay MTU by node IP, read once per address (it decides the tunnel MTUs). */
+  /** The underlay MTU by node IP, read once per address (it decides the tunnel MTUs), and again
+   * when the main thread says it changed ({type:'underlay-mtu'}). */
   const underlayMtu = new Map<number | string, number>();
   let lastKey = '';
   /** lastKey's model: its forwarding key (forwardingKey) and its number (0: none posted). */
@@ -229,7 +230,7 @@ if (parentPort) {
 
   /** Posts the model, or that it did not change. `cause`: a datastore change or the learned BGP
    * routes; `bgp`: what the change did to the speaker (both for the log). */
-  const publish = (model: NodeDataplaneModel, t0: number, cause: 'datastore' | 'bgp', bgp: string, snap: ClusterSnapshot | null = null): void => {
+  const publish = (model: NodeDataplaneModel, t0: number, cause: 'datastore' | 'bgp' | 'underlay', bgp: string, snap: ClusterSnapshot | null = null): void => {
     const forwarding = forwardingKey(model);
     const key = forwarding + '\u0000' + JSON.stringify(model.felix ?? null);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
@@ -306,7 +307,7 @@ if (parentPort) {
   // interface here holds, written by an operator or a second podway for this node elsewhere) must
   // not restart it with that address as router ID, which drops every session and withdraws the
   // node's routes while the dataplane keeps forwarding on the last good state.
-  const onChange = (snap: ClusterSnapshot, fromDatastore = true): void => {
+  const onChange = (snap: ClusterSnapshot, fromDatastore = true, cause: 'bgp' | 'underlay' = 'bgp'): void => {
     const t0 = performance.now();
     let model: NodeDataplaneModel;
     try {
@@ -316,7 +317,7 @@ if (parentPort) {
       return;
     }
     // The speaker moves once the engine applied the model (onApplied).
-    publish(model, t0, fromDatastore ? 'datastore' : 'bgp', '', snap);
+    publish(model, t0, fromDatastore ? 'datastore' : cause, '', snap);
   };
   /**
    * The speaker on the model cache's BGP settings (podway forwarding on the cached model, the
@@ -376,6 +377,11 @@ if (parentPort) {
       startStore();
     } else if (m.type === 'cached-bgp') {
       useCachedBgp(m.inputs!, m.appliedAt ?? '?', m.file ?? 'the model cache', m.withdrawn);
+    } else if (m.type === 'underlay-mtu') {
+      // The underlay's MTU changed while running (the engine's checkUnderlayMtu): read again, and
+      // the model's MTUs (pod, tunnels, its routes') computed from it.
+      underlayMtu.clear();
+      if (lastSnapshot) onChange(lastSnapshot, false, 'underlay');
     } else if (m.type === 'reconnect') {
       if (store instanceof KvDatastore) store.reconnect(m.reason ?? 'asked');
     } else if (m.type === 'stop') {

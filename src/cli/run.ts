@@ -987,6 +987,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // host programmer wrote it, one added by hand): set once the apply loop below exists
       onUnderlayRoutes: () => onUnderlayRoutes(),
       onOrphans: () => orphanHolder?.kick(),
+      // the underlay's MTU changed while running: the model thread computes the model's MTUs again
+      // (status, pod MTU, the routes'), not only the engine's bounds
+      onUnderlayMtu: () => source?.underlayMtuChanged(),
     });
     engine = eng;
     if (spec.kind !== 'file') {
@@ -1390,7 +1393,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       nodeMetrics?.datastoreEvent(m.type);
       if (spec.kind === 'file') {
         if (m.type === 'error' && !m.message.startsWith('bgp: ')) datastoreRejected = { since: datastoreRejected?.since ?? new Date().toISOString(), error: m.message };
-        else if ((m.type === 'model' || m.type === 'unchanged') && m.cause !== 'bgp') datastoreRejected = null;
+        else if ((m.type === 'model' || m.type === 'unchanged') && m.cause !== 'bgp' && m.cause !== 'underlay') datastoreRejected = null;
       }
       if (m.type === 'model' || m.type === 'unchanged') {
         nodeMetrics?.computed(m.ms / 1000);
@@ -1398,7 +1401,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // A snapshot made while another prefix is still re-listed (inSync false) leaves the reason.
         if (!onCache && m.inSync !== false) health.setDatastore(true);
         // A newer "unchanged" never hides an older pending model.
-        const what = [m.cause === 'bgp' ? 'BGP route change' : 'datastore change', ...(m.bgp ? [`bgp: ${m.bgp}`] : [])];
+        const what = [m.cause === 'bgp' ? 'BGP route change' : m.cause === 'underlay' ? 'underlay MTU change' : 'datastore change', ...(m.bgp ? [`bgp: ${m.bgp}`] : [])];
         const merged = [...new Set([...(latest?.what ?? []), ...what])];
         latest = m.type === 'model' ? { model: m.model, ms: m.ms, what: merged, gen: m.gen, felixOnlyOf: m.felixOnlyOf, bgpInputs: m.bgpInputs ?? latest?.bgpInputs } : { model: latest?.model ?? null, ms: m.ms, what: merged, gen: latest?.gen, felixOnlyOf: latest?.felixOnlyOf, bgpInputs: latest?.bgpInputs };
         // BGP settings that changed alone (a BGPPeer added): with the model on its way, else written

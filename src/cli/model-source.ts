@@ -31,6 +31,7 @@ import type { NodeDataplaneModel } from '../control';
 import type { NodeStatus } from '../control/bgp/agent';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import type { LearnedRoute } from '../control/route-calc';
+import type { UnenforcedPolicies } from '../control/policy-kinds';
 
 /** BGP in the model thread (`podway run --bgp`). */
 export interface ModelSourceBgp {
@@ -50,6 +51,8 @@ export interface ModelSourceBgp {
   readonly onLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
   /** The datastore's warnings (an endpoint left out, an address claimed twice), each when it appears. */
   readonly onWarning?: (message: string) => void;
+  /** The network policies stored (podway enforces none), when first known and on each change. */
+  readonly onPolicies?: (policies: UnenforcedPolicies) => void;
   /** Ends a wait for the first model (the thread is terminated, start rejects). */
   readonly signal?: AbortSignal;
   /** A thread started again after one died: the learned routes the model in force holds, held
@@ -150,8 +153,8 @@ export interface FirstModel { source: ModelSource; first: NodeDataplaneModel; ge
 
 export type ModelMessage =
   /** cause: a datastore change or the learned BGP routes; bgp: what the change did to the speaker. */
-  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp' | 'underlay'; bgp?: string; gen?: number; felixOnlyOf?: number; bgpInputs?: BgpInputs; inSync?: boolean }
-  | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp' | 'underlay'; bgp?: string; bgpInputs?: BgpInputs; inSync?: boolean }
+  | { type: 'model'; model: NodeDataplaneModel; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; gen?: number; felixOnlyOf?: number; bgpInputs?: BgpInputs; inSync?: boolean }
+  | { type: 'unchanged'; ms: number; cause?: 'datastore' | 'bgp'; bgp?: string; bgpInputs?: BgpInputs; inSync?: boolean }
   | { type: 'rejected'; message: string }
   | { type: 'error'; message: string; inSync?: boolean }
   | { type: 'status'; message: string; inSync?: boolean }
@@ -170,6 +173,8 @@ type WorkerPost =
   | { type: 'bgp-status'; id: number; status: NodeStatus }
   /** The answer to a heartbeat's {type:'ping', id}. */
   | { type: 'pong'; id: number }
+  /** The network policies the datastore holds (none enforced: policy-kinds.ts): to onPolicies. */
+  | { type: 'policies'; policies: UnenforcedPolicies }
   /** An exception nothing caught, or a rejection nothing handled, in the thread: posted just
    * before it ends (model-worker.ts). */
   | { type: 'crash'; message: string; stack?: string };
@@ -274,6 +279,7 @@ export class ModelSource {
       }
       if (m.type === 'log') return bgp.onLog?.(m.level, m.message);
       if (m.type === 'warning') return bgp.onWarning?.(m.message);
+      if (m.type === 'policies') return bgp.onPolicies?.(m.policies);
       if (m.type === 'model' && m.gen !== undefined) {
         this.lastGen = this.genBase + m.gen;
         m = { ...m, gen: this.lastGen, ...(m.felixOnlyOf !== undefined ? { felixOnlyOf: this.genBase + m.felixOnlyOf } : {}) };
@@ -472,12 +478,6 @@ export class ModelSource {
     // A model of a thread that died: the thread in force never made it.
     if (gen <= this.genBase || this.workerGone) return;
     this.worker.postMessage({ type: 'applied', gen: gen - this.genBase, ok, ...(message ? { message } : {}) });
-  }
-
-  /** The underlay interface's MTU changed: the model thread reads it again and computes the model
-   * (its MTUs) anew. */
-  underlayMtuChanged(): void {
-    if (!this.workerGone) this.worker.postMessage({ type: 'underlay-mtu' });
   }
 
   /** New connections to the datastore (a KV store's), e.g. once the node address they came from left. */

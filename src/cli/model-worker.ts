@@ -27,6 +27,8 @@
  *   {type:'log', level, message}   a line for the log (BGP sessions coming and going)
  *   {type:'warning', message}      a snapshot's warning (an endpoint left out, an address claimed on
  *                                  two nodes), once when it appears (not again on every change)
+ *   {type:'policies', policies}    the network policies stored (counts, a few names: podway enforces
+ *                                  none), when they first are known and whenever they change
  *   {type:'bgp-status', id, status} the answer to {type:'bgp-status', id} (`podway node status`)
  *   {type:'crash', message, stack?} an exception nothing caught (or a rejection nothing handled)
  *                                  is ending this thread: posted just before it ends (exit code 70)
@@ -56,6 +58,7 @@ import { performance } from 'node:perf_hooks';
 // no YAML parser for an etcd or embedded store and no etcd client for a file or embedded one.
 import { openDatastore, resolveDatastoreSpec } from '../control/open-datastore';
 import { computeNodeModel, felixLayersOf, type NodeDataplaneModel } from '../control/route-calc';
+import { summarizePolicies } from '../control/policy-kinds';
 import type { ClusterSnapshot } from '../control/snapshot';
 import { KvDatastore } from '../control/kv-datastore';
 import { findUnderlay } from '../dataplane/host';
@@ -117,8 +120,7 @@ if (parentPort) {
   let cachedRefused: string | null = null;
   /** The BGP settings last posted with a model or change (the main thread caches them). */
   let inputsKey = '';
-  /** The underlay MTU by node IP, read once per address (it decides the tunnel MTUs), and again
-   * when the main thread says it changed ({type:'underlay-mtu'}). */
+  /** The underlay MTU by node IP, read once per address (it decides the tunnel MTUs). */
   const underlayMtu = new Map<number | string, number>();
   let lastKey = '';
   /** lastKey's model: its forwarding key (forwardingKey) and its number (0: none posted). */
@@ -219,10 +221,23 @@ if (parentPort) {
     warned = now;
   };
 
+  // Network policy is not enforced: what the datastore holds is said to the main thread (log,
+  // status, metrics), when first known and on each change.
+  let policiesKey: string | null = null;
+  const reportPolicies = (snap: ClusterSnapshot): void => {
+    if (snap.policies === undefined) return;
+    const policies = summarizePolicies(snap.policies);
+    const key = JSON.stringify(policies);
+    if (key === policiesKey) return;
+    policiesKey = key;
+    port.postMessage({ type: 'policies', policies });
+  };
+
   /** The snapshot's model (throws when this node cannot use it: its Node gone, an address no
    * interface holds); only an accepted snapshot becomes the last one. */
   const accept = (snap: ClusterSnapshot): NodeDataplaneModel => {
     warnNew(snap);
+    reportPolicies(snap);
     const model = modelFor(snap);
     lastSnapshot = snap;
     return model;
@@ -230,7 +245,7 @@ if (parentPort) {
 
   /** Posts the model, or that it did not change. `cause`: a datastore change or the learned BGP
    * routes; `bgp`: what the change did to the speaker (both for the log). */
-  const publish = (model: NodeDataplaneModel, t0: number, cause: 'datastore' | 'bgp' | 'underlay', bgp: string, snap: ClusterSnapshot | null = null): void => {
+  const publish = (model: NodeDataplaneModel, t0: number, cause: 'datastore' | 'bgp', bgp: string, snap: ClusterSnapshot | null = null): void => {
     const forwarding = forwardingKey(model);
     const key = forwarding + '\u0000' + JSON.stringify(model.felix ?? null);
     const ms = Math.round((performance.now() - t0) * 10) / 10;
@@ -307,7 +322,7 @@ if (parentPort) {
   // interface here holds, written by an operator or a second podway for this node elsewhere) must
   // not restart it with that address as router ID, which drops every session and withdraws the
   // node's routes while the dataplane keeps forwarding on the last good state.
-  const onChange = (snap: ClusterSnapshot, fromDatastore = true, cause: 'bgp' | 'underlay' = 'bgp'): void => {
+  const onChange = (snap: ClusterSnapshot, fromDatastore = true): void => {
     const t0 = performance.now();
     let model: NodeDataplaneModel;
     try {
@@ -317,7 +332,7 @@ if (parentPort) {
       return;
     }
     // The speaker moves once the engine applied the model (onApplied).
-    publish(model, t0, fromDatastore ? 'datastore' : cause, '', snap);
+    publish(model, t0, fromDatastore ? 'datastore' : 'bgp', '', snap);
   };
   /**
    * The speaker on the model cache's BGP settings (podway forwarding on the cached model, the
@@ -377,11 +392,6 @@ if (parentPort) {
       startStore();
     } else if (m.type === 'cached-bgp') {
       useCachedBgp(m.inputs!, m.appliedAt ?? '?', m.file ?? 'the model cache', m.withdrawn);
-    } else if (m.type === 'underlay-mtu') {
-      // The underlay's MTU changed while running (the engine's checkUnderlayMtu): read again, and
-      // the model's MTUs (pod, tunnels, its routes') computed from it.
-      underlayMtu.clear();
-      if (lastSnapshot) onChange(lastSnapshot, false, 'underlay');
     } else if (m.type === 'reconnect') {
       if (store instanceof KvDatastore) store.reconnect(m.reason ?? 'asked');
     } else if (m.type === 'stop') {

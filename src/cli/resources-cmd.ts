@@ -26,6 +26,7 @@ import { controlRequest, defaultControlPath } from '../dataplane/control-client'
 import { CustomColumns, CustomColumnsError, evaluatePath, parseCustomColumnsOutput } from './custom-columns';
 import { UsageError } from './usage-error';
 import { felixConfigurationNotes } from './felix-config-note';
+import { ENFORCING_KINDS } from '../control/policy-kinds';
 
 // Required by the commands that use them: every `podway` start registers these commands, and the
 // YAML parser and printer, the resource schemas (zod, through resource-files.ts) and IPAM (through
@@ -161,6 +162,20 @@ async function writeAll(verb: WriteVerb, file: string, o: DatastoreOpts & { name
   out(`Successfully ${PAST[verb]} ${done} ${resourcesWord(resources)}\n`);
   // a FelixConfiguration: said what podway run does with each of its fields (felix-config-note.ts)
   if (verb !== 'delete') for (const note of felixConfigurationNotes(resources.map((r) => r.object))) err(`${note}\n`);
+  // network policy: stored for Calico, not enforced by podway (control/policy-kinds.ts)
+  if (verb !== 'delete') for (const note of policyNotes(resources.map((r) => r.object))) err(`${note}\n`);
+}
+
+/** One note per written policy object of a kind that would filter traffic on a Calico node. */
+function policyNotes(objects: readonly unknown[]): string[] {
+  const notes: string[] = [];
+  for (const o of objects) {
+    const obj = o as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
+    if (typeof obj?.kind !== 'string' || !ENFORCING_KINDS.has(obj.kind)) continue;
+    const ns = obj.kind === 'NetworkPolicy' ? `${typeof obj.metadata?.namespace === 'string' ? obj.metadata.namespace : 'default'}/` : '';
+    notes.push(`podway: note: ${obj.kind} ${ns}${String(obj.metadata?.name ?? '?')} is stored for Calico's nodes; podway does NOT enforce network policy: pod traffic on podway nodes is allowed whatever it says (docs/calico-differences.md "Network policy: not enforced")`);
+  }
+  return notes;
 }
 
 /**
@@ -294,6 +309,17 @@ function columnsFor(info: KindInfo, wide: boolean, allNamespaces: boolean, defau
     case 'ClusterInformation':
       return [name, { header: 'CLUSTERGUID', value: (o) => str(spec(o).clusterGUID) }, { header: 'CLUSTERTYPE', value: (o) => str(spec(o).clusterType) },
         { header: 'DATASTOREREADY', value: (o) => str(spec(o).datastoreReady) }];
+    case 'NetworkPolicy':
+    case 'StagedNetworkPolicy':
+    case 'StagedKubernetesNetworkPolicy':
+    case 'NetworkSet':
+      // calicoctl: NAME, with NAMESPACE first for --all-namespaces
+      return allNamespaces ? [namespace, name] : [name];
+    case 'HostEndpoint':
+      return wide
+        ? [name, { header: 'NODE', value: (o) => str(spec(o).node) }, { header: 'INTERFACE', value: (o) => str(spec(o).interfaceName) },
+          { header: 'IPS', value: (o) => str(spec(o).expectedIPs) }, { header: 'PROFILES', value: (o) => str(spec(o).profiles) }]
+        : [name, { header: 'NODE', value: (o) => str(spec(o).node) }];
     case 'IPReservation':
       // calicoctl: NAME; wide adds CIDRS, joined with ',' and cut at 80 characters.
       return wide ? [name, { header: 'CIDRS', value: (o) => joinAndTruncate(spec(o).reservedCIDRs, 80) }] : [name];

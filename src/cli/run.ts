@@ -55,6 +55,7 @@ import type { Server as NetServer } from 'node:net';
 import * as path from 'node:path';
 import { lstatSync, renameSync } from 'node:fs';
 import { oneAtATime } from '../util/one-at-a-time';
+import { policyTotal, unenforcedPolicyText, type UnenforcedPolicies } from '../control/policy-kinds';
 import type { PendingDelReplayer } from './pending-del-replay';
 import { SystemdNotifier } from './sd-notify';
 import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endpoints';
@@ -545,6 +546,18 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const { PendingDelCollector } = require('../observe/pending-del-metrics') as typeof import('../observe/pending-del-metrics');
       metrics.add(new PendingDelCollector(() => replayer.status()));
     }
+    // Network policy stored but not enforced (control/policy-kinds.ts): said when first known and
+    // on each change, in status and /metrics. null until the datastore was read.
+    let policies: UnenforcedPolicies | null = null;
+    const policyLog = dsLog.child({ component: 'policy' });
+    const onPolicies = (p: UnenforcedPolicies): void => {
+      const before = policies === null ? 0 : policyTotal(policies);
+      policies = p;
+      const text = unenforcedPolicyText(p);
+      if (text) policyLog.warn(text, { policies: p.counts });
+      else if (before > 0) policyLog.info('no network policy in the datastore any more');
+    };
+    if (metrics) metrics.add(new (require('../observe/policy-metrics') as typeof import('../observe/policy-metrics')).PolicyCollector(() => policies));
     if (metrics && fences) {
       const { FenceCollector } = require('../observe/fence-metrics') as typeof import('../observe/fence-metrics');
       metrics.add(new FenceCollector(fences.store));
@@ -557,7 +570,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The model thread: spawned when the datastore is started, or before on the cached model with
      * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
     let thread: ModelSource | null = null;
-    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m), ...(opts.modelThreadHangMs !== undefined ? { hangAfterMs: opts.modelThreadHangMs } : {}) };
+    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m), onPolicies, ...(opts.modelThreadHangMs !== undefined ? { hangAfterMs: opts.modelThreadHangMs } : {}) };
     /** The cached model is in force in the engine: only then does the speaker start on the cache's
      * BGP settings (as a datastore model's settings follow it once applied). */
     let cacheApplied = false;
@@ -987,9 +1000,6 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // host programmer wrote it, one added by hand): set once the apply loop below exists
       onUnderlayRoutes: () => onUnderlayRoutes(),
       onOrphans: () => orphanHolder?.kick(),
-      // the underlay's MTU changed while running: the model thread computes the model's MTUs again
-      // (status, pod MTU, the routes'), not only the engine's bounds
-      onUnderlayMtu: () => source?.underlayMtuChanged(),
     });
     engine = eng;
     if (spec.kind !== 'file') {
@@ -1053,7 +1063,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status() };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
       },
       commands: {
         'log-level': (req) => {
@@ -1393,7 +1403,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       nodeMetrics?.datastoreEvent(m.type);
       if (spec.kind === 'file') {
         if (m.type === 'error' && !m.message.startsWith('bgp: ')) datastoreRejected = { since: datastoreRejected?.since ?? new Date().toISOString(), error: m.message };
-        else if ((m.type === 'model' || m.type === 'unchanged') && m.cause !== 'bgp' && m.cause !== 'underlay') datastoreRejected = null;
+        else if ((m.type === 'model' || m.type === 'unchanged') && m.cause !== 'bgp') datastoreRejected = null;
       }
       if (m.type === 'model' || m.type === 'unchanged') {
         nodeMetrics?.computed(m.ms / 1000);
@@ -1401,7 +1411,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         // A snapshot made while another prefix is still re-listed (inSync false) leaves the reason.
         if (!onCache && m.inSync !== false) health.setDatastore(true);
         // A newer "unchanged" never hides an older pending model.
-        const what = [m.cause === 'bgp' ? 'BGP route change' : m.cause === 'underlay' ? 'underlay MTU change' : 'datastore change', ...(m.bgp ? [`bgp: ${m.bgp}`] : [])];
+        const what = [m.cause === 'bgp' ? 'BGP route change' : 'datastore change', ...(m.bgp ? [`bgp: ${m.bgp}`] : [])];
         const merged = [...new Set([...(latest?.what ?? []), ...what])];
         latest = m.type === 'model' ? { model: m.model, ms: m.ms, what: merged, gen: m.gen, felixOnlyOf: m.felixOnlyOf, bgpInputs: m.bgpInputs ?? latest?.bgpInputs } : { model: latest?.model ?? null, ms: m.ms, what: merged, gen: latest?.gen, felixOnlyOf: latest?.felixOnlyOf, bgpInputs: latest?.bgpInputs };
         // BGP settings that changed alone (a BGPPeer added): with the model on its way, else written

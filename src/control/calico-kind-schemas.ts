@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { asNumberInput } from './as-number';
 import { parseCidrOrIp } from './ipam/net';
 import { parseIPv4, parseIPv6Cidr, parseIPv4WithPrefix } from './ipv4';
+import { STORED_ONLY_KINDS } from './policy-kinds';
 import { BlockAffinitySchema, CALICO_API_VERSION, IPPoolSchema, NodeSchema, WorkloadEndpointSchema, objectName } from './resources';
 
 const quoted = (v: unknown): string => JSON.stringify(v);
@@ -145,6 +146,21 @@ export const ProfileSchema = z.object({
   spec: z.looseObject({}).default({}),
 });
 
+/**
+ * A kind podway stores in Calico's layout but never acts on (policy-kinds.ts): its metadata
+ * checked (name; namespace for namespaced kinds, as calicoctl defaults it), its spec a mapping
+ * passed through as written (Calico's own validation of selectors and rules is not repeated:
+ * nothing here reads them).
+ */
+function storedOnlySchema(kind: string) {
+  return z.object({
+    apiVersion: z.literal(CALICO_API_VERSION),
+    kind: z.literal(kind),
+    metadata: looseMetadata,
+    spec: z.looseObject({}).default({}),
+  });
+}
+
 /** The schema a value of each kind must pass. */
 export const SCHEMA_OF_KIND: Readonly<Record<string, z.ZodType>> = {
   IPPool: IPPoolSchema,
@@ -157,4 +173,5 @@ export const SCHEMA_OF_KIND: Readonly<Record<string, z.ZodType>> = {
   FelixConfiguration: FelixConfigurationSchema,
   IPReservation: IPReservationSchema,
   Profile: ProfileSchema,
+  ...Object.fromEntries(STORED_ONLY_KINDS.map((k) => [k, storedOnlySchema(k)])),
 };

@@ -93,6 +93,32 @@ export const KINDS: readonly KindInfo[] = [
     aliases: ['ipreservation', 'ipreservations', 'reservation', 'reservations'], writable: true,
   }),
   kind({ kind: 'Profile', plural: 'profiles', namespaced: false, aliases: ['profile', 'profiles', 'pro', 'pros'], writable: true }),
+  // Network policy and the kinds it selects with: stored in Calico's layout, never enforced
+  // (policy-kinds.ts; docs/calico-differences.md "Network policy: not enforced").
+  kind({
+    kind: 'GlobalNetworkPolicy', plural: 'globalnetworkpolicies', namespaced: false,
+    aliases: ['globalnetworkpolicy', 'globalnetworkpolicies', 'gnp', 'gnps', 'globalpolicy', 'globalpolicies'], writable: true,
+  }),
+  kind({
+    kind: 'NetworkPolicy', plural: 'networkpolicies', namespaced: true,
+    aliases: ['networkpolicy', 'networkpolicies', 'policy', 'policies', 'pol', 'pols', 'np', 'nps'], writable: true,
+  }),
+  kind({
+    kind: 'StagedGlobalNetworkPolicy', plural: 'stagedglobalnetworkpolicies', namespaced: false,
+    aliases: ['stagedglobalnetworkpolicy', 'stagedglobalnetworkpolicies', 'sgnp', 'sgnps'], writable: true,
+  }),
+  kind({
+    kind: 'StagedNetworkPolicy', plural: 'stagednetworkpolicies', namespaced: true,
+    aliases: ['stagednetworkpolicy', 'stagednetworkpolicies', 'snp', 'snps'], writable: true,
+  }),
+  kind({
+    kind: 'StagedKubernetesNetworkPolicy', plural: 'stagedkubernetesnetworkpolicies', namespaced: true,
+    aliases: ['stagedkubernetesnetworkpolicy', 'stagedkubernetesnetworkpolicies', 'sknp', 'sknps'], writable: true,
+  }),
+  kind({ kind: 'Tier', plural: 'tiers', namespaced: false, aliases: ['tier', 'tiers'], writable: true }),
+  kind({ kind: 'HostEndpoint', plural: 'hostendpoints', namespaced: false, aliases: ['hostendpoint', 'hostendpoints', 'hep', 'heps'], writable: true }),
+  kind({ kind: 'GlobalNetworkSet', plural: 'globalnetworksets', namespaced: false, aliases: ['globalnetworkset', 'globalnetworksets'], writable: true }),
+  kind({ kind: 'NetworkSet', plural: 'networksets', namespaced: true, aliases: ['networkset', 'networksets', 'netset', 'netsets'], writable: true }),
 ];
 
 export function kindInfo(kind: string): KindInfo | undefined {

@@ -23,6 +23,7 @@ import type { ClusterSnapshot, IpamBlockBorrowed } from './snapshot';
 import { Backoff } from '../util/backoff';
 import { AllocationBlock } from './ipam/block';
 import { BLOCK_PREFIX, parseBlockKey } from './ipam/keys';
+import { ENFORCING_KINDS, type PolicyRef } from './policy-kinds';
 import { selectorIssues } from './selector-fields';
 import type { FelixConfiguration } from './calico-kind-schemas';
 import { BGPConfiguration, BGPPeer, blockAffinityFromKv, HOST_AFFINITY_PREFIX, parseResourceKey, RESOURCES_PREFIX, validateResource } from './calico-kinds';
@@ -60,7 +61,9 @@ type Item =
   | { readonly kind: 'BGPConfiguration'; readonly resource: BGPConfiguration }
   | { readonly kind: 'BGPPeer'; readonly resource: BGPPeer }
   | { readonly kind: 'FelixConfiguration'; readonly resource: FelixConfiguration }
-  | { readonly kind: 'IPAMBlock'; readonly resource: IpamBlockBorrowed };
+  | { readonly kind: 'IPAMBlock'; readonly resource: IpamBlockBorrowed }
+  /** A network policy object (policy-kinds.ts): named from its key, never parsed further. */
+  | { readonly kind: 'Policy'; readonly resource: PolicyRef };
 
 /** One key as last seen: its revisions and what it parsed to (null: skipped or not modelled). */
 interface Slot {
@@ -273,6 +276,8 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     }
     if (entry.key.startsWith(BLOCK_PREFIX)) return slot(this.parseBlock(entry));
     const id = parseResourceKey(entry.key);
+    // Policies are named from the key alone: podway does not act on them, it only says they exist.
+    if (id && ENFORCING_KINDS.has(id.info.kind)) return slot({ kind: 'Policy', resource: { kind: id.info.kind, name: id.name, ...(id.namespace !== undefined ? { namespace: id.namespace } : {}) } });
     if (!id || !['IPPool', 'Node', 'WorkloadEndpoint', 'BGPConfiguration', 'BGPPeer', 'FelixConfiguration'].includes(id.info.kind)) return slot(null);
     let raw: unknown;
     try {
@@ -497,6 +502,7 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
     const bgpPeers: BGPPeer[] = [];
     const felixConfigurations: FelixConfiguration[] = [];
     const ipamBlocks: IpamBlockBorrowed[] = [];
+    const policies: PolicyRef[] = [];
     const weps: { wep: WorkloadEndpoint; createRevision: number }[] = [];
     for (const { slot } of all) {
       const item = slot.item!;
@@ -511,11 +517,12 @@ export class KvDatastore extends DatastoreEvents implements Datastore {
       else if (item.kind === 'BGPPeer') bgpPeers.push(item.resource);
       else if (item.kind === 'FelixConfiguration') felixConfigurations.push(item.resource);
       else if (item.kind === 'IPAMBlock') ipamBlocks.push(item.resource);
+      else if (item.kind === 'Policy') policies.push(item.resource);
       else weps.push({ wep: item.resource, createRevision: slot.createRevision });
     }
     const warnings: string[] = [];
     const workloadEndpoints = checkSnapshot(this.source, ipPools, nodes, blockAffinities, weps, warnings);
-    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, felixConfigurations, ipamBlocks, warnings };
+    return { source: this.source, ipPools, nodes, blockAffinities, workloadEndpoints, bgpConfigurations, bgpPeers, felixConfigurations, ipamBlocks, policies, warnings };
   }
 
 

@@ -14,6 +14,7 @@ import { describeValue, formatFieldPath, zodIssueMessage } from './zod-messages'
 import { selectorIssues } from './selector-fields';
 import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema, FelixConfiguration, FelixConfigurationSchema } from './calico-kind-schemas';
 import { unknownCalicoFields } from './calico-fields';
+import { ENFORCING_KINDS, type PolicyRef } from './policy-kinds';
 
 /** Everything the control plane knows at one moment. Arrays keep file order (later = newer). */
 export interface ClusterSnapshot {
@@ -33,6 +34,9 @@ export interface ClusterSnapshot {
    * addresses used by a node other than the block's own: only blocks with such allocations are
    * listed. Absent for a YAML file (it has no blocks). */
   readonly ipamBlocks?: readonly IpamBlockBorrowed[];
+  /** Network policy objects stored (policy-kinds.ts ENFORCING_KINDS), named only: podway enforces
+   * none of them, `podway run` says they are there. Absent when the source was not looked at for them. */
+  readonly policies?: readonly PolicyRef[];
   /** Suspicious but legal things (e.g. one IP claimed on two nodes), for logs. */
   readonly warnings: readonly string[];
 }
@@ -147,6 +151,7 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
   const issues: ValidationIssue[] = [];
   const resources: Located<CalicoResource>[] = [];
   const bgp: Located<BgpResource>[] = [];
+  const policies: PolicyRef[] = [];
   const docs = parseAllDocuments(text);
   // parseAllDocuments returns an EmptyStream (not an array) for an empty file.
   const docList = Array.isArray(docs) ? docs : [];
@@ -169,11 +174,11 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
     // `calicoctl get -o yaml` prints several resources as `kind: IPPoolList` with `items`.
     if (typeof raw.kind === 'string' && raw.kind.endsWith('List') && Array.isArray(raw.items)) {
       raw.items.forEach((item, itemIndex) => {
-        parseResource(item, { document, item: itemIndex + 1 }, file, issues, resources, bgp);
+        parseResource(item, { document, item: itemIndex + 1 }, file, issues, resources, bgp, policies);
       });
       return;
     }
-    parseResource(raw, { document }, file, issues, resources, bgp);
+    parseResource(raw, { document }, file, issues, resources, bgp, policies);
   });
 
   if (issues.length > 0) throw new DatastoreValidationError(file, issues);
@@ -193,6 +198,7 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
     bgpConfigurations: bgp.filter((r) => r.resource.kind === 'BGPConfiguration').map((r) => r.resource as BGPConfiguration),
     bgpPeers: bgp.filter((r) => r.resource.kind === 'BGPPeer').map((r) => r.resource as BGPPeer),
     felixConfigurations: bgp.filter((r) => r.resource.kind === 'FelixConfiguration').map((r) => r.resource as FelixConfiguration),
+    policies,
     warnings,
   };
 }
@@ -213,6 +219,11 @@ function checkBgpNames(bgp: readonly Located<BgpResource>[], file: string, issue
   }
 }
 
+function metadataNamespace(raw: Record<string, unknown>): string | undefined {
+  const meta = raw.metadata;
+  return isMapping(meta) && typeof meta.namespace === 'string' ? meta.namespace : undefined;
+}
+
 function parseResource(
   raw: unknown,
   position: { document: number; item?: number },
@@ -220,6 +231,7 @@ function parseResource(
   issues: ValidationIssue[],
   out: Located<CalicoResource>[],
   bgpOut: Located<BgpResource>[],
+  policies: PolicyRef[],
 ): void {
   if (!isMapping(raw)) {
     issues.push({ file, location: position, path: '', message: `expected a mapping with apiVersion, kind, metadata and spec, got ${describeValue(raw)}` });
@@ -245,7 +257,13 @@ function parseResource(
     if (parsed.success && unknown.length === 0) bgpOut.push({ resource: parsed.data, location });
     return;
   }
-  if (IGNORED_KINDS.has(raw.kind)) return;
+  if (IGNORED_KINDS.has(raw.kind)) {
+    // Network policy is not enforced: named here so that `podway run` can say it is there.
+    if (ENFORCING_KINDS.has(raw.kind) && location.name !== undefined) {
+      policies.push({ kind: raw.kind, name: location.name, ...(raw.kind === 'NetworkPolicy' ? { namespace: metadataNamespace(raw) ?? 'default' } : {}) });
+    }
+    return;
+  }
   if (!(MODEL_KINDS as readonly string[]).includes(raw.kind)) {
     issues.push({ file, location, path: 'kind', message: `unknown kind ${JSON.stringify(raw.kind)} (podway reads ${MODEL_KINDS.join(', ')})` });
     return;

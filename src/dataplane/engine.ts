@@ -169,9 +169,6 @@ export interface EngineOptions {
    * caller reads the routes (readKernelRoutes) and applies the model again if an underlay next hop
    * moved. */
   onUnderlayRoutes?: () => void;
-  /** The underlay interface's MTU changed while running (checkUnderlayMtu; the primary engine
-   * only): the model's MTUs (status, routes, pod MTU) are computed again from it (run.ts). */
-  onUnderlayMtu?: (mtu: number) => void;
   /** Packet I/O (default: the native addon). */
   io?: PacketIO;
   /** A host-managing engine moved its tunnels outside apply (a refused tunnel table installed on
@@ -444,7 +441,6 @@ export class Engine {
   private readonly onOrphans: () => void;
   private readonly onLocalAddresses: (local: LocalAddresses) => void;
   private readonly onUnderlayRoutes: () => void;
-  private readonly onUnderlayMtu: ((mtu: number) => void) | undefined;
   /** When onUnderlayRoutes was last called (the safety re-read: UNDERLAY_ROUTES_SAFETY_MS). */
   private underlayRoutesAt = 0;
   private tableTimer: NodeJS.Timeout | null = null;
@@ -546,7 +542,6 @@ export class Engine {
     this.onLocalAddresses = opts.onLocalAddresses ?? (() => {});
     // No caller to read the routes: the engine's own table is read again (ownKernelRoutes).
     this.onUnderlayRoutes = opts.onUnderlayRoutes ?? (() => this.refreshOwnRoutes());
-    this.onUnderlayMtu = opts.onUnderlayMtu;
     this.tableRetry = new Backoff({ first: opts.tableRetryMs ?? TABLE_RETRY_MIN_MS, max: TABLE_RETRY_MAX_MS });
     this.onSharedOpen = opts.onSharedOpen ?? (() => {});
     // Descriptors [0, batch) carry received batches; one more for frames podway originates (ARP);
@@ -2253,7 +2248,6 @@ export class Engine {
     // into podway0 (poolRouteMtu), by the programmer's diff
     this.boundRouteMtus(this.model.mtu.underlay, mtu);
     if (this.primary) this.programHost();
-    if (this.primary) this.onUnderlayMtu?.(mtu);
   }
 
   /** A pod port was opened since the pod ports' MTUs were last read (readPortMtus). */

@@ -64,14 +64,14 @@ test.after(disposeShared);
 
 /**
  * Run fn on the shared lab: TWO, podway running on both nodes, the file in vxlan mode with every
- * pod, as a test that leaves it so found it. It is built on first use, and again when a podway of
- * it is no longer running, or after a test that failed on it or `changesIt` (leaves something else
- * behind); those are removed right after the test. The restart test uses it too: it compares its
- * counters across its own restart, so a used lab does as well as a new one.
+ * pod, as a test that leaves it so found it. It is built on first use, and again when `fresh` asks
+ * for one nobody used before (counters from zero), when a podway of it is no longer running, or
+ * after a test that failed on it or `changesIt` (leaves something else behind); those are removed
+ * right after the test.
  */
-async function withSharedLab(fn: (lab: Lab) => Promise<void>, opts: { changesIt?: boolean } = {}): Promise<void> {
+async function withSharedLab(fn: (lab: Lab) => Promise<void>, opts: { fresh?: boolean; changesIt?: boolean } = {}): Promise<void> {
   if (!isRoot()) throw new Error('live tests need root (network namespaces)');
-  if (shared && shared.nodes.some((n) => !n.proc || n.proc.exitCode !== null || n.proc.signalCode !== null)) await disposeShared();
+  if (shared && (opts.fresh || shared.nodes.some((n) => !n.proc || n.proc.exitCode !== null || n.proc.signalCode !== null))) await disposeShared();
   const t0 = Date.now();
   if (!shared) {
     const lab = guard(new Lab(TWO));
@@ -312,7 +312,7 @@ test('restart: SIGTERM exits 0; a new podway re-attaches to the same veth and ta
     assert.ok(existsSync(n1.control), 'stale socket left by the crash');
     await lab.startPodway('node1');
     assert.is(ping(lab, 'web-1', lab.pod('web-2').ip, 3).loss, 0, 'after a restart over a stale socket');
-  });
+  }, { fresh: true });
 });
 
 /** Run a second podway by hand; resolves with its exit code and stderr (bounded). */

@@ -36,13 +36,16 @@ export function startPhases(log: readonly string[]): { phases: Record<string, nu
   const phases: Record<string, number> = {};
   let apply: Record<string, number> = {};
   for (const l of log) {
-    let j: { msg?: unknown; startupPhase?: unknown; sinceStartMs?: unknown };
+    let j: { msg?: unknown; startupPhase?: unknown; sinceStartMs?: unknown; heldMaxMs?: unknown };
     try {
       j = JSON.parse(l) as typeof j;
     } catch {
       continue; // not a log line
     }
     if (typeof j.startupPhase === 'string' && typeof j.sinceStartMs === 'number' && phases[j.startupPhase] === undefined) phases[j.startupPhase] = j.sinceStartMs;
+    // the datastore's model in force on a restart on the cache: the forwarding thread's longest
+    // hold since `forwarding` (run.ts; not logged by a build before it)
+    if (typeof j.heldMaxMs === 'number' && phases.held === undefined) phases.held = j.heldMaxMs;
     const a = typeof j.msg === 'string' ? /^applied model: .*\(([\d.]+) ms; ([^)]*)\)$/.exec(j.msg) : null;
     if (a && Object.keys(apply).length === 0) {
       apply = { total: Number(a[1]) };
@@ -145,6 +148,8 @@ async function main(): Promise<void> {
           await Promise.all([there, back].map((c) => new Promise<void>((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', () => r())))));
           const [g, gb] = outs.map(longestGap);
           if (!g || !gb) throw new Error(`${label} ${signal}: no loss seen, or no answer after it (web-1 -> web-2: ${JSON.stringify(g)}, back: ${JSON.stringify(gb)})`);
+          // the datastore's model in force (its line carries how long the thread was held since `forwarding`)
+          for (const end2 = Date.now() + 20_000; Date.now() < end2 && !log.some((l) => l.includes('its model replaces the cached one')); ) await sleep(100);
           const exitAt = t0 + stopMs;
           const row: Row = { build: stoppedBuild, next: label, signal, stopMs, forwardingMs, gapMs: Math.round(g.to - g.from), gapBackMs: Math.round(gb.to - gb.from), lostBeforeExitMs: Math.max(0, Math.round(exitAt - Math.min(g.from, gb.from))), load, stopped, ...startPhases(log) };
           rows.push(row);
@@ -174,8 +179,11 @@ async function main(): Promise<void> {
   // Where the new start's time went, by the build started (either signal): the longest loss web-1
   // -> web-2 (the start's build is what decides most of it), then ms since its process started,
   // medians; `exec` is from the signal to that process's start (the old one's stop, the spawn); `-`
-  // a phase the build did not log at start (registered comes after forwarding on the cache).
-  process.stdout.write(`\n| build started | gap web-1 -> web-2 ms | exec | ${PHASES.join(' | ')} | first apply: infra, endpoints, host |\n|---|---:|---:|${PHASES.map(() => '---:|').join('')}---|\n`);
+  // a phase the build did not log at start (registered comes after forwarding on the cache);
+  // `thread held max`: the longest the forwarding thread was held from `forwarding` until the
+  // datastore's model replaced the cache's (the process's own event-loop delay sample; `-` a build
+  // that does not log it).
+  process.stdout.write(`\n| build started | gap web-1 -> web-2 ms | exec | ${PHASES.join(' | ')} | first apply: infra, endpoints, host | thread held max |\n|---|---:|---:|${PHASES.map(() => '---:|').join('')}---|---:|\n`);
   for (const [label] of builds) {
     const xs = rows.filter((r) => r.next === label);
     const med = (f: (r: Row) => number | undefined) => {
@@ -184,7 +192,7 @@ async function main(): Promise<void> {
     };
     const exec = med((r) => (r.forwardingMs !== null && r.phases.forwarding !== undefined ? r.forwardingMs - r.phases.forwarding : undefined));
     const gap = `${med((r) => r.gapMs)} (${Math.min(...xs.map((r) => r.gapMs))}-${Math.max(...xs.map((r) => r.gapMs))})`;
-    process.stdout.write(`| ${label} | ${gap} | ${exec} | ${PHASES.map((p) => med((r) => r.phases[p])).join(' | ')} | ${['infra', 'endpoints', 'host'].map((k) => med((r) => r.apply[k])).join(', ')} |\n`);
+    process.stdout.write(`| ${label} | ${gap} | ${exec} | ${PHASES.map((p) => med((r) => r.phases[p])).join(' | ')} | ${['infra', 'endpoints', 'host'].map((k) => med((r) => r.apply[k])).join(', ')} | ${med((r) => r.phases.held)} |\n`);
   }
 }
 

@@ -62,10 +62,14 @@ interface StoredNode { spec?: { bgp?: { ipv4Address?: string; ipv6Address?: stri
 
 const RETRY_MAX_MS = 10_000;
 
-/** Register the node; waits (with backoff) while the store is unreachable, as calico-node does. */
+/**
+ * Register the node; waits (with backoff) while the store is unreachable, as calico-node does.
+ * One registration, its store closed after: an etcd store through the light client (kv/open.ts
+ * 'command'; no etcd3 to load). `podway run` registers in a thread of its own (join-thread.ts).
+ */
 export async function joinCluster(spec: DatastoreSpec, opts: JoinOptions, say: (m: string) => void): Promise<void> {
   if (spec.kind === 'file') return;
-  const kv = openKvStore(spec, { use: 'run' });
+  const kv = openKvStore(spec, { use: 'command' });
   try {
     const backoff = new Backoff({ first: 1000, max: RETRY_MAX_MS });
     let saidConfig = '';

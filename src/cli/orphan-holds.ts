@@ -114,7 +114,7 @@ export class OrphanHolder {
     // A veth's hold goes with its veth (one an endpoint names again: the CNI's next ADD); a tap/tun
     // pod's device is in its pod's namespace, where the engine looks (its list says it is there).
     const gone = (ifname: string) => !live.has(ifname) && (POD_DEVICE_NAME.test(ifname) ? complete : !existsSync(`/sys/class/net/${ifname}`));
-    const kv = openKvStore(this.spec, { use: 'run', timeoutMs: KV_TIMEOUT_MS });
+    const kv = openKvStore(this.spec, { use: 'command', timeoutMs: KV_TIMEOUT_MS });
     try {
       const ipam = new Ipam(kv);
       const under = (i: number): Promise<Awaited<ReturnType<typeof holdOrphans>>> => (i === this.lockFiles.length

@@ -13,7 +13,8 @@ import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from 
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
 import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notSameNode, nodeIdentityOf, withdrawnModel, type CachedModel } from './model-cache';
-import { joinCluster, NodeAddressStore, readNodeEntry } from './join';
+import { NodeAddressStore, readNodeEntry } from './join';
+import { joinInThread } from './join-thread';
 import type { KvEntry } from '../control/kv/kv';
 import { ReRegistration } from './re-register';
 import { TunnelAddressJoin } from './tunnel-join';
@@ -49,7 +50,7 @@ import { applySchedSlice } from '../dataplane/sched-slice';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { WORKERS_AUTO_MAX } from './workers-option';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, type IntervalHistogram } from 'node:perf_hooks';
 import type { Server } from 'node:http';
 import type { Server as NetServer } from 'node:net';
 import * as path from 'node:path';
@@ -357,8 +358,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     throw e;
   }
   // The TLS files read and checked before anything is touched (the errors EtcdKv gives), without
-  // loading an etcd client: etcd3 (gRPC, protobufjs) loads on this thread with the registration,
-  // which a restart on its model cache makes after it forwards (bench/README.md, "Start-up time").
+  // loading an etcd client: this thread loads none (the registration runs in a thread of its own
+  // with the light client, join-thread.ts; the model thread loads etcd3; bench/README.md, "Start-up time").
   if (spec.kind === 'etcd') (require('../control/kv/etcd-common') as typeof import('../control/kv/etcd-common')).readEtcdTls(spec.tls);
   const specText = spec.kind === 'file' ? `file:${spec.path}` : spec.kind === 'embedded' ? `embedded:${spec.dir}` : `etcd:${spec.endpoints.join(',')}`;
   const dsLog = log.child({ datastore: specText });
@@ -649,11 +650,12 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const startDatastore = async (): Promise<FirstModel> => {
       datastoreDown(`joining ${specText}`);
       // The model thread is spawned before the registration: it loads its modules (the etcd client
-      // among them, model-worker.ts) while this thread registers the node; it opens the datastore
-      // only once asked (begin), after the registration, as calico-node does.
+      // among them, model-worker.ts) while the registration's thread (join-thread.ts) registers the
+      // node; it opens the datastore only once asked (begin), after the registration, as
+      // calico-node does. Neither runs on this thread, which forwards meanwhile on a restart on the cache.
       const early = ensureThread();
       try {
-        await joinSerial(() => joinCluster(spec, { node: opts.node, ...joinHooks, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
+        await joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip: opts.ip, ip6: opts.ip6, onIpam, atStart: true, warn: (m) => dsLog.warn(m), signal: abortStart.signal }, (m) => {
           if (/unreachable|too slow/.test(m)) {
             datastoreDown(m);
             dsLog.warn(m);
@@ -752,8 +754,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       return null;
     }
     // A cache that will be applied at once (as far as can be told before the host is read): the
-    // datastore's start (the registration, which loads the etcd client on this thread, and the
-    // model thread, which loads its own) waits until podway forwards on it. On 2 busy vCPUs their
+    // datastore's start (the registration's thread and the model thread, each loading its etcd
+    // client and the schemas) waits until podway forwards on it. On 2 busy vCPUs their
     // loading took the CPU the start needs, and forwarding needs neither (bench/README.md, "The gap
     // of a restart"). Meanwhile the Node the cache was written for is compared with the
     // datastore's in one read through the light client (join.ts readNodeEntry), while the host is
@@ -970,6 +972,9 @@ export async function runNode(opts: RunOptions): Promise<void> {
       if ('error' in r) log.warn(`--sched-slice-us: not set on the main forwarding thread: ${r.error}`);
       else log.info(`forwarding thread scheduler slice ${r.sliceUs} µs`, { worker: 0, sliceUs: r.sliceUs });
     }
+    /** An underlay neighbour's MAC learned (the engine's onNeighbor/onNeighbor6): the start's wait
+     * for them (startNeighborWait) looks again at once. */
+    let neighborNews: () => void = () => {};
     // The engine's onUnderlayRoutes, once the apply loop (applyLatest) is there: a notice before it is
     // not lost, the first apply reads the kernel routes itself.
     let onUnderlayRoutes: () => void = () => {};
@@ -987,8 +992,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
       // the underlay's forwarding value from before podway, beside the control socket
       // (/run/podway: gone at reboot, as the value the kernel holds)
       forwardingRecordFile: (ifname) => path.join(path.dirname(sock), `${opts.node}.${ifname}.forwarding`),
-      onNeighbor: (ip, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }); },
-      onNeighbor6: (ip6, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }); },
+      onNeighbor: (ip, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor', ip, mac: [...mac], announced }); neighborNews(); },
+      onNeighbor6: (ip6, mac, announced) => { for (const w of workers) w.postMessage({ type: 'neighbor6', ip6, mac: [...mac], announced }); neighborNews(); },
       // a refused tunnel table installed on the retry timer: the workers' ports follow with the model
       onTunnelRx: (rx) => { if (current && JSON.stringify(rx) !== toldTunnels) broadcastModel(current); },
       // a TAP pod is read here alone, and a veth pod's ARP comes here: the other workers learn its MAC from us
@@ -1222,12 +1227,15 @@ export async function runNode(opts: RunOptions): Promise<void> {
      * one withdrawn from it): a model that differs from it in its FelixConfigurations alone has its
      * settings applied, not the whole model again (applySettingsOnly). */
     let appliedGen: number | undefined = source ? firstGen : undefined;
+    /** On the cached model, from `forwarding` until the datastore's model is applied: the event
+     * loop's delay, whose max is how long the forwarding thread was held meanwhile. */
+    let startHolds: IntervalHistogram | null = null;
     let applying = false;
     let stopping = false;
     // The tunnel addresses (VXLAN, IPIP) reconciled again when a model says they are stale (tunnel-join.ts).
     // The registered address, not a new first-found: following it is the address monitor's.
     const tunnelJoin = spec.kind === 'file' ? null : new TunnelAddressJoin(
-      () => joinSerial(() => joinCluster(spec, { node: opts.node, ...joinHooks, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam, signal: abortStart.signal }, say)),
+      () => joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip: opts.ip === 'autodetect' ? undefined : opts.ip, ip6: opts.ip6 === 'autodetect' ? undefined : opts.ip6, onIpam, signal: abortStart.signal }, say)),
       (e) => {
         if (stopping) return; // aborted by the stop
         nodeMetrics?.ipamEvent('tunnel_address_failed');
@@ -1268,7 +1276,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
         const was = onCache;
         onCache = null;
         health.setDatastore(true);
-        dsLog.info(`datastore ${specText} answers: its model replaces the cached one from ${was.appliedAt.toISOString()}`);
+        // How long the forwarding thread was held at most since it said it forwards (event loop
+        // delay, sampled every 10 ms): the datastore's start must not hold it (bench/README.md,
+        // "The gap of a restart").
+        const held = startHolds === null ? null : Math.round(startHolds.max / 1e6);
+        startHolds?.disable();
+        startHolds = null;
+        dsLog.info(`datastore ${specText} answers: its model replaces the cached one from ${was.appliedAt.toISOString()}${held === null ? '' : `; the forwarding thread held at most ${held} ms since forwarding`}`, held === null ? {} : { heldMaxMs: held });
       }
       const [head = 'datastore change', ...rest] = what;
       const size = head === 'BGP route change' ? `${model.routes.length} routes` : `${model.endpoints.length} endpoints`;
@@ -1380,7 +1394,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
       const inForce = current;
       const ip = opts.ip ?? (inForce ? ipv4Text(inForce) ?? 'none' : undefined);
       const ip6 = opts.ip6 ?? (inForce ? ipv6Text(inForce) ?? 'none' : undefined);
-      return joinSerial(() => joinCluster(spec, { node: opts.node, ...joinHooks, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say));
+      return joinSerial(() => joinInThread(spec, { node: opts.node, ...joinHooks, ip, ip6, onIpam, warn: (w) => dsLog.warn(w), signal: abortStart.signal }, say));
     }, { info: (m) => dsLog.info(m), error: (m) => dsLog.error(m) });
     const reRegister = (why: string): void => {
       if (!stopping) registration?.request(why);
@@ -1557,14 +1571,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
         }
       });
     }
-    const st = eng.status();
     forwarding = true;
-    log.info(`forwarding: node ${st.nodeIp ?? `${st.ipv6?.nodeIp} (IPv6 only)`} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock });
-    clock.mark('forwarding');
-    // On the cached model: the datastore's start goes on in the background; on a restart on the
-    // cache (deferDatastore) it begins only now, podway forwarding.
-    if (!source) whenStarted(startDatastoreOnce());
-    await new Promise<void>((resolve) => {
+    const stopped = new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         const signalAt = Date.now();
         log.info(`${sig}: stopping (forwarding on until the datastore work has ended)`);
@@ -1616,7 +1624,63 @@ export async function runNode(opts: RunOptions): Promise<void> {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
+    // `forwarding` is said once frames can leave to the other nodes: the MACs of the underlay next
+    // hops the model needs are known (the first apply sent their ARP requests and NDP
+    // solicitations; the answers are read while this waits, the thread free), or, after
+    // START_NEIGHBOR_WAIT_MS, naming those still unanswered (their frames wait in the neighbour
+    // queue, and the requests go on). Only then does the datastore's start of a restart on the
+    // cache begin (docs/failures.md, "Where a start's time goes").
+    const neighborWait = await startNeighborWait(eng, START_NEIGHBOR_WAIT_MS, () => stopping, (f) => (neighborNews = f));
+    if (!stopping) {
+      const st = eng.status();
+      log.info(`forwarding: node ${st.nodeIp ?? `${st.ipv6?.nodeIp} (IPv6 only)`} on ${st.underlay?.name}, ${st.routes} routes, ${st.endpoints} endpoints, control ${sock}; ${neighborWait.text}`, { nodeIp: st.nodeIp, underlay: st.underlay?.name, control: sock, underlayNeighbors: neighborWait.total, unresolvedNeighbors: neighborWait.unresolved });
+      clock.mark('forwarding', neighborWait.text);
+      // On the cached model: the datastore's start goes on in the background; on a restart on the
+      // cache (deferDatastore) it begins only now, podway forwarding. Its heavy parts (the etcd
+      // clients, the schemas, `ip` runs) are the registration's and the model thread's, each in a
+      // thread of its own: this one only starts them (join-thread.ts, model-source.ts).
+      if (!source) {
+        startHolds = monitorEventLoopDelay({ resolution: 10 });
+        startHolds.enable();
+        whenStarted(startDatastoreOnce());
+      }
+    }
+    await stopped;
+    startHolds?.disable();
   }
+}
+
+/** How long the start waits for the underlay neighbours' answers before it says it forwards (one
+ * ARP retransmission time: a neighbour that is up answers the first request). */
+const START_NEIGHBOR_WAIT_MS = 1000;
+
+/** Waits (the event loop free, so the answers are read) until every underlay next hop's MAC is
+ * known, at most `maxMs`, or until `stopped()`: looked at again on each MAC learned (`onNews`
+ * sets the engine's hook) and every 50 ms; says how it went for the `forwarding` line. */
+async function startNeighborWait(eng: Engine, maxMs: number, stopped: () => boolean, onNews: (f: () => void) => void): Promise<{ total: number; unresolved: string[]; text: string }> {
+  const t0 = performance.now();
+  let n = eng.unresolvedNeighbors();
+  try {
+    while (n.unresolved.length > 0 && !stopped() && performance.now() - t0 < maxMs) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, Math.max(1, Math.min(50, maxMs - (performance.now() - t0))));
+        onNews(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+      n = eng.unresolvedNeighbors();
+    }
+  } finally {
+    onNews(() => {});
+  }
+  const waited = Math.round(performance.now() - t0);
+  const text = n.total === 0
+    ? 'no underlay neighbour to resolve'
+    : n.unresolved.length === 0
+      ? `underlay neighbours known: ${n.total} of ${n.total}${waited > 0 ? ` (answered within ${waited} ms)` : ''}`
+      : `underlay neighbours known: ${n.total - n.unresolved.length} of ${n.total}; not answering yet after ${waited} ms: ${n.unresolved.join(', ')} (asked again every second; frames to them wait in the neighbour queue)`;
+  return { total: n.total, unresolved: n.unresolved, text };
 }
 
 /** This thread's etcd connections made again (etcd-kv.ts reconnectEtcdStores); the etcd client is

@@ -2596,6 +2596,17 @@ export class Engine {
 
   // ---- the operator's view -------------------------------------------------------------------
 
+  /**
+   * The underlay next hops (IPv4 and IPv6) the model needs (`total`), and those whose MAC is not
+   * known yet (resolving, or failed): frames towards them wait in the neighbour queue, or are
+   * dropped once it is full.
+   * `podway run` waits for these at start before it says it forwards (run.ts).
+   */
+  unresolvedNeighbors(): { total: number; unresolved: string[] } {
+    const all = [...this.neighbors.entries(), ...this.neighbors6.table.entries()];
+    return { total: all.length, unresolved: all.filter((e) => e.mac === null).map((e) => e.ip) };
+  }
+
   status() {
     const m = this.model;
     return {

@@ -1043,6 +1043,7 @@ static napi_value port_stats(napi_env env, napi_callback_info info) {
     set_num(env, o, "rxCsumCompleted", (double)p->st.rx_csum_completed);
     set_num(env, o, "rxScatterFrames", (double)p->st.rx_scatter_frames);
     set_num(env, o, "rxRingStalls", (double)p->st.rx_ring_stalls);
+    set_num(env, o, "rxVlanTagged", (double)p->st.rx_vlan_tagged);
     if (p->rearming && !p->ring_err) set_num(env, o, "rxRingRearming", 1);
     set_num(env, o, "txGroFrames", (double)p->st.tx_gro_frames);
     set_num(env, o, "txGroSegments", (double)p->st.tx_gro_segments);

@@ -65,6 +65,7 @@ struct rx_stage {
   uint32_t len[RX_STAGE];       /* bytes received (vnet header included) */
   uint32_t wire[RX_STAGE];      /* the frame's whole length (vnet header included) */
   uint8_t pkttype[RX_STAGE];
+  uint8_t vlan[RX_STAGE]; /* the kernel's auxdata said TP_STATUS_VLAN_VALID */
   uint8_t buf[RX_STAGE][RX_BIG];
 };
 
@@ -318,6 +319,8 @@ int port_prepare_packet(struct port *p, const struct open_opts *o) {
   } else if (p->vnet_len) {
     if (!(p->stage = malloc(sizeof *p->stage))) return fail(p, -ENOMEM);
     p->stage->count = p->stage->cur = 0;
+    /* the VLAN tag the kernel took off a frame is only in the auxdata */
+    if ((err = set_int(p->fd, SOL_PACKET, PACKET_AUXDATA, 1))) return fail(p, err);
   } else {
     if ((err = set_int(p->fd, SOL_PACKET, PACKET_AUXDATA, 1))) return fail(p, err);
     if ((err = alloc_scratch(p))) return fail(p, err);
@@ -603,6 +606,16 @@ static int recv_ring_v2(struct port *p, uint16_t port_id, struct pool *pl, uint3
         p->st.rx_wait_samples++;
       }
     }
+    /* 802.1Q/802.1ad-tagged: the kernel moved the tag into the skb's metadata (the frame here reads
+     * untagged); podway forwards no VLAN (a Calico node's kernel drops it without a VLAN device):
+     * dropped before any merge or copy, counted (rx_vlan_tagged). A whole copy queued on the socket
+     * (TP_STATUS_COPY) is taken off it so the next copy is the next frame's. */
+    if (__builtin_expect(st & TP_STATUS_VLAN_VALID, 0)) {
+      p->st.rx_vlan_tagged++;
+      p->run_desc = -1;
+      if ((st & TP_STATUS_COPY) && p->rx_big && !p->copy_ready) recv(p->fd, NULL, 0, MSG_DONTWAIT | MSG_TRUNC);
+      goto next_frame;
+    }
     const uint8_t *frame = (uint8_t *)h + h->tp_mac;
     uint32_t len = h->tp_snaplen, wire = h->tp_len;
     if (seen + 1 < max) ring_v2_prefetch_next(p);
@@ -696,6 +709,14 @@ static int recv_ring_v3(struct port *p, uint16_t port_id, struct pool *pl, uint3
     }
     {
       struct tpacket3_hdr *h = (struct tpacket3_hdr *)p->pkt_next;
+      if (__builtin_expect(h->tp_status & TP_STATUS_VLAN_VALID, 0)) { /* dropped, as in recv_ring_v2 */
+        p->st.rx_vlan_tagged++;
+        seen++;
+        p->pkt_left--;
+        p->pkt_next = h->tp_next_offset ? (uint8_t *)h + h->tp_next_offset : NULL;
+        if (p->pkt_left) continue;
+        goto release;
+      }
       const uint8_t *frame = (uint8_t *)h + h->tp_mac;
       const struct virtio_net_hdr *vh = p->vnet_len ? (const struct virtio_net_hdr *)(frame - p->vnet_len) : NULL;
       uint16_t flags = 0;
@@ -735,13 +756,29 @@ static struct msghdr *rx_msg(struct mmsg_scratch *s, uint32_t k, void *buf, size
   return m;
 }
 
+/* Whether a received message's PACKET_AUXDATA says the kernel took an 802.1Q/802.1ad tag off it. */
+static int aux_vlan(struct msghdr *m) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+    if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA) {
+      struct tpacket_auxdata aux;
+      memcpy(&aux, CMSG_DATA(c), sizeof aux);
+      return (aux.tp_status & TP_STATUS_VLAN_VALID) != 0;
+    }
+  }
+  return 0;
+}
+
 static int recv_staged(struct port *p, uint16_t port_id, struct pool *pl, uint32_t first, uint32_t max) {
   struct rx_stage *sg = p->stage;
   struct mmsg_scratch *s = p->scratch;
   uint32_t n = 0, seen = 0;
   while (n < max && seen < max) {
     if (sg->cur == sg->count) {
-      for (uint32_t k = 0; k < RX_STAGE; k++) rx_msg(s, k, sg->buf[k], RX_BIG);
+      for (uint32_t k = 0; k < RX_STAGE; k++) {
+        struct msghdr *m = rx_msg(s, k, sg->buf[k], RX_BIG);
+        m->msg_control = s->cmsg[k];
+        m->msg_controllen = sizeof s->cmsg[k];
+      }
       int r = recvmmsg(p->fd, s->msgs, RX_STAGE, MSG_DONTWAIT | MSG_TRUNC, NULL);
       if (r < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || n) break;
@@ -753,11 +790,18 @@ static int recv_staged(struct port *p, uint16_t port_id, struct pool *pl, uint32
         sg->wire[k] = got;
         sg->len[k] = got > RX_BIG ? RX_BIG : got;
         sg->pkttype[k] = s->names[k].ll.sll_pkttype;
+        sg->vlan[k] = aux_vlan(&s->msgs[k].msg_hdr);
       }
       sg->count = (uint32_t)r;
       sg->cur = 0;
     }
     uint32_t k = sg->cur;
+    if (sg->vlan[k]) { /* 802.1Q-tagged: dropped, as in recv_ring_v2 */
+      p->st.rx_vlan_tagged++;
+      sg->cur++;
+      seen++;
+      continue;
+    }
     if (sg->len[k] < p->vnet_len) { /* cannot happen: the kernel always writes the header */
       sg->cur++;
       seen++;
@@ -804,8 +848,9 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
   }
   int r = recvmmsg(p->fd, s->msgs, max, MSG_DONTWAIT, NULL);
   if (r < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -errno;
+  uint32_t out = 0; /* descriptors kept: a dropped frame's slot goes to the end of the batch */
   for (int k = 0; k < r; k++) {
-    uint32_t i = first + (uint32_t)k;
+    uint32_t i = first + out;
     struct msghdr *m = &s->msgs[k].msg_hdr;
     uint32_t len = s->msgs[k].msg_len;
     uint16_t flags = 0;
@@ -813,13 +858,19 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
     if (m->msg_flags & MSG_TRUNC) flags |= DESC_F_TRUNCATED;
     if (p->kind == PORT_UDP) flags |= udp_ecn_flags(m);
     if (p->kind == PORT_PACKET) {
+      int vlan = 0;
       for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
         if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA) {
           struct tpacket_auxdata aux;
           memcpy(&aux, CMSG_DATA(c), sizeof aux);
           if (aux.tp_status & TP_STATUS_CSUMNOTREADY) flags |= DESC_F_CSUM_PARTIAL;
           if (aux.tp_snaplen < aux.tp_len) flags |= DESC_F_TRUNCATED;
+          vlan = (aux.tp_status & TP_STATUS_VLAN_VALID) != 0;
         }
+      }
+      if (__builtin_expect(vlan, 0)) { /* 802.1Q-tagged: dropped, as in recv_ring_v2 */
+        p->st.rx_vlan_tagged++;
+        continue;
       }
       if (s->names[k].ll.sll_pkttype == PACKET_OUTGOING) flags |= DESC_F_OUTGOING;
       pl->d_addr[i] = 0;
@@ -834,14 +885,20 @@ static int recv_mmsg(struct port *p, uint16_t port_id, struct pool *pl, uint32_t
       pl->d_addr[i] = ntohl(s->names[k].in.sin_addr.s_addr);
       pl->d_aport[i] = ntohs(s->names[k].in.sin_port);
     }
+    if (i != first + (uint32_t)k) { /* frames were dropped before it: its slot moves up to descriptor i */
+      uint32_t j = first + (uint32_t)k, sl = pl->d_slot[i];
+      pl->d_slot[i] = pl->d_slot[j];
+      pl->d_slot[j] = sl;
+    }
     pl->d_len[i] = (uint16_t)len;
     pl->d_port[i] = port_id;
     pl->d_flags[i] = flags;
     if (flags & DESC_F_TRUNCATED) p->st.rx_truncated++;
     p->st.rx_bytes += len;
+    out++;
   }
-  p->st.rx_packets += (uint64_t)r;
-  return r;
+  p->st.rx_packets += out;
+  return (int)out;
 }
 
 /* TUN/TAP: one read per packet (the fd has no batch call without IFF_VNET_HDR).

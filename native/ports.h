@@ -69,6 +69,8 @@ struct port_stats {
                                            frame to the recv that takes it (wake-up + queueing) */
   uint64_t js_ns, js_samples;           /* end of the thread's last recv to this port's send */
   uint64_t tx_ns, tx_syscalls;          /* time inside sendmmsg (incl. the softirq work it runs) */
+  uint64_t rx_vlan_tagged;    /* AF_PACKET: dropped, 802.1Q/802.1ad-tagged (the kernel's TP_STATUS_VLAN_VALID:
+                                 it moved the tag into metadata); podway forwards no VLAN */
   uint64_t rx_ring_stalls;    /* TPACKET_V2 ring found wedged by the kernel and set up again
                                  (port_ring_wedged; native/README.md) */
   /* frames the kernel refused for themselves and podway dropped (counted in tx_errors too): at once

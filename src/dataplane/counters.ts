@@ -133,6 +133,13 @@ export const Reason = {
    * is strict: net.ipv4.conf.{all,default}.rp_filter, whose larger value vxlan.calico and tunl0 have
    * on a Calico node (Felix sets rp_filter on cali interfaces only), read at start (Pipeline.rpFilter). */
   REVERSE_PATH: base + 47,
+  /** An 802.1Q or 802.1ad (VLAN-tagged) frame, from a pod or the underlay: podway forwards no VLAN,
+   * and a Calico node's kernel drops a tagged frame on a link without a VLAN device for its ID. The
+   * kernel takes the tag off before podway reads the frame (into its metadata, TP_STATUS_VLAN_VALID),
+   * so the addon drops it as it reads (native/ports.c, the port's rxVlanTagged) and the engine counts
+   * it here and in the port's DROPS when it reads the port's stats (once per neighbour tick, and
+   * for `podway counters`/metrics). */
+  VLAN_TAGGED: base + 48,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -189,7 +196,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 48;
+export const COUNTER_COUNT = base + 49;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

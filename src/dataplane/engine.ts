@@ -11,7 +11,7 @@ import type { NodeDataplaneModel, LocalEndpoint } from '../control';
 import { formatIpv4, parseMac, formatMac } from '../packet';
 import { macEquals } from '../packet/ethernet';
 import { FramePool } from './frame-pool';
-import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN } from './io';
+import { PacketIO, errnoOf, errnoName, RING_FAILED, POD_GSO_MIN, type PortStats } from './io';
 import { nativeIO } from './native';
 import { Pipeline, Role, MAX_PORTS, GATEWAY_MAC, GATEWAY_IP, tunnelsOf } from './pipeline';
 import { buildNextHops, type NextHops, learnNeighbor, failNeighbor, NH_KIND_NAMES, NhKind, MAC_KNOWN, MAC_FAILED } from './nexthops';
@@ -1591,6 +1591,7 @@ export class Engine {
   private detachEndpoint(name: string, p: number): void {
     const cur = this.endpoints.get(name);
     this.checkRejectedPort(p); // its last refusals, into the DROPS carried below
+    this.checkNativeDropsPort(p);
     if (cur) {
       const [last] = pipelineSnapshot(this.pipe, this.io, [{ port: p, kind: cur.kind, workload: cur.ep.key }]).ports;
       const before = this.carried.get(name);
@@ -1620,6 +1621,8 @@ export class Engine {
     // its refusals since the last tick are counted; the id's next port starts from 0
     this.checkRejectedPort(p);
     this.rejectedSeen[p] = 0;
+    this.checkNativeDropsPort(p);
+    for (const seen of this.nativeSeen) seen[p] = 0;
     this.io.close(p);
     this.pipe.clearPort(p);
     // the slot's next pod is asked for its MAC at once, not a second after this one was
@@ -1845,6 +1848,7 @@ export class Engine {
    * counters`/metrics, never per batch.
    */
   checkRejected(): void {
+    this.checkNativeDrops();
     const all = this.io.txRejectedAll;
     if (all) {
       // one call for every port's count: only a port whose count moved costs more
@@ -1859,6 +1863,41 @@ export class Engine {
   }
 
   private rejectedNow: Float64Array | null = null;
+
+  /** Drops the addon makes as it reads a port (no descriptor reaches JS), by the port stat that
+   * counts them and the reason they are counted under. */
+  private static readonly NATIVE_DROPS: readonly (readonly [keyof PortStats, number])[] = [
+    ['rxVlanTagged', Reason.VLAN_TAGGED],
+  ];
+  /** Per NATIVE_DROPS entry and port, the count already taken into the reasons and DROPS. */
+  private readonly nativeSeen = Engine.NATIVE_DROPS.map(() => new Float64Array(MAX_PORTS));
+
+  /** The addon's own drops (NATIVE_DROPS) since the last read, counted under their reasons and in
+   * the port's DROPS: one stats call per port, once per neighbour tick and for counters/metrics. */
+  private checkNativeDrops(): void {
+    for (const p of Object.values(this.infra)) this.checkNativeDropsPort(p);
+    for (const e of this.endpoints.values()) this.checkNativeDropsPort(e.port);
+  }
+
+  private checkNativeDropsPort(p: number): void {
+    if (p < 0) return;
+    let st: PortStats;
+    try {
+      st = this.io.stats(p);
+    } catch {
+      return;
+    }
+    const kinds = Engine.NATIVE_DROPS;
+    for (let k = 0; k < kinds.length; k++) {
+      const n = (st[kinds[k][0]] as number | undefined) ?? 0;
+      const seen = this.nativeSeen[k][p];
+      if (n === seen) continue;
+      this.nativeSeen[k][p] = n;
+      if (n < seen) continue; // (not expected: zeroed when a port closes)
+      this.pipe.counters[kinds[k][1]] += n - seen;
+      this.pipe.portCounters[p * PORT_COUNTERS + PortCounter.DROPS] += n - seen;
+    }
+  }
 
   /** checkRejected for one port (also when it is closed, before its id is reused); `count`: its
    * txRejected when already read. */

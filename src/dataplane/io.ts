@@ -145,6 +145,8 @@ export interface PortStats {
   /** AF_PACKET V2 ring: times the kernel wedged the ring and checkRing set it up again; 1 while
    * that is under way on a worker thread (the port receives nothing meanwhile). */
   rxRingStalls?: number; rxRingRearming?: number;
+  /** AF_PACKET: 802.1Q/802.1ad-tagged frames dropped in C (drop reason vlan_tagged). */
+  rxVlanTagged?: number;
   /** AF_PACKET with gro: super-frames sent, and the frames they carried (in txPackets too). */
   txGroFrames?: number; txGroSegments?: number;
   /** AF_PACKET with txGso: GSO messages sent, the frames they carried (in txPackets too), and

@@ -203,6 +203,54 @@ test('veth pod: hostile virtio-net headers are refused by its kernel, or reach p
   assert.is(lab!.ping('bad-v', lab!.pod('dst').ip, 2, 56, ['-W', '3']).received, 2, 'bad-v still reaches dst');
 });
 
+/** Sends 50 UDP datagrams (tag 30) from the pod in 802.1Q VID 10 frames, then the marker untagged,
+ * with AF_PACKET on its interface (no vnet header). */
+const PY_VLAN_SEND = `
+import socket, struct, sys, json
+a = json.loads(sys.argv[1])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+s.bind((a['ifname'], 0))
+def frame(tag, vlan):
+    body = bytes([tag]) * 64
+    u = struct.pack('!HHHH', 40000, a['port'], 8 + len(body), 0) + body
+    ip = bytearray(struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(u), tag, 0x4000, 64, 17, 0, socket.inet_aton(a['src']), socket.inet_aton(a['dst'])))
+    c = sum(struct.unpack('!10H', bytes(ip)))
+    while c >> 16: c = (c & 0xffff) + (c >> 16)
+    struct.pack_into('!H', ip, 10, (~c) & 0xffff)
+    l2 = bytes.fromhex('eeeeeeeeeeee') + bytes.fromhex(a['smac']) + (struct.pack('!HH', 0x8100, 10) if vlan else b'')
+    return l2 + b'\\x08\\x00' + bytes(ip) + u
+n = 0
+for k in range(50): n += s.send(frame(30, True)) > 0
+s.send(frame(a['marker'], False))
+print(json.dumps({'sent': n}))
+`;
+
+test('veth pod: 802.1Q-tagged frames (the kernel moves the tag into metadata: they read untagged) are dropped, counted vlan_tagged and in the port\'s drops, never delivered', async () => {
+  const p = lab!.pod('bad-v');
+  const dst = lab!.pod('dst');
+  const c0 = await counters();
+  const [c, a] = py(dst.ns, PY_UDP_RECORD, [47_503, 40, MARKER]);
+  const rx = new Bg(c, a);
+  let sent = 0;
+  try {
+    await rx.waitFor('listening', PY_START_MS);
+    sent = (await pyJson<{ sent: number }>(p.ns, PY_VLAN_SEND, [JSON.stringify({ ifname: p.podIf, src: p.ip, dst: dst.ip, port: 47_503, smac: (p.mac ?? '00:00:00:00:00:00').replace(/:/g, ''), marker: MARKER })], 30_000)).sent;
+    await rx.finish(45_000);
+  } finally {
+    if (rx.proc.exitCode === null && rx.proc.signalCode === null) {
+      rx.proc.kill('SIGKILL');
+      await within(rx.done, 5000, null);
+    }
+  }
+  const got = (JSON.parse(rx.stdout.trim().split('\n').pop()!) as { got: [number, number, boolean][] }).got;
+  const c1 = await counters();
+  const why = JSON.stringify({ sent, got: summary(got), port: [portOf(c0, p.ifname), portOf(c1, p.ifname)], reasons: [c0.reasons, c1.reasons] });
+  assert.is(sent, 50, why);
+  assert.equal(summary(got), { [`${MARKER}x64`]: 1 }, `only the untagged marker delivered: ${why}`);
+  assert.is(reason(c0, c1, 'vlan_tagged'), 50, `vlan_tagged: ${why}`);
+  assert.is(d(portOf(c0, p.ifname), portOf(c1, p.ifname), 'drops'), 50, `the port's drops: ${why}`);
+});
+
 test('TAP and TUN pods: podway reads plain frames (no IFF_VNET_HDR): the pod\'s kernel segments or drops what the header asks; a plain frame over the slot is cut and dropped (truncated); the pod\'s traffic still passes', async () => {
   for (const name of ['bad-t', 'bad-u']) {
     const pod = lab!.pod(name);

@@ -399,6 +399,53 @@ test('AF_PACKET sees kernel-built UDP with the kernel\'s own IPv4 checksum (and 
   });
 });
 
+test('AF_PACKET: 802.1Q/802.1ad-tagged frames (tag in the kernel\'s metadata, TP_STATUS_VLAN_VALID) are dropped as read and counted rxVlanTagged, on every receive path (V2 ring with and without vnet header, V3 ring, recvmmsg, staged recvmmsg)', async () => {
+  await withNetns(['vla', 'vlb'], async ([A, B]) => {
+    veth(A, 'vla0', B, 'vlb0');
+    // From A: 10 frames tagged VID 10 (UDP to 6668), 10 tagged 802.1ad VID 5 (6670), then 10 untagged
+    // (6669), all to the same unicast MAC, sent raw on vla0.
+    const py = [
+      'import socket, struct',
+      's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)',
+      "s.bind(('vla0', 0))",
+      "dst = bytes.fromhex('020000000002'); src = bytes.fromhex('020000000001')",
+      'def ip(dport):',
+      "    u = struct.pack('!HHHH', 5555, dport, 8 + 32, 0) + bytes(32)",
+      "    h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(u), 1, 0x4000, 64, 17, 0, bytes([10, 206, 0, 1]), bytes([10, 206, 0, 2]))",
+      '    return h + u',
+      "for k in range(10): s.send(dst + src + struct.pack('!HH', 0x8100, 10) + b'\\x08\\x00' + ip(6668))",
+      "for k in range(10): s.send(dst + src + struct.pack('!HH', 0x88a8, 5) + b'\\x08\\x00' + ip(6670))",
+      "for k in range(10): s.send(dst + src + b'\\x08\\x00' + ip(6669))",
+    ].join('\n');
+    const paths: [string, Record<string, unknown>][] = [
+      ['V2 ring', { ring: true, ringVersion: 2 }],
+      ['V2 ring, vnet header', { ring: true, ringVersion: 2, vnetHdr: true }],
+      ['V3 ring', { ring: true, ringVersion: 3 }],
+      ['recvmmsg', { ring: false }],
+      ['staged recvmmsg, vnet header', { ring: false, vnetHdr: true }],
+    ];
+    for (const [what, opts] of paths) {
+      const p = native.openPacket('vlb0', { netns: ns(B), ...opts });
+      try {
+        A.exec('python3', ['-c', py]);
+        const got = new Map<number, number>();
+        const dport = (i: number) => (get16(pool.start(i) + 12) === 0x0800 && b[pool.start(i) + 14 + 9] === 17 ? get16(pool.start(i) + 14 + 22) : 0);
+        await waitFor(() => {
+          const n = native.recv(p, 10, 64);
+          for (let i = 10; i < 10 + n; i++) got.set(dport(i), (got.get(dport(i)) ?? 0) + 1);
+          return (got.get(6669) ?? 0) >= 10 && (native.stats(p).rxVlanTagged ?? 0) >= 20;
+        }, 3000);
+        assert.is(got.get(6669) ?? 0, 10, `${what}: the untagged frames delivered`);
+        assert.is(got.get(6668) ?? 0, 0, `${what}: no 802.1Q-tagged frame delivered (it would read untagged)`);
+        assert.is(got.get(6670) ?? 0, 0, `${what}: no 802.1ad-tagged frame delivered`);
+        assert.is(native.stats(p).rxVlanTagged, 20, `${what}: rxVlanTagged`);
+      } finally {
+        native.close(p);
+      }
+    }
+  });
+});
+
 test('preparePacket: ports prepared ahead (at most 2) are bound by openPacket with the same options and receive frames', async () => {
   await withNetns(['spa'], async ([A]) => {
     // Spares are made in the process's own namespace: the receiving end is a uniquely named veth

@@ -2,6 +2,7 @@
 // namespace (netlink.ts), IPAM (podway's Calico-compatible one, or a delegated plugin) and the
 // WorkloadEndpoint a running `podway run` attaches. Calico's CNI plugin is the model: the same
 // veth names, host MAC, pod routes, IPAM handle and WorkloadEndpoint names and fields.
+import { execFileSync } from 'node:child_process';
 import { existsSync, realpathSync, statfsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CniError, CNI_CODES, errorResult } from './errors';
@@ -202,19 +203,52 @@ function requireNode(conf: NetConf, node: KvEntry | null): void {
 }
 
 /**
- * The pod MTU Calico picks when the config has none: 1430 with an enabled IPv6 VXLAN pool (outer
- * IPv6: 70 bytes), 1450 with an IPv4 VXLAN pool, 1480 IPIP, else 1500. On an IPv6-only node the
- * IPv6 pools alone, as its model sets the pods' MTU (IPv4 pools are not used there): 1430 with an
- * IPv6 VXLAN pool, else 1500.
+ * The MTU of the interface holding the node's registered address (Node spec.bgp.ipv4Address; on an
+ * IPv6-only node spec.bgp.ipv6Address): the underlay Felix calls the main interface and podway run
+ * forwards over. The plugin runs in the node's network namespace, where podway run finds it too
+ * (dataplane/host.ts findUnderlay); null when no interface holds it (the plugin run elsewhere) or
+ * `ip` cannot list them.
  */
-async function poolMtu(kv: KvStore, ipv6Only: boolean): Promise<number> {
+export function nodeUnderlayMtu(nodeJson: string, ipv6Only: boolean): number | null {
+  let want: string | null = null;
+  try {
+    const bgp = (JSON.parse(nodeJson) as { spec?: { bgp?: { ipv4Address?: unknown; ipv6Address?: unknown } } }).spec?.bgp;
+    const text = ipv6Only ? bgp?.ipv6Address : bgp?.ipv4Address;
+    const ip = typeof text === 'string' ? parseIp(text.split('/')[0]) : null;
+    want = ip ? formatIp(ip.version, ip.value) : null;
+  } catch {
+    return null;
+  }
+  if (want === null) return null;
+  let links: { mtu?: number; addr_info?: { local?: string }[] }[];
+  try {
+    links = JSON.parse(execFileSync('ip', ['-j', ipv6Only ? '-6' : '-4', 'addr', 'show'], { encoding: 'utf8', timeout: 10_000 })) as typeof links;
+  } catch {
+    return null;
+  }
+  const same = (local: string | undefined) => {
+    const p = local !== undefined ? parseIp(local) : null;
+    return p !== null && formatIp(p.version, p.value) === want;
+  };
+  const l = links.find((x) => (x.addr_info ?? []).some((a) => same(a.local)));
+  return l && Number.isInteger(l.mtu) && l.mtu! >= 68 ? l.mtu! : null;
+}
+
+/**
+ * The pod MTU when the config has none, as Calico's with veth_mtu 0 (Felix's detected MTU): the
+ * node's underlay MTU (`underlay`: nodeUnderlayMtu, 1500 when unknown) less the largest overhead
+ * of the encapsulations the enabled pools use: 70 with an IPv6 VXLAN pool (outer IPv6), 50 with an
+ * IPv4 VXLAN pool, 20 IPIP, else none (1430, 1450, 1480, 1500 on a 1500 underlay). On an IPv6-only
+ * node the IPv6 pools alone, as its model sets the pods' MTU (IPv4 pools are not used there).
+ */
+async function poolMtu(kv: KvStore, ipv6Only: boolean, underlay: number): Promise<number> {
   const pools = (await listResources(kv, IPPOOL)).items.map((r) => (r.object.spec ?? {}) as JsonObject)
     .filter((s) => s.disabled !== true && (!ipv6Only || String(s.cidr ?? '').includes(':')));
   const vxlan = pools.filter((s) => s.vxlanMode && s.vxlanMode !== 'Never');
-  if (vxlan.some((s) => String(s.cidr ?? '').includes(':'))) return 1430;
-  if (vxlan.length > 0) return 1450;
-  if (pools.some((s) => s.ipipMode && s.ipipMode !== 'Never')) return 1480;
-  return 1500;
+  if (vxlan.some((s) => String(s.cidr ?? '').includes(':'))) return underlay - 70;
+  if (vxlan.length > 0) return underlay - 50;
+  if (pools.some((s) => s.ipipMode && s.ipipMode !== 'Never')) return underlay - 20;
+  return underlay;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,7 +502,8 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
     // spec.bgp.ipv4Address: podway run --ip none) routes no IPv4 (pool MTU, ipv4OnIpv6OnlyNode).
     const node = await kv.get(nodeKey(conf.nodename));
     const ipv6Only = node !== null && isIpv6Only(nodeFamilies(node.value));
-    const mtu = conf.mtu ?? (await poolMtu(kv, ipv6Only));
+    // an explicit "mtu" wins; else the node's underlay less the pools' encapsulation (poolMtu)
+    const mtu = conf.mtu ?? (await poolMtu(kv, ipv6Only, (node && nodeUnderlayMtu(node.value, ipv6Only)) ?? 1500));
     // Everything made so far, undone in reverse order when a later step fails.
     const undo: (() => unknown)[] = [];
     try {

@@ -132,6 +132,24 @@ test('ADD wires the pod as Calico does and writes its WorkloadEndpoint; result s
   });
 });
 
+test('MTU without one in the config: the node\'s underlay (the interface holding its registered address) less the VXLAN overhead, 1400 -> 1350, 9000 -> 8950; an explicit mtu still wins', async () => {
+  await withHarness(async (h) => {
+    h.addUplink();
+    h.node.ip('link', 'set', 'eth0', 'mtu', '1400');
+    const a = h.pod('mtu1400');
+    const ra = await h.add(a, cid('m'));
+    assert.is(h.ipJson(a, 'link', 'show', 'dev', 'eth0')[0].mtu, 1350, 'underlay 1400, VXLAN: 1350');
+    assert.is(ra.json.interfaces[1].mtu, 1350);
+    h.node.ip('link', 'set', 'eth0', 'mtu', '9000');
+    const b = h.pod('mtu9000');
+    await h.add(b, cid('m'));
+    assert.is(h.ipJson(b, 'link', 'show', 'dev', 'eth0')[0].mtu, 8950, 'underlay 9000, VXLAN: 8950');
+    const c = h.pod('mtuconf');
+    await h.add(c, cid('m'), { extra: { mtu: 1300 } });
+    assert.is(h.ipJson(c, 'link', 'show', 'dev', 'eth0')[0].mtu, 1300, 'the config\'s mtu wins');
+  }, { cidr: '10.252.0.0/24', blockSize: 26, vxlanMode: 'Always' });
+});
+
 test('plain CNI orchestrator: WorkloadEndpoint <node>-cni-<containerID>-<iface>; MTU from a VXLAN pool; DEL after the netns is gone', async () => {
   await withHarness(async (h) => {
     const pod = h.pod('plain');

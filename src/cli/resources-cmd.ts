@@ -405,8 +405,10 @@ function fromFile(path: string, info: KindInfo): JsonObject[] {
   return readResourceFile(path).map((r) => r.object).filter((o) => o.kind === info.kind);
 }
 
-async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOpts, out: Out, err: Out): Promise<void> {
+async function getCommand(kindArg: string, names: readonly string[], o: GetOpts, out: Out, err: Out): Promise<void> {
   const info = kindFromArgument(kindArg);
+  // one NAME prints the object itself; several a list of them, in the order given (calicoctl)
+  const nameArg = names.length === 1 ? names[0] : undefined;
   if (o.allNamespaces && o.namespace) throw new UsageError('get: give -n NAMESPACE or -A, not both');
   const ns = info.namespaced ? (o.allNamespaces ? undefined : o.namespace || 'default') : undefined;
   const allNs = info.namespaced && !!o.allNamespaces;
@@ -418,6 +420,13 @@ async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOp
   let defaultAsn = '64512';
   if (ds.kind === 'file') {
     items = fromFile(ds.path, info).filter((obj) => ns === undefined || (meta(obj).namespace ?? 'default') === ns);
+    if (names.length > 1) {
+      items = names.map((n) => {
+        const one = items.find((obj) => meta(obj).name === n);
+        if (!one) throw new ResourceError('not-found', `resource does not exist: ${describeIdentity({ info, name: n, namespace: ns })}`);
+        return one;
+      });
+    }
   } else {
     const result = await withKv(ds, async (kv) => {
       // a Node without its own AS shows the cluster's (BGPConfiguration default), one or all of them
@@ -428,6 +437,15 @@ async function getCommand(kindArg: string, nameArg: string | undefined, o: GetOp
       if (nameArg !== undefined) {
         const one = await getResource(kv, info, nameArg, ns);
         return { items: one ? [one.object] : [], revision: undefined, asn };
+      }
+      if (names.length > 1) {
+        const found: JsonObject[] = [];
+        for (const n of names) {
+          const one = await getResource(kv, info, n, ns);
+          if (!one) throw new ResourceError('not-found', `resource does not exist: ${describeIdentity({ info, name: n, namespace: ns })}`);
+          found.push(one.object);
+        }
+        return { items: found, revision: undefined, asn };
       }
       const list = await listResources(kv, info, ns);
       for (const p of list.problems) err(`warning: ${p} (skipped)\n`);
@@ -512,8 +530,9 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
   program
     .command('get')
     .description('show resources, e.g. `podway get ippool -o yaml`, `podway get wep -A`')
-    .argument('<kind>', `resource type (${KINDS.map((k) => k.aliases[0]).join(', ')})`)
-    .argument('[name]', 'one resource (printed as a single object)')
+    .argument('[kind]', `resource type (${KINDS.map((k) => k.aliases[0]).join(', ')})`)
+    .argument('[names...]', 'resources by name (one is printed as a single object, several as a list)')
+    .option('-f, --filename <file>', 'the resources a YAML or JSON file names (kind, name, namespace), read from the datastore')
     .option('-n, --namespace <ns>', 'namespace (namespaced kinds; default "default")')
     .option('-A, --all-namespaces', 'every namespace')
     // a refused format is one line naming the allowed ones (not the whole help after it)
@@ -521,5 +540,94 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
     .showHelpAfterError(false)
     .option('--datastore <spec>', DATASTORE_HELP)
       .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
-    .action((kind: string, nameArg: string | undefined, o: GetOpts) => getCommand(kind, nameArg, o, out, err));
+    .action(async (kind: string | undefined, names: string[], o: GetOpts & { filename?: string }) => {
+      if (o.filename !== undefined) {
+        if (kind !== undefined) throw new UsageError('get: give -f FILE or KIND [NAME...], not both');
+        return getFromFile(o.filename, o, out, err);
+      }
+      if (kind === undefined) throw new UsageError('get: give KIND [NAME...] (e.g. podway get ippool) or -f FILE');
+      return getCommand(kind, names, o, out, err);
+    });
+
+  program
+    .command('patch')
+    .description('patch one resource: `podway patch ippool NAME -p \'{"spec":{"natOutgoing":true}}\'` (a JSON merge patch, as calicoctl\'s default)')
+    .argument('<kind>', `resource type (${KINDS.filter((k) => k.writable).map((k) => k.aliases[0]).join(', ')})`)
+    .argument('<name>', 'resource name')
+    .requiredOption('-p, --patch <json>', 'the patch: a JSON object merged into the stored resource (null removes a field)')
+    .addOption(new Option('-t, --type <type>', 'patch type: merge, or strategic (the same for Calico\'s resources: lists are replaced whole)').choices(['merge', 'strategic']).default('strategic'))
+    .option('-n, --namespace <ns>', 'namespace (namespaced kinds)', 'default')
+    .option('--datastore <spec>', DATASTORE_HELP)
+      .addOption(etcdCaCertOption()).addOption(etcdCertOption()).addOption(etcdKeyOption())
+    .action((kind: string, nameArg: string, o: DatastoreOpts & { patch: string; namespace: string }) => patchCommand(kind, nameArg, o, out, err));
+}
+
+/** RFC 7386 JSON merge patch: objects merged key by key, null removes, anything else replaces. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isPlainObject(patch)) return patch;
+  const out: JsonObject = isPlainObject(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `podway patch KIND NAME -p JSON`: the stored resource, patched, validated as apply validates a
+ * file, written only if nobody changed it meanwhile (its resourceVersion), as calicoctl patch. */
+async function patchCommand(kindArg: string, nameArg: string, o: DatastoreOpts & { patch: string; namespace: string }, out: Out, err: Out): Promise<void> {
+  const info = kindFromArgument(kindArg);
+  if (!info.writable) throw new UsageError(`patch: ${info.kind} is IPAM state, not a resource to patch`);
+  let patch: unknown;
+  try {
+    patch = JSON.parse(o.patch);
+  } catch (e) {
+    throw new UsageError(`patch: --patch is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isPlainObject(patch)) throw new UsageError('patch: --patch must be a JSON object, e.g. \'{"spec":{"natOutgoing":true}}\'');
+  const ds = writableSpec(o);
+  const ns = info.namespaced ? o.namespace : undefined;
+  await withKv(ds, async (kv) => {
+    const current = await getResource(kv, info, nameArg, ns);
+    if (!current) throw new ResourceError('not-found', `resource does not exist: ${describeIdentity({ info, name: nameArg, namespace: ns })}`);
+    const patched = mergePatch(current.object, patch) as JsonObject;
+    const m = meta(patched);
+    // what identifies the resource is not the patch's to change
+    if (patched.kind !== info.kind || m.name !== nameArg || (ns !== undefined && (m.namespace ?? 'default') !== ns)) {
+      throw new UsageError('patch: kind, metadata.name and metadata.namespace cannot be patched');
+    }
+    // validated as a file given to apply is (unknown fields, schemas), named as the patch
+    const [validated] = resourceFiles().parseResourceText(JSON.stringify({ ...patched, metadata: { ...m, resourceVersion: String(current.entry.modRevision) } }), '<patch>', 'write');
+    await replaceResource(kv, validated!.object, { namespace: o.namespace });
+  }, false, true);
+  out(`Successfully patched 1 '${info.kind}' resource\n`);
+  if (ENFORCING_KINDS.has(info.kind)) for (const note of policyNotes([{ kind: info.kind, metadata: { name: nameArg, namespace: ns } }])) err(`${note}\n`);
+}
+
+/** `podway get -f FILE`: the resources the file names, read from the datastore, kind by kind in file order. */
+async function getFromFile(file: string, o: GetOpts, out: Out, err: Out): Promise<void> {
+  const byKind = new Map<string, { names: string[]; namespace?: string }[]>();
+  for (const r of readResourceFile(file, 'identity')) {
+    const id = peekIdentity(r.object);
+    const info = kindInfo(id.kind ?? '');
+    if (!info || id.name === undefined) continue;
+    const groups = byKind.get(info.kind) ?? [];
+    const ns = info.namespaced ? id.namespace ?? o.namespace ?? 'default' : undefined;
+    let g = groups.find((x) => x.namespace === ns);
+    if (!g) groups.push((g = { names: [], ...(ns !== undefined ? { namespace: ns } : {}) }));
+    g.names.push(id.name);
+    byKind.set(info.kind, groups);
+  }
+  let first = true;
+  for (const [kind, groups] of byKind) {
+    for (const g of groups) {
+      if (!first && o.output === 'yaml') out('---\n');
+      first = false;
+      await getCommand(kind, g.names, { ...o, ...(g.namespace !== undefined ? { namespace: g.namespace } : {}) }, out, err);
+    }
+  }
 }

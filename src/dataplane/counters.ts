@@ -140,6 +140,17 @@ export const Reason = {
    * it here and in the port's DROPS when it reads the port's stats (once per neighbour tick, and
    * for `podway counters`/metrics). */
   VLAN_TAGGED: base + 48,
+  /** A frame with a virtio-net header (a pod's veth, the underlay with offloads) whose offload
+   * metadata or headers do not hold together, dropped by the addon as it reads (native/gso.c, the
+   * port's rxGsoBad): a TCP gso_size under the pod floor (POD_GSO_MIN: thousands of segments from one
+   * frame), lengths that lie, GSO on a fragment, UDP GSO over the kernel's 128 segments, a partial
+   * checksum whose offsets lie outside the frame. Counted here and in the port's DROPS when the
+   * engine reads the port's stats (as vlan_tagged). */
+  GSO_BAD: base + 49,
+  /** A well-formed super-frame podway does not segment, dropped by the addon as it reads (the
+   * port's rxGsoDropped): IPv6 with extension headers, UFO, a VLAN tag in the frame, a segment
+   * larger than a pool slot, a tunnel other than VXLAN or IPIP. Counted as gso_bad is. */
+  GSO_UNSUPPORTED: base + 50,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -196,7 +207,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 49;
+export const COUNTER_COUNT = base + 51;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

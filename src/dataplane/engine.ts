@@ -1868,6 +1868,8 @@ export class Engine {
    * counts them and the reason they are counted under. */
   private static readonly NATIVE_DROPS: readonly (readonly [keyof PortStats, number])[] = [
     ['rxVlanTagged', Reason.VLAN_TAGGED],
+    ['rxGsoBad', Reason.GSO_BAD],
+    ['rxGsoDropped', Reason.GSO_UNSUPPORTED],
   ];
   /** Per NATIVE_DROPS entry and port, the count already taken into the reasons and DROPS. */
   private readonly nativeSeen = Engine.NATIVE_DROPS.map(() => new Float64Array(MAX_PORTS));

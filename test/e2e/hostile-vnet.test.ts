@@ -198,6 +198,11 @@ test('veth pod: hostile virtio-net headers are refused by its kernel, or reach p
   assert.ok(d(p0, p1, 'rxGsoBad') >= 3, `rxGsoBad: ${why}`);
   assert.is(d(p0, p1, 'rxGsoBad') + reason(c0, c1, 'truncated'), 4, `rxGsoBad + truncated: ${why}`);
   assert.is(d(p0, p1, 'rxGsoDropped'), 1, `rxGsoDropped (segments over a slot): ${why}`);
+  // the addon's drops are drop reasons and in the port's drops, as every other drop
+  const why2 = `${why} reasons ${JSON.stringify([c0.reasons, c1.reasons])}`;
+  assert.is(reason(c0, c1, 'gso_bad'), d(p0, p1, 'rxGsoBad'), `gso_bad is rxGsoBad: ${why2}`);
+  assert.is(reason(c0, c1, 'gso_unsupported'), d(p0, p1, 'rxGsoDropped'), `gso_unsupported is rxGsoDropped: ${why2}`);
+  assert.is(d(p0, p1, 'drops'), d(p0, p1, 'rxGsoBad') + d(p0, p1, 'rxGsoDropped') + reason(c0, c1, 'truncated'), `the port's drops: ${why2}`);
   // segmented: the two honest UDP GSO frames and the TCP one with ECN (whole as a pod super-frame, or cut)
   assert.is(d(p0, p1, 'rxGsoFrames') + d(p0, p1, 'rxSuperFrames'), 3, `rxGsoFrames + rxSuperFrames: ${why}`);
   assert.is(lab!.ping('bad-v', lab!.pod('dst').ip, 2, 56, ['-W', '3']).received, 2, 'bad-v still reaches dst');

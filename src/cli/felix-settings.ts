@@ -21,6 +21,8 @@
 import type { FelixLayers } from '../control/route-calc';
 import { parseLogLevel, type LogLevel } from '../observe/log';
 import { NAT_OUTGOING_EXCLUSIONS, type NatOutgoingExclusions } from '../dataplane/nat';
+import { VXLAN_PORT } from '../packet/vxlan';
+import { CALICO_VNI } from '../dataplane/nexthops';
 
 /** The effective values of the settings podway applies from Felix's layers. */
 export interface FelixSettings {
@@ -109,11 +111,50 @@ export const FELIX_FIELDS_START_ONLY: Readonly<Record<string, { env: string; fla
   prometheusMetricsHost: { env: 'FELIX_PROMETHEUSMETRICSHOST', flag: '--metrics-host' },
 };
 
+/**
+ * Felix's tunnel wire settings: podway's VXLAN is UDP port 4789 and VNI 4096 (Felix's defaults) and
+ * its tunnel MTUs are computed (Felix's 0, auto). A Calico node told another port or VNI by a
+ * FelixConfiguration or FELIX_* loses its connectivity with this node's pods, and an MTU override
+ * is not in podway's routes: so a value other than podway's is never silent. Each one given (a
+ * FelixConfiguration's node.NAME or default, or podway run's environment) is named in an error in
+ * the log and listed by `podway status` (felix settings lines), with podway's value in its place.
+ */
+export const FELIX_WIRE_FIELDS: readonly { readonly field: string; readonly env: string; readonly podway: number; readonly what: string; readonly max: number }[] = [
+  { field: 'vxlanPort', env: 'FELIX_VXLANPORT', podway: VXLAN_PORT, what: `podway's VXLAN uses UDP port ${VXLAN_PORT}`, max: 65535 },
+  { field: 'vxlanVNI', env: 'FELIX_VXLANVNI', podway: CALICO_VNI, what: `podway's VXLAN uses VNI ${CALICO_VNI}`, max: 16777215 },
+  { field: 'vxlanMTU', env: 'FELIX_VXLANMTU', podway: 0, what: 'podway computes its IPv4 VXLAN MTU from the host interface\'s (MTU - 50)', max: 65535 },
+  { field: 'vxlanMTUV6', env: 'FELIX_VXLANMTUV6', podway: 0, what: 'podway computes its IPv6 VXLAN MTU from the host interface\'s (MTU - 70)', max: 65535 },
+  { field: 'ipipMTU', env: 'FELIX_IPINIPMTU', podway: 0, what: 'podway computes its IPIP MTU from the host interface\'s (MTU - 20)', max: 65535 },
+];
+
+/** A wire setting given (a FelixConfiguration's field, or FELIX_* variable) with a value podway does not use. */
+export interface UnhonouredFelixField {
+  /** "node.NAME", "default" or "$FELIX_VXLANPORT". */
+  readonly resource: string;
+  readonly field: string;
+  readonly value: string;
+  /** Why, and what podway uses instead. */
+  readonly reason: string;
+}
+
+/** The wire finding for one given value (JSON number, or a string of digits as the environment gives), or null when podway's. */
+export function wireFinding(resource: string, field: string, raw: unknown): UnhonouredFelixField | null {
+  const f = FELIX_WIRE_FIELDS.find((x) => x.field === field);
+  if (!f || raw === null || raw === undefined) return null;
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  const value = shown(raw);
+  if (!Number.isInteger(n) || n < 0 || n > f.max) return { resource, field, value, reason: `is not a number 0..${f.max}: ignored (${f.what})` };
+  if (n === f.podway) return null;
+  return { resource, field, value, reason: `is not honoured: ${f.what}${f.podway === 0 ? '' : `; a Calico node using ${n} and this node cannot reach each other's pods`}` };
+}
+
 /** The settings given to `podway run` itself (flag or environment), each with where it came from
  * ("--log-level", "$FELIX_NATOUTGOINGEXCLUSIONS"); a setting given neither way is absent. */
 export interface LocalFelix {
   readonly values: Partial<FelixSettings>;
   readonly from: Partial<Record<FelixKey, string>>;
+  /** podway run's environment's FELIX_* wire variables (FELIX_WIRE_FIELDS), as given. */
+  readonly wireEnv?: Readonly<Record<string, string | undefined>>;
 }
 
 /** A FelixConfiguration field whose value podway cannot use (ignored: the lower layer's used). */
@@ -132,6 +173,8 @@ export interface ResolvedFelix {
   readonly invalid: readonly InvalidFelixField[];
   /** Start-only fields a FelixConfiguration gives (not applied), e.g. "default: prometheusMetricsPort 9095". */
   readonly notApplied: readonly string[];
+  /** Wire settings given with a value podway does not use (FELIX_WIRE_FIELDS). */
+  readonly unhonoured: readonly UnhonouredFelixField[];
 }
 
 function shown(v: unknown): string {
@@ -176,7 +219,17 @@ export function resolveFelix(local: LocalFelix, layers: FelixLayers | undefined,
       if (spec && spec[field] !== undefined && spec[field] !== null) notApplied.push(`${name}: ${field} ${shown(spec[field])}`);
     }
   }
-  return { settings: settings as unknown as FelixSettings, source, invalid, notApplied };
+  const unhonoured: UnhonouredFelixField[] = [];
+  for (const f of FELIX_WIRE_FIELDS) {
+    const env = local.wireEnv?.[f.env];
+    const e = env === undefined || env === '' ? null : wireFinding(`$${f.env}`, f.field, env);
+    if (e) unhonoured.push(e);
+    for (const [name, spec] of ordered) {
+      const r = spec ? wireFinding(name, f.field, spec[f.field]) : null;
+      if (r) unhonoured.push(r);
+    }
+  }
+  return { settings: settings as unknown as FelixSettings, source, invalid, notApplied, unhonoured };
 }
 
 /** A setting's value as `podway status` and the log say it (Felix's words for the enums). */
@@ -205,6 +258,7 @@ export class FelixConfigTracker {
   private invalidCount = 0;
   private invalidNow = new Set<string>();
   private notAppliedNow = new Set<string>();
+  private unhonouredNow = new Set<string>();
   /** Where the resources last came from: the datastore, the model cache, or none yet. */
   private origin: 'datastore' | 'model cache' | null = null;
 
@@ -217,7 +271,7 @@ export class FelixConfigTracker {
   }
 
   /** Resolve again with a model's resources; what changed, what is newly invalid or not applied. */
-  update(layers: FelixLayers | undefined, origin: 'datastore' | 'model cache'): { changes: FelixChange[]; newInvalid: InvalidFelixField[]; newNotApplied: string[] } {
+  update(layers: FelixLayers | undefined, origin: 'datastore' | 'model cache'): { changes: FelixChange[]; newInvalid: InvalidFelixField[]; newNotApplied: string[]; newUnhonoured: UnhonouredFelixField[] } {
     const was = this.resolved;
     const now = resolveFelix(this.local, layers ?? { default: null, node: null }, this.node);
     this.resolved = now;
@@ -237,7 +291,9 @@ export class FelixConfigTracker {
     this.invalidNow = new Set(now.invalid.map(key));
     const newNotApplied = now.notApplied.filter((n) => !this.notAppliedNow.has(n));
     this.notAppliedNow = new Set(now.notApplied);
-    return { changes, newInvalid, newNotApplied };
+    const newUnhonoured = now.unhonoured.filter((i) => !this.unhonouredNow.has(key(i)));
+    this.unhonouredNow = new Set(now.unhonoured.map(key));
+    return { changes, newInvalid, newNotApplied, newUnhonoured };
   }
 
   /** The source of `key`'s value now, e.g. "FelixConfiguration node.a". */
@@ -246,13 +302,14 @@ export class FelixConfigTracker {
   }
 
   /** For `podway status`: each setting, its value and source; invalid fields now and counted. */
-  status(): { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: readonly InvalidFelixField[]; invalidSeen: number; notApplied: readonly string[] } {
+  status(): { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: readonly InvalidFelixField[]; invalidSeen: number; notApplied: readonly string[]; unhonoured: readonly UnhonouredFelixField[] } {
     return {
       settings: FELIX_FIELDS.map((f) => ({ field: f.field, value: felixValueText(f.key, this.resolved.settings[f.key]), source: this.resolved.source[f.key] })),
       origin: this.origin,
       invalid: this.resolved.invalid,
       invalidSeen: this.invalidCount,
       notApplied: this.resolved.notApplied,
+      unhonoured: this.resolved.unhonoured,
     };
   }
 }
@@ -261,4 +318,9 @@ export class FelixConfigTracker {
 export function invalidFieldLine(i: InvalidFelixField, tracker: FelixConfigTracker): string {
   const f = FELIX_FIELDS.find((x) => x.field === i.field)!;
   return `FelixConfiguration ${i.resource}: field ${i.field}: ${i.value} ${i.reason}: ignored; ${felixValueText(f.key, tracker.settings[f.key])} from ${tracker.sourceOf(f.key)} in force`;
+}
+
+/** The log line (and `podway status` line) for a wire setting podway does not honour. */
+export function unhonouredLine(u: UnhonouredFelixField): string {
+  return `${u.resource.startsWith('$') ? u.resource : `FelixConfiguration ${u.resource}`}: field ${u.field}: ${u.value} ${u.reason}`;
 }

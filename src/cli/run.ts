@@ -61,7 +61,7 @@ import type { PendingDelReplayer } from './pending-del-replay';
 import { SystemdNotifier } from './sd-notify';
 import { DEFAULT_STALE_ENDPOINT_MS, staleEndpoints } from '../observe/stale-endpoints';
 import { StartupClock } from './startup-clock';
-import { FelixConfigTracker, invalidFieldLine, type FelixChange, type LocalFelix } from './felix-settings';
+import { FelixConfigTracker, invalidFieldLine, unhonouredLine, type FelixChange, type LocalFelix } from './felix-settings';
 
 export interface RunOptions {
   node: string;
@@ -135,6 +135,8 @@ export interface RunOptions {
    * default read from the datastore (felix-settings.ts). A setting left undefined above was given
    * neither way: the FelixConfigurations or the built-in default give it. */
   felixFrom?: LocalFelix['from'];
+  /** The FELIX_* tunnel wire variables of podway run's environment (felix-settings.ts FELIX_WIRE_FIELDS). */
+  felixWireEnv?: LocalFelix['wireEnv'];
   /** Run the BGP speaker with Calico's peering model (`--bgp`, CALICO_NETWORKING_BACKEND=bird). */
   bgp?: boolean;
   /** Where BGPPeer password secrets are read from (DIR/<secret>/<key>). */
@@ -331,12 +333,13 @@ export async function runNode(opts: RunOptions): Promise<void> {
   if (opts.endpointToHost !== undefined) felixValues.endpointToHost = opts.endpointToHost;
   if (opts.allowVxlanFromPods !== undefined) felixValues.allowVxlanFromPods = opts.allowVxlanFromPods;
   if (opts.allowIpipFromPods !== undefined) felixValues.allowIpipFromPods = opts.allowIpipFromPods;
-  const felix = new FelixConfigTracker({ values: felixValues, from: opts.felixFrom ?? {} }, opts.node);
+  const felix = new FelixConfigTracker({ values: felixValues, from: opts.felixFrom ?? {}, wireEnv: opts.felixWireEnv }, opts.node);
   const felixLog = log.child({ component: 'felix-config' });
   /** A model's FelixConfigurations resolved again: what is new said (invalid fields, start-only
    * fields given), the changes returned for the caller to apply. */
   const resolveFelixOf = (model: NodeDataplaneModel, origin: 'datastore' | 'model cache'): FelixChange[] => {
-    const { changes, newInvalid, newNotApplied } = felix.update(model.felix, origin);
+    const { changes, newInvalid, newNotApplied, newUnhonoured } = felix.update(model.felix, origin);
+    for (const u of newUnhonoured) felixLog.error(unhonouredLine(u), { resource: u.resource.startsWith('$') ? u.resource : `FelixConfiguration ${u.resource}`, field: u.field });
     for (const i of newInvalid) felixLog.error(invalidFieldLine(i, felix), { resource: `FelixConfiguration ${i.resource}`, field: i.field });
     for (const n of newNotApplied) felixLog.warn(`FelixConfiguration ${n}: not applied: podway takes its metrics settings from --metrics-port, --metrics-host or FELIX_PROMETHEUSMETRICSENABLED, ...PORT and ...HOST at start only (its metrics server answers /readyz before the datastore is read)`);
     return changes;

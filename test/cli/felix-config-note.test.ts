@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import * as path from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { podway, ROOT, tempDir } from './cli-kit';
-import { FELIX_FIELDS_PODWAY_READS } from '../../src/cli/felix-config-note';
+import { FELIX_FIELDS_PODWAY_READS, felixConfigurationNotes } from '../../src/cli/felix-config-note';
 
 test('apply, create and replace of FelixConfiguration: stored, and a note per resource saying what podway run does with each field', async () => {
   const dir = tempDir();
@@ -47,6 +47,13 @@ test('apply, create and replace of FelixConfiguration: stored, and a note per re
   writeFileSync(pool, 'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: q}\nspec: {cidr: 10.252.0.0/16}\n');
   const plain = await podway(['apply', '-f', pool, ...ds]);
   assert.equal([plain.code, plain.err], [0, '']);
+});
+
+test('the note warns of a tunnel wire setting podway does not use (port, VNI, MTU), not of podway\'s own values', () => {
+  const [n] = felixConfigurationNotes([{ kind: 'FelixConfiguration', metadata: { name: 'node.n1' }, spec: { vxlanPort: 8472, vxlanVNI: 4096, vxlanMTU: 1300, bpfEnabled: false } }]);
+  assert.match(n!, "; WARNING, the tunnel wire: vxlanPort 8472 is not honoured: podway's VXLAN uses UDP port 4789; a Calico node using 8472 and this node cannot reach each other's pods; vxlanMTU 1300 is not honoured");
+  assert.not.match(n!, 'vxlanVNI');
+  assert.match(n!, /podway has no equivalent of bpfEnabled$/);
 });
 
 test('the note knows every FELIX_* variable podway run reads (src/cli/main.ts, src/cli/run.ts, src/observe/log.ts), and no other', () => {

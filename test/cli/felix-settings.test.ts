@@ -6,7 +6,8 @@
 // etcd, in force in the kernel, live) is e2e/felix-config.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FelixConfigTracker, invalidFieldLine, resolveFelix } from '../../src/cli/felix-settings';
+import { FelixConfigTracker, invalidFieldLine, resolveFelix, unhonouredLine } from '../../src/cli/felix-settings';
+import { felixStatusLines } from '../../src/cli/main';
 import { parseClusterYaml } from '../../src/control/snapshot';
 import { felixLayersOf } from '../../src/control/route-calc';
 
@@ -83,6 +84,35 @@ test('the tracker: changes between resolutions, invalid fields counted once whil
   // both deleted: the built-in default
   u = t.update(undefined, 'datastore');
   assert.equal(u.changes.map((c) => c.field), ['natOutgoingExclusions']);
+});
+
+test('the tunnel wire settings (vxlanPort, vxlanVNI, vxlanMTU, vxlanMTUV6, ipipMTU): a value podway does not use is named, never silent', () => {
+  // calicoctl's form, as the Calico-migration review put it by hand; podway's own values are fine
+  const layers = { default: { vxlanPort: 4789, vxlanVNI: 4096, vxlanMTU: 0, ipipMTU: 1400 }, node: { vxlanPort: 8472, vxlanVNI: 1, vxlanMTU: 1300, vxlanMTUV6: 'x' } };
+  const env = { FELIX_VXLANPORT: '8472', FELIX_VXLANVNI: '4096', FELIX_VXLANMTU: '' };
+  const r = resolveFelix({ values: {}, from: {}, wireEnv: env }, layers, NODE);
+  assert.equal(r.unhonoured.map(unhonouredLine), [
+    '$FELIX_VXLANPORT: field vxlanPort: "8472" is not honoured: podway\'s VXLAN uses UDP port 4789; a Calico node using 8472 and this node cannot reach each other\'s pods',
+    'FelixConfiguration node.n1: field vxlanPort: 8472 is not honoured: podway\'s VXLAN uses UDP port 4789; a Calico node using 8472 and this node cannot reach each other\'s pods',
+    'FelixConfiguration node.n1: field vxlanVNI: 1 is not honoured: podway\'s VXLAN uses VNI 4096; a Calico node using 1 and this node cannot reach each other\'s pods',
+    'FelixConfiguration node.n1: field vxlanMTU: 1300 is not honoured: podway computes its IPv4 VXLAN MTU from the host interface\'s (MTU - 50)',
+    'FelixConfiguration node.n1: field vxlanMTUV6: "x" is not a number 0..65535: ignored (podway computes its IPv6 VXLAN MTU from the host interface\'s (MTU - 70))',
+    'FelixConfiguration default: field ipipMTU: 1400 is not honoured: podway computes its IPIP MTU from the host interface\'s (MTU - 20)',
+  ]);
+  // the tracker: each said once while it lasts (the log's error), listed by status until fixed
+  const t = new FelixConfigTracker({ values: {}, from: {}, wireEnv: {} }, NODE);
+  let u = t.update(layers, 'datastore');
+  assert.equal(u.newUnhonoured.map((x) => `${x.resource} ${x.field}`), ['node.n1 vxlanPort', 'node.n1 vxlanVNI', 'node.n1 vxlanMTU', 'node.n1 vxlanMTUV6', 'default ipipMTU']);
+  u = t.update({ ...layers, node: { ...layers.node, vxlanVNI: 4096 } }, 'datastore');
+  assert.equal(u.newUnhonoured, [], 'said once');
+  const lines = felixStatusLines(t.status());
+  assert.ok(lines.includes('felix settings: FelixConfiguration node.n1: field vxlanPort: 8472 is not honoured: podway\'s VXLAN uses UDP port 4789; a Calico node using 8472 and this node cannot reach each other\'s pods'), lines.join('\n'));
+  assert.not.ok(lines.some((l) => l.includes('vxlanVNI')), 'the fixed VNI no longer listed');
+  u = t.update({ default: null, node: { vxlanVNI: 7 } }, 'datastore');
+  assert.equal(u.newUnhonoured.map(unhonouredLine), ['FelixConfiguration node.n1: field vxlanVNI: 7 is not honoured: podway\'s VXLAN uses VNI 4096; a Calico node using 7 and this node cannot reach each other\'s pods']);
+  assert.is(t.status().unhonoured.length, 1);
+  // none given, or podway's own values: nothing
+  assert.equal(resolveFelix({ values: {}, from: {}, wireEnv: { FELIX_VXLANPORT: '4789', FELIX_IPINIPMTU: '0' } }, undefined, NODE).unhonoured, []);
 });
 
 test('a YAML file datastore gives this node\'s FelixConfigurations (default, node.NAME) and no other\'s; one name twice is refused', () => {

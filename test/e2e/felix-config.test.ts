@@ -34,13 +34,13 @@ const SPEC: LabNodeSpec[] = [
   { name: 'node2', subnet: 'a', pods: [{ name: 'felix-2', type: 'veth' }] },
 ];
 
-interface FelixStatus { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: { resource: string; field: string }[]; invalidSeen: number }
+interface FelixStatus { settings: { field: string; value: string; source: string }[]; origin: string | null; invalid: { resource: string; field: string }[]; invalidSeen: number; unhonoured?: { resource: string; field: string; value: string }[] }
 interface Status { felix?: FelixStatus; logLevel?: string; nat?: { natOutgoingExclusions?: string }; guard?: { endpointToHost?: string }; cachedModel?: unknown; ready?: boolean }
 
 const FELIX = kindInfo('FelixConfiguration')!;
 
 /** podway run's environment and flags for every start here: one setting from each local layer. */
-const ENV = { FELIX_ALLOWVXLANPACKETSFROMWORKLOADS: 'false', FELIX_ALLOWIPIPPACKETSFROMWORKLOADS: 'false' };
+const ENV = { FELIX_ALLOWVXLANPACKETSFROMWORKLOADS: 'false', FELIX_ALLOWIPIPPACKETSFROMWORKLOADS: 'false', FELIX_VXLANMTUV6: '1200' };
 const ARGS = ['--allow-ipip-from-pods'];
 
 for (const kind of ['embedded', 'etcd'] as const) {
@@ -148,6 +148,29 @@ for (const kind of ['embedded', 'etcd'] as const) {
     assert.ok(await until(async () => (await status()).felix?.invalid.length === 0, 10_000, 100), 'the fixed field is no longer listed');
     assert.is((await status()).felix!.invalidSeen, 1);
     assert.ok(n1.proc && n1.proc.exitCode === null, 'podway runs on');
+  });
+
+  t('the tunnel wire settings podway does not use (vxlanPort, vxlanVNI, vxlanMTU; FELIX_VXLANMTUV6): an error naming each, listed by status', async () => {
+    const n1 = lab!.node('node1');
+    const podwayStatus = () => execFileSync(process.execPath, [path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js'), 'status', '--control', n1.control], { encoding: 'utf8', timeout: 10_000 });
+    // the environment's, from the start
+    assert.match(podwayStatus(), 'felix settings: $FELIX_VXLANMTUV6: field vxlanMTUV6: "1200" is not honoured');
+    const mark = n1.log.length;
+    // as calicoctl writes it (the Calico-migration review's resource)
+    await put('node.node1', { logSeverityScreen: 'Error', vxlanPort: 8472, vxlanVNI: 1, vxlanMTU: 1300 });
+    const listed = () => (async () => ((await status()).felix?.unhonoured ?? []).map((u) => `${u.resource} ${u.field} ${u.value}`).sort().join(','))();
+    assert.ok(await until(async () => (await listed()) === '$FELIX_VXLANMTUV6 vxlanMTUV6 "1200",node.node1 vxlanMTU 1300,node.node1 vxlanPort 8472,node.node1 vxlanVNI 1', 10_000, 100), `status lists them: ${await listed()}`);
+    assert.ok(await waitLog(n1, /FelixConfiguration node\.node1: field vxlanPort: 8472 is not honoured: podway's VXLAN uses UDP port 4789; a Calico node using 8472 and this node cannot reach each other's pods/, mark, 10_000), `the port: ${n1.log.slice(mark).join(' | ')}`);
+    assert.ok(await waitLog(n1, /FelixConfiguration node\.node1: field vxlanVNI: 1 is not honoured: podway's VXLAN uses VNI 4096/, mark, 10_000), 'the VNI');
+    assert.ok(await waitLog(n1, /FelixConfiguration node\.node1: field vxlanMTU: 1300 is not honoured/, mark, 10_000), 'the MTU');
+    assert.ok(n1.log.slice(mark).some((l) => /"level":"error"/.test(l) && /vxlanPort/.test(l)), 'logged as an error');
+    const text = podwayStatus();
+    assert.match(text, 'felix settings: FelixConfiguration node.node1: field vxlanPort: 8472 is not honoured: podway\'s VXLAN uses UDP port 4789');
+    assert.match(text, 'felix settings: FelixConfiguration node.node1: field vxlanVNI: 1 is not honoured');
+    // podway's own values: nothing said
+    await put('node.node1', { logSeverityScreen: 'Error', vxlanPort: 4789, vxlanVNI: 4096 });
+    assert.ok(await until(async () => (await listed()) === '$FELIX_VXLANMTUV6 vxlanMTUV6 "1200"', 10_000, 100), `no longer listed: ${await listed()}`);
+    await put('node.node1', { logSeverityScreen: 'Error' });
   });
 
   if (kind === 'etcd') {

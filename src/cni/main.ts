@@ -19,7 +19,20 @@ function readStdin(): string {
   }
 }
 
+/**
+ * The event loop emptied before the verb answered (seen: an ADD failing while etcd was stopped,
+ * its undo timed out, then nothing left to wait for): Node would exit 0 with nothing on stdout,
+ * which a runtime reads as success. Said as an error instead (code 999), never silent.
+ */
+function answerIfLoopEmpties(): void {
+  process.once('beforeExit', () => {
+    writeAll(JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: `podway CNI plugin: ${process.env.CNI_COMMAND ?? '?'} ${process.env.CNI_CONTAINERID ?? ''} ended without an answer (nothing left to wait for: a datastore connection gone under it?); stderr has what it said` }) + '\n');
+    process.exit(1);
+  });
+}
+
 async function main(): Promise<void> {
+  answerIfLoopEmpties();
   const stdin = readStdin();
   // VERSION loads nothing heavy; a plugin run by a slot holder (a delegated IPAM plugin) has its parent's.
   if (process.env.CNI_COMMAND !== 'VERSION' && !process.env[SLOT_ENV]) {

@@ -15,6 +15,7 @@ import { Attachment, readPrevResult, successResult } from './result';
 import { IpamLockOptions, IpamLockTimeoutError, requirePrivateDir, withIpamLock } from './ipam-lock';
 import { datastoreKey, entryDatastore, lastClusterId, pendingFileName, pendingOfContainer, PENDING_DEL_FORMAT, readPending, Released, releaseInStore, rememberClusterId, replayingOfContainer, removePendingFile, writePending } from './pending-del';
 import { delegatedIps, forwardToIpam, runIpamPlugin } from './delegate';
+import { removeContainerLock, withContainerLock } from './container-lock';
 import { isIpv6Only, nodeFamilies } from './node-families';
 import type { KvEntry, KvStore } from '../control/kv/kv';
 import { KvConfigError, KvNotEtcdError, KvSlowError, KvTlsRejectedError, KvUnavailableError } from '../control/kv/kv';
@@ -495,7 +496,9 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
   const handle = handleId(conf.name, env.containerId);
   // Checked before anything is made; a delegated IPAM plugin reads CNI_ARGS itself (host-local: IP=).
   const requested = conf.ipam ? null : requestedIps(env, conf);
-  return withStore(conf, async (kv) => {
+  // One ADD of this container at a time (container-lock.ts): a second one finds the first's
+  // endpoint and returns its result.
+  return withContainerLock({ ipamLockFile: conf.ipamLockFile, timeoutMs: conf.ipamLockTimeoutMs }, env.containerId, () => withStore(conf, async (kv) => {
     // Before anything is read for the pod or made: nothing is changed while the store is locked.
     await requireUnlocked(kv, conf);
     // This node's Node, read once: podway's IPAM needs it registered, and an IPv6-only one (no
@@ -528,7 +531,13 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
         const attrs: Record<string, string> = { node: conf.nodename, network: conf.name, timestamp: new Date().toISOString() };
         if (id.orchestrator === 'k8s') Object.assign(attrs, { namespace: id.namespace, pod: id.pod });
         // One handle holds both families, so DEL's releaseByHandle frees both.
-        undo.push(() => ipam.releaseByHandle(handle));
+        // Never silent when it fails (the datastore slow or gone, as the ADD's own failure often
+        // is): which addresses are left held, and that the runtime's DEL releases them.
+        undo.push(() => ipam.releaseByHandle(handle).catch((e: unknown) => {
+          const held = ips.length > 0 ? `its address(es) ${ips.join(', ')}` : 'whatever address it was being given';
+          process.stderr.write(`podway: ADD ${env.containerId} failed, and undoing it could not release ${held} (IPAM handle ${handle}): ${((datastoreError(conf, e) as Error)?.message ?? String(e))}; left held until the runtime's DEL of ${env.containerId}, which releases it\n`);
+          throw e;
+        }));
         const families: (4 | 6)[] = [...(conf.assignIpv4 ? [4 as const] : []), ...(conf.assignIpv6 !== false ? [6 as const] : [])];
         // One plugin process at a time per host (ipam-lock.ts).
         await withIpamLock(ipamLockOf(conf), async () => {
@@ -667,7 +676,10 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
           throw e;
         }
         // A repeated ADD's endpoint was there before it: a failure leaves it for DEL.
-        if (!earlier) undo.push(() => deleteResource(kv, { info: WEP, name: (wep.metadata as JsonObject).name as string, namespace: id.namespace }, written.resource.entry.modRevision));
+        if (!earlier) undo.push(() => deleteResource(kv, { info: WEP, name: (wep.metadata as JsonObject).name as string, namespace: id.namespace }, written.resource.entry.modRevision).catch((e: unknown) => {
+          process.stderr.write(`podway: ADD ${env.containerId} failed, and undoing it could not delete WorkloadEndpoint ${wepName}: ${((datastoreError(conf, e) as Error)?.message ?? String(e))}; left until the runtime's DEL of ${env.containerId}, which deletes it\n`);
+          throw e;
+        }));
       }
       // A DEL of this container run between this ADD's IPAM (under the lock) and now has released
       // the handle (review E, M1): the interface and endpoint just made would keep addresses IPAM
@@ -693,7 +705,7 @@ async function add(env: CniEnv, conf: NetConf, stdin: string): Promise<Record<st
       }
       throw e;
     }
-  });
+  }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -711,6 +723,12 @@ function endpointCandidates(conf: NetConf, env: CniEnv): { name: string; namespa
 }
 
 async function del(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
+  await delAttachment(env, conf, stdin);
+  // Done with the container: its ADD lock file goes (when no ADD holds it).
+  await removeContainerLock(conf.ipamLockFile, env.containerId);
+}
+
+async function delAttachment(env: CniEnv, conf: NetConf, stdin: string): Promise<void> {
   // The pod's interface first (with a veth, the host end goes with it); a namespace already gone
   // took its interfaces with it.
   let podLinkDeleted = false;

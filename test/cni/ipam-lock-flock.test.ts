@@ -180,7 +180,7 @@ test('a plugin killed holding the IPAM lock in another PID namespace: the next A
     assert.is(r.exitCode, 0, r.stdout + r.stderr);
     assert.equal(await h.handles(), [`podway.${id}`]);
     // No ticket left; the concurrency limit's slot files (src/cni/slots.ts) stay, as the lock file does.
-    assert.equal(readdirSync(path.dirname(h.ipamLockFile)).filter((n) => !/^ipam\.lock\.slot\.\d+$/.test(n)), ['ipam.lock.flock']);
+    assert.equal(readdirSync(path.dirname(h.ipamLockFile)).filter((n) => !/^ipam\.lock\.slot\.\d+$/.test(n)), ['containers', 'ipam.lock.flock'], 'the lock file (and the per-container locks\' directory: container-lock.ts)');
   } finally {
     if (holder) await stop(holder);
     await h.cleanup();

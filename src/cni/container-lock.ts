@@ -1,0 +1,78 @@
+// One ADD of a container at a time (review: hostile, MED 3). The CNI spec forbids overlapping
+// calls for one container, but a runtime retrying an ADD after a timeout makes them: each found no
+// endpoint yet (earlierAttachment reads it before IPAM), each took an address and made the pod's
+// interface anew, and all but the last were left held on the handle until DEL, with the runtime
+// told different addresses. Held around the whole ADD, a lock per container ID makes the second
+// wait for the first and find its endpoint: the same result for both, one address.
+//
+// A flock(2) lock (flock-lock.ts, as the IPAM lock's) on `<ipam_lock_file's dir>/containers/
+// <container ID>.lock`: the kernel lets it go when its holder dies. DEL removes the file when no
+// ADD holds it (a waiter that opened the removed file notices and opens the path again:
+// FlockLock.tryTake), so files do not pile up; DEL does not wait for the lock (a DEL overlapping
+// an ADD is caught by the ADD: plugin.ts, "released while it was wiring the pod").
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { FlockLock, FlockTimeoutError } from './flock-lock';
+import { CniError, CNI_CODES } from './errors';
+import { requirePrivateDir } from './ipam-lock';
+
+/** The directory of the per-container locks, beside the IPAM lock file. */
+export function containerLockDir(ipamLockFile: string): string {
+  return join(dirname(ipamLockFile), 'containers');
+}
+
+/** A container's lock file: its ID (already checked: alphanumerics, '_', '.', '-'), hashed when long. */
+export function containerLockFile(ipamLockFile: string, containerId: string): string {
+  const name = containerId.length <= 128 ? containerId : `sha256-${createHash('sha256').update(containerId).digest('hex')}`;
+  return join(containerLockDir(ipamLockFile), `${name}.lock`);
+}
+
+export interface ContainerLockOptions {
+  readonly ipamLockFile: string;
+  readonly timeoutMs: number;
+}
+
+/** Runs fn holding the container's lock; one not taken within the bound is code 11, naming the file. */
+export async function withContainerLock<T>(o: ContainerLockOptions, containerId: string, fn: () => Promise<T>): Promise<T> {
+  const dir = containerLockDir(o.ipamLockFile);
+  const setting = `"ipam_lock_file" in the network config (${o.ipamLockFile})`;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new CniError(CNI_CODES.IO_FAILURE, `container lock directory ${dir} (beside ${setting}): cannot make it: ${(e as Error).message}`);
+  }
+  requirePrivateDir(dirname(o.ipamLockFile), `IPAM lock ${setting}: its directory`);
+  requirePrivateDir(dir, `container lock directory ${dir} (beside ${setting})`);
+  const file = containerLockFile(o.ipamLockFile, containerId);
+  const lock = new FlockLock(file);
+  try {
+    try {
+      await lock.acquire(o.timeoutMs);
+    } catch (e) {
+      if (e instanceof FlockTimeoutError) throw new CniError(CNI_CODES.TRY_AGAIN_LATER, `ADD ${containerId}: another ADD of this container is still running (${e.message}; bound: "ipam_lock_timeout_ms")`);
+      throw new CniError(CNI_CODES.IO_FAILURE, `container lock ${file}: ${(e as Error).message}`);
+    }
+    return await fn();
+  } finally {
+    lock.dispose();
+  }
+}
+
+/**
+ * DEL: the container's lock file removed, when it exists and no ADD holds it (taken without
+ * waiting, removed while held). Best effort: a file left behind costs a few bytes of tmpfs.
+ */
+export async function removeContainerLock(ipamLockFile: string, containerId: string): Promise<void> {
+  const file = containerLockFile(ipamLockFile, containerId);
+  if (!existsSync(file)) return;
+  const lock = new FlockLock(file);
+  try {
+    await lock.acquire(0);
+    unlinkSync(file);
+  } catch {
+    /* held by an ADD under way, or gone: left */
+  } finally {
+    lock.dispose();
+  }
+}

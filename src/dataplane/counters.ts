@@ -151,6 +151,11 @@ export const Reason = {
    * port's rxGsoDropped): IPv6 with extension headers, UFO, a VLAN tag in the frame, a segment
    * larger than a pool slot, a tunnel other than VXLAN or IPIP. Counted as gso_bad is. */
   GSO_UNSUPPORTED: base + 50,
+  /** An ARP reply from a pod for the gateway (169.254.1.1) podway did not ask for: none sent to that
+   * pod in the last 10 s (POD_ARP_ANSWER_MS), or already answered. Nothing is learned from it beyond
+   * what any frame of the pod teaches (its source MAC). The answer to podway's request is the event
+   * arp_learned. */
+  ARP_REPLY_UNSOLICITED: base + 51,
 } as const;
 
 /** Not drops: frames handed to the host kernel or answered by podway itself. */
@@ -207,7 +212,7 @@ export const Event6 = {
   NDP_REPLIED: base + 26,
 } as const;
 
-export const COUNTER_COUNT = base + 51;
+export const COUNTER_COUNT = base + 52;
 
 export const COUNTER_NAMES: readonly string[] = (() => {
   const names = DROP_NAMES.slice();

@@ -2415,6 +2415,7 @@ export class Engine {
    */
   private askPodMac(port: number, ip: number, now: number): void {
     if (this.podMacAsked(port, now)) return;
+    this.pipe.podArpAskedAt[port] = now;
     this.sendControlFrame(port, (b, f) => writeArpRequest(b, f, GATEWAY_MAC, GATEWAY_IP, ip));
   }
 

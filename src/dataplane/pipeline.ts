@@ -63,6 +63,8 @@ export const Role = {
 } as const;
 
 export const MAX_PORTS = 1024;
+/** How long after podway's ARP request to a pod its reply counts as the answer (ms). */
+export const POD_ARP_ANSWER_MS = 10_000;
 
 /** The tunnels a node decapsulates (Pipeline.tunnels): bits, one per tunnel device Calico makes. */
 export const Tunnel = {
@@ -114,6 +116,10 @@ export class Pipeline implements CapturePorts {
   readonly txBatches = new Float64Array(BATCH_HIST_SIZE);
   readonly portCounters = new Float64Array(MAX_PORTS * PORT_COUNTERS);
   readonly role = new Uint8Array(MAX_PORTS);
+  /** When podway last asked each pod port for its MAC by ARP (holdForPod, Engine.askPodMac), in
+   * batchNow()'s clock; 0 once answered. An ARP reply for the gateway within POD_ARP_ANSWER_MS of it
+   * is the answer (arp_learned), any other is unsolicited (arp_reply_unsolicited). */
+  readonly podArpAskedAt = new Float64Array(MAX_PORTS);
   readonly portName: string[] = new Array(MAX_PORTS).fill('');
   /** Pod MAC per port (6 bytes each), learned from its frames or given by the endpoint. */
   readonly podMac = new Uint8Array(MAX_PORTS * 6);
@@ -309,6 +315,7 @@ export class Pipeline implements CapturePorts {
     this.portName[id] = '';
     this.podIpCount[id] = 0;
     this.podMacKnown[id] = 0;
+    this.podArpAskedAt[id] = 0;
     this.podMacCheck[id] = 0;
     this.v6.clearPort(id);
   }
@@ -422,9 +429,10 @@ export class Pipeline implements CapturePorts {
     const len = this.pool.len[i];
     if (len < ETH_HLEN) return this.drop(Drop.TOO_SHORT);
     const type = (b[f + 12] << 8) | b[f + 13];
-    if (this.podMacKnown[port] === 0) this.learnPodMac(port, f + 6);
+    const taught = this.podMacKnown[port] === 0;
+    if (taught) this.learnPodMac(port, f + 6);
     else if (this.podMacCheck[port] !== 0) this.checkPodMac(port, f + 6);
-    if (type === ETHERTYPE_ARP) return this.podArp(i, port, f, len);
+    if (type === ETHERTYPE_ARP) return this.podArp(i, port, f, len, taught);
     if (type === ETHERTYPE_IPV6) return this.v6.fromPodL2(i, port, f, len);
     if (type !== ETHERTYPE_IPV4) return this.drop(Reason.UNSUPPORTED_ETHERTYPE);
     // IPv4 from a pod must be sent to the gateway MAC (it resolved 169.254.1.1 through us).
@@ -1048,7 +1056,7 @@ export class Pipeline implements CapturePorts {
 
   // ---- replies podway makes itself -------------------------------------------------------------
 
-  private podArp(i: number, port: number, f: number, len: number): number {
+  private podArp(i: number, port: number, f: number, len: number, taught: boolean): number {
     const b = this.b;
     const a = f + ETH_HLEN;
     const v = validateArp(b, a, len - ETH_HLEN);
@@ -1056,8 +1064,15 @@ export class Pipeline implements CapturePorts {
     const op = (b[a + 6] << 8) | b[a + 7];
     const tpa = ((b[a + 24] << 24) | (b[a + 25] << 16) | (b[a + 26] << 8) | b[a + 27]) >>> 0;
     // The pod's answer to the request podway sent it for its MAC (holdForPod): learned already
-    // (fromPodL2), nothing to send.
-    if (op === ARP_REPLY && tpa === GATEWAY_IP) return this.count(Event.ARP_LEARNED, HOST);
+    // (fromPodL2), nothing to send. It taught this thread the pod's MAC (with --workers, another
+    // thread's request may be answered here) or answers this thread's recent request; any other
+    // reply for the gateway nobody asked for: dropped, counted.
+    if (op === ARP_REPLY && tpa === GATEWAY_IP) {
+      const asked = this.podArpAskedAt[port];
+      if (!taught && (asked === 0 || this.batchNow() - asked > POD_ARP_ANSWER_MS)) return this.drop(Reason.ARP_REPLY_UNSOLICITED);
+      this.podArpAskedAt[port] = 0;
+      return this.count(Event.ARP_LEARNED, HOST);
+    }
     if (op !== ARP_REQUEST || tpa !== GATEWAY_IP) return this.drop(Reason.ARP_NOT_GATEWAY);
     const spa = ((b[a + 14] << 24) | (b[a + 15] << 16) | (b[a + 16] << 8) | b[a + 17]) >>> 0;
     // Calico's host answers the gateway with its own (ee:..) MAC through proxy ARP; we answer directly.
@@ -1260,7 +1275,10 @@ export class Pipeline implements CapturePorts {
     for (let k = 0; k < 6; k++) { b[eth + k] = 0; b[eth + 6 + k] = GATEWAY_MAC[k]; }
     this.setFrame(i, eth, len);
     let asked = true;
-    if (this.podIpCount[p] > 0) this.onPodMacUnknown(p, this.podIps[p * 4], this.batchNow());
+    if (this.podIpCount[p] > 0) {
+      this.podArpAskedAt[p] = this.batchNow();
+      this.onPodMacUnknown(p, this.podIps[p * 4], this.batchNow());
+    }
     else if (this.v6.podIp6Count[p] > 0) this.onPodMacUnknown6(p, this.v6.podIps6, p * MAX_POD_IPS6 * 16, this.batchNow());
     else asked = false;
     const q = this.held;

@@ -71,15 +71,27 @@ test('ARP: a request for another address is dropped as ARP_NOT_GATEWAY; malforme
   nothingSent(h, 'arp for pod B');
   assert.is(h.pipe.counters[Reason.ARP_NOT_GATEWAY], 1);
   assert.is(h.portCounter(a, PortCounter.DROPS), 1);
-  // A reply from the pod to the gateway (op 2) answers podway's request for its MAC (holdForPod):
-  // not answered, counted arp_learned, not a drop.
+  // A reply from the pod to the gateway (op 2) nobody asked for: dropped, arp_reply_unsolicited,
+  // not arp_learned (hostile review LOW 7).
   const reply = frame('arp_a_gw');
   reply[21] = 2;
+  h.receive(a, reply);
+  nothingSent(h, 'unsolicited arp reply from a pod');
+  assert.is(h.pipe.counters[Reason.ARP_REPLY_UNSOLICITED], 1);
+  assert.is(h.pipe.counters[Event.ARP_LEARNED], 0);
+  assert.is(h.portCounter(a, PortCounter.DROPS), 2);
+  // The answer to podway's request for its MAC (holdForPod, Engine.askPodMac): not answered, counted
+  // arp_learned, not a drop; once only (a second reply is unsolicited again).
+  h.pipe.podArpAskedAt[a] = h.pipe.batchNow();
   h.receive(a, reply);
   nothingSent(h, 'arp reply from a pod');
   assert.is(h.pipe.counters[Reason.ARP_NOT_GATEWAY], 1);
   assert.is(h.pipe.counters[Event.ARP_LEARNED], 1);
-  assert.is(h.portCounter(a, PortCounter.DROPS), 1);
+  assert.is(h.portCounter(a, PortCounter.DROPS), 2);
+  h.receive(a, reply);
+  assert.is(h.pipe.counters[Reason.ARP_REPLY_UNSOLICITED], 2);
+  assert.is(h.pipe.counters[Event.ARP_LEARNED], 1);
+  assert.is(h.portCounter(a, PortCounter.DROPS), 3);
   // A reply to another address is not ours: dropped.
   const other = frame('arp_a_b');
   other[21] = 2;
@@ -98,7 +110,7 @@ test('ARP: a request for another address is dropped as ARP_NOT_GATEWAY; malforme
   assert.is(h.pipe.counters[Drop.BAD_ARP], 2);
   assert.is(h.pipe.counters[Drop.TOO_SHORT], 1);
   assert.is(h.pipe.counters[Event.ARP_REPLIED], 0);
-  assert.is(h.portCounter(a, PortCounter.DROPS), 5);
+  assert.is(h.portCounter(a, PortCounter.DROPS), 7); // 2 not_gateway, 2 unsolicited replies, 3 malformed
 });
 
 // ---- source check and local delivery ---------------------------------------------------------------

@@ -202,7 +202,8 @@ test('veth pod: hostile virtio-net headers are refused by its kernel, or reach p
   const why2 = `${why} reasons ${JSON.stringify([c0.reasons, c1.reasons])}`;
   assert.is(reason(c0, c1, 'gso_bad'), d(p0, p1, 'rxGsoBad'), `gso_bad is rxGsoBad: ${why2}`);
   assert.is(reason(c0, c1, 'gso_unsupported'), d(p0, p1, 'rxGsoDropped'), `gso_unsupported is rxGsoDropped: ${why2}`);
-  assert.is(d(p0, p1, 'drops'), d(p0, p1, 'rxGsoBad') + d(p0, p1, 'rxGsoDropped') + reason(c0, c1, 'truncated'), `the port's drops: ${why2}`);
+  // (at least: the pod's own kernel may send a frame podway drops meanwhile, an IPv6 MLD report)
+  assert.ok(d(p0, p1, 'drops') >= d(p0, p1, 'rxGsoBad') + d(p0, p1, 'rxGsoDropped') + reason(c0, c1, 'truncated'), `the port's drops: ${why2}`);
   // segmented: the two honest UDP GSO frames and the TCP one with ECN (whole as a pod super-frame, or cut)
   assert.is(d(p0, p1, 'rxGsoFrames') + d(p0, p1, 'rxSuperFrames'), 3, `rxGsoFrames + rxSuperFrames: ${why}`);
   assert.is(lab!.ping('bad-v', lab!.pod('dst').ip, 2, 56, ['-W', '3']).received, 2, 'bad-v still reaches dst');
@@ -253,7 +254,8 @@ test('veth pod: 802.1Q-tagged frames (the kernel moves the tag into metadata: th
   assert.is(sent, 50, why);
   assert.equal(summary(got), { [`${MARKER}x64`]: 1 }, `only the untagged marker delivered: ${why}`);
   assert.is(reason(c0, c1, 'vlan_tagged'), 50, `vlan_tagged: ${why}`);
-  assert.is(d(portOf(c0, p.ifname), portOf(c1, p.ifname), 'drops'), 50, `the port's drops: ${why}`);
+  // (at least: the pod's own kernel may send a frame podway drops meanwhile, an IPv6 MLD report)
+  assert.ok(d(portOf(c0, p.ifname), portOf(c1, p.ifname), 'drops') >= 50, `the port's drops: ${why}`);
 });
 
 test('TAP and TUN pods: podway reads plain frames (no IFF_VNET_HDR): the pod\'s kernel segments or drops what the header asks; a plain frame over the slot is cut and dropped (truncated); the pod\'s traffic still passes', async () => {

@@ -265,12 +265,25 @@ t('pod interfaces holding an address no endpoint of this datastore names: ipam c
     assert.match(await ok(['status', '--control', sock]), new RegExp(`^cni config: CNI config ${conflist.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: network "podway" plugins\\[0\\]\\.datastore names datastore`, 'm'));
     assert.equal(st.orphanPods.map((o) => [o.ifname, o.address]).sort(), orphans.map(([h, , ip]) => [h, ip]));
 
+    // podway run holds the free one at discovery (control/ipam/orphan-holds.ts: the conflist
+    // 30-right names this store and node) so that no new pod is given it: waited for, bounded
+    const holdOf = async (): Promise<string | null> => {
+      const j = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '1h', '-o', 'json']);
+      const pods = (JSON.parse(j.out) as { orphanPods: { pods: { ifname: string; allocation: { handle: string } | null }[] } }).orphanPods.pods;
+      return pods.find((p) => p.ifname === 'caliorph1')?.allocation?.handle ?? null;
+    };
+    let held: string | null = null;
+    for (let i = 0; i < 100 && held === null; i++) {
+      held = await holdOf();
+      if (held === null) await new Promise((res) => setTimeout(res, 200));
+    }
+    assert.is(held, 'podway-orphan.nx.caliorph1', 'podway run held the free orphan address');
     // ipam check on the node: each counted, with its IPAM state here
     const check = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '1h']);
     assert.is(check.code, 3, check.out + check.err);
     assert.match(check.out, `Scanning this node's pod interfaces holding an address no workload endpoint of this datastore names (podway run on ${sock}, found at its start and while it runs)...`);
     assert.match(check.out, /interface caliorph0 holds pod address 10\.244\.0\.77 \(a route an earlier run made\) but no workload endpoint of this datastore names it: .*; IPAM here holds it for handle podway\.newpod, used by no endpoint/);
-    assert.match(check.out, /interface caliorph1 holds pod address 10\.244\.0\.78 .*; IPAM here has no allocation of it: it may hand it out to a new pod/);
+    assert.match(check.out, /interface caliorph1 holds pod address 10\.244\.0\.78 .*; IPAM here holds it for handle podway-orphan\.nx\.caliorph1, which podway on the node took so no new pod is given it/);
     assert.match(check.out, 'Found 2 pod interfaces holding an address no workload endpoint of this datastore names.');
     assert.match(check.out, 'Check complete; found 2 problems.');
     const json = await podway(['ipam', 'check', '--datastore', store, '--control', sock, '--grace-period', '1h', '-o', 'json']);
@@ -278,7 +291,7 @@ t('pod interfaces holding an address no endpoint of this datastore names: ipam c
     const report = JSON.parse(json.out) as { problemCount: number; orphanPods: { checkedOn: string; notChecked: string | null; pods: { ifname: string; address: string; allocation: { handle: string } | null }[] } };
     assert.is(report.problemCount, 2);
     assert.is(report.orphanPods.checkedOn, sock);
-    assert.equal(report.orphanPods.pods.map((p) => [p.ifname, p.address, p.allocation?.handle ?? null]).sort(), [['caliorph0', '10.244.0.77', 'podway.newpod'], ['caliorph1', '10.244.0.78', null]]);
+    assert.equal(report.orphanPods.pods.map((p) => [p.ifname, p.address, p.allocation?.handle ?? null]).sort(), [['caliorph0', '10.244.0.77', 'podway.newpod'], ['caliorph1', '10.244.0.78', 'podway-orphan.nx.caliorph1']]);
     // another datastore than the run's: not checked, not counted
     const elsewhere = await podway(['ipam', 'check', '--datastore', `embedded:${tempDir()}`, '--control', sock]);
     assert.match(elsewhere.out, 'Found ? orphan pod interfaces (not checked).');

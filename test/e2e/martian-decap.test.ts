@@ -20,6 +20,7 @@ import { Lab, LabNode, LabPod, run } from '../../src/lab/lab';
 import { deriveVtepMac } from '../../src/control';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, kindOf, logTail, until } from './e2e-kit';
+import { VXLAN_SOURCES_SENDER } from './vxlan-sources';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] },
@@ -32,25 +33,6 @@ let ok = false;
 const MARTIANS = ['127.0.0.1', '224.0.0.5', '0.0.0.0', '255.255.255.255'];
 const OFF_PATH = '198.51.100.7';
 const MARK = `pw-wire2-${process.pid}`;
-
-// Builds VXLAN payloads (VNI 4096) around inner Ethernet/IPv4/UDP (to port 9999, payload MARK) and
-// sends each from a UDP socket to DST:4789. argv: DST, inner dst MAC, inner dst IP, then sources.
-const SENDER = String.raw`
-import socket, struct, sys
-dst, mac, dip, mark = sys.argv[1], bytes.fromhex(sys.argv[2].replace(':', '')), socket.inet_aton(sys.argv[3]), sys.argv[4].encode()
-def csum(b):
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for src in sys.argv[5:]:
-    udp = struct.pack('!HHHH', 5555, 9999, 8 + len(mark), 0) + mark
-    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0, socket.inet_aton(src), dip)
-    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
-    frame = mac + bytes.fromhex('66aabbccdd02') + b'\x08\x00' + ip + udp
-    for _ in range(2):
-        s.sendto(struct.pack('!BxxxI', 0x08, 4096 << 8) + frame, (dst, 4789))
-`;
 
 // Lists the sources of IPv4/UDP frames to port 9999 carrying MARK on IFACE for SECONDS (bounded).
 const SNIFFER = String.raw`
@@ -94,7 +76,7 @@ async function arrivals(pod: LabPod, send: () => void): Promise<string[]> {
 }
 
 function sendVxlan(from: LabNode, to: LabNode, pod: LabPod, sources: string[]): void {
-  run('ip', ['netns', 'exec', from.ns, 'python3', '-c', SENDER, to.ip, deriveVtepMac(to.name), pod.ip, MARK, ...sources]);
+  run('ip', ['netns', 'exec', from.ns, 'python3', '-c', VXLAN_SOURCES_SENDER, to.ip, deriveVtepMac(to.name), pod.ip, MARK, ...sources]);
 }
 
 test.before(async () => {

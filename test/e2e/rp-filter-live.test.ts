@@ -21,6 +21,7 @@ import { Lab, LabNode, LabPod, run } from '../../src/lab/lab';
 import { deriveVtepMac } from '../../src/control';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, kindOf, logMessage, logTail, until, waitLog as waitRaw } from './e2e-kit';
+import { VXLAN_SOURCES_SENDER } from './vxlan-sources';
 
 const waitLog = (n: LabNode, re: RegExp, from: number, ms: number) => waitRaw(n, { test: (l: string) => re.test(logMessage(l)) } as RegExp, from, ms);
 
@@ -34,25 +35,6 @@ let ok = false;
 
 const OFF_PATH = '198.51.100.7';
 const MARK = `pw-felix2-rpf-${process.pid}`;
-
-// VXLAN payloads (VNI 4096) around inner Ethernet/IPv4/UDP (to port 9999, payload MARK), each source
-// twice, in the order given. argv: DST, inner dst MAC, inner dst IP, MARK, then the sources.
-const SENDER = String.raw`
-import socket, struct, sys
-dst, mac, dip, mark = sys.argv[1], bytes.fromhex(sys.argv[2].replace(':', '')), socket.inet_aton(sys.argv[3]), sys.argv[4].encode()
-def csum(b):
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for src in sys.argv[5:]:
-    udp = struct.pack('!HHHH', 5555, 9999, 8 + len(mark), 0) + mark
-    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 7, 0, 64, 17, 0, socket.inet_aton(src), dip)
-    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
-    frame = mac + bytes.fromhex('66aabbccdd02') + b'\x08\x00' + ip + udp
-    for _ in range(2):
-        s.sendto(struct.pack('!BxxxI', 0x08, 4096 << 8) + frame, (dst, 4789))
-`;
 
 // The sources of IPv4/UDP frames to port 9999 carrying MARK on IFACE, until LAST's second one (or
 // SECS, a bound on a hang).
@@ -88,7 +70,7 @@ async function round(from: LabNode, to: LabNode, pod: LabPod, last: string): Pro
   const done = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
   try {
     assert.ok(await until(async () => out.includes('ready'), 30_000), `sniffer in ${pod.ns} did not start: ${err}`);
-    run('ip', ['netns', 'exec', from.ns, 'python3', '-c', SENDER, to.ip, deriveVtepMac(to.name), pod.ip, MARK, OFF_PATH, last]);
+    run('ip', ['netns', 'exec', from.ns, 'python3', '-c', VXLAN_SOURCES_SENDER, to.ip, deriveVtepMac(to.name), pod.ip, MARK, OFF_PATH, last]);
     assert.is(await done, 0, `sniffer: ${err}`);
   } finally {
     if (p.exitCode === null && p.pid !== undefined) p.kill('SIGKILL');

@@ -57,7 +57,7 @@ test('12 ADD processes at once on one host against one etcd: 12 distinct address
     assert.equal(h.caliLinks().length, 12);
     // nothing of the lock is left but the kernel lock's file: no queued ticket, no token file
     // No ticket left; the concurrency limit's slot files (src/cni/slots.ts) stay, as the lock file does.
-    assert.equal(readdirSync(path.dirname(h.ipamLockFile)).filter((n) => !/^ipam\.lock\.slot\.\d+$/.test(n)), ['ipam.lock.flock']);
+    assert.equal(readdirSync(path.dirname(h.ipamLockFile)).filter((n) => !/^ipam\.lock\.slot\.\d+$/.test(n)), ['containers', 'ipam.lock.flock'], 'the lock file (and the per-container locks\' directory: container-lock.ts)');
     console.log(`  12 concurrent ADDs on etcd: slowest ${Math.max(...adds.map((r) => r.ms))} ms, fastest ${Math.min(...adds.map((r) => r.ms))} ms`);
 
     const dels = await Promise.all(pods.map((p, i) => h.call({ command: 'DEL', containerId: ids[i], netns: p.path, ifname: 'eth0', extra })));

@@ -545,7 +545,7 @@ export function addResourceCommands(program: Command, out: Out = (t) => void pro
         if (kind !== undefined) throw new UsageError('get: give -f FILE or KIND [NAME...], not both');
         return getFromFile(o.filename, o, out, err);
       }
-      if (kind === undefined) throw new UsageError('get: give KIND [NAME...] (e.g. podway get ippool) or -f FILE');
+      if (kind === undefined) throw new UsageError("missing required argument 'kind'; see `podway get --help`");
       return getCommand(kind, names, o, out, err);
     });
 

@@ -20,7 +20,7 @@ import { Lab, LabNode, LabPod, run } from '../../src/lab/lab';
 import { deriveVtepMac } from '../../src/control';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, kindOf, logTail, until } from './e2e-kit';
-import { VXLAN_SOURCES_SENDER } from './vxlan-sources';
+import { VXLAN_SOURCES_SENDER, VXLAN_SOURCES_SNIFFER } from './vxlan-sources';
 
 const SPEC = [
   { name: 'node1', subnet: 'a' as const, pods: [{ name: 'web-1', type: 'veth' as const }] },
@@ -34,30 +34,9 @@ const MARTIANS = ['127.0.0.1', '224.0.0.5', '0.0.0.0', '255.255.255.255'];
 const OFF_PATH = '198.51.100.7';
 const MARK = `pw-wire2-${process.pid}`;
 
-// Lists the sources of IPv4/UDP frames to port 9999 carrying MARK on IFACE for SECONDS (bounded).
-const SNIFFER = String.raw`
-import socket, sys, time, select
-iface, mark, secs = sys.argv[1], sys.argv[2].encode(), float(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-s.bind((iface, 0))
-print('ready', flush=True)
-end = time.time() + secs
-seen = []
-while time.time() < end:
-    r, _, _ = select.select([s], [], [], max(0.0, end - time.time()))
-    if not r: continue
-    f = s.recv(65535)
-    ip = f[14:]
-    if len(ip) < 28 or ip[9] != 17: continue
-    hl = (ip[0] & 15) * 4
-    if ip[hl + 2:hl + 4] != b'\x27\x0f' or mark not in ip[hl + 8:]: continue
-    seen.append(socket.inet_ntoa(ip[12:16]))
-print(' '.join(seen), flush=True)
-`;
-
 /** The inner sources that reached `pod` while `send` ran (a sniffer in its namespace). */
 async function arrivals(pod: LabPod, send: () => void): Promise<string[]> {
-  const p = spawn('ip', ['netns', 'exec', pod.ns, 'python3', '-c', SNIFFER, pod.podIf, MARK, '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn('ip', ['netns', 'exec', pod.ns, 'python3', '-c', VXLAN_SOURCES_SNIFFER, pod.podIf, MARK, '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   p.stdout.on('data', (d) => (out += d));

@@ -21,7 +21,7 @@ import { Lab, LabNode, LabPod, run } from '../../src/lab/lab';
 import { deriveVtepMac } from '../../src/control';
 import { controlRequest } from '../../src/dataplane/control-server';
 import { guard, teardown, isRoot, kindOf, logMessage, logTail, until, waitLog as waitRaw } from './e2e-kit';
-import { VXLAN_SOURCES_SENDER } from './vxlan-sources';
+import { VXLAN_SOURCES_SENDER, VXLAN_SOURCES_SNIFFER } from './vxlan-sources';
 
 const waitLog = (n: LabNode, re: RegExp, from: number, ms: number) => waitRaw(n, { test: (l: string) => re.test(logMessage(l)) } as RegExp, from, ms);
 
@@ -37,32 +37,11 @@ const OFF_PATH = '198.51.100.7';
 const MARK = `pw-felix2-rpf-${process.pid}`;
 
 // The sources of IPv4/UDP frames to port 9999 carrying MARK on IFACE, until LAST's second one (or
-// SECS, a bound on a hang).
-const SNIFFER = String.raw`
-import socket, sys, time, select
-iface, mark, last, secs = sys.argv[1], sys.argv[2].encode(), sys.argv[3], float(sys.argv[4])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-s.bind((iface, 0))
-print('ready', flush=True)
-end = time.time() + secs
-seen = []
-while time.time() < end and seen.count(last) < 2:
-    r, _, _ = select.select([s], [], [], max(0.0, end - time.time()))
-    if not r: continue
-    f = s.recv(65535)
-    ip = f[14:]
-    if len(ip) < 28 or ip[9] != 17: continue
-    hl = (ip[0] & 15) * 4
-    if ip[hl + 2:hl + 4] != b'\x27\x0f' or mark not in ip[hl + 8:]: continue
-    seen.append(socket.inet_ntoa(ip[12:16]))
-print(' '.join(seen), flush=True)
-`;
-
 /** The inner sources that reached `pod` from `from` (OFF_PATH's, then `last`'s), and podway's reverse_path count meanwhile. */
 async function round(from: LabNode, to: LabNode, pod: LabPod, last: string): Promise<{ seen: string[]; reversePath: number }> {
   const count = async () => ((await controlRequest(to.control, { cmd: 'counters' }, 5000)) as { reasons: Record<string, number> }).reasons.reverse_path ?? 0;
   const before = await count();
-  const p = spawn('ip', ['netns', 'exec', pod.ns, 'python3', '-c', SNIFFER, pod.podIf, MARK, last, '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn('ip', ['netns', 'exec', pod.ns, 'python3', '-c', VXLAN_SOURCES_SNIFFER, pod.podIf, MARK, '20', last], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   p.stdout.on('data', (d) => (out += d));

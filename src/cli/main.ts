@@ -26,6 +26,9 @@ import { parseNatOutgoingExclusions, type NatOutgoingExclusions } from '../datap
 import { validateNodeName } from '../control/resource-names';
 import { shortGuid } from '../control/kv/cluster-guid';
 import { unenforcedPolicyText } from '../control/policy-kinds';
+
+/** `podway status`'s policy line: null when no policy is stored. */
+const policyLine = (text: string): string | null => (text ? `policy: ${text}` : null);
 import { startLevel, parseLogLevel } from '../observe/log';
 import { FELIX_WIRE_FIELDS, felixSettingFlags, unhonouredLine, type LocalFelix } from './felix-settings';
 import { NEIGHBOR_QUEUE_BYTES, NEIGHBOR_QUEUE_PER_NEIGHBOR, NEIGHBOR_QUEUE_TOTAL } from '../dataplane/neighbor-queue-limits';
@@ -363,7 +366,7 @@ export function buildProgram(): Command {
       `podway is running on node ${s.node} (${s.nodeIp ?? `${s.ipv6?.nodeIp ?? 'no address'}, IPv6 only`}), up ${s.uptimeSeconds}s`,
       s.ready === undefined ? null : s.ready ? 'ready' : `not ready: ${(s.notReady as string[]).join('; ')}`,
       // network policy stored but not enforced (control/policy-kinds.ts): right under readiness
-      s.unenforcedPolicies && unenforcedPolicyText(s.unenforcedPolicies) ? `policy: ${unenforcedPolicyText(s.unenforcedPolicies)}` : null,
+      s.unenforcedPolicies ? policyLine(unenforcedPolicyText(s.unenforcedPolicies)) : null,
       s.cachedModel ? `forwarding on the cached model from ${s.cachedModel.appliedAt}${s.cachedModel.ageSeconds !== undefined ? `, ${ageText(s.cachedModel.ageSeconds)} old` : ''} (${s.cachedModel.file}): ${s.cachedModel.first ? 'applied at start (written in this boot), the datastore\'s model not applied yet' : 'the datastore has not answered since the start'}${cachedNodeText(s.cachedModel)}` : null,
       `underlay ${s.underlay?.name} mac ${s.underlay?.mac} mtu ${s.underlay?.mtu}; vtep ${s.vtep?.ip ?? '-'} ${s.vtep?.mac}${s.tunnelsOn ? `; tunnels received on the ${s.tunnelsOn}` : ''}${rpFilterText(s.rpFilter, s.rpFilterChange)}`,
       `mtu: pod ${s.mtu?.pod}, vxlan ${s.mtu?.vxlan}, ipip ${s.mtu?.ipip}; batch ${s.batch}`,

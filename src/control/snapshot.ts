@@ -15,6 +15,7 @@ import { selectorIssues } from './selector-fields';
 import { BGPConfiguration, BGPConfigurationSchema, BGPPeer, BGPPeerSchema, FelixConfiguration, FelixConfigurationSchema } from './calico-kind-schemas';
 import { unknownCalicoFields } from './calico-fields';
 import { ENFORCING_KINDS, type PolicyRef } from './policy-kinds';
+import { peekIdentity as resourceIdentity } from './calico-kinds';
 
 /** Everything the control plane knows at one moment. Arrays keep file order (later = newer). */
 export interface ClusterSnapshot {
@@ -219,11 +220,6 @@ function checkBgpNames(bgp: readonly Located<BgpResource>[], file: string, issue
   }
 }
 
-function metadataNamespace(raw: Record<string, unknown>): string | undefined {
-  const meta = raw.metadata;
-  return isMapping(meta) && typeof meta.namespace === 'string' ? meta.namespace : undefined;
-}
-
 function parseResource(
   raw: unknown,
   position: { document: number; item?: number },
@@ -260,7 +256,7 @@ function parseResource(
   if (IGNORED_KINDS.has(raw.kind)) {
     // Network policy is not enforced: named here so that `podway run` can say it is there.
     if (ENFORCING_KINDS.has(raw.kind) && location.name !== undefined) {
-      policies.push({ kind: raw.kind, name: location.name, ...(raw.kind === 'NetworkPolicy' ? { namespace: metadataNamespace(raw) ?? 'default' } : {}) });
+      policies.push({ kind: raw.kind, name: location.name, ...(raw.kind === 'NetworkPolicy' ? { namespace: resourceIdentity(raw).namespace ?? 'default' } : {}) });
     }
     return;
   }

@@ -118,15 +118,13 @@ function isMapping(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Best-effort kind/name for labelling a document that may be invalid. */
-function peekIdentity(raw: Record<string, unknown>): { kind?: string; name?: string } {
-  const kind = typeof raw.kind === 'string' ? raw.kind : undefined;
-  const meta = isMapping(raw.metadata) ? raw.metadata : {};
-  let name = typeof meta.name === 'string' ? meta.name : undefined;
-  if (name !== undefined && kind === 'WorkloadEndpoint') {
-    name = `${typeof meta.namespace === 'string' ? meta.namespace : 'default'}/${name}`;
-  }
-  return { kind, name };
+/**
+ * Best-effort kind/name for labelling a document that may be invalid: calico-kinds' identity, a
+ * WorkloadEndpoint's name prefixed by its namespace (default when absent), as `get` prints it.
+ */
+function documentLabel(raw: Record<string, unknown>): { kind?: string; name?: string } {
+  const { kind, name, namespace } = resourceIdentity(raw);
+  return { kind, name: name !== undefined && kind === 'WorkloadEndpoint' ? `${namespace ?? 'default'}/${name}` : name };
 }
 
 /**
@@ -233,7 +231,7 @@ function parseResource(
     issues.push({ file, location: position, path: '', message: `expected a mapping with apiVersion, kind, metadata and spec, got ${describeValue(raw)}` });
     return;
   }
-  const location: SourceLocation = { ...position, ...peekIdentity(raw) };
+  const location: SourceLocation = { ...position, ...documentLabel(raw) };
   if (raw.apiVersion !== CALICO_API_VERSION) {
     issues.push({ file, location, path: 'apiVersion', message: `expected ${JSON.stringify(CALICO_API_VERSION)}, got ${describeValue(raw.apiVersion)}` });
     return;

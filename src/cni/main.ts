@@ -20,9 +20,10 @@ function readStdin(): string {
 }
 
 /**
- * The event loop emptied before the verb answered (seen: an ADD failing while etcd was stopped,
- * its undo timed out, then nothing left to wait for): Node would exit 0 with nothing on stdout,
- * which a runtime reads as success. Said as an error instead (code 999), never silent.
+ * The event loop emptied before the verb answered: Node would exit 0 with nothing on stdout,
+ * which a runtime reads as success. Said as an error instead (code 999), never silent. (Seen with
+ * etcd stopped mid-ADD, when closing the etcd connection awaited an HTTP/2 'close' event that never
+ * came: etcd-lite.ts Connection.close, fixed; kept for any other such await.)
  */
 function answerIfLoopEmpties(): void {
   process.once('beforeExit', () => {

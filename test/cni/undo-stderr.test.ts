@@ -43,7 +43,7 @@ exec /usr/sbin/ip "$@"
     const add = await h.call({ command: 'ADD', containerId: id, netns: pod.path, ifname: 'eth0', extra, env: { PATH: `${wrap}:/usr/sbin:/usr/bin:/sbin:/bin` } });
     etcd.resume();
     assert.is(add.exitCode, 1, JSON.stringify(add));
-    assert.ok(add.json?.code, `a CNI error on stdout: ${add.stdout}`);
+    assert.is(add.json?.code, 101, `the ADD's own failure (the device's creation) on stdout, not main.ts's 999: ${add.stdout}`);
     const held = await new Ipam(kv).check();
     assert.equal(held, [], 'IPAM consistent');
     const handle = await kv.get(handleKey(`podway.${id}`));

@@ -60,6 +60,9 @@ const UNAVAILABLE = 14;
 const RECOVERABLE = new Set([1, 2, DEADLINE_EXCEEDED, 8, 10, 13, UNAVAILABLE]);
 const CODE_NAMES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
 
+/** How long close() waits for a connection's graceful end (etcd's answer to GOAWAY) before destroying it. */
+const CLOSE_WAIT_MS = 1000;
+
 /** A gRPC status other than OK, from etcd or for a call that failed on its way. */
 class GrpcError extends Error {
   /**
@@ -329,8 +332,16 @@ class Connection implements HostState {
       s.destroy();
       return Promise.resolve();
     }
+    // A graceful close (GOAWAY, then wait for the peer) bounded at CLOSE_WAIT_MS; then the session
+    // is destroyed and close() is done. Not resolved by the session's 'close' event after destroy():
+    // on a session whose peer stopped answering (etcd SIGSTOPped mid-call), Node 20 never emits it,
+    // and as the session is unref'd nothing else kept the loop running: the plugin process ended
+    // with close() still awaited, exit 0 and nothing on stdout (main.ts answerIfLoopEmpties).
     return new Promise((resolve) => {
-      const t = setTimeout(() => s.destroy(), 1000);
+      const t = setTimeout(() => {
+        s.destroy();
+        resolve();
+      }, CLOSE_WAIT_MS);
       s.close(() => {
         clearTimeout(t);
         resolve();

@@ -12,6 +12,7 @@
  * so an answer that arrived while the loop was held is seen first. A peer that really does not
  * answer still fails after the bound (plus the time the loop was held).
  */
+import { monoNow } from './mono-clock';
 
 /** What a wait may overrun and still count whole (timer granularity, ordinary scheduling). */
 export const LOOP_SLACK_MS = 50;
@@ -31,9 +32,9 @@ export class LoopBudget {
 
   /** Waits for `wait` (which asked for `askedMs`), counting at most askedMs + LOOP_SLACK_MS. */
   async wait(askedMs: number, wait: Promise<unknown>): Promise<void> {
-    const t0 = Date.now();
+    const t0 = monoNow();
     await wait;
-    this.spent += Math.min(Math.max(0, Date.now() - t0), Math.max(0, askedMs) + LOOP_SLACK_MS);
+    this.spent += Math.min(Math.max(0, monoNow() - t0), Math.max(0, askedMs) + LOOP_SLACK_MS);
   }
 }
 
@@ -53,9 +54,9 @@ export function loopTimer(ms: number, fn: () => void): { cancel(): void } {
   let left = ms;
   const step = (): void => {
     const asked = Math.max(1, Math.min(LOOP_TICK_MS, left));
-    const t0 = Date.now();
+    const t0 = monoNow();
     timer = setTimeout(() => {
-      left -= Math.min(Math.max(0, Date.now() - t0), asked + LOOP_SLACK_MS);
+      left -= Math.min(Math.max(0, monoNow() - t0), asked + LOOP_SLACK_MS);
       if (left > 0) return step();
       immediate = setImmediate(() => {
         if (!cancelled) fn();

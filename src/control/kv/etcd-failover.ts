@@ -3,6 +3,7 @@
 // one endpoint and how their errors read (FailoverRules). Loads neither etcd3 nor gRPC.
 import { NO_LEADER_RETRY_MS } from './etcd-common';
 import { KvSlowError, KvUnavailableError } from './kv';
+import { monoNow } from '../../util/mono-clock';
 
 /**
  * What may be done with a call after it was sent to a member that did not answer (failover()):
@@ -122,7 +123,7 @@ export const HEDGE_SHARE = 0.25;
  * said so), else "no leader", else the last error.
  */
 export async function failover<T>(call: FailoverCall, hosts: number, budgetMs: number, rules: FailoverRules, send: () => Sent<T>): Promise<T> {
-  const end = Date.now() + budgetMs;
+  const end = monoNow() + budgetMs;
   const read = call.kind === 'read';
   const hedging = hosts > 1 && call.kind !== 'write';
   const hedgeMs = budgetMs * HEDGE_SHARE;
@@ -132,7 +133,7 @@ export async function failover<T>(call: FailoverCall, hosts: number, budgetMs: n
   let nextHedgeAt = 0;
   const start = (): void => {
     started++;
-    nextHedgeAt = Date.now() + hedgeMs;
+    nextHedgeAt = monoNow() + hedgeMs;
     let sent: Sent<T>;
     try {
       sent = send();
@@ -162,7 +163,7 @@ export async function failover<T>(call: FailoverCall, hosts: number, budgetMs: n
     const o = await nextOutcome(inflight, wakeAt);
     if (o === undefined) {
       // no answer within the share (the next member too), or time to ask the leaderless again
-      if (askAgainAt !== undefined && Date.now() >= askAgainAt) askAgainAt = undefined;
+      if (askAgainAt !== undefined && monoNow() >= askAgainAt) askAgainAt = undefined;
       start();
       continue;
     }
@@ -188,8 +189,8 @@ export async function failover<T>(call: FailoverCall, hosts: number, budgetMs: n
           continue;
         }
         // every member had it: a leaderless etcd is asked again while the time lasts
-        if (leaderless !== undefined && askAgainAt === undefined && Date.now() + 2 * NO_LEADER_RETRY_MS < end) {
-          askAgainAt = Date.now() + NO_LEADER_RETRY_MS;
+        if (leaderless !== undefined && askAgainAt === undefined && monoNow() + 2 * NO_LEADER_RETRY_MS < end) {
+          askAgainAt = monoNow() + NO_LEADER_RETRY_MS;
         }
       } else if (rules.unanswered(e)) {
         noAnswer ??= e;
@@ -218,7 +219,7 @@ async function nextOutcome<O>(inflight: ReadonlyMap<unknown, Promise<O>>, wakeAt
   try {
     return await Promise.race([
       ...inflight.values(),
-      new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), Math.max(0, wakeAt - Date.now())); }),
+      new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), Math.max(0, wakeAt - monoNow())); }),
     ]);
   } finally {
     clearTimeout(timer);
@@ -242,7 +243,7 @@ export interface HostState {
  * spread). Drawn last, not skipped: when every other member failed too, a call still goes there
  * rather than failing unsent.
  */
-export function hostRank(connected: boolean, state: HostState | undefined, tried: boolean, now = Date.now()): number {
+export function hostRank(connected: boolean, state: HostState | undefined, tried: boolean, now = monoNow()): number {
   if (tried) return 3;
   if (state && (now < state.downUntil || state.overtaken > 0)) return 2;
   return connected ? 0 : 1;

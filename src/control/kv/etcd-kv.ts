@@ -113,6 +113,7 @@ import { copyLeft, FenceCounters, fencedCreate, newFenceCounters } from './etcd-
 import { EtcdKvOptions, etcdSettings, EtcdTlsFiles, grpcReason, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
 import { CONNECT_ATTEMPT_OPTION, CONNECT_RETRY_OPTION, installGrpcConnectBound } from './grpc-connect-bound';
 import { CONNECT_RETRY_MS } from './tcp-dial';
+import { monoNow, MonoDeadline } from '../../util/mono-clock';
 import {
   KvEntry,
   KvEvent,
@@ -172,7 +173,7 @@ const requireLeader = (options: unknown, nextCall: (o: unknown) => unknown): unk
 /** grpc-js's Channel, as far as the connection wait uses it (its connectivityState numbers below). */
 interface GrpcChannel {
   getConnectivityState(tryToConnect: boolean): number;
-  watchConnectivityState(currentState: number, deadline: number, callback: (error?: Error) => void): void;
+  watchConnectivityState(currentState: number, deadline: Date | number, callback: (error?: Error) => void): void;
 }
 const CHANNEL_READY = 2;
 const CHANNEL_TRANSIENT_FAILURE = 3;
@@ -292,7 +293,7 @@ function failoverPolicy(hosts: number, budgetMs: number, states: ReadonlyMap<str
               // a create's copy is not left waiting on that member (failover()); the member is
               // drawn last until the attempt's deadline would have passed, as if it still waited
               att.cancel();
-              if (state) state.downUntil = Math.max(state.downUntil, Date.now() + budgetMs);
+              if (state) state.downUntil = Math.max(state.downUntil, monoNow() + budgetMs);
               return;
             }
             if (state) overtakenUntil(state, answer);
@@ -316,7 +317,7 @@ function hostPolicy(url: string, state: HostState): CallPolicy {
       try {
         return await fn({});
       } catch (e) {
-        if (e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError || notEtcd(e)) state.downUntil = Date.now() + HOST_COOLDOWN_MS;
+        if (e instanceof GRPCUnavailableError || e instanceof GRPCDeadlineExceededError || notEtcd(e)) state.downUntil = monoNow() + HOST_COOLDOWN_MS;
         throw e;
       }
     },
@@ -350,7 +351,7 @@ function preferConnected(client: Etcd3, endpoints: readonly string[], states: Re
     for (;;) {
       if (left.length === 0) left = hosts.slice();
       const tried = new Set(currentCall()?.attempts.map((a) => a.host));
-      const now = Date.now();
+      const now = monoNow();
       const pick = drawBest(left, (h) => {
         const url = urlOf.get(h)!;
         return hostRank(connected(h), states.get(url), tried.has(url), now);
@@ -510,8 +511,8 @@ export class EtcdKv implements KvStore {
     return files ? { rootCertificate: files.ca, certChain: files.cert, privateKey: files.key } : undefined;
   }
 
-  private callOptions(): { deadline: number } {
-    return { deadline: Date.now() + this.timeoutMs };
+  private callOptions(): { deadline: Date } {
+    return { deadline: new MonoDeadline(monoNow() + this.timeoutMs) };
   }
 
   /** The gRPC channels of the KV service, one per endpoint (etcd3's Host clients, made on first use). */
@@ -546,14 +547,14 @@ export class EtcdKv implements KvStore {
     const settled = (s: number[]) => s.some((x) => x === CHANNEL_READY) || s.every((x) => x === CHANNEL_TRANSIENT_FAILURE || x === CHANNEL_SHUTDOWN);
     let now = states();
     if (settled(now)) return;
-    const end = Date.now() + this.connectTimeoutMs;
+    const end = monoNow() + this.connectTimeoutMs;
     while (!settled(now)) {
-      if (Date.now() >= end) {
+      if (monoNow() >= end) {
         throw new KvUnavailableError(`etcd ${this.endpoints.join(',')} unreachable (${what}): no connection within ${this.connectTimeoutMs} ms`);
       }
       // The first channel to change state wakes us; each watch ends at its change or within
       // 250 ms (no timer of ours outlives the call by more).
-      const until = Math.min(end, Date.now() + 250);
+      const until = new MonoDeadline(Math.min(end, monoNow() + 250));
       await new Promise<void>((resolve) => {
         let done = false;
         const wake = () => { if (!done) { done = true; resolve(); } };

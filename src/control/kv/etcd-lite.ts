@@ -35,6 +35,7 @@ import { isIP, Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { prefixRangeEnd } from './keys';
 import { afterPoll, LoopBudget, loopTimer } from '../../util/loop-time';
+import { monoNow } from '../../util/mono-clock';
 import { EtcdKvOptions, etcdSettings, HOST_COOLDOWN_MS, KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, quorumHint, readEtcdTls, tlsRejection } from './etcd-common';
 import { CONNECT_RETRY_MS, connectTimedOut, dialTcp } from './tcp-dial';
 import { Attempt, CallKind, deadlineError, drawBest, failover, FailoverCall, FailoverRules, HostState, hostRank, notEtcdText, outcomeUnknownText, overtakenUntil } from './etcd-failover';
@@ -133,7 +134,7 @@ class Connection implements HostState {
   /** Starts connecting unless connected, connecting, or failed within HOST_COOLDOWN_MS (grpc-js waits ~1 s too). */
   start(): void {
     if (this.state === 'ready' || this.state === 'connecting') return;
-    if (this.state === 'failed' && Date.now() - this.failedAt < HOST_COOLDOWN_MS) return;
+    if (this.state === 'failed' && monoNow() - this.failedAt < HOST_COOLDOWN_MS) return;
     const u = new URL(this.url);
     const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
     const port = Number(u.port);
@@ -180,7 +181,7 @@ class Connection implements HostState {
   /** The attempt failed before a session existed (refused, unreachable, no connection within its bound). */
   private fail(e: Error): void {
     this.state = 'failed';
-    this.failedAt = Date.now();
+    this.failedAt = monoNow();
     this.error = e;
     this.notify();
   }
@@ -242,7 +243,7 @@ class Connection implements HostState {
         this.attempt = null;
       }
       this.state = 'failed';
-      this.failedAt = Date.now();
+      this.failedAt = monoNow();
       this.error ??= new Error('connection closed before it was up');
     } else {
       // Dropped after it was up: the next call connects again.
@@ -515,7 +516,7 @@ export class EtcdLiteKv implements KvStore {
     try {
       await this.connection(what);
       up = this.connections.some((c) => c.state === 'ready');
-      const deadline = Date.now() + this.timeoutMs;
+      const deadline = monoNow() + this.timeoutMs;
       return await failover<Buffer>(call, this.connections.length, this.timeoutMs, RULES, () => this.send(call, method, request, deadline));
     } catch (e) {
       throw this.mapError(e, what, up, call);
@@ -554,13 +555,13 @@ export class EtcdLiteKv implements KvStore {
   private send(call: FailoverCall, method: string, request: Buffer, deadline: number): { answer: Promise<Buffer>; overtaken(): void } {
     const several = this.connections.length > 1;
     const tried = new Set(call.attempts.map((a) => a.host));
-    const now = Date.now();
+    const now = monoNow();
     const c = drawBest(this.connections, (x) => hostRank(x.state === 'ready', several ? x : undefined, tried.has(x.url), now));
     const att: Attempt = { host: c.url };
     call.attempts.push(att);
     const answer = this.unary(c, method, request, deadline, att).catch((e: unknown) => {
       att.error = e;
-      if (several && (e instanceof NoConnection || notEtcd(e) || (e instanceof GrpcError && (e.code === UNAVAILABLE || e.code === DEADLINE_EXCEEDED)))) c.downUntil = Date.now() + HOST_COOLDOWN_MS;
+      if (several && (e instanceof NoConnection || notEtcd(e) || (e instanceof GrpcError && (e.code === UNAVAILABLE || e.code === DEADLINE_EXCEEDED)))) c.downUntil = monoNow() + HOST_COOLDOWN_MS;
       throw e;
     });
     return {
@@ -582,12 +583,12 @@ export class EtcdLiteKv implements KvStore {
   private async unary(c: Connection, method: string, request: Buffer, deadline: number, att?: Attempt): Promise<Buffer> {
     c.start();
     while (c.state === 'connecting') {
-      if (Date.now() >= deadline) {
+      if (monoNow() >= deadline) {
         await afterPoll(); // a connection made while the loop was held is seen first
         if (c.state !== 'connecting') break;
         throw new GrpcError(DEADLINE_EXCEEDED, 'Deadline exceeded while connecting', false);
       }
-      await c.change(deadline - Date.now());
+      await c.change(deadline - monoNow());
     }
     const session = c.session;
     if (c.state !== 'ready' || !session || session.destroyed || session.closed) {
@@ -601,7 +602,7 @@ export class EtcdLiteKv implements KvStore {
           ':path': `/etcdserverpb.KV/${method}`,
           'content-type': 'application/grpc',
           te: 'trailers',
-          'grpc-timeout': `${Math.max(1, deadline - Date.now())}m`,
+          'grpc-timeout': `${Math.max(1, Math.ceil(deadline - monoNow()))}m`,
           // clientv3.WithRequireLeader: a member without a leader refuses at once.
           hasleader: 'true',
         });
@@ -630,7 +631,7 @@ export class EtcdLiteKv implements KvStore {
         stream.close(http2.constants.NGHTTP2_CANCEL);
         // no answer on an open connection: is it still there? (dropped if the ping is not answered)
         c.ping();
-      }), Math.max(1, deadline - Date.now()));
+      }), Math.max(1, deadline - monoNow()));
       if (att) {
         att.cancel = () => {
           finish(new GrpcError(CANCELLED, 'another member answered the call'));

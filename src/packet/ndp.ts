@@ -55,7 +55,8 @@ export function isNdpType(type: number): boolean {
 /**
  * RFC 4861 validity checks (sections 6.1.1, 6.1.2, 7.1.1, 7.1.2, 8.1) of the NDP message at `icmp`
  * (`len` bytes; its checksum already verified) in the IPv6 packet at `ip`: hop limit 255, code 0,
- * long enough, every option with a non-zero length inside the message, targets not multicast, no
+ * long enough, every option with a non-zero length inside the message, link-layer options holding one
+ * station's address (not a group one), targets not multicast, no
  * source link-layer option from the unspecified address, RAs from link-local sources, a solicited
  * NA not sent to a multicast group. BAD_NDP otherwise.
  */
@@ -73,7 +74,11 @@ export function validateNdp(b: Uint8Array, ip: number, icmp: number, len: number
     if (o + 2 > end) return Drop.BAD_NDP;
     const olen = b[o + 1] << 3;
     if (olen === 0 || o + olen > end) return Drop.BAD_NDP;
-    if ((b[o] === NDP_OPT_SOURCE_LLADDR || b[o] === NDP_OPT_TARGET_LLADDR) && olen < 8) return Drop.BAD_NDP;
+    if (b[o] === NDP_OPT_SOURCE_LLADDR || b[o] === NDP_OPT_TARGET_LLADDR) {
+      // A neighbour's link-layer address is one station's: a group address (broadcast, multicast:
+      // the I/G bit) would make podway's answer a flood on the pod's link.
+      if (olen < 8 || (b[o + 2] & 1) !== 0) return Drop.BAD_NDP;
+    }
     if (b[o] === NDP_OPT_SOURCE_LLADDR) hasSlla = true;
     o += olen;
   }

@@ -145,6 +145,16 @@ test('NDP validation: hop limit != 255, bad options, DAD with SLLA, multicast ta
     assert.is(P.validateIcmpv6(f, 14, 54, len), P.Drop.OK, `${name}: checksum is right, the message is not`);
     assert.is(P.validateNdp(f, 14, 54, len), P.Drop.BAD_NDP, name);
   }
+  for (const group of [[0xff, 0xff, 0xff, 0xff, 0xff, 0xff], [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01], [0x33, 0x33, 0, 0, 0, 1]]) {
+    const ns = bytes6('v6_ns_gw');
+    const len = ns[18] * 256 + ns[19];
+    const slla = P.ndpFindOption(ns, 54, len, 1);
+    assert.ok(slla > 0, 'the fixture NS carries a source link-layer option');
+    ns.set(group, slla + 2);
+    fixIcmpv6Checksum(ns);
+    assert.is(P.validateIcmpv6(ns, 14, 54, len), P.Drop.OK);
+    assert.is(P.validateNdp(ns, 14, 54, len), P.Drop.BAD_NDP, `source link-layer option ${group.map((x) => x.toString(16)).join(':')}`);
+  }
   const f = bytes6('v6_ns_bad_csum');
   assert.is(P.validateIcmpv6(f, 14, 54, f[18] * 256 + f[19]), P.Drop.BAD_L4_CHECKSUM);
 });

@@ -34,12 +34,17 @@ export function arpTpa(b: Uint8Array, off: number): number {
   return get32(b, off + ARP_TPA);
 }
 
-/** ARP at `off` with `len` bytes: Ethernet/IPv4 only, request or reply. */
+/**
+ * ARP at `off` with `len` bytes: Ethernet/IPv4 only, request or reply, from one station (a sender
+ * MAC with the group bit set is refused: RFC 1812 3.3.2, a router must not believe an ARP claiming a
+ * broadcast or multicast link-layer address; learning one would flood the node's frames).
+ */
 export function validateArp(b: Uint8Array, off: number, len: number): DropReason {
   if (len < ARP_LEN) return Drop.TOO_SHORT;
   if (get16(b, off) !== 1 || get16(b, off + 2) !== 0x0800 || b[off + 4] !== 6 || b[off + 5] !== 4) return Drop.BAD_ARP;
   const op = get16(b, off + 6);
   if (op !== ARP_REQUEST && op !== ARP_REPLY) return Drop.BAD_ARP;
+  if ((b[off + ARP_SHA] & 1) !== 0) return Drop.BAD_ARP;
   return Drop.OK;
 }
 

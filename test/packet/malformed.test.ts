@@ -163,7 +163,7 @@ test('UDP / TCP / ICMP / ARP faults', () => {
   assert.is(P.validateIcmp(icmp, 34, 7), D.TOO_SHORT);
 
   const arp = P.fromHex(fixture('arp_request').hex);
-  for (const [i, v] of [[15, 6], [16, 0x86], [18, 8], [19, 16], [21, 9]] as const) {
+  for (const [i, v] of [[15, 6], [16, 0x86], [18, 8], [19, 16], [21, 9], [22, 0xff], [22, 0x01], [22, 0x33]] as const) {
     const a = arp.slice();
     a[i] = v;
     assert.is(P.validateArp(a, 14, 28), D.BAD_ARP, `ARP byte ${i - 14} = ${v}`);

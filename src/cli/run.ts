@@ -455,6 +455,16 @@ export async function runNode(opts: RunOptions): Promise<void> {
   }
   /** The stop handlers (serve) take over from here. */
   const endStartSignals = () => { for (const [sig, h] of startSignals) process.off(sig, h); };
+  // SIGHUP (the SSH terminal of a `podway run ... &` closed, or a "reload" by habit) ended podway
+  // at once, without a word and without its stop (Node's default action). podway has nothing to
+  // reload: it applies datastore changes live. So it is said and ignored, from here to the exit;
+  // the spawner helper ignores it too, and the commands it runs (`ip monitor`) are out of the
+  // process group a shell's hang-up reaches (spawner-child.ts).
+  onHangup(log);
+  // The terminal gone, a write to stdout or stderr fails (EIO): podway's log lines are dropped
+  // (observe/log.ts fdLines), and so is anything else written there (a Node warning), instead of
+  // an unhandled 'error' event ending podway.
+  for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
   const sock = opts.control ?? defaultControlPath(opts.node);
   /** What podway does before it forwards, for `podway status` on the early control socket. */
   let phase = 'waiting for the datastore';
@@ -1651,6 +1661,36 @@ export async function runNode(opts: RunOptions): Promise<void> {
     await stopped;
     startHolds?.disable();
   }
+}
+
+/** The first SIGHUP is said; later ones at most once a minute, with how many came meanwhile. */
+const HANGUP_LOG_EVERY_MS = 60_000;
+
+/**
+ * Keeps SIGHUP from ending `podway run`: said in the log (at most once a minute, see above) and
+ * otherwise ignored. Felix has no SIGHUP handler (Go's default: it exits with 129, and its
+ * supervisor starts it again, the way it takes any config change); podway applies every datastore
+ * change live, so a restart would only cost the pods their traffic for the stop and start. Stop
+ * with SIGTERM (or SIGINT).
+ */
+export function onHangup(log: { warn(msg: string, fields?: Record<string, unknown>): void }): () => void {
+  let count = 0;
+  let unsaid = 0;
+  let saidAt = -Infinity;
+  const h = () => {
+    count++;
+    const now = Date.now();
+    if (now - saidAt < HANGUP_LOG_EVERY_MS) {
+      unsaid++;
+      return;
+    }
+    const more = unsaid > 0 ? ` (${unsaid} more since the last said)` : '';
+    saidAt = now;
+    unsaid = 0;
+    log.warn(`SIGHUP ignored${more}: podway applies datastore changes live, there is nothing to reload; it forwards on. Stop it with SIGTERM (systemctl stop, kill PID) or SIGINT`, { signal: 'SIGHUP', hangups: count });
+  };
+  process.on('SIGHUP', h);
+  return () => process.off('SIGHUP', h);
 }
 
 /** How long the start waits for the underlay neighbours' answers before it says it forwards (one

@@ -26,7 +26,11 @@ process.on('message', (m: SpawnRequest | KillRequest) => {
     children.get(m.id)?.kill(m.signal);
     return;
   }
-  const child = spawn(m.file, m.args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  // detached: each command in a session (and process group) of its own, so what a shell sends to
+  // podway's process group (SIGHUP when the terminal of a `podway run ... &` closes, SIGINT from a
+  // Ctrl-C) does not end an `ip monitor` under way: podway decides when its commands end (kill
+  // by id, or end() below).
+  const child = spawn(m.file, m.args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   children.set(m.id, child);
   child.once('spawn', () => send({ ev: 'spawn', id: m.id, pid: child.pid }));
   child.stdout!.setEncoding('utf8');
@@ -51,3 +55,9 @@ function end(): void {
 }
 process.on('disconnect', end);
 process.on('SIGTERM', end);
+// SIGHUP and SIGINT reach this helper with podway's process group (a closed terminal, a Ctrl-C):
+// podway itself says what it does with them and stops this helper when it is done with it
+// (SIGTERM, or the disconnect at its exit). Their default action ended it at once, leaving the
+// commands it ran (in groups of their own) behind.
+process.on('SIGHUP', () => {});
+process.on('SIGINT', () => {});

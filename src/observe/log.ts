@@ -73,8 +73,9 @@ export function createLogger(opts: LoggerOptions = {}): Log {
   // every CLI start through main.ts) does not pay for it.
   const pino = require('pino') as typeof import('pino');
   const human = opts.human ?? isatty(2);
-  // sonic-boom, synchronous: nothing is lost at exit, and a full pipe (EAGAIN) is retried.
-  const dest: { write(s: string): unknown } = opts.write ? { write: opts.write } : pino.destination({ dest: 2, sync: true });
+  // Synchronous: nothing is lost at exit; a full pipe (EAGAIN) is waited on; a stderr that is gone
+  // loses its lines instead of ending podway (fdLines).
+  const dest: { write(s: string): unknown } = opts.write ? { write: opts.write } : fdLines(2);
   const stream = human ? { write: (s: string) => void dest.write(humanLine(s)) } : dest;
   const p = pino(
     {
@@ -86,6 +87,48 @@ export function createLogger(opts: LoggerOptions = {}): Log {
     stream,
   );
   return wrap(p);
+}
+
+/** How long a line waits on a full pipe (EAGAIN) before it is dropped: 50 tries, 100 ms apart. */
+const FULL_PIPE_TRIES = 50;
+const FULL_PIPE_WAIT_MS = 100;
+
+/**
+ * Lines written to `fd` synchronously (each whole before the call returns, as pino's sonic-boom
+ * did with sync: true). A full pipe (EAGAIN) is waited on, at most FULL_PIPE_TRIES x
+ * FULL_PIPE_WAIT_MS; a destination that is gone (EIO: the terminal of a `podway run ... &` was
+ * closed; EPIPE: the reader of the pipe went; any other write error) drops the line and counts
+ * it in `lost`. sonic-boom emitted these as an 'error' event nobody could handle well (unhandled:
+ * podway ended at its next log line after the terminal hung up; handled: every later line was
+ * kept in its buffer, without bound): podway forwards on without its log instead.
+ */
+export function fdLines(fd: number): { write(s: string): void; readonly lost: number } {
+  const { writeSync } = require('node:fs') as typeof import('node:fs');
+  let lost = 0;
+  const waitCell = new Int32Array(new SharedArrayBuffer(4));
+  return {
+    write(s: string): void {
+      let buf = Buffer.from(s, 'utf8');
+      let tries = 0;
+      while (buf.length > 0) {
+        try {
+          const n = writeSync(fd, buf);
+          buf = buf.subarray(n);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if ((code === 'EAGAIN' || code === 'EBUSY') && ++tries < FULL_PIPE_TRIES) {
+            Atomics.wait(waitCell, 0, 0, FULL_PIPE_WAIT_MS);
+            continue;
+          }
+          lost++;
+          return;
+        }
+      }
+    },
+    get lost() {
+      return lost;
+    },
+  };
 }
 
 /** Children bind fields on the same pino logger (not pino's child loggers), so one level change

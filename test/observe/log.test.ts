@@ -3,7 +3,10 @@
 // and the level and metrics-port settings from flags and Felix's environment.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createLogger, humanLine, levelLogger, parseLogLevel, startLevel } from '../../src/observe/log';
+import { openSync, closeSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { createLogger, fdLines, humanLine, levelLogger, parseLogLevel, startLevel } from '../../src/observe/log';
 import { metricsPortOption } from '../../src/cli/main';
 
 function capture(level: 'info' | 'debug' = 'info') {
@@ -27,6 +30,34 @@ test('JSON lines: level name, ISO time, node, message and the resource as a fiel
   assert.ok(Number.isFinite(Date.parse(a.time)) && a.time.endsWith('Z'), a.time);
   const b = JSON.parse(lines[1]);
   assert.equal([b.level, b.workload, b.interface], ['info', 'default/web', 'caliA']);
+});
+
+test('fdLines: whole lines to the fd; a destination that fails (here /dev/full: ENOSPC, as EIO from a closed terminal) drops and counts the line instead of throwing', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'podway-fdlines-'));
+  try {
+    const file = path.join(dir, 'out.log');
+    const fd = openSync(file, 'w');
+    const ok = fdLines(fd);
+    ok.write('first line\n');
+    ok.write('zweite Zeile: ü\n');
+    closeSync(fd);
+    assert.is(readFileSync(file, 'utf8'), 'first line\nzweite Zeile: ü\n');
+    assert.is(ok.lost, 0);
+    const full = openSync('/dev/full', 'w');
+    try {
+      const gone = fdLines(full);
+      for (let i = 0; i < 1000; i++) gone.write(`line ${i}\n`);
+      assert.is(gone.lost, 1000, 'every line counted as lost, none kept');
+      // a logger on such a destination logs on without an exception
+      const log = createLogger({ human: false, write: (s) => gone.write(s) });
+      log.warn('still alive');
+      assert.is(gone.lost, 1001);
+    } finally {
+      closeSync(full);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a level change reaches child loggers made before it', () => {

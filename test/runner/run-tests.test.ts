@@ -46,8 +46,11 @@ process.exit(3);
 `,
 };
 
-/** `events`: the lines of events.log, which the files of `noting` write beside the test root. */
-interface RunResult { status: number | null; out: string; lines: string[]; events: string[] }
+/**
+ * `events`: the lines of events.log, which the files of `noting` write beside the test root;
+ * `durations`: the durations file after the run (runOn's `durations` option), parsed.
+ */
+interface RunResult { status: number | null; out: string; lines: string[]; events: string[]; durations?: unknown }
 
 /**
  * Copies package `name` and, recursively, its dependencies from the repo's node_modules into
@@ -77,9 +80,13 @@ function openUp(dir: string): void {
  * With `uid`, the runner runs as that user; the repo may not be readable to it (a checkout under
  * /root is not), so the runner's two scripts and uvu with its dependencies are copied in first.
  */
-function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number; args?: string[]; env?: Record<string, string> } = {}): RunResult {
+function runOn(files: Record<string, string>, opts: { filter?: string; uid?: number; args?: string[]; env?: Record<string, string>; durations?: object } = {}): RunResult {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `podway-runner-${TAG}-`));
   try {
+    // `durations`: the runner reads (and --save-durations writes) this instead of the repo's
+    const durationsFile = path.join(dir, 'durations.json');
+    const durationsEnv: Record<string, string> = opts.durations ? { PODWAY_TEST_DURATIONS: durationsFile } : {};
+    if (opts.durations) fs.writeFileSync(durationsFile, JSON.stringify(opts.durations));
     const tests = path.join(dir, 'tests');
     let runner = RUNNER;
     if (opts.uid === undefined) {
@@ -101,14 +108,15 @@ function runOn(files: Record<string, string>, opts: { filter?: string; uid?: num
       cwd: dir,
       encoding: 'utf8',
       timeout: 60_000,
-      env: { ...process.env, PODWAY_TEST_ROOT: tests, FORCE_COLOR: '0', PODWAY_TEST_JOBS: '', ...opts.env },
+      env: { ...process.env, PODWAY_TEST_ROOT: tests, FORCE_COLOR: '0', PODWAY_TEST_JOBS: '', PODWAY_TEST_WAITING: '', PODWAY_TEST_DURATIONS: '', ...durationsEnv, ...opts.env },
       ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
     });
     if (r.error) throw r.error;
     const out = r.stdout + r.stderr;
     const log = path.join(dir, 'events.log');
     const events = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trim().split('\n') : [];
-    return { status: r.status, out, lines: r.stdout.trimEnd().split('\n'), events };
+    const durations = opts.durations ? JSON.parse(fs.readFileSync(durationsFile, 'utf8')) : undefined;
+    return { status: r.status, out, lines: r.stdout.trimEnd().split('\n'), events, durations };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -182,14 +190,14 @@ test.run();
 
 /**
  * A fake file that notes "start NAME" and "end NAME" in the run's log (events.log beside the test
- * root), 400 ms apart; `head` is its leading comment lines (its declarations).
+ * root), `ms` apart; `head` is its leading comment lines (its declarations).
  */
-function noting(name: string, head = ''): string {
+function noting(name: string, head = '', ms = 400): string {
   return `${head}${HEADER}const fs = require('node:fs');
 const log = require('node:path').join(process.env.PODWAY_TEST_ROOT, '..', 'events.log');
 test('${name}', async () => {
   fs.appendFileSync(log, 'start ${name}\\n');
-  await new Promise((r) => setTimeout(r, 400));
+  await new Promise((r) => setTimeout(r, ${ms}));
   fs.appendFileSync(log, 'end ${name}\\n');
 });
 test.run();
@@ -234,6 +242,85 @@ test('--jobs 1 runs one file at a time, in path order; a bad --jobs is refused',
     assert.is(r.status, 2, r.out);
     assert.match(r.out, /--jobs/);
     assert.is(r.lines[r.lines.length - 1], '0 passed, 1 failed', r.out);
+  }
+});
+
+/** How many of `names` ran at once at most, from the start/end events. */
+function mostAtOnce(log: string[], names: string[]): number {
+  let now = 0;
+  let most = 0;
+  for (const e of log) {
+    const [what, name] = e.split(' ');
+    if (!names.includes(name!)) continue;
+    now += what === 'start' ? 1 : -1;
+    most = Math.max(most, now);
+  }
+  return most;
+}
+
+test('a file that mostly waits (its expected CPU at most a quarter of its wall) runs beside the --jobs files, in --waiting more places; --waiting 0 and --jobs 1 do without', () => {
+  // each lasts 3 s: on a loaded host a file's node takes a second to start
+  const lasting = (ms: number) => Object.fromEntries(['h/heavy1', 'h/heavy2', 'h/heavy3', 'w/wait', 'w/short', 'w/old'].map((f) => [`${f}.test.js`, noting(path.basename(f), '', ms)]));
+  const files = lasting(3000);
+  // short: too short to count (under 3 s); old: a plain number (wall only, CPU unknown)
+  const durations = { 'h/heavy1.test.js': { wall: 50, cpu: 50 }, 'h/heavy2.test.js': { wall: 40, cpu: 30 }, 'h/heavy3.test.js': { wall: 30, cpu: 20 }, 'w/wait.test.js': { wall: 35, cpu: 2 }, 'w/short.test.js': { wall: 2, cpu: 0 }, 'w/old.test.js': 25 };
+  const list = runOn(files, { durations, args: ['--list'] });
+  assert.equal(list.lines, [
+    'h/heavy1.test.js (expected 50s, cpu 50s)',
+    'h/heavy2.test.js (expected 40s, cpu 30s)',
+    'w/wait.test.js (expected 35s, cpu 2s; mostly waits)',
+    'h/heavy3.test.js (expected 30s, cpu 20s)',
+    'w/old.test.js (expected 25s)',
+    'w/short.test.js (expected 2s, cpu 0s)',
+  ], list.out);
+  const heavy = ['heavy1', 'heavy2', 'heavy3', 'short', 'old'];
+  const res = runOn(files, { durations, args: ['--jobs', '2'] });
+  assert.is(res.status, 0, res.out);
+  assert.match(res.out, /6 files, 2 at once, and up to 1 more of the 1 that mostly wait;/);
+  // heavy1, heavy2 and wait start at once; heavy3 waits for a place of the two (not for wait's end)
+  const at = (e: string) => res.events.indexOf(e);
+  assert.ok(Math.max(at('start heavy1'), at('start heavy2'), at('start wait')) < Math.min(at('end heavy1'), at('end heavy2'), at('end wait')), res.events.join(', '));
+  assert.ok(at('start heavy3') > Math.min(at('end heavy1'), at('end heavy2')), res.events.join(', '));
+  assert.is(mostAtOnce(res.events, heavy), 2, `never more than 2 of the others at once: ${res.events.join(', ')}`);
+  assert.is(mostAtOnce(res.events, [...heavy, 'wait']), 3, res.events.join(', '));
+  for (const args of [['--jobs', '2', '--waiting', '0'], ['--jobs', '1']]) {
+    const r = runOn(lasting(400), { durations, args });
+    assert.is(r.status, 0, r.out);
+    assert.ok(mostAtOnce(r.events, [...heavy, 'wait']) <= Number(args[1]), `${args.join(' ')}: ${r.events.join(', ')}`);
+    assert.not.match(r.out, 'mostly wait');
+  }
+  const bad = runOn(lasting(0), { durations, args: ['--waiting', 'x'] });
+  assert.is(bad.status, 2, bad.out);
+  assert.match(bad.out, /--waiting: expected a whole number/);
+  // --save-durations keeps both figures of each file that passed
+  const saved = runOn({ 'w/wait.test.js': noting('wait') }, { durations, args: ['--save-durations'] });
+  const d = (saved.durations as Record<string, { wall: number; cpu: number }>)['w/wait.test.js']!;
+  assert.ok(d.wall >= 0.4 && d.wall < 35 && d.cpu > 0 && d.cpu < 35, JSON.stringify(saved.durations));
+  assert.equal((saved.durations as Record<string, unknown>)['w/old.test.js'], { wall: 25 }, 'the others kept');
+});
+
+test('scripts/durations-from-log.js rebuilds the durations from a run\'s output: what passed from it, a failed file kept as it was, a file no longer there dropped', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `podway-runner-${TAG}-`));
+  try {
+    const out = path.join(dir, 'durations.json');
+    // runner/run-tests.test.js exists (this file); gone/away.test.js does not
+    fs.writeFileSync(out, JSON.stringify({ 'runner/run-tests.test.js': 9, 'gone/away.test.js': 3, 'cli/format.test.js': { wall: 1, cpu: 1 } }));
+    const log = [
+      '3 files, 2 at once; --jobs 1 runs them one by one',
+      'ok   e2e/nat.test.js (5 passed, 0 failed, 32.9s, cpu 24.4s)',
+      'FAIL runner/run-tests.test.js (1 passed, 1 failed, 15.4s, cpu 7.2s)',
+      '    some output (1 passed, 0 failed, 1.0s, cpu 1.0s)',
+      'ok   cli/format.test.js (7 passed, 0 failed, 0.2s, cpu ?s)',
+      '12 passed, 1 failed',
+    ].join('\n');
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'durations-from-log.js'), '--out', out, '-'], { input: log, encoding: 'utf8' });
+    assert.is(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, '2 files from the log (1 failed there: kept as they were), 1 kept, 1 dropped');
+    assert.equal(JSON.parse(fs.readFileSync(out, 'utf8')), { 'cli/format.test.js': { wall: 0.2 }, 'e2e/nat.test.js': { wall: 32.9, cpu: 24.4 }, 'runner/run-tests.test.js': { wall: 9 } });
+    const none = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'durations-from-log.js'), '--out', out, '-'], { input: 'nothing here\n', encoding: 'utf8' });
+    assert.is(none.status, 1, none.stdout + none.stderr);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 

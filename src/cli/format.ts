@@ -114,3 +114,9 @@ export function rpFilterText(rp: number | undefined, change?: { at: string; was:
   const changed = change ? `; was ${change.was} until ${change.at}` : '';
   return `; rp_filter ${rp} (${what}; martian and own sources dropped at any setting${changed})`;
 }
+
+/** How long a new model thread must run to be stable (`--model-thread-stable-after`), in words:
+ * "a minute" (the default), else "N s" (the log, status and /readyz; model-source.ts). */
+export function stableAfterWords(ms: number): string {
+  return ms === 60_000 ? 'a minute' : `${Math.round(ms / 100) / 10} s`;
+}

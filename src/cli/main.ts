@@ -11,7 +11,7 @@ import { DEFAULT_WORKERS, WORKERS_AUTO_MAX, parseWorkerSteer, parseWorkers } fro
 import { DEFAULT_AUTODETECT_POLL_MS, parseDuration } from './address-monitor';
 import { staleEndpointLine } from '../observe/stale-endpoints';
 import { orphanPodLine } from '../dataplane/orphan-pods';
-import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText, rpFilterText } from './format';
+import { table, listSummary, summarizeHostChanges, guardSummary, natExclusionsText, ageText, cachedNodeText, rpFilterText, stableAfterWords } from './format';
 import { addResourceCommands } from './resources-cmd';
 import { addCniCommands } from '../cni/cli';
 import { addIpamCommands } from './ipam-cmd';
@@ -231,6 +231,7 @@ export function buildProgram(): Command {
     .option('--bgp-secrets <dir>', 'BGPPeer password secrets, read from DIR/<secret>/<key> (a mounted Kubernetes secret\'s layout)')
     .option('--log-level <level>', 'trace|debug|info|warn|error|fatal|silent (or LOG_LEVEL, or Felix\'s FELIX_LOGSEVERITYSCREEN; default info); change it later with `podway log-level`')
     .option('--sched-slice-us <us>', 'scheduler slice of each forwarding thread (EEVDF, Linux 6.12+; 100..100000 µs, 0 = the kernel\'s default): a short one lets a woken forwarding thread run before a busy process finishes its slice (default: left as the kernel sets it)', (v) => Number(v))
+    .option('--model-thread-stable-after <duration>', 'a model thread started again after one died counts as stable once it has run this long after its first model: the restart backoff starts again from 1 s, and a failing model thread (3 deaths, none stable in between) is no longer failing, so the node is ready again (10s..1h, default 1m)', '1m')
     .option('--model-thread-hang-after <duration>', 'the model thread (datastore watch and model computation) not answering its heartbeat this long is taken for hung: terminated and replaced, said in the log and status (as Felix\'s HealthTimeoutOverrides for its calculation graph; 2s..10m, default 20s as Felix\'s); asked every quarter of it, at most every 5 s', '20s')
     .option('--endpoint-missing-after <duration>', 'how long a local endpoint waits for its missing interface before `podway status` names it with the commands that clean it up (a pod removed while no CNI DEL could run); nothing is deleted', '5m')
     .option('--jit-budget <bytes>', `V8's interrupt budget: bytecode a function runs between checks for optimizing it (V8's default ${V8_INTERRUPT_BUDGET}); a lower one gets the forwarding path optimized after a few hundred packets; with V8's, a node carrying a trickle runs it unoptimized for thousands`, (v) => Number(v), JIT_BUDGET)
@@ -329,6 +330,13 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message.replace(/ \(0 turns re-detection off\)$/, ''));
       }
       if (modelThreadHangMs < 2000 || modelThreadHangMs > 600_000) throw new UsageError('run: --model-thread-hang-after must be 2s..10m');
+      let modelThreadStableMs: number;
+      try {
+        modelThreadStableMs = parseDuration(String(o.modelThreadStableAfter), 'run: --model-thread-stable-after');
+      } catch (e) {
+        throw new UsageError((e as Error).message.replace(/ \(0 turns re-detection off\)$/, ''));
+      }
+      if (modelThreadStableMs < 10_000 || modelThreadStableMs > 3_600_000) throw new UsageError('run: --model-thread-stable-after must be 10s..1h');
       if (autodetectPollMs !== 0 && (autodetectPollMs < 100 || autodetectPollMs > 86_400_000)) throw new UsageError('run: --autodetect-poll-interval must be 0 (off) or 100ms..24h');
       // The datastore spec (--datastore, $PODWAY_DATASTORE, DATASTORE_TYPE/ETCD_ENDPOINTS) as
       // runNode will read it: one that does not parse is a usage error too, told before the root
@@ -340,7 +348,7 @@ export function buildProgram(): Command {
         throw new UsageError((e as Error).message);
       }
       const { runNode } = await import('./run');
-      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, felixFrom, felixWireEnv: Object.fromEntries(FELIX_WIRE_FIELDS.map((f) => [f.env, process.env[f.env]])), node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, cniConfDir: o.cniConfDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
+      await runNode({ autodetectPollMs, staleEndpointMs, modelThreadHangMs, modelThreadStableMs, bgp, bgpSecretsDir: o.bgpSecrets, ...(routerId !== undefined ? { routerId } : {}), natPortRange: o.natPortRange, natUdpTimeout: o.natUdpTimeout, natMaxFlows: o.natMaxFlows, natOutgoingExclusions, allowVxlanFromPods, allowIpipFromPods, felixFrom, felixWireEnv: Object.fromEntries(FELIX_WIRE_FIELDS.map((f) => [f.env, process.env[f.env]])), node, datastore, ip: o.ip ?? (process.env.IP || undefined), ip6: o.ip6 ?? (process.env.IP6 || undefined), control: o.control, modelCache: o.modelCache, cacheFirst: o.cacheFirst !== false, cniPendingDelDir: o.cniPendingDelDir, cniConfDir: o.cniConfDir, batch: o.batch, ringVersion: o.rxRing === '2' ? 2 : 3, underlayRingMb: o.underlayRingMb, qdiscBypass: !!o.qdiscBypass, gro: o.gro !== false, txGso: o.txGso !== false, txSocket: o.txSocket !== false, backpressure: o.backpressure !== false, rxSuper: o.rxSuper !== false, rxMerge: o.rxMerge !== false, scatterRx: o.scatterRx !== false, podSuper: o.podSuper !== false, kernelTransitDrop: o.kernelTransitDrop !== false, endpointToHost, neighbor, neighborQueue, workers: workers.count, workersAuto: workers.auto, workerSteer: parseWorkerSteer(o.workerSteer), schedSliceUs: o.schedSliceUs as number | undefined, logLevel, metricsPort, metricsHost });
       // runNode resolves once its stop is done (models, cache, Node writes, NAT, workers: each
       // awaited or bounded). What can remain is a gRPC connection still being set up to an etcd
       // that drops packets (a registration that waited on it): grpc-js does not abort a pending
@@ -412,11 +420,11 @@ export function buildProgram(): Command {
     // ClusterInformation default's datastoreReady: false, as the last registration read it
     if (s.datastoreRejected) lines.push(`datastore ${s.datastoreSource ?? ''} rejected since ${s.datastoreRejected.since}: ${s.datastoreRejected.error}; running on the last good state`);
     // the model thread died at least once (model-source.ts): how often, what killed it last, and now
-    const mt = s.modelThread as { state: string; restarts: number; hangs?: number; lastExit: { at: string; error: string } | null; nextStartAt: string | null; failing?: { deaths: number; since: string } | null } | null | undefined;
+    const mt = s.modelThread as { state: string; restarts: number; hangs?: number; lastExit: { at: string; error: string } | null; nextStartAt: string | null; failing?: { deaths: number; since: string } | null; stableAfterS?: number } | null | undefined;
     if (mt && (mt.restarts > 0 || mt.state !== 'running')) {
       const now = mt.state === 'down' ? `down: forwarding on the last good model, a new one at ${mt.nextStartAt}` : mt.state === 'starting' ? 'starting again: listing the datastore' : 'running';
       const hung = mt.hangs ? ` (${mt.hangs} of them after it hung)` : '';
-      const failing = mt.failing ? `; failing: died ${mt.failing.deaths} times since ${mt.failing.since}, none running a minute in between (restarted at most every 30 s, never given up)` : '';
+      const failing = mt.failing ? `; failing: died ${mt.failing.deaths} times since ${mt.failing.since}, none running ${stableAfterWords((mt.stableAfterS ?? 60) * 1000)} in between (restarted at most every 30 s, never given up)` : '';
       lines.push(`model thread: ${now}; restarted ${mt.restarts} time${mt.restarts === 1 ? '' : 's'}${hung}${failing}${mt.lastExit ? `; last died at ${mt.lastExit.at}: ${mt.lastExit.error}` : ''}`);
     }
     // registering again after the datastore was replaced keeps failing (re-register.ts): tried again with backoff

@@ -27,6 +27,7 @@
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { Backoff } from '../util/backoff';
+import { stableAfterWords } from './format';
 import type { NodeDataplaneModel } from '../control';
 import type { NodeStatus } from '../control/bgp/agent';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
@@ -62,6 +63,10 @@ export interface ModelSourceBgp {
    * asked every quarter of it, at most every MODEL_THREAD_HEARTBEAT.everyMs. A shorter one applies
    * once the thread first answered: until then (its start-up) the default's. */
   readonly hangAfterMs?: number;
+  /** How long a thread must run after its first model to count as stable
+   * (`--model-thread-stable-after`; default MODEL_THREAD_STABLE_MS): the backoff starts again from
+   * its first wait, and a failing model thread is no longer failing (ready again). */
+  readonly stableAfterMs?: number;
 }
 
 /** The model thread as `podway status` says it (modelThread) and the metrics count it. */
@@ -80,12 +85,16 @@ export interface ModelThreadStatus {
    * none running a minute after its first model in between; null otherwise, and again once a
    * thread ran that minute. It is restarted all the same (at most every 30 s). */
   failing: { deaths: number; since: string } | null;
+  /** How long a new thread must run after its first model to end `failing` (seconds;
+   * `--model-thread-stable-after`, default 60). */
+  stableAfterS: number;
 }
 
 /** A new model thread after one died: the first wait, doubled per death up to the last. */
 export const MODEL_THREAD_RESTART = { first: 1000, max: 30_000 } as const;
-/** A thread that ran this long after its first model starts the backoff again from the first wait. */
-const MODEL_THREAD_STABLE_MS = 60_000;
+/** A thread that ran this long after its first model starts the backoff again from the first wait
+ * (and ends `failing`); `--model-thread-stable-after` sets another. */
+export const MODEL_THREAD_STABLE_MS = 60_000;
 /** The heartbeat: the thread in force is asked every `everyMs`; one that has not answered for
  * `timeoutMs` is terminated (a thread busy with a large snapshot answers between two; an `ip`
  * call in it is bounded to 10 s). One that does not end within `endMs` of being terminated (stuck
@@ -180,8 +189,9 @@ type WorkerPost =
   | { type: 'crash'; message: string; stack?: string };
 
 /** The failing state in words (status, the log, /readyz). */
-function failingText(f: { deaths: number; since: number }): string {
-  return `failing: the model thread died ${f.deaths} times since ${new Date(f.since).toISOString()}, none running a minute in between (restarted at most every ${MODEL_THREAD_RESTART.max / 1000} s, never given up; not ready until a new one has run a minute)`;
+function failingText(f: { deaths: number; since: number }, stableMs: number): string {
+  const stable = stableAfterWords(stableMs);
+  return `failing: the model thread died ${f.deaths} times since ${new Date(f.since).toISOString()}, none running ${stable} in between (restarted at most every ${MODEL_THREAD_RESTART.max / 1000} s, never given up; not ready until a new one has run ${stable})`;
 }
 
 export class ModelSource {
@@ -218,8 +228,11 @@ export class ModelSource {
   /** Model numbers: the thread in force's gen g is genBase + g here (its first is genBase + 1). */
   private genBase = 0;
   private lastGen = 0;
+  /** A thread that ran this long after its first model is stable (MODEL_THREAD_STABLE_MS by default). */
+  private readonly stableMs: number;
 
   private constructor(private readonly spec: string, private readonly node: string, private readonly bgp: ModelSourceBgp, heldLearned: readonly LearnedRoute[] | undefined) {
+    this.stableMs = bgp.stableAfterMs ?? MODEL_THREAD_STABLE_MS;
     this.worker = this.spawnWorker(heldLearned, bgp.forwardingKept === true);
   }
 
@@ -340,7 +353,7 @@ export class ModelSource {
   private supervise(code: number): void {
     const now = Date.now();
     // One that ran a while after its first model is not "dying at once every time".
-    if (!this.restarting && this.firstModelAt > 0 && now - this.firstModelAt >= MODEL_THREAD_STABLE_MS) {
+    if (!this.restarting && this.firstModelAt > 0 && now - this.firstModelAt >= this.stableMs) {
       this.backoff.reset();
       this.deaths = [];
     }
@@ -356,7 +369,7 @@ export class ModelSource {
       type: 'thread-down',
       message: `the model thread died (${during}${why}): not following the datastore, forwarding on the last good model; a new thread in ${wait / 1000} s (restart ${this.restarts + 1}${this.backoff.attempts > 1 ? `, backing off: ${this.backoff.attempts} deaths in a row, at most every ${MODEL_THREAD_RESTART.max / 1000} s` : ''})`,
       ...(stack ? { stack } : {}),
-      ...(failing ? { failing: failingText(failing) } : {}),
+      ...(failing ? { failing: failingText(failing, this.stableMs) } : {}),
       inSync: false,
       restartAt: new Date(this.nextStartAt).toISOString(),
     });
@@ -387,6 +400,7 @@ export class ModelSource {
       lastExit: this.lastExit,
       nextStartAt: this.nextStartAt === null ? null : new Date(this.nextStartAt).toISOString(),
       failing: failing ? { deaths: failing.deaths, since: new Date(failing.since).toISOString() } : null,
+      stableAfterS: this.stableMs / 1000,
     };
   }
 
@@ -394,15 +408,15 @@ export class ModelSource {
    * that came back after dying again and again is not trusted until it ran a minute. */
   failingReason(): string {
     const f = this.failing(Date.now());
-    return f ? `${failingText(f)}${this.lastExit ? `; last died at ${this.lastExit.at}: ${this.lastExit.error}` : ''}` : '';
+    return f ? `${failingText(f, this.stableMs)}${this.lastExit ? `; last died at ${this.lastExit.at}: ${this.lastExit.error}` : ''}` : '';
   }
 
   /** Failing at `now`: MODEL_THREAD_FAILING.deaths deaths within its window, none of the threads
-   * since having run MODEL_THREAD_STABLE_MS after its first model. */
+   * since having run stableMs after its first model. */
   private failing(now: number): { deaths: number; since: number } | null {
     const recent = this.deaths.filter((t) => now - t < MODEL_THREAD_FAILING.windowMs);
     if (recent.length < MODEL_THREAD_FAILING.deaths) return null;
-    const stableNow = !this.workerGone && !this.restarting && this.firstModelAt > recent[recent.length - 1] && now - this.firstModelAt >= MODEL_THREAD_STABLE_MS;
+    const stableNow = !this.workerGone && !this.restarting && this.firstModelAt > recent[recent.length - 1] && now - this.firstModelAt >= this.stableMs;
     return stableNow ? null : { deaths: recent.length, since: recent[0] };
   }
 

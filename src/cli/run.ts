@@ -164,6 +164,9 @@ export interface RunOptions {
   /** The model thread not answering its heartbeat this long is terminated as hung (ms; default
    * 20 s, MODEL_THREAD_HEARTBEAT.timeoutMs; `--model-thread-hang-after`). */
   modelThreadHangMs?: number;
+  /** A new model thread is stable (backoff from its first wait again; no longer failing, ready)
+   * once it ran this long after its first model (ms; default 60 s; `--model-thread-stable-after`). */
+  modelThreadStableMs?: number;
 }
 
 /** What podway's nftables table should hold for this model. */
@@ -584,7 +587,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     /** The model thread: spawned when the datastore is started, or before on the cached model with
      * --bgp (its speaker runs on the cache's BGP settings until the datastore answers). */
     let thread: ModelSource | null = null;
-    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m), onPolicies, ...(opts.modelThreadHangMs !== undefined ? { hangAfterMs: opts.modelThreadHangMs } : {}) };
+    const bgpOptions: ModelSourceBgp & { heldLearned?: readonly LearnedRoute[]; forwardingKept?: boolean } = { bgp: opts.bgp, bgpSecretsDir: opts.bgpSecretsDir, ...(opts.routerId !== undefined ? { routerId: opts.routerId } : {}), heldLearnedNow: () => (opts.bgp ? current?.bgpLearned : undefined), onLog: (level: 'info' | 'warn' | 'error', m: string) => (level === 'error' ? bgpLog.error(m) : level === 'warn' ? bgpLog.warn(m) : bgpLog.info(m)), onWarning: (m: string) => dsLog.warn(m), onPolicies, ...(opts.modelThreadHangMs !== undefined ? { hangAfterMs: opts.modelThreadHangMs } : {}), ...(opts.modelThreadStableMs !== undefined ? { stableAfterMs: opts.modelThreadStableMs } : {}) };
     /** The cached model is in force in the engine: only then does the speaker start on the cache's
      * BGP settings (as a datastore model's settings follow it once applied). */
     let cacheApplied = false;
@@ -792,7 +795,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
     modelThreadRestarts = () => source?.threadStatus().restarts ?? 0;
     modelThreadHangs = () => source?.threadStatus().hangs ?? 0;
     modelThreadFailing = () => (source?.failingReason() ?? '') !== '';
-    // A model thread that keeps dying (model-source.ts): not ready until a new one ran a minute,
+    // A model thread that keeps dying (model-source.ts): not ready until a new one ran a minute
+    // (--model-thread-stable-after),
     // even while one follows the datastore between two deaths.
     health.setModelThread(() => source?.failingReason() ?? '');
     let first: NodeDataplaneModel;

@@ -47,6 +47,16 @@ t('--model-thread-hang-after takes a duration of 2s..10m; anything else is refus
   assert.match(help.out, /--model-thread-hang-after <duration>/);
 });
 
+t('--model-thread-stable-after takes a duration of 10s..1h; anything else is refused before the node starts', async () => {
+  for (const bad of ['9s', '9999ms', '1h1s', '0', 'x', '']) {
+    const r = await podway(['run', '--node', 'stable-opt-test', '--model-thread-stable-after', bad]);
+    assert.is(r.code, 2, `--model-thread-stable-after ${JSON.stringify(bad)} was accepted: ${r.err}`);
+    assert.match(r.err, /run: --model-thread-stable-after (must be 10s\.\.1h|".*": expected a duration like 60s, 1m30s or 500ms)$/m);
+  }
+  const help = await podway(['run', '--help']);
+  assert.match(help.out, /--model-thread-stable-after <duration>/);
+});
+
 t('--workers auto is one thread per CPU, at most WORKERS_AUTO_MAX', () => {
   assert.equal(parseWorkers('auto', 1), { count: 1, auto: true });
   assert.equal(parseWorkers('auto', 2), { count: 2, auto: true });

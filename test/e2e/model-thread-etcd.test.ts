@@ -10,7 +10,8 @@
  *   podway_datastore_in_sync 0); it used to stay ready, following nothing written after;
  * - the third death in a row makes the thread failing: said in the log, status and /readyz
  *   (`model thread: failing: ...`), podway_model_thread_failing 1; the new thread lives and its
- *   model is applied, but node1 stays not ready until it has run a minute;
+ *   model is applied, but node1 stays not ready until it has run 30 s (--model-thread-stable-after
+ *   here, not the default minute: said with it, and not ready before);
  * - an endpoint written to etcd while no thread follows it is attached once a new thread lives,
  *   and its pod talks; node1 is ready again, no longer failing; status and
  *   podway_model_thread_restarts_total count 3 restarts, the waits backing off (1, 2, 4 s);
@@ -18,7 +19,7 @@
  * - the thread spinning (it answers nothing, the node used to stay ready on a frozen model): after
  *   the heartbeat's timeout (4 s here by --model-thread-hang-after, not the default 20 s: said with
  *   it) it is terminated and said hung, a new one started after 1 s (the one
- *   before had run a minute: the backoff starts again), the endpoint written while it spun is
+ *   before had run its 30 s: the backoff starts again), the endpoint written while it spun is
  *   attached and its pod talks; status and podway_model_thread_hangs_total count the hang.
  */
 import { test } from 'uvu';
@@ -38,6 +39,8 @@ const SPEC: LabNodeSpec[] = [
 const PORT = 9091;
 /** `--model-thread-hang-after`: the heartbeat's timeout (default 20 s), so the hang is found in 4. */
 const HANG_AFTER_S = 4;
+/** `--model-thread-stable-after`: how long a new thread runs before it ends failing (default 60 s). */
+const STABLE_AFTER_S = 30;
 const HTTP_GET = path.join(__dirname, 'http-get.js');
 const PODWAY = path.resolve(__dirname, '..', '..', '..', 'bin', 'podway.js');
 
@@ -106,7 +109,7 @@ test.before(async () => {
   store = await lab.openKvStore('etcd', 'podway-model-thread-');
   // web-1b's endpoint is written while no model thread runs, web-1c's after, web-1d's while it spins.
   await lab.useKvDatastore(store.kv, store.spec, { withoutEndpoints: ['web-1b', 'web-1c', 'web-1d'] });
-  await lab.startPodway('node1', 20_000, ['--metrics-port', String(PORT), '--model-thread-hang-after', `${HANG_AFTER_S}s`], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${inject}`.trim() });
+  await lab.startPodway('node1', 20_000, ['--metrics-port', String(PORT), '--model-thread-hang-after', `${HANG_AFTER_S}s`, '--model-thread-stable-after', `${STABLE_AFTER_S}s`], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${inject}`.trim() });
 });
 
 test.after(async () => {
@@ -122,13 +125,13 @@ test('at start: ready, one endpoint, the model thread running, no restart', asyn
   assert.ok(await until(async () => (await status()).ready === true, 20_000, 200), `ready: ${JSON.stringify(await status())}`);
   const s = await status();
   assert.is(s.endpoints, 1);
-  assert.equal(s.modelThread, { state: 'running', restarts: 0, hangs: 0, lastExit: null, nextStartAt: null, failing: null });
+  assert.equal(s.modelThread, { state: 'running', restarts: 0, hangs: 0, lastExit: null, nextStartAt: null, failing: null, stableAfterS: STABLE_AFTER_S });
   assert.is(await metric('podway_model_thread_restarts_total'), 0);
   assert.is(await metric('podway_model_thread_hangs_total'), 0);
   assert.is(await metric('podway_model_thread_failing'), 0);
 });
 
-test('the model thread killed three times in a row: not ready meanwhile, failing after the third (not ready until the new thread ran a minute), an endpoint written then is attached after, ready again, 3 restarts', async () => {
+test('the model thread killed three times in a row: not ready meanwhile, failing after the third (not ready until the new thread ran --model-thread-stable-after), an endpoint written then is attached after, ready again, 3 restarts', async () => {
   const n = lab!.node('node1');
   const mark = n.log.length;
   writeFileSync(countFile, '3');
@@ -156,12 +159,12 @@ test('the model thread killed three times in a row: not ready meanwhile, failing
   // The third death in a row: failing (said with it in the log, in status and /readyz).
   const third = await waitLog(n, /the model thread died \(restart 2, before its first model/, mark, 30_000);
   assert.ok(third, `the third death: ${n.log.slice(mark).map(logMessage).join(' | ')}`);
-  assert.match(logMessage(third!), /a new thread in 4 s \(restart 3, backing off: 3 deaths in a row, at most every 30 s\); failing: the model thread died 3 times since \S+, none running a minute in between \(restarted at most every 30 s, never given up; not ready until a new one has run a minute\)$/);
+  assert.match(logMessage(third!), /a new thread in 4 s \(restart 3, backing off: 3 deaths in a row, at most every 30 s\); failing: the model thread died 3 times since \S+, none running 30 s in between \(restarted at most every 30 s, never given up; not ready until a new one has run 30 s\)$/);
   assert.ok(await until(async () => (s = await status()).modelThread?.failing?.deaths === 3, 10_000, 100), `failing: ${JSON.stringify(s.modelThread)}`);
   assert.ok(s.notReady!.some((r) => /^model thread: failing: the model thread died 3 times since \S+, .*; last died at \S+: uncaught exception: injected by the test/.test(r)), JSON.stringify(s.notReady));
   assert.is(await metric('podway_model_thread_failing'), 1);
   // The new thread lives: the endpoint written meanwhile is attached, but node1 is not ready until
-  // that thread has run a minute (readiness does not come and go with each new thread).
+  // that thread has run STABLE_AFTER_S (readiness does not come and go with each new thread).
   assert.ok(await until(async () => (s = await status()).endpoints === 2 && s.modelThread?.state === 'running', 60_000, 200), `web-1b attached: ${JSON.stringify(s)} ${n.log.slice(mark).map(logMessage).join(' | ')}`);
   assert.ok(await until(() => talks('web-1', 'web-1b') && talks('web-1b', 'web-1'), 15_000, 100), 'web-1b talks');
   s = await status();
@@ -171,8 +174,14 @@ test('the model thread killed three times in a row: not ready meanwhile, failing
   assert.is(failingReadyz.status, 503);
   assert.match(failingReadyz.body, 'model thread: failing: the model thread died 3 times since');
   assert.is(await metric('podway_datastore_in_sync'), 1, 'the new thread is in sync');
-  // Ready again once it has run a minute.
+  // Ready again once it has run STABLE_AFTER_S, not before (its first model came before the
+  // "listed the datastore" line was logged).
+  const listed = n.log.slice(mark).find((l) => logMessage(l).includes('the model thread started again (restart 3) listed the datastore'));
+  assert.ok(listed, n.log.slice(mark).map(logMessage).join(' | '));
+  const listedAt = Date.parse((JSON.parse(listed!) as { time: string }).time);
   assert.ok(await until(async () => (s = await status()).ready === true, 120_000, 500), `ready again: ${JSON.stringify(s)}`);
+  const readyAfterS = (Date.now() - listedAt) / 1000;
+  assert.ok(readyAfterS >= STABLE_AFTER_S - 1, `ready again ${readyAfterS} s after the new thread's first model, before its --model-thread-stable-after ${STABLE_AFTER_S}s`);
   assert.is(s.endpoints, 2);
   assert.is(s.modelThread!.failing, null);
   assert.is(await metric('podway_model_thread_failing'), 0);
@@ -210,7 +219,7 @@ test('the model thread spinning: terminated after the heartbeat\'s timeout (--mo
   await lab!.addEndpoint('web-1d');
   const hung = await waitLog(n, /the model thread died \(hung: /, mark, 90_000);
   assert.ok(hung, `said hung: ${n.log.slice(mark).map(logMessage).join(' | ')}`);
-  // The one before ran a minute (the test before waited for that): the backoff starts again at 1 s.
+  // The one before ran its STABLE_AFTER_S (the test before waited for that): the backoff starts again at 1 s.
   assert.match(logMessage(hung!), /^datastore: the model thread died \(hung: no answer to the heartbeat for \d+ s, a loop that does not end or a call that does not return; terminated\): not following the datastore, forwarding on the last good model; a new thread in 1 s \(restart 4\)$/);
   // --model-thread-hang-after took: found after its 4 s (a late tick asks afresh), not the default 20.
   const silentS = Number(/heartbeat for (\d+) s/.exec(logMessage(hung!))![1]);

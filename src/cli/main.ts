@@ -427,6 +427,10 @@ export function buildProgram(): Command {
       const failing = mt.failing ? `; failing: died ${mt.failing.deaths} times since ${mt.failing.since}, none running ${stableAfterWords((mt.stableAfterS ?? 60) * 1000)} in between (restarted at most every 30 s, never given up)` : '';
       lines.push(`model thread: ${now}; restarted ${mt.restarts} time${mt.restarts === 1 ? '' : 's'}${hung}${failing}${mt.lastExit ? `; last died at ${mt.lastExit.at}: ${mt.lastExit.error}` : ''}`);
     }
+    // the model cache cannot be written (model-cache.ts ModelCacheWriter.status): forwarding goes on,
+    // but the cache a restart during a datastore outage would forward on is not kept
+    const mc = s.modelCache as { file: string; lastWritten: string | null; failures: number; failing: { since: string; attempts: number; error: string } | null } | null | undefined;
+    if (mc?.failing) lines.push(`model cache ${mc.file} cannot be written since ${mc.failing.since} (${mc.failing.attempts} failed write${mc.failing.attempts === 1 ? '' : 's'} in a row; last: ${mc.failing.error}): a restart while the datastore is unreachable would not forward until it is back (${mc.lastWritten ? `last written at ${mc.lastWritten}` : 'not written since the start'})`);
     // registering again after the datastore was replaced keeps failing (re-register.ts): tried again with backoff
     const rr = s.reRegistrationFailing as { since: string; why: string; error: string; attempts: number; nextAt: string } | null | undefined;
     if (rr) lines.push(`registration failing since ${rr.since} (registering again after: ${rr.why}; attempt ${rr.attempts}): ${rr.error}; next try at ${rr.nextAt}`);

@@ -361,6 +361,17 @@ export async function writeModelCache(file: string, node: string, datastore: str
   return data.length;
 }
 
+/** ModelCacheWriter.status(): `podway status -o json`'s `modelCache`. */
+export interface ModelCacheWriteStatus {
+  file: string;
+  /** The last successful write (ISO time; null: none yet). */
+  lastWritten: string | null;
+  /** Writes that failed since the start. */
+  failures: number;
+  /** While the last write failed: since when, how many in a row, the last error. */
+  failing: { since: string; attempts: number; error: string } | null;
+}
+
 /**
  * Writes the applied models, at most one per `intervalMs`: the first at once, later ones when the
  * interval since the last write is up (the newest applied by then); one write at a time, its file
@@ -383,6 +394,13 @@ export class ModelCacheWriter {
   private lastWrite = 0;
   private timer: NodeJS.Timeout | null = null;
   private failing = false;
+  /** Since when writes fail, the last error and how many failed in a row (status). */
+  private failingSince: Date | null = null;
+  private lastError = '';
+  private failuresInRow = 0;
+  /** Writes that failed since the start (podway_model_cache_write_failures_total). */
+  private failures = 0;
+  private lastWritten: Date | null = null;
   private wroteOnce = false;
   private writing: Promise<void> | null = null;
   /** stop() was called: no write starts any more (its own last one aside). */
@@ -472,17 +490,35 @@ export class ModelCacheWriter {
     return p.nodeIdentity;
   }
 
+  /** What `podway status` and the metrics say of the writes: `failing` while the last write failed
+   * (ENOSPC, a read-only file system), since when, how many in a row, the last error. */
+  status(): ModelCacheWriteStatus {
+    return {
+      file: this.file,
+      lastWritten: this.lastWritten?.toISOString() ?? null,
+      failures: this.failures,
+      failing: this.failing ? { since: this.failingSince!.toISOString(), attempts: this.failuresInRow, error: this.lastError } : null,
+    };
+  }
+
   private wrote(bytes: number): void {
     if (this.failing) this.log.info(`model cache ${this.file}: written again`);
     else if (!this.wroteOnce) this.log.info(`model cache ${this.file}: written (${bytes} bytes; at most every ${this.intervalMs / 1000} s)`);
     this.wroteOnce = true;
     this.failing = false;
+    this.failingSince = null;
+    this.failuresInRow = 0;
+    this.lastWritten = new Date();
   }
 
   private failed(e: Error): void {
     // Said once until it works again: forwarding does not depend on it, a restart during a
-    // datastore outage does.
+    // datastore outage does (status and podway_model_cache_write_failing say so while it lasts).
     if (!this.failing) this.log.warn(`model cache ${this.file}: cannot write it (${e.message}); a restart while the datastore is unreachable would not forward until it is back`);
+    if (!this.failing) this.failingSince = new Date();
     this.failing = true;
+    this.failuresInRow++;
+    this.failures++;
+    this.lastError = e.message;
   }
 }

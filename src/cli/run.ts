@@ -12,7 +12,7 @@ import type { NodeDataplaneModel } from '../control';
 import { ModelSource, ModelMessage, type FirstModel, type ModelSourceBgp } from './model-source';
 import type { LearnedRoute } from '../control/route-calc';
 import type { BgpInputs } from '../control/bgp/cached-inputs';
-import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notSameNode, nodeIdentityOf, withdrawnModel, type CachedModel } from './model-cache';
+import { ModelCacheWriter, currentBootId, notThisBoot, datastoreIdentity, defaultModelCachePath, readModelCache, notSameNode, nodeIdentityOf, withdrawnModel, type CachedModel, type ModelCacheWriteStatus } from './model-cache';
 import { NodeAddressStore, readNodeEntry } from './join';
 import { joinInThread } from './join-thread';
 import type { KvEntry } from '../control/kv/kv';
@@ -396,6 +396,8 @@ export async function runNode(opts: RunOptions): Promise<void> {
   let engine: Engine | null = null;
   /** New model threads started after one died (the metric; serve() reads its ModelSource). */
   let modelThreadRestarts = (): number => 0;
+  /** The model cache writer's word (model-cache.ts ModelCacheWriter.status), once there is one. */
+  let modelCacheWrites = (): ModelCacheWriteStatus | null => null;
   /** Model threads terminated because they stopped answering (the metric). */
   let modelThreadHangs = (): number => 0;
   /** The model thread keeps dying (model-source.ts ModelThreadStatus.failing; the metric). */
@@ -429,7 +431,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const { NodeMetrics } = require('../observe/node-metrics') as typeof import('../observe/node-metrics');
     const { DataplaneCollector } = require('../observe/dataplane-metrics') as typeof import('../observe/dataplane-metrics');
     metrics = new PodwayMetrics();
-    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, workers: () => count, modelThreadRestarts: () => modelThreadRestarts(), modelThreadHangs: () => modelThreadHangs(), modelThreadFailing: () => modelThreadFailing(), cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [] });
+    nodeMetrics = new NodeMetrics({ model: () => current, ready: () => health.last?.ready ?? false, datastoreInSync: () => health.datastoreInSync, datastoreLastSync: () => health.datastoreLastSync(), workers: () => count, modelThreadRestarts: () => modelThreadRestarts(), modelThreadHangs: () => modelThreadHangs(), modelThreadFailing: () => modelThreadFailing(), cachedModel: () => onCache?.appliedAt ?? null, waitingEndpoints: () => engine?.waitingEndpoints() ?? [], modelCacheWrites: () => modelCacheWrites() });
     metrics.add(health);
     metrics.add(nodeMetrics);
     metrics.add(new DataplaneCollector(async () => {
@@ -492,7 +494,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     })();
     control = startEarlyControlServer(sock, async () => {
       const r = await health.report();
-      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReason || null, datastoreSource: specText, ready: false, notReady: r.reasons, cniConfMismatch: cniConf(), logLevel: log.level, metricsPort: opts.metricsPort ?? null, felix: felix.status() };
+      return { node: opts.node, pid: process.pid, uptimeSeconds: uptimeSeconds(), starting: phase, datastore: health.datastoreReasonSince() || null, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreSource: specText, ready: false, notReady: r.reasons, cniConfMismatch: cniConf(), logLevel: log.level, metricsPort: opts.metricsPort ?? null, felix: felix.status() };
     });
     await new Promise<void>((resolve, reject) => {
       control!.server.once('listening', resolve);
@@ -509,7 +511,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     // READY=1 with the same report /readyz answers from, looked at every second.
     notifier?.start(async () => {
       const r = await health.report();
-      if (!forwarding) return { ready: false, status: `starting: ${phase}${health.datastoreReason ? ` (${health.datastoreReason})` : ''}` };
+      if (!forwarding) return { ready: false, status: `starting: ${phase}${health.datastoreReason ? ` (${health.datastoreReasonSince()})` : ''}` };
       const more = r.reasons.length > 1 ? ` (and ${r.reasons.length - 1} more: podway status)` : '';
       return r.ready ? { ready: true, status: `ready: forwarding, ${current?.endpoints.length ?? 0} endpoints, ${current?.routes.length ?? 0} routes` } : { ready: false, status: `forwarding, not ready: ${r.reasons[0]}${more}` };
     });
@@ -538,6 +540,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
     const cacheId = datastoreIdentity(spec);
     const cacheFile = opts.modelCache === 'none' || cacheId === null ? null : opts.modelCache ?? defaultModelCachePath(opts.node);
     const cacheWriter = cacheFile && cacheId ? new ModelCacheWriter(cacheFile, opts.node, cacheId, { info: (m) => log.info(m), warn: (m) => log.warn(m) }) : null;
+    if (cacheWriter) modelCacheWrites = () => cacheWriter.status();
     const cachedReason = (why: string) => `running on the cached model from ${onCache!.appliedAt.toISOString()}: ${cacheFirst ? 'applied at start (same boot), the datastore\'s model not yet' : 'datastore unreachable'}${why ? ` (${why})` : ''}`;
     /** Not in sync, saying why; on the cache, the reason says so first (status, /readyz). */
     const datastoreDown = (why: string) => health.setDatastore(false, onCache ? cachedReason(why) : why);
@@ -1085,7 +1088,7 @@ export async function runNode(opts: RunOptions): Promise<void> {
         } : null;
         // endpoints whose interface has been missing for long: named with the cleanup (not done here)
         const staleEps = staleEndpoints(eng.waitingEndpoints(), Date.now(), opts.staleEndpointMs ?? DEFAULT_STALE_ENDPOINT_MS);
-        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
+        return { uptimeSeconds: uptimeSeconds(), ready: r.ready, notReady: r.reasons, readiness: r.checks, datastoreNotInSyncSince: r.datastoreNotInSyncSince, datastoreLastSync: r.datastoreLastSync, modelCache: modelCacheWrites(), waiting: r.waiting, staleEndpoints: staleEps, cachedModel, cniPendingDel: replayer?.status() ?? null, modelThread: source?.threadStatus() ?? null, reRegistrationFailing: registration?.status() ?? null, logLevel: log.level, metricsPort: opts.metricsPort ?? null, datastoreSource: specText, clusterGuid, datastoreLocked, datastoreRejected, etcdFences: fences?.lib.fenceTotals() ?? null, cniConfMismatch: cniConf(), felix: felix.status(), kernelRoutes: routeTable.status(), unenforcedPolicies: policies };
       },
       commands: {
         'log-level': (req) => {

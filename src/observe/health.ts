@@ -7,6 +7,7 @@
  * /readyz on the metrics port and shown by `podway status`; /livez only says the process answers.
  */
 import type { Collector } from './metrics';
+import { ageText } from '../cli/format';
 
 export interface EngineReadiness {
   /** Why an engine cannot forward ([] when it can). */
@@ -21,10 +22,32 @@ export interface ReadinessReport {
   reasons: string[];
   checks: { modelApplied: boolean; portsAttached: boolean; datastoreInSync: boolean };
   waiting: string[];
+  /** Since when the datastore has not been in sync (ISO time; null while it is): a 10 s blip and a
+   * 10 min outage told apart. */
+  datastoreNotInSyncSince: string | null;
+  /** The last moment this node's view of the datastore was known current (ISO time): now while in
+   * sync, the moment it was lost otherwise; null before the first sync. */
+  datastoreLastSync: string | null;
 }
+
+/** An ISO time to the second ("2026-12-07T03:21:07Z"): status lines read at a glance. */
+export function isoSeconds(t: Date): string {
+  return t.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** " (for 4 min 12 s, since 2026-12-07T03:21:07Z)": how long a state has lasted, for a reason line. */
+export function sinceText(since: Date, now = Date.now()): string {
+  return ` (for ${ageText((now - since.getTime()) / 1000)}, since ${isoSeconds(since)})`;
+}
+
+const iso = (t: Date | null): string | null => (t ? isoSeconds(t) : null);
 
 export class Health implements Collector {
   private datastore = { inSync: false, reason: 'waiting for the first datastore snapshot' };
+  /** When the datastore stopped being in sync (the start, before the first sync); null while it is. */
+  private notInSyncSince: Date | null = new Date();
+  /** When it was last in sync, if it is not now (null: never yet). */
+  private lastInSync: Date | null = null;
   private engines: (() => Promise<EngineReadiness[]>) | null = null;
   private tunnelGaps: readonly string[] = [];
   private bgp: (() => Promise<string[]>) | null = null;
@@ -35,7 +58,26 @@ export class Health implements Collector {
 
   /** Track the datastore: in sync, or not and why. */
   setDatastore(inSync: boolean, reason = ''): void {
+    const now = new Date();
+    if (inSync) this.notInSyncSince = null;
+    else if (this.notInSyncSince === null) {
+      // in sync until now: the outage (or rejection, or re-list) starts here, whatever its reason
+      // lines say next (each retry of an unreachable store sets a new one)
+      this.notInSyncSince = now;
+      this.lastInSync = now;
+    }
     this.datastore = { inSync, reason: inSync ? '' : reason || 'datastore not in sync' };
+  }
+
+  /** Since when the datastore has not been in sync (null while it is). */
+  get datastoreNotInSyncSince(): Date | null {
+    return this.notInSyncSince;
+  }
+
+  /** The last moment this node's view of the datastore was known current: now while in sync, the
+   * moment that ended otherwise; null before the first sync (podway_datastore_last_sync_timestamp_seconds). */
+  datastoreLastSync(now = new Date()): Date | null {
+    return this.datastore.inSync ? now : this.lastInSync;
   }
 
   get datastoreInSync(): boolean {
@@ -53,6 +95,12 @@ export class Health implements Collector {
   /** Why the datastore is not in sync ('' when it is). */
   get datastoreReason(): string {
     return this.datastore.reason;
+  }
+
+  /** The reason with how long it has lasted ("... (for 4 min 12 s, since 2026-12-07T03:21:07Z)"); '' when in sync. */
+  datastoreReasonSince(now = Date.now()): string {
+    if (this.datastore.inSync) return '';
+    return `${this.datastore.reason}${this.notInSyncSince ? sinceText(this.notInSyncSince, now) : ''}`;
   }
 
   /** With --bgp: why BGP is not ready, one line each ([] when the speaker runs and every session
@@ -97,13 +145,13 @@ export class Health implements Collector {
     }
     if (!this.datastore.inSync) {
       const cache = this.cachedModel?.() ?? null;
-      reasons.push(`datastore: ${this.datastore.reason}${cache ? `; the cached model (from ${cache.appliedAt.toISOString()}) is ${cache.age} old` : ''}`);
+      reasons.push(`datastore: ${this.datastoreReasonSince()}${cache ? `; the cached model (from ${cache.appliedAt.toISOString()}) is ${cache.age} old` : ''}`);
     }
     const thread = this.modelThread?.() ?? '';
     if (thread) reasons.push(`model thread: ${thread}`);
     for (const g of this.tunnelGaps) reasons.push(`unreachable: ${g}`);
     for (const b of bgp) reasons.push(`bgp: ${b}`);
-    const report = { ready: reasons.length === 0, reasons, checks: { modelApplied, portsAttached, datastoreInSync: this.datastore.inSync }, waiting };
+    const report = { ready: reasons.length === 0, reasons, checks: { modelApplied, portsAttached, datastoreInSync: this.datastore.inSync }, waiting, datastoreNotInSyncSince: this.notInSyncSince ? isoSeconds(this.notInSyncSince) : null, datastoreLastSync: iso(this.datastoreLastSync()) };
     this.last = report;
     return report;
   }

@@ -18,6 +18,8 @@ export interface NodeState {
   model(): NodeDataplaneModel | null;
   ready(): boolean;
   datastoreInSync(): boolean;
+  /** The last moment the node's view of the datastore was known current (now while in sync; null: never). */
+  datastoreLastSync?(): Date | null;
   workers(): number;
   /** When the cached model podway forwards on was applied (null: on the datastore's model). */
   cachedModel?(): Date | null;
@@ -27,6 +29,8 @@ export interface NodeState {
   modelThreadRestarts?(): number;
   /** Model threads terminated because they stopped answering the heartbeat. */
   modelThreadHangs?(): number;
+  /** The model cache's writes (cli/model-cache.ts; null: no cache). */
+  modelCacheWrites?(): { failures: number; failing: unknown } | null;
   /** The model thread keeps dying (not ready until a new one ran a minute). */
   modelThreadFailing?(): boolean;
 }
@@ -77,12 +81,15 @@ export class NodeMetrics implements Collector {
     snapshotGauge(reg, 'felix_cluster_num_hosts', 'Total number of Calico hosts in the cluster (Felix\'s name; podway_cluster_nodes).', [], hosts);
     snapshotGauge(reg, 'podway_ready', '1 when the node is ready to forward (see /readyz).', [], () => [[{}, this.state.ready() ? 1 : 0]]);
     snapshotGauge(reg, 'podway_datastore_in_sync', '1 while the datastore is reachable and this node\'s view of it is current.', [], () => [[{}, this.state.datastoreInSync() ? 1 : 0]]);
+    snapshotGauge(reg, 'podway_datastore_last_sync_timestamp_seconds', 'The last time this node\'s view of the datastore was known current (Unix seconds): the scrape time while in sync, the moment sync was lost while not (alert on time() minus it); 0 before the first sync.', [], () => [[{}, (this.state.datastoreLastSync?.()?.getTime() ?? 0) / 1000]]);
     snapshotGauge(reg, 'podway_model_from_cache', '1 while forwarding on the cached last-known-good model, no model of the datastore applied since the start: applied at once on a restart in the same boot, or because the datastore has not answered (podway run --model-cache).', [], () => [[{}, this.state.cachedModel?.() ? 1 : 0]]);
     snapshotGauge(reg, 'podway_cached_model_applied_timestamp_seconds', 'When the cached model forwarded on was applied by the podway that wrote it (Unix seconds; 0 when on the datastore\'s model).', [], () => [[{}, (this.state.cachedModel?.()?.getTime() ?? 0) / 1000]]);
     // A pod removed while nothing could run its CNI DEL leaves its endpoint waiting forever
     // (stale-endpoints.ts): alert on the age, not the count (a pod being wired waits a moment).
     snapshotGauge(reg, 'podway_endpoints_interface_missing', 'Local workload endpoints whose interface does not exist (waiting for it; their routes withheld).', [], () => [[{}, (this.state.waitingEndpoints?.() ?? []).filter((w) => w.missing).length]]);
     snapshotGauge(reg, 'podway_endpoint_interface_missing_oldest_seconds', 'How long the oldest local endpoint has waited for its missing interface, as this podway saw it (0: none).', [], () => [[{}, oldestMissingSeconds(this.state.waitingEndpoints?.() ?? [], Date.now())]]);
+    snapshotGauge(reg, 'podway_model_cache_write_failing', '1 while the model cache (podway run --model-cache) cannot be written (its last write failed: ENOSPC, a read-only file system): a restart during a datastore outage would not forward until the datastore is back.', [], () => [[{}, this.state.modelCacheWrites?.()?.failing ? 1 : 0]]);
+    snapshotCounter(reg, 'podway_model_cache_write_failures_total', 'Model cache writes that failed since the start.', [], () => [[{}, this.state.modelCacheWrites?.()?.failures ?? 0]]);
     snapshotCounter(reg, 'podway_model_thread_restarts_total', 'New model threads (the datastore watch and model computation) started after one died; while none runs podway_datastore_in_sync is 0 and forwarding goes on with the last good model.', [], () => [[{}, this.state.modelThreadRestarts?.() ?? 0]]);
     snapshotCounter(reg, 'podway_model_thread_hangs_total', 'Model threads terminated because they did not answer the heartbeat for 20 s (a loop or a call that never returns); each is also a death (podway_model_thread_restarts_total counts the new threads).', [], () => [[{}, this.state.modelThreadHangs?.() ?? 0]]);
     snapshotGauge(reg, 'podway_model_thread_failing', '1 while the model thread keeps dying (3 deaths, none of the threads in between running a minute after its first model, within 10 minutes): restarted at most every 30 s, the node not ready until a new one has run a minute.', [], () => [[{}, this.state.modelThreadFailing?.() ? 1 : 0]]);

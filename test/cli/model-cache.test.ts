@@ -5,7 +5,8 @@
 // model winning.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { computeNodeModel, type NodeDataplaneModel } from '../../src/control';
@@ -14,6 +15,9 @@ import { createHash } from 'node:crypto';
 import { BOOT_ID_FILE, ModelCacheWriter, MODEL_CACHE_VERSION, currentBootId, datastoreIdentity, encodeModel, nodeIdentityOf, notSameNode, notThisBoot, readModelCache, withChecksum, withdrawnModel, writeModelCache } from '../../src/cli/model-cache';
 import { bgpInputsOf } from '../../src/control/bgp/cached-inputs';
 import { until } from '../helpers/until';
+import { NodeMetrics } from '../../src/observe/node-metrics';
+import { PodwayMetrics } from '../../src/observe/metrics';
+import { parseMetrics, valueOf } from '../observe/prom-text';
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -403,6 +407,55 @@ test('a cache that cannot be written is said once (forwarding goes on)', async (
   await w.stop();
   assert.is(logs.length, 1, logs.join(' | '));
   assert.match(logs[0]!, /^WARN model cache .*: cannot write it/);
+});
+
+test('a cache on a full file system (a small tmpfs): status and the metrics say it is failing while it lasts, not only the one warning', async () => {
+  const dir = tempDir();
+  const mnt = path.join(dir, 'mnt');
+  mkdirSync(mnt);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', `opsfix2-${process.pid}`, mnt]);
+  try {
+    const logs: string[] = [];
+    const file = path.join(mnt, 'n1.model.json');
+    const w = new ModelCacheWriter(file, 'n1', DS, { info: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) }, 0);
+    const nm = new NodeMetrics({ model: () => null, ready: () => true, datastoreInSync: () => true, workers: () => 1, modelCacheWrites: () => w.status() });
+    const metrics = new PodwayMetrics({ processMetrics: false });
+    metrics.add(nm);
+    const scrape = async () => { const m = parseMetrics(await metrics.scrape()); return [valueOf(m, 'podway_model_cache_write_failing'), valueOf(m, 'podway_model_cache_write_failures_total')]; };
+    w.node(ID);
+    w.applied(model(1));
+    assert.ok(await until(() => w.status().lastWritten !== null, 5000), `written: ${logs.join(' | ')}`);
+    assert.equal(await scrape(), [0, 0]);
+    // the file system full: the next writes fail (ENOSPC), said once, counted, and failing says since when
+    let filler = 0;
+    try {
+      for (; filler < 64; filler++) writeFileSync(path.join(mnt, `fill${filler}`), Buffer.alloc(4096));
+    } catch (e) {
+      assert.is((e as NodeJS.ErrnoException).code, 'ENOSPC');
+    }
+    w.applied(model(2));
+    assert.ok(await until(() => w.status().failing !== null, 5000), `failing: ${JSON.stringify(w.status())}`);
+    w.applied(model(3));
+    assert.ok(await until(() => w.status().failures === 2, 5000), `two failures: ${JSON.stringify(w.status())}`);
+    const st = w.status();
+    assert.is(st.file, file);
+    assert.is(st.failing!.attempts, 2);
+    assert.match(st.failing!.error, /ENOSPC/);
+    assert.ok(Date.parse(st.failing!.since) <= Date.now());
+    assert.equal(await scrape(), [1, 2]);
+    assert.is(logs.filter((l) => l.startsWith('WARN')).length, 1, logs.join(' | '));
+    // room again: written, failing cleared, the failures counted on
+    for (let k = 0; k < filler; k++) rmSync(path.join(mnt, `fill${k}`), { force: true });
+    w.applied(model(4));
+    assert.ok(await until(() => w.status().failing === null, 5000), `written again: ${JSON.stringify(w.status())}`);
+    assert.equal(await scrape(), [0, 2]);
+    assert.ok(logs.some((l) => /written again/.test(l)), logs.join(' | '));
+    await w.stop();
+    const r = readModelCache(file, 'n1', DS);
+    assert.ok(r !== 'none' && !('refused' in r) && r.model.endpoints.length === 4, 'the newest model on disk');
+  } finally {
+    execFileSync('umount', [mnt]);
+  }
 });
 
 test('the datastore identity: etcd endpoints, sorted; none for local datastores', () => {

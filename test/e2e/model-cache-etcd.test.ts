@@ -120,6 +120,8 @@ test('etcd killed, node1\'s podway restarted: it forwards on its cached model wh
   // the reason (status' notReady is /readyz's reasons) says how old the cached model is, as status' cachedModel
   const reason = st.notReady!.find((r) => r.startsWith('datastore: '))!;
   assert.match(reason, new RegExp(`; the cached model \\(from ${st.cachedModel!.appliedAt.replace(/\./g, '\\.')}\\) is (\\d+ s|\\d+ min \\d+ s) old$`), reason);
+  // and for how long the datastore has been away (since the start here: never in sync)
+  assert.match(reason, /: datastore unreachable.* \(for (\d+ s|\d+ min \d+ s), since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\); the cached model/, reason);
   assert.is(st.endpoints, 2);
   // stopped while still on the cache (the datastore's start given up, nothing left running), and
   // started on it once more

@@ -180,13 +180,56 @@ test('readiness: every reason is reported, per worker, and pods waiting for thei
   assert.is(r.ready, false);
   assert.equal(r.checks, { modelApplied: true, portsAttached: false, datastoreInSync: false });
   assert.ok(r.reasons.includes('worker 1: port underlay(eth0): receive failing (recv ENETDOWN)'), r.reasons.join('; '));
-  assert.ok(r.reasons.includes('datastore: datastore unreachable: connect ECONNREFUSED'), r.reasons.join('; '));
+  assert.ok(r.reasons.some((x) => /^datastore: datastore unreachable: connect ECONNREFUSED \(for \d+ s, since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)$/.test(x)), r.reasons.join('; '));
   assert.equal(r.waiting, ['default/web: interface caliX does not exist']);
   health.setDatastore(true);
   health.setEngines(async () => [{ problems: [], waiting: ['default/web: interface caliX does not exist'] }]);
   r = await health.report();
   assert.is(r.ready, true, r.reasons.join('; '));
   assert.equal(r.reasons, []);
+});
+
+test('datastore out of sync: the reason says for how long and since when; the last sync time as a gauge', async () => {
+  const health = new Health();
+  const nm = new NodeMetrics({ model: () => null, ready: () => false, datastoreInSync: () => health.datastoreInSync, datastoreLastSync: () => health.datastoreLastSync(), workers: () => 1 });
+  const metrics = new PodwayMetrics({ processMetrics: false });
+  metrics.add(health);
+  metrics.add(nm);
+  // never in sync yet: 0, and the wait counts from the start
+  let m = parseMetrics(await metrics.scrape());
+  assert.is(valueOf(m, 'podway_datastore_last_sync_timestamp_seconds'), 0);
+  assert.ok(health.datastoreNotInSyncSince !== null);
+  health.setDatastore(true);
+  let r = await health.report();
+  assert.is(r.datastoreNotInSyncSince, null);
+  // in sync: the scrape's time
+  const before = Math.floor(Date.now() / 1000);
+  m = parseMetrics(await metrics.scrape());
+  const inSync = valueOf(m, 'podway_datastore_last_sync_timestamp_seconds');
+  assert.ok(inSync >= before && inSync <= Date.now() / 1000 + 1, `${inSync} vs ${before}`);
+  // lost: since then, whatever the following reason lines say
+  const lost = Date.now();
+  health.setDatastore(false, 'datastore unreachable: etcd http://127.0.0.1:2379: Connection dropped (keeping the last snapshot)');
+  const since = health.datastoreNotInSyncSince!;
+  assert.ok(since.getTime() >= lost && since.getTime() <= Date.now());
+  health.setDatastore(false, 'datastore unreachable (attempt 3, retrying in 4 s): Connection dropped');
+  assert.is(health.datastoreNotInSyncSince, since, 'a later reason keeps the start of the outage');
+  const iso = since.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  assert.is(health.datastoreReasonSince(since.getTime() + 252_000), `datastore unreachable (attempt 3, retrying in 4 s): Connection dropped (for 4 min 12 s, since ${iso})`);
+  r = await health.report();
+  assert.is(r.datastoreNotInSyncSince, iso);
+  assert.is(r.datastoreLastSync, iso);
+  assert.ok(r.reasons.some((x) => x.startsWith(`datastore: datastore unreachable (attempt 3, retrying in 4 s): Connection dropped (for `) && x.endsWith(`, since ${iso})`)), r.reasons.join('; '));
+  // the gauge stays at the moment sync was lost, however late the scrape
+  m = parseMetrics(await metrics.scrape());
+  assert.is(valueOf(m, 'podway_datastore_last_sync_timestamp_seconds'), since.getTime() / 1000);
+  // back: no "since", the gauge follows the clock again
+  health.setDatastore(true);
+  r = await health.report();
+  assert.is(r.datastoreNotInSyncSince, null);
+  assert.is(health.datastoreReasonSince(), '');
+  m = parseMetrics(await metrics.scrape());
+  assert.ok(valueOf(m, 'podway_datastore_last_sync_timestamp_seconds') >= since.getTime() / 1000);
 });
 
 test('node metrics: podway_routes counts the IPv6 routes too, labelled by family', async () => {

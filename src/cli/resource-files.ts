@@ -6,13 +6,12 @@
 //   pools.yaml: document 2 (IPPool default-pool): spec.cidr: expected a CIDR like 10.244.0.0/16, got "x"
 import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { unknownCalicoFields } from '../control/calico-fields';
 import { kindInfo, peekIdentity, validateResource } from '../control/calico-kinds';
 import { selectorIssues } from '../control/selector-fields';
 import { asNumberInput } from '../control/as-number';
 import { assignOrValidateWepName } from '../control/wep-name';
-import { formatIssue, SourceLocation, ValidationIssue, yamlDocValue } from '../control/snapshot';
+import { forEachYamlDocument, formatIssue, SourceLocation, ValidationIssue, yamlDocValue } from '../control/snapshot';
 import type { JsonObject } from '../control/v3-store';
 
 export interface FileResource {
@@ -52,8 +51,22 @@ export type ReadMode = 'full' | 'write' | 'identity';
 export function parseResourceText(text: string, file: string, mode: ReadMode = 'full'): FileResource[] {
   const issues: ValidationIssue[] = [];
   const out: FileResource[] = [];
-  const docs = parseAllDocuments(text);
-  const list = Array.isArray(docs) ? docs : [];
+  // Each YAML document's value (or its errors) taken as it is read, its tree let go.
+  const fromYaml: { errors: readonly { message: string }[]; toJS(): unknown }[] = [];
+  forEachYamlDocument(text, (doc) => {
+    if (doc.errors.length > 0) {
+      fromYaml.push({ errors: doc.errors.map((e) => ({ message: `invalid YAML: ${e}` })), toJS: () => null });
+      return;
+    }
+    let value: unknown;
+    let failure: unknown;
+    try {
+      value = doc.toJS();
+    } catch (e) {
+      failure = e; // an alias bomb's "Excessive alias count": yamlDocValue below names it
+    }
+    fromYaml.push({ errors: [], toJS: () => { if (failure !== undefined) throw failure; return value; } });
+  });
   const take = (given: unknown, position: { document: number; item?: number }) => {
     let raw = given;
     if (isMapping(raw) && raw.kind === 'WorkloadEndpoint') {
@@ -85,7 +98,7 @@ export function parseResourceText(text: string, file: string, mode: ReadMode = '
   };
   // Concatenated JSON values (`{...}{...}`, as `kubectl get -o json` pieces are joined), which
   // calicoctl's YAML-or-JSON decoder reads one after another, are no YAML: each is a document.
-  const jsonStream = list.some((doc) => doc.errors.length > 0) ? splitJsonStream(text) : null;
+  const jsonStream = fromYaml.some((doc) => doc.errors.length > 0) ? splitJsonStream(text) : null;
   const documents: { errors: readonly { message: string }[]; toJS(): unknown }[] = jsonStream
     ? jsonStream.map((piece) => {
         try {
@@ -95,7 +108,7 @@ export function parseResourceText(text: string, file: string, mode: ReadMode = '
           return { errors: [{ message: `invalid JSON: ${(e as Error).message}` }], toJS: () => null };
         }
       })
-    : list.map((doc) => ({ errors: doc.errors.map((e) => ({ message: `invalid YAML: ${e.message}` })), toJS: () => doc.toJS() }));
+    : fromYaml;
   documents.forEach((doc, index) => {
     const document = index + 1;
     if (doc.errors.length > 0) {

@@ -2,7 +2,7 @@
 // Errors name the file, the document (1-based, as an editor would count them, with kind and name
 // when known) and the field path, e.g.
 //   cluster.yaml: document 3 (IPPool default-pool): spec.vxlanMode: expected one of Never|Always|CrossSubnet, got "Sometimes"
-import { parseAllDocuments } from 'yaml';
+import { Composer, LineCounter, Parser, type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { IpNet, ipv6CidrProblem, netsOverlap, parseNet } from './ipam/net';
 import { cidrContainsAddr, cidrContainsCidr, cidrsOverlap, formatIPv4, IPv4Cidr, parseIPv4, parseIPv4Cidr, parseIPv4WithPrefix } from './ipv4';
@@ -141,6 +141,35 @@ export function yamlDocValue(doc: { toJS(): unknown }, file: string, document: n
   }
 }
 
+/** One document of a YAML stream: its errors (each one line: "reason at line L, column C"), its value. */
+export interface YamlDocument {
+  readonly errors: readonly string[];
+  toJS(): unknown;
+}
+
+/** yaml's wording of an error (as parseAllDocuments' prettyErrors gives it), on one line. */
+function yamlErrorText(e: YAMLError, lines: LineCounter): string {
+  // A document nested deeper than the parser's recursion can follow: say so, not JavaScript's words.
+  const reason = /Maximum call stack size exceeded/.test(e.message) ? 'nested too deeply (a collection inside a collection inside ..., beyond what can be read)' : e.message.split('\n')[0]!;
+  if (e.pos[0] === -1) return reason;
+  const { line, col } = lines.linePos(e.pos[0]);
+  return `${reason} at line ${line}, column ${col}`;
+}
+
+/**
+ * Calls `each` with every document of the YAML stream `text` in turn (index from 0), as it is read:
+ * a file of 100,000 resources is never held as 100,000 document trees at once (parseAllDocuments
+ * did, 758 MB for a 12 MB file); each tree can be let go once its value is taken.
+ */
+export function forEachYamlDocument(text: string, each: (doc: YamlDocument, index: number) => void): void {
+  const lines = new LineCounter();
+  const composer = new Composer();
+  let index = 0;
+  for (const doc of composer.compose(new Parser(lines.addNewLine).parse(text))) {
+    each({ errors: doc.errors.map((e) => yamlErrorText(e, lines)), toJS: () => doc.toJS() }, index++);
+  }
+}
+
 /**
  * Parses and validates a whole file. Throws DatastoreValidationError listing every problem found
  * (per-document problems first; cross-resource checks run only when every document is valid, so
@@ -151,15 +180,10 @@ export function parseClusterYaml(text: string, file: string): ClusterSnapshot {
   const resources: Located<CalicoResource>[] = [];
   const bgp: Located<BgpResource>[] = [];
   const policies: PolicyRef[] = [];
-  const docs = parseAllDocuments(text);
-  // parseAllDocuments returns an EmptyStream (not an array) for an empty file.
-  const docList = Array.isArray(docs) ? docs : [];
-
-  docList.forEach((doc, index) => {
+  forEachYamlDocument(text, (doc, index) => {
     const document = index + 1;
     if (doc.errors.length > 0) {
-      const first = doc.errors[0]!;
-      issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${first.message.split('\n')[0]!.replace(/:$/, '')}` });
+      issues.push({ file, location: { document }, path: '', message: `invalid YAML: ${doc.errors[0]!}` });
       return;
     }
     const value = yamlDocValue(doc, file, document, issues);
